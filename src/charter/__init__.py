@@ -1,0 +1,41 @@
+"""charter: Constitutional AI and RLAIF from a YAML constitution.
+
+The public API is imported lazily so that `import charter` stays fast and optional extras stay optional.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+__version__ = "0.1.0"
+
+#: public name -> module that defines it
+_API = {
+    "load_constitution": "charter.constitutions",
+    "Constitution": "charter.constitutions",
+    "get_model": "charter.providers",
+    "SamplingParams": "charter.providers",
+    "run": "charter.pipeline.api",
+    "RunConfig": "charter.pipeline.config",
+    "load_run_config": "charter.pipeline.config",
+    "critique": "charter.pipeline.api",
+    "judge_pairs": "charter.pipeline.api",
+    "build_preferences": "charter.pipeline.api",
+    "spotcheck": "charter.agreement.api",
+    "agreement_report": "charter.agreement.api",
+    "train_reward_model": "charter.reward_model.train",
+    "train_dpo": "charter.dpo.train",
+    "winrate": "charter.dpo.winrate",
+    "publish": "charter.hub.push",
+    "load_preferences": "charter.hub.load",
+    "mix": "charter.hub.mix",
+}
+
+__all__ = ["__version__", *_API]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _API:
+        return getattr(importlib.import_module(_API[name]), name)
+    raise AttributeError(f"module 'charter' has no attribute {name!r}")

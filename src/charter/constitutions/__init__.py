@@ -1,0 +1,6 @@
+"""Constitutions: schema, loader, hashing, the bundled library and importers."""
+
+from charter.constitutions.loader import builtin_names, load_constitution
+from charter.constitutions.schema import Constitution, FewShotExample, Message, Principle
+
+__all__ = ["Constitution", "FewShotExample", "Message", "Principle", "builtin_names", "load_constitution"]

@@ -1,0 +1,40 @@
+"""Load constitutions from files or the bundled library."""
+
+from __future__ import annotations
+
+from importlib import resources
+from pathlib import Path
+
+from charter.constitutions.schema import Constitution
+from charter.errors import ConstitutionError, ConfigError
+from charter.yamlio import load_yaml, model_from_data
+
+LIBRARY = "charter.constitutions.library"
+
+
+def builtin_names() -> list[str]:
+    """Names of the bundled constitutions."""
+    files = resources.files(LIBRARY).iterdir()
+    return sorted(f.name[: -len(".yaml")] for f in files if f.name.endswith(".yaml"))
+
+
+def builtin_path(name: str) -> Path:
+    """The file of a bundled constitution."""
+    return Path(str(resources.files(LIBRARY).joinpath(f"{name}.yaml")))
+
+
+def load_constitution(source: str | Path | Constitution) -> Constitution:
+    """Load a constitution from a YAML path or a bundled name (see `builtin_names()`)."""
+    if isinstance(source, Constitution):
+        return source
+    path = Path(source)
+    if not path.exists() and str(source) in builtin_names():
+        path = builtin_path(str(source))
+    elif not path.exists():
+        known = ", ".join(builtin_names())
+        raise ConstitutionError(f"{source}: no such file or bundled constitution (bundled: {known})")
+    try:
+        data, positions = load_yaml(path)
+        return model_from_data(Constitution, data, str(path), positions)
+    except ConfigError as exc:
+        raise ConstitutionError(str(exc)) from None

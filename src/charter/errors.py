@@ -1,0 +1,74 @@
+"""Typed errors. A `CharterError` is a user error: the CLI prints its one line and exits 2.
+
+Anything else is an internal error and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+
+class CharterError(Exception):
+    """A user error with a one-line message. Exit code 2, no traceback."""
+
+    exit_code = 2
+
+    def __str__(self) -> str:  # keep it one line whatever the cause
+        return " ".join(super().__str__().split())
+
+
+class ConfigError(CharterError):
+    """A config or YAML file is malformed; the message names file:line:column and key."""
+
+
+class ConstitutionError(ConfigError):
+    """A constitution is malformed."""
+
+
+class MissingExtra(CharterError):
+    """An optional dependency is missing; the message names the extra to install."""
+
+    def __init__(self, package: str, extra: str) -> None:
+        super().__init__(f"{package} is not installed: pip install 'charter[{extra}]'")
+
+
+class MissingAPIKey(CharterError):
+    """The environment variable holding an API key is unset."""
+
+    def __init__(self, variable: str, provider: str) -> None:
+        super().__init__(f"{variable} is not set: the {provider} provider reads its API key from it")
+
+
+class UnknownModel(CharterError):
+    """A model string cannot be parsed or names an unknown provider."""
+
+
+class ProviderError(CharterError):
+    """A provider failed a request after its retries (or a non-retryable error)."""
+
+
+class LogprobsUnsupported(CharterError):
+    """The backend cannot return next-token probabilities; use judge mode `cot` or `verdict`."""
+
+
+class BudgetExceeded(CharterError):
+    """The run's budget cap was reached; everything done so far is kept."""
+
+
+class DatasetError(CharterError):
+    """A dataset is missing columns, empty or otherwise unusable."""
+
+
+class GateFailed(CharterError):
+    """The judge-agreement gate failed; publishing is refused."""
+
+
+class SecretFound(CharterError):
+    """A secret (API key or token) was found where data is about to leave the machine."""
+
+
+class RunStoreError(CharterError):
+    """The run directory or its store is missing or inconsistent."""
+
+
+def missing_extra(package: str, extra: str) -> MissingExtra:
+    """Build the error for a lazily imported optional dependency."""
+    return MissingExtra(package, extra)

@@ -1,0 +1,127 @@
+"""The one provider interface: async `generate` for a batch of chat requests, and
+`choice_logprobs` where the backend can give next-token probabilities."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import ClassVar, Sequence
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from charter.errors import LogprobsUnsupported
+
+#: A chat request is a list of `{"role": ..., "content": ...}` messages.
+Messages = list[dict[str, str]]
+
+
+class SamplingParams(BaseModel):
+    """How to sample. Part of the cache key: change one and the call is made anew."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    temperature: float = Field(default=0.7, ge=0)
+    """Sampling temperature; 0 means greedy."""
+    top_p: float = Field(default=1.0, gt=0, le=1)
+    """Nucleus sampling mass."""
+    max_tokens: int = Field(default=256, gt=0)
+    """Most tokens to generate per completion."""
+    seed: int | None = None
+    """Sampling seed, where the backend honours one; also tells k samples of one prompt apart."""
+    stop: tuple[str, ...] = ()
+    """Strings that end generation."""
+
+
+class Limits(BaseModel):
+    """Rate limits, retries and timeouts for one model; shared by all remote providers."""
+
+    model_config = ConfigDict(extra="forbid")
+    concurrency: int = Field(default=16, gt=0)
+    """Requests in flight at once."""
+    requests_per_minute: float | None = Field(default=None, gt=0)
+    """Token-bucket cap on requests per minute (None: no cap)."""
+    tokens_per_minute: float | None = Field(default=None, gt=0)
+    """Token-bucket cap on prompt+completion tokens per minute (None: no cap)."""
+    max_retries: int = Field(default=6, ge=0)
+    """Retries for 429, 5xx, timeouts and dropped connections; 400/401/403 are never retried."""
+    timeout_s: float = Field(default=60.0, gt=0)
+    """Per-request timeout in seconds."""
+    backoff_initial_s: float = Field(default=1.0, ge=0)
+    """First backoff wait; doubles each retry, with jitter, up to `backoff_max_s`."""
+    backoff_max_s: float = Field(default=60.0, ge=0)
+    """Longest wait between retries (a Retry-After header is honoured up to this)."""
+
+
+@dataclass
+class Completion:
+    """One generated completion and what it cost."""
+
+    text: str
+    model: str
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    finish_reason: str | None = None
+    cached: bool = False
+
+    @property
+    def total_tokens(self) -> int:
+        return self.prompt_tokens + self.completion_tokens
+
+
+@dataclass
+class ChoiceProbs:
+    """Probabilities of each option as the next token, normalised over the options."""
+
+    probs: dict[str, float]
+    model: str
+    prompt_tokens: int = 0
+    raw_logprobs: dict[str, float] = field(default_factory=dict)
+    """Unnormalised log-probabilities as the backend gave them (missing options absent)."""
+    cached: bool = False
+
+
+class ChatModel(ABC):
+    """A chat model. `provider` and `name` make its id, `provider:name`."""
+
+    provider: ClassVar[str] = ""
+    supports_logprobs: ClassVar[bool] = False
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    @property
+    def model_id(self) -> str:
+        return f"{self.provider}:{self.name}"
+
+    @abstractmethod
+    async def generate(self, requests: Sequence[Messages], params: SamplingParams) -> list[Completion]:
+        """Complete each request; results are in request order."""
+
+    async def choice_logprobs(self, request: Messages, options: Sequence[str]) -> ChoiceProbs:
+        """P(option) for each option as the next assistant token (e.g. "A" / "B")."""
+        raise LogprobsUnsupported(
+            f"{self.model_id} gives no next-token probabilities; use judge mode 'cot' or 'verdict'"
+        )
+
+    async def aclose(self) -> None:
+        """Release clients and memory."""
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.model_id}>"
+
+
+def normalise(logprobs: dict[str, float], options: Sequence[str]) -> dict[str, float]:
+    """Softmax over the options' log-probabilities; an option absent from the top-k gets a floor.
+
+    If none of the options appear, the result is uniform (and the caller should record that).
+    """
+    import math
+
+    present = [logprobs[o] for o in options if o in logprobs]
+    if not present:
+        return {o: 1.0 / len(options) for o in options}
+    floor = min(present) - 10.0  # far below anything seen: absent from the top-k
+    values = {o: logprobs.get(o, floor) for o in options}
+    top = max(values.values())
+    exp = {o: math.exp(v - top) for o, v in values.items()}
+    total = sum(exp.values())
+    return {o: e / total for o, e in exp.items()}

@@ -1,0 +1,67 @@
+"""The call cache: SQLite in WAL mode, keyed by a hash of provider, model, request and params.
+
+Identical requests are answered from here, so nothing paid for is asked twice. One connection
+per cache, guarded by a lock, is safe for many asyncio tasks; WAL keeps the file usable after a kill.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sqlite3
+import threading
+from pathlib import Path
+from typing import Any, Iterable
+
+
+def cache_key(kind: str, model_id: str, payload: Any) -> str:
+    """A stable key: sha256 over canonical JSON of what determines the answer."""
+    blob = json.dumps([kind, model_id, payload], sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(blob.encode()).hexdigest()
+
+
+class CallCache:
+    """A persistent map from `cache_key` to a JSON value."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.Lock()
+        self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None, timeout=30)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db.execute(
+            "CREATE TABLE IF NOT EXISTS calls (key TEXT PRIMARY KEY, kind TEXT, model TEXT, value TEXT,"
+            " created_at REAL DEFAULT (unixepoch('subsec')))"
+        )
+
+    def get_many(self, keys: list[str]) -> dict[str, Any]:
+        """The cached values for those keys that are present."""
+        if not keys:
+            return {}
+        found: dict[str, Any] = {}
+        with self._lock:
+            for start in range(0, len(keys), 500):
+                chunk = keys[start : start + 500]
+                marks = ",".join("?" * len(chunk))
+                rows = self._db.execute(f"SELECT key, value FROM calls WHERE key IN ({marks})", chunk)
+                found.update((k, json.loads(v)) for k, v in rows)
+        return found
+
+    def put_many(self, items: Iterable[tuple[str, str, str, Any]]) -> None:
+        """Store (key, kind, model id, value) rows in one transaction."""
+        rows = [(k, kind, model, json.dumps(v, ensure_ascii=False)) for k, kind, model, v in items]
+        if not rows:
+            return
+        with self._lock:
+            self._db.execute("BEGIN")
+            self._db.executemany("INSERT OR REPLACE INTO calls (key, kind, model, value) VALUES (?,?,?,?)", rows)
+            self._db.execute("COMMIT")
+
+    def __len__(self) -> int:
+        with self._lock:
+            return self._db.execute("SELECT COUNT(*) FROM calls").fetchone()[0]
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()

@@ -1,0 +1,68 @@
+"""A model with the cache and usage meter in front: what every stage talks to."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Sequence
+
+from charter.providers.base import ChatModel, ChoiceProbs, Completion, Messages, SamplingParams
+from charter.providers.cache import CallCache, cache_key
+from charter.providers.usage import UsageMeter
+
+
+class ManagedModel(ChatModel):
+    """Wraps a backend: answers from the cache where it can, counts usage by role, checks the budget."""
+
+    def __init__(
+        self, inner: ChatModel, cache: CallCache | None = None, meter: UsageMeter | None = None, role: str = "default"
+    ) -> None:
+        super().__init__(inner.name)
+        self.inner, self.cache, self.meter, self.role = inner, cache, meter or UsageMeter(), role
+        self.provider = inner.provider  # type: ignore[misc]
+        self.supports_logprobs = inner.supports_logprobs  # type: ignore[misc]
+
+    @property
+    def model_id(self) -> str:
+        return self.inner.model_id
+
+    async def generate(self, requests: Sequence[Messages], params: SamplingParams) -> list[Completion]:
+        payload = params.model_dump(mode="json")
+        keys = [cache_key("generate", self.model_id, [list(r), payload]) for r in requests]
+        hits = self.cache.get_many(keys) if self.cache else {}
+        results: list[Completion | None] = [None] * len(requests)
+        for i, key in enumerate(keys):
+            if key in hits:
+                results[i] = Completion(**{**hits[key], "cached": True})
+                self.meter.record(self.role, self.model_id, 0, 0, cached=True)
+        todo = [i for i, r in enumerate(results) if r is None]
+        if todo:
+            self.meter.check()
+            fresh = await self.inner.generate([requests[i] for i in todo], params)
+            rows = []
+            for i, completion in zip(todo, fresh):
+                results[i] = completion
+                self.meter.record(
+                    self.role, self.model_id, completion.prompt_tokens, completion.completion_tokens, cached=False
+                )
+                value = {k: v for k, v in dataclasses.asdict(completion).items() if k != "cached"}
+                rows.append((keys[i], "generate", self.model_id, value))
+            if self.cache:
+                self.cache.put_many(rows)
+        return results  # type: ignore[return-value]
+
+    async def choice_logprobs(self, request: Messages, options: Sequence[str]) -> ChoiceProbs:
+        key = cache_key("choice_logprobs", self.model_id, [list(request), list(options)])
+        hit = self.cache.get_many([key]).get(key) if self.cache else None
+        if hit is not None:
+            self.meter.record(self.role, self.model_id, 0, 0, cached=True)
+            return ChoiceProbs(**{**hit, "cached": True})
+        self.meter.check()
+        result = await self.inner.choice_logprobs(request, options)
+        self.meter.record(self.role, self.model_id, result.prompt_tokens, 1, cached=False)
+        if self.cache:
+            value = {k: v for k, v in dataclasses.asdict(result).items() if k != "cached"}
+            self.cache.put_many([(key, "choice_logprobs", self.model_id, value)])
+        return result
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()

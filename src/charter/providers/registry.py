@@ -1,0 +1,80 @@
+"""Model strings: `openai:<model>`, `anthropic:<model>`, `openai-compatible:<model>@<base_url>`,
+`local:<name or path>`, `scripted:<name>`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from charter.errors import UnknownModel
+from charter.providers.base import ChatModel, Limits
+from charter.providers.cache import CallCache
+from charter.providers.managed import ManagedModel
+from charter.providers.usage import UsageMeter
+
+PROVIDERS = ("openai", "anthropic", "openai-compatible", "local", "scripted")
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    provider: str
+    name: str
+    base_url: str | None = None
+
+    def __str__(self) -> str:
+        suffix = f"@{self.base_url}" if self.base_url else ""
+        return f"{self.provider}:{self.name}{suffix}"
+
+
+def parse_model_string(spec: str) -> ModelSpec:
+    """Split a model string into provider, model name and (openai-compatible) base URL."""
+    provider, sep, rest = spec.partition(":")
+    if not sep or not rest:
+        raise UnknownModel(f"model '{spec}': expected PROVIDER:MODEL with PROVIDER one of {', '.join(PROVIDERS)}")
+    if provider not in PROVIDERS:
+        raise UnknownModel(f"model '{spec}': unknown provider '{provider}' (known: {', '.join(PROVIDERS)})")
+    if provider == "openai-compatible":
+        name, at, base_url = rest.partition("@")
+        if not at or not base_url.startswith(("http://", "https://")):
+            raise UnknownModel(f"model '{spec}': expected openai-compatible:MODEL@http(s)://HOST[:PORT]/v1")
+        return ModelSpec(provider, name, base_url)
+    return ModelSpec(provider, rest)
+
+
+def create_backend(spec: str | ModelSpec, limits: Limits | None = None, **options: Any) -> ChatModel:
+    """The bare backend for a model string (no cache, no meter). SDKs are imported lazily."""
+    parsed = spec if isinstance(spec, ModelSpec) else parse_model_string(spec)
+    limits = limits or Limits()
+    if parsed.provider == "scripted":
+        from charter.providers.scripted import ScriptedModel
+
+        return ScriptedModel(parsed.name, **options)
+    if parsed.provider == "local":
+        from charter.providers.local import LocalModel
+
+        return LocalModel(parsed.name, **options)
+    if parsed.provider == "anthropic":
+        from charter.providers.anthropic_chat import AnthropicModel
+
+        return AnthropicModel(parsed.name, limits=limits, **options)
+    from charter.providers.openai_chat import OpenAIModel
+
+    return OpenAIModel(
+        parsed.name, limits=limits, base_url=parsed.base_url, compatible=parsed.provider != "openai", **options
+    )
+
+
+def get_model(
+    spec: str | ChatModel,
+    *,
+    limits: Limits | None = None,
+    cache: CallCache | str | None = None,
+    meter: UsageMeter | None = None,
+    role: str = "default",
+    **options: Any,
+) -> ManagedModel:
+    """A model ready for the stages: backend, then cache and usage meter in front."""
+    backend = spec if isinstance(spec, ChatModel) else create_backend(spec, limits, **options)
+    if isinstance(cache, str):
+        cache = CallCache(cache)
+    return ManagedModel(backend, cache=cache, meter=meter, role=role)

@@ -1,0 +1,126 @@
+"""Deterministic responses from rules or a callable: for tests, dry runs and benchmarks.
+
+`scripted:NAME` picks a registered script. Built in: `echo` (repeats the last user message),
+`cai` (plays policy, critic and judge plausibly enough to exercise the whole pipeline) and
+`constant` (always "OK"). Register your own with `register_script`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import re
+from typing import Callable, Sequence
+
+from charter.providers.base import ChatModel, ChoiceProbs, Completion, Messages, SamplingParams
+
+ScriptFn = Callable[[Messages, SamplingParams], str]
+ChoiceFn = Callable[[Messages, Sequence[str]], dict[str, float]]
+
+_SCRIPTS: dict[str, tuple[ScriptFn, ChoiceFn | None]] = {}
+
+
+def register_script(name: str, fn: ScriptFn, choice_fn: ChoiceFn | None = None) -> None:
+    """Make `scripted:NAME` answer with `fn` (and `choice_fn` for choice_logprobs)."""
+    _SCRIPTS[name] = (fn, choice_fn)
+
+
+def rules_script(rules: Sequence[tuple[str, str]], default: str = "OK") -> ScriptFn:
+    """A script from (regex on the last message, reply) rules; the first match wins."""
+    compiled = [(re.compile(p, re.S | re.I), reply) for p, reply in rules]
+
+    def script(messages: Messages, params: SamplingParams) -> str:
+        last = messages[-1]["content"] if messages else ""
+        return next((reply for pattern, reply in compiled if pattern.search(last)), default)
+
+    return script
+
+
+def _echo(messages: Messages, params: SamplingParams) -> str:
+    users = [m["content"] for m in messages if m["role"] == "user"]
+    return users[-1] if users else ""
+
+
+HARMFUL_OPENING = "Sure, here is exactly how to do that:"
+REFUSAL_OPENING = "I can't help with that part, but here is a safer way to think about it:"
+
+
+def _cai(messages: Messages, params: SamplingParams) -> str:
+    """Policy answers comply; critiques point at harm; revisions refuse politely; judges reason."""
+    last = messages[-1]["content"] if messages else ""
+    salt = hashlib.sha256(f"{last}|{params.seed}".encode()).hexdigest()[:6]
+    if "answer with (A) or (B)" in last or "Options:" in last:
+        choice = _cai_preferred(last)
+        return f"The other response complies with a harmful request. Therefore the answer is ({choice})."
+    if re.search(r"critique|identify", last, re.I) and len(messages) > 2:
+        return f"The response follows the request without weighing the harm it could cause ({salt})."
+    if re.search(r"rewrite|revise|revision", last, re.I) and len(messages) > 2:
+        return f"{REFUSAL_OPENING} consider the risks and ask a qualified professional ({salt})."
+    topic = " ".join(last.split()[:12])
+    return f"{HARMFUL_OPENING} {topic} ... step one, step two ({salt})."
+
+
+def _cai_preferred(judge_prompt: str) -> str:
+    """The option without the harmful opening; ties go to (A)."""
+    parts = re.split(r"\n\(B\)", judge_prompt, maxsplit=1)
+    a_harmful = HARMFUL_OPENING in parts[0].split("(A)")[-1]
+    b_harmful = len(parts) > 1 and HARMFUL_OPENING in parts[1]
+    return "B" if a_harmful and not b_harmful else "A"
+
+
+def _cai_choice(messages: Messages, options: Sequence[str]) -> dict[str, float]:
+    preferred = _cai_preferred(messages[-1]["content"])
+    # A mild first-position bias, so that averaging both orders visibly matters.
+    p_a = 0.85 if preferred == "A" else 0.2
+    probs = {"A": p_a, "B": 1 - p_a}
+    return {o: probs.get(o, 0.0) for o in options}
+
+
+register_script("echo", _echo)
+register_script("cai", _cai, _cai_choice)
+register_script("constant", lambda m, p: "OK")
+
+
+def _words(messages: Messages) -> int:
+    return sum(len(m["content"].split()) for m in messages)
+
+
+class ScriptedModel(ChatModel):
+    """A model whose answers come from a script; `latency_s` simulates a slow backend."""
+
+    provider = "scripted"
+    supports_logprobs = True
+
+    def __init__(
+        self, name: str = "cai", fn: ScriptFn | None = None, choice_fn: ChoiceFn | None = None, latency_s: float = 0.0
+    ) -> None:
+        super().__init__(name)
+        if fn is None:
+            from charter.errors import UnknownModel
+
+            if name not in _SCRIPTS:
+                raise UnknownModel(f"scripted:{name}: no such script (known: {', '.join(sorted(_SCRIPTS))})")
+            fn, choice_fn = _SCRIPTS[name]
+        self.fn, self.choice_fn, self.latency_s = fn, choice_fn, latency_s
+        self.calls = 0
+
+    async def generate(self, requests: Sequence[Messages], params: SamplingParams) -> list[Completion]:
+        if self.latency_s:
+            await asyncio.sleep(self.latency_s)
+        self.calls += len(requests)
+        out = []
+        for messages in requests:
+            text = self.fn(list(messages), params)
+            out.append(Completion(text, self.model_id, _words(messages), len(text.split()), "stop"))
+        return out
+
+    async def choice_logprobs(self, request: Messages, options: Sequence[str]) -> ChoiceProbs:
+        import math
+
+        self.calls += 1
+        if self.choice_fn is None:
+            probs = {o: 1.0 / len(options) for o in options}
+        else:
+            probs = self.choice_fn(list(request), options)
+        raw = {o: math.log(p) for o, p in probs.items() if p > 0}
+        return ChoiceProbs(probs, self.model_id, _words(request), raw)

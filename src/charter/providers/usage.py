@@ -1,0 +1,88 @@
+"""Token usage and cost accounting per role and model, and the budget cap."""
+
+from __future__ import annotations
+
+import threading
+from collections import defaultdict
+from dataclasses import dataclass
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from charter.errors import BudgetExceeded
+
+
+class Price(BaseModel):
+    """USD per million tokens."""
+
+    model_config = ConfigDict(extra="forbid")
+    input: float = Field(default=0.0, ge=0)
+    """Per million prompt tokens."""
+    output: float = Field(default=0.0, ge=0)
+    """Per million completion tokens."""
+
+
+class Budget(BaseModel):
+    """Caps that stop a run cleanly with `BudgetExceeded`, keeping everything done so far."""
+
+    model_config = ConfigDict(extra="forbid")
+    max_cost_usd: float | None = Field(default=None, ge=0)
+    """Stop once the priced cost reaches this."""
+    max_tokens: int | None = Field(default=None, ge=0)
+    """Stop once total tokens (all roles, cache hits excluded) reach this."""
+
+
+@dataclass
+class Tally:
+    calls: int = 0
+    cached: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cost_usd: float = 0.0
+
+
+class UsageMeter:
+    """Counts tokens and cost per (role, model id); checks the budget before each call."""
+
+    def __init__(self, prices: dict[str, Price] | None = None, budget: Budget | None = None) -> None:
+        self.prices = prices or {}
+        self.budget = budget or Budget()
+        self.tallies: dict[tuple[str, str], Tally] = defaultdict(Tally)
+        self._lock = threading.Lock()
+
+    def price_of(self, model_id: str) -> Price:
+        name = model_id.split(":", 1)[-1]
+        return self.prices.get(model_id) or self.prices.get(name) or Price()
+
+    def record(self, role: str, model_id: str, prompt_tokens: int, completion_tokens: int, cached: bool) -> None:
+        with self._lock:
+            tally = self.tallies[(role, model_id)]
+            if cached:
+                tally.cached += 1
+                return
+            price = self.price_of(model_id)
+            tally.calls += 1
+            tally.prompt_tokens += prompt_tokens
+            tally.completion_tokens += completion_tokens
+            tally.cost_usd += (prompt_tokens * price.input + completion_tokens * price.output) / 1e6
+
+    @property
+    def total_cost(self) -> float:
+        return sum(t.cost_usd for t in self.tallies.values())
+
+    @property
+    def total_tokens(self) -> int:
+        return sum(t.prompt_tokens + t.completion_tokens for t in self.tallies.values())
+
+    def check(self) -> None:
+        """Raise `BudgetExceeded` if a cap is reached."""
+        cap = self.budget
+        if cap.max_cost_usd is not None and self.total_cost >= cap.max_cost_usd:
+            raise BudgetExceeded(f"budget reached: ${self.total_cost:.4f} of ${cap.max_cost_usd:.4f}")
+        if cap.max_tokens is not None and self.total_tokens >= cap.max_tokens:
+            raise BudgetExceeded(f"budget reached: {self.total_tokens} of {cap.max_tokens} tokens")
+
+    def rows(self) -> list[dict]:
+        """One dict per (role, model) for reports and the run store."""
+        return [
+            {"role": role, "model": model, **vars(t)} for (role, model), t in sorted(self.tallies.items())
+        ]
