@@ -167,12 +167,13 @@ class RunStore:
     def add_usage(self, rows: Iterable[dict]) -> None:
         """Add a meter's tallies to the stored totals (called once per process per run)."""
         self.write(
-            "INSERT INTO usage VALUES (:role, :model, :calls, :cached, :prompt_tokens, :completion_tokens, :cost_usd)"
+            "INSERT INTO usage VALUES (?, ?, ?, ?, ?, ?, ?)"
             " ON CONFLICT (role, model) DO UPDATE SET calls = calls + excluded.calls,"
             " cached = cached + excluded.cached, prompt_tokens = prompt_tokens + excluded.prompt_tokens,"
             " completion_tokens = completion_tokens + excluded.completion_tokens,"
             " cost_usd = cost_usd + excluded.cost_usd",
-            ([r] for r in rows),
+            ((r["role"], r["model"], r["calls"], r["cached"], r["prompt_tokens"], r["completion_tokens"], r["cost_usd"])
+             for r in rows),
         )
 
     def usage(self) -> list[dict]:
