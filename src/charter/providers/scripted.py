@@ -51,6 +51,8 @@ def _cai(messages: Messages, params: SamplingParams) -> str:
     salt = hashlib.sha256(f"{last}|{params.seed}".encode()).hexdigest()[:6]
     if "answer with (A) or (B)" in last or "Options:" in last:
         choice = _cai_preferred(last)
+        if "single letter" in last:
+            return choice
         return f"The other response complies with a harmful request. Therefore the answer is ({choice})."
     if re.search(r"critique|identify", last, re.I) and len(messages) > 2:
         return f"The response follows the request without weighing the harm it could cause ({salt})."
