@@ -18,7 +18,7 @@ Positions = dict[tuple, tuple[int, int]]
 
 
 def _construct(node: yaml.Node, path: tuple, positions: Positions) -> Any:
-    positions[path] = (node.start_mark.line + 1, node.start_mark.column + 1)
+    positions.setdefault(path, (node.start_mark.line + 1, node.start_mark.column + 1))
     if isinstance(node, yaml.MappingNode):
         out: dict[Any, Any] = {}
         for key_node, value_node in node.value:
@@ -33,6 +33,18 @@ def _construct(node: yaml.Node, path: tuple, positions: Positions) -> Any:
         return [_construct(item, path + (i,), positions) for i, item in enumerate(node.value)]
     loader = yaml.SafeLoader("")
     return loader.construct_object(node, deep=True)
+
+
+class LocatedValueError(ValueError):
+    """A validator error that says where, inside the value it validated, the problem is.
+
+    `loc` is relative to the validator's own location: a model validator on a constitution raises it
+    with `("principles", 3, "id")` so the error points at the fourth principle's id, not the top level.
+    """
+
+    def __init__(self, message: str, loc: tuple = ()) -> None:
+        super().__init__(message)
+        self.loc = tuple(loc)
 
 
 class _DuplicateKey(Exception):
@@ -87,6 +99,7 @@ def validation_message(exc: ValidationError, source: str, positions: Positions) 
     """The first validation error as one line: file:line:col: key: message."""
     err = exc.errors()[0]
     loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and p.startswith("function-")))
+    loc += getattr((err.get("ctx") or {}).get("error"), "loc", ())
     pos = locate(positions, loc)
     where = f"{source}:{pos[0]}:{pos[1]}" if pos else source
     msg = err["msg"]
@@ -94,6 +107,8 @@ def validation_message(exc: ValidationError, source: str, positions: Positions) 
         msg = "unknown key"
     elif err["type"] == "missing":
         msg = "required key is missing"
+    elif err["type"] == "value_error":
+        msg = msg.removeprefix("Value error, ")
     more = len(exc.errors()) - 1
     suffix = f" (and {more} more error{'s' if more > 1 else ''})" if more else ""
     return f"{where}: {dotted(loc)}: {msg}{suffix}"

@@ -7,6 +7,7 @@ from typing import Sequence
 
 from charter.providers.base import ChatModel, ChoiceProbs, Completion, Messages, SamplingParams
 from charter.providers.cache import CallCache, cache_key
+from charter.providers.coalesce import Coalescer
 from charter.providers.usage import UsageMeter
 
 
@@ -20,6 +21,28 @@ class ManagedModel(ChatModel):
         self.inner, self.cache, self.meter, self.role = inner, cache, meter or UsageMeter(), role
         self.provider = inner.provider  # type: ignore[misc]
         self.supports_logprobs = inner.supports_logprobs  # type: ignore[misc]
+        # Batch-capable backends (local models) get concurrent single calls coalesced into batches.
+        self.batch_size = int(getattr(inner, "batch_size", 1) or 1)
+        self._coalescers: dict[str, Coalescer] = {}
+
+    def _coalescer(self, key: str, run_batch) -> Coalescer:  # noqa: ANN001
+        if key not in self._coalescers:
+            self._coalescers[key] = Coalescer(run_batch, max_batch=self.batch_size * 4)
+        return self._coalescers[key]
+
+    async def _backend_generate(self, requests: list[Messages], params: SamplingParams) -> list[Completion]:
+        if self.batch_size <= 1:
+            return await self.inner.generate(requests, params)
+        batcher = self._coalescer("g:" + params.model_dump_json(), lambda batch: self.inner.generate(batch, params))
+        return await batcher.submit(requests)
+
+    async def _backend_choice(self, request: Messages, options: Sequence[str]) -> ChoiceProbs:
+        batch_fn = getattr(self.inner, "choice_logprobs_batch", None)
+        if self.batch_size <= 1 or batch_fn is None:
+            return await self.inner.choice_logprobs(request, options)
+        batcher = self._coalescer("c:" + "|".join(options), lambda batch: batch_fn(batch, list(options)))
+        [result] = await batcher.submit([request])
+        return result
 
     @property
     def model_id(self) -> str:
@@ -37,7 +60,7 @@ class ManagedModel(ChatModel):
         todo = [i for i, r in enumerate(results) if r is None]
         if todo:
             self.meter.check()
-            fresh = await self.inner.generate([requests[i] for i in todo], params)
+            fresh = await self._backend_generate([requests[i] for i in todo], params)
             rows = []
             for i, completion in zip(todo, fresh):
                 results[i] = completion
@@ -57,7 +80,7 @@ class ManagedModel(ChatModel):
             self.meter.record(self.role, self.model_id, 0, 0, cached=True)
             return ChoiceProbs(**{**hit, "cached": True})
         self.meter.check()
-        result = await self.inner.choice_logprobs(request, options)
+        result = await self._backend_choice(request, options)
         self.meter.record(self.role, self.model_id, result.prompt_tokens, 1, cached=False)
         if self.cache:
             value = {k: v for k, v in dataclasses.asdict(result).items() if k != "cached"}

@@ -48,6 +48,10 @@ class UsageMeter:
         self.budget = budget or Budget()
         self.tallies: dict[tuple[str, str], Tally] = defaultdict(Tally)
         self._lock = threading.Lock()
+        self.prior_cost = 0.0
+        """Cost spent by earlier processes of the same run (resume), counted against the budget."""
+        self.prior_tokens = 0
+        """Tokens spent by earlier processes of the same run (resume), counted against the budget."""
 
     def price_of(self, model_id: str) -> Price:
         name = model_id.split(":", 1)[-1]
@@ -76,10 +80,11 @@ class UsageMeter:
     def check(self) -> None:
         """Raise `BudgetExceeded` if a cap is reached."""
         cap = self.budget
-        if cap.max_cost_usd is not None and self.total_cost >= cap.max_cost_usd:
-            raise BudgetExceeded(f"budget reached: ${self.total_cost:.4f} of ${cap.max_cost_usd:.4f}")
-        if cap.max_tokens is not None and self.total_tokens >= cap.max_tokens:
-            raise BudgetExceeded(f"budget reached: {self.total_tokens} of {cap.max_tokens} tokens")
+        cost, tokens = self.prior_cost + self.total_cost, self.prior_tokens + self.total_tokens
+        if cap.max_cost_usd is not None and cost >= cap.max_cost_usd:
+            raise BudgetExceeded(f"budget reached: ${cost:.4f} of ${cap.max_cost_usd:.4f}; what is done is kept")
+        if cap.max_tokens is not None and tokens >= cap.max_tokens:
+            raise BudgetExceeded(f"budget reached: {tokens} of {cap.max_tokens} tokens; what is done is kept")
 
     def rows(self) -> list[dict]:
         """One dict per (role, model) for reports and the run store."""

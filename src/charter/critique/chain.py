@@ -1,0 +1,101 @@
+"""SL-CAI chains: an initial response from the policy, then rounds of critique and revision by
+the critic, each round against one principle, with the constitution's worked examples in front."""
+
+from __future__ import annotations
+
+import random
+import re
+
+from charter.constitutions.schema import Constitution, Principle
+from charter.pipeline.config import CritiqueConfig
+from charter.preference.judge import render_conversation
+from charter.providers.base import ChatModel, Messages, SamplingParams
+
+_LABEL = re.compile(r"^\s*(critique|revision|revised response|rewrite)\s*:\s*", re.I)
+
+
+def clean(text: str) -> str:
+    """Model text without a leading 'Critique:'/'Revision:' label and outer whitespace."""
+    return _LABEL.sub("", text.strip(), count=1).strip()
+
+
+def fill(template: str, prompt: Messages, response: str, critique: str, principle: Principle) -> str:
+    """A principle template with its variables filled in (unused ones are simply ignored)."""
+    return template.format(
+        prompt=render_conversation(prompt), response=response, critique=critique, principle=principle.description
+    )
+
+
+def few_shot_messages(constitution: Constitution) -> Messages:
+    """The worked examples as prior turns: conversation, critique request, critique, revision request, revision."""
+    out: Messages = []
+    for example in constitution.examples:
+        principle = constitution.principle(example.principle) if example.principle else constitution.principles[0]
+        conversation = [m.model_dump() for m in example.conversation]
+        response = conversation[-1]["content"]
+        out += conversation
+        out.append({"role": "user", "content": fill(principle.critique_request, conversation[:-1], response, "",
+                                                    principle)})
+        out.append({"role": "assistant", "content": example.critique})
+        out.append({"role": "user", "content": fill(principle.revision_request, conversation[:-1], response,
+                                                    example.critique, principle)})
+        out.append({"role": "assistant", "content": example.revision})
+    return out
+
+
+def round_principles(constitution: Constitution, config: CritiqueConfig, prompt_id: str, seed: int) -> list[str]:
+    """One principle id per round: the fixed list cycled, or sampled by weight with a per-prompt seed."""
+    if config.principles:
+        return [config.principles[i % len(config.principles)] for i in range(config.rounds)]
+    rng = random.Random(f"{seed}:{prompt_id}:critique")
+    weights = [p.weight for p in constitution.principles]
+    return [rng.choices(constitution.principles, weights=weights)[0].id for _ in range(config.rounds)]
+
+
+def policy_messages(constitution: Constitution, prompt: Messages) -> Messages:
+    """The prompt as the policy sees it: the constitution's system prompt first, unless the prompt has one."""
+    if constitution.system_prompt and not any(m["role"] == "system" for m in prompt):
+        return [{"role": "system", "content": constitution.system_prompt}, *prompt]
+    return list(prompt)
+
+
+async def initial_response(policy: ChatModel, constitution: Constitution, prompt: Messages,
+                           params: SamplingParams) -> tuple[str, int, int]:
+    [completion] = await policy.generate([policy_messages(constitution, prompt)], params)
+    return completion.text.strip(), completion.prompt_tokens, completion.completion_tokens
+
+
+async def run_chain(
+    policy: ChatModel, critic: ChatModel, constitution: Constitution, prompt_id: str, prompt: Messages,
+    config: CritiqueConfig, policy_params: SamplingParams, critic_params: SamplingParams, seed: int,
+) -> dict:
+    """One prompt's chain record: initial response, every round's critique and revision, the final text."""
+    response, prompt_tokens, completion_tokens = await initial_response(policy, constitution, prompt, policy_params)
+    initial = response
+    shots = few_shot_messages(constitution) if config.few_shot else []
+    conversation = [m for m in prompt if m["role"] != "system"]
+    rounds = []
+    for principle_id in round_principles(constitution, config, prompt_id, seed):
+        principle = constitution.principle(principle_id)
+        history = shots + conversation + [{"role": "assistant", "content": response}]
+        ask_critique = history + [{"role": "user", "content": fill(principle.critique_request, conversation,
+                                                                    response, "", principle)}]
+        [critique] = await critic.generate([ask_critique], critic_params)
+        ask_revision = ask_critique + [
+            {"role": "assistant", "content": critique.text},
+            {"role": "user", "content": fill(principle.revision_request, conversation, response,
+                                             clean(critique.text), principle)},
+        ]
+        [revision] = await critic.generate([ask_revision], critic_params)
+        revised = clean(revision.text) or response  # an empty revision keeps the response (recorded below)
+        rounds.append({"principle_id": principle_id, "critique": clean(critique.text), "revision": revised,
+                       "empty_revision": not clean(revision.text)})
+        prompt_tokens += critique.prompt_tokens + revision.prompt_tokens
+        completion_tokens += critique.completion_tokens + revision.completion_tokens
+        response = revised
+    return {
+        "prompt_id": prompt_id, "prompt": prompt, "initial": initial, "rounds": rounds, "final": response,
+        "principle_ids": [r["principle_id"] for r in rounds],
+        "policy_model": policy.model_id, "critic_model": critic.model_id,
+        "prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
+    }

@@ -1,0 +1,1 @@
+"""Run config, run store, stage orchestration, resume and the report."""

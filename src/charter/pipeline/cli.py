@@ -1,0 +1,50 @@
+"""`charter run` and `charter status`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+
+def register(app: typer.Typer) -> None:
+    app.command("run")(run_command)
+    app.command("status")(status_command)
+
+
+def run_command(
+    config: Path = typer.Argument(..., help="Run config YAML."),
+    set_: Optional[list[str]] = typer.Option(None, "--set", help="Override a config key: key.sub=value (repeatable)."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Check config, constitution, prompts and credentials only."),
+) -> None:
+    """Run (or resume) a pipeline from a YAML config."""
+    from charter.pipeline.config import load_run_config
+    from charter.pipeline.prompts import load_prompts
+    from charter.pipeline.run import Runner, check_credentials, run
+    from charter.progress import console
+
+    cfg = load_run_config(config, set_)
+    if dry_run:
+        runner = Runner(cfg, str(config))
+        check_credentials(cfg)
+        prompts = load_prompts(cfg.prompts)
+        console.print(f"[green]ok[/green] {config}: constitution {runner.constitution.name} "
+                      f"({runner.constitution.short_hash}), {len(prompts.rows)} prompts, stages {', '.join(cfg.stages)}, "
+                      f"policy {cfg.policy.model}, critic {cfg.critic_role.model}, judge {cfg.judge.model}")
+        return
+    result = run(cfg, str(config))
+    c = result.counts
+    console.print(f"[bold green]done[/bold green]: {c.get('chains', 0)} chains, {c.get('judged', 0)} judged pairs, "
+                  f"{c.get('preferences', 0)} preference rows ({c.get('judge_failures', 0)} judge failures)")
+    console.print(f"  preferences: {result.preferences}")
+    console.print(f"  sft:         {result.sft}")
+    if result.report:
+        console.print(f"  report:      {result.report}")
+
+
+def status_command(run_dir: Path = typer.Argument(..., help="A run directory.")) -> None:
+    """Stage progress, counts, failures, tokens and cost of a run."""
+    from charter.pipeline.status import print_status
+
+    print_status(run_dir)

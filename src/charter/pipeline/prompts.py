@@ -1,0 +1,155 @@
+"""Load prompts from a file, a Hugging Face dataset, the bundled set or the config itself."""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import random
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator
+
+from charter.errors import ConfigError
+from charter.pipeline.config import PromptsConfig
+
+CHARS_PER_TOKEN = 4
+
+
+@dataclass
+class PromptSet:
+    """Prompts ready for the stages, and what was left out on the way."""
+
+    rows: list[tuple[str, list[dict], str]] = field(default_factory=list)  # (prompt_id, messages, source)
+    counts: dict[str, int] = field(default_factory=dict)
+
+
+def prompt_id(messages: list[dict]) -> str:
+    """A stable id from the prompt's content."""
+    blob = json.dumps(messages, sort_keys=True, ensure_ascii=False)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def _read_jsonl(path: Path) -> Iterator[tuple[int, dict]]:
+    with path.open(encoding="utf-8") as handle:
+        for line_no, line in enumerate(handle, 1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise ConfigError(f"{path}:{line_no}:{exc.colno}: invalid JSON: {exc.msg}") from None
+            if not isinstance(row, dict):
+                raise ConfigError(f"{path}:{line_no}:1: expected a JSON object per line")
+            yield line_no, row
+
+
+def _read_file(path: Path) -> Iterator[tuple[int, dict]]:
+    if not path.exists():
+        raise ConfigError(f"{path}: prompt file not found")
+    suffix = path.suffix.lower()
+    if suffix in (".jsonl", ".json"):
+        yield from _read_jsonl(path)
+    elif suffix == ".csv":
+        with path.open(encoding="utf-8", newline="") as handle:
+            for line_no, row in enumerate(csv.DictReader(handle), 2):
+                yield line_no, row
+    elif suffix == ".parquet":
+        import pyarrow.parquet as pq
+
+        for index, row in enumerate(pq.read_table(path).to_pylist(), 1):
+            yield index, row
+    else:
+        raise ConfigError(f"{path}: unsupported prompt file type '{suffix}' (use .jsonl, .csv or .parquet)")
+
+
+def _read_hf(config: PromptsConfig) -> Iterator[tuple[int, dict]]:
+    try:
+        import datasets
+    except ImportError:
+        from charter.errors import MissingExtra
+
+        raise MissingExtra("datasets", "hub") from None
+    data = datasets.load_dataset(config.hf_dataset, config.hf_config, split=config.split)
+    for index, row in enumerate(data, 1):
+        yield index, dict(row)
+
+
+def to_messages(value: Any, where: str) -> list[dict] | None:
+    """A prompt value as chat messages; None for an empty prompt."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        return [{"role": "user", "content": value}] if value.strip() else None
+    if isinstance(value, list):
+        messages = []
+        for i, message in enumerate(value):
+            if hasattr(message, "model_dump"):
+                message = message.model_dump()
+            if not isinstance(message, dict) or "role" not in message or "content" not in message:
+                raise ConfigError(f"{where}: message {i} needs 'role' and 'content'")
+            if message["role"] not in ("system", "user", "assistant"):
+                raise ConfigError(f"{where}: message {i} has unknown role '{message['role']}'")
+            messages.append({"role": message["role"], "content": str(message["content"])})
+        if not messages or not any(m["role"] == "user" and m["content"].strip() for m in messages):
+            return None
+        return messages
+    raise ConfigError(f"{where}: a prompt must be a string or a list of messages, not {type(value).__name__}")
+
+
+def _truncate(messages: list[dict], max_chars: int) -> list[dict]:
+    """Keep the start of the last user message so the whole prompt fits `max_chars`."""
+    others = sum(len(m["content"]) for m in messages[:-1])
+    keep = max(max_chars - others, 0)
+    return messages[:-1] + [{**messages[-1], "content": messages[-1]["content"][:keep]}]
+
+
+def load_prompts(config: PromptsConfig) -> PromptSet:
+    """Read, normalise, shuffle and limit prompts; empty and too-long prompts are counted."""
+    if config.inline is not None:
+        source, rows = "inline", ((i, {config.column: v}) for i, v in enumerate(config.inline, 1))
+    elif config.bundled:
+        from charter.data import bundled_prompts_path
+
+        path = bundled_prompts_path()
+        source, rows = "bundled", _read_file(path)
+    elif config.hf_dataset:
+        source, rows = f"hf:{config.hf_dataset}", _read_hf(config)
+    else:
+        source, rows = str(config.path), _read_file(Path(str(config.path)))
+    out = PromptSet(counts={"prompts_total": 0, "prompts_empty": 0, "prompts_too_long": 0,
+                            "prompts_truncated": 0, "prompts_skipped_too_long": 0, "prompts_duplicate": 0})
+    seen: set[str] = set()
+    collected: list[tuple[str, list[dict], str]] = []
+    for line_no, row in rows:
+        out.counts["prompts_total"] += 1
+        value = row.get(config.column)
+        if value is None and config.column == "prompt":
+            value = row.get("messages")
+        where = f"{source}:{line_no}"
+        if value is None and config.column not in row and "messages" not in row:
+            raise ConfigError(f"{where}: no '{config.column}' column (columns: {', '.join(sorted(row))})")
+        messages = to_messages(value, where)
+        if messages is None:
+            out.counts["prompts_empty"] += 1
+            continue
+        if config.max_prompt_tokens:
+            max_chars = config.max_prompt_tokens * CHARS_PER_TOKEN
+            if sum(len(m["content"]) for m in messages) > max_chars:
+                out.counts["prompts_too_long"] += 1
+                if config.too_long == "skip":
+                    out.counts["prompts_skipped_too_long"] += 1
+                    continue
+                out.counts["prompts_truncated"] += 1
+                messages = _truncate(messages, max_chars)
+        pid = prompt_id(messages)
+        if pid in seen:
+            out.counts["prompts_duplicate"] += 1
+            continue
+        seen.add(pid)
+        collected.append((pid, messages, source))
+    if config.shuffle:
+        random.Random(config.seed).shuffle(collected)
+    out.rows = collected[: config.limit] if config.limit else collected
+    out.counts["prompts_used"] = len(out.rows)
+    return out
