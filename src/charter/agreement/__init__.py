@@ -1,0 +1,1 @@
+"""Human-agreement spot checks: sampling, labels, the labeling page, statistics, calibration, the gate."""

@@ -1,0 +1,129 @@
+"""Calibrating the judge's P(A preferred) to human labels: Platt or temperature scaling, or isotonic.
+
+The fitted map is applied to the dataset's `p_chosen` (via the pair's p_a) and written to
+`p_chosen_calibrated`; the confidence filter is then re-applied on the calibrated values.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Callable
+
+import numpy as np
+
+Calibrator = Callable[[np.ndarray], np.ndarray]
+EPS = 1e-6
+
+
+def logit(p: np.ndarray) -> np.ndarray:
+    p = np.clip(np.asarray(p, dtype=float), EPS, 1 - EPS)
+    return np.log(p / (1 - p))
+
+
+def sigmoid(x: np.ndarray) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-x))
+
+
+def fit_platt(p: np.ndarray, y: np.ndarray) -> Calibrator:
+    """Platt scaling: logistic regression of the human label on logit(p) (slope and intercept)."""
+    from sklearn.linear_model import LogisticRegression
+
+    model = LogisticRegression(C=1e6, max_iter=1000).fit(logit(p)[:, None], y)
+    return lambda q: model.predict_proba(logit(q)[:, None])[:, 1]
+
+
+def fit_temperature(p: np.ndarray, y: np.ndarray) -> Calibrator:
+    """Temperature scaling: sigmoid(logit(p) / T), T fitted by maximum likelihood (keeps P(A) = 1 - P(B))."""
+    from scipy.optimize import minimize_scalar
+
+    z = logit(p)
+
+    def nll(log_t: float) -> float:
+        q = np.clip(sigmoid(z / math.exp(log_t)), EPS, 1 - EPS)
+        return float(-np.mean(y * np.log(q) + (1 - y) * np.log(1 - q)))
+
+    t = math.exp(minimize_scalar(nll, bounds=(-5, 5), method="bounded").x)
+    calibrator = lambda q: sigmoid(logit(q) / t)  # noqa: E731
+    calibrator.temperature = t  # type: ignore[attr-defined]
+    return calibrator
+
+
+def fit_isotonic(p: np.ndarray, y: np.ndarray) -> Calibrator:
+    """Isotonic regression of the human label on p (monotone, non-parametric)."""
+    from sklearn.isotonic import IsotonicRegression
+
+    model = IsotonicRegression(y_min=0.0, y_max=1.0, out_of_bounds="clip").fit(p, y)
+    return lambda q: model.predict(np.asarray(q, dtype=float))
+
+
+FITTERS = {"platt": fit_platt, "temperature": fit_temperature, "isotonic": fit_isotonic}
+
+
+def fit(method: str, p: np.ndarray, y: np.ndarray) -> Calibrator:
+    """A calibrator from judge probabilities p = P(A) and human labels y (1: A preferred)."""
+    return FITTERS[method](np.asarray(p, dtype=float), np.asarray(y, dtype=float))
+
+
+def ece(p: np.ndarray, y: np.ndarray, bins: int = 10) -> float:
+    """Expected calibration error: bin P(A) in equal-width bins, weight |mean p - share of A| by bin size."""
+    p, y = np.asarray(p, dtype=float), np.asarray(y, dtype=float)
+    if not len(p):
+        return math.nan
+    idx = np.minimum((p * bins).astype(int), bins - 1)
+    total = 0.0
+    for b in range(bins):
+        mask = idx == b
+        if mask.any():
+            total += mask.sum() * abs(p[mask].mean() - y[mask].mean())
+    return float(total / len(p))
+
+
+def cross_fitted(method: str, p: np.ndarray, y: np.ndarray, groups: np.ndarray, folds: int = 5) -> np.ndarray | None:
+    """Out-of-fold calibrated probabilities (grouped by pair), for an honest 'after' ECE; None if too few."""
+    from sklearn.model_selection import GroupKFold
+
+    k = min(folds, len(set(groups.tolist())))
+    if k < 2:
+        return None
+    out = np.empty(len(p))
+    for train, test in GroupKFold(n_splits=k).split(p, y, groups):
+        if len(set(y[train].tolist())) < 2:
+            return None
+        out[test] = fit(method, p[train], y[train])(p[test])
+    return out
+
+
+def reliability_points(p: np.ndarray, y: np.ndarray, bins: int) -> tuple[list[float], list[float], list[int]]:
+    """(mean predicted, observed share, count) per non-empty bin."""
+    idx = np.minimum((np.asarray(p) * bins).astype(int), bins - 1)
+    xs, ys, ns = [], [], []
+    for b in range(bins):
+        mask = idx == b
+        if mask.any():
+            xs.append(float(np.mean(p[mask])))
+            ys.append(float(np.mean(y[mask])))
+            ns.append(int(mask.sum()))
+    return xs, ys, ns
+
+
+def reliability_diagram(path: str, p: np.ndarray, calibrated: np.ndarray, y: np.ndarray, bins: int,
+                        title: str) -> None:
+    """Write a reliability diagram (before and after) as a PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5, 5), dpi=100)
+    ax.plot([0, 1], [0, 1], color="grey", linestyle="--", linewidth=1, label="perfect")
+    for probs, name, marker in ((p, "judge", "o"), (calibrated, "calibrated", "s")):
+        xs, ys, ns = reliability_points(np.asarray(probs), y, bins)
+        ax.plot(xs, ys, marker=marker, label=f"{name} (ECE {ece(probs, y, bins):.3f})")
+        for x, yy, n in zip(xs, ys, ns):
+            ax.annotate(str(n), (x, yy), textcoords="offset points", xytext=(4, -10), fontsize=7)
+    ax.set(xlim=(0, 1), ylim=(0, 1), xlabel="judge P(A preferred)", ylabel="share of humans preferring A",
+           title=title)
+    ax.legend(loc="upper left", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)

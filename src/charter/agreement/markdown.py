@@ -1,0 +1,87 @@
+"""Render an agreement summary as Markdown (report/agreement.md) and as a rich table."""
+
+from __future__ import annotations
+
+from typing import Any
+
+FIGURES = (("agreement", "agreement (no ties)"), ("agreement_with_ties", "agreement (with ties)"),
+           ("kappa", "Cohen's kappa (no ties)"), ("kappa_with_ties", "Cohen's kappa (with ties)"))
+
+
+def fmt(fig: dict | None) -> str:
+    """'0.740 [0.610, 0.850] (n=50)' or 'n/a'."""
+    if not fig or fig.get("value") is None:
+        return f"n/a (n={fig.get('n', 0) if fig else 0})"
+    ci = fig.get("ci")
+    interval = f" [{ci[0]:.3f}, {ci[1]:.3f}]" if ci else ""
+    return f"{fig['value']:.3f}{interval} (n={fig['n']})"
+
+
+def main_rows(summary: dict[str, Any]) -> list[tuple[str, str, str, str, str]]:
+    """(figure, judge, longer wins, first shown wins, human-human) rows."""
+    base = summary["baselines"]
+    hh = summary.get("human_human") or {}
+    rows = []
+    for key, name in FIGURES:
+        rows.append((name, fmt(summary["judge_vs_human"][key]), fmt(base["longer_wins"][key]),
+                     fmt(base["first_shown_wins"][key]), fmt(hh.get(key)) if hh and key in hh else "—"))
+    if hh:
+        rows.append(("Krippendorff's alpha (humans)", "—", "—", "—", fmt(hh.get("krippendorff_alpha"))))
+    return rows
+
+
+def to_markdown(summary: dict[str, Any]) -> str:
+    """The agreement report page."""
+    pc = summary["position_consistency"]
+    lines = [
+        "# Judge / human agreement", "",
+        f"{summary['labels']} labels ({summary['skips']} skipped) on {summary['labeled_pairs']} of "
+        f"{summary['sampled_pairs']} sampled pairs by {', '.join(summary['annotators']) or 'nobody'}. "
+        f"95% intervals: {summary['bootstrap']['samples']} bootstrap resamples of pairs, seed "
+        f"{summary['bootstrap']['seed']}.", "",
+        "| figure | judge vs human | longer wins vs human | first shown wins vs human | human vs human |",
+        "|---|---|---|---|---|",
+    ]
+    lines += [f"| {' | '.join(row)} |" for row in main_rows(summary)]
+    rate = "n/a" if pc["rate"] is None else f"{pc['rate']:.3f}"
+    lines += ["", f"Judge position consistency on these pairs: {rate} (n={pc['n']}).", ""]
+    for key, title in (("by_principle", "principle"), ("by_confidence", "judge confidence bucket")):
+        lines += [f"## By {title}", "", f"| {title} | labels | agreement (no ties) | kappa (no ties) |",
+                  "|---|---|---|---|"]
+        lines += [f"| {g} | {v['labels']} | {fmt(v['agreement'])} | {fmt(v['kappa'])} |"
+                  for g, v in summary[key].items()]
+        lines.append("")
+    lines += calibration_markdown(summary.get("calibration"))
+    return "\n".join(lines) + "\n"
+
+
+def calibration_markdown(cal: dict | None) -> list[str]:
+    if not cal:
+        return []
+    lines = ["## Calibration", ""]
+    if cal.get("skipped"):
+        return lines + [f"Not fitted: {cal['skipped']}", ""]
+    lines += [
+        f"Method: {cal['method']} on {cal['labels']} decisive labels. ECE before {cal['ece_before']:.3f}, "
+        f"after {cal['ece_after']:.3f} (in-sample)"
+        + (f", {cal['ece_after_cv']:.3f} (cross-fitted)" if cal.get("ece_after_cv") is not None else "") + ".",
+        "", "![reliability diagram](reliability.png)", "",
+    ]
+    ds = cal.get("dataset") or {}
+    if ds:
+        lines += [f"Dataset: {ds.get('rows', 0)} rows, {ds.get('dropped_low_confidence', 0)} dropped by the "
+                  f"confidence filter (min {ds.get('min_confidence')}) on calibrated values, {ds.get('kept', 0)} kept.",
+                  ""]
+    return lines
+
+
+def rich_table(summary: dict[str, Any]) -> Any:
+    """The headline figures as a rich Table."""
+    from rich.table import Table
+
+    table = Table(title=f"judge / human agreement ({summary['labels']} labels, {summary['labeled_pairs']} pairs)")
+    for col in ("figure", "judge", "longer wins", "first shown wins", "human-human"):
+        table.add_column(col)
+    for row in main_rows(summary):
+        table.add_row(*row)
+    return table

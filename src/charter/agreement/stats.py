@@ -1,0 +1,168 @@
+"""Agreement statistics with 95% bootstrap intervals: raw agreement, Cohen's kappa (scikit-learn),
+Krippendorff's alpha (`krippendorff`). Labels are coded a=0, b=1, tie=2.
+
+Intervals resample pairs (not single labels), so several annotators on one pair count as one cluster.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from typing import Callable, Sequence
+
+import numpy as np
+
+CODES = {"a": 0, "b": 1, "tie": 2}
+TIE = 2
+Figure = dict  # {"value": float | None, "ci": [low, high] | None, "n": int}
+
+
+def _finite(value: float) -> float | None:
+    return float(value) if value is not None and math.isfinite(value) else None
+
+
+def decisive(h: np.ndarray, j: np.ndarray) -> np.ndarray:
+    """Mask of observations where neither side says tie."""
+    return (h != TIE) & (j != TIE)
+
+
+def agreement(h: np.ndarray, j: np.ndarray, ties: bool = False) -> float:
+    """Share of observations where both sides pick the same; without ties, both-decisive ones only."""
+    if not ties:
+        keep = decisive(h, j)
+        h, j = h[keep], j[keep]
+    return float(np.mean(h == j)) if len(h) else math.nan
+
+
+def kappa_fast(h: np.ndarray, j: np.ndarray, ties: bool = False) -> float:
+    """Cohen's kappa from a confusion matrix (numpy, for the bootstrap; equals scikit-learn's)."""
+    if not ties:
+        keep = decisive(h, j)
+        h, j = h[keep], j[keep]
+    if not len(h):
+        return math.nan
+    m = np.bincount(h * 3 + j, minlength=9).reshape(3, 3) / len(h)
+    po, pe = np.trace(m), float(m.sum(1) @ m.sum(0))
+    return (po - pe) / (1 - pe) if pe < 1 else math.nan
+
+
+def kappa(h: np.ndarray, j: np.ndarray, ties: bool = False) -> float:
+    """Cohen's kappa (scikit-learn); NaN when undefined (a single category on both sides, or no data)."""
+    from sklearn.metrics import cohen_kappa_score
+
+    if not ties:
+        keep = decisive(h, j)
+        h, j = h[keep], j[keep]
+    if not len(h):
+        return math.nan
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return float(cohen_kappa_score(h, j, labels=[0, 1, 2]))
+
+
+def krippendorff_alpha(matrix: np.ndarray, level: str = "nominal", domain: Sequence | None = None) -> float:
+    """Krippendorff's alpha for a raters x units matrix (NaN = not rated); NaN when undefined."""
+    import krippendorff
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return float(krippendorff.alpha(reliability_data=matrix, level_of_measurement=level, value_domain=domain))
+    except (ValueError, ZeroDivisionError):
+        return math.nan
+
+
+def cluster_bootstrap(stat: Callable[[np.ndarray], float], clusters: np.ndarray, samples: int,
+                      seed: int) -> list[float] | None:
+    """95% percentile interval of `stat(indices)` over resamples of clusters (pair ids), seeded."""
+    ids, inverse = np.unique(clusters, return_inverse=True)
+    if len(ids) < 2:
+        return None
+    members = [np.flatnonzero(inverse == k) for k in range(len(ids))]
+    rng = np.random.default_rng(seed)
+    values = []
+    for _ in range(samples):
+        picks = rng.integers(0, len(ids), len(ids))
+        value = stat(np.concatenate([members[p] for p in picks]))
+        if math.isfinite(value):
+            values.append(value)
+    if len(values) < samples / 2:  # the figure is undefined on most resamples: no honest interval
+        return None
+    low, high = np.percentile(values, [2.5, 97.5])
+    return [float(low), float(high)]
+
+
+def figure(point: float, stat: Callable[[np.ndarray], float], clusters: np.ndarray, n: int,
+           samples: int, seed: int) -> Figure:
+    """A point estimate with its bootstrap interval and the number of observations it rests on."""
+    value = _finite(point)
+    ci = cluster_bootstrap(stat, clusters, samples, seed) if value is not None else None
+    return {"value": value, "ci": ci, "n": int(n)}
+
+
+def pairwise_figures(h: np.ndarray, j: np.ndarray, clusters: np.ndarray, samples: int, seed: int) -> dict:
+    """Agreement and kappa, with and without ties, of two label arrays (one entry per observation)."""
+    n_dec = int(decisive(h, j).sum())
+    return {
+        "agreement": figure(agreement(h, j), lambda i: agreement(h[i], j[i]), clusters, n_dec, samples, seed),
+        "agreement_with_ties": figure(agreement(h, j, True), lambda i: agreement(h[i], j[i], True),
+                                      clusters, len(h), samples, seed),
+        "kappa": figure(kappa(h, j), lambda i: kappa_fast(h[i], j[i]), clusters, n_dec, samples, seed),
+        "kappa_with_ties": figure(kappa(h, j, True), lambda i: kappa_fast(h[i], j[i], True),
+                                  clusters, len(h), samples, seed),
+    }
+
+
+def rater_matrix(labels: dict[str, dict[str, int]]) -> tuple[np.ndarray, list[str]]:
+    """annotator -> {unit: code} as a raters x units float matrix (NaN = missing) and the unit ids."""
+    units = sorted({u for per in labels.values() for u in per})
+    raters = sorted(labels)
+    matrix = np.full((len(raters), len(units)), np.nan)
+    col = {u: k for k, u in enumerate(units)}
+    for r, rater in enumerate(raters):
+        for unit, code in labels[rater].items():
+            matrix[r, col[unit]] = code
+    return matrix, units
+
+
+def alpha_figure(matrix: np.ndarray, level: str, samples: int, seed: int, domain: Sequence | None = None) -> Figure:
+    """Krippendorff's alpha with a bootstrap over units (columns)."""
+    pairable = int((np.sum(~np.isnan(matrix), axis=0) >= 2).sum())
+    point = krippendorff_alpha(matrix, level, domain)
+    stat = lambda i: krippendorff_alpha(matrix[:, i], level, domain)  # noqa: E731
+    return figure(point, stat, np.arange(matrix.shape[1]), pairable, samples, seed)
+
+
+def human_pairs(labels: dict[str, dict[str, int]]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Every (annotator, annotator) comparison on a shared unit: labels x, y and the unit ids."""
+    raters = sorted(labels)
+    xs, ys, units = [], [], []
+    for i, r1 in enumerate(raters):
+        for r2 in raters[i + 1:]:
+            for unit in sorted(set(labels[r1]) & set(labels[r2])):
+                xs.append(labels[r1][unit])
+                ys.append(labels[r2][unit])
+                units.append(unit)
+    return np.array(xs, dtype=int), np.array(ys, dtype=int), np.array(units, dtype=object)
+
+
+def human_human(labels: dict[str, dict[str, int]], samples: int, seed: int) -> dict | None:
+    """Human-human agreement (pairwise over annotators) and Krippendorff's alpha; None with < 2 annotators."""
+    if len(labels) < 2:
+        return None
+    x, y, units = human_pairs(labels)
+    if not len(x):
+        return {"comparisons": 0, "agreement": _empty(), "agreement_with_ties": _empty(),
+                "krippendorff_alpha": _empty()}
+    matrix, _ = rater_matrix(labels)
+    figures = pairwise_figures(x, y, units.astype(str), samples, seed)
+    return {
+        "comparisons": int(len(x)),
+        "agreement": figures["agreement"],
+        "agreement_with_ties": figures["agreement_with_ties"],
+        "krippendorff_alpha": alpha_figure(matrix, "nominal", samples, seed, domain=[0, 1, 2]),
+    }
+
+
+def _empty() -> Figure:
+    return {"value": None, "ci": None, "n": 0}
