@@ -9,6 +9,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from charter.yamlio import LocatedValueError
+
 #: Variables a principle's templates may use, filled in by the critique and judge stages.
 TEMPLATE_VARIABLES = frozenset({"prompt", "response", "critique", "principle"})
 
@@ -105,14 +107,15 @@ class Constitution(BaseModel):
     @model_validator(mode="after")
     def _unique_ids(self) -> "Constitution":
         seen: set[str] = set()
-        for principle in self.principles:
+        for index, principle in enumerate(self.principles):
             if principle.id in seen:
-                raise ValueError(f"duplicate principle id '{principle.id}'")
+                raise LocatedValueError(f"duplicate principle id '{principle.id}'", ("principles", index, "id"))
             seen.add(principle.id)
         ids = seen
-        for example in self.examples:
+        for index, example in enumerate(self.examples):
             if example.principle and example.principle not in ids:
-                raise ValueError(f"example names unknown principle '{example.principle}'")
+                where = ("examples", index, "principle")
+                raise LocatedValueError(f"example names unknown principle '{example.principle}'", where)
         return self
 
     @property
