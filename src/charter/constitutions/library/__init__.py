@@ -1,0 +1,1 @@
+"""The bundled constitutions, one YAML file each; `charter constitutions list` shows them."""
