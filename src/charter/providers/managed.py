@@ -51,7 +51,7 @@ class ManagedModel(ChatModel):
     async def generate(self, requests: Sequence[Messages], params: SamplingParams) -> list[Completion]:
         payload = params.model_dump(mode="json")
         keys = [cache_key("generate", self.model_id, [list(r), payload]) for r in requests]
-        hits = self.cache.get_many(keys) if self.cache else {}
+        hits = self.cache.get_many(keys) if self.cache is not None else {}
         results: list[Completion | None] = [None] * len(requests)
         for i, key in enumerate(keys):
             if key in hits:
@@ -69,20 +69,20 @@ class ManagedModel(ChatModel):
                 )
                 value = {k: v for k, v in dataclasses.asdict(completion).items() if k != "cached"}
                 rows.append((keys[i], "generate", self.model_id, value))
-            if self.cache:
+            if self.cache is not None:
                 self.cache.put_many(rows)
         return results  # type: ignore[return-value]
 
     async def choice_logprobs(self, request: Messages, options: Sequence[str]) -> ChoiceProbs:
         key = cache_key("choice_logprobs", self.model_id, [list(request), list(options)])
-        hit = self.cache.get_many([key]).get(key) if self.cache else None
+        hit = self.cache.get_many([key]).get(key) if self.cache is not None else None
         if hit is not None:
             self.meter.record(self.role, self.model_id, 0, 0, cached=True)
             return ChoiceProbs(**{**hit, "cached": True})
         self.meter.check()
         result = await self._backend_choice(request, options)
         self.meter.record(self.role, self.model_id, result.prompt_tokens, 1, cached=False)
-        if self.cache:
+        if self.cache is not None:
             value = {k: v for k, v in dataclasses.asdict(result).items() if k != "cached"}
             self.cache.put_many([(key, "choice_logprobs", self.model_id, value)])
         return result
