@@ -164,6 +164,8 @@ class RunConfig(_Strict):
     """USD per million tokens by model id (e.g. `openai:gpt-4o-mini`), for cost accounting."""
     cache: str | None = "~/.cache/charter/calls.sqlite"
     """The call cache file shared across runs (null: no cache)."""
+    report: bool = True
+    """Write the markdown + HTML report at the end of the run."""
     agreement: dict[str, Any] = Field(default_factory=dict)
     """Human-agreement settings (see charter.agreement.config.AgreementConfig)."""
     reward_model: dict[str, Any] | None = None

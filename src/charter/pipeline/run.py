@@ -240,7 +240,8 @@ class Runner:
                   "judge_failures": store.count("judgments", "status != 'ok'"), **filter_counts}
         store.set_meta(counts=counts)
         result = RunResult(self.run_dir, pref_parquet, sft_parquet, counts=counts)
-        result.report = write_report_if_available(self.run_dir)
+        if self.config.report:
+            result.report = write_report_if_available(self.run_dir)
         return result
 
     async def _training_stages(self, result: RunResult) -> None:

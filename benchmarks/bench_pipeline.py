@@ -1,0 +1,102 @@
+"""Pipeline throughput: scripted provider (pure overhead), re-run of a finished run, and the
+loopback delay server against a bare asyncio loop over the same SDK.
+
+    .venv/bin/python benchmarks/bench_pipeline.py --part scripted   # 1,000 and 10,000 prompts
+    .venv/bin/python benchmarks/bench_pipeline.py --part loopback   # 500 ms and 100 ms, concurrency 64
+
+Each measurement runs in a fresh subprocess so peak memory (ru_maxrss) is its own.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+
+def write_prompts(path: Path, n: int) -> None:
+    with path.open("w") as handle:
+        for i in range(n):
+            handle.write(json.dumps({"prompt": f"Request number {i}: how would someone do thing {i}?"}) + "\n")
+
+
+def one_run(n: int, workdir: Path, model: str = "scripted:cai", concurrency: int = 64,
+            limits: dict | None = None) -> dict:
+    """Run the pipeline once in this process; returns seconds, calls and peak RSS."""
+    from charter.pipeline.config import RunConfig
+    from charter.pipeline.run import Runner
+    prompts = workdir / f"prompts-{n}.jsonl"
+    if not prompts.exists():
+        write_prompts(prompts, n)
+    role = {"model": model, "limits": limits or {"concurrency": concurrency}}
+    config = RunConfig.model_validate({
+        "name": f"bench-{n}", "output_dir": str(workdir / f"run-{n}"), "cache": str(workdir / "cache.sqlite"),
+        "prompts": {"path": str(prompts)}, "policy": role, "judge": role, "concurrency": concurrency,
+        "critique": {"rounds": 1, "few_shot": False}, "report": os.environ.get("BENCH_REPORT", "1") == "1",
+    })
+    runner = Runner(config)
+    before = _usage(config.run_dir())
+    start = time.perf_counter()
+    import asyncio
+
+    asyncio.run(runner.arun())
+    seconds = time.perf_counter() - start
+    after = _usage(config.run_dir())
+    calls, cached = after[0] - before[0], after[1] - before[1]
+    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return {"prompts": n, "seconds": round(seconds, 2), "model_calls": calls, "cache_hits": cached,
+            "peak_rss_mb": round(peak_mb, 1)}
+
+
+def _usage(run_dir: Path) -> tuple[int, int]:
+    """(model calls, cache hits) recorded so far in a run directory."""
+    from charter.pipeline.store import RunStore
+
+    if not (run_dir / "run.sqlite").exists():
+        return 0, 0
+    with RunStore(run_dir) as store:
+        usage = store.usage()
+    return sum(u["calls"] for u in usage), sum(u["cached"] for u in usage)
+
+
+def in_subprocess(*args: str) -> dict:
+    out = subprocess.run([sys.executable, __file__, "--child", *args], capture_output=True, text=True, check=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def scripted(workdir: Path) -> None:
+    for n in (1000, 10000):
+        first = in_subprocess("run", str(n), str(workdir))
+        again = in_subprocess("run", str(n), str(workdir))
+        print(f"scripted  {n:>6} prompts: first run {first['seconds']:>6.2f} s ({first['model_calls']} calls, "
+              f"peak {first['peak_rss_mb']} MB); re-run {again['seconds']:.2f} s with {again['model_calls']} calls")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--part", default="scripted", choices=["scripted", "loopback", "all"])
+    parser.add_argument("--child", nargs="*")
+    args = parser.parse_args()
+    if args.child:
+        _, n, workdir = args.child[:3]
+        print(json.dumps(one_run(int(n), Path(workdir))))
+        return
+    with tempfile.TemporaryDirectory() as tmp:
+        if args.part in ("scripted", "all"):
+            scripted(Path(tmp))
+        if args.part in ("loopback", "all"):
+            from bench_pipeline_loopback import loopback  # noqa: PLC0415
+
+            loopback(Path(tmp))
+
+
+if __name__ == "__main__":
+    sys.path.insert(0, str(Path(__file__).parent))
+    os.environ.setdefault("PYTHONUNBUFFERED", "1")
+    main()
