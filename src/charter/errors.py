@@ -65,6 +65,10 @@ class SecretFound(CharterError):
     """A secret (API key or token) was found where data is about to leave the machine."""
 
 
+class HubError(CharterError):
+    """The Hugging Face Hub refused or failed an upload or download (the token never appears in the message)."""
+
+
 class RunStoreError(CharterError):
     """The run directory or its store is missing or inconsistent."""
 
@@ -72,3 +76,7 @@ class RunStoreError(CharterError):
 def missing_extra(package: str, extra: str) -> MissingExtra:
     """Build the error for a lazily imported optional dependency."""
     return MissingExtra(package, extra)
+
+
+class TrainingError(CharterError):
+    """A model, tokenizer or trainer setting cannot be used for training or scoring."""

@@ -1,0 +1,76 @@
+"""`charter.load_preferences`: a published dataset (Hub repo id, export folder or run directory) back as the
+splits TRL trains on, conversational columns and provenance kept."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from charter.errors import DatasetError, HubError, missing_extra
+
+TRL_COLUMNS = ("prompt", "chosen", "rejected")
+
+
+def _datasets() -> Any:
+    try:
+        import datasets
+    except ImportError:
+        raise missing_extra("datasets", "hub") from None
+    return datasets
+
+
+def _from_run_dir(run_dir: Path, test_size: float, seed: int) -> Any:
+    """The splits `charter push` would publish, straight from a run directory."""
+    from charter.hub.export import to_table
+    from charter.hub.provenance import ensure_provenance, split_by_prompt
+    from charter.hub.rundata import read_run
+
+    datasets = _datasets()
+    from datasets.table import InMemoryTable
+
+    run = read_run(run_dir)
+    rows = ensure_provenance(run.preferences, run.meta, run.run_id, "preferences")
+    splits = split_by_prompt(rows, test_size, seed)
+    return datasets.DatasetDict(
+        {name: datasets.Dataset(InMemoryTable(to_table(part))) for name, part in splits.items()}
+    )
+
+
+def _download(repo_id: str, revision: str | None, token: str | None) -> Path:
+    """The card and the preference files of a Hub dataset repo, through the huggingface_hub cache."""
+    try:
+        from huggingface_hub import snapshot_download
+        from huggingface_hub.errors import HfHubHTTPError
+    except ImportError:
+        raise missing_extra("huggingface_hub", "hub") from None
+    try:
+        path = snapshot_download(repo_id, repo_type="dataset", revision=revision, token=token,
+                                 allow_patterns=["README.md", "data/preferences/*"])
+    except (HfHubHTTPError, OSError, ValueError) as exc:
+        first_line = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        message = f"cannot download {repo_id}: {first_line}"
+        raise HubError(message.replace(token, "[token]") if token else message) from None
+    return Path(path)
+
+
+def load_preferences(source: str | Path, *, revision: str | None = None, token: str | None = None,
+                     cache_dir: str | Path | None = None, test_size: float = 0.1, seed: int = 0) -> Any:
+    """Load the `preferences` configuration as a `datasets.DatasetDict` (train, and test when there is one).
+
+    `source` is a Hub repo id (`org/name`), a folder written by `charter push --dry-run`, or a run directory.
+    Rows keep TRL's conversational `prompt`/`chosen`/`rejected` columns and every provenance column.
+    """
+    path = Path(source)
+    if path.is_dir() and (path / "run.sqlite").exists():
+        return _from_run_dir(path, test_size, seed)
+    if not path.is_dir():
+        if str(source).count("/") != 1 or path.exists():
+            raise DatasetError(f"{source}: neither a folder nor a Hub dataset id (org/name)")
+        path = _download(str(source), revision, token)
+    if not (path / "README.md").exists():
+        raise DatasetError(f"{path}: no README.md with `configs:`; not a dataset written by charter push")
+    data = _datasets().load_dataset(str(path), "preferences", cache_dir=str(cache_dir) if cache_dir else None)
+    missing = [c for c in TRL_COLUMNS if c not in data[next(iter(data))].column_names]
+    if missing:
+        raise DatasetError(f"{source}: the preferences lack column(s) {', '.join(missing)}")
+    return data

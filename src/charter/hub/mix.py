@@ -1,0 +1,129 @@
+"""`charter.mix`: combine charter's synthetic preferences with human-labeled ones at a chosen synthetic share.
+
+Mixing in human data is the common mitigation against model collapse. Every output row says where it came
+from: `synthetic` (true for charter rows, false for human rows) and `label_source`; charter's provenance
+columns are kept (empty on human rows).
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any, Iterable
+
+import numpy as np
+
+from charter.errors import DatasetError
+from charter.hub.load import TRL_COLUMNS, _datasets
+
+Source = Any  # datasets.Dataset | datasets.DatasetDict | path | list[dict]
+
+
+def _as_rows(source: Source, split: str, name: str) -> list[dict]:
+    """Rows from a Dataset, a DatasetDict (its `split`), a list of dicts, or a .jsonl/.parquet file or folder."""
+    datasets = _datasets()
+    if isinstance(source, datasets.DatasetDict):
+        if split not in source:
+            raise DatasetError(f"{name}: no split {split!r} (has {', '.join(source)})")
+        source = source[split]
+    if isinstance(source, datasets.Dataset):
+        return source.to_list()
+    if isinstance(source, (str, Path)):
+        return _rows_from_path(Path(source), split, name)
+    if isinstance(source, Iterable):
+        return [dict(row) for row in source]
+    raise DatasetError(f"{name}: expected a Dataset, DatasetDict, list of rows or a file, got {type(source).__name__}")
+
+
+def _rows_from_path(path: Path, split: str, name: str) -> list[dict]:
+    from charter.hub.rundata import read_jsonl
+
+    if path.suffix == ".jsonl":
+        return read_jsonl(path)
+    if path.suffix == ".parquet":
+        import pyarrow.parquet as pq
+
+        return pq.read_table(path).to_pylist()
+    if path.is_dir() or str(path).count("/") == 1:
+        from charter.hub.load import load_preferences
+
+        return _as_rows(load_preferences(path), split, name)
+    raise DatasetError(f"{path}: expected a .jsonl or .parquet file, a folder or a Hub dataset id")
+
+
+def as_messages(value: Any, role: str) -> list[dict]:
+    """A plain string becomes one message with `role`; a list of messages is kept as it is."""
+    if isinstance(value, str):
+        return [{"role": role, "content": value}]
+    if isinstance(value, list) and all(isinstance(m, dict) and "role" in m and "content" in m for m in value):
+        return [{"role": m["role"], "content": m["content"]} for m in value]
+    raise DatasetError(f"expected a string or a list of {{role, content}} messages, got {type(value).__name__}")
+
+
+def human_row(row: dict, columns: list[str], index: int) -> dict:
+    """A human-labeled row in charter's columns: conversational format, synthetic=false, label_source kept."""
+    missing = [c for c in TRL_COLUMNS if c not in row]
+    if missing:
+        raise DatasetError(f"human dataset row {index}: missing column(s) {', '.join(missing)}")
+    out = {column: None for column in columns}
+    out.update(
+        prompt=as_messages(row["prompt"], "user"),
+        chosen=as_messages(row["chosen"], "assistant"),
+        rejected=as_messages(row["rejected"], "assistant"),
+        synthetic=False,
+        label_source=str(row.get("label_source") or "human"),
+    )
+    if "pair_id" in out:
+        out["pair_id"] = str(row.get("pair_id") or row.get("id") or f"human-{index}")
+    return out
+
+
+def charter_row(row: dict) -> dict:
+    out = dict(row)
+    out["synthetic"] = True if row.get("synthetic") is None else bool(row["synthetic"])
+    out["label_source"] = row.get("label_source") or f"ai-judge:{row.get('judge_model') or 'unknown'}"
+    return out
+
+
+def mix_counts(n_synthetic: int, n_human: int, ratio: float, size: int | None) -> tuple[int, int]:
+    """How many synthetic and human rows give the synthetic share `ratio` (as many as possible without `size`)."""
+    if not 0.0 <= ratio <= 1.0:
+        raise DatasetError(f"ratio {ratio}: the synthetic share must be between 0 and 1")
+    if size is None:
+        limits = [n_synthetic / ratio if ratio > 0 else math.inf, n_human / (1 - ratio) if ratio < 1 else math.inf]
+        size = int(math.floor(min(limits) + 1e-9))
+    k_synthetic = int(round(size * ratio))
+    k_human = size - k_synthetic
+    if k_synthetic > n_synthetic or k_human > n_human:
+        raise DatasetError(
+            f"cannot mix {size} rows at ratio {ratio}: needs {k_synthetic} synthetic (have {n_synthetic})"
+            f" and {k_human} human (have {n_human})"
+        )
+    if size == 0:
+        raise DatasetError("nothing to mix: one of the datasets is empty")
+    return k_synthetic, k_human
+
+
+def mix(charter_dataset: Source, human_dataset: Source, ratio: float = 0.5, seed: int = 0,
+        size: int | None = None, split: str = "train") -> Any:
+    """Combine charter rows with human-labeled rows so that a share `ratio` of the result is synthetic.
+
+    Without `size`, as many rows as the smaller side allows. Rows are drawn without replacement and shuffled
+    with `seed`. Human rows may hold plain strings (`prompt`, `chosen`, `rejected`); they become TRL's
+    conversational format. Returns a `datasets.Dataset` with charter's columns plus `label_source`.
+    """
+    datasets = _datasets()
+    synthetic = [charter_row(r) for r in _as_rows(charter_dataset, split, "charter dataset")]
+    if synthetic and any(c not in synthetic[0] for c in TRL_COLUMNS):
+        raise DatasetError(f"charter dataset: needs columns {', '.join(TRL_COLUMNS)}")
+    columns = list(synthetic[0]) if synthetic else [*TRL_COLUMNS, "synthetic", "label_source"]
+    human = [human_row(r, columns, i) for i, r in enumerate(_as_rows(human_dataset, split, "human dataset"))]
+    k_synthetic, k_human = mix_counts(len(synthetic), len(human), ratio, size)
+    rng = np.random.default_rng(seed)
+    rows = [synthetic[i] for i in rng.choice(len(synthetic), k_synthetic, replace=False)]
+    rows += [human[i] for i in rng.choice(len(human), k_human, replace=False)]
+    rows = [rows[i] for i in rng.permutation(len(rows))]
+    from charter.hub.export import to_table
+    from datasets.table import InMemoryTable
+
+    return datasets.Dataset(InMemoryTable(to_table(rows)))

@@ -1,0 +1,127 @@
+"""`charter.publish`: gate, export, secret scan, then one commit to a Hub dataset repository (or a dry-run folder).
+
+The token comes from `HF_TOKEN` or the huggingface_hub login; it is passed to huggingface_hub and nowhere else,
+and it is redacted from any error message.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from charter.errors import CharterError, HubError, missing_extra
+from charter.hub.export import ExportSummary, build_folder
+from charter.hub.gate import GateOutcome, check_gate
+from charter.hub.rundata import read_run
+from charter.hub.secrets import refuse_secrets
+
+REPO_ID_HELP = "ORG/NAME, e.g. my-org/cai-preferences"
+
+
+@dataclass
+class PublishResult:
+    """What `publish` did: where the folder is (dry run) or which commit it made."""
+
+    repo_id: str
+    files: list[str]
+    splits: dict[str, dict[str, int]]
+    gate: GateOutcome
+    folder: Path | None = None
+    url: str | None = None
+    commit: str | None = None
+    revision: str | None = None
+    dry_run: bool = False
+    notes: list[str] = field(default_factory=list)
+
+
+def _hub():
+    try:
+        import huggingface_hub
+    except ImportError:
+        raise missing_extra("huggingface_hub", "hub") from None
+    return huggingface_hub
+
+
+def check_repo_id(repo_id: str) -> None:
+    parts = repo_id.split("/")
+    if len(parts) != 2 or not all(parts):
+        raise CharterError(f"--repo-id {repo_id!r}: expected {REPO_ID_HELP}")
+
+
+def resolve_token(token: str | None = None) -> str:
+    """The token to upload with: the argument, else HF_TOKEN, else the huggingface_hub login."""
+    token = token or _hub().get_token()
+    if not token:
+        raise HubError("no Hugging Face token: set HF_TOKEN or run `hf auth login` (a token with write access)")
+    return token
+
+
+def _redacted(message: str, token: str | None) -> str:
+    return message.replace(token, "[token]") if token else message
+
+
+def upload_folder(folder: Path, repo_id: str, token: str, *, private: bool = False, revision: str | None = None,
+                  commit_message: str = "Upload charter dataset") -> tuple[str, str]:
+    """Create the dataset repo (if needed), the branch (if needed) and one commit with every file of `folder`.
+    Returns (commit url, commit oid)."""
+    hub = _hub()
+    api = hub.HfApi(token=token)
+    files = sorted(p for p in folder.rglob("*") if p.is_file())
+    operations = [hub.CommitOperationAdd(path_in_repo=p.relative_to(folder).as_posix(), path_or_fileobj=str(p))
+                  for p in files]
+    try:
+        api.create_repo(repo_id, repo_type="dataset", private=True if private else None, exist_ok=True)
+        if revision and revision != "main":
+            api.create_branch(repo_id, repo_type="dataset", branch=revision, exist_ok=True)
+        info = api.create_commit(repo_id, operations, commit_message=commit_message, repo_type="dataset",
+                                 revision=revision)
+    except (hub.errors.HfHubHTTPError, ValueError, OSError) as exc:
+        first_line = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise HubError(_redacted(f"upload to {repo_id} failed: {first_line}", token)) from None
+    return str(info.commit_url), str(info.oid)
+
+
+def _place(staging: Path, target: Path) -> None:
+    """Move a finished dry-run folder into place, replacing an earlier export but nothing else."""
+    if target.exists():
+        earlier_export = (target / "README.md").exists() and (target / "data").is_dir()
+        if any(target.iterdir()) and not earlier_export:
+            raise CharterError(f"--dry-run {target}: exists and is not empty (nor an earlier export)")
+        shutil.rmtree(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    shutil.move(str(staging), str(target))
+
+
+def publish(run_dir: str | Path, repo_id: str, *, private: bool = False, revision: str | None = None,
+            dry_run: str | Path | None = None, override_gate: bool = False, token: str | None = None,
+            test_size: float = 0.1, seed: int = 0, license: str = "other",
+            commit_message: str | None = None) -> PublishResult:
+    """Publish a run's preference data to the Hugging Face Hub as a dataset with a card that tells how it was made.
+
+    The agreement gate applies (`override_gate` records the override in the card); rows, config and card are
+    scanned for secrets first. With `dry_run`, the exact folder that would be uploaded is written there instead.
+    """
+    check_repo_id(repo_id)
+    run = read_run(run_dir)
+    gate = check_gate(run.run_dir, run.config, override=override_gate)
+    token = token if dry_run is not None else resolve_token(token)
+    parent = Path(dry_run).resolve().parent if dry_run is not None else None
+    if parent is not None:
+        parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix=".charter-export-", dir=parent) as tmp:
+        staging = Path(tmp) / "export"
+        summary: ExportSummary = build_folder(run, staging, repo_id, gate, test_size=test_size, seed=seed,
+                                              license=license)
+        refuse_secrets(staging, extra_literals=[token or _hub().get_token()])
+        result = PublishResult(repo_id=repo_id, files=summary.files, splits=summary.splits, gate=gate,
+                               revision=revision, dry_run=dry_run is not None)
+        if dry_run is not None:
+            _place(staging, Path(dry_run))
+            result.folder = Path(dry_run)
+            return result
+        message = commit_message or f"charter run {run.run_id}: {sum(summary.splits['preferences'].values())} preferences"
+        result.url, result.commit = upload_folder(staging, repo_id, token, private=private, revision=revision,
+                                                  commit_message=message)
+    return result
