@@ -213,12 +213,12 @@ def test_preferences_file_drives_examples_and_filter_waterfall(tmp_path: Path) -
     write_preferences(run_dir, [_pref(f"x{i}", 0.5 + i / 20, f"answer {i}") for i in range(7)])
     data = status(run_dir)
     assert data["counts"]["preferences"] == 7  # the file wins over a stale meta count
-    assert [s["remaining"] for s in data["filters"]] == [10, 7, 5, 4]
+    assert [s["remaining"] for s in data["filters"]] == [10, 9, 6, 4]  # ties, then confidence, then consistency
     md = write_report(run_dir)[0].read_text()
     assert "From the preference dataset" in md
     shown = re.findall(r"p\(chosen\) = ([0-9.]+)", md)
     assert shown == ["0.500", "0.600", "0.650", "0.750", "0.800"]  # spread over the range, lowest to highest
-    assert "| ties | 1 | 4 |" in md
+    assert "| ties | 1 | 9 |" in md and "| position-inconsistent | 2 | 4 |" in md
 
 
 def test_empty_run_reports_without_crashing(tmp_path: Path) -> None:
@@ -237,7 +237,7 @@ def test_empty_run_reports_without_crashing(tmp_path: Path) -> None:
 def test_interrupted_run_reports_progress(tmp_path: Path) -> None:
     run_dir = tmp_path / "run"
     with RunStore(run_dir, create=True) as store:
-        store.set_meta(run_id="half")
+        store.set_meta(run_id="half", prompt_counts={"prompts_total": 5, "prompts_empty": 1, "prompts_used": 4})
         store.put_prompts((f"q{i}", i, _msgs(f"q{i}"), "inline") for i in range(4))
         store.put_records("chains", ("prompt_id",), [(("q0",), _chain("q0", ["harm"]))])
         store.set_stage("critique", "running")
@@ -249,6 +249,7 @@ def test_interrupted_run_reports_progress(tmp_path: Path) -> None:
     assert data["counts"]["chains"] == 1 and data["counts"]["judged"] == 0
     md = write_report(run_dir)[0].read_text()
     assert "| critique | running | 1 | 4 |" in md and "No judged pairs yet." in md
+    assert "| prompts read | 5 |" in md and "| prompts skipped: empty | 1 |" in md and "| prompts used | 4 |" in md
 
 
 def test_print_status_shows_stages_counts_failures_and_cost(tmp_path: Path) -> None:

@@ -17,12 +17,15 @@ SFT_FILE = Path("data") / "sft.parquet"
 
 #: count keys in the order the report and status show them, with their labels
 COUNT_LABELS: dict[str, str] = {
-    "prompts_total": "prompts",
+    "prompts_total": "prompts read",
     "prompts_empty": "prompts skipped: empty",
+    "prompts_duplicate": "prompts skipped: duplicate",
+    "prompts_too_long": "prompts too long",
     "prompts_skipped_too_long": "prompts skipped: too long",
     "prompts_truncated": "prompts truncated: too long",
+    "prompts_used": "prompts used",
     "chains": "critique chains",
-    "samples": "policy samples",
+    "samples": "prompts with policy samples",
     "pairs": "pairs",
     "judged": "pairs judged",
     "judge_failures": "judge failures",
@@ -32,19 +35,22 @@ COUNT_LABELS: dict[str, str] = {
     "sft": "SFT rows written",
 }
 
-#: filters in the order the preference builder applies them (docs/FORMATS.md `counts`)
+#: filters in the order the preference builder applies them (charter.preference.dataset.apply_filters);
+#: each row is dropped by at most one, so the rows left after each step add up
 FILTER_KEYS: dict[str, str] = {
+    "dropped_not_best_vs_worst": "not best vs worst sample",
+    "dropped_ties": "ties",
     "dropped_low_confidence": "minimum confidence",
     "dropped_inconsistent": "position-inconsistent",
-    "dropped_ties": "ties",
     "dropped_duplicates": "exact duplicates",
     "dropped_principle_cap": "per-principle cap",
 }
 
-#: stage -> (table counted as done, where clause, table counted as the total)
+#: stage -> (SQL counting the finished items, SQL counting all items so far)
 _PROGRESS = {
-    "critique": ("chains", "", "prompts"),
-    "judge": ("judgments", "", "pairs"),
+    "critique": ("SELECT COUNT(*) FROM (SELECT prompt_id FROM chains UNION SELECT prompt_id FROM samples)",
+                 "SELECT COUNT(*) FROM prompts"),
+    "judge": ("SELECT COUNT(*) FROM judgments", "SELECT COUNT(*) FROM pairs"),
 }
 
 
@@ -61,7 +67,7 @@ def live_counts(store: RunStore) -> dict[str, int]:
     """Counts read from the tables themselves: current even while a stage is still running."""
     return {
         "chains": store.count("chains"),
-        "samples": store.count("samples"),
+        "samples": store.execute("SELECT COUNT(DISTINCT prompt_id) FROM samples")[0][0],
         "pairs": store.count("pairs"),
         "judged": store.count("judgments", "status = 'ok'"),
         "judge_failures": store.count("judgments", "status = 'failed'"),
@@ -71,7 +77,7 @@ def live_counts(store: RunStore) -> dict[str, int]:
 
 def run_counts(store: RunStore) -> dict[str, int]:
     """Per-stage counts: the stored `counts` meta, overridden by live table counts and the written files."""
-    counts: dict[str, int] = dict(store.meta("counts", {}) or {})
+    counts: dict[str, int] = {**(store.meta("prompt_counts") or {}), **(store.meta("counts") or {})}
     counts.setdefault("prompts_total", store.count("prompts"))
     counts.update(live_counts(store))
     for key, rel in (("preferences", PREFERENCES_FILE), ("sft", SFT_FILE)):
@@ -87,9 +93,11 @@ def filter_steps(counts: dict[str, int]) -> list[dict[str, Any]]:
     if left is None:
         return []
     steps = [{"step": "before filters", "dropped": None, "remaining": left}]
-    for key, label in FILTER_KEYS.items():
+    others = sorted(k for k in counts if k.startswith("dropped_") and k not in FILTER_KEYS)
+    for key in [*FILTER_KEYS, *others]:
         if key in counts:
             left -= counts[key]
+            label = FILTER_KEYS.get(key) or key.removeprefix("dropped_").replace("_", " ")
             steps.append({"step": label, "dropped": counts[key], "remaining": left})
     return steps
 
@@ -99,7 +107,8 @@ def ordered_counts(counts: dict[str, int]) -> list[tuple[str, int]]:
     known = [(label, counts[key]) for key, label in COUNT_LABELS.items() if key in counts]
     extra = sorted(
         (key.replace("_", " "), value) for key, value in counts.items()
-        if key not in COUNT_LABELS and key not in FILTER_KEYS and isinstance(value, (int, float))
+        if key not in COUNT_LABELS and not key.startswith("dropped_") and isinstance(value, (int, float))
+        and not isinstance(value, bool)
     )
     return known + extra
 
@@ -133,8 +142,7 @@ def stage_progress(store: RunStore, now: float | None = None) -> list[dict[str, 
         counts = stage["counts"] or {}
         done, total = counts.get("done"), counts.get("total")
         if done is None and name in _PROGRESS:
-            done_table, where, total_table = _PROGRESS[name]
-            done, total = store.count(done_table, where), store.count(total_table)
+            done, total = (store.execute(sql)[0][0] for sql in _PROGRESS[name])
         rows.append({
             "stage": name, "status": stage["status"], "started_at": started, "finished_at": finished,
             "elapsed_s": ((finished or now) - started) if started else None,
@@ -194,6 +202,11 @@ def _stage_table(data: dict[str, Any]):
     return table
 
 
+#: count labels the terminal view leaves out while they are zero (the report shows them all)
+_ZERO_HIDDEN = {COUNT_LABELS[k] for k in ("prompts_empty", "prompts_duplicate", "prompts_too_long",
+                                          "prompts_skipped_too_long", "prompts_truncated", "samples")}
+
+
 def _counts_table(data: dict[str, Any]):
     from rich.table import Table
 
@@ -201,9 +214,11 @@ def _counts_table(data: dict[str, Any]):
     table.add_column("what")
     table.add_column("count", justify="right")
     for label, value in ordered_counts(data["counts"]):
-        table.add_row(label, f"{value:,}")
+        if value or label not in _ZERO_HIDDEN:
+            table.add_row(label, f"{value:,}")
     for step in data["filters"][1:]:
-        table.add_row(f"  dropped: {step['step']}", f"-{step['dropped']:,} → {step['remaining']:,}")
+        if step["dropped"]:
+            table.add_row(f"  dropped: {step['step']}", f"-{step['dropped']:,} → {step['remaining']:,}")
     return table
 
 
@@ -211,8 +226,8 @@ def _usage_table(data: dict[str, Any]):
     from rich.table import Table
 
     table = Table(title="Tokens and cost", title_justify="left")
-    for column in ("role", "model", "calls", "cached", "prompt tokens", "completion tokens", "cost (USD)"):
-        table.add_column(column, justify="left" if column in ("role", "model") else "right")
+    for column in ("role", "model", "calls", "cached", "prompt tok", "compl. tok", "USD"):
+        table.add_column(column, justify="left" if column in ("role", "model") else "right", overflow="fold")
     usage = data["usage"]
     for r in usage["rows"]:
         table.add_row(r["role"], r["model"], f"{r['calls']:,}", f"{r['cached']:,}", f"{r['prompt_tokens']:,}",
