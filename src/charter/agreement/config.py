@@ -34,8 +34,10 @@ class AgreementConfig(BaseModel):
     """Edges (in (0.5, 1)) splitting the judge's confidence max(p, 1-p) into buckets for sampling and reports."""
     judge_tie_band: float = Field(default=0.0, ge=0, lt=0.5)
     """The judge counts as saying 'tie' when |P(A) - 0.5| <= this."""
-    min_confidence: float | None = Field(default=None, ge=0.5, le=1)
-    """Confidence filter re-applied to calibrated probabilities; None: use the preference filter's own."""
+    min_confidence: float | None = Field(default=None, ge=0, le=0.5)
+    """Confidence filter re-applied to calibrated values: drop rows whose p_chosen_calibrated - 0.5 is below
+    this (the scale of `filters.min_confidence`; a row whose calibrated side flips is always dropped).
+    None: use the run's `filters.min_confidence`."""
     ece_bins: int = Field(default=10, ge=2)
     """Equal-width bins for expected calibration error and the reliability diagram."""
 

@@ -17,19 +17,18 @@ from charter.agreement.labels import JudgedPair
 from charter.pipeline.store import RunStore
 
 SCHEMA = "CREATE TABLE IF NOT EXISTS calibration_dropped (pair_id TEXT PRIMARY KEY, record TEXT);"
-FILTER_KEYS = (("preferences", "min_confidence"), ("filters", "min_confidence"), ("filter", "min_confidence"),
-               ("preference", "min_confidence"))
+FILTER_KEYS = (("filters", "min_confidence"),)
 
 
-def configured_min_confidence(run_config: dict | None, override: float | None) -> float | None:
-    """The confidence filter: the agreement override, else the run config's preference filter."""
+def configured_min_confidence(run_config: dict | None, override: float | None) -> float:
+    """The confidence margin: the agreement override, else the run config's `filters.min_confidence`, else 0."""
     if override is not None:
         return override
     for section, key in FILTER_KEYS:
         value = ((run_config or {}).get(section) or {}).get(key)
         if isinstance(value, (int, float)):
             return float(value)
-    return None
+    return 0.0
 
 
 def read_rows(data_dir: Path) -> list[dict]:
@@ -79,8 +78,8 @@ def write_rows(data_dir: Path, rows: list[dict], had_parquet: bool) -> None:
 
 
 def apply_calibration(store: RunStore, judged: dict[str, JudgedPair], calibrator: Callable[[np.ndarray], np.ndarray],
-                      min_confidence: float | None) -> dict[str, Any]:
-    """Set p_chosen_calibrated on every preference row and drop rows under the confidence filter."""
+                      min_confidence: float) -> dict[str, Any]:
+    """Set p_chosen_calibrated on every preference row; drop rows with p_chosen_calibrated < 0.5 + min_confidence."""
     data_dir = store.run_dir / "data"
     store.ensure(SCHEMA)
     rows = read_rows(data_dir)
@@ -99,7 +98,7 @@ def apply_calibration(store: RunStore, judged: dict[str, JudgedPair], calibrator
             continue
         p_a = float(calibrator(np.array([item.p_a]))[0])
         row["p_chosen_calibrated"] = round(p_a if chosen_is_a(row, item.pair) else 1.0 - p_a, 6)
-        (dropped if min_confidence is not None and row["p_chosen_calibrated"] < min_confidence else kept).append(row)
+        (dropped if row["p_chosen_calibrated"] < 0.5 + min_confidence else kept).append(row)
     write_rows(data_dir, kept, (data_dir / "preferences.parquet").exists())
     store.write("DELETE FROM calibration_dropped WHERE pair_id = ?", [(r["pair_id"],) for r in kept])
     store.put_records("calibration_dropped", ("pair_id",), (((r["pair_id"],), r) for r in dropped))

@@ -70,7 +70,7 @@ def calibration_markdown(cal: dict | None) -> list[str]:
     ds = cal.get("dataset") or {}
     if ds:
         lines += [f"Dataset: {ds.get('rows', 0)} rows, {ds.get('dropped_low_confidence', 0)} dropped by the "
-                  f"confidence filter (min {ds.get('min_confidence')}) on calibrated values, {ds.get('kept', 0)} kept.",
+                  f"confidence filter (p_chosen_calibrated < 0.5 + {ds.get('min_confidence')}), {ds.get('kept', 0)} kept.",
                   ""]
     return lines
 

@@ -1,0 +1,207 @@
+"""`charter spotcheck`, `charter label` (+ export / import) and `charter agreement` (+ eval)."""
+
+from __future__ import annotations
+
+import getpass
+import json
+import sys
+from pathlib import Path
+from typing import Optional
+
+import click
+import typer
+from typer.core import TyperGroup
+
+
+class DefaultCommandGroup(TyperGroup):
+    """A group whose first argument, when it is not a subcommand, goes to a default subcommand:
+    `charter label RUN_DIR` runs `charter label serve RUN_DIR`, `charter agreement RUN_DIR` runs `report`."""
+
+    default_command = ""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        if args and args[0] not in self.commands and args[0] not in ctx.help_option_names:
+            args = [self.default_command, *args]
+        return super().parse_args(ctx, args)
+
+
+class LabelGroup(DefaultCommandGroup):
+    default_command = "serve"
+
+
+class AgreementGroup(DefaultCommandGroup):
+    default_command = "report"
+
+
+label_app = typer.Typer(cls=LabelGroup, no_args_is_help=True,
+                        help="Label the spot-check sample (web page or --tui); export/import labels.")
+agreement_app = typer.Typer(cls=AgreementGroup, no_args_is_help=True,
+                            help="Judge/human agreement of a run (charter agreement RUN_DIR), or of a labeled pair file (eval).")
+FORMAT_HELP = "argilla, labelstudio or csv."
+
+
+def register(app: typer.Typer) -> None:
+    app.command("spotcheck")(spotcheck_command)
+    app.add_typer(label_app, name="label")
+    app.add_typer(agreement_app, name="agreement")
+
+
+def _default_annotator() -> str:
+    try:
+        return getpass.getuser() or "annotator"
+    except (KeyError, OSError):
+        return "annotator"
+
+
+def spotcheck_command(
+    run_dir: Path = typer.Argument(..., help="A run directory with judged pairs."),
+    n: Optional[int] = typer.Option(None, "--n", "-n", help="Pairs to sample (default: agreement.sample_size, 50)."),
+    seed: Optional[int] = typer.Option(None, "--seed", help="Sampling seed (default: agreement.seed)."),
+) -> None:
+    """Sample judged pairs for human labeling, stratified by principle and judge confidence."""
+    from collections import Counter
+
+    from rich.table import Table
+
+    from charter.agreement.sampling import spotcheck
+    from charter.progress import console
+
+    rows = spotcheck(run_dir, n, seed)
+    table = Table(title=f"spot-check sample: {len(rows)} pairs")
+    for col in ("principle", "confidence bucket", "pairs"):
+        table.add_column(col)
+    for (principle, bucket), count in sorted(Counter((r["principle_id"], r["confidence_bucket"]) for r in rows).items()):
+        table.add_row(principle, bucket, str(count))
+    console.print(table)
+    console.print(f"next: charter label {run_dir}")
+
+
+@label_app.command("serve")
+def label_serve(
+    run_dir: Path = typer.Argument(..., help="A run directory with a spot-check sample."),
+    annotator: str = typer.Option(None, "--annotator", help="Your name (default: your login name)."),
+    port: int = typer.Option(8765, "--port", help="Port (0: any free port)."),
+    host: str = typer.Option("127.0.0.1", "--host", help="Interface to bind; keep 127.0.0.1 unless you mean it."),
+    tui: bool = typer.Option(False, "--tui", help="Label in the terminal instead of a browser."),
+) -> None:
+    """Open the labeling page (or the terminal UI) for the spot-check sample."""
+    annotator = annotator or _default_annotator()
+    if tui:
+        _label_tui(run_dir, annotator)
+        return
+    from charter.agreement.server import LabelServer
+
+    server = LabelServer(run_dir, annotator, host=host, port=port)
+    typer.echo(f"labeling {run_dir} as {annotator}; open this URL (it carries the access token):")
+    typer.echo(f"  {server.url}")
+    typer.echo("labels are saved as you go; Ctrl-C to stop")
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.close()
+
+
+def _label_tui(run_dir: Path, annotator: str) -> None:
+    from rich.console import Console
+
+    from charter.agreement.labels import open_labels
+    from charter.agreement.session import LabelSession
+    from charter.agreement.tui import run_tui
+
+    store = open_labels(run_dir)
+    try:
+        progress = run_tui(LabelSession(store, annotator), Console(highlight=False), sys.stdin)
+    finally:
+        store.close()
+    typer.echo(f"{progress['done']} / {progress['total']} labeled by {annotator}")
+
+
+@label_app.command("export")
+def label_export(
+    run_dir: Path = typer.Argument(..., help="A run directory with a spot-check sample."),
+    fmt: str = typer.Option(..., "--format", "-f", help=FORMAT_HELP),
+    out: Path = typer.Option(..., "--output", "-o", help="File to write."),
+) -> None:
+    """Export the sample and its labels (responses in shown order: A was shown first)."""
+    from charter.agreement.exchange import LABEL_STUDIO_CONFIG, export_labels
+
+    count = export_labels(run_dir, fmt, out)
+    typer.echo(f"wrote {count} sampled pairs to {out}")
+    if fmt == "labelstudio":
+        typer.echo("Label Studio labeling config:\n" + LABEL_STUDIO_CONFIG)
+
+
+@label_app.command("import")
+def label_import(
+    run_dir: Path = typer.Argument(..., help="A run directory with a spot-check sample."),
+    file: Path = typer.Argument(..., help="File to read."),
+    fmt: str = typer.Option(..., "--format", "-f", help=FORMAT_HELP),
+) -> None:
+    """Import labels (checked whole, then written in one transaction)."""
+    from charter.agreement.exchange import import_labels
+
+    typer.echo(f"imported {import_labels(run_dir, file, fmt)} labels from {file}")
+
+
+@agreement_app.command("report")
+def agreement_report_command(
+    run_dir: Path = typer.Argument(..., help="A run directory with human labels."),
+    calibration: Optional[str] = typer.Option(None, "--calibration", help="platt, temperature, isotonic or none "
+                                              "(default: agreement.calibration)."),
+) -> None:
+    """Judge vs human agreement with 95% bootstrap CIs, baselines, breakdowns and calibration."""
+    from charter.agreement.api import agreement_report
+    from charter.agreement.markdown import rich_table
+    from charter.errors import CharterError
+    from charter.progress import console
+
+    if calibration not in (None, "platt", "temperature", "isotonic", "none"):
+        raise CharterError(f"--calibration {calibration!r}: use platt, temperature, isotonic or none")
+    summary = agreement_report(run_dir, calibration=calibration)
+    console.print(rich_table(summary))
+    cal = summary.get("calibration") or {}
+    if cal.get("skipped"):
+        console.print(f"calibration skipped: {cal['skipped']}")
+    elif cal:
+        console.print(f"calibration ({cal['method']}): ECE {cal['ece_before']:.3f} -> {cal['ece_after']:.3f}; "
+                      f"dataset {cal['dataset']}")
+    console.print(f"report: {Path(run_dir) / 'report' / 'agreement.md'}")
+
+
+@agreement_app.command("eval")
+def agreement_eval_command(
+    pairs: Path = typer.Option(..., "--pairs", help="JSONL with prompt, chosen (human-preferred), rejected."),
+    judge: str = typer.Option(..., "--judge", help="Judge model string, e.g. local:smollm2-135m-instruct."),
+    mode: str = typer.Option("logprobs", "--mode", help="logprobs, cot or verdict."),
+    orders: str = typer.Option("both", "--orders", help="both or one."),
+    constitution: str = typer.Option("harmless", "--constitution", help="Bundled constitution name or YAML file."),
+    limit: Optional[int] = typer.Option(None, "--limit", help="Judge a seeded subset of this many rows."),
+    seed: int = typer.Option(0, "--seed", help="Seed for the subset, the order shown and the bootstrap."),
+    cache: Optional[str] = typer.Option("~/.cache/charter/calls.sqlite", "--cache", help="Call cache ('' for none)."),
+    json_out: Optional[Path] = typer.Option(None, "--json", help="Also write the summary as JSON here."),
+) -> None:
+    """Judge a human-labeled pair file and report agreement, kappa, CIs, position consistency, baselines."""
+    from rich.table import Table
+
+    from charter.agreement.evaluate import evaluate
+    from charter.agreement.markdown import FIGURES, fmt
+    from charter.errors import CharterError
+    from charter.progress import console
+
+    if mode not in ("logprobs", "cot", "verdict") or orders not in ("both", "one"):
+        raise CharterError("--mode must be logprobs, cot or verdict and --orders both or one")
+    s = evaluate(pairs, judge, mode, orders, constitution, limit, seed, cache=cache or None)
+    table = Table(title=f"{pairs.name}: {s['judged']} judged ({s['failures']} failed), {judge} {mode}/{orders}")
+    for col in ("figure", "judge", "longer wins", "first shown wins"):
+        table.add_column(col)
+    for key, name in FIGURES:
+        table.add_row(name, fmt(s["judge_vs_human"][key]), fmt(s["baselines"]["longer_wins"][key]),
+                      fmt(s["baselines"]["first_shown_wins"][key]))
+    console.print(table)
+    pc = s["position_consistency"]
+    rate = "n/a" if pc["rate"] is None else f"{pc['rate']:.3f}"
+    console.print(f"position consistency: {rate} (n={pc['n']}); wall {s['wall_s']} s")
+    if json_out:
+        json_out.write_text(json.dumps(s, indent=1))

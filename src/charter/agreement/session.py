@@ -1,0 +1,79 @@
+"""What an annotator sees next, and recording their choices; shared by the web page and the terminal UI."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from charter.agreement.labels import (
+    LabelError, check_annotator, judged_pairs, label_rows, put_label, sample_rows, to_pair_terms, undo_last,
+)
+from charter.pipeline.store import RunStore
+
+#: what the annotator presses -> label in screen terms (A = shown first, B = shown second)
+CHOICES = {"A": "first", "B": "second", "tie": "tie", "skip": "skip"}
+
+
+def principle_texts(run_dir: Path) -> dict[str, dict[str, str]]:
+    """principle id -> {comparison, description} from the run's constitution.yaml (empty if unreadable)."""
+    path = run_dir / "constitution.yaml"
+    if not path.exists():
+        return {}
+    try:
+        from charter.constitutions import load_constitution
+
+        constitution = load_constitution(path)
+    except Exception:  # a report helper: the page still works with ids only
+        return {}
+    return {p.id: {"comparison": p.comparison, "description": p.description} for p in constitution.principles}
+
+
+class LabelSession:
+    """One annotator labeling a run's spot-check sample."""
+
+    def __init__(self, store: RunStore, annotator: str) -> None:
+        self.store = store
+        self.annotator = check_annotator(annotator)
+        self.sample = sample_rows(store)
+        if not self.sample:
+            raise LabelError(f"{store.run_dir}: no spot-check sample yet; run charter spotcheck {store.run_dir} first")
+        self.pairs = judged_pairs(store)
+        self.principles = principle_texts(store.run_dir)
+
+    def labeled(self) -> dict[str, str]:
+        return {r["pair_id"]: r["label"] for r in label_rows(self.store, self.annotator)}
+
+    def progress(self) -> dict[str, int]:
+        return {"done": len(self.labeled()), "total": len(self.sample)}
+
+    def next_item(self) -> dict[str, Any] | None:
+        """The first sampled pair this annotator has not labeled, as shown on screen; None when done."""
+        done = self.labeled()
+        for row in self.sample:
+            if row["pair_id"] not in done and row["pair_id"] in self.pairs:
+                return self.item(row)
+        return None
+
+    def item(self, row: dict) -> dict[str, Any]:
+        pair = self.pairs[row["pair_id"]].pair
+        first, second = (pair["a"], pair["b"]) if row["shown_order"] == "ab" else (pair["b"], pair["a"])
+        texts = self.principles.get(row["principle_id"], {})
+        return {
+            "pair_id": row["pair_id"], "position": row["position"], "prompt": pair["prompt"],
+            "principle": {"id": row["principle_id"], **texts}, "A": first, "B": second,
+        }
+
+    def label(self, pair_id: str, choice: str, source: str = "web") -> None:
+        """Record A / B / tie / skip (screen terms) for a pair at once."""
+        if choice not in CHOICES:
+            raise LabelError(f"choice {choice!r} is not one of {', '.join(CHOICES)}")
+        order = next((r["shown_order"] for r in self.sample if r["pair_id"] == pair_id), None)
+        if order is None:
+            raise LabelError(f"pair '{pair_id}' is not in the spot-check sample")
+        put_label(self.store, pair_id, self.annotator, to_pair_terms(CHOICES[choice], order), order, source)
+
+    def undo(self) -> str | None:
+        return undo_last(self.store, self.annotator)
+
+    def state(self) -> dict[str, Any]:
+        return {"annotator": self.annotator, "progress": self.progress(), "item": self.next_item()}

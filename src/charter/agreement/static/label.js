@@ -1,0 +1,99 @@
+// charter labeling page. Every piece of model text goes through textContent: never innerHTML.
+"use strict";
+(function () {
+  const params = new URLSearchParams(location.search);
+  const token = params.get("token") || "";
+  let state = null;
+  let busy = false;
+  const $ = (id) => document.getElementById(id);
+
+  function annotator() { return $("annotator").value.trim(); }
+
+  async function call(method, path, body) {
+    const url = path + (method === "GET" ? "?annotator=" + encodeURIComponent(annotator()) : "");
+    const response = await fetch(url, {
+      method, headers: { "X-Charter-Token": token, "Content-Type": "application/json" },
+      body: method === "POST" ? JSON.stringify(Object.assign({ annotator: annotator() }, body || {})) : undefined,
+    });
+    const data = await response.json().catch(() => ({ error: "HTTP " + response.status }));
+    if (!response.ok) throw new Error(data.error || ("HTTP " + response.status));
+    return data;
+  }
+
+  function showError(message) {
+    $("error").textContent = message || "";
+    $("error").hidden = !message;
+  }
+
+  function renderConversation(messages) {
+    const box = $("conversation");
+    box.replaceChildren();
+    for (const message of messages) {
+      const div = document.createElement("div");
+      div.className = "message";
+      const role = document.createElement("span");
+      role.className = "role";
+      role.textContent = String(message.role) + ":";
+      const text = document.createElement("span");
+      text.textContent = String(message.content);
+      div.append(role, text);
+      box.append(div);
+    }
+  }
+
+  function render(data) {
+    state = data;
+    if ($("annotator").value.trim() !== data.annotator) $("annotator").value = data.annotator;
+    $("progress").textContent = data.progress.done + " / " + data.progress.total + " labeled by " + data.annotator;
+    const item = data.item;
+    $("task").hidden = !item;
+    $("done").hidden = !!item;
+    document.body.dataset.pairId = item ? item.pair_id : "";
+    if (!item) return;
+    $("principle-id").textContent = item.principle.id;
+    $("principle-question").textContent = item.principle.comparison || "";
+    $("principle-description").textContent = item.principle.description || "";
+    renderConversation(item.prompt);
+    $("response-a").textContent = item.A;
+    $("response-b").textContent = item.B;
+  }
+
+  async function run(action) {
+    if (busy) return;
+    busy = true;
+    try { render(await action()); showError(""); } catch (err) { showError(err.message); } finally { busy = false; }
+  }
+
+  function choose(choice) {
+    if (!state || !state.item) return;
+    const pairId = state.item.pair_id;
+    run(() => call("POST", "/api/label", { pair_id: pairId, choice }));
+  }
+  function undo() { run(() => call("POST", "/api/undo")); }
+  function load() { run(() => call("GET", "/api/state")); }
+
+  const KEYS = { "1": "A", a: "A", "2": "B", b: "B", "3": "tie", t: "tie", s: "skip" };
+  document.addEventListener("keydown", (event) => {
+    if (event.target === $("annotator")) return;
+    if ((event.ctrlKey || event.metaKey) && event.key.toLowerCase() === "z") { event.preventDefault(); undo(); return; }
+    if (event.ctrlKey || event.metaKey || event.altKey) return;
+    const key = event.key.toLowerCase();
+    if (key === "u") { event.preventDefault(); undo(); }
+    else if (KEYS[key]) { event.preventDefault(); choose(KEYS[key]); }
+  });
+
+  document.addEventListener("DOMContentLoaded", () => {
+    $("annotator").value = params.get("annotator") || "";
+    for (const button of document.querySelectorAll("button[data-choice]")) {
+      button.addEventListener("click", () => choose(button.dataset.choice));
+    }
+    $("btn-undo").addEventListener("click", undo);
+    $("annotator").addEventListener("change", () => {
+      const next = new URLSearchParams(location.search);
+      next.set("annotator", annotator());
+      history.replaceState(null, "", "?" + next.toString());
+      load();
+    });
+    load();
+  });
+})();
