@@ -14,6 +14,7 @@ __version__ = "0.1.0"
 _API = {
     "load_constitution": "charter.constitutions",
     "Constitution": "charter.constitutions",
+    "import_hf_cai": "charter.constitutions",
     "get_model": "charter.providers",
     "SamplingParams": "charter.providers",
     "run": "charter.pipeline.api",

@@ -1,6 +1,10 @@
 """Constitutions: schema, loader, hashing, the bundled library and importers."""
 
+from charter.constitutions.importers import dump_constitution_yaml, import_hf_cai
 from charter.constitutions.loader import builtin_names, load_constitution
 from charter.constitutions.schema import Constitution, FewShotExample, Message, Principle
 
-__all__ = ["Constitution", "FewShotExample", "Message", "Principle", "builtin_names", "load_constitution"]
+__all__ = [
+    "Constitution", "FewShotExample", "Message", "Principle", "builtin_names", "dump_constitution_yaml",
+    "import_hf_cai", "load_constitution",
+]

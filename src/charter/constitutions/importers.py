@@ -1,0 +1,224 @@
+"""Import constitutions from other formats, and write any constitution back out as clean YAML.
+
+The Hugging Face CAI recipe (llm-swarm's `examples/hh` and `examples/constitutional-ai`, used for
+the alignment-handbook's CAI datasets) stores a constitution as JSON::
+
+    {"constitutions": [{"critic": "...", "revision": "..."}, ...],
+     "system_chat": [[{"role": "user", "content": ...}, ...], ...]}
+
+How it maps onto our schema (`import_hf_cai`):
+
+- Entry *i* (1-based) of `constitutions` becomes principle `hf-cai-01`, `hf-cai-02`, ... (zero-padded
+  to at least two digits), so ids are stable for a given file. A file that is just the list of
+  entries (the older `constitution.json` shape) is accepted too.
+- `critique_request` and `revision_request` are the `critic` and `revision` texts. Our requests are
+  `str.format` templates, so literal braces are doubled: the critic still sees the original text.
+- `description` is the critic text as written.
+- The recipe has no judge question, so `comparison` is derived from the revision text, which names
+  the property wanted in the imperative: "Which of these assistant responses better meets the
+  standard of this instruction, so that it would need less rewriting: "<revision>"". It quotes the
+  instruction verbatim rather than rephrasing it, so no meaning is lost or invented.
+- Each `system_chat` conversation has the recipe's shape: an optional system message, a user/assistant
+  exchange ending with the assistant's answer, then a critique request (user), the critique
+  (assistant), a revision request (user) and the revision (assistant). It becomes a few-shot example
+  when its critique request is one of the file's `critic` texts (compared ignoring case and
+  whitespace), which gives the example's principle. Entries that do not fit are skipped and
+  reported with a reason (`HFImport.skipped`): an example whose request is not in the file would be
+  shown with some other principle's request, which would teach the wrong thing.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import ValidationError
+
+from charter.constitutions.schema import Constitution
+from charter.errors import ConstitutionError
+from charter.yamlio import validation_message
+
+#: Strings longer than this (in characters) are written as folded block scalars.
+LONG_STRING = 80
+
+
+@dataclass
+class HFImport:
+    """The result of importing a Hugging Face CAI recipe file."""
+
+    constitution: Constitution
+    """The imported constitution."""
+    skipped: list[tuple[int, str]] = field(default_factory=list)
+    """`system_chat` entries that did not fit the few-shot shape: (0-based index, reason)."""
+
+
+def import_hf_cai(path: str | Path, name: str | None = None) -> Constitution:
+    """Import a Hugging Face CAI recipe JSON file as a `Constitution` (see the module docstring)."""
+    return read_hf_cai(path, name).constitution
+
+
+def read_hf_cai(path: str | Path, name: str | None = None) -> HFImport:
+    """Import a Hugging Face CAI recipe JSON file, also reporting the skipped `system_chat` entries."""
+    path = Path(path)
+    data = _read_json(path)
+    entries, chats = _split_top_level(data, path)
+    principles = [_principle(entry, i, len(entries), path) for i, entry in enumerate(entries)]
+    by_critic = {_normalise(entry["critic"]): p["id"] for entry, p in zip(entries, principles)}
+    examples, skipped = [], []
+    for index, chat in enumerate(chats):
+        example = _example(chat, by_critic)
+        if isinstance(example, str):
+            skipped.append((index, example))
+        else:
+            examples.append(example)
+    fields = {
+        "name": name or path.stem,
+        "version": "1",
+        "description": f"Imported from the Hugging Face CAI recipe file {path.name}.",
+        "principles": principles,
+        "examples": examples,
+    }
+    try:
+        return HFImport(Constitution.model_validate(fields), skipped)
+    except ValidationError as exc:
+        raise ConstitutionError(validation_message(exc, str(path), {})) from None
+
+
+def _read_json(path: Path) -> Any:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConstitutionError(f"{path}: file not found") from None
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ConstitutionError(f"{path}:{exc.lineno}:{exc.colno}: invalid JSON: {exc.msg}") from None
+
+
+def _split_top_level(data: Any, path: Path) -> tuple[list[dict], list[Any]]:
+    if isinstance(data, list):
+        entries, chats = data, []
+    elif isinstance(data, dict):
+        if "constitutions" not in data:
+            raise ConstitutionError(f"{path}: missing key 'constitutions'")
+        chats = data.get("system_chat")
+        entries, chats = data["constitutions"], [] if chats is None else chats
+    else:
+        raise ConstitutionError(f"{path}: expected an object with a 'constitutions' list")
+    if not isinstance(entries, list) or not entries:
+        raise ConstitutionError(f"{path}: constitutions: expected a non-empty list of {{critic, revision}} objects")
+    if not isinstance(chats, list):
+        raise ConstitutionError(f"{path}: system_chat: expected a list of conversations")
+    for i, entry in enumerate(entries):
+        _check_entry(entry, i, path)
+    return entries, chats
+
+
+def _check_entry(entry: Any, index: int, path: Path) -> None:
+    if not isinstance(entry, dict):
+        raise ConstitutionError(f"{path}: constitutions[{index}]: expected an object with 'critic' and 'revision'")
+    for key in ("critic", "revision"):
+        if key not in entry:
+            raise ConstitutionError(f"{path}: constitutions[{index}]: missing key '{key}'")
+        if not isinstance(entry[key], str) or not entry[key].strip():
+            raise ConstitutionError(f"{path}: constitutions[{index}].{key}: expected a non-empty string")
+
+
+def _principle(entry: dict, index: int, count: int, path: Path) -> dict:
+    critic, revision = entry["critic"].strip(), entry["revision"].strip()
+    width = max(2, len(str(count)))
+    return {
+        "id": f"hf-cai-{index + 1:0{width}d}",
+        "description": critic,
+        "critique_request": _escape(critic),
+        "revision_request": _escape(revision),
+        "comparison": _escape(comparison_from_revision(revision)),
+        "weight": 1.0,
+        "tags": ["imported", "hf-cai"],
+    }
+
+
+def comparison_from_revision(revision: str) -> str:
+    """The judge question for an imported principle: which response already meets the revision's standard."""
+    return (
+        "Which of these assistant responses better meets the standard of this instruction, "
+        f'so that it would need less rewriting: "{revision.strip()}"'
+    )
+
+
+def _escape(text: str) -> str:
+    """Make literal text safe as a `str.format` template."""
+    return text.replace("{", "{{").replace("}", "}}")
+
+
+def _normalise(text: str) -> str:
+    return " ".join(text.split()).casefold()
+
+
+def _example(chat: Any, by_critic: dict[str, str]) -> dict | str:
+    """A few-shot example from one `system_chat` conversation, or the reason it does not fit."""
+    if not isinstance(chat, list) or not all(_is_message(m) for m in chat):
+        return "not a list of {role, content} messages"
+    head = [m for m in chat[:1] if m["role"] == "system"]
+    turns = chat[len(head):]
+    roles = [m["role"] for m in turns]
+    expected = ["user", "assistant"] * (len(turns) // 2)
+    if len(turns) < 6 or roles != expected:
+        return (
+            "expected alternating user/assistant turns: an exchange, then critique request, critique, "
+            "revision request and revision"
+        )
+    request, critique, _, revision = turns[-4:]
+    principle = by_critic.get(_normalise(request["content"]))
+    if principle is None:
+        return "its critique request is not one of the file's 'critic' texts"
+    conversation = [{"role": m["role"], "content": m["content"]} for m in head + turns[:-4]]
+    return {
+        "conversation": conversation,
+        "principle": principle,
+        "critique": critique["content"].strip(),
+        "revision": revision["content"].strip(),
+    }
+
+
+def _is_message(message: Any) -> bool:
+    return (
+        isinstance(message, dict)
+        and message.get("role") in ("system", "user", "assistant")
+        and isinstance(message.get("content"), str)
+    )
+
+
+class _BlockDumper(yaml.SafeDumper):
+    """Block style for long strings: `|` for multi-line text, `>` for long single lines."""
+
+
+def _represent_str(dumper: yaml.SafeDumper, value: str) -> yaml.ScalarNode:
+    style = "|" if "\n" in value else (">" if len(value) > LONG_STRING else None)
+    return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=style)
+
+
+_BlockDumper.add_representer(str, _represent_str)
+
+
+def constitution_yaml(constitution: Constitution, header: str | None = None) -> str:
+    """A constitution as clean YAML: keys in schema order, block style for long strings.
+
+    PyYAML falls back to quoting any string that a block scalar cannot hold exactly (trailing
+    spaces, for instance), so the text always loads back to the same constitution and hash.
+    """
+    data = constitution.model_dump(mode="json", exclude_none=True)
+    body = yaml.dump(data, Dumper=_BlockDumper, sort_keys=False, allow_unicode=True, width=96)
+    comment = "".join(f"# {line}\n".replace("# \n", "#\n") for line in header.splitlines()) if header else ""
+    return comment + body
+
+
+def dump_constitution_yaml(constitution: Constitution, path: str | Path, header: str | None = None) -> Path:
+    """Write a constitution as clean YAML (see `constitution_yaml`); `header` becomes a leading comment."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(constitution_yaml(constitution, header), encoding="utf-8")
+    return path
