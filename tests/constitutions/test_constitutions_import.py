@@ -14,6 +14,7 @@ from charter.constitutions import load_constitution
 from charter.constitutions.importers import (
     comparison_from_revision, constitution_yaml, dump_constitution_yaml, import_hf_cai, read_hf_cai,
 )
+from charter.constitutions.schema import Constitution
 from charter.errors import ConstitutionError
 
 
@@ -86,14 +87,33 @@ def test_round_trip_import_yaml_load(recipe_file: Path, tmp_path: Path) -> None:
     assert "!!" not in text
 
 
-def test_block_style_keeps_awkward_strings_exact(tmp_path: Path) -> None:
-    constitution = import_hf_cai(_write_recipe(tmp_path, [
-        {"critic": "Line one.\n\n  Indented line.\n- not a list item", "revision": "Trailing space " * 9},
-        {"critic": "x" * 200, "revision": "ünïcödé \"quotes\" and 'apostrophes' # not a comment: " * 3},
-    ]))
+AWKWARD = [
+    "Line one.\n\n  Indented line.\n- not a list item",
+    "  starts with spaces\nand goes on\n",
+    "Trailing space " * 9,
+    "x" * 200,
+    "ünïcödé \"quotes\" and 'apostrophes' # not a comment: " * 3,
+    "tags: [not, yaml]\n  - id: fake\n\n\nthree blank lines above\n\n",
+    "",
+    "\n",
+    "\n\n",
+    "   ",
+    "ends with two newlines\n\n",
+]
+
+
+@pytest.mark.parametrize("text", AWKWARD)
+def test_yaml_writer_keeps_awkward_strings_exact(tmp_path: Path, text: str) -> None:
+    principle = {"id": "p", "description": text, "critique_request": "c " + text, "revision_request": text + "r",
+                 "comparison": text, "tags": ["a b", text] if text else []}
+    constitution = Constitution.model_validate({
+        "name": "awkward", "description": text, "system_prompt": text,
+        "principles": [principle, {**principle, "id": "q", "weight": 0.5}],
+        "examples": [{"conversation": [{"role": "user", "content": text}, {"role": "assistant", "content": text}],
+                      "critique": text, "revision": text}],
+    })
     path = dump_constitution_yaml(constitution, tmp_path / "awkward.yaml")
     assert load_constitution(path) == constitution
-    assert "critique_request: |" in path.read_text(encoding="utf-8")
 
 
 def _write_recipe(tmp_path: Path, entries: object, name: str = "recipe.json") -> Path:

@@ -1,7 +1,7 @@
 """Import constitutions from other formats, and write any constitution back out as clean YAML.
 
-The Hugging Face CAI recipe (llm-swarm's `examples/hh` and `examples/constitutional-ai`, used for
-the alignment-handbook's CAI datasets) stores a constitution as JSON::
+The Hugging Face CAI recipe ("Constitutional AI with Open LLMs"; its datasets were generated with
+huggingface/llm-swarm's `examples/hh` and `examples/constitutional-ai`) stores a constitution as JSON::
 
     {"constitutions": [{"critic": "...", "revision": "..."}, ...],
      "system_chat": [[{"role": "user", "content": ...}, ...], ...]}
@@ -30,6 +30,7 @@ How it maps onto our schema (`import_hf_cai`):
 from __future__ import annotations
 
 import json
+import textwrap
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -193,27 +194,51 @@ def _is_message(message: Any) -> bool:
 
 
 class _BlockDumper(yaml.SafeDumper):
-    """Block style for long strings: `|` for multi-line text, `>` for long single lines."""
+    """Block style for long strings (`|` for multi-line text, `>` for long single lines), list items
+    indented under their key, and short lists of words (tags) on one line."""
+
+    def increase_indent(self, flow: bool = False, indentless: bool = False) -> None:
+        super().increase_indent(flow, False)
 
 
 def _represent_str(dumper: yaml.SafeDumper, value: str) -> yaml.ScalarNode:
     style = "|" if "\n" in value else (">" if len(value) > LONG_STRING else None)
+    if value.endswith("\n\n") or (style and not value.strip()):
+        # a block scalar keeping several final newlines ("|+") would swallow the blank line that
+        # separates principles, and ends the document early ("...")
+        style = '"'
     return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=style)
 
 
+def _represent_list(dumper: yaml.SafeDumper, value: list) -> yaml.SequenceNode:
+    words = all(isinstance(v, str) and v and " " not in v and len(v) < 30 for v in value)
+    return dumper.represent_sequence("tag:yaml.org,2002:seq", value, flow_style=words and len(value) <= 8)
+
+
 _BlockDumper.add_representer(str, _represent_str)
+_BlockDumper.add_representer(list, _represent_list)
+
+
+def _dump(data: object) -> str:
+    return yaml.dump(data, Dumper=_BlockDumper, sort_keys=False, allow_unicode=True, width=96)
 
 
 def constitution_yaml(constitution: Constitution, header: str | None = None) -> str:
-    """A constitution as clean YAML: keys in schema order, block style for long strings.
+    """A constitution as clean YAML: keys in schema order, block style for long strings, a blank
+    line between principles.
 
     PyYAML falls back to quoting any string that a block scalar cannot hold exactly (trailing
     spaces, for instance), so the text always loads back to the same constitution and hash.
     """
     data = constitution.model_dump(mode="json", exclude_none=True)
-    body = yaml.dump(data, Dumper=_BlockDumper, sort_keys=False, allow_unicode=True, width=96)
+    lists = {key: data.pop(key) for key in ("principles", "examples")}
+    parts = [_dump(data)]
+    for key, items in lists.items():
+        # each item dumped alone and indented as a whole, so nothing inside a block scalar is touched
+        blocks = [textwrap.indent(_dump([item]), "  ") for item in items]
+        parts.append(f"{key}:\n" + "\n".join(blocks) if items else _dump({key: []}))
     comment = "".join(f"# {line}\n".replace("# \n", "#\n") for line in header.splitlines()) if header else ""
-    return comment + body
+    return comment + "\n".join(parts)
 
 
 def dump_constitution_yaml(constitution: Constitution, path: str | Path, header: str | None = None) -> Path:
