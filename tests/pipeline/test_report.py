@@ -149,6 +149,8 @@ def test_report_files_and_stored_key_figures(tmp_path: Path) -> None:
     assert "| harm | 2 | 0.0% | 2 | 100.0% | 0.750 |" in md
     assert "| **total** | | 14 | 1 | 1,040 | 30 | 0.0300 |" in md
     assert "unparseable verdict" in md and "![Judge probabilities](judge_p.png)" in md
+    assert "From the judged pairs" in md  # no preference dataset yet: examples come from the store
+    assert re.findall(r"p\(chosen\) = ([0-9.]+)", md) == ["0.500", "0.600", "0.700", "0.800"]
     with RunStore(run_dir) as store:
         figures = store.meta("report")
     assert figures["position_inconsistency_rate"] == pytest.approx(0.25)
