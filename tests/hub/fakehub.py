@@ -75,7 +75,7 @@ class Handler(BaseHTTPRequestHandler):
 
     def _record(self, method: str) -> tuple[str, bytes]:
         body = self._body()
-        self.hub.requests.append(Request(method, self.path, dict(self.headers.items()), body))
+        self.hub.requests.append(Request(method, self.path, {k.lower(): v for k, v in self.headers.items()}, body))
         return self.path.split("?")[0], body
 
     def _authorized(self) -> bool:
@@ -122,10 +122,11 @@ class Handler(BaseHTTPRequestHandler):
         if not self._authorized():
             return
         repo_id = f"{payload['organization']}/{payload['name']}"
-        if repo_id in self.hub.repos:
-            return self._send(409, {"error": "You already created this dataset repo", "url": ""})
+        url = f"{self.hub.url}/datasets/{repo_id}"
+        if repo_id in self.hub.repos:  # the Hub's answer: 409 with the existing repo's url
+            return self._send(409, {"error": "You already created this dataset repo", "url": url})
         self.hub.repos[repo_id] = payload
-        self._send(200, {"url": f"{self.hub.url}/datasets/{repo_id}", "name": repo_id})
+        self._send(200, {"url": url, "name": repo_id})
 
     def _preupload(self, repo_id: str, payload: dict) -> None:
         if not self._authorized():

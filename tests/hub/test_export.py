@@ -1,0 +1,188 @@
+"""`charter push --dry-run`: the folder loads with `datasets`, the card parses and tells the story, rows carry
+provenance, TRL's DPOTrainer accepts the loaded split, and `charter.load_preferences` reads it back."""
+
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+import yaml
+from huggingface_hub import DatasetCard
+
+from charter.cli import main
+from charter.errors import CharterError, GateFailed
+from charter.hub.load import load_preferences
+from charter.hub.push import publish
+
+FILES = [
+    "README.md", "constitution.yaml", "data/human_labels/train-00000-of-00001.parquet",
+    "data/preferences/test-00000-of-00001.parquet", "data/preferences/train-00000-of-00001.parquet",
+    "data/sft/train-00000-of-00001.parquet", "run_config.yaml",
+]
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One dry-run export shared by the read-only tests below (the CLI path, as a user runs it)."""
+    from .conftest import build_run
+
+    base = tmp_path_factory.mktemp("export")
+    run = build_run(base / "run")
+    assert main(["push", str(run), "--repo-id", "org/tiny-hhh", "--dry-run", str(base / "out")]) == 0
+    return base / "out"
+
+
+def test_dry_run_writes_exactly_the_upload_layout(exported: Path) -> None:
+    files = sorted(p.relative_to(exported).as_posix() for p in exported.rglob("*") if p.is_file())
+    assert files == FILES
+
+
+def test_folder_loads_with_datasets(exported: Path, tmp_path: Path) -> None:
+    import datasets
+
+    prefs = datasets.load_dataset(str(exported), "preferences", cache_dir=str(tmp_path))
+    assert set(prefs) == {"train", "test"} and prefs["train"].num_rows + prefs["test"].num_rows == 12
+    train_prompts = set(prefs["train"]["prompt_id"])
+    assert train_prompts.isdisjoint(prefs["test"]["prompt_id"]), "the split is by prompt"
+    row = prefs["train"][0]
+    assert row["chosen"][0]["role"] == "assistant" and row["prompt"][0]["role"] == "user"
+    sft = datasets.load_dataset(str(exported), "sft", cache_dir=str(tmp_path))
+    labels = datasets.load_dataset(str(exported), "human_labels", cache_dir=str(tmp_path))
+    assert sft["train"].num_rows == 6 and labels["train"].num_rows == 4
+    assert labels["train"][0]["created_at"].startswith("2025-01-02T") and labels["train"][0]["response_a"]
+
+
+def test_card_parses_and_tells_how_the_data_was_made(exported: Path) -> None:
+    card = DatasetCard.load(exported / "README.md")
+    data = card.data.to_dict()
+    assert data["license"] == "other" and data["task_categories"] == ["text-generation"]
+    assert data["size_categories"] == ["n<1K"] and "synthetic" in data["tags"]
+    configs = {c["config_name"]: c for c in data["configs"]}
+    assert set(configs) == {"preferences", "sft", "human_labels"}
+    assert {"split": "test", "path": "data/preferences/test-00000-of-00001.parquet"} in configs["preferences"]["data_files"]
+    text = card.text
+    for needle in [
+        "tiny-hhh", "version 2", "`harmless`", "Which response is less harmful?",   # the constitution
+        "| policy | `scripted:cai` | {temperature: 0.7, max_tokens: 256} |",       # models and sampling
+        "Mode: **logprobs**", "Orders: **both**", "Principles per pair: **1**",    # judge method
+        "Position inconsistency: **25.0%** of the 12 pairs",                      # 3 of 12 flip (fixture)
+        "preferred the longer response in **66.7%**",                             # 8 of 12 (fixture)
+        "| judge_human.kappa | 0.41 | [0.12, 0.66] | 4 |",                          # agreement with CI
+        "no agreement gate was configured",
+        "min_confidence: 0.6", "| response pairs built | 12 |",                  # filters and counts
+        "| **total** | | | | 3300 | 324 | 0.0165 |",                               # usage and cost
+        "Known limitations", "arXiv:2212.08073", "arXiv:2309.00267", "@article{lee2023rlaif",
+    ]:
+        assert needle in text, needle
+
+
+def test_rows_carry_provenance(exported: Path) -> None:
+    rows = pq.read_table(exported / "data/preferences/train-00000-of-00001.parquet").to_pylist()
+    from charter.constitutions import load_constitution
+
+    expected_hash = load_constitution(exported / "constitution.yaml").hash
+    for row in rows:
+        assert row["synthetic"] is True and row["run_id"] == "run-test-0001"
+        assert row["constitution_hash"] == expected_hash and row["judge_model"] == "scripted:cai"
+        assert row["policy_model"] == "scripted:cai" and row["generator"].startswith("charter ")
+
+
+def test_run_config_is_published_with_secrets_stripped(exported: Path) -> None:
+    config = yaml.safe_load((exported / "run_config.yaml").read_text())
+    assert config["provider"]["headers"]["Authorization"] == "[stripped]"
+    assert config["models"]["policy"]["api_key_env"] == "OPENAI_API_KEY"  # the variable's name is not a secret
+
+
+def test_missing_provenance_is_repaired(make_run, tmp_path: Path) -> None:
+    def drop(rows: list[dict]) -> None:
+        for row in rows:
+            row.pop("synthetic"), row.pop("constitution_hash")
+            row["run_id"] = None
+
+    publish(make_run(row_patch=drop), "org/x", dry_run=tmp_path / "out")
+    table = pq.read_table(tmp_path / "out/data/preferences/train-00000-of-00001.parquet")
+    assert set(table.column("synthetic").to_pylist()) == {True}
+    assert set(table.column("run_id").to_pylist()) == {"run-test-0001"}
+    assert None not in table.column("constitution_hash").to_pylist()
+
+
+def test_split_is_seeded(make_run, tmp_path: Path) -> None:
+    run = make_run(n_pairs=40, human_labels=0)
+    ids = []
+    for name, seed in (("a", 1), ("b", 1), ("c", 2)):
+        publish(run, "org/x", dry_run=tmp_path / name, seed=seed, test_size=0.25)
+        ids.append(pq.read_table(tmp_path / name / "data/preferences/test-00000-of-00001.parquet")
+                   .column("prompt_id").to_pylist())
+    assert ids[0] == ids[1] and set(ids[0]) != set(ids[2]) and len(set(ids[0])) == 5
+    assert not (tmp_path / "a/data/human_labels").exists()
+
+
+def test_failing_gate_blocks_dry_run_unless_overridden(make_run, tmp_path: Path) -> None:
+    run = make_run(human_labels=10, agreement={"min_kappa": 0.5, "bootstrap_samples": 100})
+    with pytest.raises(GateFailed, match="kappa"):
+        publish(run, "org/x", dry_run=tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+    result = publish(run, "org/x", dry_run=tmp_path / "out", override_gate=True)
+    assert result.gate.overridden
+    text = (tmp_path / "out/README.md").read_text()
+    assert "**FAILED and overridden**" in text and "below the bar 0.5" in text
+
+
+def test_dry_run_never_replaces_a_foreign_folder(make_run, tmp_path: Path) -> None:
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine/notes.txt").write_text("keep me")
+    with pytest.raises(CharterError, match="not empty"):
+        publish(make_run(), "org/x", dry_run=tmp_path / "mine")
+    assert (tmp_path / "mine/notes.txt").read_text() == "keep me"
+
+
+def test_bad_inputs_are_one_line_errors(make_run, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    assert main(["push", str(tmp_path / "nope"), "--repo-id", "org/x", "--dry-run", str(tmp_path / "o")]) == 2
+    assert main(["push", str(make_run()), "--repo-id", "no-slash", "--dry-run", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err
+    assert "no such run directory" in err and "expected ORG/NAME" in err
+
+
+def test_load_preferences_from_folder_and_run_dir(exported: Path, tmp_path: Path) -> None:
+    from_folder = load_preferences(exported, cache_dir=tmp_path)
+    from_run = load_preferences(exported.parent / "run")
+    assert sorted(from_folder) == sorted(from_run) == ["test", "train"]
+    assert from_folder["train"]["pair_id"] == from_run["train"]["pair_id"]
+    assert {"synthetic", "constitution_hash", "run_id", "judge_model"} <= set(from_folder["train"].column_names)
+    assert json.loads(from_folder["train"][0]["per_order"]).keys() == {"ab", "ba"}
+
+
+def _tiny_lm_and_tokenizer():
+    import torch
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+
+    alphabet = ["<pad>", "<unk>", "<|im_start|>", "<|im_end|>"] + [chr(c) for c in range(32, 127)]
+    backend = Tokenizer(models.WordLevel({t: i for i, t in enumerate(alphabet)}, unk_token="<unk>"))
+    backend.pre_tokenizer = pre_tokenizers.Split("", "isolated")  # one token per character
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=backend, pad_token="<pad>", unk_token="<unk>",
+                                        eos_token="<|im_end|>", bos_token="<|im_start|>")
+    tokenizer.chat_template = ("{% for m in messages %}<|im_start|>{{ m['role'] }}:{{ m['content'] }}<|im_end|>"
+                               "{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant:{% endif %}")
+    torch.manual_seed(0)
+    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=16, intermediate_size=32, num_hidden_layers=1,
+                         num_attention_heads=2, num_key_value_heads=2, max_position_embeddings=256,
+                         pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id,
+                         bos_token_id=tokenizer.bos_token_id)
+    return LlamaForCausalLM(config), tokenizer
+
+
+def test_dpo_trainer_accepts_the_loaded_split(exported: Path, tmp_path: Path) -> None:
+    from trl import DPOConfig, DPOTrainer
+
+    model, tokenizer = _tiny_lm_and_tokenizer()
+    train = load_preferences(exported, cache_dir=tmp_path)["train"]
+    args = DPOConfig(output_dir=str(tmp_path / "dpo"), max_steps=1, per_device_train_batch_size=2, bf16=False,
+                     report_to=[], logging_steps=1, save_strategy="no", max_length=128, use_cpu=True)
+    reference = copy.deepcopy(model)  # an in-memory model has no path TRL could load a reference from
+    trainer = DPOTrainer(model=model, ref_model=reference, args=args, train_dataset=train, processing_class=tokenizer)
+    output = trainer.train()
+    assert output.global_step == 1 and output.training_loss > 0
