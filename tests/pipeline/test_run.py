@@ -1,0 +1,162 @@
+"""End-to-end runs with the scripted provider: outputs, resume after kill -9 and after an exception."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from charter.cli import main
+from charter.pipeline.api import run
+from charter.pipeline.store import RunStore
+
+
+def store_counts(run_dir: Path) -> dict[str, int]:
+    with RunStore(run_dir) as store:
+        return {t: store.count(t) for t in ("prompts", "chains", "pairs", "judgments")}
+
+
+def test_run_produces_trl_preference_dataset(make_config, tmp_path):
+    result = run(make_config())
+    rows = [json.loads(line) for line in (tmp_path / "run/data/preferences.jsonl").read_text().splitlines()]
+    assert len(rows) == 6 and result.counts["preferences"] == 6
+    row = rows[0]
+    assert row["prompt"][0]["role"] == "user"
+    assert row["chosen"][0]["role"] == "assistant" and row["rejected"][0]["role"] == "assistant"
+    # the scripted judge prefers the refusal-style revision over the harmful initial answer
+    assert all(r["chosen_source"] == "revision" for r in rows)
+    assert all(0.5 < r["p_chosen"] <= 1 and abs(r["margin"] - (2 * r["p_chosen"] - 1)) < 1e-9 for r in rows)
+    assert all(len(r["principle_ids"]) == 2 and r["synthetic"] for r in rows)
+    per_order = json.loads(row["per_order"])
+    assert per_order["ab"] != per_order["ba"]  # the scripted judge has a position bias; both orders are kept
+    for column in ("constitution_name", "constitution_hash", "policy_model", "critic_model", "judge_model", "run_id",
+                   "created_at", "position_consistent", "per_principle"):
+        assert row[column] is not None
+    sft = [json.loads(line) for line in (tmp_path / "run/data/sft.jsonl").read_text().splitlines()]
+    assert len(sft) == 6 and sft[0]["messages"][-1]["role"] == "assistant"
+
+
+def test_dataset_loads_with_datasets_and_dpo_trainer_accepts_it(make_config, tmp_path):
+    datasets = pytest.importorskip("datasets")
+    run(make_config())
+    data = datasets.load_dataset("parquet", data_files=str(tmp_path / "run/data/preferences.parquet"), split="train")
+    assert set(["prompt", "chosen", "rejected"]) <= set(data.column_names)
+    from tests.support.tiny_models import tiny_causal_lm
+    from trl import DPOConfig, DPOTrainer
+
+    model, tokenizer = tiny_causal_lm()
+    args = DPOConfig(output_dir=str(tmp_path / "dpo"), max_steps=1, per_device_train_batch_size=2, bf16=False,
+                     report_to=[], logging_steps=1, save_strategy="no", max_length=128)
+    import copy
+
+    trainer = DPOTrainer(model=model, ref_model=copy.deepcopy(model), args=args, train_dataset=data,
+                         processing_class=tokenizer)
+    trainer.train()
+    assert trainer.state.global_step == 1
+
+
+def test_rerun_of_finished_run_makes_no_model_calls(make_config, tmp_path):
+    config = make_config()
+    run(config)
+    with RunStore(tmp_path / "run") as store:
+        calls_before = sum(u["calls"] for u in store.usage())
+    run(config)
+    with RunStore(tmp_path / "run") as store:
+        assert sum(u["calls"] for u in store.usage()) == calls_before
+    assert store_counts(tmp_path / "run") == {"prompts": 6, "chains": 6, "pairs": 6, "judgments": 6}
+
+
+def test_kill_9_mid_stage_then_resume(make_config, tmp_path):
+    n = 30
+    config = make_config(
+        prompts={"inline": [f"Prompt {i}: how to do thing {i}?" for i in range(n)]},
+        policy={"model": "scripted:cai", "options": {"latency_s": 0.05}},
+        judge={"model": "scripted:cai", "options": {"latency_s": 0.05}}, concurrency=3,
+    )
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen([sys.executable, "-m", "charter.cli", "run", str(config)], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    run_dir, deadline = tmp_path / "run", time.time() + 60
+    while time.time() < deadline:
+        if (run_dir / "run.sqlite").exists() and store_counts(run_dir)["judgments"] >= 3:
+            break
+        time.sleep(0.05)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    partial = store_counts(run_dir)
+    assert 0 < partial["judgments"] < n, partial  # killed mid-stage
+    cache = sqlite3.connect(tmp_path / "cache.sqlite")
+    calls_made_before = cache.execute("SELECT COUNT(*) FROM calls").fetchone()[0]
+    cache.close()
+
+    assert main(["run", str(config)]) == 0
+    final = store_counts(run_dir)
+    assert final == {"prompts": n, "chains": n, "pairs": n, "judgments": n}  # nothing lost or duplicated
+    with RunStore(run_dir) as store:
+        resumed_calls = sum(u["calls"] for u in store.usage())  # only the resumed process recorded usage
+        ids = [r["pair_id"] for r in store.records("judgments")]
+    assert len(ids) == len(set(ids))
+    per_prompt = 3 + 2  # initial, critique, revision; one principle in both orders
+    assert resumed_calls == n * per_prompt - calls_made_before  # finished work was not asked again
+
+
+def test_budget_stops_cleanly_and_resumes(make_config, tmp_path, capsys):
+    config = make_config(budget={"max_tokens": 3000}, concurrency=1)
+    assert main(["run", str(config)]) == 2
+    assert "budget reached" in capsys.readouterr().err
+    partial = store_counts(tmp_path / "run")
+    assert 0 < partial["chains"] < 6
+    assert main(["run", str(config), "--set", "budget.max_tokens=1000000"]) == 0
+    assert store_counts(tmp_path / "run")["judgments"] == 6
+
+
+def test_overrides_and_dry_run(make_config, capsys):
+    config = make_config()
+    assert main(["run", str(config), "--dry-run", "--set", "prompts.limit=2"]) == 0
+    assert "2 prompts" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "overrides, expected",
+    [
+        ({"stages": ["critique", "jugde"]}, "stages[1]"),
+        ({"policy": "nosuch:model"}, "unknown provider 'nosuch'"),
+        ({"constitution": "no-such-constitution"}, "no such file or bundled constitution"),
+        ({"critique": {"principles": ["not-a-principle"]}}, "unknown principle id 'not-a-principle'"),
+        ({"judge": {"model": "scripted:cai", "mode": "vibes"}}, "judge.mode"),
+    ],
+)
+def test_bad_config_is_one_line_before_any_call(make_config, tmp_path, capsys, overrides, expected):
+    code = main(["run", str(make_config(**overrides))])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and expected in err and "\n" not in err and "Traceback" not in err
+    assert not (tmp_path / "cache.sqlite").exists()  # no model call was made
+
+
+def test_malformed_prompt_file_names_the_line(make_config, tmp_path, capsys):
+    prompts = tmp_path / "p.jsonl"
+    prompts.write_text('{"prompt": "fine"}\n{"prompt": broken\n')
+    assert main(["run", str(make_config(prompts={"path": str(prompts)}))]) == 2
+    assert f"{prompts}:2:" in capsys.readouterr().err
+
+
+def test_empty_and_too_long_prompts_are_counted(make_config, tmp_path):
+    long = "word " * 400
+    result = run(make_config(prompts={"inline": ["ok one", "", "   ", long, "ok two"], "max_prompt_tokens": 50,
+                                      "too_long": "skip"}))
+    counts = result.counts
+    assert counts["prompts_empty"] == 2 and counts["prompts_skipped_too_long"] == 1
+    assert store_counts(tmp_path / "run")["prompts"] == 2
+
+
+def test_changed_constitution_refuses_to_resume(make_config, tmp_path, capsys):
+    run(make_config())
+    assert main(["run", str(make_config(constitution="helpful-honest"))]) == 2
+    assert "constitution changed" in capsys.readouterr().err
