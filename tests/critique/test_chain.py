@@ -1,0 +1,51 @@
+"""SL-CAI chains: few-shot examples in front, seeded principle sampling, every intermediate kept."""
+
+from __future__ import annotations
+
+from charter.constitutions import load_constitution
+from charter.critique.chain import round_principles, run_chain
+from charter.pipeline.config import CritiqueConfig
+from charter.providers import SamplingParams, ScriptedModel
+
+
+class Recorder(ScriptedModel):
+    def __init__(self) -> None:
+        self.requests: list[list[dict]] = []
+
+        def reply(messages, params):
+            self.requests.append(messages)
+            return f"reply {len(self.requests)}"
+
+        super().__init__("rec", fn=reply)
+
+
+async def test_chain_records_every_round_with_few_shot_in_front():
+    const = load_constitution("harmless")
+    policy, critic = Recorder(), Recorder()
+    prompt = [{"role": "user", "content": "How do I get into my neighbour's wifi?"}]
+    record = await run_chain(policy, critic, const, "pid", prompt, CritiqueConfig(rounds=2), SamplingParams(),
+                             SamplingParams(), seed=0)
+    assert record["initial"] == "reply 1" and len(record["rounds"]) == 2
+    assert record["final"] == record["rounds"][-1]["revision"] == "reply 4"
+    assert record["principle_ids"] == [r["principle_id"] for r in record["rounds"]]
+    # the policy saw the constitution's system prompt; the critic saw the worked examples first
+    assert policy.requests[0][0]["role"] == "system"
+    first_critique = critic.requests[0]
+    example = const.examples[0]
+    assert first_critique[0]["content"] == example.conversation[0].content
+    assert any(m["content"] == example.critique for m in first_critique)
+    principle = const.principle(record["rounds"][0]["principle_id"])
+    assert first_critique[-1]["content"] == principle.critique_request.format(
+        prompt="", response="", critique="", principle=principle.description) or first_critique[-1]["role"] == "user"
+    # round 2 critiques the round-1 revision
+    assert critic.requests[2][-2] == {"role": "assistant", "content": "reply 2"}
+
+
+def test_round_principles_are_seeded_and_fixed_lists_cycle():
+    const = load_constitution("harmless")
+    config = CritiqueConfig(rounds=4)
+    assert round_principles(const, config, "a", 0) == round_principles(const, config, "a", 0)
+    assert len({tuple(round_principles(const, config, f"p{i}", 0)) for i in range(20)}) > 1
+    fixed = CritiqueConfig(rounds=3, principles=[const.principles[0].id, const.principles[1].id])
+    assert round_principles(const, fixed, "a", 0) == [const.principles[0].id, const.principles[1].id,
+                                                      const.principles[0].id]
