@@ -162,11 +162,14 @@ def make_run(tmp_path: Path) -> Callable[..., Path]:
 
 @pytest.fixture
 def fake_hub(monkeypatch: pytest.MonkeyPatch):
-    """huggingface_hub pointed at a loopback Hub (constants patched: HfApi reads ENDPOINT when built), with a token."""
+    """huggingface_hub pointed at a loopback Hub, with a token. huggingface_hub reads HF_ENDPOINT once, at import,
+    into `constants.ENDPOINT` (and the download URL template); HfApi reads those when built, so they are patched."""
     from huggingface_hub import constants
 
     with Server() as hub:
         monkeypatch.setattr(constants, "ENDPOINT", hub.url)
+        monkeypatch.setattr(constants, "HUGGINGFACE_CO_URL_TEMPLATE",
+                            hub.url + "/{repo_id}/resolve/{revision}/{filename}")  # built from ENDPOINT at import
         monkeypatch.setattr(constants, "HF_HUB_DISABLE_XET", True)
         monkeypatch.setattr(constants, "HF_HUB_DISABLE_TELEMETRY", True, raising=False)
         monkeypatch.setenv("HF_ENDPOINT", hub.url)

@@ -1,6 +1,7 @@
 """A loopback stand-in for the Hugging Face Hub that speaks the wire format huggingface_hub's upload uses:
 repo create, branch create, README metadata validation, preupload (regular vs LFS), the LFS batch API with
-basic PUT transfers and verify, and the NDJSON commit. It records every request and rebuilds each commit's
+basic PUT transfers and verify, and the NDJSON commit; and what `snapshot_download` asks to read a repo back.
+It records every request and rebuilds each commit's
 files, so tests can assert exactly what an upload sent."""
 
 from __future__ import annotations
@@ -115,7 +116,19 @@ class Handler(BaseHTTPRequestHandler):
 
     def do_GET(self) -> None:  # noqa: N802
         path, _ = self._record("GET")
+        if match := re.fullmatch(rf"/api/datasets/{REPO}/revision/(?P<rev>[^/]+)", path):
+            return self._repo_info(match["repo"], match["rev"])
+        if match := re.fullmatch(rf"/api/datasets/{REPO}/tree/(?P<rev>[^/]+)(?P<sub>/.*)?", path):
+            return self._tree(match["repo"], match["rev"])
+        if match := re.fullmatch(rf"/datasets/{REPO}/resolve/(?P<rev>[^/]+)/(?P<file>.+)", path):
+            return self._resolve(match["repo"], match["rev"], match["file"], body=True)
         self._send(404, {"error": f"fake hub: no route for GET {path}"})
+
+    def do_HEAD(self) -> None:  # noqa: N802
+        path, _ = self._record("HEAD")
+        if match := re.fullmatch(rf"/datasets/{REPO}/resolve/(?P<rev>[^/]+)/(?P<file>.+)", path):
+            return self._resolve(match["repo"], match["rev"], match["file"], body=False)
+        self._send(404, {"error": f"fake hub: no route for HEAD {path}"})
 
     # -- handlers ----------------------------------------------------------------------------------
     def _create_repo(self, payload: dict) -> None:
@@ -173,12 +186,63 @@ class Handler(BaseHTTPRequestHandler):
         self._send(200, {"commitUrl": url, "commitOid": oid, "pullRequestUrl": None, "success": True})
 
 
+def _head_commit(hub: FakeHub, repo_id: str, revision: str) -> Commit | None:
+    """The newest commit of a repo on a branch (or with that oid)."""
+    for commit in reversed(hub.commits):
+        if commit.repo_id == repo_id and revision in (commit.revision, commit.oid):
+            return commit
+    return None
+
+
+def _git_oid(content: bytes) -> str:
+    return hashlib.sha1(b"blob %d\0" % len(content) + content).hexdigest()
+
+
+class DownloadRoutes:
+    """What `snapshot_download` asks for: repo info, the file tree, and each file (HEAD, then GET)."""
+
+    hub: FakeHub
+
+    def _repo_info(self, repo_id: str, revision: str) -> None:
+        commit = _head_commit(self.hub, repo_id, revision)
+        if commit is None:
+            return self._send(404, {"error": "Repository not found"})
+        siblings = [{"rfilename": path} for path in sorted(commit.files)]
+        self._send(200, {"id": repo_id, "sha": commit.oid, "private": False, "siblings": siblings, "tags": []})
+
+    def _tree(self, repo_id: str, revision: str) -> None:
+        commit = _head_commit(self.hub, repo_id, revision)
+        if commit is None:
+            return self._send(404, {"error": "Revision not found"})
+        entries = []
+        for path, content in sorted(commit.files.items()):
+            entry = {"type": "file", "path": path, "size": len(content), "oid": _git_oid(content)}
+            if path in commit.lfs_paths:
+                entry["lfs"] = {"oid": hashlib.sha256(content).hexdigest(), "size": len(content), "pointerSize": 130}
+            entries.append(entry)
+        self._send(200, entries)
+
+    def _resolve(self, repo_id: str, revision: str, path: str, body: bool) -> None:
+        commit = _head_commit(self.hub, repo_id, revision)
+        if commit is None or path not in commit.files:
+            return self._send(404, {"error": "Entry not found"})
+        content = commit.files[path]
+        etag = hashlib.sha256(content).hexdigest() if path in commit.lfs_paths else _git_oid(content)
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(content)))
+        self.send_header("ETag", f'"{etag}"')
+        self.send_header("X-Repo-Commit", commit.oid)
+        self.end_headers()
+        if body:
+            self.wfile.write(content)
+
+
 class Server:
     """The fake Hub on 127.0.0.1 in a background thread."""
 
     def __init__(self) -> None:
         self.hub = FakeHub()
-        handler = type("BoundHandler", (Handler,), {"hub": self.hub})
+        handler = type("BoundHandler", (DownloadRoutes, Handler), {"hub": self.hub})
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
         self.hub.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
         self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)

@@ -127,3 +127,20 @@ def test_hub_errors_are_one_line_and_never_show_the_token(make_run, fake_hub, mo
         publish(make_run(), "org/tiny")
     message = str(caught.value)
     assert message.startswith("upload to org/tiny failed:") and "\n" not in message and TOKEN not in message
+
+
+def test_load_preferences_reads_a_pushed_repo_back(make_run, fake_hub, tmp_path: Path,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    from charter.hub.load import load_preferences
+
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub-cache"))
+    monkeypatch.setattr("huggingface_hub.constants.HF_HUB_CACHE", str(tmp_path / "hub-cache"))
+    publish(make_run(), "org/tiny")
+    before = len(fake_hub.requests)
+    loaded = load_preferences("org/tiny", cache_dir=tmp_path / "datasets-cache")
+    assert sorted(loaded) == ["test", "train"] and loaded["train"].num_rows == 10
+    assert set(loaded["train"]["synthetic"]) == {True} and loaded["train"][0]["chosen"][0]["role"] == "assistant"
+    downloaded = {r.path.split("/resolve/")[1].split("/", 1)[1] for r in fake_hub.requests[before:]
+                  if r.method == "GET" and "/resolve/" in r.path}
+    assert downloaded == {"README.md", "data/preferences/train-00000-of-00001.parquet",
+                          "data/preferences/test-00000-of-00001.parquet"}, "only the card and the preferences"
