@@ -1,0 +1,121 @@
+"""Anthropic's Messages API through the official SDK. Key from ANTHROPIC_API_KEY.
+
+System messages go into `system=`. The API gives no next-token probabilities, so
+`choice_logprobs` raises `LogprobsUnsupported` (the judge then uses 'cot' or 'verdict').
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from typing import Any, Sequence
+
+from charter.errors import ConfigError, MissingAPIKey, MissingExtra
+from charter.providers.base import ChatModel, Completion, Limits, Messages, SamplingParams
+from charter.providers.limits import Limiter, estimate_tokens, gather_all
+
+KEY_VARIABLE = "ANTHROPIC_API_KEY"
+OPTIONS = ("base_url", "extra_body", "sampling_params")
+
+
+def _sdk() -> Any:
+    try:
+        import anthropic
+    except ImportError:
+        raise MissingExtra("anthropic", "anthropic") from None
+    return anthropic
+
+
+def split_system(messages: Messages) -> tuple[str | None, list[dict[str, str]]]:
+    """The system prompt (system messages joined) and the user/assistant turns."""
+    system = [m["content"] for m in messages if m["role"] == "system"]
+    turns = [{"role": m["role"], "content": m["content"]} for m in messages if m["role"] != "system"]
+    return ("\n\n".join(system) if system else None), turns
+
+
+class AnthropicModel(ChatModel):
+    """A Claude model.
+
+    Options: `base_url` (default: the SDK's, or ANTHROPIC_BASE_URL); `extra_body` (merged into each
+    request); `sampling_params` (send temperature and top_p, which the current SDK no longer
+    exposes as arguments, through the request body; off by default: newer models reject them).
+    """
+
+    provider = "anthropic"
+    supports_logprobs = False
+
+    def __init__(self, name: str, limits: Limits | None = None, **options: Any) -> None:
+        super().__init__(name)
+        unknown = sorted(set(options) - set(OPTIONS))
+        if unknown:
+            raise ConfigError(
+                f"model option '{unknown[0]}' is not known to the anthropic provider (known: {', '.join(OPTIONS)})"
+            )
+        self.limits = limits or Limits()
+        self.base_url: str | None = options.get("base_url")
+        self.extra_body: dict[str, Any] = dict(options.get("extra_body") or {})
+        self.sampling_params = bool(options.get("sampling_params", False))
+        self._sdk = _sdk()
+        key = os.environ.get(KEY_VARIABLE, "")
+        if not key:
+            raise MissingAPIKey(KEY_VARIABLE, "anthropic")
+        self._key = key
+        self.limiter = Limiter(self.limits, self.model_id, transient=(self._sdk.APIConnectionError,), secrets=[key])
+        self._client: Any = None
+        self._client_loop: asyncio.AbstractEventLoop | None = None
+
+    def client(self) -> Any:
+        """The SDK client for the running event loop (connections belong to one loop)."""
+        loop = asyncio.get_running_loop()
+        if self._client is None or self._client_loop is not loop:
+            self._client = self._sdk.AsyncAnthropic(
+                api_key=self._key, base_url=self.base_url, max_retries=0, timeout=self.limits.timeout_s
+            )
+            self._client_loop = loop
+        return self._client
+
+    def _request(self, messages: Messages, params: SamplingParams) -> dict[str, Any]:
+        system, turns = split_system(messages)
+        kwargs: dict[str, Any] = {"model": self.name, "messages": turns, "max_tokens": params.max_tokens}
+        if system is not None:
+            kwargs["system"] = system
+        if params.stop:
+            kwargs["stop_sequences"] = list(params.stop)
+        body = dict(self.extra_body)
+        if self.sampling_params:
+            body["temperature"] = params.temperature
+            if params.top_p < 1.0:
+                body["top_p"] = params.top_p
+        if body:
+            kwargs["extra_body"] = body
+        return kwargs
+
+    async def generate(self, requests: Sequence[Messages], params: SamplingParams) -> list[Completion]:
+        if len(requests) == 1:
+            return [await self._complete(requests[0], params)]
+        return await gather_all([self._complete(r, params) for r in requests])
+
+    async def _complete(self, messages: Messages, params: SamplingParams) -> Completion:
+        create = self.client().messages.create
+        kwargs = self._request(messages, params)
+        reply = await self.limiter.call(
+            lambda: create(**kwargs), estimate_tokens(messages, params.max_tokens), _total_tokens
+        )
+        text = "".join(block.text for block in reply.content if getattr(block, "type", None) == "text")
+        return Completion(
+            text=text,
+            model=self.model_id,
+            prompt_tokens=reply.usage.input_tokens,
+            completion_tokens=reply.usage.output_tokens,
+            finish_reason=reply.stop_reason,
+        )
+
+    async def aclose(self) -> None:
+        client, self._client = self._client, None
+        if client is not None and self._client_loop is asyncio.get_running_loop():
+            await client.close()
+
+
+def _total_tokens(reply: Any) -> int:
+    usage = getattr(reply, "usage", None)
+    return int(usage.input_tokens + usage.output_tokens) if usage is not None else 0

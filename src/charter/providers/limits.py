@@ -1,0 +1,281 @@
+"""The runtime behind `Limits`: concurrency, token buckets, retries and error reporting.
+
+Every remote provider sends each request through one `Limiter.call`. Per attempt it takes a
+concurrency slot, then a request from the requests/minute bucket and an estimate of the tokens
+from the tokens/minute bucket; the estimate is settled against the usage the reply reports.
+Retries are tenacity's: exponential backoff with jitter, or the server's Retry-After when it sends
+one. 429, 5xx, timeouts and dropped connections are retried; 400/401/403/404 never are. The SDKs'
+own retries are switched off (`max_retries=0`) so that these are the only ones, and counted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import logging
+import random
+import re
+import time
+from typing import Any, Awaitable, Callable, Iterable, TypeVar
+
+from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt, wait_exponential_jitter
+
+from charter.errors import ProviderError
+from charter.providers.base import Limits
+
+log = logging.getLogger("charter.providers")
+
+T = TypeVar("T")
+
+#: HTTP statuses worth another try: request timeout, conflict (a lock), rate limit, any server error.
+RETRYABLE_STATUS = frozenset({408, 409, 429})
+
+_KEY_PATTERN = re.compile(r"\b(sk-[A-Za-z0-9_\-]{4})[A-Za-z0-9_\-]{4,}")
+
+
+def redact(text: str, secrets: Iterable[str] = ()) -> str:
+    """`text` with every known secret, and anything shaped like an `sk-...` key, masked."""
+    for secret in secrets:
+        if secret and len(secret) >= 6:
+            text = text.replace(secret, "***")
+    return _KEY_PATTERN.sub(r"\1***", text)
+
+
+def status_of(exc: BaseException) -> int | None:
+    """The HTTP status an SDK error carries (both SDKs put it on `status_code`), if any."""
+    status = getattr(exc, "status_code", None)
+    return status if isinstance(status, int) else None
+
+
+def retry_after_s(exc: BaseException) -> float | None:
+    """Seconds the server asked us to wait: `retry-after-ms`, or `retry-after` as seconds or a date."""
+    headers = getattr(getattr(exc, "response", None), "headers", None)
+    if headers is None:
+        return None
+    millis = headers.get("retry-after-ms")
+    if millis:
+        try:
+            return max(0.0, float(millis) / 1000)
+        except ValueError:
+            pass
+    value = headers.get("retry-after")
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - time.time())
+
+
+class TokenBucket:
+    """A token bucket refilled continuously; it holds one second's worth (at least one token).
+
+    One second, not one minute, because providers enforce per-minute limits over shorter windows
+    (60,000 a minute may mean 1,000 a second). A request bigger than the bucket waits for a full
+    one and leaves the rest as debt; `settle` refunds an overestimate or charges an underestimate,
+    which aiolimiter cannot do. Waiters are served in order.
+    """
+
+    def __init__(self, per_minute: float) -> None:
+        self.rate = float(per_minute) / 60.0
+        self.capacity = max(1.0, self.rate)
+        self.level = self.capacity
+        self.updated = time.monotonic()
+        self._lock: asyncio.Lock | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def _refill(self) -> None:
+        now = time.monotonic()
+        self.level = min(self.capacity, self.level + (now - self.updated) * self.rate)
+        self.updated = now
+
+    def _queue(self) -> asyncio.Lock:
+        loop = asyncio.get_running_loop()
+        if self._lock is None or self._loop is not loop:
+            self._loop, self._lock = loop, asyncio.Lock()
+        return self._lock
+
+    async def acquire(self, amount: float = 1.0) -> None:
+        """Wait until `amount` tokens (at most a full bucket) are there, and take them."""
+        amount = min(float(amount), self.capacity)
+        async with self._queue():
+            self._refill()
+            if self.level < amount:
+                await asyncio.sleep((amount - self.level) / self.rate)
+                self._refill()
+            self.level -= amount
+
+    def settle(self, taken: float, actual: float) -> None:
+        """Correct a taken estimate by the tokens actually used."""
+        self._refill()
+        self.level = min(self.capacity, self.level + min(float(taken), self.capacity) - actual)
+
+
+class Limiter:
+    """Applies one model's `Limits` to its requests; counts attempts and retries."""
+
+    def __init__(
+        self,
+        limits: Limits,
+        label: str,
+        transient: tuple[type[BaseException], ...] = (),
+        secrets: Iterable[str] = (),
+    ) -> None:
+        self.limits, self.label, self.transient = limits, label, transient
+        self.secrets = tuple(s for s in secrets if s)
+        self.attempts = 0
+        self.retries = 0
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._semaphore: asyncio.Semaphore | None = None
+        self._requests = TokenBucket(limits.requests_per_minute) if limits.requests_per_minute else None
+        self._tokens = TokenBucket(limits.tokens_per_minute) if limits.tokens_per_minute else None
+        self._backoff = wait_exponential_jitter(
+            initial=limits.backoff_initial_s, max=limits.backoff_max_s, jitter=limits.backoff_initial_s
+        )
+
+    def retryable(self, exc: BaseException) -> bool:
+        """429, 408/409, 5xx, timeouts and dropped connections; never other 4xx."""
+        status = status_of(exc)
+        if status is not None:
+            return status in RETRYABLE_STATUS or status >= 500
+        return isinstance(exc, (*self.transient, TimeoutError, ConnectionError))
+
+    async def call(
+        self, attempt: Callable[[], Awaitable[T]], tokens: int = 0, used: Callable[[T], int] | None = None
+    ) -> T:
+        """Run `attempt` under the limits, retrying what is worth retrying.
+
+        `tokens` is the estimate taken from the tokens/minute bucket; `used(result)` gives the
+        actual count to settle it. A final failure becomes a one-line `ProviderError`. The first
+        attempt runs directly: tenacity, which costs more than the rest of this path, only
+        steps in once something has failed.
+        """
+        try:
+            return await self._once(attempt, tokens, used)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            if not self.retryable(exc) or self.limits.max_retries == 0:
+                self._raise(exc, 1)
+            first = exc
+        return await self._retry(first, attempt, tokens, used)
+
+    async def _retry(
+        self, first: Exception, attempt: Callable[[], Awaitable[T]], tokens: int, used: Callable[[T], int] | None
+    ) -> T:
+        """Hand a failed call to tenacity, which counts the failure already seen as attempt 1."""
+        seen = [first]
+
+        async def again() -> T:
+            if seen:
+                raise seen.pop()
+            return await self._once(attempt, tokens, used)
+
+        retrying = AsyncRetrying(
+            stop=stop_after_attempt(self.limits.max_retries + 1),
+            wait=self._wait,
+            retry=retry_if_exception(self.retryable),
+            before_sleep=self._before_sleep,
+            reraise=True,
+        )
+        try:
+            return await retrying(again)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            self._raise(exc, retrying.statistics.get("attempt_number", 1))
+            raise  # unreachable: _raise always raises
+
+    def _raise(self, exc: Exception, attempts: int) -> None:
+        if status_of(exc) is None and not self.retryable(exc):
+            raise exc  # not a provider failure: an internal error keeps its traceback
+        raise self.failure(exc, attempts) from None
+
+    async def _once(self, attempt: Callable[[], Awaitable[T]], tokens: int, used: Callable[[T], int] | None) -> T:
+        async with self._slots():
+            if self._requests is not None:
+                await self._requests.acquire()
+            if self._tokens is not None and tokens:
+                await self._tokens.acquire(tokens)
+            self.attempts += 1
+            result = await attempt()
+        if self._tokens is not None and tokens and used is not None:
+            self._tokens.settle(tokens, used(result))
+        return result
+
+    def _slots(self) -> asyncio.Semaphore:
+        """The concurrency semaphore of the running loop (a new loop, e.g. a new `asyncio.run`, gets its own)."""
+        loop = asyncio.get_running_loop()
+        if loop is not self._loop or self._semaphore is None:
+            self._loop, self._semaphore = loop, asyncio.Semaphore(self.limits.concurrency)
+        return self._semaphore
+
+    def _wait(self, state: RetryCallState) -> float:
+        exc = state.outcome.exception() if state.outcome else None
+        asked = retry_after_s(exc) if exc is not None else None
+        if asked is not None:  # the server knows best; a little jitter keeps waiters from colliding
+            return min(asked + random.uniform(0, min(0.1 * asked, 1.0)), self.limits.backoff_max_s)
+        return self._backoff(state)
+
+    def _before_sleep(self, state: RetryCallState) -> None:
+        self.retries += 1
+        exc = state.outcome.exception() if state.outcome else None
+        wait = state.next_action.sleep if state.next_action else 0.0
+        log.warning(
+            "%s: %s; retry %d of %d in %.2f s",
+            self.label, self.describe(exc), state.attempt_number, self.limits.max_retries, wait,
+        )
+
+    def describe(self, exc: BaseException | None) -> str:
+        """What went wrong, in a few words, one line, secrets masked."""
+        if exc is None:
+            return "unknown error"
+        status = status_of(exc)
+        if status is not None:
+            text = f"HTTP {status} {_error_message(exc)}"
+        elif isinstance(exc, (TimeoutError, asyncio.TimeoutError)) or "Timeout" in type(exc).__name__:
+            text = f"timed out after {self.limits.timeout_s:g} s"
+        else:
+            cause = exc.__cause__ or exc.__context__
+            text = f"{type(exc).__name__}: {exc}" + (f" ({type(cause).__name__}: {cause})" if cause else "")
+        return " ".join(redact(text, self.secrets).split())[:300]
+
+    def failure(self, exc: BaseException, attempts: int) -> ProviderError:
+        """The one-line error a caller sees once retries are spent (or pointless)."""
+        tries = f"after {attempts} attempts" if attempts > 1 else "not retried" if not self.retryable(exc) else ""
+        error = ProviderError(f"{self.label}: {self.describe(exc)}" + (f" ({tries})" if tries else ""))
+        error.status = status_of(exc)  # type: ignore[attr-defined]
+        error.attempts = attempts  # type: ignore[attr-defined]
+        return error
+
+
+def _error_message(exc: BaseException) -> str:
+    """The server's own error message from an SDK status error, else the exception text."""
+    body: Any = getattr(exc, "body", None)
+    if isinstance(body, dict):
+        inner = body.get("error", body)
+        if isinstance(inner, dict) and isinstance(inner.get("message"), str):
+            return inner["message"]
+    return str(getattr(exc, "message", exc))
+
+
+def estimate_tokens(messages: list[dict[str, str]], max_tokens: int) -> int:
+    """A cheap upper-ish estimate for the tokens/minute bucket: ~4 characters a token, plus the reply cap."""
+    return sum(len(m.get("content") or "") for m in messages) // 4 + 4 * len(messages) + max_tokens
+
+
+async def gather_all(coroutines: Iterable[Awaitable[T]]) -> list[T]:
+    """Run concurrently, results in order; if one fails, cancel the rest rather than leave them running."""
+    tasks = [asyncio.ensure_future(c) for c in coroutines]
+    try:
+        return list(await asyncio.gather(*tasks))
+    except BaseException:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        raise

@@ -1,0 +1,167 @@
+"""OpenAI and OpenAI-compatible servers (vLLM, llama.cpp server, TGI) through the official SDK.
+
+`openai:<model>` reads its key from OPENAI_API_KEY; `openai-compatible:<model>@<base_url>` uses
+OPENAI_API_KEY when set and a placeholder otherwise (local servers want none). Every request runs
+through the model's `Limiter`; the SDK's own retries are off.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import os
+from typing import Any, Sequence
+
+from charter.errors import ConfigError, LogprobsUnsupported, MissingAPIKey, MissingExtra
+from charter.providers.base import ChatModel, ChoiceProbs, Completion, Limits, Messages, SamplingParams, normalise
+from charter.providers.limits import Limiter, estimate_tokens, gather_all
+
+KEY_VARIABLE = "OPENAI_API_KEY"
+#: What a compatible server gets when no key is set: vLLM and llama.cpp accept anything.
+PLACEHOLDER_KEY = "EMPTY"
+TOP_LOGPROBS = 20
+OPTIONS = ("extra_body",)
+
+
+def _sdk() -> Any:
+    try:
+        import openai
+    except ImportError:
+        raise MissingExtra("openai", "openai") from None
+    return openai
+
+
+def option_token(token: str) -> str:
+    """A next token as an option label: " A", "(A" and "A)" all count as "A"."""
+    return token.strip().strip("()").strip()
+
+
+class OpenAIModel(ChatModel):
+    """A chat model behind OpenAI's chat completions API."""
+
+    provider = "openai"
+    supports_logprobs = True
+
+    def __init__(
+        self,
+        name: str,
+        limits: Limits | None = None,
+        base_url: str | None = None,
+        compatible: bool = False,
+        **options: Any,
+    ) -> None:
+        super().__init__(name)
+        unknown = sorted(set(options) - set(OPTIONS))
+        if unknown:
+            raise ConfigError(f"model option '{unknown[0]}' is not known to the openai provider (known: {', '.join(OPTIONS)})")
+        if compatible:
+            self.provider = "openai-compatible"  # type: ignore[misc]
+        self.base_url, self.compatible = base_url, compatible
+        self.limits = limits or Limits()
+        self.extra_body: dict[str, Any] | None = options.get("extra_body")
+        self._sdk = _sdk()
+        key = os.environ.get(KEY_VARIABLE, "")
+        if not key and not compatible:
+            raise MissingAPIKey(KEY_VARIABLE, "openai")
+        self._key = key or PLACEHOLDER_KEY
+        self.limiter = Limiter(self.limits, self.model_id, transient=(self._sdk.APIConnectionError,), secrets=[key])
+        self._client: Any = None
+        self._client_loop: asyncio.AbstractEventLoop | None = None
+
+    def client(self) -> Any:
+        """The SDK client for the running event loop (connections belong to one loop)."""
+        loop = asyncio.get_running_loop()
+        if self._client is None or self._client_loop is not loop:
+            self._client = self._sdk.AsyncOpenAI(
+                api_key=self._key, base_url=self.base_url, max_retries=0, timeout=self.limits.timeout_s
+            )
+            self._client_loop = loop
+        return self._client
+
+    def _length_cap(self, max_tokens: int) -> dict[str, int]:
+        # OpenAI's newer models take only max_completion_tokens; many compatible servers only max_tokens.
+        return {"max_tokens" if self.compatible else "max_completion_tokens": max_tokens}
+
+    def _request(self, messages: Messages, params: SamplingParams) -> dict[str, Any]:
+        kwargs: dict[str, Any] = {
+            "model": self.name, "messages": list(messages), "temperature": params.temperature,
+            "top_p": params.top_p, **self._length_cap(params.max_tokens),
+        }
+        if params.seed is not None:
+            kwargs["seed"] = params.seed
+        if params.stop:
+            kwargs["stop"] = list(params.stop)
+        if self.extra_body:
+            kwargs["extra_body"] = self.extra_body
+        return kwargs
+
+    async def generate(self, requests: Sequence[Messages], params: SamplingParams) -> list[Completion]:
+        if len(requests) == 1:
+            return [await self._complete(requests[0], params)]
+        return await gather_all([self._complete(r, params) for r in requests])
+
+    async def _complete(self, messages: Messages, params: SamplingParams) -> Completion:
+        create = self.client().chat.completions.create
+        kwargs = self._request(messages, params)
+        response = await self.limiter.call(
+            lambda: create(**kwargs), estimate_tokens(messages, params.max_tokens), _total_tokens
+        )
+        choice = response.choices[0]
+        usage = response.usage
+        return Completion(
+            text=choice.message.content or "",
+            model=self.model_id,
+            prompt_tokens=usage.prompt_tokens if usage else 0,
+            completion_tokens=usage.completion_tokens if usage else 0,
+            finish_reason=choice.finish_reason,
+        )
+
+    async def choice_logprobs(self, request: Messages, options: Sequence[str]) -> ChoiceProbs:
+        create = self.client().chat.completions.create
+        kwargs: dict[str, Any] = {
+            "model": self.name, "messages": list(request), "logprobs": True, "top_logprobs": TOP_LOGPROBS,
+            **self._length_cap(1),
+        }
+        if self.extra_body:
+            kwargs["extra_body"] = self.extra_body
+        response = await self.limiter.call(lambda: create(**kwargs), estimate_tokens(request, 1), _total_tokens)
+        raw = self._option_logprobs(response, options)
+        usage = response.usage
+        return ChoiceProbs(normalise(raw, options), self.model_id, usage.prompt_tokens if usage else 0, raw)
+
+    def _option_logprobs(self, response: Any, options: Sequence[str]) -> dict[str, float]:
+        """Log-probabilities of the options among the first token's top alternatives.
+
+        Tokens that name the same option (" A", "A", "(A") are pooled: their probabilities add.
+        """
+        logprobs = response.choices[0].logprobs if response.choices else None
+        content = getattr(logprobs, "content", None)
+        if not content:
+            raise LogprobsUnsupported(
+                f"{self.model_id} returned no logprobs for the next token; use judge mode 'cot' or 'verdict'"
+            )
+        first = content[0]
+        alternatives = first.top_logprobs or [first]
+        wanted = set(options)
+        pooled: dict[str, float] = {}
+        for alt in alternatives:
+            label = option_token(alt.token)
+            if label in wanted:
+                pooled[label] = _logaddexp(pooled[label], alt.logprob) if label in pooled else alt.logprob
+        return pooled
+
+    async def aclose(self) -> None:
+        client, self._client = self._client, None
+        if client is not None and self._client_loop is asyncio.get_running_loop():
+            await client.close()
+
+
+def _total_tokens(response: Any) -> int:
+    usage = getattr(response, "usage", None)
+    return int(usage.total_tokens) if usage is not None else 0
+
+
+def _logaddexp(a: float, b: float) -> float:
+    top = max(a, b)
+    return top + math.log(math.exp(a - top) + math.exp(b - top))
+
