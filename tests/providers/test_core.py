@@ -1,0 +1,292 @@
+"""The provider core: model strings, the call cache, the managed model, scripted models, usage and budget."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+
+import pytest
+
+from charter.errors import BudgetExceeded, UnknownModel
+from charter.providers import (
+    Budget, CallCache, ManagedModel, Price, SamplingParams, ScriptedModel, UsageMeter, create_backend, get_model,
+    parse_model_string, register_script,
+)
+from charter.providers.anthropic_chat import AnthropicModel
+from charter.providers.cache import cache_key
+from charter.providers.openai_chat import OpenAIModel
+from charter.providers.registry import ModelSpec
+from charter.providers.scripted import rules_script
+
+from .conftest import FAST
+
+HELLO = [{"role": "user", "content": "hello world"}]
+
+
+# -- model strings ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "spec, parsed",
+    [
+        ("openai:gpt-4o-mini", ModelSpec("openai", "gpt-4o-mini")),
+        ("anthropic:claude-3-5-haiku-latest", ModelSpec("anthropic", "claude-3-5-haiku-latest")),
+        ("local:smollm2-135m-instruct", ModelSpec("local", "smollm2-135m-instruct")),
+        ("local:/models/my model", ModelSpec("local", "/models/my model")),
+        ("scripted:cai", ModelSpec("scripted", "cai")),
+        ("openai-compatible:meta/llama-3@http://gpu:8000/v1", ModelSpec("openai-compatible", "meta/llama-3", "http://gpu:8000/v1")),
+    ],
+)
+def test_parse_model_string(spec, parsed):
+    assert parse_model_string(spec) == parsed
+    assert str(parsed) == spec
+
+
+@pytest.mark.parametrize(
+    "spec, words",
+    [
+        ("gpt-4o", "expected PROVIDER:MODEL"),
+        ("openai:", "expected PROVIDER:MODEL"),
+        ("azure:gpt-4o", "unknown provider 'azure'"),
+        ("openai-compatible:llama", "openai-compatible:MODEL@"),
+        ("openai-compatible:llama@gpu:8000", "openai-compatible:MODEL@"),
+    ],
+)
+def test_bad_model_strings(spec, words):
+    with pytest.raises(UnknownModel, match=words) as err:
+        parse_model_string(spec)
+    assert "\n" not in str(err.value)
+
+
+def test_create_backend_picks_the_provider(openai_key, anthropic_key):
+    assert isinstance(create_backend("scripted:echo"), ScriptedModel)
+    compatible = create_backend("openai-compatible:llama@http://127.0.0.1:9/v1", FAST)
+    assert isinstance(compatible, OpenAIModel) and compatible.base_url == "http://127.0.0.1:9/v1"
+    assert compatible.model_id == "openai-compatible:llama" and compatible.limits is FAST
+    assert create_backend("openai:gpt-4o-mini").model_id == "openai:gpt-4o-mini"
+    assert isinstance(create_backend("anthropic:claude-x"), AnthropicModel)
+    with pytest.raises(UnknownModel, match="no such script"):
+        create_backend("scripted:nope")
+
+
+def test_get_model_wraps_backend(tmp_path):
+    chat = get_model("scripted:echo", cache=str(tmp_path / "c.sqlite"), role="critic")
+    assert isinstance(chat, ManagedModel) and isinstance(chat.cache, CallCache) and chat.role == "critic"
+    assert chat.model_id == "scripted:echo" and chat.supports_logprobs
+    backend = ScriptedModel("constant")
+    assert get_model(backend).inner is backend
+
+
+# -- cache ------------------------------------------------------------------------------------------
+
+
+def test_cache_key_is_canonical():
+    a = cache_key("generate", "m", [HELLO, {"temperature": 0.5, "seed": 1}])
+    b = cache_key("generate", "m", [HELLO, {"seed": 1, "temperature": 0.5}])
+    assert a == b and len(a) == 64
+    assert a != cache_key("generate", "m", [HELLO, {"seed": 2, "temperature": 0.5}])
+    assert a != cache_key("generate", "other", [HELLO, {"seed": 1, "temperature": 0.5}])
+    assert a != cache_key("choice_logprobs", "m", [HELLO, {"seed": 1, "temperature": 0.5}])
+
+
+def test_cache_round_trip_and_chunked_lookups(tmp_path):
+    cache = CallCache(tmp_path / "nested" / "c.sqlite")
+    assert len(cache) == 0 and cache.get_many([]) == {}
+    rows = [(f"k{i}", "generate", "m", {"text": f"t{i}", "n": i, "unicode": "é✓"}) for i in range(1200)]
+    cache.put_many(rows)
+    found = cache.get_many([f"k{i}" for i in range(0, 1300, 1)])
+    assert len(found) == 1200 and found["k1199"] == {"text": "t1199", "n": 1199, "unicode": "é✓"}
+    cache.put_many([("k0", "generate", "m", {"text": "replaced"})])
+    assert cache.get_many(["k0"])["k0"] == {"text": "replaced"} and len(cache) == 1200
+    cache.close()
+    reopened = CallCache(tmp_path / "nested" / "c.sqlite")
+    assert len(reopened) == 1200
+    assert reopened._db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
+async def test_rerun_makes_zero_calls_and_marks_cached(tmp_path):
+    backend = ScriptedModel("echo")
+    chat = get_model(backend, cache=CallCache(tmp_path / "c.sqlite"))
+    requests = [[{"role": "user", "content": f"q{i}"}] for i in range(6)]
+    params = SamplingParams(seed=3)
+    first = await chat.generate(requests, params)
+    again = await chat.generate(requests, params)
+    assert backend.calls == 6
+    assert [c.text for c in again] == [c.text for c in first] and all(c.cached for c in again)
+    assert not any(c.cached for c in first)
+    await chat.generate(requests[:2], SamplingParams(seed=4))  # another seed is another call
+    assert backend.calls == 8
+    mixed = await chat.generate([requests[0], [{"role": "user", "content": "new"}]], params)
+    assert [c.cached for c in mixed] == [True, False] and backend.calls == 9
+
+
+async def test_rerun_against_a_server_makes_zero_requests(loopback, openai_key, tmp_path):
+    path = tmp_path / "c.sqlite"
+    requests = [[{"role": "user", "content": f"q{i}"}] for i in range(5)]
+    chat = get_model(f"openai-compatible:m@{loopback.openai_url}", limits=FAST, cache=CallCache(path))
+    await chat.generate(requests, SamplingParams())
+    await chat.choice_logprobs(HELLO, ["A", "B"])
+    assert loopback.hits == 6
+    fresh = get_model(f"openai-compatible:m@{loopback.openai_url}", limits=FAST, cache=CallCache(path))
+    again = await fresh.generate(requests, SamplingParams())
+    probs = await fresh.choice_logprobs(HELLO, ["A", "B"])
+    assert loopback.hits == 6 and all(c.cached for c in again) and probs.cached
+    assert fresh.meter.rows()[0]["cached"] == 6 and fresh.meter.rows()[0]["calls"] == 0
+
+
+async def test_cache_under_many_concurrent_tasks(tmp_path):
+    backend = ScriptedModel("echo", latency_s=0.001)
+    chat = get_model(backend, cache=CallCache(tmp_path / "c.sqlite"))
+    requests = [[{"role": "user", "content": f"q{i % 150}"}] for i in range(600)]  # 150 distinct, 4 times each
+    results = await asyncio.gather(*(chat.generate([r], SamplingParams()) for r in requests))
+    assert [r[0].text for r in results] == [r[0]["content"] for r in requests]
+    assert len(chat.cache) == 150
+    before = backend.calls
+    await asyncio.gather(*(chat.generate([r], SamplingParams()) for r in requests))
+    assert backend.calls == before  # everything now answered from the cache
+
+
+def test_cache_shared_by_threads(tmp_path):
+    cache = CallCache(tmp_path / "c.sqlite")
+
+    def work(t: int) -> None:
+        for i in range(100):
+            cache.put_many([(f"{t}-{i}", "generate", "m", {"i": i})])
+            assert cache.get_many([f"{t}-{i}"]) == {f"{t}-{i}": {"i": i}}
+
+    threads = [threading.Thread(target=work, args=(t,)) for t in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(cache) == 800
+
+
+WRITER = textwrap.dedent(
+    """
+    import sys
+    from charter.providers.cache import CallCache
+    cache = CallCache(sys.argv[1])
+    i = 0
+    while True:
+        cache.put_many([(f"k{i}-{j}", "generate", "m", {"text": "x" * 200, "i": i}) for j in range(20)])
+        i += 1
+        if i == 50:
+            print("ready", flush=True)
+    """
+)
+
+
+def test_killed_writer_leaves_a_usable_database(tmp_path):
+    path = tmp_path / "c.sqlite"
+    proc = subprocess.Popen([sys.executable, "-c", WRITER, str(path)], stdout=subprocess.PIPE, text=True)
+    assert proc.stdout is not None and proc.stdout.readline().strip() == "ready"
+    time.sleep(0.2)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait(10)
+    with sqlite3.connect(path) as db:
+        assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    cache = CallCache(path)
+    rows = len(cache)
+    assert rows >= 1000 and rows % 20 == 0  # whole transactions only
+    assert cache.get_many(["k0-0"])["k0-0"]["i"] == 0
+    cache.put_many([("after", "generate", "m", {"ok": True})])
+    assert cache.get_many(["after"]) == {"after": {"ok": True}} and len(cache) == rows + 1
+
+
+# -- usage and budget -------------------------------------------------------------------------------
+
+
+def test_usage_meter_prices_and_rows():
+    meter = UsageMeter(prices={"openai:gpt-x": Price(input=2.0, output=8.0), "cheap": Price(input=0.5)})
+    meter.record("policy", "openai:gpt-x", 1_000_000, 500_000, cached=False)
+    meter.record("policy", "openai:gpt-x", 0, 0, cached=True)
+    meter.record("judge", "anthropic:cheap", 2_000_000, 10, cached=False)
+    meter.record("judge", "scripted:free", 100, 100, cached=False)
+    assert meter.total_cost == pytest.approx(2.0 + 4.0 + 1.0)
+    assert meter.total_tokens == 1_500_000 + 2_000_010 + 200
+    rows = {(r["role"], r["model"]): r for r in meter.rows()}
+    assert rows[("policy", "openai:gpt-x")]["calls"] == 1 and rows[("policy", "openai:gpt-x")]["cached"] == 1
+    assert rows[("judge", "scripted:free")]["cost_usd"] == 0.0
+
+
+def test_budget_check():
+    meter = UsageMeter(prices={"m": Price(input=1.0)}, budget=Budget(max_cost_usd=1.0))
+    meter.check()
+    meter.record("r", "p:m", 999_999, 0, cached=False)
+    meter.check()
+    meter.record("r", "p:m", 1, 0, cached=False)
+    with pytest.raises(BudgetExceeded, match=r"\$1.0000 of \$1.0000"):
+        meter.check()
+    tokens = UsageMeter(budget=Budget(max_tokens=10))
+    tokens.record("r", "m", 6, 4, cached=False)
+    with pytest.raises(BudgetExceeded, match="10 of 10 tokens"):
+        tokens.check()
+
+
+async def test_budget_stops_calls_and_keeps_what_was_done(tmp_path):
+    backend = ScriptedModel("echo")
+    meter = UsageMeter(budget=Budget(max_tokens=12))
+    chat = get_model(backend, cache=CallCache(tmp_path / "c.sqlite"), meter=meter)
+    done = await chat.generate([[{"role": "user", "content": "one two three four five six seven"}]], SamplingParams())
+    with pytest.raises(BudgetExceeded):
+        await chat.generate([[{"role": "user", "content": "something new"}]], SamplingParams())
+    assert backend.calls == 1 and len(chat.cache) == 1
+    again = await chat.generate([[{"role": "user", "content": "one two three four five six seven"}]], SamplingParams())
+    assert again[0].cached and again[0].text == done[0].text  # cache hits cost nothing and still work
+
+
+async def test_budget_through_a_remote_provider(loopback, openai_key):
+    meter = UsageMeter(prices={"gpt-x": Price(input=1e6, output=1e6)}, budget=Budget(max_cost_usd=5.0))
+    chat = get_model(f"openai-compatible:gpt-x@{loopback.openai_url}", limits=FAST, meter=meter)
+    [done] = await chat.generate([HELLO], SamplingParams())  # $1 a token: over $5 after one call
+    with pytest.raises(BudgetExceeded):
+        await chat.generate([[{"role": "user", "content": "more"}]], SamplingParams())
+    assert loopback.hits == 1 and meter.total_cost == pytest.approx(done.total_tokens) and done.total_tokens > 5
+
+
+# -- scripted ---------------------------------------------------------------------------------------
+
+
+async def test_scripted_builtins():
+    params = SamplingParams(seed=1)
+    [echo] = await ScriptedModel("echo").generate([HELLO], params)
+    assert echo.text == "hello world" and echo.prompt_tokens == 2 and echo.finish_reason == "stop"
+    [ok] = await ScriptedModel("constant").generate([HELLO], params)
+    assert ok.text == "OK"
+    cai = ScriptedModel("cai")
+    first = await cai.generate([HELLO], params)
+    assert first == await cai.generate([HELLO], params)  # deterministic
+    assert first[0].text != (await cai.generate([HELLO], SamplingParams(seed=2)))[0].text
+
+
+async def test_scripted_rules_and_registration():
+    register_script("rules-test", rules_script([(r"capital of france", "Paris"), (r"\d+ \+ \d+", "sum")], default="?"))
+    chat = ScriptedModel("rules-test")
+    texts = [c.text for c in await chat.generate(
+        [[{"role": "user", "content": "What is the capital of France?"}], [{"role": "user", "content": "2 + 2"}],
+         [{"role": "user", "content": "hmm"}]], SamplingParams())]
+    assert texts == ["Paris", "sum", "?"] and chat.calls == 3
+
+
+async def test_scripted_choice_logprobs():
+    judge = [{"role": "user", "content": "Which is better? answer with (A) or (B).\n(A) Sure, here is exactly how to do "
+              "that: mix...\n(B) I can't help with that part, but here is a safer way"}]
+    probs = await ScriptedModel("cai").choice_logprobs(judge, ["A", "B"])
+    assert probs.probs["B"] > probs.probs["A"] and sum(probs.probs.values()) == pytest.approx(1.0)
+    uniform = await ScriptedModel("echo").choice_logprobs(judge, ["A", "B", "C"])
+    assert uniform.probs == pytest.approx({"A": 1 / 3, "B": 1 / 3, "C": 1 / 3})
+
+
+async def test_scripted_callable_and_latency():
+    chat = ScriptedModel("custom", fn=lambda messages, params: f"{len(messages)}:{params.max_tokens}", latency_s=0.05)
+    start = time.monotonic()
+    [c] = await chat.generate([HELLO], SamplingParams(max_tokens=7))
+    assert c.text == "1:7" and time.monotonic() - start >= 0.05
