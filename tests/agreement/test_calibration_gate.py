@@ -1,0 +1,98 @@
+"""Calibration (ECE, fitted maps, the dataset column and filter) and the publishing gate."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+
+from charter.agreement import calibration as cal
+from charter.agreement.api import agreement_report
+from charter.agreement.config import AgreementConfig
+from charter.agreement.gate import evaluate_gate, require_gate
+from charter.agreement.labels import NewLabel, open_labels, put_labels
+from charter.errors import GateFailed
+
+from .conftest import make_run
+
+
+def test_ece_hand_value() -> None:
+    # bin 1: p .10, .15 -> mean .125 vs 0; bin 9: .90, .95 -> .925 vs .5
+    assert cal.ece(np.array([0.1, 0.9, 0.95, 0.15]), np.array([0, 1, 0, 0])) == pytest.approx((0.25 + 0.85) / 4)
+
+
+@pytest.mark.parametrize("method", ["platt", "temperature", "isotonic"])
+def test_fitted_maps_reduce_ece_of_an_overconfident_judge(method: str) -> None:
+    rng = np.random.default_rng(0)
+    true = rng.uniform(0.2, 0.8, 400)
+    y = (rng.uniform(size=400) < true).astype(float)
+    judge = cal.sigmoid(3 * cal.logit(true))  # overconfident: logits tripled
+    calibrated = cal.fit(method, judge, y)(judge)
+    assert cal.ece(calibrated, y) < cal.ece(judge, y) / 2
+    if method == "temperature":
+        assert cal.fit(method, judge, y).temperature == pytest.approx(3, rel=0.35)
+
+
+def overconfident_run(tmp_path: Path, n: int = 40, config: dict | None = None) -> Path:
+    """Judge says 0.95 / 0.05; humans agree 70% of the time."""
+    rng = np.random.default_rng(3)
+    items = [{"pair_id": f"q{i}", "p_a": 0.95 if i % 2 == 0 else 0.05} for i in range(n)]
+    run = make_run(tmp_path / "run", items, config=config, preferences=True)
+    with open_labels(run) as store:
+        store.write("INSERT INTO spot_sample VALUES (?, ?, 'harm', 'x', ?, 0, 0)",
+                    [(f"q{i}", "ab", i) for i in range(n)])
+        labels = []
+        for i, it in enumerate(items):
+            judge_pick = "a" if it["p_a"] > 0.5 else "b"
+            other = "b" if judge_pick == "a" else "a"
+            labels.append(NewLabel(f"q{i}", "alice", judge_pick if rng.uniform() < 0.7 else other, "ab"))
+        put_labels(store, labels)
+    return run
+
+
+def test_calibration_writes_dataset_column_and_refilters(tmp_path: Path) -> None:
+    run = overconfident_run(tmp_path, config={"filters": {"min_confidence": 0.25}})
+    s = agreement_report(run, AgreementConfig(bootstrap_samples=100, calibration="temperature"))
+    c = s["calibration"]
+    assert c["ece_after"] < c["ece_before"] and c["temperature"] > 1
+    assert (run / "report" / "reliability.png").read_bytes()[:4] == b"\x89PNG"
+    # calibrated confidence is about 0.7 < 0.5 + 0.25: every row is dropped by the re-applied filter
+    assert c["dataset"] == {"rows": 40, "kept": 0, "dropped_low_confidence": 40, "min_confidence": 0.25}
+    assert (run / "data" / "preferences.jsonl").read_text() == ""
+    # a looser margin in the agreement config brings the dropped rows back with their calibrated value
+    s = agreement_report(run, AgreementConfig(bootstrap_samples=100, min_confidence=0.1))
+    rows = [json.loads(x) for x in (run / "data" / "preferences.jsonl").read_text().splitlines()]
+    assert len(rows) == 40 and s["calibration"]["dataset"]["dropped_low_confidence"] == 0
+    temperature = s["calibration"]["temperature"]
+    expected = float(cal.sigmoid(cal.logit(np.array([0.95])) / temperature)[0])
+    by_id = {r["pair_id"]: r for r in rows}
+    assert by_id["q0"]["p_chosen_calibrated"] == pytest.approx(expected, abs=1e-6)  # chosen is a
+    assert by_id["q1"]["p_chosen_calibrated"] == pytest.approx(expected, abs=1e-6)  # chosen is b: 1 - cal(0.05)
+    table = pq.read_table(run / "data" / "preferences.parquet").to_pylist()
+    assert len(table) == 40 and table[0]["p_chosen_calibrated"] == pytest.approx(by_id[table[0]["pair_id"]]["p_chosen_calibrated"])
+    with open_labels(run) as store:
+        assert store.meta("counts")["dropped_low_confidence_calibrated"] == 0
+
+
+def test_calibration_skipped_with_too_few_labels(hand_run: Path) -> None:
+    s = agreement_report(hand_run, AgreementConfig(bootstrap_samples=100, min_calibration_labels=20))
+    assert "needs >= 20" in s["calibration"]["skipped"]
+
+
+def test_gate(hand_run: Path, tmp_path: Path) -> None:
+    base = dict(bootstrap_samples=200, calibration="none")
+    assert evaluate_gate(hand_run, AgreementConfig(**base)).passed  # no bar configured
+    ok = require_gate(hand_run, AgreementConfig(min_kappa=0.4, **base))  # kappa is 0.5
+    assert ok.passed and ok.figure == "kappa" and ok.value == pytest.approx(0.5) and ok.bar == 0.4
+    with pytest.raises(GateFailed, match=r"Cohen's kappa .* 0\.500, below the bar 0\.6"):
+        require_gate(hand_run, AgreementConfig(min_kappa=0.6, **base))
+    lower = evaluate_gate(hand_run, AgreementConfig(min_agreement=0.7, use_lower_ci_bound=True, **base))
+    assert not lower.passed and lower.figure == "agreement" and lower.value < 0.7 and "lower 95% bound" in lower.message
+    forced = require_gate(hand_run, AgreementConfig(min_kappa=0.6, **base), override=True)
+    assert not forced.passed and forced.overridden and "overridden" in forced.message
+    empty = make_run(tmp_path / "empty", [{"pair_id": "x", "p_a": 0.7}])
+    with pytest.raises(GateFailed, match="no human labels yet"):
+        require_gate(empty, AgreementConfig(min_agreement=0.6))
