@@ -121,8 +121,8 @@ class Runner:
         built: dict[str, Any] = {}
 
         def model(role: str, spec: RoleConfig) -> ManagedModel:
-            key = (spec.model, repr(sorted(spec.options.items())))
-            if key not in built:  # one backend per distinct model (a local model is loaded once)
+            key = (spec.model, repr(sorted(spec.options.items())), spec.limits.model_dump_json())
+            if key not in built:  # one backend per distinct model and limits (a local model is loaded once)
                 built[key] = create_backend(spec.model, spec.limits, **spec.options)
             return get_model(built[key], cache=cache, meter=meter, role=role)
 

@@ -1,0 +1,92 @@
+"""The whole pipeline (critique + judge, store writes included) against a loopback OpenAI-compatible
+server that answers after a fixed delay, side by side with a bare asyncio.gather + Semaphore loop
+over the same openai SDK.
+
+    .venv/bin/python benchmarks/bench_pipeline.py --part loopback
+
+The server runs in its own process, so the client's CPU is measured alone.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+CONCURRENCY = 64
+REQUESTS_PER_PROMPT = 5  # initial answer, critique, revision, judge in two orders
+
+
+def start_server(delay: float) -> tuple[subprocess.Popen, int]:
+    proc = subprocess.Popen([sys.executable, "-m", "charter.testing.loopback", "--delay", str(delay)],
+                            stdout=subprocess.PIPE, text=True)
+    port = int(proc.stdout.readline())
+    return proc, port
+
+
+async def bare_loop(base_url: str, n: int) -> float:
+    """n chat completions through AsyncOpenAI with a Semaphore; returns requests/s."""
+    from openai import AsyncOpenAI
+
+    client = AsyncOpenAI(base_url=base_url, api_key="EMPTY", max_retries=0)
+    gate = asyncio.Semaphore(CONCURRENCY)
+
+    async def one(i: int) -> None:
+        async with gate:
+            await client.chat.completions.create(
+                model="m", messages=[{"role": "user", "content": f"hello {i}"}], max_tokens=16)
+
+    start = time.perf_counter()
+    await asyncio.gather(*(one(i) for i in range(n)))
+    rate = n / (time.perf_counter() - start)
+    await client.close()
+    return rate
+
+
+def pipeline(base_url: str, n_prompts: int, workdir: Path) -> float:
+    """The pipeline over n prompts; returns model requests/s (cache cold)."""
+    from charter.pipeline.config import RunConfig
+    from charter.pipeline.run import Runner
+
+    prompts = workdir / f"p{n_prompts}.jsonl"
+    prompts.write_text("".join(json.dumps({"prompt": f"Prompt {i}: explain thing {i}."}) + "\n"
+                               for i in range(n_prompts)))
+    role = {"model": f"openai-compatible:m@{base_url}", "params": {"max_tokens": 16},
+            "limits": {"concurrency": CONCURRENCY, "timeout_s": 30}}
+    config = RunConfig.model_validate({
+        "name": "loop", "output_dir": str(workdir / f"run-{time.time_ns()}"),
+        "cache": str(workdir / f"cache-{time.time_ns()}.sqlite"), "prompts": {"path": str(prompts)},
+        "policy": role, "judge": role, "concurrency": 2 * CONCURRENCY, "report": False,
+        "critique": {"rounds": 1, "few_shot": False},
+    })
+    start = time.perf_counter()
+    asyncio.run(Runner(config).arun())
+    return n_prompts * REQUESTS_PER_PROMPT / (time.perf_counter() - start)
+
+
+def loopback(workdir: Path | None = None) -> None:
+    workdir = workdir or Path(tempfile.mkdtemp())
+    for delay, n_prompts in ((0.5, 800), (0.1, 1000)):
+        proc, port = start_server(delay)
+        try:
+            base_url = f"http://127.0.0.1:{port}/v1"
+            n = n_prompts * REQUESTS_PER_PROMPT
+            bare = asyncio.run(bare_loop(base_url, n))
+            ours = pipeline(base_url, n_prompts, workdir)
+        finally:
+            proc.terminate()
+            proc.wait()
+        ideal = CONCURRENCY / delay
+        print(f"loopback delay {delay * 1000:.0f} ms, concurrency {CONCURRENCY}, {n} requests: "
+              f"ideal {ideal:.0f} req/s | bare loop {bare:.1f} req/s ({bare / ideal:.0%} of ideal) | "
+              f"pipeline {ours:.1f} req/s ({ours / ideal:.0%} of ideal, {ours / bare:.2f}x bare)")
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("OPENAI_API_KEY", "EMPTY")
+    loopback()
