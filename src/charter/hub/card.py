@@ -17,6 +17,11 @@ TEMPLATE = Path(__file__).parent / "templates" / "dataset_card.md"
 STAGE_LABELS = {
     "prompts_total": "prompts read",
     "prompts_empty": "empty prompts skipped",
+    "prompts_duplicate": "duplicate prompts skipped",
+    "prompts_too_long": "prompts over the length limit",
+    "prompts_truncated": "prompts truncated to the length limit",
+    "prompts_skipped_too_long": "prompts skipped as too long",
+    "prompts_used": "prompts used",
     "chains": "critique/revision chains",
     "pairs": "response pairs built",
     "judged": "pairs judged",
@@ -27,6 +32,7 @@ STAGE_LABELS = {
     "dropped_ties": "dropped: ties",
     "dropped_duplicates": "dropped: duplicates",
     "dropped_principle_cap": "dropped: over the per-principle cap",
+    "dropped_not_best_vs_worst": "dropped: not the best-vs-worst pair of a prompt's samples",
     "preferences": "preference rows published",
 }
 

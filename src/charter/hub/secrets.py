@@ -17,14 +17,17 @@ import pyarrow.parquet as pq
 
 from charter.errors import SecretFound
 
-#: (kind, pattern); the more specific patterns come first so a match is named by its most precise kind.
-PATTERNS: tuple[tuple[str, re.Pattern[str]], ...] = (
-    ("Anthropic API key", re.compile(r"sk-ant-[A-Za-z0-9_\-]{20,}")),
-    ("OpenAI API key", re.compile(r"\bsk-(?:proj-|svcacct-|admin-)?(?=[A-Za-z_\-]*\d)[A-Za-z0-9_\-]{20,}")),
-    ("Hugging Face token", re.compile(r"\bhf_[A-Za-z0-9]{30,}")),
-    ("AWS access key id", re.compile(r"\b(?:AKIA|ASIA)[0-9A-Z]{16}\b")),
-    ("GitHub token", re.compile(r"\b(?:gh[pousr]_[A-Za-z0-9]{36,}|github_pat_[A-Za-z0-9_]{22,})")),
-    ("bearer token", re.compile(r"\b[Bb]earer\s+(?=[A-Za-z\-._~+/]*\d)[A-Za-z0-9\-._~+/]{20,}=*")),
+#: (kind, pattern, needles); the more specific patterns come first so a match is named by its most precise kind.
+#: A pattern only runs on text holding one of its literal needles: `in` is far faster than a regex that
+#: starts with `\\b` (no literal prefix to skip ahead on), and most text holds none.
+PATTERNS: tuple[tuple[str, re.Pattern[str], tuple[str, ...]], ...] = (
+    ("Anthropic API key", re.compile(r"sk-ant-[A-Za-z0-9_\-]{20,}"), ("sk-ant-",)),
+    ("OpenAI API key", re.compile(r"\bsk-(?:proj-|svcacct-|admin-)?(?=[A-Za-z_\-]*\d)[A-Za-z0-9_\-]{20,}"), ("sk-",)),
+    ("Hugging Face token", re.compile(r"\bhf_[A-Za-z0-9]{30,}"), ("hf_",)),
+    ("AWS access key id", re.compile(r"\b(?:AKIA|ASIA)[0-9A-Z]{16}\b"), ("AKIA", "ASIA")),
+    ("GitHub token", re.compile(r"\b(?:gh[pousr]_[A-Za-z0-9]{36,}|github_pat_[A-Za-z0-9_]{22,})"),
+     ("ghp_", "gho_", "ghu_", "ghs_", "ghr_", "github_pat_")),
+    ("bearer token", re.compile(r"\b[Bb]earer\s+(?=[A-Za-z\-._~+/]*\d)[A-Za-z0-9\-._~+/]{20,}=*"), ("earer",)),
 )
 
 #: Environment variables whose literal values must never be published.
@@ -70,7 +73,8 @@ def find_in_text(text: str, literals: dict[str, str]) -> Iterator[tuple[str, str
     """(kind, matched text) for every secret in `text`; one finding per place, named by its most precise kind."""
     taken: list[tuple[int, int]] = []
     matches = [(name, re.finditer(re.escape(value), text)) for value, name in literals.items()]
-    matches += [(kind, pattern.finditer(text)) for kind, pattern in PATTERNS]
+    matches += [(kind, pattern.finditer(text)) for kind, pattern, needles in PATTERNS
+                if any(needle in text for needle in needles)]
     for kind, found in matches:
         for match in found:
             start, end = match.span()
@@ -87,10 +91,13 @@ def _cell_text(value: Any) -> str:
 def scan_parquet(path: Path, label: str, literals: dict[str, str]) -> Iterator[Finding]:
     table = pq.read_table(path)
     for column in table.column_names:
-        for row, value in enumerate(table.column(column).to_pylist()):
-            if value is None:
-                continue
-            for kind, secret in find_in_text(_cell_text(value), literals):
+        texts = [None if value is None else _cell_text(value) for value in table.column(column).to_pylist()]
+        # One pass over the whole column first: most columns hold nothing, and a cell's match is always a match
+        # in the joined text too (cells are joined by newlines, which no pattern needs).
+        if next(find_in_text("\n".join(t for t in texts if t is not None), literals), None) is None:
+            continue
+        for row, text in enumerate(texts):
+            for kind, secret in find_in_text(text or "", literals):
                 yield Finding(kind, label, f"row {row}, column {column!r}", redact(secret))
 
 
