@@ -19,7 +19,7 @@ from charter.errors import SecretFound
 
 #: (kind, pattern, needles); the more specific patterns come first so a match is named by its most precise kind.
 #: A pattern only runs on text holding one of its literal needles: `in` is far faster than a regex that
-#: starts with `\\b` (no literal prefix to skip ahead on), and most text holds none.
+#: starts with `\b` (no literal prefix to skip ahead on), and most text holds none.
 PATTERNS: tuple[tuple[str, re.Pattern[str], tuple[str, ...]], ...] = (
     ("Anthropic API key", re.compile(r"sk-ant-[A-Za-z0-9_\-]{20,}"), ("sk-ant-",)),
     ("OpenAI API key", re.compile(r"\bsk-(?:proj-|svcacct-|admin-)?(?=[A-Za-z_\-]*\d)[A-Za-z0-9_\-]{20,}"), ("sk-",)),
