@@ -15,7 +15,7 @@ run() {  # name file limit mode orders
 }
 for mode in logprobs verdict; do
   for orders in both one; do
-    run hhh hhh_harmless_helpful.jsonl all $mode $orders
+    run hhh hhh_harmless_helpful.jsonl "${HHH_LIMIT:-all}" $mode $orders
     run pyrit pyrit_hate_speech_pairs.jsonl "${PYRIT_LIMIT:-150}" $mode $orders
   done
 done
