@@ -111,6 +111,32 @@ def test_cache_round_trip_and_chunked_lookups(tmp_path):
     assert reopened._db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
 
 
+async def test_put_soon_groups_rows_into_one_commit(tmp_path):
+    path = tmp_path / "c.sqlite"
+    cache, other = CallCache(path), CallCache(path)
+    cache.put_soon([("a", "generate", "m", {"v": 1})])
+    cache.put_soon([("b", "generate", "m", {"v": 2})])
+    assert cache.get_many(["a", "b"]) == {"a": {"v": 1}, "b": {"v": 2}}  # seen while waiting
+    assert other.get_many(["a", "b"]) == {} and len(cache._pending) == 2  # not on disk yet
+    await asyncio.sleep(0)  # the end of this loop turn: one transaction for both
+    assert other.get_many(["a", "b"]) == {"a": {"v": 1}, "b": {"v": 2}} and cache._pending == {}
+    cache.put_soon([("c", "generate", "m", {"v": 3})])
+    cache.close()  # closing writes what is waiting
+    assert other.get_many(["c"]) == {"c": {"v": 3}}
+
+
+def test_put_soon_outside_a_loop_writes_at_once(tmp_path):
+    cache = CallCache(tmp_path / "c.sqlite")
+    cache.put_soon([("a", "generate", "m", {"v": 1})])
+    assert cache._pending == {} and CallCache(tmp_path / "c.sqlite").get_many(["a"]) == {"a": {"v": 1}}
+
+
+def test_rows_waiting_at_the_end_of_asyncio_run_are_written(tmp_path):
+    chat = get_model(ScriptedModel("echo"), cache=CallCache(tmp_path / "c.sqlite"))
+    asyncio.run(chat.generate([HELLO], SamplingParams()))  # returns right after put_soon
+    assert len(CallCache(tmp_path / "c.sqlite")) == 1
+
+
 async def test_rerun_makes_zero_calls_and_marks_cached(tmp_path):
     backend = ScriptedModel("echo")
     chat = get_model(backend, cache=CallCache(tmp_path / "c.sqlite"))
@@ -134,6 +160,8 @@ async def test_rerun_against_a_server_makes_zero_requests(loopback, openai_key, 
     await chat.generate(requests, SamplingParams())
     await chat.choice_logprobs(HELLO, ["A", "B"])
     assert loopback.hits == 6
+    await chat.aclose()
+    chat.cache.close()
     fresh = get_model(f"openai-compatible:m@{loopback.openai_url}", limits=FAST, cache=CallCache(path))
     again = await fresh.generate(requests, SamplingParams())
     probs = await fresh.choice_logprobs(HELLO, ["A", "B"])

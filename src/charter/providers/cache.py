@@ -2,10 +2,12 @@
 
 Identical requests are answered from here, so nothing paid for is asked twice. One connection
 per cache, guarded by a lock, is safe for many asyncio tasks; WAL keeps the file usable after a kill.
+Inside an event loop, `put_soon` groups the rows of calls that finish together into one commit.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import sqlite3
@@ -27,6 +29,8 @@ class CallCache:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
+        self._pending: dict[str, tuple[str, str, str, str]] = {}
+        self._flush_scheduled = False
         self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None, timeout=30)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
@@ -46,6 +50,7 @@ class CallCache:
                 marks = ",".join("?" * len(chunk))
                 rows = self._db.execute(f"SELECT key, value FROM calls WHERE key IN ({marks})", chunk)
                 found.update((k, json.loads(v)) for k, v in rows)
+            found.update((k, json.loads(self._pending[k][3])) for k in keys if k in self._pending)
         return found
 
     def put_many(self, items: Iterable[tuple[str, str, str, Any]]) -> None:
@@ -58,10 +63,42 @@ class CallCache:
             self._db.executemany("INSERT OR REPLACE INTO calls (key, kind, model, value) VALUES (?,?,?,?)", rows)
             self._db.execute("COMMIT")
 
+    def put_soon(self, items: Iterable[tuple[str, str, str, Any]]) -> None:
+        """Like `put_many`, but inside a running event loop the rows wait for the end of this loop turn
+        and go in one transaction with those of every other call that finished in it.
+
+        A commit blocks the loop for ~0.1 ms and was most of a cache miss; grouped, calls finishing
+        together share one. Lookups see waiting rows; `flush` and `close` write them at once. A
+        kill can lose only the rows of the current loop turn, never the file.
+        """
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            self.put_many(items)
+            return
+        rows = [(k, kind, model, json.dumps(v, ensure_ascii=False)) for k, kind, model, v in items]
+        with self._lock:
+            self._pending.update((row[0], row) for row in rows)
+            if self._flush_scheduled or not rows:
+                return
+            self._flush_scheduled = True
+        loop.call_soon(self.flush)
+
+    def flush(self) -> None:
+        """Write the rows `put_soon` is holding, in one transaction."""
+        with self._lock:
+            rows, self._pending, self._flush_scheduled = list(self._pending.values()), {}, False
+            if rows:
+                self._db.execute("BEGIN")
+                self._db.executemany("INSERT OR REPLACE INTO calls (key, kind, model, value) VALUES (?,?,?,?)", rows)
+                self._db.execute("COMMIT")
+
     def __len__(self) -> int:
+        self.flush()
         with self._lock:
             return self._db.execute("SELECT COUNT(*) FROM calls").fetchone()[0]
 
     def close(self) -> None:
+        self.flush()
         with self._lock:
             self._db.close()

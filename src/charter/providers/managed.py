@@ -69,7 +69,7 @@ class ManagedModel(ChatModel):
                 value = _row(completion)
                 rows.append((keys[i], "generate", self.model_id, value))
             if self.cache is not None:
-                self.cache.put_many(rows)
+                self.cache.put_soon(rows)
         return results  # type: ignore[return-value]
 
     async def choice_logprobs(self, request: Messages, options: Sequence[str]) -> ChoiceProbs:
@@ -83,10 +83,12 @@ class ManagedModel(ChatModel):
         self.meter.record(self.role, self.model_id, result.prompt_tokens, 1, cached=False)
         if self.cache is not None:
             value = _row(result)
-            self.cache.put_many([(key, "choice_logprobs", self.model_id, value)])
+            self.cache.put_soon([(key, "choice_logprobs", self.model_id, value)])
         return result
 
     async def aclose(self) -> None:
+        if self.cache is not None:
+            self.cache.flush()
         await self.inner.aclose()
 
 
