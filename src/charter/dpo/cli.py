@@ -1,0 +1,73 @@
+"""`charter train dpo CONFIG.yaml` and `charter eval winrate ...`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+eval_app = typer.Typer(help="Evaluate trained models.", no_args_is_help=True)
+
+
+def register(app: typer.Typer) -> None:
+    from charter.reward_model.cli import train_group
+
+    train_group(app).command("dpo")(dpo)
+    eval_app.command("winrate")(winrate)
+    if not any(info.name == "eval" for info in app.registered_groups):
+        app.add_typer(eval_app, name="eval")
+
+
+def dpo(
+    config: Path = typer.Argument(..., help="YAML file with the dpo settings (charter.dpo.config)."),
+    set_: Optional[list[str]] = typer.Option(None, "--set", help="Override a key: --set trl.beta=0.2."),
+) -> None:
+    """DPO-train a policy (TRL DPOTrainer); the result loads as local:OUTPUT_DIR."""
+    from charter.dpo.config import DPOConfigModel
+    from charter.dpo.train import output_dir_for, train_dpo
+    from charter.yamlio import load_model
+
+    cfg = load_model(DPOConfigModel, config, set_)
+    metrics = train_dpo(cfg)
+    out = output_dir_for(cfg)
+    typer.echo(f"DPO policy saved to {out} (use it as local:{out})")
+    for split, values in metrics["after"].items():
+        margin, acc = values.get("rewards/margins"), values.get("rewards/accuracies")
+        if margin is not None:
+            typer.echo(f"  {split}: reward margin {margin:.3f}, reward accuracy {acc:.3f}")
+
+
+def winrate(
+    base: str = typer.Option("local:smollm2-135m-instruct", help="Model before training (model string)."),
+    candidate: Optional[str] = typer.Option(None, help="Trained model, e.g. local:runs/x/dpo."),
+    prompts: str = typer.Option(..., help="Held-out prompts: JSONL/parquet with a prompt or messages column."),
+    judge: str = typer.Option("local:smollm2-135m-instruct", help="Judge model string."),
+    reward_model: Optional[Path] = typer.Option(None, "--reward-model", help="Reward model folder to score both."),
+    constitution: str = typer.Option("harmless", help="Constitution name or YAML path."),
+    limit: Optional[int] = typer.Option(50, help="Most prompts to use."),
+    max_tokens: int = typer.Option(128, help="Most tokens per answer."),
+    judge_mode: str = typer.Option("logprobs", help="logprobs, cot or verdict."),
+    run_dir: Optional[Path] = typer.Option(None, "--run-dir", help="Write RUN_DIR/report/winrate.json."),
+    out: Optional[Path] = typer.Option(None, "--out", help="Where to write the JSON summary (.md beside it)."),
+) -> None:
+    """Win rate of a candidate against a base model, judged in both orders, with a 95% CI."""
+    from charter.dpo.config import WinrateConfig
+    from charter.dpo.winrate import winrate as run_winrate
+    from charter.progress import spinner
+    from charter.yamlio import model_from_data
+
+    fields = {"base": base, "candidate": candidate, "prompts": prompts, "judge": judge, "reward_model": reward_model,
+              "constitution": constitution, "limit": limit, "max_tokens": max_tokens, "judge_mode": judge_mode,
+              "run_dir": run_dir, "out": out}
+    cfg = model_from_data(WinrateConfig, fields, "charter eval winrate")
+    with spinner("answering and judging"):
+        summary = run_winrate(cfg)
+    ci = summary["ci95"] or [float("nan")] * 2
+    rate = summary["win_rate"]
+    typer.echo(f"win rate {rate:.3f} (95% CI {ci[0]:.3f}-{ci[1]:.3f}) over {summary['n']} prompts"
+               if rate is not None else "no judgments succeeded")
+    if summary.get("reward_model"):
+        rm = summary["reward_model"]
+        typer.echo(f"reward model: candidate {rm['mean_candidate']:.3f}, base {rm['mean_base']:.3f}")
+    typer.echo(f"written to {summary['written_to']}")

@@ -1,0 +1,107 @@
+"""The `dpo:` and `eval:` config sections (also whole files for `charter train dpo` and `charter eval winrate`)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from charter.reward_model.config import LoraSettings
+
+#: TRL 1.16's DPO loss types (DPOConfig.loss_type).
+LOSS_TYPES = (
+    "sigmoid", "hinge", "ipo", "exo_pair", "nca_pair", "robust", "bco_pair", "sppo_hard", "aot", "aot_unpaired",
+    "apo_zero", "apo_down", "discopop", "sft", "sigmoid_norm",
+)
+
+
+class DPOConfigModel(BaseModel):
+    """Fine-tune a policy with TRL's DPOTrainer on a preference dataset."""
+
+    model_config = ConfigDict(extra="forbid")
+    dataset: str
+    """A run directory (its data/preferences.parquet), a .parquet/.jsonl file, or a Hub dataset name."""
+    dataset_split: str = "train"
+    """Split to load when `dataset` is a Hub dataset name."""
+    model: str = "smollm2-135m-instruct"
+    """The policy: `smollm2-135m-instruct` (the embedded model, as its cached safetensors folder), a folder or
+    a Hub id. Loaded with AutoModelForCausalLM; the reference model is a frozen copy."""
+    output_dir: Path | None = None
+    """Where the trained policy, metrics.json and README.md go; default RUN_DIR/dpo, else ./dpo."""
+    eval_fraction: float = Field(default=0.0, ge=0, lt=1)
+    """Share of pairs held out; their reward accuracy and margin are measured before and after training."""
+    seed: int = 0
+    """Seed for the split and training."""
+    probe_pairs: int = Field(default=16, ge=0)
+    """Training pairs whose DPO reward margin and accuracy are measured before and after training (0: none)."""
+    loss_type: list[str] = Field(default_factory=lambda: ["sigmoid"])
+    """TRL loss type(s): sigmoid (DPO), robust, ipo, hinge, exo_pair, ... Several are combined (trl.loss_weights)."""
+    label_smoothing: float | Literal["judge"] = 0.0
+    """Label smoothing (robust / exo_pair losses: the chance a label is flipped). `judge`: 1 - mean p_chosen
+    of the training pairs, i.e. how often the judge itself expects to be wrong, capped at 0.49."""
+    use_calibrated: bool = False
+    """With label_smoothing: judge, use p_chosen_calibrated where rows have it."""
+    chat_template: str | None = None
+    """A Jinja file or template text for tokenizers without a chat template; default: the tokenizer's own."""
+    lora: LoraSettings | None = None
+    """Train LoRA adapters through peft instead of all weights; the saved model has them merged in."""
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    """Where to train: CPU gets fp32 (TRL's default bf16 is ~8x slower there) and batch 4, CUDA bf16 and batch 16."""
+    resume: bool = True
+    """Resume from the newest checkpoint in output_dir when a previous run was interrupted."""
+    trl: dict[str, Any] = Field(default_factory=dict)
+    """TRL DPOConfig / TrainingArguments fields, passed through (beta, learning_rate, num_train_epochs,
+    max_length, precompute_ref_log_probs, ...)."""
+
+    @field_validator("loss_type", mode="before")
+    @classmethod
+    def _one_or_many(cls, value: Any) -> Any:
+        return [value] if isinstance(value, str) else value
+
+    @field_validator("loss_type")
+    @classmethod
+    def _known_losses(cls, value: list[str]) -> list[str]:
+        unknown = [v for v in value if v not in LOSS_TYPES]
+        if unknown:
+            raise ValueError(f"unknown loss type {', '.join(unknown)} (known: {', '.join(LOSS_TYPES)})")
+        return value
+
+
+class WinrateConfig(BaseModel):
+    """Compare a candidate policy with a base policy on held-out prompts, judged against a constitution."""
+
+    model_config = ConfigDict(extra="forbid")
+    base: str = "local:smollm2-135m-instruct"
+    """The model before training (a model string for charter.providers.get_model)."""
+    candidate: str | None = None
+    """The trained model, e.g. `local:runs/x/dpo`; default `local:RUN_DIR/dpo` when run_dir is set."""
+    prompts: str
+    """Held-out prompts: a JSONL/parquet file (a `prompt` string or `messages` list per row), or a run
+    directory's preference file (its prompts)."""
+    judge: str = "local:smollm2-135m-instruct"
+    """The judge model string."""
+    constitution: str = "harmless"
+    """Constitution name or YAML path the judge compares against."""
+    reward_model: Path | None = None
+    """A reward model folder; its mean score of both models' answers is reported too."""
+    limit: int | None = Field(default=50, gt=0)
+    """Use at most this many prompts (None: all)."""
+    max_tokens: int = Field(default=128, gt=0)
+    """Most tokens per answer."""
+    temperature: float = Field(default=0.0, ge=0)
+    """Sampling temperature for both models' answers (0: greedy)."""
+    judge_mode: Literal["logprobs", "cot", "verdict"] = "logprobs"
+    """How the judge answers (see charter.preference.judge); both orders are always asked."""
+    principles_per_pair: int = Field(default=1, gt=0)
+    """Principles sampled per comparison."""
+    seed: int = 0
+    """Seed for prompt sampling and principle choice."""
+    tie_band: float = Field(default=0.0, ge=0, lt=0.5)
+    """|p - 0.5| at or below this counts as a tie (half a win)."""
+    run_dir: Path | None = None
+    """A run directory: the summary goes to RUN_DIR/report/winrate.json (+ .md) for the run report."""
+    out: Path | None = None
+    """Where to write the JSON summary (a .md beside it); overrides run_dir's report path."""
+    concurrency: int = Field(default=16, gt=0)
+    """Judge calls in flight at once."""

@@ -1,0 +1,148 @@
+"""`train_dpo`: TRL's DPOTrainer on a preference dataset, with metrics before/after and a model card."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any, Sequence
+
+from charter.dpo.config import DPOConfigModel
+from charter.errors import DatasetError, TrainingError
+from charter.reward_model import common, data
+
+KEPT_METRICS = ("loss", "rewards/margins", "rewards/accuracies", "rewards/chosen", "rewards/rejected",
+                "logps/chosen", "logps/rejected")
+
+
+def output_dir_for(config: DPOConfigModel) -> Path:
+    """The configured output folder, or RUN_DIR/dpo, or ./dpo."""
+    if config.output_dir is not None:
+        return Path(config.output_dir)
+    run_dir = data.run_dir_of(config.dataset)
+    return run_dir / "dpo" if run_dir else Path("dpo")
+
+
+def label_smoothing_for(config: DPOConfigModel, rows: list[dict[str, Any]]) -> float:
+    """The label smoothing to use; `judge` is 1 - mean p_chosen (the judge's own expected error rate)."""
+    if config.label_smoothing != "judge":
+        return float(config.label_smoothing)
+    mean = data.mean_p_chosen(rows, config.use_calibrated)
+    if mean is None:
+        raise DatasetError(f"{config.dataset}: label_smoothing: judge needs a p_chosen column")
+    return min(max(1.0 - mean, 0.0), 0.49)
+
+
+def load_policy(config: DPOConfigModel) -> tuple[Any, Any, str]:
+    """The causal LM to train, its tokenizer (padding on the left, chat template checked) and its folder."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    path = common.resolve_model(config.model)
+    tokenizer = common.load_tokenizer(path, config.model)
+    try:
+        model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
+    except Exception as exc:
+        raise TrainingError(
+            f"{config.model}: cannot be loaded as a causal LM ({type(exc).__name__}: {common._short(exc)})"
+        ) from None
+    common.ensure_pad_token(tokenizer, model)
+    common.apply_chat_template_setting(tokenizer, config.chat_template, config.model, conversational=True)
+    return model, tokenizer, path
+
+
+def _trl_args(config: DPOConfigModel, out: Path, device: str, smoothing: float) -> Any:
+    from trl import DPOConfig
+
+    base = {
+        "output_dir": str(out), "num_train_epochs": 1, "learning_rate": 5e-6, "beta": 0.1, "logging_steps": 10,
+        "save_strategy": "steps", "save_steps": 100, "save_total_limit": 2, "report_to": "none",
+        "eval_strategy": "no", "seed": config.seed, "max_length": 512, "loss_type": config.loss_type,
+        "label_smoothing": smoothing, "dataloader_num_workers": 0, "disable_tqdm": True,
+        **common.device_defaults(device, cpu_batch=4, cuda_batch=16),
+    }
+    for key in ("loss_type", "label_smoothing"):
+        if key in config.trl:
+            raise TrainingError(f"dpo.trl.{key}: set dpo.{key} instead (it is part of charter's dpo section)")
+    return common.build_trl_config(DPOConfig, base, config.trl, "dpo")
+
+
+def _peft_config(config: DPOConfigModel) -> Any:
+    if config.lora is None:
+        return None
+    from peft import LoraConfig, TaskType
+
+    return LoraConfig(task_type=TaskType.CAUSAL_LM, r=config.lora.r, lora_alpha=config.lora.alpha,
+                      lora_dropout=config.lora.dropout, target_modules=config.lora.target_modules)
+
+
+def make_trainer(config: DPOConfigModel, train_rows: list[dict], eval_sets: dict[str, list[dict]], out: Path,
+                 device: str, smoothing: float, callbacks: Sequence[Any] = ()) -> Any:
+    """A DPOTrainer over our rows (the policy loaded here, the reference a frozen copy made by TRL)."""
+    from trl import DPOTrainer
+
+    model, tokenizer, _ = load_policy(config)
+    args = _trl_args(config, out, device, smoothing)
+    eval_dataset = {name: data.to_dataset(rows) for name, rows in eval_sets.items() if rows} or None
+    try:
+        trainer = DPOTrainer(
+            model=model, args=args, train_dataset=data.to_dataset(train_rows), eval_dataset=eval_dataset,
+            processing_class=tokenizer, peft_config=_peft_config(config), callbacks=list(callbacks) or None,
+        )
+    except ValueError as exc:
+        raise TrainingError(f"dpo trainer: {common._short(exc)}") from None
+    if len(trainer.train_dataset) == 0:
+        raise TrainingError(f"{config.dataset}: every prompt is longer than max_length; raise dpo.trl.max_length")
+    return trainer
+
+
+def _probe(trainer: Any) -> dict[str, dict[str, float]]:
+    """TRL's eval metrics (reward margin, accuracy, log-probs) per eval set, reduced to the ones worth keeping.
+
+    TRL logs its DPO metrics rather than returning them, so they are read back from the log history."""
+    result: dict[str, dict[str, float]] = {}
+    for name in trainer.eval_dataset or {}:
+        returned = trainer.evaluate(eval_dataset=name, metric_key_prefix=f"eval_{name}")
+        logged = trainer.state.log_history[-1] if trainer.state.log_history else {}
+        values = {k: logged.get(f"eval_{k}") for k in KEPT_METRICS if k != "loss"}
+        values["loss"] = returned.get(f"eval_{name}_loss")
+        result[name] = {k: v for k, v in values.items() if v is not None}
+    return result
+
+
+def train_dpo(config: DPOConfigModel | dict[str, Any], *, callbacks: Sequence[Any] = ()) -> dict[str, Any]:
+    """DPO-train the policy; returns the metrics (also in OUTPUT_DIR/metrics.json). The saved folder is a plain
+    transformers model (LoRA merged), usable as `local:OUTPUT_DIR`."""
+    config = config if isinstance(config, DPOConfigModel) else DPOConfigModel.model_validate(config)
+    out = output_dir_for(config)
+    rows = data.read_rows(config.dataset, config.dataset_split)
+    data.check_columns(rows, config.dataset)
+    train_raw, held_raw = data.split_rows(rows, config.eval_fraction, config.seed)
+    train_rows = data.to_training_rows(train_raw, config.dataset)
+    held_rows = data.to_training_rows(held_raw, config.dataset) if held_raw else []
+    smoothing = label_smoothing_for(config, train_raw)
+    device = common.pick_device(config.device)
+    eval_sets = {"train_pairs": train_rows[:config.probe_pairs], "held_out": held_rows}
+    trainer = make_trainer(config, train_rows, eval_sets, out, device, smoothing, callbacks)
+    resume = common.last_checkpoint(out) if config.resume else None
+    before = _probe(trainer) if resume is None else {}
+    started = time.perf_counter()
+    result = trainer.train(resume_from_checkpoint=resume)
+    seconds = time.perf_counter() - started
+    after = _probe(trainer)
+    from charter.reward_model.train import save_trained
+
+    save_trained(trainer, trainer.processing_class, out, merge_lora=config.lora is not None)
+    metrics = {
+        "before": before, "after": after, "label_smoothing": smoothing, "loss_type": config.loss_type,
+        "beta": trainer.args.beta,
+        "training": {"train_loss": result.training_loss, "global_step": trainer.state.global_step,
+                     "seconds": round(seconds, 2), "resumed_from": Path(resume).name if resume else None,
+                     "train_pairs": len(train_rows), "held_out_pairs": len(held_rows), "device": device,
+                     "bf16": bool(trainer.args.bf16), "batch_size": trainer.args.per_device_train_batch_size},
+        "config": config.model_dump(mode="json"),
+    }
+    common.write_json(out / "metrics.json", metrics)
+    from charter.reward_model.card import render_card
+
+    render_card("DPO policy", config.model, config.dataset, metrics, rows, ["dpo"]).save(out / "README.md")
+    return metrics

@@ -1,0 +1,204 @@
+"""Win rate of a candidate policy against a base policy: both answer held-out prompts, the judge compares
+the answers in both orders against the constitution, and a reward model can score them too."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import random
+import threading
+from pathlib import Path
+from typing import Any
+
+from charter.dpo.config import WinrateConfig
+from charter.errors import ConfigError, DatasetError
+from charter.reward_model import common, data
+
+WINRATE_FILE = "winrate.json"
+
+
+def wilson_interval(successes: float, n: int, z: float = 1.96) -> tuple[float, float]:
+    """Wilson score interval for a proportion (ties counted as half a success)."""
+    if n == 0:
+        return (0.0, 1.0)
+    p = successes / n
+    denom = 1 + z * z / n
+    centre = (p + z * z / (2 * n)) / denom
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
+    return (max(0.0, centre - half), min(1.0, centre + half))
+
+
+def load_prompts(source: str, limit: int | None, seed: int) -> list[list[dict[str, str]]]:
+    """Prompt conversations from a JSONL/parquet file (`prompt` string or message list, or `messages`)."""
+    rows = data.read_rows(source)
+    if not rows:
+        raise DatasetError(f"{source}: no prompts")
+    key = "prompt" if "prompt" in rows[0] else "messages" if "messages" in rows[0] else None
+    if key is None:
+        raise DatasetError(f"{source}: missing column prompt (a string or a message list per row) or messages")
+    prompts = [data.as_messages(r[key], "user") for r in rows if r.get(key)]
+    if key == "messages":  # SFT-style rows: drop a trailing assistant answer
+        prompts = [p[:-1] if p and p[-1]["role"] == "assistant" else p for p in prompts]
+    if limit is not None and limit < len(prompts):
+        keep = sorted(random.Random(seed).sample(range(len(prompts)), limit))
+        prompts = [prompts[i] for i in keep]
+    return prompts
+
+
+async def _answers(spec: str, prompts: list[list[dict[str, str]]], config: WinrateConfig) -> list[str]:
+    """One model's answers; no call cache (a `local:` folder may hold a newly trained model)."""
+    from charter.providers import SamplingParams, get_model
+
+    model = get_model(spec, role="policy")
+    try:
+        params = SamplingParams(temperature=config.temperature, max_tokens=config.max_tokens, seed=config.seed)
+        return [c.text.strip() for c in await model.generate(prompts, params)]
+    finally:
+        await model.aclose()
+
+
+async def _judge(config: WinrateConfig, pairs: list[dict]) -> dict[str, dict]:
+    from charter.constitutions import load_constitution
+    from charter.preference.judge import JudgeSettings, judge_many
+    from charter.providers import get_model
+
+    constitution = load_constitution(config.constitution)
+    settings = JudgeSettings(mode=config.judge_mode, orders="both", principles_per_pair=config.principles_per_pair)
+    model = get_model(config.judge, role="judge")
+    try:
+        records = {}
+        async for record in judge_many(model, constitution, pairs, settings, seed=config.seed,
+                                       concurrency=config.concurrency):
+            records[record["pair_id"]] = record
+        return records
+    finally:
+        await model.aclose()
+
+
+def tally(records: list[dict], tie_band: float) -> dict[str, Any]:
+    """Wins, ties and losses of `a` (the candidate), the win rate with ties as half, and its Wilson 95% CI."""
+    ok = [r for r in records if r.get("status") == "ok" and r.get("p_a") is not None]
+    wins = sum(1 for r in ok if r["p_a"] > 0.5 + tie_band)
+    losses = sum(1 for r in ok if r["p_a"] < 0.5 - tie_band)
+    ties = len(ok) - wins - losses
+    score = wins + 0.5 * ties
+    consistent = [r["position_consistent"] for r in ok if r.get("position_consistent") is not None]
+    return {
+        "n": len(ok), "failures": len(records) - len(ok), "wins": wins, "ties": ties, "losses": losses,
+        "win_rate": score / len(ok) if ok else None,
+        "ci95": list(wilson_interval(score, len(ok))) if ok else None, "ci_method": "wilson",
+        "mean_p_candidate": sum(r["p_a"] for r in ok) / len(ok) if ok else None,
+        "position_consistent_rate": sum(consistent) / len(consistent) if consistent else None,
+    }
+
+
+def reward_scores(path: Path, prompts: list, candidate: list[str], base: list[str]) -> dict[str, Any]:
+    """Mean reward of both models' answers and how often the candidate's is higher."""
+    from charter.reward_model.evaluate import RewardScorer
+
+    scorer = RewardScorer.load(path)
+    cand = scorer.score([p + [{"role": "assistant", "content": a}] for p, a in zip(prompts, candidate)])
+    base_scores = scorer.score([p + [{"role": "assistant", "content": a}] for p, a in zip(prompts, base)])
+    higher = sum(1.0 if c > b else 0.5 if c == b else 0.0 for c, b in zip(cand, base_scores))
+    return {"path": str(path), "mean_candidate": sum(cand) / len(cand), "mean_base": sum(base_scores) / len(base_scores),
+            "candidate_higher_rate": higher / len(cand)}
+
+
+def _resolve(config: WinrateConfig) -> WinrateConfig:
+    updates: dict[str, Any] = {}
+    if config.candidate is None:
+        if config.run_dir is None:
+            raise ConfigError("eval.candidate: required (or set run_dir to compare with RUN_DIR/dpo)")
+        updates["candidate"] = f"local:{Path(config.run_dir) / 'dpo'}"
+    if config.reward_model is None and config.run_dir is not None and (Path(config.run_dir) / "reward_model" / "config.json").exists():
+        updates["reward_model"] = Path(config.run_dir) / "reward_model"
+    return config.model_copy(update=updates)
+
+
+async def winrate_async(config: WinrateConfig) -> dict[str, Any]:
+    """The win-rate evaluation; writes JSON + markdown and returns the summary."""
+    config = _resolve(config)
+    prompts = load_prompts(config.prompts, config.limit, config.seed)
+    base = await _answers(config.base, prompts, config)
+    candidate = await _answers(str(config.candidate), prompts, config)
+    pairs = [{"pair_id": f"winrate-{i}", "prompt_id": f"winrate-{i}", "prompt": p, "a": c, "b": b}
+             for i, (p, c, b) in enumerate(zip(prompts, candidate, base))]
+    records = await _judge(config, pairs)
+    ordered = [records.get(p["pair_id"], {"status": "failed"}) for p in pairs]
+    summary: dict[str, Any] = {
+        "base": config.base, "candidate": config.candidate, "judge": config.judge,
+        "constitution": config.constitution, "prompts": config.prompts, "prompts_used": len(prompts),
+        **tally(ordered, config.tie_band),
+        "reward_model": reward_scores(config.reward_model, prompts, candidate, base) if config.reward_model else None,
+        "examples": [{"prompt": p["prompt"][-1]["content"], "candidate": p["a"], "base": p["b"],
+                      "p_candidate": r.get("p_a")} for p, r in list(zip(pairs, ordered))[:3]],
+    }
+    out = output_path(config)
+    common.write_json(out, summary)
+    out.with_suffix(".md").write_text(markdown(summary), encoding="utf-8")
+    summary["written_to"] = str(out)
+    return summary
+
+
+def output_path(config: WinrateConfig) -> Path:
+    """--out, else RUN_DIR/report/winrate.json, else ./winrate.json."""
+    if config.out is not None:
+        return Path(config.out)
+    if config.run_dir is not None:
+        return Path(config.run_dir) / "report" / WINRATE_FILE
+    return Path(WINRATE_FILE)
+
+
+def _fmt(value: Any) -> str:
+    return "n/a" if value is None else f"{value:.3f}" if isinstance(value, float) else str(value)
+
+
+def markdown(summary: dict[str, Any]) -> str:
+    """A short markdown summary for the run report."""
+    ci = summary.get("ci95") or [None, None]
+    lines = [
+        "## Win rate", "",
+        f"Candidate `{summary['candidate']}` against base `{summary['base']}`, judged by `{summary['judge']}` "
+        f"against the `{summary['constitution']}` constitution in both orders, on {summary['prompts_used']} "
+        f"held-out prompts from `{summary['prompts']}`.", "",
+        "| win rate (ties half) | 95% CI (Wilson) | wins | ties | losses | failed | mean P(candidate) |",
+        "|---|---|---|---|---|---|---|",
+        f"| {_fmt(summary['win_rate'])} | {_fmt(ci[0])}–{_fmt(ci[1])} | {summary['wins']} | {summary['ties']} | "
+        f"{summary['losses']} | {summary['failures']} | {_fmt(summary['mean_p_candidate'])} |", "",
+    ]
+    rm = summary.get("reward_model")
+    if rm:
+        lines += [f"Reward model `{rm['path']}`: mean score candidate {_fmt(rm['mean_candidate'])}, base "
+                  f"{_fmt(rm['mean_base'])}; candidate scored higher on {_fmt(rm['candidate_higher_rate'])} of prompts.", ""]
+    return "\n".join(lines)
+
+
+def winrate(config: WinrateConfig | dict[str, Any] | None = None, **fields: Any) -> dict[str, Any]:
+    """Sync wrapper: `winrate(base=..., candidate=..., prompts=..., judge=...)` or `winrate(WinrateConfig(...))`."""
+    if config is None:
+        config = WinrateConfig.model_validate(fields)
+    elif not isinstance(config, WinrateConfig):
+        config = WinrateConfig.model_validate({**config, **fields})
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(winrate_async(config))
+    return _run_in_thread(winrate_async(config))
+
+
+def _run_in_thread(coro: Any) -> Any:
+    """Run a coroutine to completion from code that is itself inside an event loop."""
+    box: dict[str, Any] = {}
+
+    def target() -> None:
+        try:
+            box["value"] = asyncio.run(coro)
+        except BaseException as exc:  # re-raised in the caller's thread
+            box["error"] = exc
+
+    thread = threading.Thread(target=target)
+    thread.start()
+    thread.join()
+    if "error" in box:
+        raise box["error"]
+    return box["value"]

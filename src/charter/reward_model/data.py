@@ -1,0 +1,181 @@
+"""Preference datasets in, `datasets.Dataset` out: from a run directory, a parquet/JSONL file or a Hub name.
+
+Rows follow docs/FORMATS.md (TRL conversational: `prompt`, `chosen`, `rejected` message lists, plus
+`p_chosen`, `margin` and provenance). Plain-text rows (`prompt`, `chosen`, `rejected` strings, as in
+human-labeled pair files) are turned into one user message and one assistant message.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any, Literal
+
+from charter.errors import DatasetError
+
+REQUIRED = ("prompt", "chosen", "rejected")
+FORMAT_HINT = (
+    "expected TRL preference format: prompt, chosen, rejected as lists of {role, content} messages "
+    "or strings (see docs/FORMATS.md)"
+)
+MarginSource = Literal["off", "margin", "logit"]
+
+
+def resolve_source(source: str | Path) -> tuple[str, Path | None]:
+    """Where a dataset comes from: ("file", path), ("hub", None); a run directory becomes its preference file."""
+    path = Path(source)
+    if path.is_dir():
+        for name in ("preferences.parquet", "preferences.jsonl"):
+            if (path / "data" / name).exists():
+                return "file", path / "data" / name
+        raise DatasetError(f"{path}: no data/preferences.parquet or data/preferences.jsonl in this run directory")
+    if path.suffix in (".parquet", ".jsonl", ".json"):
+        if not path.exists():
+            raise DatasetError(f"{path}: file not found")
+        return "file", path
+    if str(source).count("/") == 1 and not path.exists():
+        return "hub", None
+    raise DatasetError(f"{source}: not a run directory, a .parquet/.jsonl file or a Hub dataset name (owner/name)")
+
+
+def run_dir_of(source: str | Path) -> Path | None:
+    """The run directory a dataset source points into, if any."""
+    path = Path(source)
+    if path.is_dir() and (path / "data").is_dir():
+        return path
+    if path.is_file() and path.parent.name == "data" and (path.parent.parent / "run.sqlite").exists():
+        return path.parent.parent
+    return None
+
+
+def read_rows(source: str | Path, split: str = "train") -> list[dict[str, Any]]:
+    """All rows of a preference dataset as dicts (small enough for memory: preference sets are)."""
+    kind, path = resolve_source(source)
+    if kind == "hub":
+        return _read_hub(str(source), split)
+    assert path is not None
+    return _read_parquet(path) if path.suffix == ".parquet" else _read_jsonl(path)
+
+
+def _read_parquet(path: Path) -> list[dict[str, Any]]:
+    import pyarrow.parquet as pq
+
+    try:
+        return pq.read_table(path).to_pylist()
+    except Exception as exc:  # pyarrow raises several types for a corrupt file
+        raise DatasetError(f"{path}: not a readable parquet file ({type(exc).__name__}: {exc})") from None
+
+
+def _read_jsonl(path: Path) -> list[dict[str, Any]]:
+    rows = []
+    with path.open(encoding="utf-8") as handle:
+        for number, line in enumerate(handle, 1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise DatasetError(f"{path}:{number}: invalid JSON: {exc.msg}") from None
+            if not isinstance(row, dict):
+                raise DatasetError(f"{path}:{number}: expected a JSON object per line")
+            rows.append(row)
+    return rows
+
+
+def _read_hub(name: str, split: str) -> list[dict[str, Any]]:
+    import datasets
+
+    try:
+        return datasets.load_dataset(name, split=split).to_list()
+    except Exception as exc:  # offline, unknown name, missing split: all one line for the user
+        raise DatasetError(f"Hub dataset {name} (split {split}) could not be loaded: {type(exc).__name__}") from None
+
+
+def as_messages(value: Any, role: str) -> list[dict[str, str]]:
+    """A message list from a message list or a plain string."""
+    if isinstance(value, str):
+        return [{"role": role, "content": value}]
+    return [{"role": str(m["role"]), "content": str(m["content"])} for m in value]
+
+
+def check_columns(rows: list[dict[str, Any]], source: str | Path, extra: tuple[str, ...] = ()) -> None:
+    """One-line errors for an empty dataset or missing columns."""
+    if not rows:
+        raise DatasetError(f"{source}: the dataset is empty (no preference rows); {FORMAT_HINT}")
+    missing = [c for c in (*REQUIRED, *extra) if c not in rows[0]]
+    if missing:
+        raise DatasetError(f"{source}: missing column{'s' if len(missing) > 1 else ''} {', '.join(missing)}; {FORMAT_HINT}")
+
+
+def margin_of(row: dict[str, Any], source: MarginSource, scale: float, calibrated: bool) -> float:
+    """The reward-model margin for a row from the judge's confidence.
+
+    `margin`: the row's `margin` (2 p - 1, or from p_chosen when absent); `logit`: log(p / (1 - p)),
+    the Bradley-Terry reward gap at which the model would agree with the judge's probability.
+    """
+    cal = row.get("p_chosen_calibrated") if calibrated else None
+    if source == "margin":
+        if cal is None and row.get("margin") is not None:
+            return scale * float(row["margin"])
+        return scale * (2 * float(cal if cal is not None else row["p_chosen"]) - 1)
+    q = min(max(float(cal if cal is not None else row["p_chosen"]), 1e-4), 1 - 1e-4)
+    value = math.log(q / (1 - q))
+    return scale * float(value)
+
+
+def margin_columns(source: MarginSource) -> tuple[str, ...]:
+    """The column a margin source needs (a `margin` column can stand in for p_chosen in `margin` mode)."""
+    return () if source in ("off", "margin") else ("p_chosen",)
+
+
+def to_training_rows(
+    rows: list[dict[str, Any]], source: str | Path, margin: MarginSource = "off", margin_scale: float = 1.0,
+    calibrated: bool = False,
+) -> list[dict[str, Any]]:
+    """Rows reduced to what TRL needs: prompt/chosen/rejected messages and, if asked, a margin."""
+    check_columns(rows, source, margin_columns(margin))
+    if margin == "margin" and "margin" not in rows[0] and "p_chosen" not in rows[0]:
+        raise DatasetError(f"{source}: margin: margin needs a margin or p_chosen column; {FORMAT_HINT}")
+    out = []
+    for row in rows:
+        item = {
+            "prompt": as_messages(row["prompt"], "user"),
+            "chosen": as_messages(row["chosen"], "assistant"),
+            "rejected": as_messages(row["rejected"], "assistant"),
+        }
+        if margin != "off":
+            item["margin"] = margin_of(row, margin, margin_scale, calibrated)
+        out.append(item)
+    return out
+
+
+def split_rows(rows: list[dict[str, Any]], fraction: float, seed: int) -> tuple[list[dict], list[dict]]:
+    """A seeded held-out split; at least one held-out row when the fraction is positive and rows allow."""
+    import random
+
+    if fraction <= 0 or len(rows) < 2:
+        return rows, []
+    order = list(range(len(rows)))
+    random.Random(seed).shuffle(order)
+    held = max(1, round(len(rows) * fraction))
+    held_set = set(order[:held])
+    return [r for i, r in enumerate(rows) if i not in held_set], [rows[i] for i in sorted(held_set)]
+
+
+def to_dataset(rows: list[dict[str, Any]]):  # -> datasets.Dataset
+    """A `datasets.Dataset` from plain rows."""
+    import datasets
+
+    return datasets.Dataset.from_list(rows)
+
+
+def mean_p_chosen(rows: list[dict[str, Any]], calibrated: bool = False) -> float | None:
+    """Mean judge confidence in the chosen response, or None without a p_chosen column."""
+    values = []
+    for row in rows:
+        p = row.get("p_chosen_calibrated") if calibrated else None
+        p = p if p is not None else row.get("p_chosen")
+        if p is not None:
+            values.append(float(p))
+    return sum(values) / len(values) if values else None

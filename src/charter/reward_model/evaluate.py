@@ -1,0 +1,105 @@
+"""Scoring with a trained reward model: pair accuracy, reward distributions, a histogram."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Sequence
+
+from charter.errors import TrainingError
+
+QUANTILES = (0.05, 0.25, 0.5, 0.75, 0.95)
+
+
+class RewardScorer:
+    """A sequence-classification reward model and its tokenizer; `score` gives one reward per conversation."""
+
+    def __init__(self, model: Any, tokenizer: Any, max_length: int = 512, batch_size: int = 16) -> None:
+        self.model, self.tokenizer = model, tokenizer
+        self.max_length, self.batch_size = max_length, batch_size
+
+    @classmethod
+    def load(cls, path: str | Path, max_length: int = 512, device: str | None = None) -> "RewardScorer":
+        """Load a saved reward model folder (as written by `train_reward_model`)."""
+        import torch
+        from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+        try:
+            tokenizer = AutoTokenizer.from_pretrained(str(path))
+            model = AutoModelForSequenceClassification.from_pretrained(str(path), dtype=torch.float32)
+        except Exception as exc:
+            raise TrainingError(f"{path}: not a reward model folder ({type(exc).__name__})") from None
+        device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        return cls(model.to(device).eval(), tokenizer, max_length)
+
+    def score(self, conversations: Sequence[list[dict[str, str]]]) -> list[float]:
+        """Rewards for full conversations (prompt messages + the assistant response)."""
+        import torch
+
+        texts = [self.tokenizer.apply_chat_template(c, tokenize=False) for c in conversations]
+        out: list[float] = []
+        device = next(self.model.parameters()).device
+        side = self.tokenizer.padding_side
+        self.tokenizer.padding_side = "right"
+        try:
+            for start in range(0, len(texts), self.batch_size):
+                batch = self.tokenizer(
+                    texts[start:start + self.batch_size], padding=True, truncation=True,
+                    max_length=self.max_length, add_special_tokens=False, return_tensors="pt",
+                ).to(device)
+                with torch.no_grad():
+                    logits = self.model(**batch).logits
+                out.extend(logits[:, 0].float().cpu().tolist())
+        finally:
+            self.tokenizer.padding_side = side
+        return out
+
+    def score_pairs(self, rows: Sequence[dict[str, Any]]) -> tuple[list[float], list[float]]:
+        """(chosen rewards, rejected rewards) for preference rows with message-list columns."""
+        chosen = self.score([r["prompt"] + r["chosen"] for r in rows])
+        rejected = self.score([r["prompt"] + r["rejected"] for r in rows])
+        return chosen, rejected
+
+
+def accuracy(chosen: Sequence[float], rejected: Sequence[float]) -> float | None:
+    """Share of pairs where the chosen response gets the higher reward (ties count half)."""
+    if not chosen:
+        return None
+    wins = sum(1.0 if c > r else 0.5 if c == r else 0.0 for c, r in zip(chosen, rejected))
+    return wins / len(chosen)
+
+
+def distribution(values: Sequence[float]) -> dict[str, Any]:
+    """Mean, std, min, max and quantiles."""
+    import numpy as np
+
+    if not values:
+        return {"n": 0}
+    arr = np.asarray(values, dtype=float)
+    return {
+        "n": int(arr.size), "mean": float(arr.mean()), "std": float(arr.std()), "min": float(arr.min()),
+        "max": float(arr.max()), "quantiles": {str(q): float(np.quantile(arr, q)) for q in QUANTILES},
+    }
+
+
+def histogram(chosen: Sequence[float], rejected: Sequence[float], path: Path, title: str) -> Path | None:
+    """A PNG of both reward distributions; None when matplotlib (the `agreement` extra) is missing."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return None
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    bins = 30 if len(chosen) > 60 else 12
+    ax.hist(list(chosen), bins=bins, alpha=0.6, label="chosen", color="#2a9d8f")
+    ax.hist(list(rejected), bins=bins, alpha=0.6, label="rejected", color="#e76f51")
+    ax.set_xlabel("reward")
+    ax.set_ylabel("pairs")
+    ax.set_title(title)
+    ax.legend()
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
