@@ -20,9 +20,7 @@ from charter.providers.local import LocalModel, embedded_model_path, resolve_loc
 from charter.providers.registry import create_backend  # noqa: E402
 
 CHATML = (
-    "{% for m in messages %}{{ '<|im_start|>' + m['role'] + '\n' + m['content'] }}"
-    "{% if not (loop.last and continue_final_message is defined and continue_final_message) %}"
-    "{{ '<|im_end|>\n' }}{% endif %}{% endfor %}"
+    "{% for m in messages %}{{ '<|im_start|>' + m['role'] + '\n' + m['content'] + '<|im_end|>\n' }}{% endfor %}"
     "{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
 )
 CORPUS = [

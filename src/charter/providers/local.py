@@ -150,6 +150,14 @@ def _gguf_chat_template(gguf: Path) -> str:
 # --------------------------------------------------------------------------- the backend
 
 
+def _dtype_argument() -> str:
+    """transformers renamed `torch_dtype` to `dtype` in 4.56."""
+    from importlib.metadata import version
+
+    major, minor = (int(part) for part in version("transformers").split(".")[:2])
+    return "dtype" if (major, minor) >= (4, 56) else "torch_dtype"
+
+
 def _require_extra() -> None:
     for package in ("torch", "transformers"):
         if importlib.util.find_spec(package) is None:
@@ -216,10 +224,12 @@ class LocalModel(ChatModel):
             return
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
+        dtype_arg = _dtype_argument()
         source = resolve_local_model(self.name, self.cache_dir)
         try:
             tokenizer = AutoTokenizer.from_pretrained(source)
-            model = AutoModelForCausalLM.from_pretrained(source, dtype=self._torch_dtype())
+            model = AutoModelForCausalLM.from_pretrained(source, **{dtype_arg: self._torch_dtype()})
+            model = model.to(self.device).eval()
         except Exception as error:  # transformers raises OSError, ValueError, HF errors...
             raise CharterError(f"local:{self.name}: cannot load the model from '{source}': {error}") from error
         if not tokenizer.chat_template:
@@ -227,7 +237,7 @@ class LocalModel(ChatModel):
         if tokenizer.pad_token_id is None:
             tokenizer.pad_token = tokenizer.eos_token
         tokenizer.padding_side = "left"
-        self._tokenizer, self._model = tokenizer, model.to(self.device).eval()
+        self._tokenizer, self._model = tokenizer, model
 
     @property
     def tokenizer(self) -> Any:
