@@ -66,6 +66,9 @@ class Runner:
         check_config(config, self.constitution)
         self.run_dir = config.run_dir()
         self.config_source = config_source
+        from charter.pipeline.training import validate_sections
+
+        validate_sections(config, self.run_dir)
 
     # -- set-up ---------------------------------------------------------------------------------
     def _open_store(self) -> RunStore:
@@ -245,9 +248,10 @@ class Runner:
         return result
 
     async def _training_stages(self, result: RunResult) -> None:
-        from charter.pipeline.training import run_training_stages
+        from charter.pipeline.training import TRAINING_STAGES, run_training_stages
 
-        await asyncio.to_thread(run_training_stages, self.config, result)
+        if any(stage in self.config.stages for stage in TRAINING_STAGES):
+            await asyncio.to_thread(run_training_stages, self.config, result)
 
 
 def _model_id(role: RoleConfig) -> str:
