@@ -7,7 +7,7 @@ from pathlib import Path
 
 def cell(fig: dict) -> str:
     if fig["value"] is None:
-        return f"n/a (n={fig['n']})"
+        return "n/a"
     ci = f" [{fig['ci'][0]:.2f}, {fig['ci'][1]:.2f}]" if fig["ci"] else ""
     return f"{fig['value']:.3f}{ci}"
 
