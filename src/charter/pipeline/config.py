@@ -10,6 +10,7 @@ from typing import Any, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from charter.agreement.config import AgreementConfig
 from charter.constitutions.schema import Message
 from charter.preference.judge import JudgeSettings
 from charter.providers.base import Limits, SamplingParams
@@ -166,8 +167,8 @@ class RunConfig(_Strict):
     """The call cache file shared across runs (null: no cache)."""
     report: bool = True
     """Write the markdown + HTML report at the end of the run."""
-    agreement: dict[str, Any] = Field(default_factory=dict)
-    """Human-agreement settings (see charter.agreement.config.AgreementConfig)."""
+    agreement: AgreementConfig = AgreementConfig()
+    """Human-agreement settings: the publishing gate (min_kappa / min_agreement), calibration, bootstrap."""
     reward_model: dict[str, Any] | None = None
     """Reward-model training section (see charter.reward_model.config)."""
     dpo: dict[str, Any] | None = None
