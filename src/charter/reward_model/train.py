@@ -144,7 +144,7 @@ def _evaluate(config: RewardModelConfig, model: Any, tokenizer: Any, train_rows:
     chosen, rejected = scorer.score_pairs(rows)
     metrics: dict[str, Any] = {
         "held_out_accuracy": accuracy(chosen, rejected) if held_rows else None,
-        "train_accuracy": accuracy(*scorer.score_pairs(train_rows[:512])),
+        "train_accuracy": accuracy(*scorer.score_pairs(train_rows[:128])),
         "distribution_split": "held_out" if held_rows else "train",
         "reward_chosen": distribution(chosen), "reward_rejected": distribution(rejected),
         "mean_reward_gap": (sum(chosen) - sum(rejected)) / len(chosen),

@@ -1,0 +1,98 @@
+import json
+
+import pytest
+
+from charter.dpo.config import DPOConfigModel
+from charter.dpo.train import label_smoothing_for, train_dpo
+from charter.errors import ConfigError, DatasetError, TrainingError
+from tests.reward_model.tiny import preference_rows, tiny_llama, write_jsonl
+
+FAST = {"max_steps": 2, "save_strategy": "no", "logging_steps": 1, "per_device_train_batch_size": 4,
+        "learning_rate": 1e-3}
+
+
+def test_tiny_dpo_with_robust_loss_and_judge_label_smoothing(tmp_path, tiny_model, prefs_file):
+    from transformers import AutoModelForCausalLM
+
+    out = tmp_path / "dpo"
+    metrics = train_dpo({"dataset": str(prefs_file), "model": str(tiny_model), "output_dir": str(out),
+                         "loss_type": "robust", "label_smoothing": "judge", "eval_fraction": 0.25, "probe_pairs": 4,
+                         "trl": FAST})
+    rows = [json.loads(line) for line in prefs_file.read_text().splitlines()]
+    assert metrics["loss_type"] == ["robust"]
+    assert 0.05 < metrics["label_smoothing"] < 0.4  # 1 - mean p_chosen of the training pairs
+    assert metrics["training"]["global_step"] == 2 and metrics["training"]["bf16"] is False
+    assert set(metrics["after"]) == {"train_pairs", "held_out"}
+    assert metrics["before"]["train_pairs"]["rewards/margins"] == pytest.approx(0.0, abs=1e-5)  # policy == reference
+    assert "rewards/accuracies" in metrics["after"]["held_out"]
+    assert AutoModelForCausalLM.from_pretrained(out).config.num_hidden_layers == 2
+    assert "dpo" in (out / "README.md").read_text()
+    assert json.loads((out / "metrics.json").read_text())["training"]["train_pairs"] == len(rows) - 6
+
+
+def test_label_smoothing_from_judge_confidence():
+    rows = [{"p_chosen": 0.9}, {"p_chosen": 0.7}]
+    config = DPOConfigModel(dataset="x.jsonl", label_smoothing="judge")
+    assert label_smoothing_for(config, rows) == pytest.approx(0.2)
+    assert label_smoothing_for(DPOConfigModel(dataset="x.jsonl", label_smoothing=0.1), rows) == 0.1
+    with pytest.raises(DatasetError, match="needs a p_chosen column"):
+        label_smoothing_for(config, [{"prompt": "q"}])
+
+
+def test_lora_policy_is_saved_merged(tmp_path, tiny_model, prefs_file):
+    from transformers import AutoModelForCausalLM
+
+    out = tmp_path / "lora"
+    metrics = train_dpo({"dataset": str(prefs_file), "model": str(tiny_model), "output_dir": str(out),
+                         "probe_pairs": 0, "lora": {"r": 4, "alpha": 8}, "trl": FAST})
+    assert metrics["training"]["global_step"] == 2
+    assert not (out / "adapter_config.json").exists()
+    model = AutoModelForCausalLM.from_pretrained(out)
+    assert not any("lora" in name for name, _ in model.named_parameters())
+
+
+def test_trl_fields_pass_through_and_typos_are_one_line(tmp_path, tiny_model, prefs_file):
+    base = {"dataset": str(prefs_file), "model": str(tiny_model), "output_dir": str(tmp_path / "o"), "probe_pairs": 0}
+    with pytest.raises(ConfigError, match=r"dpo.trl: unknown DPOConfig field betta"):
+        train_dpo({**base, "trl": {"betta": 0.2}})
+    with pytest.raises(TrainingError, match=r"set dpo.loss_type instead"):
+        train_dpo({**base, "trl": {"loss_type": "ipo"}})
+    metrics = train_dpo({**base, "trl": {**FAST, "beta": 0.3, "max_steps": 1}})
+    assert metrics["beta"] == 0.3
+
+
+def test_unknown_loss_type_is_rejected():
+    with pytest.raises(ValueError, match="unknown loss type nope"):
+        DPOConfigModel(dataset="x.jsonl", loss_type=["sigmoid", "nope"])
+
+
+def test_tokenizer_without_chat_template_is_one_line(tmp_path, prefs_file):
+    folder = tiny_llama(tmp_path / "plain", chat_template=None)
+    with pytest.raises(TrainingError, match="no chat template"):
+        train_dpo({"dataset": str(prefs_file), "model": str(folder)})
+
+
+def test_missing_columns_and_empty_dataset(tmp_path, tiny_model):
+    bad = write_jsonl(tmp_path / "bad.jsonl", [{"prompt": "q", "chosen": "a"}])
+    with pytest.raises(DatasetError, match=r"missing column rejected; expected TRL preference format"):
+        train_dpo({"dataset": str(bad), "model": str(tiny_model)})
+    empty = tmp_path / "empty.parquet"
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    pq.write_table(pa.table({"prompt": pa.array([], pa.string())}), empty)
+    with pytest.raises(DatasetError, match="the dataset is empty"):
+        train_dpo({"dataset": str(empty), "model": str(tiny_model)})
+
+
+@pytest.mark.slow
+def test_real_smollm2_dpo_raises_the_reward_margin_on_training_pairs(tmp_path):
+    rows = preference_rows(4, seed=3)
+    prefs = write_jsonl(tmp_path / "prefs.jsonl", rows)
+    metrics = train_dpo({"dataset": str(prefs), "output_dir": str(tmp_path / "dpo"), "probe_pairs": 4,
+                         "trl": {"max_steps": 2, "save_strategy": "no", "learning_rate": 3e-5,
+                                 "per_device_train_batch_size": 4, "max_length": 96}})
+    before, after = metrics["before"]["train_pairs"], metrics["after"]["train_pairs"]
+    assert after["rewards/margins"] > before["rewards/margins"] + 0.1
+    assert after["logps/chosen"] - after["logps/rejected"] > before["logps/chosen"] - before["logps/rejected"]
+    assert after["loss"] < before["loss"]
