@@ -13,7 +13,7 @@ from charter.errors import ConfigError, LogprobsUnsupported, MissingAPIKey, Miss
 from charter.providers import SamplingParams, get_model
 from charter.providers.base import Limits
 from charter.providers.openai_chat import OpenAIModel, option_token
-from charter.testing import drop, slow, status
+from charter.testing import drop, garbage, slow, status
 
 from .conftest import FAST
 
@@ -206,3 +206,11 @@ def test_missing_sdk_names_the_extra(monkeypatch, openai_key):
 def test_unknown_option_is_a_config_error(openai_key):
     with pytest.raises(ConfigError, match="'temperature'"):
         OpenAIModel("gpt-test", FAST, temperature=0.2)
+
+
+async def test_reply_that_is_not_json(loopback, openai_key):
+    chat = model(loopback)
+    loopback.script(garbage())
+    with pytest.raises(ProviderError, match="not JSON") as err:
+        await chat.generate([HELLO], SamplingParams())
+    assert "\n" not in str(err.value) and loopback.hits == 1

@@ -16,7 +16,7 @@ import logging
 import random
 import re
 import time
-from typing import Any, Awaitable, Callable, Iterable, TypeVar
+from typing import Any, Awaitable, Callable, Iterable, NoReturn, TypeVar
 
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt, wait_exponential_jitter
 
@@ -189,9 +189,8 @@ class Limiter:
             raise
         except Exception as exc:
             self._raise(exc, retrying.statistics.get("attempt_number", 1))
-            raise  # unreachable: _raise always raises
 
-    def _raise(self, exc: Exception, attempts: int) -> None:
+    def _raise(self, exc: Exception, attempts: int) -> NoReturn:
         if status_of(exc) is None and not self.retryable(exc):
             raise exc  # not a provider failure: an internal error keeps its traceback
         raise self.failure(exc, attempts) from None

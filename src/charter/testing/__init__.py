@@ -1,5 +1,18 @@
-"""Test and benchmark helpers that ship with charter: a loopback server speaking the providers' wire formats."""
+"""Test and benchmark helpers that ship with charter: a loopback server speaking the providers' wire formats.
 
-from charter.testing.loopback import Behaviour, LoopbackServer, Recorded, drop, ok, slow, status
+Imported lazily, so that `python -m charter.testing.loopback` runs the module only once.
+"""
 
-__all__ = ["Behaviour", "LoopbackServer", "Recorded", "drop", "ok", "slow", "status"]
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_NAMES = ("Behaviour", "LoopbackServer", "Recorded", "drop", "garbage", "ok", "slow", "status")
+__all__ = list(_NAMES)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _NAMES:
+        return getattr(importlib.import_module("charter.testing.loopback"), name)
+    raise AttributeError(f"module 'charter.testing' has no attribute {name!r}")

@@ -44,6 +44,8 @@ class Behaviour:
     headers: tuple[tuple[str, str], ...] = ()
     drop: bool = False
     """Close the connection without answering."""
+    body: bytes | None = None
+    """Send these bytes instead of the wire-format reply."""
 
 
 def ok(delay_s: float | None = None) -> Behaviour:
@@ -64,6 +66,11 @@ def status(code: int, retry_after: str | None = None, retry_after_ms: str | None
     if retry_after_ms is not None:
         headers.append(("retry-after-ms", retry_after_ms))
     return Behaviour(status=code, delay_s=0.0, headers=tuple(headers))
+
+
+def garbage(body: bytes = b"<html><body>502 Bad Gateway</body></html>") -> Behaviour:
+    """A 200 whose body is not JSON, like a misconfigured proxy's."""
+    return Behaviour(delay_s=0.0, body=body)
 
 
 def drop(delay_s: float = 0.0) -> Behaviour:
@@ -222,6 +229,8 @@ class LoopbackServer:
         anthropic = path.rstrip("/").endswith("/messages")
         if not isinstance(body, dict):
             return 400, (), _error_body(anthropic, 400, "request body is not JSON")
+        if behaviour.body is not None:
+            return behaviour.status, behaviour.headers, behaviour.body
         if behaviour.status != 200:
             return behaviour.status, behaviour.headers, _error_body(anthropic, behaviour.status, _message(behaviour, headers))
         if anthropic:
