@@ -191,11 +191,15 @@ def measurements(device: str, batch_dpo: int, batch_rm: int) -> dict[str, tuple]
     return {
         "reward": (run_reward, batch_rm),
         "dpo": (lambda d, s, b, w: run_dpo(d, s, b, w, ours, "DPO SmolLM2-135M (charter defaults)"), batch_dpo),
+        "dpo_ref_each_step": (lambda d, s, b, w: run_dpo(d, s, b, w, {"precompute_ref_log_probs": False},
+                                                         "DPO SmolLM2-135M, reference forward every step"), batch_dpo),
         "dpo_precompute": (lambda d, s, b, w: run_dpo(d, s, b, w, {"precompute_ref_log_probs": True},
-                                                      "DPO SmolLM2-135M + precompute_ref_log_probs"), batch_dpo),
-        "dpo_checkpointing": (lambda d, s, b, w: run_dpo(d, s, b, w, {"activation_checkpointing": True},
-                                                         "DPO SmolLM2-135M + activation checkpointing"), batch_dpo),
-        "dpo_trl_defaults": (lambda d, s, b, w: run_dpo(d, s, b, w, {"bf16": None, "activation_checkpointing": True},
+                                                      "DPO SmolLM2-135M, precompute_ref_log_probs"), batch_dpo),
+        "dpo_checkpointing": (lambda d, s, b, w: run_dpo(d, s, b, w, {"activation_checkpointing": True,
+                                                                       "precompute_ref_log_probs": False},
+                                                         "DPO SmolLM2-135M, reference every step + activation checkpointing"), batch_dpo),
+        "dpo_trl_defaults": (lambda d, s, b, w: run_dpo(d, s, b, w, {"bf16": None, "activation_checkpointing": True,
+                                                                      "precompute_ref_log_probs": False},
                                                         "DPO SmolLM2-135M, TRL defaults (bf16, checkpointing)"), batch_dpo),
     }
 

@@ -47,7 +47,8 @@ class DPOConfigModel(BaseModel):
     lora: LoraSettings | None = None
     """Train LoRA adapters through peft instead of all weights; the saved model has them merged in."""
     device: Literal["auto", "cpu", "cuda"] = "auto"
-    """Where to train: CPU gets fp32 (TRL's default bf16 is ~8x slower there) and batch 4, CUDA bf16 and batch 16."""
+    """Where to train: CPU gets fp32 (TRL's default bf16 is ~8x slower there), batch 4 and reference log-probs
+    computed once before training; CUDA gets bf16 and batch 16. Activation checkpointing is off (trl: to enable)."""
     resume: bool = True
     """Resume from the newest checkpoint in output_dir when a previous run was interrupted."""
     trl: dict[str, Any] = Field(default_factory=dict)

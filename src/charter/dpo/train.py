@@ -60,6 +60,10 @@ def _trl_args(config: DPOConfigModel, out: Path, device: str, smoothing: float) 
         "label_smoothing": smoothing, "dataloader_num_workers": 0, "disable_tqdm": True,
         **common.device_defaults(device, cpu_batch=4, cuda_batch=16),
     }
+    if device == "cpu":
+        # The reference forward in every step cost as much as the policy's forward+backward on CPU
+        # (benchmarks/RESULTS.md); one batched pass before training costs less and frees the reference copy.
+        base.update(precompute_ref_log_probs=True, precompute_ref_batch_size=16)
     for key in ("loss_type", "label_smoothing"):
         if key in config.trl:
             raise TrainingError(f"dpo.trl.{key}: set dpo.{key} instead (it is part of charter's dpo section)")
