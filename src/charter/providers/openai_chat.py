@@ -54,7 +54,9 @@ class OpenAIModel(ChatModel):
         super().__init__(name)
         unknown = sorted(set(options) - set(OPTIONS))
         if unknown:
-            raise ConfigError(f"model option '{unknown[0]}' is not known to the openai provider (known: {', '.join(OPTIONS)})")
+            raise ConfigError(
+                f"model option '{unknown[0]}' is not known to the openai provider (known: {', '.join(OPTIONS)})"
+            )
         if compatible:
             self.provider = "openai-compatible"  # type: ignore[misc]
         self.base_url, self.compatible = base_url, compatible
