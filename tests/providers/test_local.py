@@ -323,6 +323,12 @@ def test_embedded_conversion_is_cached_and_trainable(monkeypatch: pytest.MonkeyP
     assert "<|im_start|>assistant" in tokenizer.apply_chat_template(ask("hi"), tokenize=False, add_generation_prompt=True)
 
 
+def test_chat_template_can_be_read_from_the_gguf() -> None:
+    """The fallback used if a conversion ever loses the tokenizer's chat template."""
+    template = local._gguf_chat_template(local.embedded_gguf_file())
+    assert "<|im_start|>" in template and "add_generation_prompt" in template
+
+
 @pytest.mark.slow
 async def test_embedded_model_generates_a_batch(smollm2: LocalModel) -> None:
     requests = [ask("What is the capital of France?"), ask("Name three colors."), ask("Say hello.")]
