@@ -39,6 +39,14 @@ def run_command(
                   f"{c.get('preferences', 0)} preference rows ({c.get('judge_failures', 0)} judge failures)")
     console.print(f"  preferences: {result.preferences}")
     console.print(f"  sft:         {result.sft}")
+    for stage in ("reward_model", "dpo"):
+        if stage in result.counts:
+            console.print(f"  {stage + ':':<13}{result.run_dir / stage}")
+    if "eval" in result.counts:
+        win = result.counts["eval"]
+        low, high = win["ci95"]
+        console.print(f"  win rate:    {win['win_rate']:.3f} (95% CI {low:.3f}-{high:.3f}) of {win['candidate']} "
+                      f"against {win['base']}")
     if result.report:
         console.print(f"  report:      {result.report}")
 

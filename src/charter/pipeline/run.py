@@ -147,6 +147,8 @@ class Runner:
                     await m.aclose()
             result = self._build(store)
             await self._training_stages(result)
+            if self.config.report:  # after training, so the win rate is in it
+                result.report = write_report_if_available(self.run_dir)
             return result
         finally:
             store.close()
@@ -242,10 +244,7 @@ class Runner:
                   "judged": store.count("judgments", "status = 'ok'"),
                   "judge_failures": store.count("judgments", "status != 'ok'"), **filter_counts}
         store.set_meta(counts=counts)
-        result = RunResult(self.run_dir, pref_parquet, sft_parquet, counts=counts)
-        if self.config.report:
-            result.report = write_report_if_available(self.run_dir)
-        return result
+        return RunResult(self.run_dir, pref_parquet, sft_parquet, counts=counts)
 
     async def _training_stages(self, result: RunResult) -> None:
         from charter.pipeline.training import TRAINING_STAGES, run_training_stages
