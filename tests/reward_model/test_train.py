@@ -102,7 +102,7 @@ def test_empty_dataset_is_one_line(tmp_path, tiny_model):
 def test_invalid_jsonl_names_the_line(tmp_path):
     path = tmp_path / "broken.jsonl"
     path.write_text('{"prompt": "q", "chosen": "a", "rejected": "b"}\n{oops\n')
-    with pytest.raises(DatasetError, match=r"broken.jsonl:2: invalid JSON"):
+    with pytest.raises(DatasetError, match=r"broken.jsonl:2:\d+: invalid JSON"):
         data.read_rows(path)
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from datetime import datetime, timezone
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -12,6 +11,7 @@ import pyarrow.parquet as pq
 import yaml
 
 from charter.errors import DatasetError, RunStoreError
+from charter.jsonl import read_jsonl as _read_jsonl
 from charter.pipeline.store import open_store
 
 HUMAN_LABEL_COLUMNS = ("pair_id", "annotator", "label", "shown_order", "created_at")
@@ -53,19 +53,7 @@ def read_rows(data_dir: Path, name: str) -> list[dict]:
 
 def read_jsonl(path: Path) -> list[dict]:
     """One JSON object per line; a bad line is a one-line error naming file and line."""
-    rows = []
-    with path.open(encoding="utf-8") as handle:
-        for number, line in enumerate(handle, 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise DatasetError(f"{path}:{number}: not valid JSON ({exc.msg})") from None
-            if not isinstance(row, dict):
-                raise DatasetError(f"{path}:{number}: expected a JSON object")
-            rows.append(row)
-    return rows
+    return _read_jsonl(path, DatasetError)
 
 
 def _table_exists(store: Any, table: str) -> bool:

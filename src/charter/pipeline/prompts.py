@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from charter.errors import ConfigError
+from charter.jsonl import iter_jsonl
 from charter.pipeline.config import PromptsConfig
 
 CHARS_PER_TOKEN = 4
@@ -30,26 +31,12 @@ def prompt_id(messages: list[dict]) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
-def _read_jsonl(path: Path) -> Iterator[tuple[int, dict]]:
-    with path.open(encoding="utf-8") as handle:
-        for line_no, line in enumerate(handle, 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise ConfigError(f"{path}:{line_no}:{exc.colno}: invalid JSON: {exc.msg}") from None
-            if not isinstance(row, dict):
-                raise ConfigError(f"{path}:{line_no}:1: expected a JSON object per line")
-            yield line_no, row
-
-
 def _read_file(path: Path) -> Iterator[tuple[int, dict]]:
     if not path.exists():
         raise ConfigError(f"{path}: prompt file not found")
     suffix = path.suffix.lower()
     if suffix in (".jsonl", ".json"):
-        yield from _read_jsonl(path)
+        yield from iter_jsonl(path, ConfigError)
     elif suffix == ".csv":
         with path.open(encoding="utf-8", newline="") as handle:
             for line_no, row in enumerate(csv.DictReader(handle), 2):

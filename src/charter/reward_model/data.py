@@ -7,12 +7,12 @@ human-labeled pair files) are turned into one user message and one assistant mes
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 from typing import Any, Literal
 
 from charter.errors import DatasetError
+from charter.jsonl import read_jsonl
 
 REQUIRED = ("prompt", "chosen", "rejected")
 FORMAT_HINT = (
@@ -68,19 +68,7 @@ def _read_parquet(path: Path) -> list[dict[str, Any]]:
 
 
 def _read_jsonl(path: Path) -> list[dict[str, Any]]:
-    rows = []
-    with path.open(encoding="utf-8") as handle:
-        for number, line in enumerate(handle, 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise DatasetError(f"{path}:{number}: invalid JSON: {exc.msg}") from None
-            if not isinstance(row, dict):
-                raise DatasetError(f"{path}:{number}: expected a JSON object per line")
-            rows.append(row)
-    return rows
+    return read_jsonl(path, DatasetError)
 
 
 def _read_hub(name: str, split: str) -> list[dict[str, Any]]:
