@@ -61,7 +61,7 @@ class OpenAIModel(ChatModel):
             self.provider = "openai-compatible"  # type: ignore[misc]
         self.base_url, self.compatible = base_url, compatible
         self.limits = limits or Limits()
-        self.extra_body: dict[str, Any] | None = options.get("extra_body")
+        self.extra_body: dict[str, Any] = dict(options.get("extra_body") or {})
         self._sdk = _sdk()
         key = os.environ.get(KEY_VARIABLE, "")
         if not key and not compatible:
@@ -94,20 +94,23 @@ class OpenAIModel(ChatModel):
             kwargs["seed"] = params.seed
         if params.stop:
             kwargs["stop"] = list(params.stop)
-        if self.extra_body:
-            kwargs["extra_body"] = self.extra_body
-        return kwargs
+        return {**kwargs, **self.extra_body}
 
+    def _post(self, body: dict[str, Any]) -> Awaitable[Any]:
+        """POST /chat/completions through the SDK's client (auth, base URL, typed errors, timeouts), with
+        the body as we built it. `chat.completions.create` would first walk every message through the
+        SDK's TypedDict transform: ~90 recursive calls a request, most of the SDK's client CPU for
+        multi-turn critique prompts, and throughput where the client CPU is the limit."""
+        return self.client().post("/chat/completions", body=body, cast_to=_response_class())
     async def generate(self, requests: Sequence[Messages], params: SamplingParams) -> list[Completion]:
         if len(requests) == 1:
             return [await self._complete(requests[0], params)]
         return await gather_all([self._complete(r, params) for r in requests])
 
     async def _complete(self, messages: Messages, params: SamplingParams) -> Completion:
-        create = self.client().chat.completions.with_raw_response.create
-        kwargs = self._request(messages, params)
+        body = self._request(messages, params)
         reply = await self.limiter.call(
-            lambda: _json(create(**kwargs)), estimate_tokens(messages, params.max_tokens), _total_tokens
+            lambda: _json(self._post(body)), estimate_tokens(messages, params.max_tokens), _total_tokens
         )
         choice, usage = _first_choice(reply), reply.get("usage") or {}
         return Completion(
@@ -119,14 +122,11 @@ class OpenAIModel(ChatModel):
         )
 
     async def choice_logprobs(self, request: Messages, options: Sequence[str]) -> ChoiceProbs:
-        create = self.client().chat.completions.with_raw_response.create
-        kwargs: dict[str, Any] = {
+        body: dict[str, Any] = {
             "model": self.name, "messages": list(request), "logprobs": True, "top_logprobs": TOP_LOGPROBS,
-            **self._length_cap(1),
+            **self._length_cap(1), **self.extra_body,
         }
-        if self.extra_body:
-            kwargs["extra_body"] = self.extra_body
-        reply = await self.limiter.call(lambda: _json(create(**kwargs)), estimate_tokens(request, 1), _total_tokens)
+        reply = await self.limiter.call(lambda: _json(self._post(body)), estimate_tokens(request, 1), _total_tokens)
         raw = self._option_logprobs(reply, options)
         prompt_tokens = (reply.get("usage") or {}).get("prompt_tokens") or 0
         return ChoiceProbs(normalise(raw, options), self.model_id, prompt_tokens, raw)
@@ -165,6 +165,15 @@ async def _json(raw_call: Awaitable[Any]) -> dict[str, Any]:
         return json.loads(raw.content)
     except ValueError:
         raise ProviderError(f"{raw.url}: the reply is not JSON (is the base URL an OpenAI-compatible /v1?)") from None
+
+
+def _response_class() -> type:
+    """The raw response class of the HTTP library the installed SDK uses (httpx2 or httpx)."""
+    try:
+        import httpx2 as http
+    except ImportError:  # older SDKs use httpx
+        import httpx as http  # type: ignore[no-redef]
+    return http.Response
 
 
 def _first_choice(reply: dict[str, Any]) -> dict[str, Any]:
