@@ -11,7 +11,7 @@ import os
 from typing import Any, Sequence
 
 from charter.errors import ConfigError, MissingAPIKey, MissingExtra
-from charter.providers.base import ChatModel, Completion, Limits, Messages, SamplingParams
+from charter.providers.base import Completion, Limits, Messages, SamplingParams, SDKChatModel
 from charter.providers.limits import Limiter, estimate_tokens, gather_all
 
 KEY_VARIABLE = "ANTHROPIC_API_KEY"
@@ -33,7 +33,7 @@ def split_system(messages: Messages) -> tuple[str | None, list[dict[str, str]]]:
     return ("\n\n".join(system) if system else None), turns
 
 
-class AnthropicModel(ChatModel):
+class AnthropicModel(SDKChatModel):
     """A Claude model.
 
     Options: `base_url` (default: the SDK's, or ANTHROPIC_BASE_URL); `extra_body` (merged into each
@@ -61,18 +61,11 @@ class AnthropicModel(ChatModel):
             raise MissingAPIKey(KEY_VARIABLE, "anthropic")
         self._key = key
         self.limiter = Limiter(self.limits, self.model_id, transient=(self._sdk.APIConnectionError,), secrets=[key])
-        self._client: Any = None
-        self._client_loop: asyncio.AbstractEventLoop | None = None
 
-    def client(self) -> Any:
-        """The SDK client for the running event loop (connections belong to one loop)."""
-        loop = asyncio.get_running_loop()
-        if self._client is None or self._client_loop is not loop:
-            self._client = self._sdk.AsyncAnthropic(
-                api_key=self._key, base_url=self.base_url, max_retries=0, timeout=self.limits.timeout_s
-            )
-            self._client_loop = loop
-        return self._client
+    def new_client(self) -> Any:
+        return self._sdk.AsyncAnthropic(
+            api_key=self._key, base_url=self.base_url, max_retries=0, timeout=self.limits.timeout_s
+        )
 
     def _request(self, messages: Messages, params: SamplingParams) -> dict[str, Any]:
         system, turns = split_system(messages)

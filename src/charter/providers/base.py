@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
-from typing import ClassVar, Sequence
+from typing import Any, ClassVar, Sequence
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -107,6 +107,26 @@ class ChatModel(ABC):
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.model_id}>"
+
+
+class SDKChatModel(ChatModel):
+    """A model behind a vendor SDK client. Connections belong to one event loop, so the client is
+    made per running loop (a sync wrapper may call `asyncio.run` more than once)."""
+
+    _client: Any = None
+    _client_loop: Any = None
+
+    @abstractmethod
+    def new_client(self) -> Any:
+        """A fresh SDK client (retries off: the limiter does them)."""
+
+    def client(self) -> Any:
+        import asyncio
+
+        loop = asyncio.get_running_loop()
+        if self._client is None or self._client_loop is not loop:
+            self._client, self._client_loop = self.new_client(), loop
+        return self._client
 
 
 def normalise(logprobs: dict[str, float], options: Sequence[str]) -> dict[str, float]:

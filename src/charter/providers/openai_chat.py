@@ -14,7 +14,9 @@ import os
 from typing import Any, Awaitable, Sequence
 
 from charter.errors import ConfigError, LogprobsUnsupported, MissingAPIKey, MissingExtra, ProviderError
-from charter.providers.base import ChatModel, ChoiceProbs, Completion, Limits, Messages, SamplingParams, normalise
+from charter.providers.base import (
+    ChoiceProbs, Completion, Limits, Messages, SamplingParams, SDKChatModel, normalise,
+)
 from charter.providers.limits import Limiter, estimate_tokens, gather_all
 
 KEY_VARIABLE = "OPENAI_API_KEY"
@@ -37,7 +39,7 @@ def option_token(token: str) -> str:
     return token.strip().strip("()").strip()
 
 
-class OpenAIModel(ChatModel):
+class OpenAIModel(SDKChatModel):
     """A chat model behind OpenAI's chat completions API."""
 
     provider = "openai"
@@ -68,18 +70,11 @@ class OpenAIModel(ChatModel):
             raise MissingAPIKey(KEY_VARIABLE, "openai")
         self._key = key or PLACEHOLDER_KEY
         self.limiter = Limiter(self.limits, self.model_id, transient=(self._sdk.APIConnectionError,), secrets=[key])
-        self._client: Any = None
-        self._client_loop: asyncio.AbstractEventLoop | None = None
 
-    def client(self) -> Any:
-        """The SDK client for the running event loop (connections belong to one loop)."""
-        loop = asyncio.get_running_loop()
-        if self._client is None or self._client_loop is not loop:
-            self._client = self._sdk.AsyncOpenAI(
-                api_key=self._key, base_url=self.base_url, max_retries=0, timeout=self.limits.timeout_s
-            )
-            self._client_loop = loop
-        return self._client
+    def new_client(self) -> Any:
+        return self._sdk.AsyncOpenAI(
+            api_key=self._key, base_url=self.base_url, max_retries=0, timeout=self.limits.timeout_s
+        )
 
     def _length_cap(self, max_tokens: int) -> dict[str, int]:
         # OpenAI's newer models take only max_completion_tokens; many compatible servers only max_tokens.
