@@ -1,19 +1,2 @@
-import pytest
-
-from tests.reward_model.tiny import preference_rows, tiny_llama, write_jsonl
-
-
-@pytest.fixture(scope="session")
-def tiny_model(tmp_path_factory):
-    return tiny_llama(tmp_path_factory.mktemp("tiny") / "llama")
-
-
-@pytest.fixture
-def prefs_file(tmp_path):
-    return write_jsonl(tmp_path / "prefs.jsonl", preference_rows(24))
-
-
-@pytest.fixture(autouse=True)
-def _quiet_cache(tmp_path, monkeypatch):
-    monkeypatch.setenv("HF_DATASETS_CACHE", str(tmp_path / "hf-datasets"))
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+# DPO tests use the same tiny model, preference file and offline cache settings as the reward-model tests.
+from tests.reward_model.conftest import _quiet_cache, prefs_file, tiny_model  # noqa: F401
