@@ -1,6 +1,8 @@
 """charter: Constitutional AI and RLAIF from a YAML constitution.
 
-The public API is imported lazily so that `import charter` stays fast and optional extras stay optional.
+The public API is imported lazily (PEP 562) so that `import charter` stays fast and optional extras stay
+optional. No public name is also the name of a subpackage: importing a subpackage sets the package
+attribute of the same name, which would replace the function (tests/test_api.py checks).
 """
 
 from __future__ import annotations
@@ -12,6 +14,11 @@ __version__ = "0.1.0"
 
 #: public name -> module that defines it
 _API = {
+    "Chain": "charter.records",
+    "Pair": "charter.records",
+    "Judgment": "charter.records",
+    "PreferenceRow": "charter.records",
+    "Message": "charter.records",
     "load_constitution": "charter.constitutions",
     "Constitution": "charter.constitutions",
     "import_hf_cai": "charter.constitutions",
@@ -20,7 +27,7 @@ _API = {
     "run": "charter.pipeline.api",
     "RunConfig": "charter.pipeline.config",
     "load_run_config": "charter.pipeline.config",
-    "critique": "charter.pipeline.api",
+    "critique_chains": "charter.pipeline.api",
     "judge_pairs": "charter.pipeline.api",
     "build_preferences": "charter.pipeline.api",
     "spotcheck": "charter.agreement.api",

@@ -7,7 +7,6 @@ wires them together and turns `CharterError`s into one line on stderr and exit c
 from __future__ import annotations
 
 import asyncio
-import importlib
 import sys
 from typing import Optional
 
@@ -15,17 +14,13 @@ import click
 import typer
 
 from charter import __version__
-from charter.errors import CharterError
+from charter.errors import ArgumentError, CharterError
 
 app = typer.Typer(
     name="charter", help="Constitutional AI and RLAIF: a YAML constitution in, preference data and models out.",
     no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
 )
 
-SUBCOMMANDS = (
-    "charter.constitutions.cli", "charter.pipeline.cli", "charter.agreement.cli",
-    "charter.reward_model.cli", "charter.dpo.cli", "charter.hub.cli",
-)
 
 
 def _version(value: bool) -> None:
@@ -74,13 +69,15 @@ def generate(
 
 
 def _register_subcommands() -> None:
-    for module_name in SUBCOMMANDS:
-        try:
-            module = importlib.import_module(module_name)
-        except ModuleNotFoundError as exc:
-            if exc.name == module_name:  # that part is not written yet
-                continue
-            raise
+    # Each cli module imports only typer at its top; the work is imported when a command runs.
+    from charter.agreement import cli as agreement_cli
+    from charter.constitutions import cli as constitutions_cli
+    from charter.dpo import cli as dpo_cli
+    from charter.hub import cli as hub_cli
+    from charter.pipeline import cli as pipeline_cli
+    from charter.reward_model import cli as reward_model_cli
+
+    for module in (constitutions_cli, pipeline_cli, agreement_cli, reward_model_cli, dpo_cli, hub_cli):
         module.register(app)
 
 
@@ -92,6 +89,9 @@ def main(argv: list[str] | None = None) -> int:
     command = typer.main.get_command(app)
     try:
         command.main(args=argv, prog_name="charter", standalone_mode=False)
+    except ArgumentError as exc:
+        typer.secho(f"error: {exc.as_option()}", fg="red", err=True)
+        return exc.exit_code
     except CharterError as exc:
         typer.secho(f"error: {exc}", fg="red", err=True)
         return exc.exit_code

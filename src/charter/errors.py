@@ -15,6 +15,20 @@ class CharterError(Exception):
         return " ".join(super().__str__().split())
 
 
+class ArgumentError(CharterError):
+    """A function argument has a value that cannot be used. `argument` names it in the library's terms;
+    the CLI shows it as the matching option (`n` -> `--n`, `repo_id` -> `--repo-id`)."""
+
+    def __init__(self, argument: str, message: str, option: str | None = None) -> None:
+        super().__init__(f"{argument}: {message}")
+        self.argument, self.detail = argument, message
+        self.option = option or f"--{argument.replace('_', '-')}"
+
+    def as_option(self) -> str:
+        """The message in the CLI's terms."""
+        return f"{self.option}: {self.detail}"
+
+
 class ConfigError(CharterError):
     """A config or YAML file is malformed; the message names file:line:column and key."""
 

@@ -9,11 +9,18 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import yaml
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, ConfigDict, ValidationError
 
-from charter.errors import ConfigError
+from charter.errors import ArgumentError, ConfigError
 
 M = TypeVar("M", bound=BaseModel)
+
+
+class ConfigModel(BaseModel):
+    """Base of every config section: unknown keys are errors; each field's docstring is its schema description."""
+
+    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
+
 Positions = dict[tuple, tuple[int, int]]
 
 
@@ -126,7 +133,7 @@ def apply_overrides(data: dict, overrides: list[str] | None) -> dict:
     """Apply `key.sub=value` overrides to nested dicts, creating levels as needed."""
     for item in overrides or []:
         if "=" not in item:
-            raise ConfigError(f"--set {item}: expected key=value")
+            raise ArgumentError("overrides", f"{item!r}: expected key=value", option="--set")
         key, raw = item.split("=", 1)
         parts = key.strip().split(".")
         node = data

@@ -1,66 +1,33 @@
-"""Run directories for the agreement tests, built directly with RunStore in the documented formats."""
+"""Run directories for the agreement tests, built through the shared builder (tests/support/rundir.py)."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest
 
-from charter.pipeline.store import RunStore
+from tests.support.rundir import RunBuilder
 
 XSS = '<script>window.__pwned=1</script><img src=x onerror="window.__pwned=2">'
 
 
 def make_run(run_dir: Path, items: list[dict], config: dict | None = None, preferences: bool = False) -> Path:
-    """items: dicts with pair_id, p_a, principle, optional a/b/status/orders/consistent."""
-    store = RunStore(run_dir, create=True)
-    store.set_meta(run_id="test-run", config=config or {}, constitution={"name": "t", "principles": ["harm", "honesty"]})
-    pairs, judgments = [], []
-    for it in items:
-        pid = it["pair_id"]
-        pair = {"pair_id": pid, "prompt_id": f"prompt-{pid}", "kind": "revision",
-                "prompt": [{"role": "user", "content": it.get("prompt", f"question {pid}?")}],
-                "a": it.get("a", f"initial answer to {pid}"), "b": it.get("b", f"revised answer to {pid}"),
-                "a_source": "initial", "b_source": "revision", "a_model": "scripted:cai", "b_model": "scripted:cai"}
-        both = it.get("orders", "both") == "both"
-        judgment = {"pair_id": pid, "status": it.get("status", "ok"), "mode": "logprobs",
-                    "orders": it.get("orders", "both"), "p_a": it["p_a"], "p_a_ab": it["p_a"],
-                    "p_a_ba": it["p_a"] if both else None,
-                    "position_consistent": it.get("consistent", True) if both else None,
-                    "principles": [{"principle_id": it.get("principle", "harm"), "p_a": it["p_a"]}],
-                    "judge_model": "scripted:cai", "error": None, "raw": None}
-        pairs.append(((pid, pair["prompt_id"], "revision"), pair))
-        judgments.append(((pid, judgment["status"]), judgment))
-    store.put_records("pairs", ("pair_id", "prompt_id", "kind"), pairs)
-    store.put_records("judgments", ("pair_id", "status"), judgments)
-    store.close()
-    if preferences:
-        write_preferences(run_dir, [p for _, p in pairs], {it["pair_id"]: it["p_a"] for it in items})
+    """items: dicts with pair_id, p_a, principle, optional a/b/prompt/status/orders/consistent."""
+    with RunBuilder(run_dir, config=config) as run:
+        for it in items:
+            pid = it["pair_id"]
+            run.pair(pid, f"prompt-{pid}", it.get("a", f"initial answer to {pid}"), it.get("b", f"revised answer to {pid}"),
+                     text=it.get("prompt", f"question {pid}?"))
+            if it.get("status") == "failed":
+                run.judgment(pid, 0.5, failure="judge answer names neither (A) nor (B)")
+                continue
+            p = it["p_a"]
+            flipped = (p, 1 - p) if it.get("consistent", True) is False else (p, p)
+            run.judgment(pid, p, p_ab=flipped[0], p_ba=flipped[1], principles=[it.get("principle", "harm")],
+                         orders=it.get("orders", "both"))
+        if preferences:
+            run.write_dataset()
     return run_dir
-
-
-def write_preferences(run_dir: Path, pairs: list[dict], p_a: dict[str, float]) -> None:
-    """Preference rows as the pipeline writes them: chosen is the side the judge preferred."""
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    rows = []
-    for pair in pairs:
-        pa_ = p_a[pair["pair_id"]]
-        a_wins = pa_ >= 0.5
-        chosen, rejected = (pair["a"], pair["b"]) if a_wins else (pair["b"], pair["a"])
-        rows.append({"prompt": pair["prompt"], "chosen": [{"role": "assistant", "content": chosen}],
-                     "rejected": [{"role": "assistant", "content": rejected}],
-                     "p_chosen": pa_ if a_wins else 1 - pa_, "p_chosen_calibrated": None,
-                     "margin": 2 * (pa_ if a_wins else 1 - pa_) - 1, "pair_id": pair["pair_id"],
-                     "chosen_source": "initial" if a_wins else "revision", "synthetic": True})
-    data = run_dir / "data"
-    data.mkdir(parents=True, exist_ok=True)
-    with (data / "preferences.jsonl").open("w") as fh:
-        for r in rows:
-            fh.write(json.dumps(r) + "\n")
-    pq.write_table(pa.Table.from_pylist(rows), data / "preferences.parquet")
 
 
 # The hand-checked set (see test_stats.py for the arithmetic).
@@ -82,12 +49,9 @@ def hand_items() -> list[dict]:
 @pytest.fixture
 def hand_run(tmp_path: Path) -> Path:
     """Ten judged pairs, all in the spot-check sample with known shown orders, labeled by alice."""
-    from charter.agreement.labels import NewLabel, open_labels, put_labels
-
     run = make_run(tmp_path / "run", hand_items(), preferences=True)
-    store = open_labels(run)
-    store.write("INSERT INTO spot_sample VALUES (?, ?, ?, ?, ?, ?, ?)",
-                [(f"p{i}", "harm" if i < 5 else "honesty", "x", SHOWN[i], i, 0, 0.0) for i in range(10)])
-    put_labels(store, [NewLabel(f"p{i}", "alice", ALICE[i], SHOWN[i]) for i in range(10)])
-    store.close()
+    with RunBuilder.reopen(run) as builder:
+        builder.spot_sample((f"p{i}", "harm" if i < 5 else "honesty", SHOWN[i]) for i in range(10))
+        for i in range(10):
+            builder.label(f"p{i}", "alice", ALICE[i], SHOWN[i], created_at=1000.0 + i)
     return run

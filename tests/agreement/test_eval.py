@@ -52,8 +52,8 @@ def test_eval_cli_and_bad_files(tmp_path: Path) -> None:
     assert "position consistency: n/a" in result.output and json.loads((tmp_path / "s.json").read_text())["rows"] == 5
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"prompt": "p", "chosen": "c", "rejected": "r"}\n{"prompt": "p", "chosen": "c"}\n')
-    with pytest.raises(DatasetError, match=r"bad.jsonl: line 2: expected an object with prompt, chosen and rejected"):
+    with pytest.raises(DatasetError, match=r"bad.jsonl:2: expected an object with prompt, chosen and rejected"):
         load_pairs_file(bad)
     bad.write_text('{"prompt": "p", "chosen": "c", "rejected": "r"}\nnot json\n')
-    with pytest.raises(DatasetError, match=r"line 2: not valid JSON"):
+    with pytest.raises(DatasetError, match=r"bad.jsonl:2:1: invalid JSON"):
         load_pairs_file(bad)

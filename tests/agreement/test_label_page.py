@@ -10,7 +10,9 @@ from typing import Iterator
 
 import pytest
 
-from charter.agreement.labels import label_rows, open_labels, sample_rows, to_pair_terms
+from charter.agreement.labels import open_labels, to_pair_terms
+from charter.runs.labels import labels as label_rows
+from charter.runs.labels import sample as sample_rows
 from charter.agreement.sampling import spotcheck
 from charter.agreement.server import LabelServer
 
@@ -56,7 +58,7 @@ def test_requests_without_the_token_are_refused(server: LabelServer) -> None:
 
 
 def stored(server: LabelServer, annotator: str = "alice") -> dict[str, str]:
-    return {r["pair_id"]: r["label"] for r in label_rows(server.store, annotator)}
+    return {r.pair_id: r.label for r in label_rows(server.store, annotator)}
 
 
 @pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Debian chromium not installed (make browser)")
@@ -82,8 +84,8 @@ def test_label_page_in_chromium(server: LabelServer) -> None:
             done = len(stored(server))
             page.keyboard.press(key)
             expect(progress).to_have_text(f"{done + 1} / 5 labeled by alice")
-            row = next(r for r in sample if r["pair_id"] == pair_id)
-            assert stored(server)[pair_id] == to_pair_terms(expected, row["shown_order"])
+            row = next(r for r in sample if r.pair_id == pair_id)
+            assert stored(server)[pair_id] == to_pair_terms(expected, row.shown_order)
         page.reload()
         expect(progress).to_have_text("3 / 5 labeled by alice")
         page.keyboard.press("u")

@@ -11,7 +11,9 @@ import pytest
 from typer.testing import CliRunner
 
 from charter.agreement.exchange import export_labels, import_labels
-from charter.agreement.labels import LabelError, label_rows, open_labels, put_label, sample_rows
+from charter.agreement.labels import LabelError, open_labels, put_label
+from charter.runs.labels import labels as label_rows
+from charter.runs.labels import sample as sample_rows
 from charter.agreement.sampling import spotcheck
 from charter.cli import app
 from charter.errors import RunStoreError
@@ -37,16 +39,16 @@ def test_spotcheck_is_stratified_reproducible_and_extends(tmp_path: Path) -> Non
     one = make_run(tmp_path / "one", many_items())
     two = make_run(tmp_path / "two", many_items())
     a, b = spotcheck(one, 20, seed=5), spotcheck(two, 20, seed=5)
-    assert [r["pair_id"] for r in a] == [r["pair_id"] for r in b] and len(a) == 20
-    per_principle = Counter(r["principle_id"] for r in a)
+    assert [r.pair_id for r in a] == [r.pair_id for r in b] and len(a) == 20
+    per_principle = Counter(r.principle_id for r in a)
     assert set(per_principle) == {"harm", "honesty", "privacy"} and min(per_principle.values()) >= 5
-    strata = {(r["principle_id"], r["confidence_bucket"]) for r in a}
+    strata = {(r.principle_id, r.confidence_bucket) for r in a}
     assert len(strata) == 15  # 3 principles x 5 confidence buckets, each present
-    assert {r["shown_order"] for r in a} == {"ab", "ba"}
+    assert {r.shown_order for r in a} == {"ab", "ba"}
     c = spotcheck(make_run(tmp_path / "three", many_items()), 20, seed=6)
-    assert [r["pair_id"] for r in c] != [r["pair_id"] for r in a]
+    assert [r.pair_id for r in c] != [r.pair_id for r in a]
     bigger = spotcheck(one, 30, seed=5)
-    assert len(bigger) == 30 and [r["pair_id"] for r in bigger[:20]] == [r["pair_id"] for r in a]
+    assert len(bigger) == 30 and [r.pair_id for r in bigger[:20]] == [r.pair_id for r in a]
     assert len(spotcheck(one, 500)) == 60  # capped at the judged pairs
 
 
@@ -64,7 +66,7 @@ def test_bad_labels_are_refused_and_replacements_recorded(tmp_path: Path) -> Non
     run = make_run(tmp_path / "run", many_items(10))
     spotcheck(run, 5, seed=0)
     with open_labels(run) as store:
-        first = sample_rows(store)[0]["pair_id"]
+        first = sample_rows(store)[0].pair_id
         with pytest.raises(LabelError, match="pair 'nope' does not exist"):
             put_label(store, "nope", "alice", "a", "ab")
         with pytest.raises(LabelError, match="label 'maybe' is not one of"):
@@ -75,7 +77,7 @@ def test_bad_labels_are_refused_and_replacements_recorded(tmp_path: Path) -> Non
         put_label(store, first, "alice", "a", "ab")
         put_label(store, first, "alice", "b", "ab")
         rows = label_rows(store)
-        assert len(rows) == 1 and rows[0]["label"] == "b" and rows[0]["replaced_count"] == 1
+        assert len(rows) == 1 and rows[0].label == "b" and rows[0].replaced_count == 1
         events = store.execute("SELECT action, label, previous FROM label_events ORDER BY id")
         assert events == [("label", "a", None), ("replace", "b", "a")]
 
@@ -85,9 +87,9 @@ def labeled_run(tmp_path: Path) -> Path:
     spotcheck(run, 6, seed=1)
     with open_labels(run) as store:
         sample = sample_rows(store)
-        put_label(store, sample[0]["pair_id"], "alice", "a", sample[0]["shown_order"])
-        put_label(store, sample[1]["pair_id"], "alice", "tie", sample[1]["shown_order"])
-        put_label(store, sample[0]["pair_id"], "bob", "b", sample[0]["shown_order"])
+        put_label(store, sample[0].pair_id, "alice", "a", sample[0].shown_order)
+        put_label(store, sample[1].pair_id, "alice", "tie", sample[1].shown_order)
+        put_label(store, sample[0].pair_id, "bob", "b", sample[0].shown_order)
     return run
 
 
@@ -97,22 +99,22 @@ def test_export_import_round_trip(tmp_path: Path, fmt: str) -> None:
     out = tmp_path / f"export.{fmt}"
     assert export_labels(src, fmt, out) == 6
     with open_labels(src) as store:
-        before = {(r["pair_id"], r["annotator"], r["label"]) for r in label_rows(store)}
+        before = {(r.pair_id, r.annotator, r.label) for r in label_rows(store)}
         store.execute("DELETE FROM human_labels")
     assert import_labels(src, out, fmt) == 3
     with open_labels(src) as store:
-        assert {(r["pair_id"], r["annotator"], r["label"]) for r in label_rows(store)} == before
+        assert {(r.pair_id, r.annotator, r.label) for r in label_rows(store)} == before
 
 
 def test_export_shows_responses_in_recorded_order(tmp_path: Path) -> None:
     run = labeled_run(tmp_path)
     export_labels(run, "csv", tmp_path / "x.csv")
     with open_labels(run) as store:
-        pairs = {p["pair_id"]: p for p in store.records("pairs")}
-        order = {r["pair_id"]: r["shown_order"] for r in sample_rows(store)}
+        pairs = {p.pair_id: p for p in store.pairs()}
+        order = {r.pair_id: r.shown_order for r in sample_rows(store)}
     for row in csv.DictReader((tmp_path / "x.csv").open()):
         pair = pairs[row["pair_id"]]
-        assert row["response_A"] == (pair["a"] if order[row["pair_id"]] == "ab" else pair["b"])
+        assert row["response_A"] == (pair.a if order[row["pair_id"]] == "ab" else pair.b)
 
 
 def test_wrong_format_imports_are_one_line_and_change_nothing(tmp_path: Path) -> None:
@@ -154,11 +156,11 @@ def test_tui_labels_from_piped_stdin_and_escapes_markup(tmp_path: Path) -> None:
     assert "[bold red]not markup[/bold red] <script>x</script>" in result.output  # all 4 pairs are shown
     with open_labels(run) as store:
         sample = sample_rows(store)
-        labels = {r["pair_id"]: r["label"] for r in label_rows(store, "carol")}
+        labels = {r.pair_id: r.label for r in label_rows(store, "carol")}
     # keys: 1 (A) on pair 1, 2 (B) on pair 2, undo pair 2, t on pair 2, s on pair 3, 3 (tie) on pair 4
     expected = ["first", "tie", "skip", "tie"]
     from charter.agreement.labels import to_pair_terms
-    assert [labels[r["pair_id"]] for r in sample] == [to_pair_terms(e, r["shown_order"]) for e, r in zip(expected, sample)]
+    assert [labels[r.pair_id] for r in sample] == [to_pair_terms(e, r.shown_order) for e, r in zip(expected, sample)]
 
 
 def test_cli_spotcheck_agreement_and_export(tmp_path: Path) -> None:
@@ -169,7 +171,7 @@ def test_cli_spotcheck_agreement_and_export(tmp_path: Path) -> None:
     assert "no human labels yet" in str(result.exception)
     with open_labels(run) as store:
         for r in sample_rows(store):
-            put_label(store, r["pair_id"], "dana", "a", r["shown_order"])
+            put_label(store, r.pair_id, "dana", "a", r.shown_order)
     result = runner.invoke(app, ["agreement", str(run)])
     assert result.exit_code == 0, result.output
     assert "Cohen's kappa" in result.output and (run / "report" / "agreement.md").exists()

@@ -12,14 +12,14 @@ import pytest
 from charter.agreement import stats
 from charter.agreement.api import agreement_report
 from charter.agreement.config import AgreementConfig
-from charter.agreement.labels import NewLabel, open_labels, put_labels
+from charter.agreement.labels import new_label, open_labels, put_labels
 
 MULTI_RATER = Path("/work/shared/data/human_preferences/pyrit_hate_speech_multi_rater.csv")
 CONFIG = AgreementConfig(bootstrap_samples=200, calibration="none")
 
 
 def test_judge_vs_human_hand_values(hand_run: Path) -> None:
-    s = agreement_report(hand_run, CONFIG)
+    s = agreement_report(hand_run, CONFIG).model_dump()
     jh = s["judge_vs_human"]
     # judge picks a a a b b b a b a b; alice a a a a b b b b tie tie
     assert jh["agreement"]["value"] == pytest.approx(6 / 8) and jh["agreement"]["n"] == 8
@@ -43,18 +43,18 @@ def test_judge_vs_human_hand_values(hand_run: Path) -> None:
 
 
 def test_bootstrap_is_seeded(hand_run: Path) -> None:
-    one = agreement_report(hand_run, CONFIG, write=False)["judge_vs_human"]["kappa"]["ci"]
-    two = agreement_report(hand_run, CONFIG, write=False)["judge_vs_human"]["kappa"]["ci"]
+    one = agreement_report(hand_run, CONFIG, write=False).model_dump()["judge_vs_human"]["kappa"]["ci"]
+    two = agreement_report(hand_run, CONFIG, write=False).model_dump()["judge_vs_human"]["kappa"]["ci"]
     others = [agreement_report(hand_run, CONFIG.model_copy(update={"seed": s}), write=False)
-              ["judge_vs_human"]["agreement"]["ci"] for s in (1, 2, 3)]
+              .judge_vs_human.agreement.ci for s in (1, 2, 3)]
     assert one == two and len({tuple(c) for c in others}) > 1
 
 
 def test_human_human_with_two_annotators(hand_run: Path) -> None:
     bob = ["a", "b", "a", "a", "b", "tie"]  # alice: a a a a b b on p0..p5
     with open_labels(hand_run) as store:
-        put_labels(store, [NewLabel(f"p{i}", "bob", lab, "ab") for i, lab in enumerate(bob)])
-    hh = agreement_report(hand_run, CONFIG, write=False)["human_human"]
+        put_labels(store, [new_label(f"p{i}", "bob", lab, "ab") for i, lab in enumerate(bob)])
+    hh = agreement_report(hand_run, CONFIG, write=False).model_dump()["human_human"]
     assert hh["comparisons"] == 6
     assert hh["agreement_with_ties"]["value"] == pytest.approx(4 / 6)
     assert hh["agreement"]["value"] == pytest.approx(4 / 5)

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from charter.constitutions import load_constitution
 from charter.critique.chain import round_principles, run_chain
-from charter.pipeline.config import CritiqueConfig
+from charter.critique.config import CritiqueConfig
 from charter.providers import SamplingParams, ScriptedModel
+from charter.records import Message
 
 
 class Recorder(ScriptedModel):
@@ -22,21 +23,19 @@ class Recorder(ScriptedModel):
 async def test_chain_records_every_round_with_few_shot_in_front():
     const = load_constitution("harmless")
     policy, critic = Recorder(), Recorder()
-    prompt = [{"role": "user", "content": "How do I get into my neighbour's wifi?"}]
-    record = await run_chain(policy, critic, const, "pid", prompt, CritiqueConfig(rounds=2), SamplingParams(),
-                             SamplingParams(), seed=0)
-    assert record["initial"] == "reply 1" and len(record["rounds"]) == 2
-    assert record["final"] == record["rounds"][-1]["revision"] == "reply 4"
-    assert record["principle_ids"] == [r["principle_id"] for r in record["rounds"]]
+    prompt = [Message(role="user", content="How do I get into my neighbour's wifi?")]
+    chain = await run_chain(policy, critic, const, "pid", prompt, CritiqueConfig(rounds=2), SamplingParams(),
+                            SamplingParams(), seed=0, chain_fp="fp")
+    assert chain.initial == "reply 1" and len(chain.rounds) == 2 and chain.fingerprint == "fp"
+    assert chain.final == chain.rounds[-1].revision == "reply 4"
+    assert chain.principle_ids == [r.principle_id for r in chain.rounds]
     # the policy saw the constitution's system prompt; the critic saw the worked examples first
     assert policy.requests[0][0]["role"] == "system"
     first_critique = critic.requests[0]
     example = const.examples[0]
     assert first_critique[0]["content"] == example.conversation[0].content
     assert any(m["content"] == example.critique for m in first_critique)
-    principle = const.principle(record["rounds"][0]["principle_id"])
-    assert first_critique[-1]["content"] == principle.critique_request.format(
-        prompt="", response="", critique="", principle=principle.description) or first_critique[-1]["role"] == "user"
+    assert first_critique[-1]["role"] == "user"
     # round 2 critiques the round-1 revision
     assert critic.requests[2][-2] == {"role": "assistant", "content": "reply 2"}
 

@@ -7,6 +7,7 @@ from charter.dpo.winrate import tally, wilson_interval, winrate
 from charter.errors import ConfigError, DatasetError
 from charter.providers import register_script
 from charter.providers.scripted import REFUSAL_OPENING
+from charter.records import Failure, Judgment, Vote
 from tests.reward_model.tiny import write_jsonl
 
 register_script("winrate-careful", lambda messages, params: f"{REFUSAL_OPENING} think it through first.")
@@ -27,12 +28,18 @@ def test_wilson_interval_matches_known_values():
 
 
 def test_tally_counts_ties_as_half_and_skips_failures():
-    records = [{"status": "ok", "p_a": 0.9, "position_consistent": True},
-               {"status": "ok", "p_a": 0.5, "position_consistent": None},
-               {"status": "ok", "p_a": 0.2, "position_consistent": False},
-               {"status": "failed", "p_a": None}]
+    def judged(p_a: float, p_ba: float | None) -> Judgment:
+        consistent = None if p_ba is None else (p_a > 0.5) == (p_ba > 0.5)
+        vote = Vote(principle_id="x", p_a=p_a, p_a_ab=p_a, p_a_ba=p_ba, consistent=consistent)
+        return Judgment(pair_id="p", fingerprint="f", status="ok", mode="logprobs", orders="both", judge_model="j",
+                        principle_ids=["x"], p_a=p_a, p_a_ab=p_a, p_a_ba=p_ba, position_consistent=consistent,
+                        principles=[vote])
+
+    failed = Judgment(pair_id="p", fingerprint="f", status="failed", mode="logprobs", orders="both",
+                      judge_model="j", principle_ids=["x"], failure=Failure(kind="unparseable", message="no"))
+    records = [judged(0.9, 0.9), judged(0.5, None), judged(0.2, 0.7), failed, None]
     result = tally(records, tie_band=0.0)
-    assert (result["wins"], result["ties"], result["losses"], result["failures"]) == (1, 1, 1, 1)
+    assert (result["wins"], result["ties"], result["losses"], result["failures"]) == (1, 1, 1, 2)
     assert result["win_rate"] == pytest.approx(0.5)
     assert result["position_consistent_rate"] == pytest.approx(0.5)
     assert tally(records, tie_band=0.35)["ties"] == 2
@@ -72,7 +79,7 @@ def test_bad_prompts_and_missing_candidate(tmp_path):
     bad = write_jsonl(tmp_path / "bad.jsonl", [{"question": "hi"}])
     with pytest.raises(DatasetError, match="missing column prompt"):
         winrate(base="scripted:cai", candidate="scripted:cai", prompts=str(bad), judge="scripted:cai")
-    with pytest.raises(ConfigError, match="eval.candidate: required"):
+    with pytest.raises(ConfigError, match="candidate: required"):
         winrate(base="scripted:cai", prompts=str(bad), judge="scripted:cai")
 
 

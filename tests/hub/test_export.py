@@ -66,13 +66,15 @@ def test_card_parses_and_tells_how_the_data_was_made(exported: Path) -> None:
     text = card.text
     for needle in [
         "tiny-hhh", "version 2", "`harmless`", "Which response is less harmful?",   # the constitution
-        "| policy | `scripted:cai` | {temperature: 0.7, max_tokens: 256} |",       # models and sampling
+        "| policy | `scripted:cai` | {temperature: 0.7, top_p: 1.0, max_tokens: 256} |",  # models, sampling
         "Mode: **logprobs**", "Orders: **both**", "Principles per pair: **1**",    # judge method
         "Position inconsistency: **25.0%** of the 12 pairs",                      # 3 of 12 flip (fixture)
         "preferred the longer response in **66.7%**",                             # 8 of 12 (fixture)
-        "| judge_human.kappa | 0.41 | [0.12, 0.66] | 4 |",                          # agreement with CI
+        "| judge vs human: Cohen's kappa (ties excluded) | 0 |",                   # agreement (judge: always a)
+        "none: `p_chosen_calibrated` is null on\nevery published row (0 of 12 calibrated)",
         "no agreement gate was configured",
-        "min_confidence: 0.6", "| response pairs built | 12 |",                  # filters and counts
+        "min_confidence: 0.05", "| response pairs | 12 |",                      # filters and counts
+        "| preference rows written | 12 |",
         "| **total** | | | | 3300 | 324 | 0.0165 |",                               # usage and cost
         "Known limitations", "arXiv:2212.08073", "arXiv:2309.00267", "@article{lee2023rlaif",
     ]:
@@ -96,17 +98,16 @@ def test_run_config_is_published_with_secrets_stripped(exported: Path) -> None:
     assert config["models"]["policy"]["api_key_env"] == "OPENAI_API_KEY"  # the variable's name is not a secret
 
 
-def test_missing_provenance_is_repaired(make_run, tmp_path: Path) -> None:
-    def drop(rows: list[dict]) -> None:
-        for row in rows:
-            row.pop("synthetic"), row.pop("constitution_hash")
-            row["run_id"] = None
-
-    publish(make_run(row_patch=drop), "org/x", dry_run=tmp_path / "out")
-    table = pq.read_table(tmp_path / "out/data/preferences/train-00000-of-00001.parquet")
-    assert set(table.column("synthetic").to_pylist()) == {True}
-    assert set(table.column("run_id").to_pylist()) == {"run-test-0001"}
-    assert None not in table.column("constitution_hash").to_pylist()
+def test_rows_are_published_as_written_never_repaired(make_run, tmp_path: Path) -> None:
+    run = make_run()
+    rows = [json.loads(line) for line in (run / "data/preferences.jsonl").read_text().splitlines()]
+    for row in rows:
+        row.pop("constitution_hash")
+    (run / "data/preferences.parquet").unlink()
+    (run / "data/preferences.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    with pytest.raises(CharterError, match=r"preferences.jsonl: row 0: constitution_hash: Field required"):
+        publish(run, "org/x", dry_run=tmp_path / "out")
+    assert not (tmp_path / "out").exists()
 
 
 def test_split_is_seeded(make_run, tmp_path: Path) -> None:

@@ -86,22 +86,17 @@ def test_failing_gate_blocks_push_and_override_is_recorded(make_run, fake_hub) -
 def test_planted_key_blocks_push_before_any_request(make_run, fake_hub) -> None:
     planted = "AKIA" + "Z" * 15 + "7"
 
-    def plant(rows: list[dict]) -> None:
-        rows[5]["per_principle"] = f'[{{"rationale_ab": "my key is {planted}"}}]'
-
-    with pytest.raises(SecretFound, match="column 'per_principle'") as caught:
-        publish(make_run(row_patch=plant), "org/tiny")
+    with pytest.raises(SecretFound, match="column 'chosen'") as caught:
+        publish(make_run(responses={5: f"my key is {planted}"}), "org/tiny")
     assert planted not in str(caught.value) and fake_hub.requests == []
 
 
 def test_the_token_itself_in_the_data_is_refused(make_run, fake_hub, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("HF_TOKEN", "short-token-without-a-known-shape")
 
-    def leak(rows: list[dict]) -> None:
-        rows[0]["chosen"] = [{"role": "assistant", "content": "token: short-token-without-a-known-shape"}]
 
     with pytest.raises(SecretFound, match=r"value of \$HF_TOKEN"):
-        publish(make_run(row_patch=leak), "org/tiny")
+        publish(make_run(responses={0: "token: short-token-without-a-known-shape"}), "org/tiny")
 
 
 def test_no_token_is_a_clear_error(make_run, fake_hub, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:

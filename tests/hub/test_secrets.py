@@ -8,7 +8,8 @@ import pytest
 
 from charter.errors import SecretFound
 from charter.hub.push import publish
-from charter.hub.secrets import find_in_text, redact, refuse_secrets, scan_folder, strip_secrets
+from charter.hub.secrets import refuse_secrets, scan_folder
+from charter.redaction import find_in_text, preview, redact, strip_secrets
 
 OPENAI = "sk-proj-" + "Ab3dEf6hIj9kLm2nOp5qRs8t"
 ANTHROPIC = "sk-ant-api03-" + "Zz9Yy8Xx7Ww6Vv5Uu4Tt3Ss2"
@@ -45,7 +46,7 @@ def test_literal_environment_values_are_found(monkeypatch: pytest.MonkeyPatch, t
 
 
 def test_redaction_keeps_no_more_than_a_short_prefix() -> None:
-    shown = redact(OPENAI)
+    shown = preview(OPENAI)
     assert OPENAI not in shown and OPENAI[8:] not in shown and str(len(OPENAI)) in shown
 
 
@@ -58,17 +59,9 @@ def test_strip_secrets_drops_secret_keys_only() -> None:
     }
 
 
-def _plant(column: str, row: int, value: str):
-    def patch(rows: list[dict]) -> None:
-        if column == "chosen":
-            rows[row]["chosen"] = [{"role": "assistant", "content": f"here you go: {value}"}]
-        else:
-            rows[row][column] = value
-    return patch
-
 
 def test_planted_key_in_a_row_refuses_with_its_location(make_run, tmp_path: Path) -> None:
-    run = make_run(row_patch=_plant("chosen", 3, ANTHROPIC))
+    run = make_run(responses={5: f"here you go: {ANTHROPIC}"})  # pair 5: a is chosen, and not labeled
     with pytest.raises(SecretFound) as caught:
         publish(run, "org/data", dry_run=tmp_path / "out")
     message = str(caught.value)

@@ -24,7 +24,7 @@ def test_one_yaml_from_constitution_to_trained_models(make_config, tmp_path, mon
     run_dir = tmp_path / "run"
     assert (run_dir / "reward_model" / "config.json").exists()
     assert (run_dir / "dpo" / "config.json").exists()
-    assert "eval" in result.counts
+    assert result.training["eval"]["n"] == 3
     summary = json.loads((run_dir / "report" / "winrate.json").read_text())
     assert summary["n"] == 3 and 0 <= summary["win_rate"] <= 1
 

@@ -15,7 +15,7 @@ import pytest
 
 from charter.cli import main
 from charter.pipeline.api import run
-from charter.pipeline.store import RunStore
+from charter.runs.store import RunStore
 
 
 def store_counts(run_dir: Path) -> dict[str, int]:
@@ -66,10 +66,10 @@ def test_rerun_of_finished_run_makes_no_model_calls(make_config, tmp_path):
     config = make_config()
     run(config)
     with RunStore(tmp_path / "run") as store:
-        calls_before = sum(u["calls"] for u in store.usage())
+        calls_before = sum(u.calls for u in store.usage())
     run(config)
     with RunStore(tmp_path / "run") as store:
-        assert sum(u["calls"] for u in store.usage()) == calls_before
+        assert sum(u.calls for u in store.usage()) == calls_before
     assert store_counts(tmp_path / "run") == {"prompts": 6, "chains": 6, "pairs": 6, "judgments": 6}
 
 
@@ -100,8 +100,8 @@ def test_kill_9_mid_stage_then_resume(make_config, tmp_path):
     final = store_counts(run_dir)
     assert final == {"prompts": n, "chains": n, "pairs": n, "judgments": n}  # nothing lost or duplicated
     with RunStore(run_dir) as store:
-        resumed_calls = sum(u["calls"] for u in store.usage())  # only the resumed process recorded usage
-        ids = [r["pair_id"] for r in store.records("judgments")]
+        resumed_calls = sum(u.calls for u in store.usage())  # only the resumed process recorded usage
+        ids = [j.pair_id for j in store.judgments(store.fingerprints().judge)]
     assert len(ids) == len(set(ids))
     per_prompt = 3 + 2  # initial, critique, revision; one principle in both orders
     assert resumed_calls == n * per_prompt - calls_made_before  # finished work was not asked again

@@ -8,9 +8,8 @@ from collections import Counter
 import pytest
 
 from charter.constitutions import Constitution
-from charter.preference.judge import (
-    JudgeSettings, comparison_prompt, judge_many, judge_pair, parse_verdict, sample_principles,
-)
+from charter.preference.config import JudgeSettings
+from charter.preference.judge import comparison_prompt, judge_many, judge_pair, parse_verdict, sample_principles
 from charter.providers import ScriptedModel, get_model
 from charter.providers.base import ChoiceProbs
 
@@ -22,7 +21,9 @@ def constitution(weights=(1.0, 1.0, 1.0)) -> Constitution:
         for i, w in enumerate(weights)]})
 
 
-PAIR = {"pair_id": "x", "prompt": [{"role": "user", "content": "hello"}], "a": "answer alpha", "b": "answer beta"}
+from charter.records import Message, Pair
+
+PAIR = Pair(pair_id="x", prompt=[Message(role="user", content="hello")], a="answer alpha", b="answer beta")
 
 
 class BiasedJudge(ScriptedModel):
@@ -43,25 +44,25 @@ class BiasedJudge(ScriptedModel):
 
 async def test_both_orders_cancel_position_bias():
     judge = BiasedJudge()
-    record = await judge_pair(judge, constitution(), PAIR, JudgeSettings(), ["p0"])
-    assert record["status"] == "ok"
-    assert record["p_a_ab"] == pytest.approx(0.9)   # alpha shown first: 0.7 + 0.2
-    assert record["p_a_ba"] == pytest.approx(0.5)   # alpha shown second: 1 - (0.3 + 0.2)
-    assert record["p_a"] == pytest.approx(0.7)      # the bias cancels in the mean
-    assert record["position_consistent"] is False   # 0.9 vs exactly 0.5: not the same winner
+    record = await judge_pair(judge, constitution(), PAIR, JudgeSettings(), ["p0"], "fp")
+    assert record.status == "ok"
+    assert record.p_a_ab == pytest.approx(0.9)   # alpha shown first: 0.7 + 0.2
+    assert record.p_a_ba == pytest.approx(0.5)   # alpha shown second: 1 - (0.3 + 0.2)
+    assert record.p_a == pytest.approx(0.7)      # the bias cancels in the mean
+    assert record.position_consistent is False   # 0.9 vs exactly 0.5: not the same winner
     assert len(judge.seen) == 2 and "(A) answer alpha" in judge.seen[0] and "(A) answer beta" in judge.seen[1]
 
 
 async def test_one_order_keeps_the_bias_and_no_consistency_flag():
-    record = await judge_pair(BiasedJudge(), constitution(), PAIR, JudgeSettings(orders="one"), ["p0"])
-    assert record["p_a"] == pytest.approx(0.9) and record["p_a_ba"] is None and record["position_consistent"] is None
+    record = await judge_pair(BiasedJudge(), constitution(), PAIR, JudgeSettings(orders="one"), ["p0"], "fp")
+    assert record.p_a == pytest.approx(0.9) and record.p_a_ba is None and record.position_consistent is None
 
 
 async def test_ensemble_averages_principles():
     record = await judge_pair(BiasedJudge(), constitution(), PAIR, JudgeSettings(principles_per_pair=3),
-                              ["p0", "p1", "p2"])
-    assert [p["principle_id"] for p in record["principles"]] == ["p0", "p1", "p2"]
-    assert record["p_a"] == pytest.approx(0.7)
+                              ["p0", "p1", "p2"], "fp")
+    assert [v.principle_id for v in record.principles] == ["p0", "p1", "p2"]
+    assert record.p_a == pytest.approx(0.7)
 
 
 async def test_cot_votes_are_clamped_and_rationale_kept():
@@ -69,11 +70,11 @@ async def test_cot_votes_are_clamped_and_rationale_kept():
         return "Alpha is kinder. Therefore, the answer is (A)."
 
     record = await judge_pair(ScriptedModel("cot", fn=reason), constitution(), PAIR,
-                              JudgeSettings(mode="cot", clamp=(0.4, 0.6)), ["p0"])
+                              JudgeSettings(mode="cot", clamp=(0.4, 0.6)), ["p0"], "fp")
     # always answering (A): 0.6 for alpha shown first, 0.4 when alpha is shown second -> mean 0.5, inconsistent
-    assert record["p_a_ab"] == pytest.approx(0.6) and record["p_a_ba"] == pytest.approx(0.4)
-    assert record["p_a"] == pytest.approx(0.5) and record["position_consistent"] is False
-    assert "kinder" in record["principles"][0]["rationale_ab"]
+    assert record.p_a_ab == pytest.approx(0.6) and record.p_a_ba == pytest.approx(0.4)
+    assert record.p_a == pytest.approx(0.5) and record.position_consistent is False
+    assert "kinder" in record.principles[0].rationale_ab
 
 
 async def test_unparseable_output_is_retried_then_a_failure_with_raw_text():
@@ -84,9 +85,10 @@ async def test_unparseable_output_is_retried_then_a_failure_with_raw_text():
         return "I really cannot decide."
 
     record = await judge_pair(ScriptedModel("m", fn=mumble), constitution(), PAIR,
-                              JudgeSettings(mode="verdict", max_retries=2), ["p0"])
-    assert record["status"] == "failed" and record["p_a"] is None
-    assert record["raw"] == "I really cannot decide." and "neither" in record["error"] or "unparseable" in record["error"]
+                              JudgeSettings(mode="verdict", max_retries=2), ["p0"], "fp")
+    assert record.status == "failed" and record.p_a is None and record.principles == []
+    assert record.failure.raw == "I really cannot decide." and "unparseable" in record.failure.message
+    assert record.failure.attempts == 3
     assert calls["n"] >= 3  # the first try and two re-asks (per order)
 
 
@@ -108,17 +110,18 @@ def test_principles_sampled_by_weight_without_replacement():
 
 def test_comparison_prompt_shows_conversation_question_and_options():
     const = constitution()
-    [message] = comparison_prompt(PAIR["prompt"], "first", "second", const.principles[1], "logprobs")
+    [message] = comparison_prompt(PAIR.prompt, "first", "second", const.principles[1], "logprobs")
     text = message["content"]
     assert "Human: hello" in text and "rule 1" in text and "(A) first\n(B) second" in text
 
 
 async def test_judge_many_with_cache_answers_repeats_from_cache(tmp_path):
     model = get_model("scripted:cai", cache=str(tmp_path / "c.sqlite"))
-    pairs = [{**PAIR, "pair_id": f"p{i}", "a": f"Sure, here is exactly how to do that: {i}"} for i in range(5)]
+    pairs = [PAIR.model_copy(update={"pair_id": f"p{i}", "a": f"Sure, here is exactly how to do that: {i}"})
+             for i in range(5)]
     first = [r async for r in judge_many(model, constitution(), pairs, JudgeSettings(), seed=3)]
     calls = model.inner.calls
     second = [r async for r in judge_many(model, constitution(), pairs, JudgeSettings(), seed=3)]
     assert model.inner.calls == calls
-    assert sorted(r["p_a"] for r in first) == sorted(r["p_a"] for r in second)
-    assert all(r["p_a"] < 0.5 for r in first)  # the harmful answer (a) loses
+    assert sorted(r.p_a for r in first) == sorted(r.p_a for r in second)
+    assert all(r.p_a < 0.5 for r in first)  # the harmful answer (a) loses

@@ -6,6 +6,7 @@ import sys
 
 import pytest
 
+from charter.providers.registry import create_backend
 from charter.errors import ConfigError, LogprobsUnsupported, MissingAPIKey, MissingExtra, ProviderError
 from charter.providers import SamplingParams, get_model
 from charter.providers.anthropic_chat import AnthropicModel, split_system
@@ -69,7 +70,7 @@ def test_missing_key(monkeypatch):
 
 def test_unknown_option(anthropic_key):
     with pytest.raises(ConfigError, match="'temperature'"):
-        AnthropicModel("claude-test", FAST, temperature=0.1)
+        create_backend("anthropic:claude-test", FAST, temperature=0.1)
 
 
 async def test_no_logprobs(loopback, anthropic_key):

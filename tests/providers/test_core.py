@@ -166,7 +166,7 @@ async def test_rerun_against_a_server_makes_zero_requests(loopback, openai_key, 
     again = await fresh.generate(requests, SamplingParams())
     probs = await fresh.choice_logprobs(HELLO, ["A", "B"])
     assert loopback.hits == 6 and all(c.cached for c in again) and probs.cached
-    assert fresh.meter.rows()[0]["cached"] == 6 and fresh.meter.rows()[0]["calls"] == 0
+    assert fresh.meter.rows()[0].cached == 6 and fresh.meter.rows()[0].calls == 0
 
 
 async def test_cache_under_many_concurrent_tasks(tmp_path):
@@ -240,9 +240,9 @@ def test_usage_meter_prices_and_rows():
     meter.record("judge", "scripted:free", 100, 100, cached=False)
     assert meter.total_cost == pytest.approx(2.0 + 4.0 + 1.0)
     assert meter.total_tokens == 1_500_000 + 2_000_010 + 200
-    rows = {(r["role"], r["model"]): r for r in meter.rows()}
-    assert rows[("policy", "openai:gpt-x")]["calls"] == 1 and rows[("policy", "openai:gpt-x")]["cached"] == 1
-    assert rows[("judge", "scripted:free")]["cost_usd"] == 0.0
+    rows = {(r.role, r.model): r for r in meter.rows()}
+    assert rows[("policy", "openai:gpt-x")].calls == 1 and rows[("policy", "openai:gpt-x")].cached == 1
+    assert rows[("judge", "scripted:free")].cost_usd == 0.0
 
 
 def test_budget_check():

@@ -9,6 +9,7 @@ import time
 
 import pytest
 
+from charter.providers.registry import create_backend
 from charter.errors import ConfigError, LogprobsUnsupported, MissingAPIKey, MissingExtra, ProviderError
 from charter.providers import SamplingParams, get_model
 from charter.providers.base import Limits
@@ -205,7 +206,7 @@ def test_missing_sdk_names_the_extra(monkeypatch, openai_key):
 
 def test_unknown_option_is_a_config_error(openai_key):
     with pytest.raises(ConfigError, match="'temperature'"):
-        OpenAIModel("gpt-test", FAST, temperature=0.2)
+        create_backend("openai:gpt-test", FAST, temperature=0.2)
 
 
 async def test_reply_that_is_not_json(loopback, openai_key):

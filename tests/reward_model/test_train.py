@@ -52,10 +52,17 @@ def test_judge_confidence_becomes_the_margin():
 
 
 def test_run_directory_is_a_dataset_source(tmp_path):
-    (tmp_path / "data").mkdir()
-    write_jsonl(tmp_path / "data" / "preferences.jsonl", preference_rows(3))
-    assert len(data.read_rows(tmp_path)) == 3
-    assert data.run_dir_of(tmp_path) == tmp_path
+    from tests.support.rundir import RunBuilder
+
+    with RunBuilder(tmp_path / "run") as run:
+        for i in range(3):
+            run.pair(f"p{i}", f"q{i}", f"answer {i}", f"other {i}")
+            run.judgment(f"p{i}", 0.8)
+        run.write_dataset()
+    rows = data.read_rows(tmp_path / "run")
+    assert len(rows) == 3 and rows[0]["run_id"] == "run-test-0001"
+    assert data.run_dir_of(tmp_path / "run") == tmp_path / "run"
+    assert data.run_dir_of(tmp_path / "run" / "data" / "preferences.parquet") == tmp_path / "run"
 
 
 class _Interrupt(TrainerCallback):

@@ -3,22 +3,27 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
 from charter.agreement import calibration as cal
-from charter.agreement.config import AgreementConfig, config_from_run
-from charter.agreement.dataset import apply_calibration, configured_min_confidence
+from charter.agreement.config import AgreementConfig, config_for
 from charter.agreement.gate import GateResult, evaluate_gate, require_gate
-from charter.agreement.labels import open_labels, require_judged
+from charter.agreement.labels import require_judged
 from charter.agreement.markdown import to_markdown
 from charter.agreement.report import Observations, collect, compute_summary
 from charter.agreement.sampling import spotcheck
-from charter.pipeline.store import RunStore
+from charter.agreement.summary import AgreementSummary, CalibrationFit
+from charter.errors import ArgumentError
+from charter.preference import dataset
+from charter.preference.manifest import dataset_manifest
+from charter.runs.files import AGREEMENT_MD, RELIABILITY_PNG, RunFiles
+from charter.runs.store import RunStore, open_store
 
 __all__ = ["spotcheck", "agreement_report", "calibrate", "evaluate_gate", "require_gate", "GateResult",
-           "AgreementConfig"]
+           "AgreementConfig", "AgreementSummary"]
+
+METHODS = ("platt", "temperature", "isotonic", "none")
 
 
 def _decisive(obs: Observations) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -26,53 +31,62 @@ def _decisive(obs: Observations) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return obs.p_a[keep], (obs.human[keep] == 0).astype(float), obs.pair_ids[keep]
 
 
-def calibrate(store: RunStore, config: AgreementConfig, method: str | None = None) -> dict[str, Any]:
-    """Fit the judge's P(A) to the decisive human labels, write the reliability diagram and the dataset column."""
+def _min_confidence(store: RunStore, config: AgreementConfig) -> float:
+    """The calibrated confidence threshold: the agreement override, else the dataset's filters.min_confidence."""
+    if config.min_confidence is not None:
+        return config.min_confidence
+    manifest = dataset_manifest(store)
+    return manifest.settings.filters.min_confidence if manifest else 0.0
+
+
+def calibrate(store: RunStore, config: AgreementConfig, method: str | None = None) -> CalibrationFit:
+    """Fit the judge's P(A) to the decisive human labels, store the map (joined into every later dataset
+    write) and rewrite the dataset with it; writes the reliability diagram."""
     method = method or config.calibration
     if method == "none":
-        return {"skipped": "calibration: none"}
+        return CalibrationFit(skipped="calibration: none")
     judged = require_judged(store)
     p, y, groups = _decisive(collect(store, judged, config))
     if len(p) < config.min_calibration_labels or len(set(y.tolist())) < 2:
-        return {"skipped": f"needs >= {config.min_calibration_labels} decisive labels with both A and B preferred "
-                           f"(have {len(p)})"}
-    calibrator = cal.fit(method, p, y)
-    after = calibrator(p)
+        return CalibrationFit(skipped=f"needs >= {config.min_calibration_labels} decisive labels with both A and B "
+                                      f"preferred (have {len(p)})")
+    fingerprints = store.fingerprints()
+    min_confidence = _min_confidence(store, config)
+    calibration = cal.fit(method, p, y, judge_fingerprint=fingerprints.judge if fingerprints else "",
+                          min_confidence=min_confidence, fitted_at=dataset.now_iso())
+    after = cal.apply(calibration, p)
     oof = cal.cross_fitted(method, p, y, groups)
-    report_dir = store.run_dir / "report"
-    report_dir.mkdir(parents=True, exist_ok=True)
-    cal.reliability_diagram(str(report_dir / "reliability.png"), p, after, y, config.ece_bins,
+    files = RunFiles(store.run_dir)
+    cal.reliability_diagram(str(files.report_path(RELIABILITY_PNG)), p, after, y, config.ece_bins,
                             f"judge calibration ({method}, n={len(p)})")
-    min_conf = configured_min_confidence(store.meta("config"), config.min_confidence)
-    result = {
-        "method": method, "labels": int(len(p)),
-        "ece_before": cal.ece(p, y, config.ece_bins), "ece_after": cal.ece(after, y, config.ece_bins),
-        "ece_after_cv": None if oof is None else cal.ece(oof, y, config.ece_bins),
-        "reliability_png": "report/reliability.png",
-        "dataset": apply_calibration(store, judged, calibrator, min_conf),
-    }
-    if hasattr(calibrator, "temperature"):
-        result["temperature"] = float(calibrator.temperature)
-    return result
+    store.set_meta(calibration=calibration)
+    dataset.rewrite(store)
+    return CalibrationFit(
+        method=method, labels=int(len(p)), ece_before=cal.ece(p, y, config.ece_bins),
+        ece_after=cal.ece(after, y, config.ece_bins), ece_after_cv=None if oof is None else cal.ece(oof, y, config.ece_bins),
+        temperature=calibration.temperature, min_confidence=min_confidence,
+        reliability_png=f"{files.report_dir.name}/{RELIABILITY_PNG}",
+    )
 
 
 def agreement_report(run_dir: str | Path, config: AgreementConfig | None = None, calibration: str | None = None,
-                     write: bool = True) -> dict[str, Any]:
+                     write: bool = True) -> AgreementSummary:
     """Judge vs human agreement of a run: figures with 95% CIs, breakdowns, baselines, calibration.
 
-    With `write`, stores the summary in the run store (meta `agreement`), writes report/agreement.md,
-    report/reliability.png and the calibrated column of data/preferences.*.
+    With `write`, stores the summary in the run store (meta `agreement`) and the calibration map (meta
+    `calibration`), writes report/agreement.md and report/reliability.png, and rewrites data/preferences.*
+    with `p_chosen_calibrated`.
     """
-    store = open_labels(run_dir)
+    if calibration not in (None, *METHODS):
+        raise ArgumentError("calibration", f"{calibration!r}: use {', '.join(METHODS)}")
+    store = open_store(run_dir)
     try:
-        config = config or config_from_run(store.meta("config"))
+        config = config or config_for(store)
         summary = compute_summary(store, config)
         if write:
-            summary["calibration"] = calibrate(store, config, calibration)
+            summary.calibration = calibrate(store, config, calibration)
             store.set_meta(agreement=summary)
-            report_dir = Path(run_dir) / "report"
-            report_dir.mkdir(parents=True, exist_ok=True)
-            (report_dir / "agreement.md").write_text(to_markdown(summary), encoding="utf-8")
+            RunFiles(run_dir).write_report_text(AGREEMENT_MD, to_markdown(summary))
         return summary
     finally:
         store.close()

@@ -1,17 +1,16 @@
 """Calibrating the judge's P(A preferred) to human labels: Platt or temperature scaling, or isotonic.
 
-The fitted map is applied to the dataset's `p_chosen` (via the pair's p_a) and written to
-`p_chosen_calibrated`; the confidence filter is then re-applied on the calibrated values.
+A fit gives a `CalibrationMap` (charter.records): the map's parameters, stored in the run store and
+joined into the dataset's `p_chosen_calibrated` whenever the dataset is written.
 """
 
 from __future__ import annotations
 
 import math
-from typing import Callable
-
 import numpy as np
 
-Calibrator = Callable[[np.ndarray], np.ndarray]
+from charter.records import CalibrationMap
+
 EPS = 1e-6
 
 
@@ -24,15 +23,15 @@ def sigmoid(x: np.ndarray) -> np.ndarray:
     return 1.0 / (1.0 + np.exp(-x))
 
 
-def fit_platt(p: np.ndarray, y: np.ndarray) -> Calibrator:
+def fit_platt(p: np.ndarray, y: np.ndarray) -> dict:
     """Platt scaling: logistic regression of the human label on logit(p) (slope and intercept)."""
     from sklearn.linear_model import LogisticRegression
 
     model = LogisticRegression(C=1e6, max_iter=1000).fit(logit(p)[:, None], y)
-    return lambda q: model.predict_proba(logit(q)[:, None])[:, 1]
+    return {"slope": float(model.coef_[0][0]), "intercept": float(model.intercept_[0])}
 
 
-def fit_temperature(p: np.ndarray, y: np.ndarray) -> Calibrator:
+def fit_temperature(p: np.ndarray, y: np.ndarray) -> dict:
     """Temperature scaling: sigmoid(logit(p) / T), T fitted by maximum likelihood (keeps P(A) = 1 - P(B))."""
     from scipy.optimize import minimize_scalar
 
@@ -42,26 +41,30 @@ def fit_temperature(p: np.ndarray, y: np.ndarray) -> Calibrator:
         q = np.clip(sigmoid(z / math.exp(log_t)), EPS, 1 - EPS)
         return float(-np.mean(y * np.log(q) + (1 - y) * np.log(1 - q)))
 
-    t = math.exp(minimize_scalar(nll, bounds=(-5, 5), method="bounded").x)
-    calibrator = lambda q: sigmoid(logit(q) / t)  # noqa: E731
-    calibrator.temperature = t  # type: ignore[attr-defined]
-    return calibrator
+    return {"temperature": math.exp(minimize_scalar(nll, bounds=(-5, 5), method="bounded").x)}
 
 
-def fit_isotonic(p: np.ndarray, y: np.ndarray) -> Calibrator:
-    """Isotonic regression of the human label on p (monotone, non-parametric)."""
+def fit_isotonic(p: np.ndarray, y: np.ndarray) -> dict:
+    """Isotonic regression of the human label on p (monotone, non-parametric; linear between thresholds)."""
     from sklearn.isotonic import IsotonicRegression
 
     model = IsotonicRegression(y_min=0.0, y_max=1.0, out_of_bounds="clip").fit(p, y)
-    return lambda q: model.predict(np.asarray(q, dtype=float))
+    return {"x": [float(v) for v in model.X_thresholds_], "y": [float(v) for v in model.y_thresholds_]}
 
 
 FITTERS = {"platt": fit_platt, "temperature": fit_temperature, "isotonic": fit_isotonic}
 
 
-def fit(method: str, p: np.ndarray, y: np.ndarray) -> Calibrator:
-    """A calibrator from judge probabilities p = P(A) and human labels y (1: A preferred)."""
-    return FITTERS[method](np.asarray(p, dtype=float), np.asarray(y, dtype=float))
+def fit(method: str, p: np.ndarray, y: np.ndarray, judge_fingerprint: str = "", **fields: object) -> CalibrationMap:
+    """A calibration map from judge probabilities p = P(A) and human labels y (1: A preferred)."""
+    params = FITTERS[method](np.asarray(p, dtype=float), np.asarray(y, dtype=float))
+    return CalibrationMap(method=method, judge_fingerprint=judge_fingerprint, labels=len(p), **params,  # type: ignore[arg-type]
+                          **fields)
+
+
+def apply(calibration: CalibrationMap, p: np.ndarray) -> np.ndarray:
+    """The map applied to an array of P(A)."""
+    return np.array([calibration.apply(float(v)) for v in np.asarray(p, dtype=float)])
 
 
 def ece(p: np.ndarray, y: np.ndarray, bins: int = 10) -> float:
@@ -89,7 +92,7 @@ def cross_fitted(method: str, p: np.ndarray, y: np.ndarray, groups: np.ndarray, 
     for train, test in GroupKFold(n_splits=k).split(p, y, groups):
         if len(set(y[train].tolist())) < 2:
             return None
-        out[test] = fit(method, p[train], y[train])(p[test])
+        out[test] = apply(fit(method, p[train], y[train]), p[test])
     return out
 
 

@@ -70,7 +70,7 @@ def spotcheck_command(
     table = Table(title=f"spot-check sample: {len(rows)} pairs")
     for col in ("principle", "confidence bucket", "pairs"):
         table.add_column(col)
-    for (principle, bucket), count in sorted(Counter((r["principle_id"], r["confidence_bucket"]) for r in rows).items()):
+    for (principle, bucket), count in sorted(Counter((r.principle_id, r.confidence_bucket) for r in rows).items()):
         table.add_row(principle, bucket, str(count))
     console.print(table)
     console.print(f"next: charter label {run_dir}")
@@ -154,20 +154,18 @@ def agreement_report_command(
     """Judge vs human agreement with 95% bootstrap CIs, baselines, breakdowns and calibration."""
     from charter.agreement.api import agreement_report
     from charter.agreement.markdown import rich_table
-    from charter.errors import CharterError
     from charter.progress import console
+    from charter.runs.files import AGREEMENT_MD, RunFiles
 
-    if calibration not in (None, "platt", "temperature", "isotonic", "none"):
-        raise CharterError(f"--calibration {calibration!r}: use platt, temperature, isotonic or none")
     summary = agreement_report(run_dir, calibration=calibration)
     console.print(rich_table(summary))
-    cal = summary.get("calibration") or {}
-    if cal.get("skipped"):
-        console.print(f"calibration skipped: {cal['skipped']}")
-    elif cal:
-        console.print(f"calibration ({cal['method']}): ECE {cal['ece_before']:.3f} -> {cal['ece_after']:.3f}; "
-                      f"dataset {cal['dataset']}")
-    console.print(f"report: {Path(run_dir) / 'report' / 'agreement.md'}")
+    cal = summary.calibration
+    if cal is not None and cal.skipped:
+        console.print(f"calibration skipped: {cal.skipped}")
+    elif cal is not None:
+        console.print(f"calibration ({cal.method}): ECE {cal.ece_before:.3f} -> {cal.ece_after:.3f}; "
+                      f"data/preferences.* rewritten with p_chosen_calibrated")
+    console.print(f"report: {RunFiles(run_dir).report_dir / AGREEMENT_MD}")
 
 
 @agreement_app.command("eval")
@@ -187,11 +185,13 @@ def agreement_eval_command(
 
     from charter.agreement.evaluate import evaluate
     from charter.agreement.markdown import FIGURES, fmt
-    from charter.errors import CharterError
+    from charter.errors import ArgumentError
     from charter.progress import console
 
-    if mode not in ("logprobs", "cot", "verdict") or orders not in ("both", "one"):
-        raise CharterError("--mode must be logprobs, cot or verdict and --orders both or one")
+    if mode not in ("logprobs", "cot", "verdict"):
+        raise ArgumentError("mode", f"{mode!r}: use logprobs, cot or verdict")
+    if orders not in ("both", "one"):
+        raise ArgumentError("orders", f"{orders!r}: use both or one")
     s = evaluate(pairs, judge, mode, orders, constitution, limit, seed, cache=cache or None)
     table = Table(title=f"{pairs.name}: {s['judged']} judged ({s['failures']} failed), {judge} {mode}/{orders}")
     for col in ("figure", "judge", "longer wins", "first shown wins"):

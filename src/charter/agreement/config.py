@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
 
 from charter.errors import ConfigError
+from charter.runs.store import RunStore
+from charter.yamlio import ConfigModel
 
 
-class AgreementConfig(BaseModel):
+class AgreementConfig(ConfigModel):
     """How judge/human agreement is measured, calibrated and used as a publishing gate."""
-
-    model_config = ConfigDict(extra="forbid")
 
     min_kappa: float | None = Field(default=None, ge=-1, le=1)
     """Gate: the judge-vs-human Cohen's kappa (ties excluded) must reach this; None: no kappa bar."""
@@ -49,14 +49,20 @@ class AgreementConfig(BaseModel):
         return self
 
 
-def config_from_run(run_config: dict[str, Any] | None) -> AgreementConfig:
-    """The `agreement` section of a stored run config (store meta `config`), or the defaults."""
-    section = (run_config or {}).get("agreement") or {}
+    @property
+    def gated(self) -> bool:
+        """Whether a bar is set (min_kappa or min_agreement)."""
+        return self.min_kappa is not None or self.min_agreement is not None
+
+
+def config_for(store: RunStore) -> AgreementConfig:
+    """The `agreement:` section of the run config in effect (as stored when the run last started)."""
+    section = store.run_config().get("agreement") or {}
     try:
         return AgreementConfig.model_validate(section)
     except ValueError as exc:
         first = str(exc).splitlines()
-        raise ConfigError(f"run config agreement section: {' '.join(first[:3])}") from None
+        raise ConfigError(f"{store.run_dir}: run config agreement section: {' '.join(first[:3])}") from None
 
 
 def bucket_label(confidence: float, edges: list[float]) -> str:

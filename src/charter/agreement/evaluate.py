@@ -8,7 +8,6 @@ sees the human-preferred response first half of the time, and "first shown wins"
 from __future__ import annotations
 
 import asyncio
-import json
 import random
 import time
 from pathlib import Path
@@ -19,23 +18,9 @@ import numpy as np
 from charter.agreement import stats
 from charter.agreement.report import judge_label, longer_label
 from charter.errors import DatasetError
-
-
-def _messages(prompt: Any, where: str) -> list[dict]:
-    if isinstance(prompt, str) and prompt.strip():
-        return [{"role": "user", "content": prompt}]
-    if isinstance(prompt, list) and prompt and all(isinstance(m, dict) and "role" in m and "content" in m
-                                                   for m in prompt):
-        return [{"role": m["role"], "content": m["content"]} for m in prompt]
-    raise DatasetError(f"{where}: 'prompt' must be a non-empty string or a list of {{role, content}} messages")
-
-
-def _text(value: Any, key: str, where: str) -> str:
-    if isinstance(value, list) and value and isinstance(value[-1], dict):  # TRL conversational format
-        value = value[-1].get("content")
-    if not isinstance(value, str):
-        raise DatasetError(f"{where}: '{key}' must be a string (or a list of messages)")
-    return value
+from charter.messages import as_messages, last_text
+from charter.records import Judgment, Pair
+from charter.tables import iter_jsonl
 
 
 def load_pairs_file(path: str | Path) -> list[dict]:
@@ -44,20 +29,13 @@ def load_pairs_file(path: str | Path) -> list[dict]:
     if not path.is_file():
         raise DatasetError(f"{path}: no such file")
     rows = []
-    with path.open(encoding="utf-8") as fh:
-        for n, line in enumerate(fh, start=1):
-            if not line.strip():
-                continue
-            where = f"{path}: line {n}"
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise DatasetError(f"{where}: not valid JSON ({exc.msg})") from None
-            if not isinstance(obj, dict) or not {"prompt", "chosen", "rejected"} <= set(obj):
-                raise DatasetError(f"{where}: expected an object with prompt, chosen and rejected")
-            rows.append({"id": str(obj.get("id", f"row-{n}")), "prompt": _messages(obj["prompt"], where),
-                         "chosen": _text(obj["chosen"], "chosen", where),
-                         "rejected": _text(obj["rejected"], "rejected", where)})
+    for n, obj in iter_jsonl(path, DatasetError):
+        where = f"{path}:{n}"
+        if not {"prompt", "chosen", "rejected"} <= set(obj):
+            raise DatasetError(f"{where}: expected an object with prompt, chosen and rejected")
+        rows.append({"id": str(obj.get("id", f"row-{n}")), "prompt": as_messages(obj["prompt"], f"{where}: prompt"),
+                     "chosen": last_text(as_messages(obj["chosen"], f"{where}: chosen", role="assistant")),
+                     "rejected": last_text(as_messages(obj["rejected"], f"{where}: rejected", role="assistant"))})
     if not rows:
         raise DatasetError(f"{path}: no rows")
     return rows
@@ -71,36 +49,37 @@ def select(rows: list[dict], limit: int | None, seed: int) -> list[dict]:
     return [r for i, r in enumerate(rows) if i in keep]
 
 
-def to_pair(row: dict, seed: int) -> tuple[dict, str]:
+def to_pair(row: dict, seed: int) -> tuple[Pair, str]:
     """The judge's pair for a row, and the human label in the pair's terms."""
     swap = random.Random(f"{seed}:{row['id']}").random() < 0.5
     a, b = (row["rejected"], row["chosen"]) if swap else (row["chosen"], row["rejected"])
-    return {"pair_id": row["id"], "prompt": row["prompt"], "a": a, "b": b}, ("b" if swap else "a")
+    return Pair(pair_id=row["id"], prompt=row["prompt"], a=a, b=b), ("b" if swap else "a")
 
 
-async def _judge_all(model: Any, constitution: Any, pairs: list[dict], settings: Any, seed: int,
-                     concurrency: int) -> dict[str, dict]:
+async def _judge_all(model: Any, constitution: Any, pairs: list[Pair], settings: Any, seed: int,
+                     concurrency: int) -> dict[str, Judgment]:
     from charter.preference.judge import judge_many
     from charter.progress import progress_bar
 
-    out: dict[str, dict] = {}
+    out: dict[str, Judgment] = {}
     with progress_bar() as bar:
         task = bar.add_task(f"judging ({settings.mode}, orders={settings.orders})", total=len(pairs))
         async for record in judge_many(model, constitution, pairs, settings, seed=seed, concurrency=concurrency):
-            out[record["pair_id"]] = record
+            out[record.pair_id] = record
             bar.advance(task)
     return out
 
 
-def summarise(pairs: list[dict], humans: dict[str, str], records: dict[str, dict], samples: int,
+def summarise(pairs: list[Pair], humans: dict[str, str], records: dict[str, Judgment], samples: int,
               seed: int) -> dict[str, Any]:
     """Agreement figures for judged rows; failed judgments are counted and left out."""
-    ok = [p for p in pairs if records.get(p["pair_id"], {}).get("status") == "ok"]
-    ids = np.array([p["pair_id"] for p in ok], dtype=object).astype(str)
+    ok = [p for p in pairs if p.pair_id in records and records[p.pair_id].status == "ok"]
+    p_a = {p.pair_id: float(records[p.pair_id].p_a or 0.0) for p in ok}
+    ids = np.array([p.pair_id for p in ok], dtype=object).astype(str)
     code = lambda labels: np.array([stats.CODES[x] for x in labels], dtype=int)  # noqa: E731
-    human = code([humans[p["pair_id"]] for p in ok])
-    judge = code([judge_label(records[p["pair_id"]]["p_a"], 0.0) for p in ok])
-    flags = [records[p["pair_id"]].get("position_consistent") for p in ok]
+    human = code([humans[p.pair_id] for p in ok])
+    judge = code([judge_label(p_a[p.pair_id], 0.0) for p in ok])
+    flags = [records[p.pair_id].position_consistent for p in ok]
     flags = [f for f in flags if f is not None]
     figures = lambda pred: stats.pairwise_figures(human, pred, ids, samples, seed)  # noqa: E731
     return {
@@ -109,9 +88,9 @@ def summarise(pairs: list[dict], humans: dict[str, str], records: dict[str, dict
         "baselines": {"longer_wins": figures(code([longer_label(p) for p in ok])),
                       "first_shown_wins": figures(np.zeros(len(ok), dtype=int))},
         "position_consistency": {"rate": float(np.mean(flags)) if flags else None, "n": len(flags)},
-        "p_human_choice_mean": float(np.mean([records[p["pair_id"]]["p_a"] if humans[p["pair_id"]] == "a"
-                                              else 1 - records[p["pair_id"]]["p_a"] for p in ok])) if ok else None,
-        "tokens": {k: sum(int(records[p["pair_id"]].get(k) or 0) for p in ok)
+        "p_human_choice_mean": float(np.mean([p_a[p.pair_id] if humans[p.pair_id] == "a" else 1 - p_a[p.pair_id]
+                                              for p in ok])) if ok else None,
+        "tokens": {k: sum(int(getattr(records[p.pair_id], k)) for p in ok)
                    for k in ("prompt_tokens", "completion_tokens")},
     }
 
@@ -121,13 +100,13 @@ def evaluate(pairs_file: str | Path, judge: str, mode: str = "logprobs", orders:
              bootstrap_samples: int = 1000, concurrency: int = 64, cache: str | None = None) -> dict[str, Any]:
     """Judge every (prompt, chosen, rejected) row and report agreement with the human choice."""
     from charter.constitutions import load_constitution
-    from charter.preference.judge import JudgeSettings
+    from charter.preference.config import JudgeSettings
     from charter.providers import get_model
     from charter.providers.cache import CallCache
 
     rows = select(load_pairs_file(pairs_file), limit, seed)
     built = [to_pair(r, seed) for r in rows]
-    pairs, humans = [p for p, _ in built], {p["pair_id"]: h for p, h in built}
+    pairs, humans = [p for p, _ in built], {p.pair_id: h for p, h in built}
     settings = JudgeSettings(mode=mode, orders=orders)
     model = get_model(judge, cache=CallCache(Path(cache).expanduser()) if cache else None, role="judge")
     started = time.perf_counter()

@@ -13,9 +13,10 @@ from pathlib import Path
 from typing import Any, Callable
 
 from charter.agreement.labels import (
-    LabelError, NewLabel, judged_pairs, label_rows, open_labels, put_labels, sample_rows, to_pair_terms,
-    to_screen_terms, validate_labels,
+    LabelError, judged_pairs, new_label, open_labels, put_labels, to_pair_terms, to_screen_terms, validate_labels,
 )
+from charter.records import HumanLabel, Message
+from charter.runs import labels as stored
 
 FORMATS = ("argilla", "labelstudio", "csv")
 SCREEN = {"first": "A", "second": "B", "tie": "tie", "skip": "skip"}
@@ -35,8 +36,8 @@ class ImportFormatError(LabelError):
     """An import file is not in the format named."""
 
 
-def render_prompt(messages: list[dict]) -> str:
-    return "\n\n".join(f"{m.get('role')}: {m.get('content')}" for m in messages)
+def render_prompt(messages: list[Message]) -> str:
+    return "\n\n".join(f"{m.role}: {m.content}" for m in messages)
 
 
 def _items(run_dir: Path) -> list[dict[str, Any]]:
@@ -45,17 +46,17 @@ def _items(run_dir: Path) -> list[dict[str, Any]]:
     try:
         pairs = judged_pairs(store)
         labels: dict[str, list[tuple[str, str]]] = {}
-        for row in label_rows(store):
-            screen = SCREEN[to_screen_terms(row["label"], row["shown_order"])]
-            labels.setdefault(row["pair_id"], []).append((row["annotator"], screen))
+        for label in stored.labels(store):
+            screen = SCREEN[to_screen_terms(label.label, label.shown_order)]
+            labels.setdefault(label.pair_id, []).append((label.annotator, screen))
         items = []
-        for row in sample_rows(store):
-            if row["pair_id"] not in pairs:
+        for row in stored.sample(store):
+            if row.pair_id not in pairs:
                 continue
-            pair = pairs[row["pair_id"]].pair
-            first, second = (pair["a"], pair["b"]) if row["shown_order"] == "ab" else (pair["b"], pair["a"])
-            items.append({**row, "messages": pair["prompt"], "A": first, "B": second,
-                          "labels": labels.get(row["pair_id"], [])})
+            pair = pairs[row.pair_id].pair
+            first, second = (pair.a, pair.b) if row.shown_order == "ab" else (pair.b, pair.a)
+            items.append({**row.model_dump(), "messages": pair.prompt, "A": first, "B": second,
+                          "labels": labels.get(row.pair_id, [])})
         return items
     finally:
         store.close()
@@ -93,8 +94,8 @@ def export_labels(run_dir: str | Path, fmt: str, out: str | Path) -> int:
             writer = csv.writer(fh)
             writer.writerow(CSV_COLUMNS)
             for it in items:
-                base = [it["pair_id"], it["principle_id"], it["shown_order"], json.dumps(it["messages"], ensure_ascii=False),
-                        it["A"], it["B"]]
+                base = [it["pair_id"], it["principle_id"], it["shown_order"],
+                        json.dumps([m.model_dump() for m in it["messages"]], ensure_ascii=False), it["A"], it["B"]]
                 for who, lab in it["labels"] or [("", "")]:
                     writer.writerow([*base, who, lab])
     elif fmt in ("argilla", "labelstudio"):
@@ -106,10 +107,10 @@ def export_labels(run_dir: str | Path, fmt: str, out: str | Path) -> int:
 
 
 # -- import ----------------------------------------------------------------------------------------------
-Parsed = list[tuple[str, NewLabel]]  # (where in the file, label)
+Parsed = list[tuple[str, HumanLabel]]  # (where in the file, label)
 
 
-def _label(where: str, pair_id: Any, annotator: Any, screen: Any, order: Any) -> NewLabel:
+def _label(where: str, pair_id: Any, annotator: Any, screen: Any, order: Any) -> HumanLabel:
     if not isinstance(pair_id, str) or not pair_id:
         raise ImportFormatError(f"{where}: missing pair_id")
     if order not in ("ab", "ba"):
@@ -118,7 +119,10 @@ def _label(where: str, pair_id: Any, annotator: Any, screen: Any, order: Any) ->
         raise ImportFormatError(f"{where}: label {screen!r} is not one of A, B, tie, skip")
     if not isinstance(annotator, str) or not annotator.strip():
         raise ImportFormatError(f"{where}: missing annotator")
-    return NewLabel(pair_id, annotator.strip(), to_pair_terms(FROM_SCREEN[screen.strip().lower()], order), order)
+    try:
+        return new_label(pair_id, annotator.strip(), to_pair_terms(FROM_SCREEN[screen.strip().lower()], order), order)
+    except LabelError as exc:
+        raise ImportFormatError(f"{where}: {exc}") from None
 
 
 def _parse_csv(path: Path) -> Parsed:

@@ -1,35 +1,27 @@
-"""The spot-check sample and the human labels, kept in the run store.
+"""The judged pairs humans check, and checking and storing their labels (the store side is charter.runs.labels).
 
-Labels are stored in the pair's own terms: 'a' means the pair's response `a` is better, whatever order
-the annotator saw the two responses in (`shown_order` 'ab': a was shown first, 'ba': b first).
+Labels are in the pair's own terms: 'a' means the pair's response `a` is better, whatever order the
+annotator saw the two responses in (`shown_order` 'ab': a was shown first, 'ba': b first).
 """
 
 from __future__ import annotations
 
-import json
 import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from charter.errors import CharterError, RunStoreError
-from charter.pipeline.store import RunStore, open_store
-
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS spot_sample (
-  pair_id TEXT PRIMARY KEY, principle_id TEXT, confidence_bucket TEXT, shown_order TEXT,
-  position INTEGER, seed INTEGER, created_at REAL);
-CREATE TABLE IF NOT EXISTS human_labels (
-  pair_id TEXT, annotator TEXT, label TEXT CHECK (label IN ('a', 'b', 'tie', 'skip')), shown_order TEXT,
-  created_at REAL, replaced_count INTEGER DEFAULT 0, PRIMARY KEY (pair_id, annotator));
-CREATE TABLE IF NOT EXISTS label_events (
-  id INTEGER PRIMARY KEY AUTOINCREMENT, pair_id TEXT, annotator TEXT, action TEXT, label TEXT,
-  previous TEXT, source TEXT, created_at REAL);
-"""
+from charter.records import HumanLabel, Judgment, Pair
+from charter.runs import labels as stored
+from charter.runs.labels import SpotSample
+from charter.runs.store import RunStore, open_store
 
 LABELS = ("a", "b", "tie", "skip")
 ANNOTATOR_RE = re.compile(r"^[\w .@+-]{1,64}$")
+
+__all__ = ["JudgedPair", "LabelError", "SpotSample", "check_annotator", "judged_pairs", "new_label", "open_labels",
+           "put_label", "put_labels", "require_judged", "to_pair_terms", "to_screen_terms", "validate_labels"]
 
 
 class LabelError(CharterError):
@@ -38,39 +30,31 @@ class LabelError(CharterError):
 
 @dataclass(frozen=True)
 class JudgedPair:
-    """A pair joined with its successful judgment."""
+    """A pair joined with its successful judgment (under the judge settings in effect)."""
 
-    pair: dict
-    judgment: dict
+    pair: Pair
+    judgment: Judgment
 
     @property
     def pair_id(self) -> str:
-        return self.pair["pair_id"]
+        return self.pair.pair_id
 
     @property
     def p_a(self) -> float:
-        return float(self.judgment["p_a"])
+        return float(self.judgment.p_a or 0.0)
 
 
 def open_labels(run_dir: str | Path) -> RunStore:
-    """Open a run's store with the agreement tables in place."""
-    store = open_store(run_dir)
-    store.ensure(SCHEMA)
-    return store
+    """Open a run's store (its label tables are part of every store)."""
+    return open_store(run_dir)
 
 
 def judged_pairs(store: RunStore) -> dict[str, JudgedPair]:
-    """pair_id -> JudgedPair for every pair whose judgment succeeded, in pair order."""
-    rows = store.execute(
-        "SELECT p.record, j.record FROM pairs p JOIN judgments j ON p.pair_id = j.pair_id"
-        " WHERE j.status = 'ok' ORDER BY p.rowid"
-    )
-    out: dict[str, JudgedPair] = {}
-    for pair_json, judgment_json in rows:
-        pair, judgment = json.loads(pair_json), json.loads(judgment_json)
-        if judgment.get("p_a") is not None:
-            out[pair["pair_id"]] = JudgedPair(pair, judgment)
-    return out
+    """pair_id -> JudgedPair for every current pair whose current judgment succeeded, in pair order."""
+    fingerprints = store.fingerprints()
+    if fingerprints is None:
+        return {}
+    return {pair.pair_id: JudgedPair(pair, judgment) for pair, judgment in store.judged_pairs(fingerprints)}
 
 
 def require_judged(store: RunStore) -> dict[str, JudgedPair]:
@@ -84,21 +68,6 @@ def require_judged(store: RunStore) -> dict[str, JudgedPair]:
     return pairs
 
 
-def sample_rows(store: RunStore) -> list[dict[str, Any]]:
-    """The spot-check sample in labeling order."""
-    cols = ("pair_id", "principle_id", "confidence_bucket", "shown_order", "position", "seed")
-    rows = store.execute(f"SELECT {', '.join(cols)} FROM spot_sample ORDER BY position")
-    return [dict(zip(cols, r)) for r in rows]
-
-
-def label_rows(store: RunStore, annotator: str | None = None) -> list[dict[str, Any]]:
-    """Stored labels (all annotators, or one), oldest first."""
-    cols = ("pair_id", "annotator", "label", "shown_order", "created_at", "replaced_count")
-    where, params = ("WHERE annotator = ?", (annotator,)) if annotator else ("", ())
-    rows = store.execute(f"SELECT {', '.join(cols)} FROM human_labels {where} ORDER BY created_at, rowid", params)
-    return [dict(zip(cols, r)) for r in rows]
-
-
 def check_annotator(name: str) -> str:
     """A valid annotator name (letters, digits, space, . @ + - _; at most 64)."""
     if not ANNOTATOR_RE.match(name or ""):
@@ -106,92 +75,38 @@ def check_annotator(name: str) -> str:
     return name.strip()
 
 
-@dataclass(frozen=True)
-class NewLabel:
-    """One label to store, in pair terms."""
+def new_label(pair_id: str, annotator: str, label: str, shown_order: str) -> HumanLabel:
+    """A label to store, checked for its values (one-line error)."""
+    if label not in LABELS:
+        raise LabelError(f"label {label!r} is not one of {', '.join(LABELS)}")
+    if shown_order not in ("ab", "ba"):
+        raise LabelError(f"shown order {shown_order!r} is not 'ab' or 'ba'")
+    return HumanLabel(pair_id=pair_id, annotator=check_annotator(annotator), label=label,  # type: ignore[arg-type]
+                      shown_order=shown_order, created_at=time.time())  # type: ignore[arg-type]
 
-    pair_id: str
-    annotator: str
-    label: str
-    shown_order: str
 
-
-def validate_labels(store: RunStore, labels: list[NewLabel], where: list[str] | None = None) -> None:
-    """Refuse the whole batch if any label names an unknown pair or has a bad value; `where` names each item."""
-    known = store.keys("pairs", "pair_id")
-    sampled = store.keys("spot_sample", "pair_id")
+def validate_labels(store: RunStore, labels: list[HumanLabel], where: list[str] | None = None) -> None:
+    """Refuse the whole batch if any label names an unknown or unsampled pair; `where` names each item."""
+    known = store.pair_ids()
+    sampled = {s.pair_id for s in stored.sample(store)}
     for i, item in enumerate(labels):
         at = f"{where[i]}: " if where else ""
         if item.pair_id not in known:
             raise LabelError(f"{at}pair '{item.pair_id}' does not exist in {store.run_dir}")
         if item.pair_id not in sampled:
             raise LabelError(f"{at}pair '{item.pair_id}' is not in the spot-check sample (run charter spotcheck)")
-        if item.label not in LABELS:
-            raise LabelError(f"{at}label {item.label!r} is not one of {', '.join(LABELS)}")
-        if item.shown_order not in ("ab", "ba"):
-            raise LabelError(f"{at}shown order {item.shown_order!r} is not 'ab' or 'ba'")
         check_annotator(item.annotator)
 
 
-def put_labels(store: RunStore, labels: list[NewLabel], source: str = "web") -> None:
-    """Store labels in one transaction; a second label by an annotator replaces the first, and is logged."""
+def put_labels(store: RunStore, labels: list[HumanLabel], source: str = "web") -> None:
+    """Check, then store labels in one transaction; a second label by an annotator replaces the first."""
     validate_labels(store, labels)
-    now = time.time()
-    with store._lock:  # one transaction over reads and writes
-        db = store.db
-        db.execute("BEGIN IMMEDIATE")
-        try:
-            for item in labels:
-                _put_one(db, item, source, now)
-        except BaseException:
-            db.execute("ROLLBACK")
-            raise
-        db.execute("COMMIT")
-
-
-def _put_one(db: Any, item: NewLabel, source: str, now: float) -> None:
-    old = db.execute(
-        "SELECT label FROM human_labels WHERE pair_id = ? AND annotator = ?", (item.pair_id, item.annotator)
-    ).fetchone()
-    db.execute(
-        "INSERT INTO human_labels (pair_id, annotator, label, shown_order, created_at, replaced_count)"
-        " VALUES (?, ?, ?, ?, ?, 0) ON CONFLICT (pair_id, annotator) DO UPDATE SET label = excluded.label,"
-        " shown_order = excluded.shown_order, created_at = excluded.created_at, replaced_count = replaced_count + 1",
-        (item.pair_id, item.annotator, item.label, item.shown_order, now),
-    )
-    db.execute(
-        "INSERT INTO label_events (pair_id, annotator, action, label, previous, source, created_at)"
-        " VALUES (?, ?, ?, ?, ?, ?, ?)",
-        (item.pair_id, item.annotator, "replace" if old else "label", item.label, old[0] if old else None, source, now),
-    )
+    stored.put_labels(store, labels, source)
 
 
 def put_label(store: RunStore, pair_id: str, annotator: str, label: str, shown_order: str, source: str = "web") -> None:
     """Store one label at once (see put_labels)."""
-    put_labels(store, [NewLabel(pair_id, check_annotator(annotator), label, shown_order)], source)
-
-
-def undo_last(store: RunStore, annotator: str) -> str | None:
-    """Remove the annotator's most recent label; returns its pair_id (None when there is nothing to undo)."""
-    with store._lock:
-        db = store.db
-        db.execute("BEGIN IMMEDIATE")
-        try:
-            row = db.execute(
-                "SELECT pair_id, label FROM human_labels WHERE annotator = ? ORDER BY created_at DESC, rowid DESC"
-                " LIMIT 1", (annotator,)
-            ).fetchone()
-            if row:
-                db.execute("DELETE FROM human_labels WHERE pair_id = ? AND annotator = ?", (row[0], annotator))
-                db.execute(
-                    "INSERT INTO label_events (pair_id, annotator, action, label, previous, source, created_at)"
-                    " VALUES (?, ?, 'undo', NULL, ?, 'undo', ?)", (row[0], annotator, row[1], time.time())
-                )
-        except BaseException:
-            db.execute("ROLLBACK")
-            raise
-        db.execute("COMMIT")
-    return row[0] if row else None
+    put_labels(store, [new_label(pair_id, annotator, label, shown_order)], source)
 
 
 def to_pair_terms(position_label: str, shown_order: str) -> str:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from charter.agreement.summary import AgreementSummary
+
 FIGURES = (("agreement", "agreement (no ties)"), ("agreement_with_ties", "agreement (with ties)"),
            ("kappa", "Cohen's kappa (no ties)"), ("kappa_with_ties", "Cohen's kappa (with ties)"))
 
@@ -17,8 +19,12 @@ def fmt(fig: dict | None) -> str:
     return f"{fig['value']:.3f}{interval} (n={fig['n']})"
 
 
-def main_rows(summary: dict[str, Any]) -> list[tuple[str, str, str, str, str]]:
+def main_rows(summary: AgreementSummary) -> list[tuple[str, str, str, str, str]]:
     """(figure, judge, longer wins, first shown wins, human-human) rows."""
+    return _main_rows(summary.model_dump())
+
+
+def _main_rows(summary: dict[str, Any]) -> list[tuple[str, str, str, str, str]]:
     base = summary["baselines"]
     hh = summary.get("human_human") or {}
     rows = []
@@ -30,8 +36,9 @@ def main_rows(summary: dict[str, Any]) -> list[tuple[str, str, str, str, str]]:
     return rows
 
 
-def to_markdown(summary: dict[str, Any]) -> str:
+def to_markdown(record: AgreementSummary) -> str:
     """The agreement report page."""
+    summary = record.model_dump()
     pc = summary["position_consistency"]
     lines = [
         "# Judge / human agreement", "",
@@ -42,7 +49,7 @@ def to_markdown(summary: dict[str, Any]) -> str:
         "| figure | judge vs human | longer wins vs human | first shown wins vs human | human vs human |",
         "|---|---|---|---|---|",
     ]
-    lines += [f"| {' | '.join(row)} |" for row in main_rows(summary)]
+    lines += [f"| {' | '.join(row)} |" for row in _main_rows(summary)]
     rate = "n/a" if pc["rate"] is None else f"{pc['rate']:.3f}"
     lines += ["", f"Judge position consistency on these pairs: {rate} (n={pc['n']}).", ""]
     for key, title in (("by_principle", "principle"), ("by_confidence", "judge confidence bucket")):
@@ -67,19 +74,17 @@ def calibration_markdown(cal: dict | None) -> list[str]:
         + (f", {cal['ece_after_cv']:.3f} (cross-fitted)" if cal.get("ece_after_cv") is not None else "") + ".",
         "", "![reliability diagram](reliability.png)", "",
     ]
-    ds = cal.get("dataset") or {}
-    if ds:
-        lines += [f"Dataset: {ds.get('rows', 0)} rows, {ds.get('dropped_low_confidence', 0)} dropped by the "
-                  f"confidence filter (p_chosen_calibrated < 0.5 + {ds.get('min_confidence')}), {ds.get('kept', 0)} kept.",
-                  ""]
+    lines += [f"The map is stored with the run and joined into `p_chosen_calibrated` whenever the dataset is "
+              f"written; rows whose calibrated P(chosen) is below 0.5 + {cal.get('min_confidence')} are dropped "
+              "(see the report's filter counts).", ""]
     return lines
 
 
-def rich_table(summary: dict[str, Any]) -> Any:
+def rich_table(summary: AgreementSummary) -> Any:
     """The headline figures as a rich Table."""
     from rich.table import Table
 
-    table = Table(title=f"judge / human agreement ({summary['labels']} labels, {summary['labeled_pairs']} pairs)")
+    table = Table(title=f"judge / human agreement ({summary.labels} labels, {summary.labeled_pairs} pairs)")
     for col in ("figure", "judge", "longer wins", "first shown wins", "human-human"):
         table.add_column(col)
     for row in main_rows(summary):

@@ -5,16 +5,18 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
 from charter.agreement import stats
-from charter.agreement.config import AgreementConfig, bucket_label, config_from_run
-from charter.agreement.labels import JudgedPair, label_rows, open_labels, require_judged, sample_rows
+from charter.agreement.config import AgreementConfig, bucket_label, config_for
+from charter.agreement.labels import JudgedPair, open_labels, require_judged
 from charter.agreement.sampling import confidence
+from charter.agreement.summary import AgreementSummary
 from charter.errors import CharterError
-from charter.pipeline.store import RunStore
+from charter.records import Judgment, Pair
+from charter.runs import labels as stored
+from charter.runs.store import RunStore
 
 
 class NoLabels(CharterError):
@@ -42,36 +44,32 @@ def judge_label(p_a: float, band: float) -> str:
     return "a" if p_a > 0.5 else "b"
 
 
-def longer_label(pair: dict) -> str:
+def longer_label(pair: Pair) -> str:
     """The 'longer response wins' baseline."""
-    la, lb = len(pair["a"].strip()), len(pair["b"].strip())
+    la, lb = len(pair.a.strip()), len(pair.b.strip())
     return "a" if la > lb else "b" if lb > la else "tie"
 
 
-def first_shown_label(judgment: dict, page_order: str) -> str:
-    """The 'first-shown response wins' baseline: what the judge saw first when it saw one order,
+def first_shown_label(judgment: Judgment | None, page_order: str) -> str:
+    """The 'first-shown response wins' baseline: what the judge saw first when it saw one order (a),
     otherwise what the annotator saw first on the labeling page."""
-    if judgment.get("orders") == "one" or judgment.get("p_a_ba") is None:
-        if judgment.get("p_a_ab") is None and judgment.get("p_a_ba") is not None:
-            return "b"
-        if judgment.get("p_a_ab") is not None:
-            return "a"
+    if judgment is not None and judgment.orders == "one":
+        return "a"
     return page_order[0]
 
 
 def collect(store: RunStore, judged: dict[str, JudgedPair], config: AgreementConfig) -> Observations:
     """Human labels (skips left out) lined up with the judge and the baselines."""
-    sample = {r["pair_id"]: r for r in sample_rows(store)}
+    sample = {r.pair_id: r for r in stored.sample(store)}
     rows: list[tuple] = []
-    for label in label_rows(store):
-        item = judged.get(label["pair_id"])
-        if label["label"] == "skip" or item is None:
+    for label in stored.labels(store):
+        item = judged.get(label.pair_id)
+        if label.label == "skip" or item is None:
             continue
-        spot = sample.get(label["pair_id"], {})
-        order = label["shown_order"] or spot.get("shown_order", "ab")
+        spot = sample.get(label.pair_id)
         rows.append((
-            item.pair_id, label["label"], judge_label(item.p_a, config.judge_tie_band), longer_label(item.pair),
-            first_shown_label(item.judgment, order), spot.get("principle_id") or "(none)",
+            item.pair_id, label.label, judge_label(item.p_a, config.judge_tie_band), longer_label(item.pair),
+            first_shown_label(item.judgment, label.shown_order), spot.principle_id if spot else "(none)",
             bucket_label(confidence(item.p_a), config.confidence_buckets), item.p_a,
         ))
     cols = list(zip(*rows)) if rows else [()] * 8
@@ -100,24 +98,24 @@ def breakdown(obs: Observations, key: np.ndarray, config: AgreementConfig) -> di
 def human_codes(store: RunStore) -> dict[str, dict[str, int]]:
     """annotator -> {pair_id: code} for non-skip labels."""
     out: dict[str, dict[str, int]] = {}
-    for row in label_rows(store):
-        if row["label"] != "skip":
-            out.setdefault(row["annotator"], {})[row["pair_id"]] = stats.CODES[row["label"]]
+    for row in stored.labels(store):
+        if row.label != "skip":
+            out.setdefault(row.annotator, {})[row.pair_id] = stats.CODES[row.label]
     return out
 
 
 def position_consistency(judged: dict[str, JudgedPair], pair_ids: set[str]) -> dict:
     """Share of the judge's both-order judgments (on the labeled pairs) that pick the same winner."""
-    flags = [judged[p].judgment.get("position_consistent") for p in pair_ids if p in judged]
+    flags = [judged[p].judgment.position_consistent for p in pair_ids if p in judged]
     flags = [f for f in flags if f is not None]
     return {"rate": float(np.mean(flags)) if flags else None, "n": len(flags)}
 
 
-def compute_summary(store: RunStore, config: AgreementConfig) -> dict[str, Any]:
+def compute_summary(store: RunStore, config: AgreementConfig) -> AgreementSummary:
     """The agreement summary of a run (raises NoLabels when nobody has labeled anything yet)."""
     judged = require_judged(store)
     obs = collect(store, judged, config)
-    sampled, labels = sample_rows(store), label_rows(store)
+    sampled, labels = stored.sample(store), stored.labels(store)
     if not len(obs.human):
         raise NoLabels(
             f"{store.run_dir}: no human labels yet ({len(sampled)} pairs sampled, {len(labels)} labels incl. skips);"
@@ -125,13 +123,15 @@ def compute_summary(store: RunStore, config: AgreementConfig) -> dict[str, Any]:
         )
     b, s = config.bootstrap_samples, config.seed
     figures = lambda pred: stats.pairwise_figures(obs.human, pred, obs.pair_ids, b, s)  # noqa: E731
-    return {
+    fingerprints = store.fingerprints()
+    return AgreementSummary.model_validate({
         "computed_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "judge_fingerprint": fingerprints.judge if fingerprints else None,
         "sampled_pairs": len(sampled),
         "labels": len(labels),
-        "skips": sum(1 for r in labels if r["label"] == "skip"),
+        "skips": sum(1 for r in labels if r.label == "skip"),
         "labeled_pairs": int(len(set(obs.pair_ids.tolist()))),
-        "annotators": sorted({r["annotator"] for r in labels}),
+        "annotators": sorted({r.annotator for r in labels}),
         "judge_vs_human": figures(obs.judge),
         "human_human": stats.human_human(human_codes(store), b, s),
         "baselines": {"longer_wins": figures(obs.longer), "first_shown_wins": figures(obs.first_shown)},
@@ -140,13 +140,13 @@ def compute_summary(store: RunStore, config: AgreementConfig) -> dict[str, Any]:
         "by_confidence": breakdown(obs, obs.bucket, config),
         "bootstrap": {"samples": b, "seed": s, "interval": "95% percentile, resampling pairs"},
         "judge_tie_band": config.judge_tie_band,
-    }
+    })
 
 
-def agreement_summary(run_dir: str | Path, config: AgreementConfig | None = None) -> dict[str, Any]:
+def agreement_summary(run_dir: str | Path, config: AgreementConfig | None = None) -> AgreementSummary:
     """Compute the summary without writing anything (used by the gate)."""
     store = open_labels(run_dir)
     try:
-        return compute_summary(store, config or config_from_run(store.meta("config")))
+        return compute_summary(store, config or config_for(store))
     finally:
         store.close()

@@ -3,18 +3,19 @@
 from __future__ import annotations
 
 import random
-import time
 from collections import defaultdict
 from pathlib import Path
 
-from charter.agreement.config import AgreementConfig, bucket_label
-from charter.agreement.labels import JudgedPair, open_labels, require_judged, sample_rows
-from charter.errors import CharterError
+from charter.agreement.config import AgreementConfig, bucket_label, config_for
+from charter.agreement.labels import JudgedPair, open_labels, require_judged
+from charter.errors import ArgumentError
+from charter.runs import labels as stored
+from charter.runs.labels import SpotSample
 
 
 def pair_principle(judged: JudgedPair, rng: random.Random) -> str:
     """The principle a human judges the pair against: the judge's one, or one of its ensemble (seeded)."""
-    ids = [p.get("principle_id") for p in judged.judgment.get("principles") or [] if p.get("principle_id")]
+    ids = [v.principle_id for v in judged.judgment.principles]
     if not ids:
         return "(none)"
     return ids[0] if len(ids) == 1 else rng.choice(sorted(ids))
@@ -49,8 +50,8 @@ def allocate(sizes: dict[tuple, int], n: int, rng: random.Random) -> dict[tuple,
 
 
 def draw_sample(judged: dict[str, JudgedPair], n: int, seed: int, config: AgreementConfig,
-                exclude: set[str] = frozenset()) -> list[dict]:
-    """n new sample rows (pair_id, principle_id, confidence_bucket, shown_order), stratified and seeded."""
+                exclude: set[str] = frozenset(), start: int = 0) -> list[SpotSample]:
+    """n new sample rows, stratified by principle and confidence bucket, seeded; positions from `start`."""
     rng = random.Random(seed)
     strata: dict[tuple, list[str]] = defaultdict(list)
     principle_of: dict[str, str] = {}
@@ -64,39 +65,31 @@ def draw_sample(judged: dict[str, JudgedPair], n: int, seed: int, config: Agreem
     rows = []
     for key in sorted(strata):
         for pair_id in rng.sample(sorted(strata[key]), quota[key]):
-            rows.append({"pair_id": pair_id, "principle_id": key[0], "confidence_bucket": key[1],
-                         "shown_order": rng.choice(("ab", "ba"))})
+            rows.append((pair_id, key[0], key[1], rng.choice(("ab", "ba"))))
     rng.shuffle(rows)  # interleave strata in the labeling order
-    return rows
+    return [SpotSample(pair_id=p, principle_id=principle, confidence_bucket=bucket, shown_order=order,
+                       position=start + i, seed=seed) for i, (p, principle, bucket, order) in enumerate(rows)]
 
 
 def spotcheck(run_dir: str | Path, n: int | None = None, seed: int | None = None,
-              config: AgreementConfig | None = None) -> list[dict]:
+              config: AgreementConfig | None = None) -> list[SpotSample]:
     """Sample judged pairs for human spot checks and store the sample; returns the whole sample.
 
     A sample that already exists is kept (its labels keep their meaning); a larger n adds pairs to it.
     """
-    from charter.agreement.config import config_from_run
-
     store = open_labels(run_dir)
     try:
-        config = config or config_from_run(store.meta("config"))
+        config = config or config_for(store)
         n = config.sample_size if n is None else n
         seed = config.seed if seed is None else seed
         if n < 1:
-            raise CharterError(f"--n must be at least 1 (got {n})")
+            raise ArgumentError("n", f"must be at least 1 (got {n})")
         judged = require_judged(store)
-        existing = sample_rows(store)
+        existing = stored.sample(store)
         wanted = n - len(existing)
         if wanted > 0:
-            new = draw_sample(judged, wanted, seed, config, exclude={r["pair_id"] for r in existing})
-            start, now = len(existing), time.time()
-            store.write(
-                "INSERT INTO spot_sample (pair_id, principle_id, confidence_bucket, shown_order, position, seed,"
-                " created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                ((r["pair_id"], r["principle_id"], r["confidence_bucket"], r["shown_order"], start + i, seed, now)
-                 for i, r in enumerate(new)),
-            )
-        return sample_rows(store)
+            new = draw_sample(judged, wanted, seed, config, exclude={r.pair_id for r in existing}, start=len(existing))
+            stored.add_to_sample(store, new)
+        return stored.sample(store)
     finally:
         store.close()

@@ -5,10 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from charter.agreement.labels import (
-    LabelError, check_annotator, judged_pairs, label_rows, put_label, sample_rows, to_pair_terms, undo_last,
-)
-from charter.pipeline.store import RunStore
+from charter.agreement.labels import LabelError, check_annotator, judged_pairs, put_label, to_pair_terms
+from charter.runs import labels as stored
+from charter.runs.files import RunFiles
+from charter.runs.labels import SpotSample
+from charter.runs.store import RunStore
 
 #: what the annotator presses -> label in screen terms (A = shown first, B = shown second)
 CHOICES = {"A": "first", "B": "second", "tie": "tie", "skip": "skip"}
@@ -16,7 +17,7 @@ CHOICES = {"A": "first", "B": "second", "tie": "tie", "skip": "skip"}
 
 def principle_texts(run_dir: Path) -> dict[str, dict[str, str]]:
     """principle id -> {comparison, description} from the run's constitution.yaml (empty if unreadable)."""
-    path = run_dir / "constitution.yaml"
+    path = RunFiles(run_dir).constitution_path
     if not path.exists():
         return {}
     try:
@@ -34,14 +35,14 @@ class LabelSession:
     def __init__(self, store: RunStore, annotator: str) -> None:
         self.store = store
         self.annotator = check_annotator(annotator)
-        self.sample = sample_rows(store)
+        self.sample = stored.sample(store)
         if not self.sample:
             raise LabelError(f"{store.run_dir}: no spot-check sample yet; run charter spotcheck {store.run_dir} first")
         self.pairs = judged_pairs(store)
         self.principles = principle_texts(store.run_dir)
 
     def labeled(self) -> dict[str, str]:
-        return {r["pair_id"]: r["label"] for r in label_rows(self.store, self.annotator)}
+        return {r.pair_id: r.label for r in stored.labels(self.store, self.annotator)}
 
     def progress(self) -> dict[str, int]:
         return {"done": len(self.labeled()), "total": len(self.sample)}
@@ -50,30 +51,31 @@ class LabelSession:
         """The first sampled pair this annotator has not labeled, as shown on screen; None when done."""
         done = self.labeled()
         for row in self.sample:
-            if row["pair_id"] not in done and row["pair_id"] in self.pairs:
+            if row.pair_id not in done and row.pair_id in self.pairs:
                 return self.item(row)
         return None
 
-    def item(self, row: dict) -> dict[str, Any]:
-        pair = self.pairs[row["pair_id"]].pair
-        first, second = (pair["a"], pair["b"]) if row["shown_order"] == "ab" else (pair["b"], pair["a"])
-        texts = self.principles.get(row["principle_id"], {})
+    def item(self, row: SpotSample) -> dict[str, Any]:
+        """The pair as the page shows it (JSON for the page): A is the response shown first."""
+        pair = self.pairs[row.pair_id].pair
+        first, second = (pair.a, pair.b) if row.shown_order == "ab" else (pair.b, pair.a)
+        texts = self.principles.get(row.principle_id, {})
         return {
-            "pair_id": row["pair_id"], "position": row["position"], "prompt": pair["prompt"],
-            "principle": {"id": row["principle_id"], **texts}, "A": first, "B": second,
+            "pair_id": row.pair_id, "position": row.position, "prompt": [m.model_dump() for m in pair.prompt],
+            "principle": {"id": row.principle_id, **texts}, "A": first, "B": second,
         }
 
     def label(self, pair_id: str, choice: str, source: str = "web") -> None:
         """Record A / B / tie / skip (screen terms) for a pair at once."""
         if choice not in CHOICES:
             raise LabelError(f"choice {choice!r} is not one of {', '.join(CHOICES)}")
-        order = next((r["shown_order"] for r in self.sample if r["pair_id"] == pair_id), None)
+        order = next((r.shown_order for r in self.sample if r.pair_id == pair_id), None)
         if order is None:
             raise LabelError(f"pair '{pair_id}' is not in the spot-check sample")
         put_label(self.store, pair_id, self.annotator, to_pair_terms(CHOICES[choice], order), order, source)
 
     def undo(self) -> str | None:
-        return undo_last(self.store, self.annotator)
+        return stored.undo_last(self.store, self.annotator)
 
     def state(self) -> dict[str, Any]:
         return {"annotator": self.annotator, "progress": self.progress(), "item": self.next_item()}

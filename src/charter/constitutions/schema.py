@@ -9,20 +9,11 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from charter.records import Message
 from charter.yamlio import LocatedValueError
 
 #: Variables a principle's templates may use, filled in by the critique and judge stages.
 TEMPLATE_VARIABLES = frozenset({"prompt", "response", "critique", "principle"})
-
-
-class Message(BaseModel):
-    """One chat message."""
-
-    model_config = ConfigDict(extra="forbid")
-    role: Literal["system", "user", "assistant"]
-    """Who speaks."""
-    content: str
-    """What is said."""
 
 
 def template_fields(template: str) -> set[str]:
@@ -33,7 +24,7 @@ def template_fields(template: str) -> set[str]:
 class Principle(BaseModel):
     """One principle: how to critique against it, how to revise, how to compare two responses."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
     id: str = Field(pattern=r"^[a-z0-9][a-z0-9_.-]*$")
     """Stable identifier (lowercase, digits, `-`, `_`, `.`); recorded in every row it touched."""
     description: str
@@ -65,7 +56,7 @@ class Principle(BaseModel):
 class FewShotExample(BaseModel):
     """A worked example shown before each critique: a conversation, its critique and revision."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
     conversation: list[Message] = Field(min_length=2)
     """The exchange, ending with the assistant response being critiqued."""
     principle: str | None = None
@@ -85,7 +76,7 @@ class FewShotExample(BaseModel):
 class Constitution(BaseModel):
     """A named, versioned set of principles."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
     name: str
     """Short name, used in reports, cards and provenance columns."""
     version: str = "1"

@@ -7,9 +7,10 @@ import random
 import re
 
 from charter.constitutions.schema import Constitution, Principle
-from charter.pipeline.config import CritiqueConfig
-from charter.preference.judge import render_conversation
+from charter.critique.config import CritiqueConfig
+from charter.messages import render_conversation, with_system
 from charter.providers.base import ChatModel, Messages, SamplingParams
+from charter.records import Chain, CritiqueRound, Message, as_dicts, fingerprint
 
 _LABEL = re.compile(r"^\s*(critique|revision|revised response|rewrite)\s*:\s*", re.I)
 
@@ -19,7 +20,7 @@ def clean(text: str) -> str:
     return _LABEL.sub("", text.strip(), count=1).strip()
 
 
-def fill(template: str, prompt: Messages, response: str, critique: str, principle: Principle) -> str:
+def fill(template: str, prompt: list[Message], response: str, critique: str, principle: Principle) -> str:
     """A principle template with its variables filled in (unused ones are simply ignored)."""
     return template.format(
         prompt=render_conversation(prompt), response=response, critique=critique, principle=principle.description
@@ -31,9 +32,9 @@ def few_shot_messages(constitution: Constitution) -> Messages:
     out: Messages = []
     for example in constitution.examples:
         principle = constitution.principle(example.principle) if example.principle else constitution.principles[0]
-        conversation = [m.model_dump() for m in example.conversation]
-        response = conversation[-1]["content"]
-        out += conversation
+        conversation = example.conversation
+        response = conversation[-1].content
+        out += as_dicts(conversation)
         out.append({"role": "user", "content": fill(principle.critique_request, conversation[:-1], response, "",
                                                     principle)})
         out.append({"role": "assistant", "content": example.critique})
@@ -52,32 +53,31 @@ def round_principles(constitution: Constitution, config: CritiqueConfig, prompt_
     return [rng.choices(constitution.principles, weights=weights)[0].id for _ in range(config.rounds)]
 
 
-def policy_messages(constitution: Constitution, prompt: Messages) -> Messages:
-    """The prompt as the policy sees it: the constitution's system prompt first, unless the prompt has one."""
-    if constitution.system_prompt and not any(m["role"] == "system" for m in prompt):
-        return [{"role": "system", "content": constitution.system_prompt}, *prompt]
-    return list(prompt)
-
-
-async def initial_response(policy: ChatModel, constitution: Constitution, prompt: Messages,
-                           params: SamplingParams) -> tuple[str, int, int]:
-    [completion] = await policy.generate([policy_messages(constitution, prompt)], params)
-    return completion.text.strip(), completion.prompt_tokens, completion.completion_tokens
+def chain_fingerprint(config: CritiqueConfig, constitution: Constitution, policy: str, policy_params: SamplingParams,
+                      critic: str, critic_params: SamplingParams, seed: int) -> str:
+    """The fingerprint of everything that shapes a chain: models, params, rounds, principles, examples, seed."""
+    return fingerprint({
+        "stage": "critique", "constitution": constitution.hash, "seed": seed, **config.model_dump(mode="json"),
+        "policy": policy, "policy_params": policy_params.model_dump(mode="json"),
+        "critic": critic, "critic_params": critic_params.model_dump(mode="json"),
+    })
 
 
 async def run_chain(
-    policy: ChatModel, critic: ChatModel, constitution: Constitution, prompt_id: str, prompt: Messages,
+    policy: ChatModel, critic: ChatModel, constitution: Constitution, prompt_id: str, prompt: list[Message],
     config: CritiqueConfig, policy_params: SamplingParams, critic_params: SamplingParams, seed: int,
-) -> dict:
-    """One prompt's chain record: initial response, every round's critique and revision, the final text."""
-    response, prompt_tokens, completion_tokens = await initial_response(policy, constitution, prompt, policy_params)
-    initial = response
+    chain_fp: str,
+) -> Chain:
+    """One prompt's chain: initial response, every round's critique and revision, the final text."""
+    [first] = await policy.generate([with_system(prompt, constitution.system_prompt)], policy_params)
+    response = initial = first.text.strip()
+    prompt_tokens, completion_tokens = first.prompt_tokens, first.completion_tokens
     shots = few_shot_messages(constitution) if config.few_shot else []
-    conversation = [m for m in prompt if m["role"] != "system"]
+    conversation = [m for m in prompt if m.role != "system"]
     rounds = []
     for principle_id in round_principles(constitution, config, prompt_id, seed):
         principle = constitution.principle(principle_id)
-        history = shots + conversation + [{"role": "assistant", "content": response}]
+        history = shots + as_dicts(conversation) + [{"role": "assistant", "content": response}]
         ask_critique = history + [{"role": "user", "content": fill(principle.critique_request, conversation,
                                                                     response, "", principle)}]
         [critique] = await critic.generate([ask_critique], critic_params)
@@ -88,14 +88,11 @@ async def run_chain(
         ]
         [revision] = await critic.generate([ask_revision], critic_params)
         revised = clean(revision.text) or response  # an empty revision keeps the response (recorded below)
-        rounds.append({"principle_id": principle_id, "critique": clean(critique.text), "revision": revised,
-                       "empty_revision": not clean(revision.text)})
+        rounds.append(CritiqueRound(principle_id=principle_id, critique=clean(critique.text), revision=revised,
+                                    empty_revision=not clean(revision.text)))
         prompt_tokens += critique.prompt_tokens + revision.prompt_tokens
         completion_tokens += critique.completion_tokens + revision.completion_tokens
         response = revised
-    return {
-        "prompt_id": prompt_id, "prompt": prompt, "initial": initial, "rounds": rounds, "final": response,
-        "principle_ids": [r["principle_id"] for r in rounds],
-        "policy_model": policy.model_id, "critic_model": critic.model_id,
-        "prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
-    }
+    return Chain(prompt_id=prompt_id, prompt=list(prompt), initial=initial, rounds=rounds, final=response,
+                 policy_model=policy.model_id, critic_model=critic.model_id, prompt_tokens=prompt_tokens,
+                 completion_tokens=completion_tokens, fingerprint=chain_fp)

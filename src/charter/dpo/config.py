@@ -19,9 +19,10 @@ LOSS_TYPES = (
 class DPOConfigModel(BaseModel):
     """Fine-tune a policy with TRL's DPOTrainer on a preference dataset."""
 
-    model_config = ConfigDict(extra="forbid")
-    dataset: str
-    """A run directory (its data/preferences.parquet), a .parquet/.jsonl file, or a Hub dataset name."""
+    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
+    dataset: str | None = None
+    """A run directory (its data/preferences.parquet), a .parquet/.jsonl file, or a Hub dataset name. Required,
+    except in a run config, where it is that run."""
     dataset_split: str = "train"
     """Split to load when `dataset` is a Hub dataset name."""
     model: str = "smollm2-135m-instruct"
@@ -72,14 +73,15 @@ class DPOConfigModel(BaseModel):
 class WinrateConfig(BaseModel):
     """Compare a candidate policy with a base policy on held-out prompts, judged against a constitution."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
     base: str = "local:smollm2-135m-instruct"
     """The model before training (a model string for charter.providers.get_model)."""
     candidate: str | None = None
     """The trained model, e.g. `local:runs/x/dpo`; default `local:RUN_DIR/dpo` when run_dir is set."""
-    prompts: str
+    prompts: str | None = None
     """Held-out prompts: a JSONL/parquet file (a `prompt` string or `messages` list per row), or a run
-    directory's preference file (its prompts)."""
+    directory's preference file (its prompts). Required, except in a run config, where it defaults to
+    charter's bundled prompt set."""
     judge: str = "local:smollm2-135m-instruct"
     """The judge model string."""
     constitution: str = "harmless"

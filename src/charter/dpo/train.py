@@ -9,6 +9,8 @@ from typing import Any, Sequence
 from charter.dpo.config import DPOConfigModel
 from charter.errors import DatasetError, TrainingError
 from charter.reward_model import common, data
+from charter.reward_model.data import require_dataset
+from charter.runs.files import RunFiles
 
 KEPT_METRICS = ("loss", "rewards/margins", "rewards/accuracies", "rewards/chosen", "rewards/rejected",
                 "logps/chosen", "logps/rejected")
@@ -18,8 +20,8 @@ def output_dir_for(config: DPOConfigModel) -> Path:
     """The configured output folder, or RUN_DIR/dpo, or ./dpo."""
     if config.output_dir is not None:
         return Path(config.output_dir)
-    run_dir = data.run_dir_of(config.dataset)
-    return run_dir / "dpo" if run_dir else Path("dpo")
+    run_dir = data.run_dir_of(require_dataset(config))
+    return RunFiles(run_dir).dpo_dir if run_dir else Path("dpo")
 
 
 def label_smoothing_for(config: DPOConfigModel, rows: list[dict[str, Any]]) -> float:
@@ -118,7 +120,7 @@ def train_dpo(config: DPOConfigModel | dict[str, Any], *, callbacks: Sequence[An
     transformers model (LoRA merged), usable as `local:OUTPUT_DIR`."""
     config = config if isinstance(config, DPOConfigModel) else DPOConfigModel.model_validate(config)
     out = output_dir_for(config)
-    rows = data.read_rows(config.dataset, config.dataset_split)
+    rows = data.read_rows(require_dataset(config), config.dataset_split)
     data.check_columns(rows, config.dataset)
     train_raw, held_raw = data.split_rows(rows, config.eval_fraction, config.seed)
     train_rows = data.to_training_rows(train_raw, config.dataset)

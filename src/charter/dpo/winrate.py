@@ -12,9 +12,10 @@ from typing import Any
 
 from charter.dpo.config import WinrateConfig
 from charter.errors import ConfigError, DatasetError
+from charter.records import Judgment, Pair
 from charter.reward_model import common, data
+from charter.runs.files import WINRATE_JSON, RunFiles
 
-WINRATE_FILE = "winrate.json"
 
 
 def wilson_interval(successes: float, n: int, z: float = 1.96) -> tuple[float, float]:
@@ -36,7 +37,7 @@ def load_prompts(source: str, limit: int | None, seed: int) -> list[list[dict[st
     key = "prompt" if "prompt" in rows[0] else "messages" if "messages" in rows[0] else None
     if key is None:
         raise DatasetError(f"{source}: missing column prompt (a string or a message list per row) or messages")
-    prompts = [data.as_messages(r[key], "user") for r in rows if r.get(key)]
+    prompts = [data.message_dicts(r[key], "user", f"{source}: row {i}") for i, r in enumerate(rows) if r.get(key)]
     if key == "messages":  # SFT-style rows: drop a trailing assistant answer
         prompts = [p[:-1] if p and p[-1]["role"] == "assistant" else p for p in prompts]
     if limit is not None and limit < len(prompts):
@@ -57,9 +58,10 @@ async def _answers(spec: str, prompts: list[list[dict[str, str]]], config: Winra
         await model.aclose()
 
 
-async def _judge(config: WinrateConfig, pairs: list[dict]) -> dict[str, dict]:
+async def _judge(config: WinrateConfig, pairs: list[Pair]) -> dict[str, Judgment]:
     from charter.constitutions import load_constitution
-    from charter.preference.judge import JudgeSettings, judge_many
+    from charter.preference.config import JudgeSettings
+    from charter.preference.judge import judge_many
     from charter.providers import get_model
 
     constitution = load_constitution(config.constitution)
@@ -69,25 +71,27 @@ async def _judge(config: WinrateConfig, pairs: list[dict]) -> dict[str, dict]:
         records = {}
         async for record in judge_many(model, constitution, pairs, settings, seed=config.seed,
                                        concurrency=config.concurrency):
-            records[record["pair_id"]] = record
+            records[record.pair_id] = record
         return records
     finally:
         await model.aclose()
 
 
-def tally(records: list[dict], tie_band: float) -> dict[str, Any]:
-    """Wins, ties and losses of `a` (the candidate), the win rate with ties as half, and its Wilson 95% CI."""
-    ok = [r for r in records if r.get("status") == "ok" and r.get("p_a") is not None]
-    wins = sum(1 for r in ok if r["p_a"] > 0.5 + tie_band)
-    losses = sum(1 for r in ok if r["p_a"] < 0.5 - tie_band)
+def tally(records: list[Judgment | None], tie_band: float) -> dict[str, Any]:
+    """Wins, ties and losses of `a` (the candidate), the win rate with ties as half, and its Wilson 95% CI.
+    A missing or failed judgment is counted as a failure, never as a tie."""
+    ok = [r for r in records if r is not None and r.status == "ok" and r.p_a is not None]
+    p = [float(r.p_a) for r in ok if r.p_a is not None]
+    wins = sum(1 for x in p if x > 0.5 + tie_band)
+    losses = sum(1 for x in p if x < 0.5 - tie_band)
     ties = len(ok) - wins - losses
     score = wins + 0.5 * ties
-    consistent = [r["position_consistent"] for r in ok if r.get("position_consistent") is not None]
+    consistent = [r.position_consistent for r in ok if r.position_consistent is not None]
     return {
         "n": len(ok), "failures": len(records) - len(ok), "wins": wins, "ties": ties, "losses": losses,
         "win_rate": score / len(ok) if ok else None,
         "ci95": list(wilson_interval(score, len(ok))) if ok else None, "ci_method": "wilson",
-        "mean_p_candidate": sum(r["p_a"] for r in ok) / len(ok) if ok else None,
+        "mean_p_candidate": sum(p) / len(p) if p else None,
         "position_consistent_rate": sum(consistent) / len(consistent) if consistent else None,
     }
 
@@ -106,47 +110,51 @@ def reward_scores(path: Path, prompts: list, candidate: list[str], base: list[st
 
 def _resolve(config: WinrateConfig) -> WinrateConfig:
     updates: dict[str, Any] = {}
+    if config.prompts is None:
+        raise ConfigError("prompts: required (a JSONL/parquet file of held-out prompts)")
+    files = RunFiles(config.run_dir) if config.run_dir is not None else None
     if config.candidate is None:
-        if config.run_dir is None:
-            raise ConfigError("eval.candidate: required (or set run_dir to compare with RUN_DIR/dpo)")
-        updates["candidate"] = f"local:{Path(config.run_dir) / 'dpo'}"
-    if config.reward_model is None and config.run_dir is not None and (Path(config.run_dir) / "reward_model" / "config.json").exists():
-        updates["reward_model"] = Path(config.run_dir) / "reward_model"
+        if files is None:
+            raise ConfigError("candidate: required (or set run_dir to compare with RUN_DIR/dpo)")
+        updates["candidate"] = f"local:{files.dpo_dir}"
+    if config.reward_model is None and files is not None and (files.reward_model_dir / "config.json").exists():
+        updates["reward_model"] = files.reward_model_dir
     return config.model_copy(update=updates)
 
 
 async def winrate_async(config: WinrateConfig) -> dict[str, Any]:
     """The win-rate evaluation; writes JSON + markdown and returns the summary."""
     config = _resolve(config)
-    prompts = load_prompts(config.prompts, config.limit, config.seed)
+    prompts = load_prompts(str(config.prompts), config.limit, config.seed)
     base = await _answers(config.base, prompts, config)
     candidate = await _answers(str(config.candidate), prompts, config)
-    pairs = [{"pair_id": f"winrate-{i}", "prompt_id": f"winrate-{i}", "prompt": p, "a": c, "b": b}
+    pairs = [Pair(pair_id=f"winrate-{i}", prompt_id=f"winrate-{i}", prompt=p, a=c, b=b, a_source="candidate",
+                  b_source="base", a_model=config.candidate, b_model=config.base)
              for i, (p, c, b) in enumerate(zip(prompts, candidate, base))]
     records = await _judge(config, pairs)
-    ordered = [records.get(p["pair_id"], {"status": "failed"}) for p in pairs]
+    ordered = [records.get(p.pair_id) for p in pairs]
     summary: dict[str, Any] = {
         "base": config.base, "candidate": config.candidate, "judge": config.judge,
         "constitution": config.constitution, "prompts": config.prompts, "prompts_used": len(prompts),
         **tally(ordered, config.tie_band),
         "reward_model": reward_scores(config.reward_model, prompts, candidate, base) if config.reward_model else None,
-        "examples": [{"prompt": p["prompt"][-1]["content"], "candidate": p["a"], "base": p["b"],
-                      "p_candidate": r.get("p_a")} for p, r in list(zip(pairs, ordered))[:3]],
+        "examples": [{"prompt": p.prompt[-1].content, "candidate": p.a, "base": p.b,
+                      "p_candidate": r.p_a if r is not None else None} for p, r in list(zip(pairs, ordered))[:3]],
     }
-    out = output_path(config)
-    common.write_json(out, summary)
-    out.with_suffix(".md").write_text(markdown(summary), encoding="utf-8")
-    summary["written_to"] = str(out)
+    summary["written_to"] = str(write_summary(config, summary))
     return summary
 
 
-def output_path(config: WinrateConfig) -> Path:
-    """--out, else RUN_DIR/report/winrate.json, else ./winrate.json."""
-    if config.out is not None:
-        return Path(config.out)
-    if config.run_dir is not None:
-        return Path(config.run_dir) / "report" / WINRATE_FILE
-    return Path(WINRATE_FILE)
+def write_summary(config: WinrateConfig, summary: dict[str, Any]) -> Path:
+    """Write the JSON summary and its markdown: to --out, else RUN_DIR/report/winrate.json, else ./winrate.json."""
+    if config.out is None and config.run_dir is not None:
+        files = RunFiles(config.run_dir)
+        files.write_report_text(Path(WINRATE_JSON).with_suffix(".md").name, markdown(summary))
+        return files.write_report_json(WINRATE_JSON, summary)
+    out = Path(config.out or WINRATE_JSON)
+    common.write_json(out, summary)
+    out.with_suffix(".md").write_text(markdown(summary), encoding="utf-8")
+    return out
 
 
 def _fmt(value: Any) -> str:

@@ -8,33 +8,14 @@ from typing import Any
 import yaml
 from huggingface_hub import DatasetCard, DatasetCardData
 
-from charter.hub.gate import GateOutcome
-from charter.hub.provenance import GENERATOR
+from charter.agreement.gate import GateResult
+from charter.agreement.summary import AgreementSummary, Figure
 from charter.hub.rundata import RunData
+from charter.preference.stats import chosen_longer_rate
+from charter.records import GENERATOR, PreferenceRow
+from charter.runs.counts import COUNT_LABELS, filter_steps
 
 TEMPLATE = Path(__file__).parent / "templates" / "dataset_card.md"
-
-STAGE_LABELS = {
-    "prompts_total": "prompts read",
-    "prompts_empty": "empty prompts skipped",
-    "prompts_duplicate": "duplicate prompts skipped",
-    "prompts_too_long": "prompts over the length limit",
-    "prompts_truncated": "prompts truncated to the length limit",
-    "prompts_skipped_too_long": "prompts skipped as too long",
-    "prompts_used": "prompts used",
-    "chains": "critique/revision chains",
-    "pairs": "response pairs built",
-    "judged": "pairs judged",
-    "judge_failures": "judge failures (unparseable after retries)",
-    "preferences_before_filters": "preference rows before filters",
-    "dropped_low_confidence": "dropped: judge confidence below the threshold",
-    "dropped_inconsistent": "dropped: the two presentation orders disagreed",
-    "dropped_ties": "dropped: ties",
-    "dropped_duplicates": "dropped: duplicates",
-    "dropped_principle_cap": "dropped: over the per-principle cap",
-    "dropped_not_best_vs_worst": "dropped: not the best-vs-worst pair of a prompt's samples",
-    "preferences": "preference rows published",
-}
 
 CITATIONS = """@article{bai2022constitutional,
   title   = {Constitutional AI: Harmlessness from AI Feedback},
@@ -82,110 +63,99 @@ def percent(value: float | None) -> str:
     return "n/a" if value is None else f"{100 * value:.1f}%"
 
 
-def _ci(value: dict) -> tuple[Any, Any] | None:
-    for low, high in (("ci_low", "ci_high"), ("low", "high"), ("lower", "upper"), ("ci_lower", "ci_upper")):
-        if low in value and high in value:
-            return value[low], value[high]
-    ci = value.get("ci") or value.get("ci95")
-    if isinstance(ci, (list, tuple)) and len(ci) == 2:
-        return ci[0], ci[1]
-    return None
+def _figure_row(name: str, fig: Figure | None) -> dict[str, str]:
+    if fig is None:
+        return {"figure": name, "value": "–", "ci": "", "n": "0"}
+    ci = f"[{cell(fig.ci[0])}, {cell(fig.ci[1])}]" if fig.ci else ""
+    return {"figure": name, "value": cell(fig.value), "ci": ci, "n": str(fig.n)}
 
 
-def agreement_rows(summary: Any, prefix: str = "", depth: int = 0) -> list[dict[str, str]]:
-    """Flatten the agreement summary into (figure, value, 95% CI, n) rows, whatever its nesting."""
-    rows: list[dict[str, str]] = []
-    if not isinstance(summary, dict) or depth > 3:
-        return rows
-    for key, value in summary.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, bool) or value is None:
-            continue
-        if isinstance(value, (int, float)):
-            rows.append({"figure": name, "value": cell(value), "ci": "", "n": ""})
-        elif isinstance(value, dict):
-            point = next((value[k] for k in ("value", "estimate", "point", "mean") if k in value), None)
-            ci = _ci(value)
-            if isinstance(point, (int, float)) and not isinstance(point, bool):
-                ci_text = f"[{cell(ci[0])}, {cell(ci[1])}]" if ci else ""
-                rows.append({"figure": name, "value": cell(point), "ci": ci_text, "n": cell(value.get("n", ""))})
-            else:
-                rows.extend(agreement_rows(value, f"{name}.", depth + 1))
+def agreement_rows(summary: AgreementSummary | None) -> list[dict[str, str]]:
+    """The agreement figures the card shows: judge vs human, the baselines, humans among themselves."""
+    if summary is None:
+        return []
+    judge, base = summary.judge_vs_human, summary.baselines
+    rows = [
+        _figure_row("judge vs human: agreement (ties excluded)", judge.agreement),
+        _figure_row("judge vs human: Cohen's kappa (ties excluded)", judge.kappa),
+        _figure_row("judge vs human: agreement (with ties)", judge.agreement_with_ties),
+        _figure_row("baseline 'longer wins' vs human: agreement", base.longer_wins.agreement),
+        _figure_row("baseline 'first shown wins' vs human: agreement", base.first_shown_wins.agreement),
+    ]
+    if summary.human_human is not None:
+        rows += [_figure_row("human vs human: agreement", summary.human_human.agreement),
+                 _figure_row("human vs human: Krippendorff's alpha", summary.human_human.krippendorff_alpha)]
     return rows
 
 
-def find_filters(config: Any) -> dict[str, Any]:
-    """Every `filter`/`filters` section of the run config, by its dotted path."""
-    found: dict[str, Any] = {}
-
-    def walk(value: Any, path: str) -> None:
-        if isinstance(value, dict):
-            for key, item in value.items():
-                here = f"{path}.{key}" if path else str(key)
-                if str(key).lower() in ("filter", "filters"):
-                    found[here] = item
-                else:
-                    walk(item, here)
-
-    walk(config, "")
-    return found
-
-
 def _constitution(run: RunData) -> dict[str, Any]:
-    meta = run.meta.get("constitution") or {}
+    info = run.manifest.settings.constitution
     try:
         parsed = yaml.safe_load(run.constitution_yaml) if run.constitution_yaml else {}
     except yaml.YAMLError:
         parsed = {}
     parsed = parsed if isinstance(parsed, dict) else {}
-    principles = parsed.get("principles") or [{"id": pid} for pid in meta.get("principles", [])]
-    return {
-        "name": meta.get("name") or parsed.get("name"),
-        "version": meta.get("version") or parsed.get("version"),
-        "hash": meta.get("hash"),
-        "description": parsed.get("description", ""),
-        "principles": [p for p in principles if isinstance(p, dict)],
-    }
+    principles = parsed.get("principles") or [{"id": pid} for pid in info.principles]
+    return {"name": info.name, "version": info.version, "hash": info.hash,
+            "description": parsed.get("description", ""),
+            "principles": [p for p in principles if isinstance(p, dict)]}
 
 
 def _usage(run: RunData) -> dict[str, Any]:
-    rows = [dict(r, cost=f"{r['cost_usd']:.4f}") for r in run.usage]
+    rows = [dict(r.model_dump(), cost=f"{r.cost_usd:.4f}") for r in run.usage]
     return {
         "rows": rows,
-        "prompt_tokens": sum(r["prompt_tokens"] for r in run.usage),
-        "completion_tokens": sum(r["completion_tokens"] for r in run.usage),
-        "cost": f"{sum(r['cost_usd'] for r in run.usage):.4f}",
+        "prompt_tokens": sum(r.prompt_tokens for r in run.usage),
+        "completion_tokens": sum(r.completion_tokens for r in run.usage),
+        "cost": f"{sum(r.cost_usd for r in run.usage):.4f}",
     }
 
 
 def _models(run: RunData) -> list[dict[str, str]]:
-    models, sampling = run.meta.get("models") or {}, run.meta.get("sampling") or {}
-    roles = list(dict.fromkeys([*models, *sampling]))
-    return [{"role": role, "model": cell(models.get(role)), "sampling": cell(sampling.get(role))} for role in roles]
+    settings = run.manifest.settings
+    roles = list(dict.fromkeys([*settings.models, *settings.sampling]))
+    return [{"role": role, "model": cell(settings.models.get(role)),
+             "sampling": cell(_sampling(settings.sampling[role]) if role in settings.sampling else None)}
+            for role in roles]
 
 
-def card_context(run: RunData, repo_id: str, splits: dict[str, dict[str, int]], gate: GateOutcome) -> dict[str, Any]:
-    """Everything the template shows."""
-    counts = run.meta.get("counts") or {}
+def _sampling(params: Any) -> dict[str, Any]:
+    return {k: v for k, v in params.model_dump(mode="json").items() if v not in (None, [], ())}
+
+
+def _calibration(run: RunData, published: list[PreferenceRow]) -> dict[str, Any]:
+    calibrated = sum(1 for r in published if r.p_chosen_calibrated is not None)
+    fit = run.manifest.calibration
+    return {"rows": calibrated, "of": len(published), "method": fit.method if fit else None,
+            "labels": fit.labels if fit else 0, "min_confidence": fit.min_confidence if fit else None}
+
+
+def card_context(run: RunData, published: list[PreferenceRow], repo_id: str, splits: dict[str, dict[str, int]],
+                 gate: GateResult) -> dict[str, Any]:
+    """Everything the template shows, from the settings and counts of exactly the published rows."""
+    settings = run.manifest.settings
     stats = run.judge_stats
+    rows_rate, rows_pairs = chosen_longer_rate(published)
+    counts = {**run.manifest.counts, "preferences": len(published)}
+    agreement_judge = run.agreement.judge_fingerprint if run.agreement else None
     return {
-        "repo_id": repo_id,
-        "run_id": run.run_id,
-        "created_at": run.meta.get("created_at"),
-        "generator": GENERATOR,
-        "constitution": _constitution(run),
-        "models": _models(run),
-        "judge": run.meta.get("judge") or {},
+        "repo_id": repo_id, "run_id": run.run_id, "created_at": settings.created_at, "generator": GENERATOR,
+        "constitution": _constitution(run), "models": _models(run),
+        "judge": settings.judge, "critique": settings.critique, "pairs": settings.pairs,
+        "settings_fingerprint": settings.fingerprints.dataset,
         "stats": stats,
-        "position_rate": percent(stats.get("position_inconsistency_rate")),
-        "length_rate": percent(stats.get("length_win_rate")),
-        "rows_length_rate": percent(stats.get("rows_length_win_rate")),
-        "agreement": agreement_rows(run.meta.get("agreement")),
+        "position_rate": percent(stats.position_inconsistency_rate),
+        "length_rate": percent(stats.longer_wins_rate),
+        "rows_length_rate": percent(rows_rate), "rows_length_pairs": rows_pairs,
+        "agreement": agreement_rows(run.agreement),
+        "agreement_other_judge": agreement_judge is not None and agreement_judge != settings.fingerprints.judge,
+        "calibration": _calibration(run, published),
         "n_human_labels": len(run.human_labels),
-        "n_annotators": len({label["annotator"] for label in run.human_labels}),
+        "n_annotators": len({label.annotator for label in run.human_labels}),
         "gate": gate,
-        "filters": yaml.safe_dump(find_filters(run.config), sort_keys=False).strip() if find_filters(run.config) else "",
-        "counts": [{"stage": STAGE_LABELS.get(k, k), "count": cell(v)} for k, v in counts.items()],
+        "filters": yaml.safe_dump(settings.filters.model_dump(mode="json"), sort_keys=False).strip(),
+        "counts": [{"stage": label, "count": cell(counts[key])} for key, label in COUNT_LABELS.items() if key in counts],
+        "filter_steps": filter_steps(counts),
         "usage": _usage(run),
         "splits": splits,
         "citations": CITATIONS,
@@ -194,7 +164,7 @@ def card_context(run: RunData, repo_id: str, splits: dict[str, dict[str, int]], 
 
 def card_data(run: RunData, configs: list[dict], n_rows: int, license: str) -> DatasetCardData:
     """The YAML metadata block."""
-    name = (run.meta.get("constitution") or {}).get("name") or "charter"
+    name = run.manifest.settings.constitution.name
     return DatasetCardData(
         license=license,
         language=["en"],
@@ -206,8 +176,9 @@ def card_data(run: RunData, configs: list[dict], n_rows: int, license: str) -> D
     )
 
 
-def build_card(run: RunData, repo_id: str, configs: list[dict], splits: dict[str, dict[str, int]],
-               gate: GateOutcome, license: str = "other") -> DatasetCard:
-    """The dataset card (README.md) for a run."""
-    data = card_data(run, configs, sum(splits.get("preferences", {}).values()), license)
-    return DatasetCard.from_template(data, template_path=str(TEMPLATE), **card_context(run, repo_id, splits, gate))
+def build_card(run: RunData, published: list[PreferenceRow], repo_id: str, configs: list[dict],
+               splits: dict[str, dict[str, int]], gate: GateResult, license: str = "other") -> DatasetCard:
+    """The dataset card (README.md) for the rows published from a run."""
+    data = card_data(run, configs, len(published), license)
+    context = card_context(run, published, repo_id, splits, gate)
+    return DatasetCard.from_template(data, template_path=str(TEMPLATE), **context)

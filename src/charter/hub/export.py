@@ -1,28 +1,29 @@
 """Build the folder that is uploaded: parquet per configuration and split in the layout the Hub's dataset
 viewer reads (data/<config>/<split>-00000-of-00001.parquet, listed under `configs:` in the card), the
-constitution, the run config with secrets stripped, and the dataset card."""
+constitution, the run config with secrets stripped, and the dataset card.
+
+Rows are published exactly as the run wrote them: they carry their provenance already, and a row that
+does not is an error when it is read (charter.runs.files), never repaired here.
+"""
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-import pyarrow as pa
+import numpy as np
 import yaml
 
+from charter.agreement.gate import GateResult
 from charter.hub.card import build_card
-from charter.hub.gate import GateOutcome
-from charter.hub.provenance import ensure_provenance, split_by_prompt
 from charter.hub.rundata import RunData
-from charter.hub.secrets import strip_secrets
+from charter.records import LabelRow, PreferenceRow, SFTRow
+from charter.redaction import strip_secrets
+from charter.tables import arrow_schema
 
-#: Types for columns that may be entirely null in a small run (so the parquet schema stays meaningful).
-NULLABLE_TYPES = {
-    "p_chosen_calibrated": pa.float64(), "position_consistent": pa.bool_(), "p_chosen": pa.float64(),
-    "margin": pa.float64(), "created_at": pa.string(), "shown_order": pa.string(), "label": pa.string(),
-    "constitution_name": pa.string(), "constitution_hash": pa.string(), "policy_model": pa.string(),
-    "critic_model": pa.string(), "judge_model": pa.string(), "judge_mode": pa.string(), "run_id": pa.string(),
-}
+ROW_TYPES = {"preferences": PreferenceRow, "sft": SFTRow, "human_labels": LabelRow}
 
 
 @dataclass
@@ -38,41 +39,65 @@ def data_path(config: str, split: str) -> str:
     return f"data/{config}/{split}-00000-of-00001.parquet"
 
 
-def to_table(rows: list[dict]) -> pa.Table:
-    """An arrow table of the rows, with all-null columns given their real type."""
+def to_table(rows: list[dict], kind: Any) -> Any:
+    """An arrow table of a record type's rows, typed even where a column is all null."""
+    import pyarrow as pa
+
+    columns = kind.columns() if hasattr(kind, "columns") else list(kind.model_fields)
+    return pa.Table.from_pylist(rows, schema=arrow_schema(kind, columns, getattr(kind, "JSON_COLUMNS", ())))
+
+
+def loose_table(rows: list[dict], kind: Any) -> Any:
+    """An arrow table of rows that may hold more or fewer columns than `kind` (mixed data): columns that are
+    all null take their type from `kind` where it has them."""
+    import pyarrow as pa
+
     table = pa.Table.from_pylist(rows)
+    known = {f.name: f.type for f in arrow_schema(kind, [c for c in table.column_names if c in kind.model_fields],
+                                                   getattr(kind, "JSON_COLUMNS", ()))}
     for index, name in enumerate(table.column_names):
-        if pa.types.is_null(table.schema.field(name).type) and name in NULLABLE_TYPES:
-            table = table.set_column(index, name, table.column(name).cast(NULLABLE_TYPES[name]))
+        if pa.types.is_null(table.schema.field(name).type) and name in known:
+            table = table.set_column(index, name, table.column(name).cast(known[name]))
     return table
 
 
-def write_parquet(rows: list[dict], path: Path) -> None:
+def write_parquet(rows: list[dict], kind: Any, path: Path) -> None:
     """Write rows through `datasets`, so the file carries the features the Hub viewer and `load_dataset` read."""
     from datasets import Dataset
     from datasets.table import InMemoryTable
-
     from datasets.utils import are_progress_bars_disabled, disable_progress_bars, enable_progress_bars
 
     path.parent.mkdir(parents=True, exist_ok=True)
     was_disabled = are_progress_bars_disabled()
     disable_progress_bars()
     try:
-        Dataset(InMemoryTable(to_table(rows))).to_parquet(str(path))
+        Dataset(InMemoryTable(to_table(rows, kind))).to_parquet(str(path))
     finally:
         if not was_disabled:
             enable_progress_bars()
 
 
-def configurations(run: RunData, test_size: float, seed: int) -> dict[str, dict[str, list[dict]]]:
-    """config -> split -> rows, with provenance ensured on every charter row."""
-    preferences = ensure_provenance(run.preferences, run.meta, run.run_id, "preferences")
-    configs = {"preferences": split_by_prompt(preferences, test_size, seed)}
+def split_by_prompt(rows: list[PreferenceRow], test_size: float, seed: int) -> dict[str, list[PreferenceRow]]:
+    """Seeded train/test split that keeps all rows of a prompt together. Tiny sets (one prompt) get no test split."""
+    key = lambda row: row.prompt_id or row.pair_id  # noqa: E731
+    prompt_ids = sorted({key(row) for row in rows})
+    n_test = math.ceil(len(prompt_ids) * test_size) if len(prompt_ids) > 1 and test_size > 0 else 0
+    n_test = min(n_test, len(prompt_ids) - 1)
+    order = np.random.default_rng(seed).permutation(len(prompt_ids))
+    test_ids = {prompt_ids[i] for i in order[:n_test]}
+    splits: dict[str, list[PreferenceRow]] = {"train": [], "test": []}
+    for row in rows:
+        splits["test" if key(row) in test_ids else "train"].append(row)
+    return {name: part for name, part in splits.items() if part}
+
+
+def configurations(run: RunData, test_size: float, seed: int) -> dict[str, dict[str, list[Any]]]:
+    """config -> split -> records."""
+    configs: dict[str, dict[str, list[Any]]] = {"preferences": split_by_prompt(run.preferences, test_size, seed)}
     if run.sft:
-        configs["sft"] = {"train": ensure_provenance(run.sft, run.meta, run.run_id, "sft")}
+        configs["sft"] = {"train": run.sft}
     if run.human_labels:
-        labels = [dict(label, run_id=run.run_id, synthetic=False) for label in run.human_labels]
-        configs["human_labels"] = {"train": labels}
+        configs["human_labels"] = {"train": run.human_labels}
     return configs
 
 
@@ -88,26 +113,33 @@ def card_configs(splits: dict[str, dict[str, int]]) -> list[dict]:
     ]
 
 
-def build_folder(run: RunData, folder: str | Path, repo_id: str, gate: GateOutcome, *,
+def _row(record: Any) -> dict:
+    return record.to_row() if hasattr(record, "to_row") else record.model_dump(mode="json")
+
+
+def build_folder(run: RunData, folder: str | Path, repo_id: str, gate: GateResult, *,
                  test_size: float = 0.1, seed: int = 0, license: str = "other") -> ExportSummary:
     """Write the upload folder for a run into `folder` (which should be empty)."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     files: list[str] = []
     splits: dict[str, dict[str, int]] = {}
+    published: list[PreferenceRow] = []
     for config, parts in configurations(run, test_size, seed).items():
         splits[config] = {}
-        for split, rows in parts.items():
-            write_parquet(rows, folder / data_path(config, split))
+        for split, records in parts.items():
+            write_parquet([_row(r) for r in records], ROW_TYPES[config], folder / data_path(config, split))
             files.append(data_path(config, split))
-            splits[config][split] = len(rows)
+            splits[config][split] = len(records)
+            if config == "preferences":
+                published += records
     if run.constitution_yaml is not None:
         (folder / "constitution.yaml").write_text(run.constitution_yaml, encoding="utf-8")
         files.append("constitution.yaml")
-    config_text = yaml.safe_dump(strip_secrets(run.config), sort_keys=False, allow_unicode=True)
+    config_text = yaml.safe_dump(strip_secrets(run.run_config), sort_keys=False, allow_unicode=True)
     (folder / "run_config.yaml").write_text(config_text, encoding="utf-8")
     files.append("run_config.yaml")
-    card = build_card(run, repo_id, card_configs(splits), splits, gate, license=license)
+    card = build_card(run, published, repo_id, card_configs(splits), splits, gate, license=license)
     card.save(folder / "README.md")
     files.append("README.md")
     return ExportSummary(folder=folder, files=sorted(files), splits=splits)

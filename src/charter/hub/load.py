@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from charter.errors import DatasetError, HubError, missing_extra
+from charter.runs.files import RunFiles
 
 TRL_COLUMNS = ("prompt", "chosen", "rejected")
 
@@ -21,19 +22,19 @@ def _datasets() -> Any:
 
 def _from_run_dir(run_dir: Path, test_size: float, seed: int) -> Any:
     """The splits `charter push` would publish, straight from a run directory."""
-    from charter.hub.export import to_table
-    from charter.hub.provenance import ensure_provenance, split_by_prompt
+    from charter.hub.export import split_by_prompt, to_table
     from charter.hub.rundata import read_run
+    from charter.records import PreferenceRow
 
     datasets = _datasets()
     from datasets.table import InMemoryTable
 
     run = read_run(run_dir)
-    rows = ensure_provenance(run.preferences, run.meta, run.run_id, "preferences")
-    splits = split_by_prompt(rows, test_size, seed)
-    return datasets.DatasetDict(
-        {name: datasets.Dataset(InMemoryTable(to_table(part))) for name, part in splits.items()}
-    )
+    splits = split_by_prompt(run.preferences, test_size, seed)
+    return datasets.DatasetDict({
+        name: datasets.Dataset(InMemoryTable(to_table([r.to_row() for r in part], PreferenceRow)))
+        for name, part in splits.items()
+    })
 
 
 def _download(repo_id: str, revision: str | None, token: str | None) -> Path:
@@ -61,7 +62,7 @@ def load_preferences(source: str | Path, *, revision: str | None = None, token: 
     Rows keep TRL's conversational `prompt`/`chosen`/`rejected` columns and every provenance column.
     """
     path = Path(source)
-    if path.is_dir() and (path / "run.sqlite").exists():
+    if path.is_dir() and RunFiles.is_run_dir(path):
         return _from_run_dir(path, test_size, seed)
     if not path.is_dir():
         if str(source).count("/") != 1 or path.exists():

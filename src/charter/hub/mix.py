@@ -15,6 +15,9 @@ import numpy as np
 
 from charter.errors import DatasetError
 from charter.hub.load import TRL_COLUMNS, _datasets
+from charter.messages import as_messages
+from charter.records import PreferenceRow, as_dicts
+from charter.tables import read_rows
 
 Source = Any  # datasets.Dataset | datasets.DatasetDict | path | list[dict]
 
@@ -36,14 +39,8 @@ def _as_rows(source: Source, split: str, name: str) -> list[dict]:
 
 
 def _rows_from_path(path: Path, split: str, name: str) -> list[dict]:
-    from charter.hub.rundata import read_jsonl
-
-    if path.suffix == ".jsonl":
-        return read_jsonl(path)
-    if path.suffix == ".parquet":
-        import pyarrow.parquet as pq
-
-        return pq.read_table(path).to_pylist()
+    if path.suffix in (".jsonl", ".parquet"):
+        return read_rows(path)
     if path.is_dir() or str(path).count("/") == 1:
         from charter.hub.load import load_preferences
 
@@ -51,13 +48,8 @@ def _rows_from_path(path: Path, split: str, name: str) -> list[dict]:
     raise DatasetError(f"{path}: expected a .jsonl or .parquet file, a folder or a Hub dataset id")
 
 
-def as_messages(value: Any, role: str) -> list[dict]:
-    """A plain string becomes one message with `role`; a list of messages is kept as it is."""
-    if isinstance(value, str):
-        return [{"role": role, "content": value}]
-    if isinstance(value, list) and all(isinstance(m, dict) and "role" in m and "content" in m for m in value):
-        return [{"role": m["role"], "content": m["content"]} for m in value]
-    raise DatasetError(f"expected a string or a list of {{role, content}} messages, got {type(value).__name__}")
+def _messages(value: Any, role: str, where: str) -> list[dict]:
+    return as_dicts(as_messages(value, where, role=role))
 
 
 def human_row(row: dict, columns: list[str], index: int) -> dict:
@@ -67,9 +59,9 @@ def human_row(row: dict, columns: list[str], index: int) -> dict:
         raise DatasetError(f"human dataset row {index}: missing column(s) {', '.join(missing)}")
     out = {column: None for column in columns}
     out.update(
-        prompt=as_messages(row["prompt"], "user"),
-        chosen=as_messages(row["chosen"], "assistant"),
-        rejected=as_messages(row["rejected"], "assistant"),
+        prompt=_messages(row["prompt"], "user", f"human dataset row {index}: prompt"),
+        chosen=_messages(row["chosen"], "assistant", f"human dataset row {index}: chosen"),
+        rejected=_messages(row["rejected"], "assistant", f"human dataset row {index}: rejected"),
         synthetic=False,
         label_source=str(row.get("label_source") or "human"),
     )
@@ -123,7 +115,8 @@ def mix(charter_dataset: Source, human_dataset: Source, ratio: float = 0.5, seed
     rows = [synthetic[i] for i in rng.choice(len(synthetic), k_synthetic, replace=False)]
     rows += [human[i] for i in rng.choice(len(human), k_human, replace=False)]
     rows = [rows[i] for i in rng.permutation(len(rows))]
-    from charter.hub.export import to_table
     from datasets.table import InMemoryTable
 
-    return datasets.Dataset(InMemoryTable(to_table(rows)))
+    from charter.hub.export import loose_table
+
+    return datasets.Dataset(InMemoryTable(loose_table(rows, PreferenceRow)))

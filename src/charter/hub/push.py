@@ -11,9 +11,9 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from charter.errors import CharterError, HubError, missing_extra
+from charter.errors import ArgumentError, HubError, missing_extra
+from charter.agreement.gate import GateResult, require_gate
 from charter.hub.export import ExportSummary, build_folder
-from charter.hub.gate import GateOutcome, check_gate
 from charter.hub.rundata import read_run
 from charter.hub.secrets import refuse_secrets
 
@@ -27,7 +27,7 @@ class PublishResult:
     repo_id: str
     files: list[str]
     splits: dict[str, dict[str, int]]
-    gate: GateOutcome
+    gate: GateResult
     folder: Path | None = None
     url: str | None = None
     commit: str | None = None
@@ -47,7 +47,7 @@ def _hub():
 def check_repo_id(repo_id: str) -> None:
     parts = repo_id.split("/")
     if len(parts) != 2 or not all(parts):
-        raise CharterError(f"--repo-id {repo_id!r}: expected {REPO_ID_HELP}")
+        raise ArgumentError("repo_id", f"{repo_id!r}: expected {REPO_ID_HELP}")
 
 
 def resolve_token(token: str | None = None) -> str:
@@ -88,7 +88,7 @@ def _place(staging: Path, target: Path) -> None:
     if target.exists():
         earlier_export = (target / "README.md").exists() and (target / "data").is_dir()
         if any(target.iterdir()) and not earlier_export:
-            raise CharterError(f"--dry-run {target}: exists and is not empty (nor an earlier export)")
+            raise ArgumentError("dry_run", f"{target}: exists and is not empty (nor an earlier export)")
         shutil.rmtree(target)
     target.parent.mkdir(parents=True, exist_ok=True)
     shutil.move(str(staging), str(target))
@@ -105,7 +105,7 @@ def publish(run_dir: str | Path, repo_id: str, *, private: bool = False, revisio
     """
     check_repo_id(repo_id)
     run = read_run(run_dir)
-    gate = check_gate(run.run_dir, run.config, override=override_gate)
+    gate = require_gate(run.run_dir, run.agreement_config, override=override_gate)
     token = token if dry_run is not None else resolve_token(token)
     parent = Path(dry_run).resolve().parent if dry_run is not None else None
     if parent is not None:
@@ -121,7 +121,8 @@ def publish(run_dir: str | Path, repo_id: str, *, private: bool = False, revisio
             _place(staging, Path(dry_run))
             result.folder = Path(dry_run)
             return result
-        message = commit_message or f"charter run {run.run_id}: {sum(summary.splits['preferences'].values())} preferences"
+        count = sum(summary.splits["preferences"].values())
+        message = commit_message or f"charter run {run.run_id}: {count} preferences"
         result.url, result.commit = upload_folder(staging, repo_id, token, private=private, revision=revision,
                                                   commit_message=message)
     return result

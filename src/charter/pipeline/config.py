@@ -1,31 +1,34 @@
 """The run config: one YAML file from prompts and a constitution to a preference dataset (and models).
 
-Defaults, then YAML, then `--set key=value` overrides. Errors point at file:line:column and the key.
+It composes the stages' own typed sections end to end. Defaults, then YAML, then `--set key=value`
+overrides; errors point at file:line:column and the key. `charter config schema` prints its JSON Schema.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal, Union
+from typing import Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
 
 from charter.agreement.config import AgreementConfig
-from charter.constitutions.schema import Message
-from charter.preference.judge import JudgeSettings
-from charter.providers.base import Limits, SamplingParams
+from charter.critique.config import CritiqueConfig
+from charter.dpo.config import DPOConfigModel, WinrateConfig
+from charter.preference.config import FiltersConfig, JudgeConfig, PairsConfig
+from charter.providers.config import DEFAULT_MODEL, RoleConfig
 from charter.providers.usage import Budget, Price
-from charter.yamlio import load_model
+from charter.records import Message
+from charter.reward_model.config import RewardModelConfig
+from charter.yamlio import ConfigModel, LocatedValueError, load_model
 
 STAGES = ("critique", "judge", "reward_model", "dpo", "eval")
-DEFAULT_MODEL = "local:smollm2-135m-instruct"
+TRAINING_STAGES = ("reward_model", "dpo", "eval")
+
+__all__ = ["CritiqueConfig", "DEFAULT_MODEL", "FiltersConfig", "JudgeConfig", "PairsConfig", "PromptsConfig",
+           "RoleConfig", "RunConfig", "STAGES", "TRAINING_STAGES", "load_run_config"]
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class PromptsConfig(_Strict):
+class PromptsConfig(ConfigModel):
     """Where prompts come from. Exactly one of `path`, `hf_dataset`, `inline`, or `bundled: true`."""
 
     path: str | None = None
@@ -63,74 +66,7 @@ class PromptsConfig(_Strict):
         return self
 
 
-class RoleConfig(_Strict):
-    """One model role. A plain string in YAML is taken as `model`."""
-
-    model: str = DEFAULT_MODEL
-    """Model string: openai:M, anthropic:M, openai-compatible:M@URL, local:NAME_OR_PATH, scripted:NAME."""
-    params: SamplingParams = SamplingParams()
-    """Sampling parameters for this role."""
-    limits: Limits = Limits()
-    """Concurrency, rate limits, retries and timeout for this role's model."""
-    options: dict[str, Any] = Field(default_factory=dict)
-    """Backend options (e.g. `batch_size`, `device` for local models)."""
-
-    @model_validator(mode="before")
-    @classmethod
-    def _from_string(cls, value: Any) -> Any:
-        return {"model": value} if isinstance(value, str) else value
-
-
-class JudgeConfig(JudgeSettings, RoleConfig):
-    """The judge: its model (as a role) and how it compares (mode, orders, ensemble)."""
-
-    params: SamplingParams | None = None  # type: ignore[assignment]
-    """Sampling for `cot`/`verdict` (default: greedy; 512 tokens for cot, 8 for verdict)."""
-
-    def settings(self) -> JudgeSettings:
-        return JudgeSettings(**{k: getattr(self, k) for k in JudgeSettings.model_fields})
-
-
-class CritiqueConfig(_Strict):
-    """SL-CAI: critique then revise, N rounds."""
-
-    rounds: int = Field(default=1, ge=1)
-    """Critique-revision rounds per prompt."""
-    principles: list[str] | None = None
-    """Fixed principle ids, one per round (cycled); default: sample by weight, seeded."""
-    few_shot: bool = True
-    """Put the constitution's worked examples in front of each critique."""
-
-
-class PairsConfig(_Strict):
-    """Which response pairs the judge compares."""
-
-    kinds: list[Literal["revision", "samples"]] = ["revision"]
-    """`revision`: initial response vs final revision; `samples`: k policy samples."""
-    k: int = Field(default=4, ge=2)
-    """Samples per prompt for `samples` pairs."""
-    temperature: float = Field(default=1.0, ge=0)
-    """Sampling temperature for the k samples."""
-    strategy: Literal["all", "best_vs_worst"] = "best_vs_worst"
-    """From judged sample pairs keep all pairs, or only the best against the worst sample."""
-
-
-class FiltersConfig(_Strict):
-    """Filters applied when the preference dataset is built (counts go in the report and card)."""
-
-    min_confidence: float = Field(default=0.0, ge=0, le=0.5)
-    """Drop pairs whose |p - 0.5| is below this."""
-    drop_inconsistent: bool = True
-    """Drop pairs whose two presentation orders picked different winners."""
-    drop_ties: bool = True
-    """Drop pairs judged exactly even (p = 0.5)."""
-    dedupe: bool = True
-    """Drop exact duplicates (same prompt, chosen and rejected)."""
-    max_per_principle: int | None = Field(default=None, gt=0)
-    """Cap rows per (first) principle so no principle dominates."""
-
-
-class RunConfig(_Strict):
+class RunConfig(ConfigModel):
     """A charter run."""
 
     name: str = "run"
@@ -138,7 +74,7 @@ class RunConfig(_Strict):
     output_dir: str | None = None
     """Where the run directory goes (default: runs/NAME next to where you run charter)."""
     seed: int = 0
-    """Seed for principle sampling, pair order and shuffles."""
+    """Seed for principle sampling and shuffles."""
     constitution: str = "harmless"
     """A bundled constitution name or a YAML file."""
     prompts: PromptsConfig = PromptsConfig(bundled=True)
@@ -169,12 +105,20 @@ class RunConfig(_Strict):
     """Write the markdown + HTML report at the end of the run."""
     agreement: AgreementConfig = AgreementConfig()
     """Human-agreement settings: the publishing gate (min_kappa / min_agreement), calibration, bootstrap."""
-    reward_model: dict[str, Any] | None = None
-    """Reward-model training section (see charter.reward_model.config)."""
-    dpo: dict[str, Any] | None = None
-    """DPO training section (see charter.dpo.config)."""
-    eval: dict[str, Any] | None = None
-    """Win-rate evaluation section (see charter.dpo.config)."""
+    reward_model: RewardModelConfig | None = None
+    """Reward-model training on this run's preferences (its `dataset` defaults to this run)."""
+    dpo: DPOConfigModel | None = None
+    """DPO training on this run's preferences (its `dataset` defaults to this run)."""
+    eval: WinrateConfig | None = None
+    """Win-rate evaluation of the DPO policy (`run_dir` defaults to this run, `prompts` to the bundled set)."""
+
+    @model_validator(mode="after")
+    def _training_sections(self) -> "RunConfig":
+        for index, stage in enumerate(self.stages):
+            if stage in TRAINING_STAGES and getattr(self, stage) is None:
+                raise LocatedValueError(f"'{stage}' is listed but the run config has no '{stage}:' section",
+                                        ("stages", index))
+        return self
 
     @property
     def critic_role(self) -> RoleConfig:

@@ -8,11 +8,13 @@ import json
 import random
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Iterator
 
 from charter.errors import ConfigError
-from charter.jsonl import iter_jsonl
+from charter.messages import as_messages
 from charter.pipeline.config import PromptsConfig
+from charter.records import Message, Prompt, as_dicts
+from charter.tables import iter_jsonl
 
 CHARS_PER_TOKEN = 4
 
@@ -21,13 +23,13 @@ CHARS_PER_TOKEN = 4
 class PromptSet:
     """Prompts ready for the stages, and what was left out on the way."""
 
-    rows: list[tuple[str, list[dict], str]] = field(default_factory=list)  # (prompt_id, messages, source)
+    rows: list[Prompt] = field(default_factory=list)
     counts: dict[str, int] = field(default_factory=dict)
 
 
-def prompt_id(messages: list[dict]) -> str:
+def prompt_id(messages: list[Message]) -> str:
     """A stable id from the prompt's content."""
-    blob = json.dumps(messages, sort_keys=True, ensure_ascii=False)
+    blob = json.dumps(as_dicts(messages), sort_keys=True, ensure_ascii=False)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
@@ -62,33 +64,11 @@ def _read_hf(config: PromptsConfig) -> Iterator[tuple[int, dict]]:
         yield index, dict(row)
 
 
-def to_messages(value: Any, where: str) -> list[dict] | None:
-    """A prompt value as chat messages; None for an empty prompt."""
-    if value is None:
-        return None
-    if isinstance(value, str):
-        return [{"role": "user", "content": value}] if value.strip() else None
-    if isinstance(value, list):
-        messages = []
-        for i, message in enumerate(value):
-            if hasattr(message, "model_dump"):
-                message = message.model_dump()
-            if not isinstance(message, dict) or "role" not in message or "content" not in message:
-                raise ConfigError(f"{where}: message {i} needs 'role' and 'content'")
-            if message["role"] not in ("system", "user", "assistant"):
-                raise ConfigError(f"{where}: message {i} has unknown role '{message['role']}'")
-            messages.append({"role": message["role"], "content": str(message["content"])})
-        if not messages or not any(m["role"] == "user" and m["content"].strip() for m in messages):
-            return None
-        return messages
-    raise ConfigError(f"{where}: a prompt must be a string or a list of messages, not {type(value).__name__}")
-
-
-def _truncate(messages: list[dict], max_chars: int) -> list[dict]:
-    """Keep the start of the last user message so the whole prompt fits `max_chars`."""
-    others = sum(len(m["content"]) for m in messages[:-1])
+def _truncate(messages: list[Message], max_chars: int) -> list[Message]:
+    """Keep the start of the last message so the whole prompt fits `max_chars`."""
+    others = sum(len(m.content) for m in messages[:-1])
     keep = max(max_chars - others, 0)
-    return messages[:-1] + [{**messages[-1], "content": messages[-1]["content"][:keep]}]
+    return messages[:-1] + [Message(role=messages[-1].role, content=messages[-1].content[:keep])]
 
 
 def load_prompts(config: PromptsConfig) -> PromptSet:
@@ -107,7 +87,7 @@ def load_prompts(config: PromptsConfig) -> PromptSet:
     out = PromptSet(counts={"prompts_total": 0, "prompts_empty": 0, "prompts_too_long": 0,
                             "prompts_truncated": 0, "prompts_skipped_too_long": 0, "prompts_duplicate": 0})
     seen: set[str] = set()
-    collected: list[tuple[str, list[dict], str]] = []
+    collected: list[Prompt] = []
     for line_no, row in rows:
         out.counts["prompts_total"] += 1
         value = row.get(config.column)
@@ -116,13 +96,13 @@ def load_prompts(config: PromptsConfig) -> PromptSet:
         where = f"{source}:{line_no}"
         if value is None and config.column not in row and "messages" not in row:
             raise ConfigError(f"{where}: no '{config.column}' column (columns: {', '.join(sorted(row))})")
-        messages = to_messages(value, where)
-        if messages is None:
+        messages = as_messages(value, where, error=ConfigError, allow_empty=True)
+        if not messages:
             out.counts["prompts_empty"] += 1
             continue
         if config.max_prompt_tokens:
             max_chars = config.max_prompt_tokens * CHARS_PER_TOKEN
-            if sum(len(m["content"]) for m in messages) > max_chars:
+            if sum(len(m.content) for m in messages) > max_chars:
                 out.counts["prompts_too_long"] += 1
                 if config.too_long == "skip":
                     out.counts["prompts_skipped_too_long"] += 1
@@ -134,7 +114,7 @@ def load_prompts(config: PromptsConfig) -> PromptSet:
             out.counts["prompts_duplicate"] += 1
             continue
         seen.add(pid)
-        collected.append((pid, messages, source))
+        collected.append(Prompt(prompt_id=pid, messages=messages, source=source))
     if config.shuffle:
         random.Random(config.seed).shuffle(collected)
     out.rows = collected[: config.limit] if config.limit else collected

@@ -10,114 +10,63 @@ import time
 from pathlib import Path
 from typing import Any
 
-from charter.pipeline.store import RunStore, open_store
+from charter.preference.manifest import current_settings, dataset_manifest
+from charter.runs.counts import COUNT_LABELS, filter_steps, ordered_counts
+from charter.runs.files import RunFiles
+from charter.runs.store import RunStore, open_store
 
-PREFERENCES_FILE = Path("data") / "preferences.parquet"
-SFT_FILE = Path("data") / "sft.parquet"
+__all__ = ["filter_steps", "ordered_counts", "print_status", "run_counts", "status"]
 
-#: count keys in the order the report and status show them, with their labels
-COUNT_LABELS: dict[str, str] = {
-    "prompts_total": "prompts read",
-    "prompts_empty": "prompts skipped: empty",
-    "prompts_duplicate": "prompts skipped: duplicate",
-    "prompts_too_long": "prompts too long",
-    "prompts_skipped_too_long": "prompts skipped: too long",
-    "prompts_truncated": "prompts truncated: too long",
-    "prompts_used": "prompts used",
-    "chains": "critique chains",
-    "samples": "prompts with policy samples",
-    "pairs": "pairs",
-    "judged": "pairs judged",
-    "judge_failures": "judge failures",
-    "failures": "failures (all stages)",
-    "preferences_before_filters": "preferences before filters",
-    "preferences": "preferences written",
-    "sft": "SFT rows written",
-}
-
-#: filters in the order the preference builder applies them (charter.preference.dataset.apply_filters);
-#: each row is dropped by at most one, so the rows left after each step add up
-FILTER_KEYS: dict[str, str] = {
-    "dropped_not_best_vs_worst": "not best vs worst sample",
-    "dropped_ties": "ties",
-    "dropped_low_confidence": "minimum confidence",
-    "dropped_inconsistent": "position-inconsistent",
-    "dropped_duplicates": "exact duplicates",
-    "dropped_principle_cap": "per-principle cap",
-}
-
-#: stage -> (SQL counting the finished items, SQL counting all items so far)
+#: stage -> (SQL counting the finished items, SQL counting all items so far), given the fingerprints in effect
 _PROGRESS = {
-    "critique": ("SELECT COUNT(*) FROM (SELECT prompt_id FROM chains UNION SELECT prompt_id FROM samples)",
+    "critique": ("SELECT COUNT(*) FROM (SELECT prompt_id FROM chains WHERE fingerprint IN (:critique, :samples)"
+                 " UNION SELECT prompt_id FROM samples WHERE fingerprint IN (:critique, :samples))",
                  "SELECT COUNT(*) FROM prompts"),
-    "judge": ("SELECT COUNT(*) FROM judgments", "SELECT COUNT(*) FROM pairs"),
+    "judge": ("SELECT COUNT(*) FROM judgments WHERE fingerprint = :judge",
+              "SELECT COUNT(*) FROM pairs WHERE source_fingerprint IN (:critique, :samples)"),
 }
-
-
-def parquet_rows(path: Path) -> int | None:
-    """Row count of a parquet file from its footer, or None if there is no file."""
-    if not path.exists():
-        return None
-    import pyarrow.parquet as pq
-
-    return pq.ParquetFile(path).metadata.num_rows
 
 
 def live_counts(store: RunStore) -> dict[str, int]:
-    """Counts read from the tables themselves: current even while a stage is still running."""
+    """Counts of the items of the settings in effect, read from the tables: current while a stage runs."""
+    fp = store.fingerprints()
+    if fp is None:
+        return {"failures": store.count("failures")}
+    sources = fp.sources()
+    marks = ",".join("?" * len(sources)) or "NULL"
+    current = f"pair_id IN (SELECT pair_id FROM pairs WHERE source_fingerprint IN ({marks}))"
     return {
-        "chains": store.count("chains"),
-        "samples": store.execute("SELECT COUNT(DISTINCT prompt_id) FROM samples")[0][0],
-        "pairs": store.count("pairs"),
-        "judged": store.count("judgments", "status = 'ok'"),
-        "judge_failures": store.count("judgments", "status = 'failed'"),
-        "failures": store.count("failures"),
+        "chains": store.count("chains", "fingerprint IS ?", (fp.critique,)) if fp.critique else 0,
+        "samples": store.execute("SELECT COUNT(DISTINCT prompt_id) FROM samples WHERE fingerprint IS ?",
+                                 (fp.samples,))[0][0] if fp.samples else 0,
+        "pairs": store.count("pairs", f"source_fingerprint IN ({marks})", sources),
+        "judged": store.count("judgments", f"fingerprint = ? AND status = 'ok' AND {current}", (fp.judge, *sources)),
+        "judge_failures": store.count("judgments", f"fingerprint = ? AND status = 'failed' AND {current}",
+                                      (fp.judge, *sources)),
+        "failures": store.count("failures", "fingerprint IS NULL OR fingerprint IN (?, ?, ?)",
+                                (fp.critique, fp.samples, fp.judge)),
     }
 
 
 def run_counts(store: RunStore) -> dict[str, int]:
-    """Per-stage counts: the stored `counts` meta, overridden by live table counts and the written files."""
-    counts: dict[str, int] = {**(store.meta("prompt_counts") or {}), **(store.meta("counts") or {})}
+    """Per-stage counts: the last dataset build's, overridden by live table counts and the written files."""
+    manifest = dataset_manifest(store)
+    counts: dict[str, int] = {**(store.meta("prompt_counts") or {}), **(manifest.counts if manifest else {})}
     counts.setdefault("prompts_total", store.count("prompts"))
     counts.update(live_counts(store))
-    for key, rel in (("preferences", PREFERENCES_FILE), ("sft", SFT_FILE)):
-        rows = parquet_rows(store.run_dir / rel)
+    files = RunFiles(store.run_dir)
+    for name in ("preferences", "sft"):
+        rows = files.dataset_size(name)  # type: ignore[arg-type]
         if rows is not None:
-            counts[key] = rows
+            counts[name] = rows
     return counts
-
-
-def filter_steps(counts: dict[str, int]) -> list[dict[str, Any]]:
-    """The preference filters as a waterfall: rows dropped by each filter and the rows left after it."""
-    left = counts.get("preferences_before_filters")
-    if left is None:
-        return []
-    steps = [{"step": "before filters", "dropped": None, "remaining": left}]
-    others = sorted(k for k in counts if k.startswith("dropped_") and k not in FILTER_KEYS)
-    for key in [*FILTER_KEYS, *others]:
-        if key in counts:
-            left -= counts[key]
-            label = FILTER_KEYS.get(key) or key.removeprefix("dropped_").replace("_", " ")
-            steps.append({"step": label, "dropped": counts[key], "remaining": left})
-    return steps
-
-
-def ordered_counts(counts: dict[str, int]) -> list[tuple[str, int]]:
-    """(label, value) rows: the known counts in pipeline order, then any others by name."""
-    known = [(label, counts[key]) for key, label in COUNT_LABELS.items() if key in counts]
-    extra = sorted(
-        (key.replace("_", " "), value) for key, value in counts.items()
-        if key not in COUNT_LABELS and not key.startswith("dropped_") and isinstance(value, (int, float))
-        and not isinstance(value, bool)
-    )
-    return known + extra
 
 
 def usage_summary(store: RunStore) -> dict[str, Any]:
     """Tokens and cost per (role, model) and their totals."""
     rows = store.usage()
     fields = ("calls", "cached", "prompt_tokens", "completion_tokens", "cost_usd")
-    totals = {f: sum(r[f] or 0 for r in rows) for f in fields}
+    totals = {f: sum(getattr(r, f) or 0 for r in rows) for f in fields}
     return {"rows": rows, "totals": totals}
 
 
@@ -125,24 +74,26 @@ def failure_summary(store: RunStore, first: int = 5, raw_chars: int = 400) -> di
     """Failures by stage and the first few with their error and (shortened) raw text."""
     rows = store.execute("SELECT stage, COUNT(*) FROM failures GROUP BY stage ORDER BY stage")
     shown = []
-    for failure in store.failures()[:first]:
-        raw = failure["raw"]
+    for stored in store.failures()[:first]:
+        raw = stored.failure.raw
         if raw is not None and len(raw) > raw_chars:
-            raw = raw[:raw_chars] + f"… ({len(failure['raw'])} characters)"
-        shown.append({**failure, "raw": raw})
+            raw = raw[:raw_chars] + f"… ({len(stored.failure.raw or '')} characters)"
+        shown.append({"stage": stored.stage, "item_id": stored.item_id, "error": stored.failure.message, "raw": raw})
     return {"total": sum(n for _, n in rows), "by_stage": dict(rows), "first": shown}
 
 
 def stage_progress(store: RunStore, now: float | None = None) -> list[dict[str, Any]]:
     """One row per stage recorded in the store: status, elapsed seconds, done/total where known."""
     now = now or time.time()
+    fp = store.fingerprints()
+    fingerprints = fp.model_dump() if fp else None
     rows = []
     for name, stage in store.stages().items():
         started, finished = stage["started_at"], stage["finished_at"]
         counts = stage["counts"] or {}
         done, total = counts.get("done"), counts.get("total")
-        if done is None and name in _PROGRESS:
-            done, total = (store.execute(sql)[0][0] for sql in _PROGRESS[name])
+        if done is None and name in _PROGRESS and fingerprints is not None:
+            done, total = (store.execute(sql, fingerprints)[0][0] for sql in _PROGRESS[name])
         rows.append({
             "stage": name, "status": stage["status"], "started_at": started, "finished_at": finished,
             "elapsed_s": ((finished or now) - started) if started else None,
@@ -151,21 +102,47 @@ def stage_progress(store: RunStore, now: float | None = None) -> list[dict[str, 
     return sorted(rows, key=lambda r: r["started_at"] or float("inf"))
 
 
+def settings_notes(store: RunStore) -> list[str]:
+    """What a reader should know about settings: config changes, older items kept, a dataset of other settings."""
+    notes = []
+    fp = store.fingerprints()
+    history = store.config_history()
+    if history:
+        last = history[-1]
+        shown = "; ".join(f"{c['key']} {c['old']!r} -> {c['new']!r}" for c in last.changes[:4])
+        more = f" and {len(last.changes) - 4} more" if len(last.changes) > 4 else ""
+        when = time.strftime("%Y-%m-%d %H:%M", time.gmtime(last.changed_at))
+        notes.append(f"The config changed {len(history)} time(s); last at {when} UTC: {shown}{more}.")
+    if fp is not None:
+        older = {k: v for k, v in store.older_items(fp).items() if v}
+        if older:
+            items = ", ".join(f"{n} {k}" for k, n in older.items())
+            notes.append(f"Older items made with earlier settings are kept in the store but left out of the "
+                         f"dataset: {items}.")
+    manifest = dataset_manifest(store)
+    if manifest is not None and fp is not None and manifest.settings.fingerprints.dataset != fp.dataset:
+        notes.append("The dataset files were written with earlier settings (the run has not finished with the "
+                     "current ones); the report and the card describe the files' settings.")
+    return notes
+
+
 def status(run_dir: str | Path) -> dict[str, Any]:
-    """Where a run stands: identity, stage progress, counts, failures, tokens and cost."""
+    """Where a run stands: identity, stage progress, counts, failures, tokens and cost, settings notes."""
     with open_store(run_dir) as store:
         counts = run_counts(store)
+        settings = current_settings(store)
         return {
             "run_dir": str(Path(run_dir)),
             "run_id": store.meta("run_id"),
             "created_at": store.meta("created_at"),
             "constitution": store.meta("constitution"),
-            "models": store.meta("models", {}) or {},
+            "models": settings.models if settings else {},
             "stages": stage_progress(store),
             "counts": counts,
             "filters": filter_steps(counts),
             "failures": failure_summary(store),
             "usage": usage_summary(store),
+            "notes": settings_notes(store),
         }
 
 
@@ -230,8 +207,8 @@ def _usage_table(data: dict[str, Any]):
         table.add_column(column, justify="left" if column in ("role", "model") else "right", overflow="fold")
     usage = data["usage"]
     for r in usage["rows"]:
-        table.add_row(r["role"], r["model"], f"{r['calls']:,}", f"{r['cached']:,}", f"{r['prompt_tokens']:,}",
-                      f"{r['completion_tokens']:,}", f"{r['cost_usd']:.4f}")
+        table.add_row(r.role, r.model, f"{r.calls:,}", f"{r.cached:,}", f"{r.prompt_tokens:,}",
+                      f"{r.completion_tokens:,}", f"{r.cost_usd:.4f}")
     t = usage["totals"]
     if usage["rows"]:
         table.add_row("[bold]total[/]", "", f"{t['calls']:,}", f"{t['cached']:,}", f"{t['prompt_tokens']:,}",
@@ -278,4 +255,6 @@ def print_status(run_dir: str | Path, console: Any = None) -> dict[str, Any]:
     console.print(_counts_table(data))
     console.print(_usage_table(data))
     console.print(_failures_text(data))
+    for note in data["notes"]:
+        console.print(Text(note, style="yellow"))
     return data

@@ -12,57 +12,27 @@ from __future__ import annotations
 import asyncio
 import random
 import re
-from typing import AsyncIterator, Iterable, Literal, Sequence
+from typing import AsyncIterator, Iterable, Sequence
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
-
+from charter.concurrency import bounded_map
 from charter.constitutions.schema import Constitution, Principle
-from charter.errors import CharterError
-from charter.providers.base import ChatModel, Messages, SamplingParams
+from charter.errors import CharterError, ConfigError
+from charter.messages import render_conversation
+from charter.preference.config import JudgeSettings
+from charter.providers.base import ChatModel, Messages
+from charter.records import Failure, Judgment, Message, Pair, Vote, fingerprint
 
 OPTIONS = ("A", "B")
-
-
-class JudgeSettings(BaseModel):
-    """How the judge compares two responses."""
-
-    model_config = ConfigDict(extra="forbid")
-    mode: Literal["logprobs", "cot", "verdict"] = "logprobs"
-    """`logprobs`: option-token probabilities; `cot`: reasoning then a verdict; `verdict`: one letter."""
-    orders: Literal["both", "one"] = "both"
-    """Evaluate each comparison with the responses in both orders (position bias cancels) or one."""
-    principles_per_pair: int = Field(default=1, ge=1)
-    """Ensemble size: principles sampled per pair (by weight, seeded, without replacement)."""
-    principles: list[str] | None = None
-    """Fixed principle ids to use for every pair instead of sampling."""
-    clamp: tuple[float, float] = (0.4, 0.6)
-    """Range each chain-of-thought vote is clamped into (loser, winner)."""
-    max_retries: int = Field(default=2, ge=0)
-    """Re-asks (with a new seed) on unparseable output before recording a failure."""
-    params: SamplingParams | None = None
-    """Sampling for `cot`/`verdict` (default: greedy; 512 tokens for cot, 8 for verdict)."""
-
-    @model_validator(mode="after")
-    def _check_clamp(self) -> "JudgeSettings":
-        low, high = self.clamp
-        if not 0 <= low <= 0.5 <= high <= 1:
-            raise ValueError("clamp must satisfy 0 <= low <= 0.5 <= high <= 1")
-        return self
-
-    def sampling(self) -> SamplingParams:
-        if self.params is not None:
-            return self.params
-        return SamplingParams(temperature=0.0, max_tokens=512 if self.mode == "cot" else 8, seed=0)
+#: Bumped whenever the comparison prompt's wording changes: it is part of every judgment's fingerprint.
+PROMPT_FORMAT = 1
 
 
 class JudgeParseError(CharterError):
     """The judge's answer named neither option."""
 
-
-def render_conversation(prompt: Messages) -> str:
-    """The conversation as Human/Assistant turns (system messages left out)."""
-    names = {"user": "Human", "assistant": "Assistant"}
-    return "\n\n".join(f"{names[m['role']]}: {m['content']}" for m in prompt if m["role"] in names)
+    def __init__(self, message: str, raw: str | None = None, attempts: int = 1) -> None:
+        super().__init__(message)
+        self.raw, self.attempts = raw, attempts
 
 
 _INSTRUCTIONS = {
@@ -75,7 +45,20 @@ _INSTRUCTIONS = {
 }
 
 
-def comparison_prompt(prompt: Messages, first: str, second: str, principle: Principle, mode: str) -> Messages:
+def judge_fingerprint(settings: JudgeSettings, model: str, constitution: Constitution, seed: int) -> str:
+    """The fingerprint of everything that shapes a judgment: model, mode, orders, ensemble, prompt format,
+    and for `cot`/`verdict` the sampling, retries and (cot) clamp."""
+    data: dict = {"stage": "judge", "model": model, "constitution": constitution.hash, "seed": seed,
+                  "mode": settings.mode, "orders": settings.orders, "prompt_format": PROMPT_FORMAT,
+                  "principles": settings.principles or settings.principles_per_pair}
+    if settings.mode != "logprobs":
+        data.update(params=settings.sampling().model_dump(mode="json"), max_retries=settings.max_retries)
+    if settings.mode == "cot":
+        data["clamp"] = list(settings.clamp)
+    return fingerprint(data)
+
+
+def comparison_prompt(prompt: list[Message], first: str, second: str, principle: Principle, mode: str) -> Messages:
     """The multiple-choice question for one principle and one presentation order."""
     question = principle.comparison.format(
         prompt=render_conversation(prompt), response="", critique="", principle=principle.description
@@ -102,7 +85,7 @@ def parse_verdict(text: str, mode: str) -> str:
         match = _LETTER.match(text.strip())
         if match:
             return match.group(1).upper()
-    raise JudgeParseError(f"judge answer names neither (A) nor (B): {text[:80]!r}")
+    raise JudgeParseError(f"judge answer names neither (A) nor (B): {text[:80]!r}", raw=text)
 
 
 def sample_principles(constitution: Constitution, k: int, rng: random.Random) -> list[str]:
@@ -114,6 +97,18 @@ def sample_principles(constitution: Constitution, k: int, rng: random.Random) ->
         chosen.append(pick.id)
         pool.remove(pick)
     return chosen
+
+
+def principles_for(constitution: Constitution, settings: JudgeSettings, pair_id: str, seed: int) -> list[str]:
+    """The principle ids for a pair: fixed, or sampled with a per-pair seed (stable across resumes; with a
+    larger ensemble the first draws stay the same, so their calls come from the cache)."""
+    if settings.principles:
+        unknown = [p for p in settings.principles if p not in constitution.principle_ids]
+        if unknown:
+            raise ConfigError(f"judge.principles: unknown principle id '{unknown[0]}' (constitution "
+                              f"'{constitution.name}')")
+        return list(settings.principles)
+    return sample_principles(constitution, settings.principles_per_pair, random.Random(f"{seed}:{pair_id}"))
 
 
 class _Asked:
@@ -142,36 +137,7 @@ async def _ask(model: ChatModel, request: Messages, settings: JudgeSettings) -> 
         low, high = settings.clamp if settings.mode == "cot" else (0.0, 1.0)
         p_first = high if letter == "A" else low
         return _Asked(p_first, completion.text, completion.prompt_tokens, completion.completion_tokens)
-    raise JudgeParseError(f"unparseable judge output after {len(raws)} tries") from _RawText(raws[-1])
-
-
-class _RawText(Exception):
-    """Carries the raw text of a failed parse to the failure record."""
-
-
-async def _judge_principle(
-    model: ChatModel, constitution: Constitution, pair: dict, settings: JudgeSettings, principle_id: str
-) -> dict:
-    principle = constitution.principle(principle_id)
-    ab = comparison_prompt(pair["prompt"], pair["a"], pair["b"], principle, settings.mode)
-    asks = [_ask(model, ab, settings)]
-    if settings.orders == "both":
-        ba = comparison_prompt(pair["prompt"], pair["b"], pair["a"], principle, settings.mode)
-        asks.append(_ask(model, ba, settings))
-    answers = await asyncio.gather(*asks)
-    p_ab = answers[0].p_first
-    p_ba = 1.0 - answers[1].p_first if len(answers) > 1 else None
-    p_a = p_ab if p_ba is None else (p_ab + p_ba) / 2
-    return {
-        "principle_id": principle_id,
-        "p_a": p_a,
-        "p_a_ab": p_ab,
-        "p_a_ba": p_ba,
-        "consistent": None if p_ba is None else _same_winner(p_ab, p_ba),
-        "rationale_ab": answers[0].rationale,
-        "rationale_ba": answers[1].rationale if len(answers) > 1 else None,
-        "_tokens": (sum(a.prompt_tokens for a in answers), sum(a.completion_tokens for a in answers)),
-    }
+    raise JudgeParseError(f"unparseable judge output after {len(raws)} tries", raw=raws[-1], attempts=len(raws))
 
 
 def _same_winner(p_ab: float, p_ba: float) -> bool:
@@ -183,56 +149,51 @@ def _mean(values: Sequence[float]) -> float:
     return sum(values) / len(values)
 
 
-async def judge_pair(
-    model: ChatModel, constitution: Constitution, pair: dict, settings: JudgeSettings, principle_ids: list[str]
-) -> dict:
-    """Judge one pair under each principle (both orders if set); returns a judgment record."""
-    base = {"pair_id": pair["pair_id"], "mode": settings.mode, "orders": settings.orders,
+async def _judge_principle(model: ChatModel, constitution: Constitution, pair: Pair, settings: JudgeSettings,
+                           principle_id: str) -> tuple[Vote, int, int]:
+    principle = constitution.principle(principle_id)
+    asks = [_ask(model, comparison_prompt(pair.prompt, pair.a, pair.b, principle, settings.mode), settings)]
+    if settings.orders == "both":
+        asks.append(_ask(model, comparison_prompt(pair.prompt, pair.b, pair.a, principle, settings.mode), settings))
+    answers = await asyncio.gather(*asks)
+    p_ab = answers[0].p_first
+    p_ba = 1.0 - answers[1].p_first if len(answers) > 1 else None
+    vote = Vote(principle_id=principle_id, p_a=p_ab if p_ba is None else (p_ab + p_ba) / 2, p_a_ab=p_ab, p_a_ba=p_ba,
+                consistent=None if p_ba is None else _same_winner(p_ab, p_ba), rationale_ab=answers[0].rationale,
+                rationale_ba=answers[1].rationale if len(answers) > 1 else None)
+    return vote, sum(a.prompt_tokens for a in answers), sum(a.completion_tokens for a in answers)
+
+
+async def judge_pair(model: ChatModel, constitution: Constitution, pair: Pair, settings: JudgeSettings,
+                     principle_ids: list[str], judge_fp: str) -> Judgment:
+    """Judge one pair under each principle (both orders if set); a failed parse is a failed judgment."""
+    base = {"pair_id": pair.pair_id, "fingerprint": judge_fp, "mode": settings.mode, "orders": settings.orders,
             "judge_model": model.model_id, "principle_ids": principle_ids}
     try:
         per = await asyncio.gather(
             *(_judge_principle(model, constitution, pair, settings, pid) for pid in principle_ids)
         )
     except JudgeParseError as exc:
-        raw = exc.__cause__.args[0] if isinstance(exc.__cause__, _RawText) else None
-        return {**base, "status": "failed", "error": str(exc), "raw": raw, "p_a": None, "p_a_ab": None, "p_a_ba": None,
-                "position_consistent": None, "principles": [],
-                "prompt_tokens": 0, "completion_tokens": 0}
-    prompt_tokens = sum(p["_tokens"][0] for p in per)
-    completion_tokens = sum(p["_tokens"][1] for p in per)
-    for p in per:
-        del p["_tokens"]
-    p_ab = _mean([p["p_a_ab"] for p in per])
-    p_ba = None if settings.orders == "one" else _mean([p["p_a_ba"] for p in per])
-    return {
-        **base, "status": "ok", "error": None, "raw": None,
-        "p_a": _mean([p["p_a"] for p in per]),
-        "p_a_ab": p_ab, "p_a_ba": p_ba,
-        "position_consistent": None if p_ba is None else _same_winner(p_ab, p_ba),
-        "principles": per, "prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
-    }
+        failure = Failure(kind="unparseable", message=str(exc), raw=exc.raw, attempts=exc.attempts)
+        return Judgment(**base, status="failed", failure=failure)
+    votes = [vote for vote, _, _ in per]
+    p_ab = _mean([v.p_a_ab for v in votes])
+    p_ba = None if settings.orders == "one" else _mean([v.p_a_ba for v in votes if v.p_a_ba is not None])
+    return Judgment(
+        **base, status="ok", p_a=_mean([v.p_a for v in votes]), p_a_ab=p_ab, p_a_ba=p_ba,
+        position_consistent=None if p_ba is None else _same_winner(p_ab, p_ba), principles=votes,
+        prompt_tokens=sum(t for _, t, _ in per), completion_tokens=sum(t for _, _, t in per),
+    )
 
 
-def principles_for(constitution: Constitution, settings: JudgeSettings, pair_id: str, seed: int) -> list[str]:
-    """The principle ids for a pair: fixed, or sampled with a per-pair seed (stable across resumes)."""
-    if settings.principles:
-        unknown = [p for p in settings.principles if p not in constitution.principle_ids]
-        if unknown:
-            raise CharterError(f"judge.principles: unknown principle id '{unknown[0]}'")
-        return list(settings.principles)
-    return sample_principles(constitution, settings.principles_per_pair, random.Random(f"{seed}:{pair_id}"))
+async def judge_many(model: ChatModel, constitution: Constitution, pairs: Iterable[Pair], settings: JudgeSettings,
+                     seed: int = 0, concurrency: int = 64) -> AsyncIterator[Judgment]:
+    """Judge pairs concurrently; yields judgments as they finish (not in input order)."""
+    judge_fp = judge_fingerprint(settings, model.model_id, constitution, seed)
 
+    async def one(pair: Pair) -> Judgment:
+        ids = principles_for(constitution, settings, pair.pair_id, seed)
+        return await judge_pair(model, constitution, pair, settings, ids, judge_fp)
 
-async def judge_many(
-    model: ChatModel, constitution: Constitution, pairs: Iterable[dict], settings: JudgeSettings,
-    seed: int = 0, concurrency: int = 64,
-) -> AsyncIterator[dict]:
-    """Judge pairs concurrently; yields judgment records as they finish (not in input order)."""
-    from charter.pipeline.concurrency import bounded_map
-
-    async def one(pair: dict) -> dict:
-        return await judge_pair(model, constitution, pair, settings, principles_for(constitution, settings,
-                                                                                    pair["pair_id"], seed))
-
-    async for record in bounded_map(one, pairs, concurrency):
-        yield record
+    async for judgment in bounded_map(one, pairs, concurrency):
+        yield judgment

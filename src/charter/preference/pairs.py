@@ -1,63 +1,78 @@
-"""Pair construction: initial response vs final revision, and k policy samples."""
+"""Pair construction: initial response vs final revision, and k policy samples.
+
+A pair's id is its prompt, kind and a hash of its two texts: the same two responses are the same pair
+(and keep their human labels) whatever settings produced them; different texts are a different pair.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import itertools
 import random
 
 from charter.constitutions.schema import Constitution
-from charter.critique.chain import policy_messages
-from charter.providers.base import ChatModel, Messages, SamplingParams
+from charter.messages import with_system
+from charter.providers.base import ChatModel, SamplingParams
+from charter.records import Chain, Message, Pair, Sample, fingerprint
 
 
-def _ordered(seed: int, pair_id: str, first: tuple[str, str], second: tuple[str, str]) -> tuple:
-    """Put the two (source, text) responses in a seeded random a/b order, so `a` carries no meaning."""
-    if random.Random(f"{seed}:{pair_id}:order").random() < 0.5:
+def pair_id_for(prompt_id: str, kind: str, first: str, second: str) -> str:
+    """`PROMPT:KIND:HASH` where HASH depends on the two texts only (not on their order)."""
+    digest = hashlib.sha256("\x00".join(sorted((first, second))).encode()).hexdigest()[:10]
+    return f"{prompt_id}:{kind}:{digest}"
+
+
+def _ordered(pair_id: str, first: tuple[str, str], second: tuple[str, str]) -> tuple:
+    """Put the two (source, text) responses in a pseudo-random a/b order seeded by the pair id, so `a`
+    carries no meaning and a pair id always means the same a and b (human labels are in a/b terms)."""
+    if random.Random(f"{pair_id}:order").random() < 0.5:
         return first, second
     return second, first
 
 
-def revision_pair(chain: dict, seed: int) -> dict | None:
+def revision_pair(chain: Chain) -> Pair | None:
     """Initial response vs final revision; None when the revision is identical to the response."""
-    if chain["initial"].strip() == chain["final"].strip():
+    if chain.initial.strip() == chain.final.strip():
         return None
-    pair_id = f"{chain['prompt_id']}:rev"
-    (a_src, a), (b_src, b) = _ordered(seed, pair_id, ("initial", chain["initial"]), ("revision", chain["final"]))
-    models = {"initial": chain["policy_model"], "revision": chain["critic_model"]}
-    return {
-        "pair_id": pair_id, "prompt_id": chain["prompt_id"], "kind": "revision", "prompt": chain["prompt"],
-        "a": a, "b": b, "a_source": a_src, "b_source": b_src, "a_model": models[a_src], "b_model": models[b_src],
-        "principle_ids": chain.get("principle_ids", []),
-    }
+    pair_id = pair_id_for(chain.prompt_id, "rev", chain.initial, chain.final)
+    (a_src, a), (b_src, b) = _ordered(pair_id, ("initial", chain.initial), ("revision", chain.final))
+    models = {"initial": chain.policy_model, "revision": chain.critic_model}
+    return Pair(pair_id=pair_id, prompt_id=chain.prompt_id, kind="revision", prompt=chain.prompt, a=a, b=b,
+                a_source=a_src, b_source=b_src, a_model=models[a_src], b_model=models[b_src],
+                principle_ids=chain.principle_ids, source_fingerprint=chain.fingerprint)
 
 
-async def policy_samples(policy: ChatModel, constitution: Constitution, prompt_id: str, prompt: Messages,
-                         k: int, params: SamplingParams) -> list[dict]:
+def samples_fingerprint(constitution: Constitution, policy: str, params: SamplingParams, k: int) -> str:
+    """The fingerprint of k policy samples: model, sampling (with the samples' temperature), k."""
+    return fingerprint({"stage": "samples", "constitution": constitution.hash, "policy": policy, "k": k,
+                        "params": params.model_dump(mode="json")})
+
+
+async def policy_samples(policy: ChatModel, constitution: Constitution, prompt_id: str, prompt: list[Message],
+                         k: int, params: SamplingParams, samples_fp: str) -> list[Sample]:
     """k samples of the policy's answer; the seed tells them apart (and makes them cacheable)."""
-    request = policy_messages(constitution, prompt)
+    request = with_system(prompt, constitution.system_prompt)
     base = params.seed or 0
     calls = [policy.generate([request], params.model_copy(update={"seed": base + i})) for i in range(k)]
     completions = [batch[0] for batch in await asyncio.gather(*calls)]
-    return [
-        {"prompt_id": prompt_id, "sample_idx": i, "text": c.text.strip(), "model": c.model,
-         "prompt_tokens": c.prompt_tokens, "completion_tokens": c.completion_tokens}
-        for i, c in enumerate(completions)
-    ]
+    return [Sample(prompt_id=prompt_id, sample_idx=i, text=c.text.strip(), model=c.model,
+                   prompt_tokens=c.prompt_tokens, completion_tokens=c.completion_tokens, fingerprint=samples_fp)
+            for i, c in enumerate(completions)]
 
 
-def sample_pairs(prompt_id: str, prompt: Messages, samples: list[dict], seed: int) -> list[dict]:
+def sample_pairs(prompt_id: str, prompt: list[Message], samples: list[Sample]) -> list[Pair]:
     """All pairs of distinct samples (identical texts are not compared)."""
     pairs = []
     for left, right in itertools.combinations(samples, 2):
-        if left["text"] == right["text"]:
+        if left.text == right.text:
             continue
-        pair_id = f"{prompt_id}:s{left['sample_idx']}-s{right['sample_idx']}"
-        first = (f"sample:{left['sample_idx']}", left["text"])
-        second = (f"sample:{right['sample_idx']}", right["text"])
-        (a_src, a), (b_src, b) = _ordered(seed, pair_id, first, second)
-        pairs.append({
-            "pair_id": pair_id, "prompt_id": prompt_id, "kind": "samples", "prompt": prompt,
-            "a": a, "b": b, "a_source": a_src, "b_source": b_src, "a_model": left["model"], "b_model": right["model"],
-        })
+        pair_id = pair_id_for(prompt_id, f"s{left.sample_idx}-s{right.sample_idx}", left.text, right.text)
+        first = (f"sample:{left.sample_idx}", left.text)
+        second = (f"sample:{right.sample_idx}", right.text)
+        (a_src, a), (b_src, b) = _ordered(pair_id, first, second)
+        models = {first[0]: left.model, second[0]: right.model}
+        pairs.append(Pair(pair_id=pair_id, prompt_id=prompt_id, kind="samples", prompt=prompt, a=a, b=b,
+                          a_source=a_src, b_source=b_src, a_model=models[a_src], b_model=models[b_src],
+                          source_fingerprint=left.fingerprint))
     return pairs

@@ -10,12 +10,11 @@ import asyncio
 import os
 from typing import Any, Sequence
 
-from charter.errors import ConfigError, MissingAPIKey, MissingExtra
+from charter.errors import MissingAPIKey, MissingExtra
 from charter.providers.base import Completion, Limits, Messages, SamplingParams, SDKChatModel
 from charter.providers.limits import Limiter, estimate_tokens, gather_all
 
 KEY_VARIABLE = "ANTHROPIC_API_KEY"
-OPTIONS = ("base_url", "extra_body", "sampling_params")
 
 
 def _sdk() -> Any:
@@ -46,11 +45,6 @@ class AnthropicModel(SDKChatModel):
 
     def __init__(self, name: str, limits: Limits | None = None, **options: Any) -> None:
         super().__init__(name)
-        unknown = sorted(set(options) - set(OPTIONS))
-        if unknown:
-            raise ConfigError(
-                f"model option '{unknown[0]}' is not known to the anthropic provider (known: {', '.join(OPTIONS)})"
-            )
         self.limits = limits or Limits()
         self.base_url: str | None = options.get("base_url")
         self.extra_body: dict[str, Any] = dict(options.get("extra_body") or {})

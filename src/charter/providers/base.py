@@ -18,7 +18,7 @@ Messages = list[dict[str, str]]
 class SamplingParams(BaseModel):
     """How to sample. Part of the cache key: change one and the call is made anew."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
     temperature: float = Field(default=0.7, ge=0)
     """Sampling temperature; 0 means greedy."""
     top_p: float = Field(default=1.0, gt=0, le=1)
@@ -34,7 +34,7 @@ class SamplingParams(BaseModel):
 class Limits(BaseModel):
     """Rate limits, retries and timeouts for one model; shared by all remote providers."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
     concurrency: int = Field(default=16, gt=0)
     """Requests in flight at once."""
     requests_per_minute: float | None = Field(default=None, gt=0)

@@ -14,13 +14,13 @@ import asyncio
 import email.utils
 import logging
 import random
-import re
 import time
 from typing import Any, Awaitable, Callable, Iterable, NoReturn, TypeVar
 
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt, wait_exponential_jitter
 
 from charter.errors import ProviderError
+from charter.redaction import redact
 from charter.providers.base import Limits
 
 log = logging.getLogger("charter.providers")
@@ -29,17 +29,6 @@ T = TypeVar("T")
 
 #: HTTP statuses worth another try: request timeout, conflict (a lock), rate limit, any server error.
 RETRYABLE_STATUS = frozenset({408, 409, 429})
-
-_KEY_PATTERN = re.compile(r"\b(sk-[A-Za-z0-9_\-]{4})[A-Za-z0-9_\-]{4,}")
-
-
-def redact(text: str, secrets: Iterable[str] = ()) -> str:
-    """`text` with every known secret, and anything shaped like an `sk-...` key, masked."""
-    for secret in secrets:
-        if secret and len(secret) >= 6:
-            text = text.replace(secret, "***")
-    return _KEY_PATTERN.sub(r"\1***", text)
-
 
 def status_of(exc: BaseException) -> int | None:
     """The HTTP status an SDK error carries (both SDKs put it on `status_code`), if any."""

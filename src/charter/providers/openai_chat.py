@@ -13,7 +13,7 @@ import math
 import os
 from typing import Any, Awaitable, Sequence
 
-from charter.errors import ConfigError, LogprobsUnsupported, MissingAPIKey, MissingExtra, ProviderError
+from charter.errors import LogprobsUnsupported, MissingAPIKey, MissingExtra, ProviderError
 from charter.providers.base import (
     ChoiceProbs, Completion, Limits, Messages, SamplingParams, SDKChatModel, normalise,
 )
@@ -23,7 +23,6 @@ KEY_VARIABLE = "OPENAI_API_KEY"
 #: What a compatible server gets when no key is set: vLLM and llama.cpp accept anything.
 PLACEHOLDER_KEY = "EMPTY"
 TOP_LOGPROBS = 20
-OPTIONS = ("extra_body",)
 
 
 def _sdk() -> Any:
@@ -54,11 +53,6 @@ class OpenAIModel(SDKChatModel):
         **options: Any,
     ) -> None:
         super().__init__(name)
-        unknown = sorted(set(options) - set(OPTIONS))
-        if unknown:
-            raise ConfigError(
-                f"model option '{unknown[0]}' is not known to the openai provider (known: {', '.join(OPTIONS)})"
-            )
         if compatible:
             self.provider = "openai-compatible"  # type: ignore[misc]
         self.base_url, self.compatible = base_url, compatible

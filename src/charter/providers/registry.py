@@ -6,13 +6,22 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from charter.errors import UnknownModel
+from charter.errors import ConfigError, UnknownModel
 from charter.providers.base import ChatModel, Limits
 from charter.providers.cache import CallCache
 from charter.providers.managed import ManagedModel
 from charter.providers.usage import UsageMeter
 
 PROVIDERS = ("openai", "anthropic", "openai-compatible", "local", "scripted")
+
+#: The backend options each provider accepts (a role's `options:`).
+OPTIONS: dict[str, tuple[str, ...]] = {
+    "openai": ("extra_body",),
+    "openai-compatible": ("extra_body",),
+    "anthropic": ("base_url", "extra_body", "sampling_params"),
+    "local": ("batch_size", "device", "dtype", "cache_dir", "max_length"),
+    "scripted": ("latency_s",),
+}
 
 
 @dataclass(frozen=True)
@@ -41,9 +50,22 @@ def parse_model_string(spec: str) -> ModelSpec:
     return ModelSpec(provider, rest)
 
 
+def unknown_option(provider: str, options: dict[str, Any]) -> str | None:
+    """A one-line message for the first option `provider` does not accept, or None."""
+    known = OPTIONS.get(provider, ())
+    unknown = sorted(set(options) - set(known))
+    if not unknown:
+        return None
+    accepted = ", ".join(known) if known else "none"
+    return f"model option '{unknown[0]}' is not known to the {provider} provider (accepted: {accepted})"
+
+
 def create_backend(spec: str | ModelSpec, limits: Limits | None = None, **options: Any) -> ChatModel:
     """The bare backend for a model string (no cache, no meter). SDKs are imported lazily."""
     parsed = spec if isinstance(spec, ModelSpec) else parse_model_string(spec)
+    message = unknown_option(parsed.provider, options)
+    if message:
+        raise ConfigError(message)
     limits = limits or Limits()
     if parsed.provider == "scripted":
         from charter.providers.scripted import ScriptedModel

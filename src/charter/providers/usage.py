@@ -9,12 +9,13 @@ from dataclasses import dataclass
 from pydantic import BaseModel, ConfigDict, Field
 
 from charter.errors import BudgetExceeded
+from charter.records import UsageRow
 
 
 class Price(BaseModel):
     """USD per million tokens."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
     input: float = Field(default=0.0, ge=0)
     """Per million prompt tokens."""
     output: float = Field(default=0.0, ge=0)
@@ -24,7 +25,7 @@ class Price(BaseModel):
 class Budget(BaseModel):
     """Caps that stop a run cleanly with `BudgetExceeded`, keeping everything done so far."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
     max_cost_usd: float | None = Field(default=None, ge=0)
     """Stop once the priced cost reaches this."""
     max_tokens: int | None = Field(default=None, ge=0)
@@ -86,8 +87,6 @@ class UsageMeter:
         if cap.max_tokens is not None and tokens >= cap.max_tokens:
             raise BudgetExceeded(f"budget reached: {tokens} of {cap.max_tokens} tokens; what is done is kept")
 
-    def rows(self) -> list[dict]:
-        """One dict per (role, model) for reports and the run store."""
-        return [
-            {"role": role, "model": model, **vars(t)} for (role, model), t in sorted(self.tallies.items())
-        ]
+    def rows(self) -> list[UsageRow]:
+        """One row per (role, model) for reports and the run store."""
+        return [UsageRow(role=role, model=model, **vars(t)) for (role, model), t in sorted(self.tallies.items())]

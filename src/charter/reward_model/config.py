@@ -13,7 +13,7 @@ from charter.reward_model.data import MarginSource
 class LoraSettings(BaseModel):
     """LoRA through peft: train small adapters instead of every weight."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
     r: int = Field(default=16, gt=0)
     """Adapter rank."""
     alpha: int = Field(default=32, gt=0)
@@ -27,9 +27,10 @@ class LoraSettings(BaseModel):
 class RewardModelConfig(BaseModel):
     """Train a reward model with TRL's RewardTrainer on a preference dataset."""
 
-    model_config = ConfigDict(extra="forbid")
-    dataset: str
-    """A run directory (its data/preferences.parquet), a .parquet/.jsonl file, or a Hub dataset name."""
+    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
+    dataset: str | None = None
+    """A run directory (its data/preferences.parquet), a .parquet/.jsonl file, or a Hub dataset name. Required,
+    except in a run config, where it is that run."""
     dataset_split: str = "train"
     """Split to load when `dataset` is a Hub dataset name."""
     model: str = "minilm-l6"

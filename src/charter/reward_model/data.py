@@ -11,8 +11,10 @@ import math
 from pathlib import Path
 from typing import Any, Literal
 
-from charter.errors import DatasetError
-from charter.jsonl import read_jsonl
+from charter import messages, tables
+from charter.errors import ConfigError, DatasetError
+from charter.records import as_dicts
+from charter.runs.files import RunFiles
 
 REQUIRED = ("prompt", "chosen", "rejected")
 FORMAT_HINT = (
@@ -23,13 +25,12 @@ MarginSource = Literal["off", "margin", "logit"]
 
 
 def resolve_source(source: str | Path) -> tuple[str, Path | None]:
-    """Where a dataset comes from: ("file", path), ("hub", None); a run directory becomes its preference file."""
+    """Where a dataset comes from: ("run", run dir), ("file", path) or ("hub", None)."""
     path = Path(source)
     if path.is_dir():
-        for name in ("preferences.parquet", "preferences.jsonl"):
-            if (path / "data" / name).exists():
-                return "file", path / "data" / name
-        raise DatasetError(f"{path}: no data/preferences.parquet or data/preferences.jsonl in this run directory")
+        if RunFiles.is_run_dir(path) and RunFiles(path).has_dataset("preferences"):
+            return "run", path
+        raise DatasetError(f"{path}: not a run directory with data/preferences.parquet or .jsonl")
     if path.suffix in (".parquet", ".jsonl", ".json"):
         if not path.exists():
             raise DatasetError(f"{path}: file not found")
@@ -39,12 +40,19 @@ def resolve_source(source: str | Path) -> tuple[str, Path | None]:
     raise DatasetError(f"{source}: not a run directory, a .parquet/.jsonl file or a Hub dataset name (owner/name)")
 
 
+def require_dataset(config: Any) -> str:
+    """A training config's dataset; it may only be left out inside a run config (the run fills it in)."""
+    if not config.dataset:
+        raise ConfigError("dataset: required (a run directory, a .parquet/.jsonl file or a Hub dataset name)")
+    return str(config.dataset)
+
+
 def run_dir_of(source: str | Path) -> Path | None:
     """The run directory a dataset source points into, if any."""
     path = Path(source)
-    if path.is_dir() and (path / "data").is_dir():
+    if path.is_dir() and RunFiles.is_run_dir(path):
         return path
-    if path.is_file() and path.parent.name == "data" and (path.parent.parent / "run.sqlite").exists():
+    if path.is_file() and path.parent.name == "data" and RunFiles.is_run_dir(path.parent.parent):
         return path.parent.parent
     return None
 
@@ -55,20 +63,7 @@ def read_rows(source: str | Path, split: str = "train") -> list[dict[str, Any]]:
     if kind == "hub":
         return _read_hub(str(source), split)
     assert path is not None
-    return _read_parquet(path) if path.suffix == ".parquet" else _read_jsonl(path)
-
-
-def _read_parquet(path: Path) -> list[dict[str, Any]]:
-    import pyarrow.parquet as pq
-
-    try:
-        return pq.read_table(path).to_pylist()
-    except Exception as exc:  # pyarrow raises several types for a corrupt file
-        raise DatasetError(f"{path}: not a readable parquet file ({type(exc).__name__}: {exc})") from None
-
-
-def _read_jsonl(path: Path) -> list[dict[str, Any]]:
-    return read_jsonl(path, DatasetError)
+    return RunFiles(path).dataset_rows("preferences") if kind == "run" else tables.read_rows(path)
 
 
 def _read_hub(name: str, split: str) -> list[dict[str, Any]]:
@@ -80,11 +75,9 @@ def _read_hub(name: str, split: str) -> list[dict[str, Any]]:
         raise DatasetError(f"Hub dataset {name} (split {split}) could not be loaded: {type(exc).__name__}") from None
 
 
-def as_messages(value: Any, role: str) -> list[dict[str, str]]:
-    """A message list from a message list or a plain string."""
-    if isinstance(value, str):
-        return [{"role": role, "content": value}]
-    return [{"role": str(m["role"]), "content": str(m["content"])} for m in value]
+def message_dicts(value: Any, role: str, where: str = "dataset") -> list[dict[str, str]]:
+    """A message list (as dicts, for TRL) from a message list or a plain string."""
+    return as_dicts(messages.as_messages(value, where, role=role))
 
 
 def check_columns(rows: list[dict[str, Any]], source: str | Path, extra: tuple[str, ...] = ()) -> None:
@@ -126,11 +119,12 @@ def to_training_rows(
     if margin == "margin" and "margin" not in rows[0] and "p_chosen" not in rows[0]:
         raise DatasetError(f"{source}: margin: margin needs a margin or p_chosen column; {FORMAT_HINT}")
     out = []
-    for row in rows:
+    for index, row in enumerate(rows):
+        where = f"{source}: row {index}"
         item = {
-            "prompt": as_messages(row["prompt"], "user"),
-            "chosen": as_messages(row["chosen"], "assistant"),
-            "rejected": as_messages(row["rejected"], "assistant"),
+            "prompt": message_dicts(row["prompt"], "user", f"{where}: prompt"),
+            "chosen": message_dicts(row["chosen"], "assistant", f"{where}: chosen"),
+            "rejected": message_dicts(row["rejected"], "assistant", f"{where}: rejected"),
         }
         if margin != "off":
             item["margin"] = margin_of(row, margin, margin_scale, calibrated)

@@ -9,6 +9,8 @@ from typing import Any, Sequence
 
 from charter.errors import TrainingError
 from charter.reward_model import common, data
+from charter.reward_model.data import require_dataset
+from charter.runs.files import RunFiles
 from charter.reward_model.config import RewardModelConfig
 from charter.reward_model.evaluate import RewardScorer, accuracy, distribution, histogram
 
@@ -19,8 +21,8 @@ def output_dir_for(config: RewardModelConfig) -> Path:
     """The configured output folder, or RUN_DIR/reward_model, or ./reward_model."""
     if config.output_dir is not None:
         return Path(config.output_dir)
-    run_dir = data.run_dir_of(config.dataset)
-    return run_dir / "reward_model" if run_dir else Path("reward_model")
+    run_dir = data.run_dir_of(require_dataset(config))
+    return RunFiles(run_dir).reward_model_dir if run_dir else Path("reward_model")
 
 
 def load_backbone(config: RewardModelConfig) -> tuple[Any, Any]:
@@ -78,7 +80,7 @@ def train_reward_model(
     """
     config = config if isinstance(config, RewardModelConfig) else RewardModelConfig.model_validate(config)
     out = output_dir_for(config)
-    rows = data.read_rows(config.dataset, config.dataset_split)
+    rows = data.read_rows(require_dataset(config), config.dataset_split)
     train_rows_raw, held_raw = data.split_rows(rows, config.eval_fraction, config.seed)
     train_rows = data.to_training_rows(train_rows_raw, config.dataset, config.margin, config.margin_scale,
                                        config.use_calibrated)

@@ -1,0 +1,151 @@
+"""The agreement summary as a typed record: what `charter agreement` stores (meta `agreement`), writes to
+report/agreement.md, and what the gate and the dataset card read."""
+
+from __future__ import annotations
+
+from pydantic import Field
+
+from charter.records import Record
+from charter.runs.store import RunStore
+
+
+class Figure(Record):
+    """A point estimate with its 95% bootstrap interval and the number of observations it rests on."""
+
+    value: float | None = None
+    """The estimate; null when undefined (too few or one-sided labels)."""
+    ci: list[float] | None = None
+    """[low, high] of the 95% percentile bootstrap interval over pairs; null when it cannot be had honestly."""
+    n: int = 0
+    """Observations behind the estimate."""
+
+
+class PairwiseFigures(Record):
+    """Agreement and Cohen's kappa of two labelers, with and without ties."""
+
+    agreement: Figure
+    """Raw agreement on decisive labels (ties excluded)."""
+    agreement_with_ties: Figure
+    """Raw agreement, ties as a third category."""
+    kappa: Figure
+    """Cohen's kappa on decisive labels."""
+    kappa_with_ties: Figure
+    """Cohen's kappa, ties as a third category."""
+
+
+class HumanHuman(Record):
+    """Agreement among the human annotators (2 or more)."""
+
+    comparisons: int = 0
+    """Annotator pairs compared on a shared item."""
+    agreement: Figure
+    """Raw agreement on decisive labels."""
+    agreement_with_ties: Figure
+    """Raw agreement with ties."""
+    krippendorff_alpha: Figure
+    """Krippendorff's alpha (nominal)."""
+
+
+class Baselines(Record):
+    """What trivial judges would score against the same human labels."""
+
+    longer_wins: PairwiseFigures
+    """'The longer response is better'."""
+    first_shown_wins: PairwiseFigures
+    """'The response shown first is better'."""
+
+
+class Consistency(Record):
+    """How often the judge's two presentation orders picked the same winner."""
+
+    rate: float | None = None
+    """Share of consistent judgments; null without both-order judgments."""
+    n: int = 0
+    """Judgments in both orders."""
+
+
+class GroupFigures(Record):
+    """Judge-vs-human figures for one group (a principle, a confidence bucket)."""
+
+    labels: int
+    """Labels in the group."""
+    agreement: Figure
+    """Raw agreement, ties excluded."""
+    kappa: Figure
+    """Cohen's kappa, ties excluded."""
+
+
+class Bootstrap(Record):
+    """How the intervals were made."""
+
+    samples: int
+    """Resamples."""
+    seed: int
+    """Seed."""
+    interval: str
+    """Kind of interval."""
+
+
+class CalibrationFit(Record):
+    """The calibration `charter agreement` fitted (or why it did not)."""
+
+    skipped: str | None = None
+    """Why no calibration was fitted; null when one was."""
+    method: str | None = None
+    """platt, temperature or isotonic."""
+    labels: int = 0
+    """Decisive human labels it was fitted on."""
+    ece_before: float | None = None
+    """Expected calibration error of the judge's P(A) on those labels."""
+    ece_after: float | None = None
+    """ECE of the calibrated P(A), in sample."""
+    ece_after_cv: float | None = None
+    """ECE of the calibrated P(A), cross-fitted (out of fold, by pair)."""
+    temperature: float | None = None
+    """The fitted temperature (temperature scaling)."""
+    min_confidence: float | None = None
+    """The calibrated confidence threshold rows are held to in the dataset."""
+    reliability_png: str | None = None
+    """The reliability diagram, relative to the run directory."""
+
+
+class AgreementSummary(Record):
+    """Judge vs human agreement of a run, with 95% bootstrap intervals, baselines and breakdowns."""
+
+    computed_at: str
+    """When (ISO 8601, UTC)."""
+    judge_fingerprint: str | None = None
+    """The judge settings whose judgments were compared."""
+    sampled_pairs: int
+    """Pairs in the spot-check sample."""
+    labels: int
+    """Labels, skips included."""
+    skips: int
+    """Skipped pairs."""
+    labeled_pairs: int
+    """Pairs with at least one non-skip label."""
+    annotators: list[str]
+    """Who labeled."""
+    judge_vs_human: PairwiseFigures
+    """The judge against the human labels."""
+    human_human: HumanHuman | None = None
+    """Humans against each other (2+ annotators)."""
+    baselines: Baselines
+    """Trivial judges against the same labels."""
+    position_consistency: Consistency
+    """The judge's position consistency on the labeled pairs."""
+    by_principle: dict[str, GroupFigures] = Field(default_factory=dict)
+    """Per principle."""
+    by_confidence: dict[str, GroupFigures] = Field(default_factory=dict)
+    """Per judge-confidence bucket."""
+    bootstrap: Bootstrap
+    """How the intervals were made."""
+    judge_tie_band: float = 0.0
+    """|P(A) - 0.5| at or below which the judge counts as saying tie."""
+    calibration: CalibrationFit | None = None
+    """The calibration fitted from these labels."""
+
+
+def stored_summary(store: RunStore) -> AgreementSummary | None:
+    """The latest agreement summary of a run, if `charter agreement` has been run."""
+    return store.meta_record("agreement", AgreementSummary)

@@ -1,0 +1,65 @@
+"""Message helpers shared by every stage: one normaliser of "a string or a message list", rendering."""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+from charter.errors import CharterError, DatasetError
+from charter.records import Message
+
+ROLES = ("system", "user", "assistant")
+
+
+def as_messages(value: Any, where: str, role: str = "user", error: type[CharterError] = DatasetError,
+                allow_empty: bool = False) -> list[Message]:
+    """A string (one message with `role`) or a list of `{role, content}` messages, as Message records.
+
+    Raises `error` naming `where` for anything else. An empty value (None, a blank string, no non-blank
+    turn of `role`) is an error too, unless `allow_empty`, which returns [] for it.
+    """
+    if isinstance(value, str):
+        messages = [Message(role=role, content=value)] if value.strip() else []
+    elif isinstance(value, (list, tuple)):
+        messages = [_message(item, i, where, error) for i, item in enumerate(value)]
+    elif value is None:
+        messages = []
+    else:
+        raise error(f"{where}: expected a string or a list of {{role, content}} messages, "
+                    f"not {type(value).__name__}")
+    if not any(m.role == role and m.content.strip() for m in messages):
+        if allow_empty:
+            return []
+        raise error(f"{where}: empty (no {role} message with text)")
+    return messages
+
+
+def _message(item: Any, index: int, where: str, error: type[CharterError]) -> Message:
+    if isinstance(item, Message):
+        return item
+    if hasattr(item, "model_dump"):
+        item = item.model_dump()
+    if not isinstance(item, dict) or "role" not in item or "content" not in item:
+        raise error(f"{where}: message {index} needs 'role' and 'content'")
+    if item["role"] not in ROLES:
+        raise error(f"{where}: message {index} has unknown role '{item['role']}' (use {', '.join(ROLES)})")
+    return Message(role=item["role"], content=str(item["content"]))
+
+
+def last_text(messages: Sequence[Message] | str | None) -> str:
+    """The content of the last message (a response stored as [{assistant}]), or the string itself."""
+    if isinstance(messages, str):
+        return messages
+    return messages[-1].content if messages else ""
+
+
+def render_conversation(messages: Sequence[Message]) -> str:
+    """The conversation as Human/Assistant turns (system messages left out)."""
+    names = {"user": "Human", "assistant": "Assistant"}
+    return "\n\n".join(f"{names[m.role]}: {m.content}" for m in messages if m.role in names)
+
+
+def with_system(messages: Sequence[Message], system_prompt: str | None) -> list[dict[str, str]]:
+    """The request a policy sees: `system_prompt` first unless the conversation has its own system turn."""
+    head = [{"role": "system", "content": system_prompt}] if system_prompt and not any(
+        m.role == "system" for m in messages) else []
+    return head + [{"role": m.role, "content": m.content} for m in messages]

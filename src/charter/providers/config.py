@@ -1,0 +1,45 @@
+"""A model role in a config (`policy:`, `critic:`, `judge:` ...): the model, its sampling, limits and options."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import Field, model_validator
+
+from charter.errors import CharterError
+from charter.providers.base import Limits, SamplingParams
+from charter.providers.registry import OPTIONS, parse_model_string, unknown_option
+from charter.yamlio import ConfigModel, LocatedValueError
+
+DEFAULT_MODEL = "local:smollm2-135m-instruct"
+
+
+class RoleConfig(ConfigModel):
+    """One model role. A plain string in YAML is taken as `model`."""
+
+    model: str = DEFAULT_MODEL
+    """Model string: openai:M, anthropic:M, openai-compatible:M@URL, local:NAME_OR_PATH, scripted:NAME."""
+    params: SamplingParams = SamplingParams()
+    """Sampling parameters for this role."""
+    limits: Limits = Limits()
+    """Concurrency, rate limits, retries and timeout for this role's model."""
+    options: dict[str, Any] = Field(default_factory=dict)
+    """Backend options: `batch_size`, `device`, `dtype`, `max_length` (local); `extra_body` (openai);
+    `base_url`, `extra_body`, `sampling_params` (anthropic); `latency_s` (scripted)."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_string(cls, value: Any) -> Any:
+        return {"model": value} if isinstance(value, str) else value
+
+    @model_validator(mode="after")
+    def _known_options(self) -> "RoleConfig":
+        try:
+            provider = parse_model_string(self.model).provider
+        except CharterError as exc:
+            raise LocatedValueError(str(exc), ("model",)) from None
+        message = unknown_option(provider, self.options)
+        if message:
+            bad = sorted(set(self.options) - set(OPTIONS.get(provider, ())))[0]
+            raise LocatedValueError(message, ("options", bad))
+        return self

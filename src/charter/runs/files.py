@@ -1,0 +1,152 @@
+"""The one owner of a run directory's files: every read and write of data/*, report/*, config.yaml and
+constitution.yaml goes through `RunFiles`, so every part of charter reads them by the same rules.
+
+```
+RUN_DIR/
+  run.sqlite                        the run store (charter.runs.store)
+  config.yaml, constitution.yaml    the run config and constitution in effect
+  data/preferences.{parquet,jsonl}  PreferenceRow rows (TRL conversational format)
+  data/sft.{parquet,jsonl}          SFTRow rows
+  report/report.{md,html}, *.png    the run report (charter.pipeline.report)
+  report/agreement.md, reliability.png   judge vs humans (charter agreement)
+  report/winrate.{json,md}          the win-rate evaluation
+  reward_model/, dpo/               trained models
+```
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Iterable, Literal
+
+import yaml
+
+from charter.errors import DatasetError
+from charter.records import PreferenceRow, SFTRow
+from charter.runs.store import STORE_FILE
+from charter.tables import arrow_schema, atomic_write, parquet_rows, read_jsonl, read_parquet, write_rows
+
+Dataset = Literal["preferences", "sft"]
+ROW_TYPES: dict[str, type[PreferenceRow] | type[SFTRow]] = {"preferences": PreferenceRow, "sft": SFTRow}
+
+REPORT_MD, REPORT_HTML = "report.md", "report.html"
+AGREEMENT_MD, RELIABILITY_PNG = "agreement.md", "reliability.png"
+WINRATE_JSON = "winrate.json"
+
+
+class RunFiles:
+    """The files of one run directory."""
+
+    def __init__(self, run_dir: str | Path) -> None:
+        self.run_dir = Path(run_dir)
+        self.data_dir = self.run_dir / "data"
+        self.report_dir = self.run_dir / "report"
+
+    @staticmethod
+    def is_run_dir(path: str | Path) -> bool:
+        return (Path(path) / STORE_FILE).is_file()
+
+    # -- datasets ---------------------------------------------------------------------------------------
+    def dataset_path(self, name: Dataset, suffix: str = ".parquet") -> Path:
+        return self.data_dir / f"{name}{suffix}"
+
+    def has_dataset(self, name: Dataset) -> bool:
+        return self.dataset_path(name).exists() or self.dataset_path(name, ".jsonl").exists()
+
+    def write_dataset(self, name: Dataset, rows: Iterable[PreferenceRow | SFTRow]) -> Path:
+        """Write NAME.parquet and NAME.jsonl (atomically, typed columns even when all null); returns the parquet."""
+        kind = ROW_TYPES[name]
+        dicts = [row.to_row() for row in rows]
+        schema = arrow_schema(kind, kind.columns(), kind.JSON_COLUMNS)
+        parquet, _ = write_rows(self.data_dir / name, dicts, schema)
+        return parquet
+
+    def dataset_file(self, name: Dataset) -> Path | None:
+        """The file a dataset is read from: parquet where there is one, else JSONL, else None."""
+        for path in (self.dataset_path(name), self.dataset_path(name, ".jsonl")):
+            if path.exists():
+                return path
+        return None
+
+    def dataset_rows(self, name: Dataset) -> list[dict[str, Any]]:
+        """The rows of a dataset as they lie in the file (parquet preferred, JSONL otherwise); [] if none."""
+        path = self.dataset_file(name)
+        if path is None:
+            return []
+        return read_parquet(path) if path.suffix == ".parquet" else read_jsonl(path)
+
+    def preferences(self) -> list[PreferenceRow]:
+        """data/preferences.* as records; a row that is not one is a one-line error naming it."""
+        return [_typed(PreferenceRow, row, self.dataset_file("preferences"), i)
+                for i, row in enumerate(self.dataset_rows("preferences"))]
+
+    def sft(self) -> list[SFTRow]:
+        """data/sft.* as records."""
+        return [_typed(SFTRow, row, self.dataset_file("sft"), i) for i, row in enumerate(self.dataset_rows("sft"))]
+
+    def dataset_columns(self, name: Dataset, columns: Iterable[str]) -> list[dict[str, Any]] | None:
+        """Only some columns of a dataset (those present), or None without the file: cheap for big sets."""
+        path = self.dataset_path(name)
+        return read_parquet(path, columns) if path.exists() else None
+
+    def dataset_size(self, name: Dataset) -> int | None:
+        return parquet_rows(self.dataset_path(name))
+
+    # -- config and constitution ---------------------------------------------------------------------------
+    def write_config(self, config: dict[str, Any]) -> None:
+        text = yaml.safe_dump(config, sort_keys=False, allow_unicode=True)
+        atomic_write(self.run_dir / "config.yaml", lambda tmp: tmp.write_text(text, encoding="utf-8"))
+
+    def config(self) -> dict[str, Any]:
+        path = self.run_dir / "config.yaml"
+        return (yaml.safe_load(path.read_text(encoding="utf-8")) or {}) if path.exists() else {}
+
+    def write_constitution(self, constitution: Any) -> None:
+        text = yaml.safe_dump(constitution.model_dump(mode="json", exclude_none=True), sort_keys=False,
+                              allow_unicode=True)
+        atomic_write(self.constitution_path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
+
+    @property
+    def constitution_path(self) -> Path:
+        return self.run_dir / "constitution.yaml"
+
+    def constitution_yaml(self) -> str | None:
+        return self.constitution_path.read_text(encoding="utf-8") if self.constitution_path.exists() else None
+
+    # -- report ---------------------------------------------------------------------------------------
+    def report_path(self, name: str) -> Path:
+        self.report_dir.mkdir(parents=True, exist_ok=True)
+        return self.report_dir / name
+
+    def write_report_text(self, name: str, text: str) -> Path:
+        path = self.report_path(name)
+        atomic_write(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
+        return path
+
+    def write_report_json(self, name: str, data: Any) -> Path:
+        return self.write_report_text(name, json.dumps(data, indent=2, ensure_ascii=False, default=str) + "\n")
+
+    def report_text(self, name: str) -> str | None:
+        path = self.report_dir / name
+        return path.read_text(encoding="utf-8") if path.is_file() else None
+
+    # -- trained models ------------------------------------------------------------------------------------
+    @property
+    def reward_model_dir(self) -> Path:
+        return self.run_dir / "reward_model"
+
+    @property
+    def dpo_dir(self) -> Path:
+        return self.run_dir / "dpo"
+
+
+def _typed(kind: type, row: dict[str, Any], path: Path | None, index: int) -> Any:
+    from pydantic import ValidationError
+
+    try:
+        return kind.from_row(row)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        where = ".".join(str(p) for p in err["loc"])
+        raise DatasetError(f"{path}: row {index}: {where}: {err['msg']}") from None

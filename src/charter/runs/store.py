@@ -1,0 +1,372 @@
+"""The run store: one SQLite file per run directory. Every stage writes item by item, so a run can stop
+anywhere (Ctrl-C, kill -9, an exception) and resume without losing or repeating work.
+
+Items are keyed by what they are and by the fingerprint of the settings that made them: a changed
+setting makes new items beside the old ones, and `Fingerprints` (store meta) says which are in effect.
+
+Tables (records as JSON in `record` columns; see charter.records):
+  meta(key, value)                                   run id, config, constitution, fingerprints, dataset
+  prompts(prompt_id, idx, record)                    Prompt, fixed at the first start
+  chains(prompt_id, fingerprint, record)             Chain
+  samples(prompt_id, fingerprint, sample_idx, record) Sample
+  pairs(pair_id, prompt_id, kind, source_fingerprint, record)   Pair (content-addressed id)
+  judgments(pair_id, fingerprint, status, record)    Judgment
+  failures(id, stage, item_id, fingerprint, kind, error, raw, attempts, created_at)
+  stages(stage, status, started_at, finished_at, counts)
+  usage(role, model, calls, cached, prompt_tokens, completion_tokens, cost_usd)
+  config_history(id, changed_at, changes, fingerprints)
+  spot_sample, human_labels, label_events            the human spot checks (charter.runs.labels)
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+import time
+from pathlib import Path
+from typing import Any, Iterable, Iterator, Mapping, TypeVar
+
+from pydantic import BaseModel
+
+from charter.errors import RunStoreError
+from charter.records import (
+    CalibrationMap, Chain, Failure, Fingerprints, Judgment, Pair, Prompt, Record, Sample, UsageRow,
+)
+
+STORE_FILE = "run.sqlite"
+SCHEMA_VERSION = 2
+R = TypeVar("R", bound=BaseModel)
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT);
+CREATE TABLE IF NOT EXISTS prompts (prompt_id TEXT PRIMARY KEY, idx INTEGER, record TEXT);
+CREATE TABLE IF NOT EXISTS chains (prompt_id TEXT, fingerprint TEXT, record TEXT, PRIMARY KEY (prompt_id, fingerprint));
+CREATE TABLE IF NOT EXISTS samples (prompt_id TEXT, fingerprint TEXT, sample_idx INTEGER, record TEXT,
+                                    PRIMARY KEY (prompt_id, fingerprint, sample_idx));
+CREATE TABLE IF NOT EXISTS pairs (pair_id TEXT PRIMARY KEY, prompt_id TEXT, kind TEXT, source_fingerprint TEXT,
+                                  record TEXT);
+CREATE TABLE IF NOT EXISTS judgments (pair_id TEXT, fingerprint TEXT, status TEXT, record TEXT,
+                                      PRIMARY KEY (pair_id, fingerprint));
+CREATE TABLE IF NOT EXISTS failures (id INTEGER PRIMARY KEY AUTOINCREMENT, stage TEXT, item_id TEXT, fingerprint TEXT,
+                                     kind TEXT, error TEXT, raw TEXT, attempts INTEGER, created_at REAL);
+CREATE TABLE IF NOT EXISTS stages (stage TEXT PRIMARY KEY, status TEXT, started_at REAL, finished_at REAL, counts TEXT);
+CREATE TABLE IF NOT EXISTS usage (role TEXT, model TEXT, calls INTEGER, cached INTEGER, prompt_tokens INTEGER,
+                                  completion_tokens INTEGER, cost_usd REAL, PRIMARY KEY (role, model));
+CREATE TABLE IF NOT EXISTS config_history (id INTEGER PRIMARY KEY AUTOINCREMENT, changed_at REAL, changes TEXT,
+                                           fingerprints TEXT);
+CREATE TABLE IF NOT EXISTS spot_sample (
+  pair_id TEXT PRIMARY KEY, principle_id TEXT, confidence_bucket TEXT, shown_order TEXT,
+  position INTEGER, seed INTEGER, created_at REAL);
+CREATE TABLE IF NOT EXISTS human_labels (
+  pair_id TEXT, annotator TEXT, label TEXT CHECK (label IN ('a', 'b', 'tie', 'skip')), shown_order TEXT,
+  created_at REAL, replaced_count INTEGER DEFAULT 0, PRIMARY KEY (pair_id, annotator));
+CREATE TABLE IF NOT EXISTS label_events (
+  id INTEGER PRIMARY KEY AUTOINCREMENT, pair_id TEXT, annotator TEXT, action TEXT, label TEXT,
+  previous TEXT, source TEXT, created_at REAL);
+"""
+
+
+class StoredFailure(Record):
+    """A failure as the store keeps it: which stage and item, under which settings."""
+
+    stage: str
+    item_id: str
+    fingerprint: str | None = None
+    failure: Failure
+
+
+class ConfigChange(Record):
+    """One change of a run's config between two starts."""
+
+    changed_at: float
+    """When the run started with the new config (seconds since the epoch)."""
+    changes: list[dict[str, Any]]
+    """`{key, old, new}` per changed setting (dotted keys)."""
+    fingerprints: Fingerprints
+    """The fingerprints in effect from then on."""
+
+
+class RunStore:
+    """Access to a run directory's SQLite store. Safe for many asyncio tasks in one process."""
+
+    def __init__(self, run_dir: str | Path, create: bool = False) -> None:
+        self.run_dir = Path(run_dir)
+        self.path = self.run_dir / STORE_FILE
+        if not self.path.exists() and not create:
+            raise RunStoreError(f"{self.run_dir}: not a charter run directory (no {STORE_FILE})")
+        fresh = not self.path.exists()
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.RLock()
+        self.db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None, timeout=30)
+        self.db.execute("PRAGMA journal_mode=WAL")
+        self.db.execute("PRAGMA synchronous=NORMAL")
+        self._check_version(fresh)
+        with self._lock:
+            self.db.executescript(SCHEMA)
+        if fresh:
+            self.set_meta(schema_version=SCHEMA_VERSION)
+
+    def _check_version(self, fresh: bool) -> None:
+        if fresh:
+            return
+        tables = {row[0] for row in self.db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        version = None
+        if "meta" in tables:
+            row = self.db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+            version = json.loads(row[0]) if row else None
+        if tables and version != SCHEMA_VERSION:
+            self.db.close()
+            raise RunStoreError(
+                f"{self.path}: made by another version of charter (store schema {version or 1}, this one reads "
+                f"{SCHEMA_VERSION}); start the run in a new output_dir"
+            )
+
+    # -- generic -------------------------------------------------------------------------------
+    def execute(self, sql: str, params: Iterable[Any] | Mapping[str, Any] = ()) -> list[tuple]:
+        """Rows of a query; `params` are positional, or named (`:name`) when a mapping."""
+        with self._lock:
+            bound = params if isinstance(params, Mapping) else tuple(params)
+            return self.db.execute(sql, bound).fetchall()
+
+    def write(self, sql: str, rows: Iterable[Iterable[Any]]) -> None:
+        """Run `sql` for each row in one transaction: all the rows land, or none."""
+        rows = [tuple(r) for r in rows]
+        if rows:
+            self.transaction(lambda db: db.executemany(sql, rows))
+
+    def transaction(self, work: Any) -> Any:
+        """Run `work(connection)` inside one IMMEDIATE transaction; roll back on any exception."""
+        with self._lock:
+            self.db.execute("BEGIN IMMEDIATE")
+            try:
+                result = work(self.db)
+            except BaseException:
+                self.db.execute("ROLLBACK")
+                raise
+            self.db.execute("COMMIT")
+            return result
+
+    def count(self, table: str, where: str = "", params: Iterable[Any] = ()) -> int:
+        return self.execute(f"SELECT COUNT(*) FROM {table} {('WHERE ' + where) if where else ''}", params)[0][0]
+
+    def close(self) -> None:
+        with self._lock:
+            self.db.close()
+
+    def __enter__(self) -> "RunStore":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _records(self, model: type[R], sql: str, params: Iterable[Any] = ()) -> Iterator[R]:
+        for (record,) in self.execute(sql, params):
+            yield model.model_validate_json(record)
+
+    # -- meta ------------------------------------------------------------------------------------
+    def set_meta(self, **values: Any) -> None:
+        """Store JSON values by key (a record is stored as its JSON form)."""
+        def encode(value: Any) -> str:
+            return value.model_dump_json() if isinstance(value, BaseModel) else json.dumps(value, ensure_ascii=False)
+
+        self.write("INSERT OR REPLACE INTO meta VALUES (?, ?)", ((k, encode(v)) for k, v in values.items()))
+
+    def meta(self, key: str, default: Any = None) -> Any:
+        rows = self.execute("SELECT value FROM meta WHERE key = ?", (key,))
+        return json.loads(rows[0][0]) if rows else default
+
+    def meta_record(self, key: str, model: type[R]) -> R | None:
+        """A meta value read back as a record, or None."""
+        rows = self.execute("SELECT value FROM meta WHERE key = ?", (key,))
+        return model.model_validate_json(rows[0][0]) if rows and rows[0][0] != "null" else None
+
+    def run_config(self) -> dict[str, Any]:
+        """The run config in effect, as stored when the run last started (its JSON form)."""
+        return self.meta("config") or {}
+
+    def fingerprints(self) -> Fingerprints | None:
+        """The fingerprints of the settings in effect (None before the first start)."""
+        return self.meta_record("fingerprints", Fingerprints)
+
+    def calibration(self) -> CalibrationMap | None:
+        """The judge calibration fitted by `charter agreement`, if any."""
+        return self.meta_record("calibration", CalibrationMap)
+
+    # -- config history --------------------------------------------------------------------------
+    def record_config(self, config: dict[str, Any], fingerprints: Fingerprints) -> list[dict[str, Any]]:
+        """Store the config a run starts with; returns (and keeps in the history) what changed since the last start."""
+        previous = self.meta("config")
+        changes = diff_settings(previous, config) if previous is not None else []
+        if changes:
+            self.write("INSERT INTO config_history (changed_at, changes, fingerprints) VALUES (?, ?, ?)",
+                       [(time.time(), json.dumps(changes, ensure_ascii=False), fingerprints.model_dump_json())])
+        self.set_meta(config=config, fingerprints=fingerprints)
+        return changes
+
+    def config_history(self) -> list[ConfigChange]:
+        rows = self.execute("SELECT changed_at, changes, fingerprints FROM config_history ORDER BY id")
+        return [ConfigChange(changed_at=at, changes=json.loads(changes), fingerprints=Fingerprints.model_validate_json(fp))
+                for at, changes, fp in rows]
+
+    def older_items(self, fingerprints: Fingerprints) -> dict[str, int]:
+        """How many chains, samples and judgments were made under settings no longer in effect."""
+        return {
+            "chains": self.count("chains", "fingerprint IS NOT ?", (fingerprints.critique,)),
+            "samples": self.execute("SELECT COUNT(DISTINCT prompt_id || fingerprint) FROM samples"
+                                    " WHERE fingerprint IS NOT ?", (fingerprints.samples,))[0][0],
+            "judgments": self.count("judgments", "fingerprint != ?", (fingerprints.judge,)),
+        }
+
+    # -- prompts ---------------------------------------------------------------------------------
+    def put_prompts(self, prompts: Iterable[Prompt]) -> None:
+        """Store the prompt set; ids already stored are kept as they are."""
+        start = self.count("prompts")
+        self.write("INSERT OR IGNORE INTO prompts VALUES (?, ?, ?)",
+                   ((p.prompt_id, start + i, p.model_dump_json()) for i, p in enumerate(prompts)))
+
+    def prompts(self) -> list[Prompt]:
+        return list(self._records(Prompt, "SELECT record FROM prompts ORDER BY idx"))
+
+    # -- chains and samples ------------------------------------------------------------------------
+    def put_chains(self, chains: Iterable[Chain]) -> None:
+        self.write("INSERT OR REPLACE INTO chains VALUES (?, ?, ?)",
+                   ((c.prompt_id, c.fingerprint, c.model_dump_json()) for c in chains))
+
+    def chain(self, prompt_id: str, fingerprint: str) -> Chain | None:
+        return next(self._records(Chain, "SELECT record FROM chains WHERE prompt_id = ? AND fingerprint = ?",
+                                  (prompt_id, fingerprint)), None)
+
+    def chains(self, fingerprint: str | None) -> Iterator[Chain]:
+        """The chains made under `fingerprint`, in prompt order."""
+        yield from self._records(Chain, "SELECT c.record FROM chains c LEFT JOIN prompts p USING (prompt_id)"
+                                        " WHERE c.fingerprint = ? ORDER BY p.idx, c.rowid", (fingerprint,))
+
+    def chain_ids(self, fingerprint: str | None) -> set[str]:
+        return {r[0] for r in self.execute("SELECT prompt_id FROM chains WHERE fingerprint = ?", (fingerprint,))}
+
+    def put_samples(self, samples: Iterable[Sample]) -> None:
+        self.write("INSERT OR REPLACE INTO samples VALUES (?, ?, ?, ?)",
+                   ((s.prompt_id, s.fingerprint, s.sample_idx, s.model_dump_json()) for s in samples))
+
+    def samples(self, prompt_id: str, fingerprint: str) -> list[Sample]:
+        return list(self._records(Sample, "SELECT record FROM samples WHERE prompt_id = ? AND fingerprint = ?"
+                                          " ORDER BY sample_idx", (prompt_id, fingerprint)))
+
+    def sampled_ids(self, fingerprint: str | None, k: int) -> set[str]:
+        """Prompts with all k samples made under `fingerprint`."""
+        rows = self.execute("SELECT prompt_id FROM samples WHERE fingerprint = ? GROUP BY prompt_id"
+                            " HAVING COUNT(*) >= ?", (fingerprint, k))
+        return {r[0] for r in rows}
+
+    # -- pairs and judgments -------------------------------------------------------------------------
+    def put_pairs(self, pairs: Iterable[Pair]) -> None:
+        self.write("INSERT OR REPLACE INTO pairs VALUES (?, ?, ?, ?, ?)",
+                   ((p.pair_id, p.prompt_id, p.kind, p.source_fingerprint, p.model_dump_json()) for p in pairs))
+
+    def pair(self, pair_id: str) -> Pair | None:
+        return next(self._records(Pair, "SELECT record FROM pairs WHERE pair_id = ?", (pair_id,)), None)
+
+    def pairs(self, sources: list[str] | None = None) -> Iterator[Pair]:
+        """Pairs built from the given chain/sample fingerprints (all pairs when None), in insertion order."""
+        if sources is None:
+            yield from self._records(Pair, "SELECT record FROM pairs ORDER BY rowid")
+            return
+        marks = ",".join("?" * len(sources)) or "NULL"
+        yield from self._records(Pair, f"SELECT record FROM pairs WHERE source_fingerprint IN ({marks}) ORDER BY rowid",
+                                 sources)
+
+    def pair_ids(self) -> set[str]:
+        return {r[0] for r in self.execute("SELECT pair_id FROM pairs")}
+
+    def put_judgments(self, judgments: Iterable[Judgment]) -> None:
+        self.write("INSERT OR REPLACE INTO judgments VALUES (?, ?, ?, ?)",
+                   ((j.pair_id, j.fingerprint, j.status, j.model_dump_json()) for j in judgments))
+
+    def judgment(self, pair_id: str, fingerprint: str) -> Judgment | None:
+        return next(self._records(Judgment, "SELECT record FROM judgments WHERE pair_id = ? AND fingerprint = ?",
+                                  (pair_id, fingerprint)), None)
+
+    def judgments(self, fingerprint: str, status: str | None = None) -> Iterator[Judgment]:
+        where, params = ("AND status = ?", (fingerprint, status)) if status else ("", (fingerprint,))
+        yield from self._records(Judgment, f"SELECT record FROM judgments WHERE fingerprint = ? {where} ORDER BY rowid",
+                                 params)
+
+    def judged_ids(self, fingerprint: str) -> set[str]:
+        return {r[0] for r in self.execute("SELECT pair_id FROM judgments WHERE fingerprint = ?", (fingerprint,))}
+
+    def judged_pairs(self, fingerprints: Fingerprints) -> list[tuple[Pair, Judgment]]:
+        """Current pairs with a successful judgment under the current judge settings, in pair order."""
+        sources = fingerprints.sources()
+        marks = ",".join("?" * len(sources)) or "NULL"
+        rows = self.execute(
+            "SELECT p.record, j.record FROM pairs p JOIN judgments j ON p.pair_id = j.pair_id"
+            f" WHERE j.fingerprint = ? AND j.status = 'ok' AND p.source_fingerprint IN ({marks}) ORDER BY p.rowid",
+            (fingerprints.judge, *sources),
+        )
+        return [(Pair.model_validate_json(p), Judgment.model_validate_json(j)) for p, j in rows]
+
+    # -- failures, stages, usage -------------------------------------------------------------------
+    def add_failure(self, stage: str, item_id: str, failure: Failure, fingerprint: str | None = None) -> None:
+        self.write(
+            "INSERT INTO failures (stage, item_id, fingerprint, kind, error, raw, attempts, created_at)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            [(stage, item_id, fingerprint, failure.kind, failure.message, failure.raw, failure.attempts, time.time())],
+        )
+
+    def failures(self, stage: str | None = None) -> list[StoredFailure]:
+        where, params = ("WHERE stage = ?", (stage,)) if stage else ("", ())
+        rows = self.execute(f"SELECT stage, item_id, fingerprint, kind, error, raw, attempts FROM failures {where}"
+                            " ORDER BY id", params)
+        return [StoredFailure(stage=s, item_id=i, fingerprint=fp,
+                              failure=Failure(kind=k or "error", message=e or "", raw=raw, attempts=a or 1))
+                for s, i, fp, k, e, raw, a in rows]
+
+    def set_stage(self, stage: str, status: str, counts: dict | None = None) -> None:
+        now = time.time()
+        row = self.execute("SELECT started_at FROM stages WHERE stage = ?", (stage,))
+        started = row[0][0] if row and row[0][0] else now
+        finished = now if status == "done" else None
+        self.write("INSERT OR REPLACE INTO stages VALUES (?, ?, ?, ?, ?)",
+                   [(stage, status, started, finished, json.dumps(counts or {}))])
+
+    def stages(self) -> dict[str, dict]:
+        rows = self.execute("SELECT stage, status, started_at, finished_at, counts FROM stages")
+        return {s: {"status": st, "started_at": a, "finished_at": b, "counts": json.loads(c or "{}")}
+                for s, st, a, b, c in rows}
+
+    def add_usage(self, rows: Iterable[UsageRow]) -> None:
+        """Add a meter's tallies to the stored totals (called once per process per run)."""
+        self.write(
+            "INSERT INTO usage VALUES (?, ?, ?, ?, ?, ?, ?)"
+            " ON CONFLICT (role, model) DO UPDATE SET calls = calls + excluded.calls,"
+            " cached = cached + excluded.cached, prompt_tokens = prompt_tokens + excluded.prompt_tokens,"
+            " completion_tokens = completion_tokens + excluded.completion_tokens,"
+            " cost_usd = cost_usd + excluded.cost_usd",
+            ((r.role, r.model, r.calls, r.cached, r.prompt_tokens, r.completion_tokens, r.cost_usd) for r in rows),
+        )
+
+    def usage(self) -> list[UsageRow]:
+        cols = tuple(UsageRow.model_fields)
+        return [UsageRow(**dict(zip(cols, r))) for r in self.execute(f"SELECT {', '.join(cols)} FROM usage ORDER BY role")]
+
+
+def open_store(run_dir: str | Path) -> RunStore:
+    """Open an existing run directory's store (one-line error if it is not one)."""
+    return RunStore(run_dir, create=False)
+
+
+def _flatten(value: Any, prefix: str = "") -> dict[str, Any]:
+    if isinstance(value, dict):
+        out: dict[str, Any] = {}
+        for key, item in value.items():
+            out.update(_flatten(item, f"{prefix}.{key}" if prefix else str(key)))
+        return out or {prefix: {}}
+    return {prefix: value}
+
+
+def diff_settings(old: dict[str, Any], new: dict[str, Any]) -> list[dict[str, Any]]:
+    """`{key, old, new}` for every dotted key whose value differs between two config dicts."""
+    before, after = _flatten(old), _flatten(new)
+    return [{"key": key, "old": before.get(key), "new": after.get(key)}
+            for key in sorted(set(before) | set(after)) if before.get(key) != after.get(key)]

@@ -1,0 +1,37 @@
+"""Buffered writes to the run store: records land in small transactions, flushed often and on exit."""
+
+from __future__ import annotations
+
+import time
+from collections import defaultdict
+
+from charter.records import Chain, Judgment, Pair, Record, Sample
+from charter.runs.store import RunStore
+
+
+class BufferedWriter:
+    """Collects chains, samples, pairs and judgments; flushes every `max_rows` records or `max_delay_s` seconds.
+
+    Anything not yet flushed when a process is killed is recomputed on resume from the call cache,
+    so no model call is repeated.
+    """
+
+    def __init__(self, store: RunStore, max_rows: int = 256, max_delay_s: float = 0.25) -> None:
+        self.store, self.max_rows, self.max_delay_s = store, max_rows, max_delay_s
+        self.buffer: dict[type, list[Record]] = defaultdict(list)
+        self.size, self.last = 0, time.monotonic()
+
+    def add(self, record: Chain | Sample | Pair | Judgment) -> None:
+        self.buffer[type(record)].append(record)
+        self.size += 1
+        if self.size >= self.max_rows or time.monotonic() - self.last > self.max_delay_s:
+            self.flush()
+
+    def flush(self) -> None:
+        buffered, self.buffer, self.size = self.buffer, defaultdict(list), 0
+        self.last = time.monotonic()
+        put = {Chain: self.store.put_chains, Sample: self.store.put_samples, Pair: self.store.put_pairs,
+               Judgment: self.store.put_judgments}
+        for kind in (Chain, Sample, Pair, Judgment):  # a judgment never lands before its pair
+            if buffered.get(kind):
+                put[kind](buffered[kind])  # type: ignore[arg-type]

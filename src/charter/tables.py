@@ -1,0 +1,137 @@
+"""Row files: JSON Lines and parquet, read and written the same way everywhere.
+
+A bad line is a one-line error naming file, line and column; writes are atomic (a temporary file, then
+a rename), so a reader never sees half a file.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any, Callable, Iterable, Iterator
+
+from charter.errors import CharterError, DatasetError
+
+ROW_SUFFIXES = (".parquet", ".jsonl", ".json")
+
+
+def iter_jsonl(path: str | Path, error: type[CharterError] = DatasetError) -> Iterator[tuple[int, dict]]:
+    """(line number, object) for each non-blank line; raises `error` on invalid JSON or a non-object."""
+    path = Path(path)
+    with path.open(encoding="utf-8") as handle:
+        for number, line in enumerate(handle, 1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise error(f"{path}:{number}:{exc.colno}: invalid JSON: {exc.msg}") from None
+            if not isinstance(row, dict):
+                raise error(f"{path}:{number}:1: expected a JSON object per line")
+            yield number, row
+
+
+def read_jsonl(path: str | Path, error: type[CharterError] = DatasetError) -> list[dict]:
+    """All objects of a JSON Lines file."""
+    return [row for _, row in iter_jsonl(path, error)]
+
+
+def read_parquet(path: str | Path, columns: Iterable[str] | None = None,
+                 error: type[CharterError] = DatasetError) -> list[dict]:
+    """Rows of a parquet file (only `columns` that exist, when given); one-line error for a corrupt file."""
+    import pyarrow.parquet as pq
+
+    try:
+        if columns is not None:
+            present = set(pq.read_schema(path).names)
+            return pq.read_table(path, columns=[c for c in columns if c in present]).to_pylist()
+        return pq.read_table(path).to_pylist()
+    except (OSError, ValueError) as exc:  # pyarrow's ArrowInvalid is a ValueError
+        raise error(f"{path}: not a readable parquet file ({type(exc).__name__}: {exc})") from None
+
+
+def read_rows(path: str | Path, error: type[CharterError] = DatasetError) -> list[dict]:
+    """Rows of a .parquet or .jsonl file."""
+    path = Path(path)
+    if not path.is_file():
+        raise error(f"{path}: file not found")
+    if path.suffix == ".parquet":
+        return read_parquet(path, error=error)
+    if path.suffix in (".jsonl", ".json"):
+        return read_jsonl(path, error)
+    raise error(f"{path}: expected a .parquet or .jsonl file")
+
+
+def parquet_rows(path: str | Path) -> int | None:
+    """Row count of a parquet file from its footer, or None if there is no file."""
+    if not Path(path).exists():
+        return None
+    import pyarrow.parquet as pq
+
+    return pq.ParquetFile(path).metadata.num_rows
+
+
+def atomic_write(path: Path, write: Callable[[Path], Any]) -> None:
+    """Write through a temporary file beside `path`, then rename it into place."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    write(tmp)
+    os.replace(tmp, path)
+
+
+def arrow_type(annotation: Any) -> Any:
+    """The arrow type of a record field's annotation (str, int, float, bool, lists, nested records, optionals)."""
+    import types
+    import typing
+
+    import pyarrow as pa
+    from pydantic import BaseModel
+
+    origin, args = typing.get_origin(annotation), typing.get_args(annotation)
+    if origin in (typing.Union, types.UnionType):
+        inner = [a for a in args if a is not type(None)]
+        return arrow_type(inner[0]) if len(inner) == 1 else pa.string()
+    if origin is typing.Annotated:
+        return arrow_type(args[0])
+    if origin is list:
+        return pa.list_(arrow_type(args[0]))
+    if origin is typing.Literal:
+        return arrow_type(type(args[0]))
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return pa.struct([(name, arrow_type(f.annotation)) for name, f in annotation.model_fields.items()])
+    simple = {str: pa.string(), int: pa.int64(), float: pa.float64(), bool: pa.bool_()}
+    return simple.get(annotation, pa.string())
+
+
+def arrow_schema(model: Any, columns: list[str], as_text: Iterable[str] = ()) -> Any:
+    """An arrow schema for rows of a record type, in `columns` order; `as_text` columns hold JSON strings."""
+    import pyarrow as pa
+
+    text = set(as_text)
+    fields = model.model_fields
+    return pa.schema([(name, pa.string() if name in text else arrow_type(fields[name].annotation))
+                      for name in columns])
+
+
+def write_rows(stem: Path, rows: list[dict], schema: Any = None) -> tuple[Path, Path]:
+    """Write rows as STEM.parquet and STEM.jsonl, each atomically; returns both paths.
+
+    With an arrow `schema`, columns keep their types even when every value is null."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    parquet, jsonl = stem.with_name(stem.name + ".parquet"), stem.with_name(stem.name + ".jsonl")
+    if schema is not None:
+        table = pa.Table.from_pylist(rows, schema=schema)
+    else:
+        table = pa.Table.from_pylist(rows) if rows else pa.table({})
+    atomic_write(parquet, lambda tmp: pq.write_table(table, tmp))
+
+    def lines(tmp: Path) -> None:
+        with tmp.open("w", encoding="utf-8") as handle:
+            for row in rows:
+                handle.write(json.dumps(row, ensure_ascii=False) + "\n")
+
+    atomic_write(jsonl, lines)
+    return parquet, jsonl
