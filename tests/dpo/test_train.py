@@ -5,7 +5,7 @@ import pytest
 from charter.dpo.config import DPOConfigModel
 from charter.dpo.train import label_smoothing_for, train_dpo
 from charter.errors import ConfigError, DatasetError, TrainingError
-from tests.reward_model.tiny import preference_rows, tiny_llama, write_jsonl
+from tests.support.tiny_models import preference_rows, tiny_llama, write_jsonl
 
 FAST = {"max_steps": 2, "save_strategy": "no", "logging_steps": 1, "per_device_train_batch_size": 4,
         "learning_rate": 1e-3}

@@ -8,7 +8,7 @@ from charter.errors import ConfigError, DatasetError
 from charter.providers import register_script
 from charter.providers.scripted import REFUSAL_OPENING
 from charter.records import Failure, Judgment, Vote
-from tests.reward_model.tiny import write_jsonl
+from tests.support.tiny_models import write_jsonl
 
 register_script("winrate-careful", lambda messages, params: f"{REFUSAL_OPENING} think it through first.")
 
@@ -62,7 +62,7 @@ def test_candidate_that_refuses_wins_against_the_judge_of_harm(tmp_path, prompts
 
 def test_reward_model_scores_both_models(tmp_path, prompts_file, tiny_model):
     from charter.reward_model.train import train_reward_model
-    from tests.reward_model.tiny import preference_rows
+    from tests.support.tiny_models import preference_rows
 
     rm = tmp_path / "rm"
     train_reward_model({"dataset": str(write_jsonl(tmp_path / "p.jsonl", preference_rows(8))),

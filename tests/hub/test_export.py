@@ -156,30 +156,12 @@ def test_load_preferences_from_folder_and_run_dir(exported: Path, tmp_path: Path
     assert json.loads(from_folder["train"][0]["per_order"]).keys() == {"ab", "ba"}
 
 
-def _tiny_lm_and_tokenizer():
-    import torch
-    from tokenizers import Tokenizer, models, pre_tokenizers
-    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
-
-    alphabet = ["<pad>", "<unk>", "<|im_start|>", "<|im_end|>"] + [chr(c) for c in range(32, 127)]
-    backend = Tokenizer(models.WordLevel({t: i for i, t in enumerate(alphabet)}, unk_token="<unk>"))
-    backend.pre_tokenizer = pre_tokenizers.Split("", "isolated")  # one token per character
-    tokenizer = PreTrainedTokenizerFast(tokenizer_object=backend, pad_token="<pad>", unk_token="<unk>",
-                                        eos_token="<|im_end|>", bos_token="<|im_start|>")
-    tokenizer.chat_template = ("{% for m in messages %}<|im_start|>{{ m['role'] }}:{{ m['content'] }}<|im_end|>"
-                               "{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant:{% endif %}")
-    torch.manual_seed(0)
-    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=16, intermediate_size=32, num_hidden_layers=1,
-                         num_attention_heads=2, num_key_value_heads=2, max_position_embeddings=256,
-                         pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id,
-                         bos_token_id=tokenizer.bos_token_id)
-    return LlamaForCausalLM(config), tokenizer
-
-
 def test_dpo_trainer_accepts_the_loaded_split(exported: Path, tmp_path: Path) -> None:
     from trl import DPOConfig, DPOTrainer
 
-    model, tokenizer = _tiny_lm_and_tokenizer()
+    from tests.support.tiny_models import tiny_causal_lm
+
+    model, tokenizer = tiny_causal_lm()
     train = load_preferences(exported, cache_dir=tmp_path)["train"]
     args = DPOConfig(output_dir=str(tmp_path / "dpo"), max_steps=1, per_device_train_batch_size=2, bf16=False,
                      report_to=[], logging_steps=1, save_strategy="no", max_length=128, use_cpu=True)

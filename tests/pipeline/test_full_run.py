@@ -6,7 +6,7 @@ import json
 
 from charter.cli import main
 from charter.pipeline.api import run
-from tests.reward_model.tiny import tiny_llama
+from tests.support.tiny_models import tiny_llama
 
 
 def test_one_yaml_from_constitution_to_trained_models(make_config, tmp_path, monkeypatch, capsys):

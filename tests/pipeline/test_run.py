@@ -131,6 +131,12 @@ def test_overrides_and_dry_run(make_config, capsys):
         ({"constitution": "no-such-constitution"}, "no such file or bundled constitution"),
         ({"critique": {"principles": ["not-a-principle"]}}, "unknown principle id 'not-a-principle'"),
         ({"judge": {"model": "scripted:cai", "mode": "vibes"}}, "judge.mode"),
+        ({"policy": {"model": "scripted:cai", "options": {"batchsize": 16}}},
+         "policy.options.batchsize: model option 'batchsize' is not known to the scripted provider "
+         "(accepted: latency_s, batch_size)"),
+        ({"judge": {"model": "openai:gpt-4o-mini", "options": {"batch_size": 16}}},
+         "judge.options.batch_size: model option 'batch_size' is not known to the openai provider"),
+        ({"stages": ["critique", "judge", "dpo"]}, "stages[2]: 'dpo' is listed but the run config has no 'dpo:'"),
     ],
 )
 def test_bad_config_is_one_line_before_any_call(make_config, tmp_path, capsys, overrides, expected):
@@ -138,6 +144,21 @@ def test_bad_config_is_one_line_before_any_call(make_config, tmp_path, capsys, o
     err = capsys.readouterr().err.strip()
     assert code == 2 and expected in err and "\n" not in err and "Traceback" not in err
     assert not (tmp_path / "cache.sqlite").exists()  # no model call was made
+
+
+def test_a_batching_scripted_model_gives_the_same_dataset(make_config, tmp_path):
+    plain = run(make_config())
+    rows = (tmp_path / "run/data/preferences.jsonl").read_text()
+    batched = run(make_config(output_dir=str(tmp_path / "batched"), cache=None,
+                              policy={"model": "scripted:cai", "options": {"batch_size": 16}},
+                              judge={"model": "scripted:cai", "principles_per_pair": 2, "options": {"batch_size": 16}}))
+    assert batched.counts["preferences"] == plain.counts["preferences"] == 6
+
+    def content(text: str) -> list:
+        return sorted((r["pair_id"], r["p_chosen"], r["chosen"][0]["content"])
+                      for r in map(json.loads, text.splitlines()))
+
+    assert content((tmp_path / "batched/data/preferences.jsonl").read_text()) == content(rows)
 
 
 def test_malformed_prompt_file_names_the_line(make_config, tmp_path, capsys):

@@ -1,6 +1,6 @@
 import pytest
 
-from tests.reward_model.tiny import preference_rows, tiny_llama, write_jsonl
+from tests.support.tiny_models import preference_rows, tiny_llama, write_jsonl
 
 
 @pytest.fixture(scope="session")

@@ -1,6 +1,6 @@
 from charter.cli import main
 from charter.reward_model.train import train_reward_model
-from tests.reward_model.tiny import preference_rows, write_jsonl
+from tests.support.tiny_models import preference_rows, write_jsonl
 
 def test_minilm_learns_that_the_polite_answer_wins(tmp_path):
     prefs = write_jsonl(tmp_path / "prefs.jsonl", preference_rows(64, seed=1))

@@ -8,7 +8,7 @@ from charter.errors import DatasetError, TrainingError
 from charter.reward_model import data
 from charter.reward_model.evaluate import RewardScorer
 from charter.reward_model.train import train_reward_model
-from tests.reward_model.tiny import preference_rows, tiny_llama, write_jsonl
+from tests.support.tiny_models import preference_rows, tiny_llama, write_jsonl
 
 FAST = {"max_steps": 3, "save_strategy": "no", "logging_steps": 1, "per_device_train_batch_size": 4}
 
@@ -118,7 +118,7 @@ def test_backbone_without_sequence_classification_is_one_line(tmp_path, tiny_mod
 
     folder = tmp_path / "vit"
     ViTConfig(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32).save_pretrained(folder)
-    from tests.reward_model.tiny import tiny_tokenizer
+    from tests.support.tiny_models import tiny_tokenizer
 
     tiny_tokenizer().save_pretrained(folder)
     with pytest.raises(TrainingError, match="cannot be loaded for sequence classification"):

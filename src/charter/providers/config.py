@@ -25,7 +25,7 @@ class RoleConfig(ConfigModel):
     """Concurrency, rate limits, retries and timeout for this role's model."""
     options: dict[str, Any] = Field(default_factory=dict)
     """Backend options: `batch_size`, `device`, `dtype`, `max_length` (local); `extra_body` (openai);
-    `base_url`, `extra_body`, `sampling_params` (anthropic); `latency_s` (scripted)."""
+    `base_url`, `extra_body`, `sampling_params` (anthropic); `latency_s`, `batch_size` (scripted)."""
 
     @model_validator(mode="before")
     @classmethod

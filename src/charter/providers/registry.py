@@ -20,7 +20,7 @@ OPTIONS: dict[str, tuple[str, ...]] = {
     "openai-compatible": ("extra_body",),
     "anthropic": ("base_url", "extra_body", "sampling_params"),
     "local": ("batch_size", "device", "dtype", "cache_dir", "max_length"),
-    "scripted": ("latency_s",),
+    "scripted": ("latency_s", "batch_size"),
 }
 
 

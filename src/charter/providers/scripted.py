@@ -88,13 +88,16 @@ def _words(messages: Messages) -> int:
 
 
 class ScriptedModel(ChatModel):
-    """A model whose answers come from a script; `latency_s` simulates a slow backend."""
+    """A model whose answers come from a script; `latency_s` simulates a slow backend, `batch_size` a batching
+    one (concurrent calls are then coalesced into batches, as for a local model), so a scripted model can stand
+    in for any role of a run config."""
 
     provider = "scripted"
     supports_logprobs = True
 
     def __init__(
-        self, name: str = "cai", fn: ScriptFn | None = None, choice_fn: ChoiceFn | None = None, latency_s: float = 0.0
+        self, name: str = "cai", fn: ScriptFn | None = None, choice_fn: ChoiceFn | None = None, latency_s: float = 0.0,
+        batch_size: int = 1,
     ) -> None:
         super().__init__(name)
         if fn is None:
@@ -103,7 +106,11 @@ class ScriptedModel(ChatModel):
             if name not in _SCRIPTS:
                 raise UnknownModel(f"scripted:{name}: no such script (known: {', '.join(sorted(_SCRIPTS))})")
             fn, choice_fn = _SCRIPTS[name]
-        self.fn, self.choice_fn, self.latency_s = fn, choice_fn, latency_s
+        if batch_size < 1:
+            from charter.errors import ConfigError
+
+            raise ConfigError(f"scripted:{name}: batch_size must be at least 1, got {batch_size}")
+        self.fn, self.choice_fn, self.latency_s, self.batch_size = fn, choice_fn, latency_s, batch_size
         self.calls = 0
 
     async def generate(self, requests: Sequence[Messages], params: SamplingParams) -> list[Completion]:

@@ -5,7 +5,6 @@ Imported lazily, so that `python -m charter.testing.loopback` runs the module on
 
 from __future__ import annotations
 
-import importlib
 from typing import Any
 
 _NAMES = ("Behaviour", "LoopbackServer", "Recorded", "drop", "garbage", "ok", "slow", "status")
@@ -14,5 +13,7 @@ __all__ = list(_NAMES)
 
 def __getattr__(name: str) -> Any:
     if name in _NAMES:
-        return getattr(importlib.import_module("charter.testing.loopback"), name)
+        from charter.testing import loopback
+
+        return getattr(loopback, name)
     raise AttributeError(f"module 'charter.testing' has no attribute {name!r}")

@@ -1,0 +1,58 @@
+"""The structure DESIGN.md promises: layers that only import downwards (import-linter), no importlib
+indirection between charter's packages, and a public API whose names no subpackage import can shadow."""
+
+from __future__ import annotations
+
+import ast
+import importlib
+import pkgutil
+import shutil
+import subprocess
+import sys
+import types
+from pathlib import Path
+
+import charter
+
+ROOT = Path(__file__).resolve().parent.parent
+PACKAGE = Path(charter.__file__).parent
+
+
+def test_layers_import_only_downwards() -> None:
+    """The import-linter contract in pyproject.toml (lint-imports sees imports inside functions too)."""
+    executable = shutil.which("lint-imports", path=str(Path(sys.executable).parent)) or shutil.which("lint-imports")
+    assert executable, "import-linter is a dev dependency: pip install -e '.[dev]'"
+    result = subprocess.run([executable, "--config", str(ROOT / "pyproject.toml"), "--no-cache"], cwd=ROOT,
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
+    assert "1 kept, 0 broken" in result.stdout
+
+
+def _dynamic_imports(path: Path) -> list[str]:
+    found = []
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Call):
+            func = node.func
+            name = func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", "")
+            if name in ("import_module", "__import__"):
+                found.append(f"{path.relative_to(PACKAGE.parent)}:{node.lineno}")
+    return found
+
+
+def test_no_importlib_indirection() -> None:
+    """Only the package root's lazy export table imports by name (it is above every layer)."""
+    offenders = [hit for path in sorted(PACKAGE.rglob("*.py")) if path != PACKAGE / "__init__.py"
+                 for hit in _dynamic_imports(path)]
+    assert offenders == []
+
+
+def test_public_names_are_not_subpackages_and_survive_their_imports() -> None:
+    modules = {info.name for info in pkgutil.iter_modules([str(PACKAGE)])}
+    assert set(charter.__all__).isdisjoint(modules)
+    for info in pkgutil.walk_packages([str(PACKAGE)], "charter."):
+        if not info.name.startswith("charter.testing.loopback"):
+            importlib.import_module(info.name)  # every subpackage imported: none may replace a public name
+    for name in charter.__all__:
+        value = getattr(charter, name)
+        assert not isinstance(value, types.ModuleType), f"charter.{name} is a module"
+    assert callable(charter.critique_chains) and callable(charter.run)
