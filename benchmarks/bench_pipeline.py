@@ -56,13 +56,13 @@ def one_run(n: int, workdir: Path, model: str = "scripted:cai", concurrency: int
 
 def _usage(run_dir: Path) -> tuple[int, int]:
     """(model calls, cache hits) recorded so far in a run directory."""
-    from charter.pipeline.store import RunStore
+    from charter.runs.store import RunStore
 
     if not (run_dir / "run.sqlite").exists():
         return 0, 0
     with RunStore(run_dir) as store:
         usage = store.usage()
-    return sum(u["calls"] for u in usage), sum(u["cached"] for u in usage)
+    return sum(u.calls for u in usage), sum(u.cached for u in usage)
 
 
 def in_subprocess(*args: str) -> dict:

@@ -16,71 +16,73 @@ import tempfile
 import time
 from pathlib import Path
 
-import pyarrow as pa
-import pyarrow.parquet as pq
-
+from charter.constitutions import Constitution
+from charter.pipeline.config import RunConfig
 from charter.pipeline.report import write_report
+from charter.pipeline.run import dataset_settings
 from charter.pipeline.status import status
-from charter.pipeline.store import RunStore
+from charter.preference import dataset
+from charter.records import Chain, CritiqueRound, Judgment, Message, Pair, Prompt, UsageRow, Vote
+from charter.runs.store import RunStore
 
 PRINCIPLES = [f"principle-{i}" for i in range(12)]
 WORDS = "the a response is helpful harmless and honest model should refuse explain safely consider".split()
+CONSTITUTION = Constitution.model_validate({"name": "bench", "principles": [
+    {"id": p, "description": p, "critique_request": "c", "revision_request": "r", "comparison": "which?"}
+    for p in PRINCIPLES]})
 
 
 def _text(rng: random.Random, words: int) -> str:
     return " ".join(rng.choice(WORDS) for _ in range(words))
 
 
-def _judgment(rng: random.Random, pair_id: str) -> dict:
-    per = []
+def _judgment(rng: random.Random, pair_id: str, fingerprint: str) -> Judgment:
+    votes = []
     for pid in rng.sample(PRINCIPLES, 2):
         ab, ba = rng.random(), rng.random()
-        per.append({"principle_id": pid, "p_a": (ab + ba) / 2, "p_a_ab": ab, "p_a_ba": ba,
-                    "consistent": (ab > 0.5) == (ba > 0.5), "rationale_ab": None, "rationale_ba": None})
-    ab, ba = sum(p["p_a_ab"] for p in per) / 2, sum(p["p_a_ba"] for p in per) / 2
-    return {"pair_id": pair_id, "status": "ok", "mode": "logprobs", "orders": "both", "p_a": (ab + ba) / 2,
-            "p_a_ab": ab, "p_a_ba": ba, "position_consistent": (ab > 0.5) == (ba > 0.5), "principles": per,
-            "principle_ids": [p["principle_id"] for p in per], "judge_model": "scripted:cai",
-            "prompt_tokens": 800, "completion_tokens": 4, "error": None, "raw": None}
+        votes.append(Vote(principle_id=pid, p_a=(ab + ba) / 2, p_a_ab=ab, p_a_ba=ba, consistent=(ab > 0.5) == (ba > 0.5)))
+    ab, ba = sum(v.p_a_ab for v in votes) / 2, sum(v.p_a_ba or 0.0 for v in votes) / 2
+    return Judgment(pair_id=pair_id, fingerprint=fingerprint, status="ok", mode="logprobs", orders="both",
+                    judge_model="scripted:cai", principle_ids=[v.principle_id for v in votes], p_a=(ab + ba) / 2,
+                    p_a_ab=ab, p_a_ba=ba, position_consistent=(ab > 0.5) == (ba > 0.5), principles=votes,
+                    prompt_tokens=800, completion_tokens=4)
 
 
 def build_run(run_dir: Path, n: int, seed: int = 0) -> None:
+    """A run store of N prompts as the pipeline leaves it (records under the settings' fingerprints), and its dataset."""
     rng = random.Random(seed)
+    config = RunConfig.model_validate({"policy": "scripted:cai", "judge": {"model": "scripted:cai",
+                                                                            "principles_per_pair": 2},
+                                       "critique": {"rounds": 2}, "filters": {"drop_inconsistent": False}})
+    settings = dataset_settings(config, CONSTITUTION, "bench", "2025-01-01T00:00:00Z")
+    fp = settings.fingerprints
     with RunStore(run_dir, create=True) as store:
-        store.set_meta(run_id="bench", created_at="2025-01-01T00:00:00Z",
-                       constitution={"name": "bench", "version": "1", "hash": "0" * 64, "principles": PRINCIPLES},
-                       models={"policy": "scripted:cai", "critic": "scripted:cai", "judge": "scripted:cai"},
-                       prompt_counts={"prompts_total": n, "prompts_used": n})
-        prompts = [(f"q{i}", i, [{"role": "user", "content": _text(rng, 20)}], "bench") for i in range(n)]
+        store.set_meta(run_id="bench", created_at="2025-01-01T00:00:00Z", settings=settings,
+                       constitution=settings.constitution, prompt_counts={"prompts_total": n, "prompts_used": n})
+        store.record_config(config.model_dump(mode="json"), fp)
+        prompts = [Prompt(prompt_id=f"q{i}", messages=[Message(role="user", content=_text(rng, 20))], source="bench")
+                   for i in range(n)]
         store.put_prompts(prompts)
-        chains, pairs, judgments, prefs = [], [], [], []
-        for pid, _, messages, _ in prompts:
+        chains, pairs, judgments = [], [], []
+        for prompt in prompts:
             initial, final = _text(rng, rng.randint(20, 80)), _text(rng, rng.randint(20, 80))
-            rounds = [{"principle_id": rng.choice(PRINCIPLES), "critique": _text(rng, 30), "revision": final}
+            rounds = [CritiqueRound(principle_id=rng.choice(PRINCIPLES), critique=_text(rng, 30), revision=final)
                       for _ in range(2)]
-            chains.append(((pid,), {"prompt_id": pid, "prompt": messages, "initial": initial, "rounds": rounds,
-                                    "final": final, "policy_model": "scripted:cai", "critic_model": "scripted:cai",
-                                    "prompt_tokens": 300, "completion_tokens": 200}))
-            pair = {"pair_id": f"p{pid}", "prompt_id": pid, "kind": "revision", "prompt": messages, "a": initial,
-                    "b": final, "a_source": "initial", "b_source": "revision",
-                    "a_model": "scripted:cai", "b_model": "scripted:cai"}
-            pairs.append(((pair["pair_id"], pid, "revision"), pair))
-            judgment = _judgment(rng, pair["pair_id"])
-            judgments.append(((pair["pair_id"], "ok"), judgment))
-            a_wins = judgment["p_a"] >= 0.5
-            prefs.append({"prompt": messages, "chosen": [{"role": "assistant", "content": initial if a_wins else final}],
-                          "rejected": [{"role": "assistant", "content": final if a_wins else initial}],
-                          "p_chosen": max(judgment["p_a"], 1 - judgment["p_a"]), "pair_id": pair["pair_id"],
-                          "pair_kind": "revision", "principle_ids": judgment["principle_ids"]})
-        store.put_records("chains", ("prompt_id",), chains)
-        store.put_records("pairs", ("pair_id", "prompt_id", "kind"), pairs)
-        store.put_records("judgments", ("pair_id", "status"), judgments)
-        store.add_usage([{"role": r, "model": "scripted:cai", "calls": n, "cached": 0, "prompt_tokens": 300 * n,
-                          "completion_tokens": 50 * n, "cost_usd": 0.0} for r in ("policy", "critic", "judge")])
+            chains.append(Chain(prompt_id=prompt.prompt_id, prompt=prompt.messages, initial=initial, rounds=rounds,
+                                final=final, policy_model="scripted:cai", critic_model="scripted:cai",
+                                prompt_tokens=300, completion_tokens=200, fingerprint=fp.critique or ""))
+            pairs.append(Pair(pair_id=f"p{prompt.prompt_id}", prompt_id=prompt.prompt_id, kind="revision",
+                              prompt=prompt.messages, a=initial, b=final, a_source="initial", b_source="revision",
+                              a_model="scripted:cai", b_model="scripted:cai", source_fingerprint=fp.critique))
+            judgments.append(_judgment(rng, pairs[-1].pair_id, fp.judge))
+        store.put_chains(chains)
+        store.put_pairs(pairs)
+        store.put_judgments(judgments)
+        store.add_usage([UsageRow(role=r, model="scripted:cai", calls=n, prompt_tokens=300 * n,
+                                  completion_tokens=50 * n) for r in ("policy", "critic", "judge")])
         for stage in ("critique", "judge"):
             store.set_stage(stage, "done")
-    (run_dir / "data").mkdir()
-    pq.write_table(pa.Table.from_pylist(prefs), run_dir / "data" / "preferences.parquet")
+        dataset.write(store, settings)
 
 
 def main() -> None:

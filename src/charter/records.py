@@ -261,8 +261,12 @@ class Provenance(Record):
     @classmethod
     def columns(cls) -> list[str]:
         """The file columns in reading order: the leading ones, the row's own, then provenance."""
-        own = [k for k in cls.model_fields if k not in cls.LEADING and k not in Provenance.model_fields]
-        return [*cls.LEADING, *own, *Provenance.model_fields]
+        cached = cls.__dict__.get("_columns")
+        if cached is None:
+            own = [k for k in cls.model_fields if k not in cls.LEADING and k not in Provenance.model_fields]
+            cached = [*cls.LEADING, *own, *Provenance.model_fields]
+            setattr(cls, "_columns", cached)
+        return cached
 
     def to_row(self) -> dict[str, Any]:
         """The row as written to parquet/JSONL: columns in reading order, nested values as JSON strings."""

@@ -6,6 +6,7 @@ a rename), so a reader never sees half a file.
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 from pathlib import Path
@@ -114,24 +115,25 @@ def arrow_schema(model: Any, columns: list[str], as_text: Iterable[str] = ()) ->
                       for name in columns])
 
 
-def write_rows(stem: Path, rows: list[dict], schema: Any = None) -> tuple[Path, Path]:
-    """Write rows as STEM.parquet and STEM.jsonl, each atomically; returns both paths.
-
-    With an arrow `schema`, columns keep their types even when every value is null."""
+def write_rows(stem: Path, rows: Iterable[dict], schema: Any, chunk: int = 2000) -> tuple[Path, Path]:
+    """Write rows as STEM.parquet and STEM.jsonl together, `chunk` rows at a time, each file atomically (a
+    temporary file renamed into place); returns both paths. Columns keep the `schema`'s types even when every
+    value is null, and memory stays flat however many rows there are."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     parquet, jsonl = stem.with_name(stem.name + ".parquet"), stem.with_name(stem.name + ".jsonl")
-    if schema is not None:
-        table = pa.Table.from_pylist(rows, schema=schema)
-    else:
-        table = pa.Table.from_pylist(rows) if rows else pa.table({})
-    atomic_write(parquet, lambda tmp: pq.write_table(table, tmp))
-
-    def lines(tmp: Path) -> None:
-        with tmp.open("w", encoding="utf-8") as handle:
-            for row in rows:
-                handle.write(json.dumps(row, ensure_ascii=False) + "\n")
-
-    atomic_write(jsonl, lines)
+    parquet.parent.mkdir(parents=True, exist_ok=True)
+    tmp_parquet, tmp_jsonl = (path.with_name(f".{path.name}.tmp") for path in (parquet, jsonl))
+    with pq.ParquetWriter(tmp_parquet, schema) as writer, tmp_jsonl.open("w", encoding="utf-8") as lines:
+        batch: list[dict] = []
+        for row in itertools.chain(rows, [None]):  # None flushes the last batch
+            if row is not None:
+                batch.append(row)
+                lines.write(json.dumps(row, ensure_ascii=False) + "\n")
+            if batch and (row is None or len(batch) >= chunk):
+                writer.write_table(pa.Table.from_pylist(batch, schema=schema))
+                batch = []
+    os.replace(tmp_parquet, parquet)
+    os.replace(tmp_jsonl, jsonl)
     return parquet, jsonl

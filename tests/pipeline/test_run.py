@@ -67,7 +67,10 @@ def test_rerun_of_finished_run_makes_no_model_calls(make_config, tmp_path):
     run(config)
     with RunStore(tmp_path / "run") as store:
         calls_before = sum(u.calls for u in store.usage())
+    written = (tmp_path / "run/data/preferences.parquet").stat().st_mtime_ns
     run(config)
+    # nothing changed in the store or the settings: the dataset files are already what a rebuild would write
+    assert (tmp_path / "run/data/preferences.parquet").stat().st_mtime_ns == written
     with RunStore(tmp_path / "run") as store:
         assert sum(u.calls for u in store.usage()) == calls_before
     assert store_counts(tmp_path / "run") == {"prompts": 6, "chains": 6, "pairs": 6, "judgments": 6}

@@ -94,7 +94,7 @@ def validate_labels(store: RunStore, labels: list[HumanLabel], where: list[str] 
         if item.pair_id not in known:
             raise LabelError(f"{at}pair '{item.pair_id}' does not exist in {store.run_dir}")
         if item.pair_id not in sampled:
-            raise LabelError(f"{at}pair '{item.pair_id}' is not in the spot-check sample (run charter spotcheck)")
+            raise LabelError(f"{at}pair '{item.pair_id}' is not in the spot-check sample (draw it with spotcheck first)")
         check_annotator(item.annotator)
 
 

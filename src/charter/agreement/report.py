@@ -119,7 +119,7 @@ def compute_summary(store: RunStore, config: AgreementConfig) -> AgreementSummar
     if not len(obs.human):
         raise NoLabels(
             f"{store.run_dir}: no human labels yet ({len(sampled)} pairs sampled, {len(labels)} labels incl. skips);"
-            " run charter spotcheck, then charter label"
+            " draw a spot-check sample (spotcheck) and label it first"
         )
     b, s = config.bootstrap_samples, config.seed
     figures = lambda pred: stats.pairwise_figures(obs.human, pred, obs.pair_ids, b, s)  # noqa: E731

@@ -37,7 +37,7 @@ class LabelSession:
         self.annotator = check_annotator(annotator)
         self.sample = stored.sample(store)
         if not self.sample:
-            raise LabelError(f"{store.run_dir}: no spot-check sample yet; run charter spotcheck {store.run_dir} first")
+            raise LabelError(f"{store.run_dir}: no spot-check sample yet; draw one first (spotcheck)")
         self.pairs = judged_pairs(store)
         self.principles = principle_texts(store.run_dir)
 

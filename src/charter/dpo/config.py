@@ -5,9 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import Field, field_validator
 
-from charter.reward_model.config import LoraSettings
+from charter.reward_model.config import LoraSettings, TrainingData
+from charter.yamlio import ConfigModel
 
 #: TRL 1.16's DPO loss types (DPOConfig.loss_type).
 LOSS_TYPES = (
@@ -16,15 +17,9 @@ LOSS_TYPES = (
 )
 
 
-class DPOConfigModel(BaseModel):
+class DPOConfigModel(TrainingData):
     """Fine-tune a policy with TRL's DPOTrainer on a preference dataset."""
 
-    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
-    dataset: str | None = None
-    """A run directory (its data/preferences.parquet), a .parquet/.jsonl file, or a Hub dataset name. Required,
-    except in a run config, where it is that run."""
-    dataset_split: str = "train"
-    """Split to load when `dataset` is a Hub dataset name."""
     model: str = "smollm2-135m-instruct"
     """The policy: `smollm2-135m-instruct` (the embedded model, as its cached safetensors folder), a folder or
     a Hub id. Loaded with AutoModelForCausalLM; the reference model is a frozen copy."""
@@ -70,10 +65,9 @@ class DPOConfigModel(BaseModel):
         return value
 
 
-class WinrateConfig(BaseModel):
+class WinrateConfig(ConfigModel):
     """Compare a candidate policy with a base policy on held-out prompts, judged against a constitution."""
 
-    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
     base: str = "local:smollm2-135m-instruct"
     """The model before training (a model string for charter.providers.get_model)."""
     candidate: str | None = None

@@ -41,13 +41,9 @@ def _spread(keys: list[tuple[float, str, Any]], n: int) -> list[Any]:
 
 
 def _examples_from_preferences(files: RunFiles, n: int) -> list[dict]:
-    columns = ("pair_id", "p_chosen")
-    index = files.dataset_columns("preferences", columns) or []
+    index = files.dataset_columns("preferences", ("pair_id", "p_chosen")) or []
     keys = [(r["p_chosen"], r.get("pair_id"), i) for i, r in enumerate(index) if r.get("p_chosen") is not None]
-    chosen = set(_spread(keys, n))
-    if not chosen:
-        return []
-    rows = [row for i, row in enumerate(files.preferences()) if i in chosen]
+    rows = files.preferences_at(_spread(keys, n))
     return [{"pair_id": r.pair_id, "kind": r.pair_kind, "prompt": [m.model_dump() for m in r.prompt],
              "chosen": last_text(r.chosen), "rejected": last_text(r.rejected), "p_chosen": r.p_chosen,
              "principle_ids": r.principle_ids} for r in sorted(rows, key=lambda r: (r.p_chosen, r.pair_id))]

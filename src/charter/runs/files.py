@@ -57,9 +57,8 @@ class RunFiles:
     def write_dataset(self, name: Dataset, rows: Iterable[PreferenceRow | SFTRow]) -> Path:
         """Write NAME.parquet and NAME.jsonl (atomically, typed columns even when all null); returns the parquet."""
         kind = ROW_TYPES[name]
-        dicts = [row.to_row() for row in rows]
         schema = arrow_schema(kind, kind.columns(), kind.JSON_COLUMNS)
-        parquet, _ = write_rows(self.data_dir / name, dicts, schema)
+        parquet, _ = write_rows(self.data_dir / name, (row.to_row() for row in rows), schema)
         return parquet
 
     def dataset_file(self, name: Dataset) -> Path | None:
@@ -80,6 +79,16 @@ class RunFiles:
         """data/preferences.* as records; a row that is not one is a one-line error naming it."""
         return [_typed(PreferenceRow, row, self.dataset_file("preferences"), i)
                 for i, row in enumerate(self.dataset_rows("preferences"))]
+
+    def preferences_at(self, indices: list[int]) -> list[PreferenceRow]:
+        """Only the preference rows at these positions (read from parquet without loading the rest)."""
+        path = self.dataset_path("preferences")
+        if not indices or not path.exists():
+            return []
+        import pyarrow.parquet as pq
+
+        table = pq.read_table(path).take(sorted(indices))
+        return [_typed(PreferenceRow, row, path, i) for i, row in zip(sorted(indices), table.to_pylist())]
 
     def sft(self) -> list[SFTRow]:
         """data/sft.* as records."""

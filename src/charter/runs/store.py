@@ -129,6 +129,17 @@ class RunStore:
             bound = params if isinstance(params, Mapping) else tuple(params)
             return self.db.execute(sql, bound).fetchall()
 
+    def stream(self, sql: str, params: Iterable[Any] = (), size: int = 500) -> Iterator[tuple]:
+        """Rows of a query `size` at a time, so a large table is never in memory at once."""
+        with self._lock:
+            cursor = self.db.execute(sql, tuple(params))
+        while True:
+            with self._lock:
+                chunk = cursor.fetchmany(size)
+            if not chunk:
+                return
+            yield from chunk
+
     def write(self, sql: str, rows: Iterable[Iterable[Any]]) -> None:
         """Run `sql` for each row in one transaction: all the rows land, or none."""
         rows = [tuple(r) for r in rows]
@@ -161,7 +172,7 @@ class RunStore:
         self.close()
 
     def _records(self, model: type[R], sql: str, params: Iterable[Any] = ()) -> Iterator[R]:
-        for (record,) in self.execute(sql, params):
+        for (record,) in self.stream(sql, params):
             yield model.model_validate_json(record)
 
     # -- meta ------------------------------------------------------------------------------------
@@ -295,6 +306,15 @@ class RunStore:
     def judged_ids(self, fingerprint: str) -> set[str]:
         return {r[0] for r in self.execute("SELECT pair_id FROM judgments WHERE fingerprint = ?", (fingerprint,))}
 
+    def pairs_with_judgments(self, sources: list[str], judge_fp: str) -> Iterator[tuple[Pair, Judgment | None]]:
+        """Each pair built from `sources` with its judgment under `judge_fp` (None when not judged), in pair
+        order, one at a time: a dataset of any size is built without holding every record at once."""
+        marks = ",".join("?" * len(sources)) or "NULL"
+        cursor_sql = ("SELECT p.record, j.record FROM pairs p LEFT JOIN judgments j ON j.pair_id = p.pair_id"
+                      f" AND j.fingerprint = ? WHERE p.source_fingerprint IN ({marks}) ORDER BY p.rowid")
+        for pair, judgment in self.stream(cursor_sql, (judge_fp, *sources)):
+            yield Pair.model_validate_json(pair), None if judgment is None else Judgment.model_validate_json(judgment)
+
     def judged_pairs(self, fingerprints: Fingerprints) -> list[tuple[Pair, Judgment]]:
         """Current pairs with a successful judgment under the current judge settings, in pair order."""
         sources = fingerprints.sources()
@@ -361,7 +381,7 @@ def _flatten(value: Any, prefix: str = "") -> dict[str, Any]:
         out: dict[str, Any] = {}
         for key, item in value.items():
             out.update(_flatten(item, f"{prefix}.{key}" if prefix else str(key)))
-        return out or {prefix: {}}
+        return out or ({prefix: {}} if prefix else {})
     return {prefix: value}
 
 

@@ -1,0 +1,39 @@
+"""RunFiles: the one reader and writer of a run's data files."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+
+from charter.errors import DatasetError
+from charter.runs.files import RunFiles
+from tests.support.rundir import RunBuilder
+
+
+def test_dataset_round_trips_as_records_with_typed_columns(tmp_path: Path) -> None:
+    with RunBuilder(tmp_path / "run") as run:
+        run.chain("q1", ["harm"])
+        run.pair("p1", "q1", "a", "b")
+        run.judgment("p1", 0.8)
+        run.write_dataset()
+    files = RunFiles(tmp_path / "run")
+    (row,) = files.preferences()
+    assert row.pair_id == "p1" and row.p_chosen == 0.8 and row.p_chosen_calibrated is None
+    schema = pq.read_schema(files.dataset_path("preferences"))
+    assert str(schema.field("p_chosen_calibrated").type) == "double"  # all null, and still typed
+    assert schema.names[:3] == ["prompt", "chosen", "rejected"]
+    jsonl = [json.loads(line) for line in files.dataset_path("preferences", ".jsonl").read_text().splitlines()]
+    assert jsonl == files.dataset_rows("preferences")
+    (sft,) = files.sft()
+    assert sft.messages[-1].content == "revised" and sft.run_id == "run-test-0001"
+
+
+def test_a_row_that_is_not_a_record_is_a_one_line_error(tmp_path: Path) -> None:
+    files = RunFiles(tmp_path)
+    files.data_dir.mkdir()
+    files.dataset_path("preferences", ".jsonl").write_text(json.dumps({"prompt": "just text"}) + "\n")
+    with pytest.raises(DatasetError, match=r"preferences.jsonl: row 0: \w+: Field required"):
+        files.preferences()

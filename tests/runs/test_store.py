@@ -1,0 +1,52 @@
+"""The run store: fingerprinted items, the config history, and refusing a store it cannot read."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from charter.errors import RunStoreError
+from charter.records import Fingerprints
+from charter.runs.store import RunStore, diff_settings
+from tests.support.rundir import RunBuilder
+
+
+def test_a_store_of_another_schema_is_refused_in_one_line(tmp_path: Path) -> None:
+    (tmp_path / "old").mkdir()
+    db = sqlite3.connect(tmp_path / "old" / "run.sqlite")
+    db.execute("CREATE TABLE chains (prompt_id TEXT PRIMARY KEY, record TEXT)")
+    db.close()
+    with pytest.raises(RunStoreError, match=r"store schema 1, this one reads 2\); start the run in a new output_dir"):
+        RunStore(tmp_path / "old")
+
+
+def test_config_history_records_what_changed(tmp_path: Path) -> None:
+    one = Fingerprints(critique="c1", judge="j1", dataset="d1")
+    two = Fingerprints(critique="c1", judge="j2", dataset="d2")
+    with RunStore(tmp_path / "run", create=True) as store:
+        assert store.record_config({"judge": {"principles_per_pair": 2}, "seed": 0}, one) == []
+        assert store.record_config({"judge": {"principles_per_pair": 2}, "seed": 0}, one) == []  # a plain resume
+        changes = store.record_config({"judge": {"principles_per_pair": 3}, "seed": 0}, two)
+        assert changes == [{"key": "judge.principles_per_pair", "old": 2, "new": 3}]
+        (entry,) = store.config_history()
+        assert entry.changes == changes and entry.fingerprints == two and store.fingerprints() == two
+
+
+def test_diff_settings_sees_added_and_removed_keys() -> None:
+    assert diff_settings({"a": {"b": 1}}, {"a": {"b": 1, "c": 2}}) == [{"key": "a.c", "old": None, "new": 2}]
+    assert diff_settings({"x": [1]}, {}) == [{"key": "x", "old": [1], "new": None}]
+
+
+def test_items_of_other_settings_are_kept_apart(tmp_path: Path) -> None:
+    with RunBuilder(tmp_path / "run") as run:
+        run.chain("q1", ["harm"])
+        run.pair("p1", "q1", "a", "b")
+        run.judgment("p1", 0.8)
+        run.judgment("p1", 0.2, fingerprint="older")
+        store = run.store
+        assert [j.p_a for j in store.judgments(run.fp.judge)] == [0.8]
+        assert store.older_items(run.fp) == {"chains": 0, "samples": 0, "judgments": 1}
+        ((pair, judgment),) = store.judged_pairs(run.fp)
+        assert pair.pair_id == "p1" and judgment.p_a == 0.8
