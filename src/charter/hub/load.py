@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from charter.errors import DatasetError, HubError, missing_extra
+from charter.redaction import redact
 from charter.runs.files import RunFiles
 
 TRL_COLUMNS = ("prompt", "chosen", "rejected")
@@ -50,7 +51,7 @@ def _download(repo_id: str, revision: str | None, token: str | None) -> Path:
     except (HfHubHTTPError, OSError, ValueError) as exc:
         first_line = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
         message = f"cannot download {repo_id}: {first_line}"
-        raise HubError(message.replace(token, "[token]") if token else message) from None
+        raise HubError(redact(message, [token])) from None
     return Path(path)
 
 

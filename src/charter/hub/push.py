@@ -16,6 +16,7 @@ from charter.agreement.gate import GateResult, require_gate
 from charter.hub.export import ExportSummary, build_folder
 from charter.hub.rundata import read_run
 from charter.hub.secrets import refuse_secrets
+from charter.redaction import redact
 
 REPO_ID_HELP = "ORG/NAME, e.g. my-org/cai-preferences"
 
@@ -58,10 +59,6 @@ def resolve_token(token: str | None = None) -> str:
     return token
 
 
-def _redacted(message: str, token: str | None) -> str:
-    return message.replace(token, "[token]") if token else message
-
-
 def upload_folder(folder: Path, repo_id: str, token: str, *, private: bool = False, revision: str | None = None,
                   commit_message: str = "Upload charter dataset") -> tuple[str, str]:
     """Create the dataset repo (if needed), the branch (if needed) and one commit with every file of `folder`.
@@ -79,7 +76,7 @@ def upload_folder(folder: Path, repo_id: str, token: str, *, private: bool = Fal
                                  revision=revision)
     except (hub.errors.HfHubHTTPError, ValueError, OSError) as exc:
         first_line = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        raise HubError(_redacted(f"upload to {repo_id} failed: {first_line}", token)) from None
+        raise HubError(redact(f"upload to {repo_id} failed: {first_line}", [token])) from None
     return str(info.commit_url), str(info.oid)
 
 
