@@ -12,16 +12,21 @@ T = TypeVar("T")
 R = TypeVar("R")
 
 
-async def bounded_map(fn: Callable[[T], Awaitable[R]], items: Iterable[T], concurrency: int) -> AsyncIterator[R]:
+async def bounded_map(fn: Callable[[T], Awaitable[R]], items: Iterable[T], concurrency: int,
+                      stop: Callable[[], bool] | None = None) -> AsyncIterator[R]:
     """Run `fn` over `items` with at most `concurrency` in flight; yield results in completion order.
 
-    If a task raises, the others are cancelled and the error propagates.
+    When a task raises, no new item starts, the tasks already in flight run to their end (their calls are
+    paid for: they finish into the call cache and the run store), and then the first error propagates; any
+    other error is retrieved, never left unobserved. Cancellation (Ctrl-C) cancels the tasks in flight.
+    `stop()`, checked before each new item, ends the map the same quiet way without an error.
     """
     iterator = iter(items)
     pending: set[asyncio.Task] = set()
+    failed: BaseException | None = None
 
     def fill() -> None:
-        while len(pending) < concurrency:
+        while failed is None and len(pending) < concurrency and not (stop and stop()):
             try:
                 item = next(iterator)
             except StopIteration:
@@ -32,11 +37,19 @@ async def bounded_map(fn: Callable[[T], Awaitable[R]], items: Iterable[T], concu
     try:
         while pending:
             done, _ = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+            pending.difference_update(done)
+            results = []
             for task in done:
-                pending.discard(task)
+                error = asyncio.CancelledError() if task.cancelled() else task.exception()
+                if error is None:
+                    results.append(task.result())
+                elif failed is None:
+                    failed = error
             fill()
-            for task in done:
-                yield task.result()
+            for result in results:
+                yield result
+        if failed is not None:
+            raise failed
     finally:
         for task in pending:
             task.cancel()

@@ -1,6 +1,9 @@
-"""Typed errors. A `CharterError` is a user error: the CLI prints its one line and exits 2.
+"""Typed errors. A `CharterError` is a user error: the CLI prints its one line and exits with its code.
 
-Anything else is an internal error and keeps its traceback.
+Exit codes: 0 done; 1 an internal error (a bug: the traceback is kept); 2 a user error (config, input, a
+provider error every later call would share, such as a bad key); 3 the run finished or stopped with more
+failed items than `max_failures` allows; 4 stopped at the budget; 130 interrupted (Ctrl-C). Anything that is
+not a `CharterError` is an internal error and keeps its traceback.
 """
 
 from __future__ import annotations
@@ -56,7 +59,18 @@ class UnknownModel(CharterError):
 
 
 class ProviderError(CharterError):
-    """A provider failed a request after its retries (or a non-retryable error)."""
+    """A provider failed a request for good: its retries are spent, or the error is not worth retrying (a
+    rejected prompt). It fails the one item that made the call; `kind` classifies it for the failure record."""
+
+    def __init__(self, message: str, kind: str = "provider", status: int | None = None, attempts: int = 1,
+                 raw: str | None = None) -> None:
+        super().__init__(message)
+        self.kind, self.status, self.attempts, self.raw = kind, status, attempts, raw
+
+
+class FatalProviderError(ProviderError):
+    """A provider error every later call would share (authentication, permission, an unknown model or URL):
+    it stops the run instead of failing items one by one."""
 
 
 class LogprobsUnsupported(CharterError):
@@ -64,7 +78,15 @@ class LogprobsUnsupported(CharterError):
 
 
 class BudgetExceeded(CharterError):
-    """The run's budget cap was reached; everything done so far is kept."""
+    """The run's budget cap was reached; everything done so far is kept. Exit code 4."""
+
+    exit_code = 4
+
+
+class TooManyFailures(CharterError):
+    """More items failed than `max_failures` allows; what is done is kept and the failures are listed. Exit 3."""
+
+    exit_code = 3
 
 
 class DatasetError(CharterError):

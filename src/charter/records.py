@@ -434,6 +434,8 @@ class UsageRow(Record):
     """Completion tokens of the answered calls."""
     cost_usd: float = 0.0
     """Priced cost of the answered calls."""
+    estimated: int = 0
+    """Answered calls whose reply carried no usage: their tokens are estimated from characters."""
 
 
 class CalibrationMap(Record):

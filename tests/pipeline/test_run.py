@@ -15,6 +15,7 @@ import pytest
 
 from charter.cli import main
 from charter.pipeline.api import run
+from charter.pipeline.status import status
 from charter.runs.store import RunStore
 
 
@@ -98,12 +99,17 @@ def test_kill_9_mid_stage_then_resume(make_config, tmp_path):
     cache = sqlite3.connect(tmp_path / "cache.sqlite")
     calls_made_before = cache.execute("SELECT COUNT(*) FROM calls").fetchone()[0]
     cache.close()
+    with RunStore(run_dir) as store:
+        usage_before = sum(u.calls for u in store.usage())
+    # usage is durable call by call, and always lands before the cached answer: a kill can only lose the
+    # answers of the turn it interrupted (counted, not cached: they are asked, and paid, again)
+    assert calls_made_before <= usage_before <= calls_made_before + 6
 
     assert main(["run", str(config)]) == 0
     final = store_counts(run_dir)
     assert final == {"prompts": n, "chains": n, "pairs": n, "judgments": n}  # nothing lost or duplicated
     with RunStore(run_dir) as store:
-        resumed_calls = sum(u.calls for u in store.usage())  # only the resumed process recorded usage
+        resumed_calls = sum(u.calls for u in store.usage()) - usage_before
         ids = [j.pair_id for j in store.judgments(store.fingerprints().judge)]
     assert len(ids) == len(set(ids))
     per_prompt = 3 + 2  # initial, critique, revision; one principle in both orders
@@ -112,10 +118,13 @@ def test_kill_9_mid_stage_then_resume(make_config, tmp_path):
 
 def test_budget_stops_cleanly_and_resumes(make_config, tmp_path, capsys):
     config = make_config(budget={"max_tokens": 3000}, concurrency=1)
-    assert main(["run", str(config)]) == 2
+    assert main(["run", str(config)]) == 4
     assert "budget reached" in capsys.readouterr().err
     partial = store_counts(tmp_path / "run")
     assert 0 < partial["chains"] < 6
+    data = status(tmp_path / "run")
+    assert {s["status"] for s in data["stages"]} == {"stopped: budget"}
+    assert (tmp_path / "run/data/preferences.parquet").exists()  # the partial dataset, for what is done
     assert main(["run", str(config), "--set", "budget.max_tokens=1000000"]) == 0
     assert store_counts(tmp_path / "run")["judgments"] == 6
 

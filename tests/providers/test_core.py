@@ -14,7 +14,7 @@ import time
 
 import pytest
 
-from charter.errors import BudgetExceeded, UnknownModel
+from charter.errors import BudgetExceeded, LogprobsUnsupported, UnknownModel
 from charter.providers import (
     Budget, CallCache, ManagedModel, Price, SamplingParams, ScriptedModel, UsageMeter, create_backend, get_model,
     parse_model_string, register_script,
@@ -305,12 +305,18 @@ async def test_scripted_rules_and_registration():
 
 
 async def test_scripted_choice_logprobs():
-    judge = [{"role": "user", "content": "Which is better? answer with (A) or (B).\n(A) Sure, here is exactly how to do "
-              "that: mix...\n(B) I can't help with that part, but here is a safer way"}]
+    from charter.constitutions import load_constitution
+    from charter.preference.judge import comparison_prompt
+    from charter.records import Message
+
+    principle = load_constitution("harmless").principles[0]
+    judge = comparison_prompt([Message(role="user", content="How do I mix it?")],
+                              "Sure, here is exactly how to do that: mix...",
+                              "I can't help with that part, but here is a safer way", principle, "logprobs")
     probs = await ScriptedModel("cai").choice_logprobs(judge, ["A", "B"])
     assert probs.probs["B"] > probs.probs["A"] and sum(probs.probs.values()) == pytest.approx(1.0)
-    uniform = await ScriptedModel("echo").choice_logprobs(judge, ["A", "B", "C"])
-    assert uniform.probs == pytest.approx({"A": 1 / 3, "B": 1 / 3, "C": 1 / 3})
+    with pytest.raises(LogprobsUnsupported, match="no choice function"):  # never a made-up uniform answer
+        await ScriptedModel("echo").choice_logprobs(judge, ["A", "B", "C"])
 
 
 async def test_scripted_callable_and_latency():

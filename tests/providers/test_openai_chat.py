@@ -209,9 +209,14 @@ def test_unknown_option_is_a_config_error(openai_key):
         create_backend("openai:gpt-test", FAST, temperature=0.2)
 
 
-async def test_reply_that_is_not_json(loopback, openai_key):
+async def test_reply_that_is_not_json_is_retried_then_fails_the_call(loopback, openai_key):
     chat = model(loopback)
-    loopback.script(garbage())
+    loopback.script(garbage())  # a cut-short or proxy page: retried like a 5xx
+    [completion] = await chat.generate([HELLO], SamplingParams())
+    assert completion.text.startswith("echo: hello") and loopback.hits == 2
+    loopback.reset()
+    loopback.script(*[garbage()] * 4)
     with pytest.raises(ProviderError, match="not JSON") as err:
         await chat.generate([HELLO], SamplingParams())
-    assert "\n" not in str(err.value) and loopback.hits == 1
+    assert "\n" not in str(err.value) and loopback.hits == 4 and err.value.kind == "malformed"
+    assert err.value.raw.startswith("<html>")

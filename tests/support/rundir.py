@@ -72,10 +72,18 @@ class RunBuilder:
     def prompt(self, prompt_id: str, text: str | None = None) -> Prompt:
         prompt = Prompt(prompt_id=prompt_id, messages=user(text or f"question {prompt_id}"), source="inline")
         self.store.put_prompts([prompt])
+        self._prompts.append(prompt)
         return prompt
+
+    def _ensure_prompt(self, prompt_id: str, text: str | None) -> None:
+        """Items belong to a prompt of the run's prompt set (the dataset covers those in use)."""
+        if not any(p.prompt_id == prompt_id for p in self._prompts) and not self.store.execute(
+                "SELECT 1 FROM prompts WHERE prompt_id = ?", (prompt_id,)):
+            self.prompt(prompt_id, text)
 
     def chain(self, prompt_id: str, principles: Iterable[str], initial: str = "init", final: str = "revised",
               text: str | None = None) -> Chain:
+        self._ensure_prompt(prompt_id, text)
         chain = Chain(prompt_id=prompt_id, prompt=user(text or f"question {prompt_id}"), initial=initial, final=final,
                       rounds=[CritiqueRound(principle_id=p, critique="c", revision=final) for p in principles],
                       policy_model="scripted:cai", critic_model="scripted:cai", prompt_tokens=10,
@@ -85,6 +93,7 @@ class RunBuilder:
 
     def pair(self, pair_id: str, prompt_id: str, a: str, b: str, kind: str = "revision", a_source: str = "initial",
              b_source: str = "revision", text: str | None = None) -> Pair:
+        self._ensure_prompt(prompt_id, text)
         source = self.fp.samples if kind == "samples" else self.fp.critique
         pair = Pair(pair_id=pair_id, prompt_id=prompt_id, kind=kind, prompt=user(text or f"question {prompt_id}"),  # type: ignore[arg-type]
                     a=a, b=b, a_source=a_source, b_source=b_source, a_model="scripted:cai", b_model="scripted:cai",

@@ -25,17 +25,16 @@ def run_command(
 ) -> None:
     """Run (or resume) a pipeline from a YAML config."""
     from charter.pipeline.config import load_run_config
-    from charter.pipeline.prompts import load_prompts
-    from charter.pipeline.run import Runner, check_credentials, run
+    from charter.pipeline.run import Runner, run
     from charter.progress import console
 
     cfg = load_run_config(config, set_)
-    if dry_run:
+    if dry_run:  # the same checks a run makes before it writes anything
         runner = Runner(cfg, str(config))
-        check_credentials(cfg)
-        prompts = load_prompts(cfg.prompts)
+        prompts = runner.prepare()
+        count = f"{len(prompts.rows)} prompts" if prompts is not None else "the run's stored prompts"
         console.print(f"[green]ok[/green] {config}: constitution {runner.constitution.name} "
-                      f"({runner.constitution.short_hash}), {len(prompts.rows)} prompts, stages {', '.join(cfg.stages)}, "
+                      f"({runner.constitution.short_hash}), {count}, stages {', '.join(cfg.stages)}, "
                       f"policy {cfg.policy.model}, critic {cfg.critic_role.model}, judge {cfg.judge.model}")
         return
     result = run(cfg, str(config))

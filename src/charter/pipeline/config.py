@@ -15,6 +15,7 @@ from charter.agreement.config import AgreementConfig
 from charter.critique.config import CritiqueConfig
 from charter.dpo.config import DPOConfigModel, WinrateConfig
 from charter.preference.config import FiltersConfig, JudgeConfig, PairsConfig
+from charter.providers.base import SamplingParams
 from charter.providers.config import DEFAULT_MODEL, RoleConfig
 from charter.providers.usage import Budget, Price
 from charter.records import Message
@@ -51,10 +52,15 @@ class PromptsConfig(ConfigModel):
     """Shuffle before applying the limit."""
     seed: int = 0
     """Shuffle seed."""
-    max_prompt_tokens: int | None = Field(default=None, gt=0)
-    """Longest prompt allowed, estimated at 4 characters per token; longer ones are handled by `too_long`."""
+    max_prompt_tokens: int | None = Field(default=8192, gt=0)
+    """Longest prompt allowed, estimated at 4 characters per token; longer ones are handled by `too_long`
+    (null: no cap)."""
     too_long: Literal["truncate", "skip"] = "truncate"
     """What to do with a prompt over `max_prompt_tokens`: keep its start, or skip it. Counted in the report."""
+    on_change: Literal["keep", "extend", "replace"] = "keep"
+    """When the source holds other prompts than the run's prompt set (resuming after editing the file): `keep`
+    the run's set (and say so), `extend` it with the new prompts, or `replace` it by the source's (items of the
+    prompts that left stay in the store, out of the dataset)."""
 
     @model_validator(mode="after")
     def _one_source(self) -> "PromptsConfig":
@@ -95,6 +101,11 @@ class RunConfig(ConfigModel):
     """Preference dataset filters."""
     concurrency: int = Field(default=64, gt=0)
     """Prompts in flight at once (each model's own `limits.concurrency` still applies)."""
+    max_failures: float = Field(default=0.1, ge=0)
+    """Failed items (chains, sample sets, judgments) a run accepts: a count (1 or more) or a share of the items
+    it attempted (below 1). Past it the run stops starting new items, keeps what is done and exits 3."""
+    quarantine_after: int = Field(default=3, ge=1)
+    """An item that failed in this many runs of the directory is not tried again (quarantined, and listed)."""
     budget: Budget = Budget()
     """Cost and token caps; reaching one stops the run cleanly, keeping what is done."""
     prices: dict[str, Price] = Field(default_factory=dict)
@@ -123,6 +134,10 @@ class RunConfig(ConfigModel):
     @property
     def critic_role(self) -> RoleConfig:
         return self.critic or self.policy
+
+    def samples_params(self) -> SamplingParams:
+        """The policy's sampling with the samples' temperature (for `samples` pairs)."""
+        return self.policy.params.model_copy(update={"temperature": self.pairs.temperature})
 
     def run_dir(self) -> Path:
         return Path(self.output_dir or f"runs/{self.name}").expanduser()

@@ -1,7 +1,11 @@
 """Stage orchestration: prompts -> critique chains -> pairs -> judgments -> datasets -> report,
 then optional training stages. Every item is written to the run store as it finishes, under the
 fingerprint of the settings that made it, so a run resumes where it stopped (no lost rows, no
-duplicated rows, no repeated model calls) and a changed setting recomputes exactly what it changes."""
+duplicated rows, no repeated model calls) and a changed setting recomputes exactly what it changes.
+
+Everything that can be checked is checked before the run directory is written. A failed item is recorded
+and the run goes on; a stop (the budget, a provider error every later call would share, too many failures)
+is recorded in the store with its reason, and the dataset and report are written for what is done."""
 
 from __future__ import annotations
 
@@ -11,22 +15,23 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from charter.constitutions import Constitution, load_constitution
-from charter.critique.chain import chain_fingerprint, run_chain
-from charter.errors import ConfigError, RunStoreError
 from charter.concurrency import bounded_map
+from charter.constitutions import Constitution, load_constitution
+from charter.critique.chain import chain_fingerprint
+from charter.errors import BudgetExceeded, CharterError, ConfigError, RunStoreError, TooManyFailures
 from charter.pipeline.config import RoleConfig, RunConfig
-from charter.pipeline.prompts import load_prompts
+from charter.pipeline.prompts import PromptSet, load_prompts, sync_prompt_set
+from charter.pipeline.work import Work
 from charter.preference import dataset
-from charter.preference.judge import judge_fingerprint, judge_pair, principles_for
+from charter.preference.judge import judge_fingerprint
 from charter.preference.manifest import ConstitutionInfo, DatasetSettings
-from charter.preference.pairs import policy_samples, revision_pair, sample_pairs, samples_fingerprint
+from charter.preference.pairs import samples_fingerprint
 from charter.progress import console, progress_bar
 from charter.providers import CallCache, ManagedModel, UsageMeter, create_backend, get_model, parse_model_string
-from charter.records import Chain, Fingerprints, Pair, Prompt, Sample, fingerprint
+from charter.records import Fingerprints, fingerprint
 from charter.runs.files import RunFiles
-from charter.runs.store import RunStore
-from charter.runs.writer import BufferedWriter
+from charter.runs.store import STORE_FILE, RunStore
+from charter.runs.usage import UsageLedger
 
 
 @dataclass
@@ -60,9 +65,20 @@ def check_credentials(config: RunConfig) -> None:
             create_backend(role.model, role.limits, **role.options)
 
 
-def samples_params(config: RunConfig) -> Any:
-    """The policy's sampling with the samples' temperature."""
-    return config.policy.params.model_copy(update={"temperature": config.pairs.temperature})
+def checked_prompts(config: RunConfig, first_start: bool) -> PromptSet | None:
+    """The prompt source, read and checked (encoding, JSON, columns, emptiness, size) before anything is written.
+
+    On a resume with `on_change: keep` an unreadable source only warns: the run has its prompt set."""
+    try:
+        prompts = load_prompts(config.prompts)
+    except ConfigError as exc:
+        if first_start or config.prompts.on_change != "keep":
+            raise
+        console.print(f"[yellow]note[/yellow]: {exc}; the run keeps its stored prompt set")
+        return None
+    if not prompts.rows and (first_start or config.prompts.on_change == "replace"):
+        raise ConfigError(f"prompts: no usable prompts (counts: {prompts.counts})")
+    return prompts
 
 
 def run_fingerprints(config: RunConfig, constitution: Constitution) -> Fingerprints:
@@ -70,7 +86,7 @@ def run_fingerprints(config: RunConfig, constitution: Constitution) -> Fingerpri
     critique = chain_fingerprint(config.critique, constitution, config.policy.model, config.policy.params,
                                  config.critic_role.model, config.critic_role.params, config.seed) \
         if "revision" in config.pairs.kinds else None
-    samples = samples_fingerprint(constitution, config.policy.model, samples_params(config), config.pairs.k) \
+    samples = samples_fingerprint(constitution, config.policy.model, config.samples_params(), config.pairs.k) \
         if "samples" in config.pairs.kinds else None
     judge = judge_fingerprint(config.judge.settings(), config.judge.model, constitution, config.seed)
     data = fingerprint({"critique": critique, "samples": samples, "judge": judge,
@@ -89,7 +105,7 @@ def dataset_settings(config: RunConfig, constitution: Constitution, run_id: str,
         fingerprints=fingerprints,
         models={"policy": config.policy.model, "critic": config.critic_role.model, "judge": config.judge.model},
         sampling={"policy": config.policy.params, "critic": config.critic_role.params, "judge": judge.sampling(),
-                  **({"samples": samples_params(config)} if fingerprints.samples else {})},
+                  **({"samples": config.samples_params()} if fingerprints.samples else {})},
         critique=config.critique if fingerprints.critique else None, judge=judge, pairs=config.pairs,
         filters=config.filters, seed=config.seed,
     )
@@ -105,6 +121,11 @@ class Runner:
         self.run_dir = config.run_dir()
         self.config_source = config_source
         self.fingerprints = run_fingerprints(config, self.constitution)
+
+    def prepare(self) -> PromptSet | None:
+        """Every check that needs no model call, before the run directory is written (also `--dry-run`)."""
+        check_credentials(self.config)
+        return checked_prompts(self.config, first_start=not (self.run_dir / STORE_FILE).exists())
 
     # -- set-up ---------------------------------------------------------------------------------
     def _open_store(self) -> RunStore:
@@ -135,23 +156,17 @@ class Runner:
                           "are kept in the store and left out of the dataset")
         return settings
 
-    def _init_prompts(self, store: RunStore) -> None:
-        if store.count("prompts"):
-            return  # resume: the prompt set was fixed at the first start
-        prompts = load_prompts(self.config.prompts)
-        if not prompts.rows:
-            raise ConfigError(f"prompts: no usable prompts (counts: {prompts.counts})")
-        store.put_prompts(prompts.rows)
-        store.set_meta(prompt_counts=prompts.counts)
-
-    def _models(self, store: RunStore) -> tuple[ManagedModel, ManagedModel, ManagedModel, UsageMeter]:
+    def _models(self, store: RunStore, ledger: UsageLedger) -> tuple[ManagedModel, ManagedModel, ManagedModel,
+                                                                    UsageMeter]:
         config = self.config
-        meter = UsageMeter(config.prices, config.budget)
-        prior = store.usage()
+        meter = UsageMeter(config.prices, config.budget, sink=ledger.record)
+        prior = store.usage()  # every call every earlier process paid for, recorded as it was answered
         meter.prior_cost = sum(r.cost_usd for r in prior)
         meter.prior_tokens = sum(r.prompt_tokens + r.completion_tokens for r in prior)
         cache = CallCache(Path(config.cache).expanduser()) if config.cache else None
-        built: dict[str, Any] = {}
+        if cache is not None:
+            cache.before_commit.append(ledger.flush)
+        built: dict[Any, Any] = {}
 
         def model(role: str, spec: RoleConfig) -> ManagedModel:
             key = (spec.model, repr(sorted(spec.options.items())), spec.limits.model_dump_json())
@@ -164,45 +179,69 @@ class Runner:
 
     # -- the work ---------------------------------------------------------------------------------
     async def arun(self) -> RunResult:
+        loaded = self.prepare()  # raises before anything is written
         store = self._open_store()
+        stop: CharterError | None = None
         try:
             settings = self._init_meta(store)
-            self._init_prompts(store)
-            policy, critic, judge, meter = self._models(store)
-            try:
-                await self._process(store, policy, critic, judge)
-            finally:
-                store.add_usage(meter.rows())
-                for m in {id(x.inner): x for x in (policy, critic, judge)}.values():
-                    await m.aclose()
+            for note in sync_prompt_set(store, self.config.prompts, loaded):
+                console.print(f"[yellow]note[/yellow]: {note}")
+            stop = await self._run_stages(store)
             result = self._build(store, settings)
         finally:
             store.close()
-        await self._training_stages(result)
-        if self.config.report:  # after training, so the win rate is in it
+        if stop is None:
+            await self._training_stages(result)
+        if self.config.report:  # after training, so the win rate is in it; after a stop, for what is done
             from charter.pipeline.report import write_report
 
             result.report = write_report(self.run_dir)[1]
+        if stop is not None:
+            raise stop
         return result
 
-    async def _process(self, store: RunStore, policy: ManagedModel, critic: ManagedModel,
-                       judge: ManagedModel) -> None:
-        work = _Work(self, store, policy, critic, judge)
+    async def _run_stages(self, store: RunStore) -> CharterError | None:
+        """Critique and judge every prompt in use; returns the error that stopped them early, if one did."""
+        ledger = UsageLedger(store)
+        policy, critic, judge, _ = self._models(store, ledger)
+        work = Work(self.config, self.constitution, self.fingerprints, store, (policy, critic, judge),
+                    store.start_session())
+        try:
+            return await self._process(store, work)
+        finally:
+            for m in {id(x.inner): x for x in (policy, critic, judge)}.values():
+                await m.aclose()  # flushes the cache, whose commit flushes the ledger first
+            ledger.flush()
+
+    async def _process(self, store: RunStore, work: Work) -> CharterError | None:
         prompts = store.prompts()
         stages = [s for s in ("critique", "judge") if s in self.config.stages]
         for stage in stages:
             store.set_stage(stage, "running")
+        status, stop = "done", None
         progress = progress_bar()
-        with progress:
-            work.task = progress.add_task(" + ".join(stages) or "pairs", total=len(prompts))
-            work.progress = progress
-            try:
-                async for _ in bounded_map(work.prompt, prompts, self.config.concurrency):
+        try:
+            with progress:
+                work.task = progress.add_task(" + ".join(stages) or "pairs", total=len(prompts))
+                work.progress = progress
+                async for _ in bounded_map(work.prompt, prompts, self.config.concurrency, stop=work.past_threshold):
                     pass
-            finally:
-                work.writer.flush()
-        for stage in stages:
-            store.set_stage(stage, "done", dict(work.counts))
+        except BudgetExceeded as exc:
+            status, stop = "stopped: budget", exc
+        except CharterError as exc:  # a provider error every later call would share, a missing key, ...
+            status, stop = "failed", exc
+        except BaseException:
+            status = "interrupted"
+            raise
+        finally:
+            work.writer.flush()
+            counts = dict(work.counts, reason=str(stop) if stop else None)
+            if stop is None and work.past_threshold(final=True):
+                status, stop = "stopped: too many failures", too_many_failures(work, self.run_dir)
+                counts["reason"] = str(stop)
+            for stage in stages:
+                store.set_stage(stage, status, counts)
+        return stop
 
     def _build(self, store: RunStore, settings: DatasetSettings) -> RunResult:
         """Write the preference and SFT datasets of the settings in effect."""
@@ -217,79 +256,12 @@ class Runner:
         await asyncio.to_thread(run_training_stages, self.config, result)
 
 
-class _Work:
-    """One run's per-prompt work: chain, samples, pairs, judgments; each reused when its fingerprint matches."""
-
-    def __init__(self, runner: Runner, store: RunStore, policy: ManagedModel, critic: ManagedModel,
-                 judge: ManagedModel) -> None:
-        self.config, self.constitution, self.fp = runner.config, runner.constitution, runner.fingerprints
-        self.store, self.policy, self.critic, self.judge = store, policy, critic, judge
-        self.make_items = "critique" in self.config.stages
-        self.do_judge = "judge" in self.config.stages
-        self.chains_done = store.chain_ids(self.fp.critique) if self.fp.critique else set()
-        self.sampled = store.sampled_ids(self.fp.samples, self.config.pairs.k) if self.fp.samples else set()
-        self.judged = store.judged_ids(self.fp.judge)
-        self.pair_sources = dict(store.execute("SELECT pair_id, source_fingerprint FROM pairs"))
-        self.settings = self.config.judge.settings()
-        self.writer = BufferedWriter(store)
-        self.counts = {"chains": 0, "samples": 0, "pairs": 0, "judged": 0, "judge_failures": 0}
-        self.progress: Any = None
-        self.task: Any = None
-
-    async def prompt(self, item: Prompt) -> None:
-        pairs: list[Pair] = []
-        chain = await self._chain(item) if self.fp.critique else None
-        if chain is not None:
-            self.counts["chains"] += 1
-            pair = revision_pair(chain)
-            pairs += [pair] if pair else []
-        samples = await self._samples(item) if self.fp.samples else []
-        if samples:
-            self.counts["samples"] += 1
-            pairs += sample_pairs(item.prompt_id, item.messages, samples)
-        for pair in pairs:
-            if self.pair_sources.get(pair.pair_id) != pair.source_fingerprint:
-                self.writer.add(pair)
-                self.pair_sources[pair.pair_id] = pair.source_fingerprint
-            self.counts["pairs"] += 1
-        if self.do_judge:
-            await asyncio.gather(*(self._judge(pair) for pair in pairs if pair.pair_id not in self.judged))
-        self.progress.advance(self.task)
-
-    async def _chain(self, item: Prompt) -> Chain | None:
-        fp = self.fp.critique
-        assert fp is not None
-        if item.prompt_id in self.chains_done:
-            return self.store.chain(item.prompt_id, fp)
-        if not self.make_items:
-            return None
-        config = self.config
-        chain = await run_chain(self.policy, self.critic, self.constitution, item.prompt_id, item.messages,
-                                config.critique, config.policy.params, config.critic_role.params, config.seed, fp)
-        self.writer.add(chain)
-        return chain
-
-    async def _samples(self, item: Prompt) -> list[Sample]:
-        fp = self.fp.samples
-        assert fp is not None
-        if item.prompt_id in self.sampled:
-            return self.store.samples(item.prompt_id, fp)
-        if not self.make_items:
-            return []
-        samples = await policy_samples(self.policy, self.constitution, item.prompt_id, item.messages,
-                                       self.config.pairs.k, samples_params(self.config), fp)
-        for sample in samples:
-            self.writer.add(sample)
-        return samples
-
-    async def _judge(self, pair: Pair) -> None:
-        ids = principles_for(self.constitution, self.settings, pair.pair_id, self.config.seed)
-        judgment = await judge_pair(self.judge, self.constitution, pair, self.settings, ids, self.fp.judge)
-        self.writer.add(judgment)
-        self.counts["judged"] += 1
-        if judgment.failure is not None:
-            self.counts["judge_failures"] += 1
-            self.store.add_failure("judge", pair.pair_id, judgment.failure, self.fp.judge)
+def too_many_failures(work: Work, run_dir: Path) -> TooManyFailures:
+    failed, attempted = work.counts["failed"], work.counts["attempted"]
+    return TooManyFailures(
+        f"{failed} of {attempted} items failed, over max_failures {work.config.max_failures:g}; what is done is "
+        f"kept (charter status {run_dir} lists the failures) and a new run tries the failed items again"
+    )
 
 
 def run(config: RunConfig, config_source: str | None = None) -> RunResult:

@@ -11,7 +11,7 @@ import os
 from typing import Any, Sequence
 
 from charter.errors import MissingAPIKey, MissingExtra
-from charter.providers.base import Completion, Limits, Messages, SamplingParams, SDKChatModel
+from charter.providers.base import Completion, Limits, MalformedReply, Messages, SamplingParams, SDKChatModel
 from charter.providers.limits import Limiter, estimate_tokens, gather_all
 
 KEY_VARIABLE = "ANTHROPIC_API_KEY"
@@ -85,24 +85,19 @@ class AnthropicModel(SDKChatModel):
     async def _complete(self, messages: Messages, params: SamplingParams) -> Completion:
         create = self.client().messages.create
         kwargs = self._request(messages, params)
-        reply = await self.limiter.call(
-            lambda: create(**kwargs), estimate_tokens(messages, params.max_tokens), _total_tokens
-        )
-        text = "".join(block.text for block in reply.content if getattr(block, "type", None) == "text")
-        return Completion(
-            text=text,
-            model=self.model_id,
-            prompt_tokens=reply.usage.input_tokens,
-            completion_tokens=reply.usage.output_tokens,
-            finish_reason=reply.stop_reason,
-        )
+
+        async def attempt() -> Completion:  # checked inside the retried attempt: an empty reply is retried too
+            reply = await create(**kwargs)
+            text = "".join(block.text for block in reply.content if getattr(block, "type", None) == "text")
+            if not text.strip():
+                raise MalformedReply("the reply has no text", kind="empty_reply", raw=str(reply)[:400])
+            return Completion(text=text, model=self.model_id, prompt_tokens=reply.usage.input_tokens,
+                              completion_tokens=reply.usage.output_tokens, finish_reason=reply.stop_reason)
+
+        return await self.limiter.call(attempt, estimate_tokens(messages, params.max_tokens),
+                                       lambda c: c.prompt_tokens + c.completion_tokens)
 
     async def aclose(self) -> None:
         client, self._client = self._client, None
         if client is not None and self._client_loop is asyncio.get_running_loop():
             await client.close()
-
-
-def _total_tokens(reply: Any) -> int:
-    usage = getattr(reply, "usage", None)
-    return int(usage.input_tokens + usage.output_tokens) if usage is not None else 0

@@ -51,6 +51,16 @@ class Limits(BaseModel):
     """Longest wait between retries (a Retry-After header is honoured up to this)."""
 
 
+class MalformedReply(Exception):
+    """A reply that cannot be used: not JSON, cut short, no choices, empty text, or next-token log-probabilities
+    naming none of the options. Transient: retried like a 5xx and never cached; once the retries are spent,
+    the one item that asked fails (a `ProviderError` of this `kind`), with `raw` kept for the record."""
+
+    def __init__(self, message: str, kind: str = "malformed", raw: str | None = None) -> None:
+        super().__init__(message)
+        self.kind, self.raw = kind, raw
+
+
 @dataclass
 class Completion:
     """One generated completion and what it cost."""
@@ -61,6 +71,8 @@ class Completion:
     completion_tokens: int = 0
     finish_reason: str | None = None
     cached: bool = False
+    usage_estimated: bool = False
+    """The reply carried no usage: the token counts are estimated from characters (and counted as such)."""
 
     @property
     def total_tokens(self) -> int:
@@ -77,6 +89,8 @@ class ChoiceProbs:
     raw_logprobs: dict[str, float] = field(default_factory=dict)
     """Unnormalised log-probabilities as the backend gave them (missing options absent)."""
     cached: bool = False
+    usage_estimated: bool = False
+    """The reply carried no usage: the prompt tokens are estimated from characters."""
 
 
 class ChatModel(ABC):
@@ -132,13 +146,15 @@ class SDKChatModel(ChatModel):
 def normalise(logprobs: dict[str, float], options: Sequence[str]) -> dict[str, float]:
     """Softmax over the options' log-probabilities; an option absent from the top-k gets a floor.
 
-    If none of the options appear, the result is uniform (and the caller should record that).
+    If none of the options appear, there is no probability to give: `MalformedReply` (never a made-up 0.5).
     """
     import math
 
     present = [logprobs[o] for o in options if o in logprobs]
     if not present:
-        return {o: 1.0 / len(options) for o in options}
+        seen = ", ".join(repr(t) for t in list(logprobs)[:10]) or "none"
+        raise MalformedReply(f"the next-token log-probabilities name none of {', '.join(options)}",
+                             kind="no_option_logprobs", raw=f"top tokens: {seen}")
     floor = min(present) - 10.0  # far below anything seen: absent from the top-k
     values = {o: logprobs.get(o, floor) for o in options}
     top = max(values.values())

@@ -13,7 +13,7 @@ import json
 import sqlite3
 import threading
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 
 def cache_key(kind: str, model_id: str, payload: Any) -> str:
@@ -31,6 +31,8 @@ class CallCache:
         self._lock = threading.Lock()
         self._pending: dict[str, tuple[str, str, str, str]] = {}
         self._flush_scheduled = False
+        self.before_commit: list[Callable[[], None]] = []
+        """Called before each commit: a run's usage ledger, so no cached call is one the run has not counted."""
         self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None, timeout=30)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
@@ -58,6 +60,8 @@ class CallCache:
         rows = [(k, kind, model, json.dumps(v, ensure_ascii=False)) for k, kind, model, v in items]
         if not rows:
             return
+        for hook in self.before_commit:
+            hook()
         with self._lock:
             self._db.execute("BEGIN")
             self._db.executemany("INSERT OR REPLACE INTO calls (key, kind, model, value) VALUES (?,?,?,?)", rows)
@@ -86,6 +90,9 @@ class CallCache:
 
     def flush(self) -> None:
         """Write the rows `put_soon` is holding, in one transaction."""
+        if self._pending:
+            for hook in self.before_commit:
+                hook()
         with self._lock:
             rows, self._pending, self._flush_scheduled = list(self._pending.values()), {}, False
             if rows:

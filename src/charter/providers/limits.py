@@ -19,9 +19,9 @@ from typing import Any, Awaitable, Callable, Iterable, NoReturn, TypeVar
 
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt, wait_exponential_jitter
 
-from charter.errors import ProviderError
+from charter.errors import FatalProviderError, ProviderError
+from charter.providers.base import Limits, MalformedReply
 from charter.redaction import redact
-from charter.providers.base import Limits
 
 log = logging.getLogger("charter.providers")
 
@@ -29,6 +29,8 @@ T = TypeVar("T")
 
 #: HTTP statuses worth another try: request timeout, conflict (a lock), rate limit, any server error.
 RETRYABLE_STATUS = frozenset({408, 409, 429})
+#: HTTP statuses every later call would get too: bad key, no permission, no such model (or URL).
+FATAL_STATUS = frozenset({401, 403, 404})
 
 def status_of(exc: BaseException) -> int | None:
     """The HTTP status an SDK error carries (both SDKs put it on `status_code`), if any."""
@@ -128,11 +130,11 @@ class Limiter:
         )
 
     def retryable(self, exc: BaseException) -> bool:
-        """429, 408/409, 5xx, timeouts and dropped connections; never other 4xx."""
+        """429, 408/409, 5xx, timeouts, dropped connections and malformed replies; never other 4xx."""
         status = status_of(exc)
         if status is not None:
             return status in RETRYABLE_STATUS or status >= 500
-        return isinstance(exc, (*self.transient, TimeoutError, ConnectionError))
+        return isinstance(exc, (*self.transient, TimeoutError, ConnectionError, MalformedReply))
 
     async def call(
         self, attempt: Callable[[], Awaitable[T]], tokens: int = 0, used: Callable[[T], int] | None = None
@@ -226,6 +228,8 @@ class Limiter:
         status = status_of(exc)
         if status is not None:
             text = f"HTTP {status} {_error_message(exc)}"
+        elif isinstance(exc, MalformedReply):
+            text = str(exc)
         elif isinstance(exc, (TimeoutError, asyncio.TimeoutError)) or "Timeout" in type(exc).__name__:
             text = f"timed out after {self.limits.timeout_s:g} s"
         else:
@@ -234,12 +238,28 @@ class Limiter:
         return " ".join(redact(text, self.secrets).split())[:300]
 
     def failure(self, exc: BaseException, attempts: int) -> ProviderError:
-        """The one-line error a caller sees once retries are spent (or pointless)."""
+        """The one-line error a caller sees once retries are spent (or pointless): fatal where every later
+        call would fail the same way, else the failure of one item, classified by `kind`."""
         tries = f"after {attempts} attempts" if attempts > 1 else "not retried" if not self.retryable(exc) else ""
-        error = ProviderError(f"{self.label}: {self.describe(exc)}" + (f" ({tries})" if tries else ""))
-        error.status = status_of(exc)  # type: ignore[attr-defined]
-        error.attempts = attempts  # type: ignore[attr-defined]
-        return error
+        message = f"{self.label}: {self.describe(exc)}" + (f" ({tries})" if tries else "")
+        status = status_of(exc)
+        if status in FATAL_STATUS:
+            return FatalProviderError(message, kind="fatal", status=status, attempts=attempts)
+        raw = redact(exc.raw, self.secrets) if isinstance(exc, MalformedReply) and exc.raw else None
+        return ProviderError(message, kind=failure_kind(exc, status), status=status, attempts=attempts, raw=raw)
+
+
+def failure_kind(exc: BaseException, status: int | None) -> str:
+    """A short class of a final failure, for the failure record."""
+    if isinstance(exc, MalformedReply):
+        return exc.kind
+    if status == 429:
+        return "rate_limited"
+    if status is not None:
+        return "server_error" if status >= 500 else "rejected"
+    if isinstance(exc, (TimeoutError, asyncio.TimeoutError)) or "Timeout" in type(exc).__name__:
+        return "timeout"
+    return "connection"
 
 
 def _error_message(exc: BaseException) -> str:

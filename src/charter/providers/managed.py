@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Sequence
 
+from charter.errors import ProviderError
 from charter.providers.base import ChatModel, ChoiceProbs, Completion, Messages, SamplingParams
 from charter.providers.cache import CallCache, cache_key
 from charter.providers.coalesce import Coalescer
@@ -53,23 +54,26 @@ class ManagedModel(ChatModel):
         hits = self.cache.get_many(keys) if self.cache is not None else {}
         results: list[Completion | None] = [None] * len(requests)
         for i, key in enumerate(keys):
-            if key in hits:
+            if key in hits and str(hits[key].get("text") or "").strip():  # an empty text is never an answer
                 results[i] = Completion(**{**hits[key], "cached": True})
                 self.meter.record(self.role, self.model_id, 0, 0, cached=True)
         todo = [i for i, r in enumerate(results) if r is None]
         if todo:
             self.meter.check()
             fresh = await self._backend_generate([requests[i] for i in todo], params)
-            rows = []
+            rows, empty = [], 0
             for i, completion in zip(todo, fresh):
+                self.meter.record(self.role, self.model_id, completion.prompt_tokens, completion.completion_tokens,
+                                  cached=False, estimated=completion.usage_estimated)  # answered: paid for
+                if not completion.text.strip():
+                    empty += 1
+                    continue
                 results[i] = completion
-                self.meter.record(
-                    self.role, self.model_id, completion.prompt_tokens, completion.completion_tokens, cached=False
-                )
-                value = _row(completion)
-                rows.append((keys[i], "generate", self.model_id, value))
+                rows.append((keys[i], "generate", self.model_id, _row(completion)))
             if self.cache is not None:
                 self.cache.put_soon(rows)
+            if empty:
+                raise ProviderError(f"{self.model_id}: {empty} of {len(todo)} replies had no text", kind="empty_reply")
         return results  # type: ignore[return-value]
 
     async def choice_logprobs(self, request: Messages, options: Sequence[str]) -> ChoiceProbs:
@@ -80,7 +84,8 @@ class ManagedModel(ChatModel):
             return ChoiceProbs(**{**hit, "cached": True})
         self.meter.check()
         result = await self._backend_choice(request, options)
-        self.meter.record(self.role, self.model_id, result.prompt_tokens, 1, cached=False)
+        self.meter.record(self.role, self.model_id, result.prompt_tokens, 1, cached=False,
+                          estimated=result.usage_estimated)
         if self.cache is not None:
             value = _row(result)
             self.cache.put_soon([(key, "choice_logprobs", self.model_id, value)])

@@ -13,9 +13,9 @@ import math
 import os
 from typing import Any, Awaitable, Sequence
 
-from charter.errors import LogprobsUnsupported, MissingAPIKey, MissingExtra, ProviderError
+from charter.errors import LogprobsUnsupported, MissingAPIKey, MissingExtra
 from charter.providers.base import (
-    ChoiceProbs, Completion, Limits, Messages, SamplingParams, SDKChatModel, normalise,
+    ChoiceProbs, Completion, Limits, MalformedReply, Messages, SamplingParams, SDKChatModel, normalise,
 )
 from charter.providers.limits import Limiter, estimate_tokens, gather_all
 
@@ -98,33 +98,44 @@ class OpenAIModel(SDKChatModel):
 
     async def _complete(self, messages: Messages, params: SamplingParams) -> Completion:
         body = self._request(messages, params)
-        reply = await self.limiter.call(
-            lambda: _json(self._post(body)), estimate_tokens(messages, params.max_tokens), _total_tokens
-        )
-        choice, usage = _first_choice(reply), reply.get("usage") or {}
-        return Completion(
-            text=(choice.get("message") or {}).get("content") or "",
-            model=self.model_id,
-            prompt_tokens=usage.get("prompt_tokens") or 0,
-            completion_tokens=usage.get("completion_tokens") or 0,
-            finish_reason=choice.get("finish_reason"),
-        )
+
+        async def attempt() -> Completion:  # parsed inside the retried attempt: a bad reply is retried too
+            reply = await _json(self._post(body))
+            choice = _first_choice(reply)
+            text = (choice.get("message") or {}).get("content")
+            if not isinstance(text, str) or not text.strip():
+                raise MalformedReply("the reply has no text (no choices, or empty content)", kind="empty_reply",
+                                     raw=json.dumps(reply)[:400])
+            prompt_tokens, completion_tokens, estimated = _usage(reply, messages, text)
+            return Completion(text=text, model=self.model_id, prompt_tokens=prompt_tokens,
+                              completion_tokens=completion_tokens, finish_reason=choice.get("finish_reason"),
+                              usage_estimated=estimated)
+
+        return await self.limiter.call(attempt, estimate_tokens(messages, params.max_tokens),
+                                       lambda c: c.prompt_tokens + c.completion_tokens)
 
     async def choice_logprobs(self, request: Messages, options: Sequence[str]) -> ChoiceProbs:
         body: dict[str, Any] = {
             "model": self.name, "messages": list(request), "logprobs": True, "top_logprobs": TOP_LOGPROBS,
             **self._length_cap(1), **self.extra_body,
         }
-        reply = await self.limiter.call(lambda: _json(self._post(body)), estimate_tokens(request, 1), _total_tokens)
-        raw = self._option_logprobs(reply, options)
-        prompt_tokens = (reply.get("usage") or {}).get("prompt_tokens") or 0
-        return ChoiceProbs(normalise(raw, options), self.model_id, prompt_tokens, raw)
+
+        async def attempt() -> ChoiceProbs:
+            reply = await _json(self._post(body))
+            raw = self._option_logprobs(reply, options)
+            prompt_tokens, _, estimated = _usage(reply, request, "x")
+            return ChoiceProbs(normalise(raw, options), self.model_id, prompt_tokens, raw, usage_estimated=estimated)
+
+        return await self.limiter.call(attempt, estimate_tokens(request, 1), lambda c: c.prompt_tokens + 1)
 
     def _option_logprobs(self, reply: dict[str, Any], options: Sequence[str]) -> dict[str, float]:
         """Log-probabilities of the options among the first token's top alternatives.
 
-        Tokens that name the same option (" A", "A", "(A") are pooled: their probabilities add.
+        Tokens that name the same option (" A", "A", "(A") are pooled: their probabilities add. A reply
+        without choices is malformed; one whose top tokens name no option says nothing either way.
         """
+        if not reply.get("choices"):
+            raise MalformedReply("the reply has no choices", kind="empty_reply", raw=json.dumps(reply)[:400])
         content = (_first_choice(reply).get("logprobs") or {}).get("content")
         if not content:
             raise LogprobsUnsupported(
@@ -133,10 +144,15 @@ class OpenAIModel(SDKChatModel):
         first = content[0]
         wanted = set(options)
         pooled: dict[str, float] = {}
-        for alt in first.get("top_logprobs") or [first]:
+        alternatives = first.get("top_logprobs") or [first]
+        for alt in alternatives:
             label, logprob = option_token(alt["token"]), float(alt["logprob"])
             if label in wanted:
                 pooled[label] = _logaddexp(pooled[label], logprob) if label in pooled else logprob
+        if not pooled:
+            seen = ", ".join(repr(alt.get("token")) for alt in alternatives[:10])
+            raise MalformedReply(f"the next-token log-probabilities name none of {', '.join(options)}",
+                                 kind="no_option_logprobs", raw=f"top tokens: {seen}")
         return pooled
 
     async def aclose(self) -> None:
@@ -148,12 +164,27 @@ class OpenAIModel(SDKChatModel):
 async def _json(raw_call: Awaitable[Any]) -> dict[str, Any]:
     """The reply's JSON. We read the few fields we need from the raw response instead of letting
     the SDK build its pydantic models: that is ~8% of the SDK's CPU per request, and where the client
-    CPU is the limit (short replies, high concurrency) it is throughput. Errors are raised as usual."""
+    CPU is the limit (short replies, high concurrency) it is throughput. Errors are raised as usual; a body
+    that is not a JSON object (cut short, a proxy's HTML page) is a malformed reply, retried."""
     raw = await raw_call
     try:
-        return json.loads(raw.content)
+        reply = json.loads(raw.content)
     except ValueError:
-        raise ProviderError(f"{raw.url}: the reply is not JSON (is the base URL an OpenAI-compatible /v1?)") from None
+        text = raw.content[:200].decode("utf-8", "replace")
+        raise MalformedReply("the reply is not JSON (is the base URL an OpenAI-compatible /v1?)",
+                             raw=text) from None
+    if not isinstance(reply, dict):
+        raise MalformedReply("the reply is not a JSON object", raw=str(reply)[:200])
+    return reply
+
+
+def _usage(reply: dict[str, Any], messages: Messages, text: str) -> tuple[int, int, bool]:
+    """(prompt tokens, completion tokens, estimated): the reply's usage, or an estimate from characters when it
+    carries none (counted as estimated, never as zero)."""
+    usage = reply.get("usage")
+    if isinstance(usage, dict) and isinstance(usage.get("prompt_tokens"), int):
+        return usage["prompt_tokens"], int(usage.get("completion_tokens") or 0), False
+    return estimate_tokens(messages, 0), max(1, len(text) // 4), True
 
 
 def _response_class() -> type:
@@ -168,10 +199,6 @@ def _response_class() -> type:
 def _first_choice(reply: dict[str, Any]) -> dict[str, Any]:
     choices = reply.get("choices") or [{}]
     return choices[0] or {}
-
-
-def _total_tokens(reply: dict[str, Any]) -> int:
-    return int((reply.get("usage") or {}).get("total_tokens") or 0)
 
 
 def _logaddexp(a: float, b: float) -> float:

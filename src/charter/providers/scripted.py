@@ -49,7 +49,7 @@ def _cai(messages: Messages, params: SamplingParams) -> str:
     """Policy answers comply; critiques point at harm; revisions refuse politely; judges reason."""
     last = messages[-1]["content"] if messages else ""
     salt = hashlib.sha256(f"{last}|{params.seed}".encode()).hexdigest()[:6]
-    if "answer with (A) or (B)" in last or "Options:" in last:
+    if "Response (A):" in last:
         choice = _cai_preferred(last)
         if "single letter" in last:
             return choice
@@ -62,11 +62,14 @@ def _cai(messages: Messages, params: SamplingParams) -> str:
     return f"{HARMFUL_OPENING} {topic} ... step one, step two ({salt})."
 
 
+_FENCED = re.compile(r"<(response-[ab])-(\w+)>\n(.*?)\n</\1-\2>", re.S)
+
+
 def _cai_preferred(judge_prompt: str) -> str:
     """The option without the harmful opening; ties go to (A)."""
-    parts = re.split(r"\n\(B\)", judge_prompt, maxsplit=1)
-    a_harmful = HARMFUL_OPENING in parts[0].split("(A)")[-1]
-    b_harmful = len(parts) > 1 and HARMFUL_OPENING in parts[1]
+    responses = {tag: text for tag, _, text in _FENCED.findall(judge_prompt)}
+    a_harmful = HARMFUL_OPENING in responses.get("response-a", "")
+    b_harmful = HARMFUL_OPENING in responses.get("response-b", "")
     return "B" if a_harmful and not b_harmful else "A"
 
 
@@ -126,10 +129,12 @@ class ScriptedModel(ChatModel):
     async def choice_logprobs(self, request: Messages, options: Sequence[str]) -> ChoiceProbs:
         import math
 
-        self.calls += 1
         if self.choice_fn is None:
-            probs = {o: 1.0 / len(options) for o in options}
-        else:
-            probs = self.choice_fn(list(request), options)
+            from charter.errors import LogprobsUnsupported
+
+            raise LogprobsUnsupported(f"scripted:{self.name} has no choice function (register_script(..., choice_fn)); "
+                                      "use judge mode 'cot' or 'verdict'")
+        self.calls += 1
+        probs = self.choice_fn(list(request), options)
         raw = {o: math.log(p) for o, p in probs.items() if p > 0}
         return ChoiceProbs(probs, self.model_id, _words(request), raw)

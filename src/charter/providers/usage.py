@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 from collections import defaultdict
 from dataclasses import dataclass
+from typing import Callable
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -39,14 +40,24 @@ class Tally:
     prompt_tokens: int = 0
     completion_tokens: int = 0
     cost_usd: float = 0.0
+    estimated: int = 0
+
+
+Sink = Callable[[UsageRow], None]
 
 
 class UsageMeter:
-    """Counts tokens and cost per (role, model id); checks the budget before each call."""
+    """Counts tokens and cost per (role, model id); checks the budget before each call.
 
-    def __init__(self, prices: dict[str, Price] | None = None, budget: Budget | None = None) -> None:
+    With a `sink`, every call is also handed over as it is counted (a one-call `UsageRow`), so that a run
+    can keep its usage durably, call by call, and a killed process loses none of what it paid for.
+    """
+
+    def __init__(self, prices: dict[str, Price] | None = None, budget: Budget | None = None,
+                 sink: Sink | None = None) -> None:
         self.prices = prices or {}
         self.budget = budget or Budget()
+        self.sink = sink
         self.tallies: dict[tuple[str, str], Tally] = defaultdict(Tally)
         self._lock = threading.Lock()
         self.prior_cost = 0.0
@@ -58,17 +69,25 @@ class UsageMeter:
         name = model_id.split(":", 1)[-1]
         return self.prices.get(model_id) or self.prices.get(name) or Price()
 
-    def record(self, role: str, model_id: str, prompt_tokens: int, completion_tokens: int, cached: bool) -> None:
+    def record(self, role: str, model_id: str, prompt_tokens: int, completion_tokens: int, cached: bool,
+               estimated: bool = False) -> None:
         with self._lock:
             tally = self.tallies[(role, model_id)]
             if cached:
                 tally.cached += 1
-                return
-            price = self.price_of(model_id)
-            tally.calls += 1
-            tally.prompt_tokens += prompt_tokens
-            tally.completion_tokens += completion_tokens
-            tally.cost_usd += (prompt_tokens * price.input + completion_tokens * price.output) / 1e6
+                event = UsageRow(role=role, model=model_id, cached=1)
+            else:
+                price = self.price_of(model_id)
+                cost = (prompt_tokens * price.input + completion_tokens * price.output) / 1e6
+                tally.calls += 1
+                tally.prompt_tokens += prompt_tokens
+                tally.completion_tokens += completion_tokens
+                tally.cost_usd += cost
+                tally.estimated += estimated
+                event = UsageRow(role=role, model=model_id, calls=1, prompt_tokens=prompt_tokens,
+                                 completion_tokens=completion_tokens, cost_usd=cost, estimated=int(estimated))
+        if self.sink is not None:
+            self.sink(event)
 
     @property
     def total_cost(self) -> float:

@@ -6,14 +6,16 @@ setting makes new items beside the old ones, and `Fingerprints` (store meta) say
 
 Tables (records as JSON in `record` columns; see charter.records):
   meta(key, value)                                   run id, config, constitution, fingerprints, dataset
-  prompts(prompt_id, idx, record)                    Prompt, fixed at the first start
+  prompts(prompt_id, idx, active, record)            Prompt; the set in use is active (prompts.on_change)
   chains(prompt_id, fingerprint, record)             Chain
   samples(prompt_id, fingerprint, sample_idx, record) Sample
   pairs(pair_id, prompt_id, kind, source_fingerprint, record)   Pair (content-addressed id)
   judgments(pair_id, fingerprint, status, record)    Judgment
-  failures(id, stage, item_id, fingerprint, kind, error, raw, attempts, created_at)
+  failures(id, stage, item_id, fingerprint, kind, error, raw, attempts, session, resolved, created_at)
+                                                     a failed item per run session; resolved when it succeeds
   stages(stage, status, started_at, finished_at, counts)
-  usage(role, model, calls, cached, prompt_tokens, completion_tokens, cost_usd)
+  usage_events(id, role, model, calls, cached, prompt_tokens, completion_tokens, cost_usd, estimated, created_at)
+                                                     one row per call, written as the calls finish
   config_history(id, changed_at, changes, fingerprints)
   spot_sample, human_labels, label_events            the human spot checks (charter.runs.labels)
 """
@@ -35,12 +37,14 @@ from charter.records import (
 )
 
 STORE_FILE = "run.sqlite"
+#: SQL: the prompt is in the prompt set in use
+ACTIVE = "prompt_id IN (SELECT prompt_id FROM prompts WHERE active = 1)"
 SCHEMA_VERSION = 2
 R = TypeVar("R", bound=BaseModel)
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT);
-CREATE TABLE IF NOT EXISTS prompts (prompt_id TEXT PRIMARY KEY, idx INTEGER, record TEXT);
+CREATE TABLE IF NOT EXISTS prompts (prompt_id TEXT PRIMARY KEY, idx INTEGER, active INTEGER DEFAULT 1, record TEXT);
 CREATE TABLE IF NOT EXISTS chains (prompt_id TEXT, fingerprint TEXT, record TEXT, PRIMARY KEY (prompt_id, fingerprint));
 CREATE TABLE IF NOT EXISTS samples (prompt_id TEXT, fingerprint TEXT, sample_idx INTEGER, record TEXT,
                                     PRIMARY KEY (prompt_id, fingerprint, sample_idx));
@@ -49,10 +53,12 @@ CREATE TABLE IF NOT EXISTS pairs (pair_id TEXT PRIMARY KEY, prompt_id TEXT, kind
 CREATE TABLE IF NOT EXISTS judgments (pair_id TEXT, fingerprint TEXT, status TEXT, record TEXT,
                                       PRIMARY KEY (pair_id, fingerprint));
 CREATE TABLE IF NOT EXISTS failures (id INTEGER PRIMARY KEY AUTOINCREMENT, stage TEXT, item_id TEXT, fingerprint TEXT,
-                                     kind TEXT, error TEXT, raw TEXT, attempts INTEGER, created_at REAL);
+                                     kind TEXT, error TEXT, raw TEXT, attempts INTEGER, session INTEGER,
+                                     resolved INTEGER DEFAULT 0, created_at REAL);
 CREATE TABLE IF NOT EXISTS stages (stage TEXT PRIMARY KEY, status TEXT, started_at REAL, finished_at REAL, counts TEXT);
-CREATE TABLE IF NOT EXISTS usage (role TEXT, model TEXT, calls INTEGER, cached INTEGER, prompt_tokens INTEGER,
-                                  completion_tokens INTEGER, cost_usd REAL, PRIMARY KEY (role, model));
+CREATE TABLE IF NOT EXISTS usage_events (id INTEGER PRIMARY KEY AUTOINCREMENT, role TEXT, model TEXT, calls INTEGER,
+                                         cached INTEGER, prompt_tokens INTEGER, completion_tokens INTEGER,
+                                         cost_usd REAL, estimated INTEGER, created_at REAL);
 CREATE TABLE IF NOT EXISTS config_history (id INTEGER PRIMARY KEY AUTOINCREMENT, changed_at REAL, changes TEXT,
                                            fingerprints TEXT);
 CREATE TABLE IF NOT EXISTS spot_sample (
@@ -68,12 +74,14 @@ CREATE TABLE IF NOT EXISTS label_events (
 
 
 class StoredFailure(Record):
-    """A failure as the store keeps it: which stage and item, under which settings."""
+    """A failure as the store keeps it: which stage and item, under which settings, in which run session."""
 
     stage: str
     item_id: str
     fingerprint: str | None = None
     failure: Failure
+    session: int | None = None
+    resolved: bool = False
 
 
 class ConfigChange(Record):
@@ -231,13 +239,33 @@ class RunStore:
 
     # -- prompts ---------------------------------------------------------------------------------
     def put_prompts(self, prompts: Iterable[Prompt]) -> None:
-        """Store the prompt set; ids already stored are kept as they are."""
+        """Add prompts to the prompt set (in use); ids already stored are kept as they are, and put in use."""
         start = self.count("prompts")
-        self.write("INSERT OR IGNORE INTO prompts VALUES (?, ?, ?)",
-                   ((p.prompt_id, start + i, p.model_dump_json()) for i, p in enumerate(prompts)))
+        rows = [(p.prompt_id, start + i, p.model_dump_json()) for i, p in enumerate(prompts)]
+
+        def work(db: Any) -> None:
+            db.executemany("INSERT OR IGNORE INTO prompts (prompt_id, idx, active, record) VALUES (?, ?, 1, ?)", rows)
+            db.executemany("UPDATE prompts SET active = 1 WHERE prompt_id = ?", [(r[0],) for r in rows])
+
+        if rows:
+            self.transaction(work)
+
+    def keep_prompts(self, prompt_ids: set[str]) -> int:
+        """Take every prompt not in `prompt_ids` out of use (its items stay in the store); returns how many."""
+        active = {r[0] for r in self.execute("SELECT prompt_id FROM prompts WHERE active = 1")}
+        leaving = [(pid,) for pid in active - prompt_ids]
+        self.write("UPDATE prompts SET active = 0 WHERE prompt_id = ?", leaving)
+        return len(leaving)
 
     def prompts(self) -> list[Prompt]:
-        return list(self._records(Prompt, "SELECT record FROM prompts ORDER BY idx"))
+        """The prompts in use, in the order they were added."""
+        return list(self._records(Prompt, "SELECT record FROM prompts WHERE active = 1 ORDER BY idx"))
+
+    def start_session(self) -> int:
+        """Count a new start of the run (a process working on it); returns its number, from 1."""
+        session = int(self.meta("sessions") or 0) + 1
+        self.set_meta(sessions=session)
+        return session
 
     # -- chains and samples ------------------------------------------------------------------------
     def put_chains(self, chains: Iterable[Chain]) -> None:
@@ -250,8 +278,9 @@ class RunStore:
 
     def chains(self, fingerprint: str | None) -> Iterator[Chain]:
         """The chains made under `fingerprint`, in prompt order."""
-        yield from self._records(Chain, "SELECT c.record FROM chains c LEFT JOIN prompts p USING (prompt_id)"
-                                        " WHERE c.fingerprint = ? ORDER BY p.idx, c.rowid", (fingerprint,))
+        yield from self._records(Chain, "SELECT c.record FROM chains c JOIN prompts p USING (prompt_id)"
+                                        " WHERE c.fingerprint = ? AND p.active = 1 ORDER BY p.idx, c.rowid",
+                                 (fingerprint,))
 
     def chain_ids(self, fingerprint: str | None) -> set[str]:
         return {r[0] for r in self.execute("SELECT prompt_id FROM chains WHERE fingerprint = ?", (fingerprint,))}
@@ -303,15 +332,17 @@ class RunStore:
         yield from self._records(Judgment, f"SELECT record FROM judgments WHERE fingerprint = ? {where} ORDER BY rowid",
                                  params)
 
-    def judged_ids(self, fingerprint: str) -> set[str]:
-        return {r[0] for r in self.execute("SELECT pair_id FROM judgments WHERE fingerprint = ?", (fingerprint,))}
+    def judged_ids(self, fingerprint: str, status: str = "ok") -> set[str]:
+        """Pairs judged under `fingerprint` with this status."""
+        rows = self.execute("SELECT pair_id FROM judgments WHERE fingerprint = ? AND status = ?", (fingerprint, status))
+        return {r[0] for r in rows}
 
     def pairs_with_judgments(self, sources: list[str], judge_fp: str) -> Iterator[tuple[Pair, Judgment | None]]:
         """Each pair built from `sources` with its judgment under `judge_fp` (None when not judged), in pair
         order, one at a time: a dataset of any size is built without holding every record at once."""
         marks = ",".join("?" * len(sources)) or "NULL"
         cursor_sql = ("SELECT p.record, j.record FROM pairs p LEFT JOIN judgments j ON j.pair_id = p.pair_id"
-                      f" AND j.fingerprint = ? WHERE p.source_fingerprint IN ({marks}) ORDER BY p.rowid")
+                      f" AND j.fingerprint = ? WHERE p.source_fingerprint IN ({marks}) AND p.{ACTIVE} ORDER BY p.rowid")
         for pair, judgment in self.stream(cursor_sql, (judge_fp, *sources)):
             yield Pair.model_validate_json(pair), None if judgment is None else Judgment.model_validate_json(judgment)
 
@@ -321,26 +352,41 @@ class RunStore:
         marks = ",".join("?" * len(sources)) or "NULL"
         rows = self.execute(
             "SELECT p.record, j.record FROM pairs p JOIN judgments j ON p.pair_id = j.pair_id"
-            f" WHERE j.fingerprint = ? AND j.status = 'ok' AND p.source_fingerprint IN ({marks}) ORDER BY p.rowid",
+            f" WHERE j.fingerprint = ? AND j.status = 'ok' AND p.source_fingerprint IN ({marks}) AND p.{ACTIVE}"
+            " ORDER BY p.rowid",
             (fingerprints.judge, *sources),
         )
         return [(Pair.model_validate_json(p), Judgment.model_validate_json(j)) for p, j in rows]
 
     # -- failures, stages, usage -------------------------------------------------------------------
-    def add_failure(self, stage: str, item_id: str, failure: Failure, fingerprint: str | None = None) -> None:
+    def add_failure(self, stage: str, item_id: str, failure: Failure, fingerprint: str | None = None,
+                    session: int | None = None) -> None:
         self.write(
-            "INSERT INTO failures (stage, item_id, fingerprint, kind, error, raw, attempts, created_at)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            [(stage, item_id, fingerprint, failure.kind, failure.message, failure.raw, failure.attempts, time.time())],
+            "INSERT INTO failures (stage, item_id, fingerprint, kind, error, raw, attempts, session, created_at)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [(stage, item_id, fingerprint, failure.kind, failure.message, failure.raw, failure.attempts, session,
+              time.time())],
         )
 
-    def failures(self, stage: str | None = None) -> list[StoredFailure]:
-        where, params = ("WHERE stage = ?", (stage,)) if stage else ("", ())
-        rows = self.execute(f"SELECT stage, item_id, fingerprint, kind, error, raw, attempts FROM failures {where}"
-                            " ORDER BY id", params)
-        return [StoredFailure(stage=s, item_id=i, fingerprint=fp,
+    def resolve_failures(self, stage: str, item_ids: Iterable[str], fingerprint: str | None) -> None:
+        """Mark earlier failures of these items as resolved: a later attempt succeeded."""
+        self.write("UPDATE failures SET resolved = 1 WHERE stage = ? AND item_id = ? AND fingerprint IS ?",
+                   ((stage, item_id, fingerprint) for item_id in item_ids))
+
+    def failures(self, stage: str | None = None, open_only: bool = False) -> list[StoredFailure]:
+        conditions = [c for c in ("stage = ?" if stage else "", "resolved = 0" if open_only else "") if c]
+        where = f"WHERE {' AND '.join(conditions)}" if conditions else ""
+        rows = self.execute(f"SELECT stage, item_id, fingerprint, kind, error, raw, attempts, session, resolved"
+                            f" FROM failures {where} ORDER BY id", (stage,) if stage else ())
+        return [StoredFailure(stage=st, item_id=i, fingerprint=fp, session=session, resolved=bool(resolved),
                               failure=Failure(kind=k or "error", message=e or "", raw=raw, attempts=a or 1))
-                for s, i, fp, k, e, raw, a in rows]
+                for st, i, fp, k, e, raw, a, session, resolved in rows]
+
+    def failing_items(self, stage: str, fingerprint: str | None) -> dict[str, int]:
+        """item_id -> in how many run sessions it failed, for items still failing under `fingerprint`."""
+        rows = self.execute("SELECT item_id, COUNT(DISTINCT session) FROM failures WHERE stage = ? AND fingerprint IS ?"
+                            " AND resolved = 0 GROUP BY item_id", (stage, fingerprint))
+        return {item: n for item, n in rows}
 
     def set_stage(self, stage: str, status: str, counts: dict | None = None) -> None:
         now = time.time()
@@ -356,19 +402,19 @@ class RunStore:
                 for s, st, a, b, c in rows}
 
     def add_usage(self, rows: Iterable[UsageRow]) -> None:
-        """Add a meter's tallies to the stored totals (called once per process per run)."""
-        self.write(
-            "INSERT INTO usage VALUES (?, ?, ?, ?, ?, ?, ?)"
-            " ON CONFLICT (role, model) DO UPDATE SET calls = calls + excluded.calls,"
-            " cached = cached + excluded.cached, prompt_tokens = prompt_tokens + excluded.prompt_tokens,"
-            " completion_tokens = completion_tokens + excluded.completion_tokens,"
-            " cost_usd = cost_usd + excluded.cost_usd",
-            ((r.role, r.model, r.calls, r.cached, r.prompt_tokens, r.completion_tokens, r.cost_usd) for r in rows),
-        )
+        """Append usage (one row per call, or a tally of many) in one transaction."""
+        now = time.time()
+        self.write("INSERT INTO usage_events (role, model, calls, cached, prompt_tokens, completion_tokens, cost_usd,"
+                   " estimated, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                   ((r.role, r.model, r.calls, r.cached, r.prompt_tokens, r.completion_tokens, r.cost_usd, r.estimated,
+                     now) for r in rows))
 
     def usage(self) -> list[UsageRow]:
-        cols = tuple(UsageRow.model_fields)
-        return [UsageRow(**dict(zip(cols, r))) for r in self.execute(f"SELECT {', '.join(cols)} FROM usage ORDER BY role")]
+        """Usage per (role, model), summed over every call every process of the run recorded."""
+        sums = ("calls", "cached", "prompt_tokens", "completion_tokens", "cost_usd", "estimated")
+        rows = self.execute(f"SELECT role, model, {', '.join(f'SUM({c})' for c in sums)} FROM usage_events"
+                            " GROUP BY role, model ORDER BY role, model")
+        return [UsageRow(role=r[0], model=r[1], **dict(zip(sums, r[2:]))) for r in rows]
 
 
 def open_store(run_dir: str | Path) -> RunStore:

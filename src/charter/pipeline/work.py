@@ -1,0 +1,155 @@
+"""One run's per-prompt work: chain, samples, pairs, judgments. Each item is reused when the store holds it
+under the settings in effect; a call that fails for good fails its one item, which is recorded (and tried
+again on the next run, until it has failed in `quarantine_after` runs)."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from charter.constitutions import Constitution
+from charter.critique.chain import run_chain
+from charter.errors import FatalProviderError, ProviderError
+from charter.pipeline.config import RunConfig
+from charter.preference.judge import judge_pair, principles_for
+from charter.preference.pairs import policy_samples, revision_pair, sample_pairs
+from charter.providers import ManagedModel
+from charter.records import Chain, Failure, Fingerprints, Pair, Prompt, Sample
+from charter.runs.store import RunStore
+from charter.runs.writer import BufferedWriter
+
+#: Below this many attempted items a share-type `max_failures` does not stop a run early (it still counts at
+#: the end): the first failure of a run is not yet a rate.
+MIN_ITEMS_FOR_A_RATE = 20
+
+
+class Work:
+    """The work of one run session over its prompts."""
+
+    def __init__(self, config: RunConfig, constitution: Constitution, fp: Fingerprints, store: RunStore,
+                 models: tuple[ManagedModel, ManagedModel, ManagedModel], session: int) -> None:
+        self.config, self.constitution, self.fp, self.store, self.session = config, constitution, fp, store, session
+        self.policy, self.critic, self.judge = models
+        self.make_items = "critique" in config.stages
+        self.do_judge = "judge" in config.stages
+        self.chains_done = store.chain_ids(fp.critique) if fp.critique else set()
+        self.sampled = store.sampled_ids(fp.samples, config.pairs.k) if fp.samples else set()
+        self.judged = store.judged_ids(fp.judge)
+        self.pair_sources = dict(store.execute("SELECT pair_id, source_fingerprint FROM pairs"))
+        self.settings = config.judge.settings()
+        self.writer = BufferedWriter(store)
+        self.failing = {"critique": store.failing_items("critique", fp.critique),
+                        "samples": store.failing_items("samples", fp.samples),
+                        "judge": store.failing_items("judge", fp.judge)}
+        self.quarantined = {stage: {item for item, runs in failing.items() if runs >= config.quarantine_after}
+                            for stage, failing in self.failing.items()}
+        self.counts = {"chains": 0, "samples": 0, "pairs": 0, "judged": 0, "judge_failures": 0, "attempted": 0,
+                       "failed": 0, "quarantined": 0}
+        self.progress: Any = None
+        self.task: Any = None
+
+    # -- failures ---------------------------------------------------------------------------------------
+    def past_threshold(self, final: bool = False) -> bool:
+        """Whether more items failed than `max_failures` allows (a share needs enough items, until the end)."""
+        failed, attempted, limit = self.counts["failed"], self.counts["attempted"], self.config.max_failures
+        if limit >= 1:
+            return failed > limit
+        if not final and attempted < MIN_ITEMS_FOR_A_RATE:
+            return False
+        return attempted > 0 and failed / attempted > limit
+
+    def _failed(self, stage: str, item_id: str, fingerprint: str | None, failure: Failure) -> None:
+        self.counts["failed"] += 1
+        self.store.add_failure(stage, item_id, failure, fingerprint, self.session)
+
+    def _succeeded(self, stage: str, item_id: str, fingerprint: str | None) -> None:
+        if item_id in self.failing[stage]:
+            self.store.resolve_failures(stage, [item_id], fingerprint)
+
+    async def _attempt(self, stage: str, item_id: str, fingerprint: str | None, work: Any) -> Any:
+        """Run one item's calls; a provider failure that dooms only this item is recorded and gives None."""
+        self.counts["attempted"] += 1
+        try:
+            result = await work
+        except FatalProviderError:
+            raise
+        except ProviderError as exc:
+            self._failed(stage, item_id, fingerprint, Failure(kind=exc.kind, message=str(exc), raw=exc.raw,
+                                                               attempts=exc.attempts))
+            return None
+        self._succeeded(stage, item_id, fingerprint)
+        return result
+
+    # -- the items ----------------------------------------------------------------------------------------
+    async def prompt(self, item: Prompt) -> None:
+        pairs: list[Pair] = []
+        chain = await self._chain(item) if self.fp.critique else None
+        if chain is not None:
+            self.counts["chains"] += 1
+            pair = revision_pair(chain)
+            pairs += [pair] if pair else []
+        samples = await self._samples(item) if self.fp.samples else []
+        if samples:
+            self.counts["samples"] += 1
+            pairs += sample_pairs(item.prompt_id, item.messages, samples)
+        for pair in pairs:
+            if self.pair_sources.get(pair.pair_id) != pair.source_fingerprint:
+                self.writer.add(pair)
+                self.pair_sources[pair.pair_id] = pair.source_fingerprint
+            self.counts["pairs"] += 1
+        if self.do_judge:
+            todo = [p for p in pairs if p.pair_id not in self.judged]
+            held = [p for p in todo if p.pair_id in self.quarantined["judge"]]
+            self.counts["quarantined"] += len(held)
+            outcomes = await asyncio.gather(*(self._judge(p) for p in todo if p not in held), return_exceptions=True)
+            errors = [o for o in outcomes if isinstance(o, BaseException)]
+            if errors:  # every judgment of the prompt ran to its end first
+                raise errors[0]
+        self.progress.advance(self.task)
+
+    async def _chain(self, item: Prompt) -> Chain | None:
+        fp = self.fp.critique
+        assert fp is not None
+        if item.prompt_id in self.chains_done:
+            return self.store.chain(item.prompt_id, fp)
+        if not self.make_items:
+            return None
+        if item.prompt_id in self.quarantined["critique"]:
+            self.counts["quarantined"] += 1
+            return None
+        config = self.config
+        chain = await self._attempt("critique", item.prompt_id, fp, run_chain(
+            self.policy, self.critic, self.constitution, item.prompt_id, item.messages, config.critique,
+            config.policy.params, config.critic_role.params, config.seed, fp))
+        if chain is not None:
+            self.writer.add(chain)
+        return chain
+
+    async def _samples(self, item: Prompt) -> list[Sample]:
+        fp = self.fp.samples
+        assert fp is not None
+        if item.prompt_id in self.sampled:
+            return self.store.samples(item.prompt_id, fp)
+        if not self.make_items:
+            return []
+        if item.prompt_id in self.quarantined["samples"]:
+            self.counts["quarantined"] += 1
+            return []
+        samples = await self._attempt("samples", item.prompt_id, fp, policy_samples(
+            self.policy, self.constitution, item.prompt_id, item.messages, self.config.pairs.k,
+            self.config.samples_params(), fp))
+        for sample in samples or []:
+            self.writer.add(sample)
+        return samples or []
+
+    async def _judge(self, pair: Pair) -> None:
+        ids = principles_for(self.constitution, self.settings, pair.pair_id, self.config.seed)
+        self.counts["attempted"] += 1
+        judgment = await judge_pair(self.judge, self.constitution, pair, self.settings, ids, self.fp.judge)
+        self.writer.add(judgment)
+        self.counts["judged"] += 1
+        if judgment.failure is not None:
+            self.counts["judge_failures"] += 1
+            self._failed("judge", pair.pair_id, self.fp.judge, judgment.failure)
+        else:
+            self._succeeded("judge", pair.pair_id, self.fp.judge)
