@@ -13,6 +13,11 @@ from typing import Optional
 import click
 import typer
 
+try:  # typer 0.2x ships its own copy of click and raises that copy's usage errors
+    from typer._click.exceptions import ClickException as TyperClickException
+except ImportError:  # pragma: no cover - older typer uses click itself
+    from click import ClickException as TyperClickException
+
 from charter import __version__
 from charter.errors import ArgumentError, CharterError
 
@@ -84,26 +89,31 @@ def _register_subcommands() -> None:
 _register_subcommands()
 
 
+INTERRUPTED = 130
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point: run the app; user errors print one line and exit 2."""
     command = typer.main.get_command(app)
     try:
-        command.main(args=argv, prog_name="charter", standalone_mode=False)
+        code = command.main(args=argv, prog_name="charter", standalone_mode=False)
     except ArgumentError as exc:
         typer.secho(f"error: {exc.as_option()}", fg="red", err=True)
         return exc.exit_code
     except CharterError as exc:
         typer.secho(f"error: {exc}", fg="red", err=True)
         return exc.exit_code
-    except click.exceptions.Exit as exc:
+    except (click.exceptions.Exit, typer.Exit) as exc:
         return exc.exit_code
-    except click.ClickException as exc:
+    except (click.ClickException, TyperClickException) as exc:  # a usage error: usage line, message, 2
         exc.show()
         return exc.exit_code
-    except (click.Abort, KeyboardInterrupt):
-        typer.echo("interrupted: everything finished so far is kept; run the same command to resume", err=True)
-        return 130
-    return 0
+    except (click.Abort, typer.Abort, KeyboardInterrupt):
+        code = INTERRUPTED
+    if code == INTERRUPTED:  # typer turns Ctrl-C into Exit(130), which non-standalone mode returns
+        typer.echo("interrupted; resume with the same command (everything finished so far is kept)", err=True)
+        return INTERRUPTED
+    return code if isinstance(code, int) else 0
 
 
 if __name__ == "__main__":

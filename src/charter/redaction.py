@@ -21,6 +21,15 @@ PATTERNS: tuple[tuple[str, re.Pattern[str], tuple[str, ...]], ...] = (
     ("GitHub token", re.compile(r"\b(?:gh[pousr]_[A-Za-z0-9]{36,}|github_pat_[A-Za-z0-9_]{22,})"),
      ("ghp_", "gho_", "ghu_", "ghs_", "ghr_", "github_pat_")),
     ("bearer token", re.compile(r"\b[Bb]earer\s+(?=[A-Za-z\-._~+/]*\d)[A-Za-z0-9\-._~+/]{20,}=*"), ("earer",)),
+    ("Stripe key", re.compile(r"\b(?:sk|rk)_(?:live|test)_[A-Za-z0-9]{16,}"), ("sk_live_", "sk_test_", "rk_live_",
+                                                                              "rk_test_")),
+    ("AWS secret access key", re.compile(
+        r"(?i)aws.{0,20}?(?:secret|private).{0,20}?['\"]?\s*[:=]\s*['\"]?([A-Za-z0-9/+=]{40})(?![A-Za-z0-9/+=])"),
+     ("aws", "AWS", "Aws")),
+    ("Google API key", re.compile(r"\bAIza[0-9A-Za-z_\-]{35}"), ("AIza",)),
+    ("Slack token", re.compile(r"\bxox[abposr]-[A-Za-z0-9-]{10,}|\bxapp-\d-[A-Za-z0-9-]{10,}"), ("xox", "xapp-")),
+    ("Slack webhook", re.compile(r"https://hooks\.slack\.com/services/[A-Za-z0-9/]{20,}"), ("hooks.slack.com",)),
+    ("PEM private key", re.compile(r"-----BEGIN (?:[A-Z0-9]+ )*PRIVATE KEY-----"), ("PRIVATE KEY-----",)),
 )
 
 #: Environment variables whose literal values must never be published or logged.
@@ -54,11 +63,12 @@ def find_in_text(text: str, literals: dict[str, str]) -> Iterator[tuple[str, str
                 if any(needle in text for needle in needles)]
     for kind, found in matches:
         for match in found:
-            start, end = match.span()
+            group = 1 if match.re.groups else 0  # a pattern with context names the secret in its group
+            start, end = match.span(group)
             if any(start < e and s < end for s, e in taken):
                 continue
             taken.append((start, end))
-            yield kind, match.group(0)
+            yield kind, match.group(group)
 
 
 def redact(text: str, secrets: Iterable[str | None] = ()) -> str:

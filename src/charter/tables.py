@@ -17,11 +17,24 @@ from charter.errors import CharterError, DatasetError
 ROW_SUFFIXES = (".parquet", ".jsonl", ".json")
 
 
+def utf8_line(raw: bytes, path: Path, number: int, offset: int, error: type[CharterError]) -> str:
+    """One line of a file as text; not UTF-8 is a one-line error naming the line and the byte offset."""
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise error(f"{path}:{number}: not UTF-8 text (byte {offset + exc.start} of the file is "
+                    f"0x{raw[exc.start]:02x}); save the file as UTF-8") from None
+
+
 def iter_jsonl(path: str | Path, error: type[CharterError] = DatasetError) -> Iterator[tuple[int, dict]]:
-    """(line number, object) for each non-blank line; raises `error` on invalid JSON or a non-object."""
+    """(line number, object) for each non-blank line; raises `error` on invalid JSON, a non-object or a line
+    that is not UTF-8."""
     path = Path(path)
-    with path.open(encoding="utf-8") as handle:
-        for number, line in enumerate(handle, 1):
+    offset = 0
+    with path.open("rb") as handle:
+        for number, raw in enumerate(handle, 1):
+            line = utf8_line(raw, path, number, offset, error)
+            offset += len(raw)
             if not line.strip():
                 continue
             try:

@@ -63,9 +63,17 @@ def load_yaml(path: str | Path) -> tuple[Any, Positions]:
     """Parse a YAML file into plain data and a map from key path to (line, column)."""
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        raw = path.read_bytes()
     except FileNotFoundError:
         raise ConfigError(f"{path}: file not found") from None
+    except IsADirectoryError:
+        raise ConfigError(f"{path}: is a directory, not a YAML file") from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw[: exc.start].count(b"\n") + 1
+        raise ConfigError(f"{path}:{line}: not UTF-8 text (byte {exc.start} is 0x{raw[exc.start]:02x}); "
+                          "save the file as UTF-8") from None
     return parse_yaml(text, str(path))
 
 
@@ -77,6 +85,12 @@ def parse_yaml(text: str, source: str = "<string>") -> tuple[Any, Positions]:
         mark = exc.problem_mark or exc.context_mark
         where = f"{source}:{mark.line + 1}:{mark.column + 1}" if mark else source
         raise ConfigError(f"{where}: invalid YAML: {exc.problem or exc.context}") from None
+    except yaml.reader.ReaderError as exc:  # a character YAML does not allow, e.g. a control character
+        line = text.count("\n", 0, exc.position) + 1
+        column = exc.position - (text.rfind("\n", 0, exc.position) + 1) + 1
+        code = exc.character if isinstance(exc.character, int) else ord(exc.character)
+        raise ConfigError(f"{source}:{line}:{column}: invalid YAML: the control character U+{code:04X} is not "
+                          "allowed") from None
     if node is None:
         return {}, {}
     positions: Positions = {}

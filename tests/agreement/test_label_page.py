@@ -114,3 +114,74 @@ def test_label_page_in_chromium(server: LabelServer) -> None:
         browser.close()
     with open_labels(server.store.run_dir) as store:  # persisted in the run store itself
         assert len(label_rows(store)) == 6
+
+
+# -- hardening: each probe of the labeling server, over a raw socket ----------------------------------------
+
+def raw_request(server: LabelServer, head: str, body: bytes = b"", timeout: float = 5.0) -> tuple[int, float]:
+    """Send a hand-made HTTP request; (status, seconds until the answer)."""
+    import socket
+    import time
+
+    started = time.monotonic()
+    with socket.create_connection(("127.0.0.1", server.port), timeout=timeout) as sock:
+        sock.sendall(head.replace("\n", "\r\n").encode() + b"\r\n" + body)
+        reply = sock.recv(4096).decode("latin-1")
+    return int(reply.split(" ", 2)[1]), time.monotonic() - started
+
+
+def post_head(server: LabelServer, *, host: str | None = None, token_header: bool = True, query: str = "",
+              origin: str | None = None, content_type: str = "application/json", length: str = "2") -> str:
+    lines = [f"POST /api/undo{query} HTTP/1.1", f"Host: {host or f'127.0.0.1:{server.port}'}",
+             f"Content-Type: {content_type}", f"Content-Length: {length}"]
+    if token_header:
+        lines.append(f"X-Charter-Token: {server.token}")
+    if origin is not None:
+        lines.append(f"Origin: {origin}")
+    return "\n".join(lines) + "\n"
+
+
+def test_a_well_formed_post_is_answered(server: LabelServer) -> None:
+    assert raw_request(server, post_head(server), b"{}")[0] == 200
+
+
+def test_a_foreign_host_name_is_refused(server: LabelServer) -> None:
+    """DNS rebinding: a page on evil.example resolving to 127.0.0.1 sends Host: evil.example."""
+    assert raw_request(server, post_head(server, host=f"evil.example:{server.port}"), b"{}")[0] == 421
+    get = f"GET /?token={server.token} HTTP/1.1\nHost: evil.example\n"
+    assert raw_request(server, get)[0] == 421
+
+
+def test_a_post_needs_the_token_in_a_header(server: LabelServer) -> None:
+    """A cross-site text/plain form post can put the token in the query string, never in a header."""
+    head = post_head(server, token_header=False, query=f"?token={server.token}", content_type="text/plain")
+    assert raw_request(server, head, b"{}")[0] == 403
+
+
+def test_a_cross_origin_or_non_json_post_is_refused(server: LabelServer) -> None:
+    assert raw_request(server, post_head(server, origin="http://evil.example"), b"{}")[0] == 403
+    assert raw_request(server, post_head(server, content_type="text/plain"), b"{}")[0] == 415
+    assert raw_request(server, post_head(server, origin=f"http://127.0.0.1:{server.port}"), b"{}")[0] == 200
+
+
+@pytest.mark.parametrize("length", ["abc", "-1", "1e3", ""])
+def test_a_bad_content_length_is_400_at_once(server: LabelServer, length: str) -> None:
+    status, seconds = raw_request(server, post_head(server, length=length))
+    assert status == 400 and seconds < 2
+
+
+def test_binding_beyond_loopback_needs_an_explicit_flag(tmp_path: Path, capsys) -> None:
+    from charter.cli import main
+    from charter.errors import ArgumentError
+
+    run = make_run(tmp_path / "run", [{"pair_id": "w", "p_a": 0.7}])
+    spotcheck(run, 1, seed=0)
+    with pytest.raises(ArgumentError, match="not a loopback address"):
+        LabelServer(run, "alice", host="0.0.0.0", port=0)
+    assert main(["label", str(run), "--host", "0.0.0.0", "--port", "0"]) == 2
+    assert "--host: '0.0.0.0' is not a loopback address" in capsys.readouterr().err
+    srv = LabelServer(run, "alice", host="0.0.0.0", port=0, allow_remote=True)
+    try:
+        assert srv.remote and srv.allowed_host("anything:1")
+    finally:
+        srv.close()

@@ -20,6 +20,12 @@ SAMPLES = {
     "AWS access key id": "AKIA" + "IOSFODNN7EXAMPL3",
     "GitHub token": "ghp_" + "x" * 30 + "123456",
     "bearer token": "Authorization: Bearer " + "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxIn0.sig",
+    "Stripe key": "stripe.api_key = '" + "sk_" + "live_" + "4eC39HqLyjWDarjtT1zdp7dc" + "'",
+    "AWS secret access key": "aws_secret_access_key = " + "wJalrXUtnFEMI/K7MDENG/bPxRfiCY" + "EXAMPLEKEY",
+    "Google API key": "key=" + "AIza" + "SyD-9tSrke72PouQMnMX-a7eZSW0jkFMBWY",
+    "Slack token": "token: " + "xoxb-" + "123456789012-1234567890123-AbCdEfGhIjKlMnOpQrStUvWx",
+    "Slack webhook": "https://hooks.slack.com/services/" + "T00000000/B00000000/XXXXXXXXXXXXXXXXXXXXXXXX",
+    "PEM private key": "-----BEGIN " + "RSA PRIVATE KEY-----\nMIIEpAIBAAKCAQEA...",
 }
 
 
@@ -32,6 +38,7 @@ def test_each_pattern_is_found_and_named(kind: str) -> None:
 @pytest.mark.parametrize("text", [
     "sk-learn-is-a-great-library-for-ml", "the bearer of bad news arrived today", "max_tokens: 256",
     "hf_hub_download(repo_id)", "AKIA lowercase akiaiosfodnn7example",
+    "aws region us-east-1 and a 40-letter word: " + "x" * 40, "xoxo, see you", "-----BEGIN PUBLIC KEY-----",
 ])
 def test_ordinary_text_is_not_a_secret(text: str) -> None:
     assert list(find_in_text(text, {})) == []
@@ -43,6 +50,13 @@ def test_literal_environment_values_are_found(monkeypatch: pytest.MonkeyPatch, t
     (finding,) = scan_folder(tmp_path)
     assert (finding.file, finding.where, finding.kind) == ("notes.md", "line 2", "value of $OPENAI_API_KEY")
     assert "plain-looking-value-42" not in str(finding)
+
+
+def test_the_aws_secret_is_named_without_its_context() -> None:
+    secret = "wJalrXUtnFEMI/K7MDENG/bPxRfiCY" + "EXAMPLEKEY"
+    [(kind, found)] = list(find_in_text(f'AWS_SECRET_ACCESS_KEY="{secret}"', {}))
+    assert (kind, found) == ("AWS secret access key", secret)
+    assert secret not in redact(f"export AWS_SECRET_ACCESS_KEY={secret}")
 
 
 def test_redaction_keeps_no_more_than_a_short_prefix() -> None:

@@ -82,6 +82,7 @@ def label_serve(
     annotator: str = typer.Option(None, "--annotator", help="Your name (default: your login name)."),
     port: int = typer.Option(8765, "--port", help="Port (0: any free port)."),
     host: str = typer.Option("127.0.0.1", "--host", help="Interface to bind; keep 127.0.0.1 unless you mean it."),
+    allow_remote: bool = typer.Option(False, "--allow-remote", help="Allow a --host other than loopback."),
     tui: bool = typer.Option(False, "--tui", help="Label in the terminal instead of a browser."),
 ) -> None:
     """Open the labeling page (or the terminal UI) for the spot-check sample."""
@@ -91,7 +92,10 @@ def label_serve(
         return
     from charter.agreement.server import LabelServer
 
-    server = LabelServer(run_dir, annotator, host=host, port=port)
+    server = LabelServer(run_dir, annotator, host=host, port=port, allow_remote=allow_remote)
+    if server.remote:
+        typer.secho(f"warning: serving on {host}, not loopback: anyone who can reach this machine and sees the URL "
+                    "(it carries the token) can read the sample and label it", fg="yellow", err=True)
     typer.echo(f"labeling {run_dir} as {annotator}; open this URL (it carries the access token):")
     typer.echo(f"  {server.url}")
     typer.echo("labels are saved as you go; Ctrl-C to stop")

@@ -2,6 +2,9 @@
 
 Model outputs are untrusted: the page renders them with textContent only, and a strict
 Content-Security-Policy forbids inline script, so a response holding HTML or script is shown as text.
+Requests must name the bound host (no DNS rebinding); a POST must carry the token in a header, be JSON
+and, when the browser says where it comes from, come from the page's own origin (no cross-site posts).
+Binding to anything but loopback needs `allow_remote` and says so.
 """
 
 from __future__ import annotations
@@ -18,12 +21,17 @@ from urllib.parse import parse_qs, urlparse
 
 from charter.agreement.labels import open_labels
 from charter.agreement.session import LabelSession
-from charter.errors import CharterError
+from charter.errors import ArgumentError, CharterError
 
 CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; img-src 'none'; "
        "base-uri 'none'; form-action 'none'; frame-ancestors 'none'")
 STATIC = {"label.js": "text/javascript; charset=utf-8", "label.css": "text/css; charset=utf-8"}
 MAX_BODY = 64 * 1024
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
+
+
+def is_loopback(host: str) -> bool:
+    return host in LOOPBACK or host.startswith("127.")
 
 
 def static_text(name: str) -> str:
@@ -34,7 +42,12 @@ class LabelServer:
     """The labeling web server for one run; several annotators may use it at once."""
 
     def __init__(self, run_dir: str | Path, annotator: str, host: str = "127.0.0.1", port: int = 0,
-                 token: str | None = None) -> None:
+                 token: str | None = None, allow_remote: bool = False) -> None:
+        if not is_loopback(host) and not allow_remote:
+            raise ArgumentError("host", f"{host!r} is not a loopback address: anyone who can reach it and sees the "
+                                "URL can label; allow it explicitly (allow_remote) if that is what you want",
+                                option="--host")
+        self.host, self.remote = host, not is_loopback(host)
         self.store = open_labels(run_dir)
         self.default_annotator = annotator
         LabelSession(self.store, annotator)  # fail early: no sample, bad name
@@ -45,9 +58,20 @@ class LabelServer:
         self.httpd.daemon_threads = True
 
     @property
+    def port(self) -> int:
+        return int(self.httpd.server_address[1])
+
+    @property
     def url(self) -> str:
         host, port = self.httpd.server_address[:2]
         return f"http://{host}:{port}/?token={self.token}"
+
+    def allowed_host(self, header: str | None) -> bool:
+        """Whether a Host header names this server (a remote bind, explicitly allowed, accepts any)."""
+        if self.remote:
+            return True
+        names = {f"{name}:{self.port}" for name in ("127.0.0.1", "localhost", "[::1]", self.host)}
+        return (header or "").lower() in names
 
     def session(self, annotator: str | None) -> LabelSession:
         name = (annotator or self.default_annotator).strip()
@@ -57,15 +81,18 @@ class LabelServer:
             return self.sessions[name]
 
     def serve_forever(self) -> None:
+        self._serving = True
         self.httpd.serve_forever()
 
     def start(self) -> threading.Thread:
-        thread = threading.Thread(target=self.serve_forever, daemon=True)
+        self._serving = True
+        thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
         thread.start()
         return thread
 
     def close(self) -> None:
-        self.httpd.shutdown()
+        if getattr(self, "_serving", False):  # shutdown() waits for a serve loop: none, and it waits forever
+            self.httpd.shutdown()
         self.httpd.server_close()
         self.store.close()
 
@@ -76,6 +103,12 @@ class LabelServer:
             app = server
 
         return Handler
+
+
+class _BadRequest(Exception):
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -101,18 +134,38 @@ class _Handler(BaseHTTPRequestHandler):
     def _json(self, status: int, data: Any) -> None:
         self._send(status, json.dumps(data, ensure_ascii=False).encode(), "application/json; charset=utf-8")
 
-    def _authorised(self, query: dict[str, list[str]]) -> bool:
-        given = self.headers.get("X-Charter-Token") or (query.get("token") or [""])[0]
+    def _authorised(self, method: str, query: dict[str, list[str]]) -> bool:
+        """GETs may carry the token in the URL (the page's own link); a POST only in the X-Charter-Token header,
+        which no cross-site form or simple request can set."""
+        given = self.headers.get("X-Charter-Token") or ("" if method == "POST" else (query.get("token") or [""])[0])
         return secrets.compare_digest(given.encode(), self.app.token.encode())
+
+    def _refusal(self, method: str, query: dict[str, list[str]]) -> tuple[int, str] | None:
+        """Why a request is refused, or None."""
+        if not self.app.allowed_host(self.headers.get("Host")):
+            return 421, "misdirected request: this server answers only to its own host name\n"
+        if not self._authorised(method, query):
+            return 403, "forbidden: this page needs the token printed by charter label\n"
+        if method == "POST":
+            origin = self.headers.get("Origin")
+            if origin is not None and origin != f"http://{self.headers.get('Host')}":
+                return 403, "forbidden: cross-origin request\n"
+            if (self.headers.get("Content-Type") or "").split(";")[0].strip() != "application/json":
+                return 415, "unsupported media type: send JSON\n"
+        return None
 
     def _route(self, method: str) -> None:
         url = urlparse(self.path)
         query = parse_qs(url.query)
-        if not self._authorised(query):
-            self._send(403, b"forbidden: this page needs the token printed by charter label\n", "text/plain")
+        refused = self._refusal(method, query)
+        if refused is not None:
+            self.close_connection = method == "POST"  # its body is left unread
+            self._send(refused[0], refused[1].encode(), "text/plain")
             return
         try:
             self._dispatch(method, url.path, query)
+        except _BadRequest as exc:
+            self._send(exc.status, f"{exc}\n".encode(), "text/plain")
         except CharterError as exc:
             self._json(400, {"error": str(exc)})
 
@@ -123,9 +176,15 @@ class _Handler(BaseHTTPRequestHandler):
         self._route("POST")
 
     def _body(self) -> dict:
-        length = int(self.headers.get("Content-Length") or 0)
+        given = self.headers.get("Content-Length")
+        header = "0" if given is None else given.strip()
+        if not header.isdigit():  # malformed or negative: read nothing, answer at once
+            self.close_connection = True
+            raise _BadRequest(400, f"bad Content-Length {header!r}")
+        length = int(header)
         if length > MAX_BODY:
-            raise CharterError("request body too large")
+            self.close_connection = True
+            raise _BadRequest(413, "request body too large")
         try:
             data = json.loads(self.rfile.read(length) or b"{}")
         except json.JSONDecodeError:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import io
 import hashlib
 import json
 import random
@@ -40,9 +41,7 @@ def _read_file(path: Path) -> Iterator[tuple[int, dict]]:
     if suffix in (".jsonl", ".json"):
         yield from iter_jsonl(path, ConfigError)
     elif suffix == ".csv":
-        with path.open(encoding="utf-8", newline="") as handle:
-            for line_no, row in enumerate(csv.DictReader(handle), 2):
-                yield line_no, row
+        yield from _read_csv(path)
     elif suffix == ".parquet":
         import pyarrow.parquet as pq
 
@@ -50,6 +49,18 @@ def _read_file(path: Path) -> Iterator[tuple[int, dict]]:
             yield index, row
     else:
         raise ConfigError(f"{path}: unsupported prompt file type '{suffix}' (use .jsonl, .csv or .parquet)")
+
+
+def _read_csv(path: Path) -> Iterator[tuple[int, dict]]:
+    raw = path.read_bytes()
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw[: exc.start].count(b"\n") + 1
+        raise ConfigError(f"{path}:{line}: not UTF-8 text (byte {exc.start} of the file is 0x{raw[exc.start]:02x}); "
+                          "save the file as UTF-8") from None
+    for line_no, row in enumerate(csv.DictReader(io.StringIO(text, newline="")), 2):
+        yield line_no, row
 
 
 def _read_hf(config: PromptsConfig) -> Iterator[tuple[int, dict]]:

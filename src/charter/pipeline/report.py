@@ -28,6 +28,17 @@ from charter.runs.store import RunStore, open_store
 
 TEMPLATES = Path(__file__).parent / "templates"
 N_EXAMPLES = 5
+#: Longest text the report shows of a prompt or response; the rest is cut, and the cut says how long it was.
+SHOWN_CHARS = 2000
+
+
+def clip(text: str, limit: int = SHOWN_CHARS) -> str:
+    """`text`, or its start and a note of how long it is."""
+    return text if len(text) <= limit else f"{text[:limit]}… (cut: {len(text):,} characters in all)"
+
+
+def _shown(messages: list[Any]) -> list[dict]:
+    return [{"role": m.role, "content": clip(m.content)} for m in messages]
 
 
 # -- preferences and examples ----------------------------------------------------------------------------
@@ -44,8 +55,8 @@ def _examples_from_preferences(files: RunFiles, n: int) -> list[dict]:
     index = files.dataset_columns("preferences", ("pair_id", "p_chosen")) or []
     keys = [(r["p_chosen"], r.get("pair_id"), i) for i, r in enumerate(index) if r.get("p_chosen") is not None]
     rows = files.preferences_at(_spread(keys, n))
-    return [{"pair_id": r.pair_id, "kind": r.pair_kind, "prompt": [m.model_dump() for m in r.prompt],
-             "chosen": last_text(r.chosen), "rejected": last_text(r.rejected), "p_chosen": r.p_chosen,
+    return [{"pair_id": r.pair_id, "kind": r.pair_kind, "prompt": _shown(r.prompt),
+             "chosen": clip(last_text(r.chosen)), "rejected": clip(last_text(r.rejected)), "p_chosen": r.p_chosen,
              "principle_ids": r.principle_ids} for r in sorted(rows, key=lambda r: (r.p_chosen, r.pair_id))]
 
 
@@ -57,8 +68,8 @@ def _examples_from_store(store: RunStore, fp: Fingerprints, n: int) -> list[dict
         pair, judgment = judged[i]
         a_wins = (judgment.p_a or 0.0) >= 0.5
         found.append({
-            "pair_id": pair.pair_id, "kind": pair.kind, "prompt": [m.model_dump() for m in pair.prompt],
-            "chosen": pair.a if a_wins else pair.b, "rejected": pair.b if a_wins else pair.a,
+            "pair_id": pair.pair_id, "kind": pair.kind, "prompt": _shown(pair.prompt),
+            "chosen": clip(pair.a if a_wins else pair.b), "rejected": clip(pair.b if a_wins else pair.a),
             "p_chosen": max(judgment.p_a or 0.0, 1.0 - (judgment.p_a or 0.0)),
             "principle_ids": judgment.principle_ids,
         })

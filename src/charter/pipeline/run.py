@@ -257,9 +257,9 @@ class Runner:
 
 
 def too_many_failures(work: Work, run_dir: Path) -> TooManyFailures:
-    failed, attempted = work.counts["failed"], work.counts["attempted"]
+    failing, items = work.counts["failed"] + work.counts["quarantined"], work.counts["items"]
     return TooManyFailures(
-        f"{failed} of {attempted} items failed, over max_failures {work.config.max_failures:g}; what is done is "
+        f"{failing} of {items} items failed, over max_failures {work.config.max_failures:g}; what is done is "
         f"kept (charter status {run_dir} lists the failures) and a new run tries the failed items again"
     )
 

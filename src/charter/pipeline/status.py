@@ -71,15 +71,33 @@ def usage_summary(store: RunStore) -> dict[str, Any]:
 
 
 def failure_summary(store: RunStore, first: int = 5, raw_chars: int = 400) -> dict[str, Any]:
-    """Failures by stage and the first few with their error and (shortened) raw text."""
-    rows = store.execute("SELECT stage, COUNT(*) FROM failures GROUP BY stage ORDER BY stage")
+    """Items still failing (their latest failure; by stage), how many failed before and then succeeded, those
+    quarantined (failed in `quarantine_after` runs: not tried again), and the first few with error and raw text."""
+    latest: dict[tuple, Any] = {}
+    resolved: set[tuple] = set()
+    sessions: dict[tuple, set] = {}
+    for stored in store.failures():
+        key = (stored.stage, stored.item_id, stored.fingerprint)
+        if stored.resolved:
+            resolved.add(key)
+            continue
+        latest[key] = stored
+        sessions.setdefault(key, set()).add(stored.session)
+    limit = int(store.run_config().get("quarantine_after") or 3)
+    by_stage: dict[str, int] = {}
+    for stage, _, _ in latest:
+        by_stage[stage] = by_stage.get(stage, 0) + 1
     shown = []
-    for stored in store.failures()[:first]:
+    for key, stored in list(latest.items())[:first]:
         raw = stored.failure.raw
         if raw is not None and len(raw) > raw_chars:
             raw = raw[:raw_chars] + f"… ({len(stored.failure.raw or '')} characters)"
-        shown.append({"stage": stored.stage, "item_id": stored.item_id, "error": stored.failure.message, "raw": raw})
-    return {"total": sum(n for _, n in rows), "by_stage": dict(rows), "first": shown}
+        shown.append({"stage": stored.stage, "item_id": stored.item_id, "kind": stored.failure.kind,
+                      "error": stored.failure.message, "raw": raw, "runs": len(sessions[key]),
+                      "quarantined": len(sessions[key]) >= limit})
+    return {"total": len(latest), "by_stage": dict(sorted(by_stage.items())), "first": shown,
+            "resolved": len(resolved - set(latest)),
+            "quarantined": sum(1 for key in latest if len(sessions[key]) >= limit)}
 
 
 def stage_progress(store: RunStore, now: float | None = None) -> list[dict[str, Any]]:
@@ -222,11 +240,14 @@ def _failures_text(data: dict[str, Any]):
     failures = data["failures"]
     text = Text()
     if not failures["total"]:
-        return Text("No failures.", style="green")
+        note = f" ({failures['resolved']} item(s) failed once and then succeeded)" if failures["resolved"] else ""
+        return Text(f"No failures.{note}", style="green")
     by_stage = ", ".join(f"{stage}: {n}" for stage, n in failures["by_stage"].items())
-    text.append(f"Failures: {failures['total']} ({by_stage})\n", style="bold red")
+    held = f"; {failures['quarantined']} quarantined (not tried again)" if failures["quarantined"] else ""
+    text.append(f"Failed items: {failures['total']} ({by_stage}){held}; a new run tries the others again\n",
+                style="bold red")
     for f in failures["first"]:
-        text.append(f"  [{f['stage']}] {f['item_id']}: ", style="red")
+        text.append(f"  [{f['stage']}] {f['item_id']} ({f['kind']}, failed in {f['runs']} run(s)): ", style="red")
         text.append(f"{f['error']}\n")  # Text.append never interprets markup: model text stays literal
         if f["raw"]:
             text.append(f"    raw: {f['raw']!r}\n", style="dim")
@@ -250,6 +271,9 @@ def print_status(run_dir: str | Path, console: Any = None) -> dict[str, Any]:
     console.print(header)
     if data["stages"]:
         console.print(_stage_table(data))
+        reasons = {row["counts"].get("reason") for row in data["stages"] if row["counts"].get("reason")}
+        for reason in sorted(reasons):
+            console.print(Text(f"stopped: {reason}", style="red"))
     else:
         console.print("No stage has started yet.")
     console.print(_counts_table(data))

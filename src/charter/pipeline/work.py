@@ -43,20 +43,22 @@ class Work:
                         "judge": store.failing_items("judge", fp.judge)}
         self.quarantined = {stage: {item for item, runs in failing.items() if runs >= config.quarantine_after}
                             for stage, failing in self.failing.items()}
-        self.counts = {"chains": 0, "samples": 0, "pairs": 0, "judged": 0, "judge_failures": 0, "attempted": 0,
-                       "failed": 0, "quarantined": 0}
+        self.counts = {"chains": 0, "samples": 0, "pairs": 0, "judged": 0, "judge_failures": 0, "items": 0,
+                       "attempted": 0, "failed": 0, "quarantined": 0}
         self.progress: Any = None
         self.task: Any = None
 
     # -- failures ---------------------------------------------------------------------------------------
     def past_threshold(self, final: bool = False) -> bool:
-        """Whether more items failed than `max_failures` allows (a share needs enough items, until the end)."""
-        failed, attempted, limit = self.counts["failed"], self.counts["attempted"], self.config.max_failures
+        """Whether more items fail than `max_failures` allows: a count, or a share of the run's items (done
+        before, done now, failed or quarantined); a share needs enough attempts before it stops a run early."""
+        failing = self.counts["failed"] + self.counts["quarantined"]
+        items, limit = self.counts["items"], self.config.max_failures
         if limit >= 1:
-            return failed > limit
-        if not final and attempted < MIN_ITEMS_FOR_A_RATE:
+            return failing > limit
+        if not final and self.counts["attempted"] < MIN_ITEMS_FOR_A_RATE:
             return False
-        return attempted > 0 and failed / attempted > limit
+        return items > 0 and failing / items > limit
 
     def _failed(self, stage: str, item_id: str, fingerprint: str | None, failure: Failure) -> None:
         self.counts["failed"] += 1
@@ -98,6 +100,7 @@ class Work:
                 self.pair_sources[pair.pair_id] = pair.source_fingerprint
             self.counts["pairs"] += 1
         if self.do_judge:
+            self.counts["items"] += len(pairs)
             todo = [p for p in pairs if p.pair_id not in self.judged]
             held = [p for p in todo if p.pair_id in self.quarantined["judge"]]
             self.counts["quarantined"] += len(held)
@@ -110,6 +113,7 @@ class Work:
     async def _chain(self, item: Prompt) -> Chain | None:
         fp = self.fp.critique
         assert fp is not None
+        self.counts["items"] += 1
         if item.prompt_id in self.chains_done:
             return self.store.chain(item.prompt_id, fp)
         if not self.make_items:
@@ -128,6 +132,7 @@ class Work:
     async def _samples(self, item: Prompt) -> list[Sample]:
         fp = self.fp.samples
         assert fp is not None
+        self.counts["items"] += 1
         if item.prompt_id in self.sampled:
             return self.store.samples(item.prompt_id, fp)
         if not self.make_items:

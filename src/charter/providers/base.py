@@ -4,8 +4,9 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from contextvars import ContextVar
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Sequence
+from typing import Any, Callable, ClassVar, Sequence
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -49,6 +50,18 @@ class Limits(BaseModel):
     """First backoff wait; doubles each retry, with jitter, up to `backoff_max_s`."""
     backoff_max_s: float = Field(default=60.0, ge=0)
     """Longest wait between retries (a Retry-After header is honoured up to this)."""
+
+
+#: Set by the managed model around each backend call: how to count a reply the provider answered (and bills)
+#: but that cannot be used, e.g. `choices: []` with usage. Backends call `bill_unusable` for such replies.
+UNUSABLE_USAGE: ContextVar[Callable[[int, int], None] | None] = ContextVar("unusable_usage", default=None)
+
+
+def bill_unusable(prompt_tokens: int, completion_tokens: int) -> None:
+    """Count an answered but unusable reply's tokens against the caller's usage and budget."""
+    record = UNUSABLE_USAGE.get()
+    if record is not None:
+        record(prompt_tokens, completion_tokens)
 
 
 class MalformedReply(Exception):

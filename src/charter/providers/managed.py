@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Sequence
 
 from charter.errors import ProviderError
-from charter.providers.base import ChatModel, ChoiceProbs, Completion, Messages, SamplingParams
+from charter.providers.base import UNUSABLE_USAGE, ChatModel, ChoiceProbs, Completion, Messages, SamplingParams
 from charter.providers.cache import CallCache, cache_key
 from charter.providers.coalesce import Coalescer
 from charter.providers.usage import UsageMeter
@@ -30,13 +30,18 @@ class ManagedModel(ChatModel):
             self._coalescers[key] = Coalescer(run_batch, max_batch=self.batch_size * 4)
         return self._coalescers[key]
 
+    def _count_unusable(self, prompt_tokens: int, completion_tokens: int) -> None:
+        self.meter.record(self.role, self.model_id, prompt_tokens, completion_tokens, cached=False)
+
     async def _backend_generate(self, requests: list[Messages], params: SamplingParams) -> list[Completion]:
+        UNUSABLE_USAGE.set(self._count_unusable)  # this task's context: the backend's retries bill this role
         if self.batch_size <= 1:
             return await self.inner.generate(requests, params)
         batcher = self._coalescer("g:" + params.model_dump_json(), lambda batch: self.inner.generate(batch, params))
         return await batcher.submit(requests)
 
     async def _backend_choice(self, request: Messages, options: Sequence[str]) -> ChoiceProbs:
+        UNUSABLE_USAGE.set(self._count_unusable)
         batch_fn = getattr(self.inner, "choice_logprobs_batch", None)
         if self.batch_size <= 1 or batch_fn is None:
             return await self.inner.choice_logprobs(request, options)

@@ -15,7 +15,8 @@ from typing import Any, Awaitable, Sequence
 
 from charter.errors import LogprobsUnsupported, MissingAPIKey, MissingExtra
 from charter.providers.base import (
-    ChoiceProbs, Completion, Limits, MalformedReply, Messages, SamplingParams, SDKChatModel, normalise,
+    ChoiceProbs, Completion, Limits, MalformedReply, Messages, SamplingParams, SDKChatModel, bill_unusable,
+    normalise,
 )
 from charter.providers.limits import Limiter, estimate_tokens, gather_all
 
@@ -104,6 +105,7 @@ class OpenAIModel(SDKChatModel):
             choice = _first_choice(reply)
             text = (choice.get("message") or {}).get("content")
             if not isinstance(text, str) or not text.strip():
+                _bill(reply)
                 raise MalformedReply("the reply has no text (no choices, or empty content)", kind="empty_reply",
                                      raw=json.dumps(reply)[:400])
             prompt_tokens, completion_tokens, estimated = _usage(reply, messages, text)
@@ -122,7 +124,11 @@ class OpenAIModel(SDKChatModel):
 
         async def attempt() -> ChoiceProbs:
             reply = await _json(self._post(body))
-            raw = self._option_logprobs(reply, options)
+            try:
+                raw = self._option_logprobs(reply, options)
+            except MalformedReply:
+                _bill(reply)
+                raise
             prompt_tokens, _, estimated = _usage(reply, request, "x")
             return ChoiceProbs(normalise(raw, options), self.model_id, prompt_tokens, raw, usage_estimated=estimated)
 
@@ -176,6 +182,13 @@ async def _json(raw_call: Awaitable[Any]) -> dict[str, Any]:
     if not isinstance(reply, dict):
         raise MalformedReply("the reply is not a JSON object", raw=str(reply)[:200])
     return reply
+
+
+def _bill(reply: dict[str, Any]) -> None:
+    """A reply we cannot use is still one the provider answered: count its usage where it has one."""
+    usage = reply.get("usage")
+    if isinstance(usage, dict) and isinstance(usage.get("prompt_tokens"), int):
+        bill_unusable(usage["prompt_tokens"], int(usage.get("completion_tokens") or 0))
 
 
 def _usage(reply: dict[str, Any], messages: Messages, text: str) -> tuple[int, int, bool]:

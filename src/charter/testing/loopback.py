@@ -46,6 +46,14 @@ class Behaviour:
     """Close the connection without answering."""
     body: bytes | None = None
     """Send these bytes instead of the wire-format reply."""
+    kind: str = "ok"
+    """A name for the log (which fault, or ok)."""
+    empty_choices: bool = False
+    """A 200 whose `choices` is empty (usage included)."""
+    foreign_logprobs: bool = False
+    """For a logprobs request: top tokens that name no option."""
+    truncate: bool = False
+    """Cut the JSON reply in half, as a dropped stream would."""
 
 
 def ok(delay_s: float | None = None) -> Behaviour:
@@ -196,6 +204,13 @@ class LoopbackServer:
         self.stop()
 
     # -- serving ----------------------------------------------------------------------------------
+    def choose(self, path: str, body: Any) -> Behaviour:
+        """How to answer this request: the next scripted behaviour, else a normal reply."""
+        return self._plan.popleft() if self._plan else Behaviour()
+
+    def sent(self, behaviour: Behaviour, body: Any, code: int, written: bool) -> None:
+        """Called once a reply was written (or could not be: the client had gone)."""
+
     def respond(self, conn: "_Connection", method: str, path: str, headers: dict[str, str], raw: bytes) -> None:
         self.count += 1
         try:
@@ -204,15 +219,20 @@ class LoopbackServer:
             body = None
         if self.record:
             self.requests.append(Recorded(method, path, headers, body))
-        behaviour = self._plan.popleft() if self._plan else Behaviour()
+        behaviour = self.choose(path, body)
         delay = self.delay_s if behaviour.delay_s is None else behaviour.delay_s
         self.in_flight += 1
         self.max_in_flight = max(self.max_in_flight, self.in_flight)
         if behaviour.drop:
-            reply: Callable[[], None] = conn.abort
+            def reply() -> None:
+                conn.abort()
+                self.sent(behaviour, body, 0, False)
         else:
             code, extra, payload = self._answer(behaviour, path, headers, body)
-            reply = lambda: conn.send(code, extra, payload, keep_alive=headers.get("connection") != "close")  # noqa: E731
+
+            def reply() -> None:
+                written = conn.send(code, extra, payload, keep_alive=headers.get("connection") != "close")
+                self.sent(behaviour, body, code, written)
 
         def answer() -> None:
             self.in_flight -= 1
@@ -234,26 +254,35 @@ class LoopbackServer:
         if behaviour.status != 200:
             return behaviour.status, behaviour.headers, _error_body(anthropic, behaviour.status, _message(behaviour, headers))
         if anthropic:
-            return 200, behaviour.headers, json.dumps(self._anthropic(body)).encode()
-        if path.rstrip("/").endswith("/chat/completions"):
-            return 200, behaviour.headers, json.dumps(self._openai(body)).encode()
-        return 404, (), _error_body(anthropic, 404, f"no route for {path}")
+            payload = json.dumps(self._anthropic(body)).encode()
+        elif path.rstrip("/").endswith("/chat/completions"):
+            payload = json.dumps(self._openai(body, behaviour)).encode()
+        else:
+            return 404, (), _error_body(anthropic, 404, f"no route for {path}")
+        return 200, behaviour.headers, payload[: len(payload) // 2] if behaviour.truncate else payload
 
-    def _openai(self, body: dict[str, Any]) -> dict[str, Any]:
+    def logprobs_for(self, body: dict[str, Any]) -> dict[str, float]:
+        """The next-token log-probabilities a logprobs request gets."""
+        return self.logprobs
+
+    def _openai(self, body: dict[str, Any], behaviour: Behaviour = Behaviour()) -> dict[str, Any]:
         logprobs = None
-        if body.get("logprobs") and self.logprobs:  # an empty table plays a server without logprobs
-            top = sorted(self.logprobs.items(), key=lambda kv: -kv[1])[: int(body.get("top_logprobs") or 0) or 1]
+        table = {" The": -0.3, " It": -1.2, " C": -2.0} if behaviour.foreign_logprobs else self.logprobs_for(body)
+        if body.get("logprobs") and table:  # an empty table plays a server without logprobs
+            top = sorted(table.items(), key=lambda kv: -kv[1])[: int(body.get("top_logprobs") or 0) or 1]
             entries = [{"token": t, "logprob": lp, "bytes": list(t.encode())} for t, lp in top]
             logprobs = {"content": [{**entries[0], "top_logprobs": entries}], "refusal": None}
             text = top[0][0]
         else:
             text = self.reply(body)
         prompt, completion = _words(body), max(1, len(text.split()))
+        choices = [] if behaviour.empty_choices else [
+            {"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop",
+             "logprobs": logprobs}]
         return {
             "id": f"chatcmpl-{next(self._ids)}", "object": "chat.completion", "created": int(time.time()),
             "model": body.get("model", ""), "system_fingerprint": "loopback",
-            "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop",
-                         "logprobs": logprobs}],
+            "choices": choices,
             "usage": {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion},
         }
 
@@ -313,16 +342,18 @@ class _Connection(asyncio.Protocol):
             del self.buffer[: end + 4 + length]
             self.server.respond(self, method, path, headers, raw)
 
-    def send(self, code: int, headers: tuple[tuple[str, str], ...], payload: bytes, keep_alive: bool = True) -> None:
+    def send(self, code: int, headers: tuple[tuple[str, str], ...], payload: bytes, keep_alive: bool = True) -> bool:
+        """Write a reply; False when the client had gone (a timeout) or the connection was dropped."""
         transport = self.transport
         if transport is None or transport.is_closing():
-            return  # the client gave up (a timeout) or the connection was dropped
+            return False
         head = [f"HTTP/1.1 {code} {_REASONS.get(code, 'Error')}", "content-type: application/json",
                 f"content-length: {len(payload)}", "connection: " + ("keep-alive" if keep_alive else "close")]
         head += [f"{name}: {value}" for name, value in headers]
         transport.write(("\r\n".join(head) + "\r\n\r\n").encode("latin-1") + payload)
         if not keep_alive:
             transport.close()
+        return True
 
     def abort(self) -> None:
         if self.transport is not None and not self.transport.is_closing():
