@@ -17,6 +17,16 @@ from charter.errors import CharterError, DatasetError
 ROW_SUFFIXES = (".parquet", ".jsonl", ".json")
 
 
+def decode_utf8(raw: bytes, path: str | Path, error: type[CharterError] = DatasetError) -> str:
+    """A whole file's bytes as text; not UTF-8 is a one-line error naming the line and the byte offset."""
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw[: exc.start].count(b"\n") + 1
+        raise error(f"{path}:{line}: not UTF-8 text (byte {exc.start} of the file is 0x{raw[exc.start]:02x}); "
+                    "save the file as UTF-8") from None
+
+
 def utf8_line(raw: bytes, path: Path, number: int, offset: int, error: type[CharterError]) -> str:
     """One line of a file as text; not UTF-8 is a one-line error naming the line and the byte offset."""
     try:

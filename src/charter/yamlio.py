@@ -12,6 +12,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from charter.errors import ArgumentError, ConfigError
+from charter.tables import decode_utf8
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -68,13 +69,7 @@ def load_yaml(path: str | Path) -> tuple[Any, Positions]:
         raise ConfigError(f"{path}: file not found") from None
     except IsADirectoryError:
         raise ConfigError(f"{path}: is a directory, not a YAML file") from None
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        line = raw[: exc.start].count(b"\n") + 1
-        raise ConfigError(f"{path}:{line}: not UTF-8 text (byte {exc.start} is 0x{raw[exc.start]:02x}); "
-                          "save the file as UTF-8") from None
-    return parse_yaml(text, str(path))
+    return parse_yaml(decode_utf8(raw, path, ConfigError), str(path))
 
 
 def parse_yaml(text: str, source: str = "<string>") -> tuple[Any, Positions]:

@@ -15,7 +15,7 @@ from charter.errors import ConfigError
 from charter.messages import as_messages
 from charter.pipeline.config import PromptsConfig
 from charter.records import Message, Prompt, as_dicts
-from charter.tables import iter_jsonl
+from charter.tables import decode_utf8, iter_jsonl
 
 CHARS_PER_TOKEN = 4
 
@@ -52,13 +52,7 @@ def _read_file(path: Path) -> Iterator[tuple[int, dict]]:
 
 
 def _read_csv(path: Path) -> Iterator[tuple[int, dict]]:
-    raw = path.read_bytes()
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        line = raw[: exc.start].count(b"\n") + 1
-        raise ConfigError(f"{path}:{line}: not UTF-8 text (byte {exc.start} of the file is 0x{raw[exc.start]:02x}); "
-                          "save the file as UTF-8") from None
+    text = decode_utf8(path.read_bytes(), path, ConfigError)
     for line_no, row in enumerate(csv.DictReader(io.StringIO(text, newline="")), 2):
         yield line_no, row
 

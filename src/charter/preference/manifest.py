@@ -76,15 +76,16 @@ class DatasetManifest(Record):
     calibration: CalibrationMap | None = None
     """The calibration joined into `p_chosen_calibrated`, if one applied."""
     store_marker: dict[str, Any] = Field(default_factory=dict)
-    """The run store's state the files were built from (newest row per table, the calibration): when it and
+    """The run store's state the files were built from (newest row per table, prompts, calibration): when it and
     the settings are unchanged, the files are already what a rebuild would write."""
 
 
 def store_marker(store: RunStore) -> dict[str, Any]:
     """What the dataset depends on in the store: the newest row of each item table (a replaced row gets a new
-    rowid) and the calibration."""
+    rowid), the prompt set in use and the calibration."""
     marker: dict[str, Any] = {table: store.execute(f"SELECT MAX(rowid) FROM {table}")[0][0]
                               for table in ("chains", "samples", "pairs", "judgments")}
+    marker["prompts"] = fingerprint(sorted(r[0] for r in store.execute("SELECT prompt_id FROM prompts WHERE active = 1")))
     calibration = store.calibration()
     marker["calibration"] = fingerprint(calibration.model_dump(mode="json")) if calibration else None
     return marker

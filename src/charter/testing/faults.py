@@ -24,10 +24,11 @@ import hashlib
 import json
 import random
 import re
+import signal
 import sys
 import threading
 import time
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -78,6 +79,8 @@ class LogEntry:
     """A reply the client could read whole, with usage (what a provider bills and a client can count)."""
     text: str | None = None
     """The text of a normal completion."""
+    tokens: int = 0
+    """Prompt plus completion tokens the reply reported (what the provider bills), when answered."""
 
 
 def digest(body: Any) -> str:
@@ -92,6 +95,7 @@ class FaultServer(LoopbackServer):
         self.faults, self.log_file = faults, log_file
         self.rng = random.Random(faults.seed)
         self.log: list[LogEntry] = []
+        self._waiting: dict[int, LogEntry] = {}
         self._lock = threading.Lock()
 
     @property
@@ -99,6 +103,15 @@ class FaultServer(LoopbackServer):
         return sum(1 for entry in self.log if entry.answered)
 
     def choose(self, path: str, body: Any) -> Behaviour:
+        """Draw this request's fault and log its arrival (a hung request is in the log before it answers)."""
+        behaviour = self._draw(body)
+        entry = LogEntry(at=time.time(), kind=behaviour.kind, status=behaviour.status, digest=digest(body))
+        with self._lock:
+            self.log.append(entry)
+            self._waiting[id(behaviour)] = entry
+        return behaviour
+
+    def _draw(self, body: Any) -> Behaviour:
         if self._plan:
             return self._plan.popleft()
         if isinstance(body, dict) and self.faults.poison and self.faults.poison in json.dumps(body):
@@ -128,6 +141,11 @@ class FaultServer(LoopbackServer):
         is_logprobs = isinstance(body, dict) and bool(body.get("logprobs"))
         return Behaviour(foreign_logprobs=True, kind=name) if is_logprobs else Behaviour()
 
+    def billed(self, body: dict[str, Any]) -> int:
+        """The usage a reply to `body` reports (as the loopback server counts it)."""
+        completion = 1 if body.get("logprobs") else max(1, len(self.reply(body).split()))
+        return max(1, len(json.dumps(body.get("messages", [])).split())) + completion
+
     def logprobs_for(self, body: dict[str, Any]) -> dict[str, float]:
         """Prefer the longer of the two fenced responses, whichever order they are shown in."""
         text = (body.get("messages") or [{}])[-1].get("content") or ""
@@ -137,15 +155,25 @@ class FaultServer(LoopbackServer):
 
     def sent(self, behaviour: Behaviour, body: Any, code: int, written: bool) -> None:
         usable = written and code == 200 and not behaviour.truncate
-        text = None
-        if usable and behaviour.kind == "ok" and isinstance(body, dict) and not body.get("logprobs"):
-            text = self.reply(body)
-        entry = LogEntry(at=time.time(), kind=behaviour.kind, status=code, digest=digest(body), answered=usable,
-                         text=text)
         with self._lock:
-            self.log.append(entry)
+            entry = self._waiting.pop(id(behaviour))
+            entry.status, entry.answered = code, usable
+            if usable and behaviour.kind == "ok" and isinstance(body, dict) and not body.get("logprobs"):
+                entry.text = self.reply(body)
+            if usable and isinstance(body, dict):
+                entry.tokens = self.billed(body)
             if self.log_file is not None:
                 self.log_file.write(json.dumps(asdict(entry)) + "\n")
+                self.log_file.flush()
+
+    def close_log(self) -> None:
+        """Write the requests still waiting for their answer (hung ones) to the log file."""
+        with self._lock:
+            for entry in self._waiting.values():
+                if self.log_file is not None:
+                    self.log_file.write(json.dumps(asdict(entry)) + "\n")
+            self._waiting.clear()
+            if self.log_file is not None:
                 self.log_file.flush()
 
 
@@ -159,8 +187,11 @@ async def serve(faults: Faults, host: str, port: int, delay_s: float, log_path: 
     server = FaultServer(faults, delay_s=delay_s, log_file=log_file)
     listening = await server.listen(host, port)
     print(server.port, flush=True)
-    async with listening:
-        await listening.serve_forever()
+    try:
+        async with listening:
+            await listening.serve_forever()
+    finally:
+        server.close_log()
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -174,6 +205,7 @@ def main(argv: list[str] | None = None) -> None:
                             int if f.name == "seed" else float, default=f.default)
     args = vars(parser.parse_args(argv))
     faults = Faults(**{f.name: args[f.name] for f in fields(Faults)})
+    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))  # log hung requests too
     try:
         asyncio.run(serve(faults, args["host"], args["port"], args["delay"], args["log"]))
     except KeyboardInterrupt:
