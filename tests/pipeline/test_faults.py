@@ -142,6 +142,24 @@ def test_a_failed_item_is_tried_again_then_quarantined(tmp_path: Path, capsys) -
     assert failures["first"][0]["kind"] == "rejected" and failures["first"][0]["runs"] == 2
 
 
+def test_failed_judgments_are_tried_again_by_the_next_run(tmp_path: Path) -> None:
+    judge_limits = {"max_retries": 0, "timeout_s": 1}
+    with FaultServer(BASE.only("no_option_logprobs", 1.0)) as server:
+        model = f"openai-compatible:faulty@{server.openai_url}"
+        config = write_config(tmp_path, server, n=6, max_failures=0.9,
+                              judge={"model": model, "limits": judge_limits, "principles_per_pair": 1})
+        assert main(["run", str(config)]) == 0
+        assert rows_of(tmp_path / "run") == []  # every judgment failed: no row, and no 0.5 either
+        with RunStore(tmp_path / "run") as store:
+            assert {f.failure.kind for f in store.failures()} == {"no_option_logprobs"}
+        server.faults = Faults()  # the provider recovers
+        assert main(["run", str(config)]) == 0
+    rows = check_no_made_up_rows(tmp_path / "run", server.log)
+    assert len(rows) == 6
+    with RunStore(tmp_path / "run") as store:
+        assert store.failures(open_only=True) == [] and len(store.failures()) == 6  # resolved, and remembered
+
+
 def test_too_many_failures_ends_the_run_with_exit_3(tmp_path: Path, capsys) -> None:
     faults = BASE.only("server_error", 1.0)
     with FaultServer(faults) as server:
@@ -155,6 +173,10 @@ def test_too_many_failures_ends_the_run_with_exit_3(tmp_path: Path, capsys) -> N
     assert asked < 30  # it stopped starting new items once past the bar
     with RunStore(tmp_path / "run") as store:
         assert {s["status"] for s in store.stages().values()} == {"stopped: too many failures"}
+        failures = store.failures()
+    assert len(failures) >= 6 and {f.failure.kind for f in failures} == {"server_error"}
+    assert all("HTTP 50" in f.failure.message and f.failure.attempts == 1 for f in failures)
+    assert (tmp_path / "run/data/preferences.parquet").exists()  # the (empty) dataset of what is done
 
 
 def test_a_bad_key_stops_the_run_in_one_line(tmp_path: Path, capsys) -> None:
