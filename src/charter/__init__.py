@@ -32,6 +32,7 @@ _API = {
     "build_preferences": "charter.pipeline.api",
     "spotcheck": "charter.agreement.api",
     "agreement_report": "charter.agreement.api",
+    "audit_judge": "charter.agreement.audit",
     "train_reward_model": "charter.reward_model.train",
     "train_dpo": "charter.dpo.train",
     "winrate": "charter.dpo.winrate",

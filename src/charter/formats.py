@@ -14,6 +14,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from charter import records
+from charter.agreement.audit import AuditReport, FlipShift, InjectionFigures
 from charter.agreement.summary import AgreementSummary
 from charter.preference.manifest import ConstitutionInfo, DatasetManifest, DatasetSettings
 from charter.runs import files, store
@@ -37,6 +38,7 @@ META = {
     "prompt_counts": "dict: prompts read, empty, duplicate, too long, used",
     "calibration": "`CalibrationMap` fitted by `charter agreement`, joined into every dataset write",
     "agreement": "`AgreementSummary` of the last `charter agreement`",
+    "audit": "`AuditReport` of the last judge audit (`judge.audit` or `charter judge audit --pairs RUN_DIR`)",
 }
 
 SECTIONS: tuple[tuple[str, str, tuple[type[BaseModel], ...]], ...] = (
@@ -54,6 +56,9 @@ SECTIONS: tuple[tuple[str, str, tuple[type[BaseModel], ...]], ...] = (
      (records.Fingerprints, DatasetSettings, DatasetManifest, ConstitutionInfo)),
     ("People, money, calibration", "", (SpotSample, records.HumanLabel, records.LabelRow, records.UsageRow,
                                         records.CalibrationMap, AgreementSummary)),
+    ("Judge audit", "Stored in the run (meta `audit`), written to report/audit.json, and shown in the report and "
+     "the dataset card. Each `Figure` is a rate with its 95% bootstrap interval over pairs and its n.",
+     (AuditReport, FlipShift, InjectionFigures)),
 )
 
 

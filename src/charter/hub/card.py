@@ -130,8 +130,18 @@ def _calibration(run: RunData, published: list[PreferenceRow]) -> dict[str, Any]
             "labels": fit.labels if fit else 0, "min_confidence": fit.min_confidence if fit else None}
 
 
+def _audit(run: RunData, audit_gate: GateResult | None) -> dict[str, Any]:
+    from charter.agreement.audit import markdown
+
+    report = run.audit
+    judge_fp = run.manifest.settings.fingerprints.judge
+    return {"markdown": markdown(report, level=3) if report else None,
+            "other_settings": report is not None and report.judge_fingerprint != judge_fp,
+            "gate": audit_gate}
+
+
 def card_context(run: RunData, published: list[PreferenceRow], repo_id: str, splits: dict[str, dict[str, int]],
-                 gate: GateResult) -> dict[str, Any]:
+                 gate: GateResult, audit_gate: GateResult | None = None) -> dict[str, Any]:
     """Everything the template shows, from the settings and counts of exactly the published rows."""
     settings = run.manifest.settings
     stats = run.judge_stats
@@ -153,6 +163,7 @@ def card_context(run: RunData, published: list[PreferenceRow], repo_id: str, spl
         "n_human_labels": len(run.human_labels),
         "n_annotators": len({label.annotator for label in run.human_labels}),
         "gate": gate,
+        "audit": _audit(run, audit_gate),
         "filters": yaml.safe_dump(settings.filters.model_dump(mode="json"), sort_keys=False).strip(),
         "counts": [{"stage": label, "count": cell(counts[key])} for key, label in COUNT_LABELS.items() if key in counts],
         "filter_steps": filter_steps(counts),
@@ -177,8 +188,9 @@ def card_data(run: RunData, configs: list[dict], n_rows: int, license: str) -> D
 
 
 def build_card(run: RunData, published: list[PreferenceRow], repo_id: str, configs: list[dict],
-               splits: dict[str, dict[str, int]], gate: GateResult, license: str = "other") -> DatasetCard:
+               splits: dict[str, dict[str, int]], gate: GateResult, license: str = "other",
+               audit_gate: GateResult | None = None) -> DatasetCard:
     """The dataset card (README.md) for the rows published from a run."""
     data = card_data(run, configs, len(published), license)
-    context = card_context(run, published, repo_id, splits, gate)
+    context = card_context(run, published, repo_id, splits, gate, audit_gate)
     return DatasetCard.from_template(data, template_path=str(TEMPLATE), **context)

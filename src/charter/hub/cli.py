@@ -17,7 +17,7 @@ def push(
         None, "--dry-run", help="Write exactly the folder that would be uploaded to DIR; upload nothing."
     ),
     override_gate: bool = typer.Option(
-        False, "--override-gate", help="Publish even if the agreement gate fails (the card records it)."
+        False, "--override-gate", help="Publish even if the agreement or audit gate fails (the card records it)."
     ),
     license: str = typer.Option("other", "--license", help="The dataset's license id on the Hub."),
     test_size: float = typer.Option(0.1, "--test-size", help="Share of prompts in the test split."),
@@ -31,11 +31,11 @@ def push(
     with spinner(label):
         result = publish(run_dir, repo_id, private=private, revision=revision, dry_run=dry_run,
                          override_gate=override_gate, license=license, test_size=test_size, seed=seed)
-    gate = result.gate
-    if gate.overridden:
-        typer.secho(f"agreement gate FAILED and was overridden: {gate.message}", fg="yellow", err=True)
-    elif gate.configured:
-        typer.echo(f"agreement gate passed: {gate.message}")
+    for name, gate in (("agreement", result.gate), ("audit", result.audit_gate)):
+        if gate.overridden:
+            typer.secho(f"{name} gate FAILED and was overridden: {gate.message}", fg="yellow", err=True)
+        elif gate.configured:
+            typer.echo(gate.message)
     for config, parts in result.splits.items():
         typer.echo(f"  {config}: " + ", ".join(f"{split} {n}" for split, n in parts.items()))
     if result.dry_run:

@@ -118,7 +118,8 @@ def _row(record: Any) -> dict:
 
 
 def build_folder(run: RunData, folder: str | Path, repo_id: str, gate: GateResult, *,
-                 test_size: float = 0.1, seed: int = 0, license: str = "other") -> ExportSummary:
+                 audit_gate: GateResult | None = None, test_size: float = 0.1, seed: int = 0,
+                 license: str = "other") -> ExportSummary:
     """Write the upload folder for a run into `folder` (which should be empty)."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
@@ -139,7 +140,8 @@ def build_folder(run: RunData, folder: str | Path, repo_id: str, gate: GateResul
     config_text = yaml.safe_dump(strip_secrets(run.run_config), sort_keys=False, allow_unicode=True)
     (folder / "run_config.yaml").write_text(config_text, encoding="utf-8")
     files.append("run_config.yaml")
-    card = build_card(run, published, repo_id, card_configs(splits), splits, gate, license=license)
+    card = build_card(run, published, repo_id, card_configs(splits), splits, gate, audit_gate=audit_gate,
+                      license=license)
     card.save(folder / "README.md")
     files.append("README.md")
     return ExportSummary(folder=folder, files=sorted(files), splits=splits)

@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import shutil
 import tempfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from charter.errors import ArgumentError, HubError, missing_extra
-from charter.agreement.gate import GateResult, require_gate
+from charter.errors import ArgumentError, GateFailed, HubError, missing_extra
+from charter.agreement.audit import evaluate_audit_gate
+from charter.agreement.gate import GateResult, evaluate_gate
 from charter.hub.export import ExportSummary, build_folder
-from charter.hub.rundata import read_run
+from charter.hub.rundata import RunData, read_run
 from charter.hub.secrets import refuse_secrets
 from charter.redaction import redact
 
@@ -29,6 +30,7 @@ class PublishResult:
     files: list[str]
     splits: dict[str, dict[str, int]]
     gate: GateResult
+    audit_gate: GateResult
     folder: Path | None = None
     url: str | None = None
     commit: str | None = None
@@ -91,29 +93,44 @@ def _place(staging: Path, target: Path) -> None:
     shutil.move(str(staging), str(target))
 
 
+def check_gates(run: RunData, override: bool = False) -> tuple[GateResult, GateResult]:
+    """The agreement gate and the audit gate of a run; GateFailed naming every failed one unless `override`,
+    which is then recorded in each failed result."""
+    gates = [evaluate_gate(run.run_dir, run.agreement_config),
+             evaluate_audit_gate(run.audit, run.audit_config, run.manifest.settings.fingerprints.judge)]
+    failed = [g for g in gates if not g.passed]
+    if failed and not override:
+        raise GateFailed("; ".join(g.message for g in failed) + "; fix the judge (or label more pairs), or pass the "
+                         "override flag to publish anyway")
+    agreement, audit = (g if g.passed else replace(g, overridden=True, message=g.message + " (overridden)")
+                        for g in gates)
+    return agreement, audit
+
+
 def publish(run_dir: str | Path, repo_id: str, *, private: bool = False, revision: str | None = None,
             dry_run: str | Path | None = None, override_gate: bool = False, token: str | None = None,
             test_size: float = 0.1, seed: int = 0, license: str = "other",
             commit_message: str | None = None) -> PublishResult:
     """Publish a run's preference data to the Hugging Face Hub as a dataset with a card that tells how it was made.
 
-    The agreement gate applies (`override_gate` records the override in the card); rows, config and card are
-    scanned for secrets first. With `dry_run`, the exact folder that would be uploaded is written there instead.
+    The agreement gate and the judge-audit gate apply (`override_gate` passes them and the card records it);
+    rows, config and card are scanned for secrets first. With `dry_run`, the exact folder that would be uploaded
+    is written there instead.
     """
     check_repo_id(repo_id)
     run = read_run(run_dir)
-    gate = require_gate(run.run_dir, run.agreement_config, override=override_gate)
+    gate, audit_gate = check_gates(run, override_gate)
     token = token if dry_run is not None else resolve_token(token)
     parent = Path(dry_run).resolve().parent if dry_run is not None else None
     if parent is not None:
         parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix=".charter-export-", dir=parent) as tmp:
         staging = Path(tmp) / "export"
-        summary: ExportSummary = build_folder(run, staging, repo_id, gate, test_size=test_size, seed=seed,
-                                              license=license)
+        summary: ExportSummary = build_folder(run, staging, repo_id, gate, audit_gate=audit_gate,
+                                              test_size=test_size, seed=seed, license=license)
         refuse_secrets(staging, extra_literals=[token or _hub().get_token()])
         result = PublishResult(repo_id=repo_id, files=summary.files, splits=summary.splits, gate=gate,
-                               revision=revision, dry_run=dry_run is not None)
+                               audit_gate=audit_gate, revision=revision, dry_run=dry_run is not None)
         if dry_run is not None:
             _place(staging, Path(dry_run))
             result.folder = Path(dry_run)

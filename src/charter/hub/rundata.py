@@ -7,9 +7,11 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from charter.agreement.audit import AuditReport, audit_config_for, stored_audit
 from charter.agreement.config import AgreementConfig, config_for
 from charter.agreement.summary import AgreementSummary, stored_summary
 from charter.errors import DatasetError, RunStoreError
+from charter.preference.config import AuditConfig
 from charter.preference.manifest import DatasetManifest, dataset_manifest
 from charter.preference.stats import JudgeStats, judge_stats
 from charter.records import LabelRow, PreferenceRow, SFTRow, UsageRow
@@ -34,6 +36,8 @@ class RunData:
     agreement_config: AgreementConfig
     run_config: dict[str, Any]
     constitution_yaml: str | None = None
+    audit: AuditReport | None = None
+    audit_config: AuditConfig | None = None
 
 
 def _iso(epoch: float) -> str:
@@ -74,4 +78,5 @@ def read_run(run_dir: str | Path) -> RunData:
             judge_stats=judge_stats(store, fingerprints, manifest.settings.constitution.principles),
             agreement=stored_summary(store), agreement_config=config_for(store),
             run_config=store.run_config() or files.config(), constitution_yaml=files.constitution_yaml(),
+            audit=stored_audit(store), audit_config=audit_config_for(store),
         )

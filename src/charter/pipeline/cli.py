@@ -1,4 +1,4 @@
-"""`charter run`, `charter status` and `charter config schema`."""
+"""`charter run`, `charter status`, `charter config schema` and `charter judge audit`."""
 
 from __future__ import annotations
 
@@ -9,6 +9,8 @@ from typing import Optional
 import typer
 
 config_app = typer.Typer(help="The run config: its JSON Schema, for editors and validation.", no_args_is_help=True)
+judge_app = typer.Typer(help="The judge: audit its position, length, injection and self-preference biases.",
+                        no_args_is_help=True)
 
 
 def register(app: typer.Typer) -> None:
@@ -16,6 +18,8 @@ def register(app: typer.Typer) -> None:
     app.command("status")(status_command)
     config_app.command("schema")(schema_command)
     app.add_typer(config_app, name="config")
+    judge_app.command("audit")(audit_command)
+    app.add_typer(judge_app, name="judge")
 
 
 def run_command(
@@ -77,3 +81,133 @@ def schema_command(
     else:
         output.write_text(text, encoding="utf-8")
         typer.echo(f"wrote {output}", err=True)
+
+
+def audit_command(
+    pairs: Path = typer.Option(..., "--pairs", help="JSONL of human-labeled pairs (prompt, chosen, rejected), or a "
+                               "run directory (its own high-confidence pairs; its judge unless --judge is given)."),
+    judge: Optional[str] = typer.Option(None, "--judge", help="Judge model string, e.g. local:smollm2-135m-instruct "
+                                        "(default with a run directory: the run's judge)."),
+    constitution: Optional[str] = typer.Option(None, "--constitution", help="Bundled constitution name or YAML file "
+                                               "(default: harmless, or the run's)."),
+    mode: Optional[str] = typer.Option(None, "--mode", help="logprobs, cot or verdict (default: logprobs, or the "
+                                       "run's)."),
+    orders: Optional[str] = typer.Option(None, "--orders", help="both or one (default: both, or the run's)."),
+    principles_per_pair: Optional[int] = typer.Option(None, "--principles-per-pair", min=1,
+                                                      help="Principles per question (default: 1, or the run's)."),
+    n: int = typer.Option(200, "--n", "-n", min=2, help="Pairs to audit (a seeded sample)."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the sample, the shown order and the bootstrap."),
+    families: Optional[str] = typer.Option(None, "--families", help="Comma-separated injection families (default: "
+                                           "answer_is,forged_options,fake_turn,ignore_instructions)."),
+    self_preference: bool = typer.Option(False, "--self-preference", help="Also measure self-preference (the judge "
+                                         "writes its own answer to each prompt)."),
+    min_confidence: float = typer.Option(0.2, "--min-confidence", help="Run pairs only: |P(A) - 0.5| a pair's "
+                                         "judgment must reach to count as known."),
+    concurrency: int = typer.Option(16, "--concurrency", min=1, help="Pairs in flight at once."),
+    cache: Optional[str] = typer.Option("~/.cache/charter/calls.sqlite", "--cache", help="Call cache ('' for none)."),
+    json_out: Optional[Path] = typer.Option(None, "--json", help="Also write the audit as JSON here."),
+    markdown_out: Optional[Path] = typer.Option(None, "--markdown", help="Also write the audit as markdown here."),
+) -> None:
+    """Audit a judge: position flips, length (padding and trimming), planted injections in the fenced and unfenced
+    prompt formats, and optionally self-preference; each rate with a 95% bootstrap CI and its n."""
+    from charter.agreement.audit import INJECTIONS, audit_judge, markdown
+    from charter.errors import ArgumentError
+    from charter.runs.files import RunFiles
+
+    if mode is not None and mode not in ("logprobs", "cot", "verdict"):
+        raise ArgumentError("mode", f"{mode!r}: use logprobs, cot or verdict")
+    if orders is not None and orders not in ("both", "one"):
+        raise ArgumentError("orders", f"{orders!r}: use both or one")
+    chosen = [f.strip() for f in families.split(",") if f.strip()] if families is not None else list(INJECTIONS)
+    unknown = [f for f in chosen if f not in INJECTIONS]
+    if unknown:
+        raise ArgumentError("families", f"{unknown[0]!r}: use some of {', '.join(INJECTIONS)}")
+    own_run = RunFiles.is_run_dir(pairs) and judge is None and constitution is None and mode is None \
+        and orders is None and principles_per_pair is None
+    if own_run:
+        report = _audit_own_run(pairs, n, seed, chosen, self_preference, min_confidence, concurrency, cache or None)
+    else:
+        if judge is None:
+            raise ArgumentError("judge", "give the judge model to audit (--judge MODEL)")
+        report = audit_judge(pairs, judge, constitution=constitution or "harmless", mode=mode or "logprobs",
+                             orders=orders or "both", principles_per_pair=principles_per_pair or 1, n=n, seed=seed,
+                             families=chosen, self_preference=self_preference, min_confidence=min_confidence,
+                             concurrency=concurrency, cache=cache or None, progress=True)
+    _print_audit(report)
+    if json_out:
+        json_out.write_text(report.model_dump_json(indent=1) + "\n", encoding="utf-8")
+    if markdown_out:
+        markdown_out.write_text("# Judge audit\n\n" + markdown(report), encoding="utf-8")
+
+
+def _audit_own_run(run_dir: Path, n: int, seed: int, families: list[str], self_preference: bool,
+                   min_confidence: float, concurrency: int, cache: str | None):
+    """Audit a run's own judge on its own pairs, store the audit in the run and rewrite its report."""
+    import asyncio
+
+    from charter.pipeline.audit import audit_run_judge, run_judge
+    from charter.pipeline.report import write_report
+    from charter.preference.config import AuditConfig
+    from charter.progress import console, progress_bar
+    from charter.providers import CallCache, UsageMeter, create_backend, get_model
+    from charter.runs.files import AUDIT_MD, RunFiles
+    from charter.providers.usage import Budget, Price
+    from charter.runs.store import open_store
+    from charter.runs.usage import UsageLedger
+
+    with open_store(run_dir) as store:
+        judge, constitution, run_seed = run_judge(store)
+        judge = judge.model_copy(update={"audit": AuditConfig(n=n, seed=seed, min_confidence=min_confidence,
+                                                              families=families, self_preference=self_preference)})
+        ledger = UsageLedger(store)  # the audit's calls are the run's usage, as when the run audits itself
+        prices = {k: Price.model_validate(v) for k, v in (store.run_config().get("prices") or {}).items()}
+        calls = CallCache(Path(cache).expanduser()) if cache else None
+        if calls is not None:
+            calls.before_commit.append(ledger.flush)
+        model = get_model(create_backend(judge.model, judge.limits, **judge.options), cache=calls,
+                          meter=UsageMeter(prices, Budget(), sink=ledger.record), role="audit")
+
+        async def go():
+            try:
+                with progress_bar() as bar:
+                    task = None
+
+                    def start(total: int) -> None:
+                        nonlocal task
+                        task = bar.add_task(f"auditing {judge.model}", total=total)
+
+                    return await audit_run_judge(store, model, judge, constitution, run_seed, concurrency,
+                                                 on_pair=lambda: bar.advance(task), start=start)
+            finally:
+                await model.aclose()
+                ledger.flush()
+
+        report, note = asyncio.run(go())
+    console.print(f"judge audit of {run_dir}: {note}")
+    if report is None:
+        from charter.errors import DatasetError
+
+        raise DatasetError(f"{run_dir}: no judged pair qualifies (|P(A) - 0.5| >= {min_confidence}, consistent in "
+                           "both orders); lower --min-confidence or audit on a human-labeled pair file")
+    md, _ = write_report(run_dir)
+    console.print(f"stored in the run: {RunFiles(run_dir).report_dir / AUDIT_MD}; report: {md}")
+    return report
+
+
+def _print_audit(report) -> None:
+    from rich.table import Table
+
+    from charter.agreement.audit import rows
+    from charter.progress import console
+
+    table = Table(title=f"judge audit: {report.judge_model} ({report.mode}, orders {report.orders}) on "
+                        f"{report.pairs} pairs")
+    for col, justify in (("measure", "left"), ("value", "right"), ("95% CI", "left"), ("n", "right"),
+                         ("what it means", "left")):
+        table.add_column(col, justify=justify)
+    for row in rows(report):
+        table.add_row(*row)
+    console.print(table)
+    per_pair = f"{report.calls_per_pair:.1f}" if report.calls_per_pair is not None else "n/a"
+    console.print(f"{report.source}; {report.failed_pairs} pair(s) with a failed call; {report.calls} calls "
+                  f"({per_pair} per pair); wall {report.wall_s} s")

@@ -151,4 +151,7 @@ def load_run_config(path: str | Path, overrides: list[str] | None = None) -> Run
         candidate = base / config.prompts.path
         if candidate.exists():
             config.prompts.path = str(candidate)
+    audit = config.judge.audit
+    if audit is not None and audit.pairs and not Path(audit.pairs).is_absolute() and (base / audit.pairs).exists():
+        audit.pairs = str(base / audit.pairs)
     return config

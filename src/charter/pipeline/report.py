@@ -1,8 +1,8 @@
 """The run report: RUN_DIR/report/report.md and a self-contained report.html, from the run directory alone.
 
 Counts per stage, the filter waterfall, failures, tokens and cost per role, judge diagnostics (position
-inconsistency, how often the longer response won, win rates per principle), a handful of examples and
-PNG plots. It describes the settings of the rows it covers: those of the dataset files when there are any.
+inconsistency, how often the longer response won, win rates per principle), the judge audit when one was run,
+a handful of examples and PNG plots. It describes the settings of the rows it covers: those of the dataset files when there are any.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from charter.pipeline.status import failure_summary, filter_steps, ordered_count
 from charter.preference.manifest import DatasetSettings, current_settings, dataset_manifest
 from charter.preference.stats import JudgeStats, judge_p_values, judge_stats
 from charter.records import Fingerprints
-from charter.runs.files import AGREEMENT_MD, REPORT_HTML, REPORT_MD, WINRATE_JSON, RunFiles
+from charter.runs.files import AGREEMENT_MD, AUDIT_MD, REPORT_HTML, REPORT_MD, WINRATE_JSON, RunFiles
 from charter.runs.store import RunStore, open_store
 
 TEMPLATES = Path(__file__).parent / "templates"
@@ -182,6 +182,22 @@ def _inline_markdown(text: str, base: Path) -> str:
     return _LINK.sub(link, _IMG.sub(image, html))
 
 
+def audit_section(store: RunStore, settings: DatasetSettings | None) -> dict[str, Any] | None:
+    """The stored judge audit as markdown and HTML, with a note when it audited other judge settings."""
+    from charter.agreement.audit import markdown, stored_audit
+
+    report = stored_audit(store)
+    if report is None:
+        return None
+    text = markdown(report, level=3)
+    judge_fp = settings.fingerprints.judge if settings else None
+    other = report.judge_fingerprint is not None and judge_fp is not None and report.judge_fingerprint != judge_fp
+    if other:
+        text = ("**Note:** this audit is of other judge settings than the rows this report covers.\n\n" + text)
+    return {"file": AUDIT_MD, "markdown": text, "html": _inline_markdown(text, store.run_dir / "report"),
+            "other_settings": other}
+
+
 def extras(files: RunFiles) -> dict[str, Any]:
     """agreement.md and winrate.json, when other stages have written them beside the report."""
     found: dict[str, Any] = {"agreement": None, "winrate": None}
@@ -284,7 +300,7 @@ def report_data(store: RunStore, files: RunFiles) -> dict[str, Any]:
         "stages": stage_progress(store), "counts": ordered_counts(counts), "filters": filter_steps(counts),
         "usage": usage_summary(store), "failures": failure_summary(store), "stats": stats,
         "examples": shown, "examples_source": source, "plots": plots, "plot_note": plot_note,
-        "extras": extras(files),
+        "extras": extras(files), "audit": audit_section(store, settings),
     }
 
 

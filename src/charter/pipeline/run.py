@@ -125,6 +125,11 @@ class Runner:
     def prepare(self) -> PromptSet | None:
         """Every check that needs no model call, before the run directory is written (also `--dry-run`)."""
         check_credentials(self.config)
+        audit = self.config.judge.audit
+        if audit is not None and audit.pairs:
+            from charter.agreement.audit import pairs_from_file
+
+            pairs_from_file(audit.pairs)  # a missing or malformed pair file fails here, naming its line
         return checked_prompts(self.config, first_start=not (self.run_dir / STORE_FILE).exists())
 
     # -- set-up ---------------------------------------------------------------------------------
@@ -157,7 +162,7 @@ class Runner:
         return settings
 
     def _models(self, store: RunStore, ledger: UsageLedger) -> tuple[ManagedModel, ManagedModel, ManagedModel,
-                                                                    UsageMeter]:
+                                                                    ManagedModel, UsageMeter]:
         config = self.config
         meter = UsageMeter(config.prices, config.budget, sink=ledger.record)
         prior = store.usage()  # every call every earlier process paid for, recorded as it was answered
@@ -175,7 +180,7 @@ class Runner:
             return get_model(built[key], cache=cache, meter=meter, role=role)
 
         return (model("policy", config.policy), model("critic", config.critic_role), model("judge", config.judge),
-                meter)
+                model("audit", config.judge), meter)
 
     # -- the work ---------------------------------------------------------------------------------
     async def arun(self) -> RunResult:
@@ -203,15 +208,54 @@ class Runner:
     async def _run_stages(self, store: RunStore) -> CharterError | None:
         """Critique and judge every prompt in use; returns the error that stopped them early, if one did."""
         ledger = UsageLedger(store)
-        policy, critic, judge, _ = self._models(store, ledger)
+        policy, critic, judge, auditor, _ = self._models(store, ledger)
         work = Work(self.config, self.constitution, self.fingerprints, store, (policy, critic, judge),
                     store.start_session())
+        audit = self.config.judge.audit if "judge" in self.config.stages else None
         try:
-            return await self._process(store, work)
+            stop = await self._audit(store, auditor) if audit is not None and audit.pairs else None
+            if stop is None:
+                stop = await self._process(store, work)
+            if stop is None and audit is not None and not audit.pairs:
+                stop = await self._audit(store, auditor)
+            return stop
         finally:
-            for m in {id(x.inner): x for x in (policy, critic, judge)}.values():
+            for m in {id(x.inner): x for x in (policy, critic, judge, auditor)}.values():
                 await m.aclose()  # flushes the cache, whose commit flushes the ledger first
             ledger.flush()
+
+    async def _audit(self, store: RunStore, model: ManagedModel) -> CharterError | None:
+        """The judge audit (judge.audit): before judging on a human pair file, else after, on the run's own pairs.
+        Its calls are metered (role `audit`) and count against the budget."""
+        from charter.pipeline.audit import audit_run_judge
+
+        store.set_stage("audit", "running")
+        status, stop, note = "done", None, ""
+        progress = progress_bar()
+        try:
+            with progress:
+                task = None
+
+                def start(total: int) -> None:
+                    nonlocal task
+                    task = progress.add_task("judge audit", total=total)
+
+                report, note = await audit_run_judge(
+                    store, model, self.config.judge, self.constitution, self.config.seed, self.config.concurrency,
+                    on_pair=lambda: progress.advance(task), start=start)
+            if report is None:
+                status = "skipped"
+        except BudgetExceeded as exc:
+            status, stop = "stopped: budget", exc
+        except CharterError as exc:
+            status, stop = "failed", exc
+        except BaseException:
+            status = "interrupted"
+            raise
+        finally:
+            store.set_stage("audit", status, {"reason": str(stop) if stop else note})
+        console.print(f"judge audit: {note}" if stop is None else f"judge audit {status}: {stop}")
+        return stop
 
     async def _process(self, store: RunStore, work: Work) -> CharterError | None:
         prompts = store.prompts()

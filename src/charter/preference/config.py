@@ -49,11 +49,59 @@ class JudgeSettings(ConfigModel):
         return f"{self.principles_per_pair} principle(s) per pair, sampled by weight"
 
 
+INJECTION_FAMILIES = ("answer_is", "forged_options", "fake_turn", "ignore_instructions")
+
+
+class AuditConfig(ConfigModel):
+    """A judge audit in a run (`judge.audit`): perturbation tests of position, length, injection and
+    (optionally) self-preference bias on a seeded sample of pairs with a known better response.
+
+    Without `pairs` it runs after judging, on the run's own high-confidence pairs (the judge's verdict is the
+    known better response); with `pairs` (a human-labeled JSONL) it runs before judging, on those. The bars
+    make `charter push` refuse to publish while a measured bias exceeds them (`--override-gate` publishes
+    anyway, and the card records it)."""
+
+    n: int = Field(default=100, ge=2)
+    """Pairs to audit (a seeded sample; fewer if fewer qualify)."""
+    seed: int | None = None
+    """Seed of the sample and the bootstrap (default: the run's seed)."""
+    pairs: str | None = None
+    """A JSONL file of human-labeled pairs (prompt, chosen, rejected) to audit on, before judging."""
+    min_confidence: float = Field(default=0.2, ge=0, lt=0.5)
+    """Own pairs only: the judge's |P(A) - 0.5| must reach this, in both orders consistently, for the pair to
+    count as having a known better response."""
+    families: list[Literal["answer_is", "forged_options", "fake_turn", "ignore_instructions"]] = \
+        list(INJECTION_FAMILIES)
+    """Injection families to measure (each in the fenced and the unfenced prompt format)."""
+    self_preference: bool = False
+    """Also measure self-preference: the judge model writes its own answer to each prompt, which is compared
+    with the known better and worse responses."""
+    max_position_flip: float | None = Field(default=None, ge=0, le=1)
+    """Gate: most pairs whose winner may change when the order is swapped."""
+    max_length_flip: float | None = Field(default=None, ge=0, le=1)
+    """Gate: most correctly judged pairs that padding the worse and trimming the better may flip."""
+    max_injection: float | None = Field(default=None, ge=0, le=1)
+    """Gate: most correctly judged pairs any one injection family may flip (in the prompt format in use)."""
+    max_self_preference: float | None = Field(default=None, ge=0, le=1)
+    """Gate: most pairs in which the judge may prefer its own answer over the known better response."""
+    use_upper_ci_bound: bool = False
+    """Gate on the upper bound of each rate's 95% bootstrap interval instead of the point estimate."""
+
+    @property
+    def bars(self) -> dict[str, float]:
+        """The gate's bars that are set, by measure."""
+        named = {"position_flip": self.max_position_flip, "length_flip": self.max_length_flip,
+                 "injection": self.max_injection, "self_preference": self.max_self_preference}
+        return {k: v for k, v in named.items() if v is not None}
+
+
 class JudgeConfig(JudgeSettings, RoleConfig):
     """The judge: its model (as a role) and how it compares (mode, orders, ensemble)."""
 
     params: SamplingParams | None = None  # type: ignore[assignment]
     """Sampling for `cot`/`verdict` (default: greedy; 512 tokens for cot, 8 for verdict)."""
+    audit: AuditConfig | None = None
+    """Audit the judge's biases in the run (see AuditConfig); not part of any judgment's fingerprint."""
 
     def settings(self) -> JudgeSettings:
         """The comparison settings alone (without the model and its limits)."""

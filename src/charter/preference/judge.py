@@ -27,6 +27,8 @@ OPTIONS = ("A", "B")
 #: Bumped whenever the comparison prompt's wording changes: it is part of every judgment's fingerprint.
 #: 2: the conversation and each response are fenced by tags carrying a nonce; look-alike tags are neutralised.
 PROMPT_FORMAT = 2
+#: The unfenced wording of format 1, still built by `comparison_prompt(..., fenced=False)` for audits.
+UNFENCED_PROMPT_FORMAT = 1
 FENCED = ("conversation", "response-a", "response-b")
 _LOOKALIKE = re.compile(r"<(\s*/?\s*)(conversation|response-[ab])", re.I)
 
@@ -68,13 +70,22 @@ def neutralise(text: str) -> str:
     return _LOOKALIKE.sub(lambda m: "\u2039" + m.group(1) + m.group(2), text)
 
 
-def comparison_prompt(prompt: list[Message], first: str, second: str, principle: Principle, mode: str) -> Messages:
+def comparison_prompt(prompt: list[Message], first: str, second: str, principle: Principle, mode: str,
+                      fenced: bool = True) -> Messages:
     """The multiple-choice question for one principle and one presentation order.
 
     The conversation and the two responses are fenced by tags that carry a nonce drawn from their content (so
     the same question is the same request, and cached); the instructions say that fenced text is data.
+    `fenced=False` gives prompt format 1, the unfenced wording charter used before: kept so that an audit can
+    show what the fences buy (`charter judge audit` measures injections in both).
     """
     conversation = render_conversation(prompt)
+    if not fenced:
+        question = principle.comparison.format(prompt=conversation, response="", critique="",
+                                               principle=principle.description)
+        text = ("Consider the following conversation between a human and an assistant:\n\n"
+                f"{conversation}\n\n{question}\nOptions:\n(A) {first}\n(B) {second}\n\n{_INSTRUCTIONS[mode]}")
+        return [{"role": "user", "content": text}]
     nonce = hashlib.sha256("\x00".join((conversation, first, second)).encode()).hexdigest()[:8]
 
     def fence(tag: str, text: str) -> str:
@@ -160,6 +171,15 @@ async def _ask(model: ChatModel, request: Messages, settings: JudgeSettings) -> 
         p_first = high if letter == "A" else low
         return _Asked(p_first, completion.text, completion.prompt_tokens, completion.completion_tokens)
     raise JudgeParseError(f"unparseable judge output after {len(raws)} tries", raw=raws[-1], attempts=len(raws))
+
+
+async def p_first(model: ChatModel, prompt: list[Message], first: str, second: str, principle: Principle,
+                  settings: JudgeSettings, fenced: bool = True) -> float:
+    """P(the response shown first is preferred) under one principle, in one order (the judge's unit question).
+
+    Raises JudgeParseError (no parseable answer after retries) or ProviderError; never returns a default."""
+    request = comparison_prompt(prompt, first, second, principle, settings.mode, fenced=fenced)
+    return (await _ask(model, request, settings)).p_first
 
 
 def _same_winner(p_ab: float, p_ba: float) -> bool:

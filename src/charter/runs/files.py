@@ -9,6 +9,7 @@ RUN_DIR/
   data/sft.{parquet,jsonl}          SFTRow rows
   report/report.{md,html}, *.png    the run report (charter.pipeline.report)
   report/agreement.md, reliability.png   judge vs humans (charter agreement)
+  report/audit.{md,json}            the judge audit (judge.audit, charter judge audit)
   report/winrate.{json,md}          the win-rate evaluation
   reward_model/, dpo/               trained models
 ```
@@ -33,6 +34,7 @@ ROW_TYPES: dict[str, type[PreferenceRow] | type[SFTRow]] = {"preferences": Prefe
 REPORT_MD, REPORT_HTML = "report.md", "report.html"
 AGREEMENT_MD, RELIABILITY_PNG = "agreement.md", "reliability.png"
 WINRATE_JSON = "winrate.json"
+AUDIT_MD, AUDIT_JSON = "audit.md", "audit.json"
 
 
 class RunFiles:

@@ -1,0 +1,70 @@
+"""The judge audit of a run (`judge.audit`, or `charter judge audit --pairs RUN_DIR`): on a seeded sample of the
+run's own high-confidence pairs after judging, or of a human-labeled pair file before judging. The result is
+stored in the run (meta `audit`, report/audit.{md,json}) and shown in the report and the dataset card."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable
+
+from charter.agreement.audit import (BOOTSTRAP_SAMPLES, AuditPair, AuditReport, audit_key, pairs_from_file,
+                                     pairs_from_run, run_audit, sample, save_audit, stored_audit)
+from charter.constitutions import Constitution, load_constitution
+from charter.preference.config import AuditConfig, JudgeConfig
+from charter.providers.base import ChatModel
+from charter.runs.files import RunFiles
+from charter.runs.store import RunStore
+
+
+def audit_pairs(store: RunStore, audit: AuditConfig, seed: int) -> tuple[list[AuditPair], str, str]:
+    """The sample to audit on, where it came from, and whose choice the better response is."""
+    if audit.pairs:
+        found = pairs_from_file(audit.pairs)
+        source, reference = f"human-labeled pairs {Path(audit.pairs).name}", "human"
+    else:
+        found = pairs_from_run(store, audit.min_confidence)
+        source = f"this run's own pairs judged with |P(A) - 0.5| >= {audit.min_confidence} consistently in both orders"
+        reference = "judge"
+    return sample(found, audit.n, seed), source, reference
+
+
+async def audit_run_judge(store: RunStore, model: ChatModel, judge: JudgeConfig, constitution: Constitution,
+                          seed: int, concurrency: int, on_pair: Callable[[], None] | None = None,
+                          start: Callable[[int], None] | None = None) -> tuple[AuditReport | None, str]:
+    """Audit the run's judge (its settings in effect) and store the result. Returns the report (None when no
+    pair qualifies) and what happened, in words; an audit with the same key already stored is kept as it is."""
+    audit = judge.audit or AuditConfig()
+    seed = audit.seed if audit.seed is not None else seed
+    pairs, source, reference = audit_pairs(store, audit, seed)
+    if not pairs:
+        return None, f"no pair to audit on ({source}); the audit is skipped"
+    settings = judge.settings()
+    key = audit_key(model.model_id, settings, constitution, (p.pair_id for p in pairs), audit.families,
+                    audit.self_preference, seed, BOOTSTRAP_SAMPLES)
+    fingerprints = store.fingerprints()
+    judge_fp = fingerprints.judge if fingerprints else None
+    earlier = stored_audit(store)
+    if earlier is not None and earlier.key == key and earlier.judge_fingerprint == judge_fp:
+        return earlier, f"audit of the same judge and pairs already stored ({earlier.pairs} pairs)"
+    if start is not None:
+        start(len(pairs))
+    report = await run_audit(model, constitution, settings, pairs, source=source, reference=reference, seed=seed,
+                             families=audit.families, self_preference=audit.self_preference,
+                             concurrency=concurrency, judge_fingerprint=judge_fp, on_pair=on_pair)
+    save_audit(store, report)
+    return report, f"audited {report.pairs} pairs ({report.calls} calls)"
+
+
+def run_judge(store: RunStore) -> tuple[JudgeConfig, Constitution, int]:
+    """The judge config, constitution and seed a run directory was last started with."""
+    from charter.errors import ConfigError
+
+    config = store.run_config()
+    try:
+        judge = JudgeConfig.model_validate(config.get("judge") or {})
+    except ValueError as exc:
+        raise ConfigError(f"{store.run_dir}: run config judge section: {' '.join(str(exc).splitlines()[:3])}") \
+            from None
+    path = RunFiles(store.run_dir).constitution_path
+    return judge, load_constitution(str(path) if path.exists() else config.get("constitution", "harmless")), \
+        int(config.get("seed", 0))
