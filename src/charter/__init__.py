@@ -39,6 +39,8 @@ _API = {
     "publish": "charter.hub.push",
     "load_preferences": "charter.hub.load",
     "mix": "charter.hub.mix",
+    "iterate": "charter.loop.run",
+    "synthesize": "charter.synth.api",
 }
 
 __all__ = ["__version__", *_API]

@@ -79,10 +79,13 @@ def _register_subcommands() -> None:
     from charter.constitutions import cli as constitutions_cli
     from charter.dpo import cli as dpo_cli
     from charter.hub import cli as hub_cli
+    from charter.loop import cli as loop_cli
     from charter.pipeline import cli as pipeline_cli
     from charter.reward_model import cli as reward_model_cli
+    from charter.synth import cli as synth_cli
 
-    for module in (constitutions_cli, pipeline_cli, agreement_cli, reward_model_cli, dpo_cli, hub_cli):
+    for module in (constitutions_cli, synth_cli, pipeline_cli, agreement_cli, reward_model_cli, dpo_cli, hub_cli,
+                   loop_cli):
         module.register(app)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any, Sequence
 
 from charter.errors import CharterError, DatasetError
@@ -63,3 +64,13 @@ def with_system(messages: Sequence[Message], system_prompt: str | None) -> list[
     head = [{"role": "system", "content": system_prompt}] if system_prompt and not any(
         m.role == "system" for m in messages) else []
     return head + [{"role": m.role, "content": m.content} for m in messages]
+
+
+_REFUSAL = re.compile(
+    r"^\W*(?:i\s*(?:can(?:no|')t|cannot|won'?t|will not|am (?:not able|unable)|'m (?:sorry|not able|unable))|sorry|"
+    r"as an ai|i apologi[sz]e|i must decline|unfortunately,? i (?:can(?:no|')t|cannot))", re.I)
+
+
+def is_refusal(text: str) -> bool:
+    """Whether a response opens with a refusal ("I can't help with that", "Sorry, ...", "As an AI ...")."""
+    return _REFUSAL.search(text or "") is not None

@@ -59,6 +59,13 @@ class Prompt(Record):
     """The conversation to answer (ends with a user turn)."""
     source: str
     """Where it came from: a file path, `inline`, `bundled` or `hf:NAME`."""
+    category: str | None = None
+    """The source's `category` column, when it has one (synthesis balances by it)."""
+    reference: str | None = None
+    """The source's `reference` column: a known right answer, checked by the prompt's verifier."""
+    verifier: str | None = None
+    """The source's `verifier` column: how a response is checked (see charter.verify); with a reference and no
+    verifier, the run's `verify.default`."""
 
 
 # -- SL-CAI ----------------------------------------------------------------------------------------------
@@ -348,6 +355,10 @@ class PreferenceRow(Provenance):
     """logprobs, cot or verdict."""
     judge_fingerprint: str
     """Fingerprint of the judge settings that labeled the row."""
+    chosen_verified: bool | None = None
+    """Whether `chosen` passed the prompt's verifier (charter.verify); null when the prompt has none."""
+    rejected_verified: bool | None = None
+    """Whether `rejected` passed the prompt's verifier; null when the prompt has none."""
 
     JSON_COLUMNS: ClassVar[tuple[str, ...]] = ("per_principle", "per_order")
     LEADING: ClassVar[tuple[str, ...]] = ("prompt", "chosen", "rejected", "p_chosen", "p_chosen_calibrated", "margin")
@@ -369,6 +380,8 @@ class SFTRow(Provenance):
     """The principles of the critique rounds."""
     rounds: int
     """How many critique-revision rounds."""
+    verified: bool | None = None
+    """Whether the final revision passed the prompt's verifier (charter.verify); null when the prompt has none."""
 
     LEADING: ClassVar[tuple[str, ...]] = ("messages",)
 

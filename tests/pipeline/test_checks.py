@@ -59,7 +59,8 @@ def test_unreadable_config_is_one_line(tmp_path, capsys, content, expected) -> N
 
 
 @pytest.mark.parametrize("argv, expected", [
-    (["judge"], "No such command 'judge'."),
+    (["judges"], "No such command 'judges'."),
+    (["judge", "audits"], "No such command 'audits'. Did you mean 'audit'?"),
     (["run", "--bogus"], "No such option: --bogus"),
     (["constitutions", "shoe"], "No such command 'shoe'. Did you mean 'show'?"),
 ])

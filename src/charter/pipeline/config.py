@@ -7,7 +7,7 @@ overrides; errors point at file:line:column and the key. `charter config schema`
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal, Union
+from typing import Literal
 
 from pydantic import Field, model_validator
 
@@ -15,61 +15,21 @@ from charter.agreement.config import AgreementConfig
 from charter.critique.config import CritiqueConfig
 from charter.dpo.config import DPOConfigModel, WinrateConfig
 from charter.preference.config import FiltersConfig, JudgeConfig, PairsConfig
+from charter.prompts import PromptsConfig
 from charter.providers.base import SamplingParams
 from charter.providers.config import DEFAULT_MODEL, RoleConfig
 from charter.providers.usage import Budget, Price
-from charter.records import Message
 from charter.reward_model.config import RewardModelConfig
+from charter.synth.config import SynthConfig
 from charter.yamlio import ConfigModel, LocatedValueError, load_model
 
-STAGES = ("critique", "judge", "reward_model", "dpo", "eval")
+STAGES = ("synth", "critique", "judge", "reward_model", "dpo", "eval")
 TRAINING_STAGES = ("reward_model", "dpo", "eval")
+#: stages that need a config section of their own name
+SECTION_STAGES = ("synth", *TRAINING_STAGES)
 
 __all__ = ["CritiqueConfig", "DEFAULT_MODEL", "FiltersConfig", "JudgeConfig", "PairsConfig", "PromptsConfig",
            "RoleConfig", "RunConfig", "STAGES", "TRAINING_STAGES", "load_run_config"]
-
-
-class PromptsConfig(ConfigModel):
-    """Where prompts come from. Exactly one of `path`, `hf_dataset`, `inline`, or `bundled: true`."""
-
-    path: str | None = None
-    """A JSONL, CSV or parquet file (relative paths resolve against the config file)."""
-    bundled: bool = False
-    """Use charter's bundled prompt set (red-team and helpfulness requests); the default if no source is given."""
-    hf_dataset: str | None = None
-    """A Hugging Face dataset name, loaded with `datasets.load_dataset`."""
-    hf_config: str | None = None
-    """The dataset's config name, if it has several."""
-    split: str = "train"
-    """The dataset split."""
-    column: str = "prompt"
-    """Column holding the prompt: a string, or a list of chat messages (`messages` is also tried)."""
-    inline: list[Union[str, list[Message]]] | None = None
-    """Prompts written in the config: strings or message lists."""
-    limit: int | None = Field(default=None, gt=0)
-    """Use at most this many prompts (after shuffling)."""
-    shuffle: bool = False
-    """Shuffle before applying the limit."""
-    seed: int = 0
-    """Shuffle seed."""
-    max_prompt_tokens: int | None = Field(default=8192, gt=0)
-    """Longest prompt allowed, estimated at 4 characters per token; longer ones are handled by `too_long`
-    (null: no cap)."""
-    too_long: Literal["truncate", "skip"] = "truncate"
-    """What to do with a prompt over `max_prompt_tokens`: keep its start, or skip it. Counted in the report."""
-    on_change: Literal["keep", "extend", "replace"] = "keep"
-    """When the source holds other prompts than the run's prompt set (resuming after editing the file): `keep`
-    the run's set (and say so), `extend` it with the new prompts, or `replace` it by the source's (items of the
-    prompts that left stay in the store, out of the dataset)."""
-
-    @model_validator(mode="after")
-    def _one_source(self) -> "PromptsConfig":
-        given = [n for n in ("path", "hf_dataset", "inline") if getattr(self, n)] + (["bundled"] if self.bundled else [])
-        if len(given) > 1:
-            raise ValueError(f"give one prompt source, not {' and '.join(given)}")
-        if not given:
-            self.bundled = True
-        return self
 
 
 class RunConfig(ConfigModel):
@@ -85,8 +45,8 @@ class RunConfig(ConfigModel):
     """A bundled constitution name or a YAML file."""
     prompts: PromptsConfig = PromptsConfig(bundled=True)
     """The prompts."""
-    stages: list[Literal["critique", "judge", "reward_model", "dpo", "eval"]] = ["critique", "judge"]
-    """Stages to run, from: critique, judge, reward_model, dpo, eval."""
+    stages: list[Literal["synth", "critique", "judge", "reward_model", "dpo", "eval"]] = ["critique", "judge"]
+    """Stages to run, from: synth, critique, judge, reward_model, dpo, eval."""
     policy: RoleConfig = RoleConfig()
     """The model that answers prompts."""
     critic: RoleConfig | None = None
@@ -114,6 +74,9 @@ class RunConfig(ConfigModel):
     """The call cache file shared across runs (null: no cache)."""
     report: bool = True
     """Write the markdown + HTML report at the end of the run."""
+    synth: SynthConfig | None = None
+    """Prompt synthesis (the `synth` stage, first): the run's `prompts` are its seeds, and the synthesized set
+    (RUN_DIR/synth/prompts.jsonl, with the seeds unless `include_seeds: false`) becomes the run's prompt set."""
     agreement: AgreementConfig = AgreementConfig()
     """Human-agreement settings: the publishing gate (min_kappa / min_agreement), calibration, bootstrap."""
     reward_model: RewardModelConfig | None = None
@@ -126,7 +89,7 @@ class RunConfig(ConfigModel):
     @model_validator(mode="after")
     def _training_sections(self) -> "RunConfig":
         for index, stage in enumerate(self.stages):
-            if stage in TRAINING_STAGES and getattr(self, stage) is None:
+            if stage in SECTION_STAGES and getattr(self, stage) is None:
                 raise LocatedValueError(f"'{stage}' is listed but the run config has no '{stage}:' section",
                                         ("stages", index))
         return self
@@ -151,6 +114,10 @@ def load_run_config(path: str | Path, overrides: list[str] | None = None) -> Run
         candidate = base / config.prompts.path
         if candidate.exists():
             config.prompts.path = str(candidate)
+    synth = config.synth
+    if synth is not None and synth.seeds is not None and synth.seeds.path and not Path(synth.seeds.path).is_absolute() \
+            and (base / synth.seeds.path).exists():
+        synth.seeds.path = str(base / synth.seeds.path)
     audit = config.judge.audit
     if audit is not None and audit.pairs and not Path(audit.pairs).is_absolute() and (base / audit.pairs).exists():
         audit.pairs = str(base / audit.pairs)

@@ -13,7 +13,7 @@ import asyncio
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Awaitable, Callable
 
 from charter.concurrency import bounded_map
 from charter.constitutions import Constitution, load_constitution
@@ -32,6 +32,7 @@ from charter.records import Fingerprints, fingerprint
 from charter.runs.files import RunFiles
 from charter.runs.store import STORE_FILE, RunStore
 from charter.runs.usage import UsageLedger
+from charter.verify import resolve, verifier_name
 
 
 @dataclass
@@ -78,6 +79,13 @@ def checked_prompts(config: RunConfig, first_start: bool) -> PromptSet | None:
         return None
     if not prompts.rows and (first_start or config.prompts.on_change == "replace"):
         raise ConfigError(f"prompts: no usable prompts (counts: {prompts.counts})")
+    for prompt in prompts.rows:  # an unknown verifier fails here, not when the dataset is written
+        name = verifier_name(prompt.verifier, prompt.reference, config.filters.verifier)
+        if name is not None:
+            try:
+                resolve(name)
+            except ConfigError as exc:
+                raise ConfigError(f"prompts ({prompt.source}): {exc}") from None
     return prompts
 
 
@@ -122,15 +130,27 @@ class Runner:
         self.config_source = config_source
         self.fingerprints = run_fingerprints(config, self.constitution)
 
+    @property
+    def synthesizing(self) -> bool:
+        """Whether the run synthesizes its prompts (a `synth` stage): its `prompts` are then the seeds."""
+        return "synth" in self.config.stages and self.config.synth is not None
+
     def prepare(self) -> PromptSet | None:
-        """Every check that needs no model call, before the run directory is written (also `--dry-run`)."""
+        """Every check that needs no model call, before the run directory is written (also `--dry-run`).
+        Returns the prompt set to use; None when it is kept from the store or comes from the synth stage."""
         check_credentials(self.config)
         audit = self.config.judge.audit
         if audit is not None and audit.pairs:
             from charter.agreement.audit import pairs_from_file
 
             pairs_from_file(audit.pairs)  # a missing or malformed pair file fails here, naming its line
-        return checked_prompts(self.config, first_start=not (self.run_dir / STORE_FILE).exists())
+        first_start = not (self.run_dir / STORE_FILE).exists()
+        if self.synthesizing:
+            from charter.pipeline.synth import check_synth
+
+            check_synth(self.config)
+            return None
+        return checked_prompts(self.config, first_start=first_start)
 
     # -- set-up ---------------------------------------------------------------------------------
     def _open_store(self) -> RunStore:
@@ -162,7 +182,8 @@ class Runner:
         return settings
 
     def _models(self, store: RunStore, ledger: UsageLedger) -> tuple[ManagedModel, ManagedModel, ManagedModel,
-                                                                    ManagedModel, UsageMeter]:
+                                                                    ManagedModel, ManagedModel | None]:
+        """The policy, critic, judge, auditor (the judge, metered as `audit`) and the prompt writer (synth)."""
         config = self.config
         meter = UsageMeter(config.prices, config.budget, sink=ledger.record)
         prior = store.usage()  # every call every earlier process paid for, recorded as it was answered
@@ -179,8 +200,9 @@ class Runner:
                 built[key] = create_backend(spec.model, spec.limits, **spec.options)
             return get_model(built[key], cache=cache, meter=meter, role=role)
 
+        writer = model("synth", config.synth.writer) if self.synthesizing else None
         return (model("policy", config.policy), model("critic", config.critic_role), model("judge", config.judge),
-                model("audit", config.judge), meter)
+                model("audit", config.judge), writer)
 
     # -- the work ---------------------------------------------------------------------------------
     async def arun(self) -> RunResult:
@@ -189,8 +211,9 @@ class Runner:
         stop: CharterError | None = None
         try:
             settings = self._init_meta(store)
-            for note in sync_prompt_set(store, self.config.prompts, loaded):
-                console.print(f"[yellow]note[/yellow]: {note}")
+            if not self.synthesizing:  # a synth stage brings the prompt set itself
+                for note in sync_prompt_set(store, self.config.prompts, loaded):
+                    console.print(f"[yellow]note[/yellow]: {note}")
             stop = await self._run_stages(store)
             result = self._build(store, settings)
         finally:
@@ -208,43 +231,34 @@ class Runner:
     async def _run_stages(self, store: RunStore) -> CharterError | None:
         """Critique and judge every prompt in use; returns the error that stopped them early, if one did."""
         ledger = UsageLedger(store)
-        policy, critic, judge, auditor, _ = self._models(store, ledger)
+        policy, critic, judge, auditor, writer = self._models(store, ledger)
         work = Work(self.config, self.constitution, self.fingerprints, store, (policy, critic, judge),
                     store.start_session())
         audit = self.config.judge.audit if "judge" in self.config.stages else None
         try:
-            stop = await self._audit(store, auditor) if audit is not None and audit.pairs else None
+            stop = await self._synth(store, writer) if writer is not None else None
+            if stop is None and audit is not None and audit.pairs:
+                stop = await self._audit(store, auditor)
             if stop is None:
                 stop = await self._process(store, work)
             if stop is None and audit is not None and not audit.pairs:
                 stop = await self._audit(store, auditor)
             return stop
         finally:
-            for m in {id(x.inner): x for x in (policy, critic, judge, auditor)}.values():
+            for m in {id(x.inner): x for x in (policy, critic, judge, auditor, writer) if x is not None}.values():
                 await m.aclose()  # flushes the cache, whose commit flushes the ledger first
             ledger.flush()
 
-    async def _audit(self, store: RunStore, model: ManagedModel) -> CharterError | None:
-        """The judge audit (judge.audit): before judging on a human pair file, else after, on the run's own pairs.
-        Its calls are metered (role `audit`) and count against the budget."""
-        from charter.pipeline.audit import audit_run_judge
-
-        store.set_stage("audit", "running")
-        status, stop, note = "done", None, ""
+    async def _side_stage(self, store: RunStore, name: str, label: str,
+                          work: Callable[[Any], Awaitable[tuple[str, dict]]]) -> CharterError | None:
+        """Run one stage outside the per-prompt work (synth, audit) with a progress bar: its status and counts go
+        to the store; a budget stop or a provider error every later call would share is returned, not raised."""
+        store.set_stage(name, "running")
+        status, stop, counts = "done", None, {}
         progress = progress_bar()
         try:
             with progress:
-                task = None
-
-                def start(total: int) -> None:
-                    nonlocal task
-                    task = progress.add_task("judge audit", total=total)
-
-                report, note = await audit_run_judge(
-                    store, model, self.config.judge, self.constitution, self.config.seed, self.config.concurrency,
-                    on_pair=lambda: progress.advance(task), start=start)
-            if report is None:
-                status = "skipped"
+                status, counts = await work(progress)
         except BudgetExceeded as exc:
             status, stop = "stopped: budget", exc
         except CharterError as exc:
@@ -253,9 +267,41 @@ class Runner:
             status = "interrupted"
             raise
         finally:
-            store.set_stage("audit", status, {"reason": str(stop) if stop else note})
-        console.print(f"judge audit: {note}" if stop is None else f"judge audit {status}: {stop}")
+            store.set_stage(name, status, {**counts, "reason": str(stop) if stop else counts.get("reason")})
+        console.print(f"{label}: {counts.get('reason')}" if stop is None else f"{label} {status}: {stop}")
         return stop
+
+    async def _audit(self, store: RunStore, model: ManagedModel) -> CharterError | None:
+        """The judge audit (judge.audit): before judging on a human pair file, else after, on the run's own pairs.
+        Its calls are metered (role `audit`) and count against the budget."""
+        from charter.pipeline.audit import audit_run_judge
+
+        async def work(progress: Any) -> tuple[str, dict]:
+            task = None
+
+            def start(total: int) -> None:
+                nonlocal task
+                task = progress.add_task("judge audit", total=total)
+
+            report, note = await audit_run_judge(
+                store, model, self.config.judge, self.constitution, self.config.seed, self.config.concurrency,
+                on_pair=lambda: progress.advance(task), start=start)
+            return ("skipped" if report is None else "done"), {"reason": note}
+
+        return await self._side_stage(store, "audit", "judge audit", work)
+
+    async def _synth(self, store: RunStore, model: ManagedModel) -> CharterError | None:
+        """Prompt synthesis (the `synth` stage): the run's prompts are the seeds; the synthesized set, written to
+        RUN_DIR/synth/prompts.jsonl, becomes the run's prompt set. Unchanged settings reuse the file."""
+        from charter.pipeline.synth import synth_stage
+
+        async def work(progress: Any) -> tuple[str, dict]:
+            task = progress.add_task("synthesizing prompts", total=self.config.synth.n)
+            note, counts = await synth_stage(self.config, self.constitution, store, model,
+                                             lambda kept: progress.update(task, completed=sum(kept.values())))
+            return "done", {**counts, "reason": note}
+
+        return await self._side_stage(store, "synth", "prompt synthesis", work)
 
     async def _process(self, store: RunStore, work: Work) -> CharterError | None:
         prompts = store.prompts()

@@ -134,3 +134,9 @@ class FiltersConfig(ConfigModel):
     """Drop exact duplicates (same prompt, chosen and rejected)."""
     max_per_principle: int | None = Field(default=None, gt=0)
     """Cap rows per (first) principle so no principle dominates."""
+    verify: Literal["drop", "mark"] = "drop"
+    """Prompts with a `reference` or a `verifier` (charter.verify): `drop` preference rows whose chosen response
+    and SFT rows whose revision fail the check (STaR-style), or only `mark` them (`chosen_verified`, ...)."""
+    verifier: str = "number"
+    """The check for prompts with a reference and no verifier of their own: number, exact, contains,
+    regex:PATTERN, a registered name or module:function."""

@@ -12,16 +12,18 @@ import json
 from collections import defaultdict
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Iterator
+from typing import Iterable, Iterator
 
+from charter.messages import last_text
 from charter.preference.config import FiltersConfig
 from charter.preference.manifest import DatasetManifest, DatasetSettings
 from charter.records import (
-    CalibrationMap, Chain, ChosenVote, Judgment, Message, OrderProbs, Pair, PreferenceRow, Provenance, SFTRow,
-    as_dicts,
+    CalibrationMap, Chain, ChosenVote, Judgment, Message, OrderProbs, Pair, PreferenceRow, Prompt, Provenance,
+    SFTRow, as_dicts,
 )
 from charter.runs.files import RunFiles
 from charter.runs.store import RunStore
+from charter.verify import check, resolve, verifier_name
 
 
 def now_iso() -> str:
@@ -35,8 +37,25 @@ def calibrated_p_a(judgment: Judgment, calibration: CalibrationMap | None) -> fl
     return calibration.apply(judgment.p_a)
 
 
+class Checks:
+    """The verifier of each prompt that has one (charter.verify), for the rows of its responses."""
+
+    def __init__(self, prompts: Iterable[Prompt], default: str) -> None:
+        self.by_prompt: dict[str, tuple[str, str | None, str]] = {}
+        for p in prompts:
+            name = verifier_name(p.verifier, p.reference, default)
+            if name is not None:
+                resolve(name)  # an unknown verifier is a one-line error before any row is written
+                self.by_prompt[p.prompt_id] = (name, p.reference, last_text(p.messages))
+
+    def __call__(self, prompt_id: str | None, response: str) -> bool | None:
+        """Whether the response passes its prompt's check; None when the prompt has none."""
+        found = self.by_prompt.get(prompt_id or "")
+        return None if found is None else check(response, found[0], found[1], found[2])
+
+
 def preference_row(pair: Pair, judgment: Judgment, provenance: Provenance,
-                   calibration: CalibrationMap | None = None) -> PreferenceRow:
+                   calibration: CalibrationMap | None = None, checks: Checks | None = None) -> PreferenceRow:
     """One TRL preference row from a pair and its (ok) judgment: the preferred response is `chosen`."""
     if judgment.status != "ok" or judgment.p_a is None or judgment.p_a_ab is None:
         raise ValueError(f"pair {pair.pair_id}: a failed judgment makes no preference row")
@@ -61,13 +80,16 @@ def preference_row(pair: Pair, judgment: Judgment, provenance: Provenance,
         per_order=OrderProbs(ab=flip(judgment.p_a_ab), ba=flip(judgment.p_a_ba)),
         position_consistent=judgment.position_consistent,
         judge_model=judgment.judge_model, judge_mode=judgment.mode, judge_fingerprint=judgment.fingerprint,
+        chosen_verified=checks(pair.prompt_id, chosen) if checks else None,
+        rejected_verified=checks(pair.prompt_id, rejected) if checks else None,
     )
 
 
-def sft_row(chain: Chain, provenance: Provenance) -> SFTRow:
+def sft_row(chain: Chain, provenance: Provenance, checks: Checks | None = None) -> SFTRow:
     """One SFT row: the prompt and the final revision."""
     return SFTRow(**dict(provenance), messages=[*chain.prompt, Message(role="assistant", content=chain.final)],
-                  prompt_id=chain.prompt_id, principle_ids=chain.principle_ids, rounds=len(chain.rounds))
+                  prompt_id=chain.prompt_id, principle_ids=chain.principle_ids, rounds=len(chain.rounds),
+                  verified=checks(chain.prompt_id, chain.final) if checks else None)
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,13 +107,15 @@ class Candidate:
     position_consistent: bool | None
     first_principle: str
     digest: str
+    chosen_verified: bool | None = None
 
     @classmethod
     def of(cls, row: PreferenceRow, index: int) -> "Candidate":
         text = json.dumps([as_dicts(row.prompt), as_dicts(row.chosen), as_dicts(row.rejected)], ensure_ascii=False)
         return cls(index, row.prompt_id, row.pair_kind, row.chosen_source, row.rejected_source, row.p_chosen,
                    row.p_chosen_calibrated, row.position_consistent,
-                   row.principle_ids[0] if row.principle_ids else "", hashlib.sha256(text.encode()).hexdigest())
+                   row.principle_ids[0] if row.principle_ids else "", hashlib.sha256(text.encode()).hexdigest(),
+                   row.chosen_verified)
 
 
 def _best_vs_worst(rows: list[Candidate]) -> list[Candidate]:
@@ -126,6 +150,8 @@ def select(rows: list[Candidate], filters: FiltersConfig, strategy: str = "all",
     """
     counts = {name: 0 for name in FILTER_COUNTS}
     counts["preferences_before_filters"] = len(rows)
+    if any(row.chosen_verified is not None for row in rows):  # a step of the waterfall only where it can act
+        counts["dropped_failed_verification"] = 0
     if strategy == "best_vs_worst":
         before = len(rows)
         rows = _best_vs_worst(rows)
@@ -136,7 +162,9 @@ def select(rows: list[Candidate], filters: FiltersConfig, strategy: str = "all",
     cal_min = filters.min_confidence if calibrated_min_confidence is None else calibrated_min_confidence
     calibrated = 0
     for row in rows:
-        if filters.drop_ties and abs(row.p_chosen - 0.5) < EPS:
+        if filters.verify == "drop" and row.chosen_verified is False:
+            counts["dropped_failed_verification"] += 1
+        elif filters.drop_ties and abs(row.p_chosen - 0.5) < EPS:
             counts["dropped_ties"] += 1
         elif row.p_chosen_calibrated is not None and row.p_chosen_calibrated < 0.5 + cal_min - EPS:
             counts["dropped_low_confidence_calibrated"] += 1
@@ -170,6 +198,7 @@ def _judged_rows(store: RunStore, settings: DatasetSettings, counts: dict[str, i
                  ) -> Iterator[PreferenceRow]:
     """The preference row of every current pair with a successful judgment, in pair order, one at a time."""
     provenance, calibration = settings.provenance(), store.calibration()
+    checks = Checks(store.prompts(), settings.filters.verifier)
     kinds = set(settings.pairs.kinds)
     for pair, judgment in store.pairs_with_judgments(settings.fingerprints.sources(), settings.fingerprints.judge):
         if pair.kind not in kinds:
@@ -179,7 +208,7 @@ def _judged_rows(store: RunStore, settings: DatasetSettings, counts: dict[str, i
             counts["judged" if judgment is not None and judgment.status == "ok" else
                    "judge_failures" if judgment is not None else "unjudged"] += 1
         if judgment is not None and judgment.status == "ok":
-            yield preference_row(pair, judgment, provenance, calibration)
+            yield preference_row(pair, judgment, provenance, calibration, checks)
 
 
 def build(store: RunStore, settings: DatasetSettings) -> tuple[list[int], dict[str, int]]:
@@ -206,9 +235,15 @@ def sft_rows(store: RunStore, settings: DatasetSettings, counter: dict[str, int]
     provenance = settings.provenance()
     if settings.fingerprints.critique is None:
         return
+    checks = Checks(store.prompts(), settings.filters.verifier)
     for chain in store.chains(settings.fingerprints.critique):
+        row = sft_row(chain, provenance, checks)
+        if row.verified is False:
+            counter["sft_failed_verification"] = counter.get("sft_failed_verification", 0) + 1
+            if settings.filters.verify == "drop":
+                continue
         counter["sft"] = counter.get("sft", 0) + 1
-        yield sft_row(chain, provenance)
+        yield row
 
 
 def write(store: RunStore, settings: DatasetSettings) -> DatasetManifest:
@@ -227,7 +262,8 @@ def write(store: RunStore, settings: DatasetSettings) -> DatasetManifest:
     files.write_dataset("preferences", kept_rows(store, settings, kept))
     sft_counts = {"sft": 0}
     files.write_dataset("sft", sft_rows(store, settings, sft_counts))
-    counts.update(chains=sft_counts["sft"], sft=sft_counts["sft"])
+    counts.update(chains=sft_counts["sft"] + (sft_counts.get("sft_failed_verification", 0)
+                                              if settings.filters.verify == "drop" else 0), **sft_counts)
     calibration = store.calibration()
     applies = calibration is not None and calibration.judge_fingerprint == settings.fingerprints.judge
     manifest = DatasetManifest(settings=settings, written_at=now_iso(), counts=counts,

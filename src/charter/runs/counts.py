@@ -23,12 +23,14 @@ COUNT_LABELS: dict[str, str] = {
     "preferences": "preference rows written",
     "calibrated": "rows with a calibrated probability",
     "sft": "SFT rows written",
+    "sft_failed_verification": "SFT rows whose revision failed verification",
 }
 
 #: filters in the order the dataset builder applies them (charter.preference.dataset.apply_filters);
 #: each row is dropped by at most one, so the rows left after each step add up
 FILTER_LABELS: dict[str, str] = {
     "dropped_not_best_vs_worst": "not the best-vs-worst pair of a prompt's samples",
+    "dropped_failed_verification": "chosen response failed the prompt's verifier",
     "dropped_ties": "ties",
     "dropped_low_confidence_calibrated": "calibrated confidence below the threshold",
     "dropped_low_confidence": "judge confidence below the threshold",

@@ -11,6 +11,7 @@ RUN_DIR/
   report/agreement.md, reliability.png   judge vs humans (charter agreement)
   report/audit.{md,json}            the judge audit (judge.audit, charter judge audit)
   report/winrate.{json,md}          the win-rate evaluation
+  synth/prompts.jsonl (+ .synth.md) the synthesized prompt set (the synth stage)
   reward_model/, dpo/               trained models
 ```
 """
@@ -141,6 +142,11 @@ class RunFiles:
     def report_text(self, name: str) -> str | None:
         path = self.report_dir / name
         return path.read_text(encoding="utf-8") if path.is_file() else None
+
+    @property
+    def synth_prompts_path(self) -> Path:
+        """The prompt set the synth stage writes (and the run then reads)."""
+        return self.run_dir / "synth" / "prompts.jsonl"
 
     # -- trained models ------------------------------------------------------------------------------------
     @property

@@ -1,0 +1,1 @@
+"""Iterated constitutional rounds (Self-Rewarding style) with a model-collapse monitor: `charter iterate`."""

@@ -1,0 +1,143 @@
+"""A loop config (`charter iterate LOOP.yaml`): a base run config, rounds, the data strategy, the human-data mix,
+evaluation, the collapse monitor and the stop rules."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field, field_validator, model_validator
+
+from charter.dpo.config import DPOConfigModel
+from charter.prompts import PromptsConfig
+from charter.yamlio import ConfigModel, LocatedValueError, load_model
+
+Strategy = Literal["replace", "accumulate"]
+
+
+class HumanMix(ConfigModel):
+    """Human preference pairs mixed into every round's DPO data (the measured mitigation against collapse)."""
+
+    path: str
+    """A JSONL/parquet file or Hub dataset of human pairs (prompt, chosen, rejected)."""
+    share: float | list[float] = Field(default=0.2)
+    """The human share of each round's DPO rows (a list: one per round, the last repeated)."""
+    split: str = "train"
+    """The split, for a Hub dataset."""
+
+    def share_for(self, round_index: int) -> float:
+        shares = self.share if isinstance(self.share, list) else [self.share]
+        return float(shares[min(round_index, len(shares) - 1)])
+
+    @field_validator("share")
+    @classmethod
+    def _in_range(cls, value: Any) -> Any:
+        values = value if isinstance(value, list) else [value]
+        if not values or any(not 0 <= v < 1 for v in values):
+            raise ValueError("share: a fraction in [0, 1), or a list of them")
+        return value
+
+
+class MonitorConfig(ConfigModel):
+    """The collapse monitor: each round's policy answers a fixed probe set; its diversity is measured."""
+
+    probes: PromptsConfig = PromptsConfig(bundled=True, shuffle=True, limit=32)
+    """The probe prompts, the same every round (default: 32 of the bundled prompts, seeded)."""
+    max_tokens: int = Field(default=96, gt=0)
+    """Most tokens per probe answer."""
+    temperature: float = Field(default=0.7, ge=0)
+    """Sampling temperature of the probe answers (seeded)."""
+    max_drop: float = Field(default=0.25, gt=0, lt=1)
+    """A diversity measure falling more than this fraction below round 0 raises a collapse flag."""
+
+
+class EvalConfig(ConfigModel):
+    """Each new policy against the base and against the previous round's policy (both orders, Wilson CI)."""
+
+    prompts: str | None = None
+    """Held-out prompts (JSONL/parquet); default: the bundled set."""
+    judge: str | None = None
+    """The judge model string (default: the run config's judge model)."""
+    limit: int = Field(default=16, gt=0)
+    """Prompts per comparison."""
+    max_tokens: int = Field(default=96, gt=0)
+    """Most tokens per answer."""
+    reward_model: str | None = None
+    """A reward model folder: its mean score of each policy's answers is reported too."""
+
+
+class StopConfig(ConfigModel):
+    """When the loop stops before its last round."""
+
+    plateau: float | None = Field(default=None, ge=0)
+    """Stop when the win rate against the previous round's policy stays below 0.5 + this for `patience` rounds."""
+    patience: int = Field(default=1, ge=1)
+    """Rounds of plateau before stopping."""
+    on_collapse: bool = True
+    """Stop when the collapse monitor raises a flag."""
+
+
+class LoopConfig(ConfigModel):
+    """Iterated constitutional rounds: in round r, policy_r answers the prompts, is critiqued, revised and judged
+    (a charter run), and DPO on the preference data gives policy_{r+1}."""
+
+    name: str = "loop"
+    """Loop name; the default output directory is loops/NAME."""
+    output_dir: str | None = None
+    """Where the loop directory goes."""
+    run: str
+    """The run config each round starts from (path, relative to this file); its policy is replaced by the
+    round's, its output_dir by LOOP_DIR/STRATEGY/round-R."""
+    overrides: list[str] = Field(default_factory=list)
+    """`--set` style overrides applied to the run config of every round."""
+    rounds: int = Field(default=3, ge=1)
+    """Rounds to run at most (DPO steps); the policies monitored are policy_0 ... policy_rounds."""
+    strategies: list[Strategy] = Field(default_factory=lambda: ["accumulate"])
+    """`replace`: DPO on this round's data only; `accumulate`: on every round's so far. Both: two arms, compared
+    in the report."""
+    critic: Literal["fixed", "policy"] = "fixed"
+    """`fixed`: the run config's critic every round; `policy`: the round's policy critiques itself."""
+    judge: Literal["fixed", "policy"] = "fixed"
+    """`fixed`: the run config's judge every round; `policy`: the round's policy judges (Self-Rewarding)."""
+    synth_each_round: bool = False
+    """With a `synth` stage in the run config: synthesize afresh each round (seeded by the round)."""
+    dpo: DPOConfigModel = DPOConfigModel()
+    """DPO settings (its `model` is the round's policy and its `dataset` the round's data, set by the loop)."""
+    human: HumanMix | None = None
+    """Human pairs mixed into the DPO data."""
+    monitor: MonitorConfig = MonitorConfig()
+    """The collapse monitor."""
+    eval: EvalConfig = EvalConfig()
+    """The win-rate evaluation of each new policy."""
+    stop: StopConfig = StopConfig()
+    """Stop rules (the round limit is `rounds`)."""
+    seed: int = 0
+    """Seed for the rounds (each round's run gets seed + round)."""
+
+    @model_validator(mode="after")
+    def _unique(self) -> "LoopConfig":
+        if len(set(self.strategies)) != len(self.strategies) or not self.strategies:
+            raise LocatedValueError("give each strategy once", ("strategies",))
+        return self
+
+    def loop_dir(self) -> Path:
+        return Path(self.output_dir or f"loops/{self.name}").expanduser()
+
+
+def load_loop_config(path: str | Path, overrides: list[str] | None = None) -> LoopConfig:
+    """Load a loop config; relative paths (the run config, human data, probes) resolve against the file."""
+    config = load_model(LoopConfig, path, overrides)
+    base = Path(path).resolve().parent
+
+    def here(value: str | None) -> str | None:
+        if value is None or Path(value).is_absolute() or not (base / value).exists():
+            return value
+        return str(base / value)
+
+    config.run = here(config.run) or config.run
+    if config.human is not None:
+        config.human.path = here(config.human.path) or config.human.path
+    if config.monitor.probes.path:
+        config.monitor.probes.path = here(config.monitor.probes.path)
+    config.eval.prompts = here(config.eval.prompts)
+    return config

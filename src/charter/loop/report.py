@@ -1,0 +1,99 @@
+"""LOOP_DIR/report/report.md (+ report.json and one PNG per metric): the rounds table of each arm, and one line per
+arm across rounds for every collapse metric and win rate, `replace` against `accumulate` where both ran."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from charter.loop.metrics import METRICS
+
+
+def _num(value: Any, digits: int = 3) -> str:
+    if value is None:
+        return "–"
+    if isinstance(value, float):
+        return f"{value:.{digits}f}"
+    return str(value)
+
+
+def _win(score: dict[str, Any] | None) -> str:
+    if not score or score.get("win_rate") is None:
+        return "–"
+    ci = score.get("ci95") or [None, None]
+    return f"{score['win_rate']:.3f} [{_num(ci[0], 2)}, {_num(ci[1], 2)}] (n={score.get('n')})"
+
+
+def _rm(score: dict[str, Any] | None) -> str:
+    rm = (score or {}).get("reward_model")
+    return "–" if not rm else f"{rm['mean_candidate']:.3f} (base {rm['mean_base']:.3f})"
+
+
+def plot(result: Any, out: Path) -> list[str]:
+    """One PNG per metric (and the two win rates): x = policy (0 = base), one line per arm."""
+    try:
+        from matplotlib.figure import Figure
+    except ImportError:
+        return []
+    series: dict[str, tuple[str, Any]] = {k: (label, lambda row, k=k: row["metrics"].get(k))
+                                          for k, (label, _) in METRICS.items()}
+    series["win_vs_base"] = ("win rate against the base", lambda row: (row.get("vs_base") or {}).get("win_rate"))
+    series["win_vs_previous"] = ("win rate against the previous policy",
+                                 lambda row: (row.get("vs_previous") or {}).get("win_rate"))
+    files = []
+    for key, (label, get) in series.items():
+        fig = Figure(figsize=(5.2, 3.2), dpi=100)
+        fig.subplots_adjust(left=0.14, right=0.97, bottom=0.17, top=0.88)
+        ax = fig.add_subplot()
+        drawn = False
+        for arm, rows in result.rounds.items():
+            points = [(row["policy"], get(row)) for row in rows if get(row) is not None]
+            if points:
+                ax.plot([p for p, _ in points], [v for _, v in points], marker="o", label=arm)
+                drawn = True
+        if not drawn:
+            continue
+        ax.set(xlabel="policy (0 = base)", title=label)
+        ax.xaxis.get_major_locator().set_params(integer=True)
+        ax.legend(fontsize="small", frameon=False)
+        name = f"{key}.png"
+        fig.savefig(out / name, format="png")
+        files.append(name)
+    return files
+
+
+def markdown(result: Any, plots: list[str]) -> str:
+    lines = ["# charter loop", "", f"Loop directory `{result.loop_dir}`.", ""]
+    keys = list(METRICS)
+    for arm, rows in result.rounds.items():
+        lines += [f"## Strategy: {arm}", ""]
+        if arm in result.stopped:
+            lines += [f"Stopped {result.stopped[arm]}.", ""]
+        head = ["policy", "DPO rows (human)", *[METRICS[k][0] for k in keys], "win vs base", "win vs previous",
+                "reward model", "collapse flags"]
+        lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+        for row in rows:
+            data = row.get("data") or {}
+            rows_cell = f"{data.get('rows')} ({data.get('human_rows')})" if data else "–"
+            cells = [str(row["policy"]), rows_cell, *[_num(row["metrics"].get(k)) for k in keys],
+                     _win(row.get("vs_base")), _win(row.get("vs_previous")), _rm(row.get("vs_base")),
+                     "; ".join(row.get("flags") or []) or "none"]
+            lines.append("| " + " | ".join(cells) + " |")
+        lines.append("")
+    lines += ["Policy 0 is the base; policy r+1 is DPO on round r's data. Win rates: both presentation orders, ties "
+              "count half, Wilson 95% interval. Collapse flags: a diversity measure more than the configured fraction "
+              "below policy 0 (self-BLEU: above).", ""]
+    lines += [f"![{p}]({p})" for p in plots]
+    return "\n".join(lines) + "\n"
+
+
+def write_report(loop_dir: Path, result: Any) -> Path:
+    out = Path(loop_dir) / "report"
+    out.mkdir(parents=True, exist_ok=True)
+    plots = plot(result, out)
+    (out / "report.json").write_text(json.dumps({"rounds": result.rounds, "stopped": result.stopped}, indent=1,
+                                                default=str) + "\n", encoding="utf-8")
+    path = out / "report.md"
+    path.write_text(markdown(result, plots), encoding="utf-8")
+    return path

@@ -1,0 +1,287 @@
+"""`charter iterate`: iterated constitutional rounds with a collapse monitor, resumable step by step.
+
+Round r of an arm (a data strategy) runs these steps, each recorded in LOOP_DIR/loop.sqlite when done:
+
+1. `run`: a charter run (critique, revise, judge; a synth stage if configured) with policy_r;
+2. `data`: the DPO data: this round's preferences (`replace`) or every round's so far (`accumulate`), with the
+   human share mixed in through `charter.mix`;
+3. `dpo`: DPO from policy_r on that data gives policy_{r+1};
+4. `monitor`: policy_{r+1} answers the fixed probe set; its diversity is measured (policy_0's once, up front);
+5. `eval`: policy_{r+1} against the base and against policy_r (both orders, Wilson interval).
+
+Round 0 is the same for every arm (the same policy and data), so it runs once, in LOOP_DIR/round-0; the arms
+part from round 1, in LOOP_DIR/STRATEGY/round-R. A killed loop resumes at the first step not recorded (the run
+and DPO resume inside themselves too). The loop stops early on a collapse flag or a win-rate plateau if told to.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from charter.errors import ConfigError
+from charter.loop.config import LoopConfig, Strategy
+from charter.loop.metrics import collapse_metrics, flags
+from charter.progress import console
+
+SHARED = "shared"
+
+
+class LoopStore:
+    """LOOP_DIR/loop.sqlite: which step of which round of which arm is done, with its result."""
+
+    def __init__(self, loop_dir: Path) -> None:
+        loop_dir.mkdir(parents=True, exist_ok=True)
+        self.db = sqlite3.connect(loop_dir / "loop.sqlite")
+        self.db.execute("PRAGMA journal_mode=WAL")
+        self.db.execute("CREATE TABLE IF NOT EXISTS steps (arm TEXT, round INTEGER, step TEXT, result TEXT, "
+                        "finished_at REAL, PRIMARY KEY (arm, round, step))")
+        self.db.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT)")
+        self.db.commit()
+
+    def get(self, arm: str, round_index: int, step: str) -> dict[str, Any] | None:
+        row = self.db.execute("SELECT result FROM steps WHERE arm = ? AND round = ? AND step = ?",
+                              (arm, round_index, step)).fetchone()
+        return json.loads(row[0]) if row else None
+
+    def put(self, arm: str, round_index: int, step: str, result: dict[str, Any]) -> None:
+        with self.db:
+            self.db.execute("INSERT OR REPLACE INTO steps VALUES (?, ?, ?, ?, ?)",
+                            (arm, round_index, step, json.dumps(result, default=str), time.time()))
+
+    def steps(self) -> list[tuple[str, int, str, dict[str, Any]]]:
+        return [(a, r, s, json.loads(v)) for a, r, s, v in
+                self.db.execute("SELECT arm, round, step, result FROM steps ORDER BY finished_at")]
+
+    def meta(self, key: str) -> Any:
+        row = self.db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return json.loads(row[0]) if row else None
+
+    def set_meta(self, key: str, value: Any) -> None:
+        with self.db:
+            self.db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, json.dumps(value, default=str)))
+
+    def close(self) -> None:
+        self.db.close()
+
+
+@dataclass
+class LoopResult:
+    """What a loop did: per arm, one row per policy (0 = the base) with its metrics, flags and win rates."""
+
+    loop_dir: Path
+    rounds: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    stopped: dict[str, str] = field(default_factory=dict)
+    report: Path | None = None
+
+
+class Loop:
+    """One loop directory."""
+
+    def __init__(self, config: LoopConfig, log: Callable[[str], None] | None = None) -> None:
+        from charter.pipeline.config import load_run_config
+
+        self.config = config
+        self.loop_dir = config.loop_dir()
+        self.base_run = load_run_config(config.run, config.overrides)
+        self.base_policy = self.base_run.policy.model
+        self.log = log or (lambda line: console.print(line))
+
+    def check(self) -> None:
+        """Before round 0: the policy must be one DPO can train."""
+        if not self.base_policy.startswith("local:"):
+            raise ConfigError(f"{self.config.run}: policy.model {self.base_policy!r}: the loop trains the policy "
+                              "with DPO, so it must be a local model (local:NAME or local:FOLDER)")
+
+    # -- where things are ------------------------------------------------------------------------------
+    def arm(self, strategy: str, round_index: int) -> str:
+        return SHARED if round_index == 0 else strategy
+
+    def round_dir(self, strategy: str, round_index: int) -> Path:
+        if round_index == 0:
+            return self.loop_dir / "round-0"
+        return self.loop_dir / strategy / f"round-{round_index}"
+
+    def policy(self, strategy: str, round_index: int) -> str:
+        """policy_r as a model string: the base, or the DPO output of round r - 1 of this arm."""
+        if round_index == 0:
+            return self.base_policy
+        return f"local:{self.round_dir(strategy, round_index - 1) / 'dpo'}"
+
+    @staticmethod
+    def trainable(policy: str) -> str:
+        return policy.removeprefix("local:")
+
+    # -- the steps ----------------------------------------------------------------------------------------
+    def step_run(self, strategy: str, r: int) -> dict[str, Any]:
+        from charter.pipeline.run import run
+
+        base = self.base_run
+        policy = self.policy(strategy, r)
+        updates: dict[str, Any] = {
+            "output_dir": str(self.round_dir(strategy, r)), "name": f"{self.config.name}-{strategy}-{r}",
+            "seed": self.config.seed + r, "policy": base.policy.model_copy(update={"model": policy}),
+            "stages": [s for s in base.stages if s in ("synth", "critique", "judge")],
+        }
+        if self.config.critic == "policy":
+            updates["critic"] = base.critic_role.model_copy(update={"model": policy})
+        else:  # the run config's critic, which is its base policy when it names none
+            updates["critic"] = base.critic_role
+        if self.config.judge == "policy":
+            updates["judge"] = base.judge.model_copy(update={"model": policy})
+        if base.synth is not None and self.config.synth_each_round:
+            updates["synth"] = base.synth.model_copy(update={"seed": base.synth.seed + r})
+        config = base.model_copy(update=updates)
+        result = run(config, config_source=self.config.run)
+        return {"run_dir": str(result.run_dir), "preferences": str(result.preferences), "counts": result.counts,
+                "policy": policy}
+
+    def step_data(self, strategy: Strategy, r: int, store: LoopStore) -> dict[str, Any]:
+        from charter.hub.mix import mix
+        from charter.runs.files import RunFiles
+        from charter.tables import read_parquet
+
+        sources = [r] if strategy == "replace" else list(range(r + 1))
+        rows: list[dict[str, Any]] = []
+        for k in sources:
+            done = store.get(self.arm(strategy, k), k, "run")
+            assert done is not None
+            path = RunFiles(done["run_dir"]).dataset_path("preferences")
+            rows += read_parquet(path) if path.exists() else []
+        out = self.round_dir(strategy, r) / "dpo_data.jsonl"
+        human = self.config.human
+        if not rows:
+            raise ConfigError(f"round {r} ({strategy}): no preference rows to train on")
+        n_human = 0
+        if human is not None and human.share_for(r) > 0:
+            mixed = mix(rows, human.path, ratio=1 - human.share_for(r), seed=self.config.seed + r,
+                        split=human.split)
+            rows = [dict(row) for row in mixed]
+            n_human = sum(1 for row in rows if row.get("label_source") == "human")
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text("".join(json.dumps(row, ensure_ascii=False, default=str) + "\n" for row in rows),
+                       encoding="utf-8")
+        return {"path": str(out), "rows": len(rows), "human_rows": n_human, "from_rounds": sources}
+
+    def step_dpo(self, strategy: str, r: int, data: dict[str, Any]) -> dict[str, Any]:
+        from charter.dpo.train import train_dpo
+
+        out = self.round_dir(strategy, r) / "dpo"
+        config = self.config.dpo.model_copy(update={"model": self.trainable(self.policy(strategy, r)),
+                                                   "dataset": data["path"], "output_dir": out,
+                                                   "seed": self.config.dpo.seed + r})
+        metrics = train_dpo(config)
+        return {"output_dir": str(out), "training": metrics.get("training"), "after": metrics.get("after")}
+
+    def step_monitor(self, policy: str) -> dict[str, Any]:
+        import asyncio
+
+        from charter.prompts import load_prompts
+        from charter.providers import SamplingParams, get_model
+        from charter.records import as_dicts
+
+        monitor = self.config.monitor
+        probes = load_prompts(monitor.probes).rows
+        params = SamplingParams(temperature=monitor.temperature, max_tokens=monitor.max_tokens, seed=self.config.seed)
+
+        async def answer() -> list[str]:
+            model = get_model(policy, role="monitor")
+            try:
+                done = await model.generate([as_dicts(p.messages) for p in probes], params)
+                return [c.text.strip() for c in done]
+            finally:
+                await model.aclose()
+
+        texts = asyncio.run(answer())
+        return {"policy": policy, "probes": len(texts), "metrics": collapse_metrics(texts),
+                "examples": texts[:3]}
+
+    def step_eval(self, strategy: str, r: int) -> dict[str, Any]:
+        from charter.dpo.winrate import winrate
+
+        candidate = self.policy(strategy, r + 1)
+        e = self.config.eval
+        judge = e.judge or self.base_run.judge.model
+        out = self.round_dir(strategy, r) / "eval"
+        common = {"candidate": candidate, "prompts": e.prompts or str(_bundled()), "judge": judge,
+                  "constitution": self.base_run.constitution, "limit": e.limit, "max_tokens": e.max_tokens,
+                  "seed": self.config.seed, "reward_model": e.reward_model}
+        against_base = winrate(base=self.base_policy, out=out / "vs_base.json", **common)
+        previous = self.policy(strategy, r)
+        against_previous = against_base if previous == self.base_policy else \
+            winrate(base=previous, out=out / "vs_previous.json", **common)
+        keep = ("win_rate", "ci95", "n", "wins", "ties", "losses", "failures", "reward_model")
+        return {"vs_base": {k: against_base.get(k) for k in keep},
+                "vs_previous": {k: against_previous.get(k) for k in keep}}
+
+    # -- the loop --------------------------------------------------------------------------------------------
+    def _step(self, store: LoopStore, arm: str, r: int, step: str, work: Callable[[], dict[str, Any]]) -> dict:
+        done = store.get(arm, r, step)
+        if done is not None:
+            return done
+        self.log(f"[bold]{arm} round {r}[/bold]: {step}")
+        result = work()
+        store.put(arm, r, step, result)
+        return result
+
+    def run(self) -> LoopResult:
+        self.check()
+        store = LoopStore(self.loop_dir)
+        try:
+            store.set_meta("config", self.config.model_dump(mode="json"))
+            base = self._step(store, SHARED, 0, "monitor", lambda: self.step_monitor(self.base_policy))
+            result = LoopResult(self.loop_dir)
+            for strategy in self.config.strategies:
+                rows = [{"policy": 0, "model": self.base_policy, "metrics": base["metrics"], "flags": []}]
+                plateau = 0
+                for r in range(self.config.rounds):
+                    arm = self.arm(strategy, r)
+                    self._step(store, arm, r, "run", lambda: self.step_run(strategy, r))
+                    data = self._step(store, arm, r, "data", lambda: self.step_data(strategy, r, store))
+                    self._step(store, arm, r, "dpo", lambda: self.step_dpo(strategy, r, data))
+                    seen = self._step(store, arm, r, "monitor_next",
+                                      lambda: self.step_monitor(self.policy(strategy, r + 1)))
+                    scores = self._step(store, arm, r, "eval", lambda: self.step_eval(strategy, r))
+                    raised = flags(seen["metrics"], base["metrics"], self.config.monitor.max_drop)
+                    rows.append({"policy": r + 1, "model": self.policy(strategy, r + 1), "metrics": seen["metrics"],
+                                 "flags": raised, "data": data, **scores})
+                    stop = "collapse flag: " + "; ".join(raised) if raised and self.config.stop.on_collapse else None
+                    plateau = plateau + 1 if self._plateaued(scores) else 0
+                    if stop is None and self.config.stop.plateau is not None \
+                            and plateau >= self.config.stop.patience:
+                        stop = f"win rate against the previous round below {0.5 + self.config.stop.plateau:.2f} " \
+                               f"for {plateau} round(s)"
+                    if stop is not None:
+                        result.stopped[strategy] = f"after round {r}: {stop}"
+                        break
+                result.rounds[strategy] = rows
+            store.set_meta("result", {"rounds": result.rounds, "stopped": result.stopped})
+        finally:
+            store.close()
+        from charter.loop.report import write_report
+
+        result.report = write_report(self.loop_dir, result)
+        return result
+
+    def _plateaued(self, scores: dict[str, Any]) -> bool:
+        win = (scores.get("vs_previous") or {}).get("win_rate")
+        return self.config.stop.plateau is not None and win is not None and win < 0.5 + self.config.stop.plateau
+
+
+def _bundled() -> Path:
+    from charter.data import bundled_prompts_path
+
+    return bundled_prompts_path()
+
+
+def iterate(config: LoopConfig | str | Path, overrides: list[str] | None = None) -> LoopResult:
+    """Run (or resume) a loop from a LoopConfig or a loop YAML file."""
+    from charter.loop.config import load_loop_config
+
+    if not isinstance(config, LoopConfig):
+        config = load_loop_config(config, overrides)
+    return Loop(config).run()

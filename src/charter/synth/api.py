@@ -1,0 +1,115 @@
+"""`charter synth` and the `synth:` stage: load the seeds, synthesize, write the prompts file and its report.
+
+The prompts file is JSONL that `charter run` reads as it is (`prompt`, `category`), with provenance columns
+(`synthetic`, `synth_method`, `synth_principle`, `synth_model`, `synth_seed_ids`, `synth_call`,
+`synth_sampling_seed`, `synth_fingerprint`). Beside it, NAME.synth.md and NAME.synth.json give the achieved
+mix against the target and the filter waterfall.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+from typing import Any
+
+from charter.constitutions import load_constitution
+from charter.prompts import PromptsConfig, load_prompts
+from charter.records import Prompt
+from charter.synth.config import SynthConfig
+from charter.synth.generate import REASONS, SynthResult, Synthesizer
+from charter.tables import atomic_write
+
+
+def seed_rows(seeds: list[Prompt]) -> list[dict[str, Any]]:
+    return [{"id": f"seed-{p.prompt_id}", "prompt": p.messages[-1].content if len(p.messages) == 1 else
+             [m.model_dump() for m in p.messages], "category": p.category, "synthetic": False,
+             "synth_method": "seed"} for p in seeds]
+
+
+def report_files(output: Path) -> tuple[Path, Path]:
+    stem = output.with_suffix("")
+    return stem.with_name(stem.name + ".synth.md"), stem.with_name(stem.name + ".synth.json")
+
+
+def summary(result: SynthResult, output: Path | None = None) -> dict[str, Any]:
+    """The report as data: target against achieved mix, waterfall, throughput."""
+    total_target = sum(result.targets.values()) or 1
+    total_kept = sum(result.achieved.values()) or 1
+    return {
+        "output": str(output) if output else None, "fingerprint": result.fingerprint, "seeds": len(result.seeds),
+        "kept": sum(result.achieved.values()), "calls": result.calls, "candidates": result.candidates,
+        "wall_s": result.wall_s, "calls_per_s": round(result.calls / result.wall_s, 2) if result.wall_s else None,
+        "kept_per_s": round(sum(result.achieved.values()) / result.wall_s, 2) if result.wall_s else None,
+        "mix": [{"bucket": name, "target": target, "target_share": round(target / total_target, 4),
+                 "achieved": result.achieved.get(name, 0),
+                 "achieved_share": round(result.achieved.get(name, 0) / total_kept, 4)}
+                for name, target in result.targets.items()],
+        "waterfall": [{"step": r, "dropped": result.waterfall.get(r, 0)} for r in REASONS if r in result.waterfall],
+        "notes": result.notes,
+    }
+
+
+def markdown(data: dict[str, Any]) -> str:
+    lines = ["# Prompt synthesis\n",
+             f"{data['kept']} prompts kept from {data['candidates']} written in {data['calls']} calls "
+             f"({data['wall_s']} s; {data['calls_per_s']} calls/s, {data['kept_per_s']} kept/s), beside "
+             f"{data['seeds']} seeds. Fingerprint `{data['fingerprint']}`.\n",
+             "## Mix: target against achieved\n", "| bucket | target | target share | achieved | achieved share |",
+             "|---|---:|---:|---:|---:|"]
+    lines += [f"| {m['bucket']} | {m['target']} | {m['target_share']:.1%} | {m['achieved']} | "
+              f"{m['achieved_share']:.1%} |" for m in data["mix"]]
+    left = data["candidates"]
+    lines += ["", "## Filters\n", "| step | dropped | left |", "|---|---:|---:|", f"| written | | {left} |"]
+    for step in data["waterfall"]:
+        left -= step["dropped"]
+        lines.append(f"| {step['step']} | {step['dropped']} | {left} |")
+    if data["notes"]:
+        lines += ["", "Short of the target: " + "; ".join(data["notes"]) + "."]
+    return "\n".join(lines) + "\n"
+
+
+def write_output(result: SynthResult, output: Path, include_seeds: bool) -> tuple[Path, Path]:
+    """Write the prompts file (seeds first, if included) and its report; returns (prompts, report.md)."""
+    output.parent.mkdir(parents=True, exist_ok=True)
+    rows = (seed_rows(result.seeds) if include_seeds else []) + result.rows
+    text = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows)
+    atomic_write(output, lambda tmp: tmp.write_text(text, encoding="utf-8"))
+    md, js = report_files(output)
+    data = summary(result, output)
+    atomic_write(js, lambda tmp: tmp.write_text(json.dumps(data, indent=1) + "\n", encoding="utf-8"))
+    atomic_write(md, lambda tmp: tmp.write_text(markdown(data), encoding="utf-8"))
+    return output, md
+
+
+async def synthesize_async(config: SynthConfig, output: Path, *, seeds: PromptsConfig | None = None,
+                           constitution: str | None = None, writer: Any = None, cache: str | None = None,
+                           on_round: Any = None) -> SynthResult:
+    """Run a synthesis job and write its files. `writer` is a ChatModel to use (not closed here); by default the
+    config's writer is built, with the call cache at `cache`."""
+    from charter.providers import CallCache, create_backend, get_model
+
+    loaded = load_prompts(config.seeds or seeds or PromptsConfig(bundled=True)).rows
+    if not loaded:
+        from charter.errors import ConfigError
+
+        raise ConfigError("synth: no seed prompts")
+    const = load_constitution(config.constitution or constitution or "harmless")
+    own = writer is None
+    if own:
+        role = config.writer
+        writer = get_model(create_backend(role.model, role.limits, **role.options),
+                           cache=CallCache(Path(cache).expanduser()) if cache else None, role="synth")
+    try:
+        result = await Synthesizer(config, loaded, const, writer, on_round=on_round).run()
+    finally:
+        if own:
+            await writer.aclose()
+    write_output(result, output, config.include_seeds)
+    return result
+
+
+def synthesize(config: SynthConfig, output: str | Path | None = None, **kwargs: Any) -> SynthResult:
+    """Synthesize prompts as `config` says and write them to `output` (default: config.output)."""
+    target = Path(output or config.output or "synth/prompts.jsonl")
+    return asyncio.run(synthesize_async(config, target, **kwargs))

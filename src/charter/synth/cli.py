@@ -1,0 +1,54 @@
+"""`charter synth CONFIG`: grow a prompt set from seeds into a balanced, deduplicated prompts file."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+
+def register(app: typer.Typer) -> None:
+    app.command("synth")(synth_command)
+
+
+def load_synth_config(path: Path, overrides: list[str] | None = None):
+    """A synth config YAML (relative seed paths resolve against the file)."""
+    from charter.synth.config import SynthConfig
+    from charter.yamlio import load_model
+
+    config = load_model(SynthConfig, path, overrides)
+    seeds = config.seeds
+    if seeds is not None and seeds.path and not Path(seeds.path).is_absolute():
+        candidate = path.resolve().parent / seeds.path
+        if candidate.exists():
+            seeds.path = str(candidate)
+    return config
+
+
+def synth_command(
+    config: Path = typer.Argument(..., help="Synth config YAML (see `charter config schema`: SynthConfig)."),
+    output: Optional[Path] = typer.Option(None, "--output", "-o", help="Prompts file to write (default: the "
+                                          "config's `output`, else synth/prompts.jsonl)."),
+    set_: Optional[list[str]] = typer.Option(None, "--set", help="Override a config key: key.sub=value."),
+    cache: Optional[str] = typer.Option("~/.cache/charter/calls.sqlite", "--cache", help="Call cache ('' for none)."),
+) -> None:
+    """Write new prompts (Self-Instruct and red-team), dedup them (exact, ROUGE-L, embeddings), filter them and
+    balance them to a target mix; report the mix and the filter waterfall."""
+    from charter.progress import console, progress_bar
+    from charter.synth.api import report_files, synthesize_async
+
+    cfg = load_synth_config(config, set_)
+    target = Path(output or cfg.output or "synth/prompts.jsonl")
+    import asyncio
+
+    with progress_bar() as bar:
+        task = bar.add_task("synthesizing prompts", total=cfg.n)
+        result = asyncio.run(synthesize_async(cfg, target, cache=cache or None,
+                                              on_round=lambda kept: bar.update(task, completed=sum(kept.values()))))
+    md, _ = report_files(target)
+    console.print(f"kept {sum(result.achieved.values())} of {cfg.n} prompts ({result.calls} calls, "
+                  f"{result.wall_s} s); waterfall: " + ", ".join(f"{k} {v}" for k, v in result.waterfall.items()))
+    for note in result.notes:
+        console.print(f"[yellow]short[/yellow]: {note}")
+    console.print(f"  prompts: {target}\n  report:  {md}")
