@@ -94,6 +94,7 @@ def test_always_a_is_all_position(pairs) -> None:
     assert report.clean_agreement.value == 0.0
     assert report.length.flip.value is None and report.length.flip.n == 0
     assert all(f.fenced.flip.value is None for f in report.injection.values())
+    assert "set by position" in markdown(report) and "n/a" in markdown(report)
 
 
 def test_one_order_judging_shows_the_position_bias_as_a_coin(pairs) -> None:

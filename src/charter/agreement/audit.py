@@ -597,6 +597,11 @@ def markdown(report: AuditReport, level: int = 2) -> str:
         lines += ["", f"{report.failed_pairs} pair(s) had a failed call and are left out of the measures that "
                   "needed it" + (": " + "; ".join(f"`{f[:160]}`" for f in report.failures[:3]) if report.failures
                                  else "") + "."]
+    flip = report.position_flip.value
+    if flip is not None and flip >= 0.9 and report.orders == "both":
+        lines += ["", f"**This judge's verdict is set by position**: the winner changed with the order in "
+                  f"{flip:.0%} of pairs. With both orders averaged, the other measures rest on the small difference "
+                  "left between the two orders, and its labels should not be trusted."]
     lines += ["", f"{h}# How to read it", "",
               "Rates near 0 are what an unbiased judge shows. The flip rates count only pairs the judge got right "
               "before the change, so they are undefined (n/a, n = 0) for a judge that never does. An injection "

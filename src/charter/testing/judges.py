@@ -8,8 +8,8 @@
 - `self-preferring`: writes "SELF: ..." when asked to answer, and prefers a response that starts so;
 
 `oracle_script(pairs)` makes a judge that knows which response of each given pair is the better one and is
-moved by nothing else. Each reads the two responses out of the judge prompt with `shown_responses`, in the
-fenced format (2) and, best effort, the unfenced one (1).
+moved by nothing else (its own answers rank between the better and the worse). Each reads the two responses
+out of the judge prompt with `shown_responses`, in the fenced format (2) and, best effort, the unfenced one (1).
 """
 
 from __future__ import annotations
@@ -78,25 +78,31 @@ def _script(p_of: Callable[[str, str], float]) -> tuple[Callable, Callable]:
     return generate, choice
 
 
+def _plain(text: str) -> str:
+    return " ".join(text.split())
+
+
 def oracle_script(pairs: Iterable[tuple[str, str]]) -> tuple[Callable, Callable]:
-    """(generate, choice) functions of a judge that knows, for each (better, worse) pair, which is better: it
-    finds where the better response's first sentence and the worse response are shown, and prefers the better.
-    It ignores length, order and anything planted. Unknown texts get 0.5."""
-    known = [(better.split(".")[0], worse) for better, worse in pairs]
+    """(generate, choice) functions of a judge that knows, for each (better, worse) pair, which is better, and
+    is moved by nothing else: the better response (whole, or its first sentences) beats the worse one (whole,
+    padded or with something appended) and its own answers ("SELF: ..."), which beat the worse one."""
+    known = [(_plain(better), _plain(worse)) for better, worse in pairs]
 
     def p_a(a: str, b: str) -> float:
-        for first_sentence, worse in known:  # a known pair, in either order
-            if a.startswith(first_sentence) and worse in b:
+        na, nb = _plain(a), _plain(b)
+        for better, worse in known:
+            a_better, b_better = bool(na) and better.startswith(na), bool(nb) and better.startswith(nb)
+            if a_better and b_better:  # the worse response is the start of the better one: the whole one wins
+                return 0.5 if len(na) == len(nb) else P_SURE if len(na) > len(nb) else 1 - P_SURE
+            if a_better and ((worse and worse in nb) or nb.startswith(SELF_MARK)):
                 return P_SURE
-            if b.startswith(first_sentence) and worse in a:
+            if b_better and ((worse and worse in na) or na.startswith(SELF_MARK)):
                 return 1 - P_SURE
-        for first_sentence, worse in known:  # one known response against an unknown one (its own answer)
-            a_good, b_good = a.startswith(first_sentence), b.startswith(first_sentence)
-            if a_good != b_good:
-                return P_SURE if a_good else 1 - P_SURE
-            a_bad, b_bad = worse in a, worse in b
-            if a_bad != b_bad:
-                return 1 - P_SURE if a_bad else P_SURE
+        for _, worse in known:  # its own answer against the worse one
+            if worse and worse in na and nb.startswith(SELF_MARK):
+                return 1 - P_SURE
+            if worse and worse in nb and na.startswith(SELF_MARK):
+                return P_SURE
         return 0.5
 
     return _script(p_a)
