@@ -28,10 +28,15 @@ def dpo(
     from charter.dpo.train import output_dir_for, train_dpo
     from charter.yamlio import load_model
 
+    from charter.reward_model.common import describe_parallel, is_main_process
+
     cfg = load_model(DPOConfigModel, config, set_)
     metrics = train_dpo(cfg)
+    if not is_main_process():
+        return
     out = output_dir_for(cfg)
     typer.echo(f"DPO policy saved to {out} (use it as local:{out})")
+    typer.echo(describe_parallel(metrics["training"]))
     for split, values in metrics["after"].items():
         margin, acc = values.get("rewards/margins"), values.get("rewards/accuracies")
         if margin is not None:

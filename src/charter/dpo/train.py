@@ -12,6 +12,7 @@ from charter.reward_model import common, data
 from charter.reward_model.data import require_dataset
 from charter.runs.files import RunFiles
 
+
 KEPT_METRICS = ("loss", "rewards/margins", "rewards/accuracies", "rewards/chosen", "rewards/rejected",
                 "logps/chosen", "logps/rejected")
 
@@ -88,10 +89,11 @@ def make_trainer(config: DPOConfigModel, train_rows: list[dict], eval_sets: dict
 
     model, tokenizer, _ = load_policy(config)
     args = _trl_args(config, out, device, smoothing)
-    eval_dataset = {name: data.to_dataset(rows) for name, rows in eval_sets.items() if rows} or None
+    sets = common.shared_datasets(args, out / common.PREPARED, {"train": train_rows, **{n: r for n, r in eval_sets.items() if r}})
+    train_dataset = sets.pop("train")
     try:
         trainer = DPOTrainer(
-            model=model, args=args, train_dataset=data.to_dataset(train_rows), eval_dataset=eval_dataset,
+            model=model, args=args, train_dataset=train_dataset, eval_dataset=sets or None,
             processing_class=tokenizer, peft_config=_peft_config(config), callbacks=list(callbacks) or None,
         )
     except ValueError as exc:
@@ -115,6 +117,27 @@ def _probe(trainer: Any) -> dict[str, dict[str, float]]:
     return result
 
 
+def _probe_at_start(trainer: Any, wanted: bool) -> Any:
+    """A callback that probes the policy when training begins, after the trainer has prepared the model.
+
+    Evaluating before `train()` instead prepares the model for evaluation and marks it prepared, and `train()`
+    then skips the DistributedDataParallel wrap: under torchrun every rank trained on its own batches with its
+    own gradients (transformers 5.23, accelerate 1.15; tests/dpo/test_distributed.py caught it)."""
+    from transformers import TrainerCallback
+
+    class ProbeAtStart(TrainerCallback):
+        def __init__(self) -> None:
+            self.result: dict[str, dict[str, float]] = {}
+
+        def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+            if wanted and state.global_step == 0:
+                self.result = _probe(trainer)
+
+    callback = ProbeAtStart()
+    trainer.add_callback(callback)
+    return callback
+
+
 def train_dpo(config: DPOConfigModel | dict[str, Any], *, callbacks: Sequence[Any] = ()) -> dict[str, Any]:
     """DPO-train the policy; returns the metrics (also in OUTPUT_DIR/metrics.json). The saved folder is a plain
     transformers model (LoRA merged), usable as `local:OUTPUT_DIR`."""
@@ -130,23 +153,28 @@ def train_dpo(config: DPOConfigModel | dict[str, Any], *, callbacks: Sequence[An
     eval_sets = {"train_pairs": train_rows[:config.probe_pairs], "held_out": held_rows}
     trainer = make_trainer(config, train_rows, eval_sets, out, device, smoothing, callbacks)
     resume = common.last_checkpoint(out) if config.resume else None
-    before = _probe(trainer) if resume is None else {}
+    probe = _probe_at_start(trainer, resume is None)
     started = time.perf_counter()
     result = trainer.train(resume_from_checkpoint=resume)
     seconds = time.perf_counter() - started
+    before = probe.result
     after = _probe(trainer)
     from charter.reward_model.train import save_trained
 
-    save_trained(trainer, trainer.processing_class, out, merge_lora=config.lora is not None)
+    common.finish_shared_datasets(trainer.args, out / common.PREPARED)
     metrics = {
         "before": before, "after": after, "label_smoothing": smoothing, "loss_type": config.loss_type,
         "beta": trainer.args.beta,
         "training": {"train_loss": result.training_loss, "global_step": trainer.state.global_step,
                      "seconds": round(seconds, 2), "resumed_from": Path(resume).name if resume else None,
                      "train_pairs": len(train_rows), "held_out_pairs": len(held_rows), "device": device,
-                     "bf16": bool(trainer.args.bf16), "batch_size": trainer.args.per_device_train_batch_size},
+                     "bf16": bool(trainer.args.bf16), "batch_size": trainer.args.per_device_train_batch_size,
+                     **common.parallel_settings(trainer.args)},
         "config": config.model_dump(mode="json"),
     }
+    save_trained(trainer, trainer.processing_class, out, merge_lora=config.lora is not None)
+    if not trainer.is_world_process_zero():
+        return metrics  # the main process writes the metrics and card (the weights are the same on every rank)
     common.write_json(out / "metrics.json", metrics)
     from charter.reward_model.card import render_card
 

@@ -29,13 +29,17 @@ def reward(
     set_: Optional[list[str]] = typer.Option(None, "--set", help="Override a key: --set trl.num_train_epochs=2."),
 ) -> None:
     """Train a reward model (TRL RewardTrainer) and write the model, metrics.json and a model card."""
+    from charter.reward_model.common import describe_parallel, is_main_process
     from charter.reward_model.config import RewardModelConfig
     from charter.reward_model.train import output_dir_for, train_reward_model
     from charter.yamlio import load_model
 
     cfg = load_model(RewardModelConfig, config, set_)
     metrics = train_reward_model(cfg)
+    if not is_main_process():
+        return
     typer.echo(f"reward model saved to {output_dir_for(cfg)}")
+    typer.echo(describe_parallel(metrics["training"]))
     for key in ("held_out_accuracy", "train_accuracy", "mean_reward_gap"):
         if metrics.get(key) is not None:
             typer.echo(f"  {key}: {metrics[key]:.3f}")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import shutil
 from pathlib import Path
 from typing import Any, Literal
 
@@ -12,6 +13,9 @@ from charter.errors import ConfigError, TrainingError
 from charter.providers.embeddings import MINILM_ALIASES, minilm_path
 
 Device = Literal["auto", "cpu", "cuda"]
+
+#: Under OUTPUT_DIR while several processes train: the datasets every process reads (removed at the end).
+PREPARED = ".prepared-data"
 
 #: A chat template for tokenizers that have none (encoders such as MiniLM): "role: content" turns,
 #: separated by the tokenizer's separator token (or a newline), wrapped in its CLS/BOS and SEP/EOS tokens.
@@ -122,6 +126,58 @@ def load_tokenizer(path: str, model_name: str) -> Any:
 def _short(exc: Exception) -> str:
     text = " ".join(str(exc).split())
     return text[:200] + ("..." if len(text) > 200 else "")
+
+
+def is_main_process() -> bool:
+    """Whether this is the process that writes (rank 0 under torchrun or `accelerate launch`, or the only one)."""
+    return int(os.environ.get("RANK", "0")) == 0
+
+
+def parallel_settings(args: Any) -> dict[str, int]:
+    """How many processes trained and the batch each optimizer step saw: per-device batch x gradient
+    accumulation x processes."""
+    return {"world_size": args.world_size, "per_device_batch_size": args.per_device_train_batch_size,
+            "gradient_accumulation_steps": args.gradient_accumulation_steps,
+            "effective_batch_size": args.per_device_train_batch_size * args.gradient_accumulation_steps
+            * args.world_size}
+
+
+def describe_parallel(training: dict[str, Any]) -> str:
+    """One line: processes, per-device batch, accumulation and the effective batch size."""
+    return (f"  {training['world_size']} process{'es' if training['world_size'] > 1 else ''} on {training['device']}, "
+            f"batch {training['per_device_batch_size']} per device x {training['gradient_accumulation_steps']} "
+            f"accumulation = effective batch {training['effective_batch_size']}, {training['global_step']} steps")
+
+
+def shared_datasets(args: Any, folder: Path, sets: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
+    """`datasets.Dataset`s of `sets`, each a named list of rows.
+
+    With one process they live in memory. With several (torchrun, `accelerate launch`), the main process writes
+    them under `folder` first and every process loads those files: TRL's tokenisation then runs once on the main
+    process and the others read its cache files, and its precomputed reference log-probs land in one file every
+    rank can open (an in-memory dataset would give each process its own temporary folder)."""
+    import datasets
+
+    if args.world_size <= 1:
+        return {name: datasets.Dataset.from_list(rows) for name, rows in sets.items()}
+    with args.main_process_first(local=False, desc="preparing the training data"):
+        if args.process_index == 0:
+            shutil.rmtree(folder, ignore_errors=True)
+            for name, rows in sets.items():
+                datasets.Dataset.from_list(rows).save_to_disk(str(folder / name))
+        return {name: datasets.load_from_disk(str(folder / name)) for name in sets}
+
+
+def finish_shared_datasets(args: Any, folder: Path) -> None:
+    """Remove the files `shared_datasets` wrote, once every process is past training (and its evaluations)."""
+    if args.world_size <= 1:
+        return
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+    if args.process_index == 0:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def write_json(path: Path, data: Any) -> None:

@@ -145,13 +145,6 @@ def split_rows(rows: list[dict[str, Any]], fraction: float, seed: int) -> tuple[
     return [r for i, r in enumerate(rows) if i not in held_set], [rows[i] for i in sorted(held_set)]
 
 
-def to_dataset(rows: list[dict[str, Any]]):  # -> datasets.Dataset
-    """A `datasets.Dataset` from plain rows."""
-    import datasets
-
-    return datasets.Dataset.from_list(rows)
-
-
 def mean_p_chosen(rows: list[dict[str, Any]], calibrated: bool = False) -> float | None:
     """Mean judge confidence in the chosen response, or None without a p_chosen column."""
     values = []

@@ -17,6 +17,7 @@ from charter.reward_model.evaluate import RewardScorer, accuracy, distribution, 
 log = logging.getLogger(__name__)
 
 
+
 def output_dir_for(config: RewardModelConfig) -> Path:
     """The configured output folder, or RUN_DIR/reward_model, or ./reward_model."""
     if config.output_dir is not None:
@@ -92,13 +93,18 @@ def train_reward_model(
     started = time.perf_counter()
     result = trainer.train(resume_from_checkpoint=resume)
     seconds = time.perf_counter() - started
+    common.finish_shared_datasets(trainer.args, out / common.PREPARED)
     model = save_trained(trainer, tokenizer, out, merge_lora=config.lora is not None)
-    metrics = _evaluate(config, model, tokenizer, train_rows, held_rows, out)
-    metrics["training"] = {
+    training = {
         "train_loss": result.training_loss, "global_step": trainer.state.global_step, "seconds": round(seconds, 2),
         "resumed_from": Path(resume).name if resume else None, "train_pairs": len(train_rows),
-        "held_out_pairs": len(held_rows), "device": device,
+        "held_out_pairs": len(held_rows), "device": device, **common.parallel_settings(trainer.args),
     }
+    if not trainer.is_world_process_zero():
+        # The main process evaluates and writes (the weights are the same on every rank).
+        return {"training": training, "config": config.model_dump(mode="json")}
+    metrics = _evaluate(config, model, tokenizer, train_rows, held_rows, out)
+    metrics["training"] = training
     metrics["config"] = config.model_dump(mode="json")
     common.write_json(out / "metrics.json", metrics)
     from charter.reward_model.card import write_card
@@ -113,9 +119,10 @@ def _make_trainer(config: RewardModelConfig, model: Any, tokenizer: Any, train_r
 
     args = _trl_args(config, out, device)
     peft_config = _peft_config(config)
+    train_dataset = common.shared_datasets(args, out / common.PREPARED, {"train": train_rows})["train"]
     try:
         trainer = RewardTrainer(
-            model=model, args=args, train_dataset=data.to_dataset(train_rows), processing_class=tokenizer,
+            model=model, args=args, train_dataset=train_dataset, processing_class=tokenizer,
             peft_config=peft_config, callbacks=callbacks or None,
         )
     except ValueError as exc:
@@ -128,14 +135,20 @@ def _make_trainer(config: RewardModelConfig, model: Any, tokenizer: Any, train_r
 
 
 def save_trained(trainer: Any, tokenizer: Any, out: Path, merge_lora: bool) -> Any:
-    """Save the trained model as a plain transformers folder (LoRA adapters merged in); returns the model."""
+    """Save the trained model as a plain transformers folder (LoRA adapters merged in); returns the model.
+
+    Every process calls it (under DeepSpeed ZeRO-3, gathering the weights to save is collective); only the main
+    process writes."""
+    main = trainer.is_world_process_zero()
     if merge_lora:
         model = trainer.model.merge_and_unload()
-        model.save_pretrained(str(out))
+        if main:
+            model.save_pretrained(str(out))
     else:
         model = trainer.model
         trainer.save_model(str(out))
-    tokenizer.save_pretrained(str(out))
+    if main:
+        tokenizer.save_pretrained(str(out))
     return model
 
 
