@@ -9,6 +9,8 @@ from typing import Optional
 import typer
 
 config_app = typer.Typer(help="The run config: its JSON Schema, for editors and validation.", no_args_is_help=True)
+batches_app = typer.Typer(help="A run's provider batches (OpenAI Batch API, Anthropic Message Batches).",
+                          no_args_is_help=True)
 judge_app = typer.Typer(help="The judge: audit its position, length, injection and self-preference biases.",
                         no_args_is_help=True)
 
@@ -20,6 +22,34 @@ def register(app: typer.Typer) -> None:
     app.add_typer(config_app, name="config")
     judge_app.command("audit")(audit_command)
     app.add_typer(judge_app, name="judge")
+    batches_app.command("list")(batches_list_command)
+    batches_app.command("cancel")(batches_cancel_command)
+    app.add_typer(batches_app, name="batches")
+
+
+def batches_list_command(run_dir: Path = typer.Argument(..., help="A run directory.")) -> None:
+    """The batches a run submitted and their states as last seen."""
+    import datetime
+
+    from charter.pipeline.batches import run_batches
+
+    batches = run_batches(run_dir)
+    if not batches:
+        typer.echo("no batches")
+    for b in batches:
+        when = datetime.datetime.fromtimestamp(b["submitted_at"]).strftime("%Y-%m-%d %H:%M")
+        typer.echo(f"{b['batch_id']}  {b['model']}  {b['requests']} requests  submitted {when}  {b['state']}")
+
+
+def batches_cancel_command(run_dir: Path = typer.Argument(..., help="A run directory.")) -> None:
+    """Cancel a run's batches still running at the provider (a later run submits what they did not finish)."""
+    from charter.pipeline.batches import cancel_run_batches
+
+    states = cancel_run_batches(run_dir)
+    if not states:
+        typer.echo("no open batches")
+    for batch_id, state in states.items():
+        typer.echo(f"{batch_id}: {state}")
 
 
 def run_command(
@@ -41,7 +71,15 @@ def run_command(
                       f"({runner.constitution.short_hash}), {count}, stages {', '.join(cfg.stages)}, "
                       f"policy {cfg.policy.model}, critic {cfg.critic_role.model}, judge {cfg.judge.model}")
         return
-    result = run(cfg, str(config))
+    try:
+        result = run(cfg, str(config))
+    except KeyboardInterrupt:
+        from charter.pipeline.batches import open_batches_note
+
+        note = open_batches_note(cfg.run_dir())
+        if note:
+            typer.echo(note, err=True)
+        raise
     c = result.counts
     console.print(f"[bold green]done[/bold green]: {c.get('chains', 0)} chains, {c.get('judged', 0)} judged pairs, "
                   f"{c.get('preferences', 0)} preference rows ({c.get('judge_failures', 0)} judge failures)")

@@ -17,7 +17,7 @@ from charter.dpo.config import DPOConfigModel, WinrateConfig
 from charter.preference.config import FiltersConfig, JudgeConfig, PairsConfig
 from charter.prompts import PromptsConfig
 from charter.providers.base import SamplingParams
-from charter.providers.config import DEFAULT_MODEL, RoleConfig
+from charter.providers.config import DEFAULT_MODEL, RoleConfig, RunBatchConfig
 from charter.providers.usage import Budget, Price
 from charter.reward_model.config import RewardModelConfig
 from charter.synth.config import SynthConfig
@@ -60,7 +60,11 @@ class RunConfig(ConfigModel):
     filters: FiltersConfig = FiltersConfig()
     """Preference dataset filters."""
     concurrency: int = Field(default=64, gt=0)
-    """Prompts in flight at once (each model's own `limits.concurrency` still applies)."""
+    """Prompts in flight at once (each model's own `limits.concurrency` still applies). A run whose roles use a
+    batch API keeps every prompt in flight, up to `batch.in_flight`, so each step is one batch round."""
+    batch: RunBatchConfig = RunBatchConfig()
+    """Provider batch APIs (OpenAI Batch API, Anthropic Message Batches): `enabled` for every openai/anthropic
+    role (or `batch: true` on a role), polling and gathering times, size limits."""
     max_failures: float = Field(default=0.1, ge=0)
     """Failed items (chains, sample sets, judgments) a run accepts: a count (1 or more) or a share of the items
     it attempted (below 1). Past it the run stops starting new items, keeps what is done and exits 3."""

@@ -28,6 +28,7 @@ from charter.preference.manifest import ConstitutionInfo, DatasetSettings
 from charter.preference.pairs import samples_fingerprint
 from charter.progress import console, progress_bar
 from charter.providers import CallCache, ManagedModel, UsageMeter, create_backend, get_model, parse_model_string
+from charter.providers.batch import BatchModel
 from charter.records import Fingerprints, fingerprint
 from charter.runs.files import RunFiles
 from charter.runs.store import STORE_FILE, RunStore
@@ -131,6 +132,15 @@ class Runner:
         self.fingerprints = run_fingerprints(config, self.constitution)
 
     @property
+    def in_flight(self) -> int:
+        """Prompts in flight at once: `concurrency`, or with a batch API every prompt (up to `batch.in_flight`), so
+        that each step of every item goes out in one batch round."""
+        config = self.config
+        if any(config.batch.for_role(role) for role in (config.policy, config.critic_role, config.judge)):
+            return max(config.concurrency, config.batch.in_flight)
+        return config.concurrency
+
+    @property
     def synthesizing(self) -> bool:
         """Whether the run synthesizes its prompts (a `synth` stage): its `prompts` are then the seeds."""
         return "synth" in self.config.stages and self.config.synth is not None
@@ -195,9 +205,12 @@ class Runner:
         built: dict[Any, Any] = {}
 
         def model(role: str, spec: RoleConfig) -> ManagedModel:
-            key = (spec.model, repr(sorted(spec.options.items())), spec.limits.model_dump_json())
+            batched = config.batch.for_role(spec)
+            key = (spec.model, repr(sorted(spec.options.items())), spec.limits.model_dump_json(), batched)
             if key not in built:  # one backend per distinct model and limits (a local model is loaded once)
                 built[key] = create_backend(spec.model, spec.limits, **spec.options)
+                if batched:  # through the provider's batch API; the run store remembers the batches
+                    built[key] = BatchModel(built[key], config.batch, journal=store, report=console.print)
             return get_model(built[key], cache=cache, meter=meter, role=role)
 
         writer = model("synth", config.synth.writer) if self.synthesizing else None
@@ -314,7 +327,7 @@ class Runner:
             with progress:
                 work.task = progress.add_task(" + ".join(stages) or "pairs", total=len(prompts))
                 work.progress = progress
-                async for _ in bounded_map(work.prompt, prompts, self.config.concurrency, stop=work.past_threshold):
+                async for _ in bounded_map(work.prompt, prompts, self.in_flight, stop=work.past_threshold):
                     pass
         except BudgetExceeded as exc:
             status, stop = "stopped: budget", exc

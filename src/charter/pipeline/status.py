@@ -13,6 +13,7 @@ from typing import Any
 from charter.preference.manifest import current_settings, dataset_manifest
 from charter.runs.counts import COUNT_LABELS, filter_steps, ordered_counts
 from charter.runs.files import RunFiles
+from charter.providers.batch import ENDED
 from charter.runs.store import RunStore, open_store
 
 __all__ = ["filter_steps", "ordered_counts", "print_status", "run_counts", "status"]
@@ -161,6 +162,7 @@ def status(run_dir: str | Path) -> dict[str, Any]:
             "failures": failure_summary(store),
             "usage": usage_summary(store),
             "notes": settings_notes(store),
+            "batches": store.batches(),
         }
 
 
@@ -279,6 +281,12 @@ def print_status(run_dir: str | Path, console: Any = None) -> dict[str, Any]:
     console.print(_counts_table(data))
     console.print(_usage_table(data))
     console.print(_failures_text(data))
+    if data["batches"]:
+        running = [b for b in data["batches"] if b["state"] not in ENDED]
+        line = f"Provider batches: {len(data['batches'])} submitted"
+        line += f", {len(running)} still running ({', '.join(b['batch_id'] for b in running[:3])}" \
+            f"{', ...' if len(running) > 3 else ''}; the same run command collects them)" if running else ", all ended"
+        console.print(Text(line, style="yellow" if running else ""))
     for note in data["notes"]:
         console.print(Text(note, style="yellow"))
     return data

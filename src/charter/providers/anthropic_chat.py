@@ -87,15 +87,23 @@ class AnthropicModel(SDKChatModel):
         kwargs = self._request(messages, params)
 
         async def attempt() -> Completion:  # checked inside the retried attempt: an empty reply is retried too
-            reply = await create(**kwargs)
-            text = "".join(block.text for block in reply.content if getattr(block, "type", None) == "text")
-            if not text.strip():
-                raise MalformedReply("the reply has no text", kind="empty_reply", raw=str(reply)[:400])
-            return Completion(text=text, model=self.model_id, prompt_tokens=reply.usage.input_tokens,
-                              completion_tokens=reply.usage.output_tokens, finish_reason=reply.stop_reason)
+            return self.completion_from(await create(**kwargs))
 
         return await self.limiter.call(attempt, estimate_tokens(messages, params.max_tokens),
                                        lambda c: c.prompt_tokens + c.completion_tokens)
+
+    def completion_from(self, reply: Any) -> Completion:
+        """A completion from a Message (a synchronous reply, or a batch's succeeded result)."""
+        text = "".join(block.text for block in reply.content if getattr(block, "type", None) == "text")
+        if not text.strip():
+            raise MalformedReply("the reply has no text", kind="empty_reply", raw=str(reply)[:400])
+        return Completion(text=text, model=self.model_id, prompt_tokens=reply.usage.input_tokens,
+                          completion_tokens=reply.usage.output_tokens, finish_reason=reply.stop_reason)
+
+    def batch_body(self, messages: Messages, params: SamplingParams) -> dict[str, Any]:
+        """One request's `params` in a Message Batch: the request as sent synchronously, extra_body merged in."""
+        kwargs = self._request(messages, params)
+        return {**{k: v for k, v in kwargs.items() if k != "extra_body"}, **kwargs.get("extra_body", {})}
 
     async def aclose(self) -> None:
         client, self._client = self._client, None

@@ -86,6 +86,8 @@ class Completion:
     cached: bool = False
     usage_estimated: bool = False
     """The reply carried no usage: the token counts are estimated from characters (and counted as such)."""
+    batched: bool = False
+    """Answered through the provider's batch API (priced at its batch rate)."""
 
     @property
     def total_tokens(self) -> int:
@@ -104,6 +106,8 @@ class ChoiceProbs:
     cached: bool = False
     usage_estimated: bool = False
     """The reply carried no usage: the prompt tokens are estimated from characters."""
+    batched: bool = False
+    """Answered through the provider's batch API (priced at its batch rate)."""
 
 
 class ChatModel(ABC):

@@ -8,6 +8,7 @@ from pydantic import Field, model_validator
 
 from charter.errors import CharterError
 from charter.providers.base import Limits, SamplingParams
+from charter.providers.batch import BATCH_PROVIDERS, BatchSettings
 from charter.providers.registry import OPTIONS, parse_model_string, unknown_option
 from charter.yamlio import ConfigModel, LocatedValueError
 
@@ -26,6 +27,10 @@ class RoleConfig(ConfigModel):
     options: dict[str, Any] = Field(default_factory=dict)
     """Backend options: `batch_size`, `device`, `dtype`, `max_length` (local); `extra_body` (openai);
     `base_url`, `extra_body`, `sampling_params` (anthropic); `latency_s`, `batch_size` (scripted)."""
+    batch: bool | None = None
+    """Send this role's calls through the provider's batch API at its batch price (openai and anthropic):
+    each stage step goes out as one batch round; results can take up to the provider's window (24 h).
+    Default: the run's `batch.enabled`."""
 
     @model_validator(mode="before")
     @classmethod
@@ -38,8 +43,23 @@ class RoleConfig(ConfigModel):
             provider = parse_model_string(self.model).provider
         except CharterError as exc:
             raise LocatedValueError(str(exc), ("model",)) from None
+        if self.batch and provider not in BATCH_PROVIDERS:
+            raise LocatedValueError(f"only the {' and '.join(BATCH_PROVIDERS)} providers have a batch API, not "
+                                    f"{provider}", ("batch",))
         message = unknown_option(provider, self.options)
         if message:
             bad = sorted(set(self.options) - set(OPTIONS.get(provider, ())))[0]
             raise LocatedValueError(message, ("options", bad))
         return self
+
+
+class RunBatchConfig(BatchSettings):
+    """Provider batch APIs for a whole run (a role's own `batch:` wins)."""
+
+    enabled: bool = False
+    """Send every openai and anthropic role's calls through its provider's batch API (half price, slower)."""
+
+    def for_role(self, role: RoleConfig) -> bool:
+        """Whether this role's calls go through a batch API."""
+        provider = parse_model_string(role.model).provider
+        return provider in BATCH_PROVIDERS and (role.batch if role.batch is not None else self.enabled)

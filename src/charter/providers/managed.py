@@ -69,7 +69,8 @@ class ManagedModel(ChatModel):
             rows, empty = [], 0
             for i, completion in zip(todo, fresh):
                 self.meter.record(self.role, self.model_id, completion.prompt_tokens, completion.completion_tokens,
-                                  cached=False, estimated=completion.usage_estimated)  # answered: paid for
+                                  cached=False, estimated=completion.usage_estimated,
+                                  batched=completion.batched)  # answered: paid for
                 if not completion.text.strip():
                     empty += 1
                     continue
@@ -90,7 +91,7 @@ class ManagedModel(ChatModel):
         self.meter.check()
         result = await self._backend_choice(request, options)
         self.meter.record(self.role, self.model_id, result.prompt_tokens, 1, cached=False,
-                          estimated=result.usage_estimated)
+                          estimated=result.usage_estimated, batched=result.batched)
         if self.cache is not None:
             value = _row(result)
             self.cache.put_soon([(key, "choice_logprobs", self.model_id, value)])

@@ -86,6 +86,9 @@ class OpenAIModel(SDKChatModel):
             kwargs["stop"] = list(params.stop)
         return {**kwargs, **self.extra_body}
 
+    #: `_request` under the name the batch runner uses for every backend: one chat request's body.
+    batch_body = _request
+
     def _post(self, body: dict[str, Any]) -> Awaitable[Any]:
         """POST /chat/completions through the SDK's client (auth, base URL, typed errors, timeouts), with
         the body as we built it. `chat.completions.create` would first walk every message through the
@@ -101,38 +104,46 @@ class OpenAIModel(SDKChatModel):
         body = self._request(messages, params)
 
         async def attempt() -> Completion:  # parsed inside the retried attempt: a bad reply is retried too
-            reply = await _json(self._post(body))
-            choice = _first_choice(reply)
-            text = (choice.get("message") or {}).get("content")
-            if not isinstance(text, str) or not text.strip():
-                _bill(reply)
-                raise MalformedReply("the reply has no text (no choices, or empty content)", kind="empty_reply",
-                                     raw=json.dumps(reply)[:400])
-            prompt_tokens, completion_tokens, estimated = _usage(reply, messages, text)
-            return Completion(text=text, model=self.model_id, prompt_tokens=prompt_tokens,
-                              completion_tokens=completion_tokens, finish_reason=choice.get("finish_reason"),
-                              usage_estimated=estimated)
+            return self.completion_from(await _json(self._post(body)), messages)
 
         return await self.limiter.call(attempt, estimate_tokens(messages, params.max_tokens),
                                        lambda c: c.prompt_tokens + c.completion_tokens)
 
+    def completion_from(self, reply: dict[str, Any], messages: Messages) -> Completion:
+        """A completion from a chat completion reply (synchronous, or one line of a batch's output)."""
+        choice = _first_choice(reply)
+        text = (choice.get("message") or {}).get("content")
+        if not isinstance(text, str) or not text.strip():
+            _bill(reply)
+            raise MalformedReply("the reply has no text (no choices, or empty content)", kind="empty_reply",
+                                 raw=json.dumps(reply)[:400])
+        prompt_tokens, completion_tokens, estimated = _usage(reply, messages, text)
+        return Completion(text=text, model=self.model_id, prompt_tokens=prompt_tokens,
+                          completion_tokens=completion_tokens, finish_reason=choice.get("finish_reason"),
+                          usage_estimated=estimated)
+
+    def choice_request(self, request: Messages) -> dict[str, Any]:
+        """The body of a next-token log-probabilities request: one token, the top 20 alternatives."""
+        return {"model": self.name, "messages": list(request), "logprobs": True, "top_logprobs": TOP_LOGPROBS,
+                **self._length_cap(1), **self.extra_body}
+
     async def choice_logprobs(self, request: Messages, options: Sequence[str]) -> ChoiceProbs:
-        body: dict[str, Any] = {
-            "model": self.name, "messages": list(request), "logprobs": True, "top_logprobs": TOP_LOGPROBS,
-            **self._length_cap(1), **self.extra_body,
-        }
+        body = self.choice_request(request)
 
         async def attempt() -> ChoiceProbs:
-            reply = await _json(self._post(body))
-            try:
-                raw = self._option_logprobs(reply, options)
-            except MalformedReply:
-                _bill(reply)
-                raise
-            prompt_tokens, _, estimated = _usage(reply, request, "x")
-            return ChoiceProbs(normalise(raw, options), self.model_id, prompt_tokens, raw, usage_estimated=estimated)
+            return self.choice_from(await _json(self._post(body)), request, options)
 
         return await self.limiter.call(attempt, estimate_tokens(request, 1), lambda c: c.prompt_tokens + 1)
+
+    def choice_from(self, reply: dict[str, Any], request: Messages, options: Sequence[str]) -> ChoiceProbs:
+        """The options' probabilities from a log-probabilities reply (synchronous, or from a batch)."""
+        try:
+            raw = self._option_logprobs(reply, options)
+        except MalformedReply:
+            _bill(reply)
+            raise
+        prompt_tokens, _, estimated = _usage(reply, request, "x")
+        return ChoiceProbs(normalise(raw, options), self.model_id, prompt_tokens, raw, usage_estimated=estimated)
 
     def _option_logprobs(self, reply: dict[str, Any], options: Sequence[str]) -> dict[str, float]:
         """Log-probabilities of the options among the first token's top alternatives.

@@ -21,6 +21,9 @@ class Price(BaseModel):
     """Per million prompt tokens."""
     output: float = Field(default=0.0, ge=0)
     """Per million completion tokens."""
+    batch: float = Field(default=0.5, ge=0)
+    """The share of these prices a call through the provider's batch API costs (OpenAI's Batch API and
+    Anthropic's Message Batches: half)."""
 
 
 class Budget(BaseModel):
@@ -70,7 +73,7 @@ class UsageMeter:
         return self.prices.get(model_id) or self.prices.get(name) or Price()
 
     def record(self, role: str, model_id: str, prompt_tokens: int, completion_tokens: int, cached: bool,
-               estimated: bool = False) -> None:
+               estimated: bool = False, batched: bool = False) -> None:
         with self._lock:
             tally = self.tallies[(role, model_id)]
             if cached:
@@ -79,6 +82,7 @@ class UsageMeter:
             else:
                 price = self.price_of(model_id)
                 cost = (prompt_tokens * price.input + completion_tokens * price.output) / 1e6
+                cost *= price.batch if batched else 1.0
                 tally.calls += 1
                 tally.prompt_tokens += prompt_tokens
                 tally.completion_tokens += completion_tokens

@@ -27,7 +27,7 @@ import sqlite3
 import threading
 import time
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Mapping, TypeVar
+from typing import Any, Iterable, Iterator, Mapping, Sequence, TypeVar
 
 from pydantic import BaseModel
 
@@ -67,6 +67,9 @@ CREATE TABLE IF NOT EXISTS spot_sample (
 CREATE TABLE IF NOT EXISTS human_labels (
   pair_id TEXT, annotator TEXT, label TEXT CHECK (label IN ('a', 'b', 'tie', 'skip')), shown_order TEXT,
   created_at REAL, replaced_count INTEGER DEFAULT 0, PRIMARY KEY (pair_id, annotator));
+CREATE TABLE IF NOT EXISTS batches (batch_id TEXT PRIMARY KEY, model TEXT, state TEXT, requests INTEGER,
+                                    submitted_at REAL, updated_at REAL);
+CREATE TABLE IF NOT EXISTS batch_requests (key TEXT PRIMARY KEY, batch_id TEXT);
 CREATE TABLE IF NOT EXISTS label_events (
   id INTEGER PRIMARY KEY AUTOINCREMENT, pair_id TEXT, annotator TEXT, action TEXT, label TEXT,
   previous TEXT, source TEXT, created_at REAL);
@@ -415,6 +418,35 @@ class RunStore:
         rows = self.execute(f"SELECT role, model, {', '.join(f'SUM({c})' for c in sums)} FROM usage_events"
                             " GROUP BY role, model ORDER BY role, model")
         return [UsageRow(role=r[0], model=r[1], **dict(zip(sums, r[2:]))) for r in rows]
+
+    # -- provider batches (charter.providers.batch.BatchJournal) -----------------------------------
+    def record_batch(self, batch_id: str, model_id: str, keys: Sequence[str]) -> None:
+        """A batch the provider accepted and the custom ids (call-cache keys) of its requests, in one commit."""
+        now = time.time()
+
+        def work(db: Any) -> None:
+            db.execute("INSERT OR REPLACE INTO batches VALUES (?, ?, 'submitted', ?, ?, ?)",
+                       (batch_id, model_id, len(keys), now, now))
+            db.executemany("INSERT OR REPLACE INTO batch_requests VALUES (?, ?)", [(k, batch_id) for k in keys])
+
+        self.transaction(work)
+
+    def set_batch_state(self, batch_id: str, state: str) -> None:
+        self.execute("UPDATE batches SET state = ?, updated_at = ? WHERE batch_id = ?", (state, time.time(), batch_id))
+
+    def batch_of(self, key: str) -> str | None:
+        row = self.execute("SELECT batch_id FROM batch_requests WHERE key = ?", (key,))
+        return row[0][0] if row else None
+
+    def batches(self, open_only: bool = False) -> list[dict[str, Any]]:
+        """The provider batches this run submitted (open: not yet ended), oldest first."""
+        from charter.providers.batch import ENDED
+
+        rows = self.execute("SELECT batch_id, model, state, requests, submitted_at, updated_at FROM batches"
+                            " ORDER BY submitted_at")
+        keys = ("batch_id", "model", "state", "requests", "submitted_at", "updated_at")
+        found = [dict(zip(keys, row)) for row in rows]
+        return [b for b in found if b["state"] not in ENDED] if open_only else found
 
 
 def open_store(run_dir: str | Path) -> RunStore:
