@@ -56,13 +56,19 @@ def run_command(
     config: Path = typer.Argument(..., help="Run config YAML."),
     set_: Optional[list[str]] = typer.Option(None, "--set", help="Override a config key: key.sub=value (repeatable)."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Check config, constitution, prompts and credentials only."),
+    ray: Optional[str] = typer.Option(None, "--ray", metavar="ADDRESS",
+                                      help="Shard the run over Ray: `local` (start a local cluster), `auto` or "
+                                           "ray://HOST:PORT (execution.engine=ray)."),
+    shards: Optional[int] = typer.Option(None, "--shards", min=1, help="With --ray: how many shards (default 2)."),
 ) -> None:
     """Run (or resume) a pipeline from a YAML config."""
     from charter.pipeline.config import load_run_config
     from charter.pipeline.run import Runner, run
     from charter.progress import console
 
-    cfg = load_run_config(config, set_)
+    extra = ["execution.engine=ray", f"execution.address={ray}"] if ray else []
+    extra += [f"execution.shards={shards}"] if shards else []
+    cfg = load_run_config(config, [*(set_ or []), *extra])
     if dry_run:  # the same checks a run makes before it writes anything
         runner = Runner(cfg, str(config))
         prompts = runner.prepare()

@@ -32,6 +32,22 @@ __all__ = ["CritiqueConfig", "DEFAULT_MODEL", "FiltersConfig", "JudgeConfig", "P
            "RoleConfig", "RunConfig", "STAGES", "TRAINING_STAGES", "load_run_config"]
 
 
+class ExecutionConfig(ConfigModel):
+    """Where a run's per-prompt work runs: this process, or shards over a Ray cluster."""
+
+    engine: Literal["local", "ray"] = "local"
+    """`local`: this process. `ray`: the prompts split into `shards` by a stable hash, each a run directory under
+    RUN_DIR/shards/ run as a Ray task (its own store and cache file, 1/N of every rate limit and of the budget),
+    merged into the run as they finish. Needs `pip install charter[ray]`."""
+    shards: int = Field(default=2, ge=1)
+    """How many shards (Ray tasks) the prompts split into."""
+    address: str | None = None
+    """The Ray cluster: `auto`, `ray://HOST:10001`, or null/`local` to start a local one (the shard directories
+    must be on storage every node can reach)."""
+    num_cpus: int | None = Field(default=None, gt=0)
+    """CPUs of a local cluster (default: all)."""
+
+
 class RunConfig(ConfigModel):
     """A charter run."""
 
@@ -62,6 +78,8 @@ class RunConfig(ConfigModel):
     concurrency: int = Field(default=64, gt=0)
     """Prompts in flight at once (each model's own `limits.concurrency` still applies). A run whose roles use a
     batch API keeps every prompt in flight, up to `batch.in_flight`, so each step is one batch round."""
+    execution: ExecutionConfig = ExecutionConfig()
+    """Run the per-prompt work in this process (`local`) or sharded over a Ray cluster (`ray`)."""
     batch: RunBatchConfig = RunBatchConfig()
     """Provider batch APIs (OpenAI Batch API, Anthropic Message Batches): `enabled` for every openai/anthropic
     role (or `batch: true` on a role), polling and gathering times, size limits."""

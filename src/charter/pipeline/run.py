@@ -149,6 +149,10 @@ class Runner:
         """Every check that needs no model call, before the run directory is written (also `--dry-run`).
         Returns the prompt set to use; None when it is kept from the store or comes from the synth stage."""
         check_credentials(self.config)
+        if self.config.execution.engine == "ray":
+            from charter.pipeline.shards import check_sharding
+
+            check_sharding(self.config)
         audit = self.config.judge.audit
         if audit is not None and audit.pairs:
             from charter.agreement.audit import pairs_from_file
@@ -224,9 +228,8 @@ class Runner:
         stop: CharterError | None = None
         try:
             settings = self._init_meta(store)
-            if not self.synthesizing:  # a synth stage brings the prompt set itself
-                for note in sync_prompt_set(store, self.config.prompts, loaded):
-                    console.print(f"[yellow]note[/yellow]: {note}")
+            for note in self.sync_prompts(store, loaded):
+                console.print(f"[yellow]note[/yellow]: {note}")
             stop = await self._run_stages(store)
             result = self._build(store, settings)
         finally:
@@ -240,6 +243,10 @@ class Runner:
         if stop is not None:
             raise stop
         return result
+
+    def sync_prompts(self, store: RunStore, loaded: PromptSet | None) -> list[str]:
+        """Bring the stored prompt set in line with the source (a synth stage brings its own)."""
+        return [] if self.synthesizing else sync_prompt_set(store, self.config.prompts, loaded)
 
     async def _run_stages(self, store: RunStore) -> CharterError | None:
         """Critique and judge every prompt in use; returns the error that stopped them early, if one did."""
@@ -317,6 +324,10 @@ class Runner:
         return await self._side_stage(store, "synth", "prompt synthesis", work)
 
     async def _process(self, store: RunStore, work: Work) -> CharterError | None:
+        if self.config.execution.engine == "ray":
+            from charter.pipeline.shards import process_sharded
+
+            return await process_sharded(self, store, work)
         prompts = store.prompts()
         stages = [s for s in ("critique", "judge") if s in self.config.stages]
         for stage in stages:

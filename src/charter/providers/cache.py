@@ -100,6 +100,18 @@ class CallCache:
                 self._db.executemany("INSERT OR REPLACE INTO calls (key, kind, model, value) VALUES (?,?,?,?)", rows)
                 self._db.execute("COMMIT")
 
+    def merge_from(self, path: str | Path) -> None:
+        """Add another cache file's rows (a shard's); rows already here stay as they are."""
+        self.flush()
+        with self._lock:
+            self._db.execute("ATTACH DATABASE ? AS other", (str(Path(path).resolve()),))
+            try:
+                self._db.execute("BEGIN")
+                self._db.execute("INSERT OR IGNORE INTO main.calls SELECT * FROM other.calls")
+                self._db.execute("COMMIT")
+            finally:
+                self._db.execute("DETACH DATABASE other")
+
     def __len__(self) -> int:
         self.flush()
         with self._lock:

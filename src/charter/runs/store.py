@@ -169,6 +169,15 @@ class RunStore:
             self.db.execute("COMMIT")
             return result
 
+    def with_attached(self, path: str | Path, work: Any) -> Any:
+        """Run `work(connection)` in one transaction with another store attached as `other` (to merge it)."""
+        with self._lock:
+            self.db.execute("ATTACH DATABASE ? AS other", (str(Path(path).resolve()),))
+            try:
+                return self.transaction(work)
+            finally:
+                self.db.execute("DETACH DATABASE other")
+
     def count(self, table: str, where: str = "", params: Iterable[Any] = ()) -> int:
         return self.execute(f"SELECT COUNT(*) FROM {table} {('WHERE ' + where) if where else ''}", params)[0][0]
 

@@ -1,0 +1,244 @@
+"""Runs sharded over a Ray cluster (`execution: {engine: ray, shards: N}` or `charter run --ray ADDRESS`).
+
+The run's prompts split into N shards by a stable hash of their ids. Each shard is a plain run directory under
+RUN_DIR/shards/ with its own run store and call cache file, run by the same stage code as a Ray task on any
+node; its models' rate limits, concurrency and budget are the run's divided by N. As each shard finishes, its
+items (chains, samples, pairs, judgments, failures, usage, batches) and its cache rows are merged into the
+run's own store and cache, and the dataset, report and card are built from there as for any run. Items are keyed
+by content and settings, and every random choice is seeded per item, so the result is the unsharded run's: the
+same pair ids, labels and provenance. A resumed run starts only the shards that are not done (and a shard, being
+a run directory, redoes only its unfinished items).
+
+The shard directories must be on storage every node can reach (a local cluster always can).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import math
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+from charter.errors import BudgetExceeded, CharterError, ConfigError, MissingExtra, TooManyFailures
+from charter.pipeline.config import RunConfig
+from charter.pipeline.run import Runner, check_credentials
+from charter.providers import CallCache
+from charter.records import Prompt
+from charter.runs.store import STORE_FILE, RunStore
+
+#: The item tables a shard owns outright (each row belongs to one prompt, so to one shard).
+ITEM_TABLES = ("chains", "samples", "pairs", "judgments", "batches", "batch_requests")
+#: The stages a shard runs; synth runs before sharding and the audit after merging, in the driver.
+SHARD_STAGES = ("critique", "judge")
+#: Counts summed over shards for the run's stage record.
+SUMMED = ("chains", "samples", "pairs", "judged", "judge_failures", "items", "attempted", "failed", "quarantined")
+
+
+def shard_of(prompt_id: str, shards: int) -> int:
+    """The shard a prompt belongs to: stable across runs, machines and Python versions."""
+    return int(hashlib.sha256(prompt_id.encode()).hexdigest()[:12], 16) % shards
+
+
+def shard_dir(run_dir: Path, index: int, shards: int) -> Path:
+    return run_dir / "shards" / f"{index}-of-{shards}"
+
+
+def shard_config(config: RunConfig, index: int) -> RunConfig:
+    """The config a shard runs: the item stages only, its own directory and cache, 1/N of every limit."""
+    n = config.execution.shards
+    folder = shard_dir(config.run_dir(), index, n)
+    data = config.model_dump(mode="json")
+    data.update(output_dir=str(folder.resolve()), report=False, synth=None, reward_model=None, dpo=None, eval=None,
+                stages=[s for s in config.stages if s in SHARD_STAGES], concurrency=math.ceil(config.concurrency / n),
+                cache=str((folder / "calls.sqlite").resolve()) if config.cache else None,
+                execution={"engine": "local"})
+    data["judge"]["audit"] = None
+    for role in ("policy", "critic", "judge"):
+        if data.get(role):
+            data[role]["limits"] = _divided(data[role]["limits"], n)
+    budget = data["budget"]
+    if budget.get("max_cost_usd") is not None:
+        budget["max_cost_usd"] = budget["max_cost_usd"] / n
+    if budget.get("max_tokens") is not None:
+        budget["max_tokens"] = budget["max_tokens"] // n
+    return RunConfig.model_validate(data)
+
+
+def _divided(limits: dict[str, Any], n: int) -> dict[str, Any]:
+    out = dict(limits, concurrency=max(1, math.ceil(limits["concurrency"] / n)))
+    for key in ("requests_per_minute", "tokens_per_minute"):
+        if out.get(key) is not None:
+            out[key] = out[key] / n
+    return out
+
+
+class ShardRunner(Runner):
+    """A run directory holding one shard of a run: its prompts are given, not read from the source."""
+
+    def __init__(self, config: RunConfig, prompts: list[Prompt]) -> None:
+        super().__init__(config)
+        self.shard_prompts = prompts
+
+    def prepare(self) -> None:  # the driver checked the prompts; a shard checks its credentials on its node
+        check_credentials(self.config)
+
+    def sync_prompts(self, store: RunStore, loaded: Any) -> list[str]:
+        if not store.count("prompts"):
+            store.put_prompts(self.shard_prompts)
+        return []
+
+    def _build(self, store: RunStore, settings: Any) -> Any:  # the driver builds the dataset from the merge
+        return None
+
+
+def run_shard(config_data: dict[str, Any], prompts_data: list[dict[str, Any]]) -> dict[str, Any]:
+    """Run one shard to its end (a Ray task); returns its status, reason and exit code."""
+    config = RunConfig.model_validate(config_data)
+    runner = ShardRunner(config, [Prompt.model_validate(p) for p in prompts_data])
+    try:
+        asyncio.run(runner.arun())
+    except CharterError as exc:
+        return {"status": "stopped", "reason": str(exc), "exit_code": exc.exit_code}
+    return {"status": "done", "reason": None, "exit_code": 0}
+
+
+def shard_done(folder: Path, config: RunConfig) -> bool:
+    """Whether a shard finished its stages under the settings in effect (then it is not started again)."""
+    if not (folder / STORE_FILE).exists():
+        return False
+    with RunStore(folder) as store:
+        stages = store.stages()
+        same = store.meta("config") == config.model_dump(mode="json")
+    return same and all(stages.get(s, {}).get("status") == "done" for s in config.stages)
+
+
+async def process_sharded(runner: Runner, store: RunStore, work: Any) -> CharterError | None:
+    """The per-prompt work of a run, over Ray shards; merges each shard into `store` as it finishes.
+
+    Returns the error that stopped a shard (budget, too many failures, a fatal provider error), if any."""
+    config = runner.config
+    n = config.execution.shards
+    ray = _ray(config.execution.address, config.execution.num_cpus)
+    prompts = store.prompts()
+    groups: list[list[Prompt]] = [[] for _ in range(n)]
+    for prompt in prompts:
+        groups[shard_of(prompt.prompt_id, n)].append(prompt)
+    stages = [s for s in SHARD_STAGES if s in config.stages]
+    for stage in stages:
+        store.set_stage(stage, "running")
+    configs = [shard_config(config, i) for i in range(n)]
+    remote = ray.remote(num_cpus=1, max_retries=0)(run_shard)
+    pending, results = {}, {}
+    for i, group in enumerate(groups):
+        folder = shard_dir(runner.run_dir, i, n)
+        if group and not shard_done(folder, configs[i]):
+            pending[remote.remote(configs[i].model_dump(mode="json"), [p.model_dump(mode="json") for p in group])] = i
+        else:
+            results[i] = {"status": "done", "reason": None, "exit_code": 0, "skipped": True}
+    started = len(pending)
+    from charter.progress import console
+
+    console.print(f"{n} shards over Ray: {started} started, {n - started} already done")
+    try:
+        while pending:
+            ready, _ = await asyncio.to_thread(ray.wait, list(pending), num_returns=1)
+            index = pending.pop(ready[0])
+            results[index] = ray.get(ready[0])
+            merge_shard(store, shard_dir(runner.run_dir, index, n), config.cache)
+            console.print(f"shard {index + 1}/{n}: {results[index]['status']}")
+    except BaseException:
+        for ref in pending:
+            ray.cancel(ref, force=True)  # a shard is a run directory: the next run resumes it
+        for stage in stages:
+            store.set_stage(stage, "interrupted")
+        raise
+    for i in range(n):  # merged again: a skipped shard may hold items the driver's store lacks
+        if results[i].get("skipped") and (shard_dir(runner.run_dir, i, n) / STORE_FILE).exists():
+            merge_shard(store, shard_dir(runner.run_dir, i, n), config.cache)
+    counts = {key: 0 for key in SUMMED}
+    for i in range(n):
+        folder = shard_dir(runner.run_dir, i, n)
+        if (folder / STORE_FILE).exists():
+            with RunStore(folder) as shard:
+                for key, value in (shard.stages().get(stages[0], {}).get("counts") or {}).items() if stages else ():
+                    if key in counts and isinstance(value, int):
+                        counts[key] += value
+    work.counts.update(counts)
+    stop = _first_stop([results[i] for i in range(n)])
+    status = "done" if stop is None else _status(stop)
+    if stop is None and work.past_threshold(final=True):
+        from charter.pipeline.run import too_many_failures
+
+        stop, status = too_many_failures(work, runner.run_dir), "stopped: too many failures"
+    for stage in stages:
+        store.set_stage(stage, status, {**counts, "reason": str(stop) if stop else None, "shards": n})
+    return stop
+
+
+def _first_stop(results: list[dict[str, Any]]) -> CharterError | None:
+    for result in results:
+        if result["status"] != "done":
+            code, reason = result["exit_code"], result["reason"]
+            kind = {3: TooManyFailures, 4: BudgetExceeded}.get(code, CharterError)
+            return kind(f"a shard stopped: {reason}")
+    return None
+
+
+def _status(stop: CharterError) -> str:
+    if isinstance(stop, BudgetExceeded):
+        return "stopped: budget"
+    if isinstance(stop, TooManyFailures):
+        return "stopped: too many failures"
+    return "failed"
+
+
+def merge_shard(store: RunStore, folder: Path, cache: str | None) -> None:
+    """Copy a shard's items, failures and new usage into the run's store, and its cache rows into the cache."""
+    merged = store.meta("merged_usage") or {}
+    last = int(merged.get(folder.name, 0))
+
+    def work(db: sqlite3.Connection) -> int:
+        for table in ITEM_TABLES:
+            db.execute(f"INSERT OR REPLACE INTO main.{table} SELECT * FROM other.{table}")
+        # a shard's failure rows replace the run's for its items (a shard resolves them when it retries)
+        failures = "stage, item_id, fingerprint, kind, error, raw, attempts, session, resolved, created_at"
+        db.execute("DELETE FROM main.failures WHERE item_id IN (SELECT item_id FROM other.failures)")
+        db.execute(f"INSERT INTO main.failures ({failures}) SELECT {failures} FROM other.failures")
+        usage = "role, model, calls, cached, prompt_tokens, completion_tokens, cost_usd, estimated, created_at"
+        db.execute(f"INSERT INTO main.usage_events ({usage}) SELECT {usage} FROM other.usage_events WHERE id > ?",
+                   (last,))  # usage only grows: copy what is new since the last merge
+        return db.execute("SELECT COALESCE(MAX(id), 0) FROM other.usage_events").fetchone()[0]
+
+    newest = store.with_attached(folder / STORE_FILE, work)
+    store.set_meta(merged_usage={**merged, folder.name: max(last, newest)})
+    if cache and (folder / "calls.sqlite").exists():
+        target = CallCache(Path(cache).expanduser())
+        try:
+            target.merge_from(folder / "calls.sqlite")
+        finally:
+            target.close()
+
+
+def _ray(address: str | None, num_cpus: int | None) -> Any:
+    try:
+        import ray
+    except ImportError:
+        raise MissingExtra("ray", "ray") from None
+    if not ray.is_initialized():
+        if address in (None, "local"):
+            ray.init(num_cpus=num_cpus, include_dashboard=False, log_to_driver=True, configure_logging=False)
+        else:
+            ray.init(address=address, log_to_driver=True, configure_logging=False)
+    return ray
+
+
+def check_sharding(config: RunConfig) -> None:
+    """What sharding cannot do, before anything is written."""
+    if config.execution.engine != "ray":
+        return
+    if "synth" in config.stages:
+        raise ConfigError("execution.engine: ray: run the synth stage without ray first (its prompts then shard)")
+    json.dumps(config.model_dump(mode="json"))  # the config travels to the workers as JSON
