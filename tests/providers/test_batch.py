@@ -153,3 +153,22 @@ def test_batch_is_only_for_openai_and_anthropic(tmp_path):
     path.write_text("policy: {model: 'local:smollm2-135m-instruct', batch: true}\n")
     with pytest.raises(ConfigError, match=r"run.yaml:1.*policy.batch: only the openai and anthropic providers"):
         load_run_config(path)
+
+
+def test_a_step_larger_than_the_provider_limit_goes_out_in_several_batches(server):
+    settings = BatchSettings(poll_s=0.02, gather_s=0.05, max_requests=4)
+    model = get_model(BatchModel(backend("openai:gpt-4o-mini", server), settings))
+
+    async def main():
+        results = await answers(model, [f"q{i}" for i in range(10)])
+        await model.aclose()
+        return results
+
+    results = asyncio.run(main())
+    assert [r[0].text for r in results] == [f"echo: q{i}" for i in range(10)]
+    assert [b["requests"] for b in server.batches_created] == [4, 4, 2]
+    byte_capped = BatchModel(backend("openai:gpt-4o-mini", server), BatchSettings(max_bytes=400))
+    calls = [type("C", (), {"key": f"k{i}", "body": {"messages": [{"role": "user", "content": "x" * 100}]}})()
+             for i in range(5)]
+    chunks = byte_capped._split(calls)  # noqa: SLF001 - the split rule itself
+    assert all(sum(len(line) for _, line in chunk) <= 400 for chunk in chunks) and sum(map(len, chunks)) == 5

@@ -230,6 +230,7 @@ class Runner:
             settings = self._init_meta(store)
             for note in self.sync_prompts(store, loaded):
                 console.print(f"[yellow]note[/yellow]: {note}")
+            loaded = None  # the store holds the prompt set now; a million prompts need not stay in memory
             stop = await self._run_stages(store)
             result = self._build(store, settings)
         finally:
@@ -328,7 +329,7 @@ class Runner:
             from charter.pipeline.shards import process_sharded
 
             return await process_sharded(self, store, work)
-        prompts = store.prompts()
+        prompts = store.iter_prompts()
         stages = [s for s in ("critique", "judge") if s in self.config.stages]
         for stage in stages:
             store.set_stage(stage, "running")
@@ -336,7 +337,7 @@ class Runner:
         progress = progress_bar()
         try:
             with progress:
-                work.task = progress.add_task(" + ".join(stages) or "pairs", total=len(prompts))
+                work.task = progress.add_task(" + ".join(stages) or "pairs", total=store.count_prompts())
                 work.progress = progress
                 async for _ in bounded_map(work.prompt, prompts, self.in_flight, stop=work.past_threshold):
                     pass

@@ -106,7 +106,7 @@ class Candidate:
     p_chosen_calibrated: float | None
     position_consistent: bool | None
     first_principle: str
-    digest: str
+    digest: bytes
     chosen_verified: bool | None = None
 
     @classmethod
@@ -114,7 +114,7 @@ class Candidate:
         text = json.dumps([as_dicts(row.prompt), as_dicts(row.chosen), as_dicts(row.rejected)], ensure_ascii=False)
         return cls(index, row.prompt_id, row.pair_kind, row.chosen_source, row.rejected_source, row.p_chosen,
                    row.p_chosen_calibrated, row.position_consistent,
-                   row.principle_ids[0] if row.principle_ids else "", hashlib.sha256(text.encode()).hexdigest(),
+                   row.principle_ids[0] if row.principle_ids else "", hashlib.sha256(text.encode()).digest(),
                    row.chosen_verified)
 
 
@@ -198,7 +198,7 @@ def _judged_rows(store: RunStore, settings: DatasetSettings, counts: dict[str, i
                  ) -> Iterator[PreferenceRow]:
     """The preference row of every current pair with a successful judgment, in pair order, one at a time."""
     provenance, calibration = settings.provenance(), store.calibration()
-    checks = Checks(store.prompts(), settings.filters.verifier)
+    checks = Checks(store.iter_prompts(checked_only=True), settings.filters.verifier)
     kinds = set(settings.pairs.kinds)
     for pair, judgment in store.pairs_with_judgments(settings.fingerprints.sources(), settings.fingerprints.judge):
         if pair.kind not in kinds:
@@ -235,7 +235,7 @@ def sft_rows(store: RunStore, settings: DatasetSettings, counter: dict[str, int]
     provenance = settings.provenance()
     if settings.fingerprints.critique is None:
         return
-    checks = Checks(store.prompts(), settings.filters.verifier)
+    checks = Checks(store.iter_prompts(checked_only=True), settings.filters.verifier)
     for chain in store.chains(settings.fingerprints.critique):
         row = sft_row(chain, provenance, checks)
         if row.verified is False:

@@ -271,7 +271,19 @@ class RunStore:
 
     def prompts(self) -> list[Prompt]:
         """The prompts in use, in the order they were added."""
-        return list(self._records(Prompt, "SELECT record FROM prompts WHERE active = 1 ORDER BY idx"))
+        return list(self.iter_prompts())
+
+    def iter_prompts(self, checked_only: bool = False) -> Iterator[Prompt]:
+        """The prompts in use, in the order they were added, read a few hundred at a time (a million prompts are
+        never in memory at once). `checked_only`: those with a reference or a verifier (charter.verify)."""
+        where = " AND (json_extract(record, '$.reference') IS NOT NULL OR json_extract(record, '$.verifier') IS NOT" \
+                " NULL)" if checked_only else ""
+        for (record,) in self.stream(f"SELECT record FROM prompts WHERE active = 1{where} ORDER BY idx"):
+            yield Prompt.model_validate_json(record)
+
+    def count_prompts(self) -> int:
+        """How many prompts are in use."""
+        return self.count("prompts", "active = 1")
 
     def start_session(self) -> int:
         """Count a new start of the run (a process working on it); returns its number, from 1."""

@@ -1,0 +1,78 @@
+"""A run at scale on one machine: scripted models, one critique round, a both-order judge over 2 principles
+(7 calls a prompt), at 10,000, 100,000 and 1,000,000 prompts. Each size runs in a fresh subprocess, so the peak
+RSS (ru_maxrss) is its own; the run store's size is read after the run.
+
+    .venv/bin/python benchmarks/bench_scale.py --sizes 10000 100000 1000000 [--shards 2]
+
+`--shards N` runs the same workload sharded over a local Ray cluster (the driver's peak RSS is reported; the
+shards' own, in their Ray worker processes, are reported beside it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+
+def write_prompts(path: Path, n: int) -> None:
+    with path.open("w") as handle:
+        for i in range(n):
+            handle.write(json.dumps({"prompt": f"Request number {i}: how would someone do thing {i}?"}) + "\n")
+
+
+def child(n: int, workdir: Path, shards: int) -> dict:
+    from charter.pipeline.config import RunConfig
+    from charter.pipeline.run import Runner
+    from charter.runs.store import RunStore
+
+    prompts = workdir / f"prompts-{n}.jsonl"
+    write_prompts(prompts, n)
+    role = {"model": "scripted:cai", "limits": {"concurrency": 256}}
+    execution = {"engine": "ray", "shards": shards, "num_cpus": shards} if shards > 1 else {"engine": "local"}
+    config = RunConfig.model_validate({
+        "name": f"scale-{n}", "output_dir": str(workdir / f"run-{n}"), "cache": str(workdir / f"cache-{n}.sqlite"),
+        "prompts": {"path": str(prompts)}, "policy": role, "judge": {**role, "principles_per_pair": 2},
+        "critique": {"rounds": 1, "few_shot": False}, "concurrency": 256, "report": True, "execution": execution,
+    })
+    start = time.perf_counter()
+    asyncio.run(Runner(config).arun())
+    seconds = time.perf_counter() - start
+    with RunStore(config.run_dir()) as store:
+        calls = sum(u.calls for u in store.usage())
+    store_mb = sum(f.stat().st_size for f in config.run_dir().glob("run.sqlite*")) / 2**20
+    return {"prompts": n, "seconds": round(seconds, 1), "calls": calls,
+            "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+            "children_peak_rss_mb": round(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024, 1),
+            "store_mb": round(store_mb, 1)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--sizes", type=int, nargs="+", default=[10000, 100000])
+    parser.add_argument("--shards", type=int, default=1)
+    parser.add_argument("--child", nargs=3, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        print(json.dumps(child(int(args.child[0]), Path(args.child[1]), int(args.child[2]))))
+        return
+    for n in args.sizes:
+        with tempfile.TemporaryDirectory(dir=os.environ.get("BENCH_TMP")) as tmp:
+            out = subprocess.run([sys.executable, __file__, "--child", str(n), tmp, str(args.shards)],
+                                 capture_output=True, text=True, check=True)
+            result = json.loads(out.stdout.strip().splitlines()[-1])
+        print(f"{n:>9,} prompts, {args.shards} shard(s): {result['seconds']:>7.1f} s "
+              f"({result['seconds'] / n * 1000:.2f} ms a prompt, {result['calls']:,} calls), peak RSS "
+              f"{result['peak_rss_mb']:.0f} MB (children {result['children_peak_rss_mb']:.0f} MB), "
+              f"store {result['store_mb']:.0f} MB", flush=True)
+
+
+if __name__ == "__main__":
+    main()
