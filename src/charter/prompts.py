@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import io
+import itertools
 import hashlib
 import json
 import random
@@ -138,25 +139,25 @@ def _extras(row: dict, where: str) -> dict[str, str]:
     return out
 
 
-def load_prompts(config: PromptsConfig) -> PromptSet:
-    """Read, normalise, shuffle and limit prompts; empty and too-long prompts are counted."""
+def _source(config: PromptsConfig) -> tuple[str, Iterator[tuple[int, dict]]]:
     if config.inline is not None:
-        source, rows = "inline", ((i, {config.column: v}) for i, v in enumerate(config.inline, 1))
-    elif config.bundled:
+        return "inline", ((i, {config.column: v}) for i, v in enumerate(config.inline, 1))
+    if config.bundled:
         from charter.data import bundled_prompts_path
 
-        path = bundled_prompts_path()
-        source, rows = "bundled", _read_file(path)
-    elif config.hf_dataset:
-        source, rows = f"hf:{config.hf_dataset}", _read_hf(config)
-    else:
-        source, rows = str(config.path), _read_file(Path(str(config.path)))
-    out = PromptSet(counts={"prompts_total": 0, "prompts_empty": 0, "prompts_too_long": 0,
-                            "prompts_truncated": 0, "prompts_skipped_too_long": 0, "prompts_duplicate": 0})
+        return "bundled", _read_file(bundled_prompts_path())
+    if config.hf_dataset:
+        return f"hf:{config.hf_dataset}", _read_hf(config)
+    return str(config.path), _read_file(Path(str(config.path)))
+
+
+def _prompts(config: PromptsConfig, counts: dict[str, int]) -> Iterator[Prompt]:
+    """The source's prompts, normalised and checked, one at a time (empty, too-long and duplicate ones counted
+    into `counts` and left out). Holds only the ids seen, for the duplicates."""
+    source, rows = _source(config)
     seen: set[str] = set()
-    collected: list[Prompt] = []
     for line_no, row in rows:
-        out.counts["prompts_total"] += 1
+        counts["prompts_total"] += 1
         value = row.get(config.column)
         if value is None and config.column == "prompt":
             value = row.get("messages")
@@ -165,25 +166,59 @@ def load_prompts(config: PromptsConfig) -> PromptSet:
             raise ConfigError(f"{where}: no '{config.column}' column (columns: {', '.join(sorted(row))})")
         messages = as_messages(value, where, error=ConfigError, allow_empty=True)
         if not messages:
-            out.counts["prompts_empty"] += 1
+            counts["prompts_empty"] += 1
             continue
         if config.max_prompt_tokens:
             max_chars = config.max_prompt_tokens * CHARS_PER_TOKEN
             if sum(len(m.content) for m in messages) > max_chars:
-                out.counts["prompts_too_long"] += 1
+                counts["prompts_too_long"] += 1
                 if config.too_long == "skip":
-                    out.counts["prompts_skipped_too_long"] += 1
+                    counts["prompts_skipped_too_long"] += 1
                     continue
-                out.counts["prompts_truncated"] += 1
+                counts["prompts_truncated"] += 1
                 messages = _truncate(messages, max_chars)
         pid = prompt_id(messages)
         if pid in seen:
-            out.counts["prompts_duplicate"] += 1
+            counts["prompts_duplicate"] += 1
             continue
         seen.add(pid)
-        collected.append(Prompt(prompt_id=pid, messages=messages, source=source, **_extras(row, where)))
+        yield Prompt(prompt_id=pid, messages=messages, source=source, **_extras(row, where))
+
+
+def _new_counts() -> dict[str, int]:
+    return {"prompts_total": 0, "prompts_empty": 0, "prompts_too_long": 0, "prompts_truncated": 0,
+            "prompts_skipped_too_long": 0, "prompts_duplicate": 0}
+
+
+class StreamedPrompts:
+    """A checked prompt source that is read again each time it is iterated, so that a million prompts are never in
+    memory at once (only their ids, for duplicates). `len()` is the number of prompts in use."""
+
+    def __init__(self, config: PromptsConfig, used: int) -> None:
+        self.config, self.used = config, used
+
+    def __iter__(self) -> Iterator[Prompt]:
+        return itertools.islice(_prompts(self.config, _new_counts()), self.config.limit or None)
+
+    def __len__(self) -> int:
+        return self.used
+
+    def __bool__(self) -> bool:
+        return self.used > 0
+
+
+def load_prompts(config: PromptsConfig, stream: bool = False) -> PromptSet:
+    """Read, normalise, shuffle and limit prompts; empty and too-long prompts are counted.
+
+    `stream`: check and count the whole source in one pass without keeping it, and give `rows` that read it again
+    when iterated (a shuffle needs the whole set, so a shuffled source is held in memory all the same)."""
+    counts = _new_counts()
+    if stream and not config.shuffle:
+        kept = sum(1 for _ in _prompts(config, counts))  # the whole source is checked and counted
+        used = min(kept, config.limit) if config.limit else kept
+        return PromptSet(rows=StreamedPrompts(config, used), counts={**counts, "prompts_used": used})  # type: ignore[arg-type]
+    collected = list(_prompts(config, counts))
     if config.shuffle:
         random.Random(config.seed).shuffle(collected)
-    out.rows = collected[: config.limit] if config.limit else collected
-    out.counts["prompts_used"] = len(out.rows)
-    return out
+    rows = collected[: config.limit] if config.limit else collected
+    return PromptSet(rows=rows, counts={**counts, "prompts_used": len(rows)})

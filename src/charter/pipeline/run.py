@@ -72,7 +72,7 @@ def checked_prompts(config: RunConfig, first_start: bool) -> PromptSet | None:
 
     On a resume with `on_change: keep` an unreadable source only warns: the run has its prompt set."""
     try:
-        prompts = load_prompts(config.prompts)
+        prompts = load_prompts(config.prompts, stream=True)  # checked in one pass, not held
     except ConfigError as exc:
         if first_start or config.prompts.on_change != "keep":
             raise

@@ -6,6 +6,7 @@ The figures read single JSON fields with SQLite's json functions instead of deco
 
 from __future__ import annotations
 
+import json
 from typing import Any, Iterable
 
 from pydantic import Field
@@ -93,71 +94,46 @@ def _marks(values: list) -> str:
     return ",".join("?" * len(values)) or "NULL"
 
 
-def _pair_facts(store: RunStore, fp: Fingerprints) -> dict[str, dict]:
-    """pair_id -> kind, sources, prompt id and the two responses' lengths in characters (current pairs)."""
-    sources = fp.sources()
-    rows = store.execute(
-        "SELECT pair_id, prompt_id, kind, json_extract(record, '$.a_source'), json_extract(record, '$.b_source'),"
-        f" length(json_extract(record, '$.a')), length(json_extract(record, '$.b')) FROM pairs"
-        f" WHERE source_fingerprint IN ({_marks(sources)})", sources)
-    keys = ("prompt_id", "kind", "a_source", "b_source", "len_a", "len_b")
-    return {row[0]: dict(zip(keys, row[1:])) for row in rows}
-
-
-def _critique_principles(store: RunStore, fp: Fingerprints) -> dict[str, set[str]]:
-    """prompt_id -> the principle ids used in its critique rounds."""
-    found: dict[str, set[str]] = {}
-    for prompt_id, principle_id in store.execute(
-        "SELECT c.prompt_id, json_extract(r.value, '$.principle_id') FROM chains c, json_each(c.record, '$.rounds') r"
-        " WHERE c.fingerprint = ?", (fp.critique,)
-    ):
-        if principle_id is not None:
-            found.setdefault(prompt_id, set()).add(principle_id)
-    return found
-
-
-def _judge_principles(store: RunStore, fp: Fingerprints) -> dict[str, list[tuple]]:
-    """pair_id -> [(principle_id, p_a, consistent)] from each successful judgment's votes."""
-    found: dict[str, list[tuple]] = {}
-    for pair_id, *entry in store.execute(
-        "SELECT j.pair_id, json_extract(p.value, '$.principle_id'), json_extract(p.value, '$.p_a'),"
-        " json_extract(p.value, '$.consistent') FROM judgments j, json_each(j.record, '$.principles') p"
-        " WHERE j.fingerprint = ? AND j.status = 'ok'", (fp.judge,)
-    ):
-        found.setdefault(pair_id, []).append(tuple(entry))
-    return found
-
-
 def _ordered(tallies: dict[str, _Tally], order: Iterable[str]) -> dict[str, Figures]:
     known = [p for p in order if p in tallies]
     return {p: tallies[p].figures() for p in known + sorted(set(tallies) - set(known))}
 
 
 def judge_stats(store: RunStore, fp: Fingerprints, principle_order: Iterable[str] = ()) -> JudgeStats:
-    """Judge diagnostics over the current pairs' successful judgments (current judge settings)."""
-    pairs, rounds, per_judge = _pair_facts(store, fp), _critique_principles(store, fp), _judge_principles(store, fp)
+    """Judge diagnostics over the current pairs' successful judgments (current judge settings).
+
+    One query streams each judgment with its pair's facts, its per-principle votes and its prompt's critique
+    principles, so memory stays flat however many pairs there are (a million pairs held as dicts took GBs)."""
+    sources = fp.sources()
     overall, per_principle, per_critique = _Tally(), {}, {}
     longer = decided = failed = 0
-    for pair_id, status, p_a, consistent in store.execute(
-        "SELECT pair_id, status, json_extract(record, '$.p_a'), json_extract(record, '$.position_consistent')"
-        " FROM judgments WHERE fingerprint = ? ORDER BY rowid", (fp.judge,)
+    sql = (
+        "SELECT j.status, json_extract(j.record, '$.p_a'), json_extract(j.record, '$.position_consistent'), p.kind,"
+        " json_extract(p.record, '$.a_source'), json_extract(p.record, '$.b_source'),"
+        " length(json_extract(p.record, '$.a')), length(json_extract(p.record, '$.b')),"
+        " (SELECT json_group_array(json_array(json_extract(v.value, '$.principle_id'), json_extract(v.value, '$.p_a'),"
+        "  json_extract(v.value, '$.consistent'))) FROM json_each(j.record, '$.principles') v),"
+        " (SELECT json_group_array(json_extract(r.value, '$.principle_id')) FROM chains c,"
+        "  json_each(c.record, '$.rounds') r WHERE c.prompt_id = p.prompt_id AND c.fingerprint IS ?)"
+        " FROM judgments j JOIN pairs p ON p.pair_id = j.pair_id"
+        f" WHERE j.fingerprint = ? AND p.source_fingerprint IN ({_marks(sources)}) ORDER BY j.rowid"
+    )
+    for status, p_a, consistent, kind, a_source, b_source, len_a, len_b, votes, rounds in store.stream(
+        sql, (fp.critique, fp.judge, *sources)
     ):
-        pair = pairs.get(pair_id)
-        if pair is None:
-            continue  # a pair of older chains or samples
         if status != "ok":
             failed += 1
             continue
-        side = revision_side(pair["kind"], pair["a_source"], pair["b_source"])
+        side = revision_side(kind, a_source, b_source)
         overall.add(p_a, _bool(consistent), side)
-        for principle_id, p, principle_consistent in per_judge.get(pair_id, ()):
+        for principle_id, p, principle_consistent in json.loads(votes or "[]"):
             per_principle.setdefault(principle_id, _Tally()).add(p, _bool(principle_consistent), side)
         if side is not None:
-            for principle_id in rounds.get(pair["prompt_id"], ()):
+            for principle_id in {r for r in json.loads(rounds or "[]") if r is not None}:
                 per_critique.setdefault(principle_id, _Tally()).add(p_a, None, side)
-        if p_a != 0.5 and pair["len_a"] is not None and pair["len_a"] != pair["len_b"]:
+        if p_a != 0.5 and len_a is not None and len_a != len_b:
             decided += 1
-            longer += (p_a > 0.5) == (pair["len_a"] > pair["len_b"])
+            longer += (p_a > 0.5) == (len_a > len_b)
     order = list(principle_order)
     return JudgeStats(
         **overall.figures().model_dump(), failed=failed, position_checked=overall.checked,

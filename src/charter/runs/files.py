@@ -90,8 +90,17 @@ class RunFiles:
             return []
         import pyarrow.parquet as pq
 
-        table = pq.read_table(path).take(sorted(indices))
-        return [_typed(PreferenceRow, row, path, i) for i, row in zip(sorted(indices), table.to_pylist())]
+        wanted, found, start = sorted(set(indices)), [], 0
+        for batch in pq.ParquetFile(path).iter_batches(batch_size=2000):  # a batch at a time: flat memory
+            end = start + batch.num_rows
+            inside = [i for i in wanted if start <= i < end]
+            if inside:
+                rows = batch.take([i - start for i in inside]).to_pylist()
+                found += [_typed(PreferenceRow, row, path, i) for i, row in zip(inside, rows)]
+            if end > wanted[-1]:
+                break
+            start = end
+        return found
 
     def sft(self) -> list[SFTRow]:
         """data/sft.* as records."""

@@ -253,14 +253,13 @@ class RunStore:
     def put_prompts(self, prompts: Iterable[Prompt]) -> None:
         """Add prompts to the prompt set (in use); ids already stored are kept as they are, and put in use."""
         start = self.count("prompts")
-        rows = [(p.prompt_id, start + i, p.model_dump_json()) for i, p in enumerate(prompts)]
+        rows = ((p.prompt_id, start + i, p.model_dump_json()) for i, p in enumerate(prompts))  # streamed in
 
         def work(db: Any) -> None:
-            db.executemany("INSERT OR IGNORE INTO prompts (prompt_id, idx, active, record) VALUES (?, ?, 1, ?)", rows)
-            db.executemany("UPDATE prompts SET active = 1 WHERE prompt_id = ?", [(r[0],) for r in rows])
+            db.executemany("INSERT INTO prompts (prompt_id, idx, active, record) VALUES (?, ?, 1, ?)"
+                           " ON CONFLICT (prompt_id) DO UPDATE SET active = 1", rows)
 
-        if rows:
-            self.transaction(work)
+        self.transaction(work)
 
     def keep_prompts(self, prompt_ids: set[str]) -> int:
         """Take every prompt not in `prompt_ids` out of use (its items stay in the store); returns how many."""
