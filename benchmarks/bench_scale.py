@@ -4,8 +4,8 @@ RSS (ru_maxrss) is its own; the run store's size is read after the run.
 
     .venv/bin/python benchmarks/bench_scale.py --sizes 10000 100000 1000000 [--shards 2]
 
-`--shards N` runs the same workload sharded over a local Ray cluster (the driver's peak RSS is reported; the
-shards' own, in their Ray worker processes, are reported beside it).
+`--shards N` runs the same workload sharded over a local Ray cluster (the driver's peak RSS is reported, and the
+largest shard's, in its Ray worker process, beside it).
 """
 
 from __future__ import annotations
@@ -47,10 +47,11 @@ def child(n: int, workdir: Path, shards: int) -> dict:
     seconds = time.perf_counter() - start
     with RunStore(config.run_dir()) as store:
         calls = sum(u.calls for u in store.usage())
+        shard_peak = (store.stages().get("judge", {}).get("counts") or {}).get("shard_peak_rss_mb")
     store_mb = sum(f.stat().st_size for f in config.run_dir().glob("run.sqlite*")) / 2**20
     return {"prompts": n, "seconds": round(seconds, 1), "calls": calls,
             "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
-            "children_peak_rss_mb": round(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024, 1),
+            "shard_peak_rss_mb": shard_peak,
             "store_mb": round(store_mb, 1)}
 
 
@@ -70,7 +71,8 @@ def main() -> None:
             result = json.loads(out.stdout.strip().splitlines()[-1])
         print(f"{n:>9,} prompts, {args.shards} shard(s): {result['seconds']:>7.1f} s "
               f"({result['seconds'] / n * 1000:.2f} ms a prompt, {result['calls']:,} calls), peak RSS "
-              f"{result['peak_rss_mb']:.0f} MB (children {result['children_peak_rss_mb']:.0f} MB), "
+              f"{result['peak_rss_mb']:.0f} MB" + (f" (shards' peak {result['shard_peak_rss_mb']:.0f} MB)"
+                                                if result["shard_peak_rss_mb"] else "") + ", "
               f"store {result['store_mb']:.0f} MB", flush=True)
 
 

@@ -101,8 +101,17 @@ def run_shard(config_data: dict[str, Any], prompts_data: list[dict[str, Any]]) -
     try:
         asyncio.run(runner.arun())
     except CharterError as exc:
-        return {"status": "stopped", "reason": str(exc), "exit_code": exc.exit_code}
-    return {"status": "done", "reason": None, "exit_code": 0}
+        return {"status": "stopped", "reason": str(exc), "exit_code": exc.exit_code, "peak_rss_mb": _peak_mb()}
+    return {"status": "done", "reason": None, "exit_code": 0, "peak_rss_mb": _peak_mb()}
+
+
+def _peak_mb() -> float | None:
+    """This process's peak resident memory in MB (None where the platform has no `resource`)."""
+    try:
+        import resource
+    except ImportError:
+        return None
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
 
 
 def shard_done(folder: Path, config: RunConfig) -> bool:
@@ -148,7 +157,9 @@ async def process_sharded(runner: Runner, store: RunStore, work: Any) -> Charter
             index = pending.pop(ready[0])
             results[index] = ray.get(ready[0])
             merge_shard(store, shard_dir(runner.run_dir, index, n), config.cache)
-            console.print(f"shard {index + 1}/{n}: {results[index]['status']}")
+            peak = results[index].get("peak_rss_mb")
+            console.print(f"shard {index + 1}/{n}: {results[index]['status']}" + (f" (peak RSS {peak:.0f} MB)"
+                                                                                    if peak else ""))
     except BaseException:
         for ref in pending:
             ray.cancel(ref, force=True)  # a shard is a run directory: the next run resumes it
@@ -174,7 +185,9 @@ async def process_sharded(runner: Runner, store: RunStore, work: Any) -> Charter
 
         stop, status = too_many_failures(work, runner.run_dir), "stopped: too many failures"
     for stage in stages:
-        store.set_stage(stage, status, {**counts, "reason": str(stop) if stop else None, "shards": n})
+        peaks = [r.get("peak_rss_mb") for r in results.values() if r.get("peak_rss_mb")]
+        store.set_stage(stage, status, {**counts, "reason": str(stop) if stop else None, "shards": n,
+                                        "shard_peak_rss_mb": max(peaks) if peaks else None})
     return stop
 
 

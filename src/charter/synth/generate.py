@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import math
 import random
 import re
 import time
@@ -225,7 +226,9 @@ class Synthesizer:
                 budget = int(target * config.max_calls_per_prompt) - calls[bucket.name]
                 if short <= 0 or budget <= 0:
                     continue
-                for _ in range(min(config.batch, budget)):
+                # no more calls than the bucket still needs (with room for what the filters drop): a round that
+                # asked for `batch` regardless wrote 880 surplus prompts to keep 400 in the benchmark
+                for _ in range(min(config.batch, budget, math.ceil(short * 1.5))):
                     planned.append(_plan(config, bucket, calls[bucket.name], self.pool(bucket), self.constitution))
                     calls[bucket.name] += 1
             if not planned:
