@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import json
 import math
 import sqlite3
 from pathlib import Path
@@ -75,29 +74,28 @@ def _divided(limits: dict[str, Any], n: int) -> dict[str, Any]:
     return out
 
 
-class ShardRunner(Runner):
-    """A run directory holding one shard of a run: its prompts are given, not read from the source."""
+#: In a shard's directory: its prompts, written by the driver from the run's store (JSON Lines of `Prompt`).
+SHARD_PROMPTS = "shard-prompts.jsonl"
 
-    def __init__(self, config: RunConfig, prompts: list[Prompt]) -> None:
-        super().__init__(config)
-        self.shard_prompts = prompts
+
+class ShardRunner(Runner):
+    """A run directory holding one shard of a run: its prompts come from the driver's file, not the source."""
 
     def prepare(self) -> None:  # the driver checked the prompts; a shard checks its credentials on its node
         check_credentials(self.config)
 
     def sync_prompts(self, store: RunStore, loaded: Any) -> list[str]:
-        if not store.count("prompts"):
-            store.put_prompts(self.shard_prompts)
+        with (self.run_dir / SHARD_PROMPTS).open(encoding="utf-8") as handle:  # new ones added, streamed
+            store.put_prompts(Prompt.model_validate_json(line) for line in handle)
         return []
 
     def _build(self, store: RunStore, settings: Any) -> Any:  # the driver builds the dataset from the merge
         return None
 
 
-def run_shard(config_data: dict[str, Any], prompts_data: list[dict[str, Any]]) -> dict[str, Any]:
-    """Run one shard to its end (a Ray task); returns its status, reason and exit code."""
-    config = RunConfig.model_validate(config_data)
-    runner = ShardRunner(config, [Prompt.model_validate(p) for p in prompts_data])
+def run_shard(config_data: dict[str, Any]) -> dict[str, Any]:
+    """Run one shard to its end (a Ray task); returns its status, reason, exit code and peak memory."""
+    runner = ShardRunner(RunConfig.model_validate(config_data))
     try:
         asyncio.run(runner.arun())
     except CharterError as exc:
@@ -114,13 +112,32 @@ def _peak_mb() -> float | None:
     return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
 
 
-def shard_done(folder: Path, config: RunConfig) -> bool:
-    """Whether a shard finished its stages under the settings in effect (then it is not started again)."""
+def write_shard_prompts(store: RunStore, run_dir: Path, shards: int) -> list[int]:
+    """Write each shard's prompts (streamed from the run's store) into its directory; returns their counts."""
+    handles, sizes = [], [0] * shards
+    try:
+        for i in range(shards):
+            folder = shard_dir(run_dir, i, shards)
+            folder.mkdir(parents=True, exist_ok=True)
+            handles.append((folder / SHARD_PROMPTS).open("w", encoding="utf-8"))
+        for prompt in store.iter_prompts():
+            index = shard_of(prompt.prompt_id, shards)
+            handles[index].write(prompt.model_dump_json() + "\n")
+            sizes[index] += 1
+    finally:
+        for handle in handles:
+            handle.close()
+    return sizes
+
+
+def shard_done(folder: Path, config: RunConfig, prompts: int) -> bool:
+    """Whether a shard finished its stages for all its prompts under the settings in effect (then it is not started
+    again)."""
     if not (folder / STORE_FILE).exists():
         return False
     with RunStore(folder) as store:
         stages = store.stages()
-        same = store.meta("config") == config.model_dump(mode="json")
+        same = store.meta("config") == config.model_dump(mode="json") and store.count_prompts() == prompts
     return same and all(stages.get(s, {}).get("status") == "done" for s in config.stages)
 
 
@@ -131,20 +148,17 @@ async def process_sharded(runner: Runner, store: RunStore, work: Any) -> Charter
     config = runner.config
     n = config.execution.shards
     ray = _ray(config.execution.address, config.execution.num_cpus)
-    prompts = store.prompts()
-    groups: list[list[Prompt]] = [[] for _ in range(n)]
-    for prompt in prompts:
-        groups[shard_of(prompt.prompt_id, n)].append(prompt)
+    sizes = write_shard_prompts(store, runner.run_dir, n)
     stages = [s for s in SHARD_STAGES if s in config.stages]
     for stage in stages:
         store.set_stage(stage, "running")
     configs = [shard_config(config, i) for i in range(n)]
     remote = ray.remote(num_cpus=1, max_retries=0)(run_shard)
     pending, results = {}, {}
-    for i, group in enumerate(groups):
+    for i, size in enumerate(sizes):
         folder = shard_dir(runner.run_dir, i, n)
-        if group and not shard_done(folder, configs[i]):
-            pending[remote.remote(configs[i].model_dump(mode="json"), [p.model_dump(mode="json") for p in group])] = i
+        if size and not shard_done(folder, configs[i], size):
+            pending[remote.remote(configs[i].model_dump(mode="json"))] = i
         else:
             results[i] = {"status": "done", "reason": None, "exit_code": 0, "skipped": True}
     started = len(pending)
@@ -254,4 +268,3 @@ def check_sharding(config: RunConfig) -> None:
         return
     if "synth" in config.stages:
         raise ConfigError("execution.engine: ray: run the synth stage without ray first (its prompts then shard)")
-    json.dumps(config.model_dump(mode="json"))  # the config travels to the workers as JSON
