@@ -4,9 +4,7 @@ README.md and docs/ runs (scripted models stand in where a real one is named), e
 from __future__ import annotations
 
 import json
-import os
 import re
-import shutil
 from pathlib import Path
 
 import pytest

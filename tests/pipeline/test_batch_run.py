@@ -97,8 +97,10 @@ def test_batch_run_matches_the_synchronous_run_at_half_the_cost(tmp_path, monkey
 
 def _start_run(config: Path, server: BatchServer, tmp_path: Path) -> subprocess.Popen:
     env = {**os.environ, "OPENAI_BASE_URL": server.openai_url}
+    # a shell runs background jobs with SIGINT ignored, and a child inherits that: give it Python's default back
     return subprocess.Popen([sys.executable, "-m", "charter.cli", "run", str(config)], env=env, cwd=tmp_path,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
 
 
 def _wait_for_journal(run_dir: Path, process: subprocess.Popen) -> None:

@@ -17,7 +17,7 @@ from charter.providers.scripted import ScriptedModel, register_script
 from charter.synth.api import synthesize
 from charter.synth.config import SynthConfig, SynthFilters
 from charter.synth.dedup import COSINE, EXACT, ROUGE, Deduper, normalise
-from charter.synth.generate import Synthesizer, buckets, clean, quotas
+from charter.synth.generate import buckets, clean, quotas
 
 WORDS = ("river mountain garden kitchen engine violin planet market ladder window harbor forest camera bridge "
          "lantern pocket island rocket teacup blanket castle desert jacket marble needle orchard pepper quartz "

@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import json
 import string
-from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 

@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Callable
 
-from charter.testing.loopback import _REASONS, LoopbackServer, Recorded, _Connection, _error_body, echo_reply
+from charter.testing.loopback import LoopbackServer, Recorded, _Connection, _error_body, echo_reply
 
 _BATCH_PATH = re.compile(r"/v1/(files|batches|messages/batches)(/.*)?")
 _CUSTOM_ID = re.compile(r"[a-zA-Z0-9_-]{1,64}")
@@ -95,17 +95,8 @@ def _multipart(content_type: str, raw: bytes) -> dict[str, tuple[str | None, byt
 
 def _send(conn: _Connection, code: int, content_type: str, payload: bytes, keep_alive: bool,
           headers: tuple[tuple[str, str], ...] = ()) -> bool:
-    """Like `_Connection.send`, with a content type of our choosing."""
-    transport = conn.transport
-    if transport is None or transport.is_closing():
-        return False
-    head = [f"HTTP/1.1 {code} {_REASONS.get(code, 'Error')}", f"content-type: {content_type}",
-            f"content-length: {len(payload)}", "connection: " + ("keep-alive" if keep_alive else "close")]
-    head += [f"{name}: {value}" for name, value in headers]
-    transport.write(("\r\n".join(head) + "\r\n\r\n").encode("latin-1") + payload)
-    if not keep_alive:
-        transport.close()
-    return True
+    """`_Connection.send` with a content type of our choosing."""
+    return conn.send(code, headers, payload, keep_alive, content_type)
 
 
 class BatchServer(LoopbackServer):

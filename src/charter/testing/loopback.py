@@ -342,12 +342,13 @@ class _Connection(asyncio.Protocol):
             del self.buffer[: end + 4 + length]
             self.server.respond(self, method, path, headers, raw)
 
-    def send(self, code: int, headers: tuple[tuple[str, str], ...], payload: bytes, keep_alive: bool = True) -> bool:
+    def send(self, code: int, headers: tuple[tuple[str, str], ...], payload: bytes, keep_alive: bool = True,
+             content_type: str = "application/json") -> bool:
         """Write a reply; False when the client had gone (a timeout) or the connection was dropped."""
         transport = self.transport
         if transport is None or transport.is_closing():
             return False
-        head = [f"HTTP/1.1 {code} {_REASONS.get(code, 'Error')}", "content-type: application/json",
+        head = [f"HTTP/1.1 {code} {_REASONS.get(code, 'Error')}", f"content-type: {content_type}",
                 f"content-length: {len(payload)}", "connection: " + ("keep-alive" if keep_alive else "close")]
         head += [f"{name}: {value}" for name, value in headers]
         transport.write(("\r\n".join(head) + "\r\n\r\n").encode("latin-1") + payload)
