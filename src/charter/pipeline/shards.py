@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import importlib.util
 import math
 import sqlite3
 from pathlib import Path
@@ -268,3 +269,5 @@ def check_sharding(config: RunConfig) -> None:
         return
     if "synth" in config.stages:
         raise ConfigError("execution.engine: ray: run the synth stage without ray first (its prompts then shard)")
+    if importlib.util.find_spec("ray") is None:  # before the run directory is written, not after
+        raise MissingExtra("ray", "ray")
