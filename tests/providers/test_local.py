@@ -66,7 +66,9 @@ def tiny_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def tiny(tiny_dir: Path) -> LocalModel:
-    model = LocalModel(str(tiny_dir), batch_size=4, device="cpu")
+    # float32: these tests compare batched and one-at-a-time runs exactly; bf16 (the CPU default where the
+    # CPU has it) rounds differently with the batch's shape
+    model = LocalModel(str(tiny_dir), batch_size=4, device="cpu", dtype="float32")
     model.load()
     return model
 
@@ -262,8 +264,12 @@ def test_bad_dtype_and_batch_size_are_user_errors(tiny_dir: Path) -> None:
         LocalModel(str(tiny_dir), batch_size=0)
 
 
-def test_dtype_defaults_to_float32_on_cpu(tiny_dir: Path) -> None:
+def test_dtype_defaults_to_bfloat16_where_the_cpu_has_it(tiny_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(local, "cpu_has_bf16", lambda: False)
     assert LocalModel(str(tiny_dir), device="cpu")._torch_dtype() == torch.float32
+    monkeypatch.setattr(local, "cpu_has_bf16", lambda: True)
+    assert LocalModel(str(tiny_dir), device="cpu")._torch_dtype() == torch.bfloat16
+    monkeypatch.undo()
     assert LocalModel(str(tiny_dir), device="cuda")._torch_dtype() == torch.bfloat16
     assert LocalModel(str(tiny_dir), device="cpu", dtype="bfloat16")._torch_dtype() == torch.bfloat16
 

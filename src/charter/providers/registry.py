@@ -19,7 +19,7 @@ OPTIONS: dict[str, tuple[str, ...]] = {
     "openai": ("extra_body",),
     "openai-compatible": ("extra_body",),
     "anthropic": ("base_url", "extra_body", "sampling_params"),
-    "local": ("batch_size", "device", "dtype", "cache_dir", "max_length"),
+    "local": ("batch_size", "device", "dtype", "cache_dir", "max_length", "threads", "prefix_cache_mb", "engine"),
     "scripted": ("latency_s", "batch_size"),
 }
 

@@ -1,0 +1,332 @@
+"""The embedded model on the quickstart workload: where the time goes, and how it compares.
+
+`profile` runs `examples/quickstart.yaml` (critique and judge stages) with a fresh call cache and
+instruments the local provider from outside: model load, tokenisation (chat template + tokenizer),
+the shared-prefix forward, prefill, decode steps, padding waste, and the Python left over per batch.
+
+    .venv/bin/python benchmarks/bench_local.py profile [--set prompts.limit=16] [--threads N]
+
+`peer` runs the same workload twice, side by side in one invocation: through `local:` and through
+llama-cpp-python's OpenAI-compatible server serving the same GGUF (when `--llama-python` points at
+an interpreter that has `llama_cpp`), reached with charter's `openai-compatible:` provider.
+
+    .venv/bin/python benchmarks/bench_local.py peer --llama-python /tmp/llamavenv/bin/python
+
+`shared` runs the quickstart quiet, then beside a second process that runs the embedded model
+(another quickstart in its own cache), and reports the ratio.
+
+    .venv/bin/python benchmarks/bench_local.py shared
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+QUICKSTART = ROOT / "examples" / "quickstart.yaml"
+LIVE: list[Any] = []
+
+
+class Profile:
+    """Counters filled by the wrappers below."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = defaultdict(float)
+        self.counts: dict[str, int] = defaultdict(int)
+        self.phase = "other"
+
+    def add(self, key: str, seconds: float, count: int = 1) -> None:
+        self.seconds[key] += seconds
+        self.counts[key] += count
+
+
+def instrument(profile: Profile) -> None:
+    """Wrap the local provider's methods and the model's forward with timers."""
+    import torch
+
+    from charter.providers import local
+
+    cls = local.LocalModel
+
+    def timed(name: str, key: str, phase: str | None = None) -> None:
+        original = getattr(cls, name)
+
+        def wrapper(self: Any, *args: Any, **kwargs: Any) -> Any:
+            before, profile.phase = profile.phase, phase or profile.phase
+            start = time.perf_counter()
+            try:
+                return original(self, *args, **kwargs)
+            finally:
+                profile.add(key, time.perf_counter() - start)
+                profile.phase = before
+
+        setattr(cls, name, wrapper)
+
+    timed("load", "load")
+
+    timed("_encode", "tokenise")
+    timed("_batch_inputs", "batch_inputs (prefix forward + padding)", "prefix")
+    timed("_generate_batch", "generate batches", "generate")
+    timed("_next_token_logprobs", "choice batches", "choice")
+
+    original_load = cls.load
+
+    def load(self: Any) -> None:
+        fresh = self._model is None
+        original_load(self)
+        if fresh:
+            model = self._model
+
+            def pre(module: Any, args: Any, kwargs: Any) -> None:
+                module._bench_start = time.perf_counter()
+
+            def post(module: Any, args: Any, kwargs: Any, output: Any) -> None:
+                spent = time.perf_counter() - module._bench_start
+                ids = kwargs.get("input_ids")
+                mask = kwargs.get("attention_mask")
+                rows, width = ids.shape if ids is not None else (0, 0)
+                if profile.phase == "prefix":
+                    kind = "forward: shared prefix"
+                elif profile.phase == "choice":
+                    kind = "forward: judge (one pass)"
+                elif width > 1:
+                    kind = "forward: generate prefill"
+                else:
+                    kind = "forward: generate decode step"
+                profile.add(kind, spent)
+                profile.counts[kind + " tokens"] += rows * width
+                if mask is not None and width > 1:
+                    real = int(mask[:, -width:].sum())
+                    profile.counts[kind + " pad tokens"] += rows * width - real
+                if kind == "forward: generate decode step" and mask is not None:
+                    # rows already finished still cost a decode step each: count them as waste
+                    pass
+
+            model.register_forward_pre_hook(pre, with_kwargs=True)
+            model.register_forward_hook(post, with_kwargs=True)
+
+    cls.load = load
+
+    from charter.providers import local_decode
+
+    decoder = local_decode.Decoder
+    forward = decoder._forward
+
+    def decoder_forward(self: Any, ids: Any, positions: Any, prefix: Any, own: Any, visible: Any) -> Any:
+        start = time.perf_counter()
+        try:
+            return forward(self, ids, positions, prefix, own, visible)
+        finally:
+            rows, width = ids.shape
+            if own is None and profile.phase != "choice":
+                kind = "forward: shared prefix"
+            elif profile.phase == "choice":
+                kind = "forward: judge (one pass)"
+            elif width > 1:
+                kind = "forward: generate prefill"
+            else:
+                kind = "forward: generate decode step"
+            profile.add(kind, time.perf_counter() - start)
+            profile.counts[kind + " tokens"] += rows * width
+            if visible is not None and width > 1 and own is not None or profile.phase == "choice":
+                real = int(visible[:, -1, :].sum()) if visible is not None else rows * width
+                profile.counts[kind + " pad tokens"] += rows * width - real
+
+    decoder._forward = decoder_forward
+    init = decoder.__init__
+
+    def remember(self: Any, *args: Any, **kwargs: Any) -> None:
+        init(self, *args, **kwargs)
+        LIVE.append(self)
+
+    decoder.__init__ = remember
+    original_prefix = decoder.prefix
+
+    def prefix(self: Any, tokens: Any) -> Any:
+        before, profile.phase = profile.phase, "prefix"
+        try:
+            return original_prefix(self, tokens)
+        finally:
+            profile.phase = before
+
+    decoder.prefix = prefix
+    del torch
+
+
+def timed_run(overrides: list[str], root: Path) -> dict[str, Any]:
+    """One quickstart run (critique + judge) in `root` with a fresh call cache: wall time and tokens."""
+    import charter
+    from charter.runs.store import RunStore
+
+    start = time.perf_counter()
+    charter.run(QUICKSTART, overrides=[f"cache={root / 'calls.sqlite'}", f"output_dir={root / 'run'}",
+                                       "stages=[critique,judge]", "report=false", *overrides])
+    wall = time.perf_counter() - start
+    store = RunStore(root / "run")
+    try:
+        usage = store.usage()
+    finally:
+        store.close()
+    prompt = sum(u.prompt_tokens for u in usage)
+    completion = sum(u.completion_tokens for u in usage)
+    calls = sum(u.calls for u in usage)
+    return {"wall_s": round(wall, 1), "calls": calls, "prompt_tokens": prompt, "completion_tokens": completion,
+            "tokens_per_s": round((prompt + completion) / wall, 1), "generated_per_s": round(completion / wall, 1)}
+
+
+def llama_server(python: str, port: int, threads: int) -> subprocess.Popen:
+    """llama-cpp-python's OpenAI-compatible server on the embedded GGUF, with its prompt cache on."""
+    from charter.providers.local import embedded_gguf_file
+
+    command = [python, "-m", "llama_cpp.server", "--model", str(embedded_gguf_file()), "--host", "127.0.0.1",
+               "--port", str(port), "--n_ctx", "4096", "--n_threads", str(threads), "--n_threads_batch",
+               str(threads), "--cache", "True"]
+    server = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=1):
+            return server
+        if server.poll() is not None:
+            raise SystemExit(f"llama-cpp-python server exited with {server.returncode}: {' '.join(command)}")
+        time.sleep(0.5)
+    server.kill()
+    raise SystemExit("llama-cpp-python server did not start within 120 s")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def cmd_peer(args: argparse.Namespace) -> None:
+    """The quickstart workload through `local:` and through llama-cpp-python's server, one after the other."""
+    results = {}
+    with tempfile.TemporaryDirectory(prefix="bench-local-") as tmp:
+        results["local:smollm2-135m-instruct"] = timed_run(args.set, Path(tmp) / "local")
+        print("local", results["local:smollm2-135m-instruct"], flush=True)
+        if args.llama_python:
+            port = free_port()
+            server = llama_server(args.llama_python, port, args.llama_threads)
+            try:
+                model = f"openai-compatible:smollm2@http://127.0.0.1:{port}/v1"
+                roles = [f"{role}.model={model}" for role in ("policy", "critic", "judge")]
+                roles += [f"{role}.options={{}}" for role in ("policy", "critic", "judge")]
+                os.environ.setdefault("OPENAI_API_KEY", "not-needed-for-a-local-server")
+                results["llama-cpp-python server"] = timed_run([*roles, *args.set], Path(tmp) / "llama")
+                print("llama.cpp", results["llama-cpp-python server"], flush=True)
+            finally:
+                server.terminate()
+                server.wait(timeout=30)
+    print("| engine | wall s | calls | prompt tokens | generated tokens | tokens/s (prompt + generated) "
+          "| generated tokens/s |")
+    print("|---|---|---|---|---|---|---|")
+    for name, r in results.items():
+        print(f"| {name} | {r['wall_s']} | {r['calls']} | {r['prompt_tokens']:,} | {r['completion_tokens']:,} "
+              f"| {r['tokens_per_s']} | {r['generated_per_s']} |")
+    if len(results) == 2:
+        local, peer = results.values()
+        print(f"local is {peer['wall_s'] / local['wall_s']:.2f}x faster than the llama.cpp server")
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=1))
+
+
+def cmd_shared(args: argparse.Namespace) -> None:
+    """The quickstart quiet, then beside a second process running the embedded model (another quickstart)."""
+    with tempfile.TemporaryDirectory(prefix="bench-local-") as tmp:
+        quiet = timed_run(args.set, Path(tmp) / "quiet")
+        print("quiet", quiet, flush=True)
+        # the neighbour: the same workload in its own process and cache, started first, kept busy throughout
+        neighbour = subprocess.Popen([sys.executable, __file__, "neighbour", "--root", str(Path(tmp) / "n")],
+                                     env={**os.environ, **({"OMP_NUM_THREADS": args.neighbour_threads}
+                                                          if args.neighbour_threads else {})})
+        try:
+            time.sleep(args.head_start)
+            beside = timed_run(args.set, Path(tmp) / "beside")
+        finally:
+            neighbour.terminate()
+            neighbour.wait(timeout=60)
+        print("beside", beside, flush=True)
+    print(f"quiet {quiet['wall_s']} s, beside another embedded-model process {beside['wall_s']} s: "
+          f"{beside['wall_s'] / quiet['wall_s']:.2f}x")
+
+
+def cmd_neighbour(args: argparse.Namespace) -> None:
+    """Run quickstarts back to back in fresh caches until terminated (the CPU-heavy neighbour of `shared`)."""
+    root = Path(args.root)
+    for round_ in range(1000):
+        timed_run(["prompts.limit=16"], root / str(round_))
+        shutil.rmtree(root / str(round_), ignore_errors=True)
+
+
+def cmd_profile(args: argparse.Namespace) -> None:
+    import logging
+
+    logging.getLogger("charter.providers.threads").setLevel(logging.INFO)
+    logging.getLogger("charter.providers.threads").addHandler(logging.StreamHandler())
+    import torch
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    profile = Profile()
+    instrument(profile)
+    import charter
+
+    with tempfile.TemporaryDirectory(prefix="bench-local-") as tmp:
+        root = Path(tmp)
+        start = time.perf_counter()
+        charter.run(QUICKSTART, overrides=[f"cache={root / 'calls.sqlite'}", f"output_dir={root / 'run'}",
+                                           "stages=[critique,judge]", *args.set])
+        wall = time.perf_counter() - start
+    print(f"quickstart (critique + judge), fresh call cache: {wall:.1f} s wall, torch threads {torch.get_num_threads()}")
+    rows = sorted(profile.seconds.items(), key=lambda kv: -kv[1])
+    for key, seconds in rows:
+        print(f"  {key:42s} {seconds:8.2f} s  {profile.counts[key]:6d} calls")
+    for key, count in sorted(profile.counts.items()):
+        if key.endswith("tokens"):
+            print(f"  {key:42s} {count:8d}")
+    forwards = sum(v for k, v in profile.seconds.items() if k.startswith("forward"))
+    batches = profile.seconds["generate batches"] + profile.seconds["choice batches"]
+    print(f"  python in batches (batch wall - forwards):  {batches - forwards:.2f} s")
+    print(f"  prefix cache: {sum(d.cache.hits for d in LIVE)} hits, "
+          f"{sum(d.cache.reused_tokens for d in LIVE)} tokens reused")
+    if args.json:
+        Path(args.json).write_text(json.dumps({"wall_s": wall, "seconds": profile.seconds, "counts": profile.counts}))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("profile")
+    p.add_argument("--set", action="append", default=[])
+    p.add_argument("--threads", type=int)
+    p.add_argument("--json")
+    p = sub.add_parser("peer")
+    p.add_argument("--set", action="append", default=[])
+    p.add_argument("--llama-python", help="a Python that has llama_cpp (with its [server] extra)")
+    p.add_argument("--llama-threads", type=int, default=2)
+    p.add_argument("--json")
+    p = sub.add_parser("shared")
+    p.add_argument("--set", action="append", default=[])
+    p.add_argument("--head-start", type=float, default=20.0, help="seconds the neighbour runs alone first")
+    p.add_argument("--neighbour-threads", help="OMP_NUM_THREADS for the neighbour (default: its own choice)")
+    p = sub.add_parser("neighbour")
+    p.add_argument("--root", required=True)
+    args = parser.parse_args()
+    {"profile": cmd_profile, "peer": cmd_peer, "shared": cmd_shared, "neighbour": cmd_neighbour}[args.command](args)
+
+
+if __name__ == "__main__":
+    main()

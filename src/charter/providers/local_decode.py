@@ -1,0 +1,380 @@
+"""The local provider's own decoder for Llama-family models: one shared prefix, rows that leave when done.
+
+`transformers`' `generate` copies a batch's common prefix (few-shot examples, judge instructions) into
+every row's key/value cache and appends to it with `torch.cat` at each step, so a batch of 16 critique
+prompts with a 1,000-token shared start moves ~1 GB per decode step on CPU. This decoder keeps:
+
+- the shared prefix once (`PrefixKV`, batch 1), reused across calls through a bounded `PrefixCache`;
+- each row's own tokens in preallocated buffers, attended together with the prefix in one softmax;
+- only unfinished rows: a row that hit its end or stop string leaves the batch.
+
+Greedy decoding, per-row sampling and stop strings behave as with `generate`. Models whose layers are
+not plain pre-norm Llama blocks (Llama, SmolLM, Qwen2 without a sliding window, Mistral without one)
+go through `generate` instead (`supports`).
+"""
+
+from __future__ import annotations
+
+import math
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Callable, Sequence
+
+if TYPE_CHECKING:
+    import torch
+
+#: Model types whose decoder layers this module runs itself.
+SUPPORTED = frozenset({"llama", "qwen2", "mistral"})
+
+
+def supports(model: Any) -> bool:
+    """Whether `model` is a Llama-family causal LM this decoder runs exactly like `transformers` does."""
+    config = getattr(model, "config", None)
+    if config is None or getattr(config, "model_type", None) not in SUPPORTED:
+        return False
+    if getattr(config, "use_sliding_window", False) or getattr(config, "sliding_window", None) not in (None, 0) \
+            and config.model_type == "mistral":
+        return False
+    inner = getattr(model, "model", None)
+    needed = ("embed_tokens", "layers", "norm", "rotary_emb")
+    return inner is not None and all(hasattr(inner, n) for n in needed) and hasattr(model, "lm_head")
+
+
+@dataclass
+class PrefixKV:
+    """Keys and values of one token sequence run alone: per layer, `[kv_heads, length, head_dim]`."""
+
+    tokens: tuple[int, ...]
+    keys: list[torch.Tensor]
+    values: list[torch.Tensor]
+
+    def __len__(self) -> int:
+        return len(self.tokens)
+
+    def nbytes(self) -> int:
+        return sum(t.numel() * t.element_size() for t in (*self.keys, *self.values))
+
+    def cut(self, length: int) -> PrefixKV:
+        """The first `length` tokens (views, no copy)."""
+        return PrefixKV(self.tokens[:length], [k[:, :length] for k in self.keys], [v[:, :length] for v in self.values])
+
+
+@dataclass
+class PrefixCache:
+    """The most recently used prefixes, up to `max_bytes` of keys and values together."""
+
+    max_bytes: int
+    entries: OrderedDict[tuple[int, ...], PrefixKV] = field(default_factory=OrderedDict)
+    hits: int = 0
+    reused_tokens: int = 0
+
+    def longest(self, tokens: Sequence[int]) -> PrefixKV | None:
+        """The cached prefix sharing the most leading tokens with `tokens`, cut to what they share."""
+        best, best_len = None, 0
+        for key in self.entries:
+            shared = _common_length(key, tokens)
+            if shared > best_len:
+                best, best_len = key, shared
+        if best is None:
+            return None
+        self.entries.move_to_end(best)
+        self.hits += 1
+        self.reused_tokens += best_len
+        return self.entries[best].cut(best_len)
+
+    def put(self, prefix: PrefixKV) -> None:
+        if self.max_bytes <= 0 or prefix.nbytes() > self.max_bytes:
+            return
+        # a longer prefix supersedes the ones it starts with
+        for key in [k for k in self.entries if prefix.tokens[: len(k)] == k]:
+            del self.entries[key]
+        self.entries[prefix.tokens] = prefix
+        while sum(e.nbytes() for e in self.entries.values()) > self.max_bytes:
+            self.entries.popitem(last=False)
+
+
+def _common_length(a: Sequence[int], b: Sequence[int]) -> int:
+    n = min(len(a), len(b))
+    i = 0
+    while i < n and a[i] == b[i]:
+        i += 1
+    return i
+
+
+class Decoder:
+    """Runs a Llama-family `*ForCausalLM` layer by layer with a shared prefix and per-row buffers."""
+
+    def __init__(self, model: Any, prefix_cache_bytes: int = 256 * 1024 * 1024) -> None:
+        import importlib
+
+        self.model, self.inner = model, model.model
+        config = model.config
+        self.layers = list(self.inner.layers[: config.num_hidden_layers])
+        attention = self.layers[0].self_attn
+        self.head_dim = attention.head_dim
+        self.heads = config.num_attention_heads
+        self.kv_heads = config.num_key_value_heads
+        self.groups = self.heads // self.kv_heads
+        self.scaling = attention.scaling
+        modeling = importlib.import_module(type(model).__module__)
+        self._rotary = modeling.apply_rotary_pos_emb
+        self.cache = PrefixCache(prefix_cache_bytes)
+
+    # ---- the forward pass
+
+    def _forward(self, ids: torch.Tensor, positions: torch.Tensor, prefix: PrefixKV | None,
+                 own: _RowKV | None, visible: torch.Tensor | None) -> tuple[torch.Tensor, list, list]:
+        """Hidden states after the final norm for `ids` (`[rows, width]`), and each layer's new keys/values.
+
+        Attention covers the prefix (every row sees all of it), the rows' earlier own tokens in `own`, and
+        the new tokens; `visible` (`[rows, width, own + width]`, bool) says which own/new keys each new token
+        sees (causal order and padding).
+        """
+        import torch
+
+        hidden = self.inner.embed_tokens(ids)
+        cos, sin = self.inner.rotary_emb(hidden, position_ids=positions)
+        rows, width = ids.shape
+        new_keys, new_values = [], []
+        for index, layer in enumerate(self.layers):
+            attn = layer.self_attn
+            residual = hidden
+            x = layer.input_layernorm(hidden)
+            q = attn.q_proj(x).view(rows, width, self.heads, self.head_dim).transpose(1, 2)
+            k = attn.k_proj(x).view(rows, width, self.kv_heads, self.head_dim).transpose(1, 2)
+            v = attn.v_proj(x).view(rows, width, self.kv_heads, self.head_dim).transpose(1, 2)
+            q, k = self._rotary(q, k, cos, sin)
+            if own is not None:
+                keys, values = own.extend(index, k, v)
+            else:
+                keys, values = k, v
+            new_keys.append(k)
+            new_values.append(v)
+            out = self._attend(q, keys, values, prefix, index, visible)
+            hidden = residual + attn.o_proj(out.transpose(1, 2).reshape(rows, width, -1))
+            residual = hidden
+            hidden = residual + layer.mlp(layer.post_attention_layernorm(hidden))
+        del torch
+        return self.inner.norm(hidden), new_keys, new_values
+
+    def _attend(self, q: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, prefix: PrefixKV | None,
+                layer: int, visible: torch.Tensor | None) -> torch.Tensor:
+        """Softmax attention of `q` (`[rows, heads, width, dim]`) over the prefix and the rows' own keys."""
+        if q.shape[2] > 1:
+            return self._attend_many(q, keys, values, prefix, layer, visible)
+        return self._attend_one(q, keys, values, prefix, layer, visible)
+
+    def _attend_many(self, q: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, prefix: PrefixKV | None,
+                     layer: int, visible: torch.Tensor | None) -> torch.Tensor:
+        """Prefill: torch's fused attention over the prefix (copied to each row once) and the new tokens."""
+        import torch
+        import torch.nn.functional as F
+
+        rows, _, width, _ = q.shape
+        mask = visible
+        if prefix is not None and len(prefix):
+            pk, pv = prefix.keys[layer], prefix.values[layer]
+            keys = torch.cat([pk.unsqueeze(0).expand(rows, -1, -1, -1), keys], dim=2)
+            values = torch.cat([pv.unsqueeze(0).expand(rows, -1, -1, -1), values], dim=2)
+            if mask is not None:
+                seen = torch.ones(rows, width, len(prefix), dtype=torch.bool, device=q.device)
+                mask = torch.cat([seen, mask.expand(rows, -1, -1)], dim=-1)
+        if mask is not None:
+            mask = mask.unsqueeze(1)
+        return F.scaled_dot_product_attention(q, keys, values, attn_mask=mask, scale=self.scaling, enable_gqa=True)
+
+    def _attend_one(self, q: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, prefix: PrefixKV | None,
+                    layer: int, visible: torch.Tensor | None) -> torch.Tensor:
+        """A decode step: one query per row; the prefix is one batch-1 tensor per layer, never copied per row."""
+        import torch
+
+        rows, _, _, dim = q.shape
+        q = q.reshape(rows, self.kv_heads, self.groups, dim)  # a kv head's query heads side by side
+        scores = torch.matmul(q, keys.transpose(-1, -2)) * self.scaling  # [rows, kvh, groups, own]
+        if visible is not None:
+            scores = scores.masked_fill(~visible.unsqueeze(1), -math.inf)
+        p_len = len(prefix) if prefix is not None else 0
+        if not p_len:
+            probs = torch.softmax(scores, dim=-1, dtype=torch.float32).to(q.dtype)
+            return torch.matmul(probs, values).view(rows, self.heads, 1, dim)
+        pk, pv = prefix.keys[layer], prefix.values[layer]  # [kvh, p, dim]
+        flat = q.permute(1, 0, 2, 3).reshape(self.kv_heads, rows * self.groups, dim)
+        pscores = torch.bmm(flat, pk.transpose(1, 2)).view(self.kv_heads, rows, self.groups, p_len)
+        pscores = pscores.permute(1, 0, 2, 3) * self.scaling
+        probs = torch.softmax(torch.cat([pscores, scores], dim=-1), dim=-1, dtype=torch.float32).to(q.dtype)
+        pprobs = probs[..., :p_len].permute(1, 0, 2, 3).reshape(self.kv_heads, rows * self.groups, p_len)
+        from_prefix = torch.bmm(pprobs, pv).view(self.kv_heads, rows, self.groups, dim).permute(1, 0, 2, 3)
+        out = from_prefix + torch.matmul(probs[..., p_len:], values)
+        return out.reshape(rows, self.heads, 1, dim)
+
+    def logits(self, hidden: torch.Tensor) -> torch.Tensor:
+        return self.model.lm_head(hidden).float()
+
+    # ---- prefixes
+
+    def prefix(self, tokens: Sequence[int]) -> PrefixKV | None:
+        """Keys and values of `tokens` run alone, from the cache as far as it goes."""
+        return self._run_alone(tokens)[0]
+
+    def _run_alone(self, tokens: Sequence[int], last: bool = False) -> tuple[PrefixKV | None, torch.Tensor | None]:
+        """`prefix`, and with `last` the final hidden state (the whole sequence is then run or taken from the
+        cache but for its last token at least, so that there is a hidden state to return)."""
+        import torch
+
+        tokens = tuple(tokens)
+        if not tokens:
+            return None, None
+        cached = self.cache.longest(tokens[:-1] if last else tokens)
+        done = len(cached) if cached is not None else 0
+        if done == len(tokens):
+            return cached, None
+        device = self.model.device
+        ids = torch.tensor([tokens[done:]], device=device)
+        positions = torch.arange(done, len(tokens), device=device).unsqueeze(0)
+        width = ids.shape[1]
+        causal = torch.ones(width, width, dtype=torch.bool, device=device).tril().unsqueeze(0)
+        hidden, keys, values = self._forward(ids, positions, cached, None, causal)
+        new_keys = [k[0] for k in keys]
+        new_values = [v[0] for v in values]
+        if cached is not None:
+            new_keys = [torch.cat([c, n], dim=1) for c, n in zip(cached.keys, new_keys)]
+            new_values = [torch.cat([c, n], dim=1) for c, n in zip(cached.values, new_values)]
+        entry = PrefixKV(tokens, new_keys, new_values)
+        self.cache.put(entry)
+        return entry, hidden[0, -1] if last else None
+
+    # ---- batches
+
+    def next_token_logprobs(self, batch: Sequence[Sequence[int]], shared: int) -> torch.Tensor:
+        """Log-probabilities of the next token after each prompt, `[rows, vocab]`."""
+        import torch
+
+        prefix = self.prefix(batch[0][:shared])
+        ids, positions, visible, _ = self._suffix_inputs(batch, shared)
+        hidden, _, _ = self._forward(ids, positions, prefix, None, visible)
+        return torch.log_softmax(self.logits(hidden[:, -1, :]), dim=-1)
+
+    def generate(self, batch: Sequence[Sequence[int]], shared: int, max_new: int, stop: Callable[[int, int], bool],
+                 choose: Callable[[torch.Tensor, list[int]], torch.Tensor]) -> list[list[int]]:
+        """New tokens per row, at most `max_new`. `choose(logits, rows)` picks the next token of each live row
+        (`rows` are their indexes in `batch`); `stop(row, token)` says whether that token ends the row."""
+        import torch
+
+        prefix = self.prefix(batch[0][:shared])
+        device = self.model.device
+        tails = [list(ids[shared:]) for ids in batch]
+        rows, width = len(tails), max(len(t) for t in tails)
+        own = _RowKV(len(self.layers), rows, self.kv_heads, width + max_new, self.head_dim, device, self.model.dtype)
+        seen = torch.zeros(rows, width + max_new, dtype=torch.bool, device=device)
+        last: list[torch.Tensor] = []
+        start = 0
+        while start < rows:  # prefill without padding: rows of one length together, right-aligned in the buffers
+            end = start + 1
+            while end < rows and len(tails[end]) == len(tails[start]):
+                end += 1
+            length = len(tails[start])
+            ids = torch.tensor(tails[start:end], device=device)
+            positions = torch.arange(shared, shared + length, device=device).expand(end - start, -1)
+            causal = torch.ones(length, length, dtype=torch.bool, device=device).tril().unsqueeze(0)
+            hidden, _, _ = self._forward(ids, positions, prefix, own.rows(start, end, width - length), causal)
+            last.append(hidden[:, -1, :])
+            seen[start:end, width - length : width] = True
+            start = end
+        own.length = width
+        live = list(range(rows))  # rows still in the batch (finished ones leave in groups)
+        finished: set[int] = set()
+        out: list[list[int]] = [[] for _ in batch]
+        next_position = torch.tensor([shared + len(t) for t in tails], device=device)
+        last_hidden = torch.cat(last)
+        for _ in range(max_new):
+            tokens = choose(self.logits(last_hidden), live)
+            for row, token in zip(live, tokens.tolist()):
+                if row not in finished:
+                    out[row].append(token)
+                    if stop(row, token):
+                        finished.add(row)
+            keep = [slot for slot, row in enumerate(live) if row not in finished]
+            if not keep or len(out[live[keep[0]]]) >= max_new:
+                break
+            if len(live) - len(keep) >= max(1, len(live) // 4):  # compact once a quarter of the rows are done
+                index = torch.tensor(keep, device=ids.device)
+                own.select(index)
+                seen, next_position, tokens = seen[index], next_position[index], tokens[index]
+                live = [live[slot] for slot in keep]
+            seen[:, own.length] = True
+            visible = seen[:, : own.length + 1].unsqueeze(1)
+            hidden, _, _ = self._forward(tokens.view(-1, 1), next_position.view(-1, 1), prefix, own, visible)
+            own.length += 1
+            next_position = next_position + 1
+            last_hidden = hidden[:, -1, :]
+        return out
+
+    def _suffix_inputs(self, batch: Sequence[Sequence[int]], shared: int
+                       ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Left-padded ids after the prefix, their positions, which keys each token sees, and the real-token mask."""
+        import torch
+
+        device = self.model.device
+        tails = [list(ids[shared:]) for ids in batch]
+        width = max(len(t) for t in tails)
+        pad = 0
+        ids = torch.tensor([[pad] * (width - len(t)) + t for t in tails], device=device)
+        real = torch.tensor([[False] * (width - len(t)) + [True] * len(t) for t in tails], device=device)
+        positions = (shared + real.long().cumsum(-1) - 1).clamp(min=shared)
+        causal = torch.ones(width, width, dtype=torch.bool, device=device).tril()
+        eye = torch.eye(width, dtype=torch.bool, device=device)
+        visible = (causal.unsqueeze(0) & real.unsqueeze(1)) | eye  # a padding slot sees itself: no empty softmax
+        return ids, positions, visible, real
+
+
+class _RowKV:
+    """Each row's own keys and values, preallocated to the longest they can grow to."""
+
+    def __init__(self, layers: int, rows: int, kv_heads: int, capacity: int, dim: int, device: Any,
+                 dtype: Any) -> None:
+        import torch
+
+        # zeros, not empty: padding slots are never written, and 0 x (a stale NaN or denormal) is NaN or slow
+        self.keys = [torch.zeros(rows, kv_heads, capacity, dim, device=device, dtype=dtype) for _ in range(layers)]
+        self.values = [torch.zeros(rows, kv_heads, capacity, dim, device=device, dtype=dtype) for _ in range(layers)]
+        self.length = 0
+
+    def extend(self, layer: int, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Write the new keys/values after the current length; all of them so far, as views."""
+        end = self.length + k.shape[2]
+        self.keys[layer][:, :, self.length : end] = k
+        self.values[layer][:, :, self.length : end] = v
+        return self.keys[layer][:, :, :end], self.values[layer][:, :, :end]
+
+    def rows(self, first: int, end: int, start: int) -> _RowSlice:
+        """Where rows `first:end` write their prompt's keys/values: from slot `start` (right-aligned)."""
+        return _RowSlice(self, slice(first, end), start)
+
+    def select(self, index: torch.Tensor) -> None:
+        """Keep only the rows at `index` (finished rows leave); only the filled part is copied."""
+        import torch
+
+        def keep(buffers: list[torch.Tensor]) -> list[torch.Tensor]:
+            out = []
+            for buffer in buffers:
+                fresh = torch.empty((len(index), *buffer.shape[1:]), device=buffer.device, dtype=buffer.dtype)
+                torch.index_select(buffer[:, :, : self.length], 0, index, out=fresh[:, :, : self.length])
+                out.append(fresh)
+            return out
+
+        self.keys, self.values = keep(self.keys), keep(self.values)
+
+
+@dataclass
+class _RowSlice:
+    """Some rows of a `_RowKV` during prefill: they see only their own new tokens (and the prefix)."""
+
+    kv: _RowKV
+    rows: slice
+    start: int
+
+    def extend(self, layer: int, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        end = self.start + k.shape[2]
+        self.kv.keys[layer][self.rows, :, self.start : end] = k
+        self.kv.values[layer][self.rows, :, self.start : end] = v
+        return k, v

@@ -1,0 +1,238 @@
+"""charter's own decoder for Llama-family models against `transformers`' `generate`, on tiny random models;
+and the CPU thread governor."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+
+torch = pytest.importorskip("torch")
+transformers = pytest.importorskip("transformers")
+
+from charter.errors import CharterError  # noqa: E402
+from charter.providers import threads  # noqa: E402
+from charter.providers.base import SamplingParams  # noqa: E402
+from charter.providers.local import LocalModel  # noqa: E402
+from charter.providers.local_decode import PrefixCache, PrefixKV, supports  # noqa: E402
+
+from .test_local import REQUESTS, ask, build_tiny_chat_model  # noqa: E402
+
+SHOTS = [{"role": "user", "content": "The quick brown fox jumps over the lazy dog."},
+         {"role": "assistant", "content": "Paris is the capital of France; the river Seine runs through it."}] * 3
+SHARED = [SHOTS + ask(t) for t in ("Hi", "Which response is better?", "Constitutions guide models", "Paris?")]
+
+
+def pair(folder: Path, **options) -> tuple[LocalModel, LocalModel]:
+    ours = LocalModel(str(folder), batch_size=4, device="cpu", dtype="float32", engine="charter", **options)
+    theirs = LocalModel(str(folder), batch_size=4, device="cpu", dtype="float32", engine="transformers")
+    return ours, theirs
+
+
+@pytest.fixture(scope="module")
+def llama_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return build_tiny_chat_model(tmp_path_factory.mktemp("tiny-llama"))
+
+
+@pytest.fixture(scope="module")
+def qwen_dir(tmp_path_factory: pytest.TempPathFactory, llama_dir: Path) -> Path:
+    """A tiny random Qwen2 (biases on q/k/v) with the same tokenizer."""
+    from transformers import AutoTokenizer, Qwen2Config, Qwen2ForCausalLM
+
+    folder = tmp_path_factory.mktemp("tiny-qwen2")
+    tokenizer = AutoTokenizer.from_pretrained(llama_dir)
+    config = Qwen2Config(vocab_size=len(tokenizer), hidden_size=48, intermediate_size=96, num_hidden_layers=2,
+                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=512,
+                         initializer_range=0.3, eos_token_id=tokenizer.eos_token_id)
+    torch.manual_seed(1)
+    Qwen2ForCausalLM(config).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
+def texts(model: LocalModel, requests: list, params: SamplingParams) -> list[tuple[str, int, str]]:
+    done = asyncio.run(model.generate(requests, params))
+    return [(c.text, c.completion_tokens, c.finish_reason) for c in done]
+
+
+@pytest.mark.parametrize("which", ["llama_dir", "qwen_dir"])
+@pytest.mark.parametrize("requests", [REQUESTS, SHARED], ids=["ragged", "shared-prefix"])
+def test_greedy_matches_transformers_generate(which: str, requests: list, request: pytest.FixtureRequest) -> None:
+    ours, theirs = pair(request.getfixturevalue(which))
+    params = SamplingParams(temperature=0, max_tokens=12)
+    assert texts(ours, requests, params) == texts(theirs, requests, params)
+    assert ours._decoder is not None and theirs._decoder is None
+
+
+def test_sampling_and_stop_strings_match_transformers_generate(llama_dir: Path) -> None:
+    ours, theirs = pair(llama_dir)
+    sampled = SamplingParams(temperature=0.9, top_p=0.8, max_tokens=12, seed=3)
+    assert texts(ours, REQUESTS + SHARED, sampled) == texts(theirs, REQUESTS + SHARED, sampled)
+    greedy = texts(theirs, REQUESTS, SamplingParams(temperature=0, max_tokens=12))
+    stop = next(text[2:4] for text, _, _ in greedy if len(text.strip()) > 4)  # a stop string that does occur
+    stopped = SamplingParams(temperature=0, max_tokens=12, stop=[stop])
+    ours_stopped = texts(ours, REQUESTS, stopped)
+    assert ours_stopped == texts(theirs, REQUESTS, stopped)
+    assert any(reason == "stop" and n < 12 for _, n, reason in ours_stopped)
+
+
+def test_rows_that_end_early_leave_the_batch_without_changing_the_others(llama_dir: Path) -> None:
+    ours, theirs = pair(llama_dir)
+    theirs.load()
+    # the token every greedy row produces first becomes an end token: those rows end at once, the rest go on
+    first = asyncio.run(theirs.generate(REQUESTS, SamplingParams(temperature=0, max_tokens=1)))
+    end = theirs.tokenizer(first[0].text, add_special_tokens=False)["input_ids"][0]
+    for model in (ours, theirs):
+        model.load()
+        model.model.generation_config.eos_token_id = [model.tokenizer.eos_token_id, end]
+    params = SamplingParams(temperature=0, max_tokens=10)
+    got = texts(ours, REQUESTS, params)
+    assert got == texts(theirs, REQUESTS, params)
+    assert {n for _, n, _ in got} != {10}  # some rows ended early
+
+
+def test_choice_probs_match_transformers(llama_dir: Path) -> None:
+    ours, theirs = pair(llama_dir)
+    for requests in (REQUESTS, SHARED):
+        a = asyncio.run(ours.choice_logprobs_batch(requests, ["A", "B"]))
+        b = asyncio.run(theirs.choice_logprobs_batch(requests, ["A", "B"]))
+        for x, y in zip(a, b):
+            assert x.prompt_tokens == y.prompt_tokens
+            assert x.probs == pytest.approx(y.probs, abs=1e-5)
+            assert x.raw_logprobs == pytest.approx(y.raw_logprobs, abs=1e-4)
+
+
+def test_a_prefix_is_reused_across_calls_and_gives_the_same_answers(llama_dir: Path) -> None:
+    ours, theirs = pair(llama_dir)
+    params = SamplingParams(temperature=0, max_tokens=8)
+    first = texts(ours, SHARED[:2], params)
+    hits = ours._decoder.cache.hits
+    second = texts(ours, SHARED[2:], params)
+    assert ours._decoder.cache.hits > hits and ours._decoder.cache.reused_tokens > 20
+    assert first + second == texts(theirs, SHARED, params)
+
+
+def test_the_prefix_cache_stays_within_its_bytes() -> None:
+    def entry(tokens: tuple[int, ...]) -> PrefixKV:
+        return PrefixKV(tokens, [torch.zeros(1, len(tokens), 4)], [torch.zeros(1, len(tokens), 4)])
+
+    cache = PrefixCache(max_bytes=2 * 2 * 10 * 4 * 4)  # room for two 10-token entries
+    for start in (1, 2, 3):
+        cache.put(entry(tuple(range(start * 100, start * 100 + 10))))
+    assert len(cache.entries) == 2 and tuple(range(100, 110)) not in cache.entries  # least recently used left
+    cache.put(entry(tuple(range(300, 315))))  # supersedes the entry it extends
+    assert tuple(range(300, 310)) not in cache.entries
+    found = cache.longest(list(range(300, 305)) + [9])
+    assert found is not None and len(found) == 5 and found.keys[0].shape[1] == 5
+    assert cache.longest([7, 8]) is None
+    PrefixCache(max_bytes=0).put(entry((1, 2)))  # a zero budget caches nothing
+
+
+def test_models_outside_the_llama_family_use_generate(tmp_path: Path, llama_dir: Path) -> None:
+    from transformers import AutoTokenizer, GPT2Config, GPT2LMHeadModel
+
+    tokenizer = AutoTokenizer.from_pretrained(llama_dir)
+    GPT2LMHeadModel(GPT2Config(vocab_size=len(tokenizer), n_embd=32, n_layer=1, n_head=2)).save_pretrained(tmp_path)
+    tokenizer.save_pretrained(tmp_path)
+    auto = LocalModel(str(tmp_path), device="cpu", dtype="float32")
+    auto.load()
+    assert auto._decoder is None and not supports(auto.model)
+    assert asyncio.run(auto.generate([ask("Hi")], SamplingParams(temperature=0, max_tokens=3)))[0].completion_tokens
+    with pytest.raises(CharterError, match="engine 'charter' runs Llama-family models only.*gpt2"):
+        LocalModel(str(tmp_path), device="cpu", engine="charter").load()
+
+
+@pytest.mark.parametrize("options, message", [
+    ({"threads": 0}, "threads must be 'auto' or a whole number"),
+    ({"engine": "vllm"}, "engine must be one of auto, charter, transformers"),
+    ({"prefix_cache_mb": -1}, "prefix_cache_mb must not be negative"),
+])
+def test_bad_options_are_one_line_errors(llama_dir: Path, options: dict, message: str) -> None:
+    with pytest.raises(CharterError, match=message):
+        LocalModel(str(llama_dir), **options)
+
+
+# --------------------------------------------------------------------------- threads
+
+
+def test_cgroup_quota_is_read_from_v2_and_v1(tmp_path: Path) -> None:
+    (tmp_path / "cpu.max").write_text("150000 100000\n")
+    assert threads.cgroup_cpu_quota(tmp_path) == 1.5
+    (tmp_path / "cpu.max").write_text("max 100000\n")
+    assert threads.cgroup_cpu_quota(tmp_path) is None
+    (tmp_path / "cpu.max").unlink()
+    (tmp_path / "cpu").mkdir()
+    (tmp_path / "cpu" / "cpu.cfs_quota_us").write_text("300000")
+    (tmp_path / "cpu" / "cpu.cfs_period_us").write_text("100000")
+    assert threads.cgroup_cpu_quota(tmp_path) == 3.0
+    (tmp_path / "cpu" / "cpu.cfs_quota_us").write_text("-1")
+    assert threads.cgroup_cpu_quota(tmp_path) is None
+
+
+def test_available_cpus_is_affinity_capped_by_quota(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(threads, "allowed_cpus", lambda: [0, 1, 2, 3])
+    monkeypatch.setattr(threads, "cgroup_cpu_quota", lambda: None)
+    assert threads.available_cpus() == 4
+    monkeypatch.setattr(threads, "cgroup_cpu_quota", lambda: 2.5)
+    assert threads.available_cpus() == 2
+    monkeypatch.setattr(threads, "cgroup_cpu_quota", lambda: 0.5)
+    assert threads.available_cpus() == 1
+
+
+class Clock:
+    """Wall time, this process's CPU time and the CPUs' busy seconds, moved by hand."""
+
+    def __init__(self) -> None:
+        self.wall = self.own = self.busy = 0.0
+
+    def install(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        monkeypatch.setattr(threads.time, "monotonic", lambda: self.wall)
+        monkeypatch.setattr(threads.time, "process_time", lambda: self.own)
+        monkeypatch.setattr(threads, "_busy_seconds", lambda cpus: self.busy)
+
+    def tick(self, seconds: float, own_cores: float, other_cores: float) -> None:
+        self.wall += seconds
+        self.own += seconds * own_cores
+        self.busy += seconds * (own_cores + other_cores)
+
+
+def test_auto_threads_leave_the_cores_other_processes_keep_busy(monkeypatch: pytest.MonkeyPatch) -> None:
+    previous = torch.get_num_threads()
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.setattr(threads, "allowed_cpus", lambda: [0, 1, 2, 3])
+    monkeypatch.setattr(threads, "cgroup_cpu_quota", lambda: None)
+    clock = Clock()
+    clock.install(monkeypatch)
+    try:
+        governor = threads.ThreadGovernor("auto")
+        assert governor.threads == 4 and torch.get_num_threads() == 4
+        clock.tick(2.0, own_cores=4, other_cores=0)
+        assert governor.adjust() == 4
+        clock.tick(2.0, own_cores=2, other_cores=2)  # a neighbour keeps two cores busy
+        assert governor.adjust() == 2 and torch.get_num_threads() == 2
+        clock.tick(0.1, own_cores=2, other_cores=0)  # too short a window to judge: unchanged
+        assert governor.adjust() == 2
+        clock.tick(2.0, own_cores=2, other_cores=4)  # more busy than there are cores: still one thread
+        assert governor.adjust() == 1
+        clock.tick(2.0, own_cores=1, other_cores=0)  # the neighbour is gone
+        assert governor.adjust() == 4
+    finally:
+        torch.set_num_threads(previous)
+
+
+def test_a_fixed_thread_count_or_omp_num_threads_is_kept(monkeypatch: pytest.MonkeyPatch) -> None:
+    previous = torch.get_num_threads()
+    clock = Clock()
+    clock.install(monkeypatch)
+    try:
+        monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+        fixed = threads.ThreadGovernor(1)
+        clock.tick(2.0, own_cores=1, other_cores=0)
+        assert fixed.adjust() == 1 and torch.get_num_threads() == 1
+        monkeypatch.setenv("OMP_NUM_THREADS", "1")
+        governed = threads.ThreadGovernor("auto")
+        clock.tick(2.0, own_cores=0, other_cores=0)
+        assert governed.adjust() == 1
+    finally:
+        torch.set_num_threads(previous)
