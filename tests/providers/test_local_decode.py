@@ -17,11 +17,15 @@ from charter.providers.base import SamplingParams  # noqa: E402
 from charter.providers.local import LocalModel  # noqa: E402
 from charter.providers.local_decode import PrefixCache, PrefixKV, supports  # noqa: E402
 
-from .test_local import REQUESTS, ask, build_tiny_chat_model  # noqa: E402
+from .test_local import CORPUS, REQUESTS, ask, build_tiny_chat_model  # noqa: E402
 
 SHOTS = [{"role": "user", "content": "The quick brown fox jumps over the lazy dog."},
          {"role": "assistant", "content": "Paris is the capital of France; the river Seine runs through it."}] * 3
 SHARED = [SHOTS + ask(t) for t in ("Hi", "Which response is better?", "Constitutions guide models", "Paris?")]
+# prompts that share long starts in twos (one conversation, two questions), as a judge's principles do
+STARTS = (" ".join(CORPUS[:2]) * 4, " ".join(CORPUS[2:]) * 4)
+PAIRED = [ask(f"{start} {question}") for start in STARTS
+          for question in ("Which response is better? Answer with (A) or (B).", "Paris?")] + [ask("Hi")]
 
 
 def pair(folder: Path, **options) -> tuple[LocalModel, LocalModel]:
@@ -94,7 +98,7 @@ def test_rows_that_end_early_leave_the_batch_without_changing_the_others(llama_d
 
 def test_choice_probs_match_transformers(llama_dir: Path) -> None:
     ours, theirs = pair(llama_dir)
-    for requests in (REQUESTS, SHARED):
+    for requests in (REQUESTS, SHARED, PAIRED, PAIRED[::-1] + SHARED):
         a = asyncio.run(ours.choice_logprobs_batch(requests, ["A", "B"]))
         b = asyncio.run(theirs.choice_logprobs_batch(requests, ["A", "B"]))
         for x, y in zip(a, b):

@@ -23,6 +23,10 @@ from typing import TYPE_CHECKING, Any, Callable, Sequence
 if TYPE_CHECKING:
     import torch
 
+#: A prefill group stops growing at this many tokens (more buys no speed on CPU)...
+PREFILL_TOKENS = 2048
+#: ...or before padding would exceed this share of it.
+PREFILL_PADDING = 0.1
 #: Model types whose decoder layers this module runs itself.
 SUPPORTED = frozenset({"llama", "qwen2", "mistral"})
 
@@ -37,7 +41,14 @@ def supports(model: Any) -> bool:
         return False
     inner = getattr(model, "model", None)
     needed = ("embed_tokens", "layers", "norm", "rotary_emb")
-    return inner is not None and all(hasattr(inner, n) for n in needed) and hasattr(model, "lm_head")
+    if inner is None or not all(hasattr(inner, n) for n in needed) or not hasattr(model, "lm_head"):
+        return False
+    layer = inner.layers[0]
+    parts = [getattr(layer.self_attn, n, None) for n in ("q_proj", "k_proj", "v_proj", "o_proj")]
+    parts += [getattr(layer.mlp, n, None) for n in ("gate_proj", "up_proj", "down_proj")]
+    norms = (layer.input_layernorm, layer.post_attention_layernorm)
+    return all(hasattr(p, "weight") for p in parts) and hasattr(layer.mlp, "act_fn") \
+        and all(hasattr(n, "variance_epsilon") for n in norms)
 
 
 @dataclass
@@ -118,12 +129,13 @@ class Decoder:
         self.scaling = attention.scaling
         modeling = importlib.import_module(type(model).__module__)
         self._rotary = modeling.apply_rotary_pos_emb
+        self.fused = [_FusedLayer.of(layer) for layer in self.layers]
         self.cache = PrefixCache(prefix_cache_bytes)
 
     # ---- the forward pass
 
     def _forward(self, ids: torch.Tensor, positions: torch.Tensor, prefix: PrefixKV | None,
-                 own: _RowKV | None, visible: torch.Tensor | None) -> tuple[torch.Tensor, list, list]:
+                 own: _RowKV | _RowSlice | None, visible: torch.Tensor | None) -> tuple[torch.Tensor, list, list]:
         """Hidden states after the final norm for `ids` (`[rows, width]`), and each layer's new keys/values.
 
         Attention covers the prefix (every row sees all of it), the rows' earlier own tokens in `own`, and
@@ -132,17 +144,20 @@ class Decoder:
         """
         import torch
 
+        import torch.nn.functional as F
+
         hidden = self.inner.embed_tokens(ids)
         cos, sin = self.inner.rotary_emb(hidden, position_ids=positions)
         rows, width = ids.shape
+        q_size, kv_size = self.heads * self.head_dim, self.kv_heads * self.head_dim
         new_keys, new_values = [], []
-        for index, layer in enumerate(self.layers):
+        for index, (layer, fused) in enumerate(zip(self.layers, self.fused)):
             attn = layer.self_attn
-            residual = hidden
-            x = layer.input_layernorm(hidden)
-            q = attn.q_proj(x).view(rows, width, self.heads, self.head_dim).transpose(1, 2)
-            k = attn.k_proj(x).view(rows, width, self.kv_heads, self.head_dim).transpose(1, 2)
-            v = attn.v_proj(x).view(rows, width, self.kv_heads, self.head_dim).transpose(1, 2)
+            qkv = F.linear(fused.norm_in(hidden), fused.qkv, fused.qkv_bias)  # q, k and v in one product
+            q, k, v = qkv.split([q_size, kv_size, kv_size], dim=-1)
+            q = q.view(rows, width, self.heads, self.head_dim).transpose(1, 2)
+            k = k.view(rows, width, self.kv_heads, self.head_dim).transpose(1, 2)
+            v = v.view(rows, width, self.kv_heads, self.head_dim).transpose(1, 2)
             q, k = self._rotary(q, k, cos, sin)
             if own is not None:
                 keys, values = own.extend(index, k, v)
@@ -151,9 +166,9 @@ class Decoder:
             new_keys.append(k)
             new_values.append(v)
             out = self._attend(q, keys, values, prefix, index, visible)
-            hidden = residual + attn.o_proj(out.transpose(1, 2).reshape(rows, width, -1))
-            residual = hidden
-            hidden = residual + layer.mlp(layer.post_attention_layernorm(hidden))
+            hidden = hidden + attn.o_proj(out.transpose(1, 2).reshape(rows, width, -1))
+            gate, up = F.linear(fused.norm_post(hidden), fused.gate_up).chunk(2, dim=-1)  # gate and up in one
+            hidden = hidden + layer.mlp.down_proj(layer.mlp.act_fn(gate) * up)
         del torch
         return self.inner.norm(hidden), new_keys, new_values
 
@@ -267,19 +282,13 @@ class Decoder:
         own = _RowKV(len(self.layers), rows, self.kv_heads, width + max_new, self.head_dim, device, self.model.dtype)
         seen = torch.zeros(rows, width + max_new, dtype=torch.bool, device=device)
         last: list[torch.Tensor] = []
-        start = 0
-        while start < rows:  # prefill without padding: rows of one length together, right-aligned in the buffers
-            end = start + 1
-            while end < rows and len(tails[end]) == len(tails[start]):
-                end += 1
-            length = len(tails[start])
-            ids = torch.tensor(tails[start:end], device=device)
-            positions = torch.arange(shared, shared + length, device=device).expand(end - start, -1)
-            causal = torch.ones(length, length, dtype=torch.bool, device=device).tril().unsqueeze(0)
-            hidden, _, _ = self._forward(ids, positions, prefix, own.rows(start, end, width - length), causal)
+        for start, end in _prefill_groups([len(t) for t in tails]):
+            # rows of similar length together, padded to the longest of them, right-aligned in the buffers
+            ids, positions, visible, real = self._suffix_inputs(batch[start:end], shared)
+            length = ids.shape[1]
+            hidden, _, _ = self._forward(ids, positions, prefix, own.rows(start, end, width - length), visible)
             last.append(hidden[:, -1, :])
-            seen[start:end, width - length : width] = True
-            start = end
+            seen[start:end, width - length : width] = real
         own.length = width
         live = list(range(rows))  # rows still in the batch (finished ones leave in groups)
         finished: set[int] = set()
@@ -309,22 +318,82 @@ class Decoder:
             last_hidden = hidden[:, -1, :]
         return out
 
-    def _suffix_inputs(self, batch: Sequence[Sequence[int]], shared: int
+    def _suffix_inputs(self, batch: Sequence[Sequence[int]], shared: int | Sequence[int]
                        ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Left-padded ids after the prefix, their positions, which keys each token sees, and the real-token mask."""
+        """Left-padded ids after the prefix (`shared` tokens, or that many per row), their positions, which keys
+        each token sees, and the real-token mask."""
         import torch
 
         device = self.model.device
-        tails = [list(ids[shared:]) for ids in batch]
+        starts = [shared] * len(batch) if isinstance(shared, int) else list(shared)
+        tails = [list(ids[start:]) for ids, start in zip(batch, starts)]
         width = max(len(t) for t in tails)
         pad = 0
         ids = torch.tensor([[pad] * (width - len(t)) + t for t in tails], device=device)
         real = torch.tensor([[False] * (width - len(t)) + [True] * len(t) for t in tails], device=device)
-        positions = (shared + real.long().cumsum(-1) - 1).clamp(min=shared)
+        first = torch.tensor(starts, device=device).unsqueeze(1)
+        positions = torch.maximum(first + real.long().cumsum(-1) - 1, first)
         causal = torch.ones(width, width, dtype=torch.bool, device=device).tril()
         eye = torch.eye(width, dtype=torch.bool, device=device)
         visible = (causal.unsqueeze(0) & real.unsqueeze(1)) | eye  # a padding slot sees itself: no empty softmax
         return ids, positions, visible, real
+
+
+@dataclass
+class _FusedLayer:
+    """One decoder layer's projections concatenated (q/k/v, gate/up: one matrix product each instead of
+    three and two) and its norms as torch's fused RMSNorm (one kernel instead of eight small ones)."""
+
+    qkv: torch.Tensor
+    qkv_bias: torch.Tensor | None
+    gate_up: torch.Tensor
+    norm_in: Callable[[torch.Tensor], torch.Tensor]
+    norm_post: Callable[[torch.Tensor], torch.Tensor]
+
+    @classmethod
+    def of(cls, layer: Any) -> _FusedLayer:
+        import torch
+
+        attn, mlp = layer.self_attn, layer.mlp
+        projections = (attn.q_proj, attn.k_proj, attn.v_proj)
+        qkv = torch.cat([p.weight for p in projections]).detach()
+        biases = [p.bias for p in projections]
+        bias = torch.cat([b if b is not None else torch.zeros(p.out_features, dtype=qkv.dtype, device=qkv.device)
+                          for b, p in zip(biases, projections)]).detach() if any(b is not None for b in biases) \
+            else None
+        gate_up = torch.cat([mlp.gate_proj.weight, mlp.up_proj.weight]).detach()
+        return cls(qkv, bias, gate_up, _rms_norm(layer.input_layernorm), _rms_norm(layer.post_attention_layernorm))
+
+
+def _rms_norm(norm: Any) -> Callable[[torch.Tensor], torch.Tensor]:
+    """`LlamaRMSNorm` as torch's fused `rms_norm` (computed in float32, as the module does)."""
+    import torch.nn.functional as F
+
+    weight, eps = norm.weight, norm.variance_epsilon
+
+    def apply(hidden: torch.Tensor) -> torch.Tensor:
+        return weight * F.rms_norm(hidden.float(), (hidden.shape[-1],), eps=eps).to(hidden.dtype)
+
+    return apply
+
+
+def _prefill_groups(lengths: Sequence[int]) -> list[tuple[int, int]]:
+    """Consecutive rows run together in prefill: enough tokens to keep the matrix units busy
+    (`PREFILL_TOKENS`), little padding (`PREFILL_PADDING`)."""
+    groups, start = [], 0
+    while start < len(lengths):
+        end = start + 1
+        while end < len(lengths):
+            rows = end + 1 - start
+            width = max(lengths[start : end + 1])
+            if rows * width - sum(lengths[start : end + 1]) > PREFILL_PADDING * rows * width:
+                break
+            if sum(lengths[start:end]) >= PREFILL_TOKENS:
+                break
+            end += 1
+        groups.append((start, end))
+        start = end
+    return groups
 
 
 class _RowKV:
