@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
+SHARED_DATA = ROOT.parent / "shared" / "data"
 QUICKSTART = ROOT / "examples" / "quickstart.yaml"
 LIVE: list[Any] = []
 
@@ -263,6 +264,95 @@ def cmd_shared(args: argparse.Namespace) -> None:
           f"{beside['wall_s'] / quiet['wall_s']:.2f}x")
 
 
+def force_dtype(dtype: str | None) -> None:
+    """Make `local:` models load in `dtype` whatever their options say (None: the default choice)."""
+    from charter.providers import local
+
+    if dtype is None:
+        return
+    original = local.LocalModel.__init__
+
+    def init(self: Any, *args: Any, **kwargs: Any) -> None:
+        original(self, *args, **kwargs)
+        self._dtype_name = dtype
+
+    local.LocalModel.__init__ = init
+
+
+def cmd_judge(args: argparse.Namespace) -> None:
+    """Agreement with the human choice on the shared HHH pairs, judged in one precision and engine
+    (run once per setting; `evaluate` builds its own judge from a model string)."""
+    from charter.agreement.evaluate import evaluate
+    from charter.providers import local
+
+    force_dtype(args.dtype)
+    if args.engine:
+        original = local.LocalModel.__init__
+
+        def init(self: Any, *a: Any, **kw: Any) -> None:
+            original(self, *a, **{**kw, "engine": args.engine})
+
+        local.LocalModel.__init__ = init
+    summary = evaluate(SHARED_DATA / "human_preferences" / "hhh_harmless_helpful.jsonl", "local:smollm2-135m-instruct",
+                       mode="logprobs", orders="both", seed=0, cache=args.cache)
+    keys = ("rows_judged", "agreement", "kappa", "position_consistency", "wall_s")
+    print(json.dumps({"dtype": args.dtype or "default", "engine": args.engine or "auto",
+                      **{k: summary.get(k) for k in keys}}, default=str))
+    if args.json:
+        Path(args.json).write_text(json.dumps(summary, default=str, indent=1))
+
+
+def cmd_flips(args: argparse.Namespace) -> None:
+    """Compare two `judge --cache` runs call by call: how often the two settings pick differently."""
+    import sqlite3
+
+    def picks(path: str) -> dict[str, float]:
+        with sqlite3.connect(path) as db:
+            rows = db.execute("SELECT key, value FROM calls").fetchall()
+        return {key: json.loads(value)["probs"]["A"] for key, value in rows}
+
+    a, b = picks(args.a), picks(args.b)
+    common = sorted(set(a) & set(b))
+    flips = sum((a[k] > 0.5) != (b[k] > 0.5) for k in common)
+    diff = max(abs(a[k] - b[k]) for k in common)
+    print(f"{len(common)} calls in both; P(A) on the other side of 0.5 in {flips}; largest |dP(A)| {diff:.4f}")
+
+
+def cmd_greedy(args: argparse.Namespace) -> None:
+    """Greedy outputs of the quickstart's prompts (policy turn, and the critique turn with the few-shot
+    examples) through `transformers`' generate and through charter's decoder, in float32 and bfloat16."""
+    import asyncio
+
+    from charter.constitutions import load_constitution
+    from charter.critique.chain import few_shot_messages
+    from charter.messages import with_system
+    from charter.prompts import PromptsConfig, load_prompts
+    from charter.providers.base import SamplingParams
+    from charter.providers.local import LocalModel
+
+    constitution = load_constitution("harmless")
+    prompts = load_prompts(PromptsConfig(bundled=True, limit=args.limit, shuffle=True, seed=0)).rows
+    policy = [with_system(p.messages, constitution.system_prompt) for p in prompts]
+    shots = few_shot_messages(constitution)
+    critic = [shots + [m for m in turns if m["role"] != "system"] + [
+        {"role": "assistant", "content": "I can help with that."},
+        {"role": "user", "content": "Identify specific ways in which the last response is harmful."}]
+        for turns in policy]
+    params = SamplingParams(temperature=0, max_tokens=args.max_tokens)
+    outputs = {}
+    for dtype in ("float32", "bfloat16"):
+        for engine in ("transformers", "charter"):
+            model = LocalModel("smollm2-135m-instruct", batch_size=16, dtype=dtype, engine=engine)
+            start = time.perf_counter()
+            texts = [c.text for c in asyncio.run(model.generate(policy + critic, params))]
+            outputs[dtype, engine] = texts
+            print(f"{dtype} {engine}: {time.perf_counter() - start:.1f} s", flush=True)
+    base = outputs["float32", "transformers"]
+    for key, texts in outputs.items():
+        same = sum(a == b for a, b in zip(base, texts))
+        print(f"{key[0]} {key[1]}: {same}/{len(base)} greedy outputs identical to float32 transformers")
+
+
 def cmd_neighbour(args: argparse.Namespace) -> None:
     """Run quickstarts back to back in fresh caches until terminated (the CPU-heavy neighbour of `shared`)."""
     root = Path(args.root)
@@ -322,10 +412,23 @@ def main() -> None:
     p.add_argument("--set", action="append", default=[])
     p.add_argument("--head-start", type=float, default=20.0, help="seconds the neighbour runs alone first")
     p.add_argument("--neighbour-threads", help="OMP_NUM_THREADS for the neighbour (default: its own choice)")
+    p = sub.add_parser("judge")
+    p.add_argument("--dtype", choices=["float32", "bfloat16"])
+    p.add_argument("--engine", choices=["charter", "transformers"])
+    p.add_argument("--cache", help="a fresh call cache file, kept to compare the calls pair by pair")
+    p.add_argument("--json")
+    p = sub.add_parser("flips")
+    p.add_argument("a")
+    p.add_argument("b")
+    p = sub.add_parser("greedy")
+    p.add_argument("--limit", type=int, default=16)
+    p.add_argument("--max-tokens", type=int, default=96)
     p = sub.add_parser("neighbour")
     p.add_argument("--root", required=True)
     args = parser.parse_args()
-    {"profile": cmd_profile, "peer": cmd_peer, "shared": cmd_shared, "neighbour": cmd_neighbour}[args.command](args)
+    commands = {"profile": cmd_profile, "peer": cmd_peer, "shared": cmd_shared, "neighbour": cmd_neighbour,
+                "judge": cmd_judge, "greedy": cmd_greedy, "flips": cmd_flips}
+    commands[args.command](args)
 
 
 if __name__ == "__main__":

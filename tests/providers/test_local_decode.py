@@ -117,6 +117,29 @@ def test_a_prefix_is_reused_across_calls_and_gives_the_same_answers(llama_dir: P
     assert first + second == texts(theirs, SHARED, params)
 
 
+def test_a_prompt_continuing_a_generated_row_runs_only_its_new_tokens(llama_dir: Path) -> None:
+    ours, theirs = pair(llama_dir)
+    params = SamplingParams(temperature=0, max_tokens=8)
+    first = asyncio.run(ours.generate(SHARED + REQUESTS, params))
+    # the next turn of each conversation: its answer as an assistant message, then a new request
+    follow = [r + [{"role": "assistant", "content": c.text}, {"role": "user", "content": "Revise it."}]
+              for r, c in zip(SHARED + REQUESTS, first)]
+    hits = ours._decoder.rows.hits
+    got = texts(ours, follow, params)
+    assert ours._decoder.rows.hits - hits >= len(follow) // 2 and ours._decoder.rows.reused_tokens > 0
+    assert got == texts(theirs, follow, params)
+    assert asyncio.run(ours.choice_logprobs_batch(follow, ["A", "B"]))[0].probs == pytest.approx(
+        asyncio.run(theirs.choice_logprobs_batch(follow, ["A", "B"]))[0].probs, abs=1e-5)
+
+
+def test_the_row_cache_stays_within_its_bytes(llama_dir: Path) -> None:
+    ours, _ = pair(llama_dir, prefix_cache_mb=0.01)
+    asyncio.run(ours.generate(SHARED + REQUESTS, SamplingParams(temperature=0, max_tokens=8)))
+    cache = ours._decoder.rows
+    assert 0 < sum(e.nbytes() for e in cache.entries.values()) <= cache.max_bytes
+    assert len(cache.entries) < len(SHARED + REQUESTS)
+
+
 def test_the_prefix_cache_stays_within_its_bytes() -> None:
     def entry(tokens: tuple[int, ...]) -> PrefixKV:
         return PrefixKV(tokens, [torch.zeros(1, len(tokens), 4)], [torch.zeros(1, len(tokens), 4)])

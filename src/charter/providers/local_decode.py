@@ -27,6 +27,8 @@ if TYPE_CHECKING:
 PREFILL_TOKENS = 2048
 #: ...or before padding would exceed this share of it.
 PREFILL_PADDING = 0.1
+#: A row generated earlier is reused when a new prompt continues at least this many of its tokens.
+MIN_ROW_REUSE = 16
 #: Model types whose decoder layers this module runs itself.
 SUPPORTED = frozenset({"llama", "qwen2", "mistral"})
 
@@ -58,12 +60,20 @@ class PrefixKV:
     tokens: tuple[int, ...]
     keys: list[torch.Tensor]
     values: list[torch.Tensor]
+    keys_t: list[torch.Tensor] | None = None
+    """The keys transposed, `[kv_heads, head_dim, length]`, contiguous: what a decode step multiplies by."""
 
     def __len__(self) -> int:
         return len(self.tokens)
 
     def nbytes(self) -> int:
         return sum(t.numel() * t.element_size() for t in (*self.keys, *self.values))
+
+    def for_decode(self) -> PrefixKV:
+        """This prefix laid out for decode steps: transposed keys and values made contiguous once per batch,
+        not copied by every step's matrix product."""
+        return PrefixKV(self.tokens, self.keys, [v.contiguous() for v in self.values],
+                        [k.transpose(1, 2).contiguous() for k in self.keys])
 
     def cut(self, length: int) -> PrefixKV:
         """The first `length` tokens (views, no copy)."""
@@ -104,6 +114,58 @@ class PrefixCache:
             self.entries.popitem(last=False)
 
 
+@dataclass
+class _RowEntry:
+    """One generated row's keys/values beyond the prefix its batch shared: positions `start:len(tokens)`."""
+
+    start: int
+    keys: list[torch.Tensor]
+    values: list[torch.Tensor]
+
+    def nbytes(self) -> int:
+        return sum(t.numel() * t.element_size() for t in (*self.keys, *self.values))
+
+
+@dataclass
+class RowCache:
+    """Rows generated lately, so that a prompt continuing one (a revision request after its critique) runs only
+    its new tokens. Up to `max_bytes`, least recently used out first."""
+
+    max_bytes: int
+    entries: OrderedDict[tuple[int, ...], _RowEntry] = field(default_factory=OrderedDict)
+    hits: int = 0
+    reused_tokens: int = 0
+
+    def longest(self, tokens: Sequence[int], start: int) -> tuple[int, list[torch.Tensor], list[torch.Tensor]] | None:
+        """`(end, keys, values)`: the keys/values of `tokens[start:end]` from the row sharing the most of `tokens`
+        (`end` leaves at least one token to run), or None when no row shares `MIN_ROW_REUSE` tokens past `start`."""
+        best, best_end = None, start + MIN_ROW_REUSE - 1
+        for key, entry in self.entries.items():
+            if entry.start > start:
+                continue
+            end = min(_common_length(key, tokens), len(tokens) - 1)
+            if end > best_end:
+                best, best_end = key, end
+        if best is None:
+            return None
+        self.entries.move_to_end(best)
+        entry = self.entries[best]
+        self.hits += 1
+        self.reused_tokens += best_end - start
+        cut = slice(start - entry.start, best_end - entry.start)
+        return best_end, [k[:, cut] for k in entry.keys], [v[:, cut] for v in entry.values]
+
+    def put(self, tokens: tuple[int, ...], entry: _RowEntry) -> None:
+        if self.max_bytes <= 0 or entry.nbytes() > self.max_bytes:
+            return
+        self.entries[tokens] = entry
+        self.entries.move_to_end(tokens)
+        total = sum(e.nbytes() for e in self.entries.values())
+        while total > self.max_bytes:
+            _, dropped = self.entries.popitem(last=False)
+            total -= dropped.nbytes()
+
+
 def _common_length(a: Sequence[int], b: Sequence[int]) -> int:
     n = min(len(a), len(b))
     i = 0
@@ -131,11 +193,12 @@ class Decoder:
         self._rotary = modeling.apply_rotary_pos_emb
         self.fused = [_FusedLayer.of(layer) for layer in self.layers]
         self.cache = PrefixCache(prefix_cache_bytes)
+        self.rows = RowCache(prefix_cache_bytes)
 
     # ---- the forward pass
 
     def _forward(self, ids: torch.Tensor, positions: torch.Tensor, prefix: PrefixKV | None,
-                 own: _RowKV | _RowSlice | None, visible: torch.Tensor | None) -> tuple[torch.Tensor, list, list]:
+                 own: _RowKV | _RowSlots | None, visible: torch.Tensor | None) -> tuple[torch.Tensor, list, list]:
         """Hidden states after the final norm for `ids` (`[rows, width]`), and each layer's new keys/values.
 
         Attention covers the prefix (every row sees all of it), the rows' earlier own tokens in `own`, and
@@ -212,9 +275,10 @@ class Decoder:
         if not p_len:
             probs = torch.softmax(scores, dim=-1, dtype=torch.float32).to(q.dtype)
             return torch.matmul(probs, values).view(rows, self.heads, 1, dim)
-        pk, pv = prefix.keys[layer], prefix.values[layer]  # [kvh, p, dim]
+        pv = prefix.values[layer]  # [kvh, p, dim]
+        pk_t = prefix.keys_t[layer] if prefix.keys_t is not None else prefix.keys[layer].transpose(1, 2)
         flat = q.permute(1, 0, 2, 3).reshape(self.kv_heads, rows * self.groups, dim)
-        pscores = torch.bmm(flat, pk.transpose(1, 2)).view(self.kv_heads, rows, self.groups, p_len)
+        pscores = torch.bmm(flat, pk_t).view(self.kv_heads, rows, self.groups, p_len)
         pscores = pscores.permute(1, 0, 2, 3) * self.scaling
         probs = torch.softmax(torch.cat([pscores, scores], dim=-1), dim=-1, dtype=torch.float32).to(q.dtype)
         pprobs = probs[..., :p_len].permute(1, 0, 2, 3).reshape(self.kv_heads, rows * self.groups, p_len)
@@ -281,20 +345,42 @@ class Decoder:
         rows, width = len(tails), max(len(t) for t in tails)
         own = _RowKV(len(self.layers), rows, self.kv_heads, width + max_new, self.head_dim, device, self.model.dtype)
         seen = torch.zeros(rows, width + max_new, dtype=torch.bool, device=device)
-        last: list[torch.Tensor] = []
-        for start, end in _prefill_groups([len(t) for t in tails]):
-            # rows of similar length together, padded to the longest of them, right-aligned in the buffers
-            ids, positions, visible, real = self._suffix_inputs(batch[start:end], shared)
-            length = ids.shape[1]
-            hidden, _, _ = self._forward(ids, positions, prefix, own.rows(start, end, width - length), visible)
-            last.append(hidden[:, -1, :])
-            seen[start:end, width - length : width] = real
+        # Each row's tokens sit right-aligned before slot `width`. What an earlier call already ran of a row
+        # beyond the shared prefix (a revision request continues its critique) is copied in, not run again.
+        done = [shared] * rows
+        for row, ids in enumerate(batch):
+            hit = self.rows.longest(ids, shared)
+            if hit is not None:
+                done[row], keys, values = hit
+                first = width - len(tails[row])
+                own.write(row, first, keys, values)
+                seen[row, first : first + done[row] - shared] = True
+        todo = [len(ids) - d for ids, d in zip(batch, done)]
+        order = sorted(range(rows), key=lambda r: -todo[r])
+        last_hidden = torch.empty(rows, self.model.config.hidden_size, device=device, dtype=self.model.dtype)
+        for start, end in _prefill_groups([todo[r] for r in order]):
+            # rows with about as many tokens left to run, padded to the most of them
+            group = order[start:end]
+            ids, positions, _, real = self._suffix_inputs([batch[r] for r in group], [done[r] for r in group])
+            span = max(len(tails[r]) for r in group)  # the group's keys: slots width - span .. width
+            for r in group:
+                seen[r, width - todo[r] : width] = True
+            key_slots = torch.arange(width - span, width, device=device)
+            query_slots = torch.arange(width - ids.shape[1], width, device=device)
+            index = torch.tensor(group, device=device)
+            visible = (key_slots.unsqueeze(0) <= query_slots.unsqueeze(1)).unsqueeze(0) \
+                & seen.index_select(0, index)[:, width - span : width].unsqueeze(1)
+            visible |= ~real.unsqueeze(2)  # a padding query sees everything: never an empty softmax
+            slots = _RowSlots(own, index, [todo[r] for r in group], width, span)
+            hidden, _, _ = self._forward(ids, positions, prefix, slots, visible)
+            last_hidden[index] = hidden[:, -1, :]
         own.length = width
+        if prefix is not None:
+            prefix = prefix.for_decode()
         live = list(range(rows))  # rows still in the batch (finished ones leave in groups)
         finished: set[int] = set()
         out: list[list[int]] = [[] for _ in batch]
         next_position = torch.tensor([shared + len(t) for t in tails], device=device)
-        last_hidden = torch.cat(last)
         for _ in range(max_new):
             tokens = choose(self.logits(last_hidden), live)
             for row, token in zip(live, tokens.tolist()):
@@ -306,7 +392,8 @@ class Decoder:
             if not keep or len(out[live[keep[0]]]) >= max_new:
                 break
             if len(live) - len(keep) >= max(1, len(live) // 4):  # compact once a quarter of the rows are done
-                index = torch.tensor(keep, device=ids.device)
+                self._keep_rows(batch, tails, out, own, width, {s: r for s, r in enumerate(live) if r in finished})
+                index = torch.tensor(keep, device=device)
                 own.select(index)
                 seen, next_position, tokens = seen[index], next_position[index], tokens[index]
                 live = [live[slot] for slot in keep]
@@ -316,7 +403,21 @@ class Decoder:
             own.length += 1
             next_position = next_position + 1
             last_hidden = hidden[:, -1, :]
+        self._keep_rows(batch, tails, out, own, width, dict(enumerate(live)))
         return out
+
+    def _keep_rows(self, batch: Sequence[Sequence[int]], tails: list[list[int]], out: list[list[int]], own: _RowKV,
+                   width: int, slots: dict[int, int]) -> None:
+        """Put rows (`slot: row`) into the row cache: the prompt and what was generated but the last token."""
+        if self.rows.max_bytes <= 0:
+            return
+        shared = len(batch[0]) - len(tails[0])
+        for slot, row in slots.items():
+            first, end = width - len(tails[row]), min(width + len(out[row]) - 1, own.length)
+            tokens = tuple(batch[row]) + tuple(out[row][: end - width])
+            keys = [k[slot, :, first:end].clone() for k in own.keys]
+            values = [v[slot, :, first:end].clone() for v in own.values]
+            self.rows.put(tokens, _RowEntry(shared, keys, values))
 
     def _suffix_inputs(self, batch: Sequence[Sequence[int]], shared: int | Sequence[int]
                        ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -362,6 +463,12 @@ class _FusedLayer:
                           for b, p in zip(biases, projections)]).detach() if any(b is not None for b in biases) \
             else None
         gate_up = torch.cat([mlp.gate_proj.weight, mlp.up_proj.weight]).detach()
+        # the modules keep working on views of the concatenated weights: no second copy in memory
+        for fused, parts in ((qkv, projections), (gate_up, (mlp.gate_proj, mlp.up_proj))):
+            offset = 0
+            for part in parts:
+                part.weight.data = fused[offset : offset + part.out_features]
+                offset += part.out_features
         return cls(qkv, bias, gate_up, _rms_norm(layer.input_layernorm), _rms_norm(layer.post_attention_layernorm))
 
 
@@ -415,9 +522,11 @@ class _RowKV:
         self.values[layer][:, :, self.length : end] = v
         return self.keys[layer][:, :, :end], self.values[layer][:, :, :end]
 
-    def rows(self, first: int, end: int, start: int) -> _RowSlice:
-        """Where rows `first:end` write their prompt's keys/values: from slot `start` (right-aligned)."""
-        return _RowSlice(self, slice(first, end), start)
+    def write(self, row: int, first: int, keys: list[torch.Tensor], values: list[torch.Tensor]) -> None:
+        """Keys/values computed earlier (`[kv_heads, n, dim]` per layer) into `row` from slot `first`."""
+        for layer, (k, v) in enumerate(zip(keys, values)):
+            self.keys[layer][row, :, first : first + k.shape[1]] = k
+            self.values[layer][row, :, first : first + v.shape[1]] = v
 
     def select(self, index: torch.Tensor) -> None:
         """Keep only the rows at `index` (finished rows leave); only the filled part is copied."""
@@ -435,15 +544,21 @@ class _RowKV:
 
 
 @dataclass
-class _RowSlice:
-    """Some rows of a `_RowKV` during prefill: they see only their own new tokens (and the prefix)."""
+class _RowSlots:
+    """Some rows of a `_RowKV` during prefill: each row's new tokens (left-padded to the group's width) go to
+    the last slots before `width`; attention reads the last `span` slots (tokens copied in, then the new)."""
 
     kv: _RowKV
-    rows: slice
-    start: int
+    index: torch.Tensor
+    new: list[int]
+    width: int
+    span: int
 
     def extend(self, layer: int, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        end = self.start + k.shape[2]
-        self.kv.keys[layer][self.rows, :, self.start : end] = k
-        self.kv.values[layer][self.rows, :, self.start : end] = v
-        return k, v
+        keys, values = self.kv.keys[layer], self.kv.values[layer]
+        group = k.shape[2]
+        for i, (row, n) in enumerate(zip(self.index.tolist(), self.new)):
+            keys[row, :, self.width - n : self.width] = k[i, :, group - n :]
+            values[row, :, self.width - n : self.width] = v[i, :, group - n :]
+        window = slice(self.width - self.span, self.width)
+        return keys[:, :, window].index_select(0, self.index), values[:, :, window].index_select(0, self.index)
