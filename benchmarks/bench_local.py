@@ -141,9 +141,10 @@ def instrument(profile: Profile) -> None:
                 kind = "forward: generate decode step"
             profile.add(kind, time.perf_counter() - start)
             profile.counts[kind + " tokens"] += rows * width
-            if visible is not None and width > 1 and own is not None or profile.phase == "choice":
-                real = int(visible[:, -1, :].sum()) if visible is not None else rows * width
-                profile.counts[kind + " pad tokens"] += rows * width - real
+            if hasattr(own, "new"):  # generate prefill: each row's tokens still to run, the rest is padding
+                profile.counts[kind + " pad tokens"] += rows * width - sum(own.new)
+            elif profile.phase == "choice" and visible is not None:
+                profile.counts[kind + " pad tokens"] += rows * width - int(visible[:, -1, :].sum())
 
     decoder._forward = decoder_forward
     init = decoder.__init__
@@ -391,7 +392,8 @@ def cmd_profile(args: argparse.Namespace) -> None:
     batches = profile.seconds["generate batches"] + profile.seconds["choice batches"]
     print(f"  python in batches (batch wall - forwards):  {batches - forwards:.2f} s")
     print(f"  prefix cache: {sum(d.cache.hits for d in LIVE)} hits, "
-          f"{sum(d.cache.reused_tokens for d in LIVE)} tokens reused")
+          f"{sum(d.cache.reused_tokens for d in LIVE)} tokens reused; row cache: {sum(d.rows.hits for d in LIVE)} "
+          f"hits, {sum(d.rows.reused_tokens for d in LIVE)} tokens reused")
     if args.json:
         Path(args.json).write_text(json.dumps({"wall_s": wall, "seconds": profile.seconds, "counts": profile.counts}))
 

@@ -6,7 +6,10 @@ prompts with a 1,000-token shared start moves ~1 GB per decode step on CPU. This
 
 - the shared prefix once (`PrefixKV`, batch 1), reused across calls through a bounded `PrefixCache`;
 - each row's own tokens in preallocated buffers, attended together with the prefix in one softmax;
-- only unfinished rows: a row that hit its end or stop string leaves the batch.
+- recently generated rows (`RowCache`), so that a prompt continuing one (a revision request after its
+  critique) runs only its new tokens;
+- prefill in groups of similar length (little padding), and only unfinished rows in decode steps: a row
+  that hit its end or stop string leaves the batch.
 
 Greedy decoding, per-row sampling and stop strings behave as with `generate`. Models whose layers are
 not plain pre-norm Llama blocks (Llama, SmolLM, Qwen2 without a sliding window, Mistral without one)
@@ -192,8 +195,9 @@ class Decoder:
         modeling = importlib.import_module(type(model).__module__)
         self._rotary = modeling.apply_rotary_pos_emb
         self.fused = [_FusedLayer.of(layer) for layer in self.layers]
-        self.cache = PrefixCache(prefix_cache_bytes)
-        self.rows = RowCache(prefix_cache_bytes)
+        # one budget: a quarter for shared prefixes (few-shot examples, instructions), the rest for recent rows
+        self.cache = PrefixCache(prefix_cache_bytes // 4)
+        self.rows = RowCache(prefix_cache_bytes - prefix_cache_bytes // 4)
 
     # ---- the forward pass
 
