@@ -226,6 +226,9 @@ def cmd_peer(args: argparse.Namespace) -> None:
                 model = f"openai-compatible:smollm2@http://127.0.0.1:{port}/v1"
                 roles = [f"{role}.model={model}" for role in ("policy", "critic", "judge")]
                 roles += [f"{role}.options={{}}" for role in ("policy", "critic", "judge")]
+                # the server answers one request at a time: queued requests would time out and be retried, and
+                # the abandoned ones still cost it their full time
+                roles += [f"{role}.limits={{concurrency: 1, timeout_s: 600}}" for role in ("policy", "critic", "judge")]
                 os.environ.setdefault("OPENAI_API_KEY", "not-needed-for-a-local-server")
                 results["llama-cpp-python server"] = timed_run([*roles, *args.set], Path(tmp) / "llama")
                 print("llama.cpp", results["llama-cpp-python server"], flush=True)
