@@ -19,6 +19,7 @@ go through `generate` instead (`supports`).
 from __future__ import annotations
 
 import math
+import sys
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, Sequence
@@ -181,8 +182,6 @@ class Decoder:
     """Runs a Llama-family `*ForCausalLM` layer by layer with a shared prefix and per-row buffers."""
 
     def __init__(self, model: Any, prefix_cache_bytes: int = 256 * 1024 * 1024) -> None:
-        import importlib
-
         self.model, self.inner = model, model.model
         config = model.config
         self.layers = list(self.inner.layers[: config.num_hidden_layers])
@@ -192,8 +191,8 @@ class Decoder:
         self.kv_heads = config.num_key_value_heads
         self.groups = self.heads // self.kv_heads
         self.scaling = attention.scaling
-        modeling = importlib.import_module(type(model).__module__)
-        self._rotary = modeling.apply_rotary_pos_emb
+        # the model's own rotary helper, from its (already imported) modeling module
+        self._rotary = sys.modules[type(model).__module__].apply_rotary_pos_emb
         self.fused = [_FusedLayer.of(layer) for layer in self.layers]
         # one budget: a quarter for shared prefixes (few-shot examples, instructions), the rest for recent rows
         self.cache = PrefixCache(prefix_cache_bytes // 4)
