@@ -52,6 +52,18 @@ class Profile:
         self.seconds[key] += seconds
         self.counts[key] += count
 
+    def forward(self, seconds: float, rows: int, width: int) -> str:
+        """Count one forward pass under its kind (from the phase the wrappers set, and its width)."""
+        if self.phase == "prefix":
+            kind = "forward: shared prefix"
+        elif self.phase == "choice":
+            kind = "forward: judge (one pass)"
+        else:
+            kind = "forward: generate prefill" if width > 1 else "forward: generate decode step"
+        self.add(kind, seconds)
+        self.counts[kind + " tokens"] += rows * width
+        return kind
+
 
 def instrument(profile: Profile) -> None:
     """Wrap the local provider's methods and the model's forward with timers."""
@@ -98,22 +110,9 @@ def instrument(profile: Profile) -> None:
                 ids = kwargs.get("input_ids")
                 mask = kwargs.get("attention_mask")
                 rows, width = ids.shape if ids is not None else (0, 0)
-                if profile.phase == "prefix":
-                    kind = "forward: shared prefix"
-                elif profile.phase == "choice":
-                    kind = "forward: judge (one pass)"
-                elif width > 1:
-                    kind = "forward: generate prefill"
-                else:
-                    kind = "forward: generate decode step"
-                profile.add(kind, spent)
-                profile.counts[kind + " tokens"] += rows * width
+                kind = profile.forward(spent, rows, width)
                 if mask is not None and width > 1:
-                    real = int(mask[:, -width:].sum())
-                    profile.counts[kind + " pad tokens"] += rows * width - real
-                if kind == "forward: generate decode step" and mask is not None:
-                    # rows already finished still cost a decode step each: count them as waste
-                    pass
+                    profile.counts[kind + " pad tokens"] += rows * width - int(mask[:, -width:].sum())
 
             model.register_forward_pre_hook(pre, with_kwargs=True)
             model.register_forward_hook(post, with_kwargs=True)
@@ -131,16 +130,7 @@ def instrument(profile: Profile) -> None:
             return forward(self, ids, positions, prefix, own, visible)
         finally:
             rows, width = ids.shape
-            if own is None and profile.phase != "choice":
-                kind = "forward: shared prefix"
-            elif profile.phase == "choice":
-                kind = "forward: judge (one pass)"
-            elif width > 1:
-                kind = "forward: generate prefill"
-            else:
-                kind = "forward: generate decode step"
-            profile.add(kind, time.perf_counter() - start)
-            profile.counts[kind + " tokens"] += rows * width
+            kind = profile.forward(time.perf_counter() - start, rows, width)
             if hasattr(own, "new"):  # generate prefill: each row's tokens still to run, the rest is padding
                 profile.counts[kind + " pad tokens"] += rows * width - sum(own.new)
             elif profile.phase == "choice" and visible is not None:
