@@ -410,9 +410,7 @@ class LocalModel(ChatModel):
         """`_generate_batch` through charter's decoder: the shared prefix once, finished rows leave."""
         import torch
 
-        assert self._decoder is not None
         ids = [p.ids for p in batch]
-        shared = _shared_prefix(ids) if len(ids) > 1 else len(ids[0]) - 1
         ends = self._eos_ids()
         stops = [s for s in params.stop if s]
         sampler = _RowSampler([p.seed for p in batch], params.temperature, params.top_p, self.device) \
@@ -435,7 +433,7 @@ class LocalModel(ChatModel):
             return any(s in text for s in stops)
 
         with torch.inference_mode():
-            rows = self._decoder.generate(ids, shared, params.max_tokens, stop, choose)
+            rows = self._decoder.generate(ids, _decoder_shared(ids), params.max_tokens, stop, choose)
         return [self._completion(p, row, params) for p, row in zip(batch, rows)]
 
     def _completion(self, prompt: _Prompt, row: list[int], params: SamplingParams) -> Completion:
@@ -492,9 +490,8 @@ class LocalModel(ChatModel):
         import torch
 
         if self._decoder is not None:
-            shared = _shared_prefix(batch) if len(batch) > 1 else len(batch[0]) - 1
             with torch.inference_mode():
-                return self._decoder.next_token_logprobs(batch, shared).cpu()
+                return self._decoder.next_token_logprobs(batch, _decoder_shared(batch)).cpu()
 
         input_ids, mask, cache = self._batch_inputs(batch)
         done = cache.get_seq_length() if cache is not None else 0
@@ -536,6 +533,12 @@ def _shared_prefix(batch: Sequence[list[int]]) -> int:
     while shared < limit and all(ids[shared] == first[shared] for ids in batch):
         shared += 1
     return shared
+
+
+def _decoder_shared(batch: Sequence[list[int]]) -> int:
+    """The prefix charter's decoder runs once and caches: the batch's common start, or for a single prompt all
+    but its last token (so that a later call starting alike reuses it)."""
+    return _shared_prefix(batch) if len(batch) > 1 else len(batch[0]) - 1
 
 
 def _cut_at_stop(text: str, stops: Sequence[str]) -> tuple[str, bool]:

@@ -42,8 +42,10 @@ def supports(model: Any) -> bool:
     config = getattr(model, "config", None)
     if config is None or getattr(config, "model_type", None) not in SUPPORTED:
         return False
-    if getattr(config, "use_sliding_window", False) or getattr(config, "sliding_window", None) not in (None, 0) \
-            and config.model_type == "mistral":
+    # a sliding window is not applied here: such models go through `generate`
+    if getattr(config, "use_sliding_window", False):  # qwen2's switch
+        return False
+    if config.model_type == "mistral" and getattr(config, "sliding_window", None):
         return False
     inner = getattr(model, "model", None)
     needed = ("embed_tokens", "layers", "norm", "rotary_emb")
@@ -296,26 +298,21 @@ class Decoder:
 
     def prefix(self, tokens: Sequence[int]) -> PrefixKV | None:
         """Keys and values of `tokens` run alone, from the cache as far as it goes."""
-        return self._run_alone(tokens)[0]
-
-    def _run_alone(self, tokens: Sequence[int], last: bool = False) -> tuple[PrefixKV | None, torch.Tensor | None]:
-        """`prefix`, and with `last` the final hidden state (the whole sequence is then run or taken from the
-        cache but for its last token at least, so that there is a hidden state to return)."""
         import torch
 
         tokens = tuple(tokens)
         if not tokens:
-            return None, None
-        cached = self.cache.longest(tokens[:-1] if last else tokens)
+            return None
+        cached = self.cache.longest(tokens)
         done = len(cached) if cached is not None else 0
         if done == len(tokens):
-            return cached, None
+            return cached
         device = self.model.device
         ids = torch.tensor([tokens[done:]], device=device)
         positions = torch.arange(done, len(tokens), device=device).unsqueeze(0)
         width = ids.shape[1]
         causal = torch.ones(width, width, dtype=torch.bool, device=device).tril().unsqueeze(0)
-        hidden, keys, values = self._forward(ids, positions, cached, None, causal)
+        _, keys, values = self._forward(ids, positions, cached, None, causal)
         new_keys = [k[0] for k in keys]
         new_values = [v[0] for v in values]
         if cached is not None:
@@ -323,7 +320,7 @@ class Decoder:
             new_values = [torch.cat([c, n], dim=1) for c, n in zip(cached.values, new_values)]
         entry = PrefixKV(tokens, new_keys, new_values)
         self.cache.put(entry)
-        return entry, hidden[0, -1] if last else None
+        return entry
 
     # ---- batches
 
