@@ -160,3 +160,42 @@ def write_rows(stem: Path, rows: Iterable[dict], schema: Any, chunk: int = 2000)
     os.replace(tmp_parquet, parquet)
     os.replace(tmp_jsonl, jsonl)
     return parquet, jsonl
+
+
+def keep_rows(source: Path, stem: Path, keep: Iterable[int], chunk: int = 2000) -> tuple[Path, Path]:
+    """Copy the rows at positions `keep` (ascending) of SOURCE.parquet and SOURCE.jsonl, both written by
+    `write_rows`, into STEM.parquet and STEM.jsonl, each atomically; the rows are not decoded, and memory stays
+    flat however many there are. Returns both paths."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    parquet, jsonl = stem.with_name(stem.name + ".parquet"), stem.with_name(stem.name + ".jsonl")
+    tmp_parquet, tmp_jsonl = (path.with_name(f".{path.name}.tmp") for path in (parquet, jsonl))
+    wanted = iter(keep)
+    following = next(wanted, None)
+    source_file = pq.ParquetFile(source.with_name(source.name + ".parquet"))
+    with pq.ParquetWriter(tmp_parquet, source_file.schema_arrow) as writer, \
+            source.with_name(source.name + ".jsonl").open(encoding="utf-8") as lines, \
+            tmp_jsonl.open("w", encoding="utf-8") as out:
+        start, held, size = 0, [], 0
+        for batch in source_file.iter_batches(batch_size=chunk):
+            mask = []
+            for _ in range(batch.num_rows):
+                line = lines.readline()
+                hit = following == start + len(mask)
+                if hit:
+                    out.write(line)
+                    following = next(wanted, None)
+                mask.append(hit)
+            start += batch.num_rows
+            if any(mask):
+                held.append(batch.filter(pa.array(mask)))
+                size += held[-1].num_rows
+            if size >= chunk:
+                writer.write_table(pa.Table.from_batches(held))
+                held, size = [], 0
+        if held:
+            writer.write_table(pa.Table.from_batches(held))
+    os.replace(tmp_parquet, parquet)
+    os.replace(tmp_jsonl, jsonl)
+    return parquet, jsonl

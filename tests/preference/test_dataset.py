@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from charter.preference.config import FiltersConfig
 from charter.preference.dataset import apply_filters, preference_row
 from charter.records import Judgment, Message, Pair, Provenance, Vote
@@ -58,3 +60,88 @@ def test_best_vs_worst_keeps_one_pair_per_prompt():
     kept, counts = apply_filters(rows, FiltersConfig(), strategy="best_vs_worst")
     assert len(kept) == 1 and {kept[0].chosen_source, kept[0].rejected_source} == {"sample:0", "sample:1"}
     assert counts["dropped_not_best_vs_worst"] == 2
+
+
+# -- the stored selection (any size) against the in-memory one ------------------------------------------------
+
+from hypothesis import given, settings, strategies as st  # noqa: E402
+
+from charter.preference.dataset import Candidate, StoredSelection, Waterfall, select  # noqa: E402
+
+_candidate = st.builds(
+    lambda prompt, kind, sources, p, cal, consistent, principle, text, verified: (
+        prompt, kind, *sources, p, cal, consistent, principle, text, verified),
+    st.sampled_from(["q0", "q1", "q2"]), st.sampled_from(["revision", "samples"]),
+    st.permutations(["s0", "s1", "s2"]).map(lambda s: s[:2]),
+    st.sampled_from([0.5, 0.55, 0.6, 0.7, 0.9, 1.0]), st.one_of(st.none(), st.sampled_from([0.4, 0.55, 0.8])),
+    st.sampled_from([True, False, None]), st.sampled_from(["p0", "p1"]), st.sampled_from([b"t0", b"t1", b"t2"]),
+    st.sampled_from([True, False, None]),
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(rows=st.lists(_candidate, max_size=40), dedupe=st.booleans(), cap=st.sampled_from([None, 1, 3]),
+       ties=st.booleans(), inconsistent=st.booleans(), min_confidence=st.sampled_from([0.0, 0.1]),
+       verify=st.sampled_from(["drop", "mark"]), strategy=st.sampled_from(["all", "best_vs_worst"]),
+       calibrated=st.sampled_from([None, 0.2]))
+def test_stored_selection_keeps_what_the_in_memory_one_keeps(tmp_path_factory, rows, dedupe, cap, ties,
+                                                             inconsistent, min_confidence, verify, strategy,
+                                                             calibrated):
+    """The filters run over SQLite a window at a time (flat memory at a million rows) keep exactly the rows, and
+    count exactly the drops, of the plain in-memory pass."""
+    candidates = [Candidate(i, *row) for i, row in enumerate(rows)]
+    filters = FiltersConfig(dedupe=dedupe, max_per_principle=cap, drop_ties=ties, drop_inconsistent=inconsistent,
+                            min_confidence=min_confidence, verify=verify)
+    kept, counts = select(candidates, filters, strategy, calibrated)
+    selection = StoredSelection(tmp_path_factory.mktemp("sel") / "s.sqlite", Waterfall(filters, calibrated), strategy,
+                                window=3)  # windows smaller than the data
+    try:
+        for candidate in candidates:
+            selection.add_candidate(candidate)
+        assert selection.run() == counts
+        assert list(selection.kept()) == kept
+    finally:
+        selection.close()
+
+
+def test_filters_drop_from_a_written_dataset_without_building_rows_twice(tmp_path):
+    """write_dataset with `keep` writes every row once and copies the kept ones into place, both files."""
+    from charter.runs.files import RunFiles
+    from charter.tables import read_jsonl
+
+    rows = [judged(f"x{i}", 0.9 - i / 100, a=f"A {i}") for i in range(7)]
+    files = RunFiles(tmp_path)
+    built = []
+    files.write_dataset("preferences", (built.append(r) or r for r in rows), keep=lambda: iter([1, 4, 5]))
+    assert len(built) == 7
+    assert [r["pair_id"] for r in files.dataset_rows("preferences")] == ["x1", "x4", "x5"]
+    assert [row["pair_id"] for row in read_jsonl(files.dataset_path("preferences", ".jsonl"))] == ["x1", "x4", "x5"]
+    assert sorted(p.name for p in (tmp_path / "data").iterdir()) == ["preferences.jsonl", "preferences.parquet"]
+
+
+def test_a_large_sft_file_is_written_by_a_second_process_the_same(tmp_path, monkeypatch):
+    """From SFT_BESIDE chains the SFT file is written by a fresh Python process while this one writes the
+    preferences: same rows and counts as written here; a failure there is a one-line error here."""
+    from charter.errors import DatasetError
+    from charter.preference import dataset
+    from charter.runs.files import RunFiles
+    from tests.support.rundir import RunBuilder
+
+    def build(folder, beside):
+        monkeypatch.setattr(dataset, "SFT_BESIDE", 1 if beside else 10**9)
+        with RunBuilder(folder) as run:
+            for i in range(5):
+                run.chain(f"q{i}", ["harm"], final=f"revised {i}")
+                run.pair(f"x{i}", f"q{i}", f"answer {i}", f"other {i}")
+                run.judgment(f"x{i}", 0.9)
+            return run.write_dataset().counts, RunFiles(folder).dataset_rows("sft")
+
+    here, beside = build(tmp_path / "here", False), build(tmp_path / "beside", True)
+    strip = lambda rows: [{k: v for k, v in r.items() if k != "created_at"} for r in rows]  # noqa: E731
+    assert here[0]["sft"] == beside[0]["sft"] == 5 and strip(here[1]) == strip(beside[1])
+
+    monkeypatch.setenv("PYTHONPATH", str(tmp_path / "nowhere"))
+    (tmp_path / "nowhere").mkdir()
+    (tmp_path / "nowhere" / "sitecustomize.py").write_text("raise SystemExit('the second process could not start')")
+    with pytest.raises(DatasetError, match=r"^writing data/sft\.\* in a second process failed: .*the second process could not start$"):
+        build(tmp_path / "broken", True)

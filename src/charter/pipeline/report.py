@@ -51,10 +51,26 @@ def _spread(keys: list[tuple[float, str, Any]], n: int) -> list[Any]:
     return [handle for _, _, handle in keys]
 
 
+def _spread_positions(table: Any, n: int) -> list[int]:
+    """`_spread` over an Arrow table of (p_chosen, pair_id), sorted in Arrow: no Python object per row."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    ids = table["pair_id"] if "pair_id" in table.column_names else pa.nulls(table.num_rows, pa.string())
+    table = pa.table({"p_chosen": table["p_chosen"], "pair_id": pc.fill_null(ids, ""),
+                      "position": pa.array(range(table.num_rows), pa.int64())})
+    table = table.filter(pc.is_valid(table["p_chosen"]))
+    order = pc.sort_indices(table, sort_keys=[("p_chosen", "ascending"), ("pair_id", "ascending")])
+    ranks = sorted({int(i * (len(order) - 1) / (n - 1) + 0.5) for i in range(n)}) if len(order) > n else \
+        range(len(order))
+    return [table["position"][order[r].as_py()].as_py() for r in ranks]
+
+
 def _examples_from_preferences(files: RunFiles, n: int) -> list[dict]:
-    index = files.dataset_columns("preferences", ("pair_id", "p_chosen")) or []
-    keys = [(r["p_chosen"], r.get("pair_id"), i) for i, r in enumerate(index) if r.get("p_chosen") is not None]
-    rows = files.preferences_at(_spread(keys, n))
+    table = files.dataset_columns("preferences", ("pair_id", "p_chosen"))
+    if table is None or "p_chosen" not in table.column_names:
+        return []
+    rows = files.preferences_at(_spread_positions(table, n))
     return [{"pair_id": r.pair_id, "kind": r.pair_kind, "prompt": _shown(r.prompt),
              "chosen": clip(last_text(r.chosen)), "rejected": clip(last_text(r.rejected)), "p_chosen": r.p_chosen,
              "principle_ids": r.principle_ids} for r in sorted(rows, key=lambda r: (r.p_chosen, r.pair_id))]
@@ -97,7 +113,7 @@ def _figure(height: float = 3.6, left: float = 0.1):
     return fig
 
 
-def plot_p_histogram(p_values: list[float], p_chosen: list[float], path: Path) -> Path:
+def plot_p_histogram(p_values: Any, p_chosen: Any, path: Path) -> Path:
     """Histogram of the judge's p_a (and of the dataset's p_chosen where there is a dataset)."""
     import numpy as np
 
@@ -105,7 +121,7 @@ def plot_p_histogram(p_values: list[float], p_chosen: list[float], path: Path) -
     ax = fig.add_subplot()
     bins = np.linspace(0, 1, 21)
     ax.hist(np.asarray(p_values, dtype=float), bins=bins, alpha=0.6, label=f"judge p_a (n={len(p_values)})", color="#4c72b0")
-    if p_chosen:
+    if len(p_chosen):
         ax.hist(np.asarray(p_chosen, dtype=float), bins=bins, alpha=0.6, label=f"dataset p_chosen (n={len(p_chosen)})", color="#dd8452")
     ax.axvline(0.5, color="grey", linewidth=0.8, linestyle="--")
     ax.set(xlabel="probability", ylabel="pairs", xlim=(0, 1), title="Judge probabilities")
@@ -142,9 +158,9 @@ def make_plots(store: RunStore, fp: Fingerprints, stats: JudgeStats, out: Path) 
         return [], "Plots need matplotlib: pip install 'charter[agreement]'."
     plots = []
     p_values = judge_p_values(store, fp)
-    if p_values:
-        rows = RunFiles(store.run_dir).dataset_columns("preferences", ["p_chosen"]) or []
-        p_chosen = [r["p_chosen"] for r in rows if r.get("p_chosen") is not None]
+    if len(p_values):
+        table = RunFiles(store.run_dir).dataset_columns("preferences", ["p_chosen"])
+        p_chosen = table["p_chosen"].drop_null().to_numpy() if table is not None and table.num_columns else []
         plot_p_histogram(p_values, p_chosen, out / "judge_p.png")
         plots.append({"title": "Judge probabilities", "file": "judge_p.png"})
     if plot_principle_win_rates(stats.per_principle, out / "principle_win_rates.png"):

@@ -7,13 +7,18 @@ stored calibration, so nothing another command wrote (calibration) is ever lost 
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
+import itertools
 import json
+import sqlite3
 from collections import defaultdict
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import Iterable, Iterator
 
+from charter.errors import DatasetError
 from charter.messages import last_text
 from charter.preference.config import FiltersConfig
 from charter.preference.manifest import DatasetManifest, DatasetSettings
@@ -141,46 +146,77 @@ FILTER_COUNTS = ("dropped_ties", "dropped_low_confidence_calibrated", "dropped_l
 EPS = 1e-9  # 0.6 - 0.5 is 0.0999...: a margin equal to the threshold is not below it
 
 
-def select(rows: list[Candidate], filters: FiltersConfig, strategy: str = "all",
-           calibrated_min_confidence: float | None = None) -> tuple[list[int], dict[str, int]]:
-    """The indices of the rows the filters keep, in the order kept, and how many each filter dropped.
+class Waterfall:
+    """The filters, in the order they apply to each row after best-vs-worst (the report's waterfall): first those
+    that look at the row alone, then dedupe and the per-principle cap, which look at the rows kept before it.
 
-    A row with a calibrated probability is held to the calibration's threshold (a row whose calibrated
-    side flips is always dropped); others to `filters.min_confidence` on the judge's probability.
-    """
+    A row with a calibrated probability is held to the calibration's threshold (a row whose calibrated side
+    flips is always dropped); others to `filters.min_confidence` on the judge's probability."""
+
+    def __init__(self, filters: FiltersConfig, calibrated_min_confidence: float | None = None) -> None:
+        self.filters = filters
+        self.cal_min = filters.min_confidence if calibrated_min_confidence is None else calibrated_min_confidence
+        self.per_principle: dict[str, int] = defaultdict(int)
+
+    def alone(self, row: Candidate) -> str | None:
+        """The count that drops the row for what it is, or None."""
+        f = self.filters
+        if f.verify == "drop" and row.chosen_verified is False:
+            return "dropped_failed_verification"
+        if f.drop_ties and abs(row.p_chosen - 0.5) < EPS:
+            return "dropped_ties"
+        if row.p_chosen_calibrated is not None and row.p_chosen_calibrated < 0.5 + self.cal_min - EPS:
+            return "dropped_low_confidence_calibrated"
+        if row.p_chosen_calibrated is None and row.p_chosen - 0.5 < f.min_confidence - EPS:
+            return "dropped_low_confidence"
+        if f.drop_inconsistent and row.position_consistent is False:
+            return "dropped_inconsistent"
+        return None
+
+    @property
+    def looks_back(self) -> bool:
+        """Whether a row's fate depends on the rows kept before it."""
+        return self.filters.dedupe or bool(self.filters.max_per_principle)
+
+    def after(self, first_principle: str, duplicate: bool) -> str | None:
+        """For a row that passed `alone`: the count that drops it given whether its texts were kept already, or
+        None (then it is kept, and counted against its principle's cap)."""
+        if self.filters.dedupe and duplicate:
+            return "dropped_duplicates"
+        cap = self.filters.max_per_principle
+        if cap and self.per_principle[first_principle] >= cap:
+            return "dropped_principle_cap"
+        self.per_principle[first_principle] += 1
+        return None
+
+
+def _first_counts(rows_verified: bool, strategy: str, total: int) -> dict[str, int]:
     counts = {name: 0 for name in FILTER_COUNTS}
-    counts["preferences_before_filters"] = len(rows)
-    if any(row.chosen_verified is not None for row in rows):  # a step of the waterfall only where it can act
+    counts["preferences_before_filters"] = total
+    if rows_verified:  # a step of the waterfall only where it can act
         counts["dropped_failed_verification"] = 0
     if strategy == "best_vs_worst":
-        before = len(rows)
-        rows = _best_vs_worst(rows)
-        counts["dropped_not_best_vs_worst"] = before - len(rows)
-    kept: list[int] = []
-    seen: set[str] = set()
-    per_principle: dict[str, int] = defaultdict(int)
-    cal_min = filters.min_confidence if calibrated_min_confidence is None else calibrated_min_confidence
-    calibrated = 0
+        counts["dropped_not_best_vs_worst"] = 0
+    return counts
+
+
+def select(rows: list[Candidate], filters: FiltersConfig, strategy: str = "all",
+           calibrated_min_confidence: float | None = None) -> tuple[list[int], dict[str, int]]:
+    """The indices of the rows the filters keep, in order, and how many each filter dropped (see `Waterfall`)."""
+    counts = _first_counts(any(row.chosen_verified is not None for row in rows), strategy, len(rows))
+    if strategy == "best_vs_worst":
+        best = {row.index for row in _best_vs_worst(rows)}
+        counts["dropped_not_best_vs_worst"] = len(rows) - len(best)
+        rows = [row for row in rows if row.index in best]
+    waterfall, kept, seen, calibrated = Waterfall(filters, calibrated_min_confidence), [], set(), 0
     for row in rows:
-        if filters.verify == "drop" and row.chosen_verified is False:
-            counts["dropped_failed_verification"] += 1
-        elif filters.drop_ties and abs(row.p_chosen - 0.5) < EPS:
-            counts["dropped_ties"] += 1
-        elif row.p_chosen_calibrated is not None and row.p_chosen_calibrated < 0.5 + cal_min - EPS:
-            counts["dropped_low_confidence_calibrated"] += 1
-        elif row.p_chosen_calibrated is None and row.p_chosen - 0.5 < filters.min_confidence - EPS:
-            counts["dropped_low_confidence"] += 1
-        elif filters.drop_inconsistent and row.position_consistent is False:
-            counts["dropped_inconsistent"] += 1
-        elif filters.dedupe and row.digest in seen:
-            counts["dropped_duplicates"] += 1
-        elif filters.max_per_principle and per_principle[row.first_principle] >= filters.max_per_principle:
-            counts["dropped_principle_cap"] += 1
-        else:
-            seen.add(row.digest)
-            per_principle[row.first_principle] += 1
-            kept.append(row.index)
-            calibrated += row.p_chosen_calibrated is not None
+        reason = waterfall.alone(row) or waterfall.after(row.first_principle, row.digest in seen)
+        if reason:
+            counts[reason] += 1
+            continue
+        seen.add(row.digest)
+        kept.append(row.index)
+        calibrated += row.p_chosen_calibrated is not None
     counts["preferences"] = len(kept)
     counts["calibrated"] = calibrated
     return kept, counts
@@ -192,6 +228,125 @@ def apply_filters(rows: list[PreferenceRow], filters: FiltersConfig, strategy: s
     kept, counts = select([Candidate.of(row, i) for i, row in enumerate(rows)], filters, strategy,
                           calibrated_min_confidence)
     return [rows[i] for i in kept], counts
+
+
+_FIELDS = [f.name for f in dataclasses.fields(Candidate)]
+_COLUMNS = ", ".join(f'"{f}"' for f in _FIELDS)  # "index" is a keyword in SQL
+
+
+def _stored(row: tuple) -> Candidate:
+    """A candidate read back from SQLite, which keeps booleans as 0 and 1."""
+    flags = {f: None if row[i] is None else bool(row[i]) for i, f in enumerate(_FIELDS)
+             if f in ("position_consistent", "chosen_verified")}
+    return dataclasses.replace(Candidate(*row), **flags)
+
+
+class StoredSelection:
+    """`select` for a dataset of any size: the candidates go into a scratch SQLite file as the rows are written,
+    best-vs-worst and the look-back filters run over it a window at a time, and the kept positions stream out.
+    Nothing per row stays in Python, so memory is flat from a thousand rows to millions."""
+
+    def __init__(self, path: Path, waterfall: Waterfall, strategy: str, window: int = 5000) -> None:
+        self.waterfall, self.strategy, self.window = waterfall, strategy, window
+        self.path = path
+        path.unlink(missing_ok=True)  # left by a run that was killed while building
+        self.db = sqlite3.connect(path, isolation_level=None)
+        self.db.execute("PRAGMA journal_mode=OFF")
+        self.db.execute("PRAGMA synchronous=OFF")
+        # alone: the drop by a filter that looks at the row alone, applied after best-vs-worst as `reason`
+        self.db.execute(f'CREATE TABLE c ({_COLUMNS}, alone TEXT, reason TEXT, PRIMARY KEY ("index"))')
+        self.db.execute("CREATE TABLE seen (digest BLOB PRIMARY KEY) WITHOUT ROWID")
+        self.db.execute("BEGIN")
+        self.pending: list[tuple] = []
+        self.total = 0
+        self.verified = False
+
+    def add(self, row: PreferenceRow) -> PreferenceRow:
+        """Record the row's candidate; returns the row (so rows pass through on their way to the file)."""
+        self.add_candidate(Candidate.of(row, self.total))
+        return row
+
+    def add_candidate(self, candidate: Candidate) -> None:
+        """Record the next candidate (its `index` is its position)."""
+        self.total += 1
+        self.verified |= candidate.chosen_verified is not None
+        self.pending.append((*(getattr(candidate, f) for f in _FIELDS), self.waterfall.alone(candidate), None))
+        if len(self.pending) >= self.window:
+            self._insert()
+
+    def _insert(self) -> None:
+        self.db.executemany(f"INSERT INTO c VALUES ({', '.join('?' * (len(_FIELDS) + 2))})", self.pending)
+        self.pending = []
+
+    def _windows(self, columns: str, where: str = "") -> Iterator[list[tuple]]:
+        """The rows not dropped yet (and matching `where`), `window` at a time in position order (`columns` start
+        with "index"); no read stays open between windows, so each window's decisions are written before the
+        next is read."""
+        last = -1
+        while window := self.db.execute(f'SELECT {columns} FROM c WHERE reason IS NULL{where} AND "index" > ?'
+                                        ' ORDER BY "index" LIMIT ?', (last, self.window)).fetchall():
+            last = window[-1][0]
+            yield window
+
+    def run(self) -> dict[str, int]:
+        """Apply the filters; returns the counts, as `select` does."""
+        db, waterfall = self.db, self.waterfall
+        self._insert()
+        db.execute("COMMIT")
+        counts = _first_counts(self.verified, self.strategy, self.total)
+        if self.strategy == "best_vs_worst":
+            self._best_vs_worst()
+        db.execute("UPDATE c SET reason = alone WHERE reason IS NULL")
+        if waterfall.looks_back:
+            # only rows whose texts recur can be duplicates; without a cap, only they can be dropped at all
+            db.execute("CREATE TABLE recurring (digest BLOB PRIMARY KEY) WITHOUT ROWID")
+            db.execute("INSERT INTO recurring SELECT digest FROM c WHERE reason IS NULL GROUP BY digest"
+                       " HAVING COUNT(*) > 1")
+            where = "" if waterfall.filters.max_per_principle else " AND digest IN recurring"
+            for window in self._windows('"index", first_principle, digest, digest IN recurring', where):
+                digests = [digest for *_, digest, recurs in window if recurs]
+                seen = {d for (d,) in db.execute(f"SELECT digest FROM seen WHERE digest IN"
+                                                 f" ({','.join('?' * len(digests))})", digests)}
+                dropped, kept = [], []
+                for index, principle, digest, recurs in window:
+                    reason = waterfall.after(principle, digest in seen)
+                    if reason:
+                        dropped.append((reason, index))
+                    elif recurs:
+                        seen.add(digest)
+                        kept.append((digest,))
+                db.execute("BEGIN")
+                db.executemany("INSERT OR IGNORE INTO seen VALUES (?)", kept)
+                db.executemany('UPDATE c SET reason = ? WHERE "index" = ?', dropped)
+                db.execute("COMMIT")
+        for reason, n in db.execute("SELECT reason, COUNT(*) FROM c WHERE reason IS NOT NULL GROUP BY reason"):
+            counts[reason] += n
+        counts["preferences"], counts["calibrated"] = db.execute(
+            "SELECT COUNT(*), COUNT(p_chosen_calibrated) FROM c WHERE reason IS NULL").fetchone()
+        return counts
+
+    def _best_vs_worst(self) -> None:
+        """Per prompt, only the judged pair of the best sample against the worst stays."""
+        db = self.db
+        db.execute('CREATE TABLE not_best ("index" INTEGER PRIMARY KEY)')
+        db.execute("BEGIN")
+        cursor = db.execute(f"SELECT {_COLUMNS} FROM c WHERE pair_kind = 'samples' ORDER BY prompt_id, \"index\"")
+        for _, group in itertools.groupby(map(_stored, cursor), key=lambda c: c.prompt_id):
+            rows = list(group)
+            best = {row.index for row in _best_vs_worst(rows)}
+            db.executemany("INSERT INTO not_best VALUES (?)", [(row.index,) for row in rows if row.index not in best])
+        db.execute("UPDATE c SET reason = 'dropped_not_best_vs_worst'"
+                   ' WHERE "index" IN (SELECT "index" FROM not_best)')
+        db.execute("COMMIT")
+
+    def kept(self) -> Iterator[int]:
+        """The kept rows' positions, ascending."""
+        for (index,) in self.db.execute('SELECT "index" FROM c WHERE reason IS NULL ORDER BY "index"'):
+            yield index
+
+    def close(self) -> None:
+        self.db.close()
+        self.path.unlink(missing_ok=True)
 
 
 def _judged_rows(store: RunStore, settings: DatasetSettings, counts: dict[str, int] | None = None
@@ -211,23 +366,10 @@ def _judged_rows(store: RunStore, settings: DatasetSettings, counts: dict[str, i
             yield preference_row(pair, judgment, provenance, calibration, checks)
 
 
-def build(store: RunStore, settings: DatasetSettings) -> tuple[list[int], dict[str, int]]:
-    """Which current rows the dataset keeps (their positions in pair order), calibration joined and filters
-    applied, with the counts. Two passes over the store keep memory flat: this one holds only candidates."""
-    counts = {"pairs": 0, "judged": 0, "judge_failures": 0, "unjudged": 0}
-    candidates = [Candidate.of(row, i) for i, row in enumerate(_judged_rows(store, settings, counts))]
+def _calibrated_threshold(store: RunStore, settings: DatasetSettings) -> float | None:
     calibration = store.calibration()
     applies = calibration is not None and calibration.judge_fingerprint == settings.fingerprints.judge
-    kept, filter_counts = select(candidates, settings.filters, settings.pairs.strategy,
-                                 calibration.min_confidence if applies and calibration else None)
-    del counts["unjudged"]
-    return kept, {**(store.meta("prompt_counts") or {}), **counts, **filter_counts}
-
-
-def kept_rows(store: RunStore, settings: DatasetSettings, kept: list[int]) -> Iterator[PreferenceRow]:
-    """The second pass: the kept rows, in pair order."""
-    wanted = set(kept)
-    return (row for i, row in enumerate(_judged_rows(store, settings)) if i in wanted)
+    return calibration.min_confidence if applies and calibration else None
 
 
 def sft_rows(store: RunStore, settings: DatasetSettings, counter: dict[str, int]) -> Iterator[SFTRow]:
@@ -246,6 +388,45 @@ def sft_rows(store: RunStore, settings: DatasetSettings, counter: dict[str, int]
         yield row
 
 
+#: From this many chains, the SFT file is written by a second process while this one writes the preferences (a
+#: core otherwise idle at the end of a run: at a million prompts the two files took ~200 s one after the other).
+SFT_BESIDE = 20_000
+
+
+def write_sft(store: RunStore, settings: DatasetSettings) -> dict[str, int]:
+    """Write data/sft.* for these settings; returns the SFT counts."""
+    counts = {"sft": 0}
+    RunFiles(store.run_dir).write_dataset("sft", sft_rows(store, settings, counts))
+    return counts
+
+
+class _SFTBeside:
+    """`write_sft` in a fresh Python process (not a fork of this one, which may hold threads and locks, and not
+    multiprocessing's spawn, which runs the caller's main script again); `result()` waits for its counts."""
+
+    def __init__(self, store: RunStore, settings: DatasetSettings) -> None:
+        import subprocess
+        import sys
+
+        code = ("import json, sys; from charter.preference.dataset import _sft_main; "
+                "print(json.dumps(_sft_main(sys.argv[1], sys.stdin.read())))")
+        self.process = subprocess.Popen([sys.executable, "-c", code, str(store.run_dir)], stdin=subprocess.PIPE,
+                                        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        self.process.stdin.write(settings.model_dump_json())  # type: ignore[union-attr]
+        self.process.stdin.close()  # type: ignore[union-attr]
+
+    def result(self) -> dict[str, int]:
+        lines = self.process.stdout.read().strip().splitlines() or ["no message"]  # type: ignore[union-attr]
+        if self.process.wait() != 0:
+            raise DatasetError(f"writing data/sft.* in a second process failed: {lines[-1]}")
+        return json.loads(lines[-1])
+
+
+def _sft_main(run_dir: str, settings: str) -> dict[str, int]:
+    with RunStore(run_dir) as store:
+        return write_sft(store, DatasetSettings.model_validate_json(settings))
+
+
 def write(store: RunStore, settings: DatasetSettings) -> DatasetManifest:
     """Build the datasets of these settings and write data/preferences.* and data/sft.*; returns the manifest
     (also stored as meta `dataset`). When neither the settings nor the store changed since the files were
@@ -258,10 +439,26 @@ def write(store: RunStore, settings: DatasetSettings) -> DatasetManifest:
     if (last is not None and last.settings == settings and last.store_marker == marker
             and files.has_dataset("preferences") and files.has_dataset("sft")):
         return last
-    kept, counts = build(store, settings)
-    files.write_dataset("preferences", kept_rows(store, settings, kept))
-    sft_counts = {"sft": 0}
-    files.write_dataset("sft", sft_rows(store, settings, sft_counts))
+    tallies = {"pairs": 0, "judged": 0, "judge_failures": 0, "unjudged": 0}
+    filter_counts: dict[str, int] = {}
+    files.data_dir.mkdir(parents=True, exist_ok=True)
+    selection = StoredSelection(files.data_dir / ".selection.sqlite",
+                                Waterfall(settings.filters, _calibrated_threshold(store, settings)),
+                                settings.pairs.strategy)
+
+    def keep() -> Iterator[int] | None:
+        filter_counts.update(selection.run())
+        return None if filter_counts["preferences"] == selection.total else selection.kept()
+
+    chains = store.count("chains", "fingerprint = ?", (settings.fingerprints.critique,))
+    sft_job = _SFTBeside(store, settings) if chains >= SFT_BESIDE else None
+    try:
+        files.write_dataset("preferences", map(selection.add, _judged_rows(store, settings, tallies)), keep)
+    finally:
+        selection.close()
+        sft_counts = sft_job.result() if sft_job is not None else write_sft(store, settings)
+    del tallies["unjudged"]
+    counts = {**(store.meta("prompt_counts") or {}), **tallies, **filter_counts}
     counts.update(chains=sft_counts["sft"] + (sft_counts.get("sft_failed_verification", 0)
                                               if settings.filters.verify == "drop" else 0), **sft_counts)
     calibration = store.calibration()
