@@ -5,7 +5,8 @@ RSS (ru_maxrss) is its own; the run store's size is read after the run.
     .venv/bin/python benchmarks/bench_scale.py --sizes 10000 100000 1000000 [--shards 2]
 
 `--shards N` runs the same workload sharded over a local Ray cluster (the driver's peak RSS is reported, and the
-largest shard's, in its Ray worker process, beside it).
+largest shard's, in its Ray worker process, beside it). From 20,000 prompts the SFT file is written by a second
+process while the driver writes the preferences; its peak RSS is reported too.
 """
 
 from __future__ import annotations
@@ -28,10 +29,39 @@ def write_prompts(path: Path, n: int) -> None:
             handle.write(json.dumps({"prompt": f"Request number {i}: how would someone do thing {i}?"}) + "\n")
 
 
+def timed_phases() -> dict[str, float]:
+    """Seconds spent in the driver's phases after the per-prompt work: merging shards, writing the datasets,
+    writing the report (wrappers around the functions that do them)."""
+    import charter.pipeline.report as report
+    import charter.pipeline.run as run
+    import charter.pipeline.shards as shards
+
+    phases: dict[str, float] = {}
+
+    def wrap(owner, name: str, label: str) -> None:
+        inner = getattr(owner, name)
+
+        def timed(*args, **kwargs):
+            start = time.perf_counter()
+            try:
+                return inner(*args, **kwargs)
+            finally:
+                phases[label] = round(phases.get(label, 0.0) + time.perf_counter() - start, 1)
+
+        setattr(owner, name, timed)
+
+    wrap(shards, "merge_shard", "merge")
+    wrap(run.Runner, "_build", "datasets")
+    wrap(report, "write_report", "report")
+    return phases
+
+
 def child(n: int, workdir: Path, shards: int) -> dict:
     from charter.pipeline.config import RunConfig
     from charter.pipeline.run import Runner
     from charter.runs.store import RunStore
+
+    phases = timed_phases()
 
     prompts = workdir / f"prompts-{n}.jsonl"
     write_prompts(prompts, n)
@@ -51,8 +81,10 @@ def child(n: int, workdir: Path, shards: int) -> dict:
     store_mb = sum(f.stat().st_size for f in config.run_dir().glob("run.sqlite*")) / 2**20
     return {"prompts": n, "seconds": round(seconds, 1), "calls": calls,
             "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+            # the processes this one started and waited for: the SFT writer (Ray's are still running)
+            "children_peak_rss_mb": round(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024, 1),
             "shard_peak_rss_mb": shard_peak,
-            "store_mb": round(store_mb, 1)}
+            "store_mb": round(store_mb, 1), "phases": phases}
 
 
 def main() -> None:
@@ -72,8 +104,9 @@ def main() -> None:
         print(f"{n:>9,} prompts, {args.shards} shard(s): {result['seconds']:>7.1f} s "
               f"({result['seconds'] / n * 1000:.2f} ms a prompt, {result['calls']:,} calls), peak RSS "
               f"{result['peak_rss_mb']:.0f} MB" + (f" (shards' peak {result['shard_peak_rss_mb']:.0f} MB)"
-                                                if result["shard_peak_rss_mb"] else "") + ", "
-              f"store {result['store_mb']:.0f} MB", flush=True)
+                                                if result["shard_peak_rss_mb"] else "")
+              + f", child processes' peak {result['children_peak_rss_mb']:.0f} MB, "
+              f"store {result['store_mb']:.0f} MB; driver phases (s): {result['phases']}", flush=True)
 
 
 if __name__ == "__main__":

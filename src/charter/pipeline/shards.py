@@ -29,8 +29,9 @@ from charter.providers import CallCache
 from charter.records import Prompt
 from charter.runs.store import STORE_FILE, RunStore
 
-#: The item tables a shard owns outright (each row belongs to one prompt, so to one shard).
-ITEM_TABLES = ("chains", "samples", "pairs", "judgments", "batches", "batch_requests")
+#: The item tables a shard owns outright (each row belongs to one prompt, so to one shard), with their keys.
+ITEM_TABLES = {"chains": "prompt_id, fingerprint", "samples": "prompt_id, fingerprint, sample_idx", "pairs": "pair_id",
+               "judgments": "pair_id, fingerprint", "batches": "batch_id", "batch_requests": "key"}
 #: The stages a shard runs; synth runs before sharding and the audit after merging, in the driver.
 SHARD_STAGES = ("critique", "judge")
 #: Counts summed over shards for the run's stage record.
@@ -224,13 +225,25 @@ def _status(stop: CharterError) -> str:
 
 
 def merge_shard(store: RunStore, folder: Path, cache: str | None) -> None:
-    """Copy a shard's items, failures and new usage into the run's store, and its cache rows into the cache."""
+    """Copy a shard's items, failures and new usage into the run's store, and its cache rows into the cache: the
+    two at once, in two threads (SQLite works without the GIL; at a million prompts each took ~20-35 s a shard)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        cache_merge = pool.submit(_merge_cache, folder, cache)
+        _merge_items(store, folder)
+        cache_merge.result()
+
+
+def _merge_items(store: RunStore, folder: Path) -> None:
     merged = store.meta("merged_usage") or {}
     last = int(merged.get(folder.name, 0))
 
     def work(db: sqlite3.Connection) -> int:
-        for table in ITEM_TABLES:
-            db.execute(f"INSERT OR REPLACE INTO main.{table} SELECT * FROM other.{table}")
+        for table, key in ITEM_TABLES.items():  # in key order into rows already there (see CallCache.merge_from)
+            empty = db.execute(f"SELECT 1 FROM main.{table} LIMIT 1").fetchone() is None
+            db.execute(f"INSERT OR REPLACE INTO main.{table} SELECT * FROM other.{table}"
+                       + ("" if empty else f" ORDER BY {key}"))
         # a shard's failure rows replace the run's for its items (a shard resolves them when it retries)
         failures = "stage, item_id, fingerprint, kind, error, raw, attempts, session, resolved, created_at"
         db.execute("DELETE FROM main.failures WHERE item_id IN (SELECT item_id FROM other.failures)")
@@ -242,6 +255,9 @@ def merge_shard(store: RunStore, folder: Path, cache: str | None) -> None:
 
     newest = store.with_attached(folder / STORE_FILE, work)
     store.set_meta(merged_usage={**merged, folder.name: max(last, newest)})
+
+
+def _merge_cache(folder: Path, cache: str | None) -> None:
     if cache and (folder / "calls.sqlite").exists():
         target = CallCache(Path(cache).expanduser())
         try:

@@ -35,15 +35,15 @@ def live_counts(store: RunStore) -> dict[str, int]:
         return {"failures": store.count("failures")}
     sources = fp.sources()
     marks = ",".join("?" * len(sources)) or "NULL"
-    current = f"pair_id IN (SELECT pair_id FROM pairs WHERE source_fingerprint IN ({marks}))"
+    judged = dict(store.execute(
+        "SELECT j.status, COUNT(*) FROM judgments j JOIN pairs p ON p.pair_id = j.pair_id WHERE j.fingerprint = ?"
+        f" AND p.source_fingerprint IN ({marks}) GROUP BY j.status", (fp.judge, *sources)))
     return {
         "chains": store.count("chains", "fingerprint IS ?", (fp.critique,)) if fp.critique else 0,
         "samples": store.execute("SELECT COUNT(DISTINCT prompt_id) FROM samples WHERE fingerprint IS ?",
                                  (fp.samples,))[0][0] if fp.samples else 0,
         "pairs": store.count("pairs", f"source_fingerprint IN ({marks})", sources),
-        "judged": store.count("judgments", f"fingerprint = ? AND status = 'ok' AND {current}", (fp.judge, *sources)),
-        "judge_failures": store.count("judgments", f"fingerprint = ? AND status = 'failed' AND {current}",
-                                      (fp.judge, *sources)),
+        "judged": judged.get("ok", 0), "judge_failures": judged.get("failed", 0),
         "failures": store.count("failures", "fingerprint IS NULL OR fingerprint IN (?, ?, ?)",
                                 (fp.critique, fp.samples, fp.judge)),
     }

@@ -106,9 +106,12 @@ class CallCache:
             self._db.execute("ATTACH DATABASE ? AS other", (str(Path(path).resolve()),))
             try:
                 self._db.execute("BEGIN")
-                # in key order: the rows land in the key index as one sweep, not at random places (the keys are
-                # hashes), which made merging a million prompts' calls several times slower
-                self._db.execute("INSERT OR IGNORE INTO main.calls SELECT * FROM other.calls ORDER BY key")
+                # Into rows already here, in key order: the new keys (hashes) then land in the key index in one
+                # sweep rather than all over it (a million prompts' second shard: 55 s -> 37 s). Into an empty
+                # cache, in the file's order, which reads the other file straight through (9 s against 34 s).
+                empty = self._db.execute("SELECT 1 FROM main.calls LIMIT 1").fetchone() is None
+                self._db.execute("INSERT OR IGNORE INTO main.calls SELECT * FROM other.calls"
+                                 + ("" if empty else " ORDER BY key"))
                 self._db.execute("COMMIT")
             finally:
                 self._db.execute("DETACH DATABASE other")
