@@ -35,9 +35,15 @@ def live_counts(store: RunStore) -> dict[str, int]:
         return {"failures": store.count("failures")}
     sources = fp.sources()
     marks = ",".join("?" * len(sources)) or "NULL"
-    judged = dict(store.execute(
-        "SELECT j.status, COUNT(*) FROM judgments j JOIN pairs p ON p.pair_id = j.pair_id WHERE j.fingerprint = ?"
-        f" AND p.source_fingerprint IN ({marks}) GROUP BY j.status", (fp.judge, *sources)))
+    # judgments of these judge settings, less those of pairs from other settings (few: read through the index)
+    judged = dict(store.execute("SELECT status, COUNT(*) FROM judgments WHERE fingerprint = ? GROUP BY status",
+                                (fp.judge,)))
+    for status, n in store.execute(
+            "SELECT j.status, COUNT(*) FROM pairs p INDEXED BY pairs_by_source CROSS JOIN judgments j"
+            " ON j.pair_id = p.pair_id AND j.fingerprint = ?"
+            f" WHERE p.source_fingerprint NOT IN ({marks}) OR p.source_fingerprint IS NULL GROUP BY j.status",
+            (fp.judge, *sources)):
+        judged[status] -= n
     return {
         "chains": store.count("chains", "fingerprint IS ?", (fp.critique,)) if fp.critique else 0,
         "samples": store.execute("SELECT COUNT(DISTINCT prompt_id) FROM samples WHERE fingerprint IS ?",
