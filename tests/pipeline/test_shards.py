@@ -38,10 +38,10 @@ def config(tmp_path: Path, name: str, **extra) -> Path:
     return path
 
 
-def rows(run_dir: Path, name: str = "preferences") -> list[dict]:
+def rows(run_dir: Path, name: str = "preferences", ordered: bool = False) -> list[dict]:
     lines = (run_dir / "data" / f"{name}.jsonl").read_text().splitlines()
-    return sorted(({k: v for k, v in json.loads(line).items() if k not in RUN_FIELDS} for line in lines),
-                  key=lambda r: json.dumps(r, sort_keys=True))
+    found = [{k: v for k, v in json.loads(line).items() if k not in RUN_FIELDS} for line in lines]
+    return found if ordered else sorted(found, key=lambda r: json.dumps(r, sort_keys=True))
 
 
 def usage(run_dir: Path) -> tuple[int, int]:
@@ -56,6 +56,7 @@ def test_two_shards_make_the_one_process_dataset(tmp_path, ray_cluster):
     single, sharded = tmp_path / "single", tmp_path / "sharded"
     assert len(rows(single)) == N
     assert rows(sharded) == rows(single)
+    assert rows(sharded, ordered=True) == rows(single, ordered=True)  # pair order: ids, not which call ended first
     assert rows(sharded, "sft") == rows(single, "sft")
     assert usage(sharded) == usage(single)  # every call once, counted once
     with RunStore(sharded) as store:

@@ -374,21 +374,25 @@ class RunStore:
 
     def pairs_with_judgments(self, sources: list[str], judge_fp: str) -> Iterator[tuple[Pair, Judgment | None]]:
         """Each pair built from `sources` with its judgment under `judge_fp` (None when not judged), in pair
-        order, one at a time: a dataset of any size is built without holding every record at once."""
+        order, one at a time: a dataset of any size is built without holding every record at once.
+
+        Pair order is the order of pair ids (hashes of the pair's content and settings), not the order pairs were
+        stored in, which depends on which call finished first and on sharding: filters that keep the first rows
+        (dedupe, per-principle caps) then keep the same rows in every run of the same items."""
         marks = ",".join("?" * len(sources)) or "NULL"
         cursor_sql = ("SELECT p.record, j.record FROM pairs p LEFT JOIN judgments j ON j.pair_id = p.pair_id"
-                      f" AND j.fingerprint = ? WHERE p.source_fingerprint IN ({marks}) AND p.{ACTIVE} ORDER BY p.rowid")
+                      f" AND j.fingerprint = ? WHERE p.source_fingerprint IN ({marks}) AND p.{ACTIVE} ORDER BY p.pair_id")
         for pair, judgment in self.stream(cursor_sql, (judge_fp, *sources)):
             yield Pair.model_validate_json(pair), None if judgment is None else Judgment.model_validate_json(judgment)
 
     def judged_pairs(self, fingerprints: Fingerprints) -> list[tuple[Pair, Judgment]]:
-        """Current pairs with a successful judgment under the current judge settings, in pair order."""
+        """Current pairs with a successful judgment under the current judge settings, in pair order (of ids)."""
         sources = fingerprints.sources()
         marks = ",".join("?" * len(sources)) or "NULL"
         rows = self.execute(
             "SELECT p.record, j.record FROM pairs p JOIN judgments j ON p.pair_id = j.pair_id"
             f" WHERE j.fingerprint = ? AND j.status = 'ok' AND p.source_fingerprint IN ({marks}) AND p.{ACTIVE}"
-            " ORDER BY p.rowid",
+            " ORDER BY p.pair_id",
             (fingerprints.judge, *sources),
         )
         return [(Pair.model_validate_json(p), Judgment.model_validate_json(j)) for p, j in rows]
