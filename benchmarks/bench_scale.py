@@ -31,7 +31,7 @@ def write_prompts(path: Path, n: int) -> None:
 
 def timed_phases() -> dict[str, float]:
     """Seconds spent in the driver's phases after the per-prompt work: merging shards, writing the datasets,
-    writing the report (wrappers around the functions that do them)."""
+    writing the report (wrappers around the functions that do them), and the driver's peak RSS after each."""
     import charter.pipeline.report as report
     import charter.pipeline.run as run
     import charter.pipeline.shards as shards
@@ -47,6 +47,7 @@ def timed_phases() -> dict[str, float]:
                 return inner(*args, **kwargs)
             finally:
                 phases[label] = round(phases.get(label, 0.0) + time.perf_counter() - start, 1)
+                phases[f"peak MB after {label}"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
 
         setattr(owner, name, timed)
 
