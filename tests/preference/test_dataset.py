@@ -143,5 +143,5 @@ def test_a_large_sft_file_is_written_by_a_second_process_the_same(tmp_path, monk
     monkeypatch.setenv("PYTHONPATH", str(tmp_path / "nowhere"))
     (tmp_path / "nowhere").mkdir()
     (tmp_path / "nowhere" / "sitecustomize.py").write_text("raise SystemExit('the second process could not start')")
-    with pytest.raises(DatasetError, match=r"^writing data/sft\.\* in a second process failed: .*the second process could not start$"):
+    with pytest.raises(DatasetError, match=r"^writing data/sft\.\* in a second process failed: .*could not start$"):
         build(tmp_path / "broken", True)

@@ -381,7 +381,8 @@ class RunStore:
         (dedupe, per-principle caps) then keep the same rows in every run of the same items."""
         marks = ",".join("?" * len(sources)) or "NULL"
         cursor_sql = ("SELECT p.record, j.record FROM pairs p LEFT JOIN judgments j ON j.pair_id = p.pair_id"
-                      f" AND j.fingerprint = ? WHERE p.source_fingerprint IN ({marks}) AND p.{ACTIVE} ORDER BY p.pair_id")
+                      f" AND j.fingerprint = ? WHERE p.source_fingerprint IN ({marks}) AND p.{ACTIVE}"
+                      " ORDER BY p.pair_id")
         for pair, judgment in self.stream(cursor_sql, (judge_fp, *sources)):
             yield Pair.model_validate_json(pair), None if judgment is None else Judgment.model_validate_json(judgment)
 
