@@ -23,3 +23,14 @@ def connect(path: str | Path) -> sqlite3.Connection:
     db.execute("PRAGMA synchronous=NORMAL")
     db.execute(f"PRAGMA wal_autocheckpoint={WAL_CHECKPOINT_PAGES}")
     return db
+
+
+def copy_rows(db: sqlite3.Connection, table: str, key: str, conflict: str = "IGNORE") -> None:
+    """INSERT OR `conflict` every row of `other.table` (an attached file) into `main.table`.
+
+    Into an empty table in the other file's order, which reads it straight through (a shard's 1.75M cache rows:
+    9 s, against 34 s in key order); into rows already there in `key` order, so the new keys, which are hashes, land
+    in the key index in one sweep rather than all over it (the second shard: 25 s, against 55 s in file order)."""
+    empty = db.execute(f"SELECT 1 FROM main.{table} LIMIT 1").fetchone() is None
+    db.execute(f"INSERT OR {conflict} INTO main.{table} SELECT * FROM other.{table}"
+               + ("" if empty else f" ORDER BY {key}"))

@@ -43,12 +43,17 @@ def _shown(messages: list[Any]) -> list[dict]:
 
 # -- preferences and examples ----------------------------------------------------------------------------
 
+def _spread_ranks(total: int, n: int) -> list[int]:
+    """The ranks of n of `total` sorted items spread evenly from first to last (all of them when n or fewer)."""
+    if total <= n:
+        return list(range(total))
+    return sorted({int(i * (total - 1) / (n - 1) + 0.5) for i in range(n)})
+
+
 def _spread(keys: list[tuple[float, str, Any]], n: int) -> list[Any]:
     """From (p_chosen, pair_id, handle) keys, the handles of n spread evenly over the p_chosen range."""
     keys = sorted(keys, key=lambda k: (k[0], k[1] or ""))
-    if len(keys) > n:
-        keys = [keys[i] for i in sorted({int(i * (len(keys) - 1) / (n - 1) + 0.5) for i in range(n)})]
-    return [handle for _, _, handle in keys]
+    return [keys[r][2] for r in _spread_ranks(len(keys), n)]
 
 
 def _spread_positions(p_chosen: Any, n: int) -> list[int]:
@@ -59,9 +64,7 @@ def _spread_positions(p_chosen: Any, n: int) -> list[int]:
     p = p_chosen.to_numpy(zero_copy_only=False).astype(float)  # nulls become NaN
     rows = np.flatnonzero(~np.isnan(p))
     order = rows[np.argsort(p[rows], kind="stable")]
-    if len(order) <= n:
-        return [int(i) for i in order]
-    return [int(order[r]) for r in sorted({int(i * (len(order) - 1) / (n - 1) + 0.5) for i in range(n)})]
+    return [int(order[r]) for r in _spread_ranks(len(order), n)]
 
 
 def _examples_from_preferences(files: RunFiles, n: int) -> list[dict]:

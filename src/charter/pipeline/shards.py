@@ -28,6 +28,7 @@ from charter.pipeline.run import Runner, check_credentials
 from charter.providers import CallCache
 from charter.records import Prompt
 from charter.runs.store import STORE_FILE, RunStore
+from charter.storage import copy_rows
 
 #: The item tables a shard owns outright (each row belongs to one prompt, so to one shard), with their keys.
 ITEM_TABLES = {"chains": "prompt_id, fingerprint", "samples": "prompt_id, fingerprint, sample_idx", "pairs": "pair_id",
@@ -240,10 +241,8 @@ def _merge_items(store: RunStore, folder: Path) -> None:
     last = int(merged.get(folder.name, 0))
 
     def work(db: sqlite3.Connection) -> int:
-        for table, key in ITEM_TABLES.items():  # in key order into rows already there (see CallCache.merge_from)
-            empty = db.execute(f"SELECT 1 FROM main.{table} LIMIT 1").fetchone() is None
-            db.execute(f"INSERT OR REPLACE INTO main.{table} SELECT * FROM other.{table}"
-                       + ("" if empty else f" ORDER BY {key}"))
+        for table, key in ITEM_TABLES.items():
+            copy_rows(db, table, key, conflict="REPLACE")
         # a shard's failure rows replace the run's for its items (a shard resolves them when it retries)
         failures = "stage, item_id, fingerprint, kind, error, raw, attempts, session, resolved, created_at"
         db.execute("DELETE FROM main.failures WHERE item_id IN (SELECT item_id FROM other.failures)")
