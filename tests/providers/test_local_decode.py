@@ -15,7 +15,7 @@ from charter.errors import CharterError  # noqa: E402
 from charter.providers import threads  # noqa: E402
 from charter.providers.base import SamplingParams  # noqa: E402
 from charter.providers.local import LocalModel  # noqa: E402
-from charter.providers.local_decode import PrefixCache, PrefixKV, supports  # noqa: E402
+from charter.providers.local_decode import PrefixCache, PrefixKV, packing_is_exact, supports  # noqa: E402
 
 from .test_local import CORPUS, REQUESTS, ask, build_tiny_chat_model  # noqa: E402
 
@@ -105,6 +105,33 @@ def test_choice_probs_match_transformers(llama_dir: Path) -> None:
             assert x.prompt_tokens == y.prompt_tokens
             assert x.probs == pytest.approx(y.probs, abs=1e-5)
             assert x.raw_logprobs == pytest.approx(y.raw_logprobs, abs=1e-4)
+
+
+@pytest.mark.parametrize("which", ["llama_dir", "qwen_dir"])
+def test_bfloat16_weights_reordered_once_give_the_same_tokens_and_probabilities(
+        which: str, request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    if not packing_is_exact(torch.bfloat16, "cpu"):
+        pytest.skip("this torch build has no exact oneDNN packed bfloat16 product")
+    folder = request.getfixturevalue(which)
+    packed = LocalModel(str(folder), batch_size=4, device="cpu", dtype="bfloat16", engine="charter")
+    packed.load()
+    assert all(f.qkv.packed is not None and f.down.packed is not None for f in packed._decoder.fused)
+    assert packed._decoder.head.packed is not None
+    monkeypatch.setattr("charter.providers.local_decode.packing_is_exact", lambda dtype, device: False)
+    plain = LocalModel(str(folder), batch_size=4, device="cpu", dtype="bfloat16", engine="charter")
+    plain.load()
+    assert plain._decoder.head.packed is None
+    for params in (SamplingParams(temperature=0, max_tokens=12), SamplingParams(temperature=0.9, max_tokens=12, seed=3)):
+        assert texts(packed, REQUESTS + SHARED, params) == texts(plain, REQUESTS + SHARED, params)
+    for requests in (REQUESTS, PAIRED):
+        a = asyncio.run(packed.choice_logprobs_batch(requests, ["A", "B"]))
+        b = asyncio.run(plain.choice_logprobs_batch(requests, ["A", "B"]))
+        assert [x.raw_logprobs for x in a] == [y.raw_logprobs for y in b]
+
+
+def test_float32_is_never_packed() -> None:
+    """Float32 stays on `F.linear` (MKL), whose results `transformers` gives: packed it would round differently."""
+    assert not packing_is_exact(torch.float32, "cpu")
 
 
 def test_a_prefix_is_reused_across_calls_and_gives_the_same_answers(llama_dir: Path) -> None:
