@@ -395,7 +395,7 @@ class Decoder:
                 seen, next_position, tokens = seen[index], next_position[index], tokens[index]
                 live = [live[slot] for slot in keep]
             seen[:, own.length] = True
-            visible = seen[:, : own.length + 1].unsqueeze(1)
+            visible = seen.unsqueeze(1)  # all slots of the buffers; those not yet written stay unseen
             hidden, _, _ = self._forward(tokens.view(-1, 1), next_position.view(-1, 1), prefix, own, visible)
             own.length += 1
             next_position = next_position + 1
@@ -571,11 +571,13 @@ class _RowKV:
         self.length = 0
 
     def extend(self, layer: int, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Write the new keys/values after the current length; all of them so far, as views."""
+        """Write the new keys/values after the current length; return the whole buffers, slots not yet written
+        included (zeros, which the caller's mask hides): a slice of them would be strided, and bfloat16
+        matrix products copy strided operands (~15 ms a decode step), while masked slots cost little."""
         end = self.length + k.shape[2]
         self.keys[layer][:, :, self.length : end] = k
         self.values[layer][:, :, self.length : end] = v
-        return self.keys[layer][:, :, :end], self.values[layer][:, :, :end]
+        return self.keys[layer], self.values[layer]
 
     def write(self, row: int, first: int, keys: list[torch.Tensor], values: list[torch.Tensor]) -> None:
         """Keys/values computed earlier (`[kv_heads, n, dim]` per layer) into `row` from slot `first`."""
@@ -590,7 +592,8 @@ class _RowKV:
         def keep(buffers: list[torch.Tensor]) -> list[torch.Tensor]:
             out = []
             for buffer in buffers:
-                fresh = torch.empty((len(index), *buffer.shape[1:]), device=buffer.device, dtype=buffer.dtype)
+                # zeros past the length too: the whole buffer is attended (masked), and 0 x stale NaN is NaN
+                fresh = torch.zeros((len(index), *buffer.shape[1:]), device=buffer.device, dtype=buffer.dtype)
                 torch.index_select(buffer[:, :, : self.length], 0, index, out=fresh[:, :, : self.length])
                 out.append(fresh)
             return out
