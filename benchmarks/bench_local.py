@@ -289,7 +289,7 @@ def cmd_judge(args: argparse.Namespace) -> None:
         local.LocalModel.__init__ = init
     summary = evaluate(SHARED_DATA / "human_preferences" / "hhh_harmless_helpful.jsonl", "local:smollm2-135m-instruct",
                        mode="logprobs", orders="both", seed=0, cache=args.cache)
-    keys = ("rows_judged", "agreement", "kappa", "position_consistency", "wall_s")
+    keys = ("judged", "judge_vs_human", "position_consistency", "p_human_choice_mean", "wall_s")
     print(json.dumps({"dtype": args.dtype or "default", "engine": args.engine or "auto",
                       **{k: summary.get(k) for k in keys}}, default=str))
     if args.json:
