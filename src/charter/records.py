@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import bisect
 import hashlib
+import itertools
 import json
 import math
-from typing import Annotated, Any, ClassVar, Literal
+from typing import Annotated, Any, ClassVar, Iterable, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -26,6 +27,17 @@ def fingerprint(settings: Any) -> str:
     """A short stable hash of settings (canonical JSON): equal settings, equal fingerprint."""
     blob = json.dumps(settings, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def fingerprint_strings(strings: Iterable[str]) -> str:
+    """`fingerprint(list(strings))`, streamed: the same value without holding the list (a million prompt ids
+    were ~170 MB as a Python list)."""
+    digest, strings, separator = hashlib.sha256(b"["), iter(strings), ""
+    while chunk := list(itertools.islice(strings, 4096)):
+        digest.update((separator + ",".join(json.dumps(s, ensure_ascii=False) for s in chunk)).encode())
+        separator = ","
+    digest.update(b"]")
+    return digest.hexdigest()[:16]
 
 
 class Record(BaseModel):

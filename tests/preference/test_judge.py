@@ -155,3 +155,10 @@ async def test_judge_many_with_cache_answers_repeats_from_cache(tmp_path):
     assert model.inner.calls == calls
     assert sorted(r.p_a for r in first) == sorted(r.p_a for r in second)
     assert all(r.p_a < 0.5 for r in first)  # the harmful answer (a) loses
+
+
+def test_a_streamed_fingerprint_of_strings_is_the_fingerprint_of_the_list() -> None:
+    from charter.records import fingerprint, fingerprint_strings
+
+    for strings in ([], ["a"], ["b", "a\u00e9", "\u4e2d", 'q"uote', "back\\slash"], [f"{i:064x}" for i in range(9000)]):
+        assert fingerprint_strings(iter(strings)) == fingerprint(strings)

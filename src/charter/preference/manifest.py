@@ -14,7 +14,7 @@ from pydantic import Field
 from charter.critique.config import CritiqueConfig
 from charter.preference.config import FiltersConfig, JudgeSettings, PairsConfig
 from charter.providers.base import SamplingParams
-from charter.records import CalibrationMap, Fingerprints, Provenance, Record, fingerprint
+from charter.records import CalibrationMap, Fingerprints, Provenance, Record, fingerprint, fingerprint_strings
 from charter.runs.store import RunStore
 
 
@@ -85,7 +85,9 @@ def store_marker(store: RunStore) -> dict[str, Any]:
     rowid), the prompt set in use and the calibration."""
     marker: dict[str, Any] = {table: store.execute(f"SELECT MAX(rowid) FROM {table}")[0][0]
                               for table in ("chains", "samples", "pairs", "judgments")}
-    marker["prompts"] = fingerprint(sorted(r[0] for r in store.execute("SELECT prompt_id FROM prompts WHERE active = 1")))
+    # sorted by SQLite (a table scan and its sorter: the key index would look up each row), never all in memory
+    marker["prompts"] = fingerprint_strings(
+        r[0] for r in store.stream("SELECT prompt_id FROM prompts NOT INDEXED WHERE active = 1 ORDER BY prompt_id"))
     calibration = store.calibration()
     marker["calibration"] = fingerprint(calibration.model_dump(mode="json")) if calibration else None
     return marker
