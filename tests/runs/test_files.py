@@ -37,3 +37,29 @@ def test_a_row_that_is_not_a_record_is_a_one_line_error(tmp_path: Path) -> None:
     files.dataset_path("preferences", ".jsonl").write_text(json.dumps({"prompt": "just text"}) + "\n")
     with pytest.raises(DatasetError, match=r"preferences.jsonl: row 0: \w+: Field required"):
         files.preferences()
+
+
+def test_rows_and_columns_are_read_across_row_groups(tmp_path: Path) -> None:
+    """`preferences_at` reads only the row groups holding the wanted rows; `dataset_columns` reads a column batch
+    by batch: both give what reading the whole file gives, for positions on both sides of group boundaries."""
+    from charter import tables
+
+    with RunBuilder(tmp_path / "run") as run:
+        for i in range(7):
+            run.chain(f"q{i}", ["harm"])
+            run.pair(f"p{i}", f"q{i}", f"a{i}", f"b{i}")
+            run.judgment(f"p{i}", 0.5 + i / 20)
+        run.write_dataset()
+    files = RunFiles(tmp_path / "run")
+    rows = files.dataset_rows("preferences")
+    # the same rows again in row groups of 3 (the run writes 2,000 to a group)
+    tables.write_rows(files.data_dir / "preferences", rows, pq.read_schema(files.dataset_path("preferences")),
+                      chunk=3)
+    assert len(rows) >= 6 and pq.ParquetFile(files.dataset_path("preferences")).num_row_groups >= 2
+    wanted = [len(rows) - 1, 0, 3, 2, 3]
+    assert [r.pair_id for r in files.preferences_at(wanted)] == [rows[i]["pair_id"] for i in sorted(set(wanted))]
+    assert files.preferences_at([]) == []
+    table = files.dataset_columns("preferences", ["p_chosen", "no_such_column", "pair_id"])
+    assert set(table.column_names) == {"pair_id", "p_chosen"}
+    assert table["p_chosen"].to_pylist() == [r["p_chosen"] for r in rows]
+    assert files.dataset_columns("preferences", ["no_such_column"]).num_columns == 0
