@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import resource
@@ -54,7 +55,36 @@ def timed_phases() -> dict[str, float]:
     wrap(shards, "merge_shard", "merge")
     wrap(run.Runner, "_build", "datasets")
     wrap(report, "write_report", "report")
+    watch_sft_writer(phases)
     return phases
+
+
+def watch_sft_writer(phases: dict) -> None:
+    """The SFT writer's own peak RSS (VmHWM, read until it exits): the driver's RUSAGE_CHILDREN also counts
+    whatever else it waited for (Ray's helper processes among them)."""
+    import threading
+
+    from charter.preference import dataset
+
+    started = dataset._SFTBeside.__init__
+
+    def init(self, *args, **kwargs):
+        started(self, *args, **kwargs)
+        status = Path(f"/proc/{self.process.pid}/status")
+
+        def poll() -> None:
+            while self.process.poll() is None:
+                try:
+                    lines = status.read_text().splitlines()
+                except OSError:
+                    break
+                hwm = next((int(line.split()[1]) for line in lines if line.startswith("VmHWM:")), 0)
+                phases["SFT writer peak MB"] = max(phases.get("SFT writer peak MB", 0), round(hwm / 1024))
+                time.sleep(0.05)
+
+        threading.Thread(target=poll, daemon=True).start()
+
+    dataset._SFTBeside.__init__ = init
 
 
 def child(n: int, workdir: Path, shards: int) -> dict:
@@ -93,12 +123,17 @@ def main() -> None:
     parser.add_argument("--sizes", type=int, nargs="+", default=[10000, 100000])
     parser.add_argument("--shards", type=int, default=1)
     parser.add_argument("--child", nargs=3, help=argparse.SUPPRESS)
+    parser.add_argument("--keep", help="run in this folder and keep it (one size), to look at the run afterwards")
     args = parser.parse_args()
     if args.child:
         print(json.dumps(child(int(args.child[0]), Path(args.child[1]), int(args.child[2]))))
         return
+    if args.keep and len(args.sizes) != 1:
+        parser.error("--keep runs one size")
     for n in args.sizes:
-        with tempfile.TemporaryDirectory(dir=os.environ.get("BENCH_TMP")) as tmp:
+        with contextlib.ExitStack() as stack:
+            tmp = args.keep or stack.enter_context(tempfile.TemporaryDirectory(dir=os.environ.get("BENCH_TMP")))
+            Path(tmp).mkdir(parents=True, exist_ok=True)
             out = subprocess.run([sys.executable, __file__, "--child", str(n), tmp, str(args.shards)],
                                  capture_output=True, text=True, check=True)
             result = json.loads(out.stdout.strip().splitlines()[-1])
