@@ -197,8 +197,7 @@ class Decoder:
         self._rotary = sys.modules[type(model).__module__].apply_rotary_pos_emb
         packed = packing_is_exact(model.dtype, model.device)
         self.fused = [_FusedLayer.of(layer, packed) for layer in self.layers]
-        head = model.lm_head
-        self.head = _Linear(head.weight.detach(), head.bias.detach() if head.bias is not None else None, packed)
+        self.head = _Linear.of(model.lm_head, packed)
         # one budget: a quarter for shared prefixes (few-shot examples, instructions), the rest for recent rows
         self.cache = PrefixCache(prefix_cache_bytes // 4)
         self.rows = RowCache(prefix_cache_bytes - prefix_cache_bytes // 4)
@@ -452,6 +451,12 @@ class _Linear:
         self.weight, self.bias = weight, bias
         self.packed = torch.ops.mkldnn._reorder_linear_weight(weight.detach(), 16) if packed else None
 
+    @classmethod
+    def of(cls, module: Any, packed: bool) -> _Linear:
+        """The product of an `nn.Linear` (its weight shared, not copied, when not packed)."""
+        bias = module.bias.detach() if module.bias is not None else None
+        return cls(module.weight.detach(), bias, packed)
+
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         import torch
         import torch.nn.functional as F
@@ -499,13 +504,8 @@ class _FusedLayer:
         attn, mlp = layer.self_attn, layer.mlp
         qkv, qkv_bias = _concatenated((attn.q_proj, attn.k_proj, attn.v_proj))
         gate_up, gate_up_bias = _concatenated((mlp.gate_proj, mlp.up_proj))
-
-        def own(module: Any) -> _Linear:
-            bias = module.bias.detach() if module.bias is not None else None
-            return _Linear(module.weight.detach(), bias, packed)
-
-        return cls(_Linear(qkv, qkv_bias, packed), own(attn.o_proj), _Linear(gate_up, gate_up_bias, packed),
-                   own(mlp.down_proj),
+        return cls(_Linear(qkv, qkv_bias, packed), _Linear.of(attn.o_proj, packed),
+                   _Linear(gate_up, gate_up_bias, packed), _Linear.of(mlp.down_proj, packed),
                    _rms_norm(layer.input_layernorm), _rms_norm(layer.post_attention_layernorm))
 
 
