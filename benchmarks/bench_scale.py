@@ -6,7 +6,8 @@ RSS (ru_maxrss) is its own; the run store's size is read after the run.
 
 `--shards N` runs the same workload sharded over a local Ray cluster (the driver's peak RSS is reported, and the
 largest shard's, in its Ray worker process, beside it). From 20,000 prompts the SFT file is written by a second
-process while the driver writes the preferences; its peak RSS is reported too.
+process while the driver writes the preferences; its own peak RSS (VmHWM) is reported too. `--keep DIR` (one size)
+runs in DIR and leaves the run there, to look at its dataset pass or report again afterwards.
 """
 
 from __future__ import annotations
