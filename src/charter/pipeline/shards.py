@@ -123,9 +123,9 @@ def write_shard_prompts(store: RunStore, run_dir: Path, shards: int) -> list[int
             folder = shard_dir(run_dir, i, shards)
             folder.mkdir(parents=True, exist_ok=True)
             handles.append((folder / SHARD_PROMPTS).open("w", encoding="utf-8"))
-        for prompt in store.iter_prompts():
-            index = shard_of(prompt.prompt_id, shards)
-            handles[index].write(prompt.model_dump_json() + "\n")
+        for prompt_id, record in store.prompt_records():  # the stored JSON of a `Prompt`, not decoded again
+            index = shard_of(prompt_id, shards)
+            handles[index].write(record + "\n")
             sizes[index] += 1
     finally:
         for handle in handles:

@@ -283,14 +283,19 @@ class RunStore:
 
         Each page is its own short read: the run reads its prompts while it writes, and a cursor held open that
         long keeps SQLite from ever checkpointing its write-ahead log (a million-prompt run's grew to 9 GB)."""
+        for _, record in self.prompt_records(checked_only, size):
+            yield Prompt.model_validate_json(record)
+
+    def prompt_records(self, checked_only: bool = False, size: int = 500) -> Iterator[tuple[str, str]]:
+        """(prompt id, stored JSON record) of each prompt in use, as `iter_prompts` reads them, undecoded."""
         where = " AND (json_extract(record, '$.reference') IS NOT NULL OR json_extract(record, '$.verifier') IS NOT" \
                 " NULL)" if checked_only else ""
         last: tuple[int, int] = (-1, -1)
-        while page := self.execute(f"SELECT idx, rowid, record FROM prompts WHERE active = 1{where}"
+        while page := self.execute(f"SELECT idx, rowid, prompt_id, record FROM prompts WHERE active = 1{where}"
                                    " AND (idx, rowid) > (?, ?) ORDER BY idx, rowid LIMIT ?", (*last, size)):
             last = page[-1][:2]
-            for _, _, record in page:
-                yield Prompt.model_validate_json(record)
+            for _, _, prompt_id, record in page:
+                yield prompt_id, record
 
     def count_prompts(self) -> int:
         """How many prompts are in use."""
