@@ -14,6 +14,7 @@ import json
 import math
 from typing import Annotated, Any, ClassVar, Iterable, Literal
 
+import orjson
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from charter import __version__
@@ -291,7 +292,7 @@ class Provenance(Record):
         """The row as written to parquet/JSONL: columns in reading order, nested values as JSON strings."""
         data = self.model_dump(mode="json")
         for column in self.JSON_COLUMNS:
-            data[column] = json.dumps(data[column], ensure_ascii=False)
+            data[column] = orjson.dumps(data[column]).decode()
         return {k: data[k] for k in self.columns()}
 
     @classmethod

@@ -18,6 +18,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Iterable, Iterator
 
+import orjson
+
 from charter.errors import DatasetError
 from charter.messages import last_text
 from charter.preference.config import FiltersConfig
@@ -116,10 +118,10 @@ class Candidate:
 
     @classmethod
     def of(cls, row: PreferenceRow, index: int) -> "Candidate":
-        text = json.dumps([as_dicts(row.prompt), as_dicts(row.chosen), as_dicts(row.rejected)], ensure_ascii=False)
+        text = orjson.dumps([as_dicts(row.prompt), as_dicts(row.chosen), as_dicts(row.rejected)])
         return cls(index, row.prompt_id, row.pair_kind, row.chosen_source, row.rejected_source, row.p_chosen,
                    row.p_chosen_calibrated, row.position_consistent,
-                   row.principle_ids[0] if row.principle_ids else "", hashlib.sha256(text.encode()).digest(),
+                   row.principle_ids[0] if row.principle_ids else "", hashlib.sha256(text).digest(),
                    row.chosen_verified)
 
 
