@@ -63,3 +63,23 @@ def test_rows_and_columns_are_read_across_row_groups(tmp_path: Path) -> None:
     assert set(table.column_names) == {"pair_id", "p_chosen"}
     assert table["p_chosen"].to_pylist() == [r["p_chosen"] for r in rows]
     assert files.dataset_columns("preferences", ["no_such_column"]).num_columns == 0
+
+
+def test_jsonl_lines_are_utf8_json_equal_to_the_parquet_rows(tmp_path: Path) -> None:
+    """Rows are written to JSON Lines as UTF-8 (non-ASCII text as it is, not escaped), one compact object a line,
+    and read back equal to the parquet rows, nested and JSON-string columns included."""
+    from charter import tables
+
+    with RunBuilder(tmp_path / "run") as run:
+        run.chain("q1", ["harm"])
+        run.pair("p1", "q1", "Voilà: ünïcode ✓ and a \"quote\"\nnew line", "日本語の答え")
+        run.judgment("p1", 0.8)
+        run.write_dataset()
+    files = RunFiles(tmp_path / "run")
+    rows = files.dataset_rows("preferences")
+    parquet, jsonl = tables.write_rows(tmp_path / "again", rows, pq.read_schema(files.dataset_path("preferences")))
+    text = jsonl.read_bytes().decode("utf-8")
+    assert "✓" in text and "日本語の答え" in text and "\\u" not in text and text.count("\n") == 1
+    assert [json.loads(line) for line in text.splitlines()] == rows == pq.read_table(parquet).to_pylist()
+    (row,) = files.preferences()
+    assert [v.principle_id for v in row.per_principle] == ["harm"]  # the JSON-string column parses back

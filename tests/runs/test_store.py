@@ -72,3 +72,18 @@ def test_reading_the_prompts_during_a_run_lets_the_log_be_checkpointed(tmp_path:
             assert (tmp_path / "run.sqlite-wal").stat().st_size == 0
     assert read == ids + ["late"]
     store.close()
+
+
+def test_prompt_records_are_the_stored_json_of_the_prompts_in_use(tmp_path: Path) -> None:
+    """`prompt_records` gives what `iter_prompts` decodes, in the same order, undecoded (the shard files copy it)."""
+    from charter.records import Message, Prompt
+
+    store = RunStore(tmp_path, create=True)
+    prompts = [Prompt(prompt_id=f"p{i}", messages=[Message(role="user", content=f"q {i} ✓")], source="t",
+                      reference="r" if i % 3 == 0 else None) for i in range(7)]
+    store.put_prompts(prompts)
+    records = list(store.prompt_records(size=2))
+    assert [pid for pid, _ in records] == [p.prompt_id for p in prompts]
+    assert [Prompt.model_validate_json(r) for _, r in records] == prompts == list(store.iter_prompts(size=3))
+    assert [pid for pid, _ in store.prompt_records(checked_only=True)] == ["p0", "p3", "p6"]
+    store.close()
