@@ -29,7 +29,7 @@ from charter.preference.pairs import samples_fingerprint
 from charter.progress import console, progress_bar
 from charter.providers import CallCache, ManagedModel, UsageMeter, create_backend, get_model, parse_model_string
 from charter.providers.batch import BatchModel
-from charter.records import Fingerprints, fingerprint
+from charter.records import Fingerprints, Prompt, fingerprint
 from charter.runs.files import RunFiles
 from charter.runs.store import STORE_FILE, RunStore
 from charter.runs.usage import UsageLedger
@@ -67,12 +67,29 @@ def check_credentials(config: RunConfig) -> None:
             create_backend(role.model, role.limits, **role.options)
 
 
+class VerifierUnknown(ConfigError):
+    """A prompt names a verifier charter does not know: refused even where an unreadable source only warns."""
+
+
 def checked_prompts(config: RunConfig, first_start: bool) -> PromptSet | None:
     """The prompt source, read and checked (encoding, JSON, columns, emptiness, size) before anything is written.
 
     On a resume with `on_change: keep` an unreadable source only warns: the run has its prompt set."""
+    resolved: set[str] = set()
+
+    def known_verifier(prompt: Prompt) -> None:  # an unknown verifier fails here, not when the dataset is written
+        name = verifier_name(prompt.verifier, prompt.reference, config.filters.verifier)
+        if name is not None and name not in resolved:
+            try:
+                resolve(name)
+            except ConfigError as exc:
+                raise VerifierUnknown(f"prompts ({prompt.source}): {exc}") from None
+            resolved.add(name)
+
     try:
-        prompts = load_prompts(config.prompts, stream=True)  # checked in one pass, not held
+        prompts = load_prompts(config.prompts, stream=True, check=known_verifier)  # checked in one pass, not held
+    except VerifierUnknown:
+        raise
     except ConfigError as exc:
         if first_start or config.prompts.on_change != "keep":
             raise
@@ -80,13 +97,6 @@ def checked_prompts(config: RunConfig, first_start: bool) -> PromptSet | None:
         return None
     if not prompts.rows and (first_start or config.prompts.on_change == "replace"):
         raise ConfigError(f"prompts: no usable prompts (counts: {prompts.counts})")
-    for prompt in prompts.rows:  # an unknown verifier fails here, not when the dataset is written
-        name = verifier_name(prompt.verifier, prompt.reference, config.filters.verifier)
-        if name is not None:
-            try:
-                resolve(name)
-            except ConfigError as exc:
-                raise ConfigError(f"prompts ({prompt.source}): {exc}") from None
     return prompts
 
 
