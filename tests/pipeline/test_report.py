@@ -238,3 +238,59 @@ def test_print_status_shows_stages_counts_failures_and_cost(tmp_path: Path) -> N
 def test_status_of_a_directory_that_is_not_a_run(tmp_path: Path) -> None:
     with pytest.raises(RunStoreError, match="not a charter run directory"):
         status(tmp_path)
+
+
+# -- the examples' spread and the histogram, over a column read in batches -------------------------------------
+
+from hypothesis import given, settings, strategies as st  # noqa: E402
+
+from charter.pipeline.report import P_BINS, _ranked_positions, _spread_positions, p_counts  # noqa: E402
+
+
+def _argsort_positions(values: list[float], n: int) -> list[int]:
+    """What the report did before: an argsort of the whole column (NaN left out, ties in row order)."""
+    import numpy as np
+
+    from charter.pipeline.report import _spread_ranks
+
+    p = np.asarray(values, dtype=float)
+    rows = np.flatnonzero(~np.isnan(p))
+    order = rows[np.argsort(p[rows], kind="stable")]
+    return [int(order[r]) for r in _spread_ranks(len(order), n)]
+
+
+_value = st.one_of(st.sampled_from([0.5, 0.6, 0.825, 1.0, 0.0, -0.0, float("nan")]),
+                   st.floats(min_value=-2.0, max_value=2.0, allow_nan=False))
+
+
+@settings(max_examples=60, deadline=None)
+@given(values=st.lists(_value, max_size=60), n=st.integers(2, 9), batch=st.integers(1, 7))
+def test_spread_by_radix_select_is_the_argsort_spread(values: list[float], n: int, batch: int) -> None:
+    """The examples chosen batch by batch (a radix select, nothing per row held) are the rows an argsort of the
+    whole column chose: ties in row order, NaN (null) left out, whatever the batch size."""
+    import numpy as np
+
+    column = np.asarray(values, dtype=float)
+
+    def read():
+        for start in range(0, len(column), batch):
+            yield column[start:start + batch]
+
+    assert _spread_positions(read, n) == _argsort_positions(values, n)
+
+
+def test_radix_select_finds_ties_past_a_batch_boundary() -> None:
+    import numpy as np
+
+    column = np.array([0.825] * 10 + [0.6] * 3 + [0.825] * 5)
+    batches = lambda: iter(np.array_split(column, 4))  # noqa: E731
+    assert _ranked_positions(batches, [0, 2, 3, 9, 17]) == [10, 12, 0, 6, 17]
+
+
+def test_histogram_counts_batch_by_batch_are_numpy_s_over_the_whole() -> None:
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    values = np.concatenate([rng.random(1000), [0.0, 1.0, 0.5, np.nan]])
+    whole = np.histogram(values[~np.isnan(values)], bins=np.linspace(0, 1, P_BINS + 1))[0]
+    assert (p_counts(np.array_split(values, 7)) == whole).all() and whole.sum() == 1003

@@ -40,7 +40,7 @@ def test_a_row_that_is_not_a_record_is_a_one_line_error(tmp_path: Path) -> None:
 
 
 def test_rows_and_columns_are_read_across_row_groups(tmp_path: Path) -> None:
-    """`preferences_at` reads only the row groups holding the wanted rows; `dataset_columns` reads a column batch
+    """`preferences_at` reads only the row groups holding the wanted rows; `column_batches` gives a column batch
     by batch: both give what reading the whole file gives, for positions on both sides of group boundaries."""
     from charter import tables
 
@@ -59,10 +59,10 @@ def test_rows_and_columns_are_read_across_row_groups(tmp_path: Path) -> None:
     wanted = [len(rows) - 1, 0, 3, 2, 3]
     assert [r.pair_id for r in files.preferences_at(wanted)] == [rows[i]["pair_id"] for i in sorted(set(wanted))]
     assert files.preferences_at([]) == []
-    table = files.dataset_columns("preferences", ["p_chosen", "no_such_column", "pair_id"])
-    assert set(table.column_names) == {"pair_id", "p_chosen"}
-    assert table["p_chosen"].to_pylist() == [r["p_chosen"] for r in rows]
-    assert files.dataset_columns("preferences", ["no_such_column"]).num_columns == 0
+    batches = list(files.column_batches("preferences", "p_chosen"))
+    assert [p for b in batches for p in b.to_pylist()] == [r["p_chosen"] for r in rows]
+    assert list(files.column_batches("preferences", "no_such_column")) == []
+    assert list(RunFiles(tmp_path / "nothing").column_batches("preferences", "p_chosen")) == []
 
 
 def test_jsonl_lines_are_utf8_json_equal_to_the_parquet_rows(tmp_path: Path) -> None:

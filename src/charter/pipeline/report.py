@@ -13,7 +13,7 @@ import json
 import mimetypes
 import re
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, Iterable, Iterator
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 
@@ -56,22 +56,72 @@ def _spread(keys: list[tuple[float, str, Any]], n: int) -> list[Any]:
     return [keys[r][2] for r in _spread_ranks(len(keys), n)]
 
 
-def _spread_positions(p_chosen: Any, n: int) -> list[int]:
-    """`_spread` over the dataset's p_chosen column: rows are in pair-id order, so a stable sort by p_chosen breaks
-    ties by pair id without reading the ids (a million rows: 16 MB of numpy, not a table of ids)."""
+def _order_keys(values: Any) -> Any:
+    """uint64 keys that sort as the (non-NaN) float64 values do: the sign bit flipped for positives, every bit for
+    negatives (-0.0 counts as 0.0, as in a sort)."""
     import numpy as np
 
-    p = p_chosen.to_numpy(zero_copy_only=False).astype(float)  # nulls become NaN
-    rows = np.flatnonzero(~np.isnan(p))
-    order = rows[np.argsort(p[rows], kind="stable")]
-    return [int(order[r]) for r in _spread_ranks(len(order), n)]
+    bits = (np.asarray(values, dtype=float) + 0.0).view(np.uint64)
+    return np.where(bits >> np.uint64(63) == 1, ~bits, bits | np.uint64(1 << 63))
+
+
+def _ranked_positions(read: Callable[[], Iterator[Any]], ranks: list[int]) -> list[int]:
+    """The row positions of the items at `ranks` (ascending, distinct, each below the count) in a stable sort of a
+    float column's non-NaN values, ties in row order. `read()` gives the column again as numpy batches (NaN for
+    null); the keys are found 16 bits a pass (a radix select) and each item's position in one more pass, so
+    nothing per row is held (an argsort of a million rows' column was ~30 MB of numpy)."""
+    import numpy as np
+
+    found = [(0, 0)] * len(ranks)  # per rank: the key's leading bits so far, the values below them
+    for level in range(4):
+        low = np.uint64(48 - 16 * level)
+        counts = np.zeros((len(ranks), 1 << 16), dtype=np.int64)
+        for values in read():
+            keys = _order_keys(values[~np.isnan(values)])
+            for t, (prefix, _) in enumerate(found):
+                inside = keys if level == 0 else keys[keys >> (low + np.uint64(16)) == np.uint64(prefix)]
+                counts[t] += np.bincount(((inside >> low) & np.uint64(0xFFFF)).astype(np.intp), minlength=1 << 16)
+        for t, rank in enumerate(ranks):
+            prefix, below = found[t]
+            cumulative = np.cumsum(counts[t])
+            digit = int(np.searchsorted(cumulative, rank - below, side="right"))
+            found[t] = ((prefix << 16) | digit, below + (int(cumulative[digit - 1]) if digit else 0))
+    positions: list[int | None] = [None] * len(ranks)
+    passed, start = [0] * len(ranks), 0  # per rank: values equal to its key met so far
+    for values in read():
+        valid = ~np.isnan(values)
+        keys = _order_keys(np.where(valid, values, 0.0))
+        for t, (key, below) in enumerate(found):
+            if positions[t] is None:
+                hits = np.flatnonzero(valid & (keys == np.uint64(key)))
+                wanted = ranks[t] - below - passed[t]
+                if wanted < len(hits):
+                    positions[t] = start + int(hits[wanted])
+                passed[t] += len(hits)
+        start += len(values)
+    return [int(p) for p in positions if p is not None]
+
+
+def _float_batches(files: RunFiles, column: str) -> Callable[[], Iterator[Any]]:
+    """A reader of one preference column as float64 numpy batches, NaN for null, read again at each call."""
+    def read() -> Iterator[Any]:
+        for array in files.column_batches("preferences", column):
+            yield array.to_numpy(zero_copy_only=False).astype(float)  # nulls become NaN
+    return read
+
+
+def _spread_positions(read: Callable[[], Iterator[Any]], n: int) -> list[int]:
+    """`_spread` over the dataset's p_chosen column: rows are in pair-id order, so a stable sort by p_chosen breaks
+    ties by pair id without reading the ids, and the sort is a selection of n ranks over the column read in
+    batches (memory flat however many rows)."""
+    import numpy as np
+
+    total = sum(int(np.count_nonzero(~np.isnan(values))) for values in read())
+    return _ranked_positions(read, _spread_ranks(total, n))
 
 
 def _examples_from_preferences(files: RunFiles, n: int) -> list[dict]:
-    table = files.dataset_columns("preferences", ("p_chosen",))
-    if table is None or "p_chosen" not in table.column_names:
-        return []
-    rows = files.preferences_at(_spread_positions(table["p_chosen"], n))
+    rows = files.preferences_at(_spread_positions(_float_batches(files, "p_chosen"), n))
     return [{"pair_id": r.pair_id, "kind": r.pair_kind, "prompt": _shown(r.prompt),
              "chosen": clip(last_text(r.chosen)), "rejected": clip(last_text(r.rejected)), "p_chosen": r.p_chosen,
              "principle_ids": r.principle_ids} for r in sorted(rows, key=lambda r: (r.p_chosen, r.pair_id))]
@@ -114,16 +164,33 @@ def _figure(height: float = 3.6, left: float = 0.1):
     return fig
 
 
-def plot_p_histogram(p_values: Any, p_chosen: Any, path: Path) -> Path:
-    """Histogram of the judge's p_a (and of the dataset's p_chosen where there is a dataset)."""
+#: The probability histogram's bins: 20 of width 0.05 over [0, 1].
+P_BINS = 20
+
+
+def p_counts(batches: Iterable[Any]) -> Any:
+    """Counts of probabilities (numpy batches, NaN skipped) in the histogram's bins, tallied batch by batch."""
+    import numpy as np
+
+    edges = np.linspace(0, 1, P_BINS + 1)
+    counts = np.zeros(P_BINS, dtype=np.int64)
+    for values in batches:
+        counts += np.histogram(values[~np.isnan(values)], bins=edges)[0]
+    return counts
+
+
+def plot_p_histogram(p_counts: Any, p_chosen_counts: Any, path: Path) -> Path:
+    """Histogram of the judge's p_a (and of the dataset's p_chosen where there is a dataset), from bin counts."""
     import numpy as np
 
     fig = _figure()
     ax = fig.add_subplot()
-    bins = np.linspace(0, 1, 21)
-    ax.hist(np.asarray(p_values, dtype=float), bins=bins, alpha=0.6, label=f"judge p_a (n={len(p_values)})", color="#4c72b0")
-    if len(p_chosen):
-        ax.hist(np.asarray(p_chosen, dtype=float), bins=bins, alpha=0.6, label=f"dataset p_chosen (n={len(p_chosen)})", color="#dd8452")
+    bins = np.linspace(0, 1, P_BINS + 1)
+    ax.hist(bins[:-1], bins=bins, weights=p_counts, alpha=0.6, label=f"judge p_a (n={int(p_counts.sum())})",
+            color="#4c72b0")
+    if p_chosen_counts.sum():
+        ax.hist(bins[:-1], bins=bins, weights=p_chosen_counts, alpha=0.6, color="#dd8452",
+                label=f"dataset p_chosen (n={int(p_chosen_counts.sum())})")
     ax.axvline(0.5, color="grey", linewidth=0.8, linestyle="--")
     ax.set(xlabel="probability", ylabel="pairs", xlim=(0, 1), title="Judge probabilities")
     ax.yaxis.get_major_locator().set_params(integer=True)
@@ -158,11 +225,10 @@ def make_plots(store: RunStore, fp: Fingerprints, stats: JudgeStats, out: Path) 
     except ImportError:
         return [], "Plots need matplotlib: pip install 'charter[agreement]'."
     plots = []
-    p_values = judge_p_values(store, fp)
-    if len(p_values):
-        table = RunFiles(store.run_dir).dataset_columns("preferences", ["p_chosen"])
-        p_chosen = table["p_chosen"].drop_null().to_numpy() if table is not None and table.num_columns else []
-        plot_p_histogram(p_values, p_chosen, out / "judge_p.png")
+    judged = p_counts(judge_p_values(store, fp))
+    if judged.sum():
+        chosen = p_counts(_float_batches(RunFiles(store.run_dir), "p_chosen")())
+        plot_p_histogram(judged, chosen, out / "judge_p.png")
         plots.append({"title": "Judge probabilities", "file": "judge_p.png"})
     if plot_principle_win_rates(stats.per_principle, out / "principle_win_rates.png"):
         plots.append({"title": "Revision win rate per principle", "file": "principle_win_rates.png"})

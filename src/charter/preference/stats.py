@@ -6,8 +6,9 @@ The figures read single JSON fields with SQLite's json functions instead of deco
 
 from __future__ import annotations
 
+import itertools
 import json
-from typing import Any, Iterable
+from typing import Any, Iterable, Iterator
 
 from pydantic import Field
 
@@ -142,9 +143,9 @@ def judge_stats(store: RunStore, fp: Fingerprints, principle_order: Iterable[str
     )
 
 
-def judge_p_values(store: RunStore, fp: Fingerprints) -> Any:
-    """p_a of every current successful judgment (for the histogram), as a numpy array (streamed in: a million
-    are 8 MB, not a list of Python floats)."""
+def judge_p_values(store: RunStore, fp: Fingerprints, chunk: int = 65536) -> Iterator[Any]:
+    """p_a of every current successful judgment (for the histogram), as numpy arrays of up to `chunk` values:
+    the caller tallies them, so nothing per judgment is held however many there are."""
     import numpy as np
 
     sources = fp.sources()
@@ -152,7 +153,8 @@ def judge_p_values(store: RunStore, fp: Fingerprints) -> Any:
         "SELECT json_extract(j.record, '$.p_a') FROM judgments j JOIN pairs p ON p.pair_id = j.pair_id"
         f" WHERE j.fingerprint = ? AND j.status = 'ok' AND p.source_fingerprint IN ({_marks(sources)})"
         " AND json_extract(j.record, '$.p_a') IS NOT NULL", (fp.judge, *sources), size=5000)
-    return np.fromiter((p for (p,) in rows), dtype=float)
+    while len(values := np.fromiter((p for (p,) in itertools.islice(rows, chunk)), dtype=float)):
+        yield values
 
 
 def chosen_longer_rate(rows: Iterable[PreferenceRow]) -> tuple[float | None, int]:
