@@ -179,18 +179,18 @@ def p_counts(batches: Iterable[Any]) -> Any:
     return counts
 
 
-def plot_p_histogram(p_counts: Any, p_chosen_counts: Any, path: Path) -> Path:
+def plot_p_histogram(judged: Any, chosen: Any, path: Path) -> Path:
     """Histogram of the judge's p_a (and of the dataset's p_chosen where there is a dataset), from bin counts."""
     import numpy as np
 
     fig = _figure()
     ax = fig.add_subplot()
     bins = np.linspace(0, 1, P_BINS + 1)
-    ax.hist(bins[:-1], bins=bins, weights=p_counts, alpha=0.6, label=f"judge p_a (n={int(p_counts.sum())})",
+    ax.hist(bins[:-1], bins=bins, weights=judged, alpha=0.6, label=f"judge p_a (n={int(judged.sum())})",
             color="#4c72b0")
-    if p_chosen_counts.sum():
-        ax.hist(bins[:-1], bins=bins, weights=p_chosen_counts, alpha=0.6, color="#dd8452",
-                label=f"dataset p_chosen (n={int(p_chosen_counts.sum())})")
+    if chosen.sum():
+        ax.hist(bins[:-1], bins=bins, weights=chosen, alpha=0.6, color="#dd8452",
+                label=f"dataset p_chosen (n={int(chosen.sum())})")
     ax.axvline(0.5, color="grey", linewidth=0.8, linestyle="--")
     ax.set(xlabel="probability", ylabel="pairs", xlim=(0, 1), title="Judge probabilities")
     ax.yaxis.get_major_locator().set_params(integer=True)
