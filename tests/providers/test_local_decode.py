@@ -15,7 +15,8 @@ from charter.errors import CharterError  # noqa: E402
 from charter.providers import threads  # noqa: E402
 from charter.providers.base import SamplingParams  # noqa: E402
 from charter.providers.local import LocalModel  # noqa: E402
-from charter.providers.local_decode import PrefixCache, PrefixKV, packing_is_exact, supports  # noqa: E402
+from charter.providers.local_decode import (  # noqa: E402
+    MIN_ROW_REUSE, PrefixCache, PrefixKV, _branch_points, packing_is_exact, supports)
 
 from .test_local import CORPUS, REQUESTS, ask, build_tiny_chat_model  # noqa: E402
 
@@ -105,6 +106,28 @@ def test_choice_probs_match_transformers(llama_dir: Path) -> None:
             assert x.prompt_tokens == y.prompt_tokens
             assert x.probs == pytest.approx(y.probs, abs=1e-5)
             assert x.raw_logprobs == pytest.approx(y.raw_logprobs, abs=1e-4)
+
+
+def test_rows_sharing_a_start_past_the_common_prefix_run_it_once(llama_dir: Path) -> None:
+    ours, theirs = pair(llama_dir)
+    a = asyncio.run(ours.choice_logprobs_batch(PAIRED, ["A", "B"]))
+    assert ours._decoder.branched_tokens > 2 * MIN_ROW_REUSE  # each start's tokens ran once, not once a row
+    b = asyncio.run(theirs.choice_logprobs_batch(PAIRED, ["A", "B"]))
+    assert [x.probs for x in a] == [pytest.approx(y.probs, abs=1e-5) for y in b]
+    assert [x.prompt_tokens for x in a] == [y.prompt_tokens for y in b]
+
+
+def test_branch_points_are_the_longest_start_shared_with_another_row() -> None:
+    shared = list(range(100, 110))
+    x, y = list(range(MIN_ROW_REUSE + 4)), list(range(50, 50 + MIN_ROW_REUSE - 2))
+    batch = [shared + x + [1, 2], shared + y + [3], shared + x + [1, 5, 6], shared + x + [7], shared + y + [4]]
+    points = _branch_points(batch, len(shared))
+    # rows 0 and 2 share x + [1], row 3 shares x with them; rows 1 and 4 share too little past the prefix
+    assert points == {0: len(shared) + len(x) + 1, 2: len(shared) + len(x) + 1, 3: len(shared) + len(x)}
+    # a row never branches at its own end: one token is left to run
+    assert _branch_points([shared + x, shared + x + [9]], len(shared)) == {0: len(shared) + len(x) - 1,
+                                                                           1: len(shared) + len(x)}
+    assert _branch_points([shared + x], len(shared)) == {}
 
 
 @pytest.mark.parametrize("which", ["llama_dir", "qwen_dir"])

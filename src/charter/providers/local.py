@@ -465,7 +465,10 @@ class LocalModel(ChatModel):
             raise CharterError(f"local:{self.name}: choice_logprobs needs at least one option")
         self._pace()
         variants = {o: self._first_tokens(o) for o in options}
-        encoded = sorted(((i, self._encode(r, room=1)) for i, r in enumerate(requests)), key=lambda x: -len(x[1]))
+        encoded = [(i, self._encode(r, room=1)) for i, r in enumerate(requests)]
+        # charter's decoder: prompts that start alike side by side, so that each batch runs their common start
+        # once (it pads little whatever the lengths); `generate`: longest first, for little padding
+        encoded.sort(key=(lambda x: x[1]) if self._decoder is not None else (lambda x: -len(x[1])))
         results: list[ChoiceProbs | None] = [None] * len(encoded)
         for start in range(0, len(encoded), self.batch_size):
             chunk = encoded[start : start + self.batch_size]

@@ -8,6 +8,8 @@ prompts with a 1,000-token shared start moves ~1 GB per decode step on CPU. This
 - each row's own tokens in preallocated buffers, attended together with the prefix in one softmax;
 - recently generated rows (`RowCache`), so that a prompt continuing one (a revision request after its
   critique) runs only its new tokens;
+- for a judge's batch, the starts that rows share beyond the common prefix (one pair and order asked about
+  two principles) run once, and each row runs only its own tokens after them;
 - prefill in groups of similar length (little padding), and only unfinished rows in decode steps: a row
   that hit its end or stop string leaves the batch.
 
@@ -201,6 +203,8 @@ class Decoder:
         # one budget: a quarter for shared prefixes (few-shot examples, instructions), the rest for recent rows
         self.cache = PrefixCache(prefix_cache_bytes // 4)
         self.rows = RowCache(prefix_cache_bytes - prefix_cache_bytes // 4)
+        self.branched_tokens = 0
+        """Tokens that rows of one batch shared past its common prefix and so ran once, not once a row."""
 
     # ---- the forward pass
 
@@ -321,13 +325,28 @@ class Decoder:
     # ---- batches
 
     def next_token_logprobs(self, batch: Sequence[Sequence[int]], shared: int) -> torch.Tensor:
-        """Log-probabilities of the next token after each prompt, `[rows, vocab]`."""
+        """Log-probabilities of the next token after each prompt, `[rows, vocab]`.
+
+        Rows that start alike beyond the batch's common prefix (a judge's calls for one pair and order differ
+        only in the principle's question at the end) run what they share once: those branch points are
+        prefilled first, and each row then runs only its own tokens after them."""
         import torch
 
         prefix = self.prefix(batch[0][:shared])
-        ids, positions, visible, _ = self._suffix_inputs(batch, shared)
-        hidden, _, _ = self._forward(ids, positions, prefix, None, visible)
-        return torch.log_softmax(self.logits(hidden[:, -1, :]), dim=-1)
+        branch = _branch_points(batch, shared)
+        reuse: dict[int, tuple[int, list[torch.Tensor], list[torch.Tensor]]] = {}
+        if branch:
+            starts = sorted({tuple(batch[row][:end]) for row, end in branch.items()})
+            kv, _, _, width = self._prefill(starts, shared, prefix, 0, {})
+            at = {tokens: slot for slot, tokens in enumerate(starts)}
+            for row, end in branch.items():
+                slot = at[tuple(batch[row][:end])]
+                first = width - (end - shared)
+                reuse[row] = (end, [k[slot, :, first:width] for k in kv.keys],
+                              [v[slot, :, first:width] for v in kv.values])
+            self.branched_tokens += sum(end - shared for end in branch.values()) - sum(len(t) - shared for t in starts)
+        _, _, last_hidden, _ = self._prefill(batch, shared, prefix, 0, reuse)
+        return torch.log_softmax(self.logits(last_hidden), dim=-1)
 
     def generate(self, batch: Sequence[Sequence[int]], shared: int, max_new: int, stop: Callable[[int, int], bool],
                  choose: Callable[[torch.Tensor, list[int]], torch.Tensor]) -> list[list[int]]:
@@ -338,42 +357,13 @@ class Decoder:
         prefix = self.prefix(batch[0][:shared])
         device = self.model.device
         tails = [list(ids[shared:]) for ids in batch]
-        rows, width = len(tails), max(len(t) for t in tails)
-        own = _RowKV(len(self.layers), rows, self.kv_heads, width + max_new, self.head_dim, device, self.model.dtype)
-        seen = torch.zeros(rows, width + max_new, dtype=torch.bool, device=device)
-        # Each row's tokens sit right-aligned before slot `width`. What an earlier call already ran of a row
-        # beyond the shared prefix (a revision request continues its critique) is copied in, not run again.
-        done = [shared] * rows
-        for row, ids in enumerate(batch):
-            hit = self.rows.longest(ids, shared)
-            if hit is not None:
-                done[row], keys, values = hit
-                first = width - len(tails[row])
-                own.write(row, first, keys, values)
-                seen[row, first : first + done[row] - shared] = True
-        todo = [len(ids) - d for ids, d in zip(batch, done)]
-        order = sorted(range(rows), key=lambda r: -todo[r])
-        last_hidden = torch.empty(rows, self.model.config.hidden_size, device=device, dtype=self.model.dtype)
-        for start, end in _prefill_groups([todo[r] for r in order]):
-            # rows with about as many tokens left to run, padded to the most of them
-            group = order[start:end]
-            ids, positions, _, real = self._suffix_inputs([batch[r] for r in group], [done[r] for r in group])
-            span = max(len(tails[r]) for r in group)  # the group's keys: slots width - span .. width
-            for r in group:
-                seen[r, width - todo[r] : width] = True
-            key_slots = torch.arange(width - span, width, device=device)
-            query_slots = torch.arange(width - ids.shape[1], width, device=device)
-            index = torch.tensor(group, device=device)
-            visible = (key_slots.unsqueeze(0) <= query_slots.unsqueeze(1)).unsqueeze(0) \
-                & seen.index_select(0, index)[:, width - span : width].unsqueeze(1)
-            visible |= ~real.unsqueeze(2)  # a padding query sees everything: never an empty softmax
-            slots = _RowSlots(own, index, [todo[r] for r in group], width, span)
-            hidden, _, _ = self._forward(ids, positions, prefix, slots, visible)
-            last_hidden[index] = hidden[:, -1, :]
-        own.length = width
+        # What an earlier call already ran of a row beyond the shared prefix (a revision request continues its
+        # critique) is copied in, not run again.
+        reuse = {row: hit for row, ids in enumerate(batch) if (hit := self.rows.longest(ids, shared)) is not None}
+        own, seen, last_hidden, width = self._prefill(batch, shared, prefix, max_new, reuse)
         if prefix is not None:
             prefix = prefix.for_decode()
-        live = list(range(rows))  # rows still in the batch (finished ones leave in groups)
+        live = list(range(len(batch)))  # rows still in the batch (finished ones leave in groups)
         finished: set[int] = set()
         out: list[list[int]] = [[] for _ in batch]
         next_position = torch.tensor([shared + len(t) for t in tails], device=device)
@@ -401,6 +391,49 @@ class Decoder:
             last_hidden = hidden[:, -1, :]
         self._keep_rows(batch, tails, out, own, width, dict(enumerate(live)))
         return out
+
+    def _prefill(self, batch: Sequence[Sequence[int]], shared: int, prefix: PrefixKV | None, room: int,
+                 reuse: dict[int, tuple[int, list[torch.Tensor], list[torch.Tensor]]]
+                 ) -> tuple[_RowKV, torch.Tensor, torch.Tensor, int]:
+        """Run each row's tokens after the shared prefix into its own buffers, with `room` slots left for new
+        tokens. `reuse` gives rows whose keys/values up to some token were computed before: `row: (end, keys,
+        values)`; they are copied in and only the tokens from `end` run. Returns the buffers, which slots each row
+        sees, the last hidden state of each row and the slot after each row's last token."""
+        import torch
+
+        device = self.model.device
+        tails = [list(ids[shared:]) for ids in batch]
+        rows, width = len(tails), max(len(t) for t in tails)
+        own = _RowKV(len(self.layers), rows, self.kv_heads, width + room, self.head_dim, device, self.model.dtype)
+        seen = torch.zeros(rows, width + room, dtype=torch.bool, device=device)
+        # Each row's tokens sit right-aligned before slot `width`.
+        done = [shared] * rows
+        for row, (end, keys, values) in reuse.items():
+            done[row] = end
+            first = width - len(tails[row])
+            own.write(row, first, keys, values)
+            seen[row, first : first + end - shared] = True
+        todo = [len(ids) - d for ids, d in zip(batch, done)]
+        order = sorted(range(rows), key=lambda r: -todo[r])
+        last_hidden = torch.empty(rows, self.model.config.hidden_size, device=device, dtype=self.model.dtype)
+        for start, end in _prefill_groups([todo[r] for r in order]):
+            # rows with about as many tokens left to run, padded to the most of them
+            group = order[start:end]
+            ids, positions, _, real = self._suffix_inputs([batch[r] for r in group], [done[r] for r in group])
+            span = max(len(tails[r]) for r in group)  # the group's keys: slots width - span .. width
+            for r in group:
+                seen[r, width - todo[r] : width] = True
+            key_slots = torch.arange(width - span, width, device=device)
+            query_slots = torch.arange(width - ids.shape[1], width, device=device)
+            index = torch.tensor(group, device=device)
+            visible = (key_slots.unsqueeze(0) <= query_slots.unsqueeze(1)).unsqueeze(0) \
+                & seen.index_select(0, index)[:, width - span : width].unsqueeze(1)
+            visible |= ~real.unsqueeze(2)  # a padding query sees everything: never an empty softmax
+            slots = _RowSlots(own, index, [todo[r] for r in group], width, span)
+            hidden, _, _ = self._forward(ids, positions, prefix, slots, visible)
+            last_hidden[index] = hidden[:, -1, :]
+        own.length = width
+        return own, seen, last_hidden, width
 
     def _keep_rows(self, batch: Sequence[Sequence[int]], tails: list[list[int]], out: list[list[int]], own: _RowKV,
                    width: int, slots: dict[int, int]) -> None:
@@ -537,6 +570,19 @@ def _rms_norm(norm: Any) -> Callable[[torch.Tensor], torch.Tensor]:
         return weight * F.rms_norm(hidden.float(), (hidden.shape[-1],), eps=eps).to(hidden.dtype)
 
     return apply
+
+
+def _branch_points(batch: Sequence[Sequence[int]], shared: int) -> dict[int, int]:
+    """`row: end` for rows that share their first `end` tokens with another row of the batch, at least
+    `MIN_ROW_REUSE` past the batch's common `shared` ones (and leaving a token to run): the longest such start."""
+    order = sorted(range(len(batch)), key=lambda r: tuple(batch[r]))
+    common = [_common_length(batch[a], batch[b]) for a, b in zip(order, order[1:])]  # neighbours in sorted order
+    points = {}
+    for i, row in enumerate(order):
+        end = min(max(common[i - 1] if i else 0, common[i] if i < len(common) else 0), len(batch[row]) - 1)
+        if end - shared >= MIN_ROW_REUSE:
+            points[row] = end
+    return points
 
 
 def _prefill_groups(lengths: Sequence[int]) -> list[tuple[int, int]]:
