@@ -110,7 +110,7 @@ class Chain(Record):
     final: str
     """The response after the last round."""
     policy_model: str
-    """Model id of the policy (`provider:name`)."""
+    """Model id of the policy (`provider:name`; a local model in bfloat16 adds `@bfloat16`)."""
     critic_model: str
     """Model id of the critic."""
     prompt_tokens: int = 0

@@ -126,3 +126,22 @@ def test_agreement_then_run_keeps_every_calibrated_probability(make_config, tmp_
     assert {r["pair_id"]: r["p_chosen_calibrated"] for r in rows(run_dir)} == calibrated
     text = card(run_dir, tmp_path / "out")
     assert f"`p_chosen_calibrated` on **{len(calibrated)} of the {len(calibrated)}** published rows" in text
+
+
+def test_a_local_judge_in_another_precision_is_another_judge(make_config) -> None:
+    """bfloat16 changes a local model's answers: the judgments of a run resumed in another precision are redone."""
+    import pytest
+
+    pytest.importorskip("torch")
+    from charter.constitutions import load_constitution
+    from charter.pipeline.config import load_run_config
+    from charter.pipeline.run import run_fingerprints
+
+    def fingerprints(dtype: str):
+        judge = {"model": "local:smollm2-135m-instruct", "options": {"dtype": dtype, "device": "cpu"}}
+        config = load_run_config(make_config(judge=judge))
+        return run_fingerprints(config, load_constitution(config.constitution))
+
+    exact, fast = fingerprints("float32"), fingerprints("bfloat16")
+    assert exact.judge != fast.judge and exact.dataset != fast.dataset
+    assert exact.critique == fast.critique  # the scripted policy's chains are kept

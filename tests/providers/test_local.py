@@ -3,6 +3,7 @@ the `slow` ones."""
 
 from __future__ import annotations
 
+import asyncio
 import importlib.util
 import json
 import math
@@ -237,7 +238,7 @@ async def test_choice_logprobs_without_options_is_a_user_error(tiny: LocalModel)
 
 
 def test_registry_builds_a_local_model_from_a_folder(tiny_dir: Path) -> None:
-    model = create_backend(f"local:{tiny_dir}", batch_size=2)
+    model = create_backend(f"local:{tiny_dir}", batch_size=2, dtype="float32")
     assert isinstance(model, LocalModel)
     assert model.model_id == f"local:{tiny_dir}" and model.supports_logprobs and model.batch_size == 2
 
@@ -272,6 +273,23 @@ def test_dtype_defaults_to_bfloat16_where_the_cpu_has_it(tiny_dir: Path, monkeyp
     monkeypatch.undo()
     assert LocalModel(str(tiny_dir), device="cuda")._torch_dtype() == torch.bfloat16
     assert LocalModel(str(tiny_dir), device="cpu", dtype="bfloat16")._torch_dtype() == torch.bfloat16
+
+
+def test_the_model_id_names_a_precision_other_than_float32(tiny_dir: Path, tmp_path: Path) -> None:
+    """bfloat16 changes outputs: its answers are cached, fingerprinted and recorded apart from float32's."""
+    from charter.providers import get_model
+
+    assert LocalModel(str(tiny_dir), device="cpu", dtype="float32").model_id == f"local:{tiny_dir}"
+    assert LocalModel(str(tiny_dir), device="cpu", dtype="bfloat16").model_id == f"local:{tiny_dir}@bfloat16"
+    request = ask("Which is better? Answer with (A) or (B).")
+    cache = str(tmp_path / "calls.sqlite")
+    fast = get_model(f"local:{tiny_dir}", cache=cache, device="cpu", dtype="bfloat16")
+    first = asyncio.run(fast.choice_logprobs(request, ["A", "B"]))
+    assert first.model == f"local:{tiny_dir}@bfloat16"
+    exact = get_model(f"local:{tiny_dir}", cache=cache, device="cpu", dtype="float32")
+    again = asyncio.run(exact.choice_logprobs(request, ["A", "B"]))
+    assert again.model == f"local:{tiny_dir}" and not again.cached  # not the bfloat16 answer from the cache
+    assert asyncio.run(fast.choice_logprobs(request, ["A", "B"])).cached
 
 
 def test_resolve_passes_folders_and_hub_ids_through(tiny_dir: Path) -> None:
@@ -343,7 +361,8 @@ async def test_embedded_model_generates_a_batch(smollm2: LocalModel) -> None:
     for completion in completions:
         assert completion.text.strip() and 0 < completion.completion_tokens <= 16
         assert completion.prompt_tokens > 20  # the template's system prompt is counted
-        assert completion.model == "local:smollm2-135m-instruct"
+        assert completion.model == smollm2.model_id
+    assert smollm2.model_id.removesuffix("@bfloat16") == "local:smollm2-135m-instruct"
 
 
 @pytest.mark.slow

@@ -100,14 +100,23 @@ def checked_prompts(config: RunConfig, first_start: bool) -> PromptSet | None:
     return prompts
 
 
+def model_label(role: RoleConfig) -> str:
+    """A role's model as fingerprints name it: the model string, or for a local model its `model_id`, which
+    adds the precision its weights run in when that is not float32 (bfloat16 changes outputs)."""
+    if parse_model_string(role.model).provider != "local":
+        return role.model
+    return create_backend(role.model, role.limits, **role.options).model_id
+
+
 def run_fingerprints(config: RunConfig, constitution: Constitution) -> Fingerprints:
     """The fingerprints of a config's settings: chains, samples, judgments and the dataset."""
-    critique = chain_fingerprint(config.critique, constitution, config.policy.model, config.policy.params,
-                                 config.critic_role.model, config.critic_role.params, config.seed) \
+    policy, critic, judge_model = (model_label(r) for r in (config.policy, config.critic_role, config.judge))
+    critique = chain_fingerprint(config.critique, constitution, policy, config.policy.params,
+                                 critic, config.critic_role.params, config.seed) \
         if "revision" in config.pairs.kinds else None
-    samples = samples_fingerprint(constitution, config.policy.model, config.samples_params(), config.pairs.k) \
+    samples = samples_fingerprint(constitution, policy, config.samples_params(), config.pairs.k) \
         if "samples" in config.pairs.kinds else None
-    judge = judge_fingerprint(config.judge.settings(), config.judge.model, constitution, config.seed)
+    judge = judge_fingerprint(config.judge.settings(), judge_model, constitution, config.seed)
     data = fingerprint({"critique": critique, "samples": samples, "judge": judge,
                         "pairs": config.pairs.model_dump(mode="json"), "filters": config.filters.model_dump(mode="json")})
     return Fingerprints(critique=critique, samples=samples, judge=judge, dataset=data)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import hashlib
 import importlib.util
 import json
@@ -230,6 +231,13 @@ class LocalModel(ChatModel):
         self._decoder: Decoder | None = None
         self._governor: ThreadGovernor | None = None
         self._lock = threading.Lock()  # one model call at a time, whichever thread or event loop asks
+
+    @functools.cached_property
+    def model_id(self) -> str:  # type: ignore[override]
+        """`local:<name>`, with `@<dtype>` when the weights run in another precision than float32 (`@bfloat16`):
+        that changes outputs, so the call cache, a run's fingerprints and every row tell such results apart."""
+        precision = str(self._torch_dtype()).removeprefix("torch.")
+        return f"local:{self.name}" if precision == "float32" else f"local:{self.name}@{precision}"
 
     # ---- loading
 
