@@ -280,17 +280,18 @@ def cmd_judge(args: argparse.Namespace) -> None:
     from charter.providers import local
 
     force_dtype(args.dtype)
-    if args.engine:
+    options = {k: v for k, v in (("engine", args.engine), ("batch_size", args.batch_size)) if v}
+    if options:
         original = local.LocalModel.__init__
 
         def init(self: Any, *a: Any, **kw: Any) -> None:
-            original(self, *a, **{**kw, "engine": args.engine})
+            original(self, *a, **{**kw, **options})
 
         local.LocalModel.__init__ = init
     summary = evaluate(SHARED_DATA / "human_preferences" / "hhh_harmless_helpful.jsonl", "local:smollm2-135m-instruct",
                        mode="logprobs", orders="both", seed=0, cache=args.cache)
     keys = ("judged", "judge_vs_human", "position_consistency", "p_human_choice_mean", "wall_s")
-    print(json.dumps({"dtype": args.dtype or "default", "engine": args.engine or "auto",
+    print(json.dumps({"dtype": args.dtype or "default", "engine": args.engine or "auto", "batch_size": args.batch_size,
                       **{k: summary.get(k) for k in keys}}, default=str))
     if args.json:
         Path(args.json).write_text(json.dumps(summary, default=str, indent=1))
@@ -410,6 +411,8 @@ def main() -> None:
     p = sub.add_parser("judge")
     p.add_argument("--dtype", choices=["float32", "bfloat16"])
     p.add_argument("--engine", choices=["charter", "transformers"])
+    p.add_argument("--batch-size", type=int, help="the judge's batch_size (default 16): in bfloat16 a call's P(A) "
+                   "depends a little on what shares its batch")
     p.add_argument("--cache", help="a fresh call cache file, kept to compare the calls pair by pair")
     p.add_argument("--json")
     p = sub.add_parser("flips")

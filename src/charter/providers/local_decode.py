@@ -327,9 +327,9 @@ class Decoder:
     def next_token_logprobs(self, batch: Sequence[Sequence[int]], shared: int) -> torch.Tensor:
         """Log-probabilities of the next token after each prompt, `[rows, vocab]`.
 
-        Rows that start alike beyond the batch's common prefix (a judge's calls for one pair and order differ
-        only in the principle's question at the end) run what they share once: those branch points are
-        prefilled first, and each row then runs only its own tokens after them."""
+        Rows that start alike beyond the batch's common prefix (a judge's calls for one pair and order share the
+        instructions and the conversation, and differ from the principle's question on) run what they share
+        once: those starts are prefilled first, and each row then runs only its own tokens after them."""
         import torch
 
         prefix = self.prefix(batch[0][:shared])
@@ -344,6 +344,7 @@ class Decoder:
                 first = width - (end - shared)
                 reuse[row] = (end, [k[slot, :, first:width] for k in kv.keys],
                               [v[slot, :, first:width] for v in kv.values])
+            del kv  # the starts' buffers go once _prefill has copied them into the rows
             self.branched_tokens += sum(end - shared for end in branch.values()) - sum(len(t) - shared for t in starts)
         _, _, last_hidden, _ = self._prefill(batch, shared, prefix, 0, reuse)
         return torch.log_softmax(self.logits(last_hidden), dim=-1)
@@ -397,7 +398,7 @@ class Decoder:
                  ) -> tuple[_RowKV, torch.Tensor, torch.Tensor, int]:
         """Run each row's tokens after the shared prefix into its own buffers, with `room` slots left for new
         tokens. `reuse` gives rows whose keys/values up to some token were computed before: `row: (end, keys,
-        values)`; they are copied in and only the tokens from `end` run. Returns the buffers, which slots each row
+        values)`; they are copied in (and `reuse` emptied) and only the tokens from `end` run. Returns the buffers, which slots each row
         sees, the last hidden state of each row and the slot after each row's last token."""
         import torch
 
@@ -408,7 +409,8 @@ class Decoder:
         seen = torch.zeros(rows, width + room, dtype=torch.bool, device=device)
         # Each row's tokens sit right-aligned before slot `width`.
         done = [shared] * rows
-        for row, (end, keys, values) in reuse.items():
+        while reuse:  # emptied as it is copied in, so that what it held can be freed
+            row, (end, keys, values) = reuse.popitem()
             done[row] = end
             first = width - len(tails[row])
             own.write(row, first, keys, values)
