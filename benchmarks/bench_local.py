@@ -12,6 +12,17 @@ an interpreter that has `llama_cpp`), reached with charter's `openai-compatible:
 
     .venv/bin/python benchmarks/bench_local.py peer --llama-python /tmp/llamavenv/bin/python
 
+`starts` times the judge pass with and without running once the starts that a batch's rows share past its
+common prefix (one pair and order asked about two principles), alternated in one process on HHH pairs.
+
+    .venv/bin/python benchmarks/bench_local.py starts [--dtype float32]
+
+`judge` measures the embedded judge's agreement with the human choice on the shared HHH pairs; `picks`
+compares kept runs of it pair by pair.
+
+    .venv/bin/python benchmarks/bench_local.py judge [--dtype float32] [--batch-size N] --cache C.sqlite
+    .venv/bin/python benchmarks/bench_local.py picks C1.sqlite C2.sqlite ...
+
 `shared` runs the quickstart quiet, then beside a second process that runs the embedded model
 (another quickstart in its own cache), and reports the ratio.
 
@@ -297,6 +308,109 @@ def cmd_judge(args: argparse.Namespace) -> None:
         Path(args.json).write_text(json.dumps(summary, default=str, indent=1))
 
 
+def cmd_starts(args: argparse.Namespace) -> None:
+    """The judge pass with and without running the starts that rows share past the batch's common prefix once,
+    alternated in one process: the first `--pairs` HHH pairs, both orders, two principles each (the quickstart's
+    judge settings), batches of 16 as the local provider forms them."""
+    import torch
+
+    import charter.providers.local_decode as decode
+    from charter.agreement.evaluate import load_pairs_file, to_pair
+    from charter.constitutions import load_constitution
+    from charter.preference.config import JudgeSettings
+    from charter.preference.judge import comparison_prompt, principles_for
+    from charter.providers.local import LocalModel, _decoder_shared
+
+    constitution = load_constitution("harmless")
+    by_id = {p.id: p for p in constitution.principles}
+    settings = JudgeSettings(principles_per_pair=2)
+    pairs = [to_pair(row, 0)[0] for row in load_pairs_file(SHARED_DATA / "human_preferences" /
+                                                            "hhh_harmless_helpful.jsonl")[: args.pairs]]
+    requests = [comparison_prompt(pair.prompt, first, second, by_id[pid], "logprobs")
+                for pair in pairs for first, second in ((pair.a, pair.b), (pair.b, pair.a))
+                for pid in principles_for(constitution, settings, pair.pair_id, 0)]
+    model = LocalModel("smollm2-135m-instruct", dtype=args.dtype, prefix_cache_mb=0)
+    model.load()
+    encoded = sorted(model._encode(r, room=1) for r in requests)  # as choice_logprobs_sync orders them
+    batches = [encoded[i : i + 16] for i in range(0, len(encoded), 16)]
+    option = {o: sorted(model._first_tokens(o)) for o in ("A", "B")}
+    branch_points = decode._branch_points
+
+    def judge_pass(starts: bool) -> tuple[float, torch.Tensor]:
+        decode._branch_points = branch_points if starts else (lambda batch, shared: {})
+        began = time.perf_counter()
+        with torch.inference_mode():
+            rows = torch.cat([model._decoder.next_token_logprobs(b, _decoder_shared(b)) for b in batches])
+        p_a = torch.sigmoid(rows[:, option["A"]].logsumexp(1) - rows[:, option["B"]].logsumexp(1))
+        return time.perf_counter() - began, p_a
+
+    seconds: dict[bool, list[float]] = {False: [], True: []}
+    p_a: dict[bool, torch.Tensor] = {}
+    for _ in range(args.repeats):
+        for starts in (False, True):
+            wall, p_a[starts] = judge_pass(starts)
+            seconds[starts].append(wall)
+    decode._branch_points = branch_points
+    tokens = sum(len(ids) for ids in encoded)
+    saved = model._decoder.branched_tokens // args.repeats
+    print(f"{len(requests)} judge calls, {tokens} tokens, {model._torch_dtype()}; shared starts run once: "
+          f"{saved} tokens fewer a pass")
+    for starts in (False, True):
+        print(f"  {'starts once' if starts else 'starts per row':15s} " + ", ".join(f"{s:.1f}" for s in seconds[starts])
+              + f" s (min {min(seconds[starts]):.1f})")
+    diff = (p_a[True] - p_a[False]).abs()
+    flips = int(((p_a[True] > 0.5) != (p_a[False] > 0.5)).sum())
+    print(f"  P(A) with and without: largest difference {float(diff.max()):.2e}, other side of 0.5 in {flips} calls")
+
+
+def cmd_picks(args: argparse.Namespace) -> None:
+    """Pair by pair, from kept `judge --cache` files (every call answered from the cache, none made): the first
+    cache's picks against each other's, with an exact McNemar test on the pairs picked differently."""
+    import asyncio
+    import sqlite3
+
+    from scipy.stats import binomtest
+
+    from charter.agreement.evaluate import _judge_all, load_pairs_file, to_pair
+    from charter.constitutions import load_constitution
+    from charter.preference.config import JudgeSettings
+    from charter.providers import get_model
+    from charter.providers.cache import CallCache
+
+    built = [to_pair(row, 0) for row in load_pairs_file(SHARED_DATA / "human_preferences" /
+                                                         "hhh_harmless_helpful.jsonl")]
+    pairs, human = [p for p, _ in built], {p.pair_id: h for p, h in built}
+    picks: dict[str, dict[str, str]] = {}
+    for path in args.caches:
+        with sqlite3.connect(path) as db:
+            [(model_id, calls)] = db.execute("SELECT min(model), count(*) FROM calls").fetchall()
+        dtype = model_id.partition("@")[2] or "float32"  # the precision the calls were made in
+        model = get_model("local:smollm2-135m-instruct", cache=CallCache(Path(path)), role="judge", dtype=dtype)
+
+        async def judge_all(model: Any = model) -> dict:
+            try:
+                return await _judge_all(model, load_constitution("harmless"), pairs,
+                                        JudgeSettings(mode="logprobs", orders="both"), 0, 64)
+            finally:
+                await model.aclose()
+
+        records = asyncio.run(judge_all())
+        with sqlite3.connect(path) as db:
+            if db.execute("SELECT count(*) FROM calls").fetchone()[0] != calls:
+                raise SystemExit(f"{path}: not every call was in the cache")
+        picks[path] = {pid: "a" if r.p_a > 0.5 else "b" if r.p_a < 0.5 else "tie" for pid, r in records.items()}
+        right = sum(pick == human[pid] for pid, pick in picks[path].items())
+        print(f"{path} ({dtype}): agrees with the human choice on {right} of {len(picks[path])} pairs")
+    first, *others = args.caches
+    for other in others:
+        differ = [pid for pid in picks[first] if picks[first][pid] != picks[other][pid]]
+        a = sum(picks[first][pid] == human[pid] for pid in differ)
+        b = sum(picks[other][pid] == human[pid] for pid in differ)
+        p = binomtest(a, a + b).pvalue if a + b else 1.0
+        print(f"  {other}: {len(differ)} pairs picked differently; the human choice on {a} of them in the first, "
+              f"{b} in this one; exact McNemar p = {p:.2f}")
+
+
 def cmd_flips(args: argparse.Namespace) -> None:
     """Compare two `judge --cache` runs call by call: how often the two settings pick differently."""
     import sqlite3
@@ -415,6 +529,12 @@ def main() -> None:
                    "depends a little on what shares its batch")
     p.add_argument("--cache", help="a fresh call cache file, kept to compare the calls pair by pair")
     p.add_argument("--json")
+    p = sub.add_parser("starts")
+    p.add_argument("--pairs", type=int, default=16)
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--dtype", choices=["float32", "bfloat16"])
+    p = sub.add_parser("picks")
+    p.add_argument("caches", nargs="+", help="call caches kept by `judge --cache`; the first is the reference")
     p = sub.add_parser("flips")
     p.add_argument("a")
     p.add_argument("b")
@@ -425,7 +545,8 @@ def main() -> None:
     p.add_argument("--root", required=True)
     args = parser.parse_args()
     commands = {"profile": cmd_profile, "peer": cmd_peer, "shared": cmd_shared, "neighbour": cmd_neighbour,
-                "judge": cmd_judge, "greedy": cmd_greedy, "flips": cmd_flips}
+                "judge": cmd_judge, "greedy": cmd_greedy, "flips": cmd_flips, "starts": cmd_starts,
+                "picks": cmd_picks}
     commands[args.command](args)
 
 

@@ -135,13 +135,17 @@ def test_a_local_judge_in_another_precision_is_another_judge(make_config) -> Non
     pytest.importorskip("torch")
     from charter.constitutions import load_constitution
     from charter.pipeline.config import load_run_config
-    from charter.pipeline.run import run_fingerprints
+    from charter.pipeline.run import dataset_settings
 
-    def fingerprints(dtype: str):
+    def settings(dtype: str):
         judge = {"model": "local:smollm2-135m-instruct", "options": {"dtype": dtype, "device": "cpu"}}
         config = load_run_config(make_config(judge=judge))
-        return run_fingerprints(config, load_constitution(config.constitution))
+        return dataset_settings(config, load_constitution(config.constitution), "r", "2026-01-01T00:00:00Z")
 
-    exact, fast = fingerprints("float32"), fingerprints("bfloat16")
-    assert exact.judge != fast.judge and exact.dataset != fast.dataset
-    assert exact.critique == fast.critique  # the scripted policy's chains are kept
+    exact, fast = settings("float32"), settings("bfloat16")
+    assert exact.fingerprints.judge != fast.fingerprints.judge and exact.fingerprints.dataset != fast.fingerprints.dataset
+    assert exact.fingerprints.critique == fast.fingerprints.critique  # the scripted policy's chains are kept
+    # what the report and the card say the judge was
+    assert (exact.models["judge"], fast.models["judge"]) == ("local:smollm2-135m-instruct",
+                                                             "local:smollm2-135m-instruct@bfloat16")
+    assert fast.models["policy"] == "scripted:cai"
