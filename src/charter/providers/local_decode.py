@@ -398,8 +398,9 @@ class Decoder:
                  ) -> tuple[_RowKV, torch.Tensor, torch.Tensor, int]:
         """Run each row's tokens after the shared prefix into its own buffers, with `room` slots left for new
         tokens. `reuse` gives rows whose keys/values up to some token were computed before: `row: (end, keys,
-        values)`; they are copied in (and `reuse` emptied) and only the tokens from `end` run. Returns the buffers, which slots each row
-        sees, the last hidden state of each row and the slot after each row's last token."""
+        values)`; they are copied in (and `reuse` emptied) and only the tokens from `end` run. Returns the
+        buffers, which slots each row sees, the last hidden state of each row and the slot after each row's last
+        token."""
         import torch
 
         device = self.model.device
