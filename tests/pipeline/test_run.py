@@ -148,6 +148,8 @@ def test_overrides_and_dry_run(make_config, capsys):
          "(accepted: latency_s, batch_size)"),
         ({"judge": {"model": "openai:gpt-4o-mini", "options": {"batch_size": 16}}},
          "judge.options.batch_size: model option 'batch_size' is not known to the openai provider"),
+        ({"judge": {"model": "local:smollm2-135m-instruct", "options": {"dtype": "float77"}}},
+         "judge.options.dtype: unknown dtype 'float77' (accepted: auto, float32"),
         ({"stages": ["critique", "judge", "dpo"]}, "stages[2]: 'dpo' is listed but the run config has no 'dpo:'"),
     ],
 )

@@ -9,7 +9,7 @@ from pydantic import Field, model_validator
 from charter.errors import CharterError
 from charter.providers.base import Limits, SamplingParams
 from charter.providers.batch import BATCH_PROVIDERS, BatchSettings
-from charter.providers.registry import OPTIONS, parse_model_string, unknown_option
+from charter.providers.registry import OPTIONS, bad_local_dtype, parse_model_string, unknown_option
 from charter.yamlio import ConfigModel, LocatedValueError
 
 DEFAULT_MODEL = "local:smollm2-135m-instruct"
@@ -50,6 +50,9 @@ class RoleConfig(ConfigModel):
         if message:
             bad = sorted(set(self.options) - set(OPTIONS.get(provider, ())))[0]
             raise LocatedValueError(message, ("options", bad))
+        message = bad_local_dtype(self.options) if provider == "local" else None
+        if message:  # found here, with the file and line, not when the model first loads mid-run
+            raise LocatedValueError(message, ("options", "dtype"))
         return self
 
 

@@ -50,6 +50,18 @@ def parse_model_string(spec: str) -> ModelSpec:
     return ModelSpec(provider, rest)
 
 
+#: Precisions a local model's `dtype` option may name (torch's names; `torch.` in front is accepted too).
+LOCAL_DTYPES = ("auto", "float32", "float", "bfloat16", "float16", "half", "float64", "double")
+
+
+def bad_local_dtype(options: dict[str, Any]) -> str | None:
+    """A one-line message when a local model's `dtype` option names no precision, or None."""
+    dtype = options.get("dtype")
+    if dtype is None or str(dtype).removeprefix("torch.") in LOCAL_DTYPES:
+        return None
+    return f"unknown dtype '{dtype}' (accepted: {', '.join(LOCAL_DTYPES)})"
+
+
 def unknown_option(provider: str, options: dict[str, Any]) -> str | None:
     """A one-line message for the first option `provider` does not accept, or None."""
     known = OPTIONS.get(provider, ())
