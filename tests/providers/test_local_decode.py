@@ -16,7 +16,7 @@ from charter.providers import threads  # noqa: E402
 from charter.providers.base import SamplingParams  # noqa: E402
 from charter.providers.local import LocalModel  # noqa: E402
 from charter.providers.local_decode import (  # noqa: E402
-    MIN_ROW_REUSE, PrefixCache, PrefixKV, _branch_points, packing_is_exact, supports)
+    MIN_ROW_REUSE, PrefixCache, PrefixKV, _branch_points, _Rotation, packing_is_exact, supports)
 
 from .test_local import CORPUS, REQUESTS, ask, build_tiny_chat_model  # noqa: E402
 
@@ -59,6 +59,17 @@ def qwen_dir(tmp_path_factory: pytest.TempPathFactory, llama_dir: Path) -> Path:
 def texts(model: LocalModel, requests: list, params: SamplingParams) -> list[tuple[str, int, str]]:
     done = asyncio.run(model.generate(requests, params))
     return [(c.text, c.completion_tokens, c.finish_reason) for c in done]
+
+
+def assert_same_outputs(one: LocalModel, other: LocalModel) -> None:
+    """The same greedy and sampled texts, and the same choice log-probabilities, bit for bit."""
+    for params in (SamplingParams(temperature=0, max_tokens=12),
+                   SamplingParams(temperature=0.9, max_tokens=12, seed=3)):
+        assert texts(one, REQUESTS + SHARED, params) == texts(other, REQUESTS + SHARED, params)
+    for requests in (REQUESTS, PAIRED):
+        a = asyncio.run(one.choice_logprobs_batch(requests, ["A", "B"]))
+        b = asyncio.run(other.choice_logprobs_batch(requests, ["A", "B"]))
+        assert [x.raw_logprobs for x in a] == [y.raw_logprobs for y in b]
 
 
 @pytest.mark.parametrize("which", ["llama_dir", "qwen_dir"])
@@ -144,12 +155,35 @@ def test_bfloat16_weights_reordered_once_give_the_same_tokens_and_probabilities(
     plain = LocalModel(str(folder), batch_size=4, device="cpu", dtype="bfloat16", engine="charter")
     plain.load()
     assert plain._decoder.head.packed is None
-    for params in (SamplingParams(temperature=0, max_tokens=12), SamplingParams(temperature=0.9, max_tokens=12, seed=3)):
-        assert texts(packed, REQUESTS + SHARED, params) == texts(plain, REQUESTS + SHARED, params)
-    for requests in (REQUESTS, PAIRED):
-        a = asyncio.run(packed.choice_logprobs_batch(requests, ["A", "B"]))
-        b = asyncio.run(plain.choice_logprobs_batch(requests, ["A", "B"]))
-        assert [x.raw_logprobs for x in a] == [y.raw_logprobs for y in b]
+    assert_same_outputs(packed, plain)
+
+
+@pytest.mark.parametrize("dtype", ["bfloat16", "float32"])
+def test_q_and_k_turned_together_give_the_model_helpers_values(
+        dtype: str, qwen_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    joint = LocalModel(str(qwen_dir), batch_size=4, device="cpu", dtype=dtype, engine="charter")
+    joint.load()
+    assert joint._decoder._joint_rotary
+    monkeypatch.setattr(_Rotation, "matches", classmethod(lambda cls, *args: False))
+    apart = LocalModel(str(qwen_dir), batch_size=4, device="cpu", dtype=dtype, engine="charter")
+    apart.load()
+    assert not apart._decoder._joint_rotary
+    assert_same_outputs(joint, apart)
+
+
+def test_a_rotary_helper_of_another_kind_is_kept() -> None:
+    """A model whose helper turns interleaved pairs (GPT-J style), not halves, keeps its own helper."""
+    from transformers.models.llama.modeling_llama import apply_rotary_pos_emb
+
+    def interleaved(q, k, cos, sin):
+        def turn(x):
+            pairs = torch.stack((-x[..., 1::2], x[..., ::2]), dim=-1).flatten(-2)
+            return x * cos.unsqueeze(1) + pairs * sin.unsqueeze(1)
+        return turn(q), turn(k)
+
+    assert _Rotation.matches(apply_rotary_pos_emb, 8, torch.float32, "cpu")
+    assert not _Rotation.matches(interleaved, 8, torch.float32, "cpu")
+    assert not _Rotation.matches(lambda q, k, cos, sin, position_ids: (q, k), 8, torch.float32, "cpu")
 
 
 def test_float32_is_never_packed() -> None:
