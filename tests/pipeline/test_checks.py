@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from charter.cli import main
+from charter.cli import console, main
 from charter.pipeline.api import run
 from charter.pipeline.status import status
 from charter.runs.store import RunStore
@@ -68,6 +68,20 @@ def test_usage_errors_are_clicks_usage_line_and_exit_2(argv, expected, capsys) -
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert err.startswith("Usage: charter") and expected in err and "Traceback" not in err
+
+
+def test_the_charter_command_exits_with_mains_code_its_objects_frozen(monkeypatch, capsys) -> None:
+    """The console script skips the interpreter's last full collections (the process is ending)."""
+    import gc
+
+    monkeypatch.setattr(sys, "argv", ["charter", "judges"])
+    try:
+        with pytest.raises(SystemExit) as exited:
+            console()
+        assert exited.value.code == 2 and "No such command 'judges'." in capsys.readouterr().err
+        assert gc.get_freeze_count() > 0
+    finally:
+        gc.unfreeze()
 
 
 def test_ctrl_c_exits_130_and_marks_the_stages_interrupted(make_config, tmp_path) -> None:

@@ -258,6 +258,30 @@ def test_unloadable_model_is_a_one_line_error(tmp_path: Path, monkeypatch: pytes
     assert "\n" not in str(caught.value)
 
 
+@pytest.mark.parametrize("enabled", [True, False])
+def test_loading_pauses_the_cyclic_collector_and_restores_it(
+        enabled: bool, tiny_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import gc
+
+    import transformers
+
+    seen = []
+    real = transformers.AutoModelForCausalLM.from_pretrained
+    monkeypatch.setattr(transformers.AutoModelForCausalLM, "from_pretrained",
+                        lambda *args, **kwargs: seen.append(gc.isenabled()) or real(*args, **kwargs))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    was = gc.isenabled()
+    (gc.enable if enabled else gc.disable)()
+    try:
+        LocalModel(str(tiny_dir), device="cpu").load()
+        with pytest.raises(CharterError, match="cannot load"):  # restored after a failed load too
+            LocalModel(str(tmp_path), device="cpu").load()
+        assert gc.isenabled() is enabled
+    finally:
+        (gc.enable if was else gc.disable)()
+    assert seen == [False]  # the failed load stopped at its tokenizer
+
+
 def test_bad_dtype_and_batch_size_are_user_errors(tiny_dir: Path) -> None:
     with pytest.raises(CharterError, match="unknown dtype"):
         LocalModel(str(tiny_dir), dtype="float77", device="cpu").load()

@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import gc
 import hashlib
 import importlib.util
 import json
@@ -161,6 +162,20 @@ def _gguf_chat_template(gguf: Path) -> str:
 # --------------------------------------------------------------------------- the backend
 
 
+@contextlib.contextmanager
+def collector_paused() -> Iterator[None]:
+    """Python's cyclic garbage collector off for the block, as it was after. Imports that make hundreds of
+    thousands of long-lived objects (torch, transformers) set off full collections that traverse all of them
+    and free nothing (~0.1-0.2 s each, several a load); memory freed by reference counting is freed as usual."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
 def _dtype_argument() -> str:
     """transformers renamed `torch_dtype` to `dtype` in 4.56."""
     from importlib.metadata import version
@@ -265,16 +280,17 @@ class LocalModel(ChatModel):
         """Load the tokenizer and weights (done lazily on first use; call it to pay the cost up front)."""
         if self._model is not None:
             return
-        from transformers import AutoModelForCausalLM, AutoTokenizer
+        with collector_paused():  # transformers and the model: hundreds of thousands of objects
+            from transformers import AutoModelForCausalLM, AutoTokenizer
 
-        dtype_arg = _dtype_argument()
-        source = resolve_local_model(self.name, self.cache_dir)
-        try:
-            tokenizer = AutoTokenizer.from_pretrained(source)
-            model = AutoModelForCausalLM.from_pretrained(source, **{dtype_arg: self._torch_dtype()})
-            model = model.to(self.device).eval()
-        except Exception as error:  # transformers raises OSError, ValueError, HF errors...
-            raise CharterError(f"local:{self.name}: cannot load the model from '{source}': {error}") from error
+            dtype_arg = _dtype_argument()
+            source = resolve_local_model(self.name, self.cache_dir)
+            try:
+                tokenizer = AutoTokenizer.from_pretrained(source)
+                model = AutoModelForCausalLM.from_pretrained(source, **{dtype_arg: self._torch_dtype()})
+                model = model.to(self.device).eval()
+            except Exception as error:  # transformers raises OSError, ValueError, HF errors...
+                raise CharterError(f"local:{self.name}: cannot load the model from '{source}': {error}") from error
         if not tokenizer.chat_template:
             raise CharterError(f"local:{self.name}: the tokenizer has no chat template; use an instruct/chat model")
         if tokenizer.pad_token_id is None:
