@@ -240,6 +240,20 @@ def test_the_prefix_cache_stays_within_its_bytes() -> None:
     PrefixCache(max_bytes=0).put(entry((1, 2)))  # a zero budget caches nothing
 
 
+@pytest.mark.parametrize("dtype", ["bfloat16", "float32"])
+def test_a_cached_prefix_holds_only_the_bytes_it_counts(dtype: str, llama_dir: Path) -> None:
+    """Its keys and values are compact copies, not views that keep the whole q/k/v products alive."""
+    model = LocalModel(str(llama_dir), device="cpu", dtype=dtype, engine="charter")
+    model.load()
+    ids = model._encode(SHOTS + ask("Hi"))
+    with torch.inference_mode():
+        short = model._decoder.prefix(ids[:20])
+        longer = model._decoder.prefix(ids)  # extends the cached one
+    for entry in (short, longer):
+        held = sum(t.untyped_storage().nbytes() for t in (*entry.keys, *entry.values))
+        assert held == entry.nbytes() > 0
+
+
 def test_models_outside_the_llama_family_use_generate(tmp_path: Path, llama_dir: Path) -> None:
     from transformers import AutoTokenizer, GPT2Config, GPT2LMHeadModel
 

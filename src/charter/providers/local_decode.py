@@ -335,8 +335,10 @@ class Decoder:
         width = ids.shape[1]
         causal = torch.ones(width, width, dtype=torch.bool, device=device).tril().unsqueeze(0)
         _, keys, values = self._forward(ids, positions, cached, None, causal)
-        new_keys = [k[0] for k in keys]
-        new_values = [v[0] for v in values]
+        # compact copies: the forward's keys and values are views into its q/k/v products, which a cached view
+        # would keep whole (four to five times the bytes that `nbytes` counts)
+        new_keys = [k[0].contiguous() for k in keys]
+        new_values = [v[0].contiguous() for v in values]
         if cached is not None:
             new_keys = [torch.cat([c, n], dim=1) for c, n in zip(cached.keys, new_keys)]
             new_values = [torch.cat([c, n], dim=1) for c, n in zip(cached.values, new_values)]
