@@ -9,7 +9,7 @@ import pytest
 
 from charter.errors import RunStoreError
 from charter.records import Fingerprints
-from charter.runs.store import RunStore, diff_settings
+from charter.runs.store import SCHEMA_VERSION, RunStore, diff_settings
 from tests.support.rundir import RunBuilder
 
 
@@ -87,3 +87,27 @@ def test_prompt_records_are_the_stored_json_of_the_prompts_in_use(tmp_path: Path
     assert [Prompt.model_validate_json(r) for _, r in records] == prompts == list(store.iter_prompts(size=3))
     assert [pid for pid, _ in store.prompt_records(checked_only=True)] == ["p0", "p3", "p6"]
     store.close()
+
+
+def test_a_new_store_writes_its_tables_and_schema_version_in_one_transaction(tmp_path: Path, monkeypatch) -> None:
+    """So that a reader, or a resume after kill -9, never finds tables without the version (which reads as a store
+    made by another version of charter)."""
+    import charter.runs.store as store_module
+
+    statements: list[str] = []
+    real = store_module.connect
+
+    def traced(path):
+        db = real(path)
+        db.set_trace_callback(statements.append)
+        return db
+
+    monkeypatch.setattr(store_module, "connect", traced)
+    RunStore(tmp_path / "run", create=True).close()
+    begin = next(i for i, s in enumerate(statements) if s.strip().upper().startswith("BEGIN"))
+    commit = next(i for i, s in enumerate(statements) if i > begin and s.strip().upper().startswith("COMMIT"))
+    inside = "\n".join(statements[begin:commit])
+    assert "CREATE TABLE IF NOT EXISTS meta" in inside and "schema_version" in inside
+    assert not any("CREATE TABLE" in s or "schema_version" in s for s in statements[:begin] + statements[commit:])
+    with RunStore(tmp_path / "run") as store:
+        assert store.meta("schema_version") == SCHEMA_VERSION

@@ -116,10 +116,11 @@ class RunStore:
         self._lock = threading.RLock()
         self.db = connect(self.path)
         self._check_version(fresh)
+        # A new store's tables and its schema version are one transaction: a reader (or a resume after kill -9)
+        # never finds tables without the version, which reads as a store of another version.
+        version = "INSERT OR REPLACE INTO meta VALUES ('schema_version', '{}');".format(json.dumps(SCHEMA_VERSION))
         with self._lock:
-            self.db.executescript(SCHEMA)
-        if fresh:
-            self.set_meta(schema_version=SCHEMA_VERSION)
+            self.db.executescript(f"BEGIN; {SCHEMA} {version if fresh else ''} COMMIT;")
 
     def _check_version(self, fresh: bool) -> None:
         if fresh:
