@@ -275,6 +275,8 @@ class Runner:
         policy, critic, judge, auditor, writer = self._models(store, ledger)
         work = Work(self.config, self.constitution, self.fingerprints, store, (policy, critic, judge),
                     store.start_session())
+        # the calls behind an item are in the usage and the cache before the item is in the store
+        work.writer.before_flush += [ledger.flush] + ([policy.cache.flush] if policy.cache is not None else [])
         audit = self.config.judge.audit if "judge" in self.config.stages else None
         try:
             stop = await self._synth(store, writer) if writer is not None else None

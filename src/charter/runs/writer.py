@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections import defaultdict
+from typing import Callable
 
 from charter.records import Chain, Judgment, Pair, Record, Sample
 from charter.runs.store import RunStore
@@ -13,13 +14,16 @@ class BufferedWriter:
     """Collects chains, samples, pairs and judgments; flushes every `max_rows` records or `max_delay_s` seconds.
 
     Anything not yet flushed when a process is killed is recomputed on resume from the call cache,
-    so no model call is repeated.
+    so no model call is repeated. `before_flush` runs first (the run's usage ledger and call cache): an item's
+    last call often finishes in the loop turn that stores the item, and its usage and cache rows, which wait for
+    the end of that turn, must not land after the item (a kill between would leave a paid call uncounted).
     """
 
     def __init__(self, store: RunStore, max_rows: int = 256, max_delay_s: float = 0.25) -> None:
         self.store, self.max_rows, self.max_delay_s = store, max_rows, max_delay_s
         self.buffer: dict[type, list[Record]] = defaultdict(list)
         self.size, self.last = 0, time.monotonic()
+        self.before_flush: list[Callable[[], None]] = []
 
     def add(self, record: Chain | Sample | Pair | Judgment) -> None:
         self.buffer[type(record)].append(record)
@@ -28,6 +32,8 @@ class BufferedWriter:
             self.flush()
 
     def flush(self) -> None:
+        for hook in self.before_flush:
+            hook()
         buffered, self.buffer, self.size = self.buffer, defaultdict(list), 0
         self.last = time.monotonic()
         put = {Chain: self.store.put_chains, Sample: self.store.put_samples, Pair: self.store.put_pairs,
