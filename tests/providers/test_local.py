@@ -123,12 +123,12 @@ async def test_generation_ends_at_eos_and_counts_tokens_before_it(tiny: LocalMod
         eos_token_id=tiny.tokenizer.eos_token_id,
     )[0, len(ids):].tolist()
     step = next(i for i in range(1, len(free)) if free[i] not in free[:i])
-    original = tiny.model.generation_config.eos_token_id
-    tiny.model.generation_config.eos_token_id = [tiny.tokenizer.eos_token_id, free[step]]
+    original = tiny.generation_config.eos_token_id
+    tiny.generation_config.eos_token_id = [tiny.tokenizer.eos_token_id, free[step]]
     try:
         completion = (await tiny.generate(request, SamplingParams(temperature=0, max_tokens=8)))[0]
     finally:
-        tiny.model.generation_config.eos_token_id = original
+        tiny.generation_config.eos_token_id = original
     assert completion.completion_tokens == step
     assert completion.finish_reason == "stop"
     assert completion.text == tiny.tokenizer.decode(free[:step], skip_special_tokens=True)
@@ -265,10 +265,14 @@ def test_loading_pauses_the_cyclic_collector_and_restores_it(
 
     import transformers
 
+    from charter.providers.local_decode import Weights
+
     seen = []
     real = transformers.AutoModelForCausalLM.from_pretrained
     monkeypatch.setattr(transformers.AutoModelForCausalLM, "from_pretrained",
                         lambda *args, **kwargs: seen.append(gc.isenabled()) or real(*args, **kwargs))
+    read = Weights.read  # the tiny folder is read without transformers' model classes
+    monkeypatch.setattr(Weights, "read", lambda *args, **kwargs: seen.append(gc.isenabled()) or read(*args, **kwargs))
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     was = gc.isenabled()
     (gc.enable if enabled else gc.disable)()

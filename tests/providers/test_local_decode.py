@@ -4,6 +4,10 @@ and the CPU thread governor."""
 from __future__ import annotations
 
 import asyncio
+import json
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -14,9 +18,10 @@ transformers = pytest.importorskip("transformers")
 from charter.errors import CharterError  # noqa: E402
 from charter.providers import threads  # noqa: E402
 from charter.providers.base import SamplingParams  # noqa: E402
+from charter.providers import local  # noqa: E402
 from charter.providers.local import LocalModel  # noqa: E402
 from charter.providers.local_decode import (  # noqa: E402
-    MIN_ROW_REUSE, PrefixCache, PrefixKV, _branch_points, _Rotation, packing_is_exact, supports)
+    MIN_ROW_REUSE, PrefixCache, PrefixKV, _branch_points, _Rotation, folder_is_readable, packing_is_exact, supports)
 
 from .test_local import CORPUS, REQUESTS, ask, build_tiny_chat_model  # noqa: E402
 
@@ -40,20 +45,31 @@ def llama_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return build_tiny_chat_model(tmp_path_factory.mktemp("tiny-llama"))
 
 
+def tiny_beside(llama: Path, folder: Path, kind: str, seed: int, **config: object) -> Path:
+    """A tiny random model of `kind` ("Qwen2", "Llama") with `llama`'s tokenizer, saved to `folder`; biases, where
+    `config` asks for them, drawn at random too (they start at zero)."""
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(llama)
+    settings = getattr(transformers, f"{kind}Config")(
+        vocab_size=len(tokenizer), hidden_size=48, intermediate_size=96, num_hidden_layers=2, num_attention_heads=4,
+        num_key_value_heads=2, max_position_embeddings=512, initializer_range=0.3,
+        eos_token_id=tokenizer.eos_token_id, **config)
+    torch.manual_seed(seed)
+    model = getattr(transformers, f"{kind}ForCausalLM")(settings)
+    with torch.no_grad():
+        for name, parameter in model.named_parameters():
+            if name.endswith(".bias"):
+                parameter.normal_(0, 0.3)
+    model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
 @pytest.fixture(scope="module")
 def qwen_dir(tmp_path_factory: pytest.TempPathFactory, llama_dir: Path) -> Path:
     """A tiny random Qwen2 (biases on q/k/v) with the same tokenizer."""
-    from transformers import AutoTokenizer, Qwen2Config, Qwen2ForCausalLM
-
-    folder = tmp_path_factory.mktemp("tiny-qwen2")
-    tokenizer = AutoTokenizer.from_pretrained(llama_dir)
-    config = Qwen2Config(vocab_size=len(tokenizer), hidden_size=48, intermediate_size=96, num_hidden_layers=2,
-                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=512,
-                         initializer_range=0.3, eos_token_id=tokenizer.eos_token_id)
-    torch.manual_seed(1)
-    Qwen2ForCausalLM(config).save_pretrained(folder)
-    tokenizer.save_pretrained(folder)
-    return folder
+    return tiny_beside(llama_dir, tmp_path_factory.mktemp("tiny-qwen2"), "Qwen2", 1)
 
 
 def texts(model: LocalModel, requests: list, params: SamplingParams) -> list[tuple[str, int, str]]:
@@ -101,7 +117,7 @@ def test_rows_that_end_early_leave_the_batch_without_changing_the_others(llama_d
     end = theirs.tokenizer(first[0].text, add_special_tokens=False)["input_ids"][0]
     for model in (ours, theirs):
         model.load()
-        model.model.generation_config.eos_token_id = [model.tokenizer.eos_token_id, end]
+        model.generation_config.eos_token_id = [model.tokenizer.eos_token_id, end]
     params = SamplingParams(temperature=0, max_tokens=10)
     got = texts(ours, REQUESTS, params)
     assert got == texts(theirs, REQUESTS, params)
@@ -161,6 +177,7 @@ def test_bfloat16_weights_reordered_once_give_the_same_tokens_and_probabilities(
 @pytest.mark.parametrize("dtype", ["bfloat16", "float32"])
 def test_q_and_k_turned_together_give_the_model_helpers_values(
         dtype: str, qwen_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(local, "folder_is_readable", lambda source: False)  # the transformers model and its helper
     joint = LocalModel(str(qwen_dir), batch_size=4, device="cpu", dtype=dtype, engine="charter")
     joint.load()
     assert joint._decoder._joint_rotary
@@ -169,6 +186,91 @@ def test_q_and_k_turned_together_give_the_model_helpers_values(
     apart.load()
     assert not apart._decoder._joint_rotary
     assert_same_outputs(joint, apart)
+
+
+@pytest.fixture(scope="module")
+def biased_llama_dir(tmp_path_factory: pytest.TempPathFactory, llama_dir: Path) -> Path:
+    """A tiny random Llama with biases on every projection, tied output weights and another rotary base."""
+    return tiny_beside(llama_dir, tmp_path_factory.mktemp("tiny-biased-llama"), "Llama", 2, attention_bias=True,
+                       mlp_bias=True, tie_word_embeddings=True, rope_parameters={"rope_type": "default",
+                                                                                 "rope_theta": 500.0})
+
+
+@pytest.mark.parametrize("dtype", ["bfloat16", "float32"])
+@pytest.mark.parametrize("which", ["llama_dir", "biased_llama_dir"])
+def test_weights_read_from_the_folder_give_the_transformers_models_values(
+        which: str, dtype: str, request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Read straight from config.json and safetensors (no `transformers` model built), the decoder gives the same
+    texts and log-probabilities, bit for bit, as when it runs the loaded `transformers` model's weights; the
+    tokenizer is the one `AutoTokenizer` gives."""
+    folder = request.getfixturevalue(which)
+    assert folder_is_readable(folder)
+    read = LocalModel(str(folder), batch_size=4, device="cpu", dtype=dtype)
+    read.load()
+    assert read._model is None and read._decoder is not None
+    monkeypatch.setattr(local, "folder_is_readable", lambda source: False)
+    loaded = LocalModel(str(folder), batch_size=4, device="cpu", dtype=dtype)
+    loaded.load()
+    assert loaded._model is not None
+    assert type(read.tokenizer) is type(loaded.tokenizer)
+    assert [read.tokenizer.pad_token_id, read.tokenizer.eos_token_id, read.tokenizer.bos_token_id] == \
+        [loaded.tokenizer.pad_token_id, loaded.tokenizer.eos_token_id, loaded.tokenizer.bos_token_id]
+    assert read._eos_ids() == loaded._eos_ids()
+    assert read._max_positions == loaded._max_positions > 0
+    assert_same_outputs(read, loaded)
+
+
+def test_loading_the_embedded_models_folder_imports_no_transformers_modeling_code(llama_dir: Path) -> None:
+    """What the folder path is for: `transformers`' modeling code pulls in torch's compiler and distributed
+    tensors (~2 s of imports a process); the tokenizer alone does not."""
+    script = (
+        "import sys, asyncio\n"
+        "from charter.providers.local import LocalModel\n"
+        "from charter.providers.base import SamplingParams\n"
+        f"model = LocalModel({str(llama_dir)!r}, device='cpu')\n"
+        "hi = [{'role': 'user', 'content': 'Hi'}]\n"
+        "asyncio.run(model.generate([hi], SamplingParams(temperature=0, max_tokens=2)))\n"
+        "asyncio.run(model.choice_logprobs([{'role': 'user', 'content': 'A or B?'}], ['A', 'B']))\n"
+        "heavy = {'transformers.modeling_utils', 'torch._dynamo', 'torch.distributed.tensor'}\n"
+        "print(sorted(heavy & set(sys.modules)))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120, check=True)
+    assert done.stdout.strip() == "[]", done.stderr[-2000:]
+
+
+def test_which_folders_are_read_without_transformers(tmp_path: Path, llama_dir: Path, qwen_dir: Path) -> None:
+    assert folder_is_readable(llama_dir)
+    # qwen2: AutoTokenizer gives Qwen2Tokenizer (another padding token) whatever the folder names
+    assert not folder_is_readable(qwen_dir)
+    config = json.loads((llama_dir / "config.json").read_text())
+
+    def variant(name: str, change: dict | None = None, drop: str | None = None, tokenizer_class: str | None = None
+                ) -> Path:
+        folder = tmp_path / name
+        shutil.copytree(llama_dir, folder)
+        (folder / "config.json").write_text(json.dumps({**config, **(change or {})}))
+        if drop:
+            (folder / drop).unlink()
+        if tokenizer_class:
+            path = folder / "tokenizer_config.json"
+            path.write_text(json.dumps({**json.loads(path.read_text()), "tokenizer_class": tokenizer_class}))
+        return folder
+
+    assert folder_is_readable(variant("same"))
+    for name, change in {
+        "llama3-rope": {"rope_parameters": {"rope_type": "llama3", "rope_theta": 500000.0, "factor": 8.0}},
+        "old-style-scaling": {"rope_parameters": None, "rope_scaling": {"type": "linear", "factor": 2.0}},
+        "gelu": {"hidden_act": "gelu"},
+        "gpt2": {"model_type": "gpt2"},
+        "mistral": {"model_type": "mistral"},
+        "quantized": {"quantization_config": {"quant_method": "gptq"}},
+        "tensor-parallel": {"pretraining_tp": 2},
+    }.items():
+        assert not folder_is_readable(variant(name, change)), name
+    assert not folder_is_readable(variant("no-weights", drop="model.safetensors"))
+    assert not folder_is_readable(variant("no-tokenizer", drop="tokenizer.json"))
+    assert not folder_is_readable(variant("llama-tokenizer", tokenizer_class="LlamaTokenizer"))
+    assert not folder_is_readable(tmp_path / "nothing-here")
 
 
 def test_a_rotary_helper_of_another_kind_is_kept() -> None:

@@ -8,7 +8,8 @@ A request whose last message is from the assistant is a prefill: the model conti
 Prompts in one batch that start alike (system prompt, instructions, few-shot examples) share one run
 of that common prefix; for Llama-family models (SmolLM2 among them) `charter.providers.local_decode`
 keeps that prefix once rather than per row, reuses it across calls, and lets finished rows leave the
-batch. Torch's thread count follows the cores this process may use (`threads`).
+batch; a Llama model's folder (SmolLM2's among them) it reads itself, without building the `transformers`
+model. Torch's thread count follows the cores this process may use (`threads`).
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ from typing import TYPE_CHECKING, Any, Iterator, Sequence
 
 from charter.errors import CharterError, MissingExtra
 from charter.providers.base import ChatModel, ChoiceProbs, Completion, Messages, SamplingParams, normalise
-from charter.providers.local_decode import SUPPORTED, Decoder, supports
+from charter.providers.local_decode import SUPPORTED, Decoder, Weights, folder_is_readable, supports
 from charter.providers.threads import ThreadGovernor, set_cpu_threads
 
 if TYPE_CHECKING:
@@ -244,6 +245,8 @@ class LocalModel(ChatModel):
         self._model: Any = None
         self._tokenizer: Any = None
         self._decoder: Decoder | None = None
+        self._generation_config: Any = None
+        self._max_positions = 0
         self._governor: ThreadGovernor | None = None
         self._lock = threading.Lock()  # one model call at a time, whichever thread or event loop asks
 
@@ -277,31 +280,60 @@ class LocalModel(ChatModel):
         return dtype
 
     def load(self) -> None:
-        """Load the tokenizer and weights (done lazily on first use; call it to pay the cost up front)."""
-        if self._model is not None:
-            return
-        with collector_paused():  # transformers and the model: hundreds of thousands of objects
-            from transformers import AutoModelForCausalLM, AutoTokenizer
+        """Load the tokenizer and weights (done lazily on first use; call it to pay the cost up front).
 
-            dtype_arg = _dtype_argument()
+        A Llama checkpoint folder that charter's decoder runs (`folder_is_readable`; the embedded SmolLM2 is one)
+        is read straight from its config and safetensors, with `transformers`' generic fast tokenizer: its modeling
+        code, ~2 s of imports a process, is never loaded. Anything else loads through `AutoModelForCausalLM`."""
+        if self._tokenizer is not None:
+            return
+        with collector_paused():  # torch, transformers and the model: hundreds of thousands of objects
             source = resolve_local_model(self.name, self.cache_dir)
-            try:
-                tokenizer = AutoTokenizer.from_pretrained(source)
-                model = AutoModelForCausalLM.from_pretrained(source, **{dtype_arg: self._torch_dtype()})
-                model = model.to(self.device).eval()
-            except Exception as error:  # transformers raises OSError, ValueError, HF errors...
-                raise CharterError(f"local:{self.name}: cannot load the model from '{source}': {error}") from error
+            if self.engine != "transformers" and folder_is_readable(source):
+                self._load_folder(source)
+            else:
+                self._load_model(source)
+        tokenizer = self._tokenizer
         if not tokenizer.chat_template:
+            self._tokenizer = self._model = self._decoder = None
             raise CharterError(f"local:{self.name}: the tokenizer has no chat template; use an instruct/chat model")
         if tokenizer.pad_token_id is None:
             tokenizer.pad_token = tokenizer.eos_token
         tokenizer.padding_side = "left"
         if self.device == "cpu":
             self._governor = set_cpu_threads(self.threads)
-        self._tokenizer, self._model = tokenizer, model
+
+    def _load_folder(self, source: str) -> None:
+        from transformers import GenerationConfig, PreTrainedTokenizerFast
+
+        try:
+            tokenizer = PreTrainedTokenizerFast.from_pretrained(source)
+            weights = Weights.read(source, self._torch_dtype(), self.device)
+            generation = GenerationConfig.from_pretrained(source) \
+                if (Path(source) / "generation_config.json").exists() else None
+        except Exception as error:  # a broken folder: unreadable JSON, a missing or damaged tensor...
+            raise CharterError(f"local:{self.name}: cannot load the model from '{source}': {error}") from error
+        config = json.loads((Path(source) / "config.json").read_text())
+        if generation is None:
+            generation = GenerationConfig(eos_token_id=config.get("eos_token_id"))
+        self._tokenizer, self._generation_config = tokenizer, generation
+        self._max_positions = config.get("max_position_embeddings") or 0
+        self._decoder = Decoder(weights, prefix_cache_bytes=int(self.prefix_cache_mb * 1024 * 1024))
+
+    def _load_model(self, source: str) -> None:
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        try:
+            tokenizer = AutoTokenizer.from_pretrained(source)
+            model = AutoModelForCausalLM.from_pretrained(source, **{_dtype_argument(): self._torch_dtype()})
+            model = model.to(self.device).eval()
+        except Exception as error:  # transformers raises OSError, ValueError, HF errors...
+            raise CharterError(f"local:{self.name}: cannot load the model from '{source}': {error}") from error
         if self.engine == "charter" and not supports(model):
             raise CharterError(f"local:{self.name}: engine 'charter' runs Llama-family models only "
                                f"({', '.join(sorted(SUPPORTED))}); this one is '{model.config.model_type}'")
+        self._tokenizer, self._model, self._generation_config = tokenizer, model, model.generation_config
+        self._max_positions = getattr(model.config, "max_position_embeddings", 0) or 0
         if self.engine != "transformers" and supports(model):
             self._decoder = Decoder(model, prefix_cache_bytes=int(self.prefix_cache_mb * 1024 * 1024))
 
@@ -312,8 +344,23 @@ class LocalModel(ChatModel):
 
     @property
     def model(self) -> Any:
+        """The `transformers` model. Where the decoder read the weights from the folder, it is loaded here, on
+        first use, apart from them (charter's own calls never need it)."""
         self.load()
+        if self._model is None:
+            from transformers import AutoModelForCausalLM
+
+            with collector_paused():
+                source = resolve_local_model(self.name, self.cache_dir)
+                model = AutoModelForCausalLM.from_pretrained(source, **{_dtype_argument(): self._torch_dtype()})
+                self._model = model.to(self.device).eval()
         return self._model
+
+    @property
+    def generation_config(self) -> Any:
+        """The model's generation settings (its end tokens), from its folder or its `transformers` model."""
+        self.load()
+        return self._generation_config
 
     def _pace(self) -> None:
         """Before a batch: torch's thread count to the cores other processes leave free (`threads: auto`)."""
@@ -323,7 +370,7 @@ class LocalModel(ChatModel):
 
     def _eos_ids(self) -> set[int]:
         ids = {self.tokenizer.eos_token_id}
-        configured = self.model.generation_config.eos_token_id
+        configured = self.generation_config.eos_token_id
         ids.update(configured if isinstance(configured, list) else [configured])
         return {i for i in ids if i is not None}
 
@@ -338,7 +385,7 @@ class LocalModel(ChatModel):
 
     def _encode(self, messages: Messages, room: int = 0) -> list[int]:
         ids = self.tokenizer(self.render(messages), add_special_tokens=False)["input_ids"]
-        limit = (self.max_length or getattr(self.model.config, "max_position_embeddings", 0) or 0) - room
+        limit = (self.max_length or self._max_positions) - room
         if limit > 0 and len(ids) > limit:
             log.warning("local:%s: prompt of %d tokens cut to its last %d", self.name, len(ids), limit)
             ids = ids[-limit:]
@@ -531,7 +578,7 @@ class LocalModel(ChatModel):
         return torch.log_softmax(logits[:, -1, :].float(), dim=-1).cpu()
 
     async def aclose(self) -> None:
-        self._model = self._tokenizer = self._decoder = None
+        self._model = self._tokenizer = self._decoder = self._generation_config = None
 
 
 # --------------------------------------------------------------------------- helpers

@@ -22,10 +22,12 @@ go through `generate` instead (`supports`).
 
 from __future__ import annotations
 
+import json
 import math
 import sys
 from collections import OrderedDict
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 if TYPE_CHECKING:
@@ -187,23 +189,21 @@ def _common_length(a: Sequence[int], b: Sequence[int]) -> int:
 class Decoder:
     """Runs a Llama-family `*ForCausalLM` layer by layer with a shared prefix and per-row buffers."""
 
-    def __init__(self, model: Any, prefix_cache_bytes: int = 256 * 1024 * 1024) -> None:
-        self.model, self.inner = model, model.model
-        config = model.config
-        self.layers = list(self.inner.layers[: config.num_hidden_layers])
-        attention = self.layers[0].self_attn
-        self.head_dim = attention.head_dim
-        self.heads = config.num_attention_heads
-        self.kv_heads = config.num_key_value_heads
+    def __init__(self, weights: Weights | Any, prefix_cache_bytes: int = 256 * 1024 * 1024) -> None:
+        """`weights`: read from a checkpoint folder (`Weights.read`), or a loaded `transformers` model."""
+        if not isinstance(weights, Weights):
+            weights = Weights.of_model(weights, packing_is_exact(weights.dtype, weights.device))
+        self.weights = w = weights
+        self.heads, self.kv_heads, self.head_dim = w.heads, w.kv_heads, w.head_dim
         self.groups = self.heads // self.kv_heads
-        self.scaling = attention.scaling
-        # the model's own rotary helper, from its (already imported) modeling module; q and k are turned together,
-        # in fewer operations, where that gives the helper's values bit for bit (`_Rotation.matches`)
-        self._rotary = sys.modules[type(model).__module__].apply_rotary_pos_emb
-        self._joint_rotary = _Rotation.matches(self._rotary, self.head_dim, model.dtype, model.device)
-        packed = packing_is_exact(model.dtype, model.device)
-        self.fused = [_FusedLayer.of(layer, packed) for layer in self.layers]
-        self.head = _Linear.of(model.lm_head, packed)
+        self.scaling = w.scaling
+        self.dtype, self.device = w.dtype, w.device
+        # q and k are turned together, in fewer operations, where that gives the model's own rotary helper's
+        # values bit for bit (`_Rotation.matches`); weights read from a folder have no other helper
+        self._rotary = w.rotary_helper
+        self._joint_rotary = w.rotary_helper is None or _Rotation.matches(w.rotary_helper, self.head_dim, w.dtype,
+                                                                        w.device)
+        self.fused, self.head = w.layers, w.head
         # one budget: a quarter for shared prefixes (few-shot examples, instructions), the rest for recent rows
         self.cache = PrefixCache(prefix_cache_bytes // 4)
         self.rows = RowCache(prefix_cache_bytes - prefix_cache_bytes // 4)
@@ -220,14 +220,15 @@ class Decoder:
         the new tokens; `visible` (`[rows, width, own + width]`, bool) says which own/new keys each new token
         sees (causal order and padding).
         """
-        hidden = self.inner.embed_tokens(ids)
-        cos, sin = self.inner.rotary_emb(hidden, position_ids=positions)
+        w = self.weights
+        hidden = w.embed(ids)
+        cos, sin = w.rotary(hidden, positions)
         rotation = _Rotation.of(cos, sin) if self._joint_rotary else None  # once a pass, not once a layer
         rows, width = ids.shape
         q_size, kv_size = self.heads * self.head_dim, self.kv_heads * self.head_dim
         mask = self._mask(visible, prefix, rows, width)
         new_keys, new_values = [], []
-        for index, (layer, fused) in enumerate(zip(self.layers, self.fused)):
+        for index, fused in enumerate(self.fused):
             qkv = fused.qkv(fused.norm_in(hidden))  # q, k and v in one product
             if rotation is not None:
                 qk = rotation(qkv[..., : q_size + kv_size].view(rows, width, self.heads + self.kv_heads, -1))
@@ -247,8 +248,8 @@ class Decoder:
             out = self._attend(q, keys, values, prefix, index, mask)
             hidden = hidden + fused.o(out.transpose(1, 2).reshape(rows, width, -1))
             gate, up = fused.gate_up(fused.norm_post(hidden)).chunk(2, dim=-1)  # gate and up in one
-            hidden = hidden + fused.down(layer.mlp.act_fn(gate) * up)
-        return self.inner.norm(hidden), new_keys, new_values
+            hidden = hidden + fused.down(w.act(gate) * up)
+        return w.norm(hidden), new_keys, new_values
 
     def _mask(self, visible: torch.Tensor | None, prefix: PrefixKV | None, rows: int, width: int
               ) -> torch.Tensor | None:
@@ -329,7 +330,7 @@ class Decoder:
         done = len(cached) if cached is not None else 0
         if done == len(tokens):
             return cached
-        device = self.model.device
+        device = self.device
         ids = torch.tensor([tokens[done:]], device=device)
         positions = torch.arange(done, len(tokens), device=device).unsqueeze(0)
         width = ids.shape[1]
@@ -380,7 +381,7 @@ class Decoder:
         import torch
 
         prefix = self.prefix(batch[0][:shared])
-        device = self.model.device
+        device = self.device
         tails = [list(ids[shared:]) for ids in batch]
         # What an earlier call already ran of a row beyond the shared prefix (a revision request continues its
         # critique) is copied in, not run again.
@@ -427,10 +428,10 @@ class Decoder:
         token."""
         import torch
 
-        device = self.model.device
+        device = self.device
         tails = [list(ids[shared:]) for ids in batch]
         rows, width = len(tails), max(len(t) for t in tails)
-        own = _RowKV(len(self.layers), rows, self.kv_heads, width + room, self.head_dim, device, self.model.dtype)
+        own = _RowKV(len(self.fused), rows, self.kv_heads, width + room, self.head_dim, device, self.dtype)
         seen = torch.zeros(rows, width + room, dtype=torch.bool, device=device)
         # Each row's tokens sit right-aligned before slot `width`.
         done = [shared] * rows
@@ -442,7 +443,7 @@ class Decoder:
             seen[row, first : first + end - shared] = True
         todo = [len(ids) - d for ids, d in zip(batch, done)]
         order = sorted(range(rows), key=lambda r: -todo[r])
-        last_hidden = torch.empty(rows, self.model.config.hidden_size, device=device, dtype=self.model.dtype)
+        last_hidden = torch.empty(rows, self.weights.hidden_size, device=device, dtype=self.dtype)
         for start, end in _prefill_groups([todo[r] for r in order]):
             # rows with about as many tokens left to run, padded to the most of them
             group = order[start:end]
@@ -481,7 +482,7 @@ class Decoder:
         each token sees, and the real-token mask."""
         import torch
 
-        device = self.model.device
+        device = self.device
         starts = [shared] * len(batch) if isinstance(shared, int) else list(shared)
         tails = [list(ids[start:]) for ids, start in zip(batch, starts)]
         width = max(len(t) for t in tails)
@@ -561,12 +562,36 @@ class _FusedLayer:
 
     @classmethod
     def of(cls, layer: Any, packed: bool) -> _FusedLayer:
+        """From a `transformers` decoder layer, whose projections then work on views of the fused weights."""
         attn, mlp = layer.self_attn, layer.mlp
         qkv, qkv_bias = _concatenated((attn.q_proj, attn.k_proj, attn.v_proj))
         gate_up, gate_up_bias = _concatenated((mlp.gate_proj, mlp.up_proj))
+        norms = [_rms_norm(norm.weight, norm.variance_epsilon)
+                 for norm in (layer.input_layernorm, layer.post_attention_layernorm)]
         return cls(_Linear(qkv, qkv_bias, packed), _Linear.of(attn.o_proj, packed),
-                   _Linear(gate_up, gate_up_bias, packed), _Linear.of(mlp.down_proj, packed),
-                   _rms_norm(layer.input_layernorm), _rms_norm(layer.post_attention_layernorm))
+                   _Linear(gate_up, gate_up_bias, packed), _Linear.of(mlp.down_proj, packed), *norms)
+
+    @classmethod
+    def read(cls, take: Callable[[str], torch.Tensor | None], layer: str, eps: float, packed: bool) -> _FusedLayer:
+        """From a checkpoint's tensors (`take(name)`, None where absent) of the layer named `layer`."""
+        import torch
+
+        def fused(names: Sequence[str]) -> _Linear:
+            weights = [take(f"{layer}.{n}.weight") for n in names]
+            biases = [take(f"{layer}.{n}.bias") for n in names]
+            if any(w is None for w in weights):
+                raise KeyError(f"{layer}: a projection of {', '.join(names)} is missing")
+            bias = None
+            if any(b is not None for b in biases):
+                bias = torch.cat([b if b is not None else w.new_zeros(w.shape[0]) for w, b in zip(weights, biases)])
+            return _Linear(torch.cat(weights) if len(weights) > 1 else weights[0], bias, packed)
+
+        norms = [take(f"{layer}.{n}.weight") for n in ("input_layernorm", "post_attention_layernorm")]
+        if any(n is None for n in norms):
+            raise KeyError(f"{layer}: a norm is missing")
+        return cls(fused(("self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj")), fused(("self_attn.o_proj",)),
+                   fused(("mlp.gate_proj", "mlp.up_proj")), fused(("mlp.down_proj",)),
+                   *(_rms_norm(n, eps) for n in norms))
 
 
 def _concatenated(parts: Sequence[Any]) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -587,16 +612,145 @@ def _concatenated(parts: Sequence[Any]) -> tuple[torch.Tensor, torch.Tensor | No
     return weight, bias
 
 
-def _rms_norm(norm: Any) -> Callable[[torch.Tensor], torch.Tensor]:
+def _rms_norm(weight: torch.Tensor, eps: float) -> Callable[[torch.Tensor], torch.Tensor]:
     """`LlamaRMSNorm` as torch's fused `rms_norm` (computed in float32, as the module does)."""
     import torch.nn.functional as F
 
-    weight, eps = norm.weight, norm.variance_epsilon
+    weight = weight.detach()
 
     def apply(hidden: torch.Tensor) -> torch.Tensor:
         return weight * F.rms_norm(hidden.float(), (hidden.shape[-1],), eps=eps).to(hidden.dtype)
 
     return apply
+
+
+@dataclass
+class Weights:
+    """A Llama-family model as the decoder runs it: each layer's fused products and norms, the embedding, the
+    rotary embedding, the activation, the final norm and the output product.
+
+    From a loaded `transformers` model (`of_model`: its modules' memory, shared), or read straight from a
+    checkpoint folder (`read`: config.json and safetensors), which leaves `transformers`' modeling code unimported
+    (about 2 s of every process that loads the model) and gives the same values bit for bit (tests compare the two
+    on tiny Llama and Qwen2 models and on the embedded one)."""
+
+    layers: list[_FusedLayer]
+    embed: Callable[[torch.Tensor], torch.Tensor]
+    rotary: Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
+    """`(hidden, positions) -> (cos, sin)`, in the hidden states' dtype."""
+    act: Callable[[torch.Tensor], torch.Tensor]
+    norm: Callable[[torch.Tensor], torch.Tensor]
+    head: _Linear
+    heads: int
+    kv_heads: int
+    head_dim: int
+    scaling: float
+    hidden_size: int
+    dtype: Any
+    device: Any
+    rotary_helper: Callable[..., tuple[torch.Tensor, torch.Tensor]] | None = None
+    """The model module's `apply_rotary_pos_emb` (None when read from a folder: the rotate-half kind)."""
+
+    @classmethod
+    def of_model(cls, model: Any, packed: bool) -> Weights:
+        inner, config = model.model, model.config
+        layers = list(inner.layers[: config.num_hidden_layers])
+        attention = layers[0].self_attn
+        # the model's own rotary helper, from its (already imported) modeling module
+        helper = sys.modules[type(model).__module__].apply_rotary_pos_emb
+        return cls([_FusedLayer.of(layer, packed) for layer in layers], inner.embed_tokens,
+                   lambda hidden, positions: inner.rotary_emb(hidden, position_ids=positions), layers[0].mlp.act_fn,
+                   inner.norm, _Linear.of(model.lm_head, packed), config.num_attention_heads,
+                   config.num_key_value_heads, attention.head_dim, attention.scaling, config.hidden_size, model.dtype,
+                   model.device, helper)
+
+    @classmethod
+    def read(cls, folder: str | Path, dtype: Any, device: Any) -> Weights:
+        """The weights of a checkpoint folder that `folder_is_readable` accepts, in `dtype` on `device`."""
+        import torch
+        import torch.nn.functional as F
+
+        folder = Path(folder)
+        config = json.loads((folder / "config.json").read_text())
+        tensors = _read_tensors(folder)
+
+        def take(name: str) -> torch.Tensor | None:
+            tensor = tensors.pop(name, None)
+            return None if tensor is None else tensor.to(device=device, dtype=dtype)
+
+        packed = packing_is_exact(dtype, device)
+        eps = float(config["rms_norm_eps"])
+        heads = config["num_attention_heads"]
+        head_dim = config.get("head_dim") or config["hidden_size"] // heads
+        layers = [_FusedLayer.read(take, f"model.layers.{i}", eps, packed) for i in range(config["num_hidden_layers"])]
+        embedding, final_norm = take("model.embed_tokens.weight"), take("model.norm.weight")
+        head = embedding if config.get("tie_word_embeddings") else take("lm_head.weight")
+        if embedding is None or final_norm is None or head is None:
+            raise KeyError(f"{folder}: the embedding, final norm or output weights are missing")
+        # what `transformers`' default rotary embedding computes (`compute_default_rope_parameters`, `forward`)
+        theta = float(_rope(config)["rope_theta"])
+        inv_freq = 1.0 / (theta ** (torch.arange(0, head_dim, 2, dtype=torch.float) / head_dim))
+        inv_freq = inv_freq.to(device)
+
+        def rotary(hidden: torch.Tensor, positions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+            freqs = positions[..., None].float() * inv_freq
+            angles = torch.cat((freqs, freqs), dim=-1)
+            return angles.cos().to(hidden.dtype), angles.sin().to(hidden.dtype)
+
+        return cls(layers, lambda ids: F.embedding(ids, embedding), rotary, F.silu, _rms_norm(final_norm, eps),
+                   _Linear(head, None, packed), heads, config.get("num_key_value_heads") or heads, head_dim,
+                   head_dim**-0.5, config["hidden_size"], dtype, torch.device(device))
+
+
+def _rope(config: dict[str, Any]) -> dict[str, Any]:
+    """The rotary settings of a config.json: `rope_parameters` (transformers 5), else the older top-level keys."""
+    if isinstance(config.get("rope_parameters"), dict):
+        return config["rope_parameters"]
+    scaling = config.get("rope_scaling") or {}
+    return {"rope_type": scaling.get("rope_type", scaling.get("type", "default")),
+            "rope_theta": config.get("rope_theta", 10000.0)}
+
+
+def _read_tensors(folder: Path) -> dict[str, torch.Tensor]:
+    """Every tensor of a safetensors checkpoint: one file, or the shards its index names."""
+    from safetensors.torch import load_file
+
+    index = folder / "model.safetensors.index.json"
+    if index.exists():
+        shards = sorted(set(json.loads(index.read_text())["weight_map"].values()))
+        return {name: t for shard in shards for name, t in load_file(folder / shard).items()}
+    return load_file(folder / "model.safetensors")
+
+
+#: Tokenizer classes that `AutoTokenizer` resolves to the generic fast tokenizer, which loads without the models...
+GENERIC_TOKENIZERS = frozenset({"PreTrainedTokenizerFast", "TokenizersBackend"})
+#: ...for these model types (for others, qwen2 and mistral among them, it may pick the model's own tokenizer class
+#: whatever the folder names, with other special tokens: those load through `transformers`).
+READABLE_TYPES = frozenset({"llama"})
+
+
+def folder_is_readable(folder: str | Path) -> bool:
+    """Whether `Weights.read` and the generic fast tokenizer load `folder` as `transformers` would: a Llama model
+    (SmolLM2 among them) with silu, the default rotary embedding, no quantization, safetensors weights, and a
+    tokenizer that `AutoTokenizer` loads as the generic fast one. Anything else goes through `transformers`."""
+    folder = Path(folder)
+    try:
+        config = json.loads((folder / "config.json").read_text())
+        tokenizer = json.loads((folder / "tokenizer_config.json").read_text())
+    except (OSError, ValueError):
+        return False
+    weights = (folder / "model.safetensors").exists() or (folder / "model.safetensors.index.json").exists()
+    return bool(
+        weights and (folder / "tokenizer.json").exists()
+        and tokenizer.get("tokenizer_class") in GENERIC_TOKENIZERS
+        and config.get("model_type") in READABLE_TYPES
+        and config.get("hidden_act", "silu") == "silu"
+        and _rope(config).get("rope_type", "default") == "default"
+        and not config.get("quantization_config")
+        and config.get("pretraining_tp", 1) == 1
+        and all(isinstance(config.get(k), int) for k in ("hidden_size", "num_attention_heads", "num_hidden_layers"))
+        and "rms_norm_eps" in config
+    )
 
 
 @dataclass
