@@ -273,6 +273,28 @@ def test_which_folders_are_read_without_transformers(tmp_path: Path, llama_dir: 
     assert not folder_is_readable(tmp_path / "nothing-here")
 
 
+def test_the_last_layer_runs_its_output_products_only_where_states_are_used(
+        llama_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Prefill and the judge's pass use each row's last hidden state only, and a prefix pass none: the last layer's
+    output product and MLP run on those positions alone (none for a prefix), with the same values bit for bit."""
+    if not packing_is_exact(torch.bfloat16, "cpu"):
+        pytest.skip("this torch build has no exact oneDNN packed bfloat16 product")
+    trimmed = LocalModel(str(llama_dir), batch_size=4, device="cpu", dtype="bfloat16")
+    trimmed.load()
+    assert trimmed._decoder._rowwise
+    widths = []
+    down = trimmed._decoder.fused[-1].down
+    monkeypatch.setattr(trimmed._decoder.fused[-1], "down", lambda x: widths.append(x.shape[1]) or down(x))
+    full = LocalModel(str(llama_dir), batch_size=4, device="cpu", dtype="bfloat16")
+    full.load()
+    full._decoder._rowwise = False
+    assert_same_outputs(trimmed, full)
+    assert set(widths) == {1}  # prefill groups, judge passes and decode steps alike: one position a row
+    single = LocalModel(str(llama_dir), device="cpu", dtype="float32")  # MKL's products: every position runs
+    single.load()
+    assert not single._decoder._rowwise
+
+
 def test_a_rotary_helper_of_another_kind_is_kept() -> None:
     """A model whose helper turns interleaved pairs (GPT-J style), not halves, keeps its own helper."""
     from transformers.models.llama.modeling_llama import apply_rotary_pos_emb

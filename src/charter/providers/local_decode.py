@@ -204,6 +204,9 @@ class Decoder:
         self._joint_rotary = w.rotary_helper is None or _Rotation.matches(w.rotary_helper, self.head_dim, w.dtype,
                                                                         w.device)
         self.fused, self.head = w.layers, w.head
+        # oneDNN's packed products give a row the same bits whatever other rows share the product (MKL's float32
+        # `F.linear` does not): only then may the last layer run its output products on the last positions alone
+        self._rowwise = self.head.packed is not None and rows_are_independent(w.dtype, w.device)
         # one budget: a quarter for shared prefixes (few-shot examples, instructions), the rest for recent rows
         self.cache = PrefixCache(prefix_cache_bytes // 4)
         self.rows = RowCache(prefix_cache_bytes - prefix_cache_bytes // 4)
@@ -213,12 +216,17 @@ class Decoder:
     # ---- the forward pass
 
     def _forward(self, ids: torch.Tensor, positions: torch.Tensor, prefix: PrefixKV | None,
-                 own: _RowKV | _RowSlots | None, visible: torch.Tensor | None) -> tuple[torch.Tensor, list, list]:
+                 own: _RowKV | _RowSlots | None, visible: torch.Tensor | None, outputs: str = "all"
+                 ) -> tuple[torch.Tensor | None, list, list]:
         """Hidden states after the final norm for `ids` (`[rows, width]`), and each layer's new keys/values.
 
         Attention covers the prefix (every row sees all of it), the rows' earlier own tokens in `own`, and
         the new tokens; `visible` (`[rows, width, own + width]`, bool) says which own/new keys each new token
         sees (causal order and padding).
+
+        `outputs`: "all" positions' hidden states; only each row's "last" (`[rows, 1, hidden]`: the last layer's
+        output product and MLP then run on those positions alone, where products give a row the same values
+        whatever rows share them, `_rowwise`); or "none" (keys and values only: the last layer stops after them).
         """
         w = self.weights
         hidden = w.embed(ids)
@@ -245,7 +253,12 @@ class Decoder:
                 keys, values = k, v
             new_keys.append(k)
             new_values.append(v)
+            last = index == len(self.fused) - 1
+            if last and outputs == "none":
+                return None, new_keys, new_values
             out = self._attend(q, keys, values, prefix, index, mask)
+            if last and outputs == "last" and width > 1 and self._rowwise:
+                hidden, out, width = hidden[:, -1:], out[:, :, -1:], 1
             hidden = hidden + fused.o(out.transpose(1, 2).reshape(rows, width, -1))
             gate, up = fused.gate_up(fused.norm_post(hidden)).chunk(2, dim=-1)  # gate and up in one
             hidden = hidden + fused.down(w.act(gate) * up)
@@ -335,7 +348,7 @@ class Decoder:
         positions = torch.arange(done, len(tokens), device=device).unsqueeze(0)
         width = ids.shape[1]
         causal = torch.ones(width, width, dtype=torch.bool, device=device).tril().unsqueeze(0)
-        _, keys, values = self._forward(ids, positions, cached, None, causal)
+        _, keys, values = self._forward(ids, positions, cached, None, causal, outputs="none")
         # compact copies: the forward's keys and values are views into its q/k/v products, which a cached view
         # would keep whole (four to five times the bytes that `nbytes` counts)
         new_keys = [k[0].contiguous() for k in keys]
@@ -362,7 +375,7 @@ class Decoder:
         reuse: dict[int, tuple[int, list[torch.Tensor], list[torch.Tensor]]] = {}
         if branch:
             starts = sorted({tuple(batch[row][:end]) for row, end in branch.items()})
-            kv, _, _, width = self._prefill(starts, shared, prefix, 0, {})
+            kv, _, _, width = self._prefill(starts, shared, prefix, 0, {}, outputs="none")
             at = {tokens: slot for slot, tokens in enumerate(starts)}
             for row, end in branch.items():
                 slot = at[tuple(batch[row][:end])]
@@ -419,13 +432,13 @@ class Decoder:
         return out
 
     def _prefill(self, batch: Sequence[Sequence[int]], shared: int, prefix: PrefixKV | None, room: int,
-                 reuse: dict[int, tuple[int, list[torch.Tensor], list[torch.Tensor]]]
+                 reuse: dict[int, tuple[int, list[torch.Tensor], list[torch.Tensor]]], outputs: str = "last"
                  ) -> tuple[_RowKV, torch.Tensor, torch.Tensor, int]:
         """Run each row's tokens after the shared prefix into its own buffers, with `room` slots left for new
         tokens. `reuse` gives rows whose keys/values up to some token were computed before: `row: (end, keys,
         values)`; they are copied in (and `reuse` emptied) and only the tokens from `end` run. Returns the
         buffers, which slots each row sees, the last hidden state of each row and the slot after each row's last
-        token."""
+        token. `outputs`: as `_forward`'s (with "none" the hidden states returned are not filled in)."""
         import torch
 
         device = self.device
@@ -458,8 +471,9 @@ class Decoder:
                 & seen.index_select(0, index)[:, width - span : width].unsqueeze(1)
             visible |= ~real.unsqueeze(2)  # a padding query sees everything: never an empty softmax
             slots = _RowSlots(own, index, [todo[r] for r in group], width, span)
-            hidden, _, _ = self._forward(ids, positions, prefix, slots, visible)
-            last_hidden[index] = hidden[:, -1, :]
+            hidden, _, _ = self._forward(ids, positions, prefix, slots, visible, outputs)
+            if hidden is not None:
+                last_hidden[index] = hidden[:, -1, :]
         own.length = width
         return own, seen, last_hidden, width
 
@@ -544,6 +558,19 @@ def packing_is_exact(dtype: torch.dtype, device: Any) -> bool:
         x = torch.randn(2, 5, 64, generator=generator).to(dtype)
         return bool(torch.equal(_Linear(weight, bias, packed=True)(x), F.linear(x, weight, bias)))
     except (AttributeError, RuntimeError):  # an op missing from this torch build, or refusing this dtype
+        return False
+
+
+def rows_are_independent(dtype: torch.dtype, device: Any) -> bool:
+    """Whether a packed `_Linear` gives the last position of each row the same bits run alone as among all."""
+    import torch
+
+    try:
+        generator = torch.Generator().manual_seed(0)
+        product = _Linear(torch.randn(192, 64, generator=generator).to(dtype), None, packed=True)
+        x = torch.randn(3, 150, 64, generator=generator).to(dtype=dtype, device=device)
+        return bool(torch.equal(product(x)[:, -1:], product(x[:, -1:])))
+    except (AttributeError, RuntimeError):
         return False
 
 
