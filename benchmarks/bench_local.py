@@ -115,9 +115,9 @@ def instrument(profile: Profile) -> None:
     original_load = cls.load
 
     def load(self: Any) -> None:
-        fresh = self._model is None
+        fresh = self._tokenizer is None
         original_load(self)
-        if fresh:
+        if fresh and self._model is not None:  # a transformers model (charter's decoder is timed below)
             model = self._model
 
             def pre(module: Any, args: Any, kwargs: Any) -> None:
@@ -142,10 +142,11 @@ def instrument(profile: Profile) -> None:
     decoder = local_decode.Decoder
     forward = decoder._forward
 
-    def decoder_forward(self: Any, ids: Any, positions: Any, prefix: Any, own: Any, visible: Any) -> Any:
+    def decoder_forward(self: Any, ids: Any, positions: Any, prefix: Any, own: Any, visible: Any,
+                        outputs: str = "all") -> Any:
         start = time.perf_counter()
         try:
-            return forward(self, ids, positions, prefix, own, visible)
+            return forward(self, ids, positions, prefix, own, visible, outputs)
         finally:
             rows, width = ids.shape
             kind = profile.forward(time.perf_counter() - start, rows, width)
