@@ -9,6 +9,7 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import Callable, Iterator
 
 import pytest
 
@@ -446,28 +447,85 @@ class Clock:
         self.busy += seconds * (own_cores + other_cores)
 
 
-def test_auto_threads_leave_the_cores_other_processes_keep_busy(monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.fixture
+def machine(monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[[int], Clock]]:
+    """`machine(cores)`: this process on that many cores, no quota, no OMP_NUM_THREADS, time moved by hand; torch's
+    thread count restored after."""
     previous = torch.get_num_threads()
     monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
-    monkeypatch.setattr(threads, "allowed_cpus", lambda: [0, 1, 2, 3])
     monkeypatch.setattr(threads, "cgroup_cpu_quota", lambda: None)
-    clock = Clock()
-    clock.install(monkeypatch)
-    try:
-        governor = threads.ThreadGovernor("auto")
-        assert governor.threads == 4 and torch.get_num_threads() == 4
-        clock.tick(2.0, own_cores=4, other_cores=0)
-        assert governor.adjust() == 4
-        clock.tick(2.0, own_cores=2, other_cores=2)  # a neighbour keeps two cores busy
-        assert governor.adjust() == 2 and torch.get_num_threads() == 2
-        clock.tick(0.1, own_cores=2, other_cores=0)  # too short a window to judge: unchanged
-        assert governor.adjust() == 2
-        clock.tick(2.0, own_cores=2, other_cores=4)  # more busy than there are cores: still one thread
-        assert governor.adjust() == 1
-        clock.tick(2.0, own_cores=1, other_cores=0)  # the neighbour is gone
-        assert governor.adjust() == 4
-    finally:
-        torch.set_num_threads(previous)
+
+    def make(cores: int) -> Clock:
+        monkeypatch.setattr(threads, "allowed_cpus", lambda: list(range(cores)))
+        clock = Clock()
+        clock.install(monkeypatch)
+        return clock
+
+    yield make
+    torch.set_num_threads(previous)
+
+
+def test_auto_threads_leave_the_cores_other_processes_keep_busy(machine: Callable[[int], Clock]) -> None:
+    clock = machine(4)
+    governor = threads.ThreadGovernor("auto")
+    assert governor.threads == 4 and torch.get_num_threads() == 4
+    clock.tick(0.05, own_cores=1, other_cores=3)  # too short a window even for the first decision
+    assert governor.adjust() == 4
+    clock.tick(0.2, own_cores=1, other_cores=3)  # the first decision needs only a short one (the model's load)
+    assert governor.adjust() == 1
+    clock.tick(0.2, own_cores=1, other_cores=0)  # later ones a longer one
+    assert governor.adjust() == 1
+    clock.tick(2.0, own_cores=4, other_cores=0)
+    assert governor.adjust() == 4
+    clock.tick(2.0, own_cores=2, other_cores=2)  # a neighbour keeps two cores busy
+    assert governor.adjust() == 2 and torch.get_num_threads() == 2
+    clock.tick(0.1, own_cores=2, other_cores=0)  # too short a window to judge: unchanged
+    assert governor.adjust() == 2
+    clock.tick(2.0, own_cores=2, other_cores=4)  # more busy than there are cores: still one thread
+    assert governor.adjust() == 1
+    clock.tick(2.0, own_cores=1, other_cores=0)  # the neighbour is gone
+    assert governor.adjust() == 4
+
+
+def test_the_first_batch_beside_a_busy_neighbour_already_leaves_its_cores(
+        machine: Callable[[int], Clock], monkeypatch: pytest.MonkeyPatch, llama_dir: Path) -> None:
+    """The governor starts before the model loads: the load is its first window, so the first batch does not run on
+    every core while another process keeps them busy."""
+    clock = machine(2)
+    read = local.Weights.read
+
+    def slow_read(*args, **kwargs):  # the load, while a neighbour keeps one core busy
+        clock.tick(0.3, own_cores=1, other_cores=1)
+        return read(*args, **kwargs)
+
+    monkeypatch.setattr(local.Weights, "read", slow_read)
+    seen = []  # torch's thread count where each batch runs (it is kept per thread)
+    batch = LocalModel._generate_batch
+    monkeypatch.setattr(LocalModel, "_generate_batch",
+                        lambda self, *args: seen.append(torch.get_num_threads()) or batch(self, *args))
+    model = LocalModel(str(llama_dir), batch_size=4, device="cpu", dtype="float32")
+    asyncio.run(model.generate([ask("Hi")], SamplingParams(temperature=0, max_tokens=2)))
+    assert model._governor.threads == 1 and seen == [1]
+
+
+def test_every_thread_that_runs_a_batch_gets_the_governors_count(machine: Callable[[int], Clock]) -> None:
+    """Torch keeps its thread count per thread once a thread has run a parallel operation: a worker thread that ran
+    a batch before another thread changed the count must not keep the old one."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    clock = machine(2)
+    governor = threads.ThreadGovernor("auto")
+
+    def batch() -> int:  # what a batch on a worker thread does first (`LocalModel._pace`), then its work
+        governor.adjust()
+        torch.ones(1 << 16).sum()  # a parallel operation: this thread keeps its own count from now on
+        return torch.get_num_threads()
+
+    with ThreadPoolExecutor(1) as one, ThreadPoolExecutor(1) as another:
+        assert one.submit(batch).result() == 2
+        clock.tick(2.0, own_cores=1, other_cores=1)  # a neighbour arrives; the other thread adjusts first
+        assert another.submit(batch).result() == 1
+        assert one.submit(batch).result() == 1  # not its old 2
 
 
 def test_a_fixed_thread_count_or_omp_num_threads_is_kept(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -287,6 +287,9 @@ class LocalModel(ChatModel):
         code, ~2 s of imports a process, is never loaded. Anything else loads through `AutoModelForCausalLM`."""
         if self._tokenizer is not None:
             return
+        # the thread governor starts before the load, which is then its first window on other processes' load:
+        # the first batch already runs on the cores they leave free
+        governor = set_cpu_threads(self.threads) if self.device == "cpu" else None
         with collector_paused():  # torch, transformers and the model: hundreds of thousands of objects
             source = resolve_local_model(self.name, self.cache_dir)
             if self.engine != "transformers" and folder_is_readable(source):
@@ -300,8 +303,7 @@ class LocalModel(ChatModel):
         if tokenizer.pad_token_id is None:
             tokenizer.pad_token = tokenizer.eos_token
         tokenizer.padding_side = "left"
-        if self.device == "cpu":
-            self._governor = set_cpu_threads(self.threads)
+        self._governor = governor
 
     def _load_folder(self, source: str) -> None:
         from transformers import GenerationConfig, PreTrainedTokenizerFast

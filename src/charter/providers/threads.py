@@ -21,8 +21,11 @@ from pathlib import Path
 
 log = logging.getLogger(__name__)
 
-#: Re-measure the other processes' load at most this often (seconds).
+#: Re-measure the other processes' load at most this often (seconds)...
 MIN_WINDOW_S = 0.5
+#: ...but decide the first time from a shorter window: the model's load, which precedes the first batch (a first
+#: batch run on every core beside a busy neighbour took minutes).
+FIRST_WINDOW_S = 0.1
 
 
 def cgroup_cpu_quota(root: Path = Path("/sys/fs/cgroup")) -> float | None:
@@ -89,6 +92,7 @@ class ThreadGovernor:
         elif os.environ.get("OMP_NUM_THREADS", "").strip().isdigit():
             self.fixed = max(1, int(os.environ["OMP_NUM_THREADS"]))
         self.threads = self.fixed or self.cores
+        self._decided = False
         self._mark = self._sample()
         self._apply(self.threads)
 
@@ -96,21 +100,26 @@ class ThreadGovernor:
         return time.monotonic(), time.process_time(), _busy_seconds(self.cpus)
 
     def adjust(self) -> int:
-        """Re-measure other processes' load (when enough time has passed) and set the thread count."""
-        if self.fixed is not None:
-            return self.threads
+        """Re-measure other processes' load (when enough time has passed) and set the thread count, for the calling
+        thread too: torch's count is kept per thread once a thread has run a parallel operation, and batches run on
+        whichever worker thread the event loop hands them to."""
+        if self.fixed is None:
+            self._measure()
+        self._apply(self.threads)
+        return self.threads
+
+    def _measure(self) -> None:
         now = self._sample()
         wall, own, busy = (b - a if a is not None and b is not None else None for a, b in zip(self._mark, now))
-        if busy is None or wall is None or wall < MIN_WINDOW_S:
-            return self.threads
-        self._mark = now
+        if busy is None or wall is None or wall < (MIN_WINDOW_S if self._decided else FIRST_WINDOW_S):
+            return
+        self._mark, self._decided = now, True
         others = max(0.0, (busy - (own or 0.0)) / wall)  # cores other processes kept busy
         threads = min(self.cores, max(1, round(self.cores - others)))
         if threads != self.threads:
             log.info("torch threads %d -> %d (other processes kept %.1f of %d cores busy)",
                      self.threads, threads, others, self.cores)
-            self._apply(threads)
-        return self.threads
+            self.threads = threads
 
     def _apply(self, threads: int) -> None:
         import torch
