@@ -19,7 +19,7 @@ transformers = pytest.importorskip("transformers")
 from charter.errors import CharterError  # noqa: E402
 from charter.providers import threads  # noqa: E402
 from charter.providers.base import SamplingParams  # noqa: E402
-from charter.providers import local  # noqa: E402
+from charter.providers import local, local_decode  # noqa: E402
 from charter.providers.local import LocalModel  # noqa: E402
 from charter.providers.local_decode import (  # noqa: E402
     MIN_ROW_REUSE, PrefixCache, PrefixKV, _branch_points, _Rotation, folder_is_readable, packing_is_exact, supports)
@@ -506,6 +506,25 @@ def test_the_first_batch_beside_a_busy_neighbour_already_leaves_its_cores(
     model = LocalModel(str(llama_dir), batch_size=4, device="cpu", dtype="float32")
     asyncio.run(model.generate([ask("Hi")], SamplingParams(temperature=0, max_tokens=2)))
     assert model._governor.threads == 1 and seen == [1]
+
+
+def test_a_neighbour_arriving_mid_batch_is_met_at_the_next_decode_step(
+        machine: Callable[[int], Clock], monkeypatch: pytest.MonkeyPatch, llama_dir: Path) -> None:
+    clock = machine(2)
+    counts = []  # torch's thread count at each decode step, where the step runs
+    forward = local_decode.Decoder._forward
+
+    def step(self, ids, *args, **kwargs):
+        if ids.shape[1] == 1:
+            counts.append(torch.get_num_threads())
+            if len(counts) == 3:  # a neighbour starts on the other core, mid-batch
+                clock.tick(1.0, own_cores=1, other_cores=1)
+        return forward(self, ids, *args, **kwargs)
+
+    monkeypatch.setattr(local_decode.Decoder, "_forward", step)
+    model = LocalModel(str(llama_dir), batch_size=4, device="cpu", dtype="float32")
+    asyncio.run(model.generate(REQUESTS[:2], SamplingParams(temperature=0, max_tokens=8)))
+    assert counts[:3] == [2, 2, 2] and counts[3:] and set(counts[3:]) == {1}
 
 
 def test_every_thread_that_runs_a_batch_gets_the_governors_count(machine: Callable[[int], Clock]) -> None:

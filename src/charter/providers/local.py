@@ -304,6 +304,8 @@ class LocalModel(ChatModel):
             tokenizer.pad_token = tokenizer.eos_token
         tokenizer.padding_side = "left"
         self._governor = governor
+        if self._decoder is not None and governor is not None:
+            self._decoder.pace = governor.adjust
 
     def _load_folder(self, source: str) -> None:
         from transformers import GenerationConfig, PreTrainedTokenizerFast

@@ -212,6 +212,9 @@ class Decoder:
         self.rows = RowCache(prefix_cache_bytes - prefix_cache_bytes // 4)
         self.branched_tokens = 0
         """Tokens that rows of one batch shared past its common prefix and so ran once, not once a row."""
+        self.pace: Callable[[], object] | None = None
+        """Called before each decode step and prefill group (the local provider's thread governor: a neighbour that
+        starts mid-batch is met within a step, not at the next batch; outputs do not depend on the thread count)."""
 
     # ---- the forward pass
 
@@ -423,6 +426,8 @@ class Decoder:
                 seen, next_position, tokens = seen[index], next_position[index], tokens[index]
                 live = [live[slot] for slot in keep]
             seen[:, own.length] = True
+            if self.pace is not None:
+                self.pace()
             visible = seen.unsqueeze(1)  # all slots of the buffers; those not yet written stay unseen
             hidden, _, _ = self._forward(tokens.view(-1, 1), next_position.view(-1, 1), prefix, own, visible)
             own.length += 1
@@ -471,6 +476,8 @@ class Decoder:
                 & seen.index_select(0, index)[:, width - span : width].unsqueeze(1)
             visible |= ~real.unsqueeze(2)  # a padding query sees everything: never an empty softmax
             slots = _RowSlots(own, index, [todo[r] for r in group], width, span)
+            if self.pace is not None:
+                self.pace()
             hidden, _, _ = self._forward(ids, positions, prefix, slots, visible, outputs)
             if hidden is not None:
                 last_hidden[index] = hidden[:, -1, :]

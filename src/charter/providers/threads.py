@@ -6,8 +6,10 @@ the scheduler has put aside, and both processes slow down far more than their sh
 (the quickstart took 608 s beside another embedded-model process against 209 s alone).
 
 `ThreadGovernor("auto")` starts from the cores available to the process (CPU affinity, capped by a
-cgroup CPU quota) and, before each batch, subtracts the cores other processes kept busy since the last
-batch (from `/proc/stat`, for the CPUs this process may run on, less this process's own CPU time).
+cgroup CPU quota) and, before each batch (and, in charter's decoder, each decode step and prefill group), at most
+every half second, subtracts the cores other processes kept busy since it last looked (from `/proc/stat`, for the
+CPUs this process may run on, less this process's own CPU time). Outputs do not depend on the count (measured: the
+embedded model's texts and judge log-probabilities are the same bits on one thread and on two).
 A whole number fixes the count; `OMP_NUM_THREADS` in the environment also fixes it.
 """
 
@@ -109,9 +111,11 @@ class ThreadGovernor:
         return self.threads
 
     def _measure(self) -> None:
+        if time.monotonic() - self._mark[0] < (MIN_WINDOW_S if self._decided else FIRST_WINDOW_S):
+            return  # (before reading /proc/stat: this runs before every decode step)
         now = self._sample()
         wall, own, busy = (b - a if a is not None and b is not None else None for a, b in zip(self._mark, now))
-        if busy is None or wall is None or wall < (MIN_WINDOW_S if self._decided else FIRST_WINDOW_S):
+        if busy is None or wall is None:
             return
         self._mark, self._decided = now, True
         others = max(0.0, (busy - (own or 0.0)) / wall)  # cores other processes kept busy
