@@ -221,6 +221,26 @@ def test_weights_read_from_the_folder_give_the_transformers_models_values(
     assert_same_outputs(read, loaded)
 
 
+def test_a_folder_whose_tensors_are_named_otherwise_loads_through_transformers(
+        tmp_path: Path, llama_dir: Path) -> None:
+    """Keys without the `model.` prefix (a checkpoint saved from the bare model): the reader does not guess,
+    `transformers` maps them, and the outputs are those of the original folder."""
+    from safetensors.torch import load_file, save_file
+
+    folder = tmp_path / "unprefixed"
+    shutil.copytree(llama_dir, folder)
+    tensors = load_file(folder / "model.safetensors")
+    save_file({name.removeprefix("model."): t for name, t in tensors.items()}, folder / "model.safetensors",
+              metadata={"format": "pt"})
+    assert folder_is_readable(folder)
+    moved = LocalModel(str(folder), batch_size=4, device="cpu", dtype="float32")
+    moved.load()
+    assert moved._model is not None and moved._decoder is not None  # transformers' weights, charter's decoder
+    original = LocalModel(str(llama_dir), batch_size=4, device="cpu", dtype="float32")
+    params = SamplingParams(temperature=0, max_tokens=8)
+    assert texts(moved, REQUESTS, params) == texts(original, REQUESTS, params)
+
+
 def test_loading_the_embedded_models_folder_imports_no_transformers_modeling_code(llama_dir: Path) -> None:
     """What the folder path is for: `transformers`' modeling code pulls in torch's compiler and distributed
     tensors (~2 s of imports a process); the tokenizer alone does not."""

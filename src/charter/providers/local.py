@@ -292,9 +292,7 @@ class LocalModel(ChatModel):
         governor = set_cpu_threads(self.threads) if self.device == "cpu" else None
         with collector_paused():  # torch, transformers and the model: hundreds of thousands of objects
             source = resolve_local_model(self.name, self.cache_dir)
-            if self.engine != "transformers" and folder_is_readable(source):
-                self._load_folder(source)
-            else:
+            if not (self.engine != "transformers" and folder_is_readable(source) and self._load_folder(source)):
                 self._load_model(source)
         tokenizer = self._tokenizer
         if not tokenizer.chat_template:
@@ -307,15 +305,23 @@ class LocalModel(ChatModel):
         if self._decoder is not None and governor is not None:
             self._decoder.pace = governor.adjust
 
-    def _load_folder(self, source: str) -> None:
+    def _load_folder(self, source: str) -> bool:
+        """Read the folder for charter's decoder; False where its tensors are named otherwise than the reader
+        expects (`transformers` maps more layouts: the caller loads through it then)."""
         from transformers import GenerationConfig, PreTrainedTokenizerFast
 
         try:
-            tokenizer = PreTrainedTokenizerFast.from_pretrained(source)
             weights = Weights.read(source, self._torch_dtype(), self.device)
+        except KeyError as missing:
+            log.info("local:%s: %s; loading through transformers", self.name, missing)
+            return False
+        except Exception as error:  # a broken folder: unreadable JSON, a damaged tensor file...
+            raise CharterError(f"local:{self.name}: cannot load the model from '{source}': {error}") from error
+        try:
+            tokenizer = PreTrainedTokenizerFast.from_pretrained(source)
             generation = GenerationConfig.from_pretrained(source) \
                 if (Path(source) / "generation_config.json").exists() else None
-        except Exception as error:  # a broken folder: unreadable JSON, a missing or damaged tensor...
+        except Exception as error:  # a broken tokenizer or generation config
             raise CharterError(f"local:{self.name}: cannot load the model from '{source}': {error}") from error
         config = json.loads((Path(source) / "config.json").read_text())
         if generation is None:
@@ -323,6 +329,7 @@ class LocalModel(ChatModel):
         self._tokenizer, self._generation_config = tokenizer, generation
         self._max_positions = config.get("max_position_embeddings") or 0
         self._decoder = Decoder(weights, prefix_cache_bytes=int(self.prefix_cache_mb * 1024 * 1024))
+        return True
 
     def _load_model(self, source: str) -> None:
         from transformers import AutoModelForCausalLM, AutoTokenizer
