@@ -332,12 +332,11 @@ class LocalModel(ChatModel):
         return True
 
     def _load_model(self, source: str) -> None:
-        from transformers import AutoModelForCausalLM, AutoTokenizer
+        from transformers import AutoTokenizer
 
         try:
             tokenizer = AutoTokenizer.from_pretrained(source)
-            model = AutoModelForCausalLM.from_pretrained(source, **{_dtype_argument(): self._torch_dtype()})
-            model = model.to(self.device).eval()
+            model = self._transformers_model(source)
         except Exception as error:  # transformers raises OSError, ValueError, HF errors...
             raise CharterError(f"local:{self.name}: cannot load the model from '{source}': {error}") from error
         if self.engine == "charter" and not supports(model):
@@ -359,13 +358,15 @@ class LocalModel(ChatModel):
         first use, apart from them (charter's own calls never need it)."""
         self.load()
         if self._model is None:
-            from transformers import AutoModelForCausalLM
-
             with collector_paused():
-                source = resolve_local_model(self.name, self.cache_dir)
-                model = AutoModelForCausalLM.from_pretrained(source, **{_dtype_argument(): self._torch_dtype()})
-                self._model = model.to(self.device).eval()
+                self._model = self._transformers_model(resolve_local_model(self.name, self.cache_dir))
         return self._model
+
+    def _transformers_model(self, source: str) -> Any:
+        from transformers import AutoModelForCausalLM
+
+        model = AutoModelForCausalLM.from_pretrained(source, **{_dtype_argument(): self._torch_dtype()})
+        return model.to(self.device).eval()
 
     @property
     def generation_config(self) -> Any:
