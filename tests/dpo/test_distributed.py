@@ -17,8 +17,10 @@ FAST = {"max_steps": 2, "save_strategy": "no", "logging_steps": 1, "per_device_t
 
 
 def torchrun(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
+    # gloo ranks on CPU also where a GPU is present (one GPU cannot hold two NCCL ranks, and accelerate's barrier
+    # asks for each rank's CUDA device)
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_CACHE": str(cwd / "hf-datasets"),
-           "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
+           "CUDA_VISIBLE_DEVICES": "", "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", *args]
     result = subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, timeout=400, check=False)
     assert result.returncode == 0, result.stderr[-3000:]
