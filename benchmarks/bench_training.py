@@ -120,7 +120,9 @@ def summarize(name: str, times: list[float], tokens_per_step: float, device: str
     if bare_times:
         bare = _mean_after_warmup(bare_times)
         extra = {**extra, "bare_s_per_step": round(bare, 3), "ratio_to_bare": round(step / bare, 2)}
+    median = sorted(timed)[len(timed) // 2]  # one slow step (a GPU's second warm-up, say) moves the mean alone
     return {"name": name, "device": device, "steps_timed": len(timed), "s_per_step": round(step, 3),
+            "median_s_per_step": round(median, 3),
             "steps_per_s": round(1 / step, 3), "tokens_per_s": round(tokens_per_step / step, 1),
             "tokens_per_step": tokens_per_step, "peak_mem_mb": round(peak_memory_mb(device), 1), **extra}
 
