@@ -292,7 +292,7 @@ class LocalModel(ChatModel):
         governor = set_cpu_threads(self.threads) if self.device == "cpu" else None
         with collector_paused():  # torch, transformers and the model: hundreds of thousands of objects
             source = resolve_local_model(self.name, self.cache_dir)
-            if not (self.engine != "transformers" and folder_is_readable(source) and self._load_folder(source)):
+            if not (self._uses_decoder and folder_is_readable(source) and self._load_folder(source)):
                 self._load_model(source)
         tokenizer = self._tokenizer
         if not tokenizer.chat_template:
@@ -304,6 +304,13 @@ class LocalModel(ChatModel):
         self._governor = governor
         if self._decoder is not None and governor is not None:
             self._decoder.pace = governor.adjust
+
+    @property
+    def _uses_decoder(self) -> bool:
+        """charter's decoder where asked for, and by default on CPU, which it is built for. On a GPU `transformers`'
+        `generate` and forward pass are the default: on an H100 the decoder's judge pass ran at 0.47x their speed
+        (benchmarks/RESULTS.md, "On a GPU")."""
+        return self.engine == "charter" or (self.engine == "auto" and self.device == "cpu")
 
     def _load_folder(self, source: str) -> bool:
         """Read the folder for charter's decoder; False where its tensors are named otherwise than the reader
@@ -344,7 +351,7 @@ class LocalModel(ChatModel):
                                f"({', '.join(sorted(SUPPORTED))}); this one is '{model.config.model_type}'")
         self._tokenizer, self._model, self._generation_config = tokenizer, model, model.generation_config
         self._max_positions = getattr(model.config, "max_position_embeddings", 0) or 0
-        if self.engine != "transformers" and supports(model):
+        if self._uses_decoder and supports(model):
             self._decoder = Decoder(model, prefix_cache_bytes=int(self.prefix_cache_mb * 1024 * 1024))
 
     @property

@@ -22,6 +22,7 @@ go through `generate` instead (`supports`).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import sys
@@ -37,6 +38,8 @@ if TYPE_CHECKING:
 PREFILL_TOKENS = 2048
 #: ...or before padding would exceed this share of it.
 PREFILL_PADDING = 0.1
+#: The same on a CUDA device (measured on an H100: benchmarks/RESULTS.md).
+PREFILL_TOKENS_GPU, PREFILL_PADDING_GPU = 32768, 1.0
 #: A row generated earlier is reused when a new prompt continues at least this many of its tokens.
 MIN_ROW_REUSE = 16
 #: Model types whose decoder layers this module runs itself.
@@ -210,6 +213,14 @@ class Decoder:
         # one budget: a quarter for shared prefixes (few-shot examples, instructions), the rest for recent rows
         self.cache = PrefixCache(prefix_cache_bytes // 4)
         self.rows = RowCache(prefix_cache_bytes - prefix_cache_bytes // 4)
+        # prefill groups: on CPU the matrix units are busy at ~2k tokens and padding costs its full share; on a GPU
+        # each group is ~30 layers of kernel launches, so fewer, wider groups win
+        on_gpu = getattr(w.device, "type", str(w.device)).startswith("cuda")
+        self.prefill_tokens, self.prefill_padding = (PREFILL_TOKENS_GPU, PREFILL_PADDING_GPU) if on_gpu \
+            else (PREFILL_TOKENS, PREFILL_PADDING)
+        # On CUDA, torch picks cuDNN's attention first, which builds a graph for each new shape: ~1.7 ms of CPU a
+        # call against 10 us on the GPU, and prefill groups come in many widths (H100, benchmarks/RESULTS.md)
+        self._attention_backends = _without_cudnn_attention if on_gpu else contextlib.nullcontext
         self.branched_tokens = 0
         """Tokens that rows of one batch shared past its common prefix and so ran once, not once a row."""
         self.pace: Callable[[], object] | None = None
@@ -302,7 +313,9 @@ class Decoder:
             pk, pv = prefix.keys[layer], prefix.values[layer]
             keys = torch.cat([pk.unsqueeze(0).expand(rows, -1, -1, -1), keys], dim=2)
             values = torch.cat([pv.unsqueeze(0).expand(rows, -1, -1, -1), values], dim=2)
-        return F.scaled_dot_product_attention(q, keys, values, attn_mask=mask, scale=self.scaling, enable_gqa=True)
+        with self._attention_backends():
+            return F.scaled_dot_product_attention(q, keys, values, attn_mask=mask, scale=self.scaling,
+                                                  enable_gqa=True)
 
     def _attend_one(self, q: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, prefix: PrefixKV | None,
                     layer: int, hidden: torch.Tensor | None) -> torch.Tensor:
@@ -462,7 +475,7 @@ class Decoder:
         todo = [len(ids) - d for ids, d in zip(batch, done)]
         order = sorted(range(rows), key=lambda r: -todo[r])
         last_hidden = torch.empty(rows, self.weights.hidden_size, device=device, dtype=self.dtype)
-        for start, end in _prefill_groups([todo[r] for r in order]):
+        for start, end in _prefill_groups([todo[r] for r in order], self.prefill_tokens, self.prefill_padding):
             # rows with about as many tokens left to run, padded to the most of them
             group = order[start:end]
             ids, positions, _, real = self._suffix_inputs([batch[r] for r in group], [done[r] for r in group])
@@ -828,6 +841,13 @@ class _Rotation:
         return torch.equal(got[:, :3], want_q) and torch.equal(got[:, 3:], want_k)
 
 
+def _without_cudnn_attention() -> contextlib.AbstractContextManager:
+    """torch's attention kernels other than cuDNN's, chosen among in torch's own order."""
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    return sdpa_kernel([SDPBackend.FLASH_ATTENTION, SDPBackend.EFFICIENT_ATTENTION, SDPBackend.MATH])
+
+
 def _branch_points(batch: Sequence[Sequence[int]], shared: int) -> dict[int, int]:
     """`row: end` for rows that share their first `end` tokens with another row of the batch, at least
     `MIN_ROW_REUSE` past the batch's common `shared` ones (and leaving a token to run): the longest such start."""
@@ -841,18 +861,19 @@ def _branch_points(batch: Sequence[Sequence[int]], shared: int) -> dict[int, int
     return points
 
 
-def _prefill_groups(lengths: Sequence[int]) -> list[tuple[int, int]]:
-    """Consecutive rows run together in prefill: enough tokens to keep the matrix units busy
-    (`PREFILL_TOKENS`), little padding (`PREFILL_PADDING`)."""
+def _prefill_groups(lengths: Sequence[int], most: int = PREFILL_TOKENS, padding: float = PREFILL_PADDING
+                    ) -> list[tuple[int, int]]:
+    """Consecutive rows run together in prefill: enough tokens to keep the matrix units busy (`most`), little
+    padding (at most that share of the group)."""
     groups, start = [], 0
     while start < len(lengths):
         end = start + 1
         while end < len(lengths):
             rows = end + 1 - start
             width = max(lengths[start : end + 1])
-            if rows * width - sum(lengths[start : end + 1]) > PREFILL_PADDING * rows * width:
+            if rows * width - sum(lengths[start : end + 1]) > padding * rows * width:
                 break
-            if sum(lengths[start:end]) >= PREFILL_TOKENS:
+            if sum(lengths[start:end]) >= most:
                 break
             end += 1
         groups.append((start, end))
