@@ -29,9 +29,10 @@ compares kept runs of it pair by pair.
     .venv/bin/python benchmarks/bench_local.py shared
 
 `demo` runs what `make demo` runs (`charter run examples/quickstart.yaml`, report included) with a fresh call
-cache, `--repeats` times, each run between two probes of the machine's speed (bfloat16 matrix products of the
-decoder's shapes, one thread and two) and with the CPU time the hypervisor stole meanwhile: the same work
-takes from 50 to 70 s here as the machine's speed moves, and the probes say which runs met a slow spell.
+cache, `--repeats` times, each run between two probes of the machine's speed (matrix products of the decoder's
+shapes in the precision it runs here) and with the CPU time the hypervisor stole meanwhile: the same work takes
+from 50 to 70 s on a CPU with native bfloat16 as the machine's speed moves, and the probes say which runs met a
+slow spell; on an AVX2-only CPU (float32) it takes about twice that.
 
     .venv/bin/python benchmarks/bench_local.py demo --repeats 5
 """
@@ -517,25 +518,27 @@ def cmd_profile(args: argparse.Namespace) -> None:
 def speed_probe(seconds: float = 1.5) -> dict[str, float]:
     """This machine's speed now, in the decoder's terms: GB/s of weights a decode step's product reads (16 rows
     against SmolLM2-135M's output layer, 49,152 x 576, 56 MB: more than the caches hold) and GFLOP/s of a
-    prefill group's product (2,048 rows against the gate/up weight, 3,072 x 576); bfloat16, packed as the
-    decoder packs them where it can."""
+    prefill group's product (2,048 rows against the gate/up weight, 3,072 x 576); in the precision `dtype: auto`
+    picks here (bfloat16 where the CPU has it natively, float32 elsewhere), packed as the decoder then packs them."""
     import torch
 
-    from charter.providers.local_decode import _Linear, packing_is_exact
+    from charter.providers.local import cpu_has_bf16
+    from charter.providers.local_decode import _Linear, packing
 
-    packed = packing_is_exact(torch.bfloat16, "cpu")
+    dtype = torch.bfloat16 if cpu_has_bf16() else torch.float32
+    packed = packing(dtype, "cpu", exact=False)
     out = {}
     with torch.inference_mode():
         for name, rows, outputs in (("decode_gbs", 16, 49152), ("prefill_gflops", 2048, 3072)):
-            product = _Linear(torch.randn(outputs, 576).to(torch.bfloat16), None, packed=packed)
-            x = torch.randn(rows, 576).to(torch.bfloat16)
+            product = _Linear(torch.randn(outputs, 576).to(dtype), None, packed=packed)
+            x = torch.randn(rows, 576).to(dtype)
             product(x)
             done, start = 0, time.perf_counter()
             while time.perf_counter() - start < seconds / 2:
                 product(x)
                 done += 1
             rate = done / (time.perf_counter() - start)
-            out[name] = round(outputs * 576 * 2 * rate / 1e9 if name == "decode_gbs"
+            out[name] = round(outputs * 576 * dtype.itemsize * rate / 1e9 if name == "decode_gbs"
                               else 2 * rows * 576 * outputs * rate / 1e9, 1)
     return out
 
@@ -547,7 +550,11 @@ def stolen_ticks() -> tuple[int, int]:
 
 
 def cmd_demo(args: argparse.Namespace) -> None:
+    from charter.providers.local import cpu_has_bf16
+
     charter = ROOT / ".venv" / "bin" / "charter"
+    print("this CPU multiplies bfloat16 natively: the model runs in bfloat16" if cpu_has_bf16() else
+          "this CPU has no native bfloat16 (no AVX512-BF16 or AMX): the model runs in float32", flush=True)
     runs = []
     for index in range(args.repeats):
         before = speed_probe()

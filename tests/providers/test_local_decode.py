@@ -22,7 +22,8 @@ from charter.providers.base import SamplingParams  # noqa: E402
 from charter.providers import local, local_decode  # noqa: E402
 from charter.providers.local import LocalModel  # noqa: E402
 from charter.providers.local_decode import (  # noqa: E402
-    MIN_ROW_REUSE, PrefixCache, PrefixKV, _branch_points, _Rotation, folder_is_readable, packing_is_exact, supports)
+    MIN_ROW_REUSE, PrefixCache, PrefixKV, _branch_points, _Rotation, folder_is_readable, packing, packing_is_exact,
+    supports)
 
 from .test_local import CORPUS, REQUESTS, ask, build_tiny_chat_model  # noqa: E402
 
@@ -363,9 +364,29 @@ def test_a_rotary_helper_of_another_kind_is_kept() -> None:
     assert not _Rotation.matches(lambda q, k, cos, sin, position_ids: (q, k), 8, torch.float32, "cpu")
 
 
-def test_float32_is_never_packed() -> None:
-    """Float32 stays on `F.linear` (MKL), whose results `transformers` gives: packed it would round differently."""
-    assert not packing_is_exact(torch.float32, "cpu")
+def test_float32_is_packed_only_where_dtype_auto_asks_for_speed(llama_dir: Path,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """A named `float32` stays on `F.linear` (MKL), whose results `transformers` gives; `dtype: auto` on a CPU
+    without native bfloat16 runs float32 through oneDNN's packed products, which round otherwise: the same greedy
+    texts here and log-probabilities within rounding; the last layer then runs its products on used positions alone."""
+    assert not packing_is_exact(torch.float32, "cpu") and not packing(torch.float32, "cpu", exact=True)
+    if not packing(torch.float32, "cpu", exact=False):
+        pytest.skip("this torch build has no oneDNN float32 packed product")
+    monkeypatch.setattr(local, "cpu_has_bf16", lambda: False)
+    auto = LocalModel(str(llama_dir), batch_size=4, device="cpu")
+    named = LocalModel(str(llama_dir), batch_size=4, device="cpu", dtype="float32")
+    auto.load()
+    named.load()
+    assert auto._decoder.dtype == named._decoder.dtype == torch.float32 and auto.model_id == named.model_id
+    assert auto._decoder.head.packed is not None and auto._decoder._rowwise
+    assert named._decoder.head.packed is None and not named._decoder._rowwise
+    greedy = SamplingParams(temperature=0, max_tokens=12)
+    assert texts(auto, REQUESTS + SHARED, greedy) == texts(named, REQUESTS + SHARED, greedy)
+    for requests in (REQUESTS, PAIRED):
+        fast = asyncio.run(auto.choice_logprobs_batch(requests, ["A", "B"]))
+        exact = asyncio.run(named.choice_logprobs_batch(requests, ["A", "B"]))
+        for x, y in zip(fast, exact, strict=True):
+            assert x.raw_logprobs == pytest.approx(y.raw_logprobs, abs=1e-4)
 
 
 def test_a_prefix_is_reused_across_calls_and_gives_the_same_answers(llama_dir: Path) -> None:

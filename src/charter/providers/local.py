@@ -318,7 +318,7 @@ class LocalModel(ChatModel):
         from transformers import GenerationConfig, PreTrainedTokenizerFast
 
         try:
-            weights = Weights.read(source, self._torch_dtype(), self.device)
+            weights = Weights.read(source, self._torch_dtype(), self.device, exact=self._exact)
         except KeyError as missing:
             log.info("local:%s: %s; loading through transformers", self.name, missing)
             return False
@@ -338,6 +338,14 @@ class LocalModel(ChatModel):
         self._decoder = Decoder(weights, prefix_cache_bytes=int(self.prefix_cache_mb * 1024 * 1024))
         return True
 
+    @property
+    def _exact(self) -> bool:
+        """A precision named (`dtype: float32`) promises `transformers`' results bit for bit; `auto` asks for this
+        machine's fastest faithful products, which on a CPU without native bfloat16 are float32 products that round
+        otherwise (`local_decode.packing`): the texts part, as a batch's composition makes them part, after a few
+        tokens at most; the judge's log-probabilities move by rounding."""
+        return self._dtype_name not in (None, "auto")
+
     def _load_model(self, source: str) -> None:
         from transformers import AutoTokenizer
 
@@ -352,7 +360,8 @@ class LocalModel(ChatModel):
         self._tokenizer, self._model, self._generation_config = tokenizer, model, model.generation_config
         self._max_positions = getattr(model.config, "max_position_embeddings", 0) or 0
         if self._uses_decoder and supports(model):
-            self._decoder = Decoder(model, prefix_cache_bytes=int(self.prefix_cache_mb * 1024 * 1024))
+            self._decoder = Decoder(model, prefix_cache_bytes=int(self.prefix_cache_mb * 1024 * 1024),
+                                    exact=self._exact)
 
     @property
     def tokenizer(self) -> Any:

@@ -192,10 +192,12 @@ def _common_length(a: Sequence[int], b: Sequence[int]) -> int:
 class Decoder:
     """Runs a Llama-family `*ForCausalLM` layer by layer with a shared prefix and per-row buffers."""
 
-    def __init__(self, weights: Weights | Any, prefix_cache_bytes: int = 256 * 1024 * 1024) -> None:
-        """`weights`: read from a checkpoint folder (`Weights.read`), or a loaded `transformers` model."""
+    def __init__(self, weights: Weights | Any, prefix_cache_bytes: int = 256 * 1024 * 1024, exact: bool = True
+                 ) -> None:
+        """`weights`: read from a checkpoint folder (`Weights.read`), or a loaded `transformers` model (its products
+        packed as `packing` says for `exact`)."""
         if not isinstance(weights, Weights):
-            weights = Weights.of_model(weights, packing_is_exact(weights.dtype, weights.device))
+            weights = Weights.of_model(weights, packing(weights.dtype, weights.device, exact))
         self.weights = w = weights
         self.heads, self.kv_heads, self.head_dim = w.heads, w.kv_heads, w.head_dim
         self.groups = self.heads // self.kv_heads
@@ -581,6 +583,29 @@ def packing_is_exact(dtype: torch.dtype, device: Any) -> bool:
         return False
 
 
+def packing(dtype: torch.dtype, device: Any, exact: bool) -> bool:
+    """Whether `_Linear` reorders weights for oneDNN: where that gives `F.linear`'s bits (`packing_is_exact`), and,
+    unless `exact`, wherever oneDNN's packed product runs at all. That is float32 on a CPU without native bfloat16
+    (AVX2 only), where it rounds otherwise than MKL's `F.linear` but runs a decode step's 16 rows ~1.7-2.3x faster
+    (benchmarks/RESULTS.md, "An AVX2-only CPU"): what `dtype: auto` picks there."""
+    return packing_is_exact(dtype, device) or (not exact and _packing_runs(dtype, device))
+
+
+def _packing_runs(dtype: torch.dtype, device: Any) -> bool:
+    import torch
+
+    if torch.device(device).type != "cpu" or not torch.backends.mkldnn.is_available():
+        return False
+    try:
+        generator = torch.Generator().manual_seed(0)
+        weight = torch.randn(96, 64, generator=generator).to(dtype)
+        x = torch.randn(2, 5, 64, generator=generator).to(dtype)
+        return bool(torch.allclose(_Linear(weight, None, packed=True)(x).float(), (x @ weight.T).float(), rtol=1e-2,
+                                   atol=1e-2))
+    except (AttributeError, RuntimeError):  # an op missing from this torch build, or refusing this dtype here
+        return False
+
+
 def rows_are_independent(dtype: torch.dtype, device: Any) -> bool:
     """Whether a packed `_Linear` gives the last position of each row the same bits run alone as among all."""
     import torch
@@ -712,8 +737,9 @@ class Weights:
                    model.device, helper)
 
     @classmethod
-    def read(cls, folder: str | Path, dtype: Any, device: Any) -> Weights:
-        """The weights of a checkpoint folder that `folder_is_readable` accepts, in `dtype` on `device`."""
+    def read(cls, folder: str | Path, dtype: Any, device: Any, exact: bool = True) -> Weights:
+        """The weights of a checkpoint folder that `folder_is_readable` accepts, in `dtype` on `device`, their
+        products packed as `packing` says for `exact`."""
         import torch
         import torch.nn.functional as F
 
@@ -725,7 +751,7 @@ class Weights:
             tensor = tensors.pop(name, None)
             return None if tensor is None else tensor.to(device=device, dtype=dtype)
 
-        packed = packing_is_exact(dtype, device)
+        packed = packing(dtype, device, exact)
         eps = float(config["rms_norm_eps"])
         heads = config["num_attention_heads"]
         head_dim = config.get("head_dim") or config["hidden_size"] // heads
