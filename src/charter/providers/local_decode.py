@@ -564,46 +564,45 @@ class _Linear:
 
 
 def packing_is_exact(dtype: torch.dtype, device: Any) -> bool:
-    """Whether `_Linear` may reorder weights: bfloat16 on a CPU whose torch has the oneDNN ops, and the packed
-    product equal bit for bit to `F.linear`'s on a test matrix (so outputs do not change). Float32 stays on
-    `F.linear` (MKL): packed, it is faster but rounds differently, and `dtype: float32` promises the exact
-    `transformers` results."""
+    """Whether `_Linear` may reorder weights without changing outputs: bfloat16 on a CPU whose torch has the oneDNN
+    ops, and the packed product equal bit for bit to `F.linear`'s on a test matrix. Float32 packed rounds otherwise
+    than `F.linear` (MKL), and a named `dtype: float32` promises the exact `transformers` results."""
     import torch
-    import torch.nn.functional as F
 
-    if dtype != torch.bfloat16 or torch.device(device).type != "cpu" or not torch.backends.mkldnn.is_available():
-        return False
-    try:
-        generator = torch.Generator().manual_seed(0)
-        weight = torch.randn(96, 64, generator=generator).to(dtype)
-        bias = torch.randn(96, generator=generator).to(dtype)
-        x = torch.randn(2, 5, 64, generator=generator).to(dtype)
-        return bool(torch.equal(_Linear(weight, bias, packed=True)(x), F.linear(x, weight, bias)))
-    except (AttributeError, RuntimeError):  # an op missing from this torch build, or refusing this dtype
-        return False
+    outputs = _packed_and_plain(dtype, device) if dtype == torch.bfloat16 else None
+    return outputs is not None and bool(torch.equal(*outputs))
 
 
 def packing(dtype: torch.dtype, device: Any, exact: bool) -> bool:
     """Whether `_Linear` reorders weights for oneDNN: where that gives `F.linear`'s bits (`packing_is_exact`), and,
     unless `exact`, wherever oneDNN's packed product runs at all. That is float32 on a CPU without native bfloat16
     (AVX2 only), where it rounds otherwise than MKL's `F.linear` but runs a decode step's 16 rows ~1.7-2.3x faster
-    (benchmarks/RESULTS.md, "An AVX2-only CPU"): what `dtype: auto` picks there."""
-    return packing_is_exact(dtype, device) or (not exact and _packing_runs(dtype, device))
-
-
-def _packing_runs(dtype: torch.dtype, device: Any) -> bool:
+    (benchmarks/RESULTS.md, "Then (an eighth session)"): what `dtype: auto` picks there."""
     import torch
 
+    exactly = packing_is_exact(dtype, device)
+    if exact or exactly:
+        return exactly
+    outputs = _packed_and_plain(dtype, device)
+    return outputs is not None and bool(torch.allclose(*(o.float() for o in outputs), rtol=1e-2, atol=1e-2))
+
+
+def _packed_and_plain(dtype: torch.dtype, device: Any) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """A test matrix's product packed and through `F.linear`; None where oneDNN's packed product does not run
+    (not a CPU, an op missing from this torch build, or refusing this dtype on this CPU)."""
+    import torch
+    import torch.nn.functional as F
+
     if torch.device(device).type != "cpu" or not torch.backends.mkldnn.is_available():
-        return False
+        return None
     try:
         generator = torch.Generator().manual_seed(0)
         weight = torch.randn(96, 64, generator=generator).to(dtype)
+        bias = torch.randn(96, generator=generator).to(dtype)
         x = torch.randn(2, 5, 64, generator=generator).to(dtype)
-        return bool(torch.allclose(_Linear(weight, None, packed=True)(x).float(), (x @ weight.T).float(), rtol=1e-2,
-                                   atol=1e-2))
-    except (AttributeError, RuntimeError):  # an op missing from this torch build, or refusing this dtype here
-        return False
+        return _Linear(weight, bias, packed=True)(x), F.linear(x, weight, bias)
+    except (AttributeError, RuntimeError):
+        return None
 
 
 def rows_are_independent(dtype: torch.dtype, device: Any) -> bool:
