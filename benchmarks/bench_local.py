@@ -34,13 +34,28 @@ shapes in the precision it runs here) and with the CPU time the hypervisor stole
 from 50 to 70 s on a CPU with native bfloat16 as the machine's speed moves, and the probes say which runs met a
 slow spell; on an AVX2-only CPU (float32) it takes about twice that.
 
-    .venv/bin/python benchmarks/bench_local.py demo --repeats 5
+    .venv/bin/python benchmarks/bench_local.py demo --repeats 5 [--set KEY=VALUE ...]
+
+`products` times one matrix product of the decoder's shapes (SmolLM2-135M) in every kernel this torch offers
+on this CPU, ms a call: `F.linear` (MKL) and oneDNN packed, in float32 and bfloat16, and fbgemm's dynamic int8
+(weights int8 per output channel; activations quantised per call with one scale, and per row: each row scaled
+to the same range first, with one extra row that pins the range, so a row's result does not depend on the
+rows beside it), with the int8 products' error against float32.
+
+    .venv/bin/python benchmarks/bench_local.py products [--rows 1,16,256,2048]
+
+With `--against KEY=VALUE ...`, each repeat runs the demo twice, plain (with `--set`) and with these settings
+too, alternating which goes first, and reports both medians: a before/after of one setting in one invocation.
+
+    .venv/bin/python benchmarks/bench_local.py demo --repeats 3 --against policy.options.dtype=float32 \
+        --against critic.options.dtype=float32 --against judge.options.dtype=float32
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import json
 import os
 import shutil
@@ -543,41 +558,127 @@ def speed_probe(seconds: float = 1.5) -> dict[str, float]:
     return out
 
 
+class RowInt8:
+    """`x @ weight.T` through fbgemm's dynamic int8 linear with one activation scale per row: each row divided by
+    its largest magnitude, and one extra row holding +1 and -1, so the per-call scale fbgemm picks is always that
+    of [-1, 1], whatever the other rows hold; the result multiplied back row by row."""
+
+    def __init__(self, weight: Any, reduce_range: bool = True) -> None:
+        import torch
+
+        scale = (weight.abs().amax(1) / 127).clamp(min=1e-8).double()
+        zero = torch.zeros(weight.shape[0], dtype=torch.long)
+        self.packed = torch.ops.quantized.linear_prepack(
+            torch.quantize_per_channel(weight, scale, zero, 0, torch.qint8), None)
+        self.pin = torch.zeros(1, weight.shape[1])
+        self.pin[0, :2] = torch.tensor([1.0, -1.0])
+        self.reduce_range = reduce_range
+
+    def __call__(self, x: Any) -> Any:
+        import torch
+
+        size = x.abs().amax(-1, keepdim=True).clamp(min=1e-30)
+        y = torch.ops.quantized.linear_dynamic(torch.cat([x / size, self.pin]), self.packed, self.reduce_range)
+        return y[:-1] * size
+
+
+def cmd_products(args: argparse.Namespace) -> None:
+    import warnings
+
+    import torch
+    import torch.nn.functional as F
+
+    from charter.providers.local_decode import _Linear
+
+    warnings.filterwarnings("ignore")  # torch's deprecation notices for its quantised tensors
+    shapes = {"q/k/v 960 x 576": (960, 576), "gate/up 3,072 x 576": (3072, 576), "down 576 x 1,536": (576, 1536),
+              "output 49,152 x 576": (49152, 576)}
+
+    def ms(work: Any) -> float:
+        work()
+        done, start = 0, time.perf_counter()
+        while done < 3 or time.perf_counter() - start < 0.3:
+            work()
+            done += 1
+        return 1000 * (time.perf_counter() - start) / done
+
+    def error(y: Any, exact: Any) -> str:
+        return f"{float((y - exact).norm() / exact.norm()):.3f}"
+
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads")
+    print("| rows | weight | F.linear float32 | packed float32 | F.linear bfloat16 | packed bfloat16 "
+          "| int8, scale per call | int8, scale per row | int8 error (per call, per row) |")
+    print("|---:|---|---:|---:|---:|---:|---:|---:|---|")
+    generator = torch.Generator().manual_seed(0)
+    with torch.inference_mode():
+        for rows in (int(r) for r in args.rows.split(",")):
+            for name, (out, inner) in shapes.items():
+                weight = torch.randn(out, inner, generator=generator) * 0.02
+                x = torch.randn(rows, inner, generator=generator)
+                cells = [f"{ms(functools.partial(F.linear, x, weight)):.2f}",
+                         f"{ms(functools.partial(_Linear(weight, None, packed=True), x)):.2f}",
+                         f"{ms(functools.partial(F.linear, x.bfloat16(), weight.bfloat16())):.2f}"]
+                try:
+                    packed = _Linear(weight.bfloat16(), None, packed=True)
+                    cells.append(f"{ms(functools.partial(packed, x.bfloat16())):.2f}")
+                except RuntimeError:  # oneDNN refuses bfloat16 on a CPU without it
+                    cells.append("refused")
+                per_row = RowInt8(weight)
+                per_call = functools.partial(torch.ops.quantized.linear_dynamic, x, per_row.packed, True)
+                cells += [f"{ms(per_call):.2f}", f"{ms(functools.partial(per_row, x)):.2f}"]
+                exact = F.linear(x.double(), weight.double()).float()
+                cells.append(f"{error(per_call(), exact)}, {error(per_row(x), exact)}")
+                print(f"| {rows} | {name} | " + " | ".join(cells) + " |", flush=True)
+
+
 def stolen_ticks() -> tuple[int, int]:
     """(steal, all) CPU ticks since boot, from /proc/stat's first line."""
     fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]]
     return fields[7], sum(fields)
 
 
+def demo_run(overrides: list[str]) -> dict[str, Any]:
+    """`make demo`'s run with a fresh call cache and run folder, between two speed probes."""
+    charter = ROOT / ".venv" / "bin" / "charter"
+    before = speed_probe()
+    with tempfile.TemporaryDirectory(prefix="bench-demo-") as tmp:
+        steal, ticks = stolen_ticks()
+        start = time.perf_counter()
+        sets = [f"cache={tmp}/calls.sqlite", f"output_dir={tmp}/run", *overrides]
+        subprocess.run([str(charter), "run", str(QUICKSTART), *[arg for s in sets for arg in ("--set", s)]],
+                       check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        wall = time.perf_counter() - start
+        steal2, ticks2 = stolen_ticks()
+    after = speed_probe()
+    return {"wall_s": round(wall, 1), "steal_pct": round(100 * (steal2 - steal) / max(1, ticks2 - ticks), 2),
+            "overrides": overrides, **{f"{k}_before": v for k, v in before.items()},
+            **{f"{k}_after": v for k, v in after.items()}}
+
+
 def cmd_demo(args: argparse.Namespace) -> None:
     from charter.providers.local import cpu_has_bf16
 
-    charter = ROOT / ".venv" / "bin" / "charter"
     print("this CPU multiplies bfloat16 natively: the model runs in bfloat16" if cpu_has_bf16() else
           "this CPU has no native bfloat16 (no AVX512-BF16 or AMX): the model runs in float32", flush=True)
-    runs = []
+    variants = {"plain": args.set}
+    if args.against:
+        variants[" ".join(args.against)] = [*args.set, *args.against]
+    runs: dict[str, list[dict[str, Any]]] = {name: [] for name in variants}
     for index in range(args.repeats):
-        before = speed_probe()
-        with tempfile.TemporaryDirectory(prefix="bench-demo-") as tmp:
-            steal, ticks = stolen_ticks()
-            start = time.perf_counter()
-            subprocess.run([str(charter), "run", str(QUICKSTART), "--set", f"cache={tmp}/calls.sqlite",
-                            "--set", f"output_dir={tmp}/run"], check=True, stdout=subprocess.DEVNULL,
-                           stderr=subprocess.DEVNULL)
-            wall = time.perf_counter() - start
-            steal2, ticks2 = stolen_ticks()
-        after = speed_probe()
-        run = {"wall_s": round(wall, 1), "steal_pct": round(100 * (steal2 - steal) / max(1, ticks2 - ticks), 2),
-               **{f"{k}_before": v for k, v in before.items()}, **{f"{k}_after": v for k, v in after.items()}}
-        runs.append(run)
-        print(f"run {index + 1}: {run['wall_s']:5.1f} s  steal {run['steal_pct']:.2f}%  decode product "
-              f"{before['decode_gbs']:.1f} -> {after['decode_gbs']:.1f} GB/s, prefill product "
-              f"{before['prefill_gflops']:.0f} -> {after['prefill_gflops']:.0f} GFLOP/s", flush=True)
-    walls = sorted(r["wall_s"] for r in runs)
-    print(f"make demo's run, fresh call cache: median {walls[len(walls) // 2]:.1f} s, "
-          f"{sum(w < 60 for w in walls)} of {len(walls)} under 60 s")
+        order = list(variants) if index % 2 == 0 else list(reversed(variants))
+        for name in order:
+            run = demo_run(variants[name])
+            runs[name].append(run)
+            print(f"run {index + 1}{f' ({name})' if args.against else ''}: {run['wall_s']:5.1f} s  "
+                  f"steal {run['steal_pct']:.2f}%  decode product {run['decode_gbs_before']:.1f} -> "
+                  f"{run['decode_gbs_after']:.1f} GB/s, prefill product {run['prefill_gflops_before']:.0f} -> "
+                  f"{run['prefill_gflops_after']:.0f} GFLOP/s", flush=True)
+    for name, done in runs.items():
+        walls = sorted(r["wall_s"] for r in done)
+        print(f"make demo's run{f' ({name})' if args.against else ''}, fresh call cache: median "
+              f"{walls[len(walls) // 2]:.1f} s, {sum(w < 60 for w in walls)} of {len(walls)} under 60 s")
     if args.json:
-        Path(args.json).write_text(json.dumps(runs, indent=1))
+        Path(args.json).write_text(json.dumps(runs if args.against else runs["plain"], indent=1))
 
 
 def main() -> None:
@@ -617,13 +718,17 @@ def main() -> None:
     p.add_argument("--max-tokens", type=int, default=96)
     p = sub.add_parser("neighbour")
     p.add_argument("--root", required=True)
+    p = sub.add_parser("products")
+    p.add_argument("--rows", default="1,16,256,2048")
     p = sub.add_parser("demo")
     p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--set", action="append", default=[])
+    p.add_argument("--against", action="append", default=[], help="settings of the variant to alternate with")
     p.add_argument("--json")
     args = parser.parse_args()
     commands = {"profile": cmd_profile, "peer": cmd_peer, "shared": cmd_shared, "neighbour": cmd_neighbour,
                 "judge": cmd_judge, "greedy": cmd_greedy, "flips": cmd_flips, "starts": cmd_starts,
-                "picks": cmd_picks, "demo": cmd_demo}
+                "picks": cmd_picks, "demo": cmd_demo, "products": cmd_products}
     commands[args.command](args)
 
 
