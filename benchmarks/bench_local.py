@@ -4,7 +4,10 @@
 instruments the local provider from outside: model load, tokenisation (chat template + tokenizer),
 the shared-prefix forward, prefill, decode steps, padding waste, and the Python left over per batch.
 
-    .venv/bin/python benchmarks/bench_local.py profile [--set prompts.limit=16] [--threads N]
+    .venv/bin/python benchmarks/bench_local.py profile [--set prompts.limit=16] [--threads N] [--int8-per-row]
+
+`--int8-per-row` runs every product of the decoder through fbgemm's int8 with one activation scale per row
+(`RowInt8`, see `products`): an experiment measured, not an option of charter's.
 
 `peer` runs the same workload twice, side by side in one invocation: through `local:` and through
 llama-cpp-python's OpenAI-compatible server serving the same GGUF (when `--llama-python` points at
@@ -503,6 +506,8 @@ def cmd_profile(args: argparse.Namespace) -> None:
 
     if args.threads:
         torch.set_num_threads(args.threads)
+    if args.int8_per_row:
+        int8_products()
     profile = Profile()
     instrument(profile)
     import charter
@@ -580,6 +585,26 @@ class RowInt8:
         size = x.abs().amax(-1, keepdim=True).clamp(min=1e-30)
         y = torch.ops.quantized.linear_dynamic(torch.cat([x / size, self.pin]), self.packed, self.reduce_range)
         return y[:-1] * size
+
+
+def int8_products() -> None:
+    """Route every product of charter's decoder through `RowInt8` (an experiment: charter has no int8 option)."""
+    import warnings
+
+    from charter.providers import local_decode
+
+    warnings.filterwarnings("ignore")  # torch's deprecation notices for its quantised tensors
+
+    def init(self: Any, weight: Any, bias: Any, packed: bool) -> None:
+        self.weight, self.bias, self.packed = weight, bias, None
+        self.int8 = RowInt8(weight.detach().float())
+
+    def call(self: Any, x: Any) -> Any:
+        y = self.int8(x.reshape(-1, x.shape[-1]).float())
+        y = y + self.bias if self.bias is not None else y
+        return y.reshape(*x.shape[:-1], y.shape[-1]).to(x.dtype)
+
+    local_decode._Linear.__init__, local_decode._Linear.__call__ = init, call
 
 
 def cmd_products(args: argparse.Namespace) -> None:
@@ -687,6 +712,7 @@ def main() -> None:
     p = sub.add_parser("profile")
     p.add_argument("--set", action="append", default=[])
     p.add_argument("--threads", type=int)
+    p.add_argument("--int8-per-row", action="store_true", help="every product through RowInt8 (see `products`)")
     p.add_argument("--json")
     p = sub.add_parser("peer")
     p.add_argument("--set", action="append", default=[])
