@@ -747,7 +747,7 @@ def main() -> None:
     p = sub.add_parser("products")
     p.add_argument("--rows", default="1,16,256,2048")
     p = sub.add_parser("demo")
-    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--repeats", type=lambda v: max(1, int(v)), default=3, help="runs of each variant (at least 1)")
     p.add_argument("--set", action="append", default=[])
     p.add_argument("--against", action="append", default=[], help="settings of the variant to alternate with")
     p.add_argument("--json")
