@@ -23,7 +23,8 @@ common prefix (one pair and order asked about two principles), alternated in one
 `judge` measures the embedded judge's agreement with the human choice on the shared HHH pairs; `picks`
 compares kept runs of it pair by pair.
 
-    .venv/bin/python benchmarks/bench_local.py judge [--dtype float32] [--batch-size N] --cache C.sqlite
+    .venv/bin/python benchmarks/bench_local.py judge [--dtype float32] [--batch-size N] [--int8-per-row] \
+        --cache C.sqlite
     .venv/bin/python benchmarks/bench_local.py picks C1.sqlite C2.sqlite ...
 
 `shared` runs the quickstart quiet, then beside a second process that runs the embedded model
@@ -318,6 +319,8 @@ def cmd_judge(args: argparse.Namespace) -> None:
     from charter.providers import local
 
     force_dtype(args.dtype)
+    if args.int8_per_row:
+        int8_products()
     options = {k: v for k, v in (("engine", args.engine), ("batch_size", args.batch_size)) if v}
     if options:
         original = local.LocalModel.__init__
@@ -329,7 +332,8 @@ def cmd_judge(args: argparse.Namespace) -> None:
     summary = evaluate(SHARED_DATA / "human_preferences" / "hhh_harmless_helpful.jsonl", "local:smollm2-135m-instruct",
                        mode="logprobs", orders="both", seed=0, cache=args.cache)
     keys = ("judged", "judge_vs_human", "position_consistency", "p_human_choice_mean", "wall_s")
-    print(json.dumps({"dtype": args.dtype or "default", "engine": args.engine or "auto", "batch_size": args.batch_size,
+    print(json.dumps({"dtype": args.dtype or "default", "int8_per_row": args.int8_per_row,
+                      "engine": args.engine or "auto", "batch_size": args.batch_size,
                       **{k: summary.get(k) for k in keys}}, default=str))
     if args.json:
         Path(args.json).write_text(json.dumps(summary, default=str, indent=1))
@@ -729,6 +733,7 @@ def main() -> None:
     p.add_argument("--batch-size", type=int, help="the judge's batch_size (default 16): in bfloat16 a call's P(A) "
                    "depends a little on what shares its batch")
     p.add_argument("--cache", help="a fresh call cache file, kept to compare the calls pair by pair")
+    p.add_argument("--int8-per-row", action="store_true", help="every product through RowInt8 (see `products`)")
     p.add_argument("--json")
     p = sub.add_parser("starts")
     p.add_argument("--pairs", type=int, default=16)
