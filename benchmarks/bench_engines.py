@@ -78,6 +78,7 @@ class CT2Engine:
 
     def __init__(self, local: Any, compute_type: str, batch: int, device: str, folder: Path) -> None:
         import ctranslate2
+        import torch
         from ctranslate2.converters import TransformersConverter
 
         from charter.providers.local import resolve_local_model
@@ -88,7 +89,7 @@ class CT2Engine:
         target = folder / f"ct2-{compute_type}"
         if not target.exists():
             TransformersConverter(resolve_local_model(local.name)).convert(str(target), quantization=compute_type)
-        threads = torch_threads() if device == "cpu" else 0
+        threads = torch.get_num_threads() if device == "cpu" else 0  # the threads charter's engines use
         self.generator = ctranslate2.Generator(str(target), device=device, compute_type=compute_type,
                                                intra_threads=threads, inter_threads=1)
 
@@ -124,12 +125,6 @@ class CT2Engine:
             raw = {o: float(logprobs[ids].logsumexp(0)) for o, ids in variants.items()}
             out.append(ChoiceProbs(normalise(raw, options), self.model_id, len(row), raw))
         return out
-
-
-def torch_threads() -> int:
-    import torch
-
-    return torch.get_num_threads()
 
 
 def sync(device: str) -> None:
