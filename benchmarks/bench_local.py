@@ -658,6 +658,15 @@ def cmd_products(args: argparse.Namespace) -> None:
                 exact = F.linear(x.double(), weight.double()).float()
                 cells.append(f"{error(per_call(), exact)}, {error(per_row(x), exact)}")
                 print(f"| {rows} | {name} | " + " | ".join(cells) + " |", flush=True)
+        # whether a row's result depends on the rows beside it: 40 rows of magnitudes 0.01 to 100, together and alone
+        x = torch.randn(40, 576, generator=generator) * torch.logspace(-2, 2, 40)[:, None]
+        per_row = RowInt8(torch.randn(3072, 576, generator=generator) * 0.02)
+        per_call = lambda batch: torch.ops.quantized.linear_dynamic(batch, per_row.packed, True)  # noqa: E731
+        for name, product in (("scale per call", per_call), ("scale per row", per_row)):
+            together = product(x)
+            alone = torch.cat([product(x[i : i + 1]) for i in range(len(x))])
+            print(f"int8, {name}: each of 40 rows gives the same bits alone as among the 40: "
+                  f"{bool(torch.equal(together, alone))}")
 
 
 def stolen_ticks() -> tuple[int, int]:
