@@ -77,9 +77,14 @@ class CT2Engine:
     through a ctranslate2 conversion of the same folder."""
 
     def __init__(self, local: Any, compute_type: str, batch: int, device: str, folder: Path) -> None:
-        import ctranslate2
         import torch
-        from ctranslate2.converters import TransformersConverter
+
+        try:
+            import ctranslate2
+            from ctranslate2.converters import TransformersConverter
+        except ImportError:
+            raise SystemExit(f"bench_engines.py: --engines ct2:{compute_type} needs ctranslate2: "
+                             ".venv/bin/pip install ctranslate2") from None
 
         from charter.providers.local import resolve_local_model
 
