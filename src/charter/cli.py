@@ -7,7 +7,9 @@ wires them together and turns `CharterError`s into one line on stderr and exit c
 from __future__ import annotations
 
 import asyncio
+import errno
 import gc
+import logging
 import sys
 from typing import Optional
 
@@ -20,7 +22,7 @@ except ImportError:  # pragma: no cover - older typer uses click itself
     from click import ClickException as TyperClickException
 
 from charter import __version__
-from charter.errors import ArgumentError, CharterError
+from charter.errors import ArgumentError, CharterError, Interrupted
 
 app = typer.Typer(
     name="charter", help="Constitutional AI and RLAIF: a YAML constitution in, preference data and models out.",
@@ -35,17 +37,36 @@ def _version(value: bool) -> None:
         raise typer.Exit()
 
 
+LOG_LEVELS = ("debug", "info", "warning", "error")
+
+
 @app.callback()
 def _root(
     version: Optional[bool] = typer.Option(None, "--version", callback=_version, is_eager=True, help="Print the version."),
+    log_level: str = typer.Option("info", "--log-level", metavar="LEVEL",
+                                  help="charter's log level: debug, info, warning or error."),
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="Log at debug level (--log-level debug)."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="Only warnings and errors; no progress display."),
+    progress_interval: float = typer.Option(30.0, "--progress-interval", metavar="SECONDS", min=0,
+                                            help="Outside a terminal (nohup, Slurm, CI): seconds between progress "
+                                                 "lines (0: only at the end of each stage)."),
 ) -> None:
     """charter: constitutions → critiques → judged preferences → reward models and DPO."""
+    from charter.progress import configure_logging
+
+    if log_level.lower() not in LOG_LEVELS:
+        raise ArgumentError("log_level", f"{log_level!r}: use one of {', '.join(LOG_LEVELS)}")
+    level = "DEBUG" if verbose else "WARNING" if quiet else log_level.upper()
+    configure_logging(level, progress_interval, quiet_progress=quiet)
 
 
 @app.command()
 def generate(
     prompt: list[str] = typer.Option(..., "--prompt", "-p", help="A user prompt; repeat for a batch."),
     model: str = typer.Option("local:smollm2-135m-instruct", "--model", "-m", help="Model string."),
+    api_key_env: Optional[str] = typer.Option(None, "--api-key-env", metavar="NAME",
+                                              help="The environment variable holding the model's key, for a host "
+                                                   "other than api.openai.com / api.anthropic.com."),
     max_tokens: int = typer.Option(64, help="Most tokens per completion."),
     temperature: float = typer.Option(0.0, help="Sampling temperature (0: greedy)."),
     system: Optional[str] = typer.Option(None, help="Optional system prompt."),
@@ -54,7 +75,7 @@ def generate(
     from charter.providers import SamplingParams, get_model
 
     async def go() -> list:
-        chat = get_model(model)
+        chat = get_model(model, api_key_env=api_key_env)
         head = [{"role": "system", "content": system}] if system else []
         requests = [head + [{"role": "user", "content": p}] for p in prompt]
         try:
@@ -94,6 +115,9 @@ _register_subcommands()
 
 
 INTERRUPTED = 130
+#: File-system errors that are the machine's state, not a bug: one line and exit 2 (the traceback with -v).
+FILE_SYSTEM_ERRNOS = {errno.EACCES, errno.EPERM, errno.ENOENT, errno.ENOTDIR, errno.EISDIR, errno.ENOSPC, errno.EROFS,
+                      errno.EDQUOT, errno.EEXIST, errno.ENAMETOOLONG}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -104,9 +128,19 @@ def main(argv: list[str] | None = None) -> int:
     except ArgumentError as exc:
         typer.secho(f"error: {exc.as_option()}", fg="red", err=True)
         return exc.exit_code
-    except CharterError as exc:
-        typer.secho(f"error: {exc}", fg="red", err=True)
+    except Interrupted as exc:  # a clean stop on Ctrl-C or SIGTERM: what is done is kept
+        typer.echo(str(exc), err=True)
         return exc.exit_code
+    except CharterError as exc:
+        for line in getattr(exc, "lines", None) or [str(exc)]:
+            typer.secho(f"error: {line}", fg="red", err=True)
+        return exc.exit_code
+    except OSError as exc:
+        if exc.errno not in FILE_SYSTEM_ERRNOS or exc.filename is None:
+            raise
+        logging.getLogger("charter").debug("the file-system error in full", exc_info=True)
+        typer.secho(f"error: {exc.filename}: {exc.strerror or exc}", fg="red", err=True)
+        return 2
     except (click.exceptions.Exit, typer.Exit) as exc:
         return exc.exit_code
     except (click.ClickException, TyperClickException) as exc:  # a usage error: usage line, message, 2

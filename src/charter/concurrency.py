@@ -6,7 +6,7 @@ Inputs are consumed lazily, so memory stays flat however many items there are.
 from __future__ import annotations
 
 import asyncio
-from typing import AsyncIterator, Awaitable, Callable, Iterable, TypeVar
+from typing import Any, AsyncIterator, Awaitable, Callable, Iterable, TypeVar
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -55,3 +55,9 @@ async def bounded_map(fn: Callable[[T], Awaitable[R]], items: Iterable[T], concu
             task.cancel()
         if pending:
             await asyncio.gather(*pending, return_exceptions=True)
+
+
+async def drain(results: AsyncIterator[Any]) -> None:
+    """Consume an async iterator to its end (a map run for its effects)."""
+    async for _ in results:
+        pass

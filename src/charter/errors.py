@@ -1,12 +1,18 @@
 """Typed errors. A `CharterError` is a user error: the CLI prints its one line and exits with its code.
 
 Exit codes: 0 done; 1 an internal error (a bug: the traceback is kept); 2 a user error (config, input, a
-provider error every later call would share, such as a bad key); 3 the run finished or stopped with more
-failed items than `max_failures` allows; 4 stopped at the budget; 130 interrupted (Ctrl-C). Anything that is
-not a `CharterError` is an internal error and keeps its traceback.
+provider error every later call would share, such as a bad key, a file that cannot be written); 3 the run
+finished or stopped with more failed items than `max_failures` allows; 4 stopped at the budget; 130 interrupted
+(Ctrl-C); 143 terminated (SIGTERM: Slurm, Kubernetes, systemd, `timeout`). Anything that is not a
+`CharterError` is an internal error and keeps its traceback.
 """
 
 from __future__ import annotations
+
+import contextlib
+import os
+from pathlib import Path
+from typing import Iterator
 
 
 class CharterError(Exception):
@@ -50,8 +56,9 @@ class MissingExtra(CharterError):
 class MissingAPIKey(CharterError):
     """The environment variable holding an API key is unset."""
 
-    def __init__(self, variable: str, provider: str) -> None:
-        super().__init__(f"{variable} is not set: the {provider} provider reads its API key from it")
+    def __init__(self, variable: str, provider: str, host: str | None = None) -> None:
+        whose = f"the key for {host} (the role's api_key_env)" if host else f"the {provider} provider's API key"
+        super().__init__(f"{variable} is not set: it holds {whose}")
 
 
 class UnknownModel(CharterError):
@@ -83,6 +90,15 @@ class BudgetExceeded(CharterError):
     exit_code = 4
 
 
+class Interrupted(CharterError):
+    """A run stopped on Ctrl-C (exit 130) or SIGTERM (exit 143): its calls in flight finished into the cache (or
+    were cancelled after the grace period), its stages are marked interrupted, and the same command resumes it."""
+
+    def __init__(self, how: str = "interrupted", exit_code: int = 130) -> None:
+        super().__init__(f"{how}; resume with the same command (everything finished so far is kept)")
+        self.how, self.exit_code = how, exit_code
+
+
 class TooManyFailures(CharterError):
     """More items failed than `max_failures` allows; what is done is kept and the failures are listed. Exit 3."""
 
@@ -105,8 +121,55 @@ class HubError(CharterError):
     """The Hugging Face Hub refused or failed an upload or download (the token never appears in the message)."""
 
 
-class RunStoreError(CharterError):
+class StorageError(CharterError):
+    """A SQLite file charter keeps (a run store, the call cache) cannot be opened, upgraded or written."""
+
+
+class RunStoreError(StorageError):
     """The run directory or its store is missing or inconsistent."""
+
+
+class FileSystemError(StorageError):
+    """A file or folder cannot be created, written or read: the path, what was wanted and why, in one line."""
+
+
+def file_error(exc: OSError, action: str, path: str | Path | None = None) -> FileSystemError:
+    """The one-line error for an OSError met while trying to `action` (e.g. "write the dataset")."""
+    where = exc.filename if exc.filename is not None else path
+    why = exc.strerror or str(exc)
+    if isinstance(exc, NotADirectoryError):
+        why = "a part of the path is a file, not a folder"
+    return FileSystemError(f"{where}: cannot {action}: {why}")
+
+
+@contextlib.contextmanager
+def wanted(action: str, path: str | Path) -> Iterator[None]:
+    """Turn an OSError inside into a one-line `FileSystemError` naming the path and what was wanted."""
+    try:
+        yield
+    except OSError as exc:
+        raise file_error(exc, action, path) from None
+
+
+def probe_writable(folder: str | Path, action: str) -> None:
+    """Check that `folder` (or, where it does not exist yet, its nearest existing parent) takes a new file, by
+    making and removing one: permissions, a read-only file system, a file in the way. Raises `FileSystemError`."""
+    target = Path(folder)
+    probe_in = target
+    while not probe_in.exists():
+        if probe_in.parent == probe_in:
+            break
+        probe_in = probe_in.parent
+    if not probe_in.is_dir():
+        raise FileSystemError(f"{target}: cannot {action}: {probe_in} is a file, not a folder")
+    try:
+        fd = os.open(probe_in / f".charter-probe-{os.getpid()}", os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
+    except FileExistsError:
+        return
+    except OSError as exc:
+        raise FileSystemError(f"{target}: cannot {action}: {probe_in}: {exc.strerror}") from None
+    os.close(fd)
+    os.unlink(probe_in / f".charter-probe-{os.getpid()}")
 
 
 def missing_extra(package: str, extra: str) -> MissingExtra:

@@ -462,6 +462,9 @@ class UsageRow(Record):
     """Priced cost of the answered calls."""
     estimated: int = 0
     """Answered calls whose reply carried no usage: their tokens are estimated from characters."""
+    retries: int = 0
+    """Requests sent again after a failure worth retrying (429, 5xx, a timeout, a dropped connection, a malformed
+    reply; a failed request of a provider batch sent in the next round)."""
 
 
 class CalibrationMap(Record):

@@ -46,9 +46,22 @@ STRIPPED = "[stripped]"
 MASK = "[redacted]"
 
 
+#: Keys read from variables a role named (`api_key_env`) in this process: masked like the standard ones.
+_REGISTERED: dict[str, str] = {}
+
+
+def register_secret(value: str, name: str = "a key in use") -> None:
+    """Mask `value` wherever this process redacts or scans text from now on (a key read from a named variable)."""
+    if value and len(value) >= 8:
+        _REGISTERED.setdefault(value, name)
+
+
 def literal_secrets(extra: Iterable[str | None] = (), extra_name: str = "a secret in use") -> dict[str, str]:
-    """value -> name for the secret environment variables that are set, and any extra values (a token in use)."""
+    """value -> name for the secret environment variables that are set, the keys registered in this process, and
+    any extra values (a token in use)."""
     values = {os.environ[name]: f"value of ${name}" for name in SECRET_VARIABLES if os.environ.get(name)}
+    for value, name in _REGISTERED.items():
+        values.setdefault(value, name)
     for value in extra:
         if value:
             values.setdefault(value, extra_name)

@@ -1,4 +1,5 @@
-"""SQLite files opened the one way charter uses them: the run store and the call cache.
+"""SQLite files opened the one way charter uses them: the run store and the call cache, each with a schema
+version and the steps that upgrade an older file (`open_versioned`).
 
 WAL mode, so a reader never blocks the writer and a killed process leaves a usable file; `synchronous=NORMAL`,
 so a commit does not wait for the disk (a crash can lose the last commits, never the file); one connection used
@@ -7,8 +8,16 @@ from many asyncio tasks and threads under its owner's lock.
 
 from __future__ import annotations
 
+import logging
+import os
 import sqlite3
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable, Mapping
+
+from charter.errors import StorageError
+
+log = logging.getLogger("charter.storage")
 
 #: Pages the write-ahead log gathers before SQLite copies them into the file (its default is 1,000, 4 MB). Keys are
 #: hashes, so writes land all over the file; a larger log writes a page once for many commits that touched it:
@@ -34,3 +43,105 @@ def copy_rows(db: sqlite3.Connection, table: str, key: str, conflict: str = "IGN
     empty = db.execute(f"SELECT 1 FROM main.{table} LIMIT 1").fetchone() is None
     db.execute(f"INSERT OR {conflict} INTO main.{table} SELECT * FROM other.{table}"
                + ("" if empty else f" ORDER BY {key}"))
+
+
+#: Steps that bring a file from one schema version to the next: `steps[v]` takes version v to v + 1.
+Steps = Mapping[int, Callable[[sqlite3.Connection], None]]
+
+
+@dataclass(frozen=True)
+class Schema:
+    """The schema of one kind of file: the version this code writes, how a new file is made and how an older one is
+    brought forward. The version is kept in `PRAGMA user_version`; `found` reads it, including from files written
+    before it was kept there (None: a file with no tables yet, made new)."""
+
+    what: str
+    """What the file is, in error messages (`run store`, `call cache`)."""
+    version: int
+    base: str
+    """SQL that makes a new file at `base_version`; the steps then bring it to `version`, so a new file and an
+    upgraded one have the same tables and column order."""
+    base_version: int
+    steps: Steps
+    found: Callable[[sqlite3.Connection], int | None]
+
+
+def open_versioned(path: Path, schema: Schema) -> sqlite3.Connection:
+    """A connection to `path` at `schema.version`: a new file is made, an older one is copied aside
+    (`PATH.vN.bak`) and upgraded step by step in one transaction, and a newer one is refused with one line."""
+    db = connect(path)
+    try:
+        found = schema.found(db)
+        if found is not None and found > schema.version:
+            raise StorageError(f"{path}: written by a newer charter ({schema.what} schema {found}; this one reads up to "
+                               f"{schema.version}); upgrade charter (pip install -U charter)")
+        if found is not None and found < schema.base_version:
+            raise StorageError(f"{path}: written by a charter too old to upgrade from ({schema.what} schema {found}); "
+                               "start it anew in another place")
+        if found != schema.version:
+            backup = _backup(db, path, found) if found is not None else None
+            _bring_forward(db, schema)
+            if backup is not None:
+                log.info("upgraded %s from %s schema %d to %d (the file as it was: %s)", path, schema.what, found,
+                         schema.version, backup)
+    except sqlite3.Error as exc:
+        db.close()
+        raise StorageError(f"{path}: cannot open the {schema.what} to upgrade it: {exc}") from None
+    except BaseException:
+        db.close()
+        raise
+    return db
+
+
+def _bring_forward(db: sqlite3.Connection, schema: Schema) -> None:
+    """Make or upgrade the file in one IMMEDIATE transaction; another process that got there first is respected."""
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        found = schema.found(db)  # again, under the write lock
+        if found is None:
+            for statement in script_statements(schema.base):
+                db.execute(statement)
+            found = schema.base_version
+        for version in range(found, schema.version):
+            schema.steps[version](db)
+        db.execute(f"PRAGMA user_version = {int(schema.version)}")
+    except BaseException:
+        db.execute("ROLLBACK")
+        raise
+    db.execute("COMMIT")
+
+
+def script_statements(sql: str) -> list[str]:
+    """The statements of a script, for `execute` one at a time (`executescript` would commit the transaction)."""
+    out, current = [], ""
+    for line in sql.splitlines(keepends=True):
+        if line.strip().startswith("--"):
+            continue
+        current += line
+        if sqlite3.complete_statement(current):
+            out.append(current.strip())
+            current = ""
+    return [s for s in out if s]
+
+
+def _backup(db: sqlite3.Connection, path: Path, version: int) -> Path:
+    """A copy of the file as it is, beside it, before its first upgrade (kept if one is already there)."""
+    target = path.with_name(f"{path.name}.v{version}.bak")
+    if target.exists():
+        return target
+    scratch = target.with_name(target.name + ".partial")
+    copy = sqlite3.connect(scratch)
+    try:
+        db.backup(copy)
+    finally:
+        copy.close()
+    os.replace(scratch, target)
+    return target
+
+
+def user_version(db: sqlite3.Connection) -> int:
+    return int(db.execute("PRAGMA user_version").fetchone()[0])
+
+
+def tables(db: sqlite3.Connection) -> set[str]:
+    return {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}

@@ -4,6 +4,7 @@ publishing on it; `charter judge audit --pairs RUN_DIR` does the same for a fini
 from __future__ import annotations
 
 import json
+import logging
 
 import pytest
 
@@ -21,7 +22,7 @@ def _run(make_config, **overrides):
     return run(load_run_config(path)), path
 
 
-def test_a_run_audits_its_judge_after_judging(make_config, tmp_path, capsys) -> None:
+def test_a_run_audits_its_judge_after_judging(make_config, tmp_path, caplog) -> None:
     judge = {"model": "scripted:cai", "principles_per_pair": 2, "audit": {"n": 4}}
     result, path = _run(make_config, judge=judge)
     with open_store(result.run_dir) as store:
@@ -40,9 +41,10 @@ def test_a_run_audits_its_judge_after_judging(make_config, tmp_path, capsys) -> 
     assert "Judge audit" in (result.run_dir / "report" / "report.html").read_text()
     assert json.loads((result.run_dir / "report" / "audit.json").read_text())["pairs"] == 4
 
-    capsys.readouterr()
+    caplog.clear()
+    caplog.set_level(logging.INFO, logger="charter")
     run(load_run_config(path))  # a resume: the same judge and sample are not audited again
-    assert "already stored" in capsys.readouterr().err
+    assert "already stored" in caplog.text
     with open_store(result.run_dir) as store:
         assert stored_audit(store).computed_at == audit.computed_at
 

@@ -4,6 +4,7 @@ per step, and a kill or Ctrl-C between submitting and collecting loses nothing a
 from __future__ import annotations
 
 import json
+import re
 import os
 import signal
 import subprocess
@@ -35,8 +36,10 @@ class BatchServer(PrefersLonger, batches.BatchServer):
 
 N = 16
 MODEL = "openai:gpt-4o-mini"
-#: Row fields that name the run rather than describe the row.
-RUN_FIELDS = {"run_id", "created_at"}
+#: Row fields that name the run rather than describe the row; the fingerprints name the endpoint too, and the two runs
+#: ask two servers (the synchronous loopback and the batch server), each standing in for OpenAI's API.
+RUN_FIELDS = {"run_id", "created_at", "judge_fingerprint", "settings_fingerprint"}
+ENDPOINT = re.compile(r"@http://127\.0\.0\.1:\d+/v1")
 
 
 @pytest.fixture(autouse=True)
@@ -49,8 +52,9 @@ def write_config(tmp_path: Path, name: str, batch: bool) -> Path:
         "name": name, "output_dir": str(tmp_path / name), "cache": str(tmp_path / f"{name}-cache.sqlite"),
         "prompts": {"inline": [f"Question {i}: how would someone do thing {i}?" for i in range(N)]},
         "report": True, "concurrency": 4,
-        "policy": {"model": MODEL, "params": {"max_tokens": 32}},
-        "judge": {"model": MODEL, "principles_per_pair": 2},
+        # the servers here are not OpenAI's API: the key variable is named, as for a proxy
+        "policy": {"model": MODEL, "params": {"max_tokens": 32}, "api_key_env": "OPENAI_API_KEY"},
+        "judge": {"model": MODEL, "principles_per_pair": 2, "api_key_env": "OPENAI_API_KEY"},
         "filters": {"drop_inconsistent": False},
         "prices": {MODEL: {"input": 0.15, "output": 0.60}},
         "batch": {"enabled": batch, "poll_s": 0.05, "gather_s": 0.2},
@@ -62,8 +66,10 @@ def write_config(tmp_path: Path, name: str, batch: bool) -> Path:
 
 def rows(run_dir: Path) -> list[dict]:
     lines = (run_dir / "data" / "preferences.jsonl").read_text().splitlines()
-    return sorted(({k: v for k, v in json.loads(line).items() if k not in RUN_FIELDS} for line in lines),
-                  key=lambda r: r["pair_id"])
+    found = [{k: ENDPOINT.sub("@SERVER", v) if isinstance(v, str) else v for k, v in json.loads(line).items()
+              if k not in RUN_FIELDS} for line in lines]
+    assert all(r["policy_model"] == "openai:gpt-4o-mini@SERVER" for r in found)  # each server named in its rows
+    return sorted(found, key=lambda r: r["pair_id"])
 
 
 def cost(run_dir: Path) -> tuple[float, int]:

@@ -109,13 +109,13 @@ def prompts_file(tmp_path: Path, texts: list[str]) -> Path:
     return path
 
 
-def test_a_changed_prompt_source_is_kept_extended_or_replaced_on_request(make_config, tmp_path, capsys) -> None:
+def test_a_changed_prompt_source_is_kept_extended_or_replaced_on_request(make_config, tmp_path, caplog) -> None:
     path = prompts_file(tmp_path, ["one?", "two?", "three?"])
     run(make_config(prompts={"path": str(path)}))
     prompts_file(tmp_path, ["two?", "three?", "four?"])  # one removed, one new
 
     run(make_config(prompts={"path": str(path)}))
-    assert "the source has 1 prompt(s) the run does not and lacks 1 of its 3" in capsys.readouterr().err
+    assert "the source has 1 prompt(s) the run does not and lacks 1 of its 3" in caplog.text
     assert status(tmp_path / "run")["counts"]["chains"] == 3
 
     result = run(make_config(prompts={"path": str(path), "on_change": "extend"}))

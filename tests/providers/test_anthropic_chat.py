@@ -24,7 +24,8 @@ CHAT = [
 
 
 def model(server, **options) -> AnthropicModel:
-    return AnthropicModel("claude-test", FAST, base_url=server.url, **options)
+    """`anthropic:` at the loopback server: not Anthropic's API, so the key variable is named."""
+    return AnthropicModel("claude-test", FAST, api_key_env="ANTHROPIC_API_KEY", base_url=server.url, **options)
 
 
 def test_split_system():
@@ -57,7 +58,7 @@ async def test_sampling_params_option_sends_temperature(loopback, anthropic_key)
 
 
 async def test_via_model_string(loopback, anthropic_key):
-    chat = get_model("anthropic:claude-test", limits=FAST, base_url=loopback.url)
+    chat = get_model("anthropic:claude-test", limits=FAST, api_key_env="ANTHROPIC_API_KEY", base_url=loopback.url)
     [completion] = await chat.generate([CHAT], SamplingParams())
     assert completion.text == "echo: second" and chat.model_id == "anthropic:claude-test"
 
@@ -80,7 +81,8 @@ async def test_no_logprobs(loopback, anthropic_key):
 
 
 async def test_transient_failures_are_retried(loopback, anthropic_key):
-    chat = AnthropicModel("claude-test", FAST.model_copy(update={"timeout_s": 0.2, "max_retries": 4}), base_url=loopback.url)
+    chat = AnthropicModel("claude-test", FAST.model_copy(update={"timeout_s": 0.2, "max_retries": 4}),
+                          api_key_env="ANTHROPIC_API_KEY", base_url=loopback.url)
     loopback.script(status(529), status(429, retry_after_ms="100"), drop(), slow(1.0))
     [completion] = await chat.generate([CHAT], SamplingParams())
     assert completion.text == "echo: second"

@@ -31,8 +31,10 @@ def ask(text: str) -> list[dict[str, str]]:
 
 
 def backend(spec: str, server: BatchServer):
+    """The backend at the batch server: not the provider's own API, so the key variable is named."""
     options = {"base_url": server.url} if spec.startswith("anthropic") else {}
-    return create_backend(spec, LIMITS, **options)
+    key = "ANTHROPIC_API_KEY" if spec.startswith("anthropic") else "OPENAI_API_KEY"
+    return create_backend(spec, LIMITS, key, **options)
 
 
 async def answers(model, texts: list[str]) -> list:

@@ -22,7 +22,9 @@ HELLO = [{"role": "user", "content": "hello there"}]
 
 
 def model(server, limits: Limits = FAST, compatible: bool = False) -> OpenAIModel:
-    return OpenAIModel("gpt-test", limits, base_url=server.openai_url, compatible=compatible)
+    """`openai:` at the loopback server: not OpenAI's API, so the key variable is named (as a proxy's user would)."""
+    key = None if compatible else "OPENAI_API_KEY"
+    return OpenAIModel("gpt-test", limits, base_url=server.openai_url, compatible=compatible, api_key_env=key)
 
 
 async def test_generate_batch_in_order_with_usage(loopback, openai_key):

@@ -39,30 +39,38 @@ async def _exercise(chat, server) -> list[str]:
     return [str(err.value), repr(err.value)]
 
 
+CANARY_VENDOR = "sk-canary-vendor-" + "Qw8Er5Ty2Ui7Op4A"
+
+
 @pytest.mark.parametrize("provider", ["openai", "anthropic"])
 async def test_canary_key_goes_nowhere(
     provider, loopback, openai_key, anthropic_key, tmp_path, caplog, capfd, monkeypatch
 ):
+    """At a host that is not the provider's own API, the role's named key is sent (and masked everywhere), and neither
+    OPENAI_API_KEY nor ANTHROPIC_API_KEY is."""
     caplog.set_level(logging.DEBUG)  # every logger, the SDKs' and httpx's included
-    secret = openai_key if provider == "openai" else anthropic_key
+    monkeypatch.setenv("VENDOR_API_KEY", CANARY_VENDOR)
     cache_path = tmp_path / "cache.sqlite"
     monkeypatch.setenv("OPENAI_BASE_URL", loopback.openai_url)  # `openai:` honours the SDK's variable
     if provider == "openai":
-        chat = get_model("openai:gpt-test", limits=FAST, cache=CallCache(cache_path))
+        chat = get_model("openai:gpt-test", limits=FAST, cache=CallCache(cache_path), api_key_env="VENDOR_API_KEY")
     else:
-        chat = get_model("anthropic:claude-test", limits=FAST, cache=CallCache(cache_path), base_url=loopback.url)
+        chat = get_model("anthropic:claude-test", limits=FAST, cache=CallCache(cache_path),
+                         api_key_env="VENDOR_API_KEY", base_url=loopback.url)
     errors = await _exercise(chat, loopback)
     await chat.aclose()
     chat.cache.close()
 
-    headers = [r.headers for r in loopback.requests]
-    assert any(secret in " ".join(h.values()) for h in headers)  # the key was sent...
-    assert any("retry" in r.getMessage() for r in caplog.records)  # ...retries were logged...
+    sent = [" ".join(r.headers.values()) for r in loopback.requests]
+    assert all(CANARY_VENDOR in h for h in sent)  # the named key was sent, on every request...
+    assert not any(openai_key in h or anthropic_key in h for h in sent)  # ...and the official keys on none
+    assert any("retry" in r.getMessage() for r in caplog.records)  # retries were logged...
     out, err = capfd.readouterr()
     logged = [r.getMessage() for r in caplog.records] + [caplog.text, out, err]
-    assert _leaks(secret, *logged, *errors) == []  # ...and it is in no log line or error
-    assert secret.encode() not in _cache_bytes(cache_path)
-    assert secret[-12:].encode() not in _cache_bytes(cache_path)
+    for secret in (CANARY_VENDOR, openai_key, anthropic_key):  # ...and no key is in a log line, an error or the cache
+        assert _leaks(secret, *logged, *errors) == []
+        assert secret.encode() not in _cache_bytes(cache_path)
+        assert secret[-12:].encode() not in _cache_bytes(cache_path)
     assert "echo: hello" in str(CallCache(cache_path).get_many(list(_keys(cache_path))))
 
 
@@ -84,7 +92,8 @@ def test_cli_missing_key_is_one_line_exit_2(monkeypatch, capsys):
 
 def test_cli_rejected_key_is_not_echoed(loopback, openai_key, capsys):
     loopback.script(status(401))
-    code = main(["generate", "-m", f"openai-compatible:llama@{loopback.openai_url}", "-p", "hi"])
+    code = main(["generate", "-m", f"openai-compatible:llama@{loopback.openai_url}", "-p", "hi",
+                 "--api-key-env", "OPENAI_API_KEY"])  # named: this host is meant to get it
     out, err = capsys.readouterr()
     assert code == 2 and "HTTP 401" in err and len(err.strip().splitlines()) == 1
     assert _leaks(openai_key, out, err) == []

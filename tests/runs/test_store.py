@@ -18,8 +18,19 @@ def test_a_store_of_another_schema_is_refused_in_one_line(tmp_path: Path) -> Non
     db = sqlite3.connect(tmp_path / "old" / "run.sqlite")
     db.execute("CREATE TABLE chains (prompt_id TEXT PRIMARY KEY, record TEXT)")
     db.close()
-    with pytest.raises(RunStoreError, match=r"store schema 1, this one reads 2\); start the run in a new output_dir"):
+    with pytest.raises(RunStoreError, match=r"too old to upgrade from \(run store schema 1\); start it anew"):
         RunStore(tmp_path / "old")
+
+
+def test_a_store_of_a_newer_release_is_refused_in_one_line(tmp_path: Path) -> None:
+    RunStore(tmp_path / "run", create=True).close()
+    db = sqlite3.connect(tmp_path / "run" / "run.sqlite")
+    db.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
+    db.close()
+    with pytest.raises(RunStoreError) as err:
+        RunStore(tmp_path / "run")
+    assert f"written by a newer charter (run store schema {SCHEMA_VERSION + 1}; this one reads up to " \
+           f"{SCHEMA_VERSION}); upgrade charter" in str(err.value) and "\n" not in str(err.value)
 
 
 def test_config_history_records_what_changed(tmp_path: Path) -> None:
@@ -92,7 +103,7 @@ def test_prompt_records_are_the_stored_json_of_the_prompts_in_use(tmp_path: Path
 def test_a_new_store_writes_its_tables_and_schema_version_in_one_transaction(tmp_path: Path, monkeypatch) -> None:
     """So that a reader, or a resume after kill -9, never finds tables without the version (which reads as a store
     made by another version of charter)."""
-    import charter.runs.store as store_module
+    import charter.storage as store_module
 
     statements: list[str] = []
     real = store_module.connect
@@ -108,6 +119,8 @@ def test_a_new_store_writes_its_tables_and_schema_version_in_one_transaction(tmp
     commit = next(i for i, s in enumerate(statements) if i > begin and s.strip().upper().startswith("COMMIT"))
     inside = "\n".join(statements[begin:commit])
     assert "CREATE TABLE IF NOT EXISTS meta" in inside and "schema_version" in inside
-    assert not any("CREATE TABLE" in s or "schema_version" in s for s in statements[:begin] + statements[commit:])
+    assert f"PRAGMA user_version = {SCHEMA_VERSION}" in inside
+    outside = statements[:begin] + statements[commit:]
+    assert not any("CREATE TABLE" in s or "schema_version" in s or "user_version =" in s for s in outside)
     with RunStore(tmp_path / "run") as store:
         assert store.meta("schema_version") == SCHEMA_VERSION

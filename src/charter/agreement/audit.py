@@ -442,7 +442,7 @@ async def run_audit(model: ChatModel, constitution: Constitution, settings: Judg
         failures=[f"{p.pair.pair_id}: {name}: {message}" for p in failed[:5] for name, message in
                   list(p.failed.items())[:1]],
         calls=sum(p.calls for p in probes), wall_s=round(time.perf_counter() - started, 1),
-        key=audit_key(model.model_id, settings, constitution, (p.pair_id for p in pairs), families, self_preference,
+        key=audit_key(model.served_id, settings, constitution, (p.pair_id for p in pairs), families, self_preference,
                       seed, bootstrap_samples),
     )
 

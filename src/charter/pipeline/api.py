@@ -60,7 +60,7 @@ def critique_chains(
     async def go() -> list[Chain]:
         pol = _model(policy, "policy")
         crit = _model(critic, "critic") if critic else pol
-        chain_fp = chain_fingerprint(config, const, pol.model_id, params, crit.model_id, params, seed)
+        chain_fp = chain_fingerprint(config, const, pol.served_id, params, crit.served_id, params, seed)
         chains: dict[str, Chain] = {}
 
         async def one(messages: list[Message]) -> Chain:

@@ -39,7 +39,7 @@ async def audit_run_judge(store: RunStore, model: ChatModel, judge: JudgeConfig,
     if not pairs:
         return None, f"no pair to audit on ({source}); the audit is skipped"
     settings = judge.settings()
-    key = audit_key(model.model_id, settings, constitution, (p.pair_id for p in pairs), audit.families,
+    key = audit_key(model.served_id, settings, constitution, (p.pair_id for p in pairs), audit.families,
                     audit.self_preference, seed, BOOTSTRAP_SAMPLES)
     fingerprints = store.fingerprints()
     judge_fp = fingerprints.judge if fingerprints else None

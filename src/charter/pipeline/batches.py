@@ -8,7 +8,6 @@ from typing import Any
 
 from charter.errors import ConfigError
 from charter.pipeline.config import RunConfig
-from charter.providers import create_backend
 from charter.providers.batch import cancel_batches
 from charter.runs.store import open_store
 
@@ -57,7 +56,7 @@ def cancel_run_batches(run_dir: str | Path) -> dict[str, str]:
 def _backend(config: RunConfig, model_id: str) -> Any:
     """The backend of the run's role that uses this model (its key, base URL and limits)."""
     for role in (config.policy, config.critic_role, config.judge):
-        backend = create_backend(role.model, role.limits, **role.options)
+        backend = role.backend()
         if backend.model_id == model_id:
             return backend
     raise ConfigError(f"no role of the run's config uses {model_id}; cannot cancel its batches")

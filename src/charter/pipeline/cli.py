@@ -62,6 +62,7 @@ def run_command(
     shards: Optional[int] = typer.Option(None, "--shards", min=1, help="With --ray: how many shards (default 2)."),
 ) -> None:
     """Run (or resume) a pipeline from a YAML config."""
+    from charter.errors import Interrupted
     from charter.pipeline.config import load_run_config
     from charter.pipeline.run import Runner, run
     from charter.progress import console
@@ -79,7 +80,7 @@ def run_command(
         return
     try:
         result = run(cfg, str(config))
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, Interrupted):
         from charter.pipeline.batches import open_batches_note
 
         note = open_batches_note(cfg.run_dir())
@@ -193,7 +194,7 @@ def _audit_own_run(run_dir: Path, n: int, seed: int, families: list[str], self_p
     from charter.pipeline.report import write_report
     from charter.preference.config import AuditConfig
     from charter.progress import console, progress_bar
-    from charter.providers import CallCache, UsageMeter, create_backend, get_model
+    from charter.providers import CallCache, UsageMeter, get_model
     from charter.runs.files import AUDIT_MD, RunFiles
     from charter.providers.usage import Budget, Price
     from charter.runs.store import open_store
@@ -208,7 +209,7 @@ def _audit_own_run(run_dir: Path, n: int, seed: int, families: list[str], self_p
         calls = CallCache(Path(cache).expanduser()) if cache else None
         if calls is not None:
             calls.before_commit.append(ledger.flush)
-        model = get_model(create_backend(judge.model, judge.limits, **judge.options), cache=calls,
+        model = get_model(judge.backend(), cache=calls,
                           meter=UsageMeter(prices, Budget(), sink=ledger.record), role="audit")
 
         async def go():

@@ -86,6 +86,11 @@ class RunConfig(ConfigModel):
     max_failures: float = Field(default=0.1, ge=0)
     """Failed items (chains, sample sets, judgments) a run accepts: a count (1 or more) or a share of the items
     it attempted (below 1). Past it the run stops starting new items, keeps what is done and exits 3."""
+    stop_grace_s: float = Field(default=10.0, ge=0)
+    """On Ctrl-C or SIGTERM (Slurm preemption, Kubernetes, systemd, `timeout`): seconds the calls in flight get to
+    finish into the call cache before they are cancelled; the stages are then marked interrupted, the partial
+    dataset and the report are written, and the run exits 130 (Ctrl-C) or 143 (SIGTERM). A second signal stops at
+    once."""
     quarantine_after: int = Field(default=3, ge=1)
     """An item that failed in this many runs of the directory is not tried again (quarantined, and listed)."""
     budget: Budget = Budget()

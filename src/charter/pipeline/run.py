@@ -10,30 +10,36 @@ is recorded in the store with its reason, and the dataset and report are written
 from __future__ import annotations
 
 import asyncio
+import logging
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Awaitable, Callable
 
-from charter.concurrency import bounded_map
+from charter.concurrency import bounded_map, drain
 from charter.constitutions import Constitution, load_constitution
-from charter.critique.chain import chain_fingerprint
-from charter.errors import BudgetExceeded, CharterError, ConfigError, RunStoreError, TooManyFailures
+from charter.errors import (
+    BudgetExceeded, CharterError, ConfigError, Interrupted, RunStoreError, TooManyFailures, probe_writable, wanted,
+)
+from charter.interrupt import StopRequest
 from charter.pipeline.config import RoleConfig, RunConfig
 from charter.pipeline.prompts import PromptSet, load_prompts, sync_prompt_set
+from charter.pipeline.settings import dataset_settings, run_fingerprints, run_roles
+from charter.pipeline.upgrade import upgrade_run
 from charter.pipeline.work import Work
 from charter.preference import dataset
-from charter.preference.judge import judge_fingerprint
-from charter.preference.manifest import ConstitutionInfo, DatasetSettings
-from charter.preference.pairs import samples_fingerprint
+from charter.preference.manifest import DatasetSettings
 from charter.progress import console, progress_bar
-from charter.providers import CallCache, ManagedModel, UsageMeter, create_backend, get_model, parse_model_string
+from charter.providers import CallCache, ManagedModel, UsageMeter, get_model, parse_model_string
 from charter.providers.batch import BatchModel
-from charter.records import Fingerprints, Prompt, fingerprint
-from charter.runs.files import RunFiles
-from charter.runs.store import STORE_FILE, RunStore
+from charter.records import Prompt
+from charter.runs.files import RunFiles, run_dir_errors
+from charter.runs.lock import RunLock, holder
+from charter.runs.store import STORE_FILE, RunStore, peek_meta
 from charter.runs.usage import UsageLedger
 from charter.verify import resolve, verifier_name
+
+log = logging.getLogger("charter.run")
 
 
 @dataclass
@@ -61,10 +67,11 @@ def check_config(config: RunConfig, constitution: Constitution) -> None:
 
 
 def check_credentials(config: RunConfig) -> None:
-    """Construct each remote backend once: a missing API key fails here, before any call."""
-    for role in (config.policy, config.critic_role, config.judge):
-        if parse_model_string(role.model).provider in ("openai", "anthropic", "openai-compatible"):
-            create_backend(role.model, role.limits, **role.options)
+    """Construct each remote backend once: a missing API key (or one that would go to the wrong host) fails here,
+    before any call."""
+    for role in run_roles(config).values():
+        if role.endpoint() is not None:
+            role.backend()
 
 
 class VerifierUnknown(ConfigError):
@@ -100,48 +107,47 @@ def checked_prompts(config: RunConfig, first_start: bool) -> PromptSet | None:
     return prompts
 
 
-def model_label(role: RoleConfig) -> str:
-    """A role's model as fingerprints name it: the model string, or for a local model its `model_id`, which
-    adds the precision its weights run in when that is not float32 (bfloat16 changes outputs)."""
-    if parse_model_string(role.model).provider != "local":
-        return role.model
-    return create_backend(role.model, role.limits, **role.options).model_id
+def check_same_run(meta: dict[str, Any], config: RunConfig, constitution: Constitution) -> None:
+    """A run directory holds one run: refuse one made by a config of another name, or with another constitution."""
+    run_dir = config.run_dir()
+    stored_name = (meta.get("config") or {}).get("name")
+    if stored_name is not None and stored_name != config.name:
+        raise RunStoreError(f"{run_dir} holds the run '{stored_name}', not '{config.name}': give this config its own "
+                            f"output_dir (or name: {stored_name} to go on with that run)")
+    stored_hash = (meta.get("constitution") or {}).get("hash")
+    if stored_hash and stored_hash != constitution.hash:
+        raise RunStoreError(f"{run_dir}: the constitution changed since this run started (hash {stored_hash[:12]} -> "
+                            f"{constitution.short_hash}); use a new output_dir")
 
 
-def run_fingerprints(config: RunConfig, constitution: Constitution) -> Fingerprints:
-    """The fingerprints of a config's settings: chains, samples, judgments and the dataset."""
-    policy, critic, judge_model = (model_label(r) for r in (config.policy, config.critic_role, config.judge))
-    critique = chain_fingerprint(config.critique, constitution, policy, config.policy.params,
-                                 critic, config.critic_role.params, config.seed) \
-        if "revision" in config.pairs.kinds else None
-    samples = samples_fingerprint(constitution, policy, config.samples_params(), config.pairs.k) \
-        if "samples" in config.pairs.kinds else None
-    judge = judge_fingerprint(config.judge.settings(), judge_model, constitution, config.seed)
-    data = fingerprint({"critique": critique, "samples": samples, "judge": judge,
-                        "pairs": config.pairs.model_dump(mode="json"), "filters": config.filters.model_dump(mode="json")})
-    return Fingerprints(critique=critique, samples=samples, judge=judge, dataset=data)
+def check_run_dir(config: RunConfig, constitution: Constitution) -> None:
+    """Before anything is written: the run directory can be made and written (its data/ and report/ too), holds no
+    other run, and no live process is running it."""
+    run_dir = config.run_dir()
+    for folder in (run_dir, run_dir / "data", run_dir / "report"):
+        if folder.exists() or folder == run_dir:
+            probe_writable(folder, "write the run directory" if folder == run_dir else f"write {folder.name}/")
+    check_same_run(peek_meta(run_dir, "config", "constitution"), config, constitution)
+    found = holder(run_dir)
+    if found is not None and found.alive is not False:
+        RunLock(run_dir).acquire()  # raises RunLocked naming the holder; a free lock is given back at once
+        RunLock(run_dir).release()
 
 
-def dataset_settings(config: RunConfig, constitution: Constitution, run_id: str, created_at: str) -> DatasetSettings:
-    """Every setting that shapes this config's rows, for the store, the report and the card."""
-    fingerprints = run_fingerprints(config, constitution)
-    judge = config.judge.settings()
-    return DatasetSettings(
-        run_id=run_id, created_at=created_at,
-        constitution=ConstitutionInfo(name=constitution.name, version=constitution.version, hash=constitution.hash,
-                                      principles=constitution.principle_ids),
-        fingerprints=fingerprints,
-        models={"policy": model_label(config.policy), "critic": model_label(config.critic_role),
-                "judge": model_label(config.judge)},
-        sampling={"policy": config.policy.params, "critic": config.critic_role.params, "judge": judge.sampling(),
-                  **({"samples": config.samples_params()} if fingerprints.samples else {})},
-        critique=config.critique if fingerprints.critique else None, judge=judge, pairs=config.pairs,
-        filters=config.filters, seed=config.seed,
-    )
+def stop_status(exc: CharterError) -> str:
+    """A stage's status after a stop."""
+    if isinstance(exc, Interrupted):
+        return "interrupted"
+    return "stopped: budget" if isinstance(exc, BudgetExceeded) else "failed"
 
 
 class Runner:
     """Runs (or resumes) one run directory."""
+
+    stop: StopRequest
+    """How a stop (Ctrl-C, SIGTERM) reaches the run (set by `arun`)."""
+    stats: Callable[[], str] = staticmethod(lambda: "")  # type: ignore[assignment]
+    """Calls, failures, retries and cost so far, for progress lines (set once the models are made)."""
 
     def __init__(self, config: RunConfig, config_source: str | None = None) -> None:
         self.config = config
@@ -169,6 +175,7 @@ class Runner:
         """Every check that needs no model call, before the run directory is written (also `--dry-run`).
         Returns the prompt set to use; None when it is kept from the store or comes from the synth stage."""
         check_credentials(self.config)
+        check_run_dir(self.config, self.constitution)
         if self.config.execution.engine == "ray":
             from charter.pipeline.shards import check_sharding
 
@@ -188,15 +195,18 @@ class Runner:
 
     # -- set-up ---------------------------------------------------------------------------------
     def _open_store(self) -> RunStore:
-        store = RunStore(self.run_dir, create=True)
-        stored_hash = (store.meta("constitution") or {}).get("hash")
-        if stored_hash and stored_hash != self.constitution.hash:
+        with run_dir_errors(self.run_dir, "open the run store"):
+            store = RunStore(self.run_dir, create=True)
+        try:
+            check_same_run({"config": store.run_config(), "constitution": store.meta("constitution")}, self.config,
+                           self.constitution)
+        except BaseException:
             store.close()
-            raise RunStoreError(
-                f"{self.run_dir}: the constitution changed since this run started (hash {stored_hash[:12]} -> "
-                f"{self.constitution.short_hash}); use a new output_dir"
-            )
+            raise
         return store
+
+    def _open_cache(self) -> CallCache | None:
+        return CallCache(Path(self.config.cache).expanduser()) if self.config.cache else None
 
     def _init_meta(self, store: RunStore) -> DatasetSettings:
         if store.meta("run_id") is None:
@@ -215,26 +225,26 @@ class Runner:
                           "are kept in the store and left out of the dataset")
         return settings
 
-    def _models(self, store: RunStore, ledger: UsageLedger) -> tuple[ManagedModel, ManagedModel, ManagedModel,
-                                                                    ManagedModel, ManagedModel | None]:
+    def _models(self, store: RunStore, ledger: UsageLedger, cache: CallCache | None
+                ) -> tuple[ManagedModel, ManagedModel, ManagedModel, ManagedModel, ManagedModel | None]:
         """The policy, critic, judge, auditor (the judge, metered as `audit`) and the prompt writer (synth)."""
         config = self.config
-        meter = UsageMeter(config.prices, config.budget, sink=ledger.record)
+        meter = self.meter = UsageMeter(config.prices, config.budget, sink=ledger.record)
         prior = store.usage()  # every call every earlier process paid for, recorded as it was answered
         meter.prior_cost = sum(r.cost_usd for r in prior)
         meter.prior_tokens = sum(r.prompt_tokens + r.completion_tokens for r in prior)
-        cache = CallCache(Path(config.cache).expanduser()) if config.cache else None
         if cache is not None:
             cache.before_commit.append(ledger.flush)
         built: dict[Any, Any] = {}
 
         def model(role: str, spec: RoleConfig) -> ManagedModel:
             batched = config.batch.for_role(spec)
-            key = (spec.model, repr(sorted(spec.options.items())), spec.limits.model_dump_json(), batched)
+            key = (spec.model, spec.api_key_env, repr(sorted(spec.options.items())), spec.limits.model_dump_json(),
+                   batched)
             if key not in built:  # one backend per distinct model and limits (a local model is loaded once)
-                built[key] = create_backend(spec.model, spec.limits, **spec.options)
+                built[key] = spec.backend()
                 if batched:  # through the provider's batch API; the run store remembers the batches
-                    built[key] = BatchModel(built[key], config.batch, journal=store, report=console.print)
+                    built[key] = BatchModel(built[key], config.batch, journal=store, report=log.info)
             return get_model(built[key], cache=cache, meter=meter, role=role)
 
         writer = model("synth", config.synth.writer) if self.synthesizing else None
@@ -242,25 +252,41 @@ class Runner:
                 model("audit", config.judge), writer)
 
     # -- the work ---------------------------------------------------------------------------------
-    async def arun(self) -> RunResult:
+    async def arun(self, stop: StopRequest | None = None) -> RunResult:
+        """Run (or resume) the run. `stop` is how Ctrl-C or SIGTERM reach it (see `run`): a stop requested there
+        ends the run cleanly with `Interrupted`, after the calls in flight finish into the cache."""
+        self.stop = stop or StopRequest(self.config.stop_grace_s)
         loaded = self.prepare()  # raises before anything is written
+        with wanted("create the run directory", self.run_dir):
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+        with RunLock(self.run_dir):  # one process per run directory: a second one is refused, with its holder
+            return await self._locked(loaded)
+
+    async def _locked(self, loaded: PromptSet | None) -> RunResult:
         store = self._open_store()
+        cache = self._open_cache()
         stop: CharterError | None = None
         try:
+            for note in upgrade_run(store, self.config, self.constitution, cache):
+                log.info(note)
             settings = self._init_meta(store)
             for note in self.sync_prompts(store, loaded):
-                console.print(f"[yellow]note[/yellow]: {note}")
+                log.warning(note)
             loaded = None  # the store holds the prompt set now; a million prompts need not stay in memory
-            stop = await self._run_stages(store)
-            result = self._build(store, settings)
+            stop = await self._run_stages(store, cache)
+            with run_dir_errors(self.run_dir, "write the dataset"):
+                result = self._build(store, settings)
         finally:
             store.close()
+            if cache is not None:
+                cache.close()
         if stop is None:
             await self._training_stages(result)
         if self.config.report:  # after training, so the win rate is in it; after a stop, for what is done
             from charter.pipeline.report import write_report
 
-            result.report = write_report(self.run_dir)[1]
+            with run_dir_errors(self.run_dir, "write the report"):
+                result.report = write_report(self.run_dir)[1]
         if stop is not None:
             raise stop
         return result
@@ -269,15 +295,16 @@ class Runner:
         """Bring the stored prompt set in line with the source (a synth stage brings its own)."""
         return [] if self.synthesizing else sync_prompt_set(store, self.config.prompts, loaded)
 
-    async def _run_stages(self, store: RunStore) -> CharterError | None:
+    async def _run_stages(self, store: RunStore, cache: CallCache | None) -> CharterError | None:
         """Critique and judge every prompt in use; returns the error that stopped them early, if one did."""
         ledger = UsageLedger(store)
-        policy, critic, judge, auditor, writer = self._models(store, ledger)
+        policy, critic, judge, auditor, writer = self._models(store, ledger, cache)
         work = Work(self.config, self.constitution, self.fingerprints, store, (policy, critic, judge),
                     store.start_session())
         # the calls behind an item are in the usage and the cache before the item is in the store
         work.writer.before_flush += [ledger.flush] + ([policy.cache.flush] if policy.cache is not None else [])
         audit = self.config.judge.audit if "judge" in self.config.stages else None
+        self.stats = lambda: f"{work.counts['failed']} failed, {self.meter.describe()}"
         try:
             stop = await self._synth(store, writer) if writer is not None else None
             if stop is None and audit is not None and audit.pairs:
@@ -298,20 +325,20 @@ class Runner:
         to the store; a budget stop or a provider error every later call would share is returned, not raised."""
         store.set_stage(name, "running")
         status, stop, counts = "done", None, {}
-        progress = progress_bar()
+        progress = progress_bar(self.stats)
         try:
             with progress:
-                status, counts = await work(progress)
-        except BudgetExceeded as exc:
-            status, stop = "stopped: budget", exc
-        except CharterError as exc:
-            status, stop = "failed", exc
+                status, counts = await self.stop.guard(work(progress))
+            if self.stop.requested:  # it ended within the grace period; the run stops here all the same
+                status, stop = "interrupted", self.stop.error()
+        except CharterError as exc:  # the budget, a stop signal, a provider error every later call would share
+            status, stop = stop_status(exc), exc
         except BaseException:
             status = "interrupted"
             raise
         finally:
             store.set_stage(name, status, {**counts, "reason": str(stop) if stop else counts.get("reason")})
-        console.print(f"{label}: {counts.get('reason')}" if stop is None else f"{label} {status}: {stop}")
+        log.info(f"{label}: {counts.get('reason')}" if stop is None else f"{label} {status}: {stop}")
         return stop
 
     async def _audit(self, store: RunStore, model: ManagedModel) -> CharterError | None:
@@ -356,17 +383,17 @@ class Runner:
         for stage in stages:
             store.set_stage(stage, "running")
         status, stop = "done", None
-        progress = progress_bar()
+        progress = progress_bar(self.stats)
         try:
             with progress:
                 work.task = progress.add_task(" + ".join(stages) or "pairs", total=store.count_prompts())
                 work.progress = progress
-                async for _ in bounded_map(work.prompt, prompts, self.in_flight, stop=work.past_threshold):
-                    pass
-        except BudgetExceeded as exc:
-            status, stop = "stopped: budget", exc
-        except CharterError as exc:  # a provider error every later call would share, a missing key, ...
-            status, stop = "failed", exc
+                more = lambda: work.past_threshold() or self.stop.requested  # noqa: E731
+                await self.stop.guard(drain(bounded_map(work.prompt, prompts, self.in_flight, stop=more)))
+            if self.stop.requested:
+                status, stop = "interrupted", self.stop.error()
+        except CharterError as exc:  # the budget, a stop signal, a provider error every later call would share
+            status, stop = stop_status(exc), exc
         except BaseException:
             status = "interrupted"
             raise
@@ -402,5 +429,9 @@ def too_many_failures(work: Work, run_dir: Path) -> TooManyFailures:
 
 
 def run(config: RunConfig, config_source: str | None = None) -> RunResult:
-    """Run (or resume) a whole run, synchronously."""
-    return asyncio.run(Runner(config, config_source).arun())
+    """Run (or resume) a whole run, synchronously. From the main thread, Ctrl-C and SIGTERM stop it cleanly while it
+    runs (`Interrupted`, exit 130 or 143; see charter.interrupt); the handlers before are put back after."""
+    runner = Runner(config, config_source)
+    stop = StopRequest(config.stop_grace_s)
+    with stop.signals():
+        return asyncio.run(runner.arun(stop))

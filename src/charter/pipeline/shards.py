@@ -247,7 +247,7 @@ def _merge_items(store: RunStore, folder: Path) -> None:
         failures = "stage, item_id, fingerprint, kind, error, raw, attempts, session, resolved, created_at"
         db.execute("DELETE FROM main.failures WHERE item_id IN (SELECT item_id FROM other.failures)")
         db.execute(f"INSERT INTO main.failures ({failures}) SELECT {failures} FROM other.failures")
-        usage = "role, model, calls, cached, prompt_tokens, completion_tokens, cost_usd, estimated, created_at"
+        usage = "role, model, calls, cached, prompt_tokens, completion_tokens, cost_usd, estimated, retries, created_at"
         db.execute(f"INSERT INTO main.usage_events ({usage}) SELECT {usage} FROM other.usage_events WHERE id > ?",
                    (last,))  # usage only grows: copy what is new since the last merge
         return db.execute("SELECT COALESCE(MAX(id), 0) FROM other.usage_events").fetchone()[0]

@@ -47,7 +47,7 @@ async def synth_stage(config: RunConfig, constitution: Constitution, store: RunS
     output = files.synth_prompts_path
     seeds = load_prompts(seeds_config(config)).rows
     const = constitution if synth.constitution is None else load_constitution(synth.constitution)
-    fp = synth_fingerprint(synth, writer.model_id, const, seeds)
+    fp = synth_fingerprint(synth, writer.served_id, const, seeds)
     _, report = report_files(output)
     earlier = json.loads(report.read_text(encoding="utf-8")) if report.exists() and output.exists() else None
     if earlier is not None and earlier.get("fingerprint") == fp:

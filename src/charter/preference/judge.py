@@ -246,7 +246,7 @@ def judge_failure(error: BaseException) -> Failure:
 async def judge_many(model: ChatModel, constitution: Constitution, pairs: Iterable[Pair], settings: JudgeSettings,
                      seed: int = 0, concurrency: int = 64) -> AsyncIterator[Judgment]:
     """Judge pairs concurrently; yields judgments as they finish (not in input order)."""
-    judge_fp = judge_fingerprint(settings, model.model_id, constitution, seed)
+    judge_fp = judge_fingerprint(settings, model.served_id, constitution, seed)
 
     async def one(pair: Pair) -> Judgment:
         ids = principles_for(constitution, settings, pair.pair_id, seed)

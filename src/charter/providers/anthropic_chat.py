@@ -1,4 +1,5 @@
-"""Anthropic's Messages API through the official SDK. Key from ANTHROPIC_API_KEY.
+"""Anthropic's Messages API through the official SDK. ANTHROPIC_API_KEY goes to api.anthropic.com and only
+there; another `base_url` needs the variable holding its key named (`api_key_env`, charter.providers.endpoints).
 
 System messages go into `system=`. The API gives no next-token probabilities, so
 `choice_logprobs` raises `LogprobsUnsupported` (the judge then uses 'cot' or 'verdict').
@@ -7,14 +8,12 @@ System messages go into `system=`. The API gives no next-token probabilities, so
 from __future__ import annotations
 
 import asyncio
-import os
 from typing import Any, Sequence
 
-from charter.errors import MissingAPIKey, MissingExtra
+from charter.errors import MissingExtra
 from charter.providers.base import Completion, Limits, MalformedReply, Messages, SamplingParams, SDKChatModel
+from charter.providers.endpoints import resolve_endpoint
 from charter.providers.limits import Limiter, estimate_tokens, gather_all
-
-KEY_VARIABLE = "ANTHROPIC_API_KEY"
 
 
 def _sdk() -> Any:
@@ -35,30 +34,34 @@ def split_system(messages: Messages) -> tuple[str | None, list[dict[str, str]]]:
 class AnthropicModel(SDKChatModel):
     """A Claude model.
 
-    Options: `base_url` (default: the SDK's, or ANTHROPIC_BASE_URL); `extra_body` (merged into each
-    request); `sampling_params` (send temperature and top_p, which the current SDK no longer
+    Options: `base_url` (default: ANTHROPIC_BASE_URL, else Anthropic's API; any other host needs `api_key_env`);
+    `extra_body` (merged into each request); `sampling_params` (send temperature and top_p, which the current SDK no longer
     exposes as arguments, through the request body; off by default: newer models reject them).
     """
 
     provider = "anthropic"
     supports_logprobs = False
 
-    def __init__(self, name: str, limits: Limits | None = None, **options: Any) -> None:
+    def __init__(self, name: str, limits: Limits | None = None, api_key_env: str | None = None,
+                 **options: Any) -> None:
         super().__init__(name)
         self.limits = limits or Limits()
-        self.base_url: str | None = options.get("base_url")
         self.extra_body: dict[str, Any] = dict(options.get("extra_body") or {})
         self.sampling_params = bool(options.get("sampling_params", False))
         self._sdk = _sdk()
-        key = os.environ.get(KEY_VARIABLE, "")
-        if not key:
-            raise MissingAPIKey(KEY_VARIABLE, "anthropic")
-        self._key = key
-        self.limiter = Limiter(self.limits, self.model_id, transient=(self._sdk.APIConnectionError,), secrets=[key])
+        self.endpoint = resolve_endpoint(self.provider, options.get("base_url"), api_key_env)
+        self._key = self.endpoint.key()
+        self.limiter = Limiter(self.limits, self.model_id, transient=(self._sdk.APIConnectionError,),
+                               secrets=[self._key])
+
+    @property
+    def base_url(self) -> str:
+        return self.endpoint.url
 
     def new_client(self) -> Any:
+        # An explicit key: the SDK then reads no credential of its own (ANTHROPIC_AUTH_TOKEN, a profile) for this host.
         return self._sdk.AsyncAnthropic(
-            api_key=self._key, base_url=self.base_url, max_retries=0, timeout=self.limits.timeout_s
+            api_key=self._key, base_url=self.endpoint.url, max_retries=0, timeout=self.limits.timeout_s
         )
 
     def _request(self, messages: Messages, params: SamplingParams) -> dict[str, Any]:

@@ -11,6 +11,7 @@ from typing import Any, Callable, ClassVar, Sequence
 from pydantic import BaseModel, ConfigDict, Field
 
 from charter.errors import LogprobsUnsupported
+from charter.providers.endpoints import Endpoint, served_id
 
 #: A chat request is a list of `{"role": ..., "content": ...}` messages.
 Messages = list[dict[str, str]]
@@ -64,6 +65,18 @@ def bill_unusable(prompt_tokens: int, completion_tokens: int) -> None:
         record(prompt_tokens, completion_tokens)
 
 
+#: Set by the managed model around each backend call: how to count a request that is sent again (a retry), so that
+#: retries are counted per role. The limiter calls `count_retry` before each retry's wait.
+RETRIED: ContextVar[Callable[[], None] | None] = ContextVar("retried", default=None)
+
+
+def count_retry() -> None:
+    """Count one retry against the caller's role (nothing outside a managed model's call)."""
+    record = RETRIED.get()
+    if record is not None:
+        record()
+
+
 class MalformedReply(Exception):
     """A reply that cannot be used: not JSON, cut short, no choices, empty text, or next-token log-probabilities
     naming none of the options. Transient: retried like a 5xx and never cached; once the retries are spent,
@@ -115,6 +128,8 @@ class ChatModel(ABC):
 
     provider: ClassVar[str] = ""
     supports_logprobs: ClassVar[bool] = False
+    endpoint: Endpoint | None = None
+    """Where a remote model is served (None for a model run in this process)."""
 
     def __init__(self, name: str) -> None:
         self.name = name
@@ -122,6 +137,12 @@ class ChatModel(ABC):
     @property
     def model_id(self) -> str:
         return f"{self.provider}:{self.name}"
+
+    @property
+    def served_id(self) -> str:
+        """The model and, when it is not its provider's own API, the URL that serves it: what the call cache keys
+        its calls by and what fingerprints name, so that another server is asked anew."""
+        return served_id(self.model_id, self.endpoint)
 
     @abstractmethod
     async def generate(self, requests: Sequence[Messages], params: SamplingParams) -> list[Completion]:

@@ -25,7 +25,9 @@ from typing import Any, Callable, Protocol, Sequence
 from pydantic import BaseModel, ConfigDict, Field
 
 from charter.errors import ConfigError, ProviderError
-from charter.providers.base import ChatModel, ChoiceProbs, Completion, MalformedReply, Messages, SamplingParams
+from charter.providers.base import (
+    RETRIED, ChatModel, ChoiceProbs, Completion, MalformedReply, Messages, SamplingParams,
+)
 from charter.providers.cache import cache_key
 from charter.providers.limits import gather_all
 
@@ -111,6 +113,8 @@ class _Call:
     parse: Callable[[Any], Any]
     future: asyncio.Future
     rounds: int = 0
+    retried: Callable[[], None] | None = None
+    """Counts a round for the role that asked (the managed model's hook, taken where the call was made)."""
 
 
 @dataclass
@@ -262,12 +266,16 @@ class BatchModel(ChatModel):
     def model_id(self) -> str:
         return self.inner.model_id
 
+    @property
+    def endpoint(self) -> Any:  # type: ignore[override]
+        return self.inner.endpoint
+
     # -- the chat interface ---------------------------------------------------------------------
     async def generate(self, requests: Sequence[Messages], params: SamplingParams) -> list[Completion]:
         payload = params.model_dump(mode="json")
         waits = []
         for messages in requests:
-            key = cache_key("generate", self.model_id, [list(messages), payload])
+            key = cache_key("generate", self.served_id, [list(messages), payload])
             parse = self._generate_parser(messages)
             waits.append(self._ask(key, lambda m=messages: self.inner.batch_body(m, params), parse))
         return await gather_all(waits)
@@ -281,7 +289,7 @@ class BatchModel(ChatModel):
             result.batched = True
             return result
 
-        key = cache_key("choice_logprobs", self.model_id, [list(request), list(options)])
+        key = cache_key("choice_logprobs", self.served_id, [list(request), list(options)])
         return await self._ask(key, lambda: self.inner.choice_request(request), parse)  # type: ignore[attr-defined]
 
     def _generate_parser(self, messages: Messages) -> Callable[[Any], Completion]:
@@ -310,7 +318,7 @@ class BatchModel(ChatModel):
         call = self._calls.get(key)
         if call is None:
             future = asyncio.get_running_loop().create_future()
-            call = self._calls[key] = _Call(key, body(), parse, future)
+            call = self._calls[key] = _Call(key, body(), parse, future, retried=RETRIED.get())
             known = self.journal.batch_of(key)
             if known is not None:
                 self._follow(known, call)
@@ -420,6 +428,8 @@ class BatchModel(ChatModel):
         error = outcome.error
         if self.limiter.retryable(error) and call.rounds < self.limiter.limits.max_retries:
             call.rounds += 1
+            if call.retried is not None:
+                call.retried()
             log.warning("%s: %s; into the next batch round (%d of %d)", self.model_id, self.limiter.describe(error),
                         call.rounds, self.limiter.limits.max_retries)
             self._enqueue(call)

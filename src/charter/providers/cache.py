@@ -1,8 +1,15 @@
-"""The call cache: SQLite in WAL mode, keyed by a hash of provider, model, request and params.
+"""The call cache: SQLite in WAL mode, keyed by a hash of the kind of call, the model, where it is served, the
+request and the sampling parameters.
 
-Identical requests are answered from here, so nothing paid for is asked twice. One connection
-per cache, guarded by a lock, is safe for many asyncio tasks; WAL keeps the file usable after a kill.
+Identical requests to the same model at the same endpoint are answered from here, so nothing paid for is asked
+twice, and a model served elsewhere (another vLLM box, a new checkpoint at another URL) is asked anew. One
+connection per cache, guarded by a lock, is safe for many asyncio tasks; WAL keeps the file usable after a kill.
 Inside an event loop, `put_soon` groups the rows of calls that finish together into one commit.
+
+Rows written before the cache recorded endpoints (schema 0) have none. Such a row answers only for the endpoint
+that made it: for `openai:` and `anthropic:` models their official API, unless a claim says otherwise; for other
+endpoints only once claimed (`claim`: a run made by an earlier release claims its models' endpoints when it resumes,
+and `charter cache claim MODEL_STRING` does it by hand). A model claimed for two endpoints is answered by neither.
 """
 
 from __future__ import annotations
@@ -10,63 +17,172 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import sqlite3
 import threading
+import time
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Sequence
 
-from charter.storage import connect, copy_rows
+from charter.errors import StorageError
+from charter.providers.endpoints import OFFICIAL
+from charter.storage import Schema, copy_rows, open_versioned, tables, user_version
+
+if TYPE_CHECKING:
+    from charter.providers.base import ChatModel
+
+#: (key, kind, model id, value[, endpoint]): a row as callers hand it over; the endpoint defaults to none ('').
+Row = tuple
+#: The value of `legacy_owners.endpoint` for a model claimed for two endpoints: its old rows answer for neither.
+CONFLICT = "!claimed for more than one endpoint"
+
+SCHEMA_VERSION = 1
+_BASE = """
+CREATE TABLE IF NOT EXISTS calls (key TEXT PRIMARY KEY, kind TEXT, model TEXT, value TEXT,
+                                  created_at REAL DEFAULT (unixepoch('subsec')));
+"""
+
+
+def _found(db: sqlite3.Connection) -> int | None:
+    return user_version(db) or (0 if "calls" in tables(db) else None)
+
+
+def _to_1(db: sqlite3.Connection) -> None:
+    """1: the endpoint that answered each call ('' for a model in this process; NULL on rows from before)."""
+    legacy = db.execute("SELECT EXISTS (SELECT 1 FROM calls)").fetchone()[0]
+    db.execute("ALTER TABLE calls ADD COLUMN endpoint TEXT")
+    db.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT)")
+    db.execute("CREATE TABLE IF NOT EXISTS legacy_owners (model TEXT PRIMARY KEY, endpoint TEXT NOT NULL, source TEXT,"
+               " claimed_at REAL)")
+    db.execute("INSERT OR REPLACE INTO meta VALUES ('legacy_rows', ?)", (json.dumps(bool(legacy)),))
+
+
+CACHE_SCHEMA = Schema(what="call cache", version=SCHEMA_VERSION, base=_BASE, base_version=0, steps={0: _to_1},
+                      found=_found)
 
 
 def cache_key(kind: str, model_id: str, payload: Any) -> str:
-    """A stable key: sha256 over canonical JSON of what determines the answer."""
+    """A stable key: sha256 over canonical JSON of what determines the answer (`model_id` is a model's `served_id`:
+    its id and, for a model not at its provider's own API, the URL)."""
     blob = json.dumps([kind, model_id, payload], sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     return hashlib.sha256(blob.encode()).hexdigest()
 
 
+def endpoint_url(model: "ChatModel") -> str:
+    """The URL a model's calls go to, as the cache records it ('' for a model run in this process)."""
+    return model.endpoint.url if model.endpoint is not None else ""
+
+
 class CallCache:
-    """A persistent map from `cache_key` to a JSON value."""
+    """A persistent map from `cache_key` to a JSON value, with the endpoint that answered."""
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StorageError(f"{self.path.parent}: cannot create the call cache's folder: {exc.strerror}") from None
         self._lock = threading.Lock()
-        self._pending: dict[str, tuple[str, str, str, str]] = {}
+        self._pending: dict[str, Row] = {}
         self._flush_scheduled = False
         self.before_commit: list[Callable[[], None]] = []
         """Called before each commit: a run's usage ledger, so no cached call is one the run has not counted."""
-        self._db = connect(self.path)
-        self._db.execute(
-            "CREATE TABLE IF NOT EXISTS calls (key TEXT PRIMARY KEY, kind TEXT, model TEXT, value TEXT,"
-            " created_at REAL DEFAULT (unixepoch('subsec')))"
-        )
+        self._db = open_versioned(self.path, CACHE_SCHEMA)
+        row = self._db.execute("SELECT value FROM meta WHERE key = 'legacy_rows'").fetchone()
+        self.legacy_rows = bool(row and json.loads(row[0]))
+        """Whether the file holds rows from before endpoints were recorded."""
+        self._owners = dict(self._db.execute("SELECT model, endpoint FROM legacy_owners").fetchall())
 
-    def get_many(self, keys: list[str]) -> dict[str, Any]:
-        """The cached values for those keys that are present."""
+    # -- calls of a model ---------------------------------------------------------------------------------
+    def lookup(self, kind: str, model: "ChatModel", payloads: Sequence[Any]) -> tuple[list[str], list[Any]]:
+        """The keys of these calls of `model` and their cached values (None where not cached, or where the row was
+        answered by another endpoint)."""
+        url = endpoint_url(model)
+        keys = [cache_key(kind, model.served_id, p) for p in payloads]
+        rows = self.get_rows(keys)
+        values = [rows[k][1] if k in rows and self._answers(rows[k][0], model) else None for k in keys]
+        if self.legacy_rows and url and model.served_id != model.model_id and self.legacy_owner(model) == url:
+            missing = {i: cache_key(kind, model.model_id, payloads[i]) for i, v in enumerate(values) if v is None}
+            old = self.get_rows(list(missing.values()))
+            for i, legacy in missing.items():
+                if legacy in old and old[legacy][0] is None:  # read where it is: a later conflicting claim still holds
+                    values[i] = old[legacy][1]
+        return keys, values
+
+    def _answers(self, row_endpoint: str | None, model: "ChatModel") -> bool:
+        url = endpoint_url(model)
+        if row_endpoint is None:  # a row from before endpoints were recorded
+            return not url or self.legacy_owner(model) == url
+        return row_endpoint == url
+
+    def legacy_owner(self, model: "ChatModel") -> str | None:
+        """The endpoint this model's rows from before endpoints were recorded answer for (None: no endpoint)."""
+        claimed = self._owners.get(model.model_id)
+        if claimed is not None:
+            return None if claimed == CONFLICT else claimed
+        return OFFICIAL.get(model.provider)
+
+    def claim(self, model_id: str, endpoint: str, source: str) -> str | None:
+        """Say which endpoint answered this model's rows from before endpoints were recorded. Returns a one-line
+        warning when another endpoint claimed them first: they then answer for neither."""
+        with self._lock:
+            current = self._owners.get(model_id)
+            if current == endpoint or current == CONFLICT:
+                return None if current == endpoint else f"{model_id}: its old cache rows answer for no endpoint"
+            value = endpoint if current is None else CONFLICT
+            self._db.execute("INSERT OR REPLACE INTO legacy_owners VALUES (?, ?, ?, ?)",
+                             (model_id, value, source, time.time()))
+            self._owners[model_id] = value
+        if value == CONFLICT:
+            return (f"{model_id}: the call cache's rows from before endpoints were recorded were claimed for {current} "
+                    f"and now for {endpoint} ({source}); they cannot be told apart, so they answer for neither")
+        return None
+
+    def owners(self) -> dict[str, str]:
+        """The claims made: model id -> endpoint (or `CONFLICT`)."""
+        return dict(self._owners)
+
+    # -- rows ---------------------------------------------------------------------------------------------
+    def get_rows(self, keys: list[str]) -> dict[str, tuple[str | None, Any]]:
+        """(endpoint, value) for those keys that are present (endpoint None: a row from before endpoints)."""
         if not keys:
             return {}
-        found: dict[str, Any] = {}
+        found: dict[str, tuple[str | None, Any]] = {}
         with self._lock:
             for start in range(0, len(keys), 500):
                 chunk = keys[start : start + 500]
                 marks = ",".join("?" * len(chunk))
-                rows = self._db.execute(f"SELECT key, value FROM calls WHERE key IN ({marks})", chunk)
-                found.update((k, json.loads(v)) for k, v in rows)
-            found.update((k, json.loads(self._pending[k][3])) for k in keys if k in self._pending)
+                rows = self._db.execute(f"SELECT key, endpoint, value FROM calls WHERE key IN ({marks})", chunk)
+                found.update((k, (e, json.loads(v))) for k, e, v in rows)
+            for k in keys:
+                if k in self._pending:
+                    found[k] = (self._pending[k][4], json.loads(self._pending[k][3]))
         return found
 
-    def put_many(self, items: Iterable[tuple[str, str, str, Any]]) -> None:
-        """Store (key, kind, model id, value) rows in one transaction."""
-        rows = [(k, kind, model, json.dumps(v, ensure_ascii=False)) for k, kind, model, v in items]
+    def get_many(self, keys: list[str]) -> dict[str, Any]:
+        """The cached values for those keys that are present, whichever endpoint answered them."""
+        return {k: value for k, (_, value) in self.get_rows(keys).items()}
+
+    @staticmethod
+    def _encoded(items: Iterable[Row]) -> list[tuple[str, str, str, str, str]]:
+        return [(r[0], r[1], r[2], json.dumps(r[3], ensure_ascii=False), r[4] if len(r) > 4 else "") for r in items]
+
+    def put_many(self, items: Iterable[Row]) -> None:
+        """Store (key, kind, model id, value[, endpoint]) rows in one transaction."""
+        rows = self._encoded(items)
         if not rows:
             return
         for hook in self.before_commit:
             hook()
         with self._lock:
-            self._db.execute("BEGIN")
-            self._db.executemany("INSERT OR REPLACE INTO calls (key, kind, model, value) VALUES (?,?,?,?)", rows)
-            self._db.execute("COMMIT")
+            self._write(rows)
 
-    def put_soon(self, items: Iterable[tuple[str, str, str, Any]]) -> None:
+    def _write(self, rows: list[tuple[str, str, str, str, str]]) -> None:
+        self._db.execute("BEGIN")
+        self._db.executemany("INSERT OR REPLACE INTO calls (key, kind, model, value, endpoint) VALUES (?,?,?,?,?)",
+                             rows)
+        self._db.execute("COMMIT")
+
+    def put_soon(self, items: Iterable[Row]) -> None:
         """Like `put_many`, but inside a running event loop the rows wait for the end of this loop turn
         and go in one transaction with those of every other call that finished in it.
 
@@ -79,7 +195,7 @@ class CallCache:
         except RuntimeError:
             self.put_many(items)
             return
-        rows = [(k, kind, model, json.dumps(v, ensure_ascii=False)) for k, kind, model, v in items]
+        rows = self._encoded(items)
         with self._lock:
             self._pending.update((row[0], row) for row in rows)
             if self._flush_scheduled or not rows:
@@ -95,18 +211,20 @@ class CallCache:
         with self._lock:
             rows, self._pending, self._flush_scheduled = list(self._pending.values()), {}, False
             if rows:
-                self._db.execute("BEGIN")
-                self._db.executemany("INSERT OR REPLACE INTO calls (key, kind, model, value) VALUES (?,?,?,?)", rows)
-                self._db.execute("COMMIT")
+                self._write(rows)
 
     def merge_from(self, path: str | Path) -> None:
         """Add another cache file's rows (a shard's); rows already here stay as they are."""
         self.flush()
+        CallCache(path).close()  # brought to this schema first: the columns line up
         with self._lock:
             self._db.execute("ATTACH DATABASE ? AS other", (str(Path(path).resolve()),))
             try:
                 self._db.execute("BEGIN")
                 copy_rows(self._db, "calls", "key")  # rows already here stay as they are
+                if self._db.execute("SELECT EXISTS (SELECT 1 FROM other.calls WHERE endpoint IS NULL)").fetchone()[0]:
+                    self._db.execute("INSERT OR REPLACE INTO meta VALUES ('legacy_rows', 'true')")
+                    self.legacy_rows = True
                 self._db.execute("COMMIT")
             finally:
                 self._db.execute("DETACH DATABASE other")

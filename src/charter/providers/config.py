@@ -7,9 +7,12 @@ from typing import Any
 from pydantic import Field, model_validator
 
 from charter.errors import CharterError
-from charter.providers.base import Limits, SamplingParams
+from charter.providers.base import ChatModel, Limits, SamplingParams
 from charter.providers.batch import BATCH_PROVIDERS, BatchSettings
-from charter.providers.registry import OPTIONS, bad_local_dtype, parse_model_string, unknown_option
+from charter.providers.endpoints import REMOTE, Endpoint, check_variable_name, resolve_endpoint
+from charter.providers.registry import (
+    OPTIONS, bad_local_dtype, create_backend, keyless, parse_model_string, unknown_option,
+)
 from charter.yamlio import ConfigModel, LocatedValueError
 
 DEFAULT_MODEL = "local:smollm2-135m-instruct"
@@ -20,12 +23,16 @@ class RoleConfig(ConfigModel):
 
     model: str = DEFAULT_MODEL
     """Model string: openai:M, anthropic:M, openai-compatible:M@URL, local:NAME_OR_PATH, scripted:NAME."""
+    api_key_env: str | None = None
+    """The environment variable holding this role's key (e.g. VLLM_API_KEY, TOGETHER_API_KEY). OPENAI_API_KEY and
+    ANTHROPIC_API_KEY are sent only to api.openai.com and api.anthropic.com: an `openai:` or `anthropic:` model at
+    another `base_url` needs this, and an `openai-compatible:` server gets no key without it."""
     params: SamplingParams = SamplingParams()
     """Sampling parameters for this role."""
     limits: Limits = Limits()
     """Concurrency, rate limits, retries and timeout for this role's model."""
     options: dict[str, Any] = Field(default_factory=dict)
-    """Backend options: `batch_size`, `device`, `dtype`, `max_length` (local); `extra_body` (openai);
+    """Backend options: `batch_size`, `device`, `dtype`, `max_length` (local); `base_url`, `extra_body` (openai);
     `base_url`, `extra_body`, `sampling_params` (anthropic); `latency_s`, `batch_size` (scripted)."""
     batch: bool | None = None
     """Send this role's calls through the provider's batch API at its batch price (openai and anthropic):
@@ -53,7 +60,27 @@ class RoleConfig(ConfigModel):
         message = bad_local_dtype(self.options) if provider == "local" else None
         if message:  # found here, with the file and line, not when the model first loads mid-run
             raise LocatedValueError(message, ("options", "dtype"))
+        if self.api_key_env is not None:
+            message = keyless(provider, self.api_key_env) or check_variable_name(self.api_key_env)
+            if message:
+                raise LocatedValueError(message.removeprefix("api_key_env: "), ("api_key_env",))
+        if provider in REMOTE and self.options.get("base_url") is not None:
+            try:  # a base URL in the file is checked here, with its line (one from $OPENAI_BASE_URL at the start)
+                self.endpoint()
+            except CharterError as exc:
+                raise LocatedValueError(str(exc), ("options", "base_url")) from None
         return self
+
+    def backend(self) -> ChatModel:
+        """This role's bare backend (no cache, no meter), with its limits, key variable and options."""
+        return create_backend(self.model, self.limits, self.api_key_env, **self.options)
+
+    def endpoint(self) -> Endpoint | None:
+        """Where this role's model is served (None for a model run in this process), without reading its key."""
+        spec = parse_model_string(self.model)
+        if spec.provider not in REMOTE:
+            return None
+        return resolve_endpoint(spec.provider, spec.base_url or self.options.get("base_url"), self.api_key_env)
 
 
 class RunBatchConfig(BatchSettings):

@@ -20,7 +20,7 @@ from typing import Any, Awaitable, Callable, Iterable, NoReturn, TypeVar
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt, wait_exponential_jitter
 
 from charter.errors import FatalProviderError, ProviderError
-from charter.providers.base import Limits, MalformedReply
+from charter.providers.base import Limits, MalformedReply, count_retry
 from charter.redaction import redact
 
 log = logging.getLogger("charter.providers")
@@ -214,6 +214,7 @@ class Limiter:
 
     def _before_sleep(self, state: RetryCallState) -> None:
         self.retries += 1
+        count_retry()
         exc = state.outcome.exception() if state.outcome else None
         wait = state.next_action.sleep if state.next_action else 0.0
         log.warning(

@@ -5,8 +5,10 @@ from __future__ import annotations
 from typing import Sequence
 
 from charter.errors import ProviderError
-from charter.providers.base import UNUSABLE_USAGE, ChatModel, ChoiceProbs, Completion, Messages, SamplingParams
-from charter.providers.cache import CallCache, cache_key
+from charter.providers.base import (
+    RETRIED, UNUSABLE_USAGE, ChatModel, ChoiceProbs, Completion, Messages, SamplingParams,
+)
+from charter.providers.cache import CallCache, endpoint_url
 from charter.providers.coalesce import Coalescer
 from charter.providers.usage import UsageMeter
 
@@ -21,6 +23,7 @@ class ManagedModel(ChatModel):
         self.inner, self.cache, self.meter, self.role = inner, cache, meter or UsageMeter(), role
         self.provider = inner.provider  # type: ignore[misc]
         self.supports_logprobs = inner.supports_logprobs  # type: ignore[misc]
+        self.endpoint = inner.endpoint
         # Batch-capable backends (local models) get concurrent single calls coalesced into batches.
         self.batch_size = int(getattr(inner, "batch_size", 1) or 1)
         self._coalescers: dict[str, Coalescer] = {}
@@ -33,15 +36,23 @@ class ManagedModel(ChatModel):
     def _count_unusable(self, prompt_tokens: int, completion_tokens: int) -> None:
         self.meter.record(self.role, self.model_id, prompt_tokens, completion_tokens, cached=False)
 
+    def _count_retry(self) -> None:
+        self.meter.record_retry(self.role, self.model_id)
+
+    def _hooks(self) -> None:
+        """In this task's context: the backend's unusable replies bill this role, and its retries count for it."""
+        UNUSABLE_USAGE.set(self._count_unusable)
+        RETRIED.set(self._count_retry)
+
     async def _backend_generate(self, requests: list[Messages], params: SamplingParams) -> list[Completion]:
-        UNUSABLE_USAGE.set(self._count_unusable)  # this task's context: the backend's retries bill this role
+        self._hooks()
         if self.batch_size <= 1:
             return await self.inner.generate(requests, params)
         batcher = self._coalescer("g:" + params.model_dump_json(), lambda batch: self.inner.generate(batch, params))
         return await batcher.submit(requests)
 
     async def _backend_choice(self, request: Messages, options: Sequence[str]) -> ChoiceProbs:
-        UNUSABLE_USAGE.set(self._count_unusable)
+        self._hooks()
         batch_fn = getattr(self.inner, "choice_logprobs_batch", None)
         if self.batch_size <= 1 or batch_fn is None:
             return await self.inner.choice_logprobs(request, options)
@@ -55,18 +66,19 @@ class ManagedModel(ChatModel):
 
     async def generate(self, requests: Sequence[Messages], params: SamplingParams) -> list[Completion]:
         payload = params.model_dump(mode="json")
-        keys = [cache_key("generate", self.model_id, [list(r), payload]) for r in requests]
-        hits = self.cache.get_many(keys) if self.cache is not None else {}
+        payloads = [[list(r), payload] for r in requests]
+        keys, hits = self.cache.lookup("generate", self, payloads) if self.cache is not None \
+            else ([""] * len(requests), [None] * len(requests))
         results: list[Completion | None] = [None] * len(requests)
-        for i, key in enumerate(keys):
-            if key in hits and str(hits[key].get("text") or "").strip():  # an empty text is never an answer
-                results[i] = Completion(**{**hits[key], "cached": True})
+        for i, hit in enumerate(hits):
+            if hit is not None and str(hit.get("text") or "").strip():  # an empty text is never an answer
+                results[i] = Completion(**{**hit, "cached": True})
                 self.meter.record(self.role, self.model_id, 0, 0, cached=True)
         todo = [i for i, r in enumerate(results) if r is None]
         if todo:
             self.meter.check()
             fresh = await self._backend_generate([requests[i] for i in todo], params)
-            rows, empty = [], 0
+            rows, empty, url = [], 0, endpoint_url(self)
             for i, completion in zip(todo, fresh):
                 self.meter.record(self.role, self.model_id, completion.prompt_tokens, completion.completion_tokens,
                                   cached=False, estimated=completion.usage_estimated,
@@ -75,7 +87,7 @@ class ManagedModel(ChatModel):
                     empty += 1
                     continue
                 results[i] = completion
-                rows.append((keys[i], "generate", self.model_id, _row(completion)))
+                rows.append((keys[i], "generate", self.model_id, _row(completion), url))
             if self.cache is not None:
                 self.cache.put_soon(rows)
             if empty:
@@ -83,18 +95,17 @@ class ManagedModel(ChatModel):
         return results  # type: ignore[return-value]
 
     async def choice_logprobs(self, request: Messages, options: Sequence[str]) -> ChoiceProbs:
-        key = cache_key("choice_logprobs", self.model_id, [list(request), list(options)])
-        hit = self.cache.get_many([key]).get(key) if self.cache is not None else None
-        if hit is not None:
+        keys, hits = self.cache.lookup("choice_logprobs", self, [[list(request), list(options)]]) \
+            if self.cache is not None else ([""], [None])
+        if hits[0] is not None:
             self.meter.record(self.role, self.model_id, 0, 0, cached=True)
-            return ChoiceProbs(**{**hit, "cached": True})
+            return ChoiceProbs(**{**hits[0], "cached": True})
         self.meter.check()
         result = await self._backend_choice(request, options)
         self.meter.record(self.role, self.model_id, result.prompt_tokens, 1, cached=False,
                           estimated=result.usage_estimated, batched=result.batched)
         if self.cache is not None:
-            value = _row(result)
-            self.cache.put_soon([(key, "choice_logprobs", self.model_id, value)])
+            self.cache.put_soon([(keys[0], "choice_logprobs", self.model_id, _row(result), endpoint_url(self))])
         return result
 
     async def aclose(self) -> None:

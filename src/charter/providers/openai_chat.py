@@ -1,8 +1,8 @@
 """OpenAI and OpenAI-compatible servers (vLLM, llama.cpp server, TGI) through the official SDK.
 
-`openai:<model>` reads its key from OPENAI_API_KEY; `openai-compatible:<model>@<base_url>` uses
-OPENAI_API_KEY when set and a placeholder otherwise (local servers want none). Every request runs
-through the model's `Limiter`; the SDK's own retries are off.
+`openai:<model>` sends OPENAI_API_KEY to api.openai.com and only there; `openai-compatible:<model>@<base_url>`
+sends the key in the variable its role names (`api_key_env`), else a placeholder (local servers want none). See
+charter.providers.endpoints. Every request runs through the model's `Limiter`; the SDK's own retries are off.
 """
 
 from __future__ import annotations
@@ -10,19 +10,16 @@ from __future__ import annotations
 import asyncio
 import json
 import math
-import os
 from typing import Any, Awaitable, Sequence
 
-from charter.errors import LogprobsUnsupported, MissingAPIKey, MissingExtra
+from charter.errors import LogprobsUnsupported, MissingExtra
 from charter.providers.base import (
     ChoiceProbs, Completion, Limits, MalformedReply, Messages, SamplingParams, SDKChatModel, bill_unusable,
     normalise,
 )
+from charter.providers.endpoints import resolve_endpoint
 from charter.providers.limits import Limiter, estimate_tokens, gather_all
 
-KEY_VARIABLE = "OPENAI_API_KEY"
-#: What a compatible server gets when no key is set: vLLM and llama.cpp accept anything.
-PLACEHOLDER_KEY = "EMPTY"
 TOP_LOGPROBS = 20
 
 
@@ -40,7 +37,10 @@ def option_token(token: str) -> str:
 
 
 class OpenAIModel(SDKChatModel):
-    """A chat model behind OpenAI's chat completions API."""
+    """A chat model behind OpenAI's chat completions API.
+
+    Options: `base_url` (`openai:` only; default OPENAI_BASE_URL, else OpenAI's API: any other host needs
+    `api_key_env`); `extra_body` (merged into each request)."""
 
     provider = "openai"
     supports_logprobs = True
@@ -51,25 +51,31 @@ class OpenAIModel(SDKChatModel):
         limits: Limits | None = None,
         base_url: str | None = None,
         compatible: bool = False,
+        api_key_env: str | None = None,
         **options: Any,
     ) -> None:
         super().__init__(name)
         if compatible:
             self.provider = "openai-compatible"  # type: ignore[misc]
-        self.base_url, self.compatible = base_url, compatible
+        self.compatible = compatible
         self.limits = limits or Limits()
         self.extra_body: dict[str, Any] = dict(options.get("extra_body") or {})
         self._sdk = _sdk()
-        key = os.environ.get(KEY_VARIABLE, "")
-        if not key and not compatible:
-            raise MissingAPIKey(KEY_VARIABLE, "openai")
-        self._key = key or PLACEHOLDER_KEY
-        self.limiter = Limiter(self.limits, self.model_id, transient=(self._sdk.APIConnectionError,), secrets=[key])
+        self.endpoint = resolve_endpoint(self.provider, base_url, api_key_env)
+        self._key = self.endpoint.key()
+        self.limiter = Limiter(self.limits, self.model_id, transient=(self._sdk.APIConnectionError,),
+                               secrets=[self._key])
+
+    @property
+    def base_url(self) -> str:
+        return self.endpoint.url
 
     def new_client(self) -> Any:
-        return self._sdk.AsyncOpenAI(
-            api_key=self._key, base_url=self.base_url, max_retries=0, timeout=self.limits.timeout_s
-        )
+        client = self._sdk.AsyncOpenAI(api_key=self._key, base_url=self.endpoint.url, max_retries=0,
+                                       timeout=self.limits.timeout_s)
+        if not self.endpoint.official:  # the SDK's organization, project and admin key are OpenAI's, not this host's
+            client.organization = client.project = client.admin_api_key = None
+        return client
 
     def _length_cap(self, max_tokens: int) -> dict[str, int]:
         # OpenAI's newer models take only max_completion_tokens; many compatible servers only max_tokens.

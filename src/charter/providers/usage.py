@@ -44,6 +44,7 @@ class Tally:
     completion_tokens: int = 0
     cost_usd: float = 0.0
     estimated: int = 0
+    retries: int = 0
 
 
 Sink = Callable[[UsageRow], None]
@@ -92,6 +93,24 @@ class UsageMeter:
                                  completion_tokens=completion_tokens, cost_usd=cost, estimated=int(estimated))
         if self.sink is not None:
             self.sink(event)
+
+    def record_retry(self, role: str, model_id: str) -> None:
+        """Count a request sent again after a failure worth retrying."""
+        with self._lock:
+            self.tallies[(role, model_id)].retries += 1
+        if self.sink is not None:
+            self.sink(UsageRow(role=role, model=model_id, retries=1))
+
+    def describe(self) -> str:
+        """Calls, cache hits, retries and cost so far, in a few words (for progress lines)."""
+        tallies = list(self.tallies.values())
+        calls, cached = sum(t.calls for t in tallies), sum(t.cached for t in tallies)
+        return (f"{calls} calls ({cached} cached), {sum(t.retries for t in tallies)} retries, "
+                f"${self.prior_cost + self.total_cost:.4f}")
+
+    @property
+    def total_retries(self) -> int:
+        return sum(t.retries for t in self.tallies.values())
 
     @property
     def total_cost(self) -> float:

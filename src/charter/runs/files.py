@@ -18,14 +18,16 @@ RUN_DIR/
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import sqlite3
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Literal
 
 import yaml
 
-from charter.errors import DatasetError
+from charter.errors import DatasetError, RunStoreError, file_error
 from charter.records import PreferenceRow, SFTRow
 from charter.runs.store import STORE_FILE
 from charter.tables import arrow_schema, atomic_write, keep_rows, parquet_rows, read_jsonl, read_parquet, \
@@ -38,6 +40,21 @@ REPORT_MD, REPORT_HTML = "report.md", "report.html"
 AGREEMENT_MD, RELIABILITY_PNG = "agreement.md", "reliability.png"
 WINRATE_JSON = "winrate.json"
 AUDIT_MD, AUDIT_JSON = "audit.md", "audit.json"
+
+
+@contextlib.contextmanager
+def run_dir_errors(run_dir: str | Path, action: str) -> Iterator[None]:
+    """Turn a file-system error met while writing a run directory's files into one line: the directory removed
+    under a running run, or the path and what was wanted (create, write, read) and why."""
+    try:
+        yield
+    except (OSError, sqlite3.OperationalError) as exc:
+        if not (Path(run_dir) / STORE_FILE).exists():
+            raise RunStoreError(f"{run_dir}: the run directory was removed (or moved) while the run was writing it; "
+                                "what it held is gone: start the run again") from None
+        if isinstance(exc, sqlite3.OperationalError):
+            raise RunStoreError(f"{Path(run_dir) / STORE_FILE}: cannot {action}: {exc}") from None
+        raise file_error(exc, action, run_dir) from None
 
 
 class RunFiles:

@@ -14,8 +14,8 @@ Tables (records as JSON in `record` columns; see charter.records):
   failures(id, stage, item_id, fingerprint, kind, error, raw, attempts, session, resolved, created_at)
                                                      a failed item per run session; resolved when it succeeds
   stages(stage, status, started_at, finished_at, counts)
-  usage_events(id, role, model, calls, cached, prompt_tokens, completion_tokens, cost_usd, estimated, created_at)
-                                                     one row per call, written as the calls finish
+  usage_events(id, role, model, calls, cached, prompt_tokens, completion_tokens, cost_usd, estimated, created_at,
+               retries)                              one row per call (or retry), written as the calls finish
   config_history(id, changed_at, changes, fingerprints)
   spot_sample, human_labels, label_events            the human spot checks (charter.runs.labels)
 """
@@ -23,6 +23,7 @@ Tables (records as JSON in `record` columns; see charter.records):
 from __future__ import annotations
 
 import json
+import sqlite3
 import threading
 import time
 from pathlib import Path
@@ -30,8 +31,8 @@ from typing import Any, Iterable, Iterator, Mapping, Sequence, TypeVar
 
 from pydantic import BaseModel
 
-from charter.errors import RunStoreError
-from charter.storage import connect
+from charter.errors import RunStoreError, StorageError
+from charter.storage import Schema, open_versioned, script_statements, tables, user_version
 from charter.records import (
     CalibrationMap, Chain, Failure, Fingerprints, Judgment, Pair, Prompt, Record, Sample, UsageRow,
 )
@@ -39,9 +40,13 @@ from charter.records import (
 STORE_FILE = "run.sqlite"
 #: SQL: the prompt is in the prompt set in use
 ACTIVE = "prompt_id IN (SELECT prompt_id FROM prompts WHERE active = 1)"
-SCHEMA_VERSION = 2
+#: The store's schema version (kept in `PRAGMA user_version`, and in meta `schema_version`, where releases before
+#: 3 look for it and refuse any other). Each change adds a step to `STORE_SCHEMA.steps`; the test fixture written
+#: by an earlier release is opened, upgraded and resumed after every change (tests/runs/test_upgrade.py).
+SCHEMA_VERSION = 3
 R = TypeVar("R", bound=BaseModel)
 
+#: The tables as schema 2 made them; a new store is made at 2 and brought forward by the steps, like an old one.
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT);
 CREATE TABLE IF NOT EXISTS prompts (prompt_id TEXT PRIMARY KEY, idx INTEGER, active INTEGER DEFAULT 1, record TEXT);
@@ -81,6 +86,34 @@ CREATE INDEX IF NOT EXISTS judgments_by_settings ON judgments (fingerprint, stat
 """
 
 
+def _found(db: Any) -> int | None:
+    """The schema version of a store file; None for a file with no tables yet."""
+    version = user_version(db)
+    if version:
+        return version
+    names = tables(db)
+    if not names:
+        return None
+    row = db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone() if "meta" in names else None
+    return int(json.loads(row[0])) if row else 1
+
+
+def _mark(db: Any, version: int) -> None:
+    db.execute("INSERT OR REPLACE INTO meta VALUES ('schema_version', ?)", (json.dumps(version),))
+
+
+def _to_3(db: Any) -> None:
+    """3: retries counted per call in the usage (a store of 2 may predate some of its tables: made here)."""
+    for statement in script_statements(SCHEMA):
+        db.execute(statement)
+    db.execute("ALTER TABLE usage_events ADD COLUMN retries INTEGER DEFAULT 0")
+    _mark(db, 3)
+
+
+STORE_SCHEMA = Schema(what="run store", version=SCHEMA_VERSION, base=SCHEMA + "INSERT OR REPLACE INTO meta VALUES "
+                      "('schema_version', '2');", base_version=2, steps={2: _to_3}, found=_found)
+
+
 class StoredFailure(Record):
     """A failure as the store keeps it: which stage and item, under which settings, in which run session."""
 
@@ -111,31 +144,12 @@ class RunStore:
         self.path = self.run_dir / STORE_FILE
         if not self.path.exists() and not create:
             raise RunStoreError(f"{self.run_dir}: not a charter run directory (no {STORE_FILE})")
-        fresh = not self.path.exists()
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self._lock = threading.RLock()
-        self.db = connect(self.path)
-        self._check_version(fresh)
-        # A new store's tables and its schema version are one transaction: a reader (or a resume after kill -9)
-        # never finds tables without the version, which reads as a store of another version.
-        version = "INSERT OR REPLACE INTO meta VALUES ('schema_version', '{}');".format(json.dumps(SCHEMA_VERSION))
-        with self._lock:
-            self.db.executescript(f"BEGIN; {SCHEMA} {version if fresh else ''} COMMIT;")
-
-    def _check_version(self, fresh: bool) -> None:
-        if fresh:
-            return
-        tables = {row[0] for row in self.db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
-        version = None
-        if "meta" in tables:
-            row = self.db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
-            version = json.loads(row[0]) if row else None
-        if tables and version != SCHEMA_VERSION:
-            self.db.close()
-            raise RunStoreError(
-                f"{self.path}: made by another version of charter (store schema {version or 1}, this one reads "
-                f"{SCHEMA_VERSION}); start the run in a new output_dir"
-            )
+        try:  # a store of an older release is upgraded (a copy of it kept beside it); a newer one is refused
+            self.db = open_versioned(self.path, STORE_SCHEMA)
+        except StorageError as exc:
+            raise RunStoreError(str(exc)) from None
 
     # -- generic -------------------------------------------------------------------------------
     def execute(self, sql: str, params: Iterable[Any] | Mapping[str, Any] = ()) -> list[tuple]:
@@ -245,6 +259,25 @@ class RunStore:
         rows = self.execute("SELECT changed_at, changes, fingerprints FROM config_history ORDER BY id")
         return [ConfigChange(changed_at=at, changes=json.loads(changes), fingerprints=Fingerprints.model_validate_json(fp))
                 for at, changes, fp in rows]
+
+    def rename_fingerprints(self, renamed: Mapping[str, str]) -> dict[str, int]:
+        """Move the items stored under each old fingerprint to its new one, in one transaction (a run made by an
+        earlier release whose fingerprints name its settings differently). Returns the rows moved per table."""
+        moves = (("chains", "fingerprint", "$.fingerprint"), ("samples", "fingerprint", "$.fingerprint"),
+                 ("judgments", "fingerprint", "$.fingerprint"), ("pairs", "source_fingerprint", "$.source_fingerprint"),
+                 ("failures", "fingerprint", None))
+
+        def work(db: Any) -> dict[str, int]:
+            moved: dict[str, int] = {}
+            for old, new in renamed.items():
+                for table, column, path in moves:
+                    record = f", record = json_set(record, '{path}', :new)" if path else ""
+                    cursor = db.execute(f"UPDATE {table} SET {column} = :new{record} WHERE {column} = :old",
+                                        {"old": old, "new": new})
+                    moved[table] = moved.get(table, 0) + cursor.rowcount
+            return moved
+
+        return self.transaction(work)
 
     def older_items(self, fingerprints: Fingerprints) -> dict[str, int]:
         """How many chains, samples and judgments were made under settings no longer in effect."""
@@ -451,13 +484,13 @@ class RunStore:
         """Append usage (one row per call, or a tally of many) in one transaction."""
         now = time.time()
         self.write("INSERT INTO usage_events (role, model, calls, cached, prompt_tokens, completion_tokens, cost_usd,"
-                   " estimated, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                   " estimated, retries, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                    ((r.role, r.model, r.calls, r.cached, r.prompt_tokens, r.completion_tokens, r.cost_usd, r.estimated,
-                     now) for r in rows))
+                     r.retries, now) for r in rows))
 
     def usage(self) -> list[UsageRow]:
         """Usage per (role, model), summed over every call every process of the run recorded."""
-        sums = ("calls", "cached", "prompt_tokens", "completion_tokens", "cost_usd", "estimated")
+        sums = ("calls", "cached", "prompt_tokens", "completion_tokens", "cost_usd", "estimated", "retries")
         rows = self.execute(f"SELECT role, model, {', '.join(f'SUM({c})' for c in sums)} FROM usage_events"
                             " GROUP BY role, model ORDER BY role, model")
         return [UsageRow(role=r[0], model=r[1], **dict(zip(sums, r[2:]))) for r in rows]
@@ -490,6 +523,24 @@ class RunStore:
         keys = ("batch_id", "model", "state", "requests", "submitted_at", "updated_at")
         found = [dict(zip(keys, row)) for row in rows]
         return [b for b in found if b["state"] not in ENDED] if open_only else found
+
+
+def peek_meta(run_dir: str | Path, *keys: str) -> dict[str, Any]:
+    """Meta values of a run's store, read without opening it for writing (nor upgrading it): for checks made before a
+    run writes anything. Missing keys are absent; an unreadable store gives {}."""
+    path = Path(run_dir) / STORE_FILE
+    if not path.is_file():
+        return {}
+    marks = ",".join("?" * len(keys))
+    try:
+        db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+        try:
+            rows = db.execute(f"SELECT key, value FROM meta WHERE key IN ({marks})", keys).fetchall()
+        finally:
+            db.close()
+    except sqlite3.Error:
+        return {}
+    return {k: json.loads(v) for k, v in rows}
 
 
 def open_store(run_dir: str | Path) -> RunStore:

@@ -87,7 +87,7 @@ async def synthesize_async(config: SynthConfig, output: Path, *, seeds: PromptsC
                            on_round: Any = None) -> SynthResult:
     """Run a synthesis job and write its files. `writer` is a ChatModel to use (not closed here); by default the
     config's writer is built, with the call cache at `cache`."""
-    from charter.providers import CallCache, create_backend, get_model
+    from charter.providers import CallCache, get_model
 
     loaded = load_prompts(config.seeds or seeds or PromptsConfig(bundled=True)).rows
     if not loaded:
@@ -98,7 +98,7 @@ async def synthesize_async(config: SynthConfig, output: Path, *, seeds: PromptsC
     own = writer is None
     if own:
         role = config.writer
-        writer = get_model(create_backend(role.model, role.limits, **role.options),
+        writer = get_model(role.backend(),
                            cache=CallCache(Path(cache).expanduser()) if cache else None, role="synth")
     try:
         result = await Synthesizer(config, loaded, const, writer, on_round=on_round).run()

@@ -216,7 +216,7 @@ class Synthesizer:
         kept: dict[str, list[dict[str, Any]]] = {b.name: [] for b in self.buckets}
         calls = {b.name: 0 for b in self.buckets}
         waterfall: Counter[str] = Counter()
-        fp = synth_fingerprint(config, self.writer.model_id, self.constitution, self.seeds)
+        fp = synth_fingerprint(config, self.writer.served_id, self.constitution, self.seeds)
         candidates = 0
         while True:
             planned = []

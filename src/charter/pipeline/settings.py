@@ -1,0 +1,64 @@
+"""The settings of a run config as the store, the report and the card name them: its model roles, the label each
+model goes by, the fingerprints of its items and `DatasetSettings`."""
+
+from __future__ import annotations
+
+from charter.constitutions import Constitution
+from charter.critique.chain import chain_fingerprint
+from charter.pipeline.config import RoleConfig, RunConfig
+from charter.preference.judge import judge_fingerprint
+from charter.preference.manifest import ConstitutionInfo, DatasetSettings
+from charter.preference.pairs import samples_fingerprint
+from charter.providers import parse_model_string
+from charter.providers.endpoints import served_id
+from charter.records import Fingerprints, fingerprint
+
+
+def run_roles(config: RunConfig) -> dict[str, RoleConfig]:
+    """The model roles a run uses, by name (the synth stage's writer where the run synthesizes)."""
+    roles = {"policy": config.policy, "critic": config.critic_role, "judge": config.judge}
+    if "synth" in config.stages and config.synth is not None:
+        roles["synth"] = config.synth.writer
+    return roles
+
+
+def model_label(role: RoleConfig) -> str:
+    """A role's model as fingerprints name it: its `served_id` (provider:name, and the normalised base URL when it
+    is not its provider's own API, so another server makes new items), or for a local model its `model_id`, which
+    adds the precision its weights run in when that is not float32 (bfloat16 changes outputs)."""
+    spec = parse_model_string(role.model)
+    if spec.provider == "local":
+        return role.backend().model_id
+    return served_id(f"{spec.provider}:{spec.name}", role.endpoint())
+
+
+def run_fingerprints(config: RunConfig, constitution: Constitution) -> Fingerprints:
+    """The fingerprints of a config's settings: chains, samples, judgments and the dataset."""
+    policy, critic, judge_model = (model_label(r) for r in (config.policy, config.critic_role, config.judge))
+    critique = chain_fingerprint(config.critique, constitution, policy, config.policy.params,
+                                 critic, config.critic_role.params, config.seed) \
+        if "revision" in config.pairs.kinds else None
+    samples = samples_fingerprint(constitution, policy, config.samples_params(), config.pairs.k) \
+        if "samples" in config.pairs.kinds else None
+    judge = judge_fingerprint(config.judge.settings(), judge_model, constitution, config.seed)
+    data = fingerprint({"critique": critique, "samples": samples, "judge": judge,
+                        "pairs": config.pairs.model_dump(mode="json"), "filters": config.filters.model_dump(mode="json")})
+    return Fingerprints(critique=critique, samples=samples, judge=judge, dataset=data)
+
+
+def dataset_settings(config: RunConfig, constitution: Constitution, run_id: str, created_at: str) -> DatasetSettings:
+    """Every setting that shapes this config's rows, for the store, the report and the card."""
+    fingerprints = run_fingerprints(config, constitution)
+    judge = config.judge.settings()
+    return DatasetSettings(
+        run_id=run_id, created_at=created_at,
+        constitution=ConstitutionInfo(name=constitution.name, version=constitution.version, hash=constitution.hash,
+                                      principles=constitution.principle_ids),
+        fingerprints=fingerprints,
+        models={"policy": model_label(config.policy), "critic": model_label(config.critic_role),
+                "judge": model_label(config.judge)},
+        sampling={"policy": config.policy.params, "critic": config.critic_role.params, "judge": judge.sampling(),
+                  **({"samples": config.samples_params()} if fingerprints.samples else {})},
+        critique=config.critique if fingerprints.critique else None, judge=judge, pairs=config.pairs,
+        filters=config.filters, seed=config.seed,
+    )
