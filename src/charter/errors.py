@@ -39,7 +39,13 @@ class ArgumentError(CharterError):
 
 
 class ConfigError(CharterError):
-    """A config or YAML file is malformed; the message names file:line:column and key."""
+    """A config or YAML file is malformed; the message names file:line:column and key. Several errors found at
+    once (every error of one validation) are one line each: `lines`, which the CLI prints one per line."""
+
+    def __init__(self, message: str | list[str]) -> None:
+        lines = [message] if isinstance(message, str) else list(message)
+        super().__init__("; ".join(lines))
+        self.lines = [" ".join(line.split()) for line in lines]
 
 
 class ConstitutionError(ConfigError):

@@ -3,8 +3,6 @@ from a file, a Hugging Face dataset, the bundled set or the config itself."""
 
 from __future__ import annotations
 
-import csv
-import io
 import itertools
 import hashlib
 import json
@@ -18,7 +16,7 @@ from pydantic import Field, model_validator
 from charter.errors import ConfigError
 from charter.messages import as_messages
 from charter.records import Message, Prompt, as_dicts
-from charter.tables import decode_utf8, iter_jsonl
+from charter.tables import iter_csv, iter_jsonl
 from charter.yamlio import ConfigModel
 
 CHARS_PER_TOKEN = 4
@@ -99,9 +97,7 @@ def _read_file(path: Path) -> Iterator[tuple[int, dict]]:
 
 
 def _read_csv(path: Path) -> Iterator[tuple[int, dict]]:
-    text = decode_utf8(path.read_bytes(), path, ConfigError)
-    for line_no, row in enumerate(csv.DictReader(io.StringIO(text, newline="")), 2):
-        yield line_no, row
+    return iter_csv(path, ConfigError)  # strict: a stray quote is an error naming its line, not merged rows
 
 
 def _read_hf(config: PromptsConfig) -> Iterator[tuple[int, dict]]:

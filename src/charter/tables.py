@@ -6,6 +6,8 @@ a rename), so a reader never sees half a file.
 
 from __future__ import annotations
 
+import csv
+import io
 import itertools
 import json
 import os
@@ -56,6 +58,35 @@ def iter_jsonl(path: str | Path, error: type[CharterError] = DatasetError) -> It
             if not isinstance(row, dict):
                 raise error(f"{path}:{number}:1: expected a JSON object per line")
             yield number, row
+
+
+def iter_csv(path: str | Path, error: type[CharterError] = DatasetError) -> Iterator[tuple[int, dict]]:
+    """(line number where the row starts, row by header) for each row of a CSV file with a header, parsed strictly:
+    an unbalanced quote, text after a closing quote or a row with another number of fields than the header is one
+    `error` naming the file and line (a lenient reader would silently merge the rows after a stray quote)."""
+    path = Path(path)
+    text = decode_utf8(path.read_bytes(), path, error)
+    reader = csv.reader(io.StringIO(text, newline=""), strict=True)
+    header: list[str] | None = None
+    start = 1
+    try:
+        for row in reader:
+            line, start = start, reader.line_num + 1
+            if not row:
+                continue
+            if header is None:
+                header = row
+                continue
+            if len(row) != len(header):
+                raise error(f"{path}:{line}: {len(row)} fields where the header has {len(header)} (an unquoted "
+                            "comma, or a quote that is not closed where it should be?)")
+            yield line, dict(zip(header, row))
+    except csv.Error as exc:
+        if "unexpected end of data" in str(exc):
+            raise error(f"{path}:{start}: a quoted field that starts here is never closed (an unbalanced \")") \
+                from None
+        raise error(f"{path}:{start}: not valid CSV: {exc} (a quote inside a quoted field is written \"\")") \
+            from None
 
 
 def read_jsonl(path: str | Path, error: type[CharterError] = DatasetError) -> list[dict]:

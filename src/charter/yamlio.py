@@ -1,12 +1,18 @@
 """YAML into pydantic models, with errors that point at file:line:column and the key.
 
-Defaults come from the model, then the YAML file, then `--set key=value` overrides.
+Defaults come from the model, then the YAML file, then `--set key=value` overrides. Anchors, aliases and merge keys
+(`<<: *anchor`) work, with every key keeping its line; top-level `x-` keys hold blocks to share and are not settings.
+Every error of a validation is reported, one per line, an unknown key with the known one it is closest to; an error
+in an override's value names the override.
 """
 
 from __future__ import annotations
 
+import difflib
+import types
+import typing
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypeVar, Union
 
 import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError
@@ -25,22 +31,49 @@ class ConfigModel(BaseModel):
 Positions = dict[tuple, tuple[int, int]]
 
 
+MERGE_TAG = "tag:yaml.org,2002:merge"
+#: Top-level keys that start with this are the file's own (as in Docker Compose): blocks to share through anchors
+#: and merge keys (`x-common: &common {...}`, then `critic: {<<: *common}`), not settings.
+EXTENSION_PREFIX = "x-"
+
+
 def _construct(node: yaml.Node, path: tuple, positions: Positions) -> Any:
     positions.setdefault(path, (node.start_mark.line + 1, node.start_mark.column + 1))
     if isinstance(node, yaml.MappingNode):
-        out: dict[Any, Any] = {}
-        for key_node, value_node in node.value:
-            key = key_node.value
-            if key in out:
-                line, col = key_node.start_mark.line + 1, key_node.start_mark.column + 1
-                raise _DuplicateKey(key, line, col)
-            positions[path + (key,)] = (key_node.start_mark.line + 1, key_node.start_mark.column + 1)
-            out[key] = _construct(value_node, path + (key,), positions)
-        return out
+        return _mapping(node, path, positions)
     if isinstance(node, yaml.SequenceNode):
         return [_construct(item, path + (i,), positions) for i, item in enumerate(node.value)]
     loader = yaml.SafeLoader("")
     return loader.construct_object(node, deep=True)
+
+
+def _mapping(node: yaml.MappingNode, path: tuple, positions: Positions) -> dict[Any, Any]:
+    """A mapping with its merge keys (`<<: *anchor`, `<<: [*a, *b]`) flattened: merged keys first (an earlier
+    source wins over a later one), then the mapping's own keys, which override them. Every key keeps the line and
+    column where it is written (a merged key, in its anchor)."""
+    merged: dict[Any, Any] = {}
+    own: dict[Any, Any] = {}
+    for key_node, value_node in node.value:
+        if key_node.tag == MERGE_TAG:
+            sources = value_node.value if isinstance(value_node, yaml.SequenceNode) else [value_node]
+            for source in sources:
+                if not isinstance(source, yaml.MappingNode):
+                    line, col = source.start_mark.line + 1, source.start_mark.column + 1
+                    raise _BadMerge(line, col)
+                for key, value in _construct(source, path, positions).items():
+                    merged.setdefault(key, value)
+            continue
+        key = key_node.value
+        if key in own:
+            raise _DuplicateKey(key, key_node.start_mark.line + 1, key_node.start_mark.column + 1)
+        positions[path + (key,)] = (key_node.start_mark.line + 1, key_node.start_mark.column + 1)
+        own[key] = _construct(value_node, path + (key,), positions)
+    return {**merged, **own}
+
+
+class _BadMerge(Exception):
+    def __init__(self, line: int, col: int) -> None:
+        self.line, self.col = line, col
 
 
 class LocatedValueError(ValueError):
@@ -93,6 +126,9 @@ def parse_yaml(text: str, source: str = "<string>") -> tuple[Any, Positions]:
         return _construct(node, (), positions), positions
     except _DuplicateKey as dup:
         raise ConfigError(f"{source}:{dup.line}:{dup.col}: duplicate key '{dup.key}'") from None
+    except _BadMerge as bad:
+        raise ConfigError(f"{source}:{bad.line}:{bad.col}: a merge key (<<) takes a mapping or a list of "
+                          "mappings (an anchor: <<: *name)") from None
 
 
 def locate(positions: Positions, loc: tuple) -> tuple[int, int] | None:
@@ -111,23 +147,96 @@ def dotted(loc: tuple) -> str:
     return out or "(top level)"
 
 
-def validation_message(exc: ValidationError, source: str, positions: Positions) -> str:
-    """The first validation error as one line: file:line:col: key: message."""
-    err = exc.errors()[0]
-    loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and p.startswith("function-")))
-    loc += getattr((err.get("ctx") or {}).get("error"), "loc", ())
-    pos = locate(positions, loc)
-    where = f"{source}:{pos[0]}:{pos[1]}" if pos else source
-    msg = err["msg"]
-    if err["type"] == "extra_forbidden":
-        msg = "unknown key"
-    elif err["type"] == "missing":
-        msg = "required key is missing"
-    elif err["type"] == "value_error":
-        msg = msg.removeprefix("Value error, ")
-    more = len(exc.errors()) - 1
-    suffix = f" (and {more} more error{'s' if more > 1 else ''})" if more else ""
-    return f"{where}: {dotted(loc)}: {msg}{suffix}"
+def validation_lines(exc: ValidationError, source: str, positions: Positions, model: type[BaseModel] | None = None,
+                     overrides: dict[tuple, str] | None = None) -> list[str]:
+    """Every error of a validation, one line each: `file:line:col: key: message`, or `--set key=value: message` for
+    an error in a value an override gave. An unknown key gets a "did you mean" from the keys known there; unknown
+    keys come first (a misspelt key is also reported as the key it should have been, missing)."""
+    lines: list[tuple[int, str]] = []
+    for err in exc.errors():
+        loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and p.startswith("function-")))
+        loc += getattr((err.get("ctx") or {}).get("error"), "loc", ())
+        override = _override_of(loc, overrides or {})
+        msg, first = err["msg"], 1
+        if err["type"] == "extra_forbidden":
+            msg, first = _unknown_key(loc, model, under=override is not None), 0
+        elif err["type"] == "missing":
+            msg = "required key is missing"
+        elif err["type"] == "value_error":
+            msg = msg.removeprefix("Value error, ")
+        if override is not None:
+            said = msg if err["type"] == "extra_forbidden" else f"{dotted(loc)}: {msg}"
+            lines.append((first, f"--set {override}: {said}"))
+            continue
+        pos = locate(positions, loc)
+        lines.append((first, f"{source}:{pos[0]}:{pos[1]}: {dotted(loc)}: {msg}" if pos else
+                      f"{source}: {dotted(loc)}: {msg}"))
+    seen: list[str] = []
+    for _, line in sorted(lines, key=lambda item: item[0]):
+        if line not in seen:
+            seen.append(line)
+    return seen
+
+
+def validation_message(exc: ValidationError, source: str, positions: Positions,
+                       model: type[BaseModel] | None = None) -> str:
+    """Every validation error on one line, `; ` between them (see `validation_lines`)."""
+    return "; ".join(validation_lines(exc, source, positions, model))
+
+
+def _unknown_key(loc: tuple, model: type[BaseModel] | None, under: bool) -> str:
+    key, parent = loc[-1] if loc else "", loc[:-1]
+    known = fields_at(model, parent) if model is not None else []
+    close = difflib.get_close_matches(str(key), known, n=1, cutoff=0.6)
+    hint = f" (did you mean '{close[0]}'?)" if close else ""
+    if under:
+        where = f" under {dotted(parent)}" if parent else ""
+        return f"unknown key '{key}'{where}{hint}"
+    return f"unknown key{hint}"
+
+
+def _override_of(loc: tuple, overrides: dict[tuple, str]) -> str | None:
+    """The `--set` item that gave the value at `loc`, if one did (its path is a prefix of `loc`, or `loc` of it)."""
+    for path, item in overrides.items():
+        if loc[: len(path)] == path or path[: len(loc)] == loc and loc:
+            return item
+    return None
+
+
+def fields_at(model: type[BaseModel], loc: tuple) -> list[str]:
+    """The keys a config model accepts at `loc` (a path of keys and list indexes), for "did you mean"."""
+    node: Any = model
+    for part in loc:
+        step = _step(node, part)
+        if step is not None:
+            node = step
+        # else: a part pydantic adds for a union member (its type's name): stay where we are
+    return sorted({name for member in _members(node) if _is_model(member) for name in member.model_fields})
+
+
+def _members(tp: Any) -> list[Any]:
+    origin = typing.get_origin(tp)
+    if origin is typing.Annotated:
+        return _members(typing.get_args(tp)[0])
+    if origin in (Union, types.UnionType):
+        return [m for arg in typing.get_args(tp) for m in _members(arg)]
+    return [tp]
+
+
+def _is_model(tp: Any) -> bool:
+    return isinstance(tp, type) and issubclass(tp, BaseModel)
+
+
+def _step(tp: Any, part: Any) -> Any:
+    for member in _members(tp):
+        origin = typing.get_origin(member)
+        if isinstance(part, int) and origin in (list, tuple, set, frozenset):
+            return typing.get_args(member)[0]
+        if isinstance(part, str) and _is_model(member) and part in member.model_fields:
+            return member.model_fields[part].annotation
+        if isinstance(part, str) and origin is dict:
+            return typing.get_args(member)[1]
+    return None
 
 
 def parse_value(raw: str) -> Any:
@@ -138,13 +247,17 @@ def parse_value(raw: str) -> Any:
         return raw
 
 
+def _split_override(item: str) -> tuple[tuple[str, ...], str]:
+    if "=" not in item:
+        raise ArgumentError("overrides", f"{item!r}: expected key=value", option="--set")
+    key, raw = item.split("=", 1)
+    return tuple(key.strip().split(".")), raw
+
+
 def apply_overrides(data: dict, overrides: list[str] | None) -> dict:
     """Apply `key.sub=value` overrides to nested dicts, creating levels as needed."""
     for item in overrides or []:
-        if "=" not in item:
-            raise ArgumentError("overrides", f"{item!r}: expected key=value", option="--set")
-        key, raw = item.split("=", 1)
-        parts = key.strip().split(".")
+        parts, raw = _split_override(item)
         node = data
         for part in parts[:-1]:
             nxt = node.get(part)
@@ -156,12 +269,19 @@ def apply_overrides(data: dict, overrides: list[str] | None) -> dict:
     return data
 
 
-def model_from_data(model: type[M], data: Any, source: str, positions: Positions | None = None) -> M:
-    """Validate plain data into `model`, raising one-line `ConfigError`s."""
+def override_paths(overrides: list[str] | None) -> dict[tuple, str]:
+    """The key path each `--set` item gives a value at (a later item for the same path wins)."""
+    return {_split_override(item)[0]: item for item in overrides or []}
+
+
+def model_from_data(model: type[M], data: Any, source: str, positions: Positions | None = None,
+                    overrides: list[str] | None = None) -> M:
+    """Validate plain data into `model`, raising a `ConfigError` with every error on a line of its own."""
     try:
         return model.model_validate(data)
     except ValidationError as exc:
-        raise ConfigError(validation_message(exc, source, positions or {})) from None
+        lines = validation_lines(exc, source, positions or {}, model, override_paths(overrides))
+        raise ConfigError(lines) from None
 
 
 def load_model(model: type[M], path: str | Path, overrides: list[str] | None = None) -> M:
@@ -171,4 +291,5 @@ def load_model(model: type[M], path: str | Path, overrides: list[str] | None = N
         data = {}
     if not isinstance(data, dict):
         raise ConfigError(f"{path}:1:1: expected a mapping at the top level")
-    return model_from_data(model, apply_overrides(data, overrides), str(path), positions)
+    data = {k: v for k, v in data.items() if not (isinstance(k, str) and k.startswith(EXTENSION_PREFIX))}
+    return model_from_data(model, apply_overrides(data, overrides), str(path), positions, overrides)

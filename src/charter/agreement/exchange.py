@@ -17,6 +17,7 @@ from charter.agreement.labels import (
 )
 from charter.records import HumanLabel, Message
 from charter.runs import labels as stored
+from charter.tables import iter_csv
 
 FORMATS = ("argilla", "labelstudio", "csv")
 SCREEN = {"first": "A", "second": "B", "tie": "tie", "skip": "skip"}
@@ -126,19 +127,15 @@ def _label(where: str, pair_id: Any, annotator: Any, screen: Any, order: Any) ->
 
 
 def _parse_csv(path: Path) -> Parsed:
-    with path.open(newline="", encoding="utf-8") as fh:
-        reader = csv.DictReader(fh)
-        missing = [c for c in ("pair_id", "shown_order", "annotator", "label") if c not in (reader.fieldnames or [])]
+    out = []
+    for line, row in iter_csv(path, ImportFormatError):  # strict: a stray quote or a short row names its line
+        missing = [c for c in ("pair_id", "shown_order", "annotator", "label") if c not in row]
         if missing:
             raise ImportFormatError(f"{path}: line 1: not a charter label CSV (missing column(s) {', '.join(missing)})")
-        out = []
-        for row in reader:
-            where = f"{path}: line {reader.line_num}"
-            if None in row or any(v is None for v in row.values()):
-                raise ImportFormatError(f"{where}: wrong number of fields")
-            if row["label"].strip():
-                out.append((where, _label(where, row["pair_id"], row["annotator"], row["label"], row["shown_order"])))
-        return out
+        where = f"{path}: line {line}"
+        if row["label"].strip():
+            out.append((where, _label(where, row["pair_id"], row["annotator"], row["label"], row["shown_order"])))
+    return out
 
 
 def _load_json_list(path: Path, what: str) -> list:

@@ -106,7 +106,7 @@ def _print_example(console: Console, example: FewShotExample) -> None:
 def validate(
     file: Path = typer.Argument(..., help="A constitution YAML file."),
 ) -> None:
-    """Check a constitution file; prints OK and its hash, or one error line (exit code 2)."""
+    """Check a constitution file; prints OK and its hash, or its errors, one line each (exit code 2)."""
     if not file.is_file():
         raise ConstitutionError(f"{file}: file not found")
     constitution = load_constitution(file)

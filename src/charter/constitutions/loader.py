@@ -37,4 +37,4 @@ def load_constitution(source: str | Path | Constitution) -> Constitution:
         data, positions = load_yaml(path)
         return model_from_data(Constitution, data, str(path), positions)
     except ConfigError as exc:
-        raise ConstitutionError(str(exc)) from None
+        raise ConstitutionError(exc.lines) from None
