@@ -16,6 +16,7 @@ from charter.pipeline.report import write_report
 from charter.pipeline.status import print_status, status
 from charter.preference.stats import judge_stats
 from charter.records import UsageRow
+from charter.runs.lock import RunLock
 from charter.runs.store import RunStore
 from tests.support.rundir import RunBuilder
 
@@ -114,7 +115,7 @@ def test_report_files_figures_and_settings(tmp_path: Path) -> None:
     assert "| longer response won | 66.7% of 3 |" in md
     assert "| prompts skipped: too long | 1 |" in md and "| prompts skipped: empty | 1 |" in md
     assert "| harm | 2 | 0.0% | 2 | 100.0% | 0.750 |" in md
-    assert "| **total** | | 14 | 1 | 1,040 | 30 | 0.0300 |" in md
+    assert "| **total** | | 14 | 1 | 0 | 1,040 | 30 | 0.0300 |" in md
     assert "unparseable verdict" in md and "![Judge probabilities](judge_p.png)" in md
     assert "From the judged pairs" in md  # no preference dataset yet: examples come from the store
     assert re.findall(r"p\(chosen\) = ([0-9.]+)", md) == ["0.500", "0.600", "0.700", "0.800"]
@@ -215,13 +216,16 @@ def test_interrupted_run_reports_progress(tmp_path: Path) -> None:
         run.chain("q0", ["harm"])
         run.store.set_stage("critique", "running")
         run.pair("p", "q0", "a", "bb")
-    data = status(tmp_path / "run")
+    with RunLock(tmp_path / "run"):  # a process is running it
+        data = status(tmp_path / "run")
+        md = write_report(tmp_path / "run")[0].read_text()
     (critique,) = data["stages"]
     assert (critique["status"], critique["done"], critique["total"]) == ("running", 1, 4)
     assert data["counts"]["chains"] == 1 and data["counts"]["judged"] == 0
-    md = write_report(tmp_path / "run")[0].read_text()
     assert "| critique | running | 1 | 4 |" in md and "No judged pairs yet." in md
     assert "| prompts read | 5 |" in md and "| prompts skipped: empty | 1 |" in md and "| prompts used | 4 |" in md
+    (critique,) = status(tmp_path / "run")["stages"]  # no process holds it: the one that was running is gone
+    assert critique["status"] == "interrupted (its process ended without a word: killed?)"
 
 
 def test_print_status_shows_stages_counts_failures_and_cost(tmp_path: Path) -> None:

@@ -17,6 +17,7 @@ and DPO resume inside themselves too). The loop stops early on a collapse flag o
 from __future__ import annotations
 
 import json
+import logging
 import sqlite3
 import time
 from dataclasses import dataclass, field
@@ -26,7 +27,6 @@ from typing import Any, Callable
 from charter.errors import ConfigError
 from charter.loop.config import LoopConfig, Strategy
 from charter.loop.metrics import collapse_metrics, flags
-from charter.progress import console
 
 SHARED = "shared"
 
@@ -89,7 +89,7 @@ class Loop:
         self.loop_dir = config.loop_dir()
         self.base_run = load_run_config(config.run, config.overrides)
         self.base_policy = self.base_run.policy.model
-        self.log = log or (lambda line: console.print(line))
+        self.log = log or logging.getLogger("charter.loop").info
 
     def check(self) -> None:
         """Before round 0: the policy must be one DPO can train."""
@@ -206,8 +206,10 @@ class Loop:
         candidate = self.policy(strategy, r + 1)
         e = self.config.eval
         judge = e.judge or self.base_run.judge.model
+        key = e.judge_api_key_env or (self.base_run.judge.api_key_env if e.judge is None else None)
         out = self.round_dir(strategy, r) / "eval"
         common = {"candidate": candidate, "prompts": e.prompts or str(_bundled()), "judge": judge,
+                  "judge_api_key_env": key,
                   "constitution": self.base_run.constitution, "limit": e.limit, "max_tokens": e.max_tokens,
                   "seed": self.config.seed, "reward_model": e.reward_model}
         against_base = winrate(base=self.base_policy, out=out / "vs_base.json", **common)
@@ -223,7 +225,7 @@ class Loop:
         done = store.get(arm, r, step)
         if done is not None:
             return done
-        self.log(f"[bold]{arm} round {r}[/bold]: {step}")
+        self.log(f"{arm} round {r}: {step}")
         result = work()
         store.put(arm, r, step, result)
         return result

@@ -29,7 +29,7 @@ from charter.pipeline.upgrade import upgrade_run
 from charter.pipeline.work import Work
 from charter.preference import dataset
 from charter.preference.manifest import DatasetSettings
-from charter.progress import console, progress_bar
+from charter.progress import progress_bar
 from charter.providers import CallCache, ManagedModel, UsageMeter, get_model, parse_model_string
 from charter.providers.batch import BatchModel
 from charter.records import Prompt
@@ -100,7 +100,7 @@ def checked_prompts(config: RunConfig, first_start: bool) -> PromptSet | None:
     except ConfigError as exc:
         if first_start or config.prompts.on_change != "keep":
             raise
-        console.print(f"[yellow]note[/yellow]: {exc}; the run keeps its stored prompt set")
+        log.warning(f"{exc}; the run keeps its stored prompt set")
         return None
     if not prompts.rows and (first_start or config.prompts.on_change == "replace"):
         raise ConfigError(f"prompts: no usable prompts (counts: {prompts.counts})")
@@ -221,7 +221,7 @@ class Runner:
         if changes:
             shown = "; ".join(f"{c['key']}: {c['old']!r} -> {c['new']!r}" for c in changes[:5])
             more = f" (and {len(changes) - 5} more)" if len(changes) > 5 else ""
-            console.print(f"config changed since the last start: {shown}{more}; items made with the old settings "
+            log.info(f"config changed since the last start: {shown}{more}; items made with the old settings "
                           "are kept in the store and left out of the dataset")
         return settings
 
@@ -377,7 +377,7 @@ class Runner:
         if self.config.execution.engine == "ray":
             from charter.pipeline.shards import process_sharded
 
-            return await process_sharded(self, store, work)
+            return await self.stop.guard(process_sharded(self, store, work))
         prompts = store.iter_prompts()
         stages = [s for s in ("critique", "judge") if s in self.config.stages]
         for stage in stages:

@@ -17,18 +17,28 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import importlib.util
+import logging
 import math
 import sqlite3
 from pathlib import Path
 from typing import Any
 
-from charter.errors import BudgetExceeded, CharterError, ConfigError, MissingExtra, TooManyFailures
+from charter.errors import (
+    BudgetExceeded,
+    CharterError,
+    ConfigError,
+    Interrupted,
+    MissingExtra,
+    TooManyFailures,
+)
 from charter.pipeline.config import RunConfig
 from charter.pipeline.run import Runner, check_credentials
 from charter.providers import CallCache
 from charter.records import Prompt
 from charter.runs.store import STORE_FILE, RunStore
 from charter.storage import copy_rows
+
+log = logging.getLogger("charter.run")
 
 #: The item tables a shard owns outright (each row belongs to one prompt, so to one shard), with their keys.
 ITEM_TABLES = {"chains": "prompt_id, fingerprint", "samples": "prompt_id, fingerprint, sample_idx", "pairs": "pair_id",
@@ -165,18 +175,28 @@ async def process_sharded(runner: Runner, store: RunStore, work: Any) -> Charter
         else:
             results[i] = {"status": "done", "reason": None, "exit_code": 0, "skipped": True}
     started = len(pending)
-    from charter.progress import console
-
-    console.print(f"{n} shards over Ray: {started} started, {n - started} already done")
+    log.info(f"{n} shards over Ray: {started} started, {n - started} already done")
+    asked_to_stop = False
     try:
         while pending:
-            ready, _ = await asyncio.to_thread(ray.wait, list(pending), num_returns=1)
+            ready, _ = await asyncio.to_thread(ray.wait, list(pending), num_returns=1, timeout=0.5)
+            if runner.stop.requested and not asked_to_stop:  # each shard stops as a run does on Ctrl-C
+                for ref in pending:
+                    ray.cancel(ref, force=False)
+                asked_to_stop = True
+            if not ready:
+                continue
             index = pending.pop(ready[0])
-            results[index] = ray.get(ready[0])
+            try:
+                results[index] = ray.get(ready[0])
+            except Exception as exc:  # a shard cancelled by a stop: what it finished is in its store
+                if not asked_to_stop:
+                    raise
+                results[index] = {"status": "interrupted", "reason": type(exc).__name__, "exit_code": 130}
             merge_shard(store, shard_dir(runner.run_dir, index, n), config.cache)
             peak = results[index].get("peak_rss_mb")
-            console.print(f"shard {index + 1}/{n}: {results[index]['status']}" + (f" (peak RSS {peak:.0f} MB)"
-                                                                                    if peak else ""))
+            log.info(f"shard {index + 1}/{n}: {results[index]['status']}" + (f" (peak RSS {peak:.0f} MB)"
+                                                                               if peak else ""))
     except BaseException:
         for ref in pending:
             ray.cancel(ref, force=True)  # a shard is a run directory: the next run resumes it
@@ -195,7 +215,7 @@ async def process_sharded(runner: Runner, store: RunStore, work: Any) -> Charter
                     if key in counts and isinstance(value, int):
                         counts[key] += value
     work.counts.update(counts)
-    stop = _first_stop([results[i] for i in range(n)])
+    stop = runner.stop.error() if runner.stop.requested else _first_stop([results[i] for i in range(n)])
     status = "done" if stop is None else _status(stop)
     if stop is None and work.past_threshold(final=True):
         from charter.pipeline.run import too_many_failures
@@ -218,6 +238,8 @@ def _first_stop(results: list[dict[str, Any]]) -> CharterError | None:
 
 
 def _status(stop: CharterError) -> str:
+    if isinstance(stop, Interrupted):
+        return "interrupted"
     if isinstance(stop, BudgetExceeded):
         return "stopped: budget"
     if isinstance(stop, TooManyFailures):

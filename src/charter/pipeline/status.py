@@ -12,8 +12,9 @@ from typing import Any
 
 from charter.preference.manifest import current_settings, dataset_manifest
 from charter.runs.counts import COUNT_LABELS, filter_steps, ordered_counts
-from charter.runs.files import RunFiles
 from charter.providers.batch import ENDED
+from charter.runs.files import RunFiles
+from charter.runs.lock import holder
 from charter.runs.store import RunStore, open_store
 
 __all__ = ["filter_steps", "ordered_counts", "print_status", "run_counts", "status"]
@@ -72,7 +73,7 @@ def run_counts(store: RunStore) -> dict[str, int]:
 def usage_summary(store: RunStore) -> dict[str, Any]:
     """Tokens and cost per (role, model) and their totals."""
     rows = store.usage()
-    fields = ("calls", "cached", "prompt_tokens", "completion_tokens", "cost_usd")
+    fields = ("calls", "cached", "retries", "prompt_tokens", "completion_tokens", "cost_usd")
     totals = {f: sum(getattr(r, f) or 0 for r in rows) for f in fields}
     return {"rows": rows, "totals": totals}
 
@@ -112,6 +113,8 @@ def stage_progress(store: RunStore, now: float | None = None) -> list[dict[str, 
     now = now or time.time()
     fp = store.fingerprints()
     fingerprints = fp.model_dump() if fp else None
+    found = holder(store.run_dir)
+    gone = found is None or found.alive is False  # no process holds the run: a stage "running" was cut off
     rows = []
     for name, stage in store.stages().items():
         started, finished = stage["started_at"], stage["finished_at"]
@@ -119,8 +122,11 @@ def stage_progress(store: RunStore, now: float | None = None) -> list[dict[str, 
         done, total = counts.get("done"), counts.get("total")
         if done is None and name in _PROGRESS and fingerprints is not None:
             done, total = (store.execute(sql, fingerprints)[0][0] for sql in _PROGRESS[name])
+        status = stage["status"]
+        if status == "running" and gone:
+            status = "interrupted (its process ended without a word: killed?)"
         rows.append({
-            "stage": name, "status": stage["status"], "started_at": started, "finished_at": finished,
+            "stage": name, "status": status, "started_at": started, "finished_at": finished,
             "elapsed_s": ((finished or now) - started) if started else None,
             "done": done, "total": total, "counts": counts,
         })
@@ -199,7 +205,7 @@ def _stage_table(data: dict[str, Any]):
     for column in ("stage", "status", "progress", "elapsed"):
         table.add_column(column, justify="right" if column in ("progress", "elapsed") else "left")
     for row in data["stages"]:
-        colour = colours.get(row["status"], "white")
+        colour = next((c for status, c in colours.items() if row["status"].startswith(status)), "white")
         table.add_row(row["stage"], f"[{colour}]{row['status']}[/]", _progress_text(row),
                       _duration(row["elapsed_s"]))
     return table
@@ -229,16 +235,16 @@ def _usage_table(data: dict[str, Any]):
     from rich.table import Table
 
     table = Table(title="Tokens and cost", title_justify="left")
-    for column in ("role", "model", "calls", "cached", "prompt tok", "compl. tok", "USD"):
+    for column in ("role", "model", "calls", "cached", "retries", "prompt tok", "compl. tok", "USD"):
         table.add_column(column, justify="left" if column in ("role", "model") else "right", overflow="fold")
     usage = data["usage"]
     for r in usage["rows"]:
-        table.add_row(r.role, r.model, f"{r.calls:,}", f"{r.cached:,}", f"{r.prompt_tokens:,}",
+        table.add_row(r.role, r.model, f"{r.calls:,}", f"{r.cached:,}", f"{r.retries:,}", f"{r.prompt_tokens:,}",
                       f"{r.completion_tokens:,}", f"{r.cost_usd:.4f}")
     t = usage["totals"]
     if usage["rows"]:
-        table.add_row("[bold]total[/]", "", f"{t['calls']:,}", f"{t['cached']:,}", f"{t['prompt_tokens']:,}",
-                      f"{t['completion_tokens']:,}", f"{t['cost_usd']:.4f}")
+        table.add_row("[bold]total[/]", "", f"{t['calls']:,}", f"{t['cached']:,}", f"{t['retries']:,}",
+                      f"{t['prompt_tokens']:,}", f"{t['completion_tokens']:,}", f"{t['cost_usd']:.4f}")
     return table
 
 

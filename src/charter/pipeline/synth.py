@@ -3,19 +3,21 @@
 from __future__ import annotations
 
 import json
+import logging
 from typing import Any, Callable
 
 from charter.constitutions import Constitution, load_constitution
 from charter.errors import ConfigError
 from charter.pipeline.config import RunConfig
 from charter.pipeline.prompts import sync_prompt_set
-from charter.progress import console
 from charter.prompts import PromptsConfig, load_prompts
 from charter.providers.base import ChatModel
 from charter.runs.files import RunFiles
 from charter.runs.store import RunStore
 from charter.synth.api import report_files, write_output
 from charter.synth.generate import Synthesizer, synth_fingerprint
+
+log = logging.getLogger("charter.synth")
 
 
 def seeds_config(config: RunConfig) -> PromptsConfig:
@@ -60,10 +62,10 @@ async def synth_stage(config: RunConfig, constitution: Constitution, store: RunS
                   **{f"dropped {k}": v for k, v in result.waterfall.items()}}
         note = f"kept {counts['kept']} of {synth.n} prompts from {result.calls} calls; report {report_files(output)[0]}"
         for short in result.notes:
-            console.print(f"[yellow]note[/yellow]: synth short of its target: {short}")
+            log.warning(f"synth short of its target: {short}")
     loaded = load_prompts(output_prompts(config, files))
     if not loaded.rows:
         raise ConfigError(f"{output}: the synth stage left no usable prompts")
     for line in sync_prompt_set(store, output_prompts(config, files), loaded):
-        console.print(f"[yellow]note[/yellow]: {line}")
+        log.warning(line)
     return note, counts

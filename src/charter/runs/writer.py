@@ -6,6 +6,7 @@ import time
 from collections import defaultdict
 from typing import Callable
 
+from charter.errors import RunStoreError
 from charter.records import Chain, Judgment, Pair, Record, Sample
 from charter.runs.store import RunStore
 
@@ -32,6 +33,9 @@ class BufferedWriter:
             self.flush()
 
     def flush(self) -> None:
+        if not self.store.path.exists():  # SQLite would go on writing into the removed file: stop paying for calls
+            raise RunStoreError(f"{self.store.run_dir}: the run directory was removed (or moved) while the run was "
+                                "writing it; what it held is gone: start the run again")
         for hook in self.before_flush:
             hook()
         buffered, self.buffer, self.size = self.buffer, defaultdict(list), 0

@@ -127,7 +127,7 @@ class LoopbackServer:
         self.count = 0
         self.in_flight = 0
         self.max_in_flight = 0
-        self.port = 0
+        self.host, self.port = "127.0.0.1", 0
         self._plan: collections.deque[Behaviour] = collections.deque()
         self._ids = itertools.count(1)
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -154,19 +154,27 @@ class LoopbackServer:
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"http://{self.host}:{self.port}"
 
     @property
     def openai_url(self) -> str:
         return f"{self.url}/v1"
 
-    def start(self) -> "LoopbackServer":
-        """Serve from a background thread; returns once the port is bound."""
+    def start(self, host: str = "127.0.0.1", port: int = 0) -> "LoopbackServer":
+        """Serve from a background thread; returns once the port is bound (any free one unless `port` is given;
+        another loopback address such as 127.0.0.77 gives a fixed URL that nothing else on the machine uses)."""
         ready = threading.Event()
+        failed: list[BaseException] = []
 
         def run() -> None:
             self._loop = asyncio.new_event_loop()
-            self._loop.run_until_complete(self.listen())
+            try:
+                self._loop.run_until_complete(self.listen(host, port))
+            except OSError as exc:  # the address is taken, or not a loopback address here
+                failed.append(exc)
+                ready.set()
+                self._loop.close()
+                return
             ready.set()
             self._loop.run_forever()
             self._loop.close()
@@ -174,13 +182,16 @@ class LoopbackServer:
         self._thread = threading.Thread(target=run, name="loopback-server", daemon=True)
         self._thread.start()
         ready.wait(10)
+        if failed:
+            self._loop = self._thread = None
+            raise failed[0]
         return self
 
     async def listen(self, host: str = "127.0.0.1", port: int = 0) -> asyncio.AbstractServer:
         """Bind on the running loop (for in-process use or `serve`)."""
         loop = asyncio.get_running_loop()
         self._server = await loop.create_server(lambda: _Connection(self), host, port, backlog=1024)
-        self.port = self._server.sockets[0].getsockname()[1]
+        self.host, self.port = host, self._server.sockets[0].getsockname()[1]
         return self._server
 
     def stop(self) -> None:
@@ -198,7 +209,7 @@ class LoopbackServer:
         self._loop = self._thread = None
 
     def __enter__(self) -> "LoopbackServer":
-        return self.start()
+        return self if self._thread is not None else self.start()  # `with LoopbackServer().start(host, port):`
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
