@@ -15,7 +15,7 @@ from charter.formats import formats_markdown
 from charter.pipeline.config import RunConfig
 
 ROOT = Path(__file__).resolve().parent.parent
-DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]
 REAL_MODEL = re.compile(r"\b(?:local|openai|anthropic|openai-compatible):[\w./@:-]+")
 
 

@@ -91,6 +91,18 @@ def test_key_in_a_non_secret_config_field_is_refused(make_run, tmp_path: Path) -
     assert OPENAI not in str(caught.value)
 
 
+def test_a_named_key_is_never_published(make_run, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A key read from the variable a role names (no known shape, so only its value can find it) is refused in the
+    rows, even by a process that never used it."""
+    key = "vendor-" + "Tz4Wq8Lm1Xc6Rb3Np"
+    monkeypatch.setenv("VENDOR_TOKEN_VAR", key)
+    run = make_run(responses={5: f"the key is {key}"},
+                   config_extra={"judge": {"model": "scripted:cai", "api_key_env": "VENDOR_TOKEN_VAR"}})
+    with pytest.raises(SecretFound) as caught:
+        publish(run, "org/data", dry_run=tmp_path / "out")
+    assert "column 'chosen'" in str(caught.value) and key not in str(caught.value)
+
+
 def test_key_reaching_the_card_is_refused(make_run, tmp_path: Path) -> None:
     run = make_run()
     text = (run / "constitution.yaml").read_text().replace("A two-principle", f"Ask {OPENAI} - a two-principle")

@@ -205,3 +205,33 @@ async def test_official_api_rows_of_0_1_0_still_answer(tmp_path, official_keys):
     legacy_cache(tmp_path / "c.sqlite", [(key, "generate", "openai:gpt-4o-mini", '{"text": "paid for", "model": "x"}')])
     chat = get_model(OpenAIModel("gpt-4o-mini", FAST), cache=CallCache(tmp_path / "c.sqlite"))
     assert (await chat.generate([HELLO], params))[0].text == "paid for"  # no request: there is no server here
+
+
+def test_eval_winrate_sends_each_model_its_own_key(tmp_path, official_keys, monkeypatch):
+    monkeypatch.setenv("KEY_A", KEY_A)
+    monkeypatch.setenv("KEY_B", KEY_B)
+    (tmp_path / "p.jsonl").write_text("".join(f'{{"prompt": "Question {i}?"}}\n' for i in range(3)))
+    with LoopbackServer() as a, LoopbackServer() as b:
+        code = main(["eval", "winrate", "--base", f"openai-compatible:base@{a.openai_url}", "--base-api-key-env",
+                     "KEY_A", "--candidate", f"openai-compatible:tuned@{a.openai_url}", "--candidate-api-key-env",
+                     "KEY_A", "--judge", f"openai-compatible:judge@{b.openai_url}", "--judge-api-key-env", "KEY_B",
+                     "--prompts", str(tmp_path / "p.jsonl"), "--out", str(tmp_path / "w.json")])
+        assert code == 0
+    assert a.hits == 6 and b.hits == 6  # 3 answers from each policy; 3 pairs judged in both orders
+    assert all(f"Bearer {KEY_A}" in h for h in sent(a)) and all(f"Bearer {KEY_B}" in h for h in sent(b))
+    assert not official_keys_in(a) and not official_keys_in(b)
+
+
+def test_the_cache_commands_show_and_claim_old_rows(tmp_path, capsys):
+    legacy_cache(tmp_path / "c.sqlite", [("k1", "generate", "openai-compatible:policy", '{"text": "x"}')])
+    assert main(["cache", "info", "--cache", str(tmp_path / "c.sqlite")]) == 0
+    assert "1 calls (1 from before endpoints were recorded)" in capsys.readouterr().out
+    assert main(["cache", "claim", "openai-compatible:policy@HTTP://Box:8000/v1/", "--cache",
+                 str(tmp_path / "c.sqlite")]) == 0
+    assert "its old rows answer for http://box:8000/v1" in capsys.readouterr().out
+    assert main(["cache", "claim", "openai-compatible:policy@http://other:8000/v1", "--cache",
+                 str(tmp_path / "c.sqlite")]) == 0
+    assert "they answer for neither" in capsys.readouterr().out
+    assert main(["cache", "info", "--cache", str(tmp_path / "c.sqlite")]) == 0
+    assert "openai-compatible:policy: old rows answer for no endpoint" in capsys.readouterr().out
+    assert main(["cache", "claim", "local:smollm2-135m-instruct", "--cache", str(tmp_path / "c.sqlite")]) == 2

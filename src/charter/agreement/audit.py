@@ -451,7 +451,7 @@ def audit_judge(pairs: str | Path | list[AuditPair], judge: str | ChatModel, *, 
                 mode: str = "logprobs", orders: str = "both", principles_per_pair: int = 1, n: int | None = 200,
                 seed: int = 0, families: Sequence[str] = INJECTION_FAMILIES, self_preference: bool = False,
                 min_confidence: float = 0.2, bootstrap_samples: int = BOOTSTRAP_SAMPLES, concurrency: int = 16,
-                cache: str | None = None, progress: bool = False) -> AuditReport:
+                cache: str | None = None, progress: bool = False, api_key_env: str | None = None) -> AuditReport:
     """Audit a judge's position, length, injection and (optionally) self-preference biases.
 
     `pairs` is a JSONL file of human-labeled pairs (prompt, chosen, rejected), a run directory (its own
@@ -483,8 +483,8 @@ def audit_judge(pairs: str | Path | list[AuditPair], judge: str | ChatModel, *, 
 
         raise DatasetError(f"{pairs}: no pairs with a known better response to audit on")
     owned = isinstance(judge, str)
-    model = get_model(judge, cache=CallCache(Path(cache).expanduser()) if cache else None, role="judge") \
-        if isinstance(judge, str) else judge
+    model = get_model(judge, cache=CallCache(Path(cache).expanduser()) if cache else None, role="judge",
+                      api_key_env=api_key_env) if isinstance(judge, str) else judge
 
     async def go() -> AuditReport:
         try:

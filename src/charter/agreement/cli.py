@@ -176,6 +176,9 @@ def agreement_report_command(
 def agreement_eval_command(
     pairs: Path = typer.Option(..., "--pairs", help="JSONL with prompt, chosen (human-preferred), rejected."),
     judge: str = typer.Option(..., "--judge", help="Judge model string, e.g. local:smollm2-135m-instruct."),
+    api_key_env: Optional[str] = typer.Option(None, "--api-key-env", metavar="NAME",
+                                              help="The variable holding the judge's key, for a host other than "
+                                                   "api.openai.com / api.anthropic.com."),
     mode: str = typer.Option("logprobs", "--mode", help="logprobs, cot or verdict."),
     orders: str = typer.Option("both", "--orders", help="both or one."),
     constitution: str = typer.Option("harmless", "--constitution", help="Bundled constitution name or YAML file."),
@@ -196,7 +199,7 @@ def agreement_eval_command(
         raise ArgumentError("mode", f"{mode!r}: use logprobs, cot or verdict")
     if orders not in ("both", "one"):
         raise ArgumentError("orders", f"{orders!r}: use both or one")
-    s = evaluate(pairs, judge, mode, orders, constitution, limit, seed, cache=cache or None)
+    s = evaluate(pairs, judge, mode, orders, constitution, limit, seed, cache=cache or None, api_key_env=api_key_env)
     table = Table(title=f"{pairs.name}: {s['judged']} judged ({s['failures']} failed), {judge} {mode}/{orders}")
     for col in ("figure", "judge", "longer wins", "first shown wins"):
         table.add_column(col)

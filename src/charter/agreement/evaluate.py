@@ -97,8 +97,10 @@ def summarise(pairs: list[Pair], humans: dict[str, str], records: dict[str, Judg
 
 def evaluate(pairs_file: str | Path, judge: str, mode: str = "logprobs", orders: str = "both",
              constitution: str = "harmless", limit: int | None = None, seed: int = 0,
-             bootstrap_samples: int = 1000, concurrency: int = 64, cache: str | None = None) -> dict[str, Any]:
-    """Judge every (prompt, chosen, rejected) row and report agreement with the human choice."""
+             bootstrap_samples: int = 1000, concurrency: int = 64, cache: str | None = None,
+             api_key_env: str | None = None) -> dict[str, Any]:
+    """Judge every (prompt, chosen, rejected) row and report agreement with the human choice. `api_key_env` names
+    the variable holding the judge's key, for a host other than api.openai.com / api.anthropic.com."""
     from charter.constitutions import load_constitution
     from charter.preference.config import JudgeSettings
     from charter.providers import get_model
@@ -108,7 +110,8 @@ def evaluate(pairs_file: str | Path, judge: str, mode: str = "logprobs", orders:
     built = [to_pair(r, seed) for r in rows]
     pairs, humans = [p for p, _ in built], {p.pair_id: h for p, h in built}
     settings = JudgeSettings(mode=mode, orders=orders)
-    model = get_model(judge, cache=CallCache(Path(cache).expanduser()) if cache else None, role="judge")
+    model = get_model(judge, cache=CallCache(Path(cache).expanduser()) if cache else None, role="judge",
+                      api_key_env=api_key_env)
     started = time.perf_counter()
 
     async def go() -> dict[str, dict]:

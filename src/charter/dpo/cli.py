@@ -48,6 +48,12 @@ def winrate(
     candidate: Optional[str] = typer.Option(None, help="Trained model, e.g. local:runs/x/dpo."),
     prompts: str = typer.Option(..., help="Held-out prompts: JSONL/parquet with a prompt or messages column."),
     judge: str = typer.Option("local:smollm2-135m-instruct", help="Judge model string."),
+    judge_api_key_env: Optional[str] = typer.Option(None, metavar="NAME", help="The variable holding the judge's key "
+                                                    "(for a host other than api.openai.com / api.anthropic.com)."),
+    base_api_key_env: Optional[str] = typer.Option(None, metavar="NAME", help="The variable holding the base "
+                                                   "model's key (likewise)."),
+    candidate_api_key_env: Optional[str] = typer.Option(None, metavar="NAME", help="The variable holding the "
+                                                        "candidate model's key (likewise)."),
     reward_model: Optional[Path] = typer.Option(None, "--reward-model", help="Reward model folder to score both."),
     constitution: str = typer.Option("harmless", help="Constitution name or YAML path."),
     limit: Optional[int] = typer.Option(50, help="Most prompts to use."),
@@ -64,7 +70,8 @@ def winrate(
 
     fields = {"base": base, "candidate": candidate, "prompts": prompts, "judge": judge, "reward_model": reward_model,
               "constitution": constitution, "limit": limit, "max_tokens": max_tokens, "judge_mode": judge_mode,
-              "run_dir": run_dir, "out": out}
+              "run_dir": run_dir, "out": out, "judge_api_key_env": judge_api_key_env,
+              "base_api_key_env": base_api_key_env, "candidate_api_key_env": candidate_api_key_env}
     cfg = model_from_data(WinrateConfig, fields, "charter eval winrate")
     with spinner("answering and judging"):
         summary = run_winrate(cfg)

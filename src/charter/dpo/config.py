@@ -78,6 +78,12 @@ class WinrateConfig(ConfigModel):
     charter's bundled prompt set."""
     judge: str = "local:smollm2-135m-instruct"
     """The judge model string."""
+    base_api_key_env: str | None = None
+    """The environment variable holding the base model's key (a host other than api.openai.com/api.anthropic.com)."""
+    candidate_api_key_env: str | None = None
+    """The environment variable holding the candidate model's key (likewise)."""
+    judge_api_key_env: str | None = None
+    """The environment variable holding the judge's key (likewise)."""
     constitution: str = "harmless"
     """Constitution name or YAML path the judge compares against."""
     reward_model: Path | None = None

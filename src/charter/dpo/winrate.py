@@ -46,11 +46,12 @@ def load_prompts(source: str, limit: int | None, seed: int) -> list[list[dict[st
     return prompts
 
 
-async def _answers(spec: str, prompts: list[list[dict[str, str]]], config: WinrateConfig) -> list[str]:
+async def _answers(spec: str, prompts: list[list[dict[str, str]]], config: WinrateConfig,
+                   api_key_env: str | None = None) -> list[str]:
     """One model's answers; no call cache (a `local:` folder may hold a newly trained model)."""
     from charter.providers import SamplingParams, get_model
 
-    model = get_model(spec, role="policy")
+    model = get_model(spec, role="policy", api_key_env=api_key_env)
     try:
         params = SamplingParams(temperature=config.temperature, max_tokens=config.max_tokens, seed=config.seed)
         return [c.text.strip() for c in await model.generate(prompts, params)]
@@ -66,7 +67,7 @@ async def _judge(config: WinrateConfig, pairs: list[Pair]) -> dict[str, Judgment
 
     constitution = load_constitution(config.constitution)
     settings = JudgeSettings(mode=config.judge_mode, orders="both", principles_per_pair=config.principles_per_pair)
-    model = get_model(config.judge, role="judge")
+    model = get_model(config.judge, role="judge", api_key_env=config.judge_api_key_env)
     try:
         records = {}
         async for record in judge_many(model, constitution, pairs, settings, seed=config.seed,
@@ -126,8 +127,8 @@ async def winrate_async(config: WinrateConfig) -> dict[str, Any]:
     """The win-rate evaluation; writes JSON + markdown and returns the summary."""
     config = _resolve(config)
     prompts = load_prompts(str(config.prompts), config.limit, config.seed)
-    base = await _answers(config.base, prompts, config)
-    candidate = await _answers(str(config.candidate), prompts, config)
+    base = await _answers(config.base, prompts, config, config.base_api_key_env)
+    candidate = await _answers(str(config.candidate), prompts, config, config.candidate_api_key_env)
     pairs = [Pair(pair_id=f"winrate-{i}", prompt_id=f"winrate-{i}", prompt=p, a=c, b=b, a_source="candidate",
                   b_source="base", a_model=config.candidate, b_model=config.base)
              for i, (p, c, b) in enumerate(zip(prompts, candidate, base))]

@@ -6,14 +6,16 @@ and it is redacted from any error message.
 
 from __future__ import annotations
 
+import os
 import shutil
 import tempfile
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
-from charter.errors import ArgumentError, GateFailed, HubError, missing_extra
 from charter.agreement.audit import evaluate_audit_gate
 from charter.agreement.gate import GateResult, evaluate_gate
+from charter.errors import ArgumentError, GateFailed, HubError, missing_extra
 from charter.hub.export import ExportSummary, build_folder
 from charter.hub.rundata import RunData, read_run
 from charter.hub.secrets import refuse_secrets
@@ -107,6 +109,14 @@ def check_gates(run: RunData, override: bool = False) -> tuple[GateResult, GateR
     return agreement, audit
 
 
+def named_keys(run_config: dict[str, Any]) -> list[str]:
+    """The values of the key variables the run's roles name (`api_key_env`) that are set here: never published."""
+    names = {role.get("api_key_env") for role in run_config.values() if isinstance(role, dict)}
+    writer = (run_config.get("synth") or {}).get("writer")
+    names.add(writer.get("api_key_env") if isinstance(writer, dict) else None)
+    return [os.environ[name] for name in sorted(n for n in names if n) if os.environ.get(name)]
+
+
 def publish(run_dir: str | Path, repo_id: str, *, private: bool = False, revision: str | None = None,
             dry_run: str | Path | None = None, override_gate: bool = False, token: str | None = None,
             test_size: float = 0.1, seed: int = 0, license: str = "other",
@@ -128,7 +138,7 @@ def publish(run_dir: str | Path, repo_id: str, *, private: bool = False, revisio
         staging = Path(tmp) / "export"
         summary: ExportSummary = build_folder(run, staging, repo_id, gate, audit_gate=audit_gate,
                                               test_size=test_size, seed=seed, license=license)
-        refuse_secrets(staging, extra_literals=[token or _hub().get_token()])
+        refuse_secrets(staging, extra_literals=[token or _hub().get_token(), *named_keys(run.run_config)])
         result = PublishResult(repo_id=repo_id, files=summary.files, splits=summary.splits, gate=gate,
                                audit_gate=audit_gate, revision=revision, dry_run=dry_run is not None)
         if dry_run is not None:

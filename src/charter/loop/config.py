@@ -58,6 +58,8 @@ class EvalConfig(ConfigModel):
     """Held-out prompts (JSONL/parquet); default: the bundled set."""
     judge: str | None = None
     """The judge model string (default: the run config's judge model)."""
+    judge_api_key_env: str | None = None
+    """The environment variable holding that judge's key (default: the run config's judge's, when it is that judge)."""
     limit: int = Field(default=16, gt=0)
     """Prompts per comparison."""
     max_tokens: int = Field(default=96, gt=0)

@@ -13,6 +13,9 @@ batches_app = typer.Typer(help="A run's provider batches (OpenAI Batch API, Anth
                           no_args_is_help=True)
 judge_app = typer.Typer(help="The judge: audit its position, length, injection and self-preference biases.",
                         no_args_is_help=True)
+cache_app = typer.Typer(help="The call cache: what it holds, and which endpoint answered its rows from before "
+                             "endpoints were recorded.", no_args_is_help=True)
+DEFAULT_CACHE = "~/.cache/charter/calls.sqlite"
 
 
 def register(app: typer.Typer) -> None:
@@ -22,9 +25,57 @@ def register(app: typer.Typer) -> None:
     app.add_typer(config_app, name="config")
     judge_app.command("audit")(audit_command)
     app.add_typer(judge_app, name="judge")
+    cache_app.command("info")(cache_info_command)
+    cache_app.command("claim")(cache_claim_command)
+    app.add_typer(cache_app, name="cache")
     batches_app.command("list")(batches_list_command)
     batches_app.command("cancel")(batches_cancel_command)
     app.add_typer(batches_app, name="batches")
+
+
+def cache_info_command(
+    cache: Path = typer.Option(DEFAULT_CACHE, "--cache", help="The call cache file."),
+) -> None:
+    """Rows, schema version, rows from before endpoints were recorded, and the claims made for them."""
+    from charter.providers import CallCache
+    from charter.providers.cache import CONFLICT
+
+    calls = CallCache(cache.expanduser())
+    try:
+        total = len(calls)
+        legacy = calls._db.execute("SELECT COUNT(*) FROM calls WHERE endpoint IS NULL").fetchone()[0]
+        typer.echo(f"{cache}: {total:,} calls ({legacy:,} from before endpoints were recorded)")
+        for model, endpoint in sorted(calls.owners().items()):
+            owner = "no endpoint (claimed for two)" if endpoint == CONFLICT else endpoint
+            typer.echo(f"  {model}: old rows answer for {owner}")
+    finally:
+        calls.close()
+
+
+def cache_claim_command(
+    model: str = typer.Argument(..., help="The model string whose old rows the endpoint made, e.g. "
+                                          "openai-compatible:policy@http://gpu-box:8000/v1."),
+    base_url: Optional[str] = typer.Option(None, "--base-url", help="The base URL of an openai: or anthropic: model "
+                                           "that was not served by its provider's own API."),
+    cache: Path = typer.Option(DEFAULT_CACHE, "--cache", help="The call cache file."),
+) -> None:
+    """Say which endpoint answered a model's cache rows from before endpoints were recorded (charter 0.1.0): they then
+    answer calls to that endpoint, and to no other. A run made by 0.1.0 claims its own when it resumes."""
+    from charter.errors import ArgumentError
+    from charter.providers import CallCache, parse_model_string
+    from charter.providers.endpoints import REMOTE, OFFICIAL, normalise_url
+
+    spec = parse_model_string(model)
+    if spec.provider not in REMOTE:
+        raise ArgumentError("model", f"{model}: a {spec.provider} model has no endpoint; its old rows answer as "
+                                     "they are")
+    url = spec.base_url or base_url or OFFICIAL[spec.provider]
+    calls = CallCache(cache.expanduser())
+    try:
+        warning = calls.claim(f"{spec.provider}:{spec.name}", normalise_url(url), "charter cache claim")
+    finally:
+        calls.close()
+    typer.echo(warning or f"{spec.provider}:{spec.name}: its old rows answer for {normalise_url(url)}")
 
 
 def batches_list_command(run_dir: Path = typer.Argument(..., help="A run directory.")) -> None:
@@ -133,6 +184,9 @@ def audit_command(
                                "run directory (its own high-confidence pairs; its judge unless --judge is given)."),
     judge: Optional[str] = typer.Option(None, "--judge", help="Judge model string, e.g. local:smollm2-135m-instruct "
                                         "(default with a run directory: the run's judge)."),
+    api_key_env: Optional[str] = typer.Option(None, "--api-key-env", metavar="NAME",
+                                              help="The variable holding --judge's key, for a host other than "
+                                                   "api.openai.com / api.anthropic.com."),
     constitution: Optional[str] = typer.Option(None, "--constitution", help="Bundled constitution name or YAML file "
                                                "(default: harmless, or the run's)."),
     mode: Optional[str] = typer.Option(None, "--mode", help="logprobs, cot or verdict (default: logprobs, or the "
@@ -177,7 +231,7 @@ def audit_command(
         report = audit_judge(pairs, judge, constitution=constitution or "harmless", mode=mode or "logprobs",
                              orders=orders or "both", principles_per_pair=principles_per_pair or 1, n=n, seed=seed,
                              families=chosen, self_preference=self_preference, min_confidence=min_confidence,
-                             concurrency=concurrency, cache=cache or None, progress=True)
+                             concurrency=concurrency, cache=cache or None, progress=True, api_key_env=api_key_env)
     _print_audit(report)
     if json_out:
         json_out.write_text(report.model_dump_json(indent=1) + "\n", encoding="utf-8")

@@ -45,7 +45,7 @@ def parse_model_string(spec: str) -> ModelSpec:
         raise UnknownModel(f"model '{spec}': unknown provider '{provider}' (known: {', '.join(PROVIDERS)})")
     if provider == "openai-compatible":
         name, at, base_url = rest.partition("@")  # the model name has no "@"; a URL's userinfo is refused below
-        if not at or not base_url.startswith(("http://", "https://")):
+        if not at or not base_url.lower().startswith(("http://", "https://")):
             shown = spec if "@" not in base_url else f"openai-compatible:{name}@..."  # never repeat a password
             raise UnknownModel(f"model '{shown}': expected openai-compatible:MODEL@http(s)://HOST[:PORT]/v1")
         try:
