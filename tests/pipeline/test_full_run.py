@@ -35,3 +35,41 @@ def test_bad_training_section_fails_before_any_model_call(make_config, tmp_path,
     err = capsys.readouterr().err
     assert "dpo" in err and "modle" in err and "unknown key" in err
     assert not (tmp_path / "cache.sqlite").exists()
+
+
+def test_a_stop_during_training_ends_it_without_a_model(make_config, tmp_path, monkeypatch):
+    """SIGTERM (or Ctrl-C) while DPO trains: training ends at the next step, no model is written from it, the report
+    is, and the run ends `Interrupted` (143); the same command trains again."""
+    import asyncio
+    import threading
+    import time
+
+    import pytest
+
+    from charter.errors import Interrupted
+    from charter.interrupt import StopRequest
+    from charter.pipeline.config import load_run_config
+    from charter.pipeline.run import Runner
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_DATASETS_CACHE", str(tmp_path / "hf-datasets"))
+    tiny = tiny_llama(tmp_path / "tiny")
+    trl = {"per_device_train_batch_size": 2, "max_steps": 2000, "logging_steps": 1}
+    config = load_run_config(make_config(stages=["critique", "judge", "dpo"], dpo={"model": str(tiny), "trl": trl},
+                                         report=True))
+    stop = StopRequest(grace_s=1)
+    run_dir = tmp_path / "run"
+
+    def terminate_once_training() -> None:
+        deadline = time.monotonic() + 120
+        while not (run_dir / "dpo").exists() and time.monotonic() < deadline:
+            time.sleep(0.02)
+        time.sleep(1.0)  # a few steps in
+        stop.request("terminated", 143)
+
+    threading.Thread(target=terminate_once_training, daemon=True).start()
+    with pytest.raises(Interrupted) as caught:
+        asyncio.run(Runner(config).arun(stop))
+    assert caught.value.exit_code == 143
+    assert not (run_dir / "dpo" / "config.json").exists()  # no model from a training cut short
+    assert (run_dir / "report" / "report.md").exists() and (run_dir / "data" / "preferences.parquet").exists()

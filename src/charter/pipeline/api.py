@@ -18,7 +18,8 @@ from charter.errors import DatasetError
 from charter.messages import as_messages
 from charter.pipeline.config import RunConfig, load_run_config
 from charter.pipeline.prompts import prompt_id
-from charter.pipeline.run import RunResult, Runner
+from charter.pipeline.run import RunResult
+from charter.pipeline.run import run as run_config
 from charter.preference.config import FiltersConfig, JudgeSettings
 from charter.preference.dataset import apply_filters, now_iso, preference_row
 from charter.preference.judge import judge_many
@@ -28,10 +29,12 @@ from charter.records import Chain, Judgment, Message, Pair, PreferenceRow, Prove
 
 
 def run(config: RunConfig | str | Path, overrides: list[str] | None = None) -> RunResult:
-    """Run (or resume) a run from a RunConfig or a YAML path with `--set`-style overrides."""
+    """Run (or resume) a run from a RunConfig or a YAML path with `--set`-style overrides. From the main thread,
+    Ctrl-C and SIGTERM stop it cleanly while it runs (`charter.errors.Interrupted`); see charter.interrupt."""
+    source = None if isinstance(config, RunConfig) else str(config)
     if not isinstance(config, RunConfig):
         config = load_run_config(config, overrides)
-    return asyncio.run(Runner(config).arun())
+    return run_config(config, source)
 
 
 def _model(model: str | ChatModel, role: str) -> ChatModel:

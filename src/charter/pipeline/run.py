@@ -230,6 +230,7 @@ class Runner:
         """The policy, critic, judge, auditor (the judge, metered as `audit`) and the prompt writer (synth)."""
         config = self.config
         meter = self.meter = UsageMeter(config.prices, config.budget, sink=ledger.record)
+        meter.stop = self.stop  # a stop lets the calls in flight finish and starts no new one
         prior = store.usage()  # every call every earlier process paid for, recorded as it was answered
         meter.prior_cost = sum(r.cost_usd for r in prior)
         meter.prior_tokens = sum(r.prompt_tokens + r.completion_tokens for r in prior)
@@ -281,7 +282,10 @@ class Runner:
             if cache is not None:
                 cache.close()
         if stop is None:
-            await self._training_stages(result)
+            try:
+                await self._training_stages(result)
+            except Interrupted as exc:  # a stop during training: no model from a training cut short
+                stop = exc
         if self.config.report:  # after training, so the win rate is in it; after a stop, for what is done
             from charter.pipeline.report import write_report
 
@@ -417,7 +421,7 @@ class Runner:
     async def _training_stages(self, result: RunResult) -> None:
         from charter.pipeline.training import run_training_stages
 
-        await asyncio.to_thread(run_training_stages, self.config, result)
+        await asyncio.to_thread(run_training_stages, self.config, result, self.stop)
 
 
 def too_many_failures(work: Work, run_dir: Path) -> TooManyFailures:

@@ -9,6 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from charter.interrupt import StopRequest
 from charter.pipeline.config import TRAINING_STAGES, RunConfig
 
 
@@ -24,18 +25,36 @@ def section_config(config: RunConfig, stage: str, run_dir: Path) -> Any:
     return section.model_copy(update=updates)
 
 
-def run_training_stages(config: RunConfig, result: Any) -> None:
-    """Run the training stages named in `config.stages`, in order, on this run's preference dataset."""
+def stop_callback(stop: StopRequest) -> Any:
+    """A TrainerCallback that ends training at the next step once a stop (Ctrl-C, SIGTERM) is requested, by raising
+    `Interrupted`: the trainer writes no model from a training cut short."""
+    from transformers import TrainerCallback
+
+    class StopOnSignal(TrainerCallback):
+        def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> Any:
+            if stop.requested:
+                raise stop.error()
+            return control
+
+    return StopOnSignal()
+
+
+def run_training_stages(config: RunConfig, result: Any, stop: StopRequest | None = None) -> None:
+    """Run the training stages named in `config.stages`, in order, on this run's preference dataset. A stop
+    requested meanwhile ends them at the next training step (or before the next stage) with `Interrupted`."""
     for stage in (s for s in TRAINING_STAGES if s in config.stages):
+        if stop is not None and stop.requested:
+            raise stop.error()
+        callbacks = [stop_callback(stop)] if stop is not None and stage != "eval" else []
         cfg = section_config(config, stage, result.run_dir)
         if stage == "reward_model":
             from charter.reward_model.train import train_reward_model
 
-            result.training["reward_model"] = train_reward_model(cfg)
+            result.training["reward_model"] = train_reward_model(cfg, callbacks=callbacks)
         elif stage == "dpo":
             from charter.dpo.train import train_dpo
 
-            result.training["dpo"] = train_dpo(cfg)
+            result.training["dpo"] = train_dpo(cfg, callbacks=callbacks)
         else:
             from charter.dpo.winrate import winrate
 

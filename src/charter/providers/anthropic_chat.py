@@ -12,7 +12,6 @@ from typing import Any, Sequence
 
 from charter.errors import MissingExtra
 from charter.providers.base import Completion, Limits, MalformedReply, Messages, SamplingParams, SDKChatModel
-from charter.providers.endpoints import resolve_endpoint
 from charter.providers.limits import Limiter, estimate_tokens, gather_all
 
 
@@ -49,19 +48,13 @@ class AnthropicModel(SDKChatModel):
         self.extra_body: dict[str, Any] = dict(options.get("extra_body") or {})
         self.sampling_params = bool(options.get("sampling_params", False))
         self._sdk = _sdk()
-        self.endpoint = resolve_endpoint(self.provider, options.get("base_url"), api_key_env)
-        self._key = self.endpoint.key()
-        self.limiter = Limiter(self.limits, self.model_id, transient=(self._sdk.APIConnectionError,),
-                               secrets=[self._key])
-
-    @property
-    def base_url(self) -> str:
-        return self.endpoint.url
+        key = self.serve_at(options.get("base_url"), api_key_env)
+        self.limiter = Limiter(self.limits, self.model_id, transient=(self._sdk.APIConnectionError,), secrets=[key])
 
     def new_client(self) -> Any:
         # An explicit key: the SDK then reads no credential of its own (ANTHROPIC_AUTH_TOKEN, a profile) for this host.
         return self._sdk.AsyncAnthropic(
-            api_key=self._key, base_url=self.endpoint.url, max_retries=0, timeout=self.limits.timeout_s
+            api_key=self._key, base_url=self.base_url, max_retries=0, timeout=self.limits.timeout_s
         )
 
     def _request(self, messages: Messages, params: SamplingParams) -> dict[str, Any]:

@@ -11,7 +11,7 @@ from typing import Any, Callable, ClassVar, Sequence
 from pydantic import BaseModel, ConfigDict, Field
 
 from charter.errors import LogprobsUnsupported
-from charter.providers.endpoints import Endpoint, served_id
+from charter.providers.endpoints import Endpoint, resolve_endpoint, served_id
 
 #: A chat request is a list of `{"role": ..., "content": ...}` messages.
 Messages = list[dict[str, str]]
@@ -167,6 +167,18 @@ class SDKChatModel(ChatModel):
 
     _client: Any = None
     _client_loop: Any = None
+    _key: str = ""
+
+    def serve_at(self, url: str | None, api_key_env: str | None) -> str:
+        """Resolve where this model is served and which key goes there (charter.providers.endpoints); returns the
+        key, which only that endpoint is sent."""
+        self.endpoint = resolve_endpoint(self.provider, url, api_key_env)
+        self._key = self.endpoint.key()
+        return self._key
+
+    @property
+    def base_url(self) -> str:
+        return self.endpoint.url if self.endpoint is not None else ""
 
     @abstractmethod
     def new_client(self) -> Any:

@@ -17,7 +17,6 @@ from charter.providers.base import (
     ChoiceProbs, Completion, Limits, MalformedReply, Messages, SamplingParams, SDKChatModel, bill_unusable,
     normalise,
 )
-from charter.providers.endpoints import resolve_endpoint
 from charter.providers.limits import Limiter, estimate_tokens, gather_all
 
 TOP_LOGPROBS = 20
@@ -61,19 +60,13 @@ class OpenAIModel(SDKChatModel):
         self.limits = limits or Limits()
         self.extra_body: dict[str, Any] = dict(options.get("extra_body") or {})
         self._sdk = _sdk()
-        self.endpoint = resolve_endpoint(self.provider, base_url, api_key_env)
-        self._key = self.endpoint.key()
-        self.limiter = Limiter(self.limits, self.model_id, transient=(self._sdk.APIConnectionError,),
-                               secrets=[self._key])
-
-    @property
-    def base_url(self) -> str:
-        return self.endpoint.url
+        key = self.serve_at(base_url, api_key_env)
+        self.limiter = Limiter(self.limits, self.model_id, transient=(self._sdk.APIConnectionError,), secrets=[key])
 
     def new_client(self) -> Any:
-        client = self._sdk.AsyncOpenAI(api_key=self._key, base_url=self.endpoint.url, max_retries=0,
+        client = self._sdk.AsyncOpenAI(api_key=self._key, base_url=self.base_url, max_retries=0,
                                        timeout=self.limits.timeout_s)
-        if not self.endpoint.official:  # the SDK's organization, project and admin key are OpenAI's, not this host's
+        if self.endpoint is None or not self.endpoint.official:  # the SDK's organization, project and admin key are OpenAI's, not this host's
             client.organization = client.project = client.admin_api_key = None
         return client
 

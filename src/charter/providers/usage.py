@@ -10,6 +10,7 @@ from typing import Callable
 from pydantic import BaseModel, ConfigDict, Field
 
 from charter.errors import BudgetExceeded
+from charter.interrupt import StopRequest
 from charter.records import UsageRow
 
 
@@ -68,6 +69,9 @@ class UsageMeter:
         """Cost spent by earlier processes of the same run (resume), counted against the budget."""
         self.prior_tokens = 0
         """Tokens spent by earlier processes of the same run (resume), counted against the budget."""
+        self.stop: StopRequest | None = None
+        """A run's stop request (Ctrl-C, SIGTERM): once asked for, no new call starts (`check` raises), while the
+        calls in flight finish into the cache."""
 
     def price_of(self, model_id: str) -> Price:
         name = model_id.split(":", 1)[-1]
@@ -121,7 +125,9 @@ class UsageMeter:
         return sum(t.prompt_tokens + t.completion_tokens for t in self.tallies.values())
 
     def check(self) -> None:
-        """Raise `BudgetExceeded` if a cap is reached."""
+        """Before a call: raise `Interrupted` once a stop is requested, `BudgetExceeded` if a cap is reached."""
+        if self.stop is not None and self.stop.requested:
+            raise self.stop.error()
         cap = self.budget
         cost, tokens = self.prior_cost + self.total_cost, self.prior_tokens + self.total_tokens
         if cap.max_cost_usd is not None and cost >= cap.max_cost_usd:
