@@ -1,7 +1,7 @@
 """Stopping a run cleanly on Ctrl-C or SIGTERM (what Slurm preemption, Kubernetes, systemd and `timeout` send).
 
-The first signal is a request: no new item starts, the calls in flight get a grace period to finish into the call
-cache and the run store, what is still running then is cancelled, the stages are marked `interrupted`, the partial
+The first signal is a request: no new item and no new call starts, the calls in flight get a grace period to finish
+into the call cache and the run store, what is still waiting then is cancelled, the stages are marked `interrupted`, the partial
 dataset and the report are written, and the run ends with `Interrupted` (exit 130 for Ctrl-C, 143 for SIGTERM). The
 same command resumes it. A second signal stops at once, as Ctrl-C always did.
 """
@@ -46,7 +46,7 @@ class StopRequest:
                 return
             self.how, self.exit_code = how, exit_code
             events = list(self._events)
-        log.warning("%s: no new items start; the calls in flight have %g s to finish into the cache "
+        log.warning("%s: no new call starts; the calls in flight have %g s to finish into the cache "
                     "(the same signal again stops at once)", how, self.grace_s)
         for loop, event in events:
             loop.call_soon_threadsafe(event.set)

@@ -87,8 +87,8 @@ class RunConfig(ConfigModel):
     """Failed items (chains, sample sets, judgments) a run accepts: a count (1 or more) or a share of the items
     it attempted (below 1). Past it the run stops starting new items, keeps what is done and exits 3."""
     stop_grace_s: float = Field(default=10.0, ge=0)
-    """On Ctrl-C or SIGTERM (Slurm preemption, Kubernetes, systemd, `timeout`): seconds the calls in flight get to
-    finish into the call cache before they are cancelled; the stages are then marked interrupted, the partial
+    """On Ctrl-C or SIGTERM (Slurm preemption, Kubernetes, systemd, `timeout`): no new call starts, and the calls in
+    flight get this many seconds to finish into the call cache before they are cancelled; the stages are then marked interrupted, the partial
     dataset and the report are written, and the run exits 130 (Ctrl-C) or 143 (SIGTERM). A second signal stops at
     once."""
     quarantine_after: int = Field(default=3, ge=1)

@@ -66,7 +66,7 @@ class OpenAIModel(SDKChatModel):
     def new_client(self) -> Any:
         client = self._sdk.AsyncOpenAI(api_key=self._key, base_url=self.base_url, max_retries=0,
                                        timeout=self.limits.timeout_s)
-        if self.endpoint is None or not self.endpoint.official:  # the SDK's organization, project and admin key are OpenAI's, not this host's
+        if self.endpoint is None or not self.endpoint.official:  # OpenAI's organization, project, admin key: not here
             client.organization = client.project = client.admin_api_key = None
         return client
 
