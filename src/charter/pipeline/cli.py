@@ -251,10 +251,11 @@ def _audit_own_run(run_dir: Path, n: int, seed: int, families: list[str], self_p
     from charter.providers import CallCache, UsageMeter, get_model
     from charter.runs.files import AUDIT_MD, RunFiles
     from charter.providers.usage import Budget, Price
+    from charter.runs.lock import RunLock
     from charter.runs.store import open_store
     from charter.runs.usage import UsageLedger
 
-    with open_store(run_dir) as store:
+    with RunLock(run_dir), open_store(run_dir) as store:  # it pays for calls into the run: not beside a running run
         judge, constitution, run_seed = run_judge(store)
         judge = judge.model_copy(update={"audit": AuditConfig(n=n, seed=seed, min_confidence=min_confidence,
                                                               families=families, self_preference=self_preference)})

@@ -96,11 +96,15 @@ class CallCache:
     def lookup(self, kind: str, model: "ChatModel", payloads: Sequence[Any]) -> tuple[list[str], list[Any]]:
         """The keys of these calls of `model` and their cached values (None where not cached, or where the row was
         answered by another endpoint)."""
-        url = endpoint_url(model)
-        keys = [cache_key(kind, model.served_id, p) for p in payloads]
+        url, served = endpoint_url(model), model.served_id
+        keys = [cache_key(kind, served, p) for p in payloads]
         rows = self.get_rows(keys)
-        values = [rows[k][1] if k in rows and self._answers(rows[k][0], model) else None for k in keys]
-        if self.legacy_rows and url and model.served_id != model.model_id and self.legacy_owner(model) == url:
+        values = [None] * len(keys)
+        for i, key in enumerate(keys):
+            row = rows.get(key)
+            if row is not None and (row[0] == url or row[0] is None and self._legacy_answers(model, url)):
+                values[i] = row[1]
+        if self.legacy_rows and url and served != model.model_id and self.legacy_owner(model) == url:
             missing = {i: cache_key(kind, model.model_id, payloads[i]) for i, v in enumerate(values) if v is None}
             old = self.get_rows(list(missing.values()))
             for i, legacy in missing.items():
@@ -108,11 +112,9 @@ class CallCache:
                     values[i] = old[legacy][1]
         return keys, values
 
-    def _answers(self, row_endpoint: str | None, model: "ChatModel") -> bool:
-        url = endpoint_url(model)
-        if row_endpoint is None:  # a row from before endpoints were recorded
-            return not url or self.legacy_owner(model) == url
-        return row_endpoint == url
+    def _legacy_answers(self, model: "ChatModel", url: str) -> bool:
+        """Whether a row from before endpoints were recorded answers a call of `model` at `url`."""
+        return not url or self.legacy_owner(model) == url
 
     def legacy_owner(self, model: "ChatModel") -> str | None:
         """The endpoint this model's rows from before endpoints were recorded answer for (None: no endpoint)."""

@@ -64,6 +64,10 @@ class ManagedModel(ChatModel):
     def model_id(self) -> str:
         return self.inner.model_id
 
+    @property
+    def served_id(self) -> str:
+        return self.inner.served_id
+
     async def generate(self, requests: Sequence[Messages], params: SamplingParams) -> list[Completion]:
         payload = params.model_dump(mode="json")
         payloads = [[list(r), payload] for r in requests]
