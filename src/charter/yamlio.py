@@ -53,15 +53,18 @@ def _mapping(node: yaml.MappingNode, path: tuple, positions: Positions) -> dict[
     column where it is written (a merged key, in its anchor)."""
     merged: dict[Any, Any] = {}
     own: dict[Any, Any] = {}
+    for key_node, value_node in node.value:  # merged first: the mapping's own keys then win, positions included
+        if key_node.tag != MERGE_TAG:
+            continue
+        sources = value_node.value if isinstance(value_node, yaml.SequenceNode) else [value_node]
+        for source in sources:
+            if not isinstance(source, yaml.MappingNode):
+                line, col = source.start_mark.line + 1, source.start_mark.column + 1
+                raise _BadMerge(line, col)
+            for key, value in _construct(source, path, positions).items():
+                merged.setdefault(key, value)
     for key_node, value_node in node.value:
         if key_node.tag == MERGE_TAG:
-            sources = value_node.value if isinstance(value_node, yaml.SequenceNode) else [value_node]
-            for source in sources:
-                if not isinstance(source, yaml.MappingNode):
-                    line, col = source.start_mark.line + 1, source.start_mark.column + 1
-                    raise _BadMerge(line, col)
-                for key, value in _construct(source, path, positions).items():
-                    merged.setdefault(key, value)
             continue
         key = key_node.value
         if key in own:
@@ -102,6 +105,8 @@ def load_yaml(path: str | Path) -> tuple[Any, Positions]:
         raise ConfigError(f"{path}: file not found") from None
     except IsADirectoryError:
         raise ConfigError(f"{path}: is a directory, not a YAML file") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read it: {exc.strerror or exc}") from None
     return parse_yaml(decode_utf8(raw, path, ConfigError), str(path))
 
 

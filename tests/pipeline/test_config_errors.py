@@ -117,3 +117,13 @@ def test_a_quoted_csv_field_may_span_lines(make_config, tmp_path: Path, capsys) 
     (tmp_path / "p.csv").write_text('prompt,category\n"Write a poem\nin two lines",art\nWhat is 2+2?,math\n')
     assert main(["run", str(make_config(prompts={"path": str(tmp_path / "p.csv")})), "--dry-run"]) == 0
     assert "2 prompts" in capsys.readouterr().err
+
+
+def test_a_key_of_the_mapping_itself_keeps_its_line_whatever_the_order(tmp_path: Path) -> None:
+    text = "x-common: &common {model: scripted:cai, params: {temperature: 0.2}}\n" \
+           "policy: {params: {temprature: 0.1}, <<: *common}\n"
+    (tmp_path / "q.yaml").write_text(text)
+    with pytest.raises(ConfigError) as err:
+        load_model(RunConfig, tmp_path / "q.yaml")
+    assert err.value.lines == [f"{tmp_path / 'q.yaml'}:2:19: policy.params.temprature: unknown key "
+                               "(did you mean 'temperature'?)"]

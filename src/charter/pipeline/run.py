@@ -265,9 +265,10 @@ class Runner:
 
     async def _locked(self, loaded: PromptSet | None) -> RunResult:
         store = self._open_store()
-        cache = self._open_cache()
+        cache: CallCache | None = None
         stop: CharterError | None = None
         try:
+            cache = self._open_cache()
             for note in upgrade_run(store, self.config, self.constitution, cache):
                 log.info(note)
             settings = self._init_meta(store)
