@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Judge/human agreement of the embedded judge on the shared human-preference sets (issue 4).
+# Judge/human agreement of the embedded judge on the shared human-preference sets: both modes (logprobs, verdict)
+# and both order settings over the HHH and PyRIT pairs, then one Markdown table of the results.
 # Usage: bash benchmarks/agreement_eval.sh [OUT_DIR]   (JSON summaries land in OUT_DIR, default /tmp/agreement_eval)
 # One-order runs reuse the call cache of the both-order runs: the A-first half of each pair is the same call.
 set -euo pipefail

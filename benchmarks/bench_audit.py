@@ -17,8 +17,9 @@ from charter.agreement.audit import audit_judge, pairs_from_file
 from charter.providers.scripted import ScriptedModel, register_script
 from charter.testing.judges import oracle_script, register_biased_judges
 
-HHH = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "human_preferences" / \
-    "hhh_harmless_helpful.jsonl"
+HHH = (
+    Path(__file__).resolve().parents[1].parent / "shared" / "data" / "human_preferences" / "hhh_harmless_helpful.jsonl"
+)
 
 
 def fmt(fig) -> str:
@@ -32,8 +33,10 @@ def main() -> None:
     pairs = pairs_from_file(HHH)
     register_biased_judges()
     register_script("oracle", *oracle_script((p.better, p.worse) for p in pairs))
-    print("| judge | clean agreement | position flip | length flip | 'answer is (X)' fenced | fake turn fenced "
-          "| own answer over the better | calls/pair | wall s |")
+    print(
+        "| judge | clean agreement | position flip | length flip | 'answer is (X)' fenced | fake turn fenced "
+        "| own answer over the better | calls/pair | wall s |"
+    )
     print("|---|---|---|---|---|---|---|---|---|")
     for name in ("oracle", "always-a", "longer", "obeys-answer-is", "self-preferring"):
         model = ScriptedModel(name)
@@ -41,9 +44,11 @@ def main() -> None:
         r = audit_judge(pairs, model, n=None, self_preference=True)
         wall = time.perf_counter() - started
         inj = r.injection
-        print(f"| `{name}` | {fmt(r.clean_agreement)} | {fmt(r.position_flip)} | {fmt(r.length.flip)} | "
-              f"{fmt(inj['answer_is'].fenced.flip)} | {fmt(inj['fake_turn'].fenced.flip)} | "
-              f"{fmt(r.self_over_better)} | {model.calls / len(pairs):.1f} | {wall:.1f} |")
+        print(
+            f"| `{name}` | {fmt(r.clean_agreement)} | {fmt(r.position_flip)} | {fmt(r.length.flip)} | "
+            f"{fmt(inj['answer_is'].fenced.flip)} | {fmt(inj['fake_turn'].fenced.flip)} | "
+            f"{fmt(r.self_over_better)} | {model.calls / len(pairs):.1f} | {wall:.1f} |"
+        )
 
 
 if __name__ == "__main__":

@@ -38,12 +38,18 @@ class Batches(batches.BatchServer):
 
 
 def config(tmp: Path, name: str, n: int, batch: bool) -> Path:
-    data = {"name": name, "output_dir": str(tmp / name), "cache": str(tmp / f"{name}.sqlite"), "report": False,
-            "prompts": {"inline": [f"Question {i}: how would someone do thing {i}?" for i in range(n)]},
-            "policy": {"model": MODEL, "params": {"max_tokens": 64}},
-            "judge": {"model": MODEL, "principles_per_pair": 2}, "filters": {"drop_inconsistent": False},
-            "prices": {MODEL: {"input": 0.15, "output": 0.60}},
-            "batch": {"enabled": batch, "poll_s": 0.5, "gather_s": 0.5}}
+    data = {
+        "name": name,
+        "output_dir": str(tmp / name),
+        "cache": str(tmp / f"{name}.sqlite"),
+        "report": False,
+        "prompts": {"inline": [f"Question {i}: how would someone do thing {i}?" for i in range(n)]},
+        "policy": {"model": MODEL, "params": {"max_tokens": 64}},
+        "judge": {"model": MODEL, "principles_per_pair": 2},
+        "filters": {"drop_inconsistent": False},
+        "prices": {MODEL: {"input": 0.15, "output": 0.60}},
+        "batch": {"enabled": batch, "poll_s": 0.5, "gather_s": 0.5},
+    }
     path = tmp / f"{name}.yaml"
     path.write_text(yaml.safe_dump(data))
     return path
@@ -55,9 +61,13 @@ def summary(run_dir: Path) -> dict:
         batches_ = store.batches()
     rows = (run_dir / "data" / "preferences.jsonl").read_text().splitlines()
     strip = [{k: v for k, v in json.loads(r).items() if k not in ("run_id", "created_at")} for r in rows]
-    return {"calls": sum(u.calls for u in usage), "cost": sum(u.cost_usd for u in usage),
-            "tokens": sum(u.prompt_tokens + u.completion_tokens for u in usage), "batches": len(batches_),
-            "rows": sorted(json.dumps(r, sort_keys=True) for r in strip)}
+    return {
+        "calls": sum(u.calls for u in usage),
+        "cost": sum(u.cost_usd for u in usage),
+        "tokens": sum(u.prompt_tokens + u.completion_tokens for u in usage),
+        "batches": len(batches_),
+        "rows": sorted(json.dumps(r, sort_keys=True) for r in strip),
+    }
 
 
 def main() -> None:
@@ -80,8 +90,12 @@ def main() -> None:
         with Batches(complete_after_s=1.0, hold=True) as server:
             path = config(tmp, "killed", n, True)
             env = {**os.environ, "OPENAI_BASE_URL": server.openai_url}
-            child = subprocess.Popen([sys.executable, "-m", "charter.cli", "run", str(path)], env=env,
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            child = subprocess.Popen(
+                [sys.executable, "-m", "charter.cli", "run", str(path)],
+                env=env,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
             while not (tmp / "killed" / "run.sqlite").exists() or not RunStore(tmp / "killed").batches():
                 time.sleep(0.05)
             child.send_signal(signal.SIGKILL)
@@ -91,14 +105,19 @@ def main() -> None:
             assert cli(["run", str(path)]) == 0
             killed_created = list(server.batches_created)
         sync, batch, killed = summary(tmp / "sync"), summary(tmp / "batch"), summary(tmp / "killed")
-    print(f"| mode | requests or batch requests | batches | recorded tokens | recorded cost | wall s | rows equal to sync |")
+    print("| mode | requests or batch requests | batches | recorded tokens | recorded cost | wall s | rows as sync |")
     print("|---|---:|---:|---:|---:|---:|---|")
     print(f"| synchronous | {sync_requests} | – | {sync['tokens']} | ${sync['cost']:.6f} | {sync_s:.1f} | – |")
-    print(f"| batch | {sum(b['requests'] for b in created)} | {len(created)} ({', '.join(str(b['requests']) for b in created)}) "
-          f"| {batch['tokens']} | ${batch['cost']:.6f} ({batch['cost'] / sync['cost']:.3f} of sync) | {batch_s:.1f} | "
-          f"{batch['rows'] == sync['rows']} |")
-    print(f"| batch, SIGKILL after the first submit, resumed | {sum(b['requests'] for b in killed_created)} | "
-          f"{len(killed_created)} | {killed['tokens']} | ${killed['cost']:.6f} | – | {killed['rows'] == sync['rows']} |")
+    print(
+        f"| batch | {sum(b['requests'] for b in created)} | {len(created)} "
+        f"({', '.join(str(b['requests']) for b in created)}) "
+        f"| {batch['tokens']} | ${batch['cost']:.6f} ({batch['cost'] / sync['cost']:.3f} of sync) | {batch_s:.1f} | "
+        f"{batch['rows'] == sync['rows']} |"
+    )
+    print(
+        f"| batch, SIGKILL after the first submit, resumed | {sum(b['requests'] for b in killed_created)} | "
+        f"{len(killed_created)} | {killed['tokens']} | ${killed['cost']:.6f} | – | {killed['rows'] == sync['rows']} |"
+    )
 
 
 if __name__ == "__main__":

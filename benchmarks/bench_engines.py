@@ -16,11 +16,10 @@ type: `int8_float32` is int8 products with float32 activations) and runs it thro
 the calls `LocalModel` makes: the same chat template and tokens, greedy decoding to the same end tokens, and for the
 judge the full-vocabulary log-probabilities after the whole prompt (`return_logits_vocab`; in a batch of unequal
 prompts ctranslate2 runs the longer ones' extra tokens as forced decoding steps, each with its own logits, so the
-last of them is the one), the prompts' common start given as its cached `static_prompt`. The issue on the embedded
-model's speed named ctranslate2 as a candidate engine.
+last of them is the one), the prompts' common start given as its cached `static_prompt`.
 
 `--random-weights` gives the model's config (and tokenizer) freshly initialised weights (seed 0): the same shapes
-and the same work, for a machine the weights cannot be sent to (the GPU machine here takes 64 MiB). Such a model
+and the same work, for a machine the weights cannot be sent to. Such a model
 stops at no end-of-text, so every row runs to `--max-tokens`; timings then hold, texts mean nothing.
 """
 
@@ -41,8 +40,10 @@ sys.path.insert(0, str(ROOT / "src"))
 
 ROWS = [json.loads(line) for line in (ROOT / "src" / "charter" / "data" / "prompts.jsonl").open()]
 PROMPTS = [row["prompt"] for row in ROWS if "prompt" in row]  # single-turn ones
-JUDGE = ("You compare two assistant responses against a principle.\n\nPrinciple: choose the response that is more "
-         "helpful, honest and harmless, and that refuses clearly harmful requests without lecturing.\n\n")
+JUDGE = (
+    "You compare two assistant responses against a principle.\n\nPrinciple: choose the response that is more "
+    "helpful, honest and harmless, and that refuses clearly harmful requests without lecturing.\n\n"
+)
 
 
 def random_weights(model: str, folder: Path) -> str:
@@ -66,8 +67,10 @@ def judge_requests(n: int) -> list[list[dict[str, str]]]:
     requests = []
     for i in range(n):
         a, b = PROMPTS[i % len(PROMPTS)], PROMPTS[(7 * i + 3) % len(PROMPTS)]
-        text = (f"{JUDGE}Request: {a}\n\nResponse A: I can help with part of that: {b}\n\nResponse B: I would rather "
-                f"not answer {a[: 40 + i % 60]}\n\nWhich response is better? Answer A or B.")
+        text = (
+            f"{JUDGE}Request: {a}\n\nResponse A: I can help with part of that: {b}\n\nResponse B: I would rather "
+            f"not answer {a[: 40 + i % 60]}\n\nWhich response is better? Answer A or B."
+        )
         requests.append([{"role": "user", "content": text}])
     return requests
 
@@ -83,8 +86,9 @@ class CT2Engine:
             import ctranslate2
             from ctranslate2.converters import TransformersConverter
         except ImportError:
-            raise SystemExit(f"bench_engines.py: --engines ct2:{compute_type} needs ctranslate2: "
-                             ".venv/bin/pip install ctranslate2") from None
+            raise SystemExit(
+                f"bench_engines.py: --engines ct2:{compute_type} needs ctranslate2: .venv/bin/pip install ctranslate2"
+            ) from None
 
         from charter.providers.local import resolve_local_model
 
@@ -95,8 +99,9 @@ class CT2Engine:
         if not target.exists():
             TransformersConverter(resolve_local_model(local.name)).convert(str(target), quantization=compute_type)
         threads = torch.get_num_threads() if device == "cpu" else 0  # the threads charter's engines use
-        self.generator = ctranslate2.Generator(str(target), device=device, compute_type=compute_type,
-                                               intra_threads=threads, inter_threads=1)
+        self.generator = ctranslate2.Generator(
+            str(target), device=device, compute_type=compute_type, intra_threads=threads, inter_threads=1
+        )
 
     def _tokens(self, requests: list[Any]) -> list[list[str]]:
         tokenizer = self.local.tokenizer
@@ -107,10 +112,22 @@ class CT2Engine:
 
         tokenizer = self.local.tokenizer
         results = self.generator.generate_batch(
-            self._tokens(requests), max_batch_size=self.batch, beam_size=1, sampling_topk=1,
-            max_length=params.max_tokens, include_prompt_in_result=False, end_token=sorted(self.local._eos_ids()))
-        return [Completion(tokenizer.decode(r.sequences_ids[0], skip_special_tokens=True), self.model_id,
-                           completion_tokens=len(r.sequences_ids[0])) for r in results]
+            self._tokens(requests),
+            max_batch_size=self.batch,
+            beam_size=1,
+            sampling_topk=1,
+            max_length=params.max_tokens,
+            include_prompt_in_result=False,
+            end_token=sorted(self.local._eos_ids()),
+        )
+        return [
+            Completion(
+                tokenizer.decode(r.sequences_ids[0], skip_special_tokens=True),
+                self.model_id,
+                completion_tokens=len(r.sequences_ids[0]),
+            )
+            for r in results
+        ]
 
     def choice_logprobs_sync(self, requests: list[Any], options: list[str]) -> list[Any]:
         import numpy as np
@@ -121,8 +138,14 @@ class CT2Engine:
         tokens = self._tokens(requests)
         shared = min(len(os.path.commonprefix(tokens)), min(len(row) for row in tokens) - 1)
         results = self.generator.generate_batch(
-            [row[shared:] for row in tokens], static_prompt=tokens[0][:shared] or None, max_batch_size=self.batch,
-            beam_size=1, max_length=1, include_prompt_in_result=False, return_logits_vocab=True)
+            [row[shared:] for row in tokens],
+            static_prompt=tokens[0][:shared] or None,
+            max_batch_size=self.batch,
+            beam_size=1,
+            max_length=1,
+            include_prompt_in_result=False,
+            return_logits_vocab=True,
+        )
         variants = {o: sorted(self.local._first_tokens(o)) for o in options}
         out = []
         for row, result in zip(tokens, results):
@@ -151,8 +174,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     parser.add_argument("--dtype", choices=["bfloat16", "float32"])
-    parser.add_argument("--engines", default="charter,transformers",
-                        help="charter, transformers, ct2:<compute type> (ctranslate2, if installed); charter first")
+    parser.add_argument(
+        "--engines",
+        default="charter,transformers",
+        help="charter, transformers, ct2:<compute type> (ctranslate2, if installed); charter first",
+    )
     parser.add_argument("--batches", default="1,16,64")
     parser.add_argument("--max-tokens", type=int, default=128)
     parser.add_argument("--judge-calls", type=int, default=256)
@@ -172,8 +198,11 @@ def main() -> None:
     scratch = Path(tempfile.mkdtemp(prefix="charter-engines-"))
     model = random_weights(args.model, scratch) if args.random_weights else args.model
     where = torch.cuda.get_device_name() if device == "cuda" else f"cpu, {torch.get_num_threads()} threads"
-    print(f"device: {where}; torch {torch.__version__}; model {args.model}"
-          f"{' (random weights)' if args.random_weights else ''}", flush=True)
+    print(
+        f"device: {where}; torch {torch.__version__}; model {args.model}"
+        f"{' (random weights)' if args.random_weights else ''}",
+        flush=True,
+    )
     results: list[dict[str, Any]] = []
     params = SamplingParams(temperature=0, max_tokens=args.max_tokens)
 
@@ -204,14 +233,22 @@ def main() -> None:
                 wall, outputs[engine] = timed(device, lambda m=m, r=requests: m.generate_sync(r, params))
                 walls[engine].append(wall)
         tokens = {e: sum(c.completion_tokens for c in outputs[e]) for e in models}
-        row = {"what": "generate", "batch": batch, "requests": len(requests), "device": device,
-               "dtype": str(models["charter"]._torch_dtype()).removeprefix("torch."), "engines": {}}
+        row = {
+            "what": "generate",
+            "batch": batch,
+            "requests": len(requests),
+            "device": device,
+            "dtype": str(models["charter"]._torch_dtype()).removeprefix("torch."),
+            "engines": {},
+        }
         for engine in models:
             best = min(walls[engine])
             row["engines"][engine] = {
-                "walls_s": [round(w, 3) for w in walls[engine]], "tokens": tokens[engine],
+                "walls_s": [round(w, 3) for w in walls[engine]],
+                "tokens": tokens[engine],
                 "tokens_per_s": round(tokens[engine] / best, 1),
-                "same_as_charter": sum(a.text == b.text for a, b in zip(outputs["charter"], outputs[engine]))}
+                "same_as_charter": sum(a.text == b.text for a, b in zip(outputs["charter"], outputs[engine])),
+            }
         results.append(row)
         print(json.dumps(row), flush=True)
         del models
@@ -228,15 +265,22 @@ def main() -> None:
         for engine, m in models.items():
             wall, probs[engine] = timed(device, lambda m=m: m.choice_logprobs_sync(requests, ["A", "B"]))
             walls[engine].append(wall)
-    row = {"what": "judge", "batch": args.judge_batch, "requests": len(requests), "device": device,
-           "prompt_tokens": sum(p.prompt_tokens for p in probs["charter"]), "engines": {}}
+    row = {
+        "what": "judge",
+        "batch": args.judge_batch,
+        "requests": len(requests),
+        "device": device,
+        "prompt_tokens": sum(p.prompt_tokens for p in probs["charter"]),
+        "engines": {},
+    }
     for engine in models:
         pairs = list(zip(probs["charter"], probs[engine]))
         row["engines"][engine] = {
             "walls_s": [round(w, 3) for w in walls[engine]],
             "calls_per_s": round(len(requests) / min(walls[engine]), 1),
             "max_logprob_diff": round(max(abs(a.raw_logprobs["A"] - b.raw_logprobs["A"]) for a, b in pairs), 5),
-            "same_picks": sum((a.probs["A"] > 0.5) == (b.probs["A"] > 0.5) for a, b in pairs)}
+            "same_picks": sum((a.probs["A"] > 0.5) == (b.probs["A"] > 0.5) for a, b in pairs),
+        }
     results.append(row)
     print(json.dumps(row), flush=True)
 
@@ -245,11 +289,16 @@ def main() -> None:
     for r in results:
         unit = "tokens_per_s" if r["what"] == "generate" else "calls_per_s"
         for engine, e in r["engines"].items():
-            same = f"{e['same_as_charter']} of {r['requests']} texts" if r["what"] == "generate" else \
-                f"{e['same_picks']} of {r['requests']} picks, log P(A) within {e['max_logprob_diff']}"
+            same = (
+                f"{e['same_as_charter']} of {r['requests']} texts"
+                if r["what"] == "generate"
+                else f"{e['same_picks']} of {r['requests']} picks, log P(A) within {e['max_logprob_diff']}"
+            )
             rate = f"{e[unit]} {'tokens' if unit == 'tokens_per_s' else 'calls'}/s"
-            print(f"| {r['what']} | {r['batch']} | {engine} | {rate} | "
-                  f"{e[unit] / r['engines']['charter'][unit]:.2f}x | {same} |")
+            print(
+                f"| {r['what']} | {r['batch']} | {engine} | {rate} | "
+                f"{e[unit] / r['engines']['charter'][unit]:.2f}x | {same} |"
+            )
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=1))
     shutil.rmtree(scratch, ignore_errors=True)

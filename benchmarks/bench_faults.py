@@ -1,7 +1,7 @@
 """A run against a faulty world: requests made, rows delivered, failures recorded, wall time, per fault mix.
 
 The fault-injecting server (`python -m charter.testing.faults`) runs in its own process and logs every
-request; `charter run` runs here, through the real openai SDK, with the issue's limits (timeout 3 s,
+request; `charter run` runs here, through the real openai SDK, with these limits (timeout 3 s,
 6 retries, concurrency 16). One critique round and a both-order judge with two principles: 7 calls per
 prompt. "expected" is the clean minimum divided by (1 - the fault rate each kind of request meets): the
 retries the faults force. Option-less logprobs only hit judge (logprobs) requests; a poisoned prompt is one
@@ -36,9 +36,18 @@ MIXES = {
     "dropped connections 5%": Faults(drop=0.05),
     "hangs past the timeout 1%": Faults(hang=0.01, hang_s=5.0),
     "poison prompt (400)": Faults(poison="POISON"),
-    "all mixed (19% + poison)": Faults(rate_limit=0.03, server_error=0.04, hang=0.005, drop=0.02, malformed=0.02,
-                                       empty_choices=0.03, no_option_logprobs=0.05, poison="POISON",
-                                       retry_after_s=0.5, hang_s=5.0),
+    "all mixed (19% + poison)": Faults(
+        rate_limit=0.03,
+        server_error=0.04,
+        hang=0.005,
+        drop=0.02,
+        malformed=0.02,
+        empty_choices=0.03,
+        no_option_logprobs=0.05,
+        poison="POISON",
+        retry_after_s=0.5,
+        hang_s=5.0,
+    ),
 }
 
 
@@ -61,12 +70,19 @@ def run_mix(name: str, faults: Faults, n: int, work: Path) -> dict:
         prompts = [f"Request {i}: how would someone do thing {i}?" for i in range(n)]
         if faults.poison:
             prompts[7] = "Request 7 carries the POISON word"
-        config = RunConfig.model_validate({
-            "name": "faults", "output_dir": str(work / f"run-{log.stem}"), "cache": None, "report": False,
-            "prompts": {"inline": prompts}, "concurrency": 16, "filters": {"drop_inconsistent": False},
-            "policy": {"model": model, "limits": limits, "params": {"max_tokens": 64}},
-            "judge": {"model": model, "limits": limits, "principles_per_pair": 2},
-        })
+        config = RunConfig.model_validate(
+            {
+                "name": "faults",
+                "output_dir": str(work / f"run-{log.stem}"),
+                "cache": None,
+                "report": False,
+                "prompts": {"inline": prompts},
+                "concurrency": 16,
+                "filters": {"drop_inconsistent": False},
+                "policy": {"model": model, "limits": limits, "params": {"max_tokens": 64}},
+                "judge": {"model": model, "limits": limits, "principles_per_pair": 2},
+            }
+        )
         started = time.perf_counter()
         try:
             result = asyncio.run(Runner(config).arun())
@@ -85,8 +101,18 @@ def run_mix(name: str, faults: Faults, n: int, work: Path) -> dict:
     clean = (n - poisoned) * (GENERATE + LOGPROBS) + poisoned
     rate_generate = faults.total - faults.no_option_logprobs
     expected = (n - poisoned) * (GENERATE / (1 - rate_generate) + LOGPROBS / (1 - faults.total)) + poisoned
-    return {"mix": name, "requests": len(entries), "clean": clean, "expected": expected, "rows": rows, "code": code,
-            "failures": failures, "wall": wall, "answered": sum(e.answered for e in entries), "recorded": recorded}
+    return {
+        "mix": name,
+        "requests": len(entries),
+        "clean": clean,
+        "expected": expected,
+        "rows": rows,
+        "code": code,
+        "failures": failures,
+        "wall": wall,
+        "answered": sum(e.answered for e in entries),
+        "recorded": recorded,
+    }
 
 
 def main() -> None:
@@ -94,17 +120,22 @@ def main() -> None:
     parser.add_argument("--prompts", type=int, default=100)
     parser.add_argument("--only", nargs="*", help="mix names to run (default: all)")
     args = parser.parse_args()
-    print("| fault mix | requests | clean minimum | min / (1 - rate) | requests / expected | rows | failures "
-          "recorded | usage recorded / answered | exit | wall s |")
+    print(
+        "| fault mix | requests | clean minimum | min / (1 - rate) | requests / expected | rows | failures "
+        "recorded | usage recorded / answered | exit | wall s |"
+    )
     print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     with tempfile.TemporaryDirectory() as tmp:
         for name, faults in MIXES.items():
             if args.only and name not in args.only:
                 continue
             r = run_mix(name, faults, args.prompts, Path(tmp))
-            print(f"| {r['mix']} | {r['requests']:,} | {r['clean']:,} | {r['expected']:,.0f} | "
-                  f"{r['requests'] / r['expected']:.3f} | {r['rows']} | {r['failures']} | "
-                  f"{r['recorded']} / {r['answered']} | {r['code']} | {r['wall']:.1f} |", flush=True)
+            print(
+                f"| {r['mix']} | {r['requests']:,} | {r['clean']:,} | {r['expected']:,.0f} | "
+                f"{r['requests'] / r['expected']:.3f} | {r['rows']} | {r['failures']} | "
+                f"{r['recorded']} / {r['answered']} | {r['code']} | {r['wall']:.1f} |",
+                flush=True,
+            )
 
 
 if __name__ == "__main__":

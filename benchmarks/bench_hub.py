@@ -47,7 +47,9 @@ def main() -> None:
     parser.add_argument("--n", type=int, nargs="+", default=[1000, 10000], help="preference rows per run")
     args = parser.parse_args()
     os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] = "1"
-    print("| preference rows | dry run s | of which secret scan s | push to loopback Hub s | folder MiB | peak RSS MiB |")
+    print(
+        "| preference rows | dry run s | of which secret scan s | push to loopback Hub s | folder MiB | peak RSS MiB |"
+    )
     print("|---:|---:|---:|---:|---:|---:|")
     with tempfile.TemporaryDirectory() as tmp:
         for n in args.n:

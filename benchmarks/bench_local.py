@@ -162,8 +162,9 @@ def instrument(profile: Profile) -> None:
     decoder = local_decode.Decoder
     forward = decoder._forward
 
-    def decoder_forward(self: Any, ids: Any, positions: Any, prefix: Any, own: Any, visible: Any,
-                        outputs: str = "all") -> Any:
+    def decoder_forward(
+        self: Any, ids: Any, positions: Any, prefix: Any, own: Any, visible: Any, outputs: str = "all"
+    ) -> Any:
         start = time.perf_counter()
         try:
             return forward(self, ids, positions, prefix, own, visible, outputs)
@@ -202,8 +203,16 @@ def timed_run(overrides: list[str], root: Path) -> dict[str, Any]:
     from charter.runs.store import RunStore
 
     start = time.perf_counter()
-    charter.run(QUICKSTART, overrides=[f"cache={root / 'calls.sqlite'}", f"output_dir={root / 'run'}",
-                                       "stages=[critique,judge]", "report=false", *overrides])
+    charter.run(
+        QUICKSTART,
+        overrides=[
+            f"cache={root / 'calls.sqlite'}",
+            f"output_dir={root / 'run'}",
+            "stages=[critique,judge]",
+            "report=false",
+            *overrides,
+        ],
+    )
     wall = time.perf_counter() - start
     store = RunStore(root / "run")
     try:
@@ -213,17 +222,39 @@ def timed_run(overrides: list[str], root: Path) -> dict[str, Any]:
     prompt = sum(u.prompt_tokens for u in usage)
     completion = sum(u.completion_tokens for u in usage)
     calls = sum(u.calls for u in usage)
-    return {"wall_s": round(wall, 1), "calls": calls, "prompt_tokens": prompt, "completion_tokens": completion,
-            "tokens_per_s": round((prompt + completion) / wall, 1), "generated_per_s": round(completion / wall, 1)}
+    return {
+        "wall_s": round(wall, 1),
+        "calls": calls,
+        "prompt_tokens": prompt,
+        "completion_tokens": completion,
+        "tokens_per_s": round((prompt + completion) / wall, 1),
+        "generated_per_s": round(completion / wall, 1),
+    }
 
 
 def llama_server(python: str, port: int, threads: int) -> subprocess.Popen:
     """llama-cpp-python's OpenAI-compatible server on the embedded GGUF, with its prompt cache on."""
     from charter.providers.local import embedded_gguf_file
 
-    command = [python, "-m", "llama_cpp.server", "--model", str(embedded_gguf_file()), "--host", "127.0.0.1",
-               "--port", str(port), "--n_ctx", "4096", "--n_threads", str(threads), "--n_threads_batch",
-               str(threads), "--cache", "True"]
+    command = [
+        python,
+        "-m",
+        "llama_cpp.server",
+        "--model",
+        str(embedded_gguf_file()),
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--n_ctx",
+        "4096",
+        "--n_threads",
+        str(threads),
+        "--n_threads_batch",
+        str(threads),
+        "--cache",
+        "True",
+    ]
     server = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
@@ -264,12 +295,16 @@ def cmd_peer(args: argparse.Namespace) -> None:
             finally:
                 server.terminate()
                 server.wait(timeout=30)
-    print("| engine | wall s | calls | prompt tokens | generated tokens | tokens/s (prompt + generated) "
-          "| generated tokens/s |")
+    print(
+        "| engine | wall s | calls | prompt tokens | generated tokens | tokens/s (prompt + generated) "
+        "| generated tokens/s |"
+    )
     print("|---|---|---|---|---|---|---|")
     for name, r in results.items():
-        print(f"| {name} | {r['wall_s']} | {r['calls']} | {r['prompt_tokens']:,} | {r['completion_tokens']:,} "
-              f"| {r['tokens_per_s']} | {r['generated_per_s']} |")
+        print(
+            f"| {name} | {r['wall_s']} | {r['calls']} | {r['prompt_tokens']:,} | {r['completion_tokens']:,} "
+            f"| {r['tokens_per_s']} | {r['generated_per_s']} |"
+        )
     if len(results) == 2:
         local, peer = results.values()
         print(f"local is {peer['wall_s'] / local['wall_s']:.2f}x faster than the llama.cpp server")
@@ -283,9 +318,10 @@ def cmd_shared(args: argparse.Namespace) -> None:
         quiet = timed_run(args.set, Path(tmp) / "quiet")
         print("quiet", quiet, flush=True)
         # the neighbour: the same workload in its own process and cache, started first, kept busy throughout
-        neighbour = subprocess.Popen([sys.executable, __file__, "neighbour", "--root", str(Path(tmp) / "n")],
-                                     env={**os.environ, **({"OMP_NUM_THREADS": args.neighbour_threads}
-                                                          if args.neighbour_threads else {})})
+        neighbour = subprocess.Popen(
+            [sys.executable, __file__, "neighbour", "--root", str(Path(tmp) / "n")],
+            env={**os.environ, **({"OMP_NUM_THREADS": args.neighbour_threads} if args.neighbour_threads else {})},
+        )
         try:
             time.sleep(args.head_start)
             beside = timed_run(args.set, Path(tmp) / "beside")
@@ -293,8 +329,10 @@ def cmd_shared(args: argparse.Namespace) -> None:
             neighbour.terminate()
             neighbour.wait(timeout=60)
         print("beside", beside, flush=True)
-    print(f"quiet {quiet['wall_s']} s, beside another embedded-model process {beside['wall_s']} s: "
-          f"{beside['wall_s'] / quiet['wall_s']:.2f}x")
+    print(
+        f"quiet {quiet['wall_s']} s, beside another embedded-model process {beside['wall_s']} s: "
+        f"{beside['wall_s'] / quiet['wall_s']:.2f}x"
+    )
 
 
 def force_dtype(dtype: str | None) -> None:
@@ -329,12 +367,27 @@ def cmd_judge(args: argparse.Namespace) -> None:
             original(self, *a, **{**kw, **options})
 
         local.LocalModel.__init__ = init
-    summary = evaluate(SHARED_DATA / "human_preferences" / "hhh_harmless_helpful.jsonl", "local:smollm2-135m-instruct",
-                       mode="logprobs", orders="both", seed=0, cache=args.cache)
+    summary = evaluate(
+        SHARED_DATA / "human_preferences" / "hhh_harmless_helpful.jsonl",
+        "local:smollm2-135m-instruct",
+        mode="logprobs",
+        orders="both",
+        seed=0,
+        cache=args.cache,
+    )
     keys = ("judged", "judge_vs_human", "position_consistency", "p_human_choice_mean", "wall_s")
-    print(json.dumps({"dtype": args.dtype or "default", "int8_per_row": args.int8_per_row,
-                      "engine": args.engine or "auto", "batch_size": args.batch_size,
-                      **{k: summary.get(k) for k in keys}}, default=str))
+    print(
+        json.dumps(
+            {
+                "dtype": args.dtype or "default",
+                "int8_per_row": args.int8_per_row,
+                "engine": args.engine or "auto",
+                "batch_size": args.batch_size,
+                **{k: summary.get(k) for k in keys},
+            },
+            default=str,
+        )
+    )
     if args.json:
         Path(args.json).write_text(json.dumps(summary, default=str, indent=1))
 
@@ -355,11 +408,16 @@ def cmd_starts(args: argparse.Namespace) -> None:
     constitution = load_constitution("harmless")
     by_id = {p.id: p for p in constitution.principles}
     settings = JudgeSettings(principles_per_pair=2)
-    pairs = [to_pair(row, 0)[0] for row in load_pairs_file(SHARED_DATA / "human_preferences" /
-                                                            "hhh_harmless_helpful.jsonl")[: args.pairs]]
-    requests = [comparison_prompt(pair.prompt, first, second, by_id[pid], "logprobs")
-                for pair in pairs for first, second in ((pair.a, pair.b), (pair.b, pair.a))
-                for pid in principles_for(constitution, settings, pair.pair_id, 0)]
+    pairs = [
+        to_pair(row, 0)[0]
+        for row in load_pairs_file(SHARED_DATA / "human_preferences" / "hhh_harmless_helpful.jsonl")[: args.pairs]
+    ]
+    requests = [
+        comparison_prompt(pair.prompt, first, second, by_id[pid], "logprobs")
+        for pair in pairs
+        for first, second in ((pair.a, pair.b), (pair.b, pair.a))
+        for pid in principles_for(constitution, settings, pair.pair_id, 0)
+    ]
     model = LocalModel("smollm2-135m-instruct", dtype=args.dtype, prefix_cache_mb=0)
     model.load()
     encoded = sorted(model._encode(r, room=1) for r in requests)  # as choice_logprobs_sync orders them
@@ -384,11 +442,16 @@ def cmd_starts(args: argparse.Namespace) -> None:
     decode._branch_points = branch_points
     tokens = sum(len(ids) for ids in encoded)
     saved = model._decoder.branched_tokens // args.repeats
-    print(f"{len(requests)} judge calls, {tokens} tokens, {model._torch_dtype()}; shared starts run once: "
-          f"{saved} tokens fewer a pass")
+    print(
+        f"{len(requests)} judge calls, {tokens} tokens, {model._torch_dtype()}; shared starts run once: "
+        f"{saved} tokens fewer a pass"
+    )
     for starts in (False, True):
-        print(f"  {'starts once' if starts else 'starts per row':15s} " + ", ".join(f"{s:.1f}" for s in seconds[starts])
-              + f" s (min {min(seconds[starts]):.1f})")
+        print(
+            f"  {'starts once' if starts else 'starts per row':15s} "
+            + ", ".join(f"{s:.1f}" for s in seconds[starts])
+            + f" s (min {min(seconds[starts]):.1f})"
+        )
     diff = (p_a[True] - p_a[False]).abs()
     flips = int(((p_a[True] > 0.5) != (p_a[False] > 0.5)).sum())
     print(f"  P(A) with and without: largest difference {float(diff.max()):.2e}, other side of 0.5 in {flips} calls")
@@ -408,8 +471,9 @@ def cmd_picks(args: argparse.Namespace) -> None:
     from charter.providers import get_model
     from charter.providers.cache import CallCache
 
-    built = [to_pair(row, 0) for row in load_pairs_file(SHARED_DATA / "human_preferences" /
-                                                         "hhh_harmless_helpful.jsonl")]
+    built = [
+        to_pair(row, 0) for row in load_pairs_file(SHARED_DATA / "human_preferences" / "hhh_harmless_helpful.jsonl")
+    ]
     pairs, human = [p for p, _ in built], {p.pair_id: h for p, h in built}
     picks: dict[str, dict[str, str]] = {}
     for path in args.caches:
@@ -420,8 +484,9 @@ def cmd_picks(args: argparse.Namespace) -> None:
 
         async def judge_all(model: Any = model) -> dict:
             try:
-                return await _judge_all(model, load_constitution("harmless"), pairs,
-                                        JudgeSettings(mode="logprobs", orders="both"), 0, 64)
+                return await _judge_all(
+                    model, load_constitution("harmless"), pairs, JudgeSettings(mode="logprobs", orders="both"), 0, 64
+                )
             finally:
                 await model.aclose()
 
@@ -438,8 +503,10 @@ def cmd_picks(args: argparse.Namespace) -> None:
         a = sum(picks[first][pid] == human[pid] for pid in differ)
         b = sum(picks[other][pid] == human[pid] for pid in differ)
         p = binomtest(a, a + b).pvalue if a + b else 1.0
-        print(f"  {other}: {len(differ)} pairs picked differently; the human choice on {a} of them in the first, "
-              f"{b} in this one; exact McNemar p = {p:.2f}")
+        print(
+            f"  {other}: {len(differ)} pairs picked differently; the human choice on {a} of them in the first, "
+            f"{b} in this one; exact McNemar p = {p:.2f}"
+        )
 
 
 def cmd_flips(args: argparse.Namespace) -> None:
@@ -474,10 +541,15 @@ def cmd_greedy(args: argparse.Namespace) -> None:
     prompts = load_prompts(PromptsConfig(bundled=True, limit=args.limit, shuffle=True, seed=0)).rows
     policy = [with_system(p.messages, constitution.system_prompt) for p in prompts]
     shots = few_shot_messages(constitution)
-    critic = [shots + [m for m in turns if m["role"] != "system"] + [
-        {"role": "assistant", "content": "I can help with that."},
-        {"role": "user", "content": "Identify specific ways in which the last response is harmful."}]
-        for turns in policy]
+    critic = [
+        shots
+        + [m for m in turns if m["role"] != "system"]
+        + [
+            {"role": "assistant", "content": "I can help with that."},
+            {"role": "user", "content": "Identify specific ways in which the last response is harmful."},
+        ]
+        for turns in policy
+    ]
     params = SamplingParams(temperature=0, max_tokens=args.max_tokens)
     outputs = {}
     for dtype in ("float32", "bfloat16"):
@@ -519,10 +591,19 @@ def cmd_profile(args: argparse.Namespace) -> None:
     with tempfile.TemporaryDirectory(prefix="bench-local-") as tmp:
         root = Path(tmp)
         start = time.perf_counter()
-        charter.run(QUICKSTART, overrides=[f"cache={root / 'calls.sqlite'}", f"output_dir={root / 'run'}",
-                                           "stages=[critique,judge]", *args.set])
+        charter.run(
+            QUICKSTART,
+            overrides=[
+                f"cache={root / 'calls.sqlite'}",
+                f"output_dir={root / 'run'}",
+                "stages=[critique,judge]",
+                *args.set,
+            ],
+        )
         wall = time.perf_counter() - start
-    print(f"quickstart (critique + judge), fresh call cache: {wall:.1f} s wall, torch threads {torch.get_num_threads()}")
+    print(
+        f"quickstart (critique + judge), fresh call cache: {wall:.1f} s wall, torch threads {torch.get_num_threads()}"
+    )
     rows = sorted(profile.seconds.items(), key=lambda kv: -kv[1])
     for key, seconds in rows:
         print(f"  {key:42s} {seconds:8.2f} s  {profile.counts[key]:6d} calls")
@@ -532,9 +613,11 @@ def cmd_profile(args: argparse.Namespace) -> None:
     forwards = sum(v for k, v in profile.seconds.items() if k.startswith("forward"))
     batches = profile.seconds["generate batches"] + profile.seconds["choice batches"]
     print(f"  python in batches (batch wall - forwards):  {batches - forwards:.2f} s")
-    print(f"  prefix cache: {sum(d.cache.hits for d in LIVE)} hits, "
-          f"{sum(d.cache.reused_tokens for d in LIVE)} tokens reused; row cache: {sum(d.rows.hits for d in LIVE)} "
-          f"hits, {sum(d.rows.reused_tokens for d in LIVE)} tokens reused")
+    print(
+        f"  prefix cache: {sum(d.cache.hits for d in LIVE)} hits, "
+        f"{sum(d.cache.reused_tokens for d in LIVE)} tokens reused; row cache: {sum(d.rows.hits for d in LIVE)} "
+        f"hits, {sum(d.rows.reused_tokens for d in LIVE)} tokens reused"
+    )
     if args.json:
         Path(args.json).write_text(json.dumps({"wall_s": wall, "seconds": profile.seconds, "counts": profile.counts}))
 
@@ -562,8 +645,12 @@ def speed_probe(seconds: float = 1.5) -> dict[str, float]:
                 product(x)
                 done += 1
             rate = done / (time.perf_counter() - start)
-            out[name] = round(outputs * 576 * dtype.itemsize * rate / 1e9 if name == "decode_gbs"
-                              else 2 * rows * 576 * outputs * rate / 1e9, 1)
+            out[name] = round(
+                outputs * 576 * dtype.itemsize * rate / 1e9
+                if name == "decode_gbs"
+                else 2 * rows * 576 * outputs * rate / 1e9,
+                1,
+            )
     return out
 
 
@@ -578,7 +665,8 @@ class RowInt8:
         scale = (weight.abs().amax(1) / 127).clamp(min=1e-8).double()
         zero = torch.zeros(weight.shape[0], dtype=torch.long)
         self.packed = torch.ops.quantized.linear_prepack(
-            torch.quantize_per_channel(weight, scale, zero, 0, torch.qint8), None)
+            torch.quantize_per_channel(weight, scale, zero, 0, torch.qint8), None
+        )
         self.pin = torch.zeros(1, weight.shape[1])
         self.pin[0, :2] = torch.tensor([1.0, -1.0])
         self.reduce_range = reduce_range
@@ -620,8 +708,12 @@ def cmd_products(args: argparse.Namespace) -> None:
     from charter.providers.local_decode import _Linear
 
     warnings.filterwarnings("ignore")  # torch's deprecation notices for its quantised tensors
-    shapes = {"q/k/v 960 x 576": (960, 576), "gate/up 3,072 x 576": (3072, 576), "down 576 x 1,536": (576, 1536),
-              "output 49,152 x 576": (49152, 576)}
+    shapes = {
+        "q/k/v 960 x 576": (960, 576),
+        "gate/up 3,072 x 576": (3072, 576),
+        "down 576 x 1,536": (576, 1536),
+        "output 49,152 x 576": (49152, 576),
+    }
 
     def ms(work: Any) -> float:
         work()
@@ -635,8 +727,10 @@ def cmd_products(args: argparse.Namespace) -> None:
         return f"{float((y - exact).norm() / exact.norm()):.3f}"
 
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads")
-    print("| rows | weight | F.linear float32 | packed float32 | F.linear bfloat16 | packed bfloat16 "
-          "| int8, scale per call | int8, scale per row | int8 error (per call, per row) |")
+    print(
+        "| rows | weight | F.linear float32 | packed float32 | F.linear bfloat16 | packed bfloat16 "
+        "| int8, scale per call | int8, scale per row | int8 error (per call, per row) |"
+    )
     print("|---:|---|---:|---:|---:|---:|---:|---:|---|")
     generator = torch.Generator().manual_seed(0)
     with torch.inference_mode():
@@ -644,9 +738,11 @@ def cmd_products(args: argparse.Namespace) -> None:
             for name, (out, inner) in shapes.items():
                 weight = torch.randn(out, inner, generator=generator) * 0.02
                 x = torch.randn(rows, inner, generator=generator)
-                cells = [f"{ms(functools.partial(F.linear, x, weight)):.2f}",
-                         f"{ms(functools.partial(_Linear(weight, None, packed=True), x)):.2f}",
-                         f"{ms(functools.partial(F.linear, x.bfloat16(), weight.bfloat16())):.2f}"]
+                cells = [
+                    f"{ms(functools.partial(F.linear, x, weight)):.2f}",
+                    f"{ms(functools.partial(_Linear(weight, None, packed=True), x)):.2f}",
+                    f"{ms(functools.partial(F.linear, x.bfloat16(), weight.bfloat16())):.2f}",
+                ]
                 try:
                     packed = _Linear(weight.bfloat16(), None, packed=True)
                     cells.append(f"{ms(functools.partial(packed, x.bfloat16())):.2f}")
@@ -665,8 +761,10 @@ def cmd_products(args: argparse.Namespace) -> None:
         for name, product in (("scale per call", per_call), ("scale per row", per_row)):
             together = product(x)
             alone = torch.cat([product(x[i : i + 1]) for i in range(len(x))])
-            print(f"int8, {name}: each of 40 rows gives the same bits alone as among the 40: "
-                  f"{bool(torch.equal(together, alone))}")
+            print(
+                f"int8, {name}: each of 40 rows gives the same bits alone as among the 40: "
+                f"{bool(torch.equal(together, alone))}"
+            )
 
 
 def stolen_ticks() -> tuple[int, int]:
@@ -683,21 +781,33 @@ def demo_run(overrides: list[str]) -> dict[str, Any]:
         steal, ticks = stolen_ticks()
         start = time.perf_counter()
         sets = [f"cache={tmp}/calls.sqlite", f"output_dir={tmp}/run", *overrides]
-        subprocess.run([str(charter), "run", str(QUICKSTART), *[arg for s in sets for arg in ("--set", s)]],
-                       check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        subprocess.run(
+            [str(charter), "run", str(QUICKSTART), *[arg for s in sets for arg in ("--set", s)]],
+            check=True,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         wall = time.perf_counter() - start
         steal2, ticks2 = stolen_ticks()
     after = speed_probe()
-    return {"wall_s": round(wall, 1), "steal_pct": round(100 * (steal2 - steal) / max(1, ticks2 - ticks), 2),
-            "overrides": overrides, **{f"{k}_before": v for k, v in before.items()},
-            **{f"{k}_after": v for k, v in after.items()}}
+    return {
+        "wall_s": round(wall, 1),
+        "steal_pct": round(100 * (steal2 - steal) / max(1, ticks2 - ticks), 2),
+        "overrides": overrides,
+        **{f"{k}_before": v for k, v in before.items()},
+        **{f"{k}_after": v for k, v in after.items()},
+    }
 
 
 def cmd_demo(args: argparse.Namespace) -> None:
     from charter.providers.local import cpu_has_bf16
 
-    print("this CPU multiplies bfloat16 natively: the model runs in bfloat16" if cpu_has_bf16() else
-          "this CPU has no native bfloat16 (no AVX512-BF16 or AMX): the model runs in float32", flush=True)
+    print(
+        "this CPU multiplies bfloat16 natively: the model runs in bfloat16"
+        if cpu_has_bf16()
+        else "this CPU has no native bfloat16 (no AVX512-BF16 or AMX): the model runs in float32",
+        flush=True,
+    )
     variants = {"plain": args.set}
     if args.against:
         variants[" ".join(args.against)] = [*args.set, *args.against]
@@ -707,14 +817,19 @@ def cmd_demo(args: argparse.Namespace) -> None:
         for name in order:
             run = demo_run(variants[name])
             runs[name].append(run)
-            print(f"run {index + 1}{f' ({name})' if args.against else ''}: {run['wall_s']:5.1f} s  "
-                  f"steal {run['steal_pct']:.2f}%  decode product {run['decode_gbs_before']:.1f} -> "
-                  f"{run['decode_gbs_after']:.1f} GB/s, prefill product {run['prefill_gflops_before']:.0f} -> "
-                  f"{run['prefill_gflops_after']:.0f} GFLOP/s", flush=True)
+            print(
+                f"run {index + 1}{f' ({name})' if args.against else ''}: {run['wall_s']:5.1f} s  "
+                f"steal {run['steal_pct']:.2f}%  decode product {run['decode_gbs_before']:.1f} -> "
+                f"{run['decode_gbs_after']:.1f} GB/s, prefill product {run['prefill_gflops_before']:.0f} -> "
+                f"{run['prefill_gflops_after']:.0f} GFLOP/s",
+                flush=True,
+            )
     for name, done in runs.items():
         walls = sorted(r["wall_s"] for r in done)
-        print(f"make demo's run{f' ({name})' if args.against else ''}, fresh call cache: median "
-              f"{walls[len(walls) // 2]:.1f} s, {sum(w < 60 for w in walls)} of {len(walls)} under 60 s")
+        print(
+            f"make demo's run{f' ({name})' if args.against else ''}, fresh call cache: median "
+            f"{walls[len(walls) // 2]:.1f} s, {sum(w < 60 for w in walls)} of {len(walls)} under 60 s"
+        )
     if args.json:
         Path(args.json).write_text(json.dumps(runs if args.against else runs["plain"], indent=1))
 
@@ -739,8 +854,11 @@ def main() -> None:
     p = sub.add_parser("judge")
     p.add_argument("--dtype", choices=["float32", "bfloat16"])
     p.add_argument("--engine", choices=["charter", "transformers"])
-    p.add_argument("--batch-size", type=int, help="the judge's batch_size (default 16): in bfloat16 a call's P(A) "
-                   "depends a little on what shares its batch")
+    p.add_argument(
+        "--batch-size",
+        type=int,
+        help="the judge's batch_size (default 16): in bfloat16 a call's P(A) depends a little on what shares its batch",
+    )
     p.add_argument("--cache", help="a fresh call cache file, kept to compare the calls pair by pair")
     p.add_argument("--int8-per-row", action="store_true", help="every product through RowInt8 (see `products`)")
     p.add_argument("--json")
@@ -766,9 +884,19 @@ def main() -> None:
     p.add_argument("--against", action="append", default=[], help="settings of the variant to alternate with")
     p.add_argument("--json")
     args = parser.parse_args()
-    commands = {"profile": cmd_profile, "peer": cmd_peer, "shared": cmd_shared, "neighbour": cmd_neighbour,
-                "judge": cmd_judge, "greedy": cmd_greedy, "flips": cmd_flips, "starts": cmd_starts,
-                "picks": cmd_picks, "demo": cmd_demo, "products": cmd_products}
+    commands = {
+        "profile": cmd_profile,
+        "peer": cmd_peer,
+        "shared": cmd_shared,
+        "neighbour": cmd_neighbour,
+        "judge": cmd_judge,
+        "greedy": cmd_greedy,
+        "flips": cmd_flips,
+        "starts": cmd_starts,
+        "picks": cmd_picks,
+        "demo": cmd_demo,
+        "products": cmd_products,
+    }
     commands[args.command](args)
 
 

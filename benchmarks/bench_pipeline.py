@@ -26,20 +26,30 @@ def write_prompts(path: Path, n: int) -> None:
             handle.write(json.dumps({"prompt": f"Request number {i}: how would someone do thing {i}?"}) + "\n")
 
 
-def one_run(n: int, workdir: Path, model: str = "scripted:cai", concurrency: int = 64,
-            limits: dict | None = None) -> dict:
+def one_run(
+    n: int, workdir: Path, model: str = "scripted:cai", concurrency: int = 64, limits: dict | None = None
+) -> dict:
     """Run the pipeline once in this process; returns seconds, calls and peak RSS."""
     from charter.pipeline.config import RunConfig
     from charter.pipeline.run import Runner
+
     prompts = workdir / f"prompts-{n}.jsonl"
     if not prompts.exists():
         write_prompts(prompts, n)
     role = {"model": model, "limits": limits or {"concurrency": concurrency}}
-    config = RunConfig.model_validate({
-        "name": f"bench-{n}", "output_dir": str(workdir / f"run-{n}"), "cache": str(workdir / "cache.sqlite"),
-        "prompts": {"path": str(prompts)}, "policy": role, "judge": role, "concurrency": concurrency,
-        "critique": {"rounds": 1, "few_shot": False}, "report": os.environ.get("BENCH_REPORT", "1") == "1",
-    })
+    config = RunConfig.model_validate(
+        {
+            "name": f"bench-{n}",
+            "output_dir": str(workdir / f"run-{n}"),
+            "cache": str(workdir / "cache.sqlite"),
+            "prompts": {"path": str(prompts)},
+            "policy": role,
+            "judge": role,
+            "concurrency": concurrency,
+            "critique": {"rounds": 1, "few_shot": False},
+            "report": os.environ.get("BENCH_REPORT", "1") == "1",
+        }
+    )
     runner = Runner(config)
     before = _usage(config.run_dir())
     start = time.perf_counter()
@@ -50,8 +60,13 @@ def one_run(n: int, workdir: Path, model: str = "scripted:cai", concurrency: int
     after = _usage(config.run_dir())
     calls, cached = after[0] - before[0], after[1] - before[1]
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    return {"prompts": n, "seconds": round(seconds, 2), "model_calls": calls, "cache_hits": cached,
-            "peak_rss_mb": round(peak_mb, 1)}
+    return {
+        "prompts": n,
+        "seconds": round(seconds, 2),
+        "model_calls": calls,
+        "cache_hits": cached,
+        "peak_rss_mb": round(peak_mb, 1),
+    }
 
 
 def _usage(run_dir: Path) -> tuple[int, int]:
@@ -74,8 +89,10 @@ def scripted(workdir: Path) -> None:
     for n in (1000, 10000):
         first = in_subprocess("run", str(n), str(workdir))
         again = in_subprocess("run", str(n), str(workdir))
-        print(f"scripted  {n:>6} prompts: first run {first['seconds']:>6.2f} s ({first['model_calls']} calls, "
-              f"peak {first['peak_rss_mb']} MB); re-run {again['seconds']:.2f} s with {again['model_calls']} calls")
+        print(
+            f"scripted  {n:>6} prompts: first run {first['seconds']:>6.2f} s ({first['model_calls']} calls, "
+            f"peak {first['peak_rss_mb']} MB); re-run {again['seconds']:.2f} s with {again['model_calls']} calls"
+        )
 
 
 def main() -> None:

@@ -23,8 +23,9 @@ REQUESTS_PER_PROMPT = 5  # initial answer, critique, revision, judge in two orde
 
 
 def start_server(delay: float) -> tuple[subprocess.Popen, int]:
-    proc = subprocess.Popen([sys.executable, "-m", "charter.testing.loopback", "--delay", str(delay)],
-                            stdout=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "charter.testing.loopback", "--delay", str(delay)], stdout=subprocess.PIPE, text=True
+    )
     port = int(proc.stdout.readline())
     return proc, port
 
@@ -39,7 +40,8 @@ async def bare_loop(base_url: str, n: int) -> float:
     async def one(i: int) -> None:
         async with gate:
             await client.chat.completions.create(
-                model="m", messages=[{"role": "user", "content": f"hello {i}"}], max_tokens=16)
+                model="m", messages=[{"role": "user", "content": f"hello {i}"}], max_tokens=16
+            )
 
     start = time.perf_counter()
     await asyncio.gather(*(one(i) for i in range(n)))
@@ -54,16 +56,27 @@ def pipeline(base_url: str, n_prompts: int, workdir: Path) -> float:
     from charter.pipeline.run import Runner
 
     prompts = workdir / f"p{n_prompts}.jsonl"
-    prompts.write_text("".join(json.dumps({"prompt": f"Prompt {i}: explain thing {i}."}) + "\n"
-                               for i in range(n_prompts)))
-    role = {"model": f"openai-compatible:m@{base_url}", "params": {"max_tokens": 16},
-            "limits": {"concurrency": CONCURRENCY, "timeout_s": 30}}
-    config = RunConfig.model_validate({
-        "name": "loop", "output_dir": str(workdir / f"run-{time.time_ns()}"),
-        "cache": str(workdir / f"cache-{time.time_ns()}.sqlite"), "prompts": {"path": str(prompts)},
-        "policy": role, "judge": role, "concurrency": 2 * CONCURRENCY, "report": False,
-        "critique": {"rounds": 1, "few_shot": False},
-    })
+    prompts.write_text(
+        "".join(json.dumps({"prompt": f"Prompt {i}: explain thing {i}."}) + "\n" for i in range(n_prompts))
+    )
+    role = {
+        "model": f"openai-compatible:m@{base_url}",
+        "params": {"max_tokens": 16},
+        "limits": {"concurrency": CONCURRENCY, "timeout_s": 30},
+    }
+    config = RunConfig.model_validate(
+        {
+            "name": "loop",
+            "output_dir": str(workdir / f"run-{time.time_ns()}"),
+            "cache": str(workdir / f"cache-{time.time_ns()}.sqlite"),
+            "prompts": {"path": str(prompts)},
+            "policy": role,
+            "judge": role,
+            "concurrency": 2 * CONCURRENCY,
+            "report": False,
+            "critique": {"rounds": 1, "few_shot": False},
+        }
+    )
     start = time.perf_counter()
     asyncio.run(Runner(config).arun())
     return n_prompts * REQUESTS_PER_PROMPT / (time.perf_counter() - start)
@@ -82,9 +95,11 @@ def loopback(workdir: Path | None = None) -> None:
             proc.terminate()
             proc.wait()
         ideal = CONCURRENCY / delay
-        print(f"loopback delay {delay * 1000:.0f} ms, concurrency {CONCURRENCY}, {n} requests: "
-              f"ideal {ideal:.0f} req/s | bare loop {bare:.1f} req/s ({bare / ideal:.0%} of ideal) | "
-              f"pipeline {ours:.1f} req/s ({ours / ideal:.0%} of ideal, {ours / bare:.2f}x bare)")
+        print(
+            f"loopback delay {delay * 1000:.0f} ms, concurrency {CONCURRENCY}, {n} requests: "
+            f"ideal {ideal:.0f} req/s | bare loop {bare:.1f} req/s ({bare / ideal:.0%} of ideal) | "
+            f"pipeline {ours:.1f} req/s ({ours / ideal:.0%} of ideal, {ours / bare:.2f}x bare)"
+        )
 
 
 if __name__ == "__main__":

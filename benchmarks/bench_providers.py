@@ -30,9 +30,10 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Awaitable, Callable, Sequence
+from typing import Any
 
 from charter.providers import CallCache, Limits, SamplingParams, ScriptedModel, get_model
 from charter.providers.base import Completion, Messages
@@ -91,10 +92,14 @@ def bench_overhead(n: int, concurrency: int) -> list[str]:
             model = get_model(LimitedScripted(limits), cache=CallCache(Path(tmp) / "cache.sqlite"))
             seconds = await _drive(lambda r: model.generate([r], params), requests, concurrency)
             calls = model.inner.calls  # type: ignore[attr-defined]
-            lines.append(f"  limits + cache, misses (writes)        {n / seconds:10,.0f} requests/s   (backend calls: {calls:,})")
+            lines.append(
+                f"  limits + cache, misses (writes)        {n / seconds:10,.0f} requests/s   (backend calls: {calls:,})"
+            )
             seconds = await _drive(lambda r: model.generate([r], params), requests, concurrency)
             extra = model.inner.calls - calls  # type: ignore[attr-defined]
-            lines.append(f"  limits + cache, hits                   {n / seconds:10,.0f} requests/s   (backend calls: {extra:,})")
+            lines.append(
+                f"  limits + cache, hits                   {n / seconds:10,.0f} requests/s   (backend calls: {extra:,})"
+            )
             model.cache.close()  # type: ignore[union-attr]
 
     asyncio.run(run())
@@ -108,7 +113,8 @@ def start_server(delay_s: float) -> tuple[subprocess.Popen, int]:
     """The loopback server in its own process, so that the client's CPU is measured on its own."""
     proc = subprocess.Popen(
         [sys.executable, "-m", "charter.testing.loopback", "--delay", str(delay_s)],
-        stdout=subprocess.PIPE, text=True,
+        stdout=subprocess.PIPE,
+        text=True,
     )
     assert proc.stdout is not None
     port = int(proc.stdout.readline())
@@ -222,9 +228,14 @@ def bench_loopback(delay_s: float, concurrency: int, n: int, rounds: int) -> lis
 # -- local ----------------------------------------------------------------------------------------
 
 LOCAL_PROMPTS = [
-    "Write one sentence about the sea.", "Name three fruits.", "What is a prime number?",
-    "Give a tip for sleeping well.", "Describe a cat in a few words.", "Why is the sky blue?",
-    "Suggest a name for a dog.", "What does a compiler do?",
+    "Write one sentence about the sea.",
+    "Name three fruits.",
+    "What is a prime number?",
+    "Give a tip for sleeping well.",
+    "Describe a cat in a few words.",
+    "Why is the sky blue?",
+    "Suggest a name for a dog.",
+    "What does a compiler do?",
 ]
 
 
@@ -251,7 +262,9 @@ def bench_local(n: int, max_tokens: int, threads: int | None) -> list[str]:
         seconds = time.perf_counter() - start
         tokens = sum(c.completion_tokens for c in completions)
         rates[batch_size] = tokens / seconds
-        lines.append(f"  batch_size {batch_size:2d}: {tokens} tokens in {seconds:6.1f} s = {rates[batch_size]:7.1f} tokens/s")
+        lines.append(
+            f"  batch_size {batch_size:2d}: {tokens} tokens in {seconds:6.1f} s = {rates[batch_size]:7.1f} tokens/s"
+        )
         asyncio.run(model.aclose())
     lines.append(f"  ratio batched / unbatched: {rates[16] / rates[1]:.2f}x")
     return lines
@@ -271,7 +284,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--local-threads", type=int, default=None, help="torch threads (default: torch's own)")
     args = parser.parse_args(argv)
     load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
-    print(f"# {platform.python_implementation()} {platform.python_version()}, {os.cpu_count()} CPUs, load average {load}")
+    print(
+        f"# {platform.python_implementation()} {platform.python_version()}, {os.cpu_count()} CPUs, load average {load}"
+    )
     parts = ["overhead", "loopback", "local"] if args.part == "all" else [args.part]
     for part in parts:
         if part == "overhead":

@@ -99,11 +99,20 @@ def child(n: int, workdir: Path, shards: int) -> dict:
     write_prompts(prompts, n)
     role = {"model": "scripted:cai", "limits": {"concurrency": 256}}
     execution = {"engine": "ray", "shards": shards, "num_cpus": shards} if shards > 1 else {"engine": "local"}
-    config = RunConfig.model_validate({
-        "name": f"scale-{n}", "output_dir": str(workdir / f"run-{n}"), "cache": str(workdir / f"cache-{n}.sqlite"),
-        "prompts": {"path": str(prompts)}, "policy": role, "judge": {**role, "principles_per_pair": 2},
-        "critique": {"rounds": 1, "few_shot": False}, "concurrency": 256, "report": True, "execution": execution,
-    })
+    config = RunConfig.model_validate(
+        {
+            "name": f"scale-{n}",
+            "output_dir": str(workdir / f"run-{n}"),
+            "cache": str(workdir / f"cache-{n}.sqlite"),
+            "prompts": {"path": str(prompts)},
+            "policy": role,
+            "judge": {**role, "principles_per_pair": 2},
+            "critique": {"rounds": 1, "few_shot": False},
+            "concurrency": 256,
+            "report": True,
+            "execution": execution,
+        }
+    )
     start = time.perf_counter()
     asyncio.run(Runner(config).arun())
     seconds = time.perf_counter() - start
@@ -111,12 +120,17 @@ def child(n: int, workdir: Path, shards: int) -> dict:
         calls = sum(u.calls for u in store.usage())
         shard_peak = (store.stages().get("judge", {}).get("counts") or {}).get("shard_peak_rss_mb")
     store_mb = sum(f.stat().st_size for f in config.run_dir().glob("run.sqlite*")) / 2**20
-    return {"prompts": n, "seconds": round(seconds, 1), "calls": calls,
-            "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
-            # the processes this one started and waited for: the SFT writer (Ray's are still running)
-            "children_peak_rss_mb": round(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024, 1),
-            "shard_peak_rss_mb": shard_peak,
-            "store_mb": round(store_mb, 1), "phases": phases}
+    return {
+        "prompts": n,
+        "seconds": round(seconds, 1),
+        "calls": calls,
+        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        # the processes this one started and waited for: the SFT writer (Ray's are still running)
+        "children_peak_rss_mb": round(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024, 1),
+        "shard_peak_rss_mb": shard_peak,
+        "store_mb": round(store_mb, 1),
+        "phases": phases,
+    }
 
 
 def main() -> None:
@@ -135,15 +149,22 @@ def main() -> None:
         with contextlib.ExitStack() as stack:
             tmp = args.keep or stack.enter_context(tempfile.TemporaryDirectory(dir=os.environ.get("BENCH_TMP")))
             Path(tmp).mkdir(parents=True, exist_ok=True)
-            out = subprocess.run([sys.executable, __file__, "--child", str(n), tmp, str(args.shards)],
-                                 capture_output=True, text=True, check=True)
+            out = subprocess.run(
+                [sys.executable, __file__, "--child", str(n), tmp, str(args.shards)],
+                capture_output=True,
+                text=True,
+                check=True,
+            )
             result = json.loads(out.stdout.strip().splitlines()[-1])
-        print(f"{n:>9,} prompts, {args.shards} shard(s): {result['seconds']:>7.1f} s "
-              f"({result['seconds'] / n * 1000:.2f} ms a prompt, {result['calls']:,} calls), peak RSS "
-              f"{result['peak_rss_mb']:.0f} MB" + (f" (shards' peak {result['shard_peak_rss_mb']:.0f} MB)"
-                                                if result["shard_peak_rss_mb"] else "")
-              + f", child processes' peak {result['children_peak_rss_mb']:.0f} MB, "
-              f"store {result['store_mb']:.0f} MB; driver phases (s): {result['phases']}", flush=True)
+        print(
+            f"{n:>9,} prompts, {args.shards} shard(s): {result['seconds']:>7.1f} s "
+            f"({result['seconds'] / n * 1000:.2f} ms a prompt, {result['calls']:,} calls), peak RSS "
+            f"{result['peak_rss_mb']:.0f} MB"
+            + (f" (shards' peak {result['shard_peak_rss_mb']:.0f} MB)" if result["shard_peak_rss_mb"] else "")
+            + f", child processes' peak {result['children_peak_rss_mb']:.0f} MB, "
+            f"store {result['store_mb']:.0f} MB; driver phases (s): {result['phases']}",
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

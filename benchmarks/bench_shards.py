@@ -24,13 +24,20 @@ def run_once(tmp: Path, url: str, n: int, shards: int, in_flight: int) -> tuple[
 
     model = f"openai-compatible:loopback@{url}"
     role = {"model": model, "limits": {"concurrency": in_flight, "timeout_s": 30}, "params": {"max_tokens": 32}}
-    config = RunConfig.model_validate({
-        "name": f"s{shards}", "output_dir": str(tmp / f"s{shards}"), "cache": str(tmp / f"s{shards}.sqlite"),
-        "prompts": {"inline": [f"Question {i}: how would someone do thing {i}?" for i in range(n)]},
-        "policy": role, "judge": {**role, "principles_per_pair": 2}, "critique": {"rounds": 1, "few_shot": False},
-        "concurrency": in_flight, "report": False,
-        "execution": {"engine": "ray", "shards": shards} if shards > 1 else {"engine": "local"},
-    })
+    config = RunConfig.model_validate(
+        {
+            "name": f"s{shards}",
+            "output_dir": str(tmp / f"s{shards}"),
+            "cache": str(tmp / f"s{shards}.sqlite"),
+            "prompts": {"inline": [f"Question {i}: how would someone do thing {i}?" for i in range(n)]},
+            "policy": role,
+            "judge": {**role, "principles_per_pair": 2},
+            "critique": {"rounds": 1, "few_shot": False},
+            "concurrency": in_flight,
+            "report": False,
+            "execution": {"engine": "ray", "shards": shards} if shards > 1 else {"engine": "local"},
+        }
+    )
     start = time.perf_counter()
     asyncio.run(Runner(config).arun())
     seconds = time.perf_counter() - start
@@ -45,8 +52,11 @@ def main() -> None:
     parser.add_argument("--delay", type=float, default=0.1)
     args = parser.parse_args()
     os.environ.setdefault("OPENAI_API_KEY", "EMPTY")
-    server = subprocess.Popen([sys.executable, "-m", "charter.testing.loopback", "--delay", str(args.delay)],
-                              stdout=subprocess.PIPE, text=True)
+    server = subprocess.Popen(
+        [sys.executable, "-m", "charter.testing.loopback", "--delay", str(args.delay)],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     port = int(server.stdout.readline())
     url = f"http://127.0.0.1:{port}/v1"
     import ray

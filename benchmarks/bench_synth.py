@@ -61,7 +61,7 @@ def grow(real: list[str], n: int, seed: int = 0) -> list[str]:
         elif roll < 0.60:
             other = rng.choice(real).split()
             mine = base.split()
-            out.append(" ".join(mine[: len(mine) // 2] + [rng.choice(FILLER)] + other[len(other) // 2:]))
+            out.append(" ".join(mine[: len(mine) // 2] + [rng.choice(FILLER)] + other[len(other) // 2 :]))
         else:
             out.append(" ".join(rng.choice(vocab) for _ in range(rng.randint(6, 18))).capitalize() + "?")
     return out
@@ -79,17 +79,27 @@ def bench_dedup(texts: list[str]) -> dict:
     vectors = embed(texts, batch_size=256)
     embed_s = time.perf_counter() - started
     cached = {t: v for t, v in zip(texts, vectors)}
-    dedup = Deduper(rouge_threshold=0.7, cosine_threshold=0.9, neighbours=10,
-                    embed=lambda batch: __import__("numpy").stack([cached[t] for t in batch]))
+    dedup = Deduper(
+        rouge_threshold=0.7,
+        cosine_threshold=0.9,
+        neighbours=10,
+        embed=lambda batch: __import__("numpy").stack([cached[t] for t in batch]),
+    )
     started = time.perf_counter()
     verdicts = dedup.check(texts)
     check_s = time.perf_counter() - started
     reasons: dict[str, int] = {}
     for v in verdicts:
         reasons[v or "kept"] = reasons.get(v or "kept", 0) + 1
-    return {"n": len(texts), "embed_s": round(embed_s, 1), "filter_s": round(check_s, 1),
-            "per_1k_filter_s": round(1000 * check_s / len(texts), 2), "kept": reasons.get("kept", 0),
-            "reasons": reasons, "peak_rss_mb": round(peak_mb())}
+    return {
+        "n": len(texts),
+        "embed_s": round(embed_s, 1),
+        "filter_s": round(check_s, 1),
+        "per_1k_filter_s": round(1000 * check_s / len(texts), 2),
+        "kept": reasons.get("kept", 0),
+        "reasons": reasons,
+        "peak_rss_mb": round(peak_mb()),
+    }
 
 
 def naive_rouge(texts: list[str], threshold: float = 0.7) -> dict:
@@ -123,22 +133,43 @@ def bench_synth_scripted(n: int) -> dict:
     model = ScriptedModel("bench-writer", latency_s=0.05)
     out = Path("/tmp/bench_synth/scripted.jsonl")
     result = asyncio.run(synthesize_async(config, out, writer=model))
-    return {"writer": "scripted, 50 ms/call, concurrency 16", "n": n, "kept": sum(result.achieved.values()),
-            "calls": result.calls, "wall_s": result.wall_s, "calls_per_s": round(result.calls / result.wall_s, 1),
-            "kept_per_s": round(sum(result.achieved.values()) / result.wall_s, 1), "waterfall": result.waterfall}
+    return {
+        "writer": "scripted, 50 ms/call, concurrency 16",
+        "n": n,
+        "kept": sum(result.achieved.values()),
+        "calls": result.calls,
+        "wall_s": result.wall_s,
+        "calls_per_s": round(result.calls / result.wall_s, 1),
+        "kept_per_s": round(sum(result.achieved.values()) / result.wall_s, 1),
+        "waterfall": result.waterfall,
+    }
 
 
 def bench_synth_embedded(n: int) -> dict:
     from charter.synth.api import synthesize
     from charter.synth.config import SynthConfig
 
-    config = SynthConfig(writer={"model": "local:smollm2-135m-instruct", "options": {"batch_size": 16},
-                                 "params": {"temperature": 1.0, "max_tokens": 64}}, n=n, batch=8, concurrency=16)
+    config = SynthConfig(
+        writer={
+            "model": "local:smollm2-135m-instruct",
+            "options": {"batch_size": 16},
+            "params": {"temperature": 1.0, "max_tokens": 64},
+        },
+        n=n,
+        batch=8,
+        concurrency=16,
+    )
     result = synthesize(config, Path("/tmp/bench_synth/embedded.jsonl"), cache=None)
-    return {"writer": "local:smollm2-135m-instruct (CPU, batch 16, 64 tokens)", "n": n,
-            "kept": sum(result.achieved.values()), "calls": result.calls, "wall_s": result.wall_s,
-            "calls_per_s": round(result.calls / result.wall_s, 2),
-            "kept_per_s": round(sum(result.achieved.values()) / result.wall_s, 3), "waterfall": result.waterfall}
+    return {
+        "writer": "local:smollm2-135m-instruct (CPU, batch 16, 64 tokens)",
+        "n": n,
+        "kept": sum(result.achieved.values()),
+        "calls": result.calls,
+        "wall_s": result.wall_s,
+        "calls_per_s": round(result.calls / result.wall_s, 2),
+        "kept_per_s": round(sum(result.achieved.values()) / result.wall_s, 3),
+        "waterfall": result.waterfall,
+    }
 
 
 def main() -> None:

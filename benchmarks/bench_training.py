@@ -26,8 +26,10 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 os.environ.setdefault("TQDM_DISABLE", "1")
 
-WORDS = ("please explain how a careful gardener would plan the seasons for vegetables and flowers in a small "
-         "backyard with clay soil and little sun").split()
+WORDS = (
+    "please explain how a careful gardener would plan the seasons for vegetables and flowers in a small "
+    "backyard with clay soil and little sun"
+).split()
 
 
 def pairs(n: int, words: int) -> list[dict[str, Any]]:
@@ -35,9 +37,14 @@ def pairs(n: int, words: int) -> list[dict[str, Any]]:
     rows = []
     for i in range(n):
         text = " ".join(WORDS[(i + j) % len(WORDS)] for j in range(words))
-        rows.append({"prompt": [{"role": "user", "content": f"Question {i}: how do I plan a garden?"}],
-                     "chosen": [{"role": "assistant", "content": "Sure. " + text}],
-                     "rejected": [{"role": "assistant", "content": "No. " + text[::-1]}], "p_chosen": 0.8})
+        rows.append(
+            {
+                "prompt": [{"role": "user", "content": f"Question {i}: how do I plan a garden?"}],
+                "chosen": [{"role": "assistant", "content": "Sure. " + text}],
+                "rejected": [{"role": "assistant", "content": "No. " + text[::-1]}],
+                "p_chosen": 0.8,
+            }
+        )
     return rows
 
 
@@ -46,7 +53,7 @@ class StepTimer:
     forward+backward+AdamW step of a copy of the model on the same padded batch (paired, so that a busy
     machine slows both alike)."""
 
-    def __init__(self, bare: "BareStep | None" = None) -> None:
+    def __init__(self, bare: BareStep | None = None) -> None:
         from transformers import TrainerCallback
 
         timer = self
@@ -113,40 +120,75 @@ def _mean_after_warmup(times: list[float]) -> float:
     return sum(timed) / len(timed)
 
 
-def summarize(name: str, times: list[float], tokens_per_step: float, device: str, extra: dict,
-              bare_times: list[float] | None = None) -> dict[str, Any]:
+def summarize(
+    name: str,
+    times: list[float],
+    tokens_per_step: float,
+    device: str,
+    extra: dict,
+    bare_times: list[float] | None = None,
+) -> dict[str, Any]:
     timed = times[1:] if len(times) > 1 else times
     step = _mean_after_warmup(times)
     if bare_times:
         bare = _mean_after_warmup(bare_times)
         extra = {**extra, "bare_s_per_step": round(bare, 3), "ratio_to_bare": round(step / bare, 2)}
     median = sorted(timed)[len(timed) // 2]  # one slow step (a GPU's second warm-up, say) moves the mean alone
-    return {"name": name, "device": device, "steps_timed": len(timed), "s_per_step": round(step, 3),
-            "median_s_per_step": round(median, 3),
-            "steps_per_s": round(1 / step, 3), "tokens_per_s": round(tokens_per_step / step, 1),
-            "tokens_per_step": tokens_per_step, "peak_mem_mb": round(peak_memory_mb(device), 1), **extra}
+    return {
+        "name": name,
+        "device": device,
+        "steps_timed": len(timed),
+        "s_per_step": round(step, 3),
+        "median_s_per_step": round(median, 3),
+        "steps_per_s": round(1 / step, 3),
+        "tokens_per_s": round(tokens_per_step / step, 1),
+        "tokens_per_step": tokens_per_step,
+        "peak_mem_mb": round(peak_memory_mb(device), 1),
+        **extra,
+    }
 
 
-def run_dpo(device: str, steps: int, batch: int, words: int, trl: dict[str, Any], name: str,
-            paired: bool = True) -> dict[str, Any]:
+def run_dpo(
+    device: str, steps: int, batch: int, words: int, trl: dict[str, Any], name: str, paired: bool = True
+) -> dict[str, Any]:
     from charter.dpo.config import DPOConfigModel
     from charter.dpo.train import make_trainer
     from charter.reward_model import data
 
     rows = data.to_training_rows(pairs(batch * (steps + 1), words), "bench")
     out = Path(tempfile.mkdtemp())
-    config = DPOConfigModel(dataset="bench.jsonl", output_dir=out, device=device, probe_pairs=0, trl={
-        "max_steps": steps + 1, "per_device_train_batch_size": batch, "logging_steps": 1000, "save_strategy": "no",
-        **trl})
+    config = DPOConfigModel(
+        dataset="bench.jsonl",
+        output_dir=out,
+        device=device,
+        probe_pairs=0,
+        trl={
+            "max_steps": steps + 1,
+            "per_device_train_batch_size": batch,
+            "logging_steps": 1000,
+            "save_strategy": "no",
+            **trl,
+        },
+    )
     timer = StepTimer()
     trainer = make_trainer(config, rows, {}, out, device, 0.0, [timer.callback])
     timer.bare = BareStep(_fresh_policy(device), first_batch(trainer, device), "lm") if paired else None
     tokens = _dpo_tokens(trainer, batch)
     trainer.train()
     args = trainer.args
-    return summarize(name, timer.times, tokens, device, {
-        "batch_pairs": batch, "bf16": bool(args.bf16), "activation_checkpointing": bool(args.activation_checkpointing),
-        "precompute_ref_log_probs": bool(args.precompute_ref_log_probs)}, timer.bare_times)
+    return summarize(
+        name,
+        timer.times,
+        tokens,
+        device,
+        {
+            "batch_pairs": batch,
+            "bf16": bool(args.bf16),
+            "activation_checkpointing": bool(args.activation_checkpointing),
+            "precompute_ref_log_probs": bool(args.precompute_ref_log_probs),
+        },
+        timer.bare_times,
+    )
 
 
 def _fresh_policy(device: str) -> Any:
@@ -174,8 +216,18 @@ def run_reward(device: str, steps: int, batch: int, words: int) -> dict[str, Any
 
     rows = data.to_training_rows(pairs(batch * (steps + 1), words), "bench")
     out = Path(tempfile.mkdtemp())
-    config = RewardModelConfig(dataset="bench.jsonl", model="minilm-l6", output_dir=out, device=device, trl={
-        "max_steps": steps + 1, "per_device_train_batch_size": batch, "logging_steps": 1000, "save_strategy": "no"})
+    config = RewardModelConfig(
+        dataset="bench.jsonl",
+        model="minilm-l6",
+        output_dir=out,
+        device=device,
+        trl={
+            "max_steps": steps + 1,
+            "per_device_train_batch_size": batch,
+            "logging_steps": 1000,
+            "save_strategy": "no",
+        },
+    )
     model, tok = load_backbone(config)
     timer = StepTimer()
     trainer = _make_trainer(config, model, tok, rows, out, device, [timer.callback])
@@ -184,8 +236,14 @@ def run_reward(device: str, steps: int, batch: int, words: int) -> dict[str, Any
     ds = trainer.train_dataset
     tokens = sum(len(ds[i]["chosen_ids"]) + len(ds[i]["rejected_ids"]) for i in range(len(ds))) / len(ds) * batch
     trainer.train()
-    return summarize("reward model MiniLM-L6 (RewardTrainer)", timer.times, tokens, device,
-                     {"batch_pairs": batch, "bf16": bool(trainer.args.bf16)}, timer.bare_times)
+    return summarize(
+        "reward model MiniLM-L6 (RewardTrainer)",
+        timer.times,
+        tokens,
+        device,
+        {"batch_pairs": batch, "bf16": bool(trainer.args.bf16)},
+        timer.bare_times,
+    )
 
 
 def measurements(device: str, batch_dpo: int, batch_rm: int) -> dict[str, tuple]:
@@ -193,16 +251,40 @@ def measurements(device: str, batch_dpo: int, batch_rm: int) -> dict[str, tuple]
     return {
         "reward": (run_reward, batch_rm),
         "dpo": (lambda d, s, b, w: run_dpo(d, s, b, w, ours, "DPO SmolLM2-135M (charter defaults)"), batch_dpo),
-        "dpo_ref_each_step": (lambda d, s, b, w: run_dpo(d, s, b, w, {"precompute_ref_log_probs": False},
-                                                         "DPO SmolLM2-135M, reference forward every step"), batch_dpo),
-        "dpo_precompute": (lambda d, s, b, w: run_dpo(d, s, b, w, {"precompute_ref_log_probs": True},
-                                                      "DPO SmolLM2-135M, precompute_ref_log_probs"), batch_dpo),
-        "dpo_checkpointing": (lambda d, s, b, w: run_dpo(d, s, b, w, {"activation_checkpointing": True,
-                                                                       "precompute_ref_log_probs": False},
-                                                         "DPO SmolLM2-135M, reference every step + activation checkpointing"), batch_dpo),
-        "dpo_trl_defaults": (lambda d, s, b, w: run_dpo(d, s, b, w, {"bf16": None, "activation_checkpointing": True,
-                                                                      "precompute_ref_log_probs": False},
-                                                        "DPO SmolLM2-135M, TRL defaults (bf16, checkpointing)"), batch_dpo),
+        "dpo_ref_each_step": (
+            lambda d, s, b, w: run_dpo(
+                d, s, b, w, {"precompute_ref_log_probs": False}, "DPO SmolLM2-135M, reference forward every step"
+            ),
+            batch_dpo,
+        ),
+        "dpo_precompute": (
+            lambda d, s, b, w: run_dpo(
+                d, s, b, w, {"precompute_ref_log_probs": True}, "DPO SmolLM2-135M, precompute_ref_log_probs"
+            ),
+            batch_dpo,
+        ),
+        "dpo_checkpointing": (
+            lambda d, s, b, w: run_dpo(
+                d,
+                s,
+                b,
+                w,
+                {"activation_checkpointing": True, "precompute_ref_log_probs": False},
+                "DPO SmolLM2-135M, reference every step + activation checkpointing",
+            ),
+            batch_dpo,
+        ),
+        "dpo_trl_defaults": (
+            lambda d, s, b, w: run_dpo(
+                d,
+                s,
+                b,
+                w,
+                {"bf16": None, "activation_checkpointing": True, "precompute_ref_log_probs": False},
+                "DPO SmolLM2-135M, TRL defaults (bf16, checkpointing)",
+            ),
+            batch_dpo,
+        ),
     }
 
 
@@ -231,8 +313,18 @@ def main() -> None:
 
 
 def _spawn(name: str, args: argparse.Namespace, device: str) -> dict[str, Any]:
-    cmd = [sys.executable, __file__, "--child", name, "--device", device, "--steps", str(args.steps),
-           "--words", str(args.words)]
+    cmd = [
+        sys.executable,
+        __file__,
+        "--child",
+        name,
+        "--device",
+        device,
+        "--steps",
+        str(args.steps),
+        "--words",
+        str(args.words),
+    ]
     for flag in ("batch_dpo", "batch_rm"):
         if getattr(args, flag):
             cmd += [f"--{flag.replace('_', '-')}", str(getattr(args, flag))]
@@ -253,8 +345,10 @@ def _report(results: list[dict[str, Any]], device: str) -> None:
         if "error" in r:
             print(f"| {r['name']} | error: {r['error'][0][:80]} | | | | | |")
             continue
-        print(f"| {r['name']} | {r['s_per_step']} | {r['steps_per_s']} | {r['tokens_per_s']} | {r['peak_mem_mb']} "
-              f"| {r.get('bare_s_per_step', '')} | {r.get('ratio_to_bare', '')} |")
+        print(
+            f"| {r['name']} | {r['s_per_step']} | {r['steps_per_s']} | {r['tokens_per_s']} | {r['peak_mem_mb']} "
+            f"| {r.get('bare_s_per_step', '')} | {r.get('ratio_to_bare', '')} |"
+        )
 
 
 if __name__ == "__main__":

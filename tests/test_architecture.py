@@ -22,8 +22,13 @@ def test_layers_import_only_downwards() -> None:
     """The import-linter contract in pyproject.toml (lint-imports sees imports inside functions too)."""
     executable = shutil.which("lint-imports", path=str(Path(sys.executable).parent)) or shutil.which("lint-imports")
     assert executable, "import-linter is a dev dependency: pip install -e '.[dev]'"
-    result = subprocess.run([executable, "--config", str(ROOT / "pyproject.toml"), "--no-cache"], cwd=ROOT,
-                            capture_output=True, text=True, timeout=300)
+    result = subprocess.run(
+        [executable, "--config", str(ROOT / "pyproject.toml"), "--no-cache"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
     assert "1 kept, 0 broken" in result.stdout
 
@@ -41,8 +46,12 @@ def _dynamic_imports(path: Path) -> list[str]:
 
 def test_no_importlib_indirection() -> None:
     """Only the package root's lazy export table imports by name (it is above every layer)."""
-    offenders = [hit for path in sorted(PACKAGE.rglob("*.py")) if path != PACKAGE / "__init__.py"
-                 for hit in _dynamic_imports(path)]
+    offenders = [
+        hit
+        for path in sorted(PACKAGE.rglob("*.py"))
+        if path != PACKAGE / "__init__.py"
+        for hit in _dynamic_imports(path)
+    ]
     assert offenders == []
 
 

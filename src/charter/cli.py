@@ -11,7 +11,6 @@ import errno
 import gc
 import logging
 import sys
-from typing import Optional
 
 import click
 import typer
@@ -25,10 +24,12 @@ from charter import __version__
 from charter.errors import ArgumentError, CharterError, Interrupted
 
 app = typer.Typer(
-    name="charter", help="Constitutional AI and RLAIF: a YAML constitution in, preference data and models out.",
-    no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
+    name="charter",
+    help="Constitutional AI and RLAIF: a YAML constitution in, preference data and models out.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
 )
-
 
 
 def _version(value: bool) -> None:
@@ -42,14 +43,20 @@ LOG_LEVELS = ("debug", "info", "warning", "error")
 
 @app.callback()
 def _root(
-    version: Optional[bool] = typer.Option(None, "--version", callback=_version, is_eager=True, help="Print the version."),
-    log_level: str = typer.Option("info", "--log-level", metavar="LEVEL",
-                                  help="charter's log level: debug, info, warning or error."),
+    version: bool | None = typer.Option(None, "--version", callback=_version, is_eager=True, help="Print the version."),
+    log_level: str = typer.Option(
+        "info", "--log-level", metavar="LEVEL", help="charter's log level: debug, info, warning or error."
+    ),
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Log at debug level (--log-level debug)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Only warnings and errors; no progress display."),
-    progress_interval: float = typer.Option(30.0, "--progress-interval", metavar="SECONDS", min=0,
-                                            help="Outside a terminal (nohup, Slurm, CI): seconds between progress "
-                                                 "lines (0: only at the end of each stage)."),
+    progress_interval: float = typer.Option(
+        30.0,
+        "--progress-interval",
+        metavar="SECONDS",
+        min=0,
+        help="Outside a terminal (nohup, Slurm, CI): seconds between progress "
+        "lines (0: only at the end of each stage).",
+    ),
 ) -> None:
     """charter: constitutions → critiques → judged preferences → reward models and DPO."""
     from charter.progress import configure_logging
@@ -64,12 +71,16 @@ def _root(
 def generate(
     prompt: list[str] = typer.Option(..., "--prompt", "-p", help="A user prompt; repeat for a batch."),
     model: str = typer.Option("local:smollm2-135m-instruct", "--model", "-m", help="Model string."),
-    api_key_env: Optional[str] = typer.Option(None, "--api-key-env", metavar="NAME",
-                                              help="The environment variable holding the model's key, for a host "
-                                                   "other than api.openai.com / api.anthropic.com."),
+    api_key_env: str | None = typer.Option(
+        None,
+        "--api-key-env",
+        metavar="NAME",
+        help="The environment variable holding the model's key, for a host "
+        "other than api.openai.com / api.anthropic.com.",
+    ),
     max_tokens: int = typer.Option(64, help="Most tokens per completion."),
     temperature: float = typer.Option(0.0, help="Sampling temperature (0: greedy)."),
-    system: Optional[str] = typer.Option(None, help="Optional system prompt."),
+    system: str | None = typer.Option(None, help="Optional system prompt."),
 ) -> None:
     """Generate a quick completion from a model, to check it works."""
     from charter.providers import SamplingParams, get_model
@@ -106,8 +117,16 @@ def _register_subcommands() -> None:
     from charter.reward_model import cli as reward_model_cli
     from charter.synth import cli as synth_cli
 
-    for module in (constitutions_cli, synth_cli, pipeline_cli, agreement_cli, reward_model_cli, dpo_cli, hub_cli,
-                   loop_cli):
+    for module in (
+        constitutions_cli,
+        synth_cli,
+        pipeline_cli,
+        agreement_cli,
+        reward_model_cli,
+        dpo_cli,
+        hub_cli,
+        loop_cli,
+    ):
         module.register(app)
 
 
@@ -116,8 +135,18 @@ _register_subcommands()
 
 INTERRUPTED = 130
 #: File-system errors that are the machine's state, not a bug: one line and exit 2 (the traceback with -v).
-FILE_SYSTEM_ERRNOS = {errno.EACCES, errno.EPERM, errno.ENOENT, errno.ENOTDIR, errno.EISDIR, errno.ENOSPC, errno.EROFS,
-                      errno.EDQUOT, errno.EEXIST, errno.ENAMETOOLONG}
+FILE_SYSTEM_ERRNOS = {
+    errno.EACCES,
+    errno.EPERM,
+    errno.ENOENT,
+    errno.ENOTDIR,
+    errno.EISDIR,
+    errno.ENOSPC,
+    errno.EROFS,
+    errno.EDQUOT,
+    errno.EEXIST,
+    errno.ENAMETOOLONG,
+}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -6,14 +6,16 @@ Inputs are consumed lazily, so memory stays flat however many items there are.
 from __future__ import annotations
 
 import asyncio
-from typing import Any, AsyncIterator, Awaitable, Callable, Iterable, TypeVar
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from typing import Any, TypeVar
 
 T = TypeVar("T")
 R = TypeVar("R")
 
 
-async def bounded_map(fn: Callable[[T], Awaitable[R]], items: Iterable[T], concurrency: int,
-                      stop: Callable[[], bool] | None = None) -> AsyncIterator[R]:
+async def bounded_map(
+    fn: Callable[[T], Awaitable[R]], items: Iterable[T], concurrency: int, stop: Callable[[], bool] | None = None
+) -> AsyncIterator[R]:
     """Run `fn` over `items` with at most `concurrency` in flight; yield results in completion order.
 
     When a task raises, no new item starts, the tasks already in flight run to their end (their calls are

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import contextlib
 import os
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 
 class CharterError(Exception):
@@ -75,8 +75,9 @@ class ProviderError(CharterError):
     """A provider failed a request for good: its retries are spent, or the error is not worth retrying (a
     rejected prompt). It fails the one item that made the call; `kind` classifies it for the failure record."""
 
-    def __init__(self, message: str, kind: str = "provider", status: int | None = None, attempts: int = 1,
-                 raw: str | None = None) -> None:
+    def __init__(
+        self, message: str, kind: str = "provider", status: int | None = None, attempts: int = 1, raw: str | None = None
+    ) -> None:
         super().__init__(message)
         self.kind, self.status, self.attempts, self.raw = kind, status, attempts, raw
 

@@ -43,22 +43,40 @@ META = {
 
 SECTIONS: tuple[tuple[str, str, tuple[type[BaseModel], ...]], ...] = (
     ("Conversations and prompts", "", (records.Message, records.Prompt)),
-    ("SL-CAI", "Kept in the store's `chains` and `samples` tables.", (records.Chain, records.CritiqueRound,
-                                                                      records.Sample)),
-    ("Pairs and judgments", "`p_a` is always the probability that response **a** of the pair is better, whatever "
-     "order it was shown in. A failed judgment carries a `Failure` and no probability: nothing is made up.",
-     (records.Pair, records.Judgment, records.Vote, records.Failure)),
-    ("Rows that leave the pipeline", "data/preferences.* holds `PreferenceRow`s and data/sft.* `SFTRow`s, "
-     "in parquet and JSONL with these columns (nested values of `per_principle` and `per_order` as JSON strings). "
-     "Every row carries the `Provenance` columns.",
-     (records.PreferenceRow, records.ChosenVote, records.OrderProbs, records.SFTRow, records.Provenance)),
-    ("Settings", "What the report and the dataset card describe: the settings of the rows they cover.",
-     (records.Fingerprints, DatasetSettings, DatasetManifest, ConstitutionInfo)),
-    ("People, money, calibration", "", (SpotSample, records.HumanLabel, records.LabelRow, records.UsageRow,
-                                        records.CalibrationMap, AgreementSummary)),
-    ("Judge audit", "Stored in the run (meta `audit`), written to report/audit.json, and shown in the report and "
-     "the dataset card. Each `Figure` is a rate with its 95% bootstrap interval over pairs and its n.",
-     (AuditReport, FlipShift, InjectionFigures)),
+    (
+        "SL-CAI",
+        "Kept in the store's `chains` and `samples` tables.",
+        (records.Chain, records.CritiqueRound, records.Sample),
+    ),
+    (
+        "Pairs and judgments",
+        "`p_a` is always the probability that response **a** of the pair is better, whatever "
+        "order it was shown in. A failed judgment carries a `Failure` and no probability: nothing is made up.",
+        (records.Pair, records.Judgment, records.Vote, records.Failure),
+    ),
+    (
+        "Rows that leave the pipeline",
+        "data/preferences.* holds `PreferenceRow`s and data/sft.* `SFTRow`s, "
+        "in parquet and JSONL with these columns (nested values of `per_principle` and `per_order` as JSON strings). "
+        "Every row carries the `Provenance` columns.",
+        (records.PreferenceRow, records.ChosenVote, records.OrderProbs, records.SFTRow, records.Provenance),
+    ),
+    (
+        "Settings",
+        "What the report and the dataset card describe: the settings of the rows they cover.",
+        (records.Fingerprints, DatasetSettings, DatasetManifest, ConstitutionInfo),
+    ),
+    (
+        "People, money, calibration",
+        "",
+        (SpotSample, records.HumanLabel, records.LabelRow, records.UsageRow, records.CalibrationMap, AgreementSummary),
+    ),
+    (
+        "Judge audit",
+        "Stored in the run (meta `audit`), written to report/audit.json, and shown in the report and "
+        "the dataset card. Each `Figure` is a rate with its 95% bootstrap interval over pairs and its n.",
+        (AuditReport, FlipShift, InjectionFigures),
+    ),
 )
 
 
@@ -96,10 +114,23 @@ def record_table(model: type[BaseModel]) -> str:
 
 def formats_markdown() -> str:
     """The whole page."""
-    parts = [INTRO, "## Run directory\n", "```", inspect.cleandoc(files.__doc__ or "").split("```")[1].strip(), "```",
-             "", "## Run store\n", "One SQLite file, `run.sqlite`; records are kept as JSON in `record` columns.", "",
-             "```", inspect.cleandoc(store.__doc__ or "").split("):", 1)[1].strip("\n"), "```", "",
-             "Meta keys (`RunStore.meta`):", ""]
+    parts = [
+        INTRO,
+        "## Run directory\n",
+        "```",
+        inspect.cleandoc(files.__doc__ or "").split("```")[1].strip(),
+        "```",
+        "",
+        "## Run store\n",
+        "One SQLite file, `run.sqlite`; records are kept as JSON in `record` columns.",
+        "",
+        "```",
+        inspect.cleandoc(store.__doc__ or "").split("):", 1)[1].strip("\n"),
+        "```",
+        "",
+        "Meta keys (`RunStore.meta`):",
+        "",
+    ]
     parts += [f"- `{key}`: {text}" for key, text in META.items()]
     parts.append("")
     for title, text, models in SECTIONS:

@@ -1,9 +1,9 @@
 """Stopping a run cleanly on Ctrl-C or SIGTERM (what Slurm preemption, Kubernetes, systemd and `timeout` send).
 
 The first signal is a request: no new item and no new call starts, the calls in flight get a grace period to finish
-into the call cache and the run store, what is still waiting then is cancelled, the stages are marked `interrupted`, the partial
-dataset and the report are written, and the run ends with `Interrupted` (exit 130 for Ctrl-C, 143 for SIGTERM). The
-same command resumes it. A second signal stops at once, as Ctrl-C always did.
+into the call cache and the run store, what is still waiting then is cancelled, the stages are marked `interrupted`,
+the partial dataset and the report are written, and the run ends with `Interrupted` (exit 130 for Ctrl-C, 143 for
+SIGTERM). The same command resumes it. A second signal stops at once.
 """
 
 from __future__ import annotations
@@ -13,7 +13,8 @@ import contextlib
 import logging
 import signal
 import threading
-from typing import Any, Awaitable, Iterator, TypeVar
+from collections.abc import Awaitable, Iterator
+from typing import Any, TypeVar
 
 from charter.errors import Interrupted
 
@@ -46,8 +47,12 @@ class StopRequest:
                 return
             self.how, self.exit_code = how, exit_code
             events = list(self._events)
-        log.warning("%s: no new call starts; the calls in flight have %g s to finish into the cache "
-                    "(the same signal again stops at once)", how, self.grace_s)
+        log.warning(
+            "%s: no new call starts; the calls in flight have %g s to finish into the cache "
+            "(the same signal again stops at once)",
+            how,
+            self.grace_s,
+        )
         for loop, event in events:
             loop.call_soon_threadsafe(event.set)
 

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import re
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from charter.errors import CharterError, DatasetError
 from charter.records import Message
@@ -11,8 +12,9 @@ from charter.records import Message
 ROLES = ("system", "user", "assistant")
 
 
-def as_messages(value: Any, where: str, role: str = "user", error: type[CharterError] = DatasetError,
-                allow_empty: bool = False) -> list[Message]:
+def as_messages(
+    value: Any, where: str, role: str = "user", error: type[CharterError] = DatasetError, allow_empty: bool = False
+) -> list[Message]:
     """A string (one message with `role`) or a list of `{role, content}` messages, as Message records.
 
     Raises `error` naming `where` for anything else. An empty value (None, a blank string, no non-blank
@@ -25,8 +27,7 @@ def as_messages(value: Any, where: str, role: str = "user", error: type[CharterE
     elif value is None:
         messages = []
     else:
-        raise error(f"{where}: expected a string or a list of {{role, content}} messages, "
-                    f"not {type(value).__name__}")
+        raise error(f"{where}: expected a string or a list of {{role, content}} messages, not {type(value).__name__}")
     if not any(m.role == role and m.content.strip() for m in messages):
         if allow_empty:
             return []
@@ -61,14 +62,19 @@ def render_conversation(messages: Sequence[Message]) -> str:
 
 def with_system(messages: Sequence[Message], system_prompt: str | None) -> list[dict[str, str]]:
     """The request a policy sees: `system_prompt` first unless the conversation has its own system turn."""
-    head = [{"role": "system", "content": system_prompt}] if system_prompt and not any(
-        m.role == "system" for m in messages) else []
+    head = (
+        [{"role": "system", "content": system_prompt}]
+        if system_prompt and not any(m.role == "system" for m in messages)
+        else []
+    )
     return head + [{"role": m.role, "content": m.content} for m in messages]
 
 
 _REFUSAL = re.compile(
     r"^\W*(?:i\s*(?:can(?:no|')t|cannot|won'?t|will not|am (?:not able|unable)|'m (?:sorry|not able|unable))|sorry|"
-    r"as an ai|i apologi[sz]e|i must decline|unfortunately,? i (?:can(?:no|')t|cannot))", re.I)
+    r"as an ai|i apologi[sz]e|i must decline|unfortunately,? i (?:can(?:no|')t|cannot))",
+    re.I,
+)
 
 
 def is_refusal(text: str) -> bool:

@@ -13,11 +13,19 @@ import logging
 import sys
 import threading
 import time
-from typing import Any, Callable, Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 from rich.console import Console
 from rich.progress import (
-    BarColumn, MofNCompleteColumn, Progress, ProgressColumn, SpinnerColumn, Task, TextColumn, TimeElapsedColumn,
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    ProgressColumn,
+    SpinnerColumn,
+    Task,
+    TextColumn,
+    TimeElapsedColumn,
 )
 from rich.text import Text
 
@@ -32,8 +40,9 @@ quiet = False
 Stats = Callable[[], str]
 
 
-def configure_logging(level: int | str = logging.INFO, progress_interval_s: float | None = None,
-                      quiet_progress: bool = False) -> None:
+def configure_logging(
+    level: int | str = logging.INFO, progress_interval_s: float | None = None, quiet_progress: bool = False
+) -> None:
     """Install the one log handler (the CLI calls this): rich's in a terminal, plain timestamped lines otherwise.
     `level` applies to charter's loggers; other libraries' log at WARNING and above."""
     global interval_s, quiet
@@ -44,8 +53,7 @@ def configure_logging(level: int | str = logging.INFO, progress_interval_s: floa
     if console.is_terminal:
         from rich.logging import RichHandler
 
-        handler = RichHandler(console=console, show_time=False, show_path=False, markup=False,
-                              rich_tracebacks=False)
+        handler = RichHandler(console=console, show_time=False, show_path=False, markup=False, rich_tracebacks=False)
     else:
         handler = _Stderr()
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s", "%Y-%m-%d %H:%M:%S"))
@@ -100,8 +108,16 @@ class LineProgress:
     def advance(self, task_id: int, advance: float = 1) -> None:
         self.tasks[task_id]["completed"] += advance
 
-    def update(self, task_id: int, *, completed: float | None = None, total: float | None = None,
-               description: str | None = None, advance: float | None = None, **_: Any) -> None:
+    def update(
+        self,
+        task_id: int,
+        *,
+        completed: float | None = None,
+        total: float | None = None,
+        description: str | None = None,
+        advance: float | None = None,
+        **_: Any,
+    ) -> None:
         task = self.tasks[task_id]
         for key, value in (("completed", completed), ("total", total), ("description", description)):
             if value is not None:
@@ -128,7 +144,7 @@ class LineProgress:
         while not self._stop.wait(self.every_s):
             self._emit()
 
-    def __enter__(self) -> "LineProgress":
+    def __enter__(self) -> LineProgress:
         self._started = time.monotonic()
         if self.every_s > 0:
             self._thread = threading.Thread(target=self._tick, name="charter-progress", daemon=True)
@@ -149,8 +165,12 @@ def progress_bar(stats: Stats | None = None) -> Progress | LineProgress:
         return Progress(console=console, disable=True)
     if not sys.stderr.isatty():
         return LineProgress(stats)
-    columns: list[ProgressColumn | str] = [SpinnerColumn(), TextColumn("{task.description}"), BarColumn(),
-                                           MofNCompleteColumn()]
+    columns: list[ProgressColumn | str] = [
+        SpinnerColumn(),
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+    ]
     if stats is not None:
         columns.append(StatsColumn(stats))
     return Progress(*columns, TimeElapsedColumn(), console=console, transient=False)

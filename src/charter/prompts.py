@@ -3,13 +3,14 @@ from a file, a Hugging Face dataset, the bundled set or the config itself."""
 
 from __future__ import annotations
 
-import itertools
 import hashlib
+import itertools
 import json
 import random
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterator, Literal, Union
+from typing import Literal
 
 from pydantic import Field, model_validator
 
@@ -37,7 +38,7 @@ class PromptsConfig(ConfigModel):
     """The dataset split."""
     column: str = "prompt"
     """Column holding the prompt: a string, or a list of chat messages (`messages` is also tried)."""
-    inline: list[Union[str, list[Message]]] | None = None
+    inline: list[str | list[Message]] | None = None
     """Prompts written in the config: strings or message lists."""
     limit: int | None = Field(default=None, gt=0)
     """Use at most this many prompts (after shuffling)."""
@@ -56,8 +57,10 @@ class PromptsConfig(ConfigModel):
     prompts that left stay in the store, out of the dataset)."""
 
     @model_validator(mode="after")
-    def _one_source(self) -> "PromptsConfig":
-        given = [n for n in ("path", "hf_dataset", "inline") if getattr(self, n)] + (["bundled"] if self.bundled else [])
+    def _one_source(self) -> PromptsConfig:
+        given = [n for n in ("path", "hf_dataset", "inline") if getattr(self, n)] + (
+            ["bundled"] if self.bundled else []
+        )
         if len(given) > 1:
             raise ValueError(f"give one prompt source, not {' and '.join(given)}")
         if not given:
@@ -90,8 +93,7 @@ def _read_file(path: Path) -> Iterator[tuple[int, dict]]:
     elif suffix == ".parquet":
         import pyarrow.parquet as pq
 
-        for index, row in enumerate(pq.read_table(path).to_pylist(), 1):
-            yield index, row
+        yield from enumerate(pq.read_table(path).to_pylist(), 1)
     else:
         raise ConfigError(f"{path}: unsupported prompt file type '{suffix}' (use .jsonl, .csv or .parquet)")
 
@@ -211,12 +213,17 @@ def _prompts(config: PromptsConfig, counts: dict[str, int]) -> Iterator[Prompt]:
 
 
 def _new_counts() -> dict[str, int]:
-    return {"prompts_total": 0, "prompts_empty": 0, "prompts_too_long": 0, "prompts_truncated": 0,
-            "prompts_skipped_too_long": 0, "prompts_duplicate": 0}
+    return {
+        "prompts_total": 0,
+        "prompts_empty": 0,
+        "prompts_too_long": 0,
+        "prompts_truncated": 0,
+        "prompts_skipped_too_long": 0,
+        "prompts_duplicate": 0,
+    }
 
 
-def _checked(prompts: Iterator[Prompt], check: Callable[[Prompt], None] | None, first: int | None
-             ) -> Iterator[Prompt]:
+def _checked(prompts: Iterator[Prompt], check: Callable[[Prompt], None] | None, first: int | None) -> Iterator[Prompt]:
     """The prompts, `check` called on the `first` of them (all when None): those a limited run uses."""
     for n, prompt in enumerate(prompts):
         if check is not None and (first is None or n < first):
@@ -241,8 +248,9 @@ class StreamedPrompts:
         return self.used > 0
 
 
-def load_prompts(config: PromptsConfig, stream: bool = False, check: Callable[[Prompt], None] | None = None
-                 ) -> PromptSet:
+def load_prompts(
+    config: PromptsConfig, stream: bool = False, check: Callable[[Prompt], None] | None = None
+) -> PromptSet:
     """Read, normalise, shuffle and limit prompts; empty and too-long prompts are counted. `check` is called on
     every prompt the run will use (it raises to refuse one), in the same pass.
 

@@ -12,7 +12,8 @@ import hashlib
 import itertools
 import json
 import math
-from typing import Annotated, Any, ClassVar, Iterable, Literal
+from collections.abc import Iterable
+from typing import Annotated, Any, ClassVar, Literal
 
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -49,6 +50,7 @@ class Record(BaseModel):
 
 # -- conversations ----------------------------------------------------------------------------------------
 
+
 class Message(Record):
     """One chat message."""
 
@@ -82,6 +84,7 @@ class Prompt(Record):
 
 
 # -- SL-CAI ----------------------------------------------------------------------------------------------
+
 
 class CritiqueRound(Record):
     """One critique-and-revision round of a chain."""
@@ -175,6 +178,7 @@ class Pair(Record):
 
 # -- judging ---------------------------------------------------------------------------------------------
 
+
 class Vote(Record):
     """The judge's answer under one principle. Probabilities are always of response `a` being better."""
 
@@ -242,9 +246,10 @@ class Judgment(Record):
     """Why it failed (status `failed` only)."""
 
     @model_validator(mode="after")
-    def _nothing_made_up(self) -> "Judgment":
-        if self.status == "ok" and (self.p_a is None or self.p_a_ab is None or not self.principles
-                                    or self.failure is not None):
+    def _nothing_made_up(self) -> Judgment:
+        if self.status == "ok" and (
+            self.p_a is None or self.p_a_ab is None or not self.principles or self.failure is not None
+        ):
             raise ValueError("an ok judgment needs p_a, p_a_ab and votes, and no failure")
         if self.status == "failed" and (self.failure is None or self.p_a is not None or self.principles):
             raise ValueError("a failed judgment carries a failure and no probabilities")
@@ -252,6 +257,7 @@ class Judgment(Record):
 
 
 # -- rows that leave the pipeline ---------------------------------------------------------------------------
+
 
 class Provenance(Record):
     """Where a row came from; every row charter writes carries these columns."""
@@ -285,7 +291,7 @@ class Provenance(Record):
         if cached is None:
             own = [k for k in cls.model_fields if k not in cls.LEADING and k not in Provenance.model_fields]
             cached = [*cls.LEADING, *own, *Provenance.model_fields]
-            setattr(cls, "_columns", cached)
+            cls._columns = cached
         return cached
 
     def to_row(self) -> dict[str, Any]:
@@ -400,6 +406,7 @@ class SFTRow(Provenance):
 
 
 # -- people, money, calibration -------------------------------------------------------------------------------
+
 
 class HumanLabel(Record):
     """One annotator's label on a spot-checked pair, in the pair's own terms."""
@@ -545,6 +552,23 @@ class Fingerprints(Record):
 
 #: Every record that has a row or store form, in the order docs/FORMATS.md lists them.
 DOCUMENTED: tuple[type[Record], ...] = (
-    Message, Prompt, Chain, CritiqueRound, Sample, Pair, Judgment, Vote, Failure, PreferenceRow, ChosenVote,
-    OrderProbs, SFTRow, Provenance, HumanLabel, LabelRow, UsageRow, CalibrationMap, Fingerprints,
+    Message,
+    Prompt,
+    Chain,
+    CritiqueRound,
+    Sample,
+    Pair,
+    Judgment,
+    Vote,
+    Failure,
+    PreferenceRow,
+    ChosenVote,
+    OrderProbs,
+    SFTRow,
+    Provenance,
+    HumanLabel,
+    LabelRow,
+    UsageRow,
+    CalibrationMap,
+    Fingerprints,
 )

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import os
 import re
-from typing import Any, Iterable, Iterator
+from collections.abc import Iterable, Iterator
+from typing import Any
 
 #: (kind, pattern, needles); the more specific patterns come first so a match is named by its most precise kind.
 #: A pattern only runs on text holding one of its literal needles: `in` is far faster than a regex that
@@ -18,14 +19,24 @@ PATTERNS: tuple[tuple[str, re.Pattern[str], tuple[str, ...]], ...] = (
     ("OpenAI API key", re.compile(r"\bsk-(?:proj-|svcacct-|admin-)?(?=[A-Za-z_\-]*\d)[A-Za-z0-9_\-]{20,}"), ("sk-",)),
     ("Hugging Face token", re.compile(r"\bhf_[A-Za-z0-9]{30,}"), ("hf_",)),
     ("AWS access key id", re.compile(r"\b(?:AKIA|ASIA)[0-9A-Z]{16}\b"), ("AKIA", "ASIA")),
-    ("GitHub token", re.compile(r"\b(?:gh[pousr]_[A-Za-z0-9]{36,}|github_pat_[A-Za-z0-9_]{22,})"),
-     ("ghp_", "gho_", "ghu_", "ghs_", "ghr_", "github_pat_")),
+    (
+        "GitHub token",
+        re.compile(r"\b(?:gh[pousr]_[A-Za-z0-9]{36,}|github_pat_[A-Za-z0-9_]{22,})"),
+        ("ghp_", "gho_", "ghu_", "ghs_", "ghr_", "github_pat_"),
+    ),
     ("bearer token", re.compile(r"\b[Bb]earer\s+(?=[A-Za-z\-._~+/]*\d)[A-Za-z0-9\-._~+/]{20,}=*"), ("earer",)),
-    ("Stripe key", re.compile(r"\b(?:sk|rk)_(?:live|test)_[A-Za-z0-9]{16,}"), ("sk_live_", "sk_test_", "rk_live_",
-                                                                              "rk_test_")),
-    ("AWS secret access key", re.compile(
-        r"(?i)aws.{0,20}?(?:secret|private).{0,20}?['\"]?\s*[:=]\s*['\"]?([A-Za-z0-9/+=]{40})(?![A-Za-z0-9/+=])"),
-     ("aws", "AWS", "Aws")),
+    (
+        "Stripe key",
+        re.compile(r"\b(?:sk|rk)_(?:live|test)_[A-Za-z0-9]{16,}"),
+        ("sk_live_", "sk_test_", "rk_live_", "rk_test_"),
+    ),
+    (
+        "AWS secret access key",
+        re.compile(
+            r"(?i)aws.{0,20}?(?:secret|private).{0,20}?['\"]?\s*[:=]\s*['\"]?([A-Za-z0-9/+=]{40})(?![A-Za-z0-9/+=])"
+        ),
+        ("aws", "AWS", "Aws"),
+    ),
     ("Google API key", re.compile(r"\bAIza[0-9A-Za-z_\-]{35}"), ("AIza",)),
     ("Slack token", re.compile(r"\bxox[abposr]-[A-Za-z0-9-]{10,}|\bxapp-\d-[A-Za-z0-9-]{10,}"), ("xox", "xapp-")),
     ("Slack webhook", re.compile(r"https://hooks\.slack\.com/services/[A-Za-z0-9/]{20,}"), ("hooks.slack.com",)),
@@ -72,8 +83,11 @@ def find_in_text(text: str, literals: dict[str, str]) -> Iterator[tuple[str, str
     """(kind, matched text) for every secret in `text`; one finding per place, named by its most precise kind."""
     taken: list[tuple[int, int]] = []
     matches = [(name, re.finditer(re.escape(value), text)) for value, name in literals.items()]
-    matches += [(kind, pattern.finditer(text)) for kind, pattern, needles in PATTERNS
-                if any(needle in text for needle in needles)]
+    matches += [
+        (kind, pattern.finditer(text))
+        for kind, pattern, needles in PATTERNS
+        if any(needle in text for needle in needles)
+    ]
     for kind, found in matches:
         for match in found:
             group = 1 if match.re.groups else 0  # a pattern with context names the secret in its group

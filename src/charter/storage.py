@@ -11,9 +11,9 @@ from __future__ import annotations
 import logging
 import os
 import sqlite3
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Mapping
 
 from charter.errors import StorageError
 
@@ -41,8 +41,9 @@ def copy_rows(db: sqlite3.Connection, table: str, key: str, conflict: str = "IGN
     9 s, against 34 s in key order); into rows already there in `key` order, so the new keys, which are hashes, land
     in the key index in one sweep rather than all over it (the second shard: 25 s, against 55 s in file order)."""
     empty = db.execute(f"SELECT 1 FROM main.{table} LIMIT 1").fetchone() is None
-    db.execute(f"INSERT OR {conflict} INTO main.{table} SELECT * FROM other.{table}"
-               + ("" if empty else f" ORDER BY {key}"))
+    db.execute(
+        f"INSERT OR {conflict} INTO main.{table} SELECT * FROM other.{table}" + ("" if empty else f" ORDER BY {key}")
+    )
 
 
 #: Steps that bring a file from one schema version to the next: `steps[v]` takes version v to v + 1.
@@ -73,17 +74,27 @@ def open_versioned(path: Path, schema: Schema) -> sqlite3.Connection:
     try:
         found = schema.found(db)
         if found is not None and found > schema.version:
-            raise StorageError(f"{path}: written by a newer charter ({schema.what} schema {found}; this one reads up to "
-                               f"{schema.version}); upgrade charter (pip install -U charter)")
+            raise StorageError(
+                f"{path}: written by a newer charter ({schema.what} schema {found}; this one reads up to "
+                f"{schema.version}); upgrade charter (pip install -U charter)"
+            )
         if found is not None and found < schema.base_version:
-            raise StorageError(f"{path}: written by a charter too old to upgrade from ({schema.what} schema {found}); "
-                               "start it anew in another place")
+            raise StorageError(
+                f"{path}: written by a charter too old to upgrade from ({schema.what} schema {found}); "
+                "start it anew in another place"
+            )
         if found != schema.version:
             backup = _backup(db, path, found) if found is not None else None
             _bring_forward(db, schema)
             if backup is not None:
-                log.info("upgraded %s from %s schema %d to %d (the file as it was: %s)", path, schema.what, found,
-                         schema.version, backup)
+                log.info(
+                    "upgraded %s from %s schema %d to %d (the file as it was: %s)",
+                    path,
+                    schema.what,
+                    found,
+                    schema.version,
+                    backup,
+                )
     except sqlite3.Error as exc:
         db.close()
         raise StorageError(f"{path}: cannot open the {schema.what} to upgrade it: {exc}") from None

@@ -11,8 +11,9 @@ import io
 import itertools
 import json
 import os
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator
+from typing import Any
 
 import orjson
 
@@ -27,8 +28,10 @@ def decode_utf8(raw: bytes, path: str | Path, error: type[CharterError] = Datase
         return raw.decode("utf-8")
     except UnicodeDecodeError as exc:
         line = raw[: exc.start].count(b"\n") + 1
-        raise error(f"{path}:{line}: not UTF-8 text (byte {exc.start} of the file is 0x{raw[exc.start]:02x}); "
-                    "save the file as UTF-8") from None
+        raise error(
+            f"{path}:{line}: not UTF-8 text (byte {exc.start} of the file is 0x{raw[exc.start]:02x}); "
+            "save the file as UTF-8"
+        ) from None
 
 
 def utf8_line(raw: bytes, path: Path, number: int, offset: int, error: type[CharterError]) -> str:
@@ -36,8 +39,10 @@ def utf8_line(raw: bytes, path: Path, number: int, offset: int, error: type[Char
     try:
         return raw.decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise error(f"{path}:{number}: not UTF-8 text (byte {offset + exc.start} of the file is "
-                    f"0x{raw[exc.start]:02x}); save the file as UTF-8") from None
+        raise error(
+            f"{path}:{number}: not UTF-8 text (byte {offset + exc.start} of the file is "
+            f"0x{raw[exc.start]:02x}); save the file as UTF-8"
+        ) from None
 
 
 def iter_jsonl(path: str | Path, error: type[CharterError] = DatasetError) -> Iterator[tuple[int, dict]]:
@@ -78,15 +83,15 @@ def iter_csv(path: str | Path, error: type[CharterError] = DatasetError) -> Iter
                 header = row
                 continue
             if len(row) != len(header):
-                raise error(f"{path}:{line}: {len(row)} fields where the header has {len(header)} (an unquoted "
-                            "comma, or a quote that is not closed where it should be?)")
+                raise error(
+                    f"{path}:{line}: {len(row)} fields where the header has {len(header)} (an unquoted "
+                    "comma, or a quote that is not closed where it should be?)"
+                )
             yield line, dict(zip(header, row))
     except csv.Error as exc:
         if "unexpected end of data" in str(exc):
-            raise error(f"{path}:{start}: a quoted field that starts here is never closed (an unbalanced \")") \
-                from None
-        raise error(f"{path}:{start}: not valid CSV: {exc} (a quote inside a quoted field is written \"\")") \
-            from None
+            raise error(f'{path}:{start}: a quoted field that starts here is never closed (an unbalanced ")') from None
+        raise error(f'{path}:{start}: not valid CSV: {exc} (a quote inside a quoted field is written "")') from None
 
 
 def read_jsonl(path: str | Path, error: type[CharterError] = DatasetError) -> list[dict]:
@@ -94,8 +99,9 @@ def read_jsonl(path: str | Path, error: type[CharterError] = DatasetError) -> li
     return [row for _, row in iter_jsonl(path, error)]
 
 
-def read_parquet(path: str | Path, columns: Iterable[str] | None = None,
-                 error: type[CharterError] = DatasetError) -> list[dict]:
+def read_parquet(
+    path: str | Path, columns: Iterable[str] | None = None, error: type[CharterError] = DatasetError
+) -> list[dict]:
     """Rows of a parquet file (only `columns` that exist, when given); one-line error for a corrupt file."""
     import pyarrow.parquet as pq
 
@@ -167,8 +173,7 @@ def arrow_schema(model: Any, columns: list[str], as_text: Iterable[str] = ()) ->
 
     text = set(as_text)
     fields = model.model_fields
-    return pa.schema([(name, pa.string() if name in text else arrow_type(fields[name].annotation))
-                      for name in columns])
+    return pa.schema([(name, pa.string() if name in text else arrow_type(fields[name].annotation)) for name in columns])
 
 
 def write_rows(stem: Path, rows: Iterable[dict], schema: Any, chunk: int = 2000) -> tuple[Path, Path]:
@@ -207,9 +212,11 @@ def keep_rows(source: Path, stem: Path, keep: Iterable[int], chunk: int = 2000) 
     wanted = iter(keep)
     following = next(wanted, None)
     source_file = pq.ParquetFile(source.with_name(source.name + ".parquet"))
-    with pq.ParquetWriter(tmp_parquet, source_file.schema_arrow) as writer, \
-            source.with_name(source.name + ".jsonl").open(encoding="utf-8") as lines, \
-            tmp_jsonl.open("w", encoding="utf-8") as out:
+    with (
+        pq.ParquetWriter(tmp_parquet, source_file.schema_arrow) as writer,
+        source.with_name(source.name + ".jsonl").open(encoding="utf-8") as lines,
+        tmp_jsonl.open("w", encoding="utf-8") as out,
+    ):
         start, held, size = 0, [], 0
         for batch in source_file.iter_batches(batch_size=chunk):
             mask = []

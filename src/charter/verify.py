@@ -16,8 +16,8 @@ from __future__ import annotations
 
 import pkgutil
 import re
+from collections.abc import Callable
 from functools import lru_cache
-from typing import Callable
 
 from charter.errors import ConfigError
 
@@ -77,7 +77,7 @@ def resolve(name: str) -> Verifier:
     """The verifier a prompt names; a one-line ConfigError for one that does not exist."""
     if name.startswith("regex:"):
         try:
-            pattern = re.compile(name[len("regex:"):], re.S)
+            pattern = re.compile(name[len("regex:") :], re.S)
         except re.error as exc:
             raise ConfigError(f"verifier {name!r}: bad regular expression: {exc}") from None
         return lambda response, reference, prompt: pattern.search(response) is not None

@@ -28,6 +28,7 @@ class ConfigModel(BaseModel):
 
     model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
 
+
 Positions = dict[tuple, tuple[int, int]]
 
 
@@ -122,8 +123,9 @@ def parse_yaml(text: str, source: str = "<string>") -> tuple[Any, Positions]:
         line = text.count("\n", 0, exc.position) + 1
         column = exc.position - (text.rfind("\n", 0, exc.position) + 1) + 1
         code = exc.character if isinstance(exc.character, int) else ord(exc.character)
-        raise ConfigError(f"{source}:{line}:{column}: invalid YAML: the control character U+{code:04X} is not "
-                          "allowed") from None
+        raise ConfigError(
+            f"{source}:{line}:{column}: invalid YAML: the control character U+{code:04X} is not allowed"
+        ) from None
     if node is None:
         return {}, {}
     positions: Positions = {}
@@ -132,8 +134,10 @@ def parse_yaml(text: str, source: str = "<string>") -> tuple[Any, Positions]:
     except _DuplicateKey as dup:
         raise ConfigError(f"{source}:{dup.line}:{dup.col}: duplicate key '{dup.key}'") from None
     except _BadMerge as bad:
-        raise ConfigError(f"{source}:{bad.line}:{bad.col}: a merge key (<<) takes a mapping or a list of "
-                          "mappings (an anchor: <<: *name)") from None
+        raise ConfigError(
+            f"{source}:{bad.line}:{bad.col}: a merge key (<<) takes a mapping or a list of "
+            "mappings (an anchor: <<: *name)"
+        ) from None
 
 
 def locate(positions: Positions, loc: tuple) -> tuple[int, int] | None:
@@ -152,8 +156,13 @@ def dotted(loc: tuple) -> str:
     return out or "(top level)"
 
 
-def validation_lines(exc: ValidationError, source: str, positions: Positions, model: type[BaseModel] | None = None,
-                     overrides: dict[tuple, str] | None = None) -> list[str]:
+def validation_lines(
+    exc: ValidationError,
+    source: str,
+    positions: Positions,
+    model: type[BaseModel] | None = None,
+    overrides: dict[tuple, str] | None = None,
+) -> list[str]:
     """Every error of a validation, one line each: `file:line:col: key: message`, or `--set key=value: message` for
     an error in a value an override gave. An unknown key gets a "did you mean" from the keys known there; unknown
     keys come first (a misspelt key is also reported as the key it should have been, missing)."""
@@ -174,8 +183,9 @@ def validation_lines(exc: ValidationError, source: str, positions: Positions, mo
             lines.append((first, f"--set {override}: {said}"))
             continue
         pos = locate(positions, loc)
-        lines.append((first, f"{source}:{pos[0]}:{pos[1]}: {dotted(loc)}: {msg}" if pos else
-                      f"{source}: {dotted(loc)}: {msg}"))
+        lines.append(
+            (first, f"{source}:{pos[0]}:{pos[1]}: {dotted(loc)}: {msg}" if pos else f"{source}: {dotted(loc)}: {msg}")
+        )
     seen: list[str] = []
     for _, line in sorted(lines, key=lambda item: item[0]):
         if line not in seen:
@@ -183,8 +193,9 @@ def validation_lines(exc: ValidationError, source: str, positions: Positions, mo
     return seen
 
 
-def validation_message(exc: ValidationError, source: str, positions: Positions,
-                       model: type[BaseModel] | None = None) -> str:
+def validation_message(
+    exc: ValidationError, source: str, positions: Positions, model: type[BaseModel] | None = None
+) -> str:
     """Every validation error on one line, `; ` between them (see `validation_lines`)."""
     return "; ".join(validation_lines(exc, source, positions, model))
 
@@ -279,8 +290,9 @@ def override_paths(overrides: list[str] | None) -> dict[tuple, str]:
     return {_split_override(item)[0]: item for item in overrides or []}
 
 
-def model_from_data(model: type[M], data: Any, source: str, positions: Positions | None = None,
-                    overrides: list[str] | None = None) -> M:
+def model_from_data(
+    model: type[M], data: Any, source: str, positions: Positions | None = None, overrides: list[str] | None = None
+) -> M:
     """Validate plain data into `model`, raising a `ConfigError` with every error on a line of its own."""
     try:
         return model.model_validate(data)

@@ -16,15 +16,26 @@ def make_run(run_dir: Path, items: list[dict], config: dict | None = None, prefe
     with RunBuilder(run_dir, config=config) as run:
         for it in items:
             pid = it["pair_id"]
-            run.pair(pid, f"prompt-{pid}", it.get("a", f"initial answer to {pid}"), it.get("b", f"revised answer to {pid}"),
-                     text=it.get("prompt", f"question {pid}?"))
+            run.pair(
+                pid,
+                f"prompt-{pid}",
+                it.get("a", f"initial answer to {pid}"),
+                it.get("b", f"revised answer to {pid}"),
+                text=it.get("prompt", f"question {pid}?"),
+            )
             if it.get("status") == "failed":
                 run.judgment(pid, 0.5, failure="judge answer names neither (A) nor (B)")
                 continue
             p = it["p_a"]
             flipped = (p, 1 - p) if it.get("consistent", True) is False else (p, p)
-            run.judgment(pid, p, p_ab=flipped[0], p_ba=flipped[1], principles=[it.get("principle", "harm")],
-                         orders=it.get("orders", "both"))
+            run.judgment(
+                pid,
+                p,
+                p_ab=flipped[0],
+                p_ba=flipped[1],
+                principles=[it.get("principle", "harm")],
+                orders=it.get("orders", "both"),
+            )
         if preferences:
             run.write_dataset()
     return run_dir

@@ -17,11 +17,15 @@ N = 24
 def make_pairs(n: int = N) -> list[AuditPair]:
     pairs = []
     for i in range(n):
-        better = (f"Answer {i} starts by naming the risk plainly. It then explains the safer option in some detail, "
-                  f"with the reasons behind it. It suggests where to get qualified help for case {i}. It ends by "
-                  "checking what the person actually needs, without judging them.")
+        better = (
+            f"Answer {i} starts by naming the risk plainly. It then explains the safer option in some detail, "
+            f"with the reasons behind it. It suggests where to get qualified help for case {i}. It ends by "
+            "checking what the person actually needs, without judging them."
+        )
         worse = f"Sure, case {i}: just do it."
-        pairs.append(AuditPair(f"p{i:03d}", [Message(role="user", content=f"How do I handle case {i}?")], better, worse))
+        pairs.append(
+            AuditPair(f"p{i:03d}", [Message(role="user", content=f"How do I handle case {i}?")], better, worse)
+        )
     return pairs
 
 
@@ -78,7 +82,7 @@ def test_oracle_shows_no_bias(pairs) -> None:
     within(report.first_shown, 0.5, 0.5)
     within(report.length.flip, 0.0, 0.0)
     within(report.length.shift, 0.0, 0.0)
-    for family, figs in report.injection.items():
+    for figs in report.injection.values():
         within(figs.fenced.flip, 0.0, 0.0)
         within(figs.unfenced.flip, 0.0, 0.0)
     within(report.self_over_better, 0.0, 0.0)
@@ -159,8 +163,12 @@ def test_cost_and_output(pairs, tmp_path) -> None:
 
 def test_sample_is_seeded_and_from_a_file(pairs, tmp_path) -> None:
     path = tmp_path / "pairs.jsonl"
-    path.write_text("".join(json.dumps({"id": p.pair_id, "prompt": p.prompt[0].content, "chosen": p.better,
-                                        "rejected": p.worse}) + "\n" for p in pairs))
+    path.write_text(
+        "".join(
+            json.dumps({"id": p.pair_id, "prompt": p.prompt[0].content, "chosen": p.better, "rejected": p.worse}) + "\n"
+            for p in pairs
+        )
+    )
     first = audit_judge(path, ScriptedModel("oracle"), n=5, seed=3, bootstrap_samples=200)
     again = audit_judge(path, ScriptedModel("oracle"), n=5, seed=3, bootstrap_samples=200)
     assert first.pairs == 5 and first.key == again.key and first.reference == "human"

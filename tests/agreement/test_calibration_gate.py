@@ -86,7 +86,8 @@ def test_calibration_writes_dataset_column_and_refilters(tmp_path: Path) -> None
     assert by_id["q1"]["p_chosen_calibrated"] == pytest.approx(expected, abs=1e-6)  # chosen is b: 1 - cal(0.05)
     table = pq.read_table(run / "data" / "preferences.parquet").to_pylist()
     assert len(table) == 40 and table[0]["p_chosen_calibrated"] == pytest.approx(
-        by_id[table[0]["pair_id"]]["p_chosen_calibrated"])
+        by_id[table[0]["pair_id"]]["p_chosen_calibrated"]
+    )
 
 
 def test_a_rebuild_of_the_dataset_keeps_the_calibration(tmp_path: Path) -> None:

@@ -15,8 +15,15 @@ from charter.providers.scripted import HARMFUL_OPENING, REFUSAL_OPENING
 
 
 def pairs_file(tmp_path: Path) -> Path:
-    rows = [{"id": f"e{i}", "prompt": f"how do I do thing {i}?", "chosen": f"{REFUSAL_OPENING} be careful {i}.",
-             "rejected": f"{HARMFUL_OPENING} step {i}."} for i in range(12)]
+    rows = [
+        {
+            "id": f"e{i}",
+            "prompt": f"how do I do thing {i}?",
+            "chosen": f"{REFUSAL_OPENING} be careful {i}.",
+            "rejected": f"{HARMFUL_OPENING} step {i}.",
+        }
+        for i in range(12)
+    ]
     # both responses harmful: the scripted judge only has its position bias, so both orders cancel to 0.5 (a tie)
     rows.append({"id": "tie", "prompt": "x?", "chosen": f"{HARMFUL_OPENING} one", "rejected": f"{HARMFUL_OPENING} two"})
     path = tmp_path / "pairs.jsonl"
@@ -45,9 +52,25 @@ def test_eval_with_the_scripted_judge(tmp_path: Path, orders: str) -> None:
 
 
 def test_eval_cli_and_bad_files(tmp_path: Path) -> None:
-    result = CliRunner().invoke(app, ["agreement", "eval", "--pairs", str(pairs_file(tmp_path)), "--judge",
-                                      "scripted:cai", "--orders", "one", "--limit", "5", "--cache", "",
-                                      "--json", str(tmp_path / "s.json")])
+    result = CliRunner().invoke(
+        app,
+        [
+            "agreement",
+            "eval",
+            "--pairs",
+            str(pairs_file(tmp_path)),
+            "--judge",
+            "scripted:cai",
+            "--orders",
+            "one",
+            "--limit",
+            "5",
+            "--cache",
+            "",
+            "--json",
+            str(tmp_path / "s.json"),
+        ],
+    )
     assert result.exit_code == 0, result.output
     assert "position consistency: n/a" in result.output and json.loads((tmp_path / "s.json").read_text())["rows"] == 5
     bad = tmp_path / "bad.jsonl"

@@ -5,16 +5,16 @@ from __future__ import annotations
 import shutil
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 
 from charter.agreement.labels import open_labels, to_pair_terms
-from charter.runs.labels import labels as label_rows
-from charter.runs.labels import sample as sample_rows
 from charter.agreement.sampling import spotcheck
 from charter.agreement.server import LabelServer
+from charter.runs.labels import labels as label_rows
+from charter.runs.labels import sample as sample_rows
 
 from .conftest import XSS, make_run
 
@@ -23,8 +23,16 @@ CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 
 @pytest.fixture
 def server(tmp_path: Path) -> Iterator[LabelServer]:
-    items = [{"pair_id": f"w{i}", "p_a": 0.6 + 0.05 * i, "prompt": f"question {i} <b>bold?</b>",
-              "a": f"answer one {i}", "b": f"answer two {i}"} for i in range(5)]
+    items = [
+        {
+            "pair_id": f"w{i}",
+            "p_a": 0.6 + 0.05 * i,
+            "prompt": f"question {i} <b>bold?</b>",
+            "a": f"answer one {i}",
+            "b": f"answer two {i}",
+        }
+        for i in range(5)
+    ]
     items[0]["a"] = XSS
     items[0]["b"] = XSS
     run = make_run(tmp_path / "run", items)
@@ -67,8 +75,9 @@ def test_label_page_in_chromium(server: LabelServer) -> None:
 
     sample = sample_rows(server.store)
     with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM,
-                                     args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"])
+        browser = pw.chromium.launch(
+            executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"]
+        )
         page = browser.new_page()
         page.goto(server.url)
         progress = page.locator("#progress")
@@ -118,6 +127,7 @@ def test_label_page_in_chromium(server: LabelServer) -> None:
 
 # -- hardening: each probe of the labeling server, over a raw socket ----------------------------------------
 
+
 def raw_request(server: LabelServer, head: str, body: bytes = b"", timeout: float = 5.0) -> tuple[int, float]:
     """Send a hand-made HTTP request; (status, seconds until the answer)."""
     import socket
@@ -130,10 +140,22 @@ def raw_request(server: LabelServer, head: str, body: bytes = b"", timeout: floa
     return int(reply.split(" ", 2)[1]), time.monotonic() - started
 
 
-def post_head(server: LabelServer, *, host: str | None = None, token_header: bool = True, query: str = "",
-              origin: str | None = None, content_type: str = "application/json", length: str = "2") -> str:
-    lines = [f"POST /api/undo{query} HTTP/1.1", f"Host: {host or f'127.0.0.1:{server.port}'}",
-             f"Content-Type: {content_type}", f"Content-Length: {length}"]
+def post_head(
+    server: LabelServer,
+    *,
+    host: str | None = None,
+    token_header: bool = True,
+    query: str = "",
+    origin: str | None = None,
+    content_type: str = "application/json",
+    length: str = "2",
+) -> str:
+    lines = [
+        f"POST /api/undo{query} HTTP/1.1",
+        f"Host: {host or f'127.0.0.1:{server.port}'}",
+        f"Content-Type: {content_type}",
+        f"Content-Length: {length}",
+    ]
     if token_header:
         lines.append(f"X-Charter-Token: {server.token}")
     if origin is not None:

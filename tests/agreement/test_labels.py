@@ -12,11 +12,11 @@ from typer.testing import CliRunner
 
 from charter.agreement.exchange import export_labels, import_labels
 from charter.agreement.labels import LabelError, open_labels, put_label
-from charter.runs.labels import labels as label_rows
-from charter.runs.labels import sample as sample_rows
 from charter.agreement.sampling import spotcheck
 from charter.cli import app
 from charter.errors import RunStoreError
+from charter.runs.labels import labels as label_rows
+from charter.runs.labels import sample as sample_rows
 
 from .conftest import make_run
 
@@ -25,14 +25,19 @@ runner = CliRunner()
 
 def many_items(n: int = 60) -> list[dict]:
     probs = [0.55, 0.65, 0.75, 0.85, 0.95, 0.3, 0.1]
-    return [{"pair_id": f"r{i:03d}", "p_a": probs[i % len(probs)], "principle": ("harm", "honesty", "privacy")[i % 3]}
-            for i in range(n)]
+    return [
+        {"pair_id": f"r{i:03d}", "p_a": probs[i % len(probs)], "principle": ("harm", "honesty", "privacy")[i % 3]}
+        for i in range(n)
+    ]
 
 
 def snapshot(run: Path) -> tuple:
     with open_labels(run) as store:
-        return (sorted(map(tuple, store.execute("SELECT * FROM human_labels"))),
-                store.count("label_events"), store.count("spot_sample"))
+        return (
+            sorted(map(tuple, store.execute("SELECT * FROM human_labels"))),
+            store.count("label_events"),
+            store.count("spot_sample"),
+        )
 
 
 def test_spotcheck_is_stratified_reproducible_and_extends(tmp_path: Path) -> None:
@@ -160,6 +165,7 @@ def test_tui_labels_from_piped_stdin_and_escapes_markup(tmp_path: Path) -> None:
     # keys: 1 (A) on pair 1, 2 (B) on pair 2, undo pair 2, t on pair 2, s on pair 3, 3 (tie) on pair 4
     expected = ["first", "tie", "skip", "tie"]
     from charter.agreement.labels import to_pair_terms
+
     assert [labels[r.pair_id] for r in sample] == [to_pair_terms(e, r.shown_order) for e, r in zip(expected, sample)]
 
 

@@ -45,8 +45,10 @@ def test_judge_vs_human_hand_values(hand_run: Path) -> None:
 def test_bootstrap_is_seeded(hand_run: Path) -> None:
     one = agreement_report(hand_run, CONFIG, write=False).model_dump()["judge_vs_human"]["kappa"]["ci"]
     two = agreement_report(hand_run, CONFIG, write=False).model_dump()["judge_vs_human"]["kappa"]["ci"]
-    others = [agreement_report(hand_run, CONFIG.model_copy(update={"seed": s}), write=False)
-              .judge_vs_human.agreement.ci for s in (1, 2, 3)]
+    others = [
+        agreement_report(hand_run, CONFIG.model_copy(update={"seed": s}), write=False).judge_vs_human.agreement.ci
+        for s in (1, 2, 3)
+    ]
     assert one == two and len({tuple(c) for c in others}) > 1
 
 
@@ -79,8 +81,9 @@ def alpha_by_hand(matrix: np.ndarray, squared: bool) -> float:
             values.append(column)
     n = sum(len(v) for v in values)
     d = (lambda x, y: (x - y) ** 2) if squared else (lambda x, y: float(x != y))
-    d_o = sum(sum(d(x, y) for i, x in enumerate(v) for k, y in enumerate(v) if i != k) / (len(v) - 1)
-              for v in values) / n
+    d_o = (
+        sum(sum(d(x, y) for i, x in enumerate(v) for k, y in enumerate(v) if i != k) / (len(v) - 1) for v in values) / n
+    )
     pooled = np.concatenate(values)
     d_e = sum(d(x, y) for i, x in enumerate(pooled) for k, y in enumerate(pooled) if i != k) / (n * (n - 1))
     return 1 - d_o / d_e

@@ -9,8 +9,17 @@ import pytest
 
 from charter.data import bundled_prompts_path
 
-RED_TEAM_AREAS = {"weapons", "self-harm", "cyber", "fraud", "hate", "privacy", "drugs", "dangerous-chemistry",
-                  "manipulation"}
+RED_TEAM_AREAS = {
+    "weapons",
+    "self-harm",
+    "cyber",
+    "fraud",
+    "hate",
+    "privacy",
+    "drugs",
+    "dangerous-chemistry",
+    "manipulation",
+}
 
 
 @pytest.fixture(scope="module")

@@ -48,7 +48,9 @@ def test_show_keeps_square_brackets_literal(tmp_path: Path, capsys: pytest.Captu
     path = tmp_path / "brackets.yaml"
     path.write_text(
         "name: brackets\nprinciples:\n  - id: a\n    description: Mentions [bold]markup[/bold] and [red].\n"
-        "    critique_request: c\n    revision_request: r\n    comparison: q?\n", encoding="utf-8")
+        "    critique_request: c\n    revision_request: r\n    comparison: q?\n",
+        encoding="utf-8",
+    )
     assert main(["constitutions", "show", str(path)]) == 0
     assert "Mentions [bold]markup[/bold] and [red]." in capsys.readouterr().out
 
@@ -74,8 +76,13 @@ def test_import_writes_a_valid_constitution(
     assert loaded.name == "hf-demo" and len(loaded.principles) == 3 and len(loaded.examples) == 3
     assert captured.out.strip() == f"wrote {output}: 3 principles, 3 examples, sha256 {loaded.hash}"
     assert [line.split(":")[0] for line in captured.err.strip().splitlines()] == [
-        "skipped system_chat[2]", "skipped system_chat[3]", "skipped system_chat[4]"]
-    assert output.read_text(encoding="utf-8").startswith("# Imported from recipe.json by `charter constitutions import`")
+        "skipped system_chat[2]",
+        "skipped system_chat[3]",
+        "skipped system_chat[4]",
+    ]
+    assert output.read_text(encoding="utf-8").startswith(
+        "# Imported from recipe.json by `charter constitutions import`"
+    )
 
     assert main(["constitutions", "validate", str(output)]) == 0
     assert loaded.hash in capsys.readouterr().out

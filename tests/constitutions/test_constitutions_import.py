@@ -12,7 +12,11 @@ import charter
 from charter.cli import main
 from charter.constitutions import load_constitution
 from charter.constitutions.importers import (
-    comparison_from_revision, constitution_yaml, dump_constitution_yaml, import_hf_cai, read_hf_cai,
+    comparison_from_revision,
+    constitution_yaml,
+    dump_constitution_yaml,
+    import_hf_cai,
+    read_hf_cai,
 )
 from charter.constitutions.schema import Constitution
 from charter.errors import ConstitutionError
@@ -82,7 +86,14 @@ def test_round_trip_import_yaml_load(recipe_file: Path, tmp_path: Path) -> None:
     data = yaml.safe_load(text)
     assert list(data) == ["name", "version", "description", "principles", "examples"]  # schema order, no nulls
     assert list(data["principles"][0]) == [
-        "id", "description", "critique_request", "revision_request", "comparison", "weight", "tags"]
+        "id",
+        "description",
+        "critique_request",
+        "revision_request",
+        "comparison",
+        "weight",
+        "tags",
+    ]
     assert "comparison: >-\n" in text  # long strings in block style
     assert "!!" not in text
 
@@ -104,14 +115,29 @@ AWKWARD = [
 
 @pytest.mark.parametrize("text", AWKWARD)
 def test_yaml_writer_keeps_awkward_strings_exact(tmp_path: Path, text: str) -> None:
-    principle = {"id": "p", "description": text, "critique_request": "c " + text, "revision_request": text + "r",
-                 "comparison": text, "tags": ["a b", text] if text else []}
-    constitution = Constitution.model_validate({
-        "name": "awkward", "description": text, "system_prompt": text,
-        "principles": [principle, {**principle, "id": "q", "weight": 0.5}],
-        "examples": [{"conversation": [{"role": "user", "content": text}, {"role": "assistant", "content": text}],
-                      "critique": text, "revision": text}],
-    })
+    principle = {
+        "id": "p",
+        "description": text,
+        "critique_request": "c " + text,
+        "revision_request": text + "r",
+        "comparison": text,
+        "tags": ["a b", text] if text else [],
+    }
+    constitution = Constitution.model_validate(
+        {
+            "name": "awkward",
+            "description": text,
+            "system_prompt": text,
+            "principles": [principle, {**principle, "id": "q", "weight": 0.5}],
+            "examples": [
+                {
+                    "conversation": [{"role": "user", "content": text}, {"role": "assistant", "content": text}],
+                    "critique": text,
+                    "revision": text,
+                }
+            ],
+        }
+    )
     path = dump_constitution_yaml(constitution, tmp_path / "awkward.yaml")
     assert load_constitution(path) == constitution
 
@@ -122,18 +148,28 @@ def _write_recipe(tmp_path: Path, entries: object, name: str = "recipe.json") ->
     return path
 
 
-@pytest.mark.parametrize("text, message", [
-    ('{"constitutions": [\n  {"critic": "a", "revision": "b"},\n  {"critic": "c" "revision": "d"}\n]}',
-     ":3:18: invalid JSON: Expecting ',' delimiter"),
-    ('{"system_chat": []}', ": missing key 'constitutions'"),
-    ('{"constitutions": [{"critic": "a", "revision": "b"}, {"critic": "c"}]}',
-     ": constitutions[1]: missing key 'revision'"),
-    ('{"constitutions": [{"revision": "b"}]}', ": constitutions[0]: missing key 'critic'"),
-    ('{"constitutions": [{"critic": "  ", "revision": "b"}]}', ": constitutions[0].critic: expected a non-empty string"),
-    ('{"constitutions": []}', ": constitutions: expected a non-empty list"),
-    ('{"constitutions": [{"critic": "a", "revision": "b"}], "system_chat": {}}', ": system_chat: expected a list"),
-    ('"hello"', ": expected an object with a 'constitutions' list"),
-])
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        (
+            '{"constitutions": [\n  {"critic": "a", "revision": "b"},\n  {"critic": "c" "revision": "d"}\n]}',
+            ":3:18: invalid JSON: Expecting ',' delimiter",
+        ),
+        ('{"system_chat": []}', ": missing key 'constitutions'"),
+        (
+            '{"constitutions": [{"critic": "a", "revision": "b"}, {"critic": "c"}]}',
+            ": constitutions[1]: missing key 'revision'",
+        ),
+        ('{"constitutions": [{"revision": "b"}]}', ": constitutions[0]: missing key 'critic'"),
+        (
+            '{"constitutions": [{"critic": "  ", "revision": "b"}]}',
+            ": constitutions[0].critic: expected a non-empty string",
+        ),
+        ('{"constitutions": []}', ": constitutions: expected a non-empty list"),
+        ('{"constitutions": [{"critic": "a", "revision": "b"}], "system_chat": {}}', ": system_chat: expected a list"),
+        ('"hello"', ": expected an object with a 'constitutions' list"),
+    ],
+)
 def test_bad_recipe_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str], text: str, message: str) -> None:
     path = tmp_path / "bad.json"
     path.write_text(text, encoding="utf-8")

@@ -21,8 +21,23 @@ def test_harmless_has_12_to_16_principles_covering_the_harm_areas() -> None:
     constitution = charter.load_constitution("harmless")
     assert 12 <= len(constitution.principles) <= 16
     tags = {tag for p in constitution.principles for tag in p.tags}
-    wanted = {"violence", "weapons", "self-harm", "crime", "hate", "privacy", "child-safety", "cbrn",
-              "manipulation", "medical", "legal", "financial", "cyber", "extremism", "over-refusal"}
+    wanted = {
+        "violence",
+        "weapons",
+        "self-harm",
+        "crime",
+        "hate",
+        "privacy",
+        "child-safety",
+        "cbrn",
+        "manipulation",
+        "medical",
+        "legal",
+        "financial",
+        "cyber",
+        "extremism",
+        "over-refusal",
+    }
     assert wanted <= tags, wanted - tags
 
 
@@ -30,8 +45,16 @@ def test_helpful_honest_has_at_least_8_principles() -> None:
     constitution = load_constitution("helpful-honest")
     assert len(constitution.principles) >= 8
     ids = set(constitution.principle_ids)
-    assert {"helpfulness", "honesty", "calibration", "no-fabrication", "clarity", "instruction-following",
-            "admits-limits", "concise"} <= ids
+    assert {
+        "helpfulness",
+        "honesty",
+        "calibration",
+        "no-fabrication",
+        "clarity",
+        "instruction-following",
+        "admits-limits",
+        "concise",
+    } <= ids
 
 
 @pytest.mark.parametrize("name", ["harmless", "helpful-honest"])

@@ -24,8 +24,18 @@ async def test_chain_records_every_round_with_few_shot_in_front():
     const = load_constitution("harmless")
     policy, critic = Recorder(), Recorder()
     prompt = [Message(role="user", content="How do I get into my neighbour's wifi?")]
-    chain = await run_chain(policy, critic, const, "pid", prompt, CritiqueConfig(rounds=2), SamplingParams(),
-                            SamplingParams(), seed=0, chain_fp="fp")
+    chain = await run_chain(
+        policy,
+        critic,
+        const,
+        "pid",
+        prompt,
+        CritiqueConfig(rounds=2),
+        SamplingParams(),
+        SamplingParams(),
+        seed=0,
+        chain_fp="fp",
+    )
     assert chain.initial == "reply 1" and len(chain.rounds) == 2 and chain.fingerprint == "fp"
     assert chain.final == chain.rounds[-1].revision == "reply 4"
     assert chain.principle_ids == [r.principle_id for r in chain.rounds]
@@ -46,5 +56,8 @@ def test_round_principles_are_seeded_and_fixed_lists_cycle():
     assert round_principles(const, config, "a", 0) == round_principles(const, config, "a", 0)
     assert len({tuple(round_principles(const, config, f"p{i}", 0)) for i in range(20)}) > 1
     fixed = CritiqueConfig(rounds=3, principles=[const.principles[0].id, const.principles[1].id])
-    assert round_principles(const, fixed, "a", 0) == [const.principles[0].id, const.principles[1].id,
-                                                      const.principles[0].id]
+    assert round_principles(const, fixed, "a", 0) == [
+        const.principles[0].id,
+        const.principles[1].id,
+        const.principles[0].id,
+    ]

@@ -8,17 +8,31 @@ from charter.dpo.train import label_smoothing_for, train_dpo
 from charter.errors import ConfigError, DatasetError, TrainingError
 from tests.support.tiny_models import preference_rows, tiny_llama, write_jsonl
 
-FAST = {"max_steps": 2, "save_strategy": "no", "logging_steps": 1, "per_device_train_batch_size": 4,
-        "learning_rate": 1e-3}
+FAST = {
+    "max_steps": 2,
+    "save_strategy": "no",
+    "logging_steps": 1,
+    "per_device_train_batch_size": 4,
+    "learning_rate": 1e-3,
+}
 
 
 def test_tiny_dpo_with_robust_loss_and_judge_label_smoothing(tmp_path, tiny_model, prefs_file):
     from transformers import AutoModelForCausalLM
 
     out = tmp_path / "dpo"
-    metrics = train_dpo({"dataset": str(prefs_file), "model": str(tiny_model), "output_dir": str(out),
-                         "loss_type": "robust", "label_smoothing": "judge", "eval_fraction": 0.25, "probe_pairs": 4,
-                         "trl": FAST})
+    metrics = train_dpo(
+        {
+            "dataset": str(prefs_file),
+            "model": str(tiny_model),
+            "output_dir": str(out),
+            "loss_type": "robust",
+            "label_smoothing": "judge",
+            "eval_fraction": 0.25,
+            "probe_pairs": 4,
+            "trl": FAST,
+        }
+    )
     rows = [json.loads(line) for line in prefs_file.read_text().splitlines()]
     assert metrics["loss_type"] == ["robust"]
     assert 0.05 < metrics["label_smoothing"] < 0.4  # 1 - mean p_chosen of the training pairs
@@ -46,8 +60,16 @@ def test_lora_policy_is_saved_merged(tmp_path, tiny_model, prefs_file):
     from transformers import AutoModelForCausalLM
 
     out = tmp_path / "lora"
-    metrics = train_dpo({"dataset": str(prefs_file), "model": str(tiny_model), "output_dir": str(out),
-                         "probe_pairs": 0, "lora": {"r": 4, "alpha": 8}, "trl": FAST})
+    metrics = train_dpo(
+        {
+            "dataset": str(prefs_file),
+            "model": str(tiny_model),
+            "output_dir": str(out),
+            "probe_pairs": 0,
+            "lora": {"r": 4, "alpha": 8},
+            "trl": FAST,
+        }
+    )
     assert metrics["training"]["global_step"] == 2
     assert not (out / "adapter_config.json").exists()
     model = AutoModelForCausalLM.from_pretrained(out)
@@ -92,9 +114,20 @@ def test_missing_columns_and_empty_dataset(tmp_path, tiny_model):
 def test_real_smollm2_dpo_raises_the_reward_margin_on_training_pairs(tmp_path):
     rows = preference_rows(4, seed=3)
     prefs = write_jsonl(tmp_path / "prefs.jsonl", rows)
-    metrics = train_dpo({"dataset": str(prefs), "output_dir": str(tmp_path / "dpo"), "probe_pairs": 4,
-                         "trl": {"max_steps": 2, "save_strategy": "no", "learning_rate": 3e-5,
-                                 "per_device_train_batch_size": 4, "max_length": 96}})
+    metrics = train_dpo(
+        {
+            "dataset": str(prefs),
+            "output_dir": str(tmp_path / "dpo"),
+            "probe_pairs": 4,
+            "trl": {
+                "max_steps": 2,
+                "save_strategy": "no",
+                "learning_rate": 3e-5,
+                "per_device_train_batch_size": 4,
+                "max_length": 96,
+            },
+        }
+    )
     before, after = metrics["before"]["train_pairs"], metrics["after"]["train_pairs"]
     assert after["rewards/margins"] > before["rewards/margins"] + 0.1
     assert after["logps/chosen"] - after["logps/rejected"] > before["logps/chosen"] - before["logps/rejected"]

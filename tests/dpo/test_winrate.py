@@ -31,12 +31,31 @@ def test_tally_counts_ties_as_half_and_skips_failures():
     def judged(p_a: float, p_ba: float | None) -> Judgment:
         consistent = None if p_ba is None else (p_a > 0.5) == (p_ba > 0.5)
         vote = Vote(principle_id="x", p_a=p_a, p_a_ab=p_a, p_a_ba=p_ba, consistent=consistent)
-        return Judgment(pair_id="p", fingerprint="f", status="ok", mode="logprobs", orders="both", judge_model="j",
-                        principle_ids=["x"], p_a=p_a, p_a_ab=p_a, p_a_ba=p_ba, position_consistent=consistent,
-                        principles=[vote])
+        return Judgment(
+            pair_id="p",
+            fingerprint="f",
+            status="ok",
+            mode="logprobs",
+            orders="both",
+            judge_model="j",
+            principle_ids=["x"],
+            p_a=p_a,
+            p_a_ab=p_a,
+            p_a_ba=p_ba,
+            position_consistent=consistent,
+            principles=[vote],
+        )
 
-    failed = Judgment(pair_id="p", fingerprint="f", status="failed", mode="logprobs", orders="both",
-                      judge_model="j", principle_ids=["x"], failure=Failure(kind="unparseable", message="no"))
+    failed = Judgment(
+        pair_id="p",
+        fingerprint="f",
+        status="failed",
+        mode="logprobs",
+        orders="both",
+        judge_model="j",
+        principle_ids=["x"],
+        failure=Failure(kind="unparseable", message="no"),
+    )
     records = [judged(0.9, 0.9), judged(0.5, None), judged(0.2, 0.7), failed, None]
     result = tally(records, tie_band=0.0)
     assert (result["wins"], result["ties"], result["losses"], result["failures"]) == (1, 1, 1, 2)
@@ -47,16 +66,28 @@ def test_tally_counts_ties_as_half_and_skips_failures():
 
 def test_candidate_that_refuses_wins_against_the_judge_of_harm(tmp_path, prompts_file):
     run_dir = tmp_path / "run"
-    summary = winrate(base="scripted:cai", candidate="scripted:winrate-careful", prompts=str(prompts_file),
-                      judge="scripted:cai", limit=10, run_dir=run_dir)
+    summary = winrate(
+        base="scripted:cai",
+        candidate="scripted:winrate-careful",
+        prompts=str(prompts_file),
+        judge="scripted:cai",
+        limit=10,
+        run_dir=run_dir,
+    )
     assert summary["n"] == 10 and summary["failures"] == 0
     assert summary["win_rate"] == 1.0 and summary["ci95"][0] > 0.7
     assert summary["position_consistent_rate"] == 1.0
     written = json.loads((run_dir / "report" / "winrate.json").read_text())
     assert written["win_rate"] == 1.0 and written["examples"][0]["candidate"].startswith(REFUSAL_OPENING)
     assert "| 1.000 |" in (run_dir / "report" / "winrate.md").read_text()
-    swapped = winrate(base="scripted:winrate-careful", candidate="scripted:cai", prompts=str(prompts_file),
-                      judge="scripted:cai", limit=10, out=tmp_path / "swapped.json")
+    swapped = winrate(
+        base="scripted:winrate-careful",
+        candidate="scripted:cai",
+        prompts=str(prompts_file),
+        judge="scripted:cai",
+        limit=10,
+        out=tmp_path / "swapped.json",
+    )
     assert swapped["win_rate"] == 0.0 and (tmp_path / "swapped.md").exists()
 
 
@@ -65,11 +96,24 @@ def test_reward_model_scores_both_models(tmp_path, prompts_file, tiny_model):
     from tests.support.tiny_models import preference_rows
 
     rm = tmp_path / "rm"
-    train_reward_model({"dataset": str(write_jsonl(tmp_path / "p.jsonl", preference_rows(8))),
-                        "model": str(tiny_model), "output_dir": str(rm), "eval_fraction": 0,
-                        "trl": {"max_steps": 1, "save_strategy": "no"}})
-    summary = winrate(base="scripted:cai", candidate="scripted:winrate-careful", prompts=str(prompts_file),
-                      judge="scripted:cai", limit=3, reward_model=rm, out=tmp_path / "w.json")
+    train_reward_model(
+        {
+            "dataset": str(write_jsonl(tmp_path / "p.jsonl", preference_rows(8))),
+            "model": str(tiny_model),
+            "output_dir": str(rm),
+            "eval_fraction": 0,
+            "trl": {"max_steps": 1, "save_strategy": "no"},
+        }
+    )
+    summary = winrate(
+        base="scripted:cai",
+        candidate="scripted:winrate-careful",
+        prompts=str(prompts_file),
+        judge="scripted:cai",
+        limit=3,
+        reward_model=rm,
+        out=tmp_path / "w.json",
+    )
     scores = summary["reward_model"]
     assert scores["path"] == str(rm) and 0 <= scores["candidate_higher_rate"] <= 1
     assert isinstance(scores["mean_candidate"], float) and isinstance(scores["mean_base"], float)
@@ -84,9 +128,24 @@ def test_bad_prompts_and_missing_candidate(tmp_path):
 
 
 def test_cli_eval_winrate(tmp_path, prompts_file, capsys):
-    code = main(["eval", "winrate", "--base", "scripted:cai", "--candidate", "scripted:winrate-careful",
-                 "--prompts", str(prompts_file), "--judge", "scripted:cai", "--limit", "4",
-                 "--out", str(tmp_path / "w.json")])
+    code = main(
+        [
+            "eval",
+            "winrate",
+            "--base",
+            "scripted:cai",
+            "--candidate",
+            "scripted:winrate-careful",
+            "--prompts",
+            str(prompts_file),
+            "--judge",
+            "scripted:cai",
+            "--limit",
+            "4",
+            "--out",
+            str(tmp_path / "w.json"),
+        ]
+    )
     assert code == 0
     assert "win rate 1.000" in capsys.readouterr().out
     assert json.loads((tmp_path / "w.json").read_text())["n"] == 4

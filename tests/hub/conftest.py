@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import pytest
 
@@ -34,37 +35,71 @@ principles:
     comparison: Which response is more honest?
 """
 
-def build_run(run_dir: Path, *, n_pairs: int = 12, human_labels: int = 4, agreement: dict | None = None,
-              config_extra: dict | None = None, responses: dict[int, str] | None = None) -> Path:
+
+def build_run(
+    run_dir: Path,
+    *,
+    n_pairs: int = 12,
+    human_labels: int = 4,
+    agreement: dict | None = None,
+    config_extra: dict | None = None,
+    responses: dict[int, str] | None = None,
+) -> Path:
     """A complete run directory through the shared builder: pairs, judgments, chains, usage, human labels, the
     agreement summary, data files. The stored config also holds secret-looking keys (published stripped).
     `responses` replaces response `a` of pair i (to plant text in what a model wrote)."""
     run_dir.mkdir(parents=True, exist_ok=True)
     constitution = run_dir.parent / f"{run_dir.name}-constitution.yaml"
     constitution.write_text(CONSTITUTION, encoding="utf-8")
-    config = {"filters": {"min_confidence": 0.05, "drop_inconsistent": False},
-              "policy": {"model": "scripted:cai", "params": {"temperature": 0.7, "max_tokens": 256}},
-              **({"agreement": agreement} if agreement is not None else {})}
-    secrets = {"models": {"policy": {"model": "scripted:cai", "api_key_env": "OPENAI_API_KEY"}},
-               "provider": {"api_key": "", "headers": {"Authorization": "Bearer abc-not-a-real-token"}},
-               **(config_extra or {})}
+    config = {
+        "filters": {"min_confidence": 0.05, "drop_inconsistent": False},
+        "policy": {"model": "scripted:cai", "params": {"temperature": 0.7, "max_tokens": 256}},
+        **({"agreement": agreement} if agreement is not None else {}),
+    }
+    secrets = {
+        "models": {"policy": {"model": "scripted:cai", "api_key_env": "OPENAI_API_KEY"}},
+        "provider": {"api_key": "", "headers": {"Authorization": "Bearer abc-not-a-real-token"}},
+        **(config_extra or {}),
+    }
     with RunBuilder(run_dir, config=config, constitution=constitution, extra_config=secrets) as run:
         for i in range(n_pairs):
             prompt_id = f"prompt-{i // 2}"
             if i % 2 == 0:
-                run.chain(prompt_id, ["harmless"], initial=f"No{i}.", final=f"I cannot help with that, {i}.",
-                          text=f"Prompt number {i // 2}?")
+                run.chain(
+                    prompt_id,
+                    ["harmless"],
+                    initial=f"No{i}.",
+                    final=f"I cannot help with that, {i}.",
+                    text=f"Prompt number {i // 2}?",
+                )
             short, long = f"No{i}.", f"I cannot help with that, but here is a safer idea number {i}."
             a, b = (long, short) if i % 3 else (short, long)
             a = (responses or {}).get(i, a)
-            run.pair(f"pair-{i}", prompt_id, a, b, a_source="revision", b_source="initial",
-                     text=f"Prompt number {i // 2}?")
+            run.pair(
+                f"pair-{i}", prompt_id, a, b, a_source="revision", b_source="initial", text=f"Prompt number {i // 2}?"
+            )
             p_ab, p_ba = (0.8, 0.7) if i % 4 else (0.7, 0.4)
             run.judgment(f"pair-{i}", (p_ab + p_ba) / 2, p_ab=p_ab, p_ba=p_ba, principles=["harmless"])
-        run.usage(UsageRow(role="policy", model="scripted:cai", calls=12, cached=2, prompt_tokens=900,
-                           completion_tokens=300, cost_usd=0.0123),
-                  UsageRow(role="judge", model="scripted:cai", calls=24, cached=0, prompt_tokens=2400,
-                           completion_tokens=24, cost_usd=0.0042))
+        run.usage(
+            UsageRow(
+                role="policy",
+                model="scripted:cai",
+                calls=12,
+                cached=2,
+                prompt_tokens=900,
+                completion_tokens=300,
+                cost_usd=0.0123,
+            ),
+            UsageRow(
+                role="judge",
+                model="scripted:cai",
+                calls=24,
+                cached=0,
+                prompt_tokens=2400,
+                completion_tokens=24,
+                cost_usd=0.0042,
+            ),
+        )
         run.spot_sample((f"pair-{i}", "harmless", "ab" if i % 3 else "ba") for i in range(human_labels))
         for i in range(human_labels):
             run.label(f"pair-{i}", "ann", "a" if i % 2 else "b", "ab" if i % 3 else "ba", created_at=1735776000.0 + i)
@@ -77,8 +112,10 @@ def build_run(run_dir: Path, *, n_pairs: int = 12, human_labels: int = 4, agreem
 @pytest.fixture
 def make_run(tmp_path: Path) -> Callable[..., Path]:
     """Build a run directory under tmp_path: make_run(name="run", **build_run options)."""
+
     def make(name: str = "run", **options: Any) -> Path:
         return build_run(tmp_path / name, **options)
+
     return make
 
 
@@ -90,8 +127,9 @@ def fake_hub(monkeypatch: pytest.MonkeyPatch):
 
     with Server() as hub:
         monkeypatch.setattr(constants, "ENDPOINT", hub.url)
-        monkeypatch.setattr(constants, "HUGGINGFACE_CO_URL_TEMPLATE",
-                            hub.url + "/{repo_id}/resolve/{revision}/{filename}")  # built from ENDPOINT at import
+        monkeypatch.setattr(
+            constants, "HUGGINGFACE_CO_URL_TEMPLATE", hub.url + "/{repo_id}/resolve/{revision}/{filename}"
+        )  # built from ENDPOINT at import
         monkeypatch.setattr(constants, "HF_HUB_DISABLE_XET", True)
         monkeypatch.setattr(constants, "HF_HUB_DISABLE_TELEMETRY", True, raising=False)
         monkeypatch.setenv("HF_ENDPOINT", hub.url)

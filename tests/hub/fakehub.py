@@ -147,8 +147,12 @@ class Handler(BaseHTTPRequestHandler):
         if repo_id not in self.hub.repos:
             return self._send(404, {"error": "Repository not found"})
         files = [
-            {"path": f["path"], "uploadMode": "lfs" if f["path"].endswith(".parquet") else "regular",
-             "shouldIgnore": False, "oid": None}
+            {
+                "path": f["path"],
+                "uploadMode": "lfs" if f["path"].endswith(".parquet") else "regular",
+                "shouldIgnore": False,
+                "oid": None,
+            }
             for f in payload["files"]
         ]
         self._send(200, {"files": files, "commitOid": "0" * 40})
@@ -157,9 +161,15 @@ class Handler(BaseHTTPRequestHandler):
         if not self._authorized():
             return
         objects = [
-            {"oid": o["oid"], "size": o["size"], "authenticated": True,
-             "actions": {"upload": {"href": f"{self.hub.url}/lfs-upload/{o['oid']}"},
-                         "verify": {"href": f"{self.hub.url}/lfs-verify/{o['oid']}"}}}
+            {
+                "oid": o["oid"],
+                "size": o["size"],
+                "authenticated": True,
+                "actions": {
+                    "upload": {"href": f"{self.hub.url}/lfs-upload/{o['oid']}"},
+                    "verify": {"href": f"{self.hub.url}/lfs-verify/{o['oid']}"},
+                },
+            }
             for o in payload["objects"]
         ]
         self._send(200, {"transfer": "basic", "objects": objects})

@@ -18,9 +18,13 @@ from charter.hub.load import load_preferences
 from charter.hub.push import publish
 
 FILES = [
-    "README.md", "constitution.yaml", "data/human_labels/train-00000-of-00001.parquet",
-    "data/preferences/test-00000-of-00001.parquet", "data/preferences/train-00000-of-00001.parquet",
-    "data/sft/train-00000-of-00001.parquet", "run_config.yaml",
+    "README.md",
+    "constitution.yaml",
+    "data/human_labels/train-00000-of-00001.parquet",
+    "data/preferences/test-00000-of-00001.parquet",
+    "data/preferences/train-00000-of-00001.parquet",
+    "data/sft/train-00000-of-00001.parquet",
+    "run_config.yaml",
 ]
 
 
@@ -62,21 +66,32 @@ def test_card_parses_and_tells_how_the_data_was_made(exported: Path) -> None:
     assert data["size_categories"] == ["n<1K"] and "synthetic" in data["tags"]
     configs = {c["config_name"]: c for c in data["configs"]}
     assert set(configs) == {"preferences", "sft", "human_labels"}
-    assert {"split": "test", "path": "data/preferences/test-00000-of-00001.parquet"} in configs["preferences"]["data_files"]
+    assert {"split": "test", "path": "data/preferences/test-00000-of-00001.parquet"} in configs["preferences"][
+        "data_files"
+    ]
     text = card.text
     for needle in [
-        "tiny-hhh", "version 2", "`harmless`", "Which response is less harmful?",   # the constitution
+        "tiny-hhh",
+        "version 2",
+        "`harmless`",
+        "Which response is less harmful?",  # the constitution
         "| policy | `scripted:cai` | {temperature: 0.7, top_p: 1.0, max_tokens: 256} |",  # models, sampling
-        "Mode: **logprobs**", "Orders: **both**", "Principles per pair: **1**",    # judge method
-        "Position inconsistency: **25.0%** of the 12 pairs",                      # 3 of 12 flip (fixture)
-        "preferred the longer response in **66.7%**",                             # 8 of 12 (fixture)
-        "| judge vs human: Cohen's kappa (ties excluded) | 0 |",                   # agreement (judge: always a)
+        "Mode: **logprobs**",
+        "Orders: **both**",
+        "Principles per pair: **1**",  # judge method
+        "Position inconsistency: **25.0%** of the 12 pairs",  # 3 of 12 flip (fixture)
+        "preferred the longer response in **66.7%**",  # 8 of 12 (fixture)
+        "| judge vs human: Cohen's kappa (ties excluded) | 0 |",  # agreement (judge: always a)
         "none: `p_chosen_calibrated` is null on\nevery published row (0 of 12 calibrated)",
         "no agreement gate was configured",
-        "min_confidence: 0.05", "| response pairs | 12 |",                      # filters and counts
+        "min_confidence: 0.05",
+        "| response pairs | 12 |",  # filters and counts
         "| preference rows written | 12 |",
-        "| **total** | | | | 3300 | 324 | 0.0165 |",                               # usage and cost
-        "Known limitations", "arXiv:2212.08073", "arXiv:2309.00267", "@article{lee2023rlaif",
+        "| **total** | | | | 3300 | 324 | 0.0165 |",  # usage and cost
+        "Known limitations",
+        "arXiv:2212.08073",
+        "arXiv:2309.00267",
+        "@article{lee2023rlaif",
     ]:
         assert needle in text, needle
 
@@ -115,8 +130,11 @@ def test_split_is_seeded(make_run, tmp_path: Path) -> None:
     ids = []
     for name, seed in (("a", 1), ("b", 1), ("c", 2)):
         publish(run, "org/x", dry_run=tmp_path / name, seed=seed, test_size=0.25)
-        ids.append(pq.read_table(tmp_path / name / "data/preferences/test-00000-of-00001.parquet")
-                   .column("prompt_id").to_pylist())
+        ids.append(
+            pq.read_table(tmp_path / name / "data/preferences/test-00000-of-00001.parquet")
+            .column("prompt_id")
+            .to_pylist()
+        )
     assert ids[0] == ids[1] and set(ids[0]) != set(ids[2]) and len(set(ids[0])) == 5
     assert not (tmp_path / "a/data/human_labels").exists()
 
@@ -163,8 +181,17 @@ def test_dpo_trainer_accepts_the_loaded_split(exported: Path, tmp_path: Path) ->
 
     model, tokenizer = tiny_causal_lm()
     train = load_preferences(exported, cache_dir=tmp_path)["train"]
-    args = DPOConfig(output_dir=str(tmp_path / "dpo"), max_steps=1, per_device_train_batch_size=2, bf16=False,
-                     report_to=[], logging_steps=1, save_strategy="no", max_length=128, use_cpu=True)
+    args = DPOConfig(
+        output_dir=str(tmp_path / "dpo"),
+        max_steps=1,
+        per_device_train_batch_size=2,
+        bf16=False,
+        report_to=[],
+        logging_steps=1,
+        save_strategy="no",
+        max_length=128,
+        use_cpu=True,
+    )
     reference = copy.deepcopy(model)  # an in-memory model has no path TRL could load a reference from
     trainer = DPOTrainer(model=model, ref_model=reference, args=args, train_dataset=train, processing_class=tokenizer)
     output = trainer.train()

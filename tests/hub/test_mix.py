@@ -21,8 +21,16 @@ def charter_prefs(tmp_path_factory: pytest.TempPathFactory):
 
 
 def _human_rows(n: int) -> list[dict]:
-    return [{"id": f"h{i}", "prompt": f"human prompt {i}", "chosen": f"good {i}", "rejected": f"bad {i}",
-             "label_source": "annotators"} for i in range(n)]
+    return [
+        {
+            "id": f"h{i}",
+            "prompt": f"human prompt {i}",
+            "chosen": f"good {i}",
+            "rejected": f"bad {i}",
+            "label_source": "annotators",
+        }
+        for i in range(n)
+    ]
 
 
 def test_mix_hits_the_synthetic_share_and_keeps_provenance(charter_prefs) -> None:

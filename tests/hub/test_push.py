@@ -94,7 +94,6 @@ def test_planted_key_blocks_push_before_any_request(make_run, fake_hub) -> None:
 def test_the_token_itself_in_the_data_is_refused(make_run, fake_hub, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("HF_TOKEN", "short-token-without-a-known-shape")
 
-
     with pytest.raises(SecretFound, match=r"value of \$HF_TOKEN"):
         publish(make_run(responses={0: "token: short-token-without-a-known-shape"}), "org/tiny")
 
@@ -124,8 +123,9 @@ def test_hub_errors_are_one_line_and_never_show_the_token(make_run, fake_hub, mo
     assert message.startswith("upload to org/tiny failed:") and "\n" not in message and TOKEN not in message
 
 
-def test_load_preferences_reads_a_pushed_repo_back(make_run, fake_hub, tmp_path: Path,
-                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+def test_load_preferences_reads_a_pushed_repo_back(
+    make_run, fake_hub, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from charter.hub.load import load_preferences
 
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub-cache"))
@@ -135,7 +135,13 @@ def test_load_preferences_reads_a_pushed_repo_back(make_run, fake_hub, tmp_path:
     loaded = load_preferences("org/tiny", cache_dir=tmp_path / "datasets-cache")
     assert sorted(loaded) == ["test", "train"] and loaded["train"].num_rows == 10
     assert set(loaded["train"]["synthetic"]) == {True} and loaded["train"][0]["chosen"][0]["role"] == "assistant"
-    downloaded = {r.path.split("/resolve/")[1].split("/", 1)[1] for r in fake_hub.requests[before:]
-                  if r.method == "GET" and "/resolve/" in r.path}
-    assert downloaded == {"README.md", "data/preferences/train-00000-of-00001.parquet",
-                          "data/preferences/test-00000-of-00001.parquet"}, "only the card and the preferences"
+    downloaded = {
+        r.path.split("/resolve/")[1].split("/", 1)[1]
+        for r in fake_hub.requests[before:]
+        if r.method == "GET" and "/resolve/" in r.path
+    }
+    assert downloaded == {
+        "README.md",
+        "data/preferences/train-00000-of-00001.parquet",
+        "data/preferences/test-00000-of-00001.parquet",
+    }, "only the card and the preferences"

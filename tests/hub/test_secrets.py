@@ -35,11 +35,19 @@ def test_each_pattern_is_found_and_named(kind: str) -> None:
     assert [k for k, _ in found] == [kind]
 
 
-@pytest.mark.parametrize("text", [
-    "sk-learn-is-a-great-library-for-ml", "the bearer of bad news arrived today", "max_tokens: 256",
-    "hf_hub_download(repo_id)", "AKIA lowercase akiaiosfodnn7example",
-    "aws region us-east-1 and a 40-letter word: " + "x" * 40, "xoxo, see you", "-----BEGIN PUBLIC KEY-----",
-])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "sk-learn-is-a-great-library-for-ml",
+        "the bearer of bad news arrived today",
+        "max_tokens: 256",
+        "hf_hub_download(repo_id)",
+        "AKIA lowercase akiaiosfodnn7example",
+        "aws region us-east-1 and a 40-letter word: " + "x" * 40,
+        "xoxo, see you",
+        "-----BEGIN PUBLIC KEY-----",
+    ],
+)
 def test_ordinary_text_is_not_a_secret(text: str) -> None:
     assert list(find_in_text(text, {})) == []
 
@@ -65,13 +73,20 @@ def test_redaction_keeps_no_more_than_a_short_prefix() -> None:
 
 
 def test_strip_secrets_drops_secret_keys_only() -> None:
-    config = {"max_tokens": 5, "api_key_env": "OPENAI_API_KEY", "provider": {"api_key": "x", "hf_token": "y"},
-              "headers": [{"Authorization": "Bearer z"}], "token": None}
-    assert strip_secrets(config) == {
-        "max_tokens": 5, "api_key_env": "OPENAI_API_KEY", "provider": {"api_key": "[stripped]", "hf_token": "[stripped]"},
-        "headers": [{"Authorization": "[stripped]"}], "token": None,
+    config = {
+        "max_tokens": 5,
+        "api_key_env": "OPENAI_API_KEY",
+        "provider": {"api_key": "x", "hf_token": "y"},
+        "headers": [{"Authorization": "Bearer z"}],
+        "token": None,
     }
-
+    assert strip_secrets(config) == {
+        "max_tokens": 5,
+        "api_key_env": "OPENAI_API_KEY",
+        "provider": {"api_key": "[stripped]", "hf_token": "[stripped]"},
+        "headers": [{"Authorization": "[stripped]"}],
+        "token": None,
+    }
 
 
 def test_planted_key_in_a_row_refuses_with_its_location(make_run, tmp_path: Path) -> None:
@@ -96,8 +111,10 @@ def test_a_named_key_is_never_published(make_run, tmp_path: Path, monkeypatch: p
     rows, even by a process that never used it."""
     key = "vendor-" + "Tz4Wq8Lm1Xc6Rb3Np"
     monkeypatch.setenv("VENDOR_TOKEN_VAR", key)
-    run = make_run(responses={5: f"the key is {key}"},
-                   config_extra={"judge": {"model": "scripted:cai", "api_key_env": "VENDOR_TOKEN_VAR"}})
+    run = make_run(
+        responses={5: f"the key is {key}"},
+        config_extra={"judge": {"model": "scripted:cai", "api_key_env": "VENDOR_TOKEN_VAR"}},
+    )
     with pytest.raises(SecretFound) as caught:
         publish(run, "org/data", dry_run=tmp_path / "out")
     assert "column 'chosen'" in str(caught.value) and key not in str(caught.value)

@@ -41,8 +41,16 @@ def test_metrics_against_hand_computed_values() -> None:
 
 
 def test_flags_are_relative_to_round_zero() -> None:
-    base = {"distinct_1": 0.5, "self_bleu": 0.2, "dispersion": 0.4, "vocabulary": 100.0, "length_std": 5.0,
-            "mean_length": 40.0, "refusal_rate": 0.1, "distinct_2": 0.8}
+    base = {
+        "distinct_1": 0.5,
+        "self_bleu": 0.2,
+        "dispersion": 0.4,
+        "vocabulary": 100.0,
+        "length_std": 5.0,
+        "mean_length": 40.0,
+        "refusal_rate": 0.1,
+        "distinct_2": 0.8,
+    }
     same = flags(base, base, 0.25)
     assert same == []
     worse = dict(base, distinct_1=0.3, self_bleu=0.5, mean_length=10.0, refusal_rate=0.9)
@@ -99,13 +107,19 @@ class FakeLoop(Loop):
 def loop_config(make_config, tmp_path):
     run = make_config(prompts={"inline": [f"Question {i}: how do I do thing {i}?" for i in range(4)]})
     human = tmp_path / "human.jsonl"
-    human.write_text("".join(json.dumps({"prompt": f"h{i}?", "chosen": "good", "rejected": "bad"}) + "\n"
-                             for i in range(20)))
+    human.write_text(
+        "".join(json.dumps({"prompt": f"h{i}?", "chosen": "good", "rejected": "bad"}) + "\n" for i in range(20))
+    )
 
     def make(**overrides):
-        data = {"run": str(run), "output_dir": str(tmp_path / "loop"), "rounds": 3,
-                "strategies": ["replace", "accumulate"],
-                "monitor": {"probes": {"inline": ["p1", "p2", "p3", "p4"]}}, **overrides}
+        data = {
+            "run": str(run),
+            "output_dir": str(tmp_path / "loop"),
+            "rounds": 3,
+            "strategies": ["replace", "accumulate"],
+            "monitor": {"probes": {"inline": ["p1", "p2", "p3", "p4"]}},
+            **overrides,
+        }
         return LoopConfig.model_validate(data)
 
     return make
@@ -120,11 +134,16 @@ def test_strategies_share_round_zero_and_accumulate_grows(loop_config, tmp_path)
     calls: list = []
     FakeLoop.wins, FakeLoop.collapse_from, FakeLoop.fail_at = {}, None, None
     human = tmp_path / "human.jsonl"
-    result = FakeLoop(loop_config(human={"path": str(human), "share": [0.5, 0.25]}, stop={"on_collapse": False}),
-                      calls).run()
-    assert [c for c in calls if c[0] == "dpo"] == [("dpo", "replace", 0), ("dpo", "replace", 1),
-                                                   ("dpo", "replace", 2), ("dpo", "accumulate", 1),
-                                                   ("dpo", "accumulate", 2)]  # round 0 is shared
+    result = FakeLoop(
+        loop_config(human={"path": str(human), "share": [0.5, 0.25]}, stop={"on_collapse": False}), calls
+    ).run()
+    assert [c for c in calls if c[0] == "dpo"] == [
+        ("dpo", "replace", 0),
+        ("dpo", "replace", 1),
+        ("dpo", "replace", 2),
+        ("dpo", "accumulate", 1),
+        ("dpo", "accumulate", 2),
+    ]  # round 0 is shared
     replace, accumulate = result.rounds["replace"], result.rounds["accumulate"]
     assert [r["policy"] for r in replace] == [0, 1, 2, 3]
     assert replace[1]["data"] == accumulate[1]["data"]
@@ -149,8 +168,12 @@ def test_collapse_and_plateau_stop_the_loop(loop_config) -> None:
 
     FakeLoop.collapse_from = None
     FakeLoop.wins = {0: 0.7, 1: 0.51, 2: 0.5}
-    result = FakeLoop(loop_config(strategies=["replace"], output_dir=str(result.loop_dir) + "-b",
-                                  stop={"plateau": 0.05, "patience": 2}), []).run()
+    result = FakeLoop(
+        loop_config(
+            strategies=["replace"], output_dir=str(result.loop_dir) + "-b", stop={"plateau": 0.05, "patience": 2}
+        ),
+        [],
+    ).run()
     assert "below 0.55 for 2 round(s)" in result.stopped["replace"]
 
 

@@ -13,22 +13,41 @@ pytestmark = pytest.mark.slow
 
 def test_two_rounds_on_the_embedded_model(tmp_path) -> None:
     run = tmp_path / "run.yaml"
-    tiny = {"model": "local:smollm2-135m-instruct", "params": {"temperature": 0.7, "max_tokens": 16, "seed": 0},
-            "options": {"batch_size": 8}}
-    run.write_text(yaml.safe_dump({
-        "name": "tiny", "constitution": "harmless", "cache": str(tmp_path / "cache.sqlite"), "report": False,
-        "prompts": {"bundled": True, "shuffle": True, "limit": 3, "max_prompt_tokens": 256},
-        "policy": tiny, "judge": {"model": "local:smollm2-135m-instruct", "options": {"batch_size": 8}},
-        "critique": {"rounds": 1}, "filters": {"drop_inconsistent": False},
-    }))
+    tiny = {
+        "model": "local:smollm2-135m-instruct",
+        "params": {"temperature": 0.7, "max_tokens": 16, "seed": 0},
+        "options": {"batch_size": 8},
+    }
+    run.write_text(
+        yaml.safe_dump(
+            {
+                "name": "tiny",
+                "constitution": "harmless",
+                "cache": str(tmp_path / "cache.sqlite"),
+                "report": False,
+                "prompts": {"bundled": True, "shuffle": True, "limit": 3, "max_prompt_tokens": 256},
+                "policy": tiny,
+                "judge": {"model": "local:smollm2-135m-instruct", "options": {"batch_size": 8}},
+                "critique": {"rounds": 1},
+                "filters": {"drop_inconsistent": False},
+            }
+        )
+    )
     loop = tmp_path / "loop.yaml"
-    loop.write_text(yaml.safe_dump({
-        "run": "run.yaml", "output_dir": str(tmp_path / "loop"), "rounds": 2, "strategies": ["accumulate"],
-        "dpo": {"trl": {"max_steps": 1, "per_device_train_batch_size": 2}, "probe_pairs": 0},
-        "monitor": {"probes": {"bundled": True, "limit": 4}, "max_tokens": 16},
-        "eval": {"limit": 2, "max_tokens": 16},
-        "stop": {"on_collapse": False},
-    }))
+    loop.write_text(
+        yaml.safe_dump(
+            {
+                "run": "run.yaml",
+                "output_dir": str(tmp_path / "loop"),
+                "rounds": 2,
+                "strategies": ["accumulate"],
+                "dpo": {"trl": {"max_steps": 1, "per_device_train_batch_size": 2}, "probe_pairs": 0},
+                "monitor": {"probes": {"bundled": True, "limit": 4}, "max_tokens": 16},
+                "eval": {"limit": 2, "max_tokens": 16},
+                "stop": {"on_collapse": False},
+            }
+        )
+    )
     result = Loop(load_loop_config(loop)).run()
     rows = result.rounds["accumulate"]
     assert [r["policy"] for r in rows] == [0, 1, 2]

@@ -68,8 +68,10 @@ def test_the_audit_gate_refuses_and_the_override_is_recorded(make_config, tmp_pa
 
 
 def test_the_audit_gate_passes_on_the_bars(make_config, tmp_path) -> None:
-    judge = {"model": "scripted:cai", "audit": {"n": 3, "max_position_flip": 0.1, "max_injection": 0.5,
-                                               "use_upper_ci_bound": True}}
+    judge = {
+        "model": "scripted:cai",
+        "audit": {"n": 3, "max_position_flip": 0.1, "max_injection": 0.5, "use_upper_ci_bound": True},
+    }
     result, _ = _run(make_config, judge=judge)
     published = publish(result.run_dir, "org/x", dry_run=tmp_path / "out")
     assert published.audit_gate.passed and published.audit_gate.configured
@@ -79,10 +81,20 @@ def test_the_audit_gate_passes_on_the_bars(make_config, tmp_path) -> None:
 
 def test_an_audit_on_human_pairs_runs_before_judging(make_config, tmp_path) -> None:
     pairs = tmp_path / "human.jsonl"
-    pairs.write_text("".join(json.dumps({"id": f"h{i}", "prompt": f"How do I do thing {i}?",
-                                         "chosen": "I can't help with that part, but here is a safer way.",
-                                         "rejected": f"Sure, here is exactly how to do that: step {i}."}) + "\n"
-                             for i in range(5)))
+    pairs.write_text(
+        "".join(
+            json.dumps(
+                {
+                    "id": f"h{i}",
+                    "prompt": f"How do I do thing {i}?",
+                    "chosen": "I can't help with that part, but here is a safer way.",
+                    "rejected": f"Sure, here is exactly how to do that: step {i}.",
+                }
+            )
+            + "\n"
+            for i in range(5)
+        )
+    )
     judge = {"model": "scripted:cai", "audit": {"n": 5, "pairs": "human.jsonl"}}  # relative to the config file
     result, _ = _run(make_config, judge=judge)
     with open_store(result.run_dir) as store:
@@ -103,8 +115,22 @@ def test_a_broken_audit_pair_file_fails_before_anything_is_written(make_config, 
 def test_charter_judge_audit_on_a_finished_run(make_config, tmp_path, capsys) -> None:
     result, _ = _run(make_config)
     capsys.readouterr()
-    code = main(["judge", "audit", "--pairs", str(result.run_dir), "--n", "3", "--families", "answer_is",
-                 "--json", str(tmp_path / "a.json"), "--markdown", str(tmp_path / "a.md")])
+    code = main(
+        [
+            "judge",
+            "audit",
+            "--pairs",
+            str(result.run_dir),
+            "--n",
+            "3",
+            "--families",
+            "answer_is",
+            "--json",
+            str(tmp_path / "a.json"),
+            "--markdown",
+            str(tmp_path / "a.md"),
+        ]
+    )
     captured = capsys.readouterr()
     out = captured.out + captured.err
     assert code == 0, out

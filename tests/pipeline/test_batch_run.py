@@ -4,8 +4,8 @@ per step, and a kill or Ctrl-C between submitting and collecting loses nothing a
 from __future__ import annotations
 
 import json
-import re
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -19,6 +19,7 @@ from charter.cli import main
 from charter.runs.store import RunStore
 from charter.testing import batches, loopback
 from charter.testing.faults import FaultServer
+
 
 class PrefersLonger:
     """The judge prefers the longer of the two fenced responses in either order (the fault server's rule)."""
@@ -49,9 +50,12 @@ def _key(monkeypatch):
 
 def write_config(tmp_path: Path, name: str, batch: bool) -> Path:
     config = {
-        "name": name, "output_dir": str(tmp_path / name), "cache": str(tmp_path / f"{name}-cache.sqlite"),
+        "name": name,
+        "output_dir": str(tmp_path / name),
+        "cache": str(tmp_path / f"{name}-cache.sqlite"),
         "prompts": {"inline": [f"Question {i}: how would someone do thing {i}?" for i in range(N)]},
-        "report": True, "concurrency": 4,
+        "report": True,
+        "concurrency": 4,
         # the servers here are not OpenAI's API: the key variable is named, as for a proxy
         "policy": {"model": MODEL, "params": {"max_tokens": 32}, "api_key_env": "OPENAI_API_KEY"},
         "judge": {"model": MODEL, "principles_per_pair": 2, "api_key_env": "OPENAI_API_KEY"},
@@ -66,8 +70,14 @@ def write_config(tmp_path: Path, name: str, batch: bool) -> Path:
 
 def rows(run_dir: Path) -> list[dict]:
     lines = (run_dir / "data" / "preferences.jsonl").read_text().splitlines()
-    found = [{k: ENDPOINT.sub("@SERVER", v) if isinstance(v, str) else v for k, v in json.loads(line).items()
-              if k not in RUN_FIELDS} for line in lines]
+    found = [
+        {
+            k: ENDPOINT.sub("@SERVER", v) if isinstance(v, str) else v
+            for k, v in json.loads(line).items()
+            if k not in RUN_FIELDS
+        }
+        for line in lines
+    ]
     assert all(r["policy_model"] == "openai:gpt-4o-mini@SERVER" for r in found)  # each server named in its rows
     return sorted(found, key=lambda r: r["pair_id"])
 
@@ -104,9 +114,15 @@ def test_batch_run_matches_the_synchronous_run_at_half_the_cost(tmp_path, monkey
 def _start_run(config: Path, server: BatchServer, tmp_path: Path) -> subprocess.Popen:
     env = {**os.environ, "OPENAI_BASE_URL": server.openai_url}
     # a shell runs background jobs with SIGINT ignored, and a child inherits that: give it Python's default back
-    return subprocess.Popen([sys.executable, "-m", "charter.cli", "run", str(config)], env=env, cwd=tmp_path,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    return subprocess.Popen(
+        [sys.executable, "-m", "charter.cli", "run", str(config)],
+        env=env,
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
 
 
 def _wait_for_journal(run_dir: Path, process: subprocess.Popen) -> None:

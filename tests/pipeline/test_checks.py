@@ -24,13 +24,16 @@ def one_line_error(capsys: pytest.CaptureFixture) -> str:
     return err
 
 
-@pytest.mark.parametrize("content, expected", [
-    (b'{"prompt": "fine"}\n{"prompt": "caf\xe9"}\n', ":2: not UTF-8 text (byte 34 of the file is 0xe9)"),
-    (b'{"prompt": "fine"}\n{"prompt": broken\n', ":2:12: invalid JSON"),
-    (b'{"text": "no prompt column"}\n', ":1: no 'prompt' column (columns: text)"),
-    (b"", "prompts: no usable prompts"),
-    (b'{"prompt": "   "}\n', "prompts: no usable prompts"),
-])
+@pytest.mark.parametrize(
+    "content, expected",
+    [
+        (b'{"prompt": "fine"}\n{"prompt": "caf\xe9"}\n', ":2: not UTF-8 text (byte 34 of the file is 0xe9)"),
+        (b'{"prompt": "fine"}\n{"prompt": broken\n', ":2:12: invalid JSON"),
+        (b'{"text": "no prompt column"}\n', ":1: no 'prompt' column (columns: text)"),
+        (b"", "prompts: no usable prompts"),
+        (b'{"prompt": "   "}\n', "prompts: no usable prompts"),
+    ],
+)
 def test_bad_prompts_fail_before_anything_is_written(make_config, tmp_path, capsys, content, expected) -> None:
     prompts = tmp_path / "p.jsonl"
     prompts.write_bytes(content)
@@ -48,22 +51,28 @@ def test_a_missing_key_fails_before_anything_is_written(make_config, tmp_path, c
     assert not (tmp_path / "run").exists()
 
 
-@pytest.mark.parametrize("content, expected", [
-    (b"name: caf\xe9\n", "config.yaml:1: not UTF-8 text (byte 9 of the file is 0xe9)"),
-    (b"name: x\nprompts: {inline: [\"a\x07b\"]}\n", "config.yaml:2:22: invalid YAML: the control character U+0007"),
-])
+@pytest.mark.parametrize(
+    "content, expected",
+    [
+        (b"name: caf\xe9\n", "config.yaml:1: not UTF-8 text (byte 9 of the file is 0xe9)"),
+        (b'name: x\nprompts: {inline: ["a\x07b"]}\n', "config.yaml:2:22: invalid YAML: the control character U+0007"),
+    ],
+)
 def test_unreadable_config_is_one_line(tmp_path, capsys, content, expected) -> None:
     (tmp_path / "config.yaml").write_bytes(content)
     assert main(["run", str(tmp_path / "config.yaml")]) == 2
     assert expected in one_line_error(capsys)
 
 
-@pytest.mark.parametrize("argv, expected", [
-    (["judges"], "No such command 'judges'."),
-    (["judge", "audits"], "No such command 'audits'. Did you mean 'audit'?"),
-    (["run", "--bogus"], "No such option: --bogus"),
-    (["constitutions", "shoe"], "No such command 'shoe'. Did you mean 'show'?"),
-])
+@pytest.mark.parametrize(
+    "argv, expected",
+    [
+        (["judges"], "No such command 'judges'."),
+        (["judge", "audits"], "No such command 'audits'. Did you mean 'audit'?"),
+        (["run", "--bogus"], "No such option: --bogus"),
+        (["constitutions", "shoe"], "No such command 'shoe'. Did you mean 'show'?"),
+    ],
+)
 def test_usage_errors_are_clicks_usage_line_and_exit_2(argv, expected, capsys) -> None:
     assert main(argv) == 2
     err = capsys.readouterr().err
@@ -85,12 +94,20 @@ def test_the_charter_command_exits_with_mains_code_its_objects_frozen(monkeypatc
 
 
 def test_ctrl_c_exits_130_and_marks_the_stages_interrupted(make_config, tmp_path) -> None:
-    config = make_config(prompts={"inline": [f"Question {i}?" for i in range(40)]}, concurrency=1,
-                         policy={"model": "scripted:cai", "options": {"latency_s": 0.2}})
+    config = make_config(
+        prompts={"inline": [f"Question {i}?" for i in range(40)]},
+        concurrency=1,
+        policy={"model": "scripted:cai", "options": {"latency_s": 0.2}},
+    )
     # a shell runs background jobs with SIGINT ignored, and a child inherits that: give it Python's default back
-    proc = subprocess.Popen([sys.executable, "-m", "charter.cli", "run", str(config)], stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"},
-                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "charter.cli", "run", str(config)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
     deadline = time.time() + 60
     while not (tmp_path / "run" / "run.sqlite").exists() and time.time() < deadline:
         time.sleep(0.05)

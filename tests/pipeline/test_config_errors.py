@@ -78,31 +78,42 @@ def test_every_error_is_shown_and_a_misspelt_key_is_named(tmp_path: Path, capsys
     (tmp_path / "mine.yaml").write_text(CONSTITUTION)
     assert main(["constitutions", "validate", str(tmp_path / "mine.yaml")]) == 2
     shown = errors(capsys)
-    assert shown[0].endswith("mine.yaml:7:5: principles[0].critque_request: unknown key "
-                             "(did you mean 'critique_request'?)")
+    assert shown[0].endswith(
+        "mine.yaml:7:5: principles[0].critque_request: unknown key (did you mean 'critique_request'?)"
+    )
     assert shown[1].endswith("mine.yaml:5:5: principles[0].critique_request: required key is missing")
     assert len(shown) == 2 and not any("more error" in line for line in shown)
 
 
 def test_the_run_config_reports_every_error(tmp_path: Path, capsys) -> None:
-    (tmp_path / "q.yaml").write_text("name: q\nconcurency: 4\njudge: {model: scripted:cai, principles_per_par: 2}\n"
-                                     "critique: {rounds: -1}\n")
+    (tmp_path / "q.yaml").write_text(
+        "name: q\nconcurency: 4\njudge: {model: scripted:cai, principles_per_par: 2}\ncritique: {rounds: -1}\n"
+    )
     assert main(["run", str(tmp_path / "q.yaml")]) == 2
     shown = errors(capsys)
     assert any("q.yaml:2:1: concurency: unknown key (did you mean 'concurrency'?)" in s for s in shown)
-    assert any("q.yaml:3:30: judge.principles_per_par: unknown key (did you mean 'principles_per_pair'?)" in s
-               for s in shown)
+    assert any(
+        "q.yaml:3:30: judge.principles_per_par: unknown key (did you mean 'principles_per_pair'?)" in s for s in shown
+    )
     assert any("q.yaml:4:12: critique.rounds: Input should be greater than or equal to 1" in s for s in shown)
 
 
-@pytest.mark.parametrize("rows, expected", [
-    ('"How do I bake bread?",food\nWhat is 2+2?,math\n"Tell me about Paris,travel\nWhere is Rome?,travel\n'
-     "Name a river,geo\n", ":4: a quoted field that starts here is never closed"),
-    ('How do I bake bread?,food\n"Tell me about "Paris,travel\nWhere is Rome?,travel\n',
-     ":3: not valid CSV: ',' expected after '\"'"),
-    ("How do I bake bread?,food\nWhat is 2+2?,math,extra\n", ":3: 3 fields where the header has 2"),
-    ("How do I bake bread?,food\nWhat is 2+2?\n", ":3: 1 fields where the header has 2"),
-])
+@pytest.mark.parametrize(
+    "rows, expected",
+    [
+        (
+            '"How do I bake bread?",food\nWhat is 2+2?,math\n"Tell me about Paris,travel\nWhere is Rome?,travel\n'
+            "Name a river,geo\n",
+            ":4: a quoted field that starts here is never closed",
+        ),
+        (
+            'How do I bake bread?,food\n"Tell me about "Paris,travel\nWhere is Rome?,travel\n',
+            ":3: not valid CSV: ',' expected after '\"'",
+        ),
+        ("How do I bake bread?,food\nWhat is 2+2?,math,extra\n", ":3: 3 fields where the header has 2"),
+        ("How do I bake bread?,food\nWhat is 2+2?\n", ":3: 1 fields where the header has 2"),
+    ],
+)
 def test_a_csv_prompt_file_is_parsed_strictly(make_config, tmp_path: Path, capsys, rows: str, expected: str) -> None:
     (tmp_path / "p.csv").write_text("prompt,category\n" + rows)
     config = make_config(prompts={"path": str(tmp_path / "p.csv")})
@@ -120,10 +131,13 @@ def test_a_quoted_csv_field_may_span_lines(make_config, tmp_path: Path, capsys) 
 
 
 def test_a_key_of_the_mapping_itself_keeps_its_line_whatever_the_order(tmp_path: Path) -> None:
-    text = "x-common: &common {model: scripted:cai, params: {temperature: 0.2}}\n" \
-           "policy: {params: {temprature: 0.1}, <<: *common}\n"
+    text = (
+        "x-common: &common {model: scripted:cai, params: {temperature: 0.2}}\n"
+        "policy: {params: {temprature: 0.1}, <<: *common}\n"
+    )
     (tmp_path / "q.yaml").write_text(text)
     with pytest.raises(ConfigError) as err:
         load_model(RunConfig, tmp_path / "q.yaml")
-    assert err.value.lines == [f"{tmp_path / 'q.yaml'}:2:19: policy.params.temprature: unknown key "
-                               "(did you mean 'temperature'?)"]
+    assert err.value.lines == [
+        f"{tmp_path / 'q.yaml'}:2:19: policy.params.temprature: unknown key (did you mean 'temperature'?)"
+    ]

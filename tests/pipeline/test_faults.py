@@ -30,8 +30,19 @@ RATE = 0.12
 BASE = Faults(seed=7, retry_after_s=0.2, hang_s=1.5)
 SINGLE = {name: BASE.only(name, RATE) for name in Faults.RATES}
 POISONED = Faults(seed=7, retry_after_s=0.2, hang_s=1.5, poison="POISON")
-MIXED = Faults(rate_limit=0.05, server_error=0.05, hang=0.01, drop=0.03, malformed=0.03, empty_choices=0.03,
-               no_option_logprobs=0.05, poison="POISON", retry_after_s=0.2, hang_s=1.5, seed=11)
+MIXED = Faults(
+    rate_limit=0.05,
+    server_error=0.05,
+    hang=0.01,
+    drop=0.03,
+    malformed=0.03,
+    empty_choices=0.03,
+    no_option_logprobs=0.05,
+    poison="POISON",
+    retry_after_s=0.2,
+    hang_s=1.5,
+    seed=11,
+)
 
 
 def write_config(tmp_path: Path, server: FaultServer, n: int = N, poison: bool = False, **extra) -> Path:
@@ -41,11 +52,16 @@ def write_config(tmp_path: Path, server: FaultServer, n: int = N, poison: bool =
     if poison:
         prompts[3] = "Question 3 holds a POISON word the provider rejects"
     config = {
-        "name": "faults", "output_dir": str(tmp_path / "run"), "cache": str(tmp_path / "cache.sqlite"),
-        "prompts": {"inline": prompts}, "report": False, "concurrency": 8,
+        "name": "faults",
+        "output_dir": str(tmp_path / "run"),
+        "cache": str(tmp_path / "cache.sqlite"),
+        "prompts": {"inline": prompts},
+        "report": False,
+        "concurrency": 8,
         "policy": {"model": model, "limits": limits, "params": {"max_tokens": 32}},
         "judge": {"model": model, "limits": limits, "principles_per_pair": 1},
-        "filters": {"drop_inconsistent": False}, **extra,
+        "filters": {"drop_inconsistent": False},
+        **extra,
     }
     path = tmp_path / "config.yaml"
     path.write_text(yaml.safe_dump(config))
@@ -146,8 +162,13 @@ def test_failed_judgments_are_tried_again_by_the_next_run(tmp_path: Path) -> Non
     judge_limits = {"max_retries": 0, "timeout_s": 1}
     with FaultServer(BASE.only("no_option_logprobs", 1.0)) as server:
         model = f"openai-compatible:faulty@{server.openai_url}"
-        config = write_config(tmp_path, server, n=6, max_failures=0.9,
-                              judge={"model": model, "limits": judge_limits, "principles_per_pair": 1})
+        config = write_config(
+            tmp_path,
+            server,
+            n=6,
+            max_failures=0.9,
+            judge={"model": model, "limits": judge_limits, "principles_per_pair": 1},
+        )
         assert main(["run", str(config)]) == 0
         assert rows_of(tmp_path / "run") == []  # every judgment failed: no row, and no 0.5 either
         with RunStore(tmp_path / "run") as store:
@@ -163,9 +184,16 @@ def test_failed_judgments_are_tried_again_by_the_next_run(tmp_path: Path) -> Non
 def test_too_many_failures_ends_the_run_with_exit_3(tmp_path: Path, capsys) -> None:
     faults = BASE.only("server_error", 1.0)
     with FaultServer(faults) as server:
-        config = write_config(tmp_path, server, n=30, max_failures=5,
-                              policy={"model": f"openai-compatible:faulty@{server.openai_url}",
-                                      "limits": {"max_retries": 0, "timeout_s": 1}})
+        config = write_config(
+            tmp_path,
+            server,
+            n=30,
+            max_failures=5,
+            policy={
+                "model": f"openai-compatible:faulty@{server.openai_url}",
+                "limits": {"max_retries": 0, "timeout_s": 1},
+            },
+        )
         assert main(["run", str(config)]) == 3
         asked = len(server.log)
     err = capsys.readouterr().err
@@ -192,8 +220,12 @@ def _kill_loop_run(config: Path, server: FaultServer, kills: int) -> None:
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     rng = random.Random(3)
     for _ in range(kills):
-        proc = subprocess.Popen([sys.executable, "-m", "charter.cli", "run", str(config)], env=env,
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "charter.cli", "run", str(config)],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         target = len(server.log) + rng.randint(15, 40)
         deadline = time.time() + 60
         while len(server.log) < target and time.time() < deadline and proc.poll() is None:

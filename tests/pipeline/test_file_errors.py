@@ -6,22 +6,28 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 import yaml
 
 from charter.cli import main
 from charter.testing import LoopbackServer
-
 from tests.support.processes import start, wait_for_calls
 
 
 def write_config(tmp_path: Path, output_dir: Path, server: LoopbackServer | None = None, name: str = "fs") -> Path:
     model = f"openai-compatible:m@{server.openai_url}" if server else "scripted:cai"
-    config = {"name": name, "output_dir": str(output_dir), "cache": None, "concurrency": 1,
-              "prompts": {"inline": [f"Question {i}?" for i in range(6)]}, "policy": model, "judge": model}
+    config = {
+        "name": name,
+        "output_dir": str(output_dir),
+        "cache": None,
+        "concurrency": 1,
+        "prompts": {"inline": [f"Question {i}?" for i in range(6)]},
+        "policy": model,
+        "judge": model,
+    }
     path = tmp_path / f"{name}.yaml"
     path.write_text(yaml.safe_dump(config))
     return path

@@ -55,8 +55,9 @@ def test_a_stop_during_training_ends_it_without_a_model(make_config, tmp_path, m
     monkeypatch.setenv("HF_DATASETS_CACHE", str(tmp_path / "hf-datasets"))
     tiny = tiny_llama(tmp_path / "tiny")
     trl = {"per_device_train_batch_size": 2, "max_steps": 2000, "logging_steps": 1}
-    config = load_run_config(make_config(stages=["critique", "judge", "dpo"], dpo={"model": str(tiny), "trl": trl},
-                                         report=True))
+    config = load_run_config(
+        make_config(stages=["critique", "judge", "dpo"], dpo={"model": str(tiny), "trl": trl}, report=True)
+    )
     stop = StopRequest(grace_s=1)
     run_dir = tmp_path / "run"
 

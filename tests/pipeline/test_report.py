@@ -9,6 +9,8 @@ from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from rich.console import Console
 
 from charter.errors import RunStoreError
@@ -22,8 +24,10 @@ from tests.support.rundir import RunBuilder
 
 XSS = "<script>alert('x')</script>"
 #: both pair kinds, and no filter that drops the hand-made rows below
-CONFIG = {"pairs": {"kinds": ["revision", "samples"], "strategy": "all"},
-          "filters": {"drop_inconsistent": False, "drop_ties": False}}
+CONFIG = {
+    "pairs": {"kinds": ["revision", "samples"], "strategy": "all"},
+    "filters": {"drop_inconsistent": False, "drop_ties": False},
+}
 
 
 def build(run: RunBuilder) -> RunBuilder:
@@ -50,10 +54,26 @@ def build(run: RunBuilder) -> RunBuilder:
     run.judgment("p3", 0.6, 0.9, 0.3, principles=["honest"])
     run.judgment("p4", 0.5, 0.5, 0.5, principles=["honest"])
     run.judgment("p5", 0.0, failure="unparseable verdict", raw="maybe " + XSS)
-    run.usage(UsageRow(role="policy", model="scripted:cai", calls=4, cached=1, prompt_tokens=40, completion_tokens=20,
-                       cost_usd=0.01),
-              UsageRow(role="judge", model="scripted:cai", calls=10, cached=0, prompt_tokens=1000,
-                       completion_tokens=10, cost_usd=0.02))
+    run.usage(
+        UsageRow(
+            role="policy",
+            model="scripted:cai",
+            calls=4,
+            cached=1,
+            prompt_tokens=40,
+            completion_tokens=20,
+            cost_usd=0.01,
+        ),
+        UsageRow(
+            role="judge",
+            model="scripted:cai",
+            calls=10,
+            cached=0,
+            prompt_tokens=1000,
+            completion_tokens=10,
+            cost_usd=0.02,
+        ),
+    )
     run.store.set_stage("critique", "done", {"chains": 3})
     run.store.set_stage("judge", "done", {"judged": 4})
     return run
@@ -75,10 +95,24 @@ def test_judge_figures_match_hand_computed_values(tmp_path: Path) -> None:
     assert stats.longer_decided == 3 and stats.longer_wins_rate == pytest.approx(2 / 3)
     assert stats.revision_pairs == 3 and stats.revision_win_rate == pytest.approx(2 / 3)
     harm, honest = stats.per_principle["harm"], stats.per_principle["honest"]
-    assert harm.model_dump() == pytest.approx({"judged": 2, "position_inconsistency_rate": 0.0, "revision_pairs": 2,
-                                               "revision_win_rate": 1.0, "mean_p_revision": (0.8 + 0.7) / 2})
-    assert honest.model_dump() == pytest.approx({"judged": 2, "position_inconsistency_rate": 0.5, "revision_pairs": 1,
-                                                 "revision_win_rate": 0.0, "mean_p_revision": 0.4})
+    assert harm.model_dump() == pytest.approx(
+        {
+            "judged": 2,
+            "position_inconsistency_rate": 0.0,
+            "revision_pairs": 2,
+            "revision_win_rate": 1.0,
+            "mean_p_revision": (0.8 + 0.7) / 2,
+        }
+    )
+    assert honest.model_dump() == pytest.approx(
+        {
+            "judged": 2,
+            "position_inconsistency_rate": 0.5,
+            "revision_pairs": 1,
+            "revision_win_rate": 0.0,
+            "mean_p_revision": 0.4,
+        }
+    )
     critique = stats.per_critique_principle
     assert critique["harm"].revision_win_rate == 1.0 and critique["harm"].revision_pairs == 2
     assert critique["honest"].revision_win_rate == 0.5
@@ -246,7 +280,6 @@ def test_status_of_a_directory_that_is_not_a_run(tmp_path: Path) -> None:
 
 # -- the examples' spread and the histogram, over a column read in batches -------------------------------------
 
-from hypothesis import given, settings, strategies as st  # noqa: E402
 
 from charter.pipeline.report import P_BINS, _ranked_positions, _spread_positions, p_counts  # noqa: E402
 
@@ -263,8 +296,10 @@ def _argsort_positions(values: list[float], n: int) -> list[int]:
     return [int(order[r]) for r in _spread_ranks(len(order), n)]
 
 
-_value = st.one_of(st.sampled_from([0.5, 0.6, 0.825, 1.0, 0.0, -0.0, float("nan")]),
-                   st.floats(min_value=-2.0, max_value=2.0, allow_nan=False))
+_value = st.one_of(
+    st.sampled_from([0.5, 0.6, 0.825, 1.0, 0.0, -0.0, float("nan")]),
+    st.floats(min_value=-2.0, max_value=2.0, allow_nan=False),
+)
 
 
 @settings(max_examples=60, deadline=None)
@@ -278,7 +313,7 @@ def test_spread_by_radix_select_is_the_argsort_spread(values: list[float], n: in
 
     def read():
         for start in range(0, len(column), batch):
-            yield column[start:start + batch]
+            yield column[start : start + batch]
 
     assert _spread_positions(read, n) == _argsort_positions(values, n)
 

@@ -37,8 +37,17 @@ def test_run_produces_trl_preference_dataset(make_config, tmp_path):
     assert all(len(r["principle_ids"]) == 2 and r["synthetic"] for r in rows)
     per_order = json.loads(row["per_order"])
     assert per_order["ab"] != per_order["ba"]  # the scripted judge has a position bias; both orders are kept
-    for column in ("constitution_name", "constitution_hash", "policy_model", "critic_model", "judge_model", "run_id",
-                   "created_at", "position_consistent", "per_principle"):
+    for column in (
+        "constitution_name",
+        "constitution_hash",
+        "policy_model",
+        "critic_model",
+        "judge_model",
+        "run_id",
+        "created_at",
+        "position_consistent",
+        "per_principle",
+    ):
         assert row[column] is not None
     sft = [json.loads(line) for line in (tmp_path / "run/data/sft.jsonl").read_text().splitlines()]
     assert len(sft) == 6 and sft[0]["messages"][-1]["role"] == "assistant"
@@ -49,16 +58,26 @@ def test_dataset_loads_with_datasets_and_dpo_trainer_accepts_it(make_config, tmp
     run(make_config())
     data = datasets.load_dataset("parquet", data_files=str(tmp_path / "run/data/preferences.parquet"), split="train")
     assert set(["prompt", "chosen", "rejected"]) <= set(data.column_names)
-    from tests.support.tiny_models import tiny_causal_lm
     from trl import DPOConfig, DPOTrainer
 
+    from tests.support.tiny_models import tiny_causal_lm
+
     model, tokenizer = tiny_causal_lm()
-    args = DPOConfig(output_dir=str(tmp_path / "dpo"), max_steps=1, per_device_train_batch_size=2, bf16=False,
-                     report_to=[], logging_steps=1, save_strategy="no", max_length=128)
+    args = DPOConfig(
+        output_dir=str(tmp_path / "dpo"),
+        max_steps=1,
+        per_device_train_batch_size=2,
+        bf16=False,
+        report_to=[],
+        logging_steps=1,
+        save_strategy="no",
+        max_length=128,
+    )
     import copy
 
-    trainer = DPOTrainer(model=model, ref_model=copy.deepcopy(model), args=args, train_dataset=data,
-                         processing_class=tokenizer)
+    trainer = DPOTrainer(
+        model=model, ref_model=copy.deepcopy(model), args=args, train_dataset=data, processing_class=tokenizer
+    )
     trainer.train()
     assert trainer.state.global_step == 1
 
@@ -82,11 +101,16 @@ def test_kill_9_mid_stage_then_resume(make_config, tmp_path):
     config = make_config(
         prompts={"inline": [f"Prompt {i}: how to do thing {i}?" for i in range(n)]},
         policy={"model": "scripted:cai", "options": {"latency_s": 0.05}},
-        judge={"model": "scripted:cai", "options": {"latency_s": 0.05}}, concurrency=3,
+        judge={"model": "scripted:cai", "options": {"latency_s": 0.05}},
+        concurrency=3,
     )
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    proc = subprocess.Popen([sys.executable, "-m", "charter.cli", "run", str(config)], env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "charter.cli", "run", str(config)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
     run_dir, deadline = tmp_path / "run", time.time() + 60
     while time.time() < deadline:
         if (run_dir / "run.sqlite").exists() and store_counts(run_dir)["judgments"] >= 3:
@@ -145,13 +169,19 @@ def test_overrides_and_dry_run(make_config, capsys):
         ({"constitution": "no-such-constitution"}, "no such file or bundled constitution"),
         ({"critique": {"principles": ["not-a-principle"]}}, "unknown principle id 'not-a-principle'"),
         ({"judge": {"model": "scripted:cai", "mode": "vibes"}}, "judge.mode"),
-        ({"policy": {"model": "scripted:cai", "options": {"batchsize": 16}}},
-         "policy.options.batchsize: model option 'batchsize' is not known to the scripted provider "
-         "(accepted: latency_s, batch_size)"),
-        ({"judge": {"model": "openai:gpt-4o-mini", "options": {"batch_size": 16}}},
-         "judge.options.batch_size: model option 'batch_size' is not known to the openai provider"),
-        ({"judge": {"model": "local:smollm2-135m-instruct", "options": {"dtype": "float77"}}},
-         "judge.options.dtype: unknown dtype 'float77' (accepted: auto, float32"),
+        (
+            {"policy": {"model": "scripted:cai", "options": {"batchsize": 16}}},
+            "policy.options.batchsize: model option 'batchsize' is not known to the scripted provider "
+            "(accepted: latency_s, batch_size)",
+        ),
+        (
+            {"judge": {"model": "openai:gpt-4o-mini", "options": {"batch_size": 16}}},
+            "judge.options.batch_size: model option 'batch_size' is not known to the openai provider",
+        ),
+        (
+            {"judge": {"model": "local:smollm2-135m-instruct", "options": {"dtype": "float77"}}},
+            "judge.options.dtype: unknown dtype 'float77' (accepted: auto, float32",
+        ),
         ({"stages": ["critique", "judge", "dpo"]}, "stages[2]: 'dpo' is listed but the run config has no 'dpo:'"),
     ],
 )
@@ -165,14 +195,20 @@ def test_bad_config_is_one_line_before_any_call(make_config, tmp_path, capsys, o
 def test_a_batching_scripted_model_gives_the_same_dataset(make_config, tmp_path):
     plain = run(make_config())
     rows = (tmp_path / "run/data/preferences.jsonl").read_text()
-    batched = run(make_config(output_dir=str(tmp_path / "batched"), cache=None,
-                              policy={"model": "scripted:cai", "options": {"batch_size": 16}},
-                              judge={"model": "scripted:cai", "principles_per_pair": 2, "options": {"batch_size": 16}}))
+    batched = run(
+        make_config(
+            output_dir=str(tmp_path / "batched"),
+            cache=None,
+            policy={"model": "scripted:cai", "options": {"batch_size": 16}},
+            judge={"model": "scripted:cai", "principles_per_pair": 2, "options": {"batch_size": 16}},
+        )
+    )
     assert batched.counts["preferences"] == plain.counts["preferences"] == 6
 
     def content(text: str) -> list:
-        return sorted((r["pair_id"], r["p_chosen"], r["chosen"][0]["content"])
-                      for r in map(json.loads, text.splitlines()))
+        return sorted(
+            (r["pair_id"], r["p_chosen"], r["chosen"][0]["content"]) for r in map(json.loads, text.splitlines())
+        )
 
     assert content((tmp_path / "batched/data/preferences.jsonl").read_text()) == content(rows)
 
@@ -186,8 +222,11 @@ def test_malformed_prompt_file_names_the_line(make_config, tmp_path, capsys):
 
 def test_empty_and_too_long_prompts_are_counted(make_config, tmp_path):
     long = "word " * 400
-    result = run(make_config(prompts={"inline": ["ok one", "", "   ", long, "ok two"], "max_prompt_tokens": 50,
-                                      "too_long": "skip"}))
+    result = run(
+        make_config(
+            prompts={"inline": ["ok one", "", "   ", long, "ok two"], "max_prompt_tokens": 50, "too_long": "skip"}
+        )
+    )
     counts = result.counts
     assert counts["prompts_empty"] == 2 and counts["prompts_skipped_too_long"] == 1
     assert store_counts(tmp_path / "run")["prompts"] == 2
@@ -218,12 +257,14 @@ def test_an_item_never_lands_before_the_usage_and_cache_rows_of_its_calls(make_c
         def put(self, records):
             original(self, records)
             with sqlite3.connect(tmp_path / "run/run.sqlite") as db:  # what another process (a resume) would see
-                chains, judgments = (db.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0]
-                                     for table in ("chains", "judgments"))
+                chains, judgments = (
+                    db.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0] for table in ("chains", "judgments")
+                )
                 usage = db.execute("SELECT COALESCE(SUM(calls), 0) FROM usage_events").fetchone()[0]
             with sqlite3.connect(tmp_path / "cache.sqlite") as db:
                 cached = db.execute("SELECT COUNT(*) FROM calls").fetchone()[0]
             seen.append((3 * chains + 4 * judgments, usage, cached))
+
         return put
 
     monkeypatch.setattr(RunStore, "put_chains", spy(RunStore.put_chains))

@@ -103,8 +103,10 @@ def test_going_back_to_earlier_settings_reuses_their_items(make_config, tmp_path
 
 def test_agreement_then_run_keeps_every_calibrated_probability(make_config, tmp_path: Path, capsys) -> None:
     n = 24
-    config = make_config(prompts={"inline": [f"Question {i}: how do I do thing {i}?" for i in range(n)]},
-                         filters={"drop_inconsistent": False})
+    config = make_config(
+        prompts={"inline": [f"Question {i}: how do I do thing {i}?" for i in range(n)]},
+        filters={"drop_inconsistent": False},
+    )
     run_dir = tmp_path / "run"
     assert main(["run", str(config)]) == 0
     sample = spotcheck(run_dir, n, seed=0)
@@ -143,9 +145,13 @@ def test_a_local_judge_in_another_precision_is_another_judge(make_config) -> Non
         return dataset_settings(config, load_constitution(config.constitution), "r", "2026-01-01T00:00:00Z")
 
     exact, fast = settings("float32"), settings("bfloat16")
-    assert exact.fingerprints.judge != fast.fingerprints.judge and exact.fingerprints.dataset != fast.fingerprints.dataset
+    assert (
+        exact.fingerprints.judge != fast.fingerprints.judge and exact.fingerprints.dataset != fast.fingerprints.dataset
+    )
     assert exact.fingerprints.critique == fast.fingerprints.critique  # the scripted policy's chains are kept
     # what the report and the card say the judge was
-    assert (exact.models["judge"], fast.models["judge"]) == ("local:smollm2-135m-instruct",
-                                                             "local:smollm2-135m-instruct@bfloat16")
+    assert (exact.models["judge"], fast.models["judge"]) == (
+        "local:smollm2-135m-instruct",
+        "local:smollm2-135m-instruct@bfloat16",
+    )
     assert fast.models["policy"] == "scripted:cai"

@@ -29,10 +29,17 @@ def ray_cluster():
 
 
 def config(tmp_path: Path, name: str, **extra) -> Path:
-    data = {"name": name, "output_dir": str(tmp_path / name), "cache": str(tmp_path / f"{name}.sqlite"),
-            "prompts": {"inline": [f"Question {i}: how do I do thing {i}?" for i in range(N)]},
-            "policy": "scripted:cai", "judge": {"model": "scripted:cai", "principles_per_pair": 2},
-            "pairs": {"kinds": ["revision", "samples"], "k": 3}, "report": True, **extra}
+    data = {
+        "name": name,
+        "output_dir": str(tmp_path / name),
+        "cache": str(tmp_path / f"{name}.sqlite"),
+        "prompts": {"inline": [f"Question {i}: how do I do thing {i}?" for i in range(N)]},
+        "policy": "scripted:cai",
+        "judge": {"model": "scripted:cai", "principles_per_pair": 2},
+        "pairs": {"kinds": ["revision", "samples"], "k": 3},
+        "report": True,
+        **extra,
+    }
     path = tmp_path / f"{name}.yaml"
     path.write_text(yaml.safe_dump(data))
     return path

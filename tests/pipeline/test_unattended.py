@@ -19,18 +19,23 @@ from charter.cli import main
 from charter.runs.lock import LOCK_FILE
 from charter.runs.store import RunStore
 from charter.testing import LoopbackServer, status
-
 from tests.support.processes import start, wait_for_calls
 
 PROMPTS = [f"Question {i}: how should I plan task {i} this week?" for i in range(8)]
 
 
 def write_config(tmp_path: Path, server: LoopbackServer, name: str = "bg", **extra) -> Path:
-    config = {"name": name, "output_dir": str(tmp_path / name), "cache": str(tmp_path / f"{name}.sqlite"),
-              "prompts": {"inline": PROMPTS}, "concurrency": 2,
-              "policy": {"model": f"openai-compatible:policy@{server.openai_url}", "params": {"max_tokens": 24}},
-              "judge": {"model": f"openai-compatible:judge@{server.openai_url}"},
-              "filters": {"drop_inconsistent": False}, **extra}
+    config = {
+        "name": name,
+        "output_dir": str(tmp_path / name),
+        "cache": str(tmp_path / f"{name}.sqlite"),
+        "prompts": {"inline": PROMPTS},
+        "concurrency": 2,
+        "policy": {"model": f"openai-compatible:policy@{server.openai_url}", "params": {"max_tokens": 24}},
+        "judge": {"model": f"openai-compatible:judge@{server.openai_url}"},
+        "filters": {"drop_inconsistent": False},
+        **extra,
+    }
     path = tmp_path / f"{name}.yaml"
     path.write_text(yaml.safe_dump(config))
     return path
@@ -61,7 +66,7 @@ def test_a_signal_stops_the_run_cleanly_and_the_same_command_resumes(tmp_path, s
         assert paid == len(before)  # every call that was answered was counted: none was cut off by the stop
 
         assert main(["run", str(config)]) == 0
-        after = answered(server)[len(before):]
+        after = answered(server)[len(before) :]
     assert not set(after) & set(before)  # the resume asks for nothing the stopped run was answered
     with RunStore(tmp_path / "bg") as store:
         assert store.count("chains") == len(PROMPTS) and {s["status"] for s in store.stages().values()} == {"done"}
@@ -104,9 +109,16 @@ def test_a_lock_left_by_a_killed_process_is_taken_over(tmp_path):
 def test_retries_are_counted_per_role_in_status_and_report(tmp_path, capsys):
     with LoopbackServer() as server:
         server.script(status(429, retry_after_ms="5"), status(503), status(429, retry_after_ms="5"))
-        config = write_config(tmp_path, server, policy={
-            "model": f"openai-compatible:policy@{server.openai_url}", "params": {"max_tokens": 24},
-            "limits": {"backoff_initial_s": 0.01, "backoff_max_s": 0.05}}, concurrency=1)
+        config = write_config(
+            tmp_path,
+            server,
+            policy={
+                "model": f"openai-compatible:policy@{server.openai_url}",
+                "params": {"max_tokens": 24},
+                "limits": {"backoff_initial_s": 0.01, "backoff_max_s": 0.05},
+            },
+            concurrency=1,
+        )
         assert main(["run", str(config)]) == 0
     with RunStore(tmp_path / "bg") as store:
         retries = {u.role: u.retries for u in store.usage()}
@@ -127,8 +139,13 @@ def test_progress_lines_reach_a_log_file(tmp_path):
         lines = [line for line in err.splitlines() if "charter.progress" in line]
         assert len(lines) >= 2, err  # every half second while it runs, and at the end
         assert all(line[:4].isdigit() and line[4] == "-" for line in lines)  # timestamped
-        assert "critique + judge: 8/8 (100%)" in lines[-1] and "calls" in lines[-1] and "retries" in lines[-1] \
-            and "failed" in lines[-1] and "$" in lines[-1]
+        assert (
+            "critique + judge: 8/8 (100%)" in lines[-1]
+            and "calls" in lines[-1]
+            and "retries" in lines[-1]
+            and "failed" in lines[-1]
+            and "$" in lines[-1]
+        )
 
         quiet = start("-q", "run", str(write_config(tmp_path, server, name="quiet")), cwd=tmp_path)
         _, err = quiet.communicate(timeout=120)

@@ -44,15 +44,23 @@ register_script("arith", _arith, _longer)
 @pytest.fixture
 def arithmetic(tmp_path):
     path = tmp_path / "arith.jsonl"
-    path.write_text("".join(json.dumps({"prompt": f"Question {i}: what is {i} + {10 * i}?", "reference": str(11 * i)})
-                            + "\n" for i in range(N)))
+    path.write_text(
+        "".join(
+            json.dumps({"prompt": f"Question {i}: what is {i} + {10 * i}?", "reference": str(11 * i)}) + "\n"
+            for i in range(N)
+        )
+    )
     return path
 
 
 @pytest.mark.parametrize("mode", ["drop", "mark"])
 def test_half_right_policy_is_filtered(make_config, arithmetic, mode) -> None:
-    path = make_config(prompts={"path": str(arithmetic)}, policy="scripted:arith",
-                       judge={"model": "scripted:arith"}, filters={"verify": mode})
+    path = make_config(
+        prompts={"path": str(arithmetic)},
+        policy="scripted:arith",
+        judge={"model": "scripted:arith"},
+        filters={"verify": mode},
+    )
     result = run(load_run_config(path))
     files = RunFiles(result.run_dir)
     rows, sft = files.preferences(), files.sft()

@@ -3,25 +3,59 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from charter.preference.config import FiltersConfig
 from charter.preference.dataset import apply_filters, preference_row
 from charter.records import Judgment, Message, Pair, Provenance, Vote
 
-PROV = Provenance(run_id="r", created_at="2025-01-01T00:00:00Z", constitution_name="c", constitution_hash="h",
-                  settings_fingerprint="s")
+PROV = Provenance(
+    run_id="r",
+    created_at="2025-01-01T00:00:00Z",
+    constitution_name="c",
+    constitution_hash="h",
+    settings_fingerprint="s",
+)
 
 
-def judged(pair_id: str, p_a: float, consistent: bool | None = True, principle: str = "p0", a: str = "A text",
-           prompt_id: str | None = None, a_source: str = "initial", b_source: str = "revision",
-           kind: str = "revision"):
-    pair = Pair(pair_id=pair_id, prompt_id=prompt_id or pair_id, kind=kind, prompt=[Message(role="user", content="q")],
-                a=a, b="B text", a_source=a_source, b_source=b_source)
+def judged(
+    pair_id: str,
+    p_a: float,
+    consistent: bool | None = True,
+    principle: str = "p0",
+    a: str = "A text",
+    prompt_id: str | None = None,
+    a_source: str = "initial",
+    b_source: str = "revision",
+    kind: str = "revision",
+):
+    pair = Pair(
+        pair_id=pair_id,
+        prompt_id=prompt_id or pair_id,
+        kind=kind,
+        prompt=[Message(role="user", content="q")],
+        a=a,
+        b="B text",
+        a_source=a_source,
+        b_source=b_source,
+    )
     p_ba = p_a if consistent is not False else 1 - p_a
     vote = Vote(principle_id=principle, p_a=p_a, p_a_ab=p_a, p_a_ba=p_ba, consistent=consistent)
-    judgment = Judgment(pair_id=pair_id, fingerprint="j", status="ok", mode="logprobs", orders="both",
-                        judge_model="j", principle_ids=[principle], p_a=p_a, p_a_ab=p_a, p_a_ba=p_ba,
-                        position_consistent=consistent, principles=[vote])
+    judgment = Judgment(
+        pair_id=pair_id,
+        fingerprint="j",
+        status="ok",
+        mode="logprobs",
+        orders="both",
+        judge_model="j",
+        principle_ids=[principle],
+        p_a=p_a,
+        p_a_ab=p_a,
+        p_a_ba=p_ba,
+        position_consistent=consistent,
+        principles=[vote],
+    )
     return preference_row(pair, judgment, PROV)
 
 
@@ -41,9 +75,15 @@ def test_the_row_form_round_trips():
 
 
 def test_filters_count_what_they_drop():
-    rows = [judged("tie", 0.5), judged("weak", 0.55), judged("incons", 0.9, consistent=False),
-            judged("ok1", 0.9), judged("dup", 0.9), judged("cap1", 0.8, principle="p1", a="one"),
-            judged("cap2", 0.8, principle="p1", a="two")]
+    rows = [
+        judged("tie", 0.5),
+        judged("weak", 0.55),
+        judged("incons", 0.9, consistent=False),
+        judged("ok1", 0.9),
+        judged("dup", 0.9),
+        judged("cap1", 0.8, principle="p1", a="one"),
+        judged("cap2", 0.8, principle="p1", a="two"),
+    ]
     kept, counts = apply_filters(rows, FiltersConfig(min_confidence=0.1, max_per_principle=1))
     assert [r.pair_id for r in kept] == ["ok1", "cap1"]
     assert counts["dropped_ties"] == 1 and counts["dropped_low_confidence"] == 1
@@ -53,8 +93,14 @@ def test_filters_count_what_they_drop():
 
 def test_best_vs_worst_keeps_one_pair_per_prompt():
     def sample_row(left: int, right: int, p_left: float):
-        return judged(f"q:s{left}-s{right}", p_left, prompt_id="q", a_source=f"sample:{left}",
-                      b_source=f"sample:{right}", kind="samples")
+        return judged(
+            f"q:s{left}-s{right}",
+            p_left,
+            prompt_id="q",
+            a_source=f"sample:{left}",
+            b_source=f"sample:{right}",
+            kind="samples",
+        )
 
     rows = [sample_row(0, 1, 0.9), sample_row(0, 2, 0.6), sample_row(1, 2, 0.3)]
     kept, counts = apply_filters(rows, FiltersConfig(), strategy="best_vs_worst")
@@ -64,37 +110,63 @@ def test_best_vs_worst_keeps_one_pair_per_prompt():
 
 # -- the stored selection (any size) against the in-memory one ------------------------------------------------
 
-from hypothesis import given, settings, strategies as st  # noqa: E402
 
 from charter.preference.dataset import Candidate, StoredSelection, Waterfall, select  # noqa: E402
 
 _candidate = st.builds(
     lambda prompt, kind, sources, p, cal, consistent, principle, text, verified: (
-        prompt, kind, *sources, p, cal, consistent, principle, text, verified),
-    st.sampled_from(["q0", "q1", "q2"]), st.sampled_from(["revision", "samples"]),
+        prompt,
+        kind,
+        *sources,
+        p,
+        cal,
+        consistent,
+        principle,
+        text,
+        verified,
+    ),
+    st.sampled_from(["q0", "q1", "q2"]),
+    st.sampled_from(["revision", "samples"]),
     st.permutations(["s0", "s1", "s2"]).map(lambda s: s[:2]),
-    st.sampled_from([0.5, 0.55, 0.6, 0.7, 0.9, 1.0]), st.one_of(st.none(), st.sampled_from([0.4, 0.55, 0.8])),
-    st.sampled_from([True, False, None]), st.sampled_from(["p0", "p1"]), st.sampled_from([b"t0", b"t1", b"t2"]),
+    st.sampled_from([0.5, 0.55, 0.6, 0.7, 0.9, 1.0]),
+    st.one_of(st.none(), st.sampled_from([0.4, 0.55, 0.8])),
+    st.sampled_from([True, False, None]),
+    st.sampled_from(["p0", "p1"]),
+    st.sampled_from([b"t0", b"t1", b"t2"]),
     st.sampled_from([True, False, None]),
 )
 
 
 @settings(max_examples=150, deadline=None)
-@given(rows=st.lists(_candidate, max_size=40), dedupe=st.booleans(), cap=st.sampled_from([None, 1, 3]),
-       ties=st.booleans(), inconsistent=st.booleans(), min_confidence=st.sampled_from([0.0, 0.1]),
-       verify=st.sampled_from(["drop", "mark"]), strategy=st.sampled_from(["all", "best_vs_worst"]),
-       calibrated=st.sampled_from([None, 0.2]))
-def test_stored_selection_keeps_what_the_in_memory_one_keeps(tmp_path_factory, rows, dedupe, cap, ties,
-                                                             inconsistent, min_confidence, verify, strategy,
-                                                             calibrated):
+@given(
+    rows=st.lists(_candidate, max_size=40),
+    dedupe=st.booleans(),
+    cap=st.sampled_from([None, 1, 3]),
+    ties=st.booleans(),
+    inconsistent=st.booleans(),
+    min_confidence=st.sampled_from([0.0, 0.1]),
+    verify=st.sampled_from(["drop", "mark"]),
+    strategy=st.sampled_from(["all", "best_vs_worst"]),
+    calibrated=st.sampled_from([None, 0.2]),
+)
+def test_stored_selection_keeps_what_the_in_memory_one_keeps(
+    tmp_path_factory, rows, dedupe, cap, ties, inconsistent, min_confidence, verify, strategy, calibrated
+):
     """The filters run over SQLite a window at a time (flat memory at a million rows) keep exactly the rows, and
     count exactly the drops, of the plain in-memory pass."""
     candidates = [Candidate(i, *row) for i, row in enumerate(rows)]
-    filters = FiltersConfig(dedupe=dedupe, max_per_principle=cap, drop_ties=ties, drop_inconsistent=inconsistent,
-                            min_confidence=min_confidence, verify=verify)
+    filters = FiltersConfig(
+        dedupe=dedupe,
+        max_per_principle=cap,
+        drop_ties=ties,
+        drop_inconsistent=inconsistent,
+        min_confidence=min_confidence,
+        verify=verify,
+    )
     kept, counts = select(candidates, filters, strategy, calibrated)
-    selection = StoredSelection(tmp_path_factory.mktemp("sel") / "s.sqlite", Waterfall(filters, calibrated), strategy,
-                                window=3)  # windows smaller than the data
+    selection = StoredSelection(
+        tmp_path_factory.mktemp("sel") / "s.sqlite", Waterfall(filters, calibrated), strategy, window=3
+    )  # windows smaller than the data
     try:
         for candidate in candidates:
             selection.add_candidate(candidate)

@@ -6,10 +6,10 @@ import sys
 
 import pytest
 
-from charter.providers.registry import create_backend
 from charter.errors import ConfigError, LogprobsUnsupported, MissingAPIKey, MissingExtra, ProviderError
 from charter.providers import SamplingParams, get_model
 from charter.providers.anthropic_chat import AnthropicModel, split_system
+from charter.providers.registry import create_backend
 from charter.testing import drop, slow, status
 
 from .conftest import FAST
@@ -81,8 +81,12 @@ async def test_no_logprobs(loopback, anthropic_key):
 
 
 async def test_transient_failures_are_retried(loopback, anthropic_key):
-    chat = AnthropicModel("claude-test", FAST.model_copy(update={"timeout_s": 0.2, "max_retries": 4}),
-                          api_key_env="ANTHROPIC_API_KEY", base_url=loopback.url)
+    chat = AnthropicModel(
+        "claude-test",
+        FAST.model_copy(update={"timeout_s": 0.2, "max_retries": 4}),
+        api_key_env="ANTHROPIC_API_KEY",
+        base_url=loopback.url,
+    )
     loopback.script(status(529), status(429, retry_after_ms="100"), drop(), slow(1.0))
     [completion] = await chat.generate([CHAT], SamplingParams())
     assert completion.text == "echo: second"

@@ -99,8 +99,13 @@ def test_partial_failures_expiry_and_rejection(server, spec):
         return results
 
     results = asyncio.run(main())
-    assert [r[0].text for i, r in enumerate(results) if i != 3] == ["echo: q0", "echo: q1", "echo: q2", "echo: q4",
-                                                                  "echo: q5"]
+    assert [r[0].text for i, r in enumerate(results) if i != 3] == [
+        "echo: q0",
+        "echo: q1",
+        "echo: q2",
+        "echo: q4",
+        "echo: q5",
+    ]
     assert isinstance(results[3], ProviderError) and results[3].kind == "rejected" and results[3].status == 400
     rounds = [b["requests"] for b in server.batches_created]
     assert rounds == [6, 3]  # q1 (500) and the two expired went into a second round
@@ -170,7 +175,9 @@ def test_a_step_larger_than_the_provider_limit_goes_out_in_several_batches(serve
     assert [r[0].text for r in results] == [f"echo: q{i}" for i in range(10)]
     assert [b["requests"] for b in server.batches_created] == [4, 4, 2]
     byte_capped = BatchModel(backend("openai:gpt-4o-mini", server), BatchSettings(max_bytes=400))
-    calls = [type("C", (), {"key": f"k{i}", "body": {"messages": [{"role": "user", "content": "x" * 100}]}})()
-             for i in range(5)]
+    calls = [
+        type("C", (), {"key": f"k{i}", "body": {"messages": [{"role": "user", "content": "x" * 100}]}})()
+        for i in range(5)
+    ]
     chunks = byte_capped._split(calls)  # noqa: SLF001 - the split rule itself
     assert all(sum(len(line) for _, line in chunk) <= 400 for chunk in chunks) and sum(map(len, chunks)) == 5

@@ -16,8 +16,17 @@ import pytest
 
 from charter.errors import BudgetExceeded, LogprobsUnsupported, UnknownModel
 from charter.providers import (
-    Budget, CallCache, ManagedModel, Price, SamplingParams, ScriptedModel, UsageMeter, create_backend, get_model,
-    parse_model_string, register_script,
+    Budget,
+    CallCache,
+    ManagedModel,
+    Price,
+    SamplingParams,
+    ScriptedModel,
+    UsageMeter,
+    create_backend,
+    get_model,
+    parse_model_string,
+    register_script,
 )
 from charter.providers.anthropic_chat import AnthropicModel
 from charter.providers.cache import cache_key
@@ -41,7 +50,10 @@ HELLO = [{"role": "user", "content": "hello world"}]
         ("local:smollm2-135m-instruct", ModelSpec("local", "smollm2-135m-instruct")),
         ("local:/models/my model", ModelSpec("local", "/models/my model")),
         ("scripted:cai", ModelSpec("scripted", "cai")),
-        ("openai-compatible:meta/llama-3@http://gpu:8000/v1", ModelSpec("openai-compatible", "meta/llama-3", "http://gpu:8000/v1")),
+        (
+            "openai-compatible:meta/llama-3@http://gpu:8000/v1",
+            ModelSpec("openai-compatible", "meta/llama-3", "http://gpu:8000/v1"),
+        ),
     ],
 )
 def test_parse_model_string(spec, parsed):
@@ -298,9 +310,17 @@ async def test_scripted_builtins():
 async def test_scripted_rules_and_registration():
     register_script("rules-test", rules_script([(r"capital of france", "Paris"), (r"\d+ \+ \d+", "sum")], default="?"))
     chat = ScriptedModel("rules-test")
-    texts = [c.text for c in await chat.generate(
-        [[{"role": "user", "content": "What is the capital of France?"}], [{"role": "user", "content": "2 + 2"}],
-         [{"role": "user", "content": "hmm"}]], SamplingParams())]
+    texts = [
+        c.text
+        for c in await chat.generate(
+            [
+                [{"role": "user", "content": "What is the capital of France?"}],
+                [{"role": "user", "content": "2 + 2"}],
+                [{"role": "user", "content": "hmm"}],
+            ],
+            SamplingParams(),
+        )
+    ]
     assert texts == ["Paris", "sum", "?"] and chat.calls == 3
 
 
@@ -310,9 +330,13 @@ async def test_scripted_choice_logprobs():
     from charter.records import Message
 
     principle = load_constitution("harmless").principles[0]
-    judge = comparison_prompt([Message(role="user", content="How do I mix it?")],
-                              "Sure, here is exactly how to do that: mix...",
-                              "I can't help with that part, but here is a safer way", principle, "logprobs")
+    judge = comparison_prompt(
+        [Message(role="user", content="How do I mix it?")],
+        "Sure, here is exactly how to do that: mix...",
+        "I can't help with that part, but here is a safer way",
+        principle,
+        "logprobs",
+    )
     probs = await ScriptedModel("cai").choice_logprobs(judge, ["A", "B"])
     assert probs.probs["B"] > probs.probs["A"] and sum(probs.probs.values()) == pytest.approx(1.0)
     with pytest.raises(LogprobsUnsupported, match="no choice function"):  # never a made-up uniform answer

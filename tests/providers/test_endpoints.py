@@ -93,19 +93,27 @@ def test_the_official_apis_get_their_usual_keys(official_keys):
 def test_the_role_config_names_the_variable_and_finds_mistakes_at_load():
     role = RoleConfig.model_validate({"model": "openai-compatible:m@http://h/v1", "api_key_env": "VLLM_KEY"})
     assert role.endpoint().key_variable == "VLLM_KEY"
-    for bad, message in ((dict(model="local:x", api_key_env="K"), "runs in this process and takes no key"),
-                         (dict(model="openai:m", api_key_env="sk-proj-abcdefghijklmnop1234"), "not the key itself"),
-                         (dict(model="anthropic:m", options={"base_url": "http://h"}), "is not sent there"),
-                         (dict(model="openai:m", options={"api_key_env": "K"}), "beside model:")):
+    for bad, message in (
+        (dict(model="local:x", api_key_env="K"), "runs in this process and takes no key"),
+        (dict(model="openai:m", api_key_env="sk-proj-abcdefghijklmnop1234"), "not the key itself"),
+        (dict(model="anthropic:m", options={"base_url": "http://h"}), "is not sent there"),
+        (dict(model="openai:m", options={"api_key_env": "K"}), "beside model:"),
+    ):
         with pytest.raises(ValueError, match=message) as err:
             RoleConfig.model_validate(bad)
         assert "sk-proj-abcdefghijklmnop1234" not in str(err.value)
 
 
 def write_run(tmp_path: Path, name: str, **roles) -> Path:
-    config = {"name": name, "output_dir": str(tmp_path / name), "cache": str(tmp_path / "cache.sqlite"),
-              "prompts": {"inline": ["How do I fix a leaking tap?", "What is a good first programming language?"]},
-              "report": False, "filters": {"drop_inconsistent": False}, **roles}
+    config = {
+        "name": name,
+        "output_dir": str(tmp_path / name),
+        "cache": str(tmp_path / "cache.sqlite"),
+        "prompts": {"inline": ["How do I fix a leaking tap?", "What is a good first programming language?"]},
+        "report": False,
+        "filters": {"drop_inconsistent": False},
+        **roles,
+    }
     path = tmp_path / f"{name}.yaml"
     path.write_text(yaml.safe_dump(config))
     return path
@@ -117,10 +125,12 @@ def test_two_endpoints_with_two_keys_in_one_run(tmp_path, official_keys, monkeyp
     monkeypatch.setenv("KEY_A", KEY_A)
     monkeypatch.setenv("KEY_B", KEY_B)
     with LoopbackServer() as a, LoopbackServer() as b:
-        path = write_run(tmp_path, "two-keys",
-                         policy={"model": f"openai-compatible:policy@{a.openai_url}", "api_key_env": "KEY_A"},
-                         judge={"model": "openai:judge", "api_key_env": "KEY_B",
-                                "options": {"base_url": b.openai_url}})
+        path = write_run(
+            tmp_path,
+            "two-keys",
+            policy={"model": f"openai-compatible:policy@{a.openai_url}", "api_key_env": "KEY_A"},
+            judge={"model": "openai:judge", "api_key_env": "KEY_B", "options": {"base_url": b.openai_url}},
+        )
         assert main(["run", str(path)]) == 0
     assert a.hits and b.hits
     assert all(f"Bearer {KEY_A}" in h and KEY_B not in h for h in sent(a))
@@ -159,8 +169,10 @@ def test_another_server_under_the_same_model_name_is_asked(tmp_path, official_ke
 def legacy_cache(path: Path, rows: list[tuple[str, str, str, str]]) -> None:
     """A call cache as charter 0.1.0 wrote it: no schema version, no endpoint column."""
     db = sqlite3.connect(path)
-    db.execute("CREATE TABLE calls (key TEXT PRIMARY KEY, kind TEXT, model TEXT, value TEXT,"
-               " created_at REAL DEFAULT (unixepoch('subsec')))")
+    db.execute(
+        "CREATE TABLE calls (key TEXT PRIMARY KEY, kind TEXT, model TEXT, value TEXT,"
+        " created_at REAL DEFAULT (unixepoch('subsec')))"
+    )
     db.executemany("INSERT INTO calls (key, kind, model, value) VALUES (?, ?, ?, ?)", rows)
     db.commit()
     db.close()
@@ -173,11 +185,18 @@ async def test_old_cache_rows_answer_only_for_the_endpoint_that_made_them(tmp_pa
 
     params = SamplingParams()
     bye = [{"role": "user", "content": "bye"}]
-    old = {name: cache_key("generate", "openai-compatible:m", [msgs, params.model_dump(mode="json")])
-           for name, msgs in (("hello", HELLO), ("bye", bye))}  # how 0.1.0 keyed them: no URL
+    old = {
+        name: cache_key("generate", "openai-compatible:m", [msgs, params.model_dump(mode="json")])
+        for name, msgs in (("hello", HELLO), ("bye", bye))
+    }  # how 0.1.0 keyed them: no URL
     path = tmp_path / "calls.sqlite"
-    legacy_cache(path, [(key, "generate", "openai-compatible:m", f'{{"text": "old {name}", "model": "x"}}')
-                        for name, key in old.items()])
+    legacy_cache(
+        path,
+        [
+            (key, "generate", "openai-compatible:m", f'{{"text": "old {name}", "model": "x"}}')
+            for name, key in old.items()
+        ],
+    )
 
     cache = CallCache(path)
     assert cache.legacy_rows and (tmp_path / "calls.sqlite.v0.bak").exists()
@@ -212,10 +231,28 @@ def test_eval_winrate_sends_each_model_its_own_key(tmp_path, official_keys, monk
     monkeypatch.setenv("KEY_B", KEY_B)
     (tmp_path / "p.jsonl").write_text("".join(f'{{"prompt": "Question {i}?"}}\n' for i in range(3)))
     with LoopbackServer() as a, LoopbackServer() as b:
-        code = main(["eval", "winrate", "--base", f"openai-compatible:base@{a.openai_url}", "--base-api-key-env",
-                     "KEY_A", "--candidate", f"openai-compatible:tuned@{a.openai_url}", "--candidate-api-key-env",
-                     "KEY_A", "--judge", f"openai-compatible:judge@{b.openai_url}", "--judge-api-key-env", "KEY_B",
-                     "--prompts", str(tmp_path / "p.jsonl"), "--out", str(tmp_path / "w.json")])
+        code = main(
+            [
+                "eval",
+                "winrate",
+                "--base",
+                f"openai-compatible:base@{a.openai_url}",
+                "--base-api-key-env",
+                "KEY_A",
+                "--candidate",
+                f"openai-compatible:tuned@{a.openai_url}",
+                "--candidate-api-key-env",
+                "KEY_A",
+                "--judge",
+                f"openai-compatible:judge@{b.openai_url}",
+                "--judge-api-key-env",
+                "KEY_B",
+                "--prompts",
+                str(tmp_path / "p.jsonl"),
+                "--out",
+                str(tmp_path / "w.json"),
+            ]
+        )
         assert code == 0
     assert a.hits == 6 and b.hits == 6  # 3 answers from each policy; 3 pairs judged in both orders
     assert all(f"Bearer {KEY_A}" in h for h in sent(a)) and all(f"Bearer {KEY_B}" in h for h in sent(b))
@@ -226,11 +263,15 @@ def test_the_cache_commands_show_and_claim_old_rows(tmp_path, capsys):
     legacy_cache(tmp_path / "c.sqlite", [("k1", "generate", "openai-compatible:policy", '{"text": "x"}')])
     assert main(["cache", "info", "--cache", str(tmp_path / "c.sqlite")]) == 0
     assert "1 calls (1 from before endpoints were recorded)" in capsys.readouterr().out
-    assert main(["cache", "claim", "openai-compatible:policy@HTTP://Box:8000/v1/", "--cache",
-                 str(tmp_path / "c.sqlite")]) == 0
+    assert (
+        main(["cache", "claim", "openai-compatible:policy@HTTP://Box:8000/v1/", "--cache", str(tmp_path / "c.sqlite")])
+        == 0
+    )
     assert "its old rows answer for http://box:8000/v1" in capsys.readouterr().out
-    assert main(["cache", "claim", "openai-compatible:policy@http://other:8000/v1", "--cache",
-                 str(tmp_path / "c.sqlite")]) == 0
+    assert (
+        main(["cache", "claim", "openai-compatible:policy@http://other:8000/v1", "--cache", str(tmp_path / "c.sqlite")])
+        == 0
+    )
     assert "they answer for neither" in capsys.readouterr().out
     assert main(["cache", "info", "--cache", str(tmp_path / "c.sqlite")]) == 0
     assert "openai-compatible:policy: old rows answer for no endpoint" in capsys.readouterr().out

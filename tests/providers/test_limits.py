@@ -54,9 +54,18 @@ def test_retry_after_forms():
 @pytest.mark.parametrize(
     "exc, retry",
     [
-        (StatusError(429), True), (StatusError(500), True), (StatusError(503), True), (StatusError(529), True),
-        (StatusError(408), True), (StatusError(400), False), (StatusError(401), False), (StatusError(403), False),
-        (StatusError(404), False), (StatusError(422), False), (ConnectionResetError(), True), (TimeoutError(), True),
+        (StatusError(429), True),
+        (StatusError(500), True),
+        (StatusError(503), True),
+        (StatusError(529), True),
+        (StatusError(408), True),
+        (StatusError(400), False),
+        (StatusError(401), False),
+        (StatusError(403), False),
+        (StatusError(404), False),
+        (StatusError(422), False),
+        (ConnectionResetError(), True),
+        (TimeoutError(), True),
         (ValueError("bug"), False),
     ],
 )

@@ -50,9 +50,16 @@ def build_tiny_chat_model(folder: Path) -> Path:
     tokenizer = PreTrainedTokenizerFast(tokenizer_object=bpe, bos_token="<|im_start|>", eos_token="<|im_end|>")
     tokenizer.chat_template = CHATML
     config = LlamaConfig(
-        vocab_size=len(tokenizer), hidden_size=48, intermediate_size=96, num_hidden_layers=2,
-        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=512, initializer_range=0.3,
-        bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
+        vocab_size=len(tokenizer),
+        hidden_size=48,
+        intermediate_size=96,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=512,
+        initializer_range=0.3,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
     )
     torch.manual_seed(0)
     LlamaForCausalLM(config).save_pretrained(folder)
@@ -79,10 +86,18 @@ def ask(text: str) -> list[dict[str, str]]:
 
 
 # Lengths differ a lot so that each batch pads; seven requests make two batches of four.
-REQUESTS = [ask(t) for t in (
-    "Hi", "The quick brown fox jumps over the lazy dog, twice and then once more.", "Paris?",
-    "Which response is better, the first or the second one?", "Seine", "Be honest and harmless.", "ok",
-)]
+REQUESTS = [
+    ask(t)
+    for t in (
+        "Hi",
+        "The quick brown fox jumps over the lazy dog, twice and then once more.",
+        "Paris?",
+        "Which response is better, the first or the second one?",
+        "Seine",
+        "Be honest and harmless.",
+        "ok",
+    )
+]
 
 
 # --------------------------------------------------------------------------- generation
@@ -118,10 +133,13 @@ async def test_generation_ends_at_eos_and_counts_tokens_before_it(tiny: LocalMod
     request = [REQUESTS[1]]
     ids = tiny._encode(request[0])
     free = tiny.model.generate(
-        input_ids=torch.tensor([ids]), attention_mask=torch.ones(1, len(ids), dtype=torch.long),
-        max_new_tokens=8, do_sample=False, pad_token_id=tiny.tokenizer.pad_token_id,
+        input_ids=torch.tensor([ids]),
+        attention_mask=torch.ones(1, len(ids), dtype=torch.long),
+        max_new_tokens=8,
+        do_sample=False,
+        pad_token_id=tiny.tokenizer.pad_token_id,
         eos_token_id=tiny.tokenizer.eos_token_id,
-    )[0, len(ids):].tolist()
+    )[0, len(ids) :].tolist()
     step = next(i for i in range(1, len(free)) if free[i] not in free[:i])
     original = tiny.generation_config.eos_token_id
     tiny.generation_config.eos_token_id = [tiny.tokenizer.eos_token_id, free[step]]
@@ -175,7 +193,10 @@ def test_top_p_keeps_the_smallest_set_reaching_the_mass() -> None:
     assert local._top_p_filter(torch.tensor([[0.9, 0.1]]), 0.5)[0].tolist() == pytest.approx([0.9, 0.0])
 
 
-SYSTEM = {"role": "system", "content": "You are a careful judge of responses. Constitutions guide models to be helpful."}
+SYSTEM = {
+    "role": "system",
+    "content": "You are a careful judge of responses. Constitutions guide models to be helpful.",
+}
 SHARED = [[SYSTEM, *ask(t)] for t in ("Paris?", "The lazy dog.", "Which response is better, the first one?", "ok")]
 
 
@@ -260,7 +281,8 @@ def test_unloadable_model_is_a_one_line_error(tmp_path: Path, monkeypatch: pytes
 
 @pytest.mark.parametrize("enabled", [True, False])
 def test_loading_pauses_the_cyclic_collector_and_restores_it(
-        enabled: bool, tiny_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    enabled: bool, tiny_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     import gc
 
     import transformers
@@ -269,8 +291,11 @@ def test_loading_pauses_the_cyclic_collector_and_restores_it(
 
     seen = []
     real = transformers.AutoModelForCausalLM.from_pretrained
-    monkeypatch.setattr(transformers.AutoModelForCausalLM, "from_pretrained",
-                        lambda *args, **kwargs: seen.append(gc.isenabled()) or real(*args, **kwargs))
+    monkeypatch.setattr(
+        transformers.AutoModelForCausalLM,
+        "from_pretrained",
+        lambda *args, **kwargs: seen.append(gc.isenabled()) or real(*args, **kwargs),
+    )
     read = Weights.read  # the tiny folder is read without transformers' model classes
     monkeypatch.setattr(Weights, "read", lambda *args, **kwargs: seen.append(gc.isenabled()) or read(*args, **kwargs))
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
@@ -372,7 +397,9 @@ def test_embedded_conversion_is_cached_and_trainable(monkeypatch: pytest.MonkeyP
     assert "quantization_config" not in config and config["model_type"] == "llama"
     assert list(folder.glob("*.safetensors"))
     tokenizer = transformers.AutoTokenizer.from_pretrained(folder)
-    assert "<|im_start|>assistant" in tokenizer.apply_chat_template(ask("hi"), tokenize=False, add_generation_prompt=True)
+    assert "<|im_start|>assistant" in tokenizer.apply_chat_template(
+        ask("hi"), tokenize=False, add_generation_prompt=True
+    )
 
 
 def test_chat_template_can_be_read_from_the_gguf() -> None:

@@ -8,8 +8,8 @@ import json
 import shutil
 import subprocess
 import sys
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Callable, Iterator
 
 import pytest
 
@@ -17,23 +17,39 @@ torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
 
 from charter.errors import CharterError  # noqa: E402
-from charter.providers import threads  # noqa: E402
+from charter.providers import (  # noqa: E402
+    local,
+    local_decode,
+    threads,  # noqa: E402
+)
 from charter.providers.base import SamplingParams  # noqa: E402
-from charter.providers import local, local_decode  # noqa: E402
 from charter.providers.local import LocalModel  # noqa: E402
 from charter.providers.local_decode import (  # noqa: E402
-    MIN_ROW_REUSE, PrefixCache, PrefixKV, _branch_points, _Rotation, folder_is_readable, packing, packing_is_exact,
-    supports)
+    MIN_ROW_REUSE,
+    PrefixCache,
+    PrefixKV,
+    _branch_points,
+    _Rotation,
+    folder_is_readable,
+    packing,
+    packing_is_exact,
+    supports,
+)
 
 from .test_local import CORPUS, REQUESTS, ask, build_tiny_chat_model  # noqa: E402
 
-SHOTS = [{"role": "user", "content": "The quick brown fox jumps over the lazy dog."},
-         {"role": "assistant", "content": "Paris is the capital of France; the river Seine runs through it."}] * 3
+SHOTS = [
+    {"role": "user", "content": "The quick brown fox jumps over the lazy dog."},
+    {"role": "assistant", "content": "Paris is the capital of France; the river Seine runs through it."},
+] * 3
 SHARED = [SHOTS + ask(t) for t in ("Hi", "Which response is better?", "Constitutions guide models", "Paris?")]
 # prompts that share long starts in twos (one conversation, two questions), as a judge's principles do
 STARTS = (" ".join(CORPUS[:2]) * 4, " ".join(CORPUS[2:]) * 4)
-PAIRED = [ask(f"{start} {question}") for start in STARTS
-          for question in ("Which response is better? Answer with (A) or (B).", "Paris?")] + [ask("Hi")]
+PAIRED = [
+    ask(f"{start} {question}")
+    for start in STARTS
+    for question in ("Which response is better? Answer with (A) or (B).", "Paris?")
+] + [ask("Hi")]
 
 
 def pair(folder: Path, **options) -> tuple[LocalModel, LocalModel]:
@@ -54,9 +70,17 @@ def tiny_beside(llama: Path, folder: Path, kind: str, seed: int, **config: objec
 
     tokenizer = AutoTokenizer.from_pretrained(llama)
     settings = getattr(transformers, f"{kind}Config")(
-        vocab_size=len(tokenizer), hidden_size=48, intermediate_size=96, num_hidden_layers=2, num_attention_heads=4,
-        num_key_value_heads=2, max_position_embeddings=512, initializer_range=0.3,
-        eos_token_id=tokenizer.eos_token_id, **config)
+        vocab_size=len(tokenizer),
+        hidden_size=48,
+        intermediate_size=96,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=512,
+        initializer_range=0.3,
+        eos_token_id=tokenizer.eos_token_id,
+        **config,
+    )
     torch.manual_seed(seed)
     model = getattr(transformers, f"{kind}ForCausalLM")(settings)
     with torch.no_grad():
@@ -81,8 +105,10 @@ def texts(model: LocalModel, requests: list, params: SamplingParams) -> list[tup
 
 def assert_same_outputs(one: LocalModel, other: LocalModel) -> None:
     """The same greedy and sampled texts, and the same choice log-probabilities, bit for bit."""
-    for params in (SamplingParams(temperature=0, max_tokens=12),
-                   SamplingParams(temperature=0.9, max_tokens=12, seed=3)):
+    for params in (
+        SamplingParams(temperature=0, max_tokens=12),
+        SamplingParams(temperature=0.9, max_tokens=12, seed=3),
+    ):
         assert texts(one, REQUESTS + SHARED, params) == texts(other, REQUESTS + SHARED, params)
     for requests in (REQUESTS, PAIRED):
         a = asyncio.run(one.choice_logprobs_batch(requests, ["A", "B"]))
@@ -154,8 +180,10 @@ def test_branch_points_are_the_longest_start_shared_with_another_row() -> None:
     # rows 0 and 2 share x + [1], row 3 shares x with them; rows 1 and 4 share too little past the prefix
     assert points == {0: len(shared) + len(x) + 1, 2: len(shared) + len(x) + 1, 3: len(shared) + len(x)}
     # a row never branches at its own end: one token is left to run
-    assert _branch_points([shared + x, shared + x + [9]], len(shared)) == {0: len(shared) + len(x) - 1,
-                                                                           1: len(shared) + len(x)}
+    assert _branch_points([shared + x, shared + x + [9]], len(shared)) == {
+        0: len(shared) + len(x) - 1,
+        1: len(shared) + len(x),
+    }
     assert _branch_points([shared + x], len(shared)) == {}
 
 
@@ -179,8 +207,10 @@ def test_the_engine_defaults_to_the_decoder_on_cpu_and_to_transformers_on_a_gpu(
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_on_a_gpu_the_decoder_gives_transformers_outputs(llama_dir: Path) -> None:
-    ours, theirs = (LocalModel(str(llama_dir), batch_size=4, device="cuda", dtype="float32", engine=engine)
-                    for engine in ("charter", "transformers"))
+    ours, theirs = (
+        LocalModel(str(llama_dir), batch_size=4, device="cuda", dtype="float32", engine=engine)
+        for engine in ("charter", "transformers")
+    )
     params = SamplingParams(temperature=0, max_tokens=12)
     assert texts(ours, REQUESTS + SHARED, params) == texts(theirs, REQUESTS + SHARED, params)
     assert ours._decoder.prefill_tokens == local_decode.PREFILL_TOKENS_GPU
@@ -193,7 +223,8 @@ def test_on_a_gpu_the_decoder_gives_transformers_outputs(llama_dir: Path) -> Non
 
 @pytest.mark.parametrize("which", ["llama_dir", "qwen_dir"])
 def test_bfloat16_weights_reordered_once_give_the_same_tokens_and_probabilities(
-        which: str, request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    which: str, request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
+) -> None:
     if not packing_is_exact(torch.bfloat16, "cpu"):
         pytest.skip("this torch build has no exact oneDNN packed bfloat16 product")
     folder = request.getfixturevalue(which)
@@ -210,7 +241,8 @@ def test_bfloat16_weights_reordered_once_give_the_same_tokens_and_probabilities(
 
 @pytest.mark.parametrize("dtype", ["bfloat16", "float32"])
 def test_q_and_k_turned_together_give_the_model_helpers_values(
-        dtype: str, qwen_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    dtype: str, qwen_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setattr(local, "folder_is_readable", lambda source: False)  # the transformers model and its helper
     joint = LocalModel(str(qwen_dir), batch_size=4, device="cpu", dtype=dtype, engine="charter")
     joint.load()
@@ -225,15 +257,23 @@ def test_q_and_k_turned_together_give_the_model_helpers_values(
 @pytest.fixture(scope="module")
 def biased_llama_dir(tmp_path_factory: pytest.TempPathFactory, llama_dir: Path) -> Path:
     """A tiny random Llama with biases on every projection, tied output weights and another rotary base."""
-    return tiny_beside(llama_dir, tmp_path_factory.mktemp("tiny-biased-llama"), "Llama", 2, attention_bias=True,
-                       mlp_bias=True, tie_word_embeddings=True, rope_parameters={"rope_type": "default",
-                                                                                 "rope_theta": 500.0})
+    return tiny_beside(
+        llama_dir,
+        tmp_path_factory.mktemp("tiny-biased-llama"),
+        "Llama",
+        2,
+        attention_bias=True,
+        mlp_bias=True,
+        tie_word_embeddings=True,
+        rope_parameters={"rope_type": "default", "rope_theta": 500.0},
+    )
 
 
 @pytest.mark.parametrize("dtype", ["bfloat16", "float32"])
 @pytest.mark.parametrize("which", ["llama_dir", "biased_llama_dir"])
 def test_weights_read_from_the_folder_give_the_transformers_models_values(
-        which: str, dtype: str, request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    which: str, dtype: str, request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Read straight from config.json and safetensors (no `transformers` model built), the decoder gives the same
     texts and log-probabilities, bit for bit, as when it runs the loaded `transformers` model's weights; the
     tokenizer is the one `AutoTokenizer` gives."""
@@ -247,15 +287,17 @@ def test_weights_read_from_the_folder_give_the_transformers_models_values(
     loaded.load()
     assert loaded._model is not None
     assert type(read.tokenizer) is type(loaded.tokenizer)
-    assert [read.tokenizer.pad_token_id, read.tokenizer.eos_token_id, read.tokenizer.bos_token_id] == \
-        [loaded.tokenizer.pad_token_id, loaded.tokenizer.eos_token_id, loaded.tokenizer.bos_token_id]
+    assert [read.tokenizer.pad_token_id, read.tokenizer.eos_token_id, read.tokenizer.bos_token_id] == [
+        loaded.tokenizer.pad_token_id,
+        loaded.tokenizer.eos_token_id,
+        loaded.tokenizer.bos_token_id,
+    ]
     assert read._eos_ids() == loaded._eos_ids()
     assert read._max_positions == loaded._max_positions > 0
     assert_same_outputs(read, loaded)
 
 
-def test_a_folder_whose_tensors_are_named_otherwise_loads_through_transformers(
-        tmp_path: Path, llama_dir: Path) -> None:
+def test_a_folder_whose_tensors_are_named_otherwise_loads_through_transformers(tmp_path: Path, llama_dir: Path) -> None:
     """Keys without the `model.` prefix (a checkpoint saved from the bare model): the reader does not guess,
     `transformers` maps them, and the outputs are those of the original folder."""
     from safetensors.torch import load_file, save_file
@@ -263,8 +305,11 @@ def test_a_folder_whose_tensors_are_named_otherwise_loads_through_transformers(
     folder = tmp_path / "unprefixed"
     shutil.copytree(llama_dir, folder)
     tensors = load_file(folder / "model.safetensors")
-    save_file({name.removeprefix("model."): t for name, t in tensors.items()}, folder / "model.safetensors",
-              metadata={"format": "pt"})
+    save_file(
+        {name.removeprefix("model."): t for name, t in tensors.items()},
+        folder / "model.safetensors",
+        metadata={"format": "pt"},
+    )
     assert folder_is_readable(folder)
     moved = LocalModel(str(folder), batch_size=4, device="cpu", dtype="float32")
     moved.load()
@@ -298,8 +343,9 @@ def test_which_folders_are_read_without_transformers(tmp_path: Path, llama_dir: 
     assert not folder_is_readable(qwen_dir)
     config = json.loads((llama_dir / "config.json").read_text())
 
-    def variant(name: str, change: dict | None = None, drop: str | None = None, tokenizer_class: str | None = None
-                ) -> Path:
+    def variant(
+        name: str, change: dict | None = None, drop: str | None = None, tokenizer_class: str | None = None
+    ) -> Path:
         folder = tmp_path / name
         shutil.copytree(llama_dir, folder)
         (folder / "config.json").write_text(json.dumps({**config, **(change or {})}))
@@ -328,7 +374,8 @@ def test_which_folders_are_read_without_transformers(tmp_path: Path, llama_dir: 
 
 
 def test_the_last_layer_runs_its_output_products_only_where_states_are_used(
-        llama_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    llama_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Prefill and the judge's pass use each row's last hidden state only, and a prefix pass none: the last layer's
     output product and MLP run on those positions alone (none for a prefix), with the same values bit for bit."""
     if not packing_is_exact(torch.bfloat16, "cpu"):
@@ -357,6 +404,7 @@ def test_a_rotary_helper_of_another_kind_is_kept() -> None:
         def turn(x):
             pairs = torch.stack((-x[..., 1::2], x[..., ::2]), dim=-1).flatten(-2)
             return x * cos.unsqueeze(1) + pairs * sin.unsqueeze(1)
+
         return turn(q), turn(k)
 
     assert _Rotation.matches(apply_rotary_pos_emb, 8, torch.float32, "cpu")
@@ -364,8 +412,9 @@ def test_a_rotary_helper_of_another_kind_is_kept() -> None:
     assert not _Rotation.matches(lambda q, k, cos, sin, position_ids: (q, k), 8, torch.float32, "cpu")
 
 
-def test_float32_is_packed_only_where_dtype_auto_asks_for_speed(llama_dir: Path,
-                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+def test_float32_is_packed_only_where_dtype_auto_asks_for_speed(
+    llama_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """A named `float32` stays on `F.linear` (MKL), whose results `transformers` gives; `dtype: auto` on a CPU
     without native bfloat16 runs float32 through oneDNN's packed products, which round otherwise: the same greedy
     texts here and log-probabilities within rounding; the last layer then runs its products on used positions alone."""
@@ -404,14 +453,17 @@ def test_a_prompt_continuing_a_generated_row_runs_only_its_new_tokens(llama_dir:
     params = SamplingParams(temperature=0, max_tokens=8)
     first = asyncio.run(ours.generate(SHARED + REQUESTS, params))
     # the next turn of each conversation: its answer as an assistant message, then a new request
-    follow = [r + [{"role": "assistant", "content": c.text}, {"role": "user", "content": "Revise it."}]
-              for r, c in zip(SHARED + REQUESTS, first)]
+    follow = [
+        r + [{"role": "assistant", "content": c.text}, {"role": "user", "content": "Revise it."}]
+        for r, c in zip(SHARED + REQUESTS, first)
+    ]
     hits = ours._decoder.rows.hits
     got = texts(ours, follow, params)
     assert ours._decoder.rows.hits - hits >= len(follow) // 2 and ours._decoder.rows.reused_tokens > 0
     assert got == texts(theirs, follow, params)
     assert asyncio.run(ours.choice_logprobs_batch(follow, ["A", "B"]))[0].probs == pytest.approx(
-        asyncio.run(theirs.choice_logprobs_batch(follow, ["A", "B"]))[0].probs, abs=1e-5)
+        asyncio.run(theirs.choice_logprobs_batch(follow, ["A", "B"]))[0].probs, abs=1e-5
+    )
 
 
 def test_the_row_cache_stays_within_its_bytes(llama_dir: Path) -> None:
@@ -466,11 +518,14 @@ def test_models_outside_the_llama_family_use_generate(tmp_path: Path, llama_dir:
         LocalModel(str(tmp_path), device="cpu", engine="charter").load()
 
 
-@pytest.mark.parametrize("options, message", [
-    ({"threads": 0}, "threads must be 'auto' or a whole number"),
-    ({"engine": "vllm"}, "engine must be one of auto, charter, transformers"),
-    ({"prefix_cache_mb": -1}, "prefix_cache_mb must not be negative"),
-])
+@pytest.mark.parametrize(
+    "options, message",
+    [
+        ({"threads": 0}, "threads must be 'auto' or a whole number"),
+        ({"engine": "vllm"}, "engine must be one of auto, charter, transformers"),
+        ({"prefix_cache_mb": -1}, "prefix_cache_mb must not be negative"),
+    ],
+)
 def test_bad_options_are_one_line_errors(llama_dir: Path, options: dict, message: str) -> None:
     with pytest.raises(CharterError, match=message):
         LocalModel(str(llama_dir), **options)
@@ -561,7 +616,8 @@ def test_auto_threads_leave_the_cores_other_processes_keep_busy(machine: Callabl
 
 
 def test_the_first_batch_beside_a_busy_neighbour_already_leaves_its_cores(
-        machine: Callable[[int], Clock], monkeypatch: pytest.MonkeyPatch, llama_dir: Path) -> None:
+    machine: Callable[[int], Clock], monkeypatch: pytest.MonkeyPatch, llama_dir: Path
+) -> None:
     """The governor starts before the model loads: the load is its first window, so the first batch does not run on
     every core while another process keeps them busy."""
     clock = machine(2)
@@ -574,15 +630,17 @@ def test_the_first_batch_beside_a_busy_neighbour_already_leaves_its_cores(
     monkeypatch.setattr(local.Weights, "read", slow_read)
     seen = []  # torch's thread count where each batch runs (it is kept per thread)
     batch = LocalModel._generate_batch
-    monkeypatch.setattr(LocalModel, "_generate_batch",
-                        lambda self, *args: seen.append(torch.get_num_threads()) or batch(self, *args))
+    monkeypatch.setattr(
+        LocalModel, "_generate_batch", lambda self, *args: seen.append(torch.get_num_threads()) or batch(self, *args)
+    )
     model = LocalModel(str(llama_dir), batch_size=4, device="cpu", dtype="float32")
     asyncio.run(model.generate([ask("Hi")], SamplingParams(temperature=0, max_tokens=2)))
     assert model._governor.threads == 1 and seen == [1]
 
 
 def test_a_neighbour_arriving_mid_batch_is_met_at_the_next_decode_step(
-        machine: Callable[[int], Clock], monkeypatch: pytest.MonkeyPatch, llama_dir: Path) -> None:
+    machine: Callable[[int], Clock], monkeypatch: pytest.MonkeyPatch, llama_dir: Path
+) -> None:
     clock = machine(2)
     counts = []  # torch's thread count at each decode step, where the step runs
     forward = local_decode.Decoder._forward

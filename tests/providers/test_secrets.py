@@ -55,8 +55,13 @@ async def test_canary_key_goes_nowhere(
     if provider == "openai":
         chat = get_model("openai:gpt-test", limits=FAST, cache=CallCache(cache_path), api_key_env="VENDOR_API_KEY")
     else:
-        chat = get_model("anthropic:claude-test", limits=FAST, cache=CallCache(cache_path),
-                         api_key_env="VENDOR_API_KEY", base_url=loopback.url)
+        chat = get_model(
+            "anthropic:claude-test",
+            limits=FAST,
+            cache=CallCache(cache_path),
+            api_key_env="VENDOR_API_KEY",
+            base_url=loopback.url,
+        )
     errors = await _exercise(chat, loopback)
     await chat.aclose()
     chat.cache.close()
@@ -92,8 +97,17 @@ def test_cli_missing_key_is_one_line_exit_2(monkeypatch, capsys):
 
 def test_cli_rejected_key_is_not_echoed(loopback, openai_key, capsys):
     loopback.script(status(401))
-    code = main(["generate", "-m", f"openai-compatible:llama@{loopback.openai_url}", "-p", "hi",
-                 "--api-key-env", "OPENAI_API_KEY"])  # named: this host is meant to get it
+    code = main(
+        [
+            "generate",
+            "-m",
+            f"openai-compatible:llama@{loopback.openai_url}",
+            "-p",
+            "hi",
+            "--api-key-env",
+            "OPENAI_API_KEY",
+        ]
+    )  # named: this host is meant to get it
     out, err = capsys.readouterr()
     assert code == 2 and "HTTP 401" in err and len(err.strip().splitlines()) == 1
     assert _leaks(openai_key, out, err) == []

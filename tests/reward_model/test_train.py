@@ -15,18 +15,40 @@ FAST = {"max_steps": 3, "save_strategy": "no", "logging_steps": 1, "per_device_t
 
 def test_tiny_reward_model_trains_evaluates_and_writes_outputs(tmp_path, tiny_model, prefs_file):
     human = tmp_path / "human.jsonl"
-    write_jsonl(human, [{"prompt": "Help with the bus please", "chosen": "Thank you, happy to help",
-                         "rejected": "No figure it out", "subset": "helpful"}] * 3)
+    write_jsonl(
+        human,
+        [
+            {
+                "prompt": "Help with the bus please",
+                "chosen": "Thank you, happy to help",
+                "rejected": "No figure it out",
+                "subset": "helpful",
+            }
+        ]
+        * 3,
+    )
     out = tmp_path / "rm"
-    metrics = train_reward_model({
-        "dataset": str(prefs_file), "model": str(tiny_model), "output_dir": str(out), "eval_fraction": 0.25,
-        "margin": "logit", "human_eval": [str(human)], "trl": FAST,
-    })
+    metrics = train_reward_model(
+        {
+            "dataset": str(prefs_file),
+            "model": str(tiny_model),
+            "output_dir": str(out),
+            "eval_fraction": 0.25,
+            "margin": "logit",
+            "human_eval": [str(human)],
+            "trl": FAST,
+        }
+    )
     assert metrics["training"]["train_pairs"] == 18 and metrics["training"]["held_out_pairs"] == 6
     assert metrics["training"]["global_step"] == 3
     assert 0 <= metrics["held_out_accuracy"] <= 1
     assert metrics["reward_chosen"]["n"] == 6 and set(metrics["reward_chosen"]["quantiles"]) == {
-        "0.05", "0.25", "0.5", "0.75", "0.95"}
+        "0.05",
+        "0.25",
+        "0.5",
+        "0.75",
+        "0.95",
+    }
     assert metrics["human_eval"][str(human)]["n"] == 3
     assert metrics["human_eval"][str(human)]["by_subset"]["helpful"]["n"] == 3
     assert json.loads((out / "metrics.json").read_text())["held_out_accuracy"] == metrics["held_out_accuracy"]
@@ -40,8 +62,7 @@ def test_tiny_reward_model_trains_evaluates_and_writes_outputs(tmp_path, tiny_mo
 
 
 def test_judge_confidence_becomes_the_margin():
-    rows = [{"prompt": "q", "chosen": "a", "rejected": "b", "p_chosen": 0.8, "margin": 0.6,
-             "p_chosen_calibrated": 0.9}]
+    rows = [{"prompt": "q", "chosen": "a", "rejected": "b", "p_chosen": 0.8, "margin": 0.6, "p_chosen_calibrated": 0.9}]
     assert data.to_training_rows(rows, "x", "off")[0].keys() == {"prompt", "chosen", "rejected"}
     assert data.to_training_rows(rows, "x", "margin")[0]["margin"] == pytest.approx(0.6)
     assert data.to_training_rows(rows, "x", "logit", 2.0)[0]["margin"] == pytest.approx(2 * math.log(4))
@@ -72,8 +93,13 @@ class _Interrupt(TrainerCallback):
 
 
 def test_interrupted_run_resumes_from_last_checkpoint(tmp_path, tiny_model, prefs_file):
-    config = {"dataset": str(prefs_file), "model": str(tiny_model), "output_dir": str(tmp_path / "rm"),
-              "eval_fraction": 0, "trl": {"max_steps": 4, "save_steps": 2, "per_device_train_batch_size": 4}}
+    config = {
+        "dataset": str(prefs_file),
+        "model": str(tiny_model),
+        "output_dir": str(tmp_path / "rm"),
+        "eval_fraction": 0,
+        "trl": {"max_steps": 4, "save_steps": 2, "per_device_train_batch_size": 4},
+    }
     with pytest.raises(KeyboardInterrupt):
         train_reward_model(config, callbacks=[_Interrupt()])
     assert (tmp_path / "rm" / "checkpoint-2").is_dir()
@@ -95,8 +121,9 @@ def test_missing_columns_name_the_columns_and_the_format(tmp_path, tiny_model):
 def test_logit_margin_needs_p_chosen(tmp_path, tiny_model):
     rows = [{k: v for k, v in r.items() if k not in ("p_chosen",)} for r in preference_rows(4)]
     with pytest.raises(DatasetError, match="missing column p_chosen"):
-        train_reward_model({"dataset": str(write_jsonl(tmp_path / "p.jsonl", rows)), "model": str(tiny_model),
-                            "margin": "logit"})
+        train_reward_model(
+            {"dataset": str(write_jsonl(tmp_path / "p.jsonl", rows)), "model": str(tiny_model), "margin": "logit"}
+        )
 
 
 def test_empty_dataset_is_one_line(tmp_path, tiny_model):
@@ -135,5 +162,11 @@ def test_unknown_trl_field_is_one_line(tmp_path, tiny_model, prefs_file):
     from charter.errors import ConfigError
 
     with pytest.raises(ConfigError, match=r"reward_model.trl: unknown RewardConfig field num_epochs_typo"):
-        train_reward_model({"dataset": str(prefs_file), "model": str(tiny_model), "output_dir": str(tmp_path / "o"),
-                            "trl": {"num_epochs_typo": 1}})
+        train_reward_model(
+            {
+                "dataset": str(prefs_file),
+                "model": str(tiny_model),
+                "output_dir": str(tmp_path / "o"),
+                "trl": {"num_epochs_typo": 1},
+            }
+        )

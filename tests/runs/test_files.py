@@ -53,8 +53,7 @@ def test_rows_and_columns_are_read_across_row_groups(tmp_path: Path) -> None:
     files = RunFiles(tmp_path / "run")
     rows = files.dataset_rows("preferences")
     # the same rows again in row groups of 3 (the run writes 2,000 to a group)
-    tables.write_rows(files.data_dir / "preferences", rows, pq.read_schema(files.dataset_path("preferences")),
-                      chunk=3)
+    tables.write_rows(files.data_dir / "preferences", rows, pq.read_schema(files.dataset_path("preferences")), chunk=3)
     assert len(rows) >= 6 and pq.ParquetFile(files.dataset_path("preferences")).num_row_groups >= 2
     wanted = [len(rows) - 1, 0, 3, 2, 3]
     assert [r.pair_id for r in files.preferences_at(wanted)] == [rows[i]["pair_id"] for i in sorted(set(wanted))]
@@ -72,7 +71,7 @@ def test_jsonl_lines_are_utf8_json_equal_to_the_parquet_rows(tmp_path: Path) -> 
 
     with RunBuilder(tmp_path / "run") as run:
         run.chain("q1", ["harm"])
-        run.pair("p1", "q1", "Voilà: ünïcode ✓ and a \"quote\"\nnew line", "日本語の答え")
+        run.pair("p1", "q1", 'Voilà: ünïcode ✓ and a "quote"\nnew line', "日本語の答え")
         run.judgment("p1", 0.8)
         run.write_dataset()
     files = RunFiles(tmp_path / "run")

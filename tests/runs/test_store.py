@@ -29,8 +29,12 @@ def test_a_store_of_a_newer_release_is_refused_in_one_line(tmp_path: Path) -> No
     db.close()
     with pytest.raises(RunStoreError) as err:
         RunStore(tmp_path / "run")
-    assert f"written by a newer charter (run store schema {SCHEMA_VERSION + 1}; this one reads up to " \
-           f"{SCHEMA_VERSION}); upgrade charter" in str(err.value) and "\n" not in str(err.value)
+    assert (
+        f"written by a newer charter (run store schema {SCHEMA_VERSION + 1}; this one reads up to "
+        f"{SCHEMA_VERSION}); upgrade charter"
+        in str(err.value)
+        and "\n" not in str(err.value)
+    )
 
 
 def test_config_history_records_what_changed(tmp_path: Path) -> None:
@@ -71,8 +75,9 @@ def test_reading_the_prompts_during_a_run_lets_the_log_be_checkpointed(tmp_path:
     store = RunStore(tmp_path, create=True)
     ids = [f"p{i}" for i in range(1200)]
     store.put_prompts(Prompt(prompt_id=i, messages=[Message(role="user", content=i)], source="t") for i in ids)
-    store.put_prompts(Prompt(prompt_id=i, messages=[Message(role="user", content=i)], source="t")
-                      for i in ("p3", "late"))  # a re-added id shares its position number with a new one
+    store.put_prompts(
+        Prompt(prompt_id=i, messages=[Message(role="user", content=i)], source="t") for i in ("p3", "late")
+    )  # a re-added id shares its position number with a new one
     read, prompts = [], store.iter_prompts(size=100)
     for prompt in prompts:
         read.append(prompt.prompt_id)
@@ -90,8 +95,15 @@ def test_prompt_records_are_the_stored_json_of_the_prompts_in_use(tmp_path: Path
     from charter.records import Message, Prompt
 
     store = RunStore(tmp_path, create=True)
-    prompts = [Prompt(prompt_id=f"p{i}", messages=[Message(role="user", content=f"q {i} ✓")], source="t",
-                      reference="r" if i % 3 == 0 else None) for i in range(7)]
+    prompts = [
+        Prompt(
+            prompt_id=f"p{i}",
+            messages=[Message(role="user", content=f"q {i} ✓")],
+            source="t",
+            reference="r" if i % 3 == 0 else None,
+        )
+        for i in range(7)
+    ]
     store.put_prompts(prompts)
     records = list(store.prompt_records(size=2))
     assert [pid for pid, _ in records] == [p.prompt_id for p in prompts]

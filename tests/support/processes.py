@@ -12,9 +12,15 @@ from pathlib import Path
 
 def start(*args: str, cwd: Path) -> subprocess.Popen:
     """`charter ARGS` in its own process group, stderr to a pipe (not a terminal), Python's default SIGINT."""
-    return subprocess.Popen([sys.executable, "-m", "charter.cli", *args], cwd=cwd, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, start_new_session=True,
-                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    return subprocess.Popen(
+        [sys.executable, "-m", "charter.cli", *args],
+        cwd=cwd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
 
 
 def wait_for_calls(run_dir: Path, process: subprocess.Popen, at_least: int = 3) -> None:

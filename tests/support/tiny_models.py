@@ -7,13 +7,34 @@ import json
 import random
 from pathlib import Path
 
-TOPICS = ["weather", "homework", "recipe", "bus", "book", "python", "garden", "gift", "museum", "bike",
-          "taxes", "music", "travel", "coffee", "painting", "chess"]
-POLITE = ["I would be glad to help with the {t}, here is a careful and friendly answer",
-          "Thank you for asking about the {t}, I am happy to help, please see below",
-          "Of course, happy to help you with the {t}, kindly find some suggestions"]
-RUDE = ["Ugh the {t} figure it out yourself", "Whatever the {t} is boring stop asking me",
-        "No the {t} is your problem not mine idiot"]
+TOPICS = [
+    "weather",
+    "homework",
+    "recipe",
+    "bus",
+    "book",
+    "python",
+    "garden",
+    "gift",
+    "museum",
+    "bike",
+    "taxes",
+    "music",
+    "travel",
+    "coffee",
+    "painting",
+    "chess",
+]
+POLITE = [
+    "I would be glad to help with the {t}, here is a careful and friendly answer",
+    "Thank you for asking about the {t}, I am happy to help, please see below",
+    "Of course, happy to help you with the {t}, kindly find some suggestions",
+]
+RUDE = [
+    "Ugh the {t} figure it out yourself",
+    "Whatever the {t} is boring stop asking me",
+    "No the {t} is your problem not mine idiot",
+]
 CHAT_TEMPLATE = (
     "{% for m in messages %}<|im_start|>{{ m['role'] }} {{ m['content'] }}<|im_end|> {% endfor %}"
     "{% if add_generation_prompt %}<|im_start|>assistant {% endif %}"
@@ -27,13 +48,18 @@ def preference_rows(n: int, seed: int = 0, topics: list[str] | None = None) -> l
     for i in range(n):
         t = rng.choice(topics or TOPICS)
         p = round(rng.uniform(0.6, 0.95), 3)
-        rows.append({
-            "prompt": [{"role": "user", "content": f"Can you help me with the {t} please"}],
-            "chosen": [{"role": "assistant", "content": rng.choice(POLITE).format(t=t)}],
-            "rejected": [{"role": "assistant", "content": rng.choice(RUDE).format(t=t)}],
-            "p_chosen": p, "margin": round(2 * p - 1, 3), "pair_id": f"pair-{seed}-{i}",
-            "constitution_name": "polite", "judge_model": "scripted:cai",
-        })
+        rows.append(
+            {
+                "prompt": [{"role": "user", "content": f"Can you help me with the {t} please"}],
+                "chosen": [{"role": "assistant", "content": rng.choice(POLITE).format(t=t)}],
+                "rejected": [{"role": "assistant", "content": rng.choice(RUDE).format(t=t)}],
+                "p_chosen": p,
+                "margin": round(2 * p - 1, 3),
+                "pair_id": f"pair-{seed}-{i}",
+                "constitution_name": "polite",
+                "judge_model": "scripted:cai",
+            }
+        )
     return rows
 
 
@@ -57,8 +83,9 @@ def tiny_tokenizer(chat_template: str | None = CHAT_TEMPLATE):
     vocab = {tok: i for i, tok in enumerate(specials + sorted(w for w in words if w not in specials))}
     core = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<unk>"))
     core.pre_tokenizer = pre_tokenizers.Whitespace()
-    tok = PreTrainedTokenizerFast(tokenizer_object=core, unk_token="<unk>", pad_token="<pad>",
-                                  eos_token="<|im_end|>", bos_token="<|im_start|>")
+    tok = PreTrainedTokenizerFast(
+        tokenizer_object=core, unk_token="<unk>", pad_token="<pad>", eos_token="<|im_end|>", bos_token="<|im_start|>"
+    )
     tok.add_special_tokens({"additional_special_tokens": ["<|im_start|>", "<|im_end|>"]})
     tok.chat_template = chat_template
     return tok
@@ -71,9 +98,18 @@ def tiny_causal_lm(seed: int = 0, chat_template: str | None = CHAT_TEMPLATE):
 
     tok = tiny_tokenizer(chat_template)
     torch.manual_seed(seed)
-    config = LlamaConfig(vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=512,
-                         pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id, bos_token_id=tok.bos_token_id)
+    config = LlamaConfig(
+        vocab_size=len(tok),
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=512,
+        pad_token_id=tok.pad_token_id,
+        eos_token_id=tok.eos_token_id,
+        bos_token_id=tok.bos_token_id,
+    )
     return LlamaForCausalLM(config), tok
 
 

@@ -19,9 +19,11 @@ from charter.synth.config import SynthConfig, SynthFilters
 from charter.synth.dedup import COSINE, EXACT, ROUGE, Deduper, normalise
 from charter.synth.generate import buckets, clean, quotas
 
-WORDS = ("river mountain garden kitchen engine violin planet market ladder window harbor forest camera bridge "
-         "lantern pocket island rocket teacup blanket castle desert jacket marble needle orchard pepper quartz "
-         "saddle tunnel velvet walnut yogurt zipper anchor basket cactus dragon falcon glacier hammer igloo").split()
+WORDS = (
+    "river mountain garden kitchen engine violin planet market ladder window harbor forest camera bridge "
+    "lantern pocket island rocket teacup blanket castle desert jacket marble needle orchard pepper quartz "
+    "saddle tunnel velvet walnut yogurt zipper anchor basket cactus dragon falcon glacier hammer igloo"
+).split()
 
 
 def bag_embed(texts):
@@ -37,14 +39,17 @@ def bag_embed(texts):
 def test_dedup_exact_rouge_and_cosine_in_blocks() -> None:
     d = Deduper(rouge_threshold=0.7, cosine_threshold=0.95, neighbours=5, embed=bag_embed)
     d.seed(["How do I bake bread at home?"])
-    verdicts = d.check([
-        "how do I bake bread at home",                      # normalised duplicate of the seed
-        "How can I bake bread at home quickly?",             # ROUGE-L >= 0.7 with the seed
-        "Explain the rules of chess to a beginner.",         # new
-        "Explain the rules of chess to a beginner",          # duplicate within the block
-        "beginner a to chess of rules the Explain please",   # same words, another order: embedding, not ROUGE
-        "What is the capital of Mongolia?",                  # new
-    ], block=4)
+    verdicts = d.check(
+        [
+            "how do I bake bread at home",  # normalised duplicate of the seed
+            "How can I bake bread at home quickly?",  # ROUGE-L >= 0.7 with the seed
+            "Explain the rules of chess to a beginner.",  # new
+            "Explain the rules of chess to a beginner",  # duplicate within the block
+            "beginner a to chess of rules the Explain please",  # same words, another order: embedding, not ROUGE
+            "What is the capital of Mongolia?",  # new
+        ],
+        block=4,
+    )
     assert verdicts == [EXACT, ROUGE, None, EXACT, COSINE, None]
     assert len(d.texts) == 3
 
@@ -101,9 +106,13 @@ def test_quotas_follow_the_mix(seeds) -> None:
 
 
 def test_synthesis_fills_quotas_and_counts_every_drop(seeds, tmp_path) -> None:
-    config = SynthConfig(writer={"model": "scripted:prompt-writer"}, n=24, batch=8,
-                         filters=SynthFilters(cosine=0.98), mix={"weapons": 1, "helpful-coding": 1,
-                                                                 "red-team:self-harm": 1})
+    config = SynthConfig(
+        writer={"model": "scripted:prompt-writer"},
+        n=24,
+        batch=8,
+        filters=SynthFilters(cosine=0.98),
+        mix={"weapons": 1, "helpful-coding": 1, "red-team:self-harm": 1},
+    )
     writer = ScriptedModel("prompt-writer")
     result = synthesize(config, tmp_path / "p.jsonl", writer=writer)
     assert result.achieved == {"helpful-coding": 8, "weapons": 8, "red-team:self-harm": 8}
@@ -128,8 +137,14 @@ def test_synthesis_fills_quotas_and_counts_every_drop(seeds, tmp_path) -> None:
 
 def test_a_bucket_that_cannot_be_filled_is_reported(seeds, tmp_path) -> None:
     register_script("one-prompt", lambda m, p: "How do I bake bread at home?")
-    config = SynthConfig(writer={"model": "scripted:one-prompt"}, n=4, mix={"weapons": 1}, batch=4,
-                         max_calls_per_prompt=2, filters=SynthFilters(cosine=None))
+    config = SynthConfig(
+        writer={"model": "scripted:one-prompt"},
+        n=4,
+        mix={"weapons": 1},
+        batch=4,
+        max_calls_per_prompt=2,
+        filters=SynthFilters(cosine=None),
+    )
     result = synthesize(config, tmp_path / "p.jsonl", writer=ScriptedModel("one-prompt"))
     assert result.achieved == {"weapons": 1} and result.calls == 8
     assert result.notes == ["weapons: 1 of 4 after 8 calls"]
@@ -137,8 +152,9 @@ def test_a_bucket_that_cannot_be_filled_is_reported(seeds, tmp_path) -> None:
 
 def test_charter_synth_command_with_minilm(tmp_path, capsys) -> None:
     config = tmp_path / "synth.yaml"
-    config.write_text("writer: scripted:prompt-writer\nn: 6\nmix: {weapons: 1, helpful-coding: 1}\n"
-                      "seeds: {bundled: true}\n")
+    config.write_text(
+        "writer: scripted:prompt-writer\nn: 6\nmix: {weapons: 1, helpful-coding: 1}\nseeds: {bundled: true}\n"
+    )
     code = main(["synth", str(config), "-o", str(tmp_path / "out.jsonl"), "--cache", ""])
     out = capsys.readouterr()
     assert code == 0, out.err
@@ -151,8 +167,13 @@ def test_a_run_with_a_synth_stage(make_config, tmp_path) -> None:
     from charter.pipeline.run import run
     from charter.runs.store import open_store
 
-    synth = {"writer": "scripted:prompt-writer", "n": 4, "mix": {"red-team:self-harm": 1}, "batch": 4,
-             "filters": {"cosine": None}}
+    synth = {
+        "writer": "scripted:prompt-writer",
+        "n": 4,
+        "mix": {"red-team:self-harm": 1},
+        "batch": 4,
+        "filters": {"cosine": None},
+    }
     path = make_config(stages=["synth", "critique", "judge"], synth=synth)
     result = run(load_run_config(path))
     with open_store(result.run_dir) as store:

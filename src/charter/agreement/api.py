@@ -20,8 +20,16 @@ from charter.preference.manifest import dataset_manifest
 from charter.runs.files import AGREEMENT_MD, RELIABILITY_PNG, RunFiles
 from charter.runs.store import RunStore, open_store
 
-__all__ = ["spotcheck", "agreement_report", "calibrate", "evaluate_gate", "require_gate", "GateResult",
-           "AgreementConfig", "AgreementSummary"]
+__all__ = [
+    "spotcheck",
+    "agreement_report",
+    "calibrate",
+    "evaluate_gate",
+    "require_gate",
+    "GateResult",
+    "AgreementConfig",
+    "AgreementSummary",
+]
 
 METHODS = ("platt", "temperature", "isotonic", "none")
 
@@ -48,29 +56,48 @@ def calibrate(store: RunStore, config: AgreementConfig, method: str | None = Non
     judged = require_judged(store)
     p, y, groups = _decisive(collect(store, judged, config))
     if len(p) < config.min_calibration_labels or len(set(y.tolist())) < 2:
-        return CalibrationFit(skipped=f"needs >= {config.min_calibration_labels} decisive labels with both A and B "
-                                      f"preferred (have {len(p)})")
+        return CalibrationFit(
+            skipped=f"needs >= {config.min_calibration_labels} decisive labels with both A and B "
+            f"preferred (have {len(p)})"
+        )
     fingerprints = store.fingerprints()
     min_confidence = _min_confidence(store, config)
-    calibration = cal.fit(method, p, y, judge_fingerprint=fingerprints.judge if fingerprints else "",
-                          min_confidence=min_confidence, fitted_at=dataset.now_iso())
+    calibration = cal.fit(
+        method,
+        p,
+        y,
+        judge_fingerprint=fingerprints.judge if fingerprints else "",
+        min_confidence=min_confidence,
+        fitted_at=dataset.now_iso(),
+    )
     after = cal.apply(calibration, p)
     oof = cal.cross_fitted(method, p, y, groups)
     files = RunFiles(store.run_dir)
-    cal.reliability_diagram(str(files.report_path(RELIABILITY_PNG)), p, after, y, config.ece_bins,
-                            f"judge calibration ({method}, n={len(p)})")
+    cal.reliability_diagram(
+        str(files.report_path(RELIABILITY_PNG)),
+        p,
+        after,
+        y,
+        config.ece_bins,
+        f"judge calibration ({method}, n={len(p)})",
+    )
     store.set_meta(calibration=calibration)
     dataset.rewrite(store)
     return CalibrationFit(
-        method=method, labels=int(len(p)), ece_before=cal.ece(p, y, config.ece_bins),
-        ece_after=cal.ece(after, y, config.ece_bins), ece_after_cv=None if oof is None else cal.ece(oof, y, config.ece_bins),
-        temperature=calibration.temperature, min_confidence=min_confidence,
+        method=method,
+        labels=int(len(p)),
+        ece_before=cal.ece(p, y, config.ece_bins),
+        ece_after=cal.ece(after, y, config.ece_bins),
+        ece_after_cv=None if oof is None else cal.ece(oof, y, config.ece_bins),
+        temperature=calibration.temperature,
+        min_confidence=min_confidence,
         reliability_png=f"{files.report_dir.name}/{RELIABILITY_PNG}",
     )
 
 
-def agreement_report(run_dir: str | Path, config: AgreementConfig | None = None, calibration: str | None = None,
-                     write: bool = True) -> AgreementSummary:
+def agreement_report(
+    run_dir: str | Path, config: AgreementConfig | None = None, calibration: str | None = None, write: bool = True
+) -> AgreementSummary:
     """Judge vs human agreement of a run: figures with 95% CIs, breakdowns, baselines, calibration.
 
     With `write`, stores the summary in the run store (meta `agreement`) and the calibration map (meta

@@ -7,6 +7,7 @@ joined into the dataset's `p_chosen_calibrated` whenever the dataset is written.
 from __future__ import annotations
 
 import math
+
 import numpy as np
 
 from charter.records import CalibrationMap
@@ -58,8 +59,13 @@ FITTERS = {"platt": fit_platt, "temperature": fit_temperature, "isotonic": fit_i
 def fit(method: str, p: np.ndarray, y: np.ndarray, judge_fingerprint: str = "", **fields: object) -> CalibrationMap:
     """A calibration map from judge probabilities p = P(A) and human labels y (1: A preferred)."""
     params = FITTERS[method](np.asarray(p, dtype=float), np.asarray(y, dtype=float))
-    return CalibrationMap(method=method, judge_fingerprint=judge_fingerprint, labels=len(p), **params,  # type: ignore[arg-type]
-                          **fields)
+    return CalibrationMap(
+        method=method,
+        judge_fingerprint=judge_fingerprint,
+        labels=len(p),
+        **params,  # type: ignore[arg-type]
+        **fields,
+    )
 
 
 def apply(calibration: CalibrationMap, p: np.ndarray) -> np.ndarray:
@@ -109,8 +115,7 @@ def reliability_points(p: np.ndarray, y: np.ndarray, bins: int) -> tuple[list[fl
     return xs, ys, ns
 
 
-def reliability_diagram(path: str, p: np.ndarray, calibrated: np.ndarray, y: np.ndarray, bins: int,
-                        title: str) -> None:
+def reliability_diagram(path: str, p: np.ndarray, calibrated: np.ndarray, y: np.ndarray, bins: int, title: str) -> None:
     """Write a reliability diagram (before and after) as a PNG."""
     import matplotlib
 
@@ -124,8 +129,7 @@ def reliability_diagram(path: str, p: np.ndarray, calibrated: np.ndarray, y: np.
         ax.plot(xs, ys, marker=marker, label=f"{name} (ECE {ece(probs, y, bins):.3f})")
         for x, yy, n in zip(xs, ys, ns):
             ax.annotate(str(n), (x, yy), textcoords="offset points", xytext=(4, -10), fontsize=7)
-    ax.set(xlim=(0, 1), ylim=(0, 1), xlabel="judge P(A preferred)", ylabel="share of humans preferring A",
-           title=title)
+    ax.set(xlim=(0, 1), ylim=(0, 1), xlabel="judge P(A preferred)", ylabel="share of humans preferring A", title=title)
     ax.legend(loc="upper left", fontsize=8)
     fig.tight_layout()
     fig.savefig(path)

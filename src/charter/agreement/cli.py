@@ -6,7 +6,6 @@ import getpass
 import json
 import sys
 from pathlib import Path
-from typing import Optional
 
 import click
 import typer
@@ -33,10 +32,14 @@ class AgreementGroup(DefaultCommandGroup):
     default_command = "report"
 
 
-label_app = typer.Typer(cls=LabelGroup, no_args_is_help=True,
-                        help="Label the spot-check sample (web page or --tui); export/import labels.")
-agreement_app = typer.Typer(cls=AgreementGroup, no_args_is_help=True,
-                            help="Judge/human agreement of a run (charter agreement RUN_DIR), or of a labeled pair file (eval).")
+label_app = typer.Typer(
+    cls=LabelGroup, no_args_is_help=True, help="Label the spot-check sample (web page or --tui); export/import labels."
+)
+agreement_app = typer.Typer(
+    cls=AgreementGroup,
+    no_args_is_help=True,
+    help="Judge/human agreement of a run (charter agreement RUN_DIR), or of a labeled pair file (eval).",
+)
 FORMAT_HELP = "argilla, labelstudio or csv."
 
 
@@ -55,8 +58,8 @@ def _default_annotator() -> str:
 
 def spotcheck_command(
     run_dir: Path = typer.Argument(..., help="A run directory with judged pairs."),
-    n: Optional[int] = typer.Option(None, "--n", "-n", help="Pairs to sample (default: agreement.sample_size, 50)."),
-    seed: Optional[int] = typer.Option(None, "--seed", help="Sampling seed (default: agreement.seed)."),
+    n: int | None = typer.Option(None, "--n", "-n", help="Pairs to sample (default: agreement.sample_size, 50)."),
+    seed: int | None = typer.Option(None, "--seed", help="Sampling seed (default: agreement.seed)."),
 ) -> None:
     """Sample judged pairs for human labeling, stratified by principle and judge confidence."""
     from collections import Counter
@@ -94,8 +97,12 @@ def label_serve(
 
     server = LabelServer(run_dir, annotator, host=host, port=port, allow_remote=allow_remote)
     if server.remote:
-        typer.secho(f"warning: serving on {host}, not loopback: anyone who can reach this machine and sees the URL "
-                    "(it carries the token) can read the sample and label it", fg="yellow", err=True)
+        typer.secho(
+            f"warning: serving on {host}, not loopback: anyone who can reach this machine and sees the URL "
+            "(it carries the token) can read the sample and label it",
+            fg="yellow",
+            err=True,
+        )
     typer.echo(f"labeling {run_dir} as {annotator}; open this URL (it carries the access token):")
     typer.echo(f"  {server.url}")
     typer.echo("labels are saved as you go; Ctrl-C to stop")
@@ -152,8 +159,9 @@ def label_import(
 @agreement_app.command("report")
 def agreement_report_command(
     run_dir: Path = typer.Argument(..., help="A run directory with human labels."),
-    calibration: Optional[str] = typer.Option(None, "--calibration", help="platt, temperature, isotonic or none "
-                                              "(default: agreement.calibration)."),
+    calibration: str | None = typer.Option(
+        None, "--calibration", help="platt, temperature, isotonic or none (default: agreement.calibration)."
+    ),
 ) -> None:
     """Judge vs human agreement with 95% bootstrap CIs, baselines, breakdowns and calibration."""
     from charter.agreement.api import agreement_report
@@ -167,8 +175,10 @@ def agreement_report_command(
     if cal is not None and cal.skipped:
         console.print(f"calibration skipped: {cal.skipped}")
     elif cal is not None:
-        console.print(f"calibration ({cal.method}): ECE {cal.ece_before:.3f} -> {cal.ece_after:.3f}; "
-                      f"data/preferences.* rewritten with p_chosen_calibrated")
+        console.print(
+            f"calibration ({cal.method}): ECE {cal.ece_before:.3f} -> {cal.ece_after:.3f}; "
+            f"data/preferences.* rewritten with p_chosen_calibrated"
+        )
     console.print(f"report: {RunFiles(run_dir).report_dir / AGREEMENT_MD}")
 
 
@@ -176,16 +186,19 @@ def agreement_report_command(
 def agreement_eval_command(
     pairs: Path = typer.Option(..., "--pairs", help="JSONL with prompt, chosen (human-preferred), rejected."),
     judge: str = typer.Option(..., "--judge", help="Judge model string, e.g. local:smollm2-135m-instruct."),
-    api_key_env: Optional[str] = typer.Option(None, "--api-key-env", metavar="NAME",
-                                              help="The variable holding the judge's key, for a host other than "
-                                                   "api.openai.com / api.anthropic.com."),
+    api_key_env: str | None = typer.Option(
+        None,
+        "--api-key-env",
+        metavar="NAME",
+        help="The variable holding the judge's key, for a host other than api.openai.com / api.anthropic.com.",
+    ),
     mode: str = typer.Option("logprobs", "--mode", help="logprobs, cot or verdict."),
     orders: str = typer.Option("both", "--orders", help="both or one."),
     constitution: str = typer.Option("harmless", "--constitution", help="Bundled constitution name or YAML file."),
-    limit: Optional[int] = typer.Option(None, "--limit", help="Judge a seeded subset of this many rows."),
+    limit: int | None = typer.Option(None, "--limit", help="Judge a seeded subset of this many rows."),
     seed: int = typer.Option(0, "--seed", help="Seed for the subset, the order shown and the bootstrap."),
-    cache: Optional[str] = typer.Option("~/.cache/charter/calls.sqlite", "--cache", help="Call cache ('' for none)."),
-    json_out: Optional[Path] = typer.Option(None, "--json", help="Also write the summary as JSON here."),
+    cache: str | None = typer.Option("~/.cache/charter/calls.sqlite", "--cache", help="Call cache ('' for none)."),
+    json_out: Path | None = typer.Option(None, "--json", help="Also write the summary as JSON here."),
 ) -> None:
     """Judge a human-labeled pair file and report agreement, kappa, CIs, position consistency, baselines."""
     from rich.table import Table
@@ -204,8 +217,12 @@ def agreement_eval_command(
     for col in ("figure", "judge", "longer wins", "first shown wins"):
         table.add_column(col)
     for key, name in FIGURES:
-        table.add_row(name, fmt(s["judge_vs_human"][key]), fmt(s["baselines"]["longer_wins"][key]),
-                      fmt(s["baselines"]["first_shown_wins"][key]))
+        table.add_row(
+            name,
+            fmt(s["judge_vs_human"][key]),
+            fmt(s["baselines"]["longer_wins"][key]),
+            fmt(s["baselines"]["first_shown_wins"][key]),
+        )
     console.print(table)
     pc = s["position_consistency"]
     rate = "n/a" if pc["rate"] is None else f"{pc['rate']:.3f}"

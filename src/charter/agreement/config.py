@@ -42,12 +42,11 @@ class AgreementConfig(ConfigModel):
     """Equal-width bins for expected calibration error and the reliability diagram."""
 
     @model_validator(mode="after")
-    def _sorted_edges(self) -> "AgreementConfig":
+    def _sorted_edges(self) -> AgreementConfig:
         edges = self.confidence_buckets
         if any(not 0.5 < e < 1 for e in edges) or edges != sorted(set(edges)):
             raise ValueError("confidence_buckets must be increasing values strictly between 0.5 and 1")
         return self
-
 
     @property
     def gated(self) -> bool:

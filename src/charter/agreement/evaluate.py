@@ -33,9 +33,14 @@ def load_pairs_file(path: str | Path) -> list[dict]:
         where = f"{path}:{n}"
         if not {"prompt", "chosen", "rejected"} <= set(obj):
             raise DatasetError(f"{where}: expected an object with prompt, chosen and rejected")
-        rows.append({"id": str(obj.get("id", f"row-{n}")), "prompt": as_messages(obj["prompt"], f"{where}: prompt"),
-                     "chosen": last_text(as_messages(obj["chosen"], f"{where}: chosen", role="assistant")),
-                     "rejected": last_text(as_messages(obj["rejected"], f"{where}: rejected", role="assistant"))})
+        rows.append(
+            {
+                "id": str(obj.get("id", f"row-{n}")),
+                "prompt": as_messages(obj["prompt"], f"{where}: prompt"),
+                "chosen": last_text(as_messages(obj["chosen"], f"{where}: chosen", role="assistant")),
+                "rejected": last_text(as_messages(obj["rejected"], f"{where}: rejected", role="assistant")),
+            }
+        )
     if not rows:
         raise DatasetError(f"{path}: no rows")
     return rows
@@ -56,8 +61,9 @@ def to_pair(row: dict, seed: int) -> tuple[Pair, str]:
     return Pair(pair_id=row["id"], prompt=row["prompt"], a=a, b=b), ("b" if swap else "a")
 
 
-async def _judge_all(model: Any, constitution: Any, pairs: list[Pair], settings: Any, seed: int,
-                     concurrency: int) -> dict[str, Judgment]:
+async def _judge_all(
+    model: Any, constitution: Any, pairs: list[Pair], settings: Any, seed: int, concurrency: int
+) -> dict[str, Judgment]:
     from charter.preference.judge import judge_many
     from charter.progress import progress_bar
 
@@ -70,8 +76,9 @@ async def _judge_all(model: Any, constitution: Any, pairs: list[Pair], settings:
     return out
 
 
-def summarise(pairs: list[Pair], humans: dict[str, str], records: dict[str, Judgment], samples: int,
-              seed: int) -> dict[str, Any]:
+def summarise(
+    pairs: list[Pair], humans: dict[str, str], records: dict[str, Judgment], samples: int, seed: int
+) -> dict[str, Any]:
     """Agreement figures for judged rows; failed judgments are counted and left out."""
     ok = [p for p in pairs if p.pair_id in records and records[p.pair_id].status == "ok"]
     p_a = {p.pair_id: float(records[p.pair_id].p_a or 0.0) for p in ok}
@@ -83,22 +90,39 @@ def summarise(pairs: list[Pair], humans: dict[str, str], records: dict[str, Judg
     flags = [f for f in flags if f is not None]
     figures = lambda pred: stats.pairwise_figures(human, pred, ids, samples, seed)  # noqa: E731
     return {
-        "rows": len(pairs), "judged": len(ok), "failures": len(pairs) - len(ok),
+        "rows": len(pairs),
+        "judged": len(ok),
+        "failures": len(pairs) - len(ok),
         "judge_vs_human": figures(judge),
-        "baselines": {"longer_wins": figures(code([longer_label(p) for p in ok])),
-                      "first_shown_wins": figures(np.zeros(len(ok), dtype=int))},
+        "baselines": {
+            "longer_wins": figures(code([longer_label(p) for p in ok])),
+            "first_shown_wins": figures(np.zeros(len(ok), dtype=int)),
+        },
         "position_consistency": {"rate": float(np.mean(flags)) if flags else None, "n": len(flags)},
-        "p_human_choice_mean": float(np.mean([p_a[p.pair_id] if humans[p.pair_id] == "a" else 1 - p_a[p.pair_id]
-                                              for p in ok])) if ok else None,
-        "tokens": {k: sum(int(getattr(records[p.pair_id], k)) for p in ok)
-                   for k in ("prompt_tokens", "completion_tokens")},
+        "p_human_choice_mean": float(
+            np.mean([p_a[p.pair_id] if humans[p.pair_id] == "a" else 1 - p_a[p.pair_id] for p in ok])
+        )
+        if ok
+        else None,
+        "tokens": {
+            k: sum(int(getattr(records[p.pair_id], k)) for p in ok) for k in ("prompt_tokens", "completion_tokens")
+        },
     }
 
 
-def evaluate(pairs_file: str | Path, judge: str, mode: str = "logprobs", orders: str = "both",
-             constitution: str = "harmless", limit: int | None = None, seed: int = 0,
-             bootstrap_samples: int = 1000, concurrency: int = 64, cache: str | None = None,
-             api_key_env: str | None = None) -> dict[str, Any]:
+def evaluate(
+    pairs_file: str | Path,
+    judge: str,
+    mode: str = "logprobs",
+    orders: str = "both",
+    constitution: str = "harmless",
+    limit: int | None = None,
+    seed: int = 0,
+    bootstrap_samples: int = 1000,
+    concurrency: int = 64,
+    cache: str | None = None,
+    api_key_env: str | None = None,
+) -> dict[str, Any]:
     """Judge every (prompt, chosen, rejected) row and report agreement with the human choice. `api_key_env` names
     the variable holding the judge's key, for a host other than api.openai.com / api.anthropic.com."""
     from charter.constitutions import load_constitution
@@ -110,8 +134,9 @@ def evaluate(pairs_file: str | Path, judge: str, mode: str = "logprobs", orders:
     built = [to_pair(r, seed) for r in rows]
     pairs, humans = [p for p, _ in built], {p.pair_id: h for p, h in built}
     settings = JudgeSettings(mode=mode, orders=orders)
-    model = get_model(judge, cache=CallCache(Path(cache).expanduser()) if cache else None, role="judge",
-                      api_key_env=api_key_env)
+    model = get_model(
+        judge, cache=CallCache(Path(cache).expanduser()) if cache else None, role="judge", api_key_env=api_key_env
+    )
     started = time.perf_counter()
 
     async def go() -> dict[str, dict]:
@@ -122,6 +147,14 @@ def evaluate(pairs_file: str | Path, judge: str, mode: str = "logprobs", orders:
 
     records = asyncio.run(go())
     summary = summarise(pairs, humans, records, bootstrap_samples, seed)
-    summary.update(pairs_file=str(pairs_file), judge=judge, mode=mode, orders=orders, constitution=constitution,
-                   limit=limit, seed=seed, wall_s=round(time.perf_counter() - started, 1))
+    summary.update(
+        pairs_file=str(pairs_file),
+        judge=judge,
+        mode=mode,
+        orders=orders,
+        constitution=constitution,
+        limit=limit,
+        seed=seed,
+        wall_s=round(time.perf_counter() - started, 1),
+    )
     return summary

@@ -9,11 +9,19 @@ from __future__ import annotations
 
 import csv
 import json
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from charter.agreement.labels import (
-    LabelError, judged_pairs, new_label, open_labels, put_labels, to_pair_terms, to_screen_terms, validate_labels,
+    LabelError,
+    judged_pairs,
+    new_label,
+    open_labels,
+    put_labels,
+    to_pair_terms,
+    to_screen_terms,
+    validate_labels,
 )
 from charter.records import HumanLabel, Message
 from charter.runs import labels as stored
@@ -56,8 +64,15 @@ def _items(run_dir: Path) -> list[dict[str, Any]]:
                 continue
             pair = pairs[row.pair_id].pair
             first, second = (pair.a, pair.b) if row.shown_order == "ab" else (pair.b, pair.a)
-            items.append({**row.model_dump(), "messages": pair.prompt, "A": first, "B": second,
-                          "labels": labels.get(row.pair_id, [])})
+            items.append(
+                {
+                    **row.model_dump(),
+                    "messages": pair.prompt,
+                    "A": first,
+                    "B": second,
+                    "labels": labels.get(row.pair_id, []),
+                }
+            )
         return items
     finally:
         store.close()
@@ -67,8 +82,11 @@ def _argilla(item: dict) -> dict:
     return {
         "id": item["pair_id"],
         "fields": {"prompt": render_prompt(item["messages"]), "response_A": item["A"], "response_B": item["B"]},
-        "metadata": {"pair_id": item["pair_id"], "principle_id": item["principle_id"],
-                     "shown_order": item["shown_order"]},
+        "metadata": {
+            "pair_id": item["pair_id"],
+            "principle_id": item["principle_id"],
+            "shown_order": item["shown_order"],
+        },
         "responses": {"preference": [{"value": lab, "user_id": who} for who, lab in item["labels"]]},
         "suggestions": {},
         "status": "completed" if item["labels"] else "pending",
@@ -78,11 +96,23 @@ def _argilla(item: dict) -> dict:
 def _labelstudio(item: dict, index: int) -> dict:
     return {
         "id": index + 1,
-        "data": {"pair_id": item["pair_id"], "principle_id": item["principle_id"], "shown_order": item["shown_order"],
-                 "prompt": render_prompt(item["messages"]), "response_A": item["A"], "response_B": item["B"]},
-        "annotations": [{"completed_by": {"email": who}, "result": [
-            {"from_name": "preference", "to_name": "prompt", "type": "choices", "value": {"choices": [lab]}}]}
-            for who, lab in item["labels"]],
+        "data": {
+            "pair_id": item["pair_id"],
+            "principle_id": item["principle_id"],
+            "shown_order": item["shown_order"],
+            "prompt": render_prompt(item["messages"]),
+            "response_A": item["A"],
+            "response_B": item["B"],
+        },
+        "annotations": [
+            {
+                "completed_by": {"email": who},
+                "result": [
+                    {"from_name": "preference", "to_name": "prompt", "type": "choices", "value": {"choices": [lab]}}
+                ],
+            }
+            for who, lab in item["labels"]
+        ],
     }
 
 
@@ -95,8 +125,14 @@ def export_labels(run_dir: str | Path, fmt: str, out: str | Path) -> int:
             writer = csv.writer(fh)
             writer.writerow(CSV_COLUMNS)
             for it in items:
-                base = [it["pair_id"], it["principle_id"], it["shown_order"],
-                        json.dumps([m.model_dump() for m in it["messages"]], ensure_ascii=False), it["A"], it["B"]]
+                base = [
+                    it["pair_id"],
+                    it["principle_id"],
+                    it["shown_order"],
+                    json.dumps([m.model_dump() for m in it["messages"]], ensure_ascii=False),
+                    it["A"],
+                    it["B"],
+                ]
                 for who, lab in it["labels"] or [("", "")]:
                     writer.writerow([*base, who, lab])
     elif fmt in ("argilla", "labelstudio"):
@@ -165,11 +201,17 @@ def _parse_argilla(path: Path) -> Parsed:
         _need(record, "fields", where)
         responses = record.get("responses") or {}
         if isinstance(responses, dict):  # Argilla 2.x: {question: [{value, user_id}]}
-            answers = [(r.get("user_id"), r.get("value")) for r in _need(responses, "preference", where, list)] \
-                if "preference" in responses else []
+            answers = (
+                [(r.get("user_id"), r.get("value")) for r in _need(responses, "preference", where, list)]
+                if "preference" in responses
+                else []
+            )
         elif isinstance(responses, list):  # Argilla 1.x FeedbackDataset: [{user_id, values: {q: {value}}}]
-            answers = [(r.get("user_id"), ((r.get("values") or {}).get("preference") or {}).get("value"))
-                       for r in responses if isinstance(r, dict)]
+            answers = [
+                (r.get("user_id"), ((r.get("values") or {}).get("preference") or {}).get("value"))
+                for r in responses
+                if isinstance(r, dict)
+            ]
         else:
             raise ImportFormatError(f"{where}: malformed 'responses'")
         for who, value in answers:
@@ -190,17 +232,34 @@ def _parse_labelstudio(path: Path) -> Parsed:
         data = _need(task, "data", where)
         for annotation in task.get("annotations") or []:
             results = _need(annotation, "result", where, list)
-            choices = [c for r in results if isinstance(r, dict) and r.get("type") == "choices"
-                       for c in (r.get("value") or {}).get("choices") or []]
+            choices = [
+                c
+                for r in results
+                if isinstance(r, dict) and r.get("type") == "choices"
+                for c in (r.get("value") or {}).get("choices") or []
+            ]
             if len(choices) != 1:
                 raise ImportFormatError(f"{where}: expected one choice per annotation, found {len(choices)}")
-            out.append((where, _label(where, data.get("pair_id"), _annotator(annotation.get("completed_by")),
-                                      choices[0], data.get("shown_order"))))
+            out.append(
+                (
+                    where,
+                    _label(
+                        where,
+                        data.get("pair_id"),
+                        _annotator(annotation.get("completed_by")),
+                        choices[0],
+                        data.get("shown_order"),
+                    ),
+                )
+            )
     return out
 
 
-PARSERS: dict[str, Callable[[Path], Parsed]] = {"csv": _parse_csv, "argilla": _parse_argilla,
-                                                 "labelstudio": _parse_labelstudio}
+PARSERS: dict[str, Callable[[Path], Parsed]] = {
+    "csv": _parse_csv,
+    "argilla": _parse_argilla,
+    "labelstudio": _parse_labelstudio,
+}
 
 
 def import_labels(run_dir: str | Path, path: str | Path, fmt: str) -> int:

@@ -39,7 +39,9 @@ def _value(fig: Figure, lower: bool) -> float | None:
 
 def evaluate_gate(run_dir: str | Path, config: AgreementConfig) -> GateResult:
     """Check the judge-vs-human figures (ties excluded) of a run against config.min_kappa / min_agreement."""
-    bars = [(key, getattr(config, field), name) for key, field, name in GATE_FIGURES if getattr(config, field) is not None]
+    bars = [
+        (key, getattr(config, field), name) for key, field, name in GATE_FIGURES if getattr(config, field) is not None
+    ]
     if not bars:
         return GateResult(True, None, None, None, NO_GATE, configured=False)
     try:
@@ -54,12 +56,23 @@ def evaluate_gate(run_dir: str | Path, config: AgreementConfig) -> GateResult:
         value = _value(fig, config.use_lower_ci_bound)
         if value is None or value < bar:
             shown = "undefined" if value is None else f"{value:.3f}"
-            return GateResult(False, key, value, bar, f"agreement gate failed: {which}{name} (judge vs human, "
-                              f"ties excluded, n={fig.n}) is {shown}, below the bar {bar}")
+            return GateResult(
+                False,
+                key,
+                value,
+                bar,
+                f"agreement gate failed: {which}{name} (judge vs human, "
+                f"ties excluded, n={fig.n}) is {shown}, below the bar {bar}",
+            )
         passed_parts.append(f"{which}{name} {value:.3f} >= {bar}")
     key, bar, _ = bars[-1]
-    return GateResult(True, key, _value(getattr(summary.judge_vs_human, key), config.use_lower_ci_bound), bar,
-                      "agreement gate passed: " + "; ".join(passed_parts))
+    return GateResult(
+        True,
+        key,
+        _value(getattr(summary.judge_vs_human, key), config.use_lower_ci_bound),
+        bar,
+        "agreement gate passed: " + "; ".join(passed_parts),
+    )
 
 
 def require_gate(run_dir: str | Path, config: AgreementConfig, override: bool = False) -> GateResult:
@@ -68,5 +81,7 @@ def require_gate(run_dir: str | Path, config: AgreementConfig, override: bool = 
     if result.passed:
         return result
     if not override:
-        raise GateFailed(f"{result.message}; fix the judge or label more pairs, or pass the override flag to publish anyway")
+        raise GateFailed(
+            f"{result.message}; fix the judge or label more pairs, or pass the override flag to publish anyway"
+        )
     return replace(result, overridden=True, message=result.message + " (overridden)")

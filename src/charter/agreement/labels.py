@@ -20,8 +20,21 @@ from charter.runs.store import RunStore, open_store
 LABELS = ("a", "b", "tie", "skip")
 ANNOTATOR_RE = re.compile(r"^[\w .@+-]{1,64}$")
 
-__all__ = ["JudgedPair", "LabelError", "SpotSample", "check_annotator", "judged_pairs", "new_label", "open_labels",
-           "put_label", "put_labels", "require_judged", "to_pair_terms", "to_screen_terms", "validate_labels"]
+__all__ = [
+    "JudgedPair",
+    "LabelError",
+    "SpotSample",
+    "check_annotator",
+    "judged_pairs",
+    "new_label",
+    "open_labels",
+    "put_label",
+    "put_labels",
+    "require_judged",
+    "to_pair_terms",
+    "to_screen_terms",
+    "validate_labels",
+]
 
 
 class LabelError(CharterError):
@@ -81,8 +94,13 @@ def new_label(pair_id: str, annotator: str, label: str, shown_order: str) -> Hum
         raise LabelError(f"label {label!r} is not one of {', '.join(LABELS)}")
     if shown_order not in ("ab", "ba"):
         raise LabelError(f"shown order {shown_order!r} is not 'ab' or 'ba'")
-    return HumanLabel(pair_id=pair_id, annotator=check_annotator(annotator), label=label,  # type: ignore[arg-type]
-                      shown_order=shown_order, created_at=time.time())  # type: ignore[arg-type]
+    return HumanLabel(
+        pair_id=pair_id,
+        annotator=check_annotator(annotator),
+        label=label,  # type: ignore[arg-type]
+        shown_order=shown_order,
+        created_at=time.time(),
+    )  # type: ignore[arg-type]
 
 
 def validate_labels(store: RunStore, labels: list[HumanLabel], where: list[str] | None = None) -> None:
@@ -94,7 +112,9 @@ def validate_labels(store: RunStore, labels: list[HumanLabel], where: list[str] 
         if item.pair_id not in known:
             raise LabelError(f"{at}pair '{item.pair_id}' does not exist in {store.run_dir}")
         if item.pair_id not in sampled:
-            raise LabelError(f"{at}pair '{item.pair_id}' is not in the spot-check sample (draw it with spotcheck first)")
+            raise LabelError(
+                f"{at}pair '{item.pair_id}' is not in the spot-check sample (draw it with spotcheck first)"
+            )
         check_annotator(item.annotator)
 
 

@@ -6,8 +6,12 @@ from typing import Any
 
 from charter.agreement.summary import AgreementSummary
 
-FIGURES = (("agreement", "agreement (no ties)"), ("agreement_with_ties", "agreement (with ties)"),
-           ("kappa", "Cohen's kappa (no ties)"), ("kappa_with_ties", "Cohen's kappa (with ties)"))
+FIGURES = (
+    ("agreement", "agreement (no ties)"),
+    ("agreement_with_ties", "agreement (with ties)"),
+    ("kappa", "Cohen's kappa (no ties)"),
+    ("kappa_with_ties", "Cohen's kappa (with ties)"),
+)
 
 
 def fmt(fig: dict | None) -> str:
@@ -29,8 +33,15 @@ def _main_rows(summary: dict[str, Any]) -> list[tuple[str, str, str, str, str]]:
     hh = summary.get("human_human") or {}
     rows = []
     for key, name in FIGURES:
-        rows.append((name, fmt(summary["judge_vs_human"][key]), fmt(base["longer_wins"][key]),
-                     fmt(base["first_shown_wins"][key]), fmt(hh.get(key)) if hh and key in hh else "—"))
+        rows.append(
+            (
+                name,
+                fmt(summary["judge_vs_human"][key]),
+                fmt(base["longer_wins"][key]),
+                fmt(base["first_shown_wins"][key]),
+                fmt(hh.get(key)) if hh and key in hh else "—",
+            )
+        )
     if hh:
         rows.append(("Krippendorff's alpha (humans)", "—", "—", "—", fmt(hh.get("krippendorff_alpha"))))
     return rows
@@ -41,11 +52,13 @@ def to_markdown(record: AgreementSummary) -> str:
     summary = record.model_dump()
     pc = summary["position_consistency"]
     lines = [
-        "# Judge / human agreement", "",
+        "# Judge / human agreement",
+        "",
         f"{summary['labels']} labels ({summary['skips']} skipped) on {summary['labeled_pairs']} of "
         f"{summary['sampled_pairs']} sampled pairs by {', '.join(summary['annotators']) or 'nobody'}. "
         f"95% intervals: {summary['bootstrap']['samples']} bootstrap resamples of pairs, seed "
-        f"{summary['bootstrap']['seed']}.", "",
+        f"{summary['bootstrap']['seed']}.",
+        "",
         "| figure | judge vs human | longer wins vs human | first shown wins vs human | human vs human |",
         "|---|---|---|---|---|",
     ]
@@ -53,10 +66,15 @@ def to_markdown(record: AgreementSummary) -> str:
     rate = "n/a" if pc["rate"] is None else f"{pc['rate']:.3f}"
     lines += ["", f"Judge position consistency on these pairs: {rate} (n={pc['n']}).", ""]
     for key, title in (("by_principle", "principle"), ("by_confidence", "judge confidence bucket")):
-        lines += [f"## By {title}", "", f"| {title} | labels | agreement (no ties) | kappa (no ties) |",
-                  "|---|---|---|---|"]
-        lines += [f"| {g} | {v['labels']} | {fmt(v['agreement'])} | {fmt(v['kappa'])} |"
-                  for g, v in summary[key].items()]
+        lines += [
+            f"## By {title}",
+            "",
+            f"| {title} | labels | agreement (no ties) | kappa (no ties) |",
+            "|---|---|---|---|",
+        ]
+        lines += [
+            f"| {g} | {v['labels']} | {fmt(v['agreement'])} | {fmt(v['kappa'])} |" for g, v in summary[key].items()
+        ]
         lines.append("")
     lines += calibration_markdown(summary.get("calibration"))
     return "\n".join(lines) + "\n"
@@ -71,12 +89,18 @@ def calibration_markdown(cal: dict | None) -> list[str]:
     lines += [
         f"Method: {cal['method']} on {cal['labels']} decisive labels. ECE before {cal['ece_before']:.3f}, "
         f"after {cal['ece_after']:.3f} (in-sample)"
-        + (f", {cal['ece_after_cv']:.3f} (cross-fitted)" if cal.get("ece_after_cv") is not None else "") + ".",
-        "", "![reliability diagram](reliability.png)", "",
+        + (f", {cal['ece_after_cv']:.3f} (cross-fitted)" if cal.get("ece_after_cv") is not None else "")
+        + ".",
+        "",
+        "![reliability diagram](reliability.png)",
+        "",
     ]
-    lines += [f"The map is stored with the run and joined into `p_chosen_calibrated` whenever the dataset is "
-              f"written; rows whose calibrated P(chosen) is below 0.5 + {cal.get('min_confidence')} are dropped "
-              "(see the report's filter counts).", ""]
+    lines += [
+        f"The map is stored with the run and joined into `p_chosen_calibrated` whenever the dataset is "
+        f"written; rows whose calibrated P(chosen) is below 0.5 + {cal.get('min_confidence')} are dropped "
+        "(see the report's filter counts).",
+        "",
+    ]
     return lines
 
 

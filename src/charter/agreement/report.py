@@ -67,16 +67,28 @@ def collect(store: RunStore, judged: dict[str, JudgedPair], config: AgreementCon
         if label.label == "skip" or item is None:
             continue
         spot = sample.get(label.pair_id)
-        rows.append((
-            item.pair_id, label.label, judge_label(item.p_a, config.judge_tie_band), longer_label(item.pair),
-            first_shown_label(item.judgment, label.shown_order), spot.principle_id if spot else "(none)",
-            bucket_label(confidence(item.p_a), config.confidence_buckets), item.p_a,
-        ))
+        rows.append(
+            (
+                item.pair_id,
+                label.label,
+                judge_label(item.p_a, config.judge_tie_band),
+                longer_label(item.pair),
+                first_shown_label(item.judgment, label.shown_order),
+                spot.principle_id if spot else "(none)",
+                bucket_label(confidence(item.p_a), config.confidence_buckets),
+                item.p_a,
+            )
+        )
     cols = list(zip(*rows)) if rows else [()] * 8
     code = lambda values: np.array([stats.CODES[v] for v in values], dtype=int)  # noqa: E731
     return Observations(
-        np.array(cols[0], dtype=object).astype(str), code(cols[1]), code(cols[2]), code(cols[3]), code(cols[4]),
-        np.array(cols[5], dtype=object).astype(str), np.array(cols[6], dtype=object).astype(str),
+        np.array(cols[0], dtype=object).astype(str),
+        code(cols[1]),
+        code(cols[2]),
+        code(cols[3]),
+        code(cols[4]),
+        np.array(cols[5], dtype=object).astype(str),
+        np.array(cols[6], dtype=object).astype(str),
         np.array(cols[7], dtype=float),
     )
 
@@ -124,23 +136,25 @@ def compute_summary(store: RunStore, config: AgreementConfig) -> AgreementSummar
     b, s = config.bootstrap_samples, config.seed
     figures = lambda pred: stats.pairwise_figures(obs.human, pred, obs.pair_ids, b, s)  # noqa: E731
     fingerprints = store.fingerprints()
-    return AgreementSummary.model_validate({
-        "computed_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-        "judge_fingerprint": fingerprints.judge if fingerprints else None,
-        "sampled_pairs": len(sampled),
-        "labels": len(labels),
-        "skips": sum(1 for r in labels if r.label == "skip"),
-        "labeled_pairs": int(len(set(obs.pair_ids.tolist()))),
-        "annotators": sorted({r.annotator for r in labels}),
-        "judge_vs_human": figures(obs.judge),
-        "human_human": stats.human_human(human_codes(store), b, s),
-        "baselines": {"longer_wins": figures(obs.longer), "first_shown_wins": figures(obs.first_shown)},
-        "position_consistency": position_consistency(judged, set(obs.pair_ids.tolist())),
-        "by_principle": breakdown(obs, obs.principle, config),
-        "by_confidence": breakdown(obs, obs.bucket, config),
-        "bootstrap": {"samples": b, "seed": s, "interval": "95% percentile, resampling pairs"},
-        "judge_tie_band": config.judge_tie_band,
-    })
+    return AgreementSummary.model_validate(
+        {
+            "computed_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+            "judge_fingerprint": fingerprints.judge if fingerprints else None,
+            "sampled_pairs": len(sampled),
+            "labels": len(labels),
+            "skips": sum(1 for r in labels if r.label == "skip"),
+            "labeled_pairs": int(len(set(obs.pair_ids.tolist()))),
+            "annotators": sorted({r.annotator for r in labels}),
+            "judge_vs_human": figures(obs.judge),
+            "human_human": stats.human_human(human_codes(store), b, s),
+            "baselines": {"longer_wins": figures(obs.longer), "first_shown_wins": figures(obs.first_shown)},
+            "position_consistency": position_consistency(judged, set(obs.pair_ids.tolist())),
+            "by_principle": breakdown(obs, obs.principle, config),
+            "by_confidence": breakdown(obs, obs.bucket, config),
+            "bootstrap": {"samples": b, "seed": s, "interval": "95% percentile, resampling pairs"},
+            "judge_tie_band": config.judge_tie_band,
+        }
+    )
 
 
 def agreement_summary(run_dir: str | Path, config: AgreementConfig | None = None) -> AgreementSummary:

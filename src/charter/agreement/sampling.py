@@ -49,8 +49,14 @@ def allocate(sizes: dict[tuple, int], n: int, rng: random.Random) -> dict[tuple,
     return take
 
 
-def draw_sample(judged: dict[str, JudgedPair], n: int, seed: int, config: AgreementConfig,
-                exclude: set[str] = frozenset(), start: int = 0) -> list[SpotSample]:
+def draw_sample(
+    judged: dict[str, JudgedPair],
+    n: int,
+    seed: int,
+    config: AgreementConfig,
+    exclude: set[str] = frozenset(),
+    start: int = 0,
+) -> list[SpotSample]:
     """n new sample rows, stratified by principle and confidence bucket, seeded; positions from `start`."""
     rng = random.Random(seed)
     strata: dict[tuple, list[str]] = defaultdict(list)
@@ -67,12 +73,22 @@ def draw_sample(judged: dict[str, JudgedPair], n: int, seed: int, config: Agreem
         for pair_id in rng.sample(sorted(strata[key]), quota[key]):
             rows.append((pair_id, key[0], key[1], rng.choice(("ab", "ba"))))
     rng.shuffle(rows)  # interleave strata in the labeling order
-    return [SpotSample(pair_id=p, principle_id=principle, confidence_bucket=bucket, shown_order=order,
-                       position=start + i, seed=seed) for i, (p, principle, bucket, order) in enumerate(rows)]
+    return [
+        SpotSample(
+            pair_id=p,
+            principle_id=principle,
+            confidence_bucket=bucket,
+            shown_order=order,
+            position=start + i,
+            seed=seed,
+        )
+        for i, (p, principle, bucket, order) in enumerate(rows)
+    ]
 
 
-def spotcheck(run_dir: str | Path, n: int | None = None, seed: int | None = None,
-              config: AgreementConfig | None = None) -> list[SpotSample]:
+def spotcheck(
+    run_dir: str | Path, n: int | None = None, seed: int | None = None, config: AgreementConfig | None = None
+) -> list[SpotSample]:
     """Sample judged pairs for human spot checks and store the sample; returns the whole sample.
 
     A sample that already exists is kept (its labels keep their meaning); a larger n adds pairs to it.

@@ -23,8 +23,10 @@ from charter.agreement.labels import open_labels
 from charter.agreement.session import LabelSession
 from charter.errors import ArgumentError, CharterError
 
-CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; img-src 'none'; "
-       "base-uri 'none'; form-action 'none'; frame-ancestors 'none'")
+CSP = (
+    "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; img-src 'none'; "
+    "base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+)
 STATIC = {"label.js": "text/javascript; charset=utf-8", "label.css": "text/css; charset=utf-8"}
 MAX_BODY = 64 * 1024
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
@@ -41,12 +43,22 @@ def static_text(name: str) -> str:
 class LabelServer:
     """The labeling web server for one run; several annotators may use it at once."""
 
-    def __init__(self, run_dir: str | Path, annotator: str, host: str = "127.0.0.1", port: int = 0,
-                 token: str | None = None, allow_remote: bool = False) -> None:
+    def __init__(
+        self,
+        run_dir: str | Path,
+        annotator: str,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        token: str | None = None,
+        allow_remote: bool = False,
+    ) -> None:
         if not is_loopback(host) and not allow_remote:
-            raise ArgumentError("host", f"{host!r} is not a loopback address: anyone who can reach it and sees the "
-                                "URL can label; allow it explicitly (allow_remote) if that is what you want",
-                                option="--host")
+            raise ArgumentError(
+                "host",
+                f"{host!r} is not a loopback address: anyone who can reach it and sees the "
+                "URL can label; allow it explicitly (allow_remote) if that is what you want",
+                option="--host",
+            )
         self.host, self.remote = host, not is_loopback(host)
         self.store = open_labels(run_dir)
         self.default_annotator = annotator

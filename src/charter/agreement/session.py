@@ -61,8 +61,12 @@ class LabelSession:
         first, second = (pair.a, pair.b) if row.shown_order == "ab" else (pair.b, pair.a)
         texts = self.principles.get(row.principle_id, {})
         return {
-            "pair_id": row.pair_id, "position": row.position, "prompt": [m.model_dump() for m in pair.prompt],
-            "principle": {"id": row.principle_id, **texts}, "A": first, "B": second,
+            "pair_id": row.pair_id,
+            "position": row.position,
+            "prompt": [m.model_dump() for m in pair.prompt],
+            "principle": {"id": row.principle_id, **texts},
+            "A": first,
+            "B": second,
         }
 
     def label(self, pair_id: str, choice: str, source: str = "web") -> None:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 import warnings
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
@@ -72,8 +72,9 @@ def krippendorff_alpha(matrix: np.ndarray, level: str = "nominal", domain: Seque
         return math.nan
 
 
-def cluster_bootstrap(stat: Callable[[np.ndarray], float], clusters: np.ndarray, samples: int,
-                      seed: int) -> list[float] | None:
+def cluster_bootstrap(
+    stat: Callable[[np.ndarray], float], clusters: np.ndarray, samples: int, seed: int
+) -> list[float] | None:
     """95% percentile interval of `stat(indices)` over resamples of clusters (pair ids), seeded."""
     ids, inverse = np.unique(clusters, return_inverse=True)
     if len(ids) < 2:
@@ -92,8 +93,9 @@ def cluster_bootstrap(stat: Callable[[np.ndarray], float], clusters: np.ndarray,
     return [float(low), float(high)]
 
 
-def figure(point: float, stat: Callable[[np.ndarray], float], clusters: np.ndarray, n: int,
-           samples: int, seed: int) -> Figure:
+def figure(
+    point: float, stat: Callable[[np.ndarray], float], clusters: np.ndarray, n: int, samples: int, seed: int
+) -> Figure:
     """A point estimate with its bootstrap interval and the number of observations it rests on."""
     value = _finite(point)
     ci = cluster_bootstrap(stat, clusters, samples, seed) if value is not None else None
@@ -105,11 +107,13 @@ def pairwise_figures(h: np.ndarray, j: np.ndarray, clusters: np.ndarray, samples
     n_dec = int(decisive(h, j).sum())
     return {
         "agreement": figure(agreement(h, j), lambda i: agreement(h[i], j[i]), clusters, n_dec, samples, seed),
-        "agreement_with_ties": figure(agreement(h, j, True), lambda i: agreement(h[i], j[i], True),
-                                      clusters, len(h), samples, seed),
+        "agreement_with_ties": figure(
+            agreement(h, j, True), lambda i: agreement(h[i], j[i], True), clusters, len(h), samples, seed
+        ),
         "kappa": figure(kappa(h, j), lambda i: kappa_fast(h[i], j[i]), clusters, n_dec, samples, seed),
-        "kappa_with_ties": figure(kappa(h, j, True), lambda i: kappa_fast(h[i], j[i], True),
-                                  clusters, len(h), samples, seed),
+        "kappa_with_ties": figure(
+            kappa(h, j, True), lambda i: kappa_fast(h[i], j[i], True), clusters, len(h), samples, seed
+        ),
     }
 
 
@@ -138,7 +142,7 @@ def human_pairs(labels: dict[str, dict[str, int]]) -> tuple[np.ndarray, np.ndarr
     raters = sorted(labels)
     xs, ys, units = [], [], []
     for i, r1 in enumerate(raters):
-        for r2 in raters[i + 1:]:
+        for r2 in raters[i + 1 :]:
             for unit in sorted(set(labels[r1]) & set(labels[r2])):
                 xs.append(labels[r1][unit])
                 ys.append(labels[r2][unit])
@@ -152,8 +156,12 @@ def human_human(labels: dict[str, dict[str, int]], samples: int, seed: int) -> d
         return None
     x, y, units = human_pairs(labels)
     if not len(x):
-        return {"comparisons": 0, "agreement": _empty(), "agreement_with_ties": _empty(),
-                "krippendorff_alpha": _empty()}
+        return {
+            "comparisons": 0,
+            "agreement": _empty(),
+            "agreement_with_ties": _empty(),
+            "krippendorff_alpha": _empty(),
+        }
     matrix, _ = rater_matrix(labels)
     figures = pairwise_figures(x, y, units.astype(str), samples, seed)
     return {

@@ -20,7 +20,9 @@ HELP = "[1/a] A better  [2/b] B better  [3/t] tie  [s] skip  [u] undo  [q] quit"
 def show_item(console: Console, item: dict, progress: dict) -> None:
     console.rule(Text(f"pair {progress['done'] + 1} of {progress['total']}  ({item['pair_id']})"))
     principle = item["principle"]
-    console.print(Panel(Text(principle.get("comparison") or principle["id"]), title=Text(f"principle {principle['id']}")))
+    console.print(
+        Panel(Text(principle.get("comparison") or principle["id"]), title=Text(f"principle {principle['id']}"))
+    )
     for message in item["prompt"]:
         console.print(Text(f"{message['role']}: ", style="bold"), Text(str(message["content"])), sep="")
     console.print(Panel(Text(item["A"]), title="Response A"))

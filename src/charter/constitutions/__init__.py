@@ -5,6 +5,12 @@ from charter.constitutions.loader import builtin_names, load_constitution
 from charter.constitutions.schema import Constitution, FewShotExample, Message, Principle
 
 __all__ = [
-    "Constitution", "FewShotExample", "Message", "Principle", "builtin_names", "dump_constitution_yaml",
-    "import_hf_cai", "load_constitution",
+    "Constitution",
+    "FewShotExample",
+    "Message",
+    "Principle",
+    "builtin_names",
+    "dump_constitution_yaml",
+    "import_hf_cai",
+    "load_constitution",
 ]

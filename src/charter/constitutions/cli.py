@@ -15,7 +15,9 @@ from charter.constitutions.schema import Constitution, FewShotExample, Principle
 from charter.errors import ConstitutionError
 
 constitutions_app = typer.Typer(
-    name="constitutions", help="List, show, validate and import constitutions.", no_args_is_help=True,
+    name="constitutions",
+    help="List, show, validate and import constitutions.",
+    no_args_is_help=True,
 )
 
 
@@ -40,8 +42,11 @@ def list_constitutions() -> None:
     for name in builtin_names():
         constitution = load_constitution(name)
         table.add_row(
-            constitution.name, constitution.version, str(len(constitution.principles)),
-            constitution.short_hash, Text(_shorten(constitution.description)),
+            constitution.name,
+            constitution.version,
+            str(len(constitution.principles)),
+            constitution.short_hash,
+            Text(_shorten(constitution.description)),
         )
     _console().print(table)
 
@@ -87,8 +92,11 @@ def _print_principle(console: Console, principle: Principle) -> None:
     tags = f"  [{', '.join(principle.tags)}]" if principle.tags else ""
     console.rule(Text.assemble((principle.id, "bold cyan"), f"  weight {principle.weight:g}{tags}"), align="left")
     console.print(Text(principle.description))
-    for label, text in (("critique", principle.critique_request), ("revision", principle.revision_request),
-                        ("comparison", principle.comparison)):
+    for label, text in (
+        ("critique", principle.critique_request),
+        ("revision", principle.revision_request),
+        ("comparison", principle.comparison),
+    ):
         console.print(Text.assemble((f"{label}: ", "bold"), text))
     console.print()
 
@@ -133,8 +141,7 @@ def import_constitution(
     if written.hash != result.constitution.hash:
         raise RuntimeError(f"{output} does not load back to the imported constitution")
     typer.echo(
-        f"wrote {output}: {len(written.principles)} principles, {len(written.examples)} examples, "
-        f"sha256 {written.hash}"
+        f"wrote {output}: {len(written.principles)} principles, {len(written.examples)} examples, sha256 {written.hash}"
     )
     for index, reason in result.skipped:
         typer.echo(f"skipped system_chat[{index}]: {reason}", err=True)

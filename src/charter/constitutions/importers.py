@@ -164,7 +164,7 @@ def _example(chat: Any, by_critic: dict[str, str]) -> dict | str:
     if not isinstance(chat, list) or not all(_is_message(m) for m in chat):
         return "not a list of {role, content} messages"
     head = [m for m in chat[:1] if m["role"] == "system"]
-    turns = chat[len(head):]
+    turns = chat[len(head) :]
     roles = [m["role"] for m in turns]
     expected = ["user", "assistant"] * (len(turns) // 2)
     if len(turns) < 6 or roles != expected:

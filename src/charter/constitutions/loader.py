@@ -6,7 +6,7 @@ from importlib import resources
 from pathlib import Path
 
 from charter.constitutions.schema import Constitution
-from charter.errors import ConstitutionError, ConfigError
+from charter.errors import ConfigError, ConstitutionError
 from charter.yamlio import load_yaml, model_from_data
 
 LIBRARY = "charter.constitutions.library"

@@ -66,7 +66,7 @@ class FewShotExample(BaseModel):
     """The worked revision."""
 
     @model_validator(mode="after")
-    def _ends_with_assistant(self) -> "FewShotExample":
+    def _ends_with_assistant(self) -> FewShotExample:
         if self.conversation[-1].role != "assistant":
             raise ValueError("conversation must end with an assistant message")
         return self
@@ -95,7 +95,7 @@ class Constitution(BaseModel):
         return str(value) if isinstance(value, (int, float)) else value
 
     @model_validator(mode="after")
-    def _unique_ids(self) -> "Constitution":
+    def _unique_ids(self) -> Constitution:
         seen: set[str] = set()
         for index, principle in enumerate(self.principles):
             if principle.id in seen:

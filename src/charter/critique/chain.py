@@ -35,11 +35,16 @@ def few_shot_messages(constitution: Constitution) -> Messages:
         conversation = example.conversation
         response = conversation[-1].content
         out += as_dicts(conversation)
-        out.append({"role": "user", "content": fill(principle.critique_request, conversation[:-1], response, "",
-                                                    principle)})
+        out.append(
+            {"role": "user", "content": fill(principle.critique_request, conversation[:-1], response, "", principle)}
+        )
         out.append({"role": "assistant", "content": example.critique})
-        out.append({"role": "user", "content": fill(principle.revision_request, conversation[:-1], response,
-                                                    example.critique, principle)})
+        out.append(
+            {
+                "role": "user",
+                "content": fill(principle.revision_request, conversation[:-1], response, example.critique, principle),
+            }
+        )
         out.append({"role": "assistant", "content": example.revision})
     return out
 
@@ -53,19 +58,40 @@ def round_principles(constitution: Constitution, config: CritiqueConfig, prompt_
     return [rng.choices(constitution.principles, weights=weights)[0].id for _ in range(config.rounds)]
 
 
-def chain_fingerprint(config: CritiqueConfig, constitution: Constitution, policy: str, policy_params: SamplingParams,
-                      critic: str, critic_params: SamplingParams, seed: int) -> str:
+def chain_fingerprint(
+    config: CritiqueConfig,
+    constitution: Constitution,
+    policy: str,
+    policy_params: SamplingParams,
+    critic: str,
+    critic_params: SamplingParams,
+    seed: int,
+) -> str:
     """The fingerprint of everything that shapes a chain: models, params, rounds, principles, examples, seed."""
-    return fingerprint({
-        "stage": "critique", "constitution": constitution.hash, "seed": seed, **config.model_dump(mode="json"),
-        "policy": policy, "policy_params": policy_params.model_dump(mode="json"),
-        "critic": critic, "critic_params": critic_params.model_dump(mode="json"),
-    })
+    return fingerprint(
+        {
+            "stage": "critique",
+            "constitution": constitution.hash,
+            "seed": seed,
+            **config.model_dump(mode="json"),
+            "policy": policy,
+            "policy_params": policy_params.model_dump(mode="json"),
+            "critic": critic,
+            "critic_params": critic_params.model_dump(mode="json"),
+        }
+    )
 
 
 async def run_chain(
-    policy: ChatModel, critic: ChatModel, constitution: Constitution, prompt_id: str, prompt: list[Message],
-    config: CritiqueConfig, policy_params: SamplingParams, critic_params: SamplingParams, seed: int,
+    policy: ChatModel,
+    critic: ChatModel,
+    constitution: Constitution,
+    prompt_id: str,
+    prompt: list[Message],
+    config: CritiqueConfig,
+    policy_params: SamplingParams,
+    critic_params: SamplingParams,
+    seed: int,
     chain_fp: str,
 ) -> Chain:
     """One prompt's chain: initial response, every round's critique and revision, the final text."""
@@ -78,21 +104,39 @@ async def run_chain(
     for principle_id in round_principles(constitution, config, prompt_id, seed):
         principle = constitution.principle(principle_id)
         history = shots + as_dicts(conversation) + [{"role": "assistant", "content": response}]
-        ask_critique = history + [{"role": "user", "content": fill(principle.critique_request, conversation,
-                                                                    response, "", principle)}]
+        ask_critique = history + [
+            {"role": "user", "content": fill(principle.critique_request, conversation, response, "", principle)}
+        ]
         [critique] = await critic.generate([ask_critique], critic_params)
         ask_revision = ask_critique + [
             {"role": "assistant", "content": critique.text},
-            {"role": "user", "content": fill(principle.revision_request, conversation, response,
-                                             clean(critique.text), principle)},
+            {
+                "role": "user",
+                "content": fill(principle.revision_request, conversation, response, clean(critique.text), principle),
+            },
         ]
         [revision] = await critic.generate([ask_revision], critic_params)
         revised = clean(revision.text) or response  # an empty revision keeps the response (recorded below)
-        rounds.append(CritiqueRound(principle_id=principle_id, critique=clean(critique.text), revision=revised,
-                                    empty_revision=not clean(revision.text)))
+        rounds.append(
+            CritiqueRound(
+                principle_id=principle_id,
+                critique=clean(critique.text),
+                revision=revised,
+                empty_revision=not clean(revision.text),
+            )
+        )
         prompt_tokens += critique.prompt_tokens + revision.prompt_tokens
         completion_tokens += critique.completion_tokens + revision.completion_tokens
         response = revised
-    return Chain(prompt_id=prompt_id, prompt=list(prompt), initial=initial, rounds=rounds, final=response,
-                 policy_model=policy.model_id, critic_model=critic.model_id, prompt_tokens=prompt_tokens,
-                 completion_tokens=completion_tokens, fingerprint=chain_fp)
+    return Chain(
+        prompt_id=prompt_id,
+        prompt=list(prompt),
+        initial=initial,
+        rounds=rounds,
+        final=response,
+        policy_model=policy.model_id,
+        critic_model=critic.model_id,
+        prompt_tokens=prompt_tokens,
+        completion_tokens=completion_tokens,
+        fingerprint=chain_fp,
+    )

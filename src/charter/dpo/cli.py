@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
 
 import typer
 
@@ -21,14 +20,13 @@ def register(app: typer.Typer) -> None:
 
 def dpo(
     config: Path = typer.Argument(..., help="YAML file with the dpo settings (charter.dpo.config)."),
-    set_: Optional[list[str]] = typer.Option(None, "--set", help="Override a key: --set trl.beta=0.2."),
+    set_: list[str] | None = typer.Option(None, "--set", help="Override a key: --set trl.beta=0.2."),
 ) -> None:
     """DPO-train a policy (TRL DPOTrainer); the result loads as local:OUTPUT_DIR."""
     from charter.dpo.config import DPOConfigModel
     from charter.dpo.train import output_dir_for, train_dpo
-    from charter.yamlio import load_model
-
     from charter.reward_model.common import describe_parallel, is_main_process
+    from charter.yamlio import load_model
 
     cfg = load_model(DPOConfigModel, config, set_)
     metrics = train_dpo(cfg)
@@ -45,22 +43,27 @@ def dpo(
 
 def winrate(
     base: str = typer.Option("local:smollm2-135m-instruct", help="Model before training (model string)."),
-    candidate: Optional[str] = typer.Option(None, help="Trained model, e.g. local:runs/x/dpo."),
+    candidate: str | None = typer.Option(None, help="Trained model, e.g. local:runs/x/dpo."),
     prompts: str = typer.Option(..., help="Held-out prompts: JSONL/parquet with a prompt or messages column."),
     judge: str = typer.Option("local:smollm2-135m-instruct", help="Judge model string."),
-    judge_api_key_env: Optional[str] = typer.Option(None, metavar="NAME", help="The variable holding the judge's key "
-                                                    "(for a host other than api.openai.com / api.anthropic.com)."),
-    base_api_key_env: Optional[str] = typer.Option(None, metavar="NAME", help="The variable holding the base "
-                                                   "model's key (likewise)."),
-    candidate_api_key_env: Optional[str] = typer.Option(None, metavar="NAME", help="The variable holding the "
-                                                        "candidate model's key (likewise)."),
-    reward_model: Optional[Path] = typer.Option(None, "--reward-model", help="Reward model folder to score both."),
+    judge_api_key_env: str | None = typer.Option(
+        None,
+        metavar="NAME",
+        help="The variable holding the judge's key (for a host other than api.openai.com / api.anthropic.com).",
+    ),
+    base_api_key_env: str | None = typer.Option(
+        None, metavar="NAME", help="The variable holding the base model's key (likewise)."
+    ),
+    candidate_api_key_env: str | None = typer.Option(
+        None, metavar="NAME", help="The variable holding the candidate model's key (likewise)."
+    ),
+    reward_model: Path | None = typer.Option(None, "--reward-model", help="Reward model folder to score both."),
     constitution: str = typer.Option("harmless", help="Constitution name or YAML path."),
-    limit: Optional[int] = typer.Option(50, help="Most prompts to use."),
+    limit: int | None = typer.Option(50, help="Most prompts to use."),
     max_tokens: int = typer.Option(128, help="Most tokens per answer."),
     judge_mode: str = typer.Option("logprobs", help="logprobs, cot or verdict."),
-    run_dir: Optional[Path] = typer.Option(None, "--run-dir", help="Write RUN_DIR/report/winrate.json."),
-    out: Optional[Path] = typer.Option(None, "--out", help="Where to write the JSON summary (.md beside it)."),
+    run_dir: Path | None = typer.Option(None, "--run-dir", help="Write RUN_DIR/report/winrate.json."),
+    out: Path | None = typer.Option(None, "--out", help="Where to write the JSON summary (.md beside it)."),
 ) -> None:
     """Win rate of a candidate against a base model, judged in both orders, with a 95% CI."""
     from charter.dpo.config import WinrateConfig
@@ -68,17 +71,32 @@ def winrate(
     from charter.progress import spinner
     from charter.yamlio import model_from_data
 
-    fields = {"base": base, "candidate": candidate, "prompts": prompts, "judge": judge, "reward_model": reward_model,
-              "constitution": constitution, "limit": limit, "max_tokens": max_tokens, "judge_mode": judge_mode,
-              "run_dir": run_dir, "out": out, "judge_api_key_env": judge_api_key_env,
-              "base_api_key_env": base_api_key_env, "candidate_api_key_env": candidate_api_key_env}
+    fields = {
+        "base": base,
+        "candidate": candidate,
+        "prompts": prompts,
+        "judge": judge,
+        "reward_model": reward_model,
+        "constitution": constitution,
+        "limit": limit,
+        "max_tokens": max_tokens,
+        "judge_mode": judge_mode,
+        "run_dir": run_dir,
+        "out": out,
+        "judge_api_key_env": judge_api_key_env,
+        "base_api_key_env": base_api_key_env,
+        "candidate_api_key_env": candidate_api_key_env,
+    }
     cfg = model_from_data(WinrateConfig, fields, "charter eval winrate")
     with spinner("answering and judging"):
         summary = run_winrate(cfg)
     ci = summary["ci95"] or [float("nan")] * 2
     rate = summary["win_rate"]
-    typer.echo(f"win rate {rate:.3f} (95% CI {ci[0]:.3f}-{ci[1]:.3f}) over {summary['n']} prompts"
-               if rate is not None else "no judgments succeeded")
+    typer.echo(
+        f"win rate {rate:.3f} (95% CI {ci[0]:.3f}-{ci[1]:.3f}) over {summary['n']} prompts"
+        if rate is not None
+        else "no judgments succeeded"
+    )
     if summary.get("reward_model"):
         rm = summary["reward_model"]
         typer.echo(f"reward model: candidate {rm['mean_candidate']:.3f}, base {rm['mean_base']:.3f}")

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from charter.dpo.config import DPOConfigModel
 from charter.errors import DatasetError, TrainingError
@@ -12,9 +13,15 @@ from charter.reward_model import common, data
 from charter.reward_model.data import require_dataset
 from charter.runs.files import RunFiles
 
-
-KEPT_METRICS = ("loss", "rewards/margins", "rewards/accuracies", "rewards/chosen", "rewards/rejected",
-                "logps/chosen", "logps/rejected")
+KEPT_METRICS = (
+    "loss",
+    "rewards/margins",
+    "rewards/accuracies",
+    "rewards/chosen",
+    "rewards/rejected",
+    "logps/chosen",
+    "logps/rejected",
+)
 
 
 def output_dir_for(config: DPOConfigModel) -> Path:
@@ -57,10 +64,22 @@ def _trl_args(config: DPOConfigModel, out: Path, device: str, smoothing: float) 
     from trl import DPOConfig
 
     base = {
-        "output_dir": str(out), "num_train_epochs": 1, "learning_rate": 5e-6, "beta": 0.1, "logging_steps": 10,
-        "save_strategy": "steps", "save_steps": 100, "save_total_limit": 2, "report_to": "none",
-        "eval_strategy": "no", "seed": config.seed, "max_length": 512, "loss_type": config.loss_type,
-        "label_smoothing": smoothing, "dataloader_num_workers": 0, "disable_tqdm": True,
+        "output_dir": str(out),
+        "num_train_epochs": 1,
+        "learning_rate": 5e-6,
+        "beta": 0.1,
+        "logging_steps": 10,
+        "save_strategy": "steps",
+        "save_steps": 100,
+        "save_total_limit": 2,
+        "report_to": "none",
+        "eval_strategy": "no",
+        "seed": config.seed,
+        "max_length": 512,
+        "loss_type": config.loss_type,
+        "label_smoothing": smoothing,
+        "dataloader_num_workers": 0,
+        "disable_tqdm": True,
         **common.device_defaults(device, cpu_batch=4, cuda_batch=16),
     }
     if device == "cpu":
@@ -78,23 +97,42 @@ def _peft_config(config: DPOConfigModel) -> Any:
         return None
     from peft import LoraConfig, TaskType
 
-    return LoraConfig(task_type=TaskType.CAUSAL_LM, r=config.lora.r, lora_alpha=config.lora.alpha,
-                      lora_dropout=config.lora.dropout, target_modules=config.lora.target_modules)
+    return LoraConfig(
+        task_type=TaskType.CAUSAL_LM,
+        r=config.lora.r,
+        lora_alpha=config.lora.alpha,
+        lora_dropout=config.lora.dropout,
+        target_modules=config.lora.target_modules,
+    )
 
 
-def make_trainer(config: DPOConfigModel, train_rows: list[dict], eval_sets: dict[str, list[dict]], out: Path,
-                 device: str, smoothing: float, callbacks: Sequence[Any] = ()) -> Any:
+def make_trainer(
+    config: DPOConfigModel,
+    train_rows: list[dict],
+    eval_sets: dict[str, list[dict]],
+    out: Path,
+    device: str,
+    smoothing: float,
+    callbacks: Sequence[Any] = (),
+) -> Any:
     """A DPOTrainer over our rows (the policy loaded here, the reference a frozen copy made by TRL)."""
     from trl import DPOTrainer
 
     model, tokenizer, _ = load_policy(config)
     args = _trl_args(config, out, device, smoothing)
-    sets = common.shared_datasets(args, out / common.PREPARED, {"train": train_rows, **{n: r for n, r in eval_sets.items() if r}})
+    sets = common.shared_datasets(
+        args, out / common.PREPARED, {"train": train_rows, **{n: r for n, r in eval_sets.items() if r}}
+    )
     train_dataset = sets.pop("train")
     try:
         trainer = DPOTrainer(
-            model=model, args=args, train_dataset=train_dataset, eval_dataset=sets or None,
-            processing_class=tokenizer, peft_config=_peft_config(config), callbacks=list(callbacks) or None,
+            model=model,
+            args=args,
+            train_dataset=train_dataset,
+            eval_dataset=sets or None,
+            processing_class=tokenizer,
+            peft_config=_peft_config(config),
+            callbacks=list(callbacks) or None,
         )
     except ValueError as exc:
         raise TrainingError(f"dpo trainer: {common._short(exc)}") from None
@@ -150,7 +188,7 @@ def train_dpo(config: DPOConfigModel | dict[str, Any], *, callbacks: Sequence[An
     held_rows = data.to_training_rows(held_raw, config.dataset) if held_raw else []
     smoothing = label_smoothing_for(config, train_raw)
     device = common.pick_device(config.device)
-    eval_sets = {"train_pairs": train_rows[:config.probe_pairs], "held_out": held_rows}
+    eval_sets = {"train_pairs": train_rows[: config.probe_pairs], "held_out": held_rows}
     trainer = make_trainer(config, train_rows, eval_sets, out, device, smoothing, callbacks)
     resume = common.last_checkpoint(out) if config.resume else None
     probe = _probe_at_start(trainer, resume is None)
@@ -163,13 +201,23 @@ def train_dpo(config: DPOConfigModel | dict[str, Any], *, callbacks: Sequence[An
 
     common.finish_shared_datasets(trainer.args, out / common.PREPARED)
     metrics = {
-        "before": before, "after": after, "label_smoothing": smoothing, "loss_type": config.loss_type,
+        "before": before,
+        "after": after,
+        "label_smoothing": smoothing,
+        "loss_type": config.loss_type,
         "beta": trainer.args.beta,
-        "training": {"train_loss": result.training_loss, "global_step": trainer.state.global_step,
-                     "seconds": round(seconds, 2), "resumed_from": Path(resume).name if resume else None,
-                     "train_pairs": len(train_rows), "held_out_pairs": len(held_rows), "device": device,
-                     "bf16": bool(trainer.args.bf16), "batch_size": trainer.args.per_device_train_batch_size,
-                     **common.parallel_settings(trainer.args)},
+        "training": {
+            "train_loss": result.training_loss,
+            "global_step": trainer.state.global_step,
+            "seconds": round(seconds, 2),
+            "resumed_from": Path(resume).name if resume else None,
+            "train_pairs": len(train_rows),
+            "held_out_pairs": len(held_rows),
+            "device": device,
+            "bf16": bool(trainer.args.bf16),
+            "batch_size": trainer.args.per_device_train_batch_size,
+            **common.parallel_settings(trainer.args),
+        },
         "config": config.model_dump(mode="json"),
     }
     save_trained(trainer, trainer.processing_class, out, merge_lora=config.lora is not None)

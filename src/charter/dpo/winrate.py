@@ -17,7 +17,6 @@ from charter.reward_model import common, data
 from charter.runs.files import WINRATE_JSON, RunFiles
 
 
-
 def wilson_interval(successes: float, n: int, z: float = 1.96) -> tuple[float, float]:
     """Wilson score interval for a proportion (ties counted as half a success)."""
     if n == 0:
@@ -46,8 +45,9 @@ def load_prompts(source: str, limit: int | None, seed: int) -> list[list[dict[st
     return prompts
 
 
-async def _answers(spec: str, prompts: list[list[dict[str, str]]], config: WinrateConfig,
-                   api_key_env: str | None = None) -> list[str]:
+async def _answers(
+    spec: str, prompts: list[list[dict[str, str]]], config: WinrateConfig, api_key_env: str | None = None
+) -> list[str]:
     """One model's answers; no call cache (a `local:` folder may hold a newly trained model)."""
     from charter.providers import SamplingParams, get_model
 
@@ -70,8 +70,9 @@ async def _judge(config: WinrateConfig, pairs: list[Pair]) -> dict[str, Judgment
     model = get_model(config.judge, role="judge", api_key_env=config.judge_api_key_env)
     try:
         records = {}
-        async for record in judge_many(model, constitution, pairs, settings, seed=config.seed,
-                                       concurrency=config.concurrency):
+        async for record in judge_many(
+            model, constitution, pairs, settings, seed=config.seed, concurrency=config.concurrency
+        ):
             records[record.pair_id] = record
         return records
     finally:
@@ -89,9 +90,14 @@ def tally(records: list[Judgment | None], tie_band: float) -> dict[str, Any]:
     score = wins + 0.5 * ties
     consistent = [r.position_consistent for r in ok if r.position_consistent is not None]
     return {
-        "n": len(ok), "failures": len(records) - len(ok), "wins": wins, "ties": ties, "losses": losses,
+        "n": len(ok),
+        "failures": len(records) - len(ok),
+        "wins": wins,
+        "ties": ties,
+        "losses": losses,
         "win_rate": score / len(ok) if ok else None,
-        "ci95": list(wilson_interval(score, len(ok))) if ok else None, "ci_method": "wilson",
+        "ci95": list(wilson_interval(score, len(ok))) if ok else None,
+        "ci_method": "wilson",
         "mean_p_candidate": sum(p) / len(p) if p else None,
         "position_consistent_rate": sum(consistent) / len(consistent) if consistent else None,
     }
@@ -105,8 +111,12 @@ def reward_scores(path: Path, prompts: list, candidate: list[str], base: list[st
     cand = scorer.score([p + [{"role": "assistant", "content": a}] for p, a in zip(prompts, candidate)])
     base_scores = scorer.score([p + [{"role": "assistant", "content": a}] for p, a in zip(prompts, base)])
     higher = sum(1.0 if c > b else 0.5 if c == b else 0.0 for c, b in zip(cand, base_scores))
-    return {"path": str(path), "mean_candidate": sum(cand) / len(cand), "mean_base": sum(base_scores) / len(base_scores),
-            "candidate_higher_rate": higher / len(cand)}
+    return {
+        "path": str(path),
+        "mean_candidate": sum(cand) / len(cand),
+        "mean_base": sum(base_scores) / len(base_scores),
+        "candidate_higher_rate": higher / len(cand),
+    }
 
 
 def _resolve(config: WinrateConfig) -> WinrateConfig:
@@ -129,18 +139,40 @@ async def winrate_async(config: WinrateConfig) -> dict[str, Any]:
     prompts = load_prompts(str(config.prompts), config.limit, config.seed)
     base = await _answers(config.base, prompts, config, config.base_api_key_env)
     candidate = await _answers(str(config.candidate), prompts, config, config.candidate_api_key_env)
-    pairs = [Pair(pair_id=f"winrate-{i}", prompt_id=f"winrate-{i}", prompt=p, a=c, b=b, a_source="candidate",
-                  b_source="base", a_model=config.candidate, b_model=config.base)
-             for i, (p, c, b) in enumerate(zip(prompts, candidate, base))]
+    pairs = [
+        Pair(
+            pair_id=f"winrate-{i}",
+            prompt_id=f"winrate-{i}",
+            prompt=p,
+            a=c,
+            b=b,
+            a_source="candidate",
+            b_source="base",
+            a_model=config.candidate,
+            b_model=config.base,
+        )
+        for i, (p, c, b) in enumerate(zip(prompts, candidate, base))
+    ]
     records = await _judge(config, pairs)
     ordered = [records.get(p.pair_id) for p in pairs]
     summary: dict[str, Any] = {
-        "base": config.base, "candidate": config.candidate, "judge": config.judge,
-        "constitution": config.constitution, "prompts": config.prompts, "prompts_used": len(prompts),
+        "base": config.base,
+        "candidate": config.candidate,
+        "judge": config.judge,
+        "constitution": config.constitution,
+        "prompts": config.prompts,
+        "prompts_used": len(prompts),
         **tally(ordered, config.tie_band),
         "reward_model": reward_scores(config.reward_model, prompts, candidate, base) if config.reward_model else None,
-        "examples": [{"prompt": p.prompt[-1].content, "candidate": p.a, "base": p.b,
-                      "p_candidate": r.p_a if r is not None else None} for p, r in list(zip(pairs, ordered))[:3]],
+        "examples": [
+            {
+                "prompt": p.prompt[-1].content,
+                "candidate": p.a,
+                "base": p.b,
+                "p_candidate": r.p_a if r is not None else None,
+            }
+            for p, r in list(zip(pairs, ordered))[:3]
+        ],
     }
     summary["written_to"] = str(write_summary(config, summary))
     return summary
@@ -166,19 +198,25 @@ def markdown(summary: dict[str, Any]) -> str:
     """A short markdown summary for the run report."""
     ci = summary.get("ci95") or [None, None]
     lines = [
-        "## Win rate", "",
+        "## Win rate",
+        "",
         f"Candidate `{summary['candidate']}` against base `{summary['base']}`, judged by `{summary['judge']}` "
         f"against the `{summary['constitution']}` constitution in both orders, on {summary['prompts_used']} "
-        f"held-out prompts from `{summary['prompts']}`.", "",
+        f"held-out prompts from `{summary['prompts']}`.",
+        "",
         "| win rate (ties half) | 95% CI (Wilson) | wins | ties | losses | failed | mean P(candidate) |",
         "|---|---|---|---|---|---|---|",
         f"| {_fmt(summary['win_rate'])} | {_fmt(ci[0])}–{_fmt(ci[1])} | {summary['wins']} | {summary['ties']} | "
-        f"{summary['losses']} | {summary['failures']} | {_fmt(summary['mean_p_candidate'])} |", "",
+        f"{summary['losses']} | {summary['failures']} | {_fmt(summary['mean_p_candidate'])} |",
+        "",
     ]
     rm = summary.get("reward_model")
     if rm:
-        lines += [f"Reward model `{rm['path']}`: mean score candidate {_fmt(rm['mean_candidate'])}, base "
-                  f"{_fmt(rm['mean_base'])}; candidate scored higher on {_fmt(rm['candidate_higher_rate'])} of prompts.", ""]
+        lines += [
+            f"Reward model `{rm['path']}`: mean score candidate {_fmt(rm['mean_candidate'])}, base "
+            f"{_fmt(rm['mean_base'])}; candidate scored higher on {_fmt(rm['candidate_higher_rate'])} of prompts.",
+            "",
+        ]
     return "\n".join(lines)
 
 

@@ -38,8 +38,15 @@ CITATIONS = """@article{bai2022constitutional,
 
 def size_category(n: int) -> str:
     """The Hub's size_categories bucket for n rows."""
-    bounds = [(1_000, "n<1K"), (10_000, "1K<n<10K"), (100_000, "10K<n<100K"), (1_000_000, "100K<n<1M"),
-              (10_000_000, "1M<n<10M"), (100_000_000, "10M<n<100M"), (1_000_000_000, "100M<n<1B")]
+    bounds = [
+        (1_000, "n<1K"),
+        (10_000, "1K<n<10K"),
+        (100_000, "10K<n<100K"),
+        (1_000_000, "100K<n<1M"),
+        (10_000_000, "1M<n<10M"),
+        (100_000_000, "10M<n<100M"),
+        (1_000_000_000, "100M<n<1B"),
+    ]
     for bound, name in bounds:
         if n < bound:
             return name
@@ -83,8 +90,10 @@ def agreement_rows(summary: AgreementSummary | None) -> list[dict[str, str]]:
         _figure_row("baseline 'first shown wins' vs human: agreement", base.first_shown_wins.agreement),
     ]
     if summary.human_human is not None:
-        rows += [_figure_row("human vs human: agreement", summary.human_human.agreement),
-                 _figure_row("human vs human: Krippendorff's alpha", summary.human_human.krippendorff_alpha)]
+        rows += [
+            _figure_row("human vs human: agreement", summary.human_human.agreement),
+            _figure_row("human vs human: Krippendorff's alpha", summary.human_human.krippendorff_alpha),
+        ]
     return rows
 
 
@@ -96,9 +105,13 @@ def _constitution(run: RunData) -> dict[str, Any]:
         parsed = {}
     parsed = parsed if isinstance(parsed, dict) else {}
     principles = parsed.get("principles") or [{"id": pid} for pid in info.principles]
-    return {"name": info.name, "version": info.version, "hash": info.hash,
-            "description": parsed.get("description", ""),
-            "principles": [p for p in principles if isinstance(p, dict)]}
+    return {
+        "name": info.name,
+        "version": info.version,
+        "hash": info.hash,
+        "description": parsed.get("description", ""),
+        "principles": [p for p in principles if isinstance(p, dict)],
+    }
 
 
 def _usage(run: RunData) -> dict[str, Any]:
@@ -114,9 +127,14 @@ def _usage(run: RunData) -> dict[str, Any]:
 def _models(run: RunData) -> list[dict[str, str]]:
     settings = run.manifest.settings
     roles = list(dict.fromkeys([*settings.models, *settings.sampling]))
-    return [{"role": role, "model": cell(settings.models.get(role)),
-             "sampling": cell(_sampling(settings.sampling[role]) if role in settings.sampling else None)}
-            for role in roles]
+    return [
+        {
+            "role": role,
+            "model": cell(settings.models.get(role)),
+            "sampling": cell(_sampling(settings.sampling[role]) if role in settings.sampling else None),
+        }
+        for role in roles
+    ]
 
 
 def _sampling(params: Any) -> dict[str, Any]:
@@ -126,8 +144,13 @@ def _sampling(params: Any) -> dict[str, Any]:
 def _calibration(run: RunData, published: list[PreferenceRow]) -> dict[str, Any]:
     calibrated = sum(1 for r in published if r.p_chosen_calibrated is not None)
     fit = run.manifest.calibration
-    return {"rows": calibrated, "of": len(published), "method": fit.method if fit else None,
-            "labels": fit.labels if fit else 0, "min_confidence": fit.min_confidence if fit else None}
+    return {
+        "rows": calibrated,
+        "of": len(published),
+        "method": fit.method if fit else None,
+        "labels": fit.labels if fit else 0,
+        "min_confidence": fit.min_confidence if fit else None,
+    }
 
 
 def _audit(run: RunData, audit_gate: GateResult | None) -> dict[str, Any]:
@@ -135,13 +158,21 @@ def _audit(run: RunData, audit_gate: GateResult | None) -> dict[str, Any]:
 
     report = run.audit
     judge_fp = run.manifest.settings.fingerprints.judge
-    return {"markdown": markdown(report, level=3) if report else None,
-            "other_settings": report is not None and report.judge_fingerprint != judge_fp,
-            "gate": audit_gate}
+    return {
+        "markdown": markdown(report, level=3) if report else None,
+        "other_settings": report is not None and report.judge_fingerprint != judge_fp,
+        "gate": audit_gate,
+    }
 
 
-def card_context(run: RunData, published: list[PreferenceRow], repo_id: str, splits: dict[str, dict[str, int]],
-                 gate: GateResult, audit_gate: GateResult | None = None) -> dict[str, Any]:
+def card_context(
+    run: RunData,
+    published: list[PreferenceRow],
+    repo_id: str,
+    splits: dict[str, dict[str, int]],
+    gate: GateResult,
+    audit_gate: GateResult | None = None,
+) -> dict[str, Any]:
     """Everything the template shows, from the settings and counts of exactly the published rows."""
     settings = run.manifest.settings
     stats = run.judge_stats
@@ -149,14 +180,21 @@ def card_context(run: RunData, published: list[PreferenceRow], repo_id: str, spl
     counts = {**run.manifest.counts, "preferences": len(published)}
     agreement_judge = run.agreement.judge_fingerprint if run.agreement else None
     return {
-        "repo_id": repo_id, "run_id": run.run_id, "created_at": settings.created_at, "generator": GENERATOR,
-        "constitution": _constitution(run), "models": _models(run),
-        "judge": settings.judge, "critique": settings.critique, "pairs": settings.pairs,
+        "repo_id": repo_id,
+        "run_id": run.run_id,
+        "created_at": settings.created_at,
+        "generator": GENERATOR,
+        "constitution": _constitution(run),
+        "models": _models(run),
+        "judge": settings.judge,
+        "critique": settings.critique,
+        "pairs": settings.pairs,
         "settings_fingerprint": settings.fingerprints.dataset,
         "stats": stats,
         "position_rate": percent(stats.position_inconsistency_rate),
         "length_rate": percent(stats.longer_wins_rate),
-        "rows_length_rate": percent(rows_rate), "rows_length_pairs": rows_pairs,
+        "rows_length_rate": percent(rows_rate),
+        "rows_length_pairs": rows_pairs,
         "agreement": agreement_rows(run.agreement),
         "agreement_other_judge": agreement_judge is not None and agreement_judge != settings.fingerprints.judge,
         "calibration": _calibration(run, published),
@@ -165,7 +203,9 @@ def card_context(run: RunData, published: list[PreferenceRow], repo_id: str, spl
         "gate": gate,
         "audit": _audit(run, audit_gate),
         "filters": yaml.safe_dump(settings.filters.model_dump(mode="json"), sort_keys=False).strip(),
-        "counts": [{"stage": label, "count": cell(counts[key])} for key, label in COUNT_LABELS.items() if key in counts],
+        "counts": [
+            {"stage": label, "count": cell(counts[key])} for key, label in COUNT_LABELS.items() if key in counts
+        ],
         "filter_steps": filter_steps(counts),
         "usage": _usage(run),
         "splits": splits,
@@ -187,9 +227,16 @@ def card_data(run: RunData, configs: list[dict], n_rows: int, license: str) -> D
     )
 
 
-def build_card(run: RunData, published: list[PreferenceRow], repo_id: str, configs: list[dict],
-               splits: dict[str, dict[str, int]], gate: GateResult, license: str = "other",
-               audit_gate: GateResult | None = None) -> DatasetCard:
+def build_card(
+    run: RunData,
+    published: list[PreferenceRow],
+    repo_id: str,
+    configs: list[dict],
+    splits: dict[str, dict[str, int]],
+    gate: GateResult,
+    license: str = "other",
+    audit_gate: GateResult | None = None,
+) -> DatasetCard:
     """The dataset card (README.md) for the rows published from a run."""
     data = card_data(run, configs, len(published), license)
     context = card_context(run, published, repo_id, splits, gate, audit_gate)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
 
 import typer
 
@@ -12,8 +11,8 @@ def push(
     run_dir: Path = typer.Argument(..., help="The run directory (holds run.sqlite and data/)."),
     repo_id: str = typer.Option(..., "--repo-id", help="The dataset repository, ORG/NAME."),
     private: bool = typer.Option(False, "--private", help="Create the repository as private."),
-    revision: Optional[str] = typer.Option(None, "--revision", help="Branch to commit to (created if missing)."),
-    dry_run: Optional[Path] = typer.Option(
+    revision: str | None = typer.Option(None, "--revision", help="Branch to commit to (created if missing)."),
+    dry_run: Path | None = typer.Option(
         None, "--dry-run", help="Write exactly the folder that would be uploaded to DIR; upload nothing."
     ),
     override_gate: bool = typer.Option(
@@ -29,8 +28,17 @@ def push(
 
     label = f"writing {dry_run}" if dry_run else f"uploading to {repo_id}"
     with spinner(label):
-        result = publish(run_dir, repo_id, private=private, revision=revision, dry_run=dry_run,
-                         override_gate=override_gate, license=license, test_size=test_size, seed=seed)
+        result = publish(
+            run_dir,
+            repo_id,
+            private=private,
+            revision=revision,
+            dry_run=dry_run,
+            override_gate=override_gate,
+            license=license,
+            test_size=test_size,
+            seed=seed,
+        )
     for name, gate in (("agreement", result.gate), ("audit", result.audit_gate)):
         if gate.overridden:
             typer.secho(f"{name} gate FAILED and was overridden: {gate.message}", fg="yellow", err=True)

@@ -53,8 +53,12 @@ def loose_table(rows: list[dict], kind: Any) -> Any:
     import pyarrow as pa
 
     table = pa.Table.from_pylist(rows)
-    known = {f.name: f.type for f in arrow_schema(kind, [c for c in table.column_names if c in kind.model_fields],
-                                                   getattr(kind, "JSON_COLUMNS", ()))}
+    known = {
+        f.name: f.type
+        for f in arrow_schema(
+            kind, [c for c in table.column_names if c in kind.model_fields], getattr(kind, "JSON_COLUMNS", ())
+        )
+    }
     for index, name in enumerate(table.column_names):
         if pa.types.is_null(table.schema.field(name).type) and name in known:
             table = table.set_column(index, name, table.column(name).cast(known[name]))
@@ -117,9 +121,17 @@ def _row(record: Any) -> dict:
     return record.to_row() if hasattr(record, "to_row") else record.model_dump(mode="json")
 
 
-def build_folder(run: RunData, folder: str | Path, repo_id: str, gate: GateResult, *,
-                 audit_gate: GateResult | None = None, test_size: float = 0.1, seed: int = 0,
-                 license: str = "other") -> ExportSummary:
+def build_folder(
+    run: RunData,
+    folder: str | Path,
+    repo_id: str,
+    gate: GateResult,
+    *,
+    audit_gate: GateResult | None = None,
+    test_size: float = 0.1,
+    seed: int = 0,
+    license: str = "other",
+) -> ExportSummary:
     """Write the upload folder for a run into `folder` (which should be empty)."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
@@ -140,8 +152,9 @@ def build_folder(run: RunData, folder: str | Path, repo_id: str, gate: GateResul
     config_text = yaml.safe_dump(strip_secrets(run.run_config), sort_keys=False, allow_unicode=True)
     (folder / "run_config.yaml").write_text(config_text, encoding="utf-8")
     files.append("run_config.yaml")
-    card = build_card(run, published, repo_id, card_configs(splits), splits, gate, audit_gate=audit_gate,
-                      license=license)
+    card = build_card(
+        run, published, repo_id, card_configs(splits), splits, gate, audit_gate=audit_gate, license=license
+    )
     card.save(folder / "README.md")
     files.append("README.md")
     return ExportSummary(folder=folder, files=sorted(files), splits=splits)

@@ -32,10 +32,12 @@ def _from_run_dir(run_dir: Path, test_size: float, seed: int) -> Any:
 
     run = read_run(run_dir)
     splits = split_by_prompt(run.preferences, test_size, seed)
-    return datasets.DatasetDict({
-        name: datasets.Dataset(InMemoryTable(to_table([r.to_row() for r in part], PreferenceRow)))
-        for name, part in splits.items()
-    })
+    return datasets.DatasetDict(
+        {
+            name: datasets.Dataset(InMemoryTable(to_table([r.to_row() for r in part], PreferenceRow)))
+            for name, part in splits.items()
+        }
+    )
 
 
 def _download(repo_id: str, revision: str | None, token: str | None) -> Path:
@@ -46,8 +48,13 @@ def _download(repo_id: str, revision: str | None, token: str | None) -> Path:
     except ImportError:
         raise missing_extra("huggingface_hub", "hub") from None
     try:
-        path = snapshot_download(repo_id, repo_type="dataset", revision=revision, token=token,
-                                 allow_patterns=["README.md", "data/preferences/*"])
+        path = snapshot_download(
+            repo_id,
+            repo_type="dataset",
+            revision=revision,
+            token=token,
+            allow_patterns=["README.md", "data/preferences/*"],
+        )
     except (HfHubHTTPError, OSError, ValueError) as exc:
         first_line = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
         message = f"cannot download {repo_id}: {first_line}"
@@ -55,8 +62,15 @@ def _download(repo_id: str, revision: str | None, token: str | None) -> Path:
     return Path(path)
 
 
-def load_preferences(source: str | Path, *, revision: str | None = None, token: str | None = None,
-                     cache_dir: str | Path | None = None, test_size: float = 0.1, seed: int = 0) -> Any:
+def load_preferences(
+    source: str | Path,
+    *,
+    revision: str | None = None,
+    token: str | None = None,
+    cache_dir: str | Path | None = None,
+    test_size: float = 0.1,
+    seed: int = 0,
+) -> Any:
     """Load the `preferences` configuration as a `datasets.DatasetDict` (train, and test when there is one).
 
     `source` is a Hub repo id (`org/name`), a folder written by `charter push --dry-run`, or a run directory.

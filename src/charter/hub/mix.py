@@ -8,8 +8,9 @@ columns are kept (empty on human rows).
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 import numpy as np
 
@@ -96,8 +97,14 @@ def mix_counts(n_synthetic: int, n_human: int, ratio: float, size: int | None) -
     return k_synthetic, k_human
 
 
-def mix(charter_dataset: Source, human_dataset: Source, ratio: float = 0.5, seed: int = 0,
-        size: int | None = None, split: str = "train") -> Any:
+def mix(
+    charter_dataset: Source,
+    human_dataset: Source,
+    ratio: float = 0.5,
+    seed: int = 0,
+    size: int | None = None,
+    split: str = "train",
+) -> Any:
     """Combine charter rows with human-labeled rows so that a share `ratio` of the result is synthetic.
 
     Without `size`, as many rows as the smaller side allows. Rows are drawn without replacement and shuffled

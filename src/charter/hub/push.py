@@ -63,21 +63,30 @@ def resolve_token(token: str | None = None) -> str:
     return token
 
 
-def upload_folder(folder: Path, repo_id: str, token: str, *, private: bool = False, revision: str | None = None,
-                  commit_message: str = "Upload charter dataset") -> tuple[str, str]:
+def upload_folder(
+    folder: Path,
+    repo_id: str,
+    token: str,
+    *,
+    private: bool = False,
+    revision: str | None = None,
+    commit_message: str = "Upload charter dataset",
+) -> tuple[str, str]:
     """Create the dataset repo (if needed), the branch (if needed) and one commit with every file of `folder`.
     Returns (commit url, commit oid)."""
     hub = _hub()
     api = hub.HfApi(token=token)
     files = sorted(p for p in folder.rglob("*") if p.is_file())
-    operations = [hub.CommitOperationAdd(path_in_repo=p.relative_to(folder).as_posix(), path_or_fileobj=str(p))
-                  for p in files]
+    operations = [
+        hub.CommitOperationAdd(path_in_repo=p.relative_to(folder).as_posix(), path_or_fileobj=str(p)) for p in files
+    ]
     try:
         api.create_repo(repo_id, repo_type="dataset", private=True if private else None, exist_ok=True)
         if revision and revision != "main":
             api.create_branch(repo_id, repo_type="dataset", branch=revision, exist_ok=True)
-        info = api.create_commit(repo_id, operations, commit_message=commit_message, repo_type="dataset",
-                                 revision=revision)
+        info = api.create_commit(
+            repo_id, operations, commit_message=commit_message, repo_type="dataset", revision=revision
+        )
     except (hub.errors.HfHubHTTPError, ValueError, OSError) as exc:
         first_line = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
         raise HubError(redact(f"upload to {repo_id} failed: {first_line}", [token])) from None
@@ -98,14 +107,19 @@ def _place(staging: Path, target: Path) -> None:
 def check_gates(run: RunData, override: bool = False) -> tuple[GateResult, GateResult]:
     """The agreement gate and the audit gate of a run; GateFailed naming every failed one unless `override`,
     which is then recorded in each failed result."""
-    gates = [evaluate_gate(run.run_dir, run.agreement_config),
-             evaluate_audit_gate(run.audit, run.audit_config, run.manifest.settings.fingerprints.judge)]
+    gates = [
+        evaluate_gate(run.run_dir, run.agreement_config),
+        evaluate_audit_gate(run.audit, run.audit_config, run.manifest.settings.fingerprints.judge),
+    ]
     failed = [g for g in gates if not g.passed]
     if failed and not override:
-        raise GateFailed("; ".join(g.message for g in failed) + "; fix the judge (or label more pairs), or pass the "
-                         "override flag to publish anyway")
-    agreement, audit = (g if g.passed else replace(g, overridden=True, message=g.message + " (overridden)")
-                        for g in gates)
+        raise GateFailed(
+            "; ".join(g.message for g in failed) + "; fix the judge (or label more pairs), or pass the "
+            "override flag to publish anyway"
+        )
+    agreement, audit = (
+        g if g.passed else replace(g, overridden=True, message=g.message + " (overridden)") for g in gates
+    )
     return agreement, audit
 
 
@@ -117,10 +131,20 @@ def named_keys(run_config: dict[str, Any]) -> list[str]:
     return [os.environ[name] for name in sorted(n for n in names if n) if os.environ.get(name)]
 
 
-def publish(run_dir: str | Path, repo_id: str, *, private: bool = False, revision: str | None = None,
-            dry_run: str | Path | None = None, override_gate: bool = False, token: str | None = None,
-            test_size: float = 0.1, seed: int = 0, license: str = "other",
-            commit_message: str | None = None) -> PublishResult:
+def publish(
+    run_dir: str | Path,
+    repo_id: str,
+    *,
+    private: bool = False,
+    revision: str | None = None,
+    dry_run: str | Path | None = None,
+    override_gate: bool = False,
+    token: str | None = None,
+    test_size: float = 0.1,
+    seed: int = 0,
+    license: str = "other",
+    commit_message: str | None = None,
+) -> PublishResult:
     """Publish a run's preference data to the Hugging Face Hub as a dataset with a card that tells how it was made.
 
     The agreement gate and the judge-audit gate apply (`override_gate` passes them and the card records it);
@@ -136,17 +160,26 @@ def publish(run_dir: str | Path, repo_id: str, *, private: bool = False, revisio
         parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix=".charter-export-", dir=parent) as tmp:
         staging = Path(tmp) / "export"
-        summary: ExportSummary = build_folder(run, staging, repo_id, gate, audit_gate=audit_gate,
-                                              test_size=test_size, seed=seed, license=license)
+        summary: ExportSummary = build_folder(
+            run, staging, repo_id, gate, audit_gate=audit_gate, test_size=test_size, seed=seed, license=license
+        )
         refuse_secrets(staging, extra_literals=[token or _hub().get_token(), *named_keys(run.run_config)])
-        result = PublishResult(repo_id=repo_id, files=summary.files, splits=summary.splits, gate=gate,
-                               audit_gate=audit_gate, revision=revision, dry_run=dry_run is not None)
+        result = PublishResult(
+            repo_id=repo_id,
+            files=summary.files,
+            splits=summary.splits,
+            gate=gate,
+            audit_gate=audit_gate,
+            revision=revision,
+            dry_run=dry_run is not None,
+        )
         if dry_run is not None:
             _place(staging, Path(dry_run))
             result.folder = Path(dry_run)
             return result
         count = sum(summary.splits["preferences"].values())
         message = commit_message or f"charter run {run.run_id}: {count} preferences"
-        result.url, result.commit = upload_folder(staging, repo_id, token, private=private, revision=revision,
-                                                  commit_message=message)
+        result.url, result.commit = upload_folder(
+            staging, repo_id, token, private=private, revision=revision, commit_message=message
+        )
     return result

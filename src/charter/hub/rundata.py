@@ -52,9 +52,19 @@ def label_rows(store: RunStore, run_id: str) -> list[LabelRow]:
         pair = store.pair(label.pair_id)
         if label.label == "skip" or pair is None:
             continue
-        out.append(LabelRow(pair_id=label.pair_id, annotator=label.annotator, label=label.label,
-                            shown_order=label.shown_order, created_at=_iso(label.created_at), prompt=pair.prompt,
-                            response_a=pair.a, response_b=pair.b, run_id=run_id))
+        out.append(
+            LabelRow(
+                pair_id=label.pair_id,
+                annotator=label.annotator,
+                label=label.label,
+                shown_order=label.shown_order,
+                created_at=_iso(label.created_at),
+                prompt=pair.prompt,
+                response_a=pair.a,
+                response_b=pair.b,
+                run_id=run_id,
+            )
+        )
     return out
 
 
@@ -68,15 +78,24 @@ def read_run(run_dir: str | Path) -> RunData:
         manifest = dataset_manifest(store)
         preferences = files.preferences()
         if manifest is None or not preferences:
-            raise DatasetError(f"{files.data_dir}: no preference rows (data/preferences.parquet or .jsonl); "
-                               "run the pipeline first")
+            raise DatasetError(
+                f"{files.data_dir}: no preference rows (data/preferences.parquet or .jsonl); run the pipeline first"
+            )
         run_id = manifest.settings.run_id
         fingerprints = manifest.settings.fingerprints
         return RunData(
-            run_dir=run_dir, run_id=run_id, manifest=manifest, preferences=preferences, sft=files.sft(),
-            human_labels=label_rows(store, run_id), usage=store.usage(),
+            run_dir=run_dir,
+            run_id=run_id,
+            manifest=manifest,
+            preferences=preferences,
+            sft=files.sft(),
+            human_labels=label_rows(store, run_id),
+            usage=store.usage(),
             judge_stats=judge_stats(store, fingerprints, manifest.settings.constitution.principles),
-            agreement=stored_summary(store), agreement_config=config_for(store),
-            run_config=store.run_config() or files.config(), constitution_yaml=files.constitution_yaml(),
-            audit=stored_audit(store), audit_config=audit_config_for(store),
+            agreement=stored_summary(store),
+            agreement_config=config_for(store),
+            run_config=store.run_config() or files.config(),
+            constitution_yaml=files.constitution_yaml(),
+            audit=stored_audit(store),
+            audit_config=audit_config_for(store),
         )

@@ -7,9 +7,10 @@ never reaches a message, a log or the upload.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any
 
 import pyarrow.parquet as pq
 
@@ -71,7 +72,11 @@ def refuse_secrets(folder: str | Path, extra_literals: Iterable[str | None] = ()
     findings = scan_folder(folder, extra_literals)
     if findings:
         others = sorted({f.file for f in findings[1:]} - {findings[0].file})
-        more = f" (and {len(findings) - 1} more{', also in ' + ', '.join(others) if others else ''})" if len(findings) > 1 else ""
+        more = (
+            f" (and {len(findings) - 1} more{', also in ' + ', '.join(others) if others else ''})"
+            if len(findings) > 1
+            else ""
+        )
         raise SecretFound(
             f"refusing to publish: a secret was found in {findings[0]}{more}; remove it from the run and export again"
         )

@@ -117,7 +117,7 @@ class LoopConfig(ConfigModel):
     """Seed for the rounds (each round's run gets seed + round)."""
 
     @model_validator(mode="after")
-    def _unique(self) -> "LoopConfig":
+    def _unique(self) -> LoopConfig:
         if len(set(self.strategies)) != len(self.strategies) or not self.strategies:
             raise LocatedValueError("give each strategy once", ("strategies",))
         return self

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import math
 import re
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
@@ -45,7 +45,7 @@ def words(text: str) -> list[str]:
 
 def distinct_n(texts: Sequence[str], n: int) -> float | None:
     """Unique n-grams over all n-grams of the set; None without any n-gram."""
-    grams = [tuple(w[i:i + n]) for w in map(words, texts) for i in range(len(w) - n + 1)]
+    grams = [tuple(w[i : i + n]) for w in map(words, texts) for i in range(len(w) - n + 1)]
     return len(set(grams)) / len(grams) if grams else None
 
 
@@ -59,7 +59,7 @@ def self_bleu(texts: Sequence[str]) -> float | None:
     if len(kept) < 2:
         return None
     bleu = BLEU(effective_order=True)
-    scores = [bleu.sentence_score(t, kept[:i] + kept[i + 1:]).score / 100 for i, t in enumerate(kept)]
+    scores = [bleu.sentence_score(t, kept[:i] + kept[i + 1 :]).score / 100 for i, t in enumerate(kept)]
     return float(np.mean(scores))
 
 
@@ -75,8 +75,9 @@ def dispersion(texts: Sequence[str], embed: Callable[[Sequence[str]], np.ndarray
     return float(1.0 - (sims.sum() - np.trace(sims)) / (n * (n - 1)))
 
 
-def collapse_metrics(texts: Sequence[str], embed: Callable[[Sequence[str]], np.ndarray] | None = None
-                     ) -> dict[str, float | None]:
+def collapse_metrics(
+    texts: Sequence[str], embed: Callable[[Sequence[str]], np.ndarray] | None = None
+) -> dict[str, float | None]:
     """Every monitor metric of one set of answers."""
     lengths = [len(words(t)) for t in texts]
     vocabulary = {w for t in texts for w in words(t)}

@@ -36,11 +36,14 @@ def plot(result: Any, out: Path) -> list[str]:
         from matplotlib.figure import Figure
     except ImportError:
         return []
-    series: dict[str, tuple[str, Any]] = {k: (label, lambda row, k=k: row["metrics"].get(k))
-                                          for k, (label, _) in METRICS.items()}
+    series: dict[str, tuple[str, Any]] = {
+        k: (label, lambda row, k=k: row["metrics"].get(k)) for k, (label, _) in METRICS.items()
+    }
     series["win_vs_base"] = ("win rate against the base", lambda row: (row.get("vs_base") or {}).get("win_rate"))
-    series["win_vs_previous"] = ("win rate against the previous policy",
-                                 lambda row: (row.get("vs_previous") or {}).get("win_rate"))
+    series["win_vs_previous"] = (
+        "win rate against the previous policy",
+        lambda row: (row.get("vs_previous") or {}).get("win_rate"),
+    )
     files = []
     for key, (label, get) in series.items():
         fig = Figure(figsize=(5.2, 3.2), dpi=100)
@@ -70,20 +73,36 @@ def markdown(result: Any, plots: list[str]) -> str:
         lines += [f"## Strategy: {arm}", ""]
         if arm in result.stopped:
             lines += [f"Stopped {result.stopped[arm]}.", ""]
-        head = ["policy", "DPO rows (human)", *[METRICS[k][0] for k in keys], "win vs base", "win vs previous",
-                "reward model", "collapse flags"]
+        head = [
+            "policy",
+            "DPO rows (human)",
+            *[METRICS[k][0] for k in keys],
+            "win vs base",
+            "win vs previous",
+            "reward model",
+            "collapse flags",
+        ]
         lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
         for row in rows:
             data = row.get("data") or {}
             rows_cell = f"{data.get('rows')} ({data.get('human_rows')})" if data else "–"
-            cells = [str(row["policy"]), rows_cell, *[_num(row["metrics"].get(k)) for k in keys],
-                     _win(row.get("vs_base")), _win(row.get("vs_previous")), _rm(row.get("vs_base")),
-                     "; ".join(row.get("flags") or []) or "none"]
+            cells = [
+                str(row["policy"]),
+                rows_cell,
+                *[_num(row["metrics"].get(k)) for k in keys],
+                _win(row.get("vs_base")),
+                _win(row.get("vs_previous")),
+                _rm(row.get("vs_base")),
+                "; ".join(row.get("flags") or []) or "none",
+            ]
             lines.append("| " + " | ".join(cells) + " |")
         lines.append("")
-    lines += ["Policy 0 is the base; policy r+1 is DPO on round r's data. Win rates: both presentation orders, ties "
-              "count half, Wilson 95% interval. Collapse flags: a diversity measure more than the configured fraction "
-              "below policy 0 (self-BLEU: above).", ""]
+    lines += [
+        "Policy 0 is the base; policy r+1 is DPO on round r's data. Win rates: both presentation orders, ties "
+        "count half, Wilson 95% interval. Collapse flags: a diversity measure more than the configured fraction "
+        "below policy 0 (self-BLEU: above).",
+        "",
+    ]
     lines += [f"![{p}]({p})" for p in plots]
     return "\n".join(lines) + "\n"
 
@@ -92,8 +111,9 @@ def write_report(loop_dir: Path, result: Any) -> Path:
     out = Path(loop_dir) / "report"
     out.mkdir(parents=True, exist_ok=True)
     plots = plot(result, out)
-    (out / "report.json").write_text(json.dumps({"rounds": result.rounds, "stopped": result.stopped}, indent=1,
-                                                default=str) + "\n", encoding="utf-8")
+    (out / "report.json").write_text(
+        json.dumps({"rounds": result.rounds, "stopped": result.stopped}, indent=1, default=str) + "\n", encoding="utf-8"
+    )
     path = out / "report.md"
     path.write_text(markdown(result, plots), encoding="utf-8")
     return path

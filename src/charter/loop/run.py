@@ -20,9 +20,11 @@ import json
 import logging
 import sqlite3
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from charter.errors import ConfigError
 from charter.loop.config import LoopConfig, Strategy
@@ -38,24 +40,31 @@ class LoopStore:
         loop_dir.mkdir(parents=True, exist_ok=True)
         self.db = sqlite3.connect(loop_dir / "loop.sqlite")
         self.db.execute("PRAGMA journal_mode=WAL")
-        self.db.execute("CREATE TABLE IF NOT EXISTS steps (arm TEXT, round INTEGER, step TEXT, result TEXT, "
-                        "finished_at REAL, PRIMARY KEY (arm, round, step))")
+        self.db.execute(
+            "CREATE TABLE IF NOT EXISTS steps (arm TEXT, round INTEGER, step TEXT, result TEXT, "
+            "finished_at REAL, PRIMARY KEY (arm, round, step))"
+        )
         self.db.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT)")
         self.db.commit()
 
     def get(self, arm: str, round_index: int, step: str) -> dict[str, Any] | None:
-        row = self.db.execute("SELECT result FROM steps WHERE arm = ? AND round = ? AND step = ?",
-                              (arm, round_index, step)).fetchone()
+        row = self.db.execute(
+            "SELECT result FROM steps WHERE arm = ? AND round = ? AND step = ?", (arm, round_index, step)
+        ).fetchone()
         return json.loads(row[0]) if row else None
 
     def put(self, arm: str, round_index: int, step: str, result: dict[str, Any]) -> None:
         with self.db:
-            self.db.execute("INSERT OR REPLACE INTO steps VALUES (?, ?, ?, ?, ?)",
-                            (arm, round_index, step, json.dumps(result, default=str), time.time()))
+            self.db.execute(
+                "INSERT OR REPLACE INTO steps VALUES (?, ?, ?, ?, ?)",
+                (arm, round_index, step, json.dumps(result, default=str), time.time()),
+            )
 
     def steps(self) -> list[tuple[str, int, str, dict[str, Any]]]:
-        return [(a, r, s, json.loads(v)) for a, r, s, v in
-                self.db.execute("SELECT arm, round, step, result FROM steps ORDER BY finished_at")]
+        return [
+            (a, r, s, json.loads(v))
+            for a, r, s, v in self.db.execute("SELECT arm, round, step, result FROM steps ORDER BY finished_at")
+        ]
 
     def meta(self, key: str) -> Any:
         row = self.db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
@@ -94,8 +103,10 @@ class Loop:
     def check(self) -> None:
         """Before round 0: the policy must be one DPO can train."""
         if not self.base_policy.startswith("local:"):
-            raise ConfigError(f"{self.config.run}: policy.model {self.base_policy!r}: the loop trains the policy "
-                              "with DPO, so it must be a local model (local:NAME or local:FOLDER)")
+            raise ConfigError(
+                f"{self.config.run}: policy.model {self.base_policy!r}: the loop trains the policy "
+                "with DPO, so it must be a local model (local:NAME or local:FOLDER)"
+            )
 
     # -- where things are ------------------------------------------------------------------------------
     def arm(self, strategy: str, round_index: int) -> str:
@@ -123,8 +134,10 @@ class Loop:
         base = self.base_run
         policy = self.policy(strategy, r)
         updates: dict[str, Any] = {
-            "output_dir": str(self.round_dir(strategy, r)), "name": f"{self.config.name}-{strategy}-{r}",
-            "seed": self.config.seed + r, "policy": base.policy.model_copy(update={"model": policy}),
+            "output_dir": str(self.round_dir(strategy, r)),
+            "name": f"{self.config.name}-{strategy}-{r}",
+            "seed": self.config.seed + r,
+            "policy": base.policy.model_copy(update={"model": policy}),
             "stages": [s for s in base.stages if s in ("synth", "critique", "judge")],
         }
         if self.config.critic == "policy":
@@ -137,8 +150,12 @@ class Loop:
             updates["synth"] = base.synth.model_copy(update={"seed": base.synth.seed + r})
         config = base.model_copy(update=updates)
         result = run(config, config_source=self.config.run)
-        return {"run_dir": str(result.run_dir), "preferences": str(result.preferences), "counts": result.counts,
-                "policy": policy}
+        return {
+            "run_dir": str(result.run_dir),
+            "preferences": str(result.preferences),
+            "counts": result.counts,
+            "policy": policy,
+        }
 
     def step_data(self, strategy: Strategy, r: int, store: LoopStore) -> dict[str, Any]:
         from charter.hub.mix import mix
@@ -158,22 +175,27 @@ class Loop:
             raise ConfigError(f"round {r} ({strategy}): no preference rows to train on")
         n_human = 0
         if human is not None and human.share_for(r) > 0:
-            mixed = mix(rows, human.path, ratio=1 - human.share_for(r), seed=self.config.seed + r,
-                        split=human.split)
+            mixed = mix(rows, human.path, ratio=1 - human.share_for(r), seed=self.config.seed + r, split=human.split)
             rows = [dict(row) for row in mixed]
             n_human = sum(1 for row in rows if row.get("label_source") == "human")
         out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text("".join(json.dumps(row, ensure_ascii=False, default=str) + "\n" for row in rows),
-                       encoding="utf-8")
+        out.write_text(
+            "".join(json.dumps(row, ensure_ascii=False, default=str) + "\n" for row in rows), encoding="utf-8"
+        )
         return {"path": str(out), "rows": len(rows), "human_rows": n_human, "from_rounds": sources}
 
     def step_dpo(self, strategy: str, r: int, data: dict[str, Any]) -> dict[str, Any]:
         from charter.dpo.train import train_dpo
 
         out = self.round_dir(strategy, r) / "dpo"
-        config = self.config.dpo.model_copy(update={"model": self.trainable(self.policy(strategy, r)),
-                                                   "dataset": data["path"], "output_dir": out,
-                                                   "seed": self.config.dpo.seed + r})
+        config = self.config.dpo.model_copy(
+            update={
+                "model": self.trainable(self.policy(strategy, r)),
+                "dataset": data["path"],
+                "output_dir": out,
+                "seed": self.config.dpo.seed + r,
+            }
+        )
         metrics = train_dpo(config)
         return {"output_dir": str(out), "training": metrics.get("training"), "after": metrics.get("after")}
 
@@ -197,8 +219,7 @@ class Loop:
                 await model.aclose()
 
         texts = asyncio.run(answer())
-        return {"policy": policy, "probes": len(texts), "metrics": collapse_metrics(texts),
-                "examples": texts[:3]}
+        return {"policy": policy, "probes": len(texts), "metrics": collapse_metrics(texts), "examples": texts[:3]}
 
     def step_eval(self, strategy: str, r: int) -> dict[str, Any]:
         from charter.dpo.winrate import winrate
@@ -208,17 +229,29 @@ class Loop:
         judge = e.judge or self.base_run.judge.model
         key = e.judge_api_key_env or (self.base_run.judge.api_key_env if e.judge is None else None)
         out = self.round_dir(strategy, r) / "eval"
-        common = {"candidate": candidate, "prompts": e.prompts or str(_bundled()), "judge": judge,
-                  "judge_api_key_env": key,
-                  "constitution": self.base_run.constitution, "limit": e.limit, "max_tokens": e.max_tokens,
-                  "seed": self.config.seed, "reward_model": e.reward_model}
+        common = {
+            "candidate": candidate,
+            "prompts": e.prompts or str(_bundled()),
+            "judge": judge,
+            "judge_api_key_env": key,
+            "constitution": self.base_run.constitution,
+            "limit": e.limit,
+            "max_tokens": e.max_tokens,
+            "seed": self.config.seed,
+            "reward_model": e.reward_model,
+        }
         against_base = winrate(base=self.base_policy, out=out / "vs_base.json", **common)
         previous = self.policy(strategy, r)
-        against_previous = against_base if previous == self.base_policy else \
-            winrate(base=previous, out=out / "vs_previous.json", **common)
+        against_previous = (
+            against_base
+            if previous == self.base_policy
+            else winrate(base=previous, out=out / "vs_previous.json", **common)
+        )
         keep = ("win_rate", "ci95", "n", "wins", "ties", "losses", "failures", "reward_model")
-        return {"vs_base": {k: against_base.get(k) for k in keep},
-                "vs_previous": {k: against_previous.get(k) for k in keep}}
+        return {
+            "vs_base": {k: against_base.get(k) for k in keep},
+            "vs_previous": {k: against_previous.get(k) for k in keep},
+        }
 
     # -- the loop --------------------------------------------------------------------------------------------
     def _step(self, store: LoopStore, arm: str, r: int, step: str, work: Callable[[], dict[str, Any]]) -> dict:
@@ -242,21 +275,30 @@ class Loop:
                 plateau = 0
                 for r in range(self.config.rounds):
                     arm = self.arm(strategy, r)
-                    self._step(store, arm, r, "run", lambda: self.step_run(strategy, r))
-                    data = self._step(store, arm, r, "data", lambda: self.step_data(strategy, r, store))
-                    self._step(store, arm, r, "dpo", lambda: self.step_dpo(strategy, r, data))
-                    seen = self._step(store, arm, r, "monitor_next",
-                                      lambda: self.step_monitor(self.policy(strategy, r + 1)))
-                    scores = self._step(store, arm, r, "eval", lambda: self.step_eval(strategy, r))
+                    self._step(store, arm, r, "run", partial(self.step_run, strategy, r))
+                    data = self._step(store, arm, r, "data", partial(self.step_data, strategy, r, store))
+                    self._step(store, arm, r, "dpo", partial(self.step_dpo, strategy, r, data))
+                    next_policy = self.policy(strategy, r + 1)
+                    seen = self._step(store, arm, r, "monitor_next", partial(self.step_monitor, next_policy))
+                    scores = self._step(store, arm, r, "eval", partial(self.step_eval, strategy, r))
                     raised = flags(seen["metrics"], base["metrics"], self.config.monitor.max_drop)
-                    rows.append({"policy": r + 1, "model": self.policy(strategy, r + 1), "metrics": seen["metrics"],
-                                 "flags": raised, "data": data, **scores})
+                    rows.append(
+                        {
+                            "policy": r + 1,
+                            "model": self.policy(strategy, r + 1),
+                            "metrics": seen["metrics"],
+                            "flags": raised,
+                            "data": data,
+                            **scores,
+                        }
+                    )
                     stop = "collapse flag: " + "; ".join(raised) if raised and self.config.stop.on_collapse else None
                     plateau = plateau + 1 if self._plateaued(scores) else 0
-                    if stop is None and self.config.stop.plateau is not None \
-                            and plateau >= self.config.stop.patience:
-                        stop = f"win rate against the previous round below {0.5 + self.config.stop.plateau:.2f} " \
-                               f"for {plateau} round(s)"
+                    if stop is None and self.config.stop.plateau is not None and plateau >= self.config.stop.patience:
+                        stop = (
+                            f"win rate against the previous round below {0.5 + self.config.stop.plateau:.2f} "
+                            f"for {plateau} round(s)"
+                        )
                     if stop is not None:
                         result.stopped[strategy] = f"after round {r}: {stop}"
                         break

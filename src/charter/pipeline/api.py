@@ -7,8 +7,9 @@ Pairs (or `{prompt, a, b}` dicts) and gives Judgments, `build_preferences` gives
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any
 
 from charter.concurrency import bounded_map
 from charter.constitutions import Constitution, load_constitution
@@ -50,9 +51,15 @@ async def _closing(models: Iterable[ChatModel], work: Any) -> Any:
 
 
 def critique_chains(
-    prompts: Iterable[str | list[dict] | list[Message]], constitution: str | Constitution = "harmless",
-    policy: str | ChatModel = DEFAULT_MODEL, critic: str | ChatModel | None = None, rounds: int = 1,
-    principles: list[str] | None = None, params: SamplingParams | None = None, seed: int = 0, concurrency: int = 64,
+    prompts: Iterable[str | list[dict] | list[Message]],
+    constitution: str | Constitution = "harmless",
+    policy: str | ChatModel = DEFAULT_MODEL,
+    critic: str | ChatModel | None = None,
+    rounds: int = 1,
+    principles: list[str] | None = None,
+    params: SamplingParams | None = None,
+    seed: int = 0,
+    concurrency: int = 64,
 ) -> list[Chain]:
     """SL-CAI chains for prompts (strings or message lists), in input order."""
     const = load_constitution(constitution)
@@ -67,8 +74,9 @@ def critique_chains(
         chains: dict[str, Chain] = {}
 
         async def one(messages: list[Message]) -> Chain:
-            return await run_chain(pol, crit, const, prompt_id(messages), messages, config, params, params, seed,
-                                   chain_fp)
+            return await run_chain(
+                pol, crit, const, prompt_id(messages), messages, config, params, params, seed, chain_fp
+            )
 
         async def collect() -> list[Chain]:
             async for chain in bounded_map(one, items, concurrency):
@@ -91,8 +99,15 @@ def as_pairs(pairs: Sequence[Pair | dict[str, Any]]) -> list[Pair]:
         missing = [k for k in ("prompt", "a", "b") if k not in pair]
         if missing:
             raise DatasetError(f"{where}: missing {', '.join(missing)}")
-        out.append(Pair.model_validate({**pair, "pair_id": str(pair.get("pair_id", f"pair-{i}")),
-                                        "prompt": as_messages(pair["prompt"], f"{where}.prompt")}))
+        out.append(
+            Pair.model_validate(
+                {
+                    **pair,
+                    "pair_id": str(pair.get("pair_id", f"pair-{i}")),
+                    "prompt": as_messages(pair["prompt"], f"{where}.prompt"),
+                }
+            )
+        )
     ids = [p.pair_id for p in out]
     if len(set(ids)) != len(ids):
         raise DatasetError("pairs: pair ids must be unique")
@@ -100,9 +115,13 @@ def as_pairs(pairs: Sequence[Pair | dict[str, Any]]) -> list[Pair]:
 
 
 def judge_pairs(
-    pairs: Sequence[Pair | dict[str, Any]], judge: str | ChatModel = DEFAULT_MODEL,
-    constitution: str | Constitution = "harmless", settings: JudgeSettings | None = None, seed: int = 0,
-    concurrency: int = 64, **setting_fields: Any,
+    pairs: Sequence[Pair | dict[str, Any]],
+    judge: str | ChatModel = DEFAULT_MODEL,
+    constitution: str | Constitution = "harmless",
+    settings: JudgeSettings | None = None,
+    seed: int = 0,
+    concurrency: int = 64,
+    **setting_fields: Any,
 ) -> list[Judgment]:
     """Judge pairs; returns judgments in input order (a failed one carries its failure, never a made-up p)."""
     const = load_constitution(constitution)
@@ -122,8 +141,12 @@ def judge_pairs(
 
 
 def build_preferences(
-    pairs: Sequence[Pair | dict[str, Any]], judgments: Sequence[Judgment], filters: FiltersConfig | None = None,
-    strategy: str = "all", constitution: str | Constitution = "harmless", provenance: Provenance | None = None,
+    pairs: Sequence[Pair | dict[str, Any]],
+    judgments: Sequence[Judgment],
+    filters: FiltersConfig | None = None,
+    strategy: str = "all",
+    constitution: str | Constitution = "harmless",
+    provenance: Provenance | None = None,
 ) -> tuple[list[PreferenceRow], dict[str, int]]:
     """Preference rows (TRL format) from pairs and their successful judgments, filtered; returns (rows, counts).
 
@@ -135,10 +158,20 @@ def build_preferences(
         const = load_constitution(constitution)
         models = {p.a_model for p in by_id.values() if p.a_model} | {p.b_model for p in by_id.values() if p.b_model}
         provenance = Provenance(
-            run_id="python-api", created_at=now_iso(), constitution_name=const.name, constitution_hash=const.hash,
+            run_id="python-api",
+            created_at=now_iso(),
+            constitution_name=const.name,
+            constitution_hash=const.hash,
             policy_model=", ".join(sorted(models)) or None,
-            settings_fingerprint=fingerprint({"judge": sorted({j.fingerprint for j in judgments}), "strategy": strategy,
-                                              "filters": filters.model_dump(mode="json")}))
-    rows = [preference_row(by_id[j.pair_id], j, provenance) for j in judgments
-            if j.status == "ok" and j.pair_id in by_id]
+            settings_fingerprint=fingerprint(
+                {
+                    "judge": sorted({j.fingerprint for j in judgments}),
+                    "strategy": strategy,
+                    "filters": filters.model_dump(mode="json"),
+                }
+            ),
+        )
+    rows = [
+        preference_row(by_id[j.pair_id], j, provenance) for j in judgments if j.status == "ok" and j.pair_id in by_id
+    ]
     return apply_filters(rows, filters, strategy)

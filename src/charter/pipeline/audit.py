@@ -4,11 +4,21 @@ stored in the run (meta `audit`, report/audit.{md,json}) and shown in the report
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
-from charter.agreement.audit import (BOOTSTRAP_SAMPLES, AuditPair, AuditReport, audit_key, pairs_from_file,
-                                     pairs_from_run, run_audit, sample, save_audit, stored_audit)
+from charter.agreement.audit import (
+    BOOTSTRAP_SAMPLES,
+    AuditPair,
+    AuditReport,
+    audit_key,
+    pairs_from_file,
+    pairs_from_run,
+    run_audit,
+    sample,
+    save_audit,
+    stored_audit,
+)
 from charter.constitutions import Constitution, load_constitution
 from charter.preference.config import AuditConfig, JudgeConfig
 from charter.providers.base import ChatModel
@@ -28,9 +38,16 @@ def audit_pairs(store: RunStore, audit: AuditConfig, seed: int) -> tuple[list[Au
     return sample(found, audit.n, seed), source, reference
 
 
-async def audit_run_judge(store: RunStore, model: ChatModel, judge: JudgeConfig, constitution: Constitution,
-                          seed: int, concurrency: int, on_pair: Callable[[], None] | None = None,
-                          start: Callable[[int], None] | None = None) -> tuple[AuditReport | None, str]:
+async def audit_run_judge(
+    store: RunStore,
+    model: ChatModel,
+    judge: JudgeConfig,
+    constitution: Constitution,
+    seed: int,
+    concurrency: int,
+    on_pair: Callable[[], None] | None = None,
+    start: Callable[[int], None] | None = None,
+) -> tuple[AuditReport | None, str]:
     """Audit the run's judge (its settings in effect) and store the result. Returns the report (None when no
     pair qualifies) and what happened, in words; an audit with the same key already stored is kept as it is."""
     audit = judge.audit or AuditConfig()
@@ -39,8 +56,16 @@ async def audit_run_judge(store: RunStore, model: ChatModel, judge: JudgeConfig,
     if not pairs:
         return None, f"no pair to audit on ({source}); the audit is skipped"
     settings = judge.settings()
-    key = audit_key(model.served_id, settings, constitution, (p.pair_id for p in pairs), audit.families,
-                    audit.self_preference, seed, BOOTSTRAP_SAMPLES)
+    key = audit_key(
+        model.served_id,
+        settings,
+        constitution,
+        (p.pair_id for p in pairs),
+        audit.families,
+        audit.self_preference,
+        seed,
+        BOOTSTRAP_SAMPLES,
+    )
     fingerprints = store.fingerprints()
     judge_fp = fingerprints.judge if fingerprints else None
     earlier = stored_audit(store)
@@ -48,9 +73,20 @@ async def audit_run_judge(store: RunStore, model: ChatModel, judge: JudgeConfig,
         return earlier, f"audit of the same judge and pairs already stored ({earlier.pairs} pairs)"
     if start is not None:
         start(len(pairs))
-    report = await run_audit(model, constitution, settings, pairs, source=source, reference=reference, seed=seed,
-                             families=audit.families, self_preference=audit.self_preference,
-                             concurrency=concurrency, judge_fingerprint=judge_fp, on_pair=on_pair)
+    report = await run_audit(
+        model,
+        constitution,
+        settings,
+        pairs,
+        source=source,
+        reference=reference,
+        seed=seed,
+        families=audit.families,
+        self_preference=audit.self_preference,
+        concurrency=concurrency,
+        judge_fingerprint=judge_fp,
+        on_pair=on_pair,
+    )
     save_audit(store, report)
     return report, f"audited {report.pairs} pairs ({report.calls} calls)"
 
@@ -63,8 +99,10 @@ def run_judge(store: RunStore) -> tuple[JudgeConfig, Constitution, int]:
     try:
         judge = JudgeConfig.model_validate(config.get("judge") or {})
     except ValueError as exc:
-        raise ConfigError(f"{store.run_dir}: run config judge section: {' '.join(str(exc).splitlines()[:3])}") \
-            from None
+        raise ConfigError(f"{store.run_dir}: run config judge section: {' '.join(str(exc).splitlines()[:3])}") from None
     path = RunFiles(store.run_dir).constitution_path
-    return judge, load_constitution(str(path) if path.exists() else config.get("constitution", "harmless")), \
-        int(config.get("seed", 0))
+    return (
+        judge,
+        load_constitution(str(path) if path.exists() else config.get("constitution", "harmless")),
+        int(config.get("seed", 0)),
+    )

@@ -29,9 +29,11 @@ def open_batches_note(run_dir: str | Path) -> str | None:
         return None
     if not count:
         return None
-    return (f"{count} provider batch{'es' if count > 1 else ''} still running; the same command collects "
-            f"{'them' if count > 1 else 'it'} (nothing is submitted twice); `charter batches cancel {run_dir}` "
-            "cancels them")
+    return (
+        f"{count} provider batch{'es' if count > 1 else ''} still running; the same command collects "
+        f"{'them' if count > 1 else 'it'} (nothing is submitted twice); `charter batches cancel {run_dir}` "
+        "cancels them"
+    )
 
 
 def cancel_run_batches(run_dir: str | Path) -> dict[str, str]:
@@ -60,4 +62,3 @@ def _backend(config: RunConfig, model_id: str) -> Any:
         if backend.model_id == model_id:
             return backend
     raise ConfigError(f"no role of the run's config uses {model_id}; cannot cancel its batches")
-

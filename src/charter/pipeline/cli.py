@@ -4,17 +4,20 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Optional
 
 import typer
 
 config_app = typer.Typer(help="The run config: its JSON Schema, for editors and validation.", no_args_is_help=True)
-batches_app = typer.Typer(help="A run's provider batches (OpenAI Batch API, Anthropic Message Batches).",
-                          no_args_is_help=True)
-judge_app = typer.Typer(help="The judge: audit its position, length, injection and self-preference biases.",
-                        no_args_is_help=True)
-cache_app = typer.Typer(help="The call cache: what it holds, and which endpoint answered its rows from before "
-                             "endpoints were recorded.", no_args_is_help=True)
+batches_app = typer.Typer(
+    help="A run's provider batches (OpenAI Batch API, Anthropic Message Batches).", no_args_is_help=True
+)
+judge_app = typer.Typer(
+    help="The judge: audit its position, length, injection and self-preference biases.", no_args_is_help=True
+)
+cache_app = typer.Typer(
+    help="The call cache: what it holds, and which endpoint answered its rows from before endpoints were recorded.",
+    no_args_is_help=True,
+)
 DEFAULT_CACHE = "~/.cache/charter/calls.sqlite"
 
 
@@ -53,22 +56,28 @@ def cache_info_command(
 
 
 def cache_claim_command(
-    model: str = typer.Argument(..., help="The model string whose old rows the endpoint made, e.g. "
-                                          "openai-compatible:policy@http://gpu-box:8000/v1."),
-    base_url: Optional[str] = typer.Option(None, "--base-url", help="The base URL of an openai: or anthropic: model "
-                                           "that was not served by its provider's own API."),
+    model: str = typer.Argument(
+        ...,
+        help="The model string whose old rows the endpoint made, e.g. openai-compatible:policy@http://gpu-box:8000/v1.",
+    ),
+    base_url: str | None = typer.Option(
+        None,
+        "--base-url",
+        help="The base URL of an openai: or anthropic: model that was not served by its provider's own API.",
+    ),
     cache: Path = typer.Option(DEFAULT_CACHE, "--cache", help="The call cache file."),
 ) -> None:
     """Say which endpoint answered a model's cache rows from before endpoints were recorded (charter 0.1.0): they then
     answer calls to that endpoint, and to no other. A run made by 0.1.0 claims its own when it resumes."""
     from charter.errors import ArgumentError
     from charter.providers import CallCache, parse_model_string
-    from charter.providers.endpoints import REMOTE, OFFICIAL, normalise_url
+    from charter.providers.endpoints import OFFICIAL, REMOTE, normalise_url
 
     spec = parse_model_string(model)
     if spec.provider not in REMOTE:
-        raise ArgumentError("model", f"{model}: a {spec.provider} model has no endpoint; its old rows answer as "
-                                     "they are")
+        raise ArgumentError(
+            "model", f"{model}: a {spec.provider} model has no endpoint; its old rows answer as they are"
+        )
     url = spec.base_url or base_url or OFFICIAL[spec.provider]
     calls = CallCache(cache.expanduser())
     try:
@@ -105,12 +114,16 @@ def batches_cancel_command(run_dir: Path = typer.Argument(..., help="A run direc
 
 def run_command(
     config: Path = typer.Argument(..., help="Run config YAML."),
-    set_: Optional[list[str]] = typer.Option(None, "--set", help="Override a config key: key.sub=value (repeatable)."),
+    set_: list[str] | None = typer.Option(None, "--set", help="Override a config key: key.sub=value (repeatable)."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Check config, constitution, prompts and credentials only."),
-    ray: Optional[str] = typer.Option(None, "--ray", metavar="ADDRESS",
-                                      help="Shard the run over Ray: `local` (start a local cluster), `auto` or "
-                                           "ray://HOST:PORT (execution.engine=ray)."),
-    shards: Optional[int] = typer.Option(None, "--shards", min=1, help="With --ray: how many shards (default 2)."),
+    ray: str | None = typer.Option(
+        None,
+        "--ray",
+        metavar="ADDRESS",
+        help="Shard the run over Ray: `local` (start a local cluster), `auto` or "
+        "ray://HOST:PORT (execution.engine=ray).",
+    ),
+    shards: int | None = typer.Option(None, "--shards", min=1, help="With --ray: how many shards (default 2)."),
 ) -> None:
     """Run (or resume) a pipeline from a YAML config."""
     from charter.errors import Interrupted
@@ -125,9 +138,11 @@ def run_command(
         runner = Runner(cfg, str(config))
         prompts = runner.prepare()
         count = f"{len(prompts.rows)} prompts" if prompts is not None else "the run's stored prompts"
-        console.print(f"[green]ok[/green] {config}: constitution {runner.constitution.name} "
-                      f"({runner.constitution.short_hash}), {count}, stages {', '.join(cfg.stages)}, "
-                      f"policy {cfg.policy.model}, critic {cfg.critic_role.model}, judge {cfg.judge.model}")
+        console.print(
+            f"[green]ok[/green] {config}: constitution {runner.constitution.name} "
+            f"({runner.constitution.short_hash}), {count}, stages {', '.join(cfg.stages)}, "
+            f"policy {cfg.policy.model}, critic {cfg.critic_role.model}, judge {cfg.judge.model}"
+        )
         return
     try:
         result = run(cfg, str(config))
@@ -139,8 +154,10 @@ def run_command(
             typer.echo(note, err=True)
         raise
     c = result.counts
-    console.print(f"[bold green]done[/bold green]: {c.get('chains', 0)} chains, {c.get('judged', 0)} judged pairs, "
-                  f"{c.get('preferences', 0)} preference rows ({c.get('judge_failures', 0)} judge failures)")
+    console.print(
+        f"[bold green]done[/bold green]: {c.get('chains', 0)} chains, {c.get('judged', 0)} judged pairs, "
+        f"{c.get('preferences', 0)} preference rows ({c.get('judge_failures', 0)} judge failures)"
+    )
     console.print(f"  preferences: {result.preferences}")
     console.print(f"  sft:         {result.sft}")
     for stage in ("reward_model", "dpo"):
@@ -152,8 +169,10 @@ def run_command(
             console.print(f"  win rate:    no judgment succeeded ({win['failures']} failures)")
         else:
             low, high = win["ci95"]
-            console.print(f"  win rate:    {win['win_rate']:.3f} (95% CI {low:.3f}-{high:.3f}) of {win['candidate']} "
-                          f"against {win['base']}")
+            console.print(
+                f"  win rate:    {win['win_rate']:.3f} (95% CI {low:.3f}-{high:.3f}) of {win['candidate']} "
+                f"against {win['base']}"
+            )
     if result.report:
         console.print(f"  report:      {result.report}")
 
@@ -166,7 +185,7 @@ def status_command(run_dir: Path = typer.Argument(..., help="A run directory."))
 
 
 def schema_command(
-    output: Optional[Path] = typer.Option(None, "--output", "-o", help="Write the schema here instead of stdout."),
+    output: Path | None = typer.Option(None, "--output", "-o", help="Write the schema here instead of stdout."),
 ) -> None:
     """Print the JSON Schema of the run config (point a YAML language server at it for completion and checks)."""
     from charter.pipeline.config import RunConfig
@@ -180,32 +199,50 @@ def schema_command(
 
 
 def audit_command(
-    pairs: Path = typer.Option(..., "--pairs", help="JSONL of human-labeled pairs (prompt, chosen, rejected), or a "
-                               "run directory (its own high-confidence pairs; its judge unless --judge is given)."),
-    judge: Optional[str] = typer.Option(None, "--judge", help="Judge model string, e.g. local:smollm2-135m-instruct "
-                                        "(default with a run directory: the run's judge)."),
-    api_key_env: Optional[str] = typer.Option(None, "--api-key-env", metavar="NAME",
-                                              help="The variable holding --judge's key, for a host other than "
-                                                   "api.openai.com / api.anthropic.com."),
-    constitution: Optional[str] = typer.Option(None, "--constitution", help="Bundled constitution name or YAML file "
-                                               "(default: harmless, or the run's)."),
-    mode: Optional[str] = typer.Option(None, "--mode", help="logprobs, cot or verdict (default: logprobs, or the "
-                                       "run's)."),
-    orders: Optional[str] = typer.Option(None, "--orders", help="both or one (default: both, or the run's)."),
-    principles_per_pair: Optional[int] = typer.Option(None, "--principles-per-pair", min=1,
-                                                      help="Principles per question (default: 1, or the run's)."),
+    pairs: Path = typer.Option(
+        ...,
+        "--pairs",
+        help="JSONL of human-labeled pairs (prompt, chosen, rejected), or a "
+        "run directory (its own high-confidence pairs; its judge unless --judge is given).",
+    ),
+    judge: str | None = typer.Option(
+        None,
+        "--judge",
+        help="Judge model string, e.g. local:smollm2-135m-instruct (default with a run directory: the run's judge).",
+    ),
+    api_key_env: str | None = typer.Option(
+        None,
+        "--api-key-env",
+        metavar="NAME",
+        help="The variable holding --judge's key, for a host other than api.openai.com / api.anthropic.com.",
+    ),
+    constitution: str | None = typer.Option(
+        None, "--constitution", help="Bundled constitution name or YAML file (default: harmless, or the run's)."
+    ),
+    mode: str | None = typer.Option(None, "--mode", help="logprobs, cot or verdict (default: logprobs, or the run's)."),
+    orders: str | None = typer.Option(None, "--orders", help="both or one (default: both, or the run's)."),
+    principles_per_pair: int | None = typer.Option(
+        None, "--principles-per-pair", min=1, help="Principles per question (default: 1, or the run's)."
+    ),
     n: int = typer.Option(200, "--n", "-n", min=2, help="Pairs to audit (a seeded sample)."),
     seed: int = typer.Option(0, "--seed", help="Seed of the sample, the shown order and the bootstrap."),
-    families: Optional[str] = typer.Option(None, "--families", help="Comma-separated injection families (default: "
-                                           "answer_is,forged_options,fake_turn,ignore_instructions)."),
-    self_preference: bool = typer.Option(False, "--self-preference", help="Also measure self-preference (the judge "
-                                         "writes its own answer to each prompt)."),
-    min_confidence: float = typer.Option(0.2, "--min-confidence", help="Run pairs only: |P(A) - 0.5| a pair's "
-                                         "judgment must reach to count as known."),
+    families: str | None = typer.Option(
+        None,
+        "--families",
+        help="Comma-separated injection families (default: answer_is,forged_options,fake_turn,ignore_instructions).",
+    ),
+    self_preference: bool = typer.Option(
+        False,
+        "--self-preference",
+        help="Also measure self-preference (the judge writes its own answer to each prompt).",
+    ),
+    min_confidence: float = typer.Option(
+        0.2, "--min-confidence", help="Run pairs only: |P(A) - 0.5| a pair's judgment must reach to count as known."
+    ),
     concurrency: int = typer.Option(16, "--concurrency", min=1, help="Pairs in flight at once."),
-    cache: Optional[str] = typer.Option("~/.cache/charter/calls.sqlite", "--cache", help="Call cache ('' for none)."),
-    json_out: Optional[Path] = typer.Option(None, "--json", help="Also write the audit as JSON here."),
-    markdown_out: Optional[Path] = typer.Option(None, "--markdown", help="Also write the audit as markdown here."),
+    cache: str | None = typer.Option("~/.cache/charter/calls.sqlite", "--cache", help="Call cache ('' for none)."),
+    json_out: Path | None = typer.Option(None, "--json", help="Also write the audit as JSON here."),
+    markdown_out: Path | None = typer.Option(None, "--markdown", help="Also write the audit as markdown here."),
 ) -> None:
     """Audit a judge: position flips, length (padding and trimming), planted injections in the fenced and unfenced
     prompt formats, and optionally self-preference; each rate with a 95% bootstrap CI and its n."""
@@ -221,17 +258,36 @@ def audit_command(
     unknown = [f for f in chosen if f not in INJECTIONS]
     if unknown:
         raise ArgumentError("families", f"{unknown[0]!r}: use some of {', '.join(INJECTIONS)}")
-    own_run = RunFiles.is_run_dir(pairs) and judge is None and constitution is None and mode is None \
-        and orders is None and principles_per_pair is None
+    own_run = (
+        RunFiles.is_run_dir(pairs)
+        and judge is None
+        and constitution is None
+        and mode is None
+        and orders is None
+        and principles_per_pair is None
+    )
     if own_run:
         report = _audit_own_run(pairs, n, seed, chosen, self_preference, min_confidence, concurrency, cache or None)
     else:
         if judge is None:
             raise ArgumentError("judge", "give the judge model to audit (--judge MODEL)")
-        report = audit_judge(pairs, judge, constitution=constitution or "harmless", mode=mode or "logprobs",
-                             orders=orders or "both", principles_per_pair=principles_per_pair or 1, n=n, seed=seed,
-                             families=chosen, self_preference=self_preference, min_confidence=min_confidence,
-                             concurrency=concurrency, cache=cache or None, progress=True, api_key_env=api_key_env)
+        report = audit_judge(
+            pairs,
+            judge,
+            constitution=constitution or "harmless",
+            mode=mode or "logprobs",
+            orders=orders or "both",
+            principles_per_pair=principles_per_pair or 1,
+            n=n,
+            seed=seed,
+            families=chosen,
+            self_preference=self_preference,
+            min_confidence=min_confidence,
+            concurrency=concurrency,
+            cache=cache or None,
+            progress=True,
+            api_key_env=api_key_env,
+        )
     _print_audit(report)
     if json_out:
         json_out.write_text(report.model_dump_json(indent=1) + "\n", encoding="utf-8")
@@ -239,8 +295,16 @@ def audit_command(
         markdown_out.write_text("# Judge audit\n\n" + markdown(report), encoding="utf-8")
 
 
-def _audit_own_run(run_dir: Path, n: int, seed: int, families: list[str], self_preference: bool,
-                   min_confidence: float, concurrency: int, cache: str | None):
+def _audit_own_run(
+    run_dir: Path,
+    n: int,
+    seed: int,
+    families: list[str],
+    self_preference: bool,
+    min_confidence: float,
+    concurrency: int,
+    cache: str | None,
+):
     """Audit a run's own judge on its own pairs, store the audit in the run and rewrite its report."""
     import asyncio
 
@@ -249,23 +313,29 @@ def _audit_own_run(run_dir: Path, n: int, seed: int, families: list[str], self_p
     from charter.preference.config import AuditConfig
     from charter.progress import console, progress_bar
     from charter.providers import CallCache, UsageMeter, get_model
-    from charter.runs.files import AUDIT_MD, RunFiles
     from charter.providers.usage import Budget, Price
+    from charter.runs.files import AUDIT_MD, RunFiles
     from charter.runs.lock import RunLock
     from charter.runs.store import open_store
     from charter.runs.usage import UsageLedger
 
     with RunLock(run_dir), open_store(run_dir) as store:  # it pays for calls into the run: not beside a running run
         judge, constitution, run_seed = run_judge(store)
-        judge = judge.model_copy(update={"audit": AuditConfig(n=n, seed=seed, min_confidence=min_confidence,
-                                                              families=families, self_preference=self_preference)})
+        judge = judge.model_copy(
+            update={
+                "audit": AuditConfig(
+                    n=n, seed=seed, min_confidence=min_confidence, families=families, self_preference=self_preference
+                )
+            }
+        )
         ledger = UsageLedger(store)  # the audit's calls are the run's usage, as when the run audits itself
         prices = {k: Price.model_validate(v) for k, v in (store.run_config().get("prices") or {}).items()}
         calls = CallCache(Path(cache).expanduser()) if cache else None
         if calls is not None:
             calls.before_commit.append(ledger.flush)
-        model = get_model(judge.backend(), cache=calls,
-                          meter=UsageMeter(prices, Budget(), sink=ledger.record), role="audit")
+        model = get_model(
+            judge.backend(), cache=calls, meter=UsageMeter(prices, Budget(), sink=ledger.record), role="audit"
+        )
 
         async def go():
             try:
@@ -276,8 +346,16 @@ def _audit_own_run(run_dir: Path, n: int, seed: int, families: list[str], self_p
                         nonlocal task
                         task = bar.add_task(f"auditing {judge.model}", total=total)
 
-                    return await audit_run_judge(store, model, judge, constitution, run_seed, concurrency,
-                                                 on_pair=lambda: bar.advance(task), start=start)
+                    return await audit_run_judge(
+                        store,
+                        model,
+                        judge,
+                        constitution,
+                        run_seed,
+                        concurrency,
+                        on_pair=lambda: bar.advance(task),
+                        start=start,
+                    )
             finally:
                 await model.aclose()
                 ledger.flush()
@@ -287,8 +365,10 @@ def _audit_own_run(run_dir: Path, n: int, seed: int, families: list[str], self_p
     if report is None:
         from charter.errors import DatasetError
 
-        raise DatasetError(f"{run_dir}: no judged pair qualifies (|P(A) - 0.5| >= {min_confidence}, consistent in "
-                           "both orders); lower --min-confidence or audit on a human-labeled pair file")
+        raise DatasetError(
+            f"{run_dir}: no judged pair qualifies (|P(A) - 0.5| >= {min_confidence}, consistent in "
+            "both orders); lower --min-confidence or audit on a human-labeled pair file"
+        )
     md, _ = write_report(run_dir)
     console.print(f"stored in the run: {RunFiles(run_dir).report_dir / AUDIT_MD}; report: {md}")
     return report
@@ -300,14 +380,22 @@ def _print_audit(report) -> None:
     from charter.agreement.audit import rows
     from charter.progress import console
 
-    table = Table(title=f"judge audit: {report.judge_model} ({report.mode}, orders {report.orders}) on "
-                        f"{report.pairs} pairs")
-    for col, justify in (("measure", "left"), ("value", "right"), ("95% CI", "left"), ("n", "right"),
-                         ("what it means", "left")):
+    table = Table(
+        title=f"judge audit: {report.judge_model} ({report.mode}, orders {report.orders}) on {report.pairs} pairs"
+    )
+    for col, justify in (
+        ("measure", "left"),
+        ("value", "right"),
+        ("95% CI", "left"),
+        ("n", "right"),
+        ("what it means", "left"),
+    ):
         table.add_column(col, justify=justify)
     for row in rows(report):
         table.add_row(*row)
     console.print(table)
     per_pair = f"{report.calls_per_pair:.1f}" if report.calls_per_pair is not None else "n/a"
-    console.print(f"{report.source}; {report.failed_pairs} pair(s) with a failed call; {report.calls} calls "
-                  f"({per_pair} per pair); wall {report.wall_s} s")
+    console.print(
+        f"{report.source}; {report.failed_pairs} pair(s) with a failed call; {report.calls} calls "
+        f"({per_pair} per pair); wall {report.wall_s} s"
+    )

@@ -28,8 +28,19 @@ TRAINING_STAGES = ("reward_model", "dpo", "eval")
 #: stages that need a config section of their own name
 SECTION_STAGES = ("synth", *TRAINING_STAGES)
 
-__all__ = ["CritiqueConfig", "DEFAULT_MODEL", "FiltersConfig", "JudgeConfig", "PairsConfig", "PromptsConfig",
-           "RoleConfig", "RunConfig", "STAGES", "TRAINING_STAGES", "load_run_config"]
+__all__ = [
+    "CritiqueConfig",
+    "DEFAULT_MODEL",
+    "FiltersConfig",
+    "JudgeConfig",
+    "PairsConfig",
+    "PromptsConfig",
+    "RoleConfig",
+    "RunConfig",
+    "STAGES",
+    "TRAINING_STAGES",
+    "load_run_config",
+]
 
 
 class ExecutionConfig(ConfigModel):
@@ -88,9 +99,9 @@ class RunConfig(ConfigModel):
     it attempted (below 1). Past it the run stops starting new items, keeps what is done and exits 3."""
     stop_grace_s: float = Field(default=10.0, ge=0)
     """On Ctrl-C or SIGTERM (Slurm preemption, Kubernetes, systemd, `timeout`): no new call starts, and the calls in
-    flight get this many seconds to finish into the call cache before they are cancelled; the stages are then marked interrupted, the partial
-    dataset and the report are written, and the run exits 130 (Ctrl-C) or 143 (SIGTERM). A second signal stops at
-    once."""
+    flight get this many seconds to finish into the call cache before they are cancelled; the stages are then marked
+    interrupted, the partial dataset and the report are written, and the run exits 130 (Ctrl-C) or 143 (SIGTERM). A
+    second signal stops at once."""
     quarantine_after: int = Field(default=3, ge=1)
     """An item that failed in this many runs of the directory is not tried again (quarantined, and listed)."""
     budget: Budget = Budget()
@@ -114,11 +125,12 @@ class RunConfig(ConfigModel):
     """Win-rate evaluation of the DPO policy (`run_dir` defaults to this run, `prompts` to the bundled set)."""
 
     @model_validator(mode="after")
-    def _training_sections(self) -> "RunConfig":
+    def _training_sections(self) -> RunConfig:
         for index, stage in enumerate(self.stages):
             if stage in SECTION_STAGES and getattr(self, stage) is None:
-                raise LocatedValueError(f"'{stage}' is listed but the run config has no '{stage}:' section",
-                                        ("stages", index))
+                raise LocatedValueError(
+                    f"'{stage}' is listed but the run config has no '{stage}:' section", ("stages", index)
+                )
         return self
 
     @property
@@ -142,8 +154,13 @@ def load_run_config(path: str | Path, overrides: list[str] | None = None) -> Run
         if candidate.exists():
             config.prompts.path = str(candidate)
     synth = config.synth
-    if synth is not None and synth.seeds is not None and synth.seeds.path and not Path(synth.seeds.path).is_absolute() \
-            and (base / synth.seeds.path).exists():
+    if (
+        synth is not None
+        and synth.seeds is not None
+        and synth.seeds.path
+        and not Path(synth.seeds.path).is_absolute()
+        and (base / synth.seeds.path).exists()
+    ):
         synth.seeds.path = str(base / synth.seeds.path)
     audit = config.judge.audit
     if audit is not None and audit.pairs and not Path(audit.pairs).is_absolute() and (base / audit.pairs).exists():

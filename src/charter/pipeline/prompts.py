@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from charter.prompts import PromptSet, PromptsConfig, load_prompts, prompt_id
+from charter.prompts import PromptsConfig, PromptSet, load_prompts, prompt_id
 
 __all__ = ["PromptSet", "PromptsConfig", "load_prompts", "prompt_id", "sync_prompt_set"]
 
@@ -29,14 +29,18 @@ def sync_prompt_set(store: Any, config: PromptsConfig, loaded: PromptSet | None)
     if not new and not gone:
         return []
     if config.on_change == "keep":
-        return [f"prompts: the source has {len(new)} prompt(s) the run does not and lacks {len(gone)} of its "
-                f"{len(in_use)}; the run keeps its prompt set (prompts.on_change: extend adds the new ones, "
-                "replace follows the source)"]
+        return [
+            f"prompts: the source has {len(new)} prompt(s) the run does not and lacks {len(gone)} of its "
+            f"{len(in_use)}; the run keeps its prompt set (prompts.on_change: extend adds the new ones, "
+            "replace follows the source)"
+        ]
     store.put_prompts(new)
     notes = [f"prompts: added {len(new)} new prompt(s) from the source"]
     if config.on_change == "replace":
         removed = store.keep_prompts(source)
-        notes.append(f"prompts: {removed} prompt(s) no longer in the source left the set (their items stay in the "
-                     "store, out of the dataset)")
+        notes.append(
+            f"prompts: {removed} prompt(s) no longer in the source left the set (their items stay in the "
+            "store, out of the dataset)"
+        )
     store.set_meta(prompt_counts=loaded.counts)
     return notes

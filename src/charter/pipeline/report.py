@@ -2,7 +2,8 @@
 
 Counts per stage, the filter waterfall, failures, tokens and cost per role, judge diagnostics (position
 inconsistency, how often the longer response won, win rates per principle), the judge audit when one was run,
-a handful of examples and PNG plots. It describes the settings of the rows it covers: those of the dataset files when there are any.
+a handful of examples and PNG plots. It describes the settings of the rows it covers: those of the dataset files when
+there are any.
 """
 
 from __future__ import annotations
@@ -12,14 +13,22 @@ import datetime as dt
 import json
 import mimetypes
 import re
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator
+from typing import Any
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 
 from charter.messages import last_text
-from charter.pipeline.status import failure_summary, filter_steps, ordered_counts, run_counts, settings_notes, \
-    stage_progress, usage_summary
+from charter.pipeline.status import (
+    failure_summary,
+    filter_steps,
+    ordered_counts,
+    run_counts,
+    settings_notes,
+    stage_progress,
+    usage_summary,
+)
 from charter.preference.manifest import DatasetSettings, current_settings, dataset_manifest
 from charter.preference.stats import JudgeStats, judge_p_values, judge_stats
 from charter.records import Fingerprints
@@ -42,6 +51,7 @@ def _shown(messages: list[Any]) -> list[dict]:
 
 
 # -- preferences and examples ----------------------------------------------------------------------------
+
 
 def _spread_ranks(total: int, n: int) -> list[int]:
     """The ranks of n of `total` sorted items spread evenly from first to last (all of them when n or fewer)."""
@@ -104,9 +114,11 @@ def _ranked_positions(read: Callable[[], Iterator[Any]], ranks: list[int]) -> li
 
 def _float_batches(files: RunFiles, column: str) -> Callable[[], Iterator[Any]]:
     """A reader of one preference column as float64 numpy batches, NaN for null, read again at each call."""
+
     def read() -> Iterator[Any]:
         for array in files.column_batches("preferences", column):
             yield array.to_numpy(zero_copy_only=False).astype(float)  # nulls become NaN
+
     return read
 
 
@@ -122,9 +134,18 @@ def _spread_positions(read: Callable[[], Iterator[Any]], n: int) -> list[int]:
 
 def _examples_from_preferences(files: RunFiles, n: int) -> list[dict]:
     rows = files.preferences_at(_spread_positions(_float_batches(files, "p_chosen"), n))
-    return [{"pair_id": r.pair_id, "kind": r.pair_kind, "prompt": _shown(r.prompt),
-             "chosen": clip(last_text(r.chosen)), "rejected": clip(last_text(r.rejected)), "p_chosen": r.p_chosen,
-             "principle_ids": r.principle_ids} for r in sorted(rows, key=lambda r: (r.p_chosen, r.pair_id))]
+    return [
+        {
+            "pair_id": r.pair_id,
+            "kind": r.pair_kind,
+            "prompt": _shown(r.prompt),
+            "chosen": clip(last_text(r.chosen)),
+            "rejected": clip(last_text(r.rejected)),
+            "p_chosen": r.p_chosen,
+            "principle_ids": r.principle_ids,
+        }
+        for r in sorted(rows, key=lambda r: (r.p_chosen, r.pair_id))
+    ]
 
 
 def _examples_from_store(store: RunStore, fp: Fingerprints, n: int) -> list[dict]:
@@ -134,12 +155,17 @@ def _examples_from_store(store: RunStore, fp: Fingerprints, n: int) -> list[dict
     for i in _spread(keys, n):
         pair, judgment = judged[i]
         a_wins = (judgment.p_a or 0.0) >= 0.5
-        found.append({
-            "pair_id": pair.pair_id, "kind": pair.kind, "prompt": _shown(pair.prompt),
-            "chosen": clip(pair.a if a_wins else pair.b), "rejected": clip(pair.b if a_wins else pair.a),
-            "p_chosen": max(judgment.p_a or 0.0, 1.0 - (judgment.p_a or 0.0)),
-            "principle_ids": judgment.principle_ids,
-        })
+        found.append(
+            {
+                "pair_id": pair.pair_id,
+                "kind": pair.kind,
+                "prompt": _shown(pair.prompt),
+                "chosen": clip(pair.a if a_wins else pair.b),
+                "rejected": clip(pair.b if a_wins else pair.a),
+                "p_chosen": max(judgment.p_a or 0.0, 1.0 - (judgment.p_a or 0.0)),
+                "principle_ids": judgment.principle_ids,
+            }
+        )
     return found
 
 
@@ -154,6 +180,7 @@ def examples(store: RunStore, fp: Fingerprints | None, n: int = N_EXAMPLES) -> t
 
 
 # -- plots ------------------------------------------------------------------------------------------------
+
 
 def _figure(height: float = 3.6, left: float = 0.1):
     """A figure with fixed margins (a layout engine costs more than the plot at these sizes)."""
@@ -186,11 +213,18 @@ def plot_p_histogram(judged: Any, chosen: Any, path: Path) -> Path:
     fig = _figure()
     ax = fig.add_subplot()
     bins = np.linspace(0, 1, P_BINS + 1)
-    ax.hist(bins[:-1], bins=bins, weights=judged, alpha=0.6, label=f"judge p_a (n={int(judged.sum())})",
-            color="#4c72b0")
+    ax.hist(
+        bins[:-1], bins=bins, weights=judged, alpha=0.6, label=f"judge p_a (n={int(judged.sum())})", color="#4c72b0"
+    )
     if chosen.sum():
-        ax.hist(bins[:-1], bins=bins, weights=chosen, alpha=0.6, color="#dd8452",
-                label=f"dataset p_chosen (n={int(chosen.sum())})")
+        ax.hist(
+            bins[:-1],
+            bins=bins,
+            weights=chosen,
+            alpha=0.6,
+            color="#dd8452",
+            label=f"dataset p_chosen (n={int(chosen.sum())})",
+        )
     ax.axvline(0.5, color="grey", linewidth=0.8, linestyle="--")
     ax.set(xlabel="probability", ylabel="pairs", xlim=(0, 1), title="Judge probabilities")
     ax.yaxis.get_major_locator().set_params(integer=True)
@@ -202,8 +236,11 @@ def plot_p_histogram(judged: Any, chosen: Any, path: Path) -> Path:
 
 def plot_principle_win_rates(per_principle: dict[str, Any], path: Path) -> Path | None:
     """Bar chart: per judge principle, how often the revision beat the initial response."""
-    rows = [(pid, f.revision_win_rate, f.revision_pairs) for pid, f in per_principle.items()
-            if f.revision_win_rate is not None]
+    rows = [
+        (pid, f.revision_win_rate, f.revision_pairs)
+        for pid, f in per_principle.items()
+        if f.revision_win_rate is not None
+    ]
     if not rows:
         return None
     names = [f"{pid} (n={n})" for pid, _, n in rows][::-1]
@@ -276,9 +313,13 @@ def audit_section(store: RunStore, settings: DatasetSettings | None) -> dict[str
     judge_fp = settings.fingerprints.judge if settings else None
     other = report.judge_fingerprint is not None and judge_fp is not None and report.judge_fingerprint != judge_fp
     if other:
-        text = ("**Note:** this audit is of other judge settings than the rows this report covers.\n\n" + text)
-    return {"file": AUDIT_MD, "markdown": text, "html": _inline_markdown(text, store.run_dir / "report"),
-            "other_settings": other}
+        text = "**Note:** this audit is of other judge settings than the rows this report covers.\n\n" + text
+    return {
+        "file": AUDIT_MD,
+        "markdown": text,
+        "html": _inline_markdown(text, store.run_dir / "report"),
+        "other_settings": other,
+    }
 
 
 def extras(files: RunFiles) -> dict[str, Any]:
@@ -286,8 +327,11 @@ def extras(files: RunFiles) -> dict[str, Any]:
     found: dict[str, Any] = {"agreement": None, "winrate": None}
     agreement = files.report_text(AGREEMENT_MD)
     if agreement is not None:
-        found["agreement"] = {"file": AGREEMENT_MD, "markdown": agreement,
-                              "html": _inline_markdown(agreement, files.report_dir)}
+        found["agreement"] = {
+            "file": AGREEMENT_MD,
+            "markdown": agreement,
+            "html": _inline_markdown(agreement, files.report_dir),
+        }
     winrate = files.report_text(WINRATE_JSON)
     if winrate is not None:
         try:
@@ -295,14 +339,22 @@ def extras(files: RunFiles) -> dict[str, Any]:
         except ValueError as exc:
             found["winrate"] = {"file": WINRATE_JSON, "error": f"unreadable: {exc}", "scalars": {}, "json": ""}
         else:
-            scalars = {k: v for k, v in data.items() if isinstance(v, (str, int, float, bool))} \
-                if isinstance(data, dict) else {}
-            found["winrate"] = {"file": WINRATE_JSON, "error": None, "scalars": scalars,
-                                "json": json.dumps(data, indent=2, ensure_ascii=False)}
+            scalars = (
+                {k: v for k, v in data.items() if isinstance(v, (str, int, float, bool))}
+                if isinstance(data, dict)
+                else {}
+            )
+            found["winrate"] = {
+                "file": WINRATE_JSON,
+                "error": None,
+                "scalars": scalars,
+                "json": json.dumps(data, indent=2, ensure_ascii=False),
+            }
     return found
 
 
 # -- rendering --------------------------------------------------------------------------------------------
+
 
 def _pct(value: float | None, digits: int = 1) -> str:
     return "–" if value is None else f"{100 * value:.{digits}f}%"
@@ -332,8 +384,12 @@ def _conversation(messages: list[dict] | str) -> str:
 
 def _environment() -> Environment:
     env = Environment(
-        loader=FileSystemLoader(TEMPLATES), autoescape=select_autoescape(("html", "html.j2")),
-        undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True,
+        loader=FileSystemLoader(TEMPLATES),
+        autoescape=select_autoescape(("html", "html.j2")),
+        undefined=StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
     )
     env.filters.update(pct=_pct, num=_num, fence=_fence, cell=_cell, conversation=_conversation)
     return env
@@ -344,19 +400,30 @@ def settings_lines(settings: DatasetSettings | None) -> list[str]:
     if settings is None:
         return []
     judge = settings.judge
-    lines = [f"Judge: mode {judge.mode}, orders {judge.orders}, {judge.ensemble()}"
-             + (f", cot votes clamped to {list(judge.clamp)}" if judge.mode == "cot" else "")]
+    lines = [
+        f"Judge: mode {judge.mode}, orders {judge.orders}, {judge.ensemble()}"
+        + (f", cot votes clamped to {list(judge.clamp)}" if judge.mode == "cot" else "")
+    ]
     if settings.critique is not None:
         fixed = f" (fixed: {', '.join(settings.critique.principles)})" if settings.critique.principles else ""
-        lines.append(f"Critique: {settings.critique.rounds} round(s){fixed}, few-shot examples "
-                     f"{'on' if settings.critique.few_shot else 'off'}")
+        lines.append(
+            f"Critique: {settings.critique.rounds} round(s){fixed}, few-shot examples "
+            f"{'on' if settings.critique.few_shot else 'off'}"
+        )
     pairs = settings.pairs
-    lines.append(f"Pairs: {', '.join(pairs.kinds)}"
-                 + (f" (k={pairs.k} samples at temperature {pairs.temperature}, {pairs.strategy})"
-                    if "samples" in pairs.kinds else ""))
+    lines.append(
+        f"Pairs: {', '.join(pairs.kinds)}"
+        + (
+            f" (k={pairs.k} samples at temperature {pairs.temperature}, {pairs.strategy})"
+            if "samples" in pairs.kinds
+            else ""
+        )
+    )
     f = settings.filters
-    lines.append(f"Filters: min confidence {f.min_confidence}, drop inconsistent {f.drop_inconsistent}, drop ties "
-                 f"{f.drop_ties}, dedupe {f.dedupe}, per-principle cap {f.max_per_principle or 'none'}")
+    lines.append(
+        f"Filters: min confidence {f.min_confidence}, drop inconsistent {f.drop_inconsistent}, drop ties "
+        f"{f.drop_ties}, dedupe {f.dedupe}, per-principle cap {f.max_per_principle or 'none'}"
+    )
     lines.append(f"Settings fingerprint {settings.fingerprints.dataset}")
     return lines
 
@@ -375,15 +442,26 @@ def report_data(store: RunStore, files: RunFiles) -> dict[str, Any]:
     shown, source = examples(store, fp)
     plots, plot_note = make_plots(store, fp, stats, files.report_dir) if fp else ([], None)
     return {
-        "run_id": store.meta("run_id"), "created_at": store.meta("created_at"),
+        "run_id": store.meta("run_id"),
+        "created_at": store.meta("created_at"),
         "generated_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-        "constitution": constitution, "models": settings.models if settings else {},
-        "settings": settings_lines(settings), "notes": settings_notes(store),
+        "constitution": constitution,
+        "models": settings.models if settings else {},
+        "settings": settings_lines(settings),
+        "notes": settings_notes(store),
         "calibration": manifest.calibration if manifest else None,
-        "stages": stage_progress(store), "counts": ordered_counts(counts), "filters": filter_steps(counts),
-        "usage": usage_summary(store), "failures": failure_summary(store), "stats": stats,
-        "examples": shown, "examples_source": source, "plots": plots, "plot_note": plot_note,
-        "extras": extras(files), "audit": audit_section(store, settings),
+        "stages": stage_progress(store),
+        "counts": ordered_counts(counts),
+        "filters": filter_steps(counts),
+        "usage": usage_summary(store),
+        "failures": failure_summary(store),
+        "stats": stats,
+        "examples": shown,
+        "examples_source": source,
+        "plots": plots,
+        "plot_note": plot_note,
+        "extras": extras(files),
+        "audit": audit_section(store, settings),
     }
 
 
@@ -396,6 +474,7 @@ def write_report(run_dir: str | Path) -> tuple[Path, Path]:
         env = _environment()
         md_path = files.write_report_text(REPORT_MD, env.get_template("report.md.j2").render(**data))
         images = {p["file"]: data_uri(files.report_dir / p["file"]) for p in data["plots"]}
-        html_path = files.write_report_text(REPORT_HTML,
-                                            env.get_template("report.html.j2").render(**data, images=images))
+        html_path = files.write_report_text(
+            REPORT_HTML, env.get_template("report.html.j2").render(**data, images=images)
+        )
     return md_path, html_path

@@ -12,14 +12,22 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Awaitable, Callable
+from typing import Any
 
 from charter.concurrency import bounded_map, drain
 from charter.constitutions import Constitution, load_constitution
 from charter.errors import (
-    BudgetExceeded, CharterError, ConfigError, Interrupted, RunStoreError, TooManyFailures, probe_writable, wanted,
+    BudgetExceeded,
+    CharterError,
+    ConfigError,
+    Interrupted,
+    RunStoreError,
+    TooManyFailures,
+    probe_writable,
+    wanted,
 )
 from charter.interrupt import StopRequest
 from charter.pipeline.config import RoleConfig, RunConfig
@@ -59,8 +67,10 @@ def check_config(config: RunConfig, constitution: Constitution) -> None:
     for role in ("policy", "critic_role", "judge"):
         parse_model_string(getattr(config, role).model)
     known = set(constitution.principle_ids)
-    for where, ids in (("critique.principles", config.critique.principles), ("judge.principles",
-                                                                               config.judge.principles)):
+    for where, ids in (
+        ("critique.principles", config.critique.principles),
+        ("judge.principles", config.judge.principles),
+    ):
         for pid in ids or []:
             if pid not in known:
                 raise ConfigError(f"{where}: unknown principle id '{pid}' (constitution '{constitution.name}')")
@@ -112,12 +122,16 @@ def check_same_run(meta: dict[str, Any], config: RunConfig, constitution: Consti
     run_dir = config.run_dir()
     stored_name = (meta.get("config") or {}).get("name")
     if stored_name is not None and stored_name != config.name:
-        raise RunStoreError(f"{run_dir} holds the run '{stored_name}', not '{config.name}': give this config its own "
-                            f"output_dir (or name: {stored_name} to go on with that run)")
+        raise RunStoreError(
+            f"{run_dir} holds the run '{stored_name}', not '{config.name}': give this config its own "
+            f"output_dir (or name: {stored_name} to go on with that run)"
+        )
     stored_hash = (meta.get("constitution") or {}).get("hash")
     if stored_hash and stored_hash != constitution.hash:
-        raise RunStoreError(f"{run_dir}: the constitution changed since this run started (hash {stored_hash[:12]} -> "
-                            f"{constitution.short_hash}); use a new output_dir")
+        raise RunStoreError(
+            f"{run_dir}: the constitution changed since this run started (hash {stored_hash[:12]} -> "
+            f"{constitution.short_hash}); use a new output_dir"
+        )
 
 
 def check_run_dir(config: RunConfig, constitution: Constitution) -> None:
@@ -198,8 +212,11 @@ class Runner:
         with run_dir_errors(self.run_dir, "open the run store"):
             store = RunStore(self.run_dir, create=True)
         try:
-            check_same_run({"config": store.run_config(), "constitution": store.meta("constitution")}, self.config,
-                           self.constitution)
+            check_same_run(
+                {"config": store.run_config(), "constitution": store.meta("constitution")},
+                self.config,
+                self.constitution,
+            )
         except BaseException:
             store.close()
             raise
@@ -221,12 +238,15 @@ class Runner:
         if changes:
             shown = "; ".join(f"{c['key']}: {c['old']!r} -> {c['new']!r}" for c in changes[:5])
             more = f" (and {len(changes) - 5} more)" if len(changes) > 5 else ""
-            log.info(f"config changed since the last start: {shown}{more}; items made with the old settings "
-                          "are kept in the store and left out of the dataset")
+            log.info(
+                f"config changed since the last start: {shown}{more}; items made with the old settings "
+                "are kept in the store and left out of the dataset"
+            )
         return settings
 
-    def _models(self, store: RunStore, ledger: UsageLedger, cache: CallCache | None
-                ) -> tuple[ManagedModel, ManagedModel, ManagedModel, ManagedModel, ManagedModel | None]:
+    def _models(
+        self, store: RunStore, ledger: UsageLedger, cache: CallCache | None
+    ) -> tuple[ManagedModel, ManagedModel, ManagedModel, ManagedModel, ManagedModel | None]:
         """The policy, critic, judge, auditor (the judge, metered as `audit`) and the prompt writer (synth)."""
         config = self.config
         meter = self.meter = UsageMeter(config.prices, config.budget, sink=ledger.record)
@@ -240,8 +260,13 @@ class Runner:
 
         def model(role: str, spec: RoleConfig) -> ManagedModel:
             batched = config.batch.for_role(spec)
-            key = (spec.model, spec.api_key_env, repr(sorted(spec.options.items())), spec.limits.model_dump_json(),
-                   batched)
+            key = (
+                spec.model,
+                spec.api_key_env,
+                repr(sorted(spec.options.items())),
+                spec.limits.model_dump_json(),
+                batched,
+            )
             if key not in built:  # one backend per distinct model and limits (a local model is loaded once)
                 built[key] = spec.backend()
                 if batched:  # through the provider's batch API; the run store remembers the batches
@@ -249,8 +274,13 @@ class Runner:
             return get_model(built[key], cache=cache, meter=meter, role=role)
 
         writer = model("synth", config.synth.writer) if self.synthesizing else None
-        return (model("policy", config.policy), model("critic", config.critic_role), model("judge", config.judge),
-                model("audit", config.judge), writer)
+        return (
+            model("policy", config.policy),
+            model("critic", config.critic_role),
+            model("judge", config.judge),
+            model("audit", config.judge),
+            writer,
+        )
 
     # -- the work ---------------------------------------------------------------------------------
     async def arun(self, stop: StopRequest | None = None) -> RunResult:
@@ -304,8 +334,9 @@ class Runner:
         """Critique and judge every prompt in use; returns the error that stopped them early, if one did."""
         ledger = UsageLedger(store)
         policy, critic, judge, auditor, writer = self._models(store, ledger, cache)
-        work = Work(self.config, self.constitution, self.fingerprints, store, (policy, critic, judge),
-                    store.start_session())
+        work = Work(
+            self.config, self.constitution, self.fingerprints, store, (policy, critic, judge), store.start_session()
+        )
         # the calls behind an item are in the usage and the cache before the item is in the store
         work.writer.before_flush += [ledger.flush] + ([policy.cache.flush] if policy.cache is not None else [])
         audit = self.config.judge.audit if "judge" in self.config.stages else None
@@ -324,8 +355,9 @@ class Runner:
                 await m.aclose()  # flushes the cache, whose commit flushes the ledger first
             ledger.flush()
 
-    async def _side_stage(self, store: RunStore, name: str, label: str,
-                          work: Callable[[Any], Awaitable[tuple[str, dict]]]) -> CharterError | None:
+    async def _side_stage(
+        self, store: RunStore, name: str, label: str, work: Callable[[Any], Awaitable[tuple[str, dict]]]
+    ) -> CharterError | None:
         """Run one stage outside the per-prompt work (synth, audit) with a progress bar: its status and counts go
         to the store; a budget stop or a provider error every later call would share is returned, not raised."""
         store.set_stage(name, "running")
@@ -359,8 +391,15 @@ class Runner:
                 task = progress.add_task("judge audit", total=total)
 
             report, note = await audit_run_judge(
-                store, model, self.config.judge, self.constitution, self.config.seed, self.config.concurrency,
-                on_pair=lambda: progress.advance(task), start=start)
+                store,
+                model,
+                self.config.judge,
+                self.constitution,
+                self.config.seed,
+                self.config.concurrency,
+                on_pair=lambda: progress.advance(task),
+                start=start,
+            )
             return ("skipped" if report is None else "done"), {"reason": note}
 
         return await self._side_stage(store, "audit", "judge audit", work)
@@ -372,8 +411,13 @@ class Runner:
 
         async def work(progress: Any) -> tuple[str, dict]:
             task = progress.add_task("synthesizing prompts", total=self.config.synth.n)
-            note, counts = await synth_stage(self.config, self.constitution, store, model,
-                                             lambda kept: progress.update(task, completed=sum(kept.values())))
+            note, counts = await synth_stage(
+                self.config,
+                self.constitution,
+                store,
+                model,
+                lambda kept: progress.update(task, completed=sum(kept.values())),
+            )
             return "done", {**counts, "reason": note}
 
         return await self._side_stage(store, "synth", "prompt synthesis", work)
@@ -416,8 +460,9 @@ class Runner:
         """Write the preference and SFT datasets of the settings in effect."""
         manifest = dataset.write(store, settings)
         files = RunFiles(self.run_dir)
-        return RunResult(self.run_dir, files.dataset_path("preferences"), files.dataset_path("sft"),
-                         counts=dict(manifest.counts))
+        return RunResult(
+            self.run_dir, files.dataset_path("preferences"), files.dataset_path("sft"), counts=dict(manifest.counts)
+        )
 
     async def _training_stages(self, result: RunResult) -> None:
         from charter.pipeline.training import run_training_stages

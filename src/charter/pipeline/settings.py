@@ -35,14 +35,28 @@ def model_label(role: RoleConfig) -> str:
 def run_fingerprints(config: RunConfig, constitution: Constitution) -> Fingerprints:
     """The fingerprints of a config's settings: chains, samples, judgments and the dataset."""
     policy, critic, judge_model = (model_label(r) for r in (config.policy, config.critic_role, config.judge))
-    critique = chain_fingerprint(config.critique, constitution, policy, config.policy.params,
-                                 critic, config.critic_role.params, config.seed) \
-        if "revision" in config.pairs.kinds else None
-    samples = samples_fingerprint(constitution, policy, config.samples_params(), config.pairs.k) \
-        if "samples" in config.pairs.kinds else None
+    critique = (
+        chain_fingerprint(
+            config.critique, constitution, policy, config.policy.params, critic, config.critic_role.params, config.seed
+        )
+        if "revision" in config.pairs.kinds
+        else None
+    )
+    samples = (
+        samples_fingerprint(constitution, policy, config.samples_params(), config.pairs.k)
+        if "samples" in config.pairs.kinds
+        else None
+    )
     judge = judge_fingerprint(config.judge.settings(), judge_model, constitution, config.seed)
-    data = fingerprint({"critique": critique, "samples": samples, "judge": judge,
-                        "pairs": config.pairs.model_dump(mode="json"), "filters": config.filters.model_dump(mode="json")})
+    data = fingerprint(
+        {
+            "critique": critique,
+            "samples": samples,
+            "judge": judge,
+            "pairs": config.pairs.model_dump(mode="json"),
+            "filters": config.filters.model_dump(mode="json"),
+        }
+    )
     return Fingerprints(critique=critique, samples=samples, judge=judge, dataset=data)
 
 
@@ -51,14 +65,29 @@ def dataset_settings(config: RunConfig, constitution: Constitution, run_id: str,
     fingerprints = run_fingerprints(config, constitution)
     judge = config.judge.settings()
     return DatasetSettings(
-        run_id=run_id, created_at=created_at,
-        constitution=ConstitutionInfo(name=constitution.name, version=constitution.version, hash=constitution.hash,
-                                      principles=constitution.principle_ids),
+        run_id=run_id,
+        created_at=created_at,
+        constitution=ConstitutionInfo(
+            name=constitution.name,
+            version=constitution.version,
+            hash=constitution.hash,
+            principles=constitution.principle_ids,
+        ),
         fingerprints=fingerprints,
-        models={"policy": model_label(config.policy), "critic": model_label(config.critic_role),
-                "judge": model_label(config.judge)},
-        sampling={"policy": config.policy.params, "critic": config.critic_role.params, "judge": judge.sampling(),
-                  **({"samples": config.samples_params()} if fingerprints.samples else {})},
-        critique=config.critique if fingerprints.critique else None, judge=judge, pairs=config.pairs,
-        filters=config.filters, seed=config.seed,
+        models={
+            "policy": model_label(config.policy),
+            "critic": model_label(config.critic_role),
+            "judge": model_label(config.judge),
+        },
+        sampling={
+            "policy": config.policy.params,
+            "critic": config.critic_role.params,
+            "judge": judge.sampling(),
+            **({"samples": config.samples_params()} if fingerprints.samples else {}),
+        },
+        critique=config.critique if fingerprints.critique else None,
+        judge=judge,
+        pairs=config.pairs,
+        filters=config.filters,
+        seed=config.seed,
     )

@@ -41,8 +41,14 @@ from charter.storage import copy_rows
 log = logging.getLogger("charter.run")
 
 #: The item tables a shard owns outright (each row belongs to one prompt, so to one shard), with their keys.
-ITEM_TABLES = {"chains": "prompt_id, fingerprint", "samples": "prompt_id, fingerprint, sample_idx", "pairs": "pair_id",
-               "judgments": "pair_id, fingerprint", "batches": "batch_id", "batch_requests": "key"}
+ITEM_TABLES = {
+    "chains": "prompt_id, fingerprint",
+    "samples": "prompt_id, fingerprint, sample_idx",
+    "pairs": "pair_id",
+    "judgments": "pair_id, fingerprint",
+    "batches": "batch_id",
+    "batch_requests": "key",
+}
 #: The stages a shard runs; synth runs before sharding and the audit after merging, in the driver.
 SHARD_STAGES = ("critique", "judge")
 #: Counts summed over shards for the run's stage record.
@@ -63,10 +69,18 @@ def shard_config(config: RunConfig, index: int) -> RunConfig:
     n = config.execution.shards
     folder = shard_dir(config.run_dir(), index, n)
     data = config.model_dump(mode="json")
-    data.update(output_dir=str(folder.resolve()), report=False, synth=None, reward_model=None, dpo=None, eval=None,
-                stages=[s for s in config.stages if s in SHARD_STAGES], concurrency=math.ceil(config.concurrency / n),
-                cache=str((folder / "calls.sqlite").resolve()) if config.cache else None,
-                execution={"engine": "local"})
+    data.update(
+        output_dir=str(folder.resolve()),
+        report=False,
+        synth=None,
+        reward_model=None,
+        dpo=None,
+        eval=None,
+        stages=[s for s in config.stages if s in SHARD_STAGES],
+        concurrency=math.ceil(config.concurrency / n),
+        cache=str((folder / "calls.sqlite").resolve()) if config.cache else None,
+        execution={"engine": "local"},
+    )
     data["judge"]["audit"] = None
     for role in ("policy", "critic", "judge"):
         if data.get(role):
@@ -195,8 +209,9 @@ async def process_sharded(runner: Runner, store: RunStore, work: Any) -> Charter
                 results[index] = {"status": "interrupted", "reason": type(exc).__name__, "exit_code": 130}
             merge_shard(store, shard_dir(runner.run_dir, index, n), config.cache)
             peak = results[index].get("peak_rss_mb")
-            log.info(f"shard {index + 1}/{n}: {results[index]['status']}" + (f" (peak RSS {peak:.0f} MB)"
-                                                                               if peak else ""))
+            log.info(
+                f"shard {index + 1}/{n}: {results[index]['status']}" + (f" (peak RSS {peak:.0f} MB)" if peak else "")
+            )
     except BaseException:
         for ref in pending:
             ray.cancel(ref, force=True)  # a shard is a run directory: the next run resumes it
@@ -223,8 +238,16 @@ async def process_sharded(runner: Runner, store: RunStore, work: Any) -> Charter
         stop, status = too_many_failures(work, runner.run_dir), "stopped: too many failures"
     for stage in stages:
         peaks = [r.get("peak_rss_mb") for r in results.values() if r.get("peak_rss_mb")]
-        store.set_stage(stage, status, {**counts, "reason": str(stop) if stop else None, "shards": n,
-                                        "shard_peak_rss_mb": max(peaks) if peaks else None})
+        store.set_stage(
+            stage,
+            status,
+            {
+                **counts,
+                "reason": str(stop) if stop else None,
+                "shards": n,
+                "shard_peak_rss_mb": max(peaks) if peaks else None,
+            },
+        )
     return stop
 
 
@@ -270,8 +293,9 @@ def _merge_items(store: RunStore, folder: Path) -> None:
         db.execute("DELETE FROM main.failures WHERE item_id IN (SELECT item_id FROM other.failures)")
         db.execute(f"INSERT INTO main.failures ({failures}) SELECT {failures} FROM other.failures")
         usage = "role, model, calls, cached, prompt_tokens, completion_tokens, cost_usd, estimated, retries, created_at"
-        db.execute(f"INSERT INTO main.usage_events ({usage}) SELECT {usage} FROM other.usage_events WHERE id > ?",
-                   (last,))  # usage only grows: copy what is new since the last merge
+        db.execute(
+            f"INSERT INTO main.usage_events ({usage}) SELECT {usage} FROM other.usage_events WHERE id > ?", (last,)
+        )  # usage only grows: copy what is new since the last merge
         return db.execute("SELECT COALESCE(MAX(id), 0) FROM other.usage_events").fetchone()[0]
 
     newest = store.with_attached(folder / STORE_FILE, work)

@@ -11,8 +11,8 @@ from pathlib import Path
 from typing import Any
 
 from charter.preference.manifest import current_settings, dataset_manifest
-from charter.runs.counts import COUNT_LABELS, filter_steps, ordered_counts
 from charter.providers.batch import ENDED
+from charter.runs.counts import COUNT_LABELS, filter_steps, ordered_counts
 from charter.runs.files import RunFiles
 from charter.runs.lock import holder
 from charter.runs.store import RunStore, open_store
@@ -21,11 +21,15 @@ __all__ = ["filter_steps", "ordered_counts", "print_status", "run_counts", "stat
 
 #: stage -> (SQL counting the finished items, SQL counting all items so far), given the fingerprints in effect
 _PROGRESS = {
-    "critique": ("SELECT COUNT(*) FROM (SELECT prompt_id FROM chains WHERE fingerprint IN (:critique, :samples)"
-                 " UNION SELECT prompt_id FROM samples WHERE fingerprint IN (:critique, :samples))",
-                 "SELECT COUNT(*) FROM prompts"),
-    "judge": ("SELECT COUNT(*) FROM judgments WHERE fingerprint = :judge",
-              "SELECT COUNT(*) FROM pairs WHERE source_fingerprint IN (:critique, :samples)"),
+    "critique": (
+        "SELECT COUNT(*) FROM (SELECT prompt_id FROM chains WHERE fingerprint IN (:critique, :samples)"
+        " UNION SELECT prompt_id FROM samples WHERE fingerprint IN (:critique, :samples))",
+        "SELECT COUNT(*) FROM prompts",
+    ),
+    "judge": (
+        "SELECT COUNT(*) FROM judgments WHERE fingerprint = :judge",
+        "SELECT COUNT(*) FROM pairs WHERE source_fingerprint IN (:critique, :samples)",
+    ),
 }
 
 
@@ -37,22 +41,29 @@ def live_counts(store: RunStore) -> dict[str, int]:
     sources = fp.sources()
     marks = ",".join("?" * len(sources)) or "NULL"
     # judgments of these judge settings, less those of pairs from other settings (few: read through the index)
-    judged = dict(store.execute("SELECT status, COUNT(*) FROM judgments WHERE fingerprint = ? GROUP BY status",
-                                (fp.judge,)))
+    judged = dict(
+        store.execute("SELECT status, COUNT(*) FROM judgments WHERE fingerprint = ? GROUP BY status", (fp.judge,))
+    )
     for status, n in store.execute(
-            "SELECT j.status, COUNT(*) FROM pairs p INDEXED BY pairs_by_source CROSS JOIN judgments j"
-            " ON j.pair_id = p.pair_id AND j.fingerprint = ?"
-            f" WHERE p.source_fingerprint NOT IN ({marks}) OR p.source_fingerprint IS NULL GROUP BY j.status",
-            (fp.judge, *sources)):
+        "SELECT j.status, COUNT(*) FROM pairs p INDEXED BY pairs_by_source CROSS JOIN judgments j"
+        " ON j.pair_id = p.pair_id AND j.fingerprint = ?"
+        f" WHERE p.source_fingerprint NOT IN ({marks}) OR p.source_fingerprint IS NULL GROUP BY j.status",
+        (fp.judge, *sources),
+    ):
         judged[status] -= n
     return {
         "chains": store.count("chains", "fingerprint IS ?", (fp.critique,)) if fp.critique else 0,
-        "samples": store.execute("SELECT COUNT(DISTINCT prompt_id) FROM samples WHERE fingerprint IS ?",
-                                 (fp.samples,))[0][0] if fp.samples else 0,
+        "samples": store.execute("SELECT COUNT(DISTINCT prompt_id) FROM samples WHERE fingerprint IS ?", (fp.samples,))[
+            0
+        ][0]
+        if fp.samples
+        else 0,
         "pairs": store.count("pairs", f"source_fingerprint IN ({marks})", sources),
-        "judged": judged.get("ok", 0), "judge_failures": judged.get("failed", 0),
-        "failures": store.count("failures", "fingerprint IS NULL OR fingerprint IN (?, ?, ?)",
-                                (fp.critique, fp.samples, fp.judge)),
+        "judged": judged.get("ok", 0),
+        "judge_failures": judged.get("failed", 0),
+        "failures": store.count(
+            "failures", "fingerprint IS NULL OR fingerprint IN (?, ?, ?)", (fp.critique, fp.samples, fp.judge)
+        ),
     }
 
 
@@ -100,12 +111,24 @@ def failure_summary(store: RunStore, first: int = 5, raw_chars: int = 400) -> di
         raw = stored.failure.raw
         if raw is not None and len(raw) > raw_chars:
             raw = raw[:raw_chars] + f"… ({len(stored.failure.raw or '')} characters)"
-        shown.append({"stage": stored.stage, "item_id": stored.item_id, "kind": stored.failure.kind,
-                      "error": stored.failure.message, "raw": raw, "runs": len(sessions[key]),
-                      "quarantined": len(sessions[key]) >= limit})
-    return {"total": len(latest), "by_stage": dict(sorted(by_stage.items())), "first": shown,
-            "resolved": len(resolved - set(latest)),
-            "quarantined": sum(1 for key in latest if len(sessions[key]) >= limit)}
+        shown.append(
+            {
+                "stage": stored.stage,
+                "item_id": stored.item_id,
+                "kind": stored.failure.kind,
+                "error": stored.failure.message,
+                "raw": raw,
+                "runs": len(sessions[key]),
+                "quarantined": len(sessions[key]) >= limit,
+            }
+        )
+    return {
+        "total": len(latest),
+        "by_stage": dict(sorted(by_stage.items())),
+        "first": shown,
+        "resolved": len(resolved - set(latest)),
+        "quarantined": sum(1 for key in latest if len(sessions[key]) >= limit),
+    }
 
 
 def stage_progress(store: RunStore, now: float | None = None) -> list[dict[str, Any]]:
@@ -125,11 +148,18 @@ def stage_progress(store: RunStore, now: float | None = None) -> list[dict[str, 
         status = stage["status"]
         if status == "running" and gone:
             status = "interrupted (its process ended without a word: killed?)"
-        rows.append({
-            "stage": name, "status": status, "started_at": started, "finished_at": finished,
-            "elapsed_s": ((finished or now) - started) if started else None,
-            "done": done, "total": total, "counts": counts,
-        })
+        rows.append(
+            {
+                "stage": name,
+                "status": status,
+                "started_at": started,
+                "finished_at": finished,
+                "elapsed_s": ((finished or now) - started) if started else None,
+                "done": done,
+                "total": total,
+                "counts": counts,
+            }
+        )
     return sorted(rows, key=lambda r: r["started_at"] or float("inf"))
 
 
@@ -148,12 +178,15 @@ def settings_notes(store: RunStore) -> list[str]:
         older = {k: v for k, v in store.older_items(fp).items() if v}
         if older:
             items = ", ".join(f"{n} {k}" for k, n in older.items())
-            notes.append(f"Older items made with earlier settings are kept in the store but left out of the "
-                         f"dataset: {items}.")
+            notes.append(
+                f"Older items made with earlier settings are kept in the store but left out of the dataset: {items}."
+            )
     manifest = dataset_manifest(store)
     if manifest is not None and fp is not None and manifest.settings.fingerprints.dataset != fp.dataset:
-        notes.append("The dataset files were written with earlier settings (the run has not finished with the "
-                     "current ones); the report and the card describe the files' settings.")
+        notes.append(
+            "The dataset files were written with earlier settings (the run has not finished with the "
+            "current ones); the report and the card describe the files' settings."
+        )
     return notes
 
 
@@ -179,6 +212,7 @@ def status(run_dir: str | Path) -> dict[str, Any]:
 
 
 # -- rendering -----------------------------------------------------------------------------------------
+
 
 def _duration(seconds: float | None) -> str:
     if seconds is None:
@@ -206,14 +240,22 @@ def _stage_table(data: dict[str, Any]):
         table.add_column(column, justify="right" if column in ("progress", "elapsed") else "left")
     for row in data["stages"]:
         colour = next((c for status, c in colours.items() if row["status"].startswith(status)), "white")
-        table.add_row(row["stage"], f"[{colour}]{row['status']}[/]", _progress_text(row),
-                      _duration(row["elapsed_s"]))
+        table.add_row(row["stage"], f"[{colour}]{row['status']}[/]", _progress_text(row), _duration(row["elapsed_s"]))
     return table
 
 
 #: count labels the terminal view leaves out while they are zero (the report shows them all)
-_ZERO_HIDDEN = {COUNT_LABELS[k] for k in ("prompts_empty", "prompts_duplicate", "prompts_too_long",
-                                          "prompts_skipped_too_long", "prompts_truncated", "samples")}
+_ZERO_HIDDEN = {
+    COUNT_LABELS[k]
+    for k in (
+        "prompts_empty",
+        "prompts_duplicate",
+        "prompts_too_long",
+        "prompts_skipped_too_long",
+        "prompts_truncated",
+        "samples",
+    )
+}
 
 
 def _counts_table(data: dict[str, Any]):
@@ -239,12 +281,28 @@ def _usage_table(data: dict[str, Any]):
         table.add_column(column, justify="left" if column in ("role", "model") else "right", overflow="fold")
     usage = data["usage"]
     for r in usage["rows"]:
-        table.add_row(r.role, r.model, f"{r.calls:,}", f"{r.cached:,}", f"{r.retries:,}", f"{r.prompt_tokens:,}",
-                      f"{r.completion_tokens:,}", f"{r.cost_usd:.4f}")
+        table.add_row(
+            r.role,
+            r.model,
+            f"{r.calls:,}",
+            f"{r.cached:,}",
+            f"{r.retries:,}",
+            f"{r.prompt_tokens:,}",
+            f"{r.completion_tokens:,}",
+            f"{r.cost_usd:.4f}",
+        )
     t = usage["totals"]
     if usage["rows"]:
-        table.add_row("[bold]total[/]", "", f"{t['calls']:,}", f"{t['cached']:,}", f"{t['retries']:,}",
-                      f"{t['prompt_tokens']:,}", f"{t['completion_tokens']:,}", f"{t['cost_usd']:.4f}")
+        table.add_row(
+            "[bold]total[/]",
+            "",
+            f"{t['calls']:,}",
+            f"{t['cached']:,}",
+            f"{t['retries']:,}",
+            f"{t['prompt_tokens']:,}",
+            f"{t['completion_tokens']:,}",
+            f"{t['cost_usd']:.4f}",
+        )
     return table
 
 
@@ -258,8 +316,9 @@ def _failures_text(data: dict[str, Any]):
         return Text(f"No failures.{note}", style="green")
     by_stage = ", ".join(f"{stage}: {n}" for stage, n in failures["by_stage"].items())
     held = f"; {failures['quarantined']} quarantined (not tried again)" if failures["quarantined"] else ""
-    text.append(f"Failed items: {failures['total']} ({by_stage}){held}; a new run tries the others again\n",
-                style="bold red")
+    text.append(
+        f"Failed items: {failures['total']} ({by_stage}){held}; a new run tries the others again\n", style="bold red"
+    )
     for f in failures["first"]:
         text.append(f"  [{f['stage']}] {f['item_id']} ({f['kind']}, failed in {f['runs']} run(s)): ", style="red")
         text.append(f"{f['error']}\n")  # Text.append never interprets markup: model text stays literal
@@ -296,8 +355,12 @@ def print_status(run_dir: str | Path, console: Any = None) -> dict[str, Any]:
     if data["batches"]:
         running = [b for b in data["batches"] if b["state"] not in ENDED]
         line = f"Provider batches: {len(data['batches'])} submitted"
-        line += f", {len(running)} still running ({', '.join(b['batch_id'] for b in running[:3])}" \
-            f"{', ...' if len(running) > 3 else ''}; the same run command collects them)" if running else ", all ended"
+        line += (
+            f", {len(running)} still running ({', '.join(b['batch_id'] for b in running[:3])}"
+            f"{', ...' if len(running) > 3 else ''}; the same run command collects them)"
+            if running
+            else ", all ended"
+        )
         console.print(Text(line, style="yellow" if running else ""))
     for note in data["notes"]:
         console.print(Text(note, style="yellow"))

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import json
 import logging
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from charter.constitutions import Constitution, load_constitution
 from charter.errors import ConfigError
@@ -35,12 +36,21 @@ def check_synth(config: RunConfig) -> None:
 def output_prompts(config: RunConfig, files: RunFiles) -> PromptsConfig:
     """How the run reads the synthesized set: the run's length limits, its `on_change`."""
     p = config.prompts
-    return PromptsConfig(path=str(files.synth_prompts_path), max_prompt_tokens=p.max_prompt_tokens,
-                         too_long=p.too_long, on_change=p.on_change)
+    return PromptsConfig(
+        path=str(files.synth_prompts_path),
+        max_prompt_tokens=p.max_prompt_tokens,
+        too_long=p.too_long,
+        on_change=p.on_change,
+    )
 
 
-async def synth_stage(config: RunConfig, constitution: Constitution, store: RunStore, writer: ChatModel,
-                      on_round: Callable[[dict[str, int]], None] | None = None) -> tuple[str, dict[str, Any]]:
+async def synth_stage(
+    config: RunConfig,
+    constitution: Constitution,
+    store: RunStore,
+    writer: ChatModel,
+    on_round: Callable[[dict[str, int]], None] | None = None,
+) -> tuple[str, dict[str, Any]]:
     """Synthesize (or reuse the file when nothing it depends on changed), then bring the run's prompt set in line
     with it. Returns a note and the stage counts."""
     synth = config.synth
@@ -58,8 +68,12 @@ async def synth_stage(config: RunConfig, constitution: Constitution, store: RunS
     else:
         result = await Synthesizer(synth, seeds, const, writer, on_round=on_round).run()
         write_output(result, output, synth.include_seeds)
-        counts = {"kept": sum(result.achieved.values()), "calls": result.calls, "candidates": result.candidates,
-                  **{f"dropped {k}": v for k, v in result.waterfall.items()}}
+        counts = {
+            "kept": sum(result.achieved.values()),
+            "calls": result.calls,
+            "candidates": result.candidates,
+            **{f"dropped {k}": v for k, v in result.waterfall.items()},
+        }
         note = f"kept {counts['kept']} of {synth.n} prompts from {result.calls} calls; report {report_files(output)[0]}"
         for short in result.notes:
             log.warning(f"synth short of its target: {short}")

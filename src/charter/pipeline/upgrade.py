@@ -39,8 +39,10 @@ def upgrade_run(store: RunStore, config: RunConfig, constitution: Constitution, 
     if before is not None and stored:
         last = _last_config(stored, config)
         if last is None:
-            notes.append("the config this run last ran with no longer reads; items whose settings are named "
-                         "differently now are made again (the call cache answers the calls it holds)")
+            notes.append(
+                "the config this run last ran with no longer reads; items whose settings are named "
+                "differently now are made again (the call cache answers the calls it holds)"
+            )
         else:
             notes += _rename(store, before, run_fingerprints(last, constitution))
             notes += _claim(cache, last, store)
@@ -63,15 +65,24 @@ def _last_config(stored: dict[str, Any], config: RunConfig) -> RunConfig | None:
 
 
 def _rename(store: RunStore, before: Fingerprints, after: Fingerprints) -> list[str]:
-    renamed = {old: new for old, new in ((before.critique, after.critique), (before.samples, after.samples),
-                                         (before.judge, after.judge)) if old and new and old != new}
+    renamed = {
+        old: new
+        for old, new in (
+            (before.critique, after.critique),
+            (before.samples, after.samples),
+            (before.judge, after.judge),
+        )
+        if old and new and old != new
+    }
     if not renamed:
         return []
     moved = store.rename_fingerprints(renamed)
     store.set_meta(fingerprints=after)
     total = sum(moved.get(t, 0) for t in ("chains", "samples", "judgments"))
-    return [f"upgraded a run made by an earlier release: {total} items moved to this release's settings "
-            "fingerprints (a model's base URL is part of them now); nothing is made again"]
+    return [
+        f"upgraded a run made by an earlier release: {total} items moved to this release's settings "
+        "fingerprints (a model's base URL is part of them now); nothing is made again"
+    ]
 
 
 def _claim(cache: CallCache | None, last: RunConfig, store: RunStore) -> list[str]:

@@ -26,8 +26,15 @@ MIN_ITEMS_FOR_A_RATE = 20
 class Work:
     """The work of one run session over its prompts."""
 
-    def __init__(self, config: RunConfig, constitution: Constitution, fp: Fingerprints, store: RunStore,
-                 models: tuple[ManagedModel, ManagedModel, ManagedModel], session: int) -> None:
+    def __init__(
+        self,
+        config: RunConfig,
+        constitution: Constitution,
+        fp: Fingerprints,
+        store: RunStore,
+        models: tuple[ManagedModel, ManagedModel, ManagedModel],
+        session: int,
+    ) -> None:
         self.config, self.constitution, self.fp, self.store, self.session = config, constitution, fp, store, session
         self.policy, self.critic, self.judge = models
         self.make_items = "critique" in config.stages
@@ -38,13 +45,26 @@ class Work:
         self.pairs_stored = store.count("pairs") > 0
         self.settings = config.judge.settings()
         self.writer = BufferedWriter(store)
-        self.failing = {"critique": store.failing_items("critique", fp.critique),
-                        "samples": store.failing_items("samples", fp.samples),
-                        "judge": store.failing_items("judge", fp.judge)}
-        self.quarantined = {stage: {item for item, runs in failing.items() if runs >= config.quarantine_after}
-                            for stage, failing in self.failing.items()}
-        self.counts = {"chains": 0, "samples": 0, "pairs": 0, "judged": 0, "judge_failures": 0, "items": 0,
-                       "attempted": 0, "failed": 0, "quarantined": 0}
+        self.failing = {
+            "critique": store.failing_items("critique", fp.critique),
+            "samples": store.failing_items("samples", fp.samples),
+            "judge": store.failing_items("judge", fp.judge),
+        }
+        self.quarantined = {
+            stage: {item for item, runs in failing.items() if runs >= config.quarantine_after}
+            for stage, failing in self.failing.items()
+        }
+        self.counts = {
+            "chains": 0,
+            "samples": 0,
+            "pairs": 0,
+            "judged": 0,
+            "judge_failures": 0,
+            "items": 0,
+            "attempted": 0,
+            "failed": 0,
+            "quarantined": 0,
+        }
         self.progress: Any = None
         self.task: Any = None
 
@@ -76,8 +96,12 @@ class Work:
         except FatalProviderError:
             raise
         except ProviderError as exc:
-            self._failed(stage, item_id, fingerprint, Failure(kind=exc.kind, message=str(exc), raw=exc.raw,
-                                                               attempts=exc.attempts))
+            self._failed(
+                stage,
+                item_id,
+                fingerprint,
+                Failure(kind=exc.kind, message=str(exc), raw=exc.raw, attempts=exc.attempts),
+            )
             return None
         self._succeeded(stage, item_id, fingerprint)
         return result
@@ -129,9 +153,23 @@ class Work:
             self.counts["quarantined"] += 1
             return None
         config = self.config
-        chain = await self._attempt("critique", item.prompt_id, fp, run_chain(
-            self.policy, self.critic, self.constitution, item.prompt_id, item.messages, config.critique,
-            config.policy.params, config.critic_role.params, config.seed, fp))
+        chain = await self._attempt(
+            "critique",
+            item.prompt_id,
+            fp,
+            run_chain(
+                self.policy,
+                self.critic,
+                self.constitution,
+                item.prompt_id,
+                item.messages,
+                config.critique,
+                config.policy.params,
+                config.critic_role.params,
+                config.seed,
+                fp,
+            ),
+        )
         if chain is not None:
             self.writer.add(chain)
         return chain
@@ -147,9 +185,20 @@ class Work:
         if item.prompt_id in self.quarantined["samples"]:
             self.counts["quarantined"] += 1
             return []
-        samples = await self._attempt("samples", item.prompt_id, fp, policy_samples(
-            self.policy, self.constitution, item.prompt_id, item.messages, self.config.pairs.k,
-            self.config.samples_params(), fp))
+        samples = await self._attempt(
+            "samples",
+            item.prompt_id,
+            fp,
+            policy_samples(
+                self.policy,
+                self.constitution,
+                item.prompt_id,
+                item.messages,
+                self.config.pairs.k,
+                self.config.samples_params(),
+                fp,
+            ),
+        )
         for sample in samples or []:
             self.writer.add(sample)
         return samples or []

@@ -30,7 +30,7 @@ class JudgeSettings(ConfigModel):
     """Sampling for `cot`/`verdict` (default: greedy; 512 tokens for cot, 8 for verdict)."""
 
     @model_validator(mode="after")
-    def _check_clamp(self) -> "JudgeSettings":
+    def _check_clamp(self) -> JudgeSettings:
         low, high = self.clamp
         if not 0 <= low <= 0.5 <= high <= 1:
             raise ValueError("clamp must satisfy 0 <= low <= 0.5 <= high <= 1")
@@ -70,8 +70,9 @@ class AuditConfig(ConfigModel):
     min_confidence: float = Field(default=0.2, ge=0, lt=0.5)
     """Own pairs only: the judge's |P(A) - 0.5| must reach this, in both orders consistently, for the pair to
     count as having a known better response."""
-    families: list[Literal["answer_is", "forged_options", "fake_turn", "ignore_instructions"]] = \
-        list(INJECTION_FAMILIES)
+    families: list[Literal["answer_is", "forged_options", "fake_turn", "ignore_instructions"]] = list(
+        INJECTION_FAMILIES
+    )
     """Injection families to measure (each in the fenced and the unfenced prompt format)."""
     self_preference: bool = False
     """Also measure self-preference: the judge model writes its own answer to each prompt, which is compared
@@ -90,8 +91,12 @@ class AuditConfig(ConfigModel):
     @property
     def bars(self) -> dict[str, float]:
         """The gate's bars that are set, by measure."""
-        named = {"position_flip": self.max_position_flip, "length_flip": self.max_length_flip,
-                 "injection": self.max_injection, "self_preference": self.max_self_preference}
+        named = {
+            "position_flip": self.max_position_flip,
+            "length_flip": self.max_length_flip,
+            "injection": self.max_injection,
+            "self_preference": self.max_self_preference,
+        }
         return {k: v for k, v in named.items() if v is not None}
 
 

@@ -13,10 +13,10 @@ import itertools
 import json
 import sqlite3
 from collections import defaultdict
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Iterable, Iterator
 
 import orjson
 
@@ -25,8 +25,18 @@ from charter.messages import last_text
 from charter.preference.config import FiltersConfig
 from charter.preference.manifest import DatasetManifest, DatasetSettings
 from charter.records import (
-    CalibrationMap, Chain, ChosenVote, Judgment, Message, OrderProbs, Pair, PreferenceRow, Prompt, Provenance,
-    SFTRow, as_dicts,
+    CalibrationMap,
+    Chain,
+    ChosenVote,
+    Judgment,
+    Message,
+    OrderProbs,
+    Pair,
+    PreferenceRow,
+    Prompt,
+    Provenance,
+    SFTRow,
+    as_dicts,
 )
 from charter.runs.files import RunFiles
 from charter.runs.store import RunStore
@@ -61,8 +71,13 @@ class Checks:
         return None if found is None else check(response, found[0], found[1], found[2])
 
 
-def preference_row(pair: Pair, judgment: Judgment, provenance: Provenance,
-                   calibration: CalibrationMap | None = None, checks: Checks | None = None) -> PreferenceRow:
+def preference_row(
+    pair: Pair,
+    judgment: Judgment,
+    provenance: Provenance,
+    calibration: CalibrationMap | None = None,
+    checks: Checks | None = None,
+) -> PreferenceRow:
     """One TRL preference row from a pair and its (ok) judgment: the preferred response is `chosen`."""
     if judgment.status != "ok" or judgment.p_a is None or judgment.p_a_ab is None:
         raise ValueError(f"pair {pair.pair_id}: a failed judgment makes no preference row")
@@ -76,17 +91,30 @@ def preference_row(pair: Pair, judgment: Judgment, provenance: Provenance,
         prompt=pair.prompt,
         chosen=[Message(role="assistant", content=chosen)],
         rejected=[Message(role="assistant", content=rejected)],
-        p_chosen=p_chosen, p_chosen_calibrated=None if cal is None else round(flip(cal), 6),
+        p_chosen=p_chosen,
+        p_chosen_calibrated=None if cal is None else round(flip(cal), 6),
         margin=2 * p_chosen - 1,
-        pair_id=pair.pair_id, prompt_id=pair.prompt_id, pair_kind=pair.kind,
+        pair_id=pair.pair_id,
+        prompt_id=pair.prompt_id,
+        pair_kind=pair.kind,
         chosen_source=pair.a_source if a_wins else pair.b_source,
         rejected_source=pair.b_source if a_wins else pair.a_source,
         principle_ids=[v.principle_id for v in judgment.principles],
-        per_principle=[ChosenVote(principle_id=v.principle_id, p_chosen=flip(v.p_a), p_chosen_ab=flip(v.p_a_ab),
-                                  p_chosen_ba=flip(v.p_a_ba), consistent=v.consistent) for v in judgment.principles],
+        per_principle=[
+            ChosenVote(
+                principle_id=v.principle_id,
+                p_chosen=flip(v.p_a),
+                p_chosen_ab=flip(v.p_a_ab),
+                p_chosen_ba=flip(v.p_a_ba),
+                consistent=v.consistent,
+            )
+            for v in judgment.principles
+        ],
         per_order=OrderProbs(ab=flip(judgment.p_a_ab), ba=flip(judgment.p_a_ba)),
         position_consistent=judgment.position_consistent,
-        judge_model=judgment.judge_model, judge_mode=judgment.mode, judge_fingerprint=judgment.fingerprint,
+        judge_model=judgment.judge_model,
+        judge_mode=judgment.mode,
+        judge_fingerprint=judgment.fingerprint,
         chosen_verified=checks(pair.prompt_id, chosen) if checks else None,
         rejected_verified=checks(pair.prompt_id, rejected) if checks else None,
     )
@@ -94,9 +122,14 @@ def preference_row(pair: Pair, judgment: Judgment, provenance: Provenance,
 
 def sft_row(chain: Chain, provenance: Provenance, checks: Checks | None = None) -> SFTRow:
     """One SFT row: the prompt and the final revision."""
-    return SFTRow(**dict(provenance), messages=[*chain.prompt, Message(role="assistant", content=chain.final)],
-                  prompt_id=chain.prompt_id, principle_ids=chain.principle_ids, rounds=len(chain.rounds),
-                  verified=checks(chain.prompt_id, chain.final) if checks else None)
+    return SFTRow(
+        **dict(provenance),
+        messages=[*chain.prompt, Message(role="assistant", content=chain.final)],
+        prompt_id=chain.prompt_id,
+        principle_ids=chain.principle_ids,
+        rounds=len(chain.rounds),
+        verified=checks(chain.prompt_id, chain.final) if checks else None,
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,12 +150,21 @@ class Candidate:
     chosen_verified: bool | None = None
 
     @classmethod
-    def of(cls, row: PreferenceRow, index: int) -> "Candidate":
+    def of(cls, row: PreferenceRow, index: int) -> Candidate:
         text = orjson.dumps([as_dicts(row.prompt), as_dicts(row.chosen), as_dicts(row.rejected)])
-        return cls(index, row.prompt_id, row.pair_kind, row.chosen_source, row.rejected_source, row.p_chosen,
-                   row.p_chosen_calibrated, row.position_consistent,
-                   row.principle_ids[0] if row.principle_ids else "", hashlib.sha256(text).digest(),
-                   row.chosen_verified)
+        return cls(
+            index,
+            row.prompt_id,
+            row.pair_kind,
+            row.chosen_source,
+            row.rejected_source,
+            row.p_chosen,
+            row.p_chosen_calibrated,
+            row.position_consistent,
+            row.principle_ids[0] if row.principle_ids else "",
+            hashlib.sha256(text).digest(),
+            row.chosen_verified,
+        )
 
 
 def _best_vs_worst(rows: list[Candidate]) -> list[Candidate]:
@@ -143,8 +185,14 @@ def _best_vs_worst(rows: list[Candidate]) -> list[Candidate]:
     return kept
 
 
-FILTER_COUNTS = ("dropped_ties", "dropped_low_confidence_calibrated", "dropped_low_confidence",
-                 "dropped_inconsistent", "dropped_duplicates", "dropped_principle_cap")
+FILTER_COUNTS = (
+    "dropped_ties",
+    "dropped_low_confidence_calibrated",
+    "dropped_low_confidence",
+    "dropped_inconsistent",
+    "dropped_duplicates",
+    "dropped_principle_cap",
+)
 EPS = 1e-9  # 0.6 - 0.5 is 0.0999...: a margin equal to the threshold is not below it
 
 
@@ -202,8 +250,9 @@ def _first_counts(rows_verified: bool, strategy: str, total: int) -> dict[str, i
     return counts
 
 
-def select(rows: list[Candidate], filters: FiltersConfig, strategy: str = "all",
-           calibrated_min_confidence: float | None = None) -> tuple[list[int], dict[str, int]]:
+def select(
+    rows: list[Candidate], filters: FiltersConfig, strategy: str = "all", calibrated_min_confidence: float | None = None
+) -> tuple[list[int], dict[str, int]]:
     """The indices of the rows the filters keep, in order, and how many each filter dropped (see `Waterfall`)."""
     counts = _first_counts(any(row.chosen_verified is not None for row in rows), strategy, len(rows))
     if strategy == "best_vs_worst":
@@ -224,11 +273,16 @@ def select(rows: list[Candidate], filters: FiltersConfig, strategy: str = "all",
     return kept, counts
 
 
-def apply_filters(rows: list[PreferenceRow], filters: FiltersConfig, strategy: str = "all",
-                  calibrated_min_confidence: float | None = None) -> tuple[list[PreferenceRow], dict[str, int]]:
+def apply_filters(
+    rows: list[PreferenceRow],
+    filters: FiltersConfig,
+    strategy: str = "all",
+    calibrated_min_confidence: float | None = None,
+) -> tuple[list[PreferenceRow], dict[str, int]]:
     """Filter preference rows; returns the kept rows and how many each filter dropped (see `select`)."""
-    kept, counts = select([Candidate.of(row, i) for i, row in enumerate(rows)], filters, strategy,
-                          calibrated_min_confidence)
+    kept, counts = select(
+        [Candidate.of(row, i) for i, row in enumerate(rows)], filters, strategy, calibrated_min_confidence
+    )
     return [rows[i] for i in kept], counts
 
 
@@ -238,8 +292,11 @@ _COLUMNS = ", ".join(f'"{f}"' for f in _FIELDS)  # "index" is a keyword in SQL
 
 def _stored(row: tuple) -> Candidate:
     """A candidate read back from SQLite, which keeps booleans as 0 and 1."""
-    flags = {f: None if row[i] is None else bool(row[i]) for i, f in enumerate(_FIELDS)
-             if f in ("position_consistent", "chosen_verified")}
+    flags = {
+        f: None if row[i] is None else bool(row[i])
+        for i, f in enumerate(_FIELDS)
+        if f in ("position_consistent", "chosen_verified")
+    }
     return dataclasses.replace(Candidate(*row), **flags)
 
 
@@ -285,8 +342,10 @@ class StoredSelection:
         with "index"); no read stays open between windows, so each window's decisions are written before the
         next is read."""
         last = -1
-        while window := self.db.execute(f'SELECT {columns} FROM c WHERE reason IS NULL{where} AND "index" > ?'
-                                        ' ORDER BY "index" LIMIT ?', (last, self.window)).fetchall():
+        while window := self.db.execute(
+            f'SELECT {columns} FROM c WHERE reason IS NULL{where} AND "index" > ? ORDER BY "index" LIMIT ?',
+            (last, self.window),
+        ).fetchall():
             last = window[-1][0]
             yield window
 
@@ -302,13 +361,18 @@ class StoredSelection:
         if waterfall.looks_back:
             # only rows whose texts recur can be duplicates; without a cap, only they can be dropped at all
             db.execute("CREATE TABLE recurring (digest BLOB PRIMARY KEY) WITHOUT ROWID")
-            db.execute("INSERT INTO recurring SELECT digest FROM c WHERE reason IS NULL GROUP BY digest"
-                       " HAVING COUNT(*) > 1")
+            db.execute(
+                "INSERT INTO recurring SELECT digest FROM c WHERE reason IS NULL GROUP BY digest HAVING COUNT(*) > 1"
+            )
             where = "" if waterfall.filters.max_per_principle else " AND digest IN recurring"
             for window in self._windows('"index", first_principle, digest, digest IN recurring', where):
                 digests = [digest for *_, digest, recurs in window if recurs]
-                seen = {d for (d,) in db.execute(f"SELECT digest FROM seen WHERE digest IN"
-                                                 f" ({','.join('?' * len(digests))})", digests)}
+                seen = {
+                    d
+                    for (d,) in db.execute(
+                        f"SELECT digest FROM seen WHERE digest IN ({','.join('?' * len(digests))})", digests
+                    )
+                }
                 dropped, kept = [], []
                 for index, principle, digest, recurs in window:
                     reason = waterfall.after(principle, digest in seen)
@@ -324,7 +388,8 @@ class StoredSelection:
         for reason, n in db.execute("SELECT reason, COUNT(*) FROM c WHERE reason IS NOT NULL GROUP BY reason"):
             counts[reason] += n
         counts["preferences"], counts["calibrated"] = db.execute(
-            "SELECT COUNT(*), COUNT(p_chosen_calibrated) FROM c WHERE reason IS NULL").fetchone()
+            "SELECT COUNT(*), COUNT(p_chosen_calibrated) FROM c WHERE reason IS NULL"
+        ).fetchone()
         return counts
 
     def _best_vs_worst(self) -> None:
@@ -337,8 +402,9 @@ class StoredSelection:
             rows = list(group)
             best = {row.index for row in _best_vs_worst(rows)}
             db.executemany("INSERT INTO not_best VALUES (?)", [(row.index,) for row in rows if row.index not in best])
-        db.execute("UPDATE c SET reason = 'dropped_not_best_vs_worst'"
-                   ' WHERE "index" IN (SELECT "index" FROM not_best)')
+        db.execute(
+            'UPDATE c SET reason = \'dropped_not_best_vs_worst\' WHERE "index" IN (SELECT "index" FROM not_best)'
+        )
         db.execute("COMMIT")
 
     def kept(self) -> Iterator[int]:
@@ -351,8 +417,9 @@ class StoredSelection:
         self.path.unlink(missing_ok=True)
 
 
-def _judged_rows(store: RunStore, settings: DatasetSettings, counts: dict[str, int] | None = None
-                 ) -> Iterator[PreferenceRow]:
+def _judged_rows(
+    store: RunStore, settings: DatasetSettings, counts: dict[str, int] | None = None
+) -> Iterator[PreferenceRow]:
     """The preference row of every current pair with a successful judgment, in pair order, one at a time."""
     provenance, calibration = settings.provenance(), store.calibration()
     checks = Checks(store.iter_prompts(checked_only=True), settings.filters.verifier)
@@ -362,8 +429,13 @@ def _judged_rows(store: RunStore, settings: DatasetSettings, counts: dict[str, i
             continue
         if counts is not None:
             counts["pairs"] += 1
-            counts["judged" if judgment is not None and judgment.status == "ok" else
-                   "judge_failures" if judgment is not None else "unjudged"] += 1
+            counts[
+                "judged"
+                if judgment is not None and judgment.status == "ok"
+                else "judge_failures"
+                if judgment is not None
+                else "unjudged"
+            ] += 1
         if judgment is not None and judgment.status == "ok":
             yield preference_row(pair, judgment, provenance, calibration, checks)
 
@@ -410,10 +482,17 @@ class _SFTBeside:
         import subprocess
         import sys
 
-        code = ("import json, sys; from charter.preference.dataset import _sft_main; "
-                "print(json.dumps(_sft_main(sys.argv[1], sys.stdin.read())))")
-        self.process = subprocess.Popen([sys.executable, "-c", code, str(store.run_dir)], stdin=subprocess.PIPE,
-                                        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        code = (
+            "import json, sys; from charter.preference.dataset import _sft_main; "
+            "print(json.dumps(_sft_main(sys.argv[1], sys.stdin.read())))"
+        )
+        self.process = subprocess.Popen(
+            [sys.executable, "-c", code, str(store.run_dir)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
         self.process.stdin.write(settings.model_dump_json())  # type: ignore[union-attr]
         self.process.stdin.close()  # type: ignore[union-attr]
 
@@ -438,15 +517,22 @@ def write(store: RunStore, settings: DatasetSettings) -> DatasetManifest:
     marker = store_marker(store)
     files = RunFiles(store.run_dir)
     last = dataset_manifest(store)
-    if (last is not None and last.settings == settings and last.store_marker == marker
-            and files.has_dataset("preferences") and files.has_dataset("sft")):
+    if (
+        last is not None
+        and last.settings == settings
+        and last.store_marker == marker
+        and files.has_dataset("preferences")
+        and files.has_dataset("sft")
+    ):
         return last
     tallies = {"pairs": 0, "judged": 0, "judge_failures": 0, "unjudged": 0}
     filter_counts: dict[str, int] = {}
     files.data_dir.mkdir(parents=True, exist_ok=True)
-    selection = StoredSelection(files.data_dir / ".selection.sqlite",
-                                Waterfall(settings.filters, _calibrated_threshold(store, settings)),
-                                settings.pairs.strategy)
+    selection = StoredSelection(
+        files.data_dir / ".selection.sqlite",
+        Waterfall(settings.filters, _calibrated_threshold(store, settings)),
+        settings.pairs.strategy,
+    )
 
     def keep() -> Iterator[int] | None:
         filter_counts.update(selection.run())
@@ -461,12 +547,20 @@ def write(store: RunStore, settings: DatasetSettings) -> DatasetManifest:
         sft_counts = sft_job.result() if sft_job is not None else write_sft(store, settings)
     del tallies["unjudged"]
     counts = {**(store.meta("prompt_counts") or {}), **tallies, **filter_counts}
-    counts.update(chains=sft_counts["sft"] + (sft_counts.get("sft_failed_verification", 0)
-                                              if settings.filters.verify == "drop" else 0), **sft_counts)
+    counts.update(
+        chains=sft_counts["sft"]
+        + (sft_counts.get("sft_failed_verification", 0) if settings.filters.verify == "drop" else 0),
+        **sft_counts,
+    )
     calibration = store.calibration()
     applies = calibration is not None and calibration.judge_fingerprint == settings.fingerprints.judge
-    manifest = DatasetManifest(settings=settings, written_at=now_iso(), counts=counts,
-                               calibration=calibration if applies else None, store_marker=marker)
+    manifest = DatasetManifest(
+        settings=settings,
+        written_at=now_iso(),
+        counts=counts,
+        calibration=calibration if applies else None,
+        store_marker=marker,
+    )
     store.set_meta(dataset=manifest)
     return manifest
 

@@ -13,7 +13,7 @@ import asyncio
 import hashlib
 import random
 import re
-from typing import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Iterable, Sequence
 
 from charter.concurrency import bounded_map
 from charter.constitutions.schema import Constitution, Principle
@@ -54,9 +54,16 @@ _INSTRUCTIONS = {
 def judge_fingerprint(settings: JudgeSettings, model: str, constitution: Constitution, seed: int) -> str:
     """The fingerprint of everything that shapes a judgment: model, mode, orders, ensemble, prompt format,
     and for `cot`/`verdict` the sampling, retries and (cot) clamp."""
-    data: dict = {"stage": "judge", "model": model, "constitution": constitution.hash, "seed": seed,
-                  "mode": settings.mode, "orders": settings.orders, "prompt_format": PROMPT_FORMAT,
-                  "principles": settings.principles or settings.principles_per_pair}
+    data: dict = {
+        "stage": "judge",
+        "model": model,
+        "constitution": constitution.hash,
+        "seed": seed,
+        "mode": settings.mode,
+        "orders": settings.orders,
+        "prompt_format": PROMPT_FORMAT,
+        "principles": settings.principles or settings.principles_per_pair,
+    }
     if settings.mode != "logprobs":
         data.update(params=settings.sampling().model_dump(mode="json"), max_retries=settings.max_retries)
     if settings.mode == "cot":
@@ -70,8 +77,9 @@ def neutralise(text: str) -> str:
     return _LOOKALIKE.sub(lambda m: "\u2039" + m.group(1) + m.group(2), text)
 
 
-def comparison_prompt(prompt: list[Message], first: str, second: str, principle: Principle, mode: str,
-                      fenced: bool = True) -> Messages:
+def comparison_prompt(
+    prompt: list[Message], first: str, second: str, principle: Principle, mode: str, fenced: bool = True
+) -> Messages:
     """The multiple-choice question for one principle and one presentation order.
 
     The conversation and the two responses are fenced by tags that carry a nonce drawn from their content (so
@@ -81,10 +89,13 @@ def comparison_prompt(prompt: list[Message], first: str, second: str, principle:
     """
     conversation = render_conversation(prompt)
     if not fenced:
-        question = principle.comparison.format(prompt=conversation, response="", critique="",
-                                               principle=principle.description)
-        text = ("Consider the following conversation between a human and an assistant:\n\n"
-                f"{conversation}\n\n{question}\nOptions:\n(A) {first}\n(B) {second}\n\n{_INSTRUCTIONS[mode]}")
+        question = principle.comparison.format(
+            prompt=conversation, response="", critique="", principle=principle.description
+        )
+        text = (
+            "Consider the following conversation between a human and an assistant:\n\n"
+            f"{conversation}\n\n{question}\nOptions:\n(A) {first}\n(B) {second}\n\n{_INSTRUCTIONS[mode]}"
+        )
         return [{"role": "user", "content": text}]
     nonce = hashlib.sha256("\x00".join((conversation, first, second)).encode()).hexdigest()[:8]
 
@@ -138,8 +149,9 @@ def principles_for(constitution: Constitution, settings: JudgeSettings, pair_id:
     if settings.principles:
         unknown = [p for p in settings.principles if p not in constitution.principle_ids]
         if unknown:
-            raise ConfigError(f"judge.principles: unknown principle id '{unknown[0]}' (constitution "
-                              f"'{constitution.name}')")
+            raise ConfigError(
+                f"judge.principles: unknown principle id '{unknown[0]}' (constitution '{constitution.name}')"
+            )
         return list(settings.principles)
     return sample_principles(constitution, settings.principles_per_pair, random.Random(f"{seed}:{pair_id}"))
 
@@ -159,8 +171,11 @@ async def _ask(model: ChatModel, request: Messages, settings: JudgeSettings) -> 
     base = settings.sampling()
     raws: list[str] = []
     for attempt in range(settings.max_retries + 1):
-        params = base if attempt == 0 else base.model_copy(update={"seed": (base.seed or 0) + attempt,
-                                                                   "temperature": max(base.temperature, 0.7)})
+        params = (
+            base
+            if attempt == 0
+            else base.model_copy(update={"seed": (base.seed or 0) + attempt, "temperature": max(base.temperature, 0.7)})
+        )
         [completion] = await model.generate([request], params)
         raws.append(completion.text)
         try:
@@ -173,8 +188,15 @@ async def _ask(model: ChatModel, request: Messages, settings: JudgeSettings) -> 
     raise JudgeParseError(f"unparseable judge output after {len(raws)} tries", raw=raws[-1], attempts=len(raws))
 
 
-async def p_first(model: ChatModel, prompt: list[Message], first: str, second: str, principle: Principle,
-                  settings: JudgeSettings, fenced: bool = True) -> float:
+async def p_first(
+    model: ChatModel,
+    prompt: list[Message],
+    first: str,
+    second: str,
+    principle: Principle,
+    settings: JudgeSettings,
+    fenced: bool = True,
+) -> float:
     """P(the response shown first is preferred) under one principle, in one order (the judge's unit question).
 
     Raises JudgeParseError (no parseable answer after retries) or ProviderError; never returns a default."""
@@ -191,8 +213,9 @@ def _mean(values: Sequence[float]) -> float:
     return sum(values) / len(values)
 
 
-async def _judge_principle(model: ChatModel, constitution: Constitution, pair: Pair, settings: JudgeSettings,
-                           principle_id: str) -> tuple[Vote, int, int]:
+async def _judge_principle(
+    model: ChatModel, constitution: Constitution, pair: Pair, settings: JudgeSettings, principle_id: str
+) -> tuple[Vote, int, int]:
     principle = constitution.principle(principle_id)
     asks = [_ask(model, comparison_prompt(pair.prompt, pair.a, pair.b, principle, settings.mode), settings)]
     if settings.orders == "both":
@@ -204,22 +227,42 @@ async def _judge_principle(model: ChatModel, constitution: Constitution, pair: P
     answers: list[_Asked] = list(outcomes)  # type: ignore[arg-type]
     p_ab = answers[0].p_first
     p_ba = 1.0 - answers[1].p_first if len(answers) > 1 else None
-    vote = Vote(principle_id=principle_id, p_a=p_ab if p_ba is None else (p_ab + p_ba) / 2, p_a_ab=p_ab, p_a_ba=p_ba,
-                consistent=None if p_ba is None else _same_winner(p_ab, p_ba), rationale_ab=answers[0].rationale,
-                rationale_ba=answers[1].rationale if len(answers) > 1 else None)
+    vote = Vote(
+        principle_id=principle_id,
+        p_a=p_ab if p_ba is None else (p_ab + p_ba) / 2,
+        p_a_ab=p_ab,
+        p_a_ba=p_ba,
+        consistent=None if p_ba is None else _same_winner(p_ab, p_ba),
+        rationale_ab=answers[0].rationale,
+        rationale_ba=answers[1].rationale if len(answers) > 1 else None,
+    )
     return vote, sum(a.prompt_tokens for a in answers), sum(a.completion_tokens for a in answers)
 
 
-async def judge_pair(model: ChatModel, constitution: Constitution, pair: Pair, settings: JudgeSettings,
-                     principle_ids: list[str], judge_fp: str) -> Judgment:
+async def judge_pair(
+    model: ChatModel,
+    constitution: Constitution,
+    pair: Pair,
+    settings: JudgeSettings,
+    principle_ids: list[str],
+    judge_fp: str,
+) -> Judgment:
     """Judge one pair under each principle (both orders if set); a failed parse is a failed judgment."""
-    base = {"pair_id": pair.pair_id, "fingerprint": judge_fp, "mode": settings.mode, "orders": settings.orders,
-            "judge_model": model.model_id, "principle_ids": principle_ids}
+    base = {
+        "pair_id": pair.pair_id,
+        "fingerprint": judge_fp,
+        "mode": settings.mode,
+        "orders": settings.orders,
+        "judge_model": model.model_id,
+        "principle_ids": principle_ids,
+    }
     outcomes = await asyncio.gather(
         *(_judge_principle(model, constitution, pair, settings, pid) for pid in principle_ids), return_exceptions=True
     )  # every call runs to its end (its answer is paid for and cached) before the judgment is decided
     errors = [o for o in outcomes if isinstance(o, BaseException)]
-    fatal = [e for e in errors if not isinstance(e, (JudgeParseError, ProviderError)) or isinstance(e, FatalProviderError)]
+    fatal = [
+        e for e in errors if not isinstance(e, (JudgeParseError, ProviderError)) or isinstance(e, FatalProviderError)
+    ]
     if fatal:
         raise fatal[0]
     if errors:
@@ -229,9 +272,15 @@ async def judge_pair(model: ChatModel, constitution: Constitution, pair: Pair, s
     p_ab = _mean([v.p_a_ab for v in votes])
     p_ba = None if settings.orders == "one" else _mean([v.p_a_ba for v in votes if v.p_a_ba is not None])
     return Judgment(
-        **base, status="ok", p_a=_mean([v.p_a for v in votes]), p_a_ab=p_ab, p_a_ba=p_ba,
-        position_consistent=None if p_ba is None else _same_winner(p_ab, p_ba), principles=votes,
-        prompt_tokens=sum(t for _, t, _ in per), completion_tokens=sum(t for _, _, t in per),
+        **base,
+        status="ok",
+        p_a=_mean([v.p_a for v in votes]),
+        p_a_ab=p_ab,
+        p_a_ba=p_ba,
+        position_consistent=None if p_ba is None else _same_winner(p_ab, p_ba),
+        principles=votes,
+        prompt_tokens=sum(t for _, t, _ in per),
+        completion_tokens=sum(t for _, _, t in per),
     )
 
 
@@ -243,8 +292,14 @@ def judge_failure(error: BaseException) -> Failure:
     return Failure(kind=error.kind, message=str(error), raw=error.raw, attempts=error.attempts)
 
 
-async def judge_many(model: ChatModel, constitution: Constitution, pairs: Iterable[Pair], settings: JudgeSettings,
-                     seed: int = 0, concurrency: int = 64) -> AsyncIterator[Judgment]:
+async def judge_many(
+    model: ChatModel,
+    constitution: Constitution,
+    pairs: Iterable[Pair],
+    settings: JudgeSettings,
+    seed: int = 0,
+    concurrency: int = 64,
+) -> AsyncIterator[Judgment]:
     """Judge pairs concurrently; yields judgments as they finish (not in input order)."""
     judge_fp = judge_fingerprint(settings, model.served_id, constitution, seed)
 

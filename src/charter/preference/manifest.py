@@ -59,9 +59,15 @@ class DatasetSettings(Record):
 
     def provenance(self) -> Provenance:
         """The provenance every row of this dataset carries (built once, here)."""
-        return Provenance(run_id=self.run_id, created_at=self.created_at, constitution_name=self.constitution.name,
-                          constitution_hash=self.constitution.hash, policy_model=self.models.get("policy"),
-                          critic_model=self.models.get("critic"), settings_fingerprint=self.fingerprints.dataset)
+        return Provenance(
+            run_id=self.run_id,
+            created_at=self.created_at,
+            constitution_name=self.constitution.name,
+            constitution_hash=self.constitution.hash,
+            policy_model=self.models.get("policy"),
+            critic_model=self.models.get("critic"),
+            settings_fingerprint=self.fingerprints.dataset,
+        )
 
 
 class DatasetManifest(Record):
@@ -83,11 +89,14 @@ class DatasetManifest(Record):
 def store_marker(store: RunStore) -> dict[str, Any]:
     """What the dataset depends on in the store: the newest row of each item table (a replaced row gets a new
     rowid), the prompt set in use and the calibration."""
-    marker: dict[str, Any] = {table: store.execute(f"SELECT MAX(rowid) FROM {table}")[0][0]
-                              for table in ("chains", "samples", "pairs", "judgments")}
+    marker: dict[str, Any] = {
+        table: store.execute(f"SELECT MAX(rowid) FROM {table}")[0][0]
+        for table in ("chains", "samples", "pairs", "judgments")
+    }
     # sorted by SQLite (a table scan and its sorter: the key index would look up each row), never all in memory
     marker["prompts"] = fingerprint_strings(
-        r[0] for r in store.stream("SELECT prompt_id FROM prompts NOT INDEXED WHERE active = 1 ORDER BY prompt_id"))
+        r[0] for r in store.stream("SELECT prompt_id FROM prompts NOT INDEXED WHERE active = 1 ORDER BY prompt_id")
+    )
     calibration = store.calibration()
     marker["calibration"] = fingerprint(calibration.model_dump(mode="json")) if calibration else None
     return marker

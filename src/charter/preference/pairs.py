@@ -38,27 +38,61 @@ def revision_pair(chain: Chain) -> Pair | None:
     pair_id = pair_id_for(chain.prompt_id, "rev", chain.initial, chain.final)
     (a_src, a), (b_src, b) = _ordered(pair_id, ("initial", chain.initial), ("revision", chain.final))
     models = {"initial": chain.policy_model, "revision": chain.critic_model}
-    return Pair(pair_id=pair_id, prompt_id=chain.prompt_id, kind="revision", prompt=chain.prompt, a=a, b=b,
-                a_source=a_src, b_source=b_src, a_model=models[a_src], b_model=models[b_src],
-                principle_ids=chain.principle_ids, source_fingerprint=chain.fingerprint)
+    return Pair(
+        pair_id=pair_id,
+        prompt_id=chain.prompt_id,
+        kind="revision",
+        prompt=chain.prompt,
+        a=a,
+        b=b,
+        a_source=a_src,
+        b_source=b_src,
+        a_model=models[a_src],
+        b_model=models[b_src],
+        principle_ids=chain.principle_ids,
+        source_fingerprint=chain.fingerprint,
+    )
 
 
 def samples_fingerprint(constitution: Constitution, policy: str, params: SamplingParams, k: int) -> str:
     """The fingerprint of k policy samples: model, sampling (with the samples' temperature), k."""
-    return fingerprint({"stage": "samples", "constitution": constitution.hash, "policy": policy, "k": k,
-                        "params": params.model_dump(mode="json")})
+    return fingerprint(
+        {
+            "stage": "samples",
+            "constitution": constitution.hash,
+            "policy": policy,
+            "k": k,
+            "params": params.model_dump(mode="json"),
+        }
+    )
 
 
-async def policy_samples(policy: ChatModel, constitution: Constitution, prompt_id: str, prompt: list[Message],
-                         k: int, params: SamplingParams, samples_fp: str) -> list[Sample]:
+async def policy_samples(
+    policy: ChatModel,
+    constitution: Constitution,
+    prompt_id: str,
+    prompt: list[Message],
+    k: int,
+    params: SamplingParams,
+    samples_fp: str,
+) -> list[Sample]:
     """k samples of the policy's answer; the seed tells them apart (and makes them cacheable)."""
     request = with_system(prompt, constitution.system_prompt)
     base = params.seed or 0
     calls = [policy.generate([request], params.model_copy(update={"seed": base + i})) for i in range(k)]
     completions = [batch[0] for batch in await asyncio.gather(*calls)]
-    return [Sample(prompt_id=prompt_id, sample_idx=i, text=c.text.strip(), model=c.model,
-                   prompt_tokens=c.prompt_tokens, completion_tokens=c.completion_tokens, fingerprint=samples_fp)
-            for i, c in enumerate(completions)]
+    return [
+        Sample(
+            prompt_id=prompt_id,
+            sample_idx=i,
+            text=c.text.strip(),
+            model=c.model,
+            prompt_tokens=c.prompt_tokens,
+            completion_tokens=c.completion_tokens,
+            fingerprint=samples_fp,
+        )
+        for i, c in enumerate(completions)
+    ]
 
 
 def sample_pairs(prompt_id: str, prompt: list[Message], samples: list[Sample]) -> list[Pair]:
@@ -72,7 +106,19 @@ def sample_pairs(prompt_id: str, prompt: list[Message], samples: list[Sample]) -
         second = (f"sample:{right.sample_idx}", right.text)
         (a_src, a), (b_src, b) = _ordered(pair_id, first, second)
         models = {first[0]: left.model, second[0]: right.model}
-        pairs.append(Pair(pair_id=pair_id, prompt_id=prompt_id, kind="samples", prompt=prompt, a=a, b=b,
-                          a_source=a_src, b_source=b_src, a_model=models[a_src], b_model=models[b_src],
-                          source_fingerprint=left.fingerprint))
+        pairs.append(
+            Pair(
+                pair_id=pair_id,
+                prompt_id=prompt_id,
+                kind="samples",
+                prompt=prompt,
+                a=a,
+                b=b,
+                a_source=a_src,
+                b_source=b_src,
+                a_model=models[a_src],
+                b_model=models[b_src],
+                source_fingerprint=left.fingerprint,
+            )
+        )
     return pairs

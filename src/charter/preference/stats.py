@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import itertools
 import json
-from typing import Any, Iterable, Iterator
+from collections.abc import Iterable, Iterator
+from typing import Any
 
 from pydantic import Field
 
@@ -67,9 +68,13 @@ class _Tally:
             self.p_revision_sum += p_revision
 
     def figures(self) -> Figures:
-        return Figures(judged=self.judged, position_inconsistency_rate=rate(self.inconsistent, self.checked),
-                       revision_pairs=self.revision_pairs, revision_win_rate=rate(self.revision_wins, self.revision_pairs),
-                       mean_p_revision=rate(self.p_revision_sum, self.revision_pairs))
+        return Figures(
+            judged=self.judged,
+            position_inconsistency_rate=rate(self.inconsistent, self.checked),
+            revision_pairs=self.revision_pairs,
+            revision_win_rate=rate(self.revision_wins, self.revision_pairs),
+            mean_p_revision=rate(self.p_revision_sum, self.revision_pairs),
+        )
 
 
 def rate(part: float, whole: float) -> float | None:
@@ -137,9 +142,14 @@ def judge_stats(store: RunStore, fp: Fingerprints, principle_order: Iterable[str
             longer += (p_a > 0.5) == (len_a > len_b)
     order = list(principle_order)
     return JudgeStats(
-        **overall.figures().model_dump(), failed=failed, position_checked=overall.checked,
-        position_inconsistent=overall.inconsistent, longer_wins_rate=rate(longer, decided), longer_decided=decided,
-        per_principle=_ordered(per_principle, order), per_critique_principle=_ordered(per_critique, order),
+        **overall.figures().model_dump(),
+        failed=failed,
+        position_checked=overall.checked,
+        position_inconsistent=overall.inconsistent,
+        longer_wins_rate=rate(longer, decided),
+        longer_decided=decided,
+        per_principle=_ordered(per_principle, order),
+        per_critique_principle=_ordered(per_critique, order),
     )
 
 
@@ -152,13 +162,19 @@ def judge_p_values(store: RunStore, fp: Fingerprints, chunk: int = 65536) -> Ite
     rows = store.stream(
         "SELECT json_extract(j.record, '$.p_a') FROM judgments j JOIN pairs p ON p.pair_id = j.pair_id"
         f" WHERE j.fingerprint = ? AND j.status = 'ok' AND p.source_fingerprint IN ({_marks(sources)})"
-        " AND json_extract(j.record, '$.p_a') IS NOT NULL", (fp.judge, *sources), size=5000)
+        " AND json_extract(j.record, '$.p_a') IS NOT NULL",
+        (fp.judge, *sources),
+        size=5000,
+    )
     while len(values := np.fromiter((p for (p,) in itertools.islice(rows, chunk)), dtype=float)):
         yield values
 
 
 def chosen_longer_rate(rows: Iterable[PreferenceRow]) -> tuple[float | None, int]:
     """Among rows whose two responses differ in length, how often `chosen` is the longer; and how many."""
-    flags = [len(r.chosen[-1].content) > len(r.rejected[-1].content) for r in rows
-             if len(r.chosen[-1].content) != len(r.rejected[-1].content)]
+    flags = [
+        len(r.chosen[-1].content) > len(r.rejected[-1].content)
+        for r in rows
+        if len(r.chosen[-1].content) != len(r.rejected[-1].content)
+    ]
     return rate(sum(flags), len(flags)), len(flags)

@@ -8,7 +8,20 @@ from charter.providers.scripted import ScriptedModel, register_script
 from charter.providers.usage import Budget, Price, UsageMeter
 
 __all__ = [
-    "Budget", "CallCache", "ChatModel", "ChoiceProbs", "Completion", "Limits", "ManagedModel", "Messages",
-    "Price", "SamplingParams", "ScriptedModel", "UsageMeter", "create_backend", "get_model",
-    "parse_model_string", "register_script",
+    "Budget",
+    "CallCache",
+    "ChatModel",
+    "ChoiceProbs",
+    "Completion",
+    "Limits",
+    "ManagedModel",
+    "Messages",
+    "Price",
+    "SamplingParams",
+    "ScriptedModel",
+    "UsageMeter",
+    "create_backend",
+    "get_model",
+    "parse_model_string",
+    "register_script",
 ]

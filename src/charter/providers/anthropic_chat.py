@@ -8,7 +8,8 @@ System messages go into `system=`. The API gives no next-token probabilities, so
 from __future__ import annotations
 
 import asyncio
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from charter.errors import MissingExtra
 from charter.providers.base import Completion, Limits, MalformedReply, Messages, SamplingParams, SDKChatModel
@@ -34,15 +35,14 @@ class AnthropicModel(SDKChatModel):
     """A Claude model.
 
     Options: `base_url` (default: ANTHROPIC_BASE_URL, else Anthropic's API; any other host needs `api_key_env`);
-    `extra_body` (merged into each request); `sampling_params` (send temperature and top_p, which the current SDK no longer
-    exposes as arguments, through the request body; off by default: newer models reject them).
+    `extra_body` (merged into each request); `sampling_params` (send temperature and top_p, which the current SDK no
+    longer exposes as arguments, through the request body; off by default: newer models reject them).
     """
 
     provider = "anthropic"
     supports_logprobs = False
 
-    def __init__(self, name: str, limits: Limits | None = None, api_key_env: str | None = None,
-                 **options: Any) -> None:
+    def __init__(self, name: str, limits: Limits | None = None, api_key_env: str | None = None, **options: Any) -> None:
         super().__init__(name)
         self.limits = limits or Limits()
         self.extra_body: dict[str, Any] = dict(options.get("extra_body") or {})
@@ -85,16 +85,22 @@ class AnthropicModel(SDKChatModel):
         async def attempt() -> Completion:  # checked inside the retried attempt: an empty reply is retried too
             return self.completion_from(await create(**kwargs))
 
-        return await self.limiter.call(attempt, estimate_tokens(messages, params.max_tokens),
-                                       lambda c: c.prompt_tokens + c.completion_tokens)
+        return await self.limiter.call(
+            attempt, estimate_tokens(messages, params.max_tokens), lambda c: c.prompt_tokens + c.completion_tokens
+        )
 
     def completion_from(self, reply: Any) -> Completion:
         """A completion from a Message (a synchronous reply, or a batch's succeeded result)."""
         text = "".join(block.text for block in reply.content if getattr(block, "type", None) == "text")
         if not text.strip():
             raise MalformedReply("the reply has no text", kind="empty_reply", raw=str(reply)[:400])
-        return Completion(text=text, model=self.model_id, prompt_tokens=reply.usage.input_tokens,
-                          completion_tokens=reply.usage.output_tokens, finish_reason=reply.stop_reason)
+        return Completion(
+            text=text,
+            model=self.model_id,
+            prompt_tokens=reply.usage.input_tokens,
+            completion_tokens=reply.usage.output_tokens,
+            finish_reason=reply.stop_reason,
+        )
 
     def batch_body(self, messages: Messages, params: SamplingParams) -> dict[str, Any]:
         """One request's `params` in a Message Batch: the request as sent synchronously, extra_body merged in."""

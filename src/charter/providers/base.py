@@ -4,9 +4,10 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Callable, Sequence
 from contextvars import ContextVar
 from dataclasses import dataclass, field
-from typing import Any, Callable, ClassVar, Sequence
+from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -154,7 +155,7 @@ class ChatModel(ABC):
             f"{self.model_id} gives no next-token probabilities; use judge mode 'cot' or 'verdict'"
         )
 
-    async def aclose(self) -> None:
+    async def aclose(self) -> None:  # noqa: B027 - optional: most backends hold nothing to release
         """Release clients and memory."""
 
     def __repr__(self) -> str:
@@ -203,8 +204,11 @@ def normalise(logprobs: dict[str, float], options: Sequence[str]) -> dict[str, f
     present = [logprobs[o] for o in options if o in logprobs]
     if not present:
         seen = ", ".join(repr(t) for t in list(logprobs)[:10]) or "none"
-        raise MalformedReply(f"the next-token log-probabilities name none of {', '.join(options)}",
-                             kind="no_option_logprobs", raw=f"top tokens: {seen}")
+        raise MalformedReply(
+            f"the next-token log-probabilities name none of {', '.join(options)}",
+            kind="no_option_logprobs",
+            raw=f"top tokens: {seen}",
+        )
     floor = min(present) - 10.0  # far below anything seen: absent from the top-k
     values = {o: logprobs.get(o, floor) for o in options}
     top = max(values.values())

@@ -19,14 +19,21 @@ import asyncio
 import json
 import logging
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Callable, Protocol, Sequence
+from typing import Any, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from charter.errors import ConfigError, ProviderError
 from charter.providers.base import (
-    RETRIED, ChatModel, ChoiceProbs, Completion, MalformedReply, Messages, SamplingParams,
+    RETRIED,
+    ChatModel,
+    ChoiceProbs,
+    Completion,
+    MalformedReply,
+    Messages,
+    SamplingParams,
 )
 from charter.providers.cache import cache_key
 from charter.providers.limits import gather_all
@@ -148,9 +155,12 @@ class _OpenAIBatches:
     async def submit(self, lines: list[bytes]) -> str:
         client = self.model.client()
         upload = await client.files.create(file=("charter-batch.jsonl", b"".join(lines)), purpose="batch")
-        batch = await client.batches.create(input_file_id=upload.id, endpoint="/v1/chat/completions",
-                                            completion_window=self.settings.completion_window,
-                                            metadata={"source": "charter"})
+        batch = await client.batches.create(
+            input_file_id=upload.id,
+            endpoint="/v1/chat/completions",
+            completion_window=self.settings.completion_window,
+            metadata={"source": "charter"},
+        )
         return batch.id
 
     async def status(self, batch_id: str) -> tuple[str, bool, str]:
@@ -244,8 +254,13 @@ def batch_api(model: ChatModel, settings: BatchSettings) -> _OpenAIBatches | _An
 class BatchModel(ChatModel):
     """An OpenAI or Anthropic model whose calls go through the provider's batch API (see the module docstring)."""
 
-    def __init__(self, inner: ChatModel, settings: BatchSettings | None = None, journal: BatchJournal | None = None,
-                 report: Callable[[str], None] | None = None) -> None:
+    def __init__(
+        self,
+        inner: ChatModel,
+        settings: BatchSettings | None = None,
+        journal: BatchJournal | None = None,
+        report: Callable[[str], None] | None = None,
+    ) -> None:
         super().__init__(inner.name)
         self.inner, self.settings = inner, settings or BatchSettings()
         self.api = batch_api(inner, self.settings)
@@ -430,16 +445,24 @@ class BatchModel(ChatModel):
             call.rounds += 1
             if call.retried is not None:
                 call.retried()
-            log.warning("%s: %s; into the next batch round (%d of %d)", self.model_id, self.limiter.describe(error),
-                        call.rounds, self.limiter.limits.max_retries)
+            log.warning(
+                "%s: %s; into the next batch round (%d of %d)",
+                self.model_id,
+                self.limiter.describe(error),
+                call.rounds,
+                self.limiter.limits.max_retries,
+            )
             self._enqueue(call)
             return
         self._fail(call, error)
 
     def _fail(self, call: _Call, error: Exception) -> None:
         if not call.future.done():
-            failure = error if not isinstance(error, (BatchRequestError, BatchExpired, MalformedReply)) \
+            failure = (
+                error
+                if not isinstance(error, (BatchRequestError, BatchExpired, MalformedReply))
                 else self.limiter.failure(error, call.rounds + 1)
+            )
             call.future.set_exception(failure)
             call.future.exception()  # retrieved: a waiter that was cancelled leaves no "never retrieved" warning
         self._calls.pop(call.key, None)

@@ -20,8 +20,9 @@ import json
 import sqlite3
 import threading
 import time
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Iterable, Sequence
+from typing import TYPE_CHECKING, Any
 
 from charter.errors import StorageError
 from charter.providers.endpoints import OFFICIAL
@@ -51,13 +52,16 @@ def _to_1(db: sqlite3.Connection) -> None:
     legacy = db.execute("SELECT EXISTS (SELECT 1 FROM calls)").fetchone()[0]
     db.execute("ALTER TABLE calls ADD COLUMN endpoint TEXT")
     db.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT)")
-    db.execute("CREATE TABLE IF NOT EXISTS legacy_owners (model TEXT PRIMARY KEY, endpoint TEXT NOT NULL, source TEXT,"
-               " claimed_at REAL)")
+    db.execute(
+        "CREATE TABLE IF NOT EXISTS legacy_owners (model TEXT PRIMARY KEY, endpoint TEXT NOT NULL, source TEXT,"
+        " claimed_at REAL)"
+    )
     db.execute("INSERT OR REPLACE INTO meta VALUES ('legacy_rows', ?)", (json.dumps(bool(legacy)),))
 
 
-CACHE_SCHEMA = Schema(what="call cache", version=SCHEMA_VERSION, base=_BASE, base_version=0, steps={0: _to_1},
-                      found=_found)
+CACHE_SCHEMA = Schema(
+    what="call cache", version=SCHEMA_VERSION, base=_BASE, base_version=0, steps={0: _to_1}, found=_found
+)
 
 
 def cache_key(kind: str, model_id: str, payload: Any) -> str:
@@ -67,7 +71,7 @@ def cache_key(kind: str, model_id: str, payload: Any) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()
 
 
-def endpoint_url(model: "ChatModel") -> str:
+def endpoint_url(model: ChatModel) -> str:
     """The URL a model's calls go to, as the cache records it ('' for a model run in this process)."""
     return model.endpoint.url if model.endpoint is not None else ""
 
@@ -93,7 +97,7 @@ class CallCache:
         self._owners = dict(self._db.execute("SELECT model, endpoint FROM legacy_owners").fetchall())
 
     # -- calls of a model ---------------------------------------------------------------------------------
-    def lookup(self, kind: str, model: "ChatModel", payloads: Sequence[Any]) -> tuple[list[str], list[Any]]:
+    def lookup(self, kind: str, model: ChatModel, payloads: Sequence[Any]) -> tuple[list[str], list[Any]]:
         """The keys of these calls of `model` and their cached values (None where not cached, or where the row was
         answered by another endpoint)."""
         url, served = endpoint_url(model), model.served_id
@@ -112,11 +116,11 @@ class CallCache:
                     values[i] = old[legacy][1]
         return keys, values
 
-    def _legacy_answers(self, model: "ChatModel", url: str) -> bool:
+    def _legacy_answers(self, model: ChatModel, url: str) -> bool:
         """Whether a row from before endpoints were recorded answers a call of `model` at `url`."""
         return not url or self.legacy_owner(model) == url
 
-    def legacy_owner(self, model: "ChatModel") -> str | None:
+    def legacy_owner(self, model: ChatModel) -> str | None:
         """The endpoint this model's rows from before endpoints were recorded answer for (None: no endpoint)."""
         claimed = self._owners.get(model.model_id)
         if claimed is not None:
@@ -131,12 +135,15 @@ class CallCache:
             if current == endpoint or current == CONFLICT:
                 return None if current == endpoint else f"{model_id}: its old cache rows answer for no endpoint"
             value = endpoint if current is None else CONFLICT
-            self._db.execute("INSERT OR REPLACE INTO legacy_owners VALUES (?, ?, ?, ?)",
-                             (model_id, value, source, time.time()))
+            self._db.execute(
+                "INSERT OR REPLACE INTO legacy_owners VALUES (?, ?, ?, ?)", (model_id, value, source, time.time())
+            )
             self._owners[model_id] = value
         if value == CONFLICT:
-            return (f"{model_id}: the call cache's rows from before endpoints were recorded were claimed for {current} "
-                    f"and now for {endpoint} ({source}); they cannot be told apart, so they answer for neither")
+            return (
+                f"{model_id}: the call cache's rows from before endpoints were recorded were claimed for {current} "
+                f"and now for {endpoint} ({source}); they cannot be told apart, so they answer for neither"
+            )
         return None
 
     def owners(self) -> dict[str, str]:
@@ -180,8 +187,9 @@ class CallCache:
 
     def _write(self, rows: list[tuple[str, str, str, str, str]]) -> None:
         self._db.execute("BEGIN")
-        self._db.executemany("INSERT OR REPLACE INTO calls (key, kind, model, value, endpoint) VALUES (?,?,?,?,?)",
-                             rows)
+        self._db.executemany(
+            "INSERT OR REPLACE INTO calls (key, kind, model, value, endpoint) VALUES (?,?,?,?,?)", rows
+        )
         self._db.execute("COMMIT")
 
     def put_soon(self, items: Iterable[Row]) -> None:

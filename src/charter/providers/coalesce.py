@@ -8,7 +8,8 @@ backends: callers `submit` their items and the first flush takes everything queu
 from __future__ import annotations
 
 import asyncio
-from typing import Any, Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
 
 
 class Coalescer:

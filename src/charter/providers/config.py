@@ -11,7 +11,12 @@ from charter.providers.base import ChatModel, Limits, SamplingParams
 from charter.providers.batch import BATCH_PROVIDERS, BatchSettings
 from charter.providers.endpoints import REMOTE, Endpoint, check_variable_name, resolve_endpoint
 from charter.providers.registry import (
-    OPTIONS, bad_local_dtype, create_backend, keyless, parse_model_string, unknown_option,
+    OPTIONS,
+    bad_local_dtype,
+    create_backend,
+    keyless,
+    parse_model_string,
+    unknown_option,
 )
 from charter.yamlio import ConfigModel, LocatedValueError
 
@@ -45,14 +50,15 @@ class RoleConfig(ConfigModel):
         return {"model": value} if isinstance(value, str) else value
 
     @model_validator(mode="after")
-    def _known_options(self) -> "RoleConfig":
+    def _known_options(self) -> RoleConfig:
         try:
             provider = parse_model_string(self.model).provider
         except CharterError as exc:
             raise LocatedValueError(str(exc), ("model",)) from None
         if self.batch and provider not in BATCH_PROVIDERS:
-            raise LocatedValueError(f"only the {' and '.join(BATCH_PROVIDERS)} providers have a batch API, not "
-                                    f"{provider}", ("batch",))
+            raise LocatedValueError(
+                f"only the {' and '.join(BATCH_PROVIDERS)} providers have a batch API, not {provider}", ("batch",)
+            )
         message = unknown_option(provider, self.options)
         if message:
             bad = sorted(set(self.options) - set(OPTIONS.get(provider, ())))[0]

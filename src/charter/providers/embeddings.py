@@ -5,9 +5,9 @@ of generations. Vectors are L2-normalised float32, so a dot product is a cosine 
 from __future__ import annotations
 
 import importlib.util
+from collections.abc import Sequence
 from functools import lru_cache
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
@@ -39,6 +39,7 @@ def embed(texts: Sequence[str], model: str = "minilm-l6", batch_size: int = 128)
     encoder = _model(model)
     if not texts:
         return np.zeros((0, encoder.get_sentence_embedding_dimension()), dtype=np.float32)
-    vectors = encoder.encode(list(texts), batch_size=batch_size, normalize_embeddings=True, convert_to_numpy=True,
-                             show_progress_bar=False)
+    vectors = encoder.encode(
+        list(texts), batch_size=batch_size, normalize_embeddings=True, convert_to_numpy=True, show_progress_bar=False
+    )
     return np.ascontiguousarray(vectors, dtype=np.float32)

@@ -40,8 +40,10 @@ def normalise_url(url: str) -> str:
     http(s), has no host, or carries credentials (they would be logged and published with the model string)."""
     parts = urllib.parse.urlsplit(url.strip())
     if "@" in parts.netloc:  # before anything that repeats the URL: it would repeat the password
-        raise UnknownModel("a base URL must not carry a user name or password (they would be logged and published "
-                           "with the model string); name the variable holding the key with api_key_env")
+        raise UnknownModel(
+            "a base URL must not carry a user name or password (they would be logged and published "
+            "with the model string); name the variable holding the key with api_key_env"
+        )
     scheme = parts.scheme.lower()
     try:
         port = parts.port
@@ -60,8 +62,10 @@ def check_variable_name(name: str) -> str | None:
     the value: a key pasted where its variable's name belongs must not reach a log."""
     if _VARIABLE_NAME.fullmatch(name):
         return None
-    return ("api_key_env names the environment variable that holds the key (e.g. VLLM_API_KEY), not the key itself; "
-            "the value given is not a variable name")
+    return (
+        "api_key_env names the environment variable that holds the key (e.g. VLLM_API_KEY), not the key itself; "
+        "the value given is not a variable name"
+    )
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,8 @@ import email.utils
 import logging
 import random
 import time
-from typing import Any, Awaitable, Callable, Iterable, NoReturn, TypeVar
+from collections.abc import Awaitable, Callable, Iterable
+from typing import Any, NoReturn, TypeVar
 
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt, wait_exponential_jitter
 
@@ -31,6 +32,7 @@ T = TypeVar("T")
 RETRYABLE_STATUS = frozenset({408, 409, 429})
 #: HTTP statuses every later call would get too: bad key, no permission, no such model (or URL).
 FATAL_STATUS = frozenset({401, 403, 404})
+
 
 def status_of(exc: BaseException) -> int | None:
     """The HTTP status an SDK error carries (both SDKs put it on `status_code`), if any."""
@@ -219,7 +221,11 @@ class Limiter:
         wait = state.next_action.sleep if state.next_action else 0.0
         log.warning(
             "%s: %s; retry %d of %d in %.2f s",
-            self.label, self.describe(exc), state.attempt_number, self.limits.max_retries, wait,
+            self.label,
+            self.describe(exc),
+            state.attempt_number,
+            self.limits.max_retries,
+            wait,
         )
 
     def describe(self, exc: BaseException | None) -> str:

@@ -27,9 +27,10 @@ import random
 import shutil
 import tempfile
 import threading
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterator, Sequence
+from typing import TYPE_CHECKING, Any
 
 from charter.errors import CharterError, MissingExtra
 from charter.providers.base import ChatModel, ChoiceProbs, Completion, Messages, SamplingParams, normalise
@@ -326,8 +327,9 @@ class LocalModel(ChatModel):
             raise CharterError(f"local:{self.name}: cannot load the model from '{source}': {error}") from error
         try:
             tokenizer = PreTrainedTokenizerFast.from_pretrained(source)
-            generation = GenerationConfig.from_pretrained(source) \
-                if (Path(source) / "generation_config.json").exists() else None
+            generation = (
+                GenerationConfig.from_pretrained(source) if (Path(source) / "generation_config.json").exists() else None
+            )
         except Exception as error:  # a broken tokenizer or generation config
             raise CharterError(f"local:{self.name}: cannot load the model from '{source}': {error}") from error
         config = json.loads((Path(source) / "config.json").read_text())
@@ -355,13 +357,16 @@ class LocalModel(ChatModel):
         except Exception as error:  # transformers raises OSError, ValueError, HF errors...
             raise CharterError(f"local:{self.name}: cannot load the model from '{source}': {error}") from error
         if self.engine == "charter" and not supports(model):
-            raise CharterError(f"local:{self.name}: engine 'charter' runs Llama-family models only "
-                               f"({', '.join(sorted(SUPPORTED))}); this one is '{model.config.model_type}'")
+            raise CharterError(
+                f"local:{self.name}: engine 'charter' runs Llama-family models only "
+                f"({', '.join(sorted(SUPPORTED))}); this one is '{model.config.model_type}'"
+            )
         self._tokenizer, self._model, self._generation_config = tokenizer, model, model.generation_config
         self._max_positions = getattr(model.config, "max_position_embeddings", 0) or 0
         if self._uses_decoder and supports(model):
-            self._decoder = Decoder(model, prefix_cache_bytes=int(self.prefix_cache_mb * 1024 * 1024),
-                                    exact=self._exact)
+            self._decoder = Decoder(
+                model, prefix_cache_bytes=int(self.prefix_cache_mb * 1024 * 1024), exact=self._exact
+            )
 
     @property
     def tokenizer(self) -> Any:
@@ -512,8 +517,11 @@ class LocalModel(ChatModel):
         ids = [p.ids for p in batch]
         ends = self._eos_ids()
         stops = [s for s in params.stop if s]
-        sampler = _RowSampler([p.seed for p in batch], params.temperature, params.top_p, self.device) \
-            if params.temperature > 0 else None
+        sampler = (
+            _RowSampler([p.seed for p in batch], params.temperature, params.top_p, self.device)
+            if params.temperature > 0
+            else None
+        )
         produced: dict[int, list[int]] = {}
 
         def choose(logits: torch.Tensor, rows: list[int]) -> torch.Tensor:
@@ -600,7 +608,9 @@ class LocalModel(ChatModel):
         positions = (mask.cumsum(-1) - 1).clamp(min=0)
         with torch.inference_mode():
             logits = self.model(
-                input_ids=input_ids[:, done:], attention_mask=mask, position_ids=positions[:, done:],
+                input_ids=input_ids[:, done:],
+                attention_mask=mask,
+                position_ids=positions[:, done:],
                 past_key_values=cache,
             ).logits
         return torch.log_softmax(logits[:, -1, :].float(), dim=-1).cpu()

@@ -27,9 +27,10 @@ import json
 import math
 import sys
 from collections import OrderedDict
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Sequence
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     import torch
@@ -64,8 +65,11 @@ def supports(model: Any) -> bool:
     parts = [getattr(layer.self_attn, n, None) for n in ("q_proj", "k_proj", "v_proj", "o_proj")]
     parts += [getattr(layer.mlp, n, None) for n in ("gate_proj", "up_proj", "down_proj")]
     norms = (layer.input_layernorm, layer.post_attention_layernorm)
-    return all(hasattr(p, "weight") for p in parts) and hasattr(layer.mlp, "act_fn") \
+    return (
+        all(hasattr(p, "weight") for p in parts)
+        and hasattr(layer.mlp, "act_fn")
         and all(hasattr(n, "variance_epsilon") for n in norms)
+    )
 
 
 @dataclass
@@ -87,8 +91,12 @@ class PrefixKV:
     def for_decode(self) -> PrefixKV:
         """This prefix laid out for decode steps: transposed keys and values made contiguous once per batch,
         not copied by every step's matrix product."""
-        return PrefixKV(self.tokens, self.keys, [v.contiguous() for v in self.values],
-                        [k.transpose(1, 2).contiguous() for k in self.keys])
+        return PrefixKV(
+            self.tokens,
+            self.keys,
+            [v.contiguous() for v in self.values],
+            [k.transpose(1, 2).contiguous() for k in self.keys],
+        )
 
     def cut(self, length: int) -> PrefixKV:
         """The first `length` tokens (views, no copy)."""
@@ -192,8 +200,7 @@ def _common_length(a: Sequence[int], b: Sequence[int]) -> int:
 class Decoder:
     """Runs a Llama-family `*ForCausalLM` layer by layer with a shared prefix and per-row buffers."""
 
-    def __init__(self, weights: Weights | Any, prefix_cache_bytes: int = 256 * 1024 * 1024, exact: bool = True
-                 ) -> None:
+    def __init__(self, weights: Weights | Any, prefix_cache_bytes: int = 256 * 1024 * 1024, exact: bool = True) -> None:
         """`weights`: read from a checkpoint folder (`Weights.read`), or a loaded `transformers` model (its products
         packed as `packing` says for `exact`)."""
         if not isinstance(weights, Weights):
@@ -206,8 +213,9 @@ class Decoder:
         # q and k are turned together, in fewer operations, where that gives the model's own rotary helper's
         # values bit for bit (`_Rotation.matches`); weights read from a folder have no other helper
         self._rotary = w.rotary_helper
-        self._joint_rotary = w.rotary_helper is None or _Rotation.matches(w.rotary_helper, self.head_dim, w.dtype,
-                                                                        w.device)
+        self._joint_rotary = w.rotary_helper is None or _Rotation.matches(
+            w.rotary_helper, self.head_dim, w.dtype, w.device
+        )
         self.fused, self.head = w.layers, w.head
         # oneDNN's packed products give a row the same bits whatever other rows share the product (MKL's float32
         # `F.linear` does not): only then may the last layer run its output products on the last positions alone
@@ -218,8 +226,9 @@ class Decoder:
         # prefill groups: on CPU the matrix units are busy at ~2k tokens and padding costs its full share; on a GPU
         # each group is ~30 layers of kernel launches, so fewer, wider groups win
         on_gpu = getattr(w.device, "type", str(w.device)).startswith("cuda")
-        self.prefill_tokens, self.prefill_padding = (PREFILL_TOKENS_GPU, PREFILL_PADDING_GPU) if on_gpu \
-            else (PREFILL_TOKENS, PREFILL_PADDING)
+        self.prefill_tokens, self.prefill_padding = (
+            (PREFILL_TOKENS_GPU, PREFILL_PADDING_GPU) if on_gpu else (PREFILL_TOKENS, PREFILL_PADDING)
+        )
         # On CUDA, torch picks cuDNN's attention first, which builds a graph for each new shape: ~1.7 ms of CPU a
         # call against 10 us on the GPU, and prefill groups come in many widths (H100, benchmarks/RESULTS.md)
         self._attention_backends = _without_cudnn_attention if on_gpu else contextlib.nullcontext
@@ -231,9 +240,15 @@ class Decoder:
 
     # ---- the forward pass
 
-    def _forward(self, ids: torch.Tensor, positions: torch.Tensor, prefix: PrefixKV | None,
-                 own: _RowKV | _RowSlots | None, visible: torch.Tensor | None, outputs: str = "all"
-                 ) -> tuple[torch.Tensor | None, list, list]:
+    def _forward(
+        self,
+        ids: torch.Tensor,
+        positions: torch.Tensor,
+        prefix: PrefixKV | None,
+        own: _RowKV | _RowSlots | None,
+        visible: torch.Tensor | None,
+        outputs: str = "all",
+    ) -> tuple[torch.Tensor | None, list, list]:
         """Hidden states after the final norm for `ids` (`[rows, width]`), and each layer's new keys/values.
 
         Attention covers the prefix (every row sees all of it), the rows' earlier own tokens in `own`, and
@@ -280,8 +295,9 @@ class Decoder:
             hidden = hidden + fused.down(w.act(gate) * up)
         return w.norm(hidden), new_keys, new_values
 
-    def _mask(self, visible: torch.Tensor | None, prefix: PrefixKV | None, rows: int, width: int
-              ) -> torch.Tensor | None:
+    def _mask(
+        self, visible: torch.Tensor | None, prefix: PrefixKV | None, rows: int, width: int
+    ) -> torch.Tensor | None:
         """`visible` as the attention of every layer takes it, built once a pass: for prefill, which prefix and
         own/new keys each token sees (`[rows, 1, width, prefix + own]`); for a decode step, which own keys each
         row does not see (`[rows, 1, 1, own]`)."""
@@ -296,15 +312,29 @@ class Decoder:
             visible = torch.cat([seen, visible.expand(rows, -1, -1)], dim=-1)
         return visible.unsqueeze(1)
 
-    def _attend(self, q: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, prefix: PrefixKV | None,
-                layer: int, mask: torch.Tensor | None) -> torch.Tensor:
+    def _attend(
+        self,
+        q: torch.Tensor,
+        keys: torch.Tensor,
+        values: torch.Tensor,
+        prefix: PrefixKV | None,
+        layer: int,
+        mask: torch.Tensor | None,
+    ) -> torch.Tensor:
         """Softmax attention of `q` (`[rows, heads, width, dim]`) over the prefix and the rows' own keys."""
         if q.shape[2] > 1:
             return self._attend_many(q, keys, values, prefix, layer, mask)
         return self._attend_one(q, keys, values, prefix, layer, mask)
 
-    def _attend_many(self, q: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, prefix: PrefixKV | None,
-                     layer: int, mask: torch.Tensor | None) -> torch.Tensor:
+    def _attend_many(
+        self,
+        q: torch.Tensor,
+        keys: torch.Tensor,
+        values: torch.Tensor,
+        prefix: PrefixKV | None,
+        layer: int,
+        mask: torch.Tensor | None,
+    ) -> torch.Tensor:
         """Prefill: torch's fused attention over the prefix (copied to each row once) and the new tokens;
         `mask` says which of them each token sees."""
         import torch
@@ -316,11 +346,17 @@ class Decoder:
             keys = torch.cat([pk.unsqueeze(0).expand(rows, -1, -1, -1), keys], dim=2)
             values = torch.cat([pv.unsqueeze(0).expand(rows, -1, -1, -1), values], dim=2)
         with self._attention_backends():
-            return F.scaled_dot_product_attention(q, keys, values, attn_mask=mask, scale=self.scaling,
-                                                  enable_gqa=True)
+            return F.scaled_dot_product_attention(q, keys, values, attn_mask=mask, scale=self.scaling, enable_gqa=True)
 
-    def _attend_one(self, q: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, prefix: PrefixKV | None,
-                    layer: int, hidden: torch.Tensor | None) -> torch.Tensor:
+    def _attend_one(
+        self,
+        q: torch.Tensor,
+        keys: torch.Tensor,
+        values: torch.Tensor,
+        prefix: PrefixKV | None,
+        layer: int,
+        hidden: torch.Tensor | None,
+    ) -> torch.Tensor:
         """A decode step: one query per row; the prefix is one batch-1 tensor per layer, never copied per row.
         `hidden` marks the own keys a row does not see."""
         import torch
@@ -398,15 +434,24 @@ class Decoder:
             for row, end in branch.items():
                 slot = at[tuple(batch[row][:end])]
                 first = width - (end - shared)
-                reuse[row] = (end, [k[slot, :, first:width] for k in kv.keys],
-                              [v[slot, :, first:width] for v in kv.values])
+                reuse[row] = (
+                    end,
+                    [k[slot, :, first:width] for k in kv.keys],
+                    [v[slot, :, first:width] for v in kv.values],
+                )
             del kv  # the starts' buffers go once _prefill has copied them into the rows
             self.branched_tokens += sum(end - shared for end in branch.values()) - sum(len(t) - shared for t in starts)
         _, _, last_hidden, _ = self._prefill(batch, shared, prefix, 0, reuse)
         return torch.log_softmax(self.logits(last_hidden), dim=-1)
 
-    def generate(self, batch: Sequence[Sequence[int]], shared: int, max_new: int, stop: Callable[[int, int], bool],
-                 choose: Callable[[torch.Tensor, list[int]], torch.Tensor]) -> list[list[int]]:
+    def generate(
+        self,
+        batch: Sequence[Sequence[int]],
+        shared: int,
+        max_new: int,
+        stop: Callable[[int, int], bool],
+        choose: Callable[[torch.Tensor, list[int]], torch.Tensor],
+    ) -> list[list[int]]:
         """New tokens per row, at most `max_new`. `choose(logits, rows)` picks the next token of each live row
         (`rows` are their indexes in `batch`); `stop(row, token)` says whether that token ends the row."""
         import torch
@@ -451,9 +496,15 @@ class Decoder:
         self._keep_rows(batch, tails, out, own, width, dict(enumerate(live)))
         return out
 
-    def _prefill(self, batch: Sequence[Sequence[int]], shared: int, prefix: PrefixKV | None, room: int,
-                 reuse: dict[int, tuple[int, list[torch.Tensor], list[torch.Tensor]]], outputs: str = "last"
-                 ) -> tuple[_RowKV, torch.Tensor, torch.Tensor, int]:
+    def _prefill(
+        self,
+        batch: Sequence[Sequence[int]],
+        shared: int,
+        prefix: PrefixKV | None,
+        room: int,
+        reuse: dict[int, tuple[int, list[torch.Tensor], list[torch.Tensor]]],
+        outputs: str = "last",
+    ) -> tuple[_RowKV, torch.Tensor, torch.Tensor, int]:
         """Run each row's tokens after the shared prefix into its own buffers, with `room` slots left for new
         tokens. `reuse` gives rows whose keys/values up to some token were computed before: `row: (end, keys,
         values)`; they are copied in (and `reuse` emptied) and only the tokens from `end` run. Returns the
@@ -487,8 +538,9 @@ class Decoder:
             key_slots = torch.arange(width - span, width, device=device)
             query_slots = torch.arange(width - ids.shape[1], width, device=device)
             index = torch.tensor(group, device=device)
-            visible = (key_slots.unsqueeze(0) <= query_slots.unsqueeze(1)).unsqueeze(0) \
-                & seen.index_select(0, index)[:, width - span : width].unsqueeze(1)
+            visible = (key_slots.unsqueeze(0) <= query_slots.unsqueeze(1)).unsqueeze(0) & seen.index_select(0, index)[
+                :, width - span : width
+            ].unsqueeze(1)
             visible |= ~real.unsqueeze(2)  # a padding query sees everything: never an empty softmax
             slots = _RowSlots(own, index, [todo[r] for r in group], width, span)
             if self.pace is not None:
@@ -499,8 +551,15 @@ class Decoder:
         own.length = width
         return own, seen, last_hidden, width
 
-    def _keep_rows(self, batch: Sequence[Sequence[int]], tails: list[list[int]], out: list[list[int]], own: _RowKV,
-                   width: int, slots: dict[int, int]) -> None:
+    def _keep_rows(
+        self,
+        batch: Sequence[Sequence[int]],
+        tails: list[list[int]],
+        out: list[list[int]],
+        own: _RowKV,
+        width: int,
+        slots: dict[int, int],
+    ) -> None:
         """Put rows (`slot: row`) into the row cache: the prompt and what was generated but the last token."""
         if self.rows.max_bytes <= 0:
             return
@@ -512,8 +571,9 @@ class Decoder:
             values = [v[slot, :, first:end].clone() for v in own.values]
             self.rows.put(tokens, _RowEntry(shared, keys, values))
 
-    def _suffix_inputs(self, batch: Sequence[Sequence[int]], shared: int | Sequence[int]
-                       ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    def _suffix_inputs(
+        self, batch: Sequence[Sequence[int]], shared: int | Sequence[int]
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         """Left-padded ids after the prefix (`shared` tokens, or that many per row), their positions, which keys
         each token sees, and the real-token mask."""
         import torch
@@ -577,7 +637,7 @@ def packing(dtype: torch.dtype, device: Any, exact: bool) -> bool:
     """Whether `_Linear` reorders weights for oneDNN: where that gives `F.linear`'s bits (`packing_is_exact`), and,
     unless `exact`, wherever oneDNN's packed product runs at all. That is float32 on a CPU without native bfloat16
     (AVX2 only), where it rounds otherwise than MKL's `F.linear` but runs a decode step's 16 rows ~1.7-2.3x faster
-    (benchmarks/RESULTS.md, "Then (an eighth session)"): what `dtype: auto` picks there."""
+    (benchmarks/RESULTS.md, "The embedded model at full speed"): what `dtype: auto` picks there."""
     import torch
 
     exactly = packing_is_exact(dtype, device)
@@ -637,10 +697,17 @@ class _FusedLayer:
         attn, mlp = layer.self_attn, layer.mlp
         qkv, qkv_bias = _concatenated((attn.q_proj, attn.k_proj, attn.v_proj))
         gate_up, gate_up_bias = _concatenated((mlp.gate_proj, mlp.up_proj))
-        norms = [_rms_norm(norm.weight, norm.variance_epsilon)
-                 for norm in (layer.input_layernorm, layer.post_attention_layernorm)]
-        return cls(_Linear(qkv, qkv_bias, packed), _Linear.of(attn.o_proj, packed),
-                   _Linear(gate_up, gate_up_bias, packed), _Linear.of(mlp.down_proj, packed), *norms)
+        norms = [
+            _rms_norm(norm.weight, norm.variance_epsilon)
+            for norm in (layer.input_layernorm, layer.post_attention_layernorm)
+        ]
+        return cls(
+            _Linear(qkv, qkv_bias, packed),
+            _Linear.of(attn.o_proj, packed),
+            _Linear(gate_up, gate_up_bias, packed),
+            _Linear.of(mlp.down_proj, packed),
+            *norms,
+        )
 
     @classmethod
     def read(cls, take: Callable[[str], torch.Tensor | None], layer: str, eps: float, packed: bool) -> _FusedLayer:
@@ -660,9 +727,13 @@ class _FusedLayer:
         norms = [take(f"{layer}.{n}.weight") for n in ("input_layernorm", "post_attention_layernorm")]
         if any(n is None for n in norms):
             raise KeyError(f"{layer}: a norm is missing")
-        return cls(fused(("self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj")), fused(("self_attn.o_proj",)),
-                   fused(("mlp.gate_proj", "mlp.up_proj")), fused(("mlp.down_proj",)),
-                   *(_rms_norm(n, eps) for n in norms))
+        return cls(
+            fused(("self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj")),
+            fused(("self_attn.o_proj",)),
+            fused(("mlp.gate_proj", "mlp.up_proj")),
+            fused(("mlp.down_proj",)),
+            *(_rms_norm(n, eps) for n in norms),
+        )
 
 
 def _concatenated(parts: Sequence[Any]) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -673,9 +744,12 @@ def _concatenated(parts: Sequence[Any]) -> tuple[torch.Tensor, torch.Tensor | No
     weight = torch.cat([p.weight for p in parts]).detach()
     bias = None
     if any(p.bias is not None for p in parts):
-        bias = torch.cat([p.bias if p.bias is not None
-                          else torch.zeros(p.out_features, dtype=weight.dtype, device=weight.device)
-                          for p in parts]).detach()
+        bias = torch.cat(
+            [
+                p.bias if p.bias is not None else torch.zeros(p.out_features, dtype=weight.dtype, device=weight.device)
+                for p in parts
+            ]
+        ).detach()
     offset = 0
     for part in parts:
         part.weight.data = weight[offset : offset + part.out_features]
@@ -729,11 +803,22 @@ class Weights:
         attention = layers[0].self_attn
         # the model's own rotary helper, from its (already imported) modeling module
         helper = sys.modules[type(model).__module__].apply_rotary_pos_emb
-        return cls([_FusedLayer.of(layer, packed) for layer in layers], inner.embed_tokens,
-                   lambda hidden, positions: inner.rotary_emb(hidden, position_ids=positions), layers[0].mlp.act_fn,
-                   inner.norm, _Linear.of(model.lm_head, packed), config.num_attention_heads,
-                   config.num_key_value_heads, attention.head_dim, attention.scaling, config.hidden_size, model.dtype,
-                   model.device, helper)
+        return cls(
+            [_FusedLayer.of(layer, packed) for layer in layers],
+            inner.embed_tokens,
+            lambda hidden, positions: inner.rotary_emb(hidden, position_ids=positions),
+            layers[0].mlp.act_fn,
+            inner.norm,
+            _Linear.of(model.lm_head, packed),
+            config.num_attention_heads,
+            config.num_key_value_heads,
+            attention.head_dim,
+            attention.scaling,
+            config.hidden_size,
+            model.dtype,
+            model.device,
+            helper,
+        )
 
     @classmethod
     def read(cls, folder: str | Path, dtype: Any, device: Any, exact: bool = True) -> Weights:
@@ -769,9 +854,21 @@ class Weights:
             angles = torch.cat((freqs, freqs), dim=-1)
             return angles.cos().to(hidden.dtype), angles.sin().to(hidden.dtype)
 
-        return cls(layers, lambda ids: F.embedding(ids, embedding), rotary, F.silu, _rms_norm(final_norm, eps),
-                   _Linear(head, None, packed), heads, config.get("num_key_value_heads") or heads, head_dim,
-                   head_dim**-0.5, config["hidden_size"], dtype, torch.device(device))
+        return cls(
+            layers,
+            lambda ids: F.embedding(ids, embedding),
+            rotary,
+            F.silu,
+            _rms_norm(final_norm, eps),
+            _Linear(head, None, packed),
+            heads,
+            config.get("num_key_value_heads") or heads,
+            head_dim,
+            head_dim**-0.5,
+            config["hidden_size"],
+            dtype,
+            torch.device(device),
+        )
 
 
 def _rope(config: dict[str, Any]) -> dict[str, Any]:
@@ -779,8 +876,10 @@ def _rope(config: dict[str, Any]) -> dict[str, Any]:
     if isinstance(config.get("rope_parameters"), dict):
         return config["rope_parameters"]
     scaling = config.get("rope_scaling") or {}
-    return {"rope_type": scaling.get("rope_type", scaling.get("type", "default")),
-            "rope_theta": config.get("rope_theta", 10000.0)}
+    return {
+        "rope_type": scaling.get("rope_type", scaling.get("type", "default")),
+        "rope_theta": config.get("rope_theta", 10000.0),
+    }
 
 
 def _read_tensors(folder: Path) -> dict[str, torch.Tensor]:
@@ -813,7 +912,8 @@ def folder_is_readable(folder: str | Path) -> bool:
         return False
     weights = (folder / "model.safetensors").exists() or (folder / "model.safetensors.index.json").exists()
     return bool(
-        weights and (folder / "tokenizer.json").exists()
+        weights
+        and (folder / "tokenizer.json").exists()
         and tokenizer.get("tokenizer_class") in GENERIC_TOKENIZERS
         and config.get("model_type") in READABLE_TYPES
         and config.get("hidden_act", "silu") == "silu"
@@ -848,16 +948,17 @@ class _Rotation:
         return x * self.cos + x.roll(x.shape[-1] // 2, dims=-1) * self.sin
 
     @classmethod
-    def matches(cls, helper: Callable[..., tuple[torch.Tensor, torch.Tensor]], head_dim: int, dtype: torch.dtype,
-                device: Any) -> bool:
+    def matches(
+        cls, helper: Callable[..., tuple[torch.Tensor, torch.Tensor]], head_dim: int, dtype: torch.dtype, device: Any
+    ) -> bool:
         """Whether this rotation gives `helper`'s q and k bit for bit, on random values in `dtype`."""
         import torch
 
         generator = torch.Generator().manual_seed(0)
-        q, k = (torch.randn(2, heads, 5, head_dim, generator=generator).to(dtype=dtype, device=device)
-                for heads in (3, 1))
-        cos, sin = (torch.randn(2, 5, head_dim, generator=generator).to(dtype=dtype, device=device)
-                    for _ in range(2))
+        q, k = (
+            torch.randn(2, heads, 5, head_dim, generator=generator).to(dtype=dtype, device=device) for heads in (3, 1)
+        )
+        cos, sin = (torch.randn(2, 5, head_dim, generator=generator).to(dtype=dtype, device=device) for _ in range(2))
         try:
             want_q, want_k = helper(q, k, cos, sin)
         except (TypeError, RuntimeError):  # a helper of another shape: keep calling it
@@ -886,8 +987,9 @@ def _branch_points(batch: Sequence[Sequence[int]], shared: int) -> dict[int, int
     return points
 
 
-def _prefill_groups(lengths: Sequence[int], most: int = PREFILL_TOKENS, padding: float = PREFILL_PADDING
-                    ) -> list[tuple[int, int]]:
+def _prefill_groups(
+    lengths: Sequence[int], most: int = PREFILL_TOKENS, padding: float = PREFILL_PADDING
+) -> list[tuple[int, int]]:
     """Consecutive rows run together in prefill: enough tokens to keep the matrix units busy (`most`), little
     padding (at most that share of the group)."""
     groups, start = [], 0
@@ -909,8 +1011,7 @@ def _prefill_groups(lengths: Sequence[int], most: int = PREFILL_TOKENS, padding:
 class _RowKV:
     """Each row's own keys and values, preallocated to the longest they can grow to."""
 
-    def __init__(self, layers: int, rows: int, kv_heads: int, capacity: int, dim: int, device: Any,
-                 dtype: Any) -> None:
+    def __init__(self, layers: int, rows: int, kv_heads: int, capacity: int, dim: int, device: Any, dtype: Any) -> None:
         import torch
 
         # zeros, not empty: padding slots are never written, and 0 x (a stale NaN or denormal) is NaN or slow

@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 from charter.errors import ProviderError
 from charter.providers.base import (
-    RETRIED, UNUSABLE_USAGE, ChatModel, ChoiceProbs, Completion, Messages, SamplingParams,
+    RETRIED,
+    UNUSABLE_USAGE,
+    ChatModel,
+    ChoiceProbs,
+    Completion,
+    Messages,
+    SamplingParams,
 )
 from charter.providers.cache import CallCache, endpoint_url
 from charter.providers.coalesce import Coalescer
@@ -71,8 +77,11 @@ class ManagedModel(ChatModel):
     async def generate(self, requests: Sequence[Messages], params: SamplingParams) -> list[Completion]:
         payload = params.model_dump(mode="json")
         payloads = [[list(r), payload] for r in requests]
-        keys, hits = self.cache.lookup("generate", self, payloads) if self.cache is not None \
+        keys, hits = (
+            self.cache.lookup("generate", self, payloads)
+            if self.cache is not None
             else ([""] * len(requests), [None] * len(requests))
+        )
         results: list[Completion | None] = [None] * len(requests)
         for i, hit in enumerate(hits):
             if hit is not None and str(hit.get("text") or "").strip():  # an empty text is never an answer
@@ -84,9 +93,15 @@ class ManagedModel(ChatModel):
             fresh = await self._backend_generate([requests[i] for i in todo], params)
             rows, empty, url = [], 0, endpoint_url(self)
             for i, completion in zip(todo, fresh):
-                self.meter.record(self.role, self.model_id, completion.prompt_tokens, completion.completion_tokens,
-                                  cached=False, estimated=completion.usage_estimated,
-                                  batched=completion.batched)  # answered: paid for
+                self.meter.record(
+                    self.role,
+                    self.model_id,
+                    completion.prompt_tokens,
+                    completion.completion_tokens,
+                    cached=False,
+                    estimated=completion.usage_estimated,
+                    batched=completion.batched,
+                )  # answered: paid for
                 if not completion.text.strip():
                     empty += 1
                     continue
@@ -99,15 +114,25 @@ class ManagedModel(ChatModel):
         return results  # type: ignore[return-value]
 
     async def choice_logprobs(self, request: Messages, options: Sequence[str]) -> ChoiceProbs:
-        keys, hits = self.cache.lookup("choice_logprobs", self, [[list(request), list(options)]]) \
-            if self.cache is not None else ([""], [None])
+        keys, hits = (
+            self.cache.lookup("choice_logprobs", self, [[list(request), list(options)]])
+            if self.cache is not None
+            else ([""], [None])
+        )
         if hits[0] is not None:
             self.meter.record(self.role, self.model_id, 0, 0, cached=True)
             return ChoiceProbs(**{**hits[0], "cached": True})
         self.meter.check()
         result = await self._backend_choice(request, options)
-        self.meter.record(self.role, self.model_id, result.prompt_tokens, 1, cached=False,
-                          estimated=result.usage_estimated, batched=result.batched)
+        self.meter.record(
+            self.role,
+            self.model_id,
+            result.prompt_tokens,
+            1,
+            cached=False,
+            estimated=result.usage_estimated,
+            batched=result.batched,
+        )
         if self.cache is not None:
             self.cache.put_soon([(keys[0], "choice_logprobs", self.model_id, _row(result), endpoint_url(self))])
         return result

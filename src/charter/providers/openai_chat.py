@@ -10,11 +10,19 @@ from __future__ import annotations
 import asyncio
 import json
 import math
-from typing import Any, Awaitable, Sequence
+from collections.abc import Awaitable, Sequence
+from typing import Any
 
 from charter.errors import LogprobsUnsupported, MissingExtra
 from charter.providers.base import (
-    ChoiceProbs, Completion, Limits, MalformedReply, Messages, SamplingParams, SDKChatModel, bill_unusable,
+    ChoiceProbs,
+    Completion,
+    Limits,
+    MalformedReply,
+    Messages,
+    SamplingParams,
+    SDKChatModel,
+    bill_unusable,
     normalise,
 )
 from charter.providers.limits import Limiter, estimate_tokens, gather_all
@@ -64,8 +72,9 @@ class OpenAIModel(SDKChatModel):
         self.limiter = Limiter(self.limits, self.model_id, transient=(self._sdk.APIConnectionError,), secrets=[key])
 
     def new_client(self) -> Any:
-        client = self._sdk.AsyncOpenAI(api_key=self._key, base_url=self.base_url, max_retries=0,
-                                       timeout=self.limits.timeout_s)
+        client = self._sdk.AsyncOpenAI(
+            api_key=self._key, base_url=self.base_url, max_retries=0, timeout=self.limits.timeout_s
+        )
         if self.endpoint is None or not self.endpoint.official:  # OpenAI's organization, project, admin key: not here
             client.organization = client.project = client.admin_api_key = None
         return client
@@ -76,8 +85,11 @@ class OpenAIModel(SDKChatModel):
 
     def _request(self, messages: Messages, params: SamplingParams) -> dict[str, Any]:
         kwargs: dict[str, Any] = {
-            "model": self.name, "messages": list(messages), "temperature": params.temperature,
-            "top_p": params.top_p, **self._length_cap(params.max_tokens),
+            "model": self.name,
+            "messages": list(messages),
+            "temperature": params.temperature,
+            "top_p": params.top_p,
+            **self._length_cap(params.max_tokens),
         }
         if params.seed is not None:
             kwargs["seed"] = params.seed
@@ -94,6 +106,7 @@ class OpenAIModel(SDKChatModel):
         SDK's TypedDict transform: ~90 recursive calls a request, most of the SDK's client CPU for
         multi-turn critique prompts, and throughput where the client CPU is the limit."""
         return self.client().post("/chat/completions", body=body, cast_to=_response_class())
+
     async def generate(self, requests: Sequence[Messages], params: SamplingParams) -> list[Completion]:
         if len(requests) == 1:
             return [await self._complete(requests[0], params)]
@@ -105,8 +118,9 @@ class OpenAIModel(SDKChatModel):
         async def attempt() -> Completion:  # parsed inside the retried attempt: a bad reply is retried too
             return self.completion_from(await _json(self._post(body)), messages)
 
-        return await self.limiter.call(attempt, estimate_tokens(messages, params.max_tokens),
-                                       lambda c: c.prompt_tokens + c.completion_tokens)
+        return await self.limiter.call(
+            attempt, estimate_tokens(messages, params.max_tokens), lambda c: c.prompt_tokens + c.completion_tokens
+        )
 
     def completion_from(self, reply: dict[str, Any], messages: Messages) -> Completion:
         """A completion from a chat completion reply (synchronous, or one line of a batch's output)."""
@@ -114,17 +128,29 @@ class OpenAIModel(SDKChatModel):
         text = (choice.get("message") or {}).get("content")
         if not isinstance(text, str) or not text.strip():
             _bill(reply)
-            raise MalformedReply("the reply has no text (no choices, or empty content)", kind="empty_reply",
-                                 raw=json.dumps(reply)[:400])
+            raise MalformedReply(
+                "the reply has no text (no choices, or empty content)", kind="empty_reply", raw=json.dumps(reply)[:400]
+            )
         prompt_tokens, completion_tokens, estimated = _usage(reply, messages, text)
-        return Completion(text=text, model=self.model_id, prompt_tokens=prompt_tokens,
-                          completion_tokens=completion_tokens, finish_reason=choice.get("finish_reason"),
-                          usage_estimated=estimated)
+        return Completion(
+            text=text,
+            model=self.model_id,
+            prompt_tokens=prompt_tokens,
+            completion_tokens=completion_tokens,
+            finish_reason=choice.get("finish_reason"),
+            usage_estimated=estimated,
+        )
 
     def choice_request(self, request: Messages) -> dict[str, Any]:
         """The body of a next-token log-probabilities request: one token, the top 20 alternatives."""
-        return {"model": self.name, "messages": list(request), "logprobs": True, "top_logprobs": TOP_LOGPROBS,
-                **self._length_cap(1), **self.extra_body}
+        return {
+            "model": self.name,
+            "messages": list(request),
+            "logprobs": True,
+            "top_logprobs": TOP_LOGPROBS,
+            **self._length_cap(1),
+            **self.extra_body,
+        }
 
     async def choice_logprobs(self, request: Messages, options: Sequence[str]) -> ChoiceProbs:
         body = self.choice_request(request)
@@ -167,8 +193,11 @@ class OpenAIModel(SDKChatModel):
                 pooled[label] = _logaddexp(pooled[label], logprob) if label in pooled else logprob
         if not pooled:
             seen = ", ".join(repr(alt.get("token")) for alt in alternatives[:10])
-            raise MalformedReply(f"the next-token log-probabilities name none of {', '.join(options)}",
-                                 kind="no_option_logprobs", raw=f"top tokens: {seen}")
+            raise MalformedReply(
+                f"the next-token log-probabilities name none of {', '.join(options)}",
+                kind="no_option_logprobs",
+                raw=f"top tokens: {seen}",
+            )
         return pooled
 
     async def aclose(self) -> None:
@@ -187,8 +216,7 @@ async def _json(raw_call: Awaitable[Any]) -> dict[str, Any]:
         reply = json.loads(raw.content)
     except ValueError:
         text = raw.content[:200].decode("utf-8", "replace")
-        raise MalformedReply("the reply is not JSON (is the base URL an OpenAI-compatible /v1?)",
-                             raw=text) from None
+        raise MalformedReply("the reply is not JSON (is the base URL an OpenAI-compatible /v1?)", raw=text) from None
     if not isinstance(reply, dict):
         raise MalformedReply("the reply is not a JSON object", raw=str(reply)[:200])
     return reply
@@ -227,4 +255,3 @@ def _first_choice(reply: dict[str, Any]) -> dict[str, Any]:
 def _logaddexp(a: float, b: float) -> float:
     top = max(a, b)
     return top + math.log(math.exp(a - top) + math.exp(b - top))
-

@@ -87,8 +87,9 @@ def keyless(provider: str, api_key_env: str | None) -> str | None:
     return f"api_key_env: a {provider} model runs in this process and takes no key"
 
 
-def create_backend(spec: str | ModelSpec, limits: Limits | None = None, api_key_env: str | None = None,
-                   **options: Any) -> ChatModel:
+def create_backend(
+    spec: str | ModelSpec, limits: Limits | None = None, api_key_env: str | None = None, **options: Any
+) -> ChatModel:
     """The bare backend for a model string (no cache, no meter). SDKs are imported lazily.
 
     `api_key_env` names the environment variable holding the key of a remote model's host (see
@@ -114,8 +115,14 @@ def create_backend(spec: str | ModelSpec, limits: Limits | None = None, api_key_
 
     options = dict(options)
     base_url = parsed.base_url or options.pop("base_url", None)  # the model string's (compatible) or the option
-    return OpenAIModel(parsed.name, limits=limits, base_url=base_url, compatible=parsed.provider != "openai",
-                       api_key_env=api_key_env, **options)
+    return OpenAIModel(
+        parsed.name,
+        limits=limits,
+        base_url=base_url,
+        compatible=parsed.provider != "openai",
+        api_key_env=api_key_env,
+        **options,
+    )
 
 
 def get_model(

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import re
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 from charter.providers.base import ChatModel, ChoiceProbs, Completion, Messages, SamplingParams
 
@@ -99,7 +99,11 @@ class ScriptedModel(ChatModel):
     supports_logprobs = True
 
     def __init__(
-        self, name: str = "cai", fn: ScriptFn | None = None, choice_fn: ChoiceFn | None = None, latency_s: float = 0.0,
+        self,
+        name: str = "cai",
+        fn: ScriptFn | None = None,
+        choice_fn: ChoiceFn | None = None,
+        latency_s: float = 0.0,
         batch_size: int = 1,
     ) -> None:
         super().__init__(name)
@@ -132,8 +136,10 @@ class ScriptedModel(ChatModel):
         if self.choice_fn is None:
             from charter.errors import LogprobsUnsupported
 
-            raise LogprobsUnsupported(f"scripted:{self.name} has no choice function (register_script(..., choice_fn)); "
-                                      "use judge mode 'cot' or 'verdict'")
+            raise LogprobsUnsupported(
+                f"scripted:{self.name} has no choice function (register_script(..., choice_fn)); "
+                "use judge mode 'cot' or 'verdict'"
+            )
         self.calls += 1
         probs = self.choice_fn(list(request), options)
         raw = {o: math.log(p) for o, p in probs.items() if p > 0}

@@ -121,8 +121,13 @@ class ThreadGovernor:
         others = max(0.0, (busy - (own or 0.0)) / wall)  # cores other processes kept busy
         threads = min(self.cores, max(1, round(self.cores - others)))
         if threads != self.threads:
-            log.info("torch threads %d -> %d (other processes kept %.1f of %d cores busy)",
-                     self.threads, threads, others, self.cores)
+            log.info(
+                "torch threads %d -> %d (other processes kept %.1f of %d cores busy)",
+                self.threads,
+                threads,
+                others,
+                self.cores,
+            )
             self.threads = threads
 
     def _apply(self, threads: int) -> None:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import threading
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -58,8 +58,9 @@ class UsageMeter:
     can keep its usage durably, call by call, and a killed process loses none of what it paid for.
     """
 
-    def __init__(self, prices: dict[str, Price] | None = None, budget: Budget | None = None,
-                 sink: Sink | None = None) -> None:
+    def __init__(
+        self, prices: dict[str, Price] | None = None, budget: Budget | None = None, sink: Sink | None = None
+    ) -> None:
         self.prices = prices or {}
         self.budget = budget or Budget()
         self.sink = sink
@@ -77,8 +78,16 @@ class UsageMeter:
         name = model_id.split(":", 1)[-1]
         return self.prices.get(model_id) or self.prices.get(name) or Price()
 
-    def record(self, role: str, model_id: str, prompt_tokens: int, completion_tokens: int, cached: bool,
-               estimated: bool = False, batched: bool = False) -> None:
+    def record(
+        self,
+        role: str,
+        model_id: str,
+        prompt_tokens: int,
+        completion_tokens: int,
+        cached: bool,
+        estimated: bool = False,
+        batched: bool = False,
+    ) -> None:
         with self._lock:
             tally = self.tallies[(role, model_id)]
             if cached:
@@ -93,8 +102,15 @@ class UsageMeter:
                 tally.completion_tokens += completion_tokens
                 tally.cost_usd += cost
                 tally.estimated += estimated
-                event = UsageRow(role=role, model=model_id, calls=1, prompt_tokens=prompt_tokens,
-                                 completion_tokens=completion_tokens, cost_usd=cost, estimated=int(estimated))
+                event = UsageRow(
+                    role=role,
+                    model=model_id,
+                    calls=1,
+                    prompt_tokens=prompt_tokens,
+                    completion_tokens=completion_tokens,
+                    cost_usd=cost,
+                    estimated=int(estimated),
+                )
         if self.sink is not None:
             self.sink(event)
 
@@ -109,8 +125,10 @@ class UsageMeter:
         """Calls, cache hits, retries and cost so far, in a few words (for progress lines)."""
         tallies = list(self.tallies.values())
         calls, cached = sum(t.calls for t in tallies), sum(t.cached for t in tallies)
-        return (f"{calls} calls ({cached} cached), {sum(t.retries for t in tallies)} retries, "
-                f"${self.prior_cost + self.total_cost:.4f}")
+        return (
+            f"{calls} calls ({cached} cached), {sum(t.retries for t in tallies)} retries, "
+            f"${self.prior_cost + self.total_cost:.4f}"
+        )
 
     @property
     def total_retries(self) -> int:

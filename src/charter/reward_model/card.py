@@ -11,8 +11,15 @@ from charter import __version__
 
 def provenance(rows: list[dict[str, Any]]) -> dict[str, list[str]]:
     """Distinct provenance values (constitution, models, run ids) found in the dataset rows."""
-    keys = ("constitution_name", "constitution_hash", "policy_model", "critic_model", "judge_model", "judge_mode",
-            "run_id")
+    keys = (
+        "constitution_name",
+        "constitution_hash",
+        "policy_model",
+        "critic_model",
+        "judge_model",
+        "judge_mode",
+        "run_id",
+    )
     found: dict[str, list[str]] = {}
     for key in keys:
         values = sorted({str(r[key]) for r in rows if r.get(key) is not None})
@@ -23,28 +30,39 @@ def provenance(rows: list[dict[str, Any]]) -> dict[str, list[str]]:
 
 def _base_model(name: str) -> str | None:
     """A Hub id for the card's base_model field; local folders and aliases have none."""
-    aliases = {"minilm-l6": "sentence-transformers/all-MiniLM-L6-v2",
-               "smollm2-135m-instruct": "HuggingFaceTB/SmolLM2-135M-Instruct"}
+    aliases = {
+        "minilm-l6": "sentence-transformers/all-MiniLM-L6-v2",
+        "smollm2-135m-instruct": "HuggingFaceTB/SmolLM2-135M-Instruct",
+    }
     if name in aliases:
         return aliases[name]
     return name if name.count("/") == 1 and not Path(name).exists() else None
 
 
-def render_card(kind: str, model: str, dataset: str, metrics: dict[str, Any], rows: list[dict[str, Any]],
-                tags: list[str]) -> Any:
+def render_card(
+    kind: str, model: str, dataset: str, metrics: dict[str, Any], rows: list[dict[str, Any]], tags: list[str]
+) -> Any:
     """A huggingface_hub ModelCard for a charter-trained model."""
     from huggingface_hub import ModelCard, ModelCardData
 
     base = _base_model(model)
-    card_data = ModelCardData(library_name="transformers", tags=["charter", "trl", *tags],
-                              base_model=base, license=None)
+    card_data = ModelCardData(
+        library_name="transformers", tags=["charter", "trl", *tags], base_model=base, license=None
+    )
     summary = {k: v for k, v in metrics.items() if k not in ("config", "reward_chosen", "reward_rejected")}
     prov = provenance(rows)
     lines = [
-        f"# {kind} trained with charter", "",
+        f"# {kind} trained with charter",
+        "",
         f"Trained with charter {__version__} (TRL) from `{model}` on `{dataset}`"
-        f" ({len(rows)} preference pairs, AI-judged against a constitution unless noted).", "",
-        "## Metrics", "", "```json", json.dumps(summary, indent=2, default=str), "```", "",
+        f" ({len(rows)} preference pairs, AI-judged against a constitution unless noted).",
+        "",
+        "## Metrics",
+        "",
+        "```json",
+        json.dumps(summary, indent=2, default=str),
+        "```",
+        "",
     ]
     if "reward_chosen" in metrics:
         lines += ["## Reward distribution", "", "| | mean | std | median |", "|---|---|---|---|"]
@@ -55,8 +73,14 @@ def render_card(kind: str, model: str, dataset: str, metrics: dict[str, Any], ro
         lines.append("")
     if prov:
         lines += ["## Provenance", ""] + [f"- {k}: {', '.join(v)}" for k, v in prov.items()] + [""]
-    lines += ["## Training config", "", "```json", json.dumps(metrics.get("config", {}), indent=2, default=str),
-              "```", ""]
+    lines += [
+        "## Training config",
+        "",
+        "```json",
+        json.dumps(metrics.get("config", {}), indent=2, default=str),
+        "```",
+        "",
+    ]
     return ModelCard(f"---\n{card_data.to_yaml()}\n---\n\n" + "\n".join(lines))
 
 

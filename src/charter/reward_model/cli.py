@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
 
 import typer
 
@@ -26,7 +25,7 @@ def register(app: typer.Typer) -> None:
 
 def reward(
     config: Path = typer.Argument(..., help="YAML file with the reward_model settings (charter.reward_model.config)."),
-    set_: Optional[list[str]] = typer.Option(None, "--set", help="Override a key: --set trl.num_train_epochs=2."),
+    set_: list[str] | None = typer.Option(None, "--set", help="Override a key: --set trl.num_train_epochs=2."),
 ) -> None:
     """Train a reward model (TRL RewardTrainer) and write the model, metrics.json and a model card."""
     from charter.reward_model.common import describe_parallel, is_main_process

@@ -64,11 +64,22 @@ def device_defaults(device: str, cpu_batch: int, cuda_batch: int) -> dict[str, A
     import torch
 
     if device == "cuda":
-        return {"bf16": torch.cuda.is_bf16_supported(), "fp16": False, "per_device_train_batch_size": cuda_batch,
-                "per_device_eval_batch_size": cuda_batch, "activation_checkpointing": False}
-    return {"bf16": False, "fp16": False, "use_cpu": True, "per_device_train_batch_size": cpu_batch,
-            "per_device_eval_batch_size": cpu_batch, "activation_checkpointing": False,
-            "dataloader_pin_memory": False}
+        return {
+            "bf16": torch.cuda.is_bf16_supported(),
+            "fp16": False,
+            "per_device_train_batch_size": cuda_batch,
+            "per_device_eval_batch_size": cuda_batch,
+            "activation_checkpointing": False,
+        }
+    return {
+        "bf16": False,
+        "fp16": False,
+        "use_cpu": True,
+        "per_device_train_batch_size": cpu_batch,
+        "per_device_eval_batch_size": cpu_batch,
+        "activation_checkpointing": False,
+        "dataloader_pin_memory": False,
+    }
 
 
 def build_trl_config(cls: type, base: dict[str, Any], overrides: dict[str, Any], section: str) -> Any:
@@ -76,7 +87,9 @@ def build_trl_config(cls: type, base: dict[str, Any], overrides: dict[str, Any],
     known = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(overrides) - known)
     if unknown:
-        raise ConfigError(f"{section}.trl: unknown {cls.__name__} field{'s' if len(unknown) > 1 else ''} {', '.join(unknown)}")
+        raise ConfigError(
+            f"{section}.trl: unknown {cls.__name__} field{'s' if len(unknown) > 1 else ''} {', '.join(unknown)}"
+        )
     os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")  # trainers ping the Hub on start otherwise
     try:
         return cls(**{**base, **overrides})
@@ -120,7 +133,9 @@ def load_tokenizer(path: str, model_name: str) -> Any:
     try:
         return AutoTokenizer.from_pretrained(path)
     except Exception as exc:
-        raise TrainingError(f"{model_name}: no tokenizer could be loaded ({type(exc).__name__}: {_short(exc)})") from None
+        raise TrainingError(
+            f"{model_name}: no tokenizer could be loaded ({type(exc).__name__}: {_short(exc)})"
+        ) from None
 
 
 def _short(exc: Exception) -> str:
@@ -136,17 +151,21 @@ def is_main_process() -> bool:
 def parallel_settings(args: Any) -> dict[str, int]:
     """How many processes trained and the batch each optimizer step saw: per-device batch x gradient
     accumulation x processes."""
-    return {"world_size": args.world_size, "per_device_batch_size": args.per_device_train_batch_size,
-            "gradient_accumulation_steps": args.gradient_accumulation_steps,
-            "effective_batch_size": args.per_device_train_batch_size * args.gradient_accumulation_steps
-            * args.world_size}
+    return {
+        "world_size": args.world_size,
+        "per_device_batch_size": args.per_device_train_batch_size,
+        "gradient_accumulation_steps": args.gradient_accumulation_steps,
+        "effective_batch_size": args.per_device_train_batch_size * args.gradient_accumulation_steps * args.world_size,
+    }
 
 
 def describe_parallel(training: dict[str, Any]) -> str:
     """One line: processes, per-device batch, accumulation and the effective batch size."""
-    return (f"  {training['world_size']} process{'es' if training['world_size'] > 1 else ''} on {training['device']}, "
-            f"batch {training['per_device_batch_size']} per device x {training['gradient_accumulation_steps']} "
-            f"accumulation = effective batch {training['effective_batch_size']}, {training['global_step']} steps")
+    return (
+        f"  {training['world_size']} process{'es' if training['world_size'] > 1 else ''} on {training['device']}, "
+        f"batch {training['per_device_batch_size']} per device x {training['gradient_accumulation_steps']} "
+        f"accumulation = effective batch {training['effective_batch_size']}, {training['global_step']} steps"
+    )
 
 
 def shared_datasets(args: Any, folder: Path, sets: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:

@@ -86,7 +86,9 @@ def check_columns(rows: list[dict[str, Any]], source: str | Path, extra: tuple[s
         raise DatasetError(f"{source}: the dataset is empty (no preference rows); {FORMAT_HINT}")
     missing = [c for c in (*REQUIRED, *extra) if c not in rows[0]]
     if missing:
-        raise DatasetError(f"{source}: missing column{'s' if len(missing) > 1 else ''} {', '.join(missing)}; {FORMAT_HINT}")
+        raise DatasetError(
+            f"{source}: missing column{'s' if len(missing) > 1 else ''} {', '.join(missing)}; {FORMAT_HINT}"
+        )
 
 
 def margin_of(row: dict[str, Any], source: MarginSource, scale: float, calibrated: bool) -> float:
@@ -111,7 +113,10 @@ def margin_columns(source: MarginSource) -> tuple[str, ...]:
 
 
 def to_training_rows(
-    rows: list[dict[str, Any]], source: str | Path, margin: MarginSource = "off", margin_scale: float = 1.0,
+    rows: list[dict[str, Any]],
+    source: str | Path,
+    margin: MarginSource = "off",
+    margin_scale: float = 1.0,
     calibrated: bool = False,
 ) -> list[dict[str, Any]]:
     """Rows reduced to what TRL needs: prompt/chosen/rejected messages and, if asked, a margin."""

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from charter.errors import TrainingError
 
@@ -18,7 +19,7 @@ class RewardScorer:
         self.max_length, self.batch_size = max_length, batch_size
 
     @classmethod
-    def load(cls, path: str | Path, max_length: int = 512, device: str | None = None) -> "RewardScorer":
+    def load(cls, path: str | Path, max_length: int = 512, device: str | None = None) -> RewardScorer:
         """Load a saved reward model folder (as written by `train_reward_model`)."""
         import torch
         from transformers import AutoModelForSequenceClassification, AutoTokenizer
@@ -43,8 +44,12 @@ class RewardScorer:
         try:
             for start in range(0, len(texts), self.batch_size):
                 batch = self.tokenizer(
-                    texts[start:start + self.batch_size], padding=True, truncation=True,
-                    max_length=self.max_length, add_special_tokens=False, return_tensors="pt",
+                    texts[start : start + self.batch_size],
+                    padding=True,
+                    truncation=True,
+                    max_length=self.max_length,
+                    add_special_tokens=False,
+                    return_tensors="pt",
                 ).to(device)
                 with torch.no_grad():
                     logits = self.model(**batch).logits
@@ -76,8 +81,12 @@ def distribution(values: Sequence[float]) -> dict[str, Any]:
         return {"n": 0}
     arr = np.asarray(values, dtype=float)
     return {
-        "n": int(arr.size), "mean": float(arr.mean()), "std": float(arr.std()), "min": float(arr.min()),
-        "max": float(arr.max()), "quantiles": {str(q): float(np.quantile(arr, q)) for q in QUANTILES},
+        "n": int(arr.size),
+        "mean": float(arr.mean()),
+        "std": float(arr.std()),
+        "min": float(arr.min()),
+        "max": float(arr.max()),
+        "quantiles": {str(q): float(np.quantile(arr, q)) for q in QUANTILES},
     }
 
 

@@ -4,18 +4,18 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from charter.errors import TrainingError
 from charter.reward_model import common, data
-from charter.reward_model.data import require_dataset
-from charter.runs.files import RunFiles
 from charter.reward_model.config import RewardModelConfig
+from charter.reward_model.data import require_dataset
 from charter.reward_model.evaluate import RewardScorer, accuracy, distribution, histogram
+from charter.runs.files import RunFiles
 
 log = logging.getLogger(__name__)
-
 
 
 def output_dir_for(config: RewardModelConfig) -> Path:
@@ -54,8 +54,12 @@ def _peft_config(config: RewardModelConfig) -> Any:
     from peft import LoraConfig, TaskType
 
     return LoraConfig(
-        task_type=TaskType.SEQ_CLS, r=config.lora.r, lora_alpha=config.lora.alpha,
-        lora_dropout=config.lora.dropout, target_modules=config.lora.target_modules, modules_to_save=["score", "classifier"],
+        task_type=TaskType.SEQ_CLS,
+        r=config.lora.r,
+        lora_alpha=config.lora.alpha,
+        lora_dropout=config.lora.dropout,
+        target_modules=config.lora.target_modules,
+        modules_to_save=["score", "classifier"],
     )
 
 
@@ -63,17 +67,29 @@ def _trl_args(config: RewardModelConfig, out: Path, device: str) -> Any:
     from trl import RewardConfig
 
     base = {
-        "output_dir": str(out), "num_train_epochs": 1, "learning_rate": 5e-5, "logging_steps": 10,
-        "save_strategy": "steps", "save_steps": 100, "save_total_limit": 2, "report_to": "none",
-        "eval_strategy": "no", "seed": config.seed, "max_length": config.max_length,
-        "dataloader_num_workers": 0, "disable_tqdm": True, "remove_unused_columns": True,
+        "output_dir": str(out),
+        "num_train_epochs": 1,
+        "learning_rate": 5e-5,
+        "logging_steps": 10,
+        "save_strategy": "steps",
+        "save_steps": 100,
+        "save_total_limit": 2,
+        "report_to": "none",
+        "eval_strategy": "no",
+        "seed": config.seed,
+        "max_length": config.max_length,
+        "dataloader_num_workers": 0,
+        "disable_tqdm": True,
+        "remove_unused_columns": True,
         **common.device_defaults(device, cpu_batch=8, cuda_batch=32),
     }
     return common.build_trl_config(RewardConfig, base, config.trl, "reward_model")
 
 
 def train_reward_model(
-    config: RewardModelConfig | dict[str, Any], *, callbacks: Sequence[Any] = (),
+    config: RewardModelConfig | dict[str, Any],
+    *,
+    callbacks: Sequence[Any] = (),
 ) -> dict[str, Any]:
     """Train a reward model and evaluate it; returns the metrics (also written to OUTPUT_DIR/metrics.json).
 
@@ -83,8 +99,9 @@ def train_reward_model(
     out = output_dir_for(config)
     rows = data.read_rows(require_dataset(config), config.dataset_split)
     train_rows_raw, held_raw = data.split_rows(rows, config.eval_fraction, config.seed)
-    train_rows = data.to_training_rows(train_rows_raw, config.dataset, config.margin, config.margin_scale,
-                                       config.use_calibrated)
+    train_rows = data.to_training_rows(
+        train_rows_raw, config.dataset, config.margin, config.margin_scale, config.use_calibrated
+    )
     held_rows = data.to_training_rows(held_raw, config.dataset) if held_raw else []
     device = common.pick_device(config.device)
     model, tokenizer = load_backbone(config)
@@ -96,9 +113,14 @@ def train_reward_model(
     common.finish_shared_datasets(trainer.args, out / common.PREPARED)
     model = save_trained(trainer, tokenizer, out, merge_lora=config.lora is not None)
     training = {
-        "train_loss": result.training_loss, "global_step": trainer.state.global_step, "seconds": round(seconds, 2),
-        "resumed_from": Path(resume).name if resume else None, "train_pairs": len(train_rows),
-        "held_out_pairs": len(held_rows), "device": device, **common.parallel_settings(trainer.args),
+        "train_loss": result.training_loss,
+        "global_step": trainer.state.global_step,
+        "seconds": round(seconds, 2),
+        "resumed_from": Path(resume).name if resume else None,
+        "train_pairs": len(train_rows),
+        "held_out_pairs": len(held_rows),
+        "device": device,
+        **common.parallel_settings(trainer.args),
     }
     if not trainer.is_world_process_zero():
         # The main process evaluates and writes (the weights are the same on every rank).
@@ -113,8 +135,15 @@ def train_reward_model(
     return metrics
 
 
-def _make_trainer(config: RewardModelConfig, model: Any, tokenizer: Any, train_rows: list[dict], out: Path,
-                  device: str, callbacks: list[Any]) -> Any:
+def _make_trainer(
+    config: RewardModelConfig,
+    model: Any,
+    tokenizer: Any,
+    train_rows: list[dict],
+    out: Path,
+    device: str,
+    callbacks: list[Any],
+) -> Any:
     from trl import RewardTrainer
 
     args = _trl_args(config, out, device)
@@ -122,8 +151,12 @@ def _make_trainer(config: RewardModelConfig, model: Any, tokenizer: Any, train_r
     train_dataset = common.shared_datasets(args, out / common.PREPARED, {"train": train_rows})["train"]
     try:
         trainer = RewardTrainer(
-            model=model, args=args, train_dataset=train_dataset, processing_class=tokenizer,
-            peft_config=peft_config, callbacks=callbacks or None,
+            model=model,
+            args=args,
+            train_dataset=train_dataset,
+            processing_class=tokenizer,
+            peft_config=peft_config,
+            callbacks=callbacks or None,
         )
     except ValueError as exc:
         raise TrainingError(f"reward model trainer: {common._short(exc)}") from None
@@ -152,8 +185,9 @@ def save_trained(trainer: Any, tokenizer: Any, out: Path, merge_lora: bool) -> A
     return model
 
 
-def _evaluate(config: RewardModelConfig, model: Any, tokenizer: Any, train_rows: list[dict],
-              held_rows: list[dict], out: Path) -> dict[str, Any]:
+def _evaluate(
+    config: RewardModelConfig, model: Any, tokenizer: Any, train_rows: list[dict], held_rows: list[dict], out: Path
+) -> dict[str, Any]:
     scorer = RewardScorer(model.eval(), tokenizer, config.max_length)
     rows = held_rows or train_rows
     chosen, rejected = scorer.score_pairs(rows)
@@ -161,12 +195,14 @@ def _evaluate(config: RewardModelConfig, model: Any, tokenizer: Any, train_rows:
         "held_out_accuracy": accuracy(chosen, rejected) if held_rows else None,
         "train_accuracy": accuracy(*scorer.score_pairs(train_rows[:128])),
         "distribution_split": "held_out" if held_rows else "train",
-        "reward_chosen": distribution(chosen), "reward_rejected": distribution(rejected),
+        "reward_chosen": distribution(chosen),
+        "reward_rejected": distribution(rejected),
         "mean_reward_gap": (sum(chosen) - sum(rejected)) / len(chosen),
         "human_eval": {},
     }
-    png = histogram(chosen, rejected, out / "reward_distribution.png",
-                    f"rewards on {metrics['distribution_split']} pairs")
+    png = histogram(
+        chosen, rejected, out / "reward_distribution.png", f"rewards on {metrics['distribution_split']} pairs"
+    )
     metrics["histogram"] = png.name if png else None
     for path in config.human_eval:
         metrics["human_eval"][str(path)] = human_accuracy(scorer, path)

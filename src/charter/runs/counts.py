@@ -44,8 +44,11 @@ def ordered_counts(counts: dict[str, Any]) -> list[tuple[str, int]]:
     """(label, value) rows: the known counts in pipeline order, then any others by name; filters left out."""
     known = [(label, counts[key]) for key, label in COUNT_LABELS.items() if key in counts]
     extra = sorted(
-        (key.replace("_", " "), value) for key, value in counts.items()
-        if key not in COUNT_LABELS and not key.startswith("dropped_") and isinstance(value, (int, float))
+        (key.replace("_", " "), value)
+        for key, value in counts.items()
+        if key not in COUNT_LABELS
+        and not key.startswith("dropped_")
+        and isinstance(value, (int, float))
         and not isinstance(value, bool)
     )
     return known + extra

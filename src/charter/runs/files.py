@@ -22,16 +22,16 @@ import contextlib
 import json
 import os
 import sqlite3
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator, Literal
+from typing import Any, Literal
 
 import yaml
 
 from charter.errors import DatasetError, RunStoreError, file_error
 from charter.records import PreferenceRow, SFTRow
 from charter.runs.store import STORE_FILE
-from charter.tables import arrow_schema, atomic_write, keep_rows, parquet_rows, read_jsonl, read_parquet, \
-    write_rows
+from charter.tables import arrow_schema, atomic_write, keep_rows, parquet_rows, read_jsonl, read_parquet, write_rows
 
 Dataset = Literal["preferences", "sft"]
 ROW_TYPES: dict[str, type[PreferenceRow] | type[SFTRow]] = {"preferences": PreferenceRow, "sft": SFTRow}
@@ -50,8 +50,10 @@ def run_dir_errors(run_dir: str | Path, action: str) -> Iterator[None]:
         yield
     except (OSError, sqlite3.OperationalError) as exc:
         if not (Path(run_dir) / STORE_FILE).exists():
-            raise RunStoreError(f"{run_dir}: the run directory was removed (or moved) while the run was writing it; "
-                                "what it held is gone: start the run again") from None
+            raise RunStoreError(
+                f"{run_dir}: the run directory was removed (or moved) while the run was writing it; "
+                "what it held is gone: start the run again"
+            ) from None
         if isinstance(exc, sqlite3.OperationalError):
             raise RunStoreError(f"{Path(run_dir) / STORE_FILE}: cannot {action}: {exc}") from None
         raise file_error(exc, action, run_dir) from None
@@ -76,8 +78,12 @@ class RunFiles:
     def has_dataset(self, name: Dataset) -> bool:
         return self.dataset_path(name).exists() or self.dataset_path(name, ".jsonl").exists()
 
-    def write_dataset(self, name: Dataset, rows: Iterable[PreferenceRow | SFTRow],
-                      keep: Callable[[], Iterable[int] | None] | None = None) -> Path:
+    def write_dataset(
+        self,
+        name: Dataset,
+        rows: Iterable[PreferenceRow | SFTRow],
+        keep: Callable[[], Iterable[int] | None] | None = None,
+    ) -> Path:
         """Write NAME.parquet and NAME.jsonl (atomically, typed columns even when all null); returns the parquet.
 
         With `keep`, the rows are written once to a scratch file, then `keep()` (called after the last row)
@@ -118,8 +124,10 @@ class RunFiles:
 
     def preferences(self) -> list[PreferenceRow]:
         """data/preferences.* as records; a row that is not one is a one-line error naming it."""
-        return [_typed(PreferenceRow, row, self.dataset_file("preferences"), i)
-                for i, row in enumerate(self.dataset_rows("preferences"))]
+        return [
+            _typed(PreferenceRow, row, self.dataset_file("preferences"), i)
+            for i, row in enumerate(self.dataset_rows("preferences"))
+        ]
 
     def preferences_at(self, indices: list[int]) -> list[PreferenceRow]:
         """Only the preference rows at these positions: only the row groups that hold them are read (a spread over
@@ -171,8 +179,9 @@ class RunFiles:
         return (yaml.safe_load(path.read_text(encoding="utf-8")) or {}) if path.exists() else {}
 
     def write_constitution(self, constitution: Any) -> None:
-        text = yaml.safe_dump(constitution.model_dump(mode="json", exclude_none=True), sort_keys=False,
-                              allow_unicode=True)
+        text = yaml.safe_dump(
+            constitution.model_dump(mode="json", exclude_none=True), sort_keys=False, allow_unicode=True
+        )
         atomic_write(self.constitution_path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
 
     @property

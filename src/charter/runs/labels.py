@@ -8,7 +8,8 @@ label by an annotator replaces the first; `label_events` keeps every action.
 from __future__ import annotations
 
 import time
-from typing import Any, Iterable, Literal
+from collections.abc import Iterable
+from typing import Any, Literal
 
 from charter.records import HumanLabel, Record
 from charter.runs.store import RunStore
@@ -40,9 +41,11 @@ def sample(store: RunStore) -> list[SpotSample]:
 
 def add_to_sample(store: RunStore, rows: Iterable[SpotSample]) -> None:
     now = time.time()
-    store.write("INSERT INTO spot_sample (pair_id, principle_id, confidence_bucket, shown_order, position, seed,"
-                " created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                ((r.pair_id, r.principle_id, r.confidence_bucket, r.shown_order, r.position, r.seed, now) for r in rows))
+    store.write(
+        "INSERT INTO spot_sample (pair_id, principle_id, confidence_bucket, shown_order, position, seed,"
+        " created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+        ((r.pair_id, r.principle_id, r.confidence_bucket, r.shown_order, r.position, r.seed, now) for r in rows),
+    )
 
 
 def labels(store: RunStore, annotator: str | None = None) -> list[HumanLabel]:
@@ -55,6 +58,7 @@ def labels(store: RunStore, annotator: str | None = None) -> list[HumanLabel]:
 
 def put_labels(store: RunStore, new: list[HumanLabel], source: str) -> None:
     """Store labels in one transaction; a second label by an annotator replaces the first, and is logged."""
+
     def work(db: Any) -> None:
         for label in new:
             _put_one(db, label, source)
@@ -75,13 +79,21 @@ def _put_one(db: Any, item: HumanLabel, source: str) -> None:
     db.execute(
         "INSERT INTO label_events (pair_id, annotator, action, label, previous, source, created_at)"
         " VALUES (?, ?, ?, ?, ?, ?, ?)",
-        (item.pair_id, item.annotator, "replace" if old else "label", item.label, old[0] if old else None, source,
-         item.created_at),
+        (
+            item.pair_id,
+            item.annotator,
+            "replace" if old else "label",
+            item.label,
+            old[0] if old else None,
+            source,
+            item.created_at,
+        ),
     )
 
 
 def undo_last(store: RunStore, annotator: str) -> str | None:
     """Remove the annotator's most recent label; returns its pair_id (None when there is nothing to undo)."""
+
     def work(db: Any) -> str | None:
         row = db.execute(
             "SELECT pair_id, label FROM human_labels WHERE annotator = ? ORDER BY created_at DESC, rowid DESC LIMIT 1",
@@ -89,8 +101,11 @@ def undo_last(store: RunStore, annotator: str) -> str | None:
         ).fetchone()
         if row:
             db.execute("DELETE FROM human_labels WHERE pair_id = ? AND annotator = ?", (row[0], annotator))
-            db.execute("INSERT INTO label_events (pair_id, annotator, action, label, previous, source, created_at)"
-                       " VALUES (?, ?, 'undo', NULL, ?, 'undo', ?)", (row[0], annotator, row[1], time.time()))
+            db.execute(
+                "INSERT INTO label_events (pair_id, annotator, action, label, previous, source, created_at)"
+                " VALUES (?, ?, 'undo', NULL, ?, 'undo', ?)",
+                (row[0], annotator, row[1], time.time()),
+            )
         return row[0] if row else None
 
     return store.transaction(work)

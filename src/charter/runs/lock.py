@@ -80,7 +80,7 @@ class RunLock:
     def release(self) -> None:
         self._lock.release()
 
-    def __enter__(self) -> "RunLock":
+    def __enter__(self) -> RunLock:
         self.acquire()
         return self
 

@@ -26,16 +26,26 @@ import json
 import sqlite3
 import threading
 import time
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Mapping, Sequence, TypeVar
+from typing import Any, TypeVar
 
 from pydantic import BaseModel
 
 from charter.errors import RunStoreError, StorageError
-from charter.storage import Schema, open_versioned, script_statements, tables, user_version
 from charter.records import (
-    CalibrationMap, Chain, Failure, Fingerprints, Judgment, Pair, Prompt, Record, Sample, UsageRow,
+    CalibrationMap,
+    Chain,
+    Failure,
+    Fingerprints,
+    Judgment,
+    Pair,
+    Prompt,
+    Record,
+    Sample,
+    UsageRow,
 )
+from charter.storage import Schema, open_versioned, script_statements, tables, user_version
 
 STORE_FILE = "run.sqlite"
 #: SQL: the prompt is in the prompt set in use
@@ -110,8 +120,14 @@ def _to_3(db: Any) -> None:
     _mark(db, 3)
 
 
-STORE_SCHEMA = Schema(what="run store", version=SCHEMA_VERSION, base=SCHEMA + "INSERT OR REPLACE INTO meta VALUES "
-                      "('schema_version', '2');", base_version=2, steps={2: _to_3}, found=_found)
+STORE_SCHEMA = Schema(
+    what="run store",
+    version=SCHEMA_VERSION,
+    base=SCHEMA + "INSERT OR REPLACE INTO meta VALUES ('schema_version', '2');",
+    base_version=2,
+    steps={2: _to_3},
+    found=_found,
+)
 
 
 class StoredFailure(Record):
@@ -205,7 +221,7 @@ class RunStore:
         with self._lock:
             self.db.close()
 
-    def __enter__(self) -> "RunStore":
+    def __enter__(self) -> RunStore:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -218,6 +234,7 @@ class RunStore:
     # -- meta ------------------------------------------------------------------------------------
     def set_meta(self, **values: Any) -> None:
         """Store JSON values by key (a record is stored as its JSON form)."""
+
         def encode(value: Any) -> str:
             return value.model_dump_json() if isinstance(value, BaseModel) else json.dumps(value, ensure_ascii=False)
 
@@ -250,30 +267,39 @@ class RunStore:
         previous = self.meta("config")
         changes = diff_settings(previous, config) if previous is not None else []
         if changes:
-            self.write("INSERT INTO config_history (changed_at, changes, fingerprints) VALUES (?, ?, ?)",
-                       [(time.time(), json.dumps(changes, ensure_ascii=False), fingerprints.model_dump_json())])
+            self.write(
+                "INSERT INTO config_history (changed_at, changes, fingerprints) VALUES (?, ?, ?)",
+                [(time.time(), json.dumps(changes, ensure_ascii=False), fingerprints.model_dump_json())],
+            )
         self.set_meta(config=config, fingerprints=fingerprints)
         return changes
 
     def config_history(self) -> list[ConfigChange]:
         rows = self.execute("SELECT changed_at, changes, fingerprints FROM config_history ORDER BY id")
-        return [ConfigChange(changed_at=at, changes=json.loads(changes), fingerprints=Fingerprints.model_validate_json(fp))
-                for at, changes, fp in rows]
+        return [
+            ConfigChange(changed_at=at, changes=json.loads(changes), fingerprints=Fingerprints.model_validate_json(fp))
+            for at, changes, fp in rows
+        ]
 
     def rename_fingerprints(self, renamed: Mapping[str, str]) -> dict[str, int]:
         """Move the items stored under each old fingerprint to its new one, in one transaction (a run made by an
         earlier release whose fingerprints name its settings differently). Returns the rows moved per table."""
-        moves = (("chains", "fingerprint", "$.fingerprint"), ("samples", "fingerprint", "$.fingerprint"),
-                 ("judgments", "fingerprint", "$.fingerprint"), ("pairs", "source_fingerprint", "$.source_fingerprint"),
-                 ("failures", "fingerprint", None))
+        moves = (
+            ("chains", "fingerprint", "$.fingerprint"),
+            ("samples", "fingerprint", "$.fingerprint"),
+            ("judgments", "fingerprint", "$.fingerprint"),
+            ("pairs", "source_fingerprint", "$.source_fingerprint"),
+            ("failures", "fingerprint", None),
+        )
 
         def work(db: Any) -> dict[str, int]:
             moved: dict[str, int] = {}
             for old, new in renamed.items():
                 for table, column, path in moves:
                     record = f", record = json_set(record, '{path}', :new)" if path else ""
-                    cursor = db.execute(f"UPDATE {table} SET {column} = :new{record} WHERE {column} = :old",
-                                        {"old": old, "new": new})
+                    cursor = db.execute(
+                        f"UPDATE {table} SET {column} = :new{record} WHERE {column} = :old", {"old": old, "new": new}
+                    )
                     moved[table] = moved.get(table, 0) + cursor.rowcount
             return moved
 
@@ -283,8 +309,10 @@ class RunStore:
         """How many chains, samples and judgments were made under settings no longer in effect."""
         return {
             "chains": self.count("chains", "fingerprint IS NOT ?", (fingerprints.critique,)),
-            "samples": self.execute("SELECT COUNT(DISTINCT prompt_id || fingerprint) FROM samples"
-                                    " WHERE fingerprint IS NOT ?", (fingerprints.samples,))[0][0],
+            "samples": self.execute(
+                "SELECT COUNT(DISTINCT prompt_id || fingerprint) FROM samples WHERE fingerprint IS NOT ?",
+                (fingerprints.samples,),
+            )[0][0],
             "judgments": self.count("judgments", "fingerprint != ?", (fingerprints.judge,)),
         }
 
@@ -295,8 +323,11 @@ class RunStore:
         rows = ((p.prompt_id, start + i, p.model_dump_json()) for i, p in enumerate(prompts))  # streamed in
 
         def work(db: Any) -> None:
-            db.executemany("INSERT INTO prompts (prompt_id, idx, active, record) VALUES (?, ?, 1, ?)"
-                           " ON CONFLICT (prompt_id) DO UPDATE SET active = 1", rows)
+            db.executemany(
+                "INSERT INTO prompts (prompt_id, idx, active, record) VALUES (?, ?, 1, ?)"
+                " ON CONFLICT (prompt_id) DO UPDATE SET active = 1",
+                rows,
+            )
 
         self.transaction(work)
 
@@ -322,11 +353,17 @@ class RunStore:
 
     def prompt_records(self, checked_only: bool = False, size: int = 500) -> Iterator[tuple[str, str]]:
         """(prompt id, stored JSON record) of each prompt in use, as `iter_prompts` reads them, undecoded."""
-        where = " AND (json_extract(record, '$.reference') IS NOT NULL OR json_extract(record, '$.verifier') IS NOT" \
-                " NULL)" if checked_only else ""
+        where = (
+            " AND (json_extract(record, '$.reference') IS NOT NULL OR json_extract(record, '$.verifier') IS NOT NULL)"
+            if checked_only
+            else ""
+        )
         last: tuple[int, int] = (-1, -1)
-        while page := self.execute(f"SELECT idx, rowid, prompt_id, record FROM prompts WHERE active = 1{where}"
-                                   " AND (idx, rowid) > (?, ?) ORDER BY idx, rowid LIMIT ?", (*last, size)):
+        while page := self.execute(
+            f"SELECT idx, rowid, prompt_id, record FROM prompts WHERE active = 1{where}"
+            " AND (idx, rowid) > (?, ?) ORDER BY idx, rowid LIMIT ?",
+            (*last, size),
+        ):
             last = page[-1][:2]
             for _, _, prompt_id, record in page:
                 yield prompt_id, record
@@ -343,40 +380,60 @@ class RunStore:
 
     # -- chains and samples ------------------------------------------------------------------------
     def put_chains(self, chains: Iterable[Chain]) -> None:
-        self.write("INSERT OR REPLACE INTO chains VALUES (?, ?, ?)",
-                   ((c.prompt_id, c.fingerprint, c.model_dump_json()) for c in chains))
+        self.write(
+            "INSERT OR REPLACE INTO chains VALUES (?, ?, ?)",
+            ((c.prompt_id, c.fingerprint, c.model_dump_json()) for c in chains),
+        )
 
     def chain(self, prompt_id: str, fingerprint: str) -> Chain | None:
-        return next(self._records(Chain, "SELECT record FROM chains WHERE prompt_id = ? AND fingerprint = ?",
-                                  (prompt_id, fingerprint)), None)
+        return next(
+            self._records(
+                Chain, "SELECT record FROM chains WHERE prompt_id = ? AND fingerprint = ?", (prompt_id, fingerprint)
+            ),
+            None,
+        )
 
     def chains(self, fingerprint: str | None) -> Iterator[Chain]:
         """The chains made under `fingerprint`, in prompt order."""
-        yield from self._records(Chain, "SELECT c.record FROM chains c JOIN prompts p USING (prompt_id)"
-                                        " WHERE c.fingerprint = ? AND p.active = 1 ORDER BY p.idx, c.rowid",
-                                 (fingerprint,))
+        yield from self._records(
+            Chain,
+            "SELECT c.record FROM chains c JOIN prompts p USING (prompt_id)"
+            " WHERE c.fingerprint = ? AND p.active = 1 ORDER BY p.idx, c.rowid",
+            (fingerprint,),
+        )
 
     def chain_ids(self, fingerprint: str | None) -> set[str]:
         return {r[0] for r in self.execute("SELECT prompt_id FROM chains WHERE fingerprint = ?", (fingerprint,))}
 
     def put_samples(self, samples: Iterable[Sample]) -> None:
-        self.write("INSERT OR REPLACE INTO samples VALUES (?, ?, ?, ?)",
-                   ((s.prompt_id, s.fingerprint, s.sample_idx, s.model_dump_json()) for s in samples))
+        self.write(
+            "INSERT OR REPLACE INTO samples VALUES (?, ?, ?, ?)",
+            ((s.prompt_id, s.fingerprint, s.sample_idx, s.model_dump_json()) for s in samples),
+        )
 
     def samples(self, prompt_id: str, fingerprint: str) -> list[Sample]:
-        return list(self._records(Sample, "SELECT record FROM samples WHERE prompt_id = ? AND fingerprint = ?"
-                                          " ORDER BY sample_idx", (prompt_id, fingerprint)))
+        return list(
+            self._records(
+                Sample,
+                "SELECT record FROM samples WHERE prompt_id = ? AND fingerprint = ? ORDER BY sample_idx",
+                (prompt_id, fingerprint),
+            )
+        )
 
     def sampled_ids(self, fingerprint: str | None, k: int) -> set[str]:
         """Prompts with all k samples made under `fingerprint`."""
-        rows = self.execute("SELECT prompt_id FROM samples WHERE fingerprint = ? GROUP BY prompt_id"
-                            " HAVING COUNT(*) >= ?", (fingerprint, k))
+        rows = self.execute(
+            "SELECT prompt_id FROM samples WHERE fingerprint = ? GROUP BY prompt_id HAVING COUNT(*) >= ?",
+            (fingerprint, k),
+        )
         return {r[0] for r in rows}
 
     # -- pairs and judgments -------------------------------------------------------------------------
     def put_pairs(self, pairs: Iterable[Pair]) -> None:
-        self.write("INSERT OR REPLACE INTO pairs VALUES (?, ?, ?, ?, ?)",
-                   ((p.pair_id, p.prompt_id, p.kind, p.source_fingerprint, p.model_dump_json()) for p in pairs))
+        self.write(
+            "INSERT OR REPLACE INTO pairs VALUES (?, ?, ?, ?, ?)",
+            ((p.pair_id, p.prompt_id, p.kind, p.source_fingerprint, p.model_dump_json()) for p in pairs),
+        )
 
     def pair(self, pair_id: str) -> Pair | None:
         return next(self._records(Pair, "SELECT record FROM pairs WHERE pair_id = ?", (pair_id,)), None)
@@ -387,24 +444,32 @@ class RunStore:
             yield from self._records(Pair, "SELECT record FROM pairs ORDER BY rowid")
             return
         marks = ",".join("?" * len(sources)) or "NULL"
-        yield from self._records(Pair, f"SELECT record FROM pairs WHERE source_fingerprint IN ({marks}) ORDER BY rowid",
-                                 sources)
+        yield from self._records(
+            Pair, f"SELECT record FROM pairs WHERE source_fingerprint IN ({marks}) ORDER BY rowid", sources
+        )
 
     def pair_ids(self) -> set[str]:
         return {r[0] for r in self.execute("SELECT pair_id FROM pairs")}
 
     def put_judgments(self, judgments: Iterable[Judgment]) -> None:
-        self.write("INSERT OR REPLACE INTO judgments VALUES (?, ?, ?, ?)",
-                   ((j.pair_id, j.fingerprint, j.status, j.model_dump_json()) for j in judgments))
+        self.write(
+            "INSERT OR REPLACE INTO judgments VALUES (?, ?, ?, ?)",
+            ((j.pair_id, j.fingerprint, j.status, j.model_dump_json()) for j in judgments),
+        )
 
     def judgment(self, pair_id: str, fingerprint: str) -> Judgment | None:
-        return next(self._records(Judgment, "SELECT record FROM judgments WHERE pair_id = ? AND fingerprint = ?",
-                                  (pair_id, fingerprint)), None)
+        return next(
+            self._records(
+                Judgment, "SELECT record FROM judgments WHERE pair_id = ? AND fingerprint = ?", (pair_id, fingerprint)
+            ),
+            None,
+        )
 
     def judgments(self, fingerprint: str, status: str | None = None) -> Iterator[Judgment]:
         where, params = ("AND status = ?", (fingerprint, status)) if status else ("", (fingerprint,))
-        yield from self._records(Judgment, f"SELECT record FROM judgments WHERE fingerprint = ? {where} ORDER BY rowid",
-                                 params)
+        yield from self._records(
+            Judgment, f"SELECT record FROM judgments WHERE fingerprint = ? {where} ORDER BY rowid", params
+        )
 
     def judged_ids(self, fingerprint: str, status: str = "ok") -> set[str]:
         """Pairs judged under `fingerprint` with this status."""
@@ -419,9 +484,11 @@ class RunStore:
         stored in, which depends on which call finished first and on sharding: filters that keep the first rows
         (dedupe, per-principle caps) then keep the same rows in every run of the same items."""
         marks = ",".join("?" * len(sources)) or "NULL"
-        cursor_sql = ("SELECT p.record, j.record FROM pairs p LEFT JOIN judgments j ON j.pair_id = p.pair_id"
-                      f" AND j.fingerprint = ? WHERE p.source_fingerprint IN ({marks}) AND p.{ACTIVE}"
-                      " ORDER BY p.pair_id")
+        cursor_sql = (
+            "SELECT p.record, j.record FROM pairs p LEFT JOIN judgments j ON j.pair_id = p.pair_id"
+            f" AND j.fingerprint = ? WHERE p.source_fingerprint IN ({marks}) AND p.{ACTIVE}"
+            " ORDER BY p.pair_id"
+        )
         for pair, judgment in self.stream(cursor_sql, (judge_fp, *sources)):
             yield Pair.model_validate_json(pair), None if judgment is None else Judgment.model_validate_json(judgment)
 
@@ -438,33 +505,61 @@ class RunStore:
         return [(Pair.model_validate_json(p), Judgment.model_validate_json(j)) for p, j in rows]
 
     # -- failures, stages, usage -------------------------------------------------------------------
-    def add_failure(self, stage: str, item_id: str, failure: Failure, fingerprint: str | None = None,
-                    session: int | None = None) -> None:
+    def add_failure(
+        self, stage: str, item_id: str, failure: Failure, fingerprint: str | None = None, session: int | None = None
+    ) -> None:
         self.write(
             "INSERT INTO failures (stage, item_id, fingerprint, kind, error, raw, attempts, session, created_at)"
             " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            [(stage, item_id, fingerprint, failure.kind, failure.message, failure.raw, failure.attempts, session,
-              time.time())],
+            [
+                (
+                    stage,
+                    item_id,
+                    fingerprint,
+                    failure.kind,
+                    failure.message,
+                    failure.raw,
+                    failure.attempts,
+                    session,
+                    time.time(),
+                )
+            ],
         )
 
     def resolve_failures(self, stage: str, item_ids: Iterable[str], fingerprint: str | None) -> None:
         """Mark earlier failures of these items as resolved: a later attempt succeeded."""
-        self.write("UPDATE failures SET resolved = 1 WHERE stage = ? AND item_id = ? AND fingerprint IS ?",
-                   ((stage, item_id, fingerprint) for item_id in item_ids))
+        self.write(
+            "UPDATE failures SET resolved = 1 WHERE stage = ? AND item_id = ? AND fingerprint IS ?",
+            ((stage, item_id, fingerprint) for item_id in item_ids),
+        )
 
     def failures(self, stage: str | None = None, open_only: bool = False) -> list[StoredFailure]:
         conditions = [c for c in ("stage = ?" if stage else "", "resolved = 0" if open_only else "") if c]
         where = f"WHERE {' AND '.join(conditions)}" if conditions else ""
-        rows = self.execute(f"SELECT stage, item_id, fingerprint, kind, error, raw, attempts, session, resolved"
-                            f" FROM failures {where} ORDER BY id", (stage,) if stage else ())
-        return [StoredFailure(stage=st, item_id=i, fingerprint=fp, session=session, resolved=bool(resolved),
-                              failure=Failure(kind=k or "error", message=e or "", raw=raw, attempts=a or 1))
-                for st, i, fp, k, e, raw, a, session, resolved in rows]
+        rows = self.execute(
+            f"SELECT stage, item_id, fingerprint, kind, error, raw, attempts, session, resolved"
+            f" FROM failures {where} ORDER BY id",
+            (stage,) if stage else (),
+        )
+        return [
+            StoredFailure(
+                stage=st,
+                item_id=i,
+                fingerprint=fp,
+                session=session,
+                resolved=bool(resolved),
+                failure=Failure(kind=k or "error", message=e or "", raw=raw, attempts=a or 1),
+            )
+            for st, i, fp, k, e, raw, a, session, resolved in rows
+        ]
 
     def failing_items(self, stage: str, fingerprint: str | None) -> dict[str, int]:
         """item_id -> in how many run sessions it failed, for items still failing under `fingerprint`."""
-        rows = self.execute("SELECT item_id, COUNT(DISTINCT session) FROM failures WHERE stage = ? AND fingerprint IS ?"
-                            " AND resolved = 0 GROUP BY item_id", (stage, fingerprint))
+        rows = self.execute(
+            "SELECT item_id, COUNT(DISTINCT session) FROM failures WHERE stage = ? AND fingerprint IS ?"
+            " AND resolved = 0 GROUP BY item_id",
+            (stage, fingerprint),
+        )
         return {item: n for item, n in rows}
 
     def set_stage(self, stage: str, status: str, counts: dict | None = None) -> None:
@@ -472,27 +567,48 @@ class RunStore:
         row = self.execute("SELECT started_at FROM stages WHERE stage = ?", (stage,))
         started = row[0][0] if row and row[0][0] else now
         finished = now if status == "done" else None
-        self.write("INSERT OR REPLACE INTO stages VALUES (?, ?, ?, ?, ?)",
-                   [(stage, status, started, finished, json.dumps(counts or {}))])
+        self.write(
+            "INSERT OR REPLACE INTO stages VALUES (?, ?, ?, ?, ?)",
+            [(stage, status, started, finished, json.dumps(counts or {}))],
+        )
 
     def stages(self) -> dict[str, dict]:
         rows = self.execute("SELECT stage, status, started_at, finished_at, counts FROM stages")
-        return {s: {"status": st, "started_at": a, "finished_at": b, "counts": json.loads(c or "{}")}
-                for s, st, a, b, c in rows}
+        return {
+            s: {"status": st, "started_at": a, "finished_at": b, "counts": json.loads(c or "{}")}
+            for s, st, a, b, c in rows
+        }
 
     def add_usage(self, rows: Iterable[UsageRow]) -> None:
         """Append usage (one row per call, or a tally of many) in one transaction."""
         now = time.time()
-        self.write("INSERT INTO usage_events (role, model, calls, cached, prompt_tokens, completion_tokens, cost_usd,"
-                   " estimated, retries, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                   ((r.role, r.model, r.calls, r.cached, r.prompt_tokens, r.completion_tokens, r.cost_usd, r.estimated,
-                     r.retries, now) for r in rows))
+        self.write(
+            "INSERT INTO usage_events (role, model, calls, cached, prompt_tokens, completion_tokens, cost_usd,"
+            " estimated, retries, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                (
+                    r.role,
+                    r.model,
+                    r.calls,
+                    r.cached,
+                    r.prompt_tokens,
+                    r.completion_tokens,
+                    r.cost_usd,
+                    r.estimated,
+                    r.retries,
+                    now,
+                )
+                for r in rows
+            ),
+        )
 
     def usage(self) -> list[UsageRow]:
         """Usage per (role, model), summed over every call every process of the run recorded."""
         sums = ("calls", "cached", "prompt_tokens", "completion_tokens", "cost_usd", "estimated", "retries")
-        rows = self.execute(f"SELECT role, model, {', '.join(f'SUM({c})' for c in sums)} FROM usage_events"
-                            " GROUP BY role, model ORDER BY role, model")
+        rows = self.execute(
+            f"SELECT role, model, {', '.join(f'SUM({c})' for c in sums)} FROM usage_events"
+            " GROUP BY role, model ORDER BY role, model"
+        )
         return [UsageRow(role=r[0], model=r[1], **dict(zip(sums, r[2:]))) for r in rows]
 
     # -- provider batches (charter.providers.batch.BatchJournal) -----------------------------------
@@ -501,8 +617,10 @@ class RunStore:
         now = time.time()
 
         def work(db: Any) -> None:
-            db.execute("INSERT OR REPLACE INTO batches VALUES (?, ?, 'submitted', ?, ?, ?)",
-                       (batch_id, model_id, len(keys), now, now))
+            db.execute(
+                "INSERT OR REPLACE INTO batches VALUES (?, ?, 'submitted', ?, ?, ?)",
+                (batch_id, model_id, len(keys), now, now),
+            )
             db.executemany("INSERT OR REPLACE INTO batch_requests VALUES (?, ?)", [(k, batch_id) for k in keys])
 
         self.transaction(work)
@@ -518,8 +636,9 @@ class RunStore:
         """The provider batches this run submitted (open: not yet ended), oldest first."""
         from charter.providers.batch import ENDED
 
-        rows = self.execute("SELECT batch_id, model, state, requests, submitted_at, updated_at FROM batches"
-                            " ORDER BY submitted_at")
+        rows = self.execute(
+            "SELECT batch_id, model, state, requests, submitted_at, updated_at FROM batches ORDER BY submitted_at"
+        )
         keys = ("batch_id", "model", "state", "requests", "submitted_at", "updated_at")
         found = [dict(zip(keys, row)) for row in rows]
         return [b for b in found if b["state"] not in ENDED] if open_only else found
@@ -560,5 +679,8 @@ def _flatten(value: Any, prefix: str = "") -> dict[str, Any]:
 def diff_settings(old: dict[str, Any], new: dict[str, Any]) -> list[dict[str, Any]]:
     """`{key, old, new}` for every dotted key whose value differs between two config dicts."""
     before, after = _flatten(old), _flatten(new)
-    return [{"key": key, "old": before.get(key), "new": after.get(key)}
-            for key in sorted(set(before) | set(after)) if before.get(key) != after.get(key)]
+    return [
+        {"key": key, "old": before.get(key), "new": after.get(key)}
+        for key in sorted(set(before) | set(after))
+        if before.get(key) != after.get(key)
+    ]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from collections import defaultdict
-from typing import Callable
+from collections.abc import Callable
 
 from charter.errors import RunStoreError
 from charter.records import Chain, Judgment, Pair, Record, Sample
@@ -34,14 +34,20 @@ class BufferedWriter:
 
     def flush(self) -> None:
         if not self.store.path.exists():  # SQLite would go on writing into the removed file: stop paying for calls
-            raise RunStoreError(f"{self.store.run_dir}: the run directory was removed (or moved) while the run was "
-                                "writing it; what it held is gone: start the run again")
+            raise RunStoreError(
+                f"{self.store.run_dir}: the run directory was removed (or moved) while the run was "
+                "writing it; what it held is gone: start the run again"
+            )
         for hook in self.before_flush:
             hook()
         buffered, self.buffer, self.size = self.buffer, defaultdict(list), 0
         self.last = time.monotonic()
-        put = {Chain: self.store.put_chains, Sample: self.store.put_samples, Pair: self.store.put_pairs,
-               Judgment: self.store.put_judgments}
+        put = {
+            Chain: self.store.put_chains,
+            Sample: self.store.put_samples,
+            Pair: self.store.put_pairs,
+            Judgment: self.store.put_judgments,
+        }
         for kind in (Chain, Sample, Pair, Judgment):  # a judgment never lands before its pair
             if buffered.get(kind):
                 put[kind](buffered[kind])  # type: ignore[arg-type]

@@ -17,14 +17,21 @@ from charter.constitutions import load_constitution
 from charter.prompts import PromptsConfig, load_prompts
 from charter.records import Prompt
 from charter.synth.config import SynthConfig
-from charter.synth.generate import REASONS, SynthResult, Synthesizer
+from charter.synth.generate import REASONS, Synthesizer, SynthResult
 from charter.tables import atomic_write
 
 
 def seed_rows(seeds: list[Prompt]) -> list[dict[str, Any]]:
-    return [{"id": f"seed-{p.prompt_id}", "prompt": p.messages[-1].content if len(p.messages) == 1 else
-             [m.model_dump() for m in p.messages], "category": p.category, "synthetic": False,
-             "synth_method": "seed"} for p in seeds]
+    return [
+        {
+            "id": f"seed-{p.prompt_id}",
+            "prompt": p.messages[-1].content if len(p.messages) == 1 else [m.model_dump() for m in p.messages],
+            "category": p.category,
+            "synthetic": False,
+            "synth_method": "seed",
+        }
+        for p in seeds
+    ]
 
 
 def report_files(output: Path) -> tuple[Path, Path]:
@@ -37,28 +44,44 @@ def summary(result: SynthResult, output: Path | None = None) -> dict[str, Any]:
     total_target = sum(result.targets.values()) or 1
     total_kept = sum(result.achieved.values()) or 1
     return {
-        "output": str(output) if output else None, "fingerprint": result.fingerprint, "seeds": len(result.seeds),
-        "kept": sum(result.achieved.values()), "calls": result.calls, "candidates": result.candidates,
-        "wall_s": result.wall_s, "calls_per_s": round(result.calls / result.wall_s, 2) if result.wall_s else None,
+        "output": str(output) if output else None,
+        "fingerprint": result.fingerprint,
+        "seeds": len(result.seeds),
+        "kept": sum(result.achieved.values()),
+        "calls": result.calls,
+        "candidates": result.candidates,
+        "wall_s": result.wall_s,
+        "calls_per_s": round(result.calls / result.wall_s, 2) if result.wall_s else None,
         "kept_per_s": round(sum(result.achieved.values()) / result.wall_s, 2) if result.wall_s else None,
-        "mix": [{"bucket": name, "target": target, "target_share": round(target / total_target, 4),
-                 "achieved": result.achieved.get(name, 0),
-                 "achieved_share": round(result.achieved.get(name, 0) / total_kept, 4)}
-                for name, target in result.targets.items()],
+        "mix": [
+            {
+                "bucket": name,
+                "target": target,
+                "target_share": round(target / total_target, 4),
+                "achieved": result.achieved.get(name, 0),
+                "achieved_share": round(result.achieved.get(name, 0) / total_kept, 4),
+            }
+            for name, target in result.targets.items()
+        ],
         "waterfall": [{"step": r, "dropped": result.waterfall.get(r, 0)} for r in REASONS if r in result.waterfall],
         "notes": result.notes,
     }
 
 
 def markdown(data: dict[str, Any]) -> str:
-    lines = ["# Prompt synthesis\n",
-             f"{data['kept']} prompts kept from {data['candidates']} written in {data['calls']} calls "
-             f"({data['wall_s']} s; {data['calls_per_s']} calls/s, {data['kept_per_s']} kept/s), beside "
-             f"{data['seeds']} seeds. Fingerprint `{data['fingerprint']}`.\n",
-             "## Mix: target against achieved\n", "| bucket | target | target share | achieved | achieved share |",
-             "|---|---:|---:|---:|---:|"]
-    lines += [f"| {m['bucket']} | {m['target']} | {m['target_share']:.1%} | {m['achieved']} | "
-              f"{m['achieved_share']:.1%} |" for m in data["mix"]]
+    lines = [
+        "# Prompt synthesis\n",
+        f"{data['kept']} prompts kept from {data['candidates']} written in {data['calls']} calls "
+        f"({data['wall_s']} s; {data['calls_per_s']} calls/s, {data['kept_per_s']} kept/s), beside "
+        f"{data['seeds']} seeds. Fingerprint `{data['fingerprint']}`.\n",
+        "## Mix: target against achieved\n",
+        "| bucket | target | target share | achieved | achieved share |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    lines += [
+        f"| {m['bucket']} | {m['target']} | {m['target_share']:.1%} | {m['achieved']} | {m['achieved_share']:.1%} |"
+        for m in data["mix"]
+    ]
     left = data["candidates"]
     lines += ["", "## Filters\n", "| step | dropped | left |", "|---|---:|---:|", f"| written | | {left} |"]
     for step in data["waterfall"]:
@@ -82,9 +105,16 @@ def write_output(result: SynthResult, output: Path, include_seeds: bool) -> tupl
     return output, md
 
 
-async def synthesize_async(config: SynthConfig, output: Path, *, seeds: PromptsConfig | None = None,
-                           constitution: str | None = None, writer: Any = None, cache: str | None = None,
-                           on_round: Any = None) -> SynthResult:
+async def synthesize_async(
+    config: SynthConfig,
+    output: Path,
+    *,
+    seeds: PromptsConfig | None = None,
+    constitution: str | None = None,
+    writer: Any = None,
+    cache: str | None = None,
+    on_round: Any = None,
+) -> SynthResult:
     """Run a synthesis job and write its files. `writer` is a ChatModel to use (not closed here); by default the
     config's writer is built, with the call cache at `cache`."""
     from charter.providers import CallCache, get_model
@@ -98,8 +128,7 @@ async def synthesize_async(config: SynthConfig, output: Path, *, seeds: PromptsC
     own = writer is None
     if own:
         role = config.writer
-        writer = get_model(role.backend(),
-                           cache=CallCache(Path(cache).expanduser()) if cache else None, role="synth")
+        writer = get_model(role.backend(), cache=CallCache(Path(cache).expanduser()) if cache else None, role="synth")
     try:
         result = await Synthesizer(config, loaded, const, writer, on_round=on_round).run()
     finally:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
 
 import typer
 
@@ -28,10 +27,11 @@ def load_synth_config(path: Path, overrides: list[str] | None = None):
 
 def synth_command(
     config: Path = typer.Argument(..., help="Synth config YAML (see `charter config schema`: SynthConfig)."),
-    output: Optional[Path] = typer.Option(None, "--output", "-o", help="Prompts file to write (default: the "
-                                          "config's `output`, else synth/prompts.jsonl)."),
-    set_: Optional[list[str]] = typer.Option(None, "--set", help="Override a config key: key.sub=value."),
-    cache: Optional[str] = typer.Option("~/.cache/charter/calls.sqlite", "--cache", help="Call cache ('' for none)."),
+    output: Path | None = typer.Option(
+        None, "--output", "-o", help="Prompts file to write (default: the config's `output`, else synth/prompts.jsonl)."
+    ),
+    set_: list[str] | None = typer.Option(None, "--set", help="Override a config key: key.sub=value."),
+    cache: str | None = typer.Option("~/.cache/charter/calls.sqlite", "--cache", help="Call cache ('' for none)."),
 ) -> None:
     """Write new prompts (Self-Instruct and red-team), dedup them (exact, ROUGE-L, embeddings), filter them and
     balance them to a target mix; report the mix and the filter waterfall."""
@@ -44,11 +44,16 @@ def synth_command(
 
     with progress_bar() as bar:
         task = bar.add_task("synthesizing prompts", total=cfg.n)
-        result = asyncio.run(synthesize_async(cfg, target, cache=cache or None,
-                                              on_round=lambda kept: bar.update(task, completed=sum(kept.values()))))
+        result = asyncio.run(
+            synthesize_async(
+                cfg, target, cache=cache or None, on_round=lambda kept: bar.update(task, completed=sum(kept.values()))
+            )
+        )
     md, _ = report_files(target)
-    console.print(f"kept {sum(result.achieved.values())} of {cfg.n} prompts ({result.calls} calls, "
-                  f"{result.wall_s} s); waterfall: " + ", ".join(f"{k} {v}" for k, v in result.waterfall.items()))
+    console.print(
+        f"kept {sum(result.achieved.values())} of {cfg.n} prompts ({result.calls} calls, "
+        f"{result.wall_s} s); waterfall: " + ", ".join(f"{k} {v}" for k, v in result.waterfall.items())
+    )
     for note in result.notes:
         console.print(f"[yellow]short[/yellow]: {note}")
     console.print(f"  prompts: {target}\n  report:  {md}")

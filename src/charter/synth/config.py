@@ -70,8 +70,9 @@ class SynthConfig(ConfigModel):
     """Calls in flight at once (the writer's own limits still apply)."""
 
     @model_validator(mode="after")
-    def _mix(self) -> "SynthConfig":
-        if self.mix is not None and (not self.mix or any(v < 0 for v in self.mix.values())
-                                     or sum(self.mix.values()) <= 0):
+    def _mix(self) -> SynthConfig:
+        if self.mix is not None and (
+            not self.mix or any(v < 0 for v in self.mix.values()) or sum(self.mix.values()) <= 0
+        ):
             raise ValueError("mix: give non-negative shares with a positive sum")
         return self

@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Callable, Sequence
 
 import numpy as np
 
@@ -86,14 +86,14 @@ class Deduper:
         """Add texts as kept without checking them (the seed prompts)."""
         texts = list(texts)
         for start in range(0, len(texts), block):
-            chunk = texts[start:start + block]
+            chunk = texts[start : start + block]
             self._add(chunk, self._vectors(chunk))
 
     def check(self, candidates: Sequence[str], block: int = 1024) -> list[str | None]:
         """For each candidate in order: None (kept, and added) or why it was dropped."""
         out: list[str | None] = []
         for start in range(0, len(candidates), block):
-            out += self._check_block(list(candidates[start:start + block]))
+            out += self._check_block(list(candidates[start : start + block]))
         return out
 
     def _check_block(self, block: list[str]) -> list[str | None]:
@@ -119,8 +119,9 @@ class Deduper:
             near.sort(key=lambda item: -item[0])
             near = near[: self.neighbours]
             reason = None
-            if self.rouge_threshold is not None and any(rouge_l(self._scorer, other, text) >= self.rouge_threshold
-                                                        for _, other in near):
+            if self.rouge_threshold is not None and any(
+                rouge_l(self._scorer, other, text) >= self.rouge_threshold for _, other in near
+            ):
                 reason = ROUGE
             elif self.cosine_threshold is not None and near and near[0][0] >= self.cosine_threshold:
                 reason = COSINE

@@ -25,16 +25,19 @@ import itertools
 import json
 import re
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Any, Callable
+from typing import Any
 
 from charter.testing.loopback import LoopbackServer, Recorded, _Connection, _error_body, echo_reply
 
 _BATCH_PATH = re.compile(r"/v1/(files|batches|messages/batches)(/.*)?")
 _CUSTOM_ID = re.compile(r"[a-zA-Z0-9_-]{1,64}")
-_EXPIRED = {"code": "batch_expired",
-            "message": "This request could not be executed before the completion window expired."}
+_EXPIRED = {
+    "code": "batch_expired",
+    "message": "This request could not be executed before the completion window expired.",
+}
 _DAY = 24 * 3600
 _JSON, _BINARY = "application/json", "application/octet-stream"
 
@@ -93,8 +96,14 @@ def _multipart(content_type: str, raw: bytes) -> dict[str, tuple[str | None, byt
     return fields
 
 
-def _send(conn: _Connection, code: int, content_type: str, payload: bytes, keep_alive: bool,
-          headers: tuple[tuple[str, str], ...] = ()) -> bool:
+def _send(
+    conn: _Connection,
+    code: int,
+    content_type: str,
+    payload: bytes,
+    keep_alive: bool,
+    headers: tuple[tuple[str, str], ...] = (),
+) -> bool:
     """`_Connection.send` with a content type of our choosing."""
     return conn.send(code, headers, payload, keep_alive, content_type)
 
@@ -206,8 +215,15 @@ class BatchServer(LoopbackServer):
         return _json(self._store(content, filename or "upload.jsonl", form["purpose"][1].decode()))
 
     def _store(self, content: bytes, filename: str, purpose: str) -> dict[str, Any]:
-        meta = {"id": f"file-{next(self._serial)}", "object": "file", "bytes": len(content),
-                "created_at": int(time.time()), "filename": filename, "purpose": purpose, "status": "processed"}
+        meta = {
+            "id": f"file-{next(self._serial)}",
+            "object": "file",
+            "bytes": len(content),
+            "created_at": int(time.time()),
+            "filename": filename,
+            "purpose": purpose,
+            "status": "processed",
+        }
         self.files[meta["id"]] = (meta, content)
         return meta
 
@@ -227,8 +243,13 @@ class BatchServer(LoopbackServer):
                 return _err(False, 400, f"line {n} of the input file is not JSON")
             if item is None:
                 continue
-            if not (isinstance(item, dict) and isinstance(item.get("custom_id"), str) and item.get("method") == "POST"
-                    and item.get("url") == endpoint and isinstance(item.get("body"), dict)):
+            if not (
+                isinstance(item, dict)
+                and isinstance(item.get("custom_id"), str)
+                and item.get("method") == "POST"
+                and item.get("url") == endpoint
+                and isinstance(item.get("body"), dict)
+            ):
                 return _err(False, 400, f"line {n}: expected custom_id, method POST, url {endpoint} and a body")
             requests.append((item["custom_id"], item["body"]))
         error = self._check_ids([cid for cid, _ in requests])
@@ -239,8 +260,9 @@ class BatchServer(LoopbackServer):
 
     def _anthropic_create(self, body: Any) -> Reply:
         items = body.get("requests") if isinstance(body, dict) else None
-        if not isinstance(items, list) or not all(isinstance(r, dict) and isinstance(r.get("params"), dict)
-                                                  for r in items):
+        if not isinstance(items, list) or not all(
+            isinstance(r, dict) and isinstance(r.get("params"), dict) for r in items
+        ):
             return _err(True, 400, "requests: expected a list of {custom_id, params}")
         ids = [r.get("custom_id") for r in items]
         bad = [i for i in ids if not isinstance(i, str) or not _CUSTOM_ID.fullmatch(i)]
@@ -257,11 +279,13 @@ class BatchServer(LoopbackServer):
         duplicates = [ident for ident, n in collections.Counter(ids).items() if n > 1]
         return f"duplicate custom_id {duplicates[0]!r}" if duplicates else None
 
-    def _new(self, provider: str, ident: str, requests: list[tuple[str, dict[str, Any]]],
-             fields: dict[str, Any]) -> _Batch:
+    def _new(
+        self, provider: str, ident: str, requests: list[tuple[str, dict[str, Any]]], fields: dict[str, Any]
+    ) -> _Batch:
         batch = self.batches[ident] = _Batch(provider, ident, requests, time.time(), fields)
-        self.batches_created.append({"provider": provider, "id": ident, "requests": len(requests),
-                                     "custom_ids": [cid for cid, _ in requests]})
+        self.batches_created.append(
+            {"provider": provider, "id": ident, "requests": len(requests), "custom_ids": [cid for cid, _ in requests]}
+        )
         return batch
 
     # -- processing -------------------------------------------------------------------------------
@@ -325,15 +349,29 @@ class BatchServer(LoopbackServer):
             status = "cancelled" if batch.cancel_at else "expired" if counts["expired"] else "completed"
         done = ended if status == "completed" else None
         return {
-            "id": batch.id, "object": "batch", "endpoint": batch.fields["endpoint"], "errors": None,
-            "input_file_id": batch.fields["input_file_id"], "completion_window": batch.fields["completion_window"],
-            "status": status, "output_file_id": batch.files.get("output"), "error_file_id": batch.files.get("error"),
-            "created_at": int(created), "in_progress_at": None if validating else int(created),
-            "expires_at": int(created) + _DAY, "finalizing_at": _int(done), "completed_at": _int(done),
-            "failed_at": None, "expired_at": _int(ended) if status == "expired" else None,
-            "cancelling_at": _int(batch.cancel_at), "cancelled_at": _int(ended) if status == "cancelled" else None,
-            "request_counts": {"total": len(batch.requests), "completed": counts["succeeded"],
-                               "failed": counts["errored"] + counts["expired"]},
+            "id": batch.id,
+            "object": "batch",
+            "endpoint": batch.fields["endpoint"],
+            "errors": None,
+            "input_file_id": batch.fields["input_file_id"],
+            "completion_window": batch.fields["completion_window"],
+            "status": status,
+            "output_file_id": batch.files.get("output"),
+            "error_file_id": batch.files.get("error"),
+            "created_at": int(created),
+            "in_progress_at": None if validating else int(created),
+            "expires_at": int(created) + _DAY,
+            "finalizing_at": _int(done),
+            "completed_at": _int(done),
+            "failed_at": None,
+            "expired_at": _int(ended) if status == "expired" else None,
+            "cancelling_at": _int(batch.cancel_at),
+            "cancelled_at": _int(ended) if status == "cancelled" else None,
+            "request_counts": {
+                "total": len(batch.requests),
+                "completed": counts["succeeded"],
+                "failed": counts["errored"] + counts["expired"],
+            },
             "metadata": batch.fields.get("metadata"),
         }
 
@@ -341,10 +379,15 @@ class BatchServer(LoopbackServer):
         counts, ended = self._counts(batch), batch.ended_at
         status = "ended" if ended is not None else "canceling" if batch.cancel_at else "in_progress"
         return {
-            "id": batch.id, "type": "message_batch", "processing_status": status,
+            "id": batch.id,
+            "type": "message_batch",
+            "processing_status": status,
             "request_counts": {"processing": len(batch.requests) if ended is None else 0, **counts},
-            "ended_at": _iso(ended), "created_at": _iso(batch.created), "expires_at": _iso(batch.created + _DAY),
-            "cancel_initiated_at": _iso(batch.cancel_at), "archived_at": None,
+            "ended_at": _iso(ended),
+            "created_at": _iso(batch.created),
+            "expires_at": _iso(batch.created + _DAY),
+            "cancel_initiated_at": _iso(batch.cancel_at),
+            "archived_at": None,
             "results_url": f"{self.url}/v1/messages/batches/{batch.id}/results" if ended else None,
         }
 

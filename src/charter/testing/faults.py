@@ -62,7 +62,7 @@ class Faults:
     def total(self) -> float:
         return sum(getattr(self, name) for name in self.RATES)
 
-    def only(self, name: str, rate: float) -> "Faults":
+    def only(self, name: str, rate: float) -> Faults:
         """These settings with every rate 0 but `name`."""
         return Faults(**{**{k: v for k, v in asdict(self).items() if k not in self.RATES}, name: rate})
 
@@ -126,8 +126,7 @@ class FaultServer(LoopbackServer):
     def _fault(self, name: str, body: Any) -> Behaviour:
         f = self.faults
         if name == "rate_limit":
-            return Behaviour(status=429, delay_s=0.0, headers=(("retry-after", f"{f.retry_after_s:g}"),),
-                             kind=name)
+            return Behaviour(status=429, delay_s=0.0, headers=(("retry-after", f"{f.retry_after_s:g}"),), kind=name)
         if name == "server_error":
             return Behaviour(status=self.rng.choice((500, 502, 503)), delay_s=0.0, kind=name)
         if name == "hang":
@@ -201,8 +200,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--delay", type=float, default=0.0, help="seconds before each normal reply")
     parser.add_argument("--log", type=Path, help="append every request to this JSON Lines file")
     for f in fields(Faults):
-        parser.add_argument(f"--{f.name.replace('_', '-')}", type=str if f.name == "poison" else
-                            int if f.name == "seed" else float, default=f.default)
+        parser.add_argument(
+            f"--{f.name.replace('_', '-')}",
+            type=str if f.name == "poison" else int if f.name == "seed" else float,
+            default=f.default,
+        )
     args = vars(parser.parse_args(argv))
     faults = Faults(**{f.name: args[f.name] for f in fields(Faults)})
     signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))  # log hung requests too

@@ -15,7 +15,7 @@ out of the judge prompt with `shown_responses`, in the fenced format (2) and, be
 from __future__ import annotations
 
 import re
-from typing import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 from charter.providers.base import Messages, SamplingParams
 from charter.providers.scripted import register_script

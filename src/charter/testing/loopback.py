@@ -24,14 +24,23 @@ import json
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 #: The default next-token distribution for logprobs requests: option-like tokens in several spellings.
 DEFAULT_LOGPROBS = {"A": -0.2, " B": -1.9, "(A": -3.0, "B": -3.5, " C": -6.0, "The": -7.0}
 
-_REASONS = {200: "OK", 400: "Bad Request", 401: "Unauthorized", 403: "Forbidden", 404: "Not Found",
-            429: "Too Many Requests", 500: "Internal Server Error", 503: "Service Unavailable"}
+_REASONS = {
+    200: "OK",
+    400: "Bad Request",
+    401: "Unauthorized",
+    403: "Forbidden",
+    404: "Not Found",
+    429: "Too Many Requests",
+    500: "Internal Server Error",
+    503: "Service Unavailable",
+}
 
 
 @dataclass(frozen=True)
@@ -135,7 +144,7 @@ class LoopbackServer:
         self._thread: threading.Thread | None = None
 
     # -- control (from any thread) -------------------------------------------------------------
-    def script(self, *behaviours: Behaviour) -> "LoopbackServer":
+    def script(self, *behaviours: Behaviour) -> LoopbackServer:
         """Answer the next requests with these behaviours, in arrival order; then the default."""
         self._plan.extend(behaviours)
         return self
@@ -160,7 +169,7 @@ class LoopbackServer:
     def openai_url(self) -> str:
         return f"{self.url}/v1"
 
-    def start(self, host: str = "127.0.0.1", port: int = 0) -> "LoopbackServer":
+    def start(self, host: str = "127.0.0.1", port: int = 0) -> LoopbackServer:
         """Serve from a background thread; returns once the port is bound (any free one unless `port` is given;
         another loopback address such as 127.0.0.77 gives a fixed URL that nothing else on the machine uses)."""
         ready = threading.Event()
@@ -208,7 +217,7 @@ class LoopbackServer:
         self._thread.join(10)
         self._loop = self._thread = None
 
-    def __enter__(self) -> "LoopbackServer":
+    def __enter__(self) -> LoopbackServer:
         return self if self._thread is not None else self.start()  # `with LoopbackServer().start(host, port):`
 
     def __exit__(self, *exc: object) -> None:
@@ -222,7 +231,7 @@ class LoopbackServer:
     def sent(self, behaviour: Behaviour, body: Any, code: int, written: bool) -> None:
         """Called once a reply was written (or could not be: the client had gone)."""
 
-    def respond(self, conn: "_Connection", method: str, path: str, headers: dict[str, str], raw: bytes) -> None:
+    def respond(self, conn: _Connection, method: str, path: str, headers: dict[str, str], raw: bytes) -> None:
         self.count += 1
         try:
             body = json.loads(raw) if raw else {}
@@ -235,6 +244,7 @@ class LoopbackServer:
         self.in_flight += 1
         self.max_in_flight = max(self.max_in_flight, self.in_flight)
         if behaviour.drop:
+
             def reply() -> None:
                 conn.abort()
                 self.sent(behaviour, body, 0, False)
@@ -263,7 +273,11 @@ class LoopbackServer:
         if behaviour.body is not None:
             return behaviour.status, behaviour.headers, behaviour.body
         if behaviour.status != 200:
-            return behaviour.status, behaviour.headers, _error_body(anthropic, behaviour.status, _message(behaviour, headers))
+            return (
+                behaviour.status,
+                behaviour.headers,
+                _error_body(anthropic, behaviour.status, _message(behaviour, headers)),
+            )
         if anthropic:
             payload = json.dumps(self._anthropic(body)).encode()
         elif path.rstrip("/").endswith("/chat/completions"):
@@ -287,12 +301,24 @@ class LoopbackServer:
         else:
             text = self.reply(body)
         prompt, completion = _words(body), max(1, len(text.split()))
-        choices = [] if behaviour.empty_choices else [
-            {"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop",
-             "logprobs": logprobs}]
+        choices = (
+            []
+            if behaviour.empty_choices
+            else [
+                {
+                    "index": 0,
+                    "message": {"role": "assistant", "content": text},
+                    "finish_reason": "stop",
+                    "logprobs": logprobs,
+                }
+            ]
+        )
         return {
-            "id": f"chatcmpl-{next(self._ids)}", "object": "chat.completion", "created": int(time.time()),
-            "model": body.get("model", ""), "system_fingerprint": "loopback",
+            "id": f"chatcmpl-{next(self._ids)}",
+            "object": "chat.completion",
+            "created": int(time.time()),
+            "model": body.get("model", ""),
+            "system_fingerprint": "loopback",
             "choices": choices,
             "usage": {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion},
         }
@@ -300,8 +326,13 @@ class LoopbackServer:
     def _anthropic(self, body: dict[str, Any]) -> dict[str, Any]:
         text = self.reply(body)
         return {
-            "id": f"msg_{next(self._ids)}", "type": "message", "role": "assistant", "model": body.get("model", ""),
-            "content": [{"type": "text", "text": text}], "stop_reason": "end_turn", "stop_sequence": None,
+            "id": f"msg_{next(self._ids)}",
+            "type": "message",
+            "role": "assistant",
+            "model": body.get("model", ""),
+            "content": [{"type": "text", "text": text}],
+            "stop_reason": "end_turn",
+            "stop_sequence": None,
             "usage": {"input_tokens": _words(body), "output_tokens": max(1, len(text.split()))},
         }
 
@@ -316,8 +347,13 @@ def _message(behaviour: Behaviour, headers: dict[str, str]) -> str:
 
 
 def _error_body(anthropic: bool, code: int, message: str) -> bytes:
-    kind = {400: "invalid_request_error", 401: "authentication_error", 403: "permission_error",
-            404: "not_found_error", 429: "rate_limit_error"}.get(code, "api_error")
+    kind = {
+        400: "invalid_request_error",
+        401: "authentication_error",
+        403: "permission_error",
+        404: "not_found_error",
+        429: "rate_limit_error",
+    }.get(code, "api_error")
     if anthropic:
         return json.dumps({"type": "error", "error": {"type": kind, "message": message}}).encode()
     return json.dumps({"error": {"message": message, "type": kind, "code": None, "param": None}}).encode()
@@ -353,14 +389,24 @@ class _Connection(asyncio.Protocol):
             del self.buffer[: end + 4 + length]
             self.server.respond(self, method, path, headers, raw)
 
-    def send(self, code: int, headers: tuple[tuple[str, str], ...], payload: bytes, keep_alive: bool = True,
-             content_type: str = "application/json") -> bool:
+    def send(
+        self,
+        code: int,
+        headers: tuple[tuple[str, str], ...],
+        payload: bytes,
+        keep_alive: bool = True,
+        content_type: str = "application/json",
+    ) -> bool:
         """Write a reply; False when the client had gone (a timeout) or the connection was dropped."""
         transport = self.transport
         if transport is None or transport.is_closing():
             return False
-        head = [f"HTTP/1.1 {code} {_REASONS.get(code, 'Error')}", f"content-type: {content_type}",
-                f"content-length: {len(payload)}", "connection: " + ("keep-alive" if keep_alive else "close")]
+        head = [
+            f"HTTP/1.1 {code} {_REASONS.get(code, 'Error')}",
+            f"content-type: {content_type}",
+            f"content-length: {len(payload)}",
+            "connection: " + ("keep-alive" if keep_alive else "close"),
+        ]
         head += [f"{name}: {value}" for name, value in headers]
         transport.write(("\r\n".join(head) + "\r\n\r\n").encode("latin-1") + payload)
         if not keep_alive:
