@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.charter-installed
 
-.PHONY: demo test setup model browser clean
+.PHONY: demo test lint docs setup model browser clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -32,8 +32,18 @@ browser:
 demo: model
 	$(BIN)/charter run examples/quickstart.yaml
 
-test: model browser
+# Lint, format and type checks first: they take seconds, and a failure there is cheaper to see than after the suite.
+lint: setup
+	$(BIN)/ruff check src tests benchmarks docs/hooks
+	$(BIN)/ruff format --check src tests benchmarks docs/hooks
+	$(BIN)/pyright
+
+test: model browser lint
 	$(BIN)/python -m pytest -q -p no:cacheprovider
+
+# The documentation site, served with live reload (the suite builds it with --strict).
+docs: setup
+	$(BIN)/mkdocs serve
 
 clean:
 	rm -rf $(VENV) runs

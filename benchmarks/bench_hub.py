@@ -16,7 +16,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tests.hub.conftest import TOKEN, build_run  # noqa: E402  (the fixture builder: the FORMATS.md layout)
+from tests.hub.conftest import TOKEN, build_run  # noqa: E402  (the fixture builder: the record formats' layout)
 from tests.hub.fakehub import Server  # noqa: E402
 
 

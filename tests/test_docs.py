@@ -1,27 +1,62 @@
-"""The docs hold what the code does: FORMATS.md is the records' own description, every Python block in
-README.md and docs/ runs (scripted models stand in where a real one is named), every config key is described."""
+"""The docs hold what the code does: the formats page is the records' own description, every Python block in
+README.md and docs/ runs (scripted models stand in where a real one is named), every `charter` command line names
+commands and options that exist, every YAML block validates, every config key is described, and the site builds
+with no warning."""
 
 from __future__ import annotations
 
+import functools
 import json
+import os
 import re
+import shlex
+import subprocess
+import sys
 from pathlib import Path
+from typing import Any, NamedTuple
 
 import pytest
+import typer
 from markdown_it import MarkdownIt
 
-from charter.cli import main
+from charter.cli import app, main
+from charter.constitutions import Constitution
+from charter.dpo.config import DPOConfigModel
+from charter.errors import ConfigError
 from charter.formats import formats_markdown
+from charter.loop.config import LoopConfig
 from charter.pipeline.config import RunConfig
+from charter.reward_model.config import RewardModelConfig
+from charter.synth.config import SynthConfig
+from charter.yamlio import EXTENSION_PREFIX, model_from_data, parse_yaml
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]
+FORMATS_PAGE = ROOT / "docs" / "reference" / "formats.md"
 REAL_MODEL = re.compile(r"\b(?:local|openai|anthropic|openai-compatible):[\w./@:-]+")
 
 
-def python_blocks(path: Path) -> list[str]:
+class Fence(NamedTuple):
+    """A fenced code block: its language, the rest of its info string, its text, and the file line it starts on."""
+
+    language: str
+    info: str
+    content: str
+    line: int
+
+
+def fences(path: Path) -> list[Fence]:
     tokens = MarkdownIt("commonmark").parse(path.read_text(encoding="utf-8"))
-    return [t.content for t in tokens if t.type == "fence" and t.info.strip().split(" ")[:1] == ["python"]]
+    found = []
+    for token in tokens:
+        if token.type == "fence" and token.map is not None:
+            language, _, info = token.info.strip().partition(" ")
+            found.append(Fence(language, info.strip(), token.content, token.map[0] + 2))
+    return found
+
+
+def python_blocks(path: Path) -> list[str]:
+    return [fence.content for fence in fences(path) if fence.language == "python"]
 
 
 def scripted(text: str) -> str:
@@ -29,9 +64,10 @@ def scripted(text: str) -> str:
     return REAL_MODEL.sub("scripted:cai", text)
 
 
-def test_formats_md_is_generated_from_the_records() -> None:
-    assert (ROOT / "docs" / "FORMATS.md").read_text(encoding="utf-8") == formats_markdown(), \
-        "docs/FORMATS.md is stale: python -m charter.formats > docs/FORMATS.md"
+def test_formats_page_is_generated_from_the_records() -> None:
+    assert FORMATS_PAGE.read_text(encoding="utf-8") == formats_markdown(), (
+        "docs/reference/formats.md is stale: python -m charter.formats > docs/reference/formats.md"
+    )
 
 
 def test_the_readme_has_a_python_example() -> None:
@@ -46,9 +82,253 @@ def test_python_blocks_run(path: Path, tmp_path: Path, monkeypatch: pytest.Monke
         (tmp_path / "examples" / example.name).write_text(scripted(example.read_text(encoding="utf-8")))
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("HOME", str(tmp_path))  # the call cache goes to ~/.cache
+    blocks = [scripted(block) for block in python_blocks(path)]
+    if any("engine: ray" in block or "import ray" in block for block in blocks):
+        # Ray keeps process-wide state (a cluster, its GCS) that another Ray test of this process may have left
+        # behind: such a page runs in a process of its own, as its reader runs it.
+        script = tmp_path / f"{path.stem}_blocks.py"
+        script.write_text("\n\n".join(blocks), encoding="utf-8")
+        done = subprocess.run(
+            [sys.executable, str(script)],
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            env={**os.environ, "HOME": str(tmp_path)},
+            timeout=300,
+        )
+        assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-4000:]
+        return
     namespace: dict = {"__name__": "__docs__"}
-    for block in python_blocks(path):
-        exec(compile(scripted(block), f"{path.name} python block", "exec"), namespace)  # noqa: S102
+    for block in blocks:
+        exec(compile(block, f"{path.name} python block", "exec"), namespace)  # noqa: S102
+
+
+# -- command lines -------------------------------------------------------------------------------------------------
+# A line of a ```bash, ```sh, ```shell or ```console block that runs `charter` (after an optional `$ `, environment
+# assignments and `-m charter.cli` included; in ```console blocks only lines starting with `$ `, the rest being
+# output) must name a command that exists and only options that command has. Nothing is run: the words are
+# walked down the click command tree.
+
+SHELL_LANGUAGES = {"bash", "sh", "shell", "console"}
+SHELL_OPERATORS = {"|", "||", "&", "&&", ";", ">", ">>", "<", "<<", "(", ")", ">&", "<&", "&>"}
+ASSIGNMENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*=")
+
+
+def shell_lines(path: Path) -> list[tuple[int, str]]:
+    """Each command line of the file's shell blocks, continuation lines joined, with its line number."""
+    lines = []
+    for fence in fences(path):
+        if fence.language not in SHELL_LANGUAGES:
+            continue
+        pending, start = "", 0
+        for offset, raw in enumerate(fence.content.splitlines()):
+            if fence.language == "console" and not pending:
+                if not raw.startswith("$ "):
+                    continue
+                raw = raw[2:]
+            if not pending:
+                start = fence.line + offset
+            if raw.rstrip().endswith("\\"):
+                pending += raw.rstrip()[:-1] + " "
+                continue
+            lines.append((start, (pending + raw).strip()))
+            pending = ""
+    return lines
+
+
+def charter_argv(line: str) -> list[str] | None:
+    """The arguments a shell line gives `charter`, or None where the line does not run it."""
+    lexer = shlex.shlex(line.removeprefix("$ "), posix=True, punctuation_chars=True)
+    lexer.whitespace_split, lexer.commenters = True, "#"
+    words = []
+    for word in lexer:
+        if word in SHELL_OPERATORS:
+            break
+        words.append(word)
+    while words and ASSIGNMENT.match(words[0]):
+        words.pop(0)
+    if words[:1] == ["charter"]:
+        return words[1:]
+    for index in range(len(words) - 1):
+        if words[index : index + 2] == ["-m", "charter.cli"]:
+            return words[index + 2 :]
+    return None
+
+
+@functools.cache
+def cli_root() -> Any:
+    return typer.main.get_command(app)
+
+
+def takes_value(command: Any) -> dict[str, bool]:
+    """Every option spelling of a command, and whether the option takes a value."""
+    options = {"--help": False}
+    for param in command.params:
+        if param.param_type_name == "option":
+            value = not (getattr(param, "is_flag", False) or getattr(param, "count", False))
+            options.update({name: value for name in [*param.opts, *param.secondary_opts]})
+    return options
+
+
+def cli_problem(argv: list[str]) -> str | None:
+    """What is wrong with `charter ARGV` as a command line (an unknown command or option), or None."""
+    command, path, words = cli_root(), ["charter"], list(argv)
+    while words:
+        word = words.pop(0)
+        options, children = takes_value(command), getattr(command, "commands", None)
+        if word == "--":
+            return None
+        if word.startswith("-") and len(word) > 1 and not re.fullmatch(r"-[\d.]+", word):
+            name = word.split("=", 1)[0]
+            if name == "--help":
+                return None
+            if name not in options:
+                return f"`{' '.join(path)}` has no option {name}"
+            if options[name] and "=" not in word and words:
+                words.pop(0)
+            continue
+        if children is None:
+            continue
+        default = getattr(command, "default_command", "")
+        if word not in children and not default:
+            return f"`{' '.join(path)}` has no command {word!r}"
+        if word not in children:
+            words.insert(0, word)
+            word = default
+        command = children[word]
+        path.append(word)
+    return None
+
+
+def files_with_commands() -> list[Path]:
+    return [path for path in DOCS if any(charter_argv(line) is not None for _, line in shell_lines(path))]
+
+
+def test_the_command_line_check_sees_problems() -> None:
+    assert cli_problem(["run", "x.yaml", "--set", "a=1", "--dry-run"]) is None
+    assert cli_problem(["-q", "--log-level", "debug", "label", "runs/x", "--annotator", "alice"]) is None
+    assert cli_problem(["agreement", "eval", "--pairs", "p.jsonl", "--judge=local:m"]) is None
+    assert "no option --dry" in (cli_problem(["run", "x.yaml", "--dry"]) or "")
+    assert "no command 'frobnicate'" in (cli_problem(["constitutions", "frobnicate"]) or "")
+    assert charter_argv("$ OPENAI_API_KEY=x charter run a.yaml --set 'judge.options={}' | tee log  # note") == [
+        "run",
+        "a.yaml",
+        "--set",
+        "judge.options={}",
+    ]
+    assert charter_argv("torchrun --nproc_per_node 2 -m charter.cli train dpo d.yaml") == ["train", "dpo", "d.yaml"]
+
+
+@pytest.mark.parametrize("path", files_with_commands(), ids=lambda p: p.name)
+def test_charter_command_lines_exist(path: Path) -> None:
+    problems = []
+    for line_number, line in shell_lines(path):
+        argv = charter_argv(line)
+        problem = cli_problem(argv) if argv is not None else None
+        if problem:
+            problems.append(f"{path.relative_to(ROOT)}:{line_number}: {problem}: {line}")
+    assert problems == []
+
+
+# -- YAML blocks ---------------------------------------------------------------------------------------------------
+# Every ```yaml block validates, through charter.yamlio (errors name the file's own line). A plain ```yaml block is a
+# run config, or a part of one (its top-level keys are run-config keys), checked as `RunConfig`. A block that is
+# another file says which in its fence, ```yaml title="NAME.yaml", and the name picks the schema: a name holding
+# `constitution` is a `Constitution`, `loop` a `LoopConfig`, `dpo` a `DPOConfigModel`, `reward` a `RewardModelConfig`,
+# `synth` a `SynthConfig`; any other name is a run config. A block that is no charter file at all (an accelerate or
+# CI config) starts with the line `# not a charter config` and is not checked.
+
+NOT_CHARTER = "# not a charter config"
+TITLED_SCHEMAS: tuple[tuple[str, type], ...] = (
+    ("constitution", Constitution),
+    ("loop", LoopConfig),
+    ("dpo", DPOConfigModel),
+    ("reward", RewardModelConfig),
+    ("synth", SynthConfig),
+)
+
+
+def yaml_schema(fence: Fence) -> type | None:
+    """The model a YAML block must validate as, or None for a block that is no charter file."""
+    if fence.content.startswith(NOT_CHARTER):
+        return None
+    title = re.search(r"""title=["']([^"']+)["']""", fence.info)
+    name = title.group(1).lower() if title else ""
+    return next((schema for word, schema in TITLED_SCHEMAS if word in name), RunConfig)
+
+
+def yaml_problem(path: Path, fence: Fence) -> str | None:
+    """The validation errors of one YAML block, with the file's line numbers, or None."""
+    schema = yaml_schema(fence)
+    if schema is None:
+        return None
+    source = str(path.relative_to(ROOT))
+    try:
+        data, positions = parse_yaml("\n" * (fence.line - 1) + fence.content, source)
+        if not isinstance(data, dict):
+            return f"{source}:{fence.line}: a {schema.__name__} block holds a mapping"
+        data = {k: v for k, v in data.items() if not (isinstance(k, str) and k.startswith(EXTENSION_PREFIX))}
+        model_from_data(schema, data, source, positions)
+    except ConfigError as exc:
+        return f"{schema.__name__}: " + "; ".join(exc.lines)
+    return None
+
+
+def files_with_yaml() -> list[Path]:
+    return [path for path in DOCS if any(fence.language in ("yaml", "yml") for fence in fences(path))]
+
+
+def test_the_yaml_check_picks_the_schema() -> None:
+    assert yaml_schema(Fence("yaml", "", "judge: {mode: cot}\n", 1)) is RunConfig
+    assert yaml_schema(Fence("yaml", 'title="my.constitution.yaml"', "name: x\n", 1)) is Constitution
+    assert yaml_schema(Fence("yaml", 'title="examples/dpo.yaml"', "model: x\n", 1)) is DPOConfigModel
+    assert yaml_schema(Fence("yaml", "", f"{NOT_CHARTER}\ncompute_environment: LOCAL_MACHINE\n", 1)) is None
+    problem = yaml_problem(ROOT / "README.md", Fence("yaml", "", "judge:\n  mdoe: cot\n", 10))
+    assert problem is not None and "README.md:11" in problem and "mode" in problem
+
+
+@pytest.mark.parametrize("path", files_with_yaml(), ids=lambda p: p.name)
+def test_yaml_blocks_validate(path: Path) -> None:
+    problems = [yaml_problem(path, fence) for fence in fences(path) if fence.language in ("yaml", "yml")]
+    assert [problem for problem in problems if problem] == []
+
+
+# -- the site ------------------------------------------------------------------------------------------------------
+
+
+def test_the_site_builds_with_no_warning(tmp_path: Path) -> None:
+    """`mkdocs build --strict`: a broken link or anchor, a page missing from the nav, an API name mkdocstrings
+    cannot find or a docstring it cannot read fails the build."""
+    for module in ("mkdocs", "material", "mkdocstrings_handlers.python"):
+        pytest.importorskip(module)
+    command = [sys.executable, "-m", "mkdocs", "build", "--strict", "--site-dir", str(tmp_path / "site")]
+    env = {**os.environ, "NO_MKDOCS_2_WARNING": "1"}
+    result = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-4000:]
+
+
+def test_the_benchmarks_page_can_drop_the_results_title() -> None:
+    """docs/benchmarks.md includes benchmarks/RESULTS.md from its second line on, under a title of its own."""
+    assert (ROOT / "benchmarks" / "RESULTS.md").read_text(encoding="utf-8").startswith("# ")
+
+
+def test_readme_links_stay_in_the_repository() -> None:
+    """README.md's links work on GitHub as well as in the site: each is a file of this repository, or a web page."""
+    tokens = MarkdownIt("commonmark").parse((ROOT / "README.md").read_text(encoding="utf-8"))
+    links = [child.attrs["href"] for token in tokens for child in token.children or [] if child.type == "link_open"]
+    broken = []
+    for link in links:
+        target = str(link).split("#", 1)[0]
+        if re.match(r"^[a-z]+:", target) or not target:
+            continue
+        resolved = (ROOT / target).resolve()
+        if not resolved.is_relative_to(ROOT) or not resolved.exists():
+            broken.append(link)
+    assert links
+    assert broken == []
+
+
+# -- the run config --------------------------------------------------------------------------------------------------
 
 
 def test_every_run_config_key_is_described() -> None:

@@ -8,9 +8,9 @@ attribute of the same name, which would replace the function (tests/test_api.py 
 from __future__ import annotations
 
 import importlib
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 #: public name -> module that defines it
 _API = {
@@ -43,7 +43,53 @@ _API = {
     "synthesize": "charter.synth.api",
 }
 
-__all__ = ["__version__", *_API]
+if TYPE_CHECKING:  # what type checkers and IDEs see: every public name with its signature
+    from charter.agreement.api import agreement_report, spotcheck
+    from charter.agreement.audit import audit_judge
+    from charter.constitutions import Constitution, import_hf_cai, load_constitution
+    from charter.dpo.train import train_dpo
+    from charter.dpo.winrate import winrate
+    from charter.hub.load import load_preferences
+    from charter.hub.mix import mix
+    from charter.hub.push import publish
+    from charter.loop.run import iterate
+    from charter.pipeline.api import build_preferences, critique_chains, judge_pairs, run
+    from charter.pipeline.config import RunConfig, load_run_config
+    from charter.providers import SamplingParams, get_model
+    from charter.records import Chain, Judgment, Message, Pair, PreferenceRow
+    from charter.reward_model.train import train_reward_model
+    from charter.synth.api import synthesize
+
+__all__ = [
+    "__version__",
+    "Chain",
+    "Pair",
+    "Judgment",
+    "PreferenceRow",
+    "Message",
+    "load_constitution",
+    "Constitution",
+    "import_hf_cai",
+    "get_model",
+    "SamplingParams",
+    "run",
+    "RunConfig",
+    "load_run_config",
+    "critique_chains",
+    "judge_pairs",
+    "build_preferences",
+    "spotcheck",
+    "agreement_report",
+    "audit_judge",
+    "train_reward_model",
+    "train_dpo",
+    "winrate",
+    "publish",
+    "load_preferences",
+    "mix",
+    "iterate",
+    "synthesize",
+]
 
 
 def __getattr__(name: str) -> Any:

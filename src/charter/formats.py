@@ -1,4 +1,5 @@
-"""docs/FORMATS.md, generated from the records themselves: `python -m charter.formats > docs/FORMATS.md`.
+"""docs/reference/formats.md, generated from the records themselves:
+`python -m charter.formats > docs/reference/formats.md`.
 
 tests/test_docs.py fails when the file and the records drift apart.
 """
@@ -22,7 +23,7 @@ from charter.runs.labels import SpotSample
 
 INTRO = """# Data formats (the contract between stages)
 
-Generated from `charter.records` and `charter.runs` by `python -m charter.formats > docs/FORMATS.md`;
+Generated from `charter.records` and `charter.runs` by `python -m charter.formats > docs/reference/formats.md`;
 a test fails when this page and the code drift apart. Every record is a pydantic model: unknown
 fields are errors, and a field's description below is its docstring.
 """

@@ -7,13 +7,13 @@ from collections.abc import Sequence
 from typing import Any
 
 from charter.errors import CharterError, DatasetError
-from charter.records import Message
+from charter.records import Message, Role
 
 ROLES = ("system", "user", "assistant")
 
 
 def as_messages(
-    value: Any, where: str, role: str = "user", error: type[CharterError] = DatasetError, allow_empty: bool = False
+    value: Any, where: str, role: Role = "user", error: type[CharterError] = DatasetError, allow_empty: bool = False
 ) -> list[Message]:
     """A string (one message with `role`) or a list of `{role, content}` messages, as Message records.
 

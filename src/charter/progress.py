@@ -24,6 +24,7 @@ from rich.progress import (
     ProgressColumn,
     SpinnerColumn,
     Task,
+    TaskID,
     TextColumn,
     TimeElapsedColumn,
 )
@@ -95,22 +96,22 @@ class LineProgress:
 
     def __init__(self, stats: Stats | None = None, every_s: float | None = None) -> None:
         self.stats, self.every_s = stats, interval_s if every_s is None else every_s
-        self.tasks: dict[int, dict[str, Any]] = {}
+        self.tasks: dict[TaskID, dict[str, Any]] = {}
         self._started = time.monotonic()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
-    def add_task(self, description: str, total: float | None = None, **_: Any) -> int:
-        task_id = len(self.tasks)
+    def add_task(self, description: str, total: float | None = None, **_: Any) -> TaskID:
+        task_id = TaskID(len(self.tasks))
         self.tasks[task_id] = {"description": description, "total": total, "completed": 0.0}
         return task_id
 
-    def advance(self, task_id: int, advance: float = 1) -> None:
+    def advance(self, task_id: TaskID, advance: float = 1) -> None:
         self.tasks[task_id]["completed"] += advance
 
     def update(
         self,
-        task_id: int,
+        task_id: TaskID,
         *,
         completed: float | None = None,
         total: float | None = None,

@@ -109,6 +109,7 @@ def _read_hf(config: PromptsConfig) -> Iterator[tuple[int, dict]]:
         from charter.errors import MissingExtra
 
         raise MissingExtra("datasets", "hub") from None
+    assert config.hf_dataset is not None  # the source is a Hub dataset
     data = datasets.load_dataset(config.hf_dataset, config.hf_config, split=config.split)
     for index, row in enumerate(data, 1):
         yield index, dict(row)
@@ -265,6 +266,7 @@ def load_prompts(
     if config.shuffle:
         random.Random(config.seed).shuffle(collected)
     rows = collected[: config.limit] if config.limit else collected
-    for prompt in rows if check is not None else ():
-        check(prompt)
+    if check is not None:
+        for prompt in rows:
+            check(prompt)
     return PromptSet(rows=rows, counts={**counts, "prompts_used": len(rows)})

@@ -2,7 +2,7 @@
 
 Stages take and return these records, the run store keeps them as JSON, and the data files hold
 their row form (`to_row` / `from_row`, the one place where records become parquet/JSONL rows).
-docs/FORMATS.md is generated from the field docstrings here (`python -m charter.formats`).
+docs/reference/formats.md is generated from the field docstrings here (`python -m charter.formats`).
 """
 
 from __future__ import annotations
@@ -80,7 +80,7 @@ class Prompt(Record):
     """The source's `reference` column: a known right answer, checked by the prompt's verifier."""
     verifier: str | None = None
     """The source's `verifier` column: how a response is checked (see charter.verify); with a reference and no
-    verifier, the run's `verify.default`."""
+    verifier, the run's `filters.verifier` (default `number`)."""
 
 
 # -- SL-CAI ----------------------------------------------------------------------------------------------
@@ -94,9 +94,10 @@ class CritiqueRound(Record):
     critique: str
     """The critic's critique (a leading 'Critique:' label removed)."""
     revision: str
-    """The revised response (the previous response when the revision came back empty)."""
+    """The revised response (the previous response when the critic's reply held no revision, only a label such as
+    "Revision:"; a reply with no text at all fails the chain)."""
     empty_revision: bool = False
-    """True when the critic returned an empty revision and the previous response was kept."""
+    """True when the critic's reply held no revision (only a label) and the previous response was kept."""
 
 
 class Chain(Record):
@@ -474,6 +475,10 @@ class UsageRow(Record):
     reply; a failed request of a provider batch sent in the next round)."""
 
 
+#: How a judge's probabilities are mapped to calibrated ones.
+CalibrationMethod = Literal["platt", "temperature", "isotonic"]
+
+
 class CalibrationMap(Record):
     """A map from the judge's P(a) to a calibrated P(a), fitted to human labels by `charter agreement`.
 
@@ -481,7 +486,7 @@ class CalibrationMap(Record):
     joined into the dataset whenever the dataset is written, so no re-run loses it.
     """
 
-    method: Literal["platt", "temperature", "isotonic"]
+    method: CalibrationMethod
     """How it was fitted."""
     judge_fingerprint: str
     """The judge settings whose probabilities it maps."""
@@ -550,7 +555,7 @@ class Fingerprints(Record):
         return [fp for fp in (self.critique, self.samples) if fp]
 
 
-#: Every record that has a row or store form, in the order docs/FORMATS.md lists them.
+#: Every record that has a row or store form, in the order docs/reference/formats.md lists them.
 DOCUMENTED: tuple[type[Record], ...] = (
     Message,
     Prompt,

@@ -9,7 +9,7 @@ A prompt names its check in a `verifier` column, and may carry a `reference` ans
 - a name given to `register_verifier(name, fn)`, or `module:function`, imported: `fn(response, reference,
   prompt) -> bool`.
 
-A prompt with a reference and no verifier uses the run's default (`verify.default`, `number`).
+A prompt with a reference and no verifier uses the run's default (`filters.verifier`, `number`).
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ import pkgutil
 import re
 from collections.abc import Callable
 from functools import lru_cache
+from typing import cast
 
 from charter.errors import ConfigError
 
@@ -90,7 +91,7 @@ def resolve(name: str) -> Verifier:
             raise ConfigError(f"verifier {name!r}: cannot import it ({exc})") from None
         if not callable(fn):
             raise ConfigError(f"verifier {name!r}: not a function")
-        return fn
+        return cast(Verifier, fn)
     known = ", ".join(sorted(_REGISTRY))
     raise ConfigError(f"verifier {name!r}: unknown (known: {known}, regex:PATTERN, or module:function)")
 

@@ -274,7 +274,7 @@ def apply_overrides(data: dict, overrides: list[str] | None) -> dict:
     """Apply `key.sub=value` overrides to nested dicts, creating levels as needed."""
     for item in overrides or []:
         parts, raw = _split_override(item)
-        node = data
+        node: dict[str, Any] = data
         for part in parts[:-1]:
             nxt = node.get(part)
             if not isinstance(nxt, dict):

@@ -1,4 +1,4 @@
-"""Fixtures for the hub tests: a run directory in the exact format of docs/FORMATS.md, and a loopback Hub."""
+"""Fixtures for the hub tests: a run directory in the exact format of docs/reference/formats.md, and a loopback Hub."""
 
 from __future__ import annotations
 

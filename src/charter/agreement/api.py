@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal, cast
 
 import numpy as np
 
@@ -17,6 +18,7 @@ from charter.agreement.summary import AgreementSummary, CalibrationFit
 from charter.errors import ArgumentError
 from charter.preference import dataset
 from charter.preference.manifest import dataset_manifest
+from charter.records import CalibrationMethod
 from charter.runs.files import AGREEMENT_MD, RELIABILITY_PNG, RunFiles
 from charter.runs.store import RunStore, open_store
 
@@ -47,7 +49,9 @@ def _min_confidence(store: RunStore, config: AgreementConfig) -> float:
     return manifest.settings.filters.min_confidence if manifest else 0.0
 
 
-def calibrate(store: RunStore, config: AgreementConfig, method: str | None = None) -> CalibrationFit:
+def calibrate(
+    store: RunStore, config: AgreementConfig, method: CalibrationMethod | Literal["none"] | None = None
+) -> CalibrationFit:
     """Fit the judge's P(A) to the decisive human labels, store the map (joined into every later dataset
     write) and rewrite the dataset with it; writes the reliability diagram."""
     method = method or config.calibration
@@ -111,7 +115,8 @@ def agreement_report(
         config = config or config_for(store)
         summary = compute_summary(store, config)
         if write:
-            summary.calibration = calibrate(store, config, calibration)
+            chosen = cast("CalibrationMethod | Literal['none'] | None", calibration)  # one of METHODS: checked above
+            summary.calibration = calibrate(store, config, chosen)
             store.set_meta(agreement=summary)
             RunFiles(run_dir).write_report_text(AGREEMENT_MD, to_markdown(summary))
         return summary

@@ -43,7 +43,7 @@ from charter.agreement.summary import Figure
 from charter.concurrency import bounded_map
 from charter.constitutions.schema import Constitution
 from charter.errors import FatalProviderError, GateFailed, ProviderError
-from charter.preference.config import INJECTION_FAMILIES, AuditConfig, JudgeSettings
+from charter.preference.config import INJECTION_FAMILIES, AuditConfig, JudgeMode, JudgeSettings, Orders
 from charter.preference.judge import PROMPT_FORMAT, UNFENCED_PROMPT_FORMAT, JudgeParseError, p_first, principles_for
 from charter.providers.base import ChatModel, SamplingParams
 from charter.records import Message, Record, as_dicts, fingerprint
@@ -534,8 +534,8 @@ def audit_judge(
     judge: str | ChatModel,
     *,
     constitution: str = "harmless",
-    mode: str = "logprobs",
-    orders: str = "both",
+    mode: JudgeMode = "logprobs",
+    orders: Orders = "both",
     principles_per_pair: int = 1,
     n: int | None = 200,
     seed: int = 0,

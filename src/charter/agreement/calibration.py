@@ -10,7 +10,7 @@ import math
 
 import numpy as np
 
-from charter.records import CalibrationMap
+from charter.records import CalibrationMap, CalibrationMethod
 
 EPS = 1e-6
 
@@ -56,7 +56,9 @@ def fit_isotonic(p: np.ndarray, y: np.ndarray) -> dict:
 FITTERS = {"platt": fit_platt, "temperature": fit_temperature, "isotonic": fit_isotonic}
 
 
-def fit(method: str, p: np.ndarray, y: np.ndarray, judge_fingerprint: str = "", **fields: object) -> CalibrationMap:
+def fit(
+    method: CalibrationMethod, p: np.ndarray, y: np.ndarray, judge_fingerprint: str = "", **fields: object
+) -> CalibrationMap:
     """A calibration map from judge probabilities p = P(A) and human labels y (1: A preferred)."""
     params = FITTERS[method](np.asarray(p, dtype=float), np.asarray(y, dtype=float))
     return CalibrationMap(
@@ -87,7 +89,9 @@ def ece(p: np.ndarray, y: np.ndarray, bins: int = 10) -> float:
     return float(total / len(p))
 
 
-def cross_fitted(method: str, p: np.ndarray, y: np.ndarray, groups: np.ndarray, folds: int = 5) -> np.ndarray | None:
+def cross_fitted(
+    method: CalibrationMethod, p: np.ndarray, y: np.ndarray, groups: np.ndarray, folds: int = 5
+) -> np.ndarray | None:
     """Out-of-fold calibrated probabilities (grouped by pair), for an honest 'after' ECE; None if too few."""
     from sklearn.model_selection import GroupKFold
 

@@ -19,6 +19,7 @@ from charter.agreement import stats
 from charter.agreement.report import judge_label, longer_label
 from charter.errors import DatasetError
 from charter.messages import as_messages, last_text
+from charter.preference.config import JudgeMode, Orders
 from charter.records import Judgment, Pair
 from charter.tables import iter_jsonl
 
@@ -113,8 +114,8 @@ def summarise(
 def evaluate(
     pairs_file: str | Path,
     judge: str,
-    mode: str = "logprobs",
-    orders: str = "both",
+    mode: JudgeMode = "logprobs",
+    orders: Orders = "both",
     constitution: str = "harmless",
     limit: int | None = None,
     seed: int = 0,
@@ -139,7 +140,7 @@ def evaluate(
     )
     started = time.perf_counter()
 
-    async def go() -> dict[str, dict]:
+    async def go() -> dict[str, Judgment]:
         try:
             return await _judge_all(model, load_constitution(constitution), pairs, settings, seed, concurrency)
         finally:

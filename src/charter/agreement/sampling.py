@@ -54,7 +54,7 @@ def draw_sample(
     n: int,
     seed: int,
     config: AgreementConfig,
-    exclude: set[str] = frozenset(),
+    exclude: frozenset[str] | set[str] = frozenset(),
     start: int = 0,
 ) -> list[SpotSample]:
     """n new sample rows, stratified by principle and confidence bucket, seeded; positions from `start`."""

@@ -37,7 +37,7 @@ def is_loopback(host: str) -> bool:
 
 
 def static_text(name: str) -> str:
-    return resources.files("charter.agreement").joinpath("static", name).read_text(encoding="utf-8")
+    return resources.files("charter.agreement").joinpath(f"static/{name}").read_text(encoding="utf-8")
 
 
 class LabelServer:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 import warnings
 from collections.abc import Callable, Sequence
+from typing import Literal
 
 import numpy as np
 
@@ -60,7 +61,15 @@ def kappa(h: np.ndarray, j: np.ndarray, ties: bool = False) -> float:
         return float(cohen_kappa_score(h, j, labels=[0, 1, 2]))
 
 
-def krippendorff_alpha(matrix: np.ndarray, level: str = "nominal", domain: Sequence | None = None) -> float:
+#: Krippendorff's level of measurement: what a difference between two codes means.
+AlphaLevel = Literal["nominal", "ordinal", "interval", "ratio"]
+
+
+def krippendorff_alpha(
+    matrix: np.ndarray,
+    level: AlphaLevel = "nominal",
+    domain: Sequence | None = None,
+) -> float:
     """Krippendorff's alpha for a raters x units matrix (NaN = not rated); NaN when undefined."""
     import krippendorff
 
@@ -129,7 +138,9 @@ def rater_matrix(labels: dict[str, dict[str, int]]) -> tuple[np.ndarray, list[st
     return matrix, units
 
 
-def alpha_figure(matrix: np.ndarray, level: str, samples: int, seed: int, domain: Sequence | None = None) -> Figure:
+def alpha_figure(
+    matrix: np.ndarray, level: AlphaLevel, samples: int, seed: int, domain: Sequence | None = None
+) -> Figure:
     """Krippendorff's alpha with a bootstrap over units (columns)."""
     pairable = int((np.sum(~np.isnan(matrix), axis=0) >= 2).sum())
     point = krippendorff_alpha(matrix, level, domain)

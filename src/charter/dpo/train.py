@@ -61,7 +61,7 @@ def load_policy(config: DPOConfigModel) -> tuple[Any, Any, str]:
 
 
 def _trl_args(config: DPOConfigModel, out: Path, device: str, smoothing: float) -> Any:
-    from trl import DPOConfig
+    from trl import DPOConfig  # pyright: ignore[reportPrivateImportUsage] - TRL exports it lazily
 
     base = {
         "output_dir": str(out),
@@ -116,7 +116,7 @@ def make_trainer(
     callbacks: Sequence[Any] = (),
 ) -> Any:
     """A DPOTrainer over our rows (the policy loaded here, the reference a frozen copy made by TRL)."""
-    from trl import DPOTrainer
+    from trl import DPOTrainer  # pyright: ignore[reportPrivateImportUsage] - TRL exports it lazily
 
     model, tokenizer, _ = load_policy(config)
     args = _trl_args(config, out, device, smoothing)
@@ -181,11 +181,12 @@ def train_dpo(config: DPOConfigModel | dict[str, Any], *, callbacks: Sequence[An
     transformers model (LoRA merged), usable as `local:OUTPUT_DIR`."""
     config = config if isinstance(config, DPOConfigModel) else DPOConfigModel.model_validate(config)
     out = output_dir_for(config)
-    rows = data.read_rows(require_dataset(config), config.dataset_split)
-    data.check_columns(rows, config.dataset)
+    source = require_dataset(config)
+    rows = data.read_rows(source, config.dataset_split)
+    data.check_columns(rows, source)
     train_raw, held_raw = data.split_rows(rows, config.eval_fraction, config.seed)
-    train_rows = data.to_training_rows(train_raw, config.dataset)
-    held_rows = data.to_training_rows(held_raw, config.dataset) if held_raw else []
+    train_rows = data.to_training_rows(train_raw, source)
+    held_rows = data.to_training_rows(held_raw, source) if held_raw else []
     smoothing = label_smoothing_for(config, train_raw)
     device = common.pick_device(config.device)
     eval_sets = {"train_pairs": train_rows[: config.probe_pairs], "held_out": held_rows}
@@ -226,5 +227,5 @@ def train_dpo(config: DPOConfigModel | dict[str, Any], *, callbacks: Sequence[An
     common.write_json(out / "metrics.json", metrics)
     from charter.reward_model.card import render_card
 
-    render_card("DPO policy", config.model, config.dataset, metrics, rows, ["dpo"]).save(out / "README.md")
+    render_card("DPO policy", config.model, source, metrics, rows, ["dpo"]).save(out / "README.md")
     return metrics

@@ -12,7 +12,7 @@ from typing import Any
 
 from charter.dpo.config import WinrateConfig
 from charter.errors import ConfigError, DatasetError
-from charter.records import Judgment, Pair
+from charter.records import Judgment, Message, Pair
 from charter.reward_model import common, data
 from charter.runs.files import WINRATE_JSON, RunFiles
 
@@ -143,7 +143,7 @@ async def winrate_async(config: WinrateConfig) -> dict[str, Any]:
         Pair(
             pair_id=f"winrate-{i}",
             prompt_id=f"winrate-{i}",
-            prompt=p,
+            prompt=[Message.model_validate(m) for m in p],
             a=c,
             b=b,
             a_source="candidate",

@@ -17,7 +17,7 @@ import numpy as np
 from charter.errors import DatasetError
 from charter.hub.load import TRL_COLUMNS, _datasets
 from charter.messages import as_messages
-from charter.records import PreferenceRow, as_dicts
+from charter.records import PreferenceRow, Role, as_dicts
 from charter.tables import read_rows
 
 Source = Any  # datasets.Dataset | datasets.DatasetDict | path | list[dict]
@@ -49,7 +49,7 @@ def _rows_from_path(path: Path, split: str, name: str) -> list[dict]:
     raise DatasetError(f"{path}: expected a .jsonl or .parquet file, a folder or a Hub dataset id")
 
 
-def _messages(value: Any, role: str, where: str) -> list[dict]:
+def _messages(value: Any, role: Role, where: str) -> list[dict]:
     return as_dicts(as_messages(value, where, role=role))
 
 
@@ -58,7 +58,7 @@ def human_row(row: dict, columns: list[str], index: int) -> dict:
     missing = [c for c in TRL_COLUMNS if c not in row]
     if missing:
         raise DatasetError(f"human dataset row {index}: missing column(s) {', '.join(missing)}")
-    out = {column: None for column in columns}
+    out: dict[str, Any] = {column: None for column in columns}
     out.update(
         prompt=_messages(row["prompt"], "user", f"human dataset row {index}: prompt"),
         chosen=_messages(row["chosen"], "assistant", f"human dataset row {index}: chosen"),

@@ -180,6 +180,6 @@ def publish(
         count = sum(summary.splits["preferences"].values())
         message = commit_message or f"charter run {run.run_id}: {count} preferences"
         result.url, result.commit = upload_folder(
-            staging, repo_id, token, private=private, revision=revision, commit_message=message
+            staging, repo_id, resolve_token(token), private=private, revision=revision, commit_message=message
         )
     return result

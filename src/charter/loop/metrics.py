@@ -52,7 +52,7 @@ def distinct_n(texts: Sequence[str], n: int) -> float | None:
 def self_bleu(texts: Sequence[str]) -> float | None:
     """Mean sentence BLEU (0-1) of each text against all the others (sacrebleu); None with fewer than 2 texts."""
     try:
-        from sacrebleu.metrics import BLEU
+        from sacrebleu.metrics import BLEU  # pyright: ignore[reportPrivateImportUsage] - its public name
     except ImportError:
         raise missing_extra("sacrebleu", "synth") from None
     kept = [t for t in texts if t.strip()]

@@ -34,6 +34,7 @@ def plot(result: Any, out: Path) -> list[str]:
     """One PNG per metric (and the two win rates): x = policy (0 = base), one line per arm."""
     try:
         from matplotlib.figure import Figure
+        from matplotlib.ticker import MaxNLocator
     except ImportError:
         return []
     series: dict[str, tuple[str, Any]] = {
@@ -58,7 +59,7 @@ def plot(result: Any, out: Path) -> list[str]:
         if not drawn:
             continue
         ax.set(xlabel="policy (0 = base)", title=label)
-        ax.xaxis.get_major_locator().set_params(integer=True)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.legend(fontsize="small", frameon=False)
         name = f"{key}.png"
         fig.savefig(out / name, format="png")

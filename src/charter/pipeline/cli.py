@@ -323,8 +323,14 @@ def _audit_own_run(
         judge, constitution, run_seed = run_judge(store)
         judge = judge.model_copy(
             update={
-                "audit": AuditConfig(
-                    n=n, seed=seed, min_confidence=min_confidence, families=families, self_preference=self_preference
+                "audit": AuditConfig.model_validate(
+                    {
+                        "n": n,
+                        "seed": seed,
+                        "min_confidence": min_confidence,
+                        "families": families,
+                        "self_preference": self_preference,
+                    }
                 )
             }
         )
@@ -340,11 +346,10 @@ def _audit_own_run(
         async def go():
             try:
                 with progress_bar() as bar:
-                    task = None
+                    task = bar.add_task(f"auditing {judge.model}", total=None)
 
                     def start(total: int) -> None:
-                        nonlocal task
-                        task = bar.add_task(f"auditing {judge.model}", total=total)
+                        bar.update(task, total=total)
 
                     return await audit_run_judge(
                         store,
@@ -383,14 +388,8 @@ def _print_audit(report) -> None:
     table = Table(
         title=f"judge audit: {report.judge_model} ({report.mode}, orders {report.orders}) on {report.pairs} pairs"
     )
-    for col, justify in (
-        ("measure", "left"),
-        ("value", "right"),
-        ("95% CI", "left"),
-        ("n", "right"),
-        ("what it means", "left"),
-    ):
-        table.add_column(col, justify=justify)
+    for col in ("measure", "value", "95% CI", "n", "what it means"):
+        table.add_column(col, justify="right" if col in ("value", "n") else "left")
     for row in rows(report):
         table.add_row(*row)
     console.print(table)

@@ -209,17 +209,24 @@ def p_counts(batches: Iterable[Any]) -> Any:
 def plot_p_histogram(judged: Any, chosen: Any, path: Path) -> Path:
     """Histogram of the judge's p_a (and of the dataset's p_chosen where there is a dataset), from bin counts."""
     import numpy as np
+    from matplotlib.ticker import MaxNLocator
 
     fig = _figure()
     ax = fig.add_subplot()
     bins = np.linspace(0, 1, P_BINS + 1)
+    edges = bins.tolist()
     ax.hist(
-        bins[:-1], bins=bins, weights=judged, alpha=0.6, label=f"judge p_a (n={int(judged.sum())})", color="#4c72b0"
+        bins[:-1],
+        bins=edges,
+        weights=judged,
+        alpha=0.6,
+        label=f"judge p_a (n={int(judged.sum())})",
+        color="#4c72b0",
     )
     if chosen.sum():
         ax.hist(
             bins[:-1],
-            bins=bins,
+            bins=edges,
             weights=chosen,
             alpha=0.6,
             color="#dd8452",
@@ -227,7 +234,7 @@ def plot_p_histogram(judged: Any, chosen: Any, path: Path) -> Path:
         )
     ax.axvline(0.5, color="grey", linewidth=0.8, linestyle="--")
     ax.set(xlabel="probability", ylabel="pairs", xlim=(0, 1), title="Judge probabilities")
-    ax.yaxis.get_major_locator().set_params(integer=True)
+    ax.yaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_ylim(0, ax.get_ylim()[1] * 1.25)  # head-room so the legend never covers a bar
     ax.legend(loc="upper center", ncols=2, fontsize="small", frameon=False)
     fig.savefig(path, format="png")

@@ -273,7 +273,7 @@ class Runner:
                     built[key] = BatchModel(built[key], config.batch, journal=store, report=log.info)
             return get_model(built[key], cache=cache, meter=meter, role=role)
 
-        writer = model("synth", config.synth.writer) if self.synthesizing else None
+        writer = model("synth", config.synth.writer) if config.synth is not None and self.synthesizing else None
         return (
             model("policy", config.policy),
             model("critic", config.critic_role),
@@ -409,8 +409,11 @@ class Runner:
         RUN_DIR/synth/prompts.jsonl, becomes the run's prompt set. Unchanged settings reuse the file."""
         from charter.pipeline.synth import synth_stage
 
+        synth = self.config.synth
+        assert synth is not None  # a synth stage runs only with its section
+
         async def work(progress: Any) -> tuple[str, dict]:
-            task = progress.add_task("synthesizing prompts", total=self.config.synth.n)
+            task = progress.add_task("synthesizing prompts", total=synth.n)
             note, counts = await synth_stage(
                 self.config,
                 self.constitution,

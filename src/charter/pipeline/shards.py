@@ -49,7 +49,8 @@ ITEM_TABLES = {
     "batches": "batch_id",
     "batch_requests": "key",
 }
-#: The stages a shard runs; synth runs before sharding and the audit after merging, in the driver.
+#: The stages a shard runs (a run that synthesizes is refused with the Ray engine; the audit runs after merging,
+#: in the driver).
 SHARD_STAGES = ("critique", "judge")
 #: Counts summed over shards for the run's stage record.
 SUMMED = ("chains", "samples", "pairs", "judged", "judge_failures", "items", "attempted", "failed", "quarantined")

@@ -10,13 +10,18 @@ from charter.providers.base import SamplingParams
 from charter.providers.config import RoleConfig
 from charter.yamlio import ConfigModel
 
+#: How the judge answers: option-token probabilities, reasoning then a verdict, or one letter.
+JudgeMode = Literal["logprobs", "cot", "verdict"]
+#: Whether each comparison is asked with the responses in both orders or in one.
+Orders = Literal["both", "one"]
+
 
 class JudgeSettings(ConfigModel):
     """How the judge compares two responses."""
 
-    mode: Literal["logprobs", "cot", "verdict"] = "logprobs"
+    mode: JudgeMode = "logprobs"
     """`logprobs`: option-token probabilities; `cot`: reasoning then a verdict; `verdict`: one letter."""
-    orders: Literal["both", "one"] = "both"
+    orders: Orders = "both"
     """Evaluate each comparison with the responses in both orders (position bias cancels) or one."""
     principles_per_pair: int = Field(default=1, ge=1)
     """Ensemble size: principles sampled per pair (by weight, seeded, without replacement)."""
@@ -49,7 +54,9 @@ class JudgeSettings(ConfigModel):
         return f"{self.principles_per_pair} principle(s) per pair, sampled by weight"
 
 
-INJECTION_FAMILIES = ("answer_is", "forged_options", "fake_turn", "ignore_instructions")
+#: A kind of instruction planted in the worse response by the judge audit.
+InjectionFamily = Literal["answer_is", "forged_options", "fake_turn", "ignore_instructions"]
+INJECTION_FAMILIES: tuple[InjectionFamily, ...] = ("answer_is", "forged_options", "fake_turn", "ignore_instructions")
 
 
 class AuditConfig(ConfigModel):
@@ -70,9 +77,7 @@ class AuditConfig(ConfigModel):
     min_confidence: float = Field(default=0.2, ge=0, lt=0.5)
     """Own pairs only: the judge's |P(A) - 0.5| must reach this, in both orders consistently, for the pair to
     count as having a known better response."""
-    families: list[Literal["answer_is", "forged_options", "fake_turn", "ignore_instructions"]] = list(
-        INJECTION_FAMILIES
-    )
+    families: list[InjectionFamily] = list(INJECTION_FAMILIES)
     """Injection families to measure (each in the fenced and the unfenced prompt format)."""
     self_preference: bool = False
     """Also measure self-preference: the judge model writes its own answer to each prompt, which is compared

@@ -82,7 +82,13 @@ def preference_row(
     if judgment.status != "ok" or judgment.p_a is None or judgment.p_a_ab is None:
         raise ValueError(f"pair {pair.pair_id}: a failed judgment makes no preference row")
     a_wins = judgment.p_a >= 0.5
-    flip = (lambda p: p) if a_wins else (lambda p: None if p is None else 1.0 - p)
+
+    def flip(p: float) -> float:
+        return p if a_wins else 1.0 - p
+
+    def flip_or_none(p: float | None) -> float | None:
+        return None if p is None else flip(p)
+
     chosen, rejected = (pair.a, pair.b) if a_wins else (pair.b, pair.a)
     p_chosen = flip(judgment.p_a)
     cal = calibrated_p_a(judgment, calibration)
@@ -105,12 +111,12 @@ def preference_row(
                 principle_id=v.principle_id,
                 p_chosen=flip(v.p_a),
                 p_chosen_ab=flip(v.p_a_ab),
-                p_chosen_ba=flip(v.p_a_ba),
+                p_chosen_ba=flip_or_none(v.p_a_ba),
                 consistent=v.consistent,
             )
             for v in judgment.principles
         ],
-        per_order=OrderProbs(ab=flip(judgment.p_a_ab), ba=flip(judgment.p_a_ba)),
+        per_order=OrderProbs(ab=flip(judgment.p_a_ab), ba=flip_or_none(judgment.p_a_ba)),
         position_consistent=judgment.position_consistent,
         judge_model=judgment.judge_model,
         judge_mode=judgment.mode,

@@ -263,6 +263,7 @@ class BatchModel(ChatModel):
     ) -> None:
         super().__init__(inner.name)
         self.inner, self.settings = inner, settings or BatchSettings()
+        self._sdk_model: Any = inner  # an OpenAI or Anthropic backend: its batch_body, completion_from, choice_from
         self.api = batch_api(inner, self.settings)
         self.journal: BatchJournal = journal if journal is not None else MemoryJournal()
         self.report = report or log.info
@@ -292,7 +293,7 @@ class BatchModel(ChatModel):
         for messages in requests:
             key = cache_key("generate", self.served_id, [list(messages), payload])
             parse = self._generate_parser(messages)
-            waits.append(self._ask(key, lambda m=messages: self.inner.batch_body(m, params), parse))
+            waits.append(self._ask(key, lambda m=messages: self._sdk_model.batch_body(m, params), parse))
         return await gather_all(waits)
 
     async def choice_logprobs(self, request: Messages, options: Sequence[str]) -> ChoiceProbs:
@@ -300,19 +301,19 @@ class BatchModel(ChatModel):
             return await self.inner.choice_logprobs(request, options)  # raises LogprobsUnsupported
 
         def parse(reply: Any) -> ChoiceProbs:
-            result = self.inner.choice_from(reply, request, options)  # type: ignore[attr-defined]
+            result = self._sdk_model.choice_from(reply, request, options)
             result.batched = True
             return result
 
         key = cache_key("choice_logprobs", self.served_id, [list(request), list(options)])
-        return await self._ask(key, lambda: self.inner.choice_request(request), parse)  # type: ignore[attr-defined]
+        return await self._ask(key, lambda: self._sdk_model.choice_request(request), parse)
 
     def _generate_parser(self, messages: Messages) -> Callable[[Any], Completion]:
         def parse(reply: Any) -> Completion:
             if self.provider == "openai":
-                completion = self.inner.completion_from(reply, messages)  # type: ignore[attr-defined]
+                completion = self._sdk_model.completion_from(reply, messages)
             else:
-                completion = self.inner.completion_from(reply)  # type: ignore[attr-defined]
+                completion = self._sdk_model.completion_from(reply)
             completion.batched = True
             return completion
 
@@ -423,8 +424,9 @@ class BatchModel(ChatModel):
                 self._enqueue(self._calls[key]) if gone else self._fail(self._calls[key], exc)
             return
         members, batch.members = batch.members, set()
+        outcomes = batch.outcomes or {}
         for key in members:
-            self._deliver(self._calls[key], batch.outcomes.get(key))
+            self._deliver(self._calls[key], outcomes.get(key))
 
     def _deliver(self, call: _Call, outcome: _Outcome | None) -> None:
         if call.future.done():
@@ -454,7 +456,7 @@ class BatchModel(ChatModel):
             )
             self._enqueue(call)
             return
-        self._fail(call, error)
+        self._fail(call, error or BatchExpired("no result in the batch"))
 
     def _fail(self, call: _Call, error: Exception) -> None:
         if not call.future.done():

@@ -38,7 +38,7 @@ def embed(texts: Sequence[str], model: str = "minilm-l6", batch_size: int = 128)
     """One L2-normalised float32 row per text (an empty (0, dim) array for no texts)."""
     encoder = _model(model)
     if not texts:
-        return np.zeros((0, encoder.get_sentence_embedding_dimension()), dtype=np.float32)
+        return np.zeros((0, int(encoder.get_sentence_embedding_dimension() or 0)), dtype=np.float32)
     vectors = encoder.encode(
         list(texts), batch_size=batch_size, normalize_embeddings=True, convert_to_numpy=True, show_progress_bar=False
     )

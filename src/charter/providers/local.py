@@ -295,7 +295,7 @@ class LocalModel(ChatModel):
             source = resolve_local_model(self.name, self.cache_dir)
             if not (self._uses_decoder and folder_is_readable(source) and self._load_folder(source)):
                 self._load_model(source)
-        tokenizer = self._tokenizer
+        tokenizer: Any = self._tokenizer
         if not tokenizer.chat_template:
             self._tokenizer = self._model = self._decoder = None
             raise CharterError(f"local:{self.name}: the tokenizer has no chat template; use an instruct/chat model")
@@ -386,7 +386,7 @@ class LocalModel(ChatModel):
     def _transformers_model(self, source: str) -> Any:
         from transformers import AutoModelForCausalLM
 
-        model = AutoModelForCausalLM.from_pretrained(source, **{_dtype_argument(): self._torch_dtype()})
+        model: Any = AutoModelForCausalLM.from_pretrained(source, **{_dtype_argument(): self._torch_dtype()})
         return model.to(self.device).eval()
 
     @property
@@ -539,6 +539,7 @@ class LocalModel(ChatModel):
             text = self.tokenizer.decode(tail[-64:], skip_special_tokens=True)
             return any(s in text for s in stops)
 
+        assert self._decoder is not None  # this path runs only where the decoder loaded the model
         with torch.inference_mode():
             rows = self._decoder.generate(ids, _decoder_shared(ids), params.max_tokens, stop, choose)
         return [self._completion(p, row, params) for p, row in zip(batch, rows)]

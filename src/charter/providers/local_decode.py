@@ -276,6 +276,7 @@ class Decoder:
                 q, k = qkv[..., :q_size], qkv[..., q_size : q_size + kv_size]
                 q = q.view(rows, width, self.heads, self.head_dim).transpose(1, 2)
                 k = k.view(rows, width, self.kv_heads, self.head_dim).transpose(1, 2)
+                assert self._rotary is not None  # no joint rotation: the model's own helper rotates
                 q, k = self._rotary(q, k, cos, sin)
             v = qkv[..., q_size + kv_size :].view(rows, width, self.kv_heads, self.head_dim).transpose(1, 2)
             if own is not None:
@@ -367,7 +368,7 @@ class Decoder:
         if hidden is not None:
             scores = scores.masked_fill(hidden, -math.inf)
         p_len = len(prefix) if prefix is not None else 0
-        if not p_len:
+        if prefix is None or not p_len:
             probs = torch.softmax(scores, dim=-1, dtype=torch.float32).to(q.dtype)
             return torch.matmul(probs, values).view(rows, self.heads, 1, dim)
         pv = prefix.values[layer]  # [kvh, p, dim]
@@ -490,6 +491,7 @@ class Decoder:
                 self.pace()
             visible = seen.unsqueeze(1)  # all slots of the buffers; those not yet written stay unseen
             hidden, _, _ = self._forward(tokens.view(-1, 1), next_position.view(-1, 1), prefix, own, visible)
+            assert hidden is not None  # outputs="all": the hidden states are filled in
             own.length += 1
             next_position = next_position + 1
             last_hidden = hidden[:, -1, :]
@@ -715,17 +717,19 @@ class _FusedLayer:
         import torch
 
         def fused(names: Sequence[str]) -> _Linear:
-            weights = [take(f"{layer}.{n}.weight") for n in names]
+            found = [take(f"{layer}.{n}.weight") for n in names]
             biases = [take(f"{layer}.{n}.bias") for n in names]
-            if any(w is None for w in weights):
+            weights = [w for w in found if w is not None]
+            if len(weights) < len(found):
                 raise KeyError(f"{layer}: a projection of {', '.join(names)} is missing")
             bias = None
             if any(b is not None for b in biases):
                 bias = torch.cat([b if b is not None else w.new_zeros(w.shape[0]) for w, b in zip(weights, biases)])
             return _Linear(torch.cat(weights) if len(weights) > 1 else weights[0], bias, packed)
 
-        norms = [take(f"{layer}.{n}.weight") for n in ("input_layernorm", "post_attention_layernorm")]
-        if any(n is None for n in norms):
+        found = [take(f"{layer}.{n}.weight") for n in ("input_layernorm", "post_attention_layernorm")]
+        norms = [n for n in found if n is not None]
+        if len(norms) < len(found):
             raise KeyError(f"{layer}: a norm is missing")
         return cls(
             fused(("self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj")),

@@ -13,7 +13,7 @@ train_app = typer.Typer(help="Train models on preference data: reward models and
 def train_group(app: typer.Typer) -> typer.Typer:
     """The `train` group of `app`, created and attached on first use."""
     for info in app.registered_groups:
-        if info.name == "train":
+        if info.name == "train" and info.typer_instance is not None:
             return info.typer_instance
     app.add_typer(train_app, name="train")
     return train_app

@@ -1,6 +1,6 @@
 """Preference datasets in, `datasets.Dataset` out: from a run directory, a parquet/JSONL file or a Hub name.
 
-Rows follow docs/FORMATS.md (TRL conversational: `prompt`, `chosen`, `rejected` message lists, plus
+Rows follow docs/reference/formats.md (TRL conversational: `prompt`, `chosen`, `rejected` message lists, plus
 `p_chosen`, `margin` and provenance). Plain-text rows (`prompt`, `chosen`, `rejected` strings, as in
 human-labeled pair files) are turned into one user message and one assistant message.
 """
@@ -13,13 +13,13 @@ from typing import Any, Literal
 
 from charter import messages, tables
 from charter.errors import ConfigError, DatasetError
-from charter.records import as_dicts
+from charter.records import Role, as_dicts
 from charter.runs.files import RunFiles
 
 REQUIRED = ("prompt", "chosen", "rejected")
 FORMAT_HINT = (
     "expected TRL preference format: prompt, chosen, rejected as lists of {role, content} messages "
-    "or strings (see docs/FORMATS.md)"
+    "or strings (see docs/reference/formats.md)"
 )
 MarginSource = Literal["off", "margin", "logit"]
 
@@ -75,7 +75,7 @@ def _read_hub(name: str, split: str) -> list[dict[str, Any]]:
         raise DatasetError(f"Hub dataset {name} (split {split}) could not be loaded: {type(exc).__name__}") from None
 
 
-def message_dicts(value: Any, role: str, where: str = "dataset") -> list[dict[str, str]]:
+def message_dicts(value: Any, role: Role, where: str = "dataset") -> list[dict[str, str]]:
     """A message list (as dicts, for TRL) from a message list or a plain string."""
     return as_dicts(messages.as_messages(value, where, role=role))
 
@@ -126,7 +126,7 @@ def to_training_rows(
     out = []
     for index, row in enumerate(rows):
         where = f"{source}: row {index}"
-        item = {
+        item: dict[str, Any] = {
             "prompt": message_dicts(row["prompt"], "user", f"{where}: prompt"),
             "chosen": message_dicts(row["chosen"], "assistant", f"{where}: chosen"),
             "rejected": message_dicts(row["rejected"], "assistant", f"{where}: rejected"),

@@ -64,7 +64,7 @@ def _peft_config(config: RewardModelConfig) -> Any:
 
 
 def _trl_args(config: RewardModelConfig, out: Path, device: str) -> Any:
-    from trl import RewardConfig
+    from trl import RewardConfig  # pyright: ignore[reportPrivateImportUsage] - TRL exports it lazily
 
     base = {
         "output_dir": str(out),
@@ -97,12 +97,13 @@ def train_reward_model(
     """
     config = config if isinstance(config, RewardModelConfig) else RewardModelConfig.model_validate(config)
     out = output_dir_for(config)
-    rows = data.read_rows(require_dataset(config), config.dataset_split)
+    source = require_dataset(config)
+    rows = data.read_rows(source, config.dataset_split)
     train_rows_raw, held_raw = data.split_rows(rows, config.eval_fraction, config.seed)
     train_rows = data.to_training_rows(
-        train_rows_raw, config.dataset, config.margin, config.margin_scale, config.use_calibrated
+        train_rows_raw, source, config.margin, config.margin_scale, config.use_calibrated
     )
-    held_rows = data.to_training_rows(held_raw, config.dataset) if held_raw else []
+    held_rows = data.to_training_rows(held_raw, source) if held_raw else []
     device = common.pick_device(config.device)
     model, tokenizer = load_backbone(config)
     trainer = _make_trainer(config, model, tokenizer, train_rows, out, device, list(callbacks))
@@ -144,7 +145,7 @@ def _make_trainer(
     device: str,
     callbacks: list[Any],
 ) -> Any:
-    from trl import RewardTrainer
+    from trl import RewardTrainer  # pyright: ignore[reportPrivateImportUsage] - TRL exports it lazily
 
     args = _trl_args(config, out, device)
     peft_config = _peft_config(config)
@@ -160,7 +161,7 @@ def _make_trainer(
         )
     except ValueError as exc:
         raise TrainingError(f"reward model trainer: {common._short(exc)}") from None
-    if len(trainer.train_dataset) == 0:
+    if trainer.train_dataset is None or len(trainer.train_dataset) == 0:  # type: ignore[arg-type]
         raise TrainingError(
             f"{config.dataset}: every pair is longer than max_length={config.max_length} tokens; raise max_length"
         )

@@ -640,7 +640,7 @@ class RunStore:
             "SELECT batch_id, model, state, requests, submitted_at, updated_at FROM batches ORDER BY submitted_at"
         )
         keys = ("batch_id", "model", "state", "requests", "submitted_at", "updated_at")
-        found = [dict(zip(keys, row)) for row in rows]
+        found: list[dict[str, Any]] = [dict(zip(keys, row)) for row in rows]
         return [b for b in found if b["state"] not in ENDED] if open_only else found
 
 

@@ -112,7 +112,7 @@ class Deduper:
                 reasons.append(EXACT)
                 continue
             near: list[tuple[float, str]] = []
-            if found_s is not None:
+            if found_s is not None and found_i is not None:
                 near += [(round(float(s), DIGITS), self.texts[j]) for s, j in zip(found_s[i], found_i[i]) if j >= 0]
             if within is not None and kept:
                 near += [(round(float(within[i, j]), DIGITS), block[j]) for j in kept]

@@ -166,6 +166,7 @@ def _plan(config: SynthConfig, bucket: Bucket, call: int, pool: list[Prompt], co
         instruction = _self_instruct(examples, bucket.name)
     else:
         examples = rng.sample(pool, min(2, config.in_context, len(pool))) if pool else []
+        assert bucket.principle_id is not None  # a red-team bucket tests one principle
         instruction = _red_team(constitution.principle(bucket.principle_id).description, examples)
     return Candidate(bucket, call, instruction, [p.prompt_id for p in examples], sampling_seed)
 

@@ -5,10 +5,13 @@ Imported lazily, so that `python -m charter.testing.loopback` runs the module on
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from charter.testing.loopback import Behaviour, LoopbackServer, Recorded, drop, garbage, ok, slow, status
 
 _NAMES = ("Behaviour", "LoopbackServer", "Recorded", "drop", "garbage", "ok", "slow", "status")
-__all__ = list(_NAMES)
+__all__ = ["Behaviour", "LoopbackServer", "Recorded", "drop", "garbage", "ok", "slow", "status"]
 
 
 def __getattr__(name: str) -> Any:

@@ -336,7 +336,7 @@ class BatchServer(LoopbackServer):
 
     # -- wire objects -----------------------------------------------------------------------------
     def _counts(self, batch: _Batch) -> dict[str, int]:
-        counts = dict.fromkeys(("succeeded", "errored", "expired", "canceled"), 0)
+        counts: dict[str, int] = dict.fromkeys(("succeeded", "errored", "expired", "canceled"), 0)
         for _, outcome, _, _ in batch.results:
             counts[outcome] += 1
         return counts
