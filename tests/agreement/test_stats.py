@@ -14,7 +14,6 @@ from charter.agreement.api import agreement_report
 from charter.agreement.config import AgreementConfig
 from charter.agreement.labels import new_label, open_labels, put_labels
 
-MULTI_RATER = Path("/work/shared/data/human_preferences/pyrit_hate_speech_multi_rater.csv")
 CONFIG = AgreementConfig(bootstrap_samples=200, calibration="none")
 
 
@@ -89,9 +88,8 @@ def alpha_by_hand(matrix: np.ndarray, squared: bool) -> float:
     return 1 - d_o / d_e
 
 
-@pytest.mark.skipif(not MULTI_RATER.exists(), reason="shared data not present")
-def test_krippendorff_multi_rater_csv() -> None:
-    frame = pd.read_csv(MULTI_RATER, skiprows=1)
+def test_krippendorff_multi_rater_csv(shared_data: Path) -> None:
+    frame = pd.read_csv(shared_data / "human_preferences" / "pyrit_hate_speech_multi_rater.csv", skiprows=1)
     matrix = frame[["human_score_1", "human_score_2", "human_score_3"]].to_numpy(dtype=float).T
     assert matrix.shape == (3, 199)
     fig = stats.alpha_figure(matrix, "interval", samples=200, seed=0)

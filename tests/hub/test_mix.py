@@ -2,15 +2,11 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
 from charter.errors import DatasetError
 from charter.hub.load import load_preferences
 from charter.hub.mix import mix, mix_counts
-
-HUMAN = Path(__file__).resolve().parents[3] / "shared/data/human_preferences/hhh_harmless_helpful.jsonl"
 
 
 @pytest.fixture(scope="module")
@@ -53,9 +49,9 @@ def test_mix_is_seeded_and_shuffled(charter_prefs) -> None:
     assert first["synthetic"] != sorted(first["synthetic"]), "rows are interleaved, not stacked"
 
 
-@pytest.mark.skipif(not HUMAN.exists(), reason="the shared evaluation data is not next to this checkout")
-def test_mix_with_the_shared_human_set_trains_in_trl_format(charter_prefs) -> None:
-    mixed = mix(charter_prefs["train"], HUMAN, ratio=0.5, size=20, seed=0)
+def test_mix_with_the_shared_human_set_trains_in_trl_format(charter_prefs, shared_data) -> None:
+    human = shared_data / "human_preferences" / "hhh_harmless_helpful.jsonl"
+    mixed = mix(charter_prefs["train"], human, ratio=0.5, size=20, seed=0)
     assert mixed.num_rows == 20 and sum(mixed["synthetic"]) == 10
     human = mixed.filter(lambda r: not r["synthetic"])
     assert set(human["label_source"]) == {"bigbench hhh_alignment (author consensus)"}

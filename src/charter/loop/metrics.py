@@ -54,7 +54,7 @@ def self_bleu(texts: Sequence[str]) -> float | None:
     try:
         from sacrebleu.metrics import BLEU  # pyright: ignore[reportPrivateImportUsage] - its public name
     except ImportError:
-        raise missing_extra("sacrebleu", "synth") from None
+        raise missing_extra("sacrebleu", "loop") from None
     kept = [t for t in texts if t.strip()]
     if len(kept) < 2:
         return None

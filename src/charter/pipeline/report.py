@@ -267,7 +267,7 @@ def make_plots(store: RunStore, fp: Fingerprints, stats: JudgeStats, out: Path) 
     try:
         import matplotlib  # noqa: F401
     except ImportError:
-        return [], "Plots need matplotlib: pip install 'charter[agreement]'."
+        return [], "Plots need matplotlib (a dependency of charter): pip install matplotlib."
     plots = []
     judged = p_counts(judge_p_values(store, fp))
     if judged.sum():
