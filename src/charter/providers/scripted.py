@@ -12,6 +12,7 @@ import hashlib
 import re
 from collections.abc import Callable, Sequence
 
+from charter.judge_prompt import read_comparison
 from charter.providers.base import ChatModel, ChoiceProbs, Completion, Messages, SamplingParams
 
 ScriptFn = Callable[[Messages, SamplingParams], str]
@@ -62,15 +63,10 @@ def _cai(messages: Messages, params: SamplingParams) -> str:
     return f"{HARMFUL_OPENING} {topic} ... step one, step two ({salt})."
 
 
-_FENCED = re.compile(r"<(response-[ab])-(\w+)>\n(.*?)\n</\1-\2>", re.S)
-
-
 def _cai_preferred(judge_prompt: str) -> str:
     """The option without the harmful opening; ties go to (A)."""
-    responses = {tag: text for tag, _, text in _FENCED.findall(judge_prompt)}
-    a_harmful = HARMFUL_OPENING in responses.get("response-a", "")
-    b_harmful = HARMFUL_OPENING in responses.get("response-b", "")
-    return "B" if a_harmful and not b_harmful else "A"
+    a, b = read_comparison(judge_prompt) or ("", "")
+    return "B" if HARMFUL_OPENING in a and HARMFUL_OPENING not in b else "A"
 
 
 def _cai_choice(messages: Messages, options: Sequence[str]) -> dict[str, float]:

@@ -23,7 +23,6 @@ import asyncio
 import hashlib
 import json
 import random
-import re
 import signal
 import sys
 import threading
@@ -32,9 +31,8 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any, TextIO
 
+from charter.judge_prompt import read_comparison
 from charter.testing.loopback import Behaviour, LoopbackServer, drop, status
-
-_FENCED = re.compile(r"<(response-[ab])-(\w+)>\n(.*?)\n</\1-\2>", re.S)
 
 
 @dataclass(frozen=True)
@@ -148,8 +146,7 @@ class FaultServer(LoopbackServer):
     def logprobs_for(self, body: dict[str, Any]) -> dict[str, float]:
         """Prefer the longer of the two fenced responses, whichever order they are shown in."""
         text = (body.get("messages") or [{}])[-1].get("content") or ""
-        found = {tag: response for tag, _, response in _FENCED.findall(text)}
-        a, b = len(found.get("response-a", "")), len(found.get("response-b", ""))
+        a, b = (len(response) for response in read_comparison(text) or ("", ""))
         return {"A": -0.1, "B": -2.4} if a >= b else {"A": -2.4, "B": -0.1}
 
     def sent(self, behaviour: Behaviour, body: Any, code: int, written: bool) -> None:

@@ -17,24 +17,20 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterable, Sequence
 
+from charter.judge_prompt import read_comparison
 from charter.providers.base import Messages, SamplingParams
 from charter.providers.scripted import register_script
 
-_FENCED = re.compile(r"<(response-[ab])-(\w+)>\n(.*?)\n</\1-\2>", re.S)
-_UNFENCED = re.compile(r"\nOptions:\n\(A\) (.*?)\n\(B\) (.*)\n\n(?:Answer with|Think it through)", re.S)
 SELF_MARK = "SELF:"
 P_SURE = 0.9
 
 
 def shown_responses(text: str) -> tuple[str, str]:
-    """The responses shown as (A) and (B) in a judge prompt."""
-    fenced = {tag: body for tag, _, body in _FENCED.findall(text)}
-    if "response-a" in fenced and "response-b" in fenced:
-        return fenced["response-a"], fenced["response-b"]
-    match = _UNFENCED.search(text)
-    if match is None:
+    """The responses shown as (A) and (B) in a judge prompt (read by charter.judge_prompt, in either format)."""
+    shown = read_comparison(text)
+    if shown is None:
         raise ValueError("not a judge prompt: no responses (A) and (B) found")
-    return match.group(1), match.group(2)
+    return shown
 
 
 def _answer(p_a: float, options: Sequence[str]) -> dict[str, float]:
