@@ -71,14 +71,17 @@ def cache_claim_command(
     answer calls to that endpoint, and to no other. A run made by 0.1.0 claims its own when it resumes."""
     from charter.errors import ArgumentError
     from charter.providers import CallCache, parse_model_string
-    from charter.providers.endpoints import OFFICIAL, REMOTE, normalise_url
+    from charter.providers.endpoints import OFFICIAL, normalise_url
+    from charter.providers.registry import provider
 
     spec = parse_model_string(model)
-    if spec.provider not in REMOTE:
+    if provider(spec.provider).endpoint is None:
         raise ArgumentError(
             "model", f"{model}: a {spec.provider} model has no endpoint; its old rows answer as they are"
         )
-    url = spec.base_url or base_url or OFFICIAL[spec.provider]
+    url = spec.base_url or base_url or OFFICIAL.get(spec.provider)
+    if url is None:
+        raise ArgumentError("base_url", f"{model}: give the base URL that served it", option="--base-url")
     calls = CallCache(cache.expanduser())
     try:
         warning = calls.claim(f"{spec.provider}:{spec.name}", normalise_url(url), "charter cache claim")

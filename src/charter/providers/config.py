@@ -9,13 +9,13 @@ from pydantic import Field, model_validator
 from charter.errors import CharterError
 from charter.providers.base import ChatModel, Limits, SamplingParams
 from charter.providers.batch import BATCH_PROVIDERS, BatchSettings
-from charter.providers.endpoints import REMOTE, Endpoint, check_variable_name, resolve_endpoint
+from charter.providers.endpoints import Endpoint, check_variable_name
 from charter.providers.registry import (
-    OPTIONS,
-    bad_local_dtype,
     create_backend,
+    endpoint_of,
     keyless,
     parse_model_string,
+    provider,
     unknown_option,
 )
 from charter.yamlio import ConfigModel, LocatedValueError
@@ -54,25 +54,25 @@ class RoleConfig(ConfigModel):
     @model_validator(mode="after")
     def _known_options(self) -> RoleConfig:
         try:
-            provider = parse_model_string(self.model).provider
+            name = parse_model_string(self.model).provider
         except CharterError as exc:
             raise LocatedValueError(str(exc), ("model",)) from None
-        if self.batch and provider not in BATCH_PROVIDERS:
+        if self.batch and name not in BATCH_PROVIDERS:
             raise LocatedValueError(
-                f"only the {' and '.join(BATCH_PROVIDERS)} providers have a batch API, not {provider}", ("batch",)
+                f"only the {' and '.join(BATCH_PROVIDERS)} providers have a batch API, not {name}", ("batch",)
             )
-        message = unknown_option(provider, self.options)
+        message = unknown_option(name, self.options)
         if message:
-            bad = sorted(set(self.options) - set(OPTIONS.get(provider, ())))[0]
+            bad = sorted(set(self.options) - set(provider(name).options))[0]
             raise LocatedValueError(message, ("options", bad))
-        message = bad_local_dtype(self.options) if provider == "local" else None
-        if message:  # found here, with the file and line, not when the model first loads mid-run
-            raise LocatedValueError(message, ("options", "dtype"))
+        bad_value = provider(name).check_options(self.options)
+        if bad_value is not None:  # found here, with the file and line, not when the model first loads mid-run
+            raise LocatedValueError(bad_value[1], ("options", bad_value[0]))
         if self.api_key_env is not None:
-            message = keyless(provider, self.api_key_env) or check_variable_name(self.api_key_env)
+            message = keyless(name, self.api_key_env) or check_variable_name(self.api_key_env)
             if message:
                 raise LocatedValueError(message.removeprefix("api_key_env: "), ("api_key_env",))
-        if provider in REMOTE and self.options.get("base_url") is not None:
+        if provider(name).endpoint is not None and self.options.get("base_url") is not None:
             try:  # a base URL in the file is checked here, with its line (one from $OPENAI_BASE_URL at the start)
                 self.endpoint()
             except CharterError as exc:
@@ -85,10 +85,7 @@ class RoleConfig(ConfigModel):
 
     def endpoint(self) -> Endpoint | None:
         """Where this role's model is served (None for a model run in this process), without reading its key."""
-        spec = parse_model_string(self.model)
-        if spec.provider not in REMOTE:
-            return None
-        return resolve_endpoint(spec.provider, spec.base_url or self.options.get("base_url"), self.api_key_env)
+        return endpoint_of(parse_model_string(self.model), self.options, self.api_key_env)
 
 
 class RunBatchConfig(BatchSettings):

@@ -27,8 +27,6 @@ KEY_VARIABLES = {"openai": "OPENAI_API_KEY", "anthropic": "ANTHROPIC_API_KEY"}
 BASE_URL_VARIABLES = {"openai": "OPENAI_BASE_URL", "anthropic": "ANTHROPIC_BASE_URL"}
 #: What a compatible server gets when no key is named: vLLM and llama.cpp accept anything.
 PLACEHOLDER_KEY = "EMPTY"
-#: Providers that call a URL (the others, `local:` and `scripted:`, run in this process).
-REMOTE = ("openai", "anthropic", "openai-compatible")
 _VARIABLE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 
