@@ -84,11 +84,12 @@ def generate(
 ) -> None:
     """Generate a quick completion from a model, to check it works."""
     from charter.providers import SamplingParams, get_model
+    from charter.records import Message
 
     async def go() -> list:
         chat = get_model(model, api_key_env=api_key_env)
-        head = [{"role": "system", "content": system}] if system else []
-        requests = [head + [{"role": "user", "content": p}] for p in prompt]
+        head = [Message(role="system", content=system)] if system else []
+        requests = [[*head, Message(role="user", content=p)] for p in prompt]
         try:
             return await chat.generate(requests, SamplingParams(temperature=temperature, max_tokens=max_tokens))
         finally:

@@ -60,14 +60,21 @@ def render_conversation(messages: Sequence[Message]) -> str:
     return "\n\n".join(f"{names[m.role]}: {m.content}" for m in messages if m.role in names)
 
 
-def with_system(messages: Sequence[Message], system_prompt: str | None) -> list[dict[str, str]]:
+def user(content: str) -> Message:
+    """A user turn."""
+    return Message(role="user", content=content)
+
+
+def assistant(content: str) -> Message:
+    """An assistant turn."""
+    return Message(role="assistant", content=content)
+
+
+def with_system(messages: Sequence[Message], system_prompt: str | None) -> list[Message]:
     """The request a policy sees: `system_prompt` first unless the conversation has its own system turn."""
-    head = (
-        [{"role": "system", "content": system_prompt}]
-        if system_prompt and not any(m.role == "system" for m in messages)
-        else []
-    )
-    return head + [{"role": m.role, "content": m.content} for m in messages]
+    if system_prompt and not any(m.role == "system" for m in messages):
+        return [Message(role="system", content=system_prompt), *messages]
+    return list(messages)
 
 
 _REFUSAL = re.compile(

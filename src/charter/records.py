@@ -12,7 +12,7 @@ import hashlib
 import itertools
 import json
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Annotated, Any, ClassVar, Literal
 
 import orjson
@@ -60,9 +60,14 @@ class Message(Record):
     """What is said."""
 
 
-def as_dicts(messages: list[Message]) -> list[dict[str, str]]:
-    """Messages as the `{role, content}` dicts the model providers send."""
+def as_dicts(messages: Sequence[Message]) -> list[dict[str, str]]:
+    """Messages as the `{role, content}` dicts the providers' wire formats (and the call cache's keys) use."""
     return [{"role": m.role, "content": m.content} for m in messages]
+
+
+def as_records(messages: Sequence[Message | Mapping[str, str]]) -> list[Message]:
+    """A chat request as Message records; `{role, content}` dicts are accepted (as the vendors' SDKs take them)."""
+    return [m if isinstance(m, Message) else Message.model_validate(dict(m)) for m in messages]
 
 
 class Prompt(Record):

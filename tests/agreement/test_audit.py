@@ -70,9 +70,9 @@ def test_shown_responses_reads_both_formats() -> None:
     prompt = [Message(role="user", content="hi")]
     for fenced in (True, False):
         [request] = comparison_prompt(prompt, "first one", "second one", principle, "logprobs", fenced=fenced)
-        assert shown_responses(request["content"]) == ("first one", "second one")
+        assert shown_responses(request.content) == ("first one", "second one")
     [unfenced] = comparison_prompt(prompt, "x", "y", principle, "logprobs", fenced=False)
-    assert "<response-a" not in unfenced["content"] and "Options:\n(A) x\n(B) y" in unfenced["content"]
+    assert "<response-a" not in unfenced.content and "Options:\n(A) x\n(B) y" in unfenced.content
 
 
 def test_oracle_shows_no_bias(pairs) -> None:
@@ -137,7 +137,7 @@ def test_failed_calls_are_counted_never_guessed(pairs) -> None:
     broken = {p.worse for p in pairs[:3]}
 
     def reply(messages, params):
-        text = messages[-1]["content"]
+        text = messages[-1].content
         if any(w in text for w in broken):
             return "I would rather not say."  # unparseable: the pair's verdicts fail
         a, b = shown_responses(text)

@@ -40,14 +40,14 @@ async def test_chain_records_every_round_with_few_shot_in_front():
     assert chain.final == chain.rounds[-1].revision == "reply 4"
     assert chain.principle_ids == [r.principle_id for r in chain.rounds]
     # the policy saw the constitution's system prompt; the critic saw the worked examples first
-    assert policy.requests[0][0]["role"] == "system"
+    assert policy.requests[0][0].role == "system"
     first_critique = critic.requests[0]
     example = const.examples[0]
-    assert first_critique[0]["content"] == example.conversation[0].content
-    assert any(m["content"] == example.critique for m in first_critique)
-    assert first_critique[-1]["role"] == "user"
+    assert first_critique[0].content == example.conversation[0].content
+    assert any(m.content == example.critique for m in first_critique)
+    assert first_critique[-1].role == "user"
     # round 2 critiques the round-1 revision
-    assert critic.requests[2][-2] == {"role": "assistant", "content": "reply 2"}
+    assert critic.requests[2][-2] == Message(role="assistant", content="reply 2")
 
 
 def test_round_principles_are_seeded_and_fixed_lists_cycle():

@@ -93,7 +93,7 @@ class FakeLoop(Loop):
             raise KeyboardInterrupt
         name = f"loop-{self.arm(strategy, r)}-{r + 1}"
         collapsed = self.collapse_from is not None and r + 1 >= self.collapse_from
-        register_script(name, lambda m, p, c=collapsed: "same answer every time" if c else varied(m[-1]["content"]))
+        register_script(name, lambda m, p, c=collapsed: "same answer every time" if c else varied(m[-1].content))
         return {"output_dir": name, "rows": data["rows"]}
 
     def step_eval(self, strategy, r):

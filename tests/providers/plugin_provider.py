@@ -13,7 +13,7 @@ class ShoutModel(ScriptedModel):
 
 
 def _create(spec: ModelSpec, limits: Limits, api_key_env: str | None, options: dict[str, Any]) -> ShoutModel:
-    return ShoutModel(spec.name, fn=lambda messages, params: messages[-1]["content"].upper(), **options)
+    return ShoutModel(spec.name, fn=lambda messages, params: messages[-1].content.upper(), **options)
 
 
 PROVIDER = Provider("shout", _create, options=("latency_s",))

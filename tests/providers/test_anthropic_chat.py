@@ -10,16 +10,17 @@ from charter.errors import ConfigError, LogprobsUnsupported, MissingAPIKey, Miss
 from charter.providers import SamplingParams, get_model
 from charter.providers.anthropic_chat import AnthropicModel, split_system
 from charter.providers.registry import create_backend
+from charter.records import Message, as_dicts
 from charter.testing import drop, slow, status
 
 from .conftest import FAST
 
 CHAT = [
-    {"role": "system", "content": "You are terse."},
-    {"role": "system", "content": "Answer in English."},
-    {"role": "user", "content": "first"},
-    {"role": "assistant", "content": "ok"},
-    {"role": "user", "content": "second"},
+    Message(role="system", content="You are terse."),
+    Message(role="system", content="Answer in English."),
+    Message(role="user", content="first"),
+    Message(role="assistant", content="ok"),
+    Message(role="user", content="second"),
 ]
 
 
@@ -32,7 +33,7 @@ def test_split_system():
     system, turns = split_system(CHAT)
     assert system == "You are terse.\n\nAnswer in English."
     assert [t["role"] for t in turns] == ["user", "assistant", "user"]
-    assert split_system(CHAT[2:]) == (None, CHAT[2:])
+    assert split_system(CHAT[2:]) == (None, as_dicts(CHAT[2:]))
 
 
 async def test_generate_puts_system_in_its_field(loopback, anthropic_key):

@@ -33,10 +33,11 @@ from charter.providers.cache import cache_key
 from charter.providers.openai_chat import OpenAIModel
 from charter.providers.registry import ModelSpec
 from charter.providers.scripted import rules_script
+from charter.records import Message, as_dicts
 
 from .conftest import FAST
 
-HELLO = [{"role": "user", "content": "hello world"}]
+HELLO = [Message(role="user", content="hello world")]
 
 
 # -- model strings ----------------------------------------------------------------------------------
@@ -100,12 +101,13 @@ def test_get_model_wraps_backend(tmp_path):
 
 
 def test_cache_key_is_canonical():
-    a = cache_key("generate", "m", [HELLO, {"temperature": 0.5, "seed": 1}])
-    b = cache_key("generate", "m", [HELLO, {"seed": 1, "temperature": 0.5}])
+    hello = as_dicts(HELLO)  # keys hash the wire form of a request
+    a = cache_key("generate", "m", [hello, {"temperature": 0.5, "seed": 1}])
+    b = cache_key("generate", "m", [hello, {"seed": 1, "temperature": 0.5}])
     assert a == b and len(a) == 64
-    assert a != cache_key("generate", "m", [HELLO, {"seed": 2, "temperature": 0.5}])
-    assert a != cache_key("generate", "other", [HELLO, {"seed": 1, "temperature": 0.5}])
-    assert a != cache_key("choice_logprobs", "m", [HELLO, {"seed": 1, "temperature": 0.5}])
+    assert a != cache_key("generate", "m", [hello, {"seed": 2, "temperature": 0.5}])
+    assert a != cache_key("generate", "other", [hello, {"seed": 1, "temperature": 0.5}])
+    assert a != cache_key("choice_logprobs", "m", [hello, {"seed": 1, "temperature": 0.5}])
 
 
 def test_cache_round_trip_and_chunked_lookups(tmp_path):
@@ -152,7 +154,7 @@ def test_rows_waiting_at_the_end_of_asyncio_run_are_written(tmp_path):
 async def test_rerun_makes_zero_calls_and_marks_cached(tmp_path):
     backend = ScriptedModel("echo")
     chat = get_model(backend, cache=CallCache(tmp_path / "c.sqlite"))
-    requests = [[{"role": "user", "content": f"q{i}"}] for i in range(6)]
+    requests = [[Message(role="user", content=f"q{i}")] for i in range(6)]
     params = SamplingParams(seed=3)
     first = await chat.generate(requests, params)
     again = await chat.generate(requests, params)
@@ -161,13 +163,13 @@ async def test_rerun_makes_zero_calls_and_marks_cached(tmp_path):
     assert not any(c.cached for c in first)
     await chat.generate(requests[:2], SamplingParams(seed=4))  # another seed is another call
     assert backend.calls == 8
-    mixed = await chat.generate([requests[0], [{"role": "user", "content": "new"}]], params)
+    mixed = await chat.generate([requests[0], [Message(role="user", content="new")]], params)
     assert [c.cached for c in mixed] == [True, False] and backend.calls == 9
 
 
 async def test_rerun_against_a_server_makes_zero_requests(loopback, openai_key, tmp_path):
     path = tmp_path / "c.sqlite"
-    requests = [[{"role": "user", "content": f"q{i}"}] for i in range(5)]
+    requests = [[Message(role="user", content=f"q{i}")] for i in range(5)]
     chat = get_model(f"openai-compatible:m@{loopback.openai_url}", limits=FAST, cache=CallCache(path))
     await chat.generate(requests, SamplingParams())
     await chat.choice_logprobs(HELLO, ["A", "B"])
@@ -184,9 +186,9 @@ async def test_rerun_against_a_server_makes_zero_requests(loopback, openai_key, 
 async def test_cache_under_many_concurrent_tasks(tmp_path):
     backend = ScriptedModel("echo", latency_s=0.001)
     chat = get_model(backend, cache=CallCache(tmp_path / "c.sqlite"))
-    requests = [[{"role": "user", "content": f"q{i % 150}"}] for i in range(600)]  # 150 distinct, 4 times each
+    requests = [[Message(role="user", content=f"q{i % 150}")] for i in range(600)]  # 150 distinct, 4 times each
     results = await asyncio.gather(*(chat.generate([r], SamplingParams()) for r in requests))
-    assert [r[0].text for r in results] == [r[0]["content"] for r in requests]
+    assert [r[0].text for r in results] == [r[0].content for r in requests]
     assert len(chat.cache) == 150
     before = backend.calls
     await asyncio.gather(*(chat.generate([r], SamplingParams()) for r in requests))
@@ -275,11 +277,11 @@ async def test_budget_stops_calls_and_keeps_what_was_done(tmp_path):
     backend = ScriptedModel("echo")
     meter = UsageMeter(budget=Budget(max_tokens=12))
     chat = get_model(backend, cache=CallCache(tmp_path / "c.sqlite"), meter=meter)
-    done = await chat.generate([[{"role": "user", "content": "one two three four five six seven"}]], SamplingParams())
+    done = await chat.generate([[Message(role="user", content="one two three four five six seven")]], SamplingParams())
     with pytest.raises(BudgetExceeded):
-        await chat.generate([[{"role": "user", "content": "something new"}]], SamplingParams())
+        await chat.generate([[Message(role="user", content="something new")]], SamplingParams())
     assert backend.calls == 1 and len(chat.cache) == 1
-    again = await chat.generate([[{"role": "user", "content": "one two three four five six seven"}]], SamplingParams())
+    again = await chat.generate([[Message(role="user", content="one two three four five six seven")]], SamplingParams())
     assert again[0].cached and again[0].text == done[0].text  # cache hits cost nothing and still work
 
 
@@ -288,7 +290,7 @@ async def test_budget_through_a_remote_provider(loopback, openai_key):
     chat = get_model(f"openai-compatible:gpt-x@{loopback.openai_url}", limits=FAST, meter=meter)
     [done] = await chat.generate([HELLO], SamplingParams())  # $1 a token: over $5 after one call
     with pytest.raises(BudgetExceeded):
-        await chat.generate([[{"role": "user", "content": "more"}]], SamplingParams())
+        await chat.generate([[Message(role="user", content="more")]], SamplingParams())
     assert loopback.hits == 1 and meter.total_cost == pytest.approx(done.total_tokens) and done.total_tokens > 5
 
 
@@ -314,9 +316,9 @@ async def test_scripted_rules_and_registration():
         c.text
         for c in await chat.generate(
             [
-                [{"role": "user", "content": "What is the capital of France?"}],
-                [{"role": "user", "content": "2 + 2"}],
-                [{"role": "user", "content": "hmm"}],
+                [Message(role="user", content="What is the capital of France?")],
+                [Message(role="user", content="2 + 2")],
+                [Message(role="user", content="hmm")],
             ],
             SamplingParams(),
         )

@@ -12,6 +12,7 @@ import pytest
 from charter.errors import ProviderError
 from charter.providers.base import Limits
 from charter.providers.limits import Limiter, TokenBucket, estimate_tokens, gather_all, redact, retry_after_s
+from charter.records import Message
 
 QUICK = Limits(concurrency=4, max_retries=3, timeout_s=1.0, backoff_initial_s=0.01, backoff_max_s=0.2)
 
@@ -213,5 +214,5 @@ async def test_gather_all_cancels_siblings_on_failure():
 
 
 def test_estimate_tokens():
-    messages = [{"role": "user", "content": "x" * 400}]
+    messages = [Message(role="user", content="x" * 400)]
     assert estimate_tokens(messages, 50) == 100 + 4 + 50

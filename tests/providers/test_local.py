@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from charter.records import Message
+
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
 
@@ -81,8 +83,8 @@ def tiny(tiny_dir: Path) -> LocalModel:
     return model
 
 
-def ask(text: str) -> list[dict[str, str]]:
-    return [{"role": "user", "content": text}]
+def ask(text: str) -> list[Message]:
+    return [Message(role="user", content=text)]
 
 
 # Lengths differ a lot so that each batch pads; seven requests make two batches of four.
@@ -193,10 +195,9 @@ def test_top_p_keeps_the_smallest_set_reaching_the_mass() -> None:
     assert local._top_p_filter(torch.tensor([[0.9, 0.1]]), 0.5)[0].tolist() == pytest.approx([0.9, 0.0])
 
 
-SYSTEM = {
-    "role": "system",
-    "content": "You are a careful judge of responses. Constitutions guide models to be helpful.",
-}
+SYSTEM = Message(
+    role="system", content="You are a careful judge of responses. Constitutions guide models to be helpful."
+)
 SHARED = [[SYSTEM, *ask(t)] for t in ("Paris?", "The lazy dog.", "Which response is better, the first one?", "ok")]
 
 
@@ -233,7 +234,7 @@ async def test_shared_prefix_batches_match_one_at_a_time(tiny: LocalModel) -> No
 async def test_choice_probs_sum_to_one_and_match_an_unpadded_forward(tiny: LocalModel) -> None:
     options = ["A", "B"]
     judge = [ask(f"Question {i}: which is better? Answer with (A) or (B).") for i in range(3)]
-    judge.append(ask("Hi") + [{"role": "assistant", "content": "("}])  # a prefill: the answer follows "("
+    judge.append(ask("Hi") + [Message(role="assistant", content="(")])  # a prefill: the answer follows "("
     batch = await tiny.choice_logprobs_batch(judge, options)
     for request, result in zip(judge, batch):
         assert math.isclose(sum(result.probs.values()), 1.0, abs_tol=1e-9)
@@ -398,7 +399,7 @@ def test_embedded_conversion_is_cached_and_trainable(monkeypatch: pytest.MonkeyP
     assert list(folder.glob("*.safetensors"))
     tokenizer = transformers.AutoTokenizer.from_pretrained(folder)
     assert "<|im_start|>assistant" in tokenizer.apply_chat_template(
-        ask("hi"), tokenize=False, add_generation_prompt=True
+        [{"role": "user", "content": "hi"}], tokenize=False, add_generation_prompt=True
     )
 
 

@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import shutil
 import subprocess
 import sys
+import types
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -35,12 +37,13 @@ from charter.providers.local_decode import (  # noqa: E402
     packing_is_exact,
     supports,
 )
+from charter.records import Message  # noqa: E402
 
 from .test_local import CORPUS, REQUESTS, ask, build_tiny_chat_model  # noqa: E402
 
 SHOTS = [
-    {"role": "user", "content": "The quick brown fox jumps over the lazy dog."},
-    {"role": "assistant", "content": "Paris is the capital of France; the river Seine runs through it."},
+    Message(role="user", content="The quick brown fox jumps over the lazy dog."),
+    Message(role="assistant", content="Paris is the capital of France; the river Seine runs through it."),
 ] * 3
 SHARED = [SHOTS + ask(t) for t in ("Hi", "Which response is better?", "Constitutions guide models", "Paris?")]
 # prompts that share long starts in twos (one conversation, two questions), as a judge's principles do
@@ -326,10 +329,11 @@ def test_loading_the_embedded_models_folder_imports_no_transformers_modeling_cod
         "import sys, asyncio\n"
         "from charter.providers.local import LocalModel\n"
         "from charter.providers.base import SamplingParams\n"
+        "from charter.records import Message\n"
         f"model = LocalModel({str(llama_dir)!r}, device='cpu')\n"
-        "hi = [{'role': 'user', 'content': 'Hi'}]\n"
+        "hi = [Message(role='user', content='Hi')]\n"
         "asyncio.run(model.generate([hi], SamplingParams(temperature=0, max_tokens=2)))\n"
-        "asyncio.run(model.choice_logprobs([{'role': 'user', 'content': 'A or B?'}], ['A', 'B']))\n"
+        "asyncio.run(model.choice_logprobs([Message(role='user', content='A or B?')], ['A', 'B']))\n"
         "heavy = {'transformers.modeling_utils', 'torch._dynamo', 'torch.distributed.tensor'}\n"
         "print(sorted(heavy & set(sys.modules)))\n"
     )
@@ -454,7 +458,7 @@ def test_a_prompt_continuing_a_generated_row_runs_only_its_new_tokens(llama_dir:
     first = asyncio.run(ours.generate(SHARED + REQUESTS, params))
     # the next turn of each conversation: its answer as an assistant message, then a new request
     follow = [
-        r + [{"role": "assistant", "content": c.text}, {"role": "user", "content": "Revise it."}]
+        r + [Message(role="assistant", content=c.text), Message(role="user", content="Revise it.")]
         for r, c in zip(SHARED + REQUESTS, first)
     ]
     hits = ours._decoder.rows.hits
@@ -529,6 +533,156 @@ def test_models_outside_the_llama_family_use_generate(tmp_path: Path, llama_dir:
 def test_bad_options_are_one_line_errors(llama_dir: Path, options: dict, message: str) -> None:
     with pytest.raises(CharterError, match=message):
         LocalModel(str(llama_dir), **options)
+
+
+# --------------------------------------------------------------------------- private operators and helpers
+
+
+@pytest.fixture
+def products_checked_afresh(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """torch's packed products checked again in the test and after it (after `monkeypatch` restores them)."""
+    local_decode._checked_products.cache_clear()
+    yield
+    local_decode._checked_products.cache_clear()
+
+
+def break_packed_products(monkeypatch: pytest.MonkeyPatch, breakage: str) -> None:
+    """torch's oneDNN operators as a torch upgrade might leave them: gone, refusing their old arguments, or off by
+    a thousandth."""
+    mkldnn = torch.ops.mkldnn
+    if breakage == "absent":
+        monkeypatch.setattr(torch.ops, "mkldnn", types.SimpleNamespace())
+    elif breakage == "raising":
+
+        def refuse(*args: object) -> None:
+            raise RuntimeError("mkldnn::_linear_pointwise() expected at most 5 argument(s) but received 6")
+
+        monkeypatch.setattr(mkldnn, "_linear_pointwise", refuse)
+    else:
+        pointwise = mkldnn._linear_pointwise
+        monkeypatch.setattr(mkldnn, "_linear_pointwise", lambda *args: pointwise(*args) * 1.001)
+
+
+def warnings_in(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+
+
+@pytest.mark.parametrize("breakage, says", [("absent", "are missing"), ("raising", "fail"), ("straying", "stray")])
+def test_without_torchs_packed_products_the_decoder_multiplies_plainly_and_says_so_once(
+    breakage: str,
+    says: str,
+    llama_dir: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+    products_checked_afresh: None,
+) -> None:
+    """`dtype: auto` on a CPU without native bfloat16 packs float32 products where torch's private operators pass
+    their check; where they do not, the decoder runs `F.linear`'s products, which give what `dtype: float32` gives
+    (bit for bit) and `transformers`' results, and one warning line says what is missing, however many loads."""
+    monkeypatch.setattr(local, "cpu_has_bf16", lambda: False)
+    break_packed_products(monkeypatch, breakage)
+    with caplog.at_level(logging.WARNING, logger="charter"):
+        auto = LocalModel(str(llama_dir), batch_size=4, device="cpu")
+        auto.load()
+        assert auto._decoder is not None and auto._decoder.dtype == torch.float32
+        assert all(f.qkv.packed is None and f.down.packed is None for f in auto._decoder.fused)
+        assert auto._decoder.head.packed is None and not auto._decoder._rowwise
+        assert not packing(torch.float32, "cpu", exact=False)
+        named, theirs = pair(llama_dir)
+        assert_same_outputs(auto, named)
+        for params in (
+            SamplingParams(temperature=0, max_tokens=6),
+            SamplingParams(temperature=0.9, max_tokens=6, seed=3),
+        ):
+            assert texts(auto, REQUESTS, params) == texts(theirs, REQUESTS, params)
+        for x, y in zip(
+            asyncio.run(auto.choice_logprobs_batch(PAIRED, ["A", "B"])),
+            asyncio.run(theirs.choice_logprobs_batch(PAIRED, ["A", "B"])),
+            strict=True,
+        ):
+            assert x.raw_logprobs == pytest.approx(y.raw_logprobs, abs=1e-4)
+        LocalModel(str(llama_dir), batch_size=4, device="cpu").load()  # checked once a process: no second line
+    (warning,) = warnings_in(caplog)
+    assert "torch.ops.mkldnn._reorder_linear_weight and _linear_pointwise (float32)" in warning
+    assert says in warning and "F.linear instead (results stay correct, slower)" in warning
+
+
+def test_without_torchs_packed_products_bfloat16_gives_the_packed_bits(
+    llama_dir: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture, products_checked_afresh: None
+) -> None:
+    """The default on a CPU with native bfloat16: packed products only where they give `F.linear`'s bits, so the
+    plain products that replace missing ones give the same texts and log-probabilities."""
+    if not packing_is_exact(torch.bfloat16, "cpu"):
+        pytest.skip("this torch build has no exact oneDNN packed bfloat16 product")
+    packed = LocalModel(str(llama_dir), batch_size=4, device="cpu", dtype="bfloat16")
+    packed.load()
+    assert packed._decoder.head.packed is not None
+    break_packed_products(monkeypatch, "absent")
+    local_decode._checked_products.cache_clear()
+    with caplog.at_level(logging.WARNING, logger="charter"):
+        plain = LocalModel(str(llama_dir), batch_size=4, device="cpu", dtype="bfloat16")
+        plain.load()
+        assert plain._decoder.head.packed is None
+        assert_same_outputs(packed, plain)
+    (warning,) = warnings_in(caplog)
+    assert "(bfloat16) are missing from torch" in warning
+
+
+def strip_rotary_helper(monkeypatch: pytest.MonkeyPatch, replacement: object = None) -> str:
+    """Llama's modeling module as charter finds it (`sys.modules`) without `apply_rotary_pos_emb`, or with
+    `replacement` in its place; `transformers`' own code keeps its helper. Returns the module's name."""
+    from transformers.models.llama import modeling_llama
+
+    stripped = types.ModuleType(modeling_llama.__name__)
+    stripped.__dict__.update({k: v for k, v in vars(modeling_llama).items() if k != "apply_rotary_pos_emb"})
+    if replacement is not None:
+        stripped.apply_rotary_pos_emb = replacement  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, modeling_llama.__name__, stripped)
+    return modeling_llama.__name__
+
+
+@pytest.mark.parametrize(
+    "replacement, says",
+    [(None, "is missing"), (lambda q, k, cos, sin, position_ids: (q, k), "fails on (q, k, cos, sin): TypeError")],
+    ids=["absent", "other-arguments"],
+)
+def test_without_the_rotary_helper_a_transformers_model_runs_through_transformers_and_says_so_once(
+    replacement: object,
+    says: str,
+    llama_dir: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    module = strip_rotary_helper(monkeypatch, replacement)
+    monkeypatch.setattr(local, "folder_is_readable", lambda source: False)  # the transformers model and its helper
+    with caplog.at_level(logging.WARNING, logger="charter"):
+        fallen = LocalModel(str(llama_dir), batch_size=4, device="cpu", dtype="float32")
+        fallen.load()
+        assert fallen._decoder is None and fallen._model is not None
+        theirs = LocalModel(str(llama_dir), batch_size=4, device="cpu", dtype="float32", engine="transformers")
+        assert_same_outputs(fallen, theirs)
+    (warning,) = warnings_in(caplog)
+    assert f"{module}.apply_rotary_pos_emb {says}" in warning
+    assert warning.endswith("it runs through transformers instead (results stay correct, slower)")
+
+
+def test_the_rotary_parts_of_a_transformers_model_are_checked_before_use(
+    llama_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from transformers.models.llama.modeling_llama import apply_rotary_pos_emb
+
+    model = transformers.AutoModelForCausalLM.from_pretrained(llama_dir)
+    rotary, helper = local_decode.transformers_rotary(model)
+    assert helper is apply_rotary_pos_emb
+    cos, sin = rotary(torch.zeros(2, 4, 48), torch.arange(4).expand(2, -1))
+    assert cos.shape == sin.shape == (2, 4, 12)
+    assert local_decode._helper_problem(None, torch.float32, "cpu") == "is missing"
+    shapes = local_decode._helper_problem(lambda q, k, cos, sin: (q, k[..., :4]), torch.float32, "cpu")
+    assert shapes is not None and shapes.startswith("gives q and k as")
+    assert local_decode._helper_problem(lambda q, k, cos, sin: q, torch.float32, "cpu") == "gives Tensor, not q and k"
+    monkeypatch.setattr(model.model.rotary_emb, "forward", lambda x: (x, x))  # takes no `position_ids`
+    with pytest.raises(local_decode.DecoderUnavailable, match=r"LlamaModel\.rotary_emb fails: TypeError"):
+        local_decode.transformers_rotary(model)
 
 
 # --------------------------------------------------------------------------- threads

@@ -14,11 +14,12 @@ from charter.providers import SamplingParams, get_model
 from charter.providers.base import Limits
 from charter.providers.openai_chat import OpenAIModel, option_token
 from charter.providers.registry import create_backend
+from charter.records import Message
 from charter.testing import drop, garbage, slow, status
 
 from .conftest import FAST
 
-HELLO = [{"role": "user", "content": "hello there"}]
+HELLO = [Message(role="user", content="hello there")]
 
 
 def model(server, limits: Limits = FAST, compatible: bool = False) -> OpenAIModel:
@@ -30,7 +31,7 @@ def model(server, limits: Limits = FAST, compatible: bool = False) -> OpenAIMode
 async def test_generate_batch_in_order_with_usage(loopback, openai_key):
     chat = model(loopback)
     requests = [
-        [{"role": "system", "content": "be brief"}, {"role": "user", "content": f"question {i}"}] for i in range(5)
+        [Message(role="system", content="be brief"), Message(role="user", content=f"question {i}")] for i in range(5)
     ]
     params = SamplingParams(temperature=0.3, top_p=0.9, max_tokens=17, seed=42, stop=("\n\n",))
     completions = await chat.generate(requests, params)

@@ -47,7 +47,7 @@ from charter.judge_prompt import PROMPT_FORMAT, UNFENCED_PROMPT_FORMAT
 from charter.preference.config import INJECTION_FAMILIES, AuditConfig, JudgeMode, JudgeSettings, Orders
 from charter.preference.judge import JudgeParseError, p_first, principles_for
 from charter.providers.base import ChatModel, SamplingParams
-from charter.records import Message, Record, as_dicts, fingerprint
+from charter.records import Message, Record, fingerprint
 from charter.runs.store import RunStore
 
 #: Bumped when a perturbation or a measure changes: part of a stored audit's key.
@@ -321,7 +321,7 @@ async def _probe(
         probe.calls += 1
         try:
             [completion] = await model.generate(
-                [as_dicts(pair.prompt)], SamplingParams(temperature=0.0, max_tokens=SELF_MAX_TOKENS, seed=seed)
+                [pair.prompt], SamplingParams(temperature=0.0, max_tokens=SELF_MAX_TOKENS, seed=seed)
             )
             own = completion.text.strip()
             if not own:

@@ -8,9 +8,9 @@ import re
 
 from charter.constitutions.schema import Constitution, Principle
 from charter.critique.config import CritiqueConfig
-from charter.messages import render_conversation, with_system
+from charter.messages import assistant, render_conversation, user, with_system
 from charter.providers.base import ChatModel, Messages, SamplingParams
-from charter.records import Chain, CritiqueRound, Message, as_dicts, fingerprint
+from charter.records import Chain, CritiqueRound, Message, fingerprint
 
 _LABEL = re.compile(r"^\s*(critique|revision|revised response|rewrite)\s*:\s*", re.I)
 
@@ -34,18 +34,13 @@ def few_shot_messages(constitution: Constitution) -> Messages:
         principle = constitution.principle(example.principle) if example.principle else constitution.principles[0]
         conversation = example.conversation
         response = conversation[-1].content
-        out += as_dicts(conversation)
-        out.append(
-            {"role": "user", "content": fill(principle.critique_request, conversation[:-1], response, "", principle)}
-        )
-        out.append({"role": "assistant", "content": example.critique})
-        out.append(
-            {
-                "role": "user",
-                "content": fill(principle.revision_request, conversation[:-1], response, example.critique, principle),
-            }
-        )
-        out.append({"role": "assistant", "content": example.revision})
+        out += conversation
+        out += [
+            user(fill(principle.critique_request, conversation[:-1], response, "", principle)),
+            assistant(example.critique),
+            user(fill(principle.revision_request, conversation[:-1], response, example.critique, principle)),
+            assistant(example.revision),
+        ]
     return out
 
 
@@ -103,17 +98,13 @@ async def run_chain(
     rounds = []
     for principle_id in round_principles(constitution, config, prompt_id, seed):
         principle = constitution.principle(principle_id)
-        history = shots + as_dicts(conversation) + [{"role": "assistant", "content": response}]
-        ask_critique = history + [
-            {"role": "user", "content": fill(principle.critique_request, conversation, response, "", principle)}
-        ]
+        history = [*shots, *conversation, assistant(response)]
+        ask_critique = [*history, user(fill(principle.critique_request, conversation, response, "", principle))]
         [critique] = await critic.generate([ask_critique], critic_params)
-        ask_revision = ask_critique + [
-            {"role": "assistant", "content": critique.text},
-            {
-                "role": "user",
-                "content": fill(principle.revision_request, conversation, response, clean(critique.text), principle),
-            },
+        ask_revision = [
+            *ask_critique,
+            assistant(critique.text),
+            user(fill(principle.revision_request, conversation, response, clean(critique.text), principle)),
         ]
         [revision] = await critic.generate([ask_revision], critic_params)
         revised = clean(revision.text) or response  # an empty revision keeps the response (recorded below)

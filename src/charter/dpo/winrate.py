@@ -12,7 +12,7 @@ from typing import Any
 
 from charter.dpo.config import WinrateConfig
 from charter.errors import ConfigError, DatasetError
-from charter.records import Judgment, Message, Pair
+from charter.records import Judgment, Message, Pair, as_records
 from charter.reward_model import common, data
 from charter.runs.files import WINRATE_JSON, RunFiles
 
@@ -54,7 +54,7 @@ async def _answers(
     model = get_model(spec, role="policy", api_key_env=api_key_env)
     try:
         params = SamplingParams(temperature=config.temperature, max_tokens=config.max_tokens, seed=config.seed)
-        return [c.text.strip() for c in await model.generate(prompts, params)]
+        return [c.text.strip() for c in await model.generate([as_records(p) for p in prompts], params)]
     finally:
         await model.aclose()
 

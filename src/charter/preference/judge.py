@@ -18,7 +18,7 @@ from charter.concurrency import bounded_map
 from charter.constitutions.schema import Constitution, Principle
 from charter.errors import CharterError, ConfigError, FatalProviderError, ProviderError
 from charter.judge_prompt import PROMPT_FORMAT, write_comparison
-from charter.messages import render_conversation
+from charter.messages import render_conversation, user
 from charter.preference.config import JudgeMode, JudgeSettings
 from charter.providers.base import ChatModel, Messages
 from charter.records import Failure, Judgment, Message, Pair, Vote, fingerprint
@@ -63,7 +63,7 @@ def comparison_prompt(
     text = write_comparison(
         render_conversation(prompt), principle.comparison, principle.description, first, second, mode, fenced
     )
-    return [{"role": "user", "content": text}]
+    return [user(text)]
 
 
 _COT_VERDICT = re.compile(r"answer is:?\s*\(?\s*([AB])\b", re.I)

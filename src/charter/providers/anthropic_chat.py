@@ -26,8 +26,8 @@ def _sdk() -> Any:
 
 def split_system(messages: Messages) -> tuple[str | None, list[dict[str, str]]]:
     """The system prompt (system messages joined) and the user/assistant turns."""
-    system = [m["content"] for m in messages if m["role"] == "system"]
-    turns = [{"role": m["role"], "content": m["content"]} for m in messages if m["role"] != "system"]
+    system = [m.content for m in messages if m.role == "system"]
+    turns = [{"role": m.role, "content": m.content} for m in messages if m.role != "system"]
     return ("\n\n".join(system) if system else None), turns
 
 

@@ -13,9 +13,10 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from charter.errors import LogprobsUnsupported
 from charter.providers.endpoints import Endpoint, resolve_endpoint, served_id
+from charter.records import Message
 
-#: A chat request is a list of `{"role": ..., "content": ...}` messages.
-Messages = list[dict[str, str]]
+#: A chat request: a list of `Message` records (the SDK backends turn them into their wire format).
+Messages = list[Message]
 
 
 class SamplingParams(BaseModel):

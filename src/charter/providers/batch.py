@@ -37,6 +37,7 @@ from charter.providers.base import (
 )
 from charter.providers.cache import cache_key
 from charter.providers.limits import gather_all
+from charter.records import as_dicts
 
 log = logging.getLogger("charter.providers")
 
@@ -291,7 +292,7 @@ class BatchModel(ChatModel):
         payload = params.model_dump(mode="json")
         waits = []
         for messages in requests:
-            key = cache_key("generate", self.served_id, [list(messages), payload])
+            key = cache_key("generate", self.served_id, [as_dicts(messages), payload])
             parse = self._generate_parser(messages)
             waits.append(self._ask(key, lambda m=messages: self._sdk_model.batch_body(m, params), parse))
         return await gather_all(waits)
@@ -305,7 +306,7 @@ class BatchModel(ChatModel):
             result.batched = True
             return result
 
-        key = cache_key("choice_logprobs", self.served_id, [list(request), list(options)])
+        key = cache_key("choice_logprobs", self.served_id, [as_dicts(request), list(options)])
         return await self._ask(key, lambda: self._sdk_model.choice_request(request), parse)
 
     def _generate_parser(self, messages: Messages) -> Callable[[Any], Completion]:

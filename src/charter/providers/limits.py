@@ -21,7 +21,7 @@ from typing import Any, NoReturn, TypeVar
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt, wait_exponential_jitter
 
 from charter.errors import FatalProviderError, ProviderError
-from charter.providers.base import Limits, MalformedReply, count_retry
+from charter.providers.base import Limits, MalformedReply, Messages, count_retry
 from charter.redaction import redact
 
 log = logging.getLogger("charter.providers")
@@ -279,9 +279,9 @@ def _error_message(exc: BaseException) -> str:
     return str(getattr(exc, "message", exc))
 
 
-def estimate_tokens(messages: list[dict[str, str]], max_tokens: int) -> int:
+def estimate_tokens(messages: Messages, max_tokens: int) -> int:
     """A cheap upper-ish estimate for the tokens/minute bucket: ~4 characters a token, plus the reply cap."""
-    return sum(len(m.get("content") or "") for m in messages) // 4 + 4 * len(messages) + max_tokens
+    return sum(len(m.content) for m in messages) // 4 + 4 * len(messages) + max_tokens
 
 
 async def gather_all(coroutines: Iterable[Awaitable[T]]) -> list[T]:

@@ -34,8 +34,16 @@ from typing import TYPE_CHECKING, Any
 
 from charter.errors import CharterError, MissingExtra
 from charter.providers.base import ChatModel, ChoiceProbs, Completion, Messages, SamplingParams, normalise
-from charter.providers.local_decode import SUPPORTED, Decoder, Weights, folder_is_readable, supports
+from charter.providers.local_decode import (
+    SUPPORTED,
+    Decoder,
+    DecoderUnavailable,
+    Weights,
+    folder_is_readable,
+    supports,
+)
 from charter.providers.threads import ThreadGovernor, set_cpu_threads
+from charter.records import as_dicts
 
 if TYPE_CHECKING:
     import torch
@@ -364,9 +372,16 @@ class LocalModel(ChatModel):
         self._tokenizer, self._model, self._generation_config = tokenizer, model, model.generation_config
         self._max_positions = getattr(model.config, "max_position_embeddings", 0) or 0
         if self._uses_decoder and supports(model):
-            self._decoder = Decoder(
-                model, prefix_cache_bytes=int(self.prefix_cache_mb * 1024 * 1024), exact=self._exact
-            )
+            try:
+                self._decoder = Decoder(
+                    model, prefix_cache_bytes=int(self.prefix_cache_mb * 1024 * 1024), exact=self._exact
+                )
+            except DecoderUnavailable as missing:
+                log.warning(
+                    "local:%s: %s: it runs through transformers instead (results stay correct, slower)",
+                    self.name,
+                    missing,
+                )
 
     @property
     def tokenizer(self) -> Any:
@@ -411,9 +426,9 @@ class LocalModel(ChatModel):
 
     def render(self, messages: Messages) -> str:
         """The prompt text: the chat template with the assistant turn opened (or continued, for a prefill)."""
-        prefill = bool(messages) and messages[-1].get("role") == "assistant"
+        prefill = bool(messages) and messages[-1].role == "assistant"
         return self.tokenizer.apply_chat_template(
-            list(messages), tokenize=False, add_generation_prompt=not prefill, continue_final_message=prefill
+            as_dicts(messages), tokenize=False, add_generation_prompt=not prefill, continue_final_message=prefill
         )
 
     def _encode(self, messages: Messages, room: int = 0) -> list[int]:
@@ -632,7 +647,7 @@ def _row_seeds(requests: Sequence[Messages], seed: int | None) -> list[int]:
     seen: dict[str, int] = {}
     seeds = []
     for messages in requests:
-        body = json.dumps(list(messages), sort_keys=True)
+        body = json.dumps(as_dicts(messages), sort_keys=True)  # the same seed as for the request's dict form
         repeat = seen[body] = seen.get(body, -1) + 1
         digest = hashlib.sha256(f"{seed}|{repeat}|{body}".encode()).digest()
         seeds.append(int.from_bytes(digest[:8], "big") >> 1)

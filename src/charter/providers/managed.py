@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from charter.errors import ProviderError
 from charter.providers.base import (
@@ -17,6 +17,7 @@ from charter.providers.base import (
 from charter.providers.cache import CallCache, endpoint_url
 from charter.providers.coalesce import Coalescer
 from charter.providers.usage import UsageMeter
+from charter.records import Message, as_dicts, as_records
 
 
 class ManagedModel(ChatModel):
@@ -74,9 +75,13 @@ class ManagedModel(ChatModel):
     def served_id(self) -> str:
         return self.inner.served_id
 
-    async def generate(self, requests: Sequence[Messages], params: SamplingParams) -> list[Completion]:
+    async def generate(
+        self, requests: Sequence[Sequence[Message | Mapping[str, str]]], params: SamplingParams
+    ) -> list[Completion]:
+        """Complete each request (Message records, or `{role, content}` dicts), from the cache where it can."""
+        requests = [as_records(r) for r in requests]
         payload = params.model_dump(mode="json")
-        payloads = [[list(r), payload] for r in requests]
+        payloads = [[as_dicts(r), payload] for r in requests]  # the wire form: keys as before
         keys, hits = (
             self.cache.lookup("generate", self, payloads)
             if self.cache is not None
@@ -113,9 +118,13 @@ class ManagedModel(ChatModel):
                 raise ProviderError(f"{self.model_id}: {empty} of {len(todo)} replies had no text", kind="empty_reply")
         return results  # type: ignore[return-value]
 
-    async def choice_logprobs(self, request: Messages, options: Sequence[str]) -> ChoiceProbs:
+    async def choice_logprobs(
+        self, request: Sequence[Message | Mapping[str, str]], options: Sequence[str]
+    ) -> ChoiceProbs:
+        """P(option) as the next token for a request (Message records, or dicts), from the cache where it can."""
+        request = as_records(request)
         keys, hits = (
-            self.cache.lookup("choice_logprobs", self, [[list(request), list(options)]])
+            self.cache.lookup("choice_logprobs", self, [[as_dicts(request), list(options)]])
             if self.cache is not None
             else ([""], [None])
         )

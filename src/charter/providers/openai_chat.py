@@ -26,6 +26,7 @@ from charter.providers.base import (
     normalise,
 )
 from charter.providers.limits import Limiter, estimate_tokens, gather_all
+from charter.records import as_dicts
 
 TOP_LOGPROBS = 20
 
@@ -86,7 +87,7 @@ class OpenAIModel(SDKChatModel):
     def _request(self, messages: Messages, params: SamplingParams) -> dict[str, Any]:
         kwargs: dict[str, Any] = {
             "model": self.name,
-            "messages": list(messages),
+            "messages": as_dicts(messages),
             "temperature": params.temperature,
             "top_p": params.top_p,
             **self._length_cap(params.max_tokens),
@@ -145,7 +146,7 @@ class OpenAIModel(SDKChatModel):
         """The body of a next-token log-probabilities request: one token, the top 20 alternatives."""
         return {
             "model": self.name,
-            "messages": list(request),
+            "messages": as_dicts(request),
             "logprobs": True,
             "top_logprobs": TOP_LOGPROBS,
             **self._length_cap(1),

@@ -31,14 +31,14 @@ def rules_script(rules: Sequence[tuple[str, str]], default: str = "OK") -> Scrip
     compiled = [(re.compile(p, re.S | re.I), reply) for p, reply in rules]
 
     def script(messages: Messages, params: SamplingParams) -> str:
-        last = messages[-1]["content"] if messages else ""
+        last = messages[-1].content if messages else ""
         return next((reply for pattern, reply in compiled if pattern.search(last)), default)
 
     return script
 
 
 def _echo(messages: Messages, params: SamplingParams) -> str:
-    users = [m["content"] for m in messages if m["role"] == "user"]
+    users = [m.content for m in messages if m.role == "user"]
     return users[-1] if users else ""
 
 
@@ -48,7 +48,7 @@ REFUSAL_OPENING = "I can't help with that part, but here is a safer way to think
 
 def _cai(messages: Messages, params: SamplingParams) -> str:
     """Policy answers comply; critiques point at harm; revisions refuse politely; judges reason."""
-    last = messages[-1]["content"] if messages else ""
+    last = messages[-1].content if messages else ""
     salt = hashlib.sha256(f"{last}|{params.seed}".encode()).hexdigest()[:6]
     if "Response (A):" in last:
         choice = _cai_preferred(last)
@@ -70,7 +70,7 @@ def _cai_preferred(judge_prompt: str) -> str:
 
 
 def _cai_choice(messages: Messages, options: Sequence[str]) -> dict[str, float]:
-    preferred = _cai_preferred(messages[-1]["content"])
+    preferred = _cai_preferred(messages[-1].content)
     # A mild first-position bias, so that averaging both orders visibly matters.
     p_a = 0.85 if preferred == "A" else 0.2
     probs = {"A": p_a, "B": 1 - p_a}
@@ -83,7 +83,7 @@ register_script("constant", lambda m, p: "OK")
 
 
 def _words(messages: Messages) -> int:
-    return sum(len(m["content"].split()) for m in messages)
+    return sum(len(m.content.split()) for m in messages)
 
 
 class ScriptedModel(ChatModel):

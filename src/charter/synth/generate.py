@@ -24,7 +24,7 @@ from typing import Any
 from charter.concurrency import bounded_map
 from charter.constitutions.schema import Constitution
 from charter.errors import FatalProviderError, ProviderError
-from charter.messages import is_refusal
+from charter.messages import is_refusal, user
 from charter.providers.base import ChatModel
 from charter.records import Prompt, fingerprint
 from charter.synth.config import SynthConfig
@@ -204,7 +204,7 @@ class Synthesizer:
     async def _write(self, candidate: Candidate) -> Candidate:
         params = self.config.writer.params.model_copy(update={"seed": candidate.sampling_seed})
         try:
-            [completion] = await self.writer.generate([[{"role": "user", "content": candidate.instruction}]], params)
+            [completion] = await self.writer.generate([[user(candidate.instruction)]], params)
             candidate.text = completion.text
         except FatalProviderError:
             raise

@@ -63,10 +63,10 @@ def _p_self(a: str, b: str) -> float:
 
 def _script(p_of: Callable[[str, str], float]) -> tuple[Callable, Callable]:
     def choice(messages: Messages, options: Sequence[str]) -> dict[str, float]:
-        return _answer(p_of(*shown_responses(messages[-1]["content"])), options)
+        return _answer(p_of(*shown_responses(messages[-1].content)), options)
 
     def generate(messages: Messages, params: SamplingParams) -> str:
-        last = messages[-1]["content"] if messages else ""
+        last = messages[-1].content if messages else ""
         if "Response (A)" in last or "\nOptions:\n(A)" in last:
             return _letter(p_of(*shown_responses(last)))
         return f"{SELF_MARK} my own answer to: {last[:60]}"
