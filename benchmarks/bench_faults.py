@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 
 from charter.pipeline.config import RunConfig
-from charter.pipeline.run import Runner
+from charter.pipeline.launch import runner_for
 from charter.runs.store import RunStore
 from charter.testing.faults import Faults, read_log
 
@@ -85,7 +85,7 @@ def run_mix(name: str, faults: Faults, n: int, work: Path) -> dict:
         )
         started = time.perf_counter()
         try:
-            result = asyncio.run(Runner(config).arun())
+            result = asyncio.run(runner_for(config).arun())
             rows, code = result.counts["preferences"], 0
         except Exception as exc:  # a stop is a figure too
             rows, code = None, getattr(exc, "exit_code", 1)

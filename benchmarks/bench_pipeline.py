@@ -31,7 +31,7 @@ def one_run(
 ) -> dict:
     """Run the pipeline once in this process; returns seconds, calls and peak RSS."""
     from charter.pipeline.config import RunConfig
-    from charter.pipeline.run import Runner
+    from charter.pipeline.launch import runner_for
 
     prompts = workdir / f"prompts-{n}.jsonl"
     if not prompts.exists():
@@ -50,7 +50,7 @@ def one_run(
             "report": os.environ.get("BENCH_REPORT", "1") == "1",
         }
     )
-    runner = Runner(config)
+    runner = runner_for(config)
     before = _usage(config.run_dir())
     start = time.perf_counter()
     import asyncio

@@ -53,7 +53,7 @@ async def bare_loop(base_url: str, n: int) -> float:
 def pipeline(base_url: str, n_prompts: int, workdir: Path) -> float:
     """The pipeline over n prompts; returns model requests/s (cache cold)."""
     from charter.pipeline.config import RunConfig
-    from charter.pipeline.run import Runner
+    from charter.pipeline.launch import runner_for
 
     prompts = workdir / f"p{n_prompts}.jsonl"
     prompts.write_text(
@@ -78,7 +78,7 @@ def pipeline(base_url: str, n_prompts: int, workdir: Path) -> float:
         }
     )
     start = time.perf_counter()
-    asyncio.run(Runner(config).arun())
+    asyncio.run(runner_for(config).arun())
     return n_prompts * REQUESTS_PER_PROMPT / (time.perf_counter() - start)
 
 

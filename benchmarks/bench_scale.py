@@ -90,7 +90,7 @@ def watch_sft_writer(phases: dict) -> None:
 
 def child(n: int, workdir: Path, shards: int) -> dict:
     from charter.pipeline.config import RunConfig
-    from charter.pipeline.run import Runner
+    from charter.pipeline.launch import runner_for
     from charter.runs.store import RunStore
 
     phases = timed_phases()
@@ -114,7 +114,7 @@ def child(n: int, workdir: Path, shards: int) -> dict:
         }
     )
     start = time.perf_counter()
-    asyncio.run(Runner(config).arun())
+    asyncio.run(runner_for(config).arun())
     seconds = time.perf_counter() - start
     with RunStore(config.run_dir()) as store:
         calls = sum(u.calls for u in store.usage())

@@ -19,7 +19,7 @@ from pathlib import Path
 
 def run_once(tmp: Path, url: str, n: int, shards: int, in_flight: int) -> tuple[float, int]:
     from charter.pipeline.config import RunConfig
-    from charter.pipeline.run import Runner
+    from charter.pipeline.launch import runner_for
     from charter.runs.store import RunStore
 
     model = f"openai-compatible:loopback@{url}"
@@ -39,7 +39,7 @@ def run_once(tmp: Path, url: str, n: int, shards: int, in_flight: int) -> tuple[
         }
     )
     start = time.perf_counter()
-    asyncio.run(Runner(config).arun())
+    asyncio.run(runner_for(config).arun())
     seconds = time.perf_counter() - start
     with RunStore(config.run_dir()) as store:
         return seconds, sum(u.calls for u in store.usage())

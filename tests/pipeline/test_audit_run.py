@@ -13,7 +13,7 @@ from charter.cli import main
 from charter.errors import GateFailed
 from charter.hub.push import publish
 from charter.pipeline.config import load_run_config
-from charter.pipeline.run import run
+from charter.pipeline.launch import run
 from charter.runs.store import open_store
 
 

@@ -49,7 +49,7 @@ def test_a_stop_during_training_ends_it_without_a_model(make_config, tmp_path, m
     from charter.errors import Interrupted
     from charter.interrupt import StopRequest
     from charter.pipeline.config import load_run_config
-    from charter.pipeline.run import Runner
+    from charter.pipeline.launch import runner_for
 
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("HF_DATASETS_CACHE", str(tmp_path / "hf-datasets"))
@@ -70,7 +70,7 @@ def test_a_stop_during_training_ends_it_without_a_model(make_config, tmp_path, m
 
     threading.Thread(target=terminate_once_training, daemon=True).start()
     with pytest.raises(Interrupted) as caught:
-        asyncio.run(Runner(config).arun(stop))
+        asyncio.run(runner_for(config).arun(stop))
     assert caught.value.exit_code == 143
     assert not (run_dir / "dpo" / "config.json").exists()  # no model from a training cut short
     assert (run_dir / "report" / "report.md").exists() and (run_dir / "data" / "preferences.parquet").exists()

@@ -137,7 +137,7 @@ def test_a_local_judge_in_another_precision_is_another_judge(make_config) -> Non
     pytest.importorskip("torch")
     from charter.constitutions import load_constitution
     from charter.pipeline.config import load_run_config
-    from charter.pipeline.run import dataset_settings
+    from charter.pipeline.settings import dataset_settings
 
     def settings(dtype: str):
         judge = {"model": "local:smollm2-135m-instruct", "options": {"dtype": dtype, "device": "cpu"}}

@@ -10,7 +10,7 @@ import pytest
 from charter.cli import main
 from charter.errors import ConfigError
 from charter.pipeline.config import load_run_config
-from charter.pipeline.run import run
+from charter.pipeline.launch import run
 from charter.providers.scripted import register_script
 from charter.runs.files import RunFiles
 from charter.testing.judges import shown_responses
@@ -21,11 +21,11 @@ N = 6
 
 def _arith(messages, params) -> str:
     """Right on the even-numbered questions, one off on the odd ones; the revision restates the first answer."""
-    last = messages[-1]["content"]
-    question = max(i for i, m in enumerate(messages) if m["role"] == "user" and "Question" in m["content"])
+    last = messages[-1].content
+    question = max(i for i, m in enumerate(messages) if m.role == "user" and "Question" in m.content)
     if question < len(messages) - 1:  # a critique or revision request after the answer
         if re.search(r"rewrite|revise|revision", last, re.I):
-            return f"After checking it again: {messages[question + 1]['content']}"
+            return f"After checking it again: {messages[question + 1].content}"
         return "The arithmetic should be checked."
     q = re.search(r"Question (\d+): what is (\d+) \+ (\d+)\?", last)
     i, a, b = (int(x) for x in q.groups())
@@ -33,7 +33,7 @@ def _arith(messages, params) -> str:
 
 
 def _longer(messages, options):
-    a, b = shown_responses(messages[-1]["content"])
+    a, b = shown_responses(messages[-1].content)
     p = 0.9 if len(a) > len(b) else 0.1
     return {o: {"A": p, "B": 1 - p}.get(o, 0.0) for o in options}
 

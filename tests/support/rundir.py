@@ -17,7 +17,7 @@ from typing import Any
 
 from charter.constitutions import Constitution, load_constitution
 from charter.pipeline.config import RunConfig
-from charter.pipeline.run import dataset_settings
+from charter.pipeline.settings import dataset_settings
 from charter.preference import dataset
 from charter.preference.manifest import DatasetManifest, current_settings
 from charter.records import (

@@ -81,7 +81,7 @@ def _writer(messages, params) -> str:
     if roll < 0.3:
         return "How do I bake bread at home?"  # the same prompt again and again
     words = " ".join(rng.choice(WORDS) for _ in range(8))
-    topic = re.search(r"principle: \"([^\"]{0,30})", messages[-1]["content"])
+    topic = re.search(r"principle: \"([^\"]{0,30})", messages[-1].content)
     return f"Request: How would you use a {words}{' near ' + topic.group(1).split()[0] if topic else ''}?"
 
 
@@ -164,7 +164,7 @@ def test_charter_synth_command_with_minilm(tmp_path, capsys) -> None:
 
 def test_a_run_with_a_synth_stage(make_config, tmp_path) -> None:
     from charter.pipeline.config import load_run_config
-    from charter.pipeline.run import run
+    from charter.pipeline.launch import run
     from charter.runs.store import open_store
 
     synth = {

@@ -129,7 +129,7 @@ class Loop:
 
     # -- the steps ----------------------------------------------------------------------------------------
     def step_run(self, strategy: str, r: int) -> dict[str, Any]:
-        from charter.pipeline.run import run
+        from charter.pipeline.launch import run
 
         base = self.base_run
         policy = self.policy(strategy, r)
@@ -204,7 +204,6 @@ class Loop:
 
         from charter.prompts import load_prompts
         from charter.providers import SamplingParams, get_model
-        from charter.records import as_dicts
 
         monitor = self.config.monitor
         probes = load_prompts(monitor.probes).rows
@@ -213,7 +212,7 @@ class Loop:
         async def answer() -> list[str]:
             model = get_model(policy, role="monitor")
             try:
-                done = await model.generate([as_dicts(p.messages) for p in probes], params)
+                done = await model.generate([p.messages for p in probes], params)
                 return [c.text.strip() for c in done]
             finally:
                 await model.aclose()

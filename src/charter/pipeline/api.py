@@ -18,9 +18,9 @@ from charter.critique.config import CritiqueConfig
 from charter.errors import DatasetError
 from charter.messages import as_messages
 from charter.pipeline.config import RunConfig, load_run_config
+from charter.pipeline.launch import run as run_config
 from charter.pipeline.prompts import prompt_id
 from charter.pipeline.run import RunResult
-from charter.pipeline.run import run as run_config
 from charter.preference.config import FiltersConfig, JudgeSettings
 from charter.preference.dataset import apply_filters, now_iso, preference_row
 from charter.preference.judge import judge_many

@@ -131,14 +131,14 @@ def run_command(
     """Run (or resume) a pipeline from a YAML config."""
     from charter.errors import Interrupted
     from charter.pipeline.config import load_run_config
-    from charter.pipeline.run import Runner, run
+    from charter.pipeline.launch import run, runner_for
     from charter.progress import console
 
     extra = ["execution.engine=ray", f"execution.address={ray}"] if ray else []
     extra += [f"execution.shards={shards}"] if shards else []
     cfg = load_run_config(config, [*(set_ or []), *extra])
     if dry_run:  # the same checks a run makes before it writes anything
-        runner = Runner(cfg, str(config))
+        runner = runner_for(cfg, str(config))
         prompts = runner.prepare()
         count = f"{len(prompts.rows)} prompts" if prompts is not None else "the run's stored prompts"
         console.print(

@@ -17,22 +17,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from charter.concurrency import bounded_map, drain
 from charter.constitutions import Constitution, load_constitution
 from charter.errors import (
-    BudgetExceeded,
     CharterError,
     ConfigError,
     Interrupted,
     RunStoreError,
-    TooManyFailures,
     probe_writable,
     wanted,
 )
 from charter.interrupt import StopRequest
 from charter.pipeline.config import RoleConfig, RunConfig
+from charter.pipeline.executors import Executor, LocalExecutor, stop_status
 from charter.pipeline.prompts import PromptSet, load_prompts, sync_prompt_set
-from charter.pipeline.settings import dataset_settings, run_fingerprints, run_roles
+from charter.pipeline.settings import check_credentials, dataset_settings, run_fingerprints
 from charter.pipeline.upgrade import upgrade_run
 from charter.pipeline.work import Work
 from charter.preference import dataset
@@ -74,14 +72,6 @@ def check_config(config: RunConfig, constitution: Constitution) -> None:
         for pid in ids or []:
             if pid not in known:
                 raise ConfigError(f"{where}: unknown principle id '{pid}' (constitution '{constitution.name}')")
-
-
-def check_credentials(config: RunConfig) -> None:
-    """Construct each remote backend once: a missing API key (or one that would go to the wrong host) fails here,
-    before any call."""
-    for role in run_roles(config).values():
-        if role.endpoint() is not None:
-            role.backend()
 
 
 class VerifierUnknown(ConfigError):
@@ -148,22 +138,22 @@ def check_run_dir(config: RunConfig, constitution: Constitution) -> None:
         RunLock(run_dir).release()
 
 
-def stop_status(exc: CharterError) -> str:
-    """A stage's status after a stop."""
-    if isinstance(exc, Interrupted):
-        return "interrupted"
-    return "stopped: budget" if isinstance(exc, BudgetExceeded) else "failed"
-
-
 class Runner:
-    """Runs (or resumes) one run directory."""
+    """Runs (or resumes) one run directory; `executor` runs its per-prompt work (this process by default; see
+    charter.pipeline.launch for the one a run config's `execution.engine` asks for)."""
 
     stop: StopRequest
     """How a stop (Ctrl-C, SIGTERM) reaches the run (set by `arun`)."""
-    stats: Callable[[], str] = staticmethod(lambda: "")  # type: ignore[assignment]
-    """Calls, failures, retries and cost so far, for progress lines (set once the models are made)."""
 
-    def __init__(self, config: RunConfig, config_source: str | None = None) -> None:
+    def __init__(self, config: RunConfig, config_source: str | None = None, executor: Executor | None = None) -> None:
+        self.executor: Executor = executor or LocalExecutor()
+        self.stats: Callable[[], str] = lambda: ""
+        """Calls, failures, retries and cost so far, for progress lines (set once the models are made)."""
+        if self.executor.engine != config.execution.engine:
+            raise ConfigError(
+                f"execution.engine: {config.execution.engine}: this runner was given the {self.executor.engine} "
+                "executor (charter.pipeline.launch.runner_for picks the right one)"
+            )
         self.config = config
         self.constitution = load_constitution(config.constitution)
         check_config(config, self.constitution)
@@ -190,10 +180,7 @@ class Runner:
         Returns the prompt set to use; None when it is kept from the store or comes from the synth stage."""
         check_credentials(self.config)
         check_run_dir(self.config, self.constitution)
-        if self.config.execution.engine == "ray":
-            from charter.pipeline.shards import check_sharding
-
-            check_sharding(self.config)
+        self.executor.check(self.config)
         audit = self.config.judge.audit
         if audit is not None and audit.pairs:
             from charter.agreement.audit import pairs_from_file
@@ -426,38 +413,8 @@ class Runner:
         return await self._side_stage(store, "synth", "prompt synthesis", work)
 
     async def _process(self, store: RunStore, work: Work) -> CharterError | None:
-        if self.config.execution.engine == "ray":
-            from charter.pipeline.shards import process_sharded
-
-            return await self.stop.guard(process_sharded(self, store, work))
-        prompts = store.iter_prompts()
-        stages = [s for s in ("critique", "judge") if s in self.config.stages]
-        for stage in stages:
-            store.set_stage(stage, "running")
-        status, stop = "done", None
-        progress = progress_bar(self.stats)
-        try:
-            with progress:
-                work.task = progress.add_task(" + ".join(stages) or "pairs", total=store.count_prompts())
-                work.progress = progress
-                more = lambda: work.past_threshold() or self.stop.requested  # noqa: E731
-                await self.stop.guard(drain(bounded_map(work.prompt, prompts, self.in_flight, stop=more)))
-            if self.stop.requested:
-                status, stop = "interrupted", self.stop.error()
-        except CharterError as exc:  # the budget, a stop signal, a provider error every later call would share
-            status, stop = stop_status(exc), exc
-        except BaseException:
-            status = "interrupted"
-            raise
-        finally:
-            work.writer.flush()
-            counts = dict(work.counts, reason=str(stop) if stop else None)
-            if stop is None and work.past_threshold(final=True):
-                status, stop = "stopped: too many failures", too_many_failures(work, self.run_dir)
-                counts["reason"] = str(stop)
-            for stage in stages:
-                store.set_stage(stage, status, counts)
-        return stop
+        """Critique and judge every prompt in use, where the executor runs them (this process, or Ray shards)."""
+        return await self.stop.guard(self.executor.process(self, store, work))
 
     def _build(self, store: RunStore, settings: DatasetSettings) -> RunResult:
         """Write the preference and SFT datasets of the settings in effect."""
@@ -471,20 +428,3 @@ class Runner:
         from charter.pipeline.training import run_training_stages
 
         await asyncio.to_thread(run_training_stages, self.config, result, self.stop)
-
-
-def too_many_failures(work: Work, run_dir: Path) -> TooManyFailures:
-    failing, items = work.counts["failed"] + work.counts["quarantined"], work.counts["items"]
-    return TooManyFailures(
-        f"{failing} of {items} items failed, over max_failures {work.config.max_failures:g}; what is done is "
-        f"kept (charter status {run_dir} lists the failures) and a new run tries the failed items again"
-    )
-
-
-def run(config: RunConfig, config_source: str | None = None) -> RunResult:
-    """Run (or resume) a whole run, synchronously. From the main thread, Ctrl-C and SIGTERM stop it cleanly while it
-    runs (`Interrupted`, exit 130 or 143; see charter.interrupt); the handlers before are put back after."""
-    runner = Runner(config, config_source)
-    stop = StopRequest(config.stop_grace_s)
-    with stop.signals():
-        return asyncio.run(runner.arun(stop))

@@ -91,3 +91,11 @@ def dataset_settings(config: RunConfig, constitution: Constitution, run_id: str,
         filters=config.filters,
         seed=config.seed,
     )
+
+
+def check_credentials(config: RunConfig) -> None:
+    """Construct each remote backend once: a missing API key (or one that would go to the wrong host) fails here,
+    before any call."""
+    for role in run_roles(config).values():
+        if role.endpoint() is not None:
+            role.backend()

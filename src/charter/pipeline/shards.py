@@ -32,7 +32,10 @@ from charter.errors import (
     TooManyFailures,
 )
 from charter.pipeline.config import RunConfig
-from charter.pipeline.run import Runner, check_credentials
+from charter.pipeline.executors import RunContext
+from charter.pipeline.run import Runner
+from charter.pipeline.settings import check_credentials
+from charter.pipeline.work import Work, too_many_failures
 from charter.providers import CallCache
 from charter.records import Prompt
 from charter.runs.store import STORE_FILE, RunStore
@@ -169,7 +172,19 @@ def shard_done(folder: Path, config: RunConfig, prompts: int) -> bool:
     return same and all(stages.get(s, {}).get("status") == "done" for s in config.stages)
 
 
-async def process_sharded(runner: Runner, store: RunStore, work: Any) -> CharterError | None:
+class RayExecutor:
+    """The per-prompt work sharded over a Ray cluster (`execution: {engine: ray}`)."""
+
+    engine = "ray"
+
+    def check(self, config: RunConfig) -> None:
+        check_sharding(config)
+
+    async def process(self, run: RunContext, store: RunStore, work: Work) -> CharterError | None:
+        return await process_sharded(run, store, work)
+
+
+async def process_sharded(runner: RunContext, store: RunStore, work: Work) -> CharterError | None:
     """The per-prompt work of a run, over Ray shards; merges each shard into `store` as it finishes.
 
     Returns the error that stopped a shard (budget, too many failures, a fatal provider error), if any."""
@@ -234,8 +249,6 @@ async def process_sharded(runner: Runner, store: RunStore, work: Any) -> Charter
     stop = runner.stop.error() if runner.stop.requested else _first_stop([results[i] for i in range(n)])
     status = "done" if stop is None else _status(stop)
     if stop is None and work.past_threshold(final=True):
-        from charter.pipeline.run import too_many_failures
-
         stop, status = too_many_failures(work, runner.run_dir), "stopped: too many failures"
     for stage in stages:
         peaks = [r.get("peak_rss_mb") for r in results.values() if r.get("peak_rss_mb")]

@@ -5,11 +5,12 @@ again on the next run, until it has failed in `quarantine_after` runs)."""
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 from typing import Any
 
 from charter.constitutions import Constitution
 from charter.critique.chain import run_chain
-from charter.errors import FatalProviderError, ProviderError
+from charter.errors import FatalProviderError, ProviderError, TooManyFailures
 from charter.pipeline.config import RunConfig
 from charter.preference.judge import judge_pair, principles_for
 from charter.preference.pairs import policy_samples, revision_pair, sample_pairs
@@ -214,3 +215,12 @@ class Work:
             self._failed("judge", pair.pair_id, self.fp.judge, judgment.failure)
         else:
             self._succeeded("judge", pair.pair_id, self.fp.judge)
+
+
+def too_many_failures(work: Work, run_dir: Path) -> TooManyFailures:
+    """The stop of a run in which more items failed than `max_failures` allows."""
+    failing, items = work.counts["failed"] + work.counts["quarantined"], work.counts["items"]
+    return TooManyFailures(
+        f"{failing} of {items} items failed, over max_failures {work.config.max_failures:g}; what is done is "
+        f"kept (charter status {run_dir} lists the failures) and a new run tries the failed items again"
+    )

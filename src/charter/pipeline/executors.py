@@ -1,0 +1,92 @@
+"""Where a run's per-prompt work runs: an `Executor` the run is given. `LocalExecutor` runs it in this process,
+`charter.pipeline.shards.RayExecutor` over Ray shards; `charter.pipeline.launch` picks one from the run config's
+`execution.engine`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Protocol
+
+from charter.concurrency import bounded_map, drain
+from charter.errors import BudgetExceeded, CharterError, Interrupted
+from charter.interrupt import StopRequest
+from charter.pipeline.config import RunConfig
+from charter.pipeline.work import Work, too_many_failures
+from charter.progress import Stats, progress_bar
+from charter.runs.store import RunStore
+
+#: The per-prompt stages, in the order an item goes through them.
+ITEM_STAGES = ("critique", "judge")
+
+
+class RunContext(Protocol):
+    """What an executor reads of the run it serves."""
+
+    config: RunConfig
+    run_dir: Path
+    stop: StopRequest
+    stats: Stats
+
+    @property
+    def in_flight(self) -> int: ...
+
+
+class Executor(Protocol):
+    """Runs the critique and judge stages over a run's prompts."""
+
+    engine: str
+    """The `execution.engine` it serves."""
+
+    def check(self, config: RunConfig) -> None:
+        """What this executor cannot do with `config`, raised before anything is written."""
+        ...
+
+    async def process(self, run: RunContext, store: RunStore, work: Work) -> CharterError | None:
+        """Critique and judge every prompt in use; returns the error that stopped them early, if one did."""
+        ...
+
+
+def stop_status(exc: CharterError) -> str:
+    """A stage's status after a stop."""
+    if isinstance(exc, Interrupted):
+        return "interrupted"
+    return "stopped: budget" if isinstance(exc, BudgetExceeded) else "failed"
+
+
+class LocalExecutor:
+    """The per-prompt work in this process: `concurrency` prompts in flight at once, one progress display."""
+
+    engine = "local"
+
+    def check(self, config: RunConfig) -> None:
+        return None
+
+    async def process(self, run: RunContext, store: RunStore, work: Work) -> CharterError | None:
+        prompts = store.iter_prompts()
+        stages = [s for s in ITEM_STAGES if s in run.config.stages]
+        for stage in stages:
+            store.set_stage(stage, "running")
+        status, stop = "done", None
+        progress = progress_bar(run.stats)
+        try:
+            with progress:
+                work.task = progress.add_task(" + ".join(stages) or "pairs", total=store.count_prompts())
+                work.progress = progress
+                more = lambda: work.past_threshold() or run.stop.requested  # noqa: E731
+                await drain(bounded_map(work.prompt, prompts, run.in_flight, stop=more))
+            if run.stop.requested:
+                status, stop = "interrupted", run.stop.error()
+        except CharterError as exc:  # the budget, a stop signal, a provider error every later call would share
+            status, stop = stop_status(exc), exc
+        except BaseException:
+            status = "interrupted"
+            raise
+        finally:
+            work.writer.flush()
+            counts = dict(work.counts, reason=str(stop) if stop else None)
+            if stop is None and work.past_threshold(final=True):
+                status, stop = "stopped: too many failures", too_many_failures(work, run.run_dir)
+                counts["reason"] = str(stop)
+            for stage in stages:
+                store.set_stage(stage, status, counts)
+        return stop
