@@ -94,14 +94,14 @@ def iter_csv(path: str | Path, error: type[CharterError] = DatasetError) -> Iter
         raise error(f'{path}:{start}: not valid CSV: {exc} (a quote inside a quoted field is written "")') from None
 
 
-def read_jsonl(path: str | Path, error: type[CharterError] = DatasetError) -> list[dict]:
+def read_jsonl(path: str | Path, error: type[CharterError] = DatasetError) -> list[dict[str, Any]]:
     """All objects of a JSON Lines file."""
     return [row for _, row in iter_jsonl(path, error)]
 
 
 def read_parquet(
     path: str | Path, columns: Iterable[str] | None = None, error: type[CharterError] = DatasetError
-) -> list[dict]:
+) -> list[dict[str, Any]]:
     """Rows of a parquet file (only `columns` that exist, when given); one-line error for a corrupt file."""
     import pyarrow.parquet as pq
 
@@ -114,7 +114,7 @@ def read_parquet(
         raise error(f"{path}: not a readable parquet file ({type(exc).__name__}: {exc})") from None
 
 
-def read_rows(path: str | Path, error: type[CharterError] = DatasetError) -> list[dict]:
+def read_rows(path: str | Path, error: type[CharterError] = DatasetError) -> list[dict[str, Any]]:
     """Rows of a .parquet or .jsonl file."""
     path = Path(path)
     if not path.is_file():

@@ -270,7 +270,7 @@ def _split_override(item: str) -> tuple[tuple[str, ...], str]:
     return tuple(key.strip().split(".")), raw
 
 
-def apply_overrides(data: dict, overrides: list[str] | None) -> dict:
+def apply_overrides(data: dict[str, Any], overrides: list[str] | None) -> dict[str, Any]:
     """Apply `key.sub=value` overrides to nested dicts, creating levels as needed."""
     for item in overrides or []:
         parts, raw = _split_override(item)
@@ -285,7 +285,7 @@ def apply_overrides(data: dict, overrides: list[str] | None) -> dict:
     return data
 
 
-def override_paths(overrides: list[str] | None) -> dict[tuple, str]:
+def override_paths(overrides: list[str] | None) -> dict[tuple[str, ...], str]:
     """The key path each `--set` item gives a value at (a later item for the same path wins)."""
     return {_split_override(item)[0]: item for item in overrides or []}
 

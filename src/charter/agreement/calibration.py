@@ -7,12 +7,38 @@ joined into the dataset's `p_chosen_calibrated` whenever the dataset is written.
 from __future__ import annotations
 
 import math
+from typing import TypedDict
 
 import numpy as np
 
 from charter.records import CalibrationMap, CalibrationMethod
 
 EPS = 1e-6
+
+
+class PlattParams(TypedDict):
+    """Platt scaling: calibrated P(A) = sigmoid(slope * logit(p) + intercept)."""
+
+    slope: float
+    """Coefficient of logit(p)."""
+    intercept: float
+    """The intercept."""
+
+
+class TemperatureParams(TypedDict):
+    """Temperature scaling: calibrated P(A) = sigmoid(logit(p) / temperature)."""
+
+    temperature: float
+    """T, above 1 to soften the judge's probabilities, below 1 to sharpen them."""
+
+
+class IsotonicParams(TypedDict):
+    """Isotonic regression: a monotone map, linear between thresholds and clipped outside."""
+
+    x: list[float]
+    """Increasing thresholds of p."""
+    y: list[float]
+    """The calibrated P(A) at each threshold."""
 
 
 def logit(p: np.ndarray) -> np.ndarray:
@@ -24,16 +50,32 @@ def sigmoid(x: np.ndarray) -> np.ndarray:
     return 1.0 / (1.0 + np.exp(-x))
 
 
-def fit_platt(p: np.ndarray, y: np.ndarray) -> dict:
-    """Platt scaling: logistic regression of the human label on logit(p) (slope and intercept)."""
+def fit_platt(p: np.ndarray, y: np.ndarray) -> PlattParams:
+    """Platt scaling: logistic regression of the human label on logit(p) (slope and intercept).
+
+    Args:
+        p: The judge's P(A).
+        y: Human labels, 1 where A is preferred, 0 where B is; both classes must occur.
+
+    Returns:
+        The fitted slope and intercept.
+    """
     from sklearn.linear_model import LogisticRegression
 
     model = LogisticRegression(C=1e6, max_iter=1000).fit(logit(p)[:, None], y)
     return {"slope": float(model.coef_[0][0]), "intercept": float(model.intercept_[0])}
 
 
-def fit_temperature(p: np.ndarray, y: np.ndarray) -> dict:
-    """Temperature scaling: sigmoid(logit(p) / T), T fitted by maximum likelihood (keeps P(A) = 1 - P(B))."""
+def fit_temperature(p: np.ndarray, y: np.ndarray) -> TemperatureParams:
+    """Temperature scaling: sigmoid(logit(p) / T), T fitted by maximum likelihood (keeps P(A) = 1 - P(B)).
+
+    Args:
+        p: The judge's P(A).
+        y: Human labels, 1 where A is preferred, 0 where B is.
+
+    Returns:
+        The fitted temperature, searched for between e^-5 and e^5.
+    """
     from scipy.optimize import minimize_scalar
 
     z = logit(p)
@@ -45,8 +87,16 @@ def fit_temperature(p: np.ndarray, y: np.ndarray) -> dict:
     return {"temperature": math.exp(minimize_scalar(nll, bounds=(-5, 5), method="bounded").x)}
 
 
-def fit_isotonic(p: np.ndarray, y: np.ndarray) -> dict:
-    """Isotonic regression of the human label on p (monotone, non-parametric; linear between thresholds)."""
+def fit_isotonic(p: np.ndarray, y: np.ndarray) -> IsotonicParams:
+    """Isotonic regression of the human label on p (monotone, non-parametric; linear between thresholds).
+
+    Args:
+        p: The judge's P(A).
+        y: Human labels, 1 where A is preferred, 0 where B is.
+
+    Returns:
+        The thresholds of p and the calibrated P(A) at each, within [0, 1].
+    """
     from sklearn.isotonic import IsotonicRegression
 
     model = IsotonicRegression(y_min=0.0, y_max=1.0, out_of_bounds="clip").fit(p, y)

@@ -11,21 +11,105 @@ import asyncio
 import random
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
 import numpy as np
 
 from charter.agreement import stats
-from charter.agreement.report import judge_label, longer_label
+from charter.agreement.report import PositionConsistency, judge_label, longer_label
 from charter.errors import DatasetError
 from charter.messages import as_messages, last_text
 from charter.preference.config import JudgeMode, Orders
-from charter.records import Judgment, Pair
+from charter.records import Judgment, Message, Pair
 from charter.tables import iter_jsonl
 
 
-def load_pairs_file(path: str | Path) -> list[dict]:
-    """Rows {id, prompt (messages), chosen, rejected} from a JSONL file; one-line errors name the line."""
+class PairRow(TypedDict):
+    """One row of a human-labeled pair file, checked."""
+
+    id: str
+    """The row's `id`, or row-N (its line number) when it has none."""
+    prompt: list[Message]
+    """The prompt as messages."""
+    chosen: str
+    """The text of the response the human preferred."""
+    rejected: str
+    """The text of the other response."""
+
+
+class Baselines(TypedDict):
+    """What trivial judges score against the same human choices."""
+
+    longer_wins: stats.PairwiseFigures
+    """'The longer response is better'."""
+    first_shown_wins: stats.PairwiseFigures
+    """'The response shown first (the pair's a) is better'."""
+
+
+class TokenCounts(TypedDict):
+    """Tokens of the successful judgments."""
+
+    prompt_tokens: int
+    """Prompt tokens of the judge calls."""
+    completion_tokens: int
+    """Completion tokens of the judge calls."""
+
+
+class EvalSummary(TypedDict):
+    """Agreement of the judge with the human choice on a pair file's judged rows."""
+
+    rows: int
+    """Rows judged (after `limit`)."""
+    judged: int
+    """Rows whose judgment succeeded: the figures rest on these."""
+    failures: int
+    """Rows whose judgment failed, left out of the figures."""
+    judge_vs_human: stats.PairwiseFigures
+    """The judge's pick (P(A) > 0.5: a, < 0.5: b, exactly 0.5: tie) against the human choice."""
+    baselines: Baselines
+    """Trivial judges against the human choice."""
+    position_consistency: PositionConsistency
+    """How often the judge's two presentation orders agreed (n = 0 with one order)."""
+    p_human_choice_mean: float | None
+    """Mean probability the judge gave the human-preferred response; None when nothing was judged."""
+    tokens: TokenCounts
+    """Tokens spent on the successful judgments."""
+
+
+class EvalReport(EvalSummary):
+    """An `EvalSummary` with the settings it was made with: what `charter agreement eval --json` writes."""
+
+    pairs_file: str
+    """The pair file."""
+    judge: str
+    """The judge model."""
+    mode: JudgeMode
+    """logprobs, cot or verdict."""
+    orders: Orders
+    """both or one."""
+    constitution: str
+    """Bundled constitution name or YAML file."""
+    limit: int | None
+    """The seeded subset size, or None for every row."""
+    seed: int
+    """Seed of the subset, the presentation order and the bootstrap."""
+    wall_s: float
+    """Seconds the judging and the figures took."""
+
+
+def load_pairs_file(path: str | Path) -> list[PairRow]:
+    """Rows {id, prompt (messages), chosen, rejected} from a JSONL file; one-line errors name the line.
+
+    Args:
+        path: A JSONL file, one object with `prompt`, `chosen` and `rejected` (text or messages) per line,
+            and optionally `id`.
+
+    Returns:
+        The rows in file order.
+
+    Raises:
+        DatasetError: The file is missing, has no rows, or a line is not such an object.
+    """
     path = Path(path)
     if not path.is_file():
         raise DatasetError(f"{path}: no such file")
@@ -35,28 +119,45 @@ def load_pairs_file(path: str | Path) -> list[dict]:
         if not {"prompt", "chosen", "rejected"} <= set(obj):
             raise DatasetError(f"{where}: expected an object with prompt, chosen and rejected")
         rows.append(
-            {
-                "id": str(obj.get("id", f"row-{n}")),
-                "prompt": as_messages(obj["prompt"], f"{where}: prompt"),
-                "chosen": last_text(as_messages(obj["chosen"], f"{where}: chosen", role="assistant")),
-                "rejected": last_text(as_messages(obj["rejected"], f"{where}: rejected", role="assistant")),
-            }
+            PairRow(
+                id=str(obj.get("id", f"row-{n}")),
+                prompt=as_messages(obj["prompt"], f"{where}: prompt"),
+                chosen=last_text(as_messages(obj["chosen"], f"{where}: chosen", role="assistant")),
+                rejected=last_text(as_messages(obj["rejected"], f"{where}: rejected", role="assistant")),
+            )
         )
     if not rows:
         raise DatasetError(f"{path}: no rows")
     return rows
 
 
-def select(rows: list[dict], limit: int | None, seed: int) -> list[dict]:
-    """A seeded subset of `limit` rows (file order kept), or all rows."""
+def select(rows: list[PairRow], limit: int | None, seed: int) -> list[PairRow]:
+    """A seeded subset of `limit` rows (file order kept), or all rows.
+
+    Args:
+        rows: The rows of a pair file.
+        limit: How many to keep; None or 0 (or at least as many as there are) keeps all.
+        seed: Seed of the draw.
+
+    Returns:
+        The kept rows, in their original order.
+    """
     if not limit or limit >= len(rows):
         return rows
     keep = set(random.Random(seed).sample(range(len(rows)), limit))
     return [r for i, r in enumerate(rows) if i in keep]
 
 
-def to_pair(row: dict, seed: int) -> tuple[Pair, str]:
-    """The judge's pair for a row, and the human label in the pair's terms."""
+def to_pair(row: PairRow, seed: int) -> tuple[Pair, str]:
+    """The judge's pair for a row, and the human label in the pair's terms.
+
+    Args:
+        row: A row of a pair file.
+        seed: Seed of the per-row draw of which response becomes the pair's `a`.
+
+    Returns:
+        The pair (its id the row's) and 'a' or 'b': the side holding the human-preferred response.
+    """
     swap = random.Random(f"{seed}:{row['id']}").random() < 0.5
     a, b = (row["rejected"], row["chosen"]) if swap else (row["chosen"], row["rejected"])
     return Pair(pair_id=row["id"], prompt=row["prompt"], a=a, b=b), ("b" if swap else "a")
@@ -79,8 +180,19 @@ async def _judge_all(
 
 def summarise(
     pairs: list[Pair], humans: dict[str, str], records: dict[str, Judgment], samples: int, seed: int
-) -> dict[str, Any]:
-    """Agreement figures for judged rows; failed judgments are counted and left out."""
+) -> EvalSummary:
+    """Agreement figures for judged rows; failed judgments are counted and left out.
+
+    Args:
+        pairs: The pairs the judge was given.
+        humans: pair id -> the human label in the pair's terms ('a' or 'b').
+        records: pair id -> the judgment; a pair without one counts as failed.
+        samples: Bootstrap resamples per figure.
+        seed: Seed of the resampling.
+
+    Returns:
+        The figures, baselines, position consistency and token counts.
+    """
     ok = [p for p in pairs if p.pair_id in records and records[p.pair_id].status == "ok"]
     p_a = {p.pair_id: float(records[p.pair_id].p_a or 0.0) for p in ok}
     ids = np.array([p.pair_id for p in ok], dtype=object).astype(str)
@@ -106,7 +218,8 @@ def summarise(
         if ok
         else None,
         "tokens": {
-            k: sum(int(getattr(records[p.pair_id], k)) for p in ok) for k in ("prompt_tokens", "completion_tokens")
+            "prompt_tokens": sum(int(records[p.pair_id].prompt_tokens) for p in ok),
+            "completion_tokens": sum(int(records[p.pair_id].completion_tokens) for p in ok),
         },
     }
 
@@ -123,9 +236,34 @@ def evaluate(
     concurrency: int = 64,
     cache: str | None = None,
     api_key_env: str | None = None,
-) -> dict[str, Any]:
-    """Judge every (prompt, chosen, rejected) row and report agreement with the human choice. `api_key_env` names
-    the variable holding the judge's key, for a host other than api.openai.com / api.anthropic.com."""
+) -> EvalReport:
+    """Judge every (prompt, chosen, rejected) row and report agreement with the human choice.
+
+    Which response becomes the pair's `a` is drawn per row (seeded), so the judge sees the human-preferred
+    response first about half of the time.
+
+    Args:
+        pairs_file: A JSONL file of human-labeled pairs (see `load_pairs_file`).
+        judge: The judge model, PROVIDER:MODEL.
+        mode: How the judge decides: logprobs, cot or verdict.
+        orders: Judge each pair in both presentation orders or in one.
+        constitution: A bundled constitution name or a YAML file.
+        limit: Judge a seeded subset of this many rows; None for all.
+        seed: Seed of the subset, the presentation order, the judge and the bootstrap.
+        bootstrap_samples: Bootstrap resamples per figure.
+        concurrency: Judge calls in flight at once.
+        cache: A call cache file; None for none.
+        api_key_env: The variable holding the judge's key, for a host other than api.openai.com /
+            api.anthropic.com.
+
+    Returns:
+        The agreement summary with the settings it was made with.
+
+    Raises:
+        DatasetError: The pair file is missing, has no rows, or has a malformed row.
+        UnknownModel: `judge` names no known provider.
+        ConstitutionError: `constitution` is neither a bundled name nor a readable constitution file.
+    """
     from charter.constitutions import load_constitution
     from charter.preference.config import JudgeSettings
     from charter.providers import get_model
@@ -148,7 +286,8 @@ def evaluate(
 
     records = asyncio.run(go())
     summary = summarise(pairs, humans, records, bootstrap_samples, seed)
-    summary.update(
+    return EvalReport(
+        **summary,
         pairs_file=str(pairs_file),
         judge=judge,
         mode=mode,
@@ -158,4 +297,3 @@ def evaluate(
         seed=seed,
         wall_s=round(time.perf_counter() - started, 1),
     )
-    return summary

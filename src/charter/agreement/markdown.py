@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Mapping
+from typing import Any, Literal
 
 from charter.agreement.summary import AgreementSummary
 
-FIGURES = (
+#: The pairwise figures: key (in `stats.PairwiseFigures`) and name as shown.
+FIGURES: tuple[tuple[Literal["agreement", "agreement_with_ties", "kappa", "kappa_with_ties"], str], ...] = (
     ("agreement", "agreement (no ties)"),
     ("agreement_with_ties", "agreement (with ties)"),
     ("kappa", "Cohen's kappa (no ties)"),
@@ -14,7 +16,7 @@ FIGURES = (
 )
 
 
-def fmt(fig: dict | None) -> str:
+def fmt(fig: Mapping[str, Any] | None) -> str:
     """'0.740 [0.610, 0.850] (n=50)' or 'n/a'."""
     if not fig or fig.get("value") is None:
         return f"n/a (n={fig.get('n', 0) if fig else 0})"

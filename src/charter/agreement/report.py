@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypedDict
 
 import numpy as np
 
@@ -21,6 +22,26 @@ from charter.runs.store import RunStore
 
 class NoLabels(CharterError):
     """There are no human labels to compare the judge with yet."""
+
+
+class GroupFigures(TypedDict):
+    """Judge-vs-human figures of one group of labels (the dict that `summary.GroupFigures` validates)."""
+
+    labels: int
+    """Labels in the group, ties included."""
+    agreement: stats.Figure
+    """Raw agreement, ties excluded."""
+    kappa: stats.Figure
+    """Cohen's kappa, ties excluded."""
+
+
+class PositionConsistency(TypedDict):
+    """How often the judge's two presentation orders picked the same winner (`summary.Consistency`)."""
+
+    rate: float | None
+    """Share of consistent judgments; None without both-order judgments."""
+    n: int
+    """Judgments made in both orders."""
 
 
 @dataclass
@@ -97,9 +118,18 @@ def _subset(obs: Observations, keep: np.ndarray) -> Observations:
     return Observations(*(getattr(obs, f)[keep] for f in Observations.__dataclass_fields__))
 
 
-def breakdown(obs: Observations, key: np.ndarray, config: AgreementConfig) -> dict[str, dict]:
-    """Agreement and kappa (ties excluded) per group."""
-    out = {}
+def breakdown(obs: Observations, key: np.ndarray, config: AgreementConfig) -> dict[str, GroupFigures]:
+    """Agreement and kappa (ties excluded) per group.
+
+    Args:
+        obs: The labels lined up with the judge.
+        key: The group of each observation (a principle id, a confidence bucket), aligned with `obs`.
+        config: Bootstrap samples and seed.
+
+    Returns:
+        group -> its figures, groups in sorted order.
+    """
+    out: dict[str, GroupFigures] = {}
     for group in sorted(set(key.tolist())):
         part = _subset(obs, key == group)
         figures = stats.pairwise_figures(part.human, part.judge, part.pair_ids, config.bootstrap_samples, config.seed)
@@ -116,8 +146,16 @@ def human_codes(store: RunStore) -> dict[str, dict[str, int]]:
     return out
 
 
-def position_consistency(judged: dict[str, JudgedPair], pair_ids: set[str]) -> dict:
-    """Share of the judge's both-order judgments (on the labeled pairs) that pick the same winner."""
+def position_consistency(judged: dict[str, JudgedPair], pair_ids: set[str]) -> PositionConsistency:
+    """Share of the judge's both-order judgments (on the labeled pairs) that pick the same winner.
+
+    Args:
+        judged: pair id -> the pair with its judgment.
+        pair_ids: The labeled pairs; those not in `judged` are passed over.
+
+    Returns:
+        The share and the number of both-order judgments it rests on.
+    """
     flags = [judged[p].judgment.position_consistent for p in pair_ids if p in judged]
     flags = [f for f in flags if f is not None]
     return {"rate": float(np.mean(flags)) if flags else None, "n": len(flags)}
@@ -138,7 +176,7 @@ def compute_summary(store: RunStore, config: AgreementConfig) -> AgreementSummar
     fingerprints = store.fingerprints()
     return AgreementSummary.model_validate(
         {
-            "computed_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+            "computed_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
             "judge_fingerprint": fingerprints.judge if fingerprints else None,
             "sampled_pairs": len(sampled),
             "labels": len(labels),

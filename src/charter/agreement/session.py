@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, NotRequired, TypedDict
 
 from charter.agreement.labels import LabelError, check_annotator, judged_pairs, put_label, to_pair_terms
 from charter.runs import labels as stored
@@ -15,8 +15,72 @@ from charter.runs.store import RunStore
 CHOICES = {"A": "first", "B": "second", "tie": "tie", "skip": "skip"}
 
 
-def principle_texts(run_dir: Path) -> dict[str, dict[str, str]]:
-    """principle id -> {comparison, description} from the run's constitution.yaml (empty if unreadable)."""
+class PrincipleText(TypedDict):
+    """What a principle asks, from the run's constitution."""
+
+    comparison: str
+    """The judge's multiple-choice question, e.g. 'Which response is less harmful?'."""
+    description: str
+    """What the principle asks for, in one or two sentences."""
+
+
+class ShownPrinciple(TypedDict):
+    """The principle a pair is judged by, as the page shows it."""
+
+    id: str
+    """The principle id."""
+    comparison: NotRequired[str]
+    """The judge's question; absent when the run's constitution cannot be read or lacks the principle."""
+    description: NotRequired[str]
+    """What the principle asks for; absent when `comparison` is."""
+
+
+class ShownItem(TypedDict):
+    """A pair as the labeling page and the terminal UI show it: A is the response shown first."""
+
+    pair_id: str
+    """The pair."""
+    position: int
+    """Its place in the labeling order."""
+    prompt: list[dict[str, Any]]
+    """The prompt's messages, each {role, content}."""
+    principle: ShownPrinciple
+    """The principle to judge by."""
+    A: str
+    """The response shown first."""
+    B: str
+    """The response shown second."""
+
+
+class Progress(TypedDict):
+    """How far an annotator is through the sample."""
+
+    done: int
+    """Pairs labeled (skips included)."""
+    total: int
+    """Pairs in the sample."""
+
+
+class LabelState(TypedDict):
+    """What the labeling page needs to draw itself (JSON for the page)."""
+
+    annotator: str
+    """Who is labeling."""
+    progress: Progress
+    """How far they are."""
+    item: ShownItem | None
+    """The next pair to label; None when all are done."""
+
+
+def principle_texts(run_dir: Path) -> dict[str, PrincipleText]:
+    """principle id -> {comparison, description} from the run's constitution.yaml.
+
+    Args:
+        run_dir: The run directory.
+
+    Returns:
+        The texts by principle id; empty when the run has no constitution.yaml or it cannot be read.
+    """
     path = RunFiles(run_dir).constitution_path
     if not path.exists():
         return {}
@@ -26,7 +90,7 @@ def principle_texts(run_dir: Path) -> dict[str, dict[str, str]]:
         constitution = load_constitution(path)
     except Exception:  # a report helper: the page still works with ids only
         return {}
-    return {p.id: {"comparison": p.comparison, "description": p.description} for p in constitution.principles}
+    return {p.id: PrincipleText(comparison=p.comparison, description=p.description) for p in constitution.principles}
 
 
 class LabelSession:
@@ -44,27 +108,40 @@ class LabelSession:
     def labeled(self) -> dict[str, str]:
         return {r.pair_id: r.label for r in stored.labels(self.store, self.annotator)}
 
-    def progress(self) -> dict[str, int]:
+    def progress(self) -> Progress:
+        """Pairs this annotator has labeled, of the sample."""
         return {"done": len(self.labeled()), "total": len(self.sample)}
 
-    def next_item(self) -> dict[str, Any] | None:
-        """The first sampled pair this annotator has not labeled, as shown on screen; None when done."""
+    def next_item(self) -> ShownItem | None:
+        """The first sampled pair this annotator has not labeled, as shown on screen.
+
+        Returns:
+            The pair as `item` shows it; None when every sampled pair (that is still judged) is labeled.
+        """
         done = self.labeled()
         for row in self.sample:
             if row.pair_id not in done and row.pair_id in self.pairs:
                 return self.item(row)
         return None
 
-    def item(self, row: SpotSample) -> dict[str, Any]:
-        """The pair as the page shows it (JSON for the page): A is the response shown first."""
+    def item(self, row: SpotSample) -> ShownItem:
+        """The pair as the page shows it (JSON for the page): A is the response shown first.
+
+        Args:
+            row: A row of the spot-check sample whose pair is judged.
+
+        Returns:
+            The pair in screen terms, with its principle's texts when the constitution has them.
+        """
         pair = self.pairs[row.pair_id].pair
         first, second = (pair.a, pair.b) if row.shown_order == "ab" else (pair.b, pair.a)
-        texts = self.principles.get(row.principle_id, {})
+        texts = self.principles.get(row.principle_id)
+        principle = ShownPrinciple(id=row.principle_id, **texts) if texts else ShownPrinciple(id=row.principle_id)
         return {
             "pair_id": row.pair_id,
             "position": row.position,
             "prompt": [m.model_dump() for m in pair.prompt],
-            "principle": {"id": row.principle_id, **texts},
+            "principle": principle,
             "A": first,
             "B": second,
         }
@@ -81,5 +158,6 @@ class LabelSession:
     def undo(self) -> str | None:
         return stored.undo_last(self.store, self.annotator)
 
-    def state(self) -> dict[str, Any]:
+    def state(self) -> LabelState:
+        """The annotator, their progress and the next pair, for the page."""
         return {"annotator": self.annotator, "progress": self.progress(), "item": self.next_item()}

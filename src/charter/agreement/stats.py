@@ -9,13 +9,49 @@ from __future__ import annotations
 import math
 import warnings
 from collections.abc import Callable, Sequence
-from typing import Literal
+from typing import Literal, TypedDict
 
 import numpy as np
 
 CODES = {"a": 0, "b": 1, "tie": 2}
 TIE = 2
-Figure = dict  # {"value": float | None, "ci": [low, high] | None, "n": int}
+
+
+class Figure(TypedDict):
+    """A point estimate with its 95% bootstrap interval (the dict that `summary.Figure` validates)."""
+
+    value: float | None
+    """The estimate; None when undefined (no data, or one category on both sides)."""
+    ci: list[float] | None
+    """[low, high] of the 95% percentile interval over resampled pairs; None when there is no honest one."""
+    n: int
+    """Observations the estimate rests on."""
+
+
+class PairwiseFigures(TypedDict):
+    """Agreement and Cohen's kappa of two label arrays, with and without ties."""
+
+    agreement: Figure
+    """Raw agreement on observations where neither side says tie."""
+    agreement_with_ties: Figure
+    """Raw agreement over all observations, tie as a third category."""
+    kappa: Figure
+    """Cohen's kappa on observations where neither side says tie."""
+    kappa_with_ties: Figure
+    """Cohen's kappa over all observations, tie as a third category."""
+
+
+class HumanHumanFigures(TypedDict):
+    """Agreement among human annotators (the dict that `summary.HumanHuman` validates)."""
+
+    comparisons: int
+    """(annotator, annotator) comparisons on a shared pair."""
+    agreement: Figure
+    """Raw agreement of those comparisons, ties excluded."""
+    agreement_with_ties: Figure
+    """Raw agreement of those comparisons, tie as a third category."""
+    krippendorff_alpha: Figure
+    """Krippendorff's alpha (nominal) over all annotators."""
 
 
 def _finite(value: float) -> float | None:
@@ -105,14 +141,37 @@ def cluster_bootstrap(
 def figure(
     point: float, stat: Callable[[np.ndarray], float], clusters: np.ndarray, n: int, samples: int, seed: int
 ) -> Figure:
-    """A point estimate with its bootstrap interval and the number of observations it rests on."""
+    """A point estimate with its bootstrap interval and the number of observations it rests on.
+
+    Args:
+        point: The estimate on all the data; NaN or infinite when undefined.
+        stat: The estimate on a resample, given the indices of its observations.
+        clusters: The cluster (pair id) of each observation; the bootstrap resamples clusters.
+        n: Observations the estimate rests on.
+        samples: Bootstrap resamples.
+        seed: Seed of the resampling.
+
+    Returns:
+        The figure: value None (and no interval) when `point` is not finite.
+    """
     value = _finite(point)
     ci = cluster_bootstrap(stat, clusters, samples, seed) if value is not None else None
     return {"value": value, "ci": ci, "n": int(n)}
 
 
-def pairwise_figures(h: np.ndarray, j: np.ndarray, clusters: np.ndarray, samples: int, seed: int) -> dict:
-    """Agreement and kappa, with and without ties, of two label arrays (one entry per observation)."""
+def pairwise_figures(h: np.ndarray, j: np.ndarray, clusters: np.ndarray, samples: int, seed: int) -> PairwiseFigures:
+    """Agreement and kappa, with and without ties, of two label arrays (one entry per observation).
+
+    Args:
+        h: One side's codes (a=0, b=1, tie=2), e.g. the human labels.
+        j: The other side's codes, aligned with `h`, e.g. the judge's picks.
+        clusters: The pair id of each observation; the bootstrap resamples pairs.
+        samples: Bootstrap resamples per figure.
+        seed: Seed of the resampling.
+
+    Returns:
+        The four figures; those without ties rest on the observations where neither side says tie.
+    """
     n_dec = int(decisive(h, j).sum())
     return {
         "agreement": figure(agreement(h, j), lambda i: agreement(h[i], j[i]), clusters, n_dec, samples, seed),
@@ -161,8 +220,17 @@ def human_pairs(labels: dict[str, dict[str, int]]) -> tuple[np.ndarray, np.ndarr
     return np.array(xs, dtype=int), np.array(ys, dtype=int), np.array(units, dtype=object)
 
 
-def human_human(labels: dict[str, dict[str, int]], samples: int, seed: int) -> dict | None:
-    """Human-human agreement (pairwise over annotators) and Krippendorff's alpha; None with < 2 annotators."""
+def human_human(labels: dict[str, dict[str, int]], samples: int, seed: int) -> HumanHumanFigures | None:
+    """Human-human agreement (pairwise over annotators) and Krippendorff's alpha.
+
+    Args:
+        labels: annotator -> {pair id: code} (a=0, b=1, tie=2).
+        samples: Bootstrap resamples per figure.
+        seed: Seed of the resampling.
+
+    Returns:
+        The figures, all empty when no two annotators share a pair; None with fewer than 2 annotators.
+    """
     if len(labels) < 2:
         return None
     x, y, units = human_pairs(labels)

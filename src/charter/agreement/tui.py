@@ -11,13 +11,20 @@ from rich.console import Console
 from rich.panel import Panel
 from rich.text import Text
 
-from charter.agreement.session import LabelSession
+from charter.agreement.session import LabelSession, Progress, ShownItem
 
 KEYS = {"1": "A", "a": "A", "2": "B", "b": "B", "3": "tie", "t": "tie", "s": "skip"}
 HELP = "[1/a] A better  [2/b] B better  [3/t] tie  [s] skip  [u] undo  [q] quit"
 
 
-def show_item(console: Console, item: dict, progress: dict) -> None:
+def show_item(console: Console, item: ShownItem, progress: Progress) -> None:
+    """Print a pair as the annotator sees it: the principle, the prompt, then responses A and B.
+
+    Args:
+        console: Where to print.
+        item: The pair in screen terms.
+        progress: The annotator's progress, for the heading.
+    """
     console.rule(Text(f"pair {progress['done'] + 1} of {progress['total']}  ({item['pair_id']})"))
     principle = item["principle"]
     console.print(
@@ -29,8 +36,20 @@ def show_item(console: Console, item: dict, progress: dict) -> None:
     console.print(Panel(Text(item["B"]), title="Response B"))
 
 
-def run_tui(session: LabelSession, console: Console, stdin: TextIO) -> dict:
-    """Label until done, 'q' or end of input; returns the annotator's progress."""
+def run_tui(session: LabelSession, console: Console, stdin: TextIO) -> Progress:
+    """Label until done, 'q' or end of input.
+
+    Args:
+        session: The annotator's labeling session.
+        console: Where to show the pairs and messages.
+        stdin: Where the keys come from, one per line.
+
+    Returns:
+        The annotator's progress when labeling stopped.
+
+    Raises:
+        LabelError: A pair left the run or its spot-check sample after the session began.
+    """
     while True:
         item = session.next_item()
         if item is None:

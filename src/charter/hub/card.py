@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -213,7 +214,7 @@ def card_context(
     }
 
 
-def card_data(run: RunData, configs: list[dict], n_rows: int, license: str) -> DatasetCardData:
+def card_data(run: RunData, configs: Sequence[Mapping[str, Any]], n_rows: int, license: str) -> DatasetCardData:
     """The YAML metadata block."""
     name = run.manifest.settings.constitution.name
     return DatasetCardData(
@@ -231,7 +232,7 @@ def build_card(
     run: RunData,
     published: list[PreferenceRow],
     repo_id: str,
-    configs: list[dict],
+    configs: Sequence[Mapping[str, Any]],
     splits: dict[str, dict[str, int]],
     gate: GateResult,
     license: str = "other",

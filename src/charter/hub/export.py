@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NotRequired, TypedDict
 
 import numpy as np
 import yaml
@@ -105,19 +105,33 @@ def configurations(run: RunData, test_size: float, seed: int) -> dict[str, dict[
     return configs
 
 
-def card_configs(splits: dict[str, dict[str, int]]) -> list[dict]:
+class DataFiles(TypedDict):
+    split: str
+    path: str
+
+
+class CardConfig(TypedDict):
+    """One entry of a dataset card's `configs:` metadata (the Hub's format)."""
+
+    config_name: str
+    data_files: list[DataFiles]
+    default: NotRequired[bool]
+
+
+def card_configs(splits: dict[str, dict[str, int]]) -> list[CardConfig]:
     """The `configs:` metadata that tells the Hub (and `load_dataset`) which files make which split."""
-    return [
-        {
-            "config_name": config,
-            "data_files": [{"split": split, "path": data_path(config, split)} for split in parts],
-            **({"default": True} if config == "preferences" else {}),
-        }
-        for config, parts in splits.items()
-    ]
+    configs = []
+    for config, parts in splits.items():
+        entry = CardConfig(
+            config_name=config, data_files=[DataFiles(split=split, path=data_path(config, split)) for split in parts]
+        )
+        if config == "preferences":
+            entry["default"] = True
+        configs.append(entry)
+    return configs
 
 
-def _row(record: Any) -> dict:
+def _row(record: Any) -> dict[str, Any]:
     return record.to_row() if hasattr(record, "to_row") else record.model_dump(mode="json")
 
 

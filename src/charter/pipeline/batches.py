@@ -9,10 +9,10 @@ from typing import Any
 from charter.errors import ConfigError
 from charter.pipeline.config import RunConfig
 from charter.providers.batch import cancel_batches
-from charter.runs.store import open_store
+from charter.runs.store import BatchState, open_store
 
 
-def run_batches(run_dir: str | Path, open_only: bool = False) -> list[dict[str, Any]]:
+def run_batches(run_dir: str | Path, open_only: bool = False) -> list[BatchState]:
     """The batches a run submitted, oldest first (open: not yet ended at the provider, as last seen)."""
     store = open_store(run_dir)
     try:

@@ -451,7 +451,7 @@ def report_data(store: RunStore, files: RunFiles) -> dict[str, Any]:
     return {
         "run_id": store.meta("run_id"),
         "created_at": store.meta("created_at"),
-        "generated_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "generated_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "constitution": constitution,
         "models": settings.models if settings else {},
         "settings": settings_lines(settings),

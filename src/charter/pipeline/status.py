@@ -8,16 +8,91 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
 from charter.preference.manifest import current_settings, dataset_manifest
 from charter.providers.batch import ENDED
-from charter.runs.counts import COUNT_LABELS, filter_steps, ordered_counts
+from charter.records import UsageRow
+from charter.runs.counts import COUNT_LABELS, FilterStep, filter_steps, ordered_counts
 from charter.runs.files import RunFiles
 from charter.runs.lock import holder
-from charter.runs.store import RunStore, open_store
+from charter.runs.store import BatchState, RunStore, open_store
 
-__all__ = ["filter_steps", "ordered_counts", "print_status", "run_counts", "status"]
+__all__ = ["RunStatus", "filter_steps", "ordered_counts", "print_status", "run_counts", "status"]
+
+
+class StageProgress(TypedDict):
+    """One stage's row in the status."""
+
+    stage: str
+    status: str
+    """running, done, failed, stopped, or "interrupted (...)" when no process holds a stage marked running."""
+    started_at: float | None
+    finished_at: float | None
+    elapsed_s: float | None
+    """Seconds from start to finish (to now while it runs)."""
+    done: int | None
+    """Items finished, where known."""
+    total: int | None
+    """Items in all, where known."""
+    counts: dict[str, Any]
+    """The stage's own counts as it recorded them."""
+
+
+class ShownFailure(TypedDict):
+    """One failing item, with its error and the start of the raw reply."""
+
+    stage: str
+    item_id: str
+    kind: str
+    error: str
+    raw: str | None
+    """The raw reply, cut to `raw_chars` characters."""
+    runs: int
+    """In how many run sessions it failed."""
+    quarantined: bool
+    """Failed in `quarantine_after` sessions: not tried again."""
+
+
+class FailureSummary(TypedDict):
+    """The items still failing, by stage, with the first few shown."""
+
+    total: int
+    by_stage: dict[str, int]
+    first: list[ShownFailure]
+    resolved: int
+    """Items that failed before and then succeeded."""
+    quarantined: int
+
+
+class UsageSummary(TypedDict):
+    """Tokens and cost per (role, model), and their totals."""
+
+    rows: list[UsageRow]
+    totals: dict[str, float]
+    """calls, cached, retries, prompt_tokens, completion_tokens and cost_usd summed over the rows."""
+
+
+class RunStatus(TypedDict):
+    """Where a run stands (`charter status`, `charter status --json`)."""
+
+    run_dir: str
+    run_id: str | None
+    created_at: str | None
+    constitution: dict[str, Any] | None
+    """The constitution's name, hash and principle ids."""
+    models: dict[str, str]
+    """Model id per role."""
+    stages: list[StageProgress]
+    counts: dict[str, int]
+    """Per-stage counts (labels in charter.runs.counts.COUNT_LABELS)."""
+    filters: list[FilterStep]
+    failures: FailureSummary
+    usage: UsageSummary
+    notes: list[str]
+    """What a reader should know about the run's settings (config changes, older items kept)."""
+    batches: list[BatchState]
+
 
 #: stage -> (SQL counting the finished items, SQL counting all items so far), given the fingerprints in effect
 _PROGRESS = {
@@ -81,15 +156,15 @@ def run_counts(store: RunStore) -> dict[str, int]:
     return counts
 
 
-def usage_summary(store: RunStore) -> dict[str, Any]:
+def usage_summary(store: RunStore) -> UsageSummary:
     """Tokens and cost per (role, model) and their totals."""
     rows = store.usage()
     fields = ("calls", "cached", "retries", "prompt_tokens", "completion_tokens", "cost_usd")
-    totals = {f: sum(getattr(r, f) or 0 for r in rows) for f in fields}
-    return {"rows": rows, "totals": totals}
+    totals: dict[str, float] = {f: sum(getattr(r, f) or 0 for r in rows) for f in fields}
+    return UsageSummary(rows=rows, totals=totals)
 
 
-def failure_summary(store: RunStore, first: int = 5, raw_chars: int = 400) -> dict[str, Any]:
+def failure_summary(store: RunStore, first: int = 5, raw_chars: int = 400) -> FailureSummary:
     """Items still failing (their latest failure; by stage), how many failed before and then succeeded, those
     quarantined (failed in `quarantine_after` runs: not tried again), and the first few with error and raw text."""
     latest: dict[tuple, Any] = {}
@@ -112,26 +187,26 @@ def failure_summary(store: RunStore, first: int = 5, raw_chars: int = 400) -> di
         if raw is not None and len(raw) > raw_chars:
             raw = raw[:raw_chars] + f"… ({len(stored.failure.raw or '')} characters)"
         shown.append(
-            {
-                "stage": stored.stage,
-                "item_id": stored.item_id,
-                "kind": stored.failure.kind,
-                "error": stored.failure.message,
-                "raw": raw,
-                "runs": len(sessions[key]),
-                "quarantined": len(sessions[key]) >= limit,
-            }
+            ShownFailure(
+                stage=stored.stage,
+                item_id=stored.item_id,
+                kind=stored.failure.kind,
+                error=stored.failure.message,
+                raw=raw,
+                runs=len(sessions[key]),
+                quarantined=len(sessions[key]) >= limit,
+            )
         )
-    return {
-        "total": len(latest),
-        "by_stage": dict(sorted(by_stage.items())),
-        "first": shown,
-        "resolved": len(resolved - set(latest)),
-        "quarantined": sum(1 for key in latest if len(sessions[key]) >= limit),
-    }
+    return FailureSummary(
+        total=len(latest),
+        by_stage=dict(sorted(by_stage.items())),
+        first=shown,
+        resolved=len(resolved - set(latest)),
+        quarantined=sum(1 for key in latest if len(sessions[key]) >= limit),
+    )
 
 
-def stage_progress(store: RunStore, now: float | None = None) -> list[dict[str, Any]]:
+def stage_progress(store: RunStore, now: float | None = None) -> list[StageProgress]:
     """One row per stage recorded in the store: status, elapsed seconds, done/total where known."""
     now = now or time.time()
     fp = store.fingerprints()
@@ -149,16 +224,16 @@ def stage_progress(store: RunStore, now: float | None = None) -> list[dict[str, 
         if status == "running" and gone:
             status = "interrupted (its process ended without a word: killed?)"
         rows.append(
-            {
-                "stage": name,
-                "status": status,
-                "started_at": started,
-                "finished_at": finished,
-                "elapsed_s": ((finished or now) - started) if started else None,
-                "done": done,
-                "total": total,
-                "counts": counts,
-            }
+            StageProgress(
+                stage=name,
+                status=status,
+                started_at=started,
+                finished_at=finished,
+                elapsed_s=((finished or now) - started) if started else None,
+                done=done,
+                total=total,
+                counts=counts,
+            )
         )
     return sorted(rows, key=lambda r: r["started_at"] or float("inf"))
 
@@ -190,25 +265,36 @@ def settings_notes(store: RunStore) -> list[str]:
     return notes
 
 
-def status(run_dir: str | Path) -> dict[str, Any]:
-    """Where a run stands: identity, stage progress, counts, failures, tokens and cost, settings notes."""
+def status(run_dir: str | Path) -> RunStatus:
+    """Where a run stands, read from its run store alone (safe while the run writes, and after it was cut off).
+
+    Args:
+        run_dir: The run directory.
+
+    Returns:
+        Its identity, stage progress, counts, filters, failures, tokens and cost, settings notes and provider
+        batches.
+
+    Raises:
+        RunStoreError: The directory holds no run store, or one this version cannot read.
+    """
     with open_store(run_dir) as store:
         counts = run_counts(store)
         settings = current_settings(store)
-        return {
-            "run_dir": str(Path(run_dir)),
-            "run_id": store.meta("run_id"),
-            "created_at": store.meta("created_at"),
-            "constitution": store.meta("constitution"),
-            "models": settings.models if settings else {},
-            "stages": stage_progress(store),
-            "counts": counts,
-            "filters": filter_steps(counts),
-            "failures": failure_summary(store),
-            "usage": usage_summary(store),
-            "notes": settings_notes(store),
-            "batches": store.batches(),
-        }
+        return RunStatus(
+            run_dir=str(Path(run_dir)),
+            run_id=store.meta("run_id"),
+            created_at=store.meta("created_at"),
+            constitution=store.meta("constitution"),
+            models=settings.models if settings else {},
+            stages=stage_progress(store),
+            counts=counts,
+            filters=filter_steps(counts),
+            failures=failure_summary(store),
+            usage=usage_summary(store),
+            notes=settings_notes(store),
+            batches=store.batches(),
+        )
 
 
 # -- rendering -----------------------------------------------------------------------------------------
@@ -222,7 +308,7 @@ def _duration(seconds: float | None) -> str:
     return f"{hours}h{minutes:02d}m" if hours else f"{minutes}m{secs:02d}s" if minutes else f"{secs}s"
 
 
-def _progress_text(row: dict[str, Any]) -> str:
+def _progress_text(row: StageProgress) -> str:
     done, total = row["done"], row["total"]
     if done is None:
         return ""
@@ -231,7 +317,7 @@ def _progress_text(row: dict[str, Any]) -> str:
     return f"{done}/{total} ({100 * done / total:.0f}%)"
 
 
-def _stage_table(data: dict[str, Any]):
+def _stage_table(data: RunStatus):
     from rich.table import Table
 
     colours = {"done": "green", "running": "yellow", "failed": "red", "interrupted": "red"}
@@ -258,7 +344,7 @@ _ZERO_HIDDEN = {
 }
 
 
-def _counts_table(data: dict[str, Any]):
+def _counts_table(data: RunStatus):
     from rich.table import Table
 
     table = Table(title="Counts", title_justify="left")
@@ -273,7 +359,7 @@ def _counts_table(data: dict[str, Any]):
     return table
 
 
-def _usage_table(data: dict[str, Any]):
+def _usage_table(data: RunStatus):
     from rich.table import Table
 
     table = Table(title="Tokens and cost", title_justify="left")
@@ -306,7 +392,7 @@ def _usage_table(data: dict[str, Any]):
     return table
 
 
-def _failures_text(data: dict[str, Any]):
+def _failures_text(data: RunStatus):
     from rich.text import Text
 
     failures = data["failures"]
@@ -327,7 +413,7 @@ def _failures_text(data: dict[str, Any]):
     return text
 
 
-def print_status(run_dir: str | Path, console: Any = None) -> dict[str, Any]:
+def print_status(run_dir: str | Path, console: Any = None) -> RunStatus:
     """Print a run's status with rich (the `charter status` command); returns the status dict."""
     from rich.console import Console
     from rich.text import Text
@@ -344,7 +430,7 @@ def print_status(run_dir: str | Path, console: Any = None) -> dict[str, Any]:
     console.print(header)
     if data["stages"]:
         console.print(_stage_table(data))
-        reasons = {row["counts"].get("reason") for row in data["stages"] if row["counts"].get("reason")}
+        reasons = {str(row["counts"]["reason"]) for row in data["stages"] if row["counts"].get("reason")}
         for reason in sorted(reasons):
             console.print(Text(f"stopped: {reason}", style="red"))
     else:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NotRequired, TypedDict
 
 from charter.errors import TrainingError
 
@@ -73,21 +73,33 @@ def accuracy(chosen: Sequence[float], rejected: Sequence[float]) -> float | None
     return wins / len(chosen)
 
 
-def distribution(values: Sequence[float]) -> dict[str, Any]:
+class Distribution(TypedDict):
+    """Summary of a set of values; with none, only `n` (0)."""
+
+    n: int
+    mean: NotRequired[float]
+    std: NotRequired[float]
+    min: NotRequired[float]
+    max: NotRequired[float]
+    quantiles: NotRequired[dict[str, float]]
+    """Quantile (as text, e.g. "0.5") -> value."""
+
+
+def distribution(values: Sequence[float]) -> Distribution:
     """Mean, std, min, max and quantiles."""
     import numpy as np
 
     if not values:
-        return {"n": 0}
+        return Distribution(n=0)
     arr = np.asarray(values, dtype=float)
-    return {
-        "n": int(arr.size),
-        "mean": float(arr.mean()),
-        "std": float(arr.std()),
-        "min": float(arr.min()),
-        "max": float(arr.max()),
-        "quantiles": {str(q): float(np.quantile(arr, q)) for q in QUANTILES},
-    }
+    return Distribution(
+        n=int(arr.size),
+        mean=float(arr.mean()),
+        std=float(arr.std()),
+        min=float(arr.min()),
+        max=float(arr.max()),
+        quantiles={str(q): float(np.quantile(arr, q)) for q in QUANTILES},
+    )
 
 
 def histogram(chosen: Sequence[float], rejected: Sequence[float], path: Path, title: str) -> Path | None:

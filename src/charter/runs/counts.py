@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Mapping
+from typing import Any, TypedDict
 
 #: count keys in the order status, report and card show them, with their labels
 COUNT_LABELS: dict[str, str] = {
@@ -54,16 +55,27 @@ def ordered_counts(counts: dict[str, Any]) -> list[tuple[str, int]]:
     return known + extra
 
 
-def filter_steps(counts: dict[str, Any]) -> list[dict[str, Any]]:
+class FilterStep(TypedDict):
+    """One step of the dataset filters' waterfall."""
+
+    step: str
+    """The filter's label ("before filters" for the first row)."""
+    dropped: int | None
+    """Rows it dropped (None on the first row)."""
+    remaining: int
+    """Rows left after it."""
+
+
+def filter_steps(counts: Mapping[str, Any]) -> list[FilterStep]:
     """The dataset filters as a waterfall: rows dropped by each filter and the rows left after it."""
     left = counts.get("preferences_before_filters")
     if left is None:
         return []
-    steps: list[dict[str, Any]] = [{"step": "before filters", "dropped": None, "remaining": left}]
+    steps = [FilterStep(step="before filters", dropped=None, remaining=left)]
     others = sorted(k for k in counts if k.startswith("dropped_") and k not in FILTER_LABELS)
     for key in [*FILTER_LABELS, *others]:
         if key in counts:
             left -= counts[key]
             label = FILTER_LABELS.get(key) or key.removeprefix("dropped_").replace("_", " ")
-            steps.append({"step": label, "dropped": counts[key], "remaining": left})
+            steps.append(FilterStep(step=label, dropped=counts[key], remaining=left))
     return steps

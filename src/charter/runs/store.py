@@ -28,7 +28,7 @@ import threading
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypedDict, TypeVar
 
 from pydantic import BaseModel
 
@@ -150,6 +150,31 @@ class ConfigChange(Record):
     """`{key, old, new}` per changed setting (dotted keys)."""
     fingerprints: Fingerprints
     """The fingerprints in effect from then on."""
+
+
+class StageState(TypedDict):
+    """A stage as the store records it."""
+
+    status: str
+    """running, done, failed or stopped."""
+    started_at: float | None
+    """Seconds since the epoch."""
+    finished_at: float | None
+    """Seconds since the epoch; None while it runs (or if its process ended without finishing it)."""
+    counts: dict[str, Any]
+    """What the stage counted (done, total, its own counts; `reason` when it stopped early)."""
+
+
+class BatchState(TypedDict):
+    """A provider batch the run submitted."""
+
+    batch_id: str
+    model: str
+    state: str
+    """The provider's state, as last seen (submitted, in_progress, ended, ...)."""
+    requests: int
+    submitted_at: float
+    updated_at: float
 
 
 class RunStore:
@@ -572,10 +597,11 @@ class RunStore:
             [(stage, status, started, finished, json.dumps(counts or {}))],
         )
 
-    def stages(self) -> dict[str, dict]:
+    def stages(self) -> dict[str, StageState]:
+        """Each stage recorded in the store, by name: its status, start and end times and its counts."""
         rows = self.execute("SELECT stage, status, started_at, finished_at, counts FROM stages")
         return {
-            s: {"status": st, "started_at": a, "finished_at": b, "counts": json.loads(c or "{}")}
+            s: StageState(status=st, started_at=a, finished_at=b, counts=json.loads(c or "{}"))
             for s, st, a, b, c in rows
         }
 
@@ -632,15 +658,17 @@ class RunStore:
         row = self.execute("SELECT batch_id FROM batch_requests WHERE key = ?", (key,))
         return row[0][0] if row else None
 
-    def batches(self, open_only: bool = False) -> list[dict[str, Any]]:
+    def batches(self, open_only: bool = False) -> list[BatchState]:
         """The provider batches this run submitted (open: not yet ended), oldest first."""
         from charter.providers.batch import ENDED
 
         rows = self.execute(
             "SELECT batch_id, model, state, requests, submitted_at, updated_at FROM batches ORDER BY submitted_at"
         )
-        keys = ("batch_id", "model", "state", "requests", "submitted_at", "updated_at")
-        found: list[dict[str, Any]] = [dict(zip(keys, row)) for row in rows]
+        found = [
+            BatchState(batch_id=b, model=m, state=st, requests=n, submitted_at=sub, updated_at=up)
+            for b, m, st, n, sub, up in rows
+        ]
         return [b for b in found if b["state"] not in ENDED] if open_only else found
 
 
