@@ -87,6 +87,15 @@ class FatalProviderError(ProviderError):
     it stops the run instead of failing items one by one."""
 
 
+class JudgeParseError(CharterError):
+    """The judge's answer named neither option, or held no score on the scale: the item's judgment fails with
+    the raw text (never a default value)."""
+
+    def __init__(self, message: str, raw: str | None = None, attempts: int = 1) -> None:
+        super().__init__(message)
+        self.raw, self.attempts = raw, attempts
+
+
 class LogprobsUnsupported(CharterError):
     """The backend cannot return next-token probabilities; use judge mode `cot` or `verdict`."""
 

@@ -73,6 +73,12 @@ SECTIONS: tuple[tuple[str, str, tuple[type[BaseModel], ...]], ...] = (
         (SpotSample, records.HumanLabel, records.LabelRow, records.UsageRow, records.CalibrationMap, AgreementSummary),
     ),
     (
+        "Online training",
+        "The reward store: every reward the judge gave during `charter train grpo|rloo` (or through "
+        "`charter.reward_function`), in the run store's `rewards` table of the output directory.",
+        (records.RewardRecord,),
+    ),
+    (
         "Judge audit",
         "Stored in the run (meta `audit`), written to report/audit.json, and shown in the report and "
         "the dataset card. Each `Figure` is a rate with its 95% bootstrap interval over pairs and its n.",

@@ -202,6 +202,11 @@ class Vote(Record):
     """The judge's text for order ab (cot and verdict modes)."""
     rationale_ba: str | None = None
     """The judge's text for order ba."""
+    score_a: float | None = None
+    """Judge mode `score`: `a`'s rubric score under this principle (1 to the scale's top; an expected value when
+    read from log-probabilities); null in the comparison modes."""
+    score_b: float | None = None
+    """Judge mode `score`: `b`'s rubric score under this principle."""
 
 
 class Failure(Record):
@@ -226,10 +231,11 @@ class Judgment(Record):
     """Fingerprint of the judge settings (model, mode, orders, principles, clamp, params, prompt format)."""
     status: Literal["ok", "failed"]
     """`ok` with probabilities, or `failed` with a failure and no probabilities."""
-    mode: Literal["logprobs", "cot", "verdict"]
-    """How the judge answered."""
+    mode: Literal["logprobs", "cot", "verdict", "score"]
+    """How the judge answered: comparing the two (logprobs, cot, verdict) or rating each on a rubric (score)."""
     orders: Literal["both", "one"]
-    """Whether each comparison was asked in both presentation orders."""
+    """Whether each comparison was asked in both presentation orders (`one` for scores: a rating shows one
+    response)."""
     judge_model: str
     """Model id of the judge."""
     principle_ids: list[str]
@@ -326,6 +332,10 @@ class ChosenVote(Record):
     """P(chosen better) with the pair's `a` shown second; null with one order."""
     consistent: bool | None = None
     """Both orders picked the same winner."""
+    score_chosen: float | None = None
+    """Judge mode `score`: `chosen`'s rubric score under this principle; null in the comparison modes."""
+    score_rejected: float | None = None
+    """Judge mode `score`: `rejected`'s rubric score under this principle."""
 
 
 class OrderProbs(Record):
@@ -351,7 +361,9 @@ class PreferenceRow(Provenance):
     rejected: list[Message]
     """The other response, as one assistant message."""
     p_chosen: float = Field(ge=0.5, le=1.0)
-    """The judge's probability that `chosen` is better (>= 0.5)."""
+    """The judge's probability that `chosen` is better (>= 0.5). Judge mode `score` gives no probability: there it
+    is 0.5 plus half the normalised score gap, (score_chosen - score_rejected) / (2 (scale - 1)), so 0.5 is a tie and
+    1 the widest gap."""
     p_chosen_calibrated: float | None = Field(default=None, ge=0.0, le=1.0)
     """`p_chosen` mapped through the calibration fitted to human labels; null where none applies."""
     margin: float
@@ -377,13 +389,17 @@ class PreferenceRow(Provenance):
     judge_model: str
     """Model id of the judge."""
     judge_mode: str
-    """logprobs, cot or verdict."""
+    """logprobs, cot, verdict or score."""
     judge_fingerprint: str
     """Fingerprint of the judge settings that labeled the row."""
     chosen_verified: bool | None = None
     """Whether `chosen` passed the prompt's verifier (charter.verify); null when the prompt has none."""
     rejected_verified: bool | None = None
     """Whether `rejected` passed the prompt's verifier; null when the prompt has none."""
+    score_chosen: float | None = None
+    """Judge mode `score`: `chosen`'s rubric score, the mean over the principles; null in the comparison modes."""
+    score_rejected: float | None = None
+    """Judge mode `score`: `rejected`'s rubric score, the mean over the principles."""
 
     JSON_COLUMNS: ClassVar[tuple[str, ...]] = ("per_principle", "per_order")
     LEADING: ClassVar[tuple[str, ...]] = ("prompt", "chosen", "rejected", "p_chosen", "p_chosen_calibrated", "margin")
@@ -409,6 +425,47 @@ class SFTRow(Provenance):
     """Whether the final revision passed the prompt's verifier (charter.verify); null when the prompt has none."""
 
     LEADING: ClassVar[tuple[str, ...]] = ("messages",)
+
+
+# -- online training ------------------------------------------------------------------------------------------
+
+
+class RewardRecord(Record):
+    """One reward the judge gave a completion during online training (GRPO, RLOO): the reward store's row."""
+
+    key: str
+    """What the reward depends on, hashed: settings, prompt, completion (and for `group` the other completions of
+    its group, for `reference` the reference): a repeated key is answered from the store."""
+    step: int | None
+    """The trainer's global step when the reward was computed (None outside a trainer)."""
+    rank: int
+    """The process that computed it (0 without distributed training)."""
+    scoring: Literal["score", "group", "reference"]
+    """`score`: the rubric score; `group`: the win rate in its group; `reference`: P(better than the reference)."""
+    prompt: list[Message]
+    """The prompt."""
+    completion: str
+    """The completion rewarded."""
+    reward: float | None
+    """The reward in 0..1, or None when the judgment failed (TRL then gives the completion no reward)."""
+    principle_ids: list[str]
+    """The principles judged against."""
+    scores: dict[str, float] | None = None
+    """`score`: each principle's rubric score (1..scale)."""
+    scale: int | None = None
+    """`score`: the top of the rubric's scale."""
+    comparisons: int | None = None
+    """`group` and `reference`: the pairwise judgments the reward rests on."""
+    reference: str | None = None
+    """`reference`: the reference answer compared with."""
+    judge_model: str
+    """Model id of the judge."""
+    fingerprint: str
+    """Fingerprint of the reward settings (judge, constitution, scoring, mode, scale, principles)."""
+    cached: bool = False
+    """Every judge call of this reward was answered from the call cache (nothing was paid)."""
+    failure: Failure | None = None
+    """Why there is no reward (reward None only)."""
 
 
 # -- people, money, calibration -------------------------------------------------------------------------------

@@ -34,6 +34,9 @@ class Principle(BaseModel):
     """Asked of the critic after its critique: rewrite the response to meet the principle."""
     comparison: str
     """The judge's multiple-choice question, e.g. 'Which response is less harmful?'."""
+    rating: str | None = None
+    """The judge's question when it rates one response on the rubric's scale (judge mode `score`), e.g. 'How
+    harmless is the response?'; default: how well the response meets the principle."""
     weight: float = Field(default=1.0, gt=0)
     """Relative chance of being sampled for a critique round or a judge ensemble."""
     tags: list[str] = Field(default_factory=list)
@@ -88,6 +91,9 @@ class Constitution(BaseModel):
     """The principles; at least one."""
     examples: list[FewShotExample] = Field(default_factory=list)
     """Few-shot critique/revision examples placed before each critique."""
+    rubric: str | None = None
+    """What the scores of judge mode `score` mean, `{scale}` standing for the top score; default: 1 plainly fails
+    the principle, the top score meets it fully, the scores between grade how far it falls short."""
 
     @field_validator("version", mode="before")
     @classmethod
@@ -111,13 +117,19 @@ class Constitution(BaseModel):
     @property
     def hash(self) -> str:
         """sha256 of the canonical JSON of the parsed constitution: formatting and key order don't matter."""
-        canonical = json.dumps(self.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+        data = self.model_dump(mode="json")
+        _drop_unset_rating_fields(data)  # a constitution without them hashes as it did before they existed
+        canonical = json.dumps(data, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(canonical.encode()).hexdigest()
 
     @property
     def short_hash(self) -> str:
         """The first 12 hex digits of `hash`, for display."""
         return self.hash[:12]
+
+    def rating_question(self, principle_id: str) -> str:
+        """The judge's question when it rates one response under this principle."""
+        return self.principle(principle_id).rating or "How well does the response meet this principle?"
 
     def principle(self, principle_id: str) -> Principle:
         """The principle with this id."""
@@ -130,3 +142,11 @@ class Constitution(BaseModel):
     def principle_ids(self) -> list[str]:
         """All principle ids, in order."""
         return [p.id for p in self.principles]
+
+
+def _drop_unset_rating_fields(data: dict) -> None:
+    if data.get("rubric") is None:
+        data.pop("rubric", None)
+    for principle in data.get("principles", []):
+        if principle.get("rating") is None:
+            principle.pop("rating", None)

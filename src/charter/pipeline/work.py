@@ -10,10 +10,11 @@ from typing import Any
 
 from charter.constitutions import Constitution
 from charter.critique.chain import run_chain
-from charter.errors import FatalProviderError, ProviderError, TooManyFailures
+from charter.errors import FatalProviderError, JudgeParseError, ProviderError, TooManyFailures
 from charter.pipeline.config import RunConfig
-from charter.preference.judge import judge_pair, principles_for
-from charter.preference.pairs import policy_samples, revision_pair, sample_pairs
+from charter.preference.judge import judge_failure, judge_pair, principle_key, principles_for
+from charter.preference.pairs import policy_samples, revision_pair, sample_pair, sample_pairs
+from charter.preference.score import rank_samples
 from charter.providers import ManagedModel
 from charter.records import Chain, Failure, Fingerprints, Pair, Prompt, Sample
 from charter.runs.store import RunStore
@@ -118,7 +119,11 @@ class Work:
         samples = await self._samples(item) if self.fp.samples else []
         if samples:
             self.counts["samples"] += 1
-            pairs += sample_pairs(item.prompt_id, item.messages, samples)
+            if self.settings.mode != "score":
+                pairs += sample_pairs(item.prompt_id, item.messages, samples)
+            elif self.do_judge:
+                scored = await self._best_and_worst(item, samples)
+                pairs += [scored] if scored else []
         for pair in pairs:
             if self._stored_source(pair.pair_id) != pair.source_fingerprint:
                 self.writer.add(pair)
@@ -204,8 +209,34 @@ class Work:
             self.writer.add(sample)
         return samples or []
 
+    async def _best_and_worst(self, item: Prompt, samples: list[Sample]) -> Pair | None:
+        """Mode `score`: rate each sample under the prompt's principles; the pair of the best against the worst
+        (None when the samples hold fewer than two texts, or the rating failed, which is recorded)."""
+        if len({s.text for s in samples}) < 2:
+            return None
+        item_id = f"{item.prompt_id}:samples"
+        if item_id in self.quarantined["judge"]:
+            self.counts["quarantined"] += 1
+            return None
+        ids = principles_for(self.constitution, self.settings, item.prompt_id, self.config.seed)
+        try:
+            ranked = await rank_samples(self.judge, self.constitution, item.messages, samples, ids, self.settings)
+        except FatalProviderError:
+            raise
+        except (JudgeParseError, ProviderError) as exc:
+            self.counts["attempted"] += 1
+            self.counts["items"] += 1
+            self.counts["judge_failures"] += 1
+            self._failed("judge", item_id, self.fp.judge, judge_failure(exc))
+            return None
+        self._succeeded("judge", item_id, self.fp.judge)
+        (best, _), (worst, _) = ranked[0], ranked[-1]
+        if best.text == worst.text:
+            worst = next(s for s, _ in reversed(ranked) if s.text != best.text)
+        return sample_pair(item.prompt_id, item.messages, best, worst)
+
     async def _judge(self, pair: Pair) -> None:
-        ids = principles_for(self.constitution, self.settings, pair.pair_id, self.config.seed)
+        ids = principles_for(self.constitution, self.settings, principle_key(pair, self.settings), self.config.seed)
         self.counts["attempted"] += 1
         judgment = await judge_pair(self.judge, self.constitution, pair, self.settings, ids, self.fp.judge)
         self.writer.add(judgment)

@@ -8,10 +8,13 @@ from pydantic import Field, model_validator
 
 from charter.providers.base import SamplingParams
 from charter.providers.config import RoleConfig
-from charter.yamlio import ConfigModel
+from charter.yamlio import ConfigModel, LocatedValueError
 
-#: How the judge answers: option-token probabilities, reasoning then a verdict, or one letter.
-JudgeMode = Literal["logprobs", "cot", "verdict"]
+#: How the judge answers: option-token probabilities, reasoning then a verdict, one letter, or a rubric score of
+#: each response.
+JudgeMode = Literal["logprobs", "cot", "verdict", "score"]
+#: How a rubric score is read: the expected score over the score tokens, or the number in a reasoned or bare reply.
+RatingMode = Literal["logprobs", "cot", "verdict"]
 #: Whether each comparison is asked with the responses in both orders or in one.
 Orders = Literal["both", "one"]
 
@@ -20,7 +23,14 @@ class JudgeSettings(ConfigModel):
     """How the judge compares two responses."""
 
     mode: JudgeMode = "logprobs"
-    """`logprobs`: option-token probabilities; `cot`: reasoning then a verdict; `verdict`: one letter."""
+    """`logprobs`: option-token probabilities; `cot`: reasoning then a verdict; `verdict`: one letter; `score`: each
+    response rated alone on the constitution's rubric, 1 to `scale` (pointwise; `rating` says how it is read)."""
+    scale: int = Field(default=5, ge=2, le=10)
+    """Mode `score`: the top of the rubric's scale (scores run 1..scale); at most 9 when `rating` is logprobs, so
+    that every score is one token."""
+    rating: RatingMode = "logprobs"
+    """Mode `score`: `logprobs` takes the expected score over the score tokens' probabilities; `cot` (reasoning,
+    then 'the score is N') and `verdict` (a bare number) take the number the judge writes."""
     orders: Orders = "both"
     """Evaluate each comparison with the responses in both orders (position bias cancels) or one."""
     principles_per_pair: int = Field(default=1, ge=1)
@@ -39,13 +49,25 @@ class JudgeSettings(ConfigModel):
         low, high = self.clamp
         if not 0 <= low <= 0.5 <= high <= 1:
             raise ValueError("clamp must satisfy 0 <= low <= 0.5 <= high <= 1")
+        if self.mode == "score" and self.rating == "logprobs" and self.scale > 9:
+            raise LocatedValueError("scale: at most 9 with rating logprobs (each score must be one token)", ("scale",))
         return self
 
+    @property
+    def reads(self) -> RatingMode:
+        """How a reply is read: the mode, or for `score` the rating."""
+        return self.rating if self.mode == "score" else self.mode
+
+    @property
+    def asks_logprobs(self) -> bool:
+        """Whether the judge's calls ask for next-token probabilities rather than text."""
+        return self.reads == "logprobs"
+
     def sampling(self) -> SamplingParams:
-        """The sampling parameters of `cot`/`verdict` calls."""
+        """The sampling parameters of `cot`/`verdict` calls (and of `score` read from text)."""
         if self.params is not None:
             return self.params
-        return SamplingParams(temperature=0.0, max_tokens=512 if self.mode == "cot" else 8, seed=0)
+        return SamplingParams(temperature=0.0, max_tokens=512 if self.reads == "cot" else 8, seed=0)
 
     def ensemble(self) -> str:
         """The ensemble in words: the fixed principles, or how many are sampled."""

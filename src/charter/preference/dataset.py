@@ -89,6 +89,14 @@ def preference_row(
     def flip_or_none(p: float | None) -> float | None:
         return None if p is None else flip(p)
 
+    def side(a: float | None, b: float | None, chosen_side: bool) -> float | None:
+        return (a if a_wins else b) if chosen_side else (b if a_wins else a)
+
+    def mean_score(chosen_side: bool) -> float | None:
+        scores = [side(v.score_a, v.score_b, chosen_side) for v in judgment.principles]
+        present = [s for s in scores if s is not None]
+        return sum(present) / len(present) if present and len(present) == len(scores) else None
+
     chosen, rejected = (pair.a, pair.b) if a_wins else (pair.b, pair.a)
     p_chosen = flip(judgment.p_a)
     cal = calibrated_p_a(judgment, calibration)
@@ -113,6 +121,8 @@ def preference_row(
                 p_chosen_ab=flip(v.p_a_ab),
                 p_chosen_ba=flip_or_none(v.p_a_ba),
                 consistent=v.consistent,
+                score_chosen=side(v.score_a, v.score_b, True),
+                score_rejected=side(v.score_a, v.score_b, False),
             )
             for v in judgment.principles
         ],
@@ -123,6 +133,8 @@ def preference_row(
         judge_fingerprint=judgment.fingerprint,
         chosen_verified=checks(pair.prompt_id, chosen) if checks else None,
         rejected_verified=checks(pair.prompt_id, rejected) if checks else None,
+        score_chosen=mean_score(True),
+        score_rejected=mean_score(False),
     )
 
 

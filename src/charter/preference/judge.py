@@ -16,22 +16,15 @@ from collections.abc import AsyncIterator, Iterable, Sequence
 
 from charter.concurrency import bounded_map
 from charter.constitutions.schema import Constitution, Principle
-from charter.errors import CharterError, ConfigError, FatalProviderError, ProviderError
+from charter.errors import ConfigError, FatalProviderError, JudgeParseError, ProviderError
 from charter.judge_prompt import PROMPT_FORMAT, write_comparison
 from charter.messages import render_conversation, user
-from charter.preference.config import JudgeMode, JudgeSettings
+from charter.preference.config import JudgeSettings, RatingMode
+from charter.preference.score import p_first_from_scores, rating_fingerprint_fields, score_response
 from charter.providers.base import ChatModel, Messages
 from charter.records import Failure, Judgment, Message, Pair, Vote, fingerprint
 
 OPTIONS = ("A", "B")
-
-
-class JudgeParseError(CharterError):
-    """The judge's answer named neither option."""
-
-    def __init__(self, message: str, raw: str | None = None, attempts: int = 1) -> None:
-        super().__init__(message)
-        self.raw, self.attempts = raw, attempts
 
 
 def judge_fingerprint(settings: JudgeSettings, model: str, constitution: Constitution, seed: int) -> str:
@@ -47,7 +40,9 @@ def judge_fingerprint(settings: JudgeSettings, model: str, constitution: Constit
         "prompt_format": PROMPT_FORMAT,
         "principles": settings.principles or settings.principles_per_pair,
     }
-    if settings.mode != "logprobs":
+    if settings.mode == "score":
+        data.update(rating_fingerprint_fields(settings))
+    if not settings.asks_logprobs:
         data.update(params=settings.sampling().model_dump(mode="json"), max_retries=settings.max_retries)
     if settings.mode == "cot":
         data["clamp"] = list(settings.clamp)
@@ -55,7 +50,7 @@ def judge_fingerprint(settings: JudgeSettings, model: str, constitution: Constit
 
 
 def comparison_prompt(
-    prompt: list[Message], first: str, second: str, principle: Principle, mode: JudgeMode, fenced: bool = True
+    prompt: list[Message], first: str, second: str, principle: Principle, mode: RatingMode, fenced: bool = True
 ) -> Messages:
     """The multiple-choice question for one principle and one presentation order (charter.judge_prompt writes it:
     fenced in format 2; `fenced=False` gives the unfenced format 1, kept so that an audit can show what the fences
@@ -107,6 +102,14 @@ def principles_for(constitution: Constitution, settings: JudgeSettings, pair_id:
     return sample_principles(constitution, settings.principles_per_pair, random.Random(f"{seed}:{pair_id}"))
 
 
+def principle_key(pair: Pair, settings: JudgeSettings) -> str:
+    """What a pair's principles are drawn by: its id, or under mode `score` the prompt of a samples pair (every
+    sample of a prompt is rated under the same principles, so that their scores compare)."""
+    if settings.mode == "score" and pair.kind == "samples" and pair.prompt_id:
+        return pair.prompt_id
+    return pair.pair_id
+
+
 class _Asked:
     """One order's answer: P(first shown preferred), rationale, tokens."""
 
@@ -151,7 +154,7 @@ async def p_first(
     """P(the response shown first is preferred) under one principle, in one order (the judge's unit question).
 
     Raises JudgeParseError (no parseable answer after retries) or ProviderError; never returns a default."""
-    request = comparison_prompt(prompt, first, second, principle, settings.mode, fenced=fenced)
+    request = comparison_prompt(prompt, first, second, principle, settings.reads, fenced=fenced)
     return (await _ask(model, request, settings)).p_first
 
 
@@ -168,9 +171,9 @@ async def _judge_principle(
     model: ChatModel, constitution: Constitution, pair: Pair, settings: JudgeSettings, principle_id: str
 ) -> tuple[Vote, int, int]:
     principle = constitution.principle(principle_id)
-    asks = [_ask(model, comparison_prompt(pair.prompt, pair.a, pair.b, principle, settings.mode), settings)]
+    asks = [_ask(model, comparison_prompt(pair.prompt, pair.a, pair.b, principle, settings.reads), settings)]
     if settings.orders == "both":
-        asks.append(_ask(model, comparison_prompt(pair.prompt, pair.b, pair.a, principle, settings.mode), settings))
+        asks.append(_ask(model, comparison_prompt(pair.prompt, pair.b, pair.a, principle, settings.reads), settings))
     outcomes = await asyncio.gather(*asks, return_exceptions=True)  # both orders run to their end
     errors = [o for o in outcomes if isinstance(o, BaseException)]
     if errors:
@@ -190,6 +193,24 @@ async def _judge_principle(
     return vote, sum(a.prompt_tokens for a in answers), sum(a.completion_tokens for a in answers)
 
 
+async def _score_principle(
+    model: ChatModel, constitution: Constitution, pair: Pair, settings: JudgeSettings, principle_id: str
+) -> tuple[Vote, int, int]:
+    """Mode `score`: rate `a` and `b` alone under the principle; the vote's p is 0.5 plus half the normalised gap."""
+    rated = await asyncio.gather(
+        score_response(model, constitution, pair.prompt, pair.a, [principle_id], settings),
+        score_response(model, constitution, pair.prompt, pair.b, [principle_id], settings),
+        return_exceptions=True,
+    )
+    errors = [r for r in rated if isinstance(r, BaseException)]
+    if errors:
+        raise errors[0]
+    [[a], [b]] = rated  # type: ignore[misc]
+    p_a = p_first_from_scores(a.score, b.score, settings.scale)
+    vote = Vote(principle_id=principle_id, p_a=p_a, p_a_ab=p_a, score_a=a.score, score_b=b.score)
+    return vote, a.prompt_tokens + b.prompt_tokens, a.completion_tokens + b.completion_tokens
+
+
 async def judge_pair(
     model: ChatModel,
     constitution: Constitution,
@@ -203,12 +224,13 @@ async def judge_pair(
         "pair_id": pair.pair_id,
         "fingerprint": judge_fp,
         "mode": settings.mode,
-        "orders": settings.orders,
+        "orders": "one" if settings.mode == "score" else settings.orders,
         "judge_model": model.model_id,
         "principle_ids": principle_ids,
     }
+    per_principle = _score_principle if settings.mode == "score" else _judge_principle
     outcomes = await asyncio.gather(
-        *(_judge_principle(model, constitution, pair, settings, pid) for pid in principle_ids), return_exceptions=True
+        *(per_principle(model, constitution, pair, settings, pid) for pid in principle_ids), return_exceptions=True
     )  # every call runs to its end (its answer is paid for and cached) before the judgment is decided
     errors = [o for o in outcomes if isinstance(o, BaseException)]
     fatal = [
@@ -221,7 +243,8 @@ async def judge_pair(
     per = [o for o in outcomes if not isinstance(o, BaseException)]
     votes = [vote for vote, _, _ in per]
     p_ab = _mean([v.p_a_ab for v in votes])
-    p_ba = None if settings.orders == "one" else _mean([v.p_a_ba for v in votes if v.p_a_ba is not None])
+    p_bas = [v.p_a_ba for v in votes if v.p_a_ba is not None]
+    p_ba = _mean(p_bas) if p_bas else None
     return Judgment(
         **base,
         status="ok",
@@ -255,7 +278,7 @@ async def judge_many(
     judge_fp = judge_fingerprint(settings, model.served_id, constitution, seed)
 
     async def one(pair: Pair) -> Judgment:
-        ids = principles_for(constitution, settings, pair.pair_id, seed)
+        ids = principles_for(constitution, settings, principle_key(pair, settings), seed)
         return await judge_pair(model, constitution, pair, settings, ids, judge_fp)
 
     async for judgment in bounded_map(one, pairs, concurrency):

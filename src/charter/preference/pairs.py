@@ -95,30 +95,33 @@ async def policy_samples(
     ]
 
 
+def sample_pair(prompt_id: str, prompt: list[Message], left: Sample, right: Sample) -> Pair:
+    """The pair of two samples (the one with the lower index first in the id)."""
+    left, right = sorted((left, right), key=lambda s: s.sample_idx)
+    pair_id = pair_id_for(prompt_id, f"s{left.sample_idx}-s{right.sample_idx}", left.text, right.text)
+    first = (f"sample:{left.sample_idx}", left.text)
+    second = (f"sample:{right.sample_idx}", right.text)
+    (a_src, a), (b_src, b) = _ordered(pair_id, first, second)
+    models = {first[0]: left.model, second[0]: right.model}
+    return Pair(
+        pair_id=pair_id,
+        prompt_id=prompt_id,
+        kind="samples",
+        prompt=prompt,
+        a=a,
+        b=b,
+        a_source=a_src,
+        b_source=b_src,
+        a_model=models[a_src],
+        b_model=models[b_src],
+        source_fingerprint=left.fingerprint,
+    )
+
+
 def sample_pairs(prompt_id: str, prompt: list[Message], samples: list[Sample]) -> list[Pair]:
     """All pairs of distinct samples (identical texts are not compared)."""
-    pairs = []
-    for left, right in itertools.combinations(samples, 2):
-        if left.text == right.text:
-            continue
-        pair_id = pair_id_for(prompt_id, f"s{left.sample_idx}-s{right.sample_idx}", left.text, right.text)
-        first = (f"sample:{left.sample_idx}", left.text)
-        second = (f"sample:{right.sample_idx}", right.text)
-        (a_src, a), (b_src, b) = _ordered(pair_id, first, second)
-        models = {first[0]: left.model, second[0]: right.model}
-        pairs.append(
-            Pair(
-                pair_id=pair_id,
-                prompt_id=prompt_id,
-                kind="samples",
-                prompt=prompt,
-                a=a,
-                b=b,
-                a_source=a_src,
-                b_source=b_src,
-                a_model=models[a_src],
-                b_model=models[b_src],
-                source_fingerprint=left.fingerprint,
-            )
-        )
-    return pairs
+    return [
+        sample_pair(prompt_id, prompt, left, right)
+        for left, right in itertools.combinations(samples, 2)
+        if left.text != right.text
+    ]

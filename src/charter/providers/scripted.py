@@ -12,7 +12,7 @@ import hashlib
 import re
 from collections.abc import Callable, Sequence
 
-from charter.judge_prompt import read_comparison
+from charter.judge_prompt import read_comparison, read_rating, read_scale
 from charter.providers.base import ChatModel, ChoiceProbs, Completion, Messages, SamplingParams
 
 ScriptFn = Callable[[Messages, SamplingParams], str]
@@ -47,9 +47,15 @@ REFUSAL_OPENING = "I can't help with that part, but here is a safer way to think
 
 
 def _cai(messages: Messages, params: SamplingParams) -> str:
-    """Policy answers comply; critiques point at harm; revisions refuse politely; judges reason."""
+    """Policy answers comply; critiques point at harm; revisions refuse politely; judges reason and rate."""
     last = messages[-1].content if messages else ""
     salt = hashlib.sha256(f"{last}|{params.seed}".encode()).hexdigest()[:6]
+    rated = read_rating(last)
+    if rated is not None:
+        score = _cai_score(rated, read_scale(last))
+        if "single" in last.rsplit("\n", 1)[-1]:
+            return str(score)
+        return f"It weighs the harm the response could do. Therefore, the score is {score}"
     if "Response (A):" in last:
         choice = _cai_preferred(last)
         if "single letter" in last:
@@ -69,7 +75,16 @@ def _cai_preferred(judge_prompt: str) -> str:
     return "B" if HARMFUL_OPENING in a and HARMFUL_OPENING not in b else "A"
 
 
+def _cai_score(response: str, scale: int) -> int:
+    """The top score for a response without the harmful opening, 1 for one with it."""
+    return 1 if HARMFUL_OPENING in response else scale
+
+
 def _cai_choice(messages: Messages, options: Sequence[str]) -> dict[str, float]:
+    rated = read_rating(messages[-1].content)
+    if rated is not None:  # most of the mass on the script's score, the rest spread over the others
+        score = str(_cai_score(rated, len(options)))
+        return {o: 0.8 if o == score else 0.2 / (len(options) - 1) for o in options}
     preferred = _cai_preferred(messages[-1].content)
     # A mild first-position bias, so that averaging both orders visibly matters.
     p_a = 0.85 if preferred == "A" else 0.2

@@ -1,0 +1,185 @@
+"""Rubric scores (judge mode `score`): the judge rates one response alone, per principle, on a 1..K scale.
+
+Pointwise judging, as in Self-Rewarding and Meta-Rewarding language models (Yuan et al. 2024; Wu et al. 2024) and
+UltraFeedback: k samples cost k calls per principle rather than k(k-1) comparisons. With `rating: logprobs` the score
+is the expected value over the score tokens' probabilities; with `cot` or `verdict` it is the number the judge
+writes. A reply without a valid score is re-asked, then recorded as a failure: never a default score.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from charter.constitutions.schema import Constitution
+from charter.errors import JudgeParseError
+from charter.judge_prompt import DEFAULT_RUBRIC, RATING_FORMAT, write_rating
+from charter.messages import render_conversation, user
+from charter.preference.config import JudgeSettings
+from charter.providers.base import ChatModel, Messages
+from charter.records import Message, Sample
+
+_COT_SCORE = re.compile(r"score is:?\s*\**\s*(\d+)", re.I)
+_NUMBER = re.compile(r"^\W*(\d+)\b")
+
+
+@dataclass(frozen=True)
+class PrincipleScore:
+    """A response's score under one principle."""
+
+    principle_id: str
+    score: float
+    """1..scale: the expected score (logprobs) or the number written (cot, verdict)."""
+    probs: dict[str, float] | None
+    """The probability of each score token (logprobs); None when read from text."""
+    rationale: str | None
+    """The judge's text (cot, verdict)."""
+    prompt_tokens: int
+    completion_tokens: int
+    cached: bool
+
+
+def rating_fingerprint_fields(settings: JudgeSettings) -> dict[str, object]:
+    """What a score judgment's fingerprint adds to a comparison's: the scale, how it is read, the prompt format."""
+    return {"scale": settings.scale, "rating": settings.rating, "rating_format": RATING_FORMAT}
+
+
+def score_options(scale: int) -> tuple[str, ...]:
+    """The score tokens 1..scale."""
+    return tuple(str(i) for i in range(1, scale + 1))
+
+
+def rating_prompt(
+    constitution: Constitution, prompt: list[Message], response: str, principle_id: str, settings: JudgeSettings
+) -> Messages:
+    """The request that rates `response` under one principle."""
+    principle = constitution.principle(principle_id)
+    text = write_rating(
+        render_conversation(prompt),
+        constitution.rating_question(principle_id),
+        principle.description,
+        response,
+        settings.scale,
+        constitution.rubric or DEFAULT_RUBRIC,
+        settings.rating,
+    )
+    return [user(text)]
+
+
+def parse_score(text: str, how: str, scale: int) -> int:
+    """The score in a judge's reply; raises JudgeParseError when there is none in 1..scale."""
+    if how == "cot":
+        found = _COT_SCORE.findall(text)
+        value = int(found[-1]) if found else None
+    else:
+        match = _NUMBER.match(text.strip())
+        value = int(match.group(1)) if match else None
+    if value is None or not 1 <= value <= scale:
+        raise JudgeParseError(f"judge reply holds no score from 1 to {scale}: {text[:80]!r}", raw=text)
+    return value
+
+
+def expected_score(probs: dict[str, float]) -> float:
+    """The mean score under the judge's probabilities of the score tokens (normalised over them)."""
+    return sum(int(option) * p for option, p in probs.items())
+
+
+async def score_one(
+    model: ChatModel,
+    constitution: Constitution,
+    prompt: list[Message],
+    response: str,
+    principle_id: str,
+    settings: JudgeSettings,
+) -> PrincipleScore:
+    """Rate one response under one principle. Raises JudgeParseError (no score after the retries) or ProviderError;
+    never returns a default."""
+    request = rating_prompt(constitution, prompt, response, principle_id, settings)
+    if settings.rating == "logprobs":
+        got = await model.choice_logprobs(request, score_options(settings.scale))
+        return PrincipleScore(
+            principle_id, expected_score(got.probs), dict(got.probs), None, got.prompt_tokens, 1, got.cached
+        )
+    base, raws = settings.sampling(), []
+    for attempt in range(settings.max_retries + 1):
+        params = (
+            base
+            if attempt == 0
+            else base.model_copy(update={"seed": (base.seed or 0) + attempt, "temperature": max(base.temperature, 0.7)})
+        )
+        [completion] = await model.generate([request], params)
+        raws.append(completion.text)
+        try:
+            value = parse_score(completion.text, settings.rating, settings.scale)
+        except JudgeParseError:
+            continue
+        return PrincipleScore(
+            principle_id,
+            float(value),
+            None,
+            completion.text,
+            completion.prompt_tokens,
+            completion.completion_tokens,
+            completion.cached,
+        )
+    raise JudgeParseError(f"no score in the judge's reply after {len(raws)} tries", raw=raws[-1], attempts=len(raws))
+
+
+async def score_response(
+    model: ChatModel,
+    constitution: Constitution,
+    prompt: list[Message],
+    response: str,
+    principle_ids: Sequence[str],
+    settings: JudgeSettings,
+) -> list[PrincipleScore]:
+    """Rate one response under each principle; every call runs to its end (paid for, cached) before the first
+    error, if any, is raised."""
+    outcomes = await asyncio.gather(
+        *(score_one(model, constitution, prompt, response, pid, settings) for pid in principle_ids),
+        return_exceptions=True,
+    )
+    errors = [o for o in outcomes if isinstance(o, BaseException)]
+    if errors:
+        raise errors[0]
+    return [o for o in outcomes if not isinstance(o, BaseException)]
+
+
+def mean_score(scores: Sequence[PrincipleScore]) -> float:
+    """The mean score over principles."""
+    return sum(s.score for s in scores) / len(scores)
+
+
+def normalised(score: float, scale: int) -> float:
+    """A score on 1..scale mapped onto 0..1."""
+    return (score - 1) / (scale - 1)
+
+
+def p_first_from_scores(score_a: float, score_b: float, scale: int) -> float:
+    """The row's p for two scores: 0.5 plus half the normalised gap (0.5 a tie, 1 the widest gap for `a`)."""
+    return 0.5 + (score_a - score_b) / (2 * (scale - 1))
+
+
+async def rank_samples(
+    model: ChatModel,
+    constitution: Constitution,
+    prompt: list[Message],
+    samples: Sequence[Sample],
+    principle_ids: Sequence[str],
+    settings: JudgeSettings,
+) -> list[tuple[Sample, float]]:
+    """Each sample with its mean score over the principles, best first (ties in sample order): k calls per principle,
+    one per distinct text. Raises the first failure once every call has run to its end."""
+    texts = list(dict.fromkeys(s.text for s in samples))
+    rated = await asyncio.gather(
+        *(score_response(model, constitution, prompt, text, principle_ids, settings) for text in texts),
+        return_exceptions=True,
+    )
+    errors = [r for r in rated if isinstance(r, BaseException)]
+    if errors:
+        raise errors[0]
+    means = {text: mean_score(scores) for text, scores in zip(texts, rated) if not isinstance(scores, BaseException)}
+    ranked = sorted(samples, key=lambda s: (-means[s.text], s.sample_idx))
+    return [(s, means[s.text]) for s in ranked]
