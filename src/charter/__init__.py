@@ -35,6 +35,8 @@ _API = {
     "audit_judge": "charter.agreement.audit",
     "train_reward_model": "charter.reward_model.train",
     "train_dpo": "charter.dpo.train",
+    "reward_function": "charter.online.reward",
+    "train_online": "charter.online.train",
     "winrate": "charter.dpo.winrate",
     "publish": "charter.hub.push",
     "load_preferences": "charter.hub.load",
@@ -53,6 +55,8 @@ if TYPE_CHECKING:  # what type checkers and IDEs see: every public name with its
     from charter.hub.mix import mix
     from charter.hub.push import publish
     from charter.loop.run import iterate
+    from charter.online.reward import reward_function
+    from charter.online.train import train_online
     from charter.pipeline.api import build_preferences, critique_chains, judge_pairs, run
     from charter.pipeline.config import RunConfig, load_run_config
     from charter.providers import SamplingParams, get_model
@@ -83,6 +87,8 @@ __all__ = [
     "audit_judge",
     "train_reward_model",
     "train_dpo",
+    "reward_function",
+    "train_online",
     "winrate",
     "publish",
     "load_preferences",

@@ -114,6 +114,7 @@ def _register_subcommands() -> None:
     from charter.dpo import cli as dpo_cli
     from charter.hub import cli as hub_cli
     from charter.loop import cli as loop_cli
+    from charter.online import cli as online_cli
     from charter.pipeline import cli as pipeline_cli
     from charter.reward_model import cli as reward_model_cli
     from charter.synth import cli as synth_cli
@@ -125,6 +126,7 @@ def _register_subcommands() -> None:
         agreement_cli,
         reward_model_cli,
         dpo_cli,
+        online_cli,
         hub_cli,
         loop_cli,
     ):

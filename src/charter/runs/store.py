@@ -18,6 +18,8 @@ Tables (records as JSON in `record` columns; see charter.records):
                retries)                              one row per call (or retry), written as the calls finish
   config_history(id, changed_at, changes, fingerprints)
   spot_sample, human_labels, label_events            the human spot checks (charter.runs.labels)
+  rewards(id, key, step, rank, scoring, reward, status, record, created_at)
+                                                     online training's judge rewards (charter.runs.rewards)
 """
 
 from __future__ import annotations
@@ -53,7 +55,7 @@ ACTIVE = "prompt_id IN (SELECT prompt_id FROM prompts WHERE active = 1)"
 #: The store's schema version (kept in `PRAGMA user_version`, and in meta `schema_version`, where releases before
 #: 3 look for it and refuse any other). Each change adds a step to `STORE_SCHEMA.steps`; the test fixture written
 #: by an earlier release is opened, upgraded and resumed after every change (tests/runs/test_upgrade.py).
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 R = TypeVar("R", bound=BaseModel)
 
 #: The tables as schema 2 made them; a new store is made at 2 and brought forward by the steps, like an old one.
@@ -120,12 +122,28 @@ def _to_3(db: Any) -> None:
     _mark(db, 3)
 
 
+#: 4: the reward store of online training (charter.runs.rewards).
+REWARDS_SCHEMA = """
+CREATE TABLE IF NOT EXISTS rewards (id INTEGER PRIMARY KEY AUTOINCREMENT, key TEXT, step INTEGER, rank INTEGER,
+                                    scoring TEXT, reward REAL, status TEXT, record TEXT, created_at REAL);
+CREATE INDEX IF NOT EXISTS rewards_by_key ON rewards (key);
+CREATE INDEX IF NOT EXISTS rewards_by_step ON rewards (step);
+"""
+
+
+def _to_4(db: Any) -> None:
+    """4: the rewards table of online training."""
+    for statement in script_statements(REWARDS_SCHEMA):
+        db.execute(statement)
+    _mark(db, 4)
+
+
 STORE_SCHEMA = Schema(
     what="run store",
     version=SCHEMA_VERSION,
     base=SCHEMA + "INSERT OR REPLACE INTO meta VALUES ('schema_version', '2');",
     base_version=2,
-    steps={2: _to_3},
+    steps={2: _to_3, 3: _to_4},
     found=_found,
 )
 

@@ -1,0 +1,62 @@
+"""The model card of an online-trained policy: what rewarded it, how often the judge failed, what it cost."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from charter import __version__
+from charter.online.config import OnlineConfig, Trainer
+from charter.reward_model.card import _base_model
+
+if TYPE_CHECKING:
+    from charter.online.train import OnlineMetrics
+
+TRAINERS = {"grpo": "GRPO (TRL GRPOTrainer)", "rloo": "RLOO (TRL RLOOTrainer)"}
+SCORINGS = {
+    "score": "the rubric score of each completion (judge mode score), normalised to 0..1, mean over the principles",
+    "group": "each completion's win rate among the completions of its prompt, judged pairwise in both orders",
+    "reference": "P(the completion is better than a reference answer), judged in both orders",
+}
+
+
+def _fmt(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.3f}"
+
+
+def online_card(metrics: OnlineMetrics, config: OnlineConfig, trainer: Trainer) -> Any:
+    """A huggingface_hub ModelCard naming the constitution, the judge and the scoring."""
+    from huggingface_hub import ModelCard, ModelCardData
+
+    tags = ["charter", "trl", trainer, "rlaif"]
+    data = ModelCardData(library_name="transformers", tags=tags, base_model=_base_model(config.model))
+    verify = f"weight {config.verify.weight}, {config.verify.verifier}" if config.verify else "none"
+    judge = config.judge
+    steps = metrics["steps"]
+    first, last = (steps[0], steps[-1]) if steps else (None, None)
+    usage = metrics["usage"]
+    lines = [
+        f"# A policy trained online with charter ({TRAINERS[trainer]})",
+        "",
+        f"Trained with charter {__version__} from `{config.model}`: an AI judge rewarded the policy's own samples "
+        "during training, against a written constitution (RLAIF without a reward model).",
+        "",
+        "| | |",
+        "|---|---|",
+        f"| constitution | {metrics['constitution']} |",
+        f"| judge | `{metrics['judge']}`, mode {judge.mode}"
+        + (f" (scale 1-{judge.scale}, read by {judge.rating})" if judge.mode == "score" else f", orders {judge.orders}")
+        + f", {judge.ensemble()} |",
+        f"| scoring | {config.scoring}: {SCORINGS[config.scoring]} |",
+        f"| verifiable reward | {verify} |",
+        f"| steps | {metrics['training']['global_step']} ({metrics['stopped']}) |",
+        f"| rewards | {metrics['rewards']}, of which {metrics['failures']} failed judgments (no reward) |",
+        f"| mean reward, first and last step | {_fmt(first['mean'] if first else None)} -> "
+        f"{_fmt(last['mean'] if last else None)} |",
+        f"| judge calls | {usage['calls']} paid, {usage['cached']} from the cache, ${usage['cost_usd']:.4f} |",
+        "",
+        "The judge's rewards are not human judgments: how far people agree with this judge is measured with "
+        "`charter agreement` on its offline labels, not here. Every reward is in the reward store (`run.sqlite`, "
+        "table `rewards`) with the prompt, the completion, the scores or votes and the training step.",
+        "",
+    ]
+    return ModelCard(f"---\n{data.to_yaml()}\n---\n\n" + "\n".join(lines))

@@ -1,0 +1,104 @@
+"""The config of `charter train grpo` and `charter train rloo`: online RL with the constitutional judge as reward."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field, model_validator
+
+from charter.preference.config import JudgeConfig
+from charter.prompts import PromptsConfig
+from charter.providers.config import RoleConfig
+from charter.providers.usage import Budget, Price
+from charter.reward_model.config import LoraSettings
+from charter.yamlio import ConfigModel, LocatedValueError
+
+#: The online trainers charter drives: TRL's GRPOTrainer and RLOOTrainer.
+Trainer = Literal["grpo", "rloo"]
+
+
+class VerifiableReward(ConfigModel):
+    """A verifiable reward beside the judge (RLVR beside RLAIF): 1 when the completion passes the prompt's check
+    (charter.verify, with the prompt's `reference` and `verifier` columns), 0 when it fails, none for a prompt
+    without a check."""
+
+    weight: float = Field(default=1.0, ge=0)
+    """Its weight in the sum of rewards (TRL's reward_weights)."""
+    verifier: str = "number"
+    """The check for prompts with a reference and no verifier of their own: number, exact, contains,
+    regex:PATTERN, a registered name or module:function."""
+
+
+class OnlineConfig(ConfigModel):
+    """Train a policy online (GRPO or RLOO through TRL) with charter's judge as the reward."""
+
+    model: str = "smollm2-135m-instruct"
+    """The policy: `smollm2-135m-instruct` (the embedded model), a folder or a Hub id."""
+    prompts: PromptsConfig | str
+    """The prompts to train on: a prompts section (path, bundled, hf_dataset, inline, limit, shuffle, ... as in a
+    run config), a JSONL/parquet file, or a run directory (the run's prompts)."""
+    constitution: str = "harmless"
+    """Constitution name or YAML path the judge rewards against."""
+    judge: JudgeConfig = JudgeConfig(mode="score")
+    """The judge: its model (a role) and how it judges (mode, scale, rating, orders, ensemble). `score` scoring
+    needs mode `score`; `group` and `reference` need a comparison mode (logprobs, cot, verdict)."""
+    scoring: Literal["score", "group", "reference"] = "score"
+    """`score`: each completion's rubric score; `group`: its win rate among the completions of its prompt, both
+    orders; `reference`: P(better than the prompt's reference, or the reference model's answer)."""
+    reference_model: RoleConfig | None = None
+    """`reference` scoring: the model that answers prompts without a `reference` column (greedy, cached)."""
+    judge_weight: float = Field(default=1.0, ge=0)
+    """The judge reward's weight in the sum of rewards."""
+    verify: VerifiableReward | None = None
+    """Add a verifiable reward from charter's verifiers, weighted against the judge."""
+    max_failures: float = Field(default=0.1, ge=0)
+    """Failed judgments allowed before training stops: a count (>= 1) or a share of the rewards (< 1)."""
+    budget: Budget = Budget()
+    """Caps on the judge's cost or tokens, checked after each step: training stops after the step that reaches one
+    (its calls finish; the overrun is at most one step), saves a checkpoint and exits with code 4."""
+    prices: dict[str, Price] = Field(default_factory=dict)
+    """USD per million tokens by model id (or name), for the cost and the budget."""
+    cache: str | None = "~/.cache/charter/calls.sqlite"
+    """The call cache shared with runs (null: none): a repeated completion is never paid twice."""
+    output_dir: Path = Path("grpo")
+    """Where the policy, metrics.json, README.md and the reward store (run.sqlite) go."""
+    seed: int = 0
+    """Seed of training, the prompt order and the principle draws."""
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    """Where to train: CPU gets fp32 (TRL's bf16 default is slow there), CUDA bf16."""
+    chat_template: str | None = None
+    """A Jinja file or template text for tokenizers without a chat template; default: the tokenizer's own."""
+    lora: LoraSettings | None = None
+    """Train LoRA adapters through peft instead of all weights; the saved model has them merged in."""
+    resume: bool = True
+    """Resume from the newest checkpoint in output_dir when a previous run stopped (a budget stop included)."""
+    trl: dict[str, Any] = Field(default_factory=dict)
+    """TRL GRPOConfig / RLOOConfig fields, passed through (num_generations, max_completion_length, learning_rate,
+    max_steps, beta, temperature, per_device_train_batch_size, ...)."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _judge_mode_from_scoring(cls, data: Any) -> Any:
+        """A judge without a mode rates (`score` scoring) or compares by log-probabilities (the others)."""
+        if not isinstance(data, dict):
+            return data
+        judge = data.get("judge", {})
+        judge = {"model": judge} if isinstance(judge, str) else judge
+        if isinstance(judge, dict) and "mode" not in judge:
+            mode = "score" if data.get("scoring", "score") == "score" else "logprobs"
+            data = {**data, "judge": {**judge, "mode": mode}}
+        return data
+
+    @model_validator(mode="after")
+    def _mode_fits_scoring(self) -> OnlineConfig:
+        if self.scoring == "score" and self.judge.mode != "score":
+            raise LocatedValueError("scoring score needs judge mode score", ("judge", "mode"))
+        if self.scoring != "score" and self.judge.mode == "score":
+            raise LocatedValueError(
+                f"scoring {self.scoring} compares completions: judge mode must be logprobs, cot or verdict",
+                ("judge", "mode"),
+            )
+        if "reward_weights" in self.trl:
+            raise LocatedValueError("set judge_weight and verify.weight instead", ("trl", "reward_weights"))
+        return self

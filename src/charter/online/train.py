@@ -1,0 +1,392 @@
+"""`train_online`: TRL's GRPOTrainer or RLOOTrainer with charter's judge as the reward, and a verifiable reward
+beside it where asked. Writes the policy, metrics.json, a model card and the reward store (OUTPUT_DIR/run.sqlite)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, TypedDict
+
+from charter.errors import BudgetExceeded, DatasetError, TrainingError
+from charter.online.config import OnlineConfig, Trainer, VerifiableReward
+from charter.online.reward import RewardFunction, rank_store_dir, reward_function
+from charter.prompts import PromptsConfig, load_prompts
+from charter.providers.usage import Budget
+from charter.records import Prompt, as_dicts
+from charter.reward_model import common
+from charter.runs.rewards import StepRewards, per_step
+from charter.runs.store import STORE_FILE, RunStore
+from charter.verify import check, verifier_name
+
+#: TRL's per-step log keys kept in metrics.json.
+KEPT_LOGS = ("loss", "reward", "reward_std", "kl", "entropy", "completions/mean_length", "step_time")
+
+
+class Usage(TypedDict):
+    """What the judge's calls cost, all processes together."""
+
+    calls: int
+    """Calls that reached the judge (paid for)."""
+    cached: int
+    """Calls answered from the call cache."""
+    prompt_tokens: int
+    """Prompt tokens of the paid calls."""
+    completion_tokens: int
+    """Completion tokens of the paid calls."""
+    cost_usd: float
+    """Their cost at the configured prices."""
+
+
+class OnlineMetrics(TypedDict):
+    """What `train_online` returns and writes to OUTPUT_DIR/metrics.json."""
+
+    trainer: Trainer
+    """grpo or rloo."""
+    scoring: str
+    """How the judge rewarded: score, group or reference."""
+    judge: str
+    """The judge model."""
+    constitution: str
+    """The constitution's name and short hash."""
+    stopped: str
+    """`finished`, or `budget` when the budget stopped training (exit code 4)."""
+    steps: list[StepRewards]
+    """The judge's reward per step: mean, spread, failures, answers from the cache or the store."""
+    trl_log: list[dict[str, float]]
+    """TRL's logged values per step (loss, reward, reward_std, kl, completion length, step time)."""
+    usage: Usage
+    """The judge's calls and cost."""
+    rewards: int
+    """Rewards given, failures included."""
+    failures: int
+    """Failed judgments (reward None)."""
+    training: dict[str, Any]
+    """Steps, seconds, device, batch and processes."""
+    config: dict[str, Any]
+    """The config, as run."""
+
+
+def train_prompts(config: OnlineConfig) -> list[Prompt]:
+    """The prompts to train on: a prompts section, a file, or a run directory's prompts."""
+    source = config.prompts
+    if isinstance(source, str):
+        if (Path(source) / STORE_FILE).exists():
+            with RunStore(source) as store:
+                prompts = store.prompts()
+            if not prompts:
+                raise DatasetError(f"{source}: the run holds no prompts")
+            return prompts
+        source = PromptsConfig(path=source)
+    found = list(load_prompts(source).rows)
+    if not found:
+        raise DatasetError("prompts: none to train on")
+    return found
+
+
+def dataset_rows(prompts: Sequence[Prompt], verify: VerifiableReward | None) -> list[dict[str, Any]]:
+    """TRL's conversational prompt rows, with the columns the rewards read (reference, verifier)."""
+    rows = []
+    for p in prompts:
+        row: dict[str, Any] = {"prompt": as_dicts(p.messages), "reference": p.reference}
+        if verify is not None:
+            row["verifier"] = verifier_name(p.verifier, p.reference, verify.verifier)
+        rows.append(row)
+    return rows
+
+
+def verifiable_reward(verify: VerifiableReward) -> Any:
+    """A TRL reward function: 1.0 when the completion passes its prompt's check, 0.0 when not, None without one."""
+
+    def charter_verified(
+        prompts: Sequence[Any], completions: Sequence[Any], verifier: Sequence[str | None], **kwargs: Any
+    ) -> list[float | None]:
+        references = kwargs.get("reference") or [None] * len(completions)
+        out: list[float | None] = []
+        for prompt, completion, name, reference in zip(prompts, completions, verifier, references):
+            text = completion if isinstance(completion, str) else "".join(m.get("content", "") for m in completion)
+            asked = prompt if isinstance(prompt, str) else prompt[-1].get("content", "")
+            out.append(None if name is None else float(check(text, name, reference, asked)))
+        return out
+
+    return charter_verified
+
+
+def _trl_args(config: OnlineConfig, trainer: Trainer, device: str) -> Any:
+    from trl import GRPOConfig, RLOOConfig  # pyright: ignore[reportPrivateImportUsage] - TRL exports them lazily
+
+    base: dict[str, Any] = {
+        "output_dir": str(config.output_dir),
+        "learning_rate": 1e-6,
+        "logging_steps": 1,
+        "save_strategy": "steps",
+        "save_steps": 50,
+        "save_total_limit": 2,
+        "report_to": "none",
+        "seed": config.seed,
+        "num_generations": 4,
+        "max_completion_length": 64,
+        "per_device_train_batch_size": 4,
+        "disable_tqdm": True,
+        "dataloader_num_workers": 0,
+        "reward_weights": [config.judge_weight] + ([config.verify.weight] if config.verify else []),
+    }
+    if device == "cpu":
+        base.update(bf16=False, use_cpu=True)
+    cls = GRPOConfig if trainer == "grpo" else RLOOConfig
+    return common.build_trl_config(cls, base, config.trl, trainer)
+
+
+def _check_groups(args: Any, scoring: str) -> None:
+    """`group` scoring compares the completions of one prompt within one process's batch."""
+    if scoring == "group" and args.per_device_train_batch_size % args.num_generations:
+        raise TrainingError(
+            f"scoring group: trl.per_device_train_batch_size ({args.per_device_train_batch_size}) must be a multiple "
+            f"of trl.num_generations ({args.num_generations}) so that each process holds whole groups"
+        )
+
+
+def _peft(config: OnlineConfig) -> Any:
+    if config.lora is None:
+        return None
+    from peft import LoraConfig, TaskType
+
+    lora = config.lora
+    return LoraConfig(
+        task_type=TaskType.CAUSAL_LM,
+        r=lora.r,
+        lora_alpha=lora.alpha,
+        lora_dropout=lora.dropout,
+        target_modules=lora.target_modules,
+    )
+
+
+def budget_callback(reward: RewardFunction, cap: Budget) -> Any:
+    """A callback that stops training after the step that reaches the budget, all processes together, and has TRL
+    save a checkpoint."""
+    from transformers import TrainerCallback
+
+    meter = reward.judge.meter
+
+    class BudgetStop(TrainerCallback):
+        def __init__(self) -> None:
+            self.stopped = False
+
+        def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> Any:
+            cost, tokens = _all_ranks(meter.total_cost), _all_ranks(float(meter.total_tokens))
+            over_cost = cap.max_cost_usd is not None and cost >= cap.max_cost_usd
+            over_tokens = cap.max_tokens is not None and tokens >= cap.max_tokens
+            if over_cost or over_tokens:
+                self.stopped = True
+                control.should_training_stop = True
+                control.should_save = True
+            return control
+
+    return BudgetStop()
+
+
+def _all_ranks(value: float) -> float:
+    """The sum of a value over the processes of a distributed job (the value itself otherwise)."""
+    import torch
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized()):
+        return value
+    tensor = torch.tensor([value], dtype=torch.float64)
+    dist.all_reduce(tensor)
+    return float(tensor.item())
+
+
+def _barrier() -> None:
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+
+
+def merge_rank_stores(out: Path, ranks: int) -> None:
+    """Fold each rank's rewards and usage into the output's reward store (main process, after training)."""
+    if ranks <= 1:
+        return
+    with RunStore(out, create=True) as store:
+        for r in range(ranks):
+            path = rank_store_dir(out, r, ranks) / STORE_FILE
+            if not path.exists():
+                continue
+
+            def copy(db: Any) -> None:
+                cols = "key, step, rank, scoring, reward, status, record, created_at"
+                db.execute(f"INSERT INTO main.rewards ({cols}) SELECT {cols} FROM other.rewards")
+                ucols = (
+                    "role, model, calls, cached, prompt_tokens, completion_tokens, cost_usd, estimated, created_at, "
+                    "retries"
+                )
+                db.execute(f"INSERT INTO main.usage_events ({ucols}) SELECT {ucols} FROM other.usage_events")
+
+            store.with_attached(path, copy)
+            path.rename(path.with_suffix(".merged"))
+
+
+def usage_of(store: RunStore) -> Usage:
+    """The judge's calls and cost as the reward store's usage ledger has them."""
+    [(calls, cached, prompt_tokens, completion_tokens, cost)] = store.execute(
+        "SELECT COALESCE(SUM(calls), 0), COALESCE(SUM(cached), 0), COALESCE(SUM(prompt_tokens), 0),"
+        " COALESCE(SUM(completion_tokens), 0), COALESCE(SUM(cost_usd), 0) FROM usage_events"
+    )
+    return Usage(
+        calls=calls, cached=cached, prompt_tokens=prompt_tokens, completion_tokens=completion_tokens, cost_usd=cost
+    )
+
+
+def _trainer(
+    config: OnlineConfig, trainer: Trainer, args: Any, funcs: list[Any], rows: list[dict], callbacks: list
+) -> Any:
+    import datasets
+    from trl import GRPOTrainer, RLOOTrainer  # pyright: ignore[reportPrivateImportUsage] - TRL exports them lazily
+
+    from charter.dpo.config import DPOConfigModel
+    from charter.dpo.train import load_policy
+
+    model, tokenizer, _ = load_policy(DPOConfigModel(model=config.model, chat_template=config.chat_template))
+    cls = GRPOTrainer if trainer == "grpo" else RLOOTrainer
+    try:
+        return cls(
+            model=model,
+            reward_funcs=funcs,
+            args=args,
+            train_dataset=datasets.Dataset.from_list(rows),
+            processing_class=tokenizer,
+            peft_config=_peft(config),
+            callbacks=callbacks,
+        )
+    except ValueError as exc:
+        raise TrainingError(f"{trainer} trainer: {common._short(exc)}") from None
+
+
+def train_online(
+    config: OnlineConfig | dict[str, Any], trainer: Trainer = "grpo", *, callbacks: Sequence[Any] = ()
+) -> OnlineMetrics:
+    """Train a policy online with the constitutional judge as its reward (TRL's GRPO or RLOO).
+
+    Args:
+        config: The settings (an `OnlineConfig` or its dict).
+        trainer: `grpo` (GRPOTrainer) or `rloo` (RLOOTrainer).
+        callbacks: Extra transformers `TrainerCallback`s.
+
+    Returns:
+        The metrics, also written to OUTPUT_DIR/metrics.json; the policy, README.md and the reward store
+        (run.sqlite) are in OUTPUT_DIR.
+
+    Raises:
+        BudgetExceeded: The budget stopped training (after saving a checkpoint, the metrics and the card).
+        TooManyFailures: More judgments failed than `max_failures` allows.
+        TrainingError: The policy or TRL's settings are unusable.
+        DatasetError: There are no prompts.
+    """
+    config = config if isinstance(config, OnlineConfig) else OnlineConfig.model_validate(config)
+    out = Path(config.output_dir)
+    prompts = train_prompts(config)
+    device = common.pick_device(config.device)
+    args = _trl_args(config, trainer, device)
+    _check_groups(args, config.scoring)
+    reward = reward_function(
+        config.judge,
+        config.constitution,
+        config.scoring,
+        store=out,
+        cache=config.cache,
+        prices=config.prices,
+        max_failures=config.max_failures,
+        reference_model=config.reference_model,
+        seed=config.seed,
+    )
+    stop = budget_callback(reward, config.budget)
+    funcs = [reward] + ([verifiable_reward(config.verify)] if config.verify else [])
+    rows = dataset_rows(prompts, config.verify)
+    model_trainer = _trainer(config, trainer, args, funcs, rows, [stop, *callbacks])
+    resume = common.last_checkpoint(out) if config.resume else None
+    started = time.perf_counter()
+    try:
+        model_trainer.train(resume_from_checkpoint=resume)
+    finally:
+        reward.close()
+    seconds = time.perf_counter() - started
+    _barrier()
+    from charter.reward_model.train import save_trained
+
+    save_trained(model_trainer, model_trainer.processing_class, out, merge_lora=config.lora is not None)
+    metrics = _metrics(config, trainer, reward, model_trainer, stop.stopped, seconds, device, resume)
+    if stop.stopped:
+        raise BudgetExceeded(
+            f"budget reached after step {model_trainer.state.global_step}: the policy and a checkpoint are saved in "
+            f"{out}; raise the budget and run again to resume"
+        )
+    return metrics
+
+
+def _metrics(
+    config: OnlineConfig,
+    trainer: Trainer,
+    reward: RewardFunction,
+    model_trainer: Any,
+    stopped: bool,
+    seconds: float,
+    device: str,
+    resume: str | None,
+) -> OnlineMetrics:
+    """Merge the ranks' reward stores, then write metrics.json and the card (main process)."""
+    out = Path(config.output_dir)
+    if not model_trainer.is_world_process_zero():
+        return _summary(config, trainer, reward, model_trainer, stopped, seconds, device, resume, None)
+    merge_rank_stores(out, reward.ranks)
+    with RunStore(out, create=True) as store:
+        metrics = _summary(config, trainer, reward, model_trainer, stopped, seconds, device, resume, store)
+    common.write_json(out / "metrics.json", metrics)
+    from charter.online.card import online_card
+
+    online_card(metrics, config, trainer).save(out / "README.md")
+    return metrics
+
+
+def _summary(
+    config: OnlineConfig,
+    trainer: Trainer,
+    reward: RewardFunction,
+    model_trainer: Any,
+    stopped: bool,
+    seconds: float,
+    device: str,
+    resume: str | None,
+    store: RunStore | None,
+) -> OnlineMetrics:
+    steps = per_step(store) if store is not None else []
+    none = Usage(calls=0, cached=0, prompt_tokens=0, completion_tokens=0, cost_usd=0.0)
+    usage = usage_of(store) if store is not None else none
+    log = [
+        {k: v for k, v in entry.items() if k in KEPT_LOGS or k == "step"}
+        for entry in model_trainer.state.log_history
+        if "loss" in entry
+    ]
+    args = model_trainer.args
+    return OnlineMetrics(
+        trainer=trainer,
+        scoring=config.scoring,
+        judge=reward.judge.model_id,
+        constitution=f"{reward.constitution.name} ({reward.constitution.short_hash})",
+        stopped="budget" if stopped else "finished",
+        steps=steps,
+        trl_log=log,
+        usage=usage,
+        rewards=sum(s["n"] for s in steps),
+        failures=sum(s["failed"] for s in steps),
+        training={
+            "global_step": model_trainer.state.global_step,
+            "seconds": round(seconds, 2),
+            "resumed_from": Path(resume).name if resume else None,
+            "prompts": len(model_trainer.train_dataset),
+            "num_generations": args.num_generations,
+            "device": device,
+            **common.parallel_settings(args),
+        },
+        config=config.model_dump(mode="json"),
+    )

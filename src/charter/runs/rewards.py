@@ -1,0 +1,85 @@
+"""The reward store of online training, as the run store keeps it (the one reader and writer): every reward the
+judge gave during GRPO or RLOO, with what it rests on, so that rewards are auditable and a repeated completion is
+answered from the store."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Iterator
+from typing import TypedDict
+
+from charter.records import RewardRecord
+from charter.runs.store import RunStore
+
+
+def put_rewards(store: RunStore, rows: Iterable[RewardRecord]) -> None:
+    """Store rewards in one transaction."""
+    now = time.time()
+    store.write(
+        "INSERT INTO rewards (key, step, rank, scoring, reward, status, record, created_at)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        (
+            (
+                r.key,
+                r.step,
+                r.rank,
+                r.scoring,
+                r.reward,
+                "ok" if r.reward is not None else "failed",
+                r.model_dump_json(),
+                now,
+            )
+            for r in rows
+        ),
+    )
+
+
+def stored_rewards(store: RunStore, keys: Iterable[str]) -> dict[str, RewardRecord]:
+    """The latest successful reward stored under each of these keys (absent keys are left out)."""
+    wanted = list(dict.fromkeys(keys))
+    found: dict[str, RewardRecord] = {}
+    for start in range(0, len(wanted), 500):
+        chunk = wanted[start : start + 500]
+        marks = ", ".join("?" * len(chunk))
+        for (record,) in store.execute(
+            f"SELECT record FROM rewards WHERE status = 'ok' AND key IN ({marks}) ORDER BY id", chunk
+        ):
+            row = RewardRecord.model_validate_json(record)
+            found[row.key] = row
+    return found
+
+
+def rewards(store: RunStore) -> Iterator[RewardRecord]:
+    """Every stored reward, oldest first."""
+    for (record,) in store.stream("SELECT record FROM rewards ORDER BY id"):
+        yield RewardRecord.model_validate_json(record)
+
+
+class StepRewards(TypedDict):
+    """The rewards of one training step."""
+
+    step: int | None
+    """The trainer's global step."""
+    n: int
+    """Rewards asked for."""
+    failed: int
+    """Of them, failed judgments (reward None)."""
+    mean: float | None
+    """Mean reward of the successful ones; None when all failed."""
+    std: float | None
+    """Their standard deviation; None with fewer than two."""
+    cached: int
+    """Rewards whose judge calls were all answered from the cache or the store."""
+
+
+def per_step(store: RunStore) -> list[StepRewards]:
+    """Reward mean, spread, failures and cache hits per training step, in step order."""
+    rows = store.execute(
+        "SELECT step, COUNT(*), SUM(reward IS NULL), AVG(reward), AVG(reward * reward), COUNT(reward), "
+        "SUM(json_extract(record, '$.cached')) FROM rewards GROUP BY step ORDER BY step"
+    )
+    out: list[StepRewards] = []
+    for step, n, failed, mean, mean_sq, ok, cached in rows:
+        std = (max(mean_sq - mean * mean, 0.0) * ok / (ok - 1)) ** 0.5 if ok and ok > 1 else None
+        out.append(StepRewards(step=step, n=n, failed=failed or 0, mean=mean, std=std, cached=int(cached or 0)))
+    return out

@@ -1,0 +1,144 @@
+"""Online training with the judge as reward: TRL's trainers with `charter.reward_function`, and `charter train
+grpo|rloo` (model, metrics, card, reward store, the budget stop, two ranks). Tiny random Llama, scripted judges."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+from typer.testing import CliRunner
+
+import charter
+from charter.cli import app, main
+from charter.runs.rewards import rewards
+from charter.runs.store import RunStore
+from tests.online.test_reward import _flaky  # noqa: F401 - registers scripted:flaky-rater
+
+ROOT = Path(__file__).resolve().parents[2]
+FAST = {"max_steps": 2, "num_generations": 4, "per_device_train_batch_size": 4, "max_completion_length": 8}
+
+
+def _dataset():  # noqa: ANN202
+    import datasets
+
+    return datasets.Dataset.from_list([{"prompt": [{"role": "user", "content": f"question {i}"}]} for i in range(8)])
+
+
+def _trl(cls, tmp_path: Path, **extra):  # noqa: ANN001, ANN202
+    return cls(output_dir=str(tmp_path / "trl"), use_cpu=True, bf16=False, report_to="none", save_strategy="no",
+               logging_steps=1, **FAST, **extra)  # fmt: skip
+
+
+def test_grpo_trainer_takes_the_reward_function_unchanged_and_carries_on_past_failures(
+    tiny_model: Path, tmp_path: Path
+) -> None:
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from trl import GRPOConfig, GRPOTrainer
+
+    # the flaky rater fails every completion without "ok" (all of a random model's): TRL gets None for each
+    judge = charter.reward_function(
+        "scripted:flaky-rater", "harmless", store=tmp_path / "rewards", cache=None, rating="verdict", max_retries=0,
+        max_failures=1000,
+    )  # fmt: skip
+    trainer = GRPOTrainer(
+        model=AutoModelForCausalLM.from_pretrained(tiny_model),
+        reward_funcs=[judge, lambda completions, **kw: [1.0] * len(completions)],
+        args=_trl(GRPOConfig, tmp_path),
+        train_dataset=_dataset(),
+        processing_class=AutoTokenizer.from_pretrained(tiny_model),
+    )
+    trainer.train()
+    judge.close()
+    assert trainer.state.global_step == 2
+    stored = list(rewards(RunStore(tmp_path / "rewards")))
+    assert len(stored) == 8 and all(r.reward is None and r.failure is not None for r in stored)
+    assert {r.step for r in stored} == {0, 1}
+    logged = [e for e in trainer.state.log_history if "rewards/charter_score/mean" in e]
+    assert logged and all(e["charter/judge_failures"] == 4 for e in logged)
+
+
+def test_rloo_trainer_takes_the_reward_function_unchanged(tiny_model: Path, tmp_path: Path) -> None:
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from trl import RLOOConfig, RLOOTrainer
+
+    judge = charter.reward_function("scripted:cai", "harmless", "group", store=tmp_path / "r", cache=None)
+    trainer = RLOOTrainer(
+        model=AutoModelForCausalLM.from_pretrained(tiny_model),
+        reward_funcs=judge,
+        args=_trl(RLOOConfig, tmp_path),
+        train_dataset=_dataset(),
+        processing_class=AutoTokenizer.from_pretrained(tiny_model),
+    )
+    trainer.train()
+    judge.close()
+    stored = list(rewards(RunStore(tmp_path / "r")))
+    assert len(stored) == 8 and all(r.reward is not None and r.scoring == "group" for r in stored)
+
+
+def _config(tmp_path: Path, tiny_model: Path, **fields) -> Path:  # noqa: ANN003
+    config = {
+        "model": str(tiny_model),
+        "prompts": {"inline": [f"question {i}" for i in range(8)]},
+        "judge": {"model": "scripted:cai", "rating": "verdict"},
+        "cache": str(tmp_path / "cache.sqlite"),
+        "output_dir": str(tmp_path / "out"),
+        "trl": {**FAST, "save_strategy": "no"},
+        **fields,
+    }
+    path = tmp_path / "grpo.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def test_charter_train_grpo_writes_model_metrics_card_and_reward_store(tiny_model: Path, tmp_path: Path) -> None:
+    result = CliRunner().invoke(app, ["train", "grpo", str(_config(tmp_path, tiny_model))])
+    assert result.exit_code == 0, result.output
+    out = tmp_path / "out"
+    assert (out / "model.safetensors").exists() and "mean judge reward" in result.output
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["stopped"] == "finished" and metrics["rewards"] == 8 and metrics["failures"] == 0
+    assert [s["step"] for s in metrics["steps"]] == [0, 1] and metrics["usage"]["calls"] + metrics["usage"][
+        "cached"
+    ] > 0
+    card = (out / "README.md").read_text()
+    assert "harmless" in card and "scripted:cai" in card and "scoring | score" in card
+    assert RunStore(out).count("rewards") == 8
+
+
+def test_the_budget_stops_training_after_a_step_with_a_checkpoint_and_exit_4(
+    tiny_model: Path, tmp_path: Path, capsys
+) -> None:
+    path = _config(tmp_path, tiny_model, budget={"max_tokens": 1}, trl={**FAST, "max_steps": 5})
+    assert main(["train", "rloo", str(path)]) == 4
+    assert "budget reached after step 1" in capsys.readouterr().err
+    out = tmp_path / "out"
+    assert (out / "checkpoint-1").is_dir() and (out / "model.safetensors").exists()
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["stopped"] == "budget" and metrics["training"]["global_step"] == 1
+
+
+def test_verifiable_rewards_sit_beside_the_judge(tiny_model: Path, tmp_path: Path) -> None:
+    rows = tmp_path / "prompts.jsonl"
+    rows.write_text("".join(json.dumps({"prompt": f"what is {i}+0?", "reference": str(i)}) + "\n" for i in range(8)))
+    path = _config(tmp_path, tiny_model, prompts=str(rows), verify={"weight": 0.5}, judge_weight=2.0)
+    result = CliRunner().invoke(app, ["train", "grpo", str(path)])
+    assert result.exit_code == 0, result.output
+    log = json.loads((tmp_path / "out" / "metrics.json").read_text())["trl_log"]
+    assert log and "reward" in log[0]
+
+
+def test_two_ranks_judge_their_own_completions_and_the_main_process_merges_the_store(
+    tiny_model: Path, tmp_path: Path
+) -> None:
+    path = _config(tmp_path, tiny_model, trl={**FAST, "per_device_train_batch_size": 4})
+    env = {**os.environ, "CUDA_VISIBLE_DEVICES": "", "PYTHONPATH": str(ROOT)}
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m",
+               "charter.cli", "train", "grpo", str(path)]  # fmt: skip
+    done = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=400, check=False)
+    assert done.returncode == 0, done.stderr[-3000:]
+    store = RunStore(tmp_path / "out")
+    assert {r.rank for r in rewards(store)} == {0, 1} and store.count("rewards") == 16
+    metrics = json.loads((tmp_path / "out" / "metrics.json").read_text())
+    assert metrics["training"]["world_size"] == 2 and metrics["rewards"] == 16
