@@ -25,6 +25,7 @@ from charter.dpo.config import DPOConfigModel
 from charter.errors import ConfigError
 from charter.formats import formats_markdown
 from charter.loop.config import LoopConfig
+from charter.online.config import OnlineConfig
 from charter.pipeline.config import RunConfig
 from charter.reward_model.config import RewardModelConfig
 from charter.synth.config import SynthConfig
@@ -241,6 +242,8 @@ def test_charter_command_lines_exist(path: Path) -> None:
 NOT_CHARTER = "# not a charter config"
 TITLED_SCHEMAS: tuple[tuple[str, type], ...] = (
     ("constitution", Constitution),
+    ("grpo", OnlineConfig),
+    ("rloo", OnlineConfig),
     ("loop", LoopConfig),
     ("dpo", DPOConfigModel),
     ("reward", RewardModelConfig),

@@ -8,10 +8,12 @@ import sys
 from pathlib import Path
 
 import yaml
+from rich.console import Console
 from typer.testing import CliRunner
 
 import charter
 from charter.cli import app, main
+from charter.pipeline.status import print_status
 from charter.runs.rewards import rewards
 from charter.runs.store import RunStore
 from tests.online.test_reward import _flaky  # noqa: F401 - registers scripted:flaky-rater
@@ -105,6 +107,8 @@ def test_charter_train_grpo_writes_model_metrics_card_and_reward_store(tiny_mode
     card = (out / "README.md").read_text()
     assert "harmless" in card and "scripted:cai" in card and "scoring | score" in card
     assert RunStore(out).count("rewards") == 8
+    shown = print_status(out, Console(width=120, record=True))
+    assert [s["n"] for s in shown["rewards"]] == [4, 4] and shown["constitution"]["name"] == "harmless"
 
 
 def test_the_budget_stops_training_after_a_step_with_a_checkpoint_and_exit_4(

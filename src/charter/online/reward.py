@@ -31,7 +31,9 @@ from charter.constitutions import Constitution, load_constitution
 from charter.errors import ConfigError, FatalProviderError, JudgeParseError, ProviderError, TooManyFailures
 from charter.messages import as_messages
 from charter.preference.config import JudgeConfig, JudgeSettings
+from charter.preference.dataset import now_iso
 from charter.preference.judge import judge_failure, judge_fingerprint, judge_pair, principles_for
+from charter.preference.manifest import ConstitutionInfo
 from charter.preference.score import mean_score, normalised, score_response
 from charter.providers import ManagedModel, get_model
 from charter.providers.base import SamplingParams
@@ -143,6 +145,17 @@ class RewardFunction:
                 "reference_model": reference_model.served_id if reference_model else None,
             }
         )
+        if self.store.meta("run_id") is None:  # `charter status` names what made the store
+            self.store.set_meta(
+                run_id=f"rewards-{self.fingerprint[:8]}",
+                created_at=now_iso(),
+                constitution=ConstitutionInfo(
+                    name=constitution.name,
+                    version=constitution.version,
+                    hash=constitution.hash,
+                    principles=constitution.principle_ids,
+                ).model_dump(),
+            )
         self.tally = Tally()
         self._usage: list[UsageRow] = []
         self._usage_lock = threading.Lock()

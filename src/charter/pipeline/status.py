@@ -16,6 +16,7 @@ from charter.records import UsageRow
 from charter.runs.counts import COUNT_LABELS, FilterStep, filter_steps, ordered_counts
 from charter.runs.files import RunFiles
 from charter.runs.lock import holder
+from charter.runs.rewards import StepRewards, per_step
 from charter.runs.store import BatchState, RunStore, open_store
 
 __all__ = ["RunStatus", "filter_steps", "ordered_counts", "print_status", "run_counts", "status"]
@@ -92,6 +93,8 @@ class RunStatus(TypedDict):
     notes: list[str]
     """What a reader should know about the run's settings (config changes, older items kept)."""
     batches: list[BatchState]
+    rewards: list[StepRewards]
+    """Online training (charter train grpo|rloo): the judge's reward per step; empty for a run."""
 
 
 #: stage -> (SQL counting the finished items, SQL counting all items so far), given the fingerprints in effect
@@ -294,10 +297,32 @@ def status(run_dir: str | Path) -> RunStatus:
             usage=usage_summary(store),
             notes=settings_notes(store),
             batches=store.batches(),
+            rewards=per_step(store),
         )
 
 
 # -- rendering -----------------------------------------------------------------------------------------
+
+
+def _rewards_table(steps: list[StepRewards]) -> Any:
+    """The judge's rewards per training step (the reward store of online training)."""
+    from rich.table import Table
+
+    table = Table(title="Judge rewards per training step (reward store)")
+    for column in ("step", "rewards", "failed", "mean", "std", "from cache"):
+        table.add_column(column, justify="right")
+    shown = steps if len(steps) <= 12 else [*steps[:6], *steps[-6:]]
+    for row in shown:
+        mean, std = row["mean"], row["std"]
+        table.add_row(
+            str(row["step"]),
+            str(row["n"]),
+            str(row["failed"]),
+            "n/a" if mean is None else f"{mean:.3f}",
+            "n/a" if std is None else f"{std:.3f}",
+            str(row["cached"]),
+        )
+    return table
 
 
 def _duration(seconds: float | None) -> str:
@@ -436,6 +461,8 @@ def print_status(run_dir: str | Path, console: Any = None) -> RunStatus:
     else:
         console.print("No stage has started yet.")
     console.print(_counts_table(data))
+    if data["rewards"]:
+        console.print(_rewards_table(data["rewards"]))
     console.print(_usage_table(data))
     console.print(_failures_text(data))
     if data["batches"]:
