@@ -97,7 +97,7 @@ def winrate(
         if rate is not None
         else "no judgments succeeded"
     )
-    if summary.get("reward_model"):
-        rm = summary["reward_model"]
+    rm = summary["reward_model"]
+    if rm:
         typer.echo(f"reward model: candidate {rm['mean_candidate']:.3f}, base {rm['mean_base']:.3f}")
     typer.echo(f"written to {summary['written_to']}")

@@ -5,12 +5,13 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict, cast
 
 from charter.dpo.config import DPOConfigModel
 from charter.errors import DatasetError, TrainingError
 from charter.reward_model import common, data
 from charter.reward_model.data import require_dataset
+from charter.reward_model.train import ParallelSettings, TrainingSummary, save_trained
 from charter.runs.files import RunFiles
 
 KEPT_METRICS = (
@@ -22,6 +23,39 @@ KEPT_METRICS = (
     "logps/chosen",
     "logps/rejected",
 )
+
+#: Probe set (`train_pairs`, `held_out`) -> TRL's eval metric (one of KEPT_METRICS, those TRL logged) -> value.
+ProbeMetrics = dict[str, dict[str, float]]
+
+
+class DPOTrainingSummary(TrainingSummary):
+    """How a DPO training went: the reward model's summary plus the precision and batch size."""
+
+    bf16: bool
+    """Whether training ran in bfloat16 (on a GPU that has it; never on CPU)."""
+    batch_size: int
+    """Training pairs per process in one forward pass (as `per_device_batch_size`)."""
+
+
+class DPOMetrics(TypedDict):
+    """What `train_dpo` returns and writes to OUTPUT_DIR/metrics.json (the main process writes)."""
+
+    before: ProbeMetrics
+    """TRL's DPO eval metrics per probe set on the policy before training: loss, rewards/margins,
+    rewards/accuracies, rewards/chosen, rewards/rejected, logps/chosen, logps/rejected. {} when training resumed
+    from a checkpoint, or with no probe set (`probe_pairs` 0 and nothing held out)."""
+    after: ProbeMetrics
+    """The same metrics after training."""
+    label_smoothing: float
+    """The label smoothing trained with (`judge`: 1 - mean p_chosen of the training pairs, at most 0.49)."""
+    loss_type: list[str]
+    """TRL's loss type(s) trained with."""
+    beta: float
+    """DPO's beta (TRL's DPOConfig.beta, 0.1 unless `trl.beta` sets it)."""
+    training: DPOTrainingSummary
+    """How training went."""
+    config: dict[str, Any]
+    """The `DPOConfigModel` trained with, as JSON."""
 
 
 def output_dir_for(config: DPOConfigModel) -> Path:
@@ -141,11 +175,11 @@ def make_trainer(
     return trainer
 
 
-def _probe(trainer: Any) -> dict[str, dict[str, float]]:
+def _probe(trainer: Any) -> ProbeMetrics:
     """TRL's eval metrics (reward margin, accuracy, log-probs) per eval set, reduced to the ones worth keeping.
 
     TRL logs its DPO metrics rather than returning them, so they are read back from the log history."""
-    result: dict[str, dict[str, float]] = {}
+    result: ProbeMetrics = {}
     for name in trainer.eval_dataset or {}:
         returned = trainer.evaluate(eval_dataset=name, metric_key_prefix=f"eval_{name}")
         logged = trainer.state.log_history[-1] if trainer.state.log_history else {}
@@ -165,7 +199,7 @@ def _probe_at_start(trainer: Any, wanted: bool) -> Any:
 
     class ProbeAtStart(TrainerCallback):
         def __init__(self) -> None:
-            self.result: dict[str, dict[str, float]] = {}
+            self.result: ProbeMetrics = {}
 
         def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
             if wanted and state.global_step == 0:
@@ -176,9 +210,31 @@ def _probe_at_start(trainer: Any, wanted: bool) -> Any:
     return callback
 
 
-def train_dpo(config: DPOConfigModel | dict[str, Any], *, callbacks: Sequence[Any] = ()) -> dict[str, Any]:
-    """DPO-train the policy; returns the metrics (also in OUTPUT_DIR/metrics.json). The saved folder is a plain
-    transformers model (LoRA merged), usable as `local:OUTPUT_DIR`."""
+def train_dpo(config: DPOConfigModel | dict[str, Any], *, callbacks: Sequence[Any] = ()) -> DPOMetrics:
+    """DPO-train the policy; returns the metrics (also in OUTPUT_DIR/metrics.json).
+
+    The saved folder is a plain transformers model (LoRA merged), usable as `local:OUTPUT_DIR`, with a model card
+    (README.md). `config.dataset` may be a run directory. Under torchrun or `accelerate launch` every process
+    trains and returns the metrics; only the main one writes.
+
+    Args:
+        config: The `dpo` settings, as a `DPOConfigModel` or a dict of its fields.
+        callbacks: transformers `TrainerCallback`s added to TRL's DPOTrainer.
+
+    Returns:
+        The metrics: TRL's DPO metrics on the probe sets before and after training, the loss settings, the
+        training summary and the config.
+
+    Raises:
+        pydantic.ValidationError: `config` is a dict that is not a valid `DPOConfigModel`.
+        ConfigError: `dataset` is unset, or a `trl` field is unknown to TRL's DPOConfig or has a bad value.
+        DatasetError: The dataset cannot be read, is empty, lacks a column, or has a row that is not a preference
+            pair; `label_smoothing: judge` and no p_chosen column.
+        TrainingError: CUDA was asked for but is missing; the policy or its tokenizer cannot be loaded, or the
+            tokenizer has no chat template; `trl` sets loss_type or label_smoothing (charter's own fields); TRL
+            refuses the settings; every prompt is longer than max_length.
+        Interrupted: A callback stopped training (as the run's stop callback does on Ctrl-C or SIGTERM).
+    """
     config = config if isinstance(config, DPOConfigModel) else DPOConfigModel.model_validate(config)
     out = output_dir_for(config)
     source = require_dataset(config)
@@ -198,10 +254,8 @@ def train_dpo(config: DPOConfigModel | dict[str, Any], *, callbacks: Sequence[An
     seconds = time.perf_counter() - started
     before = probe.result
     after = _probe(trainer)
-    from charter.reward_model.train import save_trained
-
     common.finish_shared_datasets(trainer.args, out / common.PREPARED)
-    metrics = {
+    metrics: DPOMetrics = {
         "before": before,
         "after": after,
         "label_smoothing": smoothing,
@@ -217,7 +271,7 @@ def train_dpo(config: DPOConfigModel | dict[str, Any], *, callbacks: Sequence[An
             "device": device,
             "bf16": bool(trainer.args.bf16),
             "batch_size": trainer.args.per_device_train_batch_size,
-            **common.parallel_settings(trainer.args),
+            **cast(ParallelSettings, common.parallel_settings(trainer.args)),
         },
         "config": config.model_dump(mode="json"),
     }

@@ -8,13 +8,92 @@ import math
 import random
 import threading
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, TypedDict
 
 from charter.dpo.config import WinrateConfig
 from charter.errors import ConfigError, DatasetError
 from charter.records import Judgment, Message, Pair, as_records
 from charter.reward_model import common, data
 from charter.runs.files import WINRATE_JSON, RunFiles
+
+
+class Tally(TypedDict):
+    """The judge's verdicts on the candidate (`a`) against the base, counted."""
+
+    n: int
+    """Judgments that succeeded."""
+    failures: int
+    """Judgments that failed or are missing (never counted as ties)."""
+    wins: int
+    """Judgments with P(candidate better) above 0.5 + tie_band."""
+    ties: int
+    """Judgments within tie_band of 0.5."""
+    losses: int
+    """Judgments with P(candidate better) below 0.5 - tie_band."""
+    win_rate: float | None
+    """(wins + ties / 2) / n; None when no judgment succeeded."""
+    ci95: list[float] | None
+    """[low, high] of the Wilson 95% interval of the win rate; None when no judgment succeeded."""
+    ci_method: Literal["wilson"]
+    """How `ci95` was computed."""
+    mean_p_candidate: float | None
+    """Mean P(candidate better) over the judgments that succeeded; None when none did."""
+    position_consistent_rate: float | None
+    """Share of the judgments made in both orders whose two orders picked the same winner; None without any."""
+
+
+class RewardScores(TypedDict):
+    """A reward model's scores of both models' answers."""
+
+    path: str
+    """The reward model folder."""
+    mean_candidate: float
+    """Mean reward of the candidate's answers."""
+    mean_base: float
+    """Mean reward of the base model's answers."""
+    candidate_higher_rate: float
+    """Share of prompts where the candidate's answer gets the higher reward (ties count half)."""
+
+
+class WinrateExample(TypedDict):
+    """One prompt with both answers, to read beside the numbers."""
+
+    prompt: str
+    """The prompt's last message."""
+    candidate: str
+    """The candidate's answer."""
+    base: str
+    """The base model's answer."""
+    p_candidate: float | None
+    """The judge's P(candidate better); None when the judgment failed."""
+
+
+class WinrateReport(Tally):
+    """The win-rate summary as written to winrate.json: the settings, the tally, reward scores, examples."""
+
+    base: str
+    """The base model (model string)."""
+    candidate: str
+    """The candidate model (model string)."""
+    judge: str
+    """The judge model (model string)."""
+    constitution: str
+    """The constitution judged against (bundled name or YAML path)."""
+    prompts: str
+    """The held-out prompts file."""
+    prompts_used: int
+    """Prompts both models answered (at most `limit`)."""
+    reward_model: RewardScores | None
+    """The reward model's scores of both models' answers; None without a reward model."""
+    examples: list[WinrateExample]
+    """The first three prompts with both answers."""
+
+
+class WinrateSummary(WinrateReport):
+    """What `winrate` returns: the summary written to winrate.json, and where it went."""
+
+    written_to: str
+    """The JSON file written (a markdown file with the same name ending in .md lies beside it)."""
 
 
 def wilson_interval(successes: float, n: int, z: float = 1.96) -> tuple[float, float]:
@@ -79,9 +158,18 @@ async def _judge(config: WinrateConfig, pairs: list[Pair]) -> dict[str, Judgment
         await model.aclose()
 
 
-def tally(records: list[Judgment | None], tie_band: float) -> dict[str, Any]:
+def tally(records: list[Judgment | None], tie_band: float) -> Tally:
     """Wins, ties and losses of `a` (the candidate), the win rate with ties as half, and its Wilson 95% CI.
-    A missing or failed judgment is counted as a failure, never as a tie."""
+
+    A missing or failed judgment is counted as a failure, never as a tie.
+
+    Args:
+        records: One judgment per pair, `a` the candidate's answer; None where the pair has none.
+        tie_band: A judgment with P(a better) within this distance of 0.5 is a tie.
+
+    Returns:
+        The counts, the win rate with its interval, the mean P(candidate better) and the position consistency.
+    """
     ok = [r for r in records if r is not None and r.status == "ok" and r.p_a is not None]
     p = [float(r.p_a) for r in ok if r.p_a is not None]
     wins = sum(1 for x in p if x > 0.5 + tie_band)
@@ -103,8 +191,21 @@ def tally(records: list[Judgment | None], tie_band: float) -> dict[str, Any]:
     }
 
 
-def reward_scores(path: Path, prompts: list, candidate: list[str], base: list[str]) -> dict[str, Any]:
-    """Mean reward of both models' answers and how often the candidate's is higher."""
+def reward_scores(path: Path, prompts: list, candidate: list[str], base: list[str]) -> RewardScores:
+    """Mean reward of both models' answers and how often the candidate's is higher.
+
+    Args:
+        path: A reward model folder (as `train_reward_model` writes).
+        prompts: The prompt conversations, as lists of `{role, content}` messages.
+        candidate: The candidate's answer to each prompt.
+        base: The base model's answer to each prompt.
+
+    Returns:
+        The folder, both mean rewards and the share of prompts where the candidate's answer scores higher.
+
+    Raises:
+        TrainingError: `path` is not a reward model folder.
+    """
     from charter.reward_model.evaluate import RewardScorer
 
     scorer = RewardScorer.load(path)
@@ -133,9 +234,35 @@ def _resolve(config: WinrateConfig) -> WinrateConfig:
     return config.model_copy(update=updates)
 
 
-async def winrate_async(config: WinrateConfig) -> dict[str, Any]:
-    """The win-rate evaluation; writes JSON + markdown and returns the summary."""
+async def winrate_async(config: WinrateConfig) -> WinrateSummary:
+    """The win-rate evaluation; writes JSON + markdown and returns the summary.
+
+    Both models answer the prompts, the judge compares each pair of answers in both orders, and a reward model
+    (the given one, or RUN_DIR/reward_model where there is one) scores them too. The summary goes to `out`, else
+    RUN_DIR/report/winrate.json, else ./winrate.json, with a markdown file beside it.
+
+    Args:
+        config: The win-rate settings.
+
+    Returns:
+        The summary as written, and the path it was written to.
+
+    Raises:
+        ConfigError: `prompts` is unset; `candidate` is unset without `run_dir`; a key variable is named for a
+            model that takes none.
+        DatasetError: The prompts file cannot be read, has no rows, lacks a prompt or messages column, or has a
+            malformed prompt.
+        UnknownModel: A model string names no known provider.
+        MissingAPIKey: The variable holding a remote model's key is unset.
+        MissingExtra: A model's provider needs an extra that is not installed.
+        ConstitutionError: `constitution` is neither a bundled name nor a valid constitution file.
+        ProviderError: A model failed to answer for good; from the judge, only a `FatalProviderError` (a failed
+            judgment is counted as a failure instead).
+        LogprobsUnsupported: `judge_mode` is logprobs and the judge's backend gives no token probabilities.
+        TrainingError: `reward_model` is not a reward model folder.
+    """
     config = _resolve(config)
+    assert config.candidate is not None and config.prompts is not None  # _resolve fills or refuses them
     prompts = load_prompts(str(config.prompts), config.limit, config.seed)
     base = await _answers(config.base, prompts, config, config.base_api_key_env)
     candidate = await _answers(str(config.candidate), prompts, config, config.candidate_api_key_env)
@@ -155,7 +282,7 @@ async def winrate_async(config: WinrateConfig) -> dict[str, Any]:
     ]
     records = await _judge(config, pairs)
     ordered = [records.get(p.pair_id) for p in pairs]
-    summary: dict[str, Any] = {
+    report: WinrateReport = {
         "base": config.base,
         "candidate": config.candidate,
         "judge": config.judge,
@@ -174,11 +301,10 @@ async def winrate_async(config: WinrateConfig) -> dict[str, Any]:
             for p, r in list(zip(pairs, ordered))[:3]
         ],
     }
-    summary["written_to"] = str(write_summary(config, summary))
-    return summary
+    return {**report, "written_to": str(write_summary(config, report))}
 
 
-def write_summary(config: WinrateConfig, summary: dict[str, Any]) -> Path:
+def write_summary(config: WinrateConfig, summary: WinrateReport) -> Path:
     """Write the JSON summary and its markdown: to --out, else RUN_DIR/report/winrate.json, else ./winrate.json."""
     if config.out is None and config.run_dir is not None:
         files = RunFiles(config.run_dir)
@@ -194,7 +320,7 @@ def _fmt(value: Any) -> str:
     return "n/a" if value is None else f"{value:.3f}" if isinstance(value, float) else str(value)
 
 
-def markdown(summary: dict[str, Any]) -> str:
+def markdown(summary: WinrateReport) -> str:
     """A short markdown summary for the run report."""
     ci = summary.get("ci95") or [None, None]
     lines = [
@@ -220,8 +346,36 @@ def markdown(summary: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def winrate(config: WinrateConfig | dict[str, Any] | None = None, **fields: Any) -> dict[str, Any]:
-    """Sync wrapper: `winrate(base=..., candidate=..., prompts=..., judge=...)` or `winrate(WinrateConfig(...))`."""
+def winrate(config: WinrateConfig | dict[str, Any] | None = None, **fields: Any) -> WinrateSummary:
+    """Win rate of a candidate policy against a base policy, judged against the constitution in both orders.
+
+    `winrate(base=..., candidate=..., prompts=..., judge=...)` or `winrate(WinrateConfig(...))`. A sync wrapper
+    of `winrate_async`: called inside a running event loop, it runs in a thread of its own.
+
+    Args:
+        config: The settings, as a `WinrateConfig` or a dict of its fields; None to take them all from `fields`.
+        **fields: `WinrateConfig` fields; with a dict `config`, they override its keys (ignored with a
+            `WinrateConfig`).
+
+    Returns:
+        The summary written to winrate.json (settings, wins, ties, losses, failures, the win rate with its Wilson
+        95% interval, reward scores, examples), and the path it was written to.
+
+    Raises:
+        pydantic.ValidationError: The fields are not a valid `WinrateConfig`.
+        ConfigError: `prompts` is unset; `candidate` is unset without `run_dir`; a key variable is named for a
+            model that takes none.
+        DatasetError: The prompts file cannot be read, has no rows, lacks a prompt or messages column, or has a
+            malformed prompt.
+        UnknownModel: A model string names no known provider.
+        MissingAPIKey: The variable holding a remote model's key is unset.
+        MissingExtra: A model's provider needs an extra that is not installed.
+        ConstitutionError: `constitution` is neither a bundled name nor a valid constitution file.
+        ProviderError: A model failed to answer for good; from the judge, only a `FatalProviderError` (a failed
+            judgment is counted as a failure instead).
+        LogprobsUnsupported: `judge_mode` is logprobs and the judge's backend gives no token probabilities.
+        TrainingError: `reward_model` is not a reward model folder.
+    """
     if config is None:
         config = WinrateConfig.model_validate(fields)
     elif not isinstance(config, WinrateConfig):

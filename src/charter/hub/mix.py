@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypedDict, cast
 
 import numpy as np
 
@@ -20,7 +20,27 @@ from charter.messages import as_messages
 from charter.records import PreferenceRow, Role, as_dicts
 from charter.tables import read_rows
 
+if TYPE_CHECKING:
+    import datasets
+
 Source = Any  # datasets.Dataset | datasets.DatasetDict | path | list[dict]
+
+
+class MixedRow(TypedDict):
+    """One row of a mixed dataset: TRL's conversational columns and where the label came from. Besides these keys
+    a row holds every other column of charter's dataset (its provenance; None on human rows)."""
+
+    prompt: list[dict[str, str]]
+    """The conversation before the response, as `{role, content}` messages."""
+    chosen: list[dict[str, str]]
+    """The preferred response, as one assistant message."""
+    rejected: list[dict[str, str]]
+    """The other response, as one assistant message."""
+    synthetic: bool
+    """True for charter's (AI-labeled) rows, false for human-labeled ones."""
+    label_source: str
+    """Who labeled the pair: the row's own `label_source`, else `human` for human rows and `ai-judge:JUDGE_MODEL`
+    for charter's."""
 
 
 def _as_rows(source: Source, split: str, name: str) -> list[dict]:
@@ -53,8 +73,21 @@ def _messages(value: Any, role: Role, where: str) -> list[dict]:
     return as_dicts(as_messages(value, where, role=role))
 
 
-def human_row(row: dict, columns: list[str], index: int) -> dict:
-    """A human-labeled row in charter's columns: conversational format, synthetic=false, label_source kept."""
+def human_row(row: dict, columns: list[str], index: int) -> MixedRow:
+    """A human-labeled row in charter's columns: conversational format, synthetic=false, label_source kept.
+
+    Args:
+        row: A human-labeled row with `prompt`, `chosen` and `rejected` (text or messages).
+        columns: The columns of the mixed dataset; those the row does not fill are None.
+        index: The row's position in the human dataset, for error messages and a missing `pair_id`.
+
+    Returns:
+        The row in charter's columns; its `pair_id` (where that is a column) is the row's `pair_id` or `id`, else
+        `human-INDEX`.
+
+    Raises:
+        DatasetError: The row lacks `prompt`, `chosen` or `rejected`, or one of them is empty or malformed.
+    """
     missing = [c for c in TRL_COLUMNS if c not in row]
     if missing:
         raise DatasetError(f"human dataset row {index}: missing column(s) {', '.join(missing)}")
@@ -68,14 +101,24 @@ def human_row(row: dict, columns: list[str], index: int) -> dict:
     )
     if "pair_id" in out:
         out["pair_id"] = str(row.get("pair_id") or row.get("id") or f"human-{index}")
-    return out
+    return cast(MixedRow, out)
 
 
-def charter_row(row: dict) -> dict:
+def charter_row(row: dict) -> MixedRow:
+    """A row of charter's dataset with its label's origin: `synthetic` (true unless the row says otherwise) and
+    `label_source` (the row's own, else `ai-judge:JUDGE_MODEL`).
+
+    Args:
+        row: A row of charter's preference dataset; every column is kept.
+
+    Returns:
+        A copy of the row with `synthetic` and `label_source` set. `prompt`, `chosen` and `rejected` are the row's
+        own (`mix` refuses a dataset without them).
+    """
     out = dict(row)
     out["synthetic"] = True if row.get("synthetic") is None else bool(row["synthetic"])
     out["label_source"] = row.get("label_source") or f"ai-judge:{row.get('judge_model') or 'unknown'}"
-    return out
+    return cast(MixedRow, out)
 
 
 def mix_counts(n_synthetic: int, n_human: int, ratio: float, size: int | None) -> tuple[int, int]:
@@ -104,12 +147,32 @@ def mix(
     seed: int = 0,
     size: int | None = None,
     split: str = "train",
-) -> Any:
+) -> datasets.Dataset:
     """Combine charter rows with human-labeled rows so that a share `ratio` of the result is synthetic.
 
     Without `size`, as many rows as the smaller side allows. Rows are drawn without replacement and shuffled
     with `seed`. Human rows may hold plain strings (`prompt`, `chosen`, `rejected`); they become TRL's
-    conversational format. Returns a `datasets.Dataset` with charter's columns plus `label_source`.
+    conversational format. Every row says where it came from: `synthetic` and `label_source`.
+
+    Args:
+        charter_dataset: charter's preferences: a `datasets.Dataset` or `DatasetDict`, a list of rows, a
+            .jsonl/.parquet file, or an export folder, run directory or Hub dataset id (as `load_preferences` takes).
+        human_dataset: Human-labeled pairs, in any of the same forms.
+        ratio: The synthetic share of the result, from 0 to 1.
+        seed: Seed of the draw and the shuffle.
+        size: Rows in the result; None for as many as the two datasets allow at `ratio`.
+        split: The split to take from a `DatasetDict` (or from what `load_preferences` returns).
+
+    Returns:
+        The mixed rows (`MixedRow`), with charter's columns plus `synthetic` and `label_source`.
+
+    Raises:
+        DatasetError: A source is of no known kind, lacks `split` or the prompt/chosen/rejected columns, or has a
+            malformed row; `ratio` is outside 0..1; the datasets hold too few rows for `size` at `ratio`, or one is
+            empty.
+        HubError: A Hub dataset id cannot be downloaded.
+        RunStoreError: A run directory given as a source has no readable run store.
+        MissingExtra: The `datasets` package (the `hub` extra) is not installed.
     """
     datasets = _datasets()
     synthetic = [charter_row(r) for r in _as_rows(charter_dataset, split, "charter dataset")]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -40,7 +41,7 @@ def _base_model(name: str) -> str | None:
 
 
 def render_card(
-    kind: str, model: str, dataset: str, metrics: dict[str, Any], rows: list[dict[str, Any]], tags: list[str]
+    kind: str, model: str, dataset: str, metrics: Mapping[str, Any], rows: list[dict[str, Any]], tags: list[str]
 ) -> Any:
     """A huggingface_hub ModelCard for a charter-trained model."""
     from huggingface_hub import ModelCard, ModelCardData
@@ -84,7 +85,7 @@ def render_card(
     return ModelCard(f"---\n{card_data.to_yaml()}\n---\n\n" + "\n".join(lines))
 
 
-def write_card(out: Path, config: Any, metrics: dict[str, Any], rows: list[dict[str, Any]]) -> Path:
+def write_card(out: Path, config: Any, metrics: Mapping[str, Any], rows: list[dict[str, Any]]) -> Path:
     """README.md for a reward model folder."""
     card = render_card("Reward model", config.model, config.dataset, metrics, rows, ["reward-model"])
     path = out / "README.md"

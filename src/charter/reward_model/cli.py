@@ -40,7 +40,8 @@ def reward(
     typer.echo(f"reward model saved to {output_dir_for(cfg)}")
     typer.echo(describe_parallel(metrics["training"]))
     for key in ("held_out_accuracy", "train_accuracy", "mean_reward_gap"):
-        if metrics.get(key) is not None:
-            typer.echo(f"  {key}: {metrics[key]:.3f}")
+        value = metrics.get(key)
+        if value is not None:
+            typer.echo(f"  {key}: {value:.3f}")
     for path, result in metrics.get("human_eval", {}).items():
         typer.echo(f"  human pairs {Path(path).name}: accuracy {result['accuracy']:.3f} (n={result['n']})")

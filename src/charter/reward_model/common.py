@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import shutil
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
@@ -159,7 +160,7 @@ def parallel_settings(args: Any) -> dict[str, int]:
     }
 
 
-def describe_parallel(training: dict[str, Any]) -> str:
+def describe_parallel(training: Mapping[str, Any]) -> str:
     """One line: processes, per-device batch, accumulation and the effective batch size."""
     return (
         f"  {training['world_size']} process{'es' if training['world_size'] > 1 else ''} on {training['device']}, "

