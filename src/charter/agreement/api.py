@@ -102,11 +102,29 @@ def calibrate(
 def agreement_report(
     run_dir: str | Path, config: AgreementConfig | None = None, calibration: str | None = None, write: bool = True
 ) -> AgreementSummary:
-    """Judge vs human agreement of a run: figures with 95% CIs, breakdowns, baselines, calibration.
+    """Judge vs human agreement of a run: figures with 95% CIs, breakdowns, baselines and a calibration fit.
 
     With `write`, stores the summary in the run store (meta `agreement`) and the calibration map (meta
     `calibration`), writes report/agreement.md and report/reliability.png, and rewrites data/preferences.*
     with `p_chosen_calibrated`.
+
+    Args:
+        run_dir: The run directory, with a labeled spot-check sample.
+        config: The agreement settings; None uses the run config's `agreement:` section.
+        calibration: `platt`, `temperature`, `isotonic` or `none`; None uses `config.calibration`.
+        write: Store the summary and the calibration and write the files; False only computes the figures (no
+            calibration is fitted).
+
+    Returns:
+        The summary: the judge's agreement and kappa against the human labels (with and without ties), humans
+        against each other, baselines, breakdowns by principle and confidence, and with `write` the calibration
+        fit (or why none was fitted).
+
+    Raises:
+        ArgumentError: `calibration` is not one of the methods.
+        RunStoreError: `run_dir` is not a run directory, or the run has no judged pairs yet.
+        ConfigError: The run config's `agreement:` section is not valid.
+        NoLabels: Nobody has labeled a sampled pair yet.
     """
     if calibration not in (None, *METHODS):
         raise ArgumentError("calibration", f"{calibration!r}: use {', '.join(METHODS)}")

@@ -549,11 +549,44 @@ def audit_judge(
     progress: bool = False,
     api_key_env: str | None = None,
 ) -> AuditReport:
-    """Audit a judge's position, length, injection and (optionally) self-preference biases.
+    """Audit a judge's position, length, injection and (optionally) self-preference biases on known-better pairs.
 
-    `pairs` is a JSONL file of human-labeled pairs (prompt, chosen, rejected), a run directory (its own
-    high-confidence pairs, `min_confidence` from 0.5), or AuditPair records. `judge` is a model string or a
-    ChatModel (not closed here). Audits a seeded sample of `n` pairs."""
+    Args:
+        pairs: A JSONL file of human-labeled pairs (`prompt`, `chosen`, `rejected`), a run directory (its own pairs
+            that its judge decided with confidence and consistently in both orders), or `AuditPair` records.
+        judge: The judge: a model string, or a `ChatModel` (not closed here).
+        constitution: A bundled constitution's name or a constitution YAML file.
+        mode: The judge mode audited, as `JudgeSettings.mode` takes it (`logprobs`, `cot`, `verdict`).
+        orders: The judge's orders, `both` or `one` (the position measure always asks both).
+        principles_per_pair: Principles sampled per question (the judge's ensemble size).
+        n: Pairs to audit, a seeded sample; None audits every pair.
+        seed: Seed of the sample, the shown order, the principle sampling and the bootstrap.
+        families: The injection families to plant (default: every one).
+        self_preference: Also measure whether the judge prefers its own answer (one generation per pair).
+        min_confidence: For a run directory: the least |P(A) - 0.5| of a pair taken from it.
+        bootstrap_samples: Bootstrap resamples of pairs behind each interval.
+        concurrency: Pairs in flight at once.
+        cache: The call cache's SQLite file, for a model string; None caches nothing.
+        progress: Show a progress bar.
+        api_key_env: The environment variable holding the key of the judge's host, for a model string.
+
+    Returns:
+        Each bias as a rate with its 95% bootstrap interval and the pairs it rests on, with the calls made and the
+        failures met. A failed call leaves its pair out of the measures that needed it.
+
+    Raises:
+        ConstitutionError: `constitution` is neither a bundled name nor a valid constitution file.
+        DatasetError: The pair file is missing, has no rows or has a malformed row, or there is no pair to audit.
+        RunStoreError: The run directory's store cannot be read.
+        ArgumentError: `families` names an unknown injection family.
+        UnknownModel: `judge` names no known provider.
+        MissingAPIKey: The variable holding the judge's key is unset.
+        MissingExtra: The judge's provider needs an optional dependency that is not installed.
+        LogprobsUnsupported: Mode `logprobs` with a judge that returns no token probabilities.
+        FatalProviderError: A provider error every later call would share (authentication, an unknown model).
+        BudgetExceeded: A given `judge` model's usage meter reached its budget.
+        pydantic.ValidationError: `mode`, `orders` or `principles_per_pair` is not a valid judge setting.
+    """
     from charter.constitutions import load_constitution
     from charter.providers import get_model
     from charter.providers.cache import CallCache

@@ -89,9 +89,24 @@ def draw_sample(
 def spotcheck(
     run_dir: str | Path, n: int | None = None, seed: int | None = None, config: AgreementConfig | None = None
 ) -> list[SpotSample]:
-    """Sample judged pairs for human spot checks and store the sample; returns the whole sample.
+    """Sample judged pairs for human spot checks, stratified by principle and confidence bucket, and store the sample.
 
-    A sample that already exists is kept (its labels keep their meaning); a larger n adds pairs to it.
+    A sample that already exists is kept (its labels keep their meaning); a larger n adds pairs to it, a smaller
+    one changes nothing.
+
+    Args:
+        run_dir: The run directory.
+        n: Pairs the sample should hold (at most every judged pair); None uses the run's `agreement.sample_size`.
+        seed: Seed of the sampling and of the order each pair is shown in; None uses the run's `agreement.seed`.
+        config: The agreement settings; None uses the run config's `agreement:` section.
+
+    Returns:
+        The whole stored sample, new and earlier rows, in labeling order.
+
+    Raises:
+        RunStoreError: `run_dir` is not a run directory, or the run has no judged pairs yet.
+        ConfigError: The run config's `agreement:` section is not valid.
+        ArgumentError: `n` is below 1.
     """
     store = open_labels(run_dir)
     try:

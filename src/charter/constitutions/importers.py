@@ -57,7 +57,23 @@ class HFImport:
 
 
 def import_hf_cai(path: str | Path, name: str | None = None) -> Constitution:
-    """Import a Hugging Face CAI recipe JSON file as a `Constitution` (see the module docstring)."""
+    """Import a Hugging Face CAI recipe JSON file as a `Constitution` (the mapping is in the module docstring).
+
+    Each `critic`/`revision` entry becomes a principle `hf-cai-NN`; each `system_chat` conversation that fits the
+    few-shot shape becomes an example, and the others are left out (`read_hf_cai` reports them).
+
+    Args:
+        path: The recipe's JSON file: an object with a `constitutions` list (and optionally `system_chat`), or
+            the bare list of `{critic, revision}` entries.
+        name: The constitution's name; None uses the file's name without its extension.
+
+    Returns:
+        The imported constitution.
+
+    Raises:
+        ConstitutionError: The file is missing or not valid JSON, lacks the `constitutions` list or has a malformed
+            entry, or the result is not a valid constitution.
+    """
     return read_hf_cai(path, name).constitution
 
 

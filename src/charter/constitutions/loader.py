@@ -24,7 +24,19 @@ def builtin_path(name: str) -> Path:
 
 
 def load_constitution(source: str | Path | Constitution) -> Constitution:
-    """Load a constitution from a YAML path or a bundled name (see `builtin_names()`)."""
+    """Load a constitution from a YAML file or the bundled library.
+
+    Args:
+        source: A constitution YAML file, the name of a bundled constitution (see `builtin_names()`; a file of
+            that name takes precedence), or a `Constitution`, returned as it is.
+
+    Returns:
+        The validated constitution.
+
+    Raises:
+        ConstitutionError: `source` is neither a file nor a bundled name, or the file is unreadable, not valid YAML
+            or not a valid constitution (one line per error, naming file:line:column and the key).
+    """
     if isinstance(source, Constitution):
         return source
     path = Path(source)

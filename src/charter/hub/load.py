@@ -4,11 +4,14 @@ splits TRL trains on, conversational columns and provenance kept."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from charter.errors import DatasetError, HubError, missing_extra
 from charter.redaction import redact
 from charter.runs.files import RunFiles
+
+if TYPE_CHECKING:
+    import datasets
 
 TRL_COLUMNS = ("prompt", "chosen", "rejected")
 
@@ -70,11 +73,30 @@ def load_preferences(
     cache_dir: str | Path | None = None,
     test_size: float = 0.1,
     seed: int = 0,
-) -> Any:
-    """Load the `preferences` configuration as a `datasets.DatasetDict` (train, and test when there is one).
+) -> datasets.DatasetDict:
+    """Load the `preferences` configuration of a published dataset as the splits TRL trains on.
 
-    `source` is a Hub repo id (`org/name`), a folder written by `charter push --dry-run`, or a run directory.
     Rows keep TRL's conversational `prompt`/`chosen`/`rejected` columns and every provenance column.
+
+    Args:
+        source: A Hub dataset id (`org/name`), a folder written by `charter push --dry-run`, or a run directory
+            (split as `charter push` would split it).
+        revision: The Hub revision (branch, tag or commit) to download; None takes `main`.
+        token: The Hugging Face token for a private repository; None uses HF_TOKEN or the huggingface_hub login.
+        cache_dir: The `datasets` cache folder; None uses its default.
+        test_size: For a run directory: share of the prompts whose rows go to the `test` split.
+        seed: For a run directory: seed of the split.
+
+    Returns:
+        The `train` split, and `test` when there is one.
+
+    Raises:
+        DatasetError: `source` is neither a folder nor a Hub dataset id, the folder holds no dataset written by
+            `charter push`, or the preferences lack a TRL column; a run directory has no preference rows.
+        HubError: The Hub dataset cannot be downloaded.
+        RunStoreError: A run directory's store cannot be read.
+        ConfigError: A run directory's `agreement:` or `judge.audit` config section is not valid.
+        MissingExtra: `datasets` or huggingface_hub (the `hub` extra) is not installed.
     """
     path = Path(source)
     if path.is_dir() and RunFiles.is_run_dir(path):

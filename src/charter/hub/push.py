@@ -150,6 +150,34 @@ def publish(
     The agreement gate and the judge-audit gate apply (`override_gate` passes them and the card records it);
     rows, config and card are scanned for secrets first. With `dry_run`, the exact folder that would be uploaded
     is written there instead.
+
+    Args:
+        run_dir: The run directory, with its preference dataset written.
+        repo_id: The dataset repository, `ORG/NAME`; it is created if it does not exist.
+        private: Create the repository private (an existing one keeps its visibility).
+        revision: The branch to commit to (created if needed); None commits to `main`.
+        dry_run: A folder to write the upload into instead of uploading (an earlier export there is replaced).
+        override_gate: Publish even when a gate fails; the card records the override.
+        token: The Hugging Face token; None uses HF_TOKEN or the huggingface_hub login.
+        test_size: Share of the prompts whose rows go to the `test` split (rows are split by prompt).
+        seed: Seed of the split.
+        license: The license named in the card.
+        commit_message: The commit's message; None says the run id and the number of preferences.
+
+    Returns:
+        The files, the rows per configuration and split, both gates' results, and the commit's url and id, or
+        with `dry_run` the folder written.
+
+    Raises:
+        ArgumentError: `repo_id` is not `ORG/NAME`, or `dry_run` is a folder that is neither empty nor an earlier
+            export.
+        RunStoreError: `run_dir` is not a run directory, or its store cannot be read.
+        DatasetError: The run has no preference rows.
+        ConfigError: The run config's `agreement:` or `judge.audit` section is not valid.
+        GateFailed: The agreement gate or the judge-audit gate failed, without `override_gate`.
+        SecretFound: A secret (an API key or the token) is in the rows, the config or the card.
+        HubError: There is no token, or the Hub refused or failed the upload.
+        MissingExtra: huggingface_hub (the `hub` extra) is not installed.
     """
     check_repo_id(repo_id)
     run = read_run(run_dir)

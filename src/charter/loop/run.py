@@ -322,7 +322,25 @@ def _bundled() -> Path:
 
 
 def iterate(config: LoopConfig | str | Path, overrides: list[str] | None = None) -> LoopResult:
-    """Run (or resume) a loop from a LoopConfig or a loop YAML file."""
+    """Run (or resume) an iterated loop: per round and data strategy, a run, its DPO data, DPO, monitor and eval.
+
+    A killed loop resumes at the first step it had not recorded in LOOP_DIR/loop.sqlite.
+
+    Args:
+        config: A `LoopConfig`, or the path of a loop config YAML file (relative paths in it resolve against it).
+        overrides: `--set`-style `key.sub=value` items applied on top of the file; ignored for a `LoopConfig`.
+
+    Returns:
+        Per strategy, one row per policy (0 = the base) with its diversity metrics, collapse flags, data and win
+        rates; why a strategy stopped early, if it did; and the report written under LOOP_DIR/report.
+
+    Raises:
+        ConfigError: The loop config or its run config cannot be read or does not validate, the policy is not a
+            `local:` model, or a round has no preference rows to train on.
+        ArgumentError: An override is not `key=value`.
+        CharterError: Any error of a round's run, DPO training or win rate (see `run`, `train_dpo` and `winrate`),
+            e.g. `BudgetExceeded`, `Interrupted`, `TrainingError`; the steps done so far stay recorded.
+    """
     from charter.loop.config import load_loop_config
 
     if not isinstance(config, LoopConfig):

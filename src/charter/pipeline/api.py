@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NotRequired, TypedDict, cast
 
 from charter.concurrency import bounded_map
 from charter.constitutions import Constitution, load_constitution
@@ -29,9 +29,67 @@ from charter.providers.config import DEFAULT_MODEL
 from charter.records import Chain, Judgment, Message, Pair, PreferenceRow, Provenance, fingerprint
 
 
+class PreferenceCounts(TypedDict):
+    """The counts `build_preferences` returns beside its rows: the rows before the filters, how many each filter
+    dropped (in the order they apply; each row is dropped by at most one), and the rows kept."""
+
+    preferences_before_filters: int
+    """Rows made from the successful judgments, before any filter."""
+    dropped_not_best_vs_worst: NotRequired[int]
+    """Rows that are not the best-vs-worst pair of their prompt's samples (only with strategy `best_vs_worst`)."""
+    dropped_failed_verification: NotRequired[int]
+    """Rows whose chosen response failed the prompt's verifier (only where some row was verified)."""
+    dropped_ties: int
+    """Ties (P(chosen) = 0.5), with `filters.drop_ties`."""
+    dropped_low_confidence_calibrated: int
+    """Rows whose calibrated confidence is below the threshold."""
+    dropped_low_confidence: int
+    """Rows whose judge confidence, P(chosen) - 0.5, is below `filters.min_confidence`."""
+    dropped_inconsistent: int
+    """Rows whose two presentation orders disagreed, with `filters.drop_inconsistent`."""
+    dropped_duplicates: int
+    """Exact duplicates of a row kept before, with `filters.dedupe`."""
+    dropped_principle_cap: int
+    """Rows over `filters.max_per_principle`."""
+    preferences: int
+    """Rows kept."""
+    calibrated: int
+    """Kept rows with a calibrated probability."""
+
+
 def run(config: RunConfig | str | Path, overrides: list[str] | None = None) -> RunResult:
-    """Run (or resume) a run from a RunConfig or a YAML path with `--set`-style overrides. From the main thread,
-    Ctrl-C and SIGTERM stop it cleanly while it runs (`charter.errors.Interrupted`); see charter.interrupt."""
+    """Run (or resume) a run from a RunConfig or a run config YAML file.
+
+    From the main thread, Ctrl-C and SIGTERM stop it cleanly while it runs (`Interrupted`; see charter.interrupt).
+    A run that stops early keeps what it finished; the same call resumes it.
+
+    Args:
+        config: A `RunConfig`, or the path of a run config YAML file (relative paths in it resolve against it).
+        overrides: `--set`-style `key.sub=value` items applied on top of the file; ignored for a `RunConfig`.
+
+    Returns:
+        The run directory, the paths of the preference and SFT datasets, the counts, the report and the results
+        of the training stages that ran.
+
+    Raises:
+        ConfigError: The file cannot be read or does not validate; a principle id is unknown; the prompt source
+            is unreadable or has no usable prompt; a role's model settings are unusable.
+        ArgumentError: An override is not `key=value`.
+        ConstitutionError: The constitution is neither a bundled name nor a valid constitution file.
+        UnknownModel: A model string names no known provider.
+        MissingAPIKey: The variable holding a remote role's key is unset.
+        MissingExtra: A stage needs an optional dependency that is not installed.
+        RunStoreError: The output directory holds another run or a run with another constitution, another live
+            process is running it, or its store cannot be read.
+        StorageError: The call cache cannot be opened.
+        FileSystemError: The run directory or one of its files cannot be written.
+        FatalProviderError: A provider error every later call would share (authentication, an unknown model).
+        BudgetExceeded: The budget was reached.
+        TooManyFailures: More items failed than `max_failures` allows.
+        Interrupted: Ctrl-C or SIGTERM stopped the run.
+        TrainingError: A training stage (`reward_model`, `dpo`) cannot use its model or settings.
+        DatasetError: A training or `eval` stage cannot use its data or prompts.
+    """
     source = None if isinstance(config, RunConfig) else str(config)
     if not isinstance(config, RunConfig):
         config = load_run_config(config, overrides)
@@ -61,7 +119,34 @@ def critique_chains(
     seed: int = 0,
     concurrency: int = 64,
 ) -> list[Chain]:
-    """SL-CAI chains for prompts (strings or message lists), in input order."""
+    """SL-CAI chains for prompts: an initial response, then critique and revision rounds, one chain per prompt.
+
+    Args:
+        prompts: The prompts, each a string or a list of `{role, content}` messages (dicts or `Message`s).
+        constitution: A bundled constitution's name, a constitution YAML file, or a `Constitution`.
+        policy: The model that writes the initial responses: a model string or a `ChatModel` (closed when done).
+        critic: The model that critiques and revises; None uses `policy`.
+        rounds: Critique-revision rounds per prompt (at least 1).
+        principles: Principle ids to use, cycled over the rounds; None samples one per round by weight.
+        params: Sampling for the policy and the critic; None uses the defaults of `SamplingParams`.
+        seed: Seed of the principle sampling.
+        concurrency: Prompts in flight at once.
+
+    Returns:
+        One chain per prompt, in input order.
+
+    Raises:
+        ConstitutionError: `constitution` is neither a bundled name nor a valid constitution file.
+        DatasetError: A prompt is empty, or neither a string nor a list of `{role, content}` messages.
+        UnknownModel: A model string names no known provider.
+        MissingAPIKey: The variable holding a remote model's key is unset.
+        MissingExtra: A model's provider needs an optional dependency that is not installed.
+        ConfigError: A model's settings are unusable (e.g. a base URL that is not its provider's API and no
+            key variable).
+        ProviderError: A model call failed for good (retries spent, or a rejected prompt); there is no partial
+            result.
+        pydantic.ValidationError: `rounds` is below 1.
+    """
     const = load_constitution(constitution)
     config = CritiqueConfig(rounds=rounds, principles=principles)
     params = params or SamplingParams()
@@ -123,7 +208,35 @@ def judge_pairs(
     concurrency: int = 64,
     **setting_fields: Any,
 ) -> list[Judgment]:
-    """Judge pairs; returns judgments in input order (a failed one carries its failure, never a made-up p)."""
+    """Judge pairs under the constitution: the probability that the judge prefers `a` to `b`, for each pair.
+
+    Args:
+        pairs: `Pair` records, or dicts with `prompt` (a string or a message list), `a`, `b` and optionally
+            `pair_id` (default `pair-INDEX`).
+        judge: The judge: a model string or a `ChatModel` (closed when done).
+        constitution: A bundled constitution's name, a constitution YAML file, or a `Constitution`.
+        settings: How the judge compares (mode, orders, principles); None builds them from `setting_fields`.
+        seed: Seed of the principle sampling.
+        concurrency: Pairs in flight at once.
+        **setting_fields: `JudgeSettings` fields (`mode="cot"`, `orders="one"`, ...), used when `settings` is None.
+
+    Returns:
+        One judgment per pair, in input order. A judgment whose calls failed for good or whose answer could not be
+        read has status `failed` and carries its failure, never a made-up probability.
+
+    Raises:
+        ConstitutionError: `constitution` is neither a bundled name nor a valid constitution file.
+        DatasetError: A pair dict lacks `prompt`, `a` or `b`, has an empty or malformed prompt, or two pairs share
+            an id.
+        ConfigError: `settings.principles` names a principle the constitution does not have, or the judge's
+            settings are unusable.
+        UnknownModel: `judge` names no known provider.
+        MissingAPIKey: The variable holding the judge's key is unset.
+        MissingExtra: The judge's provider needs an optional dependency that is not installed.
+        LogprobsUnsupported: Mode `logprobs` with a judge that returns no token probabilities.
+        FatalProviderError: A provider error every later call would share (authentication, an unknown model).
+        pydantic.ValidationError: `setting_fields` or a pair dict's fields are not valid.
+    """
     const = load_constitution(constitution)
     settings = settings or JudgeSettings(**setting_fields)
     items = as_pairs(pairs)
@@ -147,10 +260,27 @@ def build_preferences(
     strategy: str = "all",
     constitution: str | Constitution = "harmless",
     provenance: Provenance | None = None,
-) -> tuple[list[PreferenceRow], dict[str, int]]:
-    """Preference rows (TRL format) from pairs and their successful judgments, filtered; returns (rows, counts).
+) -> tuple[list[PreferenceRow], PreferenceCounts]:
+    """Preference rows (TRL format) from pairs and their successful judgments, through the dataset filters.
 
-    Without `provenance`, rows say they came from the Python API (run id `python-api`) with this constitution.
+    Args:
+        pairs: The judged pairs: `Pair` records or dicts, as `judge_pairs` takes them.
+        judgments: Their judgments; failed ones, and those of no pair given, are left out.
+        filters: The dataset filters (confidence, ties, consistency, dedupe, per-principle cap); None uses the
+            defaults of `FiltersConfig`.
+        strategy: `all`, or `best_vs_worst` to keep only the best-vs-worst pair of each prompt's samples.
+        constitution: The constitution recorded in the rows' provenance (when `provenance` is None).
+        provenance: The provenance of every row; None says the rows came from the Python API (run id
+            `python-api`) with `constitution`.
+
+    Returns:
+        The kept rows, in judgment order, and the counts: rows before the filters, dropped by each filter, and kept.
+
+    Raises:
+        DatasetError: A pair dict lacks `prompt`, `a` or `b`, has an empty or malformed prompt, or two pairs share
+            an id.
+        ConstitutionError: `constitution` is neither a bundled name nor a valid constitution file.
+        pydantic.ValidationError: A pair dict's fields are not valid.
     """
     by_id = {p.pair_id: p for p in as_pairs(pairs)}
     filters = filters or FiltersConfig()
@@ -174,4 +304,5 @@ def build_preferences(
     rows = [
         preference_row(by_id[j.pair_id], j, provenance) for j in judgments if j.status == "ok" and j.pair_id in by_id
     ]
-    return apply_filters(rows, filters, strategy)
+    kept, counts = apply_filters(rows, filters, strategy)
+    return kept, cast(PreferenceCounts, counts)

@@ -146,7 +146,24 @@ class RunConfig(ConfigModel):
 
 
 def load_run_config(path: str | Path, overrides: list[str] | None = None) -> RunConfig:
-    """Load a run config YAML with `--set` overrides; relative paths resolve against the file."""
+    """Load a run config YAML file, with `--set`-style overrides applied on top.
+
+    Relative paths in it (the prompt file, the synth seeds, the audit pairs) resolve against the file's folder
+    where a file of that name is there.
+
+    Args:
+        path: The run config YAML file.
+        overrides: `key.sub=value` items, as `--set` takes them; each value is read as YAML (numbers, booleans,
+            lists), else kept as a string.
+
+    Returns:
+        The validated run config.
+
+    Raises:
+        ConfigError: The file is missing, unreadable or not valid YAML, or the config does not validate (one line
+            per error, naming file:line:column and the key).
+        ArgumentError: An override is not `key=value`.
+    """
     config = load_model(RunConfig, path, overrides)
     base = Path(path).resolve().parent
     if config.prompts.path and not Path(config.prompts.path).is_absolute():

@@ -232,8 +232,31 @@ def get_model(
     api_key_env: str | None = None,
     **options: Any,
 ) -> ManagedModel:
-    """A model ready for the stages: backend, then cache and usage meter in front. `api_key_env` names the variable
-    holding the key of a remote model's host (`openai:` and `anthropic:` at their own APIs need none)."""
+    """A model ready for the stages: its backend, with the call cache and the usage meter in front.
+
+    Args:
+        spec: A model string (`openai:gpt-4o-mini`, `anthropic:MODEL`, `openai-compatible:MODEL@URL`,
+            `local:NAME_OR_PATH`, `scripted:NAME`, or a plugin provider's) or a `ChatModel` to wrap as it is.
+        limits: Rate limits, retries and timeouts of a remote model; None uses the defaults of `Limits`.
+        cache: The call cache, or the path of its SQLite file; None caches nothing.
+        meter: The usage meter that counts tokens and cost and checks the budget; None makes one with no budget.
+        role: The role the usage is counted under (`policy`, `judge`, ...).
+        api_key_env: The environment variable holding the key of a remote model's host; `openai:` and
+            `anthropic:` at their own APIs need none.
+        **options: Backend options of the provider (`base_url`, `extra_body`, a local model's `device`, ...).
+
+    Returns:
+        The managed model. A model string's backend is made here; a remote SDK client only on the first call.
+
+    Raises:
+        UnknownModel: The model string cannot be parsed or names no known provider, or its URL is malformed.
+        ConfigError: An option is unknown to the provider or has a bad value, a key variable is named for a model
+            that takes none, or a base URL that is not the provider's own API comes with no key variable.
+        MissingAPIKey: The variable holding a remote model's key is unset.
+        MissingExtra: The provider's SDK (or torch and transformers, for `local:`) is not installed.
+        CharterError: A `local:` option has a bad value.
+        StorageError: The call cache's folder cannot be created.
+    """
     backend = spec if isinstance(spec, ChatModel) else create_backend(spec, limits, api_key_env, **options)
     if isinstance(cache, str):
         cache = CallCache(cache)

@@ -139,6 +139,33 @@ async def synthesize_async(
 
 
 def synthesize(config: SynthConfig, output: str | Path | None = None, **kwargs: Any) -> SynthResult:
-    """Synthesize prompts as `config` says and write them to `output` (default: config.output)."""
+    """Synthesize prompts as `config` says and write them, with their report, to `output`.
+
+    Beside the prompts file, NAME.synth.md and NAME.synth.json give the achieved mix against the target and the
+    filter waterfall.
+
+    Args:
+        config: The synthesis settings: seeds, methods, target size and mix, writer model, filters.
+        output: The prompts file (JSONL) to write; None uses `config.output`, else `synth/prompts.jsonl`.
+        **kwargs: Passed to `synthesize_async`: `seeds` (a `PromptsConfig`, when `config.seeds` is unset; default
+            the bundled prompts), `constitution` (when `config.constitution` is unset; default `harmless`),
+            `writer` (a `ChatModel` to write with instead of `config.writer`; not closed here), `cache` (the call
+            cache's SQLite file for the writer built from `config.writer`) and `on_round` (called after each round with
+            the prompts kept so far per bucket).
+
+    Returns:
+        The kept prompts as output rows, the seeds, the target and achieved mix, the filter waterfall, and the calls,
+        candidates and seconds it took.
+
+    Raises:
+        ConfigError: There are no seed prompts, the seed source is unreadable or malformed, `config.mix` names an
+            unknown bucket, or the writer's model settings are unusable.
+        ConstitutionError: The constitution is neither a bundled name nor a valid constitution file.
+        UnknownModel: The writer's model string names no known provider.
+        MissingAPIKey: The variable holding the writer's key is unset.
+        MissingExtra: A package the filters need (the `synth` extra) or the writer's provider needs is not
+            installed.
+        FatalProviderError: A provider error every later call would share (authentication, an unknown model).
+    """
     target = Path(output or config.output or "synth/prompts.jsonl")
     return asyncio.run(synthesize_async(config, target, **kwargs))
