@@ -192,15 +192,21 @@ def agreement_eval_command(
         metavar="NAME",
         help="The variable holding the judge's key, for a host other than api.openai.com / api.anthropic.com.",
     ),
-    mode: str = typer.Option("logprobs", "--mode", help="logprobs, cot or verdict."),
-    orders: str = typer.Option("both", "--orders", help="both or one."),
+    mode: str = typer.Option(
+        "logprobs", "--mode", help="logprobs, cot or verdict (pairwise), or score (each response rated alone)."
+    ),
+    orders: str = typer.Option("both", "--orders", help="both or one (pairwise modes)."),
+    scale: int = typer.Option(5, "--scale", help="Mode score: scores run 1..SCALE (at most 9 with rating logprobs)."),
+    rating: str = typer.Option(
+        "logprobs", "--rating", help="Mode score: logprobs (expected score), cot or verdict (the number written)."
+    ),
     constitution: str = typer.Option("harmless", "--constitution", help="Bundled constitution name or YAML file."),
     limit: int | None = typer.Option(None, "--limit", help="Judge a seeded subset of this many rows."),
     seed: int = typer.Option(0, "--seed", help="Seed for the subset, the order shown and the bootstrap."),
     cache: str | None = typer.Option("~/.cache/charter/calls.sqlite", "--cache", help="Call cache ('' for none)."),
     json_out: Path | None = typer.Option(None, "--json", help="Also write the summary as JSON here."),
 ) -> None:
-    """Judge a human-labeled pair file and report agreement, kappa, CIs, position consistency, baselines."""
+    """Judge a human-labeled pair file and report agreement, kappa, CIs, position consistency, baselines, calls."""
     from rich.table import Table
 
     from charter.agreement.evaluate import evaluate
@@ -208,12 +214,27 @@ def agreement_eval_command(
     from charter.errors import ArgumentError
     from charter.progress import console
 
-    if mode not in ("logprobs", "cot", "verdict"):
-        raise ArgumentError("mode", f"{mode!r}: use logprobs, cot or verdict")
+    if mode not in ("logprobs", "cot", "verdict", "score"):
+        raise ArgumentError("mode", f"{mode!r}: use logprobs, cot, verdict or score")
     if orders not in ("both", "one"):
         raise ArgumentError("orders", f"{orders!r}: use both or one")
-    s = evaluate(pairs, judge, mode, orders, constitution, limit, seed, cache=cache or None, api_key_env=api_key_env)
-    table = Table(title=f"{pairs.name}: {s['judged']} judged ({s['failures']} failed), {judge} {mode}/{orders}")
+    if rating not in ("logprobs", "cot", "verdict"):
+        raise ArgumentError("rating", f"{rating!r}: use logprobs, cot or verdict")
+    s = evaluate(
+        pairs,
+        judge,
+        mode,
+        orders,
+        constitution,
+        limit,
+        seed,
+        cache=cache or None,
+        api_key_env=api_key_env,
+        scale=scale,
+        rating=rating,
+    )
+    how = f"score/{rating} 1..{scale}" if mode == "score" else f"{mode}/{orders}"
+    table = Table(title=f"{pairs.name}: {s['judged']} judged ({s['failures']} failed), {judge} {how}")
     for col in ("figure", "judge", "longer wins", "first shown wins"):
         table.add_column(col)
     for key, name in FIGURES:
@@ -227,5 +248,16 @@ def agreement_eval_command(
     pc = s["position_consistency"]
     rate = "n/a" if pc["rate"] is None else f"{pc['rate']:.3f}"
     console.print(f"position consistency: {rate} (n={pc['n']}); wall {s['wall_s']} s")
+    if s["score_means"] is not None:
+        means = s["score_means"]
+        console.print(
+            f"mean score: chosen {means['chosen']:.3f}, rejected {means['rejected']:.3f} "
+            f"(1..{scale}); {means['tied']} rows tied"
+        )
+    if s["judge_calls"] is not None:
+        calls = s["judge_calls"]
+        console.print(
+            f"judge calls: {calls['calls']} made, {calls['cache_hits']} cache hits, {calls['retries']} retries"
+        )
     if json_out:
         json_out.write_text(json.dumps(s, indent=1))

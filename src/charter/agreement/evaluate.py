@@ -3,6 +3,8 @@
 Each row has `prompt` (text or messages), `chosen` (the human-preferred response) and `rejected`.
 Which of the two becomes the pair's `a` is drawn per row (seeded), so with `--orders one` the judge
 sees the human-preferred response first half of the time, and "first shown wins" is a fair baseline.
+With `--mode score` the judge rates each response alone (1..scale per principle) and the pair's pick is the
+higher score; the summary counts the judge calls made and answered from the cache, so modes compare on cost too.
 """
 
 from __future__ import annotations
@@ -11,17 +13,20 @@ import asyncio
 import random
 import time
 from pathlib import Path
-from typing import Any, TypedDict
+from typing import TYPE_CHECKING, Any, TypedDict
 
 import numpy as np
 
 from charter.agreement import stats
 from charter.agreement.report import PositionConsistency, judge_label, longer_label
-from charter.errors import DatasetError
+from charter.errors import ArgumentError, DatasetError
 from charter.messages import as_messages, last_text
-from charter.preference.config import JudgeMode, Orders
+from charter.preference.config import JudgeMode, Orders, RatingMode
 from charter.records import Judgment, Message, Pair
 from charter.tables import iter_jsonl
+
+if TYPE_CHECKING:
+    from charter.providers.usage import UsageMeter
 
 
 class PairRow(TypedDict):
@@ -55,6 +60,28 @@ class TokenCounts(TypedDict):
     """Completion tokens of the judge calls."""
 
 
+class CallCounts(TypedDict):
+    """The judge's calls, as its usage meter counted them (every call, including those of failed judgments)."""
+
+    calls: int
+    """Calls answered by the model (each request of a batch counts as one)."""
+    cache_hits: int
+    """Calls answered from the call cache instead."""
+    retries: int
+    """Transport retries of calls (a retried call counts once in `calls`)."""
+
+
+class ScoreMeans(TypedDict):
+    """Mode `score`: the judge's mean scores of the two responses, over the judged rows and their principles."""
+
+    chosen: float
+    """Mean score of the human-preferred responses."""
+    rejected: float
+    """Mean score of the other responses."""
+    tied: int
+    """Judged rows whose two responses scored exactly the same (the judge's pick is then a tie)."""
+
+
 class EvalSummary(TypedDict):
     """Agreement of the judge with the human choice on a pair file's judged rows."""
 
@@ -69,11 +96,16 @@ class EvalSummary(TypedDict):
     baselines: Baselines
     """Trivial judges against the human choice."""
     position_consistency: PositionConsistency
-    """How often the judge's two presentation orders agreed (n = 0 with one order)."""
+    """How often the judge's two presentation orders agreed (n = 0 with one order, and in mode `score`, where each
+    response is rated alone)."""
     p_human_choice_mean: float | None
     """Mean probability the judge gave the human-preferred response; None when nothing was judged."""
     tokens: TokenCounts
     """Tokens spent on the successful judgments."""
+    judge_calls: CallCounts | None
+    """The judge's calls and cache hits (all rows, failed ones included); None when not counted."""
+    score_means: ScoreMeans | None
+    """Mode `score`: the mean scores of the chosen and rejected responses; None in the pairwise modes."""
 
 
 class EvalReport(EvalSummary):
@@ -84,9 +116,13 @@ class EvalReport(EvalSummary):
     judge: str
     """The judge model."""
     mode: JudgeMode
-    """logprobs, cot or verdict."""
+    """logprobs, cot, verdict or score."""
     orders: Orders
-    """both or one."""
+    """both or one (always one in mode `score`: each response is rated alone)."""
+    scale: int | None
+    """Mode `score`: the top of the rating scale (scores run 1..scale); None in the pairwise modes."""
+    rating: RatingMode | None
+    """Mode `score`: how a score is read (logprobs, cot or verdict); None in the pairwise modes."""
     constitution: str
     """Bundled constitution name or YAML file."""
     limit: int | None
@@ -178,8 +214,41 @@ async def _judge_all(
     return out
 
 
+def call_counts(meter: UsageMeter) -> CallCounts:
+    """The calls, cache hits and retries a usage meter counted, over all its roles and models."""
+    tallies = list(meter.tallies.values())
+    return {
+        "calls": sum(t.calls for t in tallies),
+        "cache_hits": sum(t.cached for t in tallies),
+        "retries": sum(t.retries for t in tallies),
+    }
+
+
+def score_means(ok: list[Pair], humans: dict[str, str], records: dict[str, Judgment]) -> ScoreMeans | None:
+    """Mode `score`: the mean scores of the chosen and the rejected responses; None when no vote has scores."""
+    chosen, rejected, tied = [], [], 0
+    for pair in ok:
+        votes = [(v.score_a, v.score_b) for v in records[pair.pair_id].principles]
+        scores = [(sa, sb) for sa, sb in votes if sa is not None and sb is not None]
+        if not scores:
+            continue
+        a = float(np.mean([sa for sa, _ in scores]))
+        b = float(np.mean([sb for _, sb in scores]))
+        chosen.append(a if humans[pair.pair_id] == "a" else b)
+        rejected.append(b if humans[pair.pair_id] == "a" else a)
+        tied += a == b
+    if not chosen:
+        return None
+    return {"chosen": float(np.mean(chosen)), "rejected": float(np.mean(rejected)), "tied": tied}
+
+
 def summarise(
-    pairs: list[Pair], humans: dict[str, str], records: dict[str, Judgment], samples: int, seed: int
+    pairs: list[Pair],
+    humans: dict[str, str],
+    records: dict[str, Judgment],
+    samples: int,
+    seed: int,
+    calls: CallCounts | None = None,
 ) -> EvalSummary:
     """Agreement figures for judged rows; failed judgments are counted and left out.
 
@@ -189,9 +258,10 @@ def summarise(
         records: pair id -> the judgment; a pair without one counts as failed.
         samples: Bootstrap resamples per figure.
         seed: Seed of the resampling.
+        calls: The judge's call counts (see `call_counts`), reported as they are; None when not counted.
 
     Returns:
-        The figures, baselines, position consistency and token counts.
+        The figures, baselines, position consistency, token and call counts, and (mode `score`) mean scores.
     """
     ok = [p for p in pairs if p.pair_id in records and records[p.pair_id].status == "ok"]
     p_a = {p.pair_id: float(records[p.pair_id].p_a or 0.0) for p in ok}
@@ -221,6 +291,8 @@ def summarise(
             "prompt_tokens": sum(int(records[p.pair_id].prompt_tokens) for p in ok),
             "completion_tokens": sum(int(records[p.pair_id].completion_tokens) for p in ok),
         },
+        "judge_calls": calls,
+        "score_means": score_means(ok, humans, records),
     }
 
 
@@ -236,6 +308,8 @@ def evaluate(
     concurrency: int = 64,
     cache: str | None = None,
     api_key_env: str | None = None,
+    scale: int = 5,
+    rating: RatingMode = "logprobs",
 ) -> EvalReport:
     """Judge every (prompt, chosen, rejected) row and report agreement with the human choice.
 
@@ -245,8 +319,9 @@ def evaluate(
     Args:
         pairs_file: A JSONL file of human-labeled pairs (see `load_pairs_file`).
         judge: The judge model, PROVIDER:MODEL.
-        mode: How the judge decides: logprobs, cot or verdict.
-        orders: Judge each pair in both presentation orders or in one.
+        mode: How the judge decides: logprobs, cot or verdict (pairwise), or score (each response rated alone on
+            1..scale per principle; the pick is the higher score).
+        orders: Judge each pair in both presentation orders or in one (mode score: ignored, reported as one).
         constitution: A bundled constitution name or a YAML file.
         limit: Judge a seeded subset of this many rows; None for all.
         seed: Seed of the subset, the presentation order, the judge and the bootstrap.
@@ -255,11 +330,14 @@ def evaluate(
         cache: A call cache file; None for none.
         api_key_env: The variable holding the judge's key, for a host other than api.openai.com /
             api.anthropic.com.
+        scale: Mode score: the top of the rating scale, 2 to 10 (at most 9 with rating logprobs).
+        rating: Mode score: how a score is read: logprobs (expected score over the score tokens), cot or verdict.
 
     Returns:
         The agreement summary with the settings it was made with.
 
     Raises:
+        ArgumentError: `scale` is out of range for `rating` (mode score).
         DatasetError: The pair file is missing, has no rows, or has a malformed row.
         UnknownModel: `judge` names no known provider.
         ConstitutionError: `constitution` is neither a bundled name nor a readable constitution file.
@@ -268,13 +346,23 @@ def evaluate(
     from charter.preference.config import JudgeSettings
     from charter.providers import get_model
     from charter.providers.cache import CallCache
+    from charter.providers.usage import UsageMeter
 
+    scored = mode == "score"
+    if scored and not 2 <= scale <= (9 if rating == "logprobs" else 10):
+        top = "9 with rating logprobs (each score one token)" if rating == "logprobs" else "10"
+        raise ArgumentError("scale", f"{scale}: use 2 to {top}")
     rows = select(load_pairs_file(pairs_file), limit, seed)
     built = [to_pair(r, seed) for r in rows]
     pairs, humans = [p for p, _ in built], {p.pair_id: h for p, h in built}
-    settings = JudgeSettings(mode=mode, orders=orders)
+    settings = JudgeSettings(mode=mode, orders="one" if scored else orders, scale=scale, rating=rating)
+    meter = UsageMeter()
     model = get_model(
-        judge, cache=CallCache(Path(cache).expanduser()) if cache else None, role="judge", api_key_env=api_key_env
+        judge,
+        cache=CallCache(Path(cache).expanduser()) if cache else None,
+        meter=meter,
+        role="judge",
+        api_key_env=api_key_env,
     )
     started = time.perf_counter()
 
@@ -285,13 +373,15 @@ def evaluate(
             await model.aclose()
 
     records = asyncio.run(go())
-    summary = summarise(pairs, humans, records, bootstrap_samples, seed)
+    summary = summarise(pairs, humans, records, bootstrap_samples, seed, call_counts(meter))
     return EvalReport(
         **summary,
         pairs_file=str(pairs_file),
         judge=judge,
         mode=mode,
-        orders=orders,
+        orders=settings.orders,
+        scale=scale if scored else None,
+        rating=rating if scored else None,
         constitution=constitution,
         limit=limit,
         seed=seed,
