@@ -437,7 +437,8 @@ class RewardRecord(Record):
     """What the reward depends on, hashed: settings, prompt, completion (and for `group` the other completions of
     its group, for `reference` the reference): a repeated key is answered from the store."""
     step: int | None
-    """The trainer's global step when the reward was computed (None outside a trainer)."""
+    """The training step the rewarded completions train, as TRL's log counts (1 for the first); None outside a
+    trainer."""
     rank: int
     """The process that computed it (0 without distributed training)."""
     scoring: Literal["score", "group", "reference"]

@@ -56,7 +56,7 @@ def test_grpo_trainer_takes_the_reward_function_unchanged_and_carries_on_past_fa
     assert trainer.state.global_step == 2
     stored = list(rewards(RunStore(tmp_path / "rewards")))
     assert len(stored) == 8 and all(r.reward is None and r.failure is not None for r in stored)
-    assert {r.step for r in stored} == {0, 1}
+    assert {r.step for r in stored} == {1, 2}
     logged = [e for e in trainer.state.log_history if "rewards/charter_score/mean" in e]
     assert logged and all(e["charter/judge_failures"] == 4 for e in logged)
 
@@ -101,14 +101,21 @@ def test_charter_train_grpo_writes_model_metrics_card_and_reward_store(tiny_mode
     assert (out / "model.safetensors").exists() and "mean judge reward" in result.output
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["stopped"] == "finished" and metrics["rewards"] == 8 and metrics["failures"] == 0
-    assert [s["step"] for s in metrics["steps"]] == [0, 1] and metrics["usage"]["calls"] + metrics["usage"][
+    assert [s["step"] for s in metrics["steps"]] == [1, 2] and metrics["usage"]["calls"] + metrics["usage"][
         "cached"
     ] > 0
     card = (out / "README.md").read_text()
     assert "harmless" in card and "scripted:cai" in card and "scoring | score" in card
     assert RunStore(out).count("rewards") == 8
-    shown = print_status(out, Console(width=120, record=True))
+    console = Console(width=120, record=True)
+    shown = print_status(out, console)
     assert [s["n"] for s in shown["rewards"]] == [4, 4] and shown["constitution"]["name"] == "harmless"
+    assert "Online training" in console.export_text() and "No stage has started" not in console.export_text()
+    report = (out / "report" / "report.md").read_text()
+    assert "Online training: the judge's rewards" in report
+    assert "![Judge rewards per training step](rewards.png)" in report
+    html = (out / "report" / "report.html").read_text()
+    assert 'id="rewards"' in html and "data:image/png;base64," in html
 
 
 def test_the_budget_stops_training_after_a_step_with_a_checkpoint_and_exit_4(
@@ -146,3 +153,22 @@ def test_two_ranks_judge_their_own_completions_and_the_main_process_merges_the_s
     assert {r.rank for r in rewards(store)} == {0, 1} and store.count("rewards") == 16
     metrics = json.loads((tmp_path / "out" / "metrics.json").read_text())
     assert metrics["training"]["world_size"] == 2 and metrics["rewards"] == 16
+
+
+def test_trl_online_dpo_still_turns_a_failed_judgment_into_reward_zero() -> None:
+    """Why charter has no `train online-dpo` (docs/guides/online-rl.md): TRL's OnlineDPOTrainer sums rewards with
+    nansum, so a None becomes 0 and its pair is trained anyway. When this fails, TRL changed: revisit."""
+    from types import SimpleNamespace
+
+    import torch
+    from trl.experimental.online_dpo import OnlineDPOTrainer
+
+    trainer = SimpleNamespace(
+        accelerator=SimpleNamespace(device="cpu"),
+        state=None,
+        reward_funcs=[lambda prompts, completions, **kwargs: [None, 0.75]],
+        reward_processing_classes=[None],
+        reward_weights=torch.ones(1),
+    )
+    total = OnlineDPOTrainer._calculate_rewards_from_functions(trainer, ["p", "p"], ["a", "b"], [[1], [2]])
+    assert total.tolist() == [0.0, 0.75]

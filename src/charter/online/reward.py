@@ -172,7 +172,9 @@ class RewardFunction:
         if len(prompts) != len(completions):
             raise ConfigError(f"reward function: {len(prompts)} prompts but {len(completions)} completions")
         state = kwargs.get("trainer_state")
-        step = int(state.global_step) if state is not None else None
+        # The step the completions train, counted as TRL's log counts (1 for the first): the trainer asks for rewards
+        # before the step that uses them ends, while global_step still counts the steps before it.
+        step = int(state.global_step) + 1 if state is not None else None
         references = kwargs.get(self.reference_column)
         if self._loop is None:
             self._loop = _Loop()

@@ -274,8 +274,8 @@ def train_online(
         callbacks: Extra transformers `TrainerCallback`s.
 
     Returns:
-        The metrics, also written to OUTPUT_DIR/metrics.json; the policy, README.md and the reward store
-        (run.sqlite) are in OUTPUT_DIR.
+        The metrics, also written to OUTPUT_DIR/metrics.json; the policy, README.md, the reward store (run.sqlite)
+        and the run report (report/report.md, report/report.html) are in OUTPUT_DIR.
 
     Raises:
         BudgetExceeded: The budget stopped training (after saving a checkpoint, the metrics and the card).
@@ -334,7 +334,7 @@ def _metrics(
     device: str,
     resume: str | None,
 ) -> OnlineMetrics:
-    """Merge the ranks' reward stores, then write metrics.json and the card (main process)."""
+    """Merge the ranks' reward stores, then write metrics.json, the card and the run report (main process)."""
     out = Path(config.output_dir)
     if not model_trainer.is_world_process_zero():
         return _summary(config, trainer, reward, model_trainer, stopped, seconds, device, resume, None)
@@ -345,6 +345,9 @@ def _metrics(
     from charter.online.card import online_card
 
     online_card(metrics, config, trainer).save(out / "README.md")
+    from charter.pipeline.report import write_report
+
+    write_report(out)  # report/report.md and .html: the rewards per step, usage and failures, from the reward store
     return metrics
 
 

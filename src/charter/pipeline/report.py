@@ -13,7 +13,7 @@ import datetime as dt
 import json
 import mimetypes
 import re
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +33,7 @@ from charter.preference.manifest import DatasetSettings, current_settings, datas
 from charter.preference.stats import JudgeStats, judge_p_values, judge_stats
 from charter.records import Fingerprints
 from charter.runs.files import AGREEMENT_MD, AUDIT_MD, REPORT_HTML, REPORT_MD, WINRATE_JSON, RunFiles
+from charter.runs.rewards import StepRewards, per_step
 from charter.runs.store import RunStore, open_store
 
 TEMPLATES = Path(__file__).parent / "templates"
@@ -262,13 +263,44 @@ def plot_principle_win_rates(per_principle: dict[str, Any], path: Path) -> Path 
     return path
 
 
-def make_plots(store: RunStore, fp: Fingerprints, stats: JudgeStats, out: Path) -> tuple[list[dict], str | None]:
+def plot_rewards(steps: list[StepRewards], path: Path) -> Path | None:
+    """Line plot: the judge's mean reward per training step (online training), with its spread and failures."""
+    # (step, mean, sd, failed) of the steps with a step number and at least one reward
+    points = [
+        (s["step"], s["mean"], s["std"] or 0.0, s["failed"])
+        for s in steps
+        if s["step"] is not None and s["mean"] is not None
+    ]
+    if not points:
+        return None
+    x, mean, spread, _ = (list(column) for column in zip(*points))
+    fig = _figure()
+    ax = fig.add_subplot()
+    low, high = [m - d for m, d in zip(mean, spread)], [m + d for m, d in zip(mean, spread)]
+    ax.fill_between(x, low, high, alpha=0.2, color="#4c72b0")
+    ax.plot(x, mean, "-o", markersize=3, color="#4c72b0", label="mean reward (band: ±1 sd)")
+    failed = [(step, m) for step, m, _, n in points if n]
+    if failed:
+        ax.plot(*zip(*failed), "x", color="#c44e52", label="step with failures")
+    ax.set(xlabel="training step", ylabel="judge reward", ylim=(-0.05, 1.05), title="Judge rewards per step")
+    ax.legend(loc="lower right", fontsize="small", frameon=False)
+    fig.savefig(path, format="png")
+    return path
+
+
+def make_plots(
+    store: RunStore, fp: Fingerprints | None, stats: JudgeStats, out: Path, rewards: Sequence[StepRewards] = ()
+) -> tuple[list[dict], str | None]:
     """Write the PNG plots into `out`; returns [{title, file}] and a note if plotting was impossible."""
     try:
         import matplotlib  # noqa: F401
     except ImportError:
         return [], "Plots need matplotlib (a dependency of charter): pip install matplotlib."
     plots = []
+    if rewards and plot_rewards(list(rewards), out / "rewards.png"):
+        plots.append({"title": "Judge rewards per training step", "file": "rewards.png"})
+    if fp is None:
+        return plots, None
     judged = p_counts(judge_p_values(store, fp))
     if judged.sum():
         chosen = p_counts(_float_batches(RunFiles(store.run_dir), "p_chosen")())
@@ -447,7 +479,8 @@ def report_data(store: RunStore, files: RunFiles) -> dict[str, Any]:
     constitution = store.meta("constitution") or {}
     stats = judge_stats(store, fp, constitution.get("principles", [])) if fp else JudgeStats()
     shown, source = examples(store, fp)
-    plots, plot_note = make_plots(store, fp, stats, files.report_dir) if fp else ([], None)
+    rewards = per_step(store)
+    plots, plot_note = make_plots(store, fp or None, stats, files.report_dir, rewards) if fp or rewards else ([], None)
     return {
         "run_id": store.meta("run_id"),
         "created_at": store.meta("created_at"),
@@ -461,6 +494,7 @@ def report_data(store: RunStore, files: RunFiles) -> dict[str, Any]:
         "counts": ordered_counts(counts),
         "filters": filter_steps(counts),
         "usage": usage_summary(store),
+        "rewards": rewards,
         "failures": failure_summary(store),
         "stats": stats,
         "examples": shown,

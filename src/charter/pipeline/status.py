@@ -458,9 +458,16 @@ def print_status(run_dir: str | Path, console: Any = None) -> RunStatus:
         reasons = {str(row["counts"]["reason"]) for row in data["stages"] if row["counts"].get("reason")}
         for reason in sorted(reasons):
             console.print(Text(f"stopped: {reason}", style="red"))
+    elif data["rewards"]:
+        steps = data["rewards"]
+        console.print(
+            f"Online training: {len(steps)} step(s) rewarded, {sum(s['n'] for s in steps)} rewards, "
+            f"{sum(s['failed'] for s in steps)} failed judgment(s) (the reward store)"
+        )
     else:
         console.print("No stage has started yet.")
-    console.print(_counts_table(data))
+    if data["stages"] or not data["rewards"]:
+        console.print(_counts_table(data))
     if data["rewards"]:
         console.print(_rewards_table(data["rewards"]))
     console.print(_usage_table(data))

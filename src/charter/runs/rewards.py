@@ -59,7 +59,7 @@ class StepRewards(TypedDict):
     """The rewards of one training step."""
 
     step: int | None
-    """The trainer's global step."""
+    """The training step (1 for the first, as TRL's log counts)."""
     n: int
     """Rewards asked for."""
     failed: int
