@@ -2,9 +2,10 @@
 
 `<!-- charter:cli -->` becomes every command of the `charter` app (walked from its click command tree: help text,
 usage, arguments and options); `<!-- charter:run-config -->` becomes every section of the run config (walked from
-the pydantic models under `RunConfig`: each field's type, default and description), and `<!-- charter:loop-config -->`
-those of the loop config that the run config does not already have. mkdocs.yml registers this file under `hooks:`,
-so the pages are made again on every build and cannot drift from the code.
+the pydantic models under `RunConfig`: each field's type, default and description); `<!-- charter:loop-config -->`
+those of the loop config that the run config does not already have; `<!-- charter:results -->` the benchmark
+results (benchmarks/RESULTS.md, its links into docs/ made relative to the site). mkdocs.yml registers this file
+under `hooks:`, so the pages are made again on every build and cannot drift from the code.
 """
 
 from __future__ import annotations
@@ -24,6 +25,8 @@ from pydantic_core import PydanticUndefined, to_jsonable_python
 CLI_MARKER = "<!-- charter:cli -->"
 RUN_CONFIG_MARKER = "<!-- charter:run-config -->"
 LOOP_CONFIG_MARKER = "<!-- charter:loop-config -->"
+RESULTS_MARKER = "<!-- charter:results -->"
+RESULTS = "benchmarks/RESULTS.md"
 CONSTRAINTS = {"gt": ">", "ge": "≥", "lt": "<", "le": "≤", "min_length": "length ≥", "max_length": "length ≤"}
 
 
@@ -33,11 +36,21 @@ def on_page_markdown(markdown: str, page: Any, config: Any, files: Any, **kwargs
         CLI_MARKER: cli_reference,
         RUN_CONFIG_MARKER: run_config_reference,
         LOOP_CONFIG_MARKER: loop_config_reference,
+        RESULTS_MARKER: lambda: results_page(config["config_file_path"]),
     }
     for marker, generate in generators.items():
         if marker in markdown:
             markdown = markdown.replace(marker, generate())
     return markdown
+
+
+def results_page(config_file: str) -> str:
+    """benchmarks/RESULTS.md without its title, its links into docs/ made relative to the docs site's root (the
+    page links `../docs/assets/x.svg` so that it reads right beside the code too)."""
+    from pathlib import Path
+
+    text = (Path(config_file).parent / RESULTS).read_text(encoding="utf-8")
+    return text.split("\n", 1)[1].replace("](../docs/", "](")
 
 
 # -- markdown helpers ----------------------------------------------------------------------------------------------
