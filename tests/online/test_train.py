@@ -112,7 +112,8 @@ def test_charter_train_grpo_writes_model_metrics_card_and_reward_store(tiny_mode
     assert [s["n"] for s in shown["rewards"]] == [4, 4] and shown["constitution"]["name"] == "harmless"
     assert "Online training" in console.export_text() and "No stage has started" not in console.export_text()
     report = (out / "report" / "report.md").read_text()
-    assert "Online training: the judge's rewards" in report
+    assert "Online training: the judge's rewards" in report and report.startswith("# charter online training report")
+    assert "## Stages" not in report and "No judged pairs" not in report  # a run's sections stay out
     assert "![Judge rewards per training step](rewards.png)" in report
     html = (out / "report" / "report.html").read_text()
     assert 'id="rewards"' in html and "data:image/png;base64," in html

@@ -57,4 +57,4 @@ def _train(config: Path, overrides: list[str] | None, trainer: str) -> None:
         f"  {metrics['rewards']} rewards, {metrics['failures']} failed judgments; judge calls {usage['calls']} paid, "
         f"{usage['cached']} cached, ${usage['cost_usd']:.4f}"
     )
-    typer.echo(f"  reward store: {out}/run.sqlite; metrics: {out}/metrics.json")
+    typer.echo(f"  reward store: {out}/run.sqlite; metrics: {out}/metrics.json; report: {out}/report/report.html")

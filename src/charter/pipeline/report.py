@@ -495,6 +495,8 @@ def report_data(store: RunStore, files: RunFiles) -> dict[str, Any]:
         "filters": filter_steps(counts),
         "usage": usage_summary(store),
         "rewards": rewards,
+        # an online training's store: rewards and no run stages, so the run's sections would only say "none yet"
+        "online": bool(rewards) and not store.stages() and not stats.judged,
         "failures": failure_summary(store),
         "stats": stats,
         "examples": shown,
