@@ -33,6 +33,8 @@ _API = {
     "spotcheck": "charter.agreement.api",
     "agreement_report": "charter.agreement.api",
     "audit_judge": "charter.agreement.audit",
+    "ppi_mean": "charter.agreement.ppi",
+    "Estimate": "charter.agreement.ppi",
     "train_reward_model": "charter.reward_model.train",
     "train_dpo": "charter.dpo.train",
     "reward_function": "charter.online.reward",
@@ -48,6 +50,7 @@ _API = {
 if TYPE_CHECKING:  # what type checkers and IDEs see: every public name with its signature
     from charter.agreement.api import agreement_report, spotcheck
     from charter.agreement.audit import audit_judge
+    from charter.agreement.ppi import Estimate, ppi_mean
     from charter.constitutions import Constitution, import_hf_cai, load_constitution
     from charter.dpo.train import train_dpo
     from charter.dpo.winrate import winrate
@@ -85,6 +88,8 @@ __all__ = [
     "spotcheck",
     "agreement_report",
     "audit_judge",
+    "ppi_mean",
+    "Estimate",
     "train_reward_model",
     "train_dpo",
     "reward_function",
