@@ -16,6 +16,8 @@ from pydantic import BaseModel
 
 from charter import records
 from charter.agreement.audit import AuditReport, FlipShift, InjectionFigures
+from charter.agreement.estimates import HumanPreference, PreferenceEstimates
+from charter.agreement.ppi import Estimate
 from charter.agreement.summary import AgreementSummary
 from charter.preference.manifest import ConstitutionInfo, DatasetManifest, DatasetSettings
 from charter.runs import files, store
@@ -70,7 +72,17 @@ SECTIONS: tuple[tuple[str, str, tuple[type[BaseModel], ...]], ...] = (
     (
         "People, money, calibration",
         "",
-        (SpotSample, records.HumanLabel, records.LabelRow, records.UsageRow, records.CalibrationMap, AgreementSummary),
+        (
+            SpotSample,
+            records.HumanLabel,
+            records.LabelRow,
+            records.UsageRow,
+            records.CalibrationMap,
+            AgreementSummary,
+            HumanPreference,
+            PreferenceEstimates,
+            Estimate,
+        ),
     ),
     (
         "Online training",

@@ -18,6 +18,9 @@ class AgreementConfig(ConfigModel):
     """Gate: the judge-vs-human Cohen's kappa (ties excluded) must reach this; None: no kappa bar."""
     min_agreement: float | None = Field(default=None, ge=0, le=1)
     """Gate: the judge-vs-human raw agreement (ties excluded) must reach this; None: no agreement bar."""
+    min_human_preference_rate: float | None = Field(default=None, ge=0, le=1)
+    """Gate: the lower 95% bound of the prediction-powered share of dataset rows whose chosen response people
+    prefer must reach this; None: no such bar."""
     use_lower_ci_bound: bool = False
     """Gate on the lower bound of the 95% bootstrap interval instead of the point estimate."""
     calibration: Literal["platt", "temperature", "isotonic", "none"] = "temperature"

@@ -78,8 +78,43 @@ def to_markdown(record: AgreementSummary) -> str:
             f"| {g} | {v['labels']} | {fmt(v['agreement'])} | {fmt(v['kappa'])} |" for g, v in summary[key].items()
         ]
         lines.append("")
+    lines += preference_markdown(summary.get("human_preference"))
     lines += calibration_markdown(summary.get("calibration"))
     return "\n".join(lines) + "\n"
+
+
+def estimate(e: Mapping[str, Any] | None) -> str:
+    """'0.612 [0.561, 0.663]' or 'n/a'."""
+    return "n/a" if not e else f"{e['value']:.3f} [{e['low']:.3f}, {e['high']:.3f}]"
+
+
+def preference_markdown(found: Mapping[str, Any] | None) -> list[str]:
+    """The share of rows whose chosen response people prefer: PPI, people only, judge only."""
+    if not found:
+        return []
+    lines = [
+        "## How often people prefer the chosen response",
+        "",
+        "The share of the dataset's rows whose chosen response people would prefer (a tie counts half), 95%"
+        " intervals. **PPI** (prediction-powered, PPI++) corrects the judge's p_chosen over every row by the"
+        " spot-checked rows; **people only** uses the labelled rows alone; **judge only** is the judge's mean"
+        " p_chosen, which says how sure the judge is, not how often people agree. Labelled rows are weighted by"
+        f" their sampling stratum ({found['design']} sample).",
+        "",
+        "| rows of | rows | labelled | PPI | people only | judge only | PPI weight of the judge |",
+        "|---|---:|---:|---|---|---|---:|",
+    ]
+    groups = [("all rows", found["overall"])] + [(f"principle {k}", v) for k, v in found["by_principle"].items()]
+    for name, g in groups:
+        lam = "n/a" if not g.get("ppi") else f"{g['ppi']['lam']:.2f}"
+        lines.append(
+            f"| {name} | {g['rows']} | {g['labeled']} | {estimate(g.get('ppi'))} | {estimate(g.get('human'))} | "
+            f"{estimate(g.get('judge'))} | {lam} |"
+        )
+    uncovered = found["overall"].get("unlabeled_strata_rows", 0)
+    if uncovered:
+        lines += ["", f"{uncovered} rows lie in sampling strata with no label yet: label more to reach them."]
+    return lines + [""]
 
 
 def calibration_markdown(cal: dict | None) -> list[str]:

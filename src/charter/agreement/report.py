@@ -11,6 +11,7 @@ import numpy as np
 
 from charter.agreement import stats
 from charter.agreement.config import AgreementConfig, bucket_label, config_for
+from charter.agreement.estimates import human_preference
 from charter.agreement.labels import JudgedPair, open_labels, require_judged
 from charter.agreement.sampling import confidence
 from charter.agreement.summary import AgreementSummary
@@ -191,6 +192,7 @@ def compute_summary(store: RunStore, config: AgreementConfig) -> AgreementSummar
             "by_confidence": breakdown(obs, obs.bucket, config),
             "bootstrap": {"samples": b, "seed": s, "interval": "95% percentile, resampling pairs"},
             "judge_tie_band": config.judge_tie_band,
+            "human_preference": human_preference(store, judged, config),
         }
     )
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pydantic import Field
 
+from charter.agreement.estimates import HumanPreference
 from charter.records import Record
 from charter.runs.store import RunStore
 
@@ -144,6 +145,9 @@ class AgreementSummary(Record):
     """|P(A) - 0.5| at or below which the judge counts as saying tie."""
     calibration: CalibrationFit | None = None
     """The calibration fitted from these labels."""
+    human_preference: HumanPreference | None = None
+    """How often people would prefer the dataset's chosen responses: PPI, people-only and judge-only estimates
+    (None before the run has a dataset)."""
 
 
 def stored_summary(store: RunStore) -> AgreementSummary | None:

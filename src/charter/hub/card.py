@@ -90,6 +90,28 @@ def agreement_rows(summary: AgreementSummary | None) -> list[dict[str, str]]:
         _figure_row("baseline 'longer wins' vs human: agreement", base.longer_wins.agreement),
         _figure_row("baseline 'first shown wins' vs human: agreement", base.first_shown_wins.agreement),
     ]
+    preference = summary.human_preference.overall if summary.human_preference else None
+    for name, estimate in (
+        (
+            "people prefer the chosen response: PPI estimate (judge corrected by the labels)",
+            preference and preference.ppi,
+        ),
+        ("people prefer the chosen response: from the labels alone", preference and preference.human),
+        (
+            "people prefer the chosen response: the judge's own mean p_chosen (uncorrected)",
+            preference and preference.judge,
+        ),
+    ):
+        if estimate:
+            ci = f"[{cell(estimate.low)}, {cell(estimate.high)}]"
+            rows.append(
+                {
+                    "figure": name,
+                    "value": cell(estimate.value),
+                    "ci": ci,
+                    "n": str(estimate.n_human or estimate.n_judge),
+                }
+            )
     if summary.human_human is not None:
         rows += [
             _figure_row("human vs human: agreement", summary.human_human.agreement),
