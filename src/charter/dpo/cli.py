@@ -97,6 +97,14 @@ def winrate(
         if rate is not None
         else "no judgments succeeded"
     )
+    lc = summary["length_controlled"]
+    if lc["win_rate"] is not None and lc["ci95"]:
+        typer.echo(
+            f"length-controlled {lc['win_rate']:.3f} (95% CI {lc['ci95'][0]:.3f}-{lc['ci95'][1]:.3f}) against mean "
+            f"P(candidate) {lc['raw']:.3f}; the candidate's answer is longer on {lc['longer_rate']:.0%} of prompts"
+        )
+    elif lc["note"]:
+        typer.echo(f"length-controlled win rate: not fitted ({lc['note']})")
     rm = summary["reward_model"]
     if rm:
         typer.echo(f"reward model: candidate {rm['mean_candidate']:.3f}, base {rm['mean_base']:.3f}")
