@@ -4,6 +4,7 @@ judge-only figures, on a run whose judge is overconfident, with a real stratifie
 from pathlib import Path
 
 import numpy as np
+import pytest
 from typer.testing import CliRunner
 
 import charter
@@ -71,3 +72,54 @@ def test_the_gate_holds_the_ppi_lower_bound_and_the_card_shows_the_estimates(tmp
     ppi = rows["people prefer the chosen response: PPI estimate (judge corrected by the labels)"]
     judge = rows["people prefer the chosen response: the judge's own mean p_chosen (uncorrected)"]
     assert ppi["n"] == "100" and judge["n"] == "300" and float(judge["value"]) > float(ppi["value"])
+
+
+def test_an_active_sample_draws_where_the_judge_is_unsure_and_grows_without_breaking_its_design(
+    tmp_path: Path,
+) -> None:
+    from charter.agreement.labels import open_labels, require_judged
+    from charter.agreement.sampling import uncertainty
+    from charter.errors import ArgumentError
+
+    rng = np.random.default_rng(2)
+    p_a = np.where(rng.random(400) < 0.7, rng.choice([0.02, 0.98], 400), rng.uniform(0.35, 0.65, 400))
+    run = make_run(tmp_path / "run", [{"pair_id": f"r{i:03d}", "p_a": float(p)} for i, p in enumerate(p_a)])
+    first = charter.spotcheck(run, n=60, seed=3, strategy="active")
+    assert 40 <= len(first) <= 80 and all(r.inclusion_probability for r in first)
+    with open_labels(run) as store:
+        judged = require_judged(store)
+    unsure = np.mean([uncertainty(judged[r.pair_id]) > 0.3 for r in first])
+    assert unsure > 0.6  # a third of the pairs are uncertain; most of the sample is
+    grown = charter.spotcheck(run, add=60)
+    before = {r.pair_id: r.inclusion_probability for r in first}
+    after = {r.pair_id: r.inclusion_probability for r in grown}
+    assert set(before) <= set(after) and len(after) > len(before)
+    assert all(after[k] >= before[k] for k in before)  # the design grew: every probability with it
+    assert [r.pair_id for r in grown][: len(first)] == [r.pair_id for r in first]  # labeling order kept
+    with pytest.raises(ArgumentError, match="drawn active"):
+        charter.spotcheck(run, n=200, strategy="stratified")
+
+
+def test_active_labels_are_weighted_back_and_the_command_says_how_many_more_are_needed(tmp_path: Path) -> None:
+    rng = np.random.default_rng(4)
+    pairs = 400
+    p_chosen = np.where(rng.random(pairs) < 0.6, 0.97, rng.uniform(0.52, 0.7, pairs))
+    prefers_chosen = rng.random(pairs) < p_chosen - 0.1  # a slightly overconfident judge
+    items = [{"pair_id": f"s{i:03d}", "p_a": float(p_chosen[i])} for i in range(pairs)]
+    run = make_run(tmp_path / "run", items, preferences=True)
+    drawn = CliRunner().invoke(app, ["spotcheck", str(run), "--n", "80", "--strategy", "active"])
+    assert drawn.exit_code == 0 and "spot-check sample (active)" in drawn.output, drawn.output
+    sample = charter.spotcheck(run)  # the stored sample: a smaller default n changes nothing
+    with RunBuilder.reopen(run) as builder:
+        for row in sample:
+            i = int(row.pair_id[1:])
+            builder.label(row.pair_id, "alice", "a" if prefers_chosen[i] else "b", row.shown_order, created_at=1.0 + i)
+    result = CliRunner().invoke(app, ["agreement", str(run), "--target-width", "0.05"])
+    assert result.exit_code == 0, result.output
+    found = charter.agreement_report(run).human_preference
+    assert found is not None and found.design == "active" and found.overall.ppi is not None
+    truth = float(prefers_chosen.mean())
+    assert found.overall.ppi.low <= truth <= found.overall.ppi.high and found.overall.ppi.weighted
+    assert "people prefer the chosen response: PPI" in result.output
+    assert "more labels would bring it to 0.05" in result.output and "--add" in result.output
+    assert "inverse inclusion probability (active sample)" in (run / "report" / "agreement.md").read_text()

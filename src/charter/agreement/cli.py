@@ -6,7 +6,7 @@ import getpass
 import json
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import typer
 from typer.core import TyperGroup
@@ -60,17 +60,25 @@ def spotcheck_command(
     run_dir: Path = typer.Argument(..., help="A run directory with judged pairs."),
     n: int | None = typer.Option(None, "--n", "-n", help="Pairs to sample (default: agreement.sample_size, 50)."),
     seed: int | None = typer.Option(None, "--seed", help="Sampling seed (default: agreement.seed)."),
+    strategy: str | None = typer.Option(
+        None,
+        "--strategy",
+        help="stratified (by principle and judge confidence; the default) or active (more where the judge is "
+        "unsure, weighted back in the estimates); an existing sample keeps its own.",
+    ),
+    add: int | None = typer.Option(None, "--add", help="Add this many pairs to the existing sample, same design."),
 ) -> None:
-    """Sample judged pairs for human labeling, stratified by principle and judge confidence."""
+    """Sample judged pairs for human labeling: stratified by principle and judge confidence, or active."""
     from collections import Counter
 
     from rich.table import Table
 
-    from charter.agreement.sampling import spotcheck
+    from charter.agreement.sampling import Strategy, spotcheck
     from charter.progress import console
 
-    rows = spotcheck(run_dir, n, seed)
-    table = Table(title=f"spot-check sample: {len(rows)} pairs")
+    rows = spotcheck(run_dir, n, seed, strategy=cast("Strategy | None", strategy), add=add)  # checked inside
+    design = "active" if any(r.inclusion_probability for r in rows) else "stratified"
+    table = Table(title=f"spot-check sample ({design}): {len(rows)} pairs")
     for col in ("principle", "confidence bucket", "pairs"):
         table.add_column(col)
     for (principle, bucket), count in sorted(Counter((r.principle_id, r.confidence_bucket) for r in rows).items()):
@@ -162,6 +170,11 @@ def agreement_report_command(
     calibration: str | None = typer.Option(
         None, "--calibration", help="platt, temperature, isotonic or none (default: agreement.calibration)."
     ),
+    target_width: float | None = typer.Option(
+        None,
+        "--target-width",
+        help="Say how many more labels the PPI interval of the share people prefer needs to be this narrow.",
+    ),
 ) -> None:
     """Judge vs human agreement with 95% bootstrap CIs, baselines, breakdowns and calibration."""
     from charter.agreement.api import agreement_report
@@ -179,6 +192,28 @@ def agreement_report_command(
             f"calibration ({cal.method}): ECE {cal.ece_before:.3f} -> {cal.ece_after:.3f}; "
             f"data/preferences.* rewritten with p_chosen_calibrated"
         )
+    found = summary.human_preference
+    if found and found.overall.ppi:
+        ppi, human, judge = found.overall.ppi, found.overall.human, found.overall.judge
+        parts = [f"PPI {ppi.value:.3f} [{ppi.low:.3f}, {ppi.high:.3f}]"]
+        parts += [f"people only {human.value:.3f} [{human.low:.3f}, {human.high:.3f}]"] if human else []
+        parts += [f"judge only {judge.value:.3f} (uncorrected)"] if judge else []
+        console.print("people prefer the chosen response: " + ", ".join(parts))
+        if target_width is not None:
+            from charter.agreement.ppi import labels_needed
+
+            more = labels_needed(ppi, target_width)
+            console.print(
+                f"the PPI interval is {ppi.width:.3f} wide on {ppi.n_human} labels: "
+                + (
+                    f"about {more} more labels would bring it to {target_width} "
+                    f"(charter spotcheck {run_dir} --add {more}, then label them)"
+                    if more
+                    else f"already within {target_width}"
+                )
+            )
+    elif target_width is not None:
+        console.print("--target-width: no PPI estimate yet (it needs a dataset and at least two labelled rows)")
     console.print(f"report: {RunFiles(run_dir).report_dir / AGREEMENT_MD}")
 
 

@@ -3,8 +3,8 @@
 Every row of a run's dataset has the judge's p_chosen; the spot-checked rows also have people's labels. The
 prediction-powered estimate (`charter.agreement.ppi`) of the share of rows whose chosen response people prefer is
 reported beside the people-only estimate from the same labels and the judge's own figure, overall and per
-principle. The spot-check sample is stratified, not uniform, so each labelled row is weighted by its stratum (rows in
-the stratum over labelled rows in it).
+principle. The spot-check sample is not uniform: a stratified one weights each labelled row by its stratum (rows in
+the stratum over labelled rows in it), an active one by its inverse inclusion probability.
 """
 
 from __future__ import annotations
@@ -49,7 +49,7 @@ class HumanPreference(Record):
     """`charter agreement`'s estimate of how often people prefer the chosen response."""
 
     design: str = "stratified"
-    """How the spot-check sample was drawn, hence the weights."""
+    """How the spot-check sample was drawn, hence the weights: stratified or active."""
     overall: PreferenceEstimates
     """All rows."""
     by_principle: dict[str, PreferenceEstimates] = Field(default_factory=dict)
@@ -71,11 +71,15 @@ def human_preference(store: RunStore, judged: dict[str, JudgedPair], config: Agr
     if not labeled.any():
         return None
     human = np.array([won.get(pid, np.nan) for pid in pair_ids])
+    active = {pid: r.inclusion_probability for pid, r in sample.items() if r.inclusion_probability}
 
     def estimates(keep: np.ndarray) -> PreferenceEstimates:
         idx = np.flatnonzero(keep)
         lab = idx[labeled[idx]]
-        weights, uncovered = _stratum_weights([strata[i] for i in idx], [strata[i] for i in lab])
+        if active:
+            weights, uncovered = np.array([1 / active[pair_ids[i]] for i in lab]), 0
+        else:
+            weights, uncovered = _stratum_weights([strata[i] for i in idx], [strata[i] for i in lab])
         enough = lab.size >= 2
         return PreferenceEstimates(
             rows=int(idx.size),
@@ -90,6 +94,7 @@ def human_preference(store: RunStore, judged: dict[str, JudgedPair], config: Agr
 
     principles = np.array([s[0] for s in strata])
     return HumanPreference(
+        design="active" if active else "stratified",
         overall=estimates(np.ones(len(pair_ids), dtype=bool)),
         by_principle={p: estimates(principles == p) for p in sorted(set(principles.tolist()))},
     )

@@ -99,7 +99,11 @@ def preference_markdown(found: Mapping[str, Any] | None) -> list[str]:
         " intervals. **PPI** (prediction-powered, PPI++) corrects the judge's p_chosen over every row by the"
         " spot-checked rows; **people only** uses the labelled rows alone; **judge only** is the judge's mean"
         " p_chosen, which says how sure the judge is, not how often people agree. Labelled rows are weighted by"
-        f" their sampling stratum ({found['design']} sample).",
+        + (
+            " their inverse inclusion probability (active sample)."
+            if found["design"] == "active"
+            else " their sampling stratum (stratified sample)."
+        ),
         "",
         "| rows of | rows | labelled | PPI | people only | judge only | PPI weight of the judge |",
         "|---|---:|---:|---|---|---|---:|",

@@ -200,6 +200,27 @@ def _tuned_weighted(judge: np.ndarray, judged: np.ndarray, human: np.ndarray, w:
     return float(np.clip(float((norm**2 * jc * hc).sum()) / n**2 / denominator, 0.0, 1.0))
 
 
+def labels_needed(estimate: Estimate, target_width: float) -> int:
+    """More human labels the interval needs to narrow to `target_width`, at the current rate (width shrinks as one
+    over the square root of the labels; the judge's share of the variance is left as it is): 0 when it is there.
+
+    Args:
+        estimate: A PPI or people-only estimate.
+        target_width: The interval width wanted (high - low).
+
+    Returns:
+        The number of labels to add (0 when the interval is already narrow enough).
+
+    Raises:
+        ValueError: `target_width` is not positive.
+    """
+    if target_width <= 0:
+        raise ValueError(f"target width must be positive, got {target_width}")
+    if estimate.width <= target_width:
+        return 0
+    return int(np.ceil(estimate.n_human * (estimate.width / target_width) ** 2)) - estimate.n_human
+
+
 # -- active selection ------------------------------------------------------------------------------------------------
 
 

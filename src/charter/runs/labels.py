@@ -30,6 +30,9 @@ class SpotSample(Record):
     """Labeling order."""
     seed: int
     """The sampling seed."""
+    inclusion_probability: float | None = None
+    """The probability the pair had of being drawn, under the sample's current design (active sampling: it grows
+    as the sample does); None for a stratified sample."""
 
 
 def sample(store: RunStore) -> list[SpotSample]:
@@ -43,8 +46,28 @@ def add_to_sample(store: RunStore, rows: Iterable[SpotSample]) -> None:
     now = time.time()
     store.write(
         "INSERT INTO spot_sample (pair_id, principle_id, confidence_bucket, shown_order, position, seed,"
-        " created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
-        ((r.pair_id, r.principle_id, r.confidence_bucket, r.shown_order, r.position, r.seed, now) for r in rows),
+        " inclusion_probability, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        (
+            (
+                r.pair_id,
+                r.principle_id,
+                r.confidence_bucket,
+                r.shown_order,
+                r.position,
+                r.seed,
+                r.inclusion_probability,
+                now,
+            )
+            for r in rows
+        ),
+    )
+
+
+def set_inclusion_probabilities(store: RunStore, probabilities: dict[str, float]) -> None:
+    """Record the sampled pairs' inclusion probabilities under the sample's new design (an active sample grown)."""
+    store.write(
+        "UPDATE spot_sample SET inclusion_probability = ? WHERE pair_id = ?",
+        ((p, pair_id) for pair_id, p in probabilities.items()),
     )
 
 

@@ -55,7 +55,7 @@ ACTIVE = "prompt_id IN (SELECT prompt_id FROM prompts WHERE active = 1)"
 #: The store's schema version (kept in `PRAGMA user_version`, and in meta `schema_version`, where releases before
 #: 3 look for it and refuse any other). Each change adds a step to `STORE_SCHEMA.steps`; the test fixture written
 #: by an earlier release is opened, upgraded and resumed after every change (tests/runs/test_upgrade.py).
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 R = TypeVar("R", bound=BaseModel)
 
 #: The tables as schema 2 made them; a new store is made at 2 and brought forward by the steps, like an old one.
@@ -138,12 +138,18 @@ def _to_4(db: Any) -> None:
     _mark(db, 4)
 
 
+def _to_5(db: Any) -> None:
+    """5: each spot-check pair's inclusion probability (active sampling; null for a stratified sample)."""
+    db.execute("ALTER TABLE spot_sample ADD COLUMN inclusion_probability REAL")
+    _mark(db, 5)
+
+
 STORE_SCHEMA = Schema(
     what="run store",
     version=SCHEMA_VERSION,
     base=SCHEMA + "INSERT OR REPLACE INTO meta VALUES ('schema_version', '2');",
     base_version=2,
-    steps={2: _to_3, 3: _to_4},
+    steps={2: _to_3, 3: _to_4, 4: _to_5},
     found=_found,
 )
 
