@@ -92,3 +92,38 @@ def test_charter_eval_winrate_reports_the_length_controlled_rate(tmp_path) -> No
     assert summary["win_rate"] > 0.9 and lc["longer_rate"] > 0.9 and lc["n"] == 40
     assert lc["raw"] > 0.7 and lc["win_rate"] < lc["raw"] - 0.1 and lc["length_coefficient"] > 0
     assert "Length-controlled win rate" in out.with_suffix(".md").read_text(), lc
+
+
+def test_people_s_labels_on_some_comparisons_give_the_ppi_win_rate(tmp_path) -> None:
+    """The length-loving judge gives the padded candidate a high win rate; people, who prefer it on about half the
+    prompts, label a random half of the comparisons."""
+    prompts = write_jsonl(tmp_path / "prompts.jsonl", [{"prompt": f"Explain topic {i}."} for i in range(60)])
+    out = tmp_path / "winrate.json"
+    args = ["eval", "winrate", "--base", "scripted:lc-base", "--candidate", "scripted:lc-padded", "--limit", "60"]
+    args += ["--prompts", str(prompts), "--judge", "scripted:lc-length-judge", "--out", str(out)]
+    assert main(args) == 0
+    pairs = [json.loads(line) for line in out.with_suffix(".pairs.jsonl").read_text().splitlines()]
+    assert len(pairs) == 60 and all(r["p_candidate"] is not None for r in pairs)
+    people = {r["pair_id"]: int(hashlib.sha256(r["prompt"].encode()).hexdigest(), 16) % 2 for r in pairs}
+    labelled = np.random.default_rng(0).choice(60, 30, replace=False)
+    rows = [{**pairs[i], "preferred": "candidate" if people[pairs[i]["pair_id"]] else "base"} for i in labelled]
+    rows.append({"prompt": "never asked", "candidate": "x", "base": "y", "preferred": "tie"})
+    labels = write_jsonl(tmp_path / "labels.jsonl", rows)
+    assert main([*args, "--human-labels", str(labels)]) == 0
+    summary = json.loads(out.read_text())
+    found, truth = summary["human_labels"], float(np.mean(list(people.values())))
+    assert found["labels"] == 31 and found["matched"] == 30 and "1 of 31 labels" in found["note"]
+    assert (
+        found["ppi"]["low"] <= truth <= found["ppi"]["high"]
+        and found["human"]["low"] <= truth <= found["human"]["high"]
+    )
+    assert summary["win_rate"] > 0.9 and summary["win_rate"] > found["ppi"]["high"]  # the judge alone is far off
+    assert "prediction-powered" in out.with_suffix(".md").read_text()
+
+
+def test_a_bad_label_row_is_one_clear_line(tmp_path, capsys) -> None:
+    prompts = write_jsonl(tmp_path / "prompts.jsonl", [{"prompt": "Explain."}])
+    labels = write_jsonl(tmp_path / "labels.jsonl", [{"prompt": "p", "candidate": "c", "base": "b", "preferred": "A"}])
+    args = ["eval", "winrate", "--base", "scripted:lc-base", "--candidate", "scripted:lc-padded", "--prompts"]
+    assert main([*args, str(prompts), "--judge", "scripted:lc-length-judge", "--human-labels", str(labels)]) == 2
+    assert "labels.jsonl: row 1: preferred: must be candidate, base or tie, got 'A'" in capsys.readouterr().err

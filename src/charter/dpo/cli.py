@@ -64,6 +64,12 @@ def winrate(
     judge_mode: str = typer.Option("logprobs", help="logprobs, cot or verdict."),
     run_dir: Path | None = typer.Option(None, "--run-dir", help="Write RUN_DIR/report/winrate.json."),
     out: Path | None = typer.Option(None, "--out", help="Where to write the JSON summary (.md beside it)."),
+    human_labels: Path | None = typer.Option(
+        None,
+        "--human-labels",
+        help="JSONL of labelled comparisons (rows of winrate.pairs.jsonl with preferred: candidate, base or tie): "
+        "adds the prediction-powered and people-only win rates.",
+    ),
 ) -> None:
     """Win rate of a candidate against a base model, judged in both orders, with a 95% CI."""
     from charter.dpo.config import WinrateConfig
@@ -86,6 +92,7 @@ def winrate(
         "judge_api_key_env": judge_api_key_env,
         "base_api_key_env": base_api_key_env,
         "candidate_api_key_env": candidate_api_key_env,
+        "human_labels": human_labels,
     }
     cfg = model_from_data(WinrateConfig, fields, "charter eval winrate")
     with spinner("answering and judging"):
@@ -105,6 +112,17 @@ def winrate(
         )
     elif lc["note"]:
         typer.echo(f"length-controlled win rate: not fitted ({lc['note']})")
+    hw = summary["human_labels"]
+    if hw and hw["ppi"] and hw["human"]:
+        ppi, alone = hw["ppi"], hw["human"]
+        typer.echo(
+            f"with people's labels on {hw['matched']} comparisons: PPI {ppi['value']:.3f} "
+            f"[{ppi['low']:.3f}, {ppi['high']:.3f}], labels alone {alone['value']:.3f} "
+            f"[{alone['low']:.3f}, {alone['high']:.3f}]"
+        )
+    if hw and hw["note"]:
+        typer.echo(f"labels: {hw['note']}")
+    typer.echo(f"comparisons to label: {Path(summary['written_to']).with_suffix('.pairs.jsonl')}")
     rm = summary["reward_model"]
     if rm:
         typer.echo(f"reward model: candidate {rm['mean_candidate']:.3f}, base {rm['mean_base']:.3f}")

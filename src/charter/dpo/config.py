@@ -121,3 +121,8 @@ class WinrateConfig(ConfigModel):
     """Where to write the JSON summary (a .md beside it); overrides run_dir's report path."""
     concurrency: int = Field(default=16, gt=0)
     """Judge calls in flight at once."""
+    human_labels: Path | None = None
+    """People's verdicts on some of the comparisons: a JSONL file of rows from `winrate.pairs.jsonl` (prompt,
+    candidate, base) with `preferred`: candidate, base or tie. The win rate is then also given prediction-powered
+    (the judge's P(candidate better) on every prompt, corrected by the labelled ones) and from the labels alone.
+    Label a random subset: the estimates assume one."""

@@ -4,11 +4,14 @@ the answers in both orders against the constitution, and a reward model can scor
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import math
 import random
 import threading
 from pathlib import Path
 from typing import Any, Literal, TypedDict
+
+import orjson
 
 from charter.dpo.config import WinrateConfig
 from charter.errors import ConfigError, DatasetError
@@ -88,6 +91,22 @@ class LengthControlled(TypedDict):
     """Why it was not fitted (too few judgments, no variation in length)."""
 
 
+class HumanWinrate(TypedDict):
+    """The win rate people would give, from their labels on some comparisons (prediction-powered inference)."""
+
+    labels: int
+    """Rows in the labels file."""
+    matched: int
+    """Of them, rows matching a comparison of this evaluation with a successful judgment (same prompt and answers)."""
+    ppi: dict[str, Any] | None
+    """The prediction-powered win rate (an `Estimate`: value, low, high, lam, ...): the judge's P(candidate
+    better) on every comparison, corrected by the labelled ones; None with fewer than two matched labels."""
+    human: dict[str, Any] | None
+    """The win rate from the labels alone (an `Estimate`); None with fewer than two matched labels."""
+    note: str | None
+    """Why labels did not match (answers differ from those labelled, a new sample at temperature > 0)."""
+
+
 class WinrateReport(Tally):
     """The win-rate summary as written to winrate.json: the settings, the tally, reward scores, examples."""
 
@@ -107,6 +126,8 @@ class WinrateReport(Tally):
     """The reward model's scores of both models' answers; None without a reward model."""
     length_controlled: LengthControlled
     """The win rate with the judge's length preference modelled out."""
+    human_labels: HumanWinrate | None
+    """With `human_labels`: the prediction-powered and people-only win rates; None without."""
     examples: list[WinrateExample]
     """The first three prompts with both answers."""
 
@@ -284,6 +305,55 @@ def _fit_length_model(p: Any, x: Any) -> tuple[float, float]:
     return float(model.intercept_[0]), float(model.coef_[0][0])
 
 
+#: A person's verdict as the candidate's share of the win.
+PREFERRED = {"candidate": 1.0, "tie": 0.5, "base": 0.0}
+
+
+def comparison_key(prompt: str, candidate: str, base: str) -> str:
+    """What ties a person's label to a comparison: the prompt's last message and both answers, hashed."""
+    return hashlib.sha256("\x00".join((prompt, candidate, base)).encode()).hexdigest()
+
+
+def read_human_labels(path: Path) -> dict[str, float]:
+    """comparison key -> the candidate's share of the win (1, 0.5, 0), from a JSONL file of labelled comparisons.
+
+    Raises:
+        DatasetError: The file cannot be read, or a row lacks prompt/candidate/base or has another `preferred`.
+    """
+    out: dict[str, float] = {}
+    for i, row in enumerate(data.read_rows(str(path)), 1):
+        preferred = row.get("preferred")
+        if preferred not in PREFERRED:
+            raise DatasetError(f"{path}: row {i}: preferred: must be candidate, base or tie, got {preferred!r}")
+        texts = [row.get(k) for k in ("prompt", "candidate", "base")]
+        if not all(isinstance(t, str) for t in texts):
+            raise DatasetError(f"{path}: row {i}: prompt, candidate and base must be strings (as winrate.pairs.jsonl)")
+        out[comparison_key(*texts)] = PREFERRED[preferred]  # type: ignore[arg-type] - strings: checked above
+    return out
+
+
+def human_winrate(labels: dict[str, float], judged: list[tuple[Pair, float]], labels_file: Path) -> HumanWinrate:
+    """The prediction-powered and people-only win rates of the comparisons people labelled."""
+    from charter.agreement.ppi import ppi_mean
+
+    keys = [comparison_key(p.prompt[-1].content, p.a, p.b) for p, _ in judged]
+    judge_all = [p_a for _, p_a in judged]
+    matched = [(p_a, labels[k]) for k, (_, p_a) in zip(keys, judged) if k in labels]
+    note = None
+    if len(matched) < len(labels):
+        note = (
+            f"{len(labels) - len(matched)} of {len(labels)} labels in {labels_file} match no judged comparison of this "
+            "evaluation (answers differ from those labelled, or the judgment failed)"
+        )
+    if len(matched) < 2:
+        return HumanWinrate(labels=len(labels), matched=len(matched), ppi=None, human=None, note=note)
+    judge_labeled, human = [m[0] for m in matched], [m[1] for m in matched]
+    ppi = ppi_mean(judge_all, judge_labeled, human)
+    alone = ppi_mean(judge_all, judge_labeled, human, method="human")
+    return HumanWinrate(labels=len(labels), matched=len(matched), ppi=ppi.model_dump(), human=alone.model_dump(),
+                        note=note)  # fmt: skip
+
+
 def reward_scores(path: Path, prompts: list, candidate: list[str], base: list[str]) -> RewardScores:
     """Mean reward of both models' answers and how often the candidate's is higher.
 
@@ -357,6 +427,7 @@ async def winrate_async(config: WinrateConfig) -> WinrateSummary:
     config = _resolve(config)
     assert config.candidate is not None and config.prompts is not None  # _resolve fills or refuses them
     prompts = load_prompts(str(config.prompts), config.limit, config.seed)
+    labels = read_human_labels(config.human_labels) if config.human_labels else None  # checked before any call
     base = await _answers(config.base, prompts, config, config.base_api_key_env)
     candidate = await _answers(str(config.candidate), prompts, config, config.candidate_api_key_env)
     pairs = [
@@ -388,6 +459,9 @@ async def winrate_async(config: WinrateConfig) -> WinrateSummary:
         "length_controlled": length_controlled(
             [p_a for _, p_a in judged], [p.a for p, _ in judged], [p.b for p, _ in judged], seed=config.seed
         ),
+        "human_labels": human_winrate(labels, judged, config.human_labels)
+        if labels is not None and config.human_labels
+        else None,
         "examples": [
             {
                 "prompt": p.prompt[-1].content,
@@ -398,7 +472,29 @@ async def winrate_async(config: WinrateConfig) -> WinrateSummary:
             for p, r in list(zip(pairs, ordered))[:3]
         ],
     }
-    return {**report, "written_to": str(write_summary(config, report))}
+    written = write_summary(config, report)
+    write_pairs(written.with_suffix(".pairs.jsonl"), pairs, ordered)
+    return {**report, "written_to": str(written)}
+
+
+def write_pairs(path: Path, pairs: list[Pair], judgments: list[Judgment | None]) -> Path:
+    """Every comparison with the judge's verdict, for people to label (add `preferred`: candidate, base or tie) and
+    pass back as `human_labels`."""
+    rows = [
+        {
+            "pair_id": p.pair_id,
+            "prompt": p.prompt[-1].content,
+            "candidate": p.a,
+            "base": p.b,
+            "p_candidate": r.p_a if r is not None and r.status == "ok" else None,
+        }
+        for p, r in zip(pairs, judgments)
+    ]
+    from charter.tables import atomic_write
+
+    text = "".join(orjson.dumps(row).decode() + "\n" for row in rows)
+    atomic_write(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
+    return path
 
 
 def write_summary(config: WinrateConfig, summary: WinrateReport) -> Path:
@@ -447,6 +543,19 @@ def markdown(summary: WinrateReport) -> str:
                 "rate is what the judge would say were both answers equally long (AlpacaEval 2.0's model).",
                 "",
             ]
+    hw = summary.get("human_labels")
+    if hw:
+        ppi, alone = hw.get("ppi"), hw.get("human")
+        if ppi and alone:
+            lines += [
+                f"With people's labels on {hw['matched']} comparisons: win rate **{ppi['value']:.3f}** "
+                f"[{ppi['low']:.3f}, {ppi['high']:.3f}] prediction-powered (the judge's P(candidate) on every "
+                f"prompt corrected by the labels, judge weight {ppi['lam']:.2f}); {alone['value']:.3f} "
+                f"[{alone['low']:.3f}, {alone['high']:.3f}] from the labels alone.",
+                "",
+            ]
+        if hw.get("note"):
+            lines += [f"Labels: {hw['note']}.", ""]
     rm = summary.get("reward_model")
     if rm:
         lines += [
@@ -470,14 +579,17 @@ def winrate(config: WinrateConfig | dict[str, Any] | None = None, **fields: Any)
 
     Returns:
         The summary written to winrate.json (settings, wins, ties, losses, failures, the win rate with its Wilson
-        95% interval, reward scores, examples), and the path it was written to.
+        95% interval, the length-controlled rate, with `human_labels` the prediction-powered and people-only win
+        rates, reward scores, examples), and the path it was written to. Every comparison goes to
+        winrate.pairs.jsonl beside it, for people to label.
 
     Raises:
         pydantic.ValidationError: The fields are not a valid `WinrateConfig`.
         ConfigError: `prompts` is unset; `candidate` is unset without `run_dir`; a key variable is named for a
             model that takes none.
         DatasetError: The prompts file cannot be read, has no rows, lacks a prompt or messages column, or has a
-            malformed prompt.
+            malformed prompt; or the human labels file has a row without prompt, candidate and base or with another
+            `preferred` than candidate, base or tie.
         UnknownModel: A model string names no known provider.
         MissingAPIKey: The variable holding a remote model's key is unset.
         MissingExtra: A model's provider needs an extra that is not installed.
