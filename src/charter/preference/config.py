@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from charter.providers.base import SamplingParams
 from charter.providers.config import RoleConfig
@@ -166,9 +166,20 @@ class FiltersConfig(ConfigModel):
     """Drop exact duplicates (same prompt, chosen and rejected)."""
     max_per_principle: int | None = Field(default=None, gt=0)
     """Cap rows per (first) principle so no principle dominates."""
+    length_balance: tuple[float, float] | None = None
+    """[low, high]: keep the share of rows whose chosen response is the longer one (among rows whose responses
+    differ in length) within this band, dropping rows of the side over it, the judge's least confident first (a
+    judge that favours length otherwise teaches the policy to pad). Applied last; None: no balance."""
     verify: Literal["drop", "mark"] = "drop"
     """Prompts with a `reference` or a `verifier` (charter.verify): `drop` preference rows whose chosen response
     and SFT rows whose revision fail the check (STaR-style), or only `mark` them (`chosen_verified`, ...)."""
     verifier: str = "number"
     """The check for prompts with a reference and no verifier of their own: number, exact, contains,
     regex:PATTERN, a registered name or module:function."""
+
+    @field_validator("length_balance")
+    @classmethod
+    def _length_band(cls, value: tuple[float, float] | None) -> tuple[float, float] | None:
+        if value is not None and not 0 <= value[0] <= value[1] <= 1:
+            raise ValueError("must be [low, high] with 0 <= low <= high <= 1")
+        return value

@@ -11,6 +11,7 @@ import dataclasses
 import hashlib
 import itertools
 import json
+import math
 import sqlite3
 from collections import defaultdict
 from collections.abc import Iterable, Iterator
@@ -166,10 +167,13 @@ class Candidate:
     first_principle: str
     digest: bytes
     chosen_verified: bool | None = None
+    chosen_longer: bool | None = None
+    """The chosen response is the longer one (characters); None when both are as long."""
 
     @classmethod
     def of(cls, row: PreferenceRow, index: int) -> Candidate:
         text = orjson.dumps([as_dicts(row.prompt), as_dicts(row.chosen), as_dicts(row.rejected)])
+        chosen, rejected = len(row.chosen[-1].content), len(row.rejected[-1].content)
         return cls(
             index,
             row.prompt_id,
@@ -182,6 +186,7 @@ class Candidate:
             row.principle_ids[0] if row.principle_ids else "",
             hashlib.sha256(text).digest(),
             row.chosen_verified,
+            None if chosen == rejected else chosen > rejected,
         )
 
 
@@ -258,9 +263,38 @@ class Waterfall:
         return None
 
 
-def _first_counts(rows_verified: bool, strategy: str, total: int) -> dict[str, int]:
+def length_balance_drops(longer: int, shorter: int, band: tuple[float, float]) -> tuple[bool | None, int]:
+    """Which side to thin and by how many rows so that longer / (longer + shorter) lies in [low, high]: (True,
+    k) drops k rows whose chosen is the longer, (False, k) k whose chosen is the shorter, (None, 0) none."""
+    low, high = band
+    total = longer + shorter
+    if not total:
+        return None, 0
+    if longer / total > high + EPS:
+        keep = math.floor(high * shorter / (1 - high) + EPS) if high < 1 else longer
+        return True, max(longer - keep, 0)
+    if longer / total < low - EPS:
+        keep = math.floor(longer * (1 - low) / low + EPS) if low > 0 else shorter
+        return False, max(shorter - keep, 0)
+    return None, 0
+
+
+def _balanced(rows: list[Candidate], band: tuple[float, float]) -> set[int]:
+    """The indices `length_balance` drops from the kept rows: the thinned side's least confident first."""
+    side, k = length_balance_drops(
+        sum(r.chosen_longer is True for r in rows), sum(r.chosen_longer is False for r in rows), band
+    )
+    if side is None:
+        return set()
+    pool = sorted((r for r in rows if r.chosen_longer is side), key=lambda r: (r.p_chosen, r.index))
+    return {r.index for r in pool[:k]}
+
+
+def _first_counts(rows_verified: bool, strategy: str, total: int, balanced: bool = False) -> dict[str, int]:
     counts = {name: 0 for name in FILTER_COUNTS}
     counts["preferences_before_filters"] = total
+    if balanced:
+        counts["dropped_length_balance"] = 0
     if rows_verified:  # a step of the waterfall only where it can act
         counts["dropped_failed_verification"] = 0
     if strategy == "best_vs_worst":
@@ -272,23 +306,27 @@ def select(
     rows: list[Candidate], filters: FiltersConfig, strategy: str = "all", calibrated_min_confidence: float | None = None
 ) -> tuple[list[int], dict[str, int]]:
     """The indices of the rows the filters keep, in order, and how many each filter dropped (see `Waterfall`)."""
-    counts = _first_counts(any(row.chosen_verified is not None for row in rows), strategy, len(rows))
+    verified = any(row.chosen_verified is not None for row in rows)
+    counts = _first_counts(verified, strategy, len(rows), filters.length_balance is not None)
     if strategy == "best_vs_worst":
         best = {row.index for row in _best_vs_worst(rows)}
         counts["dropped_not_best_vs_worst"] = len(rows) - len(best)
         rows = [row for row in rows if row.index in best]
-    waterfall, kept, seen, calibrated = Waterfall(filters, calibrated_min_confidence), [], set(), 0
+    waterfall, kept, seen = Waterfall(filters, calibrated_min_confidence), [], set()
     for row in rows:
         reason = waterfall.alone(row) or waterfall.after(row.first_principle, row.digest in seen)
         if reason:
             counts[reason] += 1
             continue
         seen.add(row.digest)
-        kept.append(row.index)
-        calibrated += row.p_chosen_calibrated is not None
+        kept.append(row)
+    if filters.length_balance is not None:
+        dropped = _balanced(kept, filters.length_balance)
+        counts["dropped_length_balance"] = len(dropped)
+        kept = [row for row in kept if row.index not in dropped]
     counts["preferences"] = len(kept)
-    counts["calibrated"] = calibrated
-    return kept, counts
+    counts["calibrated"] = sum(row.p_chosen_calibrated is not None for row in kept)
+    return [row.index for row in kept], counts
 
 
 def apply_filters(
@@ -313,7 +351,7 @@ def _stored(row: tuple) -> Candidate:
     flags = {
         f: None if row[i] is None else bool(row[i])
         for i, f in enumerate(_FIELDS)
-        if f in ("position_consistent", "chosen_verified")
+        if f in ("position_consistent", "chosen_verified", "chosen_longer")
     }
     return dataclasses.replace(Candidate(*row), **flags)
 
@@ -372,7 +410,8 @@ class StoredSelection:
         db, waterfall = self.db, self.waterfall
         self._insert()
         db.execute("COMMIT")
-        counts = _first_counts(self.verified, self.strategy, self.total)
+        band = waterfall.filters.length_balance
+        counts = _first_counts(self.verified, self.strategy, self.total, band is not None)
         if self.strategy == "best_vs_worst":
             self._best_vs_worst()
         db.execute("UPDATE c SET reason = alone WHERE reason IS NULL")
@@ -403,12 +442,32 @@ class StoredSelection:
                 db.executemany("INSERT OR IGNORE INTO seen VALUES (?)", kept)
                 db.executemany('UPDATE c SET reason = ? WHERE "index" = ?', dropped)
                 db.execute("COMMIT")
+        if band is not None:
+            self._balance_lengths(band)
         for reason, n in db.execute("SELECT reason, COUNT(*) FROM c WHERE reason IS NOT NULL GROUP BY reason"):
             counts[reason] += n
         counts["preferences"], counts["calibrated"] = db.execute(
             "SELECT COUNT(*), COUNT(p_chosen_calibrated) FROM c WHERE reason IS NULL"
         ).fetchone()
         return counts
+
+    def _balance_lengths(self, band: tuple[float, float]) -> None:
+        """`length_balance` over the kept rows, in SQL: the thinned side's least confident rows are dropped."""
+        db = self.db
+        longer, shorter = db.execute(
+            "SELECT COALESCE(SUM(chosen_longer = 1), 0), COALESCE(SUM(chosen_longer = 0), 0) FROM c"
+            " WHERE reason IS NULL"
+        ).fetchone()
+        side, k = length_balance_drops(longer, shorter, band)
+        if side is None or not k:
+            return
+        db.execute("BEGIN")
+        db.execute(
+            'UPDATE c SET reason = \'dropped_length_balance\' WHERE "index" IN (SELECT "index" FROM c WHERE'
+            ' reason IS NULL AND chosen_longer = ? ORDER BY p_chosen, "index" LIMIT ?)',
+            (int(side), k),
+        )
+        db.execute("COMMIT")
 
     def _best_vs_worst(self) -> None:
         """Per prompt, only the judged pair of the best sample against the worst stays."""

@@ -38,6 +38,7 @@ FILTER_LABELS: dict[str, str] = {
     "dropped_inconsistent": "the two presentation orders disagreed",
     "dropped_duplicates": "exact duplicates",
     "dropped_principle_cap": "over the per-principle cap",
+    "dropped_length_balance": "over the length balance (chosen the longer too often, or too rarely)",
 }
 
 
