@@ -26,6 +26,9 @@ from charter.runs.store import RunStore
 
 #: A person's label as the share of the chosen response's win: the chosen side, a tie, the rejected side.
 WON, TIED, LOST = 1.0, 0.5, 0.0
+#: Fewest labelled rows a group needs for an interval: below it the normal interval is not to be trusted (four
+#: labels that all agree would give a zero-width one).
+MIN_LABELS = 10
 
 
 class PreferenceEstimates(Record):
@@ -36,9 +39,10 @@ class PreferenceEstimates(Record):
     labeled: int
     """Of them, rows with a person's label."""
     ppi: Estimate | None = None
-    """Prediction-powered (PPI++): the judge's p_chosen over all rows, corrected by the labelled ones."""
+    """Prediction-powered (PPI++): the judge's p_chosen over all rows, corrected by the labelled ones; None with
+    fewer than MIN_LABELS (10) labelled rows."""
     human: Estimate | None = None
-    """From the labelled rows alone (the same weights)."""
+    """From the labelled rows alone (the same weights); None with fewer than 10 labelled rows."""
     judge: Estimate | None = None
     """The judge's mean p_chosen: what the judge believes, with no check against people."""
     unlabeled_strata_rows: int = 0
@@ -80,14 +84,14 @@ def human_preference(store: RunStore, judged: dict[str, JudgedPair], config: Agr
             weights, uncovered = np.array([1 / active[pair_ids[i]] for i in lab]), 0
         else:
             weights, uncovered = _stratum_weights([strata[i] for i in idx], [strata[i] for i in lab])
-        enough = lab.size >= 2
+        enough = lab.size >= MIN_LABELS
         return PreferenceEstimates(
             rows=int(idx.size),
             labeled=int(lab.size),
             unlabeled_strata_rows=uncovered,
             judge=judge_mean(p_chosen[idx]),
-            ppi=ppi_mean(p_chosen[idx], p_chosen[lab], human[lab], weights=weights) if enough else None,
-            human=ppi_mean(p_chosen[idx], p_chosen[lab], human[lab], weights=weights, method="human")
+            ppi=ppi_mean(p_chosen[idx], p_chosen[lab], human[lab], weights=weights).within(0, 1) if enough else None,
+            human=ppi_mean(p_chosen[idx], p_chosen[lab], human[lab], weights=weights, method="human").within(0, 1)
             if enough
             else None,
         )

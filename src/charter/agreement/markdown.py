@@ -115,6 +115,8 @@ def preference_markdown(found: Mapping[str, Any] | None) -> list[str]:
             f"| {name} | {g['rows']} | {g['labeled']} | {estimate(g.get('ppi'))} | {estimate(g.get('human'))} | "
             f"{estimate(g.get('judge'))} | {lam} |"
         )
+    if any(not g.get("ppi") for _, g in groups):
+        lines += ["", "n/a: fewer than 10 labelled rows, too few for an interval to be trusted."]
     uncovered = found["overall"].get("unlabeled_strata_rows", 0)
     if uncovered:
         lines += ["", f"{uncovered} rows lie in sampling strata with no label yet: label more to reach them."]

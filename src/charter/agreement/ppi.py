@@ -66,6 +66,11 @@ class Estimate(BaseModel):
         """high - low."""
         return self.high - self.low
 
+    def within(self, low: float = 0.0, high: float = 1.0) -> Estimate:
+        """The estimate with its interval (and value) cut to the values' range, e.g. [0, 1] for a share."""
+        cut = lambda v: min(max(v, low), high)  # noqa: E731
+        return self.model_copy(update={"value": cut(self.value), "low": cut(self.low), "high": cut(self.high)})
+
 
 def _z(alpha: float) -> float:
     if not 0 < alpha < 1:

@@ -100,9 +100,9 @@ class HumanWinrate(TypedDict):
     """Of them, rows matching a comparison of this evaluation with a successful judgment (same prompt and answers)."""
     ppi: dict[str, Any] | None
     """The prediction-powered win rate (an `Estimate`: value, low, high, lam, ...): the judge's P(candidate
-    better) on every comparison, corrected by the labelled ones; None with fewer than two matched labels."""
+    better) on every comparison, corrected by the labelled ones; None with fewer than 10 matched labels."""
     human: dict[str, Any] | None
-    """The win rate from the labels alone (an `Estimate`); None with fewer than two matched labels."""
+    """The win rate from the labels alone (an `Estimate`); None with fewer than 10 matched labels."""
     note: str | None
     """Why labels did not match (answers differ from those labelled, a new sample at temperature > 0)."""
 
@@ -334,6 +334,7 @@ def read_human_labels(path: Path) -> dict[str, float]:
 
 def human_winrate(labels: dict[str, float], judged: list[tuple[Pair, float]], labels_file: Path) -> HumanWinrate:
     """The prediction-powered and people-only win rates of the comparisons people labelled."""
+    from charter.agreement.estimates import MIN_LABELS
     from charter.agreement.ppi import ppi_mean
 
     keys = [comparison_key(p.prompt[-1].content, p.a, p.b) for p, _ in judged]
@@ -345,11 +346,13 @@ def human_winrate(labels: dict[str, float], judged: list[tuple[Pair, float]], la
             f"{len(labels) - len(matched)} of {len(labels)} labels in {labels_file} match no judged comparison of this "
             "evaluation (answers differ from those labelled, or the judgment failed)"
         )
-    if len(matched) < 2:
+    if len(matched) < MIN_LABELS:
+        few = f"{len(matched)} labels match, fewer than {MIN_LABELS}: too few for an interval to be trusted"
+        note = f"{note}; {few}" if note else few
         return HumanWinrate(labels=len(labels), matched=len(matched), ppi=None, human=None, note=note)
     judge_labeled, human = [m[0] for m in matched], [m[1] for m in matched]
-    ppi = ppi_mean(judge_all, judge_labeled, human)
-    alone = ppi_mean(judge_all, judge_labeled, human, method="human")
+    ppi = ppi_mean(judge_all, judge_labeled, human).within(0, 1)
+    alone = ppi_mean(judge_all, judge_labeled, human, method="human").within(0, 1)
     return HumanWinrate(labels=len(labels), matched=len(matched), ppi=ppi.model_dump(), human=alone.model_dump(),
                         note=note)  # fmt: skip
 
