@@ -220,12 +220,16 @@ def agreement_report_command(
 @agreement_app.command("eval")
 def agreement_eval_command(
     pairs: Path = typer.Option(..., "--pairs", help="JSONL with prompt, chosen (human-preferred), rejected."),
-    judge: str = typer.Option(..., "--judge", help="Judge model string, e.g. local:smollm2-135m-instruct."),
+    judge: list[str] = typer.Option(
+        ...,
+        "--judge",
+        help="Judge model string, e.g. local:smollm2-135m-instruct; repeat it for a panel (the members' mean P(A)).",
+    ),
     api_key_env: str | None = typer.Option(
         None,
         "--api-key-env",
         metavar="NAME",
-        help="The variable holding the judge's key, for a host other than api.openai.com / api.anthropic.com.",
+        help="The variable holding the judges' key, for a host other than api.openai.com / api.anthropic.com.",
     ),
     mode: str = typer.Option(
         "logprobs", "--mode", help="logprobs, cot or verdict (pairwise), or score (each response rated alone)."
@@ -257,7 +261,7 @@ def agreement_eval_command(
         raise ArgumentError("rating", f"{rating!r}: use logprobs, cot or verdict")
     s = evaluate(
         pairs,
-        judge,
+        judge[0] if len(judge) == 1 else judge,
         mode,
         orders,
         constitution,
@@ -269,7 +273,7 @@ def agreement_eval_command(
         rating=rating,
     )
     how = f"score/{rating} 1..{scale}" if mode == "score" else f"{mode}/{orders}"
-    table = Table(title=f"{pairs.name}: {s['judged']} judged ({s['failures']} failed), {judge} {how}")
+    table = Table(title=f"{pairs.name}: {s['judged']} judged ({s['failures']} failed), {s['judge']} {how}")
     for col in ("figure", "judge", "longer wins", "first shown wins"):
         table.add_column(col)
     for key, name in FIGURES:
@@ -294,5 +298,23 @@ def agreement_eval_command(
         console.print(
             f"judge calls: {calls['calls']} made, {calls['cache_hits']} cache hits, {calls['retries']} retries"
         )
+    panel = s["panel"]
+    if panel is not None:
+        members = Table(title="the panel's members, each alone (on the rows the whole panel judged)")
+        for col in ("judge", "agreement (no ties)", "kappa (no ties)", "calls", "cache hits"):
+            members.add_column(col)
+        for m in panel["members"]:
+            fig = m["judge_vs_human"]
+            calls_ = m["judge_calls"]
+            members.add_row(
+                m["judge"], fmt(fig["agreement"]), fmt(fig["kappa"]), str(calls_["calls"]), str(calls_["cache_hits"])
+            )
+        console.print(members)
+        between = panel["between_judges"]
+        if between is not None:
+            console.print(
+                f"between the judges: agreement {fmt(between['agreement'])}, Krippendorff's alpha "
+                f"{fmt(between['krippendorff_alpha'])}"
+            )
     if json_out:
         json_out.write_text(json.dumps(s, indent=1))

@@ -5,6 +5,9 @@ Which of the two becomes the pair's `a` is drawn per row (seeded), so with `--or
 sees the human-preferred response first half of the time, and "first shown wins" is a fair baseline.
 With `--mode score` the judge rates each response alone (1..scale per principle) and the pair's pick is the
 higher score; the summary counts the judge calls made and answered from the cache, so modes compare on cost too.
+Several judges make a panel (Verga et al. 2024, "Replacing Judges with Juries"): each judges every row, the panel's
+P(A) is their mean, and the summary gives each member's own agreement and calls beside the panel's, and how far the
+members agree with each other.
 """
 
 from __future__ import annotations
@@ -82,6 +85,33 @@ class ScoreMeans(TypedDict):
     """Judged rows whose two responses scored exactly the same (the judge's pick is then a tie)."""
 
 
+class PanelMember(TypedDict):
+    """One judge of a panel, on its own."""
+
+    judge: str
+    """The model."""
+    judged: int
+    """Rows it judged successfully."""
+    judge_vs_human: stats.PairwiseFigures
+    """Its own pick against the human choice, on the rows the whole panel judged."""
+    judge_calls: CallCounts
+    """Its calls and cache hits."""
+    tokens: TokenCounts
+    """Its tokens on the rows it judged."""
+
+
+class PanelFigures(TypedDict):
+    """A panel of judges: each member's figures, and how far they agree with each other."""
+
+    pooling: str
+    """How the members' P(A) are pooled: mean."""
+    members: list[PanelMember]
+    """Each judge on its own."""
+    between_judges: stats.HumanHumanFigures | None
+    """The members' picks against each other: pairwise agreement and Krippendorff's alpha (nominal) with 95%
+    intervals."""
+
+
 class EvalSummary(TypedDict):
     """Agreement of the judge with the human choice on a pair file's judged rows."""
 
@@ -106,6 +136,9 @@ class EvalSummary(TypedDict):
     """The judge's calls and cache hits (all rows, failed ones included); None when not counted."""
     score_means: ScoreMeans | None
     """Mode `score`: the mean scores of the chosen and rejected responses; None in the pairwise modes."""
+    panel: PanelFigures | None
+    """With several judges: each member's own figures and the agreement between them; the figures above are the
+    panel's (mean P(A)); None with one judge."""
 
 
 class EvalReport(EvalSummary):
@@ -114,7 +147,7 @@ class EvalReport(EvalSummary):
     pairs_file: str
     """The pair file."""
     judge: str
-    """The judge model."""
+    """The judge model (a panel's members joined with " + ")."""
     mode: JudgeMode
     """logprobs, cot, verdict or score."""
     orders: Orders
@@ -293,12 +326,80 @@ def summarise(
         },
         "judge_calls": calls,
         "score_means": score_means(ok, humans, records),
+        "panel": None,
     }
+
+
+def pool(members: list[dict[str, Judgment]], label: str) -> dict[str, Judgment]:
+    """The panel's judgment of each pair: the members' mean P(A) (and per order), their votes side by side; a pair
+    that any member failed to judge is a failed judgment of the panel (the first member's failure), never a mean of
+    fewer judges."""
+    pooled: dict[str, Judgment] = {}
+    for pair_id in members[0]:
+        found = [m.get(pair_id) for m in members]
+        failed = next((j for j in found if j is None or j.status != "ok"), None)
+        first = found[0]
+        assert first is not None  # pair ids come from the first member
+        if failed is not None or any(j is None for j in found):
+            failure = failed.failure if failed is not None else None
+            pooled[pair_id] = first.model_copy(
+                update={"status": "failed", "failure": failure, "p_a": None, "judge_model": label}
+            )
+            continue
+        ok = [j for j in found if j is not None]
+        mean = lambda values: float(np.mean(values)) if values else None  # noqa: E731
+        p_ab = mean([j.p_a_ab for j in ok if j.p_a_ab is not None])
+        p_ba = mean([j.p_a_ba for j in ok if j.p_a_ba is not None])
+        pooled[pair_id] = first.model_copy(
+            update={
+                "judge_model": label,
+                "p_a": mean([j.p_a for j in ok if j.p_a is not None]),
+                "p_a_ab": p_ab,
+                "p_a_ba": p_ba,
+                "position_consistent": None if p_ab is None or p_ba is None else (p_ab > 0.5) == (p_ba > 0.5),
+                "principles": [v for j in ok for v in j.principles],
+                "prompt_tokens": sum(j.prompt_tokens for j in ok),
+                "completion_tokens": sum(j.completion_tokens for j in ok),
+            }
+        )
+    return pooled
+
+
+def panel_figures(
+    judges: list[str],
+    pairs: list[Pair],
+    humans: dict[str, str],
+    members: list[dict[str, Judgment]],
+    calls: list[CallCounts],
+    samples: int,
+    seed: int,
+) -> PanelFigures:
+    """Each member's figures on the rows the whole panel judged, and the members against each other."""
+    both = [
+        p for p in pairs if all(p.pair_id in m and m[p.pair_id].status == "ok" for m in members)
+    ]  # the panel's rows
+    out: list[PanelMember] = []
+    picks: dict[str, dict[str, int]] = {}
+    for judge, records, counted in zip(judges, members, calls):
+        alone = summarise(both, humans, records, samples, seed, counted)
+        out.append(
+            PanelMember(
+                judge=judge,
+                judged=sum(1 for r in records.values() if r.status == "ok"),
+                judge_vs_human=alone["judge_vs_human"],
+                judge_calls=counted,
+                tokens=alone["tokens"],
+            )
+        )
+        picks[f"{len(picks) + 1}:{judge}"] = {
+            p.pair_id: stats.CODES[judge_label(float(records[p.pair_id].p_a or 0.0), 0.0)] for p in both
+        }
+    return PanelFigures(pooling="mean", members=out, between_judges=stats.human_human(picks, samples, seed))
 
 
 def evaluate(
     pairs_file: str | Path,
-    judge: str,
+    judge: str | list[str],
     mode: JudgeMode = "logprobs",
     orders: Orders = "both",
     constitution: str = "harmless",
@@ -318,7 +419,7 @@ def evaluate(
 
     Args:
         pairs_file: A JSONL file of human-labeled pairs (see `load_pairs_file`).
-        judge: The judge model, PROVIDER:MODEL.
+        judge: The judge model, PROVIDER:MODEL; or a list of them, a panel whose P(A) is the members' mean.
         mode: How the judge decides: logprobs, cot or verdict (pairwise), or score (each response rated alone on
             1..scale per principle; the pick is the higher score).
         orders: Judge each pair in both presentation orders or in one (mode score: ignored, reported as one).
@@ -334,10 +435,10 @@ def evaluate(
         rating: Mode score: how a score is read: logprobs (expected score over the score tokens), cot or verdict.
 
     Returns:
-        The agreement summary with the settings it was made with.
+        The agreement summary with the settings it was made with (with a panel, each member's figures too).
 
     Raises:
-        ArgumentError: `scale` is out of range for `rating` (mode score).
+        ArgumentError: `scale` is out of range for `rating` (mode score), or `judge` is an empty list.
         DatasetError: The pair file is missing, has no rows, or has a malformed row.
         UnknownModel: `judge` names no known provider.
         ConstitutionError: `constitution` is neither a bundled name nor a readable constitution file.
@@ -356,28 +457,41 @@ def evaluate(
     built = [to_pair(r, seed) for r in rows]
     pairs, humans = [p for p, _ in built], {p.pair_id: h for p, h in built}
     settings = JudgeSettings(mode=mode, orders="one" if scored else orders, scale=scale, rating=rating)
-    meter = UsageMeter()
-    model = get_model(
-        judge,
-        cache=CallCache(Path(cache).expanduser()) if cache else None,
-        meter=meter,
-        role="judge",
-        api_key_env=api_key_env,
-    )
+    judges = [judge] if isinstance(judge, str) else list(judge)
+    if not judges:
+        raise ArgumentError("judge", "name at least one judge model")
+    call_cache = CallCache(Path(cache).expanduser()) if cache else None
+    meters = [UsageMeter() for _ in judges]
     started = time.perf_counter()
 
-    async def go() -> dict[str, Judgment]:
-        try:
-            return await _judge_all(model, load_constitution(constitution), pairs, settings, seed, concurrency)
-        finally:
-            await model.aclose()
+    async def go() -> list[dict[str, Judgment]]:
+        constitution_ = load_constitution(constitution)
+        out = []
+        for spec, meter in zip(judges, meters):  # one judge after another, each with its own meter and progress bar
+            model = get_model(spec, cache=call_cache, meter=meter, role="judge", api_key_env=api_key_env)
+            try:
+                out.append(await _judge_all(model, constitution_, pairs, settings, seed, concurrency))
+            finally:
+                await model.aclose()
+        return out
 
-    records = asyncio.run(go())
-    summary = summarise(pairs, humans, records, bootstrap_samples, seed, call_counts(meter))
+    members = asyncio.run(go())
+    counts = [call_counts(meter) for meter in meters]
+    if len(judges) == 1:
+        summary = summarise(pairs, humans, members[0], bootstrap_samples, seed, counts[0])
+    else:
+        total = CallCounts(
+            calls=sum(c["calls"] for c in counts),
+            cache_hits=sum(c["cache_hits"] for c in counts),
+            retries=sum(c["retries"] for c in counts),
+        )
+        pooled = pool(members, " + ".join(judges))
+        summary = summarise(pairs, humans, pooled, bootstrap_samples, seed, total)
+        summary["panel"] = panel_figures(judges, pairs, humans, members, counts, bootstrap_samples, seed)
     return EvalReport(
         **summary,
         pairs_file=str(pairs_file),
-        judge=judge,
+        judge=" + ".join(judges),
         mode=mode,
         orders=settings.orders,
         scale=scale if scored else None,
