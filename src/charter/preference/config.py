@@ -69,6 +69,14 @@ class JudgeSettings(ConfigModel):
             return self.params
         return SamplingParams(temperature=0.0, max_tokens=512 if self.reads == "cot" else 8, seed=0)
 
+    def attempt(self, number: int) -> SamplingParams:
+        """The sampling parameters of try `number` (0 first) at a parseable answer: a retry gets another seed and
+        at least temperature 0.7, so it is not the same unparseable reply again."""
+        base = self.sampling()
+        if number == 0:
+            return base
+        return base.model_copy(update={"seed": (base.seed or 0) + number, "temperature": max(base.temperature, 0.7)})
+
     def ensemble(self) -> str:
         """The ensemble in words: the fixed principles, or how many are sampled."""
         if self.principles:

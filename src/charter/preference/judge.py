@@ -122,15 +122,9 @@ async def _ask(model: ChatModel, request: Messages, settings: JudgeSettings) -> 
     if settings.mode == "logprobs":
         probs = await model.choice_logprobs(request, OPTIONS)
         return _Asked(probs.probs["A"], None, probs.prompt_tokens, 1)
-    base = settings.sampling()
     raws: list[str] = []
     for attempt in range(settings.max_retries + 1):
-        params = (
-            base
-            if attempt == 0
-            else base.model_copy(update={"seed": (base.seed or 0) + attempt, "temperature": max(base.temperature, 0.7)})
-        )
-        [completion] = await model.generate([request], params)
+        [completion] = await model.generate([request], settings.attempt(attempt))
         raws.append(completion.text)
         try:
             letter = parse_verdict(completion.text, settings.mode)

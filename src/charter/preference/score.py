@@ -102,14 +102,9 @@ async def score_one(
         return PrincipleScore(
             principle_id, expected_score(got.probs), dict(got.probs), None, got.prompt_tokens, 1, got.cached
         )
-    base, raws = settings.sampling(), []
+    raws: list[str] = []
     for attempt in range(settings.max_retries + 1):
-        params = (
-            base
-            if attempt == 0
-            else base.model_copy(update={"seed": (base.seed or 0) + attempt, "temperature": max(base.temperature, 0.7)})
-        )
-        [completion] = await model.generate([request], params)
+        [completion] = await model.generate([request], settings.attempt(attempt))
         raws.append(completion.text)
         try:
             value = parse_score(completion.text, settings.rating, settings.scale)
