@@ -207,6 +207,8 @@ class Vote(Record):
     read from log-probabilities); null in the comparison modes."""
     score_b: float | None = None
     """Judge mode `score`: `b`'s rubric score under this principle."""
+    judge: str | None = None
+    """A panel's vote: the member model that cast it (null for a single judge, whose model the judgment names)."""
 
 
 class Failure(Record):
@@ -336,6 +338,8 @@ class ChosenVote(Record):
     """Judge mode `score`: `chosen`'s rubric score under this principle; null in the comparison modes."""
     score_rejected: float | None = None
     """Judge mode `score`: `rejected`'s rubric score under this principle."""
+    judge: str | None = None
+    """A panel's vote: the member model that cast it (null for a single judge)."""
 
 
 class OrderProbs(Record):

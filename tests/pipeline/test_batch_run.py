@@ -172,3 +172,33 @@ def test_ctrl_c_leaves_the_batch_running_and_cancel_cancels_it(tmp_path, monkeyp
         assert main(["run", str(config)]) == 0  # the cancelled requests go out again in a new batch
     assert len(rows(tmp_path / "batch")) == N
     assert [b["requests"] for b in server.batches_created] == [N, N, N, N, 4 * N]
+
+
+def test_a_panel_of_judges_goes_out_as_one_batch_per_member(tmp_path, monkeypatch):
+    members = [MODEL, "openai:gpt-4.1-nano"]
+
+    def panel(name: str, batch: bool) -> Path:
+        path = write_config(tmp_path, name, batch)
+        config = yaml.safe_load(path.read_text())
+        config["judge"] = {
+            "models": [{"model": m, "api_key_env": "OPENAI_API_KEY"} for m in members],
+            "principles_per_pair": 2,
+        }
+        config["prices"][members[1]] = {"input": 0.10, "output": 0.40}
+        path.write_text(yaml.safe_dump(config))
+        return path
+
+    with LoopbackServer() as server:
+        monkeypatch.setenv("OPENAI_BASE_URL", server.openai_url)
+        assert main(["run", str(panel("sync", batch=False))]) == 0
+    with BatchServer(complete_after_s=0.1) as server:
+        monkeypatch.setenv("OPENAI_BASE_URL", server.openai_url)
+        assert main(["run", str(panel("batch", batch=True))]) == 0
+    sync, batch = tmp_path / "sync", tmp_path / "batch"
+    assert rows(batch) == rows(sync) and len(rows(batch)) == N
+    # initial answers, critiques, revisions; then each member's judgments (2 principles x 2 orders) in its own batch
+    assert [b["requests"] for b in server.batches_created] == [N, N, N, 4 * N, 4 * N]
+    with RunStore(batch) as store:
+        judges = {u.model.split("@")[0] for u in store.usage() if u.role == "judge"}
+    assert judges == set(members)
+    assert cost(batch)[0] == pytest.approx(cost(sync)[0] / 2)

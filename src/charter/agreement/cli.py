@@ -214,6 +214,11 @@ def agreement_report_command(
             )
     elif target_width is not None:
         console.print("--target-width: no PPI estimate yet (it needs a dataset and at least two labelled rows)")
+    if summary.panel is not None:
+        from charter.agreement.markdown import panel_console
+
+        for line in panel_console(summary.panel.model_dump()):
+            console.print(line, highlight=False, markup=False)
     console.print(f"report: {RunFiles(run_dir).report_dir / AGREEMENT_MD}")
 
 

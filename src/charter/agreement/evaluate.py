@@ -25,6 +25,7 @@ from charter.agreement.report import PositionConsistency, judge_label, longer_la
 from charter.errors import ArgumentError, DatasetError
 from charter.messages import as_messages, last_text
 from charter.preference.config import JudgeMode, Orders, RatingMode
+from charter.preference.panel import pool
 from charter.records import Judgment, Message, Pair
 from charter.tables import iter_jsonl
 
@@ -328,41 +329,6 @@ def summarise(
         "score_means": score_means(ok, humans, records),
         "panel": None,
     }
-
-
-def pool(members: list[dict[str, Judgment]], label: str) -> dict[str, Judgment]:
-    """The panel's judgment of each pair: the members' mean P(A) (and per order), their votes side by side; a pair
-    that any member failed to judge is a failed judgment of the panel (the first member's failure), never a mean of
-    fewer judges."""
-    pooled: dict[str, Judgment] = {}
-    for pair_id in members[0]:
-        found = [m.get(pair_id) for m in members]
-        failed = next((j for j in found if j is None or j.status != "ok"), None)
-        first = found[0]
-        assert first is not None  # pair ids come from the first member
-        if failed is not None or any(j is None for j in found):
-            failure = failed.failure if failed is not None else None
-            pooled[pair_id] = first.model_copy(
-                update={"status": "failed", "failure": failure, "p_a": None, "judge_model": label}
-            )
-            continue
-        ok = [j for j in found if j is not None]
-        mean = lambda values: float(np.mean(values)) if values else None  # noqa: E731
-        p_ab = mean([j.p_a_ab for j in ok if j.p_a_ab is not None])
-        p_ba = mean([j.p_a_ba for j in ok if j.p_a_ba is not None])
-        pooled[pair_id] = first.model_copy(
-            update={
-                "judge_model": label,
-                "p_a": mean([j.p_a for j in ok if j.p_a is not None]),
-                "p_a_ab": p_ab,
-                "p_a_ba": p_ba,
-                "position_consistent": None if p_ab is None or p_ba is None else (p_ab > 0.5) == (p_ba > 0.5),
-                "principles": [v for j in ok for v in j.principles],
-                "prompt_tokens": sum(j.prompt_tokens for j in ok),
-                "completion_tokens": sum(j.completion_tokens for j in ok),
-            }
-        )
-    return pooled
 
 
 def panel_figures(

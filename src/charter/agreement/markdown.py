@@ -79,6 +79,7 @@ def to_markdown(record: AgreementSummary) -> str:
         ]
         lines.append("")
     lines += preference_markdown(summary.get("human_preference"))
+    lines += panel_markdown(summary.get("panel"))
     lines += calibration_markdown(summary.get("calibration"))
     return "\n".join(lines) + "\n"
 
@@ -121,6 +122,84 @@ def preference_markdown(found: Mapping[str, Any] | None) -> list[str]:
     if uncovered:
         lines += ["", f"{uncovered} rows lie in sampling strata with no label yet: label more to reach them."]
     return lines + [""]
+
+
+def _share(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.3f}"
+
+
+def panel_markdown(panel: Mapping[str, Any] | None, heading: str = "##") -> list[str]:
+    """A judge panel: each member against people and the panel, the members against each other, their cost,
+    and weights fitted on the labels."""
+    if not panel:
+        return []
+    weighted = panel["pooling"] != "mean"
+    lines = [
+        f"{heading} Judge panel",
+        "",
+        f"{len(panel['members'])} judges, pooled by their {panel['pooling']} P(A), on {panel['pairs']} pairs every"
+        " member judged. A member's figures are its own pick, before pooling.",
+        "",
+        "| judge | " + ("weight | " if weighted else "") + "agrees with people (no ties) | kappa (no ties) | "
+        "agrees with the panel | position consistency | calls | cached | tokens | cost (USD) |",
+        "|---|" + ("---:|" if weighted else "") + "---|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for m in panel["members"]:
+        human = m.get("judge_vs_human") or {}
+        lines.append(
+            f"| `{m['judge']}` | "
+            + (f"{m['weight']:.3f} | " if weighted else "")
+            + (f"{fmt(human.get('agreement'))} | {fmt(human.get('kappa'))} | " if human else "no labels | — | ")
+            + f"{_share(m['with_panel'])} | {_share(m['position_consistency'])} | {m['calls']:,} | {m['cached']:,} | "
+            f"{m['tokens']:,} | {m['cost_usd']:.4f} |"
+        )
+    between = panel.get("between_judges")
+    if between:
+        lines += [
+            "",
+            f"Between the judges: pairwise agreement {fmt(between['agreement'])}, Krippendorff's alpha (nominal) "
+            f"{fmt(between['krippendorff_alpha'])}.",
+        ]
+    fitted = panel.get("fitted")
+    if fitted:
+        weights = ",".join(f"{w:g}" for w in fitted["weights"].values())
+        lines += [
+            "",
+            f"Weights fitted on {fitted['labels']} decisive labels: "
+            + ", ".join(f"`{k}` {v:.3f}" for k, v in fitted["weights"].items())
+            + f". Out of fold ({fitted['folds']} folds by pair), the fitted pool agrees with people on "
+            f"{_share(fitted['agreement_fitted'])} of the labels and the plain mean on "
+            f"{_share(fitted['agreement_mean'])}. To pool with them: `--set 'judge.weights=[{weights}]'` (the "
+            "judgments are pooled again from the call cache; the labels used to fit them then also measure them, "
+            "so label fresh pairs to measure the weighted panel; a member of weight 0 is still asked: drop it from "
+            "`judge.models` to save its calls).",
+        ]
+    elif panel["members"] and panel["members"][0].get("judge_vs_human"):
+        lines += ["", "Fewer than 10 decisive labels: no weights are fitted yet."]
+    return lines + [""]
+
+
+def panel_console(panel: Mapping[str, Any]) -> list[str]:
+    """The judge panel in a few terminal lines: each member, the members against each other, fitted weights."""
+    lines = [f"judge panel ({panel['pooling']} of {len(panel['members'])}, {panel['pairs']} pairs):"]
+    for m in panel["members"]:
+        human = (m.get("judge_vs_human") or {}).get("agreement")
+        lines.append(
+            f"  {m['judge']}: agrees with people {fmt(human) if human else 'no labels'}, with the panel "
+            f"{_share(m['with_panel'])}; {m['calls']:,} calls, ${m['cost_usd']:.4f}"
+        )
+    between = panel.get("between_judges")
+    if between:
+        lines.append(f"  between the judges: Krippendorff's alpha {fmt(between['krippendorff_alpha'])}")
+    fitted = panel.get("fitted")
+    if fitted:
+        weights = ",".join(f"{w:g}" for w in fitted["weights"].values())
+        lines.append(
+            f"  weights fitted on {fitted['labels']} labels: {weights} (out of fold: fitted "
+            f"{_share(fitted['agreement_fitted'])}, mean {_share(fitted['agreement_mean'])}); "
+            f"--set 'judge.weights=[{weights}]' pools with them"
+        )
+    return lines
 
 
 def calibration_markdown(cal: dict | None) -> list[str]:

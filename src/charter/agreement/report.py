@@ -13,7 +13,9 @@ from charter.agreement import stats
 from charter.agreement.config import AgreementConfig, bucket_label, config_for
 from charter.agreement.estimates import human_preference
 from charter.agreement.labels import JudgedPair, open_labels, require_judged
+from charter.agreement.panel import panel_summary, pool_weights
 from charter.agreement.sampling import confidence
+from charter.agreement.stats import judge_label
 from charter.agreement.summary import AgreementSummary
 from charter.errors import CharterError
 from charter.records import Judgment, Pair
@@ -57,13 +59,6 @@ class Observations:
     principle: np.ndarray
     bucket: np.ndarray
     p_a: np.ndarray
-
-
-def judge_label(p_a: float, band: float) -> str:
-    """The judge's pick from P(A): 'a', 'b', or 'tie' inside the tie band."""
-    if abs(p_a - 0.5) <= band:
-        return "tie"
-    return "a" if p_a > 0.5 else "b"
 
 
 def longer_label(pair: Pair) -> str:
@@ -193,6 +188,7 @@ def compute_summary(store: RunStore, config: AgreementConfig) -> AgreementSummar
             "bootstrap": {"samples": b, "seed": s, "interval": "95% percentile, resampling pairs"},
             "judge_tie_band": config.judge_tie_band,
             "human_preference": human_preference(store, judged, config),
+            "panel": panel_summary(store, judged, (obs.pair_ids, obs.human), config, pool_weights(store)),
         }
     )
 

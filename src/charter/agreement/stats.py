@@ -54,6 +54,13 @@ class HumanHumanFigures(TypedDict):
     """Krippendorff's alpha (nominal) over all annotators."""
 
 
+def judge_label(p_a: float, band: float) -> str:
+    """The judge's pick from P(A): 'a', 'b', or 'tie' inside the tie band."""
+    if abs(p_a - 0.5) <= band:
+        return "tie"
+    return "a" if p_a > 0.5 else "b"
+
+
 def _finite(value: float) -> float | None:
     return float(value) if value is not None and math.isfinite(value) else None
 

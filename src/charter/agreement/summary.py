@@ -110,6 +110,62 @@ class CalibrationFit(Record):
     """The reliability diagram, relative to the run directory."""
 
 
+class PanelMemberFigures(Record):
+    """One member of a run's judge panel, on its own."""
+
+    judge: str
+    """The member's model."""
+    weight: float | None = None
+    """Its weight in the pool (null: the plain mean)."""
+    pairs: int = 0
+    """Pairs it judged (those the whole panel judged)."""
+    with_panel: float | None = None
+    """Share of the pairs where the member and the panel both pick a side on which they pick the same one."""
+    position_consistency: float | None = None
+    """Share of its both-order judgments whose two orders picked the same winner."""
+    judge_vs_human: PairwiseFigures | None = None
+    """Its own pick against the human labels (null before there are labels)."""
+    calls: int = 0
+    """Calls it answered (the call cache's answers not counted)."""
+    cached: int = 0
+    """Calls the call cache answered."""
+    tokens: int = 0
+    """Prompt and completion tokens of its answered calls."""
+    cost_usd: float = 0.0
+    """Priced cost of its answered calls."""
+
+
+class FittedWeights(Record):
+    """Pool weights fitted on the human labels, checked out of fold against the plain mean."""
+
+    weights: dict[str, float]
+    """Member -> weight, fitted on all the decisive labels (to put in `judge.weights`)."""
+    labels: int
+    """Decisive human labels they were fitted on."""
+    folds: int
+    """Folds of the out-of-fold check (grouped by pair)."""
+    agreement_fitted: float | None = None
+    """Out-of-fold agreement with people of the pool with weights fitted on the other folds."""
+    agreement_mean: float | None = None
+    """Agreement with people of the plain mean on the same labels (it fits nothing)."""
+
+
+class PanelSummary(Record):
+    """A run's judge panel: each member, the members against each other, and fitted weights."""
+
+    pooling: str
+    """How the members' P(A) are pooled: `mean` or `weighted mean`."""
+    pairs: int
+    """Pairs the whole panel judged."""
+    members: list[PanelMemberFigures]
+    """Each member on its own."""
+    between_judges: HumanHuman | None = None
+    """The members' picks against each other: pairwise agreement and Krippendorff's alpha (nominal), with 95%
+    intervals over pairs."""
+    fitted: FittedWeights | None = None
+    """Weights fitted on the human labels (null with fewer than 10 decisive labels)."""
+
+
 class AgreementSummary(Record):
     """Judge vs human agreement of a run, with 95% bootstrap intervals, baselines and breakdowns."""
 
@@ -148,6 +204,9 @@ class AgreementSummary(Record):
     human_preference: HumanPreference | None = None
     """How often people would prefer the dataset's chosen responses: PPI, people-only and judge-only estimates
     (None before the run has a dataset)."""
+    panel: PanelSummary | None = None
+    """A judge panel's members against people, the panel and each other, their cost, and fitted weights (None
+    for one judge)."""
 
 
 def stored_summary(store: RunStore) -> AgreementSummary | None:

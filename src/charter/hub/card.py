@@ -112,6 +112,21 @@ def agreement_rows(summary: AgreementSummary | None) -> list[dict[str, str]]:
                     "n": str(estimate.n_human or estimate.n_judge),
                 }
             )
+    panel = summary.panel
+    if panel is not None:
+        weights = {m.judge: m.weight for m in panel.members}
+        for member in panel.members:
+            weight = f", weight {weights[member.judge]:.3g}" if weights[member.judge] is not None else ""
+            rows.append(
+                _figure_row(
+                    f"panel member `{member.judge}`{weight} alone vs human: agreement (ties excluded)",
+                    member.judge_vs_human.agreement if member.judge_vs_human else None,
+                )
+            )
+        if panel.between_judges is not None:
+            rows.append(
+                _figure_row("between the panel's judges: Krippendorff's alpha", panel.between_judges.krippendorff_alpha)
+            )
     if summary.human_human is not None:
         rows += [
             _figure_row("human vs human: agreement", summary.human_human.agreement),

@@ -107,6 +107,11 @@ class Loop:
                 f"{self.config.run}: policy.model {self.base_policy!r}: the loop trains the policy "
                 "with DPO, so it must be a local model (local:NAME or local:FOLDER)"
             )
+        if self.config.eval is not None and self.config.eval.judge is None and self.base_run.judge.models is not None:
+            raise ConfigError(
+                f"{self.config.run}: the run's judge is a panel; set the loop's eval.judge to the model "
+                "that judges the win rates"
+            )
 
     # -- where things are ------------------------------------------------------------------------------
     def arm(self, strategy: str, round_index: int) -> str:

@@ -92,6 +92,8 @@ class OnlineConfig(ConfigModel):
 
     @model_validator(mode="after")
     def _mode_fits_scoring(self) -> OnlineConfig:
+        if self.judge.models is not None:
+            raise LocatedValueError("online training takes one judge model (set judge.model)", ("judge", "models"))
         if self.scoring == "score" and self.judge.mode != "score":
             raise LocatedValueError("scoring score needs judge mode score", ("judge", "mode"))
         if self.scoring != "score" and self.judge.mode == "score":

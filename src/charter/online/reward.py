@@ -453,6 +453,8 @@ def reward_function(
     if scoring not in SCORINGS:
         raise ConfigError(f"scoring: expected one of {', '.join(SCORINGS)}, got {scoring!r}")
     role = _role(judge)
+    if isinstance(role, JudgeConfig) and role.models is not None:
+        raise ConfigError("judge.models: online training takes one judge model (set judge.model)")
     if isinstance(role, JudgeConfig) and not judge_settings:
         settings = role.settings()
     else:

@@ -57,7 +57,7 @@ def cancel_run_batches(run_dir: str | Path) -> dict[str, str]:
 
 def _backend(config: RunConfig, model_id: str) -> Any:
     """The backend of the run's role that uses this model (its key, base URL and limits)."""
-    for role in (config.policy, config.critic_role, config.judge):
+    for role in config.model_roles:
         backend = role.backend()
         if backend.model_id == model_id:
             return backend

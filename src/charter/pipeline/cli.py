@@ -132,6 +132,7 @@ def run_command(
     from charter.errors import Interrupted
     from charter.pipeline.config import load_run_config
     from charter.pipeline.launch import run, runner_for
+    from charter.preference.panel import panel_label
     from charter.progress import console
 
     extra = ["execution.engine=ray", f"execution.address={ray}"] if ray else []
@@ -141,10 +142,12 @@ def run_command(
         runner = runner_for(cfg, str(config))
         prompts = runner.prepare()
         count = f"{len(prompts.rows)} prompts" if prompts is not None else "the run's stored prompts"
+        members = [m.model for m in cfg.judge.members]
         console.print(
             f"[green]ok[/green] {config}: constitution {runner.constitution.name} "
             f"({runner.constitution.short_hash}), {count}, stages {', '.join(cfg.stages)}, "
-            f"policy {cfg.policy.model}, critic {cfg.critic_role.model}, judge {cfg.judge.model}"
+            f"policy {cfg.policy.model}, critic {cfg.critic_role.model}, "
+            + (f"judge {cfg.judge.model}" if cfg.judge.models is None else f"judges {panel_label(members)}")
         )
         return
     try:
@@ -324,6 +327,15 @@ def _audit_own_run(
 
     with RunLock(run_dir), open_store(run_dir) as store:  # it pays for calls into the run: not beside a running run
         judge, constitution, run_seed = run_judge(store)
+        if judge.models is not None:
+            from charter.errors import ArgumentError
+
+            members = ", ".join(m.model for m in judge.models)
+            raise ArgumentError(
+                "judge",
+                f"{run_dir}'s judge is a panel ({members}): audit one member on the run's pairs with "
+                f"charter judge audit --pairs {run_dir} --judge MODEL",
+            )
         judge = judge.model_copy(
             update={
                 "audit": AuditConfig.model_validate(

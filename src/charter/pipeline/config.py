@@ -137,6 +137,11 @@ class RunConfig(ConfigModel):
     def critic_role(self) -> RoleConfig:
         return self.critic or self.policy
 
+    @property
+    def model_roles(self) -> list[RoleConfig]:
+        """The roles whose models the per-prompt work calls: policy, critic and the judge (each member of a panel)."""
+        return [self.policy, self.critic_role, *self.judge.members]
+
     def samples_params(self) -> SamplingParams:
         """The policy's sampling with the samples' temperature (for `samples` pairs)."""
         return self.policy.params.model_copy(update={"temperature": self.pairs.temperature})

@@ -361,6 +361,28 @@ def audit_section(store: RunStore, settings: DatasetSettings | None) -> dict[str
     }
 
 
+def panel_section(store: RunStore) -> dict[str, Any] | None:
+    """A judge panel's members (against people where there are labels), how far they agree, and their cost."""
+    from charter.agreement.config import config_for
+    from charter.agreement.labels import judged_pairs
+    from charter.agreement.markdown import panel_markdown
+    from charter.agreement.panel import members_of, panel_summary, pool_weights
+    from charter.agreement.report import collect
+
+    judged = judged_pairs(store)
+    if not members_of(judged):
+        return None
+    config = config_for(store)
+    obs = collect(store, judged, config)
+    try:
+        panel = panel_summary(store, judged, (obs.pair_ids, obs.human), config, pool_weights(store))
+    except ImportError:  # Krippendorff's alpha comes with the agreement extra
+        text = "The panel's figures need the agreement extra: `pip install 'charter[agreement]'`."
+    else:
+        text = "\n".join(panel_markdown(panel.model_dump() if panel else None, heading="###")[2:])
+    return {"markdown": text, "html": _inline_markdown(text, store.run_dir / "report")}
+
+
 def extras(files: RunFiles) -> dict[str, Any]:
     """agreement.md and winrate.json, when other stages have written them beside the report."""
     found: dict[str, Any] = {"agreement": None, "winrate": None}
@@ -505,6 +527,7 @@ def report_data(store: RunStore, files: RunFiles) -> dict[str, Any]:
         "plot_note": plot_note,
         "extras": extras(files),
         "audit": audit_section(store, settings),
+        "panel": panel_section(store),
     }
 
 

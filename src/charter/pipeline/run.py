@@ -35,6 +35,7 @@ from charter.pipeline.upgrade import upgrade_run
 from charter.pipeline.work import Work
 from charter.preference import dataset
 from charter.preference.manifest import DatasetSettings
+from charter.preference.panel import Panel
 from charter.progress import progress_bar
 from charter.providers import CallCache, ManagedModel, UsageMeter, get_model, parse_model_string
 from charter.providers.batch import BatchModel
@@ -62,8 +63,8 @@ class RunResult:
 
 def check_config(config: RunConfig, constitution: Constitution) -> None:
     """Everything that can be checked before a model call: model strings, principle ids."""
-    for role in ("policy", "critic_role", "judge"):
-        parse_model_string(getattr(config, role).model)
+    for role in config.model_roles:
+        parse_model_string(role.model)
     known = set(constitution.principle_ids)
     for where, ids in (
         ("critique.principles", config.critique.principles),
@@ -166,7 +167,7 @@ class Runner:
         """Prompts in flight at once: `concurrency`, or with a batch API every prompt (up to `batch.in_flight`), so
         that each step of every item goes out in one batch round."""
         config = self.config
-        if any(config.batch.for_role(role) for role in (config.policy, config.critic_role, config.judge)):
+        if any(config.batch.for_role(role) for role in config.model_roles):
             return max(config.concurrency, config.batch.in_flight)
         return config.concurrency
 
@@ -233,8 +234,9 @@ class Runner:
 
     def _models(
         self, store: RunStore, ledger: UsageLedger, cache: CallCache | None
-    ) -> tuple[ManagedModel, ManagedModel, ManagedModel, ManagedModel, ManagedModel | None]:
-        """The policy, critic, judge, auditor (the judge, metered as `audit`) and the prompt writer (synth)."""
+    ) -> tuple[ManagedModel, ManagedModel, ManagedModel | Panel, ManagedModel | None, ManagedModel | None]:
+        """The policy, critic, judge (a `Panel` of the members' models for a panel), auditor (the judge, metered as
+        `audit`; none for a panel, which the audit does not take) and the prompt writer (synth)."""
         config = self.config
         meter = self.meter = UsageMeter(config.prices, config.budget, sink=ledger.record)
         meter.stop = self.stop  # a stop lets the calls in flight finish and starts no new one
@@ -261,11 +263,15 @@ class Runner:
             return get_model(built[key], cache=cache, meter=meter, role=role)
 
         writer = model("synth", config.synth.writer) if config.synth is not None and self.synthesizing else None
+        judge = config.judge
+        if judge.models is not None:
+            panel = Panel([model("judge", member) for member in judge.models], judge.weights)
+            return model("policy", config.policy), model("critic", config.critic_role), panel, None, writer
         return (
             model("policy", config.policy),
             model("critic", config.critic_role),
-            model("judge", config.judge),
-            model("audit", config.judge),
+            model("judge", judge),
+            model("audit", judge),
             writer,
         )
 
@@ -338,7 +344,8 @@ class Runner:
                 stop = await self._audit(store, auditor)
             return stop
         finally:
-            for m in {id(x.inner): x for x in (policy, critic, judge, auditor, writer) if x is not None}.values():
+            judges = [m for m in judge.members if isinstance(m, ManagedModel)] if isinstance(judge, Panel) else [judge]
+            for m in {id(x.inner): x for x in (policy, critic, *judges, auditor, writer) if x is not None}.values():
                 await m.aclose()  # flushes the cache, whose commit flushes the ledger first
             ledger.flush()
 
@@ -365,9 +372,10 @@ class Runner:
         log.info(f"{label}: {counts.get('reason')}" if stop is None else f"{label} {status}: {stop}")
         return stop
 
-    async def _audit(self, store: RunStore, model: ManagedModel) -> CharterError | None:
+    async def _audit(self, store: RunStore, model: ManagedModel | None) -> CharterError | None:
         """The judge audit (judge.audit): before judging on a human pair file, else after, on the run's own pairs.
         Its calls are metered (role `audit`) and count against the budget."""
+        assert model is not None  # the config refuses an audit of a panel
         from charter.pipeline.audit import audit_run_judge
 
         async def work(progress: Any) -> tuple[str, dict]:

@@ -9,6 +9,7 @@ from charter.pipeline.config import RoleConfig, RunConfig
 from charter.preference.judge import judge_fingerprint
 from charter.preference.manifest import ConstitutionInfo, DatasetSettings
 from charter.preference.pairs import samples_fingerprint
+from charter.preference.panel import panel_label
 from charter.providers import parse_model_string
 from charter.providers.endpoints import served_id
 from charter.records import Fingerprints, fingerprint
@@ -16,7 +17,9 @@ from charter.records import Fingerprints, fingerprint
 
 def run_roles(config: RunConfig) -> dict[str, RoleConfig]:
     """The model roles a run uses, by name (the synth stage's writer where the run synthesizes)."""
-    roles = {"policy": config.policy, "critic": config.critic_role, "judge": config.judge}
+    roles: dict[str, RoleConfig] = {"policy": config.policy, "critic": config.critic_role}
+    members = config.judge.models
+    roles.update({"judge": config.judge} if members is None else {f"judge {i}": m for i, m in enumerate(members, 1)})
     if "synth" in config.stages and config.synth is not None:
         roles["synth"] = config.synth.writer
     return roles
@@ -32,9 +35,18 @@ def model_label(role: RoleConfig) -> str:
     return served_id(f"{spec.provider}:{spec.name}", role.endpoint())
 
 
+def judge_label(config: RunConfig) -> str:
+    """The run's judge as fingerprints name it: its model's label, or a panel's members' labels (and weights)."""
+    judge = config.judge
+    if judge.models is None:
+        return model_label(judge)
+    return panel_label([model_label(m) for m in judge.models], judge.weights)
+
+
 def run_fingerprints(config: RunConfig, constitution: Constitution) -> Fingerprints:
     """The fingerprints of a config's settings: chains, samples, judgments and the dataset."""
-    policy, critic, judge_model = (model_label(r) for r in (config.policy, config.critic_role, config.judge))
+    policy, critic = model_label(config.policy), model_label(config.critic_role)
+    judge_model = judge_label(config)
     critique = (
         chain_fingerprint(
             config.critique, constitution, policy, config.policy.params, critic, config.critic_role.params, config.seed
@@ -80,7 +92,7 @@ def dataset_settings(config: RunConfig, constitution: Constitution, run_id: str,
         models={
             "policy": model_label(config.policy),
             "critic": model_label(config.critic_role),
-            "judge": model_label(config.judge),
+            "judge": judge_label(config),
         },
         sampling={
             "policy": config.policy.params,

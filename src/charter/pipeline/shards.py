@@ -86,9 +86,9 @@ def shard_config(config: RunConfig, index: int) -> RunConfig:
         execution={"engine": "local"},
     )
     data["judge"]["audit"] = None
-    for role in ("policy", "critic", "judge"):
-        if data.get(role):
-            data[role]["limits"] = _divided(data[role]["limits"], n)
+    for role in (data.get("policy"), data.get("critic"), *(data["judge"].get("models") or [data["judge"]])):
+        if role:
+            role["limits"] = _divided(role["limits"], n)
     budget = data["budget"]
     if budget.get("max_cost_usd") is not None:
         budget["max_cost_usd"] = budget["max_cost_usd"] / n

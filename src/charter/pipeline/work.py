@@ -14,6 +14,7 @@ from charter.errors import FatalProviderError, JudgeParseError, ProviderError, T
 from charter.pipeline.config import RunConfig
 from charter.preference.judge import judge_failure, judge_pair, principle_key, principles_for
 from charter.preference.pairs import policy_samples, revision_pair, sample_pair, sample_pairs
+from charter.preference.panel import Panel
 from charter.preference.score import rank_samples
 from charter.providers import ManagedModel
 from charter.records import Chain, Failure, Fingerprints, Pair, Prompt, Sample
@@ -34,7 +35,7 @@ class Work:
         constitution: Constitution,
         fp: Fingerprints,
         store: RunStore,
-        models: tuple[ManagedModel, ManagedModel, ManagedModel],
+        models: tuple[ManagedModel, ManagedModel, ManagedModel | Panel],
         session: int,
     ) -> None:
         self.config, self.constitution, self.fp, self.store, self.session = config, constitution, fp, store, session
@@ -219,6 +220,7 @@ class Work:
             self.counts["quarantined"] += 1
             return None
         ids = principles_for(self.constitution, self.settings, item.prompt_id, self.config.seed)
+        assert not isinstance(self.judge, Panel)  # the config refuses mode score for a panel
         try:
             ranked = await rank_samples(self.judge, self.constitution, item.messages, samples, ids, self.settings)
         except FatalProviderError:

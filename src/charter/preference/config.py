@@ -142,6 +142,56 @@ class JudgeConfig(JudgeSettings, RoleConfig):
     """Sampling for `cot`/`verdict` (default: greedy; 512 tokens for cot, 8 for verdict)."""
     audit: AuditConfig | None = None
     """Audit the judge's biases in the run (see AuditConfig); not part of any judgment's fingerprint."""
+    models: list[RoleConfig] | None = None
+    """A panel of judges instead of one `model`: two or more roles (a model string, or model, api_key_env, limits,
+    options each), every one asked every comparison; the panel's P(A) is their mean (or weighted mean, `weights`).
+    A pair any member fails is a failed judgment; each member's votes stay in the judgment."""
+    weights: list[float] | None = None
+    """A panel's weights, one per member in order (scaled to sum to 1): `charter agreement` fits them on human labels
+    and prints them. Changing them re-pools every judgment from the call cache at no cost. None: the plain mean."""
+
+    @model_validator(mode="after")
+    def _check_panel(self) -> JudgeConfig:
+        if self.models is None:
+            if self.weights is not None:
+                raise LocatedValueError("weights are for a panel of judges: set judge.models too", ("weights",))
+            return self
+        if len(self.models) < 2:
+            raise LocatedValueError("a panel needs two or more judge models (one judge: set judge.model)", ("models",))
+        alone = RoleConfig()  # a panel's own role fields stay at their defaults (a dumped config repeats them)
+        fields = ("model", "api_key_env", "limits", "options", "batch")
+        own = [k for k in fields if getattr(self, k) != getattr(alone, k)]
+        if own:
+            raise LocatedValueError(
+                f"set judge.model or judge.models, not both: give each member its own {', '.join(own)}", (own[0],)
+            )
+        seen: set[str] = set()
+        for index, member in enumerate(self.models):
+            if member.model in seen:
+                raise LocatedValueError(f"{member.model} is on the panel twice", ("models", index))
+            seen.add(member.model)
+        if self.weights is not None and (
+            len(self.weights) != len(self.models) or min(self.weights) < 0 or sum(self.weights) <= 0
+        ):
+            raise LocatedValueError(
+                f"give {len(self.models)} weights, one per member, none negative and not all 0", ("weights",)
+            )
+        if self.mode == "score":
+            raise LocatedValueError(
+                "mode score ranks samples with one judge model; a panel pools comparisons (logprobs, cot, verdict)",
+                ("mode",),
+            )
+        if self.audit is not None:
+            raise LocatedValueError(
+                "the audit measures one judge model: audit each member with `charter judge audit --pairs RUN --judge MODEL`",
+                ("audit",),
+            )
+        return self
+
+    @property
+    def members(self) -> list[RoleConfig]:
+        """The judge's model roles: the panel's members, or the one judge."""
+        return list(self.models) if self.models is not None else [self]
 
     def settings(self) -> JudgeSettings:
         """The comparison settings alone (without the model and its limits)."""

@@ -114,7 +114,7 @@ def preference_row(
         pair_kind=pair.kind,
         chosen_source=pair.a_source if a_wins else pair.b_source,
         rejected_source=pair.b_source if a_wins else pair.a_source,
-        principle_ids=[v.principle_id for v in judgment.principles],
+        principle_ids=judgment.principle_ids,
         per_principle=[
             ChosenVote(
                 principle_id=v.principle_id,
@@ -124,6 +124,7 @@ def preference_row(
                 consistent=v.consistent,
                 score_chosen=side(v.score_a, v.score_b, True),
                 score_rejected=side(v.score_a, v.score_b, False),
+                judge=v.judge,
             )
             for v in judgment.principles
         ],

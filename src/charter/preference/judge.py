@@ -20,6 +20,7 @@ from charter.errors import ConfigError, FatalProviderError, JudgeParseError, Pro
 from charter.judge_prompt import PROMPT_FORMAT, write_comparison
 from charter.messages import render_conversation, user
 from charter.preference.config import JudgeSettings, RatingMode
+from charter.preference.panel import Panel, pool
 from charter.preference.score import p_first_from_scores, rating_fingerprint_fields, score_response
 from charter.providers.base import ChatModel, Messages
 from charter.records import Failure, Judgment, Message, Pair, Vote, fingerprint
@@ -206,14 +207,17 @@ async def _score_principle(
 
 
 async def judge_pair(
-    model: ChatModel,
+    model: ChatModel | Panel,
     constitution: Constitution,
     pair: Pair,
     settings: JudgeSettings,
     principle_ids: list[str],
     judge_fp: str,
 ) -> Judgment:
-    """Judge one pair under each principle (both orders if set); a failed parse is a failed judgment."""
+    """Judge one pair under each principle (both orders if set); a failed parse is a failed judgment. A `Panel`
+    asks each member and pools their votes (a pair any member fails is a failed judgment of the panel)."""
+    if isinstance(model, Panel):
+        return await _panel_pair(model, constitution, pair, settings, principle_ids, judge_fp)
     base = {
         "pair_id": pair.pair_id,
         "fingerprint": judge_fp,
@@ -250,6 +254,25 @@ async def judge_pair(
         prompt_tokens=sum(t for _, t, _ in per),
         completion_tokens=sum(t for _, _, t in per),
     )
+
+
+async def _panel_pair(
+    panel: Panel,
+    constitution: Constitution,
+    pair: Pair,
+    settings: JudgeSettings,
+    principle_ids: list[str],
+    judge_fp: str,
+) -> Judgment:
+    outcomes = await asyncio.gather(
+        *(judge_pair(m, constitution, pair, settings, principle_ids, judge_fp) for m in panel.members),
+        return_exceptions=True,
+    )  # every member's calls run to their end before a fatal error is raised
+    fatal = [o for o in outcomes if isinstance(o, BaseException)]
+    if fatal:
+        raise fatal[0]
+    judgments = [o for o in outcomes if not isinstance(o, BaseException)]
+    return pool([{pair.pair_id: j} for j in judgments], panel.model_id, panel.weights)[pair.pair_id]
 
 
 def judge_failure(error: BaseException) -> Failure:

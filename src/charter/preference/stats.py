@@ -105,6 +105,25 @@ def _ordered(tallies: dict[str, _Tally], order: Iterable[str]) -> dict[str, Figu
     return {p: tallies[p].figures() for p in known + sorted(set(tallies) - set(known))}
 
 
+def _by_principle(votes: list[list[Any]]) -> list[tuple[str, float, bool | None]]:
+    """A judgment's votes, one per principle: a panel's members' votes under a principle are pooled (their mean,
+    consistent when the mean of each order picks the same winner), so a principle counts once per pair."""
+    grouped: dict[str, list[list[Any]]] = {}
+    for vote in votes:
+        grouped.setdefault(vote[0], []).append(vote)
+    out = []
+    for principle_id, group in grouped.items():
+        if len(group) == 1:
+            out.append((principle_id, group[0][1], _bool(group[0][2])))
+            continue
+        p_ab = sum(v[3] for v in group) / len(group)
+        both = all(v[4] is not None for v in group)
+        p_ba = sum(v[4] for v in group) / len(group) if both else None
+        consistent = None if p_ba is None else (p_ab > 0.5) == (p_ba > 0.5)
+        out.append((principle_id, sum(v[1] for v in group) / len(group), consistent))
+    return out
+
+
 def judge_stats(store: RunStore, fp: Fingerprints, principle_order: Iterable[str] = ()) -> JudgeStats:
     """Judge diagnostics over the current pairs' successful judgments (current judge settings).
 
@@ -117,8 +136,10 @@ def judge_stats(store: RunStore, fp: Fingerprints, principle_order: Iterable[str
         "SELECT j.status, json_extract(j.record, '$.p_a'), json_extract(j.record, '$.position_consistent'), p.kind,"
         " json_extract(p.record, '$.a_source'), json_extract(p.record, '$.b_source'),"
         " length(json_extract(p.record, '$.a')), length(json_extract(p.record, '$.b')),"
-        " (SELECT json_group_array(json_array(json_extract(v.value, '$.principle_id'), json_extract(v.value, '$.p_a'),"
-        "  json_extract(v.value, '$.consistent'))) FROM json_each(j.record, '$.principles') v),"
+        " (SELECT json_group_array(json_array(json_extract(v.value, '$.principle_id'),"
+        "  json_extract(v.value, '$.p_a'), json_extract(v.value, '$.consistent'),"
+        "  json_extract(v.value, '$.p_a_ab'), json_extract(v.value, '$.p_a_ba')))"
+        "  FROM json_each(j.record, '$.principles') v),"
         " (SELECT json_group_array(json_extract(r.value, '$.principle_id')) FROM chains c,"
         "  json_each(c.record, '$.rounds') r WHERE c.prompt_id = p.prompt_id AND c.fingerprint IS ?)"
         " FROM judgments j JOIN pairs p ON p.pair_id = j.pair_id"
@@ -132,8 +153,8 @@ def judge_stats(store: RunStore, fp: Fingerprints, principle_order: Iterable[str
             continue
         side = revision_side(kind, a_source, b_source)
         overall.add(p_a, _bool(consistent), side)
-        for principle_id, p, principle_consistent in json.loads(votes or "[]"):
-            per_principle.setdefault(principle_id, _Tally()).add(p, _bool(principle_consistent), side)
+        for principle_id, p, principle_consistent in _by_principle(json.loads(votes or "[]")):
+            per_principle.setdefault(principle_id, _Tally()).add(p, principle_consistent, side)
         if side is not None:
             for principle_id in {r for r in json.loads(rounds or "[]") if r is not None}:
                 per_critique.setdefault(principle_id, _Tally()).add(p_a, None, side)
