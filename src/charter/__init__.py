@@ -45,6 +45,8 @@ _API = {
     "mix": "charter.hub.mix",
     "iterate": "charter.loop.run",
     "synthesize": "charter.synth.api",
+    "infer_constitution": "charter.lab.api",
+    "check_constitution": "charter.lab.api",
 }
 
 if TYPE_CHECKING:  # what type checkers and IDEs see: every public name with its signature
@@ -57,6 +59,7 @@ if TYPE_CHECKING:  # what type checkers and IDEs see: every public name with its
     from charter.hub.load import load_preferences
     from charter.hub.mix import mix
     from charter.hub.push import publish
+    from charter.lab.api import check_constitution, infer_constitution
     from charter.loop.run import iterate
     from charter.online.reward import reward_function
     from charter.online.train import train_online
@@ -100,6 +103,8 @@ __all__ = [
     "mix",
     "iterate",
     "synthesize",
+    "infer_constitution",
+    "check_constitution",
 ]
 
 

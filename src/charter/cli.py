@@ -113,6 +113,7 @@ def _register_subcommands() -> None:
     from charter.constitutions import cli as constitutions_cli
     from charter.dpo import cli as dpo_cli
     from charter.hub import cli as hub_cli
+    from charter.lab import cli as lab_cli
     from charter.loop import cli as loop_cli
     from charter.online import cli as online_cli
     from charter.pipeline import cli as pipeline_cli
@@ -121,6 +122,7 @@ def _register_subcommands() -> None:
 
     for module in (
         constitutions_cli,
+        lab_cli,
         synth_cli,
         pipeline_cli,
         agreement_cli,

@@ -183,7 +183,8 @@ class JudgeConfig(JudgeSettings, RoleConfig):
             )
         if self.audit is not None:
             raise LocatedValueError(
-                "the audit measures one judge model: audit each member with `charter judge audit --pairs RUN --judge MODEL`",
+                "the audit measures one judge model: audit each member with "
+                "`charter judge audit --pairs RUN --judge MODEL`",
                 ("audit",),
             )
         return self

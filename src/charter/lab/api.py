@@ -1,0 +1,186 @@
+"""The constitution lab's Python API: `infer_constitution` and `check_constitution` (sync; the CLI calls them)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import TypeVar
+
+from charter.constitutions import Constitution, load_constitution
+from charter.errors import ArgumentError
+from charter.lab.checks import ConstitutionTest
+from charter.lab.checks import check_constitution as _check
+from charter.lab.infer import Inferred, infer, write_outputs
+from charter.lab.votes import read_pairs
+from charter.preference.config import JudgeMode, JudgeSettings, Orders
+from charter.providers import ManagedModel, UsageMeter, get_model
+from charter.providers.cache import CallCache
+
+T = TypeVar("T")
+
+
+def _settings(mode: JudgeMode, orders: Orders) -> JudgeSettings:
+    if mode == "score":
+        raise ArgumentError("mode", "the lab compares pairs: use logprobs, cot or verdict")
+    return JudgeSettings(mode=mode, orders=orders)
+
+
+def _with_models(
+    specs: list[tuple[str, str]], cache: str | None, work: Callable[[list[ManagedModel]], Awaitable[T]]
+) -> T:
+    """Build the models (one cache and meter), run `work` with them, close them."""
+    calls = CallCache(Path(cache).expanduser()) if cache else None
+    meter = UsageMeter()
+
+    async def go() -> T:
+        models = [get_model(spec, cache=calls, meter=meter, role=role) for spec, role in specs]
+        try:
+            return await work(models)
+        finally:
+            for model in models:
+                await model.aclose()
+
+    try:
+        return asyncio.run(go())
+    finally:
+        if calls is not None:
+            calls.close()
+
+
+def infer_constitution(
+    pairs: str | Path,
+    model: str,
+    *,
+    judge: str | None = None,
+    output: str | Path | None = None,
+    declared: str | None = None,
+    max_principles: int = 5,
+    proposals: int = 100,
+    per_pair: int = 3,
+    test_fraction: float = 0.3,
+    mode: JudgeMode = "logprobs",
+    orders: Orders = "both",
+    seed: int = 0,
+    bootstrap_samples: int = 1000,
+    concurrency: int = 64,
+    cache: str | None = "~/.cache/charter/calls.sqlite",
+    name: str = "inferred",
+) -> Inferred:
+    """Infer a constitution from human-labelled pairs (Inverse Constitutional AI).
+
+    Args:
+        pairs: A JSONL pair file (prompt, chosen = the human-preferred response, rejected) or a run directory with
+            human labels.
+        model: The model that proposes principles (PROVIDER:MODEL).
+        judge: The model whose votes test each candidate on every pair (default: `model`).
+        output: Write the constitution YAML here, and the report beside it (`NAME.report.md`, `.report.json`).
+        declared: A constitution (bundled name or YAML) to compare with on the held-out pairs.
+        max_principles: At most this many principles are kept.
+        proposals: Pairs (of the training split) the proposer is asked about.
+        per_pair: Principles asked for per pair.
+        test_fraction: Share of the pairs held out for the reported agreement.
+        mode: How the judge answers: logprobs, cot or verdict.
+        orders: Each comparison in both presentation orders (votes abstain where they disagree) or one.
+        seed: Seed of the split, the sample asked, the presentation order and the bootstrap.
+        bootstrap_samples: Resamples of the held-out interval.
+        concurrency: Calls in flight at once.
+        cache: The call cache file (None: none).
+        name: The inferred constitution's name.
+
+    Returns:
+        The constitution and its report (candidates with support, for/against/abstain rates and agreement; the
+        held-out agreement with a 95% interval beside the declared constitution's and the baselines').
+
+    Raises:
+        DatasetError: The pair file is missing or malformed, or a run directory has no decisive labels.
+        ArgumentError: Fewer than 10 pairs, or no usable principle was proposed.
+        UnknownModel: A model string names no known provider.
+    """
+    labelled = read_pairs(pairs, seed)
+    settings = _settings(mode, orders)
+    against = load_constitution(declared) if declared else None
+
+    async def work(models: list[ManagedModel]) -> Inferred:
+        proposer, judge_model = models[0], models[-1]
+        return await infer(
+            labelled,
+            proposer,
+            judge_model,
+            settings=settings,
+            declared=against,
+            max_principles=max_principles,
+            proposals=proposals,
+            per_pair=per_pair,
+            test_fraction=test_fraction,
+            seed=seed,
+            bootstrap_samples=bootstrap_samples,
+            concurrency=concurrency,
+            name=name,
+        )
+
+    specs = [(model, "proposer"), (judge, "judge")] if judge and judge != model else [(model, "judge")]
+    result = _with_models(specs, cache, work)
+    if output is not None:
+        write_outputs(result, Path(output))
+    return result
+
+
+def check_constitution(
+    constitution: str | Constitution,
+    pairs: str | Path,
+    judge: str,
+    *,
+    inferred: str | None = None,
+    min_flip: float = 0.5,
+    target: float = 0.97,
+    mode: JudgeMode = "logprobs",
+    orders: Orders = "both",
+    seed: int = 0,
+    bootstrap_samples: int = 1000,
+    concurrency: int = 64,
+    cache: str | None = "~/.cache/charter/calls.sqlite",
+) -> ConstitutionTest:
+    """Test a constitution's principles under a judge: sensitivity, redundancy and support by people.
+
+    Args:
+        constitution: A bundled name, a YAML file or a `Constitution`.
+        pairs: A JSONL pair file or a run directory with human labels.
+        judge: The judge model (PROVIDER:MODEL).
+        inferred: An inferred constitution (YAML) whose principles the declared one may lack.
+        min_flip: Flag a principle when the upper end of its negated flip rate's 95% interval is below this.
+        target: The share of pairs on which the smallest subset must give the full ensemble's side.
+        mode: logprobs, cot or verdict.
+        orders: both or one.
+        seed: Seed of the presentation order and the bootstrap.
+        bootstrap_samples: Resamples per interval.
+        concurrency: Calls in flight at once.
+        cache: The call cache file (None: none).
+
+    Returns:
+        Per principle, the flip rates under negation and a neutral principle and a flag; the vote correlations,
+        clusters and the smallest equivalent subset; with labels, each principle against people.
+    """
+    declared = constitution if isinstance(constitution, Constitution) else load_constitution(constitution)
+    labelled = read_pairs(pairs, seed)
+    settings = _settings(mode, orders)
+    other = load_constitution(inferred) if inferred else None
+
+    async def work(models: list[ManagedModel]) -> ConstitutionTest:
+        return await _check(
+            declared,
+            labelled,
+            models[0],
+            settings=settings,
+            inferred=other,
+            min_flip=min_flip,
+            target=target,
+            seed=seed,
+            bootstrap_samples=bootstrap_samples,
+            concurrency=concurrency,
+        )
+
+    return _with_models([(judge, "judge")], cache, work)
+
+
+__all__ = ["check_constitution", "infer_constitution"]

@@ -1,0 +1,125 @@
+"""`charter constitutions infer` and `charter constitutions test`: the constitution lab on the command line."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+
+def register(app: typer.Typer) -> None:
+    """Add `infer` and `test` to the `charter constitutions` commands."""
+    from charter.constitutions.cli import constitutions_app
+
+    constitutions_app.command("infer")(infer_command)
+    constitutions_app.command("test")(test_command)
+
+
+def _judging(mode: str, orders: str) -> tuple[str, str]:
+    from charter.errors import ArgumentError
+
+    if mode not in ("logprobs", "cot", "verdict"):
+        raise ArgumentError("mode", f"{mode!r}: use logprobs, cot or verdict")
+    if orders not in ("both", "one"):
+        raise ArgumentError("orders", f"{orders!r}: use both or one")
+    return mode, orders
+
+
+def infer_command(
+    pairs: Path = typer.Option(
+        ..., "--pairs", help="JSONL with prompt, chosen (human-preferred), rejected; or a run directory with labels."
+    ),
+    model: str = typer.Option(..., "--model", help="The model that proposes principles (PROVIDER:MODEL)."),
+    judge: str | None = typer.Option(None, "--judge", help="The model whose votes test them (default: --model)."),
+    output: Path = typer.Option(
+        Path("inferred.yaml"), "-o", "--output", help="The constitution YAML; the report goes beside it."
+    ),
+    declared: str | None = typer.Option(
+        None, "--declared", help="A constitution (bundled name or YAML) to compare with on the held-out pairs."
+    ),
+    max_principles: int = typer.Option(5, "--max-principles", min=1, help="Keep at most this many principles."),
+    proposals: int = typer.Option(100, "--proposals", min=1, help="Training pairs the proposer is asked about."),
+    per_pair: int = typer.Option(3, "--per-pair", min=1, help="Principles asked for per pair."),
+    test_fraction: float = typer.Option(0.3, "--test-fraction", min=0.05, max=0.9, help="Share held out."),
+    mode: str = typer.Option("logprobs", "--mode", help="How the judge answers: logprobs, cot or verdict."),
+    orders: str = typer.Option("both", "--orders", help="both or one."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the split, the sample, the order shown and the bootstrap."),
+    cache: str | None = typer.Option("~/.cache/charter/calls.sqlite", "--cache", help="Call cache ('' for none)."),
+) -> None:
+    """Infer a constitution from human-labelled pairs (Inverse Constitutional AI): propose, deduplicate, vote,
+    select; the held-out agreement beside the declared constitution's and the baselines'."""
+    from charter.lab.api import infer_constitution
+    from charter.lab.infer import summary_lines
+    from charter.progress import console
+
+    chosen_mode, chosen_orders = _judging(mode, orders)
+    result = infer_constitution(
+        pairs,
+        model,
+        judge=judge,
+        output=output,
+        declared=declared,
+        max_principles=max_principles,
+        proposals=proposals,
+        per_pair=per_pair,
+        test_fraction=test_fraction,
+        mode=chosen_mode,  # type: ignore[arg-type]
+        orders=chosen_orders,  # type: ignore[arg-type]
+        seed=seed,
+        cache=cache or None,
+    )
+    for line in summary_lines(result.report):
+        console.print(line, highlight=False, markup=False)
+    stem = output.with_suffix("")
+    console.print(f"constitution: {output}\nreport: {stem}.report.md ({stem}.report.json)", highlight=False)
+
+
+def test_command(
+    constitution: str = typer.Argument(..., help="A bundled constitution name or YAML file."),
+    pairs: Path = typer.Option(..., "--pairs", help="JSONL pair file, or a run directory with human labels."),
+    judge: str = typer.Option(..., "--judge", help="The judge model (PROVIDER:MODEL)."),
+    inferred: str | None = typer.Option(
+        None, "--inferred", help="An inferred constitution whose principles the declared one may lack."
+    ),
+    min_flip: float = typer.Option(
+        0.5, "--min-flip", min=0, max=1, help="Flag a principle whose negated flip rate stays below this."
+    ),
+    target: float = typer.Option(
+        0.97, "--target", min=0.5, max=1, help="Share of pairs a smaller subset must decide as the full ensemble does."
+    ),
+    mode: str = typer.Option("logprobs", "--mode", help="logprobs, cot or verdict."),
+    orders: str = typer.Option("both", "--orders", help="both or one."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the order shown and the bootstrap."),
+    cache: str | None = typer.Option("~/.cache/charter/calls.sqlite", "--cache", help="Call cache ('' for none)."),
+    markdown_out: Path | None = typer.Option(None, "--markdown", help="Also write the report as markdown here."),
+    json_out: Path | None = typer.Option(None, "--json", help="Also write the report as JSON here."),
+) -> None:
+    """Test which principles the judge uses (sensitivity to negation), which are redundant (vote clusters and the
+    smallest equivalent subset) and, with human labels, which people's choices support."""
+    from charter.lab.api import check_constitution
+    from charter.lab.checks import checks_markdown
+    from charter.progress import console
+
+    chosen_mode, chosen_orders = _judging(mode, orders)
+    result = check_constitution(
+        constitution,
+        pairs,
+        judge,
+        inferred=inferred,
+        min_flip=min_flip,
+        target=target,
+        mode=chosen_mode,  # type: ignore[arg-type]
+        orders=chosen_orders,  # type: ignore[arg-type]
+        seed=seed,
+        cache=cache or None,
+    )
+    text = checks_markdown(result)
+    from rich.markdown import Markdown
+
+    console.print(Markdown(text))
+    if markdown_out:
+        markdown_out.write_text(text, encoding="utf-8")
+    if json_out:
+        json_out.write_text(result.model_dump_json(indent=1) + "\n", encoding="utf-8")
+    flagged = ", ".join(result.flagged) or "none"
+    console.print(f"insensitive principles (verdicts that ignore the principle's text): {flagged}", highlight=False)

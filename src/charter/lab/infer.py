@@ -1,0 +1,456 @@
+"""Inverse Constitutional AI (Findeis et al., ICLR 2025): the principles that explain a set of human preferences.
+
+1. **Propose**: for a sample of pairs, a model is shown the conversation, the response people preferred and the
+   other, and asked for principles of the form "Select the response that ..." as a JSON array of strings; a reply
+   that is not one is a recorded failure.
+2. **Deduplicate**: the candidates are embedded (MiniLM) and clustered (agglomerative, cosine); each cluster keeps
+   its most-proposed member.
+3. **Vote**: each candidate judges every pair with charter's judge (`charter.lab.votes`).
+4. **Select**: greedy forward selection of at most `max_principles` candidates, each step adding the one that most
+   raises the ensemble's agreement with people on the training split.
+5. **Report**: the agreement of the selected ensemble on the held-out split with a bootstrap interval, beside the
+   declared constitution's (when given) and the baselines "longer wins" and "first shown wins".
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+import re
+import time
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from charter.agreement import stats
+from charter.constitutions.schema import Constitution
+from charter.errors import ArgumentError, FatalProviderError, ProviderError
+from charter.lab.votes import (
+    FOR_A,
+    LabelledPair,
+    Votes,
+    agreement,
+    ensemble,
+    principle_from_text,
+    slug,
+    vote,
+)
+from charter.messages import render_conversation, user
+from charter.preference.config import JudgeSettings
+from charter.providers.base import ChatModel, SamplingParams
+from charter.records import Record
+
+PROPOSE = """Here is a conversation and two responses an assistant could give. People preferred the first of them.
+
+Conversation:
+{conversation}
+
+{preferred_label}
+{preferred}
+
+{other_label}
+{other}
+
+Propose up to {k} principles that would explain why people preferred it. Write each as one sentence of the form \
+"Select the response that ...", general enough to apply to other conversations. Answer with a JSON array of \
+strings and nothing else."""
+
+#: How the proposer prompt names the two responses (the scripted lab proposer reads them).
+PREFERRED, OTHER = "Preferred response:", "Other response:"
+#: Cosine distance under which two candidates are the same principle.
+SAME_PRINCIPLE = 0.25
+#: A candidate longer than this is not a principle.
+MAX_CHARS = 300
+
+
+class CandidateFigures(Record):
+    """One deduplicated candidate principle, on the training split."""
+
+    id: str
+    """Its id in the inferred constitution (when selected) and the report."""
+    text: str
+    """The principle."""
+    support: int
+    """Proposals in its cluster (how often a form of it was proposed)."""
+    for_rate: float
+    """Share of training pairs on which it votes with people."""
+    against_rate: float
+    """Share on which it votes against people."""
+    abstain_rate: float
+    """Share on which it abstains (its two orders disagree, or an even split)."""
+    failed: int
+    """Pairs whose judgment under it failed."""
+    agreement: float
+    """Its own agreement with people on the training split (an abstention counts half)."""
+    selected: bool = False
+    """Whether it is in the inferred constitution."""
+
+
+class HeldOut(Record):
+    """Agreement with people on the held-out split, with a 95% bootstrap interval over pairs."""
+
+    value: float | None
+    ci: list[float] | None
+    n: int
+
+
+class InferenceReport(Record):
+    """What `charter constitutions infer` found and how it was made."""
+
+    pairs: int
+    """Human-labelled pairs used."""
+    train_pairs: int
+    test_pairs: int
+    proposer: str
+    judge: str
+    seed: int
+    proposals_asked: int
+    """Pairs the proposer was asked about."""
+    proposals_failed: int
+    """Replies that were not a JSON array of strings (recorded, not guessed at)."""
+    candidates_raw: int
+    """Candidate principles before deduplication."""
+    candidates: list[CandidateFigures]
+    """The deduplicated candidates, most supported first."""
+    selected: list[str]
+    """The inferred constitution's principle ids, in the order they were chosen."""
+    train_agreement: list[float]
+    """The training agreement after each selection step."""
+    held_out: HeldOut
+    """The inferred constitution on the held-out pairs."""
+    declared: HeldOut | None = None
+    """The declared constitution on the same held-out pairs (when one was given)."""
+    declared_name: str | None = None
+    longer_wins: HeldOut
+    first_shown_wins: HeldOut
+    judge_calls: int
+    proposer_calls: int
+    vote_failures: int
+    wall_s: float
+    constitution_hash: str
+
+
+@dataclass
+class Inferred:
+    """An inferred constitution and its report."""
+
+    constitution: Constitution
+    report: InferenceReport
+
+
+def propose_prompt(lp: LabelledPair, k: int) -> str:
+    preferred, other = (lp.pair.a, lp.pair.b) if lp.human == "a" else (lp.pair.b, lp.pair.a)
+    return PROPOSE.format(
+        conversation=render_conversation(lp.pair.prompt),
+        preferred_label=PREFERRED,
+        preferred=preferred,
+        other_label=OTHER,
+        other=other,
+        k=k,
+    )
+
+
+def parse_candidates(text: str) -> list[str] | None:
+    """The principles in a proposer's reply: the first JSON array of strings in it (None if there is none)."""
+    match = re.search(r"\[.*\]", text, re.S)
+    if match is None:
+        return None
+    try:
+        found = json.loads(match.group(0))
+    except json.JSONDecodeError:
+        return None
+    if not isinstance(found, list) or not all(isinstance(x, str) for x in found):
+        return None
+    return [" ".join(x.split()) for x in found if x.strip() and len(x) <= MAX_CHARS]
+
+
+async def propose(
+    model: ChatModel, pairs: list[LabelledPair], k: int, params: SamplingParams, concurrency: int
+) -> tuple[list[str], int]:
+    """Candidate principles from each pair, and how many replies were not usable (recorded, never guessed)."""
+    semaphore = asyncio.Semaphore(concurrency)
+
+    async def one(lp: LabelledPair) -> list[str] | None:
+        async with semaphore:
+            try:
+                [completion] = await model.generate([[user(propose_prompt(lp, k))]], params)
+            except FatalProviderError:
+                raise
+            except ProviderError:
+                return None
+            return parse_candidates(completion.text)
+
+    replies = await asyncio.gather(*(one(lp) for lp in pairs))
+    return [c for r in replies if r for c in r], sum(1 for r in replies if r is None)
+
+
+def deduplicate(candidates: list[str], threshold: float = SAME_PRINCIPLE) -> list[tuple[str, int]]:
+    """One representative per cluster of near-identical candidates (MiniLM, agglomerative clustering on cosine
+    distance), with the cluster's size; most supported first, then in first-proposed order."""
+    counts = Counter(candidates)
+    unique = list(counts)
+    if len(unique) < 2:
+        return [(u, counts[u]) for u in unique]
+    from sklearn.cluster import AgglomerativeClustering
+
+    from charter.providers.embeddings import embed
+
+    vectors = embed(unique)
+    labels = AgglomerativeClustering(
+        n_clusters=None,  # pyright: ignore[reportArgumentType] - None with a distance threshold
+        metric="cosine",
+        linkage="average",
+        distance_threshold=threshold,
+    ).fit_predict(vectors)
+    out = []
+    for cluster in dict.fromkeys(labels.tolist()):
+        members = [u for u, c in zip(unique, labels) if c == cluster]
+        best = max(members, key=lambda u: (counts[u], -unique.index(u)))
+        out.append((best, sum(counts[u] for u in members)))
+    return sorted(out, key=lambda item: (-item[1], unique.index(item[0])))
+
+
+def greedy_select(codes: np.ndarray, human: np.ndarray, max_principles: int, min_gain: float = 0.0) -> list[int]:
+    """Rows of `codes` chosen one at a time, each the one that most raises the ensemble's agreement with `human`;
+    stops at `max_principles` or when no row adds more than `min_gain`. Ties go to the earlier row."""
+    chosen: list[int] = []
+    best = 0.0
+    while len(chosen) < max_principles:
+        scores = [(agreement(ensemble(codes[chosen + [i]]), human), -i) for i in range(len(codes)) if i not in chosen]
+        if not scores:
+            break
+        score, neg = max(scores)
+        if chosen and score <= best + min_gain:
+            break
+        chosen.append(-neg)
+        best = score
+    return chosen
+
+
+def held_out(side: np.ndarray, human: np.ndarray, ids: list[str], samples: int, seed: int) -> HeldOut:
+    """Agreement of a side per pair with people, with a bootstrap interval over pairs."""
+    hit = np.where(side == 0, 0.5, side == human).astype(float)
+    fig = stats.figure(
+        float(hit.mean()) if len(hit) else float("nan"),
+        lambda i: float(hit[i].mean()),
+        np.array(ids),
+        len(hit),
+        samples,
+        seed,
+    )
+    return HeldOut(value=fig["value"], ci=fig["ci"], n=fig["n"])
+
+
+def _baselines(pairs: list[LabelledPair]) -> tuple[np.ndarray, np.ndarray]:
+    longer = np.array([np.sign(len(p.pair.a.strip()) - len(p.pair.b.strip())) for p in pairs], dtype=float)
+    first = np.full(len(pairs), FOR_A)  # the judge's first-shown response in order ab is `a`
+    return longer, first
+
+
+def split(pairs: list[LabelledPair], test_fraction: float, seed: int) -> tuple[list[int], list[int]]:
+    """Seeded train and held-out indices."""
+    order = list(range(len(pairs)))
+    random.Random(seed).shuffle(order)
+    n_test = max(1, round(len(pairs) * test_fraction))
+    return sorted(order[n_test:]), sorted(order[:n_test])
+
+
+def _candidate_figures(
+    votes: Votes, train: list[int], support: list[int], selected: set[int]
+) -> list[CandidateFigures]:
+    human = votes.human[train]
+    out = []
+    for i, principle in enumerate(votes.principles):
+        row = votes.codes[i, train]
+        ok = ~np.isnan(row)
+        n = max(1, int(ok.sum()))
+        out.append(
+            CandidateFigures(
+                id=principle.id,
+                text=principle.description,
+                support=support[i],
+                for_rate=float(np.sum(row[ok] == human[ok]) / n),
+                against_rate=float(np.sum(row[ok] == -human[ok]) / n),
+                abstain_rate=float(np.sum(row[ok] == 0) / n),
+                failed=int((~ok).sum()),
+                agreement=agreement(np.nan_to_num(row), human),
+                selected=i in selected,
+            )
+        )
+    return out
+
+
+async def infer(
+    pairs: list[LabelledPair],
+    proposer: ChatModel,
+    judge: ChatModel,
+    *,
+    settings: JudgeSettings,
+    declared: Constitution | None = None,
+    max_principles: int = 5,
+    proposals: int = 100,
+    per_pair: int = 3,
+    test_fraction: float = 0.3,
+    seed: int = 0,
+    bootstrap_samples: int = 1000,
+    concurrency: int = 64,
+    name: str = "inferred",
+) -> Inferred:
+    """Infer a constitution from human-labelled pairs (see the module's steps)."""
+    if len(pairs) < 10:
+        raise ArgumentError("pairs", f"{len(pairs)} labelled pairs: inference needs at least 10")
+    started = time.perf_counter()
+    train, test = split(pairs, test_fraction, seed)
+    asked = random.Random(seed).sample(train, min(proposals, len(train)))
+    params = SamplingParams(temperature=0.0, max_tokens=400, seed=seed)
+    raw, failed = await propose(proposer, [pairs[i] for i in sorted(asked)], per_pair, params, concurrency)
+    kept = deduplicate(raw)
+    if not kept:
+        raise ArgumentError(
+            "model",
+            f"the proposer gave no usable principle for {len(asked)} pairs ({failed} replies "
+            "were not a JSON array of strings)",
+        )
+    taken: set[str] = set()
+    candidates = [principle_from_text(slug(text, taken), text) for text, _ in kept]
+    votes = await vote(judge, candidates, pairs, settings, seed, concurrency)
+    human = votes.human
+    chosen = greedy_select(np.nan_to_num(votes.codes[:, train]), human[train], max_principles)
+    train_curve = [
+        agreement(ensemble(np.nan_to_num(votes.codes[chosen[: k + 1], :][:, train])), human[train])
+        for k in range(len(chosen))
+    ]
+    test_ids = [pairs[i].pair.pair_id for i in test]
+    mine = ensemble(np.nan_to_num(votes.codes[chosen][:, test]))
+    longer, first = _baselines([pairs[i] for i in test])
+    declared_fig, calls = None, votes.calls
+    if declared is not None:
+        declared_votes = await vote(judge, declared.principles, [pairs[i] for i in test], settings, seed, concurrency)
+        calls += declared_votes.calls
+        declared_fig = held_out(
+            ensemble(np.nan_to_num(declared_votes.codes)), human[test], test_ids, bootstrap_samples, seed
+        )
+    constitution = Constitution(
+        name=name,
+        version="1",
+        description=f"Inferred from {len(pairs)} human-labelled pairs by charter constitutions infer (seed {seed}).",
+        principles=[candidates[i] for i in chosen],
+    )
+    report = InferenceReport(
+        pairs=len(pairs),
+        train_pairs=len(train),
+        test_pairs=len(test),
+        proposer=proposer.model_id,
+        judge=judge.model_id,
+        seed=seed,
+        proposals_asked=len(asked),
+        proposals_failed=failed,
+        candidates_raw=len(raw),
+        candidates=_candidate_figures(votes, train, [n for _, n in kept], set(chosen)),
+        selected=[candidates[i].id for i in chosen],
+        train_agreement=train_curve,
+        held_out=held_out(mine, human[test], test_ids, bootstrap_samples, seed),
+        declared=declared_fig,
+        declared_name=declared.name if declared else None,
+        longer_wins=held_out(longer, human[test], test_ids, bootstrap_samples, seed),
+        first_shown_wins=held_out(first, human[test], test_ids, bootstrap_samples, seed),
+        judge_calls=calls,
+        proposer_calls=len(asked),
+        vote_failures=votes.failures,
+        wall_s=round(time.perf_counter() - started, 1),
+        constitution_hash=constitution.hash,
+    )
+    return Inferred(constitution, report)
+
+
+def _figure(fig: HeldOut | None) -> str:
+    if fig is None or fig.value is None:
+        return "n/a"
+    ci = f" [{fig.ci[0]:.3f}, {fig.ci[1]:.3f}]" if fig.ci else ""
+    return f"{fig.value:.3f}{ci} (n={fig.n})"
+
+
+def report_markdown(report: InferenceReport) -> str:
+    """The inference report page."""
+    lines = [
+        "# Inferred constitution",
+        "",
+        f"From {report.pairs} human-labelled pairs ({report.train_pairs} to choose on, {report.test_pairs} held out),"
+        f" proposer `{report.proposer}`, judge `{report.judge}`, seed {report.seed}. {report.proposals_asked} pairs"
+        f" asked for principles ({report.proposals_failed} replies unusable); {report.candidates_raw} candidates,"
+        f" {len(report.candidates)} after deduplication; {report.judge_calls:,} judge calls"
+        f" ({report.vote_failures} failed judgments); {report.wall_s} s.",
+        "",
+        "## Held-out agreement with people",
+        "",
+        "| ensemble | agreement [95% CI] |",
+        "|---|---|",
+        f"| inferred ({len(report.selected)} principles) | {_figure(report.held_out)} |",
+    ]
+    if report.declared is not None:
+        lines.append(f"| declared `{report.declared_name}` | {_figure(report.declared)} |")
+    lines += [
+        f"| longer wins | {_figure(report.longer_wins)} |",
+        f"| first shown wins | {_figure(report.first_shown_wins)} |",
+        "",
+        "An abstention or a tie counts half. Training agreement after each principle chosen: "
+        + ", ".join(f"{a:.3f}" for a in report.train_agreement)
+        + ".",
+        "",
+        "## Candidates",
+        "",
+        "| id | principle | support | for | against | abstain | failed | agreement | selected |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---|",
+    ]
+    for c in report.candidates:
+        lines.append(
+            f"| `{c.id}` | {c.text} | {c.support} | {c.for_rate:.3f} | {c.against_rate:.3f} | {c.abstain_rate:.3f}"
+            f" | {c.failed} | {c.agreement:.3f} | {'yes' if c.selected else ''} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def write_outputs(result: Inferred, out: Path) -> dict[str, Path]:
+    """The constitution YAML at `out`, the report beside it (`NAME.report.md`, `NAME.report.json`)."""
+    from charter.constitutions.importers import dump_constitution_yaml
+
+    stem = out.with_suffix("")
+    md, js = Path(f"{stem}.report.md"), Path(f"{stem}.report.json")
+    r = result.report
+    header = (
+        f"Inferred by charter constitutions infer from {r.pairs} human-labelled pairs (proposer {r.proposer}, judge "
+        f"{r.judge}, seed {r.seed}); held-out agreement with people {_figure(r.held_out)}. See {md.name}."
+    )
+    dump_constitution_yaml(result.constitution, out, header=header)
+    md.write_text(report_markdown(r), encoding="utf-8")
+    js.write_text(r.model_dump_json(indent=1) + "\n", encoding="utf-8")
+    return {"constitution": out, "report": md, "json": js}
+
+
+def summary_lines(report: InferenceReport) -> list[str]:
+    """A few terminal lines."""
+    out = [f"inferred {len(report.selected)} principles from {report.pairs} pairs:"]
+    by_id = {c.id: c for c in report.candidates}
+    out += [f"  {pid}: {by_id[pid].text}" for pid in report.selected]
+    out.append(f"held-out agreement with people: {_figure(report.held_out)}")
+    if report.declared is not None:
+        out.append(f"declared {report.declared_name}: {_figure(report.declared)}")
+    out.append(f"longer wins: {_figure(report.longer_wins)}; first shown wins: {_figure(report.first_shown_wins)}")
+    return out
+
+
+__all__: list[Any] = [
+    "CandidateFigures",
+    "InferenceReport",
+    "Inferred",
+    "deduplicate",
+    "greedy_select",
+    "infer",
+    "parse_candidates",
+    "report_markdown",
+    "write_outputs",
+]

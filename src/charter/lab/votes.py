@@ -1,0 +1,190 @@
+"""Principles as voters: every principle judges every human-labelled pair through charter's judge (the fenced
+multiple-choice prompt, both orders, log-probabilities where the model has them, the call cache, limits and budget),
+and each answer becomes a vote: for `a`, for `b`, an abstention (the two orders disagree, or an even split), or a
+recorded failure (never a made-up vote)."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from charter.agreement.evaluate import PairRow, load_pairs_file, to_pair
+from charter.constitutions.schema import Constitution, Principle
+from charter.errors import DatasetError
+from charter.preference.config import JudgeSettings
+from charter.preference.judge import judge_many
+from charter.providers.base import ChatModel
+from charter.records import Judgment, Pair
+
+#: A vote's codes: for `a`, for `b`, abstain; a failed judgment is NaN.
+FOR_A, FOR_B, ABSTAIN = 1.0, -1.0, 0.0
+
+#: The critique and revision requests of a principle that came from its one-line text.
+CRITIQUE = "Identify specific ways in which the assistant's last response falls short of this principle: {principle}"
+REVISION = "Rewrite the assistant's last response so that it follows this principle: {principle}"
+COMPARISON = "Which response better follows this principle: {principle}"
+
+
+@dataclass
+class LabelledPair:
+    """A pair with the side people preferred ('a' or 'b')."""
+
+    pair: Pair
+    human: str
+
+
+def slug(text: str, taken: set[str]) -> str:
+    """A principle id from its text: its first words, lowercase, made unique with a number."""
+    words = re.findall(r"[a-z0-9]+", text.lower())
+    skip = {"select", "the", "response", "that", "which", "is", "a", "an", "more", "most"}
+    base = "-".join([w for w in words if w not in skip][:5]) or "principle"
+    found, n = base, 2
+    while found in taken:
+        found, n = f"{base}-{n}", n + 1
+    taken.add(found)
+    return found
+
+
+def principle_from_text(pid: str, text: str) -> Principle:
+    """A full principle from one line ('Select the response that ...'): the line is its description, and its
+    critique, revision and comparison requests are written from templates around it."""
+    return Principle(
+        id=pid,
+        description=text,
+        critique_request=CRITIQUE,
+        revision_request=REVISION,
+        comparison=COMPARISON,
+    )
+
+
+def labelled_pairs(rows: Sequence[PairRow], seed: int) -> list[LabelledPair]:
+    """Rows of a human pair file as pairs whose `a` is drawn per row (seeded), with the human side."""
+    return [LabelledPair(*to_pair(row, seed)) for row in rows]
+
+
+def read_pairs(source: str | Path, seed: int) -> list[LabelledPair]:
+    """Human-labelled pairs from a JSONL pair file (prompt, chosen, rejected) or a run directory's human labels
+    (skips and ties left out; a pair labelled by several people counts once, by majority, ties left out)."""
+    from charter.runs.files import RunFiles
+
+    source = Path(source)
+    if RunFiles.is_run_dir(source):
+        return _run_pairs(source)
+    return labelled_pairs(load_pairs_file(source), seed)
+
+
+def _run_pairs(run_dir: Path) -> list[LabelledPair]:
+    from charter.runs import labels as stored
+    from charter.runs.store import open_store
+
+    with open_store(run_dir) as store:
+        votes: dict[str, list[str]] = {}
+        for label in stored.labels(store):
+            if label.label in ("a", "b"):
+                votes.setdefault(label.pair_id, []).append(label.label)
+        out = []
+        for pair_id, labels in votes.items():
+            a, b = labels.count("a"), labels.count("b")
+            pair = store.pair(pair_id)
+            if pair is not None and a != b:
+                out.append(LabelledPair(pair, "a" if a > b else "b"))
+    if not out:
+        raise DatasetError(f"{run_dir}: no human labels that pick a side; label a spot check first")
+    return out
+
+
+@dataclass
+class Votes:
+    """Each principle's vote on each pair: `codes[i, j]` for principle i on pair j (FOR_A, FOR_B, ABSTAIN or NaN
+    for a failed judgment), and the judge's P(A) behind it."""
+
+    principles: list[Principle]
+    pairs: list[LabelledPair]
+    p_a: np.ndarray
+    codes: np.ndarray
+    failures: int = 0
+    calls: int = 0
+    judgments: list[list[Judgment | None]] = field(default_factory=list, repr=False)
+
+    @property
+    def human(self) -> np.ndarray:
+        """+1 where people preferred `a`, -1 where `b`."""
+        return np.array([FOR_A if p.human == "a" else FOR_B for p in self.pairs])
+
+    def rows(self, ids: Sequence[str]) -> np.ndarray:
+        """The codes of these principles, in this order."""
+        index = {p.id: i for i, p in enumerate(self.principles)}
+        return self.codes[[index[i] for i in ids]]
+
+
+def code(judgment: Judgment) -> float:
+    """A judgment as a vote: for the side both orders prefer, abstain when they disagree or split evenly, NaN when
+    it failed."""
+    if judgment.status != "ok" or judgment.p_a is None:
+        return float("nan")
+    if judgment.position_consistent is False or judgment.p_a == 0.5:
+        return ABSTAIN
+    return FOR_A if judgment.p_a > 0.5 else FOR_B
+
+
+async def vote(
+    model: ChatModel,
+    principles: Sequence[Principle],
+    pairs: Sequence[LabelledPair],
+    settings: JudgeSettings,
+    seed: int = 0,
+    concurrency: int = 64,
+) -> Votes:
+    """Every principle's vote on every pair (one judgment of the pair under that principle alone)."""
+    n, m = len(principles), len(pairs)
+    p_a = np.full((n, m), np.nan)
+    codes = np.full((n, m), np.nan)
+    judgments: list[list[Judgment | None]] = [[None] * m for _ in range(n)]
+    failures = 0
+    for i, principle in enumerate(principles):
+        constitution = Constitution(name="lab", principles=[principle])
+        fixed = settings.model_copy(update={"principles": [principle.id], "principles_per_pair": 1})
+        column = {lp.pair.pair_id: j for j, lp in enumerate(pairs)}
+        async for judgment in judge_many(model, constitution, (lp.pair for lp in pairs), fixed, seed, concurrency):
+            j = column[judgment.pair_id]
+            judgments[i][j] = judgment
+            codes[i, j] = code(judgment)
+            if judgment.status == "ok" and judgment.p_a is not None:
+                p_a[i, j] = judgment.p_a
+            else:
+                failures += 1
+    calls = n * m * (2 if settings.orders == "both" else 1)
+    return Votes(list(principles), list(pairs), p_a, codes, failures, calls, judgments)
+
+
+def ensemble(codes: np.ndarray) -> np.ndarray:
+    """The ensemble's side per pair from its members' votes: the sign of their sum (0: a tie, or no vote)."""
+    return np.sign(np.nansum(codes, axis=0)) if len(codes) else np.zeros(codes.shape[1])
+
+
+def agreement(side: np.ndarray, human: np.ndarray) -> float:
+    """Share of pairs whose side matches people's; a tie counts half (it picks neither)."""
+    if not len(side):
+        return float("nan")
+    return float(np.mean(np.where(side == 0, 0.5, side == human)))
+
+
+__all__ = [
+    "ABSTAIN",
+    "FOR_A",
+    "FOR_B",
+    "LabelledPair",
+    "Votes",
+    "agreement",
+    "code",
+    "ensemble",
+    "labelled_pairs",
+    "principle_from_text",
+    "read_pairs",
+    "slug",
+    "vote",
+]

@@ -1,0 +1,171 @@
+"""Scripted models that follow planted principles, for the constitution lab's tests and benchmarks.
+
+Five rules a response can be compared by, each with paraphrases. `make_pairs` writes pairs labelled by one rule;
+`register_lab_models` makes:
+
+- `scripted:lab-proposer`: asked why people preferred one response, it offers each rule under which the preferred
+  response wins (so the planted rule always, the others by chance), each in a random paraphrase, as a JSON array;
+- `scripted:lab-judge`: applies whichever rule its prompt names (any paraphrase), the opposite rule when the
+  principle is negated, and abstains (P = 0.5) under a principle it does not know;
+- `scripted:lab-ignorer`: prefers the longer response whatever the principle says.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import random
+import re
+from collections.abc import Callable, Sequence
+
+from charter.judge_prompt import read_comparison
+from charter.lab.checks import NEGATED
+from charter.lab.infer import OTHER, PREFERRED
+from charter.providers.scripted import register_script
+
+Score = Callable[[str], float]
+
+RULES: dict[str, tuple[list[str], Score]] = {
+    "concise": (
+        [
+            "Select the response that is shorter.",
+            "Select the response that says it in fewer words.",
+            "Select the response that is more concise.",
+        ],
+        lambda text: -len(text.split()),
+    ),
+    "number": (
+        [
+            "Select the response that gives a specific number.",
+            "Select the response that includes a concrete figure.",
+            "Select the response that quantifies its answer with a number.",
+        ],
+        lambda text: float(bool(re.search(r"\d", text))),
+    ),
+    "question": (
+        [
+            "Select the response that ends by asking the user a question.",
+            "Select the response that closes with a follow-up question.",
+            "Select the response that invites the user to say more with a final question.",
+        ],
+        lambda text: float(text.rstrip().endswith("?")),
+    ),
+    "polite": (
+        [
+            "Select the response that says please or thank you.",
+            "Select the response that is more courteous, thanking the user.",
+            "Select the response that uses polite words such as please.",
+        ],
+        lambda text: float(bool(re.search(r"\b(please|thank)", text, re.I))),
+    ),
+    "calm": (
+        [
+            "Select the response that avoids shouting in capital letters.",
+            "Select the response with fewer all-caps words.",
+            "Select the response that keeps a calm tone without capitals for emphasis.",
+        ],
+        lambda text: -sum(1 for w in text.split() if len(w) > 2 and w.isupper()),
+    ),
+}
+
+
+def rule_of(text: str) -> str | None:
+    """The rule a principle's text names (any paraphrase), or None."""
+    for rule, (paraphrases, _) in RULES.items():
+        if any(p.rstrip(".").lower() in text.lower() for p in paraphrases):
+            return rule
+    return None
+
+
+def prefers_first(rule: str, first: str, second: str) -> float:
+    """P(first preferred) under a rule: 0.95 for the response it scores higher, 0.5 on a tie."""
+    score = RULES[rule][1]
+    s1, s2 = score(first), score(second)
+    return 0.5 if s1 == s2 else 0.95 if s1 > s2 else 0.05
+
+
+def _response(rng: random.Random) -> str:
+    words = [
+        rng.choice(["the", "plan", "works", "if", "you", "start", "early", "and", "check", "it"])
+        for _ in range(rng.randint(4, 30))
+    ]
+    if rng.random() < 0.5:
+        words.insert(rng.randrange(len(words)), str(rng.randint(2, 99)))
+    if rng.random() < 0.5:
+        words.insert(0, rng.choice(["Please", "Thank you,"]))
+    if rng.random() < 0.4:
+        words.insert(rng.randrange(len(words)), rng.choice(["NEVER", "ALWAYS", "NOW"]))
+    text = " ".join(words).capitalize()
+    return text + (" - does that help?" if rng.random() < 0.5 else ".")
+
+
+def make_pairs(n: int, rule: str | Sequence[str], seed: int = 0, noise: float = 0.0) -> list[dict]:
+    """`n` pair-file rows (id, prompt, chosen, rejected) labelled by a rule (or, for several, their majority),
+    each decisive under it; a share `noise` of them with the label flipped."""
+    rules = [rule] if isinstance(rule, str) else list(rule)
+    rng = random.Random(seed)
+    rows: list[dict] = []
+    while len(rows) < n:
+        a, b = _response(rng), _response(rng)
+        votes = [prefers_first(r, a, b) - 0.5 for r in rules]
+        total = sum((v > 0) - (v < 0) for v in votes)
+        if total == 0:
+            continue
+        chosen, rejected = (a, b) if total > 0 else (b, a)
+        if rng.random() < noise:
+            chosen, rejected = rejected, chosen
+        rows.append(
+            {
+                "id": f"lab-{len(rows)}",
+                "prompt": f"How should I plan task {len(rows)}?",
+                "chosen": chosen,
+                "rejected": rejected,
+            }
+        )
+    return rows
+
+
+def _options(p_a: float, options: Sequence[str]) -> dict[str, float]:
+    return {o: {"A": p_a, "B": 1 - p_a}.get(o, 0.0) for o in options}
+
+
+def _judge(messages, options):  # noqa: ANN001, ANN202
+    text = messages[-1].content
+    shown = read_comparison(text)
+    if shown is None:
+        return _options(0.5, options)
+    question = text.split("Response (A)")[0]
+    rule = rule_of(question)
+    if rule is None:
+        return _options(0.5, options)
+    p = prefers_first(rule, *shown)
+    return _options(1 - p if NEGATED.lower() in question.lower() else p, options)
+
+
+def _ignorer(messages, options):  # noqa: ANN001, ANN202
+    shown = read_comparison(messages[-1].content)
+    if shown is None:
+        return _options(0.5, options)
+    a, b = shown
+    return _options(0.5 if len(a) == len(b) else 0.9 if len(a) > len(b) else 0.1, options)
+
+
+def _proposer(messages, params):  # noqa: ANN001, ANN202
+    text = messages[-1].content
+    match = re.search(rf"{PREFERRED}\s*(.*?)\s*{OTHER}\s*(.*?)\s*(?:\n\n|$)", text, re.S)
+    if match is None:
+        return "I cannot tell."
+    preferred, other = (m.strip().strip("<>").strip() for m in match.groups())
+    rng = random.Random(hashlib.sha256(text.encode()).hexdigest())
+    found = [rng.choice(RULES[r][0]) for r in RULES if prefers_first(r, preferred, other) > 0.5]
+    return json.dumps(found)
+
+
+def register_lab_models() -> None:
+    """Register `scripted:lab-proposer`, `scripted:lab-judge` and `scripted:lab-ignorer` (idempotent)."""
+    register_script("lab-proposer", _proposer)
+    register_script("lab-judge", lambda m, p: "A", _judge)
+    register_script("lab-ignorer", lambda m, p: "A", _ignorer)
+
+
+__all__ = ["RULES", "make_pairs", "prefers_first", "register_lab_models", "rule_of"]

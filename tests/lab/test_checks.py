@@ -1,0 +1,108 @@
+"""`charter constitutions test`: a judge that ignores the principle's text is flagged, one that follows it is not;
+six principles made of three paraphrases of each of two rules fall into the two groups, and two of them reproduce
+the six's labels with a third of the calls."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from sklearn.metrics import adjusted_rand_score
+from typer.testing import CliRunner
+
+from charter.cli import app
+from charter.constitutions import Constitution
+from charter.constitutions.importers import dump_constitution_yaml
+from charter.lab.api import check_constitution
+from charter.lab.votes import principle_from_text
+from charter.testing.lab import RULES, make_pairs, register_lab_models
+from tests.support.tiny_models import write_jsonl
+
+register_lab_models()
+
+SIX = Constitution(
+    name="six",
+    principles=[
+        principle_from_text(f"{rule}-{k}", RULES[rule][0][k]) for rule in ("concise", "number") for k in range(3)
+    ],
+)
+
+
+@pytest.fixture(scope="module")
+def pairs(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_jsonl(tmp_path_factory.mktemp("lab") / "pairs.jsonl", make_pairs(300, "number", seed=5, noise=0.05))
+
+
+def test_a_judge_that_ignores_the_principle_is_flagged_and_one_that_follows_it_is_not(pairs: Path) -> None:
+    follows = check_constitution(SIX, pairs, "scripted:lab-judge", cache=None)
+    ignores = check_constitution(SIX, pairs, "scripted:lab-ignorer", cache=None)
+    for s in follows.sensitivity:
+        assert s.negated_flip.value is not None and s.negated_flip.value >= 0.9 and not s.insensitive
+    for s in ignores.sensitivity:
+        assert s.negated_flip.ci is not None and s.negated_flip.ci[1] < 0.1 and s.insensitive
+    assert ignores.flagged == [p.id for p in SIX.principles] and follows.flagged == []
+
+
+def test_paraphrases_cluster_and_two_principles_reproduce_six(pairs: Path) -> None:
+    result = check_constitution(SIX, pairs, "scripted:lab-judge", cache=None)
+    red = result.redundancy
+    found = {pid: k for k, cluster in enumerate(red.clusters) for pid in cluster}
+    truth = [0, 0, 0, 1, 1, 1]
+    assert adjusted_rand_score(truth, [found[p.id] for p in SIX.principles]) == 1.0
+    assert len(red.subset) == 2 and red.subset_reproduces >= 0.97
+    assert red.calls_subset * 3 == red.calls_full
+    support = {s.principle: s.verdict for s in result.support or []}
+    assert support["number-0"] == "supported" and support["concise-0"] != "supported"
+
+
+def test_the_command_reports_flags_and_what_an_inferred_constitution_adds(pairs: Path, tmp_path: Path) -> None:
+    only_concise = Constitution(name="concise", principles=SIX.principles[:1])
+    declared = dump_constitution_yaml(only_concise, tmp_path / "declared.yaml")
+    inferred = dump_constitution_yaml(
+        Constitution(name="inferred", principles=SIX.principles[3:4]), tmp_path / "i.yaml"
+    )
+    ran = CliRunner().invoke(
+        app,
+        [
+            "constitutions",
+            "test",
+            str(declared),
+            "--pairs",
+            str(pairs),
+            "--judge",
+            "scripted:lab-ignorer",
+            "--inferred",
+            str(inferred),
+            "--cache",
+            "",
+            "--json",
+            str(tmp_path / "t.json"),
+            "--markdown",
+            str(tmp_path / "t.md"),
+        ],
+    )
+    assert ran.exit_code == 0, ran.output
+    assert "insensitive principles (verdicts that ignore the principle's text): concise-0" in " ".join(
+        ran.output.split()
+    )
+    assert "## Sensitivity" in (tmp_path / "t.md").read_text()
+    ran = CliRunner().invoke(
+        app,
+        [
+            "constitutions",
+            "test",
+            str(declared),
+            "--pairs",
+            str(pairs),
+            "--judge",
+            "scripted:lab-judge",
+            "--inferred",
+            str(inferred),
+            "--cache",
+            "",
+            "--json",
+            str(tmp_path / "t.json"),
+        ],
+    )
+    assert ran.exit_code == 0, ran.output
+    assert '"lacking": [\n  "number-0"\n ]' in (tmp_path / "t.json").read_text()

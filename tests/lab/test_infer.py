@@ -1,0 +1,99 @@
+"""`charter constitutions infer`: from pairs labelled by a planted rule, the scripted proposer offers the rule among
+distractors (in paraphrases), the scripted judge applies whichever rule it is asked, and inference recovers the
+planted rule; the constitution it writes validates, and the same seed writes the same constitution."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from charter.cli import app, main
+from charter.constitutions import load_constitution
+from charter.lab.api import infer_constitution
+from charter.lab.infer import parse_candidates
+from charter.providers import register_script
+from charter.testing.lab import make_pairs, register_lab_models, rule_of
+from tests.support.tiny_models import write_jsonl
+
+register_lab_models()
+
+
+@pytest.fixture(scope="module")
+def planted(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_jsonl(tmp_path_factory.mktemp("lab") / "pairs.jsonl", make_pairs(200, "number", seed=3))
+
+
+def test_the_planted_rule_is_recovered_and_beats_an_unrelated_constitution(planted: Path, tmp_path: Path) -> None:
+    out = tmp_path / "inferred.yaml"
+    result = infer_constitution(
+        planted, "scripted:lab-proposer", judge="scripted:lab-judge", output=out, declared="harmless", cache=None
+    )
+    report = result.report
+    top = result.constitution.principles[0]
+    assert rule_of(top.description) == "number"
+    assert report.held_out.value is not None and report.held_out.value >= 0.95
+    assert report.declared is not None and report.declared.value is not None and report.declared.value <= 0.6
+    assert report.test_pairs == 60 and report.held_out.n == 60 and report.held_out.ci is not None
+    assert report.candidates_raw > len(report.candidates) >= 3  # paraphrases and repeats merged
+    assert {c.id for c in report.candidates if c.selected} == set(report.selected)
+    assert load_constitution(str(out)).hash == result.constitution.hash
+    assert (tmp_path / "inferred.report.md").read_text().startswith("# Inferred constitution")
+    assert json.loads((tmp_path / "inferred.report.json").read_text())["constitution_hash"] == report.constitution_hash
+
+
+def test_the_same_seed_gives_the_same_constitution(planted: Path) -> None:
+    runs = [
+        infer_constitution(planted, "scripted:lab-proposer", judge="scripted:lab-judge", seed=7, cache=None)
+        for _ in range(2)
+    ]
+    assert runs[0].constitution.hash == runs[1].constitution.hash == runs[0].report.constitution_hash
+
+
+def test_a_reply_that_is_not_a_json_array_is_a_recorded_failure(planted: Path) -> None:
+    register_script(
+        "lab-half-mute",
+        lambda m, p: "[" if "task 1" in m[-1].content else '["Select the response that gives a specific number."]',
+    )
+    result = infer_constitution(planted, "scripted:lab-half-mute", judge="scripted:lab-judge", cache=None)
+    assert result.report.proposals_failed > 0
+    assert result.report.candidates_raw == result.report.proposals_asked - result.report.proposals_failed
+    assert parse_candidates('Sure: ["Select the response that is kind.", 3]') is None
+    assert parse_candidates('Here:\n["Select the response that is kind."]') == ["Select the response that is kind."]
+
+
+def test_infer_from_the_command_line_writes_a_constitution_validate_accepts(planted: Path, tmp_path: Path) -> None:
+    out = tmp_path / "mine.yaml"
+    runner = CliRunner()
+    ran = runner.invoke(
+        app,
+        [
+            "constitutions",
+            "infer",
+            "--pairs",
+            str(planted),
+            "--model",
+            "scripted:lab-proposer",
+            "--judge",
+            "scripted:lab-judge",
+            "-o",
+            str(out),
+            "--max-principles",
+            "2",
+            "--cache",
+            "",
+        ],
+    )
+    assert ran.exit_code == 0, ran.output
+    assert "held-out agreement with people: 1.000" in ran.output and "mine.report.md" in ran.output
+    assert runner.invoke(app, ["constitutions", "validate", str(out)]).exit_code == 0
+    assert len(load_constitution(str(out)).principles) <= 2
+
+
+def test_too_few_pairs_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    few = write_jsonl(tmp_path / "few.jsonl", make_pairs(5, "number"))
+    assert main(["constitutions", "infer", "--pairs", str(few), "--model", "scripted:lab-proposer", "--cache", ""]) == 2
+    err = capsys.readouterr().err
+    assert "--pairs: 5 labelled pairs: inference needs at least 10" in err and "Traceback" not in err
