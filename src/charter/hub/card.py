@@ -203,6 +203,21 @@ def _audit(run: RunData, audit_gate: GateResult | None) -> dict[str, Any]:
     }
 
 
+def _constitution_test(run: RunData, gate: GateResult | None) -> dict[str, Any]:
+    from charter.lab.checks import checks_markdown
+
+    result = run.constitution_test
+    text = None
+    if result is not None:
+        text = checks_markdown(result).split("\n", 2)[2].replace("\n## ", "\n### ")
+    judge_fp = run.manifest.settings.fingerprints.judge
+    return {
+        "markdown": text,
+        "other_settings": result is not None and result.judge_fingerprint != judge_fp,
+        "gate": gate,
+    }
+
+
 def card_context(
     run: RunData,
     published: list[PreferenceRow],
@@ -210,6 +225,7 @@ def card_context(
     splits: dict[str, dict[str, int]],
     gate: GateResult,
     audit_gate: GateResult | None = None,
+    constitution_gate: GateResult | None = None,
 ) -> dict[str, Any]:
     """Everything the template shows, from the settings and counts of exactly the published rows."""
     settings = run.manifest.settings
@@ -240,6 +256,7 @@ def card_context(
         "n_annotators": len({label.annotator for label in run.human_labels}),
         "gate": gate,
         "audit": _audit(run, audit_gate),
+        "constitution_test": _constitution_test(run, constitution_gate),
         "filters": yaml.safe_dump(settings.filters.model_dump(mode="json"), sort_keys=False).strip(),
         "counts": [
             {"stage": label, "count": cell(counts[key])} for key, label in COUNT_LABELS.items() if key in counts
@@ -274,8 +291,9 @@ def build_card(
     gate: GateResult,
     license: str = "other",
     audit_gate: GateResult | None = None,
+    constitution_gate: GateResult | None = None,
 ) -> DatasetCard:
     """The dataset card (README.md) for the rows published from a run."""
     data = card_data(run, configs, len(published), license)
-    context = card_context(run, published, repo_id, splits, gate, audit_gate)
+    context = card_context(run, published, repo_id, splits, gate, audit_gate, constitution_gate)
     return DatasetCard.from_template(data, template_path=str(TEMPLATE), **context)

@@ -16,7 +16,9 @@ def push(
         None, "--dry-run", help="Write exactly the folder that would be uploaded to DIR; upload nothing."
     ),
     override_gate: bool = typer.Option(
-        False, "--override-gate", help="Publish even if the agreement or audit gate fails (the card records it)."
+        False,
+        "--override-gate",
+        help="Publish even if the agreement, audit or constitution-test gate fails (the card records it).",
     ),
     license: str = typer.Option("other", "--license", help="The dataset's license id on the Hub."),
     test_size: float = typer.Option(0.1, "--test-size", help="Share of prompts in the test split."),
@@ -39,7 +41,10 @@ def push(
             test_size=test_size,
             seed=seed,
         )
-    for name, gate in (("agreement", result.gate), ("audit", result.audit_gate)):
+    gates = (("agreement", result.gate), ("audit", result.audit_gate), ("constitution-test", result.constitution_gate))
+    for name, gate in gates:
+        if gate is None:
+            continue
         if gate.overridden:
             typer.secho(f"{name} gate FAILED and was overridden: {gate.message}", fg="yellow", err=True)
         elif gate.configured:

@@ -142,6 +142,7 @@ def build_folder(
     gate: GateResult,
     *,
     audit_gate: GateResult | None = None,
+    constitution_gate: GateResult | None = None,
     test_size: float = 0.1,
     seed: int = 0,
     license: str = "other",
@@ -167,7 +168,15 @@ def build_folder(
     (folder / "run_config.yaml").write_text(config_text, encoding="utf-8")
     files.append("run_config.yaml")
     card = build_card(
-        run, published, repo_id, card_configs(splits), splits, gate, audit_gate=audit_gate, license=license
+        run,
+        published,
+        repo_id,
+        card_configs(splits),
+        splits,
+        gate,
+        audit_gate=audit_gate,
+        constitution_gate=constitution_gate,
+        license=license,
     )
     card.save(folder / "README.md")
     files.append("README.md")

@@ -19,6 +19,7 @@ from charter.errors import ArgumentError, GateFailed, HubError, missing_extra
 from charter.hub.export import ExportSummary, build_folder
 from charter.hub.rundata import RunData, read_run
 from charter.hub.secrets import refuse_secrets
+from charter.lab.stored import evaluate_constitution_gate
 from charter.redaction import redact
 
 REPO_ID_HELP = "ORG/NAME, e.g. my-org/cai-preferences"
@@ -33,6 +34,7 @@ class PublishResult:
     splits: dict[str, dict[str, int]]
     gate: GateResult
     audit_gate: GateResult
+    constitution_gate: GateResult | None = None
     folder: Path | None = None
     url: str | None = None
     commit: str | None = None
@@ -104,12 +106,14 @@ def _place(staging: Path, target: Path) -> None:
     shutil.move(str(staging), str(target))
 
 
-def check_gates(run: RunData, override: bool = False) -> tuple[GateResult, GateResult]:
-    """The agreement gate and the audit gate of a run; GateFailed naming every failed one unless `override`,
-    which is then recorded in each failed result."""
+def check_gates(run: RunData, override: bool = False) -> tuple[GateResult, GateResult, GateResult]:
+    """The agreement gate, the audit gate and the constitution-test gate of a run; GateFailed naming every failed
+    one unless `override`, which is then recorded in each failed result."""
+    judge_fp = run.manifest.settings.fingerprints.judge
     gates = [
         evaluate_gate(run.run_dir, run.agreement_config),
-        evaluate_audit_gate(run.audit, run.audit_config, run.manifest.settings.fingerprints.judge),
+        evaluate_audit_gate(run.audit, run.audit_config, judge_fp),
+        evaluate_constitution_gate(run.constitution_test, run.constitution_test_config, judge_fp),
     ]
     failed = [g for g in gates if not g.passed]
     if failed and not override:
@@ -117,10 +121,10 @@ def check_gates(run: RunData, override: bool = False) -> tuple[GateResult, GateR
             "; ".join(g.message for g in failed) + "; fix the judge (or label more pairs), or pass the "
             "override flag to publish anyway"
         )
-    agreement, audit = (
+    agreement, audit, constitution = (
         g if g.passed else replace(g, overridden=True, message=g.message + " (overridden)") for g in gates
     )
-    return agreement, audit
+    return agreement, audit, constitution
 
 
 def named_keys(run_config: dict[str, Any]) -> list[str]:
@@ -174,14 +178,14 @@ def publish(
         RunStoreError: `run_dir` is not a run directory, or its store cannot be read.
         DatasetError: The run has no preference rows.
         ConfigError: The run config's `agreement:` or `judge.audit` section is not valid.
-        GateFailed: The agreement gate or the judge-audit gate failed, without `override_gate`.
+        GateFailed: The agreement, judge-audit or constitution-test gate failed, without `override_gate`.
         SecretFound: A secret (an API key or the token) is in the rows, the config or the card.
         HubError: There is no token, or the Hub refused or failed the upload.
         MissingExtra: huggingface_hub (the `hub` extra) is not installed.
     """
     check_repo_id(repo_id)
     run = read_run(run_dir)
-    gate, audit_gate = check_gates(run, override_gate)
+    gate, audit_gate, constitution_gate = check_gates(run, override_gate)
     token = token if dry_run is not None else resolve_token(token)
     parent = Path(dry_run).resolve().parent if dry_run is not None else None
     if parent is not None:
@@ -189,7 +193,15 @@ def publish(
     with tempfile.TemporaryDirectory(prefix=".charter-export-", dir=parent) as tmp:
         staging = Path(tmp) / "export"
         summary: ExportSummary = build_folder(
-            run, staging, repo_id, gate, audit_gate=audit_gate, test_size=test_size, seed=seed, license=license
+            run,
+            staging,
+            repo_id,
+            gate,
+            audit_gate=audit_gate,
+            constitution_gate=constitution_gate,
+            test_size=test_size,
+            seed=seed,
+            license=license,
         )
         refuse_secrets(staging, extra_literals=[token or _hub().get_token(), *named_keys(run.run_config)])
         result = PublishResult(
@@ -198,6 +210,7 @@ def publish(
             splits=summary.splits,
             gate=gate,
             audit_gate=audit_gate,
+            constitution_gate=constitution_gate,
             revision=revision,
             dry_run=dry_run is not None,
         )

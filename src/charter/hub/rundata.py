@@ -11,7 +11,9 @@ from charter.agreement.audit import AuditReport, audit_config_for, stored_audit
 from charter.agreement.config import AgreementConfig, config_for
 from charter.agreement.summary import AgreementSummary, stored_summary
 from charter.errors import DatasetError, RunStoreError
-from charter.preference.config import AuditConfig
+from charter.lab.checks import ConstitutionTest
+from charter.lab.stored import constitution_test_config, stored_test
+from charter.preference.config import AuditConfig, ConstitutionTestConfig
 from charter.preference.manifest import DatasetManifest, dataset_manifest
 from charter.preference.stats import JudgeStats, judge_stats
 from charter.records import LabelRow, PreferenceRow, SFTRow, UsageRow
@@ -38,6 +40,8 @@ class RunData:
     constitution_yaml: str | None = None
     audit: AuditReport | None = None
     audit_config: AuditConfig | None = None
+    constitution_test: ConstitutionTest | None = None
+    constitution_test_config: ConstitutionTestConfig | None = None
 
 
 def _iso(epoch: float) -> str:
@@ -98,4 +102,6 @@ def read_run(run_dir: str | Path) -> RunData:
             constitution_yaml=files.constitution_yaml(),
             audit=stored_audit(store),
             audit_config=audit_config_for(store),
+            constitution_test=stored_test(store),
+            constitution_test_config=constitution_test_config(store),
         )

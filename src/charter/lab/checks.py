@@ -113,6 +113,10 @@ class ConstitutionTest(Record):
     judge_calls: int
     vote_failures: int
     wall_s: float
+    key: str | None = None
+    """In a run: what the test was made of (judge, settings, constitution, pairs, seed), so it is not made twice."""
+    judge_fingerprint: str | None = None
+    """In a run: the judge settings of the rows it tested."""
 
     @property
     def flagged(self) -> list[str]:

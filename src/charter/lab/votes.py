@@ -19,6 +19,7 @@ from charter.preference.config import JudgeSettings
 from charter.preference.judge import judge_many
 from charter.providers.base import ChatModel
 from charter.records import Judgment, Pair
+from charter.runs.store import RunStore
 
 #: A vote's codes: for `a`, for `b`, abstain; a failed judgment is NaN.
 FOR_A, FOR_B, ABSTAIN = 1.0, -1.0, 0.0
@@ -31,7 +32,7 @@ COMPARISON = "Which response better follows this principle: {principle}"
 
 @dataclass
 class LabelledPair:
-    """A pair with the side people preferred ('a' or 'b')."""
+    """A pair with the side people preferred ('a' or 'b'; '' where nobody has labelled it)."""
 
     pair: Pair
     human: str
@@ -77,21 +78,26 @@ def read_pairs(source: str | Path, seed: int) -> list[LabelledPair]:
     return labelled_pairs(load_pairs_file(source), seed)
 
 
-def _run_pairs(run_dir: Path) -> list[LabelledPair]:
+def human_sides(store: RunStore) -> dict[str, str]:
+    """pair id -> the side most of its labels pick ('a' or 'b'); skips, ties and even splits left out."""
     from charter.runs import labels as stored
+
+    votes: dict[str, list[str]] = {}
+    for label in stored.labels(store):
+        if label.label in ("a", "b"):
+            votes.setdefault(label.pair_id, []).append(label.label)
+    return {p: "a" if v.count("a") > v.count("b") else "b" for p, v in votes.items() if v.count("a") != v.count("b")}
+
+
+def _run_pairs(run_dir: Path) -> list[LabelledPair]:
     from charter.runs.store import open_store
 
     with open_store(run_dir) as store:
-        votes: dict[str, list[str]] = {}
-        for label in stored.labels(store):
-            if label.label in ("a", "b"):
-                votes.setdefault(label.pair_id, []).append(label.label)
         out = []
-        for pair_id, labels in votes.items():
-            a, b = labels.count("a"), labels.count("b")
+        for pair_id, side in human_sides(store).items():
             pair = store.pair(pair_id)
-            if pair is not None and a != b:
-                out.append(LabelledPair(pair, "a" if a > b else "b"))
+            if pair is not None:
+                out.append(LabelledPair(pair, side))
     if not out:
         raise DatasetError(f"{run_dir}: no human labels that pick a side; label a spot check first")
     return out
@@ -112,8 +118,8 @@ class Votes:
 
     @property
     def human(self) -> np.ndarray:
-        """+1 where people preferred `a`, -1 where `b`."""
-        return np.array([FOR_A if p.human == "a" else FOR_B for p in self.pairs])
+        """+1 where people preferred `a`, -1 where `b`, 0 where nobody has labelled the pair."""
+        return np.array([{"a": FOR_A, "b": FOR_B}.get(p.human, ABSTAIN) for p in self.pairs])
 
     def rows(self, ids: Sequence[str]) -> np.ndarray:
         """The codes of these principles, in this order."""

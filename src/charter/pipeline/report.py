@@ -361,6 +361,22 @@ def audit_section(store: RunStore, settings: DatasetSettings | None) -> dict[str
     }
 
 
+def constitution_test_section(store: RunStore, settings: DatasetSettings | None) -> dict[str, Any] | None:
+    """The stored constitution test as markdown and HTML, with a note when it tested other judge settings."""
+    from charter.lab.checks import checks_markdown
+    from charter.lab.stored import stored_test
+
+    result = stored_test(store)
+    if result is None:
+        return None
+    body = checks_markdown(result).split("\n", 2)[2]  # the page's title is the section's heading here
+    text = body.replace("\n## ", "\n### ")
+    judge_fp = settings.fingerprints.judge if settings else None
+    if result.judge_fingerprint is not None and judge_fp is not None and result.judge_fingerprint != judge_fp:
+        text = "**Note:** this test is of other judge settings than the rows this report covers.\n\n" + text
+    return {"markdown": text, "html": _inline_markdown(text, store.run_dir / "report"), "flagged": result.flagged}
+
+
 def panel_section(store: RunStore) -> dict[str, Any] | None:
     """A judge panel's members (against people where there are labels), how far they agree, and their cost."""
     from charter.agreement.config import config_for
@@ -528,6 +544,7 @@ def report_data(store: RunStore, files: RunFiles) -> dict[str, Any]:
         "extras": extras(files),
         "audit": audit_section(store, settings),
         "panel": panel_section(store),
+        "constitution_test": constitution_test_section(store, settings),
     }
 
 

@@ -262,6 +262,7 @@ class Runner:
                     built[key] = BatchModel(built[key], config.batch, journal=store, report=log.info)
             return get_model(built[key], cache=cache, meter=meter, role=role)
 
+        self.role_model = model  # a side stage's own metered model (the constitution test)
         writer = model("synth", config.synth.writer) if config.synth is not None and self.synthesizing else None
         judge = config.judge
         if judge.models is not None:
@@ -333,6 +334,8 @@ class Runner:
         # the calls behind an item are in the usage and the cache before the item is in the store
         work.writer.before_flush += [ledger.flush] + ([policy.cache.flush] if policy.cache is not None else [])
         audit = self.config.judge.audit if "judge" in self.config.stages else None
+        testing = self.config.judge.constitution_test is not None and "judge" in self.config.stages
+        tester = self.role_model("constitution_test", self.config.judge) if testing else None
         self.stats = lambda: f"{work.counts['failed']} failed, {self.meter.describe()}"
         try:
             stop = await self._synth(store, writer) if writer is not None else None
@@ -342,10 +345,13 @@ class Runner:
                 stop = await self._process(store, work)
             if stop is None and audit is not None and not audit.pairs:
                 stop = await self._audit(store, auditor)
+            if stop is None and tester is not None:
+                stop = await self._constitution_test(store, tester)
             return stop
         finally:
             judges = [m for m in judge.members if isinstance(m, ManagedModel)] if isinstance(judge, Panel) else [judge]
-            for m in {id(x.inner): x for x in (policy, critic, *judges, auditor, writer) if x is not None}.values():
+            used = (policy, critic, *judges, auditor, tester, writer)
+            for m in {id(x.inner): x for x in used if x is not None}.values():
                 await m.aclose()  # flushes the cache, whose commit flushes the ledger first
             ledger.flush()
 
@@ -398,6 +404,20 @@ class Runner:
             return ("skipped" if report is None else "done"), {"reason": note}
 
         return await self._side_stage(store, "audit", "judge audit", work)
+
+    async def _constitution_test(self, store: RunStore, model: ManagedModel) -> CharterError | None:
+        """The constitution test (judge.constitution_test), after judging, on the run's own pairs. Its calls are
+        metered (role `constitution_test`) and count against the budget."""
+        from charter.pipeline.constitution_test import run_constitution_test
+
+        async def work(progress: Any) -> tuple[str, dict]:
+            progress.add_task("constitution test", total=None)
+            result, note = await run_constitution_test(
+                store, model, self.config.judge, self.constitution, self.config.seed, self.config.concurrency
+            )
+            return ("skipped" if result is None else "done"), {"reason": note}
+
+        return await self._side_stage(store, "constitution_test", "constitution test", work)
 
     async def _synth(self, store: RunStore, model: ManagedModel) -> CharterError | None:
         """Prompt synthesis (the `synth` stage): the run's prompts are the seeds; the synthesized set, written to

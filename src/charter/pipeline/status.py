@@ -455,9 +455,13 @@ def print_status(run_dir: str | Path, console: Any = None) -> RunStatus:
     console.print(header)
     if data["stages"]:
         console.print(_stage_table(data))
-        reasons = {str(row["counts"]["reason"]) for row in data["stages"] if row["counts"].get("reason")}
-        for reason in sorted(reasons):
-            console.print(Text(f"stopped: {reason}", style="red"))
+        notes = {
+            (row["status"] in ("done", "skipped"), row["stage"], str(row["counts"]["reason"]))
+            for row in data["stages"]
+            if row["counts"].get("reason")
+        }
+        for finished, stage, reason in sorted(notes):  # a finished side stage's note says what it did
+            console.print(Text(f"{stage}: {reason}") if finished else Text(f"stopped: {reason}", style="red"))
     elif data["rewards"]:
         steps = data["rewards"]
         console.print(

@@ -135,6 +135,24 @@ class AuditConfig(ConfigModel):
         return {k: v for k, v in named.items() if v is not None}
 
 
+class ConstitutionTestConfig(ConfigModel):
+    """A constitution test in a run (`judge.constitution_test`): after judging, a seeded sample of the run's pairs is
+    judged again under each principle alone, negated and under a neutral principle (sensitivity), and the
+    principles' votes are compared (redundancy; with spot-check labels, support by people). The result goes into
+    the run's report and card; `max_insensitive` makes `charter push` refuse while more principles are flagged."""
+
+    n: int = Field(default=100, ge=10)
+    """Pairs to test on (a seeded sample of the run's judged pairs; fewer if the run has fewer)."""
+    seed: int | None = None
+    """Seed of the sample and the bootstrap (default: the run's seed)."""
+    min_flip: float = Field(default=0.5, ge=0, le=1)
+    """Flag a principle when the upper end of its negated flip rate's 95% interval is below this."""
+    target: float = Field(default=0.97, ge=0.5, le=1)
+    """The share of pairs on which the smallest equivalent subset must give the full ensemble's side."""
+    max_insensitive: int | None = Field(default=None, ge=0)
+    """Gate: most principles that may be flagged insensitive (None: no gate)."""
+
+
 class JudgeConfig(JudgeSettings, RoleConfig):
     """The judge: its model (as a role) and how it compares (mode, orders, ensemble)."""
 
@@ -142,6 +160,9 @@ class JudgeConfig(JudgeSettings, RoleConfig):
     """Sampling for `cot`/`verdict` (default: greedy; 512 tokens for cot, 8 for verdict)."""
     audit: AuditConfig | None = None
     """Audit the judge's biases in the run (see AuditConfig); not part of any judgment's fingerprint."""
+    constitution_test: ConstitutionTestConfig | None = None
+    """Test the constitution against the judge in the run (see ConstitutionTestConfig); not part of any judgment's
+    fingerprint."""
     models: list[RoleConfig] | None = None
     """A panel of judges instead of one `model`: two or more roles (a model string, or model, api_key_env, limits,
     options each), every one asked every comparison; the panel's P(A) is their mean (or weighted mean, `weights`).
@@ -180,6 +201,12 @@ class JudgeConfig(JudgeSettings, RoleConfig):
             raise LocatedValueError(
                 "mode score ranks samples with one judge model; a panel pools comparisons (logprobs, cot, verdict)",
                 ("mode",),
+            )
+        if self.constitution_test is not None:
+            raise LocatedValueError(
+                "the constitution test measures one judge model: test each member with "
+                "`charter constitutions test CONSTITUTION --pairs RUN --judge MODEL`",
+                ("constitution_test",),
             )
         if self.audit is not None:
             raise LocatedValueError(

@@ -40,6 +40,8 @@ REPORT_MD, REPORT_HTML = "report.md", "report.html"
 AGREEMENT_MD, RELIABILITY_PNG = "agreement.md", "reliability.png"
 WINRATE_JSON = "winrate.json"
 AUDIT_MD, AUDIT_JSON = "audit.md", "audit.json"
+#: The constitution test (`judge.constitution_test`) beside the report.
+CONSTITUTION_TEST_MD, CONSTITUTION_TEST_JSON = "constitution-test.md", "constitution-test.json"
 
 
 @contextlib.contextmanager
