@@ -97,3 +97,25 @@ def test_too_few_pairs_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture
     assert main(["constitutions", "infer", "--pairs", str(few), "--model", "scripted:lab-proposer", "--cache", ""]) == 2
     err = capsys.readouterr().err
     assert "--pairs: 5 labelled pairs: inference needs at least 10" in err and "Traceback" not in err
+
+
+def test_selecting_among_given_principles_needs_no_proposer(planted: Path, tmp_path: Path) -> None:
+    from charter.constitutions import Constitution
+    from charter.constitutions.importers import dump_constitution_yaml
+    from charter.lab.votes import principle_from_text
+    from charter.testing.lab import RULES
+
+    pool = Constitution(
+        name="pool", principles=[principle_from_text(f"{r}-{k}", RULES[r][0][k]) for r in RULES for k in range(2)]
+    )
+    path = dump_constitution_yaml(pool, tmp_path / "pool.yaml")
+    result = infer_constitution(planted, judge="scripted:lab-judge", candidates=[str(path), "harmless"], cache=None)
+    report = result.report
+    assert report.proposer == "(given candidates)" and report.proposals_asked == 0
+    assert report.candidates_raw == len(pool.principles) + len(charter_harmless())
+    assert rule_of(result.constitution.principles[0].description) == "number"
+    assert report.held_out.value == 1.0
+
+
+def charter_harmless() -> list:
+    return load_constitution("harmless").principles

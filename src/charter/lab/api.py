@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import TypeVar
 
 from charter.constitutions import Constitution, load_constitution
+from charter.constitutions.schema import Principle
 from charter.errors import ArgumentError
 from charter.lab.checks import ConstitutionTest
 from charter.lab.checks import check_constitution as _check
@@ -48,11 +49,25 @@ def _with_models(
             calls.close()
 
 
+def _candidate_pool(names: list[str]) -> list[Principle]:
+    """The principles of these constitutions, each id prefixed by its constitution where two would clash."""
+    out: list[Principle] = []
+    seen: set[str] = set()
+    for name in names:
+        constitution = load_constitution(name)
+        for principle in constitution.principles:
+            pid = principle.id if principle.id not in seen else f"{constitution.name}.{principle.id}"
+            seen.add(pid)
+            out.append(principle.model_copy(update={"id": pid}))
+    return out
+
+
 def infer_constitution(
     pairs: str | Path,
-    model: str,
+    model: str | None = None,
     *,
     judge: str | None = None,
+    candidates: str | list[str] | None = None,
     output: str | Path | None = None,
     declared: str | None = None,
     max_principles: int = 5,
@@ -72,8 +87,10 @@ def infer_constitution(
     Args:
         pairs: A JSONL pair file (prompt, chosen = the human-preferred response, rejected) or a run directory with
             human labels.
-        model: The model that proposes principles (PROVIDER:MODEL).
+        model: The model that proposes principles (PROVIDER:MODEL); None with `candidates`.
         judge: The model whose votes test each candidate on every pair (default: `model`).
+        candidates: Constitutions (bundled names or YAML files) whose principles are the candidates, instead of
+            proposing any: the selection is made among them.
         output: Write the constitution YAML here, and the report beside it (`NAME.report.md`, `.report.json`).
         declared: A constitution (bundled name or YAML) to compare with on the held-out pairs.
         max_principles: At most this many principles are kept.
@@ -97,17 +114,26 @@ def infer_constitution(
         ArgumentError: Fewer than 10 pairs, or no usable principle was proposed.
         UnknownModel: A model string names no known provider.
     """
+    if model is None and candidates is None:
+        raise ArgumentError("model", "name the model that proposes principles, or give candidate constitutions")
+    judge = judge or model
+    if judge is None:
+        raise ArgumentError("judge", "name the judge model that votes on the candidates")
     labelled = read_pairs(pairs, seed)
     settings = _settings(mode, orders)
     against = load_constitution(declared) if declared else None
+    pool = None
+    if candidates is not None:
+        pool = _candidate_pool([candidates] if isinstance(candidates, str) else candidates)
 
     async def work(models: list[ManagedModel]) -> Inferred:
-        proposer, judge_model = models[0], models[-1]
+        proposer = models[0] if len(models) > 1 or pool is None else None
         return await infer(
             labelled,
             proposer,
-            judge_model,
+            models[-1],
             settings=settings,
+            candidates=pool,
             declared=against,
             max_principles=max_principles,
             proposals=proposals,
@@ -119,7 +145,8 @@ def infer_constitution(
             name=name,
         )
 
-    specs = [(model, "proposer"), (judge, "judge")] if judge and judge != model else [(model, "judge")]
+    proposes = model is not None and pool is None
+    specs = [(model, "proposer"), (judge, "judge")] if proposes and judge != model else [(judge, "judge")]
     result = _with_models(specs, cache, work)
     if output is not None:
         write_outputs(result, Path(output))

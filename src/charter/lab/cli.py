@@ -29,8 +29,13 @@ def infer_command(
     pairs: Path = typer.Option(
         ..., "--pairs", help="JSONL with prompt, chosen (human-preferred), rejected; or a run directory with labels."
     ),
-    model: str = typer.Option(..., "--model", help="The model that proposes principles (PROVIDER:MODEL)."),
+    model: str | None = typer.Option(None, "--model", help="The model that proposes principles (PROVIDER:MODEL)."),
     judge: str | None = typer.Option(None, "--judge", help="The model whose votes test them (default: --model)."),
+    candidates: list[str] | None = typer.Option(
+        None,
+        "--candidates",
+        help="Select among these constitutions' principles (bundled name or YAML; repeatable) instead of proposing.",
+    ),
     output: Path = typer.Option(
         Path("inferred.yaml"), "-o", "--output", help="The constitution YAML; the report goes beside it."
     ),
@@ -57,6 +62,7 @@ def infer_command(
         pairs,
         model,
         judge=judge,
+        candidates=candidates or None,
         output=output,
         declared=declared,
         max_principles=max_principles,

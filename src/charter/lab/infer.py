@@ -20,6 +20,7 @@ import random
 import re
 import time
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,7 +28,7 @@ from typing import Any
 import numpy as np
 
 from charter.agreement import stats
-from charter.constitutions.schema import Constitution
+from charter.constitutions.schema import Constitution, Principle
 from charter.errors import ArgumentError, FatalProviderError, ProviderError
 from charter.lab.votes import (
     FOR_A,
@@ -75,7 +76,7 @@ class CandidateFigures(Record):
     text: str
     """The principle."""
     support: int
-    """Proposals in its cluster (how often a form of it was proposed)."""
+    """Proposals in its cluster (how often a form of it was proposed); 0 for a given candidate."""
     for_rate: float
     """Share of training pairs on which it votes with people."""
     against_rate: float
@@ -286,10 +287,11 @@ def _candidate_figures(
 
 async def infer(
     pairs: list[LabelledPair],
-    proposer: ChatModel,
+    proposer: ChatModel | None,
     judge: ChatModel,
     *,
     settings: JudgeSettings,
+    candidates: Sequence[Principle] | None = None,
     declared: Constitution | None = None,
     max_principles: int = 5,
     proposals: int = 100,
@@ -300,23 +302,32 @@ async def infer(
     concurrency: int = 64,
     name: str = "inferred",
 ) -> Inferred:
-    """Infer a constitution from human-labelled pairs (see the module's steps)."""
+    """Infer a constitution from human-labelled pairs (see the module's steps). With `candidates` (principles of
+    existing constitutions, say) nothing is proposed: the selection is made among them."""
     if len(pairs) < 10:
         raise ArgumentError("pairs", f"{len(pairs)} labelled pairs: inference needs at least 10")
     started = time.perf_counter()
     train, test = split(pairs, test_fraction, seed)
-    asked = random.Random(seed).sample(train, min(proposals, len(train)))
-    params = SamplingParams(temperature=0.0, max_tokens=400, seed=seed)
-    raw, failed = await propose(proposer, [pairs[i] for i in sorted(asked)], per_pair, params, concurrency)
-    kept = deduplicate(raw)
-    if not kept:
-        raise ArgumentError(
-            "model",
-            f"the proposer gave no usable principle for {len(asked)} pairs ({failed} replies "
-            "were not a JSON array of strings)",
-        )
-    taken: set[str] = set()
-    candidates = [principle_from_text(slug(text, taken), text) for text, _ in kept]
+    given = candidates is not None
+    if candidates is not None:
+        asked, failed, raw = [], 0, [p.description for p in candidates]
+        kept = [(p.description, 0) for p in candidates]
+        pool = list(candidates)
+    else:
+        assert proposer is not None  # the API asks for a proposer or candidates
+        asked = random.Random(seed).sample(train, min(proposals, len(train)))
+        params = SamplingParams(temperature=0.0, max_tokens=400, seed=seed)
+        raw, failed = await propose(proposer, [pairs[i] for i in sorted(asked)], per_pair, params, concurrency)
+        kept = deduplicate(raw)
+        if not kept:
+            raise ArgumentError(
+                "model",
+                f"the proposer gave no usable principle for {len(asked)} pairs ({failed} replies "
+                "were not a JSON array of strings)",
+            )
+        taken: set[str] = set()
+        pool = [principle_from_text(slug(text, taken), text) for text, _ in kept]
+    candidates = pool
     votes = await vote(judge, candidates, pairs, settings, seed, concurrency)
     human = votes.human
     chosen = greedy_select(np.nan_to_num(votes.codes[:, train]), human[train], max_principles)
@@ -344,7 +355,7 @@ async def infer(
         pairs=len(pairs),
         train_pairs=len(train),
         test_pairs=len(test),
-        proposer=proposer.model_id,
+        proposer="(given candidates)" if given or proposer is None else proposer.model_id,
         judge=judge.model_id,
         seed=seed,
         proposals_asked=len(asked),
