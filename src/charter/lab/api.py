@@ -172,7 +172,8 @@ def check_constitution(
 
     Args:
         constitution: A bundled name, a YAML file or a `Constitution`.
-        pairs: A JSONL pair file or a run directory with human labels.
+        pairs: A JSONL pair file, or a run directory (its judged pairs; the support by people uses those people
+            labelled).
         judge: The judge model (PROVIDER:MODEL).
         inferred: An inferred constitution (YAML) whose principles the declared one may lack.
         min_flip: Flag a principle when the upper end of its negated flip rate's 95% interval is below this.
@@ -189,7 +190,7 @@ def check_constitution(
         clusters and the smallest equivalent subset; with labels, each principle against people.
     """
     declared = constitution if isinstance(constitution, Constitution) else load_constitution(constitution)
-    labelled = read_pairs(pairs, seed)
+    labelled = read_pairs(pairs, seed, labelled_only=False)
     settings = _settings(mode, orders)
     other = load_constitution(inferred) if inferred else None
 

@@ -283,6 +283,28 @@ def _rate_text(rate: Rate) -> str:
     return f"{rate.value:.3f}{ci} (n={rate.n})"
 
 
+def checks_console(result: ConstitutionTest) -> list[str]:
+    """The constitution test in a few terminal lines (the markdown page has the correlation matrix)."""
+    r = result.redundancy
+    lines = [f"{result.constitution} under {result.judge}, {result.pairs} pairs, {result.judge_calls:,} judge calls:"]
+    for s in result.sensitivity:
+        flag = "  INSENSITIVE" if s.insensitive else ""
+        lines.append(
+            f"  {s.principle}: flips {_rate_text(s.negated_flip)} when negated, {_rate_text(s.neutral_flip)} under a "
+            f"neutral principle{flag}"
+        )
+    lines.append("clusters: " + "; ".join("{" + ", ".join(c) + "}" for c in r.clusters))
+    lines.append(
+        f"smallest subset deciding as all {len(r.principles)} do on >= {r.target:.0%} of pairs: {', '.join(r.subset)} "
+        f"({r.subset_reproduces:.1%}; {r.calls_subset:,} calls instead of {r.calls_full:,})"
+    )
+    if result.support is not None:
+        lines.append("against people: " + ", ".join(f"{s.principle} {s.verdict}" for s in result.support))
+    if result.lacking is not None:
+        lines.append("inferred principles the constitution lacks: " + (", ".join(result.lacking) or "none"))
+    return lines
+
+
 def checks_markdown(result: ConstitutionTest) -> str:
     """The constitution test as a markdown page."""
     r = result.redundancy
@@ -356,5 +378,6 @@ __all__ = [
     "negated",
     "smallest_subset",
     "check_constitution",
+    "checks_console",
     "checks_markdown",
 ]

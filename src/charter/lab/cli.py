@@ -103,7 +103,7 @@ def test_command(
     """Test which principles the judge uses (sensitivity to negation), which are redundant (vote clusters and the
     smallest equivalent subset) and, with human labels, which people's choices support."""
     from charter.lab.api import check_constitution
-    from charter.lab.checks import checks_markdown
+    from charter.lab.checks import checks_console, checks_markdown
     from charter.progress import console
 
     chosen_mode, chosen_orders = _judging(mode, orders)
@@ -119,12 +119,10 @@ def test_command(
         seed=seed,
         cache=cache or None,
     )
-    text = checks_markdown(result)
-    from rich.markdown import Markdown
-
-    console.print(Markdown(text))
+    for line in checks_console(result):
+        console.print(line, highlight=False, markup=False)
     if markdown_out:
-        markdown_out.write_text(text, encoding="utf-8")
+        markdown_out.write_text(checks_markdown(result), encoding="utf-8")
     if json_out:
         json_out.write_text(result.model_dump_json(indent=1) + "\n", encoding="utf-8")
     flagged = ", ".join(result.flagged) or "none"

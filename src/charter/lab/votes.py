@@ -67,15 +67,39 @@ def labelled_pairs(rows: Sequence[PairRow], seed: int) -> list[LabelledPair]:
     return [LabelledPair(*to_pair(row, seed)) for row in rows]
 
 
-def read_pairs(source: str | Path, seed: int) -> list[LabelledPair]:
+def read_pairs(source: str | Path, seed: int, labelled_only: bool = True) -> list[LabelledPair]:
     """Human-labelled pairs from a JSONL pair file (prompt, chosen, rejected) or a run directory's human labels
-    (skips and ties left out; a pair labelled by several people counts once, by majority, ties left out)."""
+    (skips and ties left out; a pair labelled by several people counts once, by majority, ties left out). With
+    `labelled_only=False`, a run directory gives every judged pair, labelled where people labelled it."""
     from charter.runs.files import RunFiles
+    from charter.runs.store import open_store
 
     source = Path(source)
+    if RunFiles.is_run_dir(source) and not labelled_only:
+        with open_store(source) as store:
+            found = run_pairs(store, None, seed)
+        if not found:
+            raise DatasetError(f"{source}: no judged pairs yet; run the judge stage first")
+        return found
     if RunFiles.is_run_dir(source):
         return _run_pairs(source)
     return labelled_pairs(load_pairs_file(source), seed)
+
+
+def run_pairs(store: RunStore, n: int | None, seed: int) -> list[LabelledPair]:
+    """A seeded sample of `n` (None: all) of a run's judged pairs, with the side people picked where they
+    labelled it ('' where nobody did)."""
+    import random
+
+    fingerprints = store.fingerprints()
+    if fingerprints is None:
+        return []
+    pairs = [pair for pair, _ in store.judged_pairs(fingerprints)]
+    if n is not None and len(pairs) > n:
+        keep = set(random.Random(seed).sample(range(len(pairs)), n))
+        pairs = [p for i, p in enumerate(pairs) if i in keep]
+    sides = human_sides(store)
+    return [LabelledPair(p, sides.get(p.pair_id, "")) for p in pairs]
 
 
 def human_sides(store: RunStore) -> dict[str, str]:
@@ -191,6 +215,7 @@ __all__ = [
     "labelled_pairs",
     "principle_from_text",
     "read_pairs",
+    "run_pairs",
     "slug",
     "vote",
 ]

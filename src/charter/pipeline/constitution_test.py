@@ -5,12 +5,10 @@ run (meta `constitution_test`, report/constitution-test.{md,json}) and shown in 
 
 from __future__ import annotations
 
-import random
-
 from charter.constitutions import Constitution
 from charter.lab.checks import ConstitutionTest, check_constitution, checks_markdown
 from charter.lab.stored import META, stored_test
-from charter.lab.votes import LabelledPair, human_sides
+from charter.lab.votes import run_pairs
 from charter.preference.config import ConstitutionTestConfig, JudgeConfig
 from charter.providers.base import ChatModel
 from charter.records import fingerprint
@@ -19,19 +17,6 @@ from charter.runs.store import RunStore
 
 #: Resamples of each interval.
 BOOTSTRAP_SAMPLES = 1000
-
-
-def run_pairs(store: RunStore, n: int, seed: int) -> list[LabelledPair]:
-    """A seeded sample of `n` of the run's judged pairs, with the side people picked where they labelled it."""
-    fingerprints = store.fingerprints()
-    if fingerprints is None:
-        return []
-    pairs = [pair for pair, _ in store.judged_pairs(fingerprints)]
-    if len(pairs) > n:
-        keep = set(random.Random(seed).sample(range(len(pairs)), n))
-        pairs = [p for i, p in enumerate(pairs) if i in keep]
-    sides = human_sides(store)
-    return [LabelledPair(p, sides.get(p.pair_id, "")) for p in pairs]
 
 
 async def run_constitution_test(
