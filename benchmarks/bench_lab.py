@@ -96,38 +96,37 @@ def shared(proposals: int, limit: int) -> None:
         "| pairs, candidates | proposals (unusable) | candidates (raw / kept) | selected | inferred, held out |"
         " declared harmless | longer wins | judge calls | wall |"
     )
-    print("|---|---|---|---:|---|---|---|---:|---:|")
-    tests = []
+    print("|---|---|---|---:|---|---|---|---:|---:|", flush=True)
+    rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for name in ("hhh_harmless_helpful", "pyrit_hate_speech_pairs"):
             path = _subset(SHARED / f"{name}.jsonl", limit, Path(tmp) / f"{name}.jsonl")
-            print(_infer_row(f"{name}, proposed", path, proposals, model=LOCAL))
-            print(
-                _infer_row(
-                    f"{name}, bundled principles",
-                    path,
-                    proposals,
-                    judge=LOCAL,
-                    candidates=["harmless", "helpful-honest"],
-                )
+            print(_infer_row(f"{name}, proposed", path, proposals, model=LOCAL), flush=True)
+            bundled = _infer_row(
+                f"{name}, bundled principles", path, proposals, judge=LOCAL, candidates=["harmless", "helpful-honest"]
             )
+            print(bundled, flush=True)
             started = time.perf_counter()
-            tests.append((name, check_constitution("harmless", path, LOCAL, cache=None), time.perf_counter() - started))
+            rows.append(_test_row(name, check_constitution("harmless", path, LOCAL, cache=None), started))
+            print(f"(constitution test) {rows[-1]}", flush=True)  # as it is measured: a cut-off run keeps it
     print(
         "\n| pairs | principles flagged insensitive | median negated flip rate | supported by people |"
         " smallest subset at 97% | judge calls | wall |"
     )
     print("|---|---:|---:|---:|---|---:|---:|")
-    for name, t, wall in tests:
-        flips = sorted(s.negated_flip.value for s in t.sensitivity if s.negated_flip.value is not None)
-        median = flips[len(flips) // 2] if flips else float("nan")
-        supported = sum(1 for s in t.support or [] if s.verdict == "supported")
-        red = t.redundancy
-        print(
-            f"| {name} ({t.pairs}) | {len(t.flagged)} of {len(t.sensitivity)} | {median:.3f} | {supported} |"
-            f" {len(red.subset)} of {len(red.principles)} ({red.subset_reproduces:.1%}) | {t.judge_calls:,} |"
-            f" {wall:.0f} s |"
-        )
+    print("\n".join(rows))
+
+
+def _test_row(name: str, t, started: float) -> str:  # noqa: ANN001
+    flips = sorted(s.negated_flip.value for s in t.sensitivity if s.negated_flip.value is not None)
+    median = flips[len(flips) // 2] if flips else float("nan")
+    supported = sum(1 for s in t.support or [] if s.verdict == "supported")
+    red = t.redundancy
+    return (
+        f"| {name} ({t.pairs}) | {len(t.flagged)} of {len(t.sensitivity)} | {median:.3f} | {supported} |"
+        f" {len(red.subset)} of {len(red.principles)} ({red.subset_reproduces:.1%}) | {t.judge_calls:,} |"
+        f" {time.perf_counter() - started:.0f} s |"
+    )
 
 
 def main() -> None:
