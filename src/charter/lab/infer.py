@@ -86,7 +86,8 @@ class CandidateFigures(Record):
     failed: int
     """Pairs whose judgment under it failed."""
     agreement: float
-    """Its own agreement with people on the training split (an abstention counts half)."""
+    """Its own agreement with people on the training pairs it judged (an abstention counts half; a failed judgment
+    is left out, and counted in `failed`)."""
     selected: bool = False
     """Whether it is in the inferred constitution."""
 
@@ -278,7 +279,7 @@ def _candidate_figures(
                 against_rate=float(np.sum(row[ok] == -human[ok]) / n),
                 abstain_rate=float(np.sum(row[ok] == 0) / n),
                 failed=int((~ok).sum()),
-                agreement=agreement(np.nan_to_num(row), human),
+                agreement=agreement(row[ok], human[ok]),
                 selected=i in selected,
             )
         )
