@@ -13,9 +13,10 @@ from typer.testing import CliRunner
 from charter.cli import app, main
 from charter.constitutions import load_constitution
 from charter.lab.api import infer_constitution
-from charter.lab.infer import parse_candidates
+from charter.lab.infer import PRINCIPLES_SCHEMA, parse_candidates
 from charter.providers import register_script
-from charter.testing.lab import make_pairs, register_lab_models, rule_of
+from charter.testing import LoopbackServer
+from charter.testing.lab import RULES, make_pairs, register_lab_models, rule_of
 from tests.support.tiny_models import write_jsonl
 
 register_lab_models()
@@ -62,6 +63,37 @@ def test_a_reply_that_is_not_a_json_array_is_a_recorded_failure(planted: Path) -
     assert result.report.candidates_raw == result.report.proposals_asked - result.report.proposals_failed
     assert parse_candidates('Sure: ["Select the response that is kind.", 3]') is None
     assert parse_candidates('Here:\n["Select the response that is kind."]') == ["Select the response that is kind."]
+
+
+def test_a_proposer_behind_an_api_is_asked_for_structured_output(planted: Path, tmp_path: Path) -> None:
+    """An OpenAI-compatible proposer is sent the principles' JSON Schema, and answers with the object, as a
+    provider's structured output does; with `--no-structured-output` it is not, and its plain-text reply is read."""
+    number, question = RULES["number"][0][0], RULES["question"][0][0]
+
+    def reply(body: dict) -> str:
+        if body.get("response_format", {}).get("json_schema", {}).get("schema") == PRINCIPLES_SCHEMA:
+            return json.dumps({"principles": [number, question]})
+        return f"People liked it for this reason: {json.dumps([number])}"
+
+    with LoopbackServer(reply=reply).start() as server:
+        proposer = f"openai-compatible:proposer@{server.openai_url}"
+        result = infer_constitution(planted, proposer, judge="scripted:lab-judge", cache=None)
+        asked = [r.body for r in server.requests]
+        server.reset()
+        out = tmp_path / "plain.yaml"
+        args = ["--pairs", str(planted), "--model", proposer, "--judge", "scripted:lab-judge", "-o", str(out)]
+        ran = CliRunner().invoke(app, ["constitutions", "infer", *args, "--cache", "", "--no-structured-output"])
+        plain = [r.body for r in server.requests]
+    assert len(asked) == result.report.proposals_asked > 0 and result.report.proposals_failed == 0
+    assert all(body["response_format"]["json_schema"]["strict"] for body in asked)
+    assert rule_of(result.constitution.principles[0].description) == "number"
+    assert ran.exit_code == 0, ran.output
+    assert plain and all("response_format" not in body for body in plain)
+    assert rule_of(load_constitution(str(out)).principles[0].description) == "number"
+    assert parse_candidates('{"principles": ["Select the response that is kind."]}') == [
+        "Select the response that is kind."
+    ]
+    assert parse_candidates('{"reasons": ["Select the response that is kind."]}') is None
 
 
 def test_infer_from_the_command_line_writes_a_constitution_validate_accepts(planted: Path, tmp_path: Path) -> None:

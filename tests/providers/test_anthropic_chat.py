@@ -64,6 +64,16 @@ async def test_via_model_string(loopback, anthropic_key):
     assert completion.text == "echo: second" and chat.model_id == "anthropic:claude-test"
 
 
+async def test_a_json_schema_is_asked_for_as_an_output_format(loopback, anthropic_key):
+    schema = {"type": "object", "properties": {"x": {"type": "string"}}, "additionalProperties": False}
+    await model(loopback).generate([CHAT], SamplingParams(json_schema=schema))
+    await model(loopback, structured_output=False).generate([CHAT], SamplingParams(json_schema=schema))
+    await model(loopback).generate([CHAT], SamplingParams())
+    first, off, plain = (r.body for r in loopback.requests)
+    assert first["output_config"] == {"format": {"type": "json_schema", "schema": schema}}
+    assert "output_config" not in off and "output_config" not in plain
+
+
 def test_missing_key(monkeypatch):
     monkeypatch.delenv("ANTHROPIC_API_KEY", raising=False)
     with pytest.raises(MissingAPIKey, match="ANTHROPIC_API_KEY"):

@@ -110,6 +110,24 @@ def test_cache_key_is_canonical():
     assert a != cache_key("choice_logprobs", "m", [hello, {"seed": 1, "temperature": 0.5}])
 
 
+def test_a_json_schema_is_part_of_the_key_and_leaves_other_keys_as_they_were():
+    # Unset, the field is not dumped: cache keys and run fingerprints made before it existed still match.
+    assert SamplingParams().model_dump(mode="json") == {
+        "temperature": 0.7,
+        "top_p": 1.0,
+        "max_tokens": 256,
+        "seed": None,
+        "stop": [],
+    }
+    schema = {"type": "object", "properties": {"x": {"type": "string"}}, "additionalProperties": False}
+    hello = as_dicts(HELLO)
+    plain = cache_key("generate", "m", [hello, SamplingParams().model_dump(mode="json")])
+    shaped = cache_key("generate", "m", [hello, SamplingParams(json_schema=schema).model_dump(mode="json")])
+    assert plain != shaped
+    with pytest.raises(ValueError, match="must be an object"):
+        SamplingParams(json_schema={"type": "array", "items": {"type": "string"}})
+
+
 def test_cache_round_trip_and_chunked_lookups(tmp_path):
     cache = CallCache(tmp_path / "nested" / "c.sqlite")
     assert len(cache) == 0 and cache.get_many([]) == {}

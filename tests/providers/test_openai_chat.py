@@ -46,6 +46,28 @@ async def test_generate_batch_in_order_with_usage(loopback, openai_key):
     await chat.aclose()
 
 
+SCHEMA = {
+    "type": "object",
+    "properties": {"items": {"type": "array", "items": {"type": "string"}}},
+    "required": ["items"],
+    "additionalProperties": False,
+}
+
+
+async def test_a_json_schema_is_asked_for_as_strict_structured_output(loopback, openai_key):
+    await model(loopback).generate([HELLO], SamplingParams(json_schema=SCHEMA))
+    assert loopback.requests[0].body["response_format"] == {
+        "type": "json_schema",
+        "json_schema": {"name": "reply", "schema": SCHEMA, "strict": True},
+    }
+    # Off for a server that rejects it; and a call without a schema never sends one.
+    off = create_backend(f"openai-compatible:gpt-test@{loopback.openai_url}", FAST, structured_output=False)
+    await off.generate([HELLO], SamplingParams(json_schema=SCHEMA))
+    await model(loopback).generate([HELLO], SamplingParams())
+    assert all("response_format" not in r.body for r in loopback.requests[1:])
+    await off.aclose()
+
+
 async def test_key_sent_as_bearer(loopback, openai_key):
     await model(loopback).generate([HELLO], SamplingParams())
     assert loopback.requests[0].headers["authorization"] == f"Bearer {openai_key}"

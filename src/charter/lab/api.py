@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from charter.constitutions import Constitution, load_constitution
 from charter.constitutions.schema import Principle
@@ -15,8 +15,9 @@ from charter.lab.checks import check_constitution as _check
 from charter.lab.infer import Inferred, infer, write_outputs
 from charter.lab.votes import read_pairs
 from charter.preference.config import JudgeMode, JudgeSettings, Orders
-from charter.providers import ManagedModel, UsageMeter, get_model
+from charter.providers import ChatModel, ManagedModel, UsageMeter, get_model, parse_model_string
 from charter.providers.cache import CallCache
+from charter.providers.registry import provider
 
 T = TypeVar("T")
 
@@ -27,15 +28,17 @@ def _settings(mode: JudgeMode, orders: Orders) -> JudgeSettings:
     return JudgeSettings(mode=mode, orders=orders)
 
 
-def _with_models(
-    specs: list[tuple[str, str]], cache: str | None, work: Callable[[list[ManagedModel]], Awaitable[T]]
-) -> T:
-    """Build the models (one cache and meter), run `work` with them, close them."""
+Spec = tuple[str | ChatModel, str, dict[str, Any]]
+
+
+def _with_models(specs: list[Spec], cache: str | None, work: Callable[[list[ManagedModel]], Awaitable[T]]) -> T:
+    """Build the models (model string or `ChatModel`, role, backend options; one cache and meter), run `work` with
+    them, close them."""
     calls = CallCache(Path(cache).expanduser()) if cache else None
     meter = UsageMeter()
 
     async def go() -> T:
-        models = [get_model(spec, cache=calls, meter=meter, role=role) for spec, role in specs]
+        models = [get_model(spec, cache=calls, meter=meter, role=role, **options) for spec, role, options in specs]
         try:
             return await work(models)
         finally:
@@ -62,11 +65,22 @@ def _candidate_pool(names: list[str]) -> list[Principle]:
     return out
 
 
+def _proposer_options(model: str | ChatModel, structured_output: bool) -> dict[str, Any]:
+    """`structured_output: false` for a model string whose provider has the option (the others are never asked)."""
+    if structured_output or not isinstance(model, str):
+        return {}
+    return (
+        {"structured_output": False}
+        if "structured_output" in provider(parse_model_string(model).provider).options
+        else {}
+    )
+
+
 def infer_constitution(
     pairs: str | Path,
-    model: str | None = None,
+    model: str | ChatModel | None = None,
     *,
-    judge: str | None = None,
+    judge: str | ChatModel | None = None,
     candidates: str | list[str] | None = None,
     output: str | Path | None = None,
     declared: str | None = None,
@@ -81,13 +95,15 @@ def infer_constitution(
     concurrency: int = 64,
     cache: str | None = "~/.cache/charter/calls.sqlite",
     name: str = "inferred",
+    structured_output: bool = True,
 ) -> Inferred:
     """Infer a constitution from human-labelled pairs (Inverse Constitutional AI).
 
     Args:
         pairs: A JSONL pair file (prompt, chosen = the human-preferred response, rejected) or a run directory with
             human labels.
-        model: The model that proposes principles (PROVIDER:MODEL); None with `candidates`.
+        model: The model that proposes principles (PROVIDER:MODEL, or a `ChatModel`, e.g. one from
+            `create_backend` with options); None with `candidates`.
         judge: The model whose votes test each candidate on every pair (default: `model`).
         candidates: Constitutions (bundled names or YAML files) whose principles are the candidates, instead of
             proposing any: the selection is made among them.
@@ -104,6 +120,8 @@ def infer_constitution(
         concurrency: Calls in flight at once.
         cache: The call cache file (None: none).
         name: The inferred constitution's name.
+        structured_output: Ask an API proposer (openai, anthropic, openai-compatible) for its reply as structured
+            output, a JSON Schema; False for a server that rejects that, which then answers in plain text.
 
     Returns:
         The constitution and its report (candidates with support, for/against/abstain rates and agreement; the
@@ -146,7 +164,10 @@ def infer_constitution(
         )
 
     proposes = model is not None and pool is None
-    specs = [(model, "proposer"), (judge, "judge")] if proposes and judge != model else [(judge, "judge")]
+    if model is not None and proposes and judge != model:
+        specs: list[Spec] = [(model, "proposer", _proposer_options(model, structured_output)), (judge, "judge", {})]
+    else:
+        specs = [(judge, "judge", _proposer_options(judge, structured_output) if proposes else {})]
     result = _with_models(specs, cache, work)
     if output is not None:
         write_outputs(result, Path(output))
@@ -156,7 +177,7 @@ def infer_constitution(
 def check_constitution(
     constitution: str | Constitution,
     pairs: str | Path,
-    judge: str,
+    judge: str | ChatModel,
     *,
     inferred: str | None = None,
     min_flip: float = 0.5,
@@ -174,7 +195,7 @@ def check_constitution(
         constitution: A bundled name, a YAML file or a `Constitution`.
         pairs: A JSONL pair file, or a run directory (its judged pairs; the support by people uses those people
             labelled).
-        judge: The judge model (PROVIDER:MODEL).
+        judge: The judge model (PROVIDER:MODEL, or a `ChatModel`).
         inferred: An inferred constitution (YAML) whose principles the declared one may lack.
         min_flip: Flag a principle when the upper end of its negated flip rate's 95% interval is below this.
         target: The share of pairs on which the smallest subset must give the full ensemble's side.
@@ -208,7 +229,7 @@ def check_constitution(
             concurrency=concurrency,
         )
 
-    return _with_models([(judge, "judge")], cache, work)
+    return _with_models([(judge, "judge", {})], cache, work)
 
 
 __all__ = ["check_constitution", "infer_constitution"]

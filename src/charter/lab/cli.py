@@ -50,6 +50,11 @@ def infer_command(
     orders: str = typer.Option("both", "--orders", help="both or one."),
     seed: int = typer.Option(0, "--seed", help="Seed of the split, the sample, the order shown and the bootstrap."),
     cache: str | None = typer.Option("~/.cache/charter/calls.sqlite", "--cache", help="Call cache ('' for none)."),
+    structured_output: bool = typer.Option(
+        True,
+        "--structured-output/--no-structured-output",
+        help="Ask an API proposer for structured output (a JSON Schema); off for a server that rejects it.",
+    ),
 ) -> None:
     """Infer a constitution from human-labelled pairs (Inverse Constitutional AI): propose, deduplicate, vote,
     select; the held-out agreement beside the declared constitution's and the baselines'."""
@@ -73,6 +78,7 @@ def infer_command(
         orders=chosen_orders,  # type: ignore[arg-type]
         seed=seed,
         cache=cache or None,
+        structured_output=structured_output,
     )
     for line in summary_lines(result.report):
         console.print(line, highlight=False, markup=False)

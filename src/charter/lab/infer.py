@@ -1,8 +1,8 @@
 """Inverse Constitutional AI (Findeis et al., ICLR 2025): the principles that explain a set of human preferences.
 
 1. **Propose**: for a sample of pairs, a model is shown the conversation, the response people preferred and the
-   other, and asked for principles of the form "Select the response that ..." as a JSON array of strings; a reply
-   that is not one is a recorded failure.
+   other, and asked for principles of the form "Select the response that ..." as JSON (`{"principles": [...]}`,
+   structured output where the provider has it); a reply that is not one is a recorded failure.
 2. **Deduplicate**: the candidates are embedded (MiniLM) and clustered (agglomerative, cosine); each cluster keeps
    its most-proposed member.
 3. **Vote**: each candidate judges every pair with charter's judge (`charter.lab.votes`).
@@ -57,9 +57,16 @@ Conversation:
 {other}
 
 Propose up to {k} principles that would explain why people preferred it. Write each as one sentence of the form \
-"Select the response that ...", general enough to apply to other conversations. Answer with a JSON array of \
-strings and nothing else."""
+"Select the response that ...", general enough to apply to other conversations. Answer with JSON and nothing \
+else: {{"principles": ["Select the response that ...", ...]}}"""
 
+#: The proposer's reply as structured output (an object root: OpenAI's strict mode takes no other).
+PRINCIPLES_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "properties": {"principles": {"type": "array", "items": {"type": "string"}}},
+    "required": ["principles"],
+    "additionalProperties": False,
+}
 #: How the proposer prompt names the two responses (the scripted lab proposer reads them).
 PREFERRED, OTHER = "Preferred response:", "Other response:"
 #: Cosine distance under which two candidates are the same principle.
@@ -113,7 +120,7 @@ class InferenceReport(Record):
     proposals_asked: int
     """Pairs the proposer was asked about."""
     proposals_failed: int
-    """Replies that were not a JSON array of strings (recorded, not guessed at)."""
+    """Replies that were not a JSON list of principles (recorded, not guessed at)."""
     candidates_raw: int
     """Candidate principles before deduplication."""
     candidates: list[CandidateFigures]
@@ -157,14 +164,22 @@ def propose_prompt(lp: LabelledPair, k: int) -> str:
 
 
 def parse_candidates(text: str) -> list[str] | None:
-    """The principles in a proposer's reply: the first JSON array of strings in it (None if there is none)."""
-    match = re.search(r"\[.*\]", text, re.S)
-    if match is None:
-        return None
-    try:
-        found = json.loads(match.group(0))
-    except json.JSONDecodeError:
-        return None
+    """The principles in a proposer's reply: `{"principles": [...]}` (what structured output returns), else, where
+    the reply holds no JSON object, the first JSON array of strings in it (None if there is neither)."""
+    found: Any = None
+    for pattern in (r"\{.*\}", r"\[.*\]"):
+        match = re.search(pattern, text, re.S)
+        if match is None:
+            continue
+        try:
+            found = json.loads(match.group(0))
+        except json.JSONDecodeError:
+            continue
+        if isinstance(found, dict):  # an object answers under "principles" or not at all
+            found = found.get("principles")
+            break
+        if isinstance(found, list):
+            break
     if not isinstance(found, list) or not all(isinstance(x, str) for x in found):
         return None
     return [" ".join(x.split()) for x in found if x.strip() and len(x) <= MAX_CHARS]
@@ -317,14 +332,14 @@ async def infer(
     else:
         assert proposer is not None  # the API asks for a proposer or candidates
         asked = random.Random(seed).sample(train, min(proposals, len(train)))
-        params = SamplingParams(temperature=0.0, max_tokens=400, seed=seed)
+        params = SamplingParams(temperature=0.0, max_tokens=400, seed=seed, json_schema=PRINCIPLES_SCHEMA)
         raw, failed = await propose(proposer, [pairs[i] for i in sorted(asked)], per_pair, params, concurrency)
         kept = deduplicate(raw)
         if not kept:
             raise ArgumentError(
                 "model",
                 f"the proposer gave no usable principle for {len(asked)} pairs ({failed} replies "
-                "were not a JSON array of strings)",
+                "were not a JSON list of principles)",
             )
         taken: set[str] = set()
         pool = [principle_from_text(slug(text, taken), text) for text, _ in kept]

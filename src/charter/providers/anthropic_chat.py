@@ -36,7 +36,9 @@ class AnthropicModel(SDKChatModel):
 
     Options: `base_url` (default: ANTHROPIC_BASE_URL, else Anthropic's API; any other host needs `api_key_env`);
     `extra_body` (merged into each request); `sampling_params` (send temperature and top_p, which the current SDK no
-    longer exposes as arguments, through the request body; off by default: newer models reject them).
+    longer exposes as arguments, through the request body; off by default: newer models reject them);
+    `structured_output` (default true: a call whose params carry a `json_schema` asks for it as
+    `output_config.format`; false for servers that reject that).
     """
 
     provider = "anthropic"
@@ -47,6 +49,7 @@ class AnthropicModel(SDKChatModel):
         self.limits = limits or Limits()
         self.extra_body: dict[str, Any] = dict(options.get("extra_body") or {})
         self.sampling_params = bool(options.get("sampling_params", False))
+        self.structured_output = bool(options.get("structured_output", True))
         self._sdk = _sdk()
         key = self.serve_at(options.get("base_url"), api_key_env)
         self.limiter = Limiter(self.limits, self.model_id, transient=(self._sdk.APIConnectionError,), secrets=[key])
@@ -64,6 +67,8 @@ class AnthropicModel(SDKChatModel):
             kwargs["system"] = system
         if params.stop:
             kwargs["stop_sequences"] = list(params.stop)
+        if params.json_schema is not None and self.structured_output:
+            kwargs["output_config"] = {"format": {"type": "json_schema", "schema": params.json_schema}}
         body = dict(self.extra_body)
         if self.sampling_params:
             body["temperature"] = params.temperature

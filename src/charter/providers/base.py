@@ -9,7 +9,7 @@ from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, SerializerFunctionWrapHandler, field_validator, model_serializer
 
 from charter.errors import LogprobsUnsupported
 from charter.providers.endpoints import Endpoint, resolve_endpoint, served_id
@@ -33,6 +33,27 @@ class SamplingParams(BaseModel):
     """Sampling seed, where the backend honours one; also tells k samples of one prompt apart."""
     stop: tuple[str, ...] = ()
     """Strings that end generation."""
+    json_schema: dict[str, Any] | None = None
+    """A JSON Schema the reply must follow, sent as structured output where the provider has it (OpenAI's
+    `response_format` with `strict`, Anthropic's `output_config.format`; a model's `structured_output: false` option
+    turns it off for servers that reject it). Local and scripted models are not constrained: a reply is parsed
+    and checked either way. The root must be an object (OpenAI's strict mode), closed with
+    `additionalProperties: false`."""
+
+    @field_validator("json_schema")
+    @classmethod
+    def _object_root(cls, schema: dict[str, Any] | None) -> dict[str, Any] | None:
+        if schema is not None and schema.get("type") != "object":
+            raise ValueError("the root of a json_schema must be an object (`type: object`)")
+        return schema
+
+    @model_serializer(mode="wrap")
+    def _unset_schema_left_out(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        # Left out when unset, so that cache keys and run fingerprints from before the field stay the same.
+        data = handler(self)
+        if data.get("json_schema") is None:
+            data.pop("json_schema", None)
+        return data
 
 
 class Limits(BaseModel):

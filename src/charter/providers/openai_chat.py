@@ -48,7 +48,8 @@ class OpenAIModel(SDKChatModel):
     """A chat model behind OpenAI's chat completions API.
 
     Options: `base_url` (`openai:` only; default OPENAI_BASE_URL, else OpenAI's API: any other host needs
-    `api_key_env`); `extra_body` (merged into each request)."""
+    `api_key_env`); `extra_body` (merged into each request); `structured_output` (default true: a call whose
+    params carry a `json_schema` asks for it as `response_format`; false for servers that reject that)."""
 
     provider = "openai"
     supports_logprobs = True
@@ -68,6 +69,7 @@ class OpenAIModel(SDKChatModel):
         self.compatible = compatible
         self.limits = limits or Limits()
         self.extra_body: dict[str, Any] = dict(options.get("extra_body") or {})
+        self.structured_output = bool(options.get("structured_output", True))
         self._sdk = _sdk()
         key = self.serve_at(base_url, api_key_env)
         self.limiter = Limiter(self.limits, self.model_id, transient=(self._sdk.APIConnectionError,), secrets=[key])
@@ -96,6 +98,11 @@ class OpenAIModel(SDKChatModel):
             kwargs["seed"] = params.seed
         if params.stop:
             kwargs["stop"] = list(params.stop)
+        if params.json_schema is not None and self.structured_output:
+            kwargs["response_format"] = {
+                "type": "json_schema",
+                "json_schema": {"name": "reply", "schema": params.json_schema, "strict": True},
+            }
         return {**kwargs, **self.extra_body}
 
     #: `_request` under the name the batch runner uses for every backend: one chat request's body.

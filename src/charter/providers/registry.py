@@ -208,9 +208,16 @@ def _scripted(spec: ModelSpec, limits: Limits, api_key_env: str | None, options:
 
 
 for _provider in (
-    Provider("openai", _openai, ("base_url", "extra_body"), endpoint=_url_endpoint),
-    Provider("anthropic", _anthropic, ("base_url", "extra_body", "sampling_params"), endpoint=_url_endpoint),
-    Provider("openai-compatible", _openai, ("extra_body",), endpoint=_url_endpoint, url_in_name=True),
+    Provider("openai", _openai, ("base_url", "extra_body", "structured_output"), endpoint=_url_endpoint),
+    Provider(
+        "anthropic",
+        _anthropic,
+        ("base_url", "extra_body", "sampling_params", "structured_output"),
+        endpoint=_url_endpoint,
+    ),
+    Provider(
+        "openai-compatible", _openai, ("extra_body", "structured_output"), endpoint=_url_endpoint, url_in_name=True
+    ),
     Provider(
         "local",
         _local,

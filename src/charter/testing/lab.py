@@ -4,7 +4,8 @@ Five rules a response can be compared by, each with paraphrases. `make_pairs` wr
 `register_lab_models` makes:
 
 - `scripted:lab-proposer`: asked why people preferred one response, it offers each rule under which the preferred
-  response wins (so the planted rule always, the others by chance), each in a random paraphrase, as a JSON array;
+  response wins (so the planted rule always, the others by chance), each in a random paraphrase, as a bare JSON
+  array in plain text (as a model without structured output might);
 - `scripted:lab-judge`: applies whichever rule its prompt names (any paraphrase), the opposite rule when the
   principle is negated, and abstains (P = 0.5) under a principle it does not know;
 - `scripted:lab-ignorer`: prefers the longer response whatever the principle says.
