@@ -2,14 +2,14 @@
 model, and inference at scale with the scripted lab models.
 
     .venv/bin/python benchmarks/bench_lab.py scale [--pairs 10000]
-    .venv/bin/python benchmarks/bench_lab.py shared [--proposals 30] [--limit 120]
+    .venv/bin/python benchmarks/bench_lab.py shared [--proposals 30] [--limit 120] [--parts proposed bundled test]
 
 `scale`: pairs labelled by a planted rule (charter.testing.lab), the scripted proposer and rule-following judge;
 prints the held-out agreement, judge calls, wall time and peak memory (max RSS).
 `shared`: the shared HHH (117 pairs) and PyRIT hate-speech pairs (a seeded subset of `--limit`), with the embedded
 SmolLM2-135M-Instruct as proposer and judge: the inferred constitution's held-out agreement against the declared
 `harmless` constitution and the baselines, then `charter constitutions test harmless` on the same pairs. No call
-cache, so every call is made. Prints markdown tables.
+cache, so every call is made. Prints markdown tables. `--parts test` measures the constitution test alone.
 """
 
 from __future__ import annotations
@@ -26,6 +26,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "data" / "human_preferences"
 LOCAL = "local:smollm2-135m-instruct"
+#: `shared`'s parts: inference from the model's proposals, selection among the bundled principles, the test.
+PARTS = ["proposed", "bundled", "test"]
 
 
 def _fmt(fig) -> str:  # noqa: ANN001
@@ -87,7 +89,7 @@ def _infer_row(label: str, path: Path, proposals: int, **how) -> str:  # noqa: A
     )
 
 
-def shared(proposals: int, limit: int) -> None:
+def shared(proposals: int, limit: int, parts: list[str]) -> None:
     from charter.lab.api import check_constitution
 
     if not SHARED.is_dir():
@@ -101,11 +103,14 @@ def shared(proposals: int, limit: int) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         for name in ("hhh_harmless_helpful", "pyrit_hate_speech_pairs"):
             path = _subset(SHARED / f"{name}.jsonl", limit, Path(tmp) / f"{name}.jsonl")
-            print(_infer_row(f"{name}, proposed", path, proposals, model=LOCAL), flush=True)
-            bundled = _infer_row(
-                f"{name}, bundled principles", path, proposals, judge=LOCAL, candidates=["harmless", "helpful-honest"]
-            )
-            print(bundled, flush=True)
+            if "proposed" in parts:
+                print(_infer_row(f"{name}, proposed", path, proposals, model=LOCAL), flush=True)
+            if "bundled" in parts:
+                both = ["harmless", "helpful-honest"]
+                bundled = _infer_row(f"{name}, bundled principles", path, proposals, judge=LOCAL, candidates=both)
+                print(bundled, flush=True)
+            if "test" not in parts:
+                continue
             started = time.perf_counter()
             rows.append(_test_row(name, check_constitution("harmless", path, LOCAL, cache=None), started))
             print(f"(constitution test) {rows[-1]}", flush=True)  # as it is measured: a cut-off run keeps it
@@ -136,11 +141,12 @@ def main() -> None:
     measured = sub.add_parser("shared")
     measured.add_argument("--proposals", type=int, default=30)
     measured.add_argument("--limit", type=int, default=120)
+    measured.add_argument("--parts", nargs="+", choices=PARTS, default=PARTS)
     args = parser.parse_args()
     if args.what == "scale":
         scale(args.pairs)
     else:
-        shared(args.proposals, args.limit)
+        shared(args.proposals, args.limit, args.parts)
 
 
 if __name__ == "__main__":
