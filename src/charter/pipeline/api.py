@@ -9,13 +9,15 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any, NotRequired, TypedDict, cast
+from typing import Any, NotRequired, TypedDict, TypeVar, cast
+
+from pydantic import BaseModel, ValidationError
 
 from charter.concurrency import bounded_map
 from charter.constitutions import Constitution, load_constitution
 from charter.critique.chain import chain_fingerprint, run_chain
 from charter.critique.config import CritiqueConfig
-from charter.errors import DatasetError
+from charter.errors import ArgumentError, DatasetError
 from charter.messages import as_messages
 from charter.pipeline.config import RunConfig, load_run_config
 from charter.pipeline.launch import run as run_config
@@ -27,6 +29,29 @@ from charter.preference.judge import judge_many
 from charter.providers import ChatModel, ManagedModel, SamplingParams, get_model
 from charter.providers.config import DEFAULT_MODEL
 from charter.records import Chain, Judgment, Message, Pair, PreferenceRow, Provenance, fingerprint
+from charter.yamlio import dotted
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def _problem(exc: ValidationError) -> tuple[tuple, str]:
+    """The first error of a validation: where, and what (in the words the config errors use)."""
+    err = exc.errors()[0]
+    if err["type"] == "extra_forbidden":
+        return err["loc"], "unknown argument"
+    return err["loc"], err["msg"].removeprefix("Value error, ")
+
+
+def _from_arguments(model: type[M], **fields: Any) -> M:
+    """`model(**fields)` for a function's arguments: a bad value is the ArgumentError of the argument that gave it."""
+    try:
+        return model(**fields)
+    except ValidationError as exc:
+        loc, message = _problem(exc)
+        where = dotted(loc[1:])
+        raise ArgumentError(
+            str(loc[0]) if loc else "arguments", message if not loc[1:] else f"{where}: {message}"
+        ) from None
 
 
 class PreferenceCounts(TypedDict):
@@ -145,10 +170,17 @@ def critique_chains(
             key variable).
         ProviderError: A model call failed for good (retries spent, or a rejected prompt); there is no partial
             result.
-        pydantic.ValidationError: `rounds` is below 1.
+        ArgumentError: `rounds` is below 1, or `principles` names a principle the constitution does not have.
     """
     const = load_constitution(constitution)
-    config = CritiqueConfig(rounds=rounds, principles=principles)
+    config = _from_arguments(CritiqueConfig, rounds=rounds, principles=principles)
+    unknown = [p for p in principles or [] if p not in const.principle_ids]
+    if unknown:
+        raise ArgumentError(
+            "principles",
+            f"{', '.join(map(repr, unknown))} not in constitution {const.name!r} "
+            f"(its principles: {', '.join(const.principle_ids)})",
+        )
     params = params or SamplingParams()
     items = [as_messages(p, f"prompts[{i}]") for i, p in enumerate(prompts)]
 
@@ -184,15 +216,18 @@ def as_pairs(pairs: Sequence[Pair | dict[str, Any]]) -> list[Pair]:
         missing = [k for k in ("prompt", "a", "b") if k not in pair]
         if missing:
             raise DatasetError(f"{where}: missing {', '.join(missing)}")
-        out.append(
-            Pair.model_validate(
+        try:
+            record = Pair.model_validate(
                 {
                     **pair,
                     "pair_id": str(pair.get("pair_id", f"pair-{i}")),
                     "prompt": as_messages(pair["prompt"], f"{where}.prompt"),
                 }
             )
-        )
+        except ValidationError as exc:
+            loc, message = _problem(exc)
+            raise DatasetError(f"{where}.{dotted(loc)}: {message}") from None
+        out.append(record)
     ids = [p.pair_id for p in out]
     if len(set(ids)) != len(ids):
         raise DatasetError("pairs: pair ids must be unique")
@@ -226,8 +261,8 @@ def judge_pairs(
 
     Raises:
         ConstitutionError: `constitution` is neither a bundled name nor a valid constitution file.
-        DatasetError: A pair dict lacks `prompt`, `a` or `b`, has an empty or malformed prompt, or two pairs share
-            an id.
+        DatasetError: A pair dict lacks `prompt`, `a` or `b`, has an empty or malformed prompt, a field of the wrong
+            type, or two pairs share an id.
         ConfigError: `settings.principles` names a principle the constitution does not have, or the judge's
             settings are unusable.
         UnknownModel: `judge` names no known provider.
@@ -235,10 +270,10 @@ def judge_pairs(
         MissingExtra: The judge's provider needs an optional dependency that is not installed.
         LogprobsUnsupported: Mode `logprobs` with a judge that returns no token probabilities.
         FatalProviderError: A provider error every later call would share (authentication, an unknown model).
-        pydantic.ValidationError: `setting_fields` or a pair dict's fields are not valid.
+        ArgumentError: A `setting_fields` value is not valid (or not a `JudgeSettings` field).
     """
     const = load_constitution(constitution)
-    settings = settings or JudgeSettings(**setting_fields)
+    settings = settings or _from_arguments(JudgeSettings, **setting_fields)
     items = as_pairs(pairs)
 
     async def go() -> list[Judgment]:
@@ -277,10 +312,9 @@ def build_preferences(
         The kept rows, in judgment order, and the counts: rows before the filters, dropped by each filter, and kept.
 
     Raises:
-        DatasetError: A pair dict lacks `prompt`, `a` or `b`, has an empty or malformed prompt, or two pairs share
-            an id.
+        DatasetError: A pair dict lacks `prompt`, `a` or `b`, has an empty or malformed prompt, a field of the wrong
+            type, or two pairs share an id.
         ConstitutionError: `constitution` is neither a bundled name nor a valid constitution file.
-        pydantic.ValidationError: A pair dict's fields are not valid.
     """
     by_id = {p.pair_id: p for p in as_pairs(pairs)}
     filters = filters or FiltersConfig()
