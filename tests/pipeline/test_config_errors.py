@@ -141,3 +141,14 @@ def test_a_key_of_the_mapping_itself_keeps_its_line_whatever_the_order(tmp_path:
     assert err.value.lines == [
         f"{tmp_path / 'q.yaml'}:2:19: policy.params.temprature: unknown key (did you mean 'temperature'?)"
     ]
+
+
+def test_an_unknown_script_stops_the_run_before_its_directory_is_made(tmp_path: Path, capsys) -> None:
+    (tmp_path / "q.yaml").write_text(
+        SHARED.replace("  <<: *common\n  mode: verdict", "  model: scripted:nosuch\n  mode: verdict")
+        + f"output_dir: {tmp_path / 'runs' / 'q'}\n"
+    )
+    assert main(["run", str(tmp_path / "q.yaml")]) == 2
+    [line] = errors(capsys)
+    assert line.startswith("scripted:nosuch: no such script (known:")
+    assert not (tmp_path / "runs").exists()

@@ -110,7 +110,7 @@ def dataset_settings(config: RunConfig, constitution: Constitution, run_id: str,
 
 def check_credentials(config: RunConfig) -> None:
     """Construct each remote backend once: a missing API key (or one that would go to the wrong host) fails here,
-    before any call."""
+    before any call; and each scripted one (an unknown script name), as cheap. Local models are loaded later."""
     for role in run_roles(config).values():
-        if role.endpoint() is not None:
+        if role.endpoint() is not None or parse_model_string(role.model).provider == "scripted":
             role.backend()
