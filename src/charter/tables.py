@@ -22,6 +22,20 @@ from charter.errors import CharterError, DatasetError
 ROW_SUFFIXES = (".parquet", ".jsonl", ".json")
 
 
+def read_text_file(path: str | Path, error: type[CharterError] = DatasetError, kind: str = "text file") -> str:
+    """A whole file as UTF-8 text; a missing file, a folder, an unreadable file or bytes that are not UTF-8 are a
+    one-line `error` naming the path."""
+    try:
+        raw = Path(path).read_bytes()
+    except FileNotFoundError:
+        raise error(f"{path}: file not found") from None
+    except IsADirectoryError:
+        raise error(f"{path}: is a directory, not a {kind}") from None
+    except OSError as exc:
+        raise error(f"{path}: cannot read it: {exc.strerror or exc}") from None
+    return decode_utf8(raw, path, error)
+
+
 def decode_utf8(raw: bytes, path: str | Path, error: type[CharterError] = DatasetError) -> str:
     """A whole file's bytes as text; not UTF-8 is a one-line error naming the line and the byte offset."""
     try:
@@ -69,8 +83,7 @@ def iter_csv(path: str | Path, error: type[CharterError] = DatasetError) -> Iter
     """(line number where the row starts, row by header) for each row of a CSV file with a header, parsed strictly:
     an unbalanced quote, text after a closing quote or a row with another number of fields than the header is one
     `error` naming the file and line (a lenient reader would silently merge the rows after a stray quote)."""
-    path = Path(path)
-    text = decode_utf8(path.read_bytes(), path, error)
+    text = read_text_file(path, error, "CSV file")
     reader = csv.reader(io.StringIO(text, newline=""), strict=True)
     header: list[str] | None = None
     start = 1

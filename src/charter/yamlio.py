@@ -18,7 +18,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from charter.errors import ArgumentError, ConfigError
-from charter.tables import decode_utf8
+from charter.tables import read_text_file
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -99,16 +99,7 @@ class _DuplicateKey(Exception):
 
 def load_yaml(path: str | Path) -> tuple[Any, Positions]:
     """Parse a YAML file into plain data and a map from key path to (line, column)."""
-    path = Path(path)
-    try:
-        raw = path.read_bytes()
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: file not found") from None
-    except IsADirectoryError:
-        raise ConfigError(f"{path}: is a directory, not a YAML file") from None
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read it: {exc.strerror or exc}") from None
-    return parse_yaml(decode_utf8(raw, path, ConfigError), str(path))
+    return parse_yaml(read_text_file(path, ConfigError, "YAML file"), str(path))
 
 
 def parse_yaml(text: str, source: str = "<string>") -> tuple[Any, Positions]:

@@ -186,3 +186,19 @@ def test_bad_recipe_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[st
 def test_yaml_text_is_deterministic(recipe_file: Path) -> None:
     constitution = import_hf_cai(recipe_file)
     assert constitution_yaml(constitution) == constitution_yaml(import_hf_cai(recipe_file))
+
+
+def test_a_recipe_that_cannot_be_read_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    latin = tmp_path / "latin.json"
+    latin.write_bytes('{"constitutions": [{"critic": "caf\u00e9", "revision": "b"}]}'.encode("latin-1"))
+    cases = {
+        tmp_path / "missing.json": ": file not found",
+        tmp_path: ": is a directory, not a JSON file",
+        latin: ":1: not UTF-8 text (byte 34 of the file is 0xe9)",
+    }
+    for path, message in cases.items():
+        with pytest.raises(ConstitutionError) as raised:
+            import_hf_cai(path)
+        assert str(raised.value).startswith(f"{path}{message}"), str(raised.value)
+        assert main(["constitutions", "import", str(path), "-o", str(tmp_path / "out.yaml")]) == 2
+        assert capsys.readouterr().err.strip() == f"error: {raised.value}"

@@ -40,6 +40,7 @@ from pydantic import ValidationError
 
 from charter.constitutions.schema import Constitution
 from charter.errors import ConstitutionError
+from charter.tables import read_text_file
 from charter.yamlio import validation_message
 
 #: Strings longer than this (in characters) are written as folded block scalars.
@@ -105,10 +106,7 @@ def read_hf_cai(path: str | Path, name: str | None = None) -> HFImport:
 
 
 def _read_json(path: Path) -> Any:
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ConstitutionError(f"{path}: file not found") from None
+    text = read_text_file(path, ConstitutionError, "JSON file")
     try:
         return json.loads(text)
     except json.JSONDecodeError as exc:
