@@ -14,7 +14,7 @@ import time
 
 import pytest
 
-from charter.errors import BudgetExceeded, LogprobsUnsupported, UnknownModel
+from charter.errors import BudgetExceeded, LogprobsUnsupported, ProviderError, UnknownModel
 from charter.providers import (
     Budget,
     CallCache,
@@ -29,6 +29,7 @@ from charter.providers import (
     register_script,
 )
 from charter.providers.anthropic_chat import AnthropicModel
+from charter.providers.base import ChatModel, ChoiceProbs, Completion
 from charter.providers.cache import cache_key
 from charter.providers.openai_chat import OpenAIModel
 from charter.providers.registry import ModelSpec
@@ -126,6 +127,79 @@ def test_a_json_schema_is_part_of_the_key_and_leaves_other_keys_as_they_were():
     assert plain != shaped
     with pytest.raises(ValueError, match="must be an object"):
         SamplingParams(json_schema={"type": "array", "items": {"type": "string"}})
+
+
+class Gated(ChatModel):
+    """A backend whose calls wait at a gate, counted, each failing while `failing` is set."""
+
+    provider = "gated"
+    supports_logprobs = True
+
+    def __init__(self) -> None:
+        super().__init__("m")
+        self.gate, self.calls, self.failing = asyncio.Event(), [], False
+
+    async def generate(self, requests, params):  # noqa: ANN001, ANN201
+        self.calls += [r[-1].content for r in requests]
+        await self.gate.wait()
+        if self.failing:
+            raise ProviderError("gated: refused", kind="rejected")
+        return [Completion(f"re: {r[-1].content}", self.model_id, 3, 2) for r in requests]
+
+    async def choice_logprobs(self, request, options):  # noqa: ANN001, ANN201
+        self.calls.append(request[-1].content)
+        await self.gate.wait()
+        return ChoiceProbs({"A": 0.7, "B": 0.3}, self.model_id, 3)
+
+
+async def test_an_identical_call_in_flight_is_waited_for_never_made_twice(tmp_path):
+    backend = Gated()
+    chat = get_model(backend, cache=str(tmp_path / "c.sqlite"))
+    other = [Message(role="user", content="other")]
+    params = SamplingParams(seed=1)
+    calls = [
+        chat.generate([HELLO], params),
+        chat.generate([HELLO, other, other], params),  # duplicates within one call too
+        chat.generate([HELLO], SamplingParams(seed=2)),  # another key: its own call
+        chat.choice_logprobs(other, ["A", "B"]),
+        chat.choice_logprobs(other, ["A", "B"]),
+    ]
+    tasks = [asyncio.ensure_future(c) for c in calls]
+    await asyncio.sleep(0.01)
+    backend.gate.set()
+    first, second, seeded, choice, again = await asyncio.gather(*tasks)
+    assert backend.calls == ["hello world", "other", "hello world", "other"]  # one generate each, one choice
+    assert [c.text for c in second] == ["re: hello world", "re: other", "re: other"]
+    assert not first[0].cached and second[0].cached and not second[1].cached and second[2].cached
+    assert not seeded[0].cached and not choice.cached and again.cached and again.probs == choice.probs
+    [usage] = chat.meter.rows()
+    assert usage.calls == 4 and usage.cached == 3  # the three answered by a call in flight
+    await chat.aclose()
+
+
+async def test_a_waiter_shares_the_failure_and_calls_itself_after_a_cancel(tmp_path):
+    backend = Gated()
+    chat = get_model(backend, cache=str(tmp_path / "c.sqlite"))
+    backend.failing = True
+    tasks = [asyncio.ensure_future(chat.generate([HELLO], SamplingParams())) for _ in range(2)]
+    await asyncio.sleep(0.01)
+    backend.gate.set()
+    results = await asyncio.gather(*tasks, return_exceptions=True)
+    assert all(isinstance(r, ProviderError) for r in results) and backend.calls == ["hello world"]
+    # The call waited for is cancelled (its caller stopped): the waiter makes it.
+    backend.gate.clear()
+    backend.failing, backend.calls = False, []
+    leader = asyncio.ensure_future(chat.generate([HELLO], SamplingParams()))
+    await asyncio.sleep(0.01)
+    waiter = asyncio.ensure_future(chat.generate([HELLO], SamplingParams()))
+    await asyncio.sleep(0.01)
+    leader.cancel()
+    await asyncio.sleep(0.01)
+    backend.gate.set()
+    [answer] = await waiter
+    assert answer.text == "re: hello world" and not answer.cached and backend.calls == ["hello world"] * 2
+    assert leader.cancelled()
+    await chat.aclose()
 
 
 def test_cache_round_trip_and_chunked_lookups(tmp_path):

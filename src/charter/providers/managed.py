@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 from charter.errors import ProviderError
 from charter.providers.base import (
@@ -34,6 +36,9 @@ class ManagedModel(ChatModel):
         # Batch-capable backends (local models) get concurrent single calls coalesced into batches.
         self.batch_size = int(getattr(inner, "batch_size", 1) or 1)
         self._coalescers: dict[str, Coalescer] = {}
+        # Calls with a cache key now being made: an identical call meanwhile waits for that one, as it would read
+        # its row from the cache had it come a moment later; it is never made (and paid for) twice.
+        self._in_flight: dict[str, asyncio.Future] = {}
 
     def _coalescer(self, key: str, run_batch) -> Coalescer:  # noqa: ANN001
         if key not in self._coalescers:
@@ -93,9 +98,14 @@ class ManagedModel(ChatModel):
                 results[i] = Completion(**{**hit, "cached": True})
                 self.meter.record(self.role, self.model_id, 0, 0, cached=True)
         todo = [i for i, r in enumerate(results) if r is None]
+        todo, waits = self._claim(keys, todo)
         if todo:
-            self.meter.check()
-            fresh = await self._backend_generate([requests[i] for i in todo], params)
+            try:
+                self.meter.check()
+                fresh = await self._backend_generate([requests[i] for i in todo], params)
+            except BaseException as exc:
+                self._settle([keys[i] for i in todo], exc)
+                raise
             rows, empty, url = [], 0, endpoint_url(self)
             for i, completion in zip(todo, fresh):
                 self.meter.record(
@@ -114,8 +124,17 @@ class ManagedModel(ChatModel):
                 rows.append((keys[i], "generate", self.model_id, _row(completion), url))
             if self.cache is not None:
                 self.cache.put_soon(rows)
+            failed = ProviderError(f"{self.model_id}: {empty} of {len(todo)} replies had no text", kind="empty_reply")
+            for i in todo:
+                self._settle([keys[i]], results[i] if results[i] is not None else failed)
             if empty:
-                raise ProviderError(f"{self.model_id}: {empty} of {len(todo)} replies had no text", kind="empty_reply")
+                raise failed
+        for i, future in waits.items():
+            answer = await self._waited(future)
+            if answer is None:  # the call waited for was cancelled: this one is made after all
+                [results[i]] = await self.generate([requests[i]], params)
+            else:
+                results[i] = Completion(**{**_row(answer), "cached": True})
         return results  # type: ignore[return-value]
 
     async def choice_logprobs(
@@ -131,8 +150,19 @@ class ManagedModel(ChatModel):
         if hits[0] is not None:
             self.meter.record(self.role, self.model_id, 0, 0, cached=True)
             return ChoiceProbs(**{**hits[0], "cached": True})
-        self.meter.check()
-        result = await self._backend_choice(request, options)
+        todo, waits = self._claim(keys, [0])
+        if waits:
+            answer = await self._waited(waits[0])
+            if answer is None:
+                return await self.choice_logprobs(request, options)
+            return ChoiceProbs(**{**_row(answer), "cached": True})
+        try:
+            self.meter.check()
+            result = await self._backend_choice(request, options)
+        except BaseException as exc:
+            self._settle(keys, exc)
+            raise
+        self._settle(keys, result)
         self.meter.record(
             self.role,
             self.model_id,
@@ -146,10 +176,55 @@ class ManagedModel(ChatModel):
             self.cache.put_soon([(keys[0], "choice_logprobs", self.model_id, _row(result), endpoint_url(self))])
         return result
 
+    def _claim(self, keys: list[str], todo: list[int]) -> tuple[list[int], dict[int, asyncio.Future]]:
+        """Split the calls to make into those this caller makes (each now in flight under its key) and those an
+        identical call in flight already makes (waited for). Without a cache there are no keys, and no waiting."""
+        if self.cache is None:
+            return todo, {}
+        own, waits = [], {}
+        for i in todo:
+            if keys[i] in self._in_flight:
+                waits[i] = self._in_flight[keys[i]]
+            else:
+                future = asyncio.get_running_loop().create_future()
+                future.add_done_callback(_retrieved)
+                self._in_flight[keys[i]] = future
+                own.append(i)
+        return own, waits
+
+    def _settle(self, keys: list[str], outcome: Any) -> None:
+        """The calls under these keys ended: their waiters get the answer, or the error (cancelled: they call)."""
+        for key in keys:
+            future = self._in_flight.pop(key, None)
+            if future is None or future.done():
+                continue
+            if isinstance(outcome, asyncio.CancelledError):
+                future.cancel()
+            elif isinstance(outcome, BaseException):
+                future.set_exception(outcome)
+            else:
+                future.set_result(outcome)
+
+    async def _waited(self, future: asyncio.Future) -> Any:
+        """The answer of the identical call waited for, counted as a cache hit; None if it was cancelled; its
+        error if it failed."""
+        await asyncio.wait([future])
+        if future.cancelled():
+            return None
+        answer = future.result()
+        self.meter.record(self.role, self.model_id, 0, 0, cached=True)
+        return answer
+
     async def aclose(self) -> None:
         if self.cache is not None:
             self.cache.flush()
         await self.inner.aclose()
+
+
+def _retrieved(future: asyncio.Future) -> None:
+    """Mark a failed in-flight call's error as seen: nobody may have waited for it (asyncio would log it)."""
+    if not future.cancelled():
+        future.exception()
 
 
 def _row(result: Completion | ChoiceProbs) -> dict:
