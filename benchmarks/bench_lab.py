@@ -115,22 +115,26 @@ def shared(proposals: int, limit: int, parts: list[str]) -> None:
             rows.append(_test_row(name, check_constitution("harmless", path, LOCAL, cache=None), started))
             print(f"(constitution test) {rows[-1]}", flush=True)  # as it is measured: a cut-off run keeps it
     print(
-        "\n| pairs | principles flagged insensitive | median negated flip rate | supported by people |"
-        " smallest subset at 97% | judge calls | wall |"
+        "\n| pairs | flagged insensitive | untested | median negated flip rate | supported by people |"
+        " pairs the ensemble decides | smallest subset at 97% | judge calls | wall |"
     )
-    print("|---|---:|---:|---:|---|---:|---:|")
+    print("|---|---:|---:|---|---:|---:|---|---:|---:|")
     print("\n".join(rows))
 
 
 def _test_row(name: str, t, started: float) -> str:  # noqa: ANN001
     flips = sorted(s.negated_flip.value for s in t.sensitivity if s.negated_flip.value is not None)
-    median = flips[len(flips) // 2] if flips else float("nan")
+    median = f"{flips[len(flips) // 2]:.3f}" if flips else "none measured"
     supported = sum(1 for s in t.support or [] if s.verdict == "supported")
     red = t.redundancy
+    subset = (
+        "nothing decided"
+        if red.decided == 0
+        else f"{len(red.subset)} of {len(red.principles)} ({red.subset_reproduces:.1%})"
+    )
     return (
-        f"| {name} ({t.pairs}) | {len(t.flagged)} of {len(t.sensitivity)} | {median:.3f} | {supported} |"
-        f" {len(red.subset)} of {len(red.principles)} ({red.subset_reproduces:.1%}) | {t.judge_calls:,} |"
-        f" {time.perf_counter() - started:.0f} s |"
+        f"| {name} ({t.pairs}) | {len(t.flagged)} of {len(t.sensitivity)} | {len(t.untested)} | {median} |"
+        f" {supported} | {red.decided} | {subset} | {t.judge_calls:,} | {time.perf_counter() - started:.0f} s |"
     )
 
 

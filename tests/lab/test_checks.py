@@ -106,3 +106,26 @@ def test_the_command_reports_flags_and_what_an_inferred_constitution_adds(pairs:
     )
     assert ran.exit_code == 0, ran.output
     assert '"lacking": [\n  "number-0"\n ]' in (tmp_path / "t.json").read_text()
+
+
+def test_a_judge_that_decides_nothing_leaves_every_principle_untested_and_fails_the_gate(pairs: Path) -> None:
+    """A judge that picks the first-shown response in both orders abstains on every pair: its flip rates cannot be
+    measured, so no principle is shown to be used; the gate counts them, and there is nothing to compress."""
+    from charter.lab.checks import checks_console, checks_markdown
+    from charter.lab.stored import evaluate_constitution_gate
+    from charter.preference.config import ConstitutionTestConfig
+    from charter.providers import register_script
+
+    register_script("lab-first-shown", lambda m, p: "A", lambda m, options: {"A": 0.9, "B": 0.1})
+    result = check_constitution(SIX, pairs, "scripted:lab-first-shown", cache=None)
+    assert result.flagged == [] and result.untested == [p.id for p in SIX.principles]
+    assert all(s.negated_flip.value is None and s.negated_flip.n == 0 for s in result.sensitivity)
+    assert result.redundancy.decided == 0
+    console = "\n".join(checks_console(result))
+    assert console.count("UNTESTED") == 6 and "decide no pair: there is nothing to compress" in console
+    assert "| untested |" in checks_markdown(result)
+    gate = evaluate_constitution_gate(result, ConstitutionTestConfig(max_insensitive=0))
+    assert not gate.passed and "0 principle(s) flagged insensitive and 6 untested" in gate.message
+    follows = check_constitution(SIX, pairs, "scripted:lab-judge", cache=None)
+    assert follows.untested == [] and 0 < (follows.redundancy.decided or 0) <= 300  # rules tie where they differ
+    assert evaluate_constitution_gate(follows, ConstitutionTestConfig(max_insensitive=0)).passed

@@ -66,6 +66,9 @@ class Sensitivity(Record):
     """Share whose verdict reverses under a principle that states no preference."""
     insensitive: bool
     """Flagged: even the upper end of the negated flip rate's interval is below `min_flip`."""
+    untested: bool = False
+    """The judge decided no pair under the principle (every vote abstained, its two orders disagreeing, or failed):
+    its sensitivity is not measured, so it is not shown to be used either."""
 
 
 class Redundancy(Record):
@@ -79,7 +82,9 @@ class Redundancy(Record):
     subset: list[str]
     """The smallest subset (greedy) whose ensemble gives the full ensemble's side on at least `target` of pairs."""
     subset_reproduces: float
-    """Share of pairs on which it does."""
+    """Share of pairs on which it does (a tie reproduced counts)."""
+    decided: int | None = None
+    """Pairs on which the full ensemble picks a side; with none, every subset trivially reproduces its ties."""
     target: float
     calls_full: int
     calls_subset: int
@@ -120,7 +125,13 @@ class ConstitutionTest(Record):
 
     @property
     def flagged(self) -> list[str]:
+        """Principles whose verdicts do not follow their text."""
         return [s.principle for s in self.sensitivity if s.insensitive]
+
+    @property
+    def untested(self) -> list[str]:
+        """Principles under which the judge decided no pair: not measured."""
+        return [s.principle for s in self.sensitivity if s.untested]
 
 
 def _rate(hits: np.ndarray, ids: np.ndarray, samples: int, seed: int) -> Rate:
@@ -219,6 +230,7 @@ async def check_constitution(
                 negated_flip=flip,
                 neutral_flip=flip_rate(original.codes[i], neutral.codes[0], ids, bootstrap_samples, seed),
                 insensitive=high is not None and high < min_flip,
+                untested=flip.n == 0,
             )
         )
     corr = correlation(original.codes)
@@ -231,6 +243,7 @@ async def check_constitution(
         clusters=clusters(corr, pids),
         subset=[pids[i] for i in subset],
         subset_reproduces=share,
+        decided=int(np.count_nonzero(ensemble(np.nan_to_num(original.codes)))),
         target=target,
         calls_full=len(principles) * len(pairs) * per_call,
         calls_subset=len(subset) * len(pairs) * per_call,
@@ -288,16 +301,19 @@ def checks_console(result: ConstitutionTest) -> list[str]:
     r = result.redundancy
     lines = [f"{result.constitution} under {result.judge}, {result.pairs} pairs, {result.judge_calls:,} judge calls:"]
     for s in result.sensitivity:
-        flag = "  INSENSITIVE" if s.insensitive else ""
+        flag = "  INSENSITIVE" if s.insensitive else "  UNTESTED (the judge decided no pair under it)" * s.untested
         lines.append(
             f"  {s.principle}: flips {_rate_text(s.negated_flip)} when negated, {_rate_text(s.neutral_flip)} under a "
             f"neutral principle{flag}"
         )
     lines.append("clusters: " + "; ".join("{" + ", ".join(c) + "}" for c in r.clusters))
-    lines.append(
-        f"smallest subset deciding as all {len(r.principles)} do on >= {r.target:.0%} of pairs: {', '.join(r.subset)} "
-        f"({r.subset_reproduces:.1%}; {r.calls_subset:,} calls instead of {r.calls_full:,})"
-    )
+    if r.decided == 0:
+        lines.append(f"the {len(r.principles)} principles together decide no pair: there is nothing to compress")
+    else:
+        lines.append(
+            f"smallest subset deciding as all {len(r.principles)} do on >= {r.target:.0%} of pairs: "
+            f"{', '.join(r.subset)} ({r.subset_reproduces:.1%}; {r.calls_subset:,} calls instead of {r.calls_full:,})"
+        )
     if result.support is not None:
         lines.append("against people: " + ", ".join(f"{s.principle} {s.verdict}" for s in result.support))
     if result.lacking is not None:
@@ -319,7 +335,8 @@ def checks_markdown(result: ConstitutionTest) -> str:
         f"Flip rate: the share of the pairs a principle decides whose verdict reverses. A principle is flagged when"
         f" even the upper end of its negated flip rate's 95% interval is below {result.min_flip}: the judge's"
         " verdicts under it do not follow its text, and the per-principle provenance of rows judged under it"
-        " overstates what was checked.",
+        " overstates what was checked. A principle is untested when the judge decided no pair under it (its two"
+        " orders disagreed on every pair, or its judgments failed): nothing shows that its text is used.",
         "",
         "| principle | flip when negated | flip under a neutral principle | flagged |",
         "|---|---|---|---|",
@@ -327,7 +344,7 @@ def checks_markdown(result: ConstitutionTest) -> str:
     for s in result.sensitivity:
         lines.append(
             f"| `{s.principle}` | {_rate_text(s.negated_flip)} | {_rate_text(s.neutral_flip)} |"
-            f" {'**insensitive**' if s.insensitive else ''} |"
+            f" {'**insensitive**' if s.insensitive else 'untested' if s.untested else ''} |"
         )
     saved = 1 - r.calls_subset / r.calls_full if r.calls_full else 0.0
     lines += [
@@ -338,9 +355,14 @@ def checks_markdown(result: ConstitutionTest) -> str:
         + "; ".join("{" + ", ".join(f"`{p}`" for p in c) + "}" for c in r.clusters)
         + ".",
         "",
-        f"The smallest subset found whose ensemble gives the full ensemble's side on at least {r.target:.0%} of pairs:"
-        f" {', '.join(f'`{p}`' for p in r.subset)} ({r.subset_reproduces:.1%} of pairs), {r.calls_subset:,} judge"
-        f" calls instead of {r.calls_full:,} ({saved:.0%} fewer).",
+        (
+            f"The {len(r.principles)} principles together decide no pair (every vote a tie or an abstention): there"
+            " is nothing to compress."
+            if r.decided == 0
+            else f"The smallest subset found whose ensemble gives the full ensemble's side on at least {r.target:.0%}"
+            f" of pairs: {', '.join(f'`{p}`' for p in r.subset)} ({r.subset_reproduces:.1%} of pairs),"
+            f" {r.calls_subset:,} judge calls instead of {r.calls_full:,} ({saved:.0%} fewer)."
+        ),
         "",
         "| | " + " | ".join(f"`{p}`" for p in r.principles) + " |",
         "|---|" + "---:|" * len(r.principles),

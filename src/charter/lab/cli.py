@@ -133,3 +133,8 @@ def test_command(
         json_out.write_text(result.model_dump_json(indent=1) + "\n", encoding="utf-8")
     flagged = ", ".join(result.flagged) or "none"
     console.print(f"insensitive principles (verdicts that ignore the principle's text): {flagged}", highlight=False)
+    if result.untested:
+        console.print(
+            f"untested principles (the judge decided no pair under them): {', '.join(result.untested)}",
+            highlight=False,
+        )

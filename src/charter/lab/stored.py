@@ -34,7 +34,7 @@ def evaluate_constitution_gate(
     result: ConstitutionTest | None, config: ConstitutionTestConfig | None, judge_fingerprint: str | None = None
 ) -> GateResult:
     """Check a run's stored constitution test against `max_insensitive`: at most that many principles may be
-    flagged (their verdicts do not follow their text)."""
+    flagged (their verdicts do not follow their text) or untested (the judge decided no pair under them)."""
     if config is None or config.max_insensitive is None:
         return GateResult(True, None, None, None, NO_GATE, configured=False)
     bar = float(config.max_insensitive)
@@ -50,14 +50,20 @@ def evaluate_constitution_gate(
             bar,
             "constitution-test gate: the stored test is not of the judge settings that made the rows; run it again",
         )
-    flagged = result.flagged
-    passed = len(flagged) <= config.max_insensitive
+    flagged, untested = result.flagged, result.untested
+    count = len(flagged) + len(untested)  # an untested principle is not shown to be used: it counts against the bar
+    passed = count <= config.max_insensitive
     named = f" ({', '.join(flagged)})" if flagged else ""
+    unmeasured = (
+        f" and {len(untested)} untested (the judge decided no pair under them: {', '.join(untested)})"
+        if untested
+        else ""
+    )
     message = (
         f"constitution-test gate {'passed' if passed else 'failed'}: {len(flagged)} principle(s) flagged "
-        f"insensitive{named}, at most {config.max_insensitive} allowed"
+        f"insensitive{named}{unmeasured}, at most {config.max_insensitive} allowed"
     )
-    return GateResult(passed, "insensitive_principles", float(len(flagged)), bar, message)
+    return GateResult(passed, "insensitive_principles", float(count), bar, message)
 
 
 __all__ = ["META", "evaluate_constitution_gate", "stored_test", "constitution_test_config"]

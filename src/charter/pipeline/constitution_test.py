@@ -61,4 +61,5 @@ async def run_constitution_test(
     files.write_report_text(CONSTITUTION_TEST_JSON, result.model_dump_json(indent=1))
     files.write_report_text(CONSTITUTION_TEST_MD, checks_markdown(result))
     flagged = f", {len(result.flagged)} flagged insensitive" if result.flagged else ""
+    flagged += f", {len(result.untested)} untested (no pair decided)" if result.untested else ""
     return result, f"tested {len(constitution.principles)} principles on {result.pairs} pairs{flagged}"

@@ -150,7 +150,8 @@ class ConstitutionTestConfig(ConfigModel):
     target: float = Field(default=0.97, ge=0.5, le=1)
     """The share of pairs on which the smallest equivalent subset must give the full ensemble's side."""
     max_insensitive: int | None = Field(default=None, ge=0)
-    """Gate: most principles that may be flagged insensitive (None: no gate)."""
+    """Gate: most principles that may be flagged insensitive or be untested (the judge decided no pair under them)
+    (None: no gate)."""
 
 
 class JudgeConfig(JudgeSettings, RoleConfig):
