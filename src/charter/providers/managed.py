@@ -124,10 +124,14 @@ class ManagedModel(ChatModel):
                 rows.append((keys[i], "generate", self.model_id, _row(completion), url))
             if self.cache is not None:
                 self.cache.put_soon(rows)
-            failed = ProviderError(f"{self.model_id}: {empty} of {len(todo)} replies had no text", kind="empty_reply")
+            failed = (
+                ProviderError(f"{self.model_id}: {empty} of {len(todo)} replies had no text", kind="empty_reply")
+                if empty
+                else None
+            )
             for i in todo:
                 self._settle([keys[i]], results[i] if results[i] is not None else failed)
-            if empty:
+            if failed is not None:
                 raise failed
         for i, future in waits.items():
             answer = await self._waited(future)
