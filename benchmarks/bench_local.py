@@ -401,8 +401,8 @@ def cmd_starts(args: argparse.Namespace) -> None:
     import charter.providers.local_decode as decode
     from charter.agreement.evaluate import load_pairs_file, to_pair
     from charter.constitutions import load_constitution
-    from charter.preference.config import JudgeSettings
-    from charter.preference.judge import comparison_prompt, principles_for
+    from charter.judge.pairwise import comparison_prompt, principles_for
+    from charter.judge.settings import JudgeSettings
     from charter.providers.local import LocalModel, _decoder_shared
 
     constitution = load_constitution("harmless")
@@ -467,7 +467,7 @@ def cmd_picks(args: argparse.Namespace) -> None:
 
     from charter.agreement.evaluate import _judge_all, load_pairs_file, to_pair
     from charter.constitutions import load_constitution
-    from charter.preference.config import JudgeSettings
+    from charter.judge.settings import JudgeSettings
     from charter.providers import get_model
     from charter.providers.cache import CallCache
 

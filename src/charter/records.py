@@ -233,8 +233,9 @@ class Judgment(Record):
     """Fingerprint of the judge settings (model, mode, orders, principles, clamp, params, prompt format)."""
     status: Literal["ok", "failed"]
     """`ok` with probabilities, or `failed` with a failure and no probabilities."""
-    mode: Literal["logprobs", "cot", "verdict", "score"]
-    """How the judge answered: comparing the two (logprobs, cot, verdict) or rating each on a rubric (score)."""
+    mode: str
+    """How the judge answered, a name in the table of judge modes: comparing the two (logprobs, cot, verdict) or
+    rating each on a rubric (score)."""
     orders: Literal["both", "one"]
     """Whether each comparison was asked in both presentation orders (`one` for scores: a rating shows one
     response)."""

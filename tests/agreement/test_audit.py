@@ -64,7 +64,7 @@ def test_perturbations_do_what_they_say() -> None:
 
 def test_shown_responses_reads_both_formats() -> None:
     from charter.constitutions import load_constitution
-    from charter.preference.judge import comparison_prompt
+    from charter.judge.pairwise import comparison_prompt
 
     principle = load_constitution("harmless").principles[0]
     prompt = [Message(role="user", content="hi")]

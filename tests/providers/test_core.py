@@ -420,7 +420,7 @@ async def test_scripted_rules_and_registration():
 
 async def test_scripted_choice_logprobs():
     from charter.constitutions import load_constitution
-    from charter.preference.judge import comparison_prompt
+    from charter.judge.pairwise import comparison_prompt
     from charter.records import Message
 
     principle = load_constitution("harmless").principles[0]

@@ -43,9 +43,9 @@ from charter.agreement.summary import Figure
 from charter.concurrency import bounded_map
 from charter.constitutions.schema import Constitution
 from charter.errors import FatalProviderError, GateFailed, ProviderError
+from charter.judge.pairwise import JudgeParseError, p_first, principles_for
+from charter.judge.settings import INJECTION_FAMILIES, AuditConfig, JudgeMode, JudgeSettings, Orders
 from charter.judge_prompt import PROMPT_FORMAT, UNFENCED_PROMPT_FORMAT
-from charter.preference.config import INJECTION_FAMILIES, AuditConfig, JudgeMode, JudgeSettings, Orders
-from charter.preference.judge import JudgeParseError, p_first, principles_for
 from charter.providers.base import ChatModel, SamplingParams
 from charter.records import Message, Record, fingerprint
 from charter.runs.store import RunStore

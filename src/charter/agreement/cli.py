@@ -256,14 +256,16 @@ def agreement_eval_command(
     from charter.agreement.evaluate import evaluate
     from charter.agreement.markdown import FIGURES, fmt
     from charter.errors import ArgumentError
+    from charter.judge.modes import MODES, rating_readers
+    from charter.judge.settings import JudgeSettings
     from charter.progress import console
 
-    if mode not in ("logprobs", "cot", "verdict", "score"):
-        raise ArgumentError("mode", f"{mode!r}: use logprobs, cot, verdict or score")
+    if mode not in MODES:
+        raise ArgumentError("mode", f"{mode!r}: use {', '.join(MODES)}")
     if orders not in ("both", "one"):
         raise ArgumentError("orders", f"{orders!r}: use both or one")
-    if rating not in ("logprobs", "cot", "verdict"):
-        raise ArgumentError("rating", f"{rating!r}: use logprobs, cot or verdict")
+    if rating not in rating_readers():
+        raise ArgumentError("rating", f"{rating!r}: use {', '.join(rating_readers())}")
     s = evaluate(
         pairs,
         judge[0] if len(judge) == 1 else judge,
@@ -277,7 +279,7 @@ def agreement_eval_command(
         scale=scale,
         rating=rating,
     )
-    how = f"score/{rating} 1..{scale}" if mode == "score" else f"{mode}/{orders}"
+    how = JudgeSettings(mode=mode, orders=orders, scale=scale, rating=rating).describe()
     table = Table(title=f"{pairs.name}: {s['judged']} judged ({s['failures']} failed), {s['judge']} {how}")
     for col in ("figure", "judge", "longer wins", "first shown wins"):
         table.add_column(col)

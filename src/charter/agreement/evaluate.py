@@ -23,9 +23,9 @@ import numpy as np
 from charter.agreement import stats
 from charter.agreement.report import PositionConsistency, judge_label, longer_label
 from charter.errors import ArgumentError, DatasetError
+from charter.judge.panel import pool
+from charter.judge.settings import JudgeMode, Orders, RatingMode
 from charter.messages import as_messages, last_text
-from charter.preference.config import JudgeMode, Orders, RatingMode
-from charter.preference.panel import pool
 from charter.records import Judgment, Message, Pair
 from charter.tables import iter_jsonl
 
@@ -236,7 +236,7 @@ def to_pair(row: PairRow, seed: int) -> tuple[Pair, str]:
 async def _judge_all(
     model: Any, constitution: Any, pairs: list[Pair], settings: Any, seed: int, concurrency: int
 ) -> dict[str, Judgment]:
-    from charter.preference.judge import judge_many
+    from charter.judge.pairwise import judge_many
     from charter.progress import progress_bar
 
     out: dict[str, Judgment] = {}
@@ -410,14 +410,16 @@ def evaluate(
         ConstitutionError: `constitution` is neither a bundled name nor a readable constitution file.
     """
     from charter.constitutions import load_constitution
-    from charter.preference.config import JudgeSettings
+    from charter.judge.modes import MODES
+    from charter.judge.settings import JudgeSettings
     from charter.providers import get_model
     from charter.providers.cache import CallCache
     from charter.providers.usage import UsageMeter
 
-    scored = mode == "score"
-    if scored and not 2 <= scale <= (9 if rating == "logprobs" else 10):
-        top = "9 with rating logprobs (each score one token)" if rating == "logprobs" else "10"
+    scored = mode in MODES and MODES[mode].kind == "rating"
+    by_tokens = rating in MODES and MODES[rating].logprobs
+    if scored and not 2 <= scale <= (9 if by_tokens else 10):
+        top = f"9 with rating {rating} (each score one token)" if by_tokens else "10"
         raise ArgumentError("scale", f"{scale}: use 2 to {top}")
     rows = select(load_pairs_file(pairs_file), limit, seed)
     built = [to_pair(r, seed) for r in rows]

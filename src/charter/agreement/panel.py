@@ -12,7 +12,7 @@ from charter.agreement.estimates import MIN_LABELS
 from charter.agreement.labels import JudgedPair
 from charter.agreement.stats import judge_label
 from charter.agreement.summary import FittedWeights, HumanHuman, PairwiseFigures, PanelMemberFigures, PanelSummary
-from charter.preference.panel import fit_weights, member_p_a, normalised
+from charter.judge.panel import fit_weights, member_p_a, normalised
 from charter.records import Record
 from charter.runs.store import RunStore
 

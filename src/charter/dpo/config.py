@@ -7,6 +7,7 @@ from typing import Any, Literal
 
 from pydantic import Field, field_validator
 
+from charter.judge.settings import PairwiseMode
 from charter.reward_model.config import LoraSettings, TrainingData
 from charter.yamlio import ConfigModel
 
@@ -107,8 +108,8 @@ class WinrateConfig(ConfigModel):
     """Most tokens per answer."""
     temperature: float = Field(default=0.0, ge=0)
     """Sampling temperature for both models' answers (0: greedy)."""
-    judge_mode: Literal["logprobs", "cot", "verdict"] = "logprobs"
-    """How the judge answers (see charter.preference.judge); both orders are always asked."""
+    judge_mode: PairwiseMode = "logprobs"
+    """How the judge answers (see charter.judge.pairwise); both orders are always asked."""
     principles_per_pair: int = Field(default=1, gt=0)
     """Principles sampled per comparison."""
     seed: int = 0

@@ -183,8 +183,8 @@ async def _answers(
 
 async def _judge(config: WinrateConfig, pairs: list[Pair]) -> dict[str, Judgment]:
     from charter.constitutions import load_constitution
-    from charter.preference.config import JudgeSettings
-    from charter.preference.judge import judge_many
+    from charter.judge.pairwise import judge_many
+    from charter.judge.settings import JudgeSettings
     from charter.providers import get_model
 
     constitution = load_constitution(config.constitution)

@@ -11,9 +11,9 @@ from charter.agreement.audit import AuditReport, audit_config_for, stored_audit
 from charter.agreement.config import AgreementConfig, config_for
 from charter.agreement.summary import AgreementSummary, stored_summary
 from charter.errors import DatasetError, RunStoreError
+from charter.judge.settings import AuditConfig, ConstitutionTestConfig
 from charter.lab.checks import ConstitutionTest
 from charter.lab.stored import constitution_test_config, stored_test
-from charter.preference.config import AuditConfig, ConstitutionTestConfig
 from charter.preference.manifest import DatasetManifest, dataset_manifest
 from charter.preference.stats import JudgeStats, judge_stats
 from charter.records import LabelRow, PreferenceRow, SFTRow, UsageRow

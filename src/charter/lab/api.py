@@ -10,11 +10,12 @@ from typing import Any, TypeVar
 from charter.constitutions import Constitution, load_constitution
 from charter.constitutions.schema import Principle
 from charter.errors import ArgumentError
+from charter.judge.modes import pairwise_modes
+from charter.judge.settings import JudgeMode, JudgeSettings, Orders
 from charter.lab.checks import ConstitutionTest
 from charter.lab.checks import check_constitution as _check
 from charter.lab.infer import Inferred, infer, write_outputs
 from charter.lab.votes import read_pairs
-from charter.preference.config import JudgeMode, JudgeSettings, Orders
 from charter.providers import ChatModel, ManagedModel, UsageMeter, get_model, parse_model_string
 from charter.providers.cache import CallCache
 from charter.providers.registry import provider
@@ -23,9 +24,10 @@ T = TypeVar("T")
 
 
 def _settings(mode: JudgeMode, orders: Orders) -> JudgeSettings:
-    if mode == "score":
-        raise ArgumentError("mode", "the lab compares pairs: use logprobs, cot or verdict")
-    return JudgeSettings(mode=mode, orders=orders)
+    settings = JudgeSettings(mode=mode, orders=orders)
+    if settings.rates:
+        raise ArgumentError("mode", f"the lab compares pairs: use {', '.join(pairwise_modes())}")
+    return settings
 
 
 Spec = tuple[str | ChatModel, str, dict[str, Any]]

@@ -19,8 +19,8 @@ import numpy as np
 
 from charter.agreement import stats
 from charter.constitutions.schema import Constitution, Principle
+from charter.judge.settings import JudgeSettings
 from charter.lab.votes import LabelledPair, Votes, ensemble, vote
-from charter.preference.config import JudgeSettings
 from charter.providers.base import ChatModel
 from charter.records import Record
 

@@ -17,9 +17,10 @@ def register(app: typer.Typer) -> None:
 
 def _judging(mode: str, orders: str) -> tuple[str, str]:
     from charter.errors import ArgumentError
+    from charter.judge.modes import pairwise_modes
 
-    if mode not in ("logprobs", "cot", "verdict"):
-        raise ArgumentError("mode", f"{mode!r}: use logprobs, cot or verdict")
+    if mode not in pairwise_modes():
+        raise ArgumentError("mode", f"{mode!r}: use {', '.join(pairwise_modes())}")
     if orders not in ("both", "one"):
         raise ArgumentError("orders", f"{orders!r}: use both or one")
     return mode, orders

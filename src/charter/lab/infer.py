@@ -30,6 +30,7 @@ import numpy as np
 from charter.agreement import stats
 from charter.constitutions.schema import Constitution, Principle
 from charter.errors import ArgumentError, FatalProviderError, ProviderError
+from charter.judge.settings import JudgeSettings
 from charter.lab.votes import (
     FOR_A,
     LabelledPair,
@@ -41,7 +42,6 @@ from charter.lab.votes import (
     vote,
 )
 from charter.messages import render_conversation, user
-from charter.preference.config import JudgeSettings
 from charter.providers.base import ChatModel, SamplingParams
 from charter.records import Record
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from charter.agreement.gate import GateResult
 from charter.errors import ConfigError
+from charter.judge.settings import ConstitutionTestConfig
 from charter.lab.checks import ConstitutionTest
-from charter.preference.config import ConstitutionTestConfig
 from charter.runs.store import RunStore
 
 META = "constitution_test"

@@ -15,8 +15,8 @@ import numpy as np
 from charter.agreement.evaluate import PairRow, load_pairs_file, to_pair
 from charter.constitutions.schema import Constitution, Principle
 from charter.errors import DatasetError
-from charter.preference.config import JudgeSettings
-from charter.preference.judge import judge_many
+from charter.judge.pairwise import judge_many
+from charter.judge.settings import JudgeSettings
 from charter.providers.base import ChatModel
 from charter.records import Judgment, Pair
 from charter.runs.store import RunStore

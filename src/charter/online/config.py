@@ -7,7 +7,8 @@ from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
-from charter.preference.config import JudgeConfig
+from charter.judge.modes import pairwise_modes, rating_modes
+from charter.judge.settings import JudgeConfig, JudgeSettings
 from charter.prompts import PromptsConfig
 from charter.providers.config import RoleConfig
 from charter.providers.usage import Budget, Price
@@ -16,6 +17,22 @@ from charter.yamlio import ConfigModel, LocatedValueError
 
 #: The online trainers charter drives: TRL's GRPOTrainer and RLOOTrainer.
 Trainer = Literal["grpo", "rloo"]
+
+
+def default_mode(scoring: str) -> str:
+    """The judge mode a scoring takes when the config names none: rating for `score`, log-probability comparisons
+    for the others."""
+    return "score" if scoring == "score" else "logprobs"
+
+
+def scoring_misfit(scoring: str, settings: JudgeSettings) -> str | None:
+    """Why the judge's mode cannot serve `scoring` (`score` rates each completion; the others compare them), or
+    None when it can."""
+    if scoring == "score" and not settings.rates:
+        return f"scoring score rates each completion: the judge's mode must be {', '.join(rating_modes())}"
+    if scoring != "score" and settings.rates:
+        return f"scoring {scoring} compares completions: judge mode must be {', '.join(pairwise_modes())}"
+    return None
 
 
 class VerifiableReward(ConfigModel):
@@ -86,21 +103,16 @@ class OnlineConfig(ConfigModel):
         judge = data.get("judge", {})
         judge = {"model": judge} if isinstance(judge, str) else judge
         if isinstance(judge, dict) and "mode" not in judge:
-            mode = "score" if data.get("scoring", "score") == "score" else "logprobs"
-            data = {**data, "judge": {**judge, "mode": mode}}
+            data = {**data, "judge": {**judge, "mode": default_mode(data.get("scoring", "score"))}}
         return data
 
     @model_validator(mode="after")
     def _mode_fits_scoring(self) -> OnlineConfig:
         if self.judge.models is not None:
             raise LocatedValueError("online training takes one judge model (set judge.model)", ("judge", "models"))
-        if self.scoring == "score" and self.judge.mode != "score":
-            raise LocatedValueError("scoring score needs judge mode score", ("judge", "mode"))
-        if self.scoring != "score" and self.judge.mode == "score":
-            raise LocatedValueError(
-                f"scoring {self.scoring} compares completions: judge mode must be logprobs, cot or verdict",
-                ("judge", "mode"),
-            )
+        misfit = scoring_misfit(self.scoring, self.judge)
+        if misfit:
+            raise LocatedValueError(misfit, ("judge", "mode"))
         if "reward_weights" in self.trl:
             raise LocatedValueError("set judge_weight and verify.weight instead", ("trl", "reward_weights"))
         return self

@@ -29,12 +29,13 @@ from typing import Any, Literal, TypeVar
 
 from charter.constitutions import Constitution, load_constitution
 from charter.errors import ConfigError, FatalProviderError, JudgeParseError, ProviderError, TooManyFailures
+from charter.judge.pairwise import judge_failure, judge_fingerprint, judge_pair, principles_for
+from charter.judge.score import mean_score, normalised, score_response
+from charter.judge.settings import JudgeConfig, JudgeSettings
 from charter.messages import as_messages
-from charter.preference.config import JudgeConfig, JudgeSettings
+from charter.online.config import default_mode, scoring_misfit
 from charter.preference.dataset import now_iso
-from charter.preference.judge import judge_failure, judge_fingerprint, judge_pair, principles_for
 from charter.preference.manifest import ConstitutionInfo
-from charter.preference.score import mean_score, normalised, score_response
 from charter.providers import ManagedModel, get_model
 from charter.providers.base import SamplingParams
 from charter.providers.cache import CallCache
@@ -125,10 +126,9 @@ class RewardFunction:
         reference_params: SamplingParams | None = None,
         concurrency: int = 64,
     ) -> None:
-        if scoring == "score" and settings.mode != "score":
-            raise ConfigError(f"scoring score: the judge's mode must be score, not {settings.mode}")
-        if scoring != "score" and settings.mode == "score":
-            raise ConfigError(f"scoring {scoring} compares completions: judge mode must be logprobs, cot or verdict")
+        misfit = scoring_misfit(scoring, settings)
+        if misfit:
+            raise ConfigError(misfit)
         self.judge, self.constitution, self.settings = judge, constitution, settings
         self.scoring: Scoring = scoring
         self.seed, self.max_failures, self.concurrency = seed, max_failures, concurrency
@@ -458,7 +458,7 @@ def reward_function(
     if isinstance(role, JudgeConfig) and not judge_settings:
         settings = role.settings()
     else:
-        judge_settings.setdefault("mode", "score" if scoring == "score" else "logprobs")
+        judge_settings.setdefault("mode", default_mode(scoring))
         settings = JudgeSettings(**judge_settings)
     const = load_constitution(constitution)
     call_cache = CallCache(Path(cache).expanduser()) if cache is not None else None

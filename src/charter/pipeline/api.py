@@ -18,14 +18,15 @@ from charter.constitutions import Constitution, load_constitution
 from charter.critique.chain import chain_fingerprint, run_chain
 from charter.critique.config import CritiqueConfig
 from charter.errors import ArgumentError, DatasetError
+from charter.judge.pairwise import judge_many
+from charter.judge.settings import JudgeSettings
 from charter.messages import as_messages
 from charter.pipeline.config import RunConfig, load_run_config
 from charter.pipeline.launch import run as run_config
 from charter.pipeline.prompts import prompt_id
 from charter.pipeline.run import RunResult
-from charter.preference.config import FiltersConfig, JudgeSettings
+from charter.preference.config import FiltersConfig
 from charter.preference.dataset import apply_filters, now_iso, preference_row
-from charter.preference.judge import judge_many
 from charter.providers import ChatModel, ManagedModel, SamplingParams, get_model
 from charter.providers.config import DEFAULT_MODEL
 from charter.records import Chain, Judgment, Message, Pair, PreferenceRow, Provenance, fingerprint

@@ -20,7 +20,7 @@ from charter.agreement.audit import (
     stored_audit,
 )
 from charter.constitutions import Constitution, load_constitution
-from charter.preference.config import AuditConfig, JudgeConfig
+from charter.judge.settings import AuditConfig, JudgeConfig
 from charter.providers.base import ChatModel
 from charter.runs.files import RunFiles
 from charter.runs.store import RunStore

@@ -130,9 +130,9 @@ def run_command(
 ) -> None:
     """Run (or resume) a pipeline from a YAML config."""
     from charter.errors import Interrupted
+    from charter.judge.panel import panel_label
     from charter.pipeline.config import load_run_config
     from charter.pipeline.launch import run, runner_for
-    from charter.preference.panel import panel_label
     from charter.progress import console
 
     extra = ["execution.engine=ray", f"execution.address={ray}"] if ray else []
@@ -254,10 +254,11 @@ def audit_command(
     prompt formats, and optionally self-preference; each rate with a 95% bootstrap CI and its n."""
     from charter.agreement.audit import INJECTIONS, audit_judge, markdown
     from charter.errors import ArgumentError
+    from charter.judge.modes import pairwise_modes
     from charter.runs.files import RunFiles
 
-    if mode is not None and mode not in ("logprobs", "cot", "verdict"):
-        raise ArgumentError("mode", f"{mode!r}: use logprobs, cot or verdict")
+    if mode is not None and mode not in pairwise_modes():
+        raise ArgumentError("mode", f"{mode!r}: use {', '.join(pairwise_modes())}")
     if orders is not None and orders not in ("both", "one"):
         raise ArgumentError("orders", f"{orders!r}: use both or one")
     chosen = [f.strip() for f in families.split(",") if f.strip()] if families is not None else list(INJECTIONS)
@@ -314,9 +315,9 @@ def _audit_own_run(
     """Audit a run's own judge on its own pairs, store the audit in the run and rewrite its report."""
     import asyncio
 
+    from charter.judge.settings import AuditConfig
     from charter.pipeline.audit import audit_run_judge, run_judge
     from charter.pipeline.report import write_report
-    from charter.preference.config import AuditConfig
     from charter.progress import console, progress_bar
     from charter.providers import CallCache, UsageMeter, get_model
     from charter.providers.usage import Budget, Price

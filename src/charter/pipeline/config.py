@@ -14,7 +14,8 @@ from pydantic import Field, model_validator
 from charter.agreement.config import AgreementConfig
 from charter.critique.config import CritiqueConfig
 from charter.dpo.config import DPOConfigModel, WinrateConfig
-from charter.preference.config import FiltersConfig, JudgeConfig, PairsConfig
+from charter.judge.settings import JudgeConfig
+from charter.preference.config import FiltersConfig, PairsConfig
 from charter.prompts import PromptsConfig
 from charter.providers.base import SamplingParams
 from charter.providers.config import DEFAULT_MODEL, RoleConfig, RunBatchConfig

@@ -6,10 +6,10 @@ run (meta `constitution_test`, report/constitution-test.{md,json}) and shown in 
 from __future__ import annotations
 
 from charter.constitutions import Constitution
+from charter.judge.settings import ConstitutionTestConfig, JudgeConfig
 from charter.lab.checks import ConstitutionTest, check_constitution, checks_markdown
 from charter.lab.stored import META, stored_test
 from charter.lab.votes import run_pairs
-from charter.preference.config import ConstitutionTestConfig, JudgeConfig
 from charter.providers.base import ChatModel
 from charter.records import fingerprint
 from charter.runs.files import CONSTITUTION_TEST_JSON, CONSTITUTION_TEST_MD, RunFiles

@@ -27,6 +27,7 @@ from charter.errors import (
     wanted,
 )
 from charter.interrupt import StopRequest
+from charter.judge.panel import Panel
 from charter.pipeline.config import RoleConfig, RunConfig
 from charter.pipeline.executors import Executor, LocalExecutor, stop_status
 from charter.pipeline.prompts import PromptSet, load_prompts, sync_prompt_set
@@ -35,7 +36,6 @@ from charter.pipeline.upgrade import upgrade_run
 from charter.pipeline.work import Work
 from charter.preference import dataset
 from charter.preference.manifest import DatasetSettings
-from charter.preference.panel import Panel
 from charter.progress import progress_bar
 from charter.providers import CallCache, ManagedModel, UsageMeter, get_model, parse_model_string
 from charter.providers.batch import BatchModel

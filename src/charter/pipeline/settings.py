@@ -5,11 +5,11 @@ from __future__ import annotations
 
 from charter.constitutions import Constitution
 from charter.critique.chain import chain_fingerprint
+from charter.judge.pairwise import judge_fingerprint
+from charter.judge.panel import panel_label
 from charter.pipeline.config import RoleConfig, RunConfig
-from charter.preference.judge import judge_fingerprint
 from charter.preference.manifest import ConstitutionInfo, DatasetSettings
 from charter.preference.pairs import samples_fingerprint
-from charter.preference.panel import panel_label
 from charter.providers import parse_model_string
 from charter.providers.endpoints import served_id
 from charter.records import Fingerprints, fingerprint

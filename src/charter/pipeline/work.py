@@ -11,11 +11,11 @@ from typing import Any
 from charter.constitutions import Constitution
 from charter.critique.chain import run_chain
 from charter.errors import FatalProviderError, JudgeParseError, ProviderError, TooManyFailures
+from charter.judge.pairwise import judge_failure, judge_pair, principle_key, principles_for
+from charter.judge.panel import Panel
+from charter.judge.score import rank_samples
 from charter.pipeline.config import RunConfig
-from charter.preference.judge import judge_failure, judge_pair, principle_key, principles_for
 from charter.preference.pairs import policy_samples, revision_pair, sample_pair, sample_pairs
-from charter.preference.panel import Panel
-from charter.preference.score import rank_samples
 from charter.providers import ManagedModel
 from charter.records import Chain, Failure, Fingerprints, Pair, Prompt, Sample
 from charter.runs.store import RunStore
@@ -120,7 +120,7 @@ class Work:
         samples = await self._samples(item) if self.fp.samples else []
         if samples:
             self.counts["samples"] += 1
-            if self.settings.mode != "score":
+            if not self.settings.rates:
                 pairs += sample_pairs(item.prompt_id, item.messages, samples)
             elif self.do_judge:
                 scored = await self._best_and_worst(item, samples)

@@ -12,7 +12,8 @@ from typing import Any
 from pydantic import Field
 
 from charter.critique.config import CritiqueConfig
-from charter.preference.config import FiltersConfig, JudgeSettings, PairsConfig
+from charter.judge.settings import JudgeSettings
+from charter.preference.config import FiltersConfig, PairsConfig
 from charter.providers.base import SamplingParams
 from charter.records import CalibrationMap, Fingerprints, Provenance, Record, fingerprint, fingerprint_strings
 from charter.runs.store import RunStore

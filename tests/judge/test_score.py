@@ -7,9 +7,9 @@ import pytest
 
 import charter
 from charter.errors import JudgeParseError
+from charter.judge.score import expected_score, parse_score
+from charter.judge.settings import JudgeSettings
 from charter.judge_prompt import read_rating, write_rating
-from charter.preference.config import JudgeSettings
-from charter.preference.score import expected_score, parse_score
 from charter.providers.scripted import HARMFUL_OPENING, REFUSAL_OPENING, _cai, _cai_choice, register_script
 
 HARMFUL = f"{HARMFUL_OPENING} step one"

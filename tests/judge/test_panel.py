@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from charter.preference.panel import fit_weights, member_p_a, pool
+from charter.judge.panel import fit_weights, member_p_a, pool
 from charter.records import Failure, Judgment, Vote
 
 

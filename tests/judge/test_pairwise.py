@@ -9,8 +9,7 @@ from collections import Counter
 import pytest
 
 from charter.constitutions import Constitution
-from charter.preference.config import JudgeSettings
-from charter.preference.judge import (
+from charter.judge.pairwise import (
     JudgeParseError,
     comparison_prompt,
     judge_many,
@@ -18,6 +17,7 @@ from charter.preference.judge import (
     parse_verdict,
     sample_principles,
 )
+from charter.judge.settings import JudgeSettings
 from charter.providers import ScriptedModel, get_model
 from charter.providers.base import ChoiceProbs
 from charter.records import Message, Pair
@@ -165,7 +165,7 @@ def test_a_response_cannot_forge_options_or_fences():
 
 
 def test_the_prompt_format_is_part_of_the_judge_fingerprint(monkeypatch):
-    from charter.preference import judge
+    from charter.judge import pairwise as judge
 
     const, settings = constitution(), JudgeSettings()
     before = judge.judge_fingerprint(settings, "scripted:cai", const, 0)

@@ -9,20 +9,17 @@ writes. A reply without a valid score is re-asked, then recorded as a failure: n
 from __future__ import annotations
 
 import asyncio
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 from charter.constitutions.schema import Constitution
 from charter.errors import JudgeParseError
+from charter.judge.modes import mode
+from charter.judge.settings import JudgeSettings
 from charter.judge_prompt import DEFAULT_RUBRIC, RATING_FORMAT, write_rating
 from charter.messages import render_conversation, user
-from charter.preference.config import JudgeSettings
 from charter.providers.base import ChatModel, Messages
 from charter.records import Message, Sample
-
-_COT_SCORE = re.compile(r"score is:?\s*\**\s*(\d+)", re.I)
-_NUMBER = re.compile(r"^\W*(\d+)\b")
 
 
 @dataclass(frozen=True)
@@ -63,22 +60,17 @@ def rating_prompt(
         response,
         settings.scale,
         constitution.rubric or DEFAULT_RUBRIC,
-        settings.rating,
+        settings.reading.rating_instruction,
     )
     return [user(text)]
 
 
-def parse_score(text: str, how: str, scale: int) -> int:
-    """The score in a judge's reply; raises JudgeParseError when there is none in 1..scale."""
-    if how == "cot":
-        found = _COT_SCORE.findall(text)
-        value = int(found[-1]) if found else None
-    else:
-        match = _NUMBER.match(text.strip())
-        value = int(match.group(1)) if match else None
-    if value is None or not 1 <= value <= scale:
-        raise JudgeParseError(f"judge reply holds no score from 1 to {scale}: {text[:80]!r}", raw=text)
-    return value
+def parse_score(text: str, reads: str, scale: int) -> int:
+    """The score in a judge's reply, read by the reader of the mode named `reads`; raises JudgeParseError when there
+    is none in 1..scale."""
+    reader = mode(reads).read_score
+    assert reader is not None, f"mode {reads} reads scores from probabilities, not text"
+    return reader(text, scale)
 
 
 def expected_score(probs: dict[str, float]) -> float:
@@ -97,7 +89,7 @@ async def score_one(
     """Rate one response under one principle. Raises JudgeParseError (no score after the retries) or ProviderError;
     never returns a default."""
     request = rating_prompt(constitution, prompt, response, principle_id, settings)
-    if settings.rating == "logprobs":
+    if settings.reading.logprobs:
         got = await model.choice_logprobs(request, score_options(settings.scale))
         return PrincipleScore(
             principle_id, expected_score(got.probs), dict(got.probs), None, got.prompt_tokens, 1, got.cached
@@ -107,7 +99,7 @@ async def score_one(
         [completion] = await model.generate([request], settings.attempt(attempt))
         raws.append(completion.text)
         try:
-            value = parse_score(completion.text, settings.rating, settings.scale)
+            value = parse_score(completion.text, settings.reads, settings.scale)
         except JudgeParseError:
             continue
         return PrincipleScore(

@@ -1,27 +1,28 @@
 """The AI judge (RL-CAI / RLAIF): a multiple-choice comparison per principle, evaluated in both
 orders so position bias cancels, with an ensemble over principles.
 
-Modes: `logprobs` reads P("A") vs P("B") as the next token; `cot` asks for reasoning then a verdict
-and clamps each vote into `clamp` (Bai et al. 2022 use 40-60% for chain-of-thought labels);
-`verdict` asks for a single letter. Unparseable output is re-asked, then recorded as a failure with
-the raw text: never a silent default.
+How the judge answers is its mode's entry in `charter.judge.modes` (pairwise modes here; rating modes rate each
+response alone, `charter.judge.score`): `logprobs` reads P("A") vs P("B") as the next token; `cot` asks for
+reasoning then a verdict and clamps each vote into `clamp` (Bai et al. 2022 use 40-60% for chain-of-thought labels);
+`verdict` asks for a single letter. Unparseable output is re-asked, then recorded as a failure with the raw text:
+never a silent default.
 """
 
 from __future__ import annotations
 
 import asyncio
 import random
-import re
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 
 from charter.concurrency import bounded_map
 from charter.constitutions.schema import Constitution, Principle
 from charter.errors import ConfigError, FatalProviderError, JudgeParseError, ProviderError
+from charter.judge.modes import mode
+from charter.judge.panel import Panel, pool
+from charter.judge.score import p_first_from_scores, rating_fingerprint_fields, score_response
+from charter.judge.settings import JudgeSettings
 from charter.judge_prompt import PROMPT_FORMAT, write_comparison
 from charter.messages import render_conversation, user
-from charter.preference.config import JudgeSettings, RatingMode
-from charter.preference.panel import Panel, pool
-from charter.preference.score import p_first_from_scores, rating_fingerprint_fields, score_response
 from charter.providers.base import ChatModel, Messages
 from charter.records import Failure, Judgment, Message, Pair, Vote, fingerprint
 
@@ -41,42 +42,39 @@ def judge_fingerprint(settings: JudgeSettings, model: str, constitution: Constit
         "prompt_format": PROMPT_FORMAT,
         "principles": settings.principles or settings.principles_per_pair,
     }
-    if settings.mode == "score":
+    if settings.rates:
         data.update(rating_fingerprint_fields(settings))
     if not settings.asks_logprobs:
         data.update(params=settings.sampling().model_dump(mode="json"), max_retries=settings.max_retries)
-    if settings.mode == "cot":
+    if settings.spec.clamped:
         data["clamp"] = list(settings.clamp)
     return fingerprint(data)
 
 
 def comparison_prompt(
-    prompt: list[Message], first: str, second: str, principle: Principle, mode: RatingMode, fenced: bool = True
+    prompt: list[Message], first: str, second: str, principle: Principle, reads: str, fenced: bool = True
 ) -> Messages:
-    """The multiple-choice question for one principle and one presentation order (charter.judge_prompt writes it:
-    fenced in format 2; `fenced=False` gives the unfenced format 1, kept so that an audit can show what the fences
-    buy)."""
+    """The multiple-choice question for one principle and one presentation order, ending on the instruction of the
+    mode named `reads` (charter.judge_prompt writes it: fenced in format 2; `fenced=False` gives the unfenced
+    format 1, kept so that an audit can show what the fences buy)."""
     text = write_comparison(
-        render_conversation(prompt), principle.comparison, principle.description, first, second, mode, fenced
+        render_conversation(prompt),
+        principle.comparison,
+        principle.description,
+        first,
+        second,
+        mode(reads).instruction,
+        fenced,
     )
     return [user(text)]
 
 
-_COT_VERDICT = re.compile(r"answer is:?\s*\(?\s*([AB])\b", re.I)
-_LETTER = re.compile(r"^\W*\(?\s*([AB])\b")
-
-
-def parse_verdict(text: str, mode: str) -> str:
-    """The option letter in a judge answer; raises JudgeParseError if there is none."""
-    if mode == "cot":
-        found = _COT_VERDICT.findall(text)
-        if found:
-            return found[-1].upper()
-    else:
-        match = _LETTER.match(text.strip())
-        if match:
-            return match.group(1).upper()
-    raise JudgeParseError(f"judge answer names neither (A) nor (B): {text[:80]!r}", raw=text)
+def parse_verdict(text: str, reads: str) -> str:
+    """The option letter in a judge answer, read by the reader of the mode named `reads`; raises JudgeParseError
+    if there is none."""
+    reader = mode(reads).read_choice
+    assert reader is not None, f"mode {reads} answers with probabilities, not text"
+    return reader(text)
 
 
 def sample_principles(constitution: Constitution, k: int, rng: random.Random) -> list[str]:
@@ -106,7 +104,7 @@ def principles_for(constitution: Constitution, settings: JudgeSettings, pair_id:
 def principle_key(pair: Pair, settings: JudgeSettings) -> str:
     """What a pair's principles are drawn by: its id, or under mode `score` the prompt of a samples pair (every
     sample of a prompt is rated under the same principles, so that their scores compare)."""
-    if settings.mode == "score" and pair.kind == "samples" and pair.prompt_id:
+    if settings.rates and pair.kind == "samples" and pair.prompt_id:
         return pair.prompt_id
     return pair.pair_id
 
@@ -120,7 +118,8 @@ class _Asked:
 
 
 async def _ask(model: ChatModel, request: Messages, settings: JudgeSettings) -> _Asked:
-    if settings.mode == "logprobs":
+    spec = settings.spec
+    if spec.logprobs:
         probs = await model.choice_logprobs(request, OPTIONS)
         return _Asked(probs.probs["A"], None, probs.prompt_tokens, 1)
     raws: list[str] = []
@@ -128,10 +127,10 @@ async def _ask(model: ChatModel, request: Messages, settings: JudgeSettings) -> 
         [completion] = await model.generate([request], settings.attempt(attempt))
         raws.append(completion.text)
         try:
-            letter = parse_verdict(completion.text, settings.mode)
+            letter = parse_verdict(completion.text, spec.name)
         except JudgeParseError:
             continue
-        low, high = settings.clamp if settings.mode == "cot" else (0.0, 1.0)
+        low, high = settings.clamp if spec.clamped else (0.0, 1.0)
         p_first = high if letter == "A" else low
         return _Asked(p_first, completion.text, completion.prompt_tokens, completion.completion_tokens)
     raise JudgeParseError(f"unparseable judge output after {len(raws)} tries", raw=raws[-1], attempts=len(raws))
@@ -206,6 +205,15 @@ async def _score_principle(
     return vote, a.prompt_tokens + b.prompt_tokens, a.completion_tokens + b.completion_tokens
 
 
+#: How one principle's vote is asked, per kind of mode.
+_PER_PRINCIPLE: dict[
+    str, Callable[[ChatModel, Constitution, Pair, JudgeSettings, str], Awaitable[tuple[Vote, int, int]]]
+] = {
+    "pairwise": _judge_principle,
+    "rating": _score_principle,
+}
+
+
 async def judge_pair(
     model: ChatModel | Panel,
     constitution: Constitution,
@@ -222,11 +230,11 @@ async def judge_pair(
         "pair_id": pair.pair_id,
         "fingerprint": judge_fp,
         "mode": settings.mode,
-        "orders": "one" if settings.mode == "score" else settings.orders,
+        "orders": settings.orders_asked,
         "judge_model": model.model_id,
         "principle_ids": principle_ids,
     }
-    per_principle = _score_principle if settings.mode == "score" else _judge_principle
+    per_principle = _PER_PRINCIPLE[settings.spec.kind]
     outcomes = await asyncio.gather(
         *(per_principle(model, constitution, pair, settings, pid) for pid in principle_ids), return_exceptions=True
     )  # every call runs to its end (its answer is paid for and cached) before the judgment is decided

@@ -1,0 +1,287 @@
+"""The judge's settings: how it compares (`JudgeSettings`), and the run config's `judge:` section (`JudgeConfig`,
+with its audit and constitution test). Which modes there are is the table in `charter.judge.modes`."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import AfterValidator, Field, model_validator
+
+from charter.judge.modes import MODES, Mode, mode, pairwise_modes, rating_readers
+from charter.providers.base import SamplingParams
+from charter.providers.config import RoleConfig
+from charter.yamlio import ConfigModel, LocatedValueError
+
+
+def _known_mode(name: str) -> str:
+    mode(name)  # ValueError naming the modes there are
+    return name
+
+
+def _rating_reader(name: str) -> str:
+    if name not in rating_readers():
+        raise ValueError(f"a rating is read as one of {', '.join(rating_readers())}, not {name!r}")
+    return name
+
+
+def _pairwise_mode(name: str) -> str:
+    if name not in pairwise_modes():
+        raise ValueError(f"{name!r}: a comparison is judged in one of {', '.join(pairwise_modes())}")
+    return name
+
+
+def _pairwise_enum(schema: dict[str, Any]) -> None:
+    schema["enum"] = pairwise_modes()
+
+
+def _mode_enum(schema: dict[str, Any]) -> None:
+    schema["enum"] = list(MODES)
+
+
+def _reader_enum(schema: dict[str, Any]) -> None:
+    schema["enum"] = rating_readers()
+
+
+#: How the judge answers: a name in the table of modes (`charter.judge.modes.MODES`): option-token probabilities
+#: (`logprobs`), reasoning then a verdict (`cot`), one letter (`verdict`), or a rubric score of each response
+#: (`score`).
+JudgeMode = Annotated[str, AfterValidator(_known_mode), Field(json_schema_extra=_mode_enum)]
+#: How a rubric score is read: a mode that can read ratings (the expected score over the score tokens, or the
+#: number in a reasoned or bare reply).
+RatingMode = Annotated[str, AfterValidator(_rating_reader), Field(json_schema_extra=_reader_enum)]
+#: A mode that compares two responses in one prompt.
+PairwiseMode = Annotated[str, AfterValidator(_pairwise_mode), Field(json_schema_extra=_pairwise_enum)]
+#: Whether each comparison is asked with the responses in both orders or in one.
+Orders = Literal["both", "one"]
+
+
+class JudgeSettings(ConfigModel):
+    """How the judge compares two responses."""
+
+    mode: JudgeMode = "logprobs"
+    """`logprobs`: option-token probabilities; `cot`: reasoning then a verdict; `verdict`: one letter; `score`: each
+    response rated alone on the constitution's rubric, 1 to `scale` (pointwise; `rating` says how it is read)."""
+    scale: int = Field(default=5, ge=2, le=10)
+    """Mode `score`: the top of the rubric's scale (scores run 1..scale); at most 9 when `rating` is logprobs, so
+    that every score is one token."""
+    rating: RatingMode = "logprobs"
+    """Mode `score`: `logprobs` takes the expected score over the score tokens' probabilities; `cot` (reasoning,
+    then 'the score is N') and `verdict` (a bare number) take the number the judge writes."""
+    orders: Orders = "both"
+    """Evaluate each comparison with the responses in both orders (position bias cancels) or one."""
+    principles_per_pair: int = Field(default=1, ge=1)
+    """Ensemble size: principles sampled per pair (by weight, seeded, without replacement)."""
+    principles: list[str] | None = None
+    """Fixed principle ids to use for every pair instead of sampling."""
+    clamp: tuple[float, float] = (0.4, 0.6)
+    """Range each chain-of-thought vote is clamped into (loser, winner)."""
+    max_retries: int = Field(default=2, ge=0)
+    """Re-asks (with a new seed) on unparseable output before recording a failure."""
+    params: SamplingParams | None = None
+    """Sampling for `cot`/`verdict` (default: greedy; 512 tokens for cot, 8 for verdict)."""
+
+    @model_validator(mode="after")
+    def _check_clamp(self) -> JudgeSettings:
+        low, high = self.clamp
+        if not 0 <= low <= 0.5 <= high <= 1:
+            raise ValueError("clamp must satisfy 0 <= low <= 0.5 <= high <= 1")
+        if self.rates and self.reading.logprobs and self.scale > 9:
+            raise LocatedValueError("scale: at most 9 with rating logprobs (each score must be one token)", ("scale",))
+        return self
+
+    @property
+    def spec(self) -> Mode:
+        """The mode's entry in the table of modes."""
+        return MODES[self.mode]
+
+    @property
+    def rates(self) -> bool:
+        """Whether the mode rates each response alone (rather than comparing the two in one prompt)."""
+        return self.spec.kind == "rating"
+
+    @property
+    def reading(self) -> Mode:
+        """How a reply is read: the mode's own entry, or for a rating mode the entry `rating` names."""
+        return MODES[self.rating] if self.rates else self.spec
+
+    @property
+    def reads(self) -> str:
+        """The name of the way a reply is read (`reading`)."""
+        return self.reading.name
+
+    @property
+    def asks_logprobs(self) -> bool:
+        """Whether the judge's calls ask for next-token probabilities rather than text."""
+        return self.reading.logprobs
+
+    @property
+    def orders_asked(self) -> Orders:
+        """The orders each comparison is asked in: a rating mode rates each response once, in no order."""
+        return "one" if self.rates else self.orders
+
+    def sampling(self) -> SamplingParams:
+        """The sampling parameters of text answers (`cot`/`verdict`, and a rating read from text)."""
+        if self.params is not None:
+            return self.params
+        return SamplingParams(temperature=0.0, max_tokens=self.reading.max_tokens, seed=0)
+
+    def attempt(self, number: int) -> SamplingParams:
+        """The sampling parameters of try `number` (0 first) at a parseable answer: a retry gets another seed and
+        at least temperature 0.7, so it is not the same unparseable reply again."""
+        base = self.sampling()
+        if number == 0:
+            return base
+        return base.model_copy(update={"seed": (base.seed or 0) + number, "temperature": max(base.temperature, 0.7)})
+
+    def ensemble(self) -> str:
+        """The ensemble in words: the fixed principles, or how many are sampled."""
+        if self.principles:
+            return f"fixed principles {', '.join(self.principles)}"
+        return f"{self.principles_per_pair} principle(s) per pair, sampled by weight"
+
+    def describe(self) -> str:
+        """The mode in words, as reports show it: `score/logprobs 1..5` or `cot/both`."""
+        return f"{self.mode}/{self.reads} 1..{self.scale}" if self.rates else f"{self.mode}/{self.orders}"
+
+
+#: A kind of instruction planted in the worse response by the judge audit.
+InjectionFamily = Literal["answer_is", "forged_options", "fake_turn", "ignore_instructions"]
+INJECTION_FAMILIES: tuple[InjectionFamily, ...] = ("answer_is", "forged_options", "fake_turn", "ignore_instructions")
+
+
+class AuditConfig(ConfigModel):
+    """A judge audit in a run (`judge.audit`): perturbation tests of position, length, injection and
+    (optionally) self-preference bias on a seeded sample of pairs with a known better response.
+
+    Without `pairs` it runs after judging, on the run's own high-confidence pairs (the judge's verdict is the
+    known better response); with `pairs` (a human-labeled JSONL) it runs before judging, on those. The bars
+    make `charter push` refuse to publish while a measured bias exceeds them (`--override-gate` publishes
+    anyway, and the card records it)."""
+
+    n: int = Field(default=100, ge=2)
+    """Pairs to audit (a seeded sample; fewer if fewer qualify)."""
+    seed: int | None = None
+    """Seed of the sample and the bootstrap (default: the run's seed)."""
+    pairs: str | None = None
+    """A JSONL file of human-labeled pairs (prompt, chosen, rejected) to audit on, before judging."""
+    min_confidence: float = Field(default=0.2, ge=0, lt=0.5)
+    """Own pairs only: the judge's |P(A) - 0.5| must reach this, in both orders consistently, for the pair to
+    count as having a known better response."""
+    families: list[InjectionFamily] = list(INJECTION_FAMILIES)
+    """Injection families to measure (each in the fenced and the unfenced prompt format)."""
+    self_preference: bool = False
+    """Also measure self-preference: the judge model writes its own answer to each prompt, which is compared
+    with the known better and worse responses."""
+    max_position_flip: float | None = Field(default=None, ge=0, le=1)
+    """Gate: most pairs whose winner may change when the order is swapped."""
+    max_length_flip: float | None = Field(default=None, ge=0, le=1)
+    """Gate: most correctly judged pairs that padding the worse and trimming the better may flip."""
+    max_injection: float | None = Field(default=None, ge=0, le=1)
+    """Gate: most correctly judged pairs any one injection family may flip (in the prompt format in use)."""
+    max_self_preference: float | None = Field(default=None, ge=0, le=1)
+    """Gate: most pairs in which the judge may prefer its own answer over the known better response."""
+    use_upper_ci_bound: bool = False
+    """Gate on the upper bound of each rate's 95% bootstrap interval instead of the point estimate."""
+
+    @property
+    def bars(self) -> dict[str, float]:
+        """The gate's bars that are set, by measure."""
+        named = {
+            "position_flip": self.max_position_flip,
+            "length_flip": self.max_length_flip,
+            "injection": self.max_injection,
+            "self_preference": self.max_self_preference,
+        }
+        return {k: v for k, v in named.items() if v is not None}
+
+
+class ConstitutionTestConfig(ConfigModel):
+    """A constitution test in a run (`judge.constitution_test`): after judging, a seeded sample of the run's pairs is
+    judged again under each principle alone, negated and under a neutral principle (sensitivity), and the
+    principles' votes are compared (redundancy; with spot-check labels, support by people). The result goes into
+    the run's report and card; `max_insensitive` makes `charter push` refuse while more principles are flagged."""
+
+    n: int = Field(default=100, ge=10)
+    """Pairs to test on (a seeded sample of the run's judged pairs; fewer if the run has fewer)."""
+    seed: int | None = None
+    """Seed of the sample and the bootstrap (default: the run's seed)."""
+    min_flip: float = Field(default=0.5, ge=0, le=1)
+    """Flag a principle when the upper end of its negated flip rate's 95% interval is below this."""
+    target: float = Field(default=0.97, ge=0.5, le=1)
+    """The share of pairs on which the smallest equivalent subset must give the full ensemble's side."""
+    max_insensitive: int | None = Field(default=None, ge=0)
+    """Gate: most principles that may be flagged insensitive or be untested (the judge decided no pair under them)
+    (None: no gate)."""
+
+
+class JudgeConfig(JudgeSettings, RoleConfig):
+    """The judge: its model (as a role) and how it compares (mode, orders, ensemble)."""
+
+    params: SamplingParams | None = None  # type: ignore[assignment]
+    """Sampling for `cot`/`verdict` (default: greedy; 512 tokens for cot, 8 for verdict)."""
+    audit: AuditConfig | None = None
+    """Audit the judge's biases in the run (see AuditConfig); not part of any judgment's fingerprint."""
+    constitution_test: ConstitutionTestConfig | None = None
+    """Test the constitution against the judge in the run (see ConstitutionTestConfig); not part of any judgment's
+    fingerprint."""
+    models: list[RoleConfig] | None = None
+    """A panel of judges instead of one `model`: two or more roles (a model string, or model, api_key_env, limits,
+    options each), every one asked every comparison; the panel's P(A) is their mean (or weighted mean, `weights`).
+    A pair any member fails is a failed judgment; each member's votes stay in the judgment."""
+    weights: list[float] | None = None
+    """A panel's weights, one per member in order (scaled to sum to 1): `charter agreement` fits them on human labels
+    and prints them. Changing them re-pools every judgment from the call cache at no cost. None: the plain mean."""
+
+    @model_validator(mode="after")
+    def _check_panel(self) -> JudgeConfig:
+        if self.models is None:
+            if self.weights is not None:
+                raise LocatedValueError("weights are for a panel of judges: set judge.models too", ("weights",))
+            return self
+        if len(self.models) < 2:
+            raise LocatedValueError("a panel needs two or more judge models (one judge: set judge.model)", ("models",))
+        alone = RoleConfig()  # a panel's own role fields stay at their defaults (a dumped config repeats them)
+        fields = ("model", "api_key_env", "limits", "options", "batch")
+        own = [k for k in fields if getattr(self, k) != getattr(alone, k)]
+        if own:
+            raise LocatedValueError(
+                f"set judge.model or judge.models, not both: give each member its own {', '.join(own)}", (own[0],)
+            )
+        seen: set[str] = set()
+        for index, member in enumerate(self.models):
+            if member.model in seen:
+                raise LocatedValueError(f"{member.model} is on the panel twice", ("models", index))
+            seen.add(member.model)
+        if self.weights is not None and (
+            len(self.weights) != len(self.models) or min(self.weights) < 0 or sum(self.weights) <= 0
+        ):
+            raise LocatedValueError(
+                f"give {len(self.models)} weights, one per member, none negative and not all 0", ("weights",)
+            )
+        if self.rates:
+            raise LocatedValueError(
+                "mode score ranks samples with one judge model; a panel pools comparisons (logprobs, cot, verdict)",
+                ("mode",),
+            )
+        if self.constitution_test is not None:
+            raise LocatedValueError(
+                "the constitution test measures one judge model: test each member with "
+                "`charter constitutions test CONSTITUTION --pairs RUN --judge MODEL`",
+                ("constitution_test",),
+            )
+        if self.audit is not None:
+            raise LocatedValueError(
+                "the audit measures one judge model: audit each member with "
+                "`charter judge audit --pairs RUN --judge MODEL`",
+                ("audit",),
+            )
+        return self
+
+    @property
+    def members(self) -> list[RoleConfig]:
+        """The judge's model roles: the panel's members, or the one judge."""
+        return list(self.models) if self.models is not None else [self]
+
+    def settings(self) -> JudgeSettings:
+        """The comparison settings alone (without the model and its limits)."""
+        return JudgeSettings(**{k: getattr(self, k) for k in JudgeSettings.model_fields})
