@@ -291,3 +291,13 @@ def test_the_csv_reader_answers_any_rows_with_a_charter_error(
     path = tmp_path_factory.mktemp("f") / "labels.csv"
     path.write_text(text.getvalue(), encoding="utf-8")
     imports_or_refuses(fuzz_run, path, "csv")
+
+
+def test_two_answers_by_one_annotator_in_one_item_are_refused(run: Path, tmp_path: Path) -> None:
+    with open_labels(run) as store:
+        first = sample_rows(store)[0]
+    answers = [{"value": "A", "user_id": "u1"}, {"value": "B", "user_id": "u1"}]
+    record = {"fields": {}, "metadata": {"pair_id": first.pair_id, "shown_order": first.shown_order}}
+    (tmp_path / "a.json").write_text(json.dumps([{**record, "responses": {"preference": answers}}]))
+    with pytest.raises(CharterError, match=r"a.json: item 1 and item 1 \(answer 2\) both label pair"):
+        import_labels(run, tmp_path / "a.json", "argilla")

@@ -67,6 +67,11 @@ def _texts(obj: Any) -> tuple[str, str] | None:
     return (first, second) if isinstance(first, str) and isinstance(second, str) else None
 
 
+def _answer(where: str, number: int) -> str:
+    """An item's place, and the answer's among the item's answers after the first."""
+    return where if number == 1 else f"{where} (answer {number})"
+
+
 def _label(path: Path, where: str, pair_id: Any, annotator: Any, screen: Any, order: Any) -> HumanLabel:
     at = f"{path}: {where}"
     if not isinstance(pair_id, str) or not pair_id:
@@ -143,9 +148,9 @@ def _read_argilla(path: Path) -> LabelFile:
         at = f"{path}: {where}"
         meta = _need(record, "metadata", at)
         fields = _need(record, "fields", at)
-        for who, value in _argilla_answers(record.get("responses"), at):
+        for j, (who, value) in enumerate(_argilla_answers(record.get("responses"), at), start=1):
             label = _label(path, where, meta.get("pair_id"), who, value, meta.get("shown_order"))
-            out.append(FileLabel(where, label, meta.get("shown_hash"), _texts(fields)))
+            out.append(FileLabel(_answer(where, j), label, meta.get("shown_hash"), _texts(fields)))
     return LabelFile(path, len(records), out)
 
 
@@ -181,11 +186,11 @@ def _read_labelstudio(path: Path) -> LabelFile:
             annotations = []
         if not isinstance(annotations, list):
             raise ImportFormatError(f"{at}: malformed 'annotations' (list expected)")
-        for annotation in annotations:
+        for j, annotation in enumerate(annotations, start=1):
             choice = _choices(annotation, at)[0]
             who = _annotator(annotation.get("completed_by"))
             label = _label(path, where, data.get("pair_id"), who, choice, data.get("shown_order"))
-            out.append(FileLabel(where, label, data.get("shown_hash"), _texts(data)))
+            out.append(FileLabel(_answer(where, j), label, data.get("shown_hash"), _texts(data)))
     return LabelFile(path, len(tasks), out)
 
 
