@@ -96,16 +96,16 @@ def test_a_stalled_body_times_out(server: LabelServer) -> None:
             f"X-Charter-Token: {server.token}\r\nContent-Length: 100\r\n\r\n"
         )
         sock.sendall(head.encode() + b'{"annot')  # then nothing more
-        reply = sock.recv(4096).decode("latin-1")
+        reply = b"".join(iter(lambda: sock.recv(4096), b"")).decode("latin-1")  # until the server closes
     assert reply.startswith("HTTP/1.0 408") and "not received within 0.5 s" in reply
-    assert time.monotonic() - started < 5
+    assert time.monotonic() - started < 8
 
 
 def test_an_idle_connection_is_closed(server: LabelServer) -> None:
     started = time.monotonic()
     with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
         assert sock.recv(4096) == b""  # closed by the server, not by this test's own 10 s timeout
-    assert time.monotonic() - started < 5
+    assert time.monotonic() - started < 8
 
 
 def test_the_timeout_defaults_to_30_s_and_must_be_positive(tmp_path: Path) -> None:
