@@ -179,6 +179,14 @@ def test_an_empty_file_is_an_error_naming_it(
     assert code == 2 and out == "" and f"empty.x: {message}" in err and len(err.strip().splitlines()) == 1
 
 
+@pytest.mark.parametrize("fmt", ["csv", "argilla", "labelstudio"])
+def test_a_missing_file_or_a_folder_is_one_line(run: Path, tmp_path: Path, fmt: str) -> None:
+    with pytest.raises(CharterError, match=r"nope.x: file not found"):
+        import_labels(run, tmp_path / "nope.x", fmt)
+    with pytest.raises(CharterError, match=r": is a directory"):
+        import_labels(run, tmp_path, fmt)
+
+
 @pytest.mark.parametrize(
     "responses",
     [{"preference": ["A"]}, {"preference": {"value": "A"}}, ["A"], [{"user_id": "u", "values": ["A"]}], "A", 3],

@@ -203,10 +203,7 @@ READERS: dict[str, Callable[[Path], LabelFile]] = {
 
 def read_label_file(path: Path, fmt: str) -> LabelFile:
     """A label file's labels; a file with no rows, or rows but no labels, is an error naming it."""
-    read = READERS[fmt]
-    if not path.is_file():
-        raise ImportFormatError(f"{path}: no such file")
-    got = read(path)
+    got = READERS[fmt](path)  # a missing file or a folder is one line from the reader
     kind = "rows" if fmt == "csv" else "items"
     if got.rows == 0:
         raise ImportFormatError(f"{path}: no {kind} to import (the file is empty or holds only a header)")
