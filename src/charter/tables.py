@@ -37,9 +37,10 @@ def read_text_file(path: str | Path, error: type[CharterError] = DatasetError, k
 
 
 def decode_utf8(raw: bytes, path: str | Path, error: type[CharterError] = DatasetError) -> str:
-    """A whole file's bytes as text; not UTF-8 is a one-line error naming the line and the byte offset."""
+    """A whole file's bytes as text, less a leading byte-order mark; not UTF-8 is a one-line error naming the line
+    and the byte offset."""
     try:
-        return raw.decode("utf-8")
+        return raw.decode("utf-8").removeprefix("\ufeff")  # the BOM spreadsheet programs write ("CSV UTF-8")
     except UnicodeDecodeError as exc:
         line = raw[: exc.start].count(b"\n") + 1
         raise error(

@@ -140,6 +140,9 @@ def raw_request(server: LabelServer, head: str, body: bytes = b"", timeout: floa
     return int(reply.split(" ", 2)[1]), time.monotonic() - started
 
 
+UNDO = b'{"annotator": "alice"}'
+
+
 def post_head(
     server: LabelServer,
     *,
@@ -148,7 +151,7 @@ def post_head(
     query: str = "",
     origin: str | None = None,
     content_type: str = "application/json",
-    length: str = "2",
+    length: str = str(len(UNDO)),
 ) -> str:
     lines = [
         f"POST /api/undo{query} HTTP/1.1",
@@ -164,12 +167,12 @@ def post_head(
 
 
 def test_a_well_formed_post_is_answered(server: LabelServer) -> None:
-    assert raw_request(server, post_head(server), b"{}")[0] == 200
+    assert raw_request(server, post_head(server), UNDO)[0] == 200
 
 
 def test_a_foreign_host_name_is_refused(server: LabelServer) -> None:
     """DNS rebinding: a page on evil.example resolving to 127.0.0.1 sends Host: evil.example."""
-    assert raw_request(server, post_head(server, host=f"evil.example:{server.port}"), b"{}")[0] == 421
+    assert raw_request(server, post_head(server, host=f"evil.example:{server.port}"), UNDO)[0] == 421
     get = f"GET /?token={server.token} HTTP/1.1\nHost: evil.example\n"
     assert raw_request(server, get)[0] == 421
 
@@ -177,13 +180,13 @@ def test_a_foreign_host_name_is_refused(server: LabelServer) -> None:
 def test_a_post_needs_the_token_in_a_header(server: LabelServer) -> None:
     """A cross-site text/plain form post can put the token in the query string, never in a header."""
     head = post_head(server, token_header=False, query=f"?token={server.token}", content_type="text/plain")
-    assert raw_request(server, head, b"{}")[0] == 403
+    assert raw_request(server, head, UNDO)[0] == 403
 
 
 def test_a_cross_origin_or_non_json_post_is_refused(server: LabelServer) -> None:
-    assert raw_request(server, post_head(server, origin="http://evil.example"), b"{}")[0] == 403
-    assert raw_request(server, post_head(server, content_type="text/plain"), b"{}")[0] == 415
-    assert raw_request(server, post_head(server, origin=f"http://127.0.0.1:{server.port}"), b"{}")[0] == 200
+    assert raw_request(server, post_head(server, origin="http://evil.example"), UNDO)[0] == 403
+    assert raw_request(server, post_head(server, content_type="text/plain"), UNDO)[0] == 415
+    assert raw_request(server, post_head(server, origin=f"http://127.0.0.1:{server.port}"), UNDO)[0] == 200
 
 
 @pytest.mark.parametrize("length", ["abc", "-1", "1e3", ""])

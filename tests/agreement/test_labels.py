@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from charter.agreement.exchange import export_labels, import_labels
+from charter.agreement.exchange import ImportResult, export_labels, import_labels
 from charter.agreement.labels import LabelError, open_labels, put_label
 from charter.agreement.sampling import spotcheck
 from charter.cli import app
@@ -106,9 +106,10 @@ def test_export_import_round_trip(tmp_path: Path, fmt: str) -> None:
     with open_labels(src) as store:
         before = {(r.pair_id, r.annotator, r.label) for r in label_rows(store)}
         store.execute("DELETE FROM human_labels")
-    assert import_labels(src, out, fmt) == 3
+    assert import_labels(src, out, fmt) == ImportResult(new=3, replaced=0, unchanged=0)
     with open_labels(src) as store:
         assert {(r.pair_id, r.annotator, r.label) for r in label_rows(store)} == before
+    assert import_labels(src, out, fmt) == ImportResult(new=0, replaced=0, unchanged=3)  # nothing stored twice
 
 
 def test_export_shows_responses_in_recorded_order(tmp_path: Path) -> None:

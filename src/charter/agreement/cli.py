@@ -158,10 +158,14 @@ def label_import(
     file: Path = typer.Argument(..., help="File to read."),
     fmt: str = typer.Option(..., "--format", "-f", help=FORMAT_HELP),
 ) -> None:
-    """Import labels (checked whole, then written in one transaction)."""
+    """Import labels (checked whole against the sample as shown, then written in one transaction, or none)."""
     from charter.agreement.exchange import import_labels
 
-    typer.echo(f"imported {import_labels(run_dir, file, fmt)} labels from {file}")
+    done = import_labels(run_dir, file, fmt)
+    typer.echo(
+        f"imported {done.stored} labels from {file} ({done.new} new, {done.replaced} replacing an earlier label; "
+        f"{done.unchanged} already stored, left as they were)"
+    )
 
 
 @agreement_app.command("report")

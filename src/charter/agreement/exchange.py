@@ -9,28 +9,29 @@ from __future__ import annotations
 
 import csv
 import json
-from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from charter.agreement.labels import (
-    LabelError,
-    judged_pairs,
-    new_label,
-    open_labels,
-    put_labels,
-    to_pair_terms,
-    to_screen_terms,
-    validate_labels,
-)
-from charter.records import HumanLabel, Message
+from charter.agreement.label_files import FileLabel, ImportFormatError, LabelFile, read_label_file, shown_hash
+from charter.agreement.labels import LabelError, judged_pairs, open_labels, to_screen_terms, validate_labels
+from charter.records import HumanLabel, Message, Pair
 from charter.runs import labels as stored
-from charter.tables import iter_csv
+from charter.runs.store import RunStore
 
 FORMATS = ("argilla", "labelstudio", "csv")
 SCREEN = {"first": "A", "second": "B", "tie": "tie", "skip": "skip"}
-FROM_SCREEN = {"a": "first", "b": "second", "tie": "tie", "skip": "skip"}
-CSV_COLUMNS = ("pair_id", "principle_id", "shown_order", "prompt", "response_A", "response_B", "annotator", "label")
+CSV_COLUMNS = (
+    "pair_id",
+    "principle_id",
+    "shown_order",
+    "shown_hash",
+    "prompt",
+    "response_A",
+    "response_B",
+    "annotator",
+    "label",
+)
 LABEL_STUDIO_CONFIG = """<View>
   <Text name="prompt" value="$prompt"/>
   <Text name="response_A" value="$response_A"/>
@@ -40,9 +41,7 @@ LABEL_STUDIO_CONFIG = """<View>
   </Choices>
 </View>"""
 
-
-class ImportFormatError(LabelError):
-    """An import file is not in the format named."""
+__all__ = ["FORMATS", "ImportFormatError", "ImportResult", "export_labels", "import_labels"]
 
 
 def render_prompt(messages: list[Message]) -> str:
@@ -70,6 +69,7 @@ def _items(run_dir: Path) -> list[dict[str, Any]]:
                     "messages": pair.prompt,
                     "A": first,
                     "B": second,
+                    "shown_hash": shown_hash(first, second),
                     "labels": labels.get(row.pair_id, []),
                 }
             )
@@ -86,6 +86,7 @@ def _argilla(item: dict) -> dict:
             "pair_id": item["pair_id"],
             "principle_id": item["principle_id"],
             "shown_order": item["shown_order"],
+            "shown_hash": item["shown_hash"],
         },
         "responses": {"preference": [{"value": lab, "user_id": who} for who, lab in item["labels"]]},
         "suggestions": {},
@@ -100,6 +101,7 @@ def _labelstudio(item: dict, index: int) -> dict:
             "pair_id": item["pair_id"],
             "principle_id": item["principle_id"],
             "shown_order": item["shown_order"],
+            "shown_hash": item["shown_hash"],
             "prompt": render_prompt(item["messages"]),
             "response_A": item["A"],
             "response_B": item["B"],
@@ -129,6 +131,7 @@ def export_labels(run_dir: str | Path, fmt: str, out: str | Path) -> int:
                     it["pair_id"],
                     it["principle_id"],
                     it["shown_order"],
+                    it["shown_hash"],
                     json.dumps([m.model_dump() for m in it["messages"]], ensure_ascii=False),
                     it["A"],
                     it["B"],
@@ -143,138 +146,99 @@ def export_labels(run_dir: str | Path, fmt: str, out: str | Path) -> int:
     return len(items)
 
 
-# -- import ----------------------------------------------------------------------------------------------
-Parsed = list[tuple[str, HumanLabel]]  # (where in the file, label)
+# -- import ---------------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class ImportResult:
+    """What an import stored."""
+
+    new: int
+    """Labels stored where the annotator had none on the pair."""
+    replaced: int
+    """Labels that replaced another label by the same annotator on the pair."""
+    unchanged: int
+    """Labels the run already held, the same (not stored again)."""
+
+    @property
+    def stored(self) -> int:
+        """Labels written: new and replaced."""
+        return self.new + self.replaced
 
 
-def _label(where: str, pair_id: Any, annotator: Any, screen: Any, order: Any) -> HumanLabel:
-    if not isinstance(pair_id, str) or not pair_id:
-        raise ImportFormatError(f"{where}: missing pair_id")
-    if order not in ("ab", "ba"):
-        raise ImportFormatError(f"{where}: shown_order {order!r} is not 'ab' or 'ba'")
-    if not isinstance(screen, str) or screen.strip().lower() not in FROM_SCREEN:
-        raise ImportFormatError(f"{where}: label {screen!r} is not one of A, B, tie, skip")
-    if not isinstance(annotator, str) or not annotator.strip():
-        raise ImportFormatError(f"{where}: missing annotator")
-    try:
-        return new_label(pair_id, annotator.strip(), to_pair_terms(FROM_SCREEN[screen.strip().lower()], order), order)
-    except LabelError as exc:
-        raise ImportFormatError(f"{where}: {exc}") from None
+def _normal(text: str) -> str:
+    """Text with whitespace runs made one space (spreadsheet programs rewrite line ends)."""
+    return " ".join(text.split())
 
 
-def _parse_csv(path: Path) -> Parsed:
-    out = []
-    for line, row in iter_csv(path, ImportFormatError):  # strict: a stray quote or a short row names its line
-        missing = [c for c in ("pair_id", "shown_order", "annotator", "label") if c not in row]
-        if missing:
-            raise ImportFormatError(f"{path}: line 1: not a charter label CSV (missing column(s) {', '.join(missing)})")
-        where = f"{path}: line {line}"
-        if row["label"].strip():
-            out.append((where, _label(where, row["pair_id"], row["annotator"], row["label"], row["shown_order"])))
-    return out
-
-
-def _load_json_list(path: Path, what: str) -> list:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise ImportFormatError(f"{path}: line {exc.lineno}: not valid JSON ({exc.msg})") from None
-    except UnicodeDecodeError:
-        raise ImportFormatError(f"{path}: not a UTF-8 text file") from None
-    if not isinstance(data, list):
-        raise ImportFormatError(f"{path}: expected a JSON list of {what}, got {type(data).__name__}")
-    return data
-
-
-def _need(obj: Any, key: str, where: str, kind: type = dict) -> Any:
-    value = obj.get(key) if isinstance(obj, dict) else None
-    if not isinstance(value, kind):
-        raise ImportFormatError(f"{where}: missing or malformed '{key}' ({kind.__name__} expected)")
-    return value
-
-
-def _parse_argilla(path: Path) -> Parsed:
-    out = []
-    for i, record in enumerate(_load_json_list(path, "Argilla records"), start=1):
-        where = f"{path}: item {i}"
-        meta = _need(record, "metadata", where)
-        _need(record, "fields", where)
-        responses = record.get("responses") or {}
-        if isinstance(responses, dict):  # Argilla 2.x: {question: [{value, user_id}]}
-            answers = (
-                [(r.get("user_id"), r.get("value")) for r in _need(responses, "preference", where, list)]
-                if "preference" in responses
-                else []
+def _check_shown(path: Path, row: FileLabel, order: str, pair: Pair) -> None:
+    """Refuse a label whose file says it was shown otherwise than the sample shows the pair."""
+    at, pid = f"{path}: {row.where}", row.label.pair_id
+    if row.label.shown_order != order:
+        raise ImportFormatError(
+            f"{at}: pair '{pid}' was exported with shown_order '{order}', the file says "
+            f"'{row.label.shown_order}' (the label would land on the other response); nothing imported"
+        )
+    first, second = (pair.a, pair.b) if order == "ab" else (pair.b, pair.a)
+    if row.shown_hash is not None and row.shown_hash != shown_hash(first, second):
+        raise ImportFormatError(
+            f"{at}: pair '{pid}': shown_hash {row.shown_hash!r} is not that of the responses as the sample shows "
+            "them (an edited row, or one from another run); nothing imported"
+        )
+    if row.texts is not None:
+        given = tuple(_normal(t) for t in row.texts)
+        if given != (_normal(first), _normal(second)):
+            how = "in the other order" if given == (_normal(second), _normal(first)) else "other texts"
+            raise ImportFormatError(
+                f"{at}: pair '{pid}': response_A and response_B are {how} than the sample shows; nothing imported"
             )
-        elif isinstance(responses, list):  # Argilla 1.x FeedbackDataset: [{user_id, values: {q: {value}}}]
-            answers = [
-                (r.get("user_id"), ((r.get("values") or {}).get("preference") or {}).get("value"))
-                for r in responses
-                if isinstance(r, dict)
-            ]
-        else:
-            raise ImportFormatError(f"{where}: malformed 'responses'")
-        for who, value in answers:
-            out.append((where, _label(where, meta.get("pair_id"), who, value, meta.get("shown_order"))))
-    return out
 
 
-def _annotator(completed_by: Any) -> Any:
-    if isinstance(completed_by, dict):
-        return completed_by.get("email") or completed_by.get("username") or completed_by.get("id")
-    return str(completed_by) if isinstance(completed_by, int) else completed_by
-
-
-def _parse_labelstudio(path: Path) -> Parsed:
-    out = []
-    for i, task in enumerate(_load_json_list(path, "Label Studio tasks"), start=1):
-        where = f"{path}: item {i}"
-        data = _need(task, "data", where)
-        for annotation in task.get("annotations") or []:
-            results = _need(annotation, "result", where, list)
-            choices = [
-                c
-                for r in results
-                if isinstance(r, dict) and r.get("type") == "choices"
-                for c in (r.get("value") or {}).get("choices") or []
-            ]
-            if len(choices) != 1:
-                raise ImportFormatError(f"{where}: expected one choice per annotation, found {len(choices)}")
-            out.append(
-                (
-                    where,
-                    _label(
-                        where,
-                        data.get("pair_id"),
-                        _annotator(annotation.get("completed_by")),
-                        choices[0],
-                        data.get("shown_order"),
-                    ),
-                )
+def _check_duplicates(got: LabelFile) -> None:
+    """Refuse a file that labels one pair twice by one annotator (which would win is a guess)."""
+    seen: dict[tuple[str, str], str] = {}
+    for row in got.labels:
+        key = (row.label.pair_id, row.label.annotator)
+        if key in seen:
+            raise ImportFormatError(
+                f"{got.path}: {seen[key]} and {row.where} both label pair '{key[0]}' by annotator '{key[1]}'; "
+                "keep one; nothing imported"
             )
-    return out
+        seen[key] = row.where
 
 
-PARSERS: dict[str, Callable[[Path], Parsed]] = {
-    "csv": _parse_csv,
-    "argilla": _parse_argilla,
-    "labelstudio": _parse_labelstudio,
-}
+def _check(store: RunStore, got: LabelFile) -> None:
+    validate_labels(store, [r.label for r in got.labels], [f"{got.path}: {r.where}" for r in got.labels])
+    orders = {s.pair_id: s.shown_order for s in stored.sample(store)}
+    wanted = {r.label.pair_id for r in got.labels}
+    pairs = {p.pair_id: p for p in store.pairs() if p.pair_id in wanted}
+    for row in got.labels:
+        _check_shown(got.path, row, orders[row.label.pair_id], pairs[row.label.pair_id])
+    _check_duplicates(got)
 
 
-def import_labels(run_dir: str | Path, path: str | Path, fmt: str) -> int:
-    """Read labels from a file; all are checked first, then written in one transaction. Returns the count."""
-    if fmt not in PARSERS:
+def import_labels(run_dir: str | Path, path: str | Path, fmt: str) -> ImportResult:
+    """Read labels from a file; all are checked first (pairs, values, the order and texts shown, duplicates),
+    then written in one transaction, or none are.
+
+    A label the run already holds (same pair, annotator and label) is not stored again; a different label by the
+    same annotator on the pair replaces the stored one, as relabeling on the page does (label_events keeps both).
+    """
+    if fmt not in FORMATS:
         raise LabelError(f"unknown format {fmt!r} (use one of {', '.join(FORMATS)})")
-    path = Path(path)
-    if not path.is_file():
-        raise LabelError(f"{path}: no such file")
-    parsed = PARSERS[fmt](path)
+    got = read_label_file(Path(path), fmt)
     store = open_labels(run_dir)
     try:
-        labels = [label for _, label in parsed]
-        validate_labels(store, labels, [where for where, _ in parsed])
-        put_labels(store, labels, source=f"import:{fmt}")
-        return len(labels)
+        _check(store, got)
+        held = {(h.pair_id, h.annotator): h.label for h in stored.labels(store)}
+        fresh: list[HumanLabel] = []
+        new = replaced = 0
+        for row in got.labels:
+            before = held.get((row.label.pair_id, row.label.annotator))
+            if before == row.label.label:
+                continue
+            fresh.append(row.label)
+            new, replaced = (new + 1, replaced) if before is None else (new, replaced + 1)
+        if fresh:
+            stored.put_labels(store, fresh, source=f"import:{fmt}")
+        return ImportResult(new, replaced, len(got.labels) - len(fresh))
     finally:
         store.close()

@@ -4,7 +4,9 @@ Model outputs are untrusted: the page renders them with textContent only, and a 
 Content-Security-Policy forbids inline script, so a response holding HTML or script is shown as text.
 Requests must name the bound host (no DNS rebinding); a POST must carry the token in a header, be JSON
 and, when the browser says where it comes from, come from the page's own origin (no cross-site posts).
-Binding to anything but loopback needs `allow_remote` and says so.
+Binding to anything but loopback needs `allow_remote` and says so. A request body larger than `MAX_BODY` is refused
+(413), one that stalls for `request_timeout` seconds times out (408), and a body whose fields are missing or of the
+wrong type is a 400 with a one-line JSON error.
 """
 
 from __future__ import annotations
@@ -29,6 +31,8 @@ CSP = (
 )
 STATIC = {"label.js": "text/javascript; charset=utf-8", "label.css": "text/css; charset=utf-8"}
 MAX_BODY = 64 * 1024
+REQUEST_TIMEOUT = 30.0
+FIELDS = {"/api/label": ("annotator", "pair_id", "choice"), "/api/undo": ("annotator",)}
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
 
@@ -51,7 +55,11 @@ class LabelServer:
         port: int = 0,
         token: str | None = None,
         allow_remote: bool = False,
+        request_timeout: float = REQUEST_TIMEOUT,
     ) -> None:
+        number = isinstance(request_timeout, int | float) and not isinstance(request_timeout, bool)
+        if not number or not 0 < request_timeout < float("inf"):
+            raise ArgumentError("request_timeout", f"{request_timeout!r} is not a positive number of seconds")
         if not is_loopback(host) and not allow_remote:
             raise ArgumentError(
                 "host",
@@ -60,6 +68,7 @@ class LabelServer:
                 option="--host",
             )
         self.host, self.remote = host, not is_loopback(host)
+        self.request_timeout = float(request_timeout)
         self.store = open_labels(run_dir)
         self.default_annotator = annotator
         LabelSession(self.store, annotator)  # fail early: no sample, bad name
@@ -113,6 +122,7 @@ class LabelServer:
 
         class Handler(_Handler):
             app = server
+            timeout = server.request_timeout  # a socket timeout on every read: a stalled client is let go
 
         return Handler
 
@@ -180,6 +190,10 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(exc.status, f"{exc}\n".encode(), "text/plain")
         except CharterError as exc:
             self._json(400, {"error": str(exc)})
+        except Exception:
+            self.close_connection = True
+            self._json(500, {"error": "internal error in the labeling server (its terminal shows the traceback)"})
+            raise
 
     def do_GET(self) -> None:  # noqa: N802
         self._route("GET")
@@ -198,11 +212,32 @@ class _Handler(BaseHTTPRequestHandler):
             self.close_connection = True
             raise _BadRequest(413, "request body too large")
         try:
-            data = json.loads(self.rfile.read(length) or b"{}")
-        except json.JSONDecodeError:
+            raw = self.rfile.read(length)
+        except TimeoutError:
+            self.close_connection = True
+            raise _BadRequest(408, f"request body not received within {self.app.request_timeout:g} s") from None
+        if len(raw) < length:
+            self.close_connection = True
+            raise _BadRequest(400, "request body shorter than its Content-Length")
+        try:
+            data = json.loads(raw or b"{}")
+        except (json.JSONDecodeError, UnicodeDecodeError, RecursionError):
             raise CharterError("request body is not JSON") from None
         if not isinstance(data, dict):
             raise CharterError("request body must be a JSON object")
+        return data
+
+    def _fields(self, path: str) -> dict[str, str]:
+        """The request body's fields for `path`: each one a string, none missing, none unknown."""
+        data, names = self._body(), FIELDS[path]
+        unknown = sorted(set(data) - set(names))
+        if unknown:
+            raise CharterError(f"unknown field(s) {', '.join(map(repr, unknown))}; send {', '.join(names)}")
+        for name in names:
+            if name not in data:
+                raise CharterError(f"missing field '{name}' (a string)")
+            if not isinstance(data[name], str):
+                raise CharterError(f"field '{name}' must be a string, not {type(data[name]).__name__}")
         return data
 
     # -- routes ----------------------------------------------------------------------------------------
@@ -215,12 +250,12 @@ class _Handler(BaseHTTPRequestHandler):
         elif method == "GET" and path == "/api/state":
             self._json(200, self.app.session((query.get("annotator") or [None])[0]).state())
         elif method == "POST" and path == "/api/label":
-            body = self._body()
-            session = self.app.session(body.get("annotator"))
-            session.label(str(body.get("pair_id")), str(body.get("choice")))
+            body = self._fields(path)
+            session = self.app.session(body["annotator"])
+            session.label(body["pair_id"], body["choice"])
             self._json(200, session.state())
         elif method == "POST" and path == "/api/undo":
-            session = self.app.session(self._body().get("annotator"))
+            session = self.app.session(self._fields(path)["annotator"])
             undone = session.undo()
             self._json(200, {**session.state(), "undone": undone})
         else:
