@@ -4,8 +4,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 from charter.concurrency import bounded_map, drain
 from charter.errors import BudgetExceeded, CharterError, Interrupted
@@ -53,6 +54,33 @@ def stop_status(exc: CharterError) -> str:
     return "stopped: budget" if isinstance(exc, BudgetExceeded) else "failed"
 
 
+async def guarded_stage(
+    stop: StopRequest,
+    stats: Stats,
+    body: Callable[[Any], Awaitable[str]],
+    record: Callable[[str, CharterError | None], CharterError | None],
+) -> CharterError | None:
+    """Run a stage's `body(progress)` under a progress bar, which returns the stage's status, and hand how it ended
+    to `record(status, error)` whatever happens (`record` may put another error in its place, which is returned).
+    A stop request, the budget or a provider error every later call would share ends the stage and is returned, not
+    raised; anything else is recorded as `interrupted` and raised."""
+    status, error = "done", None
+    progress = progress_bar(stats)
+    try:
+        with progress:
+            status = await body(progress)
+        if stop.requested:  # it ended within the grace period; the run stops here all the same
+            status, error = "interrupted", stop.error()
+    except CharterError as exc:  # the budget, a stop signal, a provider error every later call would share
+        status, error = stop_status(exc), exc
+    except BaseException:
+        status = "interrupted"
+        raise
+    finally:
+        error = record(status, error)
+    return error
+
+
 class LocalExecutor:
     """The per-prompt work in this process: `concurrency` prompts in flight at once, one progress display."""
 
@@ -66,22 +94,15 @@ class LocalExecutor:
         stages = [s for s in ITEM_STAGES if s in run.config.stages]
         for stage in stages:
             store.set_stage(stage, "running")
-        status, stop = "done", None
-        progress = progress_bar(run.stats)
-        try:
-            with progress:
-                work.task = progress.add_task(" + ".join(stages) or "pairs", total=store.count_prompts())
-                work.progress = progress
-                more = lambda: work.past_threshold() or run.stop.requested  # noqa: E731
-                await drain(bounded_map(work.prompt, prompts, run.in_flight, stop=more))
-            if run.stop.requested:
-                status, stop = "interrupted", run.stop.error()
-        except CharterError as exc:  # the budget, a stop signal, a provider error every later call would share
-            status, stop = stop_status(exc), exc
-        except BaseException:
-            status = "interrupted"
-            raise
-        finally:
+
+        async def body(progress: Any) -> str:
+            work.task = progress.add_task(" + ".join(stages) or "pairs", total=store.count_prompts())
+            work.progress = progress
+            more = lambda: work.past_threshold() or run.stop.requested  # noqa: E731
+            await drain(bounded_map(work.prompt, prompts, run.in_flight, stop=more))
+            return "done"
+
+        def record(status: str, stop: CharterError | None) -> CharterError | None:
             work.writer.flush()
             counts = dict(work.counts, reason=str(stop) if stop else None)
             if stop is None and work.past_threshold(final=True):
@@ -89,4 +110,6 @@ class LocalExecutor:
                 counts["reason"] = str(stop)
             for stage in stages:
                 store.set_stage(stage, status, counts)
-        return stop
+            return stop
+
+        return await guarded_stage(run.stop, run.stats, body, record)
