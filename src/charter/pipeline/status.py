@@ -237,7 +237,7 @@ def status(run_dir: str | Path) -> RunStatus:
     Raises:
         RunStoreError: The directory holds no run store, or one this version cannot read.
     """
-    with open_store(run_dir) as store:
+    with open_store(run_dir, read_only=True) as store:
         counts = run_counts(store)
         settings = current_settings(store)
         return RunStatus(
