@@ -27,7 +27,7 @@ from charter.agreement.audit.markdown import markdown, rows
 from charter.agreement.audit.pairs import AuditPair, pairs_from_file, pairs_from_run, sample
 from charter.agreement.audit.perturb import FAMILY_NAMES, FORMATS, INJECTIONS, inject, neutral, pad, restate, trim
 from charter.agreement.audit.record import AuditReport, FlipShift, InjectionFigures
-from charter.agreement.audit.running import AUDIT_VERSION, BOOTSTRAP_SAMPLES, audit_key, run_audit
+from charter.agreement.audit.running import AUDIT_VERSION, BOOTSTRAP_SAMPLES, AuditPlan, audit_key, run_audit
 from charter.agreement.audit.stored import AUDIT_META, audit_config_for, save_audit, stored_audit
 
 __all__ = [
@@ -38,6 +38,7 @@ __all__ = [
     "FORMATS",
     "INJECTIONS",
     "AuditPair",
+    "AuditPlan",
     "AuditReport",
     "FlipShift",
     "InjectionFigures",

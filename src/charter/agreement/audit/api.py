@@ -8,7 +8,7 @@ from pathlib import Path
 
 from charter.agreement.audit.pairs import AuditPair, pairs_from_file, pairs_from_run, sample
 from charter.agreement.audit.record import AuditReport
-from charter.agreement.audit.running import BOOTSTRAP_SAMPLES, run_audit
+from charter.agreement.audit.running import BOOTSTRAP_SAMPLES, AuditPlan, run_audit
 from charter.preference.config import INJECTION_FAMILIES, JudgeMode, JudgeSettings, Orders
 from charter.providers.base import ChatModel
 
@@ -106,21 +106,10 @@ def audit_judge(
         else judge
     )
 
+    plan = AuditPlan(source, reference, seed, families, self_preference, bootstrap_samples)
+
     def audit(on_pair: Callable[[], None] | None) -> Awaitable[AuditReport]:
-        return run_audit(
-            model,
-            loaded,
-            settings,
-            chosen,
-            source=source,
-            reference=reference,
-            seed=seed,
-            families=families,
-            self_preference=self_preference,
-            bootstrap_samples=bootstrap_samples,
-            concurrency=concurrency,
-            on_pair=on_pair,
-        )
+        return run_audit(model, loaded, settings, chosen, plan, concurrency=concurrency, on_pair=on_pair)
 
     async def go() -> AuditReport:
         try:

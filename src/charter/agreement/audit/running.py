@@ -215,18 +215,44 @@ def audit_key(
     )
 
 
+@dataclass(frozen=True)
+class AuditPlan:
+    """What an audit asks besides the judge and the pairs, and where the pairs came from."""
+
+    source: str
+    """Where the pairs with a known better response came from, in words."""
+    reference: str
+    """`human`: the better response is a person's choice; `judge`: the judge's own confident verdict."""
+    seed: int = 0
+    """Seed of the shown order (one-order judges), the principle sampling and the bootstrap."""
+    families: Sequence[str] = INJECTION_FAMILIES
+    """The injection families to plant."""
+    self_preference: bool = False
+    """Also measure whether the judge prefers its own answer (one generation per pair)."""
+    bootstrap_samples: int = BOOTSTRAP_SAMPLES
+    """Bootstrap resamples of pairs behind each interval."""
+
+    def key(self, judge_model: str, settings: JudgeSettings, constitution: Constitution, pairs: list[AuditPair]) -> str:
+        """The key of this audit of `pairs` (`audit_key`): a stored audit with the same key need not be repeated."""
+        return audit_key(
+            judge_model,
+            settings,
+            constitution,
+            (p.pair_id for p in pairs),
+            self.families,
+            self.self_preference,
+            self.seed,
+            self.bootstrap_samples,
+        )
+
+
 async def run_audit(
     model: ChatModel,
     constitution: Constitution,
     settings: JudgeSettings,
     pairs: list[AuditPair],
+    plan: AuditPlan,
     *,
-    source: str,
-    reference: str,
-    seed: int = 0,
-    families: Sequence[str] = INJECTION_FAMILIES,
-    self_preference: bool = False,
-    bootstrap_samples: int = BOOTSTRAP_SAMPLES,
     concurrency: int = 16,
     judge_fingerprint: str | None = None,
     on_pair: Callable[[], None] | None = None,
@@ -236,6 +262,8 @@ async def run_audit(
     from charter.preference.dataset import now_iso
 
     started = time.perf_counter()
+    source, reference, seed = plan.source, plan.reference, plan.seed
+    families, self_preference, bootstrap_samples = plan.families, plan.self_preference, plan.bootstrap_samples
     unknown = [f for f in families if f not in INJECTIONS]
     if unknown:
         from charter.errors import ArgumentError
@@ -285,14 +313,5 @@ async def run_audit(
         ],
         calls=sum(p.calls for p in probes),
         wall_s=round(time.perf_counter() - started, 1),
-        key=audit_key(
-            model.served_id,
-            settings,
-            constitution,
-            (p.pair_id for p in pairs),
-            families,
-            self_preference,
-            seed,
-            bootstrap_samples,
-        ),
+        key=plan.key(model.served_id, settings, constitution, pairs),
     )
