@@ -3,7 +3,7 @@ and the usage summed over the calls."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 
 from charter.records import Fingerprints, UsageRow
 from charter.runs.store import RunStore
@@ -23,6 +23,21 @@ _PROGRESS = {
         "SELECT COUNT(*) FROM pairs WHERE source_fingerprint IN (:critique, :samples)",
     ),
 }
+
+
+def newest_items(store: RunStore) -> dict[str, int | None]:
+    """The newest row of each item table (its rowid: a replaced row gets a new one); None for an empty table."""
+    return {
+        table: store.execute(f"SELECT MAX(rowid) FROM {table}")[0][0]
+        for table in ("chains", "samples", "pairs", "judgments")
+    }
+
+
+def active_prompt_ids(store: RunStore) -> Iterator[str]:
+    """The ids of the prompt set in use, in id order, streamed (never all in memory)."""
+    # sorted by SQLite (a table scan and its sorter: the key index would look up each row)
+    for (prompt_id,) in store.stream("SELECT prompt_id FROM prompts NOT INDEXED WHERE active = 1 ORDER BY prompt_id"):
+        yield prompt_id
 
 
 def usage_totals(rows: Iterable[UsageRow]) -> dict[str, float]:
