@@ -82,7 +82,7 @@ def audit_judge(
         from charter.runs.store import open_store
 
         if RunFiles.is_run_dir(pairs):
-            with open_store(pairs) as store:
+            with open_store(pairs, read_only=True) as store:
                 found = pairs_from_run(store, min_confidence)
             source, reference = (
                 f"run {Path(pairs).name}: its own pairs judged with |P(A) - 0.5| >= {min_confidence} in both orders",
