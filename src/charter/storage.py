@@ -139,7 +139,9 @@ def _read_only(path: Path, schema: Schema) -> sqlite3.Connection:
 def connect_read_only(path: str | Path) -> sqlite3.Connection:
     """A read-only connection in autocommit mode (SQLite URI `mode=ro`). Where a reader of a WAL file cannot make
     its shared-memory file (a read-only mount or folder), the file is opened `immutable=1`: read as it is on disk,
-    without locks, as an archived run is; commits still in a write-ahead log left beside it are then not seen."""
+    without locks, as an archived run is; commits still in a write-ahead log left beside it are then not seen. Where
+    the folder can be written, SQLite leaves the (empty) log and its shared-memory file beside the file when the
+    last connection to close is a read-only one; the next writer to close removes them."""
     uri = Path(path).resolve().as_uri()
     db = sqlite3.connect(f"{uri}?mode=ro", uri=True, check_same_thread=False, isolation_level=None, timeout=30)
     try:
