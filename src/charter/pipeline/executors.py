@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from charter.concurrency import bounded_map, drain
-from charter.errors import BudgetExceeded, CharterError, Interrupted
+from charter.errors import BudgetExceeded, CharterError, Interrupted, TooManyFailures
 from charter.interrupt import StopRequest
 from charter.pipeline.config import RunConfig
 from charter.pipeline.work import Work, too_many_failures
@@ -51,7 +51,11 @@ def stop_status(exc: CharterError) -> str:
     """A stage's status after a stop."""
     if isinstance(exc, Interrupted):
         return "interrupted"
-    return "stopped: budget" if isinstance(exc, BudgetExceeded) else "failed"
+    if isinstance(exc, BudgetExceeded):
+        return "stopped: budget"
+    if isinstance(exc, TooManyFailures):
+        return "stopped: too many failures"
+    return "failed"
 
 
 async def guarded_stage(
@@ -106,7 +110,8 @@ class LocalExecutor:
             work.writer.flush()
             counts = dict(work.counts, reason=str(stop) if stop else None)
             if stop is None and work.past_threshold(final=True):
-                status, stop = "stopped: too many failures", too_many_failures(work, run.run_dir)
+                stop = too_many_failures(work, run.run_dir)
+                status = stop_status(stop)
                 counts["reason"] = str(stop)
             for stage in stages:
                 store.set_stage(stage, status, counts)

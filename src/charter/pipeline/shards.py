@@ -26,12 +26,11 @@ from charter.errors import (
     BudgetExceeded,
     CharterError,
     ConfigError,
-    Interrupted,
     MissingExtra,
     TooManyFailures,
 )
 from charter.pipeline.config import RunConfig
-from charter.pipeline.executors import RunContext
+from charter.pipeline.executors import RunContext, stop_status
 from charter.pipeline.run import Runner
 from charter.pipeline.settings import check_credentials
 from charter.pipeline.work import Work, too_many_failures
@@ -237,7 +236,7 @@ async def process_sharded(runner: RunContext, store: RunStore, work: Work) -> Ch
                         counts[key] += value
     work.counts.update(counts)
     stop = runner.stop.error() if runner.stop.requested else _first_stop([results[i] for i in range(n)])
-    status = "done" if stop is None else _status(stop)
+    status = "done" if stop is None else stop_status(stop)
     if stop is None and work.past_threshold(final=True):
         stop, status = too_many_failures(work, runner.run_dir), "stopped: too many failures"
     for stage in stages:
@@ -262,16 +261,6 @@ def _first_stop(results: list[dict[str, Any]]) -> CharterError | None:
             kind = {3: TooManyFailures, 4: BudgetExceeded}.get(code, CharterError)
             return kind(f"a shard stopped: {reason}")
     return None
-
-
-def _status(stop: CharterError) -> str:
-    if isinstance(stop, Interrupted):
-        return "interrupted"
-    if isinstance(stop, BudgetExceeded):
-        return "stopped: budget"
-    if isinstance(stop, TooManyFailures):
-        return "stopped: too many failures"
-    return "failed"
 
 
 def merge_shard(store: RunStore, folder: Path, cache: str | None) -> None:
