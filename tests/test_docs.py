@@ -24,6 +24,7 @@ from charter.constitutions import Constitution
 from charter.dpo.config import DPOConfigModel
 from charter.errors import ConfigError
 from charter.formats import formats_markdown
+from charter.judge import modes
 from charter.loop.config import LoopConfig
 from charter.online.config import OnlineConfig
 from charter.pipeline.config import RunConfig
@@ -100,8 +101,13 @@ def test_python_blocks_run(path: Path, tmp_path: Path, monkeypatch: pytest.Monke
         assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-4000:]
         return
     namespace: dict = {"__name__": "__docs__"}
-    for block in blocks:
-        exec(compile(block, f"{path.name} python block", "exec"), namespace)  # noqa: S102
+    table = dict(modes.MODES)  # a page may register a judge mode: it is the page's, not the next test's
+    try:
+        for block in blocks:
+            exec(compile(block, f"{path.name} python block", "exec"), namespace)  # noqa: S102
+    finally:
+        modes.MODES.clear()
+        modes.MODES.update(table)
 
 
 # -- command lines -------------------------------------------------------------------------------------------------

@@ -32,7 +32,7 @@ _API = {
     "build_preferences": "charter.pipeline.api",
     "spotcheck": "charter.agreement.api",
     "agreement_report": "charter.agreement.api",
-    "audit_judge": "charter.agreement.audit",
+    "audit_judge": "charter.agreement.audit.api",
     "ppi_mean": "charter.agreement.ppi",
     "Estimate": "charter.agreement.ppi",
     "train_reward_model": "charter.reward_model.train",
@@ -51,7 +51,7 @@ _API = {
 
 if TYPE_CHECKING:  # what type checkers and IDEs see: every public name with its signature
     from charter.agreement.api import agreement_report, spotcheck
-    from charter.agreement.audit import audit_judge
+    from charter.agreement.audit.api import audit_judge
     from charter.agreement.ppi import Estimate, ppi_mean
     from charter.constitutions import Constitution, import_hf_cai, load_constitution
     from charter.dpo.train import train_dpo

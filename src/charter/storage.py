@@ -70,19 +70,13 @@ class Schema:
 def open_versioned(path: Path, schema: Schema) -> sqlite3.Connection:
     """A connection to `path` at `schema.version`: a new file is made, an older one is copied aside
     (`PATH.vN.bak`) and upgraded step by step in one transaction, and a newer one is refused with one line."""
-    db = connect(path)
+    try:
+        db = connect(path)
+    except sqlite3.Error as exc:
+        raise StorageError(f"{path}: cannot open the {schema.what} for writing: {exc}") from None
     try:
         found = schema.found(db)
-        if found is not None and found > schema.version:
-            raise StorageError(
-                f"{path}: written by a newer charter ({schema.what} schema {found}; this one reads up to "
-                f"{schema.version}); upgrade charter (pip install -U charter)"
-            )
-        if found is not None and found < schema.base_version:
-            raise StorageError(
-                f"{path}: written by a charter too old to upgrade from ({schema.what} schema {found}); "
-                "start it anew in another place"
-            )
+        _check_readable(path, schema, found)
         if found != schema.version:
             backup = _backup(db, path, found) if found is not None else None
             _bring_forward(db, schema)
@@ -102,6 +96,79 @@ def open_versioned(path: Path, schema: Schema) -> sqlite3.Connection:
         db.close()
         raise
     return db
+
+
+def open_read_only(path: Path, schema: Schema) -> sqlite3.Connection:
+    """A connection to `path` that never writes to it, nor beside it (`connect_read_only`). A file of an older
+    release is brought forward first where it can be written (as `open_versioned` does); where it cannot, or at any
+    other version, it is refused with one line."""
+    db = _read_only(path, schema)
+    found = schema.found(db)
+    if found is not None and found < schema.version and os.access(path, os.W_OK) and os.access(path.parent, os.W_OK):
+        db.close()
+        open_versioned(path, schema).close()
+        db = _read_only(path, schema)
+        found = schema.found(db)
+    if found != schema.version:
+        db.close()
+        raise StorageError(
+            f"{path}: {schema.what} schema {found if found is not None else '(none: an empty file)'} is not "
+            f"this charter's ({schema.version}) and the file cannot be written here to bring it forward; open it "
+            "once where it can be written"
+        )
+    return db
+
+
+def _read_only(path: Path, schema: Schema) -> sqlite3.Connection:
+    """A read-only connection to a file this release can read (or bring forward), or one line saying why not."""
+    try:
+        db = connect_read_only(path)
+    except sqlite3.Error as exc:
+        raise StorageError(f"{path}: cannot open the {schema.what} to read it: {exc}") from None
+    try:
+        _check_readable(path, schema, schema.found(db))
+    except sqlite3.Error as exc:
+        db.close()
+        raise StorageError(f"{path}: cannot read the {schema.what}: {exc}") from None
+    except BaseException:
+        db.close()
+        raise
+    return db
+
+
+def connect_read_only(path: str | Path) -> sqlite3.Connection:
+    """A read-only connection in autocommit mode (SQLite URI `mode=ro`). Where a reader of a WAL file cannot make
+    its shared-memory file (a read-only mount or folder), the file is opened `immutable=1`: read as it is on disk,
+    without locks, as an archived run is; commits still in a write-ahead log left beside it are then not seen. Where
+    the folder can be written, SQLite leaves the (empty) log and its shared-memory file beside the file when the
+    last connection to close is a read-only one; the next writer to close removes them."""
+    uri = Path(path).resolve().as_uri()
+    db = sqlite3.connect(f"{uri}?mode=ro", uri=True, check_same_thread=False, isolation_level=None, timeout=30)
+    try:
+        db.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()
+        return db
+    except sqlite3.OperationalError as exc:
+        db.close()
+        if "locked" in str(exc):  # a writer holds it: waited for, never read past
+            raise
+    wal = Path(f"{path}-wal")
+    if wal.is_file() and wal.stat().st_size:
+        log.warning("%s: read without its write-ahead log (%s), which cannot be opened here", path, wal.name)
+    return sqlite3.connect(f"{uri}?immutable=1", uri=True, check_same_thread=False, isolation_level=None)
+
+
+def _check_readable(path: Path, schema: Schema, found: int | None) -> None:
+    """Refuse, in one line, a file of a newer release or of one too old to bring forward."""
+    if found is not None and found > schema.version:
+        raise StorageError(
+            f"{path}: written by a newer charter ({schema.what} schema {found}; this one reads up to "
+            f"{schema.version}); upgrade charter (pip install -U charter)"
+        )
+    if found is not None and found < schema.base_version:
+        raise StorageError(
+            f"{path}: written by a charter too old to upgrade from ({schema.what} schema {found}); "
+            "start it anew in another place"
+        )
 
 
 def _bring_forward(db: sqlite3.Connection, schema: Schema) -> None:

@@ -128,7 +128,7 @@ def agreement_report(
     """
     if calibration not in (None, *METHODS):
         raise ArgumentError("calibration", f"{calibration!r}: use {', '.join(METHODS)}")
-    store = open_store(run_dir)
+    store = open_store(run_dir, read_only=not write)
     try:
         config = config or config_for(store)
         summary = compute_summary(store, config)

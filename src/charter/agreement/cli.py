@@ -185,8 +185,10 @@ def agreement_report_command(
     from charter.agreement.markdown import rich_table
     from charter.progress import console
     from charter.runs.files import AGREEMENT_MD, RunFiles
+    from charter.runs.store import writable
 
-    summary = agreement_report(run_dir, calibration=calibration)
+    write = writable(run_dir)  # a read-only run (an archive, a shared mount): the figures, nothing stored
+    summary = agreement_report(run_dir, calibration=calibration, write=write)
     console.print(rich_table(summary))
     cal = summary.calibration
     if cal is not None and cal.skipped:
@@ -223,7 +225,10 @@ def agreement_report_command(
 
         for line in panel_console(summary.panel.model_dump()):
             console.print(line, highlight=False, markup=False)
-    console.print(f"report: {RunFiles(run_dir).report_dir / AGREEMENT_MD}")
+    if write:
+        console.print(f"report: {RunFiles(run_dir).report_dir / AGREEMENT_MD}")
+    else:
+        console.print(f"{run_dir} is read-only: the figures are shown, not stored (no report file, no calibration)")
 
 
 @agreement_app.command("eval")

@@ -50,7 +50,7 @@ def render_prompt(messages: list[Message]) -> str:
 
 def _items(run_dir: Path) -> list[dict[str, Any]]:
     """Sampled pairs as shown (A first), each with its labels in screen terms."""
-    store = open_labels(run_dir)
+    store = open_labels(run_dir, read_only=True)
     try:
         pairs = judged_pairs(store)
         labels: dict[str, list[tuple[str, str]]] = {}

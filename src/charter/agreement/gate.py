@@ -1,19 +1,24 @@
-"""The publishing gate: refuse to publish data from a judge that fails the agreement bar the user set."""
+"""The publishing gates: refuse to publish data from a judge that fails the agreement bar or the audit bars the user
+set."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from charter.agreement.audit.perturb import FAMILY_NAMES
+from charter.agreement.audit.record import AuditReport
 from charter.agreement.config import AgreementConfig
 from charter.agreement.report import NoLabels, agreement_summary
 from charter.agreement.summary import Figure
 from charter.errors import GateFailed
+from charter.judge.settings import AuditConfig
 
 GATE_FIGURES = (("kappa", "min_kappa", "Cohen's kappa"), ("agreement", "min_agreement", "raw agreement"))
 
 
 NO_GATE = "no agreement gate was configured (agreement.min_kappa / min_agreement / min_human_preference_rate)"
+NO_AUDIT_GATE = "no audit gate was configured (judge.audit.max_*)"
 PREFERENCE = "the PPI share of rows whose chosen response people prefer (lower 95% bound)"
 
 
@@ -90,11 +95,90 @@ def evaluate_gate(run_dir: str | Path, config: AgreementConfig) -> GateResult:
 
 def require_gate(run_dir: str | Path, config: AgreementConfig, override: bool = False) -> GateResult:
     """evaluate_gate, raising GateFailed on failure unless `override`, which is then recorded in the result."""
-    result = evaluate_gate(run_dir, config)
+    return _required(evaluate_gate(run_dir, config), override, "fix the judge or label more pairs")
+
+
+def _required(result: GateResult, override: bool, advice: str) -> GateResult:
+    """A gate's result, raising GateFailed when it failed unless `override`, which is then recorded in it."""
     if result.passed:
         return result
     if not override:
-        raise GateFailed(
-            f"{result.message}; fix the judge or label more pairs, or pass the override flag to publish anyway"
-        )
+        raise GateFailed(f"{result.message}; {advice}, or pass the override flag to publish anyway")
     return replace(result, overridden=True, message=result.message + " (overridden)")
+
+
+# -- the audit gate ---------------------------------------------------------------------------------------------
+
+
+def _measured(report: AuditReport, measure: str) -> tuple[str, Figure | None]:
+    if measure == "position_flip":
+        return "position flip rate", report.position_flip
+    if measure == "length_flip":
+        return "length flip rate", report.length.flip
+    if measure == "injection":
+        family, fig = report.worst_injection("fenced")
+        return f"injection flip rate ({FAMILY_NAMES.get(family or '', 'worst family')}, fenced)", fig
+    return "self-preference (own answer over the better)", report.self_over_better
+
+
+def evaluate_audit_gate(
+    report: AuditReport | None, config: AuditConfig | None, judge_fingerprint: str | None = None
+) -> GateResult:
+    """Check a run's stored audit against the bars of `judge.audit` (max_position_flip, max_length_flip,
+    max_injection, max_self_preference): each rate, or its upper 95% bound, must stay at or under its bar."""
+    if config is None or not config.bars:
+        return GateResult(True, None, None, None, NO_AUDIT_GATE, configured=False)
+    first, first_bar = next(iter(config.bars.items()))
+    if report is None:
+        return GateResult(
+            False,
+            first,
+            None,
+            first_bar,
+            "audit gate: no judge audit was run for this run (run it "
+            "again with judge.audit, or charter judge audit --pairs RUN_DIR)",
+        )
+    if judge_fingerprint and report.judge_fingerprint != judge_fingerprint:
+        return GateResult(
+            False,
+            first,
+            None,
+            first_bar,
+            "audit gate: the stored audit is not of the judge settings that made the rows; audit the judge again",
+        )
+    which = "upper 95% bound of " if config.use_upper_ci_bound else ""
+    passed = []
+    for measure, bar in config.bars.items():
+        name, fig = _measured(report, measure)
+        value = None if fig is None or fig.value is None else fig.value
+        if config.use_upper_ci_bound and value is not None:
+            value = fig.ci[1] if fig and fig.ci else None
+        n = fig.n if fig else 0
+        if value is None:
+            return GateResult(
+                False,
+                measure,
+                None,
+                bar,
+                f"audit gate failed: {which}{name} (n={n}) is undefined, "
+                f"so it cannot be shown to stay at or under the bar {bar}",
+            )
+        if value > bar:
+            return GateResult(
+                False,
+                measure,
+                value,
+                bar,
+                f"audit gate failed: {which}{name} (n={n}) is {value:.3f}, above the bar {bar}",
+            )
+        passed.append(f"{which}{name} {value:.3f} <= {bar}")
+    return GateResult(True, measure, value, bar, "audit gate passed: " + "; ".join(passed))
+
+
+def require_audit_gate(
+    report: AuditReport | None, config: AuditConfig | None, override: bool = False, judge_fingerprint: str | None = None
+) -> GateResult:
+    """evaluate_audit_gate, raising GateFailed on failure unless `override`, which is then recorded."""
+    return _required(
+        evaluate_audit_gate(report, config, judge_fingerprint), override, "use a better judge (or settings)"
+    )

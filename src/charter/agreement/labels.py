@@ -57,9 +57,9 @@ class JudgedPair:
         return float(self.judgment.p_a or 0.0)
 
 
-def open_labels(run_dir: str | Path) -> RunStore:
-    """Open a run's store (its label tables are part of every store)."""
-    return open_store(run_dir)
+def open_labels(run_dir: str | Path, read_only: bool | None = False) -> RunStore:
+    """Open a run's store (its label tables are part of every store); `read_only` as `open_store` takes it."""
+    return open_store(run_dir, read_only=read_only)
 
 
 def judged_pairs(store: RunStore) -> dict[str, JudgedPair]:

@@ -182,7 +182,7 @@ def spotcheck(
         ConfigError: The run config's `agreement:` section is not valid.
         ArgumentError: `n` or `add` is below 1, both are given, or `strategy` differs from the existing sample's.
     """
-    store = open_labels(run_dir)
+    store = open_labels(run_dir, read_only=None)  # a sample already drawn is read where the run is read-only
     try:
         config = config or config_for(store)
         seed = config.seed if seed is None else seed

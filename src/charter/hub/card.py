@@ -15,6 +15,7 @@ from charter.hub.rundata import RunData
 from charter.preference.stats import chosen_longer_rate
 from charter.records import GENERATOR, PreferenceRow
 from charter.runs.counts import COUNT_LABELS, filter_steps
+from charter.runs.tallies import usage_totals
 
 TEMPLATE = Path(__file__).parent / "templates" / "dataset_card.md"
 
@@ -154,11 +155,12 @@ def _constitution(run: RunData) -> dict[str, Any]:
 
 def _usage(run: RunData) -> dict[str, Any]:
     rows = [dict(r.model_dump(), cost=f"{r.cost_usd:.4f}") for r in run.usage]
+    totals = usage_totals(run.usage)
     return {
         "rows": rows,
-        "prompt_tokens": sum(r.prompt_tokens for r in run.usage),
-        "completion_tokens": sum(r.completion_tokens for r in run.usage),
-        "cost": f"{sum(r.cost_usd for r in run.usage):.4f}",
+        "prompt_tokens": totals["prompt_tokens"],
+        "completion_tokens": totals["completion_tokens"],
+        "cost": f"{totals['cost_usd']:.4f}",
     }
 
 

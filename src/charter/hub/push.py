@@ -13,8 +13,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from charter.agreement.audit import evaluate_audit_gate
-from charter.agreement.gate import GateResult, evaluate_gate
+from charter.agreement.gate import GateResult, evaluate_audit_gate, evaluate_gate
 from charter.errors import ArgumentError, GateFailed, HubError, missing_extra
 from charter.hub.export import ExportSummary, build_folder
 from charter.hub.rundata import RunData, read_run

@@ -78,7 +78,7 @@ def read_run(run_dir: str | Path) -> RunData:
     if not run_dir.is_dir():
         raise RunStoreError(f"{run_dir}: no such run directory")
     files = RunFiles(run_dir)
-    with open_store(run_dir) as store:
+    with open_store(run_dir, read_only=True) as store:
         manifest = dataset_manifest(store)
         preferences = files.preferences()
         if manifest is None or not preferences:

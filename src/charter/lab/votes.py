@@ -76,7 +76,7 @@ def read_pairs(source: str | Path, seed: int, labelled_only: bool = True) -> lis
 
     source = Path(source)
     if RunFiles.is_run_dir(source) and not labelled_only:
-        with open_store(source) as store:
+        with open_store(source, read_only=True) as store:
             found = run_pairs(store, None, seed)
         if not found:
             raise DatasetError(f"{source}: no judged pairs yet; run the judge stage first")
@@ -116,7 +116,7 @@ def human_sides(store: RunStore) -> dict[str, str]:
 def _run_pairs(run_dir: Path) -> list[LabelledPair]:
     from charter.runs.store import open_store
 
-    with open_store(run_dir) as store:
+    with open_store(run_dir, read_only=True) as store:
         out = []
         for pair_id, side in human_sides(store).items():
             pair = store.pair(pair_id)

@@ -15,8 +15,10 @@ from charter.prompts import PromptsConfig, load_prompts
 from charter.providers.usage import Budget
 from charter.records import Prompt, as_dicts
 from charter.reward_model import common
+from charter.runs.merge import merge_rewards
 from charter.runs.rewards import StepRewards, per_step
 from charter.runs.store import STORE_FILE, RunStore
+from charter.runs.tallies import usage_totals
 from charter.verify import check, verifier_name
 
 #: TRL's per-step log keys kept in metrics.json.
@@ -214,27 +216,19 @@ def merge_rank_stores(out: Path, ranks: int) -> None:
             if not path.exists():
                 continue
 
-            def copy(db: Any) -> None:
-                cols = "key, step, rank, scoring, reward, status, record, created_at"
-                db.execute(f"INSERT INTO main.rewards ({cols}) SELECT {cols} FROM other.rewards")
-                ucols = (
-                    "role, model, calls, cached, prompt_tokens, completion_tokens, cost_usd, estimated, created_at, "
-                    "retries"
-                )
-                db.execute(f"INSERT INTO main.usage_events ({ucols}) SELECT {ucols} FROM other.usage_events")
-
-            store.with_attached(path, copy)
+            merge_rewards(store, path)
             path.rename(path.with_suffix(".merged"))
 
 
 def usage_of(store: RunStore) -> Usage:
     """The judge's calls and cost as the reward store's usage ledger has them."""
-    [(calls, cached, prompt_tokens, completion_tokens, cost)] = store.execute(
-        "SELECT COALESCE(SUM(calls), 0), COALESCE(SUM(cached), 0), COALESCE(SUM(prompt_tokens), 0),"
-        " COALESCE(SUM(completion_tokens), 0), COALESCE(SUM(cost_usd), 0) FROM usage_events"
-    )
+    totals = usage_totals(store.usage())
     return Usage(
-        calls=calls, cached=cached, prompt_tokens=prompt_tokens, completion_tokens=completion_tokens, cost_usd=cost
+        calls=int(totals["calls"]),
+        cached=int(totals["cached"]),
+        prompt_tokens=int(totals["prompt_tokens"]),
+        completion_tokens=int(totals["completion_tokens"]),
+        cost_usd=totals["cost_usd"],
     )
 
 

@@ -8,10 +8,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 from charter.agreement.audit import (
-    BOOTSTRAP_SAMPLES,
     AuditPair,
+    AuditPlan,
     AuditReport,
-    audit_key,
     pairs_from_file,
     pairs_from_run,
     run_audit,
@@ -56,16 +55,8 @@ async def audit_run_judge(
     if not pairs:
         return None, f"no pair to audit on ({source}); the audit is skipped"
     settings = judge.settings()
-    key = audit_key(
-        model.served_id,
-        settings,
-        constitution,
-        (p.pair_id for p in pairs),
-        audit.families,
-        audit.self_preference,
-        seed,
-        BOOTSTRAP_SAMPLES,
-    )
+    plan = AuditPlan(source, reference, seed, audit.families, audit.self_preference)
+    key = plan.key(model.served_id, settings, constitution, pairs)
     fingerprints = store.fingerprints()
     judge_fp = fingerprints.judge if fingerprints else None
     earlier = stored_audit(store)
@@ -74,18 +65,7 @@ async def audit_run_judge(
     if start is not None:
         start(len(pairs))
     report = await run_audit(
-        model,
-        constitution,
-        settings,
-        pairs,
-        source=source,
-        reference=reference,
-        seed=seed,
-        families=audit.families,
-        self_preference=audit.self_preference,
-        concurrency=concurrency,
-        judge_fingerprint=judge_fp,
-        on_pair=on_pair,
+        model, constitution, settings, pairs, plan, concurrency=concurrency, judge_fingerprint=judge_fp, on_pair=on_pair
     )
     save_audit(store, report)
     return report, f"audited {report.pairs} pairs ({report.calls} calls)"

@@ -4,11 +4,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 from charter.concurrency import bounded_map, drain
-from charter.errors import BudgetExceeded, CharterError, Interrupted
+from charter.errors import BudgetExceeded, CharterError, Interrupted, TooManyFailures
 from charter.interrupt import StopRequest
 from charter.pipeline.config import RunConfig
 from charter.pipeline.work import Work, too_many_failures
@@ -50,7 +51,38 @@ def stop_status(exc: CharterError) -> str:
     """A stage's status after a stop."""
     if isinstance(exc, Interrupted):
         return "interrupted"
-    return "stopped: budget" if isinstance(exc, BudgetExceeded) else "failed"
+    if isinstance(exc, BudgetExceeded):
+        return "stopped: budget"
+    if isinstance(exc, TooManyFailures):
+        return "stopped: too many failures"
+    return "failed"
+
+
+async def guarded_stage(
+    stop: StopRequest,
+    stats: Stats,
+    body: Callable[[Any], Awaitable[str]],
+    record: Callable[[str, CharterError | None], CharterError | None],
+) -> CharterError | None:
+    """Run a stage's `body(progress)` under a progress bar, which returns the stage's status, and hand how it ended
+    to `record(status, error)` whatever happens (`record` may put another error in its place, which is returned).
+    A stop request, the budget or a provider error every later call would share ends the stage and is returned, not
+    raised; anything else is recorded as `interrupted` and raised."""
+    status, error = "done", None
+    progress = progress_bar(stats)
+    try:
+        with progress:
+            status = await body(progress)
+        if stop.requested:  # it ended within the grace period; the run stops here all the same
+            status, error = "interrupted", stop.error()
+    except CharterError as exc:  # the budget, a stop signal, a provider error every later call would share
+        status, error = stop_status(exc), exc
+    except BaseException:
+        status = "interrupted"
+        raise
+    finally:
+        error = record(status, error)
+    return error
 
 
 class LocalExecutor:
@@ -66,27 +98,23 @@ class LocalExecutor:
         stages = [s for s in ITEM_STAGES if s in run.config.stages]
         for stage in stages:
             store.set_stage(stage, "running")
-        status, stop = "done", None
-        progress = progress_bar(run.stats)
-        try:
-            with progress:
-                work.task = progress.add_task(" + ".join(stages) or "pairs", total=store.count_prompts())
-                work.progress = progress
-                more = lambda: work.past_threshold() or run.stop.requested  # noqa: E731
-                await drain(bounded_map(work.prompt, prompts, run.in_flight, stop=more))
-            if run.stop.requested:
-                status, stop = "interrupted", run.stop.error()
-        except CharterError as exc:  # the budget, a stop signal, a provider error every later call would share
-            status, stop = stop_status(exc), exc
-        except BaseException:
-            status = "interrupted"
-            raise
-        finally:
+
+        async def body(progress: Any) -> str:
+            work.task = progress.add_task(" + ".join(stages) or "pairs", total=store.count_prompts())
+            work.progress = progress
+            more = lambda: work.past_threshold() or run.stop.requested  # noqa: E731
+            await drain(bounded_map(work.prompt, prompts, run.in_flight, stop=more))
+            return "done"
+
+        def record(status: str, stop: CharterError | None) -> CharterError | None:
             work.writer.flush()
             counts = dict(work.counts, reason=str(stop) if stop else None)
             if stop is None and work.past_threshold(final=True):
-                status, stop = "stopped: too many failures", too_many_failures(work, run.run_dir)
+                stop = too_many_failures(work, run.run_dir)
+                status = stop_status(stop)
                 counts["reason"] = str(stop)
             for stage in stages:
                 store.set_stage(stage, status, counts)
-        return stop
+            return stop
+
+        return await guarded_stage(run.stop, run.stats, body, record)

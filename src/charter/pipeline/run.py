@@ -29,14 +29,13 @@ from charter.errors import (
 from charter.interrupt import StopRequest
 from charter.judge.panel import Panel
 from charter.pipeline.config import RoleConfig, RunConfig
-from charter.pipeline.executors import Executor, LocalExecutor, stop_status
+from charter.pipeline.executors import Executor, LocalExecutor, guarded_stage
 from charter.pipeline.prompts import PromptSet, load_prompts, sync_prompt_set
 from charter.pipeline.settings import check_credentials, dataset_settings, run_fingerprints
 from charter.pipeline.upgrade import upgrade_run
 from charter.pipeline.work import Work
 from charter.preference import dataset
 from charter.preference.manifest import DatasetSettings
-from charter.progress import progress_bar
 from charter.providers import CallCache, ManagedModel, UsageMeter, get_model, parse_model_string
 from charter.providers.batch import BatchModel
 from charter.records import Prompt
@@ -361,21 +360,22 @@ class Runner:
         """Run one stage outside the per-prompt work (synth, audit) with a progress bar: its status and counts go
         to the store; a budget stop or a provider error every later call would share is returned, not raised."""
         store.set_stage(name, "running")
-        status, stop, counts = "done", None, {}
-        progress = progress_bar(self.stats)
-        try:
-            with progress:
-                status, counts = await self.stop.guard(work(progress))
-            if self.stop.requested:  # it ended within the grace period; the run stops here all the same
-                status, stop = "interrupted", self.stop.error()
-        except CharterError as exc:  # the budget, a stop signal, a provider error every later call would share
-            status, stop = stop_status(exc), exc
-        except BaseException:
-            status = "interrupted"
-            raise
-        finally:
+        counts: dict = {}
+        ended = "done"
+
+        async def body(progress: Any) -> str:
+            status, found = await self.stop.guard(work(progress))
+            counts.update(found)
+            return status
+
+        def record(status: str, stop: CharterError | None) -> CharterError | None:
+            nonlocal ended
+            ended = status
             store.set_stage(name, status, {**counts, "reason": str(stop) if stop else counts.get("reason")})
-        log.info(f"{label}: {counts.get('reason')}" if stop is None else f"{label} {status}: {stop}")
+            return stop
+
+        stop = await guarded_stage(self.stop, self.stats, body, record)
+        log.info(f"{label}: {counts.get('reason')}" if stop is None else f"{label} {ended}: {stop}")
         return stop
 
     async def _audit(self, store: RunStore, model: ManagedModel | None) -> CharterError | None:

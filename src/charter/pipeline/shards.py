@@ -19,7 +19,6 @@ import hashlib
 import importlib.util
 import logging
 import math
-import sqlite3
 from pathlib import Path
 from typing import Any
 
@@ -27,31 +26,21 @@ from charter.errors import (
     BudgetExceeded,
     CharterError,
     ConfigError,
-    Interrupted,
     MissingExtra,
     TooManyFailures,
 )
 from charter.pipeline.config import RunConfig
-from charter.pipeline.executors import RunContext
+from charter.pipeline.executors import RunContext, stop_status
 from charter.pipeline.run import Runner
 from charter.pipeline.settings import check_credentials
 from charter.pipeline.work import Work, too_many_failures
 from charter.providers import CallCache
 from charter.records import Prompt
+from charter.runs.merge import merge_items
 from charter.runs.store import STORE_FILE, RunStore
-from charter.storage import copy_rows
 
 log = logging.getLogger("charter.run")
 
-#: The item tables a shard owns outright (each row belongs to one prompt, so to one shard), with their keys.
-ITEM_TABLES = {
-    "chains": "prompt_id, fingerprint",
-    "samples": "prompt_id, fingerprint, sample_idx",
-    "pairs": "pair_id",
-    "judgments": "pair_id, fingerprint",
-    "batches": "batch_id",
-    "batch_requests": "key",
-}
 #: The stages a shard runs (a run that synthesizes is refused with the Ray engine; the audit runs after merging,
 #: in the driver).
 SHARD_STAGES = ("critique", "judge")
@@ -247,7 +236,7 @@ async def process_sharded(runner: RunContext, store: RunStore, work: Work) -> Ch
                         counts[key] += value
     work.counts.update(counts)
     stop = runner.stop.error() if runner.stop.requested else _first_stop([results[i] for i in range(n)])
-    status = "done" if stop is None else _status(stop)
+    status = "done" if stop is None else stop_status(stop)
     if stop is None and work.past_threshold(final=True):
         stop, status = too_many_failures(work, runner.run_dir), "stopped: too many failures"
     for stage in stages:
@@ -274,16 +263,6 @@ def _first_stop(results: list[dict[str, Any]]) -> CharterError | None:
     return None
 
 
-def _status(stop: CharterError) -> str:
-    if isinstance(stop, Interrupted):
-        return "interrupted"
-    if isinstance(stop, BudgetExceeded):
-        return "stopped: budget"
-    if isinstance(stop, TooManyFailures):
-        return "stopped: too many failures"
-    return "failed"
-
-
 def merge_shard(store: RunStore, folder: Path, cache: str | None) -> None:
     """Copy a shard's items, failures and new usage into the run's store, and its cache rows into the cache: the
     two at once, in two threads (SQLite works without the GIL; at a million prompts each took ~20-35 s a shard)."""
@@ -298,21 +277,7 @@ def merge_shard(store: RunStore, folder: Path, cache: str | None) -> None:
 def _merge_items(store: RunStore, folder: Path) -> None:
     merged = store.meta("merged_usage") or {}
     last = int(merged.get(folder.name, 0))
-
-    def work(db: sqlite3.Connection) -> int:
-        for table, key in ITEM_TABLES.items():
-            copy_rows(db, table, key, conflict="REPLACE")
-        # a shard's failure rows replace the run's for its items (a shard resolves them when it retries)
-        failures = "stage, item_id, fingerprint, kind, error, raw, attempts, session, resolved, created_at"
-        db.execute("DELETE FROM main.failures WHERE item_id IN (SELECT item_id FROM other.failures)")
-        db.execute(f"INSERT INTO main.failures ({failures}) SELECT {failures} FROM other.failures")
-        usage = "role, model, calls, cached, prompt_tokens, completion_tokens, cost_usd, estimated, retries, created_at"
-        db.execute(
-            f"INSERT INTO main.usage_events ({usage}) SELECT {usage} FROM other.usage_events WHERE id > ?", (last,)
-        )  # usage only grows: copy what is new since the last merge
-        return db.execute("SELECT COALESCE(MAX(id), 0) FROM other.usage_events").fetchone()[0]
-
-    newest = store.with_attached(folder / STORE_FILE, work)
+    newest = merge_items(store, folder / STORE_FILE, last)
     store.set_meta(merged_usage={**merged, folder.name: max(last, newest)})
 
 

@@ -18,6 +18,7 @@ from charter.runs.files import RunFiles
 from charter.runs.lock import holder
 from charter.runs.rewards import StepRewards, per_step
 from charter.runs.store import BatchState, RunStore, open_store
+from charter.runs.tallies import live_counts, stage_items, usage_totals
 
 __all__ = ["RunStatus", "filter_steps", "ordered_counts", "print_status", "run_counts", "status"]
 
@@ -66,6 +67,10 @@ class FailureSummary(TypedDict):
     quarantined: int
 
 
+#: The usage totals `charter status` and the report show.
+USAGE_SHOWN = ("calls", "cached", "retries", "prompt_tokens", "completion_tokens", "cost_usd")
+
+
 class UsageSummary(TypedDict):
     """Tokens and cost per (role, model), and their totals."""
 
@@ -97,54 +102,6 @@ class RunStatus(TypedDict):
     """Online training (charter train grpo|rloo): the judge's reward per step; empty for a run."""
 
 
-#: stage -> (SQL counting the finished items, SQL counting all items so far), given the fingerprints in effect
-_PROGRESS = {
-    "critique": (
-        "SELECT COUNT(*) FROM (SELECT prompt_id FROM chains WHERE fingerprint IN (:critique, :samples)"
-        " UNION SELECT prompt_id FROM samples WHERE fingerprint IN (:critique, :samples))",
-        "SELECT COUNT(*) FROM prompts",
-    ),
-    "judge": (
-        "SELECT COUNT(*) FROM judgments WHERE fingerprint = :judge",
-        "SELECT COUNT(*) FROM pairs WHERE source_fingerprint IN (:critique, :samples)",
-    ),
-}
-
-
-def live_counts(store: RunStore) -> dict[str, int]:
-    """Counts of the items of the settings in effect, read from the tables: current while a stage runs."""
-    fp = store.fingerprints()
-    if fp is None:
-        return {"failures": store.count("failures")}
-    sources = fp.sources()
-    marks = ",".join("?" * len(sources)) or "NULL"
-    # judgments of these judge settings, less those of pairs from other settings (few: read through the index)
-    judged = dict(
-        store.execute("SELECT status, COUNT(*) FROM judgments WHERE fingerprint = ? GROUP BY status", (fp.judge,))
-    )
-    for status, n in store.execute(
-        "SELECT j.status, COUNT(*) FROM pairs p INDEXED BY pairs_by_source CROSS JOIN judgments j"
-        " ON j.pair_id = p.pair_id AND j.fingerprint = ?"
-        f" WHERE p.source_fingerprint NOT IN ({marks}) OR p.source_fingerprint IS NULL GROUP BY j.status",
-        (fp.judge, *sources),
-    ):
-        judged[status] -= n
-    return {
-        "chains": store.count("chains", "fingerprint IS ?", (fp.critique,)) if fp.critique else 0,
-        "samples": store.execute("SELECT COUNT(DISTINCT prompt_id) FROM samples WHERE fingerprint IS ?", (fp.samples,))[
-            0
-        ][0]
-        if fp.samples
-        else 0,
-        "pairs": store.count("pairs", f"source_fingerprint IN ({marks})", sources),
-        "judged": judged.get("ok", 0),
-        "judge_failures": judged.get("failed", 0),
-        "failures": store.count(
-            "failures", "fingerprint IS NULL OR fingerprint IN (?, ?, ?)", (fp.critique, fp.samples, fp.judge)
-        ),
-    }
-
-
 def run_counts(store: RunStore) -> dict[str, int]:
     """Per-stage counts: the last dataset build's, overridden by live table counts and the written files."""
     manifest = dataset_manifest(store)
@@ -162,9 +119,8 @@ def run_counts(store: RunStore) -> dict[str, int]:
 def usage_summary(store: RunStore) -> UsageSummary:
     """Tokens and cost per (role, model) and their totals."""
     rows = store.usage()
-    fields = ("calls", "cached", "retries", "prompt_tokens", "completion_tokens", "cost_usd")
-    totals: dict[str, float] = {f: sum(getattr(r, f) or 0 for r in rows) for f in fields}
-    return UsageSummary(rows=rows, totals=totals)
+    totals = usage_totals(rows)
+    return UsageSummary(rows=rows, totals={f: totals[f] for f in USAGE_SHOWN})
 
 
 def failure_summary(store: RunStore, first: int = 5, raw_chars: int = 400) -> FailureSummary:
@@ -213,7 +169,6 @@ def stage_progress(store: RunStore, now: float | None = None) -> list[StageProgr
     """One row per stage recorded in the store: status, elapsed seconds, done/total where known."""
     now = now or time.time()
     fp = store.fingerprints()
-    fingerprints = fp.model_dump() if fp else None
     found = holder(store.run_dir)
     gone = found is None or found.alive is False  # no process holds the run: a stage "running" was cut off
     rows = []
@@ -221,8 +176,9 @@ def stage_progress(store: RunStore, now: float | None = None) -> list[StageProgr
         started, finished = stage["started_at"], stage["finished_at"]
         counts = stage["counts"] or {}
         done, total = counts.get("done"), counts.get("total")
-        if done is None and name in _PROGRESS and fingerprints is not None:
-            done, total = (store.execute(sql, fingerprints)[0][0] for sql in _PROGRESS[name])
+        counted = stage_items(store, name, fp) if done is None and fp is not None else None
+        if counted is not None:
+            done, total = counted
         status = stage["status"]
         if status == "running" and gone:
             status = "interrupted (its process ended without a word: killed?)"
@@ -281,7 +237,7 @@ def status(run_dir: str | Path) -> RunStatus:
     Raises:
         RunStoreError: The directory holds no run store, or one this version cannot read.
     """
-    with open_store(run_dir) as store:
+    with open_store(run_dir, read_only=True) as store:
         counts = run_counts(store)
         settings = current_settings(store)
         return RunStatus(

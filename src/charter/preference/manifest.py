@@ -17,6 +17,7 @@ from charter.preference.config import FiltersConfig, PairsConfig
 from charter.providers.base import SamplingParams
 from charter.records import CalibrationMap, Fingerprints, Provenance, Record, fingerprint, fingerprint_strings
 from charter.runs.store import RunStore
+from charter.runs.tallies import active_prompt_ids, newest_items
 
 
 class ConstitutionInfo(Record):
@@ -90,14 +91,8 @@ class DatasetManifest(Record):
 def store_marker(store: RunStore) -> dict[str, Any]:
     """What the dataset depends on in the store: the newest row of each item table (a replaced row gets a new
     rowid), the prompt set in use and the calibration."""
-    marker: dict[str, Any] = {
-        table: store.execute(f"SELECT MAX(rowid) FROM {table}")[0][0]
-        for table in ("chains", "samples", "pairs", "judgments")
-    }
-    # sorted by SQLite (a table scan and its sorter: the key index would look up each row), never all in memory
-    marker["prompts"] = fingerprint_strings(
-        r[0] for r in store.stream("SELECT prompt_id FROM prompts NOT INDEXED WHERE active = 1 ORDER BY prompt_id")
-    )
+    marker: dict[str, Any] = newest_items(store)
+    marker["prompts"] = fingerprint_strings(active_prompt_ids(store))
     calibration = store.calibration()
     marker["calibration"] = fingerprint(calibration.model_dump(mode="json")) if calibration else None
     return marker

@@ -25,6 +25,7 @@ Tables (records as JSON in `record` columns; see charter.records):
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import threading
 import time
@@ -47,7 +48,15 @@ from charter.records import (
     Sample,
     UsageRow,
 )
-from charter.storage import Schema, open_versioned, script_statements, tables, user_version
+from charter.storage import (
+    Schema,
+    connect_read_only,
+    open_read_only,
+    open_versioned,
+    script_statements,
+    tables,
+    user_version,
+)
 
 STORE_FILE = "run.sqlite"
 #: SQL: the prompt is in the prompt set in use
@@ -204,24 +213,43 @@ class BatchState(TypedDict):
 class RunStore:
     """Access to a run directory's SQLite store. Safe for many asyncio tasks in one process."""
 
-    def __init__(self, run_dir: str | Path, create: bool = False) -> None:
+    def __init__(self, run_dir: str | Path, create: bool = False, read_only: bool = False) -> None:
         self.run_dir = Path(run_dir)
         self.path = self.run_dir / STORE_FILE
-        if not self.path.exists() and not create:
+        self.read_only = read_only
+        if not self.path.exists() and (not create or read_only):
             raise RunStoreError(f"{self.run_dir}: not a charter run directory (no {STORE_FILE})")
-        self.run_dir.mkdir(parents=True, exist_ok=True)
         self._lock = threading.RLock()
         try:  # a store of an older release is upgraded (a copy of it kept beside it); a newer one is refused
-            self.db = open_versioned(self.path, STORE_SCHEMA)
+            if read_only:
+                self.db = open_read_only(self.path, STORE_SCHEMA)
+            else:
+                self.run_dir.mkdir(parents=True, exist_ok=True)
+                if not writable(self.run_dir):
+                    raise RunStoreError(self._read_only_error())
+                self.db = open_versioned(self.path, STORE_SCHEMA)
         except StorageError as exc:
             raise RunStoreError(str(exc)) from None
+
+    def _read_only_error(self) -> str:
+        return (
+            f"{self.run_dir}: the run cannot be written here (a read-only mount, or no write permission) and this "
+            "command writes to it; run it on a copy that can be written"
+        )
+
+    def _written(self, exc: sqlite3.OperationalError) -> RunStoreError | sqlite3.OperationalError:
+        """A write refused by a read-only store, in one line; any other error as it is."""
+        return RunStoreError(self._read_only_error()) if self.read_only and "readonly" in str(exc) else exc
 
     # -- generic -------------------------------------------------------------------------------
     def execute(self, sql: str, params: Iterable[Any] | Mapping[str, Any] = ()) -> list[tuple]:
         """Rows of a query; `params` are positional, or named (`:name`) when a mapping."""
         with self._lock:
             bound = params if isinstance(params, Mapping) else tuple(params)
-            return self.db.execute(sql, bound).fetchall()
+            try:
+                return self.db.execute(sql, bound).fetchall()
+            except sqlite3.OperationalError as exc:
+                raise self._written(exc) from None
 
     def stream(self, sql: str, params: Iterable[Any] = (), size: int = 500) -> Iterator[tuple]:
         """Rows of a query `size` at a time, so a large table is never in memory at once. The query stays open
@@ -245,9 +273,15 @@ class RunStore:
     def transaction(self, work: Any) -> Any:
         """Run `work(connection)` inside one IMMEDIATE transaction; roll back on any exception."""
         with self._lock:
-            self.db.execute("BEGIN IMMEDIATE")
+            try:
+                self.db.execute("BEGIN IMMEDIATE")
+            except sqlite3.OperationalError as exc:
+                raise self._written(exc) from None
             try:
                 result = work(self.db)
+            except sqlite3.OperationalError as exc:
+                self.db.execute("ROLLBACK")
+                raise self._written(exc) from exc
             except BaseException:
                 self.db.execute("ROLLBACK")
                 raise
@@ -704,7 +738,7 @@ def peek_meta(run_dir: str | Path, *keys: str) -> dict[str, Any]:
         return {}
     marks = ",".join("?" * len(keys))
     try:
-        db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+        db = connect_read_only(path)
         try:
             rows = db.execute(f"SELECT key, value FROM meta WHERE key IN ({marks})", keys).fetchall()
         finally:
@@ -714,9 +748,19 @@ def peek_meta(run_dir: str | Path, *keys: str) -> dict[str, Any]:
     return {k: json.loads(v) for k, v in rows}
 
 
-def open_store(run_dir: str | Path) -> RunStore:
-    """Open an existing run directory's store (one-line error if it is not one)."""
-    return RunStore(run_dir, create=False)
+def open_store(run_dir: str | Path, read_only: bool | None = False) -> RunStore:
+    """Open an existing run directory's store (one-line error if it is not one): for writing, read-only (`True`:
+    for a command that only reads, so it works on a read-only mount), or `None`: read-only where the run cannot be
+    written, when a command writes only sometimes (a write is then refused in one line)."""
+    if read_only is None:
+        read_only = not writable(run_dir)
+    return RunStore(run_dir, create=False, read_only=read_only)
+
+
+def writable(run_dir: str | Path) -> bool:
+    """Whether this process can write the run directory and its store (False on a read-only mount)."""
+    path = Path(run_dir) / STORE_FILE
+    return os.access(run_dir, os.W_OK) and (not path.exists() or os.access(path, os.W_OK))
 
 
 def _flatten(value: Any, prefix: str = "") -> dict[str, Any]:

@@ -1,0 +1,87 @@
+"""What a run's store counts: the items of the settings in effect (current while a stage runs), a stage's progress,
+and the usage summed over the calls."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+
+from charter.records import Fingerprints, UsageRow
+from charter.runs.store import RunStore
+
+#: The summed fields of a usage row, in the order the totals list them.
+USAGE_FIELDS = ("calls", "cached", "retries", "prompt_tokens", "completion_tokens", "cost_usd", "estimated")
+
+#: stage -> (SQL counting the finished items, SQL counting all items so far), given the fingerprints in effect
+_PROGRESS = {
+    "critique": (
+        "SELECT COUNT(*) FROM (SELECT prompt_id FROM chains WHERE fingerprint IN (:critique, :samples)"
+        " UNION SELECT prompt_id FROM samples WHERE fingerprint IN (:critique, :samples))",
+        "SELECT COUNT(*) FROM prompts",
+    ),
+    "judge": (
+        "SELECT COUNT(*) FROM judgments WHERE fingerprint = :judge",
+        "SELECT COUNT(*) FROM pairs WHERE source_fingerprint IN (:critique, :samples)",
+    ),
+}
+
+
+def newest_items(store: RunStore) -> dict[str, int | None]:
+    """The newest row of each item table (its rowid: a replaced row gets a new one); None for an empty table."""
+    return {
+        table: store.execute(f"SELECT MAX(rowid) FROM {table}")[0][0]
+        for table in ("chains", "samples", "pairs", "judgments")
+    }
+
+
+def active_prompt_ids(store: RunStore) -> Iterator[str]:
+    """The ids of the prompt set in use, in id order, streamed (never all in memory)."""
+    # sorted by SQLite (a table scan and its sorter: the key index would look up each row)
+    for (prompt_id,) in store.stream("SELECT prompt_id FROM prompts NOT INDEXED WHERE active = 1 ORDER BY prompt_id"):
+        yield prompt_id
+
+
+def usage_totals(rows: Iterable[UsageRow]) -> dict[str, float]:
+    """Each usage field summed over the rows (of `RunStore.usage`, one per role and model)."""
+    rows = list(rows)
+    return {f: sum(getattr(r, f) or 0 for r in rows) for f in USAGE_FIELDS}
+
+
+def stage_items(store: RunStore, stage: str, fingerprints: Fingerprints) -> tuple[int, int] | None:
+    """(finished, all so far) items of a stage that does not record them itself, counted in the tables; None for a
+    stage that is not counted this way."""
+    if stage not in _PROGRESS:
+        return None
+    named = fingerprints.model_dump()
+    done, total = (store.execute(sql, named)[0][0] for sql in _PROGRESS[stage])
+    return done, total
+
+
+def live_counts(store: RunStore) -> dict[str, int]:
+    """Counts of the items of the settings in effect, read from the tables: current while a stage runs."""
+    fp = store.fingerprints()
+    if fp is None:
+        return {"failures": store.count("failures")}
+    sources = fp.sources()
+    marks = ",".join("?" * len(sources)) or "NULL"
+    # judgments of these judge settings, less those of pairs from other settings (few: read through the index)
+    judged = dict(
+        store.execute("SELECT status, COUNT(*) FROM judgments WHERE fingerprint = ? GROUP BY status", (fp.judge,))
+    )
+    for status, n in store.execute(
+        "SELECT j.status, COUNT(*) FROM pairs p INDEXED BY pairs_by_source CROSS JOIN judgments j"
+        " ON j.pair_id = p.pair_id AND j.fingerprint = ?"
+        f" WHERE p.source_fingerprint NOT IN ({marks}) OR p.source_fingerprint IS NULL GROUP BY j.status",
+        (fp.judge, *sources),
+    ):
+        judged[status] -= n
+    samples = store.execute("SELECT COUNT(DISTINCT prompt_id) FROM samples WHERE fingerprint IS ?", (fp.samples,))
+    return {
+        "chains": store.count("chains", "fingerprint IS ?", (fp.critique,)) if fp.critique else 0,
+        "samples": samples[0][0] if fp.samples else 0,
+        "pairs": store.count("pairs", f"source_fingerprint IN ({marks})", sources),
+        "judged": judged.get("ok", 0),
+        "judge_failures": judged.get("failed", 0),
+        "failures": store.count(
+            "failures", "fingerprint IS NULL OR fingerprint IN (?, ?, ?)", (fp.critique, fp.samples, fp.judge)
+        ),
+    }
