@@ -11,7 +11,7 @@ from charter.preference.config import JudgeConfig
 from charter.prompts import PromptsConfig
 from charter.providers.config import RoleConfig
 from charter.providers.usage import Budget, Price
-from charter.reward_model.config import LoraSettings
+from charter.training.config import LoraSettings
 from charter.yamlio import ConfigModel, LocatedValueError
 
 #: The online trainers charter drives: TRL's GRPOTrainer and RLOOTrainer.
