@@ -153,7 +153,7 @@ def run_dpo(
 ) -> dict[str, Any]:
     from charter.dpo.config import DPOConfigModel
     from charter.dpo.train import make_trainer
-    from charter.reward_model import data
+    from charter.training import data
 
     rows = data.to_training_rows(pairs(batch * (steps + 1), words), "bench")
     out = Path(tempfile.mkdtemp())
@@ -195,7 +195,7 @@ def _fresh_policy(device: str) -> Any:
     import torch
     from transformers import AutoModelForCausalLM
 
-    from charter.reward_model.common import resolve_model
+    from charter.training.models import resolve_model
 
     path = resolve_model("smollm2-135m-instruct")
     return AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32).to(device)
@@ -210,9 +210,9 @@ def _dpo_tokens(trainer: Any, batch: int) -> float:
 
 
 def run_reward(device: str, steps: int, batch: int, words: int) -> dict[str, Any]:
-    from charter.reward_model import data
     from charter.reward_model.config import RewardModelConfig
-    from charter.reward_model.train import _make_trainer, load_backbone
+    from charter.reward_model.train import load_backbone, make_trainer
+    from charter.training import data
 
     rows = data.to_training_rows(pairs(batch * (steps + 1), words), "bench")
     out = Path(tempfile.mkdtemp())
@@ -230,7 +230,7 @@ def run_reward(device: str, steps: int, batch: int, words: int) -> dict[str, Any
     )
     model, tok = load_backbone(config)
     timer = StepTimer()
-    trainer = _make_trainer(config, model, tok, rows, out, device, [timer.callback])
+    trainer = make_trainer(config, model, tok, rows, out, device, [timer.callback])
     fresh, _ = load_backbone(config)
     timer.bare = BareStep(fresh.to(device), first_batch(trainer, device), "pairwise")
     ds = trainer.train_dataset

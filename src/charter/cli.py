@@ -20,7 +20,7 @@ try:  # typer 0.2x ships its own copy of click and raises that copy's usage erro
 except ImportError:  # pragma: no cover - older typer uses click itself
     from click import ClickException as TyperClickException
 
-from charter import __version__
+from charter._version import __version__
 from charter.errors import ArgumentError, CharterError, Interrupted
 
 app = typer.Typer(

@@ -18,7 +18,7 @@ from typing import Annotated, Any, ClassVar, Literal
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from charter import __version__
+from charter._version import __version__
 
 GENERATOR = f"charter {__version__}"
 Role = Literal["system", "user", "assistant"]

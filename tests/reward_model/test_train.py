@@ -5,9 +5,9 @@ import pytest
 from transformers import TrainerCallback
 
 from charter.errors import DatasetError, TrainingError
-from charter.reward_model import data
 from charter.reward_model.evaluate import RewardScorer
 from charter.reward_model.train import train_reward_model
+from charter.training import data
 from tests.support.tiny_models import preference_rows, tiny_llama, write_jsonl
 
 FAST = {"max_steps": 3, "save_strategy": "no", "logging_steps": 1, "per_device_train_batch_size": 4}

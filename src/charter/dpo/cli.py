@@ -25,7 +25,7 @@ def dpo(
     """DPO-train a policy (TRL DPOTrainer); the result loads as local:OUTPUT_DIR."""
     from charter.dpo.config import DPOConfigModel
     from charter.dpo.train import output_dir_for, train_dpo
-    from charter.reward_model.common import describe_parallel, is_main_process
+    from charter.training.parallel import describe_parallel, is_main_process
     from charter.yamlio import load_model
 
     cfg = load_model(DPOConfigModel, config, set_)

@@ -8,7 +8,7 @@ from typing import Any, Literal
 from pydantic import Field, field_validator
 
 from charter.judge.settings import PairwiseMode
-from charter.reward_model.config import LoraSettings, TrainingData
+from charter.training.config import LoraSettings, TrainingData
 from charter.yamlio import ConfigModel
 
 #: TRL 1.16's DPO loss types (DPOConfig.loss_type).

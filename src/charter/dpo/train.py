@@ -9,10 +9,15 @@ from typing import Any, TypedDict, cast
 
 from charter.dpo.config import DPOConfigModel
 from charter.errors import DatasetError, TrainingError
-from charter.reward_model import common, data
-from charter.reward_model.data import require_dataset
-from charter.reward_model.train import ParallelSettings, TrainingSummary, save_trained
-from charter.runs.files import RunFiles
+from charter.training import data
+from charter.training.args import build_trl_config, device_defaults, last_checkpoint, offline_args
+from charter.training.card import render_card
+from charter.training.data import require_dataset
+from charter.training.lora import peft_config
+from charter.training.models import load_policy, pick_device, short_error
+from charter.training.output import output_folder, save_trained, write_json
+from charter.training.parallel import PREPARED, finish_shared_datasets, shared_datasets
+from charter.training.summary import TrainingSummary, training_summary
 
 KEPT_METRICS = (
     "loss",
@@ -29,7 +34,7 @@ ProbeMetrics = dict[str, dict[str, float]]
 
 
 class DPOTrainingSummary(TrainingSummary):
-    """How a DPO training went: the reward model's summary plus the precision and batch size."""
+    """How a DPO training went: the summary every trainer writes, plus the precision and batch size."""
 
     bf16: bool
     """Whether training ran in bfloat16 (on a GPU that has it; never on CPU)."""
@@ -60,10 +65,7 @@ class DPOMetrics(TypedDict):
 
 def output_dir_for(config: DPOConfigModel) -> Path:
     """The configured output folder, or RUN_DIR/dpo, or ./dpo."""
-    if config.output_dir is not None:
-        return Path(config.output_dir)
-    run_dir = data.run_dir_of(require_dataset(config))
-    return RunFiles(run_dir).dpo_dir if run_dir else Path("dpo")
+    return output_folder(config, lambda files: files.dpo_dir, "dpo")
 
 
 def label_smoothing_for(config: DPOConfigModel, rows: list[dict[str, Any]]) -> float:
@@ -76,45 +78,17 @@ def label_smoothing_for(config: DPOConfigModel, rows: list[dict[str, Any]]) -> f
     return min(max(1.0 - mean, 0.0), 0.49)
 
 
-def load_policy(config: DPOConfigModel) -> tuple[Any, Any, str]:
-    """The causal LM to train, its tokenizer (padding on the left, chat template checked) and its folder."""
-    import torch
-    from transformers import AutoModelForCausalLM
-
-    path = common.resolve_model(config.model)
-    tokenizer = common.load_tokenizer(path, config.model)
-    try:
-        model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
-    except Exception as exc:
-        raise TrainingError(
-            f"{config.model}: cannot be loaded as a causal LM ({type(exc).__name__}: {common._short(exc)})"
-        ) from None
-    common.ensure_pad_token(tokenizer, model)
-    common.apply_chat_template_setting(tokenizer, config.chat_template, config.model, conversational=True)
-    return model, tokenizer, path
-
-
 def _trl_args(config: DPOConfigModel, out: Path, device: str, smoothing: float) -> Any:
     from trl import DPOConfig  # pyright: ignore[reportPrivateImportUsage] - TRL exports it lazily
 
     base = {
-        "output_dir": str(out),
-        "num_train_epochs": 1,
+        **offline_args(out, config.seed),
         "learning_rate": 5e-6,
         "beta": 0.1,
-        "logging_steps": 10,
-        "save_strategy": "steps",
-        "save_steps": 100,
-        "save_total_limit": 2,
-        "report_to": "none",
-        "eval_strategy": "no",
-        "seed": config.seed,
         "max_length": 512,
         "loss_type": config.loss_type,
         "label_smoothing": smoothing,
-        "dataloader_num_workers": 0,
-        "disable_tqdm": True,
-        **common.device_defaults(device, cpu_batch=4, cuda_batch=16),
+        **device_defaults(device, cpu_batch=4, cuda_batch=16),
     }
     if device == "cpu":
         # The reference forward in every step cost as much as the policy's forward+backward on CPU
@@ -123,21 +97,7 @@ def _trl_args(config: DPOConfigModel, out: Path, device: str, smoothing: float) 
     for key in ("loss_type", "label_smoothing"):
         if key in config.trl:
             raise TrainingError(f"dpo.trl.{key}: set dpo.{key} instead (it is part of charter's dpo section)")
-    return common.build_trl_config(DPOConfig, base, config.trl, "dpo")
-
-
-def _peft_config(config: DPOConfigModel) -> Any:
-    if config.lora is None:
-        return None
-    from peft import LoraConfig, TaskType
-
-    return LoraConfig(
-        task_type=TaskType.CAUSAL_LM,
-        r=config.lora.r,
-        lora_alpha=config.lora.alpha,
-        lora_dropout=config.lora.dropout,
-        target_modules=config.lora.target_modules,
-    )
+    return build_trl_config(DPOConfig, base, config.trl, "dpo")
 
 
 def make_trainer(
@@ -152,11 +112,9 @@ def make_trainer(
     """A DPOTrainer over our rows (the policy loaded here, the reference a frozen copy made by TRL)."""
     from trl import DPOTrainer  # pyright: ignore[reportPrivateImportUsage] - TRL exports it lazily
 
-    model, tokenizer, _ = load_policy(config)
+    model, tokenizer, _ = load_policy(config.model, config.chat_template)
     args = _trl_args(config, out, device, smoothing)
-    sets = common.shared_datasets(
-        args, out / common.PREPARED, {"train": train_rows, **{n: r for n, r in eval_sets.items() if r}}
-    )
+    sets = shared_datasets(args, out / PREPARED, {"train": train_rows, **{n: r for n, r in eval_sets.items() if r}})
     train_dataset = sets.pop("train")
     try:
         trainer = DPOTrainer(
@@ -165,11 +123,11 @@ def make_trainer(
             train_dataset=train_dataset,
             eval_dataset=sets or None,
             processing_class=tokenizer,
-            peft_config=_peft_config(config),
+            peft_config=peft_config(config.lora, "CAUSAL_LM"),
             callbacks=list(callbacks) or None,
         )
     except ValueError as exc:
-        raise TrainingError(f"dpo trainer: {common._short(exc)}") from None
+        raise TrainingError(f"dpo trainer: {short_error(exc)}") from None
     if len(trainer.train_dataset) == 0:
         raise TrainingError(f"{config.dataset}: every prompt is longer than max_length; raise dpo.trl.max_length")
     return trainer
@@ -244,42 +202,40 @@ def train_dpo(config: DPOConfigModel | dict[str, Any], *, callbacks: Sequence[An
     train_rows = data.to_training_rows(train_raw, source)
     held_rows = data.to_training_rows(held_raw, source) if held_raw else []
     smoothing = label_smoothing_for(config, train_raw)
-    device = common.pick_device(config.device)
+    device = pick_device(config.device)
     eval_sets = {"train_pairs": train_rows[: config.probe_pairs], "held_out": held_rows}
     trainer = make_trainer(config, train_rows, eval_sets, out, device, smoothing, callbacks)
-    resume = common.last_checkpoint(out) if config.resume else None
+    resume = last_checkpoint(out) if config.resume else None
     probe = _probe_at_start(trainer, resume is None)
     started = time.perf_counter()
     result = trainer.train(resume_from_checkpoint=resume)
     seconds = time.perf_counter() - started
     before = probe.result
     after = _probe(trainer)
-    common.finish_shared_datasets(trainer.args, out / common.PREPARED)
+    finish_shared_datasets(trainer.args, out / PREPARED)
     metrics: DPOMetrics = {
         "before": before,
         "after": after,
         "label_smoothing": smoothing,
         "loss_type": config.loss_type,
         "beta": trainer.args.beta,
-        "training": {
-            "train_loss": result.training_loss,
-            "global_step": trainer.state.global_step,
-            "seconds": round(seconds, 2),
-            "resumed_from": Path(resume).name if resume else None,
-            "train_pairs": len(train_rows),
-            "held_out_pairs": len(held_rows),
-            "device": device,
-            "bf16": bool(trainer.args.bf16),
-            "batch_size": trainer.args.per_device_train_batch_size,
-            **cast(ParallelSettings, common.parallel_settings(trainer.args)),
-        },
+        "training": cast(
+            DPOTrainingSummary,
+            training_summary(
+                trainer,
+                result,
+                seconds,
+                resume,
+                (len(train_rows), len(held_rows)),
+                device,
+                {"bf16": bool(trainer.args.bf16), "batch_size": trainer.args.per_device_train_batch_size},
+            ),
+        ),
         "config": config.model_dump(mode="json"),
     }
     save_trained(trainer, trainer.processing_class, out, merge_lora=config.lora is not None)
     if not trainer.is_world_process_zero():
         return metrics  # the main process writes the metrics and card (the weights are the same on every rank)
-    common.write_json(out / "metrics.json", metrics)
-    from charter.reward_model.card import render_card
-
+    write_json(out / "metrics.json", metrics)
     render_card("DPO policy", config.model, source, metrics, rows, ["dpo"]).save(out / "README.md")
     return metrics

@@ -16,8 +16,9 @@ import orjson
 from charter.dpo.config import WinrateConfig
 from charter.errors import ConfigError, DatasetError
 from charter.records import Judgment, Message, Pair, as_records
-from charter.reward_model import common, data
 from charter.runs.files import WINRATE_JSON, RunFiles
+from charter.training import data
+from charter.training.output import write_json
 
 
 class Tally(TypedDict):
@@ -507,7 +508,7 @@ def write_summary(config: WinrateConfig, summary: WinrateReport) -> Path:
         files.write_report_text(Path(WINRATE_JSON).with_suffix(".md").name, markdown(summary))
         return files.write_report_json(WINRATE_JSON, summary)
     out = Path(config.out or WINRATE_JSON)
-    common.write_json(out, summary)
+    write_json(out, summary)
     out.with_suffix(".md").write_text(markdown(summary), encoding="utf-8")
     return out
 

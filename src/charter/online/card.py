@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from charter import __version__
+from charter._version import __version__
 from charter.online.config import OnlineConfig, Trainer
-from charter.reward_model.card import _base_model
-
-if TYPE_CHECKING:
-    from charter.online.train import OnlineMetrics
+from charter.online.metrics import OnlineMetrics
+from charter.training.card import base_model
 
 TRAINERS = {"grpo": "GRPO (TRL GRPOTrainer)", "rloo": "RLOO (TRL RLOOTrainer)"}
 SCORINGS = {
@@ -28,7 +26,7 @@ def online_card(metrics: OnlineMetrics, config: OnlineConfig, trainer: Trainer) 
     from huggingface_hub import ModelCard, ModelCardData
 
     tags = ["charter", "trl", trainer, "rlaif"]
-    data = ModelCardData(library_name="transformers", tags=tags, base_model=_base_model(config.model))
+    data = ModelCardData(library_name="transformers", tags=tags, base_model=base_model(config.model))
     verify = f"weight {config.verify.weight}, {config.verify.verifier}" if config.verify else "none"
     judge = config.judge
     steps = metrics["steps"]

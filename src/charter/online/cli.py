@@ -38,7 +38,7 @@ def rloo(
 def _train(config: Path, overrides: list[str] | None, trainer: str) -> None:
     from charter.online.config import OnlineConfig
     from charter.online.train import train_online
-    from charter.reward_model.common import describe_parallel, is_main_process
+    from charter.training.parallel import describe_parallel, is_main_process
     from charter.yamlio import load_model
 
     cfg = load_model(OnlineConfig, config, overrides)

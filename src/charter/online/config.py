@@ -12,7 +12,7 @@ from charter.judge.settings import JudgeConfig, JudgeSettings
 from charter.prompts import PromptsConfig
 from charter.providers.config import RoleConfig
 from charter.providers.usage import Budget, Price
-from charter.reward_model.config import LoraSettings
+from charter.training.config import LoraSettings
 from charter.yamlio import ConfigModel, LocatedValueError
 
 #: The online trainers charter drives: TRL's GRPOTrainer and RLOOTrainer.

@@ -6,67 +6,29 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, TypedDict
+from typing import Any
 
 from charter.errors import BudgetExceeded, DatasetError, TrainingError
+from charter.online.card import online_card
 from charter.online.config import OnlineConfig, Trainer, VerifiableReward
+from charter.online.metrics import OnlineMetrics, Usage
 from charter.online.reward import RewardFunction, rank_store_dir, reward_function
 from charter.prompts import PromptsConfig, load_prompts
 from charter.providers.usage import Budget
 from charter.records import Prompt, as_dicts
-from charter.reward_model import common
 from charter.runs.merge import merge_rewards
-from charter.runs.rewards import StepRewards, per_step
+from charter.runs.rewards import per_step
 from charter.runs.store import STORE_FILE, RunStore
 from charter.runs.tallies import usage_totals
+from charter.training.args import build_trl_config, checkpointing_args, last_checkpoint
+from charter.training.lora import peft_config
+from charter.training.models import load_policy, pick_device, short_error
+from charter.training.output import save_trained, write_json
+from charter.training.parallel import barrier, parallel_settings, sum_over_processes
 from charter.verify import check, verifier_name
 
 #: TRL's per-step log keys kept in metrics.json.
 KEPT_LOGS = ("loss", "reward", "reward_std", "kl", "entropy", "completions/mean_length", "step_time")
-
-
-class Usage(TypedDict):
-    """What the judge's calls cost, all processes together."""
-
-    calls: int
-    """Calls that reached the judge (paid for)."""
-    cached: int
-    """Calls answered from the call cache."""
-    prompt_tokens: int
-    """Prompt tokens of the paid calls."""
-    completion_tokens: int
-    """Completion tokens of the paid calls."""
-    cost_usd: float
-    """Their cost at the configured prices."""
-
-
-class OnlineMetrics(TypedDict):
-    """What `train_online` returns and writes to OUTPUT_DIR/metrics.json."""
-
-    trainer: Trainer
-    """grpo or rloo."""
-    scoring: str
-    """How the judge rewarded: score, group or reference."""
-    judge: str
-    """The judge model."""
-    constitution: str
-    """The constitution's name and short hash."""
-    stopped: str
-    """`finished`, or `budget` when the budget stopped training (exit code 4)."""
-    steps: list[StepRewards]
-    """The judge's reward per step: mean, spread, failures, answers from the cache or the store."""
-    trl_log: list[dict[str, float]]
-    """TRL's logged values per step (loss, reward, reward_std, kl, completion length, step time)."""
-    usage: Usage
-    """The judge's calls and cost."""
-    rewards: int
-    """Rewards given, failures included."""
-    failures: int
-    """Failed judgments (reward None)."""
-    training: dict[str, Any]
-    """Steps, seconds, device, batch and processes."""
-    config: dict[str, Any]
-    """The config, as run."""
 
 
 def train_prompts(config: OnlineConfig) -> list[Prompt]:
@@ -118,25 +80,17 @@ def _trl_args(config: OnlineConfig, trainer: Trainer, device: str) -> Any:
     from trl import GRPOConfig, RLOOConfig  # pyright: ignore[reportPrivateImportUsage] - TRL exports them lazily
 
     base: dict[str, Any] = {
-        "output_dir": str(config.output_dir),
+        **checkpointing_args(config.output_dir, config.seed, logging_steps=1, save_steps=50),
         "learning_rate": 1e-6,
-        "logging_steps": 1,
-        "save_strategy": "steps",
-        "save_steps": 50,
-        "save_total_limit": 2,
-        "report_to": "none",
-        "seed": config.seed,
         "num_generations": 4,
         "max_completion_length": 64,
         "per_device_train_batch_size": 4,
-        "disable_tqdm": True,
-        "dataloader_num_workers": 0,
         "reward_weights": [config.judge_weight] + ([config.verify.weight] if config.verify else []),
     }
     if device == "cpu":
         base.update(bf16=False, use_cpu=True)
     cls = GRPOConfig if trainer == "grpo" else RLOOConfig
-    return common.build_trl_config(cls, base, config.trl, trainer)
+    return build_trl_config(cls, base, config.trl, trainer)
 
 
 def _check_groups(args: Any, scoring: str) -> None:
@@ -146,21 +100,6 @@ def _check_groups(args: Any, scoring: str) -> None:
             f"scoring group: trl.per_device_train_batch_size ({args.per_device_train_batch_size}) must be a multiple "
             f"of trl.num_generations ({args.num_generations}) so that each process holds whole groups"
         )
-
-
-def _peft(config: OnlineConfig) -> Any:
-    if config.lora is None:
-        return None
-    from peft import LoraConfig, TaskType
-
-    lora = config.lora
-    return LoraConfig(
-        task_type=TaskType.CAUSAL_LM,
-        r=lora.r,
-        lora_alpha=lora.alpha,
-        lora_dropout=lora.dropout,
-        target_modules=lora.target_modules,
-    )
 
 
 def budget_callback(reward: RewardFunction, cap: Budget) -> Any:
@@ -175,7 +114,7 @@ def budget_callback(reward: RewardFunction, cap: Budget) -> Any:
             self.stopped = False
 
         def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> Any:
-            cost, tokens = _all_ranks(meter.total_cost), _all_ranks(float(meter.total_tokens))
+            cost, tokens = sum_over_processes(meter.total_cost), sum_over_processes(float(meter.total_tokens))
             over_cost = cap.max_cost_usd is not None and cost >= cap.max_cost_usd
             over_tokens = cap.max_tokens is not None and tokens >= cap.max_tokens
             if over_cost or over_tokens:
@@ -185,25 +124,6 @@ def budget_callback(reward: RewardFunction, cap: Budget) -> Any:
             return control
 
     return BudgetStop()
-
-
-def _all_ranks(value: float) -> float:
-    """The sum of a value over the processes of a distributed job (the value itself otherwise)."""
-    import torch
-    import torch.distributed as dist
-
-    if not (dist.is_available() and dist.is_initialized()):
-        return value
-    tensor = torch.tensor([value], dtype=torch.float64)
-    dist.all_reduce(tensor)
-    return float(tensor.item())
-
-
-def _barrier() -> None:
-    import torch.distributed as dist
-
-    if dist.is_available() and dist.is_initialized():
-        dist.barrier()
 
 
 def merge_rank_stores(out: Path, ranks: int) -> None:
@@ -238,10 +158,7 @@ def _trainer(
     import datasets
     from trl import GRPOTrainer, RLOOTrainer  # pyright: ignore[reportPrivateImportUsage] - TRL exports them lazily
 
-    from charter.dpo.config import DPOConfigModel
-    from charter.dpo.train import load_policy
-
-    model, tokenizer, _ = load_policy(DPOConfigModel(model=config.model, chat_template=config.chat_template))
+    model, tokenizer, _ = load_policy(config.model, config.chat_template)
     cls = GRPOTrainer if trainer == "grpo" else RLOOTrainer
     try:
         return cls(
@@ -250,11 +167,11 @@ def _trainer(
             args=args,
             train_dataset=datasets.Dataset.from_list(rows),
             processing_class=tokenizer,
-            peft_config=_peft(config),
+            peft_config=peft_config(config.lora, "CAUSAL_LM"),
             callbacks=callbacks,
         )
     except ValueError as exc:
-        raise TrainingError(f"{trainer} trainer: {common._short(exc)}") from None
+        raise TrainingError(f"{trainer} trainer: {short_error(exc)}") from None
 
 
 def train_online(
@@ -280,7 +197,7 @@ def train_online(
     config = config if isinstance(config, OnlineConfig) else OnlineConfig.model_validate(config)
     out = Path(config.output_dir)
     prompts = train_prompts(config)
-    device = common.pick_device(config.device)
+    device = pick_device(config.device)
     args = _trl_args(config, trainer, device)
     _check_groups(args, config.scoring)
     reward = reward_function(
@@ -298,16 +215,14 @@ def train_online(
     funcs = [reward] + ([verifiable_reward(config.verify)] if config.verify else [])
     rows = dataset_rows(prompts, config.verify)
     model_trainer = _trainer(config, trainer, args, funcs, rows, [stop, *callbacks])
-    resume = common.last_checkpoint(out) if config.resume else None
+    resume = last_checkpoint(out) if config.resume else None
     started = time.perf_counter()
     try:
         model_trainer.train(resume_from_checkpoint=resume)
     finally:
         reward.close()
     seconds = time.perf_counter() - started
-    _barrier()
-    from charter.reward_model.train import save_trained
-
+    barrier()
     save_trained(model_trainer, model_trainer.processing_class, out, merge_lora=config.lora is not None)
     metrics = _metrics(config, trainer, reward, model_trainer, stop.stopped, seconds, device, resume)
     if stop.stopped:
@@ -335,9 +250,7 @@ def _metrics(
     merge_rank_stores(out, reward.ranks)
     with RunStore(out, create=True) as store:
         metrics = _summary(config, trainer, reward, model_trainer, stopped, seconds, device, resume, store)
-    common.write_json(out / "metrics.json", metrics)
-    from charter.online.card import online_card
-
+    write_json(out / "metrics.json", metrics)
     online_card(metrics, config, trainer).save(out / "README.md")
     from charter.pipeline.report import write_report
 
@@ -383,7 +296,7 @@ def _summary(
             "prompts": len(model_trainer.train_dataset),
             "num_generations": args.num_generations,
             "device": device,
-            **common.parallel_settings(args),
+            **parallel_settings(args),
         },
         config=config.model_dump(mode="json"),
     )

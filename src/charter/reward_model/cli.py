@@ -28,9 +28,9 @@ def reward(
     set_: list[str] | None = typer.Option(None, "--set", help="Override a key: --set trl.num_train_epochs=2."),
 ) -> None:
     """Train a reward model (TRL RewardTrainer) and write the model, metrics.json and a model card."""
-    from charter.reward_model.common import describe_parallel, is_main_process
     from charter.reward_model.config import RewardModelConfig
     from charter.reward_model.train import output_dir_for, train_reward_model
+    from charter.training.parallel import describe_parallel, is_main_process
     from charter.yamlio import load_model
 
     cfg = load_model(RewardModelConfig, config, set_)

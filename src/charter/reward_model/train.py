@@ -6,48 +6,30 @@ import logging
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Literal, NotRequired, TypedDict, cast
+from typing import Any, Literal, NotRequired, TypedDict
 
 from charter.errors import TrainingError
-from charter.reward_model import common, data
+from charter.reward_model.card import write_card
 from charter.reward_model.config import RewardModelConfig
-from charter.reward_model.data import require_dataset
 from charter.reward_model.evaluate import Distribution, RewardScorer, accuracy, distribution, histogram
-from charter.runs.files import RunFiles
+from charter.training import data
+from charter.training.args import build_trl_config, device_defaults, last_checkpoint, offline_args
+from charter.training.data import require_dataset
+from charter.training.lora import peft_config
+from charter.training.models import (
+    apply_chat_template_setting,
+    default_chat_template,
+    ensure_pad_token,
+    load_tokenizer,
+    pick_device,
+    resolve_model,
+    short_error,
+)
+from charter.training.output import output_folder, save_trained, write_json
+from charter.training.parallel import PREPARED, finish_shared_datasets, shared_datasets
+from charter.training.summary import TrainingSummary, training_summary
 
 log = logging.getLogger(__name__)
-
-
-class ParallelSettings(TypedDict):
-    """How many processes trained and the batch each optimizer step saw (`common.parallel_settings`)."""
-
-    world_size: int
-    """Processes that trained (1 without torchrun or `accelerate launch`)."""
-    per_device_batch_size: int
-    """Training pairs per process in one forward pass."""
-    gradient_accumulation_steps: int
-    """Forward passes whose gradients one optimizer step sums."""
-    effective_batch_size: int
-    """Pairs one optimizer step saw: per-device batch x gradient accumulation x processes."""
-
-
-class TrainingSummary(ParallelSettings):
-    """How a training went: loss, steps, time, data sizes, device, and the parallel settings."""
-
-    train_loss: float
-    """TRL's mean training loss over the steps this call ran."""
-    global_step: int
-    """Optimizer steps at the end, those of a checkpoint resumed from included."""
-    seconds: float
-    """Wall-clock seconds training took, rounded to 0.01."""
-    resumed_from: str | None
-    """The checkpoint folder training resumed from (`checkpoint-N`); None for a fresh start."""
-    train_pairs: int
-    """Pairs trained on."""
-    held_out_pairs: int
-    """Pairs held out for evaluation (`eval_fraction`)."""
-    device: str
-    """Where training ran: cpu or cuda."""
 
 
 class SubsetAccuracy(TypedDict):
@@ -104,10 +86,7 @@ class RewardModelMetrics(RewardModelEvaluation):
 
 def output_dir_for(config: RewardModelConfig) -> Path:
     """The configured output folder, or RUN_DIR/reward_model, or ./reward_model."""
-    if config.output_dir is not None:
-        return Path(config.output_dir)
-    run_dir = data.run_dir_of(require_dataset(config))
-    return RunFiles(run_dir).reward_model_dir if run_dir else Path("reward_model")
+    return output_folder(config, lambda files: files.reward_model_dir, "reward_model")
 
 
 def load_backbone(config: RewardModelConfig) -> tuple[Any, Any]:
@@ -115,8 +94,8 @@ def load_backbone(config: RewardModelConfig) -> tuple[Any, Any]:
     import torch
     from transformers import AutoModelForSequenceClassification
 
-    path = common.resolve_model(config.model)
-    tokenizer = common.load_tokenizer(path, config.model)
+    path = resolve_model(config.model)
+    tokenizer = load_tokenizer(path, config.model)
     try:
         from trl.trainer.reward_trainer import suppress_seqcls_warning
 
@@ -124,50 +103,25 @@ def load_backbone(config: RewardModelConfig) -> tuple[Any, Any]:
             model = AutoModelForSequenceClassification.from_pretrained(path, num_labels=1, dtype=torch.float32)
     except Exception as exc:
         raise TrainingError(
-            f"{config.model}: cannot be loaded for sequence classification ({type(exc).__name__}: {common._short(exc)})"
+            f"{config.model}: cannot be loaded for sequence classification ({type(exc).__name__}: {short_error(exc)})"
         ) from None
-    common.ensure_pad_token(tokenizer, model)
-    template = config.chat_template or common.default_chat_template(config.model)
-    common.apply_chat_template_setting(tokenizer, template, config.model, conversational=True)
+    ensure_pad_token(tokenizer, model)
+    template = config.chat_template or default_chat_template(config.model)
+    apply_chat_template_setting(tokenizer, template, config.model, conversational=True)
     return model, tokenizer
-
-
-def _peft_config(config: RewardModelConfig) -> Any:
-    if config.lora is None:
-        return None
-    from peft import LoraConfig, TaskType
-
-    return LoraConfig(
-        task_type=TaskType.SEQ_CLS,
-        r=config.lora.r,
-        lora_alpha=config.lora.alpha,
-        lora_dropout=config.lora.dropout,
-        target_modules=config.lora.target_modules,
-        modules_to_save=["score", "classifier"],
-    )
 
 
 def _trl_args(config: RewardModelConfig, out: Path, device: str) -> Any:
     from trl import RewardConfig  # pyright: ignore[reportPrivateImportUsage] - TRL exports it lazily
 
     base = {
-        "output_dir": str(out),
-        "num_train_epochs": 1,
+        **offline_args(out, config.seed),
         "learning_rate": 5e-5,
-        "logging_steps": 10,
-        "save_strategy": "steps",
-        "save_steps": 100,
-        "save_total_limit": 2,
-        "report_to": "none",
-        "eval_strategy": "no",
-        "seed": config.seed,
         "max_length": config.max_length,
-        "dataloader_num_workers": 0,
-        "disable_tqdm": True,
         "remove_unused_columns": True,
-        **common.device_defaults(device, cpu_batch=8, cuda_batch=32),
+        **device_defaults(device, cpu_batch=8, cuda_batch=32),
     }
-    return common.build_trl_config(RewardConfig, base, config.trl, "reward_model")
+    return build_trl_config(RewardConfig, base, config.trl, "reward_model")
 
 
 def train_reward_model(
@@ -209,38 +163,27 @@ def train_reward_model(
         train_rows_raw, source, config.margin, config.margin_scale, config.use_calibrated
     )
     held_rows = data.to_training_rows(held_raw, source) if held_raw else []
-    device = common.pick_device(config.device)
+    device = pick_device(config.device)
     model, tokenizer = load_backbone(config)
-    trainer = _make_trainer(config, model, tokenizer, train_rows, out, device, list(callbacks))
-    resume = common.last_checkpoint(out) if config.resume else None
+    trainer = make_trainer(config, model, tokenizer, train_rows, out, device, list(callbacks))
+    resume = last_checkpoint(out) if config.resume else None
     started = time.perf_counter()
     result = trainer.train(resume_from_checkpoint=resume)
     seconds = time.perf_counter() - started
-    common.finish_shared_datasets(trainer.args, out / common.PREPARED)
+    finish_shared_datasets(trainer.args, out / PREPARED)
     model = save_trained(trainer, tokenizer, out, merge_lora=config.lora is not None)
-    training: TrainingSummary = {
-        "train_loss": result.training_loss,
-        "global_step": trainer.state.global_step,
-        "seconds": round(seconds, 2),
-        "resumed_from": Path(resume).name if resume else None,
-        "train_pairs": len(train_rows),
-        "held_out_pairs": len(held_rows),
-        "device": device,
-        **cast(ParallelSettings, common.parallel_settings(trainer.args)),
-    }
+    training = training_summary(trainer, result, seconds, resume, (len(train_rows), len(held_rows)), device)
     if not trainer.is_world_process_zero():
         # The main process evaluates and writes (the weights are the same on every rank).
         return {"training": training, "config": config.model_dump(mode="json")}
     evaluation = _evaluate(config, model, tokenizer, train_rows, held_rows, out)
     metrics: RewardModelMetrics = {**evaluation, "training": training, "config": config.model_dump(mode="json")}
-    common.write_json(out / "metrics.json", metrics)
-    from charter.reward_model.card import write_card
-
+    write_json(out / "metrics.json", metrics)
     write_card(out, config, metrics, rows)
     return metrics
 
 
-def _make_trainer(
+def make_trainer(
     config: RewardModelConfig,
     model: Any,
     tokenizer: Any,
@@ -249,45 +192,27 @@ def _make_trainer(
     device: str,
     callbacks: list[Any],
 ) -> Any:
+    """A RewardTrainer over our rows (the model and tokenizer from `load_backbone`)."""
     from trl import RewardTrainer  # pyright: ignore[reportPrivateImportUsage] - TRL exports it lazily
 
     args = _trl_args(config, out, device)
-    peft_config = _peft_config(config)
-    train_dataset = common.shared_datasets(args, out / common.PREPARED, {"train": train_rows})["train"]
+    train_dataset = shared_datasets(args, out / PREPARED, {"train": train_rows})["train"]
     try:
         trainer = RewardTrainer(
             model=model,
             args=args,
             train_dataset=train_dataset,
             processing_class=tokenizer,
-            peft_config=peft_config,
+            peft_config=peft_config(config.lora, "SEQ_CLS", modules_to_save=("score", "classifier")),
             callbacks=callbacks or None,
         )
     except ValueError as exc:
-        raise TrainingError(f"reward model trainer: {common._short(exc)}") from None
+        raise TrainingError(f"reward model trainer: {short_error(exc)}") from None
     if trainer.train_dataset is None or len(trainer.train_dataset) == 0:  # type: ignore[arg-type]
         raise TrainingError(
             f"{config.dataset}: every pair is longer than max_length={config.max_length} tokens; raise max_length"
         )
     return trainer
-
-
-def save_trained(trainer: Any, tokenizer: Any, out: Path, merge_lora: bool) -> Any:
-    """Save the trained model as a plain transformers folder (LoRA adapters merged in); returns the model.
-
-    Every process calls it (under DeepSpeed ZeRO-3, gathering the weights to save is collective); only the main
-    process writes."""
-    main = trainer.is_world_process_zero()
-    if merge_lora:
-        model = trainer.model.merge_and_unload()
-        if main:
-            model.save_pretrained(str(out))
-    else:
-        model = trainer.model
-        trainer.save_model(str(out))
-    if main:
-        tokenizer.save_pretrained(str(out))
-    return model
 
 
 def _evaluate(

@@ -1,0 +1,52 @@
+"""What `train_online` returns and writes to OUTPUT_DIR/metrics.json (the model card reads it too)."""
+
+from __future__ import annotations
+
+from typing import Any, TypedDict
+
+from charter.online.config import Trainer
+from charter.runs.rewards import StepRewards
+
+
+class Usage(TypedDict):
+    """What the judge's calls cost, all processes together."""
+
+    calls: int
+    """Calls that reached the judge (paid for)."""
+    cached: int
+    """Calls answered from the call cache."""
+    prompt_tokens: int
+    """Prompt tokens of the paid calls."""
+    completion_tokens: int
+    """Completion tokens of the paid calls."""
+    cost_usd: float
+    """Their cost at the configured prices."""
+
+
+class OnlineMetrics(TypedDict):
+    """What `train_online` returns and writes to OUTPUT_DIR/metrics.json."""
+
+    trainer: Trainer
+    """grpo or rloo."""
+    scoring: str
+    """How the judge rewarded: score, group or reference."""
+    judge: str
+    """The judge model."""
+    constitution: str
+    """The constitution's name and short hash."""
+    stopped: str
+    """`finished`, or `budget` when the budget stopped training (exit code 4)."""
+    steps: list[StepRewards]
+    """The judge's reward per step: mean, spread, failures, answers from the cache or the store."""
+    trl_log: list[dict[str, float]]
+    """TRL's logged values per step (loss, reward, reward_std, kl, completion length, step time)."""
+    usage: Usage
+    """The judge's calls and cost."""
+    rewards: int
+    """Rewards given, failures included."""
+    failures: int
+    """Failed judgments (reward None)."""
+    training: dict[str, Any]
+    """Steps, seconds, device, batch and processes."""
+    config: dict[str, Any]
+    """The config, as run."""
