@@ -7,14 +7,14 @@ sample of what the data stands for)."""
 import numpy as np
 import pytest
 
-from charter.agreement.ppi import (
+from charter.errors import DatasetError
+from charter.stats.ppi import (
     Estimate,
     inclusion_probabilities,
     judge_mean,
     poisson_sample,
     ppi_mean,
 )
-from charter.errors import DatasetError
 
 N, n = 2000, 100
 

@@ -37,7 +37,6 @@ from typing import Any
 import numpy as np
 from pydantic import Field
 
-from charter.agreement import stats
 from charter.agreement.gate import GateResult
 from charter.agreement.summary import Figure
 from charter.concurrency import bounded_map
@@ -49,6 +48,7 @@ from charter.preference.judge import JudgeParseError, p_first, principles_for
 from charter.providers.base import ChatModel, SamplingParams
 from charter.records import Message, Record, fingerprint
 from charter.runs.store import RunStore
+from charter.stats import agreement as stats
 
 #: Bumped when a perturbation or a measure changes: part of a stored audit's key.
 AUDIT_VERSION = 1
@@ -386,9 +386,11 @@ class _Measures:
         if not values:
             return Figure(value=None, ci=None, n=0)
         array, ids = np.asarray(values, dtype=float), np.asarray(clusters, dtype=object).astype(str)
-        found = stats.figure(
-            float(array.mean()), lambda i: float(array[i].mean()), ids, len(array), self.samples, self.seed
-        )
+        if array.min() >= 0 and array.max() <= 1:  # a share: the exact interval too
+            found = stats.share(array, ids, self.samples, self.seed)
+        else:
+            mean = lambda i: float(array[i].mean())  # noqa: E731
+            found = stats.figure(float(array.mean()), mean, ids, len(array), self.samples, self.seed)
         return Figure(**found)
 
     def having(self, *names: str) -> list[_Probe]:

@@ -200,7 +200,7 @@ def agreement_report_command(
         parts += [f"judge only {judge.value:.3f} (uncorrected)"] if judge else []
         console.print("people prefer the chosen response: " + ", ".join(parts))
         if target_width is not None:
-            from charter.agreement.ppi import labels_needed
+            from charter.stats.ppi import labels_needed
 
             more = labels_needed(ppi, target_width)
             console.print(

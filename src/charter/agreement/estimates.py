@@ -17,12 +17,12 @@ from pydantic import Field
 
 from charter.agreement.config import AgreementConfig, bucket_label
 from charter.agreement.labels import JudgedPair
-from charter.agreement.ppi import Estimate, judge_mean, ppi_mean
 from charter.agreement.sampling import confidence, pair_principle
 from charter.records import Record
 from charter.runs import labels as stored
 from charter.runs.files import RunFiles
 from charter.runs.store import RunStore
+from charter.stats.ppi import Estimate, judge_mean, ppi_mean
 
 #: A person's label as the share of the chosen response's win: the chosen side, a tie, the rejected side.
 WON, TIED, LOST = 1.0, 0.5, 0.0
