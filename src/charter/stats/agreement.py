@@ -25,12 +25,13 @@ TIE = 2
 
 
 class Figure(TypedDict):
-    """A point estimate with its 95% bootstrap interval (the dict that `summary.Figure` validates)."""
+    """A point estimate with its 95% interval (the dict that `summary.Figure` validates)."""
 
     value: float | None
     """The estimate; None when undefined (no data, or one category on both sides)."""
     ci: list[float] | None
-    """[low, high] of the 95% percentile interval over resampled pairs; None when there is no honest one."""
+    """[low, high] of the 95% interval (the bootstrap's over pairs spanned with a floor); None when there is no honest
+    one."""
     n: int
     """Observations the estimate rests on."""
 

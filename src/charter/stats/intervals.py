@@ -42,10 +42,12 @@ def exact_interval(successes: float, n: int, alpha: float = 0.05) -> tuple[float
     Raises:
         ArgumentError: `successes` outside 0..n, a negative `n`, or `alpha` outside (0, 1).
     """
-    if n < 0 or not 0 <= successes <= n or not 0 < alpha < 1:
-        raise ArgumentError(
-            f"exact_interval: needs 0 <= successes <= n and 0 < alpha < 1, got {successes}, {n}, {alpha}"
-        )
+    if n < 0:
+        raise ArgumentError("n", f"must be at least 0, got {n}")
+    if not 0 <= successes <= n:
+        raise ArgumentError("successes", f"must be within 0..n ({n}), got {successes}")
+    if not 0 < alpha < 1:
+        raise ArgumentError("alpha", f"must be in (0, 1), got {alpha}")
     if n == 0:
         return (0.0, 1.0)
     from scipy.stats import beta
