@@ -382,11 +382,12 @@ class _Measures:
             return (per_order["bw"] + per_order["wb"]) / 2
         return per_order[probe.shown]
 
-    def figure(self, values: list[float], clusters: list[str]) -> Figure:
+    def figure(self, values: list[float], clusters: list[str], share: bool = True) -> Figure:
+        """A rate (`share`: 0/1 values, the exact interval too) or a mean shift (the bootstrap's interval)."""
         if not values:
             return Figure(value=None, ci=None, n=0)
         array, ids = np.asarray(values, dtype=float), np.asarray(clusters, dtype=object).astype(str)
-        if array.min() >= 0 and array.max() <= 1:  # a share: the exact interval too
+        if share:
             found = stats.share(array, ids, self.samples, self.seed)
         else:
             mean = lambda i: float(array[i].mean())  # noqa: E731
@@ -414,7 +415,7 @@ class _Measures:
         shifts = [self.verdict(p, base) - self.verdict(p, perturbed) for p in done]
         return FlipShift(
             flip=self.figure(flips, [p.pair.pair_id for p in correct]),
-            shift=self.figure(shifts, [p.pair.pair_id for p in done]),
+            shift=self.figure(shifts, [p.pair.pair_id for p in done], share=False),
         )
 
     def preferred(self, name: str) -> Figure:
