@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 import charter
 from charter.cli import app
 from charter.stats import agreement as stats
-from charter.stats.ppi import labels_needed, ppi_mean
+from charter.stats.ppi import Estimate, labels_needed, ppi_mean
 from tests.agreement.conftest import make_run
 from tests.support.rundir import RunBuilder
 
@@ -118,7 +118,13 @@ def test_ten_agreeing_labels_give_agreement_and_ppi_intervals_below_0_9(tmp_path
     assert found is not None and found.overall.ppi is not None and found.overall.human is not None
     assert found.overall.ppi.value == 1.0 and found.overall.ppi.low < 0.9
     assert found.overall.human.low < 0.9
-    assert labels_needed(found.overall.ppi, 0.05) > 0
+    more = labels_needed(found.overall.ppi, 0.05)
+    assert more is not None and more > 100
+
+
+def test_a_zero_width_interval_is_never_narrow_enough() -> None:
+    point = Estimate(value=1.0, low=1.0, high=1.0, se=0.0, n_human=10, n_judge=40, lam=0.0, method="human")
+    assert labels_needed(point, 0.05) is None
 
 
 def test_target_width_does_not_call_ten_agreeing_labels_narrow_enough(tmp_path: Path) -> None:

@@ -46,9 +46,7 @@ def test_bootstrap_is_seeded(hand_run: Path) -> None:
     two = agreement_report(hand_run, CONFIG, write=False).model_dump()["judge_vs_human"]["kappa"]["ci"]
     # at 8 labels the exact interval holds the bootstrap's; the resampling itself still follows the seed
     hits = np.random.default_rng(0).random(200) < 0.7
-    others = [
-        stats.cluster_bootstrap(lambda i: float(hits[i].mean()), np.arange(200), 200, seed) for seed in (1, 2, 3)
-    ]
+    others = [stats.cluster_bootstrap(lambda i: float(hits[i].mean()), np.arange(200), 200, seed) for seed in (1, 2, 3)]
     assert one == two and len({tuple(c or ()) for c in others}) > 1
 
 

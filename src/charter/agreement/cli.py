@@ -206,7 +206,9 @@ def agreement_report_command(
             console.print(
                 f"the PPI interval is {ppi.width:.3f} wide on {ppi.n_human} labels: "
                 + (
-                    f"about {more} more labels would bring it to {target_width} "
+                    "degenerate (it says nothing of its width): label more pairs"
+                    if more is None
+                    else f"about {more} more labels would bring it to {target_width} "
                     f"(charter spotcheck {run_dir} --add {more}, then label them)"
                     if more
                     else f"already within {target_width}"

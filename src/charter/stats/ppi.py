@@ -235,7 +235,7 @@ def _tuned_weighted(judge: np.ndarray, judged: np.ndarray, human: np.ndarray, w:
     return float(np.clip(float((norm**2 * jc * hc).sum()) / n**2 / denominator, 0.0, 1.0))
 
 
-def labels_needed(estimate: Estimate, target_width: float) -> int:
+def labels_needed(estimate: Estimate, target_width: float) -> int | None:
     """More human labels the interval needs to narrow to `target_width`, at the current rate (width shrinks as one
     over the square root of the labels; the judge's share of the variance is left as it is): 0 when it is there.
 
@@ -244,7 +244,8 @@ def labels_needed(estimate: Estimate, target_width: float) -> int:
         target_width: The interval width wanted (high - low).
 
     Returns:
-        The number of labels to add (0 when the interval is already narrow enough).
+        The number of labels to add (0 when the interval is already narrow enough); None when the interval is
+        degenerate (zero width, or leaving out its own value): it is never read as narrow.
 
     Raises:
         ValueError: `target_width` is not positive.
@@ -252,9 +253,7 @@ def labels_needed(estimate: Estimate, target_width: float) -> int:
     if target_width <= 0:
         raise ValueError(f"target width must be positive, got {target_width}")
     if degenerate(estimate.low, estimate.high, estimate.value):
-        raise DatasetError(
-            f"the interval [{estimate.low:.3f}, {estimate.high:.3f}] is degenerate: it says nothing of its width"
-        )
+        return None
     if estimate.width <= target_width:
         return 0
     return int(np.ceil(estimate.n_human * (estimate.width / target_width) ** 2)) - estimate.n_human
