@@ -21,8 +21,8 @@ import math
 
 import numpy as np
 
-from charter.agreement.ppi import inclusion_probabilities, judge_mean, poisson_sample, ppi_mean
-from charter.dpo.winrate import length_controlled
+from charter.evals.winrate import length_controlled
+from charter.stats.ppi import inclusion_probabilities, judge_mean, poisson_sample, ppi_mean
 
 N, n, TRUTH = 2000, 100, 0.5
 

@@ -33,13 +33,13 @@ _API = {
     "spotcheck": "charter.agreement.api",
     "agreement_report": "charter.agreement.api",
     "audit_judge": "charter.agreement.audit.api",
-    "ppi_mean": "charter.agreement.ppi",
-    "Estimate": "charter.agreement.ppi",
+    "ppi_mean": "charter.stats.ppi",
+    "Estimate": "charter.stats.ppi",
     "train_reward_model": "charter.reward_model.train",
     "train_dpo": "charter.dpo.train",
     "reward_function": "charter.online.reward",
     "train_online": "charter.online.train",
-    "winrate": "charter.dpo.winrate",
+    "winrate": "charter.evals.winrate",
     "publish": "charter.hub.push",
     "load_preferences": "charter.hub.load",
     "mix": "charter.hub.mix",
@@ -52,10 +52,9 @@ _API = {
 if TYPE_CHECKING:  # what type checkers and IDEs see: every public name with its signature
     from charter.agreement.api import agreement_report, spotcheck
     from charter.agreement.audit.api import audit_judge
-    from charter.agreement.ppi import Estimate, ppi_mean
     from charter.constitutions import Constitution, import_hf_cai, load_constitution
     from charter.dpo.train import train_dpo
-    from charter.dpo.winrate import winrate
+    from charter.evals.winrate import winrate
     from charter.hub.load import load_preferences
     from charter.hub.mix import mix
     from charter.hub.push import publish
@@ -68,6 +67,7 @@ if TYPE_CHECKING:  # what type checkers and IDEs see: every public name with its
     from charter.providers import SamplingParams, get_model
     from charter.records import Chain, Judgment, Message, Pair, PreferenceRow
     from charter.reward_model.train import train_reward_model
+    from charter.stats.ppi import Estimate, ppi_mean
     from charter.synth.api import synthesize
 
 __all__ = [

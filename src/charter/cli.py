@@ -112,6 +112,7 @@ def _register_subcommands() -> None:
     from charter.agreement import cli as agreement_cli
     from charter.constitutions import cli as constitutions_cli
     from charter.dpo import cli as dpo_cli
+    from charter.evals import cli as evals_cli
     from charter.hub import cli as hub_cli
     from charter.lab import cli as lab_cli
     from charter.loop import cli as loop_cli
@@ -128,6 +129,7 @@ def _register_subcommands() -> None:
         agreement_cli,
         reward_model_cli,
         dpo_cli,
+        evals_cli,
         online_cli,
         hub_cli,
         loop_cli,

@@ -17,11 +17,11 @@ from pydantic import BaseModel
 from charter import records
 from charter.agreement.audit import AuditReport, FlipShift, InjectionFigures
 from charter.agreement.estimates import HumanPreference, PreferenceEstimates
-from charter.agreement.ppi import Estimate
 from charter.agreement.summary import AgreementSummary
 from charter.preference.manifest import ConstitutionInfo, DatasetManifest, DatasetSettings
 from charter.runs import files, store
 from charter.runs.labels import SpotSample
+from charter.stats.ppi import Estimate
 
 INTRO = """# Data formats (the contract between stages)
 

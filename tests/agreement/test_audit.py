@@ -156,7 +156,7 @@ def test_cost_and_output(pairs, tmp_path) -> None:
     assert report.calls == model.calls == N * 24 * 2
     assert report.calls_per_pair == 48
     text = markdown(report)
-    assert "| position: flip rate | 0.000 | [0.000, 0.000] | 24 |" in text
+    assert "| position: flip rate | 0.000 | [0.000, 0.142] | 24 |" in text  # exact: 1 - 0.025 ** (1 / 24)
     assert len(rows(report)) == 5 + 4 * 2
     json.loads(report.model_dump_json())
 

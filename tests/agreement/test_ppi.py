@@ -7,22 +7,26 @@ sample of what the data stands for)."""
 import numpy as np
 import pytest
 
-from charter.agreement.ppi import (
+from charter.errors import DatasetError
+from charter.stats.ppi import (
     Estimate,
     inclusion_probabilities,
     judge_mean,
     poisson_sample,
     ppi_mean,
 )
-from charter.errors import DatasetError
 
 N, n = 2000, 100
 
 
-def _close(estimate: Estimate, value: float, interval: tuple) -> None:
+def _close(estimate: Estimate, value: float, interval: tuple, floored: bool = False) -> None:
+    """ppi-python's point estimate; an interval holding its normal one, as wide but for the small-sample terms (t on
+    n - 1 degrees of freedom, n - 1 in the variance) unless the rectifier's variance floor binds."""
     low, high = (float(np.ravel(end)[0]) for end in interval)
     assert estimate.value == pytest.approx(float(np.ravel(value)[0]), abs=1e-12)
-    assert (estimate.low, estimate.high) == (pytest.approx(low, abs=1e-12), pytest.approx(high, abs=1e-12))
+    assert estimate.low <= low and estimate.high >= high
+    if not floored:
+        assert estimate.width == pytest.approx(high - low, rel=0.025)
 
 
 def test_ppi_and_ppi_plus_plus_match_ppi_python() -> None:
@@ -37,12 +41,14 @@ def test_ppi_and_ppi_plus_plus_match_ppi_python() -> None:
             tuned,
             ppi_py.ppi_mean_pointestimate(human, judged, judge_all),
             ppi_py.ppi_mean_ci(human, judged, judge_all, alpha=0.1),
+            floored=noise < 1,  # a good judge: the rectifier varies less than the floor allows at n = 100
         )
         classical = ppi_mean(judge_all, judged, human, alpha=0.1, method="ppi")
         _close(
             classical,
             ppi_py.ppi_mean_pointestimate(human, judged, judge_all, lam=1),
             ppi_py.ppi_mean_ci(human, judged, judge_all, alpha=0.1, lam=1),
+            floored=noise < 1,
         )
         people = ppi_mean(judge_all, judged, human, alpha=0.1, method="human")
         _close(people, human.mean(), ppi_py.classical_mean_ci(human, alpha=0.1))

@@ -9,10 +9,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from charter.agreement import stats
 from charter.agreement.api import agreement_report
 from charter.agreement.config import AgreementConfig
 from charter.agreement.labels import new_label, open_labels, put_labels
+from charter.stats import agreement as stats
 
 CONFIG = AgreementConfig(bootstrap_samples=200, calibration="none")
 
@@ -44,11 +44,10 @@ def test_judge_vs_human_hand_values(hand_run: Path) -> None:
 def test_bootstrap_is_seeded(hand_run: Path) -> None:
     one = agreement_report(hand_run, CONFIG, write=False).model_dump()["judge_vs_human"]["kappa"]["ci"]
     two = agreement_report(hand_run, CONFIG, write=False).model_dump()["judge_vs_human"]["kappa"]["ci"]
-    others = [
-        agreement_report(hand_run, CONFIG.model_copy(update={"seed": s}), write=False).judge_vs_human.agreement.ci
-        for s in (1, 2, 3)
-    ]
-    assert one == two and len({tuple(c) for c in others}) > 1
+    # at 8 labels the exact interval holds the bootstrap's; the resampling itself still follows the seed
+    hits = np.random.default_rng(0).random(200) < 0.7
+    others = [stats.cluster_bootstrap(lambda i: float(hits[i].mean()), np.arange(200), 200, seed) for seed in (1, 2, 3)]
+    assert one == two and len({tuple(c or ()) for c in others}) > 1
 
 
 def test_human_human_with_two_annotators(hand_run: Path) -> None:

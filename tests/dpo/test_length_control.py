@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from charter.cli import main
-from charter.dpo.winrate import length_controlled
+from charter.evals.winrate import length_controlled
 from charter.judge_prompt import read_comparison
 from charter.providers import register_script
 from tests.support.tiny_models import write_jsonl

@@ -3,8 +3,8 @@ import json
 import pytest
 
 from charter.cli import main
-from charter.dpo.winrate import tally, wilson_interval, winrate
 from charter.errors import ConfigError, DatasetError
+from charter.evals.winrate import tally, wilson_interval, winrate
 from charter.providers import register_script
 from charter.providers.scripted import REFUSAL_OPENING
 from charter.records import Failure, Judgment, Vote

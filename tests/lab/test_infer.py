@@ -151,3 +151,19 @@ def test_selecting_among_given_principles_needs_no_proposer(planted: Path, tmp_p
 
 def charter_harmless() -> list:
     return load_constitution("harmless").principles
+
+
+def test_a_held_out_agreement_of_18_of_18_is_not_a_point(tmp_path: Path) -> None:
+    from charter.constitutions import Constitution
+    from charter.constitutions.importers import dump_constitution_yaml
+    from charter.lab.votes import principle_from_text
+
+    pairs = write_jsonl(tmp_path / "pairs.jsonl", make_pairs(60, "number", seed=3))
+    pool = Constitution(
+        name="pool", principles=[principle_from_text(f"number-{k}", RULES["number"][0][k]) for k in (0, 1)]
+    )
+    path = dump_constitution_yaml(pool, tmp_path / "pool.yaml")
+    report = infer_constitution(pairs, judge="scripted:lab-judge", candidates=[str(path)], cache=None).report
+    assert report.held_out.value == 1.0 and report.held_out.n == 18 and report.held_out.ci is not None
+    low, high = report.held_out.ci
+    assert low < 0.9 and high == 1.0  # exact: 0.025 ** (1 / 18) = 0.815, not [1.000, 1.000]

@@ -206,13 +206,15 @@ def agreement_report_command(
         parts += [f"judge only {judge.value:.3f} (uncorrected)"] if judge else []
         console.print("people prefer the chosen response: " + ", ".join(parts))
         if target_width is not None:
-            from charter.agreement.ppi import labels_needed
+            from charter.stats.ppi import labels_needed
 
             more = labels_needed(ppi, target_width)
             console.print(
                 f"the PPI interval is {ppi.width:.3f} wide on {ppi.n_human} labels: "
                 + (
-                    f"about {more} more labels would bring it to {target_width} "
+                    "degenerate (it says nothing of its width): label more pairs"
+                    if more is None
+                    else f"about {more} more labels would bring it to {target_width} "
                     f"(charter spotcheck {run_dir} --add {more}, then label them)"
                     if more
                     else f"already within {target_width}"

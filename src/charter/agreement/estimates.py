@@ -1,7 +1,7 @@
 """How often people would prefer the dataset's chosen responses: the judge's figure corrected by the spot checks.
 
 Every row of a run's dataset has the judge's p_chosen; the spot-checked rows also have people's labels. The
-prediction-powered estimate (`charter.agreement.ppi`) of the share of rows whose chosen response people prefer is
+prediction-powered estimate (`charter.stats.ppi`) of the share of rows whose chosen response people prefer is
 reported beside the people-only estimate from the same labels and the judge's own figure, overall and per
 principle. The spot-check sample is not uniform: a stratified one weights each labelled row by its stratum (rows in
 the stratum over labelled rows in it), an active one by its inverse inclusion probability.
@@ -17,12 +17,12 @@ from pydantic import Field
 
 from charter.agreement.config import AgreementConfig, bucket_label
 from charter.agreement.labels import JudgedPair
-from charter.agreement.ppi import Estimate, judge_mean, ppi_mean
 from charter.agreement.sampling import confidence, pair_principle
 from charter.records import Record
 from charter.runs import labels as stored
 from charter.runs.files import RunFiles
 from charter.runs.store import RunStore
+from charter.stats.ppi import Estimate, judge_mean, ppi_mean
 
 #: A person's label as the share of the chosen response's win: the chosen side, a tie, the rejected side.
 WON, TIED, LOST = 1.0, 0.5, 0.0

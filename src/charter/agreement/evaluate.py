@@ -20,13 +20,13 @@ from typing import TYPE_CHECKING, Any, TypedDict
 
 import numpy as np
 
-from charter.agreement import stats
 from charter.agreement.report import PositionConsistency, judge_label, longer_label
 from charter.errors import ArgumentError, DatasetError
 from charter.judge.panel import pool
 from charter.judge.settings import JudgeMode, Orders, RatingMode
 from charter.messages import as_messages, last_text
 from charter.records import Judgment, Message, Pair
+from charter.stats import agreement as stats
 from charter.tables import iter_jsonl
 
 if TYPE_CHECKING:

@@ -13,6 +13,7 @@ from charter.agreement.report import NoLabels, agreement_summary
 from charter.agreement.summary import Figure
 from charter.errors import GateFailed
 from charter.judge.settings import AuditConfig
+from charter.stats.intervals import degenerate
 
 GATE_FIGURES = (("kappa", "min_kappa", "Cohen's kappa"), ("agreement", "min_agreement", "raw agreement"))
 
@@ -38,8 +39,8 @@ class GateResult:
 def _value(fig: Figure, lower: bool) -> float | None:
     if fig.value is None:
         return None
-    if lower:
-        return fig.ci[0] if fig.ci else None
+    if lower:  # a zero-width interval says nothing of how sure the figure is: undefined, never passed
+        return fig.ci[0] if fig.ci and not degenerate(fig.ci[0], fig.ci[1], fig.value) else None
     return fig.value
 
 
@@ -78,8 +79,11 @@ def evaluate_gate(run_dir: str | Path, config: AgreementConfig) -> GateResult:
     if preference_bar is not None:
         found = summary.human_preference
         estimate = found.overall.ppi if found else None
+        why = "no labelled row of the dataset"
+        if estimate is not None and degenerate(estimate.low, estimate.high, estimate.value):
+            estimate, why = None, "a zero-width interval"  # no lower bound at all
         if estimate is None or estimate.low < preference_bar:
-            shown = "undefined (no labelled row of the dataset)" if estimate is None else f"{estimate.low:.3f}"
+            shown = f"undefined ({why})" if estimate is None else f"{estimate.low:.3f}"
             return GateResult(
                 False,
                 "human_preference",

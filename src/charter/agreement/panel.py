@@ -6,15 +6,15 @@ from __future__ import annotations
 
 import numpy as np
 
-from charter.agreement import stats
 from charter.agreement.config import AgreementConfig
 from charter.agreement.estimates import MIN_LABELS
 from charter.agreement.labels import JudgedPair
-from charter.agreement.stats import judge_label
 from charter.agreement.summary import FittedWeights, HumanHuman, PairwiseFigures, PanelMemberFigures, PanelSummary
 from charter.judge.panel import fit_weights, member_p_a, normalised
 from charter.records import Record
 from charter.runs.store import RunStore
+from charter.stats import agreement as stats
+from charter.stats.agreement import judge_label
 
 #: Folds of the out-of-fold comparison of fitted weights with the plain mean (grouped by pair).
 FOLDS = 5

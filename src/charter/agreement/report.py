@@ -9,18 +9,18 @@ from typing import TypedDict
 
 import numpy as np
 
-from charter.agreement import stats
 from charter.agreement.config import AgreementConfig, bucket_label, config_for
 from charter.agreement.estimates import human_preference
 from charter.agreement.labels import JudgedPair, open_labels, require_judged
 from charter.agreement.panel import panel_summary, pool_weights
 from charter.agreement.sampling import confidence
-from charter.agreement.stats import judge_label
 from charter.agreement.summary import AgreementSummary
 from charter.errors import CharterError
 from charter.records import Judgment, Pair
 from charter.runs import labels as stored
 from charter.runs.store import RunStore
+from charter.stats import agreement as stats
+from charter.stats.agreement import judge_label
 
 
 class NoLabels(CharterError):

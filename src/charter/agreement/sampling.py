@@ -13,10 +13,10 @@ import numpy as np
 
 from charter.agreement.config import AgreementConfig, bucket_label, config_for
 from charter.agreement.labels import JudgedPair, open_labels, require_judged
-from charter.agreement.ppi import inclusion_probabilities, poisson_sample
 from charter.errors import ArgumentError
 from charter.runs import labels as stored
 from charter.runs.labels import SpotSample
+from charter.stats.ppi import inclusion_probabilities, poisson_sample
 
 Strategy = Literal["stratified", "active"]
 

@@ -11,12 +11,13 @@ from charter.runs.store import RunStore
 
 
 class Figure(Record):
-    """A point estimate with its 95% bootstrap interval and the number of observations it rests on."""
+    """A point estimate with its 95% interval and the number of observations it rests on."""
 
     value: float | None = None
     """The estimate; null when undefined (too few or one-sided labels)."""
     ci: list[float] | None = None
-    """[low, high] of the 95% percentile bootstrap interval over pairs; null when it cannot be had honestly."""
+    """[low, high] of the 95% interval: a bootstrap over pairs spanned with the exact interval of a share (or, for
+    kappa and alpha, that interval through the chance correction); null when it cannot be had honestly."""
     n: int = 0
     """Observations behind the estimate."""
 
@@ -167,7 +168,7 @@ class PanelSummary(Record):
 
 
 class AgreementSummary(Record):
-    """Judge vs human agreement of a run, with 95% bootstrap intervals, baselines and breakdowns."""
+    """Judge vs human agreement of a run, with 95% intervals, baselines and breakdowns."""
 
     computed_at: str
     """When (ISO 8601, UTC)."""

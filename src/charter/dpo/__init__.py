@@ -1,1 +1,1 @@
-"""DPO on charter preference data with TRL, and win-rate evaluation of the result."""
+"""DPO on charter preference data with TRL (the win-rate evaluation lives in charter.evals)."""

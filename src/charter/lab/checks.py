@@ -17,12 +17,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from charter.agreement import stats
 from charter.constitutions.schema import Constitution, Principle
 from charter.judge.settings import JudgeSettings
 from charter.lab.votes import LabelledPair, Votes, ensemble, vote
 from charter.providers.base import ChatModel
 from charter.records import Record
+from charter.stats.rates import Rate, flip_rate, share_rate
 
 #: How a negated principle's question opens (the scripted lab judge looks for it).
 NEGATED = "The opposite of this principle"
@@ -46,14 +46,6 @@ def negated(principle: Principle) -> Principle:
             + principle.comparison,
         }
     )
-
-
-class Rate(Record):
-    """A share with its 95% bootstrap interval over pairs."""
-
-    value: float | None
-    ci: list[float] | None
-    n: int
 
 
 class Sensitivity(Record):
@@ -132,24 +124,6 @@ class ConstitutionTest(Record):
     def untested(self) -> list[str]:
         """Principles under which the judge decided no pair: not measured."""
         return [s.principle for s in self.sensitivity if s.untested]
-
-
-def _rate(hits: np.ndarray, ids: np.ndarray, samples: int, seed: int) -> Rate:
-    fig = stats.figure(
-        float(hits.mean()) if len(hits) else float("nan"),
-        lambda i: float(hits[i].mean()),
-        ids,
-        len(hits),
-        samples,
-        seed,
-    )
-    return Rate(value=fig["value"], ci=fig["ci"], n=fig["n"])
-
-
-def flip_rate(original: np.ndarray, other: np.ndarray, ids: np.ndarray, samples: int, seed: int) -> Rate:
-    """Share of the pairs the original decides (and the other judged) whose side reverses."""
-    keep = (np.abs(original) == 1) & ~np.isnan(other)
-    return _rate((other[keep] == -original[keep]).astype(float), ids[keep], samples, seed)
 
 
 def correlation(codes: np.ndarray) -> np.ndarray:
@@ -257,7 +231,7 @@ async def check_constitution(
         for i, principle in enumerate(principles):
             row = np.nan_to_num(original.codes[i, labelled])
             hits = np.where(row == 0, 0.5, row == human)
-            rate = _rate(hits, ids[labelled], bootstrap_samples, seed)
+            rate = share_rate(hits, ids[labelled], bootstrap_samples, seed)
             low, high = (rate.ci or [rate.value, rate.value]) if rate.value is not None else (None, None)
             verdict = (
                 "supported"
@@ -396,7 +370,6 @@ __all__ = [
     "Sensitivity",
     "clusters",
     "correlation",
-    "flip_rate",
     "negated",
     "smallest_subset",
     "check_constitution",

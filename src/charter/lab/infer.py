@@ -27,7 +27,6 @@ from typing import Any
 
 import numpy as np
 
-from charter.agreement import stats
 from charter.constitutions.schema import Constitution, Principle
 from charter.errors import ArgumentError, FatalProviderError, ProviderError
 from charter.judge.settings import JudgeSettings
@@ -44,6 +43,7 @@ from charter.lab.votes import (
 from charter.messages import render_conversation, user
 from charter.providers.base import ChatModel, SamplingParams
 from charter.records import Record
+from charter.stats import agreement as stats
 
 PROPOSE = """Here is a conversation and two responses an assistant could give. People preferred the first of them.
 
@@ -249,16 +249,9 @@ def greedy_select(codes: np.ndarray, human: np.ndarray, max_principles: int, min
 
 
 def held_out(side: np.ndarray, human: np.ndarray, ids: list[str], samples: int, seed: int) -> HeldOut:
-    """Agreement of a side per pair with people, with a bootstrap interval over pairs."""
+    """Agreement of a side per pair with people, with its 95% interval over pairs (`charter.stats.agreement.share`)."""
     hit = np.where(side == 0, 0.5, side == human).astype(float)
-    fig = stats.figure(
-        float(hit.mean()) if len(hit) else float("nan"),
-        lambda i: float(hit[i].mean()),
-        np.array(ids),
-        len(hit),
-        samples,
-        seed,
-    )
+    fig = stats.share(hit, np.array(ids), samples, seed)
     return HeldOut(value=fig["value"], ci=fig["ci"], n=fig["n"])
 
 

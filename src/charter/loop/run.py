@@ -226,7 +226,7 @@ class Loop:
         return {"policy": policy, "probes": len(texts), "metrics": collapse_metrics(texts), "examples": texts[:3]}
 
     def step_eval(self, strategy: str, r: int) -> dict[str, Any]:
-        from charter.dpo.winrate import winrate
+        from charter.evals.winrate import winrate
 
         candidate = self.policy(strategy, r + 1)
         e = self.config.eval

@@ -56,6 +56,6 @@ def run_training_stages(config: RunConfig, result: Any, stop: StopRequest | None
 
             result.training["dpo"] = train_dpo(cfg, callbacks=callbacks)
         else:
-            from charter.dpo.winrate import winrate
+            from charter.evals.winrate import winrate
 
             result.training["eval"] = winrate(cfg)

@@ -12,7 +12,6 @@ from typing import Any
 
 import numpy as np
 
-from charter.agreement import stats
 from charter.agreement.audit.pairs import AuditPair
 from charter.agreement.audit.perturb import FORMATS, INJECTIONS, inject, neutral, pad, trim
 from charter.agreement.audit.record import AuditReport, FlipShift, InjectionFigures
@@ -25,6 +24,7 @@ from charter.judge.settings import INJECTION_FAMILIES, JudgeSettings
 from charter.judge_prompt import PROMPT_FORMAT
 from charter.providers.base import ChatModel, SamplingParams
 from charter.records import fingerprint
+from charter.stats import agreement as stats
 
 #: Bumped when a perturbation or a measure changes: part of a stored audit's key.
 AUDIT_VERSION = 1
@@ -150,13 +150,16 @@ class _Measures:
             return (per_order["bw"] + per_order["wb"]) / 2
         return per_order[probe.shown]
 
-    def figure(self, values: list[float], clusters: list[str]) -> Figure:
+    def figure(self, values: list[float], clusters: list[str], share: bool = True) -> Figure:
+        """A rate (`share`: 0/1 values, the exact interval too) or a mean shift (the bootstrap's interval)."""
         if not values:
             return Figure(value=None, ci=None, n=0)
         array, ids = np.asarray(values, dtype=float), np.asarray(clusters, dtype=object).astype(str)
-        found = stats.figure(
-            float(array.mean()), lambda i: float(array[i].mean()), ids, len(array), self.samples, self.seed
-        )
+        if share:
+            found = stats.share(array, ids, self.samples, self.seed)
+        else:
+            mean = lambda i: float(array[i].mean())  # noqa: E731
+            found = stats.figure(float(array.mean()), mean, ids, len(array), self.samples, self.seed)
         return Figure(**found)
 
     def having(self, *names: str) -> list[_Probe]:
@@ -180,7 +183,7 @@ class _Measures:
         shifts = [self.verdict(p, base) - self.verdict(p, perturbed) for p in done]
         return FlipShift(
             flip=self.figure(flips, [p.pair.pair_id for p in correct]),
-            shift=self.figure(shifts, [p.pair.pair_id for p in done]),
+            shift=self.figure(shifts, [p.pair.pair_id for p in done], share=False),
         )
 
     def preferred(self, name: str) -> Figure:

@@ -1,7 +1,12 @@
-"""Agreement statistics with 95% bootstrap intervals: raw agreement, Cohen's kappa (scikit-learn),
-Krippendorff's alpha (`krippendorff`). Labels are coded a=0, b=1, tie=2.
+"""Agreement statistics with 95% intervals: raw agreement, Cohen's kappa (scikit-learn), Krippendorff's alpha
+(`krippendorff`). Labels are coded a=0, b=1, tie=2.
 
-Intervals resample pairs (not single labels), so several annotators on one pair count as one cluster.
+Every interval resamples pairs (not single labels), so several annotators on one pair count as one cluster, and
+never rests on the bootstrap alone (`charter.stats.intervals`): a share (agreement, any rate) spans its exact
+Clopper-Pearson interval on as many observations as there are pairs; kappa (and alpha) span the same interval of
+the agreement carried through kappa's formula, chance agreement held at its observed value,
+(low - p_e) / (1 - p_e) .. (high - p_e) / (1 - p_e). Ten labels that all agree thus give agreement [0.69, 1], not
+[1, 1].
 """
 
 from __future__ import annotations
@@ -13,17 +18,20 @@ from typing import Literal, TypedDict
 
 import numpy as np
 
+from charter.stats.intervals import exact_interval, span
+
 CODES = {"a": 0, "b": 1, "tie": 2}
 TIE = 2
 
 
 class Figure(TypedDict):
-    """A point estimate with its 95% bootstrap interval (the dict that `summary.Figure` validates)."""
+    """A point estimate with its 95% interval (the dict that `summary.Figure` validates)."""
 
     value: float | None
     """The estimate; None when undefined (no data, or one category on both sides)."""
     ci: list[float] | None
-    """[low, high] of the 95% percentile interval over resampled pairs; None when there is no honest one."""
+    """[low, high] of the 95% interval (the bootstrap's over pairs spanned with a floor); None when there is no honest
+    one."""
     n: int
     """Observations the estimate rests on."""
 
@@ -146,7 +154,13 @@ def cluster_bootstrap(
 
 
 def figure(
-    point: float, stat: Callable[[np.ndarray], float], clusters: np.ndarray, n: int, samples: int, seed: int
+    point: float,
+    stat: Callable[[np.ndarray], float],
+    clusters: np.ndarray,
+    n: int,
+    samples: int,
+    seed: int,
+    floor: tuple[float, float] | None = None,
 ) -> Figure:
     """A point estimate with its bootstrap interval and the number of observations it rests on.
 
@@ -157,13 +171,62 @@ def figure(
         n: Observations the estimate rests on.
         samples: Bootstrap resamples.
         seed: Seed of the resampling.
+        floor: An interval the reported one must hold (the exact interval of a share, or kappa's bound through
+            it): the bootstrap's alone collapses where every resample is alike.
 
     Returns:
         The figure: value None (and no interval) when `point` is not finite.
     """
     value = _finite(point)
-    ci = cluster_bootstrap(stat, clusters, samples, seed) if value is not None else None
-    return {"value": value, "ci": ci, "n": int(n)}
+    if value is None:
+        return {"value": None, "ci": None, "n": int(n)}
+    return {"value": value, "ci": span(cluster_bootstrap(stat, clusters, samples, seed), floor), "n": int(n)}
+
+
+def share_interval(hits: np.ndarray, clusters: np.ndarray) -> tuple[float, float] | None:
+    """The exact interval of the share `mean(hits)` (values in [0, 1]) on as many observations as clusters."""
+    if not len(hits):
+        return None
+    k = len(np.unique(clusters))
+    return exact_interval(min(max(float(np.mean(hits)) * k, 0.0), k), k)
+
+
+def share(hits: np.ndarray | Sequence[float], clusters: np.ndarray, samples: int, seed: int) -> Figure:
+    """A share (0/1 outcomes, halves allowed) with its 95% interval: the exact one spanned with the cluster
+    bootstrap's.
+
+    Args:
+        hits: One value in [0, 1] per observation.
+        clusters: The cluster (pair id) of each observation.
+        samples: Bootstrap resamples.
+        seed: Seed of the resampling.
+
+    Returns:
+        The figure; value None without observations.
+    """
+    x = np.asarray(hits, dtype=float)
+    point = float(x.mean()) if len(x) else math.nan
+    floor = share_interval(x, clusters)
+    return figure(point, lambda i: float(x[i].mean()), clusters, len(x), samples, seed, floor)
+
+
+def chance_corrected(interval: tuple[float, float] | None, expected: float) -> tuple[float, float] | None:
+    """An agreement interval carried through (p - p_e) / (1 - p_e), cut to [-1, 1]; None where p_e is 1."""
+    if interval is None or not expected < 1:
+        return None
+    low, high = ((v - expected) / (1 - expected) for v in interval)
+    return (max(low, -1.0), min(high, 1.0))
+
+
+def _kappa_floor(h: np.ndarray, j: np.ndarray, clusters: np.ndarray, ties: bool) -> tuple[float, float] | None:
+    if not ties:
+        keep = decisive(h, j)
+        h, j, clusters = h[keep], j[keep], clusters[keep]
+    if not len(h):
+        return None
+    m = np.bincount(h * 3 + j, minlength=9).reshape(3, 3) / len(h)
+    expected = float(m.sum(1) @ m.sum(0))
+    return chance_corrected(share_interval((h == j).astype(float), clusters), expected)
 
 
 def pairwise_figures(h: np.ndarray, j: np.ndarray, clusters: np.ndarray, samples: int, seed: int) -> PairwiseFigures:
@@ -179,17 +242,27 @@ def pairwise_figures(h: np.ndarray, j: np.ndarray, clusters: np.ndarray, samples
     Returns:
         The four figures; those without ties rest on the observations where neither side says tie.
     """
-    n_dec = int(decisive(h, j).sum())
+    keep = decisive(h, j)
+    n_dec = int(keep.sum())
+    same = (h == j).astype(float)
     return {
-        "agreement": figure(agreement(h, j), lambda i: agreement(h[i], j[i]), clusters, n_dec, samples, seed),
+        "agreement": figure(
+            agreement(h, j), lambda i: agreement(h[i], j[i]), clusters, n_dec, samples, seed,
+            share_interval(same[keep], clusters[keep]),
+        ),
         "agreement_with_ties": figure(
-            agreement(h, j, True), lambda i: agreement(h[i], j[i], True), clusters, len(h), samples, seed
+            agreement(h, j, True), lambda i: agreement(h[i], j[i], True), clusters, len(h), samples, seed,
+            share_interval(same, clusters),
         ),
-        "kappa": figure(kappa(h, j), lambda i: kappa_fast(h[i], j[i]), clusters, n_dec, samples, seed),
+        "kappa": figure(
+            kappa(h, j), lambda i: kappa_fast(h[i], j[i]), clusters, n_dec, samples, seed,
+            _kappa_floor(h, j, clusters, False),
+        ),
         "kappa_with_ties": figure(
-            kappa(h, j, True), lambda i: kappa_fast(h[i], j[i], True), clusters, len(h), samples, seed
+            kappa(h, j, True), lambda i: kappa_fast(h[i], j[i], True), clusters, len(h), samples, seed,
+            _kappa_floor(h, j, clusters, True),
         ),
-    }
+    }  # fmt: skip
 
 
 def rater_matrix(labels: dict[str, dict[str, int]]) -> tuple[np.ndarray, list[str]]:
@@ -205,13 +278,24 @@ def rater_matrix(labels: dict[str, dict[str, int]]) -> tuple[np.ndarray, list[st
 
 
 def alpha_figure(
-    matrix: np.ndarray, level: AlphaLevel, samples: int, seed: int, domain: Sequence | None = None
+    matrix: np.ndarray,
+    level: AlphaLevel,
+    samples: int,
+    seed: int,
+    domain: Sequence | None = None,
+    floor: tuple[float, float] | None = None,
 ) -> Figure:
-    """Krippendorff's alpha with a bootstrap over units (columns)."""
+    """Krippendorff's alpha with a bootstrap over units (columns), spanned with `floor` where given."""
     pairable = int((np.sum(~np.isnan(matrix), axis=0) >= 2).sum())
     point = krippendorff_alpha(matrix, level, domain)
     stat = lambda i: krippendorff_alpha(matrix[:, i], level, domain)  # noqa: E731
-    return figure(point, stat, np.arange(matrix.shape[1]), pairable, samples, seed)
+    return figure(point, stat, np.arange(matrix.shape[1]), pairable, samples, seed, floor)
+
+
+def _alpha_floor(x: np.ndarray, y: np.ndarray, units: np.ndarray) -> tuple[float, float] | None:
+    """Nominal alpha's bound through the agreement's exact interval, chance from the pooled codes (Scott's pi)."""
+    pooled = np.bincount(np.concatenate([x, y]), minlength=3) / (2 * len(x))
+    return chance_corrected(share_interval((x == y).astype(float), units), float(pooled @ pooled))
 
 
 def human_pairs(labels: dict[str, dict[str, int]]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -254,7 +338,9 @@ def human_human(labels: dict[str, dict[str, int]], samples: int, seed: int) -> H
         "comparisons": int(len(x)),
         "agreement": figures["agreement"],
         "agreement_with_ties": figures["agreement_with_ties"],
-        "krippendorff_alpha": alpha_figure(matrix, "nominal", samples, seed, domain=[0, 1, 2]),
+        "krippendorff_alpha": alpha_figure(
+            matrix, "nominal", samples, seed, domain=[0, 1, 2], floor=_alpha_floor(x, y, units.astype(str))
+        ),
     }
 
 

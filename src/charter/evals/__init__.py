@@ -1,0 +1,1 @@
+"""Evaluations of any policy: the win rate against a base model, judged against a constitution."""

@@ -1,0 +1,103 @@
+"""`charter eval winrate ...`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+eval_app = typer.Typer(help="Evaluate trained models.", no_args_is_help=True)
+
+
+def register(app: typer.Typer) -> None:
+    eval_app.command("winrate")(winrate)
+    if not any(info.name == "eval" for info in app.registered_groups):
+        app.add_typer(eval_app, name="eval")
+
+
+def winrate(
+    base: str = typer.Option("local:smollm2-135m-instruct", help="Model before training (model string)."),
+    candidate: str | None = typer.Option(None, help="Trained model, e.g. local:runs/x/dpo."),
+    prompts: str = typer.Option(..., help="Held-out prompts: JSONL/parquet with a prompt or messages column."),
+    judge: str = typer.Option("local:smollm2-135m-instruct", help="Judge model string."),
+    judge_api_key_env: str | None = typer.Option(
+        None,
+        metavar="NAME",
+        help="The variable holding the judge's key (for a host other than api.openai.com / api.anthropic.com).",
+    ),
+    base_api_key_env: str | None = typer.Option(
+        None, metavar="NAME", help="The variable holding the base model's key (likewise)."
+    ),
+    candidate_api_key_env: str | None = typer.Option(
+        None, metavar="NAME", help="The variable holding the candidate model's key (likewise)."
+    ),
+    reward_model: Path | None = typer.Option(None, "--reward-model", help="Reward model folder to score both."),
+    constitution: str = typer.Option("harmless", help="Constitution name or YAML path."),
+    limit: int | None = typer.Option(50, help="Most prompts to use."),
+    max_tokens: int = typer.Option(128, help="Most tokens per answer."),
+    judge_mode: str = typer.Option("logprobs", help="logprobs, cot or verdict."),
+    run_dir: Path | None = typer.Option(None, "--run-dir", help="Write RUN_DIR/report/winrate.json."),
+    out: Path | None = typer.Option(None, "--out", help="Where to write the JSON summary (.md beside it)."),
+    human_labels: Path | None = typer.Option(
+        None,
+        "--human-labels",
+        help="JSONL of labelled comparisons (rows of winrate.pairs.jsonl with preferred: candidate, base or tie): "
+        "adds the prediction-powered and people-only win rates.",
+    ),
+) -> None:
+    """Win rate of a candidate against a base model, judged in both orders, with a 95% CI."""
+    from charter.dpo.config import WinrateConfig
+    from charter.evals.winrate import winrate as run_winrate
+    from charter.progress import spinner
+    from charter.yamlio import model_from_data
+
+    fields = {
+        "base": base,
+        "candidate": candidate,
+        "prompts": prompts,
+        "judge": judge,
+        "reward_model": reward_model,
+        "constitution": constitution,
+        "limit": limit,
+        "max_tokens": max_tokens,
+        "judge_mode": judge_mode,
+        "run_dir": run_dir,
+        "out": out,
+        "judge_api_key_env": judge_api_key_env,
+        "base_api_key_env": base_api_key_env,
+        "candidate_api_key_env": candidate_api_key_env,
+        "human_labels": human_labels,
+    }
+    cfg = model_from_data(WinrateConfig, fields, "charter eval winrate")
+    with spinner("answering and judging"):
+        summary = run_winrate(cfg)
+    ci = summary["ci95"] or [float("nan")] * 2
+    rate = summary["win_rate"]
+    typer.echo(
+        f"win rate {rate:.3f} (95% CI {ci[0]:.3f}-{ci[1]:.3f}) over {summary['n']} prompts"
+        if rate is not None
+        else "no judgments succeeded"
+    )
+    lc = summary["length_controlled"]
+    if lc["win_rate"] is not None and lc["ci95"]:
+        typer.echo(
+            f"length-controlled {lc['win_rate']:.3f} (95% CI {lc['ci95'][0]:.3f}-{lc['ci95'][1]:.3f}) against mean "
+            f"P(candidate) {lc['raw']:.3f}; the candidate's answer is longer on {lc['longer_rate']:.0%} of prompts"
+        )
+    elif lc["note"]:
+        typer.echo(f"length-controlled win rate: not fitted ({lc['note']})")
+    hw = summary["human_labels"]
+    if hw and hw["ppi"] and hw["human"]:
+        ppi, alone = hw["ppi"], hw["human"]
+        typer.echo(
+            f"with people's labels on {hw['matched']} comparisons: PPI {ppi['value']:.3f} "
+            f"[{ppi['low']:.3f}, {ppi['high']:.3f}], labels alone {alone['value']:.3f} "
+            f"[{alone['low']:.3f}, {alone['high']:.3f}]"
+        )
+    if hw and hw["note"]:
+        typer.echo(f"labels: {hw['note']}")
+    typer.echo(f"comparisons to label: {Path(summary['written_to']).with_suffix('.pairs.jsonl')}")
+    rm = summary["reward_model"]
+    if rm:
+        typer.echo(f"reward model: candidate {rm['mean_candidate']:.3f}, base {rm['mean_base']:.3f}")
+    typer.echo(f"written to {summary['written_to']}")
