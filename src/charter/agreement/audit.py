@@ -40,6 +40,7 @@ from pydantic import Field
 from charter.agreement import stats
 from charter.agreement.gate import GateResult
 from charter.agreement.summary import Figure
+from charter.api_args import Range, public
 from charter.concurrency import bounded_map
 from charter.constitutions.schema import Constitution
 from charter.errors import FatalProviderError, GateFailed, ProviderError
@@ -530,6 +531,13 @@ async def run_audit(
     )
 
 
+@public(
+    principles_per_pair=Range(ge=1),
+    n=Range(ge=2),
+    min_confidence=Range(ge=0, lt=0.5),
+    bootstrap_samples=Range(ge=1),
+    concurrency=Range(ge=1),
+)
 def audit_judge(
     pairs: str | Path | list[AuditPair],
     judge: str | ChatModel,
@@ -585,7 +593,8 @@ def audit_judge(
         LogprobsUnsupported: Mode `logprobs` with a judge that returns no token probabilities.
         FatalProviderError: A provider error every later call would share (authentication, an unknown model).
         BudgetExceeded: A given `judge` model's usage meter reached its budget.
-        pydantic.ValidationError: `mode`, `orders` or `principles_per_pair` is not a valid judge setting.
+        ArgumentError: An argument is of the wrong type or out of its bounds (`mode`, `orders`, `n` of at least 2,
+            `principles_per_pair` and `concurrency` of at least 1, `min_confidence` from 0 to below 0.5).
     """
     from charter.constitutions import load_constitution
     from charter.providers import get_model
