@@ -19,7 +19,7 @@ from charter.constitutions import load_constitution
 from charter.prompts import PromptsConfig, load_prompts
 from charter.providers.base import ChatModel
 from charter.records import Prompt
-from charter.synth.config import SynthConfig
+from charter.synth.config import SynthConfig, load_synth_config
 from charter.synth.generate import REASONS, Synthesizer, SynthResult
 from charter.tables import atomic_write
 
@@ -141,13 +141,7 @@ async def synthesize_async(
     return result
 
 
-def _load_config(path: Path) -> SynthConfig:
-    from charter.synth.cli import load_synth_config
-
-    return load_synth_config(path)
-
-
-@public(config=_load_config)
+@public(config=load_synth_config)
 def synthesize(
     config: SynthConfig | dict[str, Any] | str | Path,
     output: str | Path | None = None,
