@@ -436,7 +436,9 @@ def test_the_docstring_check_sees_problems() -> None:
 
 @pytest.mark.parametrize("name", api_names())
 def test_api_functions_have_google_docstrings(name: str) -> None:
+    """A function documents every argument and its return; a class or module at least says what it is."""
     found = api_package()[name.removeprefix("charter.")]
-    if found.kind.value != "function":
-        pytest.skip(f"{name} is a {found.kind.value}")
-    assert docstring_problems(found) == []
+    if found.kind.value == "function":
+        assert docstring_problems(found) == []
+    else:
+        assert found.docstring is not None and found.docstring.value.strip(), f"{name} has no docstring"

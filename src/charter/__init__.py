@@ -47,28 +47,86 @@ _API = {
     "synthesize": "charter.synth.api",
     "infer_constitution": "charter.lab.api",
     "check_constitution": "charter.lab.api",
+    # the config and result types of the functions' signatures
+    "PromptsConfig": "charter.prompts",
+    "Provenance": "charter.records",
+    "ChatModel": "charter.providers",
+    "ManagedModel": "charter.providers",
+    "Limits": "charter.providers",
+    "CallCache": "charter.providers",
+    "UsageMeter": "charter.providers",
+    "Budget": "charter.providers.usage",
+    "Price": "charter.providers.usage",
+    "RoleConfig": "charter.providers.config",
+    "RunResult": "charter.pipeline.run",
+    "JudgeSettings": "charter.judge.settings",
+    "FiltersConfig": "charter.preference.config",
+    "PreferenceCounts": "charter.pipeline.api",
+    "AgreementConfig": "charter.agreement.config",
+    "SpotSample": "charter.runs.labels",
+    "AgreementSummary": "charter.agreement.summary",
+    "AuditPair": "charter.agreement.audit.pairs",
+    "AuditReport": "charter.agreement.audit.record",
+    "RewardModelConfig": "charter.reward_model.config",
+    "RewardModelMetrics": "charter.reward_model.train",
+    "DPOConfigModel": "charter.dpo.config",
+    "DPOMetrics": "charter.dpo.train",
+    "OnlineConfig": "charter.online.config",
+    "OnlineMetrics": "charter.online.metrics",
+    "RewardFunction": "charter.online.reward",
+    "WinrateConfig": "charter.dpo.config",
+    "WinrateSummary": "charter.evals.winrate",
+    "PublishResult": "charter.hub.push",
+    "MixedRow": "charter.hub.mix",
+    "LoopConfig": "charter.loop.config",
+    "LoopResult": "charter.loop.run",
+    "SynthConfig": "charter.synth.config",
+    "SynthResult": "charter.synth.generate",
+    "Inferred": "charter.lab.infer",
+    "ConstitutionTest": "charter.lab.checks",
 }
 
 if TYPE_CHECKING:  # what type checkers and IDEs see: every public name with its signature
     from charter.agreement.api import agreement_report, spotcheck
     from charter.agreement.audit.api import audit_judge
+    from charter.agreement.audit.pairs import AuditPair
+    from charter.agreement.audit.record import AuditReport
+    from charter.agreement.config import AgreementConfig
+    from charter.agreement.summary import AgreementSummary
     from charter.constitutions import Constitution, import_hf_cai, load_constitution
-    from charter.dpo.train import train_dpo
-    from charter.evals.winrate import winrate
+    from charter.dpo.config import DPOConfigModel, WinrateConfig
+    from charter.dpo.train import DPOMetrics, train_dpo
+    from charter.evals.winrate import WinrateSummary, winrate
     from charter.hub.load import load_preferences
-    from charter.hub.mix import mix
-    from charter.hub.push import publish
+    from charter.hub.mix import MixedRow, mix
+    from charter.hub.push import PublishResult, publish
+    from charter.judge.settings import JudgeSettings
     from charter.lab.api import check_constitution, infer_constitution
-    from charter.loop.run import iterate
-    from charter.online.reward import reward_function
+    from charter.lab.checks import ConstitutionTest
+    from charter.lab.infer import Inferred
+    from charter.loop.config import LoopConfig
+    from charter.loop.run import LoopResult, iterate
+    from charter.online.config import OnlineConfig
+    from charter.online.metrics import OnlineMetrics
+    from charter.online.reward import RewardFunction, reward_function
     from charter.online.train import train_online
-    from charter.pipeline.api import build_preferences, critique_chains, judge_pairs, run
+    from charter.pipeline.api import PreferenceCounts, build_preferences, critique_chains, judge_pairs, run
     from charter.pipeline.config import RunConfig, load_run_config
-    from charter.providers import SamplingParams, get_model
-    from charter.records import Chain, Judgment, Message, Pair, PreferenceRow
-    from charter.reward_model.train import train_reward_model
+    from charter.pipeline.run import RunResult
+    from charter.preference.config import FiltersConfig
+    from charter.prompts import PromptsConfig
+    from charter.providers import CallCache, ChatModel, Limits, ManagedModel, SamplingParams, UsageMeter, get_model
+    from charter.providers.config import RoleConfig
+    from charter.providers.usage import Budget, Price
+    from charter.records import Chain, Judgment, Message, Pair, PreferenceRow, Provenance
+    from charter.reward_model.config import RewardModelConfig
+    from charter.reward_model.train import RewardModelMetrics, train_reward_model
+    from charter.runs.labels import SpotSample
     from charter.stats.ppi import Estimate, ppi_mean
     from charter.synth.api import synthesize
+    from charter.synth.config import SynthConfig
+    from charter.synth.generate import SynthResult
+
 
 __all__ = [
     "__version__",
@@ -105,6 +163,42 @@ __all__ = [
     "synthesize",
     "infer_constitution",
     "check_constitution",
+    "PromptsConfig",
+    "Provenance",
+    "ChatModel",
+    "ManagedModel",
+    "Limits",
+    "CallCache",
+    "UsageMeter",
+    "Budget",
+    "Price",
+    "RoleConfig",
+    "RunResult",
+    "JudgeSettings",
+    "FiltersConfig",
+    "PreferenceCounts",
+    "AgreementConfig",
+    "SpotSample",
+    "AgreementSummary",
+    "AuditPair",
+    "AuditReport",
+    "RewardModelConfig",
+    "RewardModelMetrics",
+    "DPOConfigModel",
+    "DPOMetrics",
+    "OnlineConfig",
+    "OnlineMetrics",
+    "RewardFunction",
+    "WinrateConfig",
+    "WinrateSummary",
+    "PublishResult",
+    "MixedRow",
+    "LoopConfig",
+    "LoopResult",
+    "SynthConfig",
+    "SynthResult",
+    "Inferred",
+    "ConstitutionTest",
 ]
 
 

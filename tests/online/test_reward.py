@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 
 import charter
-from charter.errors import ConfigError, TooManyFailures
+from charter.errors import ArgumentError, ConfigError, TooManyFailures
 from charter.judge_prompt import read_rating
 from charter.providers.scripted import HARMFUL_OPENING, REFUSAL_OPENING, _cai, _cai_choice, register_script
 from charter.runs.rewards import per_step, rewards
@@ -105,5 +105,5 @@ def test_past_max_failures_the_function_stops_training(tmp_path: Path) -> None:
 def test_scoring_and_mode_must_fit(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="judge mode must be"):
         make(tmp_path, "group", mode="score")
-    with pytest.raises(ConfigError, match="expected one of"):
+    with pytest.raises(ArgumentError, match="scoring: Input should be 'score', 'group' or 'reference'"):
         make(tmp_path, "pairs")

@@ -15,7 +15,7 @@ def test_critique_chains_names_an_unknown_principle_and_a_bad_round_count() -> N
     assert "violence-weapons" in str(err.value) and "\n" not in str(err.value)
     with pytest.raises(ArgumentError) as err:
         charter.critique_chains(["hi"], "harmless", "scripted:cai", rounds=0)
-    assert err.value.argument == "rounds" and "greater than or equal to 1" in str(err.value)
+    assert err.value.argument == "rounds" and "must be at least 1 (got 0)" in str(err.value)
 
 
 def test_judge_pairs_names_a_bad_setting_and_a_bad_pair_field() -> None:

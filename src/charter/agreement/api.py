@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal, cast
+from typing import Any, Literal, cast
 
 import numpy as np
 
@@ -15,6 +15,7 @@ from charter.agreement.markdown import to_markdown
 from charter.agreement.report import Observations, collect, compute_summary
 from charter.agreement.sampling import spotcheck
 from charter.agreement.summary import AgreementSummary, CalibrationFit
+from charter.api_args import public
 from charter.errors import ArgumentError
 from charter.preference import dataset
 from charter.preference.manifest import dataset_manifest
@@ -99,8 +100,12 @@ def calibrate(
     )
 
 
+@public()
 def agreement_report(
-    run_dir: str | Path, config: AgreementConfig | None = None, calibration: str | None = None, write: bool = True
+    run_dir: str | Path,
+    config: AgreementConfig | dict[str, Any] | str | Path | None = None,
+    calibration: str | None = None,
+    write: bool = True,
 ) -> AgreementSummary:
     """Judge vs human agreement of a run: figures with 95% CIs, breakdowns, baselines and a calibration fit.
 
@@ -110,7 +115,8 @@ def agreement_report(
 
     Args:
         run_dir: The run directory, with a labeled spot-check sample.
-        config: The agreement settings; None uses the run config's `agreement:` section.
+        config: The agreement settings (an `AgreementConfig`, a dict of its fields or a YAML file); None uses the
+            run config's `agreement:` section.
         calibration: `platt`, `temperature`, `isotonic` or `none`; None uses `config.calibration`.
         write: Store the summary and the calibration and write the files; False only computes the figures (no
             calibration is fitted).
@@ -130,7 +136,7 @@ def agreement_report(
         raise ArgumentError("calibration", f"{calibration!r}: use {', '.join(METHODS)}")
     store = open_store(run_dir, read_only=not write)
     try:
-        config = config or config_for(store)
+        config = cast(AgreementConfig | None, config) or config_for(store)
         summary = compute_summary(store, config)
         if write:
             chosen = cast("CalibrationMethod | Literal['none'] | None", calibration)  # one of METHODS: checked above

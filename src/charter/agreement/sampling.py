@@ -7,12 +7,13 @@ import hashlib
 import random
 from collections import defaultdict
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal, cast
 
 import numpy as np
 
 from charter.agreement.config import AgreementConfig, bucket_label, config_for
 from charter.agreement.labels import JudgedPair, open_labels, require_judged
+from charter.api_args import Range, public
 from charter.errors import ArgumentError
 from charter.runs import labels as stored
 from charter.runs.labels import SpotSample
@@ -146,11 +147,12 @@ def draw_active(
     return rows, updated
 
 
+@public(n=Range(ge=1), add=Range(ge=1))
 def spotcheck(
     run_dir: str | Path,
     n: int | None = None,
     seed: int | None = None,
-    config: AgreementConfig | None = None,
+    config: AgreementConfig | dict[str, Any] | str | Path | None = None,
     *,
     strategy: Strategy | None = None,
     add: int | None = None,
@@ -170,7 +172,8 @@ def spotcheck(
         run_dir: The run directory.
         n: Pairs the sample should hold (at most every judged pair); None uses the run's `agreement.sample_size`.
         seed: Seed of the sampling and of the order each pair is shown in; None uses the run's `agreement.seed`.
-        config: The agreement settings; None uses the run config's `agreement:` section.
+        config: The agreement settings (an `AgreementConfig`, a dict of its fields or a YAML file); None uses the
+            run config's `agreement:` section.
         strategy: `stratified` or `active`; None keeps the existing sample's, else `stratified`.
         add: Pairs to add to the existing sample (instead of `n`).
 
@@ -184,7 +187,7 @@ def spotcheck(
     """
     store = open_labels(run_dir, read_only=None)  # a sample already drawn is read where the run is read-only
     try:
-        config = config or config_for(store)
+        config = cast(AgreementConfig | None, config) or config_for(store)
         seed = config.seed if seed is None else seed
         existing = stored.sample(store)
         design = store.meta("spot_design") or {}

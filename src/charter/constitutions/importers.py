@@ -38,6 +38,7 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
+from charter.api_args import public
 from charter.constitutions.schema import Constitution
 from charter.errors import ConstitutionError
 from charter.tables import read_text_file
@@ -57,6 +58,7 @@ class HFImport:
     """`system_chat` entries that did not fit the few-shot shape: (0-based index, reason)."""
 
 
+@public()
 def import_hf_cai(path: str | Path, name: str | None = None) -> Constitution:
     """Import a Hugging Face CAI recipe JSON file as a `Constitution` (the mapping is in the module docstring).
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from importlib import resources
 from pathlib import Path
 
+from charter.api_args import public
 from charter.constitutions.schema import Constitution
 from charter.errors import ConfigError, ConstitutionError
 from charter.yamlio import load_yaml, model_from_data
@@ -23,6 +24,7 @@ def builtin_path(name: str) -> Path:
     return Path(str(resources.files(LIBRARY).joinpath(f"{name}.yaml")))
 
 
+@public()
 def load_constitution(source: str | Path | Constitution) -> Constitution:
     """Load a constitution from a YAML file or the bundled library.
 

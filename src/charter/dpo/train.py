@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, TypedDict, cast
 
+from charter.api_args import public
 from charter.dpo.config import DPOConfigModel
 from charter.errors import DatasetError, TrainingError
 from charter.training import data
@@ -168,7 +169,8 @@ def _probe_at_start(trainer: Any, wanted: bool) -> Any:
     return callback
 
 
-def train_dpo(config: DPOConfigModel | dict[str, Any], *, callbacks: Sequence[Any] = ()) -> DPOMetrics:
+@public()
+def train_dpo(config: DPOConfigModel | dict[str, Any] | str | Path, *, callbacks: Sequence[Any] = ()) -> DPOMetrics:
     """DPO-train the policy; returns the metrics (also in OUTPUT_DIR/metrics.json).
 
     The saved folder is a plain transformers model (LoRA merged), usable as `local:OUTPUT_DIR`, with a model card
@@ -176,7 +178,8 @@ def train_dpo(config: DPOConfigModel | dict[str, Any], *, callbacks: Sequence[An
     trains and returns the metrics; only the main one writes.
 
     Args:
-        config: The `dpo` settings, as a `DPOConfigModel` or a dict of its fields.
+        config: The `dpo` settings, as a `DPOConfigModel`, a dict of its fields or a YAML file (as `charter train
+            dpo` takes).
         callbacks: transformers `TrainerCallback`s added to TRL's DPOTrainer.
 
     Returns:
@@ -184,7 +187,8 @@ def train_dpo(config: DPOConfigModel | dict[str, Any], *, callbacks: Sequence[An
         training summary and the config.
 
     Raises:
-        pydantic.ValidationError: `config` is a dict that is not a valid `DPOConfigModel`.
+        ConfigError: `config` (a dict or a YAML file) is not a valid `DPOConfigModel`, or the file cannot be read.
+        ArgumentError: `config` is neither a config, a dict nor a path.
         ConfigError: `dataset` is unset, or a `trl` field is unknown to TRL's DPOConfig or has a bad value.
         DatasetError: The dataset cannot be read, is empty, lacks a column, or has a row that is not a preference
             pair; `label_smoothing: judge` and no p_chosen column.

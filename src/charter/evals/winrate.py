@@ -12,6 +12,7 @@ from typing import Any, Literal, TypedDict
 
 import orjson
 
+from charter.api_args import AS_GIVEN, config_from, from_arguments, public
 from charter.dpo.config import WinrateConfig
 from charter.errors import ConfigError, DatasetError
 from charter.records import Judgment, Message, Pair, as_records
@@ -469,14 +470,16 @@ def markdown(summary: WinrateReport) -> str:
     return "\n".join(lines)
 
 
-def winrate(config: WinrateConfig | dict[str, Any] | None = None, **fields: Any) -> WinrateSummary:
+@public(config=AS_GIVEN)
+def winrate(config: WinrateConfig | dict[str, Any] | str | Path | None = None, **fields: Any) -> WinrateSummary:
     """Win rate of a candidate policy against a base policy, judged against the constitution in both orders.
 
     `winrate(base=..., candidate=..., prompts=..., judge=...)` or `winrate(WinrateConfig(...))`. A sync wrapper
     of `winrate_async`: called inside a running event loop, it runs in a thread of its own.
 
     Args:
-        config: The settings, as a `WinrateConfig` or a dict of its fields; None to take them all from `fields`.
+        config: The settings, as a `WinrateConfig`, a dict of its fields or a YAML file; None to take them all
+            from `fields`.
         **fields: `WinrateConfig` fields; with a dict `config`, they override its keys (ignored with a
             `WinrateConfig`).
 
@@ -487,7 +490,8 @@ def winrate(config: WinrateConfig | dict[str, Any] | None = None, **fields: Any)
         winrate.pairs.jsonl beside it, for people to label.
 
     Raises:
-        pydantic.ValidationError: The fields are not a valid `WinrateConfig`.
+        ArgumentError: A field is not a valid `WinrateConfig` field, or an argument is of the wrong type.
+        ConfigError: `config` is a YAML file that cannot be read or does not validate.
         ConfigError: `prompts` is unset; `candidate` is unset without `run_dir`; a key variable is named for a
             model that takes none.
         DatasetError: The prompts file cannot be read, has no rows, lacks a prompt or messages column, or has a
@@ -502,10 +506,9 @@ def winrate(config: WinrateConfig | dict[str, Any] | None = None, **fields: Any)
         LogprobsUnsupported: `judge_mode` is logprobs and the judge's backend gives no token probabilities.
         TrainingError: `reward_model` is not a reward model folder.
     """
-    if config is None:
-        config = WinrateConfig.model_validate(fields)
-    elif not isinstance(config, WinrateConfig):
-        config = WinrateConfig.model_validate({**config, **fields})
+    if config is None or isinstance(config, dict):
+        config = from_arguments(WinrateConfig, **{**(config or {}), **fields})
+    config = config_from(WinrateConfig, config, "config")
     try:
         asyncio.get_running_loop()
     except RuntimeError:

@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from charter.api_args import Range, public
 from charter.errors import DatasetError, HubError, missing_extra
 from charter.redaction import redact
 from charter.runs.files import RunFiles
@@ -65,6 +66,7 @@ def _download(repo_id: str, revision: str | None, token: str | None) -> Path:
     return Path(path)
 
 
+@public(test_size=Range(ge=0, lt=1))
 def load_preferences(
     source: str | Path,
     *,

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, TypedDict, cast
 
 import numpy as np
 
+from charter.api_args import Kinds, Range, public
 from charter.errors import DatasetError
 from charter.hub.load import TRL_COLUMNS, _datasets
 from charter.messages import as_messages
@@ -24,6 +25,8 @@ if TYPE_CHECKING:
     import datasets
 
 Source = Any  # datasets.Dataset | datasets.DatasetDict | path | list[dict]
+SOURCES = ("Dataset", "DatasetDict", str, Path, list, tuple)
+SOURCE_KINDS = "a Dataset, a DatasetDict, a list of rows, a file, a folder or a Hub dataset id"
 
 
 class MixedRow(TypedDict):
@@ -140,6 +143,12 @@ def mix_counts(n_synthetic: int, n_human: int, ratio: float, size: int | None) -
     return k_synthetic, k_human
 
 
+@public(
+    charter_dataset=Kinds(*SOURCES, said=SOURCE_KINDS),
+    human_dataset=Kinds(*SOURCES, said=SOURCE_KINDS),
+    ratio=Range(ge=0, le=1),
+    size=Range(ge=1),
+)
 def mix(
     charter_dataset: Source,
     human_dataset: Source,

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from charter.agreement.gate import GateResult, evaluate_audit_gate, evaluate_gate
+from charter.api_args import Range, public
 from charter.errors import ArgumentError, GateFailed, HubError, missing_extra
 from charter.hub.export import ExportSummary, build_folder
 from charter.hub.rundata import RunData, read_run
@@ -134,6 +135,7 @@ def named_keys(run_config: dict[str, Any]) -> list[str]:
     return [os.environ[name] for name in sorted(n for n in names if n) if os.environ.get(name)]
 
 
+@public(test_size=Range(ge=0, lt=1))
 def publish(
     run_dir: str | Path,
     repo_id: str,

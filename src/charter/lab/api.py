@@ -7,6 +7,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
+from charter.api_args import Range, public
 from charter.constitutions import Constitution, load_constitution
 from charter.constitutions.schema import Principle
 from charter.errors import ArgumentError
@@ -78,6 +79,14 @@ def _proposer_options(model: str | ChatModel, structured_output: bool) -> dict[s
     )
 
 
+@public(
+    max_principles=Range(ge=1),
+    proposals=Range(ge=1),
+    per_pair=Range(ge=1),
+    test_fraction=Range(ge=0.05, le=0.9),
+    bootstrap_samples=Range(ge=1),
+    concurrency=Range(ge=1),
+)
 def infer_constitution(
     pairs: str | Path,
     model: str | ChatModel | None = None,
@@ -176,6 +185,12 @@ def infer_constitution(
     return result
 
 
+@public(
+    min_flip=Range(ge=0, le=1),
+    target=Range(ge=0.5, le=1),
+    bootstrap_samples=Range(ge=1),
+    concurrency=Range(ge=1),
+)
 def check_constitution(
     constitution: str | Constitution,
     pairs: str | Path,

@@ -26,6 +26,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+from charter.api_args import AS_GIVEN, config_from, public
 from charter.errors import ConfigError
 from charter.loop.config import LoopConfig, Strategy
 from charter.loop.metrics import collapse_metrics, flags
@@ -326,13 +327,15 @@ def _bundled() -> Path:
     return bundled_prompts_path()
 
 
-def iterate(config: LoopConfig | str | Path, overrides: list[str] | None = None) -> LoopResult:
+@public(config=AS_GIVEN)
+def iterate(config: LoopConfig | dict[str, Any] | str | Path, overrides: list[str] | None = None) -> LoopResult:
     """Run (or resume) an iterated loop: per round and data strategy, a run, its DPO data, DPO, monitor and eval.
 
     A killed loop resumes at the first step it had not recorded in LOOP_DIR/loop.sqlite.
 
     Args:
-        config: A `LoopConfig`, or the path of a loop config YAML file (relative paths in it resolve against it).
+        config: A `LoopConfig`, a dict of its fields, or the path of a loop config YAML file (relative paths in it
+            resolve against it).
         overrides: `--set`-style `key.sub=value` items applied on top of the file; ignored for a `LoopConfig`.
 
     Returns:
@@ -348,6 +351,6 @@ def iterate(config: LoopConfig | str | Path, overrides: list[str] | None = None)
     """
     from charter.loop.config import load_loop_config
 
-    if not isinstance(config, LoopConfig):
+    if isinstance(config, str | Path):
         config = load_loop_config(config, overrides)
-    return Loop(config).run()
+    return Loop(config_from(LoopConfig, config, "config")).run()

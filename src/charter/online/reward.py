@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
+from charter.api_args import Range, from_arguments, public
 from charter.constitutions import Constitution, load_constitution
 from charter.errors import ConfigError, FatalProviderError, JudgeParseError, ProviderError, TooManyFailures
 from charter.judge.pairwise import judge_failure, judge_fingerprint, judge_pair, principles_for
@@ -405,6 +406,7 @@ def _role(judge: str | RoleConfig) -> RoleConfig:
     return judge if isinstance(judge, RoleConfig) else RoleConfig(model=judge)
 
 
+@public(max_failures=Range(ge=0), concurrency=Range(ge=1))
 def reward_function(
     judge: str | RoleConfig = "local:smollm2-135m-instruct",
     constitution: str | Constitution = "harmless",
@@ -459,7 +461,7 @@ def reward_function(
         settings = role.settings()
     else:
         judge_settings.setdefault("mode", default_mode(scoring))
-        settings = JudgeSettings(**judge_settings)
+        settings = from_arguments(JudgeSettings, **judge_settings)
     const = load_constitution(constitution)
     call_cache = CallCache(Path(cache).expanduser()) if cache is not None else None
     meter = UsageMeter(dict(prices or {}), budget)

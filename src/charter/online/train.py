@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from charter.api_args import public
 from charter.errors import BudgetExceeded, DatasetError, TrainingError
 from charter.online.card import online_card
 from charter.online.config import OnlineConfig, Trainer, VerifiableReward
@@ -174,13 +175,14 @@ def _trainer(
         raise TrainingError(f"{trainer} trainer: {short_error(exc)}") from None
 
 
+@public()
 def train_online(
-    config: OnlineConfig | dict[str, Any], trainer: Trainer = "grpo", *, callbacks: Sequence[Any] = ()
+    config: OnlineConfig | dict[str, Any] | str | Path, trainer: Trainer = "grpo", *, callbacks: Sequence[Any] = ()
 ) -> OnlineMetrics:
     """Train a policy online with the constitutional judge as its reward (TRL's GRPO or RLOO).
 
     Args:
-        config: The settings (an `OnlineConfig` or its dict).
+        config: The settings: an `OnlineConfig`, a dict of its fields or a YAML file (as `charter train grpo` takes).
         trainer: `grpo` (GRPOTrainer) or `rloo` (RLOOTrainer).
         callbacks: Extra transformers `TrainerCallback`s.
 

@@ -9,10 +9,11 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any, NotRequired, TypedDict, TypeVar, cast
+from typing import Any, Literal, NotRequired, TypedDict, cast
 
-from pydantic import BaseModel, ValidationError
+from pydantic import ValidationError
 
+from charter.api_args import AS_GIVEN, Range, config_from, from_arguments, public
 from charter.concurrency import bounded_map
 from charter.constitutions import Constitution, load_constitution
 from charter.critique.chain import chain_fingerprint, run_chain
@@ -32,8 +33,6 @@ from charter.providers.config import DEFAULT_MODEL
 from charter.records import Chain, Judgment, Message, Pair, PreferenceRow, Provenance, fingerprint
 from charter.yamlio import dotted
 
-M = TypeVar("M", bound=BaseModel)
-
 
 def _problem(exc: ValidationError) -> tuple[tuple, str]:
     """The first error of a validation: where, and what (in the words the config errors use)."""
@@ -41,18 +40,6 @@ def _problem(exc: ValidationError) -> tuple[tuple, str]:
     if err["type"] == "extra_forbidden":
         return err["loc"], "unknown argument"
     return err["loc"], err["msg"].removeprefix("Value error, ")
-
-
-def _from_arguments(model: type[M], **fields: Any) -> M:
-    """`model(**fields)` for a function's arguments: a bad value is the ArgumentError of the argument that gave it."""
-    try:
-        return model(**fields)
-    except ValidationError as exc:
-        loc, message = _problem(exc)
-        where = dotted(loc[1:])
-        raise ArgumentError(
-            str(loc[0]) if loc else "arguments", message if not loc[1:] else f"{where}: {message}"
-        ) from None
 
 
 class PreferenceCounts(TypedDict):
@@ -83,14 +70,16 @@ class PreferenceCounts(TypedDict):
     """Kept rows with a calibrated probability."""
 
 
-def run(config: RunConfig | str | Path, overrides: list[str] | None = None) -> RunResult:
+@public(config=AS_GIVEN)
+def run(config: RunConfig | dict[str, Any] | str | Path, overrides: list[str] | None = None) -> RunResult:
     """Run (or resume) a run from a RunConfig or a run config YAML file.
 
     From the main thread, Ctrl-C and SIGTERM stop it cleanly while it runs (`Interrupted`; see charter.interrupt).
     A run that stops early keeps what it finished; the same call resumes it.
 
     Args:
-        config: A `RunConfig`, or the path of a run config YAML file (relative paths in it resolve against it).
+        config: A `RunConfig`, a dict of its fields, or the path of a run config YAML file (relative paths in it
+            resolve against it).
         overrides: `--set`-style `key.sub=value` items applied on top of the file; ignored for a `RunConfig`.
 
     Returns:
@@ -100,7 +89,7 @@ def run(config: RunConfig | str | Path, overrides: list[str] | None = None) -> R
     Raises:
         ConfigError: The file cannot be read or does not validate; a principle id is unknown; the prompt source
             is unreadable or has no usable prompt; a role's model settings are unusable.
-        ArgumentError: An override is not `key=value`.
+        ArgumentError: An override is not `key=value`, or an argument is of the wrong type.
         ConstitutionError: The constitution is neither a bundled name nor a valid constitution file.
         UnknownModel: A model string names no known provider.
         MissingAPIKey: The variable holding a remote role's key is unset.
@@ -116,10 +105,10 @@ def run(config: RunConfig | str | Path, overrides: list[str] | None = None) -> R
         TrainingError: A training stage (`reward_model`, `dpo`) cannot use its model or settings.
         DatasetError: A training or `eval` stage cannot use its data or prompts.
     """
-    source = None if isinstance(config, RunConfig) else str(config)
-    if not isinstance(config, RunConfig):
+    source = str(config) if isinstance(config, str | Path) else None
+    if isinstance(config, str | Path):
         config = load_run_config(config, overrides)
-    return run_config(config, source)
+    return run_config(config_from(RunConfig, config, "config"), source)
 
 
 def _model(model: str | ChatModel, role: str) -> ChatModel:
@@ -134,6 +123,7 @@ async def _closing(models: Iterable[ChatModel], work: Any) -> Any:
             await model.aclose()
 
 
+@public(concurrency=Range(ge=1), rounds=Range(ge=1))
 def critique_chains(
     prompts: Iterable[str | list[dict] | list[Message]],
     constitution: str | Constitution = "harmless",
@@ -171,10 +161,11 @@ def critique_chains(
             key variable).
         ProviderError: A model call failed for good (retries spent, or a rejected prompt); there is no partial
             result.
-        ArgumentError: `rounds` is below 1, or `principles` names a principle the constitution does not have.
+        ArgumentError: `rounds` or `concurrency` is below 1, `principles` names a principle the constitution does
+            not have, or an argument is of the wrong type.
     """
     const = load_constitution(constitution)
-    config = _from_arguments(CritiqueConfig, rounds=rounds, principles=principles)
+    config = from_arguments(CritiqueConfig, rounds=rounds, principles=principles)
     unknown = [p for p in principles or [] if p not in const.principle_ids]
     if unknown:
         raise ArgumentError(
@@ -235,11 +226,12 @@ def as_pairs(pairs: Sequence[Pair | dict[str, Any]]) -> list[Pair]:
     return out
 
 
+@public(concurrency=Range(ge=1))
 def judge_pairs(
     pairs: Sequence[Pair | dict[str, Any]],
     judge: str | ChatModel = DEFAULT_MODEL,
     constitution: str | Constitution = "harmless",
-    settings: JudgeSettings | None = None,
+    settings: JudgeSettings | dict[str, Any] | str | Path | None = None,
     seed: int = 0,
     concurrency: int = 64,
     **setting_fields: Any,
@@ -251,7 +243,8 @@ def judge_pairs(
             `pair_id` (default `pair-INDEX`).
         judge: The judge: a model string or a `ChatModel` (closed when done).
         constitution: A bundled constitution's name, a constitution YAML file, or a `Constitution`.
-        settings: How the judge compares (mode, orders, principles); None builds them from `setting_fields`.
+        settings: How the judge compares (mode, orders, principles): `JudgeSettings`, a dict of its fields or a
+            YAML file; None builds them from `setting_fields`.
         seed: Seed of the principle sampling.
         concurrency: Pairs in flight at once.
         **setting_fields: `JudgeSettings` fields (`mode="cot"`, `orders="one"`, ...), used when `settings` is None.
@@ -264,17 +257,18 @@ def judge_pairs(
         ConstitutionError: `constitution` is neither a bundled name nor a valid constitution file.
         DatasetError: A pair dict lacks `prompt`, `a` or `b`, has an empty or malformed prompt, a field of the wrong
             type, or two pairs share an id.
-        ConfigError: `settings.principles` names a principle the constitution does not have, or the judge's
-            settings are unusable.
+        ConfigError: `settings` does not validate, `settings.principles` names a principle the constitution does
+            not have, or the judge's settings are unusable.
         UnknownModel: `judge` names no known provider.
         MissingAPIKey: The variable holding the judge's key is unset.
         MissingExtra: The judge's provider needs an optional dependency that is not installed.
         LogprobsUnsupported: Mode `logprobs` with a judge that returns no token probabilities.
         FatalProviderError: A provider error every later call would share (authentication, an unknown model).
-        ArgumentError: A `setting_fields` value is not valid (or not a `JudgeSettings` field).
+        ArgumentError: A `setting_fields` value is not valid (or not a `JudgeSettings` field), `concurrency` is
+            below 1, or an argument is of the wrong type.
     """
     const = load_constitution(constitution)
-    settings = settings or _from_arguments(JudgeSettings, **setting_fields)
+    settings = cast(JudgeSettings | None, settings) or from_arguments(JudgeSettings, **setting_fields)
     items = as_pairs(pairs)
 
     async def go() -> list[Judgment]:
@@ -289,11 +283,12 @@ def judge_pairs(
     return asyncio.run(go())
 
 
+@public()
 def build_preferences(
     pairs: Sequence[Pair | dict[str, Any]],
     judgments: Sequence[Judgment],
-    filters: FiltersConfig | None = None,
-    strategy: str = "all",
+    filters: FiltersConfig | dict[str, Any] | str | Path | None = None,
+    strategy: Literal["all", "best_vs_worst"] = "all",
     constitution: str | Constitution = "harmless",
     provenance: Provenance | None = None,
 ) -> tuple[list[PreferenceRow], PreferenceCounts]:
@@ -302,8 +297,8 @@ def build_preferences(
     Args:
         pairs: The judged pairs: `Pair` records or dicts, as `judge_pairs` takes them.
         judgments: Their judgments; failed ones, and those of no pair given, are left out.
-        filters: The dataset filters (confidence, ties, consistency, dedupe, per-principle cap); None uses the
-            defaults of `FiltersConfig`.
+        filters: The dataset filters (confidence, ties, consistency, dedupe, per-principle cap): `FiltersConfig`, a
+            dict of its fields or a YAML file; None uses the defaults.
         strategy: `all`, or `best_vs_worst` to keep only the best-vs-worst pair of each prompt's samples.
         constitution: The constitution recorded in the rows' provenance (when `provenance` is None).
         provenance: The provenance of every row; None says the rows came from the Python API (run id
@@ -316,9 +311,11 @@ def build_preferences(
         DatasetError: A pair dict lacks `prompt`, `a` or `b`, has an empty or malformed prompt, a field of the wrong
             type, or two pairs share an id.
         ConstitutionError: `constitution` is neither a bundled name nor a valid constitution file.
+        ConfigError: `filters` does not validate.
+        ArgumentError: `strategy` is neither `all` nor `best_vs_worst`, or an argument is of the wrong type.
     """
     by_id = {p.pair_id: p for p in as_pairs(pairs)}
-    filters = filters or FiltersConfig()
+    filters = cast(FiltersConfig | None, filters) or FiltersConfig()
     if provenance is None:
         const = load_constitution(constitution)
         models = {p.a_model for p in by_id.values() if p.a_model} | {p.b_model for p in by_id.values() if p.b_model}

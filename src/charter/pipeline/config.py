@@ -12,6 +12,7 @@ from typing import Literal
 from pydantic import Field, model_validator
 
 from charter.agreement.config import AgreementConfig
+from charter.api_args import public
 from charter.critique.config import CritiqueConfig
 from charter.dpo.config import DPOConfigModel, WinrateConfig
 from charter.judge.settings import JudgeConfig
@@ -151,6 +152,7 @@ class RunConfig(ConfigModel):
         return Path(self.output_dir or f"runs/{self.name}").expanduser()
 
 
+@public()
 def load_run_config(path: str | Path, overrides: list[str] | None = None) -> RunConfig:
     """Load a run config YAML file, with `--set`-style overrides applied on top.
 

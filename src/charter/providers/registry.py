@@ -18,6 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from charter.api_args import public
 from charter.errors import ConfigError, UnknownModel
 from charter.providers.base import ChatModel, Limits
 from charter.providers.cache import CallCache
@@ -229,6 +230,7 @@ for _provider in (
     register_provider(_provider)
 
 
+@public()
 def get_model(
     spec: str | ChatModel,
     *,

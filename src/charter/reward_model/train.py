@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal, NotRequired, TypedDict
 
+from charter.api_args import public
 from charter.errors import TrainingError
 from charter.reward_model.card import write_card
 from charter.reward_model.config import RewardModelConfig
@@ -124,8 +125,9 @@ def _trl_args(config: RewardModelConfig, out: Path, device: str) -> Any:
     return build_trl_config(RewardConfig, base, config.trl, "reward_model")
 
 
+@public()
 def train_reward_model(
-    config: RewardModelConfig | dict[str, Any],
+    config: RewardModelConfig | dict[str, Any] | str | Path,
     *,
     callbacks: Sequence[Any] = (),
 ) -> RewardModelMetrics:
@@ -137,7 +139,8 @@ def train_reward_model(
     one evaluates and writes.
 
     Args:
-        config: The `reward_model` settings, as a `RewardModelConfig` or a dict of its fields.
+        config: The `reward_model` settings, as a `RewardModelConfig`, a dict of its fields or a YAML file (as
+            `charter train reward` takes).
         callbacks: transformers `TrainerCallback`s added to TRL's RewardTrainer.
 
     Returns:
@@ -145,7 +148,9 @@ def train_reward_model(
         On a process other than the main one, only `training` and `config`.
 
     Raises:
-        pydantic.ValidationError: `config` is a dict that is not a valid `RewardModelConfig`.
+        ConfigError: `config` (a dict or a YAML file) is not a valid `RewardModelConfig`, or the file cannot be
+            read.
+        ArgumentError: `config` is neither a config, a dict nor a path.
         ConfigError: `dataset` is unset, or a `trl` field is unknown to TRL's RewardConfig or has a bad value.
         DatasetError: The dataset (or a `human_eval` file) cannot be read, is empty, lacks a column, or has a row
             that is not a preference pair.

@@ -36,6 +36,7 @@ from typing import Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict
 
+from charter.api_args import Range, public
 from charter.errors import DatasetError
 from charter.stats.intervals import degenerate
 
@@ -140,6 +141,12 @@ def judge_mean(judge_all: Sequence[float] | np.ndarray, *, alpha: float = 0.05) 
                     alpha=alpha)  # fmt: skip
 
 
+@public(
+    judge_all=Range(ge=0, le=1, each=True),
+    judge_labeled=Range(ge=0, le=1, each=True),
+    human_labeled=Range(ge=0, le=1, each=True),
+    alpha=Range(gt=0, lt=1),
+)
 def ppi_mean(
     judge_all: Sequence[float] | np.ndarray,
     judge_labeled: Sequence[float] | np.ndarray,

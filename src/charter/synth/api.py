@@ -10,13 +10,16 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
+from charter.api_args import public
 from charter.constitutions import load_constitution
 from charter.prompts import PromptsConfig, load_prompts
+from charter.providers.base import ChatModel
 from charter.records import Prompt
-from charter.synth.config import SynthConfig
+from charter.synth.config import SynthConfig, load_synth_config
 from charter.synth.generate import REASONS, Synthesizer, SynthResult
 from charter.tables import atomic_write
 
@@ -138,20 +141,31 @@ async def synthesize_async(
     return result
 
 
-def synthesize(config: SynthConfig, output: str | Path | None = None, **kwargs: Any) -> SynthResult:
+@public(config=load_synth_config)
+def synthesize(
+    config: SynthConfig | dict[str, Any] | str | Path,
+    output: str | Path | None = None,
+    *,
+    seeds: PromptsConfig | None = None,
+    constitution: str | None = None,
+    writer: ChatModel | None = None,
+    cache: str | None = None,
+    on_round: Callable[[dict[str, int]], Any] | None = None,
+) -> SynthResult:
     """Synthesize prompts as `config` says and write them, with their report, to `output`.
 
     Beside the prompts file, NAME.synth.md and NAME.synth.json give the achieved mix against the target and the
     filter waterfall.
 
     Args:
-        config: The synthesis settings: seeds, methods, target size and mix, writer model, filters.
+        config: The synthesis settings (seeds, methods, target size and mix, writer model, filters): a
+            `SynthConfig`, a dict of its fields, or a synth config YAML file (relative seed paths resolve against it).
         output: The prompts file (JSONL) to write; None uses `config.output`, else `synth/prompts.jsonl`.
-        **kwargs: Passed to `synthesize_async`: `seeds` (a `PromptsConfig`, when `config.seeds` is unset; default
-            the bundled prompts), `constitution` (when `config.constitution` is unset; default `harmless`),
-            `writer` (a `ChatModel` to write with instead of `config.writer`; not closed here), `cache` (the call
-            cache's SQLite file for the writer built from `config.writer`) and `on_round` (called after each round with
-            the prompts kept so far per bucket).
+        seeds: The seed prompts when `config.seeds` is unset; None uses the bundled prompts.
+        constitution: The constitution when `config.constitution` is unset; None uses `harmless`.
+        writer: A `ChatModel` to write with instead of `config.writer` (not closed here).
+        cache: The call cache's SQLite file for the writer built from `config.writer`; None caches nothing.
+        on_round: Called after each round with the prompts kept so far per bucket.
 
     Returns:
         The kept prompts as output rows, the seeds, the target and achieved mix, the filter waterfall, and the calls,
@@ -166,6 +180,11 @@ def synthesize(config: SynthConfig, output: str | Path | None = None, **kwargs: 
         MissingExtra: A package the filters need (the `synth` extra) or the writer's provider needs is not
             installed.
         FatalProviderError: A provider error every later call would share (authentication, an unknown model).
+        ArgumentError: An argument is of the wrong type.
     """
+    config = cast(SynthConfig, config)
     target = Path(output or config.output or "synth/prompts.jsonl")
-    return asyncio.run(synthesize_async(config, target, **kwargs))
+    run = synthesize_async(
+        config, target, seeds=seeds, constitution=constitution, writer=writer, cache=cache, on_round=on_round
+    )
+    return asyncio.run(run)

@@ -11,20 +11,6 @@ def register(app: typer.Typer) -> None:
     app.command("synth")(synth_command)
 
 
-def load_synth_config(path: Path, overrides: list[str] | None = None):
-    """A synth config YAML (relative seed paths resolve against the file)."""
-    from charter.synth.config import SynthConfig
-    from charter.yamlio import load_model
-
-    config = load_model(SynthConfig, path, overrides)
-    seeds = config.seeds
-    if seeds is not None and seeds.path and not Path(seeds.path).is_absolute():
-        candidate = path.resolve().parent / seeds.path
-        if candidate.exists():
-            seeds.path = str(candidate)
-    return config
-
-
 def synth_command(
     config: Path = typer.Argument(..., help="Synth config YAML (see `charter config schema`: SynthConfig)."),
     output: Path | None = typer.Option(
@@ -37,6 +23,7 @@ def synth_command(
     balance them to a target mix; report the mix and the filter waterfall."""
     from charter.progress import console, progress_bar
     from charter.synth.api import report_files, synthesize_async
+    from charter.synth.config import load_synth_config
 
     cfg = load_synth_config(config, set_)
     target = Path(output or cfg.output or "synth/prompts.jsonl")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Literal
 
 from pydantic import Field, model_validator
@@ -9,7 +10,7 @@ from pydantic import Field, model_validator
 from charter.prompts import PromptsConfig
 from charter.providers.base import SamplingParams
 from charter.providers.config import RoleConfig
-from charter.yamlio import ConfigModel
+from charter.yamlio import ConfigModel, load_model
 
 Method = Literal["self_instruct", "red_team"]
 
@@ -76,3 +77,14 @@ class SynthConfig(ConfigModel):
         ):
             raise ValueError("mix: give non-negative shares with a positive sum")
         return self
+
+
+def load_synth_config(path: Path, overrides: list[str] | None = None) -> SynthConfig:
+    """A synth config YAML (relative seed paths resolve against the file)."""
+    config = load_model(SynthConfig, path, overrides)
+    seeds = config.seeds
+    if seeds is not None and seeds.path and not Path(seeds.path).is_absolute():
+        candidate = path.resolve().parent / seeds.path
+        if candidate.exists():
+            seeds.path = str(candidate)
+    return config

@@ -9,10 +9,18 @@ from pathlib import Path
 from charter.agreement.audit.pairs import AuditPair, pairs_from_file, pairs_from_run, sample
 from charter.agreement.audit.record import AuditReport
 from charter.agreement.audit.running import BOOTSTRAP_SAMPLES, AuditPlan, run_audit
+from charter.api_args import Range, public
 from charter.judge.settings import INJECTION_FAMILIES, JudgeMode, JudgeSettings, Orders
 from charter.providers.base import ChatModel
 
 
+@public(
+    principles_per_pair=Range(ge=1),
+    n=Range(ge=2),
+    min_confidence=Range(ge=0, lt=0.5),
+    bootstrap_samples=Range(ge=1),
+    concurrency=Range(ge=1),
+)
 def audit_judge(
     pairs: str | Path | list[AuditPair],
     judge: str | ChatModel,
@@ -68,7 +76,8 @@ def audit_judge(
         LogprobsUnsupported: Mode `logprobs` with a judge that returns no token probabilities.
         FatalProviderError: A provider error every later call would share (authentication, an unknown model).
         BudgetExceeded: A given `judge` model's usage meter reached its budget.
-        pydantic.ValidationError: `mode`, `orders` or `principles_per_pair` is not a valid judge setting.
+        ArgumentError: An argument is of the wrong type or out of its bounds (`mode`, `orders`, `n` of at least 2,
+            `principles_per_pair` and `concurrency` of at least 1, `min_confidence` from 0 to below 0.5).
     """
     from charter.constitutions import load_constitution
     from charter.providers import get_model

@@ -1,0 +1,326 @@
+"""One way into the public API: how every function in `charter.__all__` takes and checks its arguments.
+
+`@public(...)` on a function checks each argument against its annotated type (strictly: a string is not a
+number, a dict is not a `Constitution`) and against the bounds the CLI puts on the same option, before the body
+runs: no model is built and no call is made for a bad argument. A bad argument raises `ArgumentError` naming it,
+in one line; never pydantic's `ValidationError`, nor a `TypeError` or `KeyError` from inside.
+
+A parameter annotated with a config model (a `ConfigModel`) and `dict` takes the config the same way everywhere:
+the config object, a dict of its fields (a bad field is a `ConfigError` naming the argument and the key), or the
+path of a YAML file (a bad field is a `ConfigError` naming file:line:column and the key, as `charter run` does).
+
+    @public(test_fraction=Range(ge=0.05, le=0.9), config=load_synth_config)
+    def f(config: SynthConfig | dict[str, Any] | str | Path, test_fraction: float = 0.3) -> ...: ...
+
+A keyword given a `Range` bounds that argument (`each=True`: every item of a sequence); one given a callable
+loads that config argument's YAML path (default: `load_model` of the annotated config model); `AS_GIVEN` passes
+a path on to the body unread (for a function that reads it with overrides of its own).
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import re
+import threading
+import types
+import typing
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal, TypeVar, Union
+
+from pydantic import BaseModel, ConfigDict, PydanticUserError, TypeAdapter, ValidationError
+
+from charter.errors import ArgumentError
+from charter.yamlio import ConfigModel, dotted, load_model, model_from_data
+
+F = TypeVar("F", bound=Callable[..., Any])
+M = TypeVar("M", bound=BaseModel)
+
+__all__ = ["AS_GIVEN", "Kinds", "Range", "config_from", "from_arguments", "public"]
+
+
+@dataclass(frozen=True)
+class Range:
+    """Bounds of a numeric argument (None: unbounded on that side); with `each`, of every item of a sequence."""
+
+    ge: float | None = None
+    gt: float | None = None
+    le: float | None = None
+    lt: float | None = None
+    each: bool = False
+
+    def problem(self, value: Any) -> str | None:
+        """What is wrong with `value` (a number), or None."""
+        ok = all(
+            (
+                self.ge is None or value >= self.ge,
+                self.gt is None or value > self.gt,
+                self.le is None or value <= self.le,
+                self.lt is None or value < self.lt,
+            )
+        )
+        return None if ok else f"must be {self.describe()} (got {value!r})"
+
+    def describe(self) -> str:
+        low = f"at least {self.ge}" if self.ge is not None else f"above {self.gt}" if self.gt is not None else ""
+        high = f"at most {self.le}" if self.le is not None else f"below {self.lt}" if self.lt is not None else ""
+        return " and ".join(part for part in (low, high) if part)
+
+
+@dataclass(frozen=True, init=False)
+class Kinds:
+    """The kinds of value an argument takes, where its annotation cannot say (`Any`, or a type of an optional
+    dependency): classes, or class names matched against the value's classes (`"Dataset"` without importing
+    `datasets`). Replaces the annotation's check for that argument."""
+
+    kinds: tuple[type | str, ...]
+    said: str
+
+    def __init__(self, *kinds: type | str, said: str) -> None:
+        object.__setattr__(self, "kinds", kinds)
+        object.__setattr__(self, "said", said)
+
+    def problem(self, value: Any) -> str | None:
+        names = {cls.__name__ for cls in type(value).__mro__}
+        for kind in self.kinds:
+            if isinstance(kind, str) and kind in names or isinstance(kind, type) and isinstance(value, kind):
+                return None
+        return f"expected {self.said} (got {_kind(value)})"
+
+
+class _AsGiven:
+    def __repr__(self) -> str:
+        return "AS_GIVEN"
+
+
+#: For a config argument: pass a dict or a YAML path to the body as it is (the body reads it with `config_from`,
+#: or a path with overrides of its own).
+AS_GIVEN: Any = _AsGiven()
+
+_NONE_TYPE = type(None)
+
+
+def config_from(model: type[M], value: Any, argument: str, loader: Callable[[Path], M] | None = None) -> M:
+    """A config argument as `model`: the object itself, a dict of its fields, or the path of a YAML file.
+
+    Raises:
+        ConfigError: The dict or the file does not validate (one line per error, naming the argument or
+            file:line:column, and the key), or the file cannot be read.
+        ArgumentError: `value` is none of the three.
+    """
+    if isinstance(value, model):
+        return value
+    if isinstance(value, dict):
+        return model_from_data(model, value, argument)
+    if isinstance(value, str | Path) and not isinstance(value, bool):
+        path = Path(value).expanduser()
+        return loader(path) if loader is not None else load_model(model, path)
+    raise ArgumentError(
+        argument, f"expected a {model.__name__}, a dict of its fields or a YAML file's path (got {_kind(value)})"
+    )
+
+
+def from_arguments(model: type[M], **fields: Any) -> M:
+    """`model(**fields)` for a function's keyword arguments: a bad value is the `ArgumentError` of the argument
+    (the field) that gave it, an unknown one "unknown argument"."""
+    try:
+        return model(**fields)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        loc = tuple(err["loc"])
+        message = "unknown argument" if err["type"] == "extra_forbidden" else err["msg"].removeprefix("Value error, ")
+        if not loc:
+            raise ArgumentError("arguments", message) from None
+        raise ArgumentError(str(loc[0]), f"{dotted(loc[1:])}: {message}" if loc[1:] else message) from None
+
+
+def public(**checks: Range | Kinds | Callable[..., Any]) -> Callable[[F], F]:
+    """Check a public function's arguments before its body runs (see the module's docstring).
+
+    Args:
+        **checks: Per parameter name: a `Range` (the CLI's bounds), `Kinds` (what an `Any` argument takes), or
+            for a config parameter the loader of its YAML path (`AS_GIVEN`: the body reads the path itself).
+    """
+
+    def decorate(func: F) -> F:
+        spec = _Spec(func, checks)
+
+        @functools.wraps(func)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            args, kwargs = spec.check(args, kwargs)
+            return func(*args, **kwargs)
+
+        wrapper.__charter_checked__ = spec  # type: ignore[attr-defined]
+        return typing.cast(F, wrapper)
+
+    return decorate
+
+
+class _Spec:
+    """A function's parameters, their types resolved on the first call (imports stay lazy), and their checks."""
+
+    def __init__(self, func: Callable[..., Any], checks: dict[str, Any]) -> None:
+        self.func, self.checks = func, checks
+        self.signature = inspect.signature(func)
+        unknown = set(checks) - set(self.signature.parameters)
+        if unknown:
+            raise TypeError(f"{func.__qualname__}: no parameter {', '.join(sorted(unknown))}")
+        self._lock = threading.Lock()
+        self._params: dict[str, _Param] | None = None
+
+    @property
+    def params(self) -> dict[str, _Param]:
+        with self._lock:
+            if self._params is None:
+                self._params = {
+                    name: _Param(name, self._annotation(param), self.checks.get(name))
+                    for name, param in self.signature.parameters.items()
+                    if param.kind not in (param.VAR_POSITIONAL, param.VAR_KEYWORD)
+                }
+            return self._params
+
+    def _annotation(self, param: inspect.Parameter) -> Any:
+        annotation = param.annotation
+        if annotation is inspect.Parameter.empty:
+            return Any
+        if isinstance(annotation, str):
+            namespace = dict(vars(typing))
+            namespace.update(self.func.__globals__)
+            try:
+                return eval(annotation, namespace)  # noqa: S307 - the function's own annotation, in its module
+            except Exception:  # a name imported only for type checkers: that argument is not type-checked
+                return Any
+        return annotation
+
+    def check(self, args: tuple, kwargs: dict[str, Any]) -> tuple[tuple, dict[str, Any]]:
+        try:
+            bound = self.signature.bind(*args, **kwargs)
+        except TypeError as exc:
+            named = re.search(r"'(\w+)'", str(exc))
+            raise ArgumentError(named.group(1) if named else "arguments", str(exc)) from None
+        params = self.params
+        for name, value in list(bound.arguments.items()):
+            if name in params:
+                bound.arguments[name] = params[name].check(value)
+        return bound.args, bound.kwargs
+
+
+class _Param:
+    def __init__(self, name: str, annotation: Any, check: Any) -> None:
+        self.name, self.annotation = name, annotation
+        members = _members(annotation)
+        self.range = check if isinstance(check, Range) else None
+        self.kinds = check if isinstance(check, Kinds) else None
+        self.loader = None if isinstance(check, Range | Kinds) else check
+        models = [m for m in members if isinstance(m, type) and issubclass(m, ConfigModel)]
+        self.config = models[0] if models and dict in [typing.get_origin(m) or m for m in members] else None
+        self.nullable = _NONE_TYPE in members
+        self.adapter = _adapter(annotation) if annotation is not Any and self.kinds is None else None
+
+    def check(self, value: Any) -> Any:
+        if self.config is not None and not (value is None and self.nullable):
+            if self.loader is AS_GIVEN and isinstance(value, str | Path | dict):
+                return value
+            return config_from(self.config, value, self.name, self.loader)
+        if self.kinds is not None and (problem := self.kinds.problem(value)):
+            raise ArgumentError(self.name, problem)
+        if self.adapter is not None:
+            try:
+                self.adapter.validate_python(value)
+            except ValidationError as exc:
+                raise ArgumentError(self.name, _message(exc, self.annotation, value)) from None
+        if self.range is not None and value is not None:
+            self._check_range(value)
+        return value
+
+    def _check_range(self, value: Any) -> None:
+        assert self.range is not None
+        items = enumerate(value) if self.range.each else [(None, value)]
+        for index, item in items:
+            where = self.name if index is None else f"{self.name}[{index}]"
+            if isinstance(item, bool) or not isinstance(item, int | float) and not hasattr(item, "__float__"):
+                raise ArgumentError(where, f"expected a number (got {_kind(item)})")
+            problem = self.range.problem(item) if item == item else f"must be {self.range.describe()} (got nan)"
+            if problem:
+                raise ArgumentError(where, problem)
+
+
+def _adapter(annotation: Any) -> TypeAdapter | None:
+    config = ConfigDict(arbitrary_types_allowed=True, strict=True)
+    try:
+        try:
+            return TypeAdapter(annotation, config=config)
+        except PydanticUserError:  # a model or dataclass has its own config
+            return TypeAdapter(annotation)
+    except Exception:  # a type pydantic cannot check (a protocol, a generic alias): left to the body
+        return None
+
+
+def _members(annotation: Any) -> list[Any]:
+    origin = typing.get_origin(annotation)
+    if origin is typing.Annotated:
+        return _members(typing.get_args(annotation)[0])
+    if origin in (Union, types.UnionType):
+        return [m for arg in typing.get_args(annotation) for m in _members(arg)]
+    return [annotation]
+
+
+def describe(annotation: Any) -> str:
+    """A type as a reader writes it: `str | Path | None`, `'logprobs' | 'cot'`, `list[str]`."""
+    origin = typing.get_origin(annotation)
+    if origin is typing.Annotated:
+        return describe(typing.get_args(annotation)[0])
+    if origin in (Union, types.UnionType):
+        return " | ".join(describe(m) for m in typing.get_args(annotation))
+    if origin is Literal:
+        return " | ".join(repr(v) for v in typing.get_args(annotation))
+    if annotation is _NONE_TYPE:
+        return "None"
+    if origin is not None:
+        args = ", ".join(describe(a) for a in typing.get_args(annotation))
+        return f"{getattr(origin, '__name__', str(origin))}[{args}]"
+    return getattr(annotation, "__name__", str(annotation).replace("typing.", ""))
+
+
+def _kind(value: Any) -> str:
+    text = repr(value)
+    shown = text if len(text) <= 40 else text[:37] + "..."
+    return f"{type(value).__name__} {shown}"
+
+
+def _message(exc: ValidationError, annotation: Any, value: Any) -> str:
+    """One line for a failed check: where inside the value (for an item of a list), and what was expected."""
+    errors = exc.errors()
+    prefix = _common_prefix([tuple(e["loc"]) for e in errors])
+    if not prefix and not any(e["type"] == "literal_error" for e in errors):
+        return f"expected {describe(annotation)} (got {_kind(value)})"
+    said: list[str] = []
+    for err in errors:
+        msg = err["msg"].removeprefix("Value error, ")
+        msg = msg if not said else msg.removeprefix("Input should be ")
+        if msg not in said:
+            said.append(msg)
+    where = f"{dotted(prefix)}: " if prefix else ""
+    where = f"item {where}" if prefix and isinstance(prefix[0], int) else where
+    got = _at(value, prefix)
+    return f"{where}{', or '.join(said)} (got {_kind(got)})"
+
+
+def _common_prefix(locs: list[tuple]) -> tuple:
+    prefix: list[Any] = []
+    for parts in zip(*locs):
+        if any(part != parts[0] for part in parts):
+            break
+        prefix.append(parts[0])
+    return tuple(prefix)
+
+
+def _at(value: Any, loc: tuple) -> Any:
+    for part in loc:
+        try:
+            value = value[part]
+        except Exception:
+            return value
+    return value

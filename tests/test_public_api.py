@@ -1,0 +1,234 @@
+"""One way into the public API: every function in `charter.__all__` refuses a wrong type and a wrong value with a
+one-line `charter` error naming the argument, before any model is built or any call made; configs are taken as
+an object, a dict or a YAML file alike; the types of the signatures are exported and documented."""
+
+from __future__ import annotations
+
+import inspect
+import re
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import charter
+from charter.api_args import Kinds, Range, public
+from charter.errors import ArgumentError, CharterError, ConfigError, ConstitutionError, UnknownModel
+
+ROOT = Path(__file__).resolve().parent.parent
+PAIR = {"prompt": "hi", "a": "hello", "b": "go away"}
+
+FUNCTIONS = sorted(n for n in charter.__all__ if inspect.isfunction(getattr(charter, n)))
+
+Call = Callable[[], Any]
+
+#: name -> (a call with an argument of the wrong type, its argument), (a call with a wrong value, its argument);
+#: the argument is None where the error is not an `ArgumentError` (a config's content, an unknown name).
+CASES: dict[str, tuple[tuple[Call, str | None], tuple[Call, str | None]]] = {
+    "load_constitution": (
+        (lambda: charter.load_constitution(3), "source"),
+        (lambda: charter.load_constitution("no-such"), None),
+    ),
+    "import_hf_cai": (
+        (lambda: charter.import_hf_cai(["x"]), "path"),
+        (lambda: charter.import_hf_cai("x.json", name=3), "name"),
+    ),
+    "get_model": ((lambda: charter.get_model(None), "spec"), (lambda: charter.get_model("nosuch:model"), None)),
+    "run": ((lambda: charter.run(3), "config"), (lambda: charter.run({"nme": "x"}), None)),
+    "load_run_config": (
+        (lambda: charter.load_run_config(None), "path"),
+        (lambda: charter.load_run_config("no.yaml"), None),
+    ),
+    "critique_chains": (
+        (lambda: charter.critique_chains(["hi"], policy="scripted:cai", rounds="2"), "rounds"),
+        (lambda: charter.critique_chains(["hi"], policy="scripted:cai", concurrency=0), "concurrency"),
+    ),
+    "judge_pairs": (
+        (lambda: charter.judge_pairs([PAIR], "scripted:cai", settings=3), "settings"),
+        (lambda: charter.judge_pairs([PAIR], "scripted:cai", concurrency=0), "concurrency"),
+    ),
+    "build_preferences": (
+        (lambda: charter.build_preferences([PAIR], 3), "judgments"),
+        (lambda: charter.build_preferences([PAIR], [], strategy="best"), "strategy"),
+    ),
+    "spotcheck": ((lambda: charter.spotcheck(3), "run_dir"), (lambda: charter.spotcheck("runs/x", n=0), "n")),
+    "agreement_report": (
+        (lambda: charter.agreement_report("runs/x", write="yes"), "write"),
+        (lambda: charter.agreement_report("runs/x", config={"bogus": 1}), None),
+    ),
+    "audit_judge": (
+        (lambda: charter.audit_judge({"prompt": "p"}, "scripted:cai"), "pairs"),
+        (lambda: charter.audit_judge([], "scripted:cai", min_confidence=0.7), "min_confidence"),
+    ),
+    "ppi_mean": (
+        (lambda: charter.ppi_mean("abc", [0.1], [1.0]), "judge_all"),
+        (lambda: charter.ppi_mean([0.2, 1.5], [0.1], [1.0]), "judge_all[1]"),
+    ),
+    "train_reward_model": (
+        (lambda: charter.train_reward_model(3), "config"),
+        (lambda: charter.train_reward_model({"bogus": 1}), None),
+    ),
+    "train_dpo": ((lambda: charter.train_dpo(3), "config"), (lambda: charter.train_dpo({"beta": "high"}), None)),
+    "train_online": (
+        (lambda: charter.train_online(charter.OnlineConfig.model_construct(), trainer=3), "trainer"),
+        (lambda: charter.train_online(charter.OnlineConfig.model_construct(), trainer="ppo"), "trainer"),
+    ),
+    "reward_function": (
+        (lambda: charter.reward_function(judge=3), "judge"),
+        (lambda: charter.reward_function("scripted:cai", max_failures=-1), "max_failures"),
+    ),
+    "winrate": ((lambda: charter.winrate(3), "config"), (lambda: charter.winrate(nonsense=1), "nonsense")),
+    "publish": (
+        (lambda: charter.publish("runs/x", 3), "repo_id"),
+        (lambda: charter.publish("runs/x", "org/name", test_size=1.5), "test_size"),
+    ),
+    "load_preferences": (
+        (lambda: charter.load_preferences(None), "source"),
+        (lambda: charter.load_preferences("runs/x", test_size=-0.1), "test_size"),
+    ),
+    "mix": (
+        (lambda: charter.mix({"a": 1}, {"b": 2}), "charter_dataset"),
+        (lambda: charter.mix([], [], ratio=2), "ratio"),
+    ),
+    "iterate": ((lambda: charter.iterate(3), "config"), (lambda: charter.iterate({"bogus": 1}), None)),
+    "synthesize": (
+        (lambda: charter.synthesize({}, writer=3), "writer"),
+        (lambda: charter.synthesize({"bogus": 1}), None),
+    ),
+    "infer_constitution": (
+        (lambda: charter.infer_constitution(3), "pairs"),
+        (lambda: charter.infer_constitution("pairs.jsonl", test_fraction=1.5), "test_fraction"),
+    ),
+    "check_constitution": (
+        (lambda: charter.check_constitution("harmless", "pairs.jsonl", None), "judge"),
+        (lambda: charter.check_constitution("harmless", "pairs.jsonl", "scripted:cai", min_flip=5), "min_flip"),
+    ),
+}
+
+
+def test_every_exported_function_has_its_cases_and_takes_the_one_way_in() -> None:
+    assert sorted(CASES) == FUNCTIONS
+    unchecked = [name for name in FUNCTIONS if not hasattr(getattr(charter, name), "__charter_checked__")]
+    assert unchecked == []
+
+
+def _refused(call: Call, argument: str | None) -> CharterError:
+    with pytest.raises(Exception) as caught:
+        call()
+    error = caught.value
+    assert isinstance(error, CharterError), f"{type(error).__name__}: {error}"
+    assert "\n" not in str(error)
+    if argument is not None:
+        assert isinstance(error, ArgumentError) and error.argument == argument, str(error)
+    else:
+        assert isinstance(error, ConfigError | UnknownModel), f"{type(error).__name__}: {error}"
+    return error
+
+
+@pytest.mark.parametrize("name", FUNCTIONS)
+def test_a_wrong_type_is_a_charter_error_naming_the_argument(name: str) -> None:
+    _refused(*CASES[name][0])
+
+
+@pytest.mark.parametrize("name", FUNCTIONS)
+def test_a_wrong_value_is_a_charter_error_naming_the_argument(name: str) -> None:
+    _refused(*CASES[name][1])
+
+
+def test_a_missing_or_unknown_argument_is_an_argument_error() -> None:
+    assert "missing a required argument" in str(_refused(lambda: charter.judge_pairs(), "pairs"))
+    _refused(lambda: charter.publish("runs/x", "org/name", privat=True), "privat")
+
+
+def test_the_messages_say_what_was_expected_and_what_came() -> None:
+    error = _refused(lambda: charter.get_model(None), "spec")
+    assert str(error) == "spec: expected str | ChatModel (got NoneType None)"
+    error = _refused(lambda: charter.judge_pairs([PAIR, 3], "scripted:cai"), "pairs")
+    assert str(error).startswith("pairs: item [1]: ") and "(got int 3)" in str(error)
+    error = _refused(lambda: charter.infer_constitution("p.jsonl", test_fraction=1.5), "test_fraction")
+    assert str(error) == "test_fraction: must be at least 0.05 and at most 0.9 (got 1.5)"
+    error = _refused(lambda: charter.ppi_mean([0.5], [0.5], [float("nan")]), "human_labeled[0]")
+    assert "got nan" in str(error)
+
+
+def test_a_config_is_an_object_a_dict_or_a_yaml_file_alike(tmp_path: Path) -> None:
+    config = tmp_path / "dpo.yaml"
+    config.write_text("output_dir: out\nbetaa: 0.1\n", encoding="utf-8")
+    by_file = _refused(lambda: charter.train_dpo(config), None)
+    assert str(by_file).startswith(f"{config}:2:1: betaa: unknown key")
+    by_dict = _refused(lambda: charter.train_dpo({"output_dir": "out", "betaa": 0.1}), None)
+    assert str(by_dict).startswith("config: betaa: unknown key")
+    settings = tmp_path / "judge.yaml"
+    settings.write_text("mode: guess\n", encoding="utf-8")
+    by_file = _refused(lambda: charter.judge_pairs([PAIR], "scripted:cai", settings=settings), None)
+    assert str(by_file).startswith(f"{settings}:1:1: mode: unknown judge mode 'guess'")
+    by_dict = _refused(lambda: charter.judge_pairs([PAIR], "scripted:cai", settings={"mode": "guess"}), None)
+    assert str(by_dict).startswith("settings: mode: unknown judge mode 'guess'")
+
+
+def test_a_config_given_as_a_dict_or_a_file_is_used() -> None:
+    judgments = charter.judge_pairs([PAIR], "scripted:cai", settings={"mode": "verdict", "orders": "one"})
+    assert judgments[0].status == "ok"
+    rows, counts = charter.build_preferences([PAIR], judgments, filters={"min_confidence": 0.0})
+    assert counts["preferences_before_filters"] == 1 and len(rows) == counts["preferences"]
+
+
+def test_synthesize_names_its_parameters() -> None:
+    parameters = inspect.signature(charter.synthesize).parameters
+    assert not any(p.kind is p.VAR_KEYWORD for p in parameters.values())
+    assert {"seeds", "constitution", "writer", "cache", "on_round"} <= set(parameters)
+
+
+def test_the_signature_types_are_exported_and_documented() -> None:
+    page = (ROOT / "docs" / "reference" / "api.md").read_text(encoding="utf-8")
+    documented = set(re.findall(r"^::: charter(?:\.\w+)*\.(\w+)\s*$", page, re.M))
+    whole_modules = {"records": "charter.records", "errors": "charter.errors"}
+    missing = []
+    for name in charter.__all__:
+        if name == "__version__":
+            continue
+        value = getattr(charter, name)
+        if name in documented or getattr(value, "__module__", "") in whole_modules.values():
+            continue
+        missing.append(name)
+    assert missing == []
+    for name in FUNCTIONS:  # every class a public signature names is exported
+        hints = getattr(charter, name).__charter_checked__.params.values()
+        for param in hints:
+            for member in _classes(param.annotation):
+                if member.__module__.startswith("charter."):
+                    assert getattr(charter, member.__name__, None) is member, f"{name}({param.name}): {member}"
+
+
+def _classes(annotation: Any) -> list[type]:
+    import typing
+
+    found = [annotation] if isinstance(annotation, type) else []
+    for arg in typing.get_args(annotation):
+        found += _classes(arg)
+    return found
+
+
+def test_the_mechanism_checks_bounds_kinds_and_configs() -> None:
+    @public(k=Range(ge=1), share=Range(gt=0, lt=1), data=Kinds(list, "Dataset", said="a list or a Dataset"))
+    def f(k: int, share: float = 0.5, data: Any = ()) -> tuple[int, float]:
+        return k, share
+
+    assert f(2, share=0.25, data=[]) == (2, 0.25)
+    assert f(3, data=type("Dataset", (), {})()) == (3, 0.5)
+    with pytest.raises(ArgumentError, match=r"^k: must be at least 1 \(got 0\)$"):
+        f(0)
+    with pytest.raises(ArgumentError, match=r"^k: expected int \(got bool True\)$"):
+        f(True)
+    with pytest.raises(ArgumentError, match=r"^share: must be above 0 and below 1"):
+        f(1, share=1)
+    with pytest.raises(ArgumentError, match=r"^data: expected a list or a Dataset \(got dict"):
+        f(1, data={})
+    with pytest.raises(TypeError, match="no parameter nope"):
+        public(nope=Range(ge=0))(f)
+
+
+def test_an_argument_error_never_hides_a_constitution_error() -> None:
+    with pytest.raises(ConstitutionError):
+        charter.load_constitution("no-such-constitution")
