@@ -2,6 +2,8 @@
 
 Defaults come from the model, then the YAML file, then `--set key=value` overrides. Anchors, aliases and merge keys
 (`<<: *anchor`) work, with every key keeping its line; top-level `x-` keys hold blocks to share and are not settings.
+Each alias is a copy of its anchor, and the copies a file may build are capped (`MIN_VALUE_LIMIT`), so a small file of
+aliases of aliases is an error, not a full memory; a recursive anchor and a key that is a list or a mapping are errors.
 Every error of a validation is reported, one per line, an unknown key with the known one it is closest to; an error
 in an override's value names the override.
 """
