@@ -156,3 +156,13 @@ def test_a_run_config_with_x_anchors_still_loads(tmp_path: Path) -> None:
     assert config.policy.params.temperature == 0.9
     critic, judge = config.critic_role.params, config.judge.params
     assert critic is not None and judge is not None and critic.temperature == judge.temperature == 0.2
+
+
+def test_positions_are_the_same_with_either_parser(monkeypatch: pytest.MonkeyPatch) -> None:
+    text = 'a: {"ééé😀": 1, b: x}\nc:\n  - "日本語"\n  - {d: 1, e: é}\n'  # columns count characters, not bytes
+    found = []
+    for loader in (yaml.SafeLoader, getattr(yaml, "CSafeLoader", yaml.SafeLoader)):
+        monkeypatch.setattr(yamlio, "_LOADER", loader)
+        found.append(parse_yaml(text, "u.yaml"))
+    assert found[0] == found[1]
+    assert found[0][1][("a", "b")] == (1, 16) and found[0][1][("c", 1, "e")] == (4, 12)
