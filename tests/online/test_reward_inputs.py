@@ -9,6 +9,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 
 import charter
@@ -146,6 +147,7 @@ def test_max_failures_must_be_a_finite_number_of_at_least_0(tmp_path: Path, max_
 def test_max_failures_0_and_a_count_are_accepted(tmp_path: Path) -> None:
     make(tmp_path / "a", max_failures=0).close()
     make(tmp_path / "b", max_failures=3).close()
+    make(tmp_path / "c", max_failures=np.float64(0.2), concurrency=np.int64(8)).close()  # numbers from numpy too
 
 
 @pytest.mark.parametrize(

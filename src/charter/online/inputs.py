@@ -9,6 +9,7 @@ and nothing fails deep inside (a semaphore of 0 that never opens, a reference co
 from __future__ import annotations
 
 import math
+import numbers
 import os
 from collections.abc import Mapping
 from typing import Any
@@ -42,10 +43,10 @@ def ranks() -> tuple[int, int]:
 
 def check_settings(max_failures: Any, concurrency: Any) -> None:
     """`max_failures` a finite number >= 0 (a count from 1, a share below it); `concurrency` a whole number >= 1."""
-    if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
+    if isinstance(concurrency, bool) or not isinstance(concurrency, numbers.Integral) or concurrency < 1:
         raise ConfigError(f"{WHO}: concurrency must be a whole number of at least 1 (judge calls at once), "
                           f"not {concurrency!r}")  # fmt: skip
-    number = isinstance(max_failures, int | float) and not isinstance(max_failures, bool)
+    number = isinstance(max_failures, numbers.Real) and not isinstance(max_failures, bool)
     if not number or not math.isfinite(max_failures) or max_failures < 0:
         raise ConfigError(
             f"{WHO}: max_failures must be a finite number of at least 0 (a count from 1, a share below 1), "
