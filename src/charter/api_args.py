@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import numbers
 import re
 import threading
 import types
@@ -220,6 +221,7 @@ class _Param:
         self.adapter = _adapter(annotation) if annotation is not Any and self.kinds is None else None
 
     def check(self, value: Any) -> Any:
+        value = _plain_number(value)
         if self.config is not None and not (value is None and self.nullable):
             if self.loader is AS_GIVEN and isinstance(value, str | Path | dict):
                 return value
@@ -245,6 +247,13 @@ class _Param:
             problem = self.range.problem(item) if item == item else f"must be {self.range.describe()} (got nan)"
             if problem:
                 raise ArgumentError(where, problem)
+
+
+def _plain_number(value: Any) -> Any:
+    """A number of another library (numpy's int64, float32) as Python's int or float; anything else as it is."""
+    if isinstance(value, bool | int | float) or not isinstance(value, numbers.Real):
+        return value
+    return int(value) if isinstance(value, numbers.Integral) else float(value)
 
 
 def _adapter(annotation: Any) -> TypeAdapter | None:

@@ -2,6 +2,8 @@
 
 Defaults come from the model, then the YAML file, then `--set key=value` overrides. Anchors, aliases and merge keys
 (`<<: *anchor`) work, with every key keeping its line; top-level `x-` keys hold blocks to share and are not settings.
+Each alias is a copy of its anchor, and the copies a file may build are capped (`MIN_VALUE_LIMIT`), so a small file of
+aliases of aliases is an error, not a full memory; a recursive anchor and a key that is a list or a mapping are errors.
 Every error of a validation is reported, one per line, an unknown key with the known one it is closest to; an error
 in an override's value names the override.
 """
@@ -9,8 +11,11 @@ in an override's value names the override.
 from __future__ import annotations
 
 import difflib
+import gc
 import types
 import typing
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar, Union
 
@@ -33,51 +38,108 @@ Positions = dict[tuple, tuple[int, int]]
 
 
 MERGE_TAG = "tag:yaml.org,2002:merge"
+STR_TAG = "tag:yaml.org,2002:str"
 #: Top-level keys that start with this are the file's own (as in Docker Compose): blocks to share through anchors
 #: and merge keys (`x-common: &common {...}`, then `critic: {<<: *common}`), not settings.
 EXTENSION_PREFIX = "x-"
 
 
-def _construct(node: yaml.Node, path: tuple, positions: Positions) -> Any:
-    positions.setdefault(path, (node.start_mark.line + 1, node.start_mark.column + 1))
-    if isinstance(node, yaml.MappingNode):
-        return _mapping(node, path, positions)
-    if isinstance(node, yaml.SequenceNode):
-        return [_construct(item, path + (i,), positions) for i, item in enumerate(node.value)]
-    loader = yaml.SafeLoader("")
-    return loader.construct_object(node, deep=True)
+#: An alias is a copy of its anchor, so aliases of aliases multiply ("billion laughs": 1 KB of nine aliases nine
+#: deep is 387 million values). A file builds at most this many values, or ten a character of the file if more.
+MIN_VALUE_LIMIT = 100_000
+VALUES_PER_CHARACTER = 10
+_LOADER: type = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml's parser where PyYAML has it: 20x faster
 
 
-def _mapping(node: yaml.MappingNode, path: tuple, positions: Positions) -> dict[Any, Any]:
-    """A mapping with its merge keys (`<<: *anchor`, `<<: [*a, *b]`) flattened: merged keys first (an earlier
-    source wins over a later one), then the mapping's own keys, which override them. Every key keeps the line and
-    column where it is written (a merged key, in its anchor)."""
-    merged: dict[Any, Any] = {}
-    own: dict[Any, Any] = {}
-    for key_node, value_node in node.value:  # merged first: the mapping's own keys then win, positions included
-        if key_node.tag != MERGE_TAG:
-            continue
-        sources = value_node.value if isinstance(value_node, yaml.SequenceNode) else [value_node]
-        for source in sources:
-            if not isinstance(source, yaml.MappingNode):
-                line, col = source.start_mark.line + 1, source.start_mark.column + 1
-                raise _BadMerge(line, col)
-            for key, value in _construct(source, path, positions).items():
-                merged.setdefault(key, value)
-    for key_node, value_node in node.value:
-        if key_node.tag == MERGE_TAG:
-            continue
-        key = key_node.value
-        if key in own:
-            raise _DuplicateKey(key, key_node.start_mark.line + 1, key_node.start_mark.column + 1)
-        positions[path + (key,)] = (key_node.start_mark.line + 1, key_node.start_mark.column + 1)
-        own[key] = _construct(value_node, path + (key,), positions)
-    return {**merged, **own}
+class _Problem(Exception):
+    """A problem at a place in the file, made a `ConfigError` with file:line:column by `parse_yaml`."""
+
+    def __init__(self, line: int, col: int, message: str) -> None:
+        super().__init__(message)
+        self.line, self.col, self.message = line, col, message
+
+    @classmethod
+    def at(cls, node: yaml.Node, message: str) -> _Problem:
+        return cls(node.start_mark.line + 1, node.start_mark.column + 1, message)
 
 
-class _BadMerge(Exception):
-    def __init__(self, line: int, col: int) -> None:
-        self.line, self.col = line, col
+class _Builder:
+    """Plain data from a composed YAML document, the key paths' positions beside it.
+
+    Each alias is built afresh (an override then changes one copy, not every place the anchor is used), within a
+    limit on the values built; an anchor that contains an alias to itself and a key that is not a plain value are
+    `_Problem`s."""
+
+    def __init__(self, limit: int) -> None:
+        self.positions: Positions = {}
+        self.limit, self.values = limit, 0
+        self.open: set[int] = set()  # the collections being built: an alias to one of them is a loop
+        self.scalars = yaml.constructor.SafeConstructor()  # one for the file: its scalars cost a call each
+
+    def build(self, node: yaml.Node, path: tuple) -> Any:
+        self.positions.setdefault(path, (node.start_mark.line + 1, node.start_mark.column + 1))
+        self.values += 1
+        if self.values > self.limit:
+            raise self._too_many(path)
+        if isinstance(node, yaml.ScalarNode):
+            return self.scalar(node)
+        if id(node) in self.open:
+            raise _Problem.at(node, "this anchor holds an alias to itself (a recursive anchor), which never ends")
+        self.open.add(id(node))
+        try:
+            if isinstance(node, yaml.MappingNode):
+                return self.mapping(node, path)
+            return [self.build(item, path + (i,)) for i, item in enumerate(node.value)]
+        finally:
+            self.open.discard(id(node))
+
+    def scalar(self, node: yaml.ScalarNode) -> Any:
+        if node.tag == STR_TAG:  # most of a file, as the constructor would make it
+            return node.value
+        try:
+            return self.scalars.construct_object(node, deep=True)
+        except (ValueError, TypeError, OverflowError):  # `!!int abc`, or a date that is none: `2024-13-45`
+            kind = node.tag.rsplit(":", 1)[-1]
+            raise _Problem.at(node, f"invalid YAML: {node.value!r} is not a valid {kind}") from None
+
+    def _too_many(self, path: tuple) -> _Problem:
+        """The error of a file whose aliases build too much, at the top-level key being built."""
+        line, col = locate(self.positions, path[:1]) or (1, 1)
+        return _Problem(
+            line,
+            col,
+            f"{dotted(path[:1])}: the aliases expand to more than {self.limit:,} values (each alias copies its anchor, "
+            "so aliases of aliases multiply); write the shared block out or use fewer aliases",
+        )
+
+    def mapping(self, node: yaml.MappingNode, path: tuple) -> dict[Any, Any]:
+        """A mapping with its merge keys (`<<: *anchor`, `<<: [*a, *b]`) flattened: merged keys first (an earlier
+        source wins over a later one), then the mapping's own keys, which override them. Every key keeps the line
+        and column where it is written (a merged key, in its anchor)."""
+        merged: dict[Any, Any] = {}
+        own: dict[Any, Any] = {}
+        for key_node, value_node in node.value:  # merged first: the mapping's own keys then win, positions included
+            if key_node.tag != MERGE_TAG:
+                continue
+            sources = value_node.value if isinstance(value_node, yaml.SequenceNode) else [value_node]
+            for source in sources:
+                if not isinstance(source, yaml.MappingNode):
+                    raise _Problem.at(
+                        source, "a merge key (<<) takes a mapping or a list of mappings (an anchor: <<: *name)"
+                    )
+                for key, value in self.build(source, path).items():
+                    merged.setdefault(key, value)
+        for key_node, value_node in node.value:
+            if key_node.tag == MERGE_TAG:
+                continue
+            if not isinstance(key_node, yaml.ScalarNode):
+                raise _Problem.at(key_node, "a key must be a plain value, not a list or a mapping (as in ? [a, b])")
+            key = key_node.value
+            if key in own:
+                raise _Problem.at(key_node, f"duplicate key '{key}'")
+            self.positions[path + (key,)] = (key_node.start_mark.line + 1, key_node.start_mark.column + 1)
+            own[key] = self.build(value_node, path + (key,))
+        return {**merged, **own}
 
 
 class LocatedValueError(ValueError):
@@ -92,43 +154,79 @@ class LocatedValueError(ValueError):
         self.loc = tuple(loc)
 
 
-class _DuplicateKey(Exception):
-    def __init__(self, key: str, line: int, col: int) -> None:
-        self.key, self.line, self.col = key, line, col
-
-
 def load_yaml(path: str | Path) -> tuple[Any, Positions]:
     """Parse a YAML file into plain data and a map from key path to (line, column)."""
     return parse_yaml(read_text_file(path, ConfigError, "YAML file"), str(path))
 
 
 def parse_yaml(text: str, source: str = "<string>") -> tuple[Any, Positions]:
-    """Parse YAML text; syntax errors become one-line `ConfigError`s with file:line:column."""
+    """Parse YAML text; syntax errors become one-line `ConfigError`s with file:line:column.
+
+    Aliases of aliases may build at most `MIN_VALUE_LIMIT` values (or `VALUES_PER_CHARACTER` a character of the text),
+    so the time and memory a file takes grow with its size."""
+    with _collector_paused():
+        try:
+            node = _compose(text)
+        except yaml.YAMLError as exc:
+            raise ConfigError(_syntax_error(exc, text, source)) from None
+        except RecursionError:
+            raise ConfigError(f"{source}: invalid YAML: nested too deeply") from None
+        return _build(node, len(text), source)
+
+
+def _build(node: yaml.Node | None, size: int, source: str) -> tuple[Any, Positions]:
+    if node is None:
+        return {}, {}
+    builder = _Builder(max(MIN_VALUE_LIMIT, VALUES_PER_CHARACTER * size))
     try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        where = f"{source}:{mark.line + 1}:{mark.column + 1}" if mark else source
-        raise ConfigError(f"{where}: invalid YAML: {exc.problem or exc.context}") from None
-    except yaml.reader.ReaderError as exc:  # a character YAML does not allow, e.g. a control character
+        return builder.build(node, ()), builder.positions
+    except _Problem as problem:
+        raise ConfigError(f"{source}:{problem.line}:{problem.col}: {problem.message}") from None
+    except yaml.YAMLError as exc:  # a scalar its tag cannot make, e.g. `!!binary ^^`
+        raise ConfigError(_syntax_error(exc, "", source)) from None
+    except RecursionError:
+        raise ConfigError(f"{source}: invalid YAML: nested too deeply") from None
+
+
+@contextmanager
+def _collector_paused() -> Iterator[None]:
+    """Python's cycle collector off while a file becomes data: its passes over the growing node graph (which frees
+    nothing) cost more than the parse itself, 2x the time at 10,000 principles."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
+def _compose(text: str) -> yaml.Node | None:
+    """The document's node graph, from libyaml where PyYAML has it; a text it refuses is parsed again by PyYAML's own
+    parser, whose messages the errors give (libyaml's words and positions differ)."""
+    try:
+        return yaml.compose(text, Loader=_LOADER)
+    except yaml.YAMLError as fast:
+        if _LOADER is yaml.SafeLoader:
+            raise
+        try:
+            yaml.compose(text, Loader=yaml.SafeLoader)
+        except RecursionError:
+            raise fast from None
+        raise fast  # PyYAML's parser accepts what libyaml refused (a nesting depth past libyaml's limit)
+
+
+def _syntax_error(exc: yaml.YAMLError, text: str, source: str) -> str:
+    if isinstance(exc, yaml.reader.ReaderError):  # a character YAML does not allow, e.g. a control character
         line = text.count("\n", 0, exc.position) + 1
         column = exc.position - (text.rfind("\n", 0, exc.position) + 1) + 1
         code = exc.character if isinstance(exc.character, int) else ord(exc.character)
-        raise ConfigError(
-            f"{source}:{line}:{column}: invalid YAML: the control character U+{code:04X} is not allowed"
-        ) from None
-    if node is None:
-        return {}, {}
-    positions: Positions = {}
-    try:
-        return _construct(node, (), positions), positions
-    except _DuplicateKey as dup:
-        raise ConfigError(f"{source}:{dup.line}:{dup.col}: duplicate key '{dup.key}'") from None
-    except _BadMerge as bad:
-        raise ConfigError(
-            f"{source}:{bad.line}:{bad.col}: a merge key (<<) takes a mapping or a list of "
-            "mappings (an anchor: <<: *name)"
-        ) from None
+        return f"{source}:{line}:{column}: invalid YAML: the control character U+{code:04X} is not allowed"
+    if isinstance(exc, yaml.MarkedYAMLError):
+        mark = exc.problem_mark or exc.context_mark
+        where = f"{source}:{mark.line + 1}:{mark.column + 1}" if mark else source
+        return f"{where}: invalid YAML: {exc.problem or exc.context}"
+    return f"{source}: invalid YAML: {exc}"
 
 
 def locate(positions: Positions, loc: tuple) -> tuple[int, int] | None:

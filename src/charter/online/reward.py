@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-import os
 import threading
 from collections.abc import Coroutine, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -35,6 +34,7 @@ from charter.judge.score import mean_score, normalised, score_response
 from charter.judge.settings import JudgeConfig, JudgeSettings
 from charter.messages import as_messages
 from charter.online.config import default_mode, scoring_misfit
+from charter.online.inputs import check_batch, check_settings, env_int, ranks, text_of
 from charter.preference.dataset import now_iso
 from charter.preference.manifest import ConstitutionInfo
 from charter.providers import ManagedModel, get_model
@@ -54,13 +54,13 @@ T = TypeVar("T")
 
 
 def rank() -> int:
-    """This process's rank under torchrun or accelerate (0 otherwise)."""
-    return int(os.environ.get("RANK", "0") or 0)
+    """This process's rank under torchrun or accelerate (0 otherwise); a `RANK` that is no rank is a `ConfigError`."""
+    return env_int("RANK", 0, 0)
 
 
 def world_size() -> int:
-    """Processes in the distributed job (1 otherwise)."""
-    return int(os.environ.get("WORLD_SIZE", "1") or 1)
+    """Processes in the distributed job (1 otherwise); a `WORLD_SIZE` below 1 or no number is a `ConfigError`."""
+    return env_int("WORLD_SIZE", 1, 1)
 
 
 def rank_store_dir(store_dir: Path, this_rank: int, ranks: int) -> Path:
@@ -71,15 +71,6 @@ def rank_store_dir(store_dir: Path, this_rank: int, ranks: int) -> Path:
 
 def _hash(*parts: Any) -> str:
     return fingerprint(list(parts))
-
-
-def _completion_text(completion: Any) -> str:
-    """The text of a TRL completion: a string, or (conversational) a list of assistant messages."""
-    if isinstance(completion, str):
-        return completion
-    if isinstance(completion, Sequence):
-        return "".join(str(m.get("content", "")) for m in completion if isinstance(m, Mapping))
-    raise ConfigError(f"reward function: a completion must be a string or a list of messages, not {completion!r:.60}")
 
 
 def _prompt_messages(prompt: Any, index: int) -> list[Message]:
@@ -169,14 +160,17 @@ class RewardFunction:
     def __call__(
         self, prompts: Sequence[Any], completions: Sequence[Any], completion_ids: Any = None, **kwargs: Any
     ) -> list[float | None]:
-        """One reward per completion, in order (None where the judgment failed)."""
-        if len(prompts) != len(completions):
-            raise ConfigError(f"reward function: {len(prompts)} prompts but {len(completions)} completions")
+        """One reward per completion, in order (None where the judgment failed).
+
+        Each completion is a string or a list of `{role, content}` messages, as TRL gives them; anything else, lists
+        of different lengths or a reference column of another length is a `ConfigError` naming the index."""
+        check_settings(self.max_failures, self.concurrency)
+        column = kwargs.get(self.reference_column) if self.scoring == "reference" else None
+        references = check_batch(prompts, completions, column, self.reference_column)
         state = kwargs.get("trainer_state")
         # The step the completions train, counted as TRL's log counts (1 for the first): the trainer asks for rewards
         # before the step that uses them ends, while global_step still counts the steps before it.
         step = int(state.global_step) + 1 if state is not None else None
-        references = kwargs.get(self.reference_column)
         if self._loop is None:
             self._loop = _Loop()
         records = self._loop.run(self.rewards(list(prompts), list(completions), step, references))
@@ -191,7 +185,7 @@ class RewardFunction:
         if self._semaphore is None:
             self._semaphore = asyncio.Semaphore(self.concurrency)
         messages = [_prompt_messages(p, i) for i, p in enumerate(prompts)]
-        texts = [_completion_text(c) for c in completions]
+        texts = [text_of(c) for c in completions]
         if self.scoring == "score":
             jobs = [self._scored(m, t, step) for m, t in zip(messages, texts)]
         elif self.scoring == "reference":
@@ -449,11 +443,16 @@ def reward_function(
         reward in 0..1 per completion, None where the judgment failed.
 
     Raises:
-        ConfigError: An unknown scoring, or a judge mode that does not fit it.
+        ConfigError: An unknown scoring, a judge mode that does not fit it, `max_failures` negative or not finite,
+            `concurrency` below 1, or a `RANK`/`WORLD_SIZE` that is no number. Called, the function raises it for a
+            completion that is neither a string nor a list of `{role, content}` messages (naming its index), and for
+            prompts, completions and the reference column of different lengths.
         ConstitutionError: The constitution cannot be loaded.
     """
     if scoring not in SCORINGS:
         raise ConfigError(f"scoring: expected one of {', '.join(SCORINGS)}, got {scoring!r}")
+    check_settings(max_failures, concurrency)
+    ranks()  # RANK and WORLD_SIZE read as numbers, the rank below the size
     role = _role(judge)
     if isinstance(role, JudgeConfig) and role.models is not None:
         raise ConfigError("judge.models: online training takes one judge model (set judge.model)")
