@@ -10,6 +10,7 @@ import json
 import os
 import signal
 import socket
+import time
 from pathlib import Path
 
 import pytest
@@ -70,6 +71,21 @@ def test_a_signal_stops_the_run_cleanly_and_the_same_command_resumes(tmp_path, s
     assert not set(after) & set(before)  # the resume asks for nothing the stopped run was answered
     with RunStore(tmp_path / "bg") as store:
         assert store.count("chains") == len(PROMPTS) and {s["status"] for s in store.stages().values()} == {"done"}
+
+
+@pytest.mark.parametrize("sig, code, word", [(signal.SIGTERM, 143, "terminated"), (signal.SIGINT, 130, "interrupted")])
+def test_a_second_signal_stops_at_once_with_the_same_exit_code(tmp_path, sig, code, word):
+    with LoopbackServer(delay_s=2.0) as server:  # calls in flight far longer than the test waits
+        config = write_config(tmp_path, server, stop_grace_s=60)
+        process = start("run", str(config), cwd=tmp_path)
+        wait_for_calls(tmp_path / "bg", process, at_least=0)
+        time.sleep(1.0)  # the first calls are in flight
+        os.killpg(process.pid, sig)
+        time.sleep(0.5)
+        os.killpg(process.pid, sig)
+        _, err = process.communicate(timeout=30)
+    assert process.returncode == code, err  # a scheduler's second SIGTERM still reads as terminated
+    assert f"{word}; resume with the same command" in err and "Traceback" not in err
 
 
 def test_a_second_run_on_a_running_directory_is_refused_and_makes_no_call(tmp_path, capsys):

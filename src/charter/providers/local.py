@@ -258,6 +258,7 @@ class LocalModel(ChatModel):
         self._max_positions = 0
         self._governor: ThreadGovernor | None = None
         self._lock = threading.Lock()  # one model call at a time, whichever thread or event loop asks
+        self._closing = False  # aclose while a call runs: it ends at its next step
 
     @functools.cached_property
     def model_id(self) -> str:  # type: ignore[override]
@@ -296,6 +297,7 @@ class LocalModel(ChatModel):
         code, ~2 s of imports a process, is never loaded. Anything else loads through `AutoModelForCausalLM`."""
         if self._tokenizer is not None:
             return
+        self._check(starting=True)  # no weights load after a stop
         # the thread governor starts before the load, which is then its first window on other processes' load:
         # the first batch already runs on the cores they leave free
         governor = set_cpu_threads(self.threads) if self.device == "cpu" else None
@@ -311,8 +313,10 @@ class LocalModel(ChatModel):
             tokenizer.pad_token = tokenizer.eos_token
         tokenizer.padding_side = "left"
         self._governor = governor
-        if self._decoder is not None and governor is not None:
-            self._decoder.pace = governor.adjust
+        if self._decoder is not None:
+            self._decoder.check = lambda: self._check(starting=False)
+            if governor is not None:
+                self._decoder.pace = governor.adjust
 
     @property
     def _uses_decoder(self) -> bool:
@@ -411,10 +415,20 @@ class LocalModel(ChatModel):
         return self._generation_config
 
     def _pace(self) -> None:
-        """Before a batch: torch's thread count to the cores other processes leave free (`threads: auto`)."""
+        """Before a batch: no batch starts after a stop; torch's thread count to the cores other processes leave
+        free (`threads: auto`)."""
+        self._check(starting=True)
         self.load()
         if self._governor is not None:
             self._governor.adjust()
+
+    def _check(self, starting: bool) -> None:
+        """Between batches (`starting`) and decoding steps: raise `Interrupted` once the run's stop request says
+        so (`StopRequest.check`), or when `aclose` waits for this call."""
+        if self._closing:
+            raise CharterError(f"local:{self.name}: the model was closed while a call ran")
+        if self.stop_request is not None:
+            self.stop_request.check(starting)
 
     def _eos_ids(self) -> set[int]:
         ids = {self.tokenizer.eos_token_id}
@@ -490,6 +504,8 @@ class LocalModel(ChatModel):
         prompts.sort(key=lambda p: len(p.ids), reverse=True)
         results: list[Completion | None] = [None] * len(prompts)
         for start in range(0, len(prompts), self.batch_size):
+            if start:
+                self._check(starting=True)
             chunk = prompts[start : start + self.batch_size]
             for prompt, completion in zip(chunk, self._generate_batch(chunk, params)):
                 results[prompt.index] = completion
@@ -499,7 +515,7 @@ class LocalModel(ChatModel):
         if self._decoder is not None:
             return self._decode_batch(batch, params)
         import torch
-        from transformers import GenerationConfig, LogitsProcessorList
+        from transformers import GenerationConfig, LogitsProcessorList, StoppingCriteria, StoppingCriteriaList
 
         input_ids, mask, cache = self._batch_inputs([p.ids for p in batch])
         config = GenerationConfig(
@@ -513,6 +529,15 @@ class LocalModel(ChatModel):
         processors = LogitsProcessorList()
         if params.temperature > 0:
             processors.append(_RowSampler([p.seed for p in batch], params.temperature, params.top_p, self.device))
+        model = self
+
+        class StopCheck(StoppingCriteria):
+            """The stop request, checked between decoding steps (it never ends a row itself)."""
+
+            def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor, **_: Any) -> torch.Tensor:
+                model._check(starting=False)
+                return torch.zeros(input_ids.shape[0], dtype=torch.bool, device=input_ids.device)
+
         with torch.inference_mode():
             output = self.model.generate(
                 input_ids=input_ids,
@@ -520,6 +545,7 @@ class LocalModel(ChatModel):
                 past_key_values=cache,
                 generation_config=config,
                 logits_processor=processors,
+                stopping_criteria=StoppingCriteriaList([StopCheck()]),
                 tokenizer=self.tokenizer if params.stop else None,
             )
         new_tokens = output[:, input_ids.shape[1] :].tolist()
@@ -594,6 +620,8 @@ class LocalModel(ChatModel):
         encoded.sort(key=(lambda x: x[1]) if self._decoder is not None else (lambda x: -len(x[1])))
         results: list[ChoiceProbs | None] = [None] * len(encoded)
         for start in range(0, len(encoded), self.batch_size):
+            if start:
+                self._check(starting=True)
             chunk = encoded[start : start + self.batch_size]
             rows = self._next_token_logprobs([ids for _, ids in chunk])
             for (index, ids), row in zip(chunk, rows):
@@ -632,7 +660,16 @@ class LocalModel(ChatModel):
         return torch.log_softmax(logits[:, -1, :].float(), dim=-1).cpu()
 
     async def aclose(self) -> None:
-        self._model = self._tokenizer = self._decoder = self._generation_config = None
+        """Drop the weights. A call still running (in its thread) ends at its next step first: the weights are never
+        dropped under it, and so never loaded again by it."""
+        if not self._lock.acquire(blocking=False):
+            self._closing = True
+            await asyncio.to_thread(self._lock.acquire)
+        try:
+            self._model = self._tokenizer = self._decoder = self._generation_config = None
+        finally:
+            self._closing = False
+            self._lock.release()
 
 
 # --------------------------------------------------------------------------- helpers
