@@ -108,7 +108,7 @@ def test_a_second_run_on_a_running_directory_is_refused_and_makes_no_call(tmp_pa
     assert server.hits == solo  # only the first process asked anything
 
 
-def test_a_lock_left_by_a_killed_process_is_taken_over(tmp_path):
+def test_a_lock_left_by_a_killed_process_is_taken_over(tmp_path, capsys):
     with LoopbackServer(delay_s=0.1) as server:
         config = write_config(tmp_path, server)
         process = start("run", str(config), cwd=tmp_path)
@@ -117,9 +117,27 @@ def test_a_lock_left_by_a_killed_process_is_taken_over(tmp_path):
         process.communicate(timeout=30)
         assert (tmp_path / "bg" / LOCK_FILE).exists()  # left behind, naming a process that is gone
         assert main(["status", str(tmp_path / "bg")]) == 0
+        capsys.readouterr()
         assert main(["run", str(config)]) == 0
+        assert f"process {process.pid}, which held it, is gone: taken over" in capsys.readouterr().err
     with RunStore(tmp_path / "bg") as store:
         assert store.count("chains") == len(PROMPTS)
+
+
+@pytest.mark.parametrize("content", ["", "garbage\n\x00\xff", "not-a-pid\nhost\n"])
+def test_a_lock_file_naming_no_process_is_taken_over_saying_so(tmp_path, capsys, content):
+    with LoopbackServer() as server:
+        config = write_config(tmp_path, server)
+        lock = tmp_path / "bg" / LOCK_FILE
+        lock.parent.mkdir()
+        lock.write_text(content, encoding="latin-1")
+        assert main(["run", str(config)]) == 2  # just written: it may be a lock being taken, so it is left alone
+        err = capsys.readouterr().err
+        assert f"if no run is running on it, remove {lock}" in err and len(err.strip().splitlines()) == 1
+        os.utime(lock, (time.time() - 60, time.time() - 60))  # left from long ago: stale
+        assert main(["run", str(config)]) == 0
+        assert f"{lock} names no process (empty or unreadable): taken over as stale" in capsys.readouterr().err
+    assert not lock.exists()
 
 
 def test_retries_are_counted_per_role_in_status_and_report(tmp_path, capsys):
