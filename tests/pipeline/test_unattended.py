@@ -10,6 +10,8 @@ import json
 import os
 import signal
 import socket
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -138,6 +140,32 @@ def test_a_lock_file_naming_no_process_is_taken_over_saying_so(tmp_path, capsys,
         assert main(["run", str(config)]) == 0
         assert f"{lock} names no process (empty or unreadable): taken over as stale" in capsys.readouterr().err
     assert not lock.exists()
+
+
+DIE_WRITING_THE_DATASET = """
+import os, sys
+from charter.preference import dataset
+dataset.write = lambda *args, **kwargs: os._exit(9)  # as a kill -9 while the dataset is written
+from charter.cli import main
+sys.exit(main(["run", sys.argv[1]]))
+"""
+
+
+def test_status_says_so_when_the_process_died_before_the_dataset_was_written(tmp_path, capsys):
+    with LoopbackServer() as server:
+        config = write_config(tmp_path, server)
+        died = subprocess.run([sys.executable, "-c", DIE_WRITING_THE_DATASET, str(config)], cwd=tmp_path)
+        assert died.returncode == 9
+        assert not list((tmp_path / "bg").glob("data/*.jsonl"))
+        capsys.readouterr()
+        assert main(["status", str(tmp_path / "bg")]) == 0
+        out = " ".join(capsys.readouterr().out.split())
+        assert "The dataset is not written (data/preferences.*, data/sft.* missing)" in out
+        assert main(["run", str(config)]) == 0  # the same command writes it
+        assert (tmp_path / "bg" / "data" / "preferences.jsonl").exists()
+        capsys.readouterr()
+        assert main(["status", str(tmp_path / "bg")]) == 0
+        assert "The dataset is not written" not in " ".join(capsys.readouterr().out.split())
 
 
 def test_retries_are_counted_per_role_in_status_and_report(tmp_path, capsys):
