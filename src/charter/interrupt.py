@@ -3,7 +3,8 @@
 The first signal is a request: no new item and no new call starts, the calls in flight get a grace period to finish
 into the call cache and the run store, what is still waiting then is cancelled, the stages are marked `interrupted`,
 the partial dataset and the report are written, and the run ends with `Interrupted` (exit 130 for Ctrl-C, 143 for
-SIGTERM). The same command resumes it. A second signal stops at once.
+SIGTERM). The same command resumes it. A second signal stops at once, with the same exit code (a second SIGTERM
+raises `Terminated`, a second Ctrl-C `KeyboardInterrupt`).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import contextlib
 import logging
 import signal
 import threading
+import time
 from collections.abc import Awaitable, Iterator
 from typing import Any, TypeVar
 
@@ -26,6 +28,14 @@ T = TypeVar("T")
 SIGNALS = {signal.SIGINT: ("interrupted", 130), signal.SIGTERM: ("terminated", 143)}
 
 
+class Terminated(KeyboardInterrupt):
+    """A second SIGTERM: stop at once, as a second Ctrl-C does; out of `signals()` it becomes `Interrupted` with
+    exit 143 (what a scheduler that sent it expects), where a second Ctrl-C stays a KeyboardInterrupt (130)."""
+
+    how = "terminated"
+    exit_code = 143
+
+
 class StopRequest:
     """Whether a stop was asked for, and how; `guard` gives running work its grace period."""
 
@@ -33,6 +43,10 @@ class StopRequest:
         self.grace_s = grace_s
         self.how: str | None = None
         self.exit_code = 0
+        self.requested_at: float | None = None
+        """When the stop was asked for (`time.monotonic()`)."""
+        self.at_once = False
+        """A second signal came: no more grace."""
         self._events: list[tuple[asyncio.AbstractEventLoop, asyncio.Event]] = []
         self._lock = threading.Lock()
 
@@ -45,7 +59,7 @@ class StopRequest:
         with self._lock:
             if self.how is not None:
                 return
-            self.how, self.exit_code = how, exit_code
+            self.how, self.exit_code, self.requested_at = how, exit_code, time.monotonic()
             events = list(self._events)
         log.warning(
             "%s: no new call starts; the calls in flight have %g s to finish into the cache "
@@ -55,6 +69,20 @@ class StopRequest:
         )
         for loop, event in events:
             loop.call_soon_threadsafe(event.set)
+
+    @property
+    def overdue(self) -> bool:
+        """Whether a stop was asked for more than `grace_s` ago: work still running now is past its grace period,
+        and computation in this process (a local model's batch) ends at its next step."""
+        if self.requested_at is None:
+            return False
+        return self.at_once or time.monotonic() - self.requested_at >= self.grace_s
+
+    def check(self, starting: bool) -> None:
+        """For computation in this process, between its steps: raise `Interrupted` when a stop was asked for and
+        the next step `starting` new work (a new batch), or the grace period is over."""
+        if self.requested and (starting or self.overdue):
+            raise self.error()
 
     def error(self) -> Interrupted:
         return Interrupted(self.how or "interrupted", self.exit_code or 130)
@@ -96,8 +124,9 @@ class StopRequest:
 
     @contextlib.contextmanager
     def signals(self) -> Iterator[None]:
-        """While inside: SIGINT and SIGTERM request a stop (a second one raises KeyboardInterrupt at once). Only
-        from the main thread, where Python delivers signals; the handlers before are put back after."""
+        """While inside: SIGINT and SIGTERM request a stop (a second one stops at once: KeyboardInterrupt, or for
+        SIGTERM `Terminated`). Only from the main thread, where Python delivers signals; the handlers before are put
+        back after."""
         if threading.current_thread() is not threading.main_thread():
             yield
             return
@@ -105,13 +134,16 @@ class StopRequest:
 
         def handler(signum: int, _frame: Any) -> None:
             if self.requested:
-                raise KeyboardInterrupt
+                self.at_once = True
+                raise Terminated if signum == signal.SIGTERM else KeyboardInterrupt
             self.request(*SIGNALS[signal.Signals(signum)])
 
         for signum in SIGNALS:
             previous[signum] = signal.signal(signum, handler)
         try:
             yield
+        except Terminated:  # out of everything it ran: an exit a scheduler reads as terminated (143), not 130
+            raise Interrupted(Terminated.how, Terminated.exit_code) from None
         finally:
             for signum, old in previous.items():
                 signal.signal(signum, old)

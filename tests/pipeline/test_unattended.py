@@ -10,6 +10,9 @@ import json
 import os
 import signal
 import socket
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -72,6 +75,21 @@ def test_a_signal_stops_the_run_cleanly_and_the_same_command_resumes(tmp_path, s
         assert store.count("chains") == len(PROMPTS) and {s["status"] for s in store.stages().values()} == {"done"}
 
 
+@pytest.mark.parametrize("sig, code, word", [(signal.SIGTERM, 143, "terminated"), (signal.SIGINT, 130, "interrupted")])
+def test_a_second_signal_stops_at_once_with_the_same_exit_code(tmp_path, sig, code, word):
+    with LoopbackServer(delay_s=2.0) as server:  # calls in flight far longer than the test waits
+        config = write_config(tmp_path, server, stop_grace_s=60)
+        process = start("run", str(config), cwd=tmp_path)
+        wait_for_calls(tmp_path / "bg", process, at_least=0)
+        time.sleep(1.0)  # the first calls are in flight
+        os.killpg(process.pid, sig)
+        time.sleep(0.5)
+        os.killpg(process.pid, sig)
+        _, err = process.communicate(timeout=30)
+    assert process.returncode == code, err  # a scheduler's second SIGTERM still reads as terminated
+    assert f"{word}; resume with the same command" in err and "Traceback" not in err
+
+
 def test_a_second_run_on_a_running_directory_is_refused_and_makes_no_call(tmp_path, capsys):
     with LoopbackServer() as solo_server:  # how many calls one run makes
         assert main(["run", str(write_config(tmp_path, solo_server, name="solo"))]) == 0
@@ -92,7 +110,7 @@ def test_a_second_run_on_a_running_directory_is_refused_and_makes_no_call(tmp_pa
     assert server.hits == solo  # only the first process asked anything
 
 
-def test_a_lock_left_by_a_killed_process_is_taken_over(tmp_path):
+def test_a_lock_left_by_a_killed_process_is_taken_over(tmp_path, capsys):
     with LoopbackServer(delay_s=0.1) as server:
         config = write_config(tmp_path, server)
         process = start("run", str(config), cwd=tmp_path)
@@ -101,9 +119,53 @@ def test_a_lock_left_by_a_killed_process_is_taken_over(tmp_path):
         process.communicate(timeout=30)
         assert (tmp_path / "bg" / LOCK_FILE).exists()  # left behind, naming a process that is gone
         assert main(["status", str(tmp_path / "bg")]) == 0
+        capsys.readouterr()
         assert main(["run", str(config)]) == 0
+        assert f"process {process.pid}, which held it, is gone: taken over" in capsys.readouterr().err
     with RunStore(tmp_path / "bg") as store:
         assert store.count("chains") == len(PROMPTS)
+
+
+@pytest.mark.parametrize("content", ["", "garbage\n\x00\xff", "not-a-pid\nhost\n"])
+def test_a_lock_file_naming_no_process_is_taken_over_saying_so(tmp_path, capsys, content):
+    with LoopbackServer() as server:
+        config = write_config(tmp_path, server)
+        lock = tmp_path / "bg" / LOCK_FILE
+        lock.parent.mkdir()
+        lock.write_text(content, encoding="latin-1")
+        assert main(["run", str(config)]) == 2  # just written: it may be a lock being taken, so it is left alone
+        err = capsys.readouterr().err
+        assert f"if no run is running on it, remove {lock}" in err and len(err.strip().splitlines()) == 1
+        os.utime(lock, (time.time() - 60, time.time() - 60))  # left from long ago: stale
+        assert main(["run", str(config)]) == 0
+        assert f"{lock} names no process (empty or unreadable): taken over as stale" in capsys.readouterr().err
+    assert not lock.exists()
+
+
+DIE_WRITING_THE_DATASET = """
+import os, sys
+from charter.preference import dataset
+dataset.write = lambda *args, **kwargs: os._exit(9)  # as a kill -9 while the dataset is written
+from charter.cli import main
+sys.exit(main(["run", sys.argv[1]]))
+"""
+
+
+def test_status_says_so_when_the_process_died_before_the_dataset_was_written(tmp_path, capsys):
+    with LoopbackServer() as server:
+        config = write_config(tmp_path, server)
+        died = subprocess.run([sys.executable, "-c", DIE_WRITING_THE_DATASET, str(config)], cwd=tmp_path)
+        assert died.returncode == 9
+        assert not list((tmp_path / "bg").glob("data/*.jsonl"))
+        capsys.readouterr()
+        assert main(["status", str(tmp_path / "bg")]) == 0
+        out = " ".join(capsys.readouterr().out.split())
+        assert "The dataset is not written (data/preferences.*, data/sft.* missing)" in out
+        assert main(["run", str(config)]) == 0  # the same command writes it
+        assert (tmp_path / "bg" / "data" / "preferences.jsonl").exists()
+        capsys.readouterr()
+        assert main(["status", str(tmp_path / "bg")]) == 0
+        assert "The dataset is not written" not in " ".join(capsys.readouterr().out.split())
 
 
 def test_retries_are_counted_per_role_in_status_and_report(tmp_path, capsys):

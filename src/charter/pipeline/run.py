@@ -257,6 +257,7 @@ class Runner:
             )
             if key not in built:  # one backend per distinct model and limits (a local model is loaded once)
                 built[key] = spec.backend()
+                built[key].stop_request = self.stop  # a local model stops between its batches and steps
                 if batched:  # through the provider's batch API; the run store remembers the batches
                     built[key] = BatchModel(built[key], config.batch, journal=store, report=log.info)
             return get_model(built[key], cache=cache, meter=meter, role=role)

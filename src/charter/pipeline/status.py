@@ -96,7 +96,7 @@ class RunStatus(TypedDict):
     failures: FailureSummary
     usage: UsageSummary
     notes: list[str]
-    """What a reader should know about the run's settings (config changes, older items kept)."""
+    """What a reader should know: a dataset not written, the run's settings (config changes, older items kept)."""
     batches: list[BatchState]
     rewards: list[StepRewards]
     """Online training (charter train grpo|rloo): the judge's reward per step; empty for a run."""
@@ -224,6 +224,23 @@ def settings_notes(store: RunStore) -> list[str]:
     return notes
 
 
+def dataset_notes(store: RunStore, stages: list[StageProgress]) -> list[str]:
+    """Where the per-prompt stages ended (done, or stopped) but the dataset files are not there: the process ended
+    (kill -9, a crash) before it wrote them, or they were removed."""
+    ended = [row for row in stages if row["stage"] in ("critique", "judge") and row["status"] != "running"]
+    if not ended:
+        return []
+    files = RunFiles(store.run_dir)
+    missing = [name for name in ("preferences", "sft") if not files.has_dataset(name)]  # type: ignore[arg-type]
+    if dataset_manifest(store) is not None and not missing:
+        return []
+    shown = ", ".join(f"data/{name}.*" for name in missing) or "the dataset's manifest"
+    return [
+        f"The dataset is not written ({shown} missing): the run ended before writing it; the same run command "
+        "writes it from the store (no call is made again)."
+    ]
+
+
 def status(run_dir: str | Path) -> RunStatus:
     """Where a run stands, read from its run store alone (safe while the run writes, and after it was cut off).
 
@@ -240,18 +257,19 @@ def status(run_dir: str | Path) -> RunStatus:
     with open_store(run_dir, read_only=True) as store:
         counts = run_counts(store)
         settings = current_settings(store)
+        stages = stage_progress(store)
         return RunStatus(
             run_dir=str(Path(run_dir)),
             run_id=store.meta("run_id"),
             created_at=store.meta("created_at"),
             constitution=store.meta("constitution"),
             models=settings.models if settings else {},
-            stages=stage_progress(store),
+            stages=stages,
             counts=counts,
             filters=filter_steps(counts),
             failures=failure_summary(store),
             usage=usage_summary(store),
-            notes=settings_notes(store),
+            notes=dataset_notes(store, stages) + settings_notes(store),
             batches=store.batches(),
             rewards=per_step(store),
         )

@@ -12,6 +12,7 @@ from typing import Any, ClassVar
 from pydantic import BaseModel, ConfigDict, Field, SerializerFunctionWrapHandler, field_validator, model_serializer
 
 from charter.errors import LogprobsUnsupported
+from charter.interrupt import StopRequest
 from charter.providers.endpoints import Endpoint, resolve_endpoint, served_id
 from charter.records import Message
 
@@ -153,6 +154,12 @@ class ChatModel(ABC):
     supports_logprobs: ClassVar[bool] = False
     endpoint: Endpoint | None = None
     """Where a remote model is served (None for a model run in this process)."""
+    delivers: ClassVar[bool] = False
+    """Its `generate` (and `choice_logprobs_batch`) take `done(index, result)`, called as each request's answer is
+    ready, before the call returns (a local model's call runs several batches)."""
+    stop_request: StopRequest | None = None
+    """A run's stop request (Ctrl-C, SIGTERM). A backend that computes in this process (`local:`) checks it between
+    its batches and steps: no batch starts after a stop, and one running ends once the grace period is over."""
 
     def __init__(self, name: str) -> None:
         self.name = name

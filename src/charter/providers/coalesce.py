@@ -11,11 +11,17 @@ import asyncio
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
+#: Hands one item's result over as soon as it is ready (`deliver(position in the batch, result)`; any thread).
+Deliver = Callable[[int, Any], None]
+
 
 class Coalescer:
-    """Queue items from concurrent callers; run them through `run_batch` up to `max_batch` at a time."""
+    """Queue items from concurrent callers; run them through `run_batch` up to `max_batch` at a time.
 
-    def __init__(self, run_batch: Callable[[list[Any]], Awaitable[Sequence[Any]]], max_batch: int) -> None:
+    `run_batch(items, deliver)` may hand results over as they are ready, before it returns (a local model's call
+    runs several batches): their callers go on at once, so a stop keeps what finished and progress counts it."""
+
+    def __init__(self, run_batch: Callable[[list[Any], Deliver], Awaitable[Sequence[Any]]], max_batch: int) -> None:
         self.run_batch, self.max_batch = run_batch, max_batch
         self.queue: list[tuple[Any, asyncio.Future]] = []
         self.draining = False
@@ -37,8 +43,10 @@ class Coalescer:
                 live = [(item, fut) for item, fut in batch if not fut.cancelled()]
                 if not live:
                     continue
+                deliver = _deliverer(asyncio.get_running_loop(), [fut for _, fut in live])
+
                 try:
-                    results = await self.run_batch([item for item, _ in live])
+                    results = await self.run_batch([item for item, _ in live], deliver)
                 except BaseException as exc:  # noqa: BLE001 - handed to every waiting caller
                     for _, fut in live:
                         if not fut.done():
@@ -49,3 +57,17 @@ class Coalescer:
                         fut.set_result(result)
         finally:
             self.draining = False
+
+
+def _deliverer(loop: asyncio.AbstractEventLoop, futures: list[asyncio.Future]) -> Deliver:
+    """`deliver` for one batch: the result of the item at a position settles its caller's future, on the loop."""
+
+    def deliver(position: int, result: Any) -> None:
+        loop.call_soon_threadsafe(_settle, futures[position], result)
+
+    return deliver
+
+
+def _settle(future: asyncio.Future, result: Any) -> None:
+    if not future.done():
+        future.set_result(result)

@@ -54,9 +54,13 @@ class RoleConfig(ConfigModel):
     @model_validator(mode="after")
     def _known_options(self) -> RoleConfig:
         try:
-            name = parse_model_string(self.model).provider
+            spec = parse_model_string(self.model)
         except CharterError as exc:
             raise LocatedValueError(str(exc), ("model",)) from None
+        name = spec.provider
+        problem = provider(name).check_name(spec.name)
+        if problem is not None:  # a mistyped name is found with the config (--dry-run), not after a load
+            raise LocatedValueError(problem, ("model",))
         if self.batch and name not in BATCH_PROVIDERS:
             raise LocatedValueError(
                 f"only the {' and '.join(BATCH_PROVIDERS)} providers have a batch API, not {name}", ("batch",)

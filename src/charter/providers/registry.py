@@ -65,6 +65,9 @@ class Provider:
     """Its model strings carry the base URL: `name:MODEL@http(s)://HOST[:PORT]/PATH`."""
     check_options: Callable[[dict[str, Any]], tuple[str, str] | None] = field(default=lambda options: None)
     """A check of the options' values: (the option, a one-line message) for a bad one, or None."""
+    check_name: Callable[[str], str | None] = field(default=lambda name: None)
+    """A check of the model name (after `provider:`) with the config: a one-line message for one that cannot be
+    meant (a typo of a known name), or None."""
 
 
 _PROVIDERS: dict[str, Provider] = {}
@@ -202,6 +205,12 @@ def _local(spec: ModelSpec, limits: Limits, api_key_env: str | None, options: di
     return LocalModel(spec.name, **options)
 
 
+def _local_name(name: str) -> str | None:
+    from charter.providers.local_names import name_problem
+
+    return name_problem(name)
+
+
 def _scripted(spec: ModelSpec, limits: Limits, api_key_env: str | None, options: dict[str, Any]) -> ChatModel:
     from charter.providers.scripted import ScriptedModel
 
@@ -224,6 +233,7 @@ for _provider in (
         _local,
         ("batch_size", "device", "dtype", "cache_dir", "max_length", "threads", "prefix_cache_mb", "engine"),
         check_options=_local_dtype,
+        check_name=_local_name,
     ),
     Provider("scripted", _scripted, ("latency_s", "batch_size")),
 ):
