@@ -95,6 +95,7 @@ def require_gate(run_dir: str | Path, config: AgreementConfig, override: bool = 
         return result
     if not override:
         raise GateFailed(
-            f"{result.message}; fix the judge or label more pairs, or pass the override flag to publish anyway"
+            f"{result.message}; fix the judge or label more pairs, or pass --override-gate (override=True in "
+            "Python) to publish anyway"
         )
     return replace(result, overridden=True, message=result.message + " (overridden)")
