@@ -62,9 +62,10 @@ class MissingExtra(CharterError):
 class MissingAPIKey(CharterError):
     """The environment variable holding an API key is unset."""
 
-    def __init__(self, variable: str, provider: str, host: str | None = None) -> None:
+    def __init__(self, variable: str, provider: str, host: str | None = None, role: str | None = None) -> None:
         whose = f"the key for {host} (the role's api_key_env)" if host else f"the {provider} provider's API key"
-        super().__init__(f"{variable} is not set: it holds {whose}")
+        self.variable, self.provider, self.host = variable, provider, host
+        super().__init__(f"{variable} is not set: it holds {whose}" + (f", for {role}" if role else ""))
 
 
 class UnknownModel(CharterError):

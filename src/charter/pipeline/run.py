@@ -179,7 +179,7 @@ class Runner:
     def prepare(self) -> PromptSet | None:
         """Every check that needs no model call, before the run directory is written (also `--dry-run`).
         Returns the prompt set to use; None when it is kept from the store or comes from the synth stage."""
-        check_credentials(self.config)
+        check_credentials(self.config, self.config_source)
         check_run_dir(self.config, self.constitution)
         self.executor.check(self.config)
         audit = self.config.judge.audit
