@@ -170,3 +170,15 @@ def test_a_huge_prompt_is_capped_by_default_and_the_report_cuts_long_texts(make_
     assert longest == 8192 * 4
     md = (tmp_path / "run/report/report.md").read_text()
     assert len(md) < 100_000 and "characters in all)" in md
+
+
+def test_a_mistyped_prompt_path_on_a_started_run_is_an_error(make_config, tmp_path, capsys, caplog) -> None:
+    path = prompts_file(tmp_path, ["one?", "two?"])
+    assert main(["run", str(make_config(prompts={"path": str(path)}))]) == 0
+    capsys.readouterr()
+    typo = tmp_path / "promtps.jsonl"
+    config = make_config(prompts={"path": str(typo)})
+    for argv in (["run", str(config), "--dry-run"], ["run", str(config)]):  # on_change: keep, the default
+        assert main(argv) == 2
+        assert f"prompts.path: {typo}: no such prompt file" in one_line_error(capsys)
+    assert "keeps its stored prompt set" not in caplog.text
