@@ -150,3 +150,35 @@ def test_charter_judge_audit_usage_errors(tmp_path, capsys) -> None:
     assert "--judge" in capsys.readouterr().err
     assert main(["judge", "audit", "--pairs", str(pairs), "--judge", "scripted:cai", "--families", "nope"]) == 2
     assert "'nope'" in capsys.readouterr().err
+
+
+def test_the_readmes_audit_line_works_on_a_run_whose_judge_always_says_a(make_config, tmp_path, capsys) -> None:
+    """The embedded 135M judge picks A in both orders, so the quickstart's run has no consistent pair of its own to
+    audit on; the README's line audits on the run's dataset instead, which it always has."""
+    import hashlib
+    import shlex
+    from pathlib import Path
+
+    import yaml
+
+    from charter.providers.scripted import register_script
+
+    root = Path(__file__).resolve().parents[2]
+    quickstart = yaml.safe_load((root / "examples" / "quickstart.yaml").read_text(encoding="utf-8"))
+
+    def always_a(messages, options) -> dict[str, float]:  # A in every order, by a margin that varies a little
+        p_a = 0.7 + int(hashlib.sha256(messages[-1].content.encode()).hexdigest()[:4], 16) % 25 / 100
+        return {"A": p_a, "B": 1 - p_a}
+
+    register_script("always-a", lambda messages, params: "A", always_a)
+    result, _ = _run(make_config, judge={"model": "scripted:always-a"}, filters=quickstart["filters"])
+    assert main(["judge", "audit", "--pairs", str(result.run_dir)]) == 2
+    assert "no judged pair qualifies" in capsys.readouterr().err
+
+    readme = (root / "README.md").read_text(encoding="utf-8")
+    line = next(line for line in readme.splitlines() if line.startswith("charter judge audit"))
+    words = shlex.split(line.split("#", 1)[0])[1:]
+    words = [w.replace("runs/quickstart", str(result.run_dir)) for w in words]
+    words = ["scripted:always-a" if w.startswith("local:") else w for w in words]
+    assert main([*words, "--json", str(tmp_path / "audit.json")]) == 0, capsys.readouterr().err
+    assert json.loads((tmp_path / "audit.json").read_text())["pairs"] > 0
