@@ -97,6 +97,16 @@ def test_a_stale_reference_page_is_seen() -> None:
     assert hook.filled(text.replace("`charter run`", "`charter walk`", 1)) == text
 
 
+def test_readme_paragraphs_stay_short() -> None:
+    """Every paragraph of README.md's prose is at most 120 words (the opening one included)."""
+    tokens = MarkdownIt("commonmark").parse((ROOT / "README.md").read_text(encoding="utf-8"))
+    long = []
+    for opening, inline in zip(tokens, tokens[1:]):
+        if opening.type == "paragraph_open" and inline.type == "inline" and len(inline.content.split()) > 120:
+            long.append(f"line {opening.map[0] + 1 if opening.map else '?'}: {len(inline.content.split())} words")
+    assert long == []
+
+
 def test_the_readme_has_a_python_example() -> None:
     assert python_blocks(ROOT / "README.md")
 
