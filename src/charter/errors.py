@@ -13,6 +13,7 @@ import contextlib
 import os
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 
 class CharterError(Exception):
@@ -124,6 +125,15 @@ class TooManyFailures(CharterError):
 
 class DatasetError(CharterError):
     """A dataset is missing columns, empty or otherwise unusable."""
+
+
+class NoSignal(DatasetError):
+    """Nothing in the data beats chance (no candidate principle agrees with people more often than not): no
+    result is written; `report` says what was tried."""
+
+    def __init__(self, message: str, report: Any = None) -> None:
+        super().__init__(message)
+        self.report = report
 
 
 class GateFailed(CharterError):

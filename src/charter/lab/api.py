@@ -9,10 +9,10 @@ from typing import Any, TypeVar
 
 from charter.constitutions import Constitution, load_constitution
 from charter.constitutions.schema import Principle
-from charter.errors import ArgumentError
+from charter.errors import ArgumentError, NoSignal
 from charter.lab.checks import ConstitutionTest
 from charter.lab.checks import check_constitution as _check
-from charter.lab.infer import Inferred, infer, write_outputs
+from charter.lab.infer import Inferred, infer, write_outputs, write_report
 from charter.lab.votes import read_pairs
 from charter.preference.config import JudgeMode, JudgeSettings, Orders
 from charter.providers import ChatModel, ManagedModel, UsageMeter, get_model, parse_model_string
@@ -130,6 +130,8 @@ def infer_constitution(
     Raises:
         DatasetError: The pair file is missing or malformed, or a run directory has no decisive labels.
         ArgumentError: Fewer than 10 pairs, or no usable principle was proposed.
+        NoSignal: No candidate beats chance on the training pairs: no constitution is written (the report is,
+            beside `output`; the error's `report` holds it).
         UnknownModel: A model string names no known provider.
     """
     if model is None and candidates is None:
@@ -168,7 +170,13 @@ def infer_constitution(
         specs: list[Spec] = [(model, "proposer", _proposer_options(model, structured_output)), (judge, "judge", {})]
     else:
         specs = [(judge, "judge", _proposer_options(judge, structured_output) if proposes else {})]
-    result = _with_models(specs, cache, work)
+    try:
+        result = _with_models(specs, cache, work)
+    except NoSignal as exc:  # no constitution to write; the report of what was tried still is
+        if output is None or exc.report is None:
+            raise
+        md, _ = write_report(exc.report, Path(output))
+        raise NoSignal(f"{exc}; report: {md}", exc.report) from None
     if output is not None:
         write_outputs(result, Path(output))
     return result
