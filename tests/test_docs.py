@@ -6,6 +6,7 @@ with no warning."""
 from __future__ import annotations
 
 import functools
+import importlib.util
 import json
 import os
 import re
@@ -70,6 +71,41 @@ def test_formats_page_is_generated_from_the_records() -> None:
     assert FORMATS_PAGE.read_text(encoding="utf-8") == formats_markdown(), (
         "docs/reference/formats.md is stale: python -m charter.formats > docs/reference/formats.md"
     )
+
+
+def reference_hook() -> Any:
+    """docs/hooks/reference.py, the module that generates the reference pages (mkdocs loads it as a hook)."""
+    spec = importlib.util.spec_from_file_location("charter_docs_reference", ROOT / "docs" / "hooks" / "reference.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.parametrize("page", reference_hook().GENERATED_PAGES)
+def test_reference_pages_on_disk_are_generated_from_the_code(page: str) -> None:
+    """The command-line and run-config references are written into the repository (they read on the repository
+    host too) and are what the code makes now."""
+    hook = reference_hook()
+    text = (ROOT / page).read_text(encoding="utf-8")
+    assert all(hook.end_marker(marker) in text for marker in hook.generators() if marker in text), page
+    assert text == hook.filled(text), f"{page} is stale: python docs/hooks/reference.py"
+
+
+def test_a_stale_reference_page_is_seen() -> None:
+    hook = reference_hook()
+    text = (ROOT / "docs" / "reference" / "cli.md").read_text(encoding="utf-8")
+    assert hook.filled(text.replace("`charter run`", "`charter walk`", 1)) == text
+
+
+def test_readme_paragraphs_stay_short() -> None:
+    """Every paragraph of README.md's prose is at most 120 words (the opening one included)."""
+    tokens = MarkdownIt("commonmark").parse((ROOT / "README.md").read_text(encoding="utf-8"))
+    long = []
+    for opening, inline in zip(tokens, tokens[1:]):
+        if opening.type == "paragraph_open" and inline.type == "inline" and len(inline.content.split()) > 120:
+            long.append(f"line {opening.map[0] + 1 if opening.map else '?'}: {len(inline.content.split())} words")
+    assert long == []
 
 
 def test_the_readme_has_a_python_example() -> None:

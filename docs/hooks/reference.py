@@ -1,20 +1,25 @@
-"""The generated parts of the reference pages: a marker comment in a page becomes markdown made from the code.
+"""The generated parts of the reference pages: the text between a marker comment and its end marker is markdown
+made from the code, written into the page on disk so that it reads on the repository host as well as in the site.
 
-`<!-- charter:cli -->` becomes every command of the `charter` app (walked from its click command tree: help text,
-usage, arguments and options); `<!-- charter:run-config -->` becomes every section of the run config (walked from
-the pydantic models under `RunConfig`: each field's type, default and description); `<!-- charter:loop-config -->`
-those of the loop config that the run config does not already have; `<!-- charter:results -->` the benchmark
-results (benchmarks/RESULTS.md, its links into docs/ made relative to the site). mkdocs.yml registers this file
-under `hooks:`, so the pages are made again on every build and cannot drift from the code.
+`<!-- charter:cli -->` holds every command of the `charter` app (walked from its click command tree: help text,
+usage, arguments and options); `<!-- charter:run-config -->` every section of the run config (walked from the
+pydantic models under `RunConfig`: each field's type, default and description); `<!-- charter:loop-config -->`
+those of the loop config that the run config does not already have. Each ends at `<!-- charter:NAME:end -->`.
+`python docs/hooks/reference.py` writes them again (a test fails when a page is stale); mkdocs.yml registers this
+file under `hooks:`, where it checks the pages (a stale page is a warning, so `mkdocs build --strict` fails) and
+fills `<!-- charter:results -->`, the benchmark results (benchmarks/RESULTS.md, its links into docs/ made relative
+to the site), which is included at build time only.
 """
 
 from __future__ import annotations
 
 import inspect
+import logging
 import re
 import types
 import typing
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import yaml
@@ -30,25 +35,64 @@ RESULTS = "benchmarks/RESULTS.md"
 CONSTRAINTS = {"gt": ">", "ge": "≥", "lt": "<", "le": "≤", "min_length": "length ≥", "max_length": "length ≤"}
 
 
-def on_page_markdown(markdown: str, page: Any, config: Any, files: Any, **kwargs: Any) -> str:
-    """Replace each marker in a page with the reference it names."""
-    generators: dict[str, Callable[[], str]] = {
+GENERATED_PAGES = ("docs/reference/cli.md", "docs/reference/run-config.md")
+ROOT = Path(__file__).resolve().parents[2]
+log = logging.getLogger("mkdocs.hooks.charter_reference")
+
+
+def generators() -> dict[str, Callable[[], str]]:
+    """Each marker written into a page on disk, with the function that makes its markdown."""
+    return {
         CLI_MARKER: cli_reference,
         RUN_CONFIG_MARKER: run_config_reference,
         LOOP_CONFIG_MARKER: loop_config_reference,
-        RESULTS_MARKER: lambda: results_page(config["config_file_path"]),
     }
-    for marker, generate in generators.items():
-        if marker in markdown:
-            markdown = markdown.replace(marker, generate())
+
+
+def end_marker(marker: str) -> str:
+    """`<!-- charter:cli:end -->` for `<!-- charter:cli -->`."""
+    return marker.replace(" -->", ":end -->")
+
+
+def filled(markdown: str) -> str:
+    """The page with the text between each of its markers and the marker's end made again from the code (an end
+    marker is added where there is none yet)."""
+    for marker, generate in generators().items():
+        start = markdown.find(marker)
+        if start < 0:
+            continue
+        head = start + len(marker)
+        end = markdown.find(end_marker(marker), head)
+        tail = markdown[end:] if end >= 0 else end_marker(marker) + markdown[head:]
+        markdown = f"{markdown[:head]}\n\n{generate()}\n\n{tail}"
+    return markdown
+
+
+def write_pages(root: Path = ROOT) -> list[str]:
+    """Write every generated page again; returns those that changed."""
+    changed = []
+    for page in GENERATED_PAGES:
+        path = root / page
+        text = path.read_text(encoding="utf-8")
+        fresh = filled(text)
+        if fresh != text:
+            path.write_text(fresh, encoding="utf-8")
+            changed.append(page)
+    return changed
+
+
+def on_page_markdown(markdown: str, page: Any, config: Any, files: Any, **kwargs: Any) -> str:
+    """Check a generated page against the code (stale: a warning, an error under --strict); fill the results."""
+    if any(marker in markdown for marker in generators()) and filled(markdown) != markdown:
+        log.warning(f"docs/{page.file.src_uri} is stale: python docs/hooks/reference.py writes it again")
+    if RESULTS_MARKER in markdown:
+        markdown = markdown.replace(RESULTS_MARKER, results_page(config["config_file_path"]))
     return markdown
 
 
 def results_page(config_file: str) -> str:
     """benchmarks/RESULTS.md without its title, its links into docs/ made relative to the docs site's root (the
     page links `../docs/assets/x.svg` so that it reads right beside the code too)."""
-    from pathlib import Path
-
     text = (Path(config_file).parent / RESULTS).read_text(encoding="utf-8")
     return text.split("\n", 1)[1].replace("](../docs/", "](")
 
@@ -313,3 +357,8 @@ def default_text(field: FieldInfo) -> str:
         changed = default.model_dump(mode="json", exclude_defaults=True)
         return f"`{flow(changed)}`" if changed else "its defaults"
     return f"`{flow(default)}`"
+
+
+if __name__ == "__main__":
+    for written in write_pages():
+        print(f"wrote {written}")

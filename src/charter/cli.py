@@ -11,9 +11,11 @@ import errno
 import gc
 import logging
 import sys
+from typing import Any
 
 import click
 import typer
+from typer.core import TyperArgument, TyperGroup, TyperOption
 
 try:  # typer 0.2x ships its own copy of click and raises that copy's usage errors
     from typer._click.exceptions import ClickException as TyperClickException
@@ -23,7 +25,47 @@ except ImportError:  # pragma: no cover - older typer uses click itself
 from charter._version import __version__
 from charter.errors import ArgumentError, CharterError, Interrupted
 
+
+class _Argument(TyperArgument):
+    """An argument as click writes it in a usage line: `CONFIG`, `[RUN_DIR]`, `FILES...`."""
+
+    def get_usage_pieces(self, ctx: Any) -> list[str]:
+        name = self.display_name_raw + ("..." if self.nargs != 1 else "")
+        return [name if self.required else f"[{name}]"]
+
+
+class _Flag(TyperOption):
+    """A flag: it takes no value, so its help shows none (not `<bool>`)."""
+
+    def display_type_rich(self, ctx: Any) -> str | None:
+        return None
+
+
+def tidy_help(command: Any) -> None:
+    """Every argument named in capitals (`CONFIG`, as the reference pages name it) and every flag without a value
+    type, in `command` and every command below it (`--help` included)."""
+    context = command.context_class(command)
+    params = [*command.params, command.get_help_option(context)]
+    for param in params:
+        if isinstance(param, TyperArgument):
+            param.metavar = param.metavar or param.name.upper()
+            param.__class__ = _Argument
+        elif isinstance(param, TyperOption) and (param.is_flag or param.count):
+            param.__class__ = _Flag
+    for sub in (getattr(command, "commands", None) or {}).values():
+        tidy_help(sub)
+
+
+class _CharterGroup(TyperGroup):
+    """The `charter` command: its commands' help tidied once (`tidy_help`) when typer builds it."""
+
+    def __init__(self, **attrs: Any) -> None:
+        super().__init__(**attrs)
+        tidy_help(self)
+
+
 app = typer.Typer(
+    cls=_CharterGroup,
     name="charter",
     help="Constitutional AI and RLAIF: a YAML constitution in, preference data and models out.",
     no_args_is_help=True,

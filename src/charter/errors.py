@@ -13,6 +13,7 @@ import contextlib
 import os
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 
 class CharterError(Exception):
@@ -62,9 +63,10 @@ class MissingExtra(CharterError):
 class MissingAPIKey(CharterError):
     """The environment variable holding an API key is unset."""
 
-    def __init__(self, variable: str, provider: str, host: str | None = None) -> None:
+    def __init__(self, variable: str, provider: str, host: str | None = None, role: str | None = None) -> None:
         whose = f"the key for {host} (the role's api_key_env)" if host else f"the {provider} provider's API key"
-        super().__init__(f"{variable} is not set: it holds {whose}")
+        self.variable, self.provider, self.host = variable, provider, host
+        super().__init__(f"{variable} is not set: it holds {whose}" + (f", for {role}" if role else ""))
 
 
 class UnknownModel(CharterError):
@@ -123,6 +125,15 @@ class TooManyFailures(CharterError):
 
 class DatasetError(CharterError):
     """A dataset is missing columns, empty or otherwise unusable."""
+
+
+class NoSignal(DatasetError):
+    """Nothing in the data beats chance (no candidate principle agrees with people more often than not): no
+    result is written; `report` says what was tried."""
+
+    def __init__(self, message: str, report: Any = None) -> None:
+        super().__init__(message)
+        self.report = report
 
 
 class GateFailed(CharterError):

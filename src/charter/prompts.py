@@ -54,7 +54,8 @@ class PromptsConfig(ConfigModel):
     on_change: Literal["keep", "extend", "replace"] = "keep"
     """When the source holds other prompts than the run's prompt set (resuming after editing the file): `keep`
     the run's set (and say so), `extend` it with the new prompts, or `replace` it by the source's (items of the
-    prompts that left stay in the store, out of the dataset)."""
+    prompts that left stay in the store, out of the dataset). With `keep`, a source that cannot be read on a resume
+    (a Hub dataset offline) only warns; a `path` that does not exist is an error whatever this says."""
 
     @model_validator(mode="after")
     def _one_source(self) -> PromptsConfig:

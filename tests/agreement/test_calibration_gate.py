@@ -126,7 +126,7 @@ def test_gate(hand_run: Path, tmp_path: Path) -> None:
     assert evaluate_gate(hand_run, AgreementConfig(**base)).passed  # no bar configured
     ok = require_gate(hand_run, AgreementConfig(min_kappa=0.4, **base))  # kappa is 0.5
     assert ok.passed and ok.figure == "kappa" and ok.value == pytest.approx(0.5) and ok.bar == 0.4
-    with pytest.raises(GateFailed, match=r"Cohen's kappa .* 0\.500, below the bar 0\.6"):
+    with pytest.raises(GateFailed, match=r"Cohen's kappa .* 0\.500, below the bar 0\.6.* pass --override-gate"):
         require_gate(hand_run, AgreementConfig(min_kappa=0.6, **base))
     lower = evaluate_gate(hand_run, AgreementConfig(min_agreement=0.7, use_lower_ci_bound=True, **base))
     assert not lower.passed and lower.figure == "agreement" and lower.value < 0.7 and "lower 95% bound" in lower.message

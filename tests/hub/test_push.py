@@ -75,7 +75,7 @@ def test_cli_push(make_run, fake_hub, capsys: pytest.CaptureFixture) -> None:
 
 def test_failing_gate_blocks_push_and_override_is_recorded(make_run, fake_hub) -> None:
     run = make_run(human_labels=10, agreement={"min_kappa": 0.5, "bootstrap_samples": 100})
-    with pytest.raises(GateFailed):
+    with pytest.raises(GateFailed, match="pass --override-gate"):
         publish(run, "org/gated")
     assert fake_hub.requests == [], "nothing reaches the Hub when the gate fails"
     assert main(["push", str(run), "--repo-id", "org/gated", "--override-gate"]) == 0

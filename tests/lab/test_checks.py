@@ -129,3 +129,20 @@ def test_a_judge_that_decides_nothing_leaves_every_principle_untested_and_fails_
     follows = check_constitution(SIX, pairs, "scripted:lab-judge", cache=None)
     assert follows.untested == [] and 0 < (follows.redundancy.decided or 0) <= 300  # rules tie where they differ
     assert evaluate_constitution_gate(follows, ConstitutionTestConfig(max_insensitive=0)).passed
+
+
+def test_the_command_prints_its_plan_and_progress_and_refuses_over_max_calls(
+    pairs: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from charter.cli import main
+
+    six = dump_constitution_yaml(SIX, tmp_path / "six.yaml")
+    argv = ["constitutions", "test", str(six), "--pairs", str(pairs), "--judge", "scripted:lab-judge", "--cache", ""]
+    plan = "7,800 judge calls: 300 pairs x (6 principles, each also negated, + the neutral one) x 2 order(s)"
+    assert main([*argv, "--max-calls", "5000"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == f"error: --max-calls: the test plans {plan}, over the bound of 5,000: raise it, or test fewer pairs"
+    assert main(argv) == 0  # the default bound (50,000) lets it through
+    err = capsys.readouterr().err
+    assert f"constitution test of six: {plan}" in err
+    assert "testing six: 3900/3900" in err  # progress lines off a terminal, in judgments (two calls each)

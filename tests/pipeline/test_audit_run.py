@@ -70,12 +70,13 @@ def test_the_audit_gate_refuses_and_the_override_is_recorded(make_config, tmp_pa
 def test_the_audit_gate_passes_on_the_bars(make_config, tmp_path) -> None:
     judge = {
         "model": "scripted:cai",
-        "audit": {"n": 3, "max_position_flip": 0.1, "max_injection": 0.5, "use_upper_ci_bound": True},
+        "audit": {"n": 3, "max_position_flip": 0.75, "max_injection": 0.75, "use_upper_ci_bound": True},
     }
     result, _ = _run(make_config, judge=judge)
     published = publish(result.run_dir, "org/x", dry_run=tmp_path / "out")
     assert published.audit_gate.passed and published.audit_gate.configured
-    assert "upper 95% bound of position flip rate 0.000 <= 0.1" in published.audit_gate.message
+    # three pairs: the exact upper bound of 0 flips in 3 is 0.708, so only a bar above it can pass
+    assert "upper 95% bound of position flip rate 0.708 <= 0.75" in published.audit_gate.message
     assert "Audit gate: **passed**" in (tmp_path / "out" / "README.md").read_text()
 
 
@@ -150,3 +151,35 @@ def test_charter_judge_audit_usage_errors(tmp_path, capsys) -> None:
     assert "--judge" in capsys.readouterr().err
     assert main(["judge", "audit", "--pairs", str(pairs), "--judge", "scripted:cai", "--families", "nope"]) == 2
     assert "'nope'" in capsys.readouterr().err
+
+
+def test_the_readmes_audit_line_works_on_a_run_whose_judge_always_says_a(make_config, tmp_path, capsys) -> None:
+    """The embedded 135M judge picks A in both orders, so the quickstart's run has no consistent pair of its own to
+    audit on; the README's line audits on the run's dataset instead, which it always has."""
+    import hashlib
+    import shlex
+    from pathlib import Path
+
+    import yaml
+
+    from charter.providers.scripted import register_script
+
+    root = Path(__file__).resolve().parents[2]
+    quickstart = yaml.safe_load((root / "examples" / "quickstart.yaml").read_text(encoding="utf-8"))
+
+    def always_a(messages, options) -> dict[str, float]:  # A in every order, by a margin that varies a little
+        p_a = 0.7 + int(hashlib.sha256(messages[-1].content.encode()).hexdigest()[:4], 16) % 25 / 100
+        return {"A": p_a, "B": 1 - p_a}
+
+    register_script("always-a", lambda messages, params: "A", always_a)
+    result, _ = _run(make_config, judge={"model": "scripted:always-a"}, filters=quickstart["filters"])
+    assert main(["judge", "audit", "--pairs", str(result.run_dir)]) == 2
+    assert "no judged pair qualifies" in capsys.readouterr().err
+
+    readme = (root / "README.md").read_text(encoding="utf-8")
+    line = next(line for line in readme.splitlines() if line.startswith("charter judge audit"))
+    words = shlex.split(line.split("#", 1)[0])[1:]
+    words = [w.replace("runs/quickstart", str(result.run_dir)) for w in words]
+    words = ["scripted:always-a" if w.startswith("local:") else w for w in words]
+    assert main([*words, "--json", str(tmp_path / "audit.json")]) == 0, capsys.readouterr().err
+    assert json.loads((tmp_path / "audit.json").read_text())["pairs"] > 0

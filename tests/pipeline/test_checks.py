@@ -51,6 +51,21 @@ def test_a_missing_key_fails_before_anything_is_written(make_config, tmp_path, c
     assert not (tmp_path / "run").exists()
 
 
+def test_a_missing_key_names_the_role_and_where_its_variable_is_set(make_config, capsys, monkeypatch) -> None:
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    config = make_config(judge={"model": "openai:gpt-4o-mini"})
+    line = config.read_text().splitlines().index("  model: openai:gpt-4o-mini") + 1
+    assert main(["run", str(config), "--dry-run"]) == 2
+    error = one_line_error(capsys)
+    assert "OPENAI_API_KEY is not set" in error and "for the judge (openai:gpt-4o-mini;" in error, error
+    assert f"judge.api_key_env at {config}:{line}" in error, error
+    members = make_config(judge={"models": [{"model": "scripted:cai"}, {"model": "openai:gpt-4o-mini"}]})
+    assert main(["run", str(members), "--dry-run"]) == 2
+    assert "for the judge 2 (openai:gpt-4o-mini; another variable: judge.models[1].api_key_env at" in (
+        one_line_error(capsys)
+    )
+
+
 @pytest.mark.parametrize(
     "content, expected",
     [
@@ -155,3 +170,15 @@ def test_a_huge_prompt_is_capped_by_default_and_the_report_cuts_long_texts(make_
     assert longest == 8192 * 4
     md = (tmp_path / "run/report/report.md").read_text()
     assert len(md) < 100_000 and "characters in all)" in md
+
+
+def test_a_mistyped_prompt_path_on_a_started_run_is_an_error(make_config, tmp_path, capsys, caplog) -> None:
+    path = prompts_file(tmp_path, ["one?", "two?"])
+    assert main(["run", str(make_config(prompts={"path": str(path)}))]) == 0
+    capsys.readouterr()
+    typo = tmp_path / "promtps.jsonl"
+    config = make_config(prompts={"path": str(typo)})
+    for argv in (["run", str(config), "--dry-run"], ["run", str(config)]):  # on_change: keep, the default
+        assert main(argv) == 2
+        assert f"prompts.path: {typo}: no such prompt file" in one_line_error(capsys)
+    assert "keeps its stored prompt set" not in caplog.text

@@ -55,3 +55,21 @@ def test_unknown_providers_and_options_are_one_line():
         get_model("nope:m")
     with pytest.raises(ConfigError, match="unknown dtype 'float8'"):
         get_model("local:smollm2-135m-instruct", dtype="float8")
+
+
+async def test_a_scripted_roles_limits_are_honoured():
+    import asyncio
+    import time
+
+    from charter.records import Message
+
+    role = RoleConfig.model_validate(
+        {"model": "scripted:echo", "limits": {"concurrency": 2}, "options": {"latency_s": 0.05}}
+    )
+    backend = role.backend()
+    started = time.perf_counter()
+    replies = await asyncio.gather(
+        *(backend.generate([[Message(role="user", content=f"q{i}")]], SamplingParams()) for i in range(6))
+    )
+    assert [r[0].text for r in replies] == [f"q{i}" for i in range(6)]
+    assert time.perf_counter() - started >= 3 * 0.05 * 0.95  # two at a time: three rounds of 50 ms

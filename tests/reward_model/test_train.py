@@ -61,6 +61,20 @@ def test_tiny_reward_model_trains_evaluates_and_writes_outputs(tmp_path, tiny_mo
     assert len(chosen) == len(rejected) == 2 and all(math.isfinite(v) for v in chosen + rejected)
 
 
+def test_a_missing_human_eval_file_fails_before_training(tmp_path, tiny_model, prefs_file):
+    class Started(TrainerCallback):
+        began = False
+
+        def on_train_begin(self, args, state, control, **kwargs):
+            Started.began = True
+
+    out, missing = tmp_path / "rm", tmp_path / "no-such-human.jsonl"
+    config = {"dataset": str(prefs_file), "model": str(tiny_model), "output_dir": str(out), "trl": FAST}
+    with pytest.raises(DatasetError, match="no-such-human.jsonl"):
+        train_reward_model({**config, "human_eval": [str(missing)]}, callbacks=[Started()])
+    assert not Started.began and not out.exists()
+
+
 def test_judge_confidence_becomes_the_margin():
     rows = [{"prompt": "q", "chosen": "a", "rejected": "b", "p_chosen": 0.8, "margin": 0.6, "p_chosen_calibrated": 0.9}]
     assert data.to_training_rows(rows, "x", "off")[0].keys() == {"prompt", "chosen", "rejected"}

@@ -107,7 +107,9 @@ def _required(result: GateResult, override: bool, advice: str) -> GateResult:
     if result.passed:
         return result
     if not override:
-        raise GateFailed(f"{result.message}; {advice}, or pass the override flag to publish anyway")
+        raise GateFailed(
+            f"{result.message}; {advice}, or pass --override-gate (override=True in Python) to publish anyway"
+        )
     return replace(result, overridden=True, message=result.message + " (overridden)")
 
 

@@ -16,7 +16,8 @@ from charter.errors import ConstitutionError
 
 constitutions_app = typer.Typer(
     name="constitutions",
-    help="List, show, validate and import constitutions.",
+    help="List, show, validate and import constitutions; infer one from labelled pairs (`infer`) and test which "
+    "principles the judge uses (`test`).",
     no_args_is_help=True,
 )
 

@@ -118,8 +118,8 @@ def check_gates(run: RunData, override: bool = False) -> tuple[GateResult, GateR
     failed = [g for g in gates if not g.passed]
     if failed and not override:
         raise GateFailed(
-            "; ".join(g.message for g in failed) + "; fix the judge (or label more pairs), or pass the "
-            "override flag to publish anyway"
+            "; ".join(g.message for g in failed) + "; fix the judge (or label more pairs), or pass "
+            "--override-gate (override_gate=True in Python) to publish anyway"
         )
     agreement, audit, constitution = (
         g if g.passed else replace(g, overridden=True, message=g.message + " (overridden)") for g in gates

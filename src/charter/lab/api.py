@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -10,18 +12,20 @@ from typing import Any, TypeVar
 from charter.api_args import Range, public
 from charter.constitutions import Constitution, load_constitution
 from charter.constitutions.schema import Principle
-from charter.errors import ArgumentError
+from charter.errors import ArgumentError, NoSignal
 from charter.judge.modes import pairwise_modes
 from charter.judge.settings import JudgeMode, JudgeSettings, Orders
-from charter.lab.checks import ConstitutionTest
+from charter.lab.checks import ConstitutionTest, planned_judgments
 from charter.lab.checks import check_constitution as _check
-from charter.lab.infer import Inferred, infer, write_outputs
+from charter.lab.infer import Inferred, infer, write_outputs, write_report
 from charter.lab.votes import read_pairs
+from charter.progress import progress_bar
 from charter.providers import ChatModel, ManagedModel, UsageMeter, get_model, parse_model_string
 from charter.providers.cache import CallCache
 from charter.providers.registry import provider
 
 T = TypeVar("T")
+log = logging.getLogger("charter.lab")
 
 
 def _settings(mode: JudgeMode, orders: Orders) -> JudgeSettings:
@@ -141,6 +145,8 @@ def infer_constitution(
     Raises:
         DatasetError: The pair file is missing or malformed, or a run directory has no decisive labels.
         ArgumentError: Fewer than 10 pairs, or no usable principle was proposed.
+        NoSignal: No candidate beats chance on the training pairs: no constitution is written (the report is,
+            beside `output`; the error's `report` holds it).
         UnknownModel: A model string names no known provider.
     """
     if model is None and candidates is None:
@@ -179,7 +185,13 @@ def infer_constitution(
         specs: list[Spec] = [(model, "proposer", _proposer_options(model, structured_output)), (judge, "judge", {})]
     else:
         specs = [(judge, "judge", _proposer_options(judge, structured_output) if proposes else {})]
-    result = _with_models(specs, cache, work)
+    try:
+        result = _with_models(specs, cache, work)
+    except NoSignal as exc:  # no constitution to write; the report of what was tried still is
+        if output is None or exc.report is None:
+            raise
+        md, _ = write_report(exc.report, Path(output))
+        raise NoSignal(f"{exc}; report: {md}", exc.report) from None
     if output is not None:
         write_outputs(result, Path(output))
     return result
@@ -205,6 +217,8 @@ def check_constitution(
     bootstrap_samples: int = 1000,
     concurrency: int = 64,
     cache: str | None = "~/.cache/charter/calls.sqlite",
+    max_calls: int | None = None,
+    progress: bool = False,
 ) -> ConstitutionTest:
     """Test a constitution's principles under a judge: sensitivity, redundancy and support by people.
 
@@ -222,6 +236,9 @@ def check_constitution(
         bootstrap_samples: Resamples per interval.
         concurrency: Calls in flight at once.
         cache: The call cache file (None: none).
+        max_calls: Refuse a test that plans more judge calls than this (None: no bound). The plan is logged
+            before any call either way.
+        progress: Show progress (a bar in a terminal, timestamped lines otherwise).
 
     Returns:
         Per principle, the flip rates under negation and a neutral principle and a flag; the vote correlations,
@@ -231,20 +248,36 @@ def check_constitution(
     labelled = read_pairs(pairs, seed, labelled_only=False)
     settings = _settings(mode, orders)
     other = load_constitution(inferred) if inferred else None
+    extra = len(other.principles) if other is not None and any(p.human in ("a", "b") for p in labelled) else 0
+    judgments = planned_judgments(len(declared.principles), len(labelled), extra)
+    calls = judgments * (2 if orders == "both" else 1)
+    plan = (
+        f"{calls:,} judge calls: {len(labelled):,} pairs x ({len(declared.principles)} principles, each also "
+        f"negated, + the neutral one{f' + {extra} inferred' if extra else ''}) x {2 if orders == 'both' else 1} "
+        "order(s)"
+    )
+    if max_calls is not None and calls > max_calls:
+        raise ArgumentError(
+            "max_calls", f"the test plans {plan}, over the bound of {max_calls:,}: raise it, or test fewer pairs"
+        )
+    log.info(f"constitution test of {declared.name}: {plan}")
 
     async def work(models: list[ManagedModel]) -> ConstitutionTest:
-        return await _check(
-            declared,
-            labelled,
-            models[0],
-            settings=settings,
-            inferred=other,
-            min_flip=min_flip,
-            target=target,
-            seed=seed,
-            bootstrap_samples=bootstrap_samples,
-            concurrency=concurrency,
-        )
+        with progress_bar() if progress else contextlib.nullcontext() as bar:
+            task = bar.add_task(f"testing {declared.name}", total=judgments) if bar is not None else None
+            return await _check(
+                declared,
+                labelled,
+                models[0],
+                settings=settings,
+                inferred=other,
+                min_flip=min_flip,
+                target=target,
+                seed=seed,
+                bootstrap_samples=bootstrap_samples,
+                concurrency=concurrency,
+                on_judgment=(lambda: bar.advance(task)) if bar is not None and task is not None else None,
+            )
 
     return _with_models([(judge, "judge", {})], cache, work)
 

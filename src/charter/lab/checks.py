@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -35,6 +36,12 @@ NEUTRAL = Principle(
 )
 #: Correlation distance (1 - r) under which principles fall in one cluster.
 SAME_FACTOR = 0.5
+
+
+def planned_judgments(principles: int, pairs: int, inferred: int = 0) -> int:
+    """Judgments a test makes: each pair under each principle, its negation and the neutral principle, and under
+    each inferred principle (with labels). Each is one judge call per order shown."""
+    return pairs * (2 * principles + 1 + inferred)
 
 
 def negated(principle: Principle) -> Principle:
@@ -186,13 +193,15 @@ async def check_constitution(
     seed: int = 0,
     bootstrap_samples: int = 1000,
     concurrency: int = 64,
+    on_judgment: Callable[[], None] | None = None,
 ) -> ConstitutionTest:
-    """Sensitivity, redundancy and (with human labels) support of a constitution's principles under a judge."""
+    """Sensitivity, redundancy and (with human labels) support of a constitution's principles under a judge;
+    `on_judgment` is called as each of its `planned_judgments` comes in."""
     started = time.perf_counter()
     principles = constitution.principles
-    original = await vote(judge, principles, pairs, settings, seed, concurrency)
-    reversed_ = await vote(judge, [negated(p) for p in principles], pairs, settings, seed, concurrency)
-    neutral = await vote(judge, [NEUTRAL], pairs, settings, seed, concurrency)
+    original = await vote(judge, principles, pairs, settings, seed, concurrency, on_judgment)
+    reversed_ = await vote(judge, [negated(p) for p in principles], pairs, settings, seed, concurrency, on_judgment)
+    neutral = await vote(judge, [NEUTRAL], pairs, settings, seed, concurrency, on_judgment)
     ids = np.array([p.pair.pair_id for p in pairs])
     sensitivity = []
     for i, principle in enumerate(principles):
@@ -242,7 +251,7 @@ async def check_constitution(
             )
             support.append(PrincipleSupport(principle=principle.id, agreement=rate, verdict=verdict))
         if inferred is not None:
-            theirs = await vote(judge, inferred.principles, pairs, settings, seed, concurrency)
+            theirs = await vote(judge, inferred.principles, pairs, settings, seed, concurrency, on_judgment)
             calls += theirs.calls
             both = correlation(np.vstack([np.nan_to_num(original.codes), np.nan_to_num(theirs.codes)]))
             cross = np.abs(np.nan_to_num(both[len(principles) :, : len(principles)]))

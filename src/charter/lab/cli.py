@@ -106,6 +106,12 @@ def test_command(
     cache: str | None = typer.Option("~/.cache/charter/calls.sqlite", "--cache", help="Call cache ('' for none)."),
     markdown_out: Path | None = typer.Option(None, "--markdown", help="Also write the report as markdown here."),
     json_out: Path | None = typer.Option(None, "--json", help="Also write the report as JSON here."),
+    max_calls: int = typer.Option(
+        50_000,
+        "--max-calls",
+        min=0,
+        help="Refuse a test that plans more judge calls than this (0: no bound); the plan is printed first.",
+    ),
 ) -> None:
     """Test which principles the judge uses (sensitivity to negation), which are redundant (vote clusters and the
     smallest equivalent subset) and, with human labels, which people's choices support."""
@@ -125,6 +131,8 @@ def test_command(
         orders=chosen_orders,  # type: ignore[arg-type]
         seed=seed,
         cache=cache or None,
+        max_calls=max_calls or None,
+        progress=True,
     )
     for line in checks_console(result):
         console.print(line, highlight=False, markup=False)

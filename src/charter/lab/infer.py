@@ -3,11 +3,15 @@
 1. **Propose**: for a sample of pairs, a model is shown the conversation, the response people preferred and the
    other, and asked for principles of the form "Select the response that ..." as JSON (`{"principles": [...]}`,
    structured output where the provider has it); a reply that is not one is a recorded failure.
+   Each candidate is screened: it must read as a comparison criterion (it names "the response"), between
+   `MIN_CHARS` and `MAX_CHARS` long, and must not address the judge (an option letter such as "(A)", "the answer
+   is", "ignore ... instructions"); a candidate that fails is rejected and counted in the report, never voted on.
 2. **Deduplicate**: the candidates are embedded (MiniLM) and clustered (agglomerative, cosine); each cluster keeps
    its most-proposed member.
 3. **Vote**: each candidate judges every pair with charter's judge (`charter.lab.votes`).
 4. **Select**: greedy forward selection of at most `max_principles` candidates, each step adding the one that most
-   raises the ensemble's agreement with people on the training split.
+   raises the ensemble's agreement with people on the training split; the first must beat chance (0.5, a tie
+   counting half). Where none does, no constitution is made (`NoSignal`, with the report).
 5. **Report**: the agreement of the selected ensemble on the held-out split with a bootstrap interval, beside the
    declared constitution's (when given) and the baselines "longer wins" and "first shown wins".
 """
@@ -28,7 +32,7 @@ from typing import Any
 import numpy as np
 
 from charter.constitutions.schema import Constitution, Principle
-from charter.errors import ArgumentError, FatalProviderError, ProviderError
+from charter.errors import ArgumentError, FatalProviderError, NoSignal, ProviderError
 from charter.judge.settings import JudgeSettings
 from charter.lab.votes import (
     FOR_A,
@@ -73,6 +77,46 @@ PREFERRED, OTHER = "Preferred response:", "Other response:"
 SAME_PRINCIPLE = 0.25
 #: A candidate longer than this is not a principle.
 MAX_CHARS = 300
+#: A candidate shorter than this is not a principle either ("Select the response that is kind." has 33).
+MIN_CHARS = 20
+#: Agreement with people that a principle picking at random (or always abstaining) has; selection must beat it.
+CHANCE = 0.5
+#: Why a candidate is not a principle: the first pattern it matches, with the reason reported. Option letters are
+#: matched in capitals only ("a" is an article).
+SCREENS: tuple[tuple[re.Pattern[str], str], ...] = (
+    (
+        re.compile(
+            r"\(\s*[AB]\s*\)|\b(?:[Oo]ption|[Rr]esponse|[Aa]nswer|[Cc]hoice|labell?ed|marked|called)\s+[AB]\b|\b[AB]\s+(?:is|wins)\b"
+        ),
+        "names an option letter",
+    ),
+    (
+        re.compile(
+            r"\b(?:the|your|final)\s+(?:answer|verdict)\b|\b(?:always|just|only)\s+(?:answer|say|reply|output)\b", re.I
+        ),
+        "tells the judge what to answer",
+    ),
+    (
+        re.compile(
+            r"\b(?:ignore|disregard|forget)\b.{0,60}\b(?:instructions?|rules?|principles?|prompt)\b", re.I | re.S
+        ),
+        "tells the judge to ignore its instructions",
+    ),
+)
+
+
+def screen(text: str) -> str | None:
+    """Why a proposed candidate is not a comparison criterion, or None when it is one (see the module's step 1)."""
+    for pattern, reason in SCREENS:
+        if pattern.search(text):
+            return reason
+    if len(text) < MIN_CHARS:
+        return f"shorter than {MIN_CHARS} characters"
+    if len(text) > MAX_CHARS:
+        return f"longer than {MAX_CHARS} characters"
+    if not re.search(r"\bresponses?\b", text, re.I):
+        return "names no response to compare"
+    return None
 
 
 class CandidateFigures(Record):
@@ -122,7 +166,11 @@ class InferenceReport(Record):
     proposals_failed: int
     """Replies that were not a JSON list of principles (recorded, not guessed at)."""
     candidates_raw: int
-    """Candidate principles before deduplication."""
+    """Candidate principles before deduplication (the rejected ones included)."""
+    candidates_rejected: int = 0
+    """Proposed candidates that are not comparison criteria (`rejected` says why), left out before deduplication."""
+    rejected: list[str] = []
+    """Each rejected candidate, as `reason: text`."""
     candidates: list[CandidateFigures]
     """The deduplicated candidates, most supported first."""
     selected: list[str]
@@ -130,7 +178,7 @@ class InferenceReport(Record):
     train_agreement: list[float]
     """The training agreement after each selection step."""
     held_out: HeldOut
-    """The inferred constitution on the held-out pairs."""
+    """The inferred constitution on the held-out pairs (no value when nothing was selected)."""
     declared: HeldOut | None = None
     """The declared constitution on the same held-out pairs (when one was given)."""
     declared_name: str | None = None
@@ -141,6 +189,7 @@ class InferenceReport(Record):
     vote_failures: int
     wall_s: float
     constitution_hash: str
+    """The inferred constitution's hash; empty when no candidate beat chance and none was made."""
 
 
 @dataclass
@@ -182,7 +231,7 @@ def parse_candidates(text: str) -> list[str] | None:
             break
     if not isinstance(found, list) or not all(isinstance(x, str) for x in found):
         return None
-    return [" ".join(x.split()) for x in found if x.strip() and len(x) <= MAX_CHARS]
+    return [" ".join(x.split()) for x in found if x.strip()]
 
 
 async def propose(
@@ -231,17 +280,20 @@ def deduplicate(candidates: list[str], threshold: float = SAME_PRINCIPLE) -> lis
     return sorted(out, key=lambda item: (-item[1], unique.index(item[0])))
 
 
-def greedy_select(codes: np.ndarray, human: np.ndarray, max_principles: int, min_gain: float = 0.0) -> list[int]:
+def greedy_select(
+    codes: np.ndarray, human: np.ndarray, max_principles: int, min_gain: float = 0.0, floor: float = CHANCE
+) -> list[int]:
     """Rows of `codes` chosen one at a time, each the one that most raises the ensemble's agreement with `human`;
-    stops at `max_principles` or when no row adds more than `min_gain`. Ties go to the earlier row."""
+    the first must beat `floor` (chance); stops at `max_principles` or when no row adds more than `min_gain`.
+    Ties go to the earlier row. Empty when no row beats `floor`."""
     chosen: list[int] = []
-    best = 0.0
+    best = floor
     while len(chosen) < max_principles:
         scores = [(agreement(ensemble(codes[chosen + [i]]), human), -i) for i in range(len(codes)) if i not in chosen]
         if not scores:
             break
         score, neg = max(scores)
-        if chosen and score <= best + min_gain:
+        if score <= (best + min_gain if chosen else floor):
             break
         chosen.append(-neg)
         best = score
@@ -318,6 +370,7 @@ async def infer(
     started = time.perf_counter()
     train, test = split(pairs, test_fraction, seed)
     given = candidates is not None
+    rejected: list[str] = []
     if candidates is not None:
         asked, failed, raw = [], 0, [p.description for p in candidates]
         kept = [(p.description, 0) for p in candidates]
@@ -327,12 +380,14 @@ async def infer(
         asked = random.Random(seed).sample(train, min(proposals, len(train)))
         params = SamplingParams(temperature=0.0, max_tokens=400, seed=seed, json_schema=PRINCIPLES_SCHEMA)
         raw, failed = await propose(proposer, [pairs[i] for i in sorted(asked)], per_pair, params, concurrency)
-        kept = deduplicate(raw)
+        reasons = [(text, screen(text)) for text in raw]
+        rejected = [f"{why}: {text}" for text, why in reasons if why is not None]
+        kept = deduplicate([text for text, why in reasons if why is None])
         if not kept:
             raise ArgumentError(
                 "model",
                 f"the proposer gave no usable principle for {len(asked)} pairs ({failed} replies "
-                "were not a JSON list of principles)",
+                f"were not a JSON list of principles, {len(rejected)} candidates not comparison criteria)",
             )
         taken: set[str] = set()
         pool = [principle_from_text(slug(text, taken), text) for text, _ in kept]
@@ -345,7 +400,6 @@ async def infer(
         for k in range(len(chosen))
     ]
     test_ids = [pairs[i].pair.pair_id for i in test]
-    mine = ensemble(np.nan_to_num(votes.codes[chosen][:, test]))
     longer, first = _baselines([pairs[i] for i in test])
     declared_fig, calls = None, votes.calls
     if declared is not None:
@@ -354,11 +408,21 @@ async def infer(
         declared_fig = held_out(
             ensemble(np.nan_to_num(declared_votes.codes)), human[test], test_ids, bootstrap_samples, seed
         )
-    constitution = Constitution(
-        name=name,
-        version="1",
-        description=f"Inferred from {len(pairs)} human-labelled pairs by charter constitutions infer (seed {seed}).",
-        principles=[candidates[i] for i in chosen],
+    constitution = (
+        Constitution(
+            name=name,
+            version="1",
+            description=f"Inferred from {len(pairs)} human-labelled pairs by charter constitutions infer "
+            f"(seed {seed}).",
+            principles=[candidates[i] for i in chosen],
+        )
+        if chosen
+        else None
+    )
+    mine = (
+        held_out(ensemble(np.nan_to_num(votes.codes[chosen][:, test])), human[test], test_ids, bootstrap_samples, seed)
+        if chosen
+        else HeldOut(value=None, ci=None, n=len(test))
     )
     report = InferenceReport(
         pairs=len(pairs),
@@ -370,10 +434,12 @@ async def infer(
         proposals_asked=len(asked),
         proposals_failed=failed,
         candidates_raw=len(raw),
+        candidates_rejected=len(rejected),
+        rejected=rejected,
         candidates=_candidate_figures(votes, train, [n for _, n in kept], set(chosen)),
         selected=[candidates[i].id for i in chosen],
         train_agreement=train_curve,
-        held_out=held_out(mine, human[test], test_ids, bootstrap_samples, seed),
+        held_out=mine,
         declared=declared_fig,
         declared_name=declared.name if declared else None,
         longer_wins=held_out(longer, human[test], test_ids, bootstrap_samples, seed),
@@ -382,9 +448,20 @@ async def infer(
         proposer_calls=len(asked),
         vote_failures=votes.failures,
         wall_s=round(time.perf_counter() - started, 1),
-        constitution_hash=constitution.hash,
+        constitution_hash=constitution.hash if constitution is not None else "",
     )
+    if constitution is None:
+        raise NoSignal(
+            f"no candidate principle beats chance ({CHANCE}) on the {len(train)} training pairs: no constitution "
+            "is inferred (the labels may carry no signal the candidates can explain)",
+            report,
+        )
     return Inferred(constitution, report)
+
+
+def cell(text: str) -> str:
+    """Text for one markdown table cell: one line, its pipes escaped."""
+    return " ".join(text.split()).replace("|", "\\|")
 
 
 def _figure(fig: HeldOut | None) -> str:
@@ -401,7 +478,8 @@ def report_markdown(report: InferenceReport) -> str:
         "",
         f"From {report.pairs} human-labelled pairs ({report.train_pairs} to choose on, {report.test_pairs} held out),"
         f" proposer `{report.proposer}`, judge `{report.judge}`, seed {report.seed}. {report.proposals_asked} pairs"
-        f" asked for principles ({report.proposals_failed} replies unusable); {report.candidates_raw} candidates,"
+        f" asked for principles ({report.proposals_failed} replies unusable); {report.candidates_raw} candidates"
+        f" ({report.candidates_rejected} rejected as not comparison criteria),"
         f" {len(report.candidates)} after deduplication; {report.judge_calls:,} judge calls"
         f" ({report.vote_failures} failed judgments); {report.wall_s} s.",
         "",
@@ -426,11 +504,19 @@ def report_markdown(report: InferenceReport) -> str:
         "| id | principle | support | for | against | abstain | failed | agreement | selected |",
         "|---|---|---:|---:|---:|---:|---:|---:|---|",
     ]
+    if not report.selected:
+        lines[lines.index("## Candidates")] = (
+            f"**No candidate beats chance ({CHANCE}) on the training pairs: no constitution was inferred.**\n\n"
+            "## Candidates"
+        )
     for c in report.candidates:
         lines.append(
             f"| `{c.id}` | {c.text} | {c.support} | {c.for_rate:.3f} | {c.against_rate:.3f} | {c.abstain_rate:.3f}"
             f" | {c.failed} | {c.agreement:.3f} | {'yes' if c.selected else ''} |"
         )
+    if report.rejected:
+        lines += ["", "## Rejected candidates", "", "| reason | candidate |", "|---|---|"]
+        lines += [f"| {reason} | {cell(text)} |" for reason, text in (r.split(": ", 1) for r in report.rejected)]
     return "\n".join(lines) + "\n"
 
 
@@ -438,17 +524,23 @@ def write_outputs(result: Inferred, out: Path) -> dict[str, Path]:
     """The constitution YAML at `out`, the report beside it (`NAME.report.md`, `NAME.report.json`)."""
     from charter.constitutions.importers import dump_constitution_yaml
 
-    stem = out.with_suffix("")
-    md, js = Path(f"{stem}.report.md"), Path(f"{stem}.report.json")
     r = result.report
+    md, js = write_report(r, out)
     header = (
         f"Inferred by charter constitutions infer from {r.pairs} human-labelled pairs (proposer {r.proposer}, judge "
         f"{r.judge}, seed {r.seed}); held-out agreement with people {_figure(r.held_out)}. See {md.name}."
     )
     dump_constitution_yaml(result.constitution, out, header=header)
-    md.write_text(report_markdown(r), encoding="utf-8")
-    js.write_text(r.model_dump_json(indent=1) + "\n", encoding="utf-8")
     return {"constitution": out, "report": md, "json": js}
+
+
+def write_report(report: InferenceReport, out: Path) -> tuple[Path, Path]:
+    """The report beside the constitution path `out`: `NAME.report.md` and `NAME.report.json`."""
+    stem = out.with_suffix("")
+    md, js = Path(f"{stem}.report.md"), Path(f"{stem}.report.json")
+    md.write_text(report_markdown(report), encoding="utf-8")
+    js.write_text(report.model_dump_json(indent=1) + "\n", encoding="utf-8")
+    return md, js
 
 
 def summary_lines(report: InferenceReport) -> list[str]:
@@ -472,5 +564,7 @@ __all__: list[Any] = [
     "infer",
     "parse_candidates",
     "report_markdown",
+    "screen",
     "write_outputs",
+    "write_report",
 ]

@@ -6,7 +6,7 @@ recorded failure (never a made-up vote)."""
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -168,8 +168,10 @@ async def vote(
     settings: JudgeSettings,
     seed: int = 0,
     concurrency: int = 64,
+    on_judgment: Callable[[], None] | None = None,
 ) -> Votes:
-    """Every principle's vote on every pair (one judgment of the pair under that principle alone)."""
+    """Every principle's vote on every pair (one judgment of the pair under that principle alone); `on_judgment`
+    is called as each judgment comes in (a progress display)."""
     n, m = len(principles), len(pairs)
     p_a = np.full((n, m), np.nan)
     codes = np.full((n, m), np.nan)
@@ -187,6 +189,8 @@ async def vote(
                 p_a[i, j] = judgment.p_a
             else:
                 failures += 1
+            if on_judgment is not None:
+                on_judgment()
     calls = n * m * (2 if settings.orders == "both" else 1)
     return Votes(list(principles), list(pairs), p_a, codes, failures, calls, judgments)
 

@@ -81,8 +81,16 @@ class VerifierUnknown(ConfigError):
 def checked_prompts(config: RunConfig, first_start: bool) -> PromptSet | None:
     """The prompt source, read and checked (encoding, JSON, columns, emptiness, size) before anything is written.
 
-    On a resume with `on_change: keep` an unreadable source only warns: the run has its prompt set."""
+    On a resume with `on_change: keep` a source that cannot be read (a Hub dataset offline, a broken file) only
+    warns: the run has its prompt set. A prompt file that does not exist is an error even then: a mistyped path
+    must not pass for the stored prompts."""
     resolved: set[str] = set()
+    path = config.prompts.path
+    if path and not Path(path).expanduser().exists():
+        raise ConfigError(
+            f"prompts.path: {path}: no such prompt file (check the path; the run's stored prompts are "
+            "never used in place of a missing file)"
+        )
 
     def known_verifier(prompt: Prompt) -> None:  # an unknown verifier fails here, not when the dataset is written
         name = verifier_name(prompt.verifier, prompt.reference, config.filters.verifier)
@@ -178,7 +186,7 @@ class Runner:
     def prepare(self) -> PromptSet | None:
         """Every check that needs no model call, before the run directory is written (also `--dry-run`).
         Returns the prompt set to use; None when it is kept from the store or comes from the synth stage."""
-        check_credentials(self.config)
+        check_credentials(self.config, self.config_source)
         check_run_dir(self.config, self.constitution)
         self.executor.check(self.config)
         audit = self.config.judge.audit

@@ -3,8 +3,11 @@ model goes by, the fingerprints of its items and `DatasetSettings`."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from charter.constitutions import Constitution
 from charter.critique.chain import chain_fingerprint
+from charter.errors import ConfigError, MissingAPIKey
 from charter.judge.pairwise import judge_fingerprint
 from charter.judge.panel import panel_label
 from charter.pipeline.config import RoleConfig, RunConfig
@@ -13,6 +16,7 @@ from charter.preference.pairs import samples_fingerprint
 from charter.providers import parse_model_string
 from charter.providers.endpoints import served_id
 from charter.records import Fingerprints, fingerprint
+from charter.yamlio import dotted, load_yaml, locate
 
 
 def run_roles(config: RunConfig) -> dict[str, RoleConfig]:
@@ -108,9 +112,38 @@ def dataset_settings(config: RunConfig, constitution: Constitution, run_id: str,
     )
 
 
-def check_credentials(config: RunConfig) -> None:
+def role_key(config: RunConfig, name: str) -> tuple[str | int, ...]:
+    """Where a role of `run_roles` sits in a run config (the critic is the policy's section when it has none)."""
+    if name.startswith("judge "):
+        return ("judge", "models", int(name.split()[1]) - 1)
+    if name == "critic" and config.critic is None:
+        return ("policy",)
+    return ("synth", "writer") if name == "synth" else (name,)
+
+
+def key_place(config: RunConfig, name: str, source: str | Path | None) -> str:
+    """Where to name another key variable for a role: `judge.api_key_env`, with the file and line of the role's
+    `api_key_env` (else of its `model`) in `source`, the run config file, where it can be read."""
+    key = role_key(config, name)
+    place = f"{dotted(key)}.api_key_env"
+    if source is None:
+        return place
+    try:
+        _, positions = load_yaml(source)
+    except ConfigError:
+        return f"{place} in {source}"
+    found = positions.get((*key, "api_key_env")) or positions.get((*key, "model")) or locate(positions, key)
+    return f"{place} at {source}:{found[0]}" if found else f"{place} in {source}"
+
+
+def check_credentials(config: RunConfig, source: str | Path | None = None) -> None:
     """Construct each remote backend once: a missing API key (or one that would go to the wrong host) fails here,
-    before any call; and each scripted one (an unknown script name), as cheap. Local models are loaded later."""
-    for role in run_roles(config).values():
+    before any call, naming the role and where its key variable is set (`source`: the run config file); and each
+    scripted one (an unknown script name), as cheap. Local models are loaded later."""
+    for name, role in run_roles(config).items():
         if role.endpoint() is not None or parse_model_string(role.model).provider == "scripted":
-            role.backend()
+            try:
+                role.backend()
+            except MissingAPIKey as exc:
+                where = f"the {name} ({role.model}; another variable: {key_place(config, name, source)})"
+                raise MissingAPIKey(exc.variable, exc.provider, exc.host, role=where) from None

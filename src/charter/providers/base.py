@@ -58,7 +58,8 @@ class SamplingParams(BaseModel):
 
 
 class Limits(BaseModel):
-    """Rate limits, retries and timeouts for one model; shared by all remote providers."""
+    """Rate limits, retries and timeouts for one model; shared by all remote providers, and applied to a `scripted:`
+    model where its role sets any (concurrency, requests and tokens per minute, retries)."""
 
     model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
     concurrency: int = Field(default=16, gt=0)

@@ -214,7 +214,8 @@ def _local_name(name: str) -> str | None:
 def _scripted(spec: ModelSpec, limits: Limits, api_key_env: str | None, options: dict[str, Any]) -> ChatModel:
     from charter.providers.scripted import ScriptedModel
 
-    return ScriptedModel(spec.name, **options)
+    # The limits a role sets apply as to a remote model; a scripted model has none of its own by default.
+    return ScriptedModel(spec.name, limits=limits if limits.model_fields_set else None, **options)
 
 
 for _provider in (

@@ -10,11 +10,14 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
+from typing import TypeVar
 
 from charter.judge_prompt import read_comparison, read_rating, read_scale
-from charter.providers.base import ChatModel, ChoiceProbs, Completion, Messages, SamplingParams
+from charter.providers.base import ChatModel, ChoiceProbs, Completion, Limits, Messages, SamplingParams
+from charter.providers.limits import Limiter
 
+T = TypeVar("T")
 ScriptFn = Callable[[Messages, SamplingParams], str]
 ChoiceFn = Callable[[Messages, Sequence[str]], dict[str, float]]
 
@@ -116,6 +119,7 @@ class ScriptedModel(ChatModel):
         choice_fn: ChoiceFn | None = None,
         latency_s: float = 0.0,
         batch_size: int = 1,
+        limits: Limits | None = None,
     ) -> None:
         super().__init__(name)
         if fn is None:
@@ -129,17 +133,25 @@ class ScriptedModel(ChatModel):
 
             raise ConfigError(f"scripted:{name}: batch_size must be at least 1, got {batch_size}")
         self.fn, self.choice_fn, self.latency_s, self.batch_size = fn, choice_fn, latency_s, batch_size
+        self.limiter = Limiter(limits, f"scripted:{name}") if limits is not None else None
         self.calls = 0
 
+    async def _limited(self, attempt: Callable[[], Awaitable[T]]) -> T:
+        """`attempt` under the role's limits where it has some (concurrency, requests and tokens per minute)."""
+        return await (self.limiter.call(attempt) if self.limiter is not None else attempt())
+
     async def generate(self, requests: Sequence[Messages], params: SamplingParams) -> list[Completion]:
-        if self.latency_s:
-            await asyncio.sleep(self.latency_s)
-        self.calls += len(requests)
-        out = []
-        for messages in requests:
-            text = self.fn(list(messages), params)
-            out.append(Completion(text, self.model_id, _words(messages), len(text.split()), "stop"))
-        return out
+        async def attempt() -> list[Completion]:
+            if self.latency_s:
+                await asyncio.sleep(self.latency_s)
+            self.calls += len(requests)
+            out = []
+            for messages in requests:
+                text = self.fn(list(messages), params)
+                out.append(Completion(text, self.model_id, _words(messages), len(text.split()), "stop"))
+            return out
+
+        return await self._limited(attempt)
 
     async def choice_logprobs(self, request: Messages, options: Sequence[str]) -> ChoiceProbs:
         import math
@@ -151,7 +163,12 @@ class ScriptedModel(ChatModel):
                 f"scripted:{self.name} has no choice function (register_script(..., choice_fn)); "
                 "use judge mode 'cot' or 'verdict'"
             )
-        self.calls += 1
-        probs = self.choice_fn(list(request), options)
-        raw = {o: math.log(p) for o, p in probs.items() if p > 0}
-        return ChoiceProbs(probs, self.model_id, _words(request), raw)
+        choose = self.choice_fn
+
+        async def attempt() -> ChoiceProbs:
+            self.calls += 1
+            probs = choose(list(request), options)
+            raw = {o: math.log(p) for o, p in probs.items() if p > 0}
+            return ChoiceProbs(probs, self.model_id, _words(request), raw)
+
+        return await self._limited(attempt)

@@ -7,7 +7,11 @@ from pathlib import Path
 import typer
 
 #: The `charter train ...` group; charter.dpo.cli adds `dpo` to it.
-train_app = typer.Typer(help="Train models on preference data: reward models and DPO policies.", no_args_is_help=True)
+train_app = typer.Typer(
+    help="Train models: a reward model (`reward`) and a DPO policy (`dpo`) on preference data, or a policy online "
+    "with the judge as its reward (`grpo`, `rloo`).",
+    no_args_is_help=True,
+)
 
 
 def train_group(app: typer.Typer) -> typer.Typer:

@@ -160,6 +160,8 @@ def train_reward_model(
         Interrupted: A callback stopped training (as the run's stop callback does on Ctrl-C or SIGTERM).
     """
     config = config if isinstance(config, RewardModelConfig) else RewardModelConfig.model_validate(config)
+    for path in config.human_eval:  # a missing or malformed evaluation file fails before training, not after
+        data.to_training_rows(data.read_rows(path), path)
     out = output_dir_for(config)
     source = require_dataset(config)
     rows = data.read_rows(source, config.dataset_split)
