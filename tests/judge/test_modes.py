@@ -18,7 +18,7 @@ from charter.judge.modes import MODES, Mode, register_mode
 from charter.judge.pairwise import comparison_prompt, judge_fingerprint, judge_pair
 from charter.judge.score import rating_prompt
 from charter.judge.settings import JudgeSettings
-from charter.judge_prompt import read_comparison
+from charter.judge_prompt import PROMPT_FORMAT, RATING_FORMAT, read_comparison
 from charter.providers import ScriptedModel
 from charter.records import Message, Pair
 from charter.yamlio import model_from_data, parse_yaml
@@ -31,21 +31,35 @@ def load_model_text(model, text: str, source: str):
 
 PACKAGE = Path(modes.__file__).resolve().parent.parent
 
-#: Fingerprints and prompt hashes as the judge wrote them before it moved into charter.judge (computed with that
-#: code): a changed one would make every stored judgment and cached call of that mode look new.
+#: Fingerprints and prompt hashes per (comparison, rating) prompt format: a prompt whose text changes without a
+#: format bump would mix judgments of two prompts under one fingerprint, and a fingerprint that changes without one
+#: would make every stored judgment and cached call look new. (2, 1) is as the judge wrote them before it moved into
+#: charter.judge, computed with that code.
 GOLDEN = {
-    (("mode", "logprobs"),): ("5b3544ae191d0460", "f81f0370e9ef7cac"),
-    (("mode", "cot"),): ("4516ef5ae74d9c12", "e3c036efe2edcdbb"),
-    (("mode", "verdict"),): ("e2c19a67123aeb88", "0a84e4f007fd6382"),
-    (("mode", "score"),): ("1efe4f442f3824c5", "a5a56a728c549f0e"),
-    (("mode", "score"), ("rating", "cot")): ("37d3bf104c8715d0", "7bff1c445293c0fd"),
-    (("mode", "score"), ("rating", "verdict"), ("scale", 7)): ("61e601d1dd59c238", "a844b5f94adacc55"),
-    (("mode", "cot"), ("orders", "one"), ("principles_per_pair", 3)): ("c221f1067dfe393c", "e3c036efe2edcdbb"),
+    (2, 1): {
+        (("mode", "logprobs"),): ("5b3544ae191d0460", "f81f0370e9ef7cac"),
+        (("mode", "cot"),): ("4516ef5ae74d9c12", "e3c036efe2edcdbb"),
+        (("mode", "verdict"),): ("e2c19a67123aeb88", "0a84e4f007fd6382"),
+        (("mode", "score"),): ("1efe4f442f3824c5", "a5a56a728c549f0e"),
+        (("mode", "score"), ("rating", "cot")): ("37d3bf104c8715d0", "7bff1c445293c0fd"),
+        (("mode", "score"), ("rating", "verdict"), ("scale", 7)): ("61e601d1dd59c238", "a844b5f94adacc55"),
+        (("mode", "cot"), ("orders", "one"), ("principles_per_pair", 3)): ("c221f1067dfe393c", "e3c036efe2edcdbb"),
+    },
+    (3, 2): {
+        (("mode", "logprobs"),): ("9956f391772596d2", "4534687b590c5ffd"),
+        (("mode", "cot"),): ("51fa36ca7b054856", "9a3bfaf121363180"),
+        (("mode", "verdict"),): ("515ac8f0678d71b9", "fc49438fb60a34db"),
+        (("mode", "score"),): ("641b6df0fee88d5f", "ff85beffbfe942b6"),
+        (("mode", "score"), ("rating", "cot")): ("79f721b8eba9b9ad", "12f3c95e00a45436"),
+        (("mode", "score"), ("rating", "verdict"), ("scale", 7)): ("62d264a082936986", "17227103d00c79bc"),
+        (("mode", "cot"), ("orders", "one"), ("principles_per_pair", 3)): ("439714f0e04cf0cb", "9a3bfaf121363180"),
+    },
 }
+CURRENT = GOLDEN[(PROMPT_FORMAT, RATING_FORMAT)]
 
 
-@pytest.mark.parametrize("settings", list(GOLDEN), ids=lambda s: "-".join(f"{k}={v}" for k, v in s))
-def test_fingerprints_and_prompts_are_unchanged(settings: tuple) -> None:
+@pytest.mark.parametrize("settings", list(CURRENT), ids=lambda s: "-".join(f"{k}={v}" for k, v in s))
+def test_fingerprints_and_prompts_change_only_with_the_format(settings: tuple) -> None:
     constitution = load_constitution("harmless")
     judge = JudgeSettings(**dict(settings))
     prompt = [Message(role="user", content="How do I pick a lock?")]
@@ -54,7 +68,7 @@ def test_fingerprints_and_prompts_are_unchanged(settings: tuple) -> None:
     else:
         text = comparison_prompt(prompt, "first", "second", constitution.principles[0], judge.reads)[0].content
     got = (judge_fingerprint(judge, "openai:gpt-x", constitution, 7), hashlib.sha256(text.encode()).hexdigest()[:16])
-    assert got == GOLDEN[settings]
+    assert got == CURRENT[settings]
 
 
 @pytest.fixture

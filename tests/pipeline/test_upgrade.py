@@ -1,7 +1,11 @@
 """A run made by the release before (charter 0.1.0: store schema 2, a call cache without a schema version), kept in
 tests/fixtures/legacy_0_1_0 as that release left it when it stopped at its budget half-way: this release opens it,
 upgrades its store and cache (a copy of each kept), and the same command resumes it without asking again for
-anything the old release was answered. After every schema change this must still hold."""
+anything the old release was answered. After every schema change this must still hold.
+
+The judge's prompt has changed since (comparison format 3, laid out for provider caching): the two pairs 0.1.0
+judged are judged again under it (a dataset never mixes two prompts' judgments); the chains it made are not made
+again."""
 
 from __future__ import annotations
 
@@ -50,16 +54,17 @@ def test_a_run_of_0_1_0_resumes_with_no_call_repeated(legacy: Path, capsys) -> N
     asked = [canonical(r.body) for r in server.requests]
     assert not set(asked) & answered  # nothing the old release was answered is asked again
     assert len(asked) == len(set(asked))
-    # the 4 chains and 5 pairs left, and the one item that failed before (tried again: it was never answered)
-    assert len(asked) == 33
+    # the 4 chains and 5 pairs left, the one item that failed before (tried again: it was never answered), and the
+    # two pairs judged under the old prompt format, judged again under the new one
+    assert len(asked) == 36
     assert (legacy / "calls.sqlite.v0.bak").exists()
 
     with RunStore(legacy / "run") as store:
         fingerprints = store.fingerprints()
         assert store.count("chains") == 8 and store.judged_ids(fingerprints.judge) and store.count("judgments") == 8
-        assert store.older_items(fingerprints) == {"chains": 0, "samples": 0, "judgments": 0}  # moved, not remade
+        assert store.older_items(fingerprints) == {"chains": 0, "samples": 0, "judgments": 0}  # moved or remade
         assert {s["status"] for s in store.stages().values()} == {"done"}
-        assert sum(u.calls for u in store.usage()) == 23 + 33  # both releases' calls, each counted once
+        assert sum(u.calls for u in store.usage()) == 23 + 36  # both releases' calls, each counted once
     assert main(["status", str(legacy / "run")]) == 0
     assert "older" not in capsys.readouterr().out
 
@@ -74,4 +79,4 @@ def test_a_run_of_0_1_0_resumes_from_its_cache_where_the_store_lost_items(legacy
     answered = {canonical(r["body"]) for r in old if r["code"] == 200}
     with LoopbackServer().start(HOST, PORT) as server:
         assert main(["run", str(legacy / "config.yaml")]) == 0
-    assert not {canonical(r.body) for r in server.requests} & answered and len(server.requests) == 33
+    assert not {canonical(r.body) for r in server.requests} & answered and len(server.requests) == 36

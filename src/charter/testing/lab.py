@@ -19,7 +19,7 @@ import random
 import re
 from collections.abc import Callable, Sequence
 
-from charter.judge_prompt import read_comparison
+from charter.judge_prompt import read_comparison, read_question
 from charter.lab.checks import NEGATED
 from charter.lab.infer import OTHER, PREFERRED
 from charter.providers.scripted import register_script
@@ -135,7 +135,7 @@ def _judge(messages, options):  # noqa: ANN001, ANN202
     shown = read_comparison(text)
     if shown is None:
         return _options(0.5, options)
-    question = text.split("Response (A)")[0]
+    question = read_question(text)
     rule = rule_of(question)
     if rule is None:
         return _options(0.5, options)
