@@ -9,6 +9,7 @@ import pkgutil
 import shutil
 import subprocess
 import sys
+import tomllib
 import types
 from pathlib import Path
 
@@ -30,7 +31,16 @@ def test_layers_import_only_downwards() -> None:
         timeout=300,
     )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
-    assert "2 kept, 0 broken" in result.stdout
+    assert "3 kept, 0 broken" in result.stdout
+
+
+def test_the_contract_sees_type_checking_imports_and_the_package_face() -> None:
+    """An import under TYPE_CHECKING is an import (a cycle or an upward import hidden there is still one), and no
+    module below the package face imports it (the version lives in the leaf `charter._version`)."""
+    linter = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["tool"]["importlinter"]
+    assert linter["exclude_type_checking_imports"] is False
+    face = [c for c in linter["contracts"] if c["type"] == "forbidden"]
+    assert face and face[0]["forbidden_modules"] == ["charter"] and face[0]["source_modules"] == ["charter.**"]
 
 
 def _dynamic_imports(path: Path) -> list[str]:
