@@ -145,8 +145,7 @@ class Work:
         of every pair grew a shard by ~50 MB at half a million prompts (a session meets each pair once)."""
         if not self.pairs_stored:
             return None
-        rows = self.store.execute("SELECT source_fingerprint FROM pairs WHERE pair_id = ?", (pair_id,))
-        return rows[0][0] if rows else None
+        return self.store.pair_source(pair_id)
 
     async def _chain(self, item: Prompt) -> Chain | None:
         fp = self.fp.critique

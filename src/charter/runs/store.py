@@ -521,6 +521,11 @@ class RunStore:
     def pair(self, pair_id: str) -> Pair | None:
         return next(self._records(Pair, "SELECT record FROM pairs WHERE pair_id = ?", (pair_id,)), None)
 
+    def pair_source(self, pair_id: str) -> str | None:
+        """The source fingerprint of the pair stored under this id (None: no such pair), without reading the pair."""
+        rows = self.execute("SELECT source_fingerprint FROM pairs WHERE pair_id = ?", (pair_id,))
+        return rows[0][0] if rows else None
+
     def pairs(self, sources: list[str] | None = None) -> Iterator[Pair]:
         """Pairs built from the given chain/sample fingerprints (all pairs when None), in insertion order."""
         if sources is None:
