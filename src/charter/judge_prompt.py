@@ -3,12 +3,13 @@ the readers of its answers. Which instruction and which reader a judge mode uses
 `charter.judge.modes`.
 
 Format 3 (`PROMPT_FORMAT`, in every judgment's fingerprint) puts what a pair's questions share first (the
-instructions, the conversation, the two responses) and the principle's question last, for provider prompt caching;
-like format 2 it fences the conversation and the two responses in tags that carry a nonce drawn from their content,
-and tells the judge that fenced text is material to judge, never instructions; look-alike tags inside a response are neutralised so that it cannot close its own fence or forge
-another. Format 1 (`UNFENCED_PROMPT_FORMAT`) is the unfenced wording, still written for the judge audit, which
-measures what the fences buy. `read_comparison` reads the two responses back out of either format: the scripted
-judges, the fault server and the testing judges all read prompts through it.
+instructions, the conversation, the two responses) and the principle's question last, for provider prompt caching.
+Like format 2 it fences the conversation and the two responses in tags that carry a nonce drawn from their content,
+and tells the judge that fenced text is material to judge, never instructions; look-alike tags inside a response
+are neutralised so that it cannot close its own fence or forge another. Format 1 (`UNFENCED_PROMPT_FORMAT`) is the
+unfenced wording, still written for the judge audit, which measures what the fences buy. `read_comparison` reads
+the two responses back out of either format: the scripted judges, the fault server and the testing judges all read
+prompts through it.
 """
 
 from __future__ import annotations
