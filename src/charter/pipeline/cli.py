@@ -46,7 +46,7 @@ def cache_info_command(
     calls = CallCache(cache.expanduser())
     try:
         total = len(calls)
-        legacy = calls.legacy_rows()
+        legacy = calls.count_legacy_rows()
         typer.echo(f"{cache}: {total:,} calls ({legacy:,} from before endpoints were recorded)")
         for model, endpoint in sorted(calls.owners().items()):
             owner = "no endpoint (claimed for two)" if endpoint == CONFLICT else endpoint

@@ -244,7 +244,7 @@ class CallCache:
         with self._lock:
             return self._db.execute("SELECT COUNT(*) FROM calls").fetchone()[0]
 
-    def legacy_rows(self) -> int:
+    def count_legacy_rows(self) -> int:
         """Rows from before endpoints were recorded (they answer for the endpoint their model id claims)."""
         self.flush()
         with self._lock:
