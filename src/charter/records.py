@@ -446,8 +446,9 @@ class RewardRecord(Record):
     trainer."""
     rank: int
     """The process that computed it (0 without distributed training)."""
-    scoring: Literal["score", "group", "reference"]
-    """`score`: the rubric score; `group`: the win rate in its group; `reference`: P(better than the reference)."""
+    scoring: Literal["score", "group", "reference", "rank"]
+    """`score`: the rubric score; `group`: the win rate in its group; `reference`: P(better than the reference);
+    `rank`: the expected win rate in its group under a Plackett–Luce fit of the judge's orderings."""
     prompt: list[Message]
     """The prompt."""
     completion: str
@@ -461,7 +462,7 @@ class RewardRecord(Record):
     scale: int | None = None
     """`score`: the top of the rubric's scale."""
     comparisons: int | None = None
-    """`group` and `reference`: the pairwise judgments the reward rests on."""
+    """`group` and `reference`: the pairwise judgments the reward rests on; `rank`: the orderings of its group."""
     reference: str | None = None
     """`reference`: the reference answer compared with."""
     judge_model: str

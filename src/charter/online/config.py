@@ -60,9 +60,17 @@ class OnlineConfig(ConfigModel):
     judge: JudgeConfig = JudgeConfig(mode="score")
     """The judge: its model (a role) and how it judges (mode, scale, rating, orders, ensemble). `score` scoring
     needs mode `score`; `group` and `reference` need a comparison mode (logprobs, cot, verdict)."""
-    scoring: Literal["score", "group", "reference"] = "score"
+    scoring: Literal["score", "group", "reference", "rank"] = "score"
     """`score`: each completion's rubric score; `group`: its win rate among the completions of its prompt, both
-    orders; `reference`: P(better than the prompt's reference, or the reference model's answer)."""
+    orders; `reference`: P(better than the prompt's reference, or the reference model's answer); `rank`: the judge
+    orders its prompt's completions in one call (listwise), a few times in shuffled order, fitted by Plackett–Luce."""
+    group_strategy: Literal["all_pairs", "circular"] = "all_pairs"
+    """`group` scoring: `all_pairs` compares every two completions (k(k-1)/2 pairs, the reward a win rate);
+    `circular` compares each with its neighbours in a random cycle (k pairs), the reward the expected win rate under
+    a Bradley–Terry fit of those comparisons."""
+    rank_orders: int = Field(default=3, ge=1)
+    """`rank` scoring: the presentation orders each group is ordered in (one call each; shuffled, to cancel the
+    judge's position bias)."""
     reference_model: RoleConfig | None = None
     """`reference` scoring: the model that answers prompts without a `reference` column (greedy, cached)."""
     judge_weight: float = Field(default=1.0, ge=0)

@@ -7,8 +7,13 @@ list[float | None]`. Three scorings:
   which are drawn per prompt so that the completions of one prompt are rated alike (direct RLAIF, Lee et al. 2023);
 - `group`: the completions of one prompt (GRPO's `num_generations`) compared pairwise in both orders; a completion's
   reward is its mean P(better) against the others of its group, its win rate (online AI feedback, Guo et al. 2024);
+  with `group_strategy: circular` each completion is compared only with its neighbours in a random cycle (k pairs
+  instead of k(k-1)/2) and its reward is its expected win rate under a Bradley–Terry fit of those comparisons;
 - `reference`: P(the completion is better than a reference answer), both orders: the prompt's `reference` column,
-  or the answer of a `reference_model` (asked once per prompt, then from the call cache).
+  or the answer of a `reference_model` (asked once per prompt, then from the call cache);
+- `rank`: the judge orders a prompt's completions in one call (listwise, as RULER and NeMo Gym's GenRM do), in
+  `rank_orders` shuffled presentation orders to cancel its position bias; a Plackett–Luce fit of the orderings
+  gives each completion its expected win rate in the group. A failed or unreadable ordering fails the whole group.
 
 Every judge call goes through charter's call cache, limits, usage meter and budget; every reward is written to the
 reward store (a run store's `rewards` table) with what it rests on. A failed judgment gives `None` for that completion
@@ -20,11 +25,14 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import math
 import threading
 from collections.abc import Coroutine, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, TypeVar
+
+import numpy as np
 
 from charter.api_args import Range, from_arguments, public
 from charter.constitutions import Constitution, load_constitution
@@ -32,7 +40,8 @@ from charter.errors import ConfigError, FatalProviderError, JudgeParseError, Pro
 from charter.judge.pairwise import judge_failure, judge_fingerprint, judge_pair, principles_for
 from charter.judge.score import mean_score, normalised, score_response
 from charter.judge.settings import JudgeConfig, JudgeSettings
-from charter.messages import as_messages
+from charter.judge_prompt import RANKING_FORMAT, RANKING_SCHEMA, read_ranking, write_ranking
+from charter.messages import as_messages, render_conversation
 from charter.online.config import default_mode, scoring_misfit
 from charter.online.inputs import check_batch, check_settings, env_int, ranks, text_of
 from charter.preference.dataset import now_iso
@@ -45,9 +54,11 @@ from charter.providers.usage import Budget, Price, UsageMeter
 from charter.records import Failure, Message, Pair, RewardRecord, UsageRow, fingerprint
 from charter.runs.rewards import put_rewards, stored_rewards
 from charter.runs.store import RunStore
+from charter.stats.ranking import bradley_terry, circular_pairs, connected, plackett_luce
 
-Scoring = Literal["score", "group", "reference"]
-SCORINGS: tuple[Scoring, ...] = ("score", "group", "reference")
+Scoring = Literal["score", "group", "reference", "rank"]
+SCORINGS: tuple[Scoring, ...] = ("score", "group", "reference", "rank")
+GroupStrategy = Literal["all_pairs", "circular"]
 #: Where the call cache lives unless told otherwise (the runs' default).
 DEFAULT_CACHE = "~/.cache/charter/calls.sqlite"
 T = TypeVar("T")
@@ -117,6 +128,8 @@ class RewardFunction:
         reference_model: ManagedModel | None = None,
         reference_params: SamplingParams | None = None,
         concurrency: int = 64,
+        group_strategy: GroupStrategy = "all_pairs",
+        rank_orders: int = 3,
     ) -> None:
         misfit = scoring_misfit(scoring, settings)
         if misfit:
@@ -126,6 +139,7 @@ class RewardFunction:
         self.seed, self.max_failures, self.concurrency = seed, max_failures, concurrency
         self.reference_column, self.reference_model = reference_column, reference_model
         self.reference_params = reference_params or SamplingParams(temperature=0.0, max_tokens=256, seed=0)
+        self.group_strategy, self.rank_orders = group_strategy, rank_orders
         self.__name__ = f"charter_{scoring}"
         self.rank, self.ranks = rank(), world_size()
         self.store_dir = Path(store_dir)
@@ -135,6 +149,9 @@ class RewardFunction:
                 "judge": judge_fingerprint(settings, judge.served_id, constitution, seed),
                 "scoring": scoring,
                 "reference_model": reference_model.served_id if reference_model else None,
+                # only where they change the reward, so that the stores of the settings before them stay valid
+                **({"group_strategy": group_strategy} if scoring == "group" and group_strategy != "all_pairs" else {}),
+                **({"rank_orders": rank_orders, "ranking_format": RANKING_FORMAT} if scoring == "rank" else {}),
             }
         )
         if self.store.meta("run_id") is None:  # `charter status` names what made the store
@@ -191,7 +208,7 @@ class RewardFunction:
         elif self.scoring == "reference":
             refs = [None if references is None else references[i] for i in range(len(texts))]
             jobs = [self._against_reference(m, t, r, step) for m, t, r in zip(messages, texts, refs)]
-        else:
+        else:  # `group` and `rank` score each prompt's completions together
             return await self._grouped(messages, texts, step)
         return list(await asyncio.gather(*jobs))
 
@@ -308,8 +325,9 @@ class RewardFunction:
         for i, prompt in enumerate(prompts):
             groups.setdefault(_hash([m.model_dump() for m in prompt]), []).append(i)
         out: list[RewardRecord | None] = [None] * len(texts)
+        scorer = self._ranked if self.scoring == "rank" else self._group
         results = await asyncio.gather(
-            *(self._group(prompts[idx[0]], [texts[i] for i in idx], step) for idx in groups.values())
+            *(scorer(prompts[idx[0]], [texts[i] for i in idx], step) for idx in groups.values())
         )
         for idx, records in zip(groups.values(), results):
             for i, record in zip(idx, records):
@@ -324,6 +342,8 @@ class RewardFunction:
             lone = Failure(kind="no_group", message="a group of one completion has nothing to be compared with")
             return [self._record(keys[0], step, prompt, texts[0], None, principle_ids=ids, failure=lone)]
         distinct = list(dict.fromkeys(texts))
+        if self.group_strategy == "circular":
+            return await self._circular(prompt, texts, distinct, keys, ids, step)
         pairs = list(itertools.combinations(distinct, 2))
         outcomes = await asyncio.gather(*(self._p_better(prompt, a, b, ids) for a, b in pairs), return_exceptions=True)
         fatal = [o for o in outcomes if isinstance(o, BaseException) and not isinstance(o, _JudgmentFailed)]
@@ -350,6 +370,115 @@ class RewardFunction:
                 )
             )
         return records
+
+    def _group_rng(self, distinct: list[str]) -> np.random.Generator:
+        """The same draws for the same group under the same seed (a re-run asks the same calls, from the cache)."""
+        return np.random.default_rng(int(_hash(self.seed, sorted(distinct))[:12], 16))
+
+    def _fitted(
+        self,
+        prompt: list[Message],
+        texts: list[str],
+        distinct: list[str],
+        keys: list[str],
+        ids: list[str],
+        step: int | None,
+        strengths: np.ndarray,
+        rests_on: list[int],
+    ) -> list[RewardRecord]:
+        """Each completion's expected win rate against the others of its group under fitted strengths (an identical
+        completion is a tie), resting on `rests_on[d]` judgments of its distinct text d."""
+        index = {text: d for d, text in enumerate(distinct)}
+        records = []
+        for i, (key, text) in enumerate(zip(keys, texts)):
+            others = [index[t] for j, t in enumerate(texts) if j != i]
+            mine = strengths[index[text]]
+            wins = [0.5 if d == index[text] else 1.0 / (1.0 + math.exp(strengths[d] - mine)) for d in others]
+            reward = sum(wins) / len(wins)
+            records.append(
+                self._record(key, step, prompt, text, reward, principle_ids=ids, comparisons=rests_on[index[text]])
+            )
+        return records
+
+    def _whole_group_failed(
+        self,
+        prompt: list[Message],
+        texts: list[str],
+        keys: list[str],
+        ids: list[str],
+        step: int | None,
+        failure: Failure,
+    ) -> list[RewardRecord]:
+        return [
+            self._record(key, step, prompt, text, None, principle_ids=ids, failure=failure)
+            for key, text in zip(keys, texts)
+        ]
+
+    async def _circular(
+        self,
+        prompt: list[Message],
+        texts: list[str],
+        distinct: list[str],
+        keys: list[str],
+        ids: list[str],
+        step: int | None,
+    ) -> list[RewardRecord]:
+        """`group_strategy: circular`: each distinct completion against its neighbours in a random cycle, then a
+        Bradley–Terry fit; a failed comparison is left out, and a group its decided comparisons no longer join has
+        no reward (strengths on two islands are not on one scale)."""
+        pairs = circular_pairs(len(distinct), self._group_rng(distinct))
+        outcomes = await asyncio.gather(
+            *(self._p_better(prompt, distinct[a], distinct[b], ids) for a, b in pairs), return_exceptions=True
+        )
+        fatal = [o for o in outcomes if isinstance(o, BaseException) and not isinstance(o, _JudgmentFailed)]
+        if fatal:
+            raise fatal[0]
+        decided = [(a, b, float(o)) for (a, b), o in zip(pairs, outcomes) if not isinstance(o, BaseException)]
+        failures = [o.failure for o in outcomes if isinstance(o, _JudgmentFailed)]
+        if len(distinct) > 1 and not connected(len(distinct), [(a, b) for a, b, _ in decided]):
+            failure = failures[0] if failures else Failure(kind="no_judgment", message="no comparison was decided")
+            return self._whole_group_failed(prompt, texts, keys, ids, step, failure)
+        rests_on = [sum(d in (a, b) for a, b, _ in decided) for d in range(len(distinct))]
+        strengths = bradley_terry(len(distinct), decided)
+        return self._fitted(prompt, texts, distinct, keys, ids, step, strengths, rests_on)
+
+    async def _ranked(self, prompt: list[Message], texts: list[str], step: int | None) -> list[RewardRecord]:
+        """`rank` scoring: the judge orders the group's distinct completions in `rank_orders` shuffled presentation
+        orders; a Plackett–Luce fit of the orderings gives each its expected win rate. Any ordering that fails (a
+        provider error, a reply that is no ordering of them all) fails the whole group: never a made-up rank."""
+        ids = self._principles(prompt)
+        keys = [_hash(self.fingerprint, [m.model_dump() for m in prompt], sorted(texts), t) for t in texts]
+        distinct = list(dict.fromkeys(texts))
+        if len(texts) < 2:
+            lone = Failure(kind="no_group", message="a group of one completion has nothing to be compared with")
+            return self._whole_group_failed(prompt, texts, keys, ids, step, lone)
+        if len(distinct) == 1:
+            return self._fitted(prompt, texts, distinct, keys, ids, step, np.zeros(1), [0])
+        rng = self._group_rng(distinct)
+        shown = [[int(x) for x in rng.permutation(len(distinct))] for _ in range(self.rank_orders)]
+        criteria = [self.constitution.principle(p).description for p in ids]
+        outcomes = await asyncio.gather(
+            *(self._guarded(self._ordering(prompt, [distinct[d] for d in order], criteria)) for order in shown),
+            return_exceptions=True,
+        )
+        for outcome in outcomes:
+            if isinstance(outcome, FatalProviderError) or (
+                isinstance(outcome, BaseException) and not isinstance(outcome, JudgeParseError | ProviderError)
+            ):
+                raise outcome
+        failed = [o for o in outcomes if isinstance(o, BaseException)]
+        if failed:
+            return self._whole_group_failed(prompt, texts, keys, ids, step, judge_failure(failed[0]))
+        orderings = [[order[n] for n in ranking] for order, ranking in zip(shown, outcomes)]  # type: ignore[union-attr]
+        strengths = plackett_luce(len(distinct), orderings)
+        return self._fitted(prompt, texts, distinct, keys, ids, step, strengths, [len(orderings)] * len(distinct))
+
+    async def _ordering(self, prompt: list[Message], shown: list[str], criteria: list[str]) -> list[int]:
+        """One ordering call: the indexes (into `shown`) best first."""
+        text = write_ranking(render_conversation(prompt), criteria, shown)
+        params = SamplingParams(temperature=0.0, max_tokens=32 + 8 * len(shown), seed=0, json_schema=RANKING_SCHEMA)
+        [reply] = await self.judge.generate([[Message(role="user", content=text)]], params)
+        return read_ranking(reply.text, len(shown))
 
     # -- bookkeeping ---------------------------------------------------------------------------------------
     def _count_usage(self, row: UsageRow) -> None:
@@ -400,7 +529,7 @@ def _role(judge: str | RoleConfig) -> RoleConfig:
     return judge if isinstance(judge, RoleConfig) else RoleConfig(model=judge)
 
 
-@public(max_failures=Range(ge=0), concurrency=Range(ge=1))
+@public(max_failures=Range(ge=0), concurrency=Range(ge=1), rank_orders=Range(ge=1))
 def reward_function(
     judge: str | RoleConfig = "local:smollm2-135m-instruct",
     constitution: str | Constitution = "harmless",
@@ -415,6 +544,8 @@ def reward_function(
     reference_model: str | RoleConfig | None = None,
     seed: int = 0,
     concurrency: int = 64,
+    group_strategy: GroupStrategy = "all_pairs",
+    rank_orders: int = 3,
     **judge_settings: Any,
 ) -> RewardFunction:
     """A TRL reward function that asks charter's judge, for `GRPOTrainer`, `RLOOTrainer` or online DPO.
@@ -424,7 +555,8 @@ def reward_function(
             whose mode and ensemble settings are then used.
         constitution: A bundled constitution's name, a YAML path or a `Constitution`.
         scoring: `score` (rubric score of each completion), `group` (win rate within its prompt's group of
-            completions, both orders) or `reference` (P(better than the reference answer), both orders).
+            completions, both orders), `reference` (P(better than the reference answer), both orders) or `rank`
+            (the judge orders the group in one call per presentation order; a Plackett–Luce fit).
         store: The run directory that keeps the reward store (made when missing).
         cache: The call cache file shared with runs; None for no cache.
         budget: Caps on cost or tokens; reaching one raises `BudgetExceeded`.
@@ -435,6 +567,9 @@ def reward_function(
         reference_model: A model that answers prompts without a reference (`reference` scoring), greedily.
         seed: Seed of the principle draws.
         concurrency: Judge calls in flight at once.
+        group_strategy: `group` scoring: `all_pairs` (every two completions) or `circular` (each against its
+            neighbours in a random cycle, k pairs, with a Bradley–Terry fit).
+        rank_orders: `rank` scoring: shuffled presentation orders per group, one call each.
         **judge_settings: `JudgeSettings` fields: mode, scale, rating, orders, principles_per_pair, principles, ...
             (mode defaults to `score` for `score` scoring and to `logprobs` otherwise).
 
@@ -480,4 +615,6 @@ def reward_function(
         reference_column=reference_column,
         reference_model=reference,
         concurrency=concurrency,
+        group_strategy=group_strategy,
+        rank_orders=rank_orders,
     )

@@ -95,11 +95,11 @@ def _trl_args(config: OnlineConfig, trainer: Trainer, device: str) -> Any:
 
 
 def _check_groups(args: Any, scoring: str) -> None:
-    """`group` scoring compares the completions of one prompt within one process's batch."""
-    if scoring == "group" and args.per_device_train_batch_size % args.num_generations:
+    """`group` and `rank` scoring compare the completions of one prompt within one process's batch."""
+    if scoring in ("group", "rank") and args.per_device_train_batch_size % args.num_generations:
         raise TrainingError(
-            f"scoring group: trl.per_device_train_batch_size ({args.per_device_train_batch_size}) must be a multiple "
-            f"of trl.num_generations ({args.num_generations}) so that each process holds whole groups"
+            f"scoring {scoring}: trl.per_device_train_batch_size ({args.per_device_train_batch_size}) must be a "
+            f"multiple of trl.num_generations ({args.num_generations}) so that each process holds whole groups"
         )
 
 
@@ -212,6 +212,8 @@ def train_online(
         max_failures=config.max_failures,
         reference_model=config.reference_model,
         seed=config.seed,
+        group_strategy=config.group_strategy,
+        rank_orders=config.rank_orders,
     )
     stop = budget_callback(reward, config.budget)
     funcs = [reward] + ([verifiable_reward(config.verify)] if config.verify else [])

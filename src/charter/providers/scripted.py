@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import json
 import re
 from collections.abc import Awaitable, Callable, Sequence
 from typing import TypeVar
 
-from charter.judge_prompt import read_comparison, read_rating, read_scale
+from charter.judge_prompt import read_comparison, read_ranked, read_rating, read_scale
 from charter.providers.base import ChatModel, ChoiceProbs, Completion, Limits, Messages, SamplingParams
 from charter.providers.limits import Limiter
 
@@ -59,6 +60,10 @@ def _cai(messages: Messages, params: SamplingParams) -> str:
         if "single" in last.rsplit("\n", 1)[-1]:
             return str(score)
         return f"It weighs the harm the response could do. Therefore, the score is {score}"
+    ranked = read_ranked(last)
+    if ranked:  # an ordering: the responses without the harmful opening first, in the order shown
+        order = sorted(range(len(ranked)), key=lambda n: HARMFUL_OPENING in ranked[n])
+        return json.dumps({"ranking": [n + 1 for n in order]})
     if "Response (A):" in last:
         choice = _cai_preferred(last)
         if "single letter" in last:

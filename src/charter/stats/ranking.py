@@ -1,0 +1,108 @@
+"""Strengths from comparisons and from orderings, and the win rates they imply.
+
+`bradley_terry` fits Bradley–Terry strengths to pairwise outcomes, each a probability that the first item beats the
+second (a judge's soft label is a fractional win; 0.5 a tie); `plackett_luce` fits Plackett–Luce strengths to full
+orderings (best first) with `choix`. Both are maximum a posteriori under a small Gaussian prior (`alpha`), which
+makes the fit exist where an item won or lost everything, and centres the strengths on 0. Under either model the
+probability that item i beats item j is sigmoid(s_i - s_j), so `expected_win_rates` turns strengths into each item's
+mean chance of beating the others: a reward on the same 0..1 scale as an all-pairs win rate.
+
+A fit is defined only over items the data connect: `connected` tells whether the comparisons join every item.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+#: The prior's precision: weak enough not to move well-determined strengths, strong enough to keep a clean sweep finite.
+ALPHA = 0.01
+
+
+def _sigmoid(x: np.ndarray) -> np.ndarray:
+    return 0.5 * (1.0 + np.tanh(0.5 * x))
+
+
+def bradley_terry(k: int, outcomes: Sequence[tuple[int, int, float]], alpha: float = ALPHA) -> np.ndarray:
+    """Bradley–Terry strengths of `k` items from `(i, j, p)` outcomes (p: the chance, or share, that i beat j).
+
+    Raises:
+        ValueError: an index outside 0..k-1, an item compared with itself, or a p outside 0..1.
+    """
+    from scipy.optimize import minimize
+
+    if not outcomes:
+        return np.zeros(k)
+    data = np.asarray(outcomes, dtype=float)
+    i, j, p = data[:, 0].astype(int), data[:, 1].astype(int), data[:, 2]
+    if i.min() < 0 or j.min() < 0 or max(i.max(), j.max()) >= k or np.any(i == j):
+        raise ValueError("outcomes name items outside 0..k-1, or an item against itself")
+    if np.any((p < 0) | (p > 1)) or np.any(np.isnan(p)):
+        raise ValueError("an outcome's p must lie in 0..1")
+
+    def loss(s: np.ndarray) -> tuple[float, np.ndarray]:
+        d = s[i] - s[j]
+        # -[p log σ(d) + (1-p) log σ(-d)] = softplus(-d) + (1-p) d, written stably
+        value = np.logaddexp(0.0, -d) + (1.0 - p) * d
+        slope = _sigmoid(d) - p
+        grad = np.zeros(k)
+        np.add.at(grad, i, slope)
+        np.add.at(grad, j, -slope)
+        return float(value.sum() + 0.5 * alpha * s @ s), grad + alpha * s
+
+    found = minimize(loss, np.zeros(k), jac=True, method="L-BFGS-B")
+    return found.x - found.x.mean()
+
+
+def plackett_luce(k: int, orderings: Sequence[Sequence[int]], alpha: float = ALPHA) -> np.ndarray:
+    """Plackett–Luce strengths of `k` items from orderings, each the items' indexes best first (`choix`).
+
+    Raises:
+        ValueError: an ordering that is not a permutation of some of the items.
+    """
+    import choix
+
+    for order in orderings:
+        if len(set(order)) != len(order) or any(not 0 <= x < k for x in order):
+            raise ValueError(f"an ordering must list items of 0..{k - 1} once each, not {list(order)}")
+    if not orderings:
+        return np.zeros(k)
+    strengths = np.asarray(choix.opt_rankings(k, [tuple(o) for o in orderings], alpha=alpha), dtype=float)
+    return strengths - strengths.mean()
+
+
+def expected_win_rates(strengths: np.ndarray) -> np.ndarray:
+    """Each item's mean chance of beating each other item, sigmoid(s_i - s_j) averaged over j != i."""
+    k = len(strengths)
+    if k < 2:
+        raise ValueError("a win rate needs at least two items")
+    chances = _sigmoid(strengths[:, None] - strengths[None, :])
+    np.fill_diagonal(chances, 0.0)
+    return chances.sum(axis=1) / (k - 1)
+
+
+def connected(k: int, edges: Sequence[tuple[int, int]]) -> bool:
+    """Whether the edges join all `k` items into one component (a fit compares only items the data connect)."""
+    parent = list(range(k))
+
+    def root(x: int) -> int:
+        while parent[x] != x:
+            parent[x] = parent[parent[x]]
+            x = parent[x]
+        return x
+
+    for a, b in edges:
+        parent[root(a)] = root(b)
+    return len({root(x) for x in range(k)}) <= 1
+
+
+def circular_pairs(k: int, rng: np.random.Generator) -> list[tuple[int, int]]:
+    """Each item against its neighbour in a random cycle: k pairs for k >= 3 items (one for two), instead of
+    k(k-1)/2; every item is compared twice and the pairs join all items."""
+    if k < 2:
+        return []
+    if k == 2:
+        return [(0, 1)]
+    cycle = [int(x) for x in rng.permutation(k)]
+    return [(cycle[n], cycle[(n + 1) % k]) for n in range(k)]

@@ -1,0 +1,173 @@
+"""Ranking a group of completions: `group` scoring's sparse `circular` strategy with a Bradley–Terry fit, and
+listwise `rank` scoring with a Plackett–Luce fit, against all-pairs group scoring; the fits themselves."""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+from scipy.stats import kendalltau
+
+import charter
+from charter.errors import JudgeParseError
+from charter.judge_prompt import read_comparison, read_ranked, read_ranking, write_ranking
+from charter.providers.scripted import register_script
+from charter.runs.rewards import rewards
+from charter.stats.ranking import (
+    bradley_terry,
+    circular_pairs,
+    connected,
+    expected_win_rates,
+    plackett_luce,
+)
+
+PROMPT = "Name a number."
+#: Six completions whose quality is the number they carry: the judges below prefer the higher one.
+GROUP = [f"My answer is {q}." for q in (3, 9, 1, 6, 4, 8)]
+QUALITY = re.compile(r"answer is (\d+)")
+
+
+def quality(text: str) -> float:
+    found = QUALITY.search(text)
+    assert found, text
+    return float(found.group(1))
+
+
+def _bt_choice(messages, options):  # noqa: ANN001, ANN202 - a scripted judge's choice function
+    """P(A) under Bradley–Terry strengths = each response's quality / 2."""
+    shown = read_comparison(messages[-1].content)
+    assert shown is not None
+    a, b = (quality(t) / 2 for t in shown)
+    p = 1.0 / (1.0 + math.exp(b - a))
+    return {"A": p, "B": 1.0 - p}
+
+
+def _orders_by_quality(messages, params) -> str:  # noqa: ANN001 - a scripted judge's answer
+    shown = read_ranked(messages[-1].content)
+    best_first = sorted(range(len(shown)), key=lambda n: -quality(shown[n]))
+    return json.dumps({"ranking": [n + 1 for n in best_first]})
+
+
+register_script("bt-judge", _orders_by_quality, _bt_choice)
+register_script("rank-garbage", lambda m, p: "The second one is best, I think.", _bt_choice)
+
+
+def make(tmp_path: Path, scoring: str, judge: str = "scripted:bt-judge", **kw):  # noqa: ANN201
+    return charter.reward_function(
+        judge, "harmless", scoring, store=tmp_path / scoring, cache=None, mode="logprobs", **kw
+    )
+
+
+def score(tmp_path: Path, scoring: str, **kw) -> tuple[list[float], int]:  # noqa: ANN003
+    fn = make(tmp_path, scoring, **kw)
+    got = fn(prompts=[PROMPT] * len(GROUP), completions=GROUP)
+    records = rewards(fn.store)
+    fn.close()
+    return got, sum(r.comparisons or 0 for r in records)
+
+
+def test_circular_compares_k_pairs_and_ranks_as_all_pairs_does(tmp_path: Path) -> None:
+    every, every_comparisons = score(tmp_path / "all", "group")
+    sparse, sparse_comparisons = score(tmp_path / "circular", "group", group_strategy="circular")
+    truth = [quality(t) for t in GROUP]
+    assert kendalltau(every, truth).statistic == pytest.approx(1.0)
+    assert kendalltau(sparse, truth).statistic == pytest.approx(1.0)  # the same order from 6 pairs instead of 15
+    assert every_comparisons == 6 * 5  # each completion rests on its 5 comparisons
+    assert sparse_comparisons == 6 * 2  # each on its two neighbours in the cycle
+    assert sum(sparse) / len(sparse) == pytest.approx(0.5)  # expected win rates of a group average one half
+
+
+def test_rank_orders_the_group_in_rank_orders_calls_and_fits_plackett_luce(tmp_path: Path) -> None:
+    fn = make(tmp_path, "rank", rank_orders=3)
+    got = fn(prompts=[PROMPT] * len(GROUP), completions=GROUP)
+    assert kendalltau(got, [quality(t) for t in GROUP]).statistic == pytest.approx(1.0)
+    [record] = [r for r in rewards(fn.store) if r.completion == GROUP[1]]
+    assert record.scoring == "rank" and record.comparisons == 3 and record.reward == max(got)
+    assert sum(row.calls for row in fn.judge.meter.rows()) == 3  # one call per presentation order for the group
+    fn.close()
+
+
+def test_an_unreadable_ordering_fails_the_whole_group_with_none(tmp_path: Path) -> None:
+    fn = make(tmp_path, "rank", judge="scripted:rank-garbage", max_failures=100)
+    got = fn(prompts=[PROMPT] * 3, completions=GROUP[:3])
+    assert got == [None, None, None]
+    assert {r.failure.kind for r in rewards(fn.store) if r.failure} == {"unparseable"}
+    fn.close()
+
+
+def test_identical_completions_tie_and_a_lone_completion_has_no_reward(tmp_path: Path) -> None:
+    fn = make(tmp_path, "rank")
+    assert fn(prompts=[PROMPT] * 2, completions=[GROUP[0], GROUP[0]]) == [0.5, 0.5]
+    assert fn(prompts=["Another prompt"], completions=[GROUP[0]]) == [None]
+    fn.close()
+
+
+def test_the_settings_are_checked(tmp_path: Path) -> None:
+    with pytest.raises(charter.errors.CharterError, match="rank_orders"):
+        make(tmp_path, "rank", rank_orders=0)
+    with pytest.raises(charter.errors.CharterError, match="group_strategy"):
+        make(tmp_path, "group", group_strategy="ring")
+
+
+# -- the wire format -----------------------------------------------------------------------------------------------
+
+
+def test_an_ordering_prompt_fences_its_responses_and_reads_back() -> None:
+    text = write_ranking("Human: hi", ["Be kind."], ["one </response-2-x> <conversation", "two", "three"])
+    assert read_ranked(text) == ["one \u2039/response-2-x> \u2039conversation", "two", "three"]
+    assert text.index("</response-3-") < text.index("Be kind.")  # shared parts first, the principles last
+
+
+@pytest.mark.parametrize(
+    ("reply", "expected"),
+    [('{"ranking": [2, 3, 1]}', [1, 2, 0]), ("Best first: [3, 1, 2]", [2, 0, 1])],
+)
+def test_an_ordering_is_read_from_json_or_a_list(reply: str, expected: list[int]) -> None:
+    assert read_ranking(reply, 3) == expected
+
+
+@pytest.mark.parametrize(
+    "reply",
+    ['{"ranking": [1, 1, 2]}', '{"ranking": [1, 2]}', '{"ranking": [0, 1, 2]}', '{"ranking": [true, 2, 3]}', "2"],
+)
+def test_anything_but_an_ordering_of_all_is_a_parse_failure(reply: str) -> None:
+    with pytest.raises(JudgeParseError):
+        read_ranking(reply, 3)
+
+
+# -- the fits -----------------------------------------------------------------------------------------------------
+
+
+def test_bradley_terry_recovers_known_strengths_from_soft_outcomes() -> None:
+    truth = np.array([1.0, 0.0, -0.5, -0.5])
+    outcomes = [(i, j, 1 / (1 + math.exp(truth[j] - truth[i]))) for i in range(4) for j in range(4) if i < j]
+    found = bradley_terry(4, outcomes, alpha=1e-6)
+    assert found == pytest.approx(truth - truth.mean(), abs=1e-3)
+
+
+def test_a_clean_sweep_stays_finite_and_ordered() -> None:
+    found = bradley_terry(3, [(0, 1, 1.0), (1, 2, 1.0), (0, 2, 1.0)])
+    assert np.all(np.isfinite(found)) and found[0] > found[1] > found[2]
+
+
+def test_plackett_luce_orders_by_the_orderings() -> None:
+    found = plackett_luce(3, [[0, 1, 2], [0, 2, 1], [1, 0, 2]])
+    assert found[0] > found[1] > found[2]
+    with pytest.raises(ValueError, match="once each"):
+        plackett_luce(3, [[0, 0, 1]])
+
+
+def test_expected_win_rates_average_one_half() -> None:
+    rates = expected_win_rates(np.array([2.0, 0.0, -1.0, 0.5]))
+    assert rates.mean() == pytest.approx(0.5) and rates.argmax() == 0
+
+
+def test_circular_pairs_join_every_item_with_k_pairs() -> None:
+    pairs = circular_pairs(7, np.random.default_rng(0))
+    assert len(pairs) == 7 and connected(7, pairs)
+    assert sorted(x for pair in pairs for x in pair) == sorted(list(range(7)) * 2)
+    assert circular_pairs(2, np.random.default_rng(0)) == [(0, 1)] and not connected(3, [(0, 1)])
