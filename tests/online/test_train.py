@@ -173,3 +173,26 @@ def test_trl_online_dpo_still_turns_a_failed_judgment_into_reward_zero() -> None
     )
     total = OnlineDPOTrainer._calculate_rewards_from_functions(trainer, ["p", "p"], ["a", "b"], [[1], [2]])
     assert total.tolist() == [0.0, 0.75]
+
+
+def test_a_distilled_reward_model_adds_its_score_beside_the_judge(tiny_model: Path, tmp_path: Path) -> None:
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    rm = tmp_path / "rm"  # a sequence-classification reward model (random head), as `charter train reward-model` saves
+    AutoModelForSequenceClassification.from_pretrained(tiny_model, num_labels=1).save_pretrained(rm)
+    AutoTokenizer.from_pretrained(tiny_model).save_pretrained(rm)
+    path = _config(tmp_path, tiny_model, reward_model=str(rm), reward_model_weight=0.5)
+    assert main(["train", "grpo", str(path)]) == 0
+    metrics = json.loads((tmp_path / "out" / "metrics.json").read_text())
+    logged = [e for e in metrics["trl_log"] if "rewards/rm/mean" in e]
+    assert len(logged) == 2 and all("rewards/charter_score/mean" in e for e in logged)
+    assert metrics["config"]["reward_model"] == str(rm) and metrics["rewards"] == 8  # the judge still judged
+    assert f"| reward model | weight 0.5, {rm} |" in (tmp_path / "out" / "README.md").read_text()
+
+
+def test_a_reward_model_that_is_none_is_one_line_before_training(tiny_model: Path, tmp_path: Path, capsys) -> None:
+    path = _config(tmp_path, tiny_model, reward_model=str(tmp_path / "missing-rm"))
+    assert main(["train", "grpo", str(path)]) != 0
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "reward_model" in err[0] and "missing-rm" in err[0], err
+    assert not (tmp_path / "out" / "model.safetensors").exists()

@@ -14,7 +14,20 @@ SCORINGS = {
     "score": "the rubric score of each completion (judge mode score), normalised to 0..1, mean over the principles",
     "group": "each completion's win rate among the completions of its prompt, judged pairwise in both orders",
     "reference": "P(the completion is better than a reference answer), judged in both orders",
+    "rank": "each completion's expected win rate in its group, from a Plackett-Luce fit of the judge's orderings of "
+    "the whole group (listwise, in shuffled presentation orders)",
 }
+
+
+def _scoring(config: OnlineConfig) -> str:
+    if config.scoring == "group" and config.group_strategy == "circular":
+        return (
+            "each completion's expected win rate in its group, from a Bradley-Terry fit of comparisons with its two "
+            "neighbours in a random cycle, judged in both orders"
+        )
+    if config.scoring == "rank":
+        return f"{SCORINGS['rank']}, {config.rank_orders} order(s) per group"
+    return SCORINGS[config.scoring]
 
 
 def _fmt(value: float | None) -> str:
@@ -28,6 +41,7 @@ def online_card(metrics: OnlineMetrics, config: OnlineConfig, trainer: Trainer) 
     tags = ["charter", "trl", trainer, "rlaif"]
     data = ModelCardData(library_name="transformers", tags=tags, base_model=base_model(config.model))
     verify = f"weight {config.verify.weight}, {config.verify.verifier}" if config.verify else "none"
+    reward_model = f"weight {config.reward_model_weight}, {config.reward_model}" if config.reward_model else "none"
     judge = config.judge
     steps = metrics["steps"]
     first, last = (steps[0], steps[-1]) if steps else (None, None)
@@ -36,7 +50,12 @@ def online_card(metrics: OnlineMetrics, config: OnlineConfig, trainer: Trainer) 
         f"# A policy trained online with charter ({TRAINERS[trainer]})",
         "",
         f"Trained with charter {__version__} from `{config.model}`: an AI judge rewarded the policy's own samples "
-        "during training, against a written constitution (RLAIF without a reward model).",
+        "during training, against a written constitution "
+        + (
+            "(beside a reward model distilled from judgments)."
+            if config.reward_model
+            else "(RLAIF without a reward model)."
+        ),
         "",
         "| | |",
         "|---|---|",
@@ -44,8 +63,9 @@ def online_card(metrics: OnlineMetrics, config: OnlineConfig, trainer: Trainer) 
         f"| judge | `{metrics['judge']}`, mode {judge.mode}"
         + (f" (scale 1-{judge.scale}, read by {judge.rating})" if judge.rates else f", orders {judge.orders}")
         + f", {judge.ensemble()} |",
-        f"| scoring | {config.scoring}: {SCORINGS[config.scoring]} |",
+        f"| scoring | {config.scoring}: {_scoring(config)} |",
         f"| verifiable reward | {verify} |",
+        f"| reward model | {reward_model} |",
         f"| steps | {metrics['training']['global_step']} ({metrics['stopped']}) |",
         f"| rewards | {metrics['rewards']}, of which {metrics['failures']} failed judgments (no reward) |",
         f"| mean reward, first and last step | {_fmt(first['mean'] if first else None)} -> "

@@ -77,6 +77,13 @@ class OnlineConfig(ConfigModel):
     """The judge reward's weight in the sum of rewards."""
     verify: VerifiableReward | None = None
     """Add a verifiable reward from charter's verifiers, weighted against the judge."""
+    reward_model: str | None = None
+    """A reward model whose score is added to the reward, weighted beside the judge (canonical RLAIF, the judge
+    distilled into a model, Lee et al. 2023): a folder from `charter train reward-model`, or any sequence-
+    classification reward model (folder or Hub id). TRL scores each prompt and completion with it, through its
+    tokenizer's chat template."""
+    reward_model_weight: float = Field(default=1.0, ge=0)
+    """The reward model's weight in the sum of rewards (its score is a logit, not 0..1: weigh it accordingly)."""
     max_failures: float = Field(default=0.1, ge=0)
     """Failed judgments allowed before training stops: a count (>= 1) or a share of the rewards (< 1)."""
     budget: Budget = Budget()

@@ -77,6 +77,22 @@ def verifiable_reward(verify: VerifiableReward) -> Any:
     return charter_verified
 
 
+def distilled_reward(source: str) -> Any:
+    """A sequence-classification reward model for TRL's `reward_funcs` (TRL scores prompt + completion with it):
+    a folder or a Hub id, loaded here so that one that is none is a one-line `TrainingError` before training."""
+    from transformers import AutoModelForSequenceClassification
+
+    folder = Path(source).expanduser()
+    try:
+        return AutoModelForSequenceClassification.from_pretrained(
+            str(folder) if folder.exists() else source, num_labels=1
+        )
+    except (OSError, ValueError) as exc:
+        raise TrainingError(
+            f"reward_model {source}: not a sequence-classification reward model ({short_error(exc)})"
+        ) from None
+
+
 def _trl_args(config: OnlineConfig, trainer: Trainer, device: str) -> Any:
     from trl import GRPOConfig, RLOOConfig  # pyright: ignore[reportPrivateImportUsage] - TRL exports them lazily
 
@@ -86,7 +102,9 @@ def _trl_args(config: OnlineConfig, trainer: Trainer, device: str) -> Any:
         "num_generations": 4,
         "max_completion_length": 64,
         "per_device_train_batch_size": 4,
-        "reward_weights": [config.judge_weight] + ([config.verify.weight] if config.verify else []),
+        "reward_weights": [config.judge_weight]
+        + ([config.verify.weight] if config.verify else [])
+        + ([config.reward_model_weight] if config.reward_model else []),
     }
     if device == "cpu":
         base.update(bf16=False, use_cpu=True)
@@ -217,6 +235,8 @@ def train_online(
     )
     stop = budget_callback(reward, config.budget)
     funcs = [reward] + ([verifiable_reward(config.verify)] if config.verify else [])
+    if config.reward_model:
+        funcs.append(distilled_reward(config.reward_model))
     rows = dataset_rows(prompts, config.verify)
     model_trainer = _trainer(config, trainer, args, funcs, rows, [stop, *callbacks])
     resume = last_checkpoint(out) if config.resume else None
@@ -277,7 +297,7 @@ def _summary(
     none = Usage(calls=0, cached=0, prompt_tokens=0, completion_tokens=0, cost_usd=0.0)
     usage = usage_of(store) if store is not None else none
     log = [
-        {k: v for k, v in entry.items() if k in KEPT_LOGS or k == "step"}
+        {k: v for k, v in entry.items() if k in KEPT_LOGS or k == "step" or k.startswith("rewards/")}
         for entry in model_trainer.state.log_history
         if "loss" in entry
     ]
