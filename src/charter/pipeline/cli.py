@@ -183,8 +183,21 @@ def run_command(
         console.print(f"  report:      {result.report}")
 
 
-def status_command(run_dir: Path = typer.Argument(..., help="A run directory.")) -> None:
+def status_command(
+    run_dir: Path = typer.Argument(..., help="A run directory, or a training output folder (--json)."),
+    as_json: bool = typer.Option(
+        False,
+        "--json",
+        help="Print the status as JSON on stdout (nothing else): a run directory or a training output folder "
+        "(reward model, DPO, GRPO, RLOO); usage holds cost_usd and every token count per role and model.",
+    ),
+) -> None:
     """Stage progress, counts, failures, tokens and cost of a run."""
+    if as_json:
+        from charter.pipeline.status_json import status, status_json
+
+        typer.echo(status_json(status(run_dir)))
+        return
     from charter.pipeline.status import print_status
 
     print_status(run_dir)
