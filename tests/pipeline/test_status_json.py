@@ -113,3 +113,12 @@ def test_a_bad_run_is_one_line_on_stderr_and_exit_2(tmp_path: Path, capsys: pyte
         charter.status(tmp_path / "bad")
     with pytest.raises(ArgumentError):
         charter.status(3)  # type: ignore[arg-type]
+
+
+def test_the_table_view_of_a_trainer_folder_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "rm").mkdir()
+    metrics = {"training": {"global_step": 12, "train_loss": 0.25, "seconds": 3.5}, "config": {"model": "tiny"}}
+    (tmp_path / "rm" / "metrics.json").write_text(json.dumps(metrics))
+    assert main(["status", str(tmp_path / "rm")]) == 0
+    out = capsys.readouterr().out
+    assert "Reward model trained from tiny: steps 12, train loss 0.25, seconds 3.5" in out

@@ -184,7 +184,7 @@ def run_command(
 
 
 def status_command(
-    run_dir: Path = typer.Argument(..., help="A run directory, or a training output folder (--json)."),
+    run_dir: Path = typer.Argument(..., help="A run directory, or a training output folder."),
     as_json: bool = typer.Option(
         False,
         "--json",
@@ -193,10 +193,13 @@ def status_command(
     ),
 ) -> None:
     """Stage progress, counts, failures, tokens and cost of a run."""
-    if as_json:
-        from charter.pipeline.status_json import status, status_json
+    from charter.pipeline.status_json import status, status_json, trainer_folder, trainer_summary
 
+    if as_json:
         typer.echo(status_json(status(run_dir)))
+        return
+    if trainer_folder(run_dir):
+        typer.echo(f"{trainer_summary(status(run_dir))} ({run_dir}/metrics.json; --json prints it whole)")
         return
     from charter.pipeline.status import print_status
 

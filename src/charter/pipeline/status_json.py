@@ -238,6 +238,25 @@ def status(run: str | Path) -> StatusReport:
     return _store_status(folder, metrics)
 
 
+def trainer_folder(folder: str | Path) -> bool:
+    """Whether `folder` is the output folder of an offline trainer: a metrics.json and no run store."""
+    folder = Path(folder)
+    return (folder / METRICS_FILE).is_file() and not (folder / STORE_FILE).exists()
+
+
+def trainer_summary(report: StatusReport) -> str:
+    """One line on an offline trainer's output folder (what `charter status` prints for one)."""
+    training = (report["training"] or {}).get("training") or {}
+    names = {"reward_model": "Reward model", "dpo": "DPO policy"}
+    shown = [
+        f"{label} {training[key]}"
+        for key, label in (("global_step", "steps"), ("train_loss", "train loss"), ("seconds", "seconds"))
+        if training.get(key) is not None
+    ]
+    name, model = names.get(report["kind"], report["kind"]), report["models"].get("model", "?")
+    return f"{name} trained from {model}: {', '.join(shown) or 'no training summary'}"
+
+
 def status_json(report: StatusReport) -> str:
     """The report as JSON text (what `charter status --json` prints)."""
     return json.dumps(report, indent=2, ensure_ascii=False, default=str)
