@@ -100,6 +100,7 @@ CASES: dict[str, tuple[tuple[Call, str | None], tuple[Call, str | None]]] = {
         (lambda: charter.infer_constitution(3), "pairs"),
         (lambda: charter.infer_constitution("pairs.jsonl", test_fraction=1.5), "test_fraction"),
     ),
+    "status": ((lambda: charter.status(3), "run"), (lambda: charter.status("runs/x", verbose=True), "verbose")),
     "check_constitution": (
         (lambda: charter.check_constitution("harmless", "pairs.jsonl", None), "judge"),
         (lambda: charter.check_constitution("harmless", "pairs.jsonl", "scripted:cai", min_flip=5), "min_flip"),

@@ -47,6 +47,7 @@ _API = {
     "synthesize": "charter.synth.api",
     "infer_constitution": "charter.lab.api",
     "check_constitution": "charter.lab.api",
+    "status": "charter.pipeline.status_json",
     # the config and result types of the functions' signatures
     "PromptsConfig": "charter.prompts",
     "Provenance": "charter.records",
@@ -84,6 +85,7 @@ _API = {
     "SynthResult": "charter.synth.generate",
     "Inferred": "charter.lab.infer",
     "ConstitutionTest": "charter.lab.checks",
+    "StatusReport": "charter.pipeline.status_json",
 }
 
 if TYPE_CHECKING:  # what type checkers and IDEs see: every public name with its signature
@@ -113,6 +115,7 @@ if TYPE_CHECKING:  # what type checkers and IDEs see: every public name with its
     from charter.pipeline.api import PreferenceCounts, build_preferences, critique_chains, judge_pairs, run
     from charter.pipeline.config import RunConfig, load_run_config
     from charter.pipeline.run import RunResult
+    from charter.pipeline.status_json import StatusReport, status
     from charter.preference.config import FiltersConfig
     from charter.prompts import PromptsConfig
     from charter.providers import CallCache, ChatModel, Limits, ManagedModel, SamplingParams, UsageMeter, get_model
@@ -163,6 +166,7 @@ __all__ = [
     "synthesize",
     "infer_constitution",
     "check_constitution",
+    "status",
     "PromptsConfig",
     "Provenance",
     "ChatModel",
@@ -199,6 +203,7 @@ __all__ = [
     "SynthResult",
     "Inferred",
     "ConstitutionTest",
+    "StatusReport",
 ]
 
 

@@ -1,12 +1,11 @@
-"""Bounded concurrent mapping: keep N tasks in flight, yield results as they finish.
-
-Inputs are consumed lazily, so memory stays flat however many items there are.
+"""Bounded concurrent mapping: keep N tasks in flight, yield results as they finish (inputs are consumed lazily, so
+memory stays flat however many items there are); and warm, then fan out: calls that share a prompt prefix.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from typing import Any, TypeVar
 
 T = TypeVar("T")
@@ -63,3 +62,24 @@ async def drain(results: AsyncIterator[Any]) -> None:
     """Consume an async iterator to its end (a map run for its effects)."""
     async for _ in results:
         pass
+
+
+async def warm_then_fan_out(
+    calls: Sequence[Callable[[], Awaitable[T]]],
+    warm: bool = True,
+    dooms: Callable[[BaseException], bool] = lambda error: False,
+) -> list[T | BaseException]:
+    """Run calls that share a long prompt prefix; their outcomes in order, an exception as its outcome.
+
+    With `warm`, the first call is answered before the others start (a provider serves a prefix from its cache only
+    once a first request with it has been answered), then the others run at once; without, all run at once. When
+    the first call fails with an error that `dooms` the rest (auth, budget), it is returned alone: the others are
+    never sent. Other callers go on concurrently meanwhile: only these calls wait for their first.
+    """
+    if not warm or len(calls) < 2:
+        return list(await asyncio.gather(*(call() for call in calls), return_exceptions=True))
+    [first] = await asyncio.gather(calls[0](), return_exceptions=True)
+    if isinstance(first, BaseException) and dooms(first):
+        return [first]
+    rest = await asyncio.gather(*(call() for call in calls[1:]), return_exceptions=True)
+    return [first, *rest]

@@ -11,15 +11,16 @@ never a silent default.
 from __future__ import annotations
 
 import asyncio
+import functools
 import random
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 
-from charter.concurrency import bounded_map
+from charter.concurrency import bounded_map, warm_then_fan_out
 from charter.constitutions.schema import Constitution, Principle
-from charter.errors import ConfigError, FatalProviderError, JudgeParseError, ProviderError
+from charter.errors import ConfigError, JudgeParseError, ProviderError
 from charter.judge.modes import mode
 from charter.judge.panel import Panel, pool
-from charter.judge.score import p_first_from_scores, rating_fingerprint_fields, score_response
+from charter.judge.score import dooms_run, p_first_from_scores, rating_fingerprint_fields, score_response
 from charter.judge.settings import JudgeSettings
 from charter.judge_prompt import PROMPT_FORMAT, write_comparison
 from charter.messages import render_conversation, user
@@ -235,13 +236,13 @@ async def judge_pair(
         "principle_ids": principle_ids,
     }
     per_principle = _PER_PRINCIPLE[settings.spec.kind]
-    outcomes = await asyncio.gather(
-        *(per_principle(model, constitution, pair, settings, pid) for pid in principle_ids), return_exceptions=True
-    )  # every call runs to its end (its answer is paid for and cached) before the judgment is decided
+    outcomes = await warm_then_fan_out(
+        [functools.partial(per_principle, model, constitution, pair, settings, pid) for pid in principle_ids],
+        warm=settings.warm_cache,
+        dooms=dooms_run,
+    )  # every call started runs to its end (its answer is paid for and cached) before the judgment is decided
     errors = [o for o in outcomes if isinstance(o, BaseException)]
-    fatal = [
-        e for e in errors if not isinstance(e, (JudgeParseError, ProviderError)) or isinstance(e, FatalProviderError)
-    ]
+    fatal = [e for e in errors if dooms_run(e)]
     if fatal:
         raise fatal[0]
     if errors:

@@ -9,11 +9,13 @@ writes. A reply without a valid score is re-asked, then recorded as a failure: n
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from charter.concurrency import warm_then_fan_out
 from charter.constitutions.schema import Constitution
-from charter.errors import JudgeParseError
+from charter.errors import FatalProviderError, JudgeParseError, ProviderError
 from charter.judge.modes import mode
 from charter.judge.settings import JudgeSettings
 from charter.judge_prompt import DEFAULT_RUBRIC, RATING_FORMAT, write_rating
@@ -114,6 +116,11 @@ async def score_one(
     raise JudgeParseError(f"no score in the judge's reply after {len(raws)} tries", raw=raws[-1], attempts=len(raws))
 
 
+def dooms_run(error: BaseException) -> bool:
+    """An error that is not one item's failure (auth, budget, a bug): it stops the run."""
+    return not isinstance(error, JudgeParseError | ProviderError) or isinstance(error, FatalProviderError)
+
+
 async def score_response(
     model: ChatModel,
     constitution: Constitution,
@@ -124,10 +131,11 @@ async def score_response(
 ) -> list[PrincipleScore]:
     """Rate one response under each principle; every call runs to its end (paid for, cached) before the first
     error, if any, is raised."""
-    outcomes = await asyncio.gather(
-        *(score_one(model, constitution, prompt, response, pid, settings) for pid in principle_ids),
-        return_exceptions=True,
-    )
+    outcomes = await warm_then_fan_out(
+        [functools.partial(score_one, model, constitution, prompt, response, pid, settings) for pid in principle_ids],
+        warm=settings.warm_cache,
+        dooms=dooms_run,
+    )  # the conversation and the response come first in each request: the first call warms the cache for the rest
     errors = [o for o in outcomes if isinstance(o, BaseException)]
     if errors:
         raise errors[0]

@@ -79,6 +79,11 @@ class JudgeSettings(ConfigModel):
     """Re-asks (with a new seed) on unparseable output before recording a failure."""
     params: SamplingParams | None = None
     """Sampling for `cot`/`verdict` (default: greedy; 512 tokens for cot, 8 for verdict)."""
+    warm_cache: bool = True
+    """Warm, then fan out: a pair's first principle is asked (in each order) and answered before its other
+    principles are asked, so that a provider that caches prompt prefixes serves the prefix they share (instructions,
+    conversation, the two responses) from its cache; other pairs go on meanwhile. `false` asks them all at once.
+    It changes when calls are sent, never what is asked: judgments are the same either way."""
 
     @model_validator(mode="after")
     def _check_clamp(self) -> JudgeSettings:

@@ -183,8 +183,24 @@ def run_command(
         console.print(f"  report:      {result.report}")
 
 
-def status_command(run_dir: Path = typer.Argument(..., help="A run directory.")) -> None:
+def status_command(
+    run_dir: Path = typer.Argument(..., help="A run directory, or a training output folder."),
+    as_json: bool = typer.Option(
+        False,
+        "--json",
+        help="Print the status as JSON on stdout (nothing else): a run directory or a training output folder "
+        "(reward model, DPO, GRPO, RLOO); usage holds cost_usd and every token count per role and model.",
+    ),
+) -> None:
     """Stage progress, counts, failures, tokens and cost of a run."""
+    from charter.pipeline.status_json import status, status_json, trainer_folder, trainer_summary
+
+    if as_json:
+        typer.echo(status_json(status(run_dir)))
+        return
+    if trainer_folder(run_dir):
+        typer.echo(f"{trainer_summary(status(run_dir))} ({run_dir}/metrics.json; --json prints it whole)")
+        return
     from charter.pipeline.status import print_status
 
     print_status(run_dir)
