@@ -446,8 +446,9 @@ class RewardRecord(Record):
     trainer."""
     rank: int
     """The process that computed it (0 without distributed training)."""
-    scoring: Literal["score", "group", "reference"]
-    """`score`: the rubric score; `group`: the win rate in its group; `reference`: P(better than the reference)."""
+    scoring: Literal["score", "group", "reference", "pair"]
+    """`score`: the rubric score; `group`: the win rate in its group; `reference`: P(better than the reference);
+    `pair` (online DPO): P(the completion is better than the other of its pair, the `reference` field)."""
     prompt: list[Message]
     """The prompt."""
     completion: str
@@ -472,6 +473,9 @@ class RewardRecord(Record):
     """Every judge call of this reward was answered from the call cache (nothing was paid)."""
     failure: Failure | None = None
     """Why there is no reward (reward None only)."""
+    masked: Literal["failed", "undecided"] | None = None
+    """`pair` (online DPO): why the pair was left out of the loss (its judgment failed, or the orders disagreed or
+    its confidence was below `min_confidence`); null for a pair trained on and for the other scorings."""
 
 
 # -- people, money, calibration -------------------------------------------------------------------------------

@@ -47,8 +47,9 @@ class VerifiableReward(ConfigModel):
     regex:PATTERN, a registered name or module:function."""
 
 
-class OnlineConfig(ConfigModel):
-    """Train a policy online (GRPO or RLOO through TRL) with charter's judge as the reward."""
+class OnlineBase(ConfigModel):
+    """What every online trainer shares: the policy, its prompts, the constitution, the judge's limits and costs,
+    the output and TRL's passthrough."""
 
     model: str = "smollm2-135m-instruct"
     """The policy: `smollm2-135m-instruct` (the embedded model), a folder or a Hub id."""
@@ -57,18 +58,6 @@ class OnlineConfig(ConfigModel):
     run config), a JSONL/parquet file, or a run directory (the run's prompts)."""
     constitution: str = "harmless"
     """Constitution name or YAML path the judge rewards against."""
-    judge: JudgeConfig = JudgeConfig(mode="score")
-    """The judge: its model (a role) and how it judges (mode, scale, rating, orders, ensemble). `score` scoring
-    needs mode `score`; `group` and `reference` need a comparison mode (logprobs, cot, verdict)."""
-    scoring: Literal["score", "group", "reference"] = "score"
-    """`score`: each completion's rubric score; `group`: its win rate among the completions of its prompt, both
-    orders; `reference`: P(better than the prompt's reference, or the reference model's answer)."""
-    reference_model: RoleConfig | None = None
-    """`reference` scoring: the model that answers prompts without a `reference` column (greedy, cached)."""
-    judge_weight: float = Field(default=1.0, ge=0)
-    """The judge reward's weight in the sum of rewards."""
-    verify: VerifiableReward | None = None
-    """Add a verifiable reward from charter's verifiers, weighted against the judge."""
     max_failures: float = Field(default=0.1, ge=0)
     """Failed judgments allowed before training stops: a count (>= 1) or a share of the rewards (< 1)."""
     budget: Budget = Budget()
@@ -94,6 +83,23 @@ class OnlineConfig(ConfigModel):
     """TRL GRPOConfig / RLOOConfig fields, passed through (num_generations, max_completion_length, learning_rate,
     max_steps, beta, temperature, per_device_train_batch_size, ...)."""
 
+
+class OnlineConfig(OnlineBase):
+    """Train a policy online (GRPO or RLOO through TRL) with charter's judge as the reward."""
+
+    judge: JudgeConfig = JudgeConfig(mode="score")
+    """The judge: its model (a role) and how it judges (mode, scale, rating, orders, ensemble). `score` scoring
+    needs mode `score`; `group` and `reference` need a comparison mode (logprobs, cot, verdict)."""
+    scoring: Literal["score", "group", "reference"] = "score"
+    """`score`: each completion's rubric score; `group`: its win rate among the completions of its prompt, both
+    orders; `reference`: P(better than the prompt's reference, or the reference model's answer)."""
+    reference_model: RoleConfig | None = None
+    """`reference` scoring: the model that answers prompts without a `reference` column (greedy, cached)."""
+    judge_weight: float = Field(default=1.0, ge=0)
+    """The judge reward's weight in the sum of rewards."""
+    verify: VerifiableReward | None = None
+    """Add a verifiable reward from charter's verifiers, weighted against the judge."""
+
     @model_validator(mode="before")
     @classmethod
     def _judge_mode_from_scoring(cls, data: Any) -> Any:
@@ -115,4 +121,42 @@ class OnlineConfig(ConfigModel):
             raise LocatedValueError(misfit, ("judge", "mode"))
         if "reward_weights" in self.trl:
             raise LocatedValueError("set judge_weight and verify.weight instead", ("trl", "reward_weights"))
+        return self
+
+
+class OnlineDPOConfig(OnlineBase):
+    """Train a policy with online DPO (OAIF, through TRL's online DPO trainer): two completions per prompt from the
+    current policy, compared by charter's pairwise judge, a DPO step on the pairs the judge decided."""
+
+    judge: JudgeConfig = JudgeConfig(mode="logprobs")
+    """The pairwise judge: its model (a role) and how it compares (mode logprobs, cot or verdict; orders, ensemble).
+    With `orders: both` a pair whose two orders pick different winners is undecided."""
+    min_confidence: float = Field(default=0.1, ge=0, lt=0.5)
+    """The least |P(first better) - 0.5| of a pair trained on; a pair below it is masked as undecided."""
+    output_dir: Path = Path("online-dpo")
+    """Where the policy, metrics.json, README.md and the reward store (run.sqlite) go."""
+    trl: dict[str, Any] = Field(default_factory=dict)
+    """TRL OnlineDPOConfig fields, passed through (max_new_tokens, learning_rate, max_steps, beta, loss_type,
+    temperature, per_device_train_batch_size, ...)."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _comparing_judge(cls, data: Any) -> Any:
+        """A judge without a mode compares by log-probabilities."""
+        if isinstance(data, dict):
+            judge = data.get("judge", {})
+            judge = {"model": judge} if isinstance(judge, str) else judge
+            if isinstance(judge, dict) and "mode" not in judge:
+                data = {**data, "judge": {**judge, "mode": "logprobs"}}
+        return data
+
+    @model_validator(mode="after")
+    def _judge_compares(self) -> OnlineDPOConfig:
+        if self.judge.models is not None:
+            raise LocatedValueError("online DPO takes one judge model (set judge.model)", ("judge", "models"))
+        misfit = scoring_misfit("group", self.judge)
+        if misfit:
+            raise LocatedValueError(misfit.replace("scoring group", "online DPO"), ("judge", "mode"))
+        if "reward_funcs" in self.trl or "reward_weights" in self.trl:
+            raise LocatedValueError("the judge gives online DPO its preferences", ("trl", "reward_weights"))
         return self

@@ -1,0 +1,140 @@
+"""`charter train online-dpo`: TRL's online DPO trainer with charter's pairwise judge, failed and undecided pairs
+masked out of the loss (no gradient), the pairs per step in the reward store, status, report and card."""
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+from typer.testing import CliRunner
+
+from charter.cli import app
+from charter.judge_prompt import read_comparison
+from charter.online.pairs import decide, masked_dpo_loss
+from charter.providers.scripted import register_script
+from charter.records import Failure, Judgment, Vote
+from charter.runs.rewards import rewards
+from charter.runs.store import RunStore
+
+
+def _fails(a: str, b: str) -> bool:
+    """The pairs the script cannot judge: the same for both orders."""
+    return (len(a) + len(b)) % 3 == 0
+
+
+def _longer(messages, params):  # noqa: ANN001, ANN202 - prefers the longer response; fails some pairs
+    a, b = read_comparison(messages[-1].content) or ("", "")
+    if _fails(a, b):
+        return "I would rather not say."
+    return "B" if len(b) > len(a) else "A"  # equal lengths: (A) in both orders, an undecided pair
+
+
+register_script("longer-flaky", _longer)
+
+
+def _batch(n: int, seed: int = 0):  # noqa: ANN202
+    """A tiny model's per-pair log-probability sums: chosen, rejected and the reference's."""
+    torch.manual_seed(seed)
+    layer = torch.nn.Linear(4, 4)
+    x = torch.randn(n, 4)
+    out = layer(x)
+    ref = torch.randn(n, 2)
+    return layer, out[:, 0], out[:, 1], ref[:, 0], ref[:, 1]
+
+
+def test_a_masked_pair_leaves_the_gradient_unchanged() -> None:
+    layer, chosen, rejected, ref_c, ref_r = _batch(3)
+    trained = torch.tensor([True, True, False])
+    masked_dpo_loss(chosen, rejected, ref_c, ref_r, trained, 0.1, "sigmoid").backward()
+    with_masked = [p.grad.clone() for p in layer.parameters()]
+    layer.zero_grad()
+    # the same two decided pairs without the masked one
+    torch.manual_seed(0)
+    layer2 = torch.nn.Linear(4, 4)
+    x = torch.randn(3, 4)[:2]
+    out = layer2(x)
+    ref = torch.randn(3, 2)[:2]
+    masked_dpo_loss(out[:, 0], out[:, 1], ref[:, 0], ref[:, 1], torch.tensor([True, True]), 0.1, "sigmoid").backward()
+    for got, want in zip(with_masked, [p.grad for p in layer2.parameters()]):
+        assert torch.allclose(got, want)
+    assert not torch.allclose(with_masked[0], torch.zeros_like(with_masked[0]))
+
+
+def test_a_batch_of_masked_pairs_gives_no_gradient_and_no_nan() -> None:
+    layer, chosen, rejected, ref_c, ref_r = _batch(2)
+    loss = masked_dpo_loss(chosen, rejected, ref_c * float("inf"), ref_r, torch.tensor([False, False]), 0.1, "ipo")
+    loss.backward()
+    assert loss.item() == 0 and all(torch.count_nonzero(p.grad) == 0 for p in layer.parameters())
+
+
+def _judgment(status: str = "ok", p_a: float = 0.5, position_consistent: bool | None = None, **kw) -> Judgment:  # noqa: ANN003
+    base = dict(pair_id="p", fingerprint="f", mode="logprobs", orders="both", judge_model="j", principle_ids=["x"])
+    if status == "failed":
+        return Judgment(**base, status="failed", **kw)
+    vote = Vote(principle_id="x", p_a=p_a, p_a_ab=p_a)
+    return Judgment(**base, status="ok", p_a=p_a, p_a_ab=p_a, position_consistent=position_consistent, principles=[vote])
+
+
+def test_only_a_consistent_confident_judgment_decides() -> None:
+    failure = Failure(kind="unparseable", message="no verdict")
+    assert decide(_judgment(status="failed", failure=failure), 0.1).masked == "failed"
+    assert decide(_judgment(status="ok", p_a=0.9, position_consistent=False), 0.1).masked == "undecided"
+    assert decide(_judgment(status="ok", p_a=0.55, position_consistent=True), 0.1).masked == "undecided"
+    assert decide(_judgment(status="ok", p_a=0.5, position_consistent=None), 0.0).masked == "undecided"
+    assert decide(_judgment(status="ok", p_a=0.2, position_consistent=True), 0.1).first_wins is False
+    assert decide(_judgment(status="ok", p_a=0.8, position_consistent=None), 0.1).first_wins is True
+
+
+def test_train_online_dpo_masks_every_failed_pair(tiny_model: Path, tmp_path: Path) -> None:
+    out = tmp_path / "odpo"
+    config = {
+        "model": str(tiny_model),
+        "prompts": {"inline": [f"question {i}" for i in range(8)]},
+        "judge": {"model": "scripted:longer-flaky", "mode": "verdict", "orders": "both", "max_retries": 0,
+                  "principles_per_pair": 1},
+        "max_failures": 1000,
+        "cache": None,
+        "device": "cpu",
+        "output_dir": str(out),
+        "trl": {"max_steps": 3, "per_device_train_batch_size": 4, "max_new_tokens": 8, "save_strategy": "no",
+                "temperature": 1.0},
+    }  # fmt: skip
+    path = tmp_path / "odpo.yaml"
+    path.write_text(yaml.safe_dump(config))
+    result = CliRunner().invoke(app, ["train", "online-dpo", str(path)])
+    assert result.exit_code == 0, result.output
+    stored = [r for r in rewards(RunStore(out)) if r.scoring == "pair"]
+    assert len(stored) == 12  # 3 steps of 4 prompts, one pair each
+    failed = [r for r in stored if r.reference is not None and _fails(r.completion, r.reference)]
+    assert failed and all(r.masked == "failed" and r.reward is None for r in failed)
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["masked"]["failed"] == len(failed) == sum(r.failure is not None for r in stored)
+    for r in stored:  # no pair trained without a decided judgment: both orders agreed, confidence reached
+        if r.masked is None:
+            assert r.reward is not None and abs(r.reward - 0.5) >= 0.1 and len(r.completion) != len(r.reference)
+    assert metrics["trained"] == sum(r.masked is None for r in stored)
+    assert metrics["trained"] + metrics["masked"]["failed"] + metrics["masked"]["undecided"] == 12
+    assert [s["pairs"] for s in metrics["steps"]] == [4, 4, 4] and metrics["steps"][0]["calls"] > 0
+    logged = [e for e in metrics["trl_log"] if "charter/masked_failed" in e]
+    assert sum(e["charter/masked_failed"] for e in logged) == len(failed)
+    assert "masked (judgment failed)" in (out / "README.md").read_text()
+    status = CliRunner().invoke(app, ["status", str(out)])
+    assert status.exit_code == 0 and "undecided" in status.output, status.output
+    assert "undecided" in (out / "report" / "report.md").read_text()
+
+
+def test_the_example_config_reads() -> None:
+    from charter.online.config import OnlineDPOConfig
+    from charter.yamlio import load_model
+
+    cfg = load_model(OnlineDPOConfig, Path(__file__).resolve().parents[2] / "examples" / "online-dpo.yaml", None)
+    assert cfg.judge.mode == "logprobs" and cfg.min_confidence == 0.1
+
+
+def test_a_rating_judge_is_refused(tmp_path: Path) -> None:
+    from charter.errors import ConfigError
+    from charter.online.config import OnlineDPOConfig
+
+    with pytest.raises((ConfigError, ValueError), match="online DPO"):
+        OnlineDPOConfig.model_validate({"prompts": "x.jsonl", "judge": {"model": "scripted:cai", "mode": "score"}})
