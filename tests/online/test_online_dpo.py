@@ -23,11 +23,16 @@ def _fails(a: str, b: str) -> bool:
     return (len(a) + len(b)) % 3 == 0
 
 
-def _longer(messages, params):  # noqa: ANN001, ANN202 - prefers the longer response; fails some pairs
+def _close(a: str, b: str) -> bool:
+    """The pairs the script leaves undecided: it answers (A) in both orders."""
+    return abs(len(a) - len(b)) <= 4
+
+
+def _longer(messages, params):  # noqa: ANN001, ANN202 - prefers the clearly longer response; fails some pairs
     a, b = read_comparison(messages[-1].content) or ("", "")
     if _fails(a, b):
         return "I would rather not say."
-    return "B" if len(b) > len(a) else "A"  # equal lengths: (A) in both orders, an undecided pair
+    return "A" if _close(a, b) or len(a) > len(b) else "B"
 
 
 register_script("longer-flaky", _longer)
@@ -97,7 +102,7 @@ def test_train_online_dpo_masks_every_failed_pair(tiny_model: Path, tmp_path: Pa
         "cache": None,
         "device": "cpu",
         "output_dir": str(out),
-        "trl": {"max_steps": 3, "per_device_train_batch_size": 4, "max_new_tokens": 8, "save_strategy": "no",
+        "trl": {"max_steps": 4, "per_device_train_batch_size": 4, "max_new_tokens": 8, "save_strategy": "no",
                 "temperature": 1.0},
     }  # fmt: skip
     path = tmp_path / "odpo.yaml"
@@ -105,17 +110,21 @@ def test_train_online_dpo_masks_every_failed_pair(tiny_model: Path, tmp_path: Pa
     result = CliRunner().invoke(app, ["train", "online-dpo", str(path)])
     assert result.exit_code == 0, result.output
     stored = [r for r in rewards(RunStore(out)) if r.scoring == "pair"]
-    assert len(stored) == 12  # 3 steps of 4 prompts, one pair each
+    assert len(stored) == 16  # 4 steps of 4 prompts, one pair each
     failed = [r for r in stored if r.reference is not None and _fails(r.completion, r.reference)]
     assert failed and all(r.masked == "failed" and r.reward is None for r in failed)
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["masked"]["failed"] == len(failed) == sum(r.failure is not None for r in stored)
     for r in stored:  # no pair trained without a decided judgment: both orders agreed, confidence reached
         if r.masked is None:
-            assert r.reward is not None and abs(r.reward - 0.5) >= 0.1 and len(r.completion) != len(r.reference)
-    assert metrics["trained"] == sum(r.masked is None for r in stored)
-    assert metrics["trained"] + metrics["masked"]["failed"] + metrics["masked"]["undecided"] == 12
-    assert [s["pairs"] for s in metrics["steps"]] == [4, 4, 4] and metrics["steps"][0]["calls"] > 0
+            assert r.reward is not None and abs(r.reward - 0.5) >= 0.1 and not _close(r.completion, r.reference)
+            assert (r.reward > 0.5) == (len(r.completion) > len(r.reference))
+    assert metrics["trained"] == sum(r.masked is None for r in stored) > 0
+    undecided = [r for r in stored if r.masked == "undecided"]
+    assert undecided and all(_close(r.completion, r.reference) for r in undecided)
+    assert metrics["masked"]["undecided"] == len(undecided)
+    assert metrics["trained"] + metrics["masked"]["failed"] + metrics["masked"]["undecided"] == 16
+    assert [s["pairs"] for s in metrics["steps"]] == [4, 4, 4, 4] and metrics["steps"][0]["calls"] > 0
     logged = [e for e in metrics["trl_log"] if "charter/masked_failed" in e]
     assert sum(e["charter/masked_failed"] for e in logged) == len(failed)
     assert "masked (judgment failed)" in (out / "README.md").read_text()

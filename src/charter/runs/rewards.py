@@ -73,10 +73,11 @@ class StepRewards(TypedDict):
 
 
 def per_step(store: RunStore) -> list[StepRewards]:
-    """Reward mean, spread, failures and cache hits per training step, in step order."""
+    """Reward mean, spread, failures and cache hits per training step, in step order (GRPO, RLOO; online DPO's
+    pairs are `pair_steps`)."""
     rows = store.execute(
         "SELECT step, COUNT(*), SUM(reward IS NULL), AVG(reward), AVG(reward * reward), COUNT(reward), "
-        "SUM(json_extract(record, '$.cached')) FROM rewards GROUP BY step ORDER BY step"
+        "SUM(json_extract(record, '$.cached')) FROM rewards WHERE scoring != 'pair' GROUP BY step ORDER BY step"
     )
     out: list[StepRewards] = []
     for step, n, failed, mean, mean_sq, ok, cached in rows:
