@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 
 from charter.cli import app
 from charter.judge_prompt import read_comparison
-from charter.online.pairs import decide, masked_dpo_loss
+from charter.online.pairs import Decision, decide, masked_dpo_loss
 from charter.providers.scripted import register_script
 from charter.records import Failure, Judgment, Vote
 from charter.runs.rewards import rewards
@@ -73,22 +73,24 @@ def test_a_batch_of_masked_pairs_gives_no_gradient_and_no_nan() -> None:
     assert loss.item() == 0 and all(torch.count_nonzero(p.grad) == 0 for p in layer.parameters())
 
 
-def _judgment(status: str = "ok", p_a: float = 0.5, position_consistent: bool | None = None, **kw) -> Judgment:  # noqa: ANN003
-    base = dict(pair_id="p", fingerprint="f", mode="logprobs", orders="both", judge_model="j", principle_ids=["x"])
-    if status == "failed":
-        return Judgment(**base, status="failed", **kw)
+def _judgment(p_a: float | None, consistent: bool | None = None) -> Judgment:
+    """A judgment of P(first better) p_a (None: failed), its orders agreeing or not (None: one order)."""
+    base = {"pair_id": "p", "fingerprint": "f", "mode": "logprobs", "orders": "both", "judge_model": "j"}
+    if p_a is None:
+        failure = Failure(kind="unparseable", message="no verdict")
+        return Judgment.model_validate({**base, "principle_ids": ["x"], "status": "failed", "failure": failure})
     vote = Vote(principle_id="x", p_a=p_a, p_a_ab=p_a)
-    return Judgment(**base, status="ok", p_a=p_a, p_a_ab=p_a, position_consistent=position_consistent, principles=[vote])
+    fields = {"p_a": p_a, "p_a_ab": p_a, "position_consistent": consistent, "principles": [vote]}
+    return Judgment.model_validate({**base, "principle_ids": ["x"], "status": "ok", **fields})
 
 
 def test_only_a_consistent_confident_judgment_decides() -> None:
-    failure = Failure(kind="unparseable", message="no verdict")
-    assert decide(_judgment(status="failed", failure=failure), 0.1).masked == "failed"
-    assert decide(_judgment(status="ok", p_a=0.9, position_consistent=False), 0.1).masked == "undecided"
-    assert decide(_judgment(status="ok", p_a=0.55, position_consistent=True), 0.1).masked == "undecided"
-    assert decide(_judgment(status="ok", p_a=0.5, position_consistent=None), 0.0).masked == "undecided"
-    assert decide(_judgment(status="ok", p_a=0.2, position_consistent=True), 0.1).first_wins is False
-    assert decide(_judgment(status="ok", p_a=0.8, position_consistent=None), 0.1).first_wins is True
+    assert decide(_judgment(None), 0.1).masked == "failed"
+    assert decide(_judgment(0.9, False), 0.1).masked == "undecided"  # the orders disagree
+    assert decide(_judgment(0.55, True), 0.1).masked == "undecided"  # below min_confidence
+    assert decide(_judgment(0.5), 0.0).masked == "undecided"  # no preference at all
+    assert decide(_judgment(0.2, True), 0.1) == Decision(first_wins=False, masked=None)
+    assert decide(_judgment(0.8), 0.1) == Decision(first_wins=True, masked=None)
 
 
 def test_train_online_dpo_masks_every_failed_pair(tiny_model: Path, tmp_path: Path) -> None:
@@ -109,9 +111,9 @@ def test_train_online_dpo_masks_every_failed_pair(tiny_model: Path, tmp_path: Pa
     path.write_text(yaml.safe_dump(config))
     result = CliRunner().invoke(app, ["train", "online-dpo", str(path)])
     assert result.exit_code == 0, result.output
-    stored = [r for r in rewards(RunStore(out)) if r.scoring == "pair"]
+    stored = [r for r in rewards(RunStore(out)) if r.scoring == "pair" and r.reference is not None]
     assert len(stored) == 16  # 4 steps of 4 prompts, one pair each
-    failed = [r for r in stored if r.reference is not None and _fails(r.completion, r.reference)]
+    failed = [r for r in stored if _fails(r.completion, r.reference)]
     assert failed and all(r.masked == "failed" and r.reward is None for r in failed)
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["masked"]["failed"] == len(failed) == sum(r.failure is not None for r in stored)

@@ -41,7 +41,9 @@ def pair_judge(config: OnlineDPOConfig) -> PairJudge:
     from charter.providers.usage import UsageMeter
 
     cache = CallCache(Path(config.cache).expanduser()) if config.cache is not None else None
-    model = get_model(_role(config.judge).backend(), cache=cache, meter=UsageMeter(dict(config.prices), config.budget), role="judge")
+    model = get_model(
+        _role(config.judge).backend(), cache=cache, meter=UsageMeter(dict(config.prices), config.budget), role="judge"
+    )
     return PairJudge(
         model,
         load_constitution(config.constitution),
@@ -69,22 +71,23 @@ def judged_trainer_class() -> type:
             self.stats = {key: [] for key in STATS}
 
         def training_step(self, model: Any, inputs: dict[str, Any], num_items_in_batch: Any = None) -> Any:
+            this: Any = self  # TRL's attributes, untyped
             model.train()
             prompts = inputs["prompt"]
             batch = len(prompts)
-            if self.args.use_vllm:
-                prompt_ids, prompt_mask, completion_ids, completion_mask = self._generate_vllm(prompts)
+            if this.args.use_vllm:
+                prompt_ids, prompt_mask, completion_ids, completion_mask = this._generate_vllm(prompts)
             else:
-                prompt_ids, prompt_mask, completion_ids, completion_mask, _ = self._generate(model, prompts)
-            logprobs = self._forward(model, prompt_ids, prompt_mask, completion_ids, completion_mask)
+                prompt_ids, prompt_mask, completion_ids, completion_mask, _ = this._generate(model, prompts)
+            logprobs = this._forward(model, prompt_ids, prompt_mask, completion_ids, completion_mask)
             with torch.no_grad():
-                if self.ref_model is not None:
-                    ref = self._forward(self.ref_model, prompt_ids, prompt_mask, completion_ids, completion_mask)
+                if this.ref_model is not None:
+                    ref = this._forward(this.ref_model, prompt_ids, prompt_mask, completion_ids, completion_mask)
                 else:  # peft: the reference is the model without its adapter
-                    with self.model.disable_adapter():
-                        ref = self._forward(self.model, prompt_ids, prompt_mask, completion_ids, completion_mask)
-            texts = self.processing_class.batch_decode(completion_ids, skip_special_tokens=True)
-            decisions = self.judge.judge_pairs(prompts, texts[:batch], texts[batch:], self.state.global_step + 1)
+                    with this.model.disable_adapter():
+                        ref = this._forward(this.model, prompt_ids, prompt_mask, completion_ids, completion_mask)
+            texts = this.processing_class.batch_decode(completion_ids, skip_special_tokens=True)
+            decisions = this.judge.judge_pairs(prompts, texts[:batch], texts[batch:], this.state.global_step + 1)
             first_wins = torch.tensor([bool(d.first_wins) for d in decisions], device=logprobs.device)
             trained = torch.tensor([d.masked is None for d in decisions], device=logprobs.device)
             rows = torch.arange(batch, device=logprobs.device)
@@ -93,32 +96,33 @@ def judged_trainer_class() -> type:
             tokens = completion_mask.bool()
             sums, ref_sums = (logprobs * tokens).sum(1), (ref * tokens).sum(1)
             loss = masked_dpo_loss(
-                sums[chosen], sums[rejected], ref_sums[chosen], ref_sums[rejected], trained, self.beta,
-                self.args.loss_type,
+                sums[chosen], sums[rejected], ref_sums[chosen], ref_sums[rejected], trained, this.beta,
+                this.args.loss_type,
             )  # fmt: skip
             self._log_pairs(decisions, logprobs, ref, tokens, trained, chosen, rejected)
-            self.accelerator.backward(loss)
-            return loss.detach() / self.args.gradient_accumulation_steps
+            this.accelerator.backward(loss)
+            return loss.detach() / this.args.gradient_accumulation_steps
 
         def _log_pairs(self, decisions: list, logprobs: Any, ref: Any, tokens: Any, trained: Any, chosen: Any,
                        rejected: Any) -> None:  # fmt: skip
+            this: Any = self
             reasons = Counter(d.masked for d in decisions)
             counts = torch.tensor([reasons[None], reasons["failed"], reasons["undecided"]], device=logprobs.device)
-            summed = self.accelerator.gather(counts).reshape(-1, 3).sum(0).tolist()  # all processes together
+            summed = this.accelerator.gather(counts).reshape(-1, 3).sum(0).tolist()  # all processes together
             for key, count in zip(STATS[:3], summed):
-                self.stats[key].append(float(count))
+                this.stats[key].append(float(count))
             kl = ((logprobs - ref) * tokens).sum(1)
-            self.stats["objective/kl"].append(self.accelerator.gather_for_metrics(kl.mean()).mean().item())
-            margin = self.beta * ((logprobs - ref) * tokens).sum(1)
+            this.stats["objective/kl"].append(this.accelerator.gather_for_metrics(kl.mean()).mean().item())
+            margin = this.beta * ((logprobs - ref) * tokens).sum(1)
             decided = (margin[chosen] - margin[rejected])[trained]
             # the implicit reward margin of the decided pairs; NaN when the step decided none
-            self.stats["rewards/margins"].append(decided.mean().item() if decided.numel() else float("nan"))
-            self.stats["beta"].append(self.beta)
+            this.stats["rewards/margins"].append(decided.mean().item() if decided.numel() else float("nan"))
+            this.stats["beta"].append(this.beta)
 
     return JudgedOnlineDPOTrainer
 
 
-def _unused_reward(prompts: Any, completions: Any, **kwargs: Any) -> list[None]:
+def _unused_reward(prompts: Any, completions: Any, **kwargs: Any) -> list[float | None]:
     """TRL's trainer asks for a reward function; charter's judge replaces them (never called)."""
     raise AssertionError("online DPO takes its preferences from charter's judge")
 

@@ -290,9 +290,7 @@ def _pairs_table(steps: list[StepPairs]) -> Any:
         table.add_column(column, justify="right")
     shown = steps if len(steps) <= 12 else [*steps[:6], *steps[-6:]]
     for row in shown:
-        table.add_row(
-            *(str(row.get(k)) for k in ("step", "pairs", "trained", "failed", "undecided", "from_store"))
-        )
+        table.add_row(*(str(row.get(k)) for k in ("step", "pairs", "trained", "failed", "undecided", "from_store")))
     return table
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable, Iterator
-from typing import TypedDict
+from typing import NotRequired, TypedDict
 
 from charter.records import RewardRecord
 from charter.runs.store import RunStore
@@ -86,7 +86,7 @@ def per_step(store: RunStore) -> list[StepRewards]:
     return out
 
 
-class StepPairs(TypedDict, total=False):
+class StepPairs(TypedDict):
     """Online DPO's pairs of one training step."""
 
     step: int | None
@@ -101,11 +101,11 @@ class StepPairs(TypedDict, total=False):
     """Pairs masked because the orders disagreed or the confidence was below min_confidence."""
     from_store: int
     """Pairs whose judgment was all answered from the call cache or the store."""
-    calls: int
+    calls: NotRequired[int]
     """Judge calls answered during the step (metrics.json only: as the main process counted them)."""
-    cached_calls: int
+    cached_calls: NotRequired[int]
     """Of them, from the call cache (metrics.json only)."""
-    cost_usd: float
+    cost_usd: NotRequired[float]
     """Their cost (metrics.json only)."""
 
 
@@ -117,7 +117,8 @@ def pair_steps(store: RunStore) -> list[StepPairs]:
         " SUM(json_extract(record, '$.cached')) FROM rewards WHERE scoring = 'pair' GROUP BY step ORDER BY step"
     )
     return [
-        StepPairs(step=step, pairs=n, trained=int(t or 0), failed=int(f or 0), undecided=int(u or 0),
-                  from_store=int(c or 0))  # fmt: skip
+        StepPairs(
+            step=step, pairs=n, trained=int(t or 0), failed=int(f or 0), undecided=int(u or 0), from_store=int(c or 0)
+        )  # fmt: skip
         for step, n, t, f, u, c in rows
     ]
