@@ -149,3 +149,35 @@ def test_a_rating_judge_is_refused(tmp_path: Path) -> None:
 
     with pytest.raises((ConfigError, ValueError), match="online DPO"):
         OnlineDPOConfig.model_validate({"prompts": "x.jsonl", "judge": {"model": "scripted:cai", "mode": "score"}})
+
+
+def test_two_ranks_judge_their_own_pairs_and_the_main_process_merges_the_store(
+    tiny_model: Path, tmp_path: Path
+) -> None:
+    import os
+    import subprocess
+    import sys
+
+    out = tmp_path / "odpo"
+    config = {
+        "model": str(tiny_model),
+        "prompts": {"inline": [f"question {i}" for i in range(8)]},
+        "judge": {"model": "scripted:cai", "mode": "verdict", "orders": "both", "principles_per_pair": 1},
+        "cache": None,
+        "device": "cpu",
+        "output_dir": str(out),
+        "trl": {"max_steps": 2, "per_device_train_batch_size": 2, "max_new_tokens": 8, "save_strategy": "no"},
+    }
+    path = tmp_path / "odpo.yaml"
+    path.write_text(yaml.safe_dump(config))
+    env = {**os.environ, "CUDA_VISIBLE_DEVICES": "", "PYTHONPATH": str(Path(__file__).resolve().parents[2] / "src")}
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m",
+               "charter.cli", "train", "online-dpo", str(path)]  # fmt: skip
+    done = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=400, check=False)
+    assert done.returncode == 0, done.stderr[-3000:]
+    stored = [r for r in rewards(RunStore(out)) if r.scoring == "pair"]
+    assert {r.rank for r in stored} == {0, 1} and len(stored) == 8  # 2 steps x 2 ranks x 2 prompts
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["training"]["world_size"] == 2 and metrics["pairs"] == 8
+    judged = sum(r.comparisons or 0 for r in stored)  # an identical pair needs no call
+    assert sum(s["calls"] for s in metrics["steps"]) == 2 * judged  # both orders, both ranks counted

@@ -23,7 +23,7 @@ from charter.training.args import build_trl_config, checkpointing_args, last_che
 from charter.training.lora import peft_config
 from charter.training.models import load_policy, pick_device, short_error
 from charter.training.output import save_trained, write_json
-from charter.training.parallel import barrier, parallel_settings
+from charter.training.parallel import barrier, parallel_settings, sum_each_over_processes
 
 #: What the trainer logs each step: pairs trained on and masked by reason (all processes together), the policy's KL
 #: to the reference, the implicit reward margin of the decided pairs, beta.
@@ -202,21 +202,33 @@ def train_online_dpo(
     return metrics
 
 
+def _calls_per_step(judge: PairJudge, steps: int) -> dict[int, tuple[float, float, float]]:
+    """The judge's calls, calls from the cache and their cost per training step, all processes together."""
+    flat: list[float] = []
+    for step in range(1, steps + 1):
+        tally = judge.calls_by_step.get(step, {})
+        flat += [tally.get("calls", 0), tally.get("cached", 0), tally.get("cost_usd", 0.0)]
+    summed = sum_each_over_processes(flat)
+    return {s + 1: (summed[3 * s], summed[3 * s + 1], summed[3 * s + 2]) for s in range(steps)}
+
+
 def _metrics(
     config: OnlineDPOConfig, judge: PairJudge, trainer: Any, stopped: bool, seconds: float, device: str,
     resume: str | None,
 ) -> OnlineDPOMetrics:  # fmt: skip
     """Merge the ranks' reward stores, then write metrics.json, the card and the run report (main process)."""
     out = Path(config.output_dir)
-    if trainer.is_world_process_zero():
+    main = trainer.is_world_process_zero()
+    calls = _calls_per_step(judge, trainer.state.global_step)  # every process takes part
+    if main:
         merge_rank_stores(out, judge.ranks)
     with RunStore(out, create=True) as store:
-        steps = pair_steps(store)
-        usage = usage_of(store)
-    for row in steps:  # the judge's calls per step, as this process counted them
-        calls = judge.calls_by_step.get(row["step"], {})
-        row.update(calls=calls.get("calls", 0), cached_calls=calls.get("cached", 0),
-                   cost_usd=round(calls.get("cost_usd", 0.0), 6))  # fmt: skip
+        steps = pair_steps(store) if main else []
+        usage = usage_of(store) if main else Usage(calls=0, cached=0, prompt_tokens=0, completion_tokens=0,
+                                                   cost_usd=0.0)  # fmt: skip
+    for row in steps:
+        done = calls.get(row["step"] or 0, (0.0, 0.0, 0.0))
+        row.update(calls=int(done[0]), cached_calls=int(done[1]), cost_usd=round(done[2], 6))
     log = [{k: v for k, v in e.items() if k in KEPT_LOGS or k == "step"} for e in trainer.state.log_history]
     metrics = OnlineDPOMetrics(
         trainer="online-dpo",
@@ -225,8 +237,7 @@ def _metrics(
         stopped="budget" if stopped else "finished",
         steps=steps,
         trl_log=[e for e in log if "loss" in e],
-        usage=usage if trainer.is_world_process_zero() else Usage(calls=0, cached=0, prompt_tokens=0,
-                                                                   completion_tokens=0, cost_usd=0.0),
+        usage=usage,
         pairs=sum(s["pairs"] for s in steps),
         trained=sum(s["trained"] for s in steps),
         masked={"failed": sum(s["failed"] for s in steps), "undecided": sum(s["undecided"] for s in steps)},
@@ -240,7 +251,7 @@ def _metrics(
         },
         config=config.model_dump(mode="json"),
     )  # fmt: skip
-    if trainer.is_world_process_zero():
+    if main:
         write_json(out / "metrics.json", metrics)
         online_dpo_card(metrics, config).save(out / "README.md")
         from charter.pipeline.report import write_report
