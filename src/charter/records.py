@@ -436,7 +436,8 @@ class SFTRow(Provenance):
 
 
 class RewardRecord(Record):
-    """One reward the judge gave a completion during online training (GRPO, RLOO): the reward store's row."""
+    """One reward the judge gave a completion during online training (GRPO, RLOO), or one pair it compared for
+    online DPO: the reward store's row."""
 
     key: str
     """What the reward depends on, hashed: settings, prompt, completion (and for `group` the other completions of
@@ -462,9 +463,10 @@ class RewardRecord(Record):
     scale: int | None = None
     """`score`: the top of the rubric's scale."""
     comparisons: int | None = None
-    """`group` and `reference`: the pairwise judgments the reward rests on."""
+    """`group`, `reference` and `pair`: the pairwise judgments the reward rests on (0 for a pair of identical
+    completions, which needs none)."""
     reference: str | None = None
-    """`reference`: the reference answer compared with."""
+    """`reference`: the reference answer compared with; `pair`: the other completion of the pair."""
     judge_model: str
     """Model id of the judge."""
     fingerprint: str
