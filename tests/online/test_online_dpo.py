@@ -181,3 +181,27 @@ def test_two_ranks_judge_their_own_pairs_and_the_main_process_merges_the_store(
     assert metrics["training"]["world_size"] == 2 and metrics["pairs"] == 8
     judged = sum(r.comparisons or 0 for r in stored)  # an identical pair needs no call
     assert sum(s["calls"] for s in metrics["steps"]) == 2 * judged  # both orders, both ranks counted
+
+
+def test_a_panel_judges_and_a_pair_any_member_fails_is_masked(tiny_model: Path, tmp_path: Path) -> None:
+    out = tmp_path / "panel"
+    config = {
+        "model": str(tiny_model),
+        "prompts": {"inline": [f"question {i}" for i in range(4)]},
+        "judge": {"models": [{"model": "scripted:longer-flaky"}, {"model": "scripted:cai"}], "max_retries": 0,
+                  "mode": "verdict", "orders": "both", "principles_per_pair": 1},
+        "max_failures": 1000,
+        "cache": None,
+        "device": "cpu",
+        "output_dir": str(out),
+        "trl": {"max_steps": 2, "per_device_train_batch_size": 4, "max_new_tokens": 8, "save_strategy": "no"},
+    }  # fmt: skip
+    path = tmp_path / "panel.yaml"
+    path.write_text(yaml.safe_dump(config))
+    result = CliRunner().invoke(app, ["train", "online-dpo", str(path)])
+    assert result.exit_code == 0, result.output
+    stored = [r for r in rewards(RunStore(out)) if r.scoring == "pair" and r.reference is not None]
+    failed = [r for r in stored if _fails(r.completion, r.reference)]
+    assert failed and all(r.masked == "failed" for r in failed)
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["masked"]["failed"] == len(failed) and "scripted:cai" in metrics["judge"]

@@ -129,8 +129,9 @@ class OnlineDPOConfig(OnlineBase):
     current policy, compared by charter's pairwise judge, a DPO step on the pairs the judge decided."""
 
     judge: JudgeConfig = JudgeConfig(mode="logprobs")
-    """The pairwise judge: its model (a role) and how it compares (mode logprobs, cot or verdict; orders, ensemble).
-    With `orders: both` a pair whose two orders pick different winners is undecided."""
+    """The pairwise judge: its model (a role), or a panel (`models`, optional `weights`), and how it compares (mode
+    logprobs, cot or verdict; orders, ensemble). With `orders: both` a pair whose two orders pick different winners
+    is undecided; a pair any panel member fails is a failed judgment."""
     min_confidence: float = Field(default=0.1, ge=0, lt=0.5)
     """The least |P(first better) - 0.5| of a pair trained on; a pair below it is masked as undecided."""
     output_dir: Path = Path("online-dpo")
@@ -152,8 +153,6 @@ class OnlineDPOConfig(OnlineBase):
 
     @model_validator(mode="after")
     def _judge_compares(self) -> OnlineDPOConfig:
-        if self.judge.models is not None:
-            raise LocatedValueError("online DPO takes one judge model (set judge.model)", ("judge", "models"))
         misfit = scoring_misfit("group", self.judge)
         if misfit:
             raise LocatedValueError(misfit.replace("scoring group", "online DPO"), ("judge", "mode"))

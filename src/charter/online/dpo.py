@@ -14,8 +14,7 @@ from charter.errors import BudgetExceeded, TrainingError
 from charter.online.card import online_dpo_card
 from charter.online.config import OnlineDPOConfig
 from charter.online.metrics import OnlineDPOMetrics, Usage
-from charter.online.pairs import PairJudge, masked_dpo_loss
-from charter.online.reward import _role
+from charter.online.pairs import MeteredPanel, PairJudge, masked_dpo_loss
 from charter.online.train import budget_callback, dataset_rows, merge_rank_stores, train_prompts, usage_of
 from charter.runs.rewards import pair_steps
 from charter.runs.store import RunStore
@@ -41,11 +40,11 @@ def pair_judge(config: OnlineDPOConfig) -> PairJudge:
     from charter.providers.usage import UsageMeter
 
     cache = CallCache(Path(config.cache).expanduser()) if config.cache is not None else None
-    model = get_model(
-        _role(config.judge).backend(), cache=cache, meter=UsageMeter(dict(config.prices), config.budget), role="judge"
-    )
+    meter = UsageMeter(dict(config.prices), config.budget)
+    members = [get_model(m.backend(), cache=cache, meter=meter, role="judge") for m in config.judge.members]
+    model = members[0] if len(members) == 1 else MeteredPanel(members, config.judge.weights, meter, cache)
     return PairJudge(
-        model,
+        model,  # type: ignore[arg-type] - a panel stands where one judge model stands
         load_constitution(config.constitution),
         config.judge.settings(),
         "pair",

@@ -16,9 +16,12 @@ from typing import Any
 
 from charter.errors import FatalProviderError
 from charter.judge.pairwise import judge_pair
+from charter.judge.panel import Panel
 from charter.messages import as_messages
 from charter.online.inputs import text_of
 from charter.online.reward import RewardFunction, _hash
+from charter.providers import ManagedModel
+from charter.providers.usage import UsageMeter
 from charter.records import Failure, Judgment, Message, Pair, RewardRecord, UsageRow
 
 
@@ -59,6 +62,17 @@ def masked_dpo_loss(
         raise ValueError(f"invalid loss type {loss_type}")
     weights = trained.to(losses.dtype)
     return (losses * weights).sum() / weights.sum().clamp(min=1.0)
+
+
+class MeteredPanel(Panel):
+    """A panel of judge models that share one usage meter and call cache, so that it stands where one judge model
+    stands in the reward machinery (its meter's budget, its cache's flush)."""
+
+    def __init__(
+        self, members: Sequence[ManagedModel], weights: Sequence[float] | None, meter: UsageMeter, cache: Any
+    ) -> None:
+        super().__init__(members, weights)
+        self.meter, self.cache = meter, cache
 
 
 class PairJudge(RewardFunction):
