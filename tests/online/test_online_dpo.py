@@ -205,3 +205,43 @@ def test_a_panel_judges_and_a_pair_any_member_fails_is_masked(tiny_model: Path, 
     assert failed and all(r.masked == "failed" for r in failed)
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["masked"]["failed"] == len(failed) and "scripted:cai" in metrics["judge"]
+
+
+def _cli_config(tmp_path: Path, tiny_model: Path, **over) -> Path:  # noqa: ANN003
+    config = {
+        "model": str(tiny_model),
+        "prompts": {"inline": [f"question {i}" for i in range(8)]},
+        "judge": {"model": "scripted:longer-flaky", "mode": "verdict", "orders": "both", "max_retries": 0},
+        "cache": None,
+        "device": "cpu",
+        "output_dir": str(tmp_path / "out"),
+        "trl": {"max_steps": 4, "per_device_train_batch_size": 4, "max_new_tokens": 8, "save_steps": 1},
+        **over,
+    }
+    path = tmp_path / "odpo.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def test_the_budget_stops_online_dpo_after_a_step_with_a_checkpoint_and_exit_4(
+    tiny_model: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    from charter.cli import main
+
+    path = _cli_config(tmp_path, tiny_model, budget={"max_tokens": 1}, max_failures=1000)
+    assert main(["train", "online-dpo", str(path)]) == 4
+    assert "budget reached after step 1" in capsys.readouterr().err
+    out = tmp_path / "out"
+    assert (out / "checkpoint-1").is_dir() and (out / "model.safetensors").exists()
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["stopped"] == "budget" and metrics["training"]["global_step"] == 1 and metrics["pairs"] == 4
+
+
+def test_past_max_failures_online_dpo_stops_with_exit_3(tiny_model: Path, tmp_path: Path) -> None:
+    from charter.cli import main
+
+    path = _cli_config(tmp_path, tiny_model, max_failures=1)
+    assert main(["train", "online-dpo", str(path)]) == 3
+    stored = [r for r in rewards(RunStore(tmp_path / "out")) if r.scoring == "pair"]
+    # checked after each batch of pairs: the batch that passes 1 failure stops training, its pairs kept
+    assert sum(r.masked == "failed" for r in stored) > 1 and not (tmp_path / "out" / "metrics.json").exists()

@@ -16,7 +16,7 @@ from charter.online.config import OnlineDPOConfig
 from charter.online.metrics import OnlineDPOMetrics, Usage
 from charter.online.pairs import MeteredPanel, PairJudge, masked_dpo_loss
 from charter.online.train import budget_callback, dataset_rows, merge_rank_stores, train_prompts, usage_of
-from charter.runs.rewards import pair_steps
+from charter.runs.rewards import StepPairs, pair_steps
 from charter.runs.store import RunStore
 from charter.training.args import build_trl_config, checkpointing_args, last_checkpoint
 from charter.training.lora import peft_config
@@ -40,7 +40,7 @@ def pair_judge(config: OnlineDPOConfig) -> PairJudge:
     from charter.providers.usage import UsageMeter
 
     cache = CallCache(Path(config.cache).expanduser()) if config.cache is not None else None
-    meter = UsageMeter(dict(config.prices), config.budget)
+    meter = UsageMeter(dict(config.prices))  # the budget is checked after each step (budget_callback)
     members = [get_model(m.backend(), cache=cache, meter=meter, role="judge") for m in config.judge.members]
     model = members[0] if len(members) == 1 else MeteredPanel(members, config.judge.weights, meter, cache)
     return PairJudge(
@@ -219,12 +219,12 @@ def _metrics(
     out = Path(config.output_dir)
     main = trainer.is_world_process_zero()
     calls = _calls_per_step(judge, trainer.state.global_step)  # every process takes part
-    if main:
+    steps: list[StepPairs] = []
+    usage = Usage(calls=0, cached=0, prompt_tokens=0, completion_tokens=0, cost_usd=0.0)
+    if main:  # only the main process opens the output's store (the others could find it locked by the merge)
         merge_rank_stores(out, judge.ranks)
-    with RunStore(out, create=True) as store:
-        steps = pair_steps(store) if main else []
-        usage = usage_of(store) if main else Usage(calls=0, cached=0, prompt_tokens=0, completion_tokens=0,
-                                                   cost_usd=0.0)  # fmt: skip
+        with RunStore(out, create=True) as store:
+            steps, usage = pair_steps(store), usage_of(store)
     for row in steps:
         done = calls.get(row["step"] or 0, (0.0, 0.0, 0.0))
         row.update(calls=int(done[0]), cached_calls=int(done[1]), cost_usd=round(done[2], 6))
