@@ -38,32 +38,32 @@ def _longer(messages, params):  # noqa: ANN001, ANN202 - prefers the clearly lon
 register_script("longer-flaky", _longer)
 
 
-def _batch(n: int, seed: int = 0):  # noqa: ANN202
-    """A tiny model's per-pair log-probability sums: chosen, rejected and the reference's."""
-    torch.manual_seed(seed)
-    layer = torch.nn.Linear(4, 4)
-    x = torch.randn(n, 4)
-    out = layer(x)
-    ref = torch.randn(n, 2)
-    return layer, out[:, 0], out[:, 1], ref[:, 0], ref[:, 1]
+def _grads(features: torch.Tensor, ref: torch.Tensor, trained: torch.Tensor) -> list[torch.Tensor]:
+    """The gradient of the masked DPO loss on a tiny model's parameters: per pair, its chosen and rejected
+    log-probability sums are the model's two outputs for that pair's features."""
+    torch.manual_seed(0)
+    layer = torch.nn.Linear(4, 2)
+    out = layer(features)
+    masked_dpo_loss(out[:, 0], out[:, 1], ref[:, 0], ref[:, 1], trained, 0.1, "sigmoid").backward()
+    return [p.grad for p in layer.parameters() if p.grad is not None]
 
 
 def test_a_masked_pair_leaves_the_gradient_unchanged() -> None:
-    layer, chosen, rejected, ref_c, ref_r = _batch(3)
-    trained = torch.tensor([True, True, False])
-    masked_dpo_loss(chosen, rejected, ref_c, ref_r, trained, 0.1, "sigmoid").backward()
-    with_masked = [p.grad.clone() for p in layer.parameters()]
-    layer.zero_grad()
-    # the same two decided pairs without the masked one
+    torch.manual_seed(1)
+    features, ref = torch.randn(3, 4), torch.randn(3, 2)
+    with_masked = _grads(features, ref, torch.tensor([True, True, False]))
+    without = _grads(features[:2], ref[:2], torch.tensor([True, True]))
+    assert len(with_masked) == 2 and all(torch.allclose(g, h) for g, h in zip(with_masked, without))
+    trained_all = _grads(features, ref, torch.tensor([True, True, True]))
+    assert not all(torch.allclose(g, h) for g, h in zip(with_masked, trained_all))  # the pair would have counted
+
+
+def _batch(n: int):  # noqa: ANN202
     torch.manual_seed(0)
-    layer2 = torch.nn.Linear(4, 4)
-    x = torch.randn(3, 4)[:2]
-    out = layer2(x)
-    ref = torch.randn(3, 2)[:2]
-    masked_dpo_loss(out[:, 0], out[:, 1], ref[:, 0], ref[:, 1], torch.tensor([True, True]), 0.1, "sigmoid").backward()
-    for got, want in zip(with_masked, [p.grad for p in layer2.parameters()]):
-        assert torch.allclose(got, want)
-    assert not torch.allclose(with_masked[0], torch.zeros_like(with_masked[0]))
+    layer = torch.nn.Linear(4, 2)
+    out = layer(torch.randn(n, 4))
+    ref = torch.randn(n, 2)
+    return layer, out[:, 0], out[:, 1], ref[:, 0], ref[:, 1]
 
 
 def test_a_batch_of_masked_pairs_gives_no_gradient_and_no_nan() -> None:
@@ -130,6 +130,10 @@ def test_train_online_dpo_masks_every_failed_pair(tiny_model: Path, tmp_path: Pa
     logged = [e for e in metrics["trl_log"] if "charter/masked_failed" in e]
     assert sum(e["charter/masked_failed"] for e in logged) == len(failed)
     assert "masked (judgment failed)" in (out / "README.md").read_text()
+    from safetensors.torch import load_file
+
+    before, after = load_file(tiny_model / "model.safetensors"), load_file(out / "model.safetensors")
+    assert not all(torch.equal(before[k], after[k]) for k in before)  # the decided pairs trained the policy
     status = CliRunner().invoke(app, ["status", str(out)])
     assert status.exit_code == 0 and "undecided" in status.output, status.output
     assert "undecided" in (out / "report" / "report.md").read_text()
@@ -245,3 +249,17 @@ def test_past_max_failures_online_dpo_stops_with_exit_3(tiny_model: Path, tmp_pa
     stored = [r for r in rewards(RunStore(tmp_path / "out")) if r.scoring == "pair"]
     # checked after each batch of pairs: the batch that passes 1 failure stops training, its pairs kept
     assert sum(r.masked == "failed" for r in stored) > 1 and not (tmp_path / "out" / "metrics.json").exists()
+
+
+def test_a_judge_that_decides_nothing_leaves_the_policy_unchanged(tiny_model: Path, tmp_path: Path) -> None:
+    from safetensors.torch import load_file
+
+    # the constant script answers "OK" to every comparison: no verdict, every pair fails and is masked
+    path = _cli_config(tmp_path, tiny_model, max_failures=1000,
+                       judge={"model": "scripted:constant", "mode": "verdict", "max_retries": 0})  # fmt: skip
+    result = CliRunner().invoke(app, ["train", "online-dpo", str(path)])
+    assert result.exit_code == 0, result.output
+    metrics = json.loads((tmp_path / "out" / "metrics.json").read_text())
+    assert metrics["trained"] == 0 and metrics["masked"]["failed"] == metrics["pairs"] == 16
+    before, after = load_file(tiny_model / "model.safetensors"), load_file(tmp_path / "out" / "model.safetensors")
+    assert before.keys() == after.keys() and all(torch.equal(before[k], after[k]) for k in before)
