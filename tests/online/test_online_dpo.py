@@ -153,6 +153,8 @@ def test_a_rating_judge_is_refused(tmp_path: Path) -> None:
 
     with pytest.raises((ConfigError, ValueError), match="online DPO"):
         OnlineDPOConfig.model_validate({"prompts": "x.jsonl", "judge": {"model": "scripted:cai", "mode": "score"}})
+    with pytest.raises((ConfigError, ValueError), match="the judge alone"):
+        OnlineDPOConfig.model_validate({"prompts": "x.jsonl", "trl": {"missing_eos_penalty": 1.0}})
 
 
 def test_two_ranks_judge_their_own_pairs_and_the_main_process_merges_the_store(

@@ -156,6 +156,7 @@ class OnlineDPOConfig(OnlineBase):
         misfit = scoring_misfit("group", self.judge)
         if misfit:
             raise LocatedValueError(misfit.replace("scoring group", "online DPO"), ("judge", "mode"))
-        if "reward_funcs" in self.trl or "reward_weights" in self.trl:
-            raise LocatedValueError("the judge gives online DPO its preferences", ("trl", "reward_weights"))
+        for key in ("reward_funcs", "reward_weights", "missing_eos_penalty"):
+            if key in self.trl:  # a reward, or a penalty added to one: the judge's preference is the only signal
+                raise LocatedValueError("the judge alone gives online DPO its preferences", ("trl", key))
         return self

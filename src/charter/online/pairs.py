@@ -111,7 +111,8 @@ class PairJudge(RewardFunction):
 
     async def _pair(self, prompt: list[Message], first: str, second: str, step: int | None) -> RewardRecord:
         ids = self._principles(prompt)
-        key = _hash(self.fingerprint, [m.model_dump() for m in prompt], first, second)
+        # the key holds min_confidence: a stored decision is reused only under the threshold it was made with
+        key = _hash(self.fingerprint, self.min_confidence, [m.model_dump() for m in prompt], first, second)
         record = dict(principle_ids=ids, reference=second)
         if first.strip() == second.strip():  # nothing to prefer: no call, no gradient
             return self._record(key, step, prompt, first, 0.5, comparisons=0, masked="undecided", **record)
