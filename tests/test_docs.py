@@ -27,7 +27,7 @@ from charter.errors import ConfigError
 from charter.formats import formats_markdown
 from charter.judge import modes
 from charter.loop.config import LoopConfig
-from charter.online.config import OnlineConfig
+from charter.online.config import OnlineConfig, OnlineDPOConfig
 from charter.pipeline.config import RunConfig
 from charter.reward_model.config import RewardModelConfig
 from charter.synth.config import SynthConfig
@@ -277,15 +277,17 @@ def test_charter_command_lines_exist(path: Path) -> None:
 # Every ```yaml block validates, through charter.yamlio (errors name the file's own line). A plain ```yaml block is a
 # run config, or a part of one (its top-level keys are run-config keys), checked as `RunConfig`. A block that is
 # another file says which in its fence, ```yaml title="NAME.yaml", and the name picks the schema: a name holding
-# `constitution` is a `Constitution`, `loop` a `LoopConfig`, `dpo` a `DPOConfigModel`, `reward` a `RewardModelConfig`,
-# `synth` a `SynthConfig`; any other name is a run config. A block that is no charter file at all (an accelerate or
-# CI config) starts with the line `# not a charter config` and is not checked.
+# `constitution` is a `Constitution`, `loop` a `LoopConfig`, `online-dpo` an `OnlineDPOConfig`, `dpo` a
+# `DPOConfigModel`, `reward` a `RewardModelConfig`, `synth` a `SynthConfig`; any other name is a run config. A block
+# that is no charter file at all (an accelerate or CI config) starts with the line `# not a charter config` and is
+# not checked.
 
 NOT_CHARTER = "# not a charter config"
 TITLED_SCHEMAS: tuple[tuple[str, type], ...] = (
     ("constitution", Constitution),
     ("grpo", OnlineConfig),
     ("rloo", OnlineConfig),
+    ("online-dpo", OnlineDPOConfig),
     ("loop", LoopConfig),
     ("dpo", DPOConfigModel),
     ("reward", RewardModelConfig),

@@ -74,6 +74,10 @@ CASES: dict[str, tuple[tuple[Call, str | None], tuple[Call, str | None]]] = {
         (lambda: charter.train_online(charter.OnlineConfig.model_construct(), trainer=3), "trainer"),
         (lambda: charter.train_online(charter.OnlineConfig.model_construct(), trainer="ppo"), "trainer"),
     ),
+    "train_online_dpo": (
+        (lambda: charter.train_online_dpo(3), "config"),
+        (lambda: charter.train_online_dpo({"prompts": "p.jsonl", "min_confidence": 0.7}), None),
+    ),
     "reward_function": (
         (lambda: charter.reward_function(judge=3), "judge"),
         (lambda: charter.reward_function("scripted:cai", max_failures=-1), "max_failures"),

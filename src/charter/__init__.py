@@ -39,6 +39,7 @@ _API = {
     "train_dpo": "charter.dpo.train",
     "reward_function": "charter.online.reward",
     "train_online": "charter.online.train",
+    "train_online_dpo": "charter.online.dpo",
     "winrate": "charter.evals.winrate",
     "publish": "charter.hub.push",
     "load_preferences": "charter.hub.load",
@@ -74,6 +75,8 @@ _API = {
     "DPOMetrics": "charter.dpo.train",
     "OnlineConfig": "charter.online.config",
     "OnlineMetrics": "charter.online.metrics",
+    "OnlineDPOConfig": "charter.online.config",
+    "OnlineDPOMetrics": "charter.online.metrics",
     "RewardFunction": "charter.online.reward",
     "WinrateConfig": "charter.dpo.config",
     "WinrateSummary": "charter.evals.winrate",
@@ -108,8 +111,9 @@ if TYPE_CHECKING:  # what type checkers and IDEs see: every public name with its
     from charter.lab.infer import Inferred
     from charter.loop.config import LoopConfig
     from charter.loop.run import LoopResult, iterate
-    from charter.online.config import OnlineConfig
-    from charter.online.metrics import OnlineMetrics
+    from charter.online.config import OnlineConfig, OnlineDPOConfig
+    from charter.online.dpo import train_online_dpo
+    from charter.online.metrics import OnlineDPOMetrics, OnlineMetrics
     from charter.online.reward import RewardFunction, reward_function
     from charter.online.train import train_online
     from charter.pipeline.api import PreferenceCounts, build_preferences, critique_chains, judge_pairs, run
@@ -158,6 +162,7 @@ __all__ = [
     "train_dpo",
     "reward_function",
     "train_online",
+    "train_online_dpo",
     "winrate",
     "publish",
     "load_preferences",
@@ -192,6 +197,8 @@ __all__ = [
     "DPOMetrics",
     "OnlineConfig",
     "OnlineMetrics",
+    "OnlineDPOConfig",
+    "OnlineDPOMetrics",
     "RewardFunction",
     "WinrateConfig",
     "WinrateSummary",

@@ -436,7 +436,8 @@ class SFTRow(Provenance):
 
 
 class RewardRecord(Record):
-    """One reward the judge gave a completion during online training (GRPO, RLOO): the reward store's row."""
+    """One reward the judge gave a completion during online training (GRPO, RLOO), or one pair it compared for
+    online DPO: the reward store's row."""
 
     key: str
     """What the reward depends on, hashed: settings, prompt, completion (and for `group` the other completions of
@@ -446,9 +447,10 @@ class RewardRecord(Record):
     trainer."""
     rank: int
     """The process that computed it (0 without distributed training)."""
-    scoring: Literal["score", "group", "reference", "rank"]
+    scoring: Literal["score", "group", "reference", "rank", "pair"]
     """`score`: the rubric score; `group`: the win rate in its group; `reference`: P(better than the reference);
-    `rank`: the expected win rate in its group under a Plackett–Luce fit of the judge's orderings."""
+    `rank`: the expected win rate in its group under a Plackett–Luce fit of the judge's orderings; `pair` (online
+    DPO): P(the completion is better than the other of its pair, the `reference` field)."""
     prompt: list[Message]
     """The prompt."""
     completion: str
@@ -462,9 +464,10 @@ class RewardRecord(Record):
     scale: int | None = None
     """`score`: the top of the rubric's scale."""
     comparisons: int | None = None
-    """`group` and `reference`: the pairwise judgments the reward rests on; `rank`: the orderings of its group."""
+    """`group`, `reference` and `pair`: the pairwise judgments the reward rests on (0 for a pair of identical
+    completions, which needs none); `rank`: the orderings of its group."""
     reference: str | None = None
-    """`reference`: the reference answer compared with."""
+    """`reference`: the reference answer compared with; `pair`: the other completion of the pair."""
     judge_model: str
     """Model id of the judge."""
     fingerprint: str
@@ -473,6 +476,9 @@ class RewardRecord(Record):
     """Every judge call of this reward was answered from the call cache (nothing was paid)."""
     failure: Failure | None = None
     """Why there is no reward (reward None only)."""
+    masked: Literal["failed", "undecided"] | None = None
+    """`pair` (online DPO): why the pair was left out of the loss (its judgment failed, or the orders disagreed or
+    its confidence was below `min_confidence`); null for a pair trained on and for the other scorings."""
 
 
 # -- people, money, calibration -------------------------------------------------------------------------------

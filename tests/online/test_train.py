@@ -157,8 +157,9 @@ def test_two_ranks_judge_their_own_completions_and_the_main_process_merges_the_s
 
 
 def test_trl_online_dpo_still_turns_a_failed_judgment_into_reward_zero() -> None:
-    """Why charter has no `train online-dpo` (docs/guides/online-rl.md): TRL's OnlineDPOTrainer sums rewards with
-    nansum, so a None becomes 0 and its pair is trained anyway. When this fails, TRL changed: revisit."""
+    """Why `charter train online-dpo` replaces the training step of TRL's OnlineDPOTrainer (charter.online.dpo):
+    TRL sums rewards with nansum, so a None becomes 0 and its pair is trained anyway. When this fails, TRL changed:
+    revisit."""
     from types import SimpleNamespace
 
     import torch

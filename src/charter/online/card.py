@@ -78,3 +78,34 @@ def online_card(metrics: OnlineMetrics, config: OnlineConfig, trainer: Trainer) 
         "",
     ]
     return ModelCard(f"---\n{data.to_yaml()}\n---\n\n" + "\n".join(lines))
+
+
+def online_dpo_card(metrics: Any, config: Any) -> Any:
+    """The model card of an online-DPO policy: the judge, the pairs trained on and those masked, the cost."""
+    from huggingface_hub import ModelCard, ModelCardData
+
+    data = ModelCardData(
+        library_name="transformers", tags=["charter", "trl", "online-dpo", "rlaif"], base_model=base_model(config.model)
+    )
+    judge, usage, masked = config.judge, metrics["usage"], metrics["masked"]
+    lines = [
+        "# A policy trained with online DPO by charter (TRL OnlineDPOTrainer)",
+        "",
+        f"Trained with charter {__version__} from `{config.model}`: two completions per prompt from the policy, "
+        "compared by an AI judge against a written constitution, a DPO step on the pairs it decided (OAIF).",
+        "",
+        "| | |",
+        "|---|---|",
+        f"| constitution | {metrics['constitution']} |",
+        f"| judge | `{metrics['judge']}`, mode {judge.mode}, orders {judge.orders}, {judge.ensemble()} |",
+        f"| steps | {metrics['training']['global_step']} ({metrics['stopped']}) |",
+        f"| pairs | {metrics['pairs']}: {metrics['trained']} trained on, {masked['failed']} masked (judgment failed), "
+        f"{masked['undecided']} masked (undecided: orders disagreed or |P - 0.5| < {config.min_confidence:g}) |",
+        f"| judge calls | {usage['calls']} paid, {usage['cached']} from the cache, ${usage['cost_usd']:.4f} |",
+        "",
+        "A masked pair adds nothing to the loss: no preference is made up for a pair the judge did not decide. "
+        "The judge's preferences are not human judgments; every pair is in the reward store (`run.sqlite`, table "
+        "`rewards`, scoring `pair`) with its P(first better) and why it was masked.",
+        "",
+    ]
+    return ModelCard(f"---\n{data.to_yaml()}\n---\n\n" + "\n".join(lines))

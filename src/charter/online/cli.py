@@ -13,6 +13,7 @@ def register(app: typer.Typer) -> None:
     group = train_group(app)
     group.command("grpo")(grpo)
     group.command("rloo")(rloo)
+    group.command("online-dpo")(online_dpo)
 
 
 CONFIG_HELP = "YAML file with the online-training settings (charter.online.config)."
@@ -33,6 +34,31 @@ def rloo(
 ) -> None:
     """Train a policy with RLOO (TRL RLOOTrainer), the constitutional judge as its reward."""
     _train(config, set_, "rloo")
+
+
+def online_dpo(
+    config: Path = typer.Argument(..., help=CONFIG_HELP),
+    set_: list[str] | None = typer.Option(None, "--set", help=SET_HELP),
+) -> None:
+    """Train a policy with online DPO (TRL OnlineDPOTrainer): pairs of its own completions, decided by the judge."""
+    from charter.online.config import OnlineDPOConfig
+    from charter.online.dpo import train_online_dpo
+    from charter.training.parallel import describe_parallel, is_main_process
+    from charter.yamlio import load_model
+
+    cfg = load_model(OnlineDPOConfig, config, set_)
+    metrics = train_online_dpo(cfg)
+    if not is_main_process():
+        return
+    out, usage, masked = cfg.output_dir, metrics["usage"], metrics["masked"]
+    typer.echo(f"Online DPO policy saved to {out} (use it as local:{out})")
+    typer.echo(describe_parallel(metrics["training"]))
+    typer.echo(
+        f"  {metrics['pairs']} pairs: {metrics['trained']} trained, masked {masked['failed']} failed and "
+        f"{masked['undecided']} undecided; judge calls {usage['calls']} paid, {usage['cached']} cached, "
+        f"${usage['cost_usd']:.4f}"
+    )
+    typer.echo(f"  reward store: {out}/run.sqlite; metrics: {out}/metrics.json; report: {out}/report/report.html")
 
 
 def _train(config: Path, overrides: list[str] | None, trainer: str) -> None:

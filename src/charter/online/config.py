@@ -47,8 +47,9 @@ class VerifiableReward(ConfigModel):
     regex:PATTERN, a registered name or module:function."""
 
 
-class OnlineConfig(ConfigModel):
-    """Train a policy online (GRPO or RLOO through TRL) with charter's judge as the reward."""
+class OnlineBase(ConfigModel):
+    """What every online trainer shares: the policy, its prompts, the constitution, the judge's limits and costs,
+    the output and TRL's passthrough."""
 
     model: str = "smollm2-135m-instruct"
     """The policy: `smollm2-135m-instruct` (the embedded model), a folder or a Hub id."""
@@ -57,6 +58,35 @@ class OnlineConfig(ConfigModel):
     run config), a JSONL/parquet file, or a run directory (the run's prompts)."""
     constitution: str = "harmless"
     """Constitution name or YAML path the judge rewards against."""
+    max_failures: float = Field(default=0.1, ge=0)
+    """Failed judgments allowed before training stops: a count (>= 1) or a share of the rewards (< 1)."""
+    budget: Budget = Budget()
+    """Caps on the judge's cost or tokens, checked after each step: training stops after the step that reaches one
+    (its calls finish; the overrun is at most one step), saves a checkpoint and exits with code 4."""
+    prices: dict[str, Price] = Field(default_factory=dict)
+    """USD per million tokens by model id (or name), for the cost and the budget."""
+    cache: str | None = "~/.cache/charter/calls.sqlite"
+    """The call cache shared with runs (null: none): a repeated completion is never paid twice."""
+    output_dir: Path = Path("grpo")
+    """Where the policy, metrics.json, README.md and the reward store (run.sqlite) go."""
+    seed: int = 0
+    """Seed of training, the prompt order and the principle draws."""
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    """Where to train: CPU gets fp32 (TRL's bf16 default is slow there), CUDA bf16."""
+    chat_template: str | None = None
+    """A Jinja file or template text for tokenizers without a chat template; default: the tokenizer's own."""
+    lora: LoraSettings | None = None
+    """Train LoRA adapters through peft instead of all weights; the saved model has them merged in."""
+    resume: bool = True
+    """Resume from the newest checkpoint in output_dir when a previous run stopped (a budget stop included)."""
+    trl: dict[str, Any] = Field(default_factory=dict)
+    """TRL GRPOConfig / RLOOConfig fields, passed through (num_generations, max_completion_length, learning_rate,
+    max_steps, beta, temperature, per_device_train_batch_size, ...)."""
+
+
+class OnlineConfig(OnlineBase):
+    """Train a policy online (GRPO or RLOO through TRL) with charter's judge as the reward."""
+
     judge: JudgeConfig = JudgeConfig(mode="score")
     """The judge: its model (a role) and how it judges (mode, scale, rating, orders, ensemble). `score` scoring
     needs mode `score`; `group` and `reference` need a comparison mode (logprobs, cot, verdict)."""
@@ -84,30 +114,6 @@ class OnlineConfig(ConfigModel):
     tokenizer's chat template."""
     reward_model_weight: float = Field(default=1.0, ge=0)
     """The reward model's weight in the sum of rewards (its score is a logit, not 0..1: weigh it accordingly)."""
-    max_failures: float = Field(default=0.1, ge=0)
-    """Failed judgments allowed before training stops: a count (>= 1) or a share of the rewards (< 1)."""
-    budget: Budget = Budget()
-    """Caps on the judge's cost or tokens, checked after each step: training stops after the step that reaches one
-    (its calls finish; the overrun is at most one step), saves a checkpoint and exits with code 4."""
-    prices: dict[str, Price] = Field(default_factory=dict)
-    """USD per million tokens by model id (or name), for the cost and the budget."""
-    cache: str | None = "~/.cache/charter/calls.sqlite"
-    """The call cache shared with runs (null: none): a repeated completion is never paid twice."""
-    output_dir: Path = Path("grpo")
-    """Where the policy, metrics.json, README.md and the reward store (run.sqlite) go."""
-    seed: int = 0
-    """Seed of training, the prompt order and the principle draws."""
-    device: Literal["auto", "cpu", "cuda"] = "auto"
-    """Where to train: CPU gets fp32 (TRL's bf16 default is slow there), CUDA bf16."""
-    chat_template: str | None = None
-    """A Jinja file or template text for tokenizers without a chat template; default: the tokenizer's own."""
-    lora: LoraSettings | None = None
-    """Train LoRA adapters through peft instead of all weights; the saved model has them merged in."""
-    resume: bool = True
-    """Resume from the newest checkpoint in output_dir when a previous run stopped (a budget stop included)."""
-    trl: dict[str, Any] = Field(default_factory=dict)
-    """TRL GRPOConfig / RLOOConfig fields, passed through (num_generations, max_completion_length, learning_rate,
-    max_steps, beta, temperature, per_device_train_batch_size, ...)."""
 
     @model_validator(mode="before")
     @classmethod
@@ -130,4 +136,42 @@ class OnlineConfig(ConfigModel):
             raise LocatedValueError(misfit, ("judge", "mode"))
         if "reward_weights" in self.trl:
             raise LocatedValueError("set judge_weight and verify.weight instead", ("trl", "reward_weights"))
+        return self
+
+
+class OnlineDPOConfig(OnlineBase):
+    """Train a policy with online DPO (OAIF, through TRL's online DPO trainer): two completions per prompt from the
+    current policy, compared by charter's pairwise judge, a DPO step on the pairs the judge decided."""
+
+    judge: JudgeConfig = JudgeConfig(mode="logprobs")
+    """The pairwise judge: its model (a role), or a panel (`models`, optional `weights`), and how it compares (mode
+    logprobs, cot or verdict; orders, ensemble). With `orders: both` a pair whose two orders pick different winners
+    is undecided; a pair any panel member fails is a failed judgment."""
+    min_confidence: float = Field(default=0.1, ge=0, lt=0.5)
+    """The least |P(first better) - 0.5| of a pair trained on; a pair below it is masked as undecided."""
+    output_dir: Path = Path("online-dpo")
+    """Where the policy, metrics.json, README.md and the reward store (run.sqlite) go."""
+    trl: dict[str, Any] = Field(default_factory=dict)
+    """TRL OnlineDPOConfig fields, passed through (max_new_tokens, learning_rate, max_steps, beta, loss_type,
+    temperature, per_device_train_batch_size, ...)."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _comparing_judge(cls, data: Any) -> Any:
+        """A judge without a mode compares by log-probabilities."""
+        if isinstance(data, dict):
+            judge = data.get("judge", {})
+            judge = {"model": judge} if isinstance(judge, str) else judge
+            if isinstance(judge, dict) and "mode" not in judge:
+                data = {**data, "judge": {**judge, "mode": "logprobs"}}
+        return data
+
+    @model_validator(mode="after")
+    def _judge_compares(self) -> OnlineDPOConfig:
+        misfit = scoring_misfit("group", self.judge)
+        if misfit:
+            raise LocatedValueError(misfit.replace("scoring group", "online DPO"), ("judge", "mode"))
+        for key in ("reward_funcs", "reward_weights", "missing_eos_penalty"):
+            if key in self.trl:  # a reward, or a penalty added to one: the judge's preference is the only signal
+                raise LocatedValueError("the judge alone gives online DPO its preferences", ("trl", key))
         return self

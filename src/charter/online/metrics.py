@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any, TypedDict
 
 from charter.online.config import Trainer
-from charter.runs.rewards import StepRewards
+from charter.runs.rewards import StepPairs, StepRewards
 
 
 class Usage(TypedDict):
@@ -46,6 +46,36 @@ class OnlineMetrics(TypedDict):
     """Rewards given, failures included."""
     failures: int
     """Failed judgments (reward None)."""
+    training: dict[str, Any]
+    """Steps, seconds, device, batch and processes."""
+    config: dict[str, Any]
+    """The config, as run."""
+
+
+class OnlineDPOMetrics(TypedDict):
+    """What `train_online_dpo` returns and writes to OUTPUT_DIR/metrics.json."""
+
+    trainer: str
+    """online-dpo."""
+    judge: str
+    """The judge model."""
+    constitution: str
+    """The constitution's name and short hash."""
+    stopped: str
+    """`finished`, or `budget` when the budget stopped training (exit code 4)."""
+    steps: list[StepPairs]
+    """Per step: pairs, trained, masked failed and undecided, judge calls, cache hits, cost."""
+    trl_log: list[dict[str, float]]
+    """TRL's logged values per step (loss, kl, reward margins, pairs trained and masked)."""
+    usage: Usage
+    """The judge's calls and cost, all processes together."""
+    pairs: int
+    """Pairs judged."""
+    trained: int
+    """Pairs in the loss: the judge decided them."""
+    masked: dict[str, int]
+    """Pairs left out of the loss, by reason: failed (the judgment failed), undecided (the orders disagreed or the
+    confidence was below min_confidence)."""
     training: dict[str, Any]
     """Steps, seconds, device, batch and processes."""
     config: dict[str, Any]

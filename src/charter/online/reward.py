@@ -59,6 +59,8 @@ from charter.stats.ranking import bradley_terry, circular_pairs, connected, plac
 Scoring = Literal["score", "group", "reference", "rank"]
 SCORINGS: tuple[Scoring, ...] = ("score", "group", "reference", "rank")
 GroupStrategy = Literal["all_pairs", "circular"]
+#: What a reward store row can rest on: a scoring, or `pair` (online DPO's pairwise judgments).
+Basis = Literal["score", "group", "reference", "rank", "pair"]
 #: Where the call cache lives unless told otherwise (the runs' default).
 DEFAULT_CACHE = "~/.cache/charter/calls.sqlite"
 T = TypeVar("T")
@@ -119,7 +121,7 @@ class RewardFunction:
         judge: ManagedModel,
         constitution: Constitution,
         settings: JudgeSettings,
-        scoring: Scoring,
+        scoring: Basis,
         store_dir: Path,
         *,
         seed: int = 0,
@@ -135,7 +137,7 @@ class RewardFunction:
         if misfit:
             raise ConfigError(misfit)
         self.judge, self.constitution, self.settings = judge, constitution, settings
-        self.scoring: Scoring = scoring
+        self.scoring: Basis = scoring
         self.seed, self.max_failures, self.concurrency = seed, max_failures, concurrency
         self.reference_column, self.reference_model = reference_column, reference_model
         self.reference_params = reference_params or SamplingParams(temperature=0.0, max_tokens=256, seed=0)

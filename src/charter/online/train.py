@@ -11,7 +11,7 @@ from typing import Any
 from charter.api_args import public
 from charter.errors import BudgetExceeded, DatasetError, TrainingError
 from charter.online.card import online_card
-from charter.online.config import OnlineConfig, Trainer, VerifiableReward
+from charter.online.config import OnlineBase, OnlineConfig, Trainer, VerifiableReward
 from charter.online.metrics import OnlineMetrics, Usage
 from charter.online.reward import RewardFunction, rank_store_dir, reward_function
 from charter.prompts import PromptsConfig, load_prompts
@@ -32,7 +32,7 @@ from charter.verify import check, verifier_name
 KEPT_LOGS = ("loss", "reward", "reward_std", "kl", "entropy", "completions/mean_length", "step_time")
 
 
-def train_prompts(config: OnlineConfig) -> list[Prompt]:
+def train_prompts(config: OnlineBase) -> list[Prompt]:
     """The prompts to train on: a prompts section, a file, or a run directory's prompts."""
     source = config.prompts
     if isinstance(source, str):

@@ -33,7 +33,7 @@ from charter.preference.manifest import DatasetSettings, current_settings, datas
 from charter.preference.stats import JudgeStats, judge_p_values, judge_stats
 from charter.records import Fingerprints
 from charter.runs.files import AGREEMENT_MD, AUDIT_MD, REPORT_HTML, REPORT_MD, WINRATE_JSON, RunFiles
-from charter.runs.rewards import StepRewards, per_step
+from charter.runs.rewards import StepRewards, pair_steps, per_step
 from charter.runs.store import RunStore, open_store
 
 TEMPLATES = Path(__file__).parent / "templates"
@@ -518,6 +518,7 @@ def report_data(store: RunStore, files: RunFiles) -> dict[str, Any]:
     stats = judge_stats(store, fp, constitution.get("principles", [])) if fp else JudgeStats()
     shown, source = examples(store, fp)
     rewards = per_step(store)
+    pairs = pair_steps(store)
     plots, plot_note = make_plots(store, fp or None, stats, files.report_dir, rewards) if fp or rewards else ([], None)
     return {
         "run_id": store.meta("run_id"),
@@ -533,8 +534,9 @@ def report_data(store: RunStore, files: RunFiles) -> dict[str, Any]:
         "filters": filter_steps(counts),
         "usage": usage_summary(store),
         "rewards": rewards,
+        "pairs": pairs,
         # an online training's store: rewards and no run stages, so the run's sections would only say "none yet"
-        "online": bool(rewards) and not store.stages() and not stats.judged,
+        "online": bool(rewards or pairs) and not store.stages() and not stats.judged,
         "failures": failure_summary(store),
         "stats": stats,
         "examples": shown,

@@ -16,7 +16,7 @@ from charter.records import UsageRow
 from charter.runs.counts import COUNT_LABELS, FilterStep, filter_steps, ordered_counts
 from charter.runs.files import RunFiles
 from charter.runs.lock import holder
-from charter.runs.rewards import StepRewards, per_step
+from charter.runs.rewards import StepPairs, StepRewards, pair_steps, per_step
 from charter.runs.store import BatchState, RunStore, open_store
 from charter.runs.tallies import live_counts, stage_items, usage_totals
 
@@ -100,6 +100,8 @@ class RunStatus(TypedDict):
     batches: list[BatchState]
     rewards: list[StepRewards]
     """Online training (charter train grpo|rloo): the judge's reward per step; empty for a run."""
+    pairs: list[StepPairs]
+    """Online DPO (charter train online-dpo): pairs per step, trained and masked by reason; empty otherwise."""
 
 
 def run_counts(store: RunStore) -> dict[str, int]:
@@ -272,10 +274,24 @@ def status(run_dir: str | Path) -> RunStatus:
             notes=dataset_notes(store, stages) + settings_notes(store),
             batches=store.batches(),
             rewards=per_step(store),
+            pairs=pair_steps(store),
         )
 
 
 # -- rendering -----------------------------------------------------------------------------------------
+
+
+def _pairs_table(steps: list[StepPairs]) -> Any:
+    """Online DPO's pairs per training step: trained on, masked because the judgment failed or was undecided."""
+    from rich.table import Table
+
+    table = Table(title="Online DPO pairs per training step (reward store)")
+    for column in ("step", "pairs", "trained", "masked failed", "masked undecided", "from cache"):
+        table.add_column(column, justify="right")
+    shown = steps if len(steps) <= 12 else [*steps[:6], *steps[-6:]]
+    for row in shown:
+        table.add_row(*(str(row.get(k)) for k in ("step", "pairs", "trained", "failed", "undecided", "from_store")))
+    return table
 
 
 def _rewards_table(steps: list[StepRewards]) -> Any:
@@ -442,12 +458,21 @@ def print_status(run_dir: str | Path, console: Any = None) -> RunStatus:
             f"Online training: {len(steps)} step(s) rewarded, {sum(s['n'] for s in steps)} rewards, "
             f"{sum(s['failed'] for s in steps)} failed judgment(s) (the reward store)"
         )
+    elif data["pairs"]:
+        steps = data["pairs"]
+        console.print(
+            f"Online DPO: {len(steps)} step(s), {sum(s['pairs'] for s in steps)} pairs, "
+            f"{sum(s['trained'] for s in steps)} trained, masked {sum(s['failed'] for s in steps)} failed and "
+            f"{sum(s['undecided'] for s in steps)} undecided (the reward store)"
+        )
     else:
         console.print("No stage has started yet.")
-    if data["stages"] or not data["rewards"]:
+    if data["stages"] or not (data["rewards"] or data["pairs"]):
         console.print(_counts_table(data))
     if data["rewards"]:
         console.print(_rewards_table(data["rewards"]))
+    if data["pairs"]:
+        console.print(_pairs_table(data["pairs"]))
     console.print(_usage_table(data))
     console.print(_failures_text(data))
     if data["batches"]:

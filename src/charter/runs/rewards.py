@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable, Iterator
-from typing import TypedDict
+from typing import NotRequired, TypedDict
 
 from charter.records import RewardRecord
 from charter.runs.store import RunStore
@@ -73,13 +73,52 @@ class StepRewards(TypedDict):
 
 
 def per_step(store: RunStore) -> list[StepRewards]:
-    """Reward mean, spread, failures and cache hits per training step, in step order."""
+    """Reward mean, spread, failures and cache hits per training step, in step order (GRPO, RLOO; online DPO's
+    pairs are `pair_steps`)."""
     rows = store.execute(
         "SELECT step, COUNT(*), SUM(reward IS NULL), AVG(reward), AVG(reward * reward), COUNT(reward), "
-        "SUM(json_extract(record, '$.cached')) FROM rewards GROUP BY step ORDER BY step"
+        "SUM(json_extract(record, '$.cached')) FROM rewards WHERE scoring != 'pair' GROUP BY step ORDER BY step"
     )
     out: list[StepRewards] = []
     for step, n, failed, mean, mean_sq, ok, cached in rows:
         std = (max(mean_sq - mean * mean, 0.0) * ok / (ok - 1)) ** 0.5 if ok and ok > 1 else None
         out.append(StepRewards(step=step, n=n, failed=failed or 0, mean=mean, std=std, cached=int(cached or 0)))
     return out
+
+
+class StepPairs(TypedDict):
+    """Online DPO's pairs of one training step."""
+
+    step: int | None
+    """The training step (1 for the first, as TRL's log counts)."""
+    pairs: int
+    """Pairs judged (one per prompt of the step's batch)."""
+    trained: int
+    """Pairs the judge decided: in the loss."""
+    failed: int
+    """Pairs masked because their judgment failed."""
+    undecided: int
+    """Pairs masked because the orders disagreed or the confidence was below min_confidence."""
+    from_store: int
+    """Pairs whose judgment was all answered from the call cache or the store."""
+    calls: NotRequired[int]
+    """Judge calls answered during the step (metrics.json only: as the main process counted them)."""
+    cached_calls: NotRequired[int]
+    """Of them, from the call cache (metrics.json only)."""
+    cost_usd: NotRequired[float]
+    """Their cost (metrics.json only)."""
+
+
+def pair_steps(store: RunStore) -> list[StepPairs]:
+    """Online DPO's pairs per training step: judged, trained on, masked by reason (failed, undecided)."""
+    rows = store.execute(
+        "SELECT step, COUNT(*), SUM(json_extract(record, '$.masked') IS NULL),"
+        " SUM(json_extract(record, '$.masked') = 'failed'), SUM(json_extract(record, '$.masked') = 'undecided'),"
+        " SUM(json_extract(record, '$.cached')) FROM rewards WHERE scoring = 'pair' GROUP BY step ORDER BY step"
+    )
+    return [
+        StepPairs(
+            step=step, pairs=n, trained=int(t or 0), failed=int(f or 0), undecided=int(u or 0), from_store=int(c or 0)
+        )  # fmt: skip
+        for step, n, t, f, u, c in rows
+    ]

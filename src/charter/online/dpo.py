@@ -1,0 +1,259 @@
+"""`train_online_dpo`: online DPO (OAIF, Guo et al. 2024) through TRL's online DPO trainer, its preferences from
+charter's pairwise judge, the pairs the judge did not decide masked out of the loss. Writes the policy, metrics.json,
+a model card and the reward store (OUTPUT_DIR/run.sqlite)."""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+from charter.api_args import public
+from charter.errors import BudgetExceeded, TrainingError
+from charter.online.card import online_dpo_card
+from charter.online.config import OnlineDPOConfig
+from charter.online.metrics import OnlineDPOMetrics, Usage
+from charter.online.pairs import MeteredPanel, PairJudge, masked_dpo_loss
+from charter.online.train import budget_callback, dataset_rows, merge_rank_stores, train_prompts, usage_of
+from charter.runs.rewards import StepPairs, pair_steps
+from charter.runs.store import RunStore
+from charter.training.args import build_trl_config, checkpointing_args, last_checkpoint
+from charter.training.lora import peft_config
+from charter.training.models import load_policy, pick_device, short_error
+from charter.training.output import save_trained, write_json
+from charter.training.parallel import barrier, parallel_settings, sum_each_over_processes
+
+#: What the trainer logs each step: pairs trained on and masked by reason (all processes together), the policy's KL
+#: to the reference, the implicit reward margin of the decided pairs, beta.
+STATS = ("charter/trained", "charter/masked_failed", "charter/masked_undecided", "objective/kl", "rewards/margins",
+         "beta")  # fmt: skip
+#: TRL's per-step log keys kept in metrics.json.
+KEPT_LOGS = ("loss", *STATS[:-1])
+
+
+def pair_judge(config: OnlineDPOConfig) -> PairJudge:
+    """The judge of `config`, with its call cache, usage meter, prices and reward store."""
+    from charter.constitutions import load_constitution
+    from charter.providers import get_model
+    from charter.providers.cache import CallCache
+    from charter.providers.usage import UsageMeter
+
+    cache = CallCache(Path(config.cache).expanduser()) if config.cache is not None else None
+    meter = UsageMeter(dict(config.prices))  # the budget is checked after each step (budget_callback)
+    members = [get_model(m.backend(), cache=cache, meter=meter, role="judge") for m in config.judge.members]
+    model = members[0] if len(members) == 1 else MeteredPanel(members, config.judge.weights, meter, cache)
+    return PairJudge(
+        model,  # type: ignore[arg-type] - a panel stands where one judge model stands
+        load_constitution(config.constitution),
+        config.judge.settings(),
+        "pair",
+        Path(config.output_dir),
+        seed=config.seed,
+        max_failures=config.max_failures,
+        min_confidence=config.min_confidence,
+    )
+
+
+def judged_trainer_class() -> type:
+    """TRL's OnlineDPOTrainer with its preferences from charter's judge and the undecided pairs masked out."""
+    import torch
+    from trl.experimental.online_dpo import OnlineDPOTrainer
+
+    class JudgedOnlineDPOTrainer(OnlineDPOTrainer):
+        """The training step of TRL's OnlineDPOTrainer (generate two completions per prompt, log-probabilities of
+        the policy and the reference), the judge in place of its reward functions, the loss over decided pairs."""
+
+        def __init__(self, *args: Any, judge: PairJudge, **kwargs: Any) -> None:
+            super().__init__(*args, reward_funcs=[_unused_reward], **kwargs)
+            self.judge = judge
+            self.stats = {key: [] for key in STATS}
+
+        def training_step(self, model: Any, inputs: dict[str, Any], num_items_in_batch: Any = None) -> Any:
+            this: Any = self  # TRL's attributes, untyped
+            model.train()
+            prompts = inputs["prompt"]
+            batch = len(prompts)
+            if this.args.use_vllm:
+                prompt_ids, prompt_mask, completion_ids, completion_mask = this._generate_vllm(prompts)
+            else:
+                prompt_ids, prompt_mask, completion_ids, completion_mask, _ = this._generate(model, prompts)
+            logprobs = this._forward(model, prompt_ids, prompt_mask, completion_ids, completion_mask)
+            with torch.no_grad():
+                if this.ref_model is not None:
+                    ref = this._forward(this.ref_model, prompt_ids, prompt_mask, completion_ids, completion_mask)
+                else:  # peft: the reference is the model without its adapter
+                    with this.model.disable_adapter():
+                        ref = this._forward(this.model, prompt_ids, prompt_mask, completion_ids, completion_mask)
+            texts = this.processing_class.batch_decode(completion_ids, skip_special_tokens=True)
+            decisions = this.judge.judge_pairs(prompts, texts[:batch], texts[batch:], this.state.global_step + 1)
+            first_wins = torch.tensor([bool(d.first_wins) for d in decisions], device=logprobs.device)
+            trained = torch.tensor([d.masked is None for d in decisions], device=logprobs.device)
+            rows = torch.arange(batch, device=logprobs.device)
+            chosen = rows + (~first_wins) * batch
+            rejected = rows + first_wins * batch
+            tokens = completion_mask.bool()
+            sums, ref_sums = (logprobs * tokens).sum(1), (ref * tokens).sum(1)
+            loss = masked_dpo_loss(
+                sums[chosen], sums[rejected], ref_sums[chosen], ref_sums[rejected], trained, this.beta,
+                this.args.loss_type,
+            )  # fmt: skip
+            self._log_pairs(decisions, logprobs, ref, tokens, trained, chosen, rejected)
+            this.accelerator.backward(loss)
+            return loss.detach() / this.args.gradient_accumulation_steps
+
+        def _log_pairs(self, decisions: list, logprobs: Any, ref: Any, tokens: Any, trained: Any, chosen: Any,
+                       rejected: Any) -> None:  # fmt: skip
+            this: Any = self
+            reasons = Counter(d.masked for d in decisions)
+            counts = torch.tensor([reasons[None], reasons["failed"], reasons["undecided"]], device=logprobs.device)
+            summed = this.accelerator.gather(counts).reshape(-1, 3).sum(0).tolist()  # all processes together
+            for key, count in zip(STATS[:3], summed):
+                this.stats[key].append(float(count))
+            kl = ((logprobs - ref) * tokens).sum(1)
+            this.stats["objective/kl"].append(this.accelerator.gather_for_metrics(kl.mean()).mean().item())
+            margin = this.beta * ((logprobs - ref) * tokens).sum(1)
+            decided = (margin[chosen] - margin[rejected])[trained]
+            # the implicit reward margin of the decided pairs; NaN when the step decided none
+            this.stats["rewards/margins"].append(decided.mean().item() if decided.numel() else float("nan"))
+            this.stats["beta"].append(this.beta)
+
+    return JudgedOnlineDPOTrainer
+
+
+def _unused_reward(prompts: Any, completions: Any, **kwargs: Any) -> list[float | None]:
+    """TRL's trainer asks for a reward function; charter's judge replaces them (never called)."""
+    raise AssertionError("online DPO takes its preferences from charter's judge")
+
+
+def _trl_args(config: OnlineDPOConfig, device: str) -> Any:
+    from trl.experimental.online_dpo import OnlineDPOConfig as TRLConfig
+
+    base: dict[str, Any] = {
+        **checkpointing_args(config.output_dir, config.seed, logging_steps=1, save_steps=50),
+        "learning_rate": 5e-7,
+        "max_new_tokens": 64,
+        "per_device_train_batch_size": 4,
+    }
+    if device == "cpu":
+        base.update(bf16=False, use_cpu=True)
+    return build_trl_config(TRLConfig, base, config.trl, "trl")
+
+
+@public()
+def train_online_dpo(
+    config: OnlineDPOConfig | dict[str, Any] | str | Path, *, callbacks: tuple[Any, ...] | list[Any] = ()
+) -> OnlineDPOMetrics:
+    """Train a policy with online DPO, charter's pairwise judge deciding each pair of its own completions.
+
+    Args:
+        config: The settings: an `OnlineDPOConfig`, a dict of its fields or a YAML file (as `charter train
+            online-dpo` takes).
+        callbacks: Extra transformers `TrainerCallback`s.
+
+    Returns:
+        The metrics, also written to OUTPUT_DIR/metrics.json: per step the pairs, those trained on and those masked
+        (failed, undecided), judge calls, cache hits and cost.
+
+    Raises:
+        BudgetExceeded: The budget stopped training (after saving a checkpoint, the metrics and the card).
+        TooManyFailures: More judgments failed than `max_failures` allows.
+        TrainingError: The policy or TRL's settings are unusable.
+        DatasetError: There are no prompts.
+    """
+    import datasets
+
+    config = config if isinstance(config, OnlineDPOConfig) else OnlineDPOConfig.model_validate(config)
+    out = Path(config.output_dir)
+    prompts = train_prompts(config)
+    device = pick_device(config.device)
+    args = _trl_args(config, device)
+    judge = pair_judge(config)
+    stop = budget_callback(judge, config.budget)
+    model, tokenizer, _ = load_policy(config.model, config.chat_template)
+    try:
+        trainer = judged_trainer_class()(
+            model=model,
+            judge=judge,
+            args=args,
+            train_dataset=datasets.Dataset.from_list(dataset_rows(prompts, None)),
+            processing_class=tokenizer,
+            peft_config=peft_config(config.lora, "CAUSAL_LM"),
+            callbacks=[stop, *callbacks],
+        )
+    except ValueError as exc:
+        raise TrainingError(f"online DPO trainer: {short_error(exc)}") from None
+    resume = last_checkpoint(out) if config.resume else None
+    started = time.perf_counter()
+    try:
+        trainer.train(resume_from_checkpoint=resume)
+    finally:
+        judge.close()
+    seconds = time.perf_counter() - started
+    barrier()
+    save_trained(trainer, trainer.processing_class, out, merge_lora=config.lora is not None)
+    metrics = _metrics(config, judge, trainer, stop.stopped, seconds, device, resume)
+    if stop.stopped:
+        raise BudgetExceeded(
+            f"budget reached after step {trainer.state.global_step}: the policy and a checkpoint are saved in "
+            f"{out}; raise the budget and run again to resume"
+        )
+    return metrics
+
+
+def _calls_per_step(judge: PairJudge, steps: int) -> dict[int, tuple[float, float, float]]:
+    """The judge's calls, calls from the cache and their cost per training step, all processes together."""
+    flat: list[float] = []
+    for step in range(1, steps + 1):
+        tally = judge.calls_by_step.get(step, {})
+        flat += [tally.get("calls", 0), tally.get("cached", 0), tally.get("cost_usd", 0.0)]
+    summed = sum_each_over_processes(flat)
+    return {s + 1: (summed[3 * s], summed[3 * s + 1], summed[3 * s + 2]) for s in range(steps)}
+
+
+def _metrics(
+    config: OnlineDPOConfig, judge: PairJudge, trainer: Any, stopped: bool, seconds: float, device: str,
+    resume: str | None,
+) -> OnlineDPOMetrics:  # fmt: skip
+    """Merge the ranks' reward stores, then write metrics.json, the card and the run report (main process)."""
+    out = Path(config.output_dir)
+    main = trainer.is_world_process_zero()
+    calls = _calls_per_step(judge, trainer.state.global_step)  # every process takes part
+    steps: list[StepPairs] = []
+    usage = Usage(calls=0, cached=0, prompt_tokens=0, completion_tokens=0, cost_usd=0.0)
+    if main:  # only the main process opens the output's store (the others could find it locked by the merge)
+        merge_rank_stores(out, judge.ranks)
+        with RunStore(out, create=True) as store:
+            steps, usage = pair_steps(store), usage_of(store)
+    for row in steps:
+        done = calls.get(row["step"] or 0, (0.0, 0.0, 0.0))
+        row.update(calls=int(done[0]), cached_calls=int(done[1]), cost_usd=round(done[2], 6))
+    log = [{k: v for k, v in e.items() if k in KEPT_LOGS or k == "step"} for e in trainer.state.log_history]
+    metrics = OnlineDPOMetrics(
+        trainer="online-dpo",
+        judge=judge.judge.model_id,
+        constitution=f"{judge.constitution.name} ({judge.constitution.short_hash})",
+        stopped="budget" if stopped else "finished",
+        steps=steps,
+        trl_log=[e for e in log if "loss" in e],
+        usage=usage,
+        pairs=sum(s["pairs"] for s in steps),
+        trained=sum(s["trained"] for s in steps),
+        masked={"failed": sum(s["failed"] for s in steps), "undecided": sum(s["undecided"] for s in steps)},
+        training={
+            "global_step": trainer.state.global_step,
+            "seconds": round(seconds, 2),
+            "resumed_from": Path(resume).name if resume else None,
+            "prompts": len(trainer.train_dataset),
+            "device": device,
+            **parallel_settings(trainer.args),
+        },
+        config=config.model_dump(mode="json"),
+    )  # fmt: skip
+    if main:
+        write_json(out / "metrics.json", metrics)
+        online_dpo_card(metrics, config).save(out / "README.md")
+        from charter.pipeline.report import write_report
+
+        write_report(out)
+    return metrics
