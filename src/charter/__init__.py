@@ -110,9 +110,9 @@ if TYPE_CHECKING:  # what type checkers and IDEs see: every public name with its
     from charter.loop.config import LoopConfig
     from charter.loop.run import LoopResult, iterate
     from charter.online.config import OnlineConfig, OnlineDPOConfig
+    from charter.online.dpo import train_online_dpo
     from charter.online.metrics import OnlineDPOMetrics, OnlineMetrics
     from charter.online.reward import RewardFunction, reward_function
-    from charter.online.dpo import train_online_dpo
     from charter.online.train import train_online
     from charter.pipeline.api import PreferenceCounts, build_preferences, critique_chains, judge_pairs, run
     from charter.pipeline.config import RunConfig, load_run_config
