@@ -261,7 +261,8 @@ def test_a_judge_that_decides_nothing_leaves_the_policy_unchanged(tiny_model: Pa
                        judge={"model": "scripted:constant", "mode": "verdict", "max_retries": 0})  # fmt: skip
     result = CliRunner().invoke(app, ["train", "online-dpo", str(path)])
     assert result.exit_code == 0, result.output
-    metrics = json.loads((tmp_path / "out" / "metrics.json").read_text())
+    text = (tmp_path / "out" / "metrics.json").read_text()
+    metrics = json.loads(text, parse_constant=lambda name: pytest.fail(f"metrics.json holds {name}"))
     assert metrics["trained"] == 0 and metrics["masked"]["failed"] == metrics["pairs"] == 16
     before, after = load_file(tiny_model / "model.safetensors"), load_file(tmp_path / "out" / "model.safetensors")
     assert before.keys() == after.keys() and all(torch.equal(before[k], after[k]) for k in before)
