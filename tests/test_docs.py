@@ -278,8 +278,9 @@ def test_charter_command_lines_exist(path: Path) -> None:
 # run config, or a part of one (its top-level keys are run-config keys), checked as `RunConfig`. A block that is
 # another file says which in its fence, ```yaml title="NAME.yaml", and the name picks the schema: a name holding
 # `constitution` is a `Constitution`, `loop` a `LoopConfig`, `online-dpo` an `OnlineDPOConfig`, `dpo` a
-# `DPOConfigModel`, `reward` a `RewardModelConfig`, `synth` a `SynthConfig`; any other name is a run config. A block that is no charter file at all (an accelerate or
-# CI config) starts with the line `# not a charter config` and is not checked.
+# `DPOConfigModel`, `reward` a `RewardModelConfig`, `synth` a `SynthConfig`; any other name is a run config. A block
+# that is no charter file at all (an accelerate or CI config) starts with the line `# not a charter config` and is not
+# checked.
 
 NOT_CHARTER = "# not a charter config"
 TITLED_SCHEMAS: tuple[tuple[str, type], ...] = (
