@@ -241,6 +241,10 @@ def test_the_budget_stops_online_dpo_after_a_step_with_a_checkpoint_and_exit_4(
     assert (out / "checkpoint-1").is_dir() and (out / "model.safetensors").exists()
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["stopped"] == "budget" and metrics["training"]["global_step"] == 1 and metrics["pairs"] == 4
+    path = _cli_config(tmp_path, tiny_model, max_failures=1000)  # no budget: the same command resumes and finishes
+    assert main(["train", "online-dpo", str(path)]) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["training"]["resumed_from"] == "checkpoint-1" and metrics["training"]["global_step"] == 4
 
 
 def test_past_max_failures_online_dpo_stops_with_exit_3(tiny_model: Path, tmp_path: Path) -> None:
