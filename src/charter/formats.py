@@ -87,7 +87,8 @@ SECTIONS: tuple[tuple[str, str, tuple[type[BaseModel], ...]], ...] = (
     (
         "Online training",
         "The reward store: every reward the judge gave during `charter train grpo|rloo` (or through "
-        "`charter.reward_function`), in the run store's `rewards` table of the output directory.",
+        "`charter.reward_function`), and every pair it compared during `charter train online-dpo` (scoring `pair`), "
+        "in the run store's `rewards` table of the output directory.",
         (records.RewardRecord,),
     ),
     (

@@ -241,6 +241,10 @@ def test_the_budget_stops_online_dpo_after_a_step_with_a_checkpoint_and_exit_4(
     assert (out / "checkpoint-1").is_dir() and (out / "model.safetensors").exists()
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["stopped"] == "budget" and metrics["training"]["global_step"] == 1 and metrics["pairs"] == 4
+    path = _cli_config(tmp_path, tiny_model, max_failures=1000)  # no budget: the same command resumes and finishes
+    assert main(["train", "online-dpo", str(path)]) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["training"]["resumed_from"] == "checkpoint-1" and metrics["training"]["global_step"] == 4
 
 
 def test_past_max_failures_online_dpo_stops_with_exit_3(tiny_model: Path, tmp_path: Path) -> None:
@@ -261,7 +265,8 @@ def test_a_judge_that_decides_nothing_leaves_the_policy_unchanged(tiny_model: Pa
                        judge={"model": "scripted:constant", "mode": "verdict", "max_retries": 0})  # fmt: skip
     result = CliRunner().invoke(app, ["train", "online-dpo", str(path)])
     assert result.exit_code == 0, result.output
-    metrics = json.loads((tmp_path / "out" / "metrics.json").read_text())
+    text = (tmp_path / "out" / "metrics.json").read_text()
+    metrics = json.loads(text, parse_constant=lambda name: pytest.fail(f"metrics.json holds {name}"))
     assert metrics["trained"] == 0 and metrics["masked"]["failed"] == metrics["pairs"] == 16
     before, after = load_file(tiny_model / "model.safetensors"), load_file(tmp_path / "out" / "model.safetensors")
     assert before.keys() == after.keys() and all(torch.equal(before[k], after[k]) for k in before)

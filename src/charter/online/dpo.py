@@ -228,7 +228,11 @@ def _metrics(
     for row in steps:
         done = calls.get(row["step"] or 0, (0.0, 0.0, 0.0))
         row.update(calls=int(done[0]), cached_calls=int(done[1]), cost_usd=round(done[2], 6))
-    log = [{k: v for k, v in e.items() if k in KEPT_LOGS or k == "step"} for e in trainer.state.log_history]
+    # a step that decided no pair has no reward margin (NaN in TRL's log): left out, so metrics.json stays JSON
+    log = [
+        {k: v for k, v in e.items() if (k in KEPT_LOGS or k == "step") and not (isinstance(v, float) and v != v)}
+        for e in trainer.state.log_history
+    ]
     metrics = OnlineDPOMetrics(
         trainer="online-dpo",
         judge=judge.judge.model_id,
