@@ -137,6 +137,11 @@ def test_train_online_dpo_masks_every_failed_pair(tiny_model: Path, tmp_path: Pa
     status = CliRunner().invoke(app, ["status", str(out)])
     assert status.exit_code == 0 and "undecided" in status.output, status.output
     assert "undecided" in (out / "report" / "report.md").read_text()
+    as_json = json.loads(CliRunner().invoke(app, ["status", str(out), "--json"]).stdout)
+    online = as_json["online"]  # the machine-readable status: the run's totals and its rows per step
+    assert as_json["kind"] == "online" and online["pairs"] == 16 and online["trained"] == metrics["trained"]
+    assert online["masked"] == {"failed": len(failed), "undecided": len(undecided)}
+    assert [s["pairs"] for s in online["per_step"]] == [4, 4, 4, 4]
 
 
 def test_the_example_config_reads() -> None:

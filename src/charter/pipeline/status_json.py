@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, Literal, TypedDict
+from typing import Any, Literal, NotRequired, TypedDict
 
 from charter.api_args import public
 from charter.errors import RunStoreError
@@ -18,7 +18,7 @@ from charter.preference.manifest import dataset_manifest
 from charter.records import UsageRow
 from charter.runs.counts import FilterStep
 from charter.runs.files import RunFiles
-from charter.runs.rewards import StepRewards
+from charter.runs.rewards import StepPairs, StepRewards
 from charter.runs.store import STORE_FILE, BatchState, open_store
 
 __all__ = ["DatasetState", "OnlineStatus", "StatusReport", "UsageData", "status"]
@@ -65,7 +65,14 @@ class OnlineStatus(TypedDict):
     cached: int
     """Rewards answered from the call cache or the reward store."""
     per_step: list[dict[str, Any]]
-    """Per step: `step`, `n`, `failed`, `mean`, `std`, `cached` (a trainer may add its own columns)."""
+    """Per step: `step`, `n`, `failed`, `mean`, `std`, `cached`; for online DPO `step`, `pairs`, `trained`,
+    `failed`, `undecided`, `from_store`."""
+    pairs: NotRequired[int]
+    """Online DPO: pairs judged."""
+    trained: NotRequired[int]
+    """Online DPO: pairs the judge decided, in the loss."""
+    masked: NotRequired[dict[str, int]]
+    """Online DPO: pairs masked out of the loss, by reason (`failed`, `undecided`)."""
 
 
 class StatusReport(TypedDict):
@@ -115,8 +122,21 @@ def usage_data(rows: list[UsageRow]) -> UsageData:
     return UsageData(cost_usd=float(totals.get("cost_usd", 0.0)), totals=totals, rows=dumped)
 
 
-def online_status(steps: list[StepRewards]) -> OnlineStatus | None:
-    """The rewards of online training, totals and per step; None where the store holds no reward."""
+def online_status(steps: list[StepRewards], pairs: list[StepPairs] | None = None) -> OnlineStatus | None:
+    """The rewards of online training (or online DPO's judged pairs), totals and per step; None where the store
+    holds neither."""
+    if pairs:
+        failed, undecided = sum(p["failed"] for p in pairs), sum(p["undecided"] for p in pairs)
+        return OnlineStatus(
+            steps=len(pairs),
+            rewards=sum(p["pairs"] for p in pairs),
+            failures=failed,
+            cached=sum(p["from_store"] for p in pairs),
+            per_step=[dict(p) for p in pairs],
+            pairs=sum(p["pairs"] for p in pairs),
+            trained=sum(p["trained"] for p in pairs),
+            masked={"failed": failed, "undecided": undecided},
+        )
     if not steps:
         return None
     return OnlineStatus(
@@ -164,7 +184,7 @@ def _store_status(folder: Path, metrics: dict[str, Any] | None) -> StatusReport:
     data = run_status(folder)
     with open_store(folder, read_only=True) as store:
         fp = store.fingerprints()
-    online = online_status(data["rewards"])
+    online = online_status(data["rewards"], data.get("pairs"))
     is_run = online is None and (metrics is None or trainer_kind(metrics) != "online")
     return StatusReport(
         kind="run" if is_run else "online",
