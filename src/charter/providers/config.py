@@ -38,9 +38,9 @@ class RoleConfig(ConfigModel):
     """Concurrency, rate limits, retries and timeout for this role's model."""
     options: dict[str, Any] = Field(default_factory=dict)
     """Backend options: `batch_size`, `device`, `dtype`, `cache_dir`, `max_length`, `threads`, `prefix_cache_mb`,
-    `engine` (local, see the local provider's reference page); `base_url`, `extra_body`, `structured_output`
-    (openai); `extra_body`, `structured_output` (openai-compatible); `base_url`, `extra_body`, `sampling_params`,
-    `structured_output` (anthropic); `latency_s`, `batch_size` (scripted)."""
+    `engine` (local, see the local provider's reference page); `base_url`, `extra_body`, `structured_output`,
+    `prompt_cache` (openai); `extra_body`, `structured_output` (openai-compatible); `base_url`, `extra_body`,
+    `sampling_params`, `structured_output`, `prompt_cache` (anthropic); `latency_s`, `batch_size` (scripted)."""
     batch: bool | None = None
     """Send this role's calls through the provider's batch API at its batch price (openai and anthropic):
     each stage step goes out as one batch round; results can take up to the provider's window (24 h).

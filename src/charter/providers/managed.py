@@ -129,6 +129,8 @@ class ManagedModel(ChatModel):
                     cached=False,
                     estimated=completion.usage_estimated,
                     batched=completion.batched,
+                    cache_read=completion.cache_read_tokens,
+                    cache_write=completion.cache_write_tokens,
                 )  # answered: paid for
                 if not completion.text.strip():
                     empty += 1
@@ -188,6 +190,8 @@ class ManagedModel(ChatModel):
             cached=False,
             estimated=result.usage_estimated,
             batched=result.batched,
+            cache_read=result.cache_read_tokens,
+            cache_write=result.cache_write_tokens,
         )
         if self.cache is not None:
             self.cache.put_soon([(keys[0], "choice_logprobs", self.model_id, _row(result), endpoint_url(self))])
