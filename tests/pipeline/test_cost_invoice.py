@@ -3,12 +3,15 @@ records (and `charter status` shows) is the server's invoice, within 1%, across 
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
 import yaml
 
 from charter.cli import main
+from charter.hub.card import _usage
+from charter.hub.rundata import read_run
 from charter.runs.store import RunStore
 from charter.testing import LoopbackServer
 from charter.testing.billing import AnthropicBilling, OpenAIBilling
@@ -18,9 +21,14 @@ DOCUMENT = " ".join(f"line{i} of the quarterly report." for i in range(300))  # 
 
 
 def reply(body: dict) -> str:
-    """A verdict for a judge prompt, a short answer otherwise."""
-    text = str(body.get("messages", [])[-1].get("content"))
-    return "A" if "single letter" in text else f"A short answer, draft {len(text)}."
+    """For a judge prompt, the letter of the longer response; otherwise a short first answer, then longer ones."""
+    content = body.get("messages", [])[-1].get("content")
+    text = " ".join(b["text"] for b in content) if isinstance(content, list) else str(content)
+    if "single letter" in text:
+        a, b = (len(m.group(1)) for m in re.finditer(r"<response-[ab][^>]*>(.*?)</response-[ab]", text, re.S))
+        return "A" if a > b else "B"
+    turns = len(body.get("messages", []))
+    return "A short answer." if turns == 1 else f"A careful answer, with more detail ({turns} turns)."
 
 
 def write_config(tmp_path: Path, model: str, billing, **extra) -> Path:  # noqa: ANN001
@@ -91,6 +99,10 @@ def test_the_recorded_cost_is_the_invoice(tmp_path, monkeypatch, capsys, provide
     shown = " ".join(capsys.readouterr().out.split())
     assert f"{cost:.4f}" in shown and "read from the providers' caches" in shown
     assert f"Priced by {model}: config" in shown
+    share = f"{read / prompt_tokens:.1%}"
+    report = (tmp_path / "bill" / "report" / "report.md").read_text()
+    assert f"{share} of prompt tokens were read from the providers' prompt caches" in report
+    assert _usage(read_run(tmp_path / "bill"))["cache_share"] == share  # the dataset card's figure
 
 
 def test_a_resumed_run_keeps_the_first_process_usage(tmp_path, monkeypatch):
