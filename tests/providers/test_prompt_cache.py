@@ -12,6 +12,7 @@ import pytest
 from charter.errors import ConfigError
 from charter.pipeline.config import load_run_config
 from charter.providers import SamplingParams, UsageMeter, get_model
+from charter.providers.anthropic_chat import with_breakpoints
 from charter.providers.batch import BatchModel, BatchSettings
 from charter.providers.prices import library_price, resolve_price, unmatched_price_key
 from charter.providers.registry import create_backend
@@ -190,3 +191,22 @@ def test_a_price_key_naming_no_model_is_an_error(tmp_path):
     message = str(caught.value)
     assert "\n" not in message and "prices key 'openai:gpt-4o' names no model of this run" in message
     assert "openai-compatible:m" in message and "anthropic:claude-x" in message and ":6:" in message
+
+
+def test_breakpoints_mark_the_shared_parts_and_never_more_than_four():
+    turns = [{"role": r, "content": f"turn {i}"} for i, r in enumerate(["user", "assistant", "user", "assistant"])]
+    turns.append({"role": "user", "content": "revise it"})
+    request = with_breakpoints("Be brief.", turns)
+    marked = [b["text"] for b in request["system"] if "cache_control" in b]
+    marked += [b["text"] for t in request["messages"] for b in t["content"] if "cache_control" in b]
+    assert marked == ["Be brief.", "turn 0", "turn 3"]  # the system prompt, the first turn, the turn before the last
+    judge = "Compare.\n<conversation-ab12>\nhi\n</conversation-ab12>\n\n<response-b-ab12>\nx\n</response-b-ab12>\nQ?"
+    request = with_breakpoints("S", [{"role": "user", "content": judge}])
+    pieces = request["messages"][0]["content"]
+    assert [p["text"] for p in pieces][0].endswith("</conversation-ab12>") and "".join(
+        p["text"] for p in pieces
+    ) == judge
+    assert [("cache_control" in p) for p in pieces] == [True, True, False]  # both orders share the conversation
+    many = with_breakpoints("S", [*turns[:4], {"role": "user", "content": judge}])  # five places: the last four
+    blocks = [*many["system"], *(b for t in many["messages"] for b in t["content"])]
+    assert sum("cache_control" in b for b in blocks) == 4 and "cache_control" not in many["system"][0]

@@ -8,6 +8,7 @@ System messages go into `system=`. The API gives no next-token probabilities, so
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import Sequence
 from typing import Any
 
@@ -33,26 +34,35 @@ def split_system(messages: Messages) -> tuple[str | None, list[dict[str, str]]]:
 
 
 _EPHEMERAL = {"type": "ephemeral"}
+#: The API takes at most four `cache_control` breakpoints a request.
+MAX_BREAKPOINTS = 4
+_CONVERSATION_END = re.compile(r"</conversation-\w+>")
 
 
 def with_breakpoints(system: str | None, turns: list[dict[str, Any]]) -> dict[str, Any]:
     """`system` and `messages` with `cache_control` breakpoints at the end of the parts that calls share: the
-    system prompt, the conversation before the last turn, and the last turn's shared prefix (a judge prompt up to
-    the principle's question). Three at most (the API allows four); Anthropic caches only up to a breakpoint."""
+    system prompt, the first turn and the conversation before the last turn (a critique chain's steps), and in the
+    last turn the fenced conversation and the shared prefix (a judge prompt up to the principle's question, which
+    both orders of a pair share up to the conversation). Anthropic caches only up to a breakpoint; the last four
+    are kept (the API allows four)."""
     out: dict[str, Any] = {}
+    marks: list[dict[str, Any]] = []
     if system:
-        out["system"] = [{"type": "text", "text": system, "cache_control": _EPHEMERAL}]
+        out["system"] = [{"type": "text", "text": system}]
+        marks.append(out["system"][0])
     blocks = [{**turn, "content": [{"type": "text", "text": turn["content"]}]} for turn in turns]
-    if len(blocks) > 1:
-        blocks[-2]["content"][-1]["cache_control"] = _EPHEMERAL
+    marks += [blocks[i]["content"][-1] for i in sorted({0, len(blocks) - 2}) if 0 <= i < len(blocks) - 1]
     if blocks:
         last = turns[-1]["content"]
         shared = shared_prefix(last)
-        if 0 < len(shared) < len(last):
-            blocks[-1]["content"] = [
-                {"type": "text", "text": shared, "cache_control": _EPHEMERAL},
-                {"type": "text", "text": last[len(shared) :]},
-            ]
+        cuts = [m.end() for m in _CONVERSATION_END.finditer(shared)][:1]
+        cuts = [c for c in [*cuts, len(shared)] if 0 < c < len(last)]
+        if cuts:
+            pieces = [last[start:end] for start, end in zip([0, *cuts], [*cuts, len(last)])]
+            blocks[-1]["content"] = [{"type": "text", "text": piece} for piece in pieces]
+            marks += blocks[-1]["content"][:-1]
+    for block in marks[-MAX_BREAKPOINTS:]:
+        block["cache_control"] = _EPHEMERAL
     out["messages"] = blocks
     return out
 
