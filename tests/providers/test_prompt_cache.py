@@ -210,3 +210,12 @@ def test_breakpoints_mark_the_shared_parts_and_never_more_than_four():
     many = with_breakpoints("S", [*turns[:4], {"role": "user", "content": judge}])  # five places: the last four
     blocks = [*many["system"], *(b for t in many["messages"] for b in t["content"])]
     assert sum("cache_control" in b for b in blocks) == 4 and "cache_control" not in many["system"][0]
+
+
+def test_online_training_refuses_a_price_key_naming_no_model():
+    from charter.online.config import OnlineConfig
+
+    fields = {"prompts": "p.jsonl", "judge": {"model": "scripted:judge", "mode": "score"}}
+    assert OnlineConfig.model_validate({**fields, "prices": {"scripted:judge": {"input": 1}}}).prices
+    with pytest.raises(ValueError, match="prices key 'openai:gpt-4o' names no model"):
+        OnlineConfig.model_validate({**fields, "prices": {"openai:gpt-4o": {"input": 1}}})

@@ -7,9 +7,9 @@ overrides; errors point at file:line:column and the key. `charter config schema`
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
-from pydantic import BaseModel, Field, model_validator
+from pydantic import Field, model_validator
 
 from charter.agreement.config import AgreementConfig
 from charter.api_args import public
@@ -19,8 +19,7 @@ from charter.judge.settings import JudgeConfig
 from charter.preference.config import FiltersConfig, PairsConfig
 from charter.prompts import PromptsConfig
 from charter.providers.base import SamplingParams
-from charter.providers.config import DEFAULT_MODEL, RoleConfig, RunBatchConfig
-from charter.providers.prices import unmatched_price_key
+from charter.providers.config import DEFAULT_MODEL, RoleConfig, RunBatchConfig, check_price_keys
 from charter.providers.usage import Budget, Price
 from charter.reward_model.config import RewardModelConfig
 from charter.synth.config import SynthConfig
@@ -138,11 +137,7 @@ class RunConfig(ConfigModel):
 
     @model_validator(mode="after")
     def _price_keys(self) -> RunConfig:
-        models = [role.model for role in _roles(self)]
-        message = unmatched_price_key(self.prices, models)
-        if message is not None:
-            key = next(k for k in self.prices if unmatched_price_key([k], models))
-            raise LocatedValueError(message, ("prices", key))
+        check_price_keys(self.prices, self)
         return self
 
     @property
@@ -160,19 +155,6 @@ class RunConfig(ConfigModel):
 
     def run_dir(self) -> Path:
         return Path(self.output_dir or f"runs/{self.name}").expanduser()
-
-
-def _roles(node: Any) -> list[RoleConfig]:
-    """Every model role in a config (policy, critic, judge and panel members, synth's writers, ...)."""
-    if isinstance(node, RoleConfig):
-        return list(getattr(node, "members", [node]))  # a judge section: its panel's members, or itself
-    if isinstance(node, BaseModel):
-        return [role for name in type(node).model_fields for role in _roles(getattr(node, name))]
-    if isinstance(node, list | tuple):
-        return [role for item in node for role in _roles(item)]
-    if isinstance(node, dict):
-        return [role for item in node.values() for role in _roles(item)]
-    return []
 
 
 @public()
