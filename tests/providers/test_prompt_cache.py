@@ -219,3 +219,16 @@ def test_online_training_refuses_a_price_key_naming_no_model():
     assert OnlineConfig.model_validate({**fields, "prices": {"scripted:judge": {"input": 1}}}).prices
     with pytest.raises(ValueError, match="prices key 'openai:gpt-4o' names no model"):
         OnlineConfig.model_validate({**fields, "prices": {"openai:gpt-4o": {"input": 1}}})
+
+
+def test_call_cache_rows_keep_no_prompt_cache_counts(keys, tmp_path):
+    from charter.providers import CallCache
+
+    billing = OpenAIBilling()
+    with LoopbackServer(billing=billing, reply=short) as server:
+        spec = "openai:gpt-4o-mini"
+        model = get_model(backend(spec, server), cache=CallCache(tmp_path / "calls.sqlite"))
+        asyncio.run(ask_all(model, QUESTIONS[:2]))
+        again = get_model(backend(spec, server), cache=CallCache(tmp_path / "calls.sqlite"))
+        [hit] = asyncio.run(again.generate([judge_prompt(QUESTIONS[1])], SamplingParams(max_tokens=16)))
+    assert hit.cached and hit.cache_read_tokens == 0 and server.hits == 2  # answered by the call cache, unbilled

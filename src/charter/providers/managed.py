@@ -249,8 +249,10 @@ def _retrieved(future: asyncio.Future) -> None:
 
 
 def _row(result: Completion | ChoiceProbs) -> dict:
-    """The cache value: the result's fields but `cached`. A shallow copy; `dataclasses.asdict` deep-copies
-    and was the costliest step of a cache miss."""
+    """The cache value: the result's fields but `cached` and the provider's prompt-cache counts (billing only; the
+    rows stay readable by earlier releases). A shallow copy; `dataclasses.asdict` deep-copies and was the costliest
+    step of a cache miss."""
     row = dict(vars(result))
-    row.pop("cached", None)
+    for billing_only in ("cached", "cache_read_tokens", "cache_write_tokens"):  # a hit is free: rows as before
+        row.pop(billing_only, None)
     return row
