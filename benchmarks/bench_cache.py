@@ -140,7 +140,7 @@ def one(tmp: Path, provider: str, fmt: int, n: int, concurrency: int) -> dict[st
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--prompts", type=int, default=16)
     parser.add_argument("--concurrency", type=int, default=8)
     args = parser.parse_args()
