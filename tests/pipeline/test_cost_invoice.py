@@ -118,3 +118,22 @@ def test_a_resumed_run_keeps_the_first_process_usage(tmp_path, monkeypatch):
     assert first_cost == pytest.approx(first_bill, rel=0.01) and billing.invoice.usd > first_bill
     assert prompt_tokens == billing.invoice.prompt_tokens
     assert cost == pytest.approx(billing.invoice.usd, rel=0.01)
+
+
+def test_a_model_the_config_does_not_price_is_priced_by_genai_prices(tmp_path, monkeypatch, capsys):
+    billing = OpenAIBilling(input=0.15, output=0.6, read=0.5)  # gpt-4o-mini's list prices
+    with LoopbackServer(billing=billing, reply=reply) as server:
+        monkeypatch.setenv("OPENAI_BASE_URL", server.openai_url)
+        config = write_config(tmp_path, "openai:gpt-4o-mini", billing)
+        data = yaml.safe_load(config.read_text())
+        del data["prices"]
+        config.write_text(yaml.safe_dump(data))
+        assert main(["run", str(config)]) == 0
+    cost, _, _ = recorded(tmp_path / "bill")
+    assert cost == pytest.approx(billing.invoice.usd, rel=0.01)
+    with RunStore(tmp_path / "bill") as store:
+        assert store.meta("price_sources") == {"openai:gpt-4o-mini": "genai-prices"}
+    capsys.readouterr()
+    monkeypatch.setenv("COLUMNS", "200")
+    assert main(["status", str(tmp_path / "bill")]) == 0
+    assert "Priced by openai:gpt-4o-mini: genai-prices" in " ".join(capsys.readouterr().out.split())

@@ -137,11 +137,12 @@ def usage_summary(store: RunStore) -> UsageSummary:
     rows = store.usage()
     totals = usage_totals(rows)
     prices = normalise_keys({k: Price.model_validate(v) for k, v in (store.run_config().get("prices") or {}).items()})
+    recorded = store.meta("price_sources") or {}  # as the run priced its calls; else as they would be priced now
     return UsageSummary(
         rows=rows,
         totals={f: totals[f] for f in USAGE_SHOWN},
         cache_share=totals["cache_read_tokens"] / totals["prompt_tokens"] if totals["prompt_tokens"] else 0.0,
-        price_sources={r.model: resolve_price(prices, r.model)[1] for r in rows},
+        price_sources={r.model: recorded.get(r.model) or resolve_price(prices, r.model)[1] for r in rows},
     )
 
 
