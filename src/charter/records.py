@@ -548,6 +548,12 @@ class UsageRow(Record):
     retries: int = 0
     """Requests sent again after a failure worth retrying (429, 5xx, a timeout, a dropped connection, a malformed
     reply; a failed request of a provider batch sent in the next round)."""
+    cache_read_tokens: int = 0
+    """Prompt tokens (of `prompt_tokens`) the provider read from its prompt cache, billed at `cached_input`."""
+    cache_write_tokens: int = 0
+    """Prompt tokens (of `prompt_tokens`) the provider wrote to its prompt cache, billed at `cache_write`."""
+    cache_saved_usd: float = 0.0
+    """What the provider's prompt cache saved against pricing every prompt token at the input price."""
 
 
 #: How a judge's probabilities are mapped to calibrated ones.

@@ -149,7 +149,8 @@ def test_report_files_figures_and_settings(tmp_path: Path) -> None:
     assert "| longer response won | 66.7% of 3 |" in md
     assert "| prompts skipped: too long | 1 |" in md and "| prompts skipped: empty | 1 |" in md
     assert "| harm | 2 | 0.0% | 2 | 100.0% | 0.750 |" in md
-    assert "| **total** | | 14 | 1 | 0 | 1,040 | 30 | 0.0300 |" in md
+    assert "| **total** | | 14 | 1 | 0 | 1,040 | 0 | 0 | 30 | 0.0300 | |" in md
+    assert "0.0% of prompt tokens were read from the providers' prompt caches" in md
     assert "unparseable verdict" in md and "![Judge probabilities](judge_p.png)" in md
     assert "From the judged pairs" in md  # no preference dataset yet: examples come from the store
     assert re.findall(r"p\(chosen\) = ([0-9.]+)", md) == ["0.500", "0.600", "0.700", "0.800"]

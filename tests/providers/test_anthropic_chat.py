@@ -37,7 +37,7 @@ def test_split_system():
 
 
 async def test_generate_puts_system_in_its_field(loopback, anthropic_key):
-    chat = model(loopback)
+    chat = model(loopback, prompt_cache=False)
     completions = await chat.generate([CHAT, CHAT[2:3]], SamplingParams(max_tokens=50, stop=("END",)))
     assert [c.text for c in completions] == ["echo: second", "echo: first"]
     assert completions[0].finish_reason == "end_turn" and completions[0].prompt_tokens > 0

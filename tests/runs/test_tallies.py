@@ -17,6 +17,7 @@ def _usage(store: RunStore) -> None:
         [
             UsageRow(role="judge", model="a", calls=2, cached=1, prompt_tokens=10, completion_tokens=3, cost_usd=0.5),
             UsageRow(role="judge", model="a", calls=1, prompt_tokens=5, completion_tokens=1, cost_usd=0.25, retries=2),
+            UsageRow(role="judge", model="a", cache_read_tokens=4, cache_write_tokens=1, cache_saved_usd=0.125),
             UsageRow(role="policy", model="b", calls=4, cached=4, estimated=1),
         ]
     )
@@ -34,6 +35,9 @@ def test_usage_totals_sum_every_field_over_roles_and_models(tmp_path: Path) -> N
         "completion_tokens": 4,
         "cost_usd": 0.75,
         "estimated": 1,
+        "cache_read_tokens": 4,
+        "cache_write_tokens": 1,
+        "cache_saved_usd": 0.125,
     }
     assert usage_totals([]) == dict.fromkeys(totals, 0)
 

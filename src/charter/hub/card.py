@@ -161,6 +161,11 @@ def _usage(run: RunData) -> dict[str, Any]:
         "prompt_tokens": totals["prompt_tokens"],
         "completion_tokens": totals["completion_tokens"],
         "cost": f"{totals['cost_usd']:.4f}",
+        "cache_read_tokens": totals["cache_read_tokens"],
+        "cache_share": f"{totals['cache_read_tokens'] / totals['prompt_tokens']:.1%}"
+        if totals["prompt_tokens"]
+        else "0%",
+        "cache_saved": f"{totals['cache_saved_usd']:.4f}",
     }
 
 

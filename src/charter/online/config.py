@@ -10,7 +10,7 @@ from pydantic import Field, model_validator
 from charter.judge.modes import pairwise_modes, rating_modes
 from charter.judge.settings import JudgeConfig, JudgeSettings
 from charter.prompts import PromptsConfig
-from charter.providers.config import RoleConfig
+from charter.providers.config import RoleConfig, check_price_keys
 from charter.providers.usage import Budget, Price
 from charter.training.config import LoraSettings
 from charter.yamlio import ConfigModel, LocatedValueError
@@ -126,6 +126,11 @@ class OnlineConfig(OnlineBase):
         if isinstance(judge, dict) and "mode" not in judge:
             data = {**data, "judge": {**judge, "mode": default_mode(data.get("scoring", "score"))}}
         return data
+
+    @model_validator(mode="after")
+    def _price_keys(self) -> OnlineConfig:
+        check_price_keys(self.prices, self)
+        return self
 
     @model_validator(mode="after")
     def _mode_fits_scoring(self) -> OnlineConfig:

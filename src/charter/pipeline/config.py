@@ -19,7 +19,7 @@ from charter.judge.settings import JudgeConfig
 from charter.preference.config import FiltersConfig, PairsConfig
 from charter.prompts import PromptsConfig
 from charter.providers.base import SamplingParams
-from charter.providers.config import DEFAULT_MODEL, RoleConfig, RunBatchConfig
+from charter.providers.config import DEFAULT_MODEL, RoleConfig, RunBatchConfig, check_price_keys
 from charter.providers.usage import Budget, Price
 from charter.reward_model.config import RewardModelConfig
 from charter.synth.config import SynthConfig
@@ -109,7 +109,9 @@ class RunConfig(ConfigModel):
     budget: Budget = Budget()
     """Cost and token caps; reaching one stops the run cleanly, keeping what is done."""
     prices: dict[str, Price] = Field(default_factory=dict)
-    """USD per million tokens by model id (e.g. `openai:gpt-4o-mini`), for cost accounting."""
+    """USD per million tokens by model id (`openai:gpt-4o-mini`), bare name, or model string as a role writes it; a
+    key naming no model of the run is an error. A model priced here is priced at this (always); another `openai:` or
+    `anthropic:` model at the genai-prices library's bundled prices (offline); any other at 0 (unpriced)."""
     cache: str | None = "~/.cache/charter/calls.sqlite"
     """The call cache file shared across runs (null: no cache)."""
     report: bool = True
@@ -133,6 +135,11 @@ class RunConfig(ConfigModel):
                 raise LocatedValueError(
                     f"'{stage}' is listed but the run config has no '{stage}:' section", ("stages", index)
                 )
+        return self
+
+    @model_validator(mode="after")
+    def _price_keys(self) -> RunConfig:
+        check_price_keys(self.prices, self)
         return self
 
     @property

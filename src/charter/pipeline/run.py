@@ -38,6 +38,8 @@ from charter.preference import dataset
 from charter.preference.manifest import DatasetSettings
 from charter.providers import CallCache, ManagedModel, UsageMeter, get_model, parse_model_string
 from charter.providers.batch import BatchModel
+from charter.providers.config import config_roles
+from charter.providers.prices import model_id_of, resolve_price
 from charter.records import Prompt
 from charter.runs.files import RunFiles, run_dir_errors
 from charter.runs.lock import RunLock, holder
@@ -250,6 +252,9 @@ class Runner:
         prior = store.usage()  # every call every earlier process paid for, recorded as it was answered
         meter.prior_cost = sum(r.cost_usd for r in prior)
         meter.prior_tokens = sum(r.prompt_tokens + r.completion_tokens for r in prior)
+        models = {model_id_of(role.model) for role in config_roles(config)}
+        sources = {model: resolve_price(meter.prices, model)[1] for model in sorted(models)}
+        store.set_meta(price_sources={**(store.meta("price_sources") or {}), **sources})  # what priced the calls
         if cache is not None:
             cache.before_commit.append(ledger.flush)
         built: dict[Any, Any] = {}

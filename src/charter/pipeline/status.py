@@ -12,6 +12,7 @@ from typing import Any, TypedDict
 
 from charter.preference.manifest import current_settings, dataset_manifest
 from charter.providers.batch import ENDED
+from charter.providers.prices import Price, normalise_keys, resolve_price
 from charter.records import UsageRow
 from charter.runs.counts import COUNT_LABELS, FilterStep, filter_steps, ordered_counts
 from charter.runs.files import RunFiles
@@ -68,7 +69,17 @@ class FailureSummary(TypedDict):
 
 
 #: The usage totals `charter status` and the report show.
-USAGE_SHOWN = ("calls", "cached", "retries", "prompt_tokens", "completion_tokens", "cost_usd")
+USAGE_SHOWN = (
+    "calls",
+    "cached",
+    "retries",
+    "prompt_tokens",
+    "completion_tokens",
+    "cost_usd",
+    "cache_read_tokens",
+    "cache_write_tokens",
+    "cache_saved_usd",
+)
 
 
 class UsageSummary(TypedDict):
@@ -76,7 +87,12 @@ class UsageSummary(TypedDict):
 
     rows: list[UsageRow]
     totals: dict[str, float]
-    """calls, cached, retries, prompt_tokens, completion_tokens and cost_usd summed over the rows."""
+    """calls, cached, retries, prompt_tokens, completion_tokens, cost_usd, cache_read_tokens, cache_write_tokens and
+    cache_saved_usd summed over the rows."""
+    cache_share: float
+    """The share of all prompt tokens the providers read from their prompt caches (0 with no prompt tokens)."""
+    price_sources: dict[str, str]
+    """Which source priced each model: config, genai-prices or unpriced."""
 
 
 class RunStatus(TypedDict):
@@ -122,7 +138,14 @@ def usage_summary(store: RunStore) -> UsageSummary:
     """Tokens and cost per (role, model) and their totals."""
     rows = store.usage()
     totals = usage_totals(rows)
-    return UsageSummary(rows=rows, totals={f: totals[f] for f in USAGE_SHOWN})
+    prices = normalise_keys({k: Price.model_validate(v) for k, v in (store.run_config().get("prices") or {}).items()})
+    recorded = store.meta("price_sources") or {}  # as the run priced its calls; else as they would be priced now
+    return UsageSummary(
+        rows=rows,
+        totals={f: totals[f] for f in USAGE_SHOWN},
+        cache_share=totals["cache_read_tokens"] / totals["prompt_tokens"] if totals["prompt_tokens"] else 0.0,
+        price_sources={r.model: recorded.get(r.model) or resolve_price(prices, r.model)[1] for r in rows},
+    )
 
 
 def failure_summary(store: RunStore, first: int = 5, raw_chars: int = 400) -> FailureSummary:
@@ -378,7 +401,8 @@ def _usage_table(data: RunStatus):
     from rich.table import Table
 
     table = Table(title="Tokens and cost", title_justify="left")
-    for column in ("role", "model", "calls", "cached", "retries", "prompt tok", "compl. tok", "USD"):
+    columns = ("role", "model", "calls", "cached", "retries", "prompt tok", "cache read/write", "compl. tok", "USD")
+    for column in columns:
         table.add_column(column, justify="left" if column in ("role", "model") else "right", overflow="fold")
     usage = data["usage"]
     for r in usage["rows"]:
@@ -389,6 +413,7 @@ def _usage_table(data: RunStatus):
             f"{r.cached:,}",
             f"{r.retries:,}",
             f"{r.prompt_tokens:,}",
+            f"{r.cache_read_tokens:,}/{r.cache_write_tokens:,}",
             f"{r.completion_tokens:,}",
             f"{r.cost_usd:.4f}",
         )
@@ -401,9 +426,16 @@ def _usage_table(data: RunStatus):
             f"{t['cached']:,}",
             f"{t['retries']:,}",
             f"{t['prompt_tokens']:,}",
+            f"{t['cache_read_tokens']:,}/{t['cache_write_tokens']:,}",
             f"{t['completion_tokens']:,}",
             f"{t['cost_usd']:.4f}",
         )
+        priced = "; ".join(f"{model}: {source}" for model, source in usage["price_sources"].items())
+        table.caption = (
+            f"{usage['cache_share']:.1%} of prompt tokens read from the providers' caches;"
+            f" caching saved {t['cache_saved_usd']:.4f} USD. Priced by {priced}"
+        )
+        table.caption_justify = "left"
     return table
 
 

@@ -8,10 +8,12 @@ System messages go into `system=`. The API gives no next-token probabilities, so
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import Sequence
 from typing import Any
 
 from charter.errors import MissingExtra
+from charter.judge_prompt import shared_prefix
 from charter.providers.base import Completion, Limits, MalformedReply, Messages, SamplingParams, SDKChatModel
 from charter.providers.limits import Limiter, estimate_tokens, gather_all
 
@@ -31,6 +33,40 @@ def split_system(messages: Messages) -> tuple[str | None, list[dict[str, str]]]:
     return ("\n\n".join(system) if system else None), turns
 
 
+_EPHEMERAL = {"type": "ephemeral"}
+#: The API takes at most four `cache_control` breakpoints a request.
+MAX_BREAKPOINTS = 4
+_CONVERSATION_END = re.compile(r"</conversation-\w+>")
+
+
+def with_breakpoints(system: str | None, turns: list[dict[str, Any]]) -> dict[str, Any]:
+    """`system` and `messages` with `cache_control` breakpoints at the end of the parts that calls share: the
+    system prompt, the first turn and the conversation before the last turn (a critique chain's steps), and in the
+    last turn the fenced conversation and the shared prefix (a judge prompt up to the principle's question, which
+    both orders of a pair share up to the conversation). Anthropic caches only up to a breakpoint; the last four
+    are kept (the API allows four)."""
+    out: dict[str, Any] = {}
+    marks: list[dict[str, Any]] = []
+    if system:
+        out["system"] = [{"type": "text", "text": system}]
+        marks.append(out["system"][0])
+    blocks = [{**turn, "content": [{"type": "text", "text": turn["content"]}]} for turn in turns]
+    marks += [blocks[i]["content"][-1] for i in sorted({0, len(blocks) - 2}) if 0 <= i < len(blocks) - 1]
+    if blocks:
+        last = turns[-1]["content"]
+        shared = shared_prefix(last)
+        cuts = [m.end() for m in _CONVERSATION_END.finditer(shared)][:1]
+        cuts = [c for c in [*cuts, len(shared)] if 0 < c < len(last)]
+        if cuts:
+            pieces = [last[start:end] for start, end in zip([0, *cuts], [*cuts, len(last)])]
+            blocks[-1]["content"] = [{"type": "text", "text": piece} for piece in pieces]
+            marks += blocks[-1]["content"][:-1]
+    for block in marks[-MAX_BREAKPOINTS:]:
+        block["cache_control"] = _EPHEMERAL
+    out["messages"] = blocks
+    return out
+
+
 class AnthropicModel(SDKChatModel):
     """A Claude model.
 
@@ -38,7 +74,8 @@ class AnthropicModel(SDKChatModel):
     `extra_body` (merged into each request); `sampling_params` (send temperature and top_p, which the current SDK no
     longer exposes as arguments, through the request body; off by default: newer models reject them);
     `structured_output` (default true: a call whose params carry a `json_schema` asks for it as
-    `output_config.format`; false for servers that reject that).
+    `output_config.format`; false for servers that reject that); `prompt_cache` (default true: `cache_control`
+    breakpoints at the end of the shared parts, see `with_breakpoints`; false sends none).
     """
 
     provider = "anthropic"
@@ -50,6 +87,7 @@ class AnthropicModel(SDKChatModel):
         self.extra_body: dict[str, Any] = dict(options.get("extra_body") or {})
         self.sampling_params = bool(options.get("sampling_params", False))
         self.structured_output = bool(options.get("structured_output", True))
+        self.prompt_cache = bool(options.get("prompt_cache", True))
         self._sdk = _sdk()
         key = self.serve_at(options.get("base_url"), api_key_env)
         self.limiter = Limiter(self.limits, self.model_id, transient=(self._sdk.APIConnectionError,), secrets=[key])
@@ -65,6 +103,8 @@ class AnthropicModel(SDKChatModel):
         kwargs: dict[str, Any] = {"model": self.name, "messages": turns, "max_tokens": params.max_tokens}
         if system is not None:
             kwargs["system"] = system
+        if self.prompt_cache:
+            kwargs.update(with_breakpoints(kwargs.get("system"), turns))
         if params.stop:
             kwargs["stop_sequences"] = list(params.stop)
         if params.json_schema is not None and self.structured_output:
@@ -99,12 +139,17 @@ class AnthropicModel(SDKChatModel):
         text = "".join(block.text for block in reply.content if getattr(block, "type", None) == "text")
         if not text.strip():
             raise MalformedReply("the reply has no text", kind="empty_reply", raw=str(reply)[:400])
+        usage = reply.usage  # input_tokens excludes the cache's reads and writes: all three are billed input
+        read = int(getattr(usage, "cache_read_input_tokens", None) or 0)
+        written = int(getattr(usage, "cache_creation_input_tokens", None) or 0)
         return Completion(
             text=text,
             model=self.model_id,
-            prompt_tokens=reply.usage.input_tokens,
-            completion_tokens=reply.usage.output_tokens,
+            prompt_tokens=usage.input_tokens + read + written,
+            completion_tokens=usage.output_tokens,
             finish_reason=reply.stop_reason,
+            cache_read_tokens=read,
+            cache_write_tokens=written,
         )
 
     def batch_body(self, messages: Messages, params: SamplingParams) -> dict[str, Any]:

@@ -126,6 +126,10 @@ class Completion:
     """The reply carried no usage: the token counts are estimated from characters (and counted as such)."""
     batched: bool = False
     """Answered through the provider's batch API (priced at its batch rate)."""
+    cache_read_tokens: int = 0
+    """Of the prompt tokens, those the provider read from its prompt cache."""
+    cache_write_tokens: int = 0
+    """Of the prompt tokens, those the provider wrote to its prompt cache."""
 
     @property
     def total_tokens(self) -> int:
@@ -146,6 +150,10 @@ class ChoiceProbs:
     """The reply carried no usage: the prompt tokens are estimated from characters."""
     batched: bool = False
     """Answered through the provider's batch API (priced at its batch rate)."""
+    cache_read_tokens: int = 0
+    """Of the prompt tokens, those the provider read from its prompt cache."""
+    cache_write_tokens: int = 0
+    """Of the prompt tokens, those the provider wrote to its prompt cache."""
 
 
 class ChatModel(ABC):

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
-from pydantic import Field, model_validator
+from pydantic import BaseModel, Field, model_validator
 
 from charter.errors import CharterError
 from charter.providers.base import ChatModel, Limits, SamplingParams
 from charter.providers.batch import BATCH_PROVIDERS, BatchSettings
 from charter.providers.endpoints import Endpoint, check_variable_name
+from charter.providers.prices import unmatched_price_key
 from charter.providers.registry import (
     create_backend,
     endpoint_of,
@@ -38,9 +40,9 @@ class RoleConfig(ConfigModel):
     """Concurrency, rate limits, retries and timeout for this role's model."""
     options: dict[str, Any] = Field(default_factory=dict)
     """Backend options: `batch_size`, `device`, `dtype`, `cache_dir`, `max_length`, `threads`, `prefix_cache_mb`,
-    `engine` (local, see the local provider's reference page); `base_url`, `extra_body`, `structured_output`
-    (openai); `extra_body`, `structured_output` (openai-compatible); `base_url`, `extra_body`, `sampling_params`,
-    `structured_output` (anthropic); `latency_s`, `batch_size` (scripted)."""
+    `engine` (local, see the local provider's reference page); `base_url`, `extra_body`, `structured_output`,
+    `prompt_cache` (openai); `extra_body`, `structured_output` (openai-compatible); `base_url`, `extra_body`,
+    `sampling_params`, `structured_output`, `prompt_cache` (anthropic); `latency_s`, `batch_size` (scripted)."""
     batch: bool | None = None
     """Send this role's calls through the provider's batch API at its batch price (openai and anthropic):
     each stage step goes out as one batch round; results can take up to the provider's window (24 h).
@@ -102,3 +104,25 @@ class RunBatchConfig(BatchSettings):
         """Whether this role's calls go through a batch API."""
         provider = parse_model_string(role.model).provider
         return provider in BATCH_PROVIDERS and (role.batch if role.batch is not None else self.enabled)
+
+
+def config_roles(node: Any) -> list[RoleConfig]:
+    """Every model role in a config (policy, critic, judge and panel members, synth's writers, ...)."""
+    if isinstance(node, RoleConfig):
+        return list(getattr(node, "members", [node]))  # a judge section: its panel's members, or itself
+    if isinstance(node, BaseModel):
+        return [role for name in type(node).model_fields for role in config_roles(getattr(node, name))]
+    if isinstance(node, list | tuple):
+        return [role for item in node for role in config_roles(item)]
+    if isinstance(node, dict):
+        return [role for item in node.values() for role in config_roles(item)]
+    return []
+
+
+def check_price_keys(prices: Mapping[str, Any], config: BaseModel) -> None:
+    """Raise a located error (`prices.KEY`) for a `prices` key that names no model of the config's roles."""
+    models = [role.model for role in config_roles(config)]
+    for key in prices:
+        message = unmatched_price_key([key], models)
+        if message is not None:
+            raise LocatedValueError(message, ("prices", key))

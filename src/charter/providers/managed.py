@@ -129,6 +129,8 @@ class ManagedModel(ChatModel):
                     cached=False,
                     estimated=completion.usage_estimated,
                     batched=completion.batched,
+                    cache_read=completion.cache_read_tokens,
+                    cache_write=completion.cache_write_tokens,
                 )  # answered: paid for
                 if not completion.text.strip():
                     empty += 1
@@ -188,6 +190,8 @@ class ManagedModel(ChatModel):
             cached=False,
             estimated=result.usage_estimated,
             batched=result.batched,
+            cache_read=result.cache_read_tokens,
+            cache_write=result.cache_write_tokens,
         )
         if self.cache is not None:
             self.cache.put_soon([(keys[0], "choice_logprobs", self.model_id, _row(result), endpoint_url(self))])
@@ -245,8 +249,10 @@ def _retrieved(future: asyncio.Future) -> None:
 
 
 def _row(result: Completion | ChoiceProbs) -> dict:
-    """The cache value: the result's fields but `cached`. A shallow copy; `dataclasses.asdict` deep-copies
-    and was the costliest step of a cache miss."""
+    """The cache value: the result's fields but `cached` and the provider's prompt-cache counts (billing only; the
+    rows stay readable by earlier releases). A shallow copy; `dataclasses.asdict` deep-copies and was the costliest
+    step of a cache miss."""
     row = dict(vars(result))
-    row.pop("cached", None)
+    for billing_only in ("cached", "cache_read_tokens", "cache_write_tokens"):  # a hit is free: rows as before
+        row.pop(billing_only, None)
     return row

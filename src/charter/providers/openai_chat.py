@@ -8,12 +8,14 @@ charter.providers.endpoints. Every request runs through the model's `Limiter`; t
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import math
 from collections.abc import Awaitable, Sequence
 from typing import Any
 
 from charter.errors import LogprobsUnsupported, MissingExtra
+from charter.judge_prompt import shared_prefix
 from charter.providers.base import (
     ChoiceProbs,
     Completion,
@@ -49,7 +51,9 @@ class OpenAIModel(SDKChatModel):
 
     Options: `base_url` (`openai:` only; default OPENAI_BASE_URL, else OpenAI's API: any other host needs
     `api_key_env`); `extra_body` (merged into each request); `structured_output` (default true: a call whose
-    params carry a `json_schema` asks for it as `response_format`; false for servers that reject that)."""
+    params carry a `json_schema` asks for it as `response_format`; false for servers that reject that);
+    `prompt_cache` (default true: `openai:` requests carry a `prompt_cache_key`, a hash of their shared prefix,
+    so that calls sharing it are routed to the same cache)."""
 
     provider = "openai"
     supports_logprobs = True
@@ -70,6 +74,7 @@ class OpenAIModel(SDKChatModel):
         self.limits = limits or Limits()
         self.extra_body: dict[str, Any] = dict(options.get("extra_body") or {})
         self.structured_output = bool(options.get("structured_output", True))
+        self.prompt_cache = bool(options.get("prompt_cache", True))
         self._sdk = _sdk()
         key = self.serve_at(base_url, api_key_env)
         self.limiter = Limiter(self.limits, self.model_id, transient=(self._sdk.APIConnectionError,), secrets=[key])
@@ -103,7 +108,11 @@ class OpenAIModel(SDKChatModel):
                 "type": "json_schema",
                 "json_schema": {"name": "reply", "schema": params.json_schema, "strict": True},
             }
-        return {**kwargs, **self.extra_body}
+        return {**kwargs, **self._cache_key(messages), **self.extra_body}
+
+    def _cache_key(self, messages: Messages) -> dict[str, str]:
+        """`prompt_cache_key` for OpenAI's API (not sent to compatible servers, nor with `prompt_cache: false`)."""
+        return {"prompt_cache_key": prompt_cache_key(messages)} if self.prompt_cache and not self.compatible else {}
 
     #: `_request` under the name the batch runner uses for every backend: one chat request's body.
     batch_body = _request
@@ -147,6 +156,7 @@ class OpenAIModel(SDKChatModel):
             completion_tokens=completion_tokens,
             finish_reason=choice.get("finish_reason"),
             usage_estimated=estimated,
+            cache_read_tokens=_cached_tokens(reply),
         )
 
     def choice_request(self, request: Messages) -> dict[str, Any]:
@@ -157,6 +167,7 @@ class OpenAIModel(SDKChatModel):
             "logprobs": True,
             "top_logprobs": TOP_LOGPROBS,
             **self._length_cap(1),
+            **self._cache_key(request),
             **self.extra_body,
         }
 
@@ -176,7 +187,14 @@ class OpenAIModel(SDKChatModel):
             _bill(reply)
             raise
         prompt_tokens, _, estimated = _usage(reply, request, "x")
-        return ChoiceProbs(normalise(raw, options), self.model_id, prompt_tokens, raw, usage_estimated=estimated)
+        return ChoiceProbs(
+            normalise(raw, options),
+            self.model_id,
+            prompt_tokens,
+            raw,
+            usage_estimated=estimated,
+            cache_read_tokens=_cached_tokens(reply),
+        )
 
     def _option_logprobs(self, reply: dict[str, Any], options: Sequence[str]) -> dict[str, float]:
         """Log-probabilities of the options among the first token's top alternatives.
@@ -244,6 +262,25 @@ def _usage(reply: dict[str, Any], messages: Messages, text: str) -> tuple[int, i
     if isinstance(usage, dict) and isinstance(usage.get("prompt_tokens"), int):
         return usage["prompt_tokens"], int(usage.get("completion_tokens") or 0), False
     return estimate_tokens(messages, 0), max(1, len(text) // 4), True
+
+
+def _cached_tokens(reply: dict[str, Any]) -> int:
+    """The prompt tokens the server read from its prompt cache (`usage.prompt_tokens_details.cached_tokens`:
+    OpenAI, vLLM, SGLang); 0 where the reply does not say."""
+    details = (reply.get("usage") or {}).get("prompt_tokens_details")
+    cached = details.get("cached_tokens") if isinstance(details, dict) else None
+    return cached if isinstance(cached, int) and cached > 0 else 0
+
+
+def prompt_cache_key(messages: Messages) -> str:
+    """A routing key for OpenAI's prompt cache: a hash of the request's shared part (every message before the
+    last, and the last one's shared prefix: a judge prompt up to the principle's question)."""
+    head = [f"{m.role}\x00{m.content}" for m in messages[:-1]]
+    last = messages[-1].content if messages else ""
+    shared = shared_prefix(last)
+    if shared != last or not head:
+        head.append(f"{messages[-1].role}\x00{shared}" if messages else "")
+    return "charter-" + hashlib.sha256("\x01".join(head).encode()).hexdigest()[:32]
 
 
 def _response_class() -> type:

@@ -219,11 +219,13 @@ def _scripted(spec: ModelSpec, limits: Limits, api_key_env: str | None, options:
 
 
 for _provider in (
-    Provider("openai", _openai, ("base_url", "extra_body", "structured_output"), endpoint=_url_endpoint),
+    Provider(
+        "openai", _openai, ("base_url", "extra_body", "structured_output", "prompt_cache"), endpoint=_url_endpoint
+    ),
     Provider(
         "anthropic",
         _anthropic,
-        ("base_url", "extra_body", "sampling_params", "structured_output"),
+        ("base_url", "extra_body", "sampling_params", "structured_output", "prompt_cache"),
         endpoint=_url_endpoint,
     ),
     Provider(

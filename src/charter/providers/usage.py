@@ -11,20 +11,10 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from charter.errors import BudgetExceeded
 from charter.interrupt import StopRequest
+from charter.providers.prices import Price, normalise_keys, resolve_price
 from charter.records import UsageRow
 
-
-class Price(BaseModel):
-    """USD per million tokens."""
-
-    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
-    input: float = Field(default=0.0, ge=0)
-    """Per million prompt tokens."""
-    output: float = Field(default=0.0, ge=0)
-    """Per million completion tokens."""
-    batch: float = Field(default=0.5, ge=0)
-    """The share of these prices a call through the provider's batch API costs (OpenAI's Batch API and
-    Anthropic's Message Batches: half)."""
+__all__ = ["Budget", "Price", "Tally", "UsageMeter"]
 
 
 class Budget(BaseModel):
@@ -46,6 +36,9 @@ class Tally:
     cost_usd: float = 0.0
     estimated: int = 0
     retries: int = 0
+    cache_read_tokens: int = 0
+    cache_write_tokens: int = 0
+    cache_saved_usd: float = 0.0
 
 
 Sink = Callable[[UsageRow], None]
@@ -61,7 +54,7 @@ class UsageMeter:
     def __init__(
         self, prices: dict[str, Price] | None = None, budget: Budget | None = None, sink: Sink | None = None
     ) -> None:
-        self.prices = prices or {}
+        self.prices = normalise_keys(prices or {})
         self.budget = budget or Budget()
         self.sink = sink
         self.tallies: dict[tuple[str, str], Tally] = defaultdict(Tally)
@@ -75,8 +68,8 @@ class UsageMeter:
         calls in flight finish into the cache."""
 
     def price_of(self, model_id: str) -> Price:
-        name = model_id.split(":", 1)[-1]
-        return self.prices.get(model_id) or self.prices.get(name) or Price()
+        """The model's price: the config's (under its id or bare name), else genai-prices', else zero."""
+        return resolve_price(self.prices, model_id)[0]
 
     def record(
         self,
@@ -87,7 +80,11 @@ class UsageMeter:
         cached: bool,
         estimated: bool = False,
         batched: bool = False,
+        cache_read: int = 0,
+        cache_write: int = 0,
     ) -> None:
+        """Count one call. `prompt_tokens` is every input token; `cache_read` and `cache_write` are the ones of
+        them the provider read from or wrote to its prompt cache (billed at their own prices)."""
         with self._lock:
             tally = self.tallies[(role, model_id)]
             if cached:
@@ -95,13 +92,17 @@ class UsageMeter:
                 event = UsageRow(role=role, model=model_id, cached=1)
             else:
                 price = self.price_of(model_id)
-                cost = (prompt_tokens * price.input + completion_tokens * price.output) / 1e6
-                cost *= price.batch if batched else 1.0
+                share = price.batch if batched else 1.0
+                cost = price.cost(prompt_tokens, completion_tokens, cache_read, cache_write) * share
+                saved = price.saved(cache_read, cache_write) * share
                 tally.calls += 1
                 tally.prompt_tokens += prompt_tokens
                 tally.completion_tokens += completion_tokens
                 tally.cost_usd += cost
                 tally.estimated += estimated
+                tally.cache_read_tokens += cache_read
+                tally.cache_write_tokens += cache_write
+                tally.cache_saved_usd += saved
                 event = UsageRow(
                     role=role,
                     model=model_id,
@@ -110,6 +111,9 @@ class UsageMeter:
                     completion_tokens=completion_tokens,
                     cost_usd=cost,
                     estimated=int(estimated),
+                    cache_read_tokens=cache_read,
+                    cache_write_tokens=cache_write,
+                    cache_saved_usd=saved,
                 )
         if self.sink is not None:
             self.sink(event)

@@ -19,7 +19,10 @@ ITEM_TABLES = {
     "batch_requests": "key",
 }
 _FAILURES = "stage, item_id, fingerprint, kind, error, raw, attempts, session, resolved, created_at"
-_USAGE = "role, model, calls, cached, prompt_tokens, completion_tokens, cost_usd, estimated, retries, created_at"
+_USAGE = (
+    "role, model, calls, cached, prompt_tokens, completion_tokens, cost_usd, estimated, retries, created_at,"
+    " cache_read_tokens, cache_write_tokens, cache_saved_usd"
+)
 _REWARDS = "key, step, rank, scoring, reward, status, record, created_at"
 
 

@@ -15,7 +15,8 @@ Tables (records as JSON in `record` columns; see charter.records):
                                                      a failed item per run session; resolved when it succeeds
   stages(stage, status, started_at, finished_at, counts)
   usage_events(id, role, model, calls, cached, prompt_tokens, completion_tokens, cost_usd, estimated, created_at,
-               retries)                              one row per call (or retry), written as the calls finish
+               retries, cache_read_tokens, cache_write_tokens, cache_saved_usd)
+                                                     one row per call (or retry), written as the calls finish
   config_history(id, changed_at, changes, fingerprints)
   spot_sample, human_labels, label_events            the human spot checks (charter.runs.labels)
   rewards(id, key, step, rank, scoring, reward, status, record, created_at)
@@ -64,7 +65,7 @@ ACTIVE = "prompt_id IN (SELECT prompt_id FROM prompts WHERE active = 1)"
 #: The store's schema version (kept in `PRAGMA user_version`, and in meta `schema_version`, where releases before
 #: 3 look for it and refuse any other). Each change adds a step to `STORE_SCHEMA.steps`; the test fixture written
 #: by an earlier release is opened, upgraded and resumed after every change (tests/runs/test_upgrade.py).
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 R = TypeVar("R", bound=BaseModel)
 
 #: The tables as schema 2 made them; a new store is made at 2 and brought forward by the steps, like an old one.
@@ -153,12 +154,23 @@ def _to_5(db: Any) -> None:
     _mark(db, 5)
 
 
+def _to_6(db: Any) -> None:
+    """6: the provider's prompt-cache reads and writes, and what they saved, per call in the usage."""
+    for column, kind in (
+        ("cache_read_tokens", "INTEGER"),
+        ("cache_write_tokens", "INTEGER"),
+        ("cache_saved_usd", "REAL"),
+    ):
+        db.execute(f"ALTER TABLE usage_events ADD COLUMN {column} {kind} DEFAULT 0")
+    _mark(db, 6)
+
+
 STORE_SCHEMA = Schema(
     what="run store",
     version=SCHEMA_VERSION,
     base=SCHEMA + "INSERT OR REPLACE INTO meta VALUES ('schema_version', '2');",
     base_version=2,
-    steps={2: _to_3, 3: _to_4, 4: _to_5},
+    steps={2: _to_3, 3: _to_4, 4: _to_5, 5: _to_6},
     found=_found,
 )
 
@@ -673,7 +685,8 @@ class RunStore:
         now = time.time()
         self.write(
             "INSERT INTO usage_events (role, model, calls, cached, prompt_tokens, completion_tokens, cost_usd,"
-            " estimated, retries, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            " estimated, retries, cache_read_tokens, cache_write_tokens, cache_saved_usd, created_at)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 (
                     r.role,
@@ -685,6 +698,9 @@ class RunStore:
                     r.cost_usd,
                     r.estimated,
                     r.retries,
+                    r.cache_read_tokens,
+                    r.cache_write_tokens,
+                    r.cache_saved_usd,
                     now,
                 )
                 for r in rows
@@ -693,7 +709,18 @@ class RunStore:
 
     def usage(self) -> list[UsageRow]:
         """Usage per (role, model), summed over every call every process of the run recorded."""
-        sums = ("calls", "cached", "prompt_tokens", "completion_tokens", "cost_usd", "estimated", "retries")
+        sums = (
+            "calls",
+            "cached",
+            "prompt_tokens",
+            "completion_tokens",
+            "cost_usd",
+            "estimated",
+            "retries",
+            "cache_read_tokens",
+            "cache_write_tokens",
+            "cache_saved_usd",
+        )
         rows = self.execute(
             f"SELECT role, model, {', '.join(f'SUM({c})' for c in sums)} FROM usage_events"
             " GROUP BY role, model ORDER BY role, model"

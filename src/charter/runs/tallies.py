@@ -9,7 +9,18 @@ from charter.records import Fingerprints, UsageRow
 from charter.runs.store import RunStore
 
 #: The summed fields of a usage row, in the order the totals list them.
-USAGE_FIELDS = ("calls", "cached", "retries", "prompt_tokens", "completion_tokens", "cost_usd", "estimated")
+USAGE_FIELDS = (
+    "calls",
+    "cached",
+    "retries",
+    "prompt_tokens",
+    "completion_tokens",
+    "cost_usd",
+    "estimated",
+    "cache_read_tokens",
+    "cache_write_tokens",
+    "cache_saved_usd",
+)
 
 #: stage -> (SQL counting the finished items, SQL counting all items so far), given the fingerprints in effect
 _PROGRESS = {

@@ -310,7 +310,10 @@ class BatchServer(LoopbackServer):
                     continue
                 code = self.fail(body) if self.fail else None
                 if code is None or code == 200:
-                    reply = self._openai(body) if batch.provider == "openai" else self._anthropic(body)
+                    if batch.provider == "openai":
+                        reply = self._openai(body, batched=True)
+                    else:
+                        reply = self._anthropic(body, batched=True)
                     batch.results.append((cid, "succeeded", 200, reply))
                 else:
                     batch.results.append((cid, "errored", code, None))

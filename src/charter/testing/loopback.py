@@ -28,6 +28,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from charter.testing.billing import AnthropicBilling, OpenAIBilling
+
 #: The default next-token distribution for logprobs requests: option-like tokens in several spellings.
 DEFAULT_LOGPROBS = {"A": -0.2, " B": -1.9, "(A": -3.0, "B": -3.5, " C": -6.0, "The": -7.0}
 
@@ -129,8 +131,11 @@ class LoopbackServer:
         reply: Callable[[dict[str, Any]], str] = echo_reply,
         logprobs: dict[str, float] | None = None,
         record: bool = True,
+        billing: OpenAIBilling | AnthropicBilling | None = None,
     ) -> None:
         self.delay_s, self.reply, self.record = delay_s, reply, record
+        self.billing = billing
+        """Cache and bill prompts as the provider does (charter.testing.billing); its `invoice` is the bill."""
         self.logprobs = dict(DEFAULT_LOGPROBS if logprobs is None else logprobs)
         self.requests: list[Recorded] = []
         self.count = 0
@@ -290,7 +295,9 @@ class LoopbackServer:
         """The next-token log-probabilities a logprobs request gets."""
         return self.logprobs
 
-    def _openai(self, body: dict[str, Any], behaviour: Behaviour = Behaviour()) -> dict[str, Any]:
+    def _openai(
+        self, body: dict[str, Any], behaviour: Behaviour = Behaviour(), batched: bool = False
+    ) -> dict[str, Any]:
         logprobs = None
         table = {" The": -0.3, " It": -1.2, " C": -2.0} if behaviour.foreign_logprobs else self.logprobs_for(body)
         if body.get("logprobs") and table:  # an empty table plays a server without logprobs
@@ -301,6 +308,9 @@ class LoopbackServer:
         else:
             text = self.reply(body)
         prompt, completion = _words(body), max(1, len(text.split()))
+        usage = {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
+        if isinstance(self.billing, OpenAIBilling):
+            usage = self.billing.usage(body, completion, batched)
         choices = (
             []
             if behaviour.empty_choices
@@ -320,11 +330,14 @@ class LoopbackServer:
             "model": body.get("model", ""),
             "system_fingerprint": "loopback",
             "choices": choices,
-            "usage": {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion},
+            "usage": usage,
         }
 
-    def _anthropic(self, body: dict[str, Any]) -> dict[str, Any]:
+    def _anthropic(self, body: dict[str, Any], batched: bool = False) -> dict[str, Any]:
         text = self.reply(body)
+        usage: dict[str, Any] = {"input_tokens": _words(body), "output_tokens": max(1, len(text.split()))}
+        if isinstance(self.billing, AnthropicBilling):
+            usage = self.billing.usage(body, usage["output_tokens"], batched)
         return {
             "id": f"msg_{next(self._ids)}",
             "type": "message",
@@ -333,7 +346,7 @@ class LoopbackServer:
             "content": [{"type": "text", "text": text}],
             "stop_reason": "end_turn",
             "stop_sequence": None,
-            "usage": {"input_tokens": _words(body), "output_tokens": max(1, len(text.split()))},
+            "usage": usage,
         }
 
 
