@@ -11,7 +11,6 @@ eval_app = typer.Typer(help="Evaluate trained models.", no_args_is_help=True)
 
 def register(app: typer.Typer) -> None:
     eval_app.command("winrate")(winrate)
-    eval_app.command("arena")(arena)
     if not any(info.name == "eval" for info in app.registered_groups):
         app.add_typer(eval_app, name="eval")
 
@@ -102,75 +101,3 @@ def winrate(
     if rm:
         typer.echo(f"reward model: candidate {rm['mean_candidate']:.3f}, base {rm['mean_base']:.3f}")
     typer.echo(f"written to {summary['written_to']}")
-
-
-def arena(
-    models: list[str] = typer.Argument(
-        ..., metavar="MODELS...", help="Model strings, or answer files (JSONL/JSON/parquet with prompt and answer)."
-    ),
-    names_models: bool = typer.Option(
-        False, "--models", help="Optional: names what follows as the models (`--models M1 M2 ... --prompts FILE`)."
-    ),
-    prompts: str = typer.Option(..., help="Prompts: JSONL/parquet with a prompt or messages column."),
-    judge: str = typer.Option("local:smollm2-135m-instruct", help="Judge model string."),
-    judge_mode: str = typer.Option("logprobs", help="logprobs, cot or verdict (both orders are always asked)."),
-    judge_api_key_env: str | None = typer.Option(None, metavar="NAME", help="The variable holding the judge's key."),
-    reference: str | None = typer.Option(None, help="The model scored 0 (default: the first)."),
-    constitution: str = typer.Option("harmless", help="Constitution name or YAML path."),
-    prompts_per_pair: int | None = typer.Option(
-        None,
-        "--prompts-per-pair",
-        min=1,
-        help="Prompts each pair of models is compared on (default: sparse, 2P/(N-1)).",
-    ),
-    all_pairs: bool = typer.Option(False, "--all-pairs", help="Compare every pair of models on every prompt."),
-    limit: int | None = typer.Option(100, min=1, help="Most prompts to use."),
-    max_calls: int | None = typer.Option(None, "--max-calls", min=1, help="Refuse a plan of more judge calls."),
-    bootstrap_samples: int = typer.Option(500, "--bootstrap-samples", min=50, help="Resamples for the intervals."),
-    max_tokens: int = typer.Option(256, help="Most tokens per answer."),
-    cache: str = typer.Option("~/.cache/charter/calls.sqlite", "--cache", help="Call cache ('' for none)."),
-    out: Path = typer.Option(Path("arena"), "--out", help="Where arena.json, arena.md and arena.svg go."),
-    seed: int = typer.Option(0, help="Seed of the prompt sample, principle draws and bootstrap."),
-) -> None:
-    """Rank models on one prompt set: both-order judgments, Bradley-Terry scores with 95% intervals and rank ranges."""
-    from charter.evals.arena import ArenaConfig
-    from charter.evals.arena import arena as run_arena
-    from charter.progress import spinner
-    from charter.yamlio import model_from_data
-
-    del names_models  # a marker only: MODELS are the positional arguments either way
-    fields: dict = {
-        "models": models,
-        "prompts": prompts,
-        "judge": {
-            "model": judge,
-            "mode": judge_mode,
-            **({"api_key_env": judge_api_key_env} if judge_api_key_env else {}),
-        },
-        "reference": reference,
-        "constitution": constitution,
-        "limit": limit,
-        "max_calls": max_calls,
-        "bootstrap_samples": bootstrap_samples,
-        "max_tokens": max_tokens,
-        "cache": cache or None,
-        "out": out,
-        "seed": seed,
-    }
-    if all_pairs or prompts_per_pair is not None:
-        fields["prompts_per_pair"] = None if all_pairs else prompts_per_pair
-    cfg = model_from_data(ArenaConfig, fields, "charter eval arena")
-    with spinner("answering and judging"):
-        result = run_arena(cfg)
-    for m in result["models"]:
-        typer.echo(
-            f"{m['rank']:>2}  {m['model']:<32} {m['score']:+.3f} [{m['ci_low']:+.3f}, {m['ci_high']:+.3f}]  "
-            f"rank {m['rank_low']}-{m['rank_high']}"
-        )
-    design = result["design"]
-    typer.echo(
-        f"{design['kind']} design: {design['judged']} comparisons judged, {design['failed']} failed; "
-        f"{result['judge_calls']} judge calls ({result['cached_calls']} cached); ranking "
-        + ("decided" if result["decided"] else "not decided (rank ranges overlap)")
-    )
-    typer.echo(f"written to {result['written_to']}")

@@ -13,7 +13,6 @@ A fit is defined only over items the data connect: `connected` tells whether the
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
 
 import numpy as np
 
@@ -25,55 +24,35 @@ def _sigmoid(x: np.ndarray) -> np.ndarray:
     return 0.5 * (1.0 + np.tanh(0.5 * x))
 
 
-def bradley_terry(
-    k: int, outcomes: Sequence[tuple[int, int, float]], alpha: float = ALPHA, covariate: Sequence[float] | None = None
-) -> np.ndarray:
+def bradley_terry(k: int, outcomes: Sequence[tuple[int, int, float]], alpha: float = ALPHA) -> np.ndarray:
     """Bradley–Terry strengths of `k` items from `(i, j, p)` outcomes (p: the chance, or share, that i beat j).
-
-    With `covariate` (one value per outcome, such as a normalised length difference of i's answer over j's), the
-    fit is P(i beats j) = sigmoid(s_i - s_j + beta * x) and the strengths are those with the covariate's effect
-    taken out (AlpacaEval 2's length control); `bradley_terry_controlled` also returns beta.
 
     Raises:
         ValueError: an index outside 0..k-1, an item compared with itself, or a p outside 0..1.
     """
-    return bradley_terry_controlled(k, outcomes, alpha, covariate)[0]
-
-
-def bradley_terry_controlled(
-    k: int, outcomes: Sequence[tuple[int, int, float]], alpha: float = ALPHA, covariate: Sequence[float] | None = None
-) -> tuple[np.ndarray, float]:
-    """`bradley_terry`'s strengths and the covariate's coefficient beta (0.0 without a covariate)."""
     from scipy.optimize import minimize
 
     if not outcomes:
-        return np.zeros(k), 0.0
+        return np.zeros(k)
     data = np.asarray(outcomes, dtype=float)
     i, j, p = data[:, 0].astype(int), data[:, 1].astype(int), data[:, 2]
     if i.min() < 0 or j.min() < 0 or max(i.max(), j.max()) >= k or np.any(i == j):
         raise ValueError("outcomes name items outside 0..k-1, or an item against itself")
     if np.any((p < 0) | (p > 1)) or np.any(np.isnan(p)):
         raise ValueError("an outcome's p must lie in 0..1")
-    x = np.zeros(len(p)) if covariate is None else np.asarray(covariate, dtype=float)
-    if len(x) != len(p):
-        raise ValueError("one covariate value per outcome")
 
-    def loss(theta: np.ndarray) -> tuple[float, np.ndarray]:
-        s, beta = theta[:k], theta[k]
-        d = s[i] - s[j] + beta * x
+    def loss(s: np.ndarray) -> tuple[float, np.ndarray]:
+        d = s[i] - s[j]
         # -[p log σ(d) + (1-p) log σ(-d)] = softplus(-d) + (1-p) d, written stably
         value = np.logaddexp(0.0, -d) + (1.0 - p) * d
         slope = _sigmoid(d) - p
-        grad = np.zeros(k + 1)
+        grad = np.zeros(k)
         np.add.at(grad, i, slope)
         np.add.at(grad, j, -slope)
-        grad[k] = float(slope @ x)
-        penalty = 0.5 * alpha * (s @ s + beta * beta)
-        return float(value.sum() + penalty), grad + alpha * theta
+        return float(value.sum() + 0.5 * alpha * s @ s), grad + alpha * s
 
-    found = minimize(loss, np.zeros(k + 1), jac=True, method="L-BFGS-B")
-    strengths = found.x[:k]
-    return strengths - strengths.mean(), float(found.x[k]) if covariate is not None else 0.0
+    found = minimize(loss, np.zeros(k), jac=True, method="L-BFGS-B")
+    return found.x - found.x.mean()
 
 
 def plackett_luce(k: int, orderings: Sequence[Sequence[int]], alpha: float = ALPHA) -> np.ndarray:
@@ -127,51 +106,3 @@ def circular_pairs(k: int, rng: np.random.Generator) -> list[tuple[int, int]]:
         return [(0, 1)]
     cycle = [int(x) for x in rng.permutation(k)]
     return [(cycle[n], cycle[(n + 1) % k]) for n in range(k)]
-
-
-def ranked_bootstrap(
-    k: int,
-    outcomes: Sequence[tuple[int, int, float]],
-    clusters: Sequence[str],
-    reference: int,
-    samples: int,
-    seed: int,
-    alpha: float = ALPHA,
-    covariate: Sequence[float] | None = None,
-) -> dict[str, Any]:
-    """Bradley–Terry scores against `reference` (its score 0), each with a 95% percentile interval from resampling
-    the clusters (prompts) with replacement, and ranks (1: best) with the 2.5-97.5% range of the resampled ranks
-    (Chatbot Arena's rank range). With `covariate`, the scores are controlled for it (`bradley_terry`) and `beta`
-    is its fitted coefficient.
-
-    Returns:
-        `score`, `ci_low`, `ci_high`, `rank`, `rank_low`, `rank_high` (arrays of length k), `beta`, `samples`.
-    """
-    from scipy.stats import rankdata
-
-    found, beta = bradley_terry_controlled(k, outcomes, alpha, covariate)
-    score = found - found[reference]
-    ids = np.asarray(clusters)
-    names = np.unique(ids)
-    members = {name: np.flatnonzero(ids == name) for name in names}
-    rng = np.random.default_rng(seed)
-    draws = np.empty((samples, k))
-    data = list(outcomes)
-    x = None if covariate is None else list(covariate)
-    for b in range(samples):
-        rows = np.concatenate([members[name] for name in rng.choice(names, size=len(names), replace=True)])
-        fit, _ = bradley_terry_controlled(
-            k, [data[r] for r in rows], alpha, None if x is None else [x[r] for r in rows]
-        )
-        draws[b] = fit - fit[reference]
-    ranks = np.vstack([rankdata(-row, method="min") for row in draws])
-    return {
-        "score": score,
-        "ci_low": np.percentile(draws, 2.5, axis=0),
-        "ci_high": np.percentile(draws, 97.5, axis=0),
-        "rank": rankdata(-score, method="min").astype(int),
-        "rank_low": np.floor(np.percentile(ranks, 2.5, axis=0)).astype(int),
-        "rank_high": np.ceil(np.percentile(ranks, 97.5, axis=0)).astype(int),
-        "beta": beta,
-        "samples": samples,
-    }
