@@ -139,3 +139,31 @@ def test_sparse_design_gives_narrower_intervals_for_the_same_calls():
     full_calls, full_width = _mean_width(rng, 40, 40)  # every pair on each of 40 prompts
     assert sparse_calls == full_calls == 480
     assert sparse_width < 0.95 * full_width
+
+
+def test_cli_ranks_answer_files_beside_model_strings(tmp_path, prompts):
+    from typer.testing import CliRunner
+
+    from charter.cli import app
+
+    made = tmp_path / "made.jsonl"
+    rows = [{"prompt": f"question number {i}?", "answer": f"[m3] made answer {i}"} for i in range(60)]
+    made.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    argv = ["eval", "arena", "--models", "scripted:arena-m0", "--models", "scripted:arena-m1", "--models", str(made),
+            "--prompts", str(prompts), "--judge", "scripted:arena-judge", "--judge-mode", "verdict",
+            "--out", str(tmp_path / "cli"), "--limit", "60", "--bootstrap", "20"]  # fmt: skip
+    done = CliRunner().invoke(app, argv)
+    assert done.exit_code == 0, done.output
+    saved = json.loads((tmp_path / "cli" / "arena.json").read_text())
+    assert [m["model"] for m in saved["models"]][0] == "made"
+    assert saved["reference"] == "scripted:arena-m0"
+
+
+def test_an_answer_file_missing_a_prompt_is_refused(tmp_path, prompts):
+    from charter.errors import DatasetError
+
+    made = tmp_path / "made.jsonl"
+    made.write_text(json.dumps({"prompt": "question number 0?", "answer": "x"}) + "\n")
+    with pytest.raises(DatasetError, match="no answer to 59 prompts"):
+        arena(models=["scripted:arena-m0", str(made)], prompts=prompts, judge="scripted:arena-judge",
+              out=tmp_path / "o", limit=60)  # fmt: skip
