@@ -167,3 +167,11 @@ def test_an_answer_file_missing_a_prompt_is_refused(tmp_path, prompts):
     with pytest.raises(DatasetError, match="no answer to 59 prompts"):
         arena(models=["scripted:arena-m0", str(made)], prompts=prompts, judge="scripted:arena-judge",
               out=tmp_path / "o", limit=60)  # fmt: skip
+
+
+def test_a_panel_of_judges_asks_each_member(tmp_path, prompts):
+    CALLS["judge"] = 0
+    register_script("arena-judge2", _judge)
+    summary = _run(tmp_path, prompts, ["m0", "m3"], panel=["scripted:arena-judge2"])
+    assert CALLS["judge"] == 2 * 2 * 60  # two members, both orders, one pair on 60 prompts
+    assert summary["panel"] == ["scripted:arena-judge2"] and summary["models"][0]["model"].endswith("m3")

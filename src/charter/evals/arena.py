@@ -30,6 +30,9 @@ class ArenaConfig(BaseModel):
     """Prompts: JSONL/parquet with a prompt or messages column."""
     judge: str = "local:smollm2-135m-instruct"
     """Judge model string."""
+    panel: list[str] = Field(default_factory=list)
+    """More judge models: with any, `judge` and these answer as one panel (charter's `Panel`: P(A) averaged, a
+    pair that any member fails is a failed judgment)."""
     out: Path = Path("arena")
     """Folder for arena.json, arena.md, arena.svg, the answers and the call cache."""
     reference: str | None = None
@@ -133,7 +136,10 @@ async def _judge(config: ArenaConfig, pairs: list[Pair], cache: str, meter: Any)
 
     constitution = load_constitution(config.constitution)
     settings = JudgeSettings(mode=config.judge_mode, orders="both")  # type: ignore[arg-type] - checked by pydantic
-    model = get_model(config.judge, role="judge", cache=cache, meter=meter)
+    from charter.judge.panel import Panel
+
+    judges = [get_model(j, role="judge", cache=cache, meter=meter) for j in [config.judge, *config.panel]]
+    model: Any = Panel(judges) if len(judges) > 1 else judges[0]
     try:
         out = {}
         async for r in judge_many(
@@ -222,6 +228,7 @@ def _summary(
         "models": sorted(models, key=lambda row: row["rank"]),
         "reference": names[ref],
         "judge": config.judge,
+        "panel": config.panel,
         "judge_mode": config.judge_mode,
         "constitution": config.constitution,
         "prompts": str(config.prompts),

@@ -108,6 +108,7 @@ def arena(
     models: list[str] = typer.Option(..., "--models", help="Model strings or answer files (JSONL: prompt, answer)."),
     prompts: Path = typer.Option(..., help="Prompts: JSONL/parquet with a prompt or messages column."),
     judge: str = typer.Option("local:smollm2-135m-instruct", help="Judge model string."),
+    panel: list[str] = typer.Option([], "--panel", help="More judge models: with the judge, one panel."),
     out: Path = typer.Option(Path("arena"), "--out", help="Folder for arena.json/.md/.svg and the call cache."),
     reference: str | None = typer.Option(None, help="The model scored 0 (default: the first listed)."),
     constitution: str = typer.Option("harmless", help="Constitution name or YAML path."),
@@ -125,7 +126,7 @@ def arena(
     from charter.yamlio import model_from_data
 
     fields = {
-        "models": models, "prompts": prompts, "judge": judge, "out": out, "reference": reference,
+        "models": models, "prompts": prompts, "judge": judge, "panel": panel, "out": out, "reference": reference,
         "constitution": constitution, "judge_mode": judge_mode, "per_pair": per_pair, "max_calls": max_calls,
         "limit": limit, "max_tokens": max_tokens, "bootstrap": bootstrap,
     }  # fmt: skip
