@@ -175,3 +175,15 @@ def test_a_panel_of_judges_asks_each_member(tmp_path, prompts):
     summary = _run(tmp_path, prompts, ["m0", "m3"], panel=["scripted:arena-judge2"])
     assert CALLS["judge"] == 2 * 2 * 60  # two members, both orders, one pair on 60 prompts
     assert summary["panel"] == ["scripted:arena-judge2"] and summary["models"][0]["model"].endswith("m3")
+
+
+def test_human_labels_give_prediction_powered_win_rates(tmp_path, prompts):
+    labels = tmp_path / "labels.jsonl"
+    rows = [{"prompt": f"question number {k}?", "model_a": "scripted:arena-m3", "model_b": "scripted:arena-m0",
+             "preferred": "a" if k % 5 else "tie"} for k in range(20)]  # fmt: skip
+    labels.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    summary = _run(tmp_path, prompts, ["m0", "m3"], human_labels=labels)
+    (row,) = summary["human_labels"]
+    assert (row["model"], row["against"], row["matched"]) == ("scripted:arena-m0", "scripted:arena-m3", 20)
+    assert row["human"]["value"] == pytest.approx(1 - 0.9)  # m0's share: ties half, m3 preferred otherwise
+    assert row["ppi"]["low"] <= row["ppi"]["value"] <= row["ppi"]["high"] < 0.5

@@ -58,6 +58,9 @@ class ArenaConfig(BaseModel):
     """Seed of prompt sampling, the schedule's rotation and the bootstrap."""
     concurrency: int = Field(default=16, ge=1)
     """Judge calls in flight."""
+    human_labels: Path | None = None
+    """JSONL of people's verdicts on some comparisons (rows: prompt, model_a, model_b, preferred: a, b or tie):
+    adds each labelled pair's prediction-powered win rate (at least 10 matched labels)."""
 
 
 def schedule(models: list[str], prompt_ids: list[str], per_pair: int) -> list[tuple[int, int, int]]:
@@ -186,10 +189,47 @@ async def arena_async(config: ArenaConfig) -> dict[str, Any]:
     if not comparisons:
         raise DatasetError(f"no judgment succeeded ({failed} failed): nothing to rank")
     summary = _summary(config, names, ref, answers, comparisons, failed, len(prompts), per_pair, meter)
+    if config.human_labels is not None:
+        summary["human_labels"] = human_win_rates(config.human_labels, names, prompts, comparisons)
     from charter.evals.arena_report import write_report
 
     write_report(config.out, summary)
     return summary
+
+
+PREFERRED = {"a": 1.0, "tie": 0.5, "b": 0.0}
+
+
+def human_win_rates(path: Path, names: list[str], prompts: list, comparisons: list[Comparison]) -> list[dict]:
+    """Per pair with people's labels: the judge's P(i better) on every prompt of the pair, corrected by the labels
+    (prediction-powered inference), and the labels' own rate; None for a pair with fewer than 10 matched labels."""
+    from charter.agreement.estimates import MIN_LABELS
+    from charter.stats.ppi import ppi_mean
+
+    texts = [p[-1]["content"] for p in prompts]
+    labels: dict[tuple[int, int, int], float] = {}
+    for n, row in enumerate(data.read_rows(str(path)), 1):
+        a, b, preferred = row.get("model_a"), row.get("model_b"), row.get("preferred")
+        if a not in names or b not in names or row.get("prompt") not in texts or preferred not in PREFERRED:
+            raise DatasetError(f"{path}: row {n}: needs prompt (of the arena), model_a, model_b (arena models) "
+                               f"and preferred: a, b or tie")  # fmt: skip
+        i, j, share = names.index(a), names.index(b), PREFERRED[preferred]
+        labels[(texts.index(row["prompt"]), *((i, j) if i < j else (j, i)))] = share if i < j else 1 - share
+    out = []
+    for i in range(len(names)):
+        for j in range(i + 1, len(names)):
+            mine = [c for c in comparisons if (c.i, c.j) == (i, j)]
+            matched = [(c.p_i, labels[(c.prompt, i, j)]) for c in mine if (c.prompt, i, j) in labels]
+            if not matched:
+                continue
+            row: dict[str, Any] = {"model": names[i], "against": names[j], "matched": len(matched), "ppi": None,
+                                   "human": None}  # fmt: skip
+            if len(matched) >= MIN_LABELS:
+                judge_all, judged, human = [c.p_i for c in mine], [m[0] for m in matched], [m[1] for m in matched]
+                row["ppi"] = ppi_mean(judge_all, judged, human).within(0, 1).model_dump()
+                row["human"] = ppi_mean(judge_all, judged, human, method="human").within(0, 1).model_dump()
+            out.append(row)
+    return out
 
 
 def orjson_dumps(value: Any) -> str:
@@ -265,13 +305,15 @@ def arena(config: ArenaConfig | dict[str, Any] | str | Path | None = None, **fie
     Returns:
         The summary written to OUT/arena.json: `models` (per model: score against the reference on a log-odds
         scale, its 95% bootstrap interval, rank and rank range, wins/losses/ties, the length-controlled score, the
-        answers' mean length), the judge, prompts, design, calls and cost.
+        answers' mean length), the judge, prompts, design, calls and cost; with `human_labels`, each labelled
+        pair's prediction-powered and people-only win rates.
 
     Raises:
         ArgumentError: A field is not a valid `ArenaConfig` field, or an argument is of the wrong type.
         ConfigError: The settings do not validate; `reference` is not a model; `max_calls` is below 2 per pair;
             a model is listed twice.
-        DatasetError: The prompts or an answer file cannot be read or lack a column; no judgment succeeded.
+        DatasetError: The prompts, an answer file or the labels cannot be read or lack a column; no judgment
+            succeeded.
         UnknownModel: A model string names no known provider.
         MissingAPIKey: The variable holding a remote model's key is unset.
         MissingExtra: choix or scikit-learn (the `agreement` extra) is not installed, or a model's provider needs

@@ -42,6 +42,13 @@ def markdown(summary: dict[str, Any]) -> str:
             f"{_f(m['ci_low'])} – {_f(m['ci_high'])} | {_f(m['lc_score'])} | {m['wins']} / {m['losses']} / "
             f"{m['ties']} | {m['mean_length']:.0f} |"
         )
+    for h in summary.get("human_labels") or []:
+        if h["ppi"] and h["human"]:
+            ppi, alone = h["ppi"], h["human"]
+            lines += ["", f"`{h['model']}` against `{h['against']}` with people's labels on {h['matched']} "
+                      f"comparisons: win rate {ppi['value']:.3f} [{ppi['low']:.3f}, {ppi['high']:.3f}] "
+                      f"prediction-powered, {alone['value']:.3f} [{alone['low']:.3f}, {alone['high']:.3f}] from "
+                      "the labels alone."]  # fmt: skip
     lines += ["", "![scores with 95% intervals](arena.svg)", ""]
     return "\n".join(lines)
 

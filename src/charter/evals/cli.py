@@ -118,6 +118,9 @@ def arena(
     limit: int | None = typer.Option(50, help="Most prompts to use."),
     max_tokens: int = typer.Option(128, help="Most tokens per answer."),
     bootstrap: int = typer.Option(200, help="Bootstrap resamples of the prompts."),
+    human_labels: Path | None = typer.Option(
+        None, "--human-labels", help="JSONL of people's verdicts (prompt, model_a, model_b, preferred: a, b or tie)."
+    ),
 ) -> None:
     """Rank N models on one Bradley-Terry scale with 95% intervals and rank ranges (sparse pairwise design)."""
     from charter.evals.arena import ArenaConfig
@@ -128,7 +131,7 @@ def arena(
     fields = {
         "models": models, "prompts": prompts, "judge": judge, "panel": panel, "out": out, "reference": reference,
         "constitution": constitution, "judge_mode": judge_mode, "per_pair": per_pair, "max_calls": max_calls,
-        "limit": limit, "max_tokens": max_tokens, "bootstrap": bootstrap,
+        "limit": limit, "max_tokens": max_tokens, "bootstrap": bootstrap, "human_labels": human_labels,
     }  # fmt: skip
     cfg = model_from_data(ArenaConfig, fields, "charter eval arena")
     with spinner("answering and judging"):
