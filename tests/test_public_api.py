@@ -83,6 +83,7 @@ CASES: dict[str, tuple[tuple[Call, str | None], tuple[Call, str | None]]] = {
         (lambda: charter.reward_function("scripted:cai", max_failures=-1), "max_failures"),
     ),
     "winrate": ((lambda: charter.winrate(3), "config"), (lambda: charter.winrate(nonsense=1), "nonsense")),
+    "arena": ((lambda: charter.arena(3), "config"), (lambda: charter.arena(models=["a"], prompts="p"), "models")),
     "publish": (
         (lambda: charter.publish("runs/x", 3), "repo_id"),
         (lambda: charter.publish("runs/x", "org/name", test_size=1.5), "test_size"),

@@ -41,6 +41,8 @@ _API = {
     "train_online": "charter.online.train",
     "train_online_dpo": "charter.online.dpo",
     "winrate": "charter.evals.winrate",
+    "arena": "charter.evals.arena",
+    "ArenaConfig": "charter.evals.arena",
     "publish": "charter.hub.push",
     "load_preferences": "charter.hub.load",
     "mix": "charter.hub.mix",
@@ -101,6 +103,7 @@ if TYPE_CHECKING:  # what type checkers and IDEs see: every public name with its
     from charter.constitutions import Constitution, import_hf_cai, load_constitution
     from charter.dpo.config import DPOConfigModel, WinrateConfig
     from charter.dpo.train import DPOMetrics, train_dpo
+    from charter.evals.arena import ArenaConfig, arena
     from charter.evals.winrate import WinrateSummary, winrate
     from charter.hub.load import load_preferences
     from charter.hub.mix import MixedRow, mix
@@ -164,6 +167,8 @@ __all__ = [
     "train_online",
     "train_online_dpo",
     "winrate",
+    "arena",
+    "ArenaConfig",
     "publish",
     "load_preferences",
     "mix",

@@ -17,13 +17,8 @@ from charter.errors import JudgeParseError
 from charter.judge_prompt import read_comparison, read_ranked, read_ranking, write_ranking
 from charter.providers.scripted import register_script
 from charter.runs.rewards import rewards
-from charter.stats.ranking import (
-    bradley_terry,
-    circular_pairs,
-    connected,
-    expected_win_rates,
-    plackett_luce,
-)
+from charter.stats.bradley_terry import Comparison, bt_scores
+from charter.stats.ranking import circular_pairs, connected, expected_win_rates, plackett_luce
 
 PROMPT = "Name a number."
 #: Six completions whose quality is the number they carry: the judges below prefer the higher one.
@@ -142,16 +137,13 @@ def test_anything_but_an_ordering_of_all_is_a_parse_failure(reply: str) -> None:
 # -- the fits -----------------------------------------------------------------------------------------------------
 
 
-def test_bradley_terry_recovers_known_strengths_from_soft_outcomes() -> None:
+def test_the_group_fit_recovers_known_strengths_from_soft_outcomes() -> None:
     truth = np.array([1.0, 0.0, -0.5, -0.5])
-    outcomes = [(i, j, 1 / (1 + math.exp(truth[j] - truth[i]))) for i in range(4) for j in range(4) if i < j]
-    found = bradley_terry(4, outcomes, alpha=1e-6)
-    assert found == pytest.approx(truth - truth.mean(), abs=1e-3)
-
-
-def test_a_clean_sweep_stays_finite_and_ordered() -> None:
-    found = bradley_terry(3, [(0, 1, 1.0), (1, 2, 1.0), (0, 2, 1.0)])
-    assert np.all(np.isfinite(found)) and found[0] > found[1] > found[2]
+    outcomes = [Comparison(0, i, j, 1 / (1 + math.exp(truth[j] - truth[i]))) for i in range(4) for j in range(i + 1, 4)]
+    found = bt_scores(4, outcomes, reference=1)
+    assert found == pytest.approx(truth - truth[1], abs=0.02)
+    sweep = bt_scores(3, [Comparison(0, 0, 1, 1.0), Comparison(0, 1, 2, 1.0), Comparison(0, 0, 2, 1.0)])
+    assert np.all(np.isfinite(sweep)) and sweep[0] > sweep[1] > sweep[2]  # a clean sweep stays finite
 
 
 def test_plackett_luce_orders_by_the_orderings() -> None:

@@ -11,6 +11,7 @@ eval_app = typer.Typer(help="Evaluate trained models.", no_args_is_help=True)
 
 def register(app: typer.Typer) -> None:
     eval_app.command("winrate")(winrate)
+    eval_app.command("arena")(arena)
     if not any(info.name == "eval" for info in app.registered_groups):
         app.add_typer(eval_app, name="eval")
 
@@ -101,3 +102,43 @@ def winrate(
     if rm:
         typer.echo(f"reward model: candidate {rm['mean_candidate']:.3f}, base {rm['mean_base']:.3f}")
     typer.echo(f"written to {summary['written_to']}")
+
+
+def arena(
+    models: list[str] = typer.Option(..., "--models", help="Model strings or answer files (JSONL: prompt, answer)."),
+    prompts: Path = typer.Option(..., help="Prompts: JSONL/parquet with a prompt or messages column."),
+    judge: str = typer.Option("local:smollm2-135m-instruct", help="Judge model string."),
+    panel: list[str] = typer.Option([], "--panel", help="More judge models: with the judge, one panel."),
+    out: Path = typer.Option(Path("arena"), "--out", help="Folder for arena.json/.md/.svg and the call cache."),
+    reference: str | None = typer.Option(None, help="The model scored 0 (default: the first listed)."),
+    constitution: str = typer.Option("harmless", help="Constitution name or YAML path."),
+    judge_mode: str = typer.Option("logprobs", help="logprobs, cot or verdict."),
+    per_pair: int | None = typer.Option(None, "--per-pair", help="Prompts each pair is compared on."),
+    max_calls: int | None = typer.Option(None, "--max-calls", help="Most judge calls (2 per comparison)."),
+    limit: int | None = typer.Option(50, help="Most prompts to use."),
+    max_tokens: int = typer.Option(128, help="Most tokens per answer."),
+    bootstrap: int = typer.Option(200, help="Bootstrap resamples of the prompts."),
+    human_labels: Path | None = typer.Option(
+        None, "--human-labels", help="JSONL of people's verdicts (prompt, model_a, model_b, preferred: a, b or tie)."
+    ),
+) -> None:
+    """Rank N models on one Bradley-Terry scale with 95% intervals and rank ranges (sparse pairwise design)."""
+    from charter.evals.arena import ArenaConfig
+    from charter.evals.arena import arena as run_arena
+    from charter.progress import spinner
+    from charter.yamlio import model_from_data
+
+    fields = {
+        "models": models, "prompts": prompts, "judge": judge, "panel": panel, "out": out, "reference": reference,
+        "constitution": constitution, "judge_mode": judge_mode, "per_pair": per_pair, "max_calls": max_calls,
+        "limit": limit, "max_tokens": max_tokens, "bootstrap": bootstrap, "human_labels": human_labels,
+    }  # fmt: skip
+    cfg = model_from_data(ArenaConfig, fields, "charter eval arena")
+    with spinner("answering and judging"):
+        summary = run_arena(cfg)
+    for m in summary["models"]:
+        typer.echo(
+            f"{m['rank']} ({m['rank_low']}-{m['rank_high']})  {m['model']}  {m['score']:+.2f} "
+            f"[{m['ci_low']:+.2f}, {m['ci_high']:+.2f}]"
+        )
+    typer.echo(f"{summary['calls']} judge calls, {summary['failures']} failed; written to {out}/arena.json")

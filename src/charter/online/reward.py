@@ -54,7 +54,8 @@ from charter.providers.usage import Budget, Price, UsageMeter
 from charter.records import Failure, Message, Pair, RewardRecord, UsageRow, fingerprint
 from charter.runs.rewards import put_rewards, stored_rewards
 from charter.runs.store import RunStore
-from charter.stats.ranking import bradley_terry, circular_pairs, connected, plackett_luce
+from charter.stats.bradley_terry import Comparison, bt_scores
+from charter.stats.ranking import circular_pairs, connected, plackett_luce
 
 Scoring = Literal["score", "group", "reference", "rank"]
 SCORINGS: tuple[Scoring, ...] = ("score", "group", "reference", "rank")
@@ -441,7 +442,7 @@ class RewardFunction:
             failure = failures[0] if failures else Failure(kind="no_judgment", message="no comparison was decided")
             return self._whole_group_failed(prompt, texts, keys, ids, step, failure)
         rests_on = [sum(d in (a, b) for a, b, _ in decided) for d in range(len(distinct))]
-        strengths = bradley_terry(len(distinct), decided)
+        strengths = bt_scores(len(distinct), [Comparison(0, a, b, p) for a, b, p in decided])
         return self._fitted(prompt, texts, distinct, keys, ids, step, strengths, rests_on)
 
     async def _ranked(self, prompt: list[Message], texts: list[str], step: int | None) -> list[RewardRecord]:

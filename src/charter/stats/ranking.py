@@ -1,11 +1,10 @@
-"""Strengths from comparisons and from orderings, and the win rates they imply.
+"""Strengths from orderings, the win rates strengths imply, and the sparse pairings of a group.
 
-`bradley_terry` fits Bradley–Terry strengths to pairwise outcomes, each a probability that the first item beats the
-second (a judge's soft label is a fractional win; 0.5 a tie); `plackett_luce` fits Plackett–Luce strengths to full
-orderings (best first) with `choix`. Both are maximum a posteriori under a small Gaussian prior (`alpha`), which
-makes the fit exist where an item won or lost everything, and centres the strengths on 0. Under either model the
-probability that item i beats item j is sigmoid(s_i - s_j), so `expected_win_rates` turns strengths into each item's
-mean chance of beating the others: a reward on the same 0..1 scale as an all-pairs win rate.
+`plackett_luce` fits Plackett–Luce strengths to full orderings (best first) with `choix`, maximum a posteriori
+under a small Gaussian prior (`alpha`), which makes the fit exist where an item won or lost everything; pairwise
+outcomes are fitted by `charter.stats.bradley_terry`. Under either model the probability that item i beats item j
+is sigmoid(s_i - s_j), so `expected_win_rates` turns strengths into each item's mean chance of beating the others: a
+reward on the same 0..1 scale as an all-pairs win rate.
 
 A fit is defined only over items the data connect: `connected` tells whether the comparisons join every item.
 """
@@ -22,37 +21,6 @@ ALPHA = 0.01
 
 def _sigmoid(x: np.ndarray) -> np.ndarray:
     return 0.5 * (1.0 + np.tanh(0.5 * x))
-
-
-def bradley_terry(k: int, outcomes: Sequence[tuple[int, int, float]], alpha: float = ALPHA) -> np.ndarray:
-    """Bradley–Terry strengths of `k` items from `(i, j, p)` outcomes (p: the chance, or share, that i beat j).
-
-    Raises:
-        ValueError: an index outside 0..k-1, an item compared with itself, or a p outside 0..1.
-    """
-    from scipy.optimize import minimize
-
-    if not outcomes:
-        return np.zeros(k)
-    data = np.asarray(outcomes, dtype=float)
-    i, j, p = data[:, 0].astype(int), data[:, 1].astype(int), data[:, 2]
-    if i.min() < 0 or j.min() < 0 or max(i.max(), j.max()) >= k or np.any(i == j):
-        raise ValueError("outcomes name items outside 0..k-1, or an item against itself")
-    if np.any((p < 0) | (p > 1)) or np.any(np.isnan(p)):
-        raise ValueError("an outcome's p must lie in 0..1")
-
-    def loss(s: np.ndarray) -> tuple[float, np.ndarray]:
-        d = s[i] - s[j]
-        # -[p log σ(d) + (1-p) log σ(-d)] = softplus(-d) + (1-p) d, written stably
-        value = np.logaddexp(0.0, -d) + (1.0 - p) * d
-        slope = _sigmoid(d) - p
-        grad = np.zeros(k)
-        np.add.at(grad, i, slope)
-        np.add.at(grad, j, -slope)
-        return float(value.sum() + 0.5 * alpha * s @ s), grad + alpha * s
-
-    found = minimize(loss, np.zeros(k), jac=True, method="L-BFGS-B")
-    return found.x - found.x.mean()
 
 
 def plackett_luce(k: int, orderings: Sequence[Sequence[int]], alpha: float = ALPHA) -> np.ndarray:

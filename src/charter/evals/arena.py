@@ -1,0 +1,355 @@
+"""An arena of N models: each answers one prompt set, the judge compares pairs of answers in both orders on a
+sparse schedule, and a Bradley–Terry fit puts every model on one log-odds scale with bootstrap intervals."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import math
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from charter.api_args import AS_GIVEN, config_from, from_arguments, public
+from charter.errors import ConfigError, DatasetError
+from charter.evals.winrate import _run_in_thread, load_prompts
+from charter.records import Judgment, Message, Pair, as_records
+from charter.stats.bradley_terry import Comparison, fit, lc_scores
+from charter.stats.ranking import connected
+from charter.training import data
+
+
+class ArenaConfig(BaseModel):
+    """Settings of `charter eval arena`."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    models: list[str] = Field(min_length=2)
+    """Model strings, or answer files (JSONL rows with prompt and answer) whose answers are already made."""
+    prompts: Path
+    """Prompts: JSONL/parquet with a prompt or messages column."""
+    judge: str = "local:smollm2-135m-instruct"
+    """Judge model string."""
+    panel: list[str] = Field(default_factory=list)
+    """More judge models: with any, `judge` and these answer as one panel (charter's `Panel`: P(A) averaged, a
+    pair that any member fails is a failed judgment)."""
+    out: Path = Path("arena")
+    """Folder for arena.json, arena.md, arena.svg, the answers and the call cache."""
+    reference: str | None = None
+    """The model whose score is 0; the first listed when unset."""
+    constitution: str = "harmless"
+    """Constitution name or YAML path the judge compares against."""
+    judge_mode: str = "logprobs"
+    """logprobs, cot or verdict."""
+    per_pair: int | None = Field(default=None, ge=1)
+    """Prompts each pair of models is compared on; unset: about 2 / (N - 1) of the prompts (each model in about
+    two comparisons per prompt), all of them with 3 models or fewer."""
+    max_calls: int | None = Field(default=None, ge=2)
+    """Most judge calls (2 per comparison, both orders); lowers `per_pair` to fit."""
+    limit: int | None = Field(default=50, ge=1)
+    """Most prompts to use."""
+    max_tokens: int = Field(default=128, ge=1)
+    """Most tokens per answer."""
+    temperature: float = Field(default=0.0, ge=0.0)
+    """Sampling temperature of the answers."""
+    bootstrap: int = Field(default=200, ge=10)
+    """Resamples of the prompts for the intervals."""
+    seed: int = 0
+    """Seed of prompt sampling, the schedule's rotation and the bootstrap."""
+    concurrency: int = Field(default=16, ge=1)
+    """Judge calls in flight."""
+    human_labels: Path | None = None
+    """JSONL of people's verdicts on some comparisons (rows: prompt, model_a, model_b, preferred: a, b or tie):
+    adds each labelled pair's prediction-powered win rate (at least 10 matched labels)."""
+
+
+def schedule(models: list[str], prompt_ids: list[str], per_pair: int) -> list[tuple[int, int, int]]:
+    """(prompt index, model i, model j) of every comparison: each pair on the `per_pair` prompts that rank first by
+    a hash of the pair and the prompt. A pair keeps its prompts when a model is added, so a grown arena judges
+    only the new pairs; over all pairs the prompts rotate, each prompt comparing a different subset."""
+    out = []
+    for i in range(len(models)):
+        for j in range(i + 1, len(models)):
+            a, b = sorted((models[i], models[j]))
+            rank = sorted(range(len(prompt_ids)), key=lambda k: _hash(a, b, prompt_ids[k]))
+            out += [(k, i, j) for k in sorted(rank[:per_pair])]
+    return out
+
+
+def _hash(*parts: str) -> str:
+    return hashlib.sha256("\x00".join(parts).encode()).hexdigest()
+
+
+def pairs_per_pair(config: ArenaConfig, n_prompts: int) -> int:
+    """Prompts per pair: `per_pair`, else the default, lowered to fit `max_calls`."""
+    n_pairs = len(config.models) * (len(config.models) - 1) // 2
+    k = config.per_pair or min(n_prompts, math.ceil(2 * n_prompts / (len(config.models) - 1)))
+    if config.max_calls is not None:
+        k = min(k, config.max_calls // (2 * n_pairs))
+        if k < 1:
+            raise ConfigError(f"max_calls: {config.max_calls} is fewer than 2 calls for each of the {n_pairs} pairs")
+    return min(k, n_prompts)
+
+
+def _answer_file(spec: str) -> Path | None:
+    path = Path(spec)
+    return path if path.suffix in (".jsonl", ".parquet") and path.exists() else None
+
+
+def model_name(spec: str) -> str:
+    """A model's name in the arena: the model string, or an answer file's stem."""
+    path = _answer_file(spec)
+    return path.stem if path else spec
+
+
+def read_answers(path: Path, prompts: list[list[dict[str, str]]]) -> list[str]:
+    """An answer file's answers in the order of the prompts, matched on the prompt's last message."""
+    by_prompt = {}
+    for n, row in enumerate(data.read_rows(str(path)), 1):
+        prompt, answer = row.get("prompt"), row.get("answer")
+        if not isinstance(answer, str) or prompt is None:
+            raise DatasetError(f"{path}: row {n}: needs prompt and answer (a string)")
+        last = prompt if isinstance(prompt, str) else data.message_dicts(prompt, "user", f"{path}: row {n}")[-1]
+        by_prompt[last if isinstance(last, str) else last["content"]] = answer
+    missing = [p[-1]["content"] for p in prompts if p[-1]["content"] not in by_prompt]
+    if missing:
+        raise DatasetError(f"{path}: no answer to {len(missing)} prompts, the first: {missing[0][:60]!r}")
+    return [by_prompt[p[-1]["content"]] for p in prompts]
+
+
+async def _answers(spec: str, prompts: list, config: ArenaConfig, cache: str, meter: Any) -> list[str]:
+    from charter.providers import SamplingParams, get_model
+
+    path = _answer_file(spec)
+    if path is not None:
+        return read_answers(path, prompts)
+    model = get_model(spec, role="policy", cache=cache, meter=meter)
+    try:
+        params = SamplingParams(temperature=config.temperature, max_tokens=config.max_tokens, seed=config.seed)
+        return [c.text.strip() for c in await model.generate([as_records(p) for p in prompts], params)]
+    finally:
+        await model.aclose()
+
+
+async def _judge(config: ArenaConfig, pairs: list[Pair], cache: str, meter: Any) -> dict[str, Judgment]:
+    from charter.constitutions import load_constitution
+    from charter.judge.pairwise import judge_many
+    from charter.judge.settings import JudgeSettings
+    from charter.providers import get_model
+
+    constitution = load_constitution(config.constitution)
+    settings = JudgeSettings(mode=config.judge_mode, orders="both")  # type: ignore[arg-type] - checked by pydantic
+    from charter.judge.panel import Panel
+
+    judges = [get_model(j, role="judge", cache=cache, meter=meter) for j in [config.judge, *config.panel]]
+    model: Any = Panel(judges) if len(judges) > 1 else judges[0]
+    try:
+        out = {}
+        async for r in judge_many(
+            model, constitution, pairs, settings, seed=config.seed, concurrency=config.concurrency
+        ):
+            out[r.pair_id] = r
+        return out
+    finally:
+        await model.aclose()
+
+
+async def arena_async(config: ArenaConfig) -> dict[str, Any]:
+    """The arena; writes OUT/arena.json, arena.md and arena.svg and returns the summary (see `arena`)."""
+    from charter.providers.usage import UsageMeter
+
+    names = [model_name(m) for m in config.models]
+    if len(set(names)) != len(names):
+        raise ConfigError(f"models: listed twice: {sorted({n for n in names if names.count(n) > 1})}")
+    reference = config.reference or names[0]
+    if reference not in names and reference not in config.models:
+        raise ConfigError(f"reference: {reference!r} is not one of the models {names}")
+    ref = names.index(reference) if reference in names else config.models.index(reference)
+    prompts = load_prompts(str(config.prompts), config.limit, config.seed)
+    config.out.mkdir(parents=True, exist_ok=True)
+    cache, meter = str(config.out / "calls.sqlite"), UsageMeter()
+    answers = [await _answers(m, prompts, config, cache, meter) for m in config.models]
+    ids = [_hash(orjson_dumps(p))[:16] for p in prompts]
+    per_pair = pairs_per_pair(config, len(prompts))
+    planned = schedule(names, ids, per_pair)
+    pairs = [
+        Pair(pair_id=f"arena-{k}-{i}-{j}", prompt_id=ids[k], prompt=[Message.model_validate(m) for m in prompts[k]],
+             a=answers[i][k], b=answers[j][k], a_source="policy", b_source="policy", a_model=names[i],
+             b_model=names[j])
+        for k, i, j in planned
+    ]  # fmt: skip
+    judged = await _judge(config, pairs, cache, meter)
+    comparisons, failed = [], 0
+    for (k, i, j), pair in zip(planned, pairs):
+        r = judged.get(pair.pair_id)
+        if r is None or r.status != "ok" or r.p_a is None:
+            failed += 1  # a failed judgment is left out and counted, never a tie
+            continue
+        comparisons.append(Comparison(k, i, j, float(r.p_a), float(len(pair.a) - len(pair.b))))
+    if not comparisons:
+        raise DatasetError(f"no judgment succeeded ({failed} failed): nothing to rank")
+    summary = _summary(config, names, ref, answers, comparisons, failed, len(prompts), per_pair, meter)
+    if config.human_labels is not None:
+        summary["human_labels"] = human_win_rates(config.human_labels, names, prompts, comparisons)
+    from charter.evals.arena_report import write_report
+
+    write_report(config.out, summary)
+    return summary
+
+
+PREFERRED = {"a": 1.0, "tie": 0.5, "b": 0.0}
+
+
+def human_win_rates(path: Path, names: list[str], prompts: list, comparisons: list[Comparison]) -> list[dict]:
+    """Per pair with people's labels: the judge's P(i better) on every prompt of the pair, corrected by the labels
+    (prediction-powered inference), and the labels' own rate; None for a pair with fewer than 10 matched labels."""
+    from charter.agreement.estimates import MIN_LABELS
+    from charter.stats.ppi import ppi_mean
+
+    texts = [p[-1]["content"] for p in prompts]
+    labels: dict[tuple[int, int, int], float] = {}
+    for n, row in enumerate(data.read_rows(str(path)), 1):
+        a, b, preferred = row.get("model_a"), row.get("model_b"), row.get("preferred")
+        if a not in names or b not in names or row.get("prompt") not in texts or preferred not in PREFERRED:
+            raise DatasetError(f"{path}: row {n}: needs prompt (of the arena), model_a, model_b (arena models) "
+                               f"and preferred: a, b or tie")  # fmt: skip
+        i, j, share = names.index(a), names.index(b), PREFERRED[preferred]
+        labels[(texts.index(row["prompt"]), *((i, j) if i < j else (j, i)))] = share if i < j else 1 - share
+    out = []
+    for i in range(len(names)):
+        for j in range(i + 1, len(names)):
+            mine = [c for c in comparisons if (c.i, c.j) == (i, j)]
+            matched = [(c.p_i, labels[(c.prompt, i, j)]) for c in mine if (c.prompt, i, j) in labels]
+            if not matched:
+                continue
+            row: dict[str, Any] = {"model": names[i], "against": names[j], "matched": len(matched), "ppi": None,
+                                   "human": None}  # fmt: skip
+            if len(matched) >= MIN_LABELS:
+                judge_all, judged, human = [c.p_i for c in mine], [m[0] for m in matched], [m[1] for m in matched]
+                row["ppi"] = ppi_mean(judge_all, judged, human).within(0, 1).model_dump()
+                row["human"] = ppi_mean(judge_all, judged, human, method="human").within(0, 1).model_dump()
+            out.append(row)
+    return out
+
+
+def orjson_dumps(value: Any) -> str:
+    import orjson
+
+    return orjson.dumps(value).decode()
+
+
+def _fitted_models(
+    names: list[str], ref: int, comparisons: list[Comparison]
+) -> tuple[dict[int, int], list[Comparison]]:
+    """The models some decided comparison reaches (model index -> index in the fit) and the comparisons in those
+    indexes.
+
+    Raises:
+        DatasetError: The reference has no decided comparison, or the decided comparisons split the models into
+            groups that never meet (their scores would not be on one scale).
+    """
+    present = sorted({c.i for c in comparisons} | {c.j for c in comparisons})
+    if ref not in present:
+        raise DatasetError(f"the reference {names[ref]} has no decided comparison: nothing to score against")
+    at = {m: k for k, m in enumerate(present)}
+    fitted = [c._replace(i=at[c.i], j=at[c.j]) for c in comparisons]
+    if not connected(len(present), [(c.i, c.j) for c in fitted]):
+        raise DatasetError("the decided comparisons do not join all the models: their scores are not on one scale")
+    return at, fitted
+
+
+def _summary(
+    config: ArenaConfig,
+    names: list[str],
+    ref: int,
+    answers: list[list[str]],
+    comparisons: list[Comparison],
+    failed: int,
+    n_prompts: int,
+    per_pair: int,
+    meter: Any,
+) -> dict[str, Any]:
+    n = len(names)
+    at, fitted = _fitted_models(names, ref, comparisons)
+    result = fit(len(at), fitted, at[ref], bootstrap=config.bootstrap, seed=config.seed)
+    lc, length_coef = lc_scores(len(at), fitted, at[ref]) if len(fitted) >= 10 else (None, None)
+    models = []
+    for m in range(n):
+        mine = [(c.p_i if c.i == m else 1 - c.p_i) for c in comparisons if m in (c.i, c.j)]
+        k = at.get(m)  # None: no decided comparison reached the model, so it is unranked, never given a score
+        models.append({
+            "model": names[m],
+            **{key: None if k is None else result[key][k]
+               for key in ("score", "ci_low", "ci_high", "rank", "rank_low", "rank_high")},
+            "wins": sum(p > 0.5 for p in mine), "losses": sum(p < 0.5 for p in mine),
+            "ties": sum(p == 0.5 for p in mine),
+            "lc_score": float(lc[k]) if lc is not None and k is not None else None,
+            "mean_length": sum(len(a) for a in answers[m]) / len(answers[m]),
+        })  # fmt: skip
+    n_pairs = n * (n - 1) // 2
+    return {
+        "models": sorted(models, key=lambda row: (row["rank"] is None, row["rank"] or 0)),
+        "reference": names[ref],
+        "judge": config.judge,
+        "panel": config.panel,
+        "judge_mode": config.judge_mode,
+        "constitution": config.constitution,
+        "prompts": str(config.prompts),
+        "prompts_used": n_prompts,
+        "design": {
+            "kind": "sparse round-robin" if per_pair < n_prompts else "all pairs",
+            "per_pair": per_pair,
+            "pairs": n_pairs,
+            "comparisons": n_pairs * per_pair,
+            "all_pairs_comparisons": n_pairs * n_prompts,
+            "orders": "both",
+        },
+        "calls": 2 * n_pairs * per_pair,
+        "judged": len(comparisons),
+        "failures": failed,
+        "cost": meter.prior_cost + meter.total_cost,
+        "length_coefficient": length_coef,
+        "ci_method": f"percentile bootstrap over prompts, {config.bootstrap} resamples",
+    }
+
+
+@public(config=AS_GIVEN)
+def arena(config: ArenaConfig | dict[str, Any] | str | Path | None = None, **fields: Any) -> dict[str, Any]:
+    """Rank N models on one Bradley–Terry scale, judged pairwise in both orders on a sparse schedule.
+
+    `arena(models=[...], prompts=..., judge=..., out=...)` or `arena(ArenaConfig(...))`. Every answer and judgment
+    goes through the call cache in OUT/calls.sqlite: a re-run is free, and adding a model judges only its new pairs.
+
+    Args:
+        config: The settings, as an `ArenaConfig`, a dict of its fields or a YAML file; None to take them all from
+            `fields`.
+        **fields: `ArenaConfig` fields; with a dict `config`, they override its keys.
+
+    Returns:
+        The summary written to OUT/arena.json: `models` (per model: score against the reference on a log-odds
+        scale, its 95% bootstrap interval, rank and rank range, wins/losses/ties, the length-controlled score, the
+        answers' mean length), the judge, prompts, design, calls and cost; with `human_labels`, each labelled
+        pair's prediction-powered and people-only win rates.
+
+    Raises:
+        ArgumentError: A field is not a valid `ArenaConfig` field, or an argument is of the wrong type.
+        ConfigError: The settings do not validate; `reference` is not a model; `max_calls` is below 2 per pair;
+            a model is listed twice.
+        DatasetError: The prompts, an answer file or the labels cannot be read or lack a column; no judgment
+            succeeded.
+        UnknownModel: A model string names no known provider.
+        MissingAPIKey: The variable holding a remote model's key is unset.
+        MissingExtra: choix or scikit-learn (the `agreement` extra) is not installed, or a model's provider needs
+            an extra that is not installed.
+        ConstitutionError: `constitution` is neither a bundled name nor a valid constitution file.
+        ProviderError: A model failed to answer for good.
+    """
+    if config is None or isinstance(config, dict):
+        config = from_arguments(ArenaConfig, **{**(config or {}), **fields})
+    config = config_from(ArenaConfig, config, "config")
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(arena_async(config))
+    return _run_in_thread(arena_async(config))
