@@ -107,3 +107,14 @@ def test_sigterm_drains_requests_in_flight_and_exits_143(start) -> None:
         t.join()
     assert results == [200] * 8 and time.monotonic() - started > 0.3
     assert len(list(rewards(RunStore(server.store)))) == 8
+
+
+def test_a_label_is_the_reference_of_the_verifiable_reward(start) -> None:
+    server = start(verify={"verifier": "number", "weight": 1.0})
+    prompt = CHATML.format(q="What is 2 + 2?")
+    queries = [prompt + HEADER + f"{REFUSAL_OPENING} it is {n}<|im_end|>" for n in (4, 5)]
+    status, body = server.post(
+        f"/get_reward?token={TOKEN}", {"query": queries, "prompts": [prompt, prompt], "labels": ["4", "4"]}
+    )
+    assert status == 200 and body["rewards"] == [2.0, 1.0]  # judge 1 each, plus 1 for the right number
+    assert body["extra_logs"]["verified"] == [1.0, 0.0]
