@@ -8,6 +8,7 @@ import urllib.request
 
 from openrlhf.utils.agent import SingleTurnAgentExecutor
 
+import charter
 from charter.providers.scripted import HARMFUL_OPENING, REFUSAL_OPENING
 from charter.runs.rewards import rewards
 from charter.runs.store import RunStore
@@ -118,3 +119,17 @@ def test_a_label_is_the_reference_of_the_verifiable_reward(start) -> None:
     )
     assert status == 200 and body["rewards"] == [2.0, 1.0]  # judge 1 each, plus 1 for the right number
     assert body["extra_logs"]["verified"] == [1.0, 0.0]
+
+
+def test_the_stores_of_several_servers_merge_into_one(tmp_path) -> None:
+    from charter.cli import main
+
+    first, second = tmp_path / "a", tmp_path / "b"
+    for store, answer in ((first, SAFE), (second, HARMFUL)):
+        fn = charter.reward_function("scripted:cai", store=store, cache=None, rating="verdict")
+        fn(prompts=[QUESTION], completions=[answer])
+        fn.close()
+    assert main(["serve", "merge", str(tmp_path / "all"), str(first), str(second)]) == 0
+    merged = sorted(r.reward for r in rewards(RunStore(tmp_path / "all")))
+    assert merged == [0.0, 1.0]
+    assert main(["serve", "merge", str(tmp_path / "all"), str(tmp_path / "nowhere")]) == 2

@@ -12,6 +12,7 @@ CONFIG_HELP = "YAML with the reward settings: a `charter train grpo` config work
 def register(app: typer.Typer) -> None:
     group = typer.Typer(help="Serve charter's judge over HTTP.", no_args_is_help=True)
     group.command("reward")(reward)
+    group.command("merge")(merge)
     app.add_typer(group, name="serve")
 
 
@@ -34,3 +35,14 @@ def reward(
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     cfg = load_model(ServeConfig, config, set_)
     serve(cfg, host, port, token or new_token(), announce=lambda line: typer.echo(line, err=True))
+
+
+def merge(
+    into: Path = typer.Argument(..., help="The reward store to gather into (made when missing)."),
+    stores: list[Path] = typer.Argument(..., help="The output_dir of each server, copied from its machine."),
+) -> None:
+    """Gather the reward stores of several servers into one, for `charter status` and the report (once per store)."""
+    from charter.serve.server import merge_stores
+
+    count = merge_stores(into, stores)
+    typer.echo(f"{count} rewards in {into}/run.sqlite from {len(stores)} stores")

@@ -9,11 +9,15 @@ from __future__ import annotations
 import logging
 import secrets
 import signal
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
-from charter.errors import Interrupted
+from charter.errors import ConfigError, Interrupted
 from charter.online.reward import RewardFunction, reward_function
+from charter.runs.merge import merge_rewards
+from charter.runs.rewards import rewards
+from charter.runs.store import STORE_FILE, RunStore
 from charter.serve.app import RewardApp
 from charter.serve.config import ServeConfig
 from charter.serve.scorer import Scorer
@@ -69,3 +73,15 @@ def serve(config: ServeConfig, host: str, port: int, token: str, announce: Calla
     if stopped:
         term = stopped[0] == signal.SIGTERM
         raise Interrupted("terminated" if term else "interrupted", 143 if term else 130)
+
+
+def merge_stores(into: Path, stores: Sequence[Path]) -> int:
+    """Append each server's rewards and usage to the store `into`, as the ranks of a torchrun job are merged (each
+    store once: merging one twice counts its rewards twice). Returns the rewards `into` then holds."""
+    missing = [str(s) for s in stores if not (Path(s) / STORE_FILE).exists()]
+    if missing:
+        raise ConfigError(f"no reward store ({STORE_FILE}) in {', '.join(missing)}")
+    with RunStore(into, create=True) as store:
+        for path in stores:
+            merge_rewards(store, Path(path) / STORE_FILE)
+        return sum(1 for _ in rewards(store))
