@@ -22,7 +22,7 @@ def free_port() -> int:
 
 
 class Server:
-    def __init__(self, tmp_path: Path, judge: dict, **settings) -> None:
+    def __init__(self, tmp_path: Path, judge: dict, token: str | None = TOKEN, **settings) -> None:
         self.store = tmp_path / "store"
         config = {"judge": judge, "cache": str(tmp_path / "calls.sqlite"), "output_dir": str(self.store), **settings}
         path = tmp_path / "serve.yaml"
@@ -30,7 +30,8 @@ class Server:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         env = {**os.environ, "PYTHONPATH": f"{ROOT / 'src'}{os.pathsep}{ROOT}"}
-        args = ["serve", "reward", str(path), "--port", str(self.port), "--token", TOKEN]
+        args = ["serve", "reward", str(path), "--port", str(self.port)] + (["--token", token] if token else [])
+        env.pop("CHARTER_SERVE_TOKEN", None)
         self.log = tmp_path / "server.log"
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "tests.serve.launch", *args], cwd=ROOT, env=env,
@@ -66,8 +67,8 @@ class Server:
 def start(tmp_path: Path):
     servers: list[Server] = []
 
-    def _start(judge: dict | None = None, **settings) -> Server:
-        server = Server(tmp_path, judge or {"model": "scripted:cai", "rating": "verdict"}, **settings)
+    def _start(judge: dict | None = None, token: str | None = TOKEN, **settings) -> Server:
+        server = Server(tmp_path, judge or {"model": "scripted:cai", "rating": "verdict"}, token, **settings)
         servers.append(server)
         return server
 

@@ -46,7 +46,7 @@ def test_openrlhf_client_gets_a_reward_for_each_of_64_queries(start) -> None:
     assert len(stored) == 64 and {r.completion for r in stored} == {SAFE, HARMFUL}  # template stripped
     assert {r.prompt[-1].content for r in stored} == {f"{QUESTION} ({i})" for i in range(64)}
     log = server.log.read_text()
-    assert log.count("POST /get_reward 200") == 64 and TOKEN not in log.split("token: ")[1].split("\n", 1)[1]
+    assert log.count("POST /get_reward 200") == 64 and TOKEN not in log  # a given token is never printed
 
 
 def test_a_failed_judgment_is_null_never_zero(start) -> None:
@@ -133,3 +133,22 @@ def test_the_stores_of_several_servers_merge_into_one(tmp_path) -> None:
     merged = sorted(r.reward for r in rewards(RunStore(tmp_path / "all")))
     assert merged == [0.0, 1.0]
     assert main(["serve", "merge", str(tmp_path / "all"), str(tmp_path / "nowhere")]) == 2
+
+
+def test_without_a_token_one_is_generated_and_printed_and_loopback_is_bound(start) -> None:
+    server = start(token=None)
+    log = server.log.read_text()
+    assert "http://127.0.0.1:" in log
+    token = log.split("token: ")[1].split()[0]
+    assert len(token) >= 32 and token != TOKEN
+    body = {"prompt": QUESTION, "completions": [SAFE]}
+    assert server.post("/v1/rewards", body, {"Authorization": f"Bearer {TOKEN}"})[0] == 401
+    assert server.post("/v1/rewards", body, {"Authorization": f"Bearer {token}"})[0] == 200
+
+
+def test_a_reached_budget_is_503_with_its_reason(start) -> None:
+    server = start(budget={"max_tokens": 1})
+    auth = {"Authorization": f"Bearer {TOKEN}"}
+    assert server.post("/v1/rewards", {"prompt": QUESTION, "completions": [SAFE]}, auth)[0] == 200
+    status, body = server.post("/v1/rewards", {"prompt": QUESTION + "?", "completions": [SAFE]}, auth)
+    assert status == 503 and "budget" in body["error"].lower()

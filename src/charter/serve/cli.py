@@ -29,12 +29,12 @@ def reward(
     import logging
 
     from charter.serve.config import ServeConfig
-    from charter.serve.server import new_token, serve
+    from charter.serve.server import serve
     from charter.yamlio import load_model
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     cfg = load_model(ServeConfig, config, set_)
-    serve(cfg, host, port, token or new_token(), announce=lambda line: typer.echo(line, err=True))
+    serve(cfg, host, port, token, announce=lambda line: typer.echo(line, err=True))
 
 
 def merge(

@@ -47,11 +47,15 @@ def new_token() -> str:
     return secrets.token_urlsafe(24)
 
 
-def serve(config: ServeConfig, host: str, port: int, token: str, announce: Callable[[str], Any] = print) -> None:
-    """Serve until SIGTERM or Ctrl-C; requests in flight finish and are stored, then `Interrupted` (exit 143 for
-    SIGTERM, 130 for Ctrl-C) is raised."""
+def serve(
+    config: ServeConfig, host: str, port: int, token: str | None = None, announce: Callable[[str], Any] = print
+) -> None:
+    """Serve until SIGTERM or Ctrl-C (a token is generated and printed when none is given); the requests in flight
+    finish and are stored, then `Interrupted` (exit 143 for SIGTERM, 130 for Ctrl-C) is raised."""
     import uvicorn
 
+    shown = "<token>" if token else None  # a given token is never printed or logged
+    token = token or new_token()
     reward = build_reward(config)
     app = RewardApp(Scorer(config, reward), token)
     stopped: list[int] = []
@@ -62,8 +66,9 @@ def serve(config: ServeConfig, host: str, port: int, token: str, announce: Calla
     previous = {s: signal.signal(s, note) for s in (signal.SIGTERM, signal.SIGINT)}
     server = uvicorn.Server(uvicorn.Config(app.asgi(), host=host, port=port, access_log=False, log_level="warning"))
     announce(f"charter reward server on http://{host}:{port} ({config.scoring} scoring, store {config.output_dir})")
-    announce(f"token: {token}")
-    announce(f"OpenRLHF: --remote_rm_url http://{host}:{port}/get_reward?token=<token>")
+    if shown is None:
+        announce(f"token: {token}")
+    announce(f"OpenRLHF: --remote_rm_url http://{host}:{port}/get_reward?token={shown or token}")
     try:
         server.run()
     finally:
