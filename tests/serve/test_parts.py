@@ -1,0 +1,30 @@
+"""The reward server's parts without a server: its config from a `charter train grpo` YAML, OpenRLHF's queries."""
+
+from pathlib import Path
+
+import pytest
+
+from charter.errors import ConfigError
+from charter.serve.config import ServeConfig
+from charter.serve.openrlhf import question_of, response_of
+from charter.yamlio import load_model
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_a_grpo_config_serves_as_it_is() -> None:
+    config = load_model(ServeConfig, ROOT / "examples" / "grpo.yaml", None)
+    assert config.judge.mode == "score" and config.scoring == "score"
+    group = ServeConfig.model_validate({"scoring": "group", "judge": "scripted:cai", "model": "x", "trl": {}})
+    assert group.judge.mode == "logprobs"
+
+
+def test_the_response_is_the_query_after_its_prompt_less_the_template() -> None:
+    llama = "<|start_header_id|>user<|end_header_id|>\n\nHi there?<|eot_id|>"
+    query = llama + "<|start_header_id|>assistant<|end_header_id|>\n\nHello!<|eot_id|>"
+    assert response_of(query, llama, 0) == "Hello!" and question_of(llama) == "Hi there?"
+    chatml = "<|im_start|>user\nQ?<|im_end|>\n<|im_start|>assistant\n"  # the header already in the prompt
+    assert response_of(chatml + "A.<|im_end|><|endoftext|>", chatml, 0) == "A." and question_of(chatml) == "Q?"
+    assert question_of("plain prompt") == "plain prompt"
+    with pytest.raises(ConfigError, match=r"query\[3\] does not start with prompts\[3\]"):
+        response_of("something else", chatml, 3)
