@@ -68,7 +68,7 @@ def serve(
     announce(f"charter reward server on http://{host}:{port} ({config.scoring} scoring, store {config.output_dir})")
     if shown is None:
         announce(f"token: {token}")
-    announce(f"OpenRLHF: --remote_rm_url http://{host}:{port}/get_reward?token={shown or token}")
+    announce(f"OpenRLHF: --reward.remote_url http://{host}:{port}/get_reward?token={shown or token}")
     try:
         server.run()
     finally:
