@@ -92,7 +92,7 @@ def in_process(tmp: Path, latency: float, n: int) -> float:
     return elapsed
 
 
-def pct(values: list[float], q: float) -> float:
+def pct(values: list[float], q: int) -> float:
     return statistics.quantiles(values, n=100)[q - 1] * 1000 if len(values) > 1 else values[0] * 1000
 
 
