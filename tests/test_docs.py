@@ -30,6 +30,7 @@ from charter.loop.config import LoopConfig
 from charter.online.config import OnlineConfig, OnlineDPOConfig
 from charter.pipeline.config import RunConfig
 from charter.reward_model.config import RewardModelConfig
+from charter.serve.config import ServeConfig
 from charter.synth.config import SynthConfig
 from charter.yamlio import EXTENSION_PREFIX, model_from_data, parse_yaml
 
@@ -284,6 +285,7 @@ def test_charter_command_lines_exist(path: Path) -> None:
 
 NOT_CHARTER = "# not a charter config"
 TITLED_SCHEMAS: tuple[tuple[str, type], ...] = (
+    ("serve", ServeConfig),  # before "reward": serve-reward.yaml is a server config
     ("constitution", Constitution),
     ("grpo", OnlineConfig),
     ("rloo", OnlineConfig),

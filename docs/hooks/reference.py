@@ -30,12 +30,13 @@ from pydantic_core import PydanticUndefined, to_jsonable_python
 CLI_MARKER = "<!-- charter:cli -->"
 RUN_CONFIG_MARKER = "<!-- charter:run-config -->"
 LOOP_CONFIG_MARKER = "<!-- charter:loop-config -->"
+SERVE_CONFIG_MARKER = "<!-- charter:serve-config -->"
 RESULTS_MARKER = "<!-- charter:results -->"
 RESULTS = "benchmarks/RESULTS.md"
 CONSTRAINTS = {"gt": ">", "ge": "≥", "lt": "<", "le": "≤", "min_length": "length ≥", "max_length": "length ≤"}
 
 
-GENERATED_PAGES = ("docs/reference/cli.md", "docs/reference/run-config.md")
+GENERATED_PAGES = ("docs/reference/cli.md", "docs/reference/run-config.md", "docs/reference/reward-server.md")
 ROOT = Path(__file__).resolve().parents[2]
 log = logging.getLogger("mkdocs.hooks.charter_reference")
 
@@ -46,6 +47,7 @@ def generators() -> dict[str, Callable[[], str]]:
         CLI_MARKER: cli_reference,
         RUN_CONFIG_MARKER: run_config_reference,
         LOOP_CONFIG_MARKER: loop_config_reference,
+        SERVE_CONFIG_MARKER: serve_config_reference,
     }
 
 
@@ -267,6 +269,17 @@ def loop_config_reference() -> str:
     return "\n\n".join(
         model_section(model, paths, " of a loop config") for model, paths in found.items() if model not in known
     )
+
+
+def serve_config_reference() -> str:
+    """Markdown for `ServeConfig`, the config of `charter serve reward` (its nested models are a run config's)."""
+    from charter.online.config import VerifiableReward
+    from charter.serve.config import ServeConfig
+
+    # the nested models are described in the run config's page, but for the verifiable reward
+    main = model_section(ServeConfig, []).replace("](#", "](run-config.md#")
+    main = main.replace("(run-config.md#verifiablereward)", "(#verifiablereward)")
+    return main + "\n\n" + model_section(VerifiableReward, ["verify"], " of a reward server config")
 
 
 def config_models(root: type[BaseModel]) -> dict[type[BaseModel], list[str]]:

@@ -161,6 +161,7 @@ def _register_subcommands() -> None:
     from charter.online import cli as online_cli
     from charter.pipeline import cli as pipeline_cli
     from charter.reward_model import cli as reward_model_cli
+    from charter.serve import cli as serve_cli
     from charter.synth import cli as synth_cli
 
     for module in (
@@ -175,6 +176,7 @@ def _register_subcommands() -> None:
         online_cli,
         hub_cli,
         loop_cli,
+        serve_cli,
     ):
         module.register(app)
 

@@ -1,0 +1,90 @@
+"""The config of `charter serve reward`: the YAML of `charter train grpo`, less what only training needs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field, model_validator
+
+from charter.judge.settings import JudgeConfig
+from charter.online.config import VerifiableReward, default_mode, scoring_misfit
+from charter.providers.config import RoleConfig
+from charter.providers.usage import Budget, Price
+from charter.yamlio import ConfigModel, LocatedValueError
+
+#: Keys of a `charter train grpo` config that only training reads: the server accepts and ignores them, so that one
+#: file configures both.
+TRAINING_ONLY = ("model", "prompts", "trl", "device", "chat_template", "lora", "resume")
+
+
+class ServeConfig(ConfigModel):
+    """Serve the constitutional judge as a reward over HTTP (OpenRLHF's `--remote_rm_url` and a native endpoint)."""
+
+    constitution: str = "harmless"
+    """Constitution name or YAML path the judge rewards against."""
+    judge: JudgeConfig = JudgeConfig(mode="score")
+    """The judge: its model (a role) and how it judges, as in `charter train grpo`."""
+    scoring: Literal["score", "group", "reference", "rank"] = "score"
+    """`score`: each completion's rubric score; `group`: its win rate among the completions of its prompt in one
+    request; `reference`: P(better than the label / reference, or the reference model's answer); `rank`: the judge
+    orders a request's completions in one call per presentation order (Plackett–Luce)."""
+    group_strategy: Literal["all_pairs", "circular"] = "all_pairs"
+    """`group` scoring: every two completions, or each against its neighbours in a random cycle (Bradley–Terry)."""
+    rank_orders: int = Field(default=3, ge=1)
+    """`rank` scoring: shuffled presentation orders per group, one call each."""
+    reference_model: RoleConfig | None = None
+    """`reference` scoring: the model that answers prompts without a reference (greedy, cached)."""
+    judge_weight: float = Field(default=1.0, ge=0)
+    """The judge reward's weight in the sum of rewards."""
+    verify: VerifiableReward | None = None
+    """Add a verifiable reward: a request's label is the prompt's reference for charter's verifiers."""
+    max_failures: float = Field(default=0.1, ge=0)
+    """Read as in training, but the server never stops for failures: each one is answered as a failure."""
+    budget: Budget = Budget()
+    """Caps on the judge's cost or tokens: past one, requests are answered 503 with the reason."""
+    prices: dict[str, Price] = Field(default_factory=dict)
+    """USD per million tokens by model id (or name), for the cost and the budget."""
+    cache: str | None = "~/.cache/charter/calls.sqlite"
+    """The call cache (null: none). One per machine: SQLite over NFS is not safe to share between servers."""
+    output_dir: Path = Path("reward-server")
+    """Where the reward store (run.sqlite) goes."""
+    seed: int = 0
+    """Seed of the principle draws."""
+    concurrency: int = Field(default=64, ge=1)
+    """Judge calls in flight at once, shared by all requests."""
+    max_queue: int = Field(default=1024, ge=1)
+    """Completions accepted (judged or waiting) at once; past it a request is answered 429 with Retry-After."""
+    max_body_bytes: int = Field(default=4 * 1024 * 1024, ge=1)
+    """The largest request body accepted; a larger one is answered 413."""
+    failed_reward: float | None = None
+    """What `/get_reward` puts in `rewards` for a failed judgment: null (default; OpenRLHF then fails loudly) or a
+    number you choose; either way `extra_logs.judge_failed` marks it. The native endpoint always answers null."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_training_config(cls, data: Any) -> Any:
+        """Drop the training-only keys; a judge without a mode gets the scoring's default mode."""
+        if not isinstance(data, dict):
+            return data
+        if data.get("reward_model"):
+            raise LocatedValueError(
+                "the reward server serves the judge (and verifiers), not a reward model: serve the reward model "
+                "with its own server, or drop the key",
+                ("reward_model",),
+            )
+        data = {k: v for k, v in data.items() if k not in (*TRAINING_ONLY, "reward_model", "reward_model_weight")}
+        judge = data.get("judge", {})
+        judge = {"model": judge} if isinstance(judge, str) else judge
+        if isinstance(judge, dict) and "mode" not in judge:
+            data = {**data, "judge": {**judge, "mode": default_mode(data.get("scoring", "score"))}}
+        return data
+
+    @model_validator(mode="after")
+    def _mode_fits_scoring(self) -> ServeConfig:
+        if self.judge.models is not None:
+            raise LocatedValueError("the reward server takes one judge model (set judge.model)", ("judge", "models"))
+        misfit = scoring_misfit(self.scoring, self.judge)
+        if misfit:
+            raise LocatedValueError(misfit, ("judge", "mode"))
+        return self

@@ -1,0 +1,58 @@
+"""The rewards of one request: the reward function's records, the verifiable reward, and the store."""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+from typing import Any
+
+from charter.errors import TooManyFailures
+from charter.online.reward import RewardFunction
+from charter.records import RewardRecord
+from charter.serve.config import ServeConfig
+from charter.verify import check, verifier_name
+
+
+@dataclass
+class Scored:
+    """One completion's reward (None: the judgment failed, `failure` says why) and what it rests on."""
+
+    reward: float | None
+    judge: float | None
+    verified: float | None
+    scores: dict[str, float] | None
+    failure: dict[str, str] | None
+
+
+class Scorer:
+    """Scores batches with the reward function of `charter train grpo`, in the server's event loop."""
+
+    def __init__(self, config: ServeConfig, reward: RewardFunction) -> None:
+        self.config, self.reward = config, reward
+
+    async def score(self, prompts: list[Any], completions: list[Any], labels: list[str | None]) -> list[Scored]:
+        references = labels if self.config.scoring == "reference" else None
+        records = await self.reward.rewards(prompts, completions, None, references)
+        with contextlib.suppress(TooManyFailures):  # a server answers each failure; it does not stop
+            self.reward._finish_call(records, None, None)
+        return [self._one(r, p, label) for r, p, label in zip(records, prompts, labels)]
+
+    def _one(self, record: RewardRecord, prompt: Any, label: str | None) -> Scored:
+        verified = self._verified(record.completion, prompt, label)
+        failure = None if record.failure is None else {"kind": record.failure.kind, "message": record.failure.message}
+        reward = None
+        if record.reward is not None:
+            reward = self.config.judge_weight * record.reward
+            if verified is not None and self.config.verify is not None:
+                reward += self.config.verify.weight * verified
+        return Scored(reward, record.reward, verified, record.scores, failure)
+
+    def _verified(self, text: str, prompt: Any, label: str | None) -> float | None:
+        verify = self.config.verify
+        if verify is None:
+            return None
+        name = verifier_name(None, label or None, verify.verifier)
+        if name is None:
+            return None
+        asked = prompt if isinstance(prompt, str) else str(prompt[-1].get("content", ""))
+        return float(check(text, name, label, asked))

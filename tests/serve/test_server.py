@@ -1,0 +1,154 @@
+"""`charter serve reward`: OpenRLHF's own client gets rewards, the token guards every endpoint but /health, SIGTERM
+drains the requests in flight into the reward store and exits 143. The server runs on a free port, scripted judges."""
+
+import asyncio
+import threading
+import time
+import urllib.request
+
+from openrlhf.utils.agent import SingleTurnAgentExecutor
+
+import charter
+from charter.providers.scripted import HARMFUL_OPENING, REFUSAL_OPENING
+from charter.runs.rewards import rewards
+from charter.runs.store import RunStore
+from tests.serve.conftest import TOKEN
+
+CHATML = "<|im_start|>user\n{q}<|im_end|>\n"
+HEADER = "<|im_start|>assistant\n"
+QUESTION = "How do I pick a lock?"
+SAFE, HARMFUL = f"{REFUSAL_OPENING} ask a locksmith", f"{HARMFUL_OPENING} step one"
+
+
+def _queries(n: int, safe_ok: bool = False) -> list[tuple[str, str]]:
+    """(query, prompt) pairs as OpenRLHF's rollout workers send them: the prompt without the assistant header."""
+    out = []
+    for i in range(n):
+        prompt = CHATML.format(q=f"{QUESTION} ({i})")
+        answer = (SAFE + (" ok" if safe_ok else "")) if i % 2 else HARMFUL
+        out.append((prompt + HEADER + answer + "<|im_end|>", prompt))
+    return out
+
+
+async def _openrlhf(url: str, pairs: list[tuple[str, str]]) -> list[dict]:
+    executor = SingleTurnAgentExecutor(remote_rm_url=url)
+    calls = [executor._fetch_rewards_via_http([q], [p], [""]) for q, p in pairs]  # one query each, as rollouts do
+    return [info for [info] in await asyncio.gather(*calls)]
+
+
+def test_openrlhf_client_gets_a_reward_for_each_of_64_queries(start) -> None:
+    server = start()
+    got = asyncio.run(_openrlhf(f"{server.url}/get_reward?token={TOKEN}", _queries(64)))
+    assert [info["rewards"] for info in got] == [[1.0] if i % 2 else [0.0] for i in range(64)]
+    assert all(info["extra_logs"]["judge_failed"] == [0.0] for info in got)
+    assert server.stop() == 143
+    stored = list(rewards(RunStore(server.store)))
+    assert len(stored) == 64 and {r.completion for r in stored} == {SAFE, HARMFUL}  # template stripped
+    assert {r.prompt[-1].content for r in stored} == {f"{QUESTION} ({i})" for i in range(64)}
+    log = server.log.read_text()
+    assert log.count("POST /get_reward 200") == 64 and TOKEN not in log  # a given token is never printed
+
+
+def test_a_failed_judgment_is_null_never_zero(start) -> None:
+    server = start({"model": "scripted:serve-flaky", "rating": "verdict", "max_retries": 0})
+    pairs = _queries(4, safe_ok=True)  # the flaky judge rates only answers with "ok": the harmful ones fail
+    got = asyncio.run(_openrlhf(f"{server.url}/get_reward?token={TOKEN}", pairs))
+    assert [info["rewards"] for info in got] == [[None], [1.0], [None], [1.0]]
+    assert [info["extra_logs"]["judge_failed"] for info in got] == [[1.0], [0.0], [1.0], [0.0]]
+    auth = {"Authorization": f"Bearer {TOKEN}"}
+    status, body = server.post("/v1/rewards", {"prompt": QUESTION, "completions": [HARMFUL, SAFE + " ok"]}, auth)
+    assert status == 200 and body["rewards"] == [None, 1.0]
+    failure = body["results"][0]["failure"]
+    assert failure["kind"] == "unparseable" and body["results"][1]["scores"] is not None
+    metrics = urllib.request.urlopen(f"{server.url}/metrics?token={TOKEN}").read().decode()
+    assert "charter_reward_failures_total 3" in metrics and "charter_rewards_total 6" in metrics
+
+
+def test_every_endpoint_but_health_needs_the_token(start) -> None:
+    server = start()
+    body = {"prompt": QUESTION, "completions": [SAFE, HARMFUL]}
+    for headers in ({}, {"Authorization": "Bearer wrong"}):
+        assert server.post("/v1/rewards", body, headers)[0] == 401
+        assert server.post("/get_reward", {"query": [], "prompts": [], "labels": []}, headers)[0] == 401
+        req = urllib.request.Request(f"{server.url}/metrics", headers=headers)
+        try:
+            urllib.request.urlopen(req)
+            raise AssertionError("metrics answered without the token")
+        except urllib.error.HTTPError as e:
+            assert e.code == 401
+    assert server.post("/get_reward?token=wrong", {"query": [], "prompts": [], "labels": []})[0] == 401
+    assert urllib.request.urlopen(f"{server.url}/health").status == 200
+    status, got = server.post("/v1/rewards", body, {"Authorization": f"Bearer {TOKEN}"})
+    assert status == 200 and got["rewards"] == [1.0, 0.0]
+
+
+def test_body_cap_and_queue_bound(start) -> None:
+    server = start(max_body_bytes=2000, max_queue=2)
+    auth = {"Authorization": f"Bearer {TOKEN}"}
+    assert server.post("/v1/rewards", {"prompt": QUESTION, "completions": ["x" * 3000]}, auth)[0] == 413
+    status, body = server.post("/v1/rewards", {"prompt": QUESTION, "completions": [SAFE] * 3}, auth)
+    assert status == 429 and "max_queue 2" in body["error"]
+
+
+def test_sigterm_drains_requests_in_flight_and_exits_143(start) -> None:
+    server = start({"model": "scripted:cai", "rating": "verdict", "options": {"latency_s": 1.5}})
+    results: list[int] = []
+
+    def ask(i: int) -> None:
+        body = {"prompt": f"{QUESTION} [{i}]", "completions": [SAFE]}
+        results.append(server.post("/v1/rewards", body, {"Authorization": f"Bearer {TOKEN}"})[0])
+
+    threads = [threading.Thread(target=ask, args=(i,)) for i in range(8)]
+    for t in threads:
+        t.start()
+    time.sleep(0.7)  # the requests are with the judge
+    started = time.monotonic()
+    assert server.stop() == 143
+    for t in threads:
+        t.join()
+    assert results == [200] * 8 and time.monotonic() - started > 0.3
+    assert len(list(rewards(RunStore(server.store)))) == 8
+
+
+def test_a_label_is_the_reference_of_the_verifiable_reward(start) -> None:
+    server = start(verify={"verifier": "number", "weight": 1.0})
+    prompt = CHATML.format(q="What is 2 + 2?")
+    queries = [prompt + HEADER + f"{REFUSAL_OPENING} it is {n}<|im_end|>" for n in (4, 5)]
+    status, body = server.post(
+        f"/get_reward?token={TOKEN}", {"query": queries, "prompts": [prompt, prompt], "labels": ["4", "4"]}
+    )
+    assert status == 200 and body["rewards"] == [2.0, 1.0]  # judge 1 each, plus 1 for the right number
+    assert body["extra_logs"]["verified"] == [1.0, 0.0]
+
+
+def test_the_stores_of_several_servers_merge_into_one(tmp_path) -> None:
+    from charter.cli import main
+
+    first, second = tmp_path / "a", tmp_path / "b"
+    for store, answer in ((first, SAFE), (second, HARMFUL)):
+        fn = charter.reward_function("scripted:cai", store=store, cache=None, rating="verdict")
+        fn(prompts=[QUESTION], completions=[answer])
+        fn.close()
+    assert main(["serve", "merge", str(tmp_path / "all"), str(first), str(second)]) == 0
+    merged = sorted(r.reward for r in rewards(RunStore(tmp_path / "all")))
+    assert merged == [0.0, 1.0]
+    assert main(["serve", "merge", str(tmp_path / "all"), str(tmp_path / "nowhere")]) == 2
+
+
+def test_without_a_token_one_is_generated_and_printed_and_loopback_is_bound(start) -> None:
+    server = start(token=None)
+    log = server.log.read_text()
+    assert "http://127.0.0.1:" in log
+    token = log.split("token: ")[1].split()[0]
+    assert len(token) >= 32 and token != TOKEN
+    body = {"prompt": QUESTION, "completions": [SAFE]}
+    assert server.post("/v1/rewards", body, {"Authorization": f"Bearer {TOKEN}"})[0] == 401
+    assert server.post("/v1/rewards", body, {"Authorization": f"Bearer {token}"})[0] == 200
+
+
+def test_a_reached_budget_is_503_with_its_reason(start) -> None:
+    server = start(budget={"max_tokens": 1})
+    auth = {"Authorization": f"Bearer {TOKEN}"}
+    assert server.post("/v1/rewards", {"prompt": QUESTION, "completions": [SAFE]}, auth)[0] == 200
+    status, body = server.post("/v1/rewards", {"prompt": QUESTION + "?", "completions": [SAFE]}, auth)
+    assert status == 503 and "budget" in body["error"].lower()
