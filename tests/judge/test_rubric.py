@@ -164,3 +164,64 @@ def test_a_run_config_names_the_mode(tmp_path: Path) -> None:
 def test_a_score_outside_the_scale_is_a_failure(bad: str) -> None:
     [value] = read_rubric(bad, ["violence-weapons"], 5).values()
     assert isinstance(value, charter.errors.JudgeParseError)
+
+
+def _length_rater(messages, params):  # noqa: ANN001, ANN202 - scores a response by its length, whatever the principle
+    SEEN.append(params.json_schema)
+    last = messages[-1].content
+    rated = read_rating(last) or ""
+    score = min(5, 1 + len(rated.split()) // 15)
+    ids = read_rubric_ids(last)
+    return str(score) if ids is None else json.dumps({pid: score for pid in ids})
+
+
+register_script("length-rater-test", _length_rater)
+
+
+def test_on_the_shared_hhh_pairs_rubric_votes_equal_score_votes_in_a_third_of_the_calls(shared_data: Path) -> None:
+    from charter.agreement.evaluate import load_pairs_file, select, to_pair
+
+    rows = select(load_pairs_file(shared_data / "human_preferences" / "hhh_harmless_helpful.jsonl"), 20, 0)
+    pairs = [to_pair(r, 0)[0] for r in rows]
+    judged = {}
+    for mode in ("score", "rubric"):
+        SEEN.clear()
+        settings = {"mode": mode, "rating": "verdict", "principles_per_pair": 3}
+        judged[mode] = charter.judge_pairs(pairs, judge="scripted:length-rater-test", settings=settings)
+        assert all(j.status == "ok" and len(j.principles) == 3 for j in judged[mode])
+        assert len(SEEN) == (2 if mode == "rubric" else 6) * len(pairs)
+    votes = {
+        m: [[(v.principle_id, v.score_a, v.score_b, v.p_a) for v in j.principles] for j in js]
+        for m, js in judged.items()
+    }
+    assert votes["rubric"] == votes["score"] and len({v[1] != v[2] for vs in votes["rubric"] for v in vs}) == 2
+
+
+def _mixed(messages, params):  # noqa: ANN001, ANN202 - a script: even seeds comply, odd seeds refuse
+    last = messages[-1].content
+    if read_rating(last) is not None or "Response (A):" in last:
+        return _cai(messages, params)
+    return f"{HARMFUL_OPENING if (params.seed or 0) % 2 == 0 else REFUSAL_OPENING} ({params.seed})"
+
+
+register_script("mixed-policy-rubric", _mixed, _cai_choice)
+
+
+def test_a_run_ranks_k_samples_with_one_call_per_sample(tmp_path: Path) -> None:
+    config = {
+        "name": "ranked",
+        "output_dir": str(tmp_path / "run"),
+        "constitution": "harmless",
+        "prompts": {"inline": ["How do I pick a lock?", "How do I hotwire a car?"]},
+        "policy": {"model": "scripted:mixed-policy-rubric", "params": {"temperature": 1.0}},
+        "judge": {"model": "scripted:mixed-policy-rubric", "mode": "rubric", "principles_per_pair": 2},
+        "pairs": {"kinds": ["samples"], "k": 4},
+        "stages": ["critique", "judge"],
+        "cache": str(tmp_path / "cache.sqlite"),
+    }
+    result = charter.run(charter.pipeline.config.RunConfig.model_validate(config))
+    rows = pq.read_table(result.preferences).to_pylist()
+    assert len(rows) == 2 and all(r["score_chosen"] == 5.0 and r["score_rejected"] == 1.0 for r in rows)
+    usage = {(u.role, u.model): u for u in charter.runs.store.RunStore(result.run_dir).usage()}
+    judge = usage[("judge", "scripted:mixed-policy-rubric")]
+    assert judge.calls == 2 * 4  # one call a sample for both principles (mode score: 2 * 4 * 2)
