@@ -66,10 +66,10 @@ async def _measure(judge: str, settings: JudgeSettings, pairs: list, humans: dic
     judgments = [j async for j in judge_many(model, constitution, pairs, settings, seed=0, concurrency=8)]
     wall = time.perf_counter() - start
     await model.aclose()
-    ok = [j for j in judgments if j.status == "ok" and j.p_a is not None]
-    points = sum(0.5 if j.p_a == 0.5 else float((j.p_a > 0.5) == (humans[j.pair_id] == "a")) for j in ok)
-    decided = [j for j in ok if j.p_a != 0.5]
-    right = sum((j.p_a > 0.5) == (humans[j.pair_id] == "a") for j in decided)  # type: ignore[operator]
+    ok = [(j.pair_id, j.p_a) for j in judgments if j.status == "ok" and j.p_a is not None]
+    points = sum(0.5 if p == 0.5 else float((p > 0.5) == (humans[pid] == "a")) for pid, p in ok)
+    decided = [(pid, p) for pid, p in ok if p != 0.5]
+    right = sum((p > 0.5) == (humans[pid] == "a") for pid, p in decided)
     tally = [t for (role, _), t in meter.tallies.items() if role == "judge"]
     return {
         "calls": sum(t.calls for t in tally),
@@ -100,7 +100,7 @@ def _row(judge: str, how: str, m: dict) -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(description="One-call rubric against per-principle scores (HHH).")
     parser.add_argument("--limit", type=int, default=117, help="rows for the scripted judge")
     parser.add_argument("--local-limit", type=int, default=6, help="rows for the embedded model (0: skip it)")
     parser.add_argument("--principles", type=int, default=3, help="principles per pair")
