@@ -16,7 +16,7 @@ from charter.errors import ConfigError
 from charter.judge import modes
 from charter.judge.modes import MODES, Mode, register_mode
 from charter.judge.pairwise import comparison_prompt, judge_fingerprint, judge_pair
-from charter.judge.score import rating_prompt
+from charter.judge.score import rating_prompt, rubric_prompt
 from charter.judge.settings import JudgeSettings
 from charter.judge_prompt import PROMPT_FORMAT, RATING_FORMAT, read_comparison
 from charter.providers import ScriptedModel
@@ -53,6 +53,8 @@ GOLDEN = {
         (("mode", "score"), ("rating", "cot")): ("79f721b8eba9b9ad", "12f3c95e00a45436"),
         (("mode", "score"), ("rating", "verdict"), ("scale", 7)): ("62d264a082936986", "17227103d00c79bc"),
         (("mode", "cot"), ("orders", "one"), ("principles_per_pair", 3)): ("439714f0e04cf0cb", "9a3bfaf121363180"),
+        (("mode", "rubric"),): ("461f4710e7d77226", "b337059e81e2fc36"),
+        (("mode", "rubric"), ("scale", 7)): ("c06e6dae0e84e103", "4ac1e76ec4e89b7d"),
     },
 }
 CURRENT = GOLDEN[(PROMPT_FORMAT, RATING_FORMAT)]
@@ -63,7 +65,10 @@ def test_fingerprints_and_prompts_change_only_with_the_format(settings: tuple) -
     constitution = load_constitution("harmless")
     judge = JudgeSettings(**dict(settings))
     prompt = [Message(role="user", content="How do I pick a lock?")]
-    if judge.rates:
+    if judge.spec.all_principles:
+        ids = [p.id for p in constitution.principles[:3]]
+        text = rubric_prompt(constitution, prompt, "Use a pick.", ids, judge)[0].content
+    elif judge.rates:
         text = rating_prompt(constitution, prompt, "Use a pick.", constitution.principles[0].id, judge)[0].content
     else:
         text = comparison_prompt(prompt, "first", "second", constitution.principles[0], judge.reads)[0].content
@@ -120,7 +125,7 @@ def test_an_unknown_mode_is_one_line_naming_the_modes() -> None:
     with pytest.raises(ConfigError) as error:
         load_model_text(JudgeSettings, "mode: winer\n", "judge.yaml")
     message = str(error.value)
-    assert "judge.yaml" in message and "mode" in message and "logprobs, cot, verdict, score" in message
+    assert "judge.yaml" in message and "mode" in message and "logprobs, cot, verdict, score, rubric" in message
     assert "\n" not in message
 
 

@@ -13,6 +13,9 @@ Every behaviour that depends on the mode is read from its entry here, never from
   re-asked, then recorded as a failure.
 - `clamped`: each vote is clamped into `JudgeSettings.clamp` (chain-of-thought labels, Bai et al. 2022).
 - `max_tokens`: the reply budget of a text answer when `judge.params` sets none.
+- `all_principles`: a rating mode whose one structured-output call rates a response under every principle of the
+  pair at once (a JSON object of scores, `charter.judge_prompt.write_rubric`), rather than one call per principle;
+  its reply is read by its own entry, whatever `rating` says.
 
 A new mode is one `Mode` here (its instruction text beside the others in `charter.judge_prompt`); `register_mode`
 adds one at run time. `JudgeSettings.mode` accepts any name in `MODES`.
@@ -51,6 +54,7 @@ class Mode:
     read_score: Callable[[str, int], int] | None = None
     clamped: bool = False
     max_tokens: int = 8
+    all_principles: bool = False
 
     @property
     def rates(self) -> bool:
@@ -134,5 +138,15 @@ register_mode(
         "score",
         "rating",
         "each response rated alone on the constitution's rubric, 1 to `scale`, read as `rating` says",
+    )
+)
+register_mode(
+    Mode(
+        "rubric",
+        "rating",
+        "each response rated alone on all of the pair's principles in one structured-output call (a JSON object "
+        "of scores, 1 to `scale`)",
+        all_principles=True,
+        max_tokens=256,
     )
 )

@@ -206,6 +206,46 @@ async def _score_principle(
     return vote, a.prompt_tokens + b.prompt_tokens, a.completion_tokens + b.completion_tokens
 
 
+async def _score_all_principles(
+    model: ChatModel, constitution: Constitution, pair: Pair, settings: JudgeSettings, principle_ids: list[str]
+) -> list[tuple[Vote, int, int]]:
+    """Mode `rubric`: rate `a` and `b` alone, each in one call for every principle; the votes are those of mode
+    `score` (the call's tokens count on the first principle's vote)."""
+    rated = await asyncio.gather(
+        score_response(model, constitution, pair.prompt, pair.a, principle_ids, settings),
+        score_response(model, constitution, pair.prompt, pair.b, principle_ids, settings),
+        return_exceptions=True,
+    )
+    errors = [r for r in rated if isinstance(r, BaseException)]
+    if errors:
+        raise errors[0]
+    scores_a, scores_b = [r for r in rated if not isinstance(r, BaseException)]
+    votes = []
+    for a, b in zip(scores_a, scores_b):
+        p_a = p_first_from_scores(a.score, b.score, settings.scale)
+        vote = Vote(principle_id=a.principle_id, p_a=p_a, p_a_ab=p_a, score_a=a.score, score_b=b.score)
+        votes.append((vote, a.prompt_tokens + b.prompt_tokens, a.completion_tokens + b.completion_tokens))
+    return votes
+
+
+async def _ask_votes(
+    model: ChatModel, constitution: Constitution, pair: Pair, settings: JudgeSettings, principle_ids: list[str]
+) -> list[tuple[Vote, int, int] | BaseException]:
+    """Each principle's vote, or the error that stopped it; every call runs to its end (its answer is paid for and
+    cached) before the judgment is decided."""
+    if settings.spec.all_principles:
+        try:
+            return list(await _score_all_principles(model, constitution, pair, settings, principle_ids))
+        except Exception as exc:  # the one failure stands for every principle the call covered
+            return [exc]
+    per_principle = _PER_PRINCIPLE[settings.spec.kind]
+    return await warm_then_fan_out(
+        [functools.partial(per_principle, model, constitution, pair, settings, pid) for pid in principle_ids],
+        warm=settings.warm_cache,
+        dooms=dooms_run,
+    )  # the first principle's call warms the provider's prompt cache for the others
+
+
 #: How one principle's vote is asked, per kind of mode.
 _PER_PRINCIPLE: dict[
     str, Callable[[ChatModel, Constitution, Pair, JudgeSettings, str], Awaitable[tuple[Vote, int, int]]]
@@ -235,12 +275,7 @@ async def judge_pair(
         "judge_model": model.model_id,
         "principle_ids": principle_ids,
     }
-    per_principle = _PER_PRINCIPLE[settings.spec.kind]
-    outcomes = await warm_then_fan_out(
-        [functools.partial(per_principle, model, constitution, pair, settings, pid) for pid in principle_ids],
-        warm=settings.warm_cache,
-        dooms=dooms_run,
-    )  # every call started runs to its end (its answer is paid for and cached) before the judgment is decided
+    outcomes = await _ask_votes(model, constitution, pair, settings, principle_ids)
     errors = [o for o in outcomes if isinstance(o, BaseException)]
     fatal = [e for e in errors if dooms_run(e)]
     if fatal:

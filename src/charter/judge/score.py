@@ -18,7 +18,7 @@ from charter.constitutions.schema import Constitution
 from charter.errors import FatalProviderError, JudgeParseError, ProviderError
 from charter.judge.modes import mode
 from charter.judge.settings import JudgeSettings
-from charter.judge_prompt import DEFAULT_RUBRIC, RATING_FORMAT, write_rating
+from charter.judge_prompt import DEFAULT_RUBRIC, RATING_FORMAT, read_rubric, rubric_schema, write_rating, write_rubric
 from charter.messages import render_conversation, user
 from charter.providers.base import ChatModel, Messages
 from charter.records import Message, Sample
@@ -42,7 +42,7 @@ class PrincipleScore:
 
 def rating_fingerprint_fields(settings: JudgeSettings) -> dict[str, object]:
     """What a score judgment's fingerprint adds to a comparison's: the scale, how it is read, the prompt format."""
-    return {"scale": settings.scale, "rating": settings.rating, "rating_format": RATING_FORMAT}
+    return {"scale": settings.scale, "rating": settings.reads, "rating_format": RATING_FORMAT}
 
 
 def score_options(scale: int) -> tuple[str, ...]:
@@ -121,6 +121,78 @@ def dooms_run(error: BaseException) -> bool:
     return not isinstance(error, JudgeParseError | ProviderError) or isinstance(error, FatalProviderError)
 
 
+def rubric_prompt(
+    constitution: Constitution,
+    prompt: list[Message],
+    response: str,
+    principle_ids: Sequence[str],
+    settings: JudgeSettings,
+) -> Messages:
+    """The request that rates `response` under every principle of `principle_ids` in one call (mode `rubric`)."""
+    listed = [
+        (pid, constitution.principle(pid).description, constitution.rating_question(pid)) for pid in principle_ids
+    ]
+    text = write_rubric(
+        render_conversation(prompt), response, listed, settings.scale, constitution.rubric or DEFAULT_RUBRIC
+    )
+    return [user(text)]
+
+
+async def score_all(
+    model: ChatModel,
+    constitution: Constitution,
+    prompt: list[Message],
+    response: str,
+    principle_ids: Sequence[str],
+    settings: JudgeSettings,
+) -> list[PrincipleScore]:
+    """Mode `rubric`: rate one response under every principle in one structured-output call. A reply lacking some
+    principle's score is re-asked (the scores read so far are kept); a principle still without one raises
+    JudgeParseError naming it, never a default. The call's tokens are counted on the first principle's row."""
+    ids = list(principle_ids)
+    request = rubric_prompt(constitution, prompt, response, ids, settings)
+    found: dict[str, tuple[int, str]] = {}
+    missing: dict[str, JudgeParseError] = {}
+    prompt_tokens = completion_tokens = tries = 0
+    cached = True
+    for attempt in range(settings.max_retries + 1):
+        params = settings.attempt(attempt).model_copy(update={"json_schema": rubric_schema(ids, settings.scale)})
+        [completion] = await model.generate([request], params)
+        tries += 1
+        prompt_tokens += completion.prompt_tokens
+        completion_tokens += completion.completion_tokens
+        cached = cached and completion.cached
+        for pid, value in read_rubric(completion.text, ids, settings.scale).items():
+            if pid in found:
+                continue
+            if isinstance(value, JudgeParseError):
+                missing[pid] = value
+            else:
+                found[pid] = (value, completion.text)
+                missing.pop(pid, None)
+        if not missing:
+            break
+    if missing:
+        first = next(iter(missing.values()))
+        raise JudgeParseError(
+            f"no score for principle(s) {', '.join(missing)} in the judge's reply after {tries} tries",
+            raw=first.raw,
+            attempts=tries,
+        )
+    return [
+        PrincipleScore(
+            pid,
+            float(found[pid][0]),
+            None,
+            found[pid][1],
+            prompt_tokens if i == 0 else 0,
+            completion_tokens if i == 0 else 0,
+            cached,
+        )
+        for i, pid in enumerate(ids)
+    ]
+
+
 async def score_response(
     model: ChatModel,
     constitution: Constitution,
@@ -131,6 +203,8 @@ async def score_response(
 ) -> list[PrincipleScore]:
     """Rate one response under each principle; every call runs to its end (paid for, cached) before the first
     error, if any, is raised."""
+    if settings.spec.all_principles:
+        return await score_all(model, constitution, prompt, response, principle_ids, settings)
     outcomes = await warm_then_fan_out(
         [functools.partial(score_one, model, constitution, prompt, response, pid, settings) for pid in principle_ids],
         warm=settings.warm_cache,

@@ -60,10 +60,11 @@ class JudgeSettings(ConfigModel):
 
     mode: JudgeMode = "logprobs"
     """`logprobs`: option-token probabilities; `cot`: reasoning then a verdict; `verdict`: one letter; `score`: each
-    response rated alone on the constitution's rubric, 1 to `scale` (pointwise; `rating` says how it is read)."""
+    response rated alone on the constitution's rubric, 1 to `scale` (pointwise; `rating` says how it is read);
+    `rubric`: as `score`, with one structured-output call per response for all of its principles."""
     scale: int = Field(default=5, ge=2, le=10)
-    """Mode `score`: the top of the rubric's scale (scores run 1..scale); at most 9 when `rating` is logprobs, so
-    that every score is one token."""
+    """Modes `score` and `rubric`: the top of the rubric's scale (scores run 1..scale); at most 9 when `rating` is
+    logprobs, so that every score is one token."""
     rating: RatingMode = "logprobs"
     """Mode `score`: `logprobs` takes the expected score over the score tokens' probabilities; `cot` (reasoning,
     then 'the score is N') and `verdict` (a bare number) take the number the judge writes."""
@@ -106,8 +107,9 @@ class JudgeSettings(ConfigModel):
 
     @property
     def reading(self) -> Mode:
-        """How a reply is read: the mode's own entry, or for a rating mode the entry `rating` names."""
-        return MODES[self.rating] if self.rates else self.spec
+        """How a reply is read: the mode's own entry, or for a rating mode the entry `rating` names (a mode that rates
+        every principle in one call reads its own replies)."""
+        return MODES[self.rating] if self.rates and not self.spec.all_principles else self.spec
 
     @property
     def reads(self) -> str:

@@ -61,7 +61,7 @@ def online_card(metrics: OnlineMetrics, config: OnlineConfig, trainer: Trainer) 
         "|---|---|",
         f"| constitution | {metrics['constitution']} |",
         f"| judge | `{metrics['judge']}`, mode {judge.mode}"
-        + (f" (scale 1-{judge.scale}, read by {judge.rating})" if judge.rates else f", orders {judge.orders}")
+        + (f" (scale 1-{judge.scale}, read by {judge.reads})" if judge.rates else f", orders {judge.orders}")
         + f", {judge.ensemble()} |",
         f"| scoring | {config.scoring}: {_scoring(config)} |",
         f"| verifiable reward | {verify} |",

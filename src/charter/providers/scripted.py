@@ -14,7 +14,7 @@ import re
 from collections.abc import Awaitable, Callable, Sequence
 from typing import TypeVar
 
-from charter.judge_prompt import read_comparison, read_ranked, read_rating, read_scale
+from charter.judge_prompt import read_comparison, read_ranked, read_rating, read_rubric_ids, read_scale
 from charter.providers.base import ChatModel, ChoiceProbs, Completion, Limits, Messages, SamplingParams
 from charter.providers.limits import Limiter
 
@@ -57,6 +57,9 @@ def _cai(messages: Messages, params: SamplingParams) -> str:
     rated = read_rating(last)
     if rated is not None:
         score = _cai_score(rated, read_scale(last))
+        ids = read_rubric_ids(last)
+        if ids is not None:  # mode rubric: one JSON object of scores, the same score under every principle
+            return json.dumps({pid: score for pid in ids})
         if "single" in last.rsplit("\n", 1)[-1]:
             return str(score)
         return f"It weighs the harm the response could do. Therefore, the score is {score}"
