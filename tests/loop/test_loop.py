@@ -156,6 +156,11 @@ def test_strategies_share_round_zero_and_accumulate_grows(loop_config, tmp_path)
     report = result.report.read_text()
     assert "## Strategy: replace" in report and "## Strategy: accumulate" in report
     assert "distinct-1" in report and (result.report.parent / "distinct_1.png").exists()
+    # every policy on one scale: the base and the five trained ones, the base scoring 0
+    assert result.ranking is not None and result.ranking["reference"] == "scripted:cai"
+    ranked = {m["model"]: m for m in result.ranking["models"]}
+    assert len(ranked) == 6 and ranked["scripted:cai"]["score"] == 0
+    assert "## Every policy on one scale" in report and (tmp_path / "loop" / "arena" / "arena.json").exists()
 
 
 def test_collapse_and_plateau_stop_the_loop(loop_config) -> None:

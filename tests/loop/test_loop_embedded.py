@@ -61,5 +61,7 @@ def test_two_rounds_on_the_embedded_model(tmp_path) -> None:
     assert rows[2]["data"]["from_rounds"] == [0, 1]
     assert "| 2 |" in result.report.read_text()
     store = LoopStore(tmp_path / "loop")
-    assert len(store.steps()) == 1 + 2 * 5  # policy 0's monitor, then run, data, dpo, monitor, eval per round
+    # policy 0's monitor, then run, data, dpo, monitor, eval per round, then the arena of the three policies
+    assert len(store.steps()) == 1 + 2 * 5 + 1
+    assert result.ranking is not None and len(result.ranking["models"]) == 3
     store.close()

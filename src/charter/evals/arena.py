@@ -31,6 +31,8 @@ class ArenaConfig(BaseModel):
     """Prompts: JSONL/parquet with a prompt or messages column."""
     judge: str = "local:smollm2-135m-instruct"
     """Judge model string."""
+    judge_api_key_env: str | None = None
+    """The variable holding the judge's key (for a host other than api.openai.com / api.anthropic.com)."""
     panel: list[str] = Field(default_factory=list)
     """More judge models: with any, `judge` and these answer as one panel (charter's `Panel`: P(A) averaged, a
     pair that any member fails is a failed judgment)."""
@@ -142,7 +144,11 @@ async def _judge(config: ArenaConfig, pairs: list[Pair], cache: str, meter: Any)
     settings = JudgeSettings(mode=config.judge_mode, orders="both")  # type: ignore[arg-type] - checked by pydantic
     from charter.judge.panel import Panel
 
-    judges = [get_model(j, role="judge", cache=cache, meter=meter) for j in [config.judge, *config.panel]]
+    keys = [config.judge_api_key_env] + [None] * len(config.panel)
+    judges = [
+        get_model(j, role="judge", cache=cache, meter=meter, api_key_env=key)
+        for j, key in zip([config.judge, *config.panel], keys)
+    ]
     model: Any = Panel(judges) if len(judges) > 1 else judges[0]
     try:
         out = {}

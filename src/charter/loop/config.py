@@ -66,6 +66,9 @@ class EvalConfig(ConfigModel):
     """Most tokens per answer."""
     reward_model: str | None = None
     """A reward model folder: its mean score of each policy's answers is reported too."""
+    arena: bool = True
+    """After the last round, rank the base and every round's policy on one scale (`charter eval arena` on these
+    prompts: Bradley–Terry scores with 95% intervals and rank ranges) into LOOP_DIR/arena."""
 
 
 class StopConfig(ConfigModel):

@@ -104,8 +104,34 @@ def markdown(result: Any, plots: list[str]) -> str:
         "below policy 0 (self-BLEU: above).",
         "",
     ]
+    lines += _ranking(result.ranking)
     lines += [f"![{p}]({p})" for p in plots]
     return "\n".join(lines) + "\n"
+
+
+def _ranking(ranking: dict[str, Any] | None) -> list[str]:
+    """The arena of the base and every round's policy, as a table (the base scores 0)."""
+    if not ranking:
+        return []
+    lines = [
+        "## Every policy on one scale",
+        "",
+        f"Bradley–Terry scores against `{ranking['reference']}` (log-odds, 95% interval by bootstrap over prompts; "
+        f"{ranking['design']} design, {ranking['failures']} failed judgments left out). Overlapping rank ranges "
+        "are not told apart. Full table: `arena/arena.md`.",
+        "",
+        "| rank (range) | policy | score | 95% interval |",
+        "|---|---|---|---|",
+    ]
+    for m in ranking["models"]:
+        if m["rank"] is None:
+            lines.append(f"| unranked | `{m['model']}` | no decided comparison | |")
+            continue
+        lines.append(
+            f"| {m['rank']} ({m['rank_low']}-{m['rank_high']}) | `{m['model']}` | {m['score']:+.3f} | "
+            f"[{m['ci_low']:+.3f}, {m['ci_high']:+.3f}] |"
+        )
+    return [*lines, ""]
 
 
 def write_report(loop_dir: Path, result: Any) -> Path:
@@ -113,7 +139,11 @@ def write_report(loop_dir: Path, result: Any) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     plots = plot(result, out)
     (out / "report.json").write_text(
-        json.dumps({"rounds": result.rounds, "stopped": result.stopped}, indent=1, default=str) + "\n", encoding="utf-8"
+        json.dumps(
+            {"rounds": result.rounds, "stopped": result.stopped, "ranking": result.ranking}, indent=1, default=str
+        )
+        + "\n",
+        encoding="utf-8",
     )
     path = out / "report.md"
     path.write_text(markdown(result, plots), encoding="utf-8")

@@ -86,6 +86,8 @@ class LoopResult:
     loop_dir: Path
     rounds: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     stopped: dict[str, str] = field(default_factory=dict)
+    ranking: dict[str, Any] | None = None
+    """The arena of the base and every round's policy (`eval.arena`): models with scores, intervals and ranks."""
     report: Path | None = None
 
 
@@ -258,6 +260,33 @@ class Loop:
             "vs_previous": {k: against_previous.get(k) for k in keep},
         }
 
+    def step_arena(self, result: LoopResult) -> dict[str, Any]:
+        """The base and every policy the loop trained, on one Bradley–Terry scale (the base scores 0)."""
+        from charter.evals.arena import arena
+
+        e = self.config.eval
+        policies = [self.base_policy] + [
+            row["model"] for rows in result.rounds.values() for row in rows if row["policy"] > 0
+        ]
+        found = arena(
+            models=list(dict.fromkeys(policies)),
+            prompts=e.prompts or str(_bundled()),
+            judge=e.judge or self.base_run.judge.model,
+            judge_api_key_env=e.judge_api_key_env or (self.base_run.judge.api_key_env if e.judge is None else None),
+            constitution=self.base_run.constitution,
+            limit=e.limit,
+            max_tokens=e.max_tokens,
+            seed=self.config.seed,
+            out=self.loop_dir / "arena",
+        )
+        keep = ("model", "score", "ci_low", "ci_high", "rank", "rank_low", "rank_high")
+        return {
+            "models": [{k: m[k] for k in keep} for m in found["models"]],
+            "reference": found["reference"],
+            "design": found["design"]["kind"],
+            "failures": found["failures"],
+        }
+
     # -- the loop --------------------------------------------------------------------------------------------
     def _step(self, store: LoopStore, arm: str, r: int, step: str, work: Callable[[], dict[str, Any]]) -> dict:
         done = store.get(arm, r, step)
@@ -308,7 +337,11 @@ class Loop:
                         result.stopped[strategy] = f"after round {r}: {stop}"
                         break
                 result.rounds[strategy] = rows
-            store.set_meta("result", {"rounds": result.rounds, "stopped": result.stopped})
+            if self.config.eval.arena and any(len(rows) > 1 for rows in result.rounds.values()):
+                result.ranking = self._step(
+                    store, SHARED, self.config.rounds, "arena", partial(self.step_arena, result)
+                )
+            store.set_meta("result", {"rounds": result.rounds, "stopped": result.stopped, "ranking": result.ranking})
         finally:
             store.close()
         from charter.loop.report import write_report
