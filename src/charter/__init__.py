@@ -40,6 +40,7 @@ _API = {
     "reward_function": "charter.online.reward",
     "train_online": "charter.online.train",
     "winrate": "charter.evals.winrate",
+    "WinRateCallback": "charter.evals.callback",
     "publish": "charter.hub.push",
     "load_preferences": "charter.hub.load",
     "mix": "charter.hub.mix",
@@ -96,6 +97,7 @@ if TYPE_CHECKING:  # what type checkers and IDEs see: every public name with its
     from charter.constitutions import Constitution, import_hf_cai, load_constitution
     from charter.dpo.config import DPOConfigModel, WinrateConfig
     from charter.dpo.train import DPOMetrics, train_dpo
+    from charter.evals.callback import WinRateCallback
     from charter.evals.winrate import WinrateSummary, winrate
     from charter.hub.load import load_preferences
     from charter.hub.mix import MixedRow, mix
@@ -156,6 +158,7 @@ __all__ = [
     "reward_function",
     "train_online",
     "winrate",
+    "WinRateCallback",
     "publish",
     "load_preferences",
     "mix",
