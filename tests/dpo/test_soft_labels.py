@@ -32,8 +32,8 @@ def _rows(ps: list[float]) -> list[dict]:
     from tests.support.tiny_models import preference_rows
 
     rows = preference_rows(len(ps))
-    return [{"prompt": r["prompt"], "chosen": r["chosen"], "rejected": r["rejected"], "label_smoothing": row_smoothing(p)}
-            for r, p in zip(rows, ps)]  # fmt: skip
+    keep = ("prompt", "chosen", "rejected")
+    return [{**{k: r[k] for k in keep}, "label_smoothing": row_smoothing(p)} for r, p in zip(rows, ps)]
 
 
 def test_the_same_p_everywhere_is_trls_global_robust_loss(tmp_path: Path) -> None:
@@ -57,3 +57,43 @@ def test_rows_with_other_p_weigh_otherwise(tmp_path: Path) -> None:
 def test_row_smoothing_is_within_the_robust_losss_range() -> None:
     assert row_smoothing(0.75) == pytest.approx(0.25)
     assert row_smoothing(0.2) == 0.49 and row_smoothing(1.2) == 0.0
+
+
+def test_train_dpo_with_per_row_soft_labels(tmp_path: Path, tiny_model: Path, prefs_file: Path) -> None:
+    from charter.dpo.train import train_dpo
+    from tests.dpo.test_train import FAST
+
+    trained = []
+
+    class Spy(SoftLabelDPOTrainer):
+        def _compute_loss(self, model, inputs, return_outputs):  # noqa: ANN001, ANN202
+            trained.append(inputs.get("label_smoothing"))
+            return super()._compute_loss(model, inputs, return_outputs)
+
+    import charter.dpo.soft
+
+    original = charter.dpo.soft.SoftLabelDPOTrainer
+    charter.dpo.soft.SoftLabelDPOTrainer = Spy  # type: ignore[misc] - to see what the trainer gets
+    try:
+        metrics = train_dpo({"dataset": str(prefs_file), "model": str(tiny_model), "output_dir": str(tmp_path / "o"),
+                             "loss_type": "robust", "label_smoothing": "per_row", "eval_fraction": 0.25,
+                             "probe_pairs": 4, "trl": FAST})  # fmt: skip
+    finally:
+        charter.dpo.soft.SoftLabelDPOTrainer = original  # type: ignore[misc]
+    assert metrics["training"]["global_step"] == 2
+    rows = [t for t in trained if t is not None]
+    assert rows and all(0 < float(x) < 0.49 for t in rows for x in t)  # each row's own 1 - p_chosen
+    assert len({round(float(x), 4) for t in rows for x in t}) > 1
+
+
+def test_per_row_needs_p_chosen_on_every_row(tmp_path: Path) -> None:
+    from charter.dpo.config import DPOConfigModel
+    from charter.dpo.train import add_row_smoothing
+    from charter.errors import DatasetError
+
+    config = DPOConfigModel(dataset="x.jsonl", label_smoothing="per_row", use_calibrated=True)
+    rows = [{}, {}]
+    add_row_smoothing(config, [{"p_chosen": 0.9, "p_chosen_calibrated": 0.7}, {"p_chosen": 0.8}], rows)
+    assert rows[0]["label_smoothing"] == pytest.approx(0.3) and rows[1]["label_smoothing"] == pytest.approx(0.2)
+    with pytest.raises(DatasetError, match="row 1: label_smoothing: per_row needs p_chosen"):
+        add_row_smoothing(config, [{"p_chosen": 0.9}, {}], [{}, {}])
