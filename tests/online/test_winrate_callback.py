@@ -108,3 +108,22 @@ def test_bad_arguments_are_charter_errors(tmp_path: Path) -> None:
         _callback(tmp_path, reference_model="scripted:cai")
     with pytest.raises(ArgumentError, match="every"):
         _callback(tmp_path, every=0)
+
+
+def test_reference_model_answers_once_and_a_running_event_loop_is_no_obstacle(tmp_path: Path) -> None:
+    import asyncio
+    from types import SimpleNamespace
+
+    from tests.support.tiny_models import tiny_causal_lm
+
+    model, tokenizer = tiny_causal_lm()
+    callback = _callback(tmp_path, references=None, reference_model="scripted:cai")
+
+    async def in_a_notebook() -> dict[str, float]:  # a notebook's cells run inside an event loop
+        state = SimpleNamespace(is_world_process_zero=True)
+        callback.on_train_begin(None, state, None, model=model, processing_class=tokenizer)
+        return callback.evaluate(model, tokenizer, 1)
+
+    logs = asyncio.run(in_a_notebook())
+    assert callback.references is not None and all(r.startswith(HARMFUL_OPENING) for r in callback.references)
+    assert logs["win_rate"] == 1.0 and logs["win_rate_n"] == 2 and logs["win_rate_failures"] == 1

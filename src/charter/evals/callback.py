@@ -5,7 +5,8 @@ a reference answer (a given one, a `reference_model`'s, or the policy's own answ
 in both orders; the win rate with its Wilson 95% interval, and the length-controlled one, go into the trainer's logs
 (`state.log_history`, and TensorBoard / W&B through the trainer's `on_log` callbacks when the trainer is given). A
 failed judgment is counted as a failure, never as a tie. Judge calls go through the call cache, limits, usage meter
-and budget. Under torchrun only the main process answers and judges.
+and budget. Under torchrun only the main process answers and judges (the other ranks wait at their next
+synchronisation; with sharded weights, FSDP or ZeRO-3, the main process alone cannot generate: use DDP).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from typing import Any
 from charter.api_args import Range, from_arguments, public
 from charter.constitutions import Constitution, load_constitution
 from charter.errors import ConfigError, MissingExtra
-from charter.evals.winrate import load_prompts, tally
+from charter.evals.winrate import _run_in_thread, load_prompts, tally
 from charter.judge.pairwise import judge_many
 from charter.judge.settings import JudgeSettings
 from charter.providers import get_model
@@ -148,7 +149,7 @@ class WinRateCallback(TrainerCallback):
         if not state.is_world_process_zero or self.references is not None:
             return
         if self.reference_role is not None:
-            self.references = asyncio.run(self._model_answers())
+            self.references = _run(self._model_answers())
         else:  # the policy before training: the reference, made once
             self.references = self.answers(kwargs["model"], _tokenizer(kwargs))
 
@@ -179,7 +180,7 @@ class WinRateCallback(TrainerCallback):
             )
             for i, (p, a, r) in enumerate(zip(self.prompts, answers, self.references))
         ]
-        records = asyncio.run(self._judge(pairs))
+        records = _run(self._judge(pairs))
         ordered = [records.get(p.pair_id) for p in pairs]
         counts = tally(ordered, self.tie_band)
         ok = [(p, r.p_a) for p, r in zip(pairs, ordered) if r is not None and r.status == "ok" and r.p_a is not None]
@@ -243,6 +244,16 @@ class WinRateCallback(TrainerCallback):
             return records
         finally:
             await model.aclose()
+
+
+def _run(coro: Any) -> Any:
+    """Run a coroutine from the trainer's (synchronous) hooks, in a thread of its own inside a running event loop
+    (a notebook)."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(coro)
+    return _run_in_thread(coro)
 
 
 def _tokenizer(kwargs: dict[str, Any]) -> Any:
