@@ -43,6 +43,7 @@ _API = {
     "winrate": "charter.evals.winrate",
     "arena": "charter.evals.arena",
     "ArenaConfig": "charter.evals.arena",
+    "WinRateCallback": "charter.evals.callback",
     "publish": "charter.hub.push",
     "load_preferences": "charter.hub.load",
     "mix": "charter.hub.mix",
@@ -104,6 +105,7 @@ if TYPE_CHECKING:  # what type checkers and IDEs see: every public name with its
     from charter.dpo.config import DPOConfigModel, WinrateConfig
     from charter.dpo.train import DPOMetrics, train_dpo
     from charter.evals.arena import ArenaConfig, arena
+    from charter.evals.callback import WinRateCallback
     from charter.evals.winrate import WinrateSummary, winrate
     from charter.hub.load import load_preferences
     from charter.hub.mix import MixedRow, mix
@@ -169,6 +171,7 @@ __all__ = [
     "winrate",
     "arena",
     "ArenaConfig",
+    "WinRateCallback",
     "publish",
     "load_preferences",
     "mix",

@@ -49,11 +49,12 @@ class DPOConfigModel(TrainingData):
     CPU steps (the quickstart sets 0)."""
     loss_type: list[str] = Field(default_factory=lambda: ["sigmoid"])
     """TRL loss type(s): sigmoid (DPO), robust, ipo, hinge, exo_pair, ... Several are combined (trl.loss_weights)."""
-    label_smoothing: float | Literal["judge"] = 0.0
-    """Label smoothing (robust / exo_pair losses: the chance a label is flipped). `judge`: 1 - mean p_chosen
-    of the training pairs, i.e. how often the judge itself expects to be wrong, capped at 0.49."""
+    label_smoothing: float | Literal["judge", "per_row"] = 0.0
+    """Label smoothing (sigmoid / robust / exo_pair losses: the chance a label is flipped). `judge`: 1 - mean
+    p_chosen of the training pairs, i.e. how often the judge itself expects to be wrong, capped at 0.49. `per_row`: each
+    pair's own 1 - p_chosen (capped at 0.49), soft labels in the conservative-DPO loss (every row needs p_chosen)."""
     use_calibrated: bool = False
-    """With label_smoothing: judge, use p_chosen_calibrated where rows have it."""
+    """With label_smoothing: judge or per_row, use p_chosen_calibrated where rows have it."""
     chat_template: str | None = None
     """A Jinja file or template text for tokenizers without a chat template; default: the tokenizer's own."""
     lora: LoraSettings | None = None

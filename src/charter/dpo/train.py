@@ -71,12 +71,26 @@ def output_dir_for(config: DPOConfigModel) -> Path:
 
 def label_smoothing_for(config: DPOConfigModel, rows: list[dict[str, Any]]) -> float:
     """The label smoothing to use; `judge` is 1 - mean p_chosen (the judge's own expected error rate)."""
-    if config.label_smoothing != "judge":
+    if config.label_smoothing not in ("judge", "per_row"):
         return float(config.label_smoothing)
     mean = data.mean_p_chosen(rows, config.use_calibrated)
     if mean is None:
-        raise DatasetError(f"{config.dataset}: label_smoothing: judge needs a p_chosen column")
+        raise DatasetError(f"{config.dataset}: label_smoothing: {config.label_smoothing} needs a p_chosen column")
     return min(max(1.0 - mean, 0.0), 0.49)
+
+
+def add_row_smoothing(config: DPOConfigModel, raw: list[dict[str, Any]], rows: list[dict[str, Any]]) -> None:
+    """With `label_smoothing: per_row`, each training row's own smoothing, 1 - p_chosen (calibrated where asked)."""
+    from charter.dpo.soft import COLUMN, row_smoothing
+
+    if config.label_smoothing != "per_row":
+        return
+    for index, (source, row) in enumerate(zip(raw, rows)):
+        p = source.get("p_chosen_calibrated") if config.use_calibrated else None
+        p = p if p is not None else source.get("p_chosen")
+        if p is None:
+            raise DatasetError(f"{config.dataset}: row {index}: label_smoothing: per_row needs p_chosen on every row")
+        row[COLUMN] = row_smoothing(float(p))
 
 
 def _trl_args(config: DPOConfigModel, out: Path, device: str, smoothing: float) -> Any:
@@ -113,12 +127,15 @@ def make_trainer(
     """A DPOTrainer over our rows (the policy loaded here, the reference a frozen copy made by TRL)."""
     from trl import DPOTrainer  # pyright: ignore[reportPrivateImportUsage] - TRL exports it lazily
 
+    from charter.dpo.soft import SoftLabelDPOTrainer
+
+    trainer_class = SoftLabelDPOTrainer if config.label_smoothing == "per_row" else DPOTrainer
     model, tokenizer, _ = load_policy(config.model, config.chat_template)
     args = _trl_args(config, out, device, smoothing)
     sets = shared_datasets(args, out / PREPARED, {"train": train_rows, **{n: r for n, r in eval_sets.items() if r}})
     train_dataset = sets.pop("train")
     try:
-        trainer = DPOTrainer(
+        trainer = trainer_class(
             model=model,
             args=args,
             train_dataset=train_dataset,
@@ -206,6 +223,7 @@ def train_dpo(config: DPOConfigModel | dict[str, Any] | str | Path, *, callbacks
     train_rows = data.to_training_rows(train_raw, source)
     held_rows = data.to_training_rows(held_raw, source) if held_raw else []
     smoothing = label_smoothing_for(config, train_raw)
+    add_row_smoothing(config, train_raw, train_rows)
     device = pick_device(config.device)
     eval_sets = {"train_pairs": train_rows[: config.probe_pairs], "held_out": held_rows}
     trainer = make_trainer(config, train_rows, eval_sets, out, device, smoothing, callbacks)

@@ -12,6 +12,7 @@ eval_app = typer.Typer(help="Evaluate trained models.", no_args_is_help=True)
 def register(app: typer.Typer) -> None:
     eval_app.command("winrate")(winrate)
     eval_app.command("arena")(arena)
+    eval_app.command("rm")(rm)
     if not any(info.name == "eval" for info in app.registered_groups):
         app.add_typer(eval_app, name="eval")
 
@@ -137,8 +138,36 @@ def arena(
     with spinner("answering and judging"):
         summary = run_arena(cfg)
     for m in summary["models"]:
+        if m["rank"] is None:
+            typer.echo(f"unranked  {m['model']}  (no decided comparison)")
+            continue
         typer.echo(
             f"{m['rank']} ({m['rank_low']}-{m['rank_high']})  {m['model']}  {m['score']:+.2f} "
             f"[{m['ci_low']:+.2f}, {m['ci_high']:+.2f}]"
         )
     typer.echo(f"{summary['calls']} judge calls, {summary['failures']} failed; written to {out}/arena.json")
+
+
+def rm(
+    model: str = typer.Argument(..., help="Reward model folder or Hub id (sequence classification)."),
+    pairs: str = typer.Option(..., help="Pairs file (JSONL/parquet: prompt, chosen, rejected, optional subset)."),
+    out: Path | None = typer.Option(None, "--out", help="Where to write the JSON summary."),
+) -> None:
+    """Reward-model accuracy on preference pairs, per subset with exact 95% intervals, and best-of-N."""
+    from charter.evals.rm import evaluate_reward_model
+    from charter.training.output import write_json
+
+    summary = evaluate_reward_model(model, pairs)
+    for name, acc in {"overall": summary["overall"], **summary["subsets"]}.items():
+        typer.echo(
+            f"{name}: accuracy {acc['accuracy']:.3f} (95% CI {acc['ci95'][0]:.3f}-{acc['ci95'][1]:.3f}, n={acc['n']})"
+        )
+    best = summary["best_of_n"]
+    typer.echo(
+        f"best-of-N: {best['accuracy']:.3f} over {best['n']} prompts"
+        if best
+        else "best-of-N: no prompt has more than two responses"
+    )
+    if out is not None:
+        write_json(out, summary)
+        typer.echo(f"written to {out}")

@@ -1,0 +1,271 @@
+"""`WinRateCallback`: the win rate of the policy being trained, judged against the constitution, in any TRL trainer.
+
+Every `every` steps the policy answers a fixed prompt set greedily; charter's pairwise judge compares each answer with
+a reference answer (a given one, a `reference_model`'s, or the policy's own answer before training, made once and kept)
+in both orders; the win rate with its Wilson 95% interval, and the length-controlled one, go into the trainer's logs
+(`state.log_history`, and TensorBoard / W&B through the trainer's `on_log` callbacks when the trainer is given). A
+failed judgment is counted as a failure, never as a tie. Judge calls go through the call cache, limits, usage meter
+and budget. Under torchrun only the main process answers and judges (the other ranks wait at their next
+synchronisation; with sharded weights, FSDP or ZeRO-3, the main process alone cannot generate: use DDP).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from charter.api_args import Range, from_arguments, public
+from charter.constitutions import Constitution, load_constitution
+from charter.errors import ConfigError, MissingExtra
+from charter.evals.winrate import _run_in_thread, load_prompts, tally
+from charter.judge.pairwise import judge_many
+from charter.judge.settings import JudgeSettings
+from charter.providers import get_model
+from charter.providers.base import SamplingParams
+from charter.providers.cache import CallCache
+from charter.providers.config import RoleConfig
+from charter.providers.usage import Budget, Price, UsageMeter
+from charter.records import Judgment, Message, Pair
+from charter.stats.length import length_controlled
+from charter.training import data
+
+try:
+    from transformers import TrainerCallback
+except ImportError:  # pragma: no cover - the train extra is missing
+    raise MissingExtra("transformers", "train") from None
+
+#: Where the call cache lives unless told otherwise (the runs' default).
+DEFAULT_CACHE = "~/.cache/charter/calls.sqlite"
+
+
+def _prompt_list(prompts: str | Path | Sequence[Any]) -> list[list[dict[str, str]]]:
+    if isinstance(prompts, (str, Path)):
+        return load_prompts(str(prompts), None, 0)
+    out = [data.message_dicts(p, "user", f"prompts[{i}]") for i, p in enumerate(prompts)]
+    if not out:
+        raise ConfigError("prompts: expected at least one prompt")
+    return out
+
+
+def _column(source: str | Path, column: str, n: int) -> list[str]:
+    rows = data.read_rows(str(source))
+    values = [r.get(column) for r in rows]
+    if len(values) != n or not all(isinstance(v, str) and v.strip() for v in values):
+        raise ConfigError(f"{source}: reference_column {column!r}: every prompt row needs a non-empty string")
+    return [str(v) for v in values]
+
+
+class WinRateCallback(TrainerCallback):
+    """Logs the policy's win rate against reference answers every `every` steps. Build it with its arguments;
+    `trainer.add_callback(cb)` after setting `cb.trainer = trainer` (or pass `trainer=`) to reach W&B/TensorBoard."""
+
+    @public(every=Range(ge=1), max_new_tokens=Range(ge=1), tie_band=Range(ge=0, lt=0.5), concurrency=Range(ge=1))
+    def __init__(
+        self,
+        prompts: str | Path | Sequence[Any],
+        judge: str | RoleConfig = "local:smollm2-135m-instruct",
+        constitution: str | Constitution = "harmless",
+        *,
+        every: int = 50,
+        max_new_tokens: int = 128,
+        references: Sequence[str] | None = None,
+        reference_column: str | None = None,
+        reference_model: str | RoleConfig | None = None,
+        trainer: Any = None,
+        cache: str | Path | None = DEFAULT_CACHE,
+        budget: Budget | None = None,
+        prices: Mapping[str, Price] | None = None,
+        tie_band: float = 0.0,
+        seed: int = 0,
+        concurrency: int = 16,
+        prefix: str = "win_rate",
+        **judge_settings: Any,
+    ) -> None:
+        """A callback that judges the policy's answers against reference answers every `every` steps.
+
+        Args:
+            prompts: The fixed prompt set: a JSONL/parquet file (`prompt` or `messages` column) or a list of prompt
+                strings or `{role, content}` message lists.
+            judge: The judge: a model string or a role config (key variable, limits, options).
+            constitution: A bundled constitution's name, a YAML path or a `Constitution`.
+            every: Judge every this many optimizer steps (and never at step 0).
+            max_new_tokens: Tokens the policy may write per answer (greedy decoding).
+            references: One reference answer per prompt.
+            reference_column: The prompts file's column with the reference answers.
+            reference_model: A charter model string that answers the prompts once (greedy, through the call cache).
+                Without references, a column or a model, the policy's own answers before training are the reference.
+            trainer: The trainer, so that the win rate reaches its loggers (TensorBoard, W&B) as well as
+                `state.log_history`.
+            cache: The call cache file shared with runs; None for no cache.
+            budget: Caps on cost or tokens; reaching one raises `BudgetExceeded` and stops training.
+            prices: USD per million tokens by model id, for the cost and the budget.
+            tie_band: A judgment with P(policy better) within this distance of 0.5 is a tie.
+            seed: Seed of the principle draws and of the length-controlled bootstrap.
+            concurrency: Judge calls in flight at once.
+            prefix: The prefix of the logged keys (`win_rate`, `win_rate_low`, `win_rate_high`, ...).
+            **judge_settings: `JudgeSettings` fields (mode, principles_per_pair, principles, max_retries, ...);
+                `orders` is always both.
+
+        Raises:
+            ConfigError: No prompts; references of another length than the prompts, or more than one of references,
+                reference_column and reference_model; a reference column missing a value.
+            DatasetError: The prompts file cannot be read or has no prompt column.
+            ConstitutionError: The constitution cannot be loaded.
+        """
+        self.prompts = _prompt_list(prompts)
+        given = [x for x in (references, reference_column, reference_model) if x is not None]
+        if len(given) > 1:
+            raise ConfigError("references, reference_column and reference_model: give at most one")
+        if reference_column is not None:
+            if not isinstance(prompts, (str, Path)):
+                raise ConfigError("reference_column: needs prompts given as a file")
+            references = _column(prompts, reference_column, len(self.prompts))
+        if references is not None and len(references) != len(self.prompts):
+            raise ConfigError(f"references: {len(references)} answers for {len(self.prompts)} prompts")
+        self.references: list[str] | None = [str(r) for r in references] if references is not None else None
+        judge_settings["orders"] = "both"
+        self.settings = from_arguments(JudgeSettings, **judge_settings)
+        self.constitution = load_constitution(constitution)
+        self.judge_role = judge if isinstance(judge, RoleConfig) else RoleConfig(model=judge)
+        self.reference_role = (
+            None
+            if reference_model is None
+            else reference_model
+            if isinstance(reference_model, RoleConfig)
+            else RoleConfig(model=reference_model)
+        )
+        self.cache = CallCache(Path(cache).expanduser()) if cache is not None else None
+        self.meter = UsageMeter(dict(prices or {}), budget)
+        self.every, self.max_new_tokens, self.tie_band = every, max_new_tokens, tie_band
+        self.seed, self.concurrency, self.prefix = seed, concurrency, prefix
+        self.trainer = trainer
+        self.history: list[dict[str, Any]] = []
+        """Every evaluation's full result (step, tally, length-controlled), in order."""
+
+    # -- TRL / transformers hooks ------------------------------------------------------------------------------
+    def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        if not state.is_world_process_zero or self.references is not None:
+            return
+        if self.reference_role is not None:
+            self.references = _run(self._model_answers())
+        else:  # the policy before training: the reference, made once
+            self.references = self.answers(kwargs["model"], _tokenizer(kwargs))
+
+    def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        if state.global_step % self.every != 0 or not state.is_world_process_zero:
+            return
+        logs = self.evaluate(kwargs["model"], _tokenizer(kwargs), state.global_step)
+        state.log_history.append({**logs, "step": state.global_step})
+        if self.trainer is not None:  # TensorBoard, W&B, ...: the reporters are on_log callbacks
+            handler = self.trainer.callback_handler
+            handler.on_log(args, state, control, logs)
+
+    # -- the evaluation -------------------------------------------------------------------------------------------
+    def evaluate(self, model: Any, tokenizer: Any, step: int) -> dict[str, float]:
+        """The policy's answers judged against the references; the numbers to log (None values left out)."""
+        if self.references is None:
+            raise ConfigError("WinRateCallback: no reference answers (on_train_begin did not run on this process)")
+        answers = self.answers(model, tokenizer)
+        pairs = [
+            Pair(
+                pair_id=f"winrate-{i}",
+                prompt_id=f"winrate-{i}",
+                prompt=[Message.model_validate(m) for m in p],
+                a=a,
+                b=r,
+                a_source="policy",
+                b_source="reference",
+            )
+            for i, (p, a, r) in enumerate(zip(self.prompts, answers, self.references))
+        ]
+        records = _run(self._judge(pairs))
+        ordered = [records.get(p.pair_id) for p in pairs]
+        counts = tally(ordered, self.tie_band)
+        ok = [(p, r.p_a) for p, r in zip(pairs, ordered) if r is not None and r.status == "ok" and r.p_a is not None]
+        lc = length_controlled([x for _, x in ok], [p.a for p, _ in ok], [p.b for p, _ in ok], seed=self.seed)
+        self.history.append({"step": step, **counts, "length_controlled": lc})
+        ci, lci = counts["ci95"] or [None, None], lc["ci95"] or [None, None]
+        values = {
+            "": counts["win_rate"],
+            "_low": ci[0],
+            "_high": ci[1],
+            "_n": counts["n"],
+            "_failures": counts["failures"],
+            "_lc": lc["win_rate"],
+            "_lc_low": lci[0],
+            "_lc_high": lci[1],
+        }
+        return {f"{self.prefix}{k}": float(v) for k, v in values.items() if v is not None}
+
+    def answers(self, model: Any, tokenizer: Any) -> list[str]:
+        """The policy's greedy answers to the prompts."""
+        import torch
+
+        was_training = model.training
+        model.eval()
+        out = []
+        try:
+            with torch.no_grad():
+                for prompt in self.prompts:
+                    ids = _encode(tokenizer, prompt).to(model.device)
+                    generated = model.generate(
+                        ids,
+                        attention_mask=torch.ones_like(ids),
+                        max_new_tokens=self.max_new_tokens,
+                        do_sample=False,
+                        pad_token_id=tokenizer.pad_token_id or tokenizer.eos_token_id,
+                    )
+                    out.append(tokenizer.decode(generated[0, ids.shape[1] :], skip_special_tokens=True).strip())
+        finally:
+            if was_training:
+                model.train()
+        return out
+
+    async def _model_answers(self) -> list[str]:
+        assert self.reference_role is not None
+        model = get_model(self.reference_role.backend(), cache=self.cache, meter=self.meter, role="reference")
+        try:
+            params = SamplingParams(temperature=0.0, max_tokens=self.max_new_tokens, seed=self.seed)
+            prompts = [[Message.model_validate(m) for m in p] for p in self.prompts]
+            return [c.text.strip() for c in await model.generate(prompts, params)]
+        finally:
+            await model.aclose()
+
+    async def _judge(self, pairs: list[Pair]) -> dict[str, Judgment]:
+        model = get_model(self.judge_role.backend(), cache=self.cache, meter=self.meter, role="judge")
+        try:
+            records = {}
+            async for record in judge_many(
+                model, self.constitution, pairs, self.settings, seed=self.seed, concurrency=self.concurrency
+            ):
+                records[record.pair_id] = record
+            return records
+        finally:
+            await model.aclose()
+
+
+def _run(coro: Any) -> Any:
+    """Run a coroutine from the trainer's (synchronous) hooks, in a thread of its own inside a running event loop
+    (a notebook)."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(coro)
+    return _run_in_thread(coro)
+
+
+def _tokenizer(kwargs: dict[str, Any]) -> Any:
+    tokenizer = kwargs.get("processing_class") or kwargs.get("tokenizer")
+    if tokenizer is None:
+        raise ConfigError("WinRateCallback: the trainer gave no tokenizer (processing_class)")
+    return getattr(tokenizer, "tokenizer", tokenizer)  # a processor holds its tokenizer
+
+
+def _encode(tokenizer: Any, prompt: list[dict[str, str]]) -> Any:
+    if getattr(tokenizer, "chat_template", None):
+        ids = tokenizer.apply_chat_template(prompt, add_generation_prompt=True, return_tensors="pt")
+        return ids if not isinstance(ids, Mapping) else ids["input_ids"]
+    text = "\n\n".join(m["content"] for m in prompt)
+    return tokenizer(text, return_tensors="pt")["input_ids"]
