@@ -166,6 +166,14 @@ def test_cli_ranks_answer_files_beside_model_strings(tmp_path, prompts):
     saved = json.loads((tmp_path / "cli" / "arena.json").read_text())
     assert [m["model"] for m in saved["models"]][0] == "made"
     assert saved["reference"] == "scripted:arena-m0"
+    # `--models M1 M2 M3`, as the guide writes it, names the same models
+    spaced = ["eval", "arena", "--models", "scripted:arena-m0", "scripted:arena-m1", str(made),
+              "--prompts", str(prompts), "--judge", "scripted:arena-judge", "--judge-mode", "verdict",
+              "--out", str(tmp_path / "spaced"), "--limit", "60", "--bootstrap", "20"]  # fmt: skip
+    done = CliRunner().invoke(app, spaced)
+    assert done.exit_code == 0, done.output
+    again = json.loads((tmp_path / "spaced" / "arena.json").read_text())
+    assert [m["model"] for m in again["models"]] == [m["model"] for m in saved["models"]]
 
 
 def test_an_answer_file_missing_a_prompt_is_refused(tmp_path, prompts):

@@ -106,7 +106,15 @@ def winrate(
 
 
 def arena(
-    models: list[str] = typer.Option(..., "--models", help="Model strings or answer files (JSONL: prompt, answer)."),
+    models: list[str] = typer.Option(
+        [], "--models", help="Model strings or answer files (JSONL: prompt, answer): `--models M1 M2 M3`."
+    ),
+    more: list[str] | None = typer.Argument(
+        None,
+        metavar="[MODELS]...",
+        help="The models after the first (`--models M1 M2` reads M2 as this).",
+        show_default=False,
+    ),
     prompts: Path = typer.Option(..., help="Prompts: JSONL/parquet with a prompt or messages column."),
     judge: str = typer.Option("local:smollm2-135m-instruct", help="Judge model string."),
     panel: list[str] = typer.Option([], "--panel", help="More judge models: with the judge, one panel."),
@@ -130,7 +138,8 @@ def arena(
     from charter.yamlio import model_from_data
 
     fields = {
-        "models": models, "prompts": prompts, "judge": judge, "panel": panel, "out": out, "reference": reference,
+        "models": [*models, *(more or [])], "prompts": prompts, "judge": judge, "panel": panel, "out": out,
+        "reference": reference,
         "constitution": constitution, "judge_mode": judge_mode, "per_pair": per_pair, "max_calls": max_calls,
         "limit": limit, "max_tokens": max_tokens, "bootstrap": bootstrap, "human_labels": human_labels,
     }  # fmt: skip
