@@ -84,7 +84,8 @@ class JudgeSettings(ConfigModel):
     """Warm, then fan out: a pair's first principle is asked (in each order) and answered before its other
     principles are asked, so that a provider that caches prompt prefixes serves the prefix they share (instructions,
     conversation, the two responses) from its cache; other pairs go on meanwhile. `false` asks them all at once.
-    It changes when calls are sent, never what is asked: judgments are the same either way."""
+    It changes when calls are sent, never what is asked: judgments are the same either way. A judge whose calls go
+    through a provider's batch API never warms (a batch round can take hours; it would wait two)."""
 
     @model_validator(mode="after")
     def _check_clamp(self) -> JudgeSettings:

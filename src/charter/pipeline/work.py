@@ -47,6 +47,9 @@ class Work:
         self.judged = store.judged_ids(fp.judge)
         self.pairs_stored = store.count("pairs") > 0
         self.settings = config.judge.settings()
+        judges = config.judge.models or [config.judge]
+        if any(config.batch.for_role(judge) for judge in judges):  # a batch round takes hours: warming one first
+            self.settings = self.settings.model_copy(update={"warm_cache": False})  # would double its wait
         self.writer = BufferedWriter(store)
         self.failing = {
             "critique": store.failing_items("critique", fp.critique),
