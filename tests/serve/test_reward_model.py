@@ -40,7 +40,7 @@ def _in_process(folder: Path, question: str, answer: str) -> float:
 def test_the_reward_model_score_is_added_beside_the_judge(start, rm: Path, monkeypatch) -> None:
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     judge = {"model": "scripted:serve-flaky", "rating": "verdict", "max_retries": 0}  # fails answers without "ok"
-    server = start(judge, judge_weight=2.0, reward_model=str(rm), reward_model_weight=0.5, reward_model_batch_size=1)
+    server = start(judge, judge_weight=2.0, reward_model=str(rm), reward_model_weight=0.5, reward_model_batch_size=2)
     ok = SAFE + " ok"
     status, body = server.post("/v1/rewards", {"prompt": QUESTION, "completions": [ok, HARMFUL, ok]}, AUTH)
     assert status == 200, body
@@ -59,6 +59,23 @@ def test_the_reward_model_score_is_added_beside_the_judge(start, rm: Path, monke
     assert body["rewards"] == pytest.approx([2.0 + 0.5 * expected[0]], abs=1e-4)
     assert server.stop() == 143
     assert f"reward model: {rm} (weight 0.5)" in server.log.read_text()
+
+
+def test_without_a_chat_template_the_model_reads_the_texts_joined(tmp_path: Path, monkeypatch) -> None:
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    from charter.serve.rm import RewardModel
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    base = tiny_llama(tmp_path / "plain", chat_template=None)
+    AutoModelForSequenceClassification.from_pretrained(base, num_labels=1).save_pretrained(tmp_path / "rm")
+    AutoTokenizer.from_pretrained(base).save_pretrained(tmp_path / "rm")
+    model = RewardModel(str(tmp_path / "rm"), batch_size=2)
+    conversation = [{"role": "user", "content": "Can you help "}]
+    assert model.text(conversation, [{"role": "assistant", "content": "with the bus"}]) == "Can you help with the bus"
+    one = model.scores(["Can you help "], ["with the bus"])
+    three = model.scores(["Can you help "] * 3, ["with the bus", "no", "with the bus"])  # padded batches of 2 and 1
+    assert three[0] == pytest.approx(one[0], abs=1e-4) and three[2] == pytest.approx(one[0], abs=1e-4)
 
 
 def test_a_reward_model_that_is_none_is_one_line_before_listening(tmp_path: Path, capsys, monkeypatch) -> None:
