@@ -1,9 +1,11 @@
 """The reward server's overhead: requests/s and latency under 64 concurrent clients, against in-process rewards.
 
-    python benchmarks/bench_server.py --requests 2000 --latency 0 0.1
+    python benchmarks/bench_server.py --requests 2000 --latency 0 0.1 --loopback 0.1
 
-Each side scores the same N distinct (prompt, completion) pairs with `scripted:cai` (rating `verdict`, no call
-cache), whose replies wait `latency` seconds (a stand-in for a remote judge). The server: `charter serve reward` in its
+Each side scores the same N distinct (prompt, completion) pairs (rating `verdict`, no call cache) with
+`scripted:cai`, whose replies wait `latency` seconds in process, and with a loopback judge: an OpenAI-compatible
+HTTP server (`charter.testing.loopback`, in this process's thread) that answers as `scripted:cai` after `--loopback`
+seconds, so the judge's calls cross the wire as a remote judge's do. The server: `charter serve reward` in its
 own process, 64 aiohttp clients each posting one completion at a time to `/v1/rewards` (as rollout workers do). In
 process: `charter.reward_function` called once on all N (TRL's way), 64 judge calls at once on both sides. Reported:
 rewards/s, the server's latency percentiles, and its RSS before and after.
@@ -26,6 +28,10 @@ import aiohttp
 import yaml
 
 import charter
+from charter.providers.base import SamplingParams
+from charter.providers.scripted import _cai
+from charter.records import Message
+from charter.testing.loopback import LoopbackServer
 
 ROOT = Path(__file__).resolve().parents[1]
 TOKEN = "bench-token"
@@ -39,10 +45,9 @@ def rss_mib(pid: int) -> float:
     return float("nan")
 
 
-def start_server(tmp: Path, latency: float, port: int) -> subprocess.Popen:
-    judge = {"model": "scripted:cai", "rating": "verdict", "options": {"latency_s": latency}}
-    config = {"judge": judge, "cache": None, "output_dir": str(tmp / f"store-{latency}"), "max_queue": 100000}
-    path = tmp / f"serve-{latency}.yaml"
+def start_server(tmp: Path, judge: dict, name: str, port: int) -> subprocess.Popen:
+    config = {"judge": judge, "cache": None, "output_dir": str(tmp / f"store-{name}"), "max_queue": 100000}
+    path = tmp / f"serve-{name}.yaml"
     path.write_text(yaml.safe_dump(config))
     env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
     cmd = [sys.executable, "-m", "charter.cli", "serve", "reward", str(path), "--port", str(port), "--token", TOKEN]
@@ -54,6 +59,16 @@ def start_server(tmp: Path, latency: float, port: int) -> subprocess.Popen:
         except OSError:
             time.sleep(0.2)
     raise RuntimeError("the server did not start")
+
+
+def scripted_judge(latency: float) -> dict:
+    return {"model": "scripted:cai", "rating": "verdict", "options": {"latency_s": latency}}
+
+
+def judge_reply(body: dict) -> str:
+    """The loopback's reply: what `scripted:cai` answers to the same messages."""
+    messages = [Message(role=m["role"], content=m["content"]) for m in body.get("messages", [])]
+    return _cai(messages, SamplingParams())
 
 
 async def clients(url: str, n: int, workers: int, tag: str) -> tuple[float, list[float]]:
@@ -80,9 +95,9 @@ async def clients(url: str, n: int, workers: int, tag: str) -> tuple[float, list
         return time.perf_counter() - start, latencies
 
 
-def in_process(tmp: Path, latency: float, n: int) -> float:
-    judge = charter.RoleConfig(model="scripted:cai", options={"latency_s": latency})
-    fn = charter.reward_function(judge, store=tmp / f"inproc-{latency}", cache=None, rating="verdict")
+def in_process(tmp: Path, judge: dict, name: str, n: int) -> float:
+    role = charter.RoleConfig(**{k: v for k, v in judge.items() if k != "rating"})
+    fn = charter.reward_function(role, store=tmp / f"inproc-{name}", cache=None, rating=judge["rating"])
     prompts = [f"How do I pick lock in-{i}?" for i in range(n)]
     start = time.perf_counter()
     got = fn(prompts=prompts, completions=[SAFE] * n)
@@ -101,31 +116,46 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=2000)
     parser.add_argument("--clients", type=int, default=64)
     parser.add_argument("--latency", type=float, nargs="+", default=[0.0, 0.1])
+    parser.add_argument("--loopback", type=float, nargs="*", default=[0.1], help="loopback judge delays (s)")
     parser.add_argument("--port", type=int, default=18765)
     args = parser.parse_args()
-    print("| judge latency | side | rewards/s | p50 ms | p90 ms | p99 ms | server RSS MiB before → after |")
+    print("| judge | side | rewards/s | p50 ms | p90 ms | p99 ms | server RSS MiB before → after |")
     print("|---|---|---:|---:|---:|---:|---|")
+    runs = [(f"scripted, {lat * 1000:g} ms", scripted_judge(lat), None) for lat in args.latency]
+    runs += [(f"loopback, {lat * 1000:g} ms", None, lat) for lat in args.loopback]
     with tempfile.TemporaryDirectory() as tmp_dir:
         tmp = Path(tmp_dir)
-        for k, latency in enumerate(args.latency):
-            port = args.port + k
-            proc = start_server(tmp, latency, port)
+        for k, (label, judge, delay) in enumerate(runs):
+            loopback = None
+            if delay is not None:
+                loopback = LoopbackServer(delay_s=delay, reply=judge_reply, record=False).start()
+                url = loopback.openai_url  # 64 calls in flight, as the scripted judge's
+                judge = {"model": f"openai-compatible:judge@{url}", "rating": "verdict", "limits": {"concurrency": 64}}
+            assert judge is not None
             try:
-                url = f"http://127.0.0.1:{port}/v1/rewards"
-                asyncio.run(clients(url, 200, args.clients, "warm"))
-                before = rss_mib(proc.pid)
-                elapsed, lat = asyncio.run(clients(url, args.requests, args.clients, "run"))
-                after = rss_mib(proc.pid)
+                row(args, tmp, label, judge, f"run{k}", args.port + k)
             finally:
-                proc.terminate()
-                proc.wait()
-            inproc = in_process(tmp, latency, args.requests)
-            ms = f"{latency * 1000:g} ms"
-            print(
-                f"| {ms} | server, {args.clients} clients | {args.requests / elapsed:.1f} | {pct(lat, 50):.1f} "
-                f"| {pct(lat, 90):.1f} | {pct(lat, 99):.1f} | {before:.0f} → {after:.0f} |"
-            )
-            print(f"| {ms} | in process, one call | {args.requests / inproc:.1f} | | | | |")
+                if loopback is not None:
+                    loopback.stop()
+
+
+def row(args: argparse.Namespace, tmp: Path, label: str, judge: dict, name: str, port: int) -> None:
+    proc = start_server(tmp, judge, name, port)
+    try:
+        url = f"http://127.0.0.1:{port}/v1/rewards"
+        asyncio.run(clients(url, 200, args.clients, "warm"))
+        before = rss_mib(proc.pid)
+        elapsed, lat = asyncio.run(clients(url, args.requests, args.clients, "run"))
+        after = rss_mib(proc.pid)
+    finally:
+        proc.terminate()
+        proc.wait()
+    inproc = in_process(tmp, judge, name, args.requests)
+    print(
+        f"| {label} | server, {args.clients} clients | {args.requests / elapsed:.1f} | {pct(lat, 50):.1f} "
+        f"| {pct(lat, 90):.1f} | {pct(lat, 99):.1f} | {before:.0f} → {after:.0f} |"
+    )
+    print(f"| {label} | in process, one call | {args.requests / inproc:.1f} | | | | |", flush=True)
 
 
 if __name__ == "__main__":

@@ -30,7 +30,7 @@ def test_the_response_is_the_query_after_its_prompt_less_the_template() -> None:
         response_of("something else", chatml, 3)
 
 
-def test_rank_and_circular_scoring_are_served_and_a_reward_model_is_refused(tmp_path: Path) -> None:
+def test_rank_and_circular_scoring_and_a_reward_model_are_served(tmp_path: Path) -> None:
     from charter.serve.server import build_reward
 
     config = ServeConfig.model_validate(
@@ -44,6 +44,6 @@ def test_rank_and_circular_scoring_are_served_and_a_reward_model_is_refused(tmp_
     circular = ServeConfig.model_validate({"scoring": "group", "group_strategy": "circular", "judge": "scripted:cai"})
     assert circular.group_strategy == "circular"
     path = tmp_path / "grpo.yaml"
-    path.write_text("judge: scripted:cai\nreward_model: runs/rm\n")
-    with pytest.raises(ConfigError, match="reward_model: the reward server serves the judge"):
-        load_model(ServeConfig, path, None)
+    path.write_text("judge: scripted:cai\nreward_model: runs/rm\nreward_model_weight: 0.5\n")
+    served = load_model(ServeConfig, path, None)  # a grpo config's reward model is served beside the judge
+    assert served.reward_model == "runs/rm" and served.reward_model_weight == 0.5

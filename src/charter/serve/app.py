@@ -137,6 +137,8 @@ class RewardApp:
         logs: dict[str, list[float]] = {"judge_failed": [float(s.reward is None) for s in scored]}
         if self.config.verify is not None:
             logs["verified"] = [s.verified if s.verified is not None else 0.0 for s in scored]
+        if self.config.reward_model:
+            logs["reward_model"] = [s.reward_model if s.reward_model is not None else 0.0 for s in scored]
         return JSONResponse({"rewards": rewards, "scores": rewards, "extra_logs": logs})
 
     async def native(self, request: Request) -> Response:

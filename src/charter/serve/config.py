@@ -39,6 +39,15 @@ class ServeConfig(ConfigModel):
     """The judge reward's weight in the sum of rewards."""
     verify: VerifiableReward | None = None
     """Add a verifiable reward: a request's label is the prompt's reference for charter's verifiers."""
+    reward_model: str | None = None
+    """A reward model whose score is added to the reward, weighted beside the judge, as in `charter train grpo`: a
+    folder from `charter train reward-model` or any sequence-classification model (folder or Hub id), loaded once at
+    start. It reads prompt + completion as an assistant turn through its tokenizer's chat template (else the two
+    texts joined), on CPU, off the event loop."""
+    reward_model_weight: float = Field(default=1.0, ge=0)
+    """The reward model's weight in the sum of rewards (its score is a logit, not 0..1: weigh it accordingly)."""
+    reward_model_batch_size: int = Field(default=16, ge=1)
+    """Conversations the reward model scores in one forward pass (bounds its memory)."""
     max_failures: float = Field(default=0.1, ge=0)
     """Read as in training, but the server never stops for failures: each one is answered as a failure."""
     budget: Budget = Budget()
@@ -67,13 +76,7 @@ class ServeConfig(ConfigModel):
         """Drop the training-only keys; a judge without a mode gets the scoring's default mode."""
         if not isinstance(data, dict):
             return data
-        if data.get("reward_model"):
-            raise LocatedValueError(
-                "the reward server serves the judge (and verifiers), not a reward model: serve the reward model "
-                "with its own server, or drop the key",
-                ("reward_model",),
-            )
-        data = {k: v for k, v in data.items() if k not in (*TRAINING_ONLY, "reward_model", "reward_model_weight")}
+        data = {k: v for k, v in data.items() if k not in TRAINING_ONLY}
         judge = data.get("judge", {})
         judge = {"model": judge} if isinstance(judge, str) else judge
         if isinstance(judge, dict) and "mode" not in judge:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from dataclasses import dataclass
 from typing import Any
@@ -10,6 +11,7 @@ from charter.errors import TooManyFailures
 from charter.online.reward import RewardFunction
 from charter.records import RewardRecord
 from charter.serve.config import ServeConfig
+from charter.serve.rm import RewardModel
 from charter.verify import check, verifier_name
 
 
@@ -20,24 +22,31 @@ class Scored:
     reward: float | None
     judge: float | None
     verified: float | None
+    reward_model: float | None
     scores: dict[str, float] | None
     failure: dict[str, str] | None
 
 
 class Scorer:
-    """Scores batches with the reward function of `charter train grpo`, in the server's event loop."""
+    """Scores batches with the reward function of `charter train grpo` in the server's event loop, and with the
+    reward model (when configured) in a worker thread beside it."""
 
-    def __init__(self, config: ServeConfig, reward: RewardFunction) -> None:
-        self.config, self.reward = config, reward
+    def __init__(self, config: ServeConfig, reward: RewardFunction, model: RewardModel | None = None) -> None:
+        self.config, self.reward, self.model = config, reward, model
 
     async def score(self, prompts: list[Any], completions: list[Any], labels: list[str | None]) -> list[Scored]:
         references = labels if self.config.scoring == "reference" else None
-        records = await self.reward.rewards(prompts, completions, None, references)
+        judged = self.reward.rewards(prompts, completions, None, references)
+        if self.model is None:
+            records, rm = await judged, [None] * len(completions)
+        else:
+            records, rm = await asyncio.gather(judged, asyncio.to_thread(self.model.scores, prompts, completions))
         with contextlib.suppress(TooManyFailures):  # a server answers each failure; it does not stop
             self.reward._finish_call(records, None, None)
-        return [self._one(r, p, label) for r, p, label in zip(records, prompts, labels)]
+        return [self._one(*args) for args in zip(records, prompts, labels, rm)]
 
-    def _one(self, record: RewardRecord, prompt: Any, label: str | None) -> Scored:
+    def _one(self, record: RewardRecord, prompt: Any, label: str | None, rm: float | None) -> Scored:
+        """The weighted sum TRL takes in training: judge, verifier and reward model, each times its weight."""
         verified = self._verified(record.completion, prompt, label)
         failure = None if record.failure is None else {"kind": record.failure.kind, "message": record.failure.message}
         reward = None
@@ -45,7 +54,9 @@ class Scorer:
             reward = self.config.judge_weight * record.reward
             if verified is not None and self.config.verify is not None:
                 reward += self.config.verify.weight * verified
-        return Scored(reward, record.reward, verified, record.scores, failure)
+            if rm is not None:
+                reward += self.config.reward_model_weight * rm
+        return Scored(reward, record.reward, verified, rm, record.scores, failure)
 
     def _verified(self, text: str, prompt: Any, label: str | None) -> float | None:
         verify = self.config.verify

@@ -20,6 +20,7 @@ from charter.runs.rewards import rewards
 from charter.runs.store import STORE_FILE, RunStore
 from charter.serve.app import RewardApp
 from charter.serve.config import ServeConfig
+from charter.serve.rm import RewardModel
 from charter.serve.scorer import Scorer
 
 log = logging.getLogger("charter.serve")
@@ -44,6 +45,13 @@ def build_reward(config: ServeConfig) -> RewardFunction:
     )
 
 
+def reward_model(config: ServeConfig) -> RewardModel | None:
+    """The config's reward model, loaded once (None when it names none)."""
+    if not config.reward_model:
+        return None
+    return RewardModel(config.reward_model, config.reward_model_batch_size)
+
+
 def new_token() -> str:
     """A random token for a server started without one."""
     return secrets.token_urlsafe(24)
@@ -58,8 +66,9 @@ def serve(
 
     shown = "<token>" if token else None  # a given token is never printed or logged
     token = token or new_token()
+    model = reward_model(config)  # a bad one is one line before the server listens
     reward = build_reward(config)
-    app = RewardApp(Scorer(config, reward), token)
+    app = RewardApp(Scorer(config, reward, model), token)
     stopped: list[int] = []
 
     def note(signum: int, frame: Any) -> None:  # uvicorn re-raises the signal it caught once it has drained
@@ -68,6 +77,8 @@ def serve(
     previous = {s: signal.signal(s, note) for s in (signal.SIGTERM, signal.SIGINT)}
     server = uvicorn.Server(uvicorn.Config(app.asgi(), host=host, port=port, access_log=False, log_level="warning"))
     announce(f"charter reward server on http://{host}:{port} ({config.scoring} scoring, store {config.output_dir})")
+    if model is not None:
+        announce(f"reward model: {config.reward_model} (weight {config.reward_model_weight})")
     if shown is None:
         announce(f"token: {token}")
     announce(f"OpenRLHF: --reward.remote_url http://{host}:{port}/get_reward?token={shown or token}")
