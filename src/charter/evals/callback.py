@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
 from charter.api_args import Range, from_arguments, public
 from charter.constitutions import Constitution, load_constitution
@@ -30,6 +30,7 @@ from charter.providers.usage import Budget, Price, UsageMeter
 from charter.records import Judgment, Message, Pair
 from charter.stats.length import length_controlled
 from charter.training import data
+from charter.training.config import WinRateEvalConfig
 
 try:
     from transformers import TrainerCallback
@@ -244,6 +245,84 @@ class WinRateCallback(TrainerCallback):
             return records
         finally:
             await model.aclose()
+
+
+class WinRateEval(TypedDict):
+    """One evaluation of `WinRateCallback`, as metrics.json (`winrate_eval`), the report and the card show it."""
+
+    step: int
+    """The optimizer step it was made at."""
+    win_rate: float | None
+    """The policy's win rate against the references (ties count half); None when every judgment failed."""
+    low: float | None
+    """The lower end of its Wilson 95% interval."""
+    high: float | None
+    """The upper end."""
+    n: int
+    """Prompts judged (failures left out)."""
+    failures: int
+    """Prompts whose judgment failed: counted, never a tie."""
+    lc: float | None
+    """The length-controlled win rate (None where it cannot be fitted)."""
+
+
+def evaluations(callback: WinRateCallback | None) -> list[WinRateEval]:
+    """The callback's evaluations, in order ([] without a callback)."""
+    if callback is None:
+        return []
+    rows = []
+    for entry in callback.history:
+        low, high = entry.get("ci95") or (None, None)
+        rows.append(
+            WinRateEval(
+                step=int(entry["step"]),
+                win_rate=entry.get("win_rate"),
+                low=low,
+                high=high,
+                n=int(entry.get("n") or 0),
+                failures=int(entry.get("failures") or 0),
+                lc=(entry.get("length_controlled") or {}).get("win_rate"),
+            )
+        )
+    return rows
+
+
+def callback_for(
+    section: WinRateEvalConfig | None,
+    *,
+    judge: RoleConfig | None,
+    constitution: str,
+    cache: str | None,
+    prices: Mapping[str, Price] | None = None,
+    seed: int = 0,
+) -> WinRateCallback | None:
+    """The callback a trainer's `winrate_eval` section asks for (None without one): the training's judge and
+    constitution unless the section names its own, the training's call cache and prices."""
+    if section is None:
+        return None
+    prompts = _prompt_list(section.prompts)
+    references = None
+    if section.reference_column is not None:
+        references = _column(str(section.prompts), section.reference_column, len(prompts))
+    if section.limit is not None:
+        prompts = prompts[: section.limit]
+        references = references[: section.limit] if references is not None else None
+    role = section.judge or (RoleConfig(**{k: getattr(judge, k) for k in RoleConfig.model_fields}) if judge else None)
+    reference = section.reference if isinstance(section.reference, RoleConfig) else None
+    return WinRateCallback(
+        prompts,
+        role or "local:smollm2-135m-instruct",
+        section.constitution or constitution,
+        every=section.every,
+        max_new_tokens=section.max_new_tokens,
+        references=references,
+        reference_model=reference,
+        cache=cache,
+        prices=prices,
+        tie_band=section.tie_band,
+        seed=seed,
+        mode=section.mode,
+    )
 
 
 def _run(coro: Any) -> Any:
