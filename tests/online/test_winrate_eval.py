@@ -79,3 +79,18 @@ def test_a_bad_section_is_one_config_error(tmp_path: Path, capsys: pytest.Captur
     assert "grpo.yaml:" in capsys.readouterr().err  # one line naming the file and the key
     with pytest.raises(ConfigError, match="winrate_eval.every"):
         load_model(OnlineConfig, path)
+
+
+def test_charter_train_online_dpo_judges_the_win_rate_every_second_step(tiny_model: Path, tmp_path: Path) -> None:
+    from tests.online.test_online_dpo import _cli_config
+
+    trl = {"max_steps": 4, "per_device_train_batch_size": 4, "max_new_tokens": 4, "save_strategy": "no"}
+    path = _cli_config(tmp_path, tiny_model, trl=trl, winrate_eval={**SECTION, "every": 2, "limit": 2})
+    result = CliRunner().invoke(app, ["train", "online-dpo", str(path)])
+    assert result.exit_code == 0, result.output
+    out = tmp_path / "out"
+    evaluations = json.loads((out / "metrics.json").read_text())["winrate_eval"]
+    # the first two prompts alone (limit 2): both judged, none failed
+    assert [(e["step"], e["n"], e["failures"], e["win_rate"]) for e in evaluations] == [(2, 2, 0, 1.0), (4, 2, 0, 1.0)]
+    assert "| 4 | 1.000 |" in (out / "README.md").read_text()
+    assert "| 4 | 1.000 |" in (out / "report" / "report.md").read_text()
