@@ -61,7 +61,7 @@ class WinRateEvalConfig(ConfigModel):
     mode: PairwiseMode = "logprobs"
     """How the judge compares (logprobs, cot, verdict); both orders are always asked."""
     constitution: str | None = None
-    """Constitution name or YAML path the judge compares against; default: the training's."""
+    """Constitution name or YAML path the judge compares against; default: the training's (`harmless` for DPO)."""
     tie_band: float = Field(default=0.0, ge=0, lt=0.5)
     """A judgment with P(policy better) within this distance of 0.5 is a tie."""
 
