@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -47,7 +47,7 @@ def render_card(
     metrics: Mapping[str, Any],
     rows: list[dict[str, Any]],
     tags: list[str],
-    sections: list[str] = (),  # type: ignore[assignment]
+    sections: Sequence[str] = (),
 ) -> Any:
     """A huggingface_hub ModelCard for a charter-trained model; `sections`: markdown lines put after the metrics."""
     from huggingface_hub import ModelCard, ModelCardData
