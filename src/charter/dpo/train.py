@@ -10,8 +10,8 @@ from typing import Any, TypedDict, cast
 from charter.api_args import public
 from charter.dpo.config import DPOConfigModel
 from charter.errors import DatasetError, TrainingError
-from charter.evals.callback import DEFAULT_CACHE, WinRateEval, callback_for, evaluations
-from charter.evals.during import evaluation_lines
+from charter.evals.callback import DEFAULT_CACHE, callback_for, evaluations
+from charter.evals.during import WinRateEval, evaluation_lines
 from charter.training import data
 from charter.training.args import build_trl_config, device_defaults, last_checkpoint, offline_args
 from charter.training.card import render_card

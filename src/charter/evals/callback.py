@@ -14,11 +14,12 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, TypedDict
+from typing import Any
 
 from charter.api_args import Range, from_arguments, public
 from charter.constitutions import Constitution, load_constitution
 from charter.errors import ConfigError, MissingExtra
+from charter.evals.during import WinRateEval
 from charter.evals.winrate import _run_in_thread, load_prompts, tally
 from charter.judge.pairwise import judge_many
 from charter.judge.settings import JudgeSettings
@@ -245,25 +246,6 @@ class WinRateCallback(TrainerCallback):
             return records
         finally:
             await model.aclose()
-
-
-class WinRateEval(TypedDict):
-    """One evaluation of `WinRateCallback`, as metrics.json (`winrate_eval`), the report and the card show it."""
-
-    step: int
-    """The optimizer step it was made at."""
-    win_rate: float | None
-    """The policy's win rate against the references (ties count half); None when every judgment failed."""
-    low: float | None
-    """The lower end of its Wilson 95% interval."""
-    high: float | None
-    """The upper end."""
-    n: int
-    """Prompts judged (failures left out)."""
-    failures: int
-    """Prompts whose judgment failed: counted, never a tie."""
-    lc: float | None
-    """The length-controlled win rate (None where it cannot be fitted)."""
 
 
 def evaluations(callback: WinRateCallback | None) -> list[WinRateEval]:

@@ -1,11 +1,31 @@
-"""The win rate judged during training (`WinRateCallback`) as the model card and the run report show it: a table of
-the win rate per evaluation step with its interval. Free of transformers, so that the report renders without the
-train extra."""
+"""The win rate judged during training (`WinRateCallback`) as metrics.json records it and the model card and the run
+report show it: a table of the win rate per evaluation step with its interval. Free of transformers, so that the
+report renders without the train extra."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, TypedDict
+
+
+class WinRateEval(TypedDict):
+    """One evaluation of `WinRateCallback`, as metrics.json (`winrate_eval`), the report and the card show it."""
+
+    step: int
+    """The optimizer step it was made at."""
+    win_rate: float | None
+    """The policy's win rate against the references (ties count half); None when every judgment failed."""
+    low: float | None
+    """The lower end of its Wilson 95% interval."""
+    high: float | None
+    """The upper end."""
+    n: int
+    """Prompts judged (failures left out)."""
+    failures: int
+    """Prompts whose judgment failed: counted, never a tie."""
+    lc: float | None
+    """The length-controlled win rate (None where it cannot be fitted)."""
+
 
 #: What the card and the report say under the table of win rates judged during training.
 JUDGE_NOTE = (

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, TypedDict
 
-from charter.evals.callback import WinRateEval
+from charter.evals.during import WinRateEval
 from charter.online.config import Trainer
 from charter.runs.rewards import StepPairs, StepRewards
 
