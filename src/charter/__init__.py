@@ -81,7 +81,7 @@ _API = {
     "OnlineDPOConfig": "charter.online.config",
     "OnlineDPOMetrics": "charter.online.metrics",
     "RewardFunction": "charter.online.reward",
-    "WinrateConfig": "charter.dpo.config",
+    "WinrateConfig": "charter.evals.config",
     "WinrateSummary": "charter.evals.winrate",
     "PublishResult": "charter.hub.push",
     "MixedRow": "charter.hub.mix",
@@ -102,10 +102,11 @@ if TYPE_CHECKING:  # what type checkers and IDEs see: every public name with its
     from charter.agreement.config import AgreementConfig
     from charter.agreement.summary import AgreementSummary
     from charter.constitutions import Constitution, import_hf_cai, load_constitution
-    from charter.dpo.config import DPOConfigModel, WinrateConfig
+    from charter.dpo.config import DPOConfigModel
     from charter.dpo.train import DPOMetrics, train_dpo
     from charter.evals.arena import ArenaConfig, arena
     from charter.evals.callback import WinRateCallback
+    from charter.evals.config import WinrateConfig
     from charter.evals.winrate import WinrateSummary, winrate
     from charter.hub.load import load_preferences
     from charter.hub.mix import MixedRow, mix

@@ -10,6 +10,8 @@ from typing import Any, TypedDict, cast
 from charter.api_args import public
 from charter.dpo.config import DPOConfigModel
 from charter.errors import DatasetError, TrainingError
+from charter.evals.callback import DEFAULT_CACHE, callback_for, evaluations
+from charter.evals.during import WinRateEval, evaluation_lines
 from charter.training import data
 from charter.training.args import build_trl_config, device_defaults, last_checkpoint, offline_args
 from charter.training.card import render_card
@@ -60,6 +62,8 @@ class DPOMetrics(TypedDict):
     """DPO's beta (TRL's DPOConfig.beta, 0.1 unless `trl.beta` sets it)."""
     training: DPOTrainingSummary
     """How training went."""
+    winrate_eval: list[WinRateEval]
+    """The win rate judged during training (the `winrate_eval` section), per evaluation step; [] without one."""
     config: dict[str, Any]
     """The `DPOConfigModel` trained with, as JSON."""
 
@@ -226,7 +230,12 @@ def train_dpo(config: DPOConfigModel | dict[str, Any] | str | Path, *, callbacks
     add_row_smoothing(config, train_raw, train_rows)
     device = pick_device(config.device)
     eval_sets = {"train_pairs": train_rows[: config.probe_pairs], "held_out": held_rows}
-    trainer = make_trainer(config, train_rows, eval_sets, out, device, smoothing, callbacks)
+    judged = callback_for(config.winrate_eval, judge=None, constitution="harmless", cache=DEFAULT_CACHE,
+                          seed=config.seed)  # fmt: skip
+    extra = [judged] if judged is not None else []
+    trainer = make_trainer(config, train_rows, eval_sets, out, device, smoothing, [*callbacks, *extra])
+    if judged is not None:
+        judged.trainer = trainer  # the win rate reaches TensorBoard / W&B too
     resume = last_checkpoint(out) if config.resume else None
     probe = _probe_at_start(trainer, resume is None)
     started = time.perf_counter()
@@ -253,11 +262,14 @@ def train_dpo(config: DPOConfigModel | dict[str, Any] | str | Path, *, callbacks
                 {"bf16": bool(trainer.args.bf16), "batch_size": trainer.args.per_device_train_batch_size},
             ),
         ),
+        "winrate_eval": evaluations(judged),
         "config": config.model_dump(mode="json"),
     }
     save_trained(trainer, trainer.processing_class, out, merge_lora=config.lora is not None)
     if not trainer.is_world_process_zero():
         return metrics  # the main process writes the metrics and card (the weights are the same on every rank)
     write_json(out / "metrics.json", metrics)
-    render_card("DPO policy", config.model, source, metrics, rows, ["dpo"]).save(out / "README.md")
+    trained_winrate = evaluation_lines(metrics["winrate_eval"])
+    card = render_card("DPO policy", config.model, source, metrics, rows, ["dpo"], trained_winrate)
+    card.save(out / "README.md")
     return metrics

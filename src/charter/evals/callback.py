@@ -19,6 +19,7 @@ from typing import Any
 from charter.api_args import Range, from_arguments, public
 from charter.constitutions import Constitution, load_constitution
 from charter.errors import ConfigError, MissingExtra
+from charter.evals.during import WinRateEval
 from charter.evals.winrate import _run_in_thread, load_prompts, tally
 from charter.judge.pairwise import judge_many
 from charter.judge.settings import JudgeSettings
@@ -30,6 +31,7 @@ from charter.providers.usage import Budget, Price, UsageMeter
 from charter.records import Judgment, Message, Pair
 from charter.stats.length import length_controlled
 from charter.training import data
+from charter.training.config import WinRateEvalConfig
 
 try:
     from transformers import TrainerCallback
@@ -244,6 +246,65 @@ class WinRateCallback(TrainerCallback):
             return records
         finally:
             await model.aclose()
+
+
+def evaluations(callback: WinRateCallback | None) -> list[WinRateEval]:
+    """The callback's evaluations, in order ([] without a callback)."""
+    if callback is None:
+        return []
+    rows = []
+    for entry in callback.history:
+        low, high = entry.get("ci95") or (None, None)
+        rows.append(
+            WinRateEval(
+                step=int(entry["step"]),
+                win_rate=entry.get("win_rate"),
+                low=low,
+                high=high,
+                n=int(entry.get("n") or 0),
+                failures=int(entry.get("failures") or 0),
+                lc=(entry.get("length_controlled") or {}).get("win_rate"),
+            )
+        )
+    return rows
+
+
+def callback_for(
+    section: WinRateEvalConfig | None,
+    *,
+    judge: RoleConfig | None,
+    constitution: str,
+    cache: str | None,
+    prices: Mapping[str, Price] | None = None,
+    seed: int = 0,
+) -> WinRateCallback | None:
+    """The callback a trainer's `winrate_eval` section asks for (None without one): the training's judge and
+    constitution unless the section names its own, the training's call cache and prices."""
+    if section is None:
+        return None
+    prompts = _prompt_list(section.prompts)
+    references = None
+    if section.reference_column is not None:
+        references = _column(str(section.prompts), section.reference_column, len(prompts))
+    if section.limit is not None:
+        prompts = prompts[: section.limit]
+        references = references[: section.limit] if references is not None else None
+    role = section.judge or (RoleConfig(**{k: getattr(judge, k) for k in RoleConfig.model_fields}) if judge else None)
+    reference = section.reference if isinstance(section.reference, RoleConfig) else None
+    return WinRateCallback(
+        prompts,
+        role or "local:smollm2-135m-instruct",
+        section.constitution or constitution,
+        every=section.every,
+        max_new_tokens=section.max_new_tokens,
+        references=references,
+        reference_model=reference,
+        cache=cache,
+        prices=prices,
+        tie_band=section.tie_band,
+        seed=seed,
+        mode=section.mode,
+    )
 
 
 def _run(coro: Any) -> Any:

@@ -48,7 +48,7 @@ def winrate(
     ),
 ) -> None:
     """Win rate of a candidate against a base model, judged in both orders, with a 95% CI."""
-    from charter.dpo.config import WinrateConfig
+    from charter.evals.config import WinrateConfig
     from charter.evals.winrate import winrate as run_winrate
     from charter.progress import spinner
     from charter.yamlio import model_from_data

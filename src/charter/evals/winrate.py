@@ -13,8 +13,8 @@ from typing import Any, Literal, TypedDict
 import orjson
 
 from charter.api_args import AS_GIVEN, config_from, from_arguments, public
-from charter.dpo.config import WinrateConfig
 from charter.errors import ConfigError, DatasetError
+from charter.evals.config import WinrateConfig
 from charter.records import Judgment, Message, Pair, as_records
 from charter.runs.files import WINRATE_JSON, RunFiles
 from charter.stats.intervals import wilson_interval

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from charter._version import __version__
+from charter.evals.during import evaluation_lines
 from charter.online.config import OnlineConfig, Trainer
 from charter.online.metrics import OnlineMetrics
 from charter.training.card import base_model
@@ -76,6 +77,7 @@ def online_card(metrics: OnlineMetrics, config: OnlineConfig, trainer: Trainer) 
         "`charter agreement` on its offline labels, not here. Every reward is in the reward store (`run.sqlite`, "
         "table `rewards`) with the prompt, the completion, the scores or votes and the training step.",
         "",
+        *evaluation_lines(metrics.get("winrate_eval", [])),
     ]
     return ModelCard(f"---\n{data.to_yaml()}\n---\n\n" + "\n".join(lines))
 
@@ -107,5 +109,6 @@ def online_dpo_card(metrics: Any, config: Any) -> Any:
         "The judge's preferences are not human judgments; every pair is in the reward store (`run.sqlite`, table "
         "`rewards`, scoring `pair`) with its P(first better) and why it was masked.",
         "",
+        *evaluation_lines(metrics.get("winrate_eval", [])),
     ]
     return ModelCard(f"---\n{data.to_yaml()}\n---\n\n" + "\n".join(lines))

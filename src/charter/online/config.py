@@ -12,7 +12,7 @@ from charter.judge.settings import JudgeConfig, JudgeSettings
 from charter.prompts import PromptsConfig
 from charter.providers.config import RoleConfig, check_price_keys
 from charter.providers.usage import Budget, Price
-from charter.training.config import LoraSettings
+from charter.training.config import LoraSettings, WinRateEvalConfig
 from charter.yamlio import ConfigModel, LocatedValueError
 
 #: The online trainers charter drives: TRL's GRPOTrainer and RLOOTrainer.
@@ -79,6 +79,9 @@ class OnlineBase(ConfigModel):
     """Train LoRA adapters through peft instead of all weights; the saved model has them merged in."""
     resume: bool = True
     """Resume from the newest checkpoint in output_dir when a previous run stopped (a budget stop included)."""
+    winrate_eval: WinRateEvalConfig | None = None
+    """Judge the policy's win rate against reference answers every few steps during training (charter's
+    `WinRateCallback`): into the trainer's logs, metrics.json (`winrate_eval`), the report and the card."""
     trl: dict[str, Any] = Field(default_factory=dict)
     """TRL GRPOConfig / RLOOConfig fields, passed through (num_generations, max_completion_length, learning_rate,
     max_steps, beta, temperature, per_device_train_batch_size, ...)."""

@@ -11,11 +11,20 @@ from typing import Any
 
 from charter.api_args import public
 from charter.errors import BudgetExceeded, TrainingError
+from charter.evals.callback import evaluations
 from charter.online.card import online_dpo_card
 from charter.online.config import OnlineDPOConfig
 from charter.online.metrics import OnlineDPOMetrics, Usage
 from charter.online.pairs import MeteredPanel, PairJudge, masked_dpo_loss
-from charter.online.train import budget_callback, dataset_rows, merge_rank_stores, train_prompts, usage_of
+from charter.online.train import (
+    budget_callback,
+    dataset_rows,
+    merge_rank_stores,
+    train_prompts,
+    usage_of,
+    winrate_callback,
+    winrate_of,
+)
 from charter.runs.rewards import StepPairs, pair_steps
 from charter.runs.store import RunStore
 from charter.training.args import build_trl_config, checkpointing_args, last_checkpoint
@@ -170,6 +179,7 @@ def train_online_dpo(
     args = _trl_args(config, device)
     judge = pair_judge(config)
     stop = budget_callback(judge, config.budget)
+    judged = winrate_callback(config)
     model, tokenizer, _ = load_policy(config.model, config.chat_template)
     try:
         trainer = judged_trainer_class()(
@@ -179,10 +189,12 @@ def train_online_dpo(
             train_dataset=datasets.Dataset.from_list(dataset_rows(prompts, None)),
             processing_class=tokenizer,
             peft_config=peft_config(config.lora, "CAUSAL_LM"),
-            callbacks=[stop, *callbacks],
+            callbacks=[stop, *callbacks, *([judged] if judged else [])],
         )
     except ValueError as exc:
         raise TrainingError(f"online DPO trainer: {short_error(exc)}") from None
+    if judged is not None:
+        judged.trainer = trainer  # the win rate reaches TensorBoard / W&B too
     resume = last_checkpoint(out) if config.resume else None
     started = time.perf_counter()
     try:
@@ -252,6 +264,7 @@ def _metrics(
             "device": device,
             **parallel_settings(trainer.args),
         },
+        winrate_eval=evaluations(winrate_of(trainer)),
         config=config.model_dump(mode="json"),
     )  # fmt: skip
     if main:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any, TypedDict
 
+from charter.evals.during import WinRateEval
 from charter.online.config import Trainer
 from charter.runs.rewards import StepPairs, StepRewards
 
@@ -48,6 +49,8 @@ class OnlineMetrics(TypedDict):
     """Failed judgments (reward None)."""
     training: dict[str, Any]
     """Steps, seconds, device, batch and processes."""
+    winrate_eval: list[WinRateEval]
+    """The win rate judged during training (the `winrate_eval` section), per evaluation step; [] without one."""
     config: dict[str, Any]
     """The config, as run."""
 
@@ -78,5 +81,7 @@ class OnlineDPOMetrics(TypedDict):
     confidence was below min_confidence)."""
     training: dict[str, Any]
     """Steps, seconds, device, batch and processes."""
+    winrate_eval: list[WinRateEval]
+    """The win rate judged during training (the `winrate_eval` section), per evaluation step; [] without one."""
     config: dict[str, Any]
     """The config, as run."""

@@ -10,6 +10,7 @@ from typing import Any
 
 from charter.api_args import public
 from charter.errors import BudgetExceeded, DatasetError, TrainingError
+from charter.evals.callback import WinRateCallback, callback_for, evaluations
 from charter.online.card import online_card
 from charter.online.config import OnlineBase, OnlineConfig, Trainer, VerifiableReward
 from charter.online.metrics import OnlineMetrics, Usage
@@ -145,6 +146,25 @@ def budget_callback(reward: RewardFunction, cap: Budget) -> Any:
     return BudgetStop()
 
 
+def winrate_callback(config: OnlineBase) -> WinRateCallback | None:
+    """The `winrate_eval` section's callback, judged by the training's judge unless it names its own."""
+    judge = getattr(config, "judge", None)
+    return callback_for(
+        config.winrate_eval,
+        judge=judge.members[0] if judge is not None else None,
+        constitution=config.constitution,
+        cache=config.cache,
+        prices=config.prices,
+        seed=config.seed,
+    )
+
+
+def winrate_of(trainer: Any) -> WinRateCallback | None:
+    """The trainer's `WinRateCallback`, if it has one (its evaluations go into metrics.json)."""
+    found = [cb for cb in trainer.callback_handler.callbacks if isinstance(cb, WinRateCallback)]
+    return found[0] if found else None
+
+
 def merge_rank_stores(out: Path, ranks: int) -> None:
     """Fold each rank's rewards and usage into the output's reward store (main process, after training)."""
     if ranks <= 1:
@@ -238,7 +258,10 @@ def train_online(
     if config.reward_model:
         funcs.append(distilled_reward(config.reward_model))
     rows = dataset_rows(prompts, config.verify)
-    model_trainer = _trainer(config, trainer, args, funcs, rows, [stop, *callbacks])
+    judged = winrate_callback(config)
+    model_trainer = _trainer(config, trainer, args, funcs, rows, [stop, *callbacks, *([judged] if judged else [])])
+    if judged is not None:
+        judged.trainer = model_trainer  # the win rate reaches TensorBoard / W&B too
     resume = last_checkpoint(out) if config.resume else None
     started = time.perf_counter()
     try:
@@ -278,7 +301,7 @@ def _metrics(
     online_card(metrics, config, trainer).save(out / "README.md")
     from charter.pipeline.report import write_report
 
-    write_report(out)  # report/report.md and .html: the rewards per step, usage and failures, from the reward store
+    write_report(out)  # report/report.md and .html: rewards per step, usage, failures, the win rate judged in training
     return metrics
 
 
@@ -322,5 +345,6 @@ def _summary(
             "device": device,
             **parallel_settings(args),
         },
+        winrate_eval=evaluations(winrate_of(model_trainer)),
         config=config.model_dump(mode="json"),
     )

@@ -14,7 +14,8 @@ from pydantic import Field, model_validator
 from charter.agreement.config import AgreementConfig
 from charter.api_args import public
 from charter.critique.config import CritiqueConfig
-from charter.dpo.config import DPOConfigModel, WinrateConfig
+from charter.dpo.config import DPOConfigModel
+from charter.evals.config import WinrateConfig
 from charter.judge.settings import JudgeConfig
 from charter.preference.config import FiltersConfig, PairsConfig
 from charter.prompts import PromptsConfig

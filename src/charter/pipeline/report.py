@@ -19,6 +19,7 @@ from typing import Any
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 
+from charter.evals.during import evaluation_lines
 from charter.messages import last_text
 from charter.pipeline.status import (
     failure_summary,
@@ -399,6 +400,20 @@ def panel_section(store: RunStore) -> dict[str, Any] | None:
     return {"markdown": text, "html": _inline_markdown(text, store.run_dir / "report")}
 
 
+def training_winrate(files: RunFiles) -> dict[str, Any] | None:
+    """The win rate judged during training (`winrate_eval` in the metrics.json of an online training's output, or of
+    the run's DPO folder) as markdown and HTML; None when there is none."""
+    for path in (files.run_dir / "metrics.json", files.dpo_dir / "metrics.json"):
+        try:
+            rows = json.loads(path.read_text(encoding="utf-8")).get("winrate_eval") if path.is_file() else None
+        except (OSError, ValueError, AttributeError):
+            rows = None
+        if rows:
+            text = "\n".join(evaluation_lines(rows)[2:])
+            return {"markdown": text, "html": _inline_markdown(text, files.report_dir)}
+    return None
+
+
 def extras(files: RunFiles) -> dict[str, Any]:
     """agreement.md and winrate.json, when other stages have written them beside the report."""
     found: dict[str, Any] = {"agreement": None, "winrate": None}
@@ -546,6 +561,7 @@ def report_data(store: RunStore, files: RunFiles) -> dict[str, Any]:
         "extras": extras(files),
         "audit": audit_section(store, settings),
         "panel": panel_section(store),
+        "training_winrate": training_winrate(files),
         "constitution_test": constitution_test_section(store, settings),
     }
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -41,16 +41,24 @@ def base_model(name: str) -> str | None:
 
 
 def render_card(
-    kind: str, model: str, dataset: str, metrics: Mapping[str, Any], rows: list[dict[str, Any]], tags: list[str]
+    kind: str,
+    model: str,
+    dataset: str,
+    metrics: Mapping[str, Any],
+    rows: list[dict[str, Any]],
+    tags: list[str],
+    sections: Sequence[str] = (),
 ) -> Any:
-    """A huggingface_hub ModelCard for a charter-trained model."""
+    """A huggingface_hub ModelCard for a charter-trained model; `sections`: markdown lines put after the metrics."""
     from huggingface_hub import ModelCard, ModelCardData
 
     base = base_model(model)
     card_data = ModelCardData(
         library_name="transformers", tags=["charter", "trl", *tags], base_model=base, license=None
     )
-    summary = {k: v for k, v in metrics.items() if k not in ("config", "reward_chosen", "reward_rejected")}
+    summary = {
+        k: v for k, v in metrics.items() if k not in ("config", "reward_chosen", "reward_rejected", "winrate_eval")
+    }
     prov = provenance(rows)
     lines = [
         f"# {kind} trained with charter",
@@ -64,6 +72,7 @@ def render_card(
         json.dumps(summary, indent=2, default=str),
         "```",
         "",
+        *sections,
     ]
     if "reward_chosen" in metrics:
         lines += ["## Reward distribution", "", "| | mean | std | median |", "|---|---|---|---|"]
