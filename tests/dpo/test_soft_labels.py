@@ -91,7 +91,7 @@ def test_per_row_needs_p_chosen_on_every_row(tmp_path: Path) -> None:
     from charter.dpo.train import add_row_smoothing
     from charter.errors import DatasetError
 
-    config = DPOConfigModel(dataset="x.jsonl", label_smoothing="per_row", use_calibrated=True)
+    config = DPOConfigModel(dataset="x.jsonl", loss_type="robust", label_smoothing="per_row", use_calibrated=True)
     rows = [{}, {}]
     add_row_smoothing(config, [{"p_chosen": 0.9, "p_chosen_calibrated": 0.7}, {"p_chosen": 0.8}], rows)
     assert rows[0]["label_smoothing"] == pytest.approx(0.3) and rows[1]["label_smoothing"] == pytest.approx(0.2)

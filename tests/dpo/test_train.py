@@ -49,9 +49,10 @@ def test_tiny_dpo_with_robust_loss_and_judge_label_smoothing(tmp_path, tiny_mode
 
 def test_label_smoothing_from_judge_confidence():
     rows = [{"p_chosen": 0.9}, {"p_chosen": 0.7}]
-    config = DPOConfigModel(dataset="x.jsonl", label_smoothing="judge")
+    config = DPOConfigModel(dataset="x.jsonl", loss_type="robust", label_smoothing="judge")
     assert label_smoothing_for(config, rows) == pytest.approx(0.2)
-    assert label_smoothing_for(DPOConfigModel(dataset="x.jsonl", label_smoothing=0.1), rows) == 0.1
+    smoothed = DPOConfigModel(dataset="x.jsonl", loss_type="robust", label_smoothing=0.1)
+    assert label_smoothing_for(smoothed, rows) == 0.1
     with pytest.raises(DatasetError, match="needs a p_chosen column"):
         label_smoothing_for(config, [{"prompt": "q"}])
 
@@ -132,3 +133,17 @@ def test_real_smollm2_dpo_raises_the_reward_margin_on_training_pairs(tmp_path):
     assert after["rewards/margins"] > before["rewards/margins"] + 0.1
     assert after["logps/chosen"] - after["logps/rejected"] > before["logps/chosen"] - before["logps/rejected"]
     assert after["loss"] < before["loss"]
+
+
+def test_a_smoothing_no_chosen_loss_reads_is_refused(tmp_path):
+    """TRL 1.16's sigmoid loss has no label-smoothing term: a smoothing with it would be ignored in silence."""
+    from charter.errors import ConfigError
+    from charter.yamlio import load_model
+
+    path = tmp_path / "dpo.yaml"
+    path.write_text("dataset: x.jsonl\nlabel_smoothing: judge\n")
+    with pytest.raises(ConfigError, match="label_smoothing: TRL's sigmoid loss has no label-smoothing term"):
+        load_model(DPOConfigModel, path)
+    assert (
+        DPOConfigModel(dataset="x.jsonl", loss_type=["sigmoid", "robust"], label_smoothing=0.1).label_smoothing == 0.1
+    )

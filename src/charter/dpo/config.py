@@ -6,9 +6,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from charter.training.config import LoraSettings, TrainingData, WinRateEvalConfig
+from charter.yamlio import LocatedValueError
 
 #: TRL 1.16's DPO loss types (DPOConfig.loss_type).
 LOSS_TYPES = (
@@ -49,9 +50,11 @@ class DPOConfigModel(TrainingData):
     loss_type: list[str] = Field(default_factory=lambda: ["sigmoid"])
     """TRL loss type(s): sigmoid (DPO), robust, ipo, hinge, exo_pair, ... Several are combined (trl.loss_weights)."""
     label_smoothing: float | Literal["judge", "per_row"] = 0.0
-    """Label smoothing (sigmoid / robust / exo_pair losses: the chance a label is flipped). `judge`: 1 - mean
-    p_chosen of the training pairs, i.e. how often the judge itself expects to be wrong, capped at 0.49. `per_row`: each
-    pair's own 1 - p_chosen (capped at 0.49), soft labels in the conservative-DPO loss (every row needs p_chosen)."""
+    """Label smoothing, the chance a label is flipped: read by TRL's `robust`, `exo_pair` and `aot` losses only
+    (TRL 1.16's `sigmoid` has no smoothing term, so a smoothing with it is refused). `judge`: 1 - mean p_chosen of the
+    training pairs, i.e. how often the judge itself expects to be wrong, capped at 0.49. `per_row`: each pair's own
+    1 - p_chosen (capped at 0.49) in the robust loss (every row needs p_chosen). The robust loss divides by
+    1 - 2 * smoothing, so a close call trains hardest: measured under label noise in benchmarks/RESULTS.md."""
     use_calibrated: bool = False
     """With label_smoothing: judge or per_row, use p_chosen_calibrated where rows have it."""
     chat_template: str | None = None
@@ -70,6 +73,18 @@ class DPOConfigModel(TrainingData):
     trl: dict[str, Any] = Field(default_factory=dict)
     """TRL DPOConfig / TrainingArguments fields, passed through (beta, learning_rate, num_train_epochs,
     max_length, precompute_ref_log_probs, ...)."""
+
+    @model_validator(mode="after")
+    def _smoothing_is_read(self) -> DPOConfigModel:
+        """A label smoothing that no chosen loss reads would be ignored in silence: refused instead."""
+        reads = ("robust", "exo_pair", "aot", "aot_unpaired")
+        if self.label_smoothing not in (0, 0.0) and not any(loss in reads for loss in self.loss_type):
+            raise LocatedValueError(
+                f"TRL's {', '.join(self.loss_type)} loss has no label-smoothing term, so {self.label_smoothing!r} "
+                "would be ignored: set loss_type: robust (or exo_pair), or label_smoothing: 0",
+                ("label_smoothing",),
+            )
+        return self
 
     @field_validator("loss_type", mode="before")
     @classmethod
