@@ -35,6 +35,27 @@ def scoring_misfit(scoring: str, settings: JudgeSettings) -> str | None:
     return None
 
 
+def with_default_mode(data: Any) -> Any:
+    """A config's data with a judge that names no mode given the scoring's (`default_mode`): rating for `score`,
+    log-probability comparisons for the others."""
+    if not isinstance(data, dict):
+        return data
+    judge = data.get("judge", {})
+    judge = {"model": judge} if isinstance(judge, str) else judge
+    if isinstance(judge, dict) and "mode" not in judge:
+        data = {**data, "judge": {**judge, "mode": default_mode(data.get("scoring", "score"))}}
+    return data
+
+
+def check_one_judge(scoring: str, judge: JudgeConfig, who: str) -> None:
+    """`who` (online training, the reward server) takes one judge model, whose mode must serve the scoring."""
+    if judge.models is not None:
+        raise LocatedValueError(f"{who} takes one judge model (set judge.model)", ("judge", "models"))
+    misfit = scoring_misfit(scoring, judge)
+    if misfit:
+        raise LocatedValueError(misfit, ("judge", "mode"))
+
+
 class VerifiableReward(ConfigModel):
     """A verifiable reward beside the judge (RLVR beside RLAIF): 1 when the completion passes the prompt's check
     (charter.verify, with the prompt's `reference` and `verifier` columns), 0 when it fails, none for a prompt
@@ -121,14 +142,7 @@ class OnlineConfig(OnlineBase):
     @model_validator(mode="before")
     @classmethod
     def _judge_mode_from_scoring(cls, data: Any) -> Any:
-        """A judge without a mode rates (`score` scoring) or compares by log-probabilities (the others)."""
-        if not isinstance(data, dict):
-            return data
-        judge = data.get("judge", {})
-        judge = {"model": judge} if isinstance(judge, str) else judge
-        if isinstance(judge, dict) and "mode" not in judge:
-            data = {**data, "judge": {**judge, "mode": default_mode(data.get("scoring", "score"))}}
-        return data
+        return with_default_mode(data)
 
     @model_validator(mode="after")
     def _price_keys(self) -> OnlineConfig:
@@ -137,11 +151,7 @@ class OnlineConfig(OnlineBase):
 
     @model_validator(mode="after")
     def _mode_fits_scoring(self) -> OnlineConfig:
-        if self.judge.models is not None:
-            raise LocatedValueError("online training takes one judge model (set judge.model)", ("judge", "models"))
-        misfit = scoring_misfit(self.scoring, self.judge)
-        if misfit:
-            raise LocatedValueError(misfit, ("judge", "mode"))
+        check_one_judge(self.scoring, self.judge, "online training")
         if "reward_weights" in self.trl:
             raise LocatedValueError("set judge_weight and verify.weight instead", ("trl", "reward_weights"))
         return self

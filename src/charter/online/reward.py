@@ -621,3 +621,23 @@ def reward_function(
         group_strategy=group_strategy,
         rank_orders=rank_orders,
     )
+
+
+def reward_for(config: Any, store: str | Path, **extra: Any) -> RewardFunction:
+    """The reward function a `charter train grpo` config describes (judge, constitution, scoring, costs, group
+    settings), as training and the reward server build it; `extra` adds `reward_function` arguments (a budget, a
+    concurrency)."""
+    return reward_function(
+        config.judge,
+        config.constitution,
+        config.scoring,
+        store=store,
+        cache=config.cache,
+        prices=config.prices,
+        max_failures=config.max_failures,
+        reference_model=config.reference_model,
+        seed=config.seed,
+        group_strategy=config.group_strategy,
+        rank_orders=config.rank_orders,
+        **extra,
+    )

@@ -14,7 +14,7 @@ from charter.evals.callback import WinRateCallback, callback_for, evaluations
 from charter.online.card import online_card
 from charter.online.config import OnlineBase, OnlineConfig, Trainer, VerifiableReward
 from charter.online.metrics import OnlineMetrics, Usage
-from charter.online.reward import RewardFunction, rank_store_dir, reward_function
+from charter.online.reward import RewardFunction, rank_store_dir, reward_for
 from charter.prompts import PromptsConfig, load_prompts
 from charter.providers.usage import Budget
 from charter.records import Prompt, as_dicts
@@ -240,19 +240,7 @@ def train_online(
     device = pick_device(config.device)
     args = _trl_args(config, trainer, device)
     _check_groups(args, config.scoring)
-    reward = reward_function(
-        config.judge,
-        config.constitution,
-        config.scoring,
-        store=out,
-        cache=config.cache,
-        prices=config.prices,
-        max_failures=config.max_failures,
-        reference_model=config.reference_model,
-        seed=config.seed,
-        group_strategy=config.group_strategy,
-        rank_orders=config.rank_orders,
-    )
+    reward = reward_for(config, out)
     stop = budget_callback(reward, config.budget)
     funcs = [reward] + ([verifiable_reward(config.verify)] if config.verify else [])
     if config.reward_model:

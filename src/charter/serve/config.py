@@ -8,10 +8,10 @@ from typing import Any, Literal
 from pydantic import Field, model_validator
 
 from charter.judge.settings import JudgeConfig
-from charter.online.config import VerifiableReward, default_mode, scoring_misfit
-from charter.providers.config import RoleConfig
+from charter.online.config import VerifiableReward, check_one_judge, with_default_mode
+from charter.providers.config import RoleConfig, check_price_keys
 from charter.providers.usage import Budget, Price
-from charter.yamlio import ConfigModel, LocatedValueError
+from charter.yamlio import ConfigModel
 
 #: Keys of a `charter train grpo` config that only training reads: the server accepts and ignores them, so that one
 #: file configures both.
@@ -76,18 +76,10 @@ class ServeConfig(ConfigModel):
         """Drop the training-only keys; a judge without a mode gets the scoring's default mode."""
         if not isinstance(data, dict):
             return data
-        data = {k: v for k, v in data.items() if k not in TRAINING_ONLY}
-        judge = data.get("judge", {})
-        judge = {"model": judge} if isinstance(judge, str) else judge
-        if isinstance(judge, dict) and "mode" not in judge:
-            data = {**data, "judge": {**judge, "mode": default_mode(data.get("scoring", "score"))}}
-        return data
+        return with_default_mode({k: v for k, v in data.items() if k not in TRAINING_ONLY})
 
     @model_validator(mode="after")
     def _mode_fits_scoring(self) -> ServeConfig:
-        if self.judge.models is not None:
-            raise LocatedValueError("the reward server takes one judge model (set judge.model)", ("judge", "models"))
-        misfit = scoring_misfit(self.scoring, self.judge)
-        if misfit:
-            raise LocatedValueError(misfit, ("judge", "mode"))
+        check_one_judge(self.scoring, self.judge, "the reward server")
+        check_price_keys(self.prices, self)
         return self

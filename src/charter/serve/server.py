@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from charter.errors import ConfigError, Interrupted
-from charter.online.reward import RewardFunction, reward_function
+from charter.online.reward import RewardFunction, reward_for
 from charter.runs.merge import merge_rewards
 from charter.runs.rewards import rewards
 from charter.runs.store import STORE_FILE, RunStore
@@ -28,21 +28,7 @@ log = logging.getLogger("charter.serve")
 
 def build_reward(config: ServeConfig) -> RewardFunction:
     """The reward function `charter train grpo` would build from the same config."""
-    return reward_function(
-        config.judge,
-        config.constitution,
-        config.scoring,
-        store=config.output_dir,
-        cache=config.cache,
-        budget=config.budget,
-        prices=config.prices,
-        max_failures=config.max_failures,
-        reference_model=config.reference_model,
-        seed=config.seed,
-        concurrency=config.concurrency,
-        group_strategy=config.group_strategy,
-        rank_orders=config.rank_orders,
-    )
+    return reward_for(config, config.output_dir, budget=config.budget, concurrency=config.concurrency)
 
 
 def reward_model(config: ServeConfig) -> RewardModel | None:
