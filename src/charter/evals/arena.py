@@ -136,7 +136,7 @@ async def _answers(spec: str, prompts: list, config: ArenaConfig, cache: str, me
 
 async def _judge(config: ArenaConfig, pairs: list[Pair], cache: str, meter: Any) -> dict[str, Judgment]:
     from charter.constitutions import load_constitution
-    from charter.judge.pairwise import judge_many
+    from charter.judge.pairwise import judgments_by_pair
     from charter.judge.settings import JudgeSettings
     from charter.providers import get_model
 
@@ -150,15 +150,7 @@ async def _judge(config: ArenaConfig, pairs: list[Pair], cache: str, meter: Any)
         for j, key in zip([config.judge, *config.panel], keys)
     ]
     model: Any = Panel(judges) if len(judges) > 1 else judges[0]
-    try:
-        out = {}
-        async for r in judge_many(
-            model, constitution, pairs, settings, seed=config.seed, concurrency=config.concurrency
-        ):
-            out[r.pair_id] = r
-        return out
-    finally:
-        await model.aclose()
+    return await judgments_by_pair(model, constitution, pairs, settings, config.seed, config.concurrency, close=True)
 
 
 async def arena_async(config: ArenaConfig) -> dict[str, Any]:

@@ -21,7 +21,7 @@ from charter.constitutions import Constitution, load_constitution
 from charter.errors import ConfigError, MissingExtra
 from charter.evals.during import WinRateEval
 from charter.evals.winrate import _run_in_thread, load_prompts, tally
-from charter.judge.pairwise import judge_many
+from charter.judge.pairwise import judgments_by_pair
 from charter.judge.settings import JudgeSettings
 from charter.providers import get_model
 from charter.providers.base import SamplingParams
@@ -237,15 +237,9 @@ class WinRateCallback(TrainerCallback):
 
     async def _judge(self, pairs: list[Pair]) -> dict[str, Judgment]:
         model = get_model(self.judge_role.backend(), cache=self.cache, meter=self.meter, role="judge")
-        try:
-            records = {}
-            async for record in judge_many(
-                model, self.constitution, pairs, self.settings, seed=self.seed, concurrency=self.concurrency
-            ):
-                records[record.pair_id] = record
-            return records
-        finally:
-            await model.aclose()
+        return await judgments_by_pair(
+            model, self.constitution, pairs, self.settings, self.seed, self.concurrency, close=True
+        )
 
 
 def evaluations(callback: WinRateCallback | None) -> list[WinRateEval]:

@@ -155,22 +155,14 @@ async def _answers(
 
 async def _judge(config: WinrateConfig, pairs: list[Pair]) -> dict[str, Judgment]:
     from charter.constitutions import load_constitution
-    from charter.judge.pairwise import judge_many
+    from charter.judge.pairwise import judgments_by_pair
     from charter.judge.settings import JudgeSettings
     from charter.providers import get_model
 
     constitution = load_constitution(config.constitution)
     settings = JudgeSettings(mode=config.judge_mode, orders="both", principles_per_pair=config.principles_per_pair)
     model = get_model(config.judge, role="judge", api_key_env=config.judge_api_key_env)
-    try:
-        records = {}
-        async for record in judge_many(
-            model, constitution, pairs, settings, seed=config.seed, concurrency=config.concurrency
-        ):
-            records[record.pair_id] = record
-        return records
-    finally:
-        await model.aclose()
+    return await judgments_by_pair(model, constitution, pairs, settings, config.seed, config.concurrency, close=True)
 
 
 def tally(records: list[Judgment | None], tie_band: float) -> Tally:

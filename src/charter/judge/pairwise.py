@@ -344,3 +344,22 @@ async def judge_many(
 
     async for judgment in bounded_map(one, pairs, concurrency):
         yield judgment
+
+
+async def judgments_by_pair(
+    model: ChatModel,
+    constitution: Constitution,
+    pairs: Iterable[Pair],
+    settings: JudgeSettings,
+    seed: int = 0,
+    concurrency: int = 64,
+    *,
+    close: bool = False,
+) -> dict[str, Judgment]:
+    """Every pair's judgment by pair id (`judge_many`, collected); with `close`, the model is closed after, whatever
+    happens."""
+    try:
+        return {j.pair_id: j async for j in judge_many(model, constitution, pairs, settings, seed, concurrency)}
+    finally:
+        if close:
+            await model.aclose()
