@@ -1,7 +1,7 @@
 """Soft labels in offline DPO under label noise: hard labels against global smoothing against per-row soft labels.
 
     PYTHONPATH=src .venv/bin/python benchmarks/bench_soft_labels.py [--noise 0.2 0.4] [--seeds 0 1 ... 9]
-        [--loss robust] [--pairs 96] [--steps 48]
+        [--arms hard cdpo-global cdpo-per_row robust-global robust-per_row] [--pairs 96] [--steps 48]
 
 The truth is known: tests/support/tiny_models.py `preference_rows` pairs a polite answer (truly better) with a rude
 one. Each training row gets a judge confidence p (the judge's P(stated chosen is better)) drawn as
@@ -11,11 +11,12 @@ shown with confidence p is right with chance p), and flipped rows get lower conf
 Training topics and held-out topics are disjoint.
 
 Each arm trains the tiny random Llama of the test suite (2 layers, hidden 32, word-level tokenizer) through
-`charter.train_dpo` on the same rows, seed and steps, with `loss_type` as given and:
+`charter.train_dpo` on the same rows, seed and steps:
 
-- hard: `label_smoothing: 0` (the robust loss is then plain DPO);
-- global: `label_smoothing: judge`, 1 - mean p of the training rows (the mean noise the judge expects);
-- per_row: `label_smoothing: per_row`, each row's own 1 - p.
+- hard: `loss_type: sigmoid`, `label_smoothing: 0` (plain DPO; the robust loss at 0 is the same loss);
+- cdpo-global / cdpo-per_row: `loss_type: sigmoid` (conservative DPO) with `label_smoothing: judge` (1 - mean p of
+  the training rows, the mean noise the judge expects) or `per_row` (each row's own 1 - p);
+- robust-global / robust-per_row: `loss_type: robust` with the same two smoothings.
 
 Measured after training: on held-out pairs with their TRUE labels (every held-out topic with every polite and every
 rude answer), the share where the implicit reward beta * (log pi(y|x) - log pi_ref(y|x)) of the polite answer is
@@ -39,7 +40,14 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TQDM_DISABLE", "1")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-ARMS = {"hard": 0.0, "global": "judge", "per_row": "per_row"}
+#: arm: (loss_type, label_smoothing)
+ARMS = {
+    "hard": ("sigmoid", 0.0),
+    "cdpo-global": ("sigmoid", "judge"),
+    "cdpo-per_row": ("sigmoid", "per_row"),
+    "robust-global": ("robust", "judge"),
+    "robust-per_row": ("robust", "per_row"),
+}
 TRAIN_TOPICS = 12  # the first 12 of tiny_models.TOPICS train; the other 4 are held out
 
 
@@ -116,30 +124,32 @@ def run_arm(arm: str, data: Path, model: Path, out: Path, args: argparse.Namespa
            "save_strategy": "no", "logging_steps": 1000, "report_to": [], "max_length": 64}  # fmt: skip
     started = time.perf_counter()
     metrics = train_dpo({"dataset": str(data), "model": str(model), "output_dir": str(out), "device": "cpu",
-                         "loss_type": args.loss, "label_smoothing": ARMS[arm], "probe_pairs": 0, "seed": seed,
+                         "loss_type": ARMS[arm][0], "label_smoothing": ARMS[arm][1], "probe_pairs": 0, "seed": seed,
                          "resume": False, "trl": trl})  # fmt: skip
     return {"label_smoothing": metrics["label_smoothing"], "seconds": round(time.perf_counter() - started, 1)}
 
 
-def table(noise: float, runs: list[dict[str, Any]]) -> str:
+def table(noise: float, runs: list[dict[str, Any]], arms: list[str]) -> str:
     from charter.stats.intervals import exact_interval
 
     flips = ", ".join(f"{r['flipped']:.2f}" for r in runs if r["arm"] == "hard")
     lines = [f"noise {noise:.0%} (realised flip share per seed: {flips})", "",
-             "| arm | label smoothing | held-out accuracy (true labels), pooled | 95% exact | per-seed range "
-             "| seeds above / below hard | mean margin |", "|---|---|---|---|---|---|---|"]  # fmt: skip
+             "| arm | loss | label smoothing | held-out accuracy (true labels), pooled | 95% exact | per-seed range "
+             "| seeds above / below hard | mean margin |", "|---|---|---|---|---|---|---|---|"]  # fmt: skip
     hard = {r["seed"]: r["right"] for r in runs if r["arm"] == "hard"}
-    for arm in ARMS:
+    for arm in arms:
         mine = [r for r in runs if r["arm"] == arm]
         right, n = sum(r["right"] for r in mine), sum(r["n"] for r in mine)
         low, high = exact_interval(right, n)
-        smoothing = "per row" if arm == "per_row" else f"{sum(r['label_smoothing'] for r in mine) / len(mine):.3f}"
+        smoothing = (
+            "per row" if ARMS[arm][1] == "per_row" else f"{sum(r['label_smoothing'] for r in mine) / len(mine):.3f}"
+        )
         seeds = f"{min(r['accuracy'] for r in mine):.3f}-{max(r['accuracy'] for r in mine):.3f}"
         above = sum(r["right"] > hard[r["seed"]] for r in mine)
         below = sum(r["right"] < hard[r["seed"]] for r in mine)
         margin = sum(r["margin"] for r in mine) / len(mine)
-        lines.append(f"| {arm} | {smoothing} | {right}/{n} = {right / n:.3f} | {low:.3f}-{high:.3f} | {seeds} "
-                     f"| {above} / {below} | {margin:+.3f} |")  # fmt: skip
+        lines.append(f"| {arm} | {ARMS[arm][0]} | {smoothing} | {right}/{n} = {right / n:.3f} "
+                     f"| {low:.3f}-{high:.3f} | {seeds} | {above} / {below} | {margin:+.3f} |")  # fmt: skip
     return "\n".join(lines)
 
 
@@ -147,9 +157,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n")[0])
     parser.add_argument("--noise", type=float, nargs="+", default=[0.2, 0.4])
     parser.add_argument("--seeds", type=int, nargs="+", default=list(range(10)))
-    parser.add_argument(
-        "--loss", default="robust", help="TRL loss type (robust: cDPO; TRL 1.16 sigmoid ignores smoothing)"
-    )
+    parser.add_argument("--arms", nargs="+", choices=list(ARMS), default=list(ARMS), help="hard is always run")
     parser.add_argument("--pairs", type=int, default=96)
     parser.add_argument("--steps", type=int, default=48)
     parser.add_argument("--lr", type=float, default=3e-3)
@@ -158,6 +166,7 @@ def main() -> None:
 
     from tests.support.tiny_models import tiny_llama, write_jsonl
 
+    arms = ["hard", *[arm for arm in args.arms if arm != "hard"]]
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         model = tiny_llama(root / "tiny")
@@ -167,14 +176,14 @@ def main() -> None:
             for seed in args.seeds:
                 rows, flipped = noisy_rows(args.pairs, noise, seed)
                 data = write_jsonl(root / f"prefs-{noise}-{seed}.jsonl", rows)
-                for arm in ARMS:
+                for arm in arms:
                     out = root / f"dpo-{noise}-{seed}-{arm}"
-                    run = {"noise": noise, "seed": seed, "arm": arm, "flipped": flipped, "loss": args.loss,
+                    run = {"noise": noise, "seed": seed, "arm": arm, "flipped": flipped, "loss": ARMS[arm][0],
                            **run_arm(arm, data, model, out, args, seed),
                            **held_out_accuracy(out, reference, args.beta)}  # fmt: skip
                     print(json.dumps(run), flush=True)
                     runs.append(run)
-            print("\n" + table(noise, runs) + "\n", flush=True)
+            print("\n" + table(noise, runs, arms) + "\n", flush=True)
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""Per-row soft labels in DPO: the conservative (robust) loss with each row's 1 - p_chosen as its label smoothing."""
+"""Soft labels in DPO: the conservative (cDPO) and robust losses with each row's 1 - p_chosen as its label smoothing."""
 
 from pathlib import Path
 
@@ -7,7 +7,7 @@ import pytest
 from charter.dpo.soft import SoftLabelDPOTrainer, row_smoothing
 
 
-def _trainer(tmp_path: Path, rows: list[dict], smoothing: float, cls):  # noqa: ANN001, ANN202
+def _trainer(tmp_path: Path, rows: list[dict], smoothing: float, cls, loss: str = "robust"):  # noqa: ANN001, ANN202
     import datasets
     from trl import DPOConfig  # pyright: ignore[reportPrivateImportUsage] - TRL exports it lazily
 
@@ -16,7 +16,7 @@ def _trainer(tmp_path: Path, rows: list[dict], smoothing: float, cls):  # noqa: 
     model, tokenizer = tiny_causal_lm()
     reference, _ = tiny_causal_lm(seed=1)  # another model than the policy: the log-ratios are not 0
     args = DPOConfig(output_dir=str(tmp_path / "dpo"), max_steps=1, per_device_train_batch_size=4, bf16=False,
-                     report_to=[], save_strategy="no", max_length=64, use_cpu=True, loss_type=["robust"],
+                     report_to=[], save_strategy="no", max_length=64, use_cpu=True, loss_type=[loss],
                      label_smoothing=smoothing, precompute_ref_log_probs=False)  # fmt: skip
     return cls(model=model, ref_model=reference, args=args, train_dataset=datasets.Dataset.from_list(rows),
                processing_class=tokenizer)  # fmt: skip
@@ -26,6 +26,11 @@ def _loss(trainer) -> float:  # noqa: ANN001
     batch = next(iter(trainer.get_train_dataloader()))
     trainer.model.eval()
     return float(trainer.compute_loss(trainer.model, batch))
+
+
+def _margin(trainer) -> float:  # noqa: ANN001
+    """The batch's mean DPO reward margin beta * delta, as TRL logged it for the last loss."""
+    return trainer._metrics["eval"]["rewards/margins"][-1]  # _loss runs the model in eval mode
 
 
 def _rows(ps: list[float]) -> list[dict]:
@@ -46,6 +51,70 @@ def test_the_same_p_everywhere_is_trls_global_robust_loss(tmp_path: Path) -> Non
     cdpo = _loss(_trainer(tmp_path, plain, 0.2, DPOTrainer))
     assert soft == pytest.approx(cdpo, rel=1e-5)
     assert soft != pytest.approx(hard, rel=1e-3)  # the smoothing changes the loss
+
+
+def test_conservative_per_row_at_one_p_is_the_cdpo_formula(tmp_path: Path) -> None:
+    """cDPO, -(1 - e) log s(m) - e log s(-m) with m = beta * delta, is the DPO loss plus e * m (log s(m) - log s(-m)
+    is m); checked against TRL's own hard loss and its logged margin, per row and global alike."""
+    from trl import DPOTrainer  # pyright: ignore[reportPrivateImportUsage] - TRL exports it lazily
+
+    rows = _rows([0.8] * 4)
+    plain = [{k: v for k, v in r.items() if k != "label_smoothing"} for r in rows]
+    hard_trainer = _trainer(tmp_path, plain, 0.0, DPOTrainer, loss="sigmoid")
+    hard = _loss(hard_trainer)
+    margin = _margin(hard_trainer)
+    per_row = _loss(_trainer(tmp_path, rows, 0.0, SoftLabelDPOTrainer, loss="sigmoid"))
+    global_ = _loss(_trainer(tmp_path, plain, 0.2, SoftLabelDPOTrainer, loss="sigmoid"))
+    assert abs(margin) > 1e-3  # policy and reference differ, so the smoothing term is not zero
+    assert per_row == pytest.approx(hard + 0.2 * margin, rel=1e-5)
+    assert global_ == pytest.approx(per_row, rel=1e-6)
+
+
+def test_conservative_as_robust_is_exact_algebra() -> None:
+    import torch
+    import torch.nn.functional as F
+
+    from charter.dpo.soft import conservative_as_robust
+
+    delta = torch.linspace(-40, 40, 81, dtype=torch.float64)
+    for e in (0.0, 0.05, 0.3, 0.49):
+        cdpo = -(1 - e) * F.logsigmoid(delta) - e * F.logsigmoid(-delta)
+        r = conservative_as_robust(e)  # TRL 1.16's robust branch, at r
+        robust = (-(1 - r) * F.logsigmoid(delta) + r * F.logsigmoid(-delta)) / (1 - 2 * r)
+        assert torch.allclose(robust, cdpo, rtol=1e-9, atol=1e-9)
+
+
+def test_a_close_call_trains_gently_in_the_conservative_loss_and_hard_in_the_robust() -> None:
+    """At p = 0.55 and an even margin, the conservative loss pulls with (1 - 2e) / 2 = 0.05 and the robust loss with
+    1 / (2 (1 - 2e)) = 5: a hundred times the force for a near coin flip."""
+    import torch
+    import torch.nn.functional as F
+
+    from charter.dpo.soft import conservative_as_robust
+
+    def pull(smoothing: float) -> float:
+        delta = torch.zeros(1, dtype=torch.float64, requires_grad=True)
+        robust = (-(1 - smoothing) * F.logsigmoid(delta) + smoothing * F.logsigmoid(-delta)) / (1 - 2 * smoothing)
+        robust.sum().backward()
+        return -float(delta.grad)
+
+    e = 0.45
+    assert pull(conservative_as_robust(e)) == pytest.approx((1 - 2 * e) / 2)
+    assert pull(e) == pytest.approx(1 / (2 * (1 - 2 * e)))
+
+
+def test_sigmoid_smoothing_is_not_shared_with_another_loss(tmp_path: Path) -> None:
+    from pydantic import ValidationError
+
+    from charter.dpo.config import DPOConfigModel
+
+    with pytest.raises(ValidationError, match="conservative DPO and cannot share"):
+        DPOConfigModel(dataset="x.jsonl", loss_type=["sigmoid", "robust"], label_smoothing=0.1)
+    with pytest.raises(ValidationError, match="per_row works with loss_type sigmoid"):
+        DPOConfigModel(dataset="x.jsonl", loss_type="exo_pair", label_smoothing="per_row")
+    with pytest.raises(ValidationError, match="no label-smoothing term"):
+        DPOConfigModel(dataset="x.jsonl", loss_type="ipo", label_smoothing=0.1)
+    assert DPOConfigModel(dataset="x.jsonl", loss_type=["sigmoid", "sft"], label_smoothing="per_row")
 
 
 def test_rows_with_other_p_weigh_otherwise(tmp_path: Path) -> None:

@@ -136,14 +136,12 @@ def test_real_smollm2_dpo_raises_the_reward_margin_on_training_pairs(tmp_path):
 
 
 def test_a_smoothing_no_chosen_loss_reads_is_refused(tmp_path):
-    """TRL 1.16's sigmoid loss has no label-smoothing term: a smoothing with it would be ignored in silence."""
+    """IPO has no label-smoothing term: a smoothing with it would be ignored in silence (sigmoid reads it: cDPO)."""
     from charter.errors import ConfigError
     from charter.yamlio import load_model
 
     path = tmp_path / "dpo.yaml"
-    path.write_text("dataset: x.jsonl\nlabel_smoothing: judge\n")
-    with pytest.raises(ConfigError, match="label_smoothing: TRL's sigmoid loss has no label-smoothing term"):
+    path.write_text("dataset: x.jsonl\nloss_type: ipo\nlabel_smoothing: judge\n")
+    with pytest.raises(ConfigError, match="label_smoothing: TRL's ipo loss has no label-smoothing term"):
         load_model(DPOConfigModel, path)
-    assert (
-        DPOConfigModel(dataset="x.jsonl", loss_type=["sigmoid", "robust"], label_smoothing=0.1).label_smoothing == 0.1
-    )
+    assert DPOConfigModel(dataset="x.jsonl", label_smoothing=0.1).label_smoothing == 0.1

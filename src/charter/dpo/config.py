@@ -11,6 +11,8 @@ from pydantic import Field, field_validator, model_validator
 from charter.training.config import LoraSettings, TrainingData, WinRateEvalConfig
 from charter.yamlio import LocatedValueError
 
+#: The loss types that read label_smoothing (sigmoid as conservative DPO, through charter's soft-label trainer).
+SMOOTHING_READERS = ("sigmoid", "robust", "exo_pair", "aot", "aot_unpaired")
 #: TRL 1.16's DPO loss types (DPOConfig.loss_type).
 LOSS_TYPES = (
     "sigmoid",
@@ -50,11 +52,13 @@ class DPOConfigModel(TrainingData):
     loss_type: list[str] = Field(default_factory=lambda: ["sigmoid"])
     """TRL loss type(s): sigmoid (DPO), robust, ipo, hinge, exo_pair, ... Several are combined (trl.loss_weights)."""
     label_smoothing: float | Literal["judge", "per_row"] = 0.0
-    """Label smoothing, the chance a label is flipped: read by TRL's `robust`, `exo_pair` and `aot` losses only
-    (TRL 1.16's `sigmoid` has no smoothing term, so a smoothing with it is refused). `judge`: 1 - mean p_chosen of the
-    training pairs, i.e. how often the judge itself expects to be wrong, capped at 0.49. `per_row`: each pair's own
-    1 - p_chosen (capped at 0.49) in the robust loss (every row needs p_chosen). The robust loss divides by
-    1 - 2 * smoothing, so a close call trains hardest: measured under label noise in benchmarks/RESULTS.md."""
+    """Label smoothing, the chance a label is wrong. With `loss_type: sigmoid` it makes the loss conservative DPO
+    (cDPO: the cross-entropy against the soft label 1 - smoothing, as TRL's sigmoid loss was before 1.0); TRL's
+    `robust`, `exo_pair` and `aot` losses read it their own way. `judge`: 1 - mean p_chosen of the training pairs,
+    i.e. how often the judge itself expects to be wrong, capped at 0.49. `per_row`: each pair's own 1 - p_chosen
+    (capped at 0.49; every row needs p_chosen) in the sigmoid (conservative) or robust loss. The robust loss divides
+    by 1 - 2 * smoothing, so there a close call trains hardest; the conservative loss trains it toward an even
+    margin. Both measured under label noise in benchmarks/RESULTS.md."""
     use_calibrated: bool = False
     """With label_smoothing: judge or per_row, use p_chosen_calibrated where rows have it."""
     chat_template: str | None = None
@@ -76,12 +80,27 @@ class DPOConfigModel(TrainingData):
 
     @model_validator(mode="after")
     def _smoothing_is_read(self) -> DPOConfigModel:
-        """A label smoothing that no chosen loss reads would be ignored in silence: refused instead."""
-        reads = ("robust", "exo_pair", "aot", "aot_unpaired")
-        if self.label_smoothing not in (0, 0.0) and not any(loss in reads for loss in self.loss_type):
+        """A label smoothing that no chosen loss reads would be ignored in silence, and sigmoid's (conservative)
+        smoothing cannot be shared with another loss's: both refused."""
+        if self.label_smoothing in (0, 0.0):
+            return self
+        reads = [loss for loss in self.loss_type if loss in SMOOTHING_READERS]
+        if not reads:
             raise LocatedValueError(
                 f"TRL's {', '.join(self.loss_type)} loss has no label-smoothing term, so {self.label_smoothing!r} "
-                "would be ignored: set loss_type: robust (or exo_pair), or label_smoothing: 0",
+                "would be ignored: set loss_type: sigmoid (conservative DPO) or robust, or label_smoothing: 0",
+                ("label_smoothing",),
+            )
+        if "sigmoid" in reads and len(reads) > 1:
+            raise LocatedValueError(
+                f"loss_type {', '.join(self.loss_type)}: with a label smoothing, sigmoid is conservative DPO and "
+                "cannot share it with another loss that reads it: keep one of them",
+                ("loss_type",),
+            )
+        if self.label_smoothing == "per_row" and not set(reads) & {"sigmoid", "robust"}:
+            raise LocatedValueError(
+                f"label_smoothing: per_row works with loss_type sigmoid (conservative DPO) or robust, not "
+                f"{', '.join(self.loss_type)}",
                 ("label_smoothing",),
             )
         return self

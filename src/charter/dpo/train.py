@@ -133,7 +133,9 @@ def make_trainer(
 
     from charter.dpo.soft import SoftLabelDPOTrainer
 
-    trainer_class = SoftLabelDPOTrainer if config.label_smoothing == "per_row" else DPOTrainer
+    # the soft-label trainer for per-row smoothing, and for sigmoid's smoothing (conservative DPO, no branch in TRL)
+    soft = config.label_smoothing == "per_row" or ("sigmoid" in config.loss_type and smoothing)
+    trainer_class = SoftLabelDPOTrainer if soft else DPOTrainer
     model, tokenizer, _ = load_policy(config.model, config.chat_template)
     args = _trl_args(config, out, device, smoothing)
     sets = shared_datasets(args, out / PREPARED, {"train": train_rows, **{n: r for n, r in eval_sets.items() if r}})
