@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import os
 import sqlite3
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,7 +29,18 @@ WAL_CHECKPOINT_PAGES = 65536
 def connect(path: str | Path) -> sqlite3.Connection:
     """A connection in autocommit mode (transactions are explicit), WAL, waiting up to 30 s for a lock."""
     db = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=30)
-    db.execute("PRAGMA journal_mode=WAL")
+    # SQLite answers a journal-mode change "locked" at once, without its busy wait, while another connection makes
+    # the same new file (two ranks opening one call cache): waited for here, within the same 30 s
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            db.execute("PRAGMA journal_mode=WAL")
+            break
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                db.close()
+                raise
+            time.sleep(0.05)
     db.execute("PRAGMA synchronous=NORMAL")
     db.execute(f"PRAGMA wal_autocheckpoint={WAL_CHECKPOINT_PAGES}")
     return db

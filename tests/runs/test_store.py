@@ -136,3 +136,35 @@ def test_a_new_store_writes_its_tables_and_schema_version_in_one_transaction(tmp
     assert not any("CREATE TABLE" in s or "schema_version" in s or "user_version =" in s for s in outside)
     with RunStore(tmp_path / "run") as store:
         assert store.meta("schema_version") == SCHEMA_VERSION
+
+
+def _open_new_file(path: str, barrier, results) -> None:  # noqa: ANN001 - a process of the race below
+    from charter.storage import connect
+
+    barrier.wait()
+    try:
+        db = connect(path)
+        db.execute("CREATE TABLE IF NOT EXISTS t (x)")
+        db.close()
+        results.put("ok")
+    except Exception as exc:  # noqa: BLE001 - the race's outcome, reported
+        results.put(f"{type(exc).__name__}: {exc}")
+
+
+def test_processes_that_make_one_new_file_at_once_all_open_it(tmp_path: Path) -> None:
+    """SQLite answers the switch to WAL `database is locked` at once, without its busy wait, to a process that
+    races another making the same new file (two ranks opening one new call cache); `connect` waits it out."""
+    import multiprocessing
+
+    context = multiprocessing.get_context("fork")
+    outcomes = []
+    for i in range(30):
+        barrier, results = context.Barrier(3), context.Queue()
+        path = str(tmp_path / f"race-{i}.sqlite")
+        procs = [context.Process(target=_open_new_file, args=(path, barrier, results)) for _ in range(3)]
+        for p in procs:
+            p.start()
+        for p in procs:
+            p.join(60)
+        outcomes += [results.get(timeout=5) for _ in procs]
+    assert outcomes == ["ok"] * 90, [o for o in outcomes if o != "ok"]
