@@ -479,6 +479,12 @@ class RewardRecord(Record):
     masked: Literal["failed", "undecided"] | None = None
     """`pair` (online DPO): why the pair was left out of the loss (its judgment failed, or the orders disagreed or
     its confidence was below `min_confidence`); null for a pair trained on and for the other scorings."""
+    judge_p: float | None = None
+    """`pair` with a reward model beside the judge: the judge's own P(first better); `reward` is then its weighted
+    mean with `reward_model_p`."""
+    reward_model_p: float | None = None
+    """`pair` with a reward model: its P(first better), sigmoid(r_first - r_second); with the reward model alone it
+    is `reward`."""
 
 
 # -- people, money, calibration -------------------------------------------------------------------------------

@@ -90,6 +90,12 @@ def online_dpo_card(metrics: Any, config: Any) -> Any:
         library_name="transformers", tags=["charter", "trl", "online-dpo", "rlaif"], base_model=base_model(config.model)
     )
     judge, usage, masked = config.judge, metrics["usage"], metrics["masked"]
+    judge_line = (
+        "not asked (judge_weight 0): the reward model alone decides"
+        if config.reward_model and not config.judge_weight
+        else f"`{metrics['judge']}`, mode {judge.mode}, orders {judge.orders}, {judge.ensemble()}"
+        + (f", weight {config.judge_weight:g}" if config.reward_model else "")
+    )
     lines = [
         "# A policy trained with online DPO by charter (TRL OnlineDPOTrainer)",
         "",
@@ -99,7 +105,15 @@ def online_dpo_card(metrics: Any, config: Any) -> Any:
         "| | |",
         "|---|---|",
         f"| constitution | {metrics['constitution']} |",
-        f"| judge | `{metrics['judge']}`, mode {judge.mode}, orders {judge.orders}, {judge.ensemble()} |",
+        f"| judge | {judge_line} |",
+        *(
+            [
+                f"| reward model | `{config.reward_model}`, weight {config.reward_model_weight:g}: P(first better) = "
+                f"sigmoid(r_first - r_second), pooled with the judge's by weight |"
+            ]
+            if config.reward_model
+            else []
+        ),
         f"| steps | {metrics['training']['global_step']} ({metrics['stopped']}) |",
         f"| pairs | {metrics['pairs']}: {metrics['trained']} trained on, {masked['failed']} masked (judgment failed), "
         f"{masked['undecided']} masked (undecided: orders disagreed or |P - 0.5| < {config.min_confidence:g}) |",

@@ -167,6 +167,16 @@ class OnlineDPOConfig(OnlineBase):
     is undecided; a pair any panel member fails is a failed judgment."""
     min_confidence: float = Field(default=0.1, ge=0, lt=0.5)
     """The least |P(first better) - 0.5| of a pair trained on; a pair below it is masked as undecided."""
+    reward_model: str | None = None
+    """A reward model that votes on each pair beside the judge, or instead of it with `judge_weight: 0` (canonical
+    RLAIF, the judge distilled into a model, Lee et al. 2023): a folder from `charter train reward-model`, or any
+    sequence-classification reward model (folder or Hub id) whose tokenizer has a chat template. Its P(first
+    better) is sigmoid(r_first - r_second) (the Bradley–Terry probability it was trained on); the pair is decided on
+    the weighted mean of it and the judge's P, and a pair the judge fails is still masked as failed."""
+    reward_model_weight: float = Field(default=1.0, gt=0)
+    """The reward model's weight in the pooled P(first better)."""
+    judge_weight: float = Field(default=1.0, ge=0)
+    """The judge's weight in the pooled P(first better); 0 (with a reward model): the judge is not asked, no calls."""
     output_dir: Path = Path("online-dpo")
     """Where the policy, metrics.json, README.md and the reward store (run.sqlite) go."""
     trl: dict[str, Any] = Field(default_factory=dict)
@@ -189,6 +199,8 @@ class OnlineDPOConfig(OnlineBase):
         misfit = scoring_misfit("group", self.judge)
         if misfit:
             raise LocatedValueError(misfit.replace("scoring group", "online DPO"), ("judge", "mode"))
+        if self.judge_weight == 0 and not self.reward_model:
+            raise LocatedValueError("judge_weight 0 needs a reward_model to decide the pairs", ("judge_weight",))
         for key in ("reward_funcs", "reward_weights", "missing_eos_penalty"):
             if key in self.trl:  # a reward, or a penalty added to one: the judge's preference is the only signal
                 raise LocatedValueError("the judge alone gives online DPO its preferences", ("trl", key))

@@ -15,7 +15,7 @@ from charter.evals.callback import evaluations
 from charter.online.card import online_dpo_card
 from charter.online.config import OnlineDPOConfig
 from charter.online.metrics import OnlineDPOMetrics, Usage
-from charter.online.pairs import MeteredPanel, PairJudge, masked_dpo_loss
+from charter.online.pairs import MeteredPanel, PairJudge, RewardModelVote, masked_dpo_loss
 from charter.online.train import (
     budget_callback,
     dataset_rows,
@@ -61,7 +61,19 @@ def pair_judge(config: OnlineDPOConfig) -> PairJudge:
         seed=config.seed,
         max_failures=config.max_failures,
         min_confidence=config.min_confidence,
+        reward_model=reward_model_vote(config),
     )
+
+
+def reward_model_vote(config: OnlineDPOConfig) -> RewardModelVote | None:
+    """The configured reward model, loaded (a one-line `TrainingError` for one that is none), or None."""
+    if not config.reward_model:
+        return None
+    from charter.reward_model.evaluate import RewardScorer
+
+    folder = Path(config.reward_model).expanduser()
+    scorer = RewardScorer.load(folder if folder.exists() else config.reward_model)
+    return RewardModelVote(scorer, config.reward_model, config.reward_model_weight, config.judge_weight)
 
 
 def judged_trainer_class() -> type:

@@ -10,6 +10,7 @@ to its gradient (the loss is the mean over the decided pairs), never a made-up p
 from __future__ import annotations
 
 import asyncio
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -22,7 +23,7 @@ from charter.online.inputs import text_of
 from charter.online.reward import RewardFunction, _hash
 from charter.providers import ManagedModel
 from charter.providers.usage import UsageMeter
-from charter.records import Failure, Judgment, Message, Pair, RewardRecord, UsageRow
+from charter.records import Failure, Judgment, Message, Pair, RewardRecord, UsageRow, as_dicts
 
 
 @dataclass(frozen=True)
@@ -39,9 +40,52 @@ def decide(judgment: Judgment, min_confidence: float) -> Decision:
     """Whether a judgment decides its pair: not failed, the orders agreeing, confident enough."""
     if judgment.status != "ok" or judgment.p_a is None:
         return Decision(None, "failed")
-    if judgment.position_consistent is False or abs(judgment.p_a - 0.5) < max(min_confidence, 1e-12):
+    return decide_p(judgment.p_a, judgment.position_consistent is not False, min_confidence)
+
+
+def decide_p(p: float, consistent: bool, min_confidence: float) -> Decision:
+    """Whether P(first better) decides its pair: the judge's orders agreeing, |p - 0.5| at least min_confidence."""
+    if not consistent or abs(p - 0.5) < max(min_confidence, 1e-12):
         return Decision(None, "undecided")
-    return Decision(judgment.p_a > 0.5, None)
+    return Decision(p > 0.5, None)
+
+
+@dataclass(frozen=True)
+class RewardModelVote:
+    """A reward model beside (or instead of) the judge in online DPO: its P(first better) is the Bradley–Terry
+    probability of its two scores, sigmoid(r_first - r_second), pooled with the judge's P by weight."""
+
+    scorer: Any
+    """A `charter.reward_model.evaluate.RewardScorer`."""
+    source: str
+    """The reward model's folder or Hub id (in the fingerprint and, without the judge, as the records' model)."""
+    weight: float
+    """Its weight in the pool."""
+    judge_weight: float
+    """The judge's weight in the pool (0: the judge is not asked)."""
+
+    def p_first(
+        self, prompts: Sequence[list[Message]], firsts: Sequence[str], seconds: Sequence[str]
+    ) -> list[float | None]:
+        """sigmoid(r_first - r_second) of each pair, the model scoring prompt + completion as one conversation; None
+        where a score is not a finite number."""
+
+        def chats(texts: Sequence[str]) -> list[list[dict[str, str]]]:
+            return [[*as_dicts(prompt), {"role": "assistant", "content": t}] for prompt, t in zip(prompts, texts)]
+
+        scores = self.scorer.score(chats(firsts) + chats(seconds))
+        n = len(firsts)
+        return [_sigmoid(a - b) if math.isfinite(a - b) else None for a, b in zip(scores[:n], scores[n:])]
+
+    def pool(self, judge_p: float | None, model_p: float) -> float:
+        """The weighted mean of the judge's P (when asked) and the reward model's."""
+        if judge_p is None or not self.judge_weight:
+            return model_p
+        return (self.judge_weight * judge_p + self.weight * model_p) / (self.judge_weight + self.weight)
+
+
+def _sigmoid(x: float) -> float:
+    return 1.0 / (1.0 + math.exp(-x)) if x >= 0 else math.exp(x) / (1.0 + math.exp(x))
 
 
 def masked_dpo_loss(
@@ -79,12 +123,22 @@ class PairJudge(RewardFunction):
     """The pairwise judge of online DPO: each pair judged (both orders, the settings' mode), stored in the reward
     store (scoring `pair`, the first completion with P(it is better), the second as `reference`), and decided."""
 
-    def __init__(self, *args: Any, min_confidence: float = 0.0, **kwargs: Any) -> None:
+    def __init__(
+        self, *args: Any, min_confidence: float = 0.0, reward_model: RewardModelVote | None = None, **kwargs: Any
+    ) -> None:
         super().__init__(*args, **kwargs)
-        self.min_confidence = min_confidence
+        self.min_confidence, self.reward_model = min_confidence, reward_model
+        if reward_model is not None:  # a stored decision is reused only with the model and weights it was made with
+            self.fingerprint = _hash(self.fingerprint, reward_model.source, reward_model.weight,
+                                     reward_model.judge_weight)  # fmt: skip
         self._step: int | None = None
         #: Judge calls answered, from the cache, and their cost, per training step (this process).
         self.calls_by_step: dict[int | None, dict[str, Any]] = {}
+
+    @property
+    def asks_judge(self) -> bool:
+        """Whether the judge is asked (not with a reward model alone, judge weight 0)."""
+        return self.reward_model is None or self.reward_model.judge_weight > 0
 
     def judge_pairs(
         self, prompts: Sequence[Any], firsts: Sequence[Any], seconds: Sequence[Any], step: int | None
@@ -97,28 +151,44 @@ class PairJudge(RewardFunction):
             self._loop = _Loop()
         self._step = step
         messages = [as_messages(p if isinstance(p, str) else list(p), f"prompts[{i}]") for i, p in enumerate(prompts)]
-        work = self._judge_all(messages, [text_of(t) for t in firsts], [text_of(t) for t in seconds], step)
-        records = self._loop.run(work)
+        a, b = [text_of(t) for t in firsts], [text_of(t) for t in seconds]
+        model_ps: list[float | None] = (
+            self.reward_model.p_first(messages, a, b) if self.reward_model else [None] * len(a)
+        )
+        records = self._loop.run(self._judge_all(messages, a, b, model_ps, step))
         self._finish_call(records, step, None)
         return [Decision(None if r.masked else bool((r.reward or 0) > 0.5), r.masked) for r in records]
 
     async def _judge_all(
-        self, prompts: list[list[Message]], firsts: list[str], seconds: list[str], step: int | None
-    ) -> list[RewardRecord]:
+        self, prompts: list[list[Message]], firsts: list[str], seconds: list[str], model_ps: list[float | None],
+        step: int | None,
+    ) -> list[RewardRecord]:  # fmt: skip
         if self._semaphore is None:
             self._semaphore = asyncio.Semaphore(self.concurrency)
-        return list(await asyncio.gather(*(self._pair(p, a, b, step) for p, a, b in zip(prompts, firsts, seconds))))
+        work = (self._pair(*args, step) for args in zip(prompts, firsts, seconds, model_ps))
+        return list(await asyncio.gather(*work))
 
-    async def _pair(self, prompt: list[Message], first: str, second: str, step: int | None) -> RewardRecord:
+    async def _pair(
+        self, prompt: list[Message], first: str, second: str, model_p: float | None, step: int | None
+    ) -> RewardRecord:
         ids = self._principles(prompt)
         # the key holds min_confidence: a stored decision is reused only under the threshold it was made with
         key = _hash(self.fingerprint, self.min_confidence, [m.model_dump() for m in prompt], first, second)
-        record = dict(principle_ids=ids, reference=second)
+        record: dict[str, Any] = dict(principle_ids=ids, reference=second)
+        if self.reward_model is not None:
+            record["reward_model_p"] = model_p
         if first.strip() == second.strip():  # nothing to prefer: no call, no gradient
             return self._record(key, step, prompt, first, 0.5, comparisons=0, masked="undecided", **record)
         reused = self._reuse(key, step)
         if reused is not None:
             return reused
+        if self.reward_model is not None and model_p is None:
+            failure = Failure(kind="reward_model", message="the reward model's score is not a finite number")
+            return self._record(key, step, prompt, first, None, failure=failure, masked="failed", **record)
+        if not self.asks_judge:
+            assert self.reward_model is not None and model_p is not None
+            decision = decide_p(model_p, True, self.min_confidence)
+            return self._record(key, step, prompt, first, model_p, comparisons=0, masked=decision.masked, **record)
         pair = Pair(pair_id=_hash("pair", first, second), prompt=prompt, a=first, b=second)
         try:
             judgment = await self._guarded(
@@ -127,10 +197,23 @@ class PairJudge(RewardFunction):
         except FatalProviderError:
             raise
         decision = decide(judgment, self.min_confidence)
-        if decision.masked == "failed":
+        if decision.masked == "failed" or judgment.p_a is None:
             failure = judgment.failure or Failure(kind="no_judgment", message="the judgment gave no p")
             return self._record(key, step, prompt, first, None, failure=failure, masked="failed", **record)
-        return self._record(key, step, prompt, first, judgment.p_a, comparisons=1, masked=decision.masked, **record)
+        p = judgment.p_a
+        if self.reward_model is not None and model_p is not None:  # the pooled P decides
+            record["judge_p"] = p
+            p = self.reward_model.pool(p, model_p)
+            decision = decide_p(p, judgment.position_consistent is not False, self.min_confidence)
+        return self._record(key, step, prompt, first, p, comparisons=1, masked=decision.masked, **record)
+
+    def _record(
+        self, key: str, step: int | None, prompt: list[Message], text: str, reward: float | None, **fields: Any
+    ) -> RewardRecord:
+        record = super()._record(key, step, prompt, text, reward, **fields)
+        if self.asks_judge or self.reward_model is None:
+            return record
+        return record.model_copy(update={"judge_model": f"reward model {self.reward_model.source}"})
 
     # -- the judge's calls per step ----------------------------------------------------------------------------
     def _count_usage(self, row: UsageRow) -> None:

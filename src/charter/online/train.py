@@ -81,17 +81,9 @@ def verifiable_reward(verify: VerifiableReward) -> Any:
 def distilled_reward(source: str) -> Any:
     """A sequence-classification reward model for TRL's `reward_funcs` (TRL scores prompt + completion with it):
     a folder or a Hub id, loaded here so that one that is none is a one-line `TrainingError` before training."""
-    from transformers import AutoModelForSequenceClassification
+    from charter.reward_model.evaluate import RewardScorer
 
-    folder = Path(source).expanduser()
-    try:
-        return AutoModelForSequenceClassification.from_pretrained(
-            str(folder) if folder.exists() else source, num_labels=1
-        )
-    except (OSError, ValueError) as exc:
-        raise TrainingError(
-            f"reward_model {source}: not a sequence-classification reward model ({short_error(exc)})"
-        ) from None
+    return RewardScorer.load(source, device="cpu").model
 
 
 def _trl_args(config: OnlineConfig, trainer: Trainer, device: str) -> Any:

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any, NotRequired, TypedDict
 
 from charter.errors import TrainingError
+from charter.training.models import ensure_pad_token, short_error
 
 QUANTILES = (0.05, 0.25, 0.5, 0.75, 0.95)
 
@@ -19,24 +20,42 @@ class RewardScorer:
         self.max_length, self.batch_size = max_length, batch_size
 
     @classmethod
-    def load(cls, path: str | Path, max_length: int = 512, device: str | None = None) -> RewardScorer:
-        """Load a saved reward model folder (as written by `train_reward_model`)."""
+    def load(
+        cls, source: str | Path, max_length: int = 512, device: str | None = None, batch_size: int = 16
+    ) -> RewardScorer:
+        """Load a reward model: a folder (as `train_reward_model` writes) or a Hub id of any sequence-classification
+        model with one output; a one-line `TrainingError` for one that is none."""
         import torch
         from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
+        folder = Path(source).expanduser()
+        where = str(folder) if folder.exists() else str(source)
         try:
-            tokenizer = AutoTokenizer.from_pretrained(str(path))
-            model = AutoModelForSequenceClassification.from_pretrained(str(path), dtype=torch.float32)
-        except Exception as exc:
-            raise TrainingError(f"{path}: not a reward model folder ({type(exc).__name__})") from None
+            model = AutoModelForSequenceClassification.from_pretrained(where, dtype=torch.float32, num_labels=1)
+        except (OSError, ValueError) as exc:
+            raise TrainingError(
+                f"reward_model {source}: not a sequence-classification reward model ({short_error(exc)})"
+            ) from None
+        try:
+            tokenizer = AutoTokenizer.from_pretrained(where)
+        except Exception as exc:  # the model loaded, its tokenizer did not
+            raise TrainingError(f"reward_model {source}: no tokenizer could be loaded ({short_error(exc)})") from None
+        ensure_pad_token(tokenizer, model)
         device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-        return cls(model.to(device).eval(), tokenizer, max_length)
+        return cls(model.to(device).eval(), tokenizer, max_length, batch_size)
+
+    def text(self, conversation: list[dict[str, str]]) -> str:
+        """What the model reads: the conversation through the tokenizer's chat template, or its contents one after
+        the other where the tokenizer has none."""
+        if getattr(self.tokenizer, "chat_template", None):
+            return self.tokenizer.apply_chat_template(conversation, tokenize=False)
+        return "".join(str(m.get("content", "")) for m in conversation)
 
     def score(self, conversations: Sequence[list[dict[str, str]]]) -> list[float]:
         """Rewards for full conversations (prompt messages + the assistant response)."""
         import torch
 
-        texts = [self.tokenizer.apply_chat_template(c, tokenize=False) for c in conversations]
+        texts = [self.text(c) for c in conversations]
         out: list[float] = []
         device = next(self.model.parameters()).device
         side = self.tokenizer.padding_side
