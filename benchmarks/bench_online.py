@@ -1,7 +1,8 @@
-"""Online RLAIF learning curve: GRPO on the embedded SmolLM2-135M-Instruct with charter's judge as the reward,
-against the same run with a constant reward.
+"""Online RLAIF learning curve: GRPO on the embedded SmolLM2-135M-Instruct with charter's judge as the reward
+(direct RLAIF), against a reward model distilled from the same judge (canonical RLAIF) and a constant reward.
 
-    .venv/bin/python benchmarks/bench_online.py [--steps 30] [--out DIR] [--plot docs/assets/online-grpo.svg]
+    .venv/bin/python benchmarks/bench_online.py [--steps 30] [--arms judge distilled constant] [--out DIR]
+        [--plot docs/assets/online-grpo.svg]
 
 The judge is scripted so that its preference is known and learnable: it rates each completion 1-5 on a one-principle
 constitution ("brevity") from the completion's word count (5 at 15 words or fewer, 1 at 45 or more, linear between),
@@ -9,10 +10,17 @@ through charter's rating prompt and log-probability path (the expected score ove
 goes through the reward function, its cache and its reward store as a real judge's would. The policy rarely
 answers briefly at first (most completions run to the 48-token cap).
 
-Two arms, each in its own subprocess, on the same prompts, seed and TRL settings:
-  judge     judge_weight 1: the judge's score is the reward.
-  constant  judge_weight 0: TRL's reward is 0 for every completion (no learning signal), while the judge still scores
-            every completion into the reward store, so both curves are measured the same way.
+Arms, each in its own subprocess, on the same prompts, seed and TRL settings:
+  judge      judge_weight 1: the judge's score is the reward (direct RLAIF, d-RLAIF).
+  distilled  canonical RLAIF (Lee et al. 2023): first the policy answers the training prompts 4 times each (the
+             embedded model through charter's local engine, temperature 1, cut at 12, 24, 36 and 48 tokens so that
+             the lengths vary), the judge rates every answer once (`charter.reward_function`), every two answers of a
+             prompt whose ratings differ by more than 0.05 make a preference pair, and `charter.train_reward_model`
+             trains MiniLM-L6 on them (2 epochs, 20% held out). Then GRPO with `reward_model: RM` and
+             judge_weight 0: the reward model's score is the reward.
+  constant   judge_weight 0 and no reward model: TRL's reward is 0 for every completion (no learning signal).
+In the distilled and constant arms the judge still scores every completion into the reward store (weight 0), so
+every curve is measured by the same judge; those calls measure, they do not train, and are counted apart.
 
 Per step it records the mean judge reward (from the reward store), the completions' mean length (TRL's log), judge
 calls made (counted inside the script), rewards answered from the cache or store, and the step's wall time. Prints
@@ -86,9 +94,10 @@ def register_brevity_judge() -> None:
     register_script("brevity", generate, choice)
 
 
-def config(arm: str, out: Path, steps: int, lr: float, seed: int) -> dict[str, Any]:
+def config(arm: str, out: Path, steps: int, lr: float, seed: int, reward_model: Path | None = None) -> dict[str, Any]:
     (out / "brevity.yaml").write_text(CONSTITUTION)
     return {
+        **({"reward_model": str(reward_model), "reward_model_weight": 1.0} if reward_model else {}),
         "model": "smollm2-135m-instruct",
         "prompts": {"bundled": True, "shuffle": True, "limit": 64},
         "constitution": str(out / "brevity.yaml"),
@@ -113,12 +122,68 @@ def config(arm: str, out: Path, steps: int, lr: float, seed: int) -> dict[str, A
     }
 
 
+def distill(out: Path, seed: int) -> dict[str, Any]:
+    """Canonical RLAIF's first half: the policy's answers, rated once each by the judge, as pairs; a reward model
+    trained on them. Returns the reward model's folder, the judge calls, the pairs and the held-out accuracy."""
+    import asyncio
+
+    from charter import reward_function, train_reward_model
+    from charter.online.config import OnlineConfig
+    from charter.online.train import train_prompts
+    from charter.providers import SamplingParams, get_model
+    from charter.records import as_dicts
+
+    started, calls = time.perf_counter(), CALLS[0]
+    prompts = [p.messages for p in train_prompts(OnlineConfig.model_validate(config("distilled", out, 1, 1e-5, seed)))]
+    policy = get_model("local:smollm2-135m-instruct", role="policy")
+
+    async def answers() -> list[tuple[int, str]]:
+        found = []
+        try:
+            for k, cut in enumerate((12, 24, 36, 48)):
+                params = SamplingParams(temperature=1.0, max_tokens=cut, seed=seed + k)
+                found += [(i, c.text) for i, c in enumerate(await policy.generate(prompts, params))]
+        finally:
+            await policy.aclose()
+        return found
+
+    sampled = asyncio.run(answers())
+    generated = time.perf_counter() - started
+    rate = reward_function("scripted:brevity", str(out / "brevity.yaml"), "score", store=out / "distill-rewards",
+                           cache=None, mode="score", rating="logprobs", scale=5)  # fmt: skip
+    rewards = rate(prompts=[as_dicts(prompts[i]) for i, _ in sampled], completions=[t for _, t in sampled])
+    rate.close()
+    by_prompt: dict[int, list[tuple[str, float]]] = {}
+    for (i, text), r in zip(sampled, rewards):
+        if r is not None:
+            by_prompt.setdefault(i, []).append((text, r))
+    pairs = []
+    for i, scored in by_prompt.items():
+        for a in range(len(scored)):
+            for b in range(a + 1, len(scored)):
+                (ta, ra), (tb, rb) = scored[a], scored[b]
+                if abs(ra - rb) > 0.05 and ta.strip() != tb.strip():
+                    chosen, rejected = (ta, tb) if ra > rb else (tb, ta)
+                    pairs.append({"prompt": as_dicts(prompts[i]), "chosen": chosen, "rejected": rejected})
+    data = out / "distill-pairs.jsonl"
+    data.write_text("".join(json.dumps(p) + "\n" for p in pairs))
+    judged = CALLS[0] - calls
+    metrics = train_reward_model({"dataset": str(data), "model": "minilm-l6", "output_dir": str(out / "rm"),
+                                  "eval_fraction": 0.2, "seed": seed, "device": "cpu",
+                                  "trl": {"num_train_epochs": 2, "learning_rate": 1e-4, "save_strategy": "no",
+                                          "report_to": []}})  # fmt: skip
+    return {"reward_model": str(out / "rm"), "answers": len(sampled), "judge_calls": judged, "pairs": len(pairs),
+            "held_out_accuracy": metrics["held_out_accuracy"], "generate_seconds": round(generated, 1),
+            "seconds": round(time.perf_counter() - started, 1)}  # fmt: skip
+
+
 def child(arm: str, out: Path, steps: int, lr: float, seed: int) -> dict[str, Any]:
     from transformers import TrainerCallback
 
     from charter.online.train import train_online
 
     register_brevity_judge()
+    distilled = distill(out, seed) if arm == "distilled" else None
     timing: list[dict[str, Any]] = []
 
     class StepClock(TrainerCallback):
@@ -135,7 +200,8 @@ def child(arm: str, out: Path, steps: int, lr: float, seed: int) -> dict[str, An
             )
 
     started = time.perf_counter()
-    metrics = train_online(config(arm, out, steps, lr, seed), "grpo", callbacks=[StepClock()])
+    settings = config(arm, out, steps, lr, seed, Path(distilled["reward_model"]) if distilled else None)
+    metrics = train_online(settings, "grpo", callbacks=[StepClock()])
     total = time.perf_counter() - started
     judged = {s["step"]: s for s in metrics["steps"]}
     length = {int(e["step"]): e.get("completions/mean_length") for e in metrics["trl_log"] if "step" in e}
@@ -159,6 +225,7 @@ def child(arm: str, out: Path, steps: int, lr: float, seed: int) -> dict[str, An
         "failures": metrics["failures"],
         "seconds": round(total, 1),
         "train_seconds": metrics["training"]["seconds"],
+        "distilled": distilled,
     }
 
 
@@ -176,35 +243,30 @@ def mean(values: list[float]) -> float:
 
 
 def table(results: list[dict[str, Any]]) -> str:
-    by_arm = {r["arm"]: r["steps"] for r in results}
-    lines = [
-        "| step | judge arm: reward | mean length (tokens) | constant arm: reward | mean length (tokens) |",
-        "|---|---|---|---|---|",
-    ]
-    for a, b in zip(by_arm["judge"], by_arm["constant"], strict=True):
-        lines.append(
-            f"| {a['step']} | {a['reward']:.3f} | {a['mean_length']:.1f} | {b['reward']:.3f} | {b['mean_length']:.1f} |"
-        )
+    head = " | ".join(f"{r['arm']}: reward | length (tokens)" for r in results)
+    lines = [f"| step | {head} |", "|---" * (1 + 2 * len(results)) + "|"]
+    for rows in zip(*(r["steps"] for r in results), strict=True):
+        cells = " | ".join(f"{s['reward']:.3f} | {s['mean_length']:.1f}" for s in rows)
+        lines.append(f"| {rows[0]['step']} | {cells} |")
     return "\n".join(lines)
 
 
 def summary(results: list[dict[str, Any]]) -> str:
     lines = [
-        "| arm | reward, first 5 steps | reward, last 5 steps | judge calls a step | cached rewards | "
-        "wall time a step (median) | failures |",
-        "|---|---|---|---|---|---|---|",
+        "| arm | reward, first 5 steps | reward, last 5 steps | judge calls that train, a step | judge calls before "
+        "training | wall time a step (median) | wall time before training | failures |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for r in results:
         steps = r["steps"]
         first = mean([s["reward"] for s in steps[:5]])
         last = mean([s["reward"] for s in steps[-5:]])
         seconds = sorted(s["seconds"] for s in steps)[len(steps) // 2]
-        calls = mean([s["calls"] for s in steps])
-        cached = sum(s["cached"] or 0 for s in steps)
-        total = sum(s["rewards"] or 0 for s in steps)
+        training_calls = mean([s["calls"] for s in steps]) if r["arm"] == "judge" else 0.0
+        before = r["distilled"] or {}
         lines.append(
-            f"| {r['arm']} | {first:.3f} | {last:.3f} | {calls:.1f} | {cached} of {total} | {seconds:.1f} s | "
-            f"{r['failures']} |"
+            f"| {r['arm']} | {first:.3f} | {last:.3f} | {training_calls:.1f} | {before.get('judge_calls', 0)} | "
+            f"{seconds:.1f} s | {before.get('seconds', 0.0):.0f} s | {r['failures']} |"
         )
     return "\n".join(lines)
 
@@ -217,9 +279,11 @@ def plot(results: list[dict[str, Any]], path: Path) -> None:
 
     matplotlib.rcParams["svg.hashsalt"] = "charter"
     fig, (top, bottom) = plt.subplots(2, 1, figsize=(7, 5.5), sharex=True)
-    for r, style in zip(results, ("-o", "--s"), strict=True):
+    labels = {"judge": "judge reward (direct)", "distilled": "distilled reward model (canonical)",
+              "constant": "constant reward"}  # fmt: skip
+    for r, style in zip(results, ("-o", "-^", "--s"), strict=False):
         steps = [s["step"] for s in r["steps"]]
-        label = "judge reward" if r["arm"] == "judge" else "constant reward (judge_weight 0)"
+        label = labels[r["arm"]]
         top.plot(steps, [s["reward"] for s in r["steps"]], style, markersize=3, label=label)
         bottom.plot(steps, [s["mean_length"] for s in r["steps"]], style, markersize=3, label=label)
     top.set_ylabel("mean judge reward (0-1)")
@@ -239,6 +303,8 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=30)
     parser.add_argument("--lr", type=float, default=2e-5)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--arms", nargs="+", choices=["judge", "distilled", "constant"],
+                        default=["judge", "distilled", "constant"])  # fmt: skip
     parser.add_argument("--out", type=Path, default=None, help="where the runs go (default: a temporary folder)")
     parser.add_argument("--plot", type=Path, default=Path("docs/assets/online-grpo.svg"))
     parser.add_argument("--child", help=argparse.SUPPRESS)
@@ -249,7 +315,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         args.out = args.out or Path(tmp)
         args.out.mkdir(parents=True, exist_ok=True)
-        results = [spawn(arm, args) for arm in ("judge", "constant")]
+        results = [spawn(arm, args) for arm in args.arms]
     for r in results:
         print(json.dumps(r))
     print()
