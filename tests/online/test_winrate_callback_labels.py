@@ -5,6 +5,7 @@ history, metrics rows, the card's table; too few labels give no number and a not
 import copy
 import json
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -131,10 +132,13 @@ def test_too_few_labels_give_no_ppi_and_say_so(tmp_path: Path) -> None:
     labels.append({"step": 7, "prompt": rows[3]["prompt"], "policy": rows[3]["policy"], "preferred": "tie"})
     callback = _callback(tmp_path, human_labels=_write(tmp_path / "labels.jsonl", labels))
     model, tokenizer = tiny_causal_lm()
-    logs = callback.evaluate(model, tokenizer, 1)
-    assert logs["win_rate_human_n"] == 3 and not any(k.startswith(("win_rate_ppi", "win_rate_human_")) and
-                                                      k != "win_rate_human_n" for k in logs)  # fmt: skip
-    assert "win_rate_human" not in logs
+    state = SimpleNamespace(global_step=1, is_world_process_zero=True, log_history=[])
+    callback.on_step_end(SimpleNamespace(output_dir=str(tmp_path / "out")), state, None, model=model,
+                         processing_class=tokenizer)  # fmt: skip
+    [logs] = state.log_history
+    assert logs["win_rate_human_n"] == 3 and not any(k.startswith("win_rate_ppi") for k in logs)
+    assert "win_rate_human" not in logs and "win_rate" in logs
+    assert logs["win_rate_labels_note"] == "3 labels match, fewer than 10: too few for an interval to be trusted"
     [row] = evaluations(callback)
     assert row["ppi"] is None and row["human_n"] == 3
     assert row["labels_note"] == "3 labels match, fewer than 10: too few for an interval to be trusted"
