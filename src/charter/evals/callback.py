@@ -5,8 +5,11 @@ a reference answer (a given one, a `reference_model`'s, or the policy's own answ
 in both orders; the win rate with its Wilson 95% interval, and the length-controlled one, go into the trainer's logs
 (`state.log_history`, and TensorBoard / W&B through the trainer's `on_log` callbacks when the trainer is given). A
 failed judgment is counted as a failure, never as a tie. Judge calls go through the call cache, limits, usage meter
-and budget. Under torchrun only the main process answers and judges (the other ranks wait at their next
-synchronisation; with sharded weights, FSDP or ZeRO-3, the main process alone cannot generate: use DDP).
+and budget. Each evaluation's comparisons go to OUTPUT_DIR/winrate_eval/step-N.pairs.jsonl for people to label; with
+`human_labels` (those rows with `preferred` added), the human-corrected (prediction-powered) win rate is logged beside
+the judge's (`charter.evals.callback_labels`). Under torchrun only the main process answers and judges (the other
+ranks wait at their next synchronisation; with sharded weights, FSDP or ZeRO-3, the main process alone cannot
+generate: use DDP).
 """
 
 from __future__ import annotations
@@ -19,8 +22,9 @@ from typing import Any
 from charter.api_args import Range, from_arguments, public
 from charter.constitutions import Constitution, load_constitution
 from charter.errors import ConfigError, MissingExtra
-from charter.evals.during import WinRateEval
-from charter.evals.winrate import _run_in_thread, load_prompts, tally
+from charter.evals.callback_labels import SIDES, CallbackLabels, pairs_file, read_callback_labels
+from charter.evals.during import WinRateEval, human_columns, human_fields
+from charter.evals.winrate import _run_in_thread, load_prompts, tally, write_pairs
 from charter.judge.pairwise import judgments_by_pair
 from charter.judge.settings import JudgeSettings
 from charter.providers import get_model
@@ -83,6 +87,7 @@ class WinRateCallback(TrainerCallback):
         seed: int = 0,
         concurrency: int = 16,
         prefix: str = "win_rate",
+        human_labels: str | Path | None = None,
         **judge_settings: Any,
     ) -> None:
         """A callback that judges the policy's answers against reference answers every `every` steps.
@@ -107,13 +112,20 @@ class WinRateCallback(TrainerCallback):
             seed: Seed of the principle draws and of the length-controlled bootstrap.
             concurrency: Judge calls in flight at once.
             prefix: The prefix of the logged keys (`win_rate`, `win_rate_low`, `win_rate_high`, ...).
+            human_labels: A JSONL/parquet file of people's verdicts on comparisons the callback judged: rows of its
+                OUTPUT_DIR/winrate_eval/step-N.pairs.jsonl files with `preferred` (policy, reference or tie) added
+                (`prompt` and `policy` needed; `reference` and `step` optional, a row without `step` applies at every
+                step). Where at least 10 match the comparisons of an evaluation (same prompt and policy answer), the
+                prediction-powered win rate (`..._ppi`, `..._ppi_low`, `..._ppi_high`) and the people-only one
+                (`..._human`) are logged beside the judge's, with `..._human_n` the labels matched.
             **judge_settings: `JudgeSettings` fields (mode, principles_per_pair, principles, max_retries, ...);
                 `orders` is always both.
 
         Raises:
             ConfigError: No prompts; references of another length than the prompts, or more than one of references,
                 reference_column and reference_model; a reference column missing a value.
-            DatasetError: The prompts file cannot be read or has no prompt column.
+            DatasetError: The prompts file cannot be read or has no prompt column; the human labels file cannot be
+                read or has a malformed row (named with its key).
             ConstitutionError: The constitution cannot be loaded.
         """
         self.prompts = _prompt_list(prompts)
@@ -143,6 +155,7 @@ class WinRateCallback(TrainerCallback):
         self.every, self.max_new_tokens, self.tie_band = every, max_new_tokens, tie_band
         self.seed, self.concurrency, self.prefix = seed, concurrency, prefix
         self.trainer = trainer
+        self.labels: CallbackLabels | None = read_callback_labels(human_labels) if human_labels is not None else None
         self.history: list[dict[str, Any]] = []
         """Every evaluation's full result (step, tally, length-controlled), in order."""
 
@@ -158,15 +171,19 @@ class WinRateCallback(TrainerCallback):
     def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         if state.global_step % self.every != 0 or not state.is_world_process_zero:
             return
-        logs = self.evaluate(kwargs["model"], _tokenizer(kwargs), state.global_step)
-        state.log_history.append({**logs, "step": state.global_step})
+        logs = self.evaluate(kwargs["model"], _tokenizer(kwargs), state.global_step, args.output_dir)
+        note = (self.history[-1].get("human_labels") or {}).get("note")
+        state.log_history.append(
+            {**logs, **({f"{self.prefix}_labels_note": note} if note else {}), "step": state.global_step}
+        )
         if self.trainer is not None:  # TensorBoard, W&B, ...: the reporters are on_log callbacks
             handler = self.trainer.callback_handler
             handler.on_log(args, state, control, logs)
 
     # -- the evaluation -------------------------------------------------------------------------------------------
-    def evaluate(self, model: Any, tokenizer: Any, step: int) -> dict[str, float]:
-        """The policy's answers judged against the references; the numbers to log (None values left out)."""
+    def evaluate(self, model: Any, tokenizer: Any, step: int, output_dir: str | Path | None = None) -> dict[str, float]:
+        """The policy's answers judged against the references; the numbers to log (None values left out). With
+        `output_dir`, the comparisons go to OUTPUT_DIR/winrate_eval/step-N.pairs.jsonl for people to label."""
         if self.references is None:
             raise ConfigError("WinRateCallback: no reference answers (on_train_begin did not run on this process)")
         answers = self.answers(model, tokenizer)
@@ -187,7 +204,12 @@ class WinRateCallback(TrainerCallback):
         counts = tally(ordered, self.tie_band)
         ok = [(p, r.p_a) for p, r in zip(pairs, ordered) if r is not None and r.status == "ok" and r.p_a is not None]
         lc = length_controlled([x for _, x in ok], [p.a for p, _ in ok], [p.b for p, _ in ok], seed=self.seed)
-        self.history.append({"step": step, **counts, "length_controlled": lc})
+        entry: dict[str, Any] = {"step": step, **counts, "length_controlled": lc}
+        if output_dir is not None:
+            entry["pairs_file"] = str(write_pairs(pairs_file(output_dir, step), pairs, ordered, SIDES, step=step))
+        if self.labels is not None:
+            entry["human_labels"] = self.labels.estimates(step, ok)
+        self.history.append(entry)
         ci, lci = counts["ci95"] or [None, None], lc["ci95"] or [None, None]
         values = {
             "": counts["win_rate"],
@@ -198,6 +220,7 @@ class WinRateCallback(TrainerCallback):
             "_lc": lc["win_rate"],
             "_lc_low": lci[0],
             "_lc_high": lci[1],
+            **human_columns(entry.get("human_labels")),
         }
         return {f"{self.prefix}{k}": float(v) for k, v in values.items() if v is not None}
 
@@ -258,6 +281,7 @@ def evaluations(callback: WinRateCallback | None) -> list[WinRateEval]:
                 n=int(entry.get("n") or 0),
                 failures=int(entry.get("failures") or 0),
                 lc=(entry.get("length_controlled") or {}).get("win_rate"),
+                **human_fields(entry.get("human_labels")),
             )
         )
     return rows
@@ -297,6 +321,7 @@ def callback_for(
         prices=prices,
         tie_band=section.tie_band,
         seed=seed,
+        human_labels=section.human_labels,
         mode=section.mode,
     )
 

@@ -7,11 +7,13 @@ import asyncio
 import hashlib
 import random
 import threading
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal, TypedDict
 
 import orjson
 
+from charter import tables
 from charter.api_args import AS_GIVEN, config_from, from_arguments, public
 from charter.errors import ConfigError, DatasetError
 from charter.evals.config import WinrateConfig
@@ -199,12 +201,36 @@ def tally(records: list[Judgment | None], tie_band: float) -> Tally:
 
 
 #: A person's verdict as the candidate's share of the win.
-PREFERRED = {"candidate": 1.0, "tie": 0.5, "base": 0.0}
+PREFERRED = {"candidate": 1.0, "base": 0.0, "tie": 0.5}
 
 
-def comparison_key(prompt: str, candidate: str, base: str) -> str:
-    """What ties a person's label to a comparison: the prompt's last message and both answers, hashed."""
-    return hashlib.sha256("\x00".join((prompt, candidate, base)).encode()).hexdigest()
+def comparison_key(*texts: str) -> str:
+    """What ties a person's label to a comparison: the prompt's last message and the answers, hashed."""
+    return hashlib.sha256("\x00".join(texts).encode()).hexdigest()
+
+
+def labelled_rows(
+    path: Path, texts: Sequence[str], verdicts: Mapping[str, float], written_by: str
+) -> Iterator[tuple[int, dict[str, Any], float]]:
+    """(row number, row, the first side's share of the win) for each row of a JSONL/parquet file of people's
+    verdicts, whose `preferred` is one of `verdicts` and whose `texts` columns are strings.
+
+    Raises:
+        DatasetError: The file cannot be read or is empty, or a row has another `preferred` or lacks a text.
+    """
+    rows = tables.read_rows(path)
+    if not rows:
+        raise DatasetError(f"{path}: no labels (rows of {written_by} with `preferred` added)")
+    names = list(verdicts)
+    allowed = f"{', '.join(names[:-1])} or {names[-1]}"
+    for i, row in enumerate(rows, 1):
+        preferred = row.get("preferred")
+        if not isinstance(preferred, str) or preferred not in verdicts:
+            raise DatasetError(f"{path}: row {i}: preferred: must be {allowed}, got {preferred!r}")
+        missing = [k for k in texts if not isinstance(row.get(k), str)]
+        if missing:
+            raise DatasetError(f"{path}: row {i}: {missing[0]}: must be a string (as in {written_by})")
+        yield i, row, verdicts[preferred]
 
 
 def read_human_labels(path: Path) -> dict[str, float]:
@@ -213,40 +239,42 @@ def read_human_labels(path: Path) -> dict[str, float]:
     Raises:
         DatasetError: The file cannot be read, or a row lacks prompt/candidate/base or has another `preferred`.
     """
-    out: dict[str, float] = {}
-    for i, row in enumerate(data.read_rows(str(path)), 1):
-        preferred = row.get("preferred")
-        if preferred not in PREFERRED:
-            raise DatasetError(f"{path}: row {i}: preferred: must be candidate, base or tie, got {preferred!r}")
-        texts = [row.get(k) for k in ("prompt", "candidate", "base")]
-        if not all(isinstance(t, str) for t in texts):
-            raise DatasetError(f"{path}: row {i}: prompt, candidate and base must be strings (as winrate.pairs.jsonl)")
-        out[comparison_key(*texts)] = PREFERRED[preferred]  # type: ignore[arg-type] - strings: checked above
-    return out
+    texts = ("prompt", "candidate", "base")
+    return {
+        comparison_key(*(row[k] for k in texts)): share
+        for _, row, share in labelled_rows(path, texts, PREFERRED, "winrate.pairs.jsonl")
+    }
 
 
 def human_winrate(labels: dict[str, float], judged: list[tuple[Pair, float]], labels_file: Path) -> HumanWinrate:
     """The prediction-powered and people-only win rates of the comparisons people labelled."""
+    keys = [comparison_key(p.prompt[-1].content, p.a, p.b) for p, _ in judged]
+    matched = [(p_a, labels[k]) for k, (_, p_a) in zip(keys, judged) if k in labels]
+    return human_estimates([p_a for _, p_a in judged], matched, len(labels), labels_file)
+
+
+def human_estimates(
+    judge_all: list[float], matched: list[tuple[float, float]], labels: int, labels_file: Path
+) -> HumanWinrate:
+    """The prediction-powered win rate (the judge's P on every comparison, corrected by the `matched` (judge's P,
+    person's share) pairs) and the people-only one; neither, and a note, with fewer than MIN_LABELS matched."""
     from charter.agreement.estimates import MIN_LABELS
     from charter.stats.ppi import ppi_mean
 
-    keys = [comparison_key(p.prompt[-1].content, p.a, p.b) for p, _ in judged]
-    judge_all = [p_a for _, p_a in judged]
-    matched = [(p_a, labels[k]) for k, (_, p_a) in zip(keys, judged) if k in labels]
     note = None
-    if len(matched) < len(labels):
+    if len(matched) < labels:
         note = (
-            f"{len(labels) - len(matched)} of {len(labels)} labels in {labels_file} match no judged comparison of this "
+            f"{labels - len(matched)} of {labels} labels in {labels_file} match no judged comparison of this "
             "evaluation (answers differ from those labelled, or the judgment failed)"
         )
     if len(matched) < MIN_LABELS:
         few = f"{len(matched)} labels match, fewer than {MIN_LABELS}: too few for an interval to be trusted"
         note = f"{note}; {few}" if note else few
-        return HumanWinrate(labels=len(labels), matched=len(matched), ppi=None, human=None, note=note)
+        return HumanWinrate(labels=labels, matched=len(matched), ppi=None, human=None, note=note)
     judge_labeled, human = [m[0] for m in matched], [m[1] for m in matched]
     ppi = ppi_mean(judge_all, judge_labeled, human).within(0, 1)
     alone = ppi_mean(judge_all, judge_labeled, human, method="human").within(0, 1)
-    return HumanWinrate(labels=len(labels), matched=len(matched), ppi=ppi.model_dump(), human=alone.model_dump(),
+    return HumanWinrate(labels=labels, matched=len(matched), ppi=ppi.model_dump(), human=alone.model_dump(),
                         note=note)  # fmt: skip
 
 
@@ -373,23 +401,28 @@ async def winrate_async(config: WinrateConfig) -> WinrateSummary:
     return {**report, "written_to": str(written)}
 
 
-def write_pairs(path: Path, pairs: list[Pair], judgments: list[Judgment | None]) -> Path:
-    """Every comparison with the judge's verdict, for people to label (add `preferred`: candidate, base or tie) and
-    pass back as `human_labels`."""
+def write_pairs(
+    path: Path,
+    pairs: list[Pair],
+    judgments: list[Judgment | None],
+    sides: tuple[str, str] = ("candidate", "base"),
+    **fields: Any,
+) -> Path:
+    """Every comparison with the judge's verdict, for people to label (add `preferred`: candidate, base or tie, or
+    the given `sides`' names) and pass back as `human_labels`; `fields` go into every row."""
     rows = [
         {
             "pair_id": p.pair_id,
+            **fields,
             "prompt": p.prompt[-1].content,
-            "candidate": p.a,
-            "base": p.b,
-            "p_candidate": r.p_a if r is not None and r.status == "ok" else None,
+            sides[0]: p.a,
+            sides[1]: p.b,
+            f"p_{sides[0]}": r.p_a if r is not None and r.status == "ok" else None,
         }
         for p, r in zip(pairs, judgments)
     ]
-    from charter.tables import atomic_write
-
     text = "".join(orjson.dumps(row).decode() + "\n" for row in rows)
-    atomic_write(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
+    tables.atomic_write(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
     return path
 
 

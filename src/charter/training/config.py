@@ -3,6 +3,7 @@ training."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Literal
 
 from pydantic import Field, model_validator
@@ -64,6 +65,11 @@ class WinRateEvalConfig(ConfigModel):
     """Constitution name or YAML path the judge compares against; default: the training's (`harmless` for DPO)."""
     tie_band: float = Field(default=0.0, ge=0, lt=0.5)
     """A judgment with P(policy better) within this distance of 0.5 is a tie."""
+    human_labels: Path | None = None
+    """People's verdicts on comparisons judged here (JSONL/parquet): rows of OUTPUT_DIR/winrate_eval/step-N.pairs.jsonl
+    with `preferred` (policy, reference or tie) added; a row without `step` applies at every step. Where at least 10
+    match an evaluation's comparisons (same prompt and policy answer), the human-corrected (PPI) win rate goes beside
+    the judge's. Read before training starts."""
 
     @model_validator(mode="after")
     def _one_reference(self) -> WinRateEvalConfig:
