@@ -13,6 +13,7 @@ import pytest
 
 from charter import evaluate_rm
 from charter.cli import main
+from charter.errors import ArgumentError
 from charter.testing import LoopbackServer
 from charter.testing.judges import shown_responses
 
@@ -133,4 +134,6 @@ def test_a_reward_model_and_a_judge_together_or_neither_is_one_line_and_exit_2(h
     assert main(["eval", "rm", "runs/x/reward_model", "--pairs", str(path), "--judge", "scripted:cai"]) == 2
     assert main(["eval", "rm", "--pairs", str(path)]) == 2
     errors = [line for line in capsys.readouterr().err.splitlines() if line]
-    assert len(errors) == 2 and all("either a reward model (MODEL) or a judge (--judge)" in e for e in errors)
+    assert len(errors) == 2 and all("either a reward model (MODEL, reward_model) or a judge" in e for e in errors)
+    with pytest.raises(ArgumentError, match="not both or neither"):
+        evaluate_rm(reward_model="runs/x/reward_model", judge="scripted:cai", pairs=str(path))

@@ -185,7 +185,7 @@ def rm(
     from charter.yamlio import model_from_data
 
     fields = {
-        "model": model, "pairs": pairs, "judge": judge, "judge_api_key_env": judge_api_key_env, "panel": panel,
+        "reward_model": model, "pairs": pairs, "judge": judge, "judge_api_key_env": judge_api_key_env, "panel": panel,
         "constitution": constitution, "judge_mode": judge_mode, "limit": limit, "out": out, "cache": cache,
     }  # fmt: skip
     cfg = model_from_data(RmEvalConfig, fields, "charter eval rm")
@@ -210,7 +210,8 @@ def _print_rm(summary: dict) -> None:
     for name, acc in summary["subsets"].items():
         typer.echo(_accuracy_line(name, acc, acc["failures"] if judged else None))
     best = summary["best_of_n"]
-    failed = f" ({summary['best_of_n_failures']} left out: a comparison failed)" if judged else ""
+    left_out = summary.get("best_of_n_failures", 0)
+    failed = f" ({left_out} left out: a comparison failed)" if left_out else ""
     typer.echo(
         f"best-of-N: {best['accuracy']:.3f} over {best['n']} prompts{failed}"
         if best

@@ -27,9 +27,9 @@ DEFAULT_CACHE = "~/.cache/charter/calls.sqlite"
 
 
 class RmEvalConfig(ConfigModel):
-    """Settings of `charter eval rm`: one of `model` (a reward model) or `judge` (a pairwise judge)."""
+    """Settings of `charter eval rm`: one of `reward_model` or `judge` (a judge used as a pairwise reward model)."""
 
-    model: str | None = None
+    reward_model: str | None = None
     """A reward model folder or Hub id (sequence classification, one logit: the reward)."""
     pairs: str
     """The pairs: a JSONL/parquet file or a Hub dataset id, rows with prompt, chosen, rejected and optionally
@@ -65,8 +65,10 @@ class RmEvalConfig(ConfigModel):
 
     @model_validator(mode="after")
     def _one_scorer(self) -> RmEvalConfig:
-        if (self.model is None) == (self.judge is None):
-            raise ValueError("give either a reward model (MODEL) or a judge (--judge), not both or neither")
+        if (self.reward_model is None) == (self.judge is None):
+            raise ValueError(
+                "give either a reward model (MODEL, reward_model) or a judge (--judge, judge), not both or neither"
+            )
         if self.panel and self.judge is None:
             raise ValueError("panel: needs a judge (--judge)")
         return self
@@ -158,11 +160,11 @@ def _evaluate(config: RmEvalConfig) -> dict[str, Any]:
     from charter.training.output import write_json
 
     rows = _sample(data.read_rows(config.pairs), config.limit, config.seed)
-    if config.model is not None:
+    if config.reward_model is not None:
         summary = {
-            "model": config.model,
+            "model": config.reward_model,
             "pairs": config.pairs,
-            **score_reward_model(config.model, rows, config.max_length),
+            **score_reward_model(config.reward_model, rows, config.max_length),
         }
     else:
         try:
@@ -181,7 +183,7 @@ def _evaluate(config: RmEvalConfig) -> dict[str, Any]:
 def evaluate_rm(config: RmEvalConfig | dict[str, Any] | str | Path | None = None, **fields: Any) -> dict[str, Any]:
     """A reward model, or a judge used as a pairwise reward model, scored on preference pairs (RewardBench style).
 
-    `evaluate_rm(model=..., pairs=...)` for a reward model, `evaluate_rm(judge=..., pairs=...)` for a judge. The
+    `evaluate_rm(reward_model=..., pairs=...)` for a reward model, `evaluate_rm(judge=..., pairs=...)` for a judge. The
     judge compares each row's chosen and rejected responses in both orders: a row is correct when P(chosen
     better) > 0.5, half at exactly 0.5. A failed comparison is left out of n and counted in `failures`. Its calls
     go through the call cache (`calls.sqlite` beside `out`): a re-run pays for nothing twice.
@@ -199,9 +201,9 @@ def evaluate_rm(config: RmEvalConfig | dict[str, Any] | str | Path | None = None
 
     Raises:
         ArgumentError: A field is not a valid `RmEvalConfig` field, or an argument is of the wrong type.
-        ConfigError: The settings do not validate: both or neither of `model` and `judge`.
+        ConfigError: The settings do not validate: both or neither of `reward_model` and `judge`.
         DatasetError: The pairs cannot be read, or a row lacks prompt, chosen or rejected.
-        TrainingError: `model` is not a sequence-classification reward model.
+        TrainingError: `reward_model` is not a sequence-classification reward model.
         UnknownModel: The judge's model string names no known provider.
         MissingAPIKey: The variable holding a remote judge's key is unset.
         ConstitutionError: `constitution` is neither a bundled name nor a valid constitution file.
