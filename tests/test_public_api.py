@@ -84,6 +84,10 @@ CASES: dict[str, tuple[tuple[Call, str | None], tuple[Call, str | None]]] = {
     ),
     "winrate": ((lambda: charter.winrate(3), "config"), (lambda: charter.winrate(nonsense=1), "nonsense")),
     "arena": ((lambda: charter.arena(3), "config"), (lambda: charter.arena(models=["a"], prompts="p"), "models")),
+    "evaluate_rm": (
+        (lambda: charter.evaluate_rm(3), "config"),
+        (lambda: charter.evaluate_rm(pairs="p.jsonl", limit=0), "limit"),
+    ),
     "publish": (
         (lambda: charter.publish("runs/x", 3), "repo_id"),
         (lambda: charter.publish("runs/x", "org/name", test_size=1.5), "test_size"),

@@ -43,6 +43,8 @@ _API = {
     "winrate": "charter.evals.winrate",
     "arena": "charter.evals.arena",
     "ArenaConfig": "charter.evals.arena",
+    "evaluate_rm": "charter.evals.rm_eval",
+    "RmEvalConfig": "charter.evals.rm_eval",
     "WinRateCallback": "charter.evals.callback",
     "publish": "charter.hub.push",
     "load_preferences": "charter.hub.load",
@@ -107,6 +109,7 @@ if TYPE_CHECKING:  # what type checkers and IDEs see: every public name with its
     from charter.evals.arena import ArenaConfig, arena
     from charter.evals.callback import WinRateCallback
     from charter.evals.config import WinrateConfig
+    from charter.evals.rm_eval import RmEvalConfig, evaluate_rm
     from charter.evals.winrate import WinrateSummary, winrate
     from charter.hub.load import load_preferences
     from charter.hub.mix import MixedRow, mix
@@ -172,6 +175,8 @@ __all__ = [
     "winrate",
     "arena",
     "ArenaConfig",
+    "evaluate_rm",
+    "RmEvalConfig",
     "WinRateCallback",
     "publish",
     "load_preferences",

@@ -158,25 +158,68 @@ def arena(
 
 
 def rm(
-    model: str = typer.Argument(..., help="Reward model folder or Hub id (sequence classification)."),
+    model: str | None = typer.Argument(
+        None, help="Reward model folder or Hub id (sequence classification); or give --judge instead."
+    ),
     pairs: str = typer.Option(..., help="Pairs file (JSONL/parquet: prompt, chosen, rejected, optional subset)."),
-    out: Path | None = typer.Option(None, "--out", help="Where to write the JSON summary."),
+    judge: str | None = typer.Option(None, help="A judge model string, used as a pairwise reward model."),
+    judge_api_key_env: str | None = typer.Option(
+        None,
+        metavar="NAME",
+        help="The variable holding the judge's key (for a host other than api.openai.com / api.anthropic.com).",
+    ),
+    panel: list[str] = typer.Option([], "--panel", help="More judge models: with the judge, one panel."),
+    constitution: str = typer.Option("harmless", help="Constitution name or YAML path (a judge's)."),
+    judge_mode: str = typer.Option("logprobs", help="logprobs, cot or verdict."),
+    limit: int | None = typer.Option(None, help="Most rows to score (a seeded sample)."),
+    out: Path | None = typer.Option(
+        None, "--out", help="Where to write the JSON summary (a judge's call cache beside it)."
+    ),
+    cache: Path | None = typer.Option(
+        None, "--cache", help="A judge's call cache (default: calls.sqlite beside --out, else ~/.cache/charter)."
+    ),
 ) -> None:
-    """Reward-model accuracy on preference pairs, per subset with exact 95% intervals, and best-of-N."""
-    from charter.evals.rm import evaluate_reward_model
-    from charter.training.output import write_json
+    """Reward-model (or judge) accuracy on preference pairs, per subset with exact 95% intervals, and best-of-N."""
+    from charter.evals.rm_eval import RmEvalConfig, evaluate_rm
+    from charter.progress import spinner
+    from charter.yamlio import model_from_data
 
-    summary = evaluate_reward_model(model, pairs)
-    for name, acc in {"overall": summary["overall"], **summary["subsets"]}.items():
-        typer.echo(
-            f"{name}: accuracy {acc['accuracy']:.3f} (95% CI {acc['ci95'][0]:.3f}-{acc['ci95'][1]:.3f}, n={acc['n']})"
-        )
-    best = summary["best_of_n"]
-    typer.echo(
-        f"best-of-N: {best['accuracy']:.3f} over {best['n']} prompts"
-        if best
-        else "best-of-N: no prompt has more than two responses"
-    )
+    fields = {
+        "reward_model": model, "pairs": pairs, "judge": judge, "judge_api_key_env": judge_api_key_env, "panel": panel,
+        "constitution": constitution, "judge_mode": judge_mode, "limit": limit, "out": out, "cache": cache,
+    }  # fmt: skip
+    cfg = model_from_data(RmEvalConfig, fields, "charter eval rm")
+    with spinner("scoring pairs" if judge is None else "judging pairs"):
+        summary = evaluate_rm(cfg)
+    _print_rm(summary)
     if out is not None:
-        write_json(out, summary)
         typer.echo(f"written to {out}")
+
+
+def _accuracy_line(name: str, acc: dict | None, failures: int | None) -> str:
+    failed = "" if failures is None else f", {failures} failed"
+    if not acc or not acc["n"]:
+        return f"{name}: no pair scored{failed}"
+    low, high = acc["ci95"]
+    return f"{name}: accuracy {acc['accuracy']:.3f} (95% CI {low:.3f}-{high:.3f}, n={acc['n']}{failed})"
+
+
+def _print_rm(summary: dict) -> None:
+    judged = "failures" in summary
+    typer.echo(_accuracy_line("overall", summary["overall"], summary["failures"] if judged else None))
+    for name, acc in summary["subsets"].items():
+        typer.echo(_accuracy_line(name, acc, acc["failures"] if judged else None))
+    best = summary["best_of_n"]
+    left_out = summary.get("best_of_n_failures", 0)
+    failed = f" ({left_out} left out: a comparison failed)" if left_out else ""
+    typer.echo(
+        f"best-of-N: {best['accuracy']:.3f} over {best['n']} prompts{failed}"
+        if best
+        else f"best-of-N: no prompt has more than two responses and one never rejected{failed}"
+    )
+    if judged:
+        consistency = summary["position_consistency"]
+        typer.echo(
+            f"{summary['calls']} judge calls ({summary['cached_calls']} from the cache), ${summary['cost_usd']:.4f}"
+            + ("" if consistency is None else f"; both orders agree on {consistency:.0%} of comparisons")
+        )
