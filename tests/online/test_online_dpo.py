@@ -275,3 +275,38 @@ def test_a_judge_that_decides_nothing_leaves_the_policy_unchanged(tiny_model: Pa
     assert metrics["trained"] == 0 and metrics["masked"]["failed"] == metrics["pairs"] == 16
     before, after = load_file(tiny_model / "model.safetensors"), load_file(tmp_path / "out" / "model.safetensors")
     assert before.keys() == after.keys() and all(torch.equal(before[k], after[k]) for k in before)
+
+
+def test_completions_are_generated_with_the_kv_cache_and_checkpointing_off(tiny_model: Path, tmp_path: Path) -> None:
+    """TRL's online DPO generates with use_cache False under activation checkpointing (every token recomputes the
+    sequence); charter's trainer generates with the cache, the checkpointing off meanwhile and back on after."""
+    import datasets
+
+    from charter.online.config import OnlineDPOConfig
+    from charter.online.dpo import _trl_args, judged_trainer_class, pair_judge
+    from charter.training.models import load_policy
+
+    config = OnlineDPOConfig.model_validate(
+        {"model": str(tiny_model), "prompts": {"inline": ["q"]}, "cache": None, "device": "cpu",
+         "output_dir": str(tmp_path / "out"), "judge": {"model": "scripted:longer-flaky", "mode": "verdict"},
+         "trl": {"max_new_tokens": 4, "per_device_train_batch_size": 2}}
+    )  # fmt: skip
+    model, tokenizer, _ = load_policy(config.model, None)
+    trainer = judged_trainer_class()(
+        model=model, judge=pair_judge(config), args=_trl_args(config, "cpu"),
+        train_dataset=datasets.Dataset.from_list([{"prompt": [{"role": "user", "content": "q"}]}] * 2),
+        processing_class=tokenizer,
+    )  # fmt: skip
+    assert trainer.args.gradient_checkpointing and trainer.model.is_gradient_checkpointing
+    seen = []
+    generate = trainer.model.generate
+
+    def spy(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202 - the real generate, its state noted
+        seen.append((trainer.model.is_gradient_checkpointing, kwargs["generation_config"].use_cache))
+        return generate(*args, **kwargs)
+
+    trainer.model.generate = spy
+    trainer.model.train()
+    trainer._generate(trainer.model, [[{"role": "user", "content": "q"}]] * 2)
+    trainer.judge.close()
+    assert seen == [(False, True)] and trainer.model.is_gradient_checkpointing

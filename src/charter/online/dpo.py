@@ -89,6 +89,19 @@ def judged_trainer_class() -> type:
             super().__init__(*args, reward_funcs=[_unused_reward], **kwargs)
             self.judge = judge
             self.stats = {key: [] for key in STATS}
+            this: Any = self
+            if getattr(this, "generation_config", None) is not None:  # transformers generation (not vLLM)
+                # TRL generates without the KV cache when activation checkpointing is on (each new token recomputes
+                # the whole sequence); charter generates with it and the checkpointing off, as TRL's GRPO does
+                this.generation_config.use_cache = True
+                this.generation_kwargs["use_cache"] = True
+
+        def _generate(self, model: Any, prompts: Any, images: Any = None) -> Any:
+            from trl.models.utils import disable_gradient_checkpointing
+
+            this: Any = self
+            with disable_gradient_checkpointing(this.model, this.args.gradient_checkpointing_kwargs):
+                return super()._generate(model, prompts, images)
 
         def training_step(self, model: Any, inputs: dict[str, Any], num_items_in_batch: Any = None) -> Any:
             this: Any = self  # TRL's attributes, untyped
