@@ -128,7 +128,9 @@ class OnlineConfig(OnlineBase):
     reference_model: RoleConfig | None = None
     """`reference` scoring: the model that answers prompts without a `reference` column (greedy, cached)."""
     judge_weight: float = Field(default=1.0, ge=0)
-    """The judge reward's weight in the sum of rewards."""
+    """The judge reward's weight in the sum of rewards. At 0 the judge still rates every completion into the reward
+    store (paid calls that train nothing: a monitor of what the judge thinks of the policy). Online DPO's
+    `judge_weight: 0` instead leaves the judge out."""
     verify: VerifiableReward | None = None
     """Add a verifiable reward from charter's verifiers, weighted against the judge."""
     reward_model: str | None = None
