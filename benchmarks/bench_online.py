@@ -229,8 +229,9 @@ def child(arm: str, out: Path, steps: int, lr: float, seed: int) -> dict[str, An
     }
 
 
-def spawn(arm: str, args: argparse.Namespace) -> dict[str, Any]:
-    cmd = [sys.executable, __file__, "--child", arm, "--out", str(args.out), "--steps", str(args.steps)]
+def spawn(arm: str, args: argparse.Namespace, script: str = __file__) -> dict[str, Any]:
+    """Run one arm in a process of its own (`script --child ARM ...`) and return its JSON line."""
+    cmd = [sys.executable, script, "--child", arm, "--out", str(args.out), "--steps", str(args.steps)]
     cmd += ["--lr", str(args.lr), "--seed", str(args.seed)]
     proc = subprocess.run(cmd, capture_output=True, text=True)
     if proc.returncode:
@@ -238,8 +239,9 @@ def spawn(arm: str, args: argparse.Namespace) -> dict[str, Any]:
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
-def mean(values: list[float]) -> float:
-    return sum(values) / len(values) if values else float("nan")
+def mean(values: list[float | None]) -> float:
+    found = [v for v in values if v is not None]
+    return sum(found) / len(found) if found else float("nan")
 
 
 def table(results: list[dict[str, Any]]) -> str:

@@ -22,7 +22,6 @@ import hashlib
 import json
 import math
 import os
-import subprocess
 import sys
 import tempfile
 import time
@@ -34,7 +33,7 @@ os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 os.environ.setdefault("TQDM_DISABLE", "1")
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_online import CONSTITUTION, LONG, SHORT  # noqa: E402 - the same brevity scale and constitution
+from bench_online import CONSTITUTION, LONG, SHORT, mean, spawn  # noqa: E402 - the brevity task, one arm a process
 
 CALLS = [0]
 JUDGES = {"brevity": "scripted:briefer", "constant": "scripted:indifferent"}
@@ -139,20 +138,6 @@ def child(arm: str, out: Path, steps: int, lr: float, seed: int) -> dict[str, An
             "pairs": metrics["pairs"], "seconds": round(total, 1)}  # fmt: skip
 
 
-def spawn(arm: str, args: argparse.Namespace) -> dict[str, Any]:
-    cmd = [sys.executable, __file__, "--child", arm, "--out", str(args.out), "--steps", str(args.steps)]
-    cmd += ["--lr", str(args.lr), "--seed", str(args.seed)]
-    proc = subprocess.run(cmd, capture_output=True, text=True)
-    if proc.returncode:
-        sys.exit(f"{arm} failed:\n{proc.stderr[-4000:]}")
-    return json.loads(proc.stdout.strip().splitlines()[-1])
-
-
-def mean(values: list[float]) -> float:
-    values = [v for v in values if v is not None]
-    return sum(values) / len(values) if values else float("nan")
-
-
 def summary(results: list[dict[str, Any]]) -> str:
     lines = ["| arm | brevity, first 5 steps | brevity, last 5 steps | words, first 5 → last 5 | pairs | trained | "
              "masked failed | masked undecided | judge calls a step | wall time a step (median) |",
@@ -194,7 +179,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         args.out = args.out or Path(tmp)
         args.out.mkdir(parents=True, exist_ok=True)
-        results = [spawn(arm, args) for arm in args.arms]
+        results = [spawn(arm, args, __file__) for arm in args.arms]
     for r in results:
         print(json.dumps(r))
     print("\n" + summary(results) + "\n\n" + table(results))
