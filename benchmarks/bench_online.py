@@ -104,6 +104,7 @@ def config(arm: str, out: Path, steps: int, lr: float, seed: int, reward_model: 
         "scoring": "score",
         "judge": {"model": "scripted:brevity", "mode": "score", "rating": "logprobs", "scale": 5},
         "judge_weight": 1.0 if arm == "judge" else 0.0,
+        "judge_monitor": arm != "judge",  # the judge rates every arm's completions: one measure for all
         "cache": str(out / f"{arm}-calls.sqlite"),  # one cache an arm: hits are repeats within it
         "output_dir": str(out / arm),
         "seed": seed,

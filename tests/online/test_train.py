@@ -191,6 +191,34 @@ def test_a_distilled_reward_model_adds_its_score_beside_the_judge(tiny_model: Pa
     assert f"| reward model | weight 0.5, {rm} |" in (tmp_path / "out" / "README.md").read_text()
 
 
+def test_a_reward_model_alone_trains_without_a_judge_call(tiny_model: Path, tmp_path: Path) -> None:
+    """judge_weight 0 beside a reward model: the judge is not asked (nothing paid); judge_monitor asks it anyway."""
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    rm = tmp_path / "rm"
+    AutoModelForSequenceClassification.from_pretrained(tiny_model, num_labels=1).save_pretrained(rm)
+    AutoTokenizer.from_pretrained(tiny_model).save_pretrained(rm)
+    path = _config(tmp_path, tiny_model, reward_model=str(rm), judge_weight=0)
+    assert main(["train", "grpo", str(path)]) == 0
+    out = tmp_path / "out"
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["usage"]["calls"] == 0 and metrics["rewards"] == 0 and RunStore(out).count("rewards") == 0
+    assert [e for e in metrics["trl_log"] if "rewards/rm/mean" in e]
+    assert not [e for e in metrics["trl_log"] if "rewards/charter_score/mean" in e]
+    card = (out / "README.md").read_text()
+    assert "a reward model rewarded the policy's own samples" in card and "weight 0 (not asked)" in card
+    watched = _config(tmp_path, tiny_model, reward_model=str(rm), judge_weight=0, judge_monitor=True,
+                      output_dir=str(tmp_path / "watched"))  # fmt: skip
+    assert main(["train", "grpo", str(watched)]) == 0
+    assert json.loads((tmp_path / "watched" / "metrics.json").read_text())["rewards"] == 8  # rated, not trained on
+
+
+def test_judge_weight_zero_with_nothing_else_is_refused(tiny_model: Path, tmp_path: Path, capsys) -> None:
+    assert main(["train", "grpo", str(_config(tmp_path, tiny_model, judge_weight=0))]) == 2
+    [line] = capsys.readouterr().err.strip().splitlines()
+    assert "judge_weight" in line and "leaves nothing to train on" in line
+
+
 def test_a_reward_model_that_is_none_is_one_line_before_training(tiny_model: Path, tmp_path: Path, capsys) -> None:
     path = _config(tmp_path, tiny_model, reward_model=str(tmp_path / "missing-rm"))
     assert main(["train", "grpo", str(path)]) != 0

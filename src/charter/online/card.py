@@ -35,6 +35,20 @@ def _fmt(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.3f}"
 
 
+def _signal(config: OnlineConfig) -> str:
+    """What rewarded the policy, in one sentence."""
+    if config.judge_weight:
+        return "an AI judge rewarded the policy's own samples during training, against a written constitution " + (
+            "(beside a reward model distilled from judgments)."
+            if config.reward_model
+            else "(RLAIF without a reward model)."
+        )
+    parts = [p for p, on in (("a reward model", config.reward_model), ("a verifier", config.verify)) if on]
+    if not parts:
+        return "no reward trained the policy (judge weight 0); the AI judge rated its samples as a monitor."
+    return " and ".join(parts) + " rewarded the policy's own samples during training (the judge at weight 0)."
+
+
 def online_card(metrics: OnlineMetrics, config: OnlineConfig, trainer: Trainer) -> Any:
     """A huggingface_hub ModelCard naming the constitution, the judge and the scoring."""
     from huggingface_hub import ModelCard, ModelCardData
@@ -50,20 +64,17 @@ def online_card(metrics: OnlineMetrics, config: OnlineConfig, trainer: Trainer) 
     lines = [
         f"# A policy trained online with charter ({TRAINERS[trainer]})",
         "",
-        f"Trained with charter {__version__} from `{config.model}`: an AI judge rewarded the policy's own samples "
-        "during training, against a written constitution "
-        + (
-            "(beside a reward model distilled from judgments)."
-            if config.reward_model
-            else "(RLAIF without a reward model)."
-        ),
+        f"Trained with charter {__version__} from `{config.model}`: " + _signal(config),
         "",
         "| | |",
         "|---|---|",
         f"| constitution | {metrics['constitution']} |",
         f"| judge | `{metrics['judge']}`, mode {judge.mode}"
         + (f" (scale 1-{judge.scale}, read by {judge.reads})" if judge.rates else f", orders {judge.orders}")
-        + f", {judge.ensemble()} |",
+        + f", {judge.ensemble()}, weight {config.judge_weight:g}"
+        + (" (not asked)" if not (config.judge_weight or config.judge_monitor) else "")
+        + (" (a monitor: rated, not trained on)" if not config.judge_weight and config.judge_monitor else "")
+        + " |",
         f"| scoring | {config.scoring}: {_scoring(config)} |",
         f"| verifiable reward | {verify} |",
         f"| reward model | {reward_model} |",

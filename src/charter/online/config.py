@@ -128,9 +128,11 @@ class OnlineConfig(OnlineBase):
     reference_model: RoleConfig | None = None
     """`reference` scoring: the model that answers prompts without a `reference` column (greedy, cached)."""
     judge_weight: float = Field(default=1.0, ge=0)
-    """The judge reward's weight in the sum of rewards. At 0 the judge still rates every completion into the reward
-    store (paid calls that train nothing: a monitor of what the judge thinks of the policy). Online DPO's
-    `judge_weight: 0` instead leaves the judge out."""
+    """The judge reward's weight in the sum of rewards; 0 (beside a verifier or a reward model): the judge is not
+    asked, no calls, unless `judge_monitor`. Online DPO's `judge_weight` is its weight in the pooled P instead."""
+    judge_monitor: bool = False
+    """With `judge_weight: 0`, still ask the judge for every completion, into the reward store and TRL's log, training
+    on none of it: paid calls that show what the judge thinks of the policy as it trains on another reward."""
     verify: VerifiableReward | None = None
     """Add a verifiable reward from charter's verifiers, weighted against the judge."""
     reward_model: str | None = None
@@ -154,6 +156,12 @@ class OnlineConfig(OnlineBase):
     @model_validator(mode="after")
     def _mode_fits_scoring(self) -> OnlineConfig:
         check_one_judge(self.scoring, self.judge, "online training")
+        if self.judge_weight == 0 and not (self.verify or self.reward_model or self.judge_monitor):
+            raise LocatedValueError(
+                "judge_weight 0 leaves nothing to train on: add verify or reward_model (or judge_monitor: true to "
+                "train on no reward and watch the judge)",
+                ("judge_weight",),
+            )
         if "reward_weights" in self.trl:
             raise LocatedValueError("set judge_weight and verify.weight instead", ("trl", "reward_weights"))
         return self

@@ -95,7 +95,7 @@ def _trl_args(config: OnlineConfig, trainer: Trainer, device: str) -> Any:
         "num_generations": 4,
         "max_completion_length": 64,
         "per_device_train_batch_size": 4,
-        "reward_weights": [config.judge_weight]
+        "reward_weights": ([config.judge_weight] if config.judge_weight > 0 or config.judge_monitor else [])
         + ([config.verify.weight] if config.verify else [])
         + ([config.reward_model_weight] if config.reward_model else []),
     }
@@ -234,7 +234,8 @@ def train_online(
     _check_groups(args, config.scoring)
     reward = reward_for(config, out)
     stop = budget_callback(reward, config.budget)
-    funcs = [reward] + ([verifiable_reward(config.verify)] if config.verify else [])
+    asks_judge = config.judge_weight > 0 or config.judge_monitor
+    funcs = ([reward] if asks_judge else []) + ([verifiable_reward(config.verify)] if config.verify else [])
     if config.reward_model:
         funcs.append(distilled_reward(config.reward_model))
     rows = dataset_rows(prompts, config.verify)
