@@ -240,6 +240,17 @@ def spawn(arm: str, args: argparse.Namespace, script: str = __file__) -> dict[st
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
+def run_arms(args: argparse.Namespace, script: str = __file__) -> list[dict[str, Any]]:
+    """Each of `args.arms` in its own process, into `args.out` or a temporary folder; their JSON lines printed."""
+    with tempfile.TemporaryDirectory() as tmp:
+        args.out = args.out or Path(tmp)
+        args.out.mkdir(parents=True, exist_ok=True)
+        results = [spawn(arm, args, script) for arm in args.arms]
+    for r in results:
+        print(json.dumps(r))
+    return results
+
+
 def mean(values: list[float | None]) -> float:
     found = [v for v in values if v is not None]
     return sum(found) / len(found) if found else float("nan")
@@ -315,12 +326,7 @@ def main() -> None:
     if args.child:
         print(json.dumps(child(args.child, args.out, args.steps, args.lr, args.seed)))
         return
-    with tempfile.TemporaryDirectory() as tmp:
-        args.out = args.out or Path(tmp)
-        args.out.mkdir(parents=True, exist_ok=True)
-        results = [spawn(arm, args) for arm in args.arms]
-    for r in results:
-        print(json.dumps(r))
+    results = run_arms(args)
     print()
     print(summary(results))
     print()

@@ -23,7 +23,6 @@ import json
 import math
 import os
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -33,7 +32,7 @@ os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 os.environ.setdefault("TQDM_DISABLE", "1")
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_online import CONSTITUTION, LONG, SHORT, mean, spawn  # noqa: E402 - the brevity task, one arm a process
+from bench_online import CONSTITUTION, LONG, SHORT, mean, run_arms  # noqa: E402 - the brevity task, one arm a process
 
 CALLS = [0]
 JUDGES = {"brevity": "scripted:briefer", "constant": "scripted:indifferent"}
@@ -176,12 +175,7 @@ def main() -> None:
     if args.child:
         print(json.dumps(child(args.child, args.out, args.steps, args.lr, args.seed)))
         return
-    with tempfile.TemporaryDirectory() as tmp:
-        args.out = args.out or Path(tmp)
-        args.out.mkdir(parents=True, exist_ok=True)
-        results = [spawn(arm, args, __file__) for arm in args.arms]
-    for r in results:
-        print(json.dumps(r))
+    results = run_arms(args, __file__)
     print("\n" + summary(results) + "\n\n" + table(results))
 
 
