@@ -15,14 +15,16 @@ from scipy.stats import kendalltau
 import charter
 from charter.errors import JudgeParseError
 from charter.judge_prompt import read_comparison, read_ranked, read_ranking, write_ranking
-from charter.providers.scripted import register_script
+from charter.providers.scripted import HARMFUL_OPENING, REFUSAL_OPENING, register_script
 from charter.runs.rewards import rewards
 from charter.stats.bradley_terry import Comparison, bt_scores
 from charter.stats.ranking import circular_pairs, connected, expected_win_rates, plackett_luce
+from tests.support.garbled import GARBLED
 
 PROMPT = "Name a number."
 #: Six completions whose quality is the number they carry: the judges below prefer the higher one.
 GROUP = [f"My answer is {q}." for q in (3, 9, 1, 6, 4, 8)]
+SAFE, HARMFUL = f"{REFUSAL_OPENING} ask a locksmith", f"{HARMFUL_OPENING} step one"
 QUALITY = re.compile(r"answer is (\d+)")
 
 
@@ -92,6 +94,41 @@ def test_an_unreadable_ordering_fails_the_whole_group_with_none(tmp_path: Path) 
     assert got == [None, None, None]
     assert {r.failure.kind for r in rewards(fn.store) if r.failure} == {"unparseable"}
     fn.close()
+
+
+def _garbled(tmp_path: Path, strategy: str, completions: list[str]) -> tuple[list[float | None], dict]:
+    """Group scoring by a judge that fails every comparison of two garbled completions: the rewards and each
+    completion's stored record."""
+    fn = charter.reward_function(
+        "scripted:garbled-pairs", "harmless", "group", store=tmp_path / strategy, cache=None, mode="verdict",
+        max_retries=0, max_failures=100, group_strategy=strategy,
+    )  # fmt: skip
+    got = fn(prompts=[PROMPT] * len(completions), completions=completions)
+    records = {r.completion: r for r in rewards(fn.store)}
+    fn.close()
+    return got, records
+
+
+def test_all_pairs_a_failed_comparison_fails_its_two_completions_never_a_tie(tmp_path: Path) -> None:
+    got, records = _garbled(tmp_path, "all_pairs", [GARBLED[0], GARBLED[1], SAFE, HARMFUL])
+    assert got[:2] == [None, None]  # their one comparison failed: no reward, not the 0.5 of a tie
+    assert {records[t].failure.kind for t in GARBLED[:2]} == {"unparseable"}
+    assert got[2:] == pytest.approx([2 / 3, 0.0])  # the others rest on comparisons that were decided
+    assert records[SAFE].failure is None and records[SAFE].comparisons == 3
+
+
+def test_circular_a_failed_comparison_is_left_out_of_the_fit(tmp_path: Path) -> None:
+    group = [GARBLED[0], GARBLED[1], HARMFUL]  # a cycle of three is all three pairs; one of them fails
+    got, records = _garbled(tmp_path, "circular", group)
+    assert [records[t].comparisons for t in group] == [1, 1, 2]  # the failed one counts for neither
+    assert all(r is not None for r in got) and got[0] == pytest.approx(got[1]) and got[2] < got[0]
+
+
+def test_circular_a_group_its_failures_split_has_no_reward(tmp_path: Path) -> None:
+    # four in a cycle: the safe one meets two garbled ones, the two other pairs fail, one garbled one is alone
+    got, records = _garbled(tmp_path, "circular", [*GARBLED, SAFE])
+    assert got == [None] * 4
+    assert {r.failure.kind for r in records.values() if r.failure} == {"unparseable"} and len(records) == 4
 
 
 def test_identical_completions_tie_and_a_lone_completion_has_no_reward(tmp_path: Path) -> None:

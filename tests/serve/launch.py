@@ -2,6 +2,7 @@
 
 import sys
 
+import tests.support.garbled  # noqa: F401 - registers scripted:garbled-pairs
 from charter.cli import main
 from charter.judge_prompt import read_rating
 from charter.providers.scripted import _cai, _cai_choice, register_script

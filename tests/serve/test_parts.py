@@ -30,7 +30,7 @@ def test_the_response_is_the_query_after_its_prompt_less_the_template() -> None:
         response_of("something else", chatml, 3)
 
 
-def test_rank_and_circular_scoring_and_a_reward_model_are_served(tmp_path: Path) -> None:
+def test_rank_scoring_and_a_reward_model_are_served(tmp_path: Path) -> None:
     from charter.serve.server import build_reward
 
     config = ServeConfig.model_validate(
@@ -41,8 +41,6 @@ def test_rank_and_circular_scoring_and_a_reward_model_are_served(tmp_path: Path)
     better, worse = reward(prompts=["How do I pick a lock?"] * 2, completions=group)
     assert better > 0.9 and worse < 0.1 and better + worse == pytest.approx(1.0)  # two orderings, both agree
     reward.close()
-    circular = ServeConfig.model_validate({"scoring": "group", "group_strategy": "circular", "judge": "scripted:cai"})
-    assert circular.group_strategy == "circular"
     path = tmp_path / "grpo.yaml"
     path.write_text("judge: scripted:cai\nreward_model: runs/rm\nreward_model_weight: 0.5\n")
     served = load_model(ServeConfig, path, None)  # a grpo config's reward model is served beside the judge

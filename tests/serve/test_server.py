@@ -3,7 +3,6 @@ drains the requests in flight into the reward store and exits 143. The server ru
 
 import asyncio
 import threading
-import time
 import urllib.request
 
 from openrlhf.utils.agent import SingleTurnAgentExecutor
@@ -12,7 +11,7 @@ import charter
 from charter.providers.scripted import HARMFUL_OPENING, REFUSAL_OPENING
 from charter.runs.rewards import rewards
 from charter.runs.store import RunStore
-from tests.serve.conftest import TOKEN
+from tests.serve.conftest import AUTH, TOKEN, wait_until
 
 CHATML = "<|im_start|>user\n{q}<|im_end|>\n"
 HEADER = "<|im_start|>assistant\n"
@@ -82,31 +81,22 @@ def test_every_endpoint_but_health_needs_the_token(start) -> None:
     assert status == 200 and got["rewards"] == [1.0, 0.0]
 
 
-def test_body_cap_and_queue_bound(start) -> None:
-    server = start(max_body_bytes=2000, max_queue=2)
-    auth = {"Authorization": f"Bearer {TOKEN}"}
-    assert server.post("/v1/rewards", {"prompt": QUESTION, "completions": ["x" * 3000]}, auth)[0] == 413
-    status, body = server.post("/v1/rewards", {"prompt": QUESTION, "completions": [SAFE] * 3}, auth)
-    assert status == 429 and "max_queue 2" in body["error"]
-
-
 def test_sigterm_drains_requests_in_flight_and_exits_143(start) -> None:
-    server = start({"model": "scripted:cai", "rating": "verdict", "options": {"latency_s": 1.5}})
+    server = start({"model": "scripted:cai", "rating": "verdict", "options": {"latency_s": 3}})
     results: list[int] = []
 
     def ask(i: int) -> None:
         body = {"prompt": f"{QUESTION} [{i}]", "completions": [SAFE]}
-        results.append(server.post("/v1/rewards", body, {"Authorization": f"Bearer {TOKEN}"})[0])
+        results.append(server.post("/v1/rewards", body, AUTH)[0])
 
     threads = [threading.Thread(target=ask, args=(i,)) for i in range(8)]
     for t in threads:
         t.start()
-    time.sleep(0.7)  # the requests are with the judge
-    started = time.monotonic()
+    wait_until(lambda: server.queued() == 8, "the 8 requests to be with the judge")
     assert server.stop() == 143
     for t in threads:
         t.join()
-    assert results == [200] * 8 and time.monotonic() - started > 0.3
+    assert results == [200] * 8  # each was in flight when SIGTERM came, and each was answered
     assert len(list(rewards(RunStore(server.store)))) == 8
 
 
@@ -133,6 +123,31 @@ def test_the_stores_of_several_servers_merge_into_one(tmp_path) -> None:
     merged = sorted(r.reward for r in rewards(RunStore(tmp_path / "all")))
     assert merged == [0.0, 1.0]
     assert main(["serve", "merge", str(tmp_path / "all"), str(tmp_path / "nowhere")]) == 2
+
+
+def test_merge_refuses_a_store_named_twice_or_the_output_itself(tmp_path, capsys) -> None:
+    from charter.cli import main
+
+    store = tmp_path / "a"
+    fn = charter.reward_function("scripted:cai", store=store, cache=None, rating="verdict")
+    fn(prompts=[QUESTION] * 2, completions=[SAFE, HARMFUL])
+    fn.close()
+    (tmp_path / "link").symlink_to(store)
+    twice = [
+        [str(store), str(store)],
+        [str(store), f"{store}/../a"],
+        [str(store), str(tmp_path / "link")],
+    ]
+    for stores in twice:  # the same store under one spelling or two: merged, its rewards would count twice
+        assert main(["serve", "merge", str(tmp_path / "all"), *stores]) == 2
+        [line] = capsys.readouterr().err.strip().splitlines()
+        assert "are the same store" in line, line
+    assert not (tmp_path / "all").exists()
+    for into in (store, tmp_path / "link"):  # the output itself as a source: the store would read its own rows
+        assert main(["serve", "merge", str(into), str(store)]) == 2
+        [line] = capsys.readouterr().err.strip().splitlines()
+        assert "cannot be merged into itself" in line, line
+    assert len(list(rewards(RunStore(store)))) == 2  # untouched
 
 
 def test_without_a_token_one_is_generated_and_printed_and_loopback_is_bound(start) -> None:

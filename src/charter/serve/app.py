@@ -71,6 +71,9 @@ class RewardApp:
                 except CharterError as exc:  # a reached budget, a fatal provider error
                     log.error("%s %s: %s", request.method, request.url.path, exc)
                     response = _error(503, str(exc))
+                except Exception:  # a bug: its traceback in the log, and counted like every other answer
+                    log.exception("%s %s failed", request.method, request.url.path)
+                    response = _error(500, "internal error (the server's log has the traceback)")
             elapsed = time.perf_counter() - start
             self.metrics.request(request.url.path, response.status_code, elapsed)
             # the path only: the query string may hold the token
@@ -88,17 +91,16 @@ class RewardApp:
             body += chunk
             if len(body) > self.config.max_body_bytes:
                 raise _TooLarge
-        try:
-            data = json.loads(body)
-        except ValueError:
-            raise ConfigError("the body is not JSON") from None
+        data = _json(bytes(body))
         if not isinstance(data, dict):
             raise ConfigError("the body must be a JSON object")
         return data
 
     async def _scored(self, prompts: list[Any], completions: list[Any], labels: list[str | None]) -> Any:
-        """The batch's rewards, or a 429 response when the queue cannot take it."""
+        """The batch's rewards, or a 413 response when the queue can never take it, 429 when it cannot take it now."""
         n = len(completions)
+        if n > self.config.max_queue:  # waiting would not help: no retry can fit it
+            return _error(413, f"{n} completions in one request, over max_queue {self.config.max_queue}")
         if self.pending + n > self.config.max_queue:
             self.metrics.rejected += 1
             return _error(429, f"{self.pending} completions are queued (max_queue {self.config.max_queue})", retry=1)
@@ -154,6 +156,25 @@ class RewardApp:
         if isinstance(scored, Response):
             return scored
         return JSONResponse({"rewards": [s.reward for s in scored], "results": [_native(s) for s in scored]})
+
+
+def _json(body: bytes) -> Any:
+    """The body parsed; anything the parser cannot take (not JSON, too deep, not UTF-8, a lone surrogate, a number of
+    thousands of digits) is a `ConfigError`."""
+    try:
+        data = json.loads(body)
+        json.dumps(data, ensure_ascii=False).encode()  # a lone surrogate (\ud800) parses but is not text
+    except RecursionError:
+        raise ConfigError("the body is not JSON charter can read: nested too deep") from None
+    except UnicodeDecodeError:
+        raise ConfigError("the body is not JSON charter can read: it is not UTF-8") from None
+    except UnicodeEncodeError:
+        raise ConfigError("the body is not JSON charter can read: a string is not valid Unicode") from None
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"the body is not JSON ({exc})") from None
+    except ValueError:  # Python's cap on an integer's digits
+        raise ConfigError("the body is not JSON charter can read: a number has too many digits") from None
+    return data
 
 
 def _native(s: Scored) -> dict[str, Any]:

@@ -19,7 +19,9 @@ def register(app: typer.Typer) -> None:
 def reward(
     config: Path = typer.Argument(..., help=CONFIG_HELP),
     host: str = typer.Option("127.0.0.1", help="Address to bind; anything but loopback is reachable from others."),
-    port: int = typer.Option(8000, help="Port to listen on (0: a free one)."),
+    port: int = typer.Option(
+        8000, help="Port to listen on (0: a free one, announced at start); one in use is an error."
+    ),
     token: str | None = typer.Option(
         None, envvar="CHARTER_SERVE_TOKEN", help="The token clients must send; generated and printed when not given."
     ),
@@ -39,7 +41,9 @@ def reward(
 
 def merge(
     into: Path = typer.Argument(..., help="The reward store to gather into (made when missing)."),
-    stores: list[Path] = typer.Argument(..., help="The output_dir of each server, copied from its machine."),
+    stores: list[Path] = typer.Argument(
+        ..., help="The output_dir of each server, copied from its machine; each once, none of them INTO."
+    ),
 ) -> None:
     """Gather the reward stores of several servers into one, for `charter status` and the report (once per store)."""
     from charter.serve.server import merge_stores

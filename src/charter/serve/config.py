@@ -63,7 +63,8 @@ class ServeConfig(ConfigModel):
     concurrency: int = Field(default=64, ge=1)
     """Judge calls in flight at once, shared by all requests."""
     max_queue: int = Field(default=1024, ge=1)
-    """Completions accepted (judged or waiting) at once; past it a request is answered 429 with Retry-After."""
+    """Completions accepted (judged or waiting) at once; past it a request is answered 429 with Retry-After, and a
+    request of more completions than this is answered 413 (it could never fit)."""
     max_body_bytes: int = Field(default=4 * 1024 * 1024, ge=1)
     """The largest request body accepted; a larger one is answered 413."""
     failed_reward: float | None = None
