@@ -240,7 +240,7 @@ def status(run: str | Path) -> StatusReport:
     DPO output folder, which has none, the trainer's metrics.json).
 
     Args:
-        run: A run directory, or the output folder of `charter train reward-model`, `dpo`, `grpo` or `rloo`.
+        run: A run directory, or the output folder of `charter train reward`, `dpo`, `grpo` or `rloo`.
 
     Returns:
         Its kind, identity, fingerprints, stage progress, counts, filters, failures, usage (the total `cost_usd`
