@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+from collections.abc import Mapping
 from pathlib import Path
 
 import pytest
@@ -10,11 +12,30 @@ ROOT = Path(__file__).resolve().parent.parent
 #: Third-party evaluation data (human preference pairs, prompt sets) kept beside the checkout, never copied into it:
 #: ../shared/data from the repository root; its README says what each file is.
 SHARED_DATA = ROOT.parent / "shared" / "data"
+#: Set to 1 to skip, rather than fail, the tests that read the shared data where it is missing (not under CI).
+SKIP_SHARED_DATA = "CHARTER_SKIP_SHARED_DATA"
+
+
+def under_ci(environ: Mapping[str, str]) -> bool:
+    """Whether the suite runs under CI (`CI` set, as CI services set it, to anything but false or 0)."""
+    return environ.get("CI", "").strip().lower() not in ("", "0", "false", "no")
+
+
+def shared_data_folder(folder: Path, environ: Mapping[str, str]) -> Path:
+    """`folder` where it is there; where it is not, the test fails (a checkout without the data would otherwise
+    run fewer tests and stay green), or is skipped with the reason where `CHARTER_SKIP_SHARED_DATA=1` asks for it
+    outside CI."""
+    if folder.is_dir():
+        return folder
+    missing = f"the shared evaluation data is not beside this checkout (looked for {folder})"
+    if under_ci(environ):
+        pytest.fail(f"{missing}: under CI every test runs; give the CI job the data", pytrace=False)
+    if environ.get(SKIP_SHARED_DATA) == "1":
+        pytest.skip(f"{missing}; {SKIP_SHARED_DATA}=1 skips the tests that read it")
+    pytest.fail(f"{missing}: put it there, or set {SKIP_SHARED_DATA}=1 to skip the tests that read it", pytrace=False)
 
 
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
     """The shared evaluation data folder (the one way a test reaches it)."""
-    if not SHARED_DATA.is_dir():
-        pytest.skip(f"the shared evaluation data is not beside this checkout (looked for {SHARED_DATA})")
-    return SHARED_DATA
+    return shared_data_folder(SHARED_DATA, os.environ)

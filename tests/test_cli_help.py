@@ -41,8 +41,14 @@ def test_no_help_screen_shows_a_bool_type_or_a_braced_argument(path: list[str]) 
     assert "{" not in usage and "<bool>" not in result.output, result.output
 
 
+def visible_commands(group: str) -> list[str]:
+    """Every command of a group its help screen lists."""
+    commands = typer.main.get_command(app).commands[group].commands  # type: ignore[attr-defined]
+    return [name for name, command in commands.items() if not command.hidden]
+
+
 @pytest.mark.parametrize(
-    "group, commands", [("train", ["reward", "dpo", "grpo", "rloo"]), ("constitutions", ["infer", "test"])]
+    "group, commands", [("train", visible_commands("train")), ("constitutions", ["infer", "test"])]
 )
 def test_a_groups_help_names_its_commands(group: str, commands: list[str]) -> None:
     text = typer.main.get_command(app).commands[group].help  # type: ignore[attr-defined]

@@ -274,6 +274,49 @@ def test_charter_command_lines_exist(path: Path) -> None:
     assert problems == []
 
 
+# A command named in prose, as a code span (`charter train reward`), in the docs and in the package's own help texts
+# and docstrings (the CLI and config references are made from them), names a command that exists too. The words are
+# checked up to the first placeholder (`RUN_DIR`, `<version>`, `...`); `a|b` names each of its alternatives.
+
+INLINE_COMMAND = re.compile(r"`charter ([^`\n]+)`")
+PLACEHOLDER = re.compile(r"<.*>|\.\.\.|[A-Z][A-Z0-9_]*")
+
+
+def inline_commands(text: str) -> list[list[str]]:
+    """The argument lists of the `charter ...` code spans of a text, alternatives spelled out."""
+    found = []
+    for match in INLINE_COMMAND.finditer(text):
+        words: list[list[str]] = [[]]
+        for word in match.group(1).split():
+            if PLACEHOLDER.fullmatch(word):
+                break
+            words = [[*head, choice] for head in words for choice in word.split("|")]
+        found += words
+    return found
+
+
+def test_the_inline_command_check_sees_problems() -> None:
+    assert inline_commands("`charter train grpo|rloo` and `charter status RUN_DIR --json`") == [
+        ["train", "grpo"],
+        ["train", "rloo"],
+        ["status"],
+    ]
+    assert inline_commands("`charter <version>`, `charter.cli` and `charter COMMAND --help`") == [[], []]
+    assert "no command 'reward-model'" in (cli_problem(inline_commands("`charter train reward-model`")[0]) or "")
+
+
+@pytest.mark.parametrize("folder", ["docs", "src"])
+def test_commands_named_in_prose_exist(folder: str) -> None:
+    files = DOCS if folder == "docs" else sorted((ROOT / "src" / "charter").rglob("*.py"))
+    problems = [
+        f"{path.relative_to(ROOT)}: `charter {' '.join(argv)}`: {problem}"
+        for path in files
+        for argv in inline_commands(path.read_text(encoding="utf-8"))
+        if (problem := cli_problem(argv))
+    ]
+    assert problems == []
+
+
 # -- YAML blocks ---------------------------------------------------------------------------------------------------
 # Every ```yaml block validates, through charter.yamlio (errors name the file's own line). A plain ```yaml block is a
 # run config, or a part of one (its top-level keys are run-config keys), checked as `RunConfig`. A block that is

@@ -121,10 +121,16 @@ def open_read_only(path: Path, schema: Schema) -> sqlite3.Connection:
         open_versioned(path, schema).close()
         db = _read_only(path, schema)
         found = schema.found(db)
+    if found is None:  # made and never written (a process cut off at once, a `touch`): nothing to read or upgrade
+        db.close()
+        raise StorageError(
+            f"{path}: empty ({path.stat().st_size} bytes, no tables): not a {schema.what}, nothing to read; a "
+            "command that writes it makes it anew"
+        )
     if found != schema.version:
         db.close()
         raise StorageError(
-            f"{path}: {schema.what} schema {found if found is not None else '(none: an empty file)'} is not "
+            f"{path}: {schema.what} schema {found} is not "
             f"this charter's ({schema.version}) and the file cannot be written here to bring it forward; open it "
             "once where it can be written"
         )

@@ -84,23 +84,26 @@ def test_conservative_as_robust_is_exact_algebra() -> None:
         assert torch.allclose(robust, cdpo, rtol=1e-9, atol=1e-9)
 
 
-def test_a_close_call_trains_gently_in_the_conservative_loss_and_hard_in_the_robust() -> None:
-    """At p = 0.55 and an even margin, the conservative loss pulls with (1 - 2e) / 2 = 0.05 and the robust loss with
-    1 / (2 (1 - 2e)) = 5: a hundred times the force for a near coin flip."""
-    import torch
-    import torch.nn.functional as F
-
-    from charter.dpo.soft import conservative_as_robust
-
-    def pull(smoothing: float) -> float:
-        delta = torch.zeros(1, dtype=torch.float64, requires_grad=True)
-        robust = (-(1 - smoothing) * F.logsigmoid(delta) + smoothing * F.logsigmoid(-delta)) / (1 - 2 * smoothing)
-        robust.sum().backward()
-        return -float(delta.grad)
+def test_a_close_call_trains_gently_in_the_conservative_loss_and_hard_in_the_robust(tmp_path: Path) -> None:
+    """At p = 0.55 (smoothing e = 0.45) both losses are the hard DPO loss plus a term linear in the margin m = beta *
+    delta, L = hard + k m, so at an even margin they pull with -dL/dm = 1/2 - k: the conservative loss (k = e) with
+    (1 - 2e) / 2 = 0.05, the robust loss (k = -e / (1 - 2e)) with 1 / (2 (1 - 2e)) = 5, a hundred times the force
+    for a near coin flip. k is read off charter's trainer against TRL's hard loss and its logged margin."""
+    from trl import DPOTrainer  # pyright: ignore[reportPrivateImportUsage] - TRL exports it lazily
 
     e = 0.45
-    assert pull(conservative_as_robust(e)) == pytest.approx((1 - 2 * e) / 2)
-    assert pull(e) == pytest.approx(1 / (2 * (1 - 2 * e)))
+    rows = _rows([1 - e] * 4)
+    plain = [{k: v for k, v in r.items() if k != "label_smoothing"} for r in rows]
+    hard_trainer = _trainer(tmp_path, plain, 0.0, DPOTrainer, loss="sigmoid")
+    hard, margin = _loss(hard_trainer), _margin(hard_trainer)
+    assert abs(margin) > 1e-3  # policy and reference differ, so the term linear in the margin shows
+
+    def pull(loss: str) -> float:
+        soft = _loss(_trainer(tmp_path, rows, 0.0, SoftLabelDPOTrainer, loss=loss))
+        return 0.5 - (soft - hard) / margin
+
+    assert pull("sigmoid") == pytest.approx((1 - 2 * e) / 2, rel=1e-3)
+    assert pull("robust") == pytest.approx(1 / (2 * (1 - 2 * e)), rel=1e-3)
 
 
 def test_sigmoid_smoothing_is_not_shared_with_another_loss(tmp_path: Path) -> None:

@@ -137,7 +137,7 @@ class OnlineConfig(OnlineBase):
     """Add a verifiable reward from charter's verifiers, weighted against the judge."""
     reward_model: str | None = None
     """A reward model whose score is added to the reward, weighted beside the judge (canonical RLAIF, the judge
-    distilled into a model, Lee et al. 2023): a folder from `charter train reward-model`, or any sequence-
+    distilled into a model, Lee et al. 2023): a folder from `charter train reward`, or any sequence-
     classification reward model (folder or Hub id). TRL scores each prompt and completion with it, through its
     tokenizer's chat template."""
     reward_model_weight: float = Field(default=1.0, ge=0)
@@ -179,7 +179,7 @@ class OnlineDPOConfig(OnlineBase):
     """The least |P(first better) - 0.5| of a pair trained on; a pair below it is masked as undecided."""
     reward_model: str | None = None
     """A reward model that votes on each pair beside the judge, or instead of it with `judge_weight: 0` (canonical
-    RLAIF, the judge distilled into a model, Lee et al. 2023): a folder from `charter train reward-model`, or any
+    RLAIF, the judge distilled into a model, Lee et al. 2023): a folder from `charter train reward`, or any
     sequence-classification reward model (folder or Hub id) whose tokenizer has a chat template. Its P(first
     better) is sigmoid(r_first - r_second) (the Bradley–Terry probability it was trained on); the pair is decided on
     the weighted mean of it and the judge's P, and a pair the judge fails is still masked as failed."""

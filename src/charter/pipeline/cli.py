@@ -189,7 +189,8 @@ def status_command(
         False,
         "--json",
         help="Print the status as JSON on stdout (nothing else): a run directory or a training output folder "
-        "(reward model, DPO, GRPO, RLOO); usage holds cost_usd and every token count per role and model.",
+        "(reward model, DPO, GRPO, RLOO, online DPO); usage holds cost_usd, every token count and the price source per "
+        "role and model.",
     ),
 ) -> None:
     """Stage progress, counts, failures, tokens and cost of a run."""

@@ -397,46 +397,106 @@ def _counts_table(data: RunStatus):
     return table
 
 
+#: The usage table's columns after role and model, with each row's and the total's value of them.
+_USAGE_COLUMNS: tuple[tuple[str, Any], ...] = (
+    ("calls", lambda r: f"{r['calls']:,}"),
+    ("cached", lambda r: f"{r['cached']:,}"),
+    ("retries", lambda r: f"{r['retries']:,}"),
+    ("prompt tok", lambda r: f"{r['prompt_tokens']:,}"),
+    ("cache read/write", lambda r: f"{r['cache_read_tokens']:,}/{r['cache_write_tokens']:,}"),
+    ("compl. tok", lambda r: f"{r['completion_tokens']:,}"),
+    ("USD", lambda r: f"{r['cost_usd']:.4f}"),
+)
+
+
+def _usage_figures(values: dict[str, Any]) -> list[str]:
+    """A usage row's (or the totals') figures, in the order of `_USAGE_COLUMNS`."""
+    return [shown(values) for _, shown in _USAGE_COLUMNS]
+
+
+def _cache_line(usage: UsageSummary) -> str:
+    totals = usage["totals"]
+    return (
+        f"{usage['cache_share']:.1%} of prompt tokens read from the providers' caches;"
+        f" caching saved {totals['cache_saved_usd']:.4f} USD."
+    )
+
+
 def _usage_table(data: RunStatus):
+    """Tokens and cost, one table row per (role, model)."""
     from rich.table import Table
 
     table = Table(title="Tokens and cost", title_justify="left")
-    columns = ("role", "model", "calls", "cached", "retries", "prompt tok", "cache read/write", "compl. tok", "USD")
-    for column in columns:
+    for column in ("role", "model", *(name for name, _ in _USAGE_COLUMNS)):
         table.add_column(column, justify="left" if column in ("role", "model") else "right", overflow="fold")
     usage = data["usage"]
     for r in usage["rows"]:
-        table.add_row(
-            r.role,
-            r.model,
-            f"{r.calls:,}",
-            f"{r.cached:,}",
-            f"{r.retries:,}",
-            f"{r.prompt_tokens:,}",
-            f"{r.cache_read_tokens:,}/{r.cache_write_tokens:,}",
-            f"{r.completion_tokens:,}",
-            f"{r.cost_usd:.4f}",
-        )
-    t = usage["totals"]
+        table.add_row(r.role, r.model, *_usage_figures(r.model_dump()))
     if usage["rows"]:
-        table.add_row(
-            "[bold]total[/]",
-            "",
-            f"{t['calls']:,}",
-            f"{t['cached']:,}",
-            f"{t['retries']:,}",
-            f"{t['prompt_tokens']:,}",
-            f"{t['cache_read_tokens']:,}/{t['cache_write_tokens']:,}",
-            f"{t['completion_tokens']:,}",
-            f"{t['cost_usd']:.4f}",
-        )
+        table.add_row("[bold]total[/]", "", *_usage_figures(usage["totals"]))
         priced = "; ".join(f"{model}: {source}" for model, source in usage["price_sources"].items())
-        table.caption = (
-            f"{usage['cache_share']:.1%} of prompt tokens read from the providers' caches;"
-            f" caching saved {t['cache_saved_usd']:.4f} USD. Priced by {priced}"
-        )
+        table.caption = f"{_cache_line(usage)} Priced by {priced}"
         table.caption_justify = "left"
     return table
+
+
+def _price_note(source: str) -> str:
+    return "unpriced" if source == "unpriced" else f"priced by {source}"
+
+
+def _usage_block(title: Any, figures: list[str], widths: list[int]) -> Any:
+    """One (role, model) of the narrow usage view: its title line, then its figures in two columns of label and
+    value (`widths`: each figure's, alike in every block), none of them wrapped (folded only where one figure is
+    wider than the terminal)."""
+    from rich.console import Group
+    from rich.table import Table
+
+    names = [name for name, _ in _USAGE_COLUMNS]
+    grid = Table.grid(padding=(0, 2))
+    grid.add_column(width=0)  # the indent
+    for side in ((0, 1, 2, 6), (3, 4, 5)):
+        grid.add_column(min_width=max(len(names[i]) for i in side), no_wrap=True, overflow="fold")
+        grid.add_column(justify="right", min_width=max(widths[i] for i in side), no_wrap=True, overflow="fold")
+    left = [(names[i], figures[i]) for i in (0, 1, 2, 6)]
+    right = [(names[i], figures[i]) for i in (3, 4, 5)] + [("", "")]
+    for (label, value), (other, more) in zip(left, right):
+        grid.add_row("", label, value, other, more)
+    return Group(title, grid)
+
+
+def _usage_narrow(data: RunStatus) -> Any:
+    """Tokens and cost for a terminal too narrow for the table: per (role, model) a title line (role, model and
+    what priced it) and its figures below, so that no model name or figure is split over lines."""
+    from rich.console import Group
+    from rich.text import Text
+
+    usage = data["usage"]
+    rows = [(r, _usage_figures(r.model_dump())) for r in usage["rows"]]
+    totals = _usage_figures(dict(usage["totals"]))
+    widths = [max(len(figures[i]) for figures in [totals, *(f for _, f in rows)]) for i in range(len(totals))]
+    parts: list[Any] = [Text("Tokens and cost", style="italic")]
+    for r, figures in rows:
+        title = Text(f"{r.role}  ", style="bold")
+        title.append(r.model)
+        title.append(f"  {_price_note(usage['price_sources'][r.model])}", style="dim")
+        parts.append(_usage_block(title, figures, widths))
+    if rows:
+        parts += [_usage_block(Text("total", style="bold"), totals, widths), Text(_cache_line(usage))]
+    return Group(*parts)
+
+
+def _usage_view(data: RunStatus, console: Any) -> Any:
+    """The usage table where the console is wide enough for it to show every cell on one line, else the narrow
+    view (a log file, CI, a terminal of 80 columns)."""
+    from rich.measure import Measurement
+
+    table = _usage_table(data)
+    if not data["usage"]["rows"]:
+        return table
+    table.caption = None  # the caption wraps between words anyway; the cells must fit
+    wanted = Measurement.get(console, console.options.update_width(10_000), table).maximum
+    fits = wanted <= console.width
+    return _usage_table(data) if fits else _usage_narrow(data)
 
 
 def _failures_text(data: RunStatus):
@@ -460,6 +520,25 @@ def _failures_text(data: RunStatus):
     return text
 
 
+def _header(data: RunStatus, width: int) -> Any:
+    """The run's identity, constitution and models: the models on one line where it fits, else one line a role
+    (`role  model`), so that a model string is split only where it alone is wider than the terminal."""
+    from rich.text import Text
+
+    header = Text(f"Run {data['run_id'] or '?'}", style="bold")
+    header.append(f"  {data['run_dir']}  created {data['created_at'] or '?'}\n", style="dim")
+    constitution = data["constitution"] or {}
+    named = f"constitution {constitution.get('name')} {constitution.get('hash', '')[:12]}" if constitution else ""
+    models = ", ".join(f"{role}={model}" for role, model in data["models"].items())
+    if len(f"{named}  {models}") <= width:
+        header.append(f"{named}  {models}" if named else models)
+        return header
+    pad = max(map(len, data["models"]), default=0) + 2
+    lines = [f"{role:<{pad}}{model}" for role, model in data["models"].items()]
+    header.append("\n".join([named, *lines] if named else lines))
+    return header
+
+
 def print_status(run_dir: str | Path, console: Any = None) -> RunStatus:
     """Print a run's status with rich (the `charter status` command); returns the status dict."""
     from rich.console import Console
@@ -467,14 +546,7 @@ def print_status(run_dir: str | Path, console: Any = None) -> RunStatus:
 
     console = console or Console()
     data = status(run_dir)
-    models = ", ".join(f"{role}={model}" for role, model in data["models"].items())
-    constitution = data["constitution"] or {}
-    header = Text(f"Run {data['run_id'] or '?'}", style="bold")
-    header.append(f"  {data['run_dir']}  created {data['created_at'] or '?'}\n", style="dim")
-    if constitution:
-        header.append(f"constitution {constitution.get('name')} {constitution.get('hash', '')[:12]}  ")
-    header.append(models)
-    console.print(header)
+    console.print(_header(data, console.width))
     if data["stages"]:
         console.print(_stage_table(data))
         notes = {
@@ -505,7 +577,7 @@ def print_status(run_dir: str | Path, console: Any = None) -> RunStatus:
         console.print(_rewards_table(data["rewards"]))
     if data["pairs"]:
         console.print(_pairs_table(data["pairs"]))
-    console.print(_usage_table(data))
+    console.print(_usage_view(data, console))
     console.print(_failures_text(data))
     if data["batches"]:
         running = [b for b in data["batches"] if b["state"] not in ENDED]

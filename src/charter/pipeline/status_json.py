@@ -7,6 +7,7 @@ store; a reward model or DPO output folder, which has none, from the `metrics.js
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal, NotRequired, TypedDict
 
@@ -38,7 +39,8 @@ class UsageData(TypedDict):
     totals: dict[str, float]
     """Every numeric column summed over the rows."""
     rows: list[dict[str, Any]]
-    """One per (role, model): `role`, `model` and every token count and cost the usage table keeps."""
+    """One per (role, model): `role`, `model`, every token count and cost the usage table keeps, and
+    `price_source`, what priced the model (`config`, `genai-prices` or `unpriced`), as `charter status` shows."""
 
 
 class DatasetState(TypedDict):
@@ -115,9 +117,11 @@ def _numeric_columns(rows: list[UsageRow]) -> list[str]:
     return [name for name, field in kind.model_fields.items() if field.annotation in (int, float)]
 
 
-def usage_data(rows: list[UsageRow]) -> UsageData:
-    """Every column of the usage rows, per row and summed (a column added to `UsageRow` flows through)."""
-    dumped = [row.model_dump(mode="json") for row in rows]
+def usage_data(rows: list[UsageRow], price_sources: Mapping[str, str] | None = None) -> UsageData:
+    """Every column of the usage rows, per row and summed (a column added to `UsageRow` flows through), each row
+    with what priced its model (`price_sources`, by model; None for a model it does not name)."""
+    sources = price_sources or {}
+    dumped = [{**row.model_dump(mode="json"), "price_source": sources.get(row.model)} for row in rows]
     totals: dict[str, float] = {name: sum(row.get(name) or 0 for row in dumped) for name in _numeric_columns(rows)}
     return UsageData(cost_usd=float(totals.get("cost_usd", 0.0)), totals=totals, rows=dumped)
 
@@ -198,7 +202,7 @@ def _store_status(folder: Path, metrics: dict[str, Any] | None) -> StatusReport:
         counts=data["counts"],
         filters=data["filters"],
         failures=data["failures"],
-        usage=usage_data(data["usage"]["rows"]),
+        usage=usage_data(data["usage"]["rows"], data["usage"]["price_sources"]),
         dataset=dataset_state(folder, data["stages"]) if is_run else None,
         notes=data["notes"],
         batches=data["batches"],
@@ -240,7 +244,7 @@ def status(run: str | Path) -> StatusReport:
     DPO output folder, which has none, the trainer's metrics.json).
 
     Args:
-        run: A run directory, or the output folder of `charter train reward-model`, `dpo`, `grpo` or `rloo`.
+        run: A run directory, or the output folder of `charter train reward`, `dpo`, `grpo`, `rloo` or `online-dpo`.
 
     Returns:
         Its kind, identity, fingerprints, stage progress, counts, filters, failures, usage (the total `cost_usd`

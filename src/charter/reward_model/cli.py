@@ -6,10 +6,10 @@ from pathlib import Path
 
 import typer
 
-#: The `charter train ...` group; charter.dpo.cli adds `dpo` to it.
+#: The `charter train ...` group; charter.dpo.cli adds `dpo` to it, charter.online.cli `grpo`, `rloo` and `online-dpo`.
 train_app = typer.Typer(
     help="Train models: a reward model (`reward`) and a DPO policy (`dpo`) on preference data, or a policy online "
-    "with the judge as its reward (`grpo`, `rloo`).",
+    "with the judge as its reward (`grpo`, `rloo`) or as the decider of its own pairs (`online-dpo`).",
     no_args_is_help=True,
 )
 

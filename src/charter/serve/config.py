@@ -41,7 +41,7 @@ class ServeConfig(ConfigModel):
     """Add a verifiable reward: a request's label is the prompt's reference for charter's verifiers."""
     reward_model: str | None = None
     """A reward model whose score is added to the reward, weighted beside the judge, as in `charter train grpo`: a
-    folder from `charter train reward-model` or any sequence-classification model (folder or Hub id), loaded once at
+    folder from `charter train reward` or any sequence-classification model (folder or Hub id), loaded once at
     start. It reads prompt + completion as an assistant turn through its tokenizer's chat template (else the two
     texts joined), on CPU, off the event loop."""
     reward_model_weight: float = Field(default=1.0, ge=0)
