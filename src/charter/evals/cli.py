@@ -103,6 +103,15 @@ def winrate(
     if rm:
         typer.echo(f"reward model: candidate {rm['mean_candidate']:.3f}, base {rm['mean_base']:.3f}")
     typer.echo(f"written to {summary['written_to']}")
+    _every_judgment_failed(summary["n"], summary["failures"])
+
+
+def _every_judgment_failed(succeeded: int, failed: int) -> None:
+    """Exit 3 where every judgment failed: a summary of none is no measurement (it is written all the same)."""
+    from charter.errors import TooManyFailures
+
+    if not succeeded and failed:
+        raise TooManyFailures(f"no judgment succeeded ({failed} failed): nothing is measured")
 
 
 def arena(
@@ -150,10 +159,8 @@ def arena(
         if m["rank"] is None:
             typer.echo(f"unranked  {m['model']}  (no decided comparison)")
             continue
-        typer.echo(
-            f"{m['rank']} ({m['rank_low']}-{m['rank_high']})  {m['model']}  {m['score']:+.2f} "
-            f"[{m['ci_low']:+.2f}, {m['ci_high']:+.2f}]"
-        )
+        interval = "(reference)" if m["ci_low"] is None else f"[{m['ci_low']:+.2f}, {m['ci_high']:+.2f}]"
+        typer.echo(f"{m['rank']} ({m['rank_low']}-{m['rank_high']})  {m['model']}  {m['score']:+.2f} {interval}")
     typer.echo(f"{summary['calls']} judge calls, {summary['failures']} failed; written to {out}/arena.json")
 
 
@@ -194,6 +201,8 @@ def rm(
     _print_rm(summary)
     if out is not None:
         typer.echo(f"written to {out}")
+    if judge is not None:
+        _every_judgment_failed((summary["overall"] or {}).get("n", 0), summary["failures"])
 
 
 def _accuracy_line(name: str, acc: dict | None, failures: int | None) -> str:
