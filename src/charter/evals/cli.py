@@ -132,7 +132,9 @@ def arena(
     constitution: str = typer.Option("harmless", help="Constitution name or YAML path."),
     judge_mode: str = typer.Option("logprobs", help="logprobs, cot or verdict."),
     per_pair: int | None = typer.Option(None, "--per-pair", help="Prompts each pair is compared on."),
-    max_calls: int | None = typer.Option(None, "--max-calls", help="Most judge calls (2 per comparison)."),
+    max_calls: int | None = typer.Option(
+        None, "--max-calls", help="Most judge calls (2 per comparison and judge: both orders, each panel member)."
+    ),
     limit: int | None = typer.Option(50, help="Most prompts to use."),
     max_tokens: int = typer.Option(128, help="Most tokens per answer."),
     bootstrap: int = typer.Option(200, help="Bootstrap resamples of the prompts."),
