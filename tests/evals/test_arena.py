@@ -142,7 +142,7 @@ def _mean_width(rng, n_prompts, per_pair, reps=10):
     return calls, float(np.mean(widths))
 
 
-def test_sparse_design_gives_narrower_intervals_for_the_same_calls():
+def test_sparse_design_gives_narrower_bootstrap_intervals_for_the_same_calls():
     rng = np.random.default_rng(3)
     sparse_calls, sparse_width = _mean_width(rng, 120, 40)  # each pair on a third of 120 prompts
     full_calls, full_width = _mean_width(rng, 40, 40)  # every pair on each of 40 prompts
@@ -234,7 +234,9 @@ def test_two_models_that_tie_every_comparison_share_a_rank_and_no_interval_is_ze
         assert (rows[name]["rank"], rows[name]["rank_low"], rows[name]["rank_high"]) == (1, 1, 2)
         assert rows[name]["ci_high"] - rows[name]["ci_low"] > 1
     assert rows["scripted:cai"]["ci_low"] is None and rows["scripted:cai"]["ci_high"] is None
-    assert "| 3 (3–3) | `scripted:cai` | +0.00 | reference |" in (out / "arena.md").read_text()
+    report = (out / "arena.md").read_text()
+    assert "| 3 (3–3) | `scripted:cai` | +0.00 | reference |" in report
+    assert "spanned with the profile-likelihood interval under a normal(0, 10) prior on each score" in report
 
 
 def test_a_judge_mode_that_does_not_compare_is_refused_before_any_folder(tmp_path, eight, capsys):
@@ -263,13 +265,13 @@ def test_an_arena_whose_every_judgment_failed_exits_3(tmp_path, eight, capsys):
     assert "no judgment succeeded (8 failed; the first: unparseable" in capsys.readouterr().err
 
 
-def test_the_design_counts_comparisons_and_calls_apart(tmp_path, prompts):
-    CALLS["judge"] = 0
-    summary = _run(tmp_path, prompts, ["m0", "m1", "m2", "m3"], per_pair=10)
+def test_the_design_counts_comparisons_and_calls_apart(tmp_path, eight):
+    CALLS["judge"] = 0  # the guide's example: 4 models on 8 prompts, each pair on 6 of them
+    summary = _run(tmp_path, eight, ["m0", "m1", "m2", "m3"])
     d = summary["design"]
-    assert (d["comparisons"], d["all_pairs_comparisons"]) == (6 * 10, 6 * 60)
-    assert CALLS["judge"] == summary["calls"] == 2 * d["comparisons"] and d["all_pairs_calls"] == 2 * 6 * 60
+    assert (d["kind"], d["per_pair"], d["comparisons"], d["all_pairs_comparisons"]) == ("sparse round-robin", 6, 36, 48)
+    assert CALLS["judge"] == summary["calls"] == 72 and d["all_pairs_calls"] == 96
     assert (
-        f"({d['comparisons']} comparisons, {summary['calls']} judge calls; all pairs on every prompt would be "
-        f"{d['all_pairs_comparisons']} comparisons, {d['all_pairs_calls']} calls)"
-    ) in (tmp_path / "out" / "arena.md").read_text()
+        "(36 comparisons, 72 judge calls; all pairs on every prompt would be 48 comparisons, 96 calls)"
+        in (tmp_path / "out" / "arena.md").read_text()
+    )

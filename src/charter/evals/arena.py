@@ -321,8 +321,8 @@ def _summary(
         "failures": failed,
         "cost": meter.prior_cost + meter.total_cost,
         "length_coefficient": length_coef,
-        "ci_method": f"percentile bootstrap over prompts ({config.bootstrap} resamples) spanned with a Wald interval "
-        "from the fit's Fisher information under a normal(0, 10) prior on each score",
+        "ci_method": f"percentile bootstrap over prompts ({config.bootstrap} resamples) spanned with the "
+        "profile-likelihood interval under a normal(0, 10) prior on each score",
     }
 
 

@@ -47,14 +47,19 @@ def loglik(d: Data, s: np.ndarray, prior: float = PRIOR_PRECISION) -> float:
     return float(-np.sum(d.y * np.logaddexp(0, -z) + (1 - d.y) * np.logaddexp(0, z)) - 0.5 * prior * s @ s)
 
 
+def _slope(d: Data, s: np.ndarray, prior: float) -> tuple[np.ndarray, np.ndarray]:
+    """The gradient of `loglik` at `s`, and its information (minus its Hessian)."""
+    p = 0.5 * (1.0 + np.tanh(0.5 * (d.x @ s)))
+    grad = d.x.T @ (d.y - p) - prior * s
+    return grad, (d.x.T * (p * (1.0 - p))) @ d.x + prior * np.eye(len(s))
+
+
 def _newton(d: Data, s: np.ndarray, prior: float, contrast: np.ndarray | None) -> tuple[np.ndarray, float]:
     """The maximum of `loglik` from `s` and its value, on the line `contrast @ s == contrast @ s` where a contrast
     is given (Newton's method on the constrained problem, halving a step that lowers the objective)."""
     n, value = len(s), loglik(d, s, prior)
     for _ in range(100):
-        p = 0.5 * (1.0 + np.tanh(0.5 * (d.x @ s)))
-        grad = d.x.T @ (d.y - p) - prior * s
-        info = (d.x.T * (p * (1.0 - p))) @ d.x + prior * np.eye(n)
+        grad, info = _slope(d, s, prior)
         if contrast is None:
             step = np.linalg.solve(info, grad)
         else:  # the KKT system keeps the contrast where it is
@@ -110,9 +115,7 @@ def interval(d: Data, top: np.ndarray, a: int, b: int, prior: float = PRIOR_PREC
             known[t] = float(np.sign(t - centre) * np.sqrt(max(2.0 * (peak - value), 0.0)))
         return known[t]
 
-    p = 0.5 * (1.0 + np.tanh(0.5 * (d.x @ top)))
-    info = (d.x.T * (p * (1.0 - p))) @ d.x + prior * np.eye(len(top))
-    sd = float(np.sqrt(contrast @ np.linalg.solve(info, contrast)))
+    sd = float(np.sqrt(contrast @ np.linalg.solve(_slope(d, top, prior)[1], contrast)))
     bounds = []
     for z in (-Z95, Z95):
         near, far = centre, centre + z * sd
