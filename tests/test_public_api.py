@@ -242,3 +242,48 @@ def test_the_mechanism_checks_bounds_kinds_and_configs() -> None:
 def test_an_argument_error_never_hides_a_constitution_error() -> None:
     with pytest.raises(ConstitutionError):
         charter.load_constitution("no-such-constitution")
+
+
+def _takes_model(obj: Any) -> bool:
+    """A checked public function (or class) with a `model` parameter or keyword arguments a `model` can fill."""
+    func = obj.__init__ if isinstance(obj, type) else obj
+    if not callable(func) or not hasattr(func, "__charter_checked__"):
+        return False
+    params = inspect.signature(func).parameters
+    return "model" in params or any(p.kind is p.VAR_KEYWORD for p in params.values())
+
+
+#: name -> a call giving `model=` as a keyword, and the argument its error names (None: an error of the call's
+#: own, the keyword taken).
+MODEL_CALLS: dict[str, tuple[Call, str | None]] = {
+    "get_model": (lambda: charter.get_model("scripted:cai", model="x"), None),
+    "judge_pairs": (lambda: charter.judge_pairs([PAIR], "scripted:cai", model="x"), "model"),
+    "reward_function": (lambda: charter.reward_function("scripted:cai", model="x"), "model"),
+    "winrate": (lambda: charter.winrate(prompts="p.jsonl", candidate="c", model="x"), "model"),
+    "arena": (lambda: charter.arena(models=["a", "b"], prompts="p.jsonl", model="x"), "model"),
+    "evaluate_rm": (lambda: charter.evaluate_rm(pairs="p.jsonl", judge="scripted:cai", model="x"), "model"),
+    "WinRateCallback": (lambda: charter.WinRateCallback(["hi"], "scripted:cai", model="x"), "model"),
+    "infer_constitution": (lambda: charter.infer_constitution("no-such-pairs.jsonl", model="scripted:cai"), None),
+}
+
+
+def test_model_is_a_keyword_like_any_other() -> None:
+    """`model=` reaches the function's own checks (an unknown argument where no field has that name), never a
+    `TypeError` from the machinery that passes keywords on."""
+    assert sorted(MODEL_CALLS) == sorted(n for n in charter.__all__ if _takes_model(getattr(charter, n)))
+    for name, (call, argument) in MODEL_CALLS.items():
+        with pytest.raises(Exception) as caught:
+            call()
+        error = caught.value
+        assert isinstance(error, CharterError), f"{name}: {type(error).__name__}: {error}"
+        if argument is not None:
+            assert isinstance(error, ArgumentError) and error.argument == argument, f"{name}: {error}"
+            assert error.detail == "unknown argument", f"{name}: {error}"
+
+
+def test_a_config_field_named_model_is_given_by_keyword() -> None:
+    from charter.api_args import from_arguments
+
+    assert from_arguments(charter.RoleConfig, model="scripted:cai").model == "scripted:cai"
+    with pytest.raises(ArgumentError, match="model: Input should be a valid string"):
+        from_arguments(charter.RoleConfig, model=3)

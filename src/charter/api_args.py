@@ -123,11 +123,12 @@ def config_from(model: type[M], value: Any, argument: str, loader: Callable[[Pat
     )
 
 
-def from_arguments(model: type[M], **fields: Any) -> M:
-    """`model(**fields)` for a function's keyword arguments: a bad value is the `ArgumentError` of the argument
-    (the field) that gave it, an unknown one "unknown argument"."""
+def from_arguments(config_model: type[M], /, **fields: Any) -> M:
+    """`config_model(**fields)` for a function's keyword arguments: a bad value is the `ArgumentError` of the
+    argument (the field) that gave it, an unknown one "unknown argument". The model is positional-only, so that
+    every name, `model` included, is free for a field."""
     try:
-        return model(**fields)
+        return config_model(**fields)
     except ValidationError as exc:
         err = exc.errors()[0]
         loc = tuple(err["loc"])

@@ -142,7 +142,7 @@ def _mean_width(rng, n_prompts, per_pair, reps=10):
     return calls, float(np.mean(widths))
 
 
-def test_sparse_design_gives_narrower_intervals_for_the_same_calls():
+def test_sparse_design_gives_narrower_bootstrap_intervals_for_the_same_calls():
     rng = np.random.default_rng(3)
     sparse_calls, sparse_width = _mean_width(rng, 120, 40)  # each pair on a third of 120 prompts
     full_calls, full_width = _mean_width(rng, 40, 40)  # every pair on each of 40 prompts
@@ -190,7 +190,8 @@ def test_a_panel_of_judges_asks_each_member(tmp_path, prompts):
     CALLS["judge"] = 0
     register_script("arena-judge2", _judge)
     summary = _run(tmp_path, prompts, ["m0", "m3"], panel=["scripted:arena-judge2"])
-    assert CALLS["judge"] == 2 * 2 * 60  # two members, both orders, one pair on 60 prompts
+    assert CALLS["judge"] == summary["calls"] == 2 * 2 * 60  # two members, both orders, one pair on 60 prompts
+    assert summary["design"]["all_pairs_calls"] == summary["calls"]
     assert summary["panel"] == ["scripted:arena-judge2"] and summary["models"][0]["model"].endswith("m3")
 
 
@@ -204,3 +205,73 @@ def test_human_labels_give_prediction_powered_win_rates(tmp_path, prompts):
     assert (row["model"], row["against"], row["matched"]) == ("scripted:arena-m0", "scripted:arena-m3", 20)
     assert row["human"]["value"] == pytest.approx(1 - 0.9)  # m0's share: ties half, m3 preferred otherwise
     assert row["ppi"]["low"] <= row["ppi"]["value"] <= row["ppi"]["high"] < 0.5
+
+
+@pytest.fixture
+def eight(tmp_path):
+    path = tmp_path / "eight.jsonl"
+    path.write_text("".join(json.dumps({"prompt": f"How do I do thing {i}?"}) + "\n" for i in range(8)))
+    return path
+
+
+def test_two_models_that_tie_every_comparison_share_a_rank_and_no_interval_is_zero_wide(tmp_path, eight, capsys):
+    """`echo` and `constant` tie every comparison and beat `cai` on each of 8 prompts alike: every bootstrap
+    resample is the same, which alone would give zero-wide intervals and rank ranges 1-1 and 2-2."""
+    from charter.cli import main
+
+    out = tmp_path / "tie"
+    argv = ["eval", "arena", "--models", "scripted:cai", "scripted:echo", "scripted:constant", "--prompts",
+            str(eight), "--judge", "scripted:cai", "--out", str(out)]  # fmt: skip
+    assert main(argv) == 0
+    printed = capsys.readouterr().out.splitlines()
+    assert printed[:3] == [
+        "1 (1-2)  scripted:echo  +1.55 [+0.25, +3.19]",
+        "1 (1-2)  scripted:constant  +1.55 [+0.25, +3.19]",
+        "3 (3-3)  scripted:cai  +0.00 (reference)",
+    ]
+    rows = {m["model"]: m for m in json.loads((out / "arena.json").read_text())["models"]}
+    for name in ("scripted:echo", "scripted:constant"):
+        assert (rows[name]["rank"], rows[name]["rank_low"], rows[name]["rank_high"]) == (1, 1, 2)
+        assert rows[name]["ci_high"] - rows[name]["ci_low"] > 1
+    assert rows["scripted:cai"]["ci_low"] is None and rows["scripted:cai"]["ci_high"] is None
+    report = (out / "arena.md").read_text()
+    assert "| 3 (3–3) | `scripted:cai` | +0.00 | reference |" in report
+    assert "spanned with the profile-likelihood interval under a normal(0, 10) prior on each score" in report
+
+
+def test_a_judge_mode_that_does_not_compare_is_refused_before_any_folder(tmp_path, eight, capsys):
+    from charter.cli import main
+    from charter.errors import ArgumentError
+
+    for mode in ("bogus", "score", "rubric"):
+        out = tmp_path / mode
+        argv = ["eval", "arena", "--models", "scripted:cai", "scripted:echo", "--prompts", str(eight),
+                "--judge", "scripted:cai", "--judge-mode", mode, "--out", str(out)]  # fmt: skip
+        assert main(argv) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and "judge_mode" in err and "logprobs, cot, verdict" in err, err
+        assert not out.exists()
+        with pytest.raises(ArgumentError, match="a comparison is judged in one of logprobs, cot, verdict") as caught:
+            arena(models=["scripted:cai", "scripted:echo"], prompts=eight, judge_mode=mode, out=out)
+        assert caught.value.argument == "judge_mode" and not out.exists()
+
+
+def test_an_arena_whose_every_judgment_failed_exits_3(tmp_path, eight, capsys):
+    from charter.cli import main
+
+    argv = ["eval", "arena", "--models", "scripted:cai", "scripted:echo", "--prompts", str(eight),
+            "--judge", "scripted:echo", "--judge-mode", "verdict", "--out", str(tmp_path / "o")]  # fmt: skip
+    assert main(argv) == 3
+    assert "no judgment succeeded (8 failed; the first: unparseable" in capsys.readouterr().err
+
+
+def test_the_design_counts_comparisons_and_calls_apart(tmp_path, eight):
+    CALLS["judge"] = 0  # the guide's example: 4 models on 8 prompts, each pair on 6 of them
+    summary = _run(tmp_path, eight, ["m0", "m1", "m2", "m3"])
+    d = summary["design"]
+    assert (d["kind"], d["per_pair"], d["comparisons"], d["all_pairs_comparisons"]) == ("sparse round-robin", 6, 36, 48)
+    assert CALLS["judge"] == summary["calls"] == 72 and d["all_pairs_calls"] == 96
+    assert (
+        "(36 comparisons, 72 judge calls; all pairs on every prompt would be 48 comparisons, 96 calls)"
+        in (tmp_path / "out" / "arena.md").read_text()
+    )

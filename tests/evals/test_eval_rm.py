@@ -77,3 +77,60 @@ def test_charter_eval_rm_scores_a_sequence_classification_model(tmp_path) -> Non
     low, high = summary["overall"]["ci95"]
     assert low <= summary["overall"]["accuracy"] <= high
     assert "overall: accuracy" in result.output
+
+
+#: The reward of a response, by its last word: the tiny reward model below reads nothing else. Polite answers end
+#: in answer, below or suggestions, rude ones in yourself, me or idiot; two words go against their side.
+REWARD_BY_LAST_WORD = {"answer": 1.0, "below": 1.0, "suggestions": -1.0, "yourself": -1.0, "me": 1.0, "idiot": -1.0}
+
+
+def _last_word_reward_model(folder):  # noqa: ANN001, ANN202
+    """A real sequence-classification reward model (tiny Llama) whose reward is known: attention and MLP write
+    nothing, so the last token's hidden state is its embedding, normalised; the embedding of each word above points
+    along the score head (or against it), every other word's is zero. Reward: sqrt(hidden) times the sign above."""
+    import torch
+    from transformers import LlamaConfig, LlamaForSequenceClassification
+
+    from tests.support.tiny_models import tiny_tokenizer
+
+    tok = tiny_tokenizer(chat_template=None)
+    config = LlamaConfig(vocab_size=len(tok), hidden_size=16, intermediate_size=32, num_hidden_layers=1,
+                         num_attention_heads=2, num_key_value_heads=1, num_labels=1, pad_token_id=tok.pad_token_id,
+                         eos_token_id=tok.eos_token_id, bos_token_id=tok.bos_token_id)  # fmt: skip
+    model = LlamaForSequenceClassification(config)
+    with torch.no_grad():
+        for layer in model.model.layers:
+            layer.self_attn.o_proj.weight.zero_()
+            layer.mlp.down_proj.weight.zero_()
+        model.model.embed_tokens.weight.zero_()
+        for word, sign in REWARD_BY_LAST_WORD.items():
+            model.model.embed_tokens.weight[tok.convert_tokens_to_ids(word), 0] = sign
+        model.score.weight.zero_()
+        model.score.weight[0, 0] = 1.0
+    model.save_pretrained(folder)
+    tok.save_pretrained(folder)
+    (folder / "chat_template.jinja").unlink(missing_ok=True)
+    return folder
+
+
+def test_charter_eval_rm_measures_a_reward_model_of_known_accuracy(tmp_path) -> None:  # noqa: ANN001
+    import json
+
+    from charter.cli import main
+    from tests.support.tiny_models import preference_rows, write_jsonl
+
+    rows = [{**r, "subset": "ab"[i % 2]} for i, r in enumerate(preference_rows(24, seed=3))]
+    reward = {  # the known reward of each row's two responses
+        side: [REWARD_BY_LAST_WORD[r[side][0]["content"].split()[-1]] for r in rows] for side in ("chosen", "rejected")
+    }
+    right = [1.0 if c > w else 0.5 if c == w else 0.0 for c, w in zip(reward["chosen"], reward["rejected"])]
+    expected = sum(right) / len(right)
+    assert 0.5 < expected < 1.0  # a flipped sign would read 1 - expected
+    folder = _last_word_reward_model(tmp_path / "rm")
+    pairs = write_jsonl(tmp_path / "pairs.jsonl", rows)
+    assert main(["eval", "rm", str(folder), "--pairs", str(pairs), "--out", str(tmp_path / "rm.json")]) == 0
+    summary = json.loads((tmp_path / "rm.json").read_text())
+    assert summary["overall"]["accuracy"] == pytest.approx(expected)
+    for name in ("a", "b"):
+        mine = [x for x, r in zip(right, rows) if r["subset"] == name]
+        assert summary["subsets"][name]["accuracy"] == pytest.approx(sum(mine) / len(mine))

@@ -12,8 +12,9 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from charter.api_args import AS_GIVEN, config_from, from_arguments, public
-from charter.errors import ConfigError, DatasetError
+from charter.errors import ConfigError, DatasetError, TooManyFailures
 from charter.evals.winrate import _run_in_thread, load_prompts
+from charter.judge.settings import PairwiseMode
 from charter.records import Judgment, Message, Pair, as_records
 from charter.stats.bradley_terry import Comparison, fit, lc_scores
 from charter.stats.ranking import connected
@@ -42,13 +43,14 @@ class ArenaConfig(BaseModel):
     """The model whose score is 0; the first listed when unset."""
     constitution: str = "harmless"
     """Constitution name or YAML path the judge compares against."""
-    judge_mode: str = "logprobs"
-    """logprobs, cot or verdict."""
+    judge_mode: PairwiseMode = "logprobs"
+    """How the judge answers: a pairwise mode of the table of modes (logprobs, cot or verdict); both orders are
+    always asked."""
     per_pair: int | None = Field(default=None, ge=1)
     """Prompts each pair of models is compared on; unset: about 2 / (N - 1) of the prompts (each model in about
     two comparisons per prompt), all of them with 3 models or fewer."""
     max_calls: int | None = Field(default=None, ge=2)
-    """Most judge calls (2 per comparison, both orders); lowers `per_pair` to fit."""
+    """Most judge calls (2 per comparison and judge: both orders, each panel member); lowers `per_pair` to fit."""
     limit: int | None = Field(default=50, ge=1)
     """Most prompts to use."""
     max_tokens: int = Field(default=128, ge=1)
@@ -83,14 +85,22 @@ def _hash(*parts: str) -> str:
     return hashlib.sha256("\x00".join(parts).encode()).hexdigest()
 
 
+def calls_per_comparison(config: ArenaConfig) -> int:
+    """Judge calls a comparison makes: both orders, by the judge and each panel member."""
+    return 2 * (1 + len(config.panel))
+
+
 def pairs_per_pair(config: ArenaConfig, n_prompts: int) -> int:
     """Prompts per pair: `per_pair`, else the default, lowered to fit `max_calls`."""
     n_pairs = len(config.models) * (len(config.models) - 1) // 2
     k = config.per_pair or min(n_prompts, math.ceil(2 * n_prompts / (len(config.models) - 1)))
     if config.max_calls is not None:
-        k = min(k, config.max_calls // (2 * n_pairs))
+        each = calls_per_comparison(config)
+        k = min(k, config.max_calls // (each * n_pairs))
         if k < 1:
-            raise ConfigError(f"max_calls: {config.max_calls} is fewer than 2 calls for each of the {n_pairs} pairs")
+            raise ConfigError(
+                f"max_calls: {config.max_calls} is fewer than {each} calls for each of the {n_pairs} pairs"
+            )
     return min(k, n_prompts)
 
 
@@ -141,7 +151,7 @@ async def _judge(config: ArenaConfig, pairs: list[Pair], cache: str, meter: Any)
     from charter.providers import get_model
 
     constitution = load_constitution(config.constitution)
-    settings = JudgeSettings(mode=config.judge_mode, orders="both")  # type: ignore[arg-type] - checked by pydantic
+    settings = JudgeSettings(mode=config.judge_mode, orders="both")
     from charter.judge.panel import Panel
 
     keys = [config.judge_api_key_env] + [None] * len(config.panel)
@@ -186,7 +196,9 @@ async def arena_async(config: ArenaConfig) -> dict[str, Any]:
             continue
         comparisons.append(Comparison(k, i, j, float(r.p_a), float(len(pair.a) - len(pair.b))))
     if not comparisons:
-        raise DatasetError(f"no judgment succeeded ({failed} failed): nothing to rank")
+        first = next((r.failure for r in judged.values() if r.failure is not None), None)
+        why = f"; the first: {first.kind}: {first.message}" if first is not None else ""
+        raise TooManyFailures(f"no judgment succeeded ({failed} failed{why}): nothing to rank")
     summary = _summary(config, names, ref, answers, comparisons, failed, len(prompts), per_pair, meter)
     if config.human_labels is not None:
         summary["human_labels"] = human_win_rates(config.human_labels, names, prompts, comparisons)
@@ -285,7 +297,7 @@ def _summary(
             "lc_score": float(lc[k]) if lc is not None and k is not None else None,
             "mean_length": sum(len(a) for a in answers[m]) / len(answers[m]),
         })  # fmt: skip
-    n_pairs = n * (n - 1) // 2
+    n_pairs, each = n * (n - 1) // 2, calls_per_comparison(config)
     return {
         "models": sorted(models, key=lambda row: (row["rank"] is None, row["rank"] or 0)),
         "reference": names[ref],
@@ -301,14 +313,16 @@ def _summary(
             "pairs": n_pairs,
             "comparisons": n_pairs * per_pair,
             "all_pairs_comparisons": n_pairs * n_prompts,
+            "all_pairs_calls": each * n_pairs * n_prompts,
             "orders": "both",
         },
-        "calls": 2 * n_pairs * per_pair,
+        "calls": each * n_pairs * per_pair,
         "judged": len(comparisons),
         "failures": failed,
         "cost": meter.prior_cost + meter.total_cost,
         "length_coefficient": length_coef,
-        "ci_method": f"percentile bootstrap over prompts, {config.bootstrap} resamples",
+        "ci_method": f"percentile bootstrap over prompts ({config.bootstrap} resamples) spanned with the "
+        "profile-likelihood interval under a normal(0, 10) prior on each score",
     }
 
 
@@ -326,16 +340,17 @@ def arena(config: ArenaConfig | dict[str, Any] | str | Path | None = None, **fie
 
     Returns:
         The summary written to OUT/arena.json: `models` (per model: score against the reference on a log-odds
-        scale, its 95% bootstrap interval, rank and rank range, wins/losses/ties, the length-controlled score, the
-        answers' mean length), the judge, prompts, design, calls and cost; with `human_labels`, each labelled
-        pair's prediction-powered and people-only win rates.
+        scale, its 95% interval (None for the reference, whose score is 0 by definition), rank and rank range,
+        wins/losses/ties, the length-controlled score, the answers' mean length), the judge, prompts, design,
+        calls and cost; with `human_labels`, each labelled pair's prediction-powered and people-only win rates.
 
     Raises:
-        ArgumentError: A field is not a valid `ArenaConfig` field, or an argument is of the wrong type.
-        ConfigError: The settings do not validate; `reference` is not a model; `max_calls` is below 2 per pair;
-            a model is listed twice.
-        DatasetError: The prompts, an answer file or the labels cannot be read or lack a column; no judgment
-            succeeded.
+        ArgumentError: A field is not a valid `ArenaConfig` field (`judge_mode` not a pairwise mode, among
+            others), or an argument is of the wrong type.
+        ConfigError: The settings do not validate; `reference` is not a model; `max_calls` is below 2 per pair
+            and judge; a model is listed twice.
+        DatasetError: The prompts, an answer file or the labels cannot be read or lack a column.
+        TooManyFailures: No judgment succeeded (exit code 3).
         UnknownModel: A model string names no known provider.
         MissingAPIKey: The variable holding a remote model's key is unset.
         MissingExtra: choix or scikit-learn (the `agreement` extra) is not installed, or a model's provider needs

@@ -28,10 +28,11 @@ def markdown(summary: dict[str, Any]) -> str:
         f"{len(summary['models'])} models on {summary['prompts_used']} prompts from `{summary['prompts']}`, judged "
         f"by `{summary['judge']}` in both orders. Design: {d['kind']}, each pair on {d['per_pair']} prompts "
         f"({d['comparisons']} comparisons, {summary['calls']} judge calls; all pairs on every prompt would be "
-        f"{d['all_pairs_comparisons']}). {summary['failures']} failed judgments left out.",
+        f"{d['all_pairs_comparisons']} comparisons, {d['all_pairs_calls']} calls). {summary['failures']} failed "
+        "judgments left out.",
         "",
-        f"Scores are Bradley–Terry log-odds of beating `{summary['reference']}` (score 0), with 95% intervals "
-        f"({summary['ci_method']}). Models whose rank ranges overlap are not told apart by this arena.",
+        f"Scores are Bradley–Terry log-odds of beating `{summary['reference']}` (score 0 by definition), with 95% "
+        f"intervals ({summary['ci_method']}). Models whose rank ranges overlap are not told apart by this arena.",
         "",
         "| rank (range) | model | score | 95% CI | LC score | W / L / T | mean length |",
         "|---|---|---|---|---|---|---|",
@@ -42,10 +43,10 @@ def markdown(summary: dict[str, Any]) -> str:
                 f"| unranked | `{m['model']}` | no decided comparison | | | 0 / 0 / 0 | {m['mean_length']:.0f} |"
             )
             continue
+        interval = "reference" if m["ci_low"] is None else f"{_f(m['ci_low'])} – {_f(m['ci_high'])}"
         lines.append(
-            f"| {m['rank']} ({m['rank_low']}–{m['rank_high']}) | `{m['model']}` | {_f(m['score'])} | "
-            f"{_f(m['ci_low'])} – {_f(m['ci_high'])} | {_f(m['lc_score'])} | {m['wins']} / {m['losses']} / "
-            f"{m['ties']} | {m['mean_length']:.0f} |"
+            f"| {m['rank']} ({m['rank_low']}–{m['rank_high']}) | `{m['model']}` | {_f(m['score'])} | {interval} | "
+            f"{_f(m['lc_score'])} | {m['wins']} / {m['losses']} / {m['ties']} | {m['mean_length']:.0f} |"
         )
     for h in summary.get("human_labels") or []:
         if h["ppi"] and h["human"]:
@@ -76,7 +77,10 @@ def plot(summary: dict[str, Any], path: Path) -> None:
     try:
         y = list(range(len(rows)))
         scores = [m["score"] for m in rows]
-        err = [[m["score"] - m["ci_low"] for m in rows], [m["ci_high"] - m["score"] for m in rows]]
+        err = [  # the reference has no interval: its score is 0 by definition
+            [0.0 if m["ci_low"] is None else m["score"] - m["ci_low"] for m in rows],
+            [0.0 if m["ci_high"] is None else m["ci_high"] - m["score"] for m in rows],
+        ]
         ax.errorbar(scores, y, xerr=err, fmt="o", capsize=3)
         ax.axvline(0, color="grey", linewidth=0.8)
         ax.set_yticks(y, [m["model"] for m in rows])

@@ -103,6 +103,15 @@ def winrate(
     if rm:
         typer.echo(f"reward model: candidate {rm['mean_candidate']:.3f}, base {rm['mean_base']:.3f}")
     typer.echo(f"written to {summary['written_to']}")
+    _every_judgment_failed(summary["n"], summary["failures"])
+
+
+def _every_judgment_failed(succeeded: int, failed: int) -> None:
+    """Exit 3 where every judgment failed: a summary of none is no measurement (it is written all the same)."""
+    from charter.errors import TooManyFailures
+
+    if not succeeded and failed:
+        raise TooManyFailures(f"no judgment succeeded ({failed} failed): nothing is measured")
 
 
 def arena(
@@ -123,7 +132,9 @@ def arena(
     constitution: str = typer.Option("harmless", help="Constitution name or YAML path."),
     judge_mode: str = typer.Option("logprobs", help="logprobs, cot or verdict."),
     per_pair: int | None = typer.Option(None, "--per-pair", help="Prompts each pair is compared on."),
-    max_calls: int | None = typer.Option(None, "--max-calls", help="Most judge calls (2 per comparison)."),
+    max_calls: int | None = typer.Option(
+        None, "--max-calls", help="Most judge calls (2 per comparison and judge: both orders, each panel member)."
+    ),
     limit: int | None = typer.Option(50, help="Most prompts to use."),
     max_tokens: int = typer.Option(128, help="Most tokens per answer."),
     bootstrap: int = typer.Option(200, help="Bootstrap resamples of the prompts."),
@@ -150,10 +161,8 @@ def arena(
         if m["rank"] is None:
             typer.echo(f"unranked  {m['model']}  (no decided comparison)")
             continue
-        typer.echo(
-            f"{m['rank']} ({m['rank_low']}-{m['rank_high']})  {m['model']}  {m['score']:+.2f} "
-            f"[{m['ci_low']:+.2f}, {m['ci_high']:+.2f}]"
-        )
+        interval = "(reference)" if m["ci_low"] is None else f"[{m['ci_low']:+.2f}, {m['ci_high']:+.2f}]"
+        typer.echo(f"{m['rank']} ({m['rank_low']}-{m['rank_high']})  {m['model']}  {m['score']:+.2f} {interval}")
     typer.echo(f"{summary['calls']} judge calls, {summary['failures']} failed; written to {out}/arena.json")
 
 
@@ -194,6 +203,8 @@ def rm(
     _print_rm(summary)
     if out is not None:
         typer.echo(f"written to {out}")
+    if judge is not None:
+        _every_judgment_failed((summary["overall"] or {}).get("n", 0), summary["failures"])
 
 
 def _accuracy_line(name: str, acc: dict | None, failures: int | None) -> str:

@@ -116,7 +116,7 @@ def _ranking(ranking: dict[str, Any] | None) -> list[str]:
     lines = [
         "## Every policy on one scale",
         "",
-        f"Bradley–Terry scores against `{ranking['reference']}` (log-odds, 95% interval by bootstrap over prompts; "
+        f"Bradley–Terry scores against `{ranking['reference']}` (log-odds, 95% interval as in `arena/arena.md`; "
         f"{ranking['design']} design, {ranking['failures']} failed judgments left out). Overlapping rank ranges "
         "are not told apart. Full table: `arena/arena.md`.",
         "",
@@ -127,9 +127,9 @@ def _ranking(ranking: dict[str, Any] | None) -> list[str]:
         if m["rank"] is None:
             lines.append(f"| unranked | `{m['model']}` | no decided comparison | |")
             continue
+        interval = "reference" if m["ci_low"] is None else f"[{m['ci_low']:+.3f}, {m['ci_high']:+.3f}]"
         lines.append(
-            f"| {m['rank']} ({m['rank_low']}-{m['rank_high']}) | `{m['model']}` | {m['score']:+.3f} | "
-            f"[{m['ci_low']:+.3f}, {m['ci_high']:+.3f}] |"
+            f"| {m['rank']} ({m['rank_low']}-{m['rank_high']}) | `{m['model']}` | {m['score']:+.3f} | {interval} |"
         )
     return [*lines, ""]
 

@@ -1,9 +1,12 @@
-"""Bradley–Terry scores of N models from pairwise judgments, with 95% intervals and rank ranges by bootstrap over
-prompts, and a length-controlled variant (AlpacaEval 2.0's length term added to the Bradley–Terry model)."""
+"""Bradley–Terry scores of N models from pairwise judgments, with 95% intervals (a bootstrap over prompts spanned
+with a profile-likelihood interval, never zero wide) and rank ranges, and a length-controlled variant (AlpacaEval
+2.0's length term added to the Bradley–Terry model)."""
 
 from __future__ import annotations
 
 from typing import Any, NamedTuple, TypedDict
+
+from charter.stats.intervals import span
 
 
 class Comparison(NamedTuple):
@@ -18,26 +21,32 @@ class Comparison(NamedTuple):
 
 
 class Fit(TypedDict):
-    """Scores on a log-odds scale, the reference model's at 0, with bootstrap intervals and rank ranges."""
+    """Scores on a log-odds scale, the reference model's at 0, with 95% intervals and rank ranges."""
 
     score: list[float]
     """Bradley–Terry score per model: log-odds of beating the reference model."""
-    ci_low: list[float]
-    """2.5th percentile of the score over bootstrap resamples of the prompts."""
-    ci_high: list[float]
-    """97.5th percentile of the score over the resamples."""
+    ci_low: list[float | None]
+    """Low end of the score's 95% interval: the lower of the bootstrap's 2.5th percentile and the profile-likelihood
+    interval's low end (see `fit`); None for the reference, whose score is 0 by definition."""
+    ci_high: list[float | None]
+    """High end of the score's 95% interval (likewise); None for the reference."""
     rank: list[int]
-    """1 for the highest score."""
+    """1 for the highest score; models whose scores differ by less than `TIE_TOLERANCE` share a rank."""
     rank_low: list[int]
-    """Best rank (2.5th percentile) over the resamples."""
+    """Best rank the data allow: the better of the bootstrap's 2.5th percentile rank and 1 + the models surely
+    above (the interval of the difference wholly above 0)."""
     rank_high: list[int]
-    """Worst rank (97.5th percentile) over the resamples."""
+    """Worst rank the data allow: the worse of the bootstrap's 97.5th percentile rank and N - the models surely
+    below."""
     draws: list[list[float]]
     """Every resample's scores (for intervals on differences)."""
 
 
 #: Ridge of the fit (choix's `alpha`): keeps a model that never lost, or a disconnected resample, finite.
 ALPHA = 1e-3
+
+#: Scores closer than this (log-odds) are the same score: the fit's numerical noise, not a difference.
+TIE_TOLERANCE = 1e-6
 
 
 def bt_scores(n: int, comparisons: list[Comparison], reference: int = 0) -> Any:
@@ -98,8 +107,16 @@ def lc_scores(n: int, comparisons: list[Comparison], reference: int = 0) -> tupl
 
 
 def fit(n: int, comparisons: list[Comparison], reference: int = 0, *, bootstrap: int = 200, seed: int = 0) -> Fit:
-    """Scores with 95% percentile intervals and rank ranges, resampling prompts (each resampled prompt brings all
-    its comparisons, so the judge's shared taste on one prompt is not counted as independent evidence).
+    """Scores with 95% intervals and rank ranges.
+
+    A score's interval spans two: the percentile bootstrap over prompts (each resampled prompt brings all its
+    comparisons, so the judge's shared taste on one prompt is not counted as independent evidence), and the
+    profile-likelihood interval of the Bradley–Terry likelihood under a Gaussian prior on each score
+    (`charter.stats.bt_likelihood`). The bootstrap alone is too narrow on a handful of prompts, and collapses to a
+    point where every resample is alike; the profile interval is never zero wide, and finite where a model won or
+    lost everything. Ranks treat scores within `TIE_TOLERANCE` as tied; a rank range spans the bootstrap's with the
+    ranks the data allow: two models stand either way round unless the interval of their difference, spanned the
+    same way, leaves out 0.
 
     Args:
         n: Number of models.
@@ -113,6 +130,8 @@ def fit(n: int, comparisons: list[Comparison], reference: int = 0, *, bootstrap:
     """
     import numpy as np
 
+    from charter.stats import bt_likelihood
+
     point = bt_scores(n, comparisons, reference)
     by_prompt: dict[int, list[Comparison]] = {}
     for c in comparisons:
@@ -124,24 +143,51 @@ def fit(n: int, comparisons: list[Comparison], reference: int = 0, *, bootstrap:
         pick = rng.integers(0, len(groups), len(groups))
         draws.append(bt_scores(n, [c for k in pick for c in groups[k]], reference))
     d = np.array(draws) if draws else point[None, :]
+    data = bt_likelihood.data(n, comparisons)
+    top = bt_likelihood.maximum(data)
+    bounds: list[list[float] | None] = [
+        None
+        if m == reference
+        else span(
+            list(np.percentile(d[:, m], [2.5, 97.5])), bt_likelihood.interval(data, top, m, reference), [point[m]] * 2
+        )
+        for m in range(n)
+    ]
+    above = _surely_above(point, d, data, top)
     ranks = _ranks(d)
     return Fit(
         score=[float(v) for v in point],
-        ci_low=[float(v) for v in np.percentile(d, 2.5, axis=0)],
-        ci_high=[float(v) for v in np.percentile(d, 97.5, axis=0)],
+        ci_low=[None if b is None else b[0] for b in bounds],
+        ci_high=[None if b is None else b[1] for b in bounds],
         rank=[int(v) for v in _ranks(point[None, :])[0]],
-        rank_low=[int(v) for v in np.floor(np.percentile(ranks, 2.5, axis=0))],
-        rank_high=[int(v) for v in np.ceil(np.percentile(ranks, 97.5, axis=0))],
+        rank_low=[min(int(v), 1 + int(above[m].sum())) for m, v in enumerate(np.percentile(ranks, 2.5, axis=0))],
+        rank_high=[
+            max(int(np.ceil(v)), n - int(above[:, m].sum())) for m, v in enumerate(np.percentile(ranks, 97.5, axis=0))
+        ],
         draws=d.tolist(),
     )
 
 
-def _ranks(scores: Any) -> Any:
-    """Rank of each model in each row (1 = highest score)."""
+def _surely_above(point: Any, draws: Any, data: Any, top: Any) -> Any:
+    """above[m, k]: model k is surely above model m, the 95% interval of s_k - s_m wholly above 0 (the
+    bootstrap's 2.5th percentile and the profile likelihood at 0 both say so)."""
     import numpy as np
 
-    order = np.argsort(-scores, axis=1)
-    ranks = np.empty_like(order)
-    rows = np.arange(scores.shape[0])[:, None]
-    ranks[rows, order] = np.arange(1, scores.shape[1] + 1)
-    return ranks
+    from charter.stats import bt_likelihood
+
+    n = len(point)
+    above = np.zeros((n, n), dtype=bool)
+    for m in range(n):
+        for k in range(n):
+            if k != m and point[k] - point[m] > TIE_TOLERANCE:
+                above[m, k] = (
+                    np.percentile(draws[:, k] - draws[:, m], 2.5) > TIE_TOLERANCE
+                    and bt_likelihood.deviance(data, top, k, m, 0.0) > bt_likelihood.CHI2_95
+                )
+    return above
+
+
+def _ranks(scores: Any) -> Any:
+    """Rank of each model in each row: 1 + the models scoring higher by more than `TIE_TOLERANCE` (tied models
+    share the best of their ranks)."""
+    return 1 + (scores[:, None, :] > scores[:, :, None] + TIE_TOLERANCE).sum(axis=2)
