@@ -138,6 +138,17 @@ def fake_hub(monkeypatch: pytest.MonkeyPatch):
         yield hub
 
 
+@pytest.fixture(scope="session")
+def exported(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One dry-run export shared by the read-only tests (the CLI path, as a user runs it); its run is beside it."""
+    from charter.cli import main
+
+    base = tmp_path_factory.mktemp("export")
+    run = build_run(base / "run")
+    assert main(["push", str(run), "--repo-id", "org/tiny-hhh", "--dry-run", str(base / "out")]) == 0
+    return base / "out"
+
+
 @pytest.fixture(autouse=True)
 def _no_ambient_secrets(monkeypatch: pytest.MonkeyPatch) -> None:
     """Tests see no real keys from the machine they run on."""

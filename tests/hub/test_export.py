@@ -20,23 +20,13 @@ from charter.hub.push import publish
 FILES = [
     "README.md",
     "constitution.yaml",
+    "croissant.json",
     "data/human_labels/train-00000-of-00001.parquet",
     "data/preferences/test-00000-of-00001.parquet",
     "data/preferences/train-00000-of-00001.parquet",
     "data/sft/train-00000-of-00001.parquet",
     "run_config.yaml",
 ]
-
-
-@pytest.fixture(scope="module")
-def exported(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """One dry-run export shared by the read-only tests below (the CLI path, as a user runs it)."""
-    from .conftest import build_run
-
-    base = tmp_path_factory.mktemp("export")
-    run = build_run(base / "run")
-    assert main(["push", str(run), "--repo-id", "org/tiny-hhh", "--dry-run", str(base / "out")]) == 0
-    return base / "out"
 
 
 def test_dry_run_writes_exactly_the_upload_layout(exported: Path) -> None:

@@ -70,7 +70,7 @@ def test_pushing_again_reuses_the_repo(make_run, fake_hub) -> None:
 def test_cli_push(make_run, fake_hub, capsys: pytest.CaptureFixture) -> None:
     assert main(["push", str(make_run()), "--repo-id", "org/cli"]) == 0
     out = capsys.readouterr().out
-    assert "pushed 7 files to org/cli" in out and "preferences: train 10, test 2" in out
+    assert "pushed 8 files to org/cli" in out and "preferences: train 10, test 2" in out
 
 
 def test_failing_gate_blocks_push_and_override_is_recorded(make_run, fake_hub) -> None:

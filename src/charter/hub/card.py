@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +14,7 @@ from charter.agreement.gate import GateResult
 from charter.agreement.summary import AgreementSummary, Figure
 from charter.hub.rundata import RunData
 from charter.preference.stats import chosen_longer_rate
+from charter.providers.local_names import EMBEDDED_ALIASES
 from charter.records import GENERATOR, PreferenceRow
 from charter.runs.counts import COUNT_LABELS, filter_steps
 from charter.runs.tallies import usage_totals
@@ -72,24 +74,34 @@ def percent(value: float | None) -> str:
     return "n/a" if value is None else f"{100 * value:.1f}%"
 
 
-def _figure_row(name: str, fig: Figure | None) -> dict[str, str]:
+@dataclass(frozen=True)
+class AgreementFigure:
+    """One figure of the card's agreement table: an estimate, its 95% interval (None where none can be had
+    honestly) and the observations it rests on."""
+
+    figure: str
+    value: float | None
+    ci: tuple[float, float] | None
+    n: int
+
+
+def _figure(name: str, fig: Figure | None) -> AgreementFigure:
     if fig is None:
-        return {"figure": name, "value": "–", "ci": "", "n": "0"}
-    ci = f"[{cell(fig.ci[0])}, {cell(fig.ci[1])}]" if fig.ci else ""
-    return {"figure": name, "value": cell(fig.value), "ci": ci, "n": str(fig.n)}
+        return AgreementFigure(name, None, None, 0)
+    return AgreementFigure(name, fig.value, (fig.ci[0], fig.ci[1]) if fig.ci else None, fig.n)
 
 
-def agreement_rows(summary: AgreementSummary | None) -> list[dict[str, str]]:
+def agreement_figures(summary: AgreementSummary | None) -> list[AgreementFigure]:
     """The agreement figures the card shows: judge vs human, the baselines, humans among themselves."""
     if summary is None:
         return []
     judge, base = summary.judge_vs_human, summary.baselines
-    rows = [
-        _figure_row("judge vs human: agreement (ties excluded)", judge.agreement),
-        _figure_row("judge vs human: Cohen's kappa (ties excluded)", judge.kappa),
-        _figure_row("judge vs human: agreement (with ties)", judge.agreement_with_ties),
-        _figure_row("baseline 'longer wins' vs human: agreement", base.longer_wins.agreement),
-        _figure_row("baseline 'first shown wins' vs human: agreement", base.first_shown_wins.agreement),
+    figures = [
+        _figure("judge vs human: agreement (ties excluded)", judge.agreement),
+        _figure("judge vs human: Cohen's kappa (ties excluded)", judge.kappa),
+        _figure("judge vs human: agreement (with ties)", judge.agreement_with_ties),
+        _figure("baseline 'longer wins' vs human: agreement", base.longer_wins.agreement),
+        _figure("baseline 'first shown wins' vs human: agreement", base.first_shown_wins.agreement),
     ]
     preference = summary.human_preference.overall if summary.human_preference else None
     for name, estimate in (
@@ -104,36 +116,77 @@ def agreement_rows(summary: AgreementSummary | None) -> list[dict[str, str]]:
         ),
     ):
         if estimate:
-            ci = f"[{cell(estimate.low)}, {cell(estimate.high)}]"
-            rows.append(
-                {
-                    "figure": name,
-                    "value": cell(estimate.value),
-                    "ci": ci,
-                    "n": str(estimate.n_human or estimate.n_judge),
-                }
-            )
+            n = estimate.n_human or estimate.n_judge
+            figures.append(AgreementFigure(name, estimate.value, (estimate.low, estimate.high), n))
     panel = summary.panel
     if panel is not None:
         weights = {m.judge: m.weight for m in panel.members}
         for member in panel.members:
             weight = f", weight {weights[member.judge]:.3g}" if weights[member.judge] is not None else ""
-            rows.append(
-                _figure_row(
+            figures.append(
+                _figure(
                     f"panel member `{member.judge}`{weight} alone vs human: agreement (ties excluded)",
                     member.judge_vs_human.agreement if member.judge_vs_human else None,
                 )
             )
         if panel.between_judges is not None:
-            rows.append(
-                _figure_row("between the panel's judges: Krippendorff's alpha", panel.between_judges.krippendorff_alpha)
+            figures.append(
+                _figure("between the panel's judges: Krippendorff's alpha", panel.between_judges.krippendorff_alpha)
             )
     if summary.human_human is not None:
-        rows += [
-            _figure_row("human vs human: agreement", summary.human_human.agreement),
-            _figure_row("human vs human: Krippendorff's alpha", summary.human_human.krippendorff_alpha),
+        figures += [
+            _figure("human vs human: agreement", summary.human_human.agreement),
+            _figure("human vs human: Krippendorff's alpha", summary.human_human.krippendorff_alpha),
         ]
-    return rows
+    return figures
+
+
+def agreement_rows(summary: AgreementSummary | None) -> list[dict[str, str]]:
+    """The agreement table's rows as the card prints them."""
+    return [
+        {
+            "figure": f.figure,
+            "value": cell(f.value),
+            "ci": f"[{cell(f.ci[0])}, {cell(f.ci[1])}]" if f.ci else "",
+            "n": str(f.n),
+        }
+        for f in agreement_figures(summary)
+    ]
+
+
+def judge_models(published: list[PreferenceRow]) -> list[str]:
+    """The models that judged the published rows: a panel's members (as its votes name them), else the judge."""
+    members = dict.fromkeys(vote.judge for row in published for vote in row.per_principle if vote.judge)
+    return list(members or dict.fromkeys(row.judge_model for row in published))
+
+
+def is_embedded(model: str) -> bool:
+    """Whether a model id is the embedded 135M model (`local:smollm2-135m-instruct`, any precision)."""
+    return model.startswith("local:") and model.removeprefix("local:").split("@")[0].lower() in EMBEDDED_ALIASES
+
+
+def limitations(run: RunData, published: list[PreferenceRow]) -> list[str]:
+    """The card's known limitations, also published in the Croissant file."""
+    items = [
+        "Every label is a model's judgment, not a person's. The judge inherits its model's biases (position, "
+        "length, style, self-preference when it also wrote the responses) and the blind spots of the constitution.",
+        "The constitution encodes its authors' values; its principles are not a complete account of harm or "
+        "helpfulness.",
+        "Prompts may be adversarial (red-team) and responses may contain harmful text, on purpose: that is what "
+        "the critiques and the judge act on.",
+        "Training repeatedly on model-generated data without fresh human data can degrade models (model collapse); "
+        "mix in human preferences and keep track of the `synthetic` share.",
+    ]
+    embedded = [m for m in judge_models(published) if is_embedded(m)]
+    if embedded:
+        items.append(
+            f"The judge ({', '.join(f'`{m}`' for m in embedded)}) is the embedded 135M model, which agrees with "
+            "people at chance on the human preference pairs of charter's benchmarks: its labels show the "
+            "machinery working and are not fit to train on."
+        )
+    if run.agreement is None:
+        items.append("No human agreement was measured for this run.")
+    return items
 
 
 def _constitution(run: RunData) -> dict[str, Any]:
@@ -257,6 +310,7 @@ def card_context(
         "rows_length_rate": percent(rows_rate),
         "rows_length_pairs": rows_pairs,
         "agreement": agreement_rows(run.agreement),
+        "limitations": limitations(run, published),
         "agreement_other_judge": agreement_judge is not None and agreement_judge != settings.fingerprints.judge,
         "calibration": _calibration(run, published),
         "n_human_labels": len(run.human_labels),

@@ -1,6 +1,6 @@
 """Build the folder that is uploaded: parquet per configuration and split in the layout the Hub's dataset
 viewer reads (data/<config>/<split>-00000-of-00001.parquet, listed under `configs:` in the card), the
-constitution, the run config with secrets stripped, and the dataset card.
+constitution, the run config with secrets stripped, the dataset card, and croissant.json (the same for machines).
 
 Rows are published exactly as the run wrote them: they carry their provenance already, and a row that
 does not is an error when it is read (charter.runs.files), never repaired here.
@@ -18,6 +18,7 @@ import yaml
 
 from charter.agreement.gate import GateResult
 from charter.hub.card import build_card
+from charter.hub.croissant import DataFile, Published, write_croissant
 from charter.hub.rundata import RunData
 from charter.records import LabelRow, PreferenceRow, SFTRow
 from charter.redaction import strip_secrets
@@ -152,12 +153,15 @@ def build_folder(
     folder.mkdir(parents=True, exist_ok=True)
     files: list[str] = []
     splits: dict[str, dict[str, int]] = {}
+    written: list[DataFile] = []
     published: list[PreferenceRow] = []
     for config, parts in configurations(run, test_size, seed).items():
         splits[config] = {}
         for split, records in parts.items():
-            write_parquet([_row(r) for r in records], ROW_TYPES[config], folder / data_path(config, split))
-            files.append(data_path(config, split))
+            path = data_path(config, split)
+            write_parquet([_row(r) for r in records], ROW_TYPES[config], folder / path)
+            files.append(path)
+            written.append(DataFile(config, split, path, ROW_TYPES[config], records))
             splits[config][split] = len(records)
             if config == "preferences":
                 published += records
@@ -180,4 +184,8 @@ def build_folder(
     )
     card.save(folder / "README.md")
     files.append("README.md")
+    gates = [("agreement", gate), ("judge-audit", audit_gate), ("constitution-test", constitution_gate)]
+    contents = Published(folder, sorted(files), written, published)
+    data = card.data.to_dict()
+    files.append(write_croissant(run, contents, repo_id, data["pretty_name"], data["tags"], license, gates))
     return ExportSummary(folder=folder, files=sorted(files), splits=splits)

@@ -153,8 +153,9 @@ def publish(
     """Publish a run's preference data to the Hugging Face Hub as a dataset with a card that tells how it was made.
 
     The agreement gate and the judge-audit gate apply (`override_gate` passes them and the card records it);
-    rows, config and card are scanned for secrets first. With `dry_run`, the exact folder that would be uploaded
-    is written there instead.
+    rows, config and card are scanned for secrets first. Beside them goes `croissant.json`, the same provenance in
+    Croissant 1.1 JSON-LD with the RAI vocabulary and PROV-O. With `dry_run`, the exact folder that would be
+    uploaded is written there instead.
 
     Args:
         run_dir: The run directory, with its preference dataset written.
