@@ -28,7 +28,7 @@ register_script("longer-flaky-counted", _counted)
 
 @pytest.fixture
 def reward_model(tiny_model: Path, tmp_path: Path) -> Path:
-    """A sequence-classification reward model (a random head on the tiny policy), as `charter train reward-model`
+    """A sequence-classification reward model (a random head on the tiny policy), as `charter train reward`
     saves one."""
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 

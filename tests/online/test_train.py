@@ -179,7 +179,7 @@ def test_trl_online_dpo_still_turns_a_failed_judgment_into_reward_zero() -> None
 def test_a_distilled_reward_model_adds_its_score_beside_the_judge(tiny_model: Path, tmp_path: Path) -> None:
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-    rm = tmp_path / "rm"  # a sequence-classification reward model (random head), as `charter train reward-model` saves
+    rm = tmp_path / "rm"  # a sequence-classification reward model (random head), as `charter train reward` saves
     AutoModelForSequenceClassification.from_pretrained(tiny_model, num_labels=1).save_pretrained(rm)
     AutoTokenizer.from_pretrained(tiny_model).save_pretrained(rm)
     path = _config(tmp_path, tiny_model, reward_model=str(rm), reward_model_weight=0.5)

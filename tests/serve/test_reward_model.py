@@ -18,7 +18,7 @@ def rm(tmp_path_factory) -> Path:
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
     base = tiny_llama(tmp_path_factory.mktemp("tiny") / "llama")
-    folder = base.parent / "rm"  # a random-headed reward model with its tokenizer, as `charter train reward-model`
+    folder = base.parent / "rm"  # a random-headed reward model with its tokenizer, as `charter train reward`
     AutoModelForSequenceClassification.from_pretrained(base, num_labels=1).save_pretrained(folder)
     AutoTokenizer.from_pretrained(base).save_pretrained(folder)
     return folder
