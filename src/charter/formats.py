@@ -88,7 +88,8 @@ SECTIONS: tuple[tuple[str, str, tuple[type[BaseModel], ...]], ...] = (
         "Online training",
         "The reward store: every reward the judge gave during `charter train grpo|rloo` (or through "
         "`charter.reward_function`), and every pair it compared during `charter train online-dpo` (scoring `pair`), "
-        "in the run store's `rewards` table of the output directory.",
+        "in the run store's `rewards` table of the output directory. A resumed training marks the rows of the steps "
+        "it trains again `superseded` (the table's `status` column, beside `ok` and `failed`): kept, never counted.",
         (records.RewardRecord,),
     ),
     (

@@ -123,6 +123,25 @@ def test_interrupted_run_resumes_from_last_checkpoint(tmp_path, tiny_model, pref
     assert metrics["held_out_accuracy"] is None and metrics["distribution_split"] == "train"
 
 
+def test_an_empty_checkpoint_folder_is_set_aside_and_training_starts_over(tmp_path, tiny_model, prefs_file, capsys):
+    """A process killed as it began saving checkpoint-1 leaves the folder empty: the rerun sets it aside, kept."""
+    import yaml
+
+    from charter.cli import main
+
+    out = tmp_path / "rm"
+    (out / "checkpoint-1").mkdir(parents=True)
+    config = {"dataset": str(prefs_file), "model": str(tiny_model), "output_dir": str(out), "trl": FAST}
+    path = tmp_path / "rm.yaml"
+    path.write_text(yaml.safe_dump(config))
+    assert main(["train", "reward", str(path)]) == 0
+    err = capsys.readouterr().err
+    assert "checkpoint-1 (set aside as incomplete-checkpoint-1)" in err and "starting from the beginning" in err
+    assert "Traceback" not in err and (out / "incomplete-checkpoint-1").is_dir()
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["training"]["resumed_from"] is None and metrics["training"]["global_step"] == 3
+
+
 def test_missing_columns_name_the_columns_and_the_format(tmp_path, tiny_model):
     bad = write_jsonl(tmp_path / "bad.jsonl", [{"prompt": "q", "answer": "a"}])
     with pytest.raises(DatasetError) as err:

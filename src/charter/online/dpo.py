@@ -20,6 +20,7 @@ from charter.online.train import (
     budget_callback,
     dataset_rows,
     merge_rank_stores,
+    restart_store,
     train_prompts,
     usage_of,
     winrate_callback,
@@ -221,6 +222,7 @@ def train_online_dpo(
     if judged is not None:
         judged.trainer = trainer  # the win rate reaches TensorBoard / W&B too
     resume = last_checkpoint(out) if config.resume else None
+    restart_store(judge, out, resume)
     started = time.perf_counter()
     try:
         trainer.train(resume_from_checkpoint=resume)

@@ -19,10 +19,10 @@ from charter.prompts import PromptsConfig, load_prompts
 from charter.providers.usage import Budget
 from charter.records import Prompt, as_dicts
 from charter.runs.merge import merge_rewards
-from charter.runs.rewards import per_step
+from charter.runs.rewards import per_step, supersede_from
 from charter.runs.store import STORE_FILE, RunStore
 from charter.runs.tallies import usage_totals
-from charter.training.args import build_trl_config, checkpointing_args, last_checkpoint
+from charter.training.args import build_trl_config, checkpoint_step, checkpointing_args, last_checkpoint
 from charter.training.lora import peft_config
 from charter.training.models import load_policy, pick_device, short_error
 from charter.training.output import save_trained, write_json
@@ -171,6 +171,17 @@ def merge_rank_stores(out: Path, ranks: int) -> None:
             path.rename(path.with_suffix(".merged"))
 
 
+def restart_store(reward: RewardFunction, out: Path, resume: str | None) -> None:
+    """Before training: the stored rows of the steps it takes again (after the checkpoint it resumes from; every step
+    without one) are superseded, in this process's store and, with several processes, in the output's merged store
+    (main process), so that a resumed run counts each step once."""
+    step = (checkpoint_step(resume) or 0) + 1 if resume else 1
+    supersede_from(reward.store, step)
+    if reward.ranks > 1 and reward.rank == 0 and (out / STORE_FILE).exists():
+        with RunStore(out) as store:
+            supersede_from(store, step)
+
+
 def usage_of(store: RunStore) -> Usage:
     """The judge's calls and cost as the reward store's usage ledger has them."""
     totals = usage_totals(store.usage())
@@ -244,6 +255,7 @@ def train_online(
     if judged is not None:
         judged.trainer = model_trainer  # the win rate reaches TensorBoard / W&B too
     resume = last_checkpoint(out) if config.resume else None
+    restart_store(reward, out, resume)
     started = time.perf_counter()
     try:
         model_trainer.train(resume_from_checkpoint=resume)

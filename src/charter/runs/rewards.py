@@ -1,6 +1,11 @@
 """The reward store of online training, as the run store keeps it (the one reader and writer): every reward the
 judge gave during GRPO or RLOO, with what it rests on, so that rewards are auditable and a repeated completion is
-answered from the store."""
+answered from the store.
+
+A row's status is `ok` (a reward), `failed` (none), or `superseded`: a row of a step that a resumed training takes
+again (it restarts from its checkpoint, or from step 0 without one). A superseded row stays in the table, and its
+reward still answers the same completion, but no count, sum or listing includes it: each step is the training's
+own, counted once."""
 
 from __future__ import annotations
 
@@ -34,15 +39,29 @@ def put_rewards(store: RunStore, rows: Iterable[RewardRecord]) -> None:
     )
 
 
+#: The status of a row whose step a resumed training took again (`supersede_from`).
+SUPERSEDED = "superseded"
+#: The rows in effect: every count and listing reads these.
+IN_EFFECT = f"status != '{SUPERSEDED}'"
+
+
+def supersede_from(store: RunStore, step: int) -> int:
+    """Mark the rows of steps `step` and later superseded (a training resumed at `step` takes them again); returns
+    how many."""
+    sql = f"UPDATE rewards SET status = '{SUPERSEDED}' WHERE step >= ? AND {IN_EFFECT}"
+    return store.transaction(lambda db: db.execute(sql, (step,)).rowcount)
+
+
 def stored_rewards(store: RunStore, keys: Iterable[str]) -> dict[str, RewardRecord]:
-    """The latest successful reward stored under each of these keys (absent keys are left out)."""
+    """The latest successful reward stored under each of these keys, superseded rows included (absent keys are left
+    out)."""
     wanted = list(dict.fromkeys(keys))
     found: dict[str, RewardRecord] = {}
     for start in range(0, len(wanted), 500):
         chunk = wanted[start : start + 500]
         marks = ", ".join("?" * len(chunk))
         for (record,) in store.execute(
-            f"SELECT record FROM rewards WHERE status = 'ok' AND key IN ({marks}) ORDER BY id", chunk
+            f"SELECT record FROM rewards WHERE reward IS NOT NULL AND key IN ({marks}) ORDER BY id", chunk
         ):
             row = RewardRecord.model_validate_json(record)
             found[row.key] = row
@@ -50,8 +69,8 @@ def stored_rewards(store: RunStore, keys: Iterable[str]) -> dict[str, RewardReco
 
 
 def rewards(store: RunStore) -> Iterator[RewardRecord]:
-    """Every stored reward, oldest first."""
-    for (record,) in store.stream("SELECT record FROM rewards ORDER BY id"):
+    """Every stored reward in effect (not superseded), oldest first."""
+    for (record,) in store.stream(f"SELECT record FROM rewards WHERE {IN_EFFECT} ORDER BY id"):
         yield RewardRecord.model_validate_json(record)
 
 
@@ -77,7 +96,8 @@ def per_step(store: RunStore) -> list[StepRewards]:
     pairs are `pair_steps`)."""
     rows = store.execute(
         "SELECT step, COUNT(*), SUM(reward IS NULL), AVG(reward), AVG(reward * reward), COUNT(reward), "
-        "SUM(json_extract(record, '$.cached')) FROM rewards WHERE scoring != 'pair' GROUP BY step ORDER BY step"
+        "SUM(json_extract(record, '$.cached')) FROM rewards WHERE scoring != 'pair' AND "
+        f"{IN_EFFECT} GROUP BY step ORDER BY step"
     )
     out: list[StepRewards] = []
     for step, n, failed, mean, mean_sq, ok, cached in rows:
@@ -114,7 +134,8 @@ def pair_steps(store: RunStore) -> list[StepPairs]:
     rows = store.execute(
         "SELECT step, COUNT(*), SUM(json_extract(record, '$.masked') IS NULL),"
         " SUM(json_extract(record, '$.masked') = 'failed'), SUM(json_extract(record, '$.masked') = 'undecided'),"
-        " SUM(json_extract(record, '$.cached')) FROM rewards WHERE scoring = 'pair' GROUP BY step ORDER BY step"
+        " SUM(json_extract(record, '$.cached')) FROM rewards WHERE scoring = 'pair' AND "
+        f"{IN_EFFECT} GROUP BY step ORDER BY step"
     )
     return [
         StepPairs(

@@ -4,11 +4,17 @@ top, and the checkpoint to resume from."""
 from __future__ import annotations
 
 import dataclasses
+import json
+import logging
 import os
+import re
 from pathlib import Path
 from typing import Any
 
 from charter.errors import ConfigError
+from charter.training.parallel import is_main_process
+
+log = logging.getLogger(__name__)
 
 
 def checkpointing_args(out: Path | str, seed: int, logging_steps: int, save_steps: int) -> dict[str, Any]:
@@ -77,8 +83,60 @@ def build_trl_config(cls: type, base: dict[str, Any], overrides: dict[str, Any],
         raise ConfigError(f"{section}.trl: {exc}") from None
 
 
-def last_checkpoint(output_dir: Path) -> str | None:
-    """The newest `checkpoint-N` folder to resume from, if a previous run left one."""
-    from transformers.trainer_utils import get_last_checkpoint
+#: A checkpoint folder as transformers names it (`checkpoint-N`, N its global step).
+CHECKPOINT = re.compile(r"checkpoint-(\d+)")
+#: What transformers writes last into a checkpoint (Trainer._save_checkpoint): a folder without it was cut short.
+STATE_FILE = "trainer_state.json"
 
-    return get_last_checkpoint(str(output_dir)) if output_dir.is_dir() else None
+
+def last_checkpoint(output_dir: Path) -> str | None:
+    """The newest complete `checkpoint-N` folder to resume from, if a previous run left one.
+
+    A newer folder that is incomplete (the process was killed while saving it: no readable trainer_state.json,
+    which transformers writes last) is set aside, renamed `incomplete-checkpoint-N` (never deleted, and out of reach
+    of transformers' checkpoint rotation), with one warning naming it and what training starts from instead."""
+    if not output_dir.is_dir():
+        return None
+    found = sorted(
+        ((int(m.group(1)), path) for path in output_dir.iterdir() if (m := CHECKPOINT.fullmatch(path.name))),
+        reverse=True,
+    )
+    incomplete: list[Path] = []
+    for _, folder in found:
+        if not folder.is_dir():
+            continue
+        if checkpoint_step(folder) is not None:
+            _set_aside(incomplete, folder)
+            return str(folder)
+        incomplete.append(folder)
+    _set_aside(incomplete, None)
+    return None
+
+
+def checkpoint_step(folder: str | Path) -> int | None:
+    """The global step a checkpoint folder saved, as its trainer_state.json says; None for an incomplete folder."""
+    try:
+        state = json.loads((Path(folder) / STATE_FILE).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return None
+    step = state.get("global_step") if isinstance(state, dict) else None
+    return step if isinstance(step, int) and not isinstance(step, bool) else None
+
+
+def _set_aside(incomplete: list[Path], resumed: Path | None) -> None:
+    """Rename the incomplete checkpoints `incomplete-checkpoint-N` (the main process) and say so in one line."""
+    if not incomplete or not is_main_process():
+        return
+    moved = []
+    for folder in incomplete:
+        target, n = folder.with_name(f"incomplete-{folder.name}"), 1
+        while target.exists():  # set aside before: keep that one too
+            n += 1
+            target = folder.with_name(f"incomplete-{folder.name}.{n}")
+        folder.rename(target)
+        moved.append(f"{folder.name} (set aside as {target.name})")
+    then = f"resuming from {resumed.name}" if resumed is not None else "starting from the beginning"
+    log.warning(
+        f"{incomplete[0].parent}: incomplete checkpoint{'s' if len(moved) > 1 else ''} {', '.join(moved)}, without a "
+        f"readable {STATE_FILE} (saving was cut short); {then}"
+    )
