@@ -125,12 +125,19 @@ def online_dpo_card(metrics: Any, config: Any) -> Any:
             if config.reward_model
             else []
         ),
-        f"| steps | {metrics['training']['global_step']} ({metrics['stopped']}) |",
+        f"| steps | {metrics['training']['global_step']} ({metrics['stopped']})"
+        + (
+            f", {metrics['skipped_steps']} skipped: every pair masked, no optimizer step"
+            if metrics["skipped_steps"]
+            else ""
+        )
+        + " |",
         f"| pairs | {metrics['pairs']}: {metrics['trained']} trained on, {masked['failed']} masked (judgment failed), "
         f"{masked['undecided']} masked (undecided: orders disagreed or |P - 0.5| < {config.min_confidence:g}) |",
         f"| judge calls | {usage['calls']} paid, {usage['cached']} from the cache, ${usage['cost_usd']:.4f} |",
         "",
-        "A masked pair adds nothing to the loss: no preference is made up for a pair the judge did not decide. "
+        "A masked pair adds nothing to the loss: no preference is made up for a pair the judge did not decide, and "
+        "a step whose pairs were all masked moved nothing (no optimizer step, the learning-rate schedule held). "
         "The judge's preferences are not human judgments; every pair is in the reward store (`run.sqlite`, table "
         "`rewards`, scoring `pair`) with its P(first better) and why it was masked.",
         "",
