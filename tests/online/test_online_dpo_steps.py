@@ -1,6 +1,7 @@
 """Online DPO's training step from the inside: the pairs that reach the loss are those the judge decided, chosen and
 rejected as it decided them, and the policy moves toward its preference; a step whose pairs are all masked moves
-nothing (no optimizer step: no momentum, no weight decay, no learning-rate schedule) and is recorded as skipped."""
+nothing (no optimizer step: no momentum, no weight decay, no learning-rate schedule) and is recorded as skipped; a
+run that stops before its end leaves charter's card in its folder, never TRL's placeholder."""
 
 import copy
 from pathlib import Path
@@ -271,3 +272,24 @@ def test_an_optimizer_whose_skip_accelerate_cannot_see_is_refused() -> None:
     accelerator._optimizers.append(optimizer)
     with pytest.raises(TrainingError, match="DeepSpeed"):
         StepHold(lambda: True).install(optimizer, accelerator)
+
+
+class Killed(Exception):
+    """Stands for `kill -9` right after a checkpoint: nothing of the run's end (policy, metrics, card) happens."""
+
+
+class KillAfterSave(TrainerCallback):
+    def on_save(self, args, state, control, **kwargs):  # noqa: ANN001, ANN003, ANN201
+        raise Killed
+
+
+def test_a_run_killed_after_a_checkpoint_leaves_charters_card_not_trls(tiny_model: Path, tmp_path: Path) -> None:
+    config = _config(tmp_path, tiny_model, save_strategy="steps", save_steps=1)
+    with pytest.raises(Killed):
+        train_online_dpo(config, callbacks=[Plan(["longer"]), KillAfterSave()])
+    out = tmp_path / "out"
+    assert (out / "checkpoint-1").is_dir() and not (out / "metrics.json").exists()
+    card = (out / "README.md").read_text()
+    assert "fine-tuned version of" not in card and "[None]" not in card  # TRL's placeholder
+    assert "not finished" in card and "step 1 of 3" in card and "checkpoint-1" in card
+    assert "scripted:odpo-steps" in card  # what the run was, as far as it got

@@ -14,7 +14,7 @@ from typing import Any
 from charter.api_args import public
 from charter.errors import BudgetExceeded, TrainingError
 from charter.evals.callback import evaluations
-from charter.online.card import online_dpo_card
+from charter.online.card import online_dpo_card, unfinished_online_dpo_card
 from charter.online.config import OnlineDPOConfig
 from charter.online.metrics import OnlineDPOMetrics, Usage
 from charter.online.pairs import MeteredPanel, PairJudge, RewardModelVote, masked_dpo_loss
@@ -88,9 +88,9 @@ def judged_trainer_class() -> type:
         """The training step of TRL's OnlineDPOTrainer (generate two completions per prompt, log-probabilities of
         the policy and the reference), the judge in place of its reward functions, the loss over decided pairs."""
 
-        def __init__(self, *args: Any, judge: PairJudge, **kwargs: Any) -> None:
+        def __init__(self, *args: Any, judge: PairJudge, config: OnlineDPOConfig | None = None, **kwargs: Any) -> None:
             super().__init__(*args, reward_funcs=[_unused_reward], **kwargs)
-            self.judge = judge
+            self.judge, self.run_config = judge, config
             self.stats = {key: [] for key in STATS}
             #: Pairs in the loss per optimizer step (its micro-batches, all processes), until the step is taken.
             self.in_loss: Counter[int] = Counter()
@@ -116,6 +116,18 @@ def judged_trainer_class() -> type:
             empty = self.in_loss.pop(this.state.global_step + 1, 0) == 0
             self.stats["charter/skipped"].append(float(empty))
             return empty
+
+        def create_model_card(self, *args: Any, **kwargs: Any) -> None:
+            """In place of TRL's card at each checkpoint (a placeholder that names no base model, no judge): charter's
+            card of an unfinished run (none without the run's config), replaced by the run's card when it ends."""
+            this: Any = self
+            if self.run_config is None or not this.is_world_process_zero():
+                return
+            judge, step = self.judge.judge.model_id, this.state.global_step
+            card = unfinished_online_dpo_card(
+                self.run_config, judge, _constitution(self.judge), step, this.state.max_steps
+            )
+            card.save(Path(this.args.output_dir) / "README.md")
 
         def _generate(self, model: Any, prompts: Any, images: Any = None) -> Any:
             from trl.models.utils import disable_gradient_checkpointing
@@ -243,6 +255,10 @@ def _reports_skips(optimizer: Any, accelerator: Any) -> bool:
         optimizer._is_overflow = False
 
 
+def _constitution(judge: PairJudge) -> str:
+    return f"{judge.constitution.name} ({judge.constitution.short_hash})"
+
+
 def _unused_reward(prompts: Any, completions: Any, **kwargs: Any) -> list[float | None]:
     """TRL's trainer asks for a reward function; charter's judge replaces them (never called)."""
     raise AssertionError("online DPO takes its preferences from charter's judge")
@@ -298,6 +314,7 @@ def train_online_dpo(
         trainer = judged_trainer_class()(
             model=model,
             judge=judge,
+            config=config,
             args=args,
             train_dataset=datasets.Dataset.from_list(dataset_rows(prompts, None)),
             processing_class=tokenizer,
@@ -364,7 +381,7 @@ def _metrics(
     metrics = OnlineDPOMetrics(
         trainer="online-dpo",
         judge=judge.judge.model_id,
-        constitution=f"{judge.constitution.name} ({judge.constitution.short_hash})",
+        constitution=_constitution(judge),
         stopped="budget" if stopped else "finished",
         steps=steps,
         trl_log=[e for e in log if "loss" in e],
