@@ -93,6 +93,16 @@ def online_card(metrics: OnlineMetrics, config: OnlineConfig, trainer: Trainer) 
     return ModelCard(f"---\n{data.to_yaml()}\n---\n\n" + "\n".join(lines))
 
 
+def _dpo_judge(config: Any, judge: str) -> str:
+    """Online DPO's judge, in one cell."""
+    if config.reward_model and not config.judge_weight:
+        return "not asked (judge_weight 0): the reward model alone decides"
+    settings = config.judge
+    return f"`{judge}`, mode {settings.mode}, orders {settings.orders}, {settings.ensemble()}" + (
+        f", weight {config.judge_weight:g}" if config.reward_model else ""
+    )
+
+
 def online_dpo_card(metrics: Any, config: Any) -> Any:
     """The model card of an online-DPO policy: the judge, the pairs trained on and those masked, the cost."""
     from huggingface_hub import ModelCard, ModelCardData
@@ -100,13 +110,7 @@ def online_dpo_card(metrics: Any, config: Any) -> Any:
     data = ModelCardData(
         library_name="transformers", tags=["charter", "trl", "online-dpo", "rlaif"], base_model=base_model(config.model)
     )
-    judge, usage, masked = config.judge, metrics["usage"], metrics["masked"]
-    judge_line = (
-        "not asked (judge_weight 0): the reward model alone decides"
-        if config.reward_model and not config.judge_weight
-        else f"`{metrics['judge']}`, mode {judge.mode}, orders {judge.orders}, {judge.ensemble()}"
-        + (f", weight {config.judge_weight:g}" if config.reward_model else "")
-    )
+    usage, masked = metrics["usage"], metrics["masked"]
     lines = [
         "# A policy trained with online DPO by charter (TRL OnlineDPOTrainer)",
         "",
@@ -116,7 +120,7 @@ def online_dpo_card(metrics: Any, config: Any) -> Any:
         "| | |",
         "|---|---|",
         f"| constitution | {metrics['constitution']} |",
-        f"| judge | {judge_line} |",
+        f"| judge | {_dpo_judge(config, metrics['judge'])} |",
         *(
             [
                 f"| reward model | `{config.reward_model}`, weight {config.reward_model_weight:g}: P(first better) = "
@@ -125,15 +129,49 @@ def online_dpo_card(metrics: Any, config: Any) -> Any:
             if config.reward_model
             else []
         ),
-        f"| steps | {metrics['training']['global_step']} ({metrics['stopped']}) |",
+        f"| steps | {metrics['training']['global_step']} ({metrics['stopped']})"
+        + (
+            f", {metrics['skipped_steps']} skipped: every pair masked, no optimizer step"
+            if metrics["skipped_steps"]
+            else ""
+        )
+        + " |",
         f"| pairs | {metrics['pairs']}: {metrics['trained']} trained on, {masked['failed']} masked (judgment failed), "
         f"{masked['undecided']} masked (undecided: orders disagreed or |P - 0.5| < {config.min_confidence:g}) |",
         f"| judge calls | {usage['calls']} paid, {usage['cached']} from the cache, ${usage['cost_usd']:.4f} |",
         "",
-        "A masked pair adds nothing to the loss: no preference is made up for a pair the judge did not decide. "
+        "A masked pair adds nothing to the loss: no preference is made up for a pair the judge did not decide, and "
+        "a step whose pairs were all masked moved nothing (no optimizer step, the learning-rate schedule held). "
         "The judge's preferences are not human judgments; every pair is in the reward store (`run.sqlite`, table "
         "`rewards`, scoring `pair`) with its P(first better) and why it was masked.",
         "",
         *evaluation_lines(metrics.get("winrate_eval", [])),
     ]
     return ModelCard(f"---\n{data.to_yaml()}\n---\n\n" + "\n".join(lines))
+
+
+def unfinished_online_dpo_card(config: Any, judge: str, constitution: str, step: int, max_steps: int) -> Any:
+    """The card an online-DPO output folder holds while its run has not finished (written with each checkpoint, in
+    place of TRL's placeholder; the run's own card replaces it when training ends)."""
+    from huggingface_hub import ModelCard, ModelCardData
+
+    data = ModelCardData(
+        library_name="transformers", tags=["charter", "online-dpo", "unfinished"], base_model=base_model(config.model)
+    )
+    lines = [
+        "# An online-DPO run by charter that has not finished",
+        "",
+        f"This folder holds the checkpoints of `charter train online-dpo` from `{config.model}`, a run that has not "
+        f"finished: it is still training, or it stopped before its end. Training had reached step {step} of "
+        f"{max_steps} when this card was written, as `checkpoint-{step}` was saved. No trained policy is described "
+        "here: the policy, `metrics.json` and the run's card are written when training ends. With `resume: true` (the "
+        "default), running the same command again continues from the newest checkpoint.",
+        "",
+        "| | |",
+        "|---|---|",
+        f"| constitution | {constitution} |",
+        f"| judge | {_dpo_judge(config, judge)} |",
+        "| pairs so far | in the reward store (`run.sqlite`, table `rewards`, scoring `pair`; under several processes "
+        "each one's store is under `ranks/` until training ends) |",
+    ]
+    return ModelCard(f"---\n{data.to_yaml()}\n---\n\n" + "\n".join(lines) + "\n")

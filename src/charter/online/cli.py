@@ -58,6 +58,8 @@ def online_dpo(
         f"{masked['undecided']} undecided; judge calls {usage['calls']} paid, {usage['cached']} cached, "
         f"${usage['cost_usd']:.4f}"
     )
+    if metrics["skipped_steps"]:
+        typer.echo(f"  {metrics['skipped_steps']} step(s) skipped: every pair masked, no optimizer step")
     typer.echo(f"  reward store: {out}/run.sqlite; metrics: {out}/metrics.json; report: {out}/report/report.html")
 
 

@@ -1,18 +1,20 @@
 """`train_online_dpo`: online DPO (OAIF, Guo et al. 2024) through TRL's online DPO trainer, its preferences from
-charter's pairwise judge, the pairs the judge did not decide masked out of the loss. Writes the policy, metrics.json,
-a model card and the reward store (OUTPUT_DIR/run.sqlite)."""
+charter's pairwise judge, the pairs the judge did not decide masked out of the loss, and an optimizer step whose pairs
+were all masked skipped. Writes the policy, metrics.json, a model card and the reward store (OUTPUT_DIR/run.sqlite)."""
 
 from __future__ import annotations
 
+import functools
 import time
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from charter.api_args import public
 from charter.errors import BudgetExceeded, TrainingError
 from charter.evals.callback import evaluations
-from charter.online.card import online_dpo_card
+from charter.online.card import online_dpo_card, unfinished_online_dpo_card
 from charter.online.config import OnlineDPOConfig
 from charter.online.metrics import OnlineDPOMetrics, Usage
 from charter.online.pairs import MeteredPanel, PairJudge, RewardModelVote, masked_dpo_loss
@@ -34,10 +36,11 @@ from charter.training.models import load_policy, pick_device, short_error
 from charter.training.output import save_trained, write_json
 from charter.training.parallel import barrier, parallel_settings, sum_each_over_processes
 
-#: What the trainer logs each step: pairs trained on and masked by reason (all processes together), the policy's KL
-#: to the reference, the implicit reward margin of the decided pairs, beta.
-STATS = ("charter/trained", "charter/masked_failed", "charter/masked_undecided", "objective/kl", "rewards/margins",
-         "beta")  # fmt: skip
+#: What the trainer logs each step: pairs trained on and masked by reason (all processes together), whether the
+#: optimizer step was skipped (1: every pair masked), the policy's KL to the reference, the implicit reward margin of
+#: the decided pairs, beta.
+STATS = ("charter/trained", "charter/masked_failed", "charter/masked_undecided", "charter/skipped", "objective/kl",
+         "rewards/margins", "beta")  # fmt: skip
 #: TRL's per-step log keys kept in metrics.json.
 KEPT_LOGS = ("loss", *STATS[:-1])
 
@@ -86,16 +89,46 @@ def judged_trainer_class() -> type:
         """The training step of TRL's OnlineDPOTrainer (generate two completions per prompt, log-probabilities of
         the policy and the reference), the judge in place of its reward functions, the loss over decided pairs."""
 
-        def __init__(self, *args: Any, judge: PairJudge, **kwargs: Any) -> None:
+        def __init__(self, *args: Any, judge: PairJudge, config: OnlineDPOConfig | None = None, **kwargs: Any) -> None:
             super().__init__(*args, reward_funcs=[_unused_reward], **kwargs)
-            self.judge = judge
+            self.judge, self.run_config = judge, config
             self.stats = {key: [] for key in STATS}
+            #: Pairs in the loss per optimizer step (its micro-batches, all processes), until the step is taken.
+            self.in_loss: Counter[int] = Counter()
+            self.hold = StepHold(self._nothing_to_learn)
             this: Any = self
             if getattr(this, "generation_config", None) is not None:  # transformers generation (not vLLM)
                 # TRL generates without the KV cache when activation checkpointing is on (each new token recomputes
                 # the whole sequence); charter generates with it and the checkpointing off, as TRL's GRPO does
                 this.generation_config.use_cache = True
                 this.generation_kwargs["use_cache"] = True
+
+        def create_scheduler(self, num_training_steps: int, optimizer: Any = None) -> Any:
+            """TRL's schedule; the optimizer, prepared by now, held on a step that has nothing to learn."""
+            scheduler = super().create_scheduler(num_training_steps, optimizer)
+            this: Any = self
+            self.hold.install(this.optimizer, this.accelerator)
+            return scheduler
+
+        def _nothing_to_learn(self) -> bool:
+            """Whether the optimizer step about to be taken had no pair in its loss (every micro-batch, every
+            process): its loss has no gradient, yet AdamW would move the weights on its momentum and weight decay."""
+            this: Any = self
+            empty = self.in_loss.pop(this.state.global_step + 1, 0) == 0
+            self.stats["charter/skipped"].append(float(empty))
+            return empty
+
+        def create_model_card(self, *args: Any, **kwargs: Any) -> None:
+            """In place of TRL's card at each checkpoint (a placeholder that names no base model, no judge): charter's
+            card of an unfinished run (none without the run's config), replaced by the run's card when it ends."""
+            this: Any = self
+            if self.run_config is None or not this.is_world_process_zero():
+                return
+            judge, step = self.judge.judge.model_id, this.state.global_step
+            card = unfinished_online_dpo_card(
+                self.run_config, judge, _constitution(self.judge), step, this.state.max_steps
+            )
+            card.save(Path(this.args.output_dir) / "README.md")
 
         def _generate(self, model: Any, prompts: Any, images: Any = None) -> Any:
             from trl.models.utils import disable_gradient_checkpointing
@@ -133,15 +166,19 @@ def judged_trainer_class() -> type:
                 sums[chosen], sums[rejected], ref_sums[chosen], ref_sums[rejected], trained, this.beta,
                 this.args.loss_type,
             )  # fmt: skip
-            self._log_pairs(decisions, logprobs, ref, tokens, trained, chosen, rejected)
+            self.in_loss[this.state.global_step + 1] += self._log_pairs(
+                decisions, logprobs, ref, tokens, trained, chosen, rejected
+            )
             this.accelerator.backward(loss)
             return loss.detach() / this.args.gradient_accumulation_steps
 
         def _log_pairs(self, decisions: list, logprobs: Any, ref: Any, tokens: Any, trained: Any, chosen: Any,
-                       rejected: Any) -> None:  # fmt: skip
+                       rejected: Any) -> int:  # fmt: skip
+            """Log the micro-batch's pairs; returns how many were in the loss, all processes together."""
             this: Any = self
             reasons = Counter(d.masked for d in decisions)
-            counts = torch.tensor([reasons[None], reasons["failed"], reasons["undecided"]], device=logprobs.device)
+            in_loss = int(trained.sum())  # the pairs the loss was given, as it was given them
+            counts = torch.tensor([in_loss, reasons["failed"], reasons["undecided"]], device=logprobs.device)
             summed = this.accelerator.gather(counts).reshape(-1, 3).sum(0).tolist()  # all processes together
             for key, count in zip(STATS[:3], summed):
                 this.stats[key].append(float(count))
@@ -152,8 +189,75 @@ def judged_trainer_class() -> type:
             # the implicit reward margin of the decided pairs; NaN when the step decided none
             this.stats["rewards/margins"].append(decided.mean().item() if decided.numel() else float("nan"))
             this.stats["beta"].append(this.beta)
+            return int(summed[0])
 
     return JudgedOnlineDPOTrainer
+
+
+class StepHold:
+    """Skips an optimizer step whenever `held()` says so at that step, by the path a mixed-precision step takes when
+    its gradient overflowed: the optimizer does not step, accelerate reports the step skipped
+    (`Accelerator.optimizer_step_was_skipped`), and the transformers Trainer then leaves the learning-rate schedule
+    where it was. `held` is asked once per optimizer step, when the trainer calls `optimizer.step()` after the step's
+    last micro-batch."""
+
+    def __init__(self, held: Callable[[], bool]) -> None:
+        self.held = held
+        self._installed: list[Any] = []
+
+    def install(self, optimizer: Any, accelerator: Any) -> None:
+        """Wrap the prepared optimizer's `step` (once, however often the trainer prepares it); a `TrainingError`
+        where accelerate would not see the skip (DeepSpeed, whose engine steps inside the backward pass)."""
+        if any(optimizer is seen for seen in self._installed):
+            return
+        if not _reports_skips(optimizer, accelerator):
+            raise TrainingError(
+                "online DPO skips the optimizer step of a batch whose pairs are all masked, which this optimizer "
+                f"({type(optimizer).__name__}) cannot do (DeepSpeed steps inside the backward pass); train without "
+                "DeepSpeed"
+            )
+        step = optimizer.step
+
+        @functools.wraps(step)  # keeps the mark torch's scheduler put on the step it wrapped
+        def held_step(*args: Any, **kwargs: Any) -> Any:
+            held = self.held()
+            optimizer._is_overflow = held  # accelerate's "this step was skipped"; a step taken sets its own
+            if not held:
+                return step(*args, **kwargs)
+            _close_scaled_step(optimizer)
+            return None
+
+        optimizer.step = held_step
+        self._installed.append(optimizer)
+
+
+def _close_scaled_step(optimizer: Any) -> None:
+    """End the fp16 loss scaling of a step not taken as a step without overflow ends it: its gradient unscaled
+    (unless the gradient clipping did it), then the scaler updated; else the next step's unscaling fails."""
+    scaler = getattr(optimizer, "scaler", None)
+    if scaler is None:
+        return
+    try:
+        scaler.unscale_(optimizer.optimizer)
+    except RuntimeError as exc:  # unscaled already, by the clipping
+        if "already been called" not in str(exc):
+            raise
+    scaler.update()
+
+
+def _reports_skips(optimizer: Any, accelerator: Any) -> bool:
+    """Whether marking `optimizer`'s step skipped is what accelerate reports to the trainer."""
+    if not hasattr(optimizer, "_is_overflow"):
+        return False
+    optimizer._is_overflow = True
+    try:
+        return bool(accelerator.optimizer_step_was_skipped)
+    finally:
+        optimizer._is_overflow = False
+
+
+def _constitution(judge: PairJudge) -> str:
+    return f"{judge.constitution.name} ({judge.constitution.short_hash})"
 
 
 def _unused_reward(prompts: Any, completions: Any, **kwargs: Any) -> list[float | None]:
@@ -211,6 +315,7 @@ def train_online_dpo(
         trainer = judged_trainer_class()(
             model=model,
             judge=judge,
+            config=config,
             args=args,
             train_dataset=datasets.Dataset.from_list(dataset_rows(prompts, None)),
             processing_class=tokenizer,
@@ -266,7 +371,10 @@ def _metrics(
             steps, usage = pair_steps(store), usage_of(store)
     for row in steps:
         done = calls.get(row["step"] or 0, (0.0, 0.0, 0.0))
-        row.update(calls=int(done[0]), cached_calls=int(done[1]), cost_usd=round(done[2], 6))
+        # a step with no pair in its loss is one the trainer skipped (StepHold): the same pairs, counted here
+        row.update(
+            calls=int(done[0]), cached_calls=int(done[1]), cost_usd=round(done[2], 6), skipped=not row["trained"]
+        )
     # a step that decided no pair has no reward margin (NaN in TRL's log): left out, so metrics.json stays JSON
     log = [
         {k: v for k, v in e.items() if (k in KEPT_LOGS or k == "step") and not (isinstance(v, float) and v != v)}
@@ -275,7 +383,7 @@ def _metrics(
     metrics = OnlineDPOMetrics(
         trainer="online-dpo",
         judge=judge.judge.model_id,
-        constitution=f"{judge.constitution.name} ({judge.constitution.short_hash})",
+        constitution=_constitution(judge),
         stopped="budget" if stopped else "finished",
         steps=steps,
         trl_log=[e for e in log if "loss" in e],
@@ -283,6 +391,7 @@ def _metrics(
         pairs=sum(s["pairs"] for s in steps),
         trained=sum(s["trained"] for s in steps),
         masked={"failed": sum(s["failed"] for s in steps), "undecided": sum(s["undecided"] for s in steps)},
+        skipped_steps=sum(bool(s.get("skipped")) for s in steps),
         training={
             "global_step": trainer.state.global_step,
             "seconds": round(seconds, 2),

@@ -79,6 +79,9 @@ class OnlineDPOMetrics(TypedDict):
     masked: dict[str, int]
     """Pairs left out of the loss, by reason: failed (the judgment failed), undecided (the orders disagreed or the
     confidence was below min_confidence)."""
+    skipped_steps: int
+    """Steps whose pairs were all masked: skipped, no optimizer step (weights, optimizer state and learning-rate
+    schedule as they were)."""
     training: dict[str, Any]
     """Steps, seconds, device, batch and processes."""
     winrate_eval: list[WinRateEval]

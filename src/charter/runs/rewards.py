@@ -127,6 +127,8 @@ class StepPairs(TypedDict):
     """Of them, from the call cache (metrics.json only)."""
     cost_usd: NotRequired[float]
     """Their cost (metrics.json only)."""
+    skipped: NotRequired[bool]
+    """No pair trained: the step was skipped, no optimizer step (metrics.json only)."""
 
 
 def pair_steps(store: RunStore) -> list[StepPairs]:
