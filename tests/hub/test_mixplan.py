@@ -4,6 +4,7 @@ the score files it reads (`charter eval rm` summaries among them), the manifest 
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -75,6 +76,8 @@ def test_gain_weights_are_the_gains_over_the_baseline() -> None:
     assert "base" not in [s.name for s in manifest.sources + manifest.left_out]  # the baseline is no candidate
     scores_as_gains = mix_plan({"a": {"t": 3.0, "u": 0.0}, "b": {"t": 1.0, "u": 2.0}}, top_n=1, weighting="gain")
     assert _chosen(scores_as_gains) == {"a": 0.6, "b": 0.4}
+    with pytest.raises(DatasetError, match="^no source is chosen: none gains over the baseline$"):
+        mix_plan({"a": {"t": -1.0}, "b": {"t": -2.0}}, weighting="gain")  # scores read as gains: all below 0
 
 
 def test_a_chosen_source_without_gain_is_left_out_and_says_so() -> None:
@@ -261,8 +264,8 @@ def test_bad_arguments_are_argument_errors() -> None:
         mix_plan(TABLE, target_weights=dict.fromkeys(["code", "math", "write"], 0))
     with pytest.raises(ArgumentError, match=r"^baseline: no source 'base'"):
         mix_plan(TABLE, baseline="base")
-    with pytest.raises(ArgumentError, match=r"^weighting: gain without a baseline reads the scores as gains"):
-        mix_plan({"a": {"t": -1.0}}, weighting="gain")
+    with pytest.raises(ArgumentError, match=r"^weighting: "):
+        mix_plan(TABLE, weighting="votes")  # type: ignore[arg-type]
     with pytest.raises(ArgumentError, match=r"^scores: expected a score file"):
         mix_plan(3)
 
@@ -284,3 +287,18 @@ def test_the_command_line_plans_and_refuses_in_one_line(tmp_path: Path, capsys: 
     bad = _write(tmp_path / "bad.csv", "source,target,score\na,t,\n")
     assert main(["mix", "plan", str(bad), "--out", str(out)]) == 2
     assert capsys.readouterr().err.strip().startswith(f"error: {bad}:2: score: missing")
+
+
+def test_the_guides_manifest_is_what_the_example_table_plans(monkeypatch: pytest.MonkeyPatch) -> None:
+    """docs/guides/mixing.md shows the manifest `charter mix plan examples/mix-scores.csv --top-n 1 --baseline base`
+    writes, and says `macro` would choose `ultra-mix` alone."""
+    root = Path(__file__).resolve().parents[2]
+    monkeypatch.chdir(root)
+    guide = (root / "docs" / "guides" / "mixing.md").read_text(encoding="utf-8")
+    block = re.search(r'```yaml title="mixture.yaml"\n(.*?)```', guide, re.S)
+    assert block is not None
+    shown = MixtureManifest.model_validate(yaml.safe_load(block.group(1)))
+    assert mix_plan("examples/mix-scores.csv", top_n=1, baseline="base") == shown
+    assert shown.fingerprint == shown.content_fingerprint()
+    macro = mix_plan("examples/mix-scores.csv", strategy="macro", top_n=1, baseline="base")
+    assert [s.name for s in macro.sources] == ["ultra-mix"]

@@ -252,7 +252,7 @@ def mixture_card(manifest: MixtureManifest, counts: dict[str, int], seed: int, s
         allow_unicode=True,
         width=120,
     )
-    return DatasetCard.from_template(
+    card = DatasetCard.from_template(
         data,
         template_path=str(TEMPLATE),
         fingerprint=fingerprint,
@@ -271,6 +271,7 @@ def mixture_card(manifest: MixtureManifest, counts: dict[str, int], seed: int, s
         generator=GENERATOR,
         manifest_yaml=manifest_yaml.strip(),
     )
+    return DatasetCard(re.sub(r"\n{3,}", "\n\n", str(card)))  # the template's optional parts leave blank runs
 
 
 def build_from_file(manifest_path: Path, out: Path, size: int | None, seed: int, split: str) -> dict[str, int]:

@@ -286,7 +286,7 @@ def _scored(plan: _Plan, source: str) -> list[str]:
 def _summary(reasons: list[Reason], unscored: list[str], table: ScoreTable, source: str) -> str:
     parts = []
     for r in reasons:
-        place = "its mean over " + f"{r.over_targets} target(s)" if r.target is None else r.target
+        place = f"its mean over {r.over_targets} target(s)" if r.target is None else r.target
         tie = f", tied with {', '.join(r.tied_with)} (ranked by name)" if r.tied_with else ""
         parts.append(f"{place}: {r.score:g}, rank {r.rank} of {r.of}{tie}")
     text = "chosen for " + "; ".join(parts)
@@ -337,35 +337,16 @@ def plan_mixture(
     baseline: str | None = None,
 ) -> MixtureManifest:
     """The manifest of a score table (see `mix_plan`)."""
-    if weighting == "gain" and baseline is None and any(s.value < 0 for s in table.scores.values()):
-        raise ArgumentError("weighting", "gain without a baseline reads the scores as gains; some are negative")
     weights = _target_weights(table, target_weights)
-    candidates = _candidates(table, baseline, sources)
-    plan = _Plan(table, candidates, weights)
-    plan.micro(top_n) if strategy == "micro" else plan.by_mean(top_n if strategy == "macro" else None)
+    plan = _Plan(table, _candidates(table, baseline, sources), weights)
+    if strategy == "micro":
+        plan.micro(top_n)
+    else:
+        plan.by_mean(top_n if strategy == "macro" else None)
     raw = _weights(plan, strategy, weighting, baseline)
-    total = sum(raw.values())
-    if not plan.why or total <= 0:
+    if not plan.why or sum(raw.values()) <= 0:
         raise DatasetError("no source is chosen: " + ("none gains over the baseline" if plan.why else "no scores"))
-    paths = dict(sources or {})
-    chosen, left_out = [], []
-    for name in candidates:
-        unscored = _unscored(table, name, weights)
-        if name in plan.why and raw[name] > 0:
-            chosen.append(
-                PlannedSource(
-                    name=name,
-                    path=paths.get(name, name),
-                    weight=round(raw[name] / total, 6) or 1e-6,
-                    why=plan.why[name],
-                    summary=_summary(plan.why[name], unscored, table, name),
-                    unscored=unscored,
-                )
-            )
-        else:
-            left_out.append(LeftOut(name=name, reason=_left_out_reason(plan, name, top_n)))
-    chosen.sort(key=lambda s: (-s.weight, s.name))
-    left_out.sort(key=lambda s: s.name)
+    chosen, left_out = _sources(plan, raw, dict(sources or {}), top_n)
     notes = plan.notes + [
         f"source {s}: no score for {t}: {why} (not ranked for it)" for (s, t), why in table.failed.items()
     ]
@@ -383,6 +364,30 @@ def plan_mixture(
         notes=notes,
     )
     return manifest.model_copy(update={"fingerprint": manifest.content_fingerprint()})
+
+
+def _sources(
+    plan: _Plan, raw: dict[str, float], paths: dict[str, str], top_n: int
+) -> tuple[list[PlannedSource], list[LeftOut]]:
+    """The chosen sources with a weight above 0 (heaviest first, then by name) and the rest, each with its why."""
+    total = sum(raw.values())
+    chosen, left_out = [], []
+    for name in plan.candidates:
+        if name not in plan.why or raw[name] <= 0:
+            left_out.append(LeftOut(name=name, reason=_left_out_reason(plan, name, top_n)))
+            continue
+        unscored = _unscored(plan.table, name, plan.target_weights)
+        chosen.append(
+            PlannedSource(
+                name=name,
+                path=paths.get(name, name),
+                weight=round(raw[name] / total, 6) or 1e-6,  # a share too small to show stays above 0
+                why=plan.why[name],
+                summary=_summary(plan.why[name], unscored, plan.table, name),
+                unscored=unscored,
+            )
+        )
+    return sorted(chosen, key=lambda s: (-s.weight, s.name)), sorted(left_out, key=lambda s: s.name)
 
 
 def _left_out_reason(plan: _Plan, name: str, top_n: int) -> str:
