@@ -108,6 +108,10 @@ CASES: dict[str, tuple[tuple[Call, str | None], tuple[Call, str | None]]] = {
         (lambda: charter.mix_from_plan(3), "plan"),
         (lambda: charter.mix_from_plan("mixture.yaml", size=0), "size"),
     ),
+    "mix_probe": (
+        (lambda: charter.mix_probe(["a.jsonl"], "pairs.jsonl", "probes"), "sources"),
+        (lambda: charter.mix_probe({"a": "a.jsonl"}, "pairs.jsonl", "probes", budget=0), "budget"),
+    ),
     "iterate": ((lambda: charter.iterate(3), "config"), (lambda: charter.iterate({"bogus": 1}), None)),
     "synthesize": (
         (lambda: charter.synthesize({}, writer=3), "writer"),

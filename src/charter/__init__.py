@@ -51,6 +51,7 @@ _API = {
     "mix": "charter.hub.mix",
     "mix_plan": "charter.hub.mixplan",
     "mix_from_plan": "charter.hub.mixbuild",
+    "mix_probe": "charter.hub.mixprobe",
     "iterate": "charter.loop.run",
     "synthesize": "charter.synth.api",
     "infer_constitution": "charter.lab.api",
@@ -90,6 +91,7 @@ _API = {
     "PublishResult": "charter.hub.push",
     "MixedRow": "charter.hub.mix",
     "MixtureManifest": "charter.hub.mixplan",
+    "ProbeResult": "charter.hub.mixprobe",
     "LoopConfig": "charter.loop.config",
     "LoopResult": "charter.loop.run",
     "SynthConfig": "charter.synth.config",
@@ -118,6 +120,7 @@ if TYPE_CHECKING:  # what type checkers and IDEs see: every public name with its
     from charter.hub.mix import MixedRow, mix
     from charter.hub.mixbuild import mix_from_plan
     from charter.hub.mixplan import MixtureManifest, mix_plan
+    from charter.hub.mixprobe import ProbeResult, mix_probe
     from charter.hub.push import PublishResult, publish
     from charter.judge.settings import JudgeSettings
     from charter.lab.api import check_constitution, infer_constitution
@@ -188,6 +191,7 @@ __all__ = [
     "mix",
     "mix_plan",
     "mix_from_plan",
+    "mix_probe",
     "iterate",
     "synthesize",
     "infer_constitution",
@@ -226,6 +230,7 @@ __all__ = [
     "PublishResult",
     "MixedRow",
     "MixtureManifest",
+    "ProbeResult",
     "LoopConfig",
     "LoopResult",
     "SynthConfig",

@@ -3,6 +3,7 @@ plan` and `charter mix build`: choose training sources per target subtask, and b
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -61,13 +62,22 @@ def push(
 
 mix_app = typer.Typer(
     help="Mix training sources per target subtask: `plan` chooses sources from their scores and writes a manifest; "
-    "`build` makes the training set a manifest describes.",
+    "`build` makes the training set a manifest describes; `probe` fills the scores with a small training run per "
+    "source.",
     no_args_is_help=True,
 )
 
 
 #: mix_plan's arguments that `charter mix plan` spells otherwise
-PLAN_OPTIONS = {"sources": "--source", "target_weights": "--target-weight"}
+PLAN_OPTIONS = {"sources": "--source", "target_weights": "--target-weight", "trainer": "--trainer"}
+
+
+def _spelled(exc: Any) -> Any:
+    """An `ArgumentError` of the API with the option as `charter mix` spells it."""
+    from charter.errors import ArgumentError
+
+    option = PLAN_OPTIONS.get(exc.argument)
+    return exc if option is None else ArgumentError(exc.argument, exc.detail, option=option)
 
 
 def _pairs(values: list[str], option: str, number: bool) -> dict[str, Any]:
@@ -125,9 +135,8 @@ def plan(
             baseline=baseline,
             out=out,
         )
-    except ArgumentError as exc:  # name the option as this command spells it
-        option = PLAN_OPTIONS.get(exc.argument)
-        raise exc if option is None else ArgumentError(exc.argument, exc.detail, option=option) from None
+    except ArgumentError as exc:
+        raise _spelled(exc) from None
     for chosen in manifest.sources:
         typer.echo(f"{chosen.weight:.3f}  {chosen.name}: {chosen.summary}")
     for left in manifest.left_out:
@@ -152,6 +161,38 @@ def build(
     for name, n in drawn.items():
         typer.echo(f"{n:>7}  {name}")
     typer.echo(f"wrote {sum(drawn.values())} rows to {out}")
+
+
+@mix_app.command("probe")
+def probe(
+    source: list[str] = typer.Option(
+        ..., "--source", metavar="NAME=PATH", help="A source to probe and where its rows are. Repeat."
+    ),
+    pairs: str = typer.Option(..., help="Target pairs (JSONL/parquet: prompt, chosen, rejected, subset)."),
+    out: Path = typer.Option(Path("probes"), "--out", help="Folder for each source's sample, model and summary."),
+    trainer: Path | None = typer.Option(
+        None, "--trainer", help="Reward-model settings YAML (model, trl: max_steps, ...); dataset is set per probe."
+    ),
+    budget: int = typer.Option(256, help="Rows of each source trained on (a seeded sample)."),
+    seed: int = typer.Option(0, help="Seed of the samples and the training."),
+) -> None:
+    """Fill the score table: per source, a small reward model trained on a sample, scored on each target subset."""
+    from charter.errors import ArgumentError
+    from charter.hub.mixprobe import mix_probe
+
+    try:
+        results = mix_probe(_pairs(source, "sources", number=False), pairs, out, trainer, budget=budget, seed=seed)
+    except ArgumentError as exc:
+        raise _spelled(exc) from None
+    for name, result in results.items():
+        summary = json.loads(Path(result["summary"]).read_text(encoding="utf-8"))
+        scores = ", ".join(
+            f"{t} {a['accuracy']:.3f}" if a["accuracy"] is not None else f"{t} none"
+            for t, a in summary["subsets"].items()
+        )
+        kept = "" if result["ran"] else " (kept from an earlier probe)"
+        typer.echo(f"{name}: {result['rows']} rows; {scores}{kept}")
+    typer.echo("plan with: charter mix plan " + " ".join(r["summary"] for r in results.values()))
 
 
 def register(app: typer.Typer) -> None:

@@ -55,24 +55,23 @@ def _where(manifest_file: Path | None, index: int) -> str:
     return f"{manifest_file}:{line}:{column}: sources[{index}].path"
 
 
-def check_source(source: PlannedSource, where: str) -> str:
+def check_source(name: str, path: str, where: str) -> str:
     """The source's path, if it names a file or folder that exists or a Hub id; else one line naming it."""
-    path = Path(source.path).expanduser()
-    if path.exists():
-        if path.is_file() and path.suffix not in (".jsonl", ".parquet"):
-            raise DatasetError(f"{where}: {source.path}: expected a .jsonl or .parquet file, a folder or a Hub id")
-        return str(path)
-    if HUB_ID.match(source.path) and not path.suffix:
-        return source.path
+    found = Path(path).expanduser()
+    if found.exists():
+        if found.is_file() and found.suffix not in (".jsonl", ".parquet"):
+            raise DatasetError(f"{where}: {path}: expected a .jsonl or .parquet file, a folder or a Hub id")
+        return str(found)
+    if HUB_ID.match(path) and not found.suffix:
+        return path
     raise DatasetError(
-        f"{where}: source {source.name!r}: {source.path} does not exist (relative paths are read from the "
-        "current directory)"
+        f"{where}: source {name!r}: {path} does not exist (relative paths are read from the current directory)"
     )
 
 
 def source_rows(source: PlannedSource, where: str, split: str, mix_fingerprint: str) -> list[dict[str, Any]]:
     """A source's rows: its own columns, prompt/chosen/rejected as messages, `mix_source` and `mix_fingerprint`."""
-    found = _as_rows(check_source(source, where), split, f"source {source.name!r}")
+    found = _as_rows(check_source(source.name, source.path, where), split, f"source {source.name!r}")
     if not found:
         raise DatasetError(f"{where}: source {source.name!r} ({source.path}) holds no rows")
     rows = []
