@@ -12,19 +12,19 @@ from __future__ import annotations
 import math
 import re
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import yaml
 
-from charter.api_args import Kinds, Range, public
+from charter.api_args import Kinds, Range, config_from, public
 from charter.errors import ArgumentError, DatasetError
 from charter.hub.load import TRL_COLUMNS, _datasets
 from charter.hub.mix import _as_rows, _messages
-from charter.hub.mixplan import MixtureManifest, PlannedSource, load_manifest, write_manifest
+from charter.hub.mixplan import MixtureManifest, PlannedSource, load_manifest, read_manifest, write_manifest
 from charter.records import GENERATOR, PreferenceRow
-from charter.yamlio import load_yaml
 
 if TYPE_CHECKING:
     import datasets
@@ -35,24 +35,19 @@ DATA_FILE = "data/train-00000-of-00001.parquet"
 HUB_ID = re.compile(r"^[\w.-]+/[\w.-]+$")
 
 
-def _manifest(plan: Any) -> tuple[MixtureManifest, Path | None]:
-    """The manifest, and its file where it came from one."""
-    if isinstance(plan, MixtureManifest):
-        return plan, None
-    if isinstance(plan, dict):
-        from charter.api_args import config_from
+def _manifest(plan: Any) -> tuple[MixtureManifest, Callable[[int], str]]:
+    """The manifest, and where its i-th source's path is (`FILE:LINE:COL: sources[i].path`, or `plan: ...` for a
+    manifest given in Python)."""
+    if isinstance(plan, MixtureManifest | dict):
+        manifest = plan if isinstance(plan, MixtureManifest) else config_from(MixtureManifest, plan, "plan")
+        return manifest, lambda i: f"plan: sources[{i}].path"
+    manifest, positions = read_manifest(plan)
 
-        return config_from(MixtureManifest, plan, "plan"), None
-    return load_manifest(plan), Path(plan)
+    def where(i: int) -> str:
+        line, column = positions.get(("sources", i, "path"), positions.get(("sources", i), (1, 1)))
+        return f"{plan}:{line}:{column}: sources[{i}].path"
 
-
-def _where(manifest_file: Path | None, index: int) -> str:
-    """`FILE:LINE:COL: sources[i].path` for a source's path (or `plan: sources[i].path` for one given in Python)."""
-    if manifest_file is None:
-        return f"plan: sources[{index}].path"
-    _, positions = load_yaml(manifest_file)
-    line, column = positions.get(("sources", index, "path"), positions.get(("sources", index), (1, 1)))
-    return f"{manifest_file}:{line}:{column}: sources[{index}].path"
+    return manifest, where
 
 
 def check_source(name: str, path: str, where: str) -> str:
@@ -172,13 +167,11 @@ def mix_from_plan(
             `size`; `out` exists and holds something else.
         HubError: A source that is a Hub dataset id cannot be downloaded.
     """
-    manifest, manifest_file = _manifest(plan)
+    manifest, where = _manifest(plan)
     if out is not None:
         _check_out(Path(out))
     mix_fingerprint = manifest.fingerprint or manifest.content_fingerprint()
-    pools = {
-        s.name: source_rows(s, _where(manifest_file, i), split, mix_fingerprint) for i, s in enumerate(manifest.sources)
-    }
+    pools = {s.name: source_rows(s, where(i), split, mix_fingerprint) for i, s in enumerate(manifest.sources)}
     weights = manifest.weights()
     counts = draw_counts({n: len(r) for n, r in pools.items()}, weights, size)
     rng = np.random.default_rng(seed)

@@ -36,7 +36,7 @@ from charter.api_args import Kinds, Range, public
 from charter.errors import ArgumentError, ConfigError, DatasetError
 from charter.hub.scores import ScoreTable, read_scores
 from charter.records import fingerprint
-from charter.yamlio import ConfigModel, LocatedValueError, load_yaml, model_from_data
+from charter.yamlio import ConfigModel, LocatedValueError, Positions, load_yaml, model_from_data
 
 Strategy = Literal["micro", "macro", "all"]
 Weighting = Literal["targets", "uniform", "gain"]
@@ -420,6 +420,11 @@ def load_manifest(path: str | Path) -> MixtureManifest:
     Raises:
         ConfigError: The file is not a valid manifest, or its content no longer matches its fingerprint.
     """
+    return read_manifest(path)[0]
+
+
+def read_manifest(path: str | Path) -> tuple[MixtureManifest, Positions]:
+    """`load_manifest`, with the line and column of each key (for messages about a value that validated)."""
     data, positions = load_yaml(path)
     if not isinstance(data, dict):
         raise ConfigError(f"{path}:1:1: expected a mixture manifest (a mapping)")
@@ -431,7 +436,7 @@ def load_manifest(path: str | Path) -> MixtureManifest:
             f"({manifest.fingerprint} planned, {manifest.content_fingerprint()} now); plan again, or delete the "
             "fingerprint line to use it as edited"
         )
-    return manifest
+    return manifest, positions
 
 
 @public(
