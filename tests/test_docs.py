@@ -25,6 +25,7 @@ from charter.constitutions import Constitution
 from charter.dpo.config import DPOConfigModel
 from charter.errors import ConfigError
 from charter.formats import formats_markdown
+from charter.hub.mixplan import MixtureManifest
 from charter.judge import modes
 from charter.loop.config import LoopConfig
 from charter.online.config import OnlineConfig, OnlineDPOConfig
@@ -322,9 +323,9 @@ def test_commands_named_in_prose_exist(folder: str) -> None:
 # run config, or a part of one (its top-level keys are run-config keys), checked as `RunConfig`. A block that is
 # another file says which in its fence, ```yaml title="NAME.yaml", and the name picks the schema: a name holding
 # `constitution` is a `Constitution`, `loop` a `LoopConfig`, `online-dpo` an `OnlineDPOConfig`, `dpo` a
-# `DPOConfigModel`, `reward` a `RewardModelConfig`, `synth` a `SynthConfig`; any other name is a run config. A block
-# that is no charter file at all (an accelerate or CI config) starts with the line `# not a charter config` and is
-# not checked.
+# `DPOConfigModel`, `reward` a `RewardModelConfig`, `synth` a `SynthConfig`, `mixture` a `MixtureManifest`; any
+# other name is a run config. A block that is no charter file at all (an accelerate or CI config) starts with the
+# line `# not a charter config` and is not checked.
 
 NOT_CHARTER = "# not a charter config"
 TITLED_SCHEMAS: tuple[tuple[str, type], ...] = (
@@ -337,6 +338,7 @@ TITLED_SCHEMAS: tuple[tuple[str, type], ...] = (
     ("dpo", DPOConfigModel),
     ("reward", RewardModelConfig),
     ("synth", SynthConfig),
+    ("mixture", MixtureManifest),
 )
 
 

@@ -100,6 +100,18 @@ CASES: dict[str, tuple[tuple[Call, str | None], tuple[Call, str | None]]] = {
         (lambda: charter.mix({"a": 1}, {"b": 2}), "charter_dataset"),
         (lambda: charter.mix([], [], ratio=2), "ratio"),
     ),
+    "mix_plan": (
+        (lambda: charter.mix_plan(3), "scores"),
+        (lambda: charter.mix_plan({"a": {"t": 1.0}}, top_n=0), "top_n"),
+    ),
+    "mix_from_plan": (
+        (lambda: charter.mix_from_plan(3), "plan"),
+        (lambda: charter.mix_from_plan("mixture.yaml", size=0), "size"),
+    ),
+    "mix_probe": (
+        (lambda: charter.mix_probe(["a.jsonl"], "pairs.jsonl", "probes"), "sources"),
+        (lambda: charter.mix_probe({"a": "a.jsonl"}, "pairs.jsonl", "probes", budget=0), "budget"),
+    ),
     "iterate": ((lambda: charter.iterate(3), "config"), (lambda: charter.iterate({"bogus": 1}), None)),
     "synthesize": (
         (lambda: charter.synthesize({}, writer=3), "writer"),

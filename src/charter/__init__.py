@@ -49,6 +49,9 @@ _API = {
     "publish": "charter.hub.push",
     "load_preferences": "charter.hub.load",
     "mix": "charter.hub.mix",
+    "mix_plan": "charter.hub.mixplan",
+    "mix_from_plan": "charter.hub.mixbuild",
+    "mix_probe": "charter.hub.mixprobe",
     "iterate": "charter.loop.run",
     "synthesize": "charter.synth.api",
     "infer_constitution": "charter.lab.api",
@@ -87,6 +90,8 @@ _API = {
     "WinrateSummary": "charter.evals.winrate",
     "PublishResult": "charter.hub.push",
     "MixedRow": "charter.hub.mix",
+    "MixtureManifest": "charter.hub.mixplan",
+    "ProbeResult": "charter.hub.mixprobe",
     "LoopConfig": "charter.loop.config",
     "LoopResult": "charter.loop.run",
     "SynthConfig": "charter.synth.config",
@@ -113,6 +118,9 @@ if TYPE_CHECKING:  # what type checkers and IDEs see: every public name with its
     from charter.evals.winrate import WinrateSummary, winrate
     from charter.hub.load import load_preferences
     from charter.hub.mix import MixedRow, mix
+    from charter.hub.mixbuild import mix_from_plan
+    from charter.hub.mixplan import MixtureManifest, mix_plan
+    from charter.hub.mixprobe import ProbeResult, mix_probe
     from charter.hub.push import PublishResult, publish
     from charter.judge.settings import JudgeSettings
     from charter.lab.api import check_constitution, infer_constitution
@@ -181,6 +189,9 @@ __all__ = [
     "publish",
     "load_preferences",
     "mix",
+    "mix_plan",
+    "mix_from_plan",
+    "mix_probe",
     "iterate",
     "synthesize",
     "infer_constitution",
@@ -218,6 +229,8 @@ __all__ = [
     "WinrateSummary",
     "PublishResult",
     "MixedRow",
+    "MixtureManifest",
+    "ProbeResult",
     "LoopConfig",
     "LoopResult",
     "SynthConfig",

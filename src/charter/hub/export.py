@@ -70,13 +70,19 @@ def write_parquet(rows: list[dict], kind: Any, path: Path) -> None:
     """Write rows through `datasets`, so the file carries the features the Hub viewer and `load_dataset` read."""
     from datasets import Dataset
     from datasets.table import InMemoryTable
+
+    write_dataset(Dataset(InMemoryTable(to_table(rows, kind))), path)
+
+
+def write_dataset(dataset: Any, path: Path) -> None:
+    """Write a `datasets.Dataset` as one parquet file, without a progress bar."""
     from datasets.utils import are_progress_bars_disabled, disable_progress_bars, enable_progress_bars
 
     path.parent.mkdir(parents=True, exist_ok=True)
     was_disabled = are_progress_bars_disabled()
     disable_progress_bars()
     try:
-        Dataset(InMemoryTable(to_table(rows, kind))).to_parquet(str(path))
+        dataset.to_parquet(str(path))
     finally:
         if not was_disabled:
             enable_progress_bars()
