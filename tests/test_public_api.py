@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import inspect
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -237,6 +237,27 @@ def test_the_mechanism_checks_bounds_kinds_and_configs() -> None:
         f(1, data={})
     with pytest.raises(TypeError, match="no parameter nope"):
         public(nope=Range(ge=0))(f)
+
+
+def test_a_lone_string_is_never_a_list_of_items() -> None:
+    for call, argument in (
+        (lambda: charter.critique_chains("How?", policy="scripted:cai"), "prompts"),
+        (lambda: charter.judge_pairs("How?", "scripted:cai"), "pairs"),
+    ):
+        assert str(_refused(call, argument)).endswith("(got str 'How?')")
+    assert len(charter.critique_chains(iter(["How?", "Why?"]), policy="scripted:cai")) == 2
+
+    @public()
+    def items(values: Iterable[str]) -> list[str]:
+        return list(values)
+
+    @public()
+    def text_or_items(values: str | Iterable[str]) -> list[str]:
+        return list(values)
+
+    with pytest.raises(ArgumentError, match=r"^values: expected Iterable\[str\] \(got str 'ab'\)$"):
+        items("ab")
+    assert items(("ab",)) == ["ab"] and text_or_items("ab") == ["a", "b"]
 
 
 def test_an_argument_error_never_hides_a_constitution_error() -> None:
