@@ -131,7 +131,7 @@ def from_arguments(model: type[M], **fields: Any) -> M:
     """`model(**fields)` for a function's keyword arguments: a bad value is the `ArgumentError` of the argument
     (the field) that gave it, an unknown one "unknown argument"."""
     try:
-        return model(**fields)
+        return model.model_validate(fields)
     except ValidationError as exc:
         err = exc.errors()[0]
         loc = tuple(err["loc"])

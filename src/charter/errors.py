@@ -49,6 +49,12 @@ class ConfigError(CharterError):
         self.lines = [" ".join(line.split()) for line in lines]
 
 
+class ConfigFieldError(ConfigError, ValueError):
+    """A config model built directly with a bad field (`charter.Budget(max_cost_usd="x")`): the class and the field,
+    one line per error. Also a ValueError, as pydantic's ValidationError is: code that caught that catches this, and a
+    config built inside a pydantic validator still fails that validation at its own location."""
+
+
 class ConstitutionError(ConfigError):
     """A constitution is malformed."""
 
