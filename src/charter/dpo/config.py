@@ -9,10 +9,13 @@ from typing import Any, Literal
 from pydantic import Field, field_validator, model_validator
 
 from charter.training.config import LoraSettings, TrainingData, WinRateEvalConfig
+from charter.training.trl_fields import checked_trl_fields, dpo_config
 from charter.yamlio import LocatedValueError
 
 #: The loss types that read label_smoothing (sigmoid as conservative DPO, through charter's soft-label trainer).
 SMOOTHING_READERS = ("sigmoid", "robust", "exo_pair", "aot", "aot_unpaired")
+#: DPOConfig fields the dpo section sets itself (refused under `trl:`).
+CHARTERS_OWN = ("loss_type", "label_smoothing")
 #: Why a loss takes a label smoothing below 0.5 only (any other: a label wrong half the time or more).
 BELOW_HALF = {
     "sigmoid": "conservative DPO runs as TRL's robust loss at -s / (1 - 2s)",
@@ -116,6 +119,12 @@ class DPOConfigModel(TrainingData):
                 ("label_smoothing",),
             )
         return self
+
+    @field_validator("trl")
+    @classmethod
+    def _trl_fields(cls, value: dict[str, Any]) -> dict[str, Any]:
+        own = {key: f"set {key} beside trl, not in it (it is one of charter's own fields)" for key in CHARTERS_OWN}
+        return checked_trl_fields(value, [dpo_config], own)
 
     @field_validator("loss_type", mode="before")
     @classmethod

@@ -5,10 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from charter.training.config import LoraSettings, TrainingData
 from charter.training.data import MarginSource
+from charter.training.trl_fields import checked_trl_fields, reward_config
 
 
 class RewardModelConfig(TrainingData):
@@ -47,3 +48,8 @@ class RewardModelConfig(TrainingData):
     trl: dict[str, Any] = Field(default_factory=dict)
     """TRL RewardConfig / TrainingArguments fields, passed through as they are (num_train_epochs,
     learning_rate, center_rewards_coefficient, per_device_train_batch_size, ...)."""
+
+    @field_validator("trl")
+    @classmethod
+    def _trl_fields(cls, value: dict[str, Any]) -> dict[str, Any]:
+        return checked_trl_fields(value, [reward_config])
