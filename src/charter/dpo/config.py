@@ -86,7 +86,8 @@ class DPOConfigModel(TrainingData):
     logs, metrics.json (`winrate_eval`), the run report and the card."""
     trl: dict[str, Any] = Field(default_factory=dict)
     """TRL DPOConfig / TrainingArguments fields, passed through (beta, learning_rate, num_train_epochs,
-    max_length, precompute_ref_log_probs, ...)."""
+    max_length, precompute_ref_log_probs, ...); each checked against DPOConfig's field names and types when the
+    config loads (not loss_type and label_smoothing: set them in this section)."""
 
     @model_validator(mode="after")
     def _smoothing_is_read(self) -> DPOConfigModel:

@@ -106,7 +106,8 @@ class OnlineBase(ConfigModel):
     `WinRateCallback`): into the trainer's logs, metrics.json (`winrate_eval`), the report and the card."""
     trl: dict[str, Any] = Field(default_factory=dict)
     """TRL GRPOConfig / RLOOConfig fields, passed through (num_generations, max_completion_length, learning_rate,
-    max_steps, beta, temperature, per_device_train_batch_size, ...)."""
+    max_steps, beta, temperature, per_device_train_batch_size, ...); each checked against TRL's class's field names
+    and types when the config loads."""
 
 
 class OnlineConfig(OnlineBase):
@@ -198,7 +199,8 @@ class OnlineDPOConfig(OnlineBase):
     """Where the policy, metrics.json, README.md and the reward store (run.sqlite) go."""
     trl: dict[str, Any] = Field(default_factory=dict)
     """TRL OnlineDPOConfig fields, passed through (max_new_tokens, learning_rate, max_steps, beta, loss_type,
-    temperature, per_device_train_batch_size, ...)."""
+    temperature, per_device_train_batch_size, ...); each checked against its field names and types when the config
+    loads."""
 
     @model_validator(mode="before")
     @classmethod

@@ -46,8 +46,9 @@ class RewardModelConfig(TrainingData):
     resume: bool = True
     """Resume from the newest checkpoint in output_dir when a previous run was interrupted."""
     trl: dict[str, Any] = Field(default_factory=dict)
-    """TRL RewardConfig / TrainingArguments fields, passed through as they are (num_train_epochs,
-    learning_rate, center_rewards_coefficient, per_device_train_batch_size, ...)."""
+    """TRL RewardConfig / TrainingArguments fields, passed through (num_train_epochs, learning_rate,
+    center_rewards_coefficient, per_device_train_batch_size, ...); each checked against RewardConfig's field names
+    and types when the config loads."""
 
     @field_validator("trl")
     @classmethod
