@@ -97,11 +97,12 @@ class FatalProviderError(ProviderError):
 
 class JudgeParseError(CharterError):
     """The judge's answer named neither option, or held no score on the scale: the item's judgment fails with
-    the raw text (never a default value)."""
+    the raw text (never a default value). `kind` is the failure's recorded kind: `unparseable` (nothing readable), or
+    `out_of_scale` (a score the judge wrote, outside 1..scale)."""
 
-    def __init__(self, message: str, raw: str | None = None, attempts: int = 1) -> None:
+    def __init__(self, message: str, raw: str | None = None, attempts: int = 1, kind: str = "unparseable") -> None:
         super().__init__(message)
-        self.raw, self.attempts = raw, attempts
+        self.raw, self.attempts, self.kind = raw, attempts, kind
 
 
 class LogprobsUnsupported(CharterError):
