@@ -17,7 +17,7 @@ import types
 import typing
 import warnings
 from collections.abc import Callable, Mapping, Sequence
-from typing import Annotated, Any, Union
+from typing import Annotated, Any, LiteralString, Union
 
 from pydantic import AfterValidator, ConfigDict, PydanticUserError, TypeAdapter, ValidationError
 from pydantic_core import InitErrorDetails, PydanticCustomError
@@ -72,7 +72,7 @@ def checked_trl_fields(
     (`"1e-5"` read as a number). `own`: TRL fields that charter sets from its own settings, each with what to set
     instead. Raises pydantic's ValidationError with one error per bad field, at its key."""
     refused: list[InitErrorDetails] = [
-        {"type": PydanticCustomError("trl_own", message), "loc": (key,), "input": fields[key]}
+        {"type": _said("trl_own", message), "loc": (key,), "input": fields[key]}
         for key, message in (own or {}).items()
         if key in fields
     ]
@@ -107,25 +107,30 @@ def _unknown(key: str, value: Any, classes: list[type]) -> InitErrorDetails:
     close = difflib.get_close_matches(key, known, n=1, cutoff=0.6)
     hint = f" (did you mean '{close[0]}'?)" if close else ""
     names = " or ".join(cls.__name__ for cls in classes)
-    return {"type": PydanticCustomError("trl_field", f"unknown {names} field{hint}"), "loc": (key,), "input": value}
+    return {"type": _said("trl_field", f"unknown {names} field{hint}"), "loc": (key,), "input": value}
 
 
 def _at(key: str, err: Any) -> InitErrorDetails:
     """A field's error located at its key (pydantic's own type and message, or a check's message as it is)."""
     if err["type"] == "value_error":
         message = str(err["ctx"]["error"])
-        return {"type": PydanticCustomError("trl_value", message), "loc": (key, *err["loc"]), "input": err["input"]}
+        return {"type": _said("trl_value", message), "loc": (key, *err["loc"]), "input": err["input"]}
     found: InitErrorDetails = {"type": err["type"], "loc": (key, *err["loc"]), "input": err["input"]}
     if "ctx" in err:
         found["ctx"] = err["ctx"]
     return found
 
 
+def _said(kind: LiteralString, message: str) -> PydanticCustomError:
+    """An error whose message is `message` as it is (braces in a value are not a template's)."""
+    return PydanticCustomError(kind, "{message}", {"message": message})
+
+
 @functools.cache
 def _adapter(cls: type, name: str) -> TypeAdapter:
     """The check of one field: its annotation, with its enum values or `choices` where it has them."""
     field = next(f for f in dataclasses.fields(cls) if f.name == name)
-    annotation = _hints(cls).get(name, field.type if not isinstance(field.type, str) else Any)
+    annotation: Any = _hints(cls).get(name, field.type if not isinstance(field.type, str) else Any)
     allowed = _allowed(annotation, field.metadata.get("choices"))
     if allowed is not None:
         annotation = Annotated[annotation, AfterValidator(functools.partial(_one_of, allowed))]
