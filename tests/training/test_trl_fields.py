@@ -59,6 +59,11 @@ def test_good_fields_pass_as_trl_reads_them(tmp_path: Path) -> None:
     assert config.trl == {"learning_rate": 1e-5, "eval_strategy": "steps", "report_to": "none"}  # YAML's "1e-5"
 
 
+def test_a_field_trl_takes_beyond_its_annotation_passes() -> None:
+    assert OnlineDPOConfig(prompts="p.jsonl", trl={"beta": 0.1}).trl == {"beta": 0.1}  # annotated list[float]
+    assert OnlineDPOConfig(prompts="p.jsonl", trl={"beta": [0.1, 0.05]}).trl == {"beta": [0.1, 0.05]}
+
+
 def test_each_trainers_config_is_checked_against_its_own_class(tmp_path: Path) -> None:
     bad = {"trl": {"num_train_epochs": "many", "bogus": 1}}
     cases = [

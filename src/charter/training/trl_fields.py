@@ -24,6 +24,9 @@ from pydantic_core import InitErrorDetails, PydanticCustomError
 
 #: A function that imports and returns one of TRL's config classes (imported only when a `trl:` section has fields).
 TRLClass = Callable[[], type]
+#: Fields whose annotation is narrower than what TRL documents and takes (class name, field): their type as TRL
+#: reads them. TRL 1.16 annotates OnlineDPOConfig.beta `list[float]`; its docstring and trainer take one float too.
+WIDER: dict[tuple[str, str], Any] = {("OnlineDPOConfig", "beta"): float | list[float]}
 
 
 def dpo_config() -> type:
@@ -131,6 +134,7 @@ def _adapter(cls: type, name: str) -> TypeAdapter:
     """The check of one field: its annotation, with its enum values or `choices` where it has them."""
     field = next(f for f in dataclasses.fields(cls) if f.name == name)
     annotation: Any = _hints(cls).get(name, field.type if not isinstance(field.type, str) else Any)
+    annotation = WIDER.get((cls.__name__, name), annotation)
     allowed = _allowed(annotation, field.metadata.get("choices"))
     if allowed is not None:
         annotation = Annotated[annotation, AfterValidator(functools.partial(_one_of, allowed))]
