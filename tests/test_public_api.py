@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import inspect
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -249,6 +249,62 @@ def test_the_mechanism_checks_bounds_kinds_and_configs() -> None:
         f(1, data={})
     with pytest.raises(TypeError, match="no parameter nope"):
         public(nope=Range(ge=0))(f)
+
+
+def test_a_lone_string_is_never_a_list_of_items() -> None:
+    for call, argument in (
+        (lambda: charter.critique_chains("How?", policy="scripted:cai"), "prompts"),
+        (lambda: charter.judge_pairs("How?", "scripted:cai"), "pairs"),
+    ):
+        assert str(_refused(call, argument)).endswith("(got str 'How?')")
+    assert len(charter.critique_chains(iter(["How?", "Why?"]), policy="scripted:cai")) == 2
+
+    @public()
+    def items(values: Iterable[str]) -> list[str]:
+        return list(values)
+
+    @public()
+    def text_or_items(values: str | Iterable[str]) -> list[str]:
+        return list(values)
+
+    with pytest.raises(ArgumentError, match=r"^values: expected Iterable\[str\] \(got str 'ab'\)$"):
+        items("ab")
+    assert items(("ab",)) == ["ab"] and text_or_items("ab") == ["a", "b"]
+
+
+#: Config classes built directly with a field of the wrong type (and the field).
+BUILT: dict[str, tuple[dict[str, Any], str]] = {
+    "Budget": ({"max_cost_usd": "x"}, "max_cost_usd"),
+    "ArenaConfig": ({"models": ["a"], "prompts": "p.jsonl"}, "models"),
+    "RmEvalConfig": ({"reward_model": "rm", "pairs": "p.jsonl", "limit": "ten"}, "limit"),
+    "OnlineDPOConfig": ({"prompts": "p.jsonl", "min_confidence": 0.7}, "min_confidence"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(BUILT))
+def test_a_config_built_directly_raises_a_config_error_naming_the_field(name: str) -> None:
+    fields, field = BUILT[name]
+    with pytest.raises(ConfigError) as caught:
+        getattr(charter, name)(**fields)
+    assert str(caught.value).startswith(f"{name}: {field}: ") and "\n" not in str(caught.value)
+
+
+def test_every_exported_config_refuses_an_unknown_field_with_a_config_error() -> None:
+    from pydantic import BaseModel
+
+    from charter.records import Record
+
+    #: The exported models that are no config: records, a constitution (loaded, a ConstitutionError), an estimate.
+    models = [n for n in charter.__all__ if isinstance(v := getattr(charter, n), type) and issubclass(v, BaseModel)]
+    configs = [
+        n for n in models if not issubclass(getattr(charter, n), Record | charter.Constitution | charter.Estimate)
+    ]
+    assert {"Budget", "ArenaConfig", "RmEvalConfig", "OnlineDPOConfig", "Limits", "Price", "SamplingParams"} <= set(
+        configs
+    )
+    for name in configs:
+        with pytest.raises(ConfigError, match=rf"^{name}: bogus: unknown key"):
+            getattr(charter, name)(bogus=1)
 
 
 def test_an_argument_error_never_hides_a_constitution_error() -> None:

@@ -12,6 +12,9 @@ path of a YAML file (a bad field is a `ConfigError` naming file:line:column and 
     @public(test_fraction=Range(ge=0.05, le=0.9), config=load_synth_config)
     def f(config: SynthConfig | dict[str, Any] | str | Path, test_fraction: float = 0.3) -> ...: ...
 
+An argument that takes several items (an `Iterable`, a `Sequence`, a list) refuses a lone string, which would
+otherwise be read character by character, unless its annotation also takes a string.
+
 A keyword given a `Range` bounds that argument (`each=True`: every item of a sequence); one given a callable
 loads that config argument's YAML path (default: `load_model` of the annotated config model); `AS_GIVEN` passes
 a path on to the body unread (for a function that reads it with overrides of its own).
@@ -19,6 +22,7 @@ a path on to the body unread (for a function that reads it with overrides of its
 
 from __future__ import annotations
 
+import collections.abc
 import functools
 import inspect
 import numbers
@@ -128,7 +132,7 @@ def from_arguments(config_model: type[M], /, **fields: Any) -> M:
     argument (the field) that gave it, an unknown one "unknown argument". The model is positional-only, so that
     every name, `model` included, is free for a field."""
     try:
-        return config_model(**fields)
+        return config_model.model_validate(fields)
     except ValidationError as exc:
         err = exc.errors()[0]
         loc = tuple(err["loc"])
@@ -219,6 +223,7 @@ class _Param:
         models = [m for m in members if isinstance(m, type) and issubclass(m, ConfigModel)]
         self.config = models[0] if models and dict in [typing.get_origin(m) or m for m in members] else None
         self.nullable = _NONE_TYPE in members
+        self.items_only = _takes_items(members)
         self.adapter = _adapter(annotation) if annotation is not Any and self.kinds is None else None
 
     def check(self, value: Any) -> Any:
@@ -227,6 +232,8 @@ class _Param:
             if self.loader is AS_GIVEN and isinstance(value, str | Path | dict):
                 return value
             return config_from(self.config, value, self.name, self.loader)
+        if self.items_only and isinstance(value, str | bytes):  # a string is iterable: not one item a character
+            raise ArgumentError(self.name, f"expected {describe(self.annotation)} (got {_kind(value)})")
         if self.kinds is not None and (problem := self.kinds.problem(value)):
             raise ArgumentError(self.name, problem)
         if self.adapter is not None:
@@ -266,6 +273,26 @@ def _adapter(annotation: Any) -> TypeAdapter | None:
             return TypeAdapter(annotation)
     except Exception:  # a type pydantic cannot check (a protocol, a generic alias): left to the body
         return None
+
+
+#: The collections a string would pass for (pydantic's own `Sequence` and list checks refuse one already).
+_COLLECTIONS = (
+    list,
+    tuple,
+    set,
+    frozenset,
+    collections.abc.Iterable,
+    collections.abc.Collection,
+    collections.abc.Sequence,
+    collections.abc.Iterator,
+)
+
+
+def _takes_items(members: list[Any]) -> bool:
+    """Whether an argument of these annotation members takes several items and never a lone string."""
+    origins = [typing.get_origin(m) or m for m in members]
+    takes_text = any(m in (str, bytes, Any, object) for m in members)
+    return not takes_text and any(o in _COLLECTIONS for o in origins)
 
 
 def _members(annotation: Any) -> list[Any]:

@@ -49,6 +49,12 @@ class ConfigError(CharterError):
         self.lines = [" ".join(line.split()) for line in lines]
 
 
+class ConfigFieldError(ConfigError, ValueError):
+    """A config model built directly with a bad field (`charter.Budget(max_cost_usd="x")`): the class and the field,
+    one line per error. Also a ValueError, as pydantic's ValidationError is: code that caught that catches this, and a
+    config built inside a pydantic validator still fails that validation at its own location."""
+
+
 class ConstitutionError(ConfigError):
     """A constitution is malformed."""
 
@@ -91,11 +97,12 @@ class FatalProviderError(ProviderError):
 
 class JudgeParseError(CharterError):
     """The judge's answer named neither option, or held no score on the scale: the item's judgment fails with
-    the raw text (never a default value)."""
+    the raw text (never a default value). `kind` is the failure's recorded kind: `unparseable` (nothing readable), or
+    `out_of_scale` (a score the judge wrote, outside 1..scale)."""
 
-    def __init__(self, message: str, raw: str | None = None, attempts: int = 1) -> None:
+    def __init__(self, message: str, raw: str | None = None, attempts: int = 1, kind: str = "unparseable") -> None:
         super().__init__(message)
-        self.raw, self.attempts = raw, attempts
+        self.raw, self.attempts, self.kind = raw, attempts, kind
 
 
 class LogprobsUnsupported(CharterError):

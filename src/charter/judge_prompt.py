@@ -233,25 +233,67 @@ def read_rubric_ids(text: str) -> list[str] | None:
 
 
 def read_rubric(text: str, principle_ids: list[str], scale: int) -> dict[str, int | JudgeParseError]:
-    """Each principle's score in a rubric reply, or the JudgeParseError that says why it has none (a reply that is
-    no JSON object fails every principle; a missing, non-integer or out-of-scale score fails its own)."""
-    try:
-        data = json.loads(text.strip().removeprefix("```json").removeprefix("```").removesuffix("```"))
-    except ValueError:
-        data = None
-    if not isinstance(data, dict):
+    """Each principle's score in a rubric reply, or the JudgeParseError that says why it has none. The reply's JSON
+    object may stand alone, sit in a fenced block or follow prose (`rubric_object`); a score is a whole number,
+    written as one (`4`), as a float (`4.0`) or as text (`"4"`). A reply with no JSON object fails every principle; a
+    missing or unreadable score fails its own, and a score outside 1..scale fails its own as `out_of_scale`."""
+    data = rubric_object(text, principle_ids)
+    if data is None:
         error = JudgeParseError(f"judge reply is no JSON object of scores: {text[:80]!r}", raw=text)
         return {pid: error for pid in principle_ids}
     read: dict[str, int | JudgeParseError] = {}
     for pid in principle_ids:
-        value = data.get(pid)
-        if isinstance(value, int) and not isinstance(value, bool) and 1 <= value <= scale:
-            read[pid] = value
+        value = whole_number(data.get(pid))
+        if value is None:
+            read[pid] = JudgeParseError(f"no score from 1 to {scale} for principle {pid!r}", raw=text)
+        elif not 1 <= value <= scale:
+            said = f"principle {pid!r} scored {value}, outside the scale 1 to {scale}"
+            read[pid] = JudgeParseError(said, raw=text, kind="out_of_scale")
         else:
-            read[pid] = JudgeParseError(
-                f"judge reply holds no score from 1 to {scale} for principle {pid!r}: {text[:80]!r}", raw=text
-            )
+            read[pid] = value
     return read
+
+
+_FENCED_BLOCK = re.compile(r"```[a-zA-Z]*\s*\n?(.*?)```", re.S)
+
+
+def rubric_object(text: str, principle_ids: list[str]) -> dict | None:
+    """The JSON object of scores in a reply: the whole reply, a fenced block (```json ... ```), or an object written
+    after or amid prose; of several, the last that names one of `principle_ids` (else the last). None: there is
+    none."""
+    found = [_json_object(part) for part in (text, *_FENCED_BLOCK.findall(text))]
+    objects = [obj for obj in found if obj is not None]
+    if not objects:
+        decoder = json.JSONDecoder()
+        for start in (m.start() for m in re.finditer(r"\{", text)):
+            try:
+                obj, _ = decoder.raw_decode(text, start)
+            except ValueError:
+                continue
+            if isinstance(obj, dict):
+                objects.append(obj)
+    naming = [obj for obj in objects if any(pid in obj for pid in principle_ids)]
+    return (naming or objects or [None])[-1]
+
+
+def _json_object(text: str) -> dict | None:
+    try:
+        found = json.loads(text.strip())
+    except ValueError:
+        return None
+    return found if isinstance(found, dict) else None
+
+
+def whole_number(value: object) -> int | None:
+    """A score a judge wrote as a whole number: `4`, `4.0` or `"4"` (not `4.5`, `true` or `"four"`); None if none."""
+    if isinstance(value, str):
+        try:
+            value = float(value.strip())
+        except ValueError:
+            return None
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
 _SCALE = re.compile(r"on a scale of 1 to (\d+)")
@@ -360,8 +402,11 @@ def read_reasoned_letter(text: str) -> str:
 
 
 def _in_scale(value: int | None, text: str, scale: int) -> int:
-    if value is None or not 1 <= value <= scale:
+    if value is None:
         raise JudgeParseError(f"judge reply holds no score from 1 to {scale}: {text[:80]!r}", raw=text)
+    if not 1 <= value <= scale:
+        said = f"judge reply scores {value}, outside the scale 1 to {scale}: {text[:80]!r}"
+        raise JudgeParseError(said, raw=text, kind="out_of_scale")
     return value
 
 

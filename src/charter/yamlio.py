@@ -22,16 +22,32 @@ from typing import Any, TypeVar, Union
 import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from charter.errors import ArgumentError, ConfigError
+from charter.errors import ArgumentError, ConfigError, ConfigFieldError
 from charter.tables import read_text_file
 
 M = TypeVar("M", bound=BaseModel)
 
 
 class ConfigModel(BaseModel):
-    """Base of every config section: unknown keys are errors; each field's docstring is its schema description."""
+    """Base of every config section: unknown keys are errors; each field's docstring is its schema description.
+
+    Built directly (`Budget(max_cost_usd="x")`), a bad field is a `ConfigFieldError` (a `ConfigError`) naming the class
+    and the field, one line per error (`Budget: max_cost_usd: Input should be a valid number, ...`), never pydantic's
+    ValidationError. `model_validate` keeps pydantic's error, which the loaders turn into file:line:column lines."""
 
     model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
+
+    if not typing.TYPE_CHECKING:  # type checkers keep the signature pydantic gives each model
+
+        def __init__(self, /, **data: Any) -> None:
+            try:
+                super().__init__(**data)
+            except ValidationError as exc:
+                raise ConfigFieldError(validation_lines(exc, type(self).__name__, {}, type(self))) from None
+
+        # pydantic's own marker: validating a nested config or `model_validate` calls no __init__, so their
+        # errors stay pydantic's, with every location, for `validation_lines`
+        __init__.__pydantic_base_init__ = True
 
 
 Positions = dict[tuple, tuple[int, int]]

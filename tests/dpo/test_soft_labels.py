@@ -107,17 +107,43 @@ def test_a_close_call_trains_gently_in_the_conservative_loss_and_hard_in_the_rob
 
 
 def test_sigmoid_smoothing_is_not_shared_with_another_loss(tmp_path: Path) -> None:
-    from pydantic import ValidationError
-
     from charter.dpo.config import DPOConfigModel
+    from charter.errors import ConfigError
 
-    with pytest.raises(ValidationError, match="conservative DPO and cannot share"):
+    with pytest.raises(ConfigError, match="conservative DPO and cannot share"):
         DPOConfigModel(dataset="x.jsonl", loss_type=["sigmoid", "robust"], label_smoothing=0.1)
-    with pytest.raises(ValidationError, match="per_row works with loss_type sigmoid"):
+    with pytest.raises(ConfigError, match="per_row works with loss_type sigmoid"):
         DPOConfigModel(dataset="x.jsonl", loss_type="exo_pair", label_smoothing="per_row")
-    with pytest.raises(ValidationError, match="no label-smoothing term"):
+    with pytest.raises(ConfigError, match="no label-smoothing term"):
         DPOConfigModel(dataset="x.jsonl", loss_type="ipo", label_smoothing=0.1)
     assert DPOConfigModel(dataset="x.jsonl", loss_type=["sigmoid", "sft"], label_smoothing="per_row")
+
+
+@pytest.mark.parametrize(
+    ("loss", "written", "said"),
+    [
+        ("sigmoid", "0.5", "0.5 is out of range for loss_type sigmoid: it takes 0 <= smoothing < 0.5"),
+        ("sigmoid", "0.7", "0.7 is out of range for loss_type sigmoid"),
+        ("robust", "0.5", r"0.5 is out of range for loss_type robust: .* \(it divides by 1 - 2 \* smoothing\)"),
+        ("aot", "0.6", "0.6 is out of range for loss_type aot"),
+        ("exo_pair", "0.0", "loss_type exo_pair needs a label smoothing above 0"),
+        ("robust", "-0.1", "-0.1 is no chance a label is wrong"),
+        ("sigmoid", ".nan", "nan is no chance a label is wrong"),
+    ],
+)
+def test_a_smoothing_outside_its_losss_range_is_one_line_before_anything_loads(
+    tmp_path: Path, loss: str, written: str, said: str
+) -> None:
+    import charter
+    from charter.errors import ConfigError
+
+    path = tmp_path / "dpo.yaml"
+    path.write_text(f"dataset: missing.jsonl\nloss_type: {loss}\nlabel_smoothing: {written}\n", encoding="utf-8")
+    with pytest.raises(ConfigError, match=rf"^{path}:3:1: label_smoothing: {said}"):
+        charter.train_dpo(path)  # the dataset is not read: the config fails first
+    given = {"dataset": "missing.jsonl", "loss_type": loss, "label_smoothing": float(written.replace(".nan", "nan"))}
+    with pytest.raises(ConfigError, match=rf"^config: label_smoothing: {said}"):
+        charter.train_dpo(given)
 
 
 def test_rows_with_other_p_weigh_otherwise(tmp_path: Path) -> None:

@@ -79,8 +79,8 @@ def test_per_principle_rows_equal_those_of_score_mode() -> None:
 
 def test_a_reply_is_read_per_principle() -> None:
     got = read_rubric('{"a": 4, "b": 9, "c": "3", "d": true}', ["a", "b", "c", "d", "e"], 5)
-    assert got["a"] == 4
-    assert all(isinstance(got[p], charter.errors.JudgeParseError) for p in "bcde")
+    assert got["a"] == 4 and got["c"] == 3
+    assert all(isinstance(got[p], charter.errors.JudgeParseError) for p in "bde")
     assert "'b'" in str(got["b"]) and "'e'" in str(got["e"])
     unread = read_rubric("The score is 4", ["a", "b"], 5)
     assert all(isinstance(v, charter.errors.JudgeParseError) and v.raw == "The score is 4" for v in unread.values())
@@ -160,10 +160,69 @@ def test_a_run_config_names_the_mode(tmp_path: Path) -> None:
         assert row["score_chosen"] == 5.0 and row["score_rejected"] == 1.0
 
 
-@pytest.mark.parametrize("bad", ['{"violence-weapons": 6}', '{"violence-weapons": 0}'])
-def test_a_score_outside_the_scale_is_a_failure(bad: str) -> None:
+@pytest.mark.parametrize("bad", ['{"violence-weapons": 6}', '{"violence-weapons": 0}', '{"violence-weapons": 99}'])
+def test_a_score_outside_the_scale_is_a_failure_of_its_own(bad: str) -> None:
     [value] = read_rubric(bad, ["violence-weapons"], 5).values()
-    assert isinstance(value, charter.errors.JudgeParseError)
+    assert isinstance(value, charter.errors.JudgeParseError) and value.kind == "out_of_scale"
+    assert (
+        str(value) == f"principle 'violence-weapons' scored {json.loads(bad)['violence-weapons']}, outside the "
+        "scale 1 to 5"
+    )
+
+
+@pytest.mark.parametrize(
+    "reply",
+    [
+        'Here are the scores.\n```json\n{"violence-weapons": 4}\n```',
+        'Scoring each principle: {"violence-weapons": 4} -- done.',
+        '{"violence-weapons": 4.0}',
+        '{"violence-weapons": "4"}',
+        '{"violence-weapons": " 4 "}',
+    ],
+)
+def test_a_score_is_read_in_a_fence_after_prose_as_a_whole_float_or_as_text(reply: str) -> None:
+    assert read_rubric(reply, ["violence-weapons"], 5) == {"violence-weapons": 4}
+
+
+@pytest.mark.parametrize(
+    "bad", ['{"violence-weapons": 4.5}', '{"violence-weapons": "four"}', '{"violence-weapons": null}']
+)
+def test_a_score_that_is_no_whole_number_is_unreadable(bad: str) -> None:
+    [value] = read_rubric(bad, ["violence-weapons"], 5).values()
+    assert isinstance(value, charter.errors.JudgeParseError) and value.kind == "unparseable"
+    assert str(value) == "no score from 1 to 5 for principle 'violence-weapons'"
+
+
+def _prose_fenced(messages, params):  # noqa: ANN001, ANN202 - the cai judge's scores, after a sentence, fenced
+    return f"Here are my scores.\n```json\n{_cai(messages, params)}\n```"
+
+
+def _off_scale(messages, params):  # noqa: ANN001, ANN202 - every principle scored 99
+    return json.dumps(dict.fromkeys(read_rubric_ids(messages[-1].content), 99))
+
+
+register_script("rubric-prose-fenced", _prose_fenced)
+register_script("rubric-off-scale", _off_scale)
+register_script("score-99", lambda messages, params: "99")
+
+
+def test_a_fenced_reply_after_prose_is_judged_and_an_off_scale_one_fails_as_such() -> None:
+    ids = ["violence-weapons", "self-harm"]
+    [fenced] = charter.judge_pairs([PAIR], judge="scripted:rubric-prose-fenced", mode="rubric", principles=ids)
+    [plain] = charter.judge_pairs([PAIR], judge="scripted:cai", mode="rubric", principles=ids)
+    assert fenced.status == "ok" and fenced.p_a == plain.p_a
+    [off] = charter.judge_pairs([PAIR], judge="scripted:rubric-off-scale", mode="rubric", principles=ids, max_retries=1)
+    assert off.status == "failed" and off.failure is not None and off.failure.kind == "out_of_scale"
+    assert off.failure.message == (
+        "principle 'violence-weapons' scored 99, outside the scale 1 to 5; principle 'self-harm' scored 99, outside "
+        "the scale 1 to 5 in the judge's reply after 2 tries"
+    )
+
+
+def test_a_single_score_outside_the_scale_is_recorded_as_such() -> None:
+    [off] = charter.judge_pairs([PAIR], judge="scripted:score-99", mode="score", rating="verdict", max_retries=1)
+    assert off.failure is not None and off.failure.kind == "out_of_scale" and off.failure.raw == "99"
+    assert off.failure.message == "a score outside the scale in the judge's reply after 2 tries"
 
 
 def _length_rater(messages, params):  # noqa: ANN001, ANN202 - scores a response by its length, whatever the principle

@@ -110,6 +110,18 @@ def test_bad_arguments_are_charter_errors(tmp_path: Path) -> None:
         _callback(tmp_path, every=0)
 
 
+def test_a_judge_or_mode_that_cannot_compare_is_refused_when_built(tmp_path: Path) -> None:
+    with pytest.raises(ArgumentError, match=r"^judge: scripted:nope: no such script \(known: "):
+        charter.WinRateCallback(PROMPTS, judge="scripted:nope", references=REFERENCES)
+    with pytest.raises(ArgumentError, match=r"^judge: model 'nope:x': unknown provider 'nope'"):
+        charter.WinRateCallback(PROMPTS, judge="nope:x", references=REFERENCES)
+    with pytest.raises(ArgumentError, match=r"^reference_model: scripted:nope: no such script"):
+        charter.WinRateCallback(PROMPTS, judge="scripted:cai", reference_model="scripted:nope")
+    with pytest.raises(ArgumentError, match=r"^mode: 'score': the win rate compares two answers, in logprobs, cot"):
+        charter.WinRateCallback(PROMPTS, judge="scripted:cai", references=REFERENCES, mode="score")
+    assert _callback(tmp_path).settings.mode == "verdict"
+
+
 def test_reference_model_answers_once_and_a_running_event_loop_is_no_obstacle(tmp_path: Path) -> None:
     import asyncio
     from types import SimpleNamespace

@@ -81,6 +81,21 @@ def test_a_bad_section_is_one_config_error(tmp_path: Path, capsys: pytest.Captur
         load_model(OnlineConfig, path)
 
 
+def test_a_section_judge_that_cannot_be_built_stops_before_the_policy_loads(
+    tiny_model: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import charter.online.train
+
+    def never(*args: object, **kwargs: object) -> None:
+        raise AssertionError("the policy was loaded")
+
+    monkeypatch.setattr(charter.online.train, "load_policy", never)
+    path = _config(tmp_path, tiny_model, winrate_eval={**SECTION, "judge": "scripted:nope"})
+    assert main(["train", "grpo", str(path)]) == 2
+    [line] = capsys.readouterr().err.strip().splitlines()
+    assert line.startswith("error: winrate_eval.judge: scripted:nope: no such script (known: ")
+
+
 def test_charter_train_online_dpo_judges_the_win_rate_every_second_step(tiny_model: Path, tmp_path: Path) -> None:
     from tests.online.test_online_dpo import _cli_config
 

@@ -194,7 +194,8 @@ def test_tokenizer_without_chat_template_is_one_line(tmp_path, prefs_file):
 def test_unknown_trl_field_is_one_line(tmp_path, tiny_model, prefs_file):
     from charter.errors import ConfigError
 
-    with pytest.raises(ConfigError, match=r"reward_model.trl: unknown RewardConfig field num_epochs_typo"):
+    said = r"^config: trl.num_epochs_typo: unknown RewardConfig field \(did you mean 'num_train_epochs'\?\)$"
+    with pytest.raises(ConfigError, match=said):
         train_reward_model(
             {
                 "dataset": str(prefs_file),

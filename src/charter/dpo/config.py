@@ -9,10 +9,18 @@ from typing import Any, Literal
 from pydantic import Field, field_validator, model_validator
 
 from charter.training.config import LoraSettings, TrainingData, WinRateEvalConfig
+from charter.training.trl_fields import checked_trl_fields, dpo_config
 from charter.yamlio import LocatedValueError
 
 #: The loss types that read label_smoothing (sigmoid as conservative DPO, through charter's soft-label trainer).
 SMOOTHING_READERS = ("sigmoid", "robust", "exo_pair", "aot", "aot_unpaired")
+#: DPOConfig fields the dpo section sets itself (refused under `trl:`).
+CHARTERS_OWN = ("loss_type", "label_smoothing")
+#: Why a loss takes a label smoothing below 0.5 only (any other: a label wrong half the time or more).
+BELOW_HALF = {
+    "sigmoid": "conservative DPO runs as TRL's robust loss at -s / (1 - 2s)",
+    "robust": "it divides by 1 - 2 * smoothing",
+}
 #: TRL 1.16's DPO loss types (DPOConfig.loss_type).
 LOSS_TYPES = (
     "sigmoid",
@@ -58,7 +66,9 @@ class DPOConfigModel(TrainingData):
     i.e. how often the judge itself expects to be wrong, capped at 0.49. `per_row`: each pair's own 1 - p_chosen
     (capped at 0.49; every row needs p_chosen) in the sigmoid (conservative) or robust loss. The robust loss divides
     by 1 - 2 * smoothing, so there a close call trains hardest; the conservative loss trains it toward an even
-    margin. Both measured under label noise in benchmarks/RESULTS.md."""
+    margin. Both measured under label noise in benchmarks/RESULTS.md. A number is at least 0 and below 0.5 for every
+    loss that reads it (above 0 for exo_pair): 0.5 would divide by zero in sigmoid and robust, more invert the
+    labels."""
     use_calibrated: bool = False
     """With label_smoothing: judge or per_row, use p_chosen_calibrated where rows have it."""
     chat_template: str | None = None
@@ -76,12 +86,18 @@ class DPOConfigModel(TrainingData):
     logs, metrics.json (`winrate_eval`), the run report and the card."""
     trl: dict[str, Any] = Field(default_factory=dict)
     """TRL DPOConfig / TrainingArguments fields, passed through (beta, learning_rate, num_train_epochs,
-    max_length, precompute_ref_log_probs, ...)."""
+    max_length, precompute_ref_log_probs, ...); each checked against DPOConfig's field names and types when the
+    config loads (not loss_type and label_smoothing: set them in this section)."""
 
     @model_validator(mode="after")
     def _smoothing_is_read(self) -> DPOConfigModel:
-        """A label smoothing that no chosen loss reads would be ignored in silence, and sigmoid's (conservative)
-        smoothing cannot be shared with another loss's: both refused."""
+        """A label smoothing that no chosen loss reads would be ignored in silence, one outside a loss's range would
+        divide by zero or train on inverted labels, and sigmoid's (conservative) smoothing cannot be shared with
+        another loss's: all refused."""
+        if not isinstance(self.label_smoothing, str):
+            problem = smoothing_problem(self.loss_type, self.label_smoothing)
+            if problem:
+                raise LocatedValueError(problem, ("label_smoothing",))
         if self.label_smoothing in (0, 0.0):
             return self
         reads = [loss for loss in self.loss_type if loss in SMOOTHING_READERS]
@@ -105,6 +121,12 @@ class DPOConfigModel(TrainingData):
             )
         return self
 
+    @field_validator("trl")
+    @classmethod
+    def _trl_fields(cls, value: dict[str, Any]) -> dict[str, Any]:
+        own = {key: f"set {key} beside trl, not in it (it is one of charter's own fields)" for key in CHARTERS_OWN}
+        return checked_trl_fields(value, [dpo_config], own)
+
     @field_validator("loss_type", mode="before")
     @classmethod
     def _one_or_many(cls, value: Any) -> Any:
@@ -117,3 +139,18 @@ class DPOConfigModel(TrainingData):
         if unknown:
             raise ValueError(f"unknown loss type {', '.join(unknown)} (known: {', '.join(LOSS_TYPES)})")
         return value
+
+
+def smoothing_problem(losses: list[str], smoothing: float) -> str | None:
+    """Why a number is no label smoothing for these losses, or None: a chance a label is wrong is at least 0, below
+    0.5 for every loss that reads it (at 0.5 the labels say nothing; `sigmoid` and `robust` divide by zero there),
+    and above 0 for `exo_pair` (TRL's EXO takes its log)."""
+    if not smoothing >= 0:  # below 0, or nan
+        return f"{smoothing} is no chance a label is wrong: a label smoothing is at least 0, and below 0.5"
+    for loss in (loss for loss in losses if loss in SMOOTHING_READERS):
+        if smoothing >= 0.5:
+            why = BELOW_HALF.get(loss, "a label wrong half the time or more has nothing to teach")
+            return f"{smoothing} is out of range for loss_type {loss}: it takes 0 <= smoothing < 0.5 ({why})"
+        if loss == "exo_pair" and smoothing == 0:
+            return "loss_type exo_pair needs a label smoothing above 0 (TRL's EXO takes its log; the paper uses 1e-3)"
+    return None

@@ -21,6 +21,7 @@ from charter.training.models import load_policy, pick_device, short_error
 from charter.training.output import output_folder, save_trained, write_json
 from charter.training.parallel import PREPARED, finish_shared_datasets, shared_datasets
 from charter.training.summary import TrainingSummary, training_summary
+from charter.training.trl_fields import dpo_config
 
 KEPT_METRICS = (
     "loss",
@@ -98,8 +99,6 @@ def add_row_smoothing(config: DPOConfigModel, raw: list[dict[str, Any]], rows: l
 
 
 def _trl_args(config: DPOConfigModel, out: Path, device: str, smoothing: float) -> Any:
-    from trl import DPOConfig  # pyright: ignore[reportPrivateImportUsage] - TRL exports it lazily
-
     base = {
         **offline_args(out, config.seed),
         "learning_rate": 5e-6,
@@ -113,10 +112,7 @@ def _trl_args(config: DPOConfigModel, out: Path, device: str, smoothing: float) 
         # The reference forward in every step cost as much as the policy's forward+backward on CPU
         # (benchmarks/RESULTS.md); one batched pass before training costs less and frees the reference copy.
         base.update(precompute_ref_log_probs=True, precompute_ref_batch_size=16)
-    for key in ("loss_type", "label_smoothing"):
-        if key in config.trl:
-            raise TrainingError(f"dpo.trl.{key}: set dpo.{key} instead (it is part of charter's dpo section)")
-    return build_trl_config(DPOConfig, base, config.trl, "dpo")
+    return build_trl_config(dpo_config(), base, config.trl, "dpo.trl")
 
 
 def make_trainer(
@@ -136,8 +132,8 @@ def make_trainer(
     # the soft-label trainer for per-row smoothing, and for sigmoid's smoothing (conservative DPO, no branch in TRL)
     soft = config.label_smoothing == "per_row" or ("sigmoid" in config.loss_type and smoothing)
     trainer_class = SoftLabelDPOTrainer if soft else DPOTrainer
+    args = _trl_args(config, out, device, smoothing)  # TRL's refusals first: before the policy loads
     model, tokenizer, _ = load_policy(config.model, config.chat_template)
-    args = _trl_args(config, out, device, smoothing)
     sets = shared_datasets(args, out / PREPARED, {"train": train_rows, **{n: r for n, r in eval_sets.items() if r}})
     train_dataset = sets.pop("train")
     try:

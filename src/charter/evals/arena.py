@@ -9,7 +9,7 @@ import math
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 from charter.api_args import AS_GIVEN, config_from, from_arguments, public
 from charter.errors import ConfigError, DatasetError, TooManyFailures
@@ -19,12 +19,11 @@ from charter.records import Judgment, Message, Pair, as_records
 from charter.stats.bradley_terry import Comparison, fit, lc_scores
 from charter.stats.ranking import connected
 from charter.training import data
+from charter.yamlio import ConfigModel
 
 
-class ArenaConfig(BaseModel):
+class ArenaConfig(ConfigModel):
     """Settings of `charter eval arena`."""
-
-    model_config = ConfigDict(extra="forbid")
 
     models: list[str] = Field(min_length=2)
     """Model strings, or answer files (JSONL rows with prompt and answer) whose answers are already made."""

@@ -21,16 +21,17 @@ from typing import Any
 
 from charter.api_args import Range, from_arguments, public
 from charter.constitutions import Constitution, load_constitution
-from charter.errors import ConfigError, MissingExtra
+from charter.errors import ArgumentError, ConfigError, MissingExtra
 from charter.evals.callback_labels import SIDES, CallbackLabels, pairs_file, read_callback_labels
 from charter.evals.during import WinRateEval, human_columns, human_fields
 from charter.evals.winrate import _run_in_thread, load_prompts, tally, write_pairs
+from charter.judge.modes import pairwise_modes
 from charter.judge.pairwise import judgments_by_pair
 from charter.judge.settings import JudgeSettings
 from charter.providers import get_model
 from charter.providers.base import SamplingParams
 from charter.providers.cache import CallCache
-from charter.providers.config import RoleConfig
+from charter.providers.config import RoleConfig, role_argument
 from charter.providers.usage import Budget, Price, UsageMeter
 from charter.records import Judgment, Message, Pair
 from charter.stats.length import length_controlled
@@ -122,6 +123,10 @@ class WinRateCallback(TrainerCallback):
                 `orders` is always both.
 
         Raises:
+            ArgumentError: The judge or the reference model cannot be meant (an unknown provider or script, a
+                mistyped local name), or `mode` is not a comparing mode (logprobs, cot, verdict): found here, before
+                training starts.
+            MissingAPIKey: The variable holding a remote judge's (or reference model's) key is unset.
             ConfigError: No prompts; references of another length than the prompts, or more than one of references,
                 reference_column and reference_model; a reference column missing a value.
             DatasetError: The prompts file cannot be read or has no prompt column; the human labels file cannot be
@@ -141,15 +146,13 @@ class WinRateCallback(TrainerCallback):
         self.references: list[str] | None = [str(r) for r in references] if references is not None else None
         judge_settings["orders"] = "both"
         self.settings = from_arguments(JudgeSettings, **judge_settings)
+        if self.settings.mode not in pairwise_modes():
+            raise ArgumentError(
+                "mode", f"{self.settings.mode!r}: the win rate compares two answers, in {', '.join(pairwise_modes())}"
+            )
         self.constitution = load_constitution(constitution)
-        self.judge_role = judge if isinstance(judge, RoleConfig) else RoleConfig(model=judge)
-        self.reference_role = (
-            None
-            if reference_model is None
-            else reference_model
-            if isinstance(reference_model, RoleConfig)
-            else RoleConfig(model=reference_model)
-        )
+        self.judge_role = role_argument(judge, "judge")
+        self.reference_role = None if reference_model is None else role_argument(reference_model, "reference_model")
         self.cache = CallCache(Path(cache).expanduser()) if cache is not None else None
         self.meter = UsageMeter(dict(prices or {}), budget)
         self.every, self.max_new_tokens, self.tie_band = every, max_new_tokens, tie_band
@@ -309,21 +312,25 @@ def callback_for(
         references = references[: section.limit] if references is not None else None
     role = section.judge or (RoleConfig(**{k: getattr(judge, k) for k in RoleConfig.model_fields}) if judge else None)
     reference = section.reference if isinstance(section.reference, RoleConfig) else None
-    return WinRateCallback(
-        prompts,
-        role or "local:smollm2-135m-instruct",
-        section.constitution or constitution,
-        every=section.every,
-        max_new_tokens=section.max_new_tokens,
-        references=references,
-        reference_model=reference,
-        cache=cache,
-        prices=prices,
-        tie_band=section.tie_band,
-        seed=seed,
-        human_labels=section.human_labels,
-        mode=section.mode,
-    )
+    try:
+        return WinRateCallback(
+            prompts,
+            role or "local:smollm2-135m-instruct",
+            section.constitution or constitution,
+            every=section.every,
+            max_new_tokens=section.max_new_tokens,
+            references=references,
+            reference_model=reference,
+            cache=cache,
+            prices=prices,
+            tie_band=section.tie_band,
+            seed=seed,
+            human_labels=section.human_labels,
+            mode=section.mode,
+        )
+    except ArgumentError as exc:  # the section's judge or reference model, named as the section names it
+        key = {"reference_model": "reference"}.get(exc.argument, exc.argument)
+        raise ConfigError(f"winrate_eval.{key}: {exc.detail}") from None
 
 
 def _run(coro: Any) -> Any:

@@ -322,7 +322,7 @@ async def _panel_pair(
 def judge_failure(error: BaseException) -> Failure:
     """The failure record of a judgment: an unparseable answer, or a call that failed for good."""
     if isinstance(error, JudgeParseError):
-        return Failure(kind="unparseable", message=str(error), raw=error.raw, attempts=error.attempts)
+        return Failure(kind=error.kind, message=str(error), raw=error.raw, attempts=error.attempts)
     assert isinstance(error, ProviderError)
     return Failure(kind=error.kind, message=str(error), raw=error.raw, attempts=error.attempts)
 

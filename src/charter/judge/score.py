@@ -97,12 +97,14 @@ async def score_one(
             principle_id, expected_score(got.probs), dict(got.probs), None, got.prompt_tokens, 1, got.cached
         )
     raws: list[str] = []
+    kind = "unparseable"
     for attempt in range(settings.max_retries + 1):
         [completion] = await model.generate([request], settings.attempt(attempt))
         raws.append(completion.text)
         try:
             value = parse_score(completion.text, settings.reads, settings.scale)
-        except JudgeParseError:
+        except JudgeParseError as exc:
+            kind = exc.kind
             continue
         return PrincipleScore(
             principle_id,
@@ -113,7 +115,10 @@ async def score_one(
             completion.completion_tokens,
             completion.cached,
         )
-    raise JudgeParseError(f"no score in the judge's reply after {len(raws)} tries", raw=raws[-1], attempts=len(raws))
+    said = "a score outside the scale" if kind == "out_of_scale" else "no score"
+    raise JudgeParseError(
+        f"{said} in the judge's reply after {len(raws)} tries", raw=raws[-1], attempts=len(raws), kind=kind
+    )
 
 
 def dooms_run(error: BaseException) -> bool:
@@ -173,12 +178,7 @@ async def score_all(
         if not missing:
             break
     if missing:
-        first = next(iter(missing.values()))
-        raise JudgeParseError(
-            f"no score for principle(s) {', '.join(missing)} in the judge's reply after {tries} tries",
-            raw=first.raw,
-            attempts=tries,
-        )
+        raise rubric_failure(list(missing.values()), tries)
     return [
         PrincipleScore(
             pid,
@@ -191,6 +191,19 @@ async def score_all(
         )
         for i, pid in enumerate(ids)
     ]
+
+
+def rubric_failure(errors: list[JudgeParseError], tries: int) -> JudgeParseError:
+    """One failure for the principles a rubric reply left without a score, each with its reason; `out_of_scale`
+    where every one of them was a score outside the scale, else `unparseable`."""
+    kinds = {e.kind for e in errors}
+    reasons = "; ".join(dict.fromkeys(str(e) for e in errors))
+    return JudgeParseError(
+        f"{reasons} in the judge's reply after {tries} tries",
+        raw=errors[0].raw,
+        attempts=tries,
+        kind=kinds.pop() if len(kinds) == 1 else "unparseable",
+    )
 
 
 async def score_response(

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from charter.judge.modes import pairwise_modes, rating_modes
 from charter.judge.settings import JudgeConfig, JudgeSettings
@@ -13,6 +13,7 @@ from charter.prompts import PromptsConfig
 from charter.providers.config import RoleConfig, check_price_keys
 from charter.providers.usage import Budget, Price
 from charter.training.config import LoraSettings, WinRateEvalConfig
+from charter.training.trl_fields import checked_trl_fields, grpo_config, online_dpo_config, rloo_config
 from charter.yamlio import ConfigModel, LocatedValueError
 
 #: The online trainers charter drives: TRL's GRPOTrainer and RLOOTrainer.
@@ -105,7 +106,8 @@ class OnlineBase(ConfigModel):
     `WinRateCallback`): into the trainer's logs, metrics.json (`winrate_eval`), the report and the card."""
     trl: dict[str, Any] = Field(default_factory=dict)
     """TRL GRPOConfig / RLOOConfig fields, passed through (num_generations, max_completion_length, learning_rate,
-    max_steps, beta, temperature, per_device_train_batch_size, ...)."""
+    max_steps, beta, temperature, per_device_train_batch_size, ...); each checked against TRL's class's field names
+    and types when the config loads."""
 
 
 class OnlineConfig(OnlineBase):
@@ -147,6 +149,12 @@ class OnlineConfig(OnlineBase):
     @classmethod
     def _judge_mode_from_scoring(cls, data: Any) -> Any:
         return with_default_mode(data)
+
+    @field_validator("trl")
+    @classmethod
+    def _trl_fields(cls, value: dict[str, Any]) -> dict[str, Any]:
+        """Checked against both trainers' configs (`charter train grpo` or `rloo` chooses one when it starts)."""
+        return checked_trl_fields(value, [grpo_config, rloo_config])
 
     @model_validator(mode="after")
     def _price_keys(self) -> OnlineConfig:
@@ -191,7 +199,8 @@ class OnlineDPOConfig(OnlineBase):
     """Where the policy, metrics.json, README.md and the reward store (run.sqlite) go."""
     trl: dict[str, Any] = Field(default_factory=dict)
     """TRL OnlineDPOConfig fields, passed through (max_new_tokens, learning_rate, max_steps, beta, loss_type,
-    temperature, per_device_train_batch_size, ...)."""
+    temperature, per_device_train_batch_size, ...); each checked against its field names and types when the config
+    loads."""
 
     @model_validator(mode="before")
     @classmethod
@@ -203,6 +212,11 @@ class OnlineDPOConfig(OnlineBase):
             if isinstance(judge, dict) and "mode" not in judge:
                 data = {**data, "judge": {**judge, "mode": "logprobs"}}
         return data
+
+    @field_validator("trl")
+    @classmethod
+    def _trl_fields(cls, value: dict[str, Any]) -> dict[str, Any]:
+        return checked_trl_fields(value, [online_dpo_config])
 
     @model_validator(mode="after")
     def _judge_compares(self) -> OnlineDPOConfig:

@@ -35,6 +35,7 @@ from charter.training.lora import peft_config
 from charter.training.models import load_policy, pick_device, short_error
 from charter.training.output import save_trained, write_json
 from charter.training.parallel import barrier, parallel_settings, sum_each_over_processes
+from charter.training.trl_fields import online_dpo_config
 
 #: What the trainer logs each step: pairs trained on and masked by reason (all processes together), whether the
 #: optimizer step was skipped (1: every pair masked), the policy's KL to the reference, the implicit reward margin of
@@ -266,8 +267,6 @@ def _unused_reward(prompts: Any, completions: Any, **kwargs: Any) -> list[float 
 
 
 def _trl_args(config: OnlineDPOConfig, device: str) -> Any:
-    from trl.experimental.online_dpo import OnlineDPOConfig as TRLConfig
-
     base: dict[str, Any] = {
         **checkpointing_args(config.output_dir, config.seed, logging_steps=1, save_steps=50),
         "learning_rate": 5e-7,
@@ -276,7 +275,7 @@ def _trl_args(config: OnlineDPOConfig, device: str) -> Any:
     }
     if device == "cpu":
         base.update(bf16=False, use_cpu=True)
-    return build_trl_config(TRLConfig, base, config.trl, "trl")
+    return build_trl_config(online_dpo_config(), base, config.trl, "trl")
 
 
 @public()

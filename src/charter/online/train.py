@@ -27,6 +27,7 @@ from charter.training.lora import peft_config
 from charter.training.models import load_policy, pick_device, short_error
 from charter.training.output import save_trained, write_json
 from charter.training.parallel import barrier, parallel_settings, sum_over_processes
+from charter.training.trl_fields import grpo_config, rloo_config
 from charter.verify import check, verifier_name
 
 #: TRL's per-step log keys kept in metrics.json.
@@ -87,8 +88,6 @@ def distilled_reward(source: str) -> Any:
 
 
 def _trl_args(config: OnlineConfig, trainer: Trainer, device: str) -> Any:
-    from trl import GRPOConfig, RLOOConfig  # pyright: ignore[reportPrivateImportUsage] - TRL exports them lazily
-
     base: dict[str, Any] = {
         **checkpointing_args(config.output_dir, config.seed, logging_steps=1, save_steps=50),
         "learning_rate": 1e-6,
@@ -101,8 +100,8 @@ def _trl_args(config: OnlineConfig, trainer: Trainer, device: str) -> Any:
     }
     if device == "cpu":
         base.update(bf16=False, use_cpu=True)
-    cls = GRPOConfig if trainer == "grpo" else RLOOConfig
-    return build_trl_config(cls, base, config.trl, trainer)
+    cls = grpo_config() if trainer == "grpo" else rloo_config()
+    return build_trl_config(cls, base, config.trl, "trl")
 
 
 def _check_groups(args: Any, scoring: str) -> None:

@@ -141,9 +141,8 @@ def check_credentials(config: RunConfig, source: str | Path | None = None) -> No
     before any call, naming the role and where its key variable is set (`source`: the run config file); and each
     scripted one (an unknown script name), as cheap. Local models are loaded later."""
     for name, role in run_roles(config).items():
-        if role.endpoint() is not None or parse_model_string(role.model).provider == "scripted":
-            try:
-                role.backend()
-            except MissingAPIKey as exc:
-                where = f"the {name} ({role.model}; another variable: {key_place(config, name, source)})"
-                raise MissingAPIKey(exc.variable, exc.provider, exc.host, role=where) from None
+        try:
+            role.check_backend()
+        except MissingAPIKey as exc:
+            where = f"the {name} ({role.model}; another variable: {key_place(config, name, source)})"
+            raise MissingAPIKey(exc.variable, exc.provider, exc.host, role=where) from None

@@ -9,21 +9,22 @@ from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from pydantic import BaseModel, ConfigDict, Field, SerializerFunctionWrapHandler, field_validator, model_serializer
+from pydantic import ConfigDict, Field, SerializerFunctionWrapHandler, field_validator, model_serializer
 
 from charter.errors import LogprobsUnsupported
 from charter.interrupt import StopRequest
 from charter.providers.endpoints import Endpoint, resolve_endpoint, served_id
 from charter.records import Message
+from charter.yamlio import ConfigModel
 
 #: A chat request: a list of `Message` records (the SDK backends turn them into their wire format).
 Messages = list[Message]
 
 
-class SamplingParams(BaseModel):
+class SamplingParams(ConfigModel):
     """How to sample. Part of the cache key: change one and the call is made anew."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
+    model_config = ConfigDict(frozen=True)
     temperature: float = Field(default=0.7, ge=0)
     """Sampling temperature; 0 means greedy."""
     top_p: float = Field(default=1.0, gt=0, le=1)
@@ -57,11 +58,10 @@ class SamplingParams(BaseModel):
         return data
 
 
-class Limits(BaseModel):
+class Limits(ConfigModel):
     """Rate limits, retries and timeouts for one model; shared by all remote providers, and applied to a `scripted:`
     model where its role sets any (concurrency, requests and tokens per minute, retries)."""
 
-    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
     concurrency: int = Field(default=16, gt=0)
     """Requests in flight at once."""
     requests_per_minute: float | None = Field(default=None, gt=0)

@@ -23,7 +23,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 from charter.errors import ConfigError, ProviderError
 from charter.providers.base import (
@@ -38,6 +38,7 @@ from charter.providers.base import (
 from charter.providers.cache import cache_key
 from charter.providers.limits import gather_all
 from charter.records import as_dicts
+from charter.yamlio import ConfigModel
 
 log = logging.getLogger("charter.providers")
 
@@ -47,10 +48,9 @@ BATCH_PROVIDERS = ("openai", "anthropic")
 ENDED = ("completed", "failed", "expired", "cancelled", "ended")
 
 
-class BatchSettings(BaseModel):
+class BatchSettings(ConfigModel):
     """How calls go through a provider's batch API."""
 
-    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
     poll_s: float = Field(default=30.0, gt=0)
     """Seconds between status checks of a running batch."""
     gather_s: float = Field(default=2.0, ge=0)

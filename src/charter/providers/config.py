@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from pydantic import BaseModel, Field, model_validator
+from pydantic import BaseModel, Field, ValidationError, model_validator
 
-from charter.errors import CharterError
+from charter.errors import ArgumentError, CharterError, ConfigError, UnknownModel
 from charter.providers.base import ChatModel, Limits, SamplingParams
 from charter.providers.batch import BATCH_PROVIDERS, BatchSettings
 from charter.providers.endpoints import Endpoint, check_variable_name
@@ -89,9 +89,30 @@ class RoleConfig(ConfigModel):
         """This role's bare backend (no cache, no meter), with its limits, key variable and options."""
         return create_backend(self.model, self.limits, self.api_key_env, **self.options)
 
+    def check_backend(self) -> None:
+        """Build the backend once where that is cheap, a remote or a scripted model, and drop it: a missing API key
+        (or one that would go to another host) or an unknown script name fails here, before any call. A local model
+        is loaded where it is first used."""
+        if self.endpoint() is not None or parse_model_string(self.model).provider == "scripted":
+            self.backend()
+
     def endpoint(self) -> Endpoint | None:
         """Where this role's model is served (None for a model run in this process), without reading its key."""
         return endpoint_of(parse_model_string(self.model), self.options, self.api_key_env)
+
+
+def role_argument(value: str | RoleConfig, argument: str) -> RoleConfig:
+    """A function's model argument (a model string or a role) as a role checked as a config's is, its backend built
+    once where that is cheap (`RoleConfig.check_backend`). Raises `ArgumentError` naming `argument` for a model that
+    cannot be meant (an unknown provider, a mistyped name, an unknown script), `MissingAPIKey` for an unset key."""
+    try:
+        role = value if isinstance(value, RoleConfig) else RoleConfig.model_validate({"model": value})
+        role.check_backend()
+    except ValidationError as exc:
+        raise ArgumentError(argument, exc.errors()[0]["msg"].removeprefix("Value error, ")) from None
+    except (UnknownModel, ConfigError) as exc:
+        raise ArgumentError(argument, str(exc)) from None
+    return role
 
 
 class RunBatchConfig(BatchSettings):

@@ -12,7 +12,9 @@ from collections.abc import Iterable, Mapping
 from functools import lru_cache
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
+
+from charter.yamlio import ConfigModel
 
 #: Which source priced a model: the run config, the genai-prices library, or nothing (zero cost).
 PriceSource = Literal["config", "genai-prices", "unpriced"]
@@ -22,10 +24,9 @@ _GENAI_PROVIDERS = {"openai": "openai", "anthropic": "anthropic"}
 _SAMPLE = 1000  # tokens priced per lookup: the base tier (tiered prices change past 200k tokens a call)
 
 
-class Price(BaseModel):
+class Price(ConfigModel):
     """USD per million tokens."""
 
-    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
     input: float = Field(default=0.0, ge=0)
     """Per million prompt tokens."""
     output: float = Field(default=0.0, ge=0)

@@ -7,20 +7,20 @@ from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 from charter.errors import BudgetExceeded
 from charter.interrupt import StopRequest
 from charter.providers.prices import Price, normalise_keys, resolve_price
 from charter.records import UsageRow
+from charter.yamlio import ConfigModel
 
 __all__ = ["Budget", "Price", "Tally", "UsageMeter"]
 
 
-class Budget(BaseModel):
+class Budget(ConfigModel):
     """Caps that stop a run cleanly with `BudgetExceeded`, keeping everything done so far."""
 
-    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
     max_cost_usd: float | None = Field(default=None, ge=0)
     """Stop once the priced cost reaches this."""
     max_tokens: int | None = Field(default=None, ge=0)

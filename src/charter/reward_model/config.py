@@ -5,10 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from charter.training.config import LoraSettings, TrainingData
 from charter.training.data import MarginSource
+from charter.training.trl_fields import checked_trl_fields, reward_config
 
 
 class RewardModelConfig(TrainingData):
@@ -45,5 +46,11 @@ class RewardModelConfig(TrainingData):
     resume: bool = True
     """Resume from the newest checkpoint in output_dir when a previous run was interrupted."""
     trl: dict[str, Any] = Field(default_factory=dict)
-    """TRL RewardConfig / TrainingArguments fields, passed through as they are (num_train_epochs,
-    learning_rate, center_rewards_coefficient, per_device_train_batch_size, ...)."""
+    """TRL RewardConfig / TrainingArguments fields, passed through (num_train_epochs, learning_rate,
+    center_rewards_coefficient, per_device_train_batch_size, ...); each checked against RewardConfig's field names
+    and types when the config loads."""
+
+    @field_validator("trl")
+    @classmethod
+    def _trl_fields(cls, value: dict[str, Any]) -> dict[str, Any]:
+        return checked_trl_fields(value, [reward_config])

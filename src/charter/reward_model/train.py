@@ -29,6 +29,7 @@ from charter.training.models import (
 from charter.training.output import output_folder, save_trained, write_json
 from charter.training.parallel import PREPARED, finish_shared_datasets, shared_datasets
 from charter.training.summary import TrainingSummary, training_summary
+from charter.training.trl_fields import reward_config
 
 log = logging.getLogger(__name__)
 
@@ -113,8 +114,6 @@ def load_backbone(config: RewardModelConfig) -> tuple[Any, Any]:
 
 
 def _trl_args(config: RewardModelConfig, out: Path, device: str) -> Any:
-    from trl import RewardConfig  # pyright: ignore[reportPrivateImportUsage] - TRL exports it lazily
-
     base = {
         **offline_args(out, config.seed),
         "learning_rate": 5e-5,
@@ -122,7 +121,7 @@ def _trl_args(config: RewardModelConfig, out: Path, device: str) -> Any:
         "remove_unused_columns": True,
         **device_defaults(device, cpu_batch=8, cuda_batch=32),
     }
-    return build_trl_config(RewardConfig, base, config.trl, "reward_model")
+    return build_trl_config(reward_config(), base, config.trl, "reward_model.trl")
 
 
 @public()
@@ -171,8 +170,9 @@ def train_reward_model(
     )
     held_rows = data.to_training_rows(held_raw, source) if held_raw else []
     device = pick_device(config.device)
+    args = _trl_args(config, out, device)  # TRL's refusals first: before the backbone loads
     model, tokenizer = load_backbone(config)
-    trainer = make_trainer(config, model, tokenizer, train_rows, out, device, list(callbacks))
+    trainer = make_trainer(config, model, tokenizer, train_rows, out, device, list(callbacks), args)
     resume = last_checkpoint(out) if config.resume else None
     started = time.perf_counter()
     result = trainer.train(resume_from_checkpoint=resume)
@@ -198,11 +198,13 @@ def make_trainer(
     out: Path,
     device: str,
     callbacks: list[Any],
+    args: Any = None,
 ) -> Any:
-    """A RewardTrainer over our rows (the model and tokenizer from `load_backbone`)."""
+    """A RewardTrainer over our rows (the model and tokenizer from `load_backbone`; `args`: TRL's RewardConfig,
+    built from `config` where not given)."""
     from trl import RewardTrainer  # pyright: ignore[reportPrivateImportUsage] - TRL exports it lazily
 
-    args = _trl_args(config, out, device)
+    args = args if args is not None else _trl_args(config, out, device)
     train_dataset = shared_datasets(args, out / PREPARED, {"train": train_rows})["train"]
     try:
         trainer = RewardTrainer(

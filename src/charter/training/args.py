@@ -68,19 +68,22 @@ def device_defaults(device: str, cpu_batch: int, cuda_batch: int) -> dict[str, A
     }
 
 
-def build_trl_config(cls: type, base: dict[str, Any], overrides: dict[str, Any], section: str) -> Any:
-    """A TRL config from our defaults with the user's `trl:` fields on top; unknown fields are one-line errors."""
+def build_trl_config(cls: type, base: dict[str, Any], overrides: dict[str, Any], where: str) -> Any:
+    """A TRL config from our defaults with the user's `trl:` fields on top (`where`: that section's key path, as
+    `dpo.trl`). The config checked the fields' names and types when it loaded (`charter.training.trl_fields`); a
+    field of the other online trainer's config, or settings TRL refuses together, are one-line errors here, before
+    any model loads."""
     known = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(overrides) - known)
     if unknown:
         raise ConfigError(
-            f"{section}.trl: unknown {cls.__name__} field{'s' if len(unknown) > 1 else ''} {', '.join(unknown)}"
+            f"{where}: unknown {cls.__name__} field{'s' if len(unknown) > 1 else ''} {', '.join(unknown)}"
         )
     os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")  # trainers ping the Hub on start otherwise
     try:
         return cls(**{**base, **overrides})
     except (TypeError, ValueError) as exc:
-        raise ConfigError(f"{section}.trl: {exc}") from None
+        raise ConfigError(f"{where}: {exc}") from None
 
 
 #: A checkpoint folder as transformers names it (`checkpoint-N`, N its global step).
