@@ -386,6 +386,10 @@ def panel_section(store: RunStore) -> dict[str, Any] | None:
     from charter.agreement.panel import members_of, panel_summary, pool_weights
     from charter.agreement.report import collect
 
+    fingerprints = store.fingerprints()
+    one = store.any_judgment(fingerprints.judge) if fingerprints else None
+    if one is None or not any(vote.judge for vote in one.principles):
+        return None  # one judge (its votes name no member): no pass over every judged pair and its texts
     judged = judged_pairs(store)
     if not members_of(judged):
         return None

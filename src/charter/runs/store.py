@@ -565,6 +565,14 @@ class RunStore:
             None,
         )
 
+    def any_judgment(self, fingerprint: str, status: str = "ok") -> Judgment | None:
+        """One judgment under `fingerprint` with this status (None: there is none), read alone: what all of them
+        share (whether their votes name a panel's members) is known from one row, not a pass over every pair."""
+        rows = self.execute(
+            "SELECT record FROM judgments WHERE fingerprint = ? AND status = ? LIMIT 1", (fingerprint, status)
+        )
+        return Judgment.model_validate_json(rows[0][0]) if rows else None
+
     def judgments(self, fingerprint: str, status: str | None = None) -> Iterator[Judgment]:
         where, params = ("AND status = ?", (fingerprint, status)) if status else ("", (fingerprint,))
         yield from self._records(
