@@ -1,0 +1,113 @@
+"""The end of a run holds no row of its own in memory: merging a shard's store, writing the datasets and writing the
+report take as much Python memory for ten times the rows, once every batch they read in is small.
+
+Each part runs on two real runs (scripted models) of 100 and 1,000 prompts, with every batch size cut to 10 rows,
+under tracemalloc; what is held per row (a record, its texts) would add kilobytes a row."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import tracemalloc
+from collections.abc import Callable, Iterator
+from functools import partial, partialmethod
+from pathlib import Path
+
+import pytest
+
+import charter.runs.files as run_files
+from charter.pipeline.config import RunConfig
+from charter.pipeline.launch import runner_for
+from charter.pipeline.report import write_report
+from charter.pipeline.shards import merge_shard
+from charter.preference import dataset
+from charter.preference.manifest import dataset_manifest
+from charter.runs.store import RunStore
+
+SIZES = (100, 1000)
+BATCH = 10
+#: Python memory the larger run may take beyond the smaller one's: 900 more pairs, ~230 bytes each (a record of
+#: one pair and its judgment is several kilobytes).
+SLACK = 200_000
+
+
+def real_run(folder: Path, n: int) -> Path:
+    """A run of n prompts, its call cache inside it as a shard's is (one critique round, a both-order judge over 2
+    principles: one pair a prompt)."""
+    config = RunConfig.model_validate(
+        {
+            "name": f"n{n}",
+            "output_dir": str(folder),
+            "cache": str(folder / "calls.sqlite"),
+            "prompts": {"inline": [f"Request {i}: how would someone do thing {i}?" for i in range(n)]},
+            "policy": "scripted:cai",
+            "judge": {"model": "scripted:cai", "principles_per_pair": 2},
+            "critique": {"rounds": 1, "few_shot": False},
+            "report": False,
+        }
+    )
+    asyncio.run(runner_for(config).arun())
+    return folder
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[int, Path]:
+    root = tmp_path_factory.mktemp("flat")
+    return {n: real_run(root / f"run{n}", n) for n in SIZES}
+
+
+@pytest.fixture
+def small_batches(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Every batch the end of a run reads or writes at a time cut to BATCH rows."""
+    monkeypatch.setattr(run_files, "write_rows", partial(run_files.write_rows, chunk=BATCH))
+    monkeypatch.setattr(run_files, "keep_rows", partial(run_files.keep_rows, chunk=BATCH))
+    monkeypatch.setattr(dataset, "StoredSelection", partial(dataset.StoredSelection, window=BATCH))
+    monkeypatch.setattr(RunStore, "stream", partialmethod(RunStore.stream, size=BATCH))
+    monkeypatch.setattr(RunStore, "iter_prompts", partialmethod(RunStore.iter_prompts, size=BATCH))
+    yield
+
+
+def python_peak(work: Callable[[], object]) -> int:
+    """The most Python memory `work` held at once, in bytes, beyond what was held before it."""
+    assert not tracemalloc.is_tracing()
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        work()
+        return tracemalloc.get_traced_memory()[1] - before
+    finally:
+        tracemalloc.stop()
+
+
+def peaks(runs: dict[int, Path], work: Callable[[Path], object]) -> dict[int, int]:
+    work(runs[SIZES[0]])  # imports, fonts and caches loaded once, outside the measure
+    return {n: python_peak(partial(work, folder)) for n, folder in runs.items()}
+
+
+def rebuild_dataset(run_dir: Path) -> None:
+    with RunStore(run_dir) as store:
+        manifest = dataset_manifest(store)
+        assert manifest is not None
+        shutil.rmtree(run_dir / "data")
+        dataset.write(store, manifest.settings)
+
+
+def test_merging_a_shard_store_holds_no_row(runs, small_batches, tmp_path):
+    def merge(shard: Path) -> None:
+        target = tmp_path / f"driver-{len(list(tmp_path.iterdir()))}"
+        with RunStore(target, create=True) as store:
+            merge_shard(store, shard, str(target / "calls.sqlite"))
+            assert store.count("judgments") == store.count("pairs") > 0
+
+    found = peaks(runs, merge)
+    assert found[SIZES[1]] - found[SIZES[0]] < SLACK, found
+
+
+def test_writing_the_datasets_holds_no_row(runs, small_batches):
+    found = peaks(runs, rebuild_dataset)
+    assert found[SIZES[1]] - found[SIZES[0]] < SLACK, found
+
+
+def test_writing_the_report_holds_no_row(runs, small_batches):
+    found = peaks(runs, write_report)
+    assert found[SIZES[1]] - found[SIZES[0]] < SLACK, found
