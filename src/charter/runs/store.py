@@ -186,6 +186,23 @@ class StoredFailure(Record):
     resolved: bool = False
 
 
+#: The columns of the failures table `stored_failure` reads, in its order.
+FAILURE_COLUMNS = "stage, item_id, fingerprint, kind, error, raw, attempts, session, resolved"
+
+
+def stored_failure(row: Sequence[Any]) -> StoredFailure:
+    """A failure from a row of FAILURE_COLUMNS."""
+    stage, item_id, fingerprint, kind, error, raw, attempts, session, resolved = row
+    return StoredFailure(
+        stage=stage,
+        item_id=item_id,
+        fingerprint=fingerprint,
+        session=session,
+        resolved=bool(resolved),
+        failure=Failure(kind=kind or "error", message=error or "", raw=raw, attempts=attempts or 1),
+    )
+
+
 class ConfigChange(Record):
     """One change of a run's config between two starts."""
 
@@ -644,22 +661,8 @@ class RunStore:
     def failures(self, stage: str | None = None, open_only: bool = False) -> list[StoredFailure]:
         conditions = [c for c in ("stage = ?" if stage else "", "resolved = 0" if open_only else "") if c]
         where = f"WHERE {' AND '.join(conditions)}" if conditions else ""
-        rows = self.execute(
-            f"SELECT stage, item_id, fingerprint, kind, error, raw, attempts, session, resolved"
-            f" FROM failures {where} ORDER BY id",
-            (stage,) if stage else (),
-        )
-        return [
-            StoredFailure(
-                stage=st,
-                item_id=i,
-                fingerprint=fp,
-                session=session,
-                resolved=bool(resolved),
-                failure=Failure(kind=k or "error", message=e or "", raw=raw, attempts=a or 1),
-            )
-            for st, i, fp, k, e, raw, a, session, resolved in rows
-        ]
+        rows = self.execute(f"SELECT {FAILURE_COLUMNS} FROM failures {where} ORDER BY id", (stage,) if stage else ())
+        return [stored_failure(row) for row in rows]
 
     def failing_items(self, stage: str, fingerprint: str | None) -> dict[str, int]:
         """item_id -> in how many run sessions it failed, for items still failing under `fingerprint`."""
