@@ -1,12 +1,13 @@
-"""The end of a run holds no row of its own in memory: merging a shard's store, writing the datasets and writing the
-report take as much Python memory for ten times the rows, once every batch they read in is small.
+"""The end of a run holds no row of its own in memory: merging a shard's store, writing the datasets, summing up the
+failures and writing the report take as much Python memory for ten times the rows, once every batch is small.
 
-Each part runs on two real runs (scripted models) of 100 and 1,000 prompts, with every batch size cut to 10 rows,
+Each part runs on two real runs (scripted models) of 100 and 1,000 prompts, with every batch size cut to 20 rows,
 under tracemalloc; what is held per row (a record, its texts) would add kilobytes a row."""
 
 from __future__ import annotations
 
 import asyncio
+import json
 import shutil
 import tracemalloc
 from collections.abc import Callable, Iterator
@@ -20,26 +21,32 @@ from charter.pipeline.config import RunConfig
 from charter.pipeline.launch import runner_for
 from charter.pipeline.report import write_report
 from charter.pipeline.shards import merge_shard
+from charter.pipeline.status import failure_summary
 from charter.preference import dataset
 from charter.preference.manifest import dataset_manifest
+from charter.records import Failure
 from charter.runs.store import RunStore
 
 SIZES = (100, 1000)
-BATCH = 10
-#: Python memory the larger run may take beyond the smaller one's: 900 more pairs, ~230 bytes each (a record of
-#: one pair and its judgment is several kilobytes).
+BATCH = 20
+#: Python memory the larger run may take beyond the smaller one's: 900 more pairs, ~220 bytes each (a parquet file's
+#: footer grows by its row groups); a record of one pair and its judgment alone is several kilobytes.
 SLACK = 200_000
 
 
 def real_run(folder: Path, n: int) -> Path:
     """A run of n prompts, its call cache inside it as a shard's is (one critique round, a both-order judge over 2
-    principles: one pair a prompt)."""
+    principles: one pair a prompt), and n failures."""
+    prompts = folder.with_suffix(".jsonl")  # a file: the config, read back whole, stays one size
+    prompts.write_text(
+        "".join(json.dumps({"prompt": f"Request {i}: how would someone do thing {i}?"}) + "\n" for i in range(n))
+    )
     config = RunConfig.model_validate(
         {
             "name": f"n{n}",
             "output_dir": str(folder),
             "cache": str(folder / "calls.sqlite"),
-            "prompts": {"inline": [f"Request {i}: how would someone do thing {i}?" for i in range(n)]},
+            "prompts": {"path": str(prompts)},
             "policy": "scripted:cai",
             "judge": {"model": "scripted:cai", "principles_per_pair": 2},
             "critique": {"rounds": 1, "few_shot": False},
@@ -47,6 +54,11 @@ def real_run(folder: Path, n: int) -> Path:
         }
     )
     asyncio.run(runner_for(config).arun())
+    with RunStore(folder) as store:  # a failure an item, with its raw reply, half of them resolved later
+        for i in range(n):
+            failure = Failure(kind="parse", message="no verdict", raw=f"reply {i}: " + "words " * 50, attempts=3)
+            store.add_failure("judge", f"item-{i}", failure, "fp", session=1)
+        store.resolve_failures("judge", (f"item-{i}" for i in range(0, n, 2)), "fp")
     return folder
 
 
@@ -110,4 +122,14 @@ def test_writing_the_datasets_holds_no_row(runs, small_batches):
 
 def test_writing_the_report_holds_no_row(runs, small_batches):
     found = peaks(runs, write_report)
+    assert found[SIZES[1]] - found[SIZES[0]] < SLACK, found
+
+
+def test_summing_up_the_failures_holds_no_failure(runs):
+    def summary(run_dir: Path) -> None:
+        with RunStore(run_dir) as store:
+            found = failure_summary(store)
+        assert found["total"] == found["resolved"] > 0 and len(found["first"]) == 5
+
+    found = peaks(runs, summary)
     assert found[SIZES[1]] - found[SIZES[0]] < SLACK, found
