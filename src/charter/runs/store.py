@@ -617,17 +617,25 @@ class RunStore:
         for pair, judgment in self.stream(cursor_sql, (judge_fp, *sources)):
             yield Pair.model_validate_json(pair), None if judgment is None else Judgment.model_validate_json(judgment)
 
-    def judged_pairs(self, fingerprints: Fingerprints) -> list[tuple[Pair, Judgment]]:
-        """Current pairs with a successful judgment under the current judge settings, in pair order (of ids)."""
+    def _judged_sql(self, fingerprints: Fingerprints, columns: str) -> tuple[str, tuple]:
         sources = fingerprints.sources()
         marks = ",".join("?" * len(sources)) or "NULL"
-        rows = self.execute(
-            "SELECT p.record, j.record FROM pairs p JOIN judgments j ON p.pair_id = j.pair_id"
+        sql = (
+            f"SELECT {columns} FROM pairs p JOIN judgments j ON p.pair_id = j.pair_id"
             f" WHERE j.fingerprint = ? AND j.status = 'ok' AND p.source_fingerprint IN ({marks}) AND p.{ACTIVE}"
-            " ORDER BY p.pair_id",
-            (fingerprints.judge, *sources),
+            " ORDER BY p.pair_id"
         )
+        return sql, (fingerprints.judge, *sources)
+
+    def judged_pairs(self, fingerprints: Fingerprints) -> list[tuple[Pair, Judgment]]:
+        """Current pairs with a successful judgment under the current judge settings, in pair order (of ids)."""
+        rows = self.execute(*self._judged_sql(fingerprints, "p.record, j.record"))
         return [(Pair.model_validate_json(p), Judgment.model_validate_json(j)) for p, j in rows]
+
+    def judged_records(self, fingerprints: Fingerprints, pairs: bool = True) -> Iterator[tuple[str | None, str]]:
+        """The stored JSON of `judged_pairs`, undecoded and streamed in the same order, for passes over any number
+        of them; without `pairs`, the pair's JSON is None (not read)."""
+        yield from self.stream(*self._judged_sql(fingerprints, "p.record, j.record" if pairs else "NULL, j.record"))
 
     # -- failures, stages, usage -------------------------------------------------------------------
     def add_failure(
