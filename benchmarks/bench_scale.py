@@ -6,8 +6,10 @@ RSS (ru_maxrss) is its own; the run store's size is read after the run.
 
 `--shards N` runs the same workload sharded over a local Ray cluster (the driver's peak RSS is reported, and the
 largest shard's, in its Ray worker process, beside it). From 20,000 prompts the SFT file is written by a second
-process while the driver writes the preferences; its own peak RSS (VmHWM) is reported too. `--keep DIR` (one size)
-runs in DIR and leaves the run there, to look at its dataset pass or report again afterwards.
+process while the driver writes the preferences; its own peak RSS (VmHWM) is reported too. Every process of the run
+(the driver, the SFT writer, Ray's workers and services) is sampled twice a second from outside, and the largest
+peak RSS is reported with its process. `--keep DIR` (one size) runs in DIR and leaves the run there, to look at its
+dataset pass or report again afterwards.
 """
 
 from __future__ import annotations
@@ -133,6 +135,44 @@ def child(n: int, workdir: Path, shards: int) -> dict:
     }
 
 
+class TreePeaks:
+    """The peak RSS of each process in a process tree, sampled every `every` seconds in a thread until `stop`."""
+
+    def __init__(self, root: int, every: float = 0.5) -> None:
+        import threading
+
+        self.root, self.every = root, every
+        self.peaks: dict[int, tuple[int, str]] = {}
+        self.done = threading.Event()
+        self.thread = threading.Thread(target=self._sample, daemon=True)
+        self.thread.start()
+
+    def _sample(self) -> None:
+        import psutil
+
+        while not self.done.is_set():
+            try:
+                root = psutil.Process(self.root)
+                tree = [root, *root.children(recursive=True)]
+            except psutil.Error:
+                tree = []
+            for process in tree:
+                with contextlib.suppress(psutil.Error):
+                    name = "driver" if process.pid == self.root else (process.cmdline() or [process.name()])[0]
+                    rss, named = self.peaks.get(process.pid, (0, ""))
+                    # a Ray worker is titled by its task while it runs one (ray::IDLE between tasks)
+                    named = named if name.endswith("IDLE") and named else Path(name).name[:40]
+                    self.peaks[process.pid] = (max(rss, process.memory_info().rss), named)
+            self.done.wait(self.every)
+
+    def stop(self, top: int = 5) -> list[tuple[str, int]]:
+        """Stop sampling; returns the `top` processes by peak RSS, largest first: (name and pid, peak MB)."""
+        self.done.set()
+        self.thread.join()
+        ranked = sorted(self.peaks.items(), key=lambda item: -item[1][0])[:top]
+        return [(f"{name} {pid}", round(rss / 2**20)) for pid, (rss, name) in ranked]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--sizes", type=int, nargs="+", default=[10000, 100000])
@@ -149,20 +189,25 @@ def main() -> None:
         with contextlib.ExitStack() as stack:
             tmp = args.keep or stack.enter_context(tempfile.TemporaryDirectory(dir=os.environ.get("BENCH_TMP")))
             Path(tmp).mkdir(parents=True, exist_ok=True)
-            out = subprocess.run(
+            process = subprocess.Popen(
                 [sys.executable, __file__, "--child", str(n), tmp, str(args.shards)],
-                capture_output=True,
+                stdout=subprocess.PIPE,
                 text=True,
-                check=True,
             )
-            result = json.loads(out.stdout.strip().splitlines()[-1])
+            tree = TreePeaks(process.pid)
+            out, _ = process.communicate()
+            largest = tree.stop()
+            if process.returncode:
+                raise SystemExit(f"the run of {n} prompts failed (exit code {process.returncode})")
+            result = json.loads(out.strip().splitlines()[-1])
         print(
             f"{n:>9,} prompts, {args.shards} shard(s): {result['seconds']:>7.1f} s "
             f"({result['seconds'] / n * 1000:.2f} ms a prompt, {result['calls']:,} calls), peak RSS "
             f"{result['peak_rss_mb']:.0f} MB"
             + (f" (shards' peak {result['shard_peak_rss_mb']:.0f} MB)" if result["shard_peak_rss_mb"] else "")
             + f", child processes' peak {result['children_peak_rss_mb']:.0f} MB, "
-            f"store {result['store_mb']:.0f} MB; driver phases (s): {result['phases']}",
+            f"store {result['store_mb']:.0f} MB; largest peaks (MB) of all processes: {largest}; "
+            f"driver phases (s): {result['phases']}",
             flush=True,
         )
 

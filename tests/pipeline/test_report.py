@@ -334,3 +334,34 @@ def test_histogram_counts_batch_by_batch_are_numpy_s_over_the_whole() -> None:
     values = np.concatenate([rng.random(1000), [0.0, 1.0, 0.5, np.nan]])
     whole = np.histogram(values[~np.isnan(values)], bins=np.linspace(0, 1, P_BINS + 1))[0]
     assert (p_counts(np.array_split(values, 7)) == whole).all() and whole.sum() == 1003
+
+
+def _spread_in_memory(store: RunStore, n: int) -> list[str]:
+    """The pair ids the report's examples came from before the store was read in batches: every judged pair in
+    memory, sorted by confidence and pair id."""
+    from charter.pipeline.report import _spread_ranks
+
+    fingerprints = store.fingerprints()
+    assert fingerprints is not None
+    keys = sorted(
+        (max(j.p_a, 1.0 - j.p_a), p.pair_id) for p, j in store.judged_pairs(fingerprints) if j.p_a is not None
+    )
+    return [keys[r][1] for r in _spread_ranks(len(keys), n)]
+
+
+@pytest.mark.parametrize("n", [2, 5, 7, 40])
+def test_examples_from_the_store_are_the_in_memory_spread(tmp_path: Path, n: int) -> None:
+    """No preference rows (every one filtered out): the examples come from the judged pairs, read in batches and
+    decoded only where chosen, and are the ones a sort of every pair in memory picked, ties broken by pair id."""
+    from charter.pipeline.report import examples
+
+    with RunBuilder(tmp_path / "run", config=CONFIG) as run:
+        for i, p_a in enumerate([0.2, 0.8, 0.5, 0.7, 0.3, 0.9, 0.1, 0.6, 0.8, 0.25, 0.75, 0.4]):
+            run.pair(f"p{(i * 7) % 12:02d}", f"q{i}", f"answer {i}", f"other answer {i}")
+            run.judgment(f"p{(i * 7) % 12:02d}", p_a)
+        run.pair("p99", "q99", "answer", "other answer")
+        run.judgment("p99", 0.0, failure="unparseable verdict")
+        shown, source = examples(run.store, run.fp, n)
+        assert source == "the judged pairs (no preference dataset yet)"
+        assert [e["pair_id"] for e in shown] == _spread_in_memory(run.store, n)
+        assert [e["p_chosen"] for e in shown] == sorted(e["p_chosen"] for e in shown)

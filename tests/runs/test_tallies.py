@@ -5,11 +5,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from charter.records import RewardRecord, UsageRow
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from charter.records import Failure, RewardRecord, UsageRow
 from charter.runs.merge import merge_rewards
 from charter.runs.rewards import put_rewards
-from charter.runs.store import RunStore
-from charter.runs.tallies import usage_totals
+from charter.runs.store import RunStore, StoredFailure
+from charter.runs.tallies import FailureTallies, failure_tallies, usage_totals
 
 
 def _usage(store: RunStore) -> None:
@@ -64,3 +67,55 @@ def test_a_ranks_rewards_and_usage_are_appended_to_the_output_store(tmp_path: Pa
         merge_rewards(store, tmp_path / "rank1" / "run.sqlite")
         merge_rewards(store, tmp_path / "rank1" / "run.sqlite")
         assert store.count("rewards") == 2 and usage_totals(store.usage())["calls"] == 14
+
+
+# -- failures counted by item, in SQL ------------------------------------------------------------------------------
+
+
+def _by_item_in_python(store: RunStore, quarantine_after: int, first: int) -> FailureTallies:
+    """The tallies as a pass over every stored failure would make them: the reference the SQL must equal."""
+    latest: dict[tuple, StoredFailure] = {}
+    resolved: set[tuple] = set()
+    sessions: dict[tuple, set] = {}
+    for stored in store.failures():
+        key = (stored.stage, stored.item_id, stored.fingerprint)
+        if stored.resolved:
+            resolved.add(key)
+            continue
+        latest[key] = stored
+        sessions.setdefault(key, set()).add(stored.session)
+    by_stage: dict[str, int] = {}
+    for stage, _, _ in latest:
+        by_stage[stage] = by_stage.get(stage, 0) + 1
+    return FailureTallies(
+        by_stage=dict(sorted(by_stage.items())),
+        quarantined=sum(len(sessions[key]) >= quarantine_after for key in latest),
+        resolved=len(resolved - set(latest)),
+        first=[(stored, len(sessions[key])) for key, stored in list(latest.items())[:first]],
+    )
+
+
+FAILURE_EVENTS = st.lists(
+    st.tuples(
+        st.sampled_from(["critique", "judge"]),
+        st.sampled_from(["i1", "i2", "i3", "i4"]),
+        st.sampled_from([None, "fp1", "fp2"]),
+        st.sampled_from([None, 1, 2, 3]),
+        st.booleans(),  # a later attempt of the item succeeds
+        st.sampled_from([None, "raw reply", "é" * 3]),
+    ),
+    max_size=25,
+)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(events=FAILURE_EVENTS, quarantine_after=st.integers(1, 3), first=st.integers(0, 5))
+def test_failure_tallies_are_the_pass_over_every_failure(tmp_path: Path, events, quarantine_after, first) -> None:
+    folder = tmp_path / f"run-{len(list(tmp_path.iterdir()))}"
+    with RunStore(folder, create=True) as store:
+        for n, (stage, item, fingerprint, session, succeeds, raw) in enumerate(events):
+            failure = Failure(kind="parse", message=f"error {n}", raw=raw, attempts=n % 3 + 1)
+            store.add_failure(stage, item, failure, fingerprint, session)
+            if succeeds:
+                store.resolve_failures(stage, [item], fingerprint)
+        assert failure_tallies(store, quarantine_after, first) == _by_item_in_python(store, quarantine_after, first)

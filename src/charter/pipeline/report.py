@@ -11,12 +11,14 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import json
+import math
 import mimetypes
 import re
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+import orjson
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 
 from charter.evals.during import evaluation_lines
@@ -32,7 +34,7 @@ from charter.pipeline.status import (
 )
 from charter.preference.manifest import DatasetSettings, current_settings, dataset_manifest
 from charter.preference.stats import JudgeStats, judge_p_values, judge_stats
-from charter.records import Fingerprints
+from charter.records import Fingerprints, Judgment, Pair
 from charter.runs.files import AGREEMENT_MD, AUDIT_MD, REPORT_HTML, REPORT_MD, WINRATE_JSON, RunFiles
 from charter.runs.rewards import StepRewards, pair_steps, per_step
 from charter.runs.store import RunStore, open_store
@@ -41,6 +43,8 @@ TEMPLATES = Path(__file__).parent / "templates"
 N_EXAMPLES = 5
 #: Longest text the report shows of a prompt or response; the rest is cut, and the cut says how long it was.
 SHOWN_CHARS = 2000
+#: Judged pairs read from the store into one numpy batch of their confidence.
+BATCH_ROWS = 65536
 
 
 def clip(text: str, limit: int = SHOWN_CHARS) -> str:
@@ -60,12 +64,6 @@ def _spread_ranks(total: int, n: int) -> list[int]:
     if total <= n:
         return list(range(total))
     return sorted({int(i * (total - 1) / (n - 1) + 0.5) for i in range(n)})
-
-
-def _spread(keys: list[tuple[float, str, Any]], n: int) -> list[Any]:
-    """From (p_chosen, pair_id, handle) keys, the handles of n spread evenly over the p_chosen range."""
-    keys = sorted(keys, key=lambda k: (k[0], k[1] or ""))
-    return [keys[r][2] for r in _spread_ranks(len(keys), n)]
 
 
 def _order_keys(values: Any) -> Any:
@@ -150,11 +148,38 @@ def _examples_from_preferences(files: RunFiles, n: int) -> list[dict]:
     ]
 
 
+def _confidence_batches(store: RunStore, fp: Fingerprints) -> Callable[[], Iterator[Any]]:
+    """A reader of the judge's confidence, max(p_a, 1 - p_a), of every judged pair in pair order (NaN where p_a is
+    null), as float64 numpy batches read from the store again at each call."""
+    import numpy as np
+
+    def read() -> Iterator[Any]:
+        batch: list[float] = []
+        for _, record in store.judged_records(fp, pairs=False):
+            p_a = orjson.loads(record).get("p_a")
+            batch.append(math.nan if p_a is None else max(p_a, 1.0 - p_a))
+            if len(batch) == BATCH_ROWS:
+                yield np.array(batch, dtype=float)
+                batch = []
+        if batch:
+            yield np.array(batch, dtype=float)
+
+    return read
+
+
 def _examples_from_store(store: RunStore, fp: Fingerprints, n: int) -> list[dict]:
-    judged = store.judged_pairs(fp)
-    keys = [(max(j.p_a, 1.0 - j.p_a), p.pair_id, i) for i, (p, j) in enumerate(judged) if j.p_a is not None]
+    """n judged pairs spread evenly over the judge's confidence (ties in pair-id order), chosen as
+    `_spread_positions` chooses over the dataset: the confidences are read in batches and only the chosen pairs are
+    decoded."""
+    positions = _spread_positions(_confidence_batches(store, fp), n)
+    wanted = set(positions)
+    judged = {
+        i: (Pair.model_validate_json(pair or ""), Judgment.model_validate_json(judgment))
+        for i, (pair, judgment) in enumerate(store.judged_records(fp))
+        if i in wanted
+    }
     found = []
-    for i in _spread(keys, n):
+    for i in positions:
         pair, judgment = judged[i]
         a_wins = (judgment.p_a or 0.0) >= 0.5
         found.append(
@@ -386,6 +411,10 @@ def panel_section(store: RunStore) -> dict[str, Any] | None:
     from charter.agreement.panel import members_of, panel_summary, pool_weights
     from charter.agreement.report import collect
 
+    fingerprints = store.fingerprints()
+    one = store.any_judgment(fingerprints.judge) if fingerprints else None
+    if one is None or not any(vote.judge for vote in one.principles):
+        return None  # one judge (its votes name no member): no pass over every judged pair and its texts
     judged = judged_pairs(store)
     if not members_of(judged):
         return None

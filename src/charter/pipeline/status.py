@@ -19,7 +19,7 @@ from charter.runs.files import RunFiles
 from charter.runs.lock import holder
 from charter.runs.rewards import StepPairs, StepRewards, pair_steps, per_step
 from charter.runs.store import BatchState, RunStore, open_store
-from charter.runs.tallies import live_counts, stage_items, usage_totals
+from charter.runs.tallies import failure_tallies, live_counts, stage_items, usage_totals
 
 __all__ = ["RunStatus", "filter_steps", "ordered_counts", "print_status", "run_counts", "status"]
 
@@ -151,22 +151,10 @@ def usage_summary(store: RunStore) -> UsageSummary:
 def failure_summary(store: RunStore, first: int = 5, raw_chars: int = 400) -> FailureSummary:
     """Items still failing (their latest failure; by stage), how many failed before and then succeeded, those
     quarantined (failed in `quarantine_after` runs: not tried again), and the first few with error and raw text."""
-    latest: dict[tuple, Any] = {}
-    resolved: set[tuple] = set()
-    sessions: dict[tuple, set] = {}
-    for stored in store.failures():
-        key = (stored.stage, stored.item_id, stored.fingerprint)
-        if stored.resolved:
-            resolved.add(key)
-            continue
-        latest[key] = stored
-        sessions.setdefault(key, set()).add(stored.session)
     limit = int(store.run_config().get("quarantine_after") or 3)
-    by_stage: dict[str, int] = {}
-    for stage, _, _ in latest:
-        by_stage[stage] = by_stage.get(stage, 0) + 1
+    tallies = failure_tallies(store, limit, first)
     shown = []
-    for key, stored in list(latest.items())[:first]:
+    for stored, runs in tallies.first:
         raw = stored.failure.raw
         if raw is not None and len(raw) > raw_chars:
             raw = raw[:raw_chars] + f"… ({len(stored.failure.raw or '')} characters)"
@@ -177,16 +165,16 @@ def failure_summary(store: RunStore, first: int = 5, raw_chars: int = 400) -> Fa
                 kind=stored.failure.kind,
                 error=stored.failure.message,
                 raw=raw,
-                runs=len(sessions[key]),
-                quarantined=len(sessions[key]) >= limit,
+                runs=runs,
+                quarantined=runs >= limit,
             )
         )
     return FailureSummary(
-        total=len(latest),
-        by_stage=dict(sorted(by_stage.items())),
+        total=sum(tallies.by_stage.values()),
+        by_stage=tallies.by_stage,
         first=shown,
-        resolved=len(resolved - set(latest)),
-        quarantined=sum(1 for key in latest if len(sessions[key]) >= limit),
+        resolved=tallies.resolved,
+        quarantined=tallies.quarantined,
     )
 
 

@@ -186,6 +186,23 @@ class StoredFailure(Record):
     resolved: bool = False
 
 
+#: The columns of the failures table `stored_failure` reads, in its order.
+FAILURE_COLUMNS = "stage, item_id, fingerprint, kind, error, raw, attempts, session, resolved"
+
+
+def stored_failure(row: Sequence[Any]) -> StoredFailure:
+    """A failure from a row of FAILURE_COLUMNS."""
+    stage, item_id, fingerprint, kind, error, raw, attempts, session, resolved = row
+    return StoredFailure(
+        stage=stage,
+        item_id=item_id,
+        fingerprint=fingerprint,
+        session=session,
+        resolved=bool(resolved),
+        failure=Failure(kind=kind or "error", message=error or "", raw=raw, attempts=attempts or 1),
+    )
+
+
 class ConfigChange(Record):
     """One change of a run's config between two starts."""
 
@@ -565,6 +582,14 @@ class RunStore:
             None,
         )
 
+    def any_judgment(self, fingerprint: str, status: str = "ok") -> Judgment | None:
+        """One judgment under `fingerprint` with this status (None: there is none), read alone: what all of them
+        share (whether their votes name a panel's members) is known from one row, not a pass over every pair."""
+        rows = self.execute(
+            "SELECT record FROM judgments WHERE fingerprint = ? AND status = ? LIMIT 1", (fingerprint, status)
+        )
+        return Judgment.model_validate_json(rows[0][0]) if rows else None
+
     def judgments(self, fingerprint: str, status: str | None = None) -> Iterator[Judgment]:
         where, params = ("AND status = ?", (fingerprint, status)) if status else ("", (fingerprint,))
         yield from self._records(
@@ -592,17 +617,25 @@ class RunStore:
         for pair, judgment in self.stream(cursor_sql, (judge_fp, *sources)):
             yield Pair.model_validate_json(pair), None if judgment is None else Judgment.model_validate_json(judgment)
 
-    def judged_pairs(self, fingerprints: Fingerprints) -> list[tuple[Pair, Judgment]]:
-        """Current pairs with a successful judgment under the current judge settings, in pair order (of ids)."""
+    def _judged_sql(self, fingerprints: Fingerprints, columns: str) -> tuple[str, tuple]:
         sources = fingerprints.sources()
         marks = ",".join("?" * len(sources)) or "NULL"
-        rows = self.execute(
-            "SELECT p.record, j.record FROM pairs p JOIN judgments j ON p.pair_id = j.pair_id"
+        sql = (
+            f"SELECT {columns} FROM pairs p JOIN judgments j ON p.pair_id = j.pair_id"
             f" WHERE j.fingerprint = ? AND j.status = 'ok' AND p.source_fingerprint IN ({marks}) AND p.{ACTIVE}"
-            " ORDER BY p.pair_id",
-            (fingerprints.judge, *sources),
+            " ORDER BY p.pair_id"
         )
+        return sql, (fingerprints.judge, *sources)
+
+    def judged_pairs(self, fingerprints: Fingerprints) -> list[tuple[Pair, Judgment]]:
+        """Current pairs with a successful judgment under the current judge settings, in pair order (of ids)."""
+        rows = self.execute(*self._judged_sql(fingerprints, "p.record, j.record"))
         return [(Pair.model_validate_json(p), Judgment.model_validate_json(j)) for p, j in rows]
+
+    def judged_records(self, fingerprints: Fingerprints, pairs: bool = True) -> Iterator[tuple[str | None, str]]:
+        """The stored JSON of `judged_pairs`, undecoded and streamed in the same order, for passes over any number
+        of them; without `pairs`, the pair's JSON is None (not read)."""
+        yield from self.stream(*self._judged_sql(fingerprints, "p.record, j.record" if pairs else "NULL, j.record"))
 
     # -- failures, stages, usage -------------------------------------------------------------------
     def add_failure(
@@ -636,22 +669,8 @@ class RunStore:
     def failures(self, stage: str | None = None, open_only: bool = False) -> list[StoredFailure]:
         conditions = [c for c in ("stage = ?" if stage else "", "resolved = 0" if open_only else "") if c]
         where = f"WHERE {' AND '.join(conditions)}" if conditions else ""
-        rows = self.execute(
-            f"SELECT stage, item_id, fingerprint, kind, error, raw, attempts, session, resolved"
-            f" FROM failures {where} ORDER BY id",
-            (stage,) if stage else (),
-        )
-        return [
-            StoredFailure(
-                stage=st,
-                item_id=i,
-                fingerprint=fp,
-                session=session,
-                resolved=bool(resolved),
-                failure=Failure(kind=k or "error", message=e or "", raw=raw, attempts=a or 1),
-            )
-            for st, i, fp, k, e, raw, a, session, resolved in rows
-        ]
+        rows = self.execute(f"SELECT {FAILURE_COLUMNS} FROM failures {where} ORDER BY id", (stage,) if stage else ())
+        return [stored_failure(row) for row in rows]
 
     def failing_items(self, stage: str, fingerprint: str | None) -> dict[str, int]:
         """item_id -> in how many run sessions it failed, for items still failing under `fingerprint`."""

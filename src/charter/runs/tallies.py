@@ -4,9 +4,10 @@ and the usage summed over the calls."""
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 
 from charter.records import Fingerprints, UsageRow
-from charter.runs.store import RunStore
+from charter.runs.store import FAILURE_COLUMNS, RunStore, StoredFailure, stored_failure
 
 #: The summed fields of a usage row, in the order the totals list them.
 USAGE_FIELDS = (
@@ -96,3 +97,45 @@ def live_counts(store: RunStore) -> dict[str, int]:
             "failures", "fingerprint IS NULL OR fingerprint IN (?, ?, ?)", (fp.critique, fp.samples, fp.judge)
         ),
     }
+
+
+#: Each item still failing (an unresolved failure of its stage, item and settings): its first and latest failure
+#: and in how many run sessions it failed (a failure of no session counts as one).
+_FAILING = (
+    "SELECT stage, item_id, fingerprint, MIN(id) AS first_id, MAX(id) AS last_id,"
+    " COUNT(DISTINCT IFNULL(session, 'none')) AS runs FROM failures WHERE resolved = 0"
+    " GROUP BY stage, item_id, fingerprint"
+)
+
+
+@dataclass(frozen=True)
+class FailureTallies:
+    """A run's failures counted by item, in SQL (a run with a hundred thousand failures is never read whole)."""
+
+    by_stage: dict[str, int]
+    """Items still failing, by stage (in stage order)."""
+    quarantined: int
+    """Items still failing that failed in `quarantine_after` run sessions or more."""
+    resolved: int
+    """Items that failed before and then succeeded."""
+    first: list[tuple[StoredFailure, int]]
+    """The first items to fail that still fail: each one's latest failure and its run sessions."""
+
+
+def failure_tallies(store: RunStore, quarantine_after: int, first: int) -> FailureTallies:
+    """The run's failures by item: still failing (by stage), quarantined, resolved, and the first `first`."""
+    shown = store.execute(
+        f"SELECT {', '.join(f'f.{c}' for c in FAILURE_COLUMNS.split(', '))}, g.runs FROM"
+        f" ({_FAILING} ORDER BY first_id LIMIT ?) g JOIN failures f ON f.id = g.last_id ORDER BY g.first_id",
+        (first,),
+    )
+    resolved = store.execute(
+        "SELECT COUNT(*) FROM (SELECT stage, item_id, fingerprint FROM failures WHERE resolved = 1"
+        " EXCEPT SELECT stage, item_id, fingerprint FROM failures WHERE resolved = 0)"
+    )
+    return FailureTallies(
+        by_stage=dict(store.execute(f"SELECT stage, COUNT(*) FROM ({_FAILING}) GROUP BY stage ORDER BY stage")),
+        quarantined=store.execute(f"SELECT COUNT(*) FROM ({_FAILING}) WHERE runs >= ?", (quarantine_after,))[0][0],
+        resolved=resolved[0][0],
+        first=[(stored_failure(row[:-1]), row[-1]) for row in shown],
+    )
