@@ -57,8 +57,13 @@ class Span(BaseModel):
 
     model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
     low: int
+    """With text replies at `forecast.output_share_low` of their budget, and a cached prefix read by every call sent
+    after it."""
     expected: int
+    """With text replies at `forecast.output_share` of their budget, and a cached prefix read by the calls sent after
+    it was answered (through a batch API: after it was sent)."""
     high: int
+    """With every reply as long as its `max_tokens` allows, nothing read from a cache, and every judge re-ask made."""
 
 
 class CostSpan(BaseModel):
@@ -66,8 +71,13 @@ class CostSpan(BaseModel):
 
     model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
     low: float
+    """With text replies at `forecast.output_share_low` of their budget, and a cached prefix read by every call sent
+    after it."""
     expected: float
+    """With text replies at `forecast.output_share` of their budget, and a cached prefix read by the calls sent after
+    it was answered (through a batch API: after it was sent)."""
     high: float
+    """With every reply as long as its `max_tokens` allows, nothing read from a cache, and every judge re-ask made."""
 
 
 class Figures(BaseModel):
@@ -129,7 +139,7 @@ class Forecast(BaseModel):
     not_forecast: list[str]
     """Calls the run makes that the figures leave out."""
     budget: str | None = None
-    """The warning when `budget.max_cost_usd` or `budget.max_tokens` is below the forecast (None: no cap below it)."""
+    """The warning when `budget.max_cost_usd` or `budget.max_tokens` is below the forecast (null: no cap is)."""
 
 
 def spread(items: Iterable[T], count: int, sample: int) -> list[T]:
