@@ -9,7 +9,8 @@ Four runs, each with a fresh server and call cache:
 - cached (openai): 16 prompts of about 2,300 words (a long report and a question), a `verdict` judge in both orders
   over 3 principles: the prompts are long enough for the provider's cache;
 - cached (anthropic): the same against Anthropic-style caching ($3/$15, reads 0.1x, writes 1.25x);
-- batch: 16 short prompts through the OpenAI Batch API (`charter.testing.batches`), at half price.
+- batch: the 16 long prompts with a `logprobs` judge through the OpenAI Batch API (`charter.testing.batches`), at
+  half price.
 
 The server answers as a model would, at lengths of its own, never told the forecast's shares: a first answer of 60 to
 240 words, a critique of 30 to 120, a revision of 60 to 240 (uniform, seeded by the request), each cut at the call's
@@ -30,7 +31,6 @@ import json
 import os
 import random
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
@@ -97,11 +97,11 @@ def config(tmp: Path, name: str, workload: str, url: str) -> Path:
     }
     if anthropic:
         role["options"] = {"base_url": url}
-    long = workload in ("openai", "anthropic")
+    long = workload != "sync"
     prompts: dict[str, Any] = (
         {"inline": [f"{REPORT}\nQuestion {i}: what should the board ask about item {i}?" for i in range(16)]}
         if long
-        else {"bundled": True, "limit": 32 if workload == "sync" else 16}
+        else {"bundled": True, "limit": 32}
     )
     judge = {
         **role,
@@ -144,9 +144,7 @@ def one(tmp: Path, workload: str) -> dict[str, Any]:
     with server or Sync(billing=billing, reply=reply, record=False) as live:
         os.environ["OPENAI_BASE_URL"] = live.openai_url
         path = config(tmp, workload, workload, live.url)
-        start = time.perf_counter()
         words = dry_run(path, "forecast.counter=words", "forecast.tokens_per_word=1")
-        forecast_s = time.perf_counter() - start
         chars = dry_run(path)
         assert cli(["run", str(path), "--set", "forecast.counter=words", "--set", "forecast.tokens_per_word=1"]) == 0
     bill, cost = billing.invoice, words["total"]["cost_usd"]
@@ -160,7 +158,6 @@ def one(tmp: Path, workload: str) -> dict[str, Any]:
         "invoice_usd": round(bill.usd, 4),
         "invoice_over_forecast": round(bill.usd / cost["expected"], 3),
         "chars_heuristic_usd": round(chars["total"]["cost_usd"]["expected"], 4),
-        "forecast_s": round(forecast_s, 2),
     }
 
 
