@@ -80,7 +80,7 @@ class ForecastConfig(ConfigModel):
     """A text reply's expected length as a share of its `max_tokens` (the high end takes all of `max_tokens`)."""
     output_share_low: float = Field(default=0.2, gt=0, le=1)
     """A text reply's length at the low end, as a share of its `max_tokens`."""
-    sample: int = Field(default=500, ge=1)
+    sample: int = Field(default=200, ge=1)
     """Prompts counted (spread evenly over the prompt set); the forecast scales them to every prompt."""
 
     @model_validator(mode="after")

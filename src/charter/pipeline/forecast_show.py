@@ -37,7 +37,8 @@ def forecast_notes(forecast: Forecast) -> list[str]:
     """What counted and priced each model, and what the forecast leaves out, in a few lines."""
     seen: dict[str, str] = {}
     for row in forecast.rows:
-        seen.setdefault(row.model, f"{row.model}: tokens by {row.counter}; priced by {row.price_source}")
+        priced = "not priced (0)" if row.price_source == "unpriced" else f"priced by {row.price_source}"
+        seen.setdefault(row.model, f"{row.model}: tokens by {row.counter}; {priced}")
     notes = list(seen.values())
     if forecast.not_forecast:
         notes.append(f"not forecast: {', '.join(forecast.not_forecast)}")
@@ -56,9 +57,9 @@ def _billed(rows: list[UsageRow]) -> dict[tuple[str, str], dict[str, float]]:
 
 def forecast_section(store: RunStore) -> dict[str, Any] | None:
     """The forecast the run stored at its start beside what it was billed, per role and model and in all (None: the
-    run stored none)."""
+    run stored none, or one of no call)."""
     forecast = store.meta_record("forecast", Forecast)
-    if forecast is None:
+    if forecast is None or not forecast.rows:  # none stored, or a run that makes no call (training alone)
         return None
     billed = _billed(store.usage())
     rows = []
