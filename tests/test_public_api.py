@@ -36,6 +36,7 @@ CASES: dict[str, tuple[tuple[Call, str | None], tuple[Call, str | None]]] = {
     ),
     "get_model": ((lambda: charter.get_model(None), "spec"), (lambda: charter.get_model("nosuch:model"), None)),
     "run": ((lambda: charter.run(3), "config"), (lambda: charter.run({"nme": "x"}), None)),
+    "estimate": ((lambda: charter.estimate(3), "config"), (lambda: charter.estimate({"nme": "x"}), None)),
     "load_run_config": (
         (lambda: charter.load_run_config(None), "path"),
         (lambda: charter.load_run_config("no.yaml"), None),

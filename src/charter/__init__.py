@@ -25,6 +25,7 @@ _API = {
     "get_model": "charter.providers",
     "SamplingParams": "charter.providers",
     "run": "charter.pipeline.api",
+    "estimate": "charter.pipeline.api",
     "RunConfig": "charter.pipeline.config",
     "load_run_config": "charter.pipeline.config",
     "critique_chains": "charter.pipeline.api",
@@ -99,6 +100,7 @@ _API = {
     "Inferred": "charter.lab.infer",
     "ConstitutionTest": "charter.lab.checks",
     "StatusReport": "charter.pipeline.status_json",
+    "Forecast": "charter.pipeline.forecast",
 }
 
 if TYPE_CHECKING:  # what type checkers and IDEs see: every public name with its signature
@@ -133,8 +135,9 @@ if TYPE_CHECKING:  # what type checkers and IDEs see: every public name with its
     from charter.online.metrics import OnlineDPOMetrics, OnlineMetrics
     from charter.online.reward import RewardFunction, reward_function
     from charter.online.train import train_online
-    from charter.pipeline.api import PreferenceCounts, build_preferences, critique_chains, judge_pairs, run
+    from charter.pipeline.api import PreferenceCounts, build_preferences, critique_chains, estimate, judge_pairs, run
     from charter.pipeline.config import RunConfig, load_run_config
+    from charter.pipeline.forecast import Forecast
     from charter.pipeline.run import RunResult
     from charter.pipeline.status_json import StatusReport, status
     from charter.preference.config import FiltersConfig
@@ -165,6 +168,7 @@ __all__ = [
     "get_model",
     "SamplingParams",
     "run",
+    "estimate",
     "RunConfig",
     "load_run_config",
     "critique_chains",
@@ -238,6 +242,7 @@ __all__ = [
     "Inferred",
     "ConstitutionTest",
     "StatusReport",
+    "Forecast",
 ]
 
 

@@ -18,6 +18,7 @@ from charter import records
 from charter.agreement.audit import AuditReport, FlipShift, InjectionFigures
 from charter.agreement.estimates import HumanPreference, PreferenceEstimates
 from charter.agreement.summary import AgreementSummary
+from charter.pipeline.forecast import CostSpan, Figures, Forecast, ForecastRow, Span
 from charter.preference.manifest import ConstitutionInfo, DatasetManifest, DatasetSettings
 from charter.runs import files, store
 from charter.runs.labels import SpotSample
@@ -42,6 +43,7 @@ META = {
     "calibration": "`CalibrationMap` fitted by `charter agreement`, joined into every dataset write",
     "agreement": "`AgreementSummary` of the last `charter agreement`",
     "audit": "`AuditReport` of the last judge audit (`judge.audit` or `charter judge audit --pairs RUN_DIR`)",
+    "forecast": "`Forecast` of the run's cost, made when it last started (the report shows it beside the bill)",
 }
 
 SECTIONS: tuple[tuple[str, str, tuple[type[BaseModel], ...]], ...] = (
@@ -91,6 +93,12 @@ SECTIONS: tuple[tuple[str, str, tuple[type[BaseModel], ...]], ...] = (
         "in the run store's `rewards` table of the output directory. A resumed training marks the rows of the steps "
         "it trains again `superseded` (the table's `status` column, beside `ok` and `failed`): kept, never counted.",
         (records.RewardRecord,),
+    ),
+    (
+        "The cost forecast",
+        "What `charter run --dry-run --json` prints and `charter.estimate` returns, and what a run stores when it "
+        "starts (meta `forecast`): calls, tokens and cost per role and model, each low, expected and high.",
+        (Forecast, ForecastRow, Figures, Span, CostSpan),
     ),
     (
         "Judge audit",

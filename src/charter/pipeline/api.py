@@ -23,14 +23,16 @@ from charter.judge.pairwise import judge_many
 from charter.judge.settings import JudgeSettings
 from charter.messages import as_messages
 from charter.pipeline.config import RunConfig, load_run_config
+from charter.pipeline.forecast import Forecast, run_forecast
 from charter.pipeline.launch import run as run_config
 from charter.pipeline.prompts import prompt_id
-from charter.pipeline.run import RunResult
+from charter.pipeline.run import RunResult, check_config, checked_prompts
 from charter.preference.config import FiltersConfig
 from charter.preference.dataset import apply_filters, now_iso, preference_row
 from charter.providers import ChatModel, ManagedModel, SamplingParams, get_model
 from charter.providers.config import DEFAULT_MODEL
 from charter.records import Chain, Judgment, Message, Pair, PreferenceRow, Provenance, fingerprint
+from charter.runs.store import STORE_FILE
 from charter.yamlio import dotted
 
 
@@ -109,6 +111,44 @@ def run(config: RunConfig | dict[str, Any] | str | Path, overrides: list[str] | 
     if isinstance(config, str | Path):
         config = load_run_config(config, overrides)
     return run_config(config_from(RunConfig, config, "config"), source)
+
+
+@public(config=AS_GIVEN)
+def estimate(config: RunConfig | dict[str, Any] | str | Path, overrides: list[str] | None = None) -> Forecast:
+    """Forecast a run's calls, tokens and cost per role and model, low, expected and high, before anything is called
+    (what `charter run --dry-run --json` prints).
+
+    Each prompt counted is walked through the stages' own functions with stand-in models, so the calls are those the
+    run would send; tokens are counted by the model's tokenizer where one is at hand offline, else by the heuristic
+    `forecast.counter` names; input is laid against the providers' prompt caches and priced with the table the run
+    prices its calls with (batch roles at the batch price). No key is needed and nothing is written.
+
+    Args:
+        config: A `RunConfig`, a dict of its fields, or the path of a run config YAML file (relative paths in it
+            resolve against it).
+        overrides: `--set`-style `key.sub=value` items applied on top of the file; ignored for a `RunConfig`.
+
+    Returns:
+        The forecast: a row per role and model and their total, each figure low, expected and high, with what it
+        assumes, what it leaves out, and the warning of a budget below it.
+
+    Raises:
+        ConfigError: The file cannot be read or does not validate; a principle id is unknown; the prompt source
+            is unreadable or has no usable prompt.
+        ArgumentError: An override is not `key=value`, or an argument is of the wrong type.
+        ConstitutionError: The constitution is neither a bundled name nor a valid constitution file.
+        UnknownModel: A model string names no known provider.
+        RunStoreError: The run directory's stored prompt set cannot be read (a resumed run whose source cannot).
+    """
+    if isinstance(config, str | Path):
+        config = load_run_config(config, overrides)
+    config = config_from(RunConfig, config, "config")
+    constitution = load_constitution(config.constitution)
+    check_config(config, constitution)
+    synthesizing = "synth" in config.stages and config.synth is not None
+    first_start = not (config.run_dir() / STORE_FILE).exists()
+    prompts = None if synthesizing else checked_prompts(config, first_start=first_start)
+    return asyncio.run(run_forecast(config, constitution, prompts))
 
 
 def _model(model: str | ChatModel, role: str) -> ChatModel:

@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
+
+if TYPE_CHECKING:
+    from charter.pipeline.config import RunConfig
 
 config_app = typer.Typer(help="The run config: its JSON Schema, for editors and validation.", no_args_is_help=True)
 batches_app = typer.Typer(
@@ -118,7 +122,18 @@ def batches_cancel_command(run_dir: Path = typer.Argument(..., help="A run direc
 def run_command(
     config: Path = typer.Argument(..., help="Run config YAML."),
     set_: list[str] | None = typer.Option(None, "--set", help="Override a config key: key.sub=value (repeatable)."),
-    dry_run: bool = typer.Option(False, "--dry-run", help="Check config, constitution, prompts and credentials only."),
+    dry_run: bool = typer.Option(
+        False,
+        "--dry-run",
+        help="Check config, constitution, prompts and credentials, and forecast the run's calls, tokens and cost; "
+        "call nothing.",
+    ),
+    as_json: bool = typer.Option(
+        False,
+        "--json",
+        help="With --dry-run: print the forecast as JSON on stdout (nothing else): calls, tokens and cost per role "
+        "and model, each low, expected and high.",
+    ),
     ray: str | None = typer.Option(
         None,
         "--ray",
@@ -130,25 +145,19 @@ def run_command(
 ) -> None:
     """Run (or resume) a pipeline from a YAML config."""
     from charter.errors import Interrupted
-    from charter.judge.panel import panel_label
     from charter.pipeline.config import load_run_config
-    from charter.pipeline.launch import run, runner_for
+    from charter.pipeline.launch import run
     from charter.progress import console
 
     extra = ["execution.engine=ray", f"execution.address={ray}"] if ray else []
     extra += [f"execution.shards={shards}"] if shards else []
+    if as_json and not dry_run:
+        from charter.errors import ArgumentError
+
+        raise ArgumentError("json", "--json goes with --dry-run (it prints the forecast)")
     cfg = load_run_config(config, [*(set_ or []), *extra])
-    if dry_run:  # the same checks a run makes before it writes anything
-        runner = runner_for(cfg, str(config))
-        prompts = runner.prepare()
-        count = f"{len(prompts.rows)} prompts" if prompts is not None else "the run's stored prompts"
-        members = [m.model for m in cfg.judge.members]
-        console.print(
-            f"[green]ok[/green] {config}: constitution {runner.constitution.name} "
-            f"({runner.constitution.short_hash}), {count}, stages {', '.join(cfg.stages)}, "
-            f"policy {cfg.policy.model}, critic {cfg.critic_role.model}, "
-            + (f"judge {cfg.judge.model}" if cfg.judge.models is None else f"judges {panel_label(members)}")
-        )
+    if dry_run:  # the same checks a run makes before it writes anything, and the forecast
+        _dry_run(cfg, config, as_json)
         return
     try:
         result = run(cfg, str(config))
@@ -181,6 +190,39 @@ def run_command(
             )
     if result.report:
         console.print(f"  report:      {result.report}")
+
+
+def _dry_run(cfg: RunConfig, config: Path, as_json: bool) -> None:
+    """Check what a run checks before it writes anything, then print the forecast (a table, or JSON)."""
+    import asyncio
+
+    from charter.judge.panel import panel_label
+    from charter.pipeline.forecast import run_forecast
+    from charter.pipeline.forecast_show import forecast_notes, forecast_table
+    from charter.pipeline.launch import runner_for
+    from charter.progress import console
+
+    runner = runner_for(cfg, str(config))
+    prompts = runner.prepare()
+    found = asyncio.run(run_forecast(cfg, runner.constitution, prompts))
+    if as_json:
+        typer.echo(found.model_dump_json(indent=2))
+        if found.budget:
+            typer.echo(f"warning: {found.budget}", err=True)
+        return
+    count = f"{len(prompts.rows)} prompts" if prompts is not None else "the run's stored prompts"
+    members = [m.model for m in cfg.judge.members]
+    console.print(
+        f"[green]ok[/green] {config}: constitution {runner.constitution.name} "
+        f"({runner.constitution.short_hash}), {count}, stages {', '.join(cfg.stages)}, "
+        f"policy {cfg.policy.model}, critic {cfg.critic_role.model}, "
+        + (f"judge {cfg.judge.model}" if cfg.judge.models is None else f"judges {panel_label(members)}")
+    )
+    console.print(forecast_table(found))
+    for note in forecast_notes(found):
+        console.print(f"  {note}", highlight=False)
+    if found.budget:
+        console.print(f"[yellow]warning:[/yellow] {found.budget}", highlight=False)
 
 
 def status_command(

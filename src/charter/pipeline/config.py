@@ -35,6 +35,7 @@ __all__ = [
     "CritiqueConfig",
     "DEFAULT_MODEL",
     "FiltersConfig",
+    "ForecastConfig",
     "JudgeConfig",
     "PairsConfig",
     "PromptsConfig",
@@ -60,6 +61,33 @@ class ExecutionConfig(ConfigModel):
     must be on storage every node can reach)."""
     num_cpus: int | None = Field(default=None, gt=0)
     """CPUs of a local cluster (default: all)."""
+
+
+class ForecastConfig(ConfigModel):
+    """How the cost forecast counts (`charter run --dry-run`, `charter.estimate`, and the forecast a run stores when
+    it starts, shown beside the actual cost in its report)."""
+
+    counter: Literal["auto", "chars", "words"] = "auto"
+    """How texts are counted in tokens: `auto` uses the model's own tokenizer where one is at hand offline
+    (tiktoken for `openai:` models where it is installed, a `local:` model's tokenizer where it is on disk), else
+    `chars`; `chars`: `chars_per_token` characters a token; `words`: `tokens_per_word` tokens a whitespace-separated
+    word."""
+    chars_per_token: float = Field(default=4.0, gt=0)
+    """Characters a token where `chars` counts (4: English prose through OpenAI's and Llama's tokenizers)."""
+    tokens_per_word: float = Field(default=1.33, gt=0)
+    """Tokens a word where `words` counts."""
+    output_share: float = Field(default=0.5, gt=0, le=1)
+    """A text reply's expected length as a share of its `max_tokens` (the high end takes all of `max_tokens`)."""
+    output_share_low: float = Field(default=0.2, gt=0, le=1)
+    """A text reply's length at the low end, as a share of its `max_tokens`."""
+    sample: int = Field(default=200, ge=1)
+    """Prompts counted (spread evenly over the prompt set); the forecast scales them to every prompt."""
+
+    @model_validator(mode="after")
+    def _shares(self) -> ForecastConfig:
+        if self.output_share_low > self.output_share:
+            raise LocatedValueError("must not be above output_share", ("output_share_low",))
+        return self
 
 
 class RunConfig(ConfigModel):
@@ -108,7 +136,10 @@ class RunConfig(ConfigModel):
     quarantine_after: int = Field(default=3, ge=1)
     """An item that failed in this many runs of the directory is not tried again (quarantined, and listed)."""
     budget: Budget = Budget()
-    """Cost and token caps; reaching one stops the run cleanly, keeping what is done."""
+    """Cost and token caps; reaching one stops the run cleanly, keeping what is done. A cap below the run's cost
+    forecast is warned about before the first call."""
+    forecast: ForecastConfig = ForecastConfig()
+    """How the cost forecast counts tokens and replies (`charter run --dry-run`)."""
     prices: dict[str, Price] = Field(default_factory=dict)
     """USD per million tokens by model id (`openai:gpt-4o-mini`), bare name, or model string as a role writes it; a
     key naming no model of the run is an error. A model priced here is priced at this (always); another `openai:` or

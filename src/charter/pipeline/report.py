@@ -23,6 +23,7 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoes
 
 from charter.evals.during import evaluation_lines
 from charter.messages import last_text
+from charter.pipeline.forecast_show import forecast_section
 from charter.pipeline.status import (
     failure_summary,
     filter_steps,
@@ -577,6 +578,7 @@ def report_data(store: RunStore, files: RunFiles) -> dict[str, Any]:
         "counts": ordered_counts(counts),
         "filters": filter_steps(counts),
         "usage": usage_summary(store),
+        "forecast": forecast_section(store),
         "rewards": rewards,
         "pairs": pairs,
         # an online training's store: rewards and no run stages, so the run's sections would only say "none yet"

@@ -154,6 +154,8 @@ class Runner:
 
     stop: StopRequest
     """How a stop (Ctrl-C, SIGTERM) reaches the run (set by `arun`)."""
+    forecasts: bool = True
+    """Whether a start stores the run's cost forecast (a Ray shard's driver does it for the whole run)."""
 
     def __init__(self, config: RunConfig, config_source: str | None = None, executor: Executor | None = None) -> None:
         self.executor: Executor = executor or LocalExecutor()
@@ -312,6 +314,7 @@ class Runner:
             for note in self.sync_prompts(store, loaded):
                 log.warning(note)
             loaded = None  # the store holds the prompt set now; a million prompts need not stay in memory
+            await self._forecast(store)
             stop = await self._run_stages(store, cache)
             with run_dir_errors(self.run_dir, "write the dataset"):
                 result = self._build(store, settings)
@@ -332,6 +335,18 @@ class Runner:
         if stop is not None:
             raise stop
         return result
+
+    async def _forecast(self, store: RunStore) -> None:
+        """Before the first call: the run's cost forecast, stored for its report (beside what it is billed), and a
+        warning where the budget is below it."""
+        if not self.forecasts:
+            return
+        from charter.pipeline.forecast import run_forecast
+
+        found = await run_forecast(self.config, self.constitution, store=store)
+        store.set_meta(forecast=found)
+        if found.budget:
+            log.warning(found.budget)
 
     def sync_prompts(self, store: RunStore, loaded: PromptSet | None) -> list[str]:
         """Bring the stored prompt set in line with the source (a synth stage brings its own)."""

@@ -101,6 +101,8 @@ SHARD_PROMPTS = "shard-prompts.jsonl"
 class ShardRunner(Runner):
     """A run directory holding one shard of a run: its prompts come from the driver's file, not the source."""
 
+    forecasts = False  # the driver forecasts the whole run
+
     def prepare(self) -> None:  # the driver checked the prompts; a shard checks its credentials on its node
         check_credentials(self.config)
 

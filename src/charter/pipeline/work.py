@@ -14,6 +14,7 @@ from charter.errors import FatalProviderError, JudgeParseError, ProviderError, T
 from charter.judge.pairwise import judge_failure, judge_pair, principle_key, principles_for
 from charter.judge.panel import Panel
 from charter.judge.score import rank_samples
+from charter.judge.settings import JudgeSettings
 from charter.pipeline.config import RunConfig
 from charter.preference.pairs import policy_samples, revision_pair, sample_pair, sample_pairs
 from charter.providers import ManagedModel
@@ -24,6 +25,15 @@ from charter.runs.writer import BufferedWriter
 #: Below this many attempted items a share-type `max_failures` does not stop a run early (it still counts at
 #: the end): the first failure of a run is not yet a rate.
 MIN_ITEMS_FOR_A_RATE = 20
+
+
+def judge_settings(config: RunConfig) -> JudgeSettings:
+    """How the run's judge compares: its settings, without warming when a judge's calls go through a batch API."""
+    settings = config.judge.settings()
+    judges = config.judge.models or [config.judge]
+    if any(config.batch.for_role(judge) for judge in judges):  # a batch round takes hours: warming one first
+        settings = settings.model_copy(update={"warm_cache": False})  # would double its wait
+    return settings
 
 
 class Work:
@@ -46,10 +56,7 @@ class Work:
         self.sampled = store.sampled_ids(fp.samples, config.pairs.k) if fp.samples else set()
         self.judged = store.judged_ids(fp.judge)
         self.pairs_stored = store.count("pairs") > 0
-        self.settings = config.judge.settings()
-        judges = config.judge.models or [config.judge]
-        if any(config.batch.for_role(judge) for judge in judges):  # a batch round takes hours: warming one first
-            self.settings = self.settings.model_copy(update={"warm_cache": False})  # would double its wait
+        self.settings = judge_settings(config)
         self.writer = BufferedWriter(store)
         self.failing = {
             "critique": store.failing_items("critique", fp.critique),

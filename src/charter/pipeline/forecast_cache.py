@@ -1,0 +1,190 @@
+"""The providers' prompt caches as the forecast models them, from the calls' layout (`forecast_calls`):
+
+- `openai:` caches automatically: a prompt of 1,024 tokens or more is cached in 128-token steps, and a later call
+  that starts with a cached prefix reads its longest one at the cached input price.
+- `anthropic:` caches only up to the `cache_control` breakpoints charter puts in a request
+  (`charter.providers.anthropic_chat.with_breakpoints`; off with the role's `prompt_cache: false`), for prefixes of
+  1,024 tokens or more: the longest cached breakpoint prefix is read, the rest up to the last breakpoint written
+  (at the cache-write price).
+- other providers: no prompt cache is assumed.
+
+A call reads what was cached `before` it: in the forecast's expected figure, by calls answered before it was sent
+(as providers cache a prefix once its first request is answered); at the low end, by every call sent before it (a
+server that takes requests one at a time in arrival order); at the high end, nothing (the cache is best effort).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Literal
+
+from charter.pipeline.forecast_calls import PLACEHOLDER, Call
+from charter.pipeline.forecast_tokens import TokenCounter
+from charter.providers import parse_model_string
+from charter.providers.anthropic_chat import split_system, with_breakpoints
+
+MIN_CACHED = 1024
+STEP = 128
+
+#: Which earlier calls a call can read from: those answered before it was sent, every one sent before it, none.
+Seen = Literal["answered", "sent", "none"]
+
+#: A piece of a request as the cache compares it: a text (or `\x01ROLE`, a message's start) and its tokens.
+Piece = tuple[str, int]
+
+
+def cache_rules(spec_model: str, options: dict) -> str | None:
+    """Which provider's cache rules apply to a role's model: `openai`, `anthropic`, or None."""
+    provider = parse_model_string(spec_model).provider
+    if provider == "anthropic" and options.get("prompt_cache", True) is False:
+        return None
+    return provider if provider in ("openai", "anthropic") else None
+
+
+def _split(text: str, counter: TokenCounter, lengths: dict[str, int]) -> list[Piece]:
+    """A text cut at its placeholders: each known part counted, each placeholder its reply's length."""
+    return [
+        (part, lengths[part] if part in lengths else counter.count(part)) for part in PLACEHOLDER.split(text) if part
+    ]
+
+
+def pieces(call: Call, counter: TokenCounter, lengths: dict[str, int]) -> list[Piece]:
+    """The request as a sequence of pieces: each message's start, then its text."""
+    out: list[Piece] = []
+    for message in call.request:
+        out.append((f"\x01{message.role}", counter.per_message))
+        out += _split(message.content, counter, lengths)
+    return out
+
+
+def _common_tokens(left: list[Piece], right: list[Piece], counter: TokenCounter) -> int:
+    """Tokens two requests share from their start (where two texts part, their common start is counted)."""
+    shared = 0
+    for (a, tokens), (b, _) in zip(left, right):
+        if a == b:
+            shared += tokens
+            continue
+        if a[:1] not in ("\x00", "\x01") and b[:1] not in ("\x00", "\x01"):
+            shared += counter.count(a[: _common_length(a, b)])
+        break
+    return shared
+
+
+def _common_length(a: str, b: str) -> int:
+    """How many characters two texts share from their start (halving, so that the comparisons run in C)."""
+    low, high = 0, min(len(a), len(b))
+    while low < high:
+        middle = (low + high + 1) // 2
+        if a[:middle] == b[:middle]:
+            low = middle
+        else:
+            high = middle - 1
+    return low
+
+
+def _step_floor(tokens: int) -> int:
+    """The longest cached prefix within `tokens` (0 under 1,024)."""
+    return 0 if tokens < MIN_CACHED else MIN_CACHED + (tokens - MIN_CACHED) // STEP * STEP
+
+
+def breakpoints(call: Call, counter: TokenCounter, lengths: dict[str, int]) -> tuple[int, list[tuple[int, str]]]:
+    """An Anthropic request's tokens, and (tokens up to it, a digest of the text up to it) of each breakpoint."""
+    system, turns = split_system(call.request)
+    body = with_breakpoints(system, turns)
+    digest, marks = hashlib.sha256(), []
+    total = 0
+
+    def add(blocks: list[dict]) -> None:
+        nonlocal total
+        for block in blocks:
+            for part, tokens in _split(block["text"], counter, lengths):
+                total += tokens
+                digest.update(part.encode())
+            if block.get("cache_control"):
+                marks.append((total, digest.copy().hexdigest()))
+
+    add(body.get("system", []))
+    for message in body["messages"]:
+        total += counter.per_message
+        digest.update(f"\x01{message['role']}".encode())
+        add(message["content"])
+    return total, marks
+
+
+@dataclass
+class Billed:
+    """One call's input as the provider bills it."""
+
+    prompt_tokens: int
+    cache_read: int = 0
+    cache_write: int = 0
+
+
+#: When a call was sent and answered: (the walk's prompt number, sent, answered on that prompt's clock).
+When = tuple[int, int, int]
+
+
+@dataclass
+class PromptCache:
+    """One model's prompt cache over a walk of prompts. A call compares its prefix with the calls of the prompt in
+    hand and of the prompt before (the only ones a prompt shares text with are those of its own and the parts every
+    prompt shares: the system prompt, the worked examples)."""
+
+    rules: str | None
+    seen: Seen
+    counter: TokenCounter
+    prompt: int = 0
+    earlier: list[tuple[Call, list[Piece]]] = field(default_factory=list)
+    before: list[tuple[Call, list[Piece]]] = field(default_factory=list)
+    digests: dict[str, When] = field(default_factory=dict)
+
+    def next_prompt(self) -> None:
+        """The walk moves to another prompt: the last one's calls are all answered by now."""
+        self.before, self.earlier = self.earlier, []
+        self.prompt += 1
+
+    def _readable(self, call: Call, when: When) -> bool:
+        """Whether a call can read what the call sent and answered at `when` cached."""
+        prompt, sent, answered = when
+        if self.seen == "none":
+            return False
+        if prompt < self.prompt:
+            return True
+        return (answered if self.seen == "answered" else sent) < call.started
+
+    def bill(self, call: Call, lengths: dict[str, int]) -> Billed:
+        """What the call's input is billed as, given the calls before it; then it is one of them."""
+        if self.rules == "anthropic":
+            return self._anthropic(call, lengths)
+        mine = pieces(call, self.counter, lengths)
+        total = _sum(mine)
+        if self.rules != "openai":
+            return Billed(total)
+        read = 0
+        if total >= MIN_CACHED:
+            readable = [p for _, p in self.before if self.seen != "none"]
+            readable += [
+                p for other, p in self.earlier if self._readable(call, (self.prompt, other.started, other.answered))
+            ]
+            shared = (min(_common_tokens(mine, other, self.counter), _sum(other)) for other in readable)
+            read = _step_floor(max(shared, default=0))
+        self.earlier.append((call, mine))
+        return Billed(total, read)
+
+    def _anthropic(self, call: Call, lengths: dict[str, int]) -> Billed:
+        total, marks = breakpoints(call, self.counter, lengths)
+        cached = [(at, digest) for at, digest in marks if at >= MIN_CACHED]
+        if not cached:
+            return Billed(total)
+        found = [at for at, digest in cached if digest in self.digests and self._readable(call, self.digests[digest])]
+        read = max(found, default=0)
+        written = max(at for at, _ in cached) - read
+        for _, digest in cached:
+            self.digests.setdefault(digest, (self.prompt, call.started, call.answered))
+        return Billed(total, read, written)
+
+
+def _sum(found: Sequence[Piece]) -> int:
+    return sum(tokens for _, tokens in found)
