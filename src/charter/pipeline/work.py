@@ -49,7 +49,7 @@ class Work:
         self.settings = config.judge.settings()
         judges = config.judge.models or [config.judge]
         if any(config.batch.for_role(judge) for judge in judges):  # a batch round takes hours: warming one first
-            self.settings = self.settings.model_copy(update={"warm_cache": False})  # would double its wait
+            self.settings = self.settings.model_copy(update={"warm_cache": False})  # would multiply its wait
         self.writer = BufferedWriter(store)
         self.failing = {
             "critique": store.failing_items("critique", fp.critique),

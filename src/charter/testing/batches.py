@@ -328,7 +328,9 @@ class BatchServer(LoopbackServer):
         """Cache the prompts of a batch's answered requests: they become readable when the batch ends, as its
         results do (requests within one batch do not read each other's prefixes)."""
         billing = self.billing_for("/v1/messages" if provider == "anthropic" else "/v1/chat/completions")
-        for body in bodies if billing is not None else []:
+        if billing is None:
+            return
+        for body in bodies:
             billing.fill(body)
 
     def _write_files(self, batch: _Batch) -> None:

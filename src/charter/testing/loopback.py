@@ -257,11 +257,12 @@ class LoopbackServer:
         else:
             code, extra, payload = self._answer(behaviour, path, headers, body)
             billing = self.billing_for(path) if code == 200 and behaviour.body is None else None
+            billed = body if isinstance(body, dict) else {}
 
             def reply() -> None:
                 written = conn.send(code, extra, payload, keep_alive=headers.get("connection") != "close")
                 if billing is not None:  # as at a provider, the prompt is cached once it has been answered
-                    billing.fill(body)
+                    billing.fill(billed)
                 self.sent(behaviour, body, code, written)
 
         def answer() -> None:
