@@ -1,25 +1,34 @@
-"""What provider prompt caching does to the bill, judge prompt format 2 against format 3 (shared parts first).
+"""What provider prompt caching does to the bill: judge prompt format 2 against format 3 (shared parts first), and
+the judge's call schedules, side by side.
 
 The workload: 16 prompts of about 2,300 tokens (a long report and a question), one critique round, `pairs.kinds:
 [revision]`, a judge with `orders: both` and `principles_per_pair: 3`, through the real SDKs against the loopback
 servers that cache and bill as the providers do (`charter.testing.billing`): OpenAI-style (automatic prefixes of
 1,024+ tokens in 128-token steps, reads at half the input price; judge `logprobs`, `openai:gpt-4o-mini` at
-$0.15/$0.60) and Anthropic-style (breakpoints only, writes 1.25x, reads 0.1x; judge `verdict`, $3/$15). Format 2
-is the comparison prompt as it was before format 3 (the principle's question before the two responses, a nonce
-drawn in the order shown), put in place of the current writer for its runs. Each run has a fresh server and call
-cache; the bill is the server's invoice, beside the cost charter recorded.
+$0.15/$0.60) and Anthropic-style (breakpoints only, writes 1.25x, reads 0.1x; judge `verdict`, $3/$15). As at the
+providers, a prompt is cached once its reply is sent (`--delay` after it arrived): calls sent together all miss.
 
-    PYTHONPATH=src .venv/bin/python benchmarks/bench_cache.py [--prompts 16] [--concurrency 8]
+Arms: format 2, the comparison prompt as it was before format 3 (the principle's question before the two responses,
+a nonce drawn in the order shown), put in place of the current writer; format 3 with each schedule of a pair's six
+judge calls: `pair` (charter's: the pair's first call answered, then the other five at once), `principle` (the
+first principle in both orders at once, then the other four) and `none` (`judge.warm_cache: false`: all six at
+once). Each run has a fresh server and call cache; the bill is the server's invoice, beside the cost charter
+recorded; misses are the calls that read nothing from the cache, by stage.
+
+    PYTHONPATH=src .venv/bin/python benchmarks/bench_cache.py [--prompts 16] [--concurrency 16] [--delay 0.2]
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
+import functools
 import hashlib
 import json
 import os
 import tempfile
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -27,12 +36,16 @@ import yaml
 
 import charter.judge.pairwise as pairwise
 from charter.cli import main as cli
+from charter.concurrency import warm_then_fan_out
+from charter.constitutions.loader import load_constitution
+from charter.judge.score import dooms_run
 from charter.judge_prompt import neutralise, read_comparison
 from charter.runs.store import RunStore
 from charter.testing.billing import AnthropicBilling, OpenAIBilling
 from charter.testing.loopback import LoopbackServer
 
 REPORT = " ".join(f"Item {i}: revenue in the region moved by a small amount this quarter." for i in range(180))
+SCHEDULES = ("pair", "principle", "none")
 
 
 def write_comparison_v2(
@@ -56,6 +69,23 @@ def write_comparison_v2(
     )
 
 
+async def compare_by_principle(model, constitution, pair, settings, principle_ids):  # noqa: ANN001, ANN201
+    """Schedule `principle`: a pair's first principle asked in both orders at once and answered, then its other
+    principles (both orders at once); the same calls as charter's schedule, sent in another order."""
+
+    async def one(pid: str) -> Any:
+        requests = pairwise._order_requests(pair, constitution.principle(pid), settings)
+        answers = await asyncio.gather(*(pairwise._ask(model, r, settings) for r in requests), return_exceptions=True)
+        errors = [a for a in answers if isinstance(a, BaseException)]
+        if errors:
+            raise errors[0]
+        return pairwise._vote(pid, [a for a in answers if not isinstance(a, BaseException)])
+
+    return await warm_then_fan_out(
+        [functools.partial(one, pid) for pid in principle_ids], warm=settings.warm_cache, dooms=dooms_run
+    )
+
+
 def _last_text(body: dict[str, Any]) -> str:
     content = (body.get("messages") or [{}])[-1].get("content") or ""
     return " ".join(b.get("text", "") for b in content) if isinstance(content, list) else str(content)
@@ -63,11 +93,42 @@ def _last_text(body: dict[str, Any]) -> str:
 
 class Server(LoopbackServer):
     """Answers like a model: a first answer of ~120 words, longer critiques and revisions; the judge prefers the
-    longer response in either order."""
+    longer response in either order. Notes each call's stage and the tokens it read from the cache."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.reads: list[tuple[str, int]] = []
 
     def logprobs_for(self, body: dict[str, Any]) -> dict[str, float]:
         a, b = (len(r) for r in read_comparison(_last_text(body)) or ("", ""))
         return {"A": -0.1, "B": -2.4} if a >= b else {"A": -2.4, "B": -0.1}
+
+    def _openai(self, body: dict[str, Any], *args: Any, **kwargs: Any) -> dict[str, Any]:
+        reply = super()._openai(body, *args, **kwargs)
+        self.reads.append((stage(body), reply["usage"].get("prompt_tokens_details", {}).get("cached_tokens", 0)))
+        return reply
+
+    def _anthropic(self, body: dict[str, Any], *args: Any, **kwargs: Any) -> dict[str, Any]:
+        reply = super()._anthropic(body, *args, **kwargs)
+        self.reads.append((stage(body), reply["usage"].get("cache_read_input_tokens", 0)))
+        return reply
+
+
+@functools.cache
+def revision_requests() -> frozenset[str]:
+    """The bundled constitution's revision requests (plain text: they fill in no variable)."""
+    return frozenset(" ".join(p.revision_request.split()) for p in load_constitution("harmless").principles)
+
+
+def stage(body: dict[str, Any]) -> str:
+    """Which stage asked: the judge (a comparison), the policy (a system prompt), or the critic (a critique, or a
+    revision: its request ends on a principle's revision request)."""
+    text = _last_text(body)
+    if "single letter" in text:
+        return "judge"
+    if body.get("system") or body["messages"][0].get("role") == "system":
+        return "policy"
+    return "revision" if " ".join(text.split()) in revision_requests() else "critique"
 
 
 def reply(body: dict[str, Any]) -> str:
@@ -79,7 +140,7 @@ def reply(body: dict[str, Any]) -> str:
     return " ".join(["The report shows a steady quarter."] * (20 + 5 * turns))
 
 
-def config(tmp: Path, name: str, provider: str, url: str, n: int, concurrency: int) -> Path:
+def config(tmp: Path, name: str, provider: str, url: str, n: int, concurrency: int, warm: bool) -> Path:
     model = "openai:gpt-4o-mini" if provider == "openai" else "anthropic:claude-bench"
     price = {"input": 0.15, "output": 0.6, "cached_input": 0.075} if provider == "openai" else {}
     if provider == "anthropic":
@@ -99,7 +160,7 @@ def config(tmp: Path, name: str, provider: str, url: str, n: int, concurrency: i
         "policy": role,
         "critique": {"rounds": 1},
         "pairs": {"kinds": ["revision"]},
-        "judge": {**role, "mode": mode, "orders": "both", "principles_per_pair": 3},
+        "judge": {**role, "mode": mode, "orders": "both", "principles_per_pair": 3, "warm_cache": warm},
         "filters": {"drop_inconsistent": False},
         "prices": {model: price},
     }
@@ -108,20 +169,24 @@ def config(tmp: Path, name: str, provider: str, url: str, n: int, concurrency: i
     return path
 
 
-def one(tmp: Path, provider: str, fmt: int, n: int, concurrency: int) -> dict[str, Any]:
+def one(tmp: Path, provider: str, fmt: int, schedule: str, args: argparse.Namespace) -> dict[str, Any]:
     billing = OpenAIBilling(input=0.15, output=0.6, read=0.5) if provider == "openai" else AnthropicBilling(3.0, 15.0)
-    original = pairwise.write_comparison
+    originals = pairwise.write_comparison, pairwise._compare_all_principles
     if fmt == 2:
         pairwise.write_comparison = write_comparison_v2  # type: ignore[assignment]
+    if schedule == "principle":
+        pairwise._compare_all_principles = compare_by_principle  # type: ignore[assignment]
+    name = f"{provider}-f{fmt}-{schedule}"
     try:
-        with Server(billing=billing, reply=reply, record=False) as server:
+        server = Server(billing=billing, reply=reply, record=False, delay_s=args.delay)
+        with server:
             os.environ["OPENAI_BASE_URL"] = server.openai_url
-            name = f"{provider}-f{fmt}"
+            path = config(tmp, name, provider, server.url, args.prompts, args.concurrency, schedule != "none")
             start = time.perf_counter()
-            assert cli(["run", str(config(tmp, name, provider, server.url, n, concurrency))]) == 0
+            assert cli(["run", str(path)]) == 0
             wall = time.perf_counter() - start
     finally:
-        pairwise.write_comparison = original
+        pairwise.write_comparison, pairwise._compare_all_principles = originals
     with RunStore(tmp / name) as store:
         usage = store.usage()
     bill = billing.invoice
@@ -129,9 +194,11 @@ def one(tmp: Path, provider: str, fmt: int, n: int, concurrency: int) -> dict[st
     return {
         "provider": provider,
         "format": fmt,
+        "schedule": schedule,
         "calls": bill.calls,
         "prompt_tokens": bill.prompt_tokens,
         "cache_share": round(bill.cache_read_tokens / bill.prompt_tokens, 3),
+        "misses": dict(Counter(kind for kind, read in server.reads if read == 0)),
         "invoice_usd": round(bill.usd, 4),
         "charter_usd": round(sum(u.cost_usd for u in usage), 4),
         "uncached_usd": round(full, 4),
@@ -142,14 +209,16 @@ def one(tmp: Path, provider: str, fmt: int, n: int, concurrency: int) -> dict[st
 def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--prompts", type=int, default=16)
-    parser.add_argument("--concurrency", type=int, default=8)
+    parser.add_argument("--concurrency", type=int, default=16, help="prompts in flight")
+    parser.add_argument("--delay", type=float, default=0.2, help="seconds from a request to its reply")
+    parser.add_argument("--schedules", nargs="+", default=list(SCHEDULES), choices=SCHEDULES)
     args = parser.parse_args()
     os.environ.setdefault("OPENAI_API_KEY", "sk-bench")
     os.environ.setdefault("ANTHROPIC_API_KEY", "sk-ant-bench")
     with tempfile.TemporaryDirectory() as tmp:
         for provider in ("openai", "anthropic"):
-            for fmt in (2, 3):
-                print(json.dumps(one(Path(tmp), provider, fmt, args.prompts, args.concurrency)), flush=True)
+            for fmt, schedule in [(2, "pair"), *((3, s) for s in args.schedules)]:
+                print(json.dumps(one(Path(tmp), provider, fmt, schedule, args)), flush=True)
 
 
 if __name__ == "__main__":

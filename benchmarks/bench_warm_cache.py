@@ -1,11 +1,14 @@
-"""Warm, then fan out: the wall-time cost of answering a pair's first principle (in each order) before its other
-principles are asked, at a fixed concurrency, side by side with every judge call of a pair asked at once.
+"""Warm, then fan out: the wall-time cost of the judge's call schedules at a fixed concurrency, side by side.
 
 The whole pipeline (critique with one round, then the judge: `principles_per_pair: 3`, `orders: both`, six judge
 calls a pair) against a loopback OpenAI-compatible server in its own process that answers each call after a fixed
-delay. The two settings alternate, each with a cold call cache and a new run directory; medians are compared.
+delay. The schedules of a pair's six calls (see bench_cache.py): `pair` (charter's: the pair's first call answered,
+then the other principles in that order and the other order, itself warmed by its first call), `principle` (the
+first principle in both orders at once, then the other four) and `none` (`judge.warm_cache: false`, all six at
+once). They alternate, each going first in turn, each run with a cold call cache and a new run directory; the
+medians are compared, and the median of the repeats' own ratios.
 
-    .venv/bin/python benchmarks/bench_warm_cache.py --prompts 300 --delay 0.2 --repeats 3
+    PYTHONPATH=src .venv/bin/python benchmarks/bench_warm_cache.py --prompts 300 --delay 0.2 --repeats 3
 """
 
 from __future__ import annotations
@@ -22,14 +25,16 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from bench_cache import SCHEDULES, compare_by_principle  # noqa: E402
 from bench_pipeline_loopback import start_server  # noqa: E402
 
 CALLS_PER_PROMPT = 3 + 6  # initial answer, critique, revision; 3 principles x 2 orders
 
 
-def run_once(base_url: str, prompts: Path, workdir: Path, concurrency: int, warm: bool) -> tuple[float, int]:
+def run_once(base_url: str, prompts: Path, workdir: Path, concurrency: int, schedule: str) -> tuple[float, int]:
     """One cold pipeline run: its wall time in seconds and the calls it made."""
     import charter
+    import charter.judge.pairwise as pairwise
     from charter.pipeline.config import RunConfig
     from charter.pipeline.launch import runner_for
 
@@ -46,16 +51,22 @@ def run_once(base_url: str, prompts: Path, workdir: Path, concurrency: int, warm
             "cache": str(workdir / f"cache-{stamp}.sqlite"),
             "prompts": {"path": str(prompts)},
             "policy": role,
-            "judge": {**role, "principles_per_pair": 3, "orders": "both", "warm_cache": warm},
+            "judge": {**role, "principles_per_pair": 3, "orders": "both", "warm_cache": schedule != "none"},
             "concurrency": 2 * concurrency,
             "report": False,
             "critique": {"rounds": 1, "few_shot": False},
             "filters": {"drop_inconsistent": False, "drop_ties": False},
         }
     )
-    start = time.perf_counter()
-    asyncio.run(runner_for(config).arun())
-    seconds = time.perf_counter() - start
+    original = pairwise._compare_all_principles
+    if schedule == "principle":
+        pairwise._compare_all_principles = compare_by_principle  # type: ignore[assignment]
+    try:
+        start = time.perf_counter()
+        asyncio.run(runner_for(config).arun())
+        seconds = time.perf_counter() - start
+    finally:
+        pairwise._compare_all_principles = original
     return seconds, int(charter.status(workdir / f"run-{stamp}")["usage"]["totals"]["calls"])
 
 
@@ -73,26 +84,35 @@ def main() -> None:
         "".join(json.dumps({"prompt": f"Prompt {i}: explain thing {i}."}) + "\n" for i in range(args.prompts))
     )
     proc, port = start_server(args.delay)
-    times: dict[bool, list[float]] = {True: [], False: []}
+    times: dict[str, list[float]] = {schedule: [] for schedule in SCHEDULES}
     calls = args.prompts * CALLS_PER_PROMPT
     try:
         base_url = f"http://127.0.0.1:{port}/v1"
-        run_once(base_url, prompts, workdir, args.concurrency, True)  # imports and first connections, not timed
-        for _ in range(args.repeats):
-            for warm in (False, True):
-                seconds, made = run_once(base_url, prompts, workdir, args.concurrency, warm)
+        run_once(base_url, prompts, workdir, args.concurrency, "pair")  # imports and first connections, not timed
+        for repeat in range(args.repeats):
+            for schedule in SCHEDULES[repeat % 3 :] + SCHEDULES[: repeat % 3]:  # each goes first in turn
+                seconds, made = run_once(base_url, prompts, workdir, args.concurrency, schedule)
                 assert made == calls, f"{made} calls, {calls} expected"
-                times[warm].append(seconds)
+                times[schedule].append(seconds)
     finally:
         proc.terminate()
         proc.wait()
-    cold, warm = statistics.median(times[False]), statistics.median(times[True])
+    medians = {schedule: statistics.median(t) for schedule, t in times.items()}
+    shown = " | ".join(
+        f"{schedule} {medians[schedule]:.2f} s (runs {', '.join(f'{t:.2f}' for t in times[schedule])})"
+        for schedule in SCHEDULES
+    )
     print(
         f"{args.prompts} prompts, {calls} calls, delay {args.delay * 1000:.0f} ms, concurrency {args.concurrency}: "
-        f"all at once {cold:.2f} s (runs {', '.join(f'{t:.2f}' for t in times[False])}) | "
-        f"warm, then fan out {warm:.2f} s (runs {', '.join(f'{t:.2f}' for t in times[True])}) | "
-        f"ratio {warm / cold:.3f}"
+        f"{shown} | pair / principle {ratios(times, 'principle')}, pair / none {ratios(times, 'none')}"
     )
+
+
+def ratios(times: dict[str, list[float]], other: str) -> str:
+    """The ratio of the medians, and the median of each repeat's ratio (its runs ran back to back, so a load that
+    drifts over the invocation weighs on both sides alike)."""
+    paired = statistics.median(a / b for a, b in zip(times["pair"], times[other]))
+    return f"{statistics.median(times['pair']) / statistics.median(times[other]):.3f} (paired {paired:.3f})"
 
 
 if __name__ == "__main__":

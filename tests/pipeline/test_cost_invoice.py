@@ -1,5 +1,6 @@
 """`charter run` against loopback servers that cache and bill prompts as OpenAI and Anthropic do: the cost the run
-records (and `charter status` shows) is the server's invoice, within 1%, across a budget stop and a resume."""
+records (and `charter status` shows) is the server's invoice, within 1%, across a budget stop and a resume; with
+replies that take time (calls sent together all miss), the judge's schedule reads most input from the cache."""
 
 from __future__ import annotations
 
@@ -137,3 +138,25 @@ def test_a_model_the_config_does_not_price_is_priced_by_genai_prices(tmp_path, m
     monkeypatch.setenv("COLUMNS", "200")
     assert main(["status", str(tmp_path / "bill")]) == 0
     assert "Priced by openai:gpt-4o-mini: genai-prices" in " ".join(capsys.readouterr().out.split())
+
+
+@pytest.mark.parametrize("provider", ["openai", "anthropic"])
+def test_with_slow_replies_most_input_is_read_from_the_cache(tmp_path, monkeypatch, provider):
+    """The benchmark's workload, small: a pair's first judge call is answered before its other five are sent, and
+    the other order's first before that order's others, so each reads what it shares with one already answered."""
+    billing = OpenAIBilling(input=0.15, output=0.6, read=0.5) if provider == "openai" else AnthropicBilling()
+    with LoopbackServer(billing=billing, reply=reply, delay_s=0.1) as server:
+        monkeypatch.setenv("OPENAI_BASE_URL", server.openai_url)
+        model = "openai:gpt-4o-mini" if provider == "openai" else "anthropic:claude-test"
+        config = write_config(tmp_path, model, billing, concurrency=N, report=False)
+        data = yaml.safe_load(config.read_text())
+        data["pairs"] = {"kinds": ["revision"]}
+        for role in ("policy", "judge") if provider == "anthropic" else ():
+            data[role]["options"] = {"base_url": server.url}
+        config.write_text(yaml.safe_dump(data))
+        assert main(["run", str(config)]) == 0
+    cost, prompt_tokens, read = recorded(tmp_path / "bill")
+    assert billing.invoice.calls == N * (3 + 6) and read == billing.invoice.cache_read_tokens
+    # 0.62 (OpenAI-style) and 0.64 (Anthropic-style); 0.53 and 0.54 when both orders' first calls go together
+    assert read > 0.58 * prompt_tokens
+    assert cost == pytest.approx(billing.invoice.usd, rel=0.01)

@@ -155,3 +155,25 @@ def test_a_local_judge_in_another_precision_is_another_judge(make_config) -> Non
         "local:smollm2-135m-instruct@bfloat16",
     )
     assert fast.models["policy"] == "scripted:cai"
+
+
+def test_the_judges_call_schedule_changes_no_fingerprint_call_or_row(make_config, tmp_path: Path) -> None:
+    """`judge.warm_cache` changes when calls are sent, never what is asked: a run whose pairs were judged with all
+    their calls at once resumes under the warm schedule with no new call, and a new run on the same call cache asks
+    nothing of the model and writes the same rows."""
+    judge = {"model": "scripted:cai", "principles_per_pair": 2}
+    run(make_config(judge={**judge, "warm_cache": False}))
+    first, before = usage(tmp_path / "run"), rows(tmp_path / "run")
+    assert first["judge"] == (6 * 2 * 2, 0)
+
+    run(make_config(judge=judge))  # resumed: every judgment is kept
+    assert usage(tmp_path / "run") == first and rows(tmp_path / "run") == before
+
+    run(make_config(judge=judge, output_dir=str(tmp_path / "again")))  # a new store, the same call cache
+    assert usage(tmp_path / "again")["judge"] == (0, 6 * 2 * 2)  # every judge call answered by the cache
+    assert judged(rows(tmp_path / "again")) == judged(before)  # the same judgments, settings fingerprint included
+
+
+def judged(made: list[dict]) -> dict[str, dict]:
+    """Rows by pair id, without what names the run that wrote them (its id, the time)."""
+    return {r["pair_id"]: {k: v for k, v in r.items() if k not in ("run_id", "created_at")} for r in made}

@@ -1,6 +1,7 @@
 """Provider prompt caching and the bill: cached and written tokens parsed from the real SDKs' replies (sync and
 batch), priced at their own rates so that the meter's cost is the loopback server's invoice; Anthropic breakpoints,
-OpenAI's prompt_cache_key; prices from the config, else genai-prices (offline), and the price-key error."""
+OpenAI's prompt_cache_key; prices from the config, else genai-prices (offline), and the price-key error. The
+loopback servers cache a prompt as the providers do: once it has been answered."""
 
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ from charter.records import Message
 from charter.testing import LoopbackServer
 from charter.testing.batches import BatchServer
 from charter.testing.billing import AnthropicBilling, OpenAIBilling
+from charter.testing.loopback import ok
 
 from .conftest import FAST
 
@@ -66,6 +68,13 @@ async def ask_all(model, questions: list[str]) -> list:  # noqa: ANN001
 
 
 QUESTIONS = [f"\nWhich response is more {w}? Answer A or B." for w in ("honest", "helpful", "harmless", "concise")]
+
+
+def billing_for(spec: str) -> OpenAIBilling | AnthropicBilling:
+    return OpenAIBilling(read=0.5) if spec.startswith("openai") else AnthropicBilling()
+
+
+SPECS = ["openai:gpt-4o-mini", "anthropic:claude-test"]
 
 
 @pytest.fixture
@@ -232,3 +241,51 @@ def test_call_cache_rows_keep_no_prompt_cache_counts(keys, tmp_path):
         again = get_model(backend(spec, server), cache=CallCache(tmp_path / "calls.sqlite"))
         [hit] = asyncio.run(again.generate([judge_prompt(QUESTIONS[1])], SamplingParams(max_tokens=16)))
     assert hit.cached and hit.cache_read_tokens == 0 and server.hits == 2  # answered by the call cache, unbilled
+
+
+@pytest.mark.parametrize("spec", SPECS)
+def test_a_prompt_is_cached_once_it_is_answered_not_when_it_arrives(keys, spec):
+    billing = billing_for(spec)
+    with LoopbackServer(billing=billing, reply=short) as server:
+        server.script(ok(delay_s=1.0), ok(delay_s=0.0))  # the first to arrive is answered after the second arrived
+        model = get_model(backend(spec, server))
+        params = SamplingParams(max_tokens=16)
+
+        async def ask() -> list:
+            together = await asyncio.gather(*(model.generate([judge_prompt(q)], params) for q in QUESTIONS[:2]))
+            [later] = await model.generate([judge_prompt(QUESTIONS[2])], params)
+            await model.aclose()
+            return [*(t[0] for t in together), later]
+
+        first, second, later = asyncio.run(ask())
+    # sent together, the two share a prefix but neither finds it cached: both miss (and both write it, at Anthropic)
+    assert first.cache_read_tokens == second.cache_read_tokens == 0
+    if spec.startswith("anthropic"):
+        assert first.cache_write_tokens == second.cache_write_tokens > 1024
+    assert later.cache_read_tokens > 1024  # sent after an answer, it reads the prefix they share
+    assert billing.invoice.cache_read_tokens == later.cache_read_tokens
+
+
+@pytest.mark.parametrize("spec", SPECS)
+def test_a_revision_reads_the_prefix_of_its_critique(keys, spec):
+    """A critique chain's revision request goes on from its critique request: once the critique is answered, the
+    revision reads all of it that the provider caches (at Anthropic, the breakpoint two turns back, in its
+    look-back)."""
+    billing = billing_for(spec)
+    with LoopbackServer(billing=billing, reply=short) as server:
+        model = get_model(backend(spec, server))
+        params = SamplingParams(max_tokens=16)
+        conversation = [Message(role="user", content=REPORT), Message(role="assistant", content="A summary.")]
+        critique = [*conversation, Message(role="user", content="Critique the summary.")]
+        revision = [*critique, Message(role="assistant", content="Too short."), Message(role="user", content="Fix.")]
+
+        async def ask() -> list:
+            [asked] = await model.generate([critique], params)
+            [revised] = await model.generate([revision], params)
+            await model.aclose()
+            return [asked, revised]
+
+        asked, revised = asyncio.run(ask())
+    # what the critique cached: its prompt in 128-token steps (OpenAI), up to its last breakpoint (Anthropic)
+    cached = asked.cache_write_tokens if spec.startswith("anthropic") else asked.prompt_tokens // 128 * 128
+    assert asked.cache_read_tokens == 0 and revised.cache_read_tokens == cached > 1024

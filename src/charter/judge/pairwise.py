@@ -14,6 +14,7 @@ import asyncio
 import functools
 import random
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
+from typing import Any
 
 from charter.concurrency import bounded_map, warm_then_fan_out
 from charter.constitutions.schema import Constitution, Principle
@@ -162,18 +163,14 @@ def _mean(values: Sequence[float]) -> float:
     return sum(values) / len(values)
 
 
-async def _judge_principle(
-    model: ChatModel, constitution: Constitution, pair: Pair, settings: JudgeSettings, principle_id: str
-) -> tuple[Vote, int, int]:
-    principle = constitution.principle(principle_id)
-    asks = [_ask(model, comparison_prompt(pair.prompt, pair.a, pair.b, principle, settings.reads), settings)]
-    if settings.orders == "both":
-        asks.append(_ask(model, comparison_prompt(pair.prompt, pair.b, pair.a, principle, settings.reads), settings))
-    outcomes = await asyncio.gather(*asks, return_exceptions=True)  # both orders run to their end
-    errors = [o for o in outcomes if isinstance(o, BaseException)]
-    if errors:
-        raise errors[0]
-    answers: list[_Asked] = list(outcomes)  # type: ignore[arg-type]
+def _order_requests(pair: Pair, principle: Principle, settings: JudgeSettings) -> list[Messages]:
+    """One principle's comparison requests: `a` shown first, then (both orders) `b` shown first."""
+    shown = [(pair.a, pair.b), (pair.b, pair.a)][: 2 if settings.orders == "both" else 1]
+    return [comparison_prompt(pair.prompt, first, second, principle, settings.reads) for first, second in shown]
+
+
+def _vote(principle_id: str, answers: Sequence[_Asked]) -> tuple[Vote, int, int]:
+    """One principle's vote from its answers in each order asked, and their tokens."""
     p_ab = answers[0].p_first
     p_ba = 1.0 - answers[1].p_first if len(answers) > 1 else None
     vote = Vote(
@@ -186,6 +183,39 @@ async def _judge_principle(
         rationale_ba=answers[1].rationale if len(answers) > 1 else None,
     )
     return vote, sum(a.prompt_tokens for a in answers), sum(a.completion_tokens for a in answers)
+
+
+async def _compare_all_principles(
+    model: ChatModel, constitution: Constitution, pair: Pair, settings: JudgeSettings, principle_ids: list[str]
+) -> list[tuple[Vote, int, int] | BaseException]:
+    """Pairwise modes: every principle in each order, one call each; a principle's outcome is its vote or the error
+    of its first failed order.
+
+    Warm, then fan out, so that each call reads from the provider's prompt cache what it shares with a call already
+    answered: the pair's first call (the first principle, `a` shown first) is answered before any other is sent;
+    then the other principles in that order (they share everything up to the question) and, at the same time, the
+    other order, warmed the same way by its own first call (it shares the instructions and the conversation)."""
+    first, *others = zip(*(_order_requests(pair, constitution.principle(pid), settings) for pid in principle_ids))
+    calls: list[Callable[[], Awaitable[Any]]] = [functools.partial(_ask, model, r, settings) for r in first]
+    calls += [functools.partial(_ask_in_turn, model, order, settings) for order in others]
+    outcomes = await warm_then_fan_out(calls, warm=settings.warm_cache, dooms=dooms_run)
+    if len(outcomes) < len(calls):  # the first call failed in a way that dooms the run: nothing else was sent
+        return outcomes
+    by_order = [outcomes[: len(first)], *outcomes[len(first) :]]
+    votes: list[tuple[Vote, int, int] | BaseException] = []
+    for i, pid in enumerate(principle_ids):
+        answers = [order[i] for order in by_order]
+        errors = [a for a in answers if isinstance(a, BaseException)]
+        votes.append(errors[0] if errors else _vote(pid, answers))
+    return votes
+
+
+async def _ask_in_turn(model: ChatModel, requests: Sequence[Messages], settings: JudgeSettings) -> list[Any]:
+    """One order's calls, warmed by its first (they share everything up to the question): an answer or an error
+    each; when the first fails in a way that dooms the run, its error stands for the calls never sent."""
+    calls = [functools.partial(_ask, model, request, settings) for request in requests]
+    outcomes = await warm_then_fan_out(calls, warm=settings.warm_cache, dooms=dooms_run)
+    return outcomes + outcomes[:1] * (len(calls) - len(outcomes))
 
 
 async def _score_principle(
@@ -238,21 +268,13 @@ async def _ask_votes(
             return list(await _score_all_principles(model, constitution, pair, settings, principle_ids))
         except Exception as exc:  # the one failure stands for every principle the call covered
             return [exc]
-    per_principle = _PER_PRINCIPLE[settings.spec.kind]
+    if settings.spec.kind == "pairwise":
+        return await _compare_all_principles(model, constitution, pair, settings, principle_ids)
     return await warm_then_fan_out(
-        [functools.partial(per_principle, model, constitution, pair, settings, pid) for pid in principle_ids],
+        [functools.partial(_score_principle, model, constitution, pair, settings, pid) for pid in principle_ids],
         warm=settings.warm_cache,
         dooms=dooms_run,
-    )  # the first principle's call warms the provider's prompt cache for the others
-
-
-#: How one principle's vote is asked, per kind of mode.
-_PER_PRINCIPLE: dict[
-    str, Callable[[ChatModel, Constitution, Pair, JudgeSettings, str], Awaitable[tuple[Vote, int, int]]]
-] = {
-    "pairwise": _judge_principle,
-    "rating": _score_principle,
-}
+    )  # each response's first rating warms the cache for its others (a's and b's prompts share no long prefix)
 
 
 async def judge_pair(

@@ -81,11 +81,13 @@ class JudgeSettings(ConfigModel):
     params: SamplingParams | None = None
     """Sampling for `cot`/`verdict` (default: greedy; 512 tokens for cot, 8 for verdict)."""
     warm_cache: bool = True
-    """Warm, then fan out: a pair's first principle is asked (in each order) and answered before its other
-    principles are asked, so that a provider that caches prompt prefixes serves the prefix they share (instructions,
-    conversation, the two responses) from its cache; other pairs go on meanwhile. `false` asks them all at once.
-    It changes when calls are sent, never what is asked: judgments are the same either way. A judge whose calls go
-    through a provider's batch API never warms (a batch round can take hours; it would wait two)."""
+    """Warm, then fan out: a pair's first call (its first principle, `a` shown first) is answered before any other
+    call of the pair is sent, so that a provider that caches prompt prefixes serves what they share from its cache:
+    the other principles in that order (instructions, conversation, the two responses) and the other order
+    (instructions, conversation), whose own first call is answered before its other principles are sent; other
+    pairs go on meanwhile. A rating mode warms each response's ratings with its first. `false` asks them all at
+    once. It changes when calls are sent, never what is asked: judgments are the same either way. A judge whose
+    calls go through a provider's batch API never warms (a batch round can take hours; it would wait several)."""
 
     @model_validator(mode="after")
     def _check_clamp(self) -> JudgeSettings:

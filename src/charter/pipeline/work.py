@@ -32,7 +32,7 @@ def judge_settings(config: RunConfig) -> JudgeSettings:
     settings = config.judge.settings()
     judges = config.judge.models or [config.judge]
     if any(config.batch.for_role(judge) for judge in judges):  # a batch round takes hours: warming one first
-        settings = settings.model_copy(update={"warm_cache": False})  # would double its wait
+        settings = settings.model_copy(update={"warm_cache": False})  # would multiply its wait
     return settings
 
 

@@ -304,6 +304,7 @@ class BatchServer(LoopbackServer):
         elif self.hold or time.time() < batch.created + self.complete_after_s:
             return
         else:
+            answered = []
             for n, (cid, body) in enumerate(batch.requests):
                 if self.expire_after is not None and n >= self.expire_after:
                     batch.results.append((cid, "expired", 0, None))
@@ -315,11 +316,22 @@ class BatchServer(LoopbackServer):
                     else:
                         reply = self._anthropic(body, batched=True)
                     batch.results.append((cid, "succeeded", 200, reply))
+                    answered.append(body)
                 else:
                     batch.results.append((cid, "errored", code, None))
+            self._fill(batch.provider, answered)
         batch.ended_at = time.time()
         if batch.provider == "openai":
             self._write_files(batch)
+
+    def _fill(self, provider: str, bodies: list[dict[str, Any]]) -> None:
+        """Cache the prompts of a batch's answered requests: they become readable when the batch ends, as its
+        results do (requests within one batch do not read each other's prefixes)."""
+        billing = self.billing_for("/v1/messages" if provider == "anthropic" else "/v1/chat/completions")
+        if billing is None:
+            return
+        for body in bodies:
+            billing.fill(body)
 
     def _write_files(self, batch: _Batch) -> None:
         output: list[dict[str, Any]] = []

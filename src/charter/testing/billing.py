@@ -8,8 +8,13 @@ replies is counted the same way, so the client sees the counts the invoice bills
   later prompt that starts with a cached prefix reads its longest one (`usage.prompt_tokens_details.cached_tokens`).
   Reads cost `read` times the input price (OpenAI: a half or less); writes cost nothing extra.
 - `AnthropicBilling`: caching only up to the request's `cache_control` breakpoints (prefixes of 1,024 tokens or
-  more). The longest cached breakpoint prefix is read (`cache_read_input_tokens`, 0.1x), the rest up to the last
-  breakpoint written (`cache_creation_input_tokens`, 1.25x); `input_tokens` counts only what is left.
+  more). The longest cached prefix that ends at a breakpoint, or at one of the 20 content blocks before one (the
+  provider's look-back), is read (`cache_read_input_tokens`, 0.1x), the rest up to the last breakpoint written
+  (`cache_creation_input_tokens`, 1.25x); `input_tokens` counts only what is left.
+
+As at the providers, a request reads what is cached when it arrives (`usage`), and its own prefixes become readable
+only once it has been answered (`fill`, which the server calls when it sends the reply): requests sent together all
+miss, and a second one sent after the first was answered reads the prefix they share.
 
 A batch request is billed at half of everything.
 """
@@ -23,6 +28,8 @@ from typing import Any
 
 MIN_CACHED = 1024
 STEP = 128
+#: Content blocks before a `cache_control` breakpoint where Anthropic also looks for a cached prefix.
+LOOK_BACK = 20
 
 
 @dataclass
@@ -77,6 +84,20 @@ class _Billing:
         bill.output_tokens += output
         bill.usd += usd * (0.5 if batched else 1.0)
 
+    def prefixes(self, body: dict[str, Any]) -> tuple[list[str], list[int], list[int]]:
+        """The request's tokens, the lengths of its prefixes that a reply caches, and those it may read."""
+        raise NotImplementedError
+
+    def fill(self, body: dict[str, Any]) -> None:
+        """Make the request's cacheable prefixes readable (the server calls this once it has sent the reply)."""
+        tokens, cached, _ = self.prefixes(body)
+        with self._lock:
+            self.cached.update(_digest(tokens[:k]) for k in cached)
+
+    def _read(self, tokens: list[str], readable: list[int]) -> int:
+        """The longest cached prefix (call with the lock held)."""
+        return max((k for k in readable if _digest(tokens[:k]) in self.cached), default=0)
+
     def forget(self) -> None:
         """Empty the cache (the invoice stays)."""
         self.cached.clear()
@@ -86,12 +107,16 @@ class _Billing:
 class OpenAIBilling(_Billing):
     """OpenAI's automatic prefix caching and its bill."""
 
-    def usage(self, body: dict[str, Any], output: int, batched: bool = False) -> dict[str, Any]:
+    def prefixes(self, body: dict[str, Any]) -> tuple[list[str], list[int], list[int]]:
         tokens = [t for m in body.get("messages", []) for t in [str(m.get("role")), *_text(m.get("content")).split()]]
-        steps = range(MIN_CACHED, len(tokens) + 1, STEP)
+        steps = list(range(MIN_CACHED, len(tokens) + 1, STEP))
+        return tokens, steps, steps
+
+    def usage(self, body: dict[str, Any], output: int, batched: bool = False) -> dict[str, Any]:
+        """The reply's `usage`, billed: the longest prefix cached now is read (nothing is cached here: `fill`)."""
+        tokens, _, readable = self.prefixes(body)
         with self._lock:
-            read = max((k for k in steps if _digest(tokens[:k]) in self.cached), default=0)
-            self.cached.update(_digest(tokens[:k]) for k in steps)
+            read = self._read(tokens, readable)
             self._charge(len(tokens) - read, read, 0, output, batched)
         return {
             "prompt_tokens": len(tokens),
@@ -108,27 +133,32 @@ class AnthropicBilling(_Billing):
     read: float = 0.1
     write: float = 1.25
 
-    def usage(self, body: dict[str, Any], output: int, batched: bool = False) -> dict[str, Any]:
+    def prefixes(self, body: dict[str, Any]) -> tuple[list[str], list[int], list[int]]:
         tokens: list[str] = []
-        breaks: list[int] = []
+        ends: list[int] = []  # where each content block ends
+        marked: list[int] = []  # the blocks with a breakpoint, by index into `ends`
         system = body.get("system")
-        for block in system if isinstance(system, list) else [{"text": system}] if system else []:
-            tokens += _text([block]).split()
-            if block.get("cache_control"):
-                breaks.append(len(tokens))
-        for message in body.get("messages", []):
-            tokens.append(str(message.get("role")))
-            content = message.get("content")
+        turns = [(None, system)] if system else []
+        turns += [(str(m.get("role")), m.get("content")) for m in body.get("messages", [])]
+        for role, content in turns:
+            tokens += [role] if role else []
             for block in content if isinstance(content, list) else [{"text": content}]:
                 tokens += _text([block]).split()
+                ends.append(len(tokens))
                 if block.get("cache_control"):
-                    breaks.append(len(tokens))
-        breaks = [b for b in breaks if b >= MIN_CACHED]
+                    marked.append(len(ends) - 1)
+        cached = [ends[i] for i in marked if ends[i] >= MIN_CACHED]
+        readable = {ends[j] for i in marked for j in range(max(0, i - LOOK_BACK), i + 1) if ends[j] >= MIN_CACHED}
+        return tokens, cached, sorted(readable)
+
+    def usage(self, body: dict[str, Any], output: int, batched: bool = False) -> dict[str, Any]:
+        """The reply's `usage`, billed: the longest cached prefix that ends at a breakpoint or within the look-back
+        before one is read, the rest up to the last breakpoint written (it becomes readable once the reply is sent:
+        `fill`)."""
+        tokens, cached, readable = self.prefixes(body)
         with self._lock:
-            read = max((b for b in breaks if _digest(tokens[:b]) in self.cached), default=0)
-            written = max(breaks, default=0) - read if breaks else 0
-            written = max(0, written)
-            self.cached.update(_digest(tokens[:b]) for b in breaks)
+            read = self._read(tokens, readable)
+            written = max(0, max(cached, default=0) - read)
             uncached = len(tokens) - read - written
             self._charge(uncached, read, written, output, batched)
         return {

@@ -135,7 +135,8 @@ class LoopbackServer:
     ) -> None:
         self.delay_s, self.reply, self.record = delay_s, reply, record
         self.billing = billing
-        """Cache and bill prompts as the provider does (charter.testing.billing); its `invoice` is the bill."""
+        """Cache and bill prompts as the provider does (charter.testing.billing); its `invoice` is the bill. A
+        request reads the prefixes cached when it arrives; its own become readable once its reply is sent."""
         self.logprobs = dict(DEFAULT_LOGPROBS if logprobs is None else logprobs)
         self.requests: list[Recorded] = []
         self.count = 0
@@ -255,9 +256,13 @@ class LoopbackServer:
                 self.sent(behaviour, body, 0, False)
         else:
             code, extra, payload = self._answer(behaviour, path, headers, body)
+            billing = self.billing_for(path) if code == 200 and behaviour.body is None else None
+            billed = body if isinstance(body, dict) else {}
 
             def reply() -> None:
                 written = conn.send(code, extra, payload, keep_alive=headers.get("connection") != "close")
+                if billing is not None:  # as at a provider, the prompt is cached once it has been answered
+                    billing.fill(billed)
                 self.sent(behaviour, body, code, written)
 
         def answer() -> None:
@@ -268,6 +273,11 @@ class LoopbackServer:
             asyncio.get_running_loop().call_later(delay, answer)
         else:
             answer()
+
+    def billing_for(self, path: str) -> OpenAIBilling | AnthropicBilling | None:
+        """The billing that caches and bills requests to `path` (the server's own, where it bills that format)."""
+        kind = AnthropicBilling if path.split("?", 1)[0].rstrip("/").endswith("/messages") else OpenAIBilling
+        return self.billing if isinstance(self.billing, kind) else None
 
     def _answer(
         self, behaviour: Behaviour, path: str, headers: dict[str, str], body: Any
