@@ -9,7 +9,7 @@ table the run prices its calls with (`prices`, else genai-prices; batch roles at
 - low: text replies at `forecast.output_share_low` of their `max_tokens`; a cached prefix read by every call sent
   after it;
 - expected: replies at `forecast.output_share`; a prefix read by the calls sent after it was answered (through a
-  batch API, by the calls sent after it: the provider runs a batch over time, in order);
+  batch API, which gathers many prompts' calls into one batch and runs them in no stated order: nothing read);
 - high: replies at their whole `max_tokens`, no prefix read from a cache, and every judge re-ask
   (`judge.max_retries`) made.
 """
@@ -210,15 +210,15 @@ class _Pricer:
         return self.counters[spec.model]
 
     def cache(self, scenario: str, spec: RoleConfig) -> PromptCache:
-        """The model's prompt cache in a scenario. A batch is run by the provider over minutes or hours, in the
-        order it was sent: each of its requests can read what the ones before it cached."""
+        """The model's prompt cache in a scenario. A batch API gathers many prompts' calls into one batch and runs
+        them in no stated order, so the expected figure reads nothing from the cache for a batched role (the low
+        figure: what was sent before, stage by stage)."""
         batched = self.config.batch.for_role(spec)
         key = (scenario, spec.model, batched)
         if key not in self.caches:
             rules, seen = cache_rules(spec.model, spec.options), SCENARIOS[scenario][1]
-            self.caches[key] = PromptCache(
-                rules, "sent" if batched and seen == "answered" else seen, self.counter(spec)
-            )
+            expected_seen = "none" if batched and seen == "answered" else seen
+            self.caches[key] = PromptCache(rules, expected_seen, self.counter(spec), lockstep=batched)
         return self.caches[key]
 
     def lay(self, scenario: str, calls: list[Call], lengths: dict[str, int], share: float, tally: bool) -> None:

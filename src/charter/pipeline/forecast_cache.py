@@ -27,12 +27,16 @@ from charter.providers.anthropic_chat import split_system, with_breakpoints
 
 MIN_CACHED = 1024
 STEP = 128
+#: Anthropic reads a cached prefix that ends at a breakpoint or at one of the content blocks this far before one.
+LOOK_BACK = 20
 
 #: Which earlier calls a call can read from: those answered before it was sent, every one sent before it, none.
 Seen = Literal["answered", "sent", "none"]
 
 #: A piece of a request as the cache compares it: a text (or `\x01ROLE`, a message's start) and its tokens.
 Piece = tuple[str, int]
+#: (tokens up to the end of a content block, a digest of the text up to there).
+Mark = tuple[int, str]
 
 
 def cache_rules(spec_model: str, options: dict) -> str | None:
@@ -89,11 +93,12 @@ def _step_floor(tokens: int) -> int:
     return 0 if tokens < MIN_CACHED else MIN_CACHED + (tokens - MIN_CACHED) // STEP * STEP
 
 
-def breakpoints(call: Call, counter: TokenCounter, lengths: dict[str, int]) -> tuple[int, list[tuple[int, str]]]:
-    """An Anthropic request's tokens, and (tokens up to it, a digest of the text up to it) of each breakpoint."""
+def breakpoints(call: Call, counter: TokenCounter, lengths: dict[str, int]) -> tuple[int, list[Mark], list[int]]:
+    """An Anthropic request's tokens, (tokens up to it, a digest of the text up to it) at the end of each content
+    block, and the blocks that carry a breakpoint (indices into the marks)."""
     system, turns = split_system(call.request)
     body = with_breakpoints(system, turns)
-    digest, marks = hashlib.sha256(), []
+    digest, marks, marked = hashlib.sha256(), [], []
     total = 0
 
     def add(blocks: list[dict]) -> None:
@@ -102,15 +107,16 @@ def breakpoints(call: Call, counter: TokenCounter, lengths: dict[str, int]) -> t
             for part, tokens in _split(block["text"], counter, lengths):
                 total += tokens
                 digest.update(part.encode())
+            marks.append((total, digest.copy().hexdigest()))
             if block.get("cache_control"):
-                marks.append((total, digest.copy().hexdigest()))
+                marked.append(len(marks) - 1)
 
     add(body.get("system", []))
     for message in body["messages"]:
         total += counter.per_message
         digest.update(f"\x01{message['role']}".encode())
         add(message["content"])
-    return total, marks
+    return total, marks, marked
 
 
 @dataclass
@@ -130,11 +136,14 @@ When = tuple[int, int, int]
 class PromptCache:
     """One model's prompt cache over a walk of prompts. A call compares its prefix with the calls of the prompt in
     hand and of the prompt before (the only ones a prompt shares text with are those of its own and the parts every
-    prompt shares: the system prompt, the worked examples)."""
+    prompt shares: the system prompt, the worked examples). `lockstep`: the prompts' calls go out stage by stage
+    together (a batch API gathers every prompt's calls of a stage into one batch), so another prompt's call is
+    readable only once it was answered on the same clock; otherwise the prompt before is all answered."""
 
     rules: str | None
     seen: Seen
     counter: TokenCounter
+    lockstep: bool = False
     prompt: int = 0
     earlier: list[tuple[Call, list[Piece]]] = field(default_factory=list)
     before: list[tuple[Call, list[Piece]]] = field(default_factory=list)
@@ -150,7 +159,7 @@ class PromptCache:
         prompt, sent, answered = when
         if self.seen == "none":
             return False
-        if prompt < self.prompt:
+        if prompt < self.prompt and not self.lockstep:
             return True
         return (answered if self.seen == "answered" else sent) < call.started
 
@@ -164,7 +173,9 @@ class PromptCache:
             return Billed(total)
         read = 0
         if total >= MIN_CACHED:
-            readable = [p for _, p in self.before if self.seen != "none"]
+            readable = [
+                p for other, p in self.before if self._readable(call, (self.prompt - 1, other.started, other.answered))
+            ]
             readable += [
                 p for other, p in self.earlier if self._readable(call, (self.prompt, other.started, other.answered))
             ]
@@ -174,13 +185,16 @@ class PromptCache:
         return Billed(total, read)
 
     def _anthropic(self, call: Call, lengths: dict[str, int]) -> Billed:
-        total, marks = breakpoints(call, self.counter, lengths)
-        cached = [(at, digest) for at, digest in marks if at >= MIN_CACHED]
+        """The longest cached prefix that ends at a breakpoint, or at one of the 20 content blocks before one, is
+        read (as Anthropic documents); the rest up to the last breakpoint is written."""
+        total, marks, marked = breakpoints(call, self.counter, lengths)
+        cached = [marks[i] for i in marked if marks[i][0] >= MIN_CACHED]
         if not cached:
             return Billed(total)
-        found = [at for at, digest in cached if digest in self.digests and self._readable(call, self.digests[digest])]
+        readable = {marks[j] for i in marked for j in range(max(0, i - LOOK_BACK), i + 1) if marks[j][0] >= MIN_CACHED}
+        found = [at for at, digest in readable if digest in self.digests and self._readable(call, self.digests[digest])]
         read = max(found, default=0)
-        written = max(at for at, _ in cached) - read
+        written = max(0, max(at for at, _ in cached) - read)
         for _, digest in cached:
             self.digests.setdefault(digest, (self.prompt, call.started, call.answered))
         return Billed(total, read, written)
