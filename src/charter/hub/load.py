@@ -17,7 +17,7 @@ if TYPE_CHECKING:
 TRL_COLUMNS = ("prompt", "chosen", "rejected")
 
 
-def _datasets() -> Any:
+def import_datasets() -> Any:
     try:
         import datasets
     except ImportError:
@@ -31,7 +31,7 @@ def _from_run_dir(run_dir: Path, test_size: float, seed: int) -> Any:
     from charter.hub.rundata import read_run
     from charter.records import PreferenceRow
 
-    datasets = _datasets()
+    datasets = import_datasets()
     from datasets.table import InMemoryTable
 
     run = read_run(run_dir)
@@ -109,7 +109,7 @@ def load_preferences(
         path = _download(str(source), revision, token)
     if not (path / "README.md").exists():
         raise DatasetError(f"{path}: no README.md with `configs:`; not a dataset written by charter push")
-    data = _datasets().load_dataset(str(path), "preferences", cache_dir=str(cache_dir) if cache_dir else None)
+    data = import_datasets().load_dataset(str(path), "preferences", cache_dir=str(cache_dir) if cache_dir else None)
     missing = [c for c in TRL_COLUMNS if c not in data[next(iter(data))].column_names]
     if missing:
         raise DatasetError(f"{source}: the preferences lack column(s) {', '.join(missing)}")

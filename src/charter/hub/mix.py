@@ -16,7 +16,7 @@ import numpy as np
 
 from charter.api_args import Kinds, Range, public
 from charter.errors import DatasetError
-from charter.hub.load import TRL_COLUMNS, _datasets
+from charter.hub.load import TRL_COLUMNS, import_datasets
 from charter.messages import as_messages
 from charter.records import PreferenceRow, Role, as_dicts
 from charter.tables import read_rows
@@ -46,9 +46,9 @@ class MixedRow(TypedDict):
     for charter's."""
 
 
-def _as_rows(source: Source, split: str, name: str) -> list[dict]:
+def rows_of(source: Source, split: str, name: str) -> list[dict]:
     """Rows from a Dataset, a DatasetDict (its `split`), a list of dicts, or a .jsonl/.parquet file or folder."""
-    datasets = _datasets()
+    datasets = import_datasets()
     if isinstance(source, datasets.DatasetDict):
         if split not in source:
             raise DatasetError(f"{name}: no split {split!r} (has {', '.join(source)})")
@@ -68,11 +68,11 @@ def _rows_from_path(path: Path, split: str, name: str) -> list[dict]:
     if path.is_dir() or str(path).count("/") == 1:
         from charter.hub.load import load_preferences
 
-        return _as_rows(load_preferences(path), split, name)
+        return rows_of(load_preferences(path), split, name)
     raise DatasetError(f"{path}: expected a .jsonl or .parquet file, a folder or a Hub dataset id")
 
 
-def _messages(value: Any, role: Role, where: str) -> list[dict]:
+def message_dicts(value: Any, role: Role, where: str) -> list[dict]:
     return as_dicts(as_messages(value, where, role=role))
 
 
@@ -96,9 +96,9 @@ def human_row(row: dict, columns: list[str], index: int) -> MixedRow:
         raise DatasetError(f"human dataset row {index}: missing column(s) {', '.join(missing)}")
     out: dict[str, Any] = {column: None for column in columns}
     out.update(
-        prompt=_messages(row["prompt"], "user", f"human dataset row {index}: prompt"),
-        chosen=_messages(row["chosen"], "assistant", f"human dataset row {index}: chosen"),
-        rejected=_messages(row["rejected"], "assistant", f"human dataset row {index}: rejected"),
+        prompt=message_dicts(row["prompt"], "user", f"human dataset row {index}: prompt"),
+        chosen=message_dicts(row["chosen"], "assistant", f"human dataset row {index}: chosen"),
+        rejected=message_dicts(row["rejected"], "assistant", f"human dataset row {index}: rejected"),
         synthetic=False,
         label_source=str(row.get("label_source") or "human"),
     )
@@ -183,12 +183,12 @@ def mix(
         RunStoreError: A run directory given as a source has no readable run store.
         MissingExtra: The `datasets` package (the `hub` extra) is not installed.
     """
-    datasets = _datasets()
-    synthetic = [charter_row(r) for r in _as_rows(charter_dataset, split, "charter dataset")]
+    datasets = import_datasets()
+    synthetic = [charter_row(r) for r in rows_of(charter_dataset, split, "charter dataset")]
     if synthetic and any(c not in synthetic[0] for c in TRL_COLUMNS):
         raise DatasetError(f"charter dataset: needs columns {', '.join(TRL_COLUMNS)}")
     columns = list(synthetic[0]) if synthetic else [*TRL_COLUMNS, "synthetic", "label_source"]
-    human = [human_row(r, columns, i) for i, r in enumerate(_as_rows(human_dataset, split, "human dataset"))]
+    human = [human_row(r, columns, i) for i, r in enumerate(rows_of(human_dataset, split, "human dataset"))]
     k_synthetic, k_human = mix_counts(len(synthetic), len(human), ratio, size)
     rng = np.random.default_rng(seed)
     rows = [synthetic[i] for i in rng.choice(len(synthetic), k_synthetic, replace=False)]

@@ -21,8 +21,8 @@ import yaml
 
 from charter.api_args import Kinds, Range, config_from, public
 from charter.errors import ArgumentError, DatasetError
-from charter.hub.load import TRL_COLUMNS, _datasets
-from charter.hub.mix import _as_rows, _messages
+from charter.hub.load import TRL_COLUMNS, import_datasets
+from charter.hub.mix import message_dicts, rows_of
 from charter.hub.mixplan import MixtureManifest, PlannedSource, load_manifest, read_manifest, write_manifest
 from charter.records import GENERATOR, PreferenceRow
 
@@ -66,7 +66,7 @@ def check_source(name: str, path: str, where: str) -> str:
 
 def source_rows(source: PlannedSource, where: str, split: str, mix_fingerprint: str) -> list[dict[str, Any]]:
     """A source's rows: its own columns, prompt/chosen/rejected as messages, `mix_source` and `mix_fingerprint`."""
-    found = _as_rows(check_source(source.name, source.path, where), split, f"source {source.name!r}")
+    found = rows_of(check_source(source.name, source.path, where), split, f"source {source.name!r}")
     if not found:
         raise DatasetError(f"{where}: source {source.name!r} ({source.path}) holds no rows")
     rows = []
@@ -76,9 +76,9 @@ def source_rows(source: PlannedSource, where: str, split: str, mix_fingerprint: 
         if missing:
             raise DatasetError(f"{at}: missing column(s) {', '.join(missing)}")
         out = dict(row)
-        out["prompt"] = _messages(row["prompt"], "user", f"{at}: prompt")
-        out["chosen"] = _messages(row["chosen"], "assistant", f"{at}: chosen")
-        out["rejected"] = _messages(row["rejected"], "assistant", f"{at}: rejected")
+        out["prompt"] = message_dicts(row["prompt"], "user", f"{at}: prompt")
+        out["chosen"] = message_dicts(row["chosen"], "assistant", f"{at}: chosen")
+        out["rejected"] = message_dicts(row["rejected"], "assistant", f"{at}: rejected")
         out["mix_source"], out["mix_fingerprint"] = source.name, mix_fingerprint
         rows.append(out)
     return rows
@@ -136,7 +136,7 @@ def _dataset(rows: list[dict[str, Any]]) -> datasets.Dataset:
         raise DatasetError(
             f"the sources' rows do not fit one table (a column of another type in each?): {exc}"
         ) from None
-    return _datasets().Dataset(InMemoryTable(table))
+    return import_datasets().Dataset(InMemoryTable(table))
 
 
 @public(plan=Kinds(MixtureManifest, dict, str, Path, said=PLAN_KINDS), size=Range(ge=1))

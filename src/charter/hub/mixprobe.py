@@ -18,7 +18,7 @@ import orjson
 
 from charter.api_args import Kinds, Range, config_from, public
 from charter.errors import ArgumentError, DatasetError
-from charter.hub.mix import _as_rows
+from charter.hub.mix import rows_of
 from charter.hub.mixbuild import check_source
 from charter.records import fingerprint
 from charter.reward_model.config import RewardModelConfig
@@ -40,7 +40,7 @@ class ProbeResult(TypedDict):
 
 def _sample(path: str, name: str, budget: int, seed: int) -> list[dict[str, Any]]:
     """A seeded sample of `budget` rows of the source (all of a smaller one), in file order."""
-    rows = _as_rows(check_source(name, path, f"sources[{name!r}]"), "train", f"source {name!r}")
+    rows = rows_of(check_source(name, path, f"sources[{name!r}]"), "train", f"source {name!r}")
     if not rows:
         raise DatasetError(f"sources[{name!r}]: {path} holds no rows")
     if len(rows) > budget:
