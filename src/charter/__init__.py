@@ -54,6 +54,7 @@ _API = {
     "infer_constitution": "charter.lab.api",
     "check_constitution": "charter.lab.api",
     "status": "charter.pipeline.status_json",
+    "diversity": "charter.preference.diversity",
     # the config and result types of the functions' signatures
     "PromptsConfig": "charter.prompts",
     "Provenance": "charter.records",
@@ -94,6 +95,7 @@ _API = {
     "Inferred": "charter.lab.infer",
     "ConstitutionTest": "charter.lab.checks",
     "StatusReport": "charter.pipeline.status_json",
+    "DiversityReport": "charter.preference.diversity",
 }
 
 if TYPE_CHECKING:  # what type checkers and IDEs see: every public name with its signature
@@ -130,6 +132,7 @@ if TYPE_CHECKING:  # what type checkers and IDEs see: every public name with its
     from charter.pipeline.run import RunResult
     from charter.pipeline.status_json import StatusReport, status
     from charter.preference.config import FiltersConfig
+    from charter.preference.diversity import DiversityReport, diversity
     from charter.prompts import PromptsConfig
     from charter.providers import CallCache, ChatModel, Limits, ManagedModel, SamplingParams, UsageMeter, get_model
     from charter.providers.config import RoleConfig
@@ -186,6 +189,7 @@ __all__ = [
     "infer_constitution",
     "check_constitution",
     "status",
+    "diversity",
     "PromptsConfig",
     "Provenance",
     "ChatModel",
@@ -225,6 +229,7 @@ __all__ = [
     "Inferred",
     "ConstitutionTest",
     "StatusReport",
+    "DiversityReport",
 ]
 
 

@@ -9,7 +9,8 @@ import pytest
 import yaml
 
 from charter.loop.config import LoopConfig
-from charter.loop.metrics import collapse_metrics, distinct_n, flags, self_bleu
+from charter.loop.metrics import collapse_metrics, flags
+from charter.stats.diversity import distinct_n, self_bleu
 from charter.loop.run import Loop, LoopStore
 from charter.providers.scripted import HARMFUL_OPENING, register_script
 
