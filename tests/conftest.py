@@ -47,7 +47,7 @@ def _hashed_run_embeddings(request: pytest.FixtureRequest, monkeypatch: pytest.M
     the tests marked `slow` the model name `minilm-l6` gets the hashed embedder of `charter.testing.embeddings`, so
     that no test loads a model it is not about."""
     if request.node.get_closest_marker("slow") is None:
-        from charter.stats.diversity import EMBEDDERS
+        from charter.providers.embeddings import EMBEDDERS
         from charter.testing.embeddings import hashed_embed
 
         monkeypatch.setitem(EMBEDDERS, "minilm-l6", hashed_embed)

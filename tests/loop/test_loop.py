@@ -10,9 +10,9 @@ import yaml
 
 from charter.loop.config import LoopConfig
 from charter.loop.metrics import collapse_metrics, flags
-from charter.stats.diversity import compression_ratio, distinct_n, self_bleu
 from charter.loop.run import Loop, LoopStore
 from charter.providers.scripted import HARMFUL_OPENING, register_script
+from charter.stats.diversity import compression_ratio, distinct_n, self_bleu
 
 
 def unit_embed(texts):

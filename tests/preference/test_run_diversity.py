@@ -15,8 +15,8 @@ from charter.errors import ArgumentError, DatasetError
 from charter.preference import dataset
 from charter.preference.config import FiltersConfig
 from charter.preference.manifest import dataset_manifest
+from charter.providers.embeddings import EMBEDDERS
 from charter.runs.store import RunStore
-from charter.stats.diversity import EMBEDDERS
 
 
 def _never(texts):

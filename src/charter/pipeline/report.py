@@ -30,7 +30,7 @@ from charter.pipeline.status import (
     stage_progress,
     usage_summary,
 )
-from charter.preference.diversity import dataset_key, diversity_markdown, stored_diversity
+from charter.preference.diversity import describes_current, diversity_markdown, stored_diversity
 from charter.preference.manifest import DatasetSettings, current_settings, dataset_manifest
 from charter.preference.stats import JudgeStats, judge_p_values, judge_stats
 from charter.records import Fingerprints
@@ -384,7 +384,7 @@ def diversity_section(store: RunStore) -> dict[str, Any] | None:
     report = stored_diversity(store)
     if report is None:
         return None
-    text = "\n".join(diversity_markdown(report, report.dataset_key == dataset_key(store)))
+    text = "\n".join(diversity_markdown(report, describes_current(store, report)))
     return {"markdown": text, "html": _inline_markdown(text, store.run_dir / "report")}
 
 

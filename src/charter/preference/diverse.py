@@ -18,9 +18,9 @@ from typing import Any
 import numpy as np
 
 from charter.preference.config import DiversityFilter, FiltersConfig
+from charter.providers.embeddings import embedder
 from charter.records import Message, PreferenceRow
 from charter.stats.coverage import METHODS
-from charter.stats.diversity import model_embedder
 
 #: texts embedded at once
 BLOCK = 4096
@@ -50,8 +50,7 @@ def _picked(count: int, texts: Iterable[str], config: DiversityFilter) -> list[i
     """Positions (ascending) of the `config.size` of `count` texts the method picks; all where there are no more."""
     if count <= config.size:
         return list(range(count))
-    embed = model_embedder(config.embedding_model)
-    assert embed is not None
+    embed = embedder(config.embedding_model)
     vectors: np.ndarray | None = None
     batch: list[str] = []
     done = 0

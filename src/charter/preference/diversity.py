@@ -21,6 +21,7 @@ from charter.api_args import Kinds, Range, public
 from charter.errors import DatasetError
 from charter.preference.diverse import field_text
 from charter.preference.manifest import dataset_manifest
+from charter.providers.embeddings import embedder
 from charter.records import Record, fingerprint
 from charter.runs.files import RunFiles
 from charter.runs.store import RunStore, open_store
@@ -30,7 +31,6 @@ from charter.stats.diversity import (
     FieldDiversity,
     Sampler,
     measure_fields,
-    model_embedder,
 )
 from charter.tables import iter_jsonl
 
@@ -119,7 +119,9 @@ def _run_samplers(run_dir: Path, config: DiversityConfig, seed: int) -> dict[str
 
 def _report(source: str, samplers: dict[str, Sampler], config: DiversityConfig, seed: int) -> DiversityReport:
     ordered = {f: samplers[f] for f in FIELDS if f in samplers}
-    fields = measure_fields(ordered, config, model_embedder(config.embedding_model), seed)
+    fields = measure_fields(
+        ordered, config, None if config.embedding_model is None else embedder(config.embedding_model), seed
+    )
     return DiversityReport(
         source=source,
         measured_at=datetime.now(UTC).isoformat(timespec="seconds"),
@@ -212,6 +214,12 @@ def stored_diversity(store: RunStore) -> DiversityReport | None:
     return store.meta_record("diversity", DiversityReport)
 
 
+def describes_current(store: RunStore, report: DiversityReport) -> bool:
+    """Whether stored figures describe the dataset files as they are now (a rebuild after a calibration, say,
+    leaves them describing the earlier files)."""
+    return report.dataset_key is not None and report.dataset_key == dataset_key(store)
+
+
 def measure_run(store: RunStore, config: DiversityConfig, seed: int) -> DiversityReport | None:
     """Measure the run's dataset files as written and store the figures (meta `diversity`), unless the stored ones
     already describe these files with these settings. None before the dataset is written."""
@@ -234,18 +242,15 @@ def diversity_card(run_dir: str | Path) -> str | None:
     """The stored figures of a run as the dataset card's markdown; None where none were stored."""
     with open_store(run_dir, read_only=True) as store:
         report = stored_diversity(store)
-        return (
-            None if report is None else "\n".join(diversity_markdown(report, report.dataset_key == dataset_key(store)))
-        )
+        return None if report is None else "\n".join(diversity_markdown(report, describes_current(store, report)))
 
 
 def diversity_status(store: RunStore) -> dict[str, Any] | None:
-    """The stored figures as plain data, with `current`: whether they describe the dataset files as they are now
-    (a rebuild after a calibration, say, leaves them describing the earlier files)."""
+    """The stored figures as plain data, with `current` (`describes_current`)."""
     report = stored_diversity(store)
     if report is None:
         return None
-    return {**report.model_dump(mode="json"), "current": report.dataset_key == dataset_key(store)}
+    return {**report.model_dump(mode="json"), "current": describes_current(store, report)}
 
 
 # -- in words -------------------------------------------------------------------------------------------------

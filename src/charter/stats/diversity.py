@@ -126,7 +126,8 @@ def distinct_n(texts: Sequence[str], n: int) -> float | None:
 
 
 def compression_ratio(texts: Sequence[str]) -> float | None:
-    """zlib (level 9) compressed size over raw size of the texts joined by newlines (UTF-8); None when empty."""
+    """zlib (level 9) compressed size over raw size of the texts joined by newlines (UTF-8); None when empty.
+    O(n L)."""
     raw = "\n".join(texts).encode("utf-8")
     return len(zlib.compress(raw, 9)) / len(raw) if raw else None
 
@@ -388,27 +389,6 @@ def measure_fields(
     """Every figure of each field's sample (the embeddings of all fields in one call)."""
     embedded = embed_samples({f: s.texts(config.embed_sample) for f, s in samplers.items()}, embed)
     return {f: measure_field(sampler, config, embedded[f], seed) for f, sampler in samplers.items()}
-
-
-#: Embedders by model name, used instead of asking sentence-transformers for a model of that name (the tests give
-#: `minilm-l6` a cheap one).
-EMBEDDERS: dict[str, Embed] = {}
-
-
-def model_embedder(model: str | None) -> Embed | None:
-    """The embedder of a model name: one of `EMBEDDERS`, else `charter.providers.embeddings.embed` with it (looked up
-    when called); None for None."""
-    if model is None:
-        return None
-    if model in EMBEDDERS:
-        return EMBEDDERS[model]
-
-    def embed(texts: Sequence[str]) -> Any:
-        from charter.providers import embeddings
-
-        return embeddings.embed(texts, model=model)
-
-    return embed
 
 
 def measure_texts(
