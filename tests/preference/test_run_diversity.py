@@ -83,10 +83,18 @@ def test_the_api_measures_rows_texts_and_files(tmp_path: Path) -> None:
         encoding="utf-8",
     )
     assert list(charter.diversity(sft, fields=["response"]).fields) == ["response"]
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"chosen": "fine"}\n\n{"chosen": {"text": "x"}}\n', encoding="utf-8")
+    with pytest.raises(DatasetError, match=f"^{bad}:3: chosen: expected text or a list of messages, got dict$"):
+        charter.diversity(bad)
     with pytest.raises(DatasetError, match="no row has the field"):
         charter.diversity(sft, fields=["chosen"])
-    with pytest.raises(DatasetError, match="unknown field"):
+    with pytest.raises(ArgumentError, match="^fields: unknown field"):
         charter.diversity(rows, fields=["answer"])
+    with pytest.raises(DatasetError, match=r"^rows: row 1: chosen: expected text or a list of messages, got int$"):
+        charter.diversity([{"chosen": "fine"}, {"chosen": 3}])
+    with pytest.raises(DatasetError, match=r"^rows: row 0: prompt: expected text or a list of \{role, content\}"):
+        charter.diversity([{"prompt": [{"role": "user", "content": 7}]}])
     with pytest.raises(DatasetError, match="no such file"):
         charter.diversity(tmp_path / "missing.jsonl")
     with pytest.raises(ArgumentError, match="embed_sample"):

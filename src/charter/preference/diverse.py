@@ -26,18 +26,24 @@ from charter.stats.coverage import METHODS
 BLOCK = 4096
 
 
-def _content(message: Message | Mapping[str, Any]) -> tuple[str, str]:
+def _content(message: Any) -> tuple[str, str]:
     if isinstance(message, Message):
         return message.role, message.content
-    return str(message.get("role", "")), str(message.get("content") or "")
+    content = message.get("content") if isinstance(message, Mapping) else None
+    if not isinstance(message, Mapping) or not isinstance(content, str | None):
+        raise ValueError("expected text or a list of {role, content} messages")
+    return str(message.get("role", "")), content or ""
 
 
 def field_text(value: Any, field: str) -> str:
     """The text of one field of a row: a string as it is; of messages, the user messages' content for a prompt
-    (joined by blank lines; every message's where there is no user message) and the last message's otherwise."""
+    (joined by blank lines; every message's where there is no user message) and the last message's otherwise.
+    Anything else is a `ValueError`."""
     if isinstance(value, str):
         return value
-    if not isinstance(value, Sequence) or not value:
+    if not isinstance(value, Sequence):
+        raise ValueError(f"expected text or a list of messages, got {type(value).__name__}")
+    if not value:
         return ""
     messages = [_content(m) for m in value]
     if field != "prompt":

@@ -18,7 +18,7 @@ from typing import Any
 from pydantic import Field
 
 from charter.api_args import Kinds, Range, public
-from charter.errors import DatasetError
+from charter.errors import ArgumentError, DatasetError
 from charter.preference.diverse import field_text
 from charter.preference.manifest import dataset_manifest
 from charter.providers.embeddings import embedder
@@ -59,46 +59,58 @@ class DiversityReport(Record):
 # -- rows to texts --------------------------------------------------------------------------------------------
 
 
-def row_texts(row: Any, index: int) -> dict[str, str]:
-    """The text of each field a row has: a `PreferenceRow`/`SFTRow`-like mapping, or a plain string (`text`)."""
+def row_texts(row: Any, where: str) -> dict[str, str]:
+    """The text of each field a row has: a `PreferenceRow`/`SFTRow`-like mapping, or a plain string (`text`); a
+    malformed row is a one-line error naming `where` (the row) and the column."""
     if isinstance(row, str):
         return {"text": row}
     if isinstance(row, Record):
         row = row.model_dump()
     if not isinstance(row, Mapping):
-        raise DatasetError(f"row {index}: expected a mapping of columns or a string, got {type(row).__name__}")
-    out = {field: field_text(row[field], field) for field in FIELDS if row.get(field) is not None}
-    messages = row.get("messages")
-    if isinstance(messages, list) and messages:
-        roles = [m.get("role") if isinstance(m, Mapping) else getattr(m, "role", None) for m in messages]
-        answered = roles[-1] == "assistant"
-        out.setdefault("prompt", field_text(messages[:-1] if answered else messages, "prompt"))
-        if answered:
-            out.setdefault("response", field_text(messages, "response"))
+        raise DatasetError(f"{where}: expected a mapping of columns or a string, got {type(row).__name__}")
+    out: dict[str, str] = {}
+    column = ""
+    try:
+        for column in FIELDS:
+            if row.get(column) is not None:
+                out[column] = field_text(row[column], column)
+        column, messages = "messages", row.get("messages")
+        if isinstance(messages, list) and messages:
+            answered = isinstance(messages[-1], Mapping) and messages[-1].get("role") == "assistant"
+            out.setdefault("prompt", field_text(messages[:-1] if answered else messages, "prompt"))
+            if answered:
+                out.setdefault("response", field_text(messages, "response"))
+    except ValueError as exc:
+        raise DatasetError(f"{where}: {column}: {exc}") from None
     return out
 
 
-def _file_rows(path: Path) -> Iterator[Any]:
-    """The rows of a .jsonl or .parquet file, one at a time (a parquet file a batch of rows at a time)."""
+def _file_rows(path: Path) -> Iterator[tuple[str, Any]]:
+    """(where, row) for each row of a .jsonl or .parquet file, one at a time (a parquet file a batch of rows at a
+    time); where is `FILE:LINE` or `FILE: row N`."""
     if path.suffix == ".jsonl":
-        yield from (row for _, row in iter_jsonl(path))
+        yield from ((f"{path}:{number}", row) for number, row in iter_jsonl(path))
     elif path.suffix == ".parquet":
         import pyarrow.parquet as pq
 
         source = pq.ParquetFile(path)
         wanted = [c for c in (*FIELDS, "messages") if c in source.schema_arrow.names]
+        index = 0
         for batch in source.iter_batches(batch_size=BATCH, columns=wanted, use_threads=False):
-            yield from batch.to_pylist()
+            for row in batch.to_pylist():
+                yield f"{path}: row {index}", row
+                index += 1
     else:
         raise DatasetError(f"{path}: expected a .jsonl or .parquet file, or a run directory")
 
 
 def _sample(
-    rows: Iterable[Any], config: DiversityConfig, seed: int, only: set[str] | None = None
+    rows: Iterable[tuple[str, Any]], config: DiversityConfig, seed: int, only: set[str] | None
 ) -> dict[str, Sampler]:
+    """A seeded sample per field of the (where, row) pairs."""
     samplers: dict[str, Sampler] = {}
-    for index, row in enumerate(rows):
-        for field, text in row_texts(row, index).items():
+    for where, row in rows:
+        for field, text in row_texts(row, where).items():
             if only is None or field in only:
                 if field not in samplers:
                     samplers[field] = Sampler(config.sample, seed, distinct=field == "prompt")
@@ -174,7 +186,7 @@ def diversity(
 
     Raises:
         DatasetError: The source is not readable, a row is malformed, or a field asked for is in no row.
-        ArgumentError: An argument is of the wrong type or out of range.
+        ArgumentError: An argument is of the wrong type or out of range, or `fields` names an unknown field.
     """
     config = DiversityConfig(
         sample=sample, bleu_sample=bleu_sample, embed_sample=embed_sample, embedding_model=embedding_model, seed=seed
@@ -182,7 +194,7 @@ def diversity(
     only = None if fields is None else set(fields)
     unknown = sorted((only or set()) - set(FIELDS))
     if unknown:
-        raise DatasetError(f"fields: unknown field(s) {', '.join(unknown)} (known: {', '.join(FIELDS)})")
+        raise ArgumentError("fields", f"unknown field(s) {', '.join(unknown)} (known: {', '.join(FIELDS)})")
     if isinstance(source, (str, Path)):
         path = Path(source)
         if RunFiles.is_run_dir(path):
@@ -192,7 +204,8 @@ def diversity(
         else:
             raise DatasetError(f"{path}: no such file or run directory")
     else:
-        samplers, name = _sample(source, config, seed, only), "rows" if isinstance(source, (list, tuple)) else "dataset"
+        name = "rows" if isinstance(source, (list, tuple)) else "dataset"
+        samplers = _sample(((f"{name}: row {i}", row) for i, row in enumerate(source)), config, seed, only)
     samplers = {f: s for f, s in samplers.items() if only is None or f in only}
     missing = sorted((only or set()) - set(samplers))
     if missing:
