@@ -127,6 +127,10 @@ CASES: dict[str, tuple[tuple[Call, str | None], tuple[Call, str | None]]] = {
         (lambda: charter.check_constitution("harmless", "pairs.jsonl", None), "judge"),
         (lambda: charter.check_constitution("harmless", "pairs.jsonl", "scripted:cai", min_flip=5), "min_flip"),
     ),
+    "diversity": (
+        (lambda: charter.diversity({"prompt": "p"}), "source"),
+        (lambda: charter.diversity(["a", "b"], sample=1), "sample"),
+    ),
 }
 
 

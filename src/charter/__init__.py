@@ -58,6 +58,7 @@ _API = {
     "infer_constitution": "charter.lab.api",
     "check_constitution": "charter.lab.api",
     "status": "charter.pipeline.status_json",
+    "diversity": "charter.preference.diversity",
     # the config and result types of the functions' signatures
     "PromptsConfig": "charter.prompts",
     "Provenance": "charter.records",
@@ -101,6 +102,7 @@ _API = {
     "ConstitutionTest": "charter.lab.checks",
     "StatusReport": "charter.pipeline.status_json",
     "Forecast": "charter.pipeline.forecast",
+    "DiversityReport": "charter.preference.diversity",
 }
 
 if TYPE_CHECKING:  # what type checkers and IDEs see: every public name with its signature
@@ -141,6 +143,7 @@ if TYPE_CHECKING:  # what type checkers and IDEs see: every public name with its
     from charter.pipeline.run import RunResult
     from charter.pipeline.status_json import StatusReport, status
     from charter.preference.config import FiltersConfig
+    from charter.preference.diversity import DiversityReport, diversity
     from charter.prompts import PromptsConfig
     from charter.providers import CallCache, ChatModel, Limits, ManagedModel, SamplingParams, UsageMeter, get_model
     from charter.providers.config import RoleConfig
@@ -201,6 +204,7 @@ __all__ = [
     "infer_constitution",
     "check_constitution",
     "status",
+    "diversity",
     "PromptsConfig",
     "Provenance",
     "ChatModel",
@@ -243,6 +247,7 @@ __all__ = [
     "ConstitutionTest",
     "StatusReport",
     "Forecast",
+    "DiversityReport",
 ]
 
 

@@ -9,9 +9,10 @@ import pytest
 import yaml
 
 from charter.loop.config import LoopConfig
-from charter.loop.metrics import collapse_metrics, distinct_n, flags, self_bleu
+from charter.loop.metrics import collapse_metrics, flags
 from charter.loop.run import Loop, LoopStore
 from charter.providers.scripted import HARMFUL_OPENING, register_script
+from charter.stats.diversity import compression_ratio, distinct_n, self_bleu
 
 
 def unit_embed(texts):
@@ -32,7 +33,12 @@ def test_metrics_against_hand_computed_values() -> None:
     assert m["mean_length"] == pytest.approx(17 / 3)
     assert m["length_std"] == pytest.approx(np.std([6, 6, 5]))
     # pairs: (1,2) same axis cos 1, (1,3) and (2,3) cos 0: mean cosine 1/3, dispersion 2/3
-    assert m["dispersion"] == pytest.approx(2 / 3)
+    assert m["dispersion"] == pytest.approx(2 / 3) and m["mean_cosine"] == pytest.approx(1 / 3)
+    # the shared estimators' full set: K/3 has eigenvalues 2/3 and 1/3
+    assert m["distinct_3"] == pytest.approx(8 / 11)
+    assert m["vendi"] == pytest.approx(np.exp(-(2 / 3 * np.log(2 / 3) + 1 / 3 * np.log(1 / 3))))
+    assert m["compression_ratio"] == pytest.approx(compression_ratio(texts))
+    assert m["length_quartiles"] == [5.5, 6.0, 6.0] and m["self_bleu"] == pytest.approx(self_bleu(texts))
     assert m["refusal_rate"] == 0
     assert collapse_metrics(["I can't help with that.", "Sure: here."], embed=unit_embed)["refusal_rate"] == 0.5
     assert self_bleu(["same words here", "same words here"]) == pytest.approx(1.0)
@@ -156,6 +162,7 @@ def test_strategies_share_round_zero_and_accumulate_grows(loop_config, tmp_path)
     report = result.report.read_text()
     assert "## Strategy: replace" in report and "## Strategy: accumulate" in report
     assert "distinct-1" in report and (result.report.parent / "distinct_1.png").exists()
+    assert "Vendi score" in report and all(row["metrics"]["vendi"] is not None for row in replace)
     # every policy on one scale: the base and the five trained ones, the base scoring 0
     assert result.ranking is not None and result.ranking["reference"] == "scripted:cai"
     ranked = {m["model"]: m for m in result.ranking["models"]}

@@ -13,6 +13,7 @@ from huggingface_hub import DatasetCard, DatasetCardData
 from charter.agreement.gate import GateResult
 from charter.agreement.summary import AgreementSummary, Figure
 from charter.hub.rundata import RunData
+from charter.preference.diversity import diversity_card
 from charter.preference.stats import chosen_longer_rate
 from charter.providers.local_names import EMBEDDED_ALIASES
 from charter.records import GENERATOR, PreferenceRow
@@ -323,6 +324,7 @@ def card_context(
             {"stage": label, "count": cell(counts[key])} for key, label in COUNT_LABELS.items() if key in counts
         ],
         "filter_steps": filter_steps(counts),
+        "diversity": diversity_card(run.run_dir),
         "usage": _usage(run),
         "splits": splits,
         "citations": CITATIONS,

@@ -66,6 +66,10 @@ class PreferenceCounts(TypedDict):
     """Exact duplicates of a row kept before, with `filters.dedupe`."""
     dropped_principle_cap: int
     """Rows over `filters.max_per_principle`."""
+    dropped_length_balance: NotRequired[int]
+    """Rows dropped to hold `filters.length_balance` (only with it)."""
+    dropped_diversity: NotRequired[int]
+    """Rows not picked by `filters.diversity` (only with it)."""
     preferences: int
     """Rows kept."""
     calibrated: int

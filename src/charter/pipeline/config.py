@@ -23,6 +23,7 @@ from charter.providers.base import SamplingParams
 from charter.providers.config import DEFAULT_MODEL, RoleConfig, RunBatchConfig, check_price_keys
 from charter.providers.usage import Budget, Price
 from charter.reward_model.config import RewardModelConfig
+from charter.stats.diversity import DiversityConfig
 from charter.synth.config import SynthConfig
 from charter.yamlio import ConfigModel, LocatedValueError, load_model
 
@@ -117,6 +118,9 @@ class RunConfig(ConfigModel):
     """Pair construction."""
     filters: FiltersConfig = FiltersConfig()
     """Preference dataset filters."""
+    diversity: DiversityConfig = DiversityConfig()
+    """How the diversity of the dataset is measured when the run writes it (distinct-n, self-BLEU, Vendi score,
+    compression, lengths; in the report, `charter status --json` and the dataset card)."""
     concurrency: int = Field(default=64, gt=0)
     """Prompts in flight at once (each model's own `limits.concurrency` still applies). A run whose roles use a
     batch API keeps every prompt in flight, up to `batch.in_flight`, so each step is one batch round."""

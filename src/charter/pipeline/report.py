@@ -33,6 +33,7 @@ from charter.pipeline.status import (
     stage_progress,
     usage_summary,
 )
+from charter.preference.diversity import describes_current, diversity_markdown, stored_diversity
 from charter.preference.manifest import DatasetSettings, current_settings, dataset_manifest
 from charter.preference.stats import JudgeStats, judge_p_values, judge_stats
 from charter.records import Fingerprints, Judgment, Pair
@@ -404,6 +405,15 @@ def constitution_test_section(store: RunStore, settings: DatasetSettings | None)
     return {"markdown": text, "html": _inline_markdown(text, store.run_dir / "report"), "flagged": result.flagged}
 
 
+def diversity_section(store: RunStore) -> dict[str, Any] | None:
+    """The dataset's diversity as measured when the run wrote it, as markdown and HTML; None where it was not."""
+    report = stored_diversity(store)
+    if report is None:
+        return None
+    text = "\n".join(diversity_markdown(report, describes_current(store, report)))
+    return {"markdown": text, "html": _inline_markdown(text, store.run_dir / "report")}
+
+
 def panel_section(store: RunStore) -> dict[str, Any] | None:
     """A judge panel's members (against people where there are labels), how far they agree, and their cost."""
     from charter.agreement.config import config_for
@@ -594,6 +604,7 @@ def report_data(store: RunStore, files: RunFiles) -> dict[str, Any]:
         "panel": panel_section(store),
         "training_winrate": training_winrate(files),
         "constitution_test": constitution_test_section(store, settings),
+        "diversity": diversity_section(store),
     }
 
 

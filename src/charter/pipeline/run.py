@@ -35,6 +35,7 @@ from charter.pipeline.settings import check_credentials, dataset_settings, run_f
 from charter.pipeline.upgrade import upgrade_run
 from charter.pipeline.work import Work
 from charter.preference import dataset
+from charter.preference.diversity import measure_run
 from charter.preference.manifest import DatasetSettings
 from charter.providers import CallCache, ManagedModel, UsageMeter, get_model, parse_model_string
 from charter.providers.batch import BatchModel
@@ -476,6 +477,7 @@ class Runner:
     def _build(self, store: RunStore, settings: DatasetSettings) -> RunResult:
         """Write the preference and SFT datasets of the settings in effect."""
         manifest = dataset.write(store, settings)
+        measure_run(store, self.config.diversity, self.config.seed)  # once a build: status and card read it
         files = RunFiles(self.run_dir)
         return RunResult(
             self.run_dir, files.dataset_path("preferences"), files.dataset_path("sft"), counts=dict(manifest.counts)

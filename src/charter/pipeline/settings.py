@@ -71,9 +71,9 @@ def run_fingerprints(config: RunConfig, constitution: Constitution) -> Fingerpri
             "judge": judge,
             "pairs": config.pairs.model_dump(mode="json"),
             # a filter added unset leaves the fingerprint as it was, so existing datasets stay current
-            "filters": config.filters.model_dump(mode="json", exclude={"length_balance"})
-            if config.filters.length_balance is None
-            else config.filters.model_dump(mode="json"),
+            "filters": config.filters.model_dump(
+                mode="json", exclude={k for k in ("length_balance", "diversity") if getattr(config.filters, k) is None}
+            ),
         }
     )
     return Fingerprints(critique=critique, samples=samples, judge=judge, dataset=data)

@@ -15,6 +15,7 @@ from charter.api_args import public
 from charter.errors import RunStoreError
 from charter.pipeline.status import FailureSummary, StageProgress, dataset_notes
 from charter.pipeline.status import status as run_status
+from charter.preference.diversity import diversity_status
 from charter.preference.manifest import dataset_manifest
 from charter.records import UsageRow
 from charter.runs.counts import FilterStep
@@ -109,6 +110,10 @@ class StatusReport(TypedDict):
     """Online training's rewards; None for anything else."""
     training: dict[str, Any] | None
     """The trainer's metrics.json, where the folder has one (a training output folder); else None."""
+    diversity: dict[str, Any] | None
+    """The diversity of a run's dataset, measured when the run wrote it (`charter.preference.diversity`: per field,
+    distinct-n, self-BLEU, Vendi score, mean cosine, compression ratio, lengths, each with its sample size), and
+    `current`: whether it describes the dataset files as they are now; None where it was not measured."""
 
 
 def _numeric_columns(rows: list[UsageRow]) -> list[str]:
@@ -188,6 +193,7 @@ def _store_status(folder: Path, metrics: dict[str, Any] | None) -> StatusReport:
     data = run_status(folder)
     with open_store(folder, read_only=True) as store:
         fp = store.fingerprints()
+        diversity = diversity_status(store)
     online = online_status(data["rewards"], data.get("pairs"))
     is_run = online is None and (metrics is None or trainer_kind(metrics) != "online")
     return StatusReport(
@@ -208,6 +214,7 @@ def _store_status(folder: Path, metrics: dict[str, Any] | None) -> StatusReport:
         batches=data["batches"],
         online=online,
         training=metrics,
+        diversity=diversity,
     )
 
 
@@ -233,6 +240,7 @@ def _trainer_status(folder: Path, metrics: dict[str, Any]) -> StatusReport:
         batches=[],
         online=None,
         training=metrics,
+        diversity=None,
     )
 
 
@@ -248,8 +256,9 @@ def status(run: str | Path) -> StatusReport:
 
     Returns:
         Its kind, identity, fingerprints, stage progress, counts, filters, failures, usage (the total `cost_usd`
-        and every token count per role and model), the dataset's state, notes, provider batches; for online
-        training the rewards (`online`), for a training output folder its metrics (`training`).
+        and every token count per role and model), the dataset's state and its diversity (`diversity`), notes,
+        provider batches; for online training the rewards (`online`), for a training output folder its metrics
+        (`training`).
 
     Raises:
         RunStoreError: The folder is neither a run directory nor a training output folder, or its store or

@@ -24,6 +24,7 @@ import orjson
 from charter.errors import DatasetError
 from charter.messages import last_text
 from charter.preference.config import FiltersConfig
+from charter.preference.diverse import choose_rows, diverse_selection
 from charter.preference.manifest import DatasetManifest, DatasetSettings
 from charter.records import (
     CalibrationMap,
@@ -340,6 +341,8 @@ def apply_filters(
     kept, counts = select(
         [Candidate.of(row, i) for i, row in enumerate(rows)], filters, strategy, calibrated_min_confidence
     )
+    if filters.diversity is not None:
+        return choose_rows([rows[i] for i in kept], filters.diversity, counts), counts
     return [rows[i] for i in kept], counts
 
 
@@ -612,16 +615,22 @@ def write(store: RunStore, settings: DatasetSettings) -> DatasetManifest:
         settings.pairs.strategy,
     )
 
-    def keep() -> Iterator[int] | None:
+    diverse = diverse_selection(files.data_dir, settings.filters)
+
+    def keep() -> Iterable[int] | None:
         filter_counts.update(selection.run())
-        return None if filter_counts["preferences"] == selection.total else selection.kept()
+        kept = None if filter_counts["preferences"] == selection.total else selection.kept()
+        return kept if diverse is None else diverse.choose(kept, filter_counts)
 
     chains = store.count("chains", "fingerprint = ?", (settings.fingerprints.critique,))
     sft_job = _SFTBeside(store, settings) if chains >= SFT_BESIDE else None
+    rows = map(selection.add, _judged_rows(store, settings, tallies))
     try:
-        files.write_dataset("preferences", map(selection.add, _judged_rows(store, settings, tallies)), keep)
+        files.write_dataset("preferences", rows if diverse is None else map(diverse.add, rows), keep)
     finally:
         selection.close()
+        if diverse is not None:
+            diverse.close()
         sft_counts = sft_job.result() if sft_job is not None else write_sft(store, settings)
     del tallies["unjudged"]
     counts = {**(store.meta("prompt_counts") or {}), **tallies, **filter_counts}

@@ -5,7 +5,7 @@ of generations. Vectors are L2-normalised float32, so a dot product is a cosine 
 from __future__ import annotations
 
 import importlib.util
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from functools import lru_cache
 from pathlib import Path
 
@@ -43,3 +43,15 @@ def embed(texts: Sequence[str], model: str = "minilm-l6", batch_size: int = 128)
         list(texts), batch_size=batch_size, normalize_embeddings=True, convert_to_numpy=True, show_progress_bar=False
     )
     return np.ascontiguousarray(vectors, dtype=np.float32)
+
+
+#: Embedders by model name, used instead of a sentence-transformers model of that name (the tests give `minilm-l6`
+#: a cheap one, so that no test loads a model it is not about).
+EMBEDDERS: dict[str, Callable[[Sequence[str]], np.ndarray]] = {}
+
+
+def embedder(model: str) -> Callable[[Sequence[str]], np.ndarray]:
+    """The embedding function of a model name: one of `EMBEDDERS`, else `embed` with that model."""
+    if model in EMBEDDERS:
+        return EMBEDDERS[model]
+    return lambda texts: embed(texts, model=model)

@@ -39,6 +39,7 @@ FILTER_LABELS: dict[str, str] = {
     "dropped_duplicates": "exact duplicates",
     "dropped_principle_cap": "over the per-principle cap",
     "dropped_length_balance": "over the length balance (chosen the longer too often, or too rarely)",
+    "dropped_diversity": "not picked to cover the embedding space (diversity selection)",
 }
 
 

@@ -1,0 +1,41 @@
+"""The diversity figures and the selection on real MiniLM-L6 embeddings, on the shared red-team prompts."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import charter
+from charter.providers.embeddings import embedder
+from charter.stats.coverage import coverage_radius, k_center
+from charter.stats.diversity import vendi_score
+
+pytestmark = pytest.mark.slow
+
+
+def _prompts(shared_data: Path, name: str) -> list[str]:
+    lines = (shared_data / "prompts" / name).read_text(encoding="utf-8").splitlines()
+    return [json.loads(line)["prompt"] for line in lines if line.strip()]
+
+
+def test_minilm_figures_on_the_red_team_prompts(shared_data: Path) -> None:
+    embed = embedder("minilm-l6")
+    assert vendi_score(embed(["How do I pick a lock?"] * 8)) == pytest.approx(1.0, abs=1e-4)
+    prompts = _prompts(shared_data, "red_team_harmbench.jsonl")[:120]
+    varied = charter.diversity(prompts, embed_sample=120, bleu_sample=120).fields["text"]
+    narrow = charter.diversity(prompts[:6] * 20, embed_sample=120, bleu_sample=120).fields["text"]
+    assert varied.vendi.n == 120 and varied.vendi.value > 3 * narrow.vendi.value
+    assert narrow.vendi.value <= 6 + 1e-6  # six distinct texts: at most six effective ones
+    assert varied.mean_cosine.value < narrow.mean_cosine.value
+
+
+def test_k_center_on_minilm_covers_better_than_random(shared_data: Path) -> None:
+    embed = embedder("minilm-l6")
+    vectors = np.asarray(embed(_prompts(shared_data, "red_team_donotanswer.jsonl")[:300]))
+    picked = k_center(vectors, 20, seed=0)
+    rng = np.random.default_rng(0)
+    random_radii = [coverage_radius(vectors, list(rng.choice(len(vectors), 20, replace=False))) for _ in range(20)]
+    assert coverage_radius(vectors, picked) < min(random_radii)
