@@ -159,8 +159,9 @@ def checklist_from_criteria(constitution: Constitution, principle_ids: Sequence[
 
 def item_from_data(data: Mapping[str, Any]) -> ChecklistItem:
     """An item from a plain mapping (a dataset's or a model's): `id`, `requirement`, and a `weight` or a
-    `category` (default `important`), optional `principle_id`, `gate` (true, or a cap 0..1), `reference` and
-    `verifier`. Raises pydantic's ValidationError or LocatedValueError (`checklist_from_rows` words them)."""
+    `category` (default `important`), optional `principle_id`, `gate` (true, a cap 0..1, or `{cap: 0.3}`),
+    `reference` and `verifier`. Raises pydantic's ValidationError or LocatedValueError (`checklist_from_rows` words
+    them)."""
     fields = dict(data)
     category = fields.pop("category", None)
     weight = fields.get("weight")
@@ -174,6 +175,12 @@ def item_from_data(data: Mapping[str, Any]) -> ChecklistItem:
         fields["weight"] = CATEGORY_WEIGHTS[category]
         fields["category"] = category
     gate = fields.pop("gate", None)
+    if isinstance(gate, Mapping):  # {cap: 0.3}, as a constitution writes it
+        unknown = set(gate) - {"cap"}
+        if unknown:
+            raise LocatedValueError(f"unknown key '{sorted(unknown)[0]}' (a gate takes a cap)", ("gate",))
+        gate = gate.get("cap", True)
+        gate = True if gate is None else gate
     if gate is not None and gate is not False:
         fields["gate_cap"] = DEFAULT_GATE_CAP if gate is True else gate
     return ChecklistItem.model_validate(fields)
