@@ -108,38 +108,46 @@ def test_a_principle_without_criteria_dumps_as_before(tmp_path: Path) -> None:
     assert DEFAULT_GATE_CAP == 0.0
 
 
+VERIFIER_LINE = next(line for line in WITH_CRITERIA.splitlines() if "verifier:" in line)
 # (case, old text, new text, "line:column: key", words the message must contain)
 BAD = [
     (
         "weight-and-category",
         "        weight: 0.5",
         "        weight: 0.5\n        category: optional",
-        "19:9",
+        "16:9: principles[0].criteria[1].weight",
         ["not both"],
     ),
-    ("zero-weight", "        weight: 0.5", "        weight: 0", "19:9: principles[0].criteria[1].weight", ["0"]),
-    ("unknown-category", "category: essential", "category: vital", "13:9: principles[0].criteria[0].category", []),
-    ("bad-cap", "gate: {cap: 0.1}", "gate: {cap: 1.5}", "23:15: principles[0].criteria[2].gate.cap", []),
+    ("zero-weight", "        weight: 0.5", "        weight: 0", "16:9: principles[0].criteria[1].weight", ["0"]),
+    ("unknown-category", "category: essential", "category: vital", "12:9: principles[0].criteria[0].category", []),
+    ("bad-cap", "gate: {cap: 0.1}", "gate: {cap: 1.5}", "20:16: principles[0].criteria[2].gate.cap", ["1"]),
+    ("bad-gate", "gate: {cap: 0.1}", "gate: sometimes", "20:9: principles[0].criteria[2].gate", ["true, false"]),
     (
         "duplicate-id",
         "      - id: hedges",
         "      - id: cites-source",
-        "17:9: principles[0].criteria[1].id",
+        "14:9: principles[0].criteria[1].id",
         ["duplicate"],
     ),
-    ("unknown-verifier", '"regex:', '"nosuch', "33:9: principles[1].criteria[0].verifier", ["unknown"]),
+    (
+        "unknown-verifier",
+        VERIFIER_LINE,
+        "        verifier: nosuch",
+        "29:9: principles[1].criteria[0].verifier",
+        ["unknown"],
+    ),
     (
         "verifier-needs-reference",
-        '        verifier: "regex:^(?:\\\\S+\\\\s+){0,99}\\\\S*$"',
+        VERIFIER_LINE,
         "        verifier: number",
-        "33:9: principles[1].criteria[0].verifier",
+        "29:9: principles[1].criteria[0].verifier",
         ["reference"],
     ),
     (
         "unknown-key",
         "        requirement: The response uses plain words.",
         "        requirement: x\n        colour: red",
-        "36:9: principles[1].criteria[1].colour",
+        "32:9: principles[1].criteria[1].colour",
         ["unknown key"],
     ),
 ]

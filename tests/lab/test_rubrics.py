@@ -173,20 +173,17 @@ def test_the_intervals_are_valid_at_their_n() -> None:
     assert "unknown" in chance_verdict(Share(value=None, ci=None, n=0))
 
 
-def test_on_the_shared_human_pairs_the_report_is_held_out_and_honest(shared_data: Path, tmp_path: Path) -> None:
+def test_on_the_shared_human_pairs_the_report_is_held_out_and_honest(shared_data: Path) -> None:
+    """The scripted criteria (numbers, questions, courtesy, capitals, length) do not explain the HHH labels: none is
+    consistent enough to keep, and with a lower bar the one kept is reported at chance on the held-out rows."""
     pairs = shared_data / "human_preferences" / "hhh_harmless_helpful.jsonl"
-    try:
-        report = learn_rubrics(
-            pairs, "scripted:rubric-proposer", judge="scripted:checklist-judge", seed=1, cache=None
-        ).report
-    except NoSignal as exc:
-        report = exc.report
-    assert report.pairs == 117 and report.test_pairs == 35 and report.train_pairs == 82
-    assert report.proposal_pairs <= report.train_pairs  # criteria are chosen on training pairs only
-    if report.kept:
-        ci = report.held_out.ci
-        assert ci is not None and report.held_out.n <= 35
-        above, below = ci[0] > 0.5, ci[1] < 0.5
-        assert ("above chance" in report.verdict) == above and ("less often" in report.verdict) == below
-    else:
-        assert "no criterion was kept" in report.verdict
+    models = ("scripted:rubric-proposer",)
+    with pytest.raises(NoSignal) as caught:
+        learn_rubrics(pairs, *models, judge="scripted:checklist-judge", seed=1, cache=None)
+    report = caught.value.report
+    assert report.pairs == 117 and report.test_pairs == 35 and report.proposal_pairs == report.train_pairs == 82
+    assert report.kept == [] and "no criterion was kept" in report.verdict
+    lower = learn_rubrics(pairs, *models, judge="scripted:checklist-judge", seed=1, keep_threshold=0.6, cache=None)
+    held = lower.report.held_out
+    assert len(lower.report.kept) == 1 and held.n == 35 and held.ci is not None  # every held-out row, only those
+    assert held.ci[0] <= 0.5 <= held.ci[1] and "not distinguishable from chance" in lower.report.verdict

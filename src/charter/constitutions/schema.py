@@ -7,7 +7,7 @@ import json
 import string
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from charter.errors import ConfigError
 from charter.records import Message
@@ -76,9 +76,17 @@ class Criterion(BaseModel):
     @field_validator("gate", mode="before")
     @classmethod
     def _gate_shape(cls, value: object) -> object:
-        if value is None:
-            return False
-        return value
+        """One error for a bad gate, where pydantic would give one per member of `bool | Gate`."""
+        if value is None or isinstance(value, bool | Gate):
+            return bool(value) if not isinstance(value, Gate) else value
+        if not isinstance(value, dict):
+            raise ValueError(f"a gate is true, false or {{cap: N}} with N from 0 to 1, not {value!r:.40}")
+        try:
+            return Gate.model_validate(value)
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            msg = "unknown key (a gate takes a cap)" if first["type"] == "extra_forbidden" else first["msg"]
+            raise LocatedValueError(msg, tuple(first["loc"])) from None
 
     @model_validator(mode="after")
     def _weight_or_category(self) -> Criterion:
