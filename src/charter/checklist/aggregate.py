@@ -25,7 +25,7 @@ for it could not be read, or the call failed: a recorded failure, never a pass o
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from typing import Literal
+from typing import Literal, cast
 
 from pydantic import Field
 
@@ -96,7 +96,10 @@ def _by_item(
     checklist: Checklist, verdicts: Iterable[ItemVerdict] | Mapping[str, ItemVerdict]
 ) -> dict[str, ItemVerdict]:
     """Each item's verdict; an item with none is a failed one (recorded, never a default)."""
-    given = dict(verdicts) if isinstance(verdicts, Mapping) else {v.item_id: v for v in verdicts}
+    if isinstance(verdicts, Mapping):
+        given = dict(cast("Mapping[str, ItemVerdict]", verdicts))
+    else:
+        given = {v.item_id: v for v in verdicts}
     return {
         item.id: given.get(item.id) or ItemVerdict(item_id=item.id, verdict="failed", error="no verdict given")
         for item in checklist.items

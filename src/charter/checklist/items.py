@@ -193,7 +193,7 @@ def checklist_from_rows(rows: Any, where: str, source: Source = "column") -> Che
     if isinstance(rows, str):
         try:
             rows = json.loads(rows)
-        except ValueError as exc:
+        except json.JSONDecodeError as exc:
             raise DatasetError(f"{where}: not a JSON list of checklist items ({exc.msg})") from None
     if not isinstance(rows, list) or not rows:
         raise DatasetError(f"{where}: expected a non-empty list of checklist items, got {type(rows).__name__}")
