@@ -13,13 +13,13 @@ import asyncio
 import json
 import threading
 from collections.abc import Mapping, Sequence
-from concurrent.futures import Future
+from concurrent.futures import Future, wait
 from dataclasses import dataclass, field
 from typing import Any
 
 from charter.api_args import from_arguments
 from charter.errors import ArgumentError, CharterError
-from charter.online.reward import RewardFunction, _Loop, reward_function
+from charter.online.reward import RewardFunction, reward_function
 from charter.providers.config import RoleConfig
 from charter.records import RewardRecord
 
@@ -54,6 +54,8 @@ class Judging:
         self._lock = threading.Lock()
         self._waiting: list[_Waiting] = []
         self._timer: threading.Timer | None = None
+        self._event_loop: asyncio.AbstractEventLoop | None = None
+        self._in_flight: set[Future[list[RewardRecord]]] = set()
         self.batches = 0
         """Batches the reward function has judged through this object."""
 
@@ -62,10 +64,13 @@ class Judging:
         return self.reward.scoring
 
     def _loop(self) -> asyncio.AbstractEventLoop:
+        """The event loop the judge works on, in a daemon thread, made on first use: its clients and limiters live
+        from one batch to the next, whatever thread or loop the framework calls from."""
         with self._lock:
-            if self.reward._loop is None:  # the loop the reward function's own calls use: one set of clients
-                self.reward._loop = _Loop()
-            return self.reward._loop.loop
+            if self._event_loop is None:
+                self._event_loop = asyncio.new_event_loop()
+                threading.Thread(target=self._event_loop.run_forever, name="charter-judging", daemon=True).start()
+            return self._event_loop
 
     # -- whole batches -------------------------------------------------------------------------------------------
     def judge(
@@ -100,7 +105,14 @@ class Judging:
             done.set_result(records)
 
         job.add_done_callback(finish)
+        with self._lock:
+            self._in_flight.add(done)
+        done.add_done_callback(self._landed)
         return done
+
+    def _landed(self, done: Future[list[RewardRecord]]) -> None:
+        with self._lock:
+            self._in_flight.discard(done)
 
     # -- one completion at a time, gathered into batches ----------------------------------------------------------
     def one(self, prompt: Any, completion: Any, reference: Any = None) -> RewardRecord:
@@ -155,8 +167,18 @@ class Judging:
         done.add_done_callback(hand_out)
 
     def close(self) -> None:
-        """Judge what is waiting, then close the reward function (flushes the call cache)."""
+        """Judge what is waiting, close the judge's clients and stop its loop, then close the reward function (which
+        flushes the call cache)."""
         self._flush()
+        with self._lock:
+            in_flight = list(self._in_flight)
+        wait(in_flight)  # the batches judged or failed before their clients close
+        loop, self._event_loop = self._event_loop, None
+        if loop is not None:
+            models = {id(m): m for m in (self.reward.judge, self.reward.reference_model) if m is not None}.values()
+            for model in models:
+                asyncio.run_coroutine_threadsafe(model.aclose(), loop).result()
+            loop.call_soon_threadsafe(loop.stop)
         self.reward.close()
 
 

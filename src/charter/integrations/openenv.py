@@ -143,6 +143,8 @@ class ConstitutionEnv(Environment[ConstitutionAction, ConstitutionObservation, S
         shown = ConstitutionObservation(prompt=self._current["prompt"], prompt_id=self._current["id"])
         assert self.rubric is not None
         reward = self.rubric(action, shown)
+        if not isinstance(reward, int | float):
+            raise ConfigError("ConstitutionEnv steps synchronously: give it a rubric whose forward is not async")
         self._state.step_count += 1
         failure = getattr(self.rubric, "last_failure", None)
         shown.done = True

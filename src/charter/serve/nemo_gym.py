@@ -79,7 +79,7 @@ class NeMoGymVerify:
 
     def __init__(self, app: Any) -> None:  # the `RewardApp` it serves (app.py imports this module)
         self.app = app
-        self.cohorts: dict[str, list[tuple[Any, str, str | None, asyncio.Future[Scored]]]] = defaultdict(list)
+        self.cohorts: dict[str, list[tuple[Any, str, str | None, asyncio.Future[Any]]]] = defaultdict(list)
 
     async def verify(self, request: Request) -> Response:
         data = await self.app._body(request)
@@ -108,7 +108,7 @@ class NeMoGymVerify:
                 f"{self.app.config.scoring} scoring over /verify needs group_size (NeMo Gym's rollouts per prompt)"
             )
         key = fingerprint([data.get("_ng_task_index"), data.get("prompt_id"), json.dumps(prompt, sort_keys=True)])
-        waiting: asyncio.Future[Scored] = asyncio.get_running_loop().create_future()
+        waiting: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         cohort = self.cohorts[key]
         cohort.append((prompt, completion, label, waiting))
         if len(cohort) >= size:
@@ -116,7 +116,7 @@ class NeMoGymVerify:
             await self._judge(cohort)
         return await waiting
 
-    async def _judge(self, cohort: list[tuple[Any, str, str | None, asyncio.Future[Scored]]]) -> None:
+    async def _judge(self, cohort: list[tuple[Any, str, str | None, asyncio.Future[Any]]]) -> None:
         """The cohort judged as one group; each waiting request gets its reward, or the answer that refused it."""
         try:
             scored = await self.app._scored([c[0] for c in cohort], [c[1] for c in cohort], [c[2] for c in cohort])
