@@ -8,7 +8,8 @@ once): in process, `charter.reward_function` called once on all N (TRL's way); v
 verl, `compute_score_async` loaded by verl's own `get_custom_reward_fn` and awaited N times at once (how verl's
 reward loop calls it). Judges: `scripted:cai` whose replies wait `latency` seconds, and a loopback OpenAI-compatible
 HTTP judge (`charter.testing.loopback`) answering as `scripted:cai` after `--loopback` seconds. Reported: seconds for
-the batch and rewards/s on each side, and each adapter's rate over the in-process rate.
+the batch and rewards/s on each side, and each adapter's rate over the in-process rate. The verifiers side includes
+verifiers' own scoring code (its trace bookkeeping per rollout), not only charter's.
 """
 
 from __future__ import annotations
@@ -122,6 +123,7 @@ def main() -> None:
             else:
                 judge = {"model": "scripted:cai", "options": {"latency_s": latency}}
             try:
+                in_process(tmp, judge, 16, f"w{k}")  # warm-up: the judge's first connections and imports, not timed
                 base = in_process(tmp, judge, args.batch, f"i{k}")
                 sides = [("in process, one call", base)]
                 sides += [("verifiers, Task.score x N", verifiers_batch(tmp, judge, args.batch, f"v{k}"))]
