@@ -103,3 +103,14 @@ def test_compute_score_asks_a_running_reward_server(start) -> None:
     safe = fn(data_source="hh", solution_str=SAFE, ground_truth=None, extra_info={"question": QUESTION})
     harmful = fn(data_source="hh", solution_str=HARMFUL, ground_truth=None, extra_info={"question": QUESTION})
     assert (safe["score"], harmful["score"]) == (1.0, 0.0)
+
+
+def test_a_failed_judgment_through_the_server_raises_too(start) -> None:
+    server = start({"model": "scripted:serve-flaky", "rating": "verdict", "max_retries": 0})
+    fn = _loaded("compute_score", server_url=server.url, token=TOKEN)
+    with pytest.raises(JudgmentFailed, match="unparseable"):  # the flaky judge fails answers without "ok"
+        fn(data_source="hh", solution_str=HARMFUL, ground_truth=None, extra_info={"question": QUESTION})
+    assert fn(data_source="hh", solution_str=SAFE + " ok", ground_truth=None, extra_info={"question": QUESTION}) == {
+        "score": 1.0,
+        "charter_judge": 1.0,
+    }
