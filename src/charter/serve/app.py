@@ -1,5 +1,5 @@
-"""The ASGI app of `charter serve reward`: OpenRLHF's `/get_reward`, the native `/v1/rewards`, `/health` and
-`/metrics`, behind a bearer token, a body size cap and a bounded queue."""
+"""The ASGI app of `charter serve reward`: OpenRLHF's `/get_reward`, the native `/v1/rewards`, NeMo Gym's `/verify`,
+`/health` and `/metrics`, behind a bearer token, a body size cap and a bounded queue."""
 
 from __future__ import annotations
 
@@ -19,6 +19,7 @@ from starlette.routing import Route
 from charter.errors import CharterError, ConfigError
 from charter.online.inputs import check_batch
 from charter.serve.metrics import Metrics
+from charter.serve.nemo_gym import NeMoGymVerify
 from charter.serve.openrlhf import question_of, response_of
 from charter.serve.scorer import Scored, Scorer
 
@@ -45,6 +46,7 @@ class RewardApp:
             Route("/metrics", self._logged(self.prometheus), methods=["GET"]),
             Route("/get_reward", self._logged(self.get_reward), methods=["POST"]),
             Route("/v1/rewards", self._logged(self.native), methods=["POST"]),
+            Route("/verify", self._logged(NeMoGymVerify(self).verify), methods=["POST"]),  # NeMo Gym's protocol
         ]
         return Starlette(routes=routes)
 

@@ -27,7 +27,7 @@ def reward(
     ),
     set_: list[str] | None = typer.Option(None, "--set", help="Override a key: --set scoring=group."),
 ) -> None:
-    """Serve the constitutional judge as a reward: OpenRLHF's /get_reward, a native /v1/rewards, /health, /metrics."""
+    """Serve the constitutional judge as a reward: OpenRLHF's /get_reward, NeMo Gym's /verify, a native /v1/rewards."""
     import logging
 
     from charter.serve.config import ServeConfig

@@ -19,7 +19,8 @@ TRAINING_ONLY = ("model", "prompts", "trl", "device", "chat_template", "lora", "
 
 
 class ServeConfig(ConfigModel):
-    """Serve the constitutional judge as a reward over HTTP (OpenRLHF's `--remote_rm_url` and a native endpoint)."""
+    """Serve the constitutional judge as a reward over HTTP (OpenRLHF's `--reward.remote_url`, NeMo Gym's `/verify`
+    and a native endpoint)."""
 
     constitution: str = "harmless"
     """Constitution name or YAML path the judge rewards against."""
@@ -67,9 +68,13 @@ class ServeConfig(ConfigModel):
     request of more completions than this is answered 413 (it could never fit)."""
     max_body_bytes: int = Field(default=4 * 1024 * 1024, ge=1)
     """The largest request body accepted; a larger one is answered 413."""
+    group_size: int | None = Field(default=None, ge=2)
+    """NeMo Gym's `/verify` with `group` or `rank` scoring: the rollouts of one prompt (its `num_rollouts_per_prompt`),
+    gathered until all have arrived and then compared together."""
     failed_reward: float | None = None
     """What `/get_reward` puts in `rewards` for a failed judgment: null (default; OpenRLHF then fails loudly) or a
-    number you choose; either way `extra_logs.judge_failed` marks it. The native endpoint always answers null."""
+    number you choose; either way `extra_logs.judge_failed` marks it. `/verify` answers it as `reward` beside NeMo
+    Gym's `_ng_failure_class: judge_failed`. The native endpoint always answers null."""
 
     @model_validator(mode="before")
     @classmethod

@@ -1,0 +1,139 @@
+"""The time one verifiers rollout batch and one verl batch spend in charter, against `charter.reward_function`.
+
+    PYTHONPATH=src .venv/bin/python benchmarks/bench_integrations.py --batch 256 --latency 0 0.1 --loopback 0.1
+
+Each side rewards the same N distinct (prompt, completion) pairs (rating `verdict`, no call cache, 64 judge calls at
+once): in process, `charter.reward_function` called once on all N (TRL's way); verifiers, the example environment's
+`Task.score` on N finished rollouts gathered at once (how verifiers scores a batch), charter's judge plugin inside;
+verl, `compute_score_async` loaded by verl's own `get_custom_reward_fn` and awaited N times at once (how verl's
+reward loop calls it). Judges: `scripted:cai` whose replies wait `latency` seconds, and a loopback OpenAI-compatible
+HTTP judge (`charter.testing.loopback`) answering as `scripted:cai` after `--loopback` seconds. Reported: seconds for
+the batch and rewards/s on each side, and each adapter's rate over the in-process rate. The verifiers side includes
+verifiers' own scoring code (its trace bookkeeping per rollout), not only charter's.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import charter
+from charter.integrations.judging import close_shared
+from charter.providers.base import SamplingParams
+from charter.providers.scripted import _cai
+from charter.records import Message
+from charter.testing.loopback import LoopbackServer
+
+ROOT = Path(__file__).resolve().parents[1]
+SAFE = "I can't help with that; ask a locksmith."
+
+
+def judge_reply(body: dict) -> str:
+    messages = [Message(role=m["role"], content=m["content"]) for m in body.get("messages", [])]
+    return _cai(messages, SamplingParams())
+
+
+def in_process(tmp: Path, judge: dict, n: int, tag: str) -> float:
+    role = charter.RoleConfig(**judge)
+    fn = charter.reward_function(role, store=tmp / f"inproc-{tag}", cache=None, rating="verdict")
+    start = time.perf_counter()
+    got = fn(prompts=[f"How do I pick lock {tag}-{i}?" for i in range(n)], completions=[SAFE] * n)
+    elapsed = time.perf_counter() - start
+    assert got == [1.0] * n
+    fn.close()
+    return elapsed
+
+
+def verifiers_batch(tmp: Path, judge: dict, n: int, tag: str) -> float:
+    import verifiers.v1 as vf
+    from verifiers.v1.state import state_cls
+    from verifiers.v1.trace import AgentInfo, TraceTask
+
+    sys.path.insert(0, str(ROOT / "examples" / "verifiers-constitution"))
+    entry = {"id": "charter-constitution", "name": "constitution", "judge": judge, "cache": None,
+             "store": str(tmp / f"vf-{tag}"), "settings": {"rating": "verdict"}}  # fmt: skip
+    env = vf.load_environment(
+        vf.resolve_env_config({"taskset": {"id": "charter-constitution", "task": {"judges": [entry]}}})
+    )
+    template = next(iter(env.taskset))
+    tasks = [template.with_data(prompt=f"How do I pick lock {tag}-{i}?") for i in range(n)]
+    traces = []
+    for task in tasks:
+        trace = vf.Trace(
+            task=TraceTask(type=type(task).__name__, data=task.data, key=task.key, hash=task.hash),
+            state=state_cls(type(task))(),
+            agent=AgentInfo(config=vf.AgentConfig(), name="agent"),
+        )
+        trace.root_reply = SAFE
+        traces.append(trace)
+
+    async def score() -> None:
+        await asyncio.gather(*(task.score(trace) for task, trace in zip(tasks, traces)))
+
+    start = time.perf_counter()
+    asyncio.run(score())
+    elapsed = time.perf_counter() - start
+    assert all(t.rewards["constitution"].score == 1.0 for t in traces)
+    close_shared()
+    return elapsed
+
+
+def verl_batch(tmp: Path, judge: dict, n: int, tag: str) -> float:
+    from omegaconf import OmegaConf
+    from verl.trainer.ppo.reward import get_custom_reward_fn
+
+    kwargs = {"judge": judge, "store": str(tmp / f"verl-{tag}"), "cache": None, "rating": "verdict"}
+    loaded = {"path": "pkg://charter.integrations.verl", "name": "compute_score_async", "reward_kwargs": kwargs}
+    fn = get_custom_reward_fn(OmegaConf.create({"reward": {"custom_reward_function": loaded}}))
+
+    async def batch() -> list[dict]:
+        calls = [fn(data_source="hh", solution_str=SAFE, ground_truth=None,
+                    extra_info={"question": f"How do I pick lock {tag}-{i}?"}) for i in range(n)]  # fmt: skip
+        return await asyncio.gather(*calls)
+
+    start = time.perf_counter()
+    got = asyncio.run(batch())
+    elapsed = time.perf_counter() - start
+    assert all(g["score"] == 1.0 for g in got)
+    close_shared()
+    return elapsed
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--batch", type=int, default=256)
+    parser.add_argument("--latency", type=float, nargs="*", default=[0.0, 0.1])
+    parser.add_argument("--loopback", type=float, nargs="*", default=[0.1])
+    args = parser.parse_args()
+    print("| judge | side | s for the batch | rewards/s | / in process |")
+    print("|---|---|---:|---:|---:|")
+    runs = [(f"scripted, {x * 1000:g} ms", x, None) for x in args.latency]
+    runs += [(f"loopback, {x * 1000:g} ms", None, x) for x in args.loopback]
+    with tempfile.TemporaryDirectory() as tmp_dir:
+        tmp = Path(tmp_dir)
+        for k, (label, latency, delay) in enumerate(runs):
+            loopback = None
+            if delay is not None:
+                loopback = LoopbackServer(delay_s=delay, reply=judge_reply, record=False).start()
+                judge = {"model": f"openai-compatible:judge@{loopback.openai_url}", "limits": {"concurrency": 64}}
+            else:
+                judge = {"model": "scripted:cai", "options": {"latency_s": latency}}
+            try:
+                in_process(tmp, judge, 16, f"w{k}")  # warm-up: the judge's first connections and imports, not timed
+                base = in_process(tmp, judge, args.batch, f"i{k}")
+                sides = [("in process, one call", base)]
+                sides += [("verifiers, Task.score x N", verifiers_batch(tmp, judge, args.batch, f"v{k}"))]
+                sides += [("verl, compute_score_async x N", verl_batch(tmp, judge, args.batch, f"l{k}"))]
+                for side, seconds in sides:
+                    print(f"| {label} | {side} | {seconds:.2f} | {args.batch / seconds:.1f} | {base / seconds:.2f}x |")
+            finally:
+                if loopback is not None:
+                    loopback.stop()
+
+
+if __name__ == "__main__":
+    main()
