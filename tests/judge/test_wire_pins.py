@@ -38,7 +38,6 @@ CASES: dict[str, dict] = {
 UNFENCED = ("logprobs", "cot", "verdict")
 
 
-
 class Recording(ScriptedModel):
     """`scripted:cai`, keeping the text of every prompt it is sent."""
 
@@ -53,6 +52,7 @@ class Recording(ScriptedModel):
     async def choice_logprobs(self, request, options):  # noqa: ANN001, ANN201
         self.sent.add(request[-1].content)
         return await super().choice_logprobs(request, options)
+
 
 PAIR = Pair(
     pair_id="pin",
