@@ -4,7 +4,7 @@
   the option tokens' log-probabilities instead), whether each vote is clamped, the reply budget;
 - `Kind`: what kind of judgment the mode makes: a callable that judges a pair under its principles (comparing the
   two responses in one prompt, or rating each alone), and for a rating kind the callable that rates one response;
-- `JudgeOptions`: what a judgment reads of its settings (`charter.judge.settings.JudgeSettings` is one).
+- `JudgeOptions`: what a kind of judgment reads of its settings (`charter.judge.settings.JudgeSettings` has it).
 """
 
 from __future__ import annotations
@@ -54,6 +54,8 @@ class PrincipleScore:
     cached: bool
 
 
+#: Whether each comparison is asked with the responses in both orders or in one.
+Orders = Literal["both", "one"]
 #: One principle's vote with its prompt and completion tokens, or the error that stopped it.
 Outcome = tuple[Vote, int, int] | BaseException
 #: Judges a pair under each principle (model, constitution, pair, settings, principle ids): an outcome each (or one
@@ -93,35 +95,18 @@ class Mode:
 
 
 class JudgeOptions(Protocol):
-    """What a judgment reads of its settings (`JudgeSettings` has each)."""
+    """What a kind of judgment reads of its settings (`JudgeSettings` has each)."""
+
+    orders: Orders
+    clamp: tuple[float, float]
+    max_retries: int
+    scale: int
+    warm_cache: bool
 
     @property
-    def mode(self) -> str: ...
-    @property
-    def orders(self) -> str: ...
-    @property
-    def principles(self) -> list[str] | None: ...
-    @property
-    def principles_per_pair(self) -> int: ...
-    @property
-    def clamp(self) -> tuple[float, float]: ...
-    @property
-    def max_retries(self) -> int: ...
-    @property
-    def scale(self) -> int: ...
-    @property
-    def warm_cache(self) -> bool: ...
-    @property
     def mode_entry(self) -> Mode: ...
-    @property
-    def rates_alone(self) -> bool: ...
+
     @property
     def reply(self) -> Reply: ...
-    @property
-    def reply_name(self) -> str: ...
-    @property
-    def asks_logprobs(self) -> bool: ...
-    @property
-    def orders_asked(self) -> Literal["both", "one"]: ...
-    def sampling(self) -> SamplingParams: ...
+
     def attempt(self, number: int) -> SamplingParams: ...

@@ -17,8 +17,8 @@ structured output.
 
 from __future__ import annotations
 
+from charter.judge.compare import COMPARES
 from charter.judge.entry import Kind, Mode, Reply
-from charter.judge.pairwise import COMPARES
 from charter.judge.score import RATES_ALL_PRINCIPLES, RATES_EACH_PRINCIPLE
 from charter.judge_prompt import (
     read_letter,

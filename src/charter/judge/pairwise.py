@@ -1,31 +1,25 @@
-"""The AI judge (RL-CAI / RLAIF): a multiple-choice comparison per principle, evaluated in both
-orders so position bias cancels, with an ensemble over principles.
-
-`judge_pair` judges a pair the way its mode's entry in `charter.judge.modes` says: the pairwise kind here
-(`COMPARES`: both responses in one prompt), the rating kinds in `charter.judge.score`. How a reply is asked for and
-read is the entry's `Reply`: `logprobs` reads P("A") vs P("B") as the next token; `cot` asks for reasoning then a
-verdict and clamps each vote into `clamp` (Bai et al. 2022 use 40-60% for chain-of-thought labels); `verdict` asks for
-a single letter. Unparseable output is re-asked, then recorded as a failure with the raw text: never a silent default.
-A `charter.judge.panel.Panel` is a judge too: `judge_pair` asks each member and pools their judgments.
+"""The AI judge (RL-CAI / RLAIF): each pair judged under an ensemble of principles, the way its mode's entry in
+`charter.judge.modes` says (`Mode.kind`): the pairwise kind (`charter.judge.compare`, both responses in one prompt,
+in both orders so that position bias cancels) or a rating kind (`charter.judge.score`, each response rated alone).
+A reply that cannot be read fails its judgment with the raw text: never a silent default. A
+`charter.judge.panel.Panel` is a judge too: `judge_pair` takes one where it takes one judge model.
 """
 
 from __future__ import annotations
 
 import functools
 import random
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
-from typing import Any
+from collections.abc import AsyncIterator, Iterable, Sequence
 
-from charter.concurrency import bounded_map, warm_then_fan_out
-from charter.constitutions.schema import Constitution, Principle
+from charter.concurrency import bounded_map
+from charter.constitutions.schema import Constitution
 from charter.errors import ConfigError, JudgeParseError, ProviderError
-from charter.judge.asking import ask_until_read, dooms_run
-from charter.judge.entry import JudgeOptions, Kind, Outcome
-from charter.judge.score import rating_fingerprint_fields
-from charter.judge_prompt import PROMPT_FORMAT, write_comparison
-from charter.messages import render_conversation, user
-from charter.providers.base import ChatModel, Completion, Messages
-from charter.records import Failure, Judgment, Message, Pair, Vote, fingerprint
+from charter.judge.asking import dooms_run
+from charter.judge.compare import COMPARES, comparison_prompt, p_first, same_winner
+from charter.judge.settings import JudgeSettings
+from charter.judge_prompt import PROMPT_FORMAT, RATING_FORMAT
+from charter.providers.base import ChatModel
+from charter.records import Failure, Judgment, Pair, fingerprint
 
 __all__ = [
     "COMPARES",
@@ -42,10 +36,8 @@ __all__ = [
     "sample_principles",
 ]
 
-OPTIONS = ("A", "B")
 
-
-def judge_fingerprint(settings: JudgeOptions, model: str, constitution: Constitution, seed: int) -> str:
+def judge_fingerprint(settings: JudgeSettings, model: str, constitution: Constitution, seed: int) -> str:
     """The fingerprint of everything that shapes a judgment: model, mode, orders, ensemble, prompt format,
     and for `cot`/`verdict` the sampling, retries and (cot) clamp."""
     data: dict = {
@@ -58,25 +50,13 @@ def judge_fingerprint(settings: JudgeOptions, model: str, constitution: Constitu
         "prompt_format": PROMPT_FORMAT,
         "principles": settings.principles or settings.principles_per_pair,
     }
-    if settings.rates_alone:
-        data.update(rating_fingerprint_fields(settings))
+    if settings.rates_alone:  # the scale, how a score is read, the rating prompt's format
+        data.update(scale=settings.scale, rating=settings.reply_name, rating_format=RATING_FORMAT)
     if not settings.asks_logprobs:
         data.update(params=settings.sampling().model_dump(mode="json"), max_retries=settings.max_retries)
     if settings.reply.clamped:
         data["clamp"] = list(settings.clamp)
     return fingerprint(data)
-
-
-def comparison_prompt(
-    prompt: list[Message], first: str, second: str, principle: Principle, instruction: str, fenced: bool = True
-) -> Messages:
-    """The multiple-choice question for one principle and one presentation order, ending on `instruction` (a judge
-    mode's, `JudgeSettings.reply.instruction`). charter.judge_prompt writes it: fenced in format 3; `fenced=False`
-    gives the unfenced format 1, kept so that an audit can show what the fences buy."""
-    text = write_comparison(
-        render_conversation(prompt), principle.comparison, principle.description, first, second, instruction, fenced
-    )
-    return [user(text)]
 
 
 def sample_principles(constitution: Constitution, k: int, rng: random.Random) -> list[str]:
@@ -90,7 +70,7 @@ def sample_principles(constitution: Constitution, k: int, rng: random.Random) ->
     return chosen
 
 
-def principles_for(constitution: Constitution, settings: JudgeOptions, pair_id: str, seed: int) -> list[str]:
+def principles_for(constitution: Constitution, settings: JudgeSettings, pair_id: str, seed: int) -> list[str]:
     """The principle ids for a pair: fixed, or sampled with a per-pair seed (stable across resumes; with a
     larger ensemble the first draws stay the same, so their calls come from the cache)."""
     if settings.principles:
@@ -103,7 +83,7 @@ def principles_for(constitution: Constitution, settings: JudgeOptions, pair_id: 
     return sample_principles(constitution, settings.principles_per_pair, random.Random(f"{seed}:{pair_id}"))
 
 
-def principle_key(pair: Pair, settings: JudgeOptions) -> str:
+def principle_key(pair: Pair, settings: JudgeSettings) -> str:
     """What a pair's principles are drawn by: its id, or under mode `score` the prompt of a samples pair (every
     sample of a prompt is rated under the same principles, so that their scores compare)."""
     if settings.rates_alone and pair.kind == "samples" and pair.prompt_id:
@@ -111,123 +91,12 @@ def principle_key(pair: Pair, settings: JudgeOptions) -> str:
     return pair.pair_id
 
 
-class _Asked:
-    """One order's answer: P(first shown preferred), rationale, tokens."""
-
-    def __init__(self, p_first: float, rationale: str | None, prompt_tokens: int, completion_tokens: int) -> None:
-        self.p_first, self.rationale = p_first, rationale
-        self.prompt_tokens, self.completion_tokens = prompt_tokens, completion_tokens
-
-
-def _unparseable(_: JudgeParseError, completions: list[Completion]) -> JudgeParseError:
-    tries = len(completions)
-    return JudgeParseError(f"unparseable judge output after {tries} tries", raw=completions[-1].text, attempts=tries)
-
-
-async def _ask(model: ChatModel, request: Messages, settings: JudgeOptions) -> _Asked:
-    reply = settings.reply
-    if reply.logprobs:
-        probs = await model.choice_logprobs(request, OPTIONS)
-        return _Asked(probs.probs["A"], None, probs.prompt_tokens, 1)
-    assert reply.read is not None  # a text reply has a reader (register_mode checks)
-    letter, completions = await ask_until_read(model, request, settings, reply.read, _unparseable)
-    low, high = settings.clamp if reply.clamped else (0.0, 1.0)
-    last = completions[-1]
-    return _Asked(high if letter == "A" else low, last.text, last.prompt_tokens, last.completion_tokens)
-
-
-async def p_first(
-    model: ChatModel,
-    prompt: list[Message],
-    first: str,
-    second: str,
-    principle: Principle,
-    settings: JudgeOptions,
-    fenced: bool = True,
-) -> float:
-    """P(the response shown first is preferred) under one principle, in one order (the judge's unit question).
-
-    Raises JudgeParseError (no parseable answer after retries) or ProviderError; never returns a default."""
-    request = comparison_prompt(prompt, first, second, principle, settings.reply.instruction, fenced=fenced)
-    return (await _ask(model, request, settings)).p_first
-
-
-def _same_winner(p_ab: float, p_ba: float) -> bool:
-    side = lambda p: (p > 0.5) - (p < 0.5)  # noqa: E731
-    return side(p_ab) == side(p_ba)
-
-
-def _mean(values: Sequence[float]) -> float:
-    return sum(values) / len(values)
-
-
-def _order_requests(pair: Pair, principle: Principle, settings: JudgeOptions) -> list[Messages]:
-    """One principle's comparison requests: `a` shown first, then (both orders) `b` shown first."""
-    shown = [(pair.a, pair.b), (pair.b, pair.a)][: 2 if settings.orders == "both" else 1]
-    instruction = settings.reply.instruction
-    return [comparison_prompt(pair.prompt, first, second, principle, instruction) for first, second in shown]
-
-
-def _vote(principle_id: str, answers: Sequence[_Asked]) -> tuple[Vote, int, int]:
-    """One principle's vote from its answers in each order asked, and their tokens."""
-    p_ab = answers[0].p_first
-    p_ba = 1.0 - answers[1].p_first if len(answers) > 1 else None
-    vote = Vote(
-        principle_id=principle_id,
-        p_a=p_ab if p_ba is None else (p_ab + p_ba) / 2,
-        p_a_ab=p_ab,
-        p_a_ba=p_ba,
-        consistent=None if p_ba is None else _same_winner(p_ab, p_ba),
-        rationale_ab=answers[0].rationale,
-        rationale_ba=answers[1].rationale if len(answers) > 1 else None,
-    )
-    return vote, sum(a.prompt_tokens for a in answers), sum(a.completion_tokens for a in answers)
-
-
-async def compare_principles(
-    model: ChatModel, constitution: Constitution, pair: Pair, settings: JudgeOptions, principle_ids: list[str]
-) -> list[Outcome]:
-    """Pairwise modes: every principle in each order, one call each; a principle's outcome is its vote or the error
-    of its first failed order.
-
-    Warm, then fan out, so that each call reads from the provider's prompt cache what it shares with a call already
-    answered: the pair's first call (the first principle, `a` shown first) is answered before any other is sent;
-    then the other principles in that order (they share everything up to the question) and, at the same time, the
-    other order, warmed the same way by its own first call (it shares the instructions and the conversation)."""
-    first, *others = zip(*(_order_requests(pair, constitution.principle(pid), settings) for pid in principle_ids))
-    calls: list[Callable[[], Awaitable[Any]]] = [functools.partial(_ask, model, r, settings) for r in first]
-    calls += [functools.partial(_ask_in_turn, model, order, settings) for order in others]
-    outcomes = await warm_then_fan_out(calls, warm=settings.warm_cache, dooms=dooms_run)
-    if len(outcomes) < len(calls):  # the first call failed in a way that dooms the run: nothing else was sent
-        return outcomes
-    by_order = [outcomes[: len(first)], *outcomes[len(first) :]]
-    votes: list[Outcome] = []
-    for i, pid in enumerate(principle_ids):
-        answers = [order[i] for order in by_order]
-        errors = [a for a in answers if isinstance(a, BaseException)]
-        votes.append(errors[0] if errors else _vote(pid, answers))
-    return votes
-
-
-async def _ask_in_turn(model: ChatModel, requests: Sequence[Messages], settings: JudgeOptions) -> list[Any]:
-    """One order's calls, warmed by its first (they share everything up to the question): an answer or an error
-    each; when the first fails in a way that dooms the run, its error stands for the calls never sent."""
-    calls = [functools.partial(_ask, model, request, settings) for request in requests]
-    outcomes = await warm_then_fan_out(calls, warm=settings.warm_cache, dooms=dooms_run)
-    return outcomes + outcomes[:1] * (len(calls) - len(outcomes))
-
-
-#: Two responses compared in one prompt under each principle, in each order asked (modes `logprobs`, `cot`,
-#: `verdict`).
-COMPARES = Kind("pairwise", compare_principles)
-
-
 @functools.singledispatch
 async def judge_pair(
     model: ChatModel,
     constitution: Constitution,
     pair: Pair,
-    settings: JudgeOptions,
+    settings: JudgeSettings,
     principle_ids: list[str],
     judge_fp: str,
 ) -> Judgment:
@@ -260,7 +129,7 @@ async def judge_pair(
         p_a=_mean([v.p_a for v in votes]),
         p_a_ab=p_ab,
         p_a_ba=p_ba,
-        position_consistent=None if p_ba is None else _same_winner(p_ab, p_ba),
+        position_consistent=None if p_ba is None else same_winner(p_ab, p_ba),
         principles=votes,
         prompt_tokens=sum(t for _, t, _ in per),
         completion_tokens=sum(t for _, _, t in per),
@@ -277,7 +146,7 @@ async def judge_many(
     model: ChatModel,
     constitution: Constitution,
     pairs: Iterable[Pair],
-    settings: JudgeOptions,
+    settings: JudgeSettings,
     seed: int = 0,
     concurrency: int = 64,
 ) -> AsyncIterator[Judgment]:
@@ -296,7 +165,7 @@ async def judgments_by_pair(
     model: ChatModel,
     constitution: Constitution,
     pairs: Iterable[Pair],
-    settings: JudgeOptions,
+    settings: JudgeSettings,
     seed: int = 0,
     concurrency: int = 64,
     *,
@@ -309,3 +178,7 @@ async def judgments_by_pair(
     finally:
         if close:
             await model.aclose()
+
+
+def _mean(values: Sequence[float]) -> float:
+    return sum(values) / len(values)

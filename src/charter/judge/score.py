@@ -17,7 +17,7 @@ from charter.constitutions.schema import Constitution
 from charter.errors import ConfigError, JudgeParseError
 from charter.judge.asking import ask_until_read, dooms_run, gather_all, raise_first
 from charter.judge.entry import JudgeOptions, Kind, Outcome, PrincipleScore
-from charter.judge_prompt import DEFAULT_RUBRIC, RATING_FORMAT, rubric_schema, write_rating, write_rubric
+from charter.judge_prompt import DEFAULT_RUBRIC, rubric_schema, write_rating, write_rubric
 from charter.messages import render_conversation, user
 from charter.providers.base import ChatModel, Completion, Messages
 from charter.records import Message, Pair, Sample, Vote
@@ -30,7 +30,6 @@ __all__ = [
     "mean_score",
     "p_first_from_scores",
     "rank_samples",
-    "rating_fingerprint_fields",
     "rating_prompt",
     "rubric_failure",
     "rubric_prompt",
@@ -41,11 +40,6 @@ __all__ = [
     "score_options",
     "score_response",
 ]
-
-
-def rating_fingerprint_fields(settings: JudgeOptions) -> dict[str, object]:
-    """What a score judgment's fingerprint adds to a comparison's: the scale, how it is read, the prompt format."""
-    return {"scale": settings.scale, "rating": settings.reply_name, "rating_format": RATING_FORMAT}
 
 
 def score_options(scale: int) -> tuple[str, ...]:
@@ -223,7 +217,7 @@ async def score_response(
     (paid for, cached) before the first error, if any, is raised."""
     rate = settings.mode_entry.kind.rate
     if rate is None:
-        raise ConfigError(f"judge mode {settings.mode!r} compares two responses; it rates none alone")
+        raise ConfigError(f"judge mode {settings.mode_entry.name!r} compares two responses; it rates none alone")
     return await rate(model, constitution, prompt, response, principle_ids, settings)
 
 

@@ -7,7 +7,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, Field, model_validator
 
-from charter.judge.entry import Mode, Reply
+from charter.judge.entry import Mode, Orders, Reply
 from charter.judge.modes import MODES, mode, pairwise_modes, rating_readers
 from charter.providers.base import SamplingParams
 from charter.providers.config import RoleConfig
@@ -52,8 +52,6 @@ JudgeMode = Annotated[str, AfterValidator(_known_mode), Field(json_schema_extra=
 RatingMode = Annotated[str, AfterValidator(_rating_reader), Field(json_schema_extra=_reader_enum)]
 #: A mode that compares two responses in one prompt.
 PairwiseMode = Annotated[str, AfterValidator(_pairwise_mode), Field(json_schema_extra=_pairwise_enum)]
-#: Whether each comparison is asked with the responses in both orders or in one.
-Orders = Literal["both", "one"]
 
 
 class JudgeSettings(ConfigModel):
