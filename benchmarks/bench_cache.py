@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import functools
 import hashlib
 import json
@@ -34,11 +35,12 @@ from typing import Any
 
 import yaml
 
-import charter.judge.pairwise as pairwise
+import charter.judge.compare as compare
 from charter.cli import main as cli
 from charter.concurrency import warm_then_fan_out
 from charter.constitutions.loader import load_constitution
-from charter.judge.score import dooms_run
+from charter.judge.asking import dooms_run
+from charter.judge.modes import MODES, Kind
 from charter.judge_prompt import neutralise, read_comparison
 from charter.runs.store import RunStore
 from charter.testing.billing import AnthropicBilling, OpenAIBilling
@@ -74,16 +76,23 @@ async def compare_by_principle(model, constitution, pair, settings, principle_id
     principles (both orders at once); the same calls as charter's schedule, sent in another order."""
 
     async def one(pid: str) -> Any:
-        requests = pairwise._order_requests(pair, constitution.principle(pid), settings)
-        answers = await asyncio.gather(*(pairwise._ask(model, r, settings) for r in requests), return_exceptions=True)
+        requests = compare._order_requests(pair, constitution.principle(pid), settings)
+        answers = await asyncio.gather(*(compare._ask(model, r, settings) for r in requests), return_exceptions=True)
         errors = [a for a in answers if isinstance(a, BaseException)]
         if errors:
             raise errors[0]
-        return pairwise._vote(pid, [a for a in answers if not isinstance(a, BaseException)])
+        return compare._vote(pid, [a for a in answers if not isinstance(a, BaseException)])
 
     return await warm_then_fan_out(
         [functools.partial(one, pid) for pid in principle_ids], warm=settings.warm_cache, dooms=dooms_run
     )
+
+
+def schedule_by_principle() -> None:
+    """Every pairwise mode's entry, its calls sent principle by principle (`compare_by_principle`)."""
+    for name, entry in list(MODES.items()):
+        if entry.kind is compare.COMPARES:
+            MODES[name] = dataclasses.replace(entry, kind=Kind("pairwise", compare_by_principle))
 
 
 def _last_text(body: dict[str, Any]) -> str:
@@ -171,11 +180,11 @@ def config(tmp: Path, name: str, provider: str, url: str, n: int, concurrency: i
 
 def one(tmp: Path, provider: str, fmt: int, schedule: str, args: argparse.Namespace) -> dict[str, Any]:
     billing = OpenAIBilling(input=0.15, output=0.6, read=0.5) if provider == "openai" else AnthropicBilling(3.0, 15.0)
-    originals = pairwise.write_comparison, pairwise._compare_all_principles
+    originals, modes = compare.write_comparison, dict(MODES)
     if fmt == 2:
-        pairwise.write_comparison = write_comparison_v2  # type: ignore[assignment]
+        compare.write_comparison = write_comparison_v2  # type: ignore[assignment]
     if schedule == "principle":
-        pairwise._compare_all_principles = compare_by_principle  # type: ignore[assignment]
+        schedule_by_principle()
     name = f"{provider}-f{fmt}-{schedule}"
     try:
         server = Server(billing=billing, reply=reply, record=False, delay_s=args.delay)
@@ -186,7 +195,8 @@ def one(tmp: Path, provider: str, fmt: int, schedule: str, args: argparse.Namesp
             assert cli(["run", str(path)]) == 0
             wall = time.perf_counter() - start
     finally:
-        pairwise.write_comparison, pairwise._compare_all_principles = originals
+        compare.write_comparison = originals
+        MODES.update(modes)
     with RunStore(tmp / name) as store:
         usage = store.usage()
     bill = billing.invoice

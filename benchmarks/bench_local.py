@@ -413,7 +413,7 @@ def cmd_starts(args: argparse.Namespace) -> None:
         for row in load_pairs_file(SHARED_DATA / "human_preferences" / "hhh_harmless_helpful.jsonl")[: args.pairs]
     ]
     requests = [
-        comparison_prompt(pair.prompt, first, second, by_id[pid], "logprobs")
+        comparison_prompt(pair.prompt, first, second, by_id[pid], settings.reply.instruction)
         for pair in pairs
         for first, second in ((pair.a, pair.b), (pair.b, pair.a))
         for pid in principles_for(constitution, settings, pair.pair_id, 0)

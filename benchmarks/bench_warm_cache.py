@@ -25,7 +25,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_cache import SCHEDULES, compare_by_principle  # noqa: E402
+from bench_cache import SCHEDULES, schedule_by_principle  # noqa: E402
 from bench_pipeline_loopback import start_server  # noqa: E402
 
 CALLS_PER_PROMPT = 3 + 6  # initial answer, critique, revision; 3 principles x 2 orders
@@ -34,7 +34,7 @@ CALLS_PER_PROMPT = 3 + 6  # initial answer, critique, revision; 3 principles x 2
 def run_once(base_url: str, prompts: Path, workdir: Path, concurrency: int, schedule: str) -> tuple[float, int]:
     """One cold pipeline run: its wall time in seconds and the calls it made."""
     import charter
-    import charter.judge.pairwise as pairwise
+    from charter.judge.modes import MODES
     from charter.pipeline.config import RunConfig
     from charter.pipeline.launch import runner_for
 
@@ -58,15 +58,15 @@ def run_once(base_url: str, prompts: Path, workdir: Path, concurrency: int, sche
             "filters": {"drop_inconsistent": False, "drop_ties": False},
         }
     )
-    original = pairwise._compare_all_principles
+    modes = dict(MODES)
     if schedule == "principle":
-        pairwise._compare_all_principles = compare_by_principle  # type: ignore[assignment]
+        schedule_by_principle()
     try:
         start = time.perf_counter()
         asyncio.run(runner_for(config).arun())
         seconds = time.perf_counter() - start
     finally:
-        pairwise._compare_all_principles = original
+        MODES.update(modes)
     return seconds, int(charter.status(workdir / f"run-{stamp}")["usage"]["totals"]["calls"])
 
 

@@ -65,13 +65,15 @@ def test_perturbations_do_what_they_say() -> None:
 def test_shown_responses_reads_both_formats() -> None:
     from charter.constitutions import load_constitution
     from charter.judge.pairwise import comparison_prompt
+    from charter.judge.settings import JudgeSettings
 
+    LOGPROBS = JudgeSettings(mode="logprobs").reply.instruction
     principle = load_constitution("harmless").principles[0]
     prompt = [Message(role="user", content="hi")]
     for fenced in (True, False):
-        [request] = comparison_prompt(prompt, "first one", "second one", principle, "logprobs", fenced=fenced)
+        [request] = comparison_prompt(prompt, "first one", "second one", principle, LOGPROBS, fenced=fenced)
         assert shown_responses(request.content) == ("first one", "second one")
-    [unfenced] = comparison_prompt(prompt, "x", "y", principle, "logprobs", fenced=False)
+    [unfenced] = comparison_prompt(prompt, "x", "y", principle, LOGPROBS, fenced=False)
     assert "<response-a" not in unfenced.content and "Options:\n(A) x\n(B) y" in unfenced.content
 
 

@@ -140,3 +140,12 @@ def test_eval_cli_score_mode(tmp_path: Path) -> None:
         assert message in str(result.exception)
     with pytest.raises(ArgumentError, match="scale: 10: use 2 to 9"):
         evaluate(pairs_file(tmp_path), "scripted:cai", mode="score", scale=10)
+
+
+def test_a_rubric_takes_a_scale_up_to_ten_as_in_a_run(tmp_path: Path) -> None:
+    """A rubric's reply is a JSON object, not score tokens: its scale may reach 10 whatever `rating` says, as
+    `JudgeSettings` allows; a score read from the score tokens stays at most 9."""
+    s = evaluate(pairs_file(tmp_path), "scripted:cai", mode="rubric", scale=10, bootstrap_samples=200)
+    assert s["scale"] == 10 and s["judge_vs_human"]["agreement"]["value"] == 1.0
+    with pytest.raises(ArgumentError, match="scale"):
+        evaluate(pairs_file(tmp_path), "scripted:cai", mode="score", scale=10)

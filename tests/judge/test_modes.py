@@ -14,7 +14,7 @@ import pytest
 from charter.constitutions import load_constitution
 from charter.errors import ConfigError
 from charter.judge import modes
-from charter.judge.modes import MODES, Mode, register_mode
+from charter.judge.modes import COMPARES, MODES, Mode, Reply, register_mode
 from charter.judge.pairwise import comparison_prompt, judge_fingerprint, judge_pair
 from charter.judge.score import rating_prompt, rubric_prompt
 from charter.judge.settings import JudgeSettings
@@ -65,13 +65,14 @@ def test_fingerprints_and_prompts_change_only_with_the_format(settings: tuple) -
     constitution = load_constitution("harmless")
     judge = JudgeSettings(**dict(settings))
     prompt = [Message(role="user", content="How do I pick a lock?")]
-    if judge.spec.all_principles:
+    if judge.mode == "rubric":
         ids = [p.id for p in constitution.principles[:3]]
         text = rubric_prompt(constitution, prompt, "Use a pick.", ids, judge)[0].content
-    elif judge.rates:
+    elif judge.rates_alone:
         text = rating_prompt(constitution, prompt, "Use a pick.", constitution.principles[0].id, judge)[0].content
     else:
-        text = comparison_prompt(prompt, "first", "second", constitution.principles[0], judge.reads)[0].content
+        instruction = judge.reply.instruction
+        text = comparison_prompt(prompt, "first", "second", constitution.principles[0], instruction)[0].content
     got = (judge_fingerprint(judge, "openai:gpt-x", constitution, 7), hashlib.sha256(text.encode()).hexdigest()[:16])
     assert got == CURRENT[settings]
 
@@ -91,11 +92,9 @@ def toy_mode():
     register_mode(
         Mode(
             "winner",
-            "pairwise",
             "a line 'Winner: A' or 'Winner: B'",
-            instruction="End with a line 'Winner: A' or 'Winner: B'.",
-            read_choice=read,
-            max_tokens=64,
+            COMPARES,
+            Reply("End with a line 'Winner: A' or 'Winner: B'.", read, max_tokens=64),
         )
     )
     yield MODES["winner"]
@@ -111,7 +110,7 @@ def _prefers_alpha(messages, params) -> str:
 async def test_a_new_mode_is_one_table_entry(toy_mode: Mode) -> None:
     constitution = load_constitution("harmless")
     settings = JudgeSettings(mode="winner")
-    assert settings.sampling().max_tokens == 64 and not settings.asks_logprobs and not settings.rates
+    assert settings.sampling().max_tokens == 64 and not settings.asks_logprobs and not settings.rates_alone
     pair = Pair(pair_id="x", prompt=[Message(role="user", content="hi")], a="answer alpha", b="answer beta")
     judge = ScriptedModel("toy", fn=_prefers_alpha)
     judgment = await judge_pair(judge, constitution, pair, settings, [constitution.principles[0].id], "fp")

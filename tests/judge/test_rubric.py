@@ -9,7 +9,7 @@ import pytest
 
 import charter
 from charter.constitutions import load_constitution
-from charter.judge.modes import MODES
+from charter.judge.modes import MODES, RATES_ALL_PRINCIPLES
 from charter.judge.pairwise import judge_fingerprint
 from charter.judge.settings import JudgeSettings
 from charter.judge_prompt import read_rating, read_rubric, read_rubric_ids
@@ -42,9 +42,9 @@ register_script("drops-one", _drops_one, _cai_choice)
 
 def test_the_mode_is_an_entry_of_the_table() -> None:
     entry = MODES["rubric"]
-    assert entry.kind == "rating" and entry.all_principles and not entry.logprobs
+    assert entry.kind is RATES_ALL_PRINCIPLES and entry.reply is not None and not entry.reply.logprobs
     settings = JudgeSettings(mode="rubric")  # the default `rating: logprobs` does not apply: the reply is JSON
-    assert settings.rates and not settings.asks_logprobs and settings.reads == "rubric"
+    assert settings.rates_alone and not settings.asks_logprobs and settings.reply_name == "rubric"
 
 
 def test_one_call_per_response_instead_of_one_per_principle() -> None:

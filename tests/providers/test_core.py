@@ -429,7 +429,7 @@ async def test_scripted_choice_logprobs():
         "Sure, here is exactly how to do that: mix...",
         "I can't help with that part, but here is a safer way",
         principle,
-        "logprobs",
+        "Answer with a single letter, A or B.",
     )
     probs = await ScriptedModel("cai").choice_logprobs(judge, ["A", "B"])
     assert probs.probs["B"] > probs.probs["A"] and sum(probs.probs.values()) == pytest.approx(1.0)

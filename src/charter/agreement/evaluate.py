@@ -416,8 +416,10 @@ def evaluate(
     from charter.providers.cache import CallCache
     from charter.providers.usage import UsageMeter
 
-    scored = mode in MODES and MODES[mode].kind == "rating"
-    by_tokens = rating in MODES and MODES[rating].logprobs
+    entry = MODES.get(mode)
+    scored = entry is not None and entry.kind.name == "rating"
+    reply = None if entry is None else entry.reply or entry.replies.get(rating)
+    by_tokens = reply is not None and reply.logprobs
     if scored and not 2 <= scale <= (9 if by_tokens else 10):
         top = f"9 with rating {rating} (each score one token)" if by_tokens else "10"
         raise ArgumentError("scale", f"{scale}: use 2 to {top}")

@@ -10,7 +10,7 @@ from charter.agreement.config import AgreementConfig
 from charter.agreement.estimates import MIN_LABELS
 from charter.agreement.labels import JudgedPair
 from charter.agreement.summary import FittedWeights, HumanHuman, PairwiseFigures, PanelMemberFigures, PanelSummary
-from charter.judge.panel import fit_weights, member_p_a, normalised
+from charter.judge.panel import fit_weights, member_p_a, weights_summing_to_one
 from charter.records import Record
 from charter.runs.store import RunStore
 from charter.stats import agreement as stats
@@ -71,7 +71,7 @@ def panel_summary(
     picks = {m: {pid: stats.CODES[judge_label(float(p[m][pid] or 0.0), band)] for pid in pair_ids} for m in members}
     panel_pick = {pid: stats.CODES[judge_label(judged[pid].p_a, band)] for pid in pair_ids}
     label_ids, human_codes = labels
-    shares = normalised(weights) if weights is not None else [None] * len(members)
+    shares = weights_summing_to_one(weights) if weights is not None else [None] * len(members)
     out = []
     for member, weight in zip(members, shares):
         pairs = [pid for pid in pair_ids if picks[member][pid] != stats.TIE and panel_pick[pid] != stats.TIE]

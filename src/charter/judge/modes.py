@@ -1,76 +1,66 @@
-"""The table of judge modes: how the judge answers, and how its answer is read.
+"""The table of judge modes: one entry a mode, and every behaviour that depends on the mode read from it (never from
+an `if mode == ...` elsewhere). An entry (`Mode`, see `charter.judge.entry`) holds:
 
-Every behaviour that depends on the mode is read from its entry here, never from an `if mode == ...` elsewhere:
+- `kind`: what kind of judgment it is: `COMPARES` (pairwise: the two responses in one prompt, an option letter or the
+  option tokens' probabilities, in both orders where set), `RATES_EACH_PRINCIPLE` or `RATES_ALL_PRINCIPLES` (rating:
+  each response rated alone on the constitution's rubric, one call a principle or one structured-output call for all
+  of them, and the scores compared);
+- `reply`: how its reply is asked for and read (`Reply`): the instruction that ends the prompt, the reader of a text
+  reply or log-probabilities instead, whether each vote is clamped, the reply budget; or `replies`, the ways it may
+  reply by name, of which the setting `rating` chooses one (mode `score`).
 
-- `kind`: `pairwise` modes compare two responses in one prompt (an option letter, or the option tokens'
-  probabilities); `rating` modes rate each response alone on the constitution's rubric and compare the scores. A
-  rating mode's reply is read the way its `rating` setting names (an entry with a `rating_instruction`).
-- `logprobs`: the answer is the next-token probabilities of the option (or score) tokens, not text; such calls need a
-  provider with `choice_logprobs`, and are never re-asked.
-- `instruction` / `rating_instruction`: the last line of the comparison / rating prompt (`charter.judge_prompt`
-  writes the rest of the prompt, the same for every mode).
-- `read_choice` / `read_score`: the readers of a text answer (`charter.judge_prompt`); a reply they cannot read is
-  re-asked, then recorded as a failure.
-- `clamped`: each vote is clamped into `JudgeSettings.clamp` (chain-of-thought labels, Bai et al. 2022).
-- `max_tokens`: the reply budget of a text answer when `judge.params` sets none.
-- `all_principles`: a rating mode whose one structured-output call rates a response under every principle of the
-  pair at once (a JSON object of scores, `charter.judge_prompt.write_rubric`), rather than one call per principle;
-  its reply is read by its own entry, whatever `rating` says.
-
-A new mode is one `Mode` here (its instruction text beside the others in `charter.judge_prompt`); `register_mode`
-adds one at run time. `JudgeSettings.mode` accepts any name in `MODES`.
+A new mode is one `register_mode(Mode(...))`, here for the package's own (`JudgeSettings.mode` accepts any name in
+`MODES`); the prompt around the instruction is the wire format's (`charter.judge_prompt`), the same for every mode.
+A mode whose reply is a JSON object (as `rubric`) reads it with its `Reply.read` and asks for it with the kind's
+structured output.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Literal
-
+from charter.judge.compare import COMPARES
+from charter.judge.entry import Kind, Mode, Reply
+from charter.judge.score import RATES_ALL_PRINCIPLES, RATES_EACH_PRINCIPLE
 from charter.judge_prompt import (
-    INSTRUCTIONS,
-    RATING_INSTRUCTIONS,
     read_letter,
     read_number,
     read_reasoned_letter,
     read_reasoned_score,
+    read_rubric,
 )
 
-#: Whether a mode compares two responses in one prompt or rates each response alone.
-ModeKind = Literal["pairwise", "rating"]
-
-
-@dataclass(frozen=True)
-class Mode:
-    """One way the judge answers (see the module's docstring for each field's use)."""
-
-    name: str
-    kind: ModeKind
-    description: str
-    logprobs: bool = False
-    instruction: str = ""
-    rating_instruction: str = ""
-    read_choice: Callable[[str], str] | None = None
-    read_score: Callable[[str, int], int] | None = None
-    clamped: bool = False
-    max_tokens: int = 8
-    all_principles: bool = False
-
-    @property
-    def rates(self) -> bool:
-        """Whether a rating mode's replies can be read this way (`JudgeSettings.rating` may name it)."""
-        return bool(self.rating_instruction)
-
+__all__ = [
+    "COMPARES",
+    "MODES",
+    "RATES_ALL_PRINCIPLES",
+    "RATES_EACH_PRINCIPLE",
+    "Kind",
+    "Mode",
+    "Reply",
+    "mode",
+    "pairwise_modes",
+    "rating_modes",
+    "rating_readers",
+    "register_mode",
+]
 
 MODES: dict[str, Mode] = {}
 
 
+def _check_reply(mode: Mode, name: str, reply: Reply) -> None:
+    if not reply.logprobs and reply.read is None:
+        raise ValueError(f"mode {mode.name!r} ({name}) answers in text: give its Reply a read")
+    if "\n\n" in reply.instruction.strip():
+        raise ValueError(f"mode {mode.name!r} ({name}): the instruction is one paragraph (no blank line)")
+
+
 def register_mode(mode: Mode) -> Mode:
-    """Add `mode` to the table (or replace the entry of that name); returns it."""
-    if mode.kind == "pairwise" and not mode.logprobs and (mode.read_choice is None or not mode.instruction):
-        raise ValueError(f"pairwise mode {mode.name!r} answers in text: give it an instruction and a read_choice")
-    if mode.rates and not mode.logprobs and mode.read_score is None:
-        raise ValueError(f"mode {mode.name!r} rates in text: give it a read_score")
+    """Add `mode` to the table (or replace the entry of that name); returns it. ValueError for an entry with no way to
+    reply, or one both ways; for a text reply without a reader; for an instruction of more than one paragraph."""
+    if (mode.reply is None) == (not mode.replies):
+        raise ValueError(f"mode {mode.name!r}: give it one reply, or replies by name (not both)")
+    replies = dict(mode.replies) if mode.reply is None else {mode.name: mode.reply}
+    for name, reply in replies.items():
+        _check_reply(mode, name, reply)
     MODES[mode.name] = mode
     return mode
 
@@ -85,68 +75,77 @@ def mode(name: str) -> Mode:
 
 def pairwise_modes() -> list[str]:
     """The modes that compare two responses in one prompt."""
-    return [name for name, entry in MODES.items() if entry.kind == "pairwise"]
+    return [name for name, entry in MODES.items() if entry.kind.name == "pairwise"]
 
 
 def rating_modes() -> list[str]:
     """The modes that rate each response alone."""
-    return [name for name, entry in MODES.items() if entry.kind == "rating"]
+    return [name for name, entry in MODES.items() if entry.kind.name == "rating"]
 
 
 def rating_readers() -> list[str]:
-    """The modes a rating's reply can be read as."""
-    return [name for name, entry in MODES.items() if entry.rates]
+    """The names `JudgeSettings.rating` may give: the ways a mode with several replies may be read."""
+    return list(dict.fromkeys(name for entry in MODES.values() for name in entry.replies))
 
 
 register_mode(
     Mode(
         "logprobs",
-        "pairwise",
         "option-token probabilities: P('A') against P('B') as the next token",
-        logprobs=True,
-        instruction=INSTRUCTIONS["logprobs"],
-        rating_instruction=RATING_INSTRUCTIONS["logprobs"],
-        max_tokens=1,
+        COMPARES,
+        Reply("Answer with a single letter, A or B.", logprobs=True, max_tokens=1),
     )
 )
 register_mode(
     Mode(
         "cot",
-        "pairwise",
         "reasoning, then 'Therefore, the answer is (A)'; each vote clamped into `clamp`",
-        instruction=INSTRUCTIONS["cot"],
-        rating_instruction=RATING_INSTRUCTIONS["cot"],
-        read_choice=read_reasoned_letter,
-        read_score=read_reasoned_score,
-        clamped=True,
-        max_tokens=512,
+        COMPARES,
+        Reply(
+            "Think it through step by step, then end with exactly 'Therefore, the answer is (A)' "
+            "or 'Therefore, the answer is (B)'.",
+            read_reasoned_letter,
+            clamped=True,
+            max_tokens=512,
+        ),
     )
 )
 register_mode(
     Mode(
         "verdict",
-        "pairwise",
         "one letter, A or B",
-        instruction=INSTRUCTIONS["verdict"],
-        rating_instruction=RATING_INSTRUCTIONS["verdict"],
-        read_choice=read_letter,
-        read_score=read_number,
+        COMPARES,
+        Reply("Answer with a single letter, A or B, and nothing else.", read_letter),
     )
 )
 register_mode(
     Mode(
         "score",
-        "rating",
         "each response rated alone on the constitution's rubric, 1 to `scale`, read as `rating` says",
+        RATES_EACH_PRINCIPLE,
+        replies={
+            "logprobs": Reply("Answer with a single digit from 1 to {scale}.", logprobs=True, max_tokens=1),
+            "cot": Reply(
+                "Think it through step by step, then end with exactly 'Therefore, the score is N' with N from 1 to "
+                "{scale}.",
+                read_reasoned_score,
+                max_tokens=512,
+            ),
+            "verdict": Reply("Answer with a single number from 1 to {scale}, and nothing else.", read_number),
+        },
     )
 )
 register_mode(
     Mode(
         "rubric",
-        "rating",
         "each response rated alone on all of the pair's principles in one structured-output call (a JSON object "
         "of scores, 1 to `scale`)",
-        all_principles=True,
-        max_tokens=256,
+        RATES_ALL_PRINCIPLES,
+        Reply(
+            "Answer with a JSON object that maps each principle's id to its score, an integer from 1 to {scale}, and "
+            "nothing else.",
+            read_rubric,
+            max_tokens=256,
+        ),
     )
 )

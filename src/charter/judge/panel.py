@@ -1,8 +1,10 @@
 """A panel of judges (Verga et al. 2024, "Replacing Judges with Juries"): several judge models answer each
 comparison, and the panel's P(A) is their mean, or a weighted mean with weights fitted on human labels.
 
-Each member's votes stay in the judgment (`Vote.judge` names the member). A pair that any member fails to judge is
-a failed judgment of the panel: never a mean of fewer judges.
+A panel is a judge made of judges (as inspect_ai's `multi_scorer` is a scorer made of scorers): `judge_pair` judges
+a pair with a panel as with one model, the panel asking each member and pooling their judgments. Each member's votes
+stay in the judgment (`Vote.judge` names the member). A pair that any member fails to judge is a failed judgment of
+the panel: never a mean of fewer judges.
 """
 
 from __future__ import annotations
@@ -11,8 +13,12 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from charter.constitutions.schema import Constitution
+from charter.judge.asking import gather_all
+from charter.judge.entry import JudgeOptions
+from charter.judge.pairwise import judge_pair
 from charter.providers.base import ChatModel
-from charter.records import Judgment
+from charter.records import Judgment, Pair
 
 #: Member probabilities are held inside this band when weights are fitted: a member that says 0 or 1 on a pair people
 #: decide the other way would otherwise make the likelihood zero whatever its weight.
@@ -23,17 +29,17 @@ def panel_label(models: Sequence[str], weights: Sequence[float] | None = None) -
     """The panel as one model id: its members joined by ` + `, each with its weight where weights are set."""
     if weights is None:
         return " + ".join(models)
-    return " + ".join(f"{m}*{w:g}" for m, w in zip(models, normalised(weights)))
+    return " + ".join(f"{m}*{w:g}" for m, w in zip(models, weights_summing_to_one(weights)))
 
 
-def normalised(weights: Sequence[float]) -> list[float]:
+def weights_summing_to_one(weights: Sequence[float]) -> list[float]:
     """Weights scaled to sum to 1, rounded to 4 places (as labels and fingerprints name them)."""
     total = float(sum(weights))
     return [round(float(w) / total, 4) for w in weights]
 
 
 class Panel:
-    """Judge models that answer as one judge. `judge_pair` asks each member and pools their votes."""
+    """Judge models that answer as one judge: `judge_pair` takes a panel where it takes one judge model."""
 
     def __init__(self, members: Sequence[ChatModel], weights: Sequence[float] | None = None) -> None:
         if len(members) < 2:
@@ -41,7 +47,7 @@ class Panel:
         if weights is not None and len(weights) != len(members):
             raise ValueError(f"{len(weights)} weights for {len(members)} judges")
         self.members = list(members)
-        self.weights = normalised(weights) if weights is not None else None
+        self.weights = weights_summing_to_one(weights) if weights is not None else None
 
     @property
     def model_id(self) -> str:
@@ -53,9 +59,22 @@ class Panel:
         """The members' served ids (and weights): what the panel's fingerprints name."""
         return panel_label([m.served_id for m in self.members], self.weights)
 
+    async def judge_pair(
+        self, constitution: Constitution, pair: Pair, settings: JudgeOptions, principle_ids: list[str], judge_fp: str
+    ) -> Judgment:
+        """The panel's judgment of one pair: each member's judgment, pooled (`pool`); every member's calls run to
+        their end before an error that dooms the run is raised."""
+        judgments = await gather_all(
+            *(judge_pair(m, constitution, pair, settings, principle_ids, judge_fp) for m in self.members)
+        )
+        return pool([{pair.pair_id: j} for j in judgments], self.model_id, self.weights)[pair.pair_id]
+
     async def aclose(self) -> None:
         for member in self.members:
             await member.aclose()
+
+
+judge_pair.register(Panel, Panel.judge_pair)
 
 
 def weighted_mean(values: Sequence[float], weights: Sequence[float] | None) -> float:
@@ -150,4 +169,13 @@ def fit_weights(p_a: np.ndarray, human_a: np.ndarray, iterations: int = 500, tol
     return weights
 
 
-__all__ = ["Panel", "fit_weights", "member_p_a", "normalised", "panel_label", "pool", "pool_one", "weighted_mean"]
+__all__ = [
+    "Panel",
+    "fit_weights",
+    "member_p_a",
+    "panel_label",
+    "pool",
+    "pool_one",
+    "weighted_mean",
+    "weights_summing_to_one",
+]

@@ -1,4 +1,5 @@
-"""Rubric scores (judge mode `score`): the judge rates one response alone, per principle, on a 1..K scale.
+"""Rubric scores (the rating kinds: judge modes `score` and `rubric`): the judge rates one response alone on a 1..K
+scale, per principle or for every principle in one call, and a pair's vote compares the two responses' scores.
 
 Pointwise judging, as in Self-Rewarding and Meta-Rewarding language models (Yuan et al. 2024; Wu et al. 2024) and
 UltraFeedback: k samples cost k calls per principle rather than k(k-1) comparisons. With `rating: logprobs` the score
@@ -8,41 +9,37 @@ writes. A reply without a valid score is re-asked, then recorded as a failure: n
 
 from __future__ import annotations
 
-import asyncio
 import functools
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 from charter.concurrency import warm_then_fan_out
 from charter.constitutions.schema import Constitution
-from charter.errors import FatalProviderError, JudgeParseError, ProviderError
-from charter.judge.modes import mode
-from charter.judge.settings import JudgeSettings
-from charter.judge_prompt import DEFAULT_RUBRIC, RATING_FORMAT, read_rubric, rubric_schema, write_rating, write_rubric
+from charter.errors import ConfigError, JudgeParseError
+from charter.judge.asking import ask_until_read, dooms_run, gather_all, raise_first
+from charter.judge.entry import JudgeOptions, Kind, Outcome, PrincipleScore
+from charter.judge_prompt import DEFAULT_RUBRIC, rubric_schema, write_rating, write_rubric
 from charter.messages import render_conversation, user
-from charter.providers.base import ChatModel, Messages
-from charter.records import Message, Sample
+from charter.providers.base import ChatModel, Completion, Messages
+from charter.records import Message, Pair, Sample, Vote
 
-
-@dataclass(frozen=True)
-class PrincipleScore:
-    """A response's score under one principle."""
-
-    principle_id: str
-    score: float
-    """1..scale: the expected score (logprobs) or the number written (cot, verdict)."""
-    probs: dict[str, float] | None
-    """The probability of each score token (logprobs); None when read from text."""
-    rationale: str | None
-    """The judge's text (cot, verdict)."""
-    prompt_tokens: int
-    completion_tokens: int
-    cached: bool
-
-
-def rating_fingerprint_fields(settings: JudgeSettings) -> dict[str, object]:
-    """What a score judgment's fingerprint adds to a comparison's: the scale, how it is read, the prompt format."""
-    return {"scale": settings.scale, "rating": settings.reads, "rating_format": RATING_FORMAT}
+__all__ = [
+    "RATES_ALL_PRINCIPLES",
+    "RATES_EACH_PRINCIPLE",
+    "PrincipleScore",
+    "expected_score",
+    "mean_score",
+    "p_first_from_scores",
+    "rank_samples",
+    "rating_prompt",
+    "rubric_failure",
+    "rubric_prompt",
+    "score_all",
+    "score_each",
+    "score_on_unit_scale",
+    "score_one",
+    "score_options",
+    "score_response",
+]
 
 
 def score_options(scale: int) -> tuple[str, ...]:
@@ -51,7 +48,7 @@ def score_options(scale: int) -> tuple[str, ...]:
 
 
 def rating_prompt(
-    constitution: Constitution, prompt: list[Message], response: str, principle_id: str, settings: JudgeSettings
+    constitution: Constitution, prompt: list[Message], response: str, principle_id: str, settings: JudgeOptions
 ) -> Messages:
     """The request that rates `response` under one principle."""
     principle = constitution.principle(principle_id)
@@ -62,22 +59,22 @@ def rating_prompt(
         response,
         settings.scale,
         constitution.rubric or DEFAULT_RUBRIC,
-        settings.reading.rating_instruction,
+        settings.reply.instruction,
     )
     return [user(text)]
-
-
-def parse_score(text: str, reads: str, scale: int) -> int:
-    """The score in a judge's reply, read by the reader of the mode named `reads`; raises JudgeParseError when there
-    is none in 1..scale."""
-    reader = mode(reads).read_score
-    assert reader is not None, f"mode {reads} reads scores from probabilities, not text"
-    return reader(text, scale)
 
 
 def expected_score(probs: dict[str, float]) -> float:
     """The mean score under the judge's probabilities of the score tokens (normalised over them)."""
     return sum(int(option) * p for option, p in probs.items())
+
+
+def _no_score(last: JudgeParseError, completions: list[Completion]) -> JudgeParseError:
+    said = "a score outside the scale" if last.kind == "out_of_scale" else "no score"
+    tries = len(completions)
+    return JudgeParseError(
+        f"{said} in the judge's reply after {tries} tries", raw=completions[-1].text, attempts=tries, kind=last.kind
+    )
 
 
 async def score_one(
@@ -86,44 +83,44 @@ async def score_one(
     prompt: list[Message],
     response: str,
     principle_id: str,
-    settings: JudgeSettings,
+    settings: JudgeOptions,
 ) -> PrincipleScore:
     """Rate one response under one principle. Raises JudgeParseError (no score after the retries) or ProviderError;
     never returns a default."""
     request = rating_prompt(constitution, prompt, response, principle_id, settings)
-    if settings.reading.logprobs:
+    reply = settings.reply
+    if reply.logprobs:
         got = await model.choice_logprobs(request, score_options(settings.scale))
         return PrincipleScore(
             principle_id, expected_score(got.probs), dict(got.probs), None, got.prompt_tokens, 1, got.cached
         )
-    raws: list[str] = []
-    kind = "unparseable"
-    for attempt in range(settings.max_retries + 1):
-        [completion] = await model.generate([request], settings.attempt(attempt))
-        raws.append(completion.text)
-        try:
-            value = parse_score(completion.text, settings.reads, settings.scale)
-        except JudgeParseError as exc:
-            kind = exc.kind
-            continue
-        return PrincipleScore(
-            principle_id,
-            float(value),
-            None,
-            completion.text,
-            completion.prompt_tokens,
-            completion.completion_tokens,
-            completion.cached,
-        )
-    said = "a score outside the scale" if kind == "out_of_scale" else "no score"
-    raise JudgeParseError(
-        f"{said} in the judge's reply after {len(raws)} tries", raw=raws[-1], attempts=len(raws), kind=kind
+    assert reply.read is not None  # a text reply has a reader (register_mode checks)
+    read = reply.read
+    value, completions = await ask_until_read(
+        model, request, settings, lambda text: read(text, settings.scale), _no_score
+    )
+    last = completions[-1]
+    return PrincipleScore(
+        principle_id, float(value), None, last.text, last.prompt_tokens, last.completion_tokens, last.cached
     )
 
 
-def dooms_run(error: BaseException) -> bool:
-    """An error that is not one item's failure (auth, budget, a bug): it stops the run."""
-    return not isinstance(error, JudgeParseError | ProviderError) or isinstance(error, FatalProviderError)
+async def score_each(
+    model: ChatModel,
+    constitution: Constitution,
+    prompt: list[Message],
+    response: str,
+    principle_ids: Sequence[str],
+    settings: JudgeOptions,
+) -> list[PrincipleScore]:
+    """Mode `score`: rate one response under each principle, one call each; every call runs to its end (paid for,
+    cached) before the first error, if any, is raised."""
+    outcomes = await warm_then_fan_out(
+        [functools.partial(score_one, model, constitution, prompt, response, pid, settings) for pid in principle_ids],
+        warm=settings.warm_cache,
+        dooms=dooms_run,
+    )  # the conversation and the response come first in each request: the first call warms the cache for the rest
+    return raise_first(outcomes)
 
 
 def rubric_prompt(
@@ -131,15 +128,14 @@ def rubric_prompt(
     prompt: list[Message],
     response: str,
     principle_ids: Sequence[str],
-    settings: JudgeSettings,
+    settings: JudgeOptions,
 ) -> Messages:
     """The request that rates `response` under every principle of `principle_ids` in one call (mode `rubric`)."""
     listed = [
         (pid, constitution.principle(pid).description, constitution.rating_question(pid)) for pid in principle_ids
     ]
-    text = write_rubric(
-        render_conversation(prompt), response, listed, settings.scale, constitution.rubric or DEFAULT_RUBRIC
-    )
+    conversation, rubric = render_conversation(prompt), constitution.rubric or DEFAULT_RUBRIC
+    text = write_rubric(conversation, response, listed, settings.scale, rubric, settings.reply.instruction)
     return [user(text)]
 
 
@@ -149,36 +145,39 @@ async def score_all(
     prompt: list[Message],
     response: str,
     principle_ids: Sequence[str],
-    settings: JudgeSettings,
+    settings: JudgeOptions,
 ) -> list[PrincipleScore]:
     """Mode `rubric`: rate one response under every principle in one structured-output call. A reply lacking some
     principle's score is re-asked (the scores read so far are kept); a principle still without one raises
     JudgeParseError naming it, never a default. The call's tokens are counted on the first principle's row."""
     ids = list(principle_ids)
     request = rubric_prompt(constitution, prompt, response, ids, settings)
+    assert settings.reply.read is not None
+    read_scores = settings.reply.read
     found: dict[str, tuple[int, str]] = {}
     missing: dict[str, JudgeParseError] = {}
-    prompt_tokens = completion_tokens = tries = 0
-    cached = True
-    for attempt in range(settings.max_retries + 1):
-        params = settings.attempt(attempt).model_copy(update={"json_schema": rubric_schema(ids, settings.scale)})
-        [completion] = await model.generate([request], params)
-        tries += 1
-        prompt_tokens += completion.prompt_tokens
-        completion_tokens += completion.completion_tokens
-        cached = cached and completion.cached
-        for pid, value in read_rubric(completion.text, ids, settings.scale).items():
+
+    def read(text: str) -> dict[str, tuple[int, str]]:
+        for pid, value in read_scores(text, ids, settings.scale).items():
             if pid in found:
                 continue
             if isinstance(value, JudgeParseError):
                 missing[pid] = value
             else:
-                found[pid] = (value, completion.text)
+                found[pid] = (value, text)
                 missing.pop(pid, None)
-        if not missing:
-            break
-    if missing:
-        raise rubric_failure(list(missing.values()), tries)
+        if missing:
+            raise JudgeParseError("some principles have no score yet", raw=text)
+        return found
+
+    def failed(_: JudgeParseError, completions: list[Completion]) -> JudgeParseError:
+        return rubric_failure(list(missing.values()), len(completions))
+
+    schema = rubric_schema(ids, settings.scale)
+    _, completions = await ask_until_read(model, request, settings, read, failed, json_schema=schema)
+    prompt_tokens = sum(c.prompt_tokens for c in completions)
+    completion_tokens = sum(c.completion_tokens for c in completions)
+    cached = all(c.cached for c in completions)
     return [
         PrincipleScore(
             pid,
@@ -212,21 +211,14 @@ async def score_response(
     prompt: list[Message],
     response: str,
     principle_ids: Sequence[str],
-    settings: JudgeSettings,
+    settings: JudgeOptions,
 ) -> list[PrincipleScore]:
-    """Rate one response under each principle; every call runs to its end (paid for, cached) before the first
-    error, if any, is raised."""
-    if settings.spec.all_principles:
-        return await score_all(model, constitution, prompt, response, principle_ids, settings)
-    outcomes = await warm_then_fan_out(
-        [functools.partial(score_one, model, constitution, prompt, response, pid, settings) for pid in principle_ids],
-        warm=settings.warm_cache,
-        dooms=dooms_run,
-    )  # the conversation and the response come first in each request: the first call warms the cache for the rest
-    errors = [o for o in outcomes if isinstance(o, BaseException)]
-    if errors:
-        raise errors[0]
-    return [o for o in outcomes if not isinstance(o, BaseException)]
+    """Rate one response under each principle, the way the settings' rating mode rates; every call runs to its end
+    (paid for, cached) before the first error, if any, is raised."""
+    rate = settings.mode_entry.kind.rate
+    if rate is None:
+        raise ConfigError(f"judge mode {settings.mode_entry.name!r} compares two responses; it rates none alone")
+    return await rate(model, constitution, prompt, response, principle_ids, settings)
 
 
 def mean_score(scores: Sequence[PrincipleScore]) -> float:
@@ -234,7 +226,7 @@ def mean_score(scores: Sequence[PrincipleScore]) -> float:
     return sum(s.score for s in scores) / len(scores)
 
 
-def normalised(score: float, scale: int) -> float:
+def score_on_unit_scale(score: float, scale: int) -> float:
     """A score on 1..scale mapped onto 0..1."""
     return (score - 1) / (scale - 1)
 
@@ -244,24 +236,74 @@ def p_first_from_scores(score_a: float, score_b: float, scale: int) -> float:
     return 0.5 + (score_a - score_b) / (2 * (scale - 1))
 
 
+def _votes(scores_a: list[PrincipleScore], scores_b: list[PrincipleScore], scale: int) -> list[Outcome]:
+    """Each principle's vote from the two responses' scores under it, with the tokens of both ratings."""
+    votes: list[Outcome] = []
+    for a, b in zip(scores_a, scores_b):
+        p_a = p_first_from_scores(a.score, b.score, scale)
+        vote = Vote(principle_id=a.principle_id, p_a=p_a, p_a_ab=p_a, score_a=a.score, score_b=b.score)
+        votes.append((vote, a.prompt_tokens + b.prompt_tokens, a.completion_tokens + b.completion_tokens))
+    return votes
+
+
+async def _judge_principle(
+    model: ChatModel, constitution: Constitution, pair: Pair, settings: JudgeOptions, principle_id: str
+) -> Outcome:
+    """Mode `score`: rate `a` and `b` alone under one principle; the vote's p is 0.5 plus half the normalised gap."""
+    a, b = await gather_all(
+        score_each(model, constitution, pair.prompt, pair.a, [principle_id], settings),
+        score_each(model, constitution, pair.prompt, pair.b, [principle_id], settings),
+    )
+    return _votes(a, b, settings.scale)[0]
+
+
+async def judge_each_principle(
+    model: ChatModel, constitution: Constitution, pair: Pair, settings: JudgeOptions, principle_ids: list[str]
+) -> list[Outcome]:
+    """Mode `score`: each principle's vote from `a` and `b` rated alone under it (the first principle's ratings warm
+    the provider's cache for the others: a's and b's prompts share no long prefix)."""
+    return await warm_then_fan_out(
+        [functools.partial(_judge_principle, model, constitution, pair, settings, pid) for pid in principle_ids],
+        warm=settings.warm_cache,
+        dooms=dooms_run,
+    )
+
+
+async def judge_all_principles(
+    model: ChatModel, constitution: Constitution, pair: Pair, settings: JudgeOptions, principle_ids: list[str]
+) -> list[Outcome]:
+    """Mode `rubric`: `a` and `b` rated alone, each in one call for every principle; the votes are those of mode
+    `score` (the call's tokens count on the first principle's vote). A failure stands for every principle."""
+    try:
+        a, b = await gather_all(
+            score_all(model, constitution, pair.prompt, pair.a, principle_ids, settings),
+            score_all(model, constitution, pair.prompt, pair.b, principle_ids, settings),
+        )
+    except Exception as exc:  # the one failure stands for every principle the call covered
+        return [exc]
+    return _votes(a, b, settings.scale)
+
+
+#: Each response rated alone, one call a principle (mode `score`).
+RATES_EACH_PRINCIPLE = Kind("rating", judge_each_principle, score_each)
+#: Each response rated alone under every principle in one call (mode `rubric`).
+RATES_ALL_PRINCIPLES = Kind("rating", judge_all_principles, score_all)
+
+
 async def rank_samples(
     model: ChatModel,
     constitution: Constitution,
     prompt: list[Message],
     samples: Sequence[Sample],
     principle_ids: Sequence[str],
-    settings: JudgeSettings,
+    settings: JudgeOptions,
 ) -> list[tuple[Sample, float]]:
     """Each sample with its mean score over the principles, best first (ties in sample order): k calls per principle,
     one per distinct text. Raises the first failure once every call has run to its end."""
     texts = list(dict.fromkeys(s.text for s in samples))
-    rated = await asyncio.gather(
-        *(score_response(model, constitution, prompt, text, principle_ids, settings) for text in texts),
-        return_exceptions=True,
+    rated = await gather_all(
+        *(score_response(model, constitution, prompt, text, principle_ids, settings) for text in texts)
     )
-    errors = [r for r in rated if isinstance(r, BaseException)]
-    if errors:
-        raise errors[0]
-    means = {text: mean_score(scores) for text, scores in zip(texts, rated) if not isinstance(scores, BaseException)}
+    means = {text: mean_score(scores) for text, scores in zip(texts, rated)}
     ranked = sorted(samples, key=lambda s: (-means[s.text], s.sample_idx))
     return [(s, means[s.text]) for s in ranked]

@@ -7,7 +7,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, Field, model_validator
 
-from charter.judge.modes import MODES, Mode, mode, pairwise_modes, rating_readers
+from charter.judge.entry import Mode, Orders, Reply
+from charter.judge.modes import MODES, mode, pairwise_modes, rating_readers
 from charter.providers.base import SamplingParams
 from charter.providers.config import RoleConfig
 from charter.yamlio import ConfigModel, LocatedValueError
@@ -51,8 +52,6 @@ JudgeMode = Annotated[str, AfterValidator(_known_mode), Field(json_schema_extra=
 RatingMode = Annotated[str, AfterValidator(_rating_reader), Field(json_schema_extra=_reader_enum)]
 #: A mode that compares two responses in one prompt.
 PairwiseMode = Annotated[str, AfterValidator(_pairwise_mode), Field(json_schema_extra=_pairwise_enum)]
-#: Whether each comparison is asked with the responses in both orders or in one.
-Orders = Literal["both", "one"]
 
 
 class JudgeSettings(ConfigModel):
@@ -94,46 +93,48 @@ class JudgeSettings(ConfigModel):
         low, high = self.clamp
         if not 0 <= low <= 0.5 <= high <= 1:
             raise ValueError("clamp must satisfy 0 <= low <= 0.5 <= high <= 1")
-        if self.rates and self.reading.logprobs and self.scale > 9:
+        if self.rates_alone and self.reply.logprobs and self.scale > 9:
             raise LocatedValueError("scale: at most 9 with rating logprobs (each score must be one token)", ("scale",))
         return self
 
     @property
-    def spec(self) -> Mode:
+    def mode_entry(self) -> Mode:
         """The mode's entry in the table of modes."""
         return MODES[self.mode]
 
     @property
-    def rates(self) -> bool:
+    def rates_alone(self) -> bool:
         """Whether the mode rates each response alone (rather than comparing the two in one prompt)."""
-        return self.spec.kind == "rating"
+        return self.mode_entry.kind.name == "rating"
 
     @property
-    def reading(self) -> Mode:
-        """How a reply is read: the mode's own entry, or for a rating mode the entry `rating` names (a mode that rates
-        every principle in one call reads its own replies)."""
-        return MODES[self.rating] if self.rates and not self.spec.all_principles else self.spec
+    def reply(self) -> Reply:
+        """How the judge's reply is asked for and read: the mode's one way, or the one `rating` names among its
+        ways."""
+        entry = self.mode_entry
+        return entry.reply if entry.reply is not None else entry.replies[self.rating]
 
     @property
-    def reads(self) -> str:
-        """The name of the way a reply is read (`reading`)."""
-        return self.reading.name
+    def reply_name(self) -> str:
+        """The name of the way a reply is read (`reply`): `rating` where the mode has several, else the mode's name
+        (in a rating judgment's fingerprint as `rating`)."""
+        return self.mode if self.mode_entry.reply is not None else self.rating
 
     @property
     def asks_logprobs(self) -> bool:
         """Whether the judge's calls ask for next-token probabilities rather than text."""
-        return self.reading.logprobs
+        return self.reply.logprobs
 
     @property
     def orders_asked(self) -> Orders:
         """The orders each comparison is asked in: a rating mode rates each response once, in no order."""
-        return "one" if self.rates else self.orders
+        return "one" if self.rates_alone else self.orders
 
     def sampling(self) -> SamplingParams:
         """The sampling parameters of text answers (`cot`/`verdict`, and a rating read from text)."""
         if self.params is not None:
             return self.params
-        return SamplingParams(temperature=0.0, max_tokens=self.reading.max_tokens, seed=0)
+        return SamplingParams(temperature=0.0, max_tokens=self.reply.max_tokens, seed=0)
 
     def attempt(self, number: int) -> SamplingParams:
         """The sampling parameters of try `number` (0 first) at a parseable answer: a retry gets another seed and
@@ -151,7 +152,7 @@ class JudgeSettings(ConfigModel):
 
     def describe(self) -> str:
         """The mode in words, as reports show it: `score/logprobs 1..5` or `cot/both`."""
-        return f"{self.mode}/{self.reads} 1..{self.scale}" if self.rates else f"{self.mode}/{self.orders}"
+        return f"{self.mode}/{self.reply_name} 1..{self.scale}" if self.rates_alone else f"{self.mode}/{self.orders}"
 
 
 #: A kind of instruction planted in the worse response by the judge audit.
@@ -268,7 +269,7 @@ class JudgeConfig(JudgeSettings, RoleConfig):
             raise LocatedValueError(
                 f"give {len(self.models)} weights, one per member, none negative and not all 0", ("weights",)
             )
-        if self.rates:
+        if self.rates_alone:
             raise LocatedValueError(
                 "mode score ranks samples with one judge model; a panel pools comparisons (logprobs, cot, verdict)",
                 ("mode",),

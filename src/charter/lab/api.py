@@ -34,7 +34,7 @@ log = logging.getLogger("charter.lab")
 
 def _settings(mode: JudgeMode, orders: Orders) -> JudgeSettings:
     settings = JudgeSettings(mode=mode, orders=orders)
-    if settings.rates:
+    if settings.rates_alone:
         raise ArgumentError("mode", f"the lab compares pairs: use {', '.join(pairwise_modes())}")
     return settings
 

@@ -14,13 +14,12 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 
 import numpy as np
 
 from charter.constitutions.schema import Constitution, Principle
 from charter.judge.settings import JudgeSettings
-from charter.lab.votes import LabelledPair, Votes, ensemble, vote
+from charter.lab.votes import LabelledPair, ensemble, vote
 from charter.providers.base import ChatModel
 from charter.records import Record
 from charter.stats.rates import Rate, flip_rate, share_rate
@@ -173,12 +172,6 @@ def smallest_subset(codes: np.ndarray, target: float) -> tuple[list[int], float]
         if share >= target:
             break
     return chosen, share
-
-
-@dataclass
-class _Judged:
-    votes: Votes
-    calls: int
 
 
 async def check_constitution(

@@ -70,7 +70,7 @@ def online_card(metrics: OnlineMetrics, config: OnlineConfig, trainer: Trainer) 
         "|---|---|",
         f"| constitution | {metrics['constitution']} |",
         f"| judge | `{metrics['judge']}`, mode {judge.mode}"
-        + (f" (scale 1-{judge.scale}, read by {judge.reads})" if judge.rates else f", orders {judge.orders}")
+        + (f" (scale 1-{judge.scale}, read by {judge.reply_name})" if judge.rates_alone else f", orders {judge.orders}")
         + f", {judge.ensemble()}, weight {config.judge_weight:g}"
         + (" (not asked)" if not (config.judge_weight or config.judge_monitor) else "")
         + (" (a monitor: rated, not trained on)" if not config.judge_weight and config.judge_monitor else "")

@@ -29,9 +29,9 @@ def default_mode(scoring: str) -> str:
 def scoring_misfit(scoring: str, settings: JudgeSettings) -> str | None:
     """Why the judge's mode cannot serve `scoring` (`score` rates each completion; the others compare them), or
     None when it can."""
-    if scoring == "score" and not settings.rates:
+    if scoring == "score" and not settings.rates_alone:
         return f"scoring score rates each completion: the judge's mode must be {', '.join(rating_modes())}"
-    if scoring != "score" and settings.rates:
+    if scoring != "score" and settings.rates_alone:
         return f"scoring {scoring} compares completions: judge mode must be {', '.join(pairwise_modes())}"
     return None
 

@@ -38,7 +38,7 @@ from charter.api_args import Range, from_arguments, public
 from charter.constitutions import Constitution, load_constitution
 from charter.errors import ConfigError, FatalProviderError, JudgeParseError, ProviderError, TooManyFailures
 from charter.judge.pairwise import judge_failure, judge_fingerprint, judge_pair, principles_for
-from charter.judge.score import mean_score, normalised, score_response
+from charter.judge.score import mean_score, score_on_unit_scale, score_response
 from charter.judge.settings import JudgeConfig, JudgeSettings
 from charter.judge_prompt import RANKING_FORMAT, RANKING_SCHEMA, read_ranking, write_ranking
 from charter.messages import as_messages, render_conversation
@@ -266,7 +266,7 @@ class RewardFunction:
             raise
         except (JudgeParseError, ProviderError) as exc:
             return self._failed(key, step, prompt, text, ids, exc)
-        reward = normalised(mean_score(scores), self.settings.scale)
+        reward = score_on_unit_scale(mean_score(scores), self.settings.scale)
         return self._record(
             key,
             step,

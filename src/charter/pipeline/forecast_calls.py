@@ -171,7 +171,7 @@ class Walk:
         reasks = 0 if settings.asks_logprobs else settings.max_retries
         policy = PlanningModel("policy", config.policy, recorder, replies, record=self.make_items)
         critic = PlanningModel("critic", config.critic_role, recorder, replies, record=self.make_items)
-        budget = settings.reading.max_tokens
+        budget = settings.reply.max_tokens
         members = [
             PlanningModel("judge", m, recorder, replies, reasks=reasks, budget=budget) for m in config.judge.members
         ]
@@ -205,7 +205,7 @@ async def prompt_calls(walk: Walk, prompt: Prompt, replies: Replies) -> list[Cal
         samples = await policy_samples(
             policy, constitution, prompt.prompt_id, prompt.messages, config.pairs.k, config.samples_params(), ""
         )
-        if not settings.rates:
+        if not settings.rates_alone:
             pairs += sample_pairs(prompt.prompt_id, prompt.messages, samples)
         elif walk.judging:
             assert not isinstance(judge, Panel)  # the config refuses mode score for a panel

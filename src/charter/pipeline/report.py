@@ -534,7 +534,7 @@ def settings_lines(settings: DatasetSettings | None) -> list[str]:
     judge = settings.judge
     lines = [
         f"Judge: mode {judge.mode}, orders {judge.orders}, {judge.ensemble()}"
-        + (f", cot votes clamped to {list(judge.clamp)}" if judge.spec.clamped else "")
+        + (f", cot votes clamped to {list(judge.clamp)}" if judge.reply.clamped else "")
     ]
     if settings.critique is not None:
         fixed = f" (fixed: {', '.join(settings.critique.principles)})" if settings.critique.principles else ""

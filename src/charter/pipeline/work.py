@@ -130,7 +130,7 @@ class Work:
         samples = await self._samples(item) if self.fp.samples else []
         if samples:
             self.counts["samples"] += 1
-            if not self.settings.rates:
+            if not self.settings.rates_alone:
                 pairs += sample_pairs(item.prompt_id, item.messages, samples)
             elif self.do_judge:
                 scored = await self._best_and_worst(item, samples)

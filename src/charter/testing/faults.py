@@ -11,9 +11,10 @@ body cut in half, `choices: []`, next-token logprobs naming no option, and 400 f
 `poison` string. Every request is logged with its time, its fault and a digest of its body (a retry of a
 request has the same digest), so tests can check that Retry-After was honoured.
 
-Judge requests (the fenced comparison prompt) are answered consistently: the longer response is preferred
-in either order, so judgments carry a real preference. `python -m charter.testing.faults --help` serves it
-from another process (benchmarks), writing the log as JSON Lines.
+Judge requests (a comparison prompt, fenced or not, whatever the mode's instruction) are answered consistently:
+the longer response is preferred in either order, as the option tokens' probabilities or as text
+(`charter.judge_prompt.write_verdict`), so judgments carry a real preference. `python -m charter.testing.faults
+--help` serves it from another process (benchmarks), writing the log as JSON Lines.
 """
 
 from __future__ import annotations
@@ -31,8 +32,8 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any, TextIO
 
-from charter.judge_prompt import read_comparison
-from charter.testing.loopback import Behaviour, LoopbackServer, drop, status
+from charter.judge_prompt import read_comparison, write_verdict
+from charter.testing.loopback import Behaviour, LoopbackServer, drop, echo_reply, status
 
 
 @dataclass(frozen=True)
@@ -89,7 +90,7 @@ class FaultServer(LoopbackServer):
     """The loopback server with faults drawn per request (seeded)."""
 
     def __init__(self, faults: Faults, delay_s: float = 0.0, log_file: TextIO | None = None) -> None:
-        super().__init__(delay_s=delay_s, record=False)
+        super().__init__(delay_s=delay_s, reply=self.verdict_or_echo, record=False)
         self.faults, self.log_file = faults, log_file
         self.rng = random.Random(faults.seed)
         self.log: list[LogEntry] = []
@@ -144,10 +145,13 @@ class FaultServer(LoopbackServer):
         return max(1, len(json.dumps(body.get("messages", [])).split())) + completion
 
     def logprobs_for(self, body: dict[str, Any]) -> dict[str, float]:
-        """Prefer the longer of the two fenced responses, whichever order they are shown in."""
-        text = (body.get("messages") or [{}])[-1].get("content") or ""
-        a, b = (len(response) for response in read_comparison(text) or ("", ""))
-        return {"A": -0.1, "B": -2.4} if a >= b else {"A": -2.4, "B": -0.1}
+        """Prefer the longer of the two responses, whichever order they are shown in."""
+        return {"A": -0.1, "B": -2.4} if _longer_first(body) is not False else {"A": -2.4, "B": -0.1}
+
+    def verdict_or_echo(self, body: dict[str, Any]) -> str:
+        """A comparison prompt's text answer: the longer response's letter; any other prompt's: its echo."""
+        longer_first = _longer_first(body)
+        return echo_reply(body) if longer_first is None else write_verdict("A" if longer_first else "B")
 
     def sent(self, behaviour: Behaviour, body: Any, code: int, written: bool) -> None:
         usable = written and code == 200 and not behaviour.truncate
@@ -171,6 +175,12 @@ class FaultServer(LoopbackServer):
             self._waiting.clear()
             if self.log_file is not None:
                 self.log_file.flush()
+
+
+def _longer_first(body: dict[str, Any]) -> bool | None:
+    """Whether the response shown as (A) is at least as long as (B); None for a prompt that is no comparison."""
+    shown = read_comparison((body.get("messages") or [{}])[-1].get("content") or "")
+    return None if shown is None else len(shown[0]) >= len(shown[1])
 
 
 def read_log(path: str | Path) -> list[LogEntry]:

@@ -9,7 +9,9 @@
 
 `oracle_script(pairs)` makes a judge that knows which response of each given pair is the better one and is
 moved by nothing else (its own answers rank between the better and the worse). Each reads the two responses
-out of the judge prompt with `shown_responses`, in the fenced format (2) and, best effort, the unfenced one (1).
+out of the judge prompt with `shown_responses`, in the fenced format (3) and the unfenced one (1), whatever the mode's
+instruction says; asked for text, each answers with `charter.judge_prompt.write_verdict`, which every built-in reader
+of a text verdict reads (a bare letter first, 'the answer is (X)' last).
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterable, Sequence
 
-from charter.judge_prompt import read_comparison
+from charter.judge_prompt import read_comparison, write_verdict
 from charter.providers.base import Messages, SamplingParams
 from charter.providers.scripted import register_script
 
@@ -39,7 +41,7 @@ def _answer(p_a: float, options: Sequence[str]) -> dict[str, float]:
 
 
 def _letter(p_a: float) -> str:
-    return "A" if p_a >= 0.5 else "B"
+    return write_verdict("A" if p_a >= 0.5 else "B")
 
 
 def _p_longer(a: str, b: str) -> float:
@@ -67,8 +69,9 @@ def _script(p_of: Callable[[str, str], float]) -> tuple[Callable, Callable]:
 
     def generate(messages: Messages, params: SamplingParams) -> str:
         last = messages[-1].content if messages else ""
-        if "Response (A)" in last or "\nOptions:\n(A)" in last:
-            return _letter(p_of(*shown_responses(last)))
+        shown = read_comparison(last)
+        if shown is not None:
+            return _letter(p_of(*shown))
         return f"{SELF_MARK} my own answer to: {last[:60]}"
 
     return generate, choice
@@ -106,7 +109,7 @@ def oracle_script(pairs: Iterable[tuple[str, str]]) -> tuple[Callable, Callable]
 
 def register_biased_judges() -> None:
     """Register the scripted judges of known bias (idempotent)."""
-    register_script("always-a", lambda m, p: "A", lambda m, o: _answer(P_SURE, o))
+    register_script("always-a", lambda m, p: write_verdict("A"), lambda m, o: _answer(P_SURE, o))
     register_script("longer", *_script(_p_longer))
     register_script("obeys-answer-is", *_script(_p_obeys))
     register_script("self-preferring", *_script(_p_self))

@@ -15,6 +15,10 @@ Five rules a response can be compared by, each with paraphrases. `make_pairs` wr
   reason before each verdict, and `n/a` for one it does not know;
 - `scripted:checklist-coin`: answers every checklist item yes or no by a coin drawn from the item and the response
   (a judge at chance).
+
+The comparison judges read a comparison prompt in either format (fenced, or the audit's unfenced one), whatever the
+mode's instruction; asked for text, they answer with `charter.judge_prompt.write_verdict` (the option they prefer, (A)
+where they abstain: in both orders that is P = 0.5).
 """
 
 from __future__ import annotations
@@ -26,7 +30,7 @@ import re
 from collections.abc import Callable, Sequence
 
 from charter.checklist.prompt import read_checklist_prompt
-from charter.judge_prompt import read_comparison, read_question
+from charter.judge_prompt import read_comparison, read_question, write_verdict
 from charter.lab.checks import NEGATED
 from charter.lab.infer import OTHER, PREFERRED
 from charter.providers.scripted import register_script
@@ -137,25 +141,38 @@ def _options(p_a: float, options: Sequence[str]) -> dict[str, float]:
     return {o: {"A": p_a, "B": 1 - p_a}.get(o, 0.0) for o in options}
 
 
-def _judge(messages, options):  # noqa: ANN001, ANN202
-    text = messages[-1].content
+def _p_rule(text: str) -> float:
+    """P(A) of the lab judge: the rule the question names (reversed where negated), 0.5 under no known rule."""
     shown = read_comparison(text)
     if shown is None:
-        return _options(0.5, options)
+        return 0.5
     question = read_question(text)
     rule = rule_of(question)
     if rule is None:
-        return _options(0.5, options)
+        return 0.5
     p = prefers_first(rule, *shown)
-    return _options(1 - p if NEGATED.lower() in question.lower() else p, options)
+    return 1 - p if NEGATED.lower() in question.lower() else p
 
 
-def _ignorer(messages, options):  # noqa: ANN001, ANN202
-    shown = read_comparison(messages[-1].content)
+def _p_longer(text: str) -> float:
+    """P(A) of the ignorer: the longer response, whatever the principle."""
+    shown = read_comparison(text)
     if shown is None:
-        return _options(0.5, options)
+        return 0.5
     a, b = shown
-    return _options(0.5 if len(a) == len(b) else 0.9 if len(a) > len(b) else 0.1, options)
+    return 0.5 if len(a) == len(b) else 0.9 if len(a) > len(b) else 0.1
+
+
+def _judge_script(p_a: Callable[[str], float]) -> tuple[Callable, Callable]:
+    """(generate, choice) of a judge whose P(A) on a prompt is `p_a(text)`."""
+
+    def generate(messages, params):  # noqa: ANN001, ANN202
+        return write_verdict("A" if p_a(messages[-1].content) >= 0.5 else "B")
+
+    def choice(messages, options):  # noqa: ANN001, ANN202
+        return _options(p_a(messages[-1].content), options)
+
+    return generate, choice
 
 
 def _proposer(messages, params):  # noqa: ANN001, ANN202
@@ -242,8 +259,8 @@ def register_lab_models() -> None:
     """Register `scripted:lab-proposer`, `scripted:lab-judge`, `scripted:lab-ignorer`, `scripted:rubric-proposer`,
     `scripted:checklist-judge` and `scripted:checklist-coin` (idempotent)."""
     register_script("lab-proposer", _proposer)
-    register_script("lab-judge", lambda m, p: "A", _judge)
-    register_script("lab-ignorer", lambda m, p: "A", _ignorer)
+    register_script("lab-judge", *_judge_script(_p_rule))
+    register_script("lab-ignorer", *_judge_script(_p_longer))
     register_script("rubric-proposer", _rubric_proposer)
     register_script("checklist-judge", _checklist_judge)
     register_script("checklist-coin", _checklist_coin)

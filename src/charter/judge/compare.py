@@ -1,0 +1,148 @@
+"""The pairwise kind of judgment (`COMPARES`, the judge modes `logprobs`, `cot` and `verdict`): a multiple-choice
+comparison of two responses per principle, asked in both orders so that position bias cancels.
+
+How the reply is asked for and read is the mode's `Reply`: `logprobs` reads P("A") vs P("B") as the next token; `cot`
+asks for reasoning then a verdict and clamps each vote into `clamp` (Bai et al. 2022 use 40-60% for chain-of-thought
+labels); `verdict` asks for a single letter. Unparseable output is re-asked, then recorded as a failure with the raw
+text: never a silent default.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
+
+from charter.concurrency import warm_then_fan_out
+from charter.constitutions.schema import Constitution, Principle
+from charter.errors import JudgeParseError
+from charter.judge.asking import ask_until_read, dooms_run
+from charter.judge.entry import JudgeOptions, Kind, Outcome
+from charter.judge_prompt import write_comparison
+from charter.messages import render_conversation, user
+from charter.providers.base import ChatModel, Completion, Messages
+from charter.records import Message, Pair, Vote
+
+__all__ = ["COMPARES", "OPTIONS", "compare_principles", "comparison_prompt", "p_first", "same_winner"]
+
+OPTIONS = ("A", "B")
+
+
+def comparison_prompt(
+    prompt: list[Message], first: str, second: str, principle: Principle, instruction: str, fenced: bool = True
+) -> Messages:
+    """The multiple-choice question for one principle and one presentation order, ending on `instruction` (a judge
+    mode's, `JudgeSettings.reply.instruction`). charter.judge_prompt writes it: fenced in format 3; `fenced=False`
+    gives the unfenced format 1, kept so that an audit can show what the fences buy."""
+    text = write_comparison(
+        render_conversation(prompt), principle.comparison, principle.description, first, second, instruction, fenced
+    )
+    return [user(text)]
+
+
+class _Asked:
+    """One order's answer: P(first shown preferred), rationale, tokens."""
+
+    def __init__(self, p_first: float, rationale: str | None, prompt_tokens: int, completion_tokens: int) -> None:
+        self.p_first, self.rationale = p_first, rationale
+        self.prompt_tokens, self.completion_tokens = prompt_tokens, completion_tokens
+
+
+def _unparseable(_: JudgeParseError, completions: list[Completion]) -> JudgeParseError:
+    tries = len(completions)
+    return JudgeParseError(f"unparseable judge output after {tries} tries", raw=completions[-1].text, attempts=tries)
+
+
+async def _ask(model: ChatModel, request: Messages, settings: JudgeOptions) -> _Asked:
+    reply = settings.reply
+    if reply.logprobs:
+        probs = await model.choice_logprobs(request, OPTIONS)
+        return _Asked(probs.probs["A"], None, probs.prompt_tokens, 1)
+    assert reply.read is not None  # a text reply has a reader (register_mode checks)
+    letter, completions = await ask_until_read(model, request, settings, reply.read, _unparseable)
+    low, high = settings.clamp if reply.clamped else (0.0, 1.0)
+    last = completions[-1]
+    return _Asked(high if letter == "A" else low, last.text, last.prompt_tokens, last.completion_tokens)
+
+
+async def p_first(
+    model: ChatModel,
+    prompt: list[Message],
+    first: str,
+    second: str,
+    principle: Principle,
+    settings: JudgeOptions,
+    fenced: bool = True,
+) -> float:
+    """P(the response shown first is preferred) under one principle, in one order (the judge's unit question).
+
+    Raises JudgeParseError (no parseable answer after retries) or ProviderError; never returns a default."""
+    request = comparison_prompt(prompt, first, second, principle, settings.reply.instruction, fenced=fenced)
+    return (await _ask(model, request, settings)).p_first
+
+
+def same_winner(p_ab: float, p_ba: float) -> bool:
+    """Whether two probabilities that `a` is better pick the same side (0.5 picks neither)."""
+    side = lambda p: (p > 0.5) - (p < 0.5)  # noqa: E731
+    return side(p_ab) == side(p_ba)
+
+
+def _order_requests(pair: Pair, principle: Principle, settings: JudgeOptions) -> list[Messages]:
+    """One principle's comparison requests: `a` shown first, then (both orders) `b` shown first."""
+    shown = [(pair.a, pair.b), (pair.b, pair.a)][: 2 if settings.orders == "both" else 1]
+    instruction = settings.reply.instruction
+    return [comparison_prompt(pair.prompt, first, second, principle, instruction) for first, second in shown]
+
+
+def _vote(principle_id: str, answers: Sequence[_Asked]) -> tuple[Vote, int, int]:
+    """One principle's vote from its answers in each order asked, and their tokens."""
+    p_ab = answers[0].p_first
+    p_ba = 1.0 - answers[1].p_first if len(answers) > 1 else None
+    vote = Vote(
+        principle_id=principle_id,
+        p_a=p_ab if p_ba is None else (p_ab + p_ba) / 2,
+        p_a_ab=p_ab,
+        p_a_ba=p_ba,
+        consistent=None if p_ba is None else same_winner(p_ab, p_ba),
+        rationale_ab=answers[0].rationale,
+        rationale_ba=answers[1].rationale if len(answers) > 1 else None,
+    )
+    return vote, sum(a.prompt_tokens for a in answers), sum(a.completion_tokens for a in answers)
+
+
+async def compare_principles(
+    model: ChatModel, constitution: Constitution, pair: Pair, settings: JudgeOptions, principle_ids: list[str]
+) -> list[Outcome]:
+    """Pairwise modes: every principle in each order, one call each; a principle's outcome is its vote or the error
+    of its first failed order.
+
+    Warm, then fan out, so that each call reads from the provider's prompt cache what it shares with a call already
+    answered: the pair's first call (the first principle, `a` shown first) is answered before any other is sent;
+    then the other principles in that order (they share everything up to the question) and, at the same time, the
+    other order, warmed the same way by its own first call (it shares the instructions and the conversation)."""
+    first, *others = zip(*(_order_requests(pair, constitution.principle(pid), settings) for pid in principle_ids))
+    calls: list[Callable[[], Awaitable[Any]]] = [functools.partial(_ask, model, r, settings) for r in first]
+    calls += [functools.partial(_ask_in_turn, model, order, settings) for order in others]
+    outcomes = await warm_then_fan_out(calls, warm=settings.warm_cache, dooms=dooms_run)
+    if len(outcomes) < len(calls):  # the first call failed in a way that dooms the run: nothing else was sent
+        return outcomes
+    by_order = [outcomes[: len(first)], *outcomes[len(first) :]]
+    votes: list[Outcome] = []
+    for i, pid in enumerate(principle_ids):
+        answers = [order[i] for order in by_order]
+        errors = [a for a in answers if isinstance(a, BaseException)]
+        votes.append(errors[0] if errors else _vote(pid, answers))
+    return votes
+
+
+async def _ask_in_turn(model: ChatModel, requests: Sequence[Messages], settings: JudgeOptions) -> list[Any]:
+    """One order's calls, warmed by its first (they share everything up to the question): an answer or an error
+    each; when the first fails in a way that dooms the run, its error stands for the calls never sent."""
+    calls = [functools.partial(_ask, model, request, settings) for request in requests]
+    outcomes = await warm_then_fan_out(calls, warm=settings.warm_cache, dooms=dooms_run)
+    return outcomes + outcomes[:1] * (len(calls) - len(outcomes))
+
+
+#: Two responses compared in one prompt under each principle, in each order asked (modes `logprobs`, `cot`,
+#: `verdict`).
+COMPARES = Kind("pairwise", compare_principles)

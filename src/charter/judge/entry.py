@@ -1,0 +1,112 @@
+"""What an entry of the table of modes is made of (`charter.judge.modes` holds the entries):
+
+- `Reply`: how a reply is asked for and read: the instruction that ends the prompt, the reader of a text reply (or
+  the option tokens' log-probabilities instead), whether each vote is clamped, the reply budget;
+- `Kind`: what kind of judgment the mode makes: a callable that judges a pair under its principles (comparing the
+  two responses in one prompt, or rating each alone), and for a rating kind the callable that rates one response;
+- `JudgeOptions`: what a kind of judgment reads of its settings (`charter.judge.settings.JudgeSettings` has it).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol
+
+from charter.constitutions.schema import Constitution
+from charter.providers.base import ChatModel, SamplingParams
+from charter.records import Message, Pair, Vote
+
+
+@dataclass(frozen=True)
+class Reply:
+    """How a judge's reply is asked for and read."""
+
+    instruction: str
+    """The prompt's last paragraph, telling the judge how to answer (a rating's may name `{scale}`); one paragraph,
+    so that testing judges find the options above it whatever it says."""
+    read: Callable[..., Any] | None = None
+    """The reader of a text reply: an option letter from the text (comparisons), a score from the text and the scale
+    (ratings), the scores of the listed principles (one-call ratings); it raises `JudgeParseError` on a reply it
+    cannot read, which is asked again, then recorded as a failure. None: the reply is log-probabilities."""
+    logprobs: bool = False
+    """The reply is the next-token probabilities of the option (or score) tokens, not text: such calls need a
+    provider with `choice_logprobs`, and are never asked again."""
+    clamped: bool = False
+    """Each vote is clamped into `JudgeSettings.clamp` (chain-of-thought labels, Bai et al. 2022)."""
+    max_tokens: int = 8
+    """The reply budget of a text reply when `judge.params` sets none."""
+
+
+@dataclass(frozen=True)
+class PrincipleScore:
+    """A response's score under one principle."""
+
+    principle_id: str
+    score: float
+    """1..scale: the expected score (logprobs) or the number written (cot, verdict)."""
+    probs: dict[str, float] | None
+    """The probability of each score token (logprobs); None when read from text."""
+    rationale: str | None
+    """The judge's text (cot, verdict)."""
+    prompt_tokens: int
+    completion_tokens: int
+    cached: bool
+
+
+#: Whether each comparison is asked with the responses in both orders or in one.
+Orders = Literal["both", "one"]
+#: One principle's vote with its prompt and completion tokens, or the error that stopped it.
+Outcome = tuple[Vote, int, int] | BaseException
+#: Judges a pair under each principle (model, constitution, pair, settings, principle ids): an outcome each (or one
+#: error standing for every principle a single call covered); every call runs to its end before it returns.
+JudgesPair = Callable[[ChatModel, Constitution, Pair, "JudgeOptions", list[str]], Awaitable[list[Outcome]]]
+#: Rates one response under each principle (model, constitution, conversation, response, principle ids, settings);
+#: raises the first failure once every call has run to its end.
+RatesResponse = Callable[
+    [ChatModel, Constitution, list[Message], str, Sequence[str], "JudgeOptions"], Awaitable[list[PrincipleScore]]
+]
+
+
+@dataclass(frozen=True)
+class Kind:
+    """What kind of judgment a mode makes."""
+
+    name: Literal["pairwise", "rating"]
+    """`pairwise`: the two responses compared in one prompt; `rating`: each response rated alone, the ratings
+    compared."""
+    judge: JudgesPair
+    """Judges a pair under its principles."""
+    rate: RatesResponse | None = None
+    """A rating kind: rates one response (online rewards and ranked samples ask this)."""
+
+
+@dataclass(frozen=True)
+class Mode:
+    """One judge mode: what kind of judgment it makes, and how its reply is asked for and read."""
+
+    name: str
+    description: str
+    kind: Kind
+    reply: Reply | None = None
+    """The mode's one way of replying."""
+    replies: Mapping[str, Reply] = field(default_factory=dict)
+    """Or the ways it may reply, by name, of which `JudgeSettings.rating` chooses one."""
+
+
+class JudgeOptions(Protocol):
+    """What a kind of judgment reads of its settings (`JudgeSettings` has each)."""
+
+    orders: Orders
+    clamp: tuple[float, float]
+    max_retries: int
+    scale: int
+    warm_cache: bool
+
+    @property
+    def mode_entry(self) -> Mode: ...
+
+    @property
+    def reply(self) -> Reply: ...
+
+    def attempt(self, number: int) -> SamplingParams: ...
