@@ -11,7 +11,6 @@ import bisect
 import hashlib
 import itertools
 import json
-import math
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Annotated, Any, ClassVar, Literal
 
@@ -19,6 +18,7 @@ import orjson
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from charter._version import __version__
+from charter.logistic import logit, sigmoid
 
 GENERATOR = f"charter {__version__}"
 Role = Literal["system", "user", "assistant"]
@@ -598,19 +598,10 @@ class CalibrationMap(Record):
         """The calibrated P(a) for the judge's P(a)."""
         if self.method == "isotonic":
             return _interpolate(self.x, self.y, p)
-        z = _logit(p)
+        z = logit(p)
         if self.method == "temperature":
-            return _sigmoid(z / float(self.temperature or 1.0))
-        return _sigmoid(float(self.slope or 0.0) * z + float(self.intercept or 0.0))
-
-
-def _logit(p: float, eps: float = 1e-6) -> float:
-    p = min(max(p, eps), 1 - eps)
-    return math.log(p / (1 - p))
-
-
-def _sigmoid(z: float) -> float:
-    return 1.0 / (1.0 + math.exp(-z)) if z >= 0 else math.exp(z) / (1.0 + math.exp(z))
+            return sigmoid(z / float(self.temperature or 1.0))
+        return sigmoid(float(self.slope or 0.0) * z + float(self.intercept or 0.0))
 
 
 def _interpolate(xs: list[float], ys: list[float], p: float) -> float:
