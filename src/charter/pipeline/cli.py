@@ -147,7 +147,7 @@ def run_command(
     """Run (or resume) a pipeline from a YAML config."""
     from charter.errors import Interrupted
     from charter.pipeline.config import load_run_config
-    from charter.pipeline.launch import run
+    from charter.pipeline.launch import run_sync
     from charter.progress import console
 
     extra = ["execution.engine=ray", f"execution.address={ray}"] if ray else []
@@ -161,7 +161,7 @@ def run_command(
         _dry_run(cfg, config, as_json)
         return
     try:
-        result = run(cfg, str(config))
+        result = run_sync(cfg, str(config))
     except (KeyboardInterrupt, Interrupted):
         from charter.pipeline.batches import open_batches_note
 
