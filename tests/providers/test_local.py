@@ -288,7 +288,7 @@ def test_loading_pauses_the_cyclic_collector_and_restores_it(
 
     import transformers
 
-    from charter.providers.local_decode import Weights
+    from charter.providers.local_weights import Weights
 
     seen = []
     real = transformers.AutoModelForCausalLM.from_pretrained
