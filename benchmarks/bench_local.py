@@ -234,7 +234,7 @@ def timed_run(overrides: list[str], root: Path) -> dict[str, Any]:
 
 def llama_server(python: str, port: int, threads: int) -> subprocess.Popen:
     """llama-cpp-python's OpenAI-compatible server on the embedded GGUF, with its prompt cache on."""
-    from charter.providers.local import embedded_gguf_file
+    from charter.providers.local_embedded import embedded_gguf_file
 
     command = [
         python,
