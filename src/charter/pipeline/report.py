@@ -2,8 +2,8 @@
 
 Counts per stage, the filter waterfall, failures, tokens and cost per role, judge diagnostics (position
 inconsistency, how often the longer response won, win rates per principle), the judge audit when one was run,
-a handful of examples (`report_examples`) and PNG plots (`report_plots`). It describes the settings of the rows it covers: those of the dataset files when
-there are any.
+a handful of examples (`report_examples`) and PNG plots (`report_plots`). It describes the settings of the rows it
+covers: those of the dataset files when there are any.
 """
 
 from __future__ import annotations
