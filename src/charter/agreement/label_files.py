@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -195,9 +195,15 @@ def _labelstudio_item(task: Any, at: str) -> tuple[dict, dict, Iterable[tuple[An
         annotations = []
     if not isinstance(annotations, list):
         raise ImportFormatError(f"{at}: malformed 'annotations' (list expected)")
-    # read one annotation at a time, as each is labeled: an error names the first broken one
-    answers = ((_annotator(a.get("completed_by")), _choices(a, at)[0]) for a in annotations)
-    return data, data, answers
+    return data, data, _labelstudio_answers(annotations, at)
+
+
+def _labelstudio_answers(annotations: list[Any], at: str) -> Iterator[tuple[Any, Any]]:
+    """Each annotation's (annotator, choice), read as it is labeled: an error names the first broken one, and an
+    annotation that is not an object is one (`_choices` checks it before its annotator is read)."""
+    for annotation in annotations:
+        choice = _choices(annotation, at)[0]
+        yield _annotator(annotation.get("completed_by")), choice
 
 
 def _read_labelstudio(path: Path) -> LabelFile:
