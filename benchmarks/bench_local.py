@@ -234,7 +234,7 @@ def timed_run(overrides: list[str], root: Path) -> dict[str, Any]:
 
 def llama_server(python: str, port: int, threads: int) -> subprocess.Popen:
     """llama-cpp-python's OpenAI-compatible server on the embedded GGUF, with its prompt cache on."""
-    from charter.providers.local import embedded_gguf_file
+    from charter.providers.local_embedded import embedded_gguf_file
 
     command = [
         python,
@@ -630,14 +630,14 @@ def speed_probe(seconds: float = 1.5) -> dict[str, float]:
     import torch
 
     from charter.providers.local import cpu_has_bf16
-    from charter.providers.local_decode import _Linear, packing
+    from charter.providers.local_products import Linear, packing
 
     dtype = torch.bfloat16 if cpu_has_bf16() else torch.float32
     packed = packing(dtype, "cpu", exact=False)
     out = {}
     with torch.inference_mode():
         for name, rows, outputs in (("decode_gbs", 16, 49152), ("prefill_gflops", 2048, 3072)):
-            product = _Linear(torch.randn(outputs, 576).to(dtype), None, packed=packed)
+            product = Linear(torch.randn(outputs, 576).to(dtype), None, packed=packed)
             x = torch.randn(rows, 576).to(dtype)
             product(x)
             done, start = 0, time.perf_counter()
@@ -683,7 +683,7 @@ def int8_products() -> None:
     """Route every product of charter's decoder through `RowInt8` (an experiment: charter has no int8 option)."""
     import warnings
 
-    from charter.providers import local_decode
+    from charter.providers import local_products
 
     warnings.filterwarnings("ignore")  # torch's deprecation notices for its quantised tensors
 
@@ -696,7 +696,7 @@ def int8_products() -> None:
         y = y + self.bias if self.bias is not None else y
         return y.reshape(*x.shape[:-1], y.shape[-1]).to(x.dtype)
 
-    local_decode._Linear.__init__, local_decode._Linear.__call__ = init, call
+    local_products.Linear.__init__, local_products.Linear.__call__ = init, call
 
 
 def cmd_products(args: argparse.Namespace) -> None:
@@ -705,7 +705,7 @@ def cmd_products(args: argparse.Namespace) -> None:
     import torch
     import torch.nn.functional as F
 
-    from charter.providers.local_decode import _Linear
+    from charter.providers.local_products import Linear
 
     warnings.filterwarnings("ignore")  # torch's deprecation notices for its quantised tensors
     shapes = {
@@ -740,11 +740,11 @@ def cmd_products(args: argparse.Namespace) -> None:
                 x = torch.randn(rows, inner, generator=generator)
                 cells = [
                     f"{ms(functools.partial(F.linear, x, weight)):.2f}",
-                    f"{ms(functools.partial(_Linear(weight, None, packed=True), x)):.2f}",
+                    f"{ms(functools.partial(Linear(weight, None, packed=True), x)):.2f}",
                     f"{ms(functools.partial(F.linear, x.bfloat16(), weight.bfloat16())):.2f}",
                 ]
                 try:
-                    packed = _Linear(weight.bfloat16(), None, packed=True)
+                    packed = Linear(weight.bfloat16(), None, packed=True)
                     cells.append(f"{ms(functools.partial(packed, x.bfloat16())):.2f}")
                 except RuntimeError:  # oneDNN refuses bfloat16 on a CPU without it
                     cells.append("refused")

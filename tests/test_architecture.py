@@ -1,4 +1,4 @@
-"""The structure DESIGN.md promises: layers that only import downwards (import-linter), no importlib
+"""The structure docs/architecture.md promises: layers that only import downwards (import-linter), no importlib
 indirection between charter's packages, and a public API whose names no subpackage import can shadow."""
 
 from __future__ import annotations
@@ -6,6 +6,7 @@ from __future__ import annotations
 import ast
 import importlib
 import pkgutil
+import re
 import shutil
 import subprocess
 import sys
@@ -41,6 +42,38 @@ def test_the_contract_sees_type_checking_imports_and_the_package_face() -> None:
     assert linter["exclude_type_checking_imports"] is False
     face = [c for c in linter["contracts"] if c["type"] == "forbidden"]
     assert face and face[0]["forbidden_modules"] == ["charter"] and face[0]["source_modules"] == ["charter.**"]
+
+
+def _contract_layers() -> list[str]:
+    linter = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["tool"]["importlinter"]
+    layers = next(c for c in linter["contracts"] if c["type"] == "layers")
+    return [" ".join(layer.split()) for layer in layers["layers"]]
+
+
+def _page_layers() -> list[str]:
+    """The first column of the code block under the architecture page's "Layers" heading: a line that starts in
+    column 0 opens a layer (its names end at two spaces); a line after one ending in `:` continues it."""
+    page = (ROOT / "docs" / "architecture.md").read_text(encoding="utf-8")
+    block = page.split("\n## Layers", 1)[1].split("```", 2)[1]
+    layers: list[str] = []
+    for line in block.splitlines()[1:]:
+        names = re.split(r"\s{2,}| \(", line.strip(), maxsplit=1)[0]
+        if not line.startswith(" "):
+            layers.append(names)
+        elif layers and layers[-1].endswith(":"):
+            layers[-1] += " " + names
+    return [" ".join(layer.split()) for layer in layers]
+
+
+def test_the_architecture_page_lists_the_contract_layers() -> None:
+    """The page's layer list is the import contract's, top to bottom, with the same siblings and separators."""
+    assert _page_layers() == _contract_layers()
+
+
+def test_every_module_of_the_package_has_a_layer() -> None:
+    placed = {name for layer in _contract_layers() for name in re.split(r" [|:] ", layer)}
+    modules = {info.name for info in pkgutil.iter_modules([str(PACKAGE)])} - {"_version"}
+    assert modules - placed == set()
 
 
 def _dynamic_imports(path: Path) -> list[str]:

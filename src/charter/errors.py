@@ -1,4 +1,14 @@
-"""Typed errors. A `CharterError` is a user error: the CLI prints its one line and exits with its code.
+"""Typed errors, under two roots (as pydantic-ai keeps `UserError` apart from `AgentRunError`):
+
+- a `UserError` is a mistake in what was given: a config, an argument, an input file, the environment (a missing
+  key or extra), a file that cannot be written. Fix it and run again.
+- a `RunFailure` is what went wrong while a run ran: a provider that failed a call (`ProviderError`) or a judge reply
+  that cannot be read (`JudgeParseError`) fails its one item, which the run records with its reason and goes on
+  from; a stop (`BudgetExceeded`, `TooManyFailures`, `Interrupted`, `FatalProviderError`) ends the run, keeping
+  what is done.
+
+Both are `CharterError`s, so `except CharterError` catches every error charter raises; the CLI prints its one line
+and exits with its code.
 
 Exit codes: 0 done; 1 an internal error (a bug: the traceback is kept); 2 a user error (config, input, a
 provider error every later call would share, such as a bad key, a file that cannot be written); 3 the run
@@ -17,7 +27,8 @@ from typing import Any
 
 
 class CharterError(Exception):
-    """A user error with a one-line message. Exit code 2, no traceback."""
+    """Every error charter raises: a `UserError` or a `RunFailure`. One line, exit code 2 unless the class says
+    otherwise, no traceback."""
 
     exit_code = 2
 
@@ -25,7 +36,18 @@ class CharterError(Exception):
         return " ".join(super().__str__().split())
 
 
-class ArgumentError(CharterError):
+class UserError(CharterError):
+    """A mistake in what was given (a config, an argument, an input, the environment): one line that says what to
+    fix, exit code 2. Nothing was recorded as a failure; the same command runs once it is fixed."""
+
+
+class RunFailure(CharterError):
+    """A failure of the run, not of what it was given: a failed call or an unreadable judge reply (the item fails,
+    recorded with its reason, and the run goes on), or a stop that keeps what is done (the budget, too many
+    failures, a signal, a provider error every later call would share)."""
+
+
+class ArgumentError(UserError):
     """A function argument has a value that cannot be used. `argument` names it in the library's terms;
     the CLI shows it as the matching option (`n` -> `--n`, `repo_id` -> `--repo-id`)."""
 
@@ -39,7 +61,7 @@ class ArgumentError(CharterError):
         return f"{self.option}: {self.detail}"
 
 
-class ConfigError(CharterError):
+class ConfigError(UserError):
     """A config or YAML file is malformed; the message names file:line:column and key. Several errors found at
     once (every error of one validation) are one line each: `lines`, which the CLI prints one per line."""
 
@@ -59,14 +81,14 @@ class ConstitutionError(ConfigError):
     """A constitution is malformed."""
 
 
-class MissingExtra(CharterError):
+class MissingExtra(UserError):
     """An optional dependency is missing; the message names the extra to install."""
 
     def __init__(self, package: str, extra: str) -> None:
         super().__init__(f"{package} is not installed: pip install 'charter[{extra}]'")
 
 
-class MissingAPIKey(CharterError):
+class MissingAPIKey(UserError):
     """The environment variable holding an API key is unset."""
 
     def __init__(self, variable: str, provider: str, host: str | None = None, role: str | None = None) -> None:
@@ -75,11 +97,11 @@ class MissingAPIKey(CharterError):
         super().__init__(f"{variable} is not set: it holds {whose}" + (f", for {role}" if role else ""))
 
 
-class UnknownModel(CharterError):
+class UnknownModel(UserError):
     """A model string cannot be parsed or names an unknown provider."""
 
 
-class ProviderError(CharterError):
+class ProviderError(RunFailure):
     """A provider failed a request for good: its retries are spent, or the error is not worth retrying (a
     rejected prompt). It fails the one item that made the call; `kind` classifies it for the failure record."""
 
@@ -95,7 +117,7 @@ class FatalProviderError(ProviderError):
     it stops the run instead of failing items one by one."""
 
 
-class JudgeParseError(CharterError):
+class JudgeParseError(RunFailure):
     """The judge's answer named neither option, or held no score on the scale: the item's judgment fails with
     the raw text (never a default value). `kind` is the failure's recorded kind: `unparseable` (nothing readable), or
     `out_of_scale` (a score the judge wrote, outside 1..scale)."""
@@ -105,17 +127,17 @@ class JudgeParseError(CharterError):
         self.raw, self.attempts, self.kind = raw, attempts, kind
 
 
-class LogprobsUnsupported(CharterError):
+class LogprobsUnsupported(UserError):
     """The backend cannot return next-token probabilities; use judge mode `cot` or `verdict`."""
 
 
-class BudgetExceeded(CharterError):
+class BudgetExceeded(RunFailure):
     """The run's budget cap was reached; everything done so far is kept. Exit code 4."""
 
     exit_code = 4
 
 
-class Interrupted(CharterError):
+class Interrupted(RunFailure):
     """A run stopped on Ctrl-C (exit 130) or SIGTERM (exit 143): its calls in flight finished into the cache (or
     were cancelled after the grace period), its stages are marked interrupted, and the same command resumes it."""
 
@@ -124,13 +146,13 @@ class Interrupted(CharterError):
         self.how, self.exit_code = how, exit_code
 
 
-class TooManyFailures(CharterError):
+class TooManyFailures(RunFailure):
     """More items failed than `max_failures` allows; what is done is kept and the failures are listed. Exit 3."""
 
     exit_code = 3
 
 
-class DatasetError(CharterError):
+class DatasetError(UserError):
     """A dataset is missing columns, empty or otherwise unusable."""
 
 
@@ -143,19 +165,19 @@ class NoSignal(DatasetError):
         self.report = report
 
 
-class GateFailed(CharterError):
+class GateFailed(UserError):
     """The judge-agreement gate failed; publishing is refused."""
 
 
-class SecretFound(CharterError):
+class SecretFound(UserError):
     """A secret (API key or token) was found where data is about to leave the machine."""
 
 
-class HubError(CharterError):
+class HubError(UserError):
     """The Hugging Face Hub refused or failed an upload or download (the token never appears in the message)."""
 
 
-class StorageError(CharterError):
+class StorageError(UserError):
     """A SQLite file charter keeps (a run store, the call cache) cannot be opened, upgraded or written."""
 
 
@@ -211,5 +233,5 @@ def missing_extra(package: str, extra: str) -> MissingExtra:
     return MissingExtra(package, extra)
 
 
-class TrainingError(CharterError):
+class TrainingError(UserError):
     """A model, tokenizer or trainer setting cannot be used for training or scoring."""

@@ -8,11 +8,12 @@ from many asyncio tasks and threads under its owner's lock.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import sqlite3
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -86,7 +87,7 @@ def open_versioned(path: Path, schema: Schema) -> sqlite3.Connection:
         db = connect(path)
     except sqlite3.Error as exc:
         raise StorageError(f"{path}: cannot open the {schema.what} for writing: {exc}") from None
-    try:
+    with _closed_on_failure(db, f"{path}: cannot open the {schema.what} to upgrade it"):
         found = schema.found(db)
         _check_readable(path, schema, found)
         if found != schema.version:
@@ -101,13 +102,20 @@ def open_versioned(path: Path, schema: Schema) -> sqlite3.Connection:
                     schema.version,
                     backup,
                 )
+    return db
+
+
+@contextlib.contextmanager
+def _closed_on_failure(db: sqlite3.Connection, failure: str) -> Iterator[None]:
+    """Close `db` when the block fails; a SQLite error becomes one `StorageError` line, `failure: error`."""
+    try:
+        yield
     except sqlite3.Error as exc:
         db.close()
-        raise StorageError(f"{path}: cannot open the {schema.what} to upgrade it: {exc}") from None
+        raise StorageError(f"{failure}: {exc}") from None
     except BaseException:
         db.close()
         raise
-    return db
 
 
 def open_read_only(path: Path, schema: Schema) -> sqlite3.Connection:
@@ -143,14 +151,8 @@ def _read_only(path: Path, schema: Schema) -> sqlite3.Connection:
         db = connect_read_only(path)
     except sqlite3.Error as exc:
         raise StorageError(f"{path}: cannot open the {schema.what} to read it: {exc}") from None
-    try:
+    with _closed_on_failure(db, f"{path}: cannot read the {schema.what}"):
         _check_readable(path, schema, schema.found(db))
-    except sqlite3.Error as exc:
-        db.close()
-        raise StorageError(f"{path}: cannot read the {schema.what}: {exc}") from None
-    except BaseException:
-        db.close()
-        raise
     return db
 
 

@@ -180,7 +180,7 @@ def parse_yaml(text: str, source: str = "<string>") -> tuple[Any, Positions]:
 
     Aliases of aliases may build at most `MIN_VALUE_LIMIT` values (or `VALUES_PER_CHARACTER` a character of the text),
     so the time and memory a file takes grow with its size."""
-    with _collector_paused():
+    with collector_paused():
         try:
             node = _compose(text)
         except yaml.YAMLError as exc:
@@ -205,9 +205,11 @@ def _build(node: yaml.Node | None, size: int, source: str) -> tuple[Any, Positio
 
 
 @contextmanager
-def _collector_paused() -> Iterator[None]:
-    """Python's cycle collector off while a file becomes data: its passes over the growing node graph (which frees
-    nothing) cost more than the parse itself, 2x the time at 10,000 principles."""
+def collector_paused() -> Iterator[None]:
+    """Python's cyclic garbage collector off for the block, as it was after. While many long-lived objects are made
+    at once, its full passes traverse them all and free nothing: over a YAML file's growing node graph they cost
+    more than the parse itself (2x the time at 10,000 principles), and torch's and transformers' imports set off
+    several of ~0.1-0.2 s each a model load. Memory freed by reference counting is freed as usual."""
     enabled = gc.isenabled()
     gc.disable()
     try:

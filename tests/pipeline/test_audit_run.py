@@ -13,13 +13,13 @@ from charter.cli import main
 from charter.errors import GateFailed
 from charter.hub.push import publish
 from charter.pipeline.config import load_run_config
-from charter.pipeline.launch import run
+from charter.pipeline.launch import run_sync
 from charter.runs.store import open_store
 
 
 def _run(make_config, **overrides):
     path = make_config(report=True, **overrides)
-    return run(load_run_config(path)), path
+    return run_sync(load_run_config(path)), path
 
 
 def test_a_run_audits_its_judge_after_judging(make_config, tmp_path, caplog) -> None:
@@ -43,7 +43,7 @@ def test_a_run_audits_its_judge_after_judging(make_config, tmp_path, caplog) -> 
 
     caplog.clear()
     caplog.set_level(logging.INFO, logger="charter")
-    run(load_run_config(path))  # a resume: the same judge and sample are not audited again
+    run_sync(load_run_config(path))  # a resume: the same judge and sample are not audited again
     assert "already stored" in caplog.text
     with open_store(result.run_dir) as store:
         assert stored_audit(store).computed_at == audit.computed_at

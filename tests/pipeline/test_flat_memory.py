@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-import charter.pipeline.report as report
+import charter.pipeline.report_examples as report_examples
 import charter.runs.files as run_files
 from charter.pipeline.config import RunConfig
 from charter.pipeline.launch import runner_for
@@ -138,13 +138,13 @@ def test_summing_up_the_failures_holds_no_failure(runs):
 
 def test_examples_from_the_judged_pairs_hold_no_pair(runs, small_batches, monkeypatch):
     """Without preference rows (all filtered out) the report's examples come from the store's judged pairs."""
-    monkeypatch.setattr(report, "BATCH_ROWS", BATCH)
+    monkeypatch.setattr(report_examples, "BATCH_ROWS", BATCH)
 
     def spread(run_dir: Path) -> None:
         with RunStore(run_dir) as store:
             fingerprints = store.fingerprints()
             assert fingerprints is not None
-            assert len(report._examples_from_store(store, fingerprints, 5)) == 5
+            assert len(report_examples._examples_from_store(store, fingerprints, 5)) == 5
 
     found = peaks(runs, spread)
     assert found[SIZES[1]] - found[SIZES[0]] < SLACK, found

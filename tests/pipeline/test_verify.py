@@ -10,7 +10,7 @@ import pytest
 from charter.cli import main
 from charter.errors import ConfigError
 from charter.pipeline.config import load_run_config
-from charter.pipeline.launch import run
+from charter.pipeline.launch import run_sync
 from charter.providers.scripted import register_script
 from charter.runs.files import RunFiles
 from charter.testing.judges import shown_responses
@@ -61,7 +61,7 @@ def test_half_right_policy_is_filtered(make_config, arithmetic, mode) -> None:
         judge={"model": "scripted:arith"},
         filters={"verify": mode},
     )
-    result = run(load_run_config(path))
+    result = run_sync(load_run_config(path))
     files = RunFiles(result.run_dir)
     rows, sft = files.preferences(), files.sft()
     assert result.counts["sft_failed_verification"] == N // 2

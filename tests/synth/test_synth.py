@@ -164,7 +164,7 @@ def test_charter_synth_command_with_minilm(tmp_path, capsys) -> None:
 
 def test_a_run_with_a_synth_stage(make_config, tmp_path) -> None:
     from charter.pipeline.config import load_run_config
-    from charter.pipeline.launch import run
+    from charter.pipeline.launch import run_sync
     from charter.runs.store import open_store
 
     synth = {
@@ -175,7 +175,7 @@ def test_a_run_with_a_synth_stage(make_config, tmp_path) -> None:
         "filters": {"cosine": None},
     }
     path = make_config(stages=["synth", "critique", "judge"], synth=synth)
-    result = run(load_run_config(path))
+    result = run_sync(load_run_config(path))
     with open_store(result.run_dir) as store:
         prompts = store.prompts()
         stages = store.stages()
@@ -186,6 +186,6 @@ def test_a_run_with_a_synth_stage(make_config, tmp_path) -> None:
     assert "synth" in roles
     assert (result.run_dir / "synth" / "prompts.synth.md").exists()
     assert result.counts["chains"] == 10
-    again = run(load_run_config(path))  # unchanged: the file is reused, nothing is written again
+    again = run_sync(load_run_config(path))  # unchanged: the file is reused, nothing is written again
     with open_store(again.run_dir) as store:
         assert "unchanged" in store.stages()["synth"]["counts"]["reason"]

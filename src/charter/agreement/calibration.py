@@ -11,9 +11,8 @@ from typing import TypedDict
 
 import numpy as np
 
+from charter.logistic import EPS, logit, sigmoid
 from charter.records import CalibrationMap, CalibrationMethod
-
-EPS = 1e-6
 
 
 class PlattParams(TypedDict):
@@ -39,15 +38,6 @@ class IsotonicParams(TypedDict):
     """Increasing thresholds of p."""
     y: list[float]
     """The calibrated P(A) at each threshold."""
-
-
-def logit(p: np.ndarray) -> np.ndarray:
-    p = np.clip(np.asarray(p, dtype=float), EPS, 1 - EPS)
-    return np.log(p / (1 - p))
-
-
-def sigmoid(x: np.ndarray) -> np.ndarray:
-    return 1.0 / (1.0 + np.exp(-x))
 
 
 def fit_platt(p: np.ndarray, y: np.ndarray) -> PlattParams:

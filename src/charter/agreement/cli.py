@@ -11,6 +11,8 @@ from typing import Any, cast
 import typer
 from typer.core import TyperGroup
 
+from charter.providers.cache import DEFAULT_CACHE
+
 
 class DefaultCommandGroup(TyperGroup):
     """A group whose first argument, when it is not a subcommand, goes to a default subcommand:
@@ -258,7 +260,7 @@ def agreement_eval_command(
     constitution: str = typer.Option("harmless", "--constitution", help="Bundled constitution name or YAML file."),
     limit: int | None = typer.Option(None, "--limit", help="Judge a seeded subset of this many rows."),
     seed: int = typer.Option(0, "--seed", help="Seed for the subset, the order shown and the bootstrap."),
-    cache: str | None = typer.Option("~/.cache/charter/calls.sqlite", "--cache", help="Call cache ('' for none)."),
+    cache: str | None = typer.Option(DEFAULT_CACHE, "--cache", help="Call cache ('' for none)."),
     json_out: Path | None = typer.Option(None, "--json", help="Also write the summary as JSON here."),
 ) -> None:
     """Judge a human-labeled pair file and report agreement, kappa, CIs, position consistency, baselines, calls."""

@@ -179,12 +179,3 @@ def evaluate_audit_gate(
             )
         passed.append(f"{which}{name} {value:.3f} <= {bar}")
     return GateResult(True, measure, value, bar, "audit gate passed: " + "; ".join(passed))
-
-
-def require_audit_gate(
-    report: AuditReport | None, config: AuditConfig | None, override: bool = False, judge_fingerprint: str | None = None
-) -> GateResult:
-    """evaluate_audit_gate, raising GateFailed on failure unless `override`, which is then recorded."""
-    return _required(
-        evaluate_audit_gate(report, config, judge_fingerprint), override, "use a better judge (or settings)"
-    )

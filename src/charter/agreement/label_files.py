@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -140,18 +140,32 @@ def _argilla_answers(responses: Any, at: str) -> list[tuple[Any, Any]]:
     raise ImportFormatError(f"{at}: malformed 'responses' (an object or a list expected)")
 
 
-def _read_argilla(path: Path) -> LabelFile:
+#: What a JSON export holds of one item, given it and where it is: the pair's metadata (`pair_id`, `shown_order`,
+#: `shown_hash`), the texts shown, and each answer as (annotator, value).
+ItemReader = Callable[[Any, str], tuple[dict, dict, Iterable[tuple[Any, Any]]]]
+
+
+def _read_json_items(path: Path, what: str, read_item: ItemReader) -> LabelFile:
+    """The labels of a JSON list of items (an Argilla or Label Studio export), one per answer of each item."""
     out = []
-    records = _load_json_list(path, "Argilla records")
-    for i, record in enumerate(records, start=1):
+    items = _load_json_list(path, what)
+    for i, item in enumerate(items, start=1):
         where = f"item {i}"
-        at = f"{path}: {where}"
-        meta = _need(record, "metadata", at)
-        fields = _need(record, "fields", at)
-        for j, (who, value) in enumerate(_argilla_answers(record.get("responses"), at), start=1):
+        meta, texts, answers = read_item(item, f"{path}: {where}")
+        for j, (who, value) in enumerate(answers, start=1):
             label = _label(path, where, meta.get("pair_id"), who, value, meta.get("shown_order"))
-            out.append(FileLabel(_answer(where, j), label, meta.get("shown_hash"), _texts(fields)))
-    return LabelFile(path, len(records), out)
+            out.append(FileLabel(_answer(where, j), label, meta.get("shown_hash"), _texts(texts)))
+    return LabelFile(path, len(items), out)
+
+
+def _argilla_item(record: Any, at: str) -> tuple[dict, dict, Iterable[tuple[Any, Any]]]:
+    meta = _need(record, "metadata", at)
+    fields = _need(record, "fields", at)
+    return meta, fields, _argilla_answers(record.get("responses"), at)
+
+
+def _read_argilla(path: Path) -> LabelFile:
+    return _read_json_items(path, "Argilla records", _argilla_item)
 
 
 def _annotator(completed_by: Any) -> Any:
@@ -174,24 +188,26 @@ def _choices(annotation: Any, at: str) -> list[Any]:
     return choices
 
 
+def _labelstudio_item(task: Any, at: str) -> tuple[dict, dict, Iterable[tuple[Any, Any]]]:
+    data = _need(task, "data", at)
+    annotations = task.get("annotations")
+    if annotations is None:
+        annotations = []
+    if not isinstance(annotations, list):
+        raise ImportFormatError(f"{at}: malformed 'annotations' (list expected)")
+    return data, data, _labelstudio_answers(annotations, at)
+
+
+def _labelstudio_answers(annotations: list[Any], at: str) -> Iterator[tuple[Any, Any]]:
+    """Each annotation's (annotator, choice), read as it is labeled: an error names the first broken one, and an
+    annotation that is not an object is one (`_choices` checks it before its annotator is read)."""
+    for annotation in annotations:
+        choice = _choices(annotation, at)[0]
+        yield _annotator(annotation.get("completed_by")), choice
+
+
 def _read_labelstudio(path: Path) -> LabelFile:
-    out = []
-    tasks = _load_json_list(path, "Label Studio tasks")
-    for i, task in enumerate(tasks, start=1):
-        where = f"item {i}"
-        at = f"{path}: {where}"
-        data = _need(task, "data", at)
-        annotations = task.get("annotations")
-        if annotations is None:
-            annotations = []
-        if not isinstance(annotations, list):
-            raise ImportFormatError(f"{at}: malformed 'annotations' (list expected)")
-        for j, annotation in enumerate(annotations, start=1):
-            choice = _choices(annotation, at)[0]
-            who = _annotator(annotation.get("completed_by"))
-            label = _label(path, where, data.get("pair_id"), who, choice, data.get("shown_order"))
-            out.append(FileLabel(_answer(where, j), label, data.get("shown_hash"), _texts(data)))
-    return LabelFile(path, len(tasks), out)
+    return _read_json_items(path, "Label Studio tasks", _labelstudio_item)
 
 
 READERS: dict[str, Callable[[Path], LabelFile]] = {

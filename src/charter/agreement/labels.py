@@ -11,7 +11,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from charter.errors import CharterError, RunStoreError
+from charter.errors import RunStoreError, UserError
 from charter.records import HumanLabel, Judgment, Pair
 from charter.runs import labels as stored
 from charter.runs.labels import SpotSample
@@ -37,7 +37,7 @@ __all__ = [
 ]
 
 
-class LabelError(CharterError):
+class LabelError(UserError):
     """A label cannot be stored (unknown pair, bad value, bad annotator name)."""
 
 

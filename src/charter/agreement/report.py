@@ -15,7 +15,7 @@ from charter.agreement.labels import JudgedPair, open_labels, require_judged
 from charter.agreement.panel import panel_summary, pool_weights
 from charter.agreement.sampling import confidence
 from charter.agreement.summary import AgreementSummary
-from charter.errors import CharterError
+from charter.errors import UserError
 from charter.records import Judgment, Pair
 from charter.runs import labels as stored
 from charter.runs.store import RunStore
@@ -23,7 +23,7 @@ from charter.stats import agreement as stats
 from charter.stats.agreement import judge_label
 
 
-class NoLabels(CharterError):
+class NoLabels(UserError):
     """There are no human labels to compare the judge with yet."""
 
 

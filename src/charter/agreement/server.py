@@ -23,7 +23,7 @@ from urllib.parse import parse_qs, urlparse
 
 from charter.agreement.labels import open_labels
 from charter.agreement.session import LabelSession
-from charter.errors import ArgumentError, CharterError
+from charter.errors import ArgumentError, CharterError, UserError
 
 CSP = (
     "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; img-src 'none'; "
@@ -222,9 +222,9 @@ class _Handler(BaseHTTPRequestHandler):
         try:
             data = json.loads(raw or b"{}")
         except (json.JSONDecodeError, UnicodeDecodeError, RecursionError):
-            raise CharterError("request body is not JSON") from None
+            raise UserError("request body is not JSON") from None
         if not isinstance(data, dict):
-            raise CharterError("request body must be a JSON object")
+            raise UserError("request body must be a JSON object")
         return data
 
     def _fields(self, path: str) -> dict[str, str]:
@@ -232,12 +232,12 @@ class _Handler(BaseHTTPRequestHandler):
         data, names = self._body(), FIELDS[path]
         unknown = sorted(set(data) - set(names))
         if unknown:
-            raise CharterError(f"unknown field(s) {', '.join(map(repr, unknown))}; send {', '.join(names)}")
+            raise UserError(f"unknown field(s) {', '.join(map(repr, unknown))}; send {', '.join(names)}")
         for name in names:
             if name not in data:
-                raise CharterError(f"missing field '{name}' (a string)")
+                raise UserError(f"missing field '{name}' (a string)")
             if not isinstance(data[name], str):
-                raise CharterError(f"field '{name}' must be a string, not {type(data[name]).__name__}")
+                raise UserError(f"field '{name}' must be a string, not {type(data[name]).__name__}")
         return data
 
     # -- routes ----------------------------------------------------------------------------------------

@@ -30,7 +30,7 @@ from charter.judge.pairwise import judgments_by_pair
 from charter.judge.settings import JudgeSettings
 from charter.providers import get_model
 from charter.providers.base import SamplingParams
-from charter.providers.cache import CallCache
+from charter.providers.cache import DEFAULT_CACHE, CallCache
 from charter.providers.config import RoleConfig, role_argument
 from charter.providers.usage import Budget, Price, UsageMeter
 from charter.records import Judgment, Message, Pair
@@ -44,7 +44,6 @@ except ImportError:  # pragma: no cover - the train extra is missing
     raise MissingExtra("transformers", "train") from None
 
 #: Where the call cache lives unless told otherwise (the runs' default).
-DEFAULT_CACHE = "~/.cache/charter/calls.sqlite"
 
 
 def _prompt_list(prompts: str | Path | Sequence[Any]) -> list[list[dict[str, str]]]:

@@ -18,12 +18,12 @@ from charter.evals.rm import PairRows, comparisons_needed, group_rows, judged_ac
 from charter.evals.winrate import _run_in_thread
 from charter.judge.settings import PairwiseMode
 from charter.messages import as_messages, last_text
+from charter.providers.cache import DEFAULT_CACHE
 from charter.providers.prices import Price
 from charter.records import Judgment, Pair
 from charter.yamlio import ConfigModel
 
 #: The call cache of a judge when `out` and `cache` are both unset.
-DEFAULT_CACHE = "~/.cache/charter/calls.sqlite"
 
 
 class RmEvalConfig(ConfigModel):

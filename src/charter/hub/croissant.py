@@ -284,17 +284,8 @@ def croissant_document(
     return document
 
 
-def write_croissant(
-    run: RunData,
-    published: Published,
-    repo_id: str,
-    name: str,
-    keywords: list[str],
-    license: str,
-    gates: Sequence[tuple[str, Any]],
-) -> str:
-    """Write croissant.json into the export folder; returns its name there."""
-    document = croissant_document(run, published, repo_id, name, keywords, license, gates)
+def write_croissant(published: Published, document: dict[str, Any]) -> str:
+    """Write `document` (`croissant_document`) as croissant.json into the export folder; returns its name there."""
     text = json.dumps(document, indent=2, ensure_ascii=False) + "\n"
     (published.folder / FILE_NAME).write_text(text, encoding="utf-8")
     return FILE_NAME

@@ -18,7 +18,7 @@ import yaml
 
 from charter.agreement.gate import GateResult
 from charter.hub.card import build_card
-from charter.hub.croissant import DataFile, Published, write_croissant
+from charter.hub.croissant import DataFile, Published, croissant_document, write_croissant
 from charter.hub.rundata import RunData
 from charter.records import LabelRow, PreferenceRow, SFTRow
 from charter.redaction import strip_secrets
@@ -193,5 +193,6 @@ def build_folder(
     gates = [("agreement", gate), ("judge-audit", audit_gate), ("constitution-test", constitution_gate)]
     contents = Published(folder, sorted(files), written, published)
     data = card.data.to_dict()
-    files.append(write_croissant(run, contents, repo_id, data["pretty_name"], data["tags"], license, gates))
+    document = croissant_document(run, contents, repo_id, data["pretty_name"], data["tags"], license, gates)
+    files.append(write_croissant(contents, document))
     return ExportSummary(folder=folder, files=sorted(files), splits=splits)

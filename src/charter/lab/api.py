@@ -25,7 +25,7 @@ from charter.lab.learn import write_report as write_rubric_report
 from charter.lab.votes import read_pairs
 from charter.progress import progress_bar
 from charter.providers import ChatModel, ManagedModel, UsageMeter, get_model, parse_model_string
-from charter.providers.cache import CallCache
+from charter.providers.cache import DEFAULT_CACHE, CallCache
 from charter.providers.registry import provider
 
 T = TypeVar("T")
@@ -112,7 +112,7 @@ def infer_constitution(
     seed: int = 0,
     bootstrap_samples: int = 1000,
     concurrency: int = 64,
-    cache: str | None = "~/.cache/charter/calls.sqlite",
+    cache: str | None = DEFAULT_CACHE,
     name: str = "inferred",
     structured_output: bool = True,
 ) -> Inferred:
@@ -220,7 +220,7 @@ def check_constitution(
     seed: int = 0,
     bootstrap_samples: int = 1000,
     concurrency: int = 64,
-    cache: str | None = "~/.cache/charter/calls.sqlite",
+    cache: str | None = DEFAULT_CACHE,
     max_calls: int | None = None,
     progress: bool = False,
 ) -> ConstitutionTest:

@@ -6,6 +6,8 @@ from pathlib import Path
 
 import typer
 
+from charter.providers.cache import DEFAULT_CACHE
+
 
 def register(app: typer.Typer) -> None:
     """Add `infer`, `test`, `learn-rubrics` and `rubric` to the `charter constitutions` commands."""
@@ -52,7 +54,7 @@ def infer_command(
     mode: str = typer.Option("logprobs", "--mode", help="How the judge answers: logprobs, cot or verdict."),
     orders: str = typer.Option("both", "--orders", help="both or one."),
     seed: int = typer.Option(0, "--seed", help="Seed of the split, the sample, the order shown and the bootstrap."),
-    cache: str | None = typer.Option("~/.cache/charter/calls.sqlite", "--cache", help="Call cache ('' for none)."),
+    cache: str | None = typer.Option(DEFAULT_CACHE, "--cache", help="Call cache ('' for none)."),
     structured_output: bool = typer.Option(
         True,
         "--structured-output/--no-structured-output",
@@ -105,7 +107,7 @@ def test_command(
     mode: str = typer.Option("logprobs", "--mode", help="logprobs, cot or verdict."),
     orders: str = typer.Option("both", "--orders", help="both or one."),
     seed: int = typer.Option(0, "--seed", help="Seed of the order shown and the bootstrap."),
-    cache: str | None = typer.Option("~/.cache/charter/calls.sqlite", "--cache", help="Call cache ('' for none)."),
+    cache: str | None = typer.Option(DEFAULT_CACHE, "--cache", help="Call cache ('' for none)."),
     markdown_out: Path | None = typer.Option(None, "--markdown", help="Also write the report as markdown here."),
     json_out: Path | None = typer.Option(None, "--json", help="Also write the report as JSON here."),
     max_calls: int = typer.Option(

@@ -137,7 +137,7 @@ class Loop:
 
     # -- the steps ----------------------------------------------------------------------------------------
     def step_run(self, strategy: str, r: int) -> dict[str, Any]:
-        from charter.pipeline.launch import run
+        from charter.pipeline.launch import run_sync
 
         base = self.base_run
         policy = self.policy(strategy, r)
@@ -157,7 +157,7 @@ class Loop:
         if base.synth is not None and self.config.synth_each_round:
             updates["synth"] = base.synth.model_copy(update={"seed": base.synth.seed + r})
         config = base.model_copy(update=updates)
-        result = run(config, config_source=self.config.run)
+        result = run_sync(config, config_source=self.config.run)
         return {
             "run_dir": str(result.run_dir),
             "preferences": str(result.preferences),

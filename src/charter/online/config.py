@@ -10,6 +10,7 @@ from pydantic import Field, field_validator, model_validator
 from charter.judge.modes import pairwise_modes, rating_modes
 from charter.judge.settings import JudgeConfig, JudgeSettings
 from charter.prompts import PromptsConfig
+from charter.providers.cache import DEFAULT_CACHE
 from charter.providers.config import RoleConfig, check_price_keys
 from charter.providers.usage import Budget, Price
 from charter.training.config import LoraSettings, WinRateEvalConfig
@@ -87,7 +88,7 @@ class OnlineBase(ConfigModel):
     (its calls finish; the overrun is at most one step), saves a checkpoint and exits with code 4."""
     prices: dict[str, Price] = Field(default_factory=dict)
     """USD per million tokens by model id (or name), for the cost and the budget."""
-    cache: str | None = "~/.cache/charter/calls.sqlite"
+    cache: str | None = DEFAULT_CACHE
     """The call cache shared with runs (null: none): a repeated completion is never paid twice."""
     output_dir: Path = Path("grpo")
     """Where the policy, metrics.json, README.md and the reward store (run.sqlite) go."""

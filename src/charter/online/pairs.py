@@ -18,6 +18,7 @@ from typing import Any
 from charter.errors import FatalProviderError
 from charter.judge.pairwise import judge_pair
 from charter.judge.panel import Panel
+from charter.logistic import sigmoid
 from charter.messages import as_messages
 from charter.online.inputs import text_of
 from charter.online.reward import RewardFunction, _hash
@@ -75,17 +76,13 @@ class RewardModelVote:
 
         scores = self.scorer.score(chats(firsts) + chats(seconds))
         n = len(firsts)
-        return [_sigmoid(a - b) if math.isfinite(a - b) else None for a, b in zip(scores[:n], scores[n:])]
+        return [sigmoid(a - b) if math.isfinite(a - b) else None for a, b in zip(scores[:n], scores[n:])]
 
     def pool(self, judge_p: float | None, model_p: float) -> float:
         """The weighted mean of the judge's P (when asked) and the reward model's."""
         if judge_p is None or not self.judge_weight:
             return model_p
         return (self.judge_weight * judge_p + self.weight * model_p) / (self.judge_weight + self.weight)
-
-
-def _sigmoid(x: float) -> float:
-    return 1.0 / (1.0 + math.exp(-x)) if x >= 0 else math.exp(x) / (1.0 + math.exp(x))
 
 
 def masked_dpo_loss(

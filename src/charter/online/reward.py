@@ -48,7 +48,7 @@ from charter.preference.dataset import now_iso
 from charter.preference.manifest import ConstitutionInfo
 from charter.providers import ManagedModel, get_model
 from charter.providers.base import SamplingParams
-from charter.providers.cache import CallCache
+from charter.providers.cache import DEFAULT_CACHE, CallCache
 from charter.providers.config import RoleConfig
 from charter.providers.usage import Budget, Price, UsageMeter
 from charter.records import Failure, Message, Pair, RewardRecord, UsageRow, fingerprint
@@ -63,7 +63,6 @@ GroupStrategy = Literal["all_pairs", "circular"]
 #: What a reward store row can rest on: a scoring, or `pair` (online DPO's pairwise judgments).
 Basis = Literal["score", "group", "reference", "rank", "pair"]
 #: Where the call cache lives unless told otherwise (the runs' default).
-DEFAULT_CACHE = "~/.cache/charter/calls.sqlite"
 T = TypeVar("T")
 
 

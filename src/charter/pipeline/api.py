@@ -24,7 +24,7 @@ from charter.judge.settings import JudgeSettings
 from charter.messages import as_messages
 from charter.pipeline.config import RunConfig, load_run_config
 from charter.pipeline.forecast import Forecast, run_forecast
-from charter.pipeline.launch import run as run_config
+from charter.pipeline.launch import run_sync
 from charter.pipeline.prompts import prompt_id
 from charter.pipeline.run import RunResult, check_config, checked_prompts
 from charter.preference.config import FiltersConfig
@@ -114,7 +114,7 @@ def run(config: RunConfig | dict[str, Any] | str | Path, overrides: list[str] | 
     source = str(config) if isinstance(config, str | Path) else None
     if isinstance(config, str | Path):
         config = load_run_config(config, overrides)
-    return run_config(config_from(RunConfig, config, "config"), source)
+    return run_sync(config_from(RunConfig, config, "config"), source)
 
 
 @public(config=AS_GIVEN)

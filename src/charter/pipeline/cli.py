@@ -8,6 +8,8 @@ from typing import TYPE_CHECKING
 
 import typer
 
+from charter.providers.cache import DEFAULT_CACHE
+
 if TYPE_CHECKING:
     from charter.pipeline.config import RunConfig
 
@@ -22,7 +24,6 @@ cache_app = typer.Typer(
     help="The call cache: what it holds, and which endpoint answered its rows from before endpoints were recorded.",
     no_args_is_help=True,
 )
-DEFAULT_CACHE = "~/.cache/charter/calls.sqlite"
 
 
 def register(app: typer.Typer) -> None:
@@ -146,7 +147,7 @@ def run_command(
     """Run (or resume) a pipeline from a YAML config."""
     from charter.errors import Interrupted
     from charter.pipeline.config import load_run_config
-    from charter.pipeline.launch import run
+    from charter.pipeline.launch import run_sync
     from charter.progress import console
 
     extra = ["execution.engine=ray", f"execution.address={ray}"] if ray else []
@@ -160,7 +161,7 @@ def run_command(
         _dry_run(cfg, config, as_json)
         return
     try:
-        result = run(cfg, str(config))
+        result = run_sync(cfg, str(config))
     except (KeyboardInterrupt, Interrupted):
         from charter.pipeline.batches import open_batches_note
 
@@ -305,7 +306,7 @@ def audit_command(
         0.2, "--min-confidence", help="Run pairs only: |P(A) - 0.5| a pair's judgment must reach to count as known."
     ),
     concurrency: int = typer.Option(16, "--concurrency", min=1, help="Pairs in flight at once."),
-    cache: str | None = typer.Option("~/.cache/charter/calls.sqlite", "--cache", help="Call cache ('' for none)."),
+    cache: str | None = typer.Option(DEFAULT_CACHE, "--cache", help="Call cache ('' for none)."),
     json_out: Path | None = typer.Option(None, "--json", help="Also write the audit as JSON here."),
     markdown_out: Path | None = typer.Option(None, "--markdown", help="Also write the audit as markdown here."),
 ) -> None:

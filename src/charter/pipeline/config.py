@@ -20,6 +20,7 @@ from charter.judge.settings import JudgeConfig
 from charter.preference.config import FiltersConfig, PairsConfig
 from charter.prompts import PromptsConfig
 from charter.providers.base import SamplingParams
+from charter.providers.cache import DEFAULT_CACHE
 from charter.providers.config import DEFAULT_MODEL, RoleConfig, RunBatchConfig, check_price_keys
 from charter.providers.usage import Budget, Price
 from charter.reward_model.config import RewardModelConfig
@@ -148,7 +149,7 @@ class RunConfig(ConfigModel):
     """USD per million tokens by model id (`openai:gpt-4o-mini`), bare name, or model string as a role writes it; a
     key naming no model of the run is an error. A model priced here is priced at this (always); another `openai:` or
     `anthropic:` model at the genai-prices library's bundled prices (offline); any other at 0 (unpriced)."""
-    cache: str | None = "~/.cache/charter/calls.sqlite"
+    cache: str | None = DEFAULT_CACHE
     """The call cache file shared across runs (null: no cache)."""
     report: bool = True
     """Write the markdown + HTML report at the end of the run."""

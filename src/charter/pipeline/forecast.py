@@ -19,7 +19,7 @@ from __future__ import annotations
 import itertools
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator
-from typing import TypeVar
+from typing import Generic, TypeVar
 
 from pydantic import BaseModel, ConfigDict
 
@@ -35,6 +35,7 @@ from charter.records import Prompt
 from charter.runs.store import RunStore, open_store
 
 T = TypeVar("T")
+N = TypeVar("N", int, float)
 
 #: The three figures: the `forecast` field giving the share of its budget a text reply takes (none: all of its
 #: `max_tokens`), which cached prefixes a call reads, and whether it is the worst case (every re-ask made, every
@@ -52,32 +53,24 @@ _SIDE_WORK = {
 }
 
 
-class Span(BaseModel):
+class _Range(BaseModel, Generic[N]):
+    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
+    low: N
+    """With text replies at `forecast.output_share_low` of their budget, and a cached prefix read by every call sent
+    after it."""
+    expected: N
+    """With text replies at `forecast.output_share` of their budget, and a cached prefix read by the calls sent after
+    it was answered (through a batch API: after it was sent)."""
+    high: N
+    """With every reply as long as its `max_tokens` allows, nothing read from a cache, and every judge re-ask made."""
+
+
+class Span(_Range[int]):
     """A count at the low end, expected, and at the high end."""
 
-    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
-    low: int
-    """With text replies at `forecast.output_share_low` of their budget, and a cached prefix read by every call sent
-    after it."""
-    expected: int
-    """With text replies at `forecast.output_share` of their budget, and a cached prefix read by the calls sent after
-    it was answered (through a batch API: after it was sent)."""
-    high: int
-    """With every reply as long as its `max_tokens` allows, nothing read from a cache, and every judge re-ask made."""
 
-
-class CostSpan(BaseModel):
+class CostSpan(_Range[float]):
     """A cost in USD at the low end, expected, and at the high end."""
-
-    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
-    low: float
-    """With text replies at `forecast.output_share_low` of their budget, and a cached prefix read by every call sent
-    after it."""
-    expected: float
-    """With text replies at `forecast.output_share` of their budget, and a cached prefix read by the calls sent after
-    it was answered (through a batch API: after it was sent)."""
-    high: float
-    """With every reply as long as its `max_tokens` allows, nothing read from a cache, and every judge re-ask made."""
 
 
 class Figures(BaseModel):

@@ -1,4 +1,4 @@
-"""Starting a run: the runner with the executor its config's `execution.engine` asks for, and the synchronous `run`
+"""Starting a run: the runner with the executor its config's `execution.engine` asks for, and the synchronous `run_sync`
 that lets Ctrl-C and SIGTERM stop it cleanly (charter.interrupt)."""
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ def runner_for(config: RunConfig, config_source: str | None = None) -> Runner:
     return Runner(config, config_source, executor_for(config))
 
 
-def run(config: RunConfig, config_source: str | None = None) -> RunResult:
+def run_sync(config: RunConfig, config_source: str | None = None) -> RunResult:
     """Run (or resume) a whole run, synchronously. From the main thread, Ctrl-C and SIGTERM stop it cleanly while it
     runs (`Interrupted`, exit 130 or 143; see charter.interrupt); the handlers before are put back after."""
     runner = runner_for(config, config_source)

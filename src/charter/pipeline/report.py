@@ -2,8 +2,8 @@
 
 Counts per stage, the filter waterfall, failures, tokens and cost per role, judge diagnostics (position
 inconsistency, how often the longer response won, win rates per principle), the judge audit when one was run,
-a handful of examples and PNG plots. It describes the settings of the rows it covers: those of the dataset files when
-there are any.
+a handful of examples (`report_examples`) and PNG plots (`report_plots`). It describes the settings of the rows it
+covers: those of the dataset files when there are any.
 """
 
 from __future__ import annotations
@@ -11,19 +11,17 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import json
-import math
 import mimetypes
 import re
-from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-import orjson
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 
 from charter.evals.during import evaluation_lines
-from charter.messages import last_text
 from charter.pipeline.forecast_show import forecast_section
+from charter.pipeline.report_examples import examples
+from charter.pipeline.report_plots import make_plots
 from charter.pipeline.status import (
     failure_summary,
     filter_steps,
@@ -35,308 +33,12 @@ from charter.pipeline.status import (
 )
 from charter.preference.diversity import describes_current, diversity_markdown, stored_diversity
 from charter.preference.manifest import DatasetSettings, current_settings, dataset_manifest
-from charter.preference.stats import JudgeStats, judge_p_values, judge_stats
-from charter.records import Fingerprints, Judgment, Pair
+from charter.preference.stats import JudgeStats, judge_stats
 from charter.runs.files import AGREEMENT_MD, AUDIT_MD, REPORT_HTML, REPORT_MD, WINRATE_JSON, RunFiles
-from charter.runs.rewards import StepRewards, pair_steps, per_step
+from charter.runs.rewards import pair_steps, per_step
 from charter.runs.store import RunStore, open_store
 
 TEMPLATES = Path(__file__).parent / "templates"
-N_EXAMPLES = 5
-#: Longest text the report shows of a prompt or response; the rest is cut, and the cut says how long it was.
-SHOWN_CHARS = 2000
-#: Judged pairs read from the store into one numpy batch of their confidence.
-BATCH_ROWS = 65536
-
-
-def clip(text: str, limit: int = SHOWN_CHARS) -> str:
-    """`text`, or its start and a note of how long it is."""
-    return text if len(text) <= limit else f"{text[:limit]}… (cut: {len(text):,} characters in all)"
-
-
-def _shown(messages: list[Any]) -> list[dict]:
-    return [{"role": m.role, "content": clip(m.content)} for m in messages]
-
-
-# -- preferences and examples ----------------------------------------------------------------------------
-
-
-def _spread_ranks(total: int, n: int) -> list[int]:
-    """The ranks of n of `total` sorted items spread evenly from first to last (all of them when n or fewer)."""
-    if total <= n:
-        return list(range(total))
-    return sorted({int(i * (total - 1) / (n - 1) + 0.5) for i in range(n)})
-
-
-def _order_keys(values: Any) -> Any:
-    """uint64 keys that sort as the (non-NaN) float64 values do: the sign bit flipped for positives, every bit for
-    negatives (-0.0 counts as 0.0, as in a sort)."""
-    import numpy as np
-
-    bits = (np.asarray(values, dtype=float) + 0.0).view(np.uint64)
-    return np.where(bits >> np.uint64(63) == 1, ~bits, bits | np.uint64(1 << 63))
-
-
-def _ranked_positions(read: Callable[[], Iterator[Any]], ranks: list[int]) -> list[int]:
-    """The row positions of the items at `ranks` (ascending, distinct, each below the count) in a stable sort of a
-    float column's non-NaN values, ties in row order. `read()` gives the column again as numpy batches (NaN for
-    null); the keys are found 16 bits a pass (a radix select) and each item's position in one more pass, so
-    nothing per row is held (an argsort of a million rows' column was ~30 MB of numpy)."""
-    import numpy as np
-
-    found = [(0, 0)] * len(ranks)  # per rank: the key's leading bits so far, the values below them
-    for level in range(4):
-        low = np.uint64(48 - 16 * level)
-        counts = np.zeros((len(ranks), 1 << 16), dtype=np.int64)
-        for values in read():
-            keys = _order_keys(values[~np.isnan(values)])
-            for t, (prefix, _) in enumerate(found):
-                inside = keys if level == 0 else keys[keys >> (low + np.uint64(16)) == np.uint64(prefix)]
-                counts[t] += np.bincount(((inside >> low) & np.uint64(0xFFFF)).astype(np.intp), minlength=1 << 16)
-        for t, rank in enumerate(ranks):
-            prefix, below = found[t]
-            cumulative = np.cumsum(counts[t])
-            digit = int(np.searchsorted(cumulative, rank - below, side="right"))
-            found[t] = ((prefix << 16) | digit, below + (int(cumulative[digit - 1]) if digit else 0))
-    positions: list[int | None] = [None] * len(ranks)
-    passed, start = [0] * len(ranks), 0  # per rank: values equal to its key met so far
-    for values in read():
-        valid = ~np.isnan(values)
-        keys = _order_keys(np.where(valid, values, 0.0))
-        for t, (key, below) in enumerate(found):
-            if positions[t] is None:
-                hits = np.flatnonzero(valid & (keys == np.uint64(key)))
-                wanted = ranks[t] - below - passed[t]
-                if wanted < len(hits):
-                    positions[t] = start + int(hits[wanted])
-                passed[t] += len(hits)
-        start += len(values)
-    return [int(p) for p in positions if p is not None]
-
-
-def _float_batches(files: RunFiles, column: str) -> Callable[[], Iterator[Any]]:
-    """A reader of one preference column as float64 numpy batches, NaN for null, read again at each call."""
-
-    def read() -> Iterator[Any]:
-        for array in files.column_batches("preferences", column):
-            yield array.to_numpy(zero_copy_only=False).astype(float)  # nulls become NaN
-
-    return read
-
-
-def _spread_positions(read: Callable[[], Iterator[Any]], n: int) -> list[int]:
-    """`_spread` over the dataset's p_chosen column: rows are in pair-id order, so a stable sort by p_chosen breaks
-    ties by pair id without reading the ids, and the sort is a selection of n ranks over the column read in
-    batches (memory flat however many rows)."""
-    import numpy as np
-
-    total = sum(int(np.count_nonzero(~np.isnan(values))) for values in read())
-    return _ranked_positions(read, _spread_ranks(total, n))
-
-
-def _examples_from_preferences(files: RunFiles, n: int) -> list[dict]:
-    rows = files.preferences_at(_spread_positions(_float_batches(files, "p_chosen"), n))
-    return [
-        {
-            "pair_id": r.pair_id,
-            "kind": r.pair_kind,
-            "prompt": _shown(r.prompt),
-            "chosen": clip(last_text(r.chosen)),
-            "rejected": clip(last_text(r.rejected)),
-            "p_chosen": r.p_chosen,
-            "principle_ids": r.principle_ids,
-        }
-        for r in sorted(rows, key=lambda r: (r.p_chosen, r.pair_id))
-    ]
-
-
-def _confidence_batches(store: RunStore, fp: Fingerprints) -> Callable[[], Iterator[Any]]:
-    """A reader of the judge's confidence, max(p_a, 1 - p_a), of every judged pair in pair order (NaN where p_a is
-    null), as float64 numpy batches read from the store again at each call."""
-    import numpy as np
-
-    def read() -> Iterator[Any]:
-        batch: list[float] = []
-        for _, record in store.judged_records(fp, pairs=False):
-            p_a = orjson.loads(record).get("p_a")
-            batch.append(math.nan if p_a is None else max(p_a, 1.0 - p_a))
-            if len(batch) == BATCH_ROWS:
-                yield np.array(batch, dtype=float)
-                batch = []
-        if batch:
-            yield np.array(batch, dtype=float)
-
-    return read
-
-
-def _examples_from_store(store: RunStore, fp: Fingerprints, n: int) -> list[dict]:
-    """n judged pairs spread evenly over the judge's confidence (ties in pair-id order), chosen as
-    `_spread_positions` chooses over the dataset: the confidences are read in batches and only the chosen pairs are
-    decoded."""
-    positions = _spread_positions(_confidence_batches(store, fp), n)
-    wanted = set(positions)
-    judged = {
-        i: (Pair.model_validate_json(pair or ""), Judgment.model_validate_json(judgment))
-        for i, (pair, judgment) in enumerate(store.judged_records(fp))
-        if i in wanted
-    }
-    found = []
-    for i in positions:
-        pair, judgment = judged[i]
-        a_wins = (judgment.p_a or 0.0) >= 0.5
-        found.append(
-            {
-                "pair_id": pair.pair_id,
-                "kind": pair.kind,
-                "prompt": _shown(pair.prompt),
-                "chosen": clip(pair.a if a_wins else pair.b),
-                "rejected": clip(pair.b if a_wins else pair.a),
-                "p_chosen": max(judgment.p_a or 0.0, 1.0 - (judgment.p_a or 0.0)),
-                "principle_ids": judgment.principle_ids,
-            }
-        )
-    return found
-
-
-def examples(store: RunStore, fp: Fingerprints | None, n: int = N_EXAMPLES) -> tuple[list[dict], str]:
-    """A handful of (prompt, chosen, rejected, p, principles) examples spread over the range of p(chosen)."""
-    files = RunFiles(store.run_dir)
-    if files.has_dataset("preferences") and (found := _examples_from_preferences(files, n)):
-        return found, "the preference dataset"
-    if fp is None:
-        return [], "the judged pairs"
-    return _examples_from_store(store, fp, n), "the judged pairs (no preference dataset yet)"
-
-
-# -- plots ------------------------------------------------------------------------------------------------
-
-
-def _figure(height: float = 3.6, left: float = 0.1):
-    """A figure with fixed margins (a layout engine costs more than the plot at these sizes)."""
-    from matplotlib.figure import Figure  # the object API: no pyplot global state, Agg canvas for savefig
-
-    fig = Figure(figsize=(6.4, height), dpi=100)
-    fig.subplots_adjust(left=left, right=0.97, bottom=0.55 / height, top=1 - 0.4 / height)
-    return fig
-
-
-#: The probability histogram's bins: 20 of width 0.05 over [0, 1].
-P_BINS = 20
-
-
-def p_counts(batches: Iterable[Any]) -> Any:
-    """Counts of probabilities (numpy batches, NaN skipped) in the histogram's bins, tallied batch by batch."""
-    import numpy as np
-
-    edges = np.linspace(0, 1, P_BINS + 1)
-    counts = np.zeros(P_BINS, dtype=np.int64)
-    for values in batches:
-        counts += np.histogram(values[~np.isnan(values)], bins=edges)[0]
-    return counts
-
-
-def plot_p_histogram(judged: Any, chosen: Any, path: Path) -> Path:
-    """Histogram of the judge's p_a (and of the dataset's p_chosen where there is a dataset), from bin counts."""
-    import numpy as np
-    from matplotlib.ticker import MaxNLocator
-
-    fig = _figure()
-    ax = fig.add_subplot()
-    bins = np.linspace(0, 1, P_BINS + 1)
-    edges = bins.tolist()
-    ax.hist(
-        bins[:-1],
-        bins=edges,
-        weights=judged,
-        alpha=0.6,
-        label=f"judge p_a (n={int(judged.sum())})",
-        color="#4c72b0",
-    )
-    if chosen.sum():
-        ax.hist(
-            bins[:-1],
-            bins=edges,
-            weights=chosen,
-            alpha=0.6,
-            color="#dd8452",
-            label=f"dataset p_chosen (n={int(chosen.sum())})",
-        )
-    ax.axvline(0.5, color="grey", linewidth=0.8, linestyle="--")
-    ax.set(xlabel="probability", ylabel="pairs", xlim=(0, 1), title="Judge probabilities")
-    ax.yaxis.set_major_locator(MaxNLocator(integer=True))
-    ax.set_ylim(0, ax.get_ylim()[1] * 1.25)  # head-room so the legend never covers a bar
-    ax.legend(loc="upper center", ncols=2, fontsize="small", frameon=False)
-    fig.savefig(path, format="png")
-    return path
-
-
-def plot_principle_win_rates(per_principle: dict[str, Any], path: Path) -> Path | None:
-    """Bar chart: per judge principle, how often the revision beat the initial response."""
-    rows = [
-        (pid, f.revision_win_rate, f.revision_pairs)
-        for pid, f in per_principle.items()
-        if f.revision_win_rate is not None
-    ]
-    if not rows:
-        return None
-    names = [f"{pid} (n={n})" for pid, _, n in rows][::-1]
-    widest = max(len(name) for name in names)
-    fig = _figure(height=max(2.0, 0.3 * len(rows) + 1.0), left=min(0.6, 0.04 + 0.0125 * widest))
-    ax = fig.add_subplot()
-    ax.barh(names, [rate for _, rate, _ in rows][::-1], color="#55a868")
-    ax.axvline(0.5, color="grey", linewidth=0.8, linestyle="--")
-    ax.set(xlim=(0, 1), xlabel="revision beat the initial response (win rate)")
-    ax.set_title("Revision win rate per judge principle", loc="right")
-    fig.savefig(path, format="png")
-    return path
-
-
-def plot_rewards(steps: list[StepRewards], path: Path) -> Path | None:
-    """Line plot: the judge's mean reward per training step (online training), with its spread and failures."""
-    # (step, mean, sd, failed) of the steps with a step number and at least one reward
-    points = [
-        (s["step"], s["mean"], s["std"] or 0.0, s["failed"])
-        for s in steps
-        if s["step"] is not None and s["mean"] is not None
-    ]
-    if not points:
-        return None
-    x, mean, spread, _ = (list(column) for column in zip(*points))
-    fig = _figure()
-    ax = fig.add_subplot()
-    low, high = [m - d for m, d in zip(mean, spread)], [m + d for m, d in zip(mean, spread)]
-    ax.fill_between(x, low, high, alpha=0.2, color="#4c72b0")
-    ax.plot(x, mean, "-o", markersize=3, color="#4c72b0", label="mean reward (band: ±1 sd)")
-    failed = [(step, m) for step, m, _, n in points if n]
-    if failed:
-        ax.plot(*zip(*failed), "x", color="#c44e52", label="step with failures")
-    ax.set(xlabel="training step", ylabel="judge reward", ylim=(-0.05, 1.05), title="Judge rewards per step")
-    ax.legend(loc="lower right", fontsize="small", frameon=False)
-    fig.savefig(path, format="png")
-    return path
-
-
-def make_plots(
-    store: RunStore, fp: Fingerprints | None, stats: JudgeStats, out: Path, rewards: Sequence[StepRewards] = ()
-) -> tuple[list[dict], str | None]:
-    """Write the PNG plots into `out`; returns [{title, file}] and a note if plotting was impossible."""
-    try:
-        import matplotlib  # noqa: F401
-    except ImportError:
-        return [], "Plots need matplotlib (a dependency of charter): pip install matplotlib."
-    plots = []
-    if rewards and plot_rewards(list(rewards), out / "rewards.png"):
-        plots.append({"title": "Judge rewards per training step", "file": "rewards.png"})
-    if fp is None:
-        return plots, None
-    judged = p_counts(judge_p_values(store, fp))
-    if judged.sum():
-        chosen = p_counts(_float_batches(RunFiles(store.run_dir), "p_chosen")())
-        plot_p_histogram(judged, chosen, out / "judge_p.png")
-        plots.append({"title": "Judge probabilities", "file": "judge_p.png"})
-    if plot_principle_win_rates(stats.per_principle, out / "principle_win_rates.png"):
-        plots.append({"title": "Revision win rate per principle", "file": "principle_win_rates.png"})
-    return plots, None
 
 
 def data_uri(path: Path) -> str:

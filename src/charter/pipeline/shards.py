@@ -27,6 +27,7 @@ from charter.errors import (
     CharterError,
     ConfigError,
     MissingExtra,
+    RunFailure,
     TooManyFailures,
 )
 from charter.pipeline.config import RunConfig
@@ -256,11 +257,11 @@ async def process_sharded(runner: RunContext, store: RunStore, work: Work) -> Ch
     return stop
 
 
-def _first_stop(results: list[dict[str, Any]]) -> CharterError | None:
+def _first_stop(results: list[dict[str, Any]]) -> RunFailure | None:
     for result in results:
         if result["status"] != "done":
             code, reason = result["exit_code"], result["reason"]
-            kind = {3: TooManyFailures, 4: BudgetExceeded}.get(code, CharterError)
+            kind = {3: TooManyFailures, 4: BudgetExceeded}.get(code, RunFailure)
             return kind(f"a shard stopped: {reason}")
     return None
 

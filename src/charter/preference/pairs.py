@@ -10,6 +10,7 @@ import asyncio
 import hashlib
 import itertools
 import random
+from typing import Any, Literal
 
 from charter.constitutions.schema import Constitution
 from charter.messages import with_system
@@ -23,12 +24,42 @@ def pair_id_for(prompt_id: str, kind: str, first: str, second: str) -> str:
     return f"{prompt_id}:{kind}:{digest}"
 
 
-def _ordered(pair_id: str, first: tuple[str, str], second: tuple[str, str]) -> tuple:
-    """Put the two (source, text) responses in a pseudo-random a/b order seeded by the pair id, so `a`
-    carries no meaning and a pair id always means the same a and b (human labels are in a/b terms)."""
+#: One response of a pair: where it came from (`initial`, `revision`, `sample:3`), its text, and its model.
+Response = tuple[str, str, str]
+
+
+def _ordered(pair_id: str, first: Response, second: Response) -> tuple[Response, Response]:
+    """Put the two responses in a pseudo-random a/b order seeded by the pair id, so `a` carries no meaning and a
+    pair id always means the same a and b (human labels are in a/b terms)."""
     if random.Random(f"{pair_id}:order").random() < 0.5:
         return first, second
     return second, first
+
+
+def _pair(
+    pair_id: str,
+    prompt_id: str,
+    kind: Literal["revision", "samples"],
+    prompt: list[Message],
+    first: Response,
+    second: Response,
+    **provenance: Any,
+) -> Pair:
+    """The pair of two responses, in `_ordered`'s a/b order."""
+    (a_src, a, a_model), (b_src, b, b_model) = _ordered(pair_id, first, second)
+    return Pair(
+        pair_id=pair_id,
+        prompt_id=prompt_id,
+        kind=kind,
+        prompt=prompt,
+        a=a,
+        b=b,
+        a_source=a_src,
+        b_source=b_src,
+        a_model=a_model,
+        b_model=b_model,
+        **provenance,
+    )
 
 
 def revision_pair(chain: Chain) -> Pair | None:
@@ -36,19 +67,15 @@ def revision_pair(chain: Chain) -> Pair | None:
     if chain.initial.strip() == chain.final.strip():
         return None
     pair_id = pair_id_for(chain.prompt_id, "rev", chain.initial, chain.final)
-    (a_src, a), (b_src, b) = _ordered(pair_id, ("initial", chain.initial), ("revision", chain.final))
-    models = {"initial": chain.policy_model, "revision": chain.critic_model}
-    return Pair(
-        pair_id=pair_id,
-        prompt_id=chain.prompt_id,
-        kind="revision",
-        prompt=chain.prompt,
-        a=a,
-        b=b,
-        a_source=a_src,
-        b_source=b_src,
-        a_model=models[a_src],
-        b_model=models[b_src],
+    initial = ("initial", chain.initial, chain.policy_model)
+    revision = ("revision", chain.final, chain.critic_model)
+    return _pair(
+        pair_id,
+        chain.prompt_id,
+        "revision",
+        chain.prompt,
+        initial,
+        revision,
         principle_ids=chain.principle_ids,
         source_fingerprint=chain.fingerprint,
     )
@@ -99,23 +126,9 @@ def sample_pair(prompt_id: str, prompt: list[Message], left: Sample, right: Samp
     """The pair of two samples (the one with the lower index first in the id)."""
     left, right = sorted((left, right), key=lambda s: s.sample_idx)
     pair_id = pair_id_for(prompt_id, f"s{left.sample_idx}-s{right.sample_idx}", left.text, right.text)
-    first = (f"sample:{left.sample_idx}", left.text)
-    second = (f"sample:{right.sample_idx}", right.text)
-    (a_src, a), (b_src, b) = _ordered(pair_id, first, second)
-    models = {first[0]: left.model, second[0]: right.model}
-    return Pair(
-        pair_id=pair_id,
-        prompt_id=prompt_id,
-        kind="samples",
-        prompt=prompt,
-        a=a,
-        b=b,
-        a_source=a_src,
-        b_source=b_src,
-        a_model=models[a_src],
-        b_model=models[b_src],
-        source_fingerprint=left.fingerprint,
-    )
+    first = (f"sample:{left.sample_idx}", left.text, left.model)
+    second = (f"sample:{right.sample_idx}", right.text, right.model)
+    return _pair(pair_id, prompt_id, "samples", prompt, first, second, source_fingerprint=left.fingerprint)
 
 
 def sample_pairs(prompt_id: str, prompt: list[Message], samples: list[Sample]) -> list[Pair]:

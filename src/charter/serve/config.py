@@ -9,6 +9,7 @@ from pydantic import Field, model_validator
 
 from charter.judge.settings import JudgeConfig
 from charter.online.config import VerifiableReward, check_one_judge, with_default_mode
+from charter.providers.cache import DEFAULT_CACHE
 from charter.providers.config import RoleConfig, check_price_keys
 from charter.providers.usage import Budget, Price
 from charter.yamlio import ConfigModel
@@ -55,7 +56,7 @@ class ServeConfig(ConfigModel):
     """Caps on the judge's cost or tokens: past one, requests are answered 503 with the reason."""
     prices: dict[str, Price] = Field(default_factory=dict)
     """USD per million tokens by model id (or name), for the cost and the budget."""
-    cache: str | None = "~/.cache/charter/calls.sqlite"
+    cache: str | None = DEFAULT_CACHE
     """The call cache (null: none). One per machine: SQLite over NFS is not safe to share between servers."""
     output_dir: Path = Path("reward-server")
     """Where the reward store (run.sqlite) goes."""

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-import math
 from typing import Any, TypedDict
+
+from charter.logistic import sigmoid
 
 
 class LengthControlled(TypedDict):
@@ -70,18 +71,14 @@ def length_controlled(
     for _ in range(bootstrap):
         pick = rng.integers(0, p.size, p.size)
         if x[pick].std() > 0:
-            draws.append(_sigmoid(_fit_length_model(p[pick], x[pick])[0]))
+            draws.append(sigmoid(_fit_length_model(p[pick], x[pick])[0]))
     low, high = (float(v) for v in np.percentile(draws, [2.5, 97.5])) if draws else (None, None)
     return {
         **out,
-        "win_rate": _sigmoid(intercept),
+        "win_rate": sigmoid(intercept),
         "ci95": None if low is None or high is None else [low, high],
         "length_coefficient": slope,
     }
-
-
-def _sigmoid(value: float) -> float:
-    return float(1 / (1 + math.exp(-value)))
 
 
 def _fit_length_model(p: Any, x: Any) -> tuple[float, float]:

@@ -15,12 +15,10 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from charter.logistic import sigmoid
+
 #: The prior's precision: weak enough not to move well-determined strengths, strong enough to keep a clean sweep finite.
 ALPHA = 0.01
-
-
-def _sigmoid(x: np.ndarray) -> np.ndarray:
-    return 0.5 * (1.0 + np.tanh(0.5 * x))
 
 
 def plackett_luce(k: int, orderings: Sequence[Sequence[int]], alpha: float = ALPHA) -> np.ndarray:
@@ -45,7 +43,7 @@ def expected_win_rates(strengths: np.ndarray) -> np.ndarray:
     k = len(strengths)
     if k < 2:
         raise ValueError("a win rate needs at least two items")
-    chances = _sigmoid(strengths[:, None] - strengths[None, :])
+    chances = sigmoid(strengths[:, None] - strengths[None, :])
     np.fill_diagonal(chances, 0.0)
     return chances.sum(axis=1) / (k - 1)
 

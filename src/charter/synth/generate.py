@@ -10,7 +10,6 @@ sampling seed and in-context examples are drawn from (seed, bucket, call number)
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import math
 import random
@@ -316,10 +315,3 @@ class Synthesizer:
             "synth_sampling_seed": candidate.sampling_seed,
             "synth_fingerprint": fp,
         }
-
-
-def run_synth(
-    config: SynthConfig, seeds: list[Prompt], constitution: Constitution, writer: ChatModel, **kwargs: Any
-) -> SynthResult:
-    """Synthesize synchronously (the writer is not closed here)."""
-    return asyncio.run(Synthesizer(config, seeds, constitution, writer, **kwargs).run())

@@ -1,0 +1,79 @@
+"""Typed records: everything that crosses a stage boundary, and its row form in the data files.
+
+Stages take and return these records, the run store keeps them as JSON, and the data files hold
+their row form (`to_row` / `from_row`, the one place where records become parquet/JSONL rows).
+docs/reference/formats.md is generated from the field docstrings here (`python -m charter.formats`).
+"""
+
+from __future__ import annotations
+
+from charter.records.accounts import CalibrationMap, CalibrationMethod, Fingerprints, HumanLabel, LabelRow, UsageRow
+from charter.records.base import (
+    GENERATOR,
+    Message,
+    Probability,
+    Record,
+    Role,
+    as_dicts,
+    as_records,
+    fingerprint,
+    fingerprint_strings,
+)
+from charter.records.items import Chain, CritiqueRound, Failure, Judgment, Pair, Prompt, RewardRecord, Sample, Vote
+from charter.records.rows import ChosenVote, OrderProbs, PreferenceRow, Provenance, SFTRow
+
+__all__ = [
+    "GENERATOR",
+    "Role",
+    "Probability",
+    "fingerprint",
+    "fingerprint_strings",
+    "Record",
+    "Message",
+    "as_dicts",
+    "as_records",
+    "Prompt",
+    "CritiqueRound",
+    "Chain",
+    "Sample",
+    "Pair",
+    "Vote",
+    "Failure",
+    "Judgment",
+    "RewardRecord",
+    "Provenance",
+    "ChosenVote",
+    "OrderProbs",
+    "PreferenceRow",
+    "SFTRow",
+    "HumanLabel",
+    "LabelRow",
+    "UsageRow",
+    "CalibrationMethod",
+    "CalibrationMap",
+    "Fingerprints",
+]
+
+
+#: Every record that has a row or store form, in the order docs/reference/formats.md lists them.
+DOCUMENTED: tuple[type[Record], ...] = (
+    Message,
+    Prompt,
+    Chain,
+    CritiqueRound,
+    Sample,
+    Pair,
+    Judgment,
+    Vote,
+    Failure,
+    PreferenceRow,
+    ChosenVote,
+    OrderProbs,
+    SFTRow,
+    Provenance,
+    HumanLabel,
+    LabelRow,
+    UsageRow,
+    CalibrationMap,
+    Fingerprints,
+)

@@ -1,0 +1,59 @@
+"""The records' common ground: the `Record` base, chat messages, and the settings fingerprint."""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from charter._version import __version__
+
+GENERATOR = f"charter {__version__}"
+Role = Literal["system", "user", "assistant"]
+Probability = Annotated[float, Field(ge=0.0, le=1.0)]
+
+
+def fingerprint(settings: Any) -> str:
+    """A short stable hash of settings (canonical JSON): equal settings, equal fingerprint."""
+    blob = json.dumps(settings, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def fingerprint_strings(strings: Iterable[str]) -> str:
+    """`fingerprint(list(strings))`, streamed: the same value without holding the list (a million prompt ids
+    were ~170 MB as a Python list)."""
+    digest, strings, separator = hashlib.sha256(b"["), iter(strings), ""
+    while chunk := list(itertools.islice(strings, 4096)):
+        digest.update((separator + ",".join(json.dumps(s, ensure_ascii=False) for s in chunk)).encode())
+        separator = ","
+    digest.update(b"]")
+    return digest.hexdigest()[:16]
+
+
+class Record(BaseModel):
+    """Base of every record: unknown fields are errors, field docstrings are the schema descriptions."""
+
+    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
+
+
+class Message(Record):
+    """One chat message."""
+
+    role: Role
+    """Who speaks: system, user or assistant."""
+    content: str
+    """What is said."""
+
+
+def as_dicts(messages: Sequence[Message]) -> list[dict[str, str]]:
+    """Messages as the `{role, content}` dicts the providers' wire formats (and the call cache's keys) use."""
+    return [{"role": m.role, "content": m.content} for m in messages]
+
+
+def as_records(messages: Sequence[Message | Mapping[str, str]]) -> list[Message]:
+    """A chat request as Message records; `{role, content}` dicts are accepted (as the vendors' SDKs take them)."""
+    return [m if isinstance(m, Message) else Message.model_validate(dict(m)) for m in messages]

@@ -1,0 +1,257 @@
+"""What the stages make and the run store keeps: prompts, SL-CAI chains, samples, pairs, the judge's votes and
+judgments, failures, and online training's rewards."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, model_validator
+
+from charter.records.base import Message, Probability, Record
+
+
+class Prompt(Record):
+    """A prompt of a run, fixed in the run store when the run starts."""
+
+    prompt_id: str
+    """Stable id: a hash of the messages."""
+    messages: list[Message]
+    """The conversation to answer (ends with a user turn)."""
+    source: str
+    """Where it came from: a file path, `inline`, `bundled` or `hf:NAME`."""
+    category: str | None = None
+    """The source's `category` column, when it has one (synthesis balances by it)."""
+    reference: str | None = None
+    """The source's `reference` column: a known right answer, checked by the prompt's verifier."""
+    verifier: str | None = None
+    """The source's `verifier` column: how a response is checked (see charter.verify); with a reference and no
+    verifier, the run's `filters.verifier` (default `number`)."""
+
+
+class CritiqueRound(Record):
+    """One critique-and-revision round of a chain."""
+
+    principle_id: str
+    """The principle this round critiqued against."""
+    critique: str
+    """The critic's critique (a leading 'Critique:' label removed)."""
+    revision: str
+    """The revised response (the previous response when the critic's reply held no revision, only a label such as
+    "Revision:"; a reply with no text at all fails the chain)."""
+    empty_revision: bool = False
+    """True when the critic's reply held no revision (only a label) and the previous response was kept."""
+
+
+class Chain(Record):
+    """One prompt's SL-CAI chain: initial response, every round's critique and revision, the final text."""
+
+    prompt_id: str
+    """The prompt's id."""
+    prompt: list[Message]
+    """The prompt conversation."""
+    initial: str
+    """The policy's first response."""
+    rounds: list[CritiqueRound]
+    """Critique-revision rounds, in order."""
+    final: str
+    """The response after the last round."""
+    policy_model: str
+    """Model id of the policy (`provider:name`; a local model in bfloat16 adds `@bfloat16`)."""
+    critic_model: str
+    """Model id of the critic."""
+    prompt_tokens: int = 0
+    """Prompt tokens of every call in the chain (cache hits included)."""
+    completion_tokens: int = 0
+    """Completion tokens of every call in the chain."""
+    fingerprint: str
+    """Fingerprint of the critique settings that made this chain."""
+
+    @property
+    def principle_ids(self) -> list[str]:
+        return [r.principle_id for r in self.rounds]
+
+
+class Sample(Record):
+    """One of k policy samples for a prompt (for `samples` pairs)."""
+
+    prompt_id: str
+    """The prompt's id."""
+    sample_idx: int
+    """0..k-1; the sampling seed is the base seed plus this."""
+    text: str
+    """The sampled response."""
+    model: str
+    """Model id of the policy."""
+    prompt_tokens: int = 0
+    """Prompt tokens of the call."""
+    completion_tokens: int = 0
+    """Completion tokens of the call."""
+    fingerprint: str
+    """Fingerprint of the sample settings (model, params, k, temperature)."""
+
+
+class Pair(Record):
+    """Two responses to one prompt for the judge to compare. `a`/`b` is a seeded order with no meaning."""
+
+    pair_id: str
+    """Stable id: prompt id, kind and a hash of the two texts (same texts, same id)."""
+    prompt_id: str | None = None
+    """The prompt's id (none for pairs given directly to the API)."""
+    kind: Literal["revision", "samples", "custom"] = "custom"
+    """`revision`: initial vs final revision; `samples`: two policy samples; `custom`: given by the caller."""
+    prompt: list[Message]
+    """The conversation both responses answer."""
+    a: str
+    """Response a."""
+    b: str
+    """Response b."""
+    a_source: str = "a"
+    """Where `a` came from: `initial`, `revision`, `sample:N` or the caller's label."""
+    b_source: str = "b"
+    """Where `b` came from."""
+    a_model: str | None = None
+    """Model id that wrote `a`."""
+    b_model: str | None = None
+    """Model id that wrote `b`."""
+    principle_ids: list[str] = Field(default_factory=list)
+    """Critique principles behind a revision pair (empty for other kinds)."""
+    source_fingerprint: str | None = None
+    """Fingerprint of the chain or sample settings the pair was built from."""
+
+
+class Vote(Record):
+    """The judge's answer under one principle. Probabilities are always of response `a` being better."""
+
+    principle_id: str
+    """The principle compared against."""
+    p_a: Probability
+    """P(a better): the mean of the orders asked."""
+    p_a_ab: Probability
+    """P(a better) with `a` shown first."""
+    p_a_ba: float | None = Field(default=None, ge=0.0, le=1.0)
+    """P(a better) with `a` shown second; null when only one order was asked."""
+    consistent: bool | None = None
+    """Both orders picked the same winner; null with one order."""
+    rationale_ab: str | None = None
+    """The judge's text for order ab (cot and verdict modes)."""
+    rationale_ba: str | None = None
+    """The judge's text for order ba."""
+    score_a: float | None = None
+    """Judge mode `score`: `a`'s rubric score under this principle (1 to the scale's top; an expected value when
+    read from log-probabilities); null in the comparison modes."""
+    score_b: float | None = None
+    """Judge mode `score`: `b`'s rubric score under this principle."""
+    judge: str | None = None
+    """A panel's vote: the member model that cast it (null for a single judge, whose model the judgment names)."""
+
+
+class Failure(Record):
+    """Why an item failed: recorded instead of a made-up value."""
+
+    kind: str
+    """A short class of failure, e.g. `unparseable` or `provider`."""
+    message: str
+    """One line, secrets redacted."""
+    raw: str | None = None
+    """The raw model text that could not be used, where there was one."""
+    attempts: int = 1
+    """How many times it was tried."""
+
+
+class Judgment(Record):
+    """The judge's verdict on one pair under its settings: votes per principle and order, or a failure."""
+
+    pair_id: str
+    """The pair judged."""
+    fingerprint: str
+    """Fingerprint of the judge settings (model, mode, orders, principles, clamp, params, prompt format)."""
+    status: Literal["ok", "failed"]
+    """`ok` with probabilities, or `failed` with a failure and no probabilities."""
+    mode: str
+    """How the judge answered, a name in the table of judge modes: comparing the two (logprobs, cot, verdict) or
+    rating each on a rubric (score)."""
+    orders: Literal["both", "one"]
+    """Whether each comparison was asked in both presentation orders (`one` for scores: a rating shows one
+    response)."""
+    judge_model: str
+    """Model id of the judge."""
+    principle_ids: list[str]
+    """The principles of the ensemble."""
+    p_a: float | None = Field(default=None, ge=0.0, le=1.0)
+    """P(a better), the mean over principles; null on failure."""
+    p_a_ab: float | None = Field(default=None, ge=0.0, le=1.0)
+    """P(a better) with `a` shown first, mean over principles."""
+    p_a_ba: float | None = Field(default=None, ge=0.0, le=1.0)
+    """P(a better) with `a` shown second; null with one order or on failure."""
+    position_consistent: bool | None = None
+    """Both orders picked the same winner (after averaging principles); null with one order."""
+    principles: list[Vote] = Field(default_factory=list)
+    """One vote per principle."""
+    prompt_tokens: int = 0
+    """Prompt tokens of the judge calls."""
+    completion_tokens: int = 0
+    """Completion tokens of the judge calls."""
+    failure: Failure | None = None
+    """Why it failed (status `failed` only)."""
+
+    @model_validator(mode="after")
+    def _nothing_made_up(self) -> Judgment:
+        if self.status == "ok" and (
+            self.p_a is None or self.p_a_ab is None or not self.principles or self.failure is not None
+        ):
+            raise ValueError("an ok judgment needs p_a, p_a_ab and votes, and no failure")
+        if self.status == "failed" and (self.failure is None or self.p_a is not None or self.principles):
+            raise ValueError("a failed judgment carries a failure and no probabilities")
+        return self
+
+
+class RewardRecord(Record):
+    """One reward the judge gave a completion during online training (GRPO, RLOO), or one pair it compared for
+    online DPO: the reward store's row."""
+
+    key: str
+    """What the reward depends on, hashed: settings, prompt, completion (and for `group` the other completions of
+    its group, for `reference` the reference): a repeated key is answered from the store."""
+    step: int | None
+    """The training step the rewarded completions train, as TRL's log counts (1 for the first); None outside a
+    trainer."""
+    rank: int
+    """The process that computed it (0 without distributed training)."""
+    scoring: Literal["score", "group", "reference", "rank", "pair"]
+    """`score`: the rubric score; `group`: the win rate in its group; `reference`: P(better than the reference);
+    `rank`: the expected win rate in its group under a Plackett–Luce fit of the judge's orderings; `pair` (online
+    DPO): P(the completion is better than the other of its pair, the `reference` field)."""
+    prompt: list[Message]
+    """The prompt."""
+    completion: str
+    """The completion rewarded."""
+    reward: float | None
+    """The reward in 0..1, or None when the judgment failed (TRL then gives the completion no reward)."""
+    principle_ids: list[str]
+    """The principles judged against."""
+    scores: dict[str, float] | None = None
+    """`score`: each principle's rubric score (1..scale)."""
+    scale: int | None = None
+    """`score`: the top of the rubric's scale."""
+    comparisons: int | None = None
+    """`group`, `reference` and `pair`: the pairwise judgments the reward rests on (0 for a pair of identical
+    completions, which needs none); `rank`: the orderings of its group."""
+    reference: str | None = None
+    """`reference`: the reference answer compared with; `pair`: the other completion of the pair."""
+    judge_model: str
+    """Model id of the judge."""
+    fingerprint: str
+    """Fingerprint of the reward settings (judge, constitution, scoring, mode, scale, principles)."""
+    cached: bool = False
+    """Every judge call of this reward was answered from the call cache (nothing was paid)."""
+    failure: Failure | None = None
+    """Why there is no reward (reward None only)."""
+    masked: Literal["failed", "undecided"] | None = None
+    """`pair` (online DPO): why the pair was left out of the loss (its judgment failed, or the orders disagreed or
+    its confidence was below `min_confidence`); null for a pair trained on and for the other scorings."""
+    judge_p: float | None = None
+    """`pair` with a reward model beside the judge: the judge's own P(first better); `reward` is then its weighted
+    mean with `reward_model_p`."""
+    reward_model_p: float | None = None
+    """`pair` with a reward model: its P(first better), sigmoid(r_first - r_second); with the reward model alone it
+    is `reward`."""
