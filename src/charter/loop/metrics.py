@@ -135,7 +135,10 @@ def _statistic(key: str, texts: Sequence[str], vectors: np.ndarray | None) -> St
         if key.startswith("distinct_"):
             return distinct_n(chosen, int(key[-1]))
         if key == "self_bleu":
-            bleu = self_bleu(chosen)
+            try:
+                bleu = self_bleu(chosen)
+            except CharterError:  # sacrebleu missing: not measured, as in `collapse_metrics`
+                return None
             return None if bleu is None else 1.0 - bleu
         if key in ("vendi", "dispersion"):
             if vectors is None:

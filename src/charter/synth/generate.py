@@ -358,11 +358,14 @@ class Synthesizer:
         )
 
     def _diversity(self, rows: list[dict[str, Any]]) -> FieldDiversity | None:
-        """The kept prompts' diversity, on the dedup's embeddings (its model is loaded already)."""
+        """The kept prompts' diversity, embedded by the dedup's model (loaded already where the filters embed)."""
         if not rows:
             return None
+        from charter.providers.embeddings import embedder
+
+        embed = self.deduper.embed or embedder(self.config.filters.embedding_model)
         texts = [" ".join(str(row["prompt"]).split()) for row in rows]
-        return measure_texts(texts, DiversityConfig(seed=self.config.seed), self.deduper.embed, self.config.seed)
+        return measure_texts(texts, DiversityConfig(seed=self.config.seed), embed, self.config.seed)
 
     def _row(self, candidate: Candidate, text: str, fp: str) -> dict[str, Any]:
         digest = hashlib.sha256(f"{candidate.bucket.name}\x00{text}".encode()).hexdigest()[:12]
