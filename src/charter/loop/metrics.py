@@ -220,6 +220,13 @@ def round_verdict(
     return {"against": against, "flags": raised, "rule": monitor.rule, "max_drop": monitor.max_drop}
 
 
+def collapse_stop(raised: list[str], monitor: Any) -> str | None:
+    """Why the loop stops on these flags, with the rule that raised them; None without flags."""
+    if not raised:
+        return None
+    return f"collapse flag ({monitor.rule} rule, a fall of more than {monitor.max_drop:.0%}): " + "; ".join(raised)
+
+
 def _key(flag: str) -> str | None:
     """The measure a point-rule flag names."""
     return next((key for key, (label, _) in METRICS.items() if flag.startswith(label + " ")), None)

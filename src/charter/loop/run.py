@@ -29,7 +29,7 @@ from typing import Any
 from charter.api_args import AS_GIVEN, config_from, public
 from charter.errors import ConfigError
 from charter.loop.config import LoopConfig, Strategy
-from charter.loop.metrics import collapse_metrics, round_verdict
+from charter.loop.metrics import collapse_metrics, collapse_stop, round_verdict
 
 SHARED = "shared"
 
@@ -342,12 +342,7 @@ class Loop:
                         }
                     )
                     result.rounds[strategy] = rows
-                    stop = None
-                    if raised and self.config.stop.on_collapse:
-                        m = self.config.monitor
-                        stop = f"collapse flag ({m.rule} rule, a fall of more than {m.max_drop:.0%}): " + "; ".join(
-                            raised
-                        )
+                    stop = collapse_stop(raised, self.config.monitor) if self.config.stop.on_collapse else None
                     plateau = plateau + 1 if self._plateaued(scores) else 0
                     if stop is None and self.config.stop.plateau is not None and plateau >= self.config.stop.patience:
                         stop = (
@@ -356,7 +351,7 @@ class Loop:
                         )
                     if stop is not None:
                         result.stopped[strategy] = f"after round {r}: {stop}"
-                    self._record(store, result)  # `charter status LOOP_DIR` reads it while the loop runs
+                    self._record(store, result)  # `charter iterate LOOP.yaml --status` reads it while the loop runs
                     if stop is not None:
                         break
                 result.rounds[strategy] = rows
