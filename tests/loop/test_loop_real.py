@@ -152,3 +152,14 @@ def test_iterate_status_prints_the_stop_and_its_reason(loop_config, tmp_path, ca
     assert main(["iterate", str(path), "--status", "--json"]) == 0
     found = json.loads(capsys.readouterr().out)
     assert found["kind"] == "loop" and "collapse flag" in found["arms"]["replace"]["stopped"]
+
+
+def test_a_share_that_rounds_down_still_holds(loop_config, tmp_path) -> None:
+    """8 synthetic rows at a real share of 0.15: a mix of 9 rows rounds to 8 synthetic and 1 real, 11%; the floor
+    takes 2 real rows instead (20%)."""
+    FakeLoop.wins, FakeLoop.collapse_from, FakeLoop.fail_at = {}, None, None
+    human = tmp_path / "human.jsonl"
+    result = FakeLoop(loop_config(human={"path": str(human), "share": 0.15}, strategies=["accumulate"], rounds=2), [])
+    rows = result.run().rounds["accumulate"][1:]
+    assert [row["data"]["human_rows"] / row["data"]["rows"] >= 0.15 for row in rows] == [True, True]
+    assert [row["data"]["rows"] - row["data"]["human_rows"] for row in rows] == [4, 8]  # every synthetic row kept
