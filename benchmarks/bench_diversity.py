@@ -28,6 +28,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -160,6 +161,66 @@ def scale_select(path: Path, size: int, method: str) -> dict:
     return {"seconds": seconds, "peak_mib": peak_mib(), "peak_before_mib": before, "kept": len(kept or [])}
 
 
+def estimator_costs(path: Path) -> dict:
+    """CPU seconds of each estimator at the default sample sizes, on the `chosen` texts of the rows (10,000 for
+    distinct-n, compression and lengths; 1,000 for self-BLEU and the embeddings)."""
+    from charter.providers.embeddings import embed
+    from charter.stats import diversity as d
+
+    texts = []
+    with path.open(encoding="utf-8") as rows:
+        for line in rows:
+            texts.append(json.loads(line)["chosen"][0]["content"])
+            if len(texts) == 10_000:
+                break
+    few = texts[:1_000]
+    out: dict[str, float] = {}
+
+    def timed(name: str, work: Any) -> Any:  # CPU seconds of this process: what a shared machine does not inflate
+        start = time.process_time()
+        value = work()
+        out[name] = round(time.process_time() - start, 3)
+        return value
+
+    timed("distinct-1/2/3 (10,000)", lambda: [d.distinct_n(texts, n) for n in (1, 2, 3)])
+    timed("compression ratio (10,000)", lambda: d.compression_ratio(texts))
+    timed("length spread (10,000)", lambda: d.length_spread(texts))
+    timed("self-BLEU with its bootstrap interval (1,000)", lambda: d.bleu_figure(few, 0))
+    timed("MiniLM-L6: load the model", lambda: embed(["warm up"]))
+    vectors = timed("MiniLM-L6: embed (1,000)", lambda: embed(few))
+    timed("Vendi score (1,000 x 384)", lambda: d.vendi_score(vectors))
+    timed("mean pairwise cosine (1,000 x 384)", lambda: d.mean_cosine(vectors))
+    return out
+
+
+def run_cost(run_dir: Path) -> dict:
+    """CPU seconds the dataset diversity adds to a finished run's process, part by part, after what the run has
+    loaded already (torch, transformers, the local provider): the figures without embeddings, importing
+    sentence-transformers, loading MiniLM-L6, and the figures with embeddings."""
+    import importlib
+
+    out: dict[str, float] = {}
+
+    def timed(name: str, work: Any) -> Any:
+        start = time.process_time()
+        value = work()
+        out[name] = round(time.process_time() - start, 3)
+        return value
+
+    timed(
+        "(already loaded by the run: torch, transformers, the local provider)",
+        lambda: [importlib.import_module(m) for m in ("charter.providers.local", "transformers")],
+    )
+    from charter.preference.diversity import diversity
+    from charter.providers.embeddings import _model
+
+    timed("figures without embeddings", lambda: diversity(run_dir, embedding_model=None))
+    timed("import sentence_transformers", lambda: importlib.import_module("sentence_transformers"))
+    timed("load MiniLM-L6", lambda: _model("minilm-l6"))
+    timed("figures with embeddings (model loaded)", lambda: diversity(run_dir))
+    return out
+
+
 def in_process(part: str, *args: str) -> dict:
     """One scale part in a fresh process (its own peak RSS)."""
     done = subprocess.run(
@@ -176,10 +237,29 @@ def main() -> None:
     parser.add_argument("--n-mtbench", type=int, default=20)
     parser.add_argument("--rows", type=int, default=100_000)
     parser.add_argument("--size", type=int, default=1_000)
-    parts = ["all", "measure", "measure-without-embeddings", "select-k_center", "select-vendi"]
+    parts = [
+        "all",
+        "measure",
+        "measure-without-embeddings",
+        "select-k_center",
+        "select-vendi",
+        "estimators",
+        "rows",
+        "run-cost",
+    ]
     parser.add_argument("--part", choices=parts, default="all")
     parser.add_argument("--file", type=Path, default=Path("/tmp/bench_diversity_rows.jsonl"))
     args = parser.parse_args()
+    if args.part == "rows":  # only write the rows file (for the parts run one at a time)
+        vocabulary = sorted({w for pool in POOLS.values() for t in prompts(args.data, pool) for w in t.split()})
+        synthetic_rows(args.file, args.rows, vocabulary)
+        return
+    if args.part == "run-cost":  # --file: a finished run directory (the quickstart's, say)
+        print(json.dumps(run_cost(args.file)))
+        return
+    if args.part == "estimators":
+        print(json.dumps(estimator_costs(args.file)))
+        return
     if args.part.startswith("measure"):
         print(json.dumps(scale_measure(args.file, args.part == "measure")))
         return

@@ -38,6 +38,9 @@ class PromptsConfig(ConfigModel):
     """The dataset split."""
     column: str = "prompt"
     """Column holding the prompt: a string, or a list of chat messages (`messages` is also tried)."""
+    category_column: str = "category"
+    """Column holding a prompt's category, the topic synthesis balances by (`source`, say, to give each source of
+    seed prompts its own quota)."""
     inline: list[str | list[Message]] | None = None
     """Prompts written in the config: strings or message lists."""
     limit: int | None = Field(default=None, gt=0)
@@ -126,15 +129,16 @@ def _truncate(messages: list[Message], max_chars: int) -> list[Message]:
 EXTRA_COLUMNS = ("category", "reference", "verifier")
 
 
-def _extras(row: dict, where: str) -> dict[str, str]:
-    """The optional `category`, `reference` and `verifier` columns of a row, as text."""
+def _extras(row: dict, where: str, category_column: str = "category") -> dict[str, str]:
+    """The optional `category` (from `category_column`), `reference` and `verifier` columns of a row, as text."""
     out = {}
     for column in EXTRA_COLUMNS:
-        value = row.get(column)
+        read = category_column if column == "category" else column
+        value = row.get(read)
         if value is None or value == "":
             continue
         if not isinstance(value, (str, int, float)) or isinstance(value, bool):
-            raise ConfigError(f"{where}: '{column}' must be text or a number, not {type(value).__name__}")
+            raise ConfigError(f"{where}: '{read}' must be text or a number, not {type(value).__name__}")
         out[column] = str(value)
     return out
 
@@ -211,7 +215,7 @@ def _prompts(config: PromptsConfig, counts: dict[str, int]) -> Iterator[Prompt]:
         if not seen.add(pid):
             counts["prompts_duplicate"] += 1
             continue
-        yield Prompt(prompt_id=pid, messages=messages, source=source, **_extras(row, where))
+        yield Prompt(prompt_id=pid, messages=messages, source=source, **_extras(row, where, config.category_column))
 
 
 def _new_counts() -> dict[str, int]:

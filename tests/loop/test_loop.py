@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import json
-
 import numpy as np
 import pytest
 import yaml
 
-from charter.loop.config import LoopConfig
 from charter.loop.metrics import collapse_metrics, flags
 from charter.loop.run import Loop, LoopStore
 from charter.providers.scripted import HARMFUL_OPENING, register_script
@@ -107,28 +104,6 @@ class FakeLoop(Loop):
         win = self.wins.get(r, 0.6)
         score = {"win_rate": win, "ci95": [win - 0.1, win + 0.1], "n": 8}
         return {"vs_base": score, "vs_previous": score}
-
-
-@pytest.fixture
-def loop_config(make_config, tmp_path):
-    run = make_config(prompts={"inline": [f"Question {i}: how do I do thing {i}?" for i in range(4)]})
-    human = tmp_path / "human.jsonl"
-    human.write_text(
-        "".join(json.dumps({"prompt": f"h{i}?", "chosen": "good", "rejected": "bad"}) + "\n" for i in range(20))
-    )
-
-    def make(**overrides):
-        data = {
-            "run": str(run),
-            "output_dir": str(tmp_path / "loop"),
-            "rounds": 3,
-            "strategies": ["replace", "accumulate"],
-            "monitor": {"probes": {"inline": ["p1", "p2", "p3", "p4"]}},
-            **overrides,
-        }
-        return LoopConfig.model_validate(data)
-
-    return make
 
 
 @pytest.fixture(autouse=True)

@@ -150,6 +150,7 @@ def test_a_bucket_that_cannot_be_filled_is_reported(seeds, tmp_path) -> None:
     assert result.notes == ["weapons: 1 of 4 after 8 calls"]
 
 
+@pytest.mark.slow  # MiniLM itself, as `charter synth` embeds by default
 def test_charter_synth_command_with_minilm(tmp_path, capsys) -> None:
     config = tmp_path / "synth.yaml"
     config.write_text(
@@ -189,3 +190,126 @@ def test_a_run_with_a_synth_stage(make_config, tmp_path) -> None:
     again = run_sync(load_run_config(path))  # unchanged: the file is reused, nothing is written again
     with open_store(again.run_dir) as store:
         assert "unchanged" in store.stages()["synth"]["counts"]["reason"]
+
+
+def _temperature_writer(messages, params):
+    """Writes a new prompt whose words follow from the call's seed, and names the temperature it was asked at."""
+    rng = random.Random(params.seed)
+    return f"At {params.temperature:g}, how would you use a " + " ".join(rng.choice(WORDS) for _ in range(8)) + "?"
+
+
+register_script("temperature-writer", _temperature_writer)
+
+
+def test_a_temperature_schedule_spreads_each_buckets_calls(tmp_path) -> None:
+    config = SynthConfig(
+        writer={"model": "scripted:temperature-writer"},
+        n=6,
+        batch=6,
+        mix={"weapons": 1},
+        temperatures=[0.5, 1.5],
+        filters=SynthFilters(cosine=None, rouge_l=None),
+    )
+    result = synthesize(config, tmp_path / "p.jsonl", writer=ScriptedModel("temperature-writer"))
+    assert [r["synth_temperature"] for r in result.rows] == [0.5, 1.5] * 3
+    assert all(r["prompt"].startswith(f"At {r['synth_temperature']:g},") for r in result.rows)  # the writer saw it
+    assert result.temperatures == {"0.5": {"written": 3, "kept": 3}, "1.5": {"written": 3, "kept": 3}}
+    report = (tmp_path / "p.synth.md").read_text()
+    assert "## Temperature schedule" in report and "| 1.5 | 3 | 3 | 100.0% |" in report
+    assert "## Diversity of the kept prompts" in report and "Vendi score" in report
+    figures = json.loads((tmp_path / "p.synth.json").read_text())["diversity"]
+    assert figures["texts"] == 6 and figures["vendi"]["value"] > 1
+
+
+def test_a_round_schedule_gets_hotter_as_the_filters_drop(tmp_path) -> None:
+    """By round: the first round's calls at the first temperature; a bucket short after it (here: every prompt
+    but one is a duplicate) calls again at the next."""
+    register_script("same-then-new", lambda m, p: "How do I bake bread?" if p.temperature < 1 else f"New {p.seed}?")
+    config = SynthConfig(
+        writer={"model": "scripted:same-then-new"},
+        n=3,
+        batch=3,
+        mix={"weapons": 1},
+        temperatures=[0.5, 1.2],
+        temperature_by="round",
+        filters=SynthFilters(cosine=None, rouge_l=None, min_chars=4),
+    )
+    result = synthesize(config, tmp_path / "p.jsonl", writer=ScriptedModel("same-then-new"))
+    assert [r["synth_temperature"] for r in result.rows] == [0.5, 1.2, 1.2]
+    assert result.waterfall["duplicate"] == 2 and result.temperatures["0.5"] == {"written": 3, "kept": 1}
+    assert result.temperatures["1.2"]["kept"] == 2
+
+
+def test_near_duplicates_of_accepted_prompts_are_rejected_by_the_named_embedder(monkeypatch, tmp_path) -> None:
+    from charter.providers.embeddings import EMBEDDERS
+    from charter.testing.embeddings import hashed_embed
+
+    seen: list[int] = []
+
+    def counting(texts):
+        seen.append(len(texts))
+        return hashed_embed(texts)
+
+    monkeypatch.setitem(EMBEDDERS, "counting", counting)
+    # the same words each call, in a new order: no exact duplicate, no ROUGE-L (off), one direction in embedding space
+    register_script("shuffled", lambda m, p: " ".join(random.Random(p.seed).sample(WORDS[:10], 10)) + "?")
+    config = SynthConfig(
+        writer={"model": "scripted:shuffled"},
+        n=3,
+        batch=3,
+        mix={"weapons": 1},
+        max_calls_per_prompt=2,
+        filters=SynthFilters(rouge_l=None, cosine=0.95, embedding_model="counting"),
+    )
+    result = synthesize(config, tmp_path / "p.jsonl", writer=ScriptedModel("shuffled"))
+    assert result.achieved == {"weapons": 1} and result.waterfall[COSINE] == result.candidates - 1
+    assert seen  # the filter embedded with the model it names
+
+
+def test_quotas_per_source_through_the_category_column(tmp_path) -> None:
+    seeds = tmp_path / "seeds.jsonl"
+    seeds.write_text(
+        "".join(
+            json.dumps({"prompt": f"Seed question {i} about {w}?", "source": "forum" if i % 2 else "survey"}) + "\n"
+            for i, w in enumerate(WORDS[:8])
+        )
+    )
+    config = SynthConfig(
+        writer={"model": "scripted:prompt-writer"},
+        seeds=PromptsConfig(path=str(seeds), category_column="source"),
+        methods=["self_instruct"],
+        n=6,
+        mix={"forum": 2, "survey": 1},
+    )
+    result = synthesize(config, tmp_path / "p.jsonl", writer=ScriptedModel("prompt-writer"))
+    assert result.targets == {"forum": 4, "survey": 2} and result.achieved == result.targets
+
+
+def test_new_settings_at_their_defaults_leave_the_fingerprint_as_it_was(seeds) -> None:
+    """A prompt set written before the temperature schedule and the embedder setting stays current."""
+    from charter.records import fingerprint
+    from charter.synth.generate import synth_fingerprint
+
+    constitution = load_constitution("harmless")
+    config = SynthConfig(seeds=PromptsConfig(bundled=True))
+    before = config.model_dump(mode="json", exclude={"output", "concurrency", "temperatures", "temperature_by"})
+    del before["filters"]["embedding_model"], before["seeds"]["category_column"]
+    expected = fingerprint(
+        {
+            "synth": before,
+            "writer": "w",
+            "constitution": constitution.hash,
+            "seeds": sorted(p.prompt_id for p in seeds),
+        }
+    )
+    assert synth_fingerprint(config, "w", constitution, seeds) == expected
+    hotter = config.model_copy(update={"temperatures": [0.7, 1.3]})
+    assert synth_fingerprint(hotter, "w", constitution, seeds) != expected
+
+
+def test_a_bad_temperature_schedule_is_one_line(tmp_path, capsys) -> None:
+    path = tmp_path / "synth.yaml"
+    path.write_text("writer: scripted:prompt-writer\nn: 4\ntemperatures: [0.7, 9]\n")
+    assert main(["synth", str(path), "-o", str(tmp_path / "o.jsonl"), "--cache", ""]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "synth.yaml:3" in err[0] and "temperatures" in err[0]

@@ -9,6 +9,7 @@ from typing import Any, Literal
 from pydantic import Field, field_validator, model_validator
 
 from charter.dpo.config import DPOConfigModel
+from charter.loop.metrics import FLAGGABLE
 from charter.prompts import PromptsConfig
 from charter.yamlio import ConfigModel, LocatedValueError, load_model
 
@@ -16,12 +17,14 @@ Strategy = Literal["replace", "accumulate"]
 
 
 class HumanMix(ConfigModel):
-    """Human preference pairs mixed into every round's DPO data (the measured mitigation against collapse)."""
+    """Real preference pairs (written or labelled by people, or taken from a source dataset: never model-written)
+    mixed into every round's DPO data, the measured mitigation against collapse."""
 
     path: str
-    """A JSONL/parquet file or Hub dataset of human pairs (prompt, chosen, rejected)."""
+    """A JSONL/parquet file or Hub dataset of real pairs (prompt, chosen, rejected)."""
     share: float | list[float] = Field(default=0.2)
-    """The human share of each round's DPO rows (a list: one per round, the last repeated)."""
+    """The real share of each round's DPO rows (a list: one per round, the last repeated); `real_share` is its
+    floor."""
     split: str = "train"
     """The split, for a Hub dataset."""
 
@@ -48,7 +51,29 @@ class MonitorConfig(ConfigModel):
     temperature: float = Field(default=0.7, ge=0)
     """Sampling temperature of the probe answers (seeded)."""
     max_drop: float = Field(default=0.25, gt=0, lt=1)
-    """A diversity measure falling more than this fraction below round 0 raises a collapse flag."""
+    """A diversity measure falling more than this fraction below its reference (round 0, or the real data) raises a
+    collapse flag, as `rule` says."""
+    rule: Literal["interval", "point"] = "interval"
+    """`interval`: flag a measure whose fall exceeds `max_drop` and whose 95% interval of the change (leave-one-out
+    jackknife over the probes) lies wholly below no change; `point`: flag on the fall alone. Where no interval can
+    be had (fewer than 3 answers, or leave-one-out values that do not vary) the point rule decides."""
+    against: list[Literal["round_0", "real"]] = Field(default_factory=lambda: ["round_0"])
+    """The references a fall is flagged against: `round_0` (the base policy's answers to the same probes) and
+    `real` (a seeded sample, as many as the probes, of the real pairs' chosen responses; needs `human`). Both
+    comparisons are reported either way."""
+    metrics: list[str] | None = None
+    """The measures that can raise a flag (`distinct_1`, `distinct_2`, `distinct_3`, `self_bleu`, `vendi`,
+    `dispersion`, `compression_ratio`, `length_std`, `vocabulary`); null: all of them."""
+
+    @field_validator("metrics")
+    @classmethod
+    def _known(cls, value: list[str] | None) -> list[str] | None:
+        for i, name in enumerate(value or []):
+            if name not in FLAGGABLE:
+                raise LocatedValueError(f"unknown measure {name!r} (known: {', '.join(FLAGGABLE)})", (i,))
+        if value is not None and not value:
+            raise ValueError("name at least one measure, or null for all")
+        return value
 
 
 class EvalConfig(ConfigModel):
@@ -109,7 +134,10 @@ class LoopConfig(ConfigModel):
     dpo: DPOConfigModel = DPOConfigModel()
     """DPO settings (its `model` is the round's policy and its `dataset` the round's data, set by the loop)."""
     human: HumanMix | None = None
-    """Human pairs mixed into the DPO data."""
+    """Real (human or source) pairs mixed into the DPO data."""
+    real_share: float = Field(default=0.0, ge=0, lt=1)
+    """The least share of real rows (from `human`) in each round's DPO data: a round whose `human.share` is lower,
+    or whose real rows run short, draws fewer synthetic rows so that the share holds. 0: no floor."""
     monitor: MonitorConfig = MonitorConfig()
     """The collapse monitor."""
     eval: EvalConfig = EvalConfig()
@@ -123,6 +151,10 @@ class LoopConfig(ConfigModel):
     def _unique(self) -> LoopConfig:
         if len(set(self.strategies)) != len(self.strategies) or not self.strategies:
             raise LocatedValueError("give each strategy once", ("strategies",))
+        if self.real_share > 0 and self.human is None:
+            raise LocatedValueError("a real share needs real data: set human.path", ("real_share",))
+        if "real" in self.monitor.against and self.human is None:
+            raise LocatedValueError("comparing with the real data needs it: set human.path", ("monitor", "against"))
         return self
 
     def loop_dir(self) -> Path:

@@ -5,9 +5,12 @@ the Vendi score and mean pairwise cosine of MiniLM embeddings, with the dispersi
 ratio, the length spread in words), and besides them the refusal rate (answers that open with a refusal) and the
 vocabulary size (distinct words).
 
-Diversity falling round after round is the signature of model collapse (Shumailov et al. 2024). `flags`
-compares each round with round 0: a diversity measure that falls by more than the allowed fraction (for
-self-BLEU: that rises, i.e. 1 - self-BLEU falls) raises a flag.
+Diversity falling round after round is the signature of model collapse (Shumailov et al. 2024). `compare` sets a
+round's answers against a reference, round 0's answers to the same probes (paired) or a sample of real responses
+(independent), measure by measure, as the relative change of the diversity (for self-BLEU: of 1 - self-BLEU) with a
+leave-one-out jackknife 95% interval (`charter.stats.jackknife`); `collapse_flags` raises a flag for a measure that
+fell by more than the allowed fraction (by the `interval` rule: with its whole interval below no change). `flags`
+is the point rule on stored figures alone.
 """
 
 from __future__ import annotations
@@ -18,8 +21,23 @@ from typing import Any
 
 import numpy as np
 
+from charter.errors import CharterError
 from charter.messages import is_refusal
-from charter.stats.diversity import DiversityConfig, measure_texts, words
+from charter.providers.embeddings import embedder
+from charter.stats.diversity import (
+    DiversityConfig,
+    compression_ratio,
+    distinct_n,
+    mean_cosine,
+    measure_texts,
+    self_bleu,
+    unit_rows,
+    vendi_score,
+    words,
+)
+from charter.stats.jackknife import Statistic, change_interval
+
+Embed = Callable[[Sequence[str]], np.ndarray]
 
 #: metric -> (label, True when a fall means less diversity, False when a rise does, None: not a diversity measure)
 METRICS: dict[str, tuple[str, bool | None]] = {
@@ -35,15 +53,19 @@ METRICS: dict[str, tuple[str, bool | None]] = {
     "refusal_rate": ("refusal rate", None),
     "vocabulary": ("vocabulary size", True),
 }
+#: the measures that can raise a collapse flag (the diversity measures)
+FLAGGABLE = tuple(key for key, (_, falls) in METRICS.items() if falls is not None)
 
 
-def collapse_metrics(
-    texts: Sequence[str], embed: Callable[[Sequence[str]], np.ndarray] | None = None
-) -> dict[str, Any]:
+def default_embed() -> Embed:
+    """The monitor's embedder: MiniLM-L6, as the dataset figures use."""
+    return embedder(DiversityConfig().embedding_model or "minilm-l6")
+
+
+def collapse_metrics(texts: Sequence[str], embed: Embed | None = None) -> dict[str, Any]:
     """Every monitor metric of one set of answers (all of them: a probe set is small), with the self-BLEU interval
     (`self_bleu_ci95`) and what could not be measured (`notes`)."""
-    if embed is None:
-        from charter.providers.embeddings import embed
+    embed = embed or default_embed()
     texts = list(texts)
     config = DiversityConfig(sample=max(len(texts), 2), bleu_sample=max(len(texts), 2), embed_sample=max(len(texts), 2))
     figures = measure_texts(texts, config, embed)
@@ -93,3 +115,118 @@ def flags(round_metrics: dict[str, Any], base: dict[str, Any], max_drop: float) 
         if change is not None and change < -max_drop:
             raised.append(f"{label} {change:+.0%} against round 0")
     return raised
+
+
+# -- against a reference, with intervals ----------------------------------------------------------------------
+
+
+def _vectors(texts: Sequence[str], embed: Embed) -> np.ndarray | None:
+    try:
+        return unit_rows(embed(list(texts))) if texts else None
+    except CharterError:
+        return None
+
+
+def _statistic(key: str, texts: Sequence[str], vectors: np.ndarray | None) -> Statistic:
+    """The measure `key` of the texts at some positions, oriented so that higher is more diverse."""
+
+    def stat(positions: Sequence[int]) -> float | None:
+        chosen = [texts[i] for i in positions]
+        if key.startswith("distinct_"):
+            return distinct_n(chosen, int(key[-1]))
+        if key == "self_bleu":
+            try:
+                bleu = self_bleu(chosen)
+            except CharterError:  # sacrebleu missing: not measured, as in `collapse_metrics`
+                return None
+            return None if bleu is None else 1.0 - bleu
+        if key in ("vendi", "dispersion"):
+            if vectors is None:
+                return None
+            if key == "vendi":
+                return vendi_score(vectors[list(positions)])
+            cosine = mean_cosine(vectors[list(positions)])
+            return None if cosine is None else 1.0 - cosine
+        if key == "compression_ratio":
+            return compression_ratio(chosen)
+        if key == "length_std":
+            return float(np.std([len(words(t)) for t in chosen])) if chosen else None
+        return float(len({w for t in chosen for w in words(t)}))  # vocabulary
+
+    return stat
+
+
+def compare(
+    texts: Sequence[str], reference: Sequence[str], paired: bool, embed: Embed | None = None
+) -> dict[str, dict[str, Any]]:
+    """Per diversity measure: the round's value and the reference's (self-BLEU as 1 - self-BLEU), the relative
+    change (value - reference) / |reference| and its 95% jackknife interval (`ci95`, or `note` why none). `paired`:
+    item i of both sets answers the same probe."""
+    embed = embed or default_embed()
+    vectors, ref_vectors = _vectors(texts, embed), _vectors(reference, embed)
+    out: dict[str, dict[str, Any]] = {}
+    for key in FLAGGABLE:
+        stat, ref_stat = _statistic(key, texts, vectors), _statistic(key, reference, ref_vectors)
+        found = change_interval(stat, len(texts), ref_stat, len(reference), paired)
+        value, base = stat(range(len(texts))), ref_stat(range(len(reference)))
+        entry: dict[str, Any] = {"value": value, "reference": base, "change": None, "ci95": None, "note": found["note"]}
+        if found["change"] is not None and base:
+            scale = abs(base)
+            entry["change"] = found["change"] / scale
+            entry["ci95"] = None if found["ci95"] is None else [v / scale for v in found["ci95"]]
+        elif found["change"] is not None:
+            entry["note"] = "no relative change: the reference is 0"
+        out[key] = entry
+    return out
+
+
+def collapse_flags(
+    compared: dict[str, dict[str, Any]], max_drop: float, rule: str, keys: Sequence[str] | None, against: str
+) -> list[str]:
+    """The measures (of `keys`; None: all) that fell more than `max_drop` below the reference: by the `interval`
+    rule only where the whole 95% interval of the change is below 0 (the point rule where there is none)."""
+    raised = []
+    for key in keys or FLAGGABLE:
+        entry = compared.get(key) or {}
+        change, interval = entry.get("change"), entry.get("ci95")
+        if change is None or not change < -max_drop:
+            continue
+        if rule == "interval" and interval is not None and not interval[1] < 0:
+            continue
+        shown = "" if interval is None else f" [{interval[0]:+.0%}, {interval[1]:+.0%}]"
+        raised.append(f"{METRICS[key][0]} {change:+.0%}{shown} against {against}")
+    return raised
+
+
+def round_verdict(
+    seen: dict[str, Any], base: dict[str, Any], real: dict[str, Any] | None, monitor: Any
+) -> dict[str, Any]:
+    """A round's collapse check: its answers against round 0's (paired by probe) and against the real sample, each
+    measure's change with its interval, and the flags `monitor` (a `MonitorConfig`) raises by its rule against the
+    references it names. Monitor results without their texts get the point rule on their stored figures."""
+    against: dict[str, Any] = {}
+    raised: list[str] = []
+    if seen.get("texts") is not None and base.get("texts") is not None:
+        against["round_0"] = compare(seen["texts"], base["texts"], paired=True)
+        if "round_0" in monitor.against:
+            raised += collapse_flags(against["round_0"], monitor.max_drop, monitor.rule, monitor.metrics, "round 0")
+    elif "round_0" in monitor.against:
+        keys = set(monitor.metrics or FLAGGABLE)
+        raised += [f for f in flags(seen["metrics"], base["metrics"], monitor.max_drop) if _key(f) in keys]
+    if real is not None and seen.get("texts") is not None:
+        against["real"] = compare(seen["texts"], real["texts"], paired=False)
+        if "real" in monitor.against:
+            raised += collapse_flags(against["real"], monitor.max_drop, monitor.rule, monitor.metrics, "the real data")
+    return {"against": against, "flags": raised, "rule": monitor.rule, "max_drop": monitor.max_drop}
+
+
+def collapse_stop(raised: list[str], monitor: Any) -> str | None:
+    """Why the loop stops on these flags, with the rule that raised them; None without flags."""
+    if not raised:
+        return None
+    return f"collapse flag ({monitor.rule} rule, a fall of more than {monitor.max_drop:.0%}): " + "; ".join(raised)
+
+
+def _key(flag: str) -> str | None:
+    """The measure a point-rule flag names."""
+    return next((key for key, (label, _) in METRICS.items() if flag.startswith(label + " ")), None)

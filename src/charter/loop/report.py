@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from charter.loop.metrics import METRICS
+from charter.loop.metrics import FLAGGABLE, METRICS
 
 
 def _num(value: Any, digits: int = 3) -> str:
@@ -76,7 +76,8 @@ def markdown(result: Any, plots: list[str]) -> str:
             lines += [f"Stopped {result.stopped[arm]}.", ""]
         head = [
             "policy",
-            "DPO rows (human)",
+            "DPO rows (real)",
+            "synthetic share",
             *[METRICS[k][0] for k in keys],
             "win vs base",
             "win vs previous",
@@ -86,10 +87,11 @@ def markdown(result: Any, plots: list[str]) -> str:
         lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
         for row in rows:
             data = row.get("data") or {}
-            rows_cell = f"{data.get('rows')} ({data.get('human_rows')})" if data else "–"
+            rows_cell = f"{data.get('rows')} ({data.get('real_rows', data.get('human_rows'))})" if data else "–"
             cells = [
                 str(row["policy"]),
                 rows_cell,
+                _share(data),
                 *[_num(row["metrics"].get(k)) for k in keys],
                 _win(row.get("vs_base")),
                 _win(row.get("vs_previous")),
@@ -98,15 +100,85 @@ def markdown(result: Any, plots: list[str]) -> str:
             ]
             lines.append("| " + " | ".join(cells) + " |")
         lines.append("")
+        lines += _collapse(rows) + _data_diversity(rows)
+    if result.real:
+        lines += [
+            "Real data (the monitor's reference: a seeded sample of the real pairs' chosen responses, as many as the "
+            "probes): " + ", ".join(f"{METRICS[k][0]} {_num(result.real.get(k))}" for k in FLAGGABLE) + ".",
+            "",
+        ]
     lines += [
-        "Policy 0 is the base; policy r+1 is DPO on round r's data. Win rates: both presentation orders, ties "
-        "count half, Wilson 95% interval. Collapse flags: a diversity measure more than the configured fraction "
-        "below policy 0 (self-BLEU: above).",
+        "Policy 0 is the base; policy r+1 is DPO on round r's data (synthetic share: the share of its rows that "
+        "charter generated; the rest are real pairs). Win rates: both presentation orders, ties count half, Wilson "
+        "95% interval. Collapse flags: a diversity measure more than the configured fraction below its reference "
+        "(self-BLEU: 1 - self-BLEU), by the configured rule.",
         "",
     ]
     lines += _ranking(result.ranking)
     lines += [f"![{p}]({p})" for p in plots]
     return "\n".join(lines) + "\n"
+
+
+def _share(data: dict[str, Any]) -> str:
+    share = data.get("synthetic_share")
+    if share is None:
+        return "–"
+    floor = data.get("real_share_floor")
+    return f"{share:.1%}" + (f" (real ≥ {floor:.0%})" if floor else "")
+
+
+def _change(entry: dict[str, Any] | None) -> str:
+    """A relative change with its interval, or what stands in for them."""
+    if not entry or entry.get("change") is None:
+        return "–"
+    interval = entry.get("ci95")
+    shown = f" [{interval[0]:+.0%}, {interval[1]:+.0%}]" if interval else ""
+    return f"{entry['change']:+.0%}{shown}"
+
+
+def _collapse(rows: list[dict[str, Any]]) -> list[str]:
+    """Per trained policy, each diversity measure's change against round 0 and against the real data."""
+    compared = [row for row in rows if row.get("collapse")]
+    if not compared:
+        return []
+    references = [r for r in ("round_0", "real") if any(r in row["collapse"] for row in compared)]
+    head = ["policy", "against", *[METRICS[k][0] for k in FLAGGABLE]]
+    lines = [
+        "Collapse monitor: each measure's relative change (self-BLEU: of 1 - self-BLEU) against round 0's answers "
+        "to the same probes and against the real sample, with its 95% leave-one-out jackknife interval:",
+        "",
+        "| " + " | ".join(head) + " |",
+        "|" + "---|" * len(head),
+    ]
+    for row in compared:
+        for reference in references:
+            entries = row["collapse"].get(reference) or {}
+            label = "round 0" if reference == "round_0" else "real data"
+            cells = [str(row["policy"]), label, *[_change(entries.get(k)) for k in FLAGGABLE]]
+            lines.append("| " + " | ".join(cells) + " |")
+    return [*lines, ""]
+
+
+def _data_diversity(rows: list[dict[str, Any]]) -> list[str]:
+    """Per round, the diversity of the DPO data (prompts and chosen responses)."""
+    found = [(row["policy"] - 1, (row.get("data") or {}).get("diversity")) for row in rows]
+    found = [(r, d) for r, d in found if d]
+    if not found:
+        return []
+    lines = [
+        "Training data diversity (each round's DPO rows; self-BLEU with its bootstrap interval):",
+        "",
+        "| round | field | texts | distinct-2 | self-BLEU | Vendi score | mean cosine | compression ratio |",
+        "|---|---|---:|---:|---|---:|---:|---:|",
+    ]
+    for r, diversity in found:
+        for name, f in diversity.items():
+            ci = f.get("self_bleu_ci95")
+            bleu = _num(f.get("self_bleu")) + (f" [{ci[0]:.3f}, {ci[1]:.3f}]" if ci else "")
+            cells = [str(r), name, str(f.get("texts")), _num(f.get("distinct_2")), bleu, _num(f.get("vendi"), 2)]
+            cells += [_num(f.get("mean_cosine")), _num(f.get("compression_ratio"))]
+            lines.append("| " + " | ".join(cells) + " |")
+    return [*lines, ""]
 
 
 def _ranking(ranking: dict[str, Any] | None) -> list[str]:
@@ -140,7 +212,9 @@ def write_report(loop_dir: Path, result: Any) -> Path:
     plots = plot(result, out)
     (out / "report.json").write_text(
         json.dumps(
-            {"rounds": result.rounds, "stopped": result.stopped, "ranking": result.ranking}, indent=1, default=str
+            {"rounds": result.rounds, "stopped": result.stopped, "ranking": result.ranking, "real": result.real},
+            indent=1,
+            default=str,
         )
         + "\n",
         encoding="utf-8",

@@ -29,7 +29,7 @@ from typing import Any
 from charter.api_args import AS_GIVEN, config_from, public
 from charter.errors import ConfigError
 from charter.loop.config import LoopConfig, Strategy
-from charter.loop.metrics import collapse_metrics, flags
+from charter.loop.metrics import collapse_metrics, collapse_stop, round_verdict
 
 SHARED = "shared"
 
@@ -86,6 +86,8 @@ class LoopResult:
     loop_dir: Path
     rounds: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     stopped: dict[str, str] = field(default_factory=dict)
+    real: dict[str, Any] | None = None
+    """The collapse metrics of the real sample (the monitor's second reference); None without real data."""
     ranking: dict[str, Any] | None = None
     """The arena of the base and every round's policy (`eval.arena`): models with scores, intervals and ranks."""
     report: Path | None = None
@@ -166,7 +168,7 @@ class Loop:
         }
 
     def step_data(self, strategy: Strategy, r: int, store: LoopStore) -> dict[str, Any]:
-        from charter.hub.mix import mix
+        from charter.loop.data import data_diversity, mixed_rows, real_share, shares
         from charter.runs.files import RunFiles
         from charter.tables import read_parquet
 
@@ -178,19 +180,27 @@ class Loop:
             path = RunFiles(done["run_dir"]).dataset_path("preferences")
             rows += read_parquet(path) if path.exists() else []
         out = self.round_dir(strategy, r) / "dpo_data.jsonl"
-        human = self.config.human
         if not rows:
             raise ConfigError(f"round {r} ({strategy}): no preference rows to train on")
-        n_human = 0
-        if human is not None and human.share_for(r) > 0:
-            mixed = mix(rows, human.path, ratio=1 - human.share_for(r), seed=self.config.seed + r, split=human.split)
-            rows = [dict(row) for row in mixed]
-            n_human = sum(1 for row in rows if row.get("label_source") == "human")
+        rows = mixed_rows(self.config, rows, r, f"round {r} ({strategy})")
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(
             "".join(json.dumps(row, ensure_ascii=False, default=str) + "\n" for row in rows), encoding="utf-8"
         )
-        return {"path": str(out), "rows": len(rows), "human_rows": n_human, "from_rounds": sources}
+        return {
+            "path": str(out),
+            **shares(rows, real_share(self.config, r)),
+            "from_rounds": sources,
+            "diversity": data_diversity(rows, self.config.seed + r),
+        }
+
+    def step_real(self, n: int) -> dict[str, Any]:
+        """A seeded sample of `n` (the probe count) of the real data's chosen responses, and its diversity: the
+        collapse monitor's second reference."""
+        from charter.loop.data import real_texts
+
+        texts = real_texts(self.config, n)
+        return {"texts": texts, "metrics": collapse_metrics(texts)}
 
     def step_dpo(self, strategy: str, r: int, data: dict[str, Any]) -> dict[str, Any]:
         from charter.dpo.train import train_dpo
@@ -226,7 +236,7 @@ class Loop:
                 await model.aclose()
 
         texts = asyncio.run(answer())
-        return {"policy": policy, "probes": len(texts), "metrics": collapse_metrics(texts), "examples": texts[:3]}
+        return {"policy": policy, "probes": len(texts), "metrics": collapse_metrics(texts), "texts": texts}
 
     def step_eval(self, strategy: str, r: int) -> dict[str, Any]:
         from charter.evals.winrate import winrate
@@ -303,7 +313,10 @@ class Loop:
         try:
             store.set_meta("config", self.config.model_dump(mode="json"))
             base = self._step(store, SHARED, 0, "monitor", lambda: self.step_monitor(self.base_policy))
-            result = LoopResult(self.loop_dir)
+            real = None
+            if self.config.human is not None:
+                real = self._step(store, SHARED, 0, "real", partial(self.step_real, base["probes"]))
+            result = LoopResult(self.loop_dir, real=None if real is None else real["metrics"])
             for strategy in self.config.strategies:
                 rows = [{"policy": 0, "model": self.base_policy, "metrics": base["metrics"], "flags": []}]
                 plateau = 0
@@ -315,18 +328,21 @@ class Loop:
                     next_policy = self.policy(strategy, r + 1)
                     seen = self._step(store, arm, r, "monitor_next", partial(self.step_monitor, next_policy))
                     scores = self._step(store, arm, r, "eval", partial(self.step_eval, strategy, r))
-                    raised = flags(seen["metrics"], base["metrics"], self.config.monitor.max_drop)
+                    verdict = round_verdict(seen, base, real, self.config.monitor)
+                    raised = verdict["flags"]
                     rows.append(
                         {
                             "policy": r + 1,
                             "model": self.policy(strategy, r + 1),
                             "metrics": seen["metrics"],
                             "flags": raised,
+                            "collapse": verdict["against"],
                             "data": data,
                             **scores,
                         }
                     )
-                    stop = "collapse flag: " + "; ".join(raised) if raised and self.config.stop.on_collapse else None
+                    result.rounds[strategy] = rows
+                    stop = collapse_stop(raised, self.config.monitor) if self.config.stop.on_collapse else None
                     plateau = plateau + 1 if self._plateaued(scores) else 0
                     if stop is None and self.config.stop.plateau is not None and plateau >= self.config.stop.patience:
                         stop = (
@@ -335,19 +351,28 @@ class Loop:
                         )
                     if stop is not None:
                         result.stopped[strategy] = f"after round {r}: {stop}"
+                    self._record(store, result)  # `charter iterate LOOP.yaml --status` reads it while the loop runs
+                    if stop is not None:
                         break
                 result.rounds[strategy] = rows
             if self.config.eval.arena and any(len(rows) > 1 for rows in result.rounds.values()):
                 result.ranking = self._step(
                     store, SHARED, self.config.rounds, "arena", partial(self.step_arena, result)
                 )
-            store.set_meta("result", {"rounds": result.rounds, "stopped": result.stopped, "ranking": result.ranking})
+            self._record(store, result)
         finally:
             store.close()
         from charter.loop.report import write_report
 
         result.report = write_report(self.loop_dir, result)
         return result
+
+    @staticmethod
+    def _record(store: LoopStore, result: LoopResult) -> None:
+        store.set_meta(
+            "result",
+            {"rounds": result.rounds, "stopped": result.stopped, "ranking": result.ranking, "real": result.real},
+        )
 
     def _plateaued(self, scores: dict[str, Any]) -> bool:
         win = (scores.get("vs_previous") or {}).get("win_rate")

