@@ -15,7 +15,8 @@ from rich.console import Console
 
 from charter.errors import RunStoreError
 from charter.pipeline.report import write_report
-from charter.pipeline.status import print_status, status
+from charter.pipeline.status import status
+from charter.pipeline.status_text import print_status
 from charter.preference.stats import judge_stats
 from charter.records import UsageRow
 from charter.runs.lock import RunLock
