@@ -67,9 +67,9 @@ def watch_sft_writer(phases: dict) -> None:
     whatever else it waited for (Ray's helper processes among them)."""
     import threading
 
-    from charter.preference import dataset
+    from charter.preference import sft
 
-    started = dataset._SFTBeside.__init__
+    started = sft.SFTBeside.__init__
 
     def init(self, *args, **kwargs):
         started(self, *args, **kwargs)
@@ -87,7 +87,7 @@ def watch_sft_writer(phases: dict) -> None:
 
         threading.Thread(target=poll, daemon=True).start()
 
-    dataset._SFTBeside.__init__ = init
+    sft.SFTBeside.__init__ = init
 
 
 def child(n: int, workdir: Path, shards: int) -> dict:

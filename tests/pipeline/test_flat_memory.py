@@ -74,7 +74,7 @@ def small_batches(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """Every batch the end of a run reads or writes at a time cut to BATCH rows."""
     monkeypatch.setattr(run_files, "write_rows", partial(run_files.write_rows, chunk=BATCH))
     monkeypatch.setattr(run_files, "keep_rows", partial(run_files.keep_rows, chunk=BATCH))
-    monkeypatch.setattr(dataset, "StoredSelection", partial(dataset.StoredSelection, window=BATCH))
+    monkeypatch.setattr(dataset, "Selection", partial(dataset.Selection, window=BATCH))
     monkeypatch.setattr(RunStore, "stream", partialmethod(RunStore.stream, size=BATCH))
     monkeypatch.setattr(RunStore, "iter_prompts", partialmethod(RunStore.iter_prompts, size=BATCH))
     yield
