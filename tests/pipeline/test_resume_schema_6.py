@@ -14,7 +14,10 @@ import yaml
 
 from charter.cli import main
 from charter.records import Fingerprints
+from charter.runs.history import older_items
+from charter.runs.stages import stage_states
 from charter.runs.store import RunStore
+from charter.runs.usage import stored_usage
 
 FIXTURE = Path(__file__).resolve().parent.parent / "fixtures" / "schema_6"
 #: logprobs: the judge answers by option probabilities; cot: it reasons and writes its verdict.
@@ -41,7 +44,7 @@ def fixture(tmp_path: Path) -> Path:
 def calls(run_dir: Path) -> tuple[int, int]:
     """The calls a model answered and those the call cache answered, over every start of the run."""
     with RunStore(run_dir) as store:
-        usage = store.usage()
+        usage = stored_usage(store)
     return sum(u.calls for u in usage), sum(u.cached for u in usage)
 
 
@@ -65,8 +68,8 @@ def test_a_finished_run_of_schema_6_resumes_with_no_call_and_the_same_rows(fixtu
     assert calls(run_dir) == before  # nothing asked again, not even of the call cache
     assert stored_fingerprints(run_dir) == stored_fingerprints(FIXTURE / name)
     with RunStore(run_dir) as store:
-        assert store.older_items(store.fingerprints()) == {"chains": 0, "samples": 0, "judgments": 0}
-        assert {s["status"] for s in store.stages().values()} == {"done"}
+        assert older_items(store, store.fingerprints()) == {"chains": 0, "samples": 0, "judgments": 0}
+        assert {s["status"] for s in stage_states(store).values()} == {"done"}
     assert rows(run_dir) == written
 
 

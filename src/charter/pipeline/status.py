@@ -22,12 +22,16 @@ from charter.preference.diversity import diversity_status
 from charter.preference.manifest import current_settings, dataset_manifest
 from charter.providers.prices import Price, normalise_keys, resolve_price
 from charter.records import UsageRow
+from charter.runs.batches import BatchState, stored_batches
 from charter.runs.counts import FilterStep, filter_steps, ordered_counts
 from charter.runs.files import RunFiles
+from charter.runs.history import config_history, older_items
 from charter.runs.lock import holder
 from charter.runs.rewards import StepPairs, StepRewards, pair_steps, per_step
-from charter.runs.store import STORE_FILE, BatchState, RunStore, open_store
+from charter.runs.stages import stage_states
+from charter.runs.store import STORE_FILE, RunStore, open_store
 from charter.runs.tallies import failure_tallies, live_counts, stage_items, usage_totals
+from charter.runs.usage import stored_usage
 
 __all__ = [
     "DatasetState",
@@ -218,7 +222,7 @@ def run_counts(store: RunStore) -> dict[str, int]:
 
 def usage_summary(store: RunStore) -> UsageSummary:
     """Tokens and cost per (role, model) and their totals."""
-    rows = store.usage()
+    rows = stored_usage(store)
     totals = usage_totals(rows)
     prices = normalise_keys({k: Price.model_validate(v) for k, v in (store.run_config().get("prices") or {}).items()})
     recorded = store.meta("price_sources") or {}  # as the run priced its calls; else as they would be priced now
@@ -267,7 +271,7 @@ def stage_progress(store: RunStore, now: float | None = None) -> list[StageProgr
     found = holder(store.run_dir)
     gone = found is None or found.alive is False  # no process holds the run: a stage "running" was cut off
     rows = []
-    for name, stage in store.stages().items():
+    for name, stage in stage_states(store).items():
         started, finished = stage["started_at"], stage["finished_at"]
         counts = stage["counts"] or {}
         done, total = counts.get("done"), counts.get("total")
@@ -296,7 +300,7 @@ def settings_notes(store: RunStore) -> list[str]:
     """What a reader should know about settings: config changes, older items kept, a dataset of other settings."""
     notes = []
     fp = store.fingerprints()
-    history = store.config_history()
+    history = config_history(store)
     if history:
         last = history[-1]
         shown = "; ".join(f"{c['key']} {c['old']!r} -> {c['new']!r}" for c in last.changes[:4])
@@ -304,7 +308,7 @@ def settings_notes(store: RunStore) -> list[str]:
         when = time.strftime("%Y-%m-%d %H:%M", time.gmtime(last.changed_at))
         notes.append(f"The config changed {len(history)} time(s); last at {when} UTC: {shown}{more}.")
     if fp is not None:
-        older = {k: v for k, v in store.older_items(fp).items() if v}
+        older = {k: v for k, v in older_items(store, fp).items() if v}
         if older:
             items = ", ".join(f"{n} {k}" for k, n in older.items())
             notes.append(
@@ -432,7 +436,7 @@ def store_status(store: RunStore, metrics: dict[str, Any] | None = None) -> Stat
         usage=usage_data(usage["rows"], usage["price_sources"]),
         dataset=dataset_state(store, stages) if is_run else None,
         notes=dataset_notes(store, stages) + settings_notes(store),
-        batches=store.batches(),
+        batches=stored_batches(store),
         online=online,
         training=metrics,
         diversity=diversity_status(store),

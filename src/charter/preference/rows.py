@@ -21,6 +21,7 @@ from charter.records import (
     Provenance,
     SFTRow,
 )
+from charter.runs.items import iter_prompts, pairs_with_judgments, stored_chains
 from charter.runs.store import RunStore
 from charter.verify import check, resolve, verifier_name
 
@@ -134,9 +135,9 @@ def judged_rows(
 ) -> Iterator[PreferenceRow]:
     """The preference row of every current pair with a successful judgment, in pair order, one at a time."""
     provenance, calibration = settings.provenance(), store.calibration()
-    checks = Checks(store.iter_prompts(checked_only=True), settings.filters.verifier)
+    checks = Checks(iter_prompts(store, checked_only=True), settings.filters.verifier)
     kinds = set(settings.pairs.kinds)
-    for pair, judgment in store.pairs_with_judgments(settings.fingerprints.sources(), settings.fingerprints.judge):
+    for pair, judgment in pairs_with_judgments(store, settings.fingerprints.sources(), settings.fingerprints.judge):
         if pair.kind not in kinds:
             continue
         if counts is not None:
@@ -157,8 +158,8 @@ def sft_rows(store: RunStore, settings: DatasetSettings, counter: dict[str, int]
     provenance = settings.provenance()
     if settings.fingerprints.critique is None:
         return
-    checks = Checks(store.iter_prompts(checked_only=True), settings.filters.verifier)
-    for chain in store.chains(settings.fingerprints.critique):
+    checks = Checks(iter_prompts(store, checked_only=True), settings.filters.verifier)
+    for chain in stored_chains(store, settings.fingerprints.critique):
         row = sft_row(chain, provenance, checks)
         if row.verified is False:
             counter["sft_failed_verification"] = counter.get("sft_failed_verification", 0) + 1
