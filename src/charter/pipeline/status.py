@@ -30,7 +30,7 @@ from charter.runs.lock import holder
 from charter.runs.rewards import StepPairs, StepRewards, pair_steps, per_step
 from charter.runs.stages import stage_states
 from charter.runs.store import STORE_FILE, RunStore, open_store
-from charter.runs.tallies import failure_tallies, live_counts, stage_items, usage_totals
+from charter.runs.tallies import USAGE_FIELDS, failure_tallies, live_counts, stage_items, usage_totals
 from charter.runs.usage import stored_usage
 
 __all__ = [
@@ -96,17 +96,7 @@ class FailureSummary(TypedDict):
 
 
 #: The usage totals `charter status` and the report show.
-USAGE_SHOWN = (
-    "calls",
-    "cached",
-    "retries",
-    "prompt_tokens",
-    "completion_tokens",
-    "cost_usd",
-    "cache_read_tokens",
-    "cache_write_tokens",
-    "cache_saved_usd",
-)
+USAGE_SHOWN = tuple(field for field in USAGE_FIELDS if field != "estimated")
 
 
 class UsageSummary(TypedDict):
