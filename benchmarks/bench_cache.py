@@ -43,6 +43,7 @@ from charter.judge.asking import dooms_run
 from charter.judge.modes import MODES, Kind
 from charter.judge_prompt import neutralise, read_comparison
 from charter.runs.store import RunStore
+from charter.runs.usage import stored_usage
 from charter.testing.billing import AnthropicBilling, OpenAIBilling
 from charter.testing.loopback import LoopbackServer
 
@@ -198,7 +199,7 @@ def one(tmp: Path, provider: str, fmt: int, schedule: str, args: argparse.Namesp
         compare.write_comparison = originals
         MODES.update(modes)
     with RunStore(tmp / name) as store:
-        usage = store.usage()
+        usage = stored_usage(store)
     bill = billing.invoice
     full = (bill.prompt_tokens * billing.input + bill.output_tokens * billing.output) / 1e6
     return {

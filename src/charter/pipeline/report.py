@@ -35,7 +35,9 @@ from charter.preference.diversity import describes_current, diversity_markdown, 
 from charter.preference.manifest import DatasetSettings, current_settings, dataset_manifest
 from charter.preference.stats import JudgeStats, judge_stats
 from charter.runs.files import AGREEMENT_MD, AUDIT_MD, REPORT_HTML, REPORT_MD, WINRATE_JSON, RunFiles
+from charter.runs.items import any_judgment
 from charter.runs.rewards import pair_steps, per_step
+from charter.runs.stages import stage_states
 from charter.runs.store import RunStore, open_store
 
 TEMPLATES = Path(__file__).parent / "templates"
@@ -125,7 +127,7 @@ def panel_section(store: RunStore) -> dict[str, Any] | None:
     from charter.agreement.report import collect
 
     fingerprints = store.fingerprints()
-    one = store.any_judgment(fingerprints.judge) if fingerprints else None
+    one = any_judgment(store, fingerprints.judge) if fingerprints else None
     if one is None or not any(vote.judge for vote in one.principles):
         return None  # one judge (its votes name no member): no pass over every judged pair and its texts
     judged = judged_pairs(store)
@@ -294,7 +296,7 @@ def report_data(store: RunStore, files: RunFiles) -> dict[str, Any]:
         "rewards": rewards,
         "pairs": pairs,
         # an online training's store: rewards and no run stages, so the run's sections would only say "none yet"
-        "online": bool(rewards or pairs) and not store.stages() and not stats.judged,
+        "online": bool(rewards or pairs) and not stage_states(store) and not stats.judged,
         "failures": failure_summary(store),
         "stats": stats,
         "examples": shown,

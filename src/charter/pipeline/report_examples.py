@@ -12,6 +12,7 @@ import orjson
 from charter.messages import last_text
 from charter.records import Fingerprints, Judgment, Pair
 from charter.runs.files import RunFiles
+from charter.runs.items import judged_records
 from charter.runs.store import RunStore
 
 N_EXAMPLES = 5
@@ -126,7 +127,7 @@ def _confidence_batches(store: RunStore, fp: Fingerprints) -> Callable[[], Itera
 
     def read() -> Iterator[Any]:
         batch: list[float] = []
-        for _, record in store.judged_records(fp, pairs=False):
+        for _, record in judged_records(store, fp, pairs=False):
             p_a = orjson.loads(record).get("p_a")
             batch.append(math.nan if p_a is None else max(p_a, 1.0 - p_a))
             if len(batch) == BATCH_ROWS:
@@ -146,7 +147,7 @@ def _examples_from_store(store: RunStore, fp: Fingerprints, n: int) -> list[dict
     wanted = set(positions)
     judged = {
         i: (Pair.model_validate_json(pair or ""), Judgment.model_validate_json(judgment))
-        for i, (pair, judgment) in enumerate(store.judged_records(fp))
+        for i, (pair, judgment) in enumerate(judged_records(store, fp))
         if i in wanted
     }
     found = []
