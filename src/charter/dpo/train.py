@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, TypedDict, cast
 
-from charter.api_args import public
+from charter.api_args import ConfigArg, public
 from charter.dpo.config import DPOConfigModel
 from charter.errors import DatasetError, TrainingError
 from charter.evals.callback import DEFAULT_CACHE, callback_for, evaluations
@@ -188,8 +188,8 @@ def _probe_at_start(trainer: Any, wanted: bool) -> Any:
     return callback
 
 
-@public()
-def train_dpo(config: DPOConfigModel | dict[str, Any] | str | Path, *, callbacks: Sequence[Any] = ()) -> DPOMetrics:
+@public
+def train_dpo(config: ConfigArg[DPOConfigModel], *, callbacks: Sequence[Any] = ()) -> DPOMetrics:
     """DPO-train the policy; returns the metrics (also in OUTPUT_DIR/metrics.json).
 
     The saved folder is a plain transformers model (LoRA merged), usable as `local:OUTPUT_DIR`, with a model card
@@ -216,7 +216,7 @@ def train_dpo(config: DPOConfigModel | dict[str, Any] | str | Path, *, callbacks
             refuses the settings; every prompt is longer than max_length.
         Interrupted: A callback stopped training (as the run's stop callback does on Ctrl-C or SIGTERM).
     """
-    config = config if isinstance(config, DPOConfigModel) else DPOConfigModel.model_validate(config)
+    config = cast(DPOConfigModel, config)  # loaded by @public
     out = output_dir_for(config)
     source = require_dataset(config)
     rows = data.read_rows(source, config.dataset_split)

@@ -9,9 +9,9 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
-from charter.api_args import public
+from charter.api_args import ConfigArg, public
 from charter.errors import BudgetExceeded, TrainingError
 from charter.evals.callback import evaluations
 from charter.online.card import online_dpo_card, unfinished_online_dpo_card
@@ -278,9 +278,9 @@ def _trl_args(config: OnlineDPOConfig, device: str) -> Any:
     return build_trl_config(online_dpo_config(), base, config.trl, "trl")
 
 
-@public()
+@public
 def train_online_dpo(
-    config: OnlineDPOConfig | dict[str, Any] | str | Path, *, callbacks: tuple[Any, ...] | list[Any] = ()
+    config: ConfigArg[OnlineDPOConfig], *, callbacks: tuple[Any, ...] | list[Any] = ()
 ) -> OnlineDPOMetrics:
     """Train a policy with online DPO, charter's pairwise judge deciding each pair of its own completions.
 
@@ -301,7 +301,7 @@ def train_online_dpo(
     """
     import datasets
 
-    config = config if isinstance(config, OnlineDPOConfig) else OnlineDPOConfig.model_validate(config)
+    config = cast(OnlineDPOConfig, config)  # loaded by @public
     out = Path(config.output_dir)
     prompts = train_prompts(config)
     device = pick_device(config.device)

