@@ -31,6 +31,7 @@ import collections.abc
 import functools
 import inspect
 import numbers
+import operator
 import re
 import threading
 import types
@@ -122,6 +123,7 @@ class Loads:
 ConfigArg: TypeAlias = Annotated[C | dict[str, Any] | str | Path, Loads()]
 
 _NONE_TYPE = type(None)
+_UNBUILT = object()
 
 
 def config_from(model: type[M], value: Any, argument: str, loader: Callable[[Path], M] | None = None) -> M:
@@ -197,7 +199,7 @@ class _Spec:
     """A function's parameters, their annotations resolved when it is defined, and their checks."""
 
     def __init__(self, func: Callable[..., Any], legacy: dict[str, Range | Kinds]) -> None:
-        self.func = func
+        self.func, self.legacy = func, sorted(legacy)
         self.signature = inspect.signature(func)
         unknown = set(legacy) - set(self.signature.parameters)
         if unknown:
@@ -261,18 +263,17 @@ class _Param:
                             "takes as it is (Kinds)")  # fmt: skip
         self.nullable = _NONE_TYPE in members
         self.items_only = _takes_items(members)
-        self._adapter: TypeAdapter | None | bool = annotation is Any or self.kinds is not None
+        unchecked = annotation is Any or self.kinds is not None
+        self._adapter: TypeAdapter | object | None = None if unchecked else _UNBUILT
         self._lock = threading.Lock()
 
     @property
     def adapter(self) -> TypeAdapter | None:
-        """pydantic's check of the annotation, built on the first call (imports stay lazy); None without one."""
+        """pydantic's check of the type, built on the first call (imports stay lazy); None without one."""
         with self._lock:
-            if self._adapter is False:
-                self._adapter = _adapter(self.annotation)
-            elif self._adapter is True:
-                self._adapter = None
-            return self._adapter  # type: ignore[return-value]
+            if self._adapter is _UNBUILT:
+                self._adapter = _adapter(_bare(self.annotation))
+            return typing.cast(TypeAdapter | None, self._adapter)
 
     def check(self, value: Any) -> Any:
         value = _plain_number(value)
@@ -326,6 +327,18 @@ def _load_with(loader: Callable[..., Any], overrides: Any, path: Path) -> Any:
 def _last(marks: list[Any], kind: type) -> Any:
     found = [m for m in marks if isinstance(m, kind)]
     return found[-1] if found else None
+
+
+def _bare(annotation: Any) -> Any:
+    """The type without what `Annotated` puts beside it (charter's checks, not pydantic's)."""
+    origin = typing.get_origin(annotation)
+    if origin is typing.Annotated:
+        return _bare(typing.get_args(annotation)[0])
+    if origin in (Union, types.UnionType):
+        args = typing.get_args(annotation)
+        bare = [_bare(arg) for arg in args]
+        return annotation if bare == list(args) else functools.reduce(operator.or_, bare)
+    return annotation
 
 
 def _metadata(annotation: Any) -> list[Any]:
