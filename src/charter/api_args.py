@@ -242,8 +242,9 @@ class _Spec:
             if name in self.params:
                 arguments[name] = self.params[name].check(value)
         for name, param in self.params.items():  # every argument checked, the configs load (with their overrides)
-            if param.config is not None and name in arguments:
-                arguments[name] = param.load(arguments[name], arguments)
+            if param.config is not None:
+                default = self.signature.parameters[name].default
+                arguments[name] = param.load(arguments.get(name, default), arguments)
         return bound.args, bound.kwargs
 
 
