@@ -6,14 +6,15 @@ from __future__ import annotations
 
 import inspect
 import re
+import typing
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import pytest
 
 import charter
-from charter.api_args import Kinds, Range, public
+from charter.api_args import ConfigArg, Kinds, Loads, Range, public
 from charter.errors import ArgumentError, CharterError, ConfigError, ConstitutionError, UnknownModel
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -243,8 +244,12 @@ def _classes(annotation: Any) -> list[type]:
 
 
 def test_the_mechanism_checks_bounds_kinds_and_configs() -> None:
-    @public(k=Range(ge=1), share=Range(gt=0, lt=1), data=Kinds(list, "Dataset", said="a list or a Dataset"))
-    def f(k: int, share: float = 0.5, data: Any = ()) -> tuple[int, float]:
+    @public
+    def f(
+        k: Annotated[int, Range(ge=1)],
+        share: Annotated[float, Range(gt=0, lt=1)] = 0.5,
+        data: Annotated[Any, Kinds(list, "Dataset", said="a list or a Dataset")] = (),
+    ) -> tuple[int, float]:
         return k, share
 
     assert f(2, share=0.25, data=[]) == (2, 0.25)
@@ -259,6 +264,87 @@ def test_the_mechanism_checks_bounds_kinds_and_configs() -> None:
         f(1, data={})
     with pytest.raises(TypeError, match="no parameter nope"):
         public(nope=Range(ge=0))(f)
+
+
+def test_a_bound_and_a_kind_are_part_of_the_signature() -> None:
+    """What `@public` checks is what the signature says: the bounds and kinds are the parameters' annotations."""
+    fraction = inspect.signature(charter.infer_constitution).parameters["test_fraction"].annotation
+    assert "Range(ge=0.05, le=0.9)" in str(fraction)
+    resolved = charter.infer_constitution.__charter_checked__.params["test_fraction"].annotation
+    assert typing.get_args(resolved) == (float, Range(ge=0.05, le=0.9))
+    source = charter.mix.__charter_checked__.params["charter_dataset"].annotation
+    assert any(isinstance(mark, Kinds) for mark in typing.get_args(source))
+
+
+#: Public names whose checks are still given to the decorator (`@public(name=Range(...))`) rather than written in
+#: their signatures; none may be added.
+DECORATOR_CHECKS = {"reward_function"}
+
+
+def test_the_checks_are_written_in_the_signatures() -> None:
+    given = set()
+    for name in charter.__all__:
+        value = getattr(charter, name)
+        spec = getattr(value.__init__ if isinstance(value, type) else value, "__charter_checked__", None)
+        if spec is not None and spec.legacy:
+            given.add(name)
+    assert given <= DECORATOR_CHECKS
+
+
+def test_an_annotation_that_cannot_be_resolved_is_an_error_where_the_function_is_defined() -> None:
+    namespace: dict[str, Any] = {}
+    source = (
+        "from __future__ import annotations\n"
+        "from charter.api_args import public\n"
+        "@public\n"
+        "def f(data: NotImportedHere) -> None: ...\n"
+    )
+    with pytest.raises(TypeError, match=r"f\(data\): the annotation 'NotImportedHere' cannot be resolved"):
+        exec(compile(source, "<defined>", "exec"), namespace)  # noqa: S102 - a module defining a public function
+
+
+def test_a_config_argument_says_how_it_is_loaded() -> None:
+    with pytest.raises(TypeError, match=r"g\(config\): a config argument says how it is loaded"):
+
+        @public
+        def g(config: charter.RoleConfig | dict[str, Any] | str | Path) -> None: ...
+
+    with pytest.raises(TypeError, match="Loads names no parameter extra"):
+
+        @public
+        def h(config: Annotated[ConfigArg[charter.RoleConfig], Loads(fields="extra")]) -> None: ...
+
+
+def _read_role(path: Path, overrides: list[str] | None) -> charter.RoleConfig:
+    """A loader with overrides, as `load_run_config` is: it says what it was given."""
+    return charter.RoleConfig(model=f"scripted:{path.stem}-{'-'.join(overrides or [])}")
+
+
+def test_a_config_argument_reaches_the_body_as_its_model(tmp_path: Path) -> None:
+    seen: list[Any] = []
+
+    @public
+    def loaded(
+        config: Annotated[ConfigArg[charter.RoleConfig], Loads(_read_role, overrides="overrides")],
+        overrides: list[str] | None = None,
+    ) -> None:
+        seen.append(config)
+
+    @public
+    def with_fields(config: Annotated[ConfigArg[charter.RoleConfig] | None, Loads(fields="fields")] = None,
+                    **fields: Any) -> None:  # fmt: skip
+        seen.append(config)
+
+    loaded(tmp_path / "role.yaml", ["a=1"])
+    loaded({"model": "scripted:cai"})
+    with_fields(model="scripted:x")
+    with_fields({"model": "scripted:y", "options": {"latency_s": 0}}, model="scripted:z")
+    assert [c.model for c in seen] == ["scripted:role-a=1", "scripted:cai", "scripted:x", "scripted:z"]
+    assert all(isinstance(c, charter.RoleConfig) for c in seen) and seen[-1].options == {"latency_s": 0}
+    with pytest.raises(ArgumentError, match=r"^overrides: expected list\[str\] \| None"):
+        loaded(tmp_path / "role.yaml", "a=1")  # the overrides are checked before the loader sees them
+    with pytest.raises(ArgumentError, match=r"^config: expected a RoleConfig, a dict of its fields or a YAML"):
+        loaded(3)
 
 
 def test_a_lone_string_is_never_a_list_of_items() -> None:

@@ -1,8 +1,10 @@
 """charter: Constitutional AI and RLAIF from a YAML constitution.
 
 The public API is imported lazily (PEP 562) so that `import charter` stays fast and optional extras stay
-optional. No public name is also the name of a subpackage: importing a subpackage sets the package
-attribute of the same name, which would replace the function (tests/test_api.py checks).
+optional. `_API` is its one table (name -> the module that defines it): the imports type checkers see and `__all__`
+are written from it, and tests/test_package_face.py fails when they are out of step. No public name is also the
+name of a subpackage: importing a subpackage sets the package attribute of the same name, which would replace the
+function (tests/test_architecture.py checks).
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from charter._version import __version__
 
-#: public name -> module that defines it
+#: The public API: name -> the module that defines it (the one table of the package face).
 _API = {
     "Chain": "charter.records",
     "Pair": "charter.records",
@@ -106,6 +108,8 @@ _API = {
     "DiversityReport": "charter.preference.diversity",
 }
 
+
+# Written from _API by tests/test_package_face.py (`python tests/test_package_face.py`); do not edit.
 if TYPE_CHECKING:  # what type checkers and IDEs see: every public name with its signature
     from charter.agreement.api import agreement_report, spotcheck
     from charter.agreement.audit.api import audit_judge
@@ -157,7 +161,6 @@ if TYPE_CHECKING:  # what type checkers and IDEs see: every public name with its
     from charter.synth.api import synthesize
     from charter.synth.config import SynthConfig
     from charter.synth.generate import SynthResult
-
 
 __all__ = [
     "__version__",
@@ -251,6 +254,7 @@ __all__ = [
     "Forecast",
     "DiversityReport",
 ]
+# End of the written part.
 
 
 def __getattr__(name: str) -> Any:

@@ -1,23 +1,28 @@
 """One way into the public API: how every function in `charter.__all__` takes and checks its arguments.
 
-`@public(...)` on a function checks each argument against its annotated type (strictly: a string is not a
-number, a dict is not a `Constitution`) and against the bounds the CLI puts on the same option, before the body
-runs: no model is built and no call is made for a bad argument. A bad argument raises `ArgumentError` naming it,
-in one line; never pydantic's `ValidationError`, nor a `TypeError` or `KeyError` from inside.
+`@public` on a function checks each argument before the body runs, as the function's signature says: its type
+(strictly: a string is not a number, a dict is not a `Constitution`), and what `Annotated` puts beside the type:
 
-A parameter annotated with a config model (a `ConfigModel`) and `dict` takes the config the same way everywhere:
-the config object, a dict of its fields (a bad field is a `ConfigError` naming the argument and the key), or the
-path of a YAML file (a bad field is a `ConfigError` naming file:line:column and the key, as `charter run` does).
+    @public
+    def f(
+        config: ConfigArg[SynthConfig],                        # loaded: the model, a dict of its fields or a YAML path
+        test_fraction: Annotated[float, Range(ge=0.05, le=0.9)] = 0.3,  # the bounds the CLI puts on the option
+        source: Annotated[Any, Kinds(list, "Dataset", said="a list or a Dataset")] = (),  # where the type cannot say
+    ) -> ...: ...
 
-    @public(test_fraction=Range(ge=0.05, le=0.9), config=load_synth_config)
-    def f(config: SynthConfig | dict[str, Any] | str | Path, test_fraction: float = 0.3) -> ...: ...
+No model is built and no call is made for a bad argument: it raises `ArgumentError` naming it, in one line; never
+pydantic's `ValidationError`, nor a `TypeError` or `KeyError` from inside. The annotations are resolved when the
+function is defined: one that cannot be (a name imported only for type checkers) is an error at import, not an
+argument left unchecked.
+
+A config argument (`ConfigArg[M]`, or any annotation that takes a `ConfigModel` and a dict) is loaded as the
+`Loads` beside it says, before the body runs, so the body gets the model and validates nothing again: the model
+itself, a dict of its fields (a bad field is a `ConfigError` naming the argument and the key), or the path of a
+YAML file (a bad field is a `ConfigError` naming file:line:column and the key, as `charter run` does). One that
+takes a config model and a dict must say how it is loaded (`Loads`), or that the body reads it (`Kinds`).
 
 An argument that takes several items (an `Iterable`, a `Sequence`, a list) refuses a lone string, which would
 otherwise be read character by character, unless its annotation also takes a string.
-
-A keyword given a `Range` bounds that argument (`each=True`: every item of a sequence); one given a callable
-loads that config argument's YAML path (default: `load_model` of the annotated config model); `AS_GIVEN` passes
-a path on to the body unread (for a function that reads it with overrides of its own).
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ import collections.abc
 import functools
 import inspect
 import numbers
+import operator
 import re
 import threading
 import types
@@ -33,17 +39,18 @@ import typing
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, TypeVar, Union
+from typing import Annotated, Any, Literal, TypeAlias, TypeVar, Union, overload
 
 from pydantic import BaseModel, ConfigDict, PydanticUserError, TypeAdapter, ValidationError
 
 from charter.errors import ArgumentError
-from charter.yamlio import ConfigModel, dotted, load_model, model_from_data
+from charter.yamlio import ConfigModel, annotation_members, dotted, load_model, model_from_data
 
 F = TypeVar("F", bound=Callable[..., Any])
 M = TypeVar("M", bound=BaseModel)
+C = TypeVar("C", bound=ConfigModel)
 
-__all__ = ["AS_GIVEN", "Kinds", "Range", "config_from", "from_arguments", "public"]
+__all__ = ["ConfigArg", "Kinds", "Loads", "Range", "config_from", "from_arguments", "public"]
 
 
 @dataclass(frozen=True)
@@ -78,7 +85,7 @@ class Range:
 class Kinds:
     """The kinds of value an argument takes, where its annotation cannot say (`Any`, or a type of an optional
     dependency): classes, or class names matched against the value's classes (`"Dataset"` without importing
-    `datasets`). Replaces the annotation's check for that argument."""
+    `datasets`). Replaces the annotation's check for that argument; the value reaches the body as it was given."""
 
     kinds: tuple[type | str, ...]
     said: str
@@ -95,16 +102,28 @@ class Kinds:
         return f"expected {self.said} (got {_kind(value)})"
 
 
-class _AsGiven:
-    def __repr__(self) -> str:
-        return "AS_GIVEN"
+@dataclass(frozen=True)
+class Loads:
+    """How a config argument becomes its model before the body runs (see `config_from`).
+
+    Attributes:
+        loader: Reads a YAML path into the model (default: `load_model` of the model); called `loader(path,
+            overrides)` where `overrides` names a parameter.
+        overrides: The parameter holding the `--set`-style items the loader applies on top of a file.
+        fields: The `**kwargs` parameter whose items are fields of the model: over a dict config (its keys
+            overridden), or the whole config where the argument is None; a bad one names the field.
+    """
+
+    loader: Callable[..., Any] | None = None
+    overrides: str | None = None
+    fields: str | None = None
 
 
-#: For a config argument: pass a dict or a YAML path to the body as it is (the body reads it with `config_from`,
-#: or a path with overrides of its own).
-AS_GIVEN: Any = _AsGiven()
+#: A config argument: the config model itself, a dict of its fields or a YAML file's path; the body gets the model.
+ConfigArg: TypeAlias = Annotated[C | dict[str, Any] | str | Path, Loads()]
 
 _NONE_TYPE = type(None)
+_UNBUILT = object()
 
 
 def config_from(model: type[M], value: Any, argument: str, loader: Callable[[Path], M] | None = None) -> M:
@@ -122,9 +141,11 @@ def config_from(model: type[M], value: Any, argument: str, loader: Callable[[Pat
     if isinstance(value, str | Path) and not isinstance(value, bool):
         path = Path(value).expanduser()
         return loader(path) if loader is not None else load_model(model, path)
-    raise ArgumentError(
-        argument, f"expected a {model.__name__}, a dict of its fields or a YAML file's path (got {_kind(value)})"
-    )
+    raise ArgumentError(argument, _not_a_config(model, value))
+
+
+def _not_a_config(model: type[BaseModel], value: Any) -> str:
+    return f"expected a {model.__name__}, a dict of its fields or a YAML file's path (got {_kind(value)})"
 
 
 def from_arguments(config_model: type[M], /, **fields: Any) -> M:
@@ -142,16 +163,26 @@ def from_arguments(config_model: type[M], /, **fields: Any) -> M:
         raise ArgumentError(str(loc[0]), f"{dotted(loc[1:])}: {message}" if loc[1:] else message) from None
 
 
-def public(**checks: Range | Kinds | Callable[..., Any]) -> Callable[[F], F]:
-    """Check a public function's arguments before its body runs (see the module's docstring).
+@overload
+def public(func: F, /) -> F: ...
+@overload
+def public(**legacy: Range | Kinds) -> Callable[[F], F]: ...
+def public(func: Callable[..., Any] | None = None, /, **legacy: Range | Kinds) -> Any:
+    """Check a public function's arguments, as its signature says, before its body runs (see the module's
+    docstring). `@public` or `@public()`.
 
     Args:
-        **checks: Per parameter name: a `Range` (the CLI's bounds), `Kinds` (what an `Any` argument takes), or
-            for a config parameter the loader of its YAML path (`AS_GIVEN`: the body reads the path itself).
+        func: The function (`@public` without parentheses).
+        **legacy: Per parameter name, a `Range` or `Kinds` given here instead of in the annotation (the form before
+            `Annotated`; a new function puts them in its signature).
+
+    Raises:
+        TypeError: At definition: an annotation cannot be resolved, a check names no parameter, or a config
+            argument does not say how it is loaded.
     """
 
     def decorate(func: F) -> F:
-        spec = _Spec(func, checks)
+        spec = _Spec(func, legacy)
 
         @functools.wraps(func)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -161,44 +192,44 @@ def public(**checks: Range | Kinds | Callable[..., Any]) -> Callable[[F], F]:
         wrapper.__charter_checked__ = spec  # type: ignore[attr-defined]
         return typing.cast(F, wrapper)
 
-    return decorate
+    return decorate(func) if func is not None else decorate
 
 
 class _Spec:
-    """A function's parameters, their types resolved on the first call (imports stay lazy), and their checks."""
+    """A function's parameters, their annotations resolved when it is defined, and their checks."""
 
-    def __init__(self, func: Callable[..., Any], checks: dict[str, Any]) -> None:
-        self.func, self.checks = func, checks
+    def __init__(self, func: Callable[..., Any], legacy: dict[str, Range | Kinds]) -> None:
+        self.func, self.legacy = func, sorted(legacy)
         self.signature = inspect.signature(func)
-        unknown = set(checks) - set(self.signature.parameters)
+        unknown = set(legacy) - set(self.signature.parameters)
         if unknown:
             raise TypeError(f"{func.__qualname__}: no parameter {', '.join(sorted(unknown))}")
-        self._lock = threading.Lock()
-        self._params: dict[str, _Param] | None = None
-
-    @property
-    def params(self) -> dict[str, _Param]:
-        with self._lock:
-            if self._params is None:
-                self._params = {
-                    name: _Param(name, self._annotation(param), self.checks.get(name))
-                    for name, param in self.signature.parameters.items()
-                    if param.kind not in (param.VAR_POSITIONAL, param.VAR_KEYWORD)
-                }
-            return self._params
+        self.params = {
+            name: _Param(name, self._annotation(param), legacy.get(name), func.__qualname__)
+            for name, param in self.signature.parameters.items()
+            if param.kind not in (param.VAR_POSITIONAL, param.VAR_KEYWORD)
+        }
+        for param in self.params.values():
+            for named in (param.loads.overrides, param.loads.fields) if param.loads else ():
+                if named is not None and named not in self.signature.parameters:
+                    raise TypeError(f"{func.__qualname__}({param.name}): Loads names no parameter {named}")
 
     def _annotation(self, param: inspect.Parameter) -> Any:
         annotation = param.annotation
         if annotation is inspect.Parameter.empty:
             return Any
-        if isinstance(annotation, str):
-            namespace = dict(vars(typing))
-            namespace.update(self.func.__globals__)
-            try:
-                return eval(annotation, namespace)  # noqa: S307 - the function's own annotation, in its module
-            except Exception:  # a name imported only for type checkers: that argument is not type-checked
-                return Any
-        return annotation
+        if not isinstance(annotation, str):
+            return annotation
+        namespace = dict(vars(typing))
+        namespace.update(self.func.__globals__)
+        try:
+            return eval(annotation, namespace)  # noqa: S307 - the function's own annotation, in its module
+        except Exception as exc:
+            raise TypeError(
+                f"{self.func.__module__}.{self.func.__qualname__}({param.name}): the annotation {annotation!r} "
+                f"cannot be resolved ({type(exc).__name__}: {exc}); import its names at run time, not only for "
+                "type checkers, so that the argument is checked"
+            ) from None
 
     def check(self, args: tuple, kwargs: dict[str, Any]) -> tuple[tuple, dict[str, Any]]:
         try:
@@ -206,32 +237,52 @@ class _Spec:
         except TypeError as exc:
             named = re.search(r"'(\w+)'", str(exc))
             raise ArgumentError(named.group(1) if named else "arguments", str(exc)) from None
-        params = self.params
-        for name, value in list(bound.arguments.items()):
-            if name in params:
-                bound.arguments[name] = params[name].check(value)
+        arguments = bound.arguments
+        for name, value in list(arguments.items()):
+            if name in self.params:
+                arguments[name] = self.params[name].check(value)
+        for name, param in self.params.items():  # every argument checked, the configs load (with their overrides)
+            if param.config is not None:
+                default = self.signature.parameters[name].default
+                arguments[name] = param.load(arguments.get(name, default), arguments)
         return bound.args, bound.kwargs
 
 
 class _Param:
-    def __init__(self, name: str, annotation: Any, check: Any) -> None:
+    def __init__(self, name: str, annotation: Any, legacy: Range | Kinds | None, where: str) -> None:
         self.name, self.annotation = name, annotation
-        members = _members(annotation)
-        self.range = check if isinstance(check, Range) else None
-        self.kinds = check if isinstance(check, Kinds) else None
-        self.loader = None if isinstance(check, Range | Kinds) else check
+        marks = [*_metadata(annotation), *([legacy] if legacy is not None else [])]
+        members = annotation_members(annotation)
+        self.range = _last(marks, Range)
+        self.kinds = _last(marks, Kinds)
+        self.loads = _last(marks, Loads)
         models = [m for m in members if isinstance(m, type) and issubclass(m, ConfigModel)]
-        self.config = models[0] if models and dict in [typing.get_origin(m) or m for m in members] else None
+        takes_dict = dict in [typing.get_origin(m) or m for m in members]
+        self.config = models[0] if models and takes_dict and self.kinds is None else None
+        if self.config is not None and self.loads is None:
+            raise TypeError(f"{where}({name}): a config argument says how it is loaded (ConfigArg, Loads) or what it "
+                            "takes as it is (Kinds)")  # fmt: skip
         self.nullable = _NONE_TYPE in members
         self.items_only = _takes_items(members)
-        self.adapter = _adapter(annotation) if annotation is not Any and self.kinds is None else None
+        unchecked = annotation is Any or self.kinds is not None
+        self._adapter: TypeAdapter | object | None = None if unchecked else _UNBUILT
+        self._lock = threading.Lock()
+
+    @property
+    def adapter(self) -> TypeAdapter | None:
+        """pydantic's check of the type, built on the first call (imports stay lazy); None without one."""
+        with self._lock:
+            if self._adapter is _UNBUILT:
+                self._adapter = _adapter(_bare(self.annotation))
+            return typing.cast(TypeAdapter | None, self._adapter)
 
     def check(self, value: Any) -> Any:
         value = _plain_number(value)
-        if self.config is not None and not (value is None and self.nullable):
-            if self.loader is AS_GIVEN and isinstance(value, str | Path | dict):
-                return value
-            return config_from(self.config, value, self.name, self.loader)
+        if self.config is not None:
+            takes_none = self.nullable or self.loads is not None and self.loads.fields is not None
+            if not isinstance(value, self.config | dict | str | Path) and not (value is None and takes_none):
+                raise ArgumentError(self.name, _not_a_config(self.config, value))
+            return value
         if self.items_only and isinstance(value, str | bytes):  # a string is iterable: not one item a character
             raise ArgumentError(self.name, f"expected {describe(self.annotation)} (got {_kind(value)})")
         if self.kinds is not None and (problem := self.kinds.problem(value)):
@@ -245,6 +296,19 @@ class _Param:
             self._check_range(value)
         return value
 
+    def load(self, value: Any, arguments: dict[str, Any]) -> Any:
+        """The config argument as its model (None stays None where the annotation takes it and no fields do)."""
+        assert self.config is not None and self.loads is not None
+        loads = self.loads
+        if loads.fields is not None and (value is None or isinstance(value, dict)):
+            return from_arguments(self.config, **{**(value or {}), **arguments.get(loads.fields, {})})
+        if value is None and self.nullable:
+            return None
+        loader = loads.loader
+        if loader is not None and loads.overrides is not None:
+            loader = functools.partial(_load_with, loader, arguments.get(loads.overrides))
+        return config_from(self.config, value, self.name, loader)
+
     def _check_range(self, value: Any) -> None:
         assert self.range is not None
         items = enumerate(value) if self.range.each else [(None, value)]
@@ -255,6 +319,38 @@ class _Param:
             problem = self.range.problem(item) if item == item else f"must be {self.range.describe()} (got nan)"
             if problem:
                 raise ArgumentError(where, problem)
+
+
+def _load_with(loader: Callable[..., Any], overrides: Any, path: Path) -> Any:
+    return loader(path, overrides)
+
+
+def _last(marks: list[Any], kind: type) -> Any:
+    found = [m for m in marks if isinstance(m, kind)]
+    return found[-1] if found else None
+
+
+def _bare(annotation: Any) -> Any:
+    """The type without what `Annotated` puts beside it (charter's checks, not pydantic's)."""
+    origin = typing.get_origin(annotation)
+    if origin is typing.Annotated:
+        return _bare(typing.get_args(annotation)[0])
+    if origin in (Union, types.UnionType):
+        args = typing.get_args(annotation)
+        bare = [_bare(arg) for arg in args]
+        return annotation if bare == list(args) else functools.reduce(operator.or_, bare)
+    return annotation
+
+
+def _metadata(annotation: Any) -> list[Any]:
+    """What `Annotated` puts beside the type, anywhere in the annotation's unions, outermost last."""
+    origin = typing.get_origin(annotation)
+    if origin is typing.Annotated:
+        inner, *marks = typing.get_args(annotation)
+        return [*_metadata(inner), *marks]
+    if origin in (Union, types.UnionType):
+        return [mark for arg in typing.get_args(annotation) for mark in _metadata(arg)]
+    return []
 
 
 def _plain_number(value: Any) -> Any:
@@ -293,15 +389,6 @@ def _takes_items(members: list[Any]) -> bool:
     origins = [typing.get_origin(m) or m for m in members]
     takes_text = any(m in (str, bytes, Any, object) for m in members)
     return not takes_text and any(o in _COLLECTIONS for o in origins)
-
-
-def _members(annotation: Any) -> list[Any]:
-    origin = typing.get_origin(annotation)
-    if origin is typing.Annotated:
-        return _members(typing.get_args(annotation)[0])
-    if origin in (Union, types.UnionType):
-        return [m for arg in typing.get_args(annotation) for m in _members(arg)]
-    return [annotation]
 
 
 def describe(annotation: Any) -> str:

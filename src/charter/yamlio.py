@@ -334,15 +334,16 @@ def fields_at(model: type[BaseModel], loc: tuple) -> list[str]:
         if step is not None:
             node = step
         # else: a part pydantic adds for a union member (its type's name): stay where we are
-    return sorted({name for member in _members(node) if _is_model(member) for name in member.model_fields})
+    return sorted({name for member in annotation_members(node) if _is_model(member) for name in member.model_fields})
 
 
-def _members(tp: Any) -> list[Any]:
+def annotation_members(tp: Any) -> list[Any]:
+    """The types an annotation takes: the members of its unions, inside `Annotated`."""
     origin = typing.get_origin(tp)
     if origin is typing.Annotated:
-        return _members(typing.get_args(tp)[0])
+        return annotation_members(typing.get_args(tp)[0])
     if origin in (Union, types.UnionType):
-        return [m for arg in typing.get_args(tp) for m in _members(arg)]
+        return [m for arg in typing.get_args(tp) for m in annotation_members(arg)]
     return [tp]
 
 
@@ -351,7 +352,7 @@ def _is_model(tp: Any) -> bool:
 
 
 def _step(tp: Any, part: Any) -> Any:
-    for member in _members(tp):
+    for member in annotation_members(tp):
         origin = typing.get_origin(member)
         if isinstance(part, int) and origin in (list, tuple, set, frozenset):
             return typing.get_args(member)[0]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal, cast
+from typing import Literal, cast
 
 import numpy as np
 
@@ -15,7 +15,7 @@ from charter.agreement.markdown import to_markdown
 from charter.agreement.report import Observations, collect, compute_summary
 from charter.agreement.sampling import spotcheck
 from charter.agreement.summary import AgreementSummary, CalibrationFit
-from charter.api_args import public
+from charter.api_args import ConfigArg, public
 from charter.errors import ArgumentError
 from charter.preference import dataset
 from charter.preference.manifest import dataset_manifest
@@ -103,7 +103,7 @@ def calibrate(
 @public()
 def agreement_report(
     run_dir: str | Path,
-    config: AgreementConfig | dict[str, Any] | str | Path | None = None,
+    config: ConfigArg[AgreementConfig] | None = None,
     calibration: str | None = None,
     write: bool = True,
 ) -> AgreementSummary:

@@ -7,13 +7,13 @@ import hashlib
 import random
 from collections import defaultdict
 from pathlib import Path
-from typing import Any, Literal, cast
+from typing import Annotated, Literal, cast
 
 import numpy as np
 
 from charter.agreement.config import AgreementConfig, bucket_label, config_for
 from charter.agreement.labels import JudgedPair, open_labels, require_judged
-from charter.api_args import Range, public
+from charter.api_args import ConfigArg, Range, public
 from charter.errors import ArgumentError
 from charter.runs import labels as stored
 from charter.runs.labels import SpotSample
@@ -147,15 +147,15 @@ def draw_active(
     return rows, updated
 
 
-@public(n=Range(ge=1), add=Range(ge=1))
+@public
 def spotcheck(
     run_dir: str | Path,
-    n: int | None = None,
+    n: Annotated[int | None, Range(ge=1)] = None,
     seed: int | None = None,
-    config: AgreementConfig | dict[str, Any] | str | Path | None = None,
+    config: ConfigArg[AgreementConfig] | None = None,
     *,
     strategy: Strategy | None = None,
-    add: int | None = None,
+    add: Annotated[int | None, Range(ge=1)] = None,
 ) -> list[SpotSample]:
     """Sample judged pairs for human spot checks and store the sample.
 

@@ -2,24 +2,23 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, TypedDict, cast
 
-from charter.api_args import public
+from charter.api_args import ConfigArg, public
 from charter.dpo.config import DPOConfigModel
 from charter.errors import DatasetError, TrainingError
 from charter.evals.callback import DEFAULT_CACHE, callback_for, evaluations
 from charter.evals.during import WinRateEval, evaluation_lines
 from charter.training import data
-from charter.training.args import build_trl_config, device_defaults, last_checkpoint, offline_args
+from charter.training.args import build_trl_config, device_defaults, offline_args
 from charter.training.card import render_card
-from charter.training.data import require_dataset
 from charter.training.lora import peft_config
 from charter.training.models import load_policy, pick_device, short_error
-from charter.training.output import output_folder, save_trained, write_json
+from charter.training.output import output_folder
 from charter.training.parallel import PREPARED, finish_shared_datasets, shared_datasets
+from charter.training.run import PairsRun
 from charter.training.summary import TrainingSummary, training_summary
 from charter.training.trl_fields import dpo_config
 
@@ -188,8 +187,8 @@ def _probe_at_start(trainer: Any, wanted: bool) -> Any:
     return callback
 
 
-@public()
-def train_dpo(config: DPOConfigModel | dict[str, Any] | str | Path, *, callbacks: Sequence[Any] = ()) -> DPOMetrics:
+@public
+def train_dpo(config: ConfigArg[DPOConfigModel], *, callbacks: Sequence[Any] = ()) -> DPOMetrics:
     """DPO-train the policy; returns the metrics (also in OUTPUT_DIR/metrics.json).
 
     The saved folder is a plain transformers model (LoRA merged), usable as `local:OUTPUT_DIR`, with a model card
@@ -216,58 +215,62 @@ def train_dpo(config: DPOConfigModel | dict[str, Any] | str | Path, *, callbacks
             refuses the settings; every prompt is longer than max_length.
         Interrupted: A callback stopped training (as the run's stop callback does on Ctrl-C or SIGTERM).
     """
-    config = config if isinstance(config, DPOConfigModel) else DPOConfigModel.model_validate(config)
-    out = output_dir_for(config)
-    source = require_dataset(config)
-    rows = data.read_rows(source, config.dataset_split)
-    data.check_columns(rows, source)
-    train_raw, held_raw = data.split_rows(rows, config.eval_fraction, config.seed)
-    train_rows = data.to_training_rows(train_raw, source)
-    held_rows = data.to_training_rows(held_raw, source) if held_raw else []
-    smoothing = label_smoothing_for(config, train_raw)
-    add_row_smoothing(config, train_raw, train_rows)
-    device = pick_device(config.device)
-    eval_sets = {"train_pairs": train_rows[: config.probe_pairs], "held_out": held_rows}
-    judged = callback_for(config.winrate_eval, judge=None, constitution="harmless", cache=DEFAULT_CACHE,
-                          seed=config.seed)  # fmt: skip
-    extra = [judged] if judged is not None else []
-    trainer = make_trainer(config, train_rows, eval_sets, out, device, smoothing, [*callbacks, *extra])
-    if judged is not None:
-        judged.trainer = trainer  # the win rate reaches TensorBoard / W&B too
-    resume = last_checkpoint(out) if config.resume else None
-    probe = _probe_at_start(trainer, resume is None)
-    started = time.perf_counter()
-    result = trainer.train(resume_from_checkpoint=resume)
-    seconds = time.perf_counter() - started
-    before = probe.result
-    after = _probe(trainer)
-    finish_shared_datasets(trainer.args, out / PREPARED)
-    metrics: DPOMetrics = {
-        "before": before,
-        "after": after,
-        "label_smoothing": smoothing,
-        "loss_type": config.loss_type,
-        "beta": trainer.args.beta,
-        "training": cast(
-            DPOTrainingSummary,
-            training_summary(
-                trainer,
-                result,
-                seconds,
-                resume,
-                (len(train_rows), len(held_rows)),
-                device,
-                {"bf16": bool(trainer.args.bf16), "batch_size": trainer.args.per_device_train_batch_size},
-            ),
-        ),
-        "winrate_eval": evaluations(judged),
-        "config": config.model_dump(mode="json"),
-    }
-    save_trained(trainer, trainer.processing_class, out, merge_lora=config.lora is not None)
-    if not trainer.is_world_process_zero():
-        return metrics  # the main process writes the metrics and card (the weights are the same on every rank)
-    write_json(out / "metrics.json", metrics)
-    trained_winrate = evaluation_lines(metrics["winrate_eval"])
-    card = render_card("DPO policy", config.model, source, metrics, rows, ["dpo"], trained_winrate)
-    card.save(out / "README.md")
-    return metrics
+    return DPOTraining(cast(DPOConfigModel, config), callbacks).run()  # config: loaded by @public
+
+
+class DPOTraining(PairsRun[DPOConfigModel, DPOMetrics]):
+    """`train_dpo`: TRL's DPOTrainer over the preference rows, probed before and after training."""
+
+    _name = "DPO policy"
+    _tag_names = ["dpo"]
+
+    def output_dir(self) -> Path:
+        return output_dir_for(self.config)
+
+    def build(self) -> Any:
+        config, out = self.config, self.out
+        train_raw = self.read_pairs(self._training_rows)
+        self.smoothing = label_smoothing_for(config, train_raw)
+        add_row_smoothing(config, train_raw, self.train_rows)
+        self.device = pick_device(config.device)
+        eval_sets = {"train_pairs": self.train_rows[: config.probe_pairs], "held_out": self.held_rows}
+        self.judged = callback_for(config.winrate_eval, judge=None, constitution="harmless", cache=DEFAULT_CACHE,
+                                   seed=config.seed)  # fmt: skip
+        extra = [self.judged] if self.judged is not None else []
+        trainer = make_trainer(
+            config, self.train_rows, eval_sets, out, self.device, self.smoothing, [*self.callbacks, *extra]
+        )
+        if self.judged is not None:
+            self.judged.trainer = trainer  # the win rate reaches TensorBoard / W&B too
+        return trainer
+
+    def _training_rows(self, raw: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        data.check_columns(self.rows, self.source)  # every row, not only the training ones
+        return data.to_training_rows(raw, self.source)
+
+    def before_training(self, trainer: Any) -> None:
+        self.probe = _probe_at_start(trainer, self.resume is None)
+
+    def after_training(self, trainer: Any) -> None:
+        self.before, self.after = self.probe.result, _probe(trainer)
+        finish_shared_datasets(trainer.args, self.out / PREPARED)
+
+    def metrics(self, trainer: Any, result: Any) -> DPOMetrics:
+        details = {"bf16": bool(trainer.args.bf16), "batch_size": trainer.args.per_device_train_batch_size}
+        pairs = (len(self.train_rows), len(self.held_rows))
+        summary = training_summary(trainer, result, self.seconds, self.resume, pairs, self.device, details)
+        return {
+            "before": self.before,
+            "after": self.after,
+            "label_smoothing": self.smoothing,
+            "loss_type": self.config.loss_type,
+            "beta": trainer.args.beta,
+            "training": cast(DPOTrainingSummary, summary),
+            "winrate_eval": evaluations(self.judged),
+            "config": self.config.model_dump(mode="json"),
+        }
+
+    def card(self, metrics: DPOMetrics) -> Any:
+        trained_winrate = evaluation_lines(metrics["winrate_eval"])
+        return render_card(self._name, self.config.model, self.source, metrics, self.rows, self._tag_names,
+                           trained_winrate)  # fmt: skip

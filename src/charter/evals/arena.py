@@ -7,11 +7,11 @@ import asyncio
 import hashlib
 import math
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, cast
 
 from pydantic import Field
 
-from charter.api_args import AS_GIVEN, config_from, from_arguments, public
+from charter.api_args import ConfigArg, Loads, public
 from charter.errors import ConfigError, DatasetError, TooManyFailures
 from charter.evals.winrate import _run_in_thread, load_prompts
 from charter.judge.settings import PairwiseMode
@@ -325,8 +325,10 @@ def _summary(
     }
 
 
-@public(config=AS_GIVEN)
-def arena(config: ArenaConfig | dict[str, Any] | str | Path | None = None, **fields: Any) -> dict[str, Any]:
+@public
+def arena(
+    config: Annotated[ConfigArg[ArenaConfig] | None, Loads(fields="fields")] = None, **fields: Any
+) -> dict[str, Any]:
     """Rank N models on one Bradley–Terry scale, judged pairwise in both orders on a sparse schedule.
 
     `arena(models=[...], prompts=..., judge=..., out=...)` or `arena(ArenaConfig(...))`. Every answer and judgment
@@ -357,9 +359,7 @@ def arena(config: ArenaConfig | dict[str, Any] | str | Path | None = None, **fie
         ConstitutionError: `constitution` is neither a bundled name nor a valid constitution file.
         ProviderError: A model failed to answer for good.
     """
-    if config is None or isinstance(config, dict):
-        config = from_arguments(ArenaConfig, **{**(config or {}), **fields})
-    config = config_from(ArenaConfig, config, "config")
+    config = cast(ArenaConfig, config)  # loaded by @public
     try:
         asyncio.get_running_loop()
     except RuntimeError:

@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 from charter.api_args import Range, from_arguments, public
 from charter.constitutions import Constitution, load_constitution
@@ -67,15 +67,15 @@ class WinRateCallback(TrainerCallback):
     """Logs the policy's win rate against reference answers every `every` steps. Build it with its arguments;
     `trainer.add_callback(cb)` after setting `cb.trainer = trainer` (or pass `trainer=`) to reach W&B/TensorBoard."""
 
-    @public(every=Range(ge=1), max_new_tokens=Range(ge=1), tie_band=Range(ge=0, lt=0.5), concurrency=Range(ge=1))
+    @public
     def __init__(
         self,
         prompts: str | Path | Sequence[Any],
         judge: str | RoleConfig = "local:smollm2-135m-instruct",
         constitution: str | Constitution = "harmless",
         *,
-        every: int = 50,
-        max_new_tokens: int = 128,
+        every: Annotated[int, Range(ge=1)] = 50,
+        max_new_tokens: Annotated[int, Range(ge=1)] = 128,
         references: Sequence[str] | None = None,
         reference_column: str | None = None,
         reference_model: str | RoleConfig | None = None,
@@ -83,9 +83,9 @@ class WinRateCallback(TrainerCallback):
         cache: str | Path | None = DEFAULT_CACHE,
         budget: Budget | None = None,
         prices: Mapping[str, Price] | None = None,
-        tie_band: float = 0.0,
+        tie_band: Annotated[float, Range(ge=0, lt=0.5)] = 0.0,
         seed: int = 0,
-        concurrency: int = 16,
+        concurrency: Annotated[int, Range(ge=1)] = 16,
         prefix: str = "win_rate",
         human_labels: str | Path | None = None,
         **judge_settings: Any,

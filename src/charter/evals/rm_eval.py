@@ -9,11 +9,11 @@ import asyncio
 import hashlib
 import random
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, cast
 
 from pydantic import Field, model_validator
 
-from charter.api_args import AS_GIVEN, config_from, from_arguments, public
+from charter.api_args import ConfigArg, Loads, public
 from charter.evals.rm import PairRows, comparisons_needed, group_rows, judged_accuracy, score_reward_model
 from charter.evals.winrate import _run_in_thread
 from charter.judge.settings import PairwiseMode
@@ -179,8 +179,10 @@ def _evaluate(config: RmEvalConfig) -> dict[str, Any]:
     return summary
 
 
-@public(config=AS_GIVEN)
-def evaluate_rm(config: RmEvalConfig | dict[str, Any] | str | Path | None = None, **fields: Any) -> dict[str, Any]:
+@public
+def evaluate_rm(
+    config: Annotated[ConfigArg[RmEvalConfig] | None, Loads(fields="fields")] = None, **fields: Any
+) -> dict[str, Any]:
     """A reward model, or a judge used as a pairwise reward model, scored on preference pairs (RewardBench style).
 
     `evaluate_rm(reward_model=..., pairs=...)` for a reward model, `evaluate_rm(judge=..., pairs=...)` for a judge. The
@@ -209,6 +211,4 @@ def evaluate_rm(config: RmEvalConfig | dict[str, Any] | str | Path | None = None
         ConstitutionError: `constitution` is neither a bundled name nor a valid constitution file.
         ProviderError: The judge failed for good (an unknown model, a bad key).
     """
-    if config is None or isinstance(config, dict):
-        config = from_arguments(RmEvalConfig, **{**(config or {}), **fields})
-    return _evaluate(config_from(RmEvalConfig, config, "config"))
+    return _evaluate(cast(RmEvalConfig, config))  # loaded by @public

@@ -9,12 +9,12 @@ import random
 import threading
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Literal, TypedDict
+from typing import Annotated, Any, Literal, TypedDict, cast
 
 import orjson
 
 from charter import tables
-from charter.api_args import AS_GIVEN, config_from, from_arguments, public
+from charter.api_args import ConfigArg, Loads, public
 from charter.errors import ConfigError, DatasetError
 from charter.evals.config import WinrateConfig
 from charter.records import Judgment, Message, Pair, as_records
@@ -495,8 +495,10 @@ def markdown(summary: WinrateReport) -> str:
     return "\n".join(lines)
 
 
-@public(config=AS_GIVEN)
-def winrate(config: WinrateConfig | dict[str, Any] | str | Path | None = None, **fields: Any) -> WinrateSummary:
+@public
+def winrate(
+    config: Annotated[ConfigArg[WinrateConfig] | None, Loads(fields="fields")] = None, **fields: Any
+) -> WinrateSummary:
     """Win rate of a candidate policy against a base policy, judged against the constitution in both orders.
 
     `winrate(base=..., candidate=..., prompts=..., judge=...)` or `winrate(WinrateConfig(...))`. A sync wrapper
@@ -531,9 +533,7 @@ def winrate(config: WinrateConfig | dict[str, Any] | str | Path | None = None, *
         LogprobsUnsupported: `judge_mode` is logprobs and the judge's backend gives no token probabilities.
         TrainingError: `reward_model` is not a reward model folder.
     """
-    if config is None or isinstance(config, dict):
-        config = from_arguments(WinrateConfig, **{**(config or {}), **fields})
-    config = config_from(WinrateConfig, config, "config")
+    config = cast(WinrateConfig, config)  # loaded by @public
     try:
         asyncio.get_running_loop()
     except RuntimeError:

@@ -4,7 +4,7 @@ splits TRL trains on, conversational columns and provenance kept."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 from charter.api_args import Range, public
 from charter.errors import DatasetError, HubError, missing_extra
@@ -66,14 +66,14 @@ def _download(repo_id: str, revision: str | None, token: str | None) -> Path:
     return Path(path)
 
 
-@public(test_size=Range(ge=0, lt=1))
+@public
 def load_preferences(
     source: str | Path,
     *,
     revision: str | None = None,
     token: str | None = None,
     cache_dir: str | Path | None = None,
-    test_size: float = 0.1,
+    test_size: Annotated[float, Range(ge=0, lt=1)] = 0.1,
     seed: int = 0,
 ) -> datasets.DatasetDict:
     """Load the `preferences` configuration of a published dataset as the splits TRL trains on.

@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypedDict, cast
+from typing import TYPE_CHECKING, Annotated, Any, TypedDict, cast
 
 import numpy as np
 
@@ -143,18 +143,13 @@ def mix_counts(n_synthetic: int, n_human: int, ratio: float, size: int | None) -
     return k_synthetic, k_human
 
 
-@public(
-    charter_dataset=Kinds(*SOURCES, said=SOURCE_KINDS),
-    human_dataset=Kinds(*SOURCES, said=SOURCE_KINDS),
-    ratio=Range(ge=0, le=1),
-    size=Range(ge=1),
-)
+@public
 def mix(
-    charter_dataset: Source,
-    human_dataset: Source,
-    ratio: float = 0.5,
+    charter_dataset: Annotated[Source, Kinds(*SOURCES, said=SOURCE_KINDS)],
+    human_dataset: Annotated[Source, Kinds(*SOURCES, said=SOURCE_KINDS)],
+    ratio: Annotated[float, Range(ge=0, le=1)] = 0.5,
     seed: int = 0,
-    size: int | None = None,
+    size: Annotated[int | None, Range(ge=1)] = None,
     split: str = "train",
 ) -> datasets.Dataset:
     """Combine charter rows with human-labeled rows so that a share `ratio` of the result is synthetic.

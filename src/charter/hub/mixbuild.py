@@ -14,7 +14,7 @@ import re
 import shutil
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import numpy as np
 import yaml
@@ -139,10 +139,10 @@ def _dataset(rows: list[dict[str, Any]]) -> datasets.Dataset:
     return import_datasets().Dataset(InMemoryTable(table))
 
 
-@public(plan=Kinds(MixtureManifest, dict, str, Path, said=PLAN_KINDS), size=Range(ge=1))
+@public
 def mix_from_plan(
-    plan: Any,
-    size: int | None = None,
+    plan: Annotated[Any, Kinds(MixtureManifest, dict, str, Path, said=PLAN_KINDS)],
+    size: Annotated[int | None, Range(ge=1)] = None,
     seed: int = 0,
     split: str = "train",
     out: str | Path | None = None,

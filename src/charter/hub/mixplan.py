@@ -27,7 +27,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import Field, model_validator
@@ -439,14 +439,11 @@ def read_manifest(path: str | Path) -> tuple[MixtureManifest, Positions]:
     return manifest, positions
 
 
-@public(
-    scores=Kinds(str, Path, list, tuple, dict, said=SCORE_KINDS),
-    top_n=Range(ge=1),
-)
+@public
 def mix_plan(
-    scores: Any,
+    scores: Annotated[Any, Kinds(str, Path, list, tuple, dict, said=SCORE_KINDS)],
     strategy: Strategy = "micro",
-    top_n: int = 2,
+    top_n: Annotated[int, Range(ge=1)] = 2,
     weighting: Weighting = "targets",
     target_weights: dict[str, float] | None = None,
     sources: dict[str, str] | None = None,

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Any, TypedDict
+from typing import Annotated, Any, TypedDict
 
 import numpy as np
 import orjson
@@ -79,17 +79,13 @@ def _probe_one(
     return {"summary": str(summary), "rows": len(rows), "ran": True}
 
 
-@public(
-    sources=Kinds(dict, said="a mapping of source name -> its rows' path"),
-    budget=Range(ge=1),
-    trainer=Kinds(RewardModelConfig, dict, str, Path, type(None), said=TRAINER_KINDS),
-)
+@public
 def mix_probe(
-    sources: dict[str, str],
+    sources: Annotated[dict[str, str], Kinds(dict, said="a mapping of source name -> its rows' path")],
     pairs: str | Path,
     out: str | Path,
-    trainer: Any = None,
-    budget: int = 256,
+    trainer: Annotated[Any, Kinds(RewardModelConfig, dict, str, Path, type(None), said=TRAINER_KINDS)] = None,
+    budget: Annotated[int, Range(ge=1)] = 256,
     seed: int = 0,
 ) -> dict[str, ProbeResult]:
     """Score each source on each target subtask with a small training run: the table `mix_plan` reads.

@@ -11,7 +11,7 @@ import shutil
 import tempfile
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 from charter.agreement.gate import GateResult, evaluate_audit_gate, evaluate_gate
 from charter.api_args import Range, public
@@ -135,7 +135,7 @@ def named_keys(run_config: dict[str, Any]) -> list[str]:
     return [os.environ[name] for name in sorted(n for n in names if n) if os.environ.get(name)]
 
 
-@public(test_size=Range(ge=0, lt=1))
+@public
 def publish(
     run_dir: str | Path,
     repo_id: str,
@@ -145,7 +145,7 @@ def publish(
     dry_run: str | Path | None = None,
     override_gate: bool = False,
     token: str | None = None,
-    test_size: float = 0.1,
+    test_size: Annotated[float, Range(ge=0, lt=1)] = 0.1,
     seed: int = 0,
     license: str = "other",
     commit_message: str | None = None,

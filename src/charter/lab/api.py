@@ -8,7 +8,7 @@ import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Annotated, Any, TypeVar
 
 from charter.api_args import Range, public
 from charter.constitutions import Constitution, load_constitution
@@ -87,14 +87,7 @@ def _proposer_options(model: str | ChatModel, structured_output: bool) -> dict[s
     )
 
 
-@public(
-    max_principles=Range(ge=1),
-    proposals=Range(ge=1),
-    per_pair=Range(ge=1),
-    test_fraction=Range(ge=0.05, le=0.9),
-    bootstrap_samples=Range(ge=1),
-    concurrency=Range(ge=1),
-)
+@public
 def infer_constitution(
     pairs: str | Path,
     model: str | ChatModel | None = None,
@@ -103,15 +96,15 @@ def infer_constitution(
     candidates: str | list[str] | None = None,
     output: str | Path | None = None,
     declared: str | None = None,
-    max_principles: int = 5,
-    proposals: int = 100,
-    per_pair: int = 3,
-    test_fraction: float = 0.3,
+    max_principles: Annotated[int, Range(ge=1)] = 5,
+    proposals: Annotated[int, Range(ge=1)] = 100,
+    per_pair: Annotated[int, Range(ge=1)] = 3,
+    test_fraction: Annotated[float, Range(ge=0.05, le=0.9)] = 0.3,
     mode: JudgeMode = "logprobs",
     orders: Orders = "both",
     seed: int = 0,
-    bootstrap_samples: int = 1000,
-    concurrency: int = 64,
+    bootstrap_samples: Annotated[int, Range(ge=1)] = 1000,
+    concurrency: Annotated[int, Range(ge=1)] = 64,
     cache: str | None = DEFAULT_CACHE,
     name: str = "inferred",
     structured_output: bool = True,
@@ -201,25 +194,20 @@ def infer_constitution(
     return result
 
 
-@public(
-    min_flip=Range(ge=0, le=1),
-    target=Range(ge=0.5, le=1),
-    bootstrap_samples=Range(ge=1),
-    concurrency=Range(ge=1),
-)
+@public
 def check_constitution(
     constitution: str | Constitution,
     pairs: str | Path,
     judge: str | ChatModel,
     *,
     inferred: str | None = None,
-    min_flip: float = 0.5,
-    target: float = 0.97,
+    min_flip: Annotated[float, Range(ge=0, le=1)] = 0.5,
+    target: Annotated[float, Range(ge=0.5, le=1)] = 0.97,
     mode: JudgeMode = "logprobs",
     orders: Orders = "both",
     seed: int = 0,
-    bootstrap_samples: int = 1000,
-    concurrency: int = 64,
+    bootstrap_samples: Annotated[int, Range(ge=1)] = 1000,
+    concurrency: Annotated[int, Range(ge=1)] = 64,
     cache: str | None = DEFAULT_CACHE,
     max_calls: int | None = None,
     progress: bool = False,

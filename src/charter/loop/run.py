@@ -24,11 +24,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, cast
 
-from charter.api_args import AS_GIVEN, config_from, public
+from charter.api_args import ConfigArg, Loads, public
 from charter.errors import ConfigError
-from charter.loop.config import LoopConfig, Strategy
+from charter.loop.config import LoopConfig, Strategy, load_loop_config
 from charter.loop.metrics import collapse_metrics, collapse_stop, round_verdict
 
 SHARED = "shared"
@@ -385,8 +385,11 @@ def _bundled() -> Path:
     return bundled_prompts_path()
 
 
-@public(config=AS_GIVEN)
-def iterate(config: LoopConfig | dict[str, Any] | str | Path, overrides: list[str] | None = None) -> LoopResult:
+@public
+def iterate(
+    config: Annotated[ConfigArg[LoopConfig], Loads(load_loop_config, overrides="overrides")],
+    overrides: list[str] | None = None,
+) -> LoopResult:
     """Run (or resume) an iterated loop: per round and data strategy, a run, its DPO data, DPO, monitor and eval.
 
     A killed loop resumes at the first step it had not recorded in LOOP_DIR/loop.sqlite.
@@ -407,8 +410,4 @@ def iterate(config: LoopConfig | dict[str, Any] | str | Path, overrides: list[st
         CharterError: Any error of a round's run, DPO training or win rate (see `run`, `train_dpo` and `winrate`),
             e.g. `BudgetExceeded`, `Interrupted`, `TrainingError`; the steps done so far stay recorded.
     """
-    from charter.loop.config import load_loop_config
-
-    if isinstance(config, str | Path):
-        config = load_loop_config(config, overrides)
-    return Loop(config_from(LoopConfig, config, "config")).run()
+    return Loop(cast(LoopConfig, config)).run()  # loaded by @public

@@ -6,11 +6,10 @@ from typing import Any
 
 from charter._version import __version__
 from charter.evals.during import evaluation_lines
-from charter.online.config import OnlineConfig, Trainer
+from charter.online.config import OnlineConfig
 from charter.online.metrics import OnlineMetrics
 from charter.training.card import base_model
 
-TRAINERS = {"grpo": "GRPO (TRL GRPOTrainer)", "rloo": "RLOO (TRL RLOOTrainer)"}
 SCORINGS = {
     "score": "the rubric score of each completion (judge mode score), normalised to 0..1, mean over the principles",
     "group": "each completion's win rate among the completions of its prompt, judged pairwise in both orders",
@@ -49,11 +48,11 @@ def _signal(config: OnlineConfig) -> str:
     return " and ".join(parts) + " rewarded the policy's own samples during training (the judge at weight 0)."
 
 
-def online_card(metrics: OnlineMetrics, config: OnlineConfig, trainer: Trainer) -> Any:
-    """A huggingface_hub ModelCard naming the constitution, the judge and the scoring."""
+def online_card(metrics: OnlineMetrics, config: OnlineConfig, name: str, tags: list[str]) -> Any:
+    """A huggingface_hub ModelCard naming the constitution, the judge and the scoring (`name`: the trainer's, as
+    "GRPO (TRL GRPOTrainer)"; `tags`: the card's)."""
     from huggingface_hub import ModelCard, ModelCardData
 
-    tags = ["charter", "trl", trainer, "rlaif"]
     data = ModelCardData(library_name="transformers", tags=tags, base_model=base_model(config.model))
     verify = f"weight {config.verify.weight}, {config.verify.verifier}" if config.verify else "none"
     reward_model = f"weight {config.reward_model_weight}, {config.reward_model}" if config.reward_model else "none"
@@ -62,7 +61,7 @@ def online_card(metrics: OnlineMetrics, config: OnlineConfig, trainer: Trainer) 
     first, last = (steps[0], steps[-1]) if steps else (None, None)
     usage = metrics["usage"]
     lines = [
-        f"# A policy trained online with charter ({TRAINERS[trainer]})",
+        f"# A policy trained online with charter ({name})",
         "",
         f"Trained with charter {__version__} from `{config.model}`: " + _signal(config),
         "",
@@ -103,16 +102,15 @@ def _dpo_judge(config: Any, judge: str) -> str:
     )
 
 
-def online_dpo_card(metrics: Any, config: Any) -> Any:
-    """The model card of an online-DPO policy: the judge, the pairs trained on and those masked, the cost."""
+def online_dpo_card(metrics: Any, config: Any, name: str, tags: list[str]) -> Any:
+    """The model card of an online-DPO policy: the judge, the pairs trained on and those masked, the cost (`name`:
+    the trainer's, "online DPO"; `tags`: the card's)."""
     from huggingface_hub import ModelCard, ModelCardData
 
-    data = ModelCardData(
-        library_name="transformers", tags=["charter", "trl", "online-dpo", "rlaif"], base_model=base_model(config.model)
-    )
+    data = ModelCardData(library_name="transformers", tags=tags, base_model=base_model(config.model))
     usage, masked = metrics["usage"], metrics["masked"]
     lines = [
-        "# A policy trained with online DPO by charter (TRL OnlineDPOTrainer)",
+        f"# A policy trained with {name} by charter (TRL OnlineDPOTrainer)",
         "",
         f"Trained with charter {__version__} from `{config.model}`: two completions per prompt from the policy, "
         "compared by an AI judge against a written constitution, a DPO step on the pairs it decided (OAIF).",

@@ -5,24 +5,23 @@ were all masked skipped. Writes the policy, metrics.json, a model card and the r
 from __future__ import annotations
 
 import functools
-import time
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
-from charter.api_args import public
-from charter.errors import BudgetExceeded, TrainingError
+from charter.api_args import ConfigArg, public
+from charter.errors import TrainingError
 from charter.evals.callback import evaluations
 from charter.online.card import online_dpo_card, unfinished_online_dpo_card
 from charter.online.config import OnlineDPOConfig
 from charter.online.metrics import OnlineDPOMetrics, Usage
 from charter.online.pairs import MeteredPanel, PairJudge, RewardModelVote, masked_dpo_loss
 from charter.online.train import (
+    OnlineRun,
     budget_callback,
     dataset_rows,
     merge_rank_stores,
-    restart_store,
     train_prompts,
     usage_of,
     winrate_callback,
@@ -30,11 +29,10 @@ from charter.online.train import (
 )
 from charter.runs.rewards import StepPairs, pair_steps
 from charter.runs.store import RunStore
-from charter.training.args import build_trl_config, checkpointing_args, last_checkpoint
+from charter.training.args import build_trl_config, cpu_args, online_args
 from charter.training.lora import peft_config
 from charter.training.models import load_policy, pick_device, short_error
-from charter.training.output import save_trained, write_json
-from charter.training.parallel import barrier, parallel_settings, sum_each_over_processes
+from charter.training.parallel import parallel_settings, sum_each_over_processes
 from charter.training.trl_fields import online_dpo_config
 
 #: What the trainer logs each step: pairs trained on and masked by reason (all processes together), whether the
@@ -268,19 +266,18 @@ def _unused_reward(prompts: Any, completions: Any, **kwargs: Any) -> list[float 
 
 def _trl_args(config: OnlineDPOConfig, device: str) -> Any:
     base: dict[str, Any] = {
-        **checkpointing_args(config.output_dir, config.seed, logging_steps=1, save_steps=50),
+        **online_args(config.output_dir, config.seed),
         "learning_rate": 5e-7,
         "max_new_tokens": 64,
         "per_device_train_batch_size": 4,
+        **cpu_args(device),
     }
-    if device == "cpu":
-        base.update(bf16=False, use_cpu=True)
     return build_trl_config(online_dpo_config(), base, config.trl, "trl")
 
 
-@public()
+@public
 def train_online_dpo(
-    config: OnlineDPOConfig | dict[str, Any] | str | Path, *, callbacks: tuple[Any, ...] | list[Any] = ()
+    config: ConfigArg[OnlineDPOConfig], *, callbacks: tuple[Any, ...] | list[Any] = ()
 ) -> OnlineDPOMetrics:
     """Train a policy with online DPO, charter's pairwise judge deciding each pair of its own completions.
 
@@ -299,49 +296,84 @@ def train_online_dpo(
         TrainingError: The policy or TRL's settings are unusable.
         DatasetError: There are no prompts.
     """
-    import datasets
+    return OnlineDPOTraining(cast(OnlineDPOConfig, config), callbacks).run()  # config: loaded by @public
 
-    config = config if isinstance(config, OnlineDPOConfig) else OnlineDPOConfig.model_validate(config)
-    out = Path(config.output_dir)
-    prompts = train_prompts(config)
-    device = pick_device(config.device)
-    args = _trl_args(config, device)
-    judge = pair_judge(config)
-    stop = budget_callback(judge, config.budget)
-    judged = winrate_callback(config)
-    model, tokenizer, _ = load_policy(config.model, config.chat_template)
-    try:
-        trainer = judged_trainer_class()(
-            model=model,
-            judge=judge,
-            config=config,
-            args=args,
-            train_dataset=datasets.Dataset.from_list(dataset_rows(prompts, None)),
-            processing_class=tokenizer,
-            peft_config=peft_config(config.lora, "CAUSAL_LM"),
-            callbacks=[stop, *callbacks, *([judged] if judged else [])],
+
+class OnlineDPOTraining(OnlineRun[OnlineDPOConfig, OnlineDPOMetrics]):
+    """`train_online_dpo`: TRL's online DPO trainer, charter's pairwise judge deciding its pairs."""
+
+    _name = "online DPO"
+    _tag_names = ["online-dpo", "rlaif"]
+
+    def build(self) -> Any:
+        import datasets
+
+        config = self.config
+        prompts = train_prompts(config)
+        self.device = pick_device(config.device)
+        args = _trl_args(config, self.device)
+        self.session = judge = pair_judge(config)
+        self.stop = budget_callback(judge, config.budget)
+        judged = winrate_callback(config)
+        model, tokenizer, _ = load_policy(config.model, config.chat_template)
+        try:
+            trainer = judged_trainer_class()(
+                model=model,
+                judge=judge,
+                config=config,
+                args=args,
+                train_dataset=datasets.Dataset.from_list(dataset_rows(prompts, None)),
+                processing_class=tokenizer,
+                peft_config=peft_config(config.lora, "CAUSAL_LM"),
+                callbacks=[self.stop, *self.callbacks, *([judged] if judged else [])],
+            )
+        except ValueError as exc:
+            raise TrainingError(f"online DPO trainer: {short_error(exc)}") from None
+        if judged is not None:
+            judged.trainer = trainer  # the win rate reaches TensorBoard / W&B too
+        return trainer
+
+    def metrics(self, trainer: Any, result: Any) -> OnlineDPOMetrics:
+        """Merge the ranks' reward stores (main process), then the metrics: per step the pairs, those trained on and
+        masked, the judge's calls and cost (all processes together)."""
+        judge: PairJudge = self.session
+        calls = _calls_per_step(judge, trainer.state.global_step)  # every process takes part
+        steps: list[StepPairs] = []
+        usage = Usage(calls=0, cached=0, prompt_tokens=0, completion_tokens=0, cost_usd=0.0)
+        if trainer.is_world_process_zero():  # only the main process opens the output's store (the others could
+            merge_rank_stores(self.out, judge.ranks)  # find it locked by the merge)
+            with RunStore(self.out, create=True) as store:
+                steps, usage = pair_steps(store), usage_of(store)
+        for row in steps:
+            done = calls.get(row["step"] or 0, (0.0, 0.0, 0.0))
+            # a step with no pair in its loss is one the trainer skipped (StepHold): the same pairs, counted here
+            row.update(
+                calls=int(done[0]), cached_calls=int(done[1]), cost_usd=round(done[2], 6), skipped=not row["trained"]
+            )
+        # a step that decided no pair has no reward margin (NaN in TRL's log): left out, so metrics.json stays JSON
+        log = [
+            {k: v for k, v in e.items() if (k in KEPT_LOGS or k == "step") and not (isinstance(v, float) and v != v)}
+            for e in trainer.state.log_history
+        ]
+        return OnlineDPOMetrics(
+            trainer="online-dpo",
+            judge=judge.judge.model_id,
+            constitution=_constitution(judge),
+            stopped="budget" if self.stop.stopped else "finished",
+            steps=steps,
+            trl_log=[e for e in log if "loss" in e],
+            usage=usage,
+            pairs=sum(s["pairs"] for s in steps),
+            trained=sum(s["trained"] for s in steps),
+            masked={"failed": sum(s["failed"] for s in steps), "undecided": sum(s["undecided"] for s in steps)},
+            skipped_steps=sum(bool(s.get("skipped")) for s in steps),
+            training={**self.training_fields(trainer), "device": self.device, **parallel_settings(trainer.args)},
+            winrate_eval=evaluations(winrate_of(trainer)),
+            config=self.config.model_dump(mode="json"),
         )
-    except ValueError as exc:
-        raise TrainingError(f"online DPO trainer: {short_error(exc)}") from None
-    if judged is not None:
-        judged.trainer = trainer  # the win rate reaches TensorBoard / W&B too
-    resume = last_checkpoint(out) if config.resume else None
-    restart_store(judge, out, resume)
-    started = time.perf_counter()
-    try:
-        trainer.train(resume_from_checkpoint=resume)
-    finally:
-        judge.close()
-    seconds = time.perf_counter() - started
-    barrier()
-    save_trained(trainer, trainer.processing_class, out, merge_lora=config.lora is not None)
-    metrics = _metrics(config, judge, trainer, stop.stopped, seconds, device, resume)
-    if stop.stopped:
-        raise BudgetExceeded(
-            f"budget reached after step {trainer.state.global_step}: the policy and a checkpoint are saved in "
-            f"{out}; raise the budget and run again to resume"
-        )
-    return metrics
+
+    def card(self, metrics: OnlineDPOMetrics) -> Any:
+        return online_dpo_card(metrics, self.config, self._name, self.tags)
 
 
 def _calls_per_step(judge: PairJudge, steps: int) -> dict[int, tuple[float, float, float]]:
@@ -352,60 +384,3 @@ def _calls_per_step(judge: PairJudge, steps: int) -> dict[int, tuple[float, floa
         flat += [tally.get("calls", 0), tally.get("cached", 0), tally.get("cost_usd", 0.0)]
     summed = sum_each_over_processes(flat)
     return {s + 1: (summed[3 * s], summed[3 * s + 1], summed[3 * s + 2]) for s in range(steps)}
-
-
-def _metrics(
-    config: OnlineDPOConfig, judge: PairJudge, trainer: Any, stopped: bool, seconds: float, device: str,
-    resume: str | None,
-) -> OnlineDPOMetrics:  # fmt: skip
-    """Merge the ranks' reward stores, then write metrics.json, the card and the run report (main process)."""
-    out = Path(config.output_dir)
-    main = trainer.is_world_process_zero()
-    calls = _calls_per_step(judge, trainer.state.global_step)  # every process takes part
-    steps: list[StepPairs] = []
-    usage = Usage(calls=0, cached=0, prompt_tokens=0, completion_tokens=0, cost_usd=0.0)
-    if main:  # only the main process opens the output's store (the others could find it locked by the merge)
-        merge_rank_stores(out, judge.ranks)
-        with RunStore(out, create=True) as store:
-            steps, usage = pair_steps(store), usage_of(store)
-    for row in steps:
-        done = calls.get(row["step"] or 0, (0.0, 0.0, 0.0))
-        # a step with no pair in its loss is one the trainer skipped (StepHold): the same pairs, counted here
-        row.update(
-            calls=int(done[0]), cached_calls=int(done[1]), cost_usd=round(done[2], 6), skipped=not row["trained"]
-        )
-    # a step that decided no pair has no reward margin (NaN in TRL's log): left out, so metrics.json stays JSON
-    log = [
-        {k: v for k, v in e.items() if (k in KEPT_LOGS or k == "step") and not (isinstance(v, float) and v != v)}
-        for e in trainer.state.log_history
-    ]
-    metrics = OnlineDPOMetrics(
-        trainer="online-dpo",
-        judge=judge.judge.model_id,
-        constitution=_constitution(judge),
-        stopped="budget" if stopped else "finished",
-        steps=steps,
-        trl_log=[e for e in log if "loss" in e],
-        usage=usage,
-        pairs=sum(s["pairs"] for s in steps),
-        trained=sum(s["trained"] for s in steps),
-        masked={"failed": sum(s["failed"] for s in steps), "undecided": sum(s["undecided"] for s in steps)},
-        skipped_steps=sum(bool(s.get("skipped")) for s in steps),
-        training={
-            "global_step": trainer.state.global_step,
-            "seconds": round(seconds, 2),
-            "resumed_from": Path(resume).name if resume else None,
-            "prompts": len(trainer.train_dataset),
-            "device": device,
-            **parallel_settings(trainer.args),
-        },
-        winrate_eval=evaluations(winrate_of(trainer)),
-        config=config.model_dump(mode="json"),
-    )  # fmt: skip
-    if main:
-        write_json(out / "metrics.json", metrics)
-        online_dpo_card(metrics, config).save(out / "README.md")
-        from charter.pipeline.report import write_report
-
-        write_report(out)
-    return metrics

@@ -3,12 +3,11 @@ beside it where asked. Writes the policy, metrics.json, a model card and the rew
 
 from __future__ import annotations
 
-import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar, TypeVar, cast
 
-from charter.api_args import public
+from charter.api_args import ConfigArg, public
 from charter.errors import BudgetExceeded, DatasetError, TrainingError
 from charter.evals.callback import WinRateCallback, callback_for, evaluations
 from charter.online.card import online_card
@@ -24,13 +23,22 @@ from charter.runs.rewards import per_step, supersede_from
 from charter.runs.store import STORE_FILE, RunStore
 from charter.runs.tallies import usage_totals
 from charter.runs.usage import stored_usage
-from charter.training.args import build_trl_config, checkpoint_step, checkpointing_args, last_checkpoint
+from charter.training.args import (
+    build_trl_config,
+    checkpoint_step,
+    cpu_args,
+    online_args,
+)
 from charter.training.lora import peft_config
 from charter.training.models import load_policy, pick_device, short_error
-from charter.training.output import save_trained, write_json
 from charter.training.parallel import barrier, parallel_settings, sum_over_processes
+from charter.training.run import TrainingRun
+from charter.training.summary import progress
 from charter.training.trl_fields import grpo_config, rloo_config
 from charter.verify import check, verifier_name
+
+C = TypeVar("C", bound=OnlineBase)
+R = TypeVar("R")
 
 #: TRL's per-step log keys kept in metrics.json.
 KEPT_LOGS = ("loss", "reward", "reward_std", "kl", "entropy", "completions/mean_length", "step_time")
@@ -91,7 +99,7 @@ def distilled_reward(source: str) -> Any:
 
 def _trl_args(config: OnlineConfig, trainer: Trainer, device: str) -> Any:
     base: dict[str, Any] = {
-        **checkpointing_args(config.output_dir, config.seed, logging_steps=1, save_steps=50),
+        **online_args(config.output_dir, config.seed),
         "learning_rate": 1e-6,
         "num_generations": 4,
         "max_completion_length": 64,
@@ -99,9 +107,8 @@ def _trl_args(config: OnlineConfig, trainer: Trainer, device: str) -> Any:
         "reward_weights": ([config.judge_weight] if config.judge_weight > 0 or config.judge_monitor else [])
         + ([config.verify.weight] if config.verify else [])
         + ([config.reward_model_weight] if config.reward_model else []),
+        **cpu_args(device),
     }
-    if device == "cpu":
-        base.update(bf16=False, use_cpu=True)
     cls = grpo_config() if trainer == "grpo" else rloo_config()
     return build_trl_config(cls, base, config.trl, "trl")
 
@@ -217,9 +224,9 @@ def _trainer(
         raise TrainingError(f"{trainer} trainer: {short_error(exc)}") from None
 
 
-@public()
+@public
 def train_online(
-    config: OnlineConfig | dict[str, Any] | str | Path, trainer: Trainer = "grpo", *, callbacks: Sequence[Any] = ()
+    config: ConfigArg[OnlineConfig], trainer: Trainer = "grpo", *, callbacks: Sequence[Any] = ()
 ) -> OnlineMetrics:
     """Train a policy online with the constitutional judge as its reward (TRL's GRPO or RLOO).
 
@@ -238,107 +245,130 @@ def train_online(
         TrainingError: The policy or TRL's settings are unusable.
         DatasetError: There are no prompts.
     """
-    config = config if isinstance(config, OnlineConfig) else OnlineConfig.model_validate(config)
-    out = Path(config.output_dir)
-    prompts = train_prompts(config)
-    device = pick_device(config.device)
-    args = _trl_args(config, trainer, device)
-    _check_groups(args, config.scoring)
-    reward = reward_for(config, out)
-    stop = budget_callback(reward, config.budget)
-    asks_judge = config.judge_weight > 0 or config.judge_monitor
-    funcs = ([reward] if asks_judge else []) + ([verifiable_reward(config.verify)] if config.verify else [])
-    if config.reward_model:
-        funcs.append(distilled_reward(config.reward_model))
-    rows = dataset_rows(prompts, config.verify)
-    judged = winrate_callback(config)
-    model_trainer = _trainer(config, trainer, args, funcs, rows, [stop, *callbacks, *([judged] if judged else [])])
-    if judged is not None:
-        judged.trainer = model_trainer  # the win rate reaches TensorBoard / W&B too
-    resume = last_checkpoint(out) if config.resume else None
-    restart_store(reward, out, resume)
-    started = time.perf_counter()
-    try:
-        model_trainer.train(resume_from_checkpoint=resume)
-    finally:
-        reward.close()
-    seconds = time.perf_counter() - started
-    barrier()
-    save_trained(model_trainer, model_trainer.processing_class, out, merge_lora=config.lora is not None)
-    metrics = _metrics(config, trainer, reward, model_trainer, stop.stopped, seconds, device, resume)
-    if stop.stopped:
-        raise BudgetExceeded(
-            f"budget reached after step {model_trainer.state.global_step}: the policy and a checkpoint are saved in "
-            f"{out}; raise the budget and run again to resume"
+    return TRAININGS[trainer](cast(OnlineConfig, config), callbacks).run()  # config: loaded by @public
+
+
+class OnlineRun(TrainingRun[C, R]):
+    """What the online trainers share: prompts, a judge session whose store restarts where training resumes and that
+    closes when training ends, the ranks' stores merged, the run report, and the budget's stop."""
+
+    session: Any
+    """The judge session: the reward function (GRPO, RLOO) or the pairwise judge (online DPO)."""
+    stop: Any
+    """The budget's callback (`budget_callback`)."""
+
+    def output_dir(self) -> Path:
+        return Path(self.config.output_dir)
+
+    def before_training(self, trainer: Any) -> None:
+        restart_store(self.session, self.out, self.resume)
+
+    def train(self, trainer: Any) -> Any:
+        try:
+            return trainer.train(resume_from_checkpoint=self.resume)
+        finally:
+            self.session.close()
+
+    def after_training(self, trainer: Any) -> None:
+        barrier()
+
+    def write(self, metrics: R) -> None:
+        super().write(metrics)
+        from charter.pipeline.report import write_report
+
+        write_report(self.out)  # report/report.md and .html: per step, usage, failures, the win rate judged in training
+
+    def finish(self, trainer: Any, metrics: R) -> R:
+        if self.stop.stopped:
+            raise BudgetExceeded(
+                f"budget reached after step {trainer.state.global_step}: the policy and a checkpoint are saved in "
+                f"{self.out}; raise the budget and run again to resume"
+            )
+        return metrics
+
+    def training_fields(self, trainer: Any) -> dict[str, Any]:
+        """The `training` part of the metrics up to the device: steps, seconds, resumed from, prompts."""
+        return {**progress(trainer, self.seconds, self.resume), "prompts": len(trainer.train_dataset)}
+
+
+class OnlineTraining(OnlineRun[OnlineConfig, OnlineMetrics]):
+    """`train_online`: TRL's GRPO or RLOO trainer, the judge's reward beside a verifier's and a reward model's."""
+
+    trainer: ClassVar[Trainer]
+
+    def build(self) -> Any:
+        config, out = self.config, self.out
+        prompts = train_prompts(config)
+        self.device = pick_device(config.device)
+        args = _trl_args(config, self.trainer, self.device)
+        _check_groups(args, config.scoring)
+        self.session = reward = reward_for(config, out)
+        self.stop = budget_callback(reward, config.budget)
+        asks_judge = config.judge_weight > 0 or config.judge_monitor
+        funcs = ([reward] if asks_judge else []) + ([verifiable_reward(config.verify)] if config.verify else [])
+        if config.reward_model:
+            funcs.append(distilled_reward(config.reward_model))
+        rows = dataset_rows(prompts, config.verify)
+        judged = winrate_callback(config)
+        callbacks = [self.stop, *self.callbacks, *([judged] if judged else [])]
+        trainer = _trainer(config, self.trainer, args, funcs, rows, callbacks)
+        if judged is not None:
+            judged.trainer = trainer  # the win rate reaches TensorBoard / W&B too
+        return trainer
+
+    def metrics(self, trainer: Any, result: Any) -> OnlineMetrics:
+        """Merge the ranks' reward stores (main process), then the metrics from the output's store."""
+        if not trainer.is_world_process_zero():
+            return self._summary(trainer, None)
+        merge_rank_stores(self.out, self.session.ranks)
+        with RunStore(self.out, create=True) as store:
+            return self._summary(trainer, store)
+
+    def card(self, metrics: OnlineMetrics) -> Any:
+        return online_card(metrics, self.config, self._name, self.tags)
+
+    def _summary(self, trainer: Any, store: RunStore | None) -> OnlineMetrics:
+        config, reward = self.config, self.session
+        steps = per_step(store) if store is not None else []
+        none = Usage(calls=0, cached=0, prompt_tokens=0, completion_tokens=0, cost_usd=0.0)
+        log = [
+            {k: v for k, v in entry.items() if k in KEPT_LOGS or k == "step" or k.startswith("rewards/")}
+            for entry in trainer.state.log_history
+            if "loss" in entry
+        ]
+        return OnlineMetrics(
+            trainer=self.trainer,
+            scoring=config.scoring,
+            judge=reward.judge.model_id,
+            constitution=f"{reward.constitution.name} ({reward.constitution.short_hash})",
+            stopped="budget" if self.stop.stopped else "finished",
+            steps=steps,
+            trl_log=log,
+            usage=usage_of(store) if store is not None else none,
+            rewards=sum(s["n"] for s in steps),
+            failures=sum(s["failed"] for s in steps),
+            training={
+                **self.training_fields(trainer),
+                "num_generations": trainer.args.num_generations,
+                "device": self.device,
+                **parallel_settings(trainer.args),
+            },
+            winrate_eval=evaluations(winrate_of(trainer)),
+            config=config.model_dump(mode="json"),
         )
-    return metrics
 
 
-def _metrics(
-    config: OnlineConfig,
-    trainer: Trainer,
-    reward: RewardFunction,
-    model_trainer: Any,
-    stopped: bool,
-    seconds: float,
-    device: str,
-    resume: str | None,
-) -> OnlineMetrics:
-    """Merge the ranks' reward stores, then write metrics.json, the card and the run report (main process)."""
-    out = Path(config.output_dir)
-    if not model_trainer.is_world_process_zero():
-        return _summary(config, trainer, reward, model_trainer, stopped, seconds, device, resume, None)
-    merge_rank_stores(out, reward.ranks)
-    with RunStore(out, create=True) as store:
-        metrics = _summary(config, trainer, reward, model_trainer, stopped, seconds, device, resume, store)
-    write_json(out / "metrics.json", metrics)
-    online_card(metrics, config, trainer).save(out / "README.md")
-    from charter.pipeline.report import write_report
-
-    write_report(out)  # report/report.md and .html: rewards per step, usage, failures, the win rate judged in training
-    return metrics
+class GRPOTraining(OnlineTraining):
+    trainer = "grpo"
+    _name = "GRPO (TRL GRPOTrainer)"
+    _tag_names = ["grpo", "rlaif"]
 
 
-def _summary(
-    config: OnlineConfig,
-    trainer: Trainer,
-    reward: RewardFunction,
-    model_trainer: Any,
-    stopped: bool,
-    seconds: float,
-    device: str,
-    resume: str | None,
-    store: RunStore | None,
-) -> OnlineMetrics:
-    steps = per_step(store) if store is not None else []
-    none = Usage(calls=0, cached=0, prompt_tokens=0, completion_tokens=0, cost_usd=0.0)
-    usage = usage_of(store) if store is not None else none
-    log = [
-        {k: v for k, v in entry.items() if k in KEPT_LOGS or k == "step" or k.startswith("rewards/")}
-        for entry in model_trainer.state.log_history
-        if "loss" in entry
-    ]
-    args = model_trainer.args
-    return OnlineMetrics(
-        trainer=trainer,
-        scoring=config.scoring,
-        judge=reward.judge.model_id,
-        constitution=f"{reward.constitution.name} ({reward.constitution.short_hash})",
-        stopped="budget" if stopped else "finished",
-        steps=steps,
-        trl_log=log,
-        usage=usage,
-        rewards=sum(s["n"] for s in steps),
-        failures=sum(s["failed"] for s in steps),
-        training={
-            "global_step": model_trainer.state.global_step,
-            "seconds": round(seconds, 2),
-            "resumed_from": Path(resume).name if resume else None,
-            "prompts": len(model_trainer.train_dataset),
-            "num_generations": args.num_generations,
-            "device": device,
-            **parallel_settings(args),
-        },
-        winrate_eval=evaluations(winrate_of(model_trainer)),
-        config=config.model_dump(mode="json"),
-    )
+class RLOOTraining(OnlineTraining):
+    trainer = "rloo"
+    _name = "RLOO (TRL RLOOTrainer)"
+    _tag_names = ["rloo", "rlaif"]
+
+
+#: The online trainer of each `trainer` argument.
+TRAININGS: dict[str, type[OnlineTraining]] = {"grpo": GRPOTraining, "rloo": RLOOTraining}

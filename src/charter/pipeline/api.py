@@ -9,11 +9,11 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any, Literal, NotRequired, TypedDict, cast
+from typing import Annotated, Any, Literal, NotRequired, TypedDict, cast
 
 from pydantic import ValidationError
 
-from charter.api_args import AS_GIVEN, Range, config_from, from_arguments, public
+from charter.api_args import ConfigArg, Kinds, Loads, Range, config_from, from_arguments, public
 from charter.concurrency import bounded_map
 from charter.constitutions import Constitution, load_constitution
 from charter.critique.chain import chain_fingerprint, run_chain
@@ -78,8 +78,14 @@ class PreferenceCounts(TypedDict):
     """Kept rows with a calibrated probability."""
 
 
-@public(config=AS_GIVEN)
-def run(config: RunConfig | dict[str, Any] | str | Path, overrides: list[str] | None = None) -> RunResult:
+#: What `run` takes as its config; it loads a file itself, to name it in its errors.
+RUN_CONFIG_KINDS = Kinds(RunConfig, dict, str, Path, said="a RunConfig, a dict of its fields or a YAML file's path")
+
+
+@public
+def run(
+    config: Annotated[RunConfig | dict[str, Any] | str | Path, RUN_CONFIG_KINDS], overrides: list[str] | None = None
+) -> RunResult:
     """Run (or resume) a run from a RunConfig or a run config YAML file.
 
     From the main thread, Ctrl-C and SIGTERM stop it cleanly while it runs (`Interrupted`; see charter.interrupt).
@@ -114,13 +120,14 @@ def run(config: RunConfig | dict[str, Any] | str | Path, overrides: list[str] | 
         DatasetError: A training or `eval` stage cannot use its data or prompts.
     """
     source = str(config) if isinstance(config, str | Path) else None
-    if isinstance(config, str | Path):
-        config = load_run_config(config, overrides)
-    return run_sync(config_from(RunConfig, config, "config"), source)
+    return run_sync(config_from(RunConfig, config, "config", lambda path: load_run_config(path, overrides)), source)
 
 
-@public(config=AS_GIVEN)
-def estimate(config: RunConfig | dict[str, Any] | str | Path, overrides: list[str] | None = None) -> Forecast:
+@public
+def estimate(
+    config: Annotated[ConfigArg[RunConfig], Loads(load_run_config, overrides="overrides")],
+    overrides: list[str] | None = None,
+) -> Forecast:
     """Forecast a run's calls, tokens and cost per role and model, low, expected and high, before anything is called
     (what `charter run --dry-run --json` prints).
 
@@ -146,9 +153,7 @@ def estimate(config: RunConfig | dict[str, Any] | str | Path, overrides: list[st
         UnknownModel: A model string names no known provider.
         RunStoreError: The run directory's stored prompt set cannot be read (a resumed run whose source cannot).
     """
-    if isinstance(config, str | Path):
-        config = load_run_config(config, overrides)
-    config = config_from(RunConfig, config, "config")
+    config = cast(RunConfig, config)  # loaded by @public
     constitution = load_constitution(config.constitution)
     check_config(config, constitution)
     synthesizing = "synth" in config.stages and config.synth is not None
@@ -169,17 +174,17 @@ async def _closing(models: Iterable[ChatModel], work: Any) -> Any:
             await model.aclose()
 
 
-@public(concurrency=Range(ge=1), rounds=Range(ge=1))
+@public
 def critique_chains(
     prompts: Iterable[str | list[dict] | list[Message]],
     constitution: str | Constitution = "harmless",
     policy: str | ChatModel = DEFAULT_MODEL,
     critic: str | ChatModel | None = None,
-    rounds: int = 1,
+    rounds: Annotated[int, Range(ge=1)] = 1,
     principles: list[str] | None = None,
     params: SamplingParams | None = None,
     seed: int = 0,
-    concurrency: int = 64,
+    concurrency: Annotated[int, Range(ge=1)] = 64,
 ) -> list[Chain]:
     """SL-CAI chains for prompts: an initial response, then critique and revision rounds, one chain per prompt.
 
@@ -272,14 +277,14 @@ def as_pairs(pairs: Sequence[Pair | dict[str, Any]]) -> list[Pair]:
     return out
 
 
-@public(concurrency=Range(ge=1))
+@public
 def judge_pairs(
     pairs: Sequence[Pair | dict[str, Any]],
     judge: str | ChatModel = DEFAULT_MODEL,
     constitution: str | Constitution = "harmless",
-    settings: JudgeSettings | dict[str, Any] | str | Path | None = None,
+    settings: ConfigArg[JudgeSettings] | None = None,
     seed: int = 0,
-    concurrency: int = 64,
+    concurrency: Annotated[int, Range(ge=1)] = 64,
     **setting_fields: Any,
 ) -> list[Judgment]:
     """Judge pairs under the constitution: the probability that the judge prefers `a` to `b`, for each pair.
@@ -329,11 +334,11 @@ def judge_pairs(
     return asyncio.run(go())
 
 
-@public()
+@public
 def build_preferences(
     pairs: Sequence[Pair | dict[str, Any]],
     judgments: Sequence[Judgment],
-    filters: FiltersConfig | dict[str, Any] | str | Path | None = None,
+    filters: ConfigArg[FiltersConfig] | None = None,
     strategy: Literal["all", "best_vs_worst"] = "all",
     constitution: str | Constitution = "harmless",
     provenance: Provenance | None = None,

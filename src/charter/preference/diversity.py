@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 from pydantic import Field
 
@@ -148,18 +148,13 @@ def _report(source: str, samplers: dict[str, Sampler], config: DiversityConfig, 
 SOURCE_KINDS = "a list of rows or texts, a Dataset, a .jsonl/.parquet file or a run directory"
 
 
-@public(
-    source=Kinds(list, tuple, "Dataset", str, Path, said=SOURCE_KINDS),
-    sample=Range(ge=2),
-    bleu_sample=Range(ge=2),
-    embed_sample=Range(ge=2),
-)
+@public
 def diversity(
-    source: Any,
+    source: Annotated[Any, Kinds(list, tuple, "Dataset", str, Path, said=SOURCE_KINDS)],
     fields: list[str] | None = None,
-    sample: int = 10_000,
-    bleu_sample: int = 1_000,
-    embed_sample: int = 1_000,
+    sample: Annotated[int, Range(ge=2)] = 10_000,
+    bleu_sample: Annotated[int, Range(ge=2)] = 1_000,
+    embed_sample: Annotated[int, Range(ge=2)] = 1_000,
     embedding_model: str | None = "minilm-l6",
     seed: int = 0,
 ) -> DiversityReport:

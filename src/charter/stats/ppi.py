@@ -31,7 +31,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from statistics import NormalDist
-from typing import Literal
+from typing import Annotated, Literal
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict
@@ -141,18 +141,13 @@ def judge_mean(judge_all: Sequence[float] | np.ndarray, *, alpha: float = 0.05) 
                     alpha=alpha)  # fmt: skip
 
 
-@public(
-    judge_all=Range(ge=0, le=1, each=True),
-    judge_labeled=Range(ge=0, le=1, each=True),
-    human_labeled=Range(ge=0, le=1, each=True),
-    alpha=Range(gt=0, lt=1),
-)
+@public
 def ppi_mean(
-    judge_all: Sequence[float] | np.ndarray,
-    judge_labeled: Sequence[float] | np.ndarray,
-    human_labeled: Sequence[float] | np.ndarray,
+    judge_all: Annotated[Sequence[float] | np.ndarray, Range(ge=0, le=1, each=True)],
+    judge_labeled: Annotated[Sequence[float] | np.ndarray, Range(ge=0, le=1, each=True)],
+    human_labeled: Annotated[Sequence[float] | np.ndarray, Range(ge=0, le=1, each=True)],
     *,
-    alpha: float = 0.05,
+    alpha: Annotated[float, Range(gt=0, lt=1)] = 0.05,
     weights: Sequence[float] | np.ndarray | None = None,
     method: Method = "ppi++",
 ) -> Estimate:

@@ -12,9 +12,9 @@ import asyncio
 import json
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, cast
+from typing import Annotated, Any, cast
 
-from charter.api_args import public
+from charter.api_args import ConfigArg, Loads, public
 from charter.constitutions import load_constitution
 from charter.prompts import PromptsConfig, load_prompts
 from charter.providers.base import ChatModel
@@ -179,9 +179,9 @@ async def synthesize_async(
     return result
 
 
-@public(config=load_synth_config)
+@public
 def synthesize(
-    config: SynthConfig | dict[str, Any] | str | Path,
+    config: Annotated[ConfigArg[SynthConfig], Loads(load_synth_config)],
     output: str | Path | None = None,
     *,
     seeds: PromptsConfig | None = None,

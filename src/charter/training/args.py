@@ -43,10 +43,19 @@ def offline_args(out: Path, seed: int) -> dict[str, Any]:
     }
 
 
+def online_args(out: Path | str, seed: int) -> dict[str, Any]:
+    """The settings the online trainers (GRPO, RLOO, online DPO) share: a log line every step, a checkpoint every 50."""
+    return checkpointing_args(out, seed, logging_steps=1, save_steps=50)
+
+
+def cpu_args(device: str) -> dict[str, Any]:
+    """On CPU, the CPU used and no bf16 autocast (TRL's default is bf16=True; it made a DPO step ~8x slower)."""
+    return {"bf16": False, "use_cpu": True} if device == "cpu" else {}
+
+
 def device_defaults(device: str, cpu_batch: int, cuda_batch: int) -> dict[str, Any]:
-    """TRL/Trainer settings chosen by device. On CPU, bf16 autocast made a DPO step ~8x slower (TRL's
-    default is bf16=True), and gradient checkpointing only recomputes the forward pass for memory a
-    small model does not need."""
+    """TRL/Trainer settings chosen by device (`cpu_args` on CPU). Gradient checkpointing only recomputes the forward
+    pass for memory a small model does not need."""
     import torch
 
     if device == "cuda":
@@ -58,9 +67,8 @@ def device_defaults(device: str, cpu_batch: int, cuda_batch: int) -> dict[str, A
             "activation_checkpointing": False,
         }
     return {
-        "bf16": False,
+        **cpu_args(device),
         "fp16": False,
-        "use_cpu": True,
         "per_device_train_batch_size": cpu_batch,
         "per_device_eval_batch_size": cpu_batch,
         "activation_checkpointing": False,

@@ -51,9 +51,7 @@ def training_summary(
     """
     summary = {
         "train_loss": result.training_loss,
-        "global_step": trainer.state.global_step,
-        "seconds": round(seconds, 2),
-        "resumed_from": Path(resume).name if resume else None,
+        **progress(trainer, seconds, resume),
         "train_pairs": pairs[0],
         "held_out_pairs": pairs[1],
         "device": device,
@@ -61,3 +59,12 @@ def training_summary(
         **parallel_settings(trainer.args),
     }
     return cast(TrainingSummary, summary)
+
+
+def progress(trainer: Any, seconds: float, resume: str | None) -> dict[str, Any]:
+    """How far a training went: its optimizer steps, its seconds (to 0.01), the checkpoint it resumed from."""
+    return {
+        "global_step": trainer.state.global_step,
+        "seconds": round(seconds, 2),
+        "resumed_from": Path(resume).name if resume else None,
+    }

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
+from typing import Annotated
 
 from charter.agreement.audit.pairs import AuditPair, pairs_from_file, pairs_from_run, sample
 from charter.agreement.audit.record import AuditReport
@@ -14,13 +15,7 @@ from charter.judge.settings import INJECTION_FAMILIES, JudgeMode, JudgeSettings,
 from charter.providers.base import ChatModel
 
 
-@public(
-    principles_per_pair=Range(ge=1),
-    n=Range(ge=2),
-    min_confidence=Range(ge=0, lt=0.5),
-    bootstrap_samples=Range(ge=1),
-    concurrency=Range(ge=1),
-)
+@public
 def audit_judge(
     pairs: str | Path | list[AuditPair],
     judge: str | ChatModel,
@@ -28,14 +23,14 @@ def audit_judge(
     constitution: str = "harmless",
     mode: JudgeMode = "logprobs",
     orders: Orders = "both",
-    principles_per_pair: int = 1,
-    n: int | None = 200,
+    principles_per_pair: Annotated[int, Range(ge=1)] = 1,
+    n: Annotated[int | None, Range(ge=2)] = 200,
     seed: int = 0,
     families: Sequence[str] = INJECTION_FAMILIES,
     self_preference: bool = False,
-    min_confidence: float = 0.2,
-    bootstrap_samples: int = BOOTSTRAP_SAMPLES,
-    concurrency: int = 16,
+    min_confidence: Annotated[float, Range(ge=0, lt=0.5)] = 0.2,
+    bootstrap_samples: Annotated[int, Range(ge=1)] = BOOTSTRAP_SAMPLES,
+    concurrency: Annotated[int, Range(ge=1)] = 16,
     cache: str | None = None,
     progress: bool = False,
     api_key_env: str | None = None,
