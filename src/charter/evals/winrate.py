@@ -3,10 +3,8 @@ the answers in both orders against the constitution, and a reward model can scor
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import random
-import threading
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal, TypedDict
@@ -15,6 +13,7 @@ import orjson
 
 from charter import tables
 from charter.api_args import AS_GIVEN, config_from, from_arguments, public
+from charter.concurrency import run_sync
 from charter.errors import ConfigError, DatasetError
 from charter.evals.config import WinrateConfig
 from charter.records import Judgment, Message, Pair, as_records
@@ -534,26 +533,4 @@ def winrate(config: WinrateConfig | dict[str, Any] | str | Path | None = None, *
     if config is None or isinstance(config, dict):
         config = from_arguments(WinrateConfig, **{**(config or {}), **fields})
     config = config_from(WinrateConfig, config, "config")
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return asyncio.run(winrate_async(config))
-    return _run_in_thread(winrate_async(config))
-
-
-def _run_in_thread(coro: Any) -> Any:
-    """Run a coroutine to completion from code that is itself inside an event loop."""
-    box: dict[str, Any] = {}
-
-    def target() -> None:
-        try:
-            box["value"] = asyncio.run(coro)
-        except BaseException as exc:  # re-raised in the caller's thread
-            box["error"] = exc
-
-    thread = threading.Thread(target=target)
-    thread.start()
-    thread.join()
-    if "error" in box:
-        raise box["error"]
-    return box["value"]
+    return run_sync(winrate_async(config))
