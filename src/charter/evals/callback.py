@@ -24,7 +24,7 @@ from charter.constitutions import Constitution, load_constitution
 from charter.errors import ArgumentError, ConfigError, MissingExtra
 from charter.evals.callback_labels import SIDES, CallbackLabels, pairs_file, read_callback_labels
 from charter.evals.during import WinRateEval, human_columns, human_fields
-from charter.evals.winrate import load_prompts, tally, write_pairs
+from charter.evals.winrate import answer_pairs, load_prompts, tally, write_pairs
 from charter.judge.modes import pairwise_modes
 from charter.judge.pairwise import judgments_by_pair
 from charter.judge.settings import JudgeSettings
@@ -190,18 +190,7 @@ class WinRateCallback(TrainerCallback):
         if self.references is None:
             raise ConfigError("WinRateCallback: no reference answers (on_train_begin did not run on this process)")
         answers = self.answers(model, tokenizer)
-        pairs = [
-            Pair(
-                pair_id=f"winrate-{i}",
-                prompt_id=f"winrate-{i}",
-                prompt=[Message.model_validate(m) for m in p],
-                a=a,
-                b=r,
-                a_source="policy",
-                b_source="reference",
-            )
-            for i, (p, a, r) in enumerate(zip(self.prompts, answers, self.references))
-        ]
+        pairs = answer_pairs(self.prompts, answers, self.references, ("policy", "reference"))
         records = run_sync(self._judge(pairs))
         ordered = [records.get(p.pair_id) for p in pairs]
         counts = tally(ordered, self.tie_band)
