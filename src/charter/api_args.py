@@ -166,15 +166,13 @@ def from_arguments(config_model: type[M], /, **fields: Any) -> M:
 @overload
 def public(func: F, /) -> F: ...
 @overload
-def public(**legacy: Range | Kinds) -> Callable[[F], F]: ...
-def public(func: Callable[..., Any] | None = None, /, **legacy: Range | Kinds) -> Any:
+def public() -> Callable[[F], F]: ...
+def public(func: Callable[..., Any] | None = None, /) -> Any:
     """Check a public function's arguments, as its signature says, before its body runs (see the module's
     docstring). `@public` or `@public()`.
 
     Args:
         func: The function (`@public` without parentheses).
-        **legacy: Per parameter name, a `Range` or `Kinds` given here instead of in the annotation (the form before
-            `Annotated`; a new function puts them in its signature).
 
     Raises:
         TypeError: At definition: an annotation cannot be resolved, a check names no parameter, or a config
@@ -182,7 +180,7 @@ def public(func: Callable[..., Any] | None = None, /, **legacy: Range | Kinds) -
     """
 
     def decorate(func: F) -> F:
-        spec = _Spec(func, legacy)
+        spec = _Spec(func)
 
         @functools.wraps(func)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -198,14 +196,11 @@ def public(func: Callable[..., Any] | None = None, /, **legacy: Range | Kinds) -
 class _Spec:
     """A function's parameters, their annotations resolved when it is defined, and their checks."""
 
-    def __init__(self, func: Callable[..., Any], legacy: dict[str, Range | Kinds]) -> None:
-        self.func, self.legacy = func, sorted(legacy)
+    def __init__(self, func: Callable[..., Any]) -> None:
+        self.func = func
         self.signature = inspect.signature(func)
-        unknown = set(legacy) - set(self.signature.parameters)
-        if unknown:
-            raise TypeError(f"{func.__qualname__}: no parameter {', '.join(sorted(unknown))}")
         self.params = {
-            name: _Param(name, self._annotation(param), legacy.get(name), func.__qualname__)
+            name: _Param(name, self._annotation(param), func.__qualname__)
             for name, param in self.signature.parameters.items()
             if param.kind not in (param.VAR_POSITIONAL, param.VAR_KEYWORD)
         }
@@ -249,9 +244,9 @@ class _Spec:
 
 
 class _Param:
-    def __init__(self, name: str, annotation: Any, legacy: Range | Kinds | None, where: str) -> None:
+    def __init__(self, name: str, annotation: Any, where: str) -> None:
         self.name, self.annotation = name, annotation
-        marks = [*_metadata(annotation), *([legacy] if legacy is not None else [])]
+        marks = _metadata(annotation)
         members = annotation_members(annotation)
         self.range = _last(marks, Range)
         self.kinds = _last(marks, Kinds)

@@ -98,7 +98,7 @@ class Judging:
             try:
                 records = f.result()
                 with self._lock:  # one writer at a time: the store, the usage ledger and the tally
-                    self.reward._finish_call(records, None, None)
+                    self.reward.session.finish(records, None)
             except BaseException as exc:  # noqa: BLE001 - handed to the caller, who raises it
                 done.set_exception(exc)
                 return

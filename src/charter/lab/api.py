@@ -274,16 +274,7 @@ def check_constitution(
     return _with_models([(judge, "judge", {})], cache, work)
 
 
-@public(
-    proposals=Range(ge=1),
-    per_pair=Range(ge=1),
-    test_fraction=Range(ge=0.05, le=0.9),
-    keep_threshold=Range(ge=0.5, le=1),
-    min_decided=Range(ge=1),
-    max_criteria=Range(ge=1),
-    items_per_call=Range(ge=1),
-    concurrency=Range(ge=1),
-)
+@public
 def learn_rubrics(
     pairs: str | Path,
     model: str | ChatModel,
@@ -291,16 +282,16 @@ def learn_rubrics(
     judge: str | ChatModel | None = None,
     base: str | Constitution | None = None,
     output: str | Path | None = None,
-    proposals: int = 100,
-    per_pair: int = 3,
-    test_fraction: float = 0.3,
-    keep_threshold: float = 0.75,
-    min_decided: int = 3,
-    max_criteria: int = 10,
-    items_per_call: int = 20,
+    proposals: Annotated[int, Range(ge=1)] = 100,
+    per_pair: Annotated[int, Range(ge=1)] = 3,
+    test_fraction: Annotated[float, Range(ge=0.05, le=0.9)] = 0.3,
+    keep_threshold: Annotated[float, Range(ge=0.5, le=1)] = 0.75,
+    min_decided: Annotated[int, Range(ge=1)] = 3,
+    max_criteria: Annotated[int, Range(ge=1)] = 10,
+    items_per_call: Annotated[int, Range(ge=1)] = 20,
     seed: int = 0,
-    concurrency: int = 64,
-    cache: str | None = "~/.cache/charter/calls.sqlite",
+    concurrency: Annotated[int, Range(ge=1)] = 64,
+    cache: str | None = DEFAULT_CACHE,
     name: str = "learned-rubric",
     structured_output: bool = True,
 ) -> LearnedRubric:

@@ -370,7 +370,7 @@ def _message(behaviour: Behaviour, headers: dict[str, str]) -> str:
 
 
 def error_body(anthropic: bool, code: int, message: str) -> bytes:
-    """The error body a provider sends with `code`: Anthropic's shape or OpenAI's."""
+    """An error response's body as OpenAI's (or, with `anthropic`, Anthropic's) API writes it."""
     kind = {
         400: "invalid_request_error",
         401: "authentication_error",
