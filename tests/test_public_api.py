@@ -262,7 +262,7 @@ def test_the_mechanism_checks_bounds_kinds_and_configs() -> None:
         f(1, share=1)
     with pytest.raises(ArgumentError, match=r"^data: expected a list or a Dataset \(got dict"):
         f(1, data={})
-    with pytest.raises(TypeError, match="no parameter nope"):
+    with pytest.raises(TypeError, match="unexpected keyword argument .nope."):
         public(nope=Range(ge=0))(f)
 
 

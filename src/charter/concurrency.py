@@ -6,6 +6,7 @@ bridge from synchronous code to coroutines (`run_sync`, `EventLoopThread`).
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import threading
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterable, Sequence
 from typing import Any, TypeVar
@@ -99,7 +100,11 @@ class EventLoopThread:
 
     def run(self, work: Coroutine[Any, Any, T]) -> T:
         """Run `work` on the loop and wait for its result (its exception is raised here)."""
-        return asyncio.run_coroutine_threadsafe(work, self.loop).result()
+        return self.submit(work).result()
+
+    def submit(self, work: Coroutine[Any, Any, T]) -> concurrent.futures.Future[T]:
+        """Start `work` on the loop without waiting: its future (the result or the exception, from any thread)."""
+        return asyncio.run_coroutine_threadsafe(work, self.loop)
 
     def close(self) -> None:
         """Cancel what is left on the loop and wind it down as `asyncio.run` does, then stop it and its thread and

@@ -2,9 +2,9 @@
 
 Frameworks ask for rewards one completion at a time (verl's reward loop, verifiers' rubric, an OpenEnv step) and
 concurrently. `Judging` gathers the calls that arrive together into one batch of the reward function (so the judge's
-calls share its concurrency bound, its cache and its store writes), runs the judge work on the reward function's own
-event loop (where its clients and limiters live), and hands each caller its `RewardRecord`: the reward, or `None`
-with the failure that explains it.
+calls share its concurrency bound, its cache and its store writes), runs the judge work on the event loop of the
+reward function's judge session (where its clients and limiters live), and hands each caller its `RewardRecord`: the
+reward, or `None` with the failure that explains it.
 """
 
 from __future__ import annotations
@@ -54,7 +54,6 @@ class Judging:
         self._lock = threading.Lock()
         self._waiting: list[_Waiting] = []
         self._timer: threading.Timer | None = None
-        self._event_loop: asyncio.AbstractEventLoop | None = None
         self._in_flight: set[Future[list[RewardRecord]]] = set()
         self.batches = 0
         """Batches the reward function has judged through this object."""
@@ -62,15 +61,6 @@ class Judging:
     @property
     def scoring(self) -> str:
         return self.reward.scoring
-
-    def _loop(self) -> asyncio.AbstractEventLoop:
-        """The event loop the judge works on, in a daemon thread, made on first use: its clients and limiters live
-        from one batch to the next, whatever thread or loop the framework calls from."""
-        with self._lock:
-            if self._event_loop is None:
-                self._event_loop = asyncio.new_event_loop()
-                threading.Thread(target=self._event_loop.run_forever, name="charter-judging", daemon=True).start()
-            return self._event_loop
 
     # -- whole batches -------------------------------------------------------------------------------------------
     def judge(
@@ -91,7 +81,7 @@ class Judging:
         refs = None if references is None else list(references)
         self.batches += 1
         work = self.reward.rewards(prompts, completions, None, refs)
-        job = asyncio.run_coroutine_threadsafe(work, self._loop())
+        job = self.reward.session.submit(work)  # on the session's own event loop, where its clients live
         done: Future[list[RewardRecord]] = Future()
 
         def finish(f: Future[list[RewardRecord]]) -> None:
@@ -167,18 +157,12 @@ class Judging:
         done.add_done_callback(hand_out)
 
     def close(self) -> None:
-        """Judge what is waiting, close the judge's clients and stop its loop, then close the reward function (which
-        flushes the call cache)."""
+        """Judge what is waiting, then close the reward function: its session closes the judge's clients on its own
+        event loop, flushes the call cache and stops the loop."""
         self._flush()
         with self._lock:
             in_flight = list(self._in_flight)
         wait(in_flight)  # the batches judged or failed before their clients close
-        loop, self._event_loop = self._event_loop, None
-        if loop is not None:
-            models = {id(m): m for m in (self.reward.judge, self.reward.reference_model) if m is not None}.values()
-            for model in models:
-                asyncio.run_coroutine_threadsafe(model.aclose(), loop).result()
-            loop.call_soon_threadsafe(loop.stop)
         self.reward.close()
 
 

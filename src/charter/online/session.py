@@ -15,6 +15,7 @@ loop of the session's is made.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import threading
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
@@ -144,9 +145,14 @@ class JudgeSession:
     def run(self, work: Coroutine[Any, Any, T]) -> T:
         """Run judge work from synchronous code, on the session's own event loop (a thread, made on first use), so
         that the judge's clients and limiters live from one call to the next."""
+        return self.submit(work).result()
+
+    def submit(self, work: Coroutine[Any, Any, T]) -> concurrent.futures.Future[T]:
+        """Start judge work on the session's own event loop without waiting (`run` waits): its future, which any
+        thread may wait on. Adapters that gather a framework's calls into batches hand them over here."""
         if self._bridge is None:
             self._bridge = EventLoopThread("charter-reward")
-        return self._bridge.run(work)
+        return self._bridge.submit(work)
 
     async def limited(self, work: Awaitable[T]) -> T:
         """Await judge work within the session's bound on calls in flight (`concurrency`)."""
