@@ -1,11 +1,13 @@
 """Bounded concurrent mapping: keep N tasks in flight, yield results as they finish (inputs are consumed lazily, so
-memory stays flat however many items there are); and warm, then fan out: calls that share a prompt prefix.
+memory stays flat however many items there are); warm, then fan out: calls that share a prompt prefix; and the one
+bridge from synchronous code to coroutines (`run_sync`, `EventLoopThread`).
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
+import threading
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterable, Sequence
 from typing import Any, TypeVar
 
 T = TypeVar("T")
@@ -83,3 +85,51 @@ async def warm_then_fan_out(
         return [first]
     rest = await asyncio.gather(*(call() for call in calls[1:]), return_exceptions=True)
     return [first, *rest]
+
+
+class EventLoopThread:
+    """An event loop of its own in a daemon thread, for synchronous code that runs coroutines (`run`) and keeps
+    what lives on a loop (HTTP clients, rate limiters) from one call to the next. Every thread may hand it work,
+    including one whose own event loop is running (a notebook). `close()` ends it."""
+
+    def __init__(self, name: str = "charter-loop") -> None:
+        self.loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self.loop.run_forever, name=name, daemon=True)
+        self._thread.start()
+
+    def run(self, work: Coroutine[Any, Any, T]) -> T:
+        """Run `work` on the loop and wait for its result (its exception is raised here)."""
+        return asyncio.run_coroutine_threadsafe(work, self.loop).result()
+
+    def close(self) -> None:
+        """Cancel what is left on the loop and wind it down as `asyncio.run` does, then stop it and its thread and
+        close it. A second close does nothing."""
+        if self.loop.is_closed():
+            return
+        self.run(self._wind_down())
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self._thread.join()
+        self.loop.close()
+
+    async def _wind_down(self) -> None:
+        me = asyncio.current_task()
+        left = [task for task in asyncio.all_tasks() if task is not me]
+        for task in left:
+            task.cancel()
+        await asyncio.gather(*left, return_exceptions=True)
+        await self.loop.shutdown_asyncgens()
+        await self.loop.shutdown_default_executor()
+
+
+def run_sync(work: Coroutine[Any, Any, T]) -> T:
+    """Run a coroutine to its end from synchronous code: with `asyncio.run` where no event loop runs in this thread,
+    else (a notebook, an async caller of a sync function) on an `EventLoopThread` of its own for the call."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(work)
+    bridge = EventLoopThread()
+    try:
+        return bridge.run(work)
+    finally:
+        bridge.close()

@@ -3,7 +3,6 @@ sparse schedule, and a Bradley–Terry fit puts every model on one log-odds scal
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import math
 from pathlib import Path
@@ -12,8 +11,9 @@ from typing import Any
 from pydantic import Field
 
 from charter.api_args import AS_GIVEN, config_from, from_arguments, public
+from charter.concurrency import run_sync
 from charter.errors import ConfigError, DatasetError, TooManyFailures
-from charter.evals.winrate import _run_in_thread, load_prompts
+from charter.evals.winrate import load_prompts
 from charter.judge.settings import PairwiseMode
 from charter.records import Judgment, Message, Pair, as_records
 from charter.stats.bradley_terry import Comparison, fit, lc_scores
@@ -360,8 +360,4 @@ def arena(config: ArenaConfig | dict[str, Any] | str | Path | None = None, **fie
     if config is None or isinstance(config, dict):
         config = from_arguments(ArenaConfig, **{**(config or {}), **fields})
     config = config_from(ArenaConfig, config, "config")
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return asyncio.run(arena_async(config))
-    return _run_in_thread(arena_async(config))
+    return run_sync(arena_async(config))

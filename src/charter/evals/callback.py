@@ -14,17 +14,17 @@ generate: use DDP).
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from charter.api_args import Range, from_arguments, public
+from charter.concurrency import run_sync
 from charter.constitutions import Constitution, load_constitution
 from charter.errors import ArgumentError, ConfigError, MissingExtra
 from charter.evals.callback_labels import SIDES, CallbackLabels, pairs_file, read_callback_labels
 from charter.evals.during import WinRateEval, human_columns, human_fields
-from charter.evals.winrate import _run_in_thread, load_prompts, tally, write_pairs
+from charter.evals.winrate import answer_pairs, load_prompts, tally, write_pairs
 from charter.judge.modes import pairwise_modes
 from charter.judge.pairwise import judgments_by_pair
 from charter.judge.settings import JudgeSettings
@@ -167,7 +167,7 @@ class WinRateCallback(TrainerCallback):
         if not state.is_world_process_zero or self.references is not None:
             return
         if self.reference_role is not None:
-            self.references = _run(self._model_answers())
+            self.references = run_sync(self._model_answers())
         else:  # the policy before training: the reference, made once
             self.references = self.answers(kwargs["model"], _tokenizer(kwargs))
 
@@ -190,19 +190,8 @@ class WinRateCallback(TrainerCallback):
         if self.references is None:
             raise ConfigError("WinRateCallback: no reference answers (on_train_begin did not run on this process)")
         answers = self.answers(model, tokenizer)
-        pairs = [
-            Pair(
-                pair_id=f"winrate-{i}",
-                prompt_id=f"winrate-{i}",
-                prompt=[Message.model_validate(m) for m in p],
-                a=a,
-                b=r,
-                a_source="policy",
-                b_source="reference",
-            )
-            for i, (p, a, r) in enumerate(zip(self.prompts, answers, self.references))
-        ]
-        records = _run(self._judge(pairs))
+        pairs = answer_pairs(self.prompts, answers, self.references, ("policy", "reference"))
+        records = run_sync(self._judge(pairs))
         ordered = [records.get(p.pair_id) for p in pairs]
         counts = tally(ordered, self.tie_band)
         ok = [(p, r.p_a) for p, r in zip(pairs, ordered) if r is not None and r.status == "ok" and r.p_a is not None]
@@ -331,16 +320,6 @@ def callback_for(
     except ArgumentError as exc:  # the section's judge or reference model, named as the section names it
         key = {"reference_model": "reference"}.get(exc.argument, exc.argument)
         raise ConfigError(f"winrate_eval.{key}: {exc.detail}") from None
-
-
-def _run(coro: Any) -> Any:
-    """Run a coroutine from the trainer's (synchronous) hooks, in a thread of its own inside a running event loop
-    (a notebook)."""
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return asyncio.run(coro)
-    return _run_in_thread(coro)
 
 
 def _tokenizer(kwargs: dict[str, Any]) -> Any:

@@ -5,7 +5,6 @@ prompt, every pair of its responses), through the call cache, so that a re-run p
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import random
 from pathlib import Path
@@ -14,8 +13,8 @@ from typing import Any
 from pydantic import Field, model_validator
 
 from charter.api_args import AS_GIVEN, config_from, from_arguments, public
+from charter.concurrency import run_sync
 from charter.evals.rm import PairRows, comparisons_needed, group_rows, judged_accuracy, score_reward_model
-from charter.evals.winrate import _run_in_thread
 from charter.judge.settings import PairwiseMode
 from charter.messages import as_messages, last_text
 from charter.providers.prices import Price
@@ -167,13 +166,7 @@ def _evaluate(config: RmEvalConfig) -> dict[str, Any]:
             **score_reward_model(config.reward_model, rows, config.max_length),
         }
     else:
-        try:
-            asyncio.get_running_loop()
-        except RuntimeError:
-            summary = asyncio.run(judge_rm_async(config, rows))
-        else:
-            summary = _run_in_thread(judge_rm_async(config, rows))
-        summary = {"model": None, "pairs": config.pairs, **summary}
+        summary = {"model": None, "pairs": config.pairs, **run_sync(judge_rm_async(config, rows))}
     if config.out is not None:
         write_json(config.out, summary)
     return summary

@@ -3,10 +3,8 @@ the answers in both orders against the constitution, and a reward model can scor
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import random
-import threading
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal, TypedDict
@@ -15,6 +13,7 @@ import orjson
 
 from charter import tables
 from charter.api_args import AS_GIVEN, config_from, from_arguments, public
+from charter.concurrency import run_sync
 from charter.errors import ConfigError, DatasetError
 from charter.evals.config import WinrateConfig
 from charter.records import Judgment, Message, Pair, as_records
@@ -307,6 +306,31 @@ def reward_scores(path: Path, prompts: list, candidate: list[str], base: list[st
     }
 
 
+def answer_pairs(
+    prompts: Sequence[Sequence[Mapping[str, Any]]],
+    firsts: Sequence[str],
+    seconds: Sequence[str],
+    sources: tuple[str, str],
+    models: tuple[str | None, str | None] = (None, None),
+) -> list[Pair]:
+    """The comparisons of two answers to each prompt, in order: pair i (`winrate-i`) shows the first answer as `a`,
+    from `sources[0]` (model `models[0]`), and the second as `b`."""
+    return [
+        Pair(
+            pair_id=f"winrate-{i}",
+            prompt_id=f"winrate-{i}",
+            prompt=[Message.model_validate(m) for m in p],
+            a=a,
+            b=b,
+            a_source=sources[0],
+            b_source=sources[1],
+            a_model=models[0],
+            b_model=models[1],
+        )
+        for i, (p, a, b) in enumerate(zip(prompts, firsts, seconds))
+    ]
+
+
 def _resolve(config: WinrateConfig) -> WinrateConfig:
     updates: dict[str, Any] = {}
     if config.prompts is None:
@@ -335,18 +359,7 @@ async def winrate_async(config: WinrateConfig) -> WinrateSummary:
         The summary as written, and the path it was written to.
 
     Raises:
-        ConfigError: `prompts` is unset; `candidate` is unset without `run_dir`; a key variable is named for a
-            model that takes none.
-        DatasetError: The prompts file cannot be read, has no rows, lacks a prompt or messages column, or has a
-            malformed prompt.
-        UnknownModel: A model string names no known provider.
-        MissingAPIKey: The variable holding a remote model's key is unset.
-        MissingExtra: A model's provider needs an extra that is not installed.
-        ConstitutionError: `constitution` is neither a bundled name nor a valid constitution file.
-        ProviderError: A model failed to answer for good; from the judge, only a `FatalProviderError` (a failed
-            judgment is counted as a failure instead).
-        LogprobsUnsupported: `judge_mode` is logprobs and the judge's backend gives no token probabilities.
-        TrainingError: `reward_model` is not a reward model folder.
+        CharterError: What `winrate` raises, from a bad config to a model that failed for good.
     """
     config = _resolve(config)
     assert config.candidate is not None and config.prompts is not None  # _resolve fills or refuses them
@@ -354,20 +367,7 @@ async def winrate_async(config: WinrateConfig) -> WinrateSummary:
     labels = read_human_labels(config.human_labels) if config.human_labels else None  # checked before any call
     base = await _answers(config.base, prompts, config, config.base_api_key_env)
     candidate = await _answers(str(config.candidate), prompts, config, config.candidate_api_key_env)
-    pairs = [
-        Pair(
-            pair_id=f"winrate-{i}",
-            prompt_id=f"winrate-{i}",
-            prompt=[Message.model_validate(m) for m in p],
-            a=c,
-            b=b,
-            a_source="candidate",
-            b_source="base",
-            a_model=config.candidate,
-            b_model=config.base,
-        )
-        for i, (p, c, b) in enumerate(zip(prompts, candidate, base))
-    ]
+    pairs = answer_pairs(prompts, candidate, base, ("candidate", "base"), (config.candidate, config.base))
     records = await _judge(config, pairs)
     ordered = [records.get(p.pair_id) for p in pairs]
     judged = [(p, r.p_a) for p, r in zip(pairs, ordered) if r is not None and r.status == "ok" and r.p_a is not None]
@@ -534,26 +534,4 @@ def winrate(config: WinrateConfig | dict[str, Any] | str | Path | None = None, *
     if config is None or isinstance(config, dict):
         config = from_arguments(WinrateConfig, **{**(config or {}), **fields})
     config = config_from(WinrateConfig, config, "config")
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return asyncio.run(winrate_async(config))
-    return _run_in_thread(winrate_async(config))
-
-
-def _run_in_thread(coro: Any) -> Any:
-    """Run a coroutine to completion from code that is itself inside an event loop."""
-    box: dict[str, Any] = {}
-
-    def target() -> None:
-        try:
-            box["value"] = asyncio.run(coro)
-        except BaseException as exc:  # re-raised in the caller's thread
-            box["error"] = exc
-
-    thread = threading.Thread(target=target)
-    thread.start()
-    thread.join()
-    if "error" in box:
-        raise box["error"]
-    return box["value"]
+    return run_sync(winrate_async(config))

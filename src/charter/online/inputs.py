@@ -1,5 +1,4 @@
-"""What the reward function accepts: the settings it is built with, the ranks the environment names, and each batch
-TRL hands it.
+"""What the reward function accepts: the settings it is built with and each batch TRL hands it.
 
 Each check raises one `ConfigError` naming the argument, the variable or the index, so that nothing other than the
 completion is judged (a list of strings is not read as an empty text, a string is not read character by character)
@@ -10,35 +9,14 @@ from __future__ import annotations
 
 import math
 import numbers
-import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from charter.errors import ConfigError
+from charter.messages import as_messages
+from charter.records import Message
 
 WHO = "reward function"
-
-
-def env_int(name: str, default: int, minimum: int) -> int:
-    """A whole number from the environment variable `name` (`default` when unset or empty), at least `minimum`."""
-    raw = os.environ.get(name, "").strip()
-    if not raw:
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise ConfigError(f"{name}={raw!r}: expected a whole number (set by torchrun or accelerate)") from None
-    if value < minimum:
-        raise ConfigError(f"{name}={raw}: expected a whole number of at least {minimum}")
-    return value
-
-
-def ranks() -> tuple[int, int]:
-    """This process's rank and the processes in the job, from `RANK` and `WORLD_SIZE` (0 and 1 when unset)."""
-    rank, world = env_int("RANK", 0, 0), env_int("WORLD_SIZE", 1, 1)
-    if rank >= world and "WORLD_SIZE" in os.environ:
-        raise ConfigError(f"RANK={rank}: expected a rank below WORLD_SIZE={world}")
-    return rank, world
 
 
 def check_settings(max_failures: Any, concurrency: Any) -> None:
@@ -75,6 +53,11 @@ def check_batch(prompts: Any, completions: Any, references: Any = None, referenc
         if reference is not None:
             _check_conversation(f"{reference_column}[{i}]", reference)
     return [None if r is None else text_of(r) for r in references]
+
+
+def prompt_messages(prompts: Sequence[Any]) -> list[list[Message]]:
+    """Checked prompts as messages: a string is one user message, a list of messages is taken as it is."""
+    return [as_messages(p if isinstance(p, str) else list(p), f"prompts[{i}]") for i, p in enumerate(prompts)]
 
 
 def text_of(conversation: str | list[Mapping[str, Any]]) -> str:

@@ -13,17 +13,19 @@ import asyncio
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from pathlib import Path
+from typing import Any, Literal
 
-from charter.errors import FatalProviderError
-from charter.judge.pairwise import judge_pair
+from charter.constitutions import Constitution
+from charter.errors import ConfigError
 from charter.judge.panel import Panel
-from charter.messages import as_messages
-from charter.online.inputs import text_of
-from charter.online.reward import RewardFunction, _hash
+from charter.judge.settings import JudgeSettings
+from charter.online.config import scoring_misfit
+from charter.online.inputs import prompt_messages, text_of
+from charter.online.session import JudgeSession, SessionView, reward_fingerprint
 from charter.providers import ManagedModel
 from charter.providers.usage import UsageMeter
-from charter.records import Failure, Judgment, Message, Pair, RewardRecord, UsageRow, as_dicts
+from charter.records import Failure, Judgment, Message, RewardRecord, UsageRow, as_dicts, fingerprint
 
 
 @dataclass(frozen=True)
@@ -119,18 +121,48 @@ class MeteredPanel(Panel):
         self.meter, self.cache = meter, cache
 
 
-class PairJudge(RewardFunction):
+class PairJudge(SessionView):
     """The pairwise judge of online DPO: each pair judged (both orders, the settings' mode), stored in the reward
-    store (scoring `pair`, the first completion with P(it is better), the second as `reference`), and decided."""
+    store (scoring `pair`, the first completion with P(it is better), the second as `reference`), and decided.
+
+    It owns a judge session (`session`, basis `pair`); `judge`, `constitution`, `store`, `rank`, `ranks` and `close`
+    are the session's (`SessionView`)."""
 
     def __init__(
-        self, *args: Any, min_confidence: float = 0.0, reward_model: RewardModelVote | None = None, **kwargs: Any
+        self,
+        judge: ManagedModel,
+        constitution: Constitution,
+        settings: JudgeSettings,
+        basis: Literal["pair"],
+        store_dir: Path,
+        *,
+        seed: int = 0,
+        max_failures: float = 0.1,
+        concurrency: int = 64,
+        min_confidence: float = 0.0,
+        reward_model: RewardModelVote | None = None,
     ) -> None:
-        super().__init__(*args, **kwargs)
-        self.min_confidence, self.reward_model = min_confidence, reward_model
+        misfit = scoring_misfit(basis, settings)
+        if misfit:
+            raise ConfigError(misfit)
+        judged = reward_fingerprint(judge, constitution, settings, seed, basis)
+        fp = judged
         if reward_model is not None:  # a stored decision is reused only with the model and weights it was made with
-            self.fingerprint = _hash(self.fingerprint, reward_model.source, reward_model.weight,
-                                     reward_model.judge_weight)  # fmt: skip
+            fp = fingerprint([judged, reward_model.source, reward_model.weight, reward_model.judge_weight])
+        self.session = JudgeSession(
+            judge,
+            constitution,
+            settings,
+            store_dir,
+            basis=basis,
+            fingerprint=fp,
+            run_id=f"rewards-{judged[:8]}",
+            seed=seed,
+            max_failures=max_failures,
+            concurrency=concurrency,
+            on_usage=self._count_step,
+        )
+        self.min_confidence, self.reward_model = min_confidence, reward_model
         self._step: int | None = None
         #: Judge calls answered, from the cache, and their cost, per training step (this process).
         self.calls_by_step: dict[int | None, dict[str, Any]] = {}
@@ -145,41 +177,37 @@ class PairJudge(RewardFunction):
     ) -> list[Decision]:
         """Judge each (prompt, first, second) and return the decisions, in order; stores every judgment and
         raises `TooManyFailures` past `max_failures`."""
-        if self._loop is None:
-            from charter.online.reward import _Loop
-
-            self._loop = _Loop()
         self._step = step
-        messages = [as_messages(p if isinstance(p, str) else list(p), f"prompts[{i}]") for i, p in enumerate(prompts)]
+        messages = prompt_messages(prompts)
         a, b = [text_of(t) for t in firsts], [text_of(t) for t in seconds]
         model_ps: list[float | None] = (
             self.reward_model.p_first(messages, a, b) if self.reward_model else [None] * len(a)
         )
-        records = self._loop.run(self._judge_all(messages, a, b, model_ps, step))
-        self._finish_call(records, step, None)
+        records = self.session.run(self._judge_all(messages, a, b, model_ps, step))
+        self.session.finish(records, step)
+        self.session.check_failures()
         return [Decision(None if r.masked else bool((r.reward or 0) > 0.5), r.masked) for r in records]
 
     async def _judge_all(
         self, prompts: list[list[Message]], firsts: list[str], seconds: list[str], model_ps: list[float | None],
         step: int | None,
     ) -> list[RewardRecord]:  # fmt: skip
-        if self._semaphore is None:
-            self._semaphore = asyncio.Semaphore(self.concurrency)
         work = (self._pair(*args, step) for args in zip(prompts, firsts, seconds, model_ps))
         return list(await asyncio.gather(*work))
 
     async def _pair(
         self, prompt: list[Message], first: str, second: str, model_p: float | None, step: int | None
     ) -> RewardRecord:
-        ids = self._principles(prompt)
+        session = self.session
+        ids = session.principles(prompt)
         # the key holds min_confidence: a stored decision is reused only under the threshold it was made with
-        key = _hash(self.fingerprint, self.min_confidence, [m.model_dump() for m in prompt], first, second)
+        key = session.key(self.min_confidence, [m.model_dump() for m in prompt], first, second)
         record: dict[str, Any] = dict(principle_ids=ids, reference=second)
         if self.reward_model is not None:
             record["reward_model_p"] = model_p
         if first.strip() == second.strip():  # nothing to prefer: no call, no gradient
             return self._record(key, step, prompt, first, 0.5, comparisons=0, masked="undecided", **record)
-        reused = self._reuse(key, step)
+        reused = session.stored(key, step)
         if reused is not None:
             return reused
         if self.reward_model is not None and model_p is None:
@@ -189,13 +217,7 @@ class PairJudge(RewardFunction):
             assert self.reward_model is not None and model_p is not None
             decision = decide_p(model_p, True, self.min_confidence)
             return self._record(key, step, prompt, first, model_p, comparisons=0, masked=decision.masked, **record)
-        pair = Pair(pair_id=_hash("pair", first, second), prompt=prompt, a=first, b=second)
-        try:
-            judgment = await self._guarded(
-                judge_pair(self.judge, self.constitution, pair, self.settings, ids, self.fingerprint)
-            )
-        except FatalProviderError:
-            raise
+        judgment = await session.judge_pair(prompt, first, second, ids)
         decision = decide(judgment, self.min_confidence)
         if decision.masked == "failed" or judgment.p_a is None:
             failure = judgment.failure or Failure(kind="no_judgment", message="the judgment gave no p")
@@ -210,16 +232,14 @@ class PairJudge(RewardFunction):
     def _record(
         self, key: str, step: int | None, prompt: list[Message], text: str, reward: float | None, **fields: Any
     ) -> RewardRecord:
-        record = super()._record(key, step, prompt, text, reward, **fields)
+        record = self.session.record(key, step, prompt, text, reward, **fields)
         if self.asks_judge or self.reward_model is None:
             return record
         return record.model_copy(update={"judge_model": f"reward model {self.reward_model.source}"})
 
-    # -- the judge's calls per step ----------------------------------------------------------------------------
-    def _count_usage(self, row: UsageRow) -> None:
-        super()._count_usage(row)
-        with self._usage_lock:
-            tally = self.calls_by_step.setdefault(self._step, {"calls": 0, "cached": 0, "cost_usd": 0.0})
-            tally["calls"] += row.calls
-            tally["cached"] += row.cached
-            tally["cost_usd"] += row.cost_usd
+    def _count_step(self, row: UsageRow) -> None:
+        """The judge's calls per training step (called under the session's usage lock)."""
+        tally = self.calls_by_step.setdefault(self._step, {"calls": 0, "cached": 0, "cost_usd": 0.0})
+        tally["calls"] += row.calls
+        tally["cached"] += row.cached
+        tally["cost_usd"] += row.cost_usd

@@ -14,7 +14,9 @@ from charter.evals.callback import WinRateCallback, callback_for, evaluations
 from charter.online.card import online_card
 from charter.online.config import OnlineBase, OnlineConfig, Trainer, VerifiableReward
 from charter.online.metrics import OnlineMetrics, Usage
-from charter.online.reward import RewardFunction, rank_store_dir, reward_for
+from charter.online.pairs import PairJudge
+from charter.online.reward import RewardFunction, reward_for
+from charter.online.session import rank_store_dir
 from charter.prompts import PromptsConfig, load_prompts
 from charter.providers.usage import Budget
 from charter.records import Prompt, as_dicts
@@ -113,7 +115,7 @@ def _check_groups(args: Any, scoring: str) -> None:
         )
 
 
-def budget_callback(reward: RewardFunction, cap: Budget) -> Any:
+def budget_callback(reward: RewardFunction | PairJudge, cap: Budget) -> Any:
     """A callback that stops training after the step that reaches the budget, all processes together, and has TRL
     save a checkpoint."""
     from transformers import TrainerCallback
@@ -170,7 +172,7 @@ def merge_rank_stores(out: Path, ranks: int) -> None:
             path.rename(path.with_suffix(".merged"))
 
 
-def restart_store(reward: RewardFunction, out: Path, resume: str | None) -> None:
+def restart_store(reward: RewardFunction | PairJudge, out: Path, resume: str | None) -> None:
     """Before training: the stored rows of the steps it takes again (after the checkpoint it resumes from; every step
     without one) are superseded, in this process's store and, with several processes, in the output's merged store
     (main process), so that a resumed run counts each step once."""

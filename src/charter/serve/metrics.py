@@ -6,7 +6,7 @@ from collections import Counter
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from charter.online.reward import RewardFunction
+    from charter.online.reward import JudgeReward
 
 #: Latency histogram buckets, in seconds.
 BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
@@ -36,7 +36,7 @@ class Metrics:
         self.rewards += len(scored)
         self.failures += sum(s.reward is None for s in scored)
 
-    def render(self, reward: RewardFunction, queued: int) -> str:
+    def render(self, reward: JudgeReward, queued: int) -> str:
         lines = ["# TYPE charter_requests_total counter"]
         for (path, status), n in sorted(self.requests.items()):
             lines.append(f'charter_requests_total{{path="{path}",status="{status}"}} {n}')
@@ -61,6 +61,6 @@ def _counter(name: str, value: float, help_: str) -> list[str]:
     return [f"# HELP {name} {help_}", f"# TYPE {name} counter", f"{name} {value:g}"]
 
 
-def _usage(reward: RewardFunction) -> tuple[int, int, float]:
+def _usage(reward: JudgeReward) -> tuple[int, int, float]:
     tallies = list(reward.judge.meter.tallies.values())
     return sum(t.calls for t in tallies), sum(t.cached for t in tallies), sum(t.cost_usd for t in tallies)

@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from dataclasses import dataclass
 from typing import Any
 
-from charter.errors import TooManyFailures
-from charter.online.reward import RewardFunction
+from charter.online.reward import JudgeReward
 from charter.records import RewardRecord
 from charter.serve.config import ServeConfig
 from charter.serve.rm import RewardModel
@@ -31,7 +29,7 @@ class Scorer:
     """Scores batches with the reward function of `charter train grpo` in the server's event loop, and with the
     reward model (when configured) in a worker thread beside it."""
 
-    def __init__(self, config: ServeConfig, reward: RewardFunction, model: RewardModel | None = None) -> None:
+    def __init__(self, config: ServeConfig, reward: JudgeReward, model: RewardModel | None = None) -> None:
         self.config, self.reward, self.model = config, reward, model
 
     async def score(self, prompts: list[Any], completions: list[Any], labels: list[str | None]) -> list[Scored]:
@@ -41,8 +39,7 @@ class Scorer:
             records, rm = await judged, [None] * len(completions)
         else:
             records, rm = await asyncio.gather(judged, asyncio.to_thread(self.model.scores, prompts, completions))
-        with contextlib.suppress(TooManyFailures):  # a server answers each failure; it does not stop
-            self.reward._finish_call(records, None, None)
+        self.reward.session.finish(records, None)  # no failure limit: a server answers each failure, it does not stop
         return [self._one(*args) for args in zip(records, prompts, labels, rm)]
 
     def _one(self, record: RewardRecord, prompt: Any, label: str | None, rm: float | None) -> Scored:

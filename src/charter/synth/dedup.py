@@ -37,7 +37,8 @@ def rouge_l(scorer: object, a: str, b: str) -> float:
     return scorer.score(a, b)["rougeL"].fmeasure  # type: ignore[attr-defined]
 
 
-def _scorer() -> object:
+def rouge_l_scorer() -> object:
+    """A ROUGE-L scorer (the `synth` extra's rouge-score)."""
     try:
         from rouge_score import rouge_scorer
     except ImportError:
@@ -64,7 +65,7 @@ class Deduper:
 
             self.embed = embed
         if self.rouge_threshold is not None:
-            self._scorer = _scorer()
+            self._scorer = rouge_l_scorer()
 
     def _vectors(self, texts: Sequence[str]) -> np.ndarray | None:
         return None if self.embed is None else np.ascontiguousarray(self.embed(texts), dtype=np.float32)

@@ -192,9 +192,9 @@ class Synthesizer:
         self.on_round = on_round
         self.instruction_scorer = None
         if f.instruction_copies:
-            from charter.synth.dedup import _scorer
+            from charter.synth.dedup import rouge_l_scorer
 
-            self.instruction_scorer = _scorer()
+            self.instruction_scorer = rouge_l_scorer()
 
     def pool(self, bucket: Bucket) -> list[Prompt]:
         if bucket.method == "self_instruct" and bucket.name != SEED_BUCKET:

@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from charter.testing.loopback import LoopbackServer, Recorded, _Connection, _error_body, echo_reply
+from charter.testing.loopback import Connection, LoopbackServer, Recorded, echo_reply, error_body
 
 _BATCH_PATH = re.compile(r"/v1/(files|batches|messages/batches)(/.*)?")
 _CUSTOM_ID = re.compile(r"[a-zA-Z0-9_-]{1,64}")
@@ -72,7 +72,7 @@ def _json(obj: Any, code: int = 200) -> Reply:
 
 
 def _err(anthropic: bool, code: int, message: str) -> Reply:
-    return code, _JSON, _error_body(anthropic, code, message)
+    return code, _JSON, error_body(anthropic, code, message)
 
 
 def _jsonl(lines: list[dict[str, Any]]) -> bytes:
@@ -97,14 +97,14 @@ def _multipart(content_type: str, raw: bytes) -> dict[str, tuple[str | None, byt
 
 
 def _send(
-    conn: _Connection,
+    conn: Connection,
     code: int,
     content_type: str,
     payload: bytes,
     keep_alive: bool,
     headers: tuple[tuple[str, str], ...] = (),
 ) -> bool:
-    """`_Connection.send` with a content type of our choosing."""
+    """`Connection.send` with a content type of our choosing."""
     return conn.send(code, headers, payload, keep_alive, content_type)
 
 
@@ -134,7 +134,7 @@ class BatchServer(LoopbackServer):
         self._serial = itertools.count(1)
 
     # -- serving ----------------------------------------------------------------------------------
-    def respond(self, conn: _Connection, method: str, path: str, headers: dict[str, str], raw: bytes) -> None:
+    def respond(self, conn: Connection, method: str, path: str, headers: dict[str, str], raw: bytes) -> None:
         route = path.split("?", 1)[0].rstrip("/")
         if not _BATCH_PATH.fullmatch(route):
             return super().respond(conn, method, path, headers, raw)
@@ -342,7 +342,7 @@ class BatchServer(LoopbackServer):
             if outcome == "expired":
                 errors.append({**line, "error": dict(_EXPIRED)})
             elif outcome != "canceled":
-                body = reply if code == 200 else json.loads(_error_body(False, code, f"loopback error {code}"))
+                body = reply if code == 200 else json.loads(error_body(False, code, f"loopback error {code}"))
                 line["response"] = {"status_code": code, "request_id": f"req_{n}", "body": body}
                 (errors if code != 200 and self.split_errors else output).append(line)
         for kind, lines in (("output", output), ("error", errors)):
@@ -412,6 +412,6 @@ class BatchServer(LoopbackServer):
         if outcome == "succeeded":
             return {"custom_id": cid, "result": {"type": outcome, "message": message}}
         if outcome == "errored":
-            error = json.loads(_error_body(True, code, f"loopback error {code}"))
+            error = json.loads(error_body(True, code, f"loopback error {code}"))
             return {"custom_id": cid, "result": {"type": outcome, "error": error}}
         return {"custom_id": cid, "result": {"type": outcome}}

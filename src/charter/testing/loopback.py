@@ -205,7 +205,7 @@ class LoopbackServer:
     async def listen(self, host: str = "127.0.0.1", port: int = 0) -> asyncio.AbstractServer:
         """Bind on the running loop (for in-process use or `serve`)."""
         loop = asyncio.get_running_loop()
-        self._server = await loop.create_server(lambda: _Connection(self), host, port, backlog=1024)
+        self._server = await loop.create_server(lambda: Connection(self), host, port, backlog=1024)
         self.host, self.port = host, self._server.sockets[0].getsockname()[1]
         return self._server
 
@@ -237,7 +237,7 @@ class LoopbackServer:
     def sent(self, behaviour: Behaviour, body: Any, code: int, written: bool) -> None:
         """Called once a reply was written (or could not be: the client had gone)."""
 
-    def respond(self, conn: _Connection, method: str, path: str, headers: dict[str, str], raw: bytes) -> None:
+    def respond(self, conn: Connection, method: str, path: str, headers: dict[str, str], raw: bytes) -> None:
         self.count += 1
         try:
             body = json.loads(raw) if raw else {}
@@ -284,21 +284,21 @@ class LoopbackServer:
     ) -> tuple[int, tuple[tuple[str, str], ...], bytes]:
         anthropic = path.rstrip("/").endswith("/messages")
         if not isinstance(body, dict):
-            return 400, (), _error_body(anthropic, 400, "request body is not JSON")
+            return 400, (), error_body(anthropic, 400, "request body is not JSON")
         if behaviour.body is not None:
             return behaviour.status, behaviour.headers, behaviour.body
         if behaviour.status != 200:
             return (
                 behaviour.status,
                 behaviour.headers,
-                _error_body(anthropic, behaviour.status, _message(behaviour, headers)),
+                error_body(anthropic, behaviour.status, _message(behaviour, headers)),
             )
         if anthropic:
             payload = json.dumps(self._anthropic(body)).encode()
         elif path.rstrip("/").endswith("/chat/completions"):
             payload = json.dumps(self._openai(body, behaviour)).encode()
         else:
-            return 404, (), _error_body(anthropic, 404, f"no route for {path}")
+            return 404, (), error_body(anthropic, 404, f"no route for {path}")
         return 200, behaviour.headers, payload[: len(payload) // 2] if behaviour.truncate else payload
 
     def logprobs_for(self, body: dict[str, Any]) -> dict[str, float]:
@@ -369,7 +369,8 @@ def _message(behaviour: Behaviour, headers: dict[str, str]) -> str:
     return f"loopback error {behaviour.status}"
 
 
-def _error_body(anthropic: bool, code: int, message: str) -> bytes:
+def error_body(anthropic: bool, code: int, message: str) -> bytes:
+    """An error response's body as OpenAI's (or, with `anthropic`, Anthropic's) API writes it."""
     kind = {
         400: "invalid_request_error",
         401: "authentication_error",
@@ -382,7 +383,7 @@ def _error_body(anthropic: bool, code: int, message: str) -> bytes:
     return json.dumps({"error": {"message": message, "type": kind, "code": None, "param": None}}).encode()
 
 
-class _Connection(asyncio.Protocol):
+class Connection(asyncio.Protocol):
     """One keep-alive HTTP/1.1 connection: parse requests with a Content-Length body, answer in order."""
 
     def __init__(self, server: LoopbackServer) -> None:

@@ -1,5 +1,5 @@
-"""Several training processes (torchrun, `accelerate launch`): who writes, the batch each step saw, the datasets
-every process reads, and sums and barriers over the processes."""
+"""Several training processes (torchrun, `accelerate launch`): this process's rank and the world size, who writes,
+the batch each step saw, the datasets every process reads, and sums and barriers over the processes."""
 
 from __future__ import annotations
 
@@ -8,6 +8,8 @@ import shutil
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, TypedDict
+
+from charter.errors import ConfigError
 
 #: Under OUTPUT_DIR while several processes train: the datasets every process reads (removed at the end).
 PREPARED = ".prepared-data"
@@ -24,6 +26,39 @@ class ParallelSettings(TypedDict):
     """Forward passes whose gradients one optimizer step sums."""
     effective_batch_size: int
     """Pairs one optimizer step saw: per-device batch x gradient accumulation x processes."""
+
+
+def env_int(name: str, default: int, minimum: int) -> int:
+    """A whole number from the environment variable `name` (`default` when unset or empty), at least `minimum`."""
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigError(f"{name}={raw!r}: expected a whole number (set by torchrun or accelerate)") from None
+    if value < minimum:
+        raise ConfigError(f"{name}={raw}: expected a whole number of at least {minimum}")
+    return value
+
+
+def rank() -> int:
+    """This process's rank under torchrun or accelerate (0 otherwise); a `RANK` that is no rank is a `ConfigError`."""
+    return env_int("RANK", 0, 0)
+
+
+def world_size() -> int:
+    """Processes in the distributed job (1 otherwise); a `WORLD_SIZE` below 1 or no number is a `ConfigError`."""
+    return env_int("WORLD_SIZE", 1, 1)
+
+
+def ranks() -> tuple[int, int]:
+    """This process's rank and the processes in the job, from `RANK` and `WORLD_SIZE` (0 and 1 when unset); a rank
+    not below a set `WORLD_SIZE` is a `ConfigError`."""
+    this, world = rank(), world_size()
+    if this >= world and "WORLD_SIZE" in os.environ:
+        raise ConfigError(f"RANK={this}: expected a rank below WORLD_SIZE={world}")
+    return this, world
 
 
 def is_main_process() -> bool:

@@ -1,0 +1,307 @@
+"""A judge session: one judge at work for online training or a reward server, and everything its judgments share.
+
+The session holds the judge (and a reference model, where a scoring asks one), the constitution and the judge's
+settings; the event loop the judge's clients live on; the bound on judge calls in flight; the reward store (a run
+store's `rewards` table, one folder per rank in a distributed job) with the usage ledger beside it; the tally of
+rewards and failures, and the failure limit. The reward function (`charter.reward_function`), online DPO's pair
+judge and the reward server each own one and use it through the methods below; a scoring (`online.scorings`) reads
+the judge through it.
+
+Synchronous callers hand it coroutines with `run` (an event loop of the session's own, in a thread, made on first
+use); asynchronous callers (TRL's async reward path, the server) await the same coroutines on their own loop, and no
+loop of the session's is made.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Awaitable, Callable, Coroutine
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, TypeVar
+
+from charter.concurrency import EventLoopThread
+from charter.constitutions import Constitution
+from charter.errors import TooManyFailures
+from charter.judge.pairwise import judge_failure, judge_fingerprint, judge_pair, principles_for
+from charter.judge.settings import JudgeSettings
+from charter.online.inputs import check_settings
+from charter.preference.dataset import now_iso
+from charter.preference.manifest import ConstitutionInfo
+from charter.providers import ManagedModel
+from charter.records import Judgment, Message, Pair, RewardRecord, UsageRow, fingerprint
+from charter.runs.rewards import put_rewards, stored_rewards
+from charter.runs.store import RunStore
+from charter.training.parallel import rank, world_size
+
+#: What a reward store row can rest on: a scoring, or `pair` (online DPO's pairwise judgments).
+Basis = Literal["score", "group", "reference", "rank", "pair"]
+T = TypeVar("T")
+
+
+def rank_store_dir(store_dir: Path, this_rank: int, ranks: int) -> Path:
+    """The run store a rank writes its rewards to: the store itself alone, a folder of its own with several ranks
+    (merged into the store by the main process when training ends)."""
+    return store_dir if ranks <= 1 else store_dir / "ranks" / f"rank-{this_rank}"
+
+
+def reward_fingerprint(
+    judge: ManagedModel,
+    constitution: Constitution,
+    settings: JudgeSettings,
+    seed: int,
+    basis: Basis,
+    reference_model: str | None = None,
+    **extra: Any,
+) -> str:
+    """The fingerprint of every reward a session stores: the judge's (model, mode, constitution, seed, ...), the
+    basis, the reference model's served id (None without one) and what else a scoring adds (`extra`)."""
+    judged = judge_fingerprint(settings, judge.served_id, constitution, seed)
+    return fingerprint({"judge": judged, "scoring": basis, "reference_model": reference_model, **extra})
+
+
+@dataclass
+class Tally:
+    """What a session has judged so far (for metrics and the failure limit)."""
+
+    rewards: int = 0
+    failed: int = 0
+    from_store: int = 0
+    by_step: dict[int | None, list[float | None]] = field(default_factory=dict)
+
+
+class JudgeSession:
+    """One judge at work, shared by every reward it gives: the event loop, the reward store, the usage ledger, the
+    tally and the failure limit (see the module's docstring).
+
+    Args:
+        judge: The judge model (with its call cache and usage meter), or a panel that stands where one does.
+        constitution: The constitution judged against.
+        settings: The judge's settings (mode, orders, principles per judgment, ...).
+        store_dir: The run directory of the reward store (made when missing; a folder per rank under it when
+            several processes train).
+        basis: What the rewards rest on, as stored rows name it (`score`, `group`, `reference`, `rank`, `pair`).
+        fingerprint: The rewards' fingerprint (`reward_fingerprint`); part of every key.
+        run_id: The store's run id when the session makes it (default `rewards-` and the fingerprint's first 8).
+        seed: Seed of the principle draws.
+        max_failures: Failed judgments allowed: a count (>= 1) or a share (< 1, checked from 20 rewards on).
+        concurrency: Judge calls in flight at once.
+        reference_model: A model that answers prompts for a reference (its usage and its clients are the session's).
+        on_usage: Called with each usage row as the judge's meter counts it (after the session has it).
+    """
+
+    def __init__(
+        self,
+        judge: ManagedModel,
+        constitution: Constitution,
+        settings: JudgeSettings,
+        store_dir: Path,
+        *,
+        basis: Basis,
+        fingerprint: str,
+        run_id: str | None = None,
+        seed: int = 0,
+        max_failures: float = 0.1,
+        concurrency: int = 64,
+        reference_model: ManagedModel | None = None,
+        on_usage: Callable[[UsageRow], None] | None = None,
+    ) -> None:
+        self.judge, self.constitution, self.settings = judge, constitution, settings
+        self.basis: Basis = basis
+        self.fingerprint, self.seed = fingerprint, seed
+        self.max_failures, self.concurrency = max_failures, concurrency
+        self.reference_model = reference_model
+        self.rank, self.ranks = rank(), world_size()
+        self.store_dir = Path(store_dir)
+        self.store = RunStore(rank_store_dir(self.store_dir, self.rank, self.ranks), create=True)
+        self._name_store(run_id or f"rewards-{fingerprint[:8]}")
+        #: What every record of the session carries.
+        self._stamp = {"rank": self.rank, "scoring": basis, "judge_model": judge.model_id, "fingerprint": fingerprint}
+        self.tally = Tally()
+        self._usage: list[UsageRow] = []
+        self._usage_lock = threading.Lock()
+        self._on_usage = on_usage
+        for model in self.models:
+            model.meter.sink = self._count_usage
+        self._bridge: EventLoopThread | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._semaphore: asyncio.Semaphore | None = None
+
+    @property
+    def models(self) -> list[ManagedModel]:
+        """The models the session asks: the judge, and the reference model where there is one (each once)."""
+        return list({id(m): m for m in (self.judge, self.reference_model) if m is not None}.values())
+
+    def _name_store(self, run_id: str) -> None:
+        if self.store.meta("run_id") is None:  # `charter status` names what made the store
+            c = self.constitution
+            info = ConstitutionInfo(name=c.name, version=c.version, hash=c.hash, principles=c.principle_ids)
+            self.store.set_meta(run_id=run_id, created_at=now_iso(), constitution=info.model_dump())
+
+    # -- running judge work --------------------------------------------------------------------------------
+    def run(self, work: Coroutine[Any, Any, T]) -> T:
+        """Run judge work from synchronous code, on the session's own event loop (a thread, made on first use), so
+        that the judge's clients and limiters live from one call to the next."""
+        if self._bridge is None:
+            self._bridge = EventLoopThread("charter-reward")
+        return self._bridge.run(work)
+
+    async def limited(self, work: Awaitable[T]) -> T:
+        """Await judge work within the session's bound on calls in flight (`concurrency`)."""
+        loop = asyncio.get_running_loop()
+        if self._semaphore is None or self._loop is not loop:
+            self._semaphore, self._loop = asyncio.Semaphore(self.concurrency), loop
+        async with self._semaphore:
+            return await work
+
+    def check_settings(self) -> None:
+        """`max_failures` and `concurrency` as they are now (a caller may have set them): a `ConfigError` if not."""
+        check_settings(self.max_failures, self.concurrency)
+
+    # -- judging -------------------------------------------------------------------------------------------
+    def principles(self, prompt: list[Message]) -> list[str]:
+        """The principles a prompt's completions are judged under: drawn per prompt (the same for all of them)."""
+        key = fingerprint(["prompt", [m.model_dump() for m in prompt]])
+        return principles_for(self.constitution, self.settings, key, self.seed)
+
+    async def judge_pair(self, prompt: list[Message], first: str, second: str, principle_ids: list[str]) -> Judgment:
+        """The judge's pairwise judgment of `first` against `second` under the principles (a failure is a judgment
+        with `failure` set), within the bound on calls in flight."""
+        pair = Pair(pair_id=fingerprint(["pair", first, second]), prompt=prompt, a=first, b=second)
+        return await self.limited(
+            judge_pair(self.judge, self.constitution, pair, self.settings, principle_ids, self.fingerprint)
+        )
+
+    def key(self, *parts: Any) -> str:
+        """A reward's key in the store: the fingerprint and what the reward depends on, hashed."""
+        return fingerprint([self.fingerprint, *parts])
+
+    def record(
+        self, key: str, step: int | None, prompt: list[Message], text: str, reward: float | None, **fields: Any
+    ) -> RewardRecord:
+        """A reward record of this session (its basis, rank, judge and fingerprint) with `fields` beside."""
+        return RewardRecord(key=key, step=step, prompt=prompt, completion=text, reward=reward, **self._stamp, **fields)
+
+    def failed(
+        self, key: str, step: int | None, prompt: list[Message], text: str, ids: list[str], error: BaseException
+    ) -> RewardRecord:
+        """The record of a failed judgment (reward None, the failure from a `JudgeParseError` or `ProviderError`)."""
+        return self.record(key, step, prompt, text, None, principle_ids=ids, failure=judge_failure(error))
+
+    def stored(self, key: str, step: int | None) -> RewardRecord | None:
+        """The reward stored under `key` (a successful one), for `step` and this rank, or None."""
+        found = stored_rewards(self.store, [key]).get(key)
+        if found is None:
+            return None
+        self.tally.from_store += 1
+        return found.model_copy(update={"step": step, "rank": self.rank, "cached": True})
+
+    # -- bookkeeping ---------------------------------------------------------------------------------------
+    def _count_usage(self, row: UsageRow) -> None:
+        with self._usage_lock:
+            self._usage.append(row)
+            if self._on_usage is not None:
+                self._on_usage(row)
+
+    def finish(self, records: list[RewardRecord], step: int | None) -> None:
+        """Store a batch's records and the usage since the last batch, and tally them (no failure limit: see
+        `check_failures`)."""
+        put_rewards(self.store, records)
+        with self._usage_lock:
+            usage, self._usage = self._usage, []
+        self.store.add_usage(usage)
+        self.tally.rewards += len(records)
+        self.tally.failed += sum(r.reward is None for r in records)
+        self.tally.by_step.setdefault(step, []).extend(r.reward for r in records)
+
+    def check_failures(self) -> None:
+        """Raise `TooManyFailures` once the failed judgments are past `max_failures`."""
+        if self.past_limit():
+            raise TooManyFailures(
+                f"{self.tally.failed} of {self.tally.rewards} judge rewards failed, over max_failures "
+                f"{self.max_failures:g}; the reward store at {self.store.run_dir} holds each failure"
+            )
+
+    def past_limit(self) -> bool:
+        """Whether the failed judgments so far are past `max_failures`."""
+        if self.max_failures >= 1:
+            return self.tally.failed > self.max_failures
+        return self.tally.rewards >= 20 and self.tally.failed / self.tally.rewards > self.max_failures
+
+    # -- the end -------------------------------------------------------------------------------------------
+    def close(self) -> None:
+        """Close the models' clients and flush the call cache, then stop the session's own event loop if it made
+        one (the reward store stays readable). The clients are closed on the loop they live on where it still runs
+        in another thread (TRL's); where none does, the call cache is flushed."""
+        if self._bridge is not None:
+            self._bridge.run(self.aclose())
+            self._bridge.close()
+            self._bridge = None
+        elif self._loop is not None and self._loop.is_running() and not _runs_here(self._loop):
+            asyncio.run_coroutine_threadsafe(self.aclose(), self._loop).result()
+        elif self.judge.cache is not None:
+            self.judge.cache.flush()
+
+    async def aclose(self) -> None:
+        """Close the models' clients (flushing the call cache) on the running event loop."""
+        for model in self.models:
+            await model.aclose()
+
+
+class SessionView:
+    """The parts of a judge session, by name, on what owns one as `session` (the reward function, online DPO's pair
+    judge): the judge, the constitution, the fingerprint, the store, the ranks, the tally, and `close`."""
+
+    session: JudgeSession
+
+    @property
+    def judge(self) -> ManagedModel:
+        """The judge model (its `meter` counts the calls and cost)."""
+        return self.session.judge
+
+    @property
+    def constitution(self) -> Constitution:
+        return self.session.constitution
+
+    @property
+    def fingerprint(self) -> str:
+        """The fingerprint of every reward stored (judge, settings, scoring and what changes its rewards)."""
+        return self.session.fingerprint
+
+    @property
+    def store(self) -> RunStore:
+        """The reward store (this rank's, with several processes)."""
+        return self.session.store
+
+    @property
+    def store_dir(self) -> Path:
+        """The run directory the reward store was asked for."""
+        return self.session.store_dir
+
+    @property
+    def rank(self) -> int:
+        return self.session.rank
+
+    @property
+    def ranks(self) -> int:
+        return self.session.ranks
+
+    @property
+    def tally(self) -> Tally:
+        return self.session.tally
+
+    def close(self) -> None:
+        """Flush the call cache and close the judge's clients (the reward store stays readable)."""
+        self.session.close()
+
+    async def aclose(self) -> None:
+        """`close`, awaited on the caller's running event loop."""
+        await self.session.aclose()
+
+
+def _runs_here(loop: asyncio.AbstractEventLoop) -> bool:
+    try:
+        return asyncio.get_running_loop() is loop
+    except RuntimeError:
+        return False
