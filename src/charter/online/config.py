@@ -23,12 +23,14 @@ Trainer = Literal["grpo", "rloo"]
 def default_mode(scoring: str) -> str:
     """The judge mode a scoring takes when the config names none: rating for `score`, log-probability comparisons
     for the others."""
-    return "score" if scoring == "score" else "logprobs"
+    return "score" if scoring in ("score", "checklist") else "logprobs"
 
 
 def scoring_misfit(scoring: str, settings: JudgeSettings) -> str | None:
     """Why the judge's mode cannot serve `scoring` (`score` rates each completion; the others compare them), or
     None when it can."""
+    if scoring == "checklist":  # one structured call a response, whatever the mode
+        return None
     if scoring == "score" and not settings.rates:
         return f"scoring score rates each completion: the judge's mode must be {', '.join(rating_modes())}"
     if scoring != "score" and settings.rates:
