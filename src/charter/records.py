@@ -507,6 +507,8 @@ class RewardRecord(Record):
     """Why there is no reward (reward None only)."""
     checklist: RewardChecklist | None = None
     """`checklist` (and online DPO judged by checklist): the checklist, its verdicts and what was left out."""
+    other_checklist: RewardChecklist | None = None
+    """`pair` judged by checklist: the other completion's checklist verdicts (the `reference` field's)."""
     masked: Literal["failed", "undecided"] | None = None
     """`pair` (online DPO): why the pair was left out of the loss (its judgment failed, or the orders disagreed or
     its confidence was below `min_confidence`); null for a pair trained on and for the other scorings."""

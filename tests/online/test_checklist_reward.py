@@ -177,3 +177,10 @@ def test_a_writer_writes_one_checklist_a_prompt_for_its_whole_group(tmp_path: Pa
     assert got == [1.0, 0.0, 1.0, 0.0] and len(asked) == 2
     assert {r.checklist.source for r in rewards(fn.store)} == {"model"}
     fn.close()
+
+
+def test_rows_of_one_prompt_with_different_checklists_are_each_checked_against_their_own(server, tmp_path) -> None:
+    fn = _reward(server, tmp_path / "store")
+    got = fn(prompts=["Q?", "Q?"], completions=["4", "4"], checklist=[ITEMS[:1], ITEMS[1:2]])
+    assert got == [1.0, 0.0]
+    fn.close()

@@ -11,6 +11,7 @@ training (`refresh_every`, `online.book`) are added to every checklist, and the 
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import Sequence
 from typing import Any
 
@@ -19,9 +20,13 @@ from charter.checklist.items import Checklist, checklist_from_criteria, checklis
 from charter.errors import ConfigError, DatasetError, FatalProviderError, ProviderError
 from charter.judge_prompt import rubric_object
 from charter.messages import render_conversation, user
+from charter.online.config import ChecklistReward
 from charter.online.judging import Batch, ScoringEntry, ScoringOptions
 from charter.online.session import JudgeSession
+from charter.providers import get_model
 from charter.providers.base import SamplingParams
+from charter.providers.cache import CallCache
+from charter.providers.usage import UsageMeter
 from charter.records import Failure, Message, RewardChecklist, RewardRecord, fingerprint
 
 #: The request a checklist writer is sent for a prompt with no checklist of its own.
@@ -68,9 +73,12 @@ class NoChecklist(Exception):
 async def score_by_checklist(session: JudgeSession, options: ScoringOptions, batch: Batch) -> list[RewardRecord]:
     """`checklist`: each completion's reward from its prompt's checklist (see the module's docstring)."""
     given = batch.checklists or [None] * len(batch.texts)
-    keys = [_prompt_key(p) for p in batch.prompts]
-    first = {key: i for i, key in reversed(list(enumerate(keys)))}  # each prompt's checklist resolved once
-    found = await asyncio.gather(*(_checklist(session, options, batch.prompts[i], given[i], i) for i in first.values()))
+    # each (prompt, column value) resolved once: a writer is asked once for a prompt's whole group
+    keys = [fingerprint([_prompt_key(p), _plain(v)]) for p, v in zip(batch.prompts, given)]
+    first = {key: i for i, key in reversed(list(enumerate(keys)))}
+    found = await asyncio.gather(
+        *(prompt_checklist(session, options, batch.prompts[i], given[i], i) for i in first.values())
+    )
     by_prompt = dict(zip(first, found))
     work = (
         _scored(session, options, prompt, text, by_prompt[key], batch.step)
@@ -79,13 +87,23 @@ async def score_by_checklist(session: JudgeSession, options: ScoringOptions, bat
     return list(await asyncio.gather(*work))
 
 
+def _plain(value: Any) -> Any:
+    """A column value as data a fingerprint can hold (a value that is neither is read, and refused, later)."""
+    try:
+        return json.loads(json.dumps(value, default=str))
+    except (TypeError, ValueError):
+        return repr(value)
+
+
 def _prompt_key(prompt: list[Message]) -> str:
     return fingerprint(["prompt", [m.model_dump() for m in prompt]])
 
 
-async def _checklist(
+async def prompt_checklist(
     session: JudgeSession, options: ScoringOptions, prompt: list[Message], value: Any, index: int
 ) -> Checklist | NoChecklist:
+    """A prompt's checklist: its column value (`index` names the row in errors), the constitution's criteria, or the
+    writer's (a failed writer is a `NoChecklist`), with the items accepted during training."""
     if value is not None and not (isinstance(value, str) and not value.strip()):
         return options.book.extend(checklist_from_rows(value, f"{options.checklist_column}[{index}]", "column"))
     if session.constitution.has_criteria:
@@ -181,13 +199,22 @@ def reward_checklist(checked: CheckedResponse) -> RewardChecklist:
     )
 
 
-def _fingerprinted(options: ScoringOptions) -> dict[str, Any]:
+def checklist_fingerprint(options: ScoringOptions) -> dict[str, Any]:
+    """What of the options changes a checklist reward: the prompt's format, the aggregation and the writer."""
     writer = options.checklist_writer
     return {
         "checklist_format": CHECKLIST_FORMAT,
         "aggregation": options.aggregation,
         "checklist_writer": None if writer is None else writer.served_id,
     }
+
+
+def checklist_options(section: ChecklistReward, cache: CallCache | None, meter: UsageMeter) -> ScoringOptions:
+    """The scoring options a config's `checklist` section describes (its writer with the run's cache and meter)."""
+    writer = None
+    if section.writer is not None:
+        writer = get_model(section.writer.backend(), cache=cache, meter=meter, role="checklist_writer")
+    return ScoringOptions(checklist_column=section.column, aggregation=section.aggregation, checklist_writer=writer)
 
 
 def checklist_values(column: Sequence[Any] | None, n: int, name: str) -> list[Any] | None:
@@ -201,4 +228,4 @@ def checklist_values(column: Sequence[Any] | None, n: int, name: str) -> list[An
     return list(column)
 
 
-CHECKLIST = ScoringEntry("checklist", score_by_checklist, reads_checklists=True, fingerprinted=_fingerprinted)
+CHECKLIST = ScoringEntry("checklist", score_by_checklist, reads_checklists=True, fingerprinted=checklist_fingerprint)

@@ -15,6 +15,7 @@ from charter.api_args import public
 from charter.errors import BudgetExceeded, TrainingError
 from charter.evals.callback import evaluations
 from charter.online.card import online_dpo_card, unfinished_online_dpo_card
+from charter.online.checklisted import checklist_options
 from charter.online.config import OnlineDPOConfig
 from charter.online.metrics import OnlineDPOMetrics, Usage
 from charter.online.pairs import MeteredPanel, PairJudge, RewardModelVote, masked_dpo_loss
@@ -67,6 +68,7 @@ def pair_judge(config: OnlineDPOConfig) -> PairJudge:
         max_failures=config.max_failures,
         min_confidence=config.min_confidence,
         reward_model=reward_model_vote(config),
+        checklist=checklist_options(config.checklist, cache, meter) if config.scoring == "checklist" else None,
     )
 
 
@@ -155,7 +157,11 @@ def judged_trainer_class() -> type:
                     with this.model.disable_adapter():
                         ref = this._forward(this.model, prompt_ids, prompt_mask, completion_ids, completion_mask)
             texts = this.processing_class.batch_decode(completion_ids, skip_special_tokens=True)
-            decisions = this.judge.judge_pairs(prompts, texts[:batch], texts[batch:], this.state.global_step + 1)
+            column = this.judge.checklist.checklist_column if this.judge.checklist is not None else None
+            checklists = inputs.get(column) if column is not None and isinstance(inputs, dict) else None
+            decisions = this.judge.judge_pairs(
+                prompts, texts[:batch], texts[batch:], this.state.global_step + 1, checklists
+            )
             first_wins = torch.tensor([bool(d.first_wins) for d in decisions], device=logprobs.device)
             trained = torch.tensor([d.masked is None for d in decisions], device=logprobs.device)
             rows = torch.arange(batch, device=logprobs.device)

@@ -365,4 +365,8 @@ def reward_for(config: Any, store: str | Path, **extra: Any) -> RewardFunction:
     concurrency)."""
     named = ("cache", "prices", "max_failures", "reference_model", "seed", "group_strategy", "rank_orders")
     settings = {name: getattr(config, name) for name in named}
+    section = getattr(config, "checklist", None)
+    if section is not None and config.scoring == "checklist":
+        settings |= {"checklist_column": section.column, "aggregation": section.aggregation,
+                     "checklist_writer": section.writer}  # fmt: skip
     return reward_function(config.judge, config.constitution, config.scoring, store=store, **settings, **extra)
