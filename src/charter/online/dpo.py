@@ -157,10 +157,8 @@ def judged_trainer_class() -> type:
                     with this.model.disable_adapter():
                         ref = this._forward(this.model, prompt_ids, prompt_mask, completion_ids, completion_mask)
             texts = this.processing_class.batch_decode(completion_ids, skip_special_tokens=True)
-            column = this.judge.checklist.checklist_column if this.judge.checklist is not None else None
-            checklists = inputs.get(column) if column is not None and isinstance(inputs, dict) else None
             decisions = this.judge.judge_pairs(
-                prompts, texts[:batch], texts[batch:], this.state.global_step + 1, checklists
+                prompts, texts[:batch], texts[batch:], this.state.global_step + 1, **_checklist_column(this, inputs)
             )
             first_wins = torch.tensor([bool(d.first_wins) for d in decisions], device=logprobs.device)
             trained = torch.tensor([d.masked is None for d in decisions], device=logprobs.device)
@@ -261,6 +259,14 @@ def _reports_skips(optimizer: Any, accelerator: Any) -> bool:
         return bool(accelerator.optimizer_step_was_skipped)
     finally:
         optimizer._is_overflow = False
+
+
+def _checklist_column(trainer: Any, inputs: Any) -> dict[str, Any]:
+    """The batch's checklist column for a judge that judges by checklist (where the batch carries it)."""
+    options = trainer.judge.checklist
+    if options is None or not isinstance(inputs, dict) or options.checklist_column not in inputs:
+        return {}
+    return {"checklists": inputs[options.checklist_column]}
 
 
 def _constitution(judge: PairJudge) -> str:
