@@ -56,6 +56,12 @@ class CheckedResponse:
     cached: bool = False
     """The judge's call was answered from the call cache."""
 
+    def scored(self) -> ChecklistScore:
+        """The score as a preference reads it (`charter.checklist.preference`): the reward the aggregation gave, and
+        the expected score from the items' P(yes) only where the aggregation is explicit."""
+        expected = self.score.expected if self.aggregation == "explicit" else None
+        return self.score.model_copy(update={"score": self.reward, "expected": expected})
+
 
 def checklist_params(base: SamplingParams | None, item_ids: list[str], aggregation: Aggregation) -> SamplingParams:
     """The sampling of a checklist call: greedy (or the judge's `params`), with the reply's JSON schema."""

@@ -16,8 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from charter.checklist.aggregate import ChecklistScore, preference
-from charter.checklist.check import CheckedResponse, check_response
+from charter.checklist.aggregate import preference
+from charter.checklist.check import check_response
 from charter.constitutions import Constitution
 from charter.errors import ConfigError
 from charter.judge.panel import Panel
@@ -245,7 +245,7 @@ class PairJudge(SessionView):
             why = a.failure if a.reward is None else f"the other completion: {b.failure}"
             failure = Failure(kind="checklist", message=why or "no checklist score")
             return self._record(key, step, prompt, first, None, failure=failure, masked="failed", **verdicts)
-        p = preference(_as_score(a), _as_score(b)).p_a
+        p = preference(a.scored(), b.scored()).p_a
         assert p is not None
         decision = decide_p(p, True, self.min_confidence)
         return self._record(key, step, prompt, first, p, masked=decision.masked, **verdicts)
@@ -299,11 +299,3 @@ class PairJudge(SessionView):
         tally["cached"] += row.cached
         tally["cost_usd"] += row.cost_usd
 
-
-def _as_score(checked: CheckedResponse) -> ChecklistScore:
-    """A checked response's score as the preference reads it: the reward its aggregation gave (an implicit score
-    has no expected value from the items' probabilities)."""
-    implicit = checked.aggregation == "implicit"
-    return checked.score.model_copy(
-        update={"score": checked.reward, "expected": None if implicit else checked.score.expected}
-    )
