@@ -32,7 +32,7 @@ def prompt_checklists(source: str, column: str, prompts: Sequence[Any]) -> dict[
     found: dict[str, Any] = {}
     rows = data.read_rows(source)
     key = "prompt" if rows and "prompt" in rows[0] else "messages"
-    wanted = {_text(p) for p in prompts}
+    wanted = {prompt_key(p) for p in prompts}
     for i, row in enumerate(rows):
         value = row.get(column)
         if value is None or not row.get(key):
@@ -40,19 +40,20 @@ def prompt_checklists(source: str, column: str, prompts: Sequence[Any]) -> dict[
         prompt = data.message_dicts(row[key], "user", f"{source}: row {i}")
         if key == "messages" and prompt and prompt[-1]["role"] == "assistant":
             prompt = prompt[:-1]
-        if _text(prompt) in wanted:
-            found[_text(prompt)] = (f"{source}: row {i}: {column}", value)
+        if prompt_key(prompt) in wanted:
+            found[prompt_key(prompt)] = (f"{source}: row {i}: {column}", value)
     return found
 
 
-def _text(prompt: Any) -> str:
+def prompt_key(prompt: Any) -> str:
+    """A prompt's key in `prompt_checklists`: the fingerprint of its messages' roles and contents."""
     return fingerprint([[{"role": m["role"], "content": m["content"]} for m in prompt]])
 
 
 def checklist_for(prompt: Any, given: Mapping[str, Any], constitution: Constitution) -> Checklist:
     """A prompt's checklist: its row's column value, else the constitution's criteria (a `ConfigError` naming the
     column when there are none)."""
-    found = given.get(_text(prompt))
+    found = given.get(prompt_key(prompt))
     if found is not None:
         where, value = found
         return checklist_from_rows(value, where, "column")
@@ -121,4 +122,4 @@ async def judge_by_checklist(
             await model.aclose()
 
 
-__all__ = ["judge_by_checklist", "MODE", "checklist_for", "checklist_judgments", "prompt_checklists"]
+__all__ = ["MODE", "checklist_for", "checklist_judgments", "judge_by_checklist", "prompt_checklists", "prompt_key"]

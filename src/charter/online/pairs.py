@@ -298,4 +298,3 @@ class PairJudge(SessionView):
         tally["calls"] += row.calls
         tally["cached"] += row.cached
         tally["cost_usd"] += row.cost_usd
-
