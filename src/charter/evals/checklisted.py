@@ -96,15 +96,16 @@ async def checklist_judgments(
 
 
 def _judgment(pair: Pair, a: CheckedResponse, b: CheckedResponse, judge: str, judge_fp: str) -> Judgment:
-    common = {"pair_id": pair.pair_id, "fingerprint": judge_fp, "mode": MODE, "orders": "one", "judge_model": judge}
     ids = list(dict.fromkeys(i.principle_id or MODE for i in a.checklist.items))
     p = preference(a.scored(), b.scored()).p_a
     if p is None:
-        why = a.failure if a.reward is None else f"b: {b.failure}"
-        failure = Failure(kind="checklist", message=why or "no checklist score")
-        return Judgment(status="failed", principle_ids=ids, failure=failure, **common)
+        why = (a.failure if a.reward is None else f"b: {b.failure}") or "no checklist score"
+        failure = Failure(kind="checklist", message=why)
+        return Judgment(pair_id=pair.pair_id, fingerprint=judge_fp, status="failed", mode=MODE, orders="one",
+                        judge_model=judge, principle_ids=ids, failure=failure)  # fmt: skip
     vote = Vote(principle_id=MODE, p_a=p, p_a_ab=p, score_a=a.reward, score_b=b.reward)
-    return Judgment(status="ok", principle_ids=ids, p_a=p, p_a_ab=p, principles=[vote], **common)
+    return Judgment(pair_id=pair.pair_id, fingerprint=judge_fp, status="ok", mode=MODE, orders="one",
+                    judge_model=judge, principle_ids=ids, p_a=p, p_a_ab=p, principles=[vote])  # fmt: skip
 
 
 async def judge_by_checklist(

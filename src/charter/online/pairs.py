@@ -210,8 +210,8 @@ class PairJudge(SessionView):
         step: int | None,
     ) -> list[RewardRecord]:  # fmt: skip
         if self.checklist is not None:
-            rows = zip(range(len(prompts)), prompts, firsts, seconds)
-            return list(await asyncio.gather(*(self._checklist_pair(i, *row, step) for i, *row in rows)))
+            rows = enumerate(zip(prompts, firsts, seconds))
+            return list(await asyncio.gather(*(self._checklist_pair(i, p, a, b, step) for i, (p, a, b) in rows)))
         work = (self._pair(*args, step) for args in zip(prompts, firsts, seconds, model_ps))
         return list(await asyncio.gather(*work))
 

@@ -81,7 +81,7 @@ def checklist_column(config: OnlineConfig, prompts: Sequence[Prompt]) -> list[st
         return None
     source = config.prompts if isinstance(config.prompts, str) else config.prompts.path
     if source is None or not Path(source).is_file():
-        return [None] * len(prompts)
+        return [None for _ in prompts]
     given = prompt_checklists(source, config.checklist.column, [as_dicts(p.messages) for p in prompts])
     out: list[str | None] = []
     for p in prompts:
