@@ -273,13 +273,18 @@ def loop_config_reference() -> str:
 
 def serve_config_reference() -> str:
     """Markdown for `ServeConfig`, the config of `charter serve reward` (its nested models are a run config's)."""
-    from charter.online.config import VerifiableReward
+    from charter.online.config import ChecklistReward, VerifiableReward
     from charter.serve.config import ServeConfig
 
-    # the nested models are described in the run config's page, but for the verifiable reward
+    # the nested models are described in the run config's page, but for the verifiable reward and the checklist
     main = model_section(ServeConfig, []).replace("](#", "](run-config.md#")
     main = main.replace("(run-config.md#verifiablereward)", "(#verifiablereward)")
-    return main + "\n\n" + model_section(VerifiableReward, ["verify"], " of a reward server config")
+    main = main.replace("(run-config.md#checklistreward)", "(#checklistreward)")
+    own = [(VerifiableReward, "verify"), (ChecklistReward, "checklist")]
+    sections = [
+        model_section(m, [key], " of a reward server config").replace("](#", "](run-config.md#") for m, key in own
+    ]
+    return "\n\n".join([main, *sections])
 
 
 def config_models(root: type[BaseModel]) -> dict[type[BaseModel], list[str]]:

@@ -105,5 +105,7 @@ def test_past_max_failures_the_function_stops_training(tmp_path: Path) -> None:
 def test_scoring_and_mode_must_fit(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="judge mode must be"):
         make(tmp_path, "group", mode="score")
-    with pytest.raises(ArgumentError, match="scoring: Input should be 'score', 'group', 'reference' or 'rank'"):
+    with pytest.raises(
+        ArgumentError, match="scoring: Input should be 'score', 'group', 'reference', 'rank' or 'checklist'"
+    ):
         make(tmp_path, "pairs")

@@ -6,6 +6,7 @@ import tests.support.garbled  # noqa: F401 - registers scripted:garbled-pairs
 from charter.cli import main
 from charter.judge_prompt import read_rating
 from charter.providers.scripted import _cai, _cai_choice, register_script
+from charter.testing.lab import register_lab_models
 
 
 def _flaky(messages, params):  # noqa: ANN001, ANN202 - rates responses that mention "ok", fails the rest
@@ -16,6 +17,7 @@ def _flaky(messages, params):  # noqa: ANN001, ANN202 - rates responses that men
 
 
 register_script("serve-flaky", _flaky, _cai_choice)
+register_lab_models()  # scripted:checklist-judge
 
 if __name__ == "__main__":
     sys.exit(main(sys.argv[1:]))

@@ -6,7 +6,7 @@ from __future__ import annotations
 import hashlib
 import math
 from pathlib import Path
-from typing import Annotated, Any, cast
+from typing import Annotated, Any, Literal, cast
 
 from pydantic import Field
 
@@ -45,6 +45,15 @@ class ArenaConfig(ConfigModel):
     judge_mode: PairwiseMode = "logprobs"
     """How the judge answers: a pairwise mode of the table of modes (logprobs, cot or verdict); both orders are
     always asked."""
+    scoring: Literal["pair", "checklist"] = "pair"
+    """`pair`: the judge compares the two answers (`judge_mode`, both orders); `checklist`: each answer is checked
+    against its prompt's checklist (the prompts file's `checklist_column`, else the constitution's criteria) in one
+    call, and P(a better) is 0.5 plus half the difference of their scores (a comparison where either answer has no
+    score is a failed judgment, left out and counted)."""
+    checklist_column: str = "checklist"
+    """`checklist` scoring: the prompts file's column with each prompt's checklist (a list of items or its JSON)."""
+    aggregation: Literal["explicit", "implicit"] = "explicit"
+    """`checklist` scoring: the items' weights and gates, or the judge's overall score given the checklist."""
     per_pair: int | None = Field(default=None, ge=1)
     """Prompts each pair of models is compared on; unset: about 2 / (N - 1) of the prompts (each model in about
     two comparisons per prompt), all of them with 3 models or fewer."""
@@ -85,7 +94,8 @@ def _hash(*parts: str) -> str:
 
 
 def calls_per_comparison(config: ArenaConfig) -> int:
-    """Judge calls a comparison makes: both orders, by the judge and each panel member."""
+    """Judge calls a comparison makes: both orders, by the judge and each panel member (by checklist: at most one
+    for each answer)."""
     return 2 * (1 + len(config.panel))
 
 
@@ -159,6 +169,10 @@ async def _judge(config: ArenaConfig, pairs: list[Pair], cache: str, meter: Any)
         for j, key in zip([config.judge, *config.panel], keys)
     ]
     model: Any = Panel(judges) if len(judges) > 1 else judges[0]
+    if config.scoring == "checklist":
+        from charter.evals.checklisted import judge_by_checklist
+
+        return await judge_by_checklist(model, constitution, pairs, str(config.prompts), config, close=True)
     return await judgments_by_pair(model, constitution, pairs, settings, config.seed, config.concurrency, close=True)
 
 
@@ -166,6 +180,8 @@ async def arena_async(config: ArenaConfig) -> dict[str, Any]:
     """The arena; writes OUT/arena.json, arena.md and arena.svg and returns the summary (see `arena`)."""
     from charter.providers.usage import UsageMeter
 
+    if config.scoring == "checklist" and config.panel:
+        raise ConfigError("panel: scoring checklist takes one judge")
     names = [model_name(m) for m in config.models]
     if len(set(names)) != len(names):
         raise ConfigError(f"models: listed twice: {sorted({n for n in names if names.count(n) > 1})}")
@@ -303,6 +319,7 @@ def _summary(
         "judge": config.judge,
         "panel": config.panel,
         "judge_mode": config.judge_mode,
+        "scoring": config.scoring,
         "constitution": config.constitution,
         "prompts": str(config.prompts),
         "prompts_used": n_prompts,
@@ -313,7 +330,7 @@ def _summary(
             "comparisons": n_pairs * per_pair,
             "all_pairs_comparisons": n_pairs * n_prompts,
             "all_pairs_calls": each * n_pairs * n_prompts,
-            "orders": "both",
+            "orders": "one" if config.scoring == "checklist" else "both",
         },
         "calls": each * n_pairs * per_pair,
         "judged": len(comparisons),

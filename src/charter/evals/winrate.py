@@ -163,6 +163,11 @@ async def _judge(config: WinrateConfig, pairs: list[Pair]) -> dict[str, Judgment
     constitution = load_constitution(config.constitution)
     settings = JudgeSettings(mode=config.judge_mode, orders="both", principles_per_pair=config.principles_per_pair)
     model = get_model(config.judge, role="judge", api_key_env=config.judge_api_key_env)
+    if config.scoring == "checklist":
+        from charter.evals.checklisted import judge_by_checklist
+
+        source = str(config.prompts)
+        return await judge_by_checklist(model, constitution, pairs, source, config, close=True)
     return await judgments_by_pair(model, constitution, pairs, settings, config.seed, config.concurrency, close=True)
 
 

@@ -16,6 +16,8 @@ SCORINGS = {
     "reference": "P(the completion is better than a reference answer), judged in both orders",
     "rank": "each completion's expected win rate in its group, from a Plackett-Luce fit of the judge's orderings of "
     "the whole group (listwise, in shuffled presentation orders)",
+    "checklist": "the weighted, gated verdicts of each completion's prompt checklist, answered in one judge call "
+    "(a reason before each verdict; verifier items by code); all items failed: no reward",
 }
 
 
@@ -27,6 +29,8 @@ def _scoring(config: OnlineConfig) -> str:
         )
     if config.scoring == "rank":
         return f"{SCORINGS['rank']}, {config.rank_orders} order(s) per group"
+    if config.scoring == "checklist" and config.checklist.aggregation == "implicit":
+        return "the judge's overall score of each completion given its prompt's checklist, in one call (implicit)"
     return SCORINGS[config.scoring]
 
 
@@ -88,8 +92,20 @@ def online_card(metrics: OnlineMetrics, config: OnlineConfig, name: str, tags: l
         "table `rewards`) with the prompt, the completion, the scores or votes and the training step.",
         "",
         *evaluation_lines(metrics.get("winrate_eval", [])),
+        *checklist_version_lines(metrics.get("checklist_versions", [])),
     ]
     return ModelCard(f"---\n{data.to_yaml()}\n---\n\n" + "\n".join(lines))
+
+
+def checklist_version_lines(versions: list[dict[str, Any]]) -> list[str]:
+    """The checklist's refreshes during training (`refresh_every`): a line per refresh, the items it added."""
+    if not versions:
+        return []
+    lines = ["## The checklist during training", "", "| after step | version | items added |", "|---|---|---|"]
+    for refresh in versions:
+        added = "; ".join(f"`{i['id']}`: {i['requirement']}" for i in refresh["accepted"])
+        lines.append(f"| {refresh['step']} | {refresh['version']} | {added or refresh.get('note') or 'none'} |")
+    return [*lines, "", "Each reward in the store names the checklist version it used (`checklist.version`).", ""]
 
 
 def _dpo_judge(config: Any, judge: str) -> str:

@@ -24,12 +24,14 @@ Trainer = Literal["grpo", "rloo"]
 def default_mode(scoring: str) -> str:
     """The judge mode a scoring takes when the config names none: rating for `score`, log-probability comparisons
     for the others."""
-    return "score" if scoring == "score" else "logprobs"
+    return "score" if scoring in ("score", "checklist") else "logprobs"
 
 
 def scoring_misfit(scoring: str, settings: JudgeSettings) -> str | None:
     """Why the judge's mode cannot serve `scoring` (`score` rates each completion; the others compare them), or
     None when it can."""
+    if scoring == "checklist":  # one structured call a response, whatever the mode
+        return None
     if scoring == "score" and not settings.rates_alone:
         return f"scoring score rates each completion: the judge's mode must be {', '.join(rating_modes())}"
     if scoring != "score" and settings.rates_alone:
@@ -68,6 +70,33 @@ class VerifiableReward(ConfigModel):
     verifier: str = "number"
     """The check for prompts with a reference and no verifier of their own: number, exact, contains,
     regex:PATTERN, a registered name or module:function."""
+
+
+class ChecklistReward(ConfigModel):
+    """How `scoring: checklist` finds each prompt's checklist and turns its verdicts into a reward, and how the
+    checklist evolves during training."""
+
+    column: str = "checklist"
+    """The dataset column with each prompt's checklist: a list of items (`{id, requirement, weight or category,
+    gate, verifier, reference}`) or its JSON text. A prompt without one takes the constitution's criteria, or the
+    writer's checklist."""
+    aggregation: Literal["explicit", "implicit"] = "explicit"
+    """`explicit`: the items' weights and gates; `implicit`: the judge's overall score of the response given the
+    checklist, asked in the same call (the explicit score is recorded beside it)."""
+    writer: RoleConfig | None = None
+    """A model that writes a checklist for a prompt that has none (one cached call a prompt)."""
+    refresh_every: int | None = Field(default=None, ge=1)
+    """`charter train grpo|rloo`: every K steps, compare the highest- and lowest-rewarded recent rollouts and ask the
+    proposer for items that catch what the high ones exploit (length padding, sycophancy, format tricks); each
+    accepted item is added to every checklist as a new version (in the store, the metrics and the card)."""
+    proposer: RoleConfig | None = None
+    """`refresh_every`: the model that proposes the new items (default: the judge)."""
+    refresh_window: int = Field(default=4, ge=1)
+    """`refresh_every`: the rollouts of the last this many steps are compared."""
+    refresh_pairs: int = Field(default=2, ge=1)
+    """`refresh_every`: the highest- and lowest-rewarded rollouts shown to the proposer, this many of each."""
+    max_new_items: int = Field(default=3, ge=1)
+    """`refresh_every`: the most items one refresh accepts."""
 
 
 class OnlineBase(ConfigModel):
@@ -117,10 +146,13 @@ class OnlineConfig(OnlineBase):
     judge: JudgeConfig = JudgeConfig(mode="score")
     """The judge: its model (a role) and how it judges (mode, scale, rating, orders, ensemble). `score` scoring
     needs mode `score`; `group` and `reference` need a comparison mode (logprobs, cot, verdict)."""
-    scoring: Literal["score", "group", "reference", "rank"] = "score"
+    scoring: Literal["score", "group", "reference", "rank", "checklist"] = "score"
     """`score`: each completion's rubric score; `group`: its win rate among the completions of its prompt, both
     orders; `reference`: P(better than the prompt's reference, or the reference model's answer); `rank`: the judge
-    orders its prompt's completions in one call (listwise), a few times in shuffled order, fitted by Plackett–Luce."""
+    orders its prompt's completions in one call (listwise), a few times in shuffled order, fitted by Plackett–Luce;
+    `checklist`: its prompt's checklist (`checklist` section) answered in one call, the weighted, gated verdicts."""
+    checklist: ChecklistReward = ChecklistReward()
+    """`checklist` scoring: where each prompt's checklist comes from, the aggregation, and `refresh_every`."""
     group_strategy: Literal["all_pairs", "circular"] = "all_pairs"
     """`group` scoring: `all_pairs` compares every two completions (k(k-1)/2 pairs, the reward a win rate);
     `circular` compares each with its neighbours in a random cycle (k pairs), the reward the expected win rate under
@@ -173,6 +205,8 @@ class OnlineConfig(OnlineBase):
             )
         if "reward_weights" in self.trl:
             raise LocatedValueError("set judge_weight and verify.weight instead", ("trl", "reward_weights"))
+        if self.checklist.refresh_every is not None and self.scoring != "checklist":
+            raise LocatedValueError("refresh_every needs scoring: checklist", ("checklist", "refresh_every"))
         return self
 
 
@@ -184,6 +218,12 @@ class OnlineDPOConfig(OnlineBase):
     """The pairwise judge: its model (a role), or a panel (`models`, optional `weights`), and how it compares (mode
     logprobs, cot or verdict; orders, ensemble). With `orders: both` a pair whose two orders pick different winners
     is undecided; a pair any panel member fails is a failed judgment."""
+    scoring: Literal["pair", "checklist"] = "pair"
+    """`pair`: the pairwise judge compares the two completions; `checklist`: each is checked against its prompt's
+    checklist (one call each) and the pair's P(first better) is 0.5 plus half their score difference (a pair where
+    either has no score is masked as failed)."""
+    checklist: ChecklistReward = ChecklistReward()
+    """`checklist` scoring: where each prompt's checklist comes from and the aggregation (no `refresh_every`)."""
     min_confidence: float = Field(default=0.1, ge=0, lt=0.5)
     """The least |P(first better) - 0.5| of a pair trained on; a pair below it is masked as undecided."""
     reward_model: str | None = None
@@ -221,7 +261,9 @@ class OnlineDPOConfig(OnlineBase):
 
     @model_validator(mode="after")
     def _judge_compares(self) -> OnlineDPOConfig:
-        misfit = scoring_misfit("group", self.judge)
+        misfit = None if self.scoring == "checklist" else scoring_misfit("group", self.judge)
+        if self.checklist.refresh_every is not None:
+            raise LocatedValueError("online DPO takes no refresh_every", ("checklist", "refresh_every"))
         if misfit:
             raise LocatedValueError(misfit.replace("scoring group", "online DPO"), ("judge", "mode"))
         if self.judge_weight == 0 and not self.reward_model:

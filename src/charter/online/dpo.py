@@ -14,6 +14,7 @@ from charter.api_args import ConfigArg, public
 from charter.errors import TrainingError
 from charter.evals.callback import evaluations
 from charter.online.card import online_dpo_card, unfinished_online_dpo_card
+from charter.online.checklisted import checklist_options
 from charter.online.config import OnlineDPOConfig
 from charter.online.metrics import OnlineDPOMetrics, Usage
 from charter.online.pairs import MeteredPanel, PairJudge, RewardModelVote, masked_dpo_loss
@@ -65,6 +66,7 @@ def pair_judge(config: OnlineDPOConfig) -> PairJudge:
         max_failures=config.max_failures,
         min_confidence=config.min_confidence,
         reward_model=reward_model_vote(config),
+        checklist=checklist_options(config.checklist, cache, meter) if config.scoring == "checklist" else None,
     )
 
 
@@ -153,7 +155,9 @@ def judged_trainer_class() -> type:
                     with this.model.disable_adapter():
                         ref = this._forward(this.model, prompt_ids, prompt_mask, completion_ids, completion_mask)
             texts = this.processing_class.batch_decode(completion_ids, skip_special_tokens=True)
-            decisions = this.judge.judge_pairs(prompts, texts[:batch], texts[batch:], this.state.global_step + 1)
+            decisions = this.judge.judge_pairs(
+                prompts, texts[:batch], texts[batch:], this.state.global_step + 1, **_checklist_column(this, inputs)
+            )
             first_wins = torch.tensor([bool(d.first_wins) for d in decisions], device=logprobs.device)
             trained = torch.tensor([d.masked is None for d in decisions], device=logprobs.device)
             rows = torch.arange(batch, device=logprobs.device)
@@ -253,6 +257,14 @@ def _reports_skips(optimizer: Any, accelerator: Any) -> bool:
         return bool(accelerator.optimizer_step_was_skipped)
     finally:
         optimizer._is_overflow = False
+
+
+def _checklist_column(trainer: Any, inputs: Any) -> dict[str, Any]:
+    """The batch's checklist column for a judge that judges by checklist (where the batch carries it)."""
+    options = trainer.judge.checklist
+    if options is None or not isinstance(inputs, dict) or options.checklist_column not in inputs:
+        return {}
+    return {"checklists": inputs[options.checklist_column]}
 
 
 def _constitution(judge: PairJudge) -> str:

@@ -8,6 +8,7 @@ from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from charter.online.book import Aggregation, ChecklistBook
 from charter.online.session import JudgeSession
 from charter.providers import ManagedModel
 from charter.providers.base import SamplingParams
@@ -28,6 +29,9 @@ class Batch:
     """The training step the rewards are for (None outside training)."""
     references: Sequence[str | None] | None = None
     """Each completion's reference answer, where the scoring reads one (None: the batch has no such column)."""
+    checklists: Sequence[Any] | None = None
+    """Each completion's checklist column value (items or their JSON text; None for a row without one), where the
+    scoring reads one (None: the batch has no such column)."""
 
 
 @dataclass(frozen=True)
@@ -46,6 +50,15 @@ class ScoringOptions:
     """`group`: every two completions, or each against its neighbours in a random cycle."""
     rank_orders: int = 3
     """`rank`: shuffled presentation orders per group, one call each."""
+    checklist_column: str = "checklist"
+    """`checklist`: the dataset column with each prompt's checklist."""
+    aggregation: Aggregation = "explicit"
+    """`checklist`: `explicit` (the items' weights and gates) or `implicit` (the judge's overall score given the
+    checklist)."""
+    checklist_writer: ManagedModel | None = None
+    """`checklist`: the model that writes a checklist for a prompt with none (one cached call a prompt)."""
+    book: ChecklistBook = field(default_factory=ChecklistBook)
+    """`checklist`: the items added during training (`refresh_every`) and the checklist version they make."""
 
 
 ScoreBatch = Callable[[JudgeSession, ScoringOptions, Batch], Awaitable[list[RewardRecord]]]
@@ -60,6 +73,8 @@ class ScoringEntry:
     score: ScoreBatch
     reads_references: bool = False
     """Whether it reads the batch's reference column (`ScoringOptions.reference_column`)."""
+    reads_checklists: bool = False
+    """Whether it reads the batch's checklist column (`ScoringOptions.checklist_column`)."""
     fingerprinted: Callable[[ScoringOptions], dict[str, Any]] = lambda options: {}
     """What of the options changes its rewards, for the fingerprint (only where it differs from the default, so that
     stores made before an option existed stay valid)."""

@@ -51,6 +51,9 @@ class OnlineMetrics(TypedDict):
     """Steps, seconds, device, batch and processes."""
     winrate_eval: list[WinRateEval]
     """The win rate judged during training (the `winrate_eval` section), per evaluation step; [] without one."""
+    checklist_versions: list[dict[str, Any]]
+    """`checklist.refresh_every`: each refresh of the checklist (step, version, items accepted, rewards compared,
+    the proposer, a note where nothing was accepted); [] without one."""
     config: dict[str, Any]
     """The config, as run."""
 

@@ -16,13 +16,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+from charter.checklist.aggregate import preference
+from charter.checklist.check import check_response
 from charter.constitutions import Constitution
 from charter.errors import ConfigError
 from charter.judge.panel import Panel
 from charter.judge.settings import JudgeSettings
 from charter.logistic import sigmoid
+from charter.online.checklisted import NoChecklist, checklist_fingerprint, prompt_checklist, reward_checklist
 from charter.online.config import scoring_misfit
 from charter.online.inputs import prompt_messages, text_of
+from charter.online.judging import ScoringOptions
 from charter.online.session import JudgeSession, SessionView, reward_fingerprint
 from charter.providers import ManagedModel
 from charter.providers.usage import UsageMeter
@@ -122,6 +126,10 @@ class PairJudge(SessionView):
     """The pairwise judge of online DPO: each pair judged (both orders, the settings' mode), stored in the reward
     store (scoring `pair`, the first completion with P(it is better), the second as `reference`), and decided.
 
+    With `checklist` options, each completion is instead checked against its prompt's checklist (one call each) and
+    the pair's P(first better) is the checklists' preference (`charter.checklist.preference`): 0.5 plus half the
+    score difference; a pair where either completion has no score is masked as failed.
+
     It owns a judge session (`session`, basis `pair`); `judge`, `constitution`, `store`, `rank`, `ranks` and `close`
     are the session's (`SessionView`)."""
 
@@ -138,11 +146,13 @@ class PairJudge(SessionView):
         concurrency: int = 64,
         min_confidence: float = 0.0,
         reward_model: RewardModelVote | None = None,
+        checklist: ScoringOptions | None = None,
     ) -> None:
-        misfit = scoring_misfit(basis, settings)
+        misfit = None if checklist is not None else scoring_misfit(basis, settings)
         if misfit:
             raise ConfigError(misfit)
-        judged = reward_fingerprint(judge, constitution, settings, seed, basis)
+        extra = checklist_fingerprint(checklist) if checklist is not None else {}
+        judged = reward_fingerprint(judge, constitution, settings, seed, basis, **extra)
         fp = judged
         if reward_model is not None:  # a stored decision is reused only with the model and weights it was made with
             fp = fingerprint([judged, reward_model.source, reward_model.weight, reward_model.judge_weight])
@@ -159,7 +169,7 @@ class PairJudge(SessionView):
             concurrency=concurrency,
             on_usage=self._count_step,
         )
-        self.min_confidence, self.reward_model = min_confidence, reward_model
+        self.min_confidence, self.reward_model, self.checklist = min_confidence, reward_model, checklist
         self._step: int | None = None
         #: Judge calls answered, from the cache, and their cost, per training step (this process).
         self.calls_by_step: dict[int | None, dict[str, Any]] = {}
@@ -170,11 +180,18 @@ class PairJudge(SessionView):
         return self.reward_model is None or self.reward_model.judge_weight > 0
 
     def judge_pairs(
-        self, prompts: Sequence[Any], firsts: Sequence[Any], seconds: Sequence[Any], step: int | None
+        self,
+        prompts: Sequence[Any],
+        firsts: Sequence[Any],
+        seconds: Sequence[Any],
+        step: int | None,
+        checklists: Sequence[Any] | None = None,
     ) -> list[Decision]:
         """Judge each (prompt, first, second) and return the decisions, in order; stores every judgment and
-        raises `TooManyFailures` past `max_failures`."""
+        raises `TooManyFailures` past `max_failures`. `checklists`: each prompt's checklist column value, for
+        checklist judging (None: the constitution's criteria, or the writer's)."""
         self._step = step
+        self._checklists = list(checklists) if checklists is not None else [None] * len(prompts)
         messages = prompt_messages(prompts)
         a, b = [text_of(t) for t in firsts], [text_of(t) for t in seconds]
         model_ps: list[float | None] = (
@@ -189,8 +206,46 @@ class PairJudge(SessionView):
         self, prompts: list[list[Message]], firsts: list[str], seconds: list[str], model_ps: list[float | None],
         step: int | None,
     ) -> list[RewardRecord]:  # fmt: skip
+        if self.checklist is not None:
+            rows = enumerate(zip(prompts, firsts, seconds))
+            return list(await asyncio.gather(*(self._checklist_pair(i, p, a, b, step) for i, (p, a, b) in rows)))
         work = (self._pair(*args, step) for args in zip(prompts, firsts, seconds, model_ps))
         return list(await asyncio.gather(*work))
+
+    async def _checklist_pair(
+        self, index: int, prompt: list[Message], first: str, second: str, step: int | None
+    ) -> RewardRecord:
+        """A pair judged by checklist: each completion checked (one call each), the preference of their scores."""
+        session, options = self.session, self.checklist
+        assert options is not None
+        checklist = await prompt_checklist(session, options, prompt, self._checklists[index], index)
+        asked = [m.model_dump() for m in prompt]
+        if isinstance(checklist, NoChecklist):
+            key = session.key(self.min_confidence, asked, first, second, None)
+            return self._record(key, step, prompt, first, None, principle_ids=[], reference=second,
+                                failure=checklist.failure, masked="failed")  # fmt: skip
+        key = session.key(self.min_confidence, asked, first, second, checklist.fingerprint, options.aggregation)
+        ids = sorted({i.principle_id for i in checklist.items if i.principle_id})
+        if first.strip() == second.strip():
+            return self._record(key, step, prompt, first, 0.5, principle_ids=ids, reference=second, comparisons=0,
+                                masked="undecided")  # fmt: skip
+        reused = session.stored(key, step)
+        if reused is not None:
+            return reused
+        check = lambda text: session.limited(  # noqa: E731
+            check_response(session.judge, prompt, text, checklist, options.aggregation, session.settings.params)
+        )
+        a, b = await asyncio.gather(check(first), check(second))
+        verdicts = dict(principle_ids=ids, reference=second, comparisons=1, checklist=reward_checklist(a),
+                        other_checklist=reward_checklist(b), cached=a.cached and b.cached)  # fmt: skip
+        if a.reward is None or b.reward is None:
+            why = a.failure if a.reward is None else f"the other completion: {b.failure}"
+            failure = Failure(kind="checklist", message=why or "no checklist score")
+            return self._record(key, step, prompt, first, None, failure=failure, masked="failed", **verdicts)
+        p = preference(a.scored(), b.scored()).p_a
+        assert p is not None
+        decision = decide_p(p, True, self.min_confidence)
+        return self._record(key, step, prompt, first, p, masked=decision.masked, **verdicts)
 
     async def _pair(
         self, prompt: list[Message], first: str, second: str, model_p: float | None, step: int | None

@@ -15,6 +15,10 @@ loop. Its scoring is one entry of the table in `online.scorings`:
 - `rank`: the judge orders a prompt's completions in one call (listwise, as RULER and NeMo Gym's GenRM do), in
   `rank_orders` shuffled presentation orders to cancel its position bias; a Plackett–Luce fit of the orderings
   gives each completion its expected win rate in the group. A failed or unreadable ordering fails the whole group.
+- `checklist`: each completion checked against its prompt's checklist (the `checklist` column, the constitution's
+  criteria, or one written by `checklist_writer`) in one judge call, a reason before each verdict, verifier items
+  by code; the reward is the weighted, gated verdicts (`aggregation: explicit`) or the judge's overall score given
+  the checklist (`implicit`). A completion whose items all failed gets None; the failed items are recorded.
 
 Every judge call goes through charter's call cache, limits, usage meter and budget; every reward is written to the
 reward store (a run store's `rewards` table) with what it rests on, by the function's judge session
@@ -30,9 +34,11 @@ from pathlib import Path
 from typing import Annotated, Any
 
 from charter.api_args import Range, from_arguments, public
+from charter.checklist.check import Aggregation
 from charter.constitutions import Constitution, load_constitution
 from charter.errors import ConfigError
 from charter.judge.settings import JudgeConfig, JudgeSettings
+from charter.online.checklisted import checklist_values
 from charter.online.config import default_mode, scoring_misfit
 from charter.online.inputs import check_batch, check_settings, prompt_messages, text_of
 from charter.online.judging import Batch, GroupStrategy, ScoringEntry, ScoringOptions
@@ -69,7 +75,13 @@ class JudgeReward(SessionView):
 
     # -- scoring a batch -------------------------------------------------------------------------------------
     def score(
-        self, prompts: Items, completions: Items, *, references: Items | None = None, step: int | None = None
+        self,
+        prompts: Items,
+        completions: Items,
+        *,
+        references: Items | None = None,
+        checklists: Items | None = None,
+        step: int | None = None,
     ) -> list[RewardRecord]:
         """A batch's reward records, in order, from synchronous code (run on the session's own event loop).
 
@@ -77,6 +89,8 @@ class JudgeReward(SessionView):
             prompts: Each completion's prompt: a string or a list of `{role, content}` messages.
             completions: The completions: strings or lists of messages.
             references: The reference answers, where the scoring reads them (`reference`); None for none.
+            checklists: Each prompt's checklist (a list of items or its JSON text; None for a row without one),
+                where the scoring reads them (`checklist`); None for no column.
             step: The training step the rewards are for (stored with them).
 
         Returns:
@@ -89,27 +103,47 @@ class JudgeReward(SessionView):
             BudgetExceeded: The budget is reached.
         """
         references = self._checked(prompts, completions, references)
-        records = self.session.run(self.rewards(list(prompts), list(completions), step, references))
+        checklists = self._checklists(prompts, checklists)
+        records = self.session.run(self.rewards(list(prompts), list(completions), step, references, checklists))
         return self._finish(records, step)
 
     async def ascore(
-        self, prompts: Items, completions: Items, *, references: Items | None = None, step: int | None = None
+        self,
+        prompts: Items,
+        completions: Items,
+        *,
+        references: Items | None = None,
+        checklists: Items | None = None,
+        step: int | None = None,
     ) -> list[RewardRecord]:
         """`score`, awaited on the caller's running event loop (the session makes no loop of its own)."""
         references = self._checked(prompts, completions, references)
-        return self._finish(await self.rewards(list(prompts), list(completions), step, references), step)
+        checklists = self._checklists(prompts, checklists)
+        records = await self.rewards(list(prompts), list(completions), step, references, checklists)
+        return self._finish(records, step)
 
     async def rewards(
-        self, prompts: list[Any], completions: list[Any], step: int | None, references: Sequence[Any] | None = None
+        self,
+        prompts: list[Any],
+        completions: list[Any],
+        step: int | None,
+        references: Sequence[Any] | None = None,
+        checklists: Sequence[Any] | None = None,
     ) -> list[RewardRecord]:
         """A checked batch's reward records, in order, neither stored nor tallied (`session.finish` does both)."""
-        batch = Batch(prompt_messages(prompts), [text_of(c) for c in completions], step, references)
+        texts = [text_of(c) for c in completions]
+        batch = Batch(prompt_messages(prompts), texts, step, references, checklists)
         return await self.entry.score(self.session, self.options, batch)
 
     def _checked(self, prompts: Any, completions: Any, references: Any) -> Sequence[str | None] | None:
         self.session.check_settings()
         column = references if self.entry.reads_references else None
         return check_batch(prompts, completions, column, self.options.reference_column)
+
+    def _checklists(self, prompts: Any, checklists: Any) -> list[Any] | None:
+        if not self.entry.reads_checklists:
+            return None
+        return checklist_values(checklists, len(prompts), self.options.checklist_column)
 
     def _finish(self, records: list[RewardRecord], step: int | None) -> list[RewardRecord]:
         self.session.finish(records, step)
@@ -123,6 +157,7 @@ class JudgeReward(SessionView):
         state = kwargs.get("trainer_state")
         return {
             "references": kwargs.get(self.options.reference_column) if self.entry.reads_references else None,
+            "checklists": kwargs.get(self.options.checklist_column) if self.entry.reads_checklists else None,
             "step": int(state.global_step) + 1 if state is not None else None,
         }
 
@@ -221,6 +256,9 @@ def reward_function(
     concurrency: Annotated[int, Range(ge=1)] = 64,
     group_strategy: GroupStrategy = "all_pairs",
     rank_orders: Annotated[int, Range(ge=1)] = 3,
+    checklist_column: str = "checklist",
+    aggregation: Aggregation = "explicit",
+    checklist_writer: str | RoleConfig | None = None,
     **judge_settings: Any,
 ) -> RewardFunction:
     """A TRL reward function that asks charter's judge, for `GRPOTrainer`, `RLOOTrainer` or online DPO; its
@@ -232,7 +270,8 @@ def reward_function(
         constitution: A bundled constitution's name, a YAML path or a `Constitution`.
         scoring: `score` (rubric score of each completion), `group` (win rate within its prompt's group of
             completions, both orders), `reference` (P(better than the reference answer), both orders) or `rank`
-            (the judge orders the group in one call per presentation order; a Plackett–Luce fit).
+            (the judge orders the group in one call per presentation order; a Plackett–Luce fit) or `checklist`
+            (each completion checked against its prompt's checklist in one call; the weighted, gated verdicts).
         store: The run directory that keeps the reward store (made when missing).
         cache: The call cache file shared with runs; None for no cache.
         budget: Caps on cost or tokens; reaching one raises `BudgetExceeded`.
@@ -246,6 +285,13 @@ def reward_function(
         group_strategy: `group` scoring: `all_pairs` (every two completions) or `circular` (each against its
             neighbours in a random cycle, k pairs, with a Bradley–Terry fit).
         rank_orders: `rank` scoring: shuffled presentation orders per group, one call each.
+        checklist_column: `checklist` scoring: the dataset column with each prompt's checklist (a list of items,
+            each `{id, requirement, weight or category, gate, verifier, reference}`, or its JSON text), which TRL
+            passes to reward functions; a prompt without one takes the constitution's criteria, or the writer's.
+        aggregation: `checklist` scoring: `explicit` (the items' weights and gates) or `implicit` (the judge's
+            overall score of the response given the checklist, asked in the same call).
+        checklist_writer: `checklist` scoring: a model that writes a checklist for a prompt that has none (one
+            cached call a prompt).
         **judge_settings: `JudgeSettings` fields: mode, scale, rating, orders, principles_per_pair, principles, ...
             (mode defaults to `score` for `score` scoring and to `logprobs` otherwise).
 
@@ -273,6 +319,9 @@ def reward_function(
     reference = None
     if reference_model is not None:
         reference = get_model(_role(reference_model).backend(), cache=call_cache, meter=meter, role="reference")
+    writer = None
+    if checklist_writer is not None:
+        writer = get_model(_role(checklist_writer).backend(), cache=call_cache, meter=meter, role="checklist_writer")
     misfit = scoring_misfit(scoring, settings)
     if misfit:
         raise ConfigError(misfit)
@@ -281,6 +330,9 @@ def reward_function(
         reference_model=reference,
         group_strategy=group_strategy,
         rank_orders=rank_orders,
+        checklist_column=checklist_column,
+        aggregation=aggregation,
+        checklist_writer=writer,
     )
     fingerprint = reward_fingerprint(
         model,
@@ -312,4 +364,8 @@ def reward_for(config: Any, store: str | Path, **extra: Any) -> RewardFunction:
     concurrency)."""
     named = ("cache", "prices", "max_failures", "reference_model", "seed", "group_strategy", "rank_orders")
     settings = {name: getattr(config, name) for name in named}
+    section = getattr(config, "checklist", None)
+    if section is not None and config.scoring == "checklist":
+        settings |= {"checklist_column": section.column, "aggregation": section.aggregation,
+                     "checklist_writer": section.writer}  # fmt: skip
     return reward_function(config.judge, config.constitution, config.scoring, store=store, **settings, **extra)

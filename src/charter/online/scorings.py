@@ -7,13 +7,14 @@ from __future__ import annotations
 from typing import Literal
 
 from charter.errors import ConfigError
+from charter.online.checklisted import CHECKLIST
 from charter.online.groupwise import GROUP, RANK
 from charter.online.judging import ScoringEntry
 from charter.online.pointwise import REFERENCE, SCORE
 
-Scoring = Literal["score", "group", "reference", "rank"]
+Scoring = Literal["score", "group", "reference", "rank", "checklist"]
 #: Every scoring by name, in the order the docs and errors list them.
-TABLE: dict[str, ScoringEntry] = {entry.name: entry for entry in (SCORE, GROUP, REFERENCE, RANK)}
+TABLE: dict[str, ScoringEntry] = {entry.name: entry for entry in (SCORE, GROUP, REFERENCE, RANK, CHECKLIST)}
 SCORINGS: tuple[Scoring, ...] = tuple(TABLE)  # type: ignore[assignment] - the table's names are the Literal's
 
 

@@ -38,7 +38,7 @@ from charter.runs.usage import add_usage
 from charter.training.parallel import rank, world_size
 
 #: What a reward store row can rest on: a scoring, or `pair` (online DPO's pairwise judgments).
-Basis = Literal["score", "group", "reference", "rank", "pair"]
+Basis = Literal["score", "group", "reference", "rank", "checklist", "pair"]
 T = TypeVar("T")
 
 

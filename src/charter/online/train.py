@@ -3,20 +3,25 @@ beside it where asked. Writes the policy, metrics.json, a model card and the rew
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, ClassVar, TypeVar, cast
 
 from charter.api_args import ConfigArg, public
+from charter.checklist.items import checklist_from_rows
 from charter.errors import BudgetExceeded, DatasetError, TrainingError
 from charter.evals.callback import WinRateCallback, callback_for, evaluations
+from charter.evals.checklisted import prompt_checklists, prompt_key
 from charter.online.card import online_card
 from charter.online.config import OnlineBase, OnlineConfig, Trainer, VerifiableReward
 from charter.online.metrics import OnlineMetrics, Usage
 from charter.online.pairs import PairJudge
+from charter.online.refresh import refresh_callback, refreshes
 from charter.online.reward import RewardFunction, reward_for
 from charter.online.session import rank_store_dir
 from charter.prompts import PromptsConfig, load_prompts
+from charter.providers import get_model
 from charter.providers.usage import Budget
 from charter.records import Prompt, as_dicts
 from charter.runs.items import stored_prompts
@@ -63,15 +68,54 @@ def train_prompts(config: OnlineBase) -> list[Prompt]:
     return found
 
 
-def dataset_rows(prompts: Sequence[Prompt], verify: VerifiableReward | None) -> list[dict[str, Any]]:
-    """TRL's conversational prompt rows, with the columns the rewards read (reference, verifier)."""
+def dataset_rows(
+    prompts: Sequence[Prompt], verify: VerifiableReward | None, checklists: Sequence[str | None] | None = None
+) -> list[dict[str, Any]]:
+    """TRL's conversational prompt rows, with the columns the rewards read (reference, verifier, checklist)."""
     rows = []
-    for p in prompts:
+    for i, p in enumerate(prompts):
         row: dict[str, Any] = {"prompt": as_dicts(p.messages), "reference": p.reference}
         if verify is not None:
             row["verifier"] = verifier_name(p.verifier, p.reference, verify.verifier)
+        if checklists is not None:
+            row["checklist"] = checklists[i]
         rows.append(row)
     return rows
+
+
+def checklist_column(config: OnlineConfig, prompts: Sequence[Prompt]) -> list[str | None] | None:
+    """`scoring: checklist`: each prompt's checklist from the prompts file's column (JSON text, checked here so that a
+    bad one is one `DatasetError` naming the file's row before training), None for a prompt without one; None
+    for other scorings."""
+    if config.scoring != "checklist":
+        return None
+    source = config.prompts if isinstance(config.prompts, str) else config.prompts.path
+    if source is None or not Path(source).is_file():
+        return [None for _ in prompts]
+    given = prompt_checklists(source, config.checklist.column, [as_dicts(p.messages) for p in prompts])
+    out: list[str | None] = []
+    for p in prompts:
+        found = given.get(prompt_key(as_dicts(p.messages)))
+        if found is not None:
+            where, value = found
+            checklist_from_rows(value, where)  # checked now, read again by the reward
+            found = value if isinstance(value, str) else json.dumps(value)
+        out.append(found)
+    return out
+
+
+def refresh_of(config: OnlineConfig, reward: RewardFunction) -> Any:
+    """The `checklist.refresh_every` callback (its proposer: the section's, else the judge), or None."""
+    section = config.checklist
+    if section.refresh_every is None:
+        return None
+    if reward.ranks > 1:
+        raise TrainingError("checklist.refresh_every: the checklist is refreshed in one training process only")
+    proposer = reward.judge
+    if section.proposer is not None:
+        cache = reward.judge.cache
+        proposer = get_model(section.proposer.backend(), cache=cache, meter=reward.judge.meter, role="proposer")
+    return refresh_callback(reward, section, proposer)
 
 
 def verifiable_reward(verify: VerifiableReward) -> Any:
@@ -310,9 +354,10 @@ class OnlineTraining(OnlineRun[OnlineConfig, OnlineMetrics]):
         funcs = ([reward] if asks_judge else []) + ([verifiable_reward(config.verify)] if config.verify else [])
         if config.reward_model:
             funcs.append(distilled_reward(config.reward_model))
-        rows = dataset_rows(prompts, config.verify)
+        rows = dataset_rows(prompts, config.verify, checklist_column(config, prompts))
         judged = winrate_callback(config)
-        callbacks = [self.stop, *self.callbacks, *([judged] if judged else [])]
+        refresh = refresh_of(config, reward)
+        callbacks = [self.stop, *self.callbacks, *(c for c in (judged, refresh) if c is not None)]
         trainer = _trainer(config, self.trainer, args, funcs, rows, callbacks)
         if judged is not None:
             judged.trainer = trainer  # the win rate reaches TensorBoard / W&B too
@@ -356,6 +401,7 @@ class OnlineTraining(OnlineRun[OnlineConfig, OnlineMetrics]):
                 **parallel_settings(trainer.args),
             },
             winrate_eval=evaluations(winrate_of(trainer)),
+            checklist_versions=refreshes(store) if store is not None else [],
             config=config.model_dump(mode="json"),
         )
 

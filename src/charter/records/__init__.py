@@ -19,7 +19,18 @@ from charter.records.base import (
     fingerprint,
     fingerprint_strings,
 )
-from charter.records.items import Chain, CritiqueRound, Failure, Judgment, Pair, Prompt, RewardRecord, Sample, Vote
+from charter.records.items import (
+    Chain,
+    CritiqueRound,
+    Failure,
+    Judgment,
+    Pair,
+    Prompt,
+    RewardChecklist,
+    RewardRecord,
+    Sample,
+    Vote,
+)
 from charter.records.rows import ChosenVote, OrderProbs, PreferenceRow, Provenance, SFTRow
 
 __all__ = [
@@ -40,6 +51,7 @@ __all__ = [
     "Vote",
     "Failure",
     "Judgment",
+    "RewardChecklist",
     "RewardRecord",
     "Provenance",
     "ChosenVote",

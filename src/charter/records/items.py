@@ -205,6 +205,34 @@ class Judgment(Record):
         return self
 
 
+class RewardChecklist(Record):
+    """What a checklist reward rests on: the checklist (by fingerprint and version), each item's verdict and reason,
+    and the items whose verdict failed (left out of the score, their share of the weight recorded)."""
+
+    fingerprint: str
+    """The checklist's fingerprint (its source, version and items)."""
+    version: int
+    """The checklist's version: raised each time items are added during training (`refresh_every`)."""
+    source: str
+    """Where its items came from: `column`, `criteria` or `model`."""
+    aggregation: Literal["explicit", "implicit"]
+    """`explicit`: the weighted, gated verdicts; `implicit`: the judge's overall score given the checklist."""
+    verdicts: dict[str, str]
+    """Each item's verdict: yes, no, n/a or failed."""
+    reasons: dict[str, str] = {}
+    """The judge's reason for each item it answered, written before its verdict."""
+    p_yes: dict[str, float] = {}
+    """P(yes) of the items whose probability the provider gave."""
+    failed_items: list[str] = []
+    """The items whose verdict failed (unreadable, or the call failed): left out of the sum and the denominator."""
+    failed_share: float = 0.0
+    """The share of the applicable weight left out because its items failed."""
+    gates_failed: list[str] = []
+    """Gated items the response failed (they capped its score)."""
+    explicit: float | None = None
+    """The explicit score (recorded beside an implicit reward)."""
+
+
 class RewardRecord(Record):
     """One reward the judge gave a completion during online training (GRPO, RLOO), or one pair it compared for
     online DPO: the reward store's row."""
@@ -217,10 +245,11 @@ class RewardRecord(Record):
     trainer."""
     rank: int
     """The process that computed it (0 without distributed training)."""
-    scoring: Literal["score", "group", "reference", "rank", "pair"]
+    scoring: Literal["score", "group", "reference", "rank", "checklist", "pair"]
     """`score`: the rubric score; `group`: the win rate in its group; `reference`: P(better than the reference);
-    `rank`: the expected win rate in its group under a Plackett–Luce fit of the judge's orderings; `pair` (online
-    DPO): P(the completion is better than the other of its pair, the `reference` field)."""
+    `rank`: the expected win rate in its group under a Plackett–Luce fit of the judge's orderings; `checklist`: the
+    weighted, gated verdicts of its prompt's checklist; `pair` (online DPO): P(the completion is better than the
+    other of its pair, the `reference` field)."""
     prompt: list[Message]
     """The prompt."""
     completion: str
@@ -246,6 +275,10 @@ class RewardRecord(Record):
     """Every judge call of this reward was answered from the call cache (nothing was paid)."""
     failure: Failure | None = None
     """Why there is no reward (reward None only)."""
+    checklist: RewardChecklist | None = None
+    """`checklist` (and online DPO judged by checklist): the checklist, its verdicts and what was left out."""
+    other_checklist: RewardChecklist | None = None
+    """`pair` judged by checklist: the other completion's checklist verdicts (the `reference` field's)."""
     masked: Literal["failed", "undecided"] | None = None
     """`pair` (online DPO): why the pair was left out of the loss (its judgment failed, or the orders disagreed or
     its confidence was below `min_confidence`); null for a pair trained on and for the other scorings."""

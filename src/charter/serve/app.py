@@ -16,7 +16,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
-from charter.errors import CharterError, ConfigError
+from charter.errors import CharterError, ConfigError, DatasetError
 from charter.online.inputs import check_batch
 from charter.serve.metrics import Metrics
 from charter.serve.nemo_gym import NeMoGymVerify
@@ -68,7 +68,7 @@ class RewardApp:
                     response = await handler(request)
                 except _TooLarge:
                     response = _error(413, f"the body is over {self.config.max_body_bytes} bytes")
-                except ConfigError as exc:
+                except (ConfigError, DatasetError) as exc:  # a bad request (a bad checklist included)
                     response = _error(400, str(exc))
                 except CharterError as exc:  # a reached budget, a fatal provider error
                     log.error("%s %s: %s", request.method, request.url.path, exc)
@@ -98,7 +98,9 @@ class RewardApp:
             raise ConfigError("the body must be a JSON object")
         return data
 
-    async def _scored(self, prompts: list[Any], completions: list[Any], labels: list[str | None]) -> Any:
+    async def _scored(
+        self, prompts: list[Any], completions: list[Any], labels: list[str | None], checklists: list[Any] | None = None
+    ) -> Any:
         """The batch's rewards, or a 413 response when the queue can never take it, 429 when it cannot take it now."""
         n = len(completions)
         if n > self.config.max_queue:  # waiting would not help: no retry can fit it
@@ -108,7 +110,7 @@ class RewardApp:
             return _error(429, f"{self.pending} completions are queued (max_queue {self.config.max_queue})", retry=1)
         self.pending += n
         try:
-            scored = await self.scorer.score(prompts, completions, labels)
+            scored = await self.scorer.score(prompts, completions, labels, checklists)
         finally:
             self.pending -= n
         self.metrics.scored(scored)
@@ -133,7 +135,8 @@ class RewardApp:
         completions = [response_of(q, p, i) for i, (q, p) in enumerate(zip(queries, prompts))]
         questions = [question_of(p) for p in prompts]
         refs = [None if x is None or x == "" else str(x) for x in labels]
-        scored = await self._scored(questions, completions, refs)
+        checklists = self._checklists(data, "checklists", len(queries))
+        scored = await self._scored(questions, completions, refs, checklists)
         if isinstance(scored, Response):
             return scored
         filler = self.config.failed_reward
@@ -145,6 +148,17 @@ class RewardApp:
             logs["reward_model"] = [s.reward_model if s.reward_model is not None else 0.0 for s in scored]
         return JSONResponse({"rewards": rewards, "scores": rewards, "extra_logs": logs})
 
+    def _checklists(self, data: dict[str, Any], key: str, n: int) -> list[Any] | None:
+        """A request's checklists, one per completion (`checklist` scoring), or None."""
+        value = data.get(key)
+        if value is None:
+            return [None] * n if self.config.scoring == "checklist" else None
+        if self.config.scoring != "checklist":
+            raise ConfigError(f"{key}: the server's scoring is {self.config.scoring}, not checklist")
+        if not isinstance(value, list) or len(value) != n:
+            raise ConfigError(f"{key}: expected a list of {n} (one checklist, or null, per query)")
+        return value
+
     async def native(self, request: Request) -> Response:
         data = await self._body(request)
         prompt, completions = data.get("prompt"), data.get("completions")
@@ -154,7 +168,11 @@ class RewardApp:
         reference = data.get("reference")
         check_batch(prompts, completions, None if reference is None else [reference] * len(completions))
         refs = [None if reference is None else str(reference)] * len(completions)
-        scored = await self._scored(prompts, completions, refs)
+        checklist = data.get("checklist")
+        checklists = None if self.config.scoring != "checklist" else [checklist] * len(completions)
+        if checklist is not None and checklists is None:
+            raise ConfigError(f"checklist: the server's scoring is {self.config.scoring}, not checklist")
+        scored = await self._scored(prompts, completions, refs, checklists)
         if isinstance(scored, Response):
             return scored
         return JSONResponse({"rewards": [s.reward for s in scored], "results": [_native(s) for s in scored]})

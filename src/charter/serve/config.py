@@ -8,7 +8,7 @@ from typing import Any, Literal
 from pydantic import Field, model_validator
 
 from charter.judge.settings import JudgeConfig
-from charter.online.config import VerifiableReward, check_one_judge, with_default_mode
+from charter.online.config import ChecklistReward, VerifiableReward, check_one_judge, with_default_mode
 from charter.providers.cache import DEFAULT_CACHE
 from charter.providers.config import RoleConfig, check_price_keys
 from charter.providers.usage import Budget, Price
@@ -27,10 +27,15 @@ class ServeConfig(ConfigModel):
     """Constitution name or YAML path the judge rewards against."""
     judge: JudgeConfig = JudgeConfig(mode="score")
     """The judge: its model (a role) and how it judges, as in `charter train grpo`."""
-    scoring: Literal["score", "group", "reference", "rank"] = "score"
+    scoring: Literal["score", "group", "reference", "rank", "checklist"] = "score"
     """`score`: each completion's rubric score; `group`: its win rate among the completions of its prompt in one
     request; `reference`: P(better than the label / reference, or the reference model's answer); `rank`: the judge
-    orders a request's completions in one call per presentation order (Plackett–Luce)."""
+    orders a request's completions in one call per presentation order (Plackett–Luce); `checklist`: each completion
+    checked against the request's checklist (`checklist` / `checklists` in the request, else the constitution's
+    criteria or the writer's) in one call, the weighted, gated verdicts."""
+    checklist: ChecklistReward = ChecklistReward()
+    """`checklist` scoring: the aggregation and the writer (`column` and the `refresh_*` keys are training's: the
+    server reads each request's checklist from the request)."""
     group_strategy: Literal["all_pairs", "circular"] = "all_pairs"
     """`group` scoring: every two completions, or each against its neighbours in a random cycle (Bradley–Terry)."""
     rank_orders: int = Field(default=3, ge=1)
@@ -83,7 +88,10 @@ class ServeConfig(ConfigModel):
         """Drop the training-only keys; a judge without a mode gets the scoring's default mode."""
         if not isinstance(data, dict):
             return data
-        return with_default_mode({k: v for k, v in data.items() if k not in TRAINING_ONLY})
+        kept = {k: v for k, v in data.items() if k not in TRAINING_ONLY}
+        if isinstance(kept.get("checklist"), dict):  # the checklist's refresh during training is training's
+            kept["checklist"] = {k: v for k, v in kept["checklist"].items() if not k.startswith("refresh")}
+        return with_default_mode(kept)
 
     @model_validator(mode="after")
     def _mode_fits_scoring(self) -> ServeConfig:

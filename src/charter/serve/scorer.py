@@ -23,6 +23,9 @@ class Scored:
     reward_model: float | None
     scores: dict[str, float] | None
     failure: dict[str, str] | None
+    checklist: dict[str, Any] | None = None
+    """`checklist` scoring: the checklist's version and fingerprint, each item's verdict, the failed items and their
+    share of the weight."""
 
 
 class Scorer:
@@ -32,9 +35,17 @@ class Scorer:
     def __init__(self, config: ServeConfig, reward: JudgeReward, model: RewardModel | None = None) -> None:
         self.config, self.reward, self.model = config, reward, model
 
-    async def score(self, prompts: list[Any], completions: list[Any], labels: list[str | None]) -> list[Scored]:
+    async def score(
+        self,
+        prompts: list[Any],
+        completions: list[Any],
+        labels: list[str | None],
+        checklists: list[Any] | None = None,
+    ) -> list[Scored]:
+        """The rewards of a batch; `checklists`: each completion's checklist (`checklist` scoring; None: the
+        constitution's criteria or the writer's)."""
         references = labels if self.config.scoring == "reference" else None
-        judged = self.reward.rewards(prompts, completions, None, references)
+        judged = self.reward.rewards(prompts, completions, None, references, checklists)
         if self.model is None:
             records, rm = await judged, [None] * len(completions)
         else:
@@ -53,7 +64,8 @@ class Scorer:
                 reward += self.config.verify.weight * verified
             if rm is not None:
                 reward += self.config.reward_model_weight * rm
-        return Scored(reward, record.reward, verified, rm, record.scores, failure)
+        checklist = None if record.checklist is None else record.checklist.model_dump(mode="json")
+        return Scored(reward, record.reward, verified, rm, record.scores, failure, checklist)
 
     def _verified(self, text: str, prompt: Any, label: str | None) -> float | None:
         verify = self.config.verify

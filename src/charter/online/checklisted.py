@@ -1,0 +1,231 @@
+"""The `checklist` scoring: each completion checked against its prompt's checklist in one judge call (verifier items
+by code), its reward the weighted, gated verdicts (`explicit`) or the judge's overall score given the checklist
+(`implicit`).
+
+A prompt's checklist is, in this order: the batch's `checklist` column (a list of items or its JSON text, as TRL
+passes dataset columns to reward functions; a bad value is one `DatasetError` naming the row), the constitution's
+criteria, or one written for the prompt by a checklist writer (one cached call a prompt). The items accepted during
+training (`refresh_every`, `online.book`) are added to every checklist, and the reward names the version it used.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Sequence
+from typing import Any
+
+from charter.checklist.check import CHECKLIST_FORMAT, CheckedResponse, check_response
+from charter.checklist.items import Checklist, checklist_from_criteria, checklist_from_rows
+from charter.errors import ConfigError, DatasetError, FatalProviderError, ProviderError
+from charter.judge_prompt import rubric_object
+from charter.messages import render_conversation, user
+from charter.online.config import ChecklistReward
+from charter.online.judging import Batch, ScoringEntry, ScoringOptions
+from charter.online.session import JudgeSession
+from charter.providers import get_model
+from charter.providers.base import SamplingParams
+from charter.providers.cache import CallCache
+from charter.providers.usage import UsageMeter
+from charter.records import Failure, Message, RewardChecklist, RewardRecord, fingerprint
+
+#: The request a checklist writer is sent for a prompt with no checklist of its own.
+WRITER_REQUEST = (
+    "Write a checklist for judging an assistant's response to the conversation below: 3 to 8 yes/no statements "
+    "about the response, each specific to this conversation and true of a good response (a pitfall: true of a bad "
+    "one). Give each an id (letters, digits, _ or -), the requirement, a category (essential, important, optional "
+    "or pitfall) and, where one fits, the id of the principle it spells out.\n\nPrinciples:\n{principles}\n\n"
+    "Conversation:\n{conversation}\n\n"
+    'Answer with a JSON object and nothing else: {{"items": [{{"id": "...", "requirement": "...", "category": '
+    '"...", "principle_id": "..."}}]}}'
+)
+WRITER_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "items": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "properties": {
+                    "id": {"type": "string"},
+                    "requirement": {"type": "string"},
+                    "category": {"type": "string", "enum": ["essential", "important", "optional", "pitfall"]},
+                    "principle_id": {"type": "string"},
+                },
+                "required": ["id", "requirement", "category", "principle_id"],
+                "additionalProperties": False,
+            },
+        }
+    },
+    "required": ["items"],
+    "additionalProperties": False,
+}
+
+
+class NoChecklist(Exception):
+    """A prompt's checklist could not be written (a recorded failure of its completions)."""
+
+    def __init__(self, failure: Failure) -> None:
+        super().__init__(failure.message)
+        self.failure = failure
+
+
+async def score_by_checklist(session: JudgeSession, options: ScoringOptions, batch: Batch) -> list[RewardRecord]:
+    """`checklist`: each completion's reward from its prompt's checklist (see the module's docstring)."""
+    given = batch.checklists or [None] * len(batch.texts)
+    # each (prompt, column value) resolved once: a writer is asked once for a prompt's whole group
+    keys = [fingerprint([_prompt_key(p), _plain(v)]) for p, v in zip(batch.prompts, given)]
+    first = {key: i for i, key in reversed(list(enumerate(keys)))}
+    found = await asyncio.gather(
+        *(prompt_checklist(session, options, batch.prompts[i], given[i], i) for i in first.values())
+    )
+    by_prompt = dict(zip(first, found))
+    work = (
+        _scored(session, options, prompt, text, by_prompt[key], batch.step)
+        for prompt, text, key in zip(batch.prompts, batch.texts, keys)
+    )
+    return list(await asyncio.gather(*work))
+
+
+def _plain(value: Any) -> Any:
+    """A column value as data a fingerprint can hold (a value that is neither is read, and refused, later)."""
+    try:
+        return json.loads(json.dumps(value, default=str))
+    except (TypeError, ValueError):
+        return repr(value)
+
+
+def _prompt_key(prompt: list[Message]) -> str:
+    return fingerprint(["prompt", [m.model_dump() for m in prompt]])
+
+
+async def prompt_checklist(
+    session: JudgeSession, options: ScoringOptions, prompt: list[Message], value: Any, index: int
+) -> Checklist | NoChecklist:
+    """A prompt's checklist: its column value (`index` names the row in errors), the constitution's criteria, or the
+    writer's (a failed writer is a `NoChecklist`), with the items accepted during training."""
+    if value is not None and not (isinstance(value, str) and not value.strip()):
+        return options.book.extend(checklist_from_rows(value, f"{options.checklist_column}[{index}]", "column"))
+    if session.constitution.has_criteria:
+        return options.book.extend(checklist_from_criteria(session.constitution))
+    if options.checklist_writer is None:
+        raise ConfigError(
+            f"scoring checklist: prompts[{index}] has no '{options.checklist_column}' column value, the constitution "
+            f"{session.constitution.name} has no criteria, and no checklist_writer is set to write one"
+        )
+    try:
+        return options.book.extend(await _written(session, options, prompt))
+    except NoChecklist as failed:
+        return failed
+
+
+async def _written(session: JudgeSession, options: ScoringOptions, prompt: list[Message]) -> Checklist:
+    """The writer's checklist for a prompt: one call (from the call cache when asked before), kept for the session."""
+    key = _prompt_key(prompt)
+    if key in options.book.written:
+        return options.book.written[key]
+    writer = options.checklist_writer
+    assert writer is not None
+    principles = "\n".join(f"- {p.id}: {p.description}" for p in session.constitution.principles)
+    request = [user(WRITER_REQUEST.format(principles=principles, conversation=render_conversation(prompt)))]
+    params = SamplingParams(temperature=0.0, max_tokens=1024, seed=0, json_schema=WRITER_SCHEMA)
+    try:
+        [reply] = await session.limited(writer.generate([request], params))
+    except FatalProviderError:
+        raise
+    except ProviderError as exc:
+        raise NoChecklist(Failure(kind="checklist_writer", message=f"checklist writer failed: {exc}")) from None
+    data = rubric_object(reply.text, ["items"])
+    try:
+        written = checklist_from_rows((data or {}).get("items"), "checklist writer reply", "model")
+    except DatasetError as exc:
+        raise NoChecklist(Failure(kind="checklist_writer", message=str(exc), raw=reply.text[:2000])) from None
+    options.book.written[key] = written
+    return written
+
+
+async def _scored(
+    session: JudgeSession,
+    options: ScoringOptions,
+    prompt: list[Message],
+    text: str,
+    checklist: Checklist | NoChecklist,
+    step: int | None,
+) -> RewardRecord:
+    asked = [m.model_dump() for m in prompt]
+    if isinstance(checklist, NoChecklist):
+        key = session.key(asked, text, None, options.aggregation)
+        return session.record(key, step, prompt, text, None, principle_ids=[], failure=checklist.failure)
+    key = session.key(asked, text, checklist.fingerprint, options.aggregation)
+    reused = session.stored(key, step)
+    if reused is not None:
+        return reused
+    checked = await session.limited(
+        check_response(session.judge, prompt, text, checklist, options.aggregation, session.settings.params)
+    )
+    return session.record(
+        key,
+        step,
+        prompt,
+        text,
+        checked.reward,
+        principle_ids=principle_ids(checklist),
+        cached=checked.cached,
+        checklist=reward_checklist(checked),
+        failure=None if checked.failure is None else Failure(kind="checklist", message=checked.failure),
+    )
+
+
+def principle_ids(checklist: Checklist) -> list[str]:
+    """The principles a checklist's items spell out, each once, in order."""
+    return list(dict.fromkeys(i.principle_id for i in checklist.items if i.principle_id))
+
+
+def reward_checklist(checked: CheckedResponse) -> RewardChecklist:
+    """What a checklist reward rests on, as the reward store keeps it."""
+    verdicts = checked.verdicts
+    return RewardChecklist(
+        fingerprint=checked.checklist.fingerprint,
+        version=checked.checklist.version,
+        source=checked.checklist.source,
+        aggregation=checked.aggregation,
+        verdicts={i: v.verdict for i, v in verdicts.items()},
+        reasons={i: v.reason for i, v in verdicts.items() if v.reason},
+        p_yes={i: v.p_yes for i, v in verdicts.items() if v.p_yes is not None},
+        failed_items=checked.score.failed,
+        failed_share=checked.score.failed_share,
+        gates_failed=checked.score.gates_failed,
+        explicit=checked.score.score,
+    )
+
+
+def checklist_fingerprint(options: ScoringOptions) -> dict[str, Any]:
+    """What of the options changes a checklist reward: the prompt's format, the aggregation and the writer."""
+    writer = options.checklist_writer
+    return {
+        "checklist_format": CHECKLIST_FORMAT,
+        "aggregation": options.aggregation,
+        "checklist_writer": None if writer is None else writer.served_id,
+    }
+
+
+def checklist_options(section: ChecklistReward, cache: CallCache | None, meter: UsageMeter) -> ScoringOptions:
+    """The scoring options a config's `checklist` section describes (its writer with the run's cache and meter)."""
+    writer = None
+    if section.writer is not None:
+        writer = get_model(section.writer.backend(), cache=cache, meter=meter, role="checklist_writer")
+    return ScoringOptions(checklist_column=section.column, aggregation=section.aggregation, checklist_writer=writer)
+
+
+def checklist_values(column: Sequence[Any] | None, n: int, name: str) -> list[Any] | None:
+    """A batch's checklist column as TRL passes it: None, or a list of one value a row; another length is a
+    `ConfigError` naming the column."""
+    if column is None:
+        return None
+    if not isinstance(column, list | tuple) or len(column) != n:
+        size = len(column) if isinstance(column, list | tuple) else type(column).__name__
+        raise ConfigError(f"reward function: {n} prompts but {size} values in '{name}'")
+    return list(column)
+
+
+CHECKLIST = ScoringEntry("checklist", score_by_checklist, reads_checklists=True, fingerprinted=checklist_fingerprint)

@@ -1,0 +1,186 @@
+"""`reward_function(scoring="checklist")`: each completion checked against its prompt's checklist in one call of an
+outside judge server, its reward the weighted, gated verdicts; a completion whose items all fail gets None, with the
+failed items recorded in the reward store."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+import charter
+from charter.checklist.prompt import read_checklist_prompt
+from charter.errors import ConfigError, DatasetError
+from charter.providers.scripted import register_script
+from charter.runs.rewards import rewards
+from charter.testing import LoopbackServer
+from charter.testing.lab import CRITERIA, criterion_of, register_lab_models
+
+ITEMS = [
+    {"id": "number", "requirement": CRITERIA["number"][0], "weight": 3, "gate": {"cap": 0.25}},
+    {"id": "polite", "requirement": CRITERIA["polite"][0], "weight": 1},
+    {"id": "question", "requirement": CRITERIA["question"][0], "weight": 0.5},
+    {"id": "calm", "requirement": CRITERIA["calm"][0], "weight": -1},
+]
+#: A response the judge server cannot read; one whose `polite` verdict it writes as "maybe".
+GARBLED, HALF_READ = "GARBLED reply please", "It costs 4 dollars, thank you. MAYBE?"
+
+
+def judge_reply(body: dict) -> str:
+    """An outside checklist judge: a reason, then the true verdict of each item it knows (`CRITERIA`)."""
+    shown = read_checklist_prompt(body["messages"][-1]["content"])
+    assert shown is not None, "not a checklist prompt"
+    items, response = shown
+    if response == GARBLED:
+        return "I would rather not say."
+    answers = {}
+    for item_id, requirement in items:
+        holds = CRITERIA[criterion_of(requirement) or "number"][2](response)
+        answers[item_id] = {
+            "reason": f"It {'does' if holds else 'does not'} hold.",
+            "verdict": "yes" if holds else "no",
+        }
+    if response == HALF_READ:
+        answers["polite"]["verdict"] = "maybe"
+    return json.dumps(answers)
+
+
+@pytest.fixture
+def server():
+    with LoopbackServer(reply=judge_reply).start() as running:
+        yield running
+
+
+def _reward(server: LoopbackServer, store: Path, **kwargs) -> charter.RewardFunction:
+    judge = f"openai-compatible:checklist-judge@{server.openai_url}"
+    return charter.reward_function(judge, "harmless", scoring="checklist", store=store, cache=None, **kwargs)
+
+
+def test_an_outside_judge_ranks_by_weighted_gated_verdicts_one_call_a_response(server, tmp_path: Path) -> None:
+    completions = [
+        "It takes 4 days, thank you. Anything else?",  # every item met, no pitfall: 1
+        "It takes 4 days, thank you.",  # the question missed: (3 + 1 + |-1|) / (3 + 1 + 0.5 + |-1|)
+        "It takes 4 DAYS, thank you.",  # a pitfall: (3 + 1) / 5.5
+        "It takes a few days, thank you. Anything else?",  # the gate failed: capped at 0.25
+        GARBLED,  # every item failed: None
+        HALF_READ,  # polite failed: left out, its share recorded
+    ]
+    fn = _reward(server, tmp_path / "store")
+    got = fn(prompts=["How long does it take?"] * len(completions), completions=completions,
+             checklist=[ITEMS] * len(completions))  # fmt: skip
+    assert got[:4] == pytest.approx([1.0, 5 / 5.5, 4 / 5.5, 0.25])
+    assert got[0] > got[1] > got[2] > got[3]
+    assert got[4] is None
+    assert got[5] == pytest.approx((3 + 0.5 + 0) / (3 + 0.5 + 1))  # number, question met; calm fell in; polite out
+    assert server.hits == len(completions)  # one judge call a response
+    assert all(r.body["response_format"]["json_schema"]["strict"] for r in server.requests)
+    stored = {r.completion: r for r in rewards(fn.store)}
+    garbled = stored[GARBLED]
+    assert garbled.reward is None and garbled.scoring == "checklist" and garbled.failure is not None
+    assert garbled.checklist.failed_items == ["number", "polite", "question", "calm"]
+    assert garbled.checklist.failed_share == 1.0 and "every item of the checklist failed" in garbled.failure.message
+    half = stored[HALF_READ].checklist
+    assert half.failed_items == ["polite"] and half.failed_share == pytest.approx(1 / 5.5)
+    assert half.verdicts == {"number": "yes", "polite": "failed", "question": "yes", "calm": "yes"}
+    capped = stored[completions[3]].checklist
+    assert capped.gates_failed == ["number"] and capped.reasons["number"] == "It does not hold."
+    assert {r.checklist.version for r in stored.values()} == {1} and fn.tally.failed == 1
+    fn.close()
+
+
+def test_the_column_as_json_text_and_a_repeated_completion_from_the_store(server, tmp_path: Path) -> None:
+    fn = _reward(server, tmp_path / "store")
+    first = fn(prompts=["Q?"], completions=["4, thank you?"], checklist=[json.dumps(ITEMS)])
+    again = asyncio.run(fn.as_async()(prompts=["Q?"], completions=["4, thank you?"], checklist=[ITEMS]))
+    assert first == again == [1.0] and server.hits == 1
+    fn.close()
+
+
+@pytest.mark.parametrize(
+    ("column", "said"),
+    [
+        ([ITEMS, [{"id": "x", "requirement": "r", "weight": 0}]], "checklist[1][0].weight: "),
+        ([ITEMS, "[{"], "checklist[1]: not a JSON list of checklist items"),
+        ([ITEMS, [{"requirement": "r"}]], "checklist[1][0].id: required key is missing"),
+    ],
+)
+def test_a_bad_checklist_row_is_one_error_naming_the_row(server, tmp_path: Path, column: list, said: str) -> None:
+    fn = _reward(server, tmp_path / "store")
+    with pytest.raises(DatasetError, match=r"^" + re.escape(said)) as raised:
+        fn(prompts=["Q?", "R?"], completions=["a", "b"], checklist=column)
+    assert "\n" not in str(raised.value) and server.hits == 0
+    fn.close()
+
+
+def test_without_a_column_criteria_or_a_writer_the_error_names_the_row(server, tmp_path: Path) -> None:
+    fn = _reward(server, tmp_path / "store")
+    with pytest.raises(ConfigError, match=r"prompts\[0\] has no 'checklist' column value"):
+        fn(prompts=["Q?"], completions=["a"])
+    with pytest.raises(ConfigError, match="2 prompts but 1 values in 'checklist'"):
+        fn(prompts=["Q?", "R?"], completions=["a", "b"], checklist=[ITEMS])
+    fn.close()
+
+
+def test_the_constitutions_criteria_are_the_checklist_and_verifier_items_are_never_asked(tmp_path: Path) -> None:
+    register_lab_models()
+    constitution = Path(__file__).parents[2] / "examples" / "rubric-constitution.yaml"
+    fn = charter.reward_function("scripted:checklist-judge", str(constitution), scoring="checklist",
+                                 store=tmp_path / "store", cache=None)  # fmt: skip
+    [record] = fn.score(["Can I get a refund?"], ["Yes, within 30 days."])
+    assert record.checklist.source == "criteria" and record.checklist.verdicts["brief"] == "yes"
+    assert record.principle_ids == ["accurate", "helpful"]
+    assert sum(t.calls for t in fn.judge.meter.tallies.values()) == 1
+    fn.close()
+
+
+def test_a_checklist_of_verifiers_alone_makes_no_judge_call(server, tmp_path: Path) -> None:
+    only = [{"id": "short", "requirement": "At most five words.", "verifier": "regex:^\\W*(\\w+\\W*){0,5}$"}]
+    fn = _reward(server, tmp_path / "store")
+    assert fn(prompts=["Q?", "Q?"], completions=["Four.", "It is four and then some more."],
+              checklist=[only, only]) == [1.0, 0.0]  # fmt: skip
+    assert server.hits == 0
+    fn.close()
+
+
+def test_implicit_aggregation_is_the_judges_overall_score_in_the_same_call(tmp_path: Path) -> None:
+    def overall(messages, params):  # noqa: ANN001, ANN202
+        items, _ = read_checklist_prompt(messages[-1].content)
+        asked = '"overall"' in messages[-1].content and "overall" in params.json_schema["properties"]
+        return json.dumps({**{i: {"reason": "r", "verdict": "no"} for i, _ in items}, "overall": 7 if asked else 99})
+
+    register_script("checklist-overall", overall)
+    fn = charter.reward_function("scripted:checklist-overall", "harmless", scoring="checklist",
+                                 aggregation="implicit", store=tmp_path / "store", cache=None)  # fmt: skip
+    [record] = fn.score(["Q?"], ["a"], checklists=[ITEMS[:2]])
+    assert record.reward == pytest.approx(0.7) and record.checklist.aggregation == "implicit"
+    assert record.checklist.explicit == 0.0
+    fn.close()
+
+
+def test_a_writer_writes_one_checklist_a_prompt_for_its_whole_group(tmp_path: Path) -> None:
+    asked: list[str] = []
+
+    def writer(messages, params):  # noqa: ANN001, ANN202
+        asked.append(messages[-1].content)
+        item = {"id": "num", "requirement": CRITERIA["number"][0], "category": "essential", "principle_id": "x"}
+        return json.dumps({"items": [item]})
+
+    register_script("checklist-writer", writer)
+    register_lab_models()
+    writer = "scripted:checklist-writer"
+    fn = charter.reward_function("scripted:checklist-judge", "harmless", scoring="checklist",
+                                 checklist_writer=writer, store=tmp_path / "s", cache=None)  # fmt: skip
+    got = fn(prompts=["How many?"] * 3 + ["Why?"], completions=["4", "four", "4!", "no"])
+    assert got == [1.0, 0.0, 1.0, 0.0] and len(asked) == 2
+    assert {r.checklist.source for r in rewards(fn.store)} == {"model"}
+    fn.close()
+
+
+def test_rows_of_one_prompt_with_different_checklists_are_each_checked_against_their_own(server, tmp_path) -> None:
+    fn = _reward(server, tmp_path / "store")
+    got = fn(prompts=["Q?", "Q?"], completions=["4", "4"], checklist=[ITEMS[:1], ITEMS[1:2]])
+    assert got == [1.0, 0.0]
+    fn.close()
