@@ -21,6 +21,7 @@ def loop_config(make_config, tmp_path):  # noqa: F811  (the fixture above, by na
             "rounds": 3,
             "strategies": ["replace", "accumulate"],
             "monitor": {"probes": {"inline": ["p1", "p2", "p3", "p4"]}},
+            "isolate_steps": False,  # the stand-ins (scripted policies, a cheap embedder) live in this process
             **overrides,
         }
         return LoopConfig.model_validate(data)

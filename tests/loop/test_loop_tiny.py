@@ -60,6 +60,7 @@ def loop_file(tmp_path: Path) -> Path:
         "monitor": {"probes": {"inline": ["p1 one", "p2 two", "p3 three"]}, "max_tokens": 8},
         "eval": {"limit": 2, "max_tokens": 8, "arena": False},
         "stop": {"on_collapse": False, "plateau": 0.05, "patience": 2},
+        "isolate_steps": False,  # the monitor's cheap embedder is patched in this process
     }
     path = tmp_path / "loop.yaml"
     path.write_text(yaml.safe_dump(loop))

@@ -146,6 +146,10 @@ class LoopConfig(ConfigModel):
     """Stop rules (the round limit is `rounds`)."""
     seed: int = 0
     """Seed for the rounds (each round's run gets seed + round)."""
+    isolate_steps: bool = True
+    """Run each step (the run, DPO, the monitor, the evaluation) in a fresh process: what it loaded is handed back
+    to the system when it ends, so memory does not grow round by round (a few seconds per step to start it). False:
+    every step in the loop's own process."""
 
     @model_validator(mode="after")
     def _unique(self) -> LoopConfig:

@@ -11,7 +11,9 @@ Round r of an arm (a data strategy) runs these steps, each recorded in LOOP_DIR/
 
 Round 0 is the same for every arm (the same policy and data), so it runs once, in LOOP_DIR/round-0; the arms
 part from round 1, in LOOP_DIR/STRATEGY/round-R. A killed loop resumes at the first step not recorded (the run
-and DPO resume inside themselves too). The loop stops early on a collapse flag or a win-rate plateau if told to.
+and DPO resume inside themselves too). Every step but `data` runs in a fresh process (`isolate_steps`), so that
+what a step loads leaves with it and a round costs the memory the first one does. The loop stops early on a
+collapse flag or a win-rate plateau if told to.
 """
 
 from __future__ import annotations
@@ -104,6 +106,12 @@ class Loop:
         self.base_run = load_run_config(config.run, config.overrides)
         self.base_policy = self.base_run.policy.model
         self.log = log or logging.getLogger("charter.loop").info
+
+    def __getstate__(self) -> dict[str, Any]:  # a step in its own process logs through charter's logger
+        return {**self.__dict__, "log": None}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state, log=logging.getLogger("charter.loop").info)
 
     def check(self) -> None:
         """Before round 0: the policy must be one DPO can train."""
@@ -303,7 +311,12 @@ class Loop:
         if done is not None:
             return done
         self.log(f"{arm} round {r}: {step}")
-        result = work()
+        if self.config.isolate_steps and step != "data":  # `data` only reads and writes rows
+            from charter.loop.child import run_in_child
+
+            result = run_in_child(work, f"{arm} round {r}: {step}")
+        else:
+            result = work()
         store.put(arm, r, step, result)
         return result
 
@@ -312,7 +325,7 @@ class Loop:
         store = LoopStore(self.loop_dir)
         try:
             store.set_meta("config", self.config.model_dump(mode="json"))
-            base = self._step(store, SHARED, 0, "monitor", lambda: self.step_monitor(self.base_policy))
+            base = self._step(store, SHARED, 0, "monitor", partial(self.step_monitor, self.base_policy))
             real = None
             if self.config.human is not None:
                 real = self._step(store, SHARED, 0, "real", partial(self.step_real, base["probes"]))
