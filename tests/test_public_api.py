@@ -123,6 +123,10 @@ CASES: dict[str, tuple[tuple[Call, str | None], tuple[Call, str | None]]] = {
         (lambda: charter.infer_constitution("pairs.jsonl", test_fraction=1.5), "test_fraction"),
     ),
     "status": ((lambda: charter.status(3), "run"), (lambda: charter.status("runs/x", verbose=True), "verbose")),
+    "learn_rubrics": (
+        (lambda: charter.learn_rubrics(3, "scripted:cai"), "pairs"),
+        (lambda: charter.learn_rubrics("pairs.jsonl", "scripted:cai", keep_threshold=0.2), "keep_threshold"),
+    ),
     "check_constitution": (
         (lambda: charter.check_constitution("harmless", "pairs.jsonl", None), "judge"),
         (lambda: charter.check_constitution("harmless", "pairs.jsonl", "scripted:cai", min_flip=5), "min_flip"),
@@ -340,6 +344,7 @@ MODEL_CALLS: dict[str, tuple[Call, str | None]] = {
     "evaluate_rm": (lambda: charter.evaluate_rm(pairs="p.jsonl", judge="scripted:cai", model="x"), "model"),
     "WinRateCallback": (lambda: charter.WinRateCallback(["hi"], "scripted:cai", model="x"), "model"),
     "infer_constitution": (lambda: charter.infer_constitution("no-such-pairs.jsonl", model="scripted:cai"), None),
+    "learn_rubrics": (lambda: charter.learn_rubrics("no-such-pairs.jsonl", model="scripted:cai"), None),
 }
 
 

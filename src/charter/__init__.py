@@ -57,6 +57,7 @@ _API = {
     "synthesize": "charter.synth.api",
     "infer_constitution": "charter.lab.api",
     "check_constitution": "charter.lab.api",
+    "learn_rubrics": "charter.lab.api",
     "status": "charter.pipeline.status_json",
     "diversity": "charter.preference.diversity",
     # the config and result types of the functions' signatures
@@ -127,7 +128,7 @@ if TYPE_CHECKING:  # what type checkers and IDEs see: every public name with its
     from charter.hub.mixprobe import ProbeResult, mix_probe
     from charter.hub.push import PublishResult, publish
     from charter.judge.settings import JudgeSettings
-    from charter.lab.api import check_constitution, infer_constitution
+    from charter.lab.api import check_constitution, infer_constitution, learn_rubrics
     from charter.lab.checks import ConstitutionTest
     from charter.lab.infer import Inferred
     from charter.loop.config import LoopConfig
@@ -203,6 +204,7 @@ __all__ = [
     "synthesize",
     "infer_constitution",
     "check_constitution",
+    "learn_rubrics",
     "status",
     "diversity",
     "PromptsConfig",

@@ -247,6 +247,12 @@ def constitution_yaml(constitution: Constitution, header: str | None = None) -> 
     spaces, for instance), so the text always loads back to the same constitution and hash.
     """
     data = constitution.model_dump(mode="json", exclude_none=True)
+    for principle in data["principles"]:  # criteria only where a principle has some, a gate only where set
+        for criterion in principle.get("criteria", []):
+            if criterion.get("gate") is False:
+                criterion.pop("gate")
+        if not principle.get("criteria"):
+            principle.pop("criteria", None)
     lists = {key: data.pop(key) for key in ("principles", "examples")}
     parts = [_dump(data)]
     for key, items in lists.items():

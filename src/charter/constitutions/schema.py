@@ -5,10 +5,14 @@ from __future__ import annotations
 import hashlib
 import json
 import string
+from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from charter.errors import ConfigError
 from charter.records import Message
+from charter.verify import check as verify_check
+from charter.verify import resolve as resolve_verifier
 from charter.yamlio import LocatedValueError
 
 #: Variables a principle's templates may use, filled in by the critique and judge stages.
@@ -18,6 +22,97 @@ TEMPLATE_VARIABLES = frozenset({"prompt", "response", "critique", "principle"})
 def template_fields(template: str) -> set[str]:
     """The `{variable}` names used by a str.format-style template."""
     return {name.split(".")[0].split("[")[0] for _, name, _, _ in string.Formatter().parse(template) if name}
+
+
+#: A criterion's category, and the weight each stands for when the criterion gives no weight of its own. A pitfall's
+#: weight is negative: a "yes" (the response falls into it) takes from the score.
+Category = Literal["essential", "important", "optional", "pitfall"]
+CATEGORY_WEIGHTS: dict[str, float] = {"essential": 1.0, "important": 0.7, "optional": 0.3, "pitfall": -0.9}
+#: The category of a criterion that names neither a weight nor a category.
+DEFAULT_CATEGORY = "important"
+#: The score a failed gate caps a response at (0..1) when neither the gate nor the constitution names a cap.
+DEFAULT_GATE_CAP = 0.0
+
+
+class Gate(BaseModel):
+    """A criterion that caps the response's score when it is failed (a "no", or a "yes" for a pitfall)."""
+
+    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
+    cap: float | None = Field(default=None, ge=0, le=1)
+    """The most a response that fails the criterion can score, on the checklist's 0..1 scale; default: the
+    constitution's `gate_cap` (itself 0 by default)."""
+
+
+class Criterion(BaseModel):
+    """One yes/no criterion of a principle: a checklist item the judge (or a verifier program) answers."""
+
+    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
+    id: str = Field(pattern=r"^[a-z0-9][a-z0-9_.-]*$")
+    """Stable identifier, unique in the constitution (lowercase, digits, `-`, `_`, `.`)."""
+    requirement: str = Field(min_length=1)
+    """What a "yes" means, as one statement about the response, e.g. 'The response names a source for each
+    figure.'; for a pitfall, what the response must not do."""
+    weight: float | None = None
+    """The criterion's weight in the checklist score (not 0; negative for a pitfall); give this or `category`."""
+    category: Category | None = None
+    """essential (weight 1.0), important (0.7), optional (0.3) or pitfall (-0.9); give this or `weight`. With
+    neither, the criterion is `important`."""
+    gate: bool | Gate = False
+    """A gate: failing the criterion caps the response's score (`true`: at the constitution's `gate_cap`; `{cap:
+    0.3}`: at 0.3)."""
+    verifier: str | None = None
+    """A `charter.verify` check (`regex:PATTERN`, `number`, `exact`, `contains`, a registered name or
+    `module:function`) that answers the criterion by code, never by the judge: a pass is "yes"."""
+    reference: str | None = None
+    """The reference answer the verifier compares with (`number`, `exact`, `contains`)."""
+
+    @field_validator("weight")
+    @classmethod
+    def _nonzero(cls, value: float | None) -> float | None:
+        if value is not None and value == 0:
+            raise ValueError("a weight of 0 counts for nothing: leave the criterion out, or give it a weight")
+        return value
+
+    @field_validator("gate", mode="before")
+    @classmethod
+    def _gate_shape(cls, value: object) -> object:
+        """One error for a bad gate, where pydantic would give one per member of `bool | Gate`."""
+        if value is None or isinstance(value, bool | Gate):
+            return bool(value) if not isinstance(value, Gate) else value
+        if not isinstance(value, dict):
+            raise ValueError(f"a gate is true, false or {{cap: N}} with N from 0 to 1, not {value!r:.40}")
+        try:
+            return Gate.model_validate(value)
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            msg = "unknown key (a gate takes a cap)" if first["type"] == "extra_forbidden" else first["msg"]
+            raise LocatedValueError(msg, tuple(first["loc"])) from None
+
+    @model_validator(mode="after")
+    def _weight_or_category(self) -> Criterion:
+        if self.weight is not None and self.category is not None:
+            raise LocatedValueError("give a weight or a category, not both", ("weight",))
+        if self.verifier is not None:
+            check_verifier(self.verifier, self.reference)
+        return self
+
+    @property
+    def effective_weight(self) -> float:
+        """The weight the criterion counts with: its own, or its category's (`CATEGORY_WEIGHTS`)."""
+        if self.weight is not None:
+            return self.weight
+        return CATEGORY_WEIGHTS[self.category or DEFAULT_CATEGORY]
+
+
+def check_verifier(name: str, reference: str | None) -> None:
+    """Raise LocatedValueError (at `verifier`) for a verifier that does not exist, or for a built-in one that needs a
+    reference it lacks: an error when the file loads, not when a response is checked."""
+    try:
+        resolve_verifier(name)
+        if ":" not in name or name.startswith("regex:"):  # built-in checks are pure: try one on an empty response
+            verify_check("", name, reference, "")
+    except ConfigError as exc:
+        raise LocatedValueError(str(exc), ("verifier",)) from None
 
 
 class Principle(BaseModel):
@@ -41,6 +136,9 @@ class Principle(BaseModel):
     """Relative chance of being sampled for a critique round or a judge ensemble."""
     tags: list[str] = Field(default_factory=list)
     """Free-form labels (harm area, helpfulness, honesty...) for filtering and reports."""
+    criteria: list[Criterion] = Field(default_factory=list)
+    """Yes/no criteria that spell the principle out as checklist items, weighted and optionally gated; none: the
+    principle is judged as a whole, as it always is."""
 
     @field_validator("critique_request", "revision_request", "comparison")
     @classmethod
@@ -94,6 +192,9 @@ class Constitution(BaseModel):
     rubric: str | None = None
     """What the scores of judge mode `score` mean, `{scale}` standing for the top score; default: 1 plainly fails
     the principle, the top score meets it fully, the scores between grade how far it falls short."""
+    gate_cap: float | None = Field(default=None, ge=0, le=1)
+    """The score (0..1) a response that fails a gated criterion is capped at, where the gate names no cap of its
+    own; default 0."""
 
     @field_validator("version", mode="before")
     @classmethod
@@ -108,6 +209,7 @@ class Constitution(BaseModel):
                 raise LocatedValueError(f"duplicate principle id '{principle.id}'", ("principles", index, "id"))
             seen.add(principle.id)
         ids = seen
+        _unique_criterion_ids(self.principles)
         for index, example in enumerate(self.examples):
             if example.principle and example.principle not in ids:
                 where = ("examples", index, "principle")
@@ -118,7 +220,7 @@ class Constitution(BaseModel):
     def hash(self) -> str:
         """sha256 of the canonical JSON of the parsed constitution: formatting and key order don't matter."""
         data = self.model_dump(mode="json")
-        _drop_unset_rating_fields(data)  # a constitution without them hashes as it did before they existed
+        _drop_unset_fields(data)  # a constitution without them hashes as it did before they existed
         canonical = json.dumps(data, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(canonical.encode()).hexdigest()
 
@@ -143,10 +245,38 @@ class Constitution(BaseModel):
         """All principle ids, in order."""
         return [p.id for p in self.principles]
 
+    @property
+    def has_criteria(self) -> bool:
+        """Whether any principle carries criteria."""
+        return any(p.criteria for p in self.principles)
 
-def _drop_unset_rating_fields(data: dict) -> None:
-    if data.get("rubric") is None:
-        data.pop("rubric", None)
+    def gate_cap_of(self, criterion: Criterion) -> float | None:
+        """The cap a failed `criterion` puts on the score (None: it is no gate)."""
+        if criterion.gate is False:
+            return None
+        own = criterion.gate.cap if isinstance(criterion.gate, Gate) else None
+        if own is not None:
+            return own
+        return self.gate_cap if self.gate_cap is not None else DEFAULT_GATE_CAP
+
+
+def _unique_criterion_ids(principles: list[Principle]) -> None:
+    seen: set[str] = set()
+    for i, principle in enumerate(principles):
+        for j, criterion in enumerate(principle.criteria):
+            if criterion.id in seen:
+                where = ("principles", i, "criteria", j, "id")
+                raise LocatedValueError(f"duplicate criterion id '{criterion.id}'", where)
+            seen.add(criterion.id)
+
+
+def _drop_unset_fields(data: dict) -> None:
+    """Fields added after the first constitutions were hashed leave the canonical JSON when unset."""
+    for key in ("rubric", "gate_cap"):
+        if data.get(key) is None:
+            data.pop(key, None)
     for principle in data.get("principles", []):
         if principle.get("rating") is None:
             principle.pop("rating", None)
+        if not principle.get("criteria"):
+            principle.pop("criteria", None)

@@ -1,4 +1,5 @@
-"""The constitution lab's Python API: `infer_constitution` and `check_constitution` (sync; the CLI calls them)."""
+"""The constitution lab's Python API: `infer_constitution`, `check_constitution` and `learn_rubrics` (sync; the CLI
+calls them)."""
 
 from __future__ import annotations
 
@@ -18,6 +19,9 @@ from charter.judge.settings import JudgeMode, JudgeSettings, Orders
 from charter.lab.checks import ConstitutionTest, planned_judgments
 from charter.lab.checks import check_constitution as _check
 from charter.lab.infer import Inferred, infer, write_outputs, write_report
+from charter.lab.learn import LearnedRubric, learn
+from charter.lab.learn import write_outputs as write_rubric_outputs
+from charter.lab.learn import write_report as write_rubric_report
 from charter.lab.votes import read_pairs
 from charter.progress import progress_bar
 from charter.providers import ChatModel, ManagedModel, UsageMeter, get_model, parse_model_string
@@ -282,4 +286,113 @@ def check_constitution(
     return _with_models([(judge, "judge", {})], cache, work)
 
 
-__all__ = ["check_constitution", "infer_constitution"]
+@public(
+    proposals=Range(ge=1),
+    per_pair=Range(ge=1),
+    test_fraction=Range(ge=0.05, le=0.9),
+    keep_threshold=Range(ge=0.5, le=1),
+    min_decided=Range(ge=1),
+    max_criteria=Range(ge=1),
+    items_per_call=Range(ge=1),
+    concurrency=Range(ge=1),
+)
+def learn_rubrics(
+    pairs: str | Path,
+    model: str | ChatModel,
+    *,
+    judge: str | ChatModel | None = None,
+    base: str | Constitution | None = None,
+    output: str | Path | None = None,
+    proposals: int = 100,
+    per_pair: int = 3,
+    test_fraction: float = 0.3,
+    keep_threshold: float = 0.75,
+    min_decided: int = 3,
+    max_criteria: int = 10,
+    items_per_call: int = 20,
+    seed: int = 0,
+    concurrency: int = 64,
+    cache: str | None = "~/.cache/charter/calls.sqlite",
+    name: str = "learned-rubric",
+    structured_output: bool = True,
+) -> LearnedRubric:
+    """Learn a rubric (yes/no criteria with weights and gates) from human-labelled pairs.
+
+    A proposer model proposes criteria that tell the preferred response from the other (hard rules, principles,
+    pitfalls); the judge answers each about both responses of the proposal pairs (one checklist call a response), and
+    a criterion is kept only where its verdicts agree with people (rejection sampling); each kept criterion is then
+    validated on held-out pairs, with what it adds to the rubric's agreement with people.
+
+    Args:
+        pairs: A JSONL pair file (prompt, chosen = the human-preferred response, rejected) or a run directory with
+            human labels.
+        model: The model that proposes criteria (PROVIDER:MODEL, or a `ChatModel`).
+        judge: The model that answers the criteria about each response (default: `model`).
+        base: A constitution (bundled name, YAML file or `Constitution`) the learned criteria are added to, and
+            compared with on the held-out pairs.
+        output: Write the constitution YAML here, and the report beside it (`NAME.report.md`, `.report.json`).
+        proposals: Training pairs the proposer is asked about; the criteria are kept or rejected on them.
+        per_pair: Criteria asked for per pair.
+        test_fraction: Share of the pairs held out for validation.
+        keep_threshold: A criterion is kept when it picks the response people preferred on at least this share of
+            the proposal pairs it decides (its verdicts on the two responses differ).
+        min_decided: ... and decides at least this many of them.
+        max_criteria: Keep at most this many (the most consistent first).
+        items_per_call: Criteria answered in one judge call.
+        seed: Seed of the split, the sample asked and the bootstrap.
+        concurrency: Calls in flight at once.
+        cache: The call cache file (None: none).
+        name: The learned constitution's name.
+        structured_output: Ask an API proposer for structured output (a JSON Schema); False for a server that
+            rejects it.
+
+    Returns:
+        The constitution and its report: each candidate's consistency on the proposal pairs, each kept criterion's
+        held-out agreement (Wilson 95% interval) and what it adds, the learned rubric's held-out agreement beside the
+        base constitution's, and a verdict saying whether it beats chance.
+
+    Raises:
+        DatasetError: The pair file is missing or malformed.
+        ArgumentError: Fewer than 10 pairs, or no usable criterion was proposed.
+        NoSignal: No candidate is consistent with the labels: no constitution is written (the report is, beside
+            `output`; the error's `report` holds it).
+    """
+    labelled = read_pairs(pairs, seed)
+    start = base if isinstance(base, Constitution) or base is None else load_constitution(base)
+    judge = judge or model
+
+    async def work(models: list[ManagedModel]) -> LearnedRubric:
+        return await learn(
+            labelled,
+            models[0],
+            models[-1],
+            base=start,
+            proposals=proposals,
+            per_pair=per_pair,
+            test_fraction=test_fraction,
+            keep_threshold=keep_threshold,
+            min_decided=min_decided,
+            max_criteria=max_criteria,
+            items_per_call=items_per_call,
+            seed=seed,
+            concurrency=concurrency,
+            name=name,
+        )
+
+    options = _proposer_options(model, structured_output)
+    specs: list[Spec] = [(model, "proposer", options)]
+    if judge != model:
+        specs.append((judge, "judge", _proposer_options(judge, structured_output)))
+    try:
+        result = _with_models(specs, cache, work)
+    except NoSignal as exc:
+        if output is None or exc.report is None:
+            raise
+        md, _ = write_rubric_report(exc.report, Path(output))
+        raise NoSignal(f"{exc}; report: {md}", exc.report) from None
+    if output is not None:
+        write_rubric_outputs(result, Path(output))
+    return result
+
+
+__all__ = ["check_constitution", "infer_constitution", "learn_rubrics"]

@@ -1,4 +1,4 @@
-"""`charter constitutions infer` and `charter constitutions test`: the constitution lab on the command line."""
+"""`charter constitutions infer`, `test`, `learn-rubrics` and `rubric`: the constitution lab on the command line."""
 
 from __future__ import annotations
 
@@ -8,11 +8,13 @@ import typer
 
 
 def register(app: typer.Typer) -> None:
-    """Add `infer` and `test` to the `charter constitutions` commands."""
+    """Add `infer`, `test`, `learn-rubrics` and `rubric` to the `charter constitutions` commands."""
     from charter.constitutions.cli import constitutions_app
 
     constitutions_app.command("infer")(infer_command)
     constitutions_app.command("test")(test_command)
+    constitutions_app.command("learn-rubrics")(learn_rubrics_command)
+    constitutions_app.command("rubric")(rubric_command)
 
 
 def _judging(mode: str, orders: str) -> tuple[str, str]:
@@ -147,3 +149,82 @@ def test_command(
             f"untested principles (the judge decided no pair under them): {', '.join(result.untested)}",
             highlight=False,
         )
+
+
+def learn_rubrics_command(
+    pairs: Path = typer.Option(
+        ..., "--pairs", help="JSONL with prompt, chosen (human-preferred), rejected; or a run directory with labels."
+    ),
+    model: str = typer.Option(..., "--model", help="The model that proposes criteria (PROVIDER:MODEL)."),
+    judge: str | None = typer.Option(None, "--judge", help="The model that answers them (default: --model)."),
+    base: str | None = typer.Option(
+        None, "--base", help="A constitution (bundled name or YAML) to add the criteria to and compare with."
+    ),
+    output: Path = typer.Option(
+        Path("learned-rubric.yaml"), "-o", "--output", help="The constitution YAML; the report goes beside it."
+    ),
+    proposals: int = typer.Option(100, "--proposals", min=1, help="Training pairs the proposer is asked about."),
+    per_pair: int = typer.Option(3, "--per-pair", min=1, help="Criteria asked for per pair."),
+    test_fraction: float = typer.Option(0.3, "--test-fraction", min=0.05, max=0.9, help="Share held out."),
+    keep_threshold: float = typer.Option(
+        0.75,
+        "--keep-threshold",
+        min=0.5,
+        max=1,
+        help="Keep a criterion agreeing with people on this share of the proposal pairs it decides.",
+    ),
+    min_decided: int = typer.Option(3, "--min-decided", min=1, help="... and deciding at least this many."),
+    max_criteria: int = typer.Option(10, "--max-criteria", min=1, help="Keep at most this many criteria."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the split, the sample asked and the bootstrap."),
+    cache: str | None = typer.Option("~/.cache/charter/calls.sqlite", "--cache", help="Call cache ('' for none)."),
+    structured_output: bool = typer.Option(
+        True,
+        "--structured-output/--no-structured-output",
+        help="Ask API models for structured output (a JSON Schema); off for a server that rejects it.",
+    ),
+) -> None:
+    """Learn a rubric from human-labelled pairs: proposed yes/no criteria, kept where the judge's verdicts agree
+    with people, validated on held-out pairs; writes a constitution with criteria and the report."""
+    from charter.lab.api import learn_rubrics
+    from charter.lab.learn import summary_lines
+    from charter.progress import console
+
+    result = learn_rubrics(
+        pairs,
+        model,
+        judge=judge,
+        base=base,
+        output=output,
+        proposals=proposals,
+        per_pair=per_pair,
+        test_fraction=test_fraction,
+        keep_threshold=keep_threshold,
+        min_decided=min_decided,
+        max_criteria=max_criteria,
+        seed=seed,
+        cache=cache or None,
+        structured_output=structured_output,
+    )
+    for line in summary_lines(result.report):
+        console.print(line, highlight=False, markup=False)
+    stem = output.with_suffix("")
+    console.print(f"constitution: {output}\nreport: {stem}.report.md ({stem}.report.json)", highlight=False)
+
+
+def rubric_command(
+    source: str = typer.Argument(..., metavar="NAME_OR_FILE", help="A bundled name or a YAML file."),
+    as_json: bool = typer.Option(False, "--json", help="Print the compiled rubric as JSON."),
+) -> None:
+    """Print a constitution's compiled rubric: each criterion with its weight, gate and verifier, and how they
+    are scored."""
+    import json
+
+    from charter.checklist.describe import rubric_data, rubric_lines
+    from charter.constitutions.loader import load_constitution
+
+    constitution = load_constitution(source)
+    if as_json:
+        typer.echo(json.dumps(rubric_data(constitution), indent=1))
+        return
+    for line in rubric_lines(constitution):
+        typer.echo(line)

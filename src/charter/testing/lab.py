@@ -8,7 +8,13 @@ Five rules a response can be compared by, each with paraphrases. `make_pairs` wr
   array in plain text (as a model without structured output might);
 - `scripted:lab-judge`: applies whichever rule its prompt names (any paraphrase), the opposite rule when the
   principle is negated, and abstains (P = 0.5) under a principle it does not know;
-- `scripted:lab-ignorer`: prefers the longer response whatever the principle says.
+- `scripted:lab-ignorer`: prefers the longer response whatever the principle says;
+- `scripted:rubric-proposer`: asked for yes/no criteria that tell the preferred response from the other, it offers
+  each of `CRITERIA` that does (the planted rule's always, others by chance), as `{"criteria": [...]}`;
+- `scripted:checklist-judge`: answers each checklist item it knows (`CRITERIA`) truthfully about the response, with a
+  reason before each verdict, and `n/a` for one it does not know;
+- `scripted:checklist-coin`: answers every checklist item yes or no by a coin drawn from the item and the response
+  (a judge at chance).
 """
 
 from __future__ import annotations
@@ -19,6 +25,7 @@ import random
 import re
 from collections.abc import Callable, Sequence
 
+from charter.checklist.prompt import read_checklist_prompt
 from charter.judge_prompt import read_comparison, read_question
 from charter.lab.checks import NEGATED
 from charter.lab.infer import OTHER, PREFERRED
@@ -162,11 +169,92 @@ def _proposer(messages, params):  # noqa: ANN001, ANN202
     return json.dumps(found)
 
 
+#: Yes/no criteria about one response, by rule: (requirement, kind, whether it is true of a text). A pitfall's "yes"
+#: counts against the response.
+CRITERIA: dict[str, tuple[str, str, Callable[[str], bool]]] = {
+    "number": ("The response gives a specific number.", "principle", lambda t: bool(re.search(r"\d", t))),
+    "question": ("The response ends by asking the user a question.", "principle", lambda t: t.rstrip().endswith("?")),
+    "polite": (
+        "The response says please or thank you.",
+        "principle",
+        lambda t: bool(re.search(r"\b(please|thank)", t, re.I)),
+    ),
+    "calm": (
+        "The response shouts with words in all capital letters.",
+        "pitfall",
+        lambda t: any(len(w) > 2 and w.isupper() for w in t.split()),
+    ),
+    "concise": ("The response is at most 15 words long.", "hard_rule", lambda t: len(t.split()) <= 15),
+}
+
+
+def criterion_of(requirement: str) -> str | None:
+    """The rule a criterion's requirement states (`CRITERIA`), or None."""
+    for rule, (text, _, _) in CRITERIA.items():
+        if requirement.strip().rstrip(".").lower() == text.rstrip(".").lower():
+            return rule
+    return None
+
+
+def _rubric_proposer(messages, params):  # noqa: ANN001, ANN202
+    text = messages[-1].content
+    match = re.search(rf"{PREFERRED}\s*(.*?)\s*{OTHER}\s*(.*?)\s*(?:\n\n|$)", text, re.S)
+    if match is None:
+        return "I cannot tell."
+    preferred, other = (m.strip() for m in match.groups())
+    found = []
+    for requirement, kind, holds in CRITERIA.values():
+        met, other_met = holds(preferred), holds(other)
+        if (met and not other_met and kind != "pitfall") or (other_met and not met and kind == "pitfall"):
+            found.append({"requirement": requirement, "kind": kind})
+    return json.dumps({"criteria": found})
+
+
+def _checklist_judge(messages, params):  # noqa: ANN001, ANN202
+    shown = read_checklist_prompt(messages[-1].content)
+    if shown is None:
+        return "I cannot tell."
+    items, response = shown
+    answers = {}
+    for item_id, requirement in items:
+        rule = criterion_of(requirement)
+        if rule is None:
+            answers[item_id] = {"reason": "The criterion is not one I can check.", "verdict": "n/a"}
+            continue
+        holds = CRITERIA[rule][2](response)
+        answers[item_id] = {
+            "reason": f"It {'does' if holds else 'does not'} hold.",
+            "verdict": "yes" if holds else "no",
+        }
+    return json.dumps(answers)
+
+
+def _checklist_coin(messages, params):  # noqa: ANN001, ANN202
+    shown = read_checklist_prompt(messages[-1].content)
+    if shown is None:
+        return "I cannot tell."
+    items, response = shown
+    coin = lambda item: hashlib.sha256(f"{item}|{response}".encode()).digest()[0] % 2  # noqa: E731
+    return json.dumps({i: {"reason": "A coin.", "verdict": "yes" if coin(i) else "no"} for i, _ in items})
+
+
 def register_lab_models() -> None:
-    """Register `scripted:lab-proposer`, `scripted:lab-judge` and `scripted:lab-ignorer` (idempotent)."""
+    """Register `scripted:lab-proposer`, `scripted:lab-judge`, `scripted:lab-ignorer`, `scripted:rubric-proposer`,
+    `scripted:checklist-judge` and `scripted:checklist-coin` (idempotent)."""
     register_script("lab-proposer", _proposer)
     register_script("lab-judge", lambda m, p: "A", _judge)
     register_script("lab-ignorer", lambda m, p: "A", _ignorer)
+    register_script("rubric-proposer", _rubric_proposer)
+    register_script("checklist-judge", _checklist_judge)
+    register_script("checklist-coin", _checklist_coin)
 
 
-__all__ = ["RULES", "make_pairs", "prefers_first", "register_lab_models", "rule_of"]
+__all__ = [
+    "CRITERIA",
+    "RULES",
+    "criterion_of",
+    "make_pairs",
+    "prefers_first",
+    "register_lab_models",
+    "rule_of",
+]
