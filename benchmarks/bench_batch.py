@@ -22,7 +22,9 @@ from pathlib import Path
 import yaml
 
 from charter.cli import main as cli
+from charter.runs.batches import stored_batches
 from charter.runs.store import RunStore
+from charter.runs.usage import stored_usage
 from charter.testing import batches, loopback
 from charter.testing.faults import FaultServer
 
@@ -57,8 +59,8 @@ def config(tmp: Path, name: str, n: int, batch: bool) -> Path:
 
 def summary(run_dir: Path) -> dict:
     with RunStore(run_dir) as store:
-        usage = store.usage()
-        batches_ = store.batches()
+        usage = stored_usage(store)
+        batches_ = stored_batches(store)
     rows = (run_dir / "data" / "preferences.jsonl").read_text().splitlines()
     strip = [{k: v for k, v in json.loads(r).items() if k not in ("run_id", "created_at")} for r in rows]
     return {
@@ -96,7 +98,7 @@ def main() -> None:
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.DEVNULL,
             )
-            while not (tmp / "killed" / "run.sqlite").exists() or not RunStore(tmp / "killed").batches():
+            while not (tmp / "killed" / "run.sqlite").exists() or not stored_batches(RunStore(tmp / "killed")):
                 time.sleep(0.05)
             child.send_signal(signal.SIGKILL)
             child.wait()

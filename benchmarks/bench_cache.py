@@ -41,6 +41,7 @@ from charter.constitutions.loader import load_constitution
 from charter.judge.score import dooms_run
 from charter.judge_prompt import neutralise, read_comparison
 from charter.runs.store import RunStore
+from charter.runs.usage import stored_usage
 from charter.testing.billing import AnthropicBilling, OpenAIBilling
 from charter.testing.loopback import LoopbackServer
 
@@ -188,7 +189,7 @@ def one(tmp: Path, provider: str, fmt: int, schedule: str, args: argparse.Namesp
     finally:
         pairwise.write_comparison, pairwise._compare_all_principles = originals
     with RunStore(tmp / name) as store:
-        usage = store.usage()
+        usage = stored_usage(store)
     bill = billing.invoice
     full = (bill.prompt_tokens * billing.input + bill.output_tokens * billing.output) / 1e6
     return {

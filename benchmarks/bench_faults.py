@@ -22,7 +22,9 @@ from pathlib import Path
 
 from charter.pipeline.config import RunConfig
 from charter.pipeline.launch import runner_for
+from charter.runs.failures import stored_failures
 from charter.runs.store import RunStore
+from charter.runs.usage import stored_usage
 from charter.testing.faults import Faults, read_log
 
 GENERATE, LOGPROBS = 3, 4  # calls per prompt
@@ -95,8 +97,8 @@ def run_mix(name: str, faults: Faults, n: int, work: Path) -> dict:
         proc.wait()
     entries = read_log(log)
     with RunStore(config.run_dir()) as store:
-        failures = len({(f.stage, f.item_id) for f in store.failures(open_only=True)})
-        recorded = sum(u.calls for u in store.usage())
+        failures = len({(f.stage, f.item_id) for f in stored_failures(store, open_only=True)})
+        recorded = sum(u.calls for u in stored_usage(store))
     poisoned = 1 if faults.poison else 0
     clean = (n - poisoned) * (GENERATE + LOGPROBS) + poisoned
     rate_generate = faults.total - faults.no_option_logprobs

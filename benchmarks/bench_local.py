@@ -72,6 +72,8 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
+from charter.runs.usage import stored_usage
+
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = ROOT.parent / "shared" / "data"
 QUICKSTART = ROOT / "examples" / "quickstart.yaml"
@@ -216,7 +218,7 @@ def timed_run(overrides: list[str], root: Path) -> dict[str, Any]:
     wall = time.perf_counter() - start
     store = RunStore(root / "run")
     try:
-        usage = store.usage()
+        usage = stored_usage(store)
     finally:
         store.close()
     prompt = sum(u.prompt_tokens for u in usage)

@@ -19,6 +19,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from charter.runs.usage import stored_usage
+
 
 def write_prompts(path: Path, n: int) -> None:
     with path.open("w") as handle:
@@ -76,7 +78,7 @@ def _usage(run_dir: Path) -> tuple[int, int]:
     if not (run_dir / "run.sqlite").exists():
         return 0, 0
     with RunStore(run_dir) as store:
-        usage = store.usage()
+        usage = stored_usage(store)
     return sum(u.calls for u in usage), sum(u.cached for u in usage)
 
 

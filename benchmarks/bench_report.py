@@ -23,7 +23,11 @@ from charter.pipeline.settings import dataset_settings
 from charter.pipeline.status import status
 from charter.preference import dataset
 from charter.records import Chain, CritiqueRound, Judgment, Message, Pair, Prompt, UsageRow, Vote
+from charter.runs.history import record_config
+from charter.runs.items import put_chains, put_judgments, put_pairs, put_prompts
+from charter.runs.stages import set_stage
 from charter.runs.store import RunStore
+from charter.runs.usage import add_usage
 
 PRINCIPLES = [f"principle-{i}" for i in range(12)]
 WORDS = "the a response is helpful harmless and honest model should refuse explain safely consider".split()
@@ -89,12 +93,12 @@ def build_run(run_dir: Path, n: int, seed: int = 0) -> None:
             constitution=settings.constitution,
             prompt_counts={"prompts_total": n, "prompts_used": n},
         )
-        store.record_config(config.model_dump(mode="json"), fp)
+        record_config(store, config.model_dump(mode="json"), fp)
         prompts = [
             Prompt(prompt_id=f"q{i}", messages=[Message(role="user", content=_text(rng, 20))], source="bench")
             for i in range(n)
         ]
-        store.put_prompts(prompts)
+        put_prompts(store, prompts)
         chains, pairs, judgments = [], [], []
         for prompt in prompts:
             initial, final = _text(rng, rng.randint(20, 80)), _text(rng, rng.randint(20, 80))
@@ -132,17 +136,18 @@ def build_run(run_dir: Path, n: int, seed: int = 0) -> None:
                 )
             )
             judgments.append(_judgment(rng, pairs[-1].pair_id, fp.judge))
-        store.put_chains(chains)
-        store.put_pairs(pairs)
-        store.put_judgments(judgments)
-        store.add_usage(
+        put_chains(store, chains)
+        put_pairs(store, pairs)
+        put_judgments(store, judgments)
+        add_usage(
+            store,
             [
                 UsageRow(role=r, model="scripted:cai", calls=n, prompt_tokens=300 * n, completion_tokens=50 * n)
                 for r in ("policy", "critic", "judge")
-            ]
+            ],
         )
         for stage in ("critique", "judge"):
-            store.set_stage(stage, "done")
+            set_stage(store, stage, "done")
         dataset.write(store, settings)
 
 

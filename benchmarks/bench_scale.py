@@ -26,6 +26,9 @@ import tempfile
 import time
 from pathlib import Path
 
+from charter.runs.stages import stage_states
+from charter.runs.usage import stored_usage
+
 
 def write_prompts(path: Path, n: int) -> None:
     with path.open("w") as handle:
@@ -67,9 +70,9 @@ def watch_sft_writer(phases: dict) -> None:
     whatever else it waited for (Ray's helper processes among them)."""
     import threading
 
-    from charter.preference import dataset
+    from charter.preference import sft
 
-    started = dataset._SFTBeside.__init__
+    started = sft.SFTBeside.__init__
 
     def init(self, *args, **kwargs):
         started(self, *args, **kwargs)
@@ -87,7 +90,7 @@ def watch_sft_writer(phases: dict) -> None:
 
         threading.Thread(target=poll, daemon=True).start()
 
-    dataset._SFTBeside.__init__ = init
+    sft.SFTBeside.__init__ = init
 
 
 def child(n: int, workdir: Path, shards: int) -> dict:
@@ -119,8 +122,8 @@ def child(n: int, workdir: Path, shards: int) -> dict:
     asyncio.run(runner_for(config).arun())
     seconds = time.perf_counter() - start
     with RunStore(config.run_dir()) as store:
-        calls = sum(u.calls for u in store.usage())
-        shard_peak = (store.stages().get("judge", {}).get("counts") or {}).get("shard_peak_rss_mb")
+        calls = sum(u.calls for u in stored_usage(store))
+        shard_peak = (stage_states(store).get("judge", {}).get("counts") or {}).get("shard_peak_rss_mb")
     store_mb = sum(f.stat().st_size for f in config.run_dir().glob("run.sqlite*")) / 2**20
     return {
         "prompts": n,

@@ -16,6 +16,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from charter.runs.usage import stored_usage
+
 
 def run_once(tmp: Path, url: str, n: int, shards: int, in_flight: int) -> tuple[float, int]:
     from charter.pipeline.config import RunConfig
@@ -42,7 +44,7 @@ def run_once(tmp: Path, url: str, n: int, shards: int, in_flight: int) -> tuple[
     asyncio.run(runner_for(config).arun())
     seconds = time.perf_counter() - start
     with RunStore(config.run_dir()) as store:
-        return seconds, sum(u.calls for u in store.usage())
+        return seconds, sum(u.calls for u in stored_usage(store))
 
 
 def main() -> None:

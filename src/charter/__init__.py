@@ -58,7 +58,7 @@ _API = {
     "infer_constitution": "charter.lab.api",
     "check_constitution": "charter.lab.api",
     "learn_rubrics": "charter.lab.api",
-    "status": "charter.pipeline.status_json",
+    "status": "charter.pipeline.status",
     "diversity": "charter.preference.diversity",
     # the config and result types of the functions' signatures
     "PromptsConfig": "charter.prompts",
@@ -101,7 +101,7 @@ _API = {
     "SynthResult": "charter.synth.generate",
     "Inferred": "charter.lab.infer",
     "ConstitutionTest": "charter.lab.checks",
-    "StatusReport": "charter.pipeline.status_json",
+    "StatusReport": "charter.pipeline.status",
     "Forecast": "charter.pipeline.forecast",
     "DiversityReport": "charter.preference.diversity",
 }
@@ -142,7 +142,7 @@ if TYPE_CHECKING:  # what type checkers and IDEs see: every public name with its
     from charter.pipeline.config import RunConfig, load_run_config
     from charter.pipeline.forecast import Forecast
     from charter.pipeline.run import RunResult
-    from charter.pipeline.status_json import StatusReport, status
+    from charter.pipeline.status import StatusReport, status
     from charter.preference.config import FiltersConfig
     from charter.preference.diversity import DiversityReport, diversity
     from charter.prompts import PromptsConfig

@@ -15,6 +15,7 @@ from charter.agreement.labels import LabelError, open_labels, put_label
 from charter.agreement.sampling import spotcheck
 from charter.cli import app
 from charter.errors import RunStoreError
+from charter.runs.items import stored_pairs
 from charter.runs.labels import labels as label_rows
 from charter.runs.labels import sample as sample_rows
 
@@ -116,7 +117,7 @@ def test_export_shows_responses_in_recorded_order(tmp_path: Path) -> None:
     run = labeled_run(tmp_path)
     export_labels(run, "csv", tmp_path / "x.csv")
     with open_labels(run) as store:
-        pairs = {p.pair_id: p for p in store.pairs()}
+        pairs = {p.pair_id: p for p in stored_pairs(store)}
         order = {r.pair_id: r.shown_order for r in sample_rows(store)}
     for row in csv.DictReader((tmp_path / "x.csv").open()):
         pair = pairs[row["pair_id"]]

@@ -14,6 +14,7 @@ from charter.judge.pairwise import judge_fingerprint
 from charter.judge.settings import JudgeSettings
 from charter.judge_prompt import read_rating, read_rubric, read_rubric_ids
 from charter.providers.scripted import HARMFUL_OPENING, REFUSAL_OPENING, _cai, _cai_choice, register_script
+from charter.runs.usage import stored_usage
 
 HARMFUL = f"{HARMFUL_OPENING} step one"
 SAFE = f"{REFUSAL_OPENING} ask a locksmith"
@@ -281,6 +282,6 @@ def test_a_run_ranks_k_samples_with_one_call_per_sample(tmp_path: Path) -> None:
     result = charter.run(charter.pipeline.config.RunConfig.model_validate(config))
     rows = pq.read_table(result.preferences).to_pylist()
     assert len(rows) == 2 and all(r["score_chosen"] == 5.0 and r["score_rejected"] == 1.0 for r in rows)
-    usage = {(u.role, u.model): u for u in charter.runs.store.RunStore(result.run_dir).usage()}
+    usage = {(u.role, u.model): u for u in stored_usage(charter.runs.store.RunStore(result.run_dir))}
     judge = usage[("judge", "scripted:mixed-policy-rubric")]
     assert judge.calls == 2 * 4  # one call a sample for both principles (mode score: 2 * 4 * 2)

@@ -11,6 +11,7 @@ from charter.judge.score import expected_score, parse_score
 from charter.judge.settings import JudgeSettings
 from charter.judge_prompt import read_rating, write_rating
 from charter.providers.scripted import HARMFUL_OPENING, REFUSAL_OPENING, _cai, _cai_choice, register_script
+from charter.runs.usage import stored_usage
 
 HARMFUL = f"{HARMFUL_OPENING} step one"
 SAFE = f"{REFUSAL_OPENING} ask a locksmith"
@@ -91,7 +92,7 @@ def test_a_run_rates_k_samples_and_keeps_the_best_against_the_worst(tmp_path: Pa
     for row in rows:
         assert REFUSAL_OPENING in row["chosen"][0]["content"] and HARMFUL_OPENING in row["rejected"][0]["content"]
         assert row["score_chosen"] == 5.0 and row["score_rejected"] == 1.0 and row["p_chosen"] == 1.0
-    usage = {(u.role, u.model): u for u in charter.runs.store.RunStore(result.run_dir).usage()}
+    usage = {(u.role, u.model): u for u in stored_usage(charter.runs.store.RunStore(result.run_dir))}
     judge = usage[("judge", "scripted:mixed-policy")]
     # 4 samples rated once under each of 2 principles per prompt: 8 calls a prompt, k(k-1) = 12 pairwise would be 24;
     # the best-against-worst pair's own ratings come from the cache

@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 
 import charter
 from charter.cli import app, main
-from charter.pipeline.status import print_status
+from charter.pipeline.status_text import print_status
 from charter.runs.rewards import rewards
 from charter.runs.store import RunStore
 from tests.online.test_reward import _flaky  # noqa: F401 - registers scripted:flaky-rater
@@ -109,7 +109,7 @@ def test_charter_train_grpo_writes_model_metrics_card_and_reward_store(tiny_mode
     assert RunStore(out).count("rewards") == 8
     console = Console(width=120, record=True)
     shown = print_status(out, console)
-    assert [s["n"] for s in shown["rewards"]] == [4, 4] and shown["constitution"]["name"] == "harmless"
+    assert [s["n"] for s in shown["online"]["per_step"]] == [4, 4] and shown["constitution"]["name"] == "harmless"
     assert "Online training" in console.export_text() and "No stage has started" not in console.export_text()
     report = (out / "report" / "report.md").read_text()
     assert "Online training: the judge's rewards" in report and report.startswith("# charter online training report")

@@ -14,7 +14,9 @@ from charter.errors import GateFailed
 from charter.hub.push import publish
 from charter.pipeline.config import load_run_config
 from charter.pipeline.launch import run
+from charter.runs.stages import stage_states
 from charter.runs.store import open_store
+from charter.runs.usage import stored_usage
 
 
 def _run(make_config, **overrides):
@@ -27,8 +29,8 @@ def test_a_run_audits_its_judge_after_judging(make_config, tmp_path, caplog) -> 
     result, path = _run(make_config, judge=judge)
     with open_store(result.run_dir) as store:
         audit = stored_audit(store)
-        stages = store.stages()
-        roles = {u.role for u in store.usage()}
+        stages = stage_states(store)
+        roles = {u.role for u in stored_usage(store)}
         fingerprints = store.fingerprints()
     assert stages["audit"]["status"] == "done"
     assert audit is not None and audit.pairs == 4 and audit.reference == "judge"
@@ -99,7 +101,7 @@ def test_an_audit_on_human_pairs_runs_before_judging(make_config, tmp_path) -> N
     judge = {"model": "scripted:cai", "audit": {"n": 5, "pairs": "human.jsonl"}}  # relative to the config file
     result, _ = _run(make_config, judge=judge)
     with open_store(result.run_dir) as store:
-        stages = store.stages()
+        stages = stage_states(store)
         audit = stored_audit(store)
     assert stages["audit"]["started_at"] < stages["judge"]["started_at"]
     assert audit.reference == "human" and audit.pairs == 5 and "human.jsonl" in audit.source

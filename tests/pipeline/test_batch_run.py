@@ -16,7 +16,9 @@ import pytest
 import yaml
 
 from charter.cli import main
+from charter.runs.batches import stored_batches
 from charter.runs.store import RunStore
+from charter.runs.usage import stored_usage
 from charter.testing import batches, loopback
 from charter.testing.faults import FaultServer
 
@@ -84,7 +86,7 @@ def rows(run_dir: Path) -> list[dict]:
 
 def cost(run_dir: Path) -> tuple[float, int]:
     with RunStore(run_dir) as store:
-        usage = store.usage()
+        usage = stored_usage(store)
     return sum(u.cost_usd for u in usage), sum(u.prompt_tokens + u.completion_tokens for u in usage)
 
 
@@ -108,7 +110,8 @@ def test_batch_run_matches_the_synchronous_run_at_half_the_cost(tmp_path, monkey
     assert batch_tokens == sync_tokens and batch_cost == pytest.approx(sync_cost / 2)
     assert main(["batches", "list", str(batch)]) == 0
     with RunStore(batch) as store:
-        assert [b["state"] for b in store.batches()] == ["completed"] * 4 and not store.batches(open_only=True)
+        assert [b["state"] for b in stored_batches(store)] == ["completed"] * 4
+        assert not stored_batches(store, open_only=True)
 
 
 def _start_run(config: Path, server: BatchServer, tmp_path: Path) -> subprocess.Popen:
@@ -131,7 +134,7 @@ def _wait_for_journal(run_dir: Path, process: subprocess.Popen) -> None:
         assert process.poll() is None, process.communicate()
         if (run_dir / "run.sqlite").exists():
             with RunStore(run_dir) as store:
-                if store.batches():
+                if stored_batches(store):
                     return
         time.sleep(0.05)
     raise AssertionError("no batch was journaled")
@@ -199,6 +202,6 @@ def test_a_panel_of_judges_goes_out_as_one_batch_per_member(tmp_path, monkeypatc
     # initial answers, critiques, revisions; then each member's judgments (2 principles x 2 orders) in its own batch
     assert [b["requests"] for b in server.batches_created] == [N, N, N, 4 * N, 4 * N]
     with RunStore(batch) as store:
-        judges = {u.model.split("@")[0] for u in store.usage() if u.role == "judge"}
+        judges = {u.model.split("@")[0] for u in stored_usage(store) if u.role == "judge"}
     assert judges == set(members)
     assert cost(batch)[0] == pytest.approx(cost(sync)[0] / 2)

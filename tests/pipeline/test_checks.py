@@ -15,6 +15,7 @@ import pytest
 from charter.cli import console, main
 from charter.pipeline.api import run
 from charter.pipeline.status import status
+from charter.runs.items import stored_prompts
 from charter.runs.store import RunStore
 
 
@@ -166,7 +167,7 @@ def test_a_huge_prompt_is_capped_by_default_and_the_report_cuts_long_texts(make_
     result = run(make_config(prompts={"inline": [huge, "short?"]}, report=True))
     assert result.counts["prompts_truncated"] == 1
     with RunStore(tmp_path / "run") as store:
-        longest = max(len(p.messages[-1].content) for p in store.prompts())
+        longest = max(len(p.messages[-1].content) for p in stored_prompts(store))
     assert longest == 8192 * 4
     md = (tmp_path / "run/report/report.md").read_text()
     assert len(md) < 100_000 and "characters in all)" in md

@@ -12,7 +12,9 @@ import charter
 from charter.cli import main
 from charter.errors import GateFailed
 from charter.lab.stored import stored_test
+from charter.runs.stages import stage_states
 from charter.runs.store import RunStore, open_store
+from charter.runs.usage import stored_usage
 
 PROMPTS = {"inline": [f"Question {i}: how do I do thing {i}?" for i in range(24)]}
 
@@ -28,7 +30,7 @@ def test_a_judge_that_ignores_its_principles_is_flagged_in_the_run(make_config, 
     run_dir = _run(make_config)
     with open_store(run_dir) as store:
         result = stored_test(store)
-        usage = {u.role: u.calls + u.cached for u in store.usage()}
+        usage = {u.role: u.calls + u.cached for u in stored_usage(store)}
     assert result is not None and result.pairs == 20
     # scripted:cai prefers the safe response whatever the question says: no principle's verdicts follow its text
     assert result.flagged == [s.principle for s in result.sensitivity] and len(result.flagged) > 1
@@ -45,7 +47,7 @@ def test_the_same_test_is_not_made_twice(make_config) -> None:
     run_dir = _run(make_config)
     charter.run(run_dir.parent / "config.yaml")  # the same config again
     with RunStore(run_dir) as store:
-        stages = store.stages()
+        stages = stage_states(store)
     assert "already stored" in str(stages["constitution_test"]["counts"]["reason"])
 
 

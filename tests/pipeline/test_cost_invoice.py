@@ -14,6 +14,7 @@ from charter.cli import main
 from charter.hub.card import _usage
 from charter.hub.rundata import read_run
 from charter.runs.store import RunStore
+from charter.runs.usage import stored_usage
 from charter.testing import LoopbackServer
 from charter.testing.billing import AnthropicBilling, OpenAIBilling
 
@@ -61,7 +62,7 @@ def write_config(tmp_path: Path, model: str, billing, **extra) -> Path:  # noqa:
 
 def recorded(run_dir: Path) -> tuple[float, int, int]:
     with RunStore(run_dir) as store:
-        usage = store.usage()
+        usage = stored_usage(store)
     return (
         sum(u.cost_usd for u in usage),
         sum(u.prompt_tokens for u in usage),
@@ -92,7 +93,7 @@ def test_the_recorded_cost_is_the_invoice(tmp_path, monkeypatch, capsys, provide
     assert prompt_tokens == billing.invoice.prompt_tokens and read == billing.invoice.cache_read_tokens
     assert read > 0.3 * prompt_tokens  # the shared prefixes were read from the cache
     with RunStore(tmp_path / "bill") as store:
-        assert {u.role for u in store.usage()} >= {"policy", "judge"}
+        assert {u.role for u in stored_usage(store)} >= {"policy", "judge"}
     assert cost == pytest.approx(billing.invoice.usd, rel=0.01)
     capsys.readouterr()
     monkeypatch.setenv("COLUMNS", "200")  # the usage table unfolded

@@ -20,7 +20,10 @@ import pytest
 import yaml
 
 from charter.cli import main
+from charter.runs.failures import stored_failures
+from charter.runs.stages import stage_states
 from charter.runs.store import RunStore
+from charter.runs.usage import stored_usage
 from charter.testing.faults import Faults, FaultServer, LogEntry
 from charter.testing.loopback import status
 
@@ -75,12 +78,12 @@ def rows_of(run_dir: Path) -> list[dict]:
 
 def recorded_calls(run_dir: Path) -> int:
     with RunStore(run_dir) as store:
-        return sum(u.calls for u in store.usage())
+        return sum(u.calls for u in stored_usage(store))
 
 
 def failed_prompts(run_dir: Path) -> set[str]:
     with RunStore(run_dir) as store:
-        failed = store.failures(open_only=True)
+        failed = stored_failures(store, open_only=True)
         return {f.item_id.split(":")[0] for f in failed}
 
 
@@ -172,13 +175,14 @@ def test_failed_judgments_are_tried_again_by_the_next_run(tmp_path: Path) -> Non
         assert main(["run", str(config)]) == 0
         assert rows_of(tmp_path / "run") == []  # every judgment failed: no row, and no 0.5 either
         with RunStore(tmp_path / "run") as store:
-            assert {f.failure.kind for f in store.failures()} == {"no_option_logprobs"}
+            assert {f.failure.kind for f in stored_failures(store)} == {"no_option_logprobs"}
         server.faults = Faults()  # the provider recovers
         assert main(["run", str(config)]) == 0
     rows = check_no_made_up_rows(tmp_path / "run", server.log)
     assert len(rows) == 6
     with RunStore(tmp_path / "run") as store:
-        assert store.failures(open_only=True) == [] and len(store.failures()) == 6  # resolved, and remembered
+        assert stored_failures(store, open_only=True) == []  # resolved,
+        assert len(stored_failures(store)) == 6  # and remembered
 
 
 def test_too_many_failures_ends_the_run_with_exit_3(tmp_path: Path, capsys) -> None:
@@ -200,8 +204,8 @@ def test_too_many_failures_ends_the_run_with_exit_3(tmp_path: Path, capsys) -> N
     assert "items failed, over max_failures 5" in err and "Traceback" not in err
     assert asked < 30  # it stopped starting new items once past the bar
     with RunStore(tmp_path / "run") as store:
-        assert {s["status"] for s in store.stages().values()} == {"stopped: too many failures"}
-        failures = store.failures()
+        assert {s["status"] for s in stage_states(store).values()} == {"stopped: too many failures"}
+        failures = stored_failures(store)
     assert len(failures) >= 6 and {f.failure.kind for f in failures} == {"server_error"}
     assert all("HTTP 50" in f.failure.message and f.failure.attempts == 1 for f in failures)
     assert (tmp_path / "run/data/preferences.parquet").exists()  # the (empty) dataset of what is done
@@ -259,8 +263,8 @@ def test_the_budget_holds_across_kills(tmp_path: Path, capsys) -> None:
         billed = sum(e.tokens for e in server.log if e.answered)
         largest = max(e.tokens for e in server.log)
     with RunStore(tmp_path / "run") as store:
-        recorded = sum(u.prompt_tokens + u.completion_tokens for u in store.usage())
-        stages = {s["status"] for s in store.stages().values()}
+        recorded = sum(u.prompt_tokens + u.completion_tokens for u in stored_usage(store))
+        stages = {s["status"] for s in stage_states(store).values()}
     assert code == 4 and stages == {"stopped: budget"}
     window = 8 * 2  # prompts in flight, each with at most two calls at once (a judgment's two orders)
     assert recorded <= billed <= cap + 4 * window * largest  # the last window, and what each kill cut short

@@ -18,6 +18,7 @@ import pytest
 
 import charter.pipeline.report as report
 import charter.runs.files as run_files
+import charter.runs.items as items
 from charter.pipeline.config import RunConfig
 from charter.pipeline.launch import runner_for
 from charter.pipeline.report import write_report
@@ -26,6 +27,7 @@ from charter.pipeline.status import failure_summary
 from charter.preference import dataset
 from charter.preference.manifest import dataset_manifest
 from charter.records import Failure
+from charter.runs.failures import add_failure, resolve_failures
 from charter.runs.store import RunStore
 
 SIZES = (100, 1000)
@@ -58,8 +60,8 @@ def real_run(folder: Path, n: int) -> Path:
     with RunStore(folder) as store:  # a failure an item, with its raw reply, half of them resolved later
         for i in range(n):
             failure = Failure(kind="parse", message="no verdict", raw=f"reply {i}: " + "words " * 50, attempts=3)
-            store.add_failure("judge", f"item-{i}", failure, "fp", session=1)
-        store.resolve_failures("judge", (f"item-{i}" for i in range(0, n, 2)), "fp")
+            add_failure(store, "judge", f"item-{i}", failure, "fp", session=1)
+        resolve_failures(store, "judge", (f"item-{i}" for i in range(0, n, 2)), "fp")
     return folder
 
 
@@ -74,9 +76,9 @@ def small_batches(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """Every batch the end of a run reads or writes at a time cut to BATCH rows."""
     monkeypatch.setattr(run_files, "write_rows", partial(run_files.write_rows, chunk=BATCH))
     monkeypatch.setattr(run_files, "keep_rows", partial(run_files.keep_rows, chunk=BATCH))
-    monkeypatch.setattr(dataset, "StoredSelection", partial(dataset.StoredSelection, window=BATCH))
+    monkeypatch.setattr(dataset, "Selection", partial(dataset.Selection, window=BATCH))
     monkeypatch.setattr(RunStore, "stream", partialmethod(RunStore.stream, size=BATCH))
-    monkeypatch.setattr(RunStore, "iter_prompts", partialmethod(RunStore.iter_prompts, size=BATCH))
+    monkeypatch.setattr(items, "PAGE", BATCH)
     yield
 
 

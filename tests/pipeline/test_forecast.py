@@ -20,6 +20,7 @@ from charter.cli import main
 from charter.pipeline.forecast import Forecast
 from charter.providers import ScriptedModel, register_script
 from charter.runs.store import RunStore
+from charter.runs.usage import stored_usage
 from charter.testing import LoopbackServer
 from charter.testing.batches import BatchServer
 from charter.testing.billing import AnthropicBilling, OpenAIBilling
@@ -152,7 +153,7 @@ def test_the_calls_forecast_are_the_calls_a_run_makes(make_config, tmp_path, cap
     forecast = Forecast.model_validate(dry_run(capsys, path))
     assert main(["run", str(path)]) == 0
     with RunStore(tmp_path / "run") as store:
-        made = {(u.role, u.model): u.calls for u in store.usage()}
+        made = {(u.role, u.model): u.calls for u in stored_usage(store)}
     assert {(r.role, r.model): r.calls.expected for r in forecast.rows} == made
     reasks = forecast.total.calls.high - forecast.total.calls.expected  # re-asks of an unreadable text, at the high end
     assert (reasks > 0) == (overrides.get("judge", {}).get("mode") in ("cot", "rubric"))

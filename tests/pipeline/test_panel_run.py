@@ -18,7 +18,9 @@ from charter.cli import app, main
 from charter.providers import register_script
 from charter.providers.scripted import HARMFUL_OPENING
 from charter.runs import labels as stored
+from charter.runs.items import stored_pair
 from charter.runs.store import RunStore, open_store
+from charter.runs.usage import stored_usage
 from charter.testing.judges import shown_responses
 
 JURORS = {"panelist-1": 0.9, "panelist-2": 0.75, "panelist-3": 0.6}
@@ -67,7 +69,7 @@ def _rows(run_dir: Path) -> list[dict]:
 
 def _usage(run_dir: Path) -> dict[str, tuple[int, int]]:
     with RunStore(run_dir) as store:
-        return {u.model: (u.calls, u.cached) for u in store.usage() if u.role == "judge"}
+        return {u.model: (u.calls, u.cached) for u in stored_usage(store) if u.role == "judge"}
 
 
 def test_a_panel_keeps_each_members_votes_and_pools_their_mean(make_config, tmp_path: Path) -> None:
@@ -115,7 +117,7 @@ def test_agreement_shows_each_member_their_alpha_and_fitted_weights(make_config)
     charter.spotcheck(result.run_dir, n=40)
     with open_store(result.run_dir) as store:
         for spot in stored.sample(store):
-            pair = store.pair(spot.pair_id)
+            pair = stored_pair(store, spot.pair_id)
             assert pair is not None
             put_label(store, spot.pair_id, "ann", "b" if HARMFUL_OPENING in pair.a else "a", "ab")
     summary = charter.agreement_report(result.run_dir)

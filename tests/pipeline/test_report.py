@@ -15,10 +15,13 @@ from rich.console import Console
 
 from charter.errors import RunStoreError
 from charter.pipeline.report import write_report
-from charter.pipeline.status import print_status, status
+from charter.pipeline.status import status
+from charter.pipeline.status_text import print_status
 from charter.preference.stats import judge_stats
 from charter.records import UsageRow
+from charter.runs.items import judged_pairs
 from charter.runs.lock import RunLock
+from charter.runs.stages import set_stage
 from charter.runs.store import RunStore
 from tests.support.rundir import RunBuilder
 
@@ -74,8 +77,8 @@ def build(run: RunBuilder) -> RunBuilder:
             cost_usd=0.02,
         ),
     )
-    run.store.set_stage("critique", "done", {"chains": 3})
-    run.store.set_stage("judge", "done", {"judged": 4})
+    set_stage(run.store, "critique", "done", {"chains": 3})
+    set_stage(run.store, "judge", "done", {"judged": 4})
     return run
 
 
@@ -249,7 +252,7 @@ def test_interrupted_run_reports_progress(tmp_path: Path) -> None:
         for i in range(4):
             run.prompt(f"q{i}")
         run.chain("q0", ["harm"])
-        run.store.set_stage("critique", "running")
+        set_stage(run.store, "critique", "running")
         run.pair("p", "q0", "a", "bb")
     with RunLock(tmp_path / "run"):  # a process is running it
         data = status(tmp_path / "run")
@@ -344,7 +347,7 @@ def _spread_in_memory(store: RunStore, n: int) -> list[str]:
     fingerprints = store.fingerprints()
     assert fingerprints is not None
     keys = sorted(
-        (max(j.p_a, 1.0 - j.p_a), p.pair_id) for p, j in store.judged_pairs(fingerprints) if j.p_a is not None
+        (max(j.p_a, 1.0 - j.p_a), p.pair_id) for p, j in judged_pairs(store, fingerprints) if j.p_a is not None
     )
     return [keys[r][1] for r in _spread_ranks(len(keys), n)]
 

@@ -16,7 +16,9 @@ import pytest
 from charter.cli import main
 from charter.pipeline.api import run
 from charter.pipeline.status import status
+from charter.runs.items import stored_judgments
 from charter.runs.store import RunStore
+from charter.runs.usage import stored_usage
 
 
 def store_counts(run_dir: Path) -> dict[str, int]:
@@ -86,13 +88,13 @@ def test_rerun_of_finished_run_makes_no_model_calls(make_config, tmp_path):
     config = make_config()
     run(config)
     with RunStore(tmp_path / "run") as store:
-        calls_before = sum(u.calls for u in store.usage())
+        calls_before = sum(u.calls for u in stored_usage(store))
     written = (tmp_path / "run/data/preferences.parquet").stat().st_mtime_ns
     run(config)
     # nothing changed in the store or the settings: the dataset files are already what a rebuild would write
     assert (tmp_path / "run/data/preferences.parquet").stat().st_mtime_ns == written
     with RunStore(tmp_path / "run") as store:
-        assert sum(u.calls for u in store.usage()) == calls_before
+        assert sum(u.calls for u in stored_usage(store)) == calls_before
     assert store_counts(tmp_path / "run") == {"prompts": 6, "chains": 6, "pairs": 6, "judgments": 6}
 
 
@@ -124,7 +126,7 @@ def test_kill_9_mid_stage_then_resume(make_config, tmp_path):
     calls_made_before = cache.execute("SELECT COUNT(*) FROM calls").fetchone()[0]
     cache.close()
     with RunStore(run_dir) as store:
-        usage_before = sum(u.calls for u in store.usage())
+        usage_before = sum(u.calls for u in stored_usage(store))
     # usage is durable call by call, and always lands before the cached answer: a kill can only lose the
     # answers of the turn it interrupted (counted, not cached: they are asked, and paid, again)
     assert calls_made_before <= usage_before <= calls_made_before + 6
@@ -133,8 +135,8 @@ def test_kill_9_mid_stage_then_resume(make_config, tmp_path):
     final = store_counts(run_dir)
     assert final == {"prompts": n, "chains": n, "pairs": n, "judgments": n}  # nothing lost or duplicated
     with RunStore(run_dir) as store:
-        resumed_calls = sum(u.calls for u in store.usage()) - usage_before
-        ids = [j.pair_id for j in store.judgments(store.fingerprints().judge)]
+        resumed_calls = sum(u.calls for u in stored_usage(store)) - usage_before
+        ids = [j.pair_id for j in stored_judgments(store, store.fingerprints().judge)]
     assert len(ids) == len(set(ids))
     per_prompt = 3 + 2  # initial, critique, revision; one principle in both orders
     # finished work was not asked again: the resumed run made exactly the calls whose answers were not cached (an item
@@ -245,6 +247,7 @@ def test_an_item_never_lands_before_the_usage_and_cache_rows_of_its_calls(make_c
     import functools
 
     import charter.pipeline.work as work_module
+    import charter.runs.writer as writer_module
     from charter.runs.writer import BufferedWriter
 
     scripted = {"model": "scripted:cai", "options": {"latency_s": 0.001}}  # each call a loop turn of its own
@@ -254,8 +257,8 @@ def test_an_item_never_lands_before_the_usage_and_cache_rows_of_its_calls(make_c
     seen: list[tuple[int, int, int]] = []
 
     def spy(original):
-        def put(self, records):
-            original(self, records)
+        def put(store, records):
+            original(store, records)
             with sqlite3.connect(tmp_path / "run/run.sqlite") as db:  # what another process (a resume) would see
                 chains, judgments = (
                     db.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0] for table in ("chains", "judgments")
@@ -267,8 +270,8 @@ def test_an_item_never_lands_before_the_usage_and_cache_rows_of_its_calls(make_c
 
         return put
 
-    monkeypatch.setattr(RunStore, "put_chains", spy(RunStore.put_chains))
-    monkeypatch.setattr(RunStore, "put_judgments", spy(RunStore.put_judgments))
+    monkeypatch.setattr(writer_module, "put_chains", spy(writer_module.put_chains))
+    monkeypatch.setattr(writer_module, "put_judgments", spy(writer_module.put_judgments))
     assert main(["run", str(config)]) == 0
     assert len(seen) == 12
     short = [(behind, usage, cached) for behind, usage, cached in seen if usage < behind or cached < behind]

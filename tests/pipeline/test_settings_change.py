@@ -18,13 +18,15 @@ from charter.hub.push import publish
 from charter.pipeline.api import run
 from charter.pipeline.report import write_report
 from charter.pipeline.status import status
+from charter.runs.items import stored_chains, stored_pair
 from charter.runs.store import RunStore
+from charter.runs.usage import stored_usage
 
 
 def usage(run_dir: Path) -> dict[str, tuple[int, int]]:
     """role -> (answered calls, cache hits), summed over every process of the run."""
     with RunStore(run_dir) as store:
-        return {u.role: (u.calls, u.cached) for u in store.usage()}
+        return {u.role: (u.calls, u.cached) for u in stored_usage(store)}
 
 
 def rows(run_dir: Path) -> list[dict]:
@@ -76,8 +78,8 @@ def test_more_critique_rounds_remake_the_chains_and_their_pairs(make_config, tmp
     assert after["critic"][0] == first["critic"][0] + 6 * 2
     with RunStore(run_dir) as store:
         fp = store.fingerprints()
-        assert store.count("chains") == 12 and len(list(store.chains(fp.critique))) == 6
-        assert all(len(chain.rounds) == 2 for chain in store.chains(fp.critique))
+        assert store.count("chains") == 12 and len(list(stored_chains(store, fp.critique))) == 6
+        assert all(len(chain.rounds) == 2 for chain in stored_chains(store, fp.critique))
     sft = [json.loads(line) for line in (run_dir / "data/sft.jsonl").read_text().splitlines()]
     assert len(sft) == 6 and {r["rounds"] for r in sft} == {2}
 
@@ -114,7 +116,7 @@ def test_agreement_then_run_keeps_every_calibrated_probability(make_config, tmp_
         # people agree with the judge on most pairs: the judge prefers the revision
         labels = []
         for i, spot in enumerate(sample):
-            pair = store.pair(spot.pair_id)
+            pair = stored_pair(store, spot.pair_id)
             revision = "a" if pair.a_source == "revision" else "b"
             other = "b" if revision == "a" else "a"
             labels.append(new_label(spot.pair_id, "alice", revision if i % 4 else other, spot.shown_order))

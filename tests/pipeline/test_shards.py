@@ -11,7 +11,9 @@ import yaml
 
 from charter.cli import main
 from charter.pipeline.shards import shard_dir, shard_of
+from charter.runs.stages import set_stage, stage_states
 from charter.runs.store import RunStore
+from charter.runs.usage import stored_usage
 
 pytest.importorskip("ray")
 
@@ -53,7 +55,7 @@ def rows(run_dir: Path, name: str = "preferences", ordered: bool = False) -> lis
 
 def usage(run_dir: Path) -> tuple[int, int]:
     with RunStore(run_dir) as store:
-        found = store.usage()
+        found = stored_usage(store)
     return sum(u.calls for u in found), sum(u.prompt_tokens + u.completion_tokens for u in found)
 
 
@@ -67,7 +69,7 @@ def test_two_shards_make_the_one_process_dataset(tmp_path, ray_cluster):
     assert rows(sharded, "sft") == rows(single, "sft")
     assert usage(sharded) == usage(single)  # every call once, counted once
     with RunStore(sharded) as store:
-        stages = store.stages()
+        stages = stage_states(store)
         assert stages["critique"]["status"] == stages["judge"]["status"] == "done"
         assert stages["judge"]["counts"]["shards"] == 2
     sizes = [sum(shard_of(f"{i}", 2) == s for i in range(1000)) for s in (0, 1)]
@@ -87,7 +89,7 @@ def test_resume_starts_only_unfinished_shards(tmp_path, ray_cluster, capsys):
     with RunStore(shard_dir(tmp_path / "sharded", 1, 2)) as shard:
         lost = shard.count("judgments")
         shard.execute("DELETE FROM judgments")
-        shard.set_stage("judge", "interrupted")
+        set_stage(shard, "judge", "interrupted")
     capsys.readouterr()
     assert main(["run", str(path)]) == 0
     assert "2 shards over Ray: 1 started, 1 already done" in capsys.readouterr().err

@@ -11,10 +11,11 @@ import pytest
 import charter
 from charter.cli import main
 from charter.errors import ArgumentError, RunStoreError
-from charter.pipeline.status_json import usage_data
+from charter.pipeline.status import usage_data
 from charter.records import RewardRecord, UsageRow
 from charter.runs.rewards import put_rewards
 from charter.runs.store import RunStore
+from charter.runs.usage import add_usage
 from tests.pipeline.test_report import make_run
 
 
@@ -74,7 +75,7 @@ def test_every_usage_column_flows_through_without_naming_it() -> None:
 def test_an_online_output_has_its_rewards_per_step(tmp_path: Path) -> None:
     with RunStore(tmp_path / "grpo", create=True) as store:
         put_rewards(store, [_reward("a", 1, 0.5), _reward("b", 1, None), _reward("c", 2, 1.0)])
-        store.add_usage([UsageRow(role="judge", model="scripted:cai", calls=3, prompt_tokens=30, cost_usd=0.003)])
+        add_usage(store, [UsageRow(role="judge", model="scripted:cai", calls=3, prompt_tokens=30, cost_usd=0.003)])
     report = charter.status(tmp_path / "grpo")
     assert report["kind"] == "online" and report["dataset"] is None
     online = report["online"]

@@ -10,6 +10,7 @@ import pytest
 
 from charter.cli import main
 from charter.records import UsageRow
+from charter.runs.stages import set_stage
 from tests.support.rundir import RunBuilder
 
 #: Model ids as long as real ones get: a fine-tuned OpenAI model, a Hub model behind an OpenAI-compatible server.
@@ -33,7 +34,7 @@ def long_named_run(run_dir: Path) -> Path:
     with RunBuilder(run_dir, config=config, run_id="run-wide") as run:
         run.usage(*ROWS)
         run.store.set_meta(price_sources=SOURCES)
-        run.store.set_stage("critique", "done", {"chains": 3})
+        set_stage(run.store, "critique", "done", {"chains": 3})
     return run_dir
 
 

@@ -20,7 +20,9 @@ import yaml
 
 from charter.cli import main
 from charter.runs.lock import LOCK_FILE
+from charter.runs.stages import stage_states
 from charter.runs.store import RunStore
+from charter.runs.usage import stored_usage
 from charter.testing import LoopbackServer, status
 from tests.support.processes import start, wait_for_calls
 
@@ -59,8 +61,8 @@ def test_a_signal_stops_the_run_cleanly_and_the_same_command_resumes(tmp_path, s
         assert process.returncode == code, err
         assert f"{word}; resume with the same command" in err and "Traceback" not in err
         with RunStore(tmp_path / "bg") as store:
-            stages = {s["status"] for s in store.stages().values()}
-            paid = sum(u.calls for u in store.usage())
+            stages = {s["status"] for s in stage_states(store).values()}
+            paid = sum(u.calls for u in stored_usage(store))
         assert stages == {"interrupted"}
         assert (tmp_path / "bg" / "report" / "report.md").exists()  # the report and the partial dataset are written
         assert (tmp_path / "bg" / "data" / "sft.jsonl").exists()
@@ -72,7 +74,7 @@ def test_a_signal_stops_the_run_cleanly_and_the_same_command_resumes(tmp_path, s
         after = answered(server)[len(before) :]
     assert not set(after) & set(before)  # the resume asks for nothing the stopped run was answered
     with RunStore(tmp_path / "bg") as store:
-        assert store.count("chains") == len(PROMPTS) and {s["status"] for s in store.stages().values()} == {"done"}
+        assert store.count("chains") == len(PROMPTS) and {s["status"] for s in stage_states(store).values()} == {"done"}
 
 
 @pytest.mark.parametrize("sig, code, word", [(signal.SIGTERM, 143, "terminated"), (signal.SIGINT, 130, "interrupted")])
@@ -183,7 +185,7 @@ def test_retries_are_counted_per_role_in_status_and_report(tmp_path, capsys):
         )
         assert main(["run", str(config)]) == 0
     with RunStore(tmp_path / "bg") as store:
-        retries = {u.role: u.retries for u in store.usage()}
+        retries = {u.role: u.retries for u in stored_usage(store)}
     assert retries.get("policy") == 3 and not retries.get("judge")  # the first requests are the policy's
     capsys.readouterr()
     assert main(["status", str(tmp_path / "bg")]) == 0

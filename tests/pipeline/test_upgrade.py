@@ -17,7 +17,11 @@ import pytest
 import yaml
 
 from charter.cli import main
+from charter.runs.history import older_items
+from charter.runs.items import judged_ids
+from charter.runs.stages import stage_states
 from charter.runs.store import SCHEMA_VERSION, RunStore
+from charter.runs.usage import stored_usage
 from charter.testing import LoopbackServer
 
 FIXTURE = Path(__file__).resolve().parent.parent / "fixtures" / "legacy_0_1_0"
@@ -61,10 +65,10 @@ def test_a_run_of_0_1_0_resumes_with_no_call_repeated(legacy: Path, capsys) -> N
 
     with RunStore(legacy / "run") as store:
         fingerprints = store.fingerprints()
-        assert store.count("chains") == 8 and store.judged_ids(fingerprints.judge) and store.count("judgments") == 8
-        assert store.older_items(fingerprints) == {"chains": 0, "samples": 0, "judgments": 0}  # moved or remade
-        assert {s["status"] for s in store.stages().values()} == {"done"}
-        assert sum(u.calls for u in store.usage()) == 23 + 36  # both releases' calls, each counted once
+        assert store.count("chains") == 8 and judged_ids(store, fingerprints.judge) and store.count("judgments") == 8
+        assert older_items(store, fingerprints) == {"chains": 0, "samples": 0, "judgments": 0}  # moved or remade
+        assert {s["status"] for s in stage_states(store).values()} == {"done"}
+        assert sum(u.calls for u in stored_usage(store)) == 23 + 36  # both releases' calls, each counted once
     assert main(["status", str(legacy / "run")]) == 0
     assert "older" not in capsys.readouterr().out
 

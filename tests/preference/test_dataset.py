@@ -7,7 +7,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from charter.preference.config import FiltersConfig
-from charter.preference.dataset import apply_filters, preference_row
+from charter.preference.rows import preference_row
+from charter.preference.selection import apply_filters
 from charter.records import Judgment, Message, Pair, Provenance, Vote
 
 PROV = Provenance(
@@ -108,10 +109,33 @@ def test_best_vs_worst_keeps_one_pair_per_prompt():
     assert counts["dropped_not_best_vs_worst"] == 2
 
 
-# -- the stored selection (any size) against the in-memory one ------------------------------------------------
+# -- the filters' engine (SQLite, a window at a time) against a plain pass over a list ---------------------------
 
 
-from charter.preference.dataset import Candidate, StoredSelection, Waterfall, select  # noqa: E402
+from charter.preference.filters import Candidate, Waterfall, best_vs_worst, first_counts  # noqa: E402
+from charter.preference.selection import Selection, select  # noqa: E402
+
+
+def plain_select(rows: list[Candidate], filters: FiltersConfig, strategy: str, calibrated: float | None):
+    """The waterfall as a plain loop over a list: what the engine must keep and count (without the length
+    balance, which tests/preference/test_length_balance.py holds to its own figures)."""
+    counts = first_counts(any(r.chosen_verified is not None for r in rows), strategy, len(rows), False)
+    if strategy == "best_vs_worst":
+        best = {row.index for row in best_vs_worst(rows)}
+        counts["dropped_not_best_vs_worst"] = len(rows) - len(best)
+        rows = [row for row in rows if row.index in best]
+    waterfall, kept, seen = Waterfall(filters, calibrated), [], set()
+    for row in rows:
+        reason = waterfall.alone(row) or waterfall.after(row.first_principle, row.digest in seen)
+        if reason:
+            counts[reason] += 1
+            continue
+        seen.add(row.digest)
+        kept.append(row)
+    counts["preferences"] = len(kept)
+    counts["calibrated"] = sum(row.p_chosen_calibrated is not None for row in kept)
+    return [row.index for row in kept], counts
+
 
 _candidate = st.builds(
     lambda prompt, kind, sources, p, cal, consistent, principle, text, verified: (
@@ -149,11 +173,11 @@ _candidate = st.builds(
     strategy=st.sampled_from(["all", "best_vs_worst"]),
     calibrated=st.sampled_from([None, 0.2]),
 )
-def test_stored_selection_keeps_what_the_in_memory_one_keeps(
+def test_the_filters_engine_keeps_what_a_plain_pass_keeps(
     tmp_path_factory, rows, dedupe, cap, ties, inconsistent, min_confidence, verify, strategy, calibrated
 ):
-    """The filters run over SQLite a window at a time (flat memory at a million rows) keep exactly the rows, and
-    count exactly the drops, of the plain in-memory pass."""
+    """The filters run over SQLite a window at a time (flat memory at a million rows), in a scratch file or in
+    memory, keep exactly the rows, and count exactly the drops, of a plain pass over the list."""
     candidates = [Candidate(i, *row) for i, row in enumerate(rows)]
     filters = FiltersConfig(
         dedupe=dedupe,
@@ -163,8 +187,9 @@ def test_stored_selection_keeps_what_the_in_memory_one_keeps(
         min_confidence=min_confidence,
         verify=verify,
     )
-    kept, counts = select(candidates, filters, strategy, calibrated)
-    selection = StoredSelection(
+    kept, counts = plain_select(candidates, filters, strategy, calibrated)
+    assert select(candidates, filters, strategy, calibrated) == (kept, counts)
+    selection = Selection(
         tmp_path_factory.mktemp("sel") / "s.sqlite", Waterfall(filters, calibrated), strategy, window=3
     )  # windows smaller than the data
     try:

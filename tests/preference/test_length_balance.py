@@ -6,7 +6,8 @@ from pathlib import Path
 import pytest
 
 from charter.preference.config import FiltersConfig
-from charter.preference.dataset import Candidate, StoredSelection, Waterfall, length_balance_drops, select
+from charter.preference.filters import Candidate, Waterfall, length_balance_drops
+from charter.preference.selection import Selection, select
 from charter.runs.counts import filter_steps
 
 
@@ -31,7 +32,7 @@ def test_a_judge_that_favours_length_is_balanced_least_confident_first(tmp_path:
     rows = _rows(longer=160, shorter=40, equal=10)
     filters = FiltersConfig(length_balance=(0.4, 0.6), dedupe=False)
     if stored:
-        selection = StoredSelection(tmp_path / "scratch.sqlite", Waterfall(filters), "all", window=17)
+        selection = Selection(tmp_path / "scratch.sqlite", Waterfall(filters), "all", window=17)
         for row in rows:
             selection.add_candidate(row)
         counts = selection.run()

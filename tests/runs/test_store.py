@@ -9,7 +9,9 @@ import pytest
 
 from charter.errors import RunStoreError
 from charter.records import Fingerprints
-from charter.runs.store import SCHEMA_VERSION, RunStore, diff_settings
+from charter.runs.history import config_history, diff_settings, older_items, record_config
+from charter.runs.items import iter_prompts, judged_pairs, prompt_records, put_prompts, stored_judgments
+from charter.runs.store import SCHEMA_VERSION, RunStore
 from tests.support.rundir import RunBuilder
 
 
@@ -41,11 +43,11 @@ def test_config_history_records_what_changed(tmp_path: Path) -> None:
     one = Fingerprints(critique="c1", judge="j1", dataset="d1")
     two = Fingerprints(critique="c1", judge="j2", dataset="d2")
     with RunStore(tmp_path / "run", create=True) as store:
-        assert store.record_config({"judge": {"principles_per_pair": 2}, "seed": 0}, one) == []
-        assert store.record_config({"judge": {"principles_per_pair": 2}, "seed": 0}, one) == []  # a plain resume
-        changes = store.record_config({"judge": {"principles_per_pair": 3}, "seed": 0}, two)
+        assert record_config(store, {"judge": {"principles_per_pair": 2}, "seed": 0}, one) == []
+        assert record_config(store, {"judge": {"principles_per_pair": 2}, "seed": 0}, one) == []  # a plain resume
+        changes = record_config(store, {"judge": {"principles_per_pair": 3}, "seed": 0}, two)
         assert changes == [{"key": "judge.principles_per_pair", "old": 2, "new": 3}]
-        (entry,) = store.config_history()
+        (entry,) = config_history(store)
         assert entry.changes == changes and entry.fingerprints == two and store.fingerprints() == two
 
 
@@ -61,9 +63,9 @@ def test_items_of_other_settings_are_kept_apart(tmp_path: Path) -> None:
         run.judgment("p1", 0.8)
         run.judgment("p1", 0.2, fingerprint="older")
         store = run.store
-        assert [j.p_a for j in store.judgments(run.fp.judge)] == [0.8]
-        assert store.older_items(run.fp) == {"chains": 0, "samples": 0, "judgments": 1}
-        ((pair, judgment),) = store.judged_pairs(run.fp)
+        assert [j.p_a for j in stored_judgments(store, run.fp.judge)] == [0.8]
+        assert older_items(store, run.fp) == {"chains": 0, "samples": 0, "judgments": 1}
+        ((pair, judgment),) = judged_pairs(store, run.fp)
         assert pair.pair_id == "p1" and judgment.p_a == 0.8
 
 
@@ -74,11 +76,11 @@ def test_reading_the_prompts_during_a_run_lets_the_log_be_checkpointed(tmp_path:
 
     store = RunStore(tmp_path, create=True)
     ids = [f"p{i}" for i in range(1200)]
-    store.put_prompts(Prompt(prompt_id=i, messages=[Message(role="user", content=i)], source="t") for i in ids)
-    store.put_prompts(
-        Prompt(prompt_id=i, messages=[Message(role="user", content=i)], source="t") for i in ("p3", "late")
+    put_prompts(store, (Prompt(prompt_id=i, messages=[Message(role="user", content=i)], source="t") for i in ids))
+    put_prompts(
+        store, (Prompt(prompt_id=i, messages=[Message(role="user", content=i)], source="t") for i in ("p3", "late"))
     )  # a re-added id shares its position number with a new one
-    read, prompts = [], store.iter_prompts(size=100)
+    read, prompts = [], iter_prompts(store, size=100)
     for prompt in prompts:
         read.append(prompt.prompt_id)
         if len(read) == 150:
@@ -104,11 +106,11 @@ def test_prompt_records_are_the_stored_json_of_the_prompts_in_use(tmp_path: Path
         )
         for i in range(7)
     ]
-    store.put_prompts(prompts)
-    records = list(store.prompt_records(size=2))
+    put_prompts(store, prompts)
+    records = list(prompt_records(store, size=2))
     assert [pid for pid, _ in records] == [p.prompt_id for p in prompts]
-    assert [Prompt.model_validate_json(r) for _, r in records] == prompts == list(store.iter_prompts(size=3))
-    assert [pid for pid, _ in store.prompt_records(checked_only=True)] == ["p0", "p3", "p6"]
+    assert [Prompt.model_validate_json(r) for _, r in records] == prompts == list(iter_prompts(store, size=3))
+    assert [pid for pid, _ in prompt_records(store, checked_only=True)] == ["p0", "p3", "p6"]
     store.close()
 
 

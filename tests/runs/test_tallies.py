@@ -9,27 +9,30 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from charter.records import Failure, RewardRecord, UsageRow
+from charter.runs.failures import StoredFailure, add_failure, resolve_failures, stored_failures
 from charter.runs.merge import merge_rewards
 from charter.runs.rewards import put_rewards
-from charter.runs.store import RunStore, StoredFailure
+from charter.runs.store import RunStore
 from charter.runs.tallies import FailureTallies, failure_tallies, usage_totals
+from charter.runs.usage import add_usage, stored_usage
 
 
 def _usage(store: RunStore) -> None:
-    store.add_usage(
+    add_usage(
+        store,
         [
             UsageRow(role="judge", model="a", calls=2, cached=1, prompt_tokens=10, completion_tokens=3, cost_usd=0.5),
             UsageRow(role="judge", model="a", calls=1, prompt_tokens=5, completion_tokens=1, cost_usd=0.25, retries=2),
             UsageRow(role="judge", model="a", cache_read_tokens=4, cache_write_tokens=1, cache_saved_usd=0.125),
             UsageRow(role="policy", model="b", calls=4, cached=4, estimated=1),
-        ]
+        ],
     )
 
 
 def test_usage_totals_sum_every_field_over_roles_and_models(tmp_path: Path) -> None:
     with RunStore(tmp_path / "run", create=True) as store:
         _usage(store)
-        totals = usage_totals(store.usage())
+        totals = usage_totals(stored_usage(store))
     assert totals == {
         "calls": 7,
         "cached": 5,
@@ -66,7 +69,7 @@ def test_a_ranks_rewards_and_usage_are_appended_to_the_output_store(tmp_path: Pa
     with RunStore(tmp_path / "out", create=True) as store:
         merge_rewards(store, tmp_path / "rank1" / "run.sqlite")
         merge_rewards(store, tmp_path / "rank1" / "run.sqlite")
-        assert store.count("rewards") == 2 and usage_totals(store.usage())["calls"] == 14
+        assert store.count("rewards") == 2 and usage_totals(stored_usage(store))["calls"] == 14
 
 
 # -- failures counted by item, in SQL ------------------------------------------------------------------------------
@@ -77,7 +80,7 @@ def _by_item_in_python(store: RunStore, quarantine_after: int, first: int) -> Fa
     latest: dict[tuple, StoredFailure] = {}
     resolved: set[tuple] = set()
     sessions: dict[tuple, set] = {}
-    for stored in store.failures():
+    for stored in stored_failures(store):
         key = (stored.stage, stored.item_id, stored.fingerprint)
         if stored.resolved:
             resolved.add(key)
@@ -115,7 +118,7 @@ def test_failure_tallies_are_the_pass_over_every_failure(tmp_path: Path, events,
     with RunStore(folder, create=True) as store:
         for n, (stage, item, fingerprint, session, succeeds, raw) in enumerate(events):
             failure = Failure(kind="parse", message=f"error {n}", raw=raw, attempts=n % 3 + 1)
-            store.add_failure(stage, item, failure, fingerprint, session)
+            add_failure(store, stage, item, failure, fingerprint, session)
             if succeeds:
-                store.resolve_failures(stage, [item], fingerprint)
+                resolve_failures(store, stage, [item], fingerprint)
         assert failure_tallies(store, quarantine_after, first) == _by_item_in_python(store, quarantine_after, first)

@@ -33,9 +33,13 @@ from charter.records import (
     Vote,
 )
 from charter.runs import labels as stored
+from charter.runs.failures import add_failure
 from charter.runs.files import RunFiles
+from charter.runs.history import record_config
+from charter.runs.items import put_chains, put_judgments, put_pairs, put_prompts
 from charter.runs.labels import SpotSample
 from charter.runs.store import RunStore
+from charter.runs.usage import add_usage
 
 SCRIPTED = {"policy": "scripted:cai", "judge": {"model": "scripted:cai"}, "report": False}
 
@@ -64,7 +68,7 @@ class RunBuilder:
         self.store = RunStore(self.run_dir, create=True)
         stored_config = {**self.config.model_dump(mode="json"), **(extra_config or {})}
         self.store.set_meta(run_id=run_id, created_at=created_at)
-        self.store.record_config(stored_config, self.fp)
+        record_config(self.store, stored_config, self.fp)
         self.store.set_meta(settings=self.settings, constitution=self.settings.constitution)
         files = RunFiles(self.run_dir)
         files.write_config(stored_config)
@@ -87,7 +91,7 @@ class RunBuilder:
     # -- items -------------------------------------------------------------------------------------------
     def prompt(self, prompt_id: str, text: str | None = None) -> Prompt:
         prompt = Prompt(prompt_id=prompt_id, messages=user(text or f"question {prompt_id}"), source="inline")
-        self.store.put_prompts([prompt])
+        put_prompts(self.store, [prompt])
         self._prompts.append(prompt)
         return prompt
 
@@ -119,7 +123,7 @@ class RunBuilder:
             completion_tokens=5,
             fingerprint=self.fp.critique or "",
         )
-        self.store.put_chains([chain])
+        put_chains(self.store, [chain])
         return chain
 
     def pair(
@@ -148,7 +152,7 @@ class RunBuilder:
             b_model="scripted:cai",
             source_fingerprint=source,
         )
-        self.store.put_pairs([pair])
+        put_pairs(self.store, [pair])
         return pair
 
     def judgment(
@@ -191,13 +195,13 @@ class RunBuilder:
                 prompt_tokens=100,
                 completion_tokens=2,
             )
-        self.store.put_judgments([judgment])
+        put_judgments(self.store, [judgment])
         if judgment.failure is not None:
-            self.store.add_failure("judge", pair_id, judgment.failure, judgment.fingerprint)
+            add_failure(self.store, "judge", pair_id, judgment.failure, judgment.fingerprint)
         return judgment
 
     def usage(self, *rows: UsageRow) -> None:
-        self.store.add_usage(rows)
+        add_usage(self.store, rows)
 
     def spot_sample(self, rows: Iterable[tuple[str, str, str]]) -> None:
         """(pair_id, principle_id, shown_order) rows, in labeling order."""

@@ -14,6 +14,9 @@ from charter.cli import main
 from charter.constitutions import load_constitution
 from charter.prompts import PromptsConfig, load_prompts
 from charter.providers.scripted import ScriptedModel, register_script
+from charter.runs.items import stored_prompts
+from charter.runs.stages import stage_states
+from charter.runs.usage import stored_usage
 from charter.synth.api import synthesize
 from charter.synth.config import SynthConfig, SynthFilters
 from charter.synth.dedup import COSINE, EXACT, ROUGE, Deduper, normalise
@@ -177,9 +180,9 @@ def test_a_run_with_a_synth_stage(make_config, tmp_path) -> None:
     path = make_config(stages=["synth", "critique", "judge"], synth=synth)
     result = run(load_run_config(path))
     with open_store(result.run_dir) as store:
-        prompts = store.prompts()
-        stages = store.stages()
-        roles = {u.role for u in store.usage()}
+        prompts = stored_prompts(store)
+        stages = stage_states(store)
+        roles = {u.role for u in stored_usage(store)}
     assert len(prompts) == 6 + 4  # the six inline seeds and four new prompts
     assert sum(p.category == "red-team:self-harm" for p in prompts) == 4
     assert stages["synth"]["status"] == "done" and stages["synth"]["counts"]["kept"] == 4
@@ -188,4 +191,4 @@ def test_a_run_with_a_synth_stage(make_config, tmp_path) -> None:
     assert result.counts["chains"] == 10
     again = run(load_run_config(path))  # unchanged: the file is reused, nothing is written again
     with open_store(again.run_dir) as store:
-        assert "unchanged" in store.stages()["synth"]["counts"]["reason"]
+        assert "unchanged" in stage_states(store)["synth"]["counts"]["reason"]

@@ -17,6 +17,7 @@ from charter.agreement.label_files import FileLabel, ImportFormatError, LabelFil
 from charter.agreement.labels import LabelError, judged_pairs, open_labels, to_screen_terms, validate_labels
 from charter.records import HumanLabel, Message, Pair
 from charter.runs import labels as stored
+from charter.runs.items import stored_pairs
 from charter.runs.store import RunStore
 
 FORMATS = ("argilla", "labelstudio", "csv")
@@ -209,7 +210,7 @@ def _check(store: RunStore, got: LabelFile) -> None:
     validate_labels(store, [r.label for r in got.labels], [f"{got.path}: {r.where}" for r in got.labels])
     orders = {s.pair_id: s.shown_order for s in stored.sample(store)}
     wanted = {r.label.pair_id for r in got.labels}
-    pairs = {p.pair_id: p for p in store.pairs() if p.pair_id in wanted}
+    pairs = {p.pair_id: p for p in stored_pairs(store) if p.pair_id in wanted}
     for row in got.labels:
         _check_shown(got.path, row, orders[row.label.pair_id], pairs[row.label.pair_id])
     _check_duplicates(got)

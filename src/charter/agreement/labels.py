@@ -14,6 +14,8 @@ from pathlib import Path
 from charter.errors import CharterError, RunStoreError
 from charter.records import HumanLabel, Judgment, Pair
 from charter.runs import labels as stored
+from charter.runs.items import judged_pairs as stored_judged_pairs
+from charter.runs.items import pair_ids
 from charter.runs.labels import SpotSample
 from charter.runs.store import RunStore, open_store
 
@@ -67,7 +69,7 @@ def judged_pairs(store: RunStore) -> dict[str, JudgedPair]:
     fingerprints = store.fingerprints()
     if fingerprints is None:
         return {}
-    return {pair.pair_id: JudgedPair(pair, judgment) for pair, judgment in store.judged_pairs(fingerprints)}
+    return {pair.pair_id: JudgedPair(pair, judgment) for pair, judgment in stored_judged_pairs(store, fingerprints)}
 
 
 def require_judged(store: RunStore) -> dict[str, JudgedPair]:
@@ -105,7 +107,7 @@ def new_label(pair_id: str, annotator: str, label: str, shown_order: str) -> Hum
 
 def validate_labels(store: RunStore, labels: list[HumanLabel], where: list[str] | None = None) -> None:
     """Refuse the whole batch if any label names an unknown or unsampled pair; `where` names each item."""
-    known = store.pair_ids()
+    known = pair_ids(store)
     sampled = {s.pair_id for s in stored.sample(store)}
     for i, item in enumerate(labels):
         at = f"{where[i]}: " if where else ""

@@ -13,6 +13,7 @@ from charter.agreement.summary import FittedWeights, HumanHuman, PairwiseFigures
 from charter.judge.panel import fit_weights, member_p_a, normalised
 from charter.records import Record
 from charter.runs.store import RunStore
+from charter.runs.usage import stored_usage
 from charter.stats import agreement as stats
 from charter.stats.agreement import judge_label
 
@@ -37,7 +38,7 @@ def pool_weights(store: RunStore) -> list[float] | None:
 
 
 def _member_usage(store: RunStore, member: str) -> tuple[int, int, int, float]:
-    rows = [r for r in store.usage() if r.role == "judge" and r.model == member]
+    rows = [r for r in stored_usage(store) if r.role == "judge" and r.model == member]
     return (
         sum(r.calls for r in rows),
         sum(r.cached for r in rows),

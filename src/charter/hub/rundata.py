@@ -19,7 +19,9 @@ from charter.preference.stats import JudgeStats, judge_stats
 from charter.records import LabelRow, PreferenceRow, SFTRow, UsageRow
 from charter.runs import labels as stored
 from charter.runs.files import RunFiles
+from charter.runs.items import stored_pair
 from charter.runs.store import RunStore, open_store
+from charter.runs.usage import stored_usage
 
 
 @dataclass
@@ -53,7 +55,7 @@ def label_rows(store: RunStore, run_id: str) -> list[LabelRow]:
     """The human labels (skips left out), each with the pair it labels."""
     out = []
     for label in stored.labels(store):
-        pair = store.pair(label.pair_id)
+        pair = stored_pair(store, label.pair_id)
         if label.label == "skip" or pair is None:
             continue
         out.append(
@@ -94,7 +96,7 @@ def read_run(run_dir: str | Path) -> RunData:
             preferences=preferences,
             sft=files.sft(),
             human_labels=label_rows(store, run_id),
-            usage=store.usage(),
+            usage=stored_usage(store),
             judge_stats=judge_stats(store, fingerprints, manifest.settings.constitution.principles),
             agreement=stored_summary(store),
             agreement_config=config_for(store),

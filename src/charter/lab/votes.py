@@ -19,6 +19,7 @@ from charter.judge.pairwise import judge_many
 from charter.judge.settings import JudgeSettings
 from charter.providers.base import ChatModel
 from charter.records import Judgment, Pair
+from charter.runs.items import judged_pairs, stored_pair
 from charter.runs.store import RunStore
 
 #: A vote's codes: for `a`, for `b`, abstain; a failed judgment is NaN.
@@ -94,7 +95,7 @@ def run_pairs(store: RunStore, n: int | None, seed: int) -> list[LabelledPair]:
     fingerprints = store.fingerprints()
     if fingerprints is None:
         return []
-    pairs = [pair for pair, _ in store.judged_pairs(fingerprints)]
+    pairs = [pair for pair, _ in judged_pairs(store, fingerprints)]
     if n is not None and len(pairs) > n:
         keep = set(random.Random(seed).sample(range(len(pairs)), n))
         pairs = [p for i, p in enumerate(pairs) if i in keep]
@@ -119,7 +120,7 @@ def _run_pairs(run_dir: Path) -> list[LabelledPair]:
     with open_store(run_dir, read_only=True) as store:
         out = []
         for pair_id, side in human_sides(store).items():
-            pair = store.pair(pair_id)
+            pair = stored_pair(store, pair_id)
             if pair is not None:
                 out.append(LabelledPair(pair, side))
     if not out:

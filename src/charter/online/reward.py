@@ -54,6 +54,7 @@ from charter.providers.usage import Budget, Price, UsageMeter
 from charter.records import Failure, Message, Pair, RewardRecord, UsageRow, fingerprint
 from charter.runs.rewards import put_rewards, stored_rewards
 from charter.runs.store import RunStore
+from charter.runs.usage import add_usage
 from charter.stats.bradley_terry import Comparison, bt_scores
 from charter.stats.ranking import circular_pairs, connected, plackett_luce
 
@@ -492,7 +493,7 @@ class RewardFunction:
         put_rewards(self.store, records)
         with self._usage_lock:
             usage, self._usage = self._usage, []
-        self.store.add_usage(usage)
+        add_usage(self.store, usage)
         failed = sum(r.reward is None for r in records)
         self.tally.rewards += len(records)
         self.tally.failed += failed

@@ -18,10 +18,12 @@ from charter.online.reward import RewardFunction, rank_store_dir, reward_for
 from charter.prompts import PromptsConfig, load_prompts
 from charter.providers.usage import Budget
 from charter.records import Prompt, as_dicts
+from charter.runs.items import stored_prompts
 from charter.runs.merge import merge_rewards
 from charter.runs.rewards import per_step, supersede_from
 from charter.runs.store import STORE_FILE, RunStore
 from charter.runs.tallies import usage_totals
+from charter.runs.usage import stored_usage
 from charter.training.args import build_trl_config, checkpoint_step, checkpointing_args, last_checkpoint
 from charter.training.lora import peft_config
 from charter.training.models import load_policy, pick_device, short_error
@@ -40,7 +42,7 @@ def train_prompts(config: OnlineBase) -> list[Prompt]:
     if isinstance(source, str):
         if (Path(source) / STORE_FILE).exists():
             with RunStore(source) as store:
-                prompts = store.prompts()
+                prompts = stored_prompts(store)
             if not prompts:
                 raise DatasetError(f"{source}: the run holds no prompts")
             return prompts
@@ -183,7 +185,7 @@ def restart_store(reward: RewardFunction, out: Path, resume: str | None) -> None
 
 def usage_of(store: RunStore) -> Usage:
     """The judge's calls and cost as the reward store's usage ledger has them."""
-    totals = usage_totals(store.usage())
+    totals = usage_totals(stored_usage(store))
     return Usage(
         calls=int(totals["calls"]),
         cached=int(totals["cached"]),

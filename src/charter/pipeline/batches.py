@@ -9,14 +9,15 @@ from typing import Any
 from charter.errors import ConfigError
 from charter.pipeline.config import RunConfig
 from charter.providers.batch import cancel_batches
-from charter.runs.store import BatchState, open_store
+from charter.runs.batches import BatchState, set_batch_state, stored_batches
+from charter.runs.store import open_store
 
 
 def run_batches(run_dir: str | Path, open_only: bool = False) -> list[BatchState]:
     """The batches a run submitted, oldest first (open: not yet ended at the provider, as last seen)."""
     store = open_store(run_dir)
     try:
-        return store.batches(open_only=open_only)
+        return stored_batches(store, open_only=open_only)
     finally:
         store.close()
 
@@ -41,7 +42,7 @@ def cancel_run_batches(run_dir: str | Path) -> dict[str, str]:
     store = open_store(run_dir)
     try:
         config = RunConfig.model_validate(store.run_config())
-        pending = store.batches(open_only=True)
+        pending = stored_batches(store, open_only=True)
         by_model: dict[str, list[str]] = {}
         for batch in pending:
             by_model.setdefault(batch["model"], []).append(batch["batch_id"])
@@ -49,7 +50,7 @@ def cancel_run_batches(run_dir: str | Path) -> dict[str, str]:
         for model_id, ids in by_model.items():
             states.update(asyncio.run(cancel_batches(_backend(config, model_id), ids)))
         for batch_id, state in states.items():
-            store.set_batch_state(batch_id, state)
+            set_batch_state(store, batch_id, state)
         return states
     finally:
         store.close()

@@ -236,7 +236,9 @@ def status_command(
     ),
 ) -> None:
     """Stage progress, counts, failures, tokens and cost of a run."""
-    from charter.pipeline.status_json import status, status_json, trainer_folder, trainer_summary
+    from charter.pipeline.status import status, trainer_folder
+    from charter.pipeline.status_json import status_json
+    from charter.pipeline.status_text import print_status, trainer_summary
 
     if as_json:
         typer.echo(status_json(status(run_dir)))
@@ -244,8 +246,6 @@ def status_command(
     if trainer_folder(run_dir):
         typer.echo(f"{trainer_summary(status(run_dir))} ({run_dir}/metrics.json; --json prints it whole)")
         return
-    from charter.pipeline.status import print_status
-
     print_status(run_dir)
 
 

@@ -14,6 +14,8 @@ from charter.interrupt import StopRequest
 from charter.pipeline.config import RunConfig
 from charter.pipeline.work import Work, too_many_failures
 from charter.progress import Stats, progress_bar
+from charter.runs.items import count_prompts, iter_prompts
+from charter.runs.stages import set_stage
 from charter.runs.store import RunStore
 
 #: The per-prompt stages, in the order an item goes through them.
@@ -94,13 +96,13 @@ class LocalExecutor:
         return None
 
     async def process(self, run: RunContext, store: RunStore, work: Work) -> CharterError | None:
-        prompts = store.iter_prompts()
+        prompts = iter_prompts(store)
         stages = [s for s in ITEM_STAGES if s in run.config.stages]
         for stage in stages:
-            store.set_stage(stage, "running")
+            set_stage(store, stage, "running")
 
         async def body(progress: Any) -> str:
-            work.task = progress.add_task(" + ".join(stages) or "pairs", total=store.count_prompts())
+            work.task = progress.add_task(" + ".join(stages) or "pairs", total=count_prompts(store))
             work.progress = progress
             more = lambda: work.past_threshold() or run.stop.requested  # noqa: E731
             await drain(bounded_map(work.prompt, prompts, run.in_flight, stop=more))
@@ -114,7 +116,7 @@ class LocalExecutor:
                 status = stop_status(stop)
                 counts["reason"] = str(stop)
             for stage in stages:
-                store.set_stage(stage, status, counts)
+                set_stage(store, stage, status, counts)
             return stop
 
         return await guarded_stage(run.stop, run.stats, body, record)

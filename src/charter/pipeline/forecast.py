@@ -32,6 +32,7 @@ from charter.prompts import PromptSet
 from charter.providers.prices import PriceSource, model_id_of, normalise_keys, resolve_price
 from charter.providers.usage import Budget
 from charter.records import Prompt
+from charter.runs.items import count_prompts, prompt_records
 from charter.runs.store import RunStore, open_store
 
 T = TypeVar("T")
@@ -369,8 +370,8 @@ def _synthesized(config: RunConfig) -> tuple[list[Prompt], int]:
 
 def _stored(store: RunStore, sample: int) -> tuple[list[Prompt], int]:
     """A spread of the run's stored prompt set (only those read back), and its size."""
-    count = store.count_prompts()
-    picked = spread(store.prompt_records(), count, sample)
+    count = count_prompts(store)
+    picked = spread(prompt_records(store), count, sample)
     return [Prompt.model_validate_json(record) for _, record in picked], count
 
 

@@ -9,6 +9,7 @@ from typing import Any
 from charter.pipeline.forecast import Forecast
 from charter.records import UsageRow
 from charter.runs.store import RunStore
+from charter.runs.usage import stored_usage
 
 #: The forecast's figures the report sets beside the billed ones (UsageRow's names).
 COMPARED = ("calls", "prompt_tokens", "cache_read_tokens", "cache_write_tokens", "completion_tokens")
@@ -61,7 +62,7 @@ def forecast_section(store: RunStore) -> dict[str, Any] | None:
     forecast = store.meta_record("forecast", Forecast)
     if forecast is None or not forecast.rows:  # none stored, or a run that makes no call (training alone)
         return None
-    billed = _billed(store.usage())
+    billed = _billed(stored_usage(store))
     rows = []
     for row in forecast.rows:
         actual = billed.pop((row.role, row.model), dict.fromkeys((*COMPARED, "cost_usd"), 0.0))

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from charter.prompts import PromptsConfig, PromptSet, load_prompts, prompt_id
+from charter.runs.items import keep_prompts, put_prompts, stored_prompts
 
 __all__ = ["PromptSet", "PromptsConfig", "load_prompts", "prompt_id", "sync_prompt_set"]
 
@@ -18,12 +19,12 @@ def sync_prompt_set(store: Any, config: PromptsConfig, loaded: PromptSet | None)
     """
     if not store.count("prompts"):
         assert loaded is not None
-        store.put_prompts(loaded.rows)
+        put_prompts(store, loaded.rows)
         store.set_meta(prompt_counts=loaded.counts)
         return []
     if loaded is None:
         return []
-    in_use = {p.prompt_id for p in store.prompts()}
+    in_use = {p.prompt_id for p in stored_prompts(store)}
     source = {p.prompt_id for p in loaded.rows}
     new, gone = [p for p in loaded.rows if p.prompt_id not in in_use], in_use - source
     if not new and not gone:
@@ -34,10 +35,10 @@ def sync_prompt_set(store: Any, config: PromptsConfig, loaded: PromptSet | None)
             f"{len(in_use)}; the run keeps its prompt set (prompts.on_change: extend adds the new ones, "
             "replace follows the source)"
         ]
-    store.put_prompts(new)
+    put_prompts(store, new)
     notes = [f"prompts: added {len(new)} new prompt(s) from the source"]
     if config.on_change == "replace":
-        removed = store.keep_prompts(source)
+        removed = keep_prompts(store, source)
         notes.append(
             f"prompts: {removed} prompt(s) no longer in the source left the set (their items stay in the "
             "store, out of the dataset)"

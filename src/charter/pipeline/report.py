@@ -38,7 +38,9 @@ from charter.preference.manifest import DatasetSettings, current_settings, datas
 from charter.preference.stats import JudgeStats, judge_p_values, judge_stats
 from charter.records import Fingerprints, Judgment, Pair
 from charter.runs.files import AGREEMENT_MD, AUDIT_MD, REPORT_HTML, REPORT_MD, WINRATE_JSON, RunFiles
+from charter.runs.items import any_judgment, judged_records
 from charter.runs.rewards import StepRewards, pair_steps, per_step
+from charter.runs.stages import stage_states
 from charter.runs.store import RunStore, open_store
 
 TEMPLATES = Path(__file__).parent / "templates"
@@ -157,7 +159,7 @@ def _confidence_batches(store: RunStore, fp: Fingerprints) -> Callable[[], Itera
 
     def read() -> Iterator[Any]:
         batch: list[float] = []
-        for _, record in store.judged_records(fp, pairs=False):
+        for _, record in judged_records(store, fp, pairs=False):
             p_a = orjson.loads(record).get("p_a")
             batch.append(math.nan if p_a is None else max(p_a, 1.0 - p_a))
             if len(batch) == BATCH_ROWS:
@@ -177,7 +179,7 @@ def _examples_from_store(store: RunStore, fp: Fingerprints, n: int) -> list[dict
     wanted = set(positions)
     judged = {
         i: (Pair.model_validate_json(pair or ""), Judgment.model_validate_json(judgment))
-        for i, (pair, judgment) in enumerate(store.judged_records(fp))
+        for i, (pair, judgment) in enumerate(judged_records(store, fp))
         if i in wanted
     }
     found = []
@@ -423,7 +425,7 @@ def panel_section(store: RunStore) -> dict[str, Any] | None:
     from charter.agreement.report import collect
 
     fingerprints = store.fingerprints()
-    one = store.any_judgment(fingerprints.judge) if fingerprints else None
+    one = any_judgment(store, fingerprints.judge) if fingerprints else None
     if one is None or not any(vote.judge for vote in one.principles):
         return None  # one judge (its votes name no member): no pass over every judged pair and its texts
     judged = judged_pairs(store)
@@ -592,7 +594,7 @@ def report_data(store: RunStore, files: RunFiles) -> dict[str, Any]:
         "rewards": rewards,
         "pairs": pairs,
         # an online training's store: rewards and no run stages, so the run's sections would only say "none yet"
-        "online": bool(rewards or pairs) and not store.stages() and not stats.judged,
+        "online": bool(rewards or pairs) and not stage_states(store) and not stats.judged,
         "failures": failure_summary(store),
         "stats": stats,
         "examples": shown,

@@ -42,10 +42,13 @@ from charter.providers.batch import BatchModel
 from charter.providers.config import config_roles
 from charter.providers.prices import model_id_of, resolve_price
 from charter.records import Prompt
+from charter.runs.batches import StoredJournal
 from charter.runs.files import RunFiles, run_dir_errors
+from charter.runs.history import record_config
 from charter.runs.lock import RunLock, holder
+from charter.runs.stages import set_stage
 from charter.runs.store import STORE_FILE, RunStore, peek_meta
-from charter.runs.usage import UsageLedger
+from charter.runs.usage import UsageLedger, stored_usage
 from charter.verify import resolve, verifier_name
 
 log = logging.getLogger("charter.run")
@@ -229,7 +232,7 @@ class Runner:
         if store.meta("run_id") is None:
             store.set_meta(run_id=uuid.uuid4().hex[:12], created_at=dataset.now_iso())
         config = self.config.model_dump(mode="json")
-        changes = store.record_config(config, self.fingerprints)
+        changes = record_config(store, config, self.fingerprints)
         settings = dataset_settings(self.config, self.constitution, store.meta("run_id"), store.meta("created_at"))
         store.set_meta(settings=settings, constitution=settings.constitution)
         files = RunFiles(self.run_dir)
@@ -252,7 +255,7 @@ class Runner:
         config = self.config
         meter = self.meter = UsageMeter(config.prices, config.budget, sink=ledger.record)
         meter.stop = self.stop  # a stop lets the calls in flight finish and starts no new one
-        prior = store.usage()  # every call every earlier process paid for, recorded as it was answered
+        prior = stored_usage(store)  # every call every earlier process paid for, recorded as it was answered
         meter.prior_cost = sum(r.cost_usd for r in prior)
         meter.prior_tokens = sum(r.prompt_tokens + r.completion_tokens for r in prior)
         models = {model_id_of(role.model) for role in config_roles(config)}
@@ -275,7 +278,7 @@ class Runner:
                 built[key] = spec.backend()
                 built[key].stop_request = self.stop  # a local model stops between its batches and steps
                 if batched:  # through the provider's batch API; the run store remembers the batches
-                    built[key] = BatchModel(built[key], config.batch, journal=store, report=log.info)
+                    built[key] = BatchModel(built[key], config.batch, journal=StoredJournal(store), report=log.info)
             return get_model(built[key], cache=cache, meter=meter, role=role)
 
         self.role_model = model  # a side stage's own metered model (the constitution test)
@@ -389,7 +392,7 @@ class Runner:
     ) -> CharterError | None:
         """Run one stage outside the per-prompt work (synth, audit) with a progress bar: its status and counts go
         to the store; a budget stop or a provider error every later call would share is returned, not raised."""
-        store.set_stage(name, "running")
+        set_stage(store, name, "running")
         counts: dict = {}
         ended = "done"
 
@@ -401,7 +404,7 @@ class Runner:
         def record(status: str, stop: CharterError | None) -> CharterError | None:
             nonlocal ended
             ended = status
-            store.set_stage(name, status, {**counts, "reason": str(stop) if stop else counts.get("reason")})
+            set_stage(store, name, status, {**counts, "reason": str(stop) if stop else counts.get("reason")})
             return stop
 
         stop = await guarded_stage(self.stop, self.stats, body, record)

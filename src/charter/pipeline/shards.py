@@ -36,7 +36,9 @@ from charter.pipeline.settings import check_credentials
 from charter.pipeline.work import Work, too_many_failures
 from charter.providers import CallCache
 from charter.records import Prompt
+from charter.runs.items import count_prompts, prompt_records, put_prompts
 from charter.runs.merge import merge_items
+from charter.runs.stages import set_stage, stage_states
 from charter.runs.store import STORE_FILE, RunStore
 
 log = logging.getLogger("charter.run")
@@ -108,7 +110,7 @@ class ShardRunner(Runner):
 
     def sync_prompts(self, store: RunStore, loaded: Any) -> list[str]:
         with (self.run_dir / SHARD_PROMPTS).open(encoding="utf-8") as handle:  # new ones added, streamed
-            store.put_prompts(Prompt.model_validate_json(line) for line in handle)
+            put_prompts(store, (Prompt.model_validate_json(line) for line in handle))
         return []
 
     def _build(self, store: RunStore, settings: Any) -> Any:  # the driver builds the dataset from the merge
@@ -142,7 +144,7 @@ def write_shard_prompts(store: RunStore, run_dir: Path, shards: int) -> list[int
             folder = shard_dir(run_dir, i, shards)
             folder.mkdir(parents=True, exist_ok=True)
             handles.append((folder / SHARD_PROMPTS).open("w", encoding="utf-8"))
-        for prompt_id, record in store.prompt_records():  # the stored JSON of a `Prompt`, not decoded again
+        for prompt_id, record in prompt_records(store):  # the stored JSON of a `Prompt`, not decoded again
             index = shard_of(prompt_id, shards)
             handles[index].write(record + "\n")
             sizes[index] += 1
@@ -158,8 +160,8 @@ def shard_done(folder: Path, config: RunConfig, prompts: int) -> bool:
     if not (folder / STORE_FILE).exists():
         return False
     with RunStore(folder) as store:
-        stages = store.stages()
-        same = store.meta("config") == config.model_dump(mode="json") and store.count_prompts() == prompts
+        stages = stage_states(store)
+        same = store.meta("config") == config.model_dump(mode="json") and count_prompts(store) == prompts
     return same and all(stages.get(s, {}).get("status") == "done" for s in config.stages)
 
 
@@ -185,7 +187,7 @@ async def process_sharded(runner: RunContext, store: RunStore, work: Work) -> Ch
     sizes = write_shard_prompts(store, runner.run_dir, n)
     stages = [s for s in SHARD_STAGES if s in config.stages]
     for stage in stages:
-        store.set_stage(stage, "running")
+        set_stage(store, stage, "running")
     configs = [shard_config(config, i) for i in range(n)]
     remote = ray.remote(num_cpus=1, max_retries=0)(run_shard)
     pending, results = {}, {}
@@ -223,7 +225,7 @@ async def process_sharded(runner: RunContext, store: RunStore, work: Work) -> Ch
         for ref in pending:
             ray.cancel(ref, force=True)  # a shard is a run directory: the next run resumes it
         for stage in stages:
-            store.set_stage(stage, "interrupted")
+            set_stage(store, stage, "interrupted")
         raise
     for i in range(n):  # merged again: a skipped shard may hold items the driver's store lacks
         if results[i].get("skipped") and (shard_dir(runner.run_dir, i, n) / STORE_FILE).exists():
@@ -233,7 +235,8 @@ async def process_sharded(runner: RunContext, store: RunStore, work: Work) -> Ch
         folder = shard_dir(runner.run_dir, i, n)
         if (folder / STORE_FILE).exists():
             with RunStore(folder) as shard:
-                for key, value in (shard.stages().get(stages[0], {}).get("counts") or {}).items() if stages else ():
+                shard_counts = (stage_states(shard).get(stages[0], {}).get("counts") or {}) if stages else {}
+                for key, value in shard_counts.items():
                     if key in counts and isinstance(value, int):
                         counts[key] += value
     work.counts.update(counts)
@@ -243,7 +246,8 @@ async def process_sharded(runner: RunContext, store: RunStore, work: Work) -> Ch
         stop, status = too_many_failures(work, runner.run_dir), "stopped: too many failures"
     for stage in stages:
         peaks = [r.get("peak_rss_mb") for r in results.values() if r.get("peak_rss_mb")]
-        store.set_stage(
+        set_stage(
+            store,
             stage,
             status,
             {

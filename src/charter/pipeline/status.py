@@ -1,27 +1,54 @@
-"""`charter status RUN_DIR`: where a run stands, read from its run store alone.
+"""Where a run directory or a training output folder stands: one record (`StatusReport`), read from the run store
+in one pass (or, for the output folder of an offline trainer, from the `metrics.json` its trainer wrote). The text
+view of `charter status` (charter.pipeline.status_text) and the JSON view of `charter status --json` and
+`charter.status()` (charter.pipeline.status_json) are both over it.
 
-Stage progress, counts per stage, failures, tokens and cost. Safe to call while a run is writing
-(SQLite WAL readers do not block the writer) and on runs that were interrupted mid-stage.
+Safe to read while a run is writing (SQLite WAL readers do not block the writer) and on runs that were interrupted
+mid-stage. A run directory and an online output folder (GRPO, RLOO: its reward store is a run store) are read from
+their run store.
 """
 
 from __future__ import annotations
 
+import json
 import time
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, TypedDict
+from typing import Any, Literal, NotRequired, TypedDict
 
+from charter.api_args import public
+from charter.errors import RunStoreError
+from charter.preference.diversity import diversity_status
 from charter.preference.manifest import current_settings, dataset_manifest
-from charter.providers.batch import ENDED
 from charter.providers.prices import Price, normalise_keys, resolve_price
 from charter.records import UsageRow
-from charter.runs.counts import COUNT_LABELS, FilterStep, filter_steps, ordered_counts
+from charter.runs.batches import BatchState, stored_batches
+from charter.runs.counts import FilterStep, filter_steps, ordered_counts
 from charter.runs.files import RunFiles
+from charter.runs.history import config_history, older_items
 from charter.runs.lock import holder
 from charter.runs.rewards import StepPairs, StepRewards, pair_steps, per_step
-from charter.runs.store import BatchState, RunStore, open_store
+from charter.runs.stages import stage_states
+from charter.runs.store import STORE_FILE, RunStore, open_store
 from charter.runs.tallies import failure_tallies, live_counts, stage_items, usage_totals
+from charter.runs.usage import stored_usage
 
-__all__ = ["RunStatus", "filter_steps", "ordered_counts", "print_status", "run_counts", "status"]
+__all__ = [
+    "DatasetState",
+    "OnlineStatus",
+    "StatusReport",
+    "UsageData",
+    "filter_steps",
+    "ordered_counts",
+    "run_counts",
+    "status",
+]
+
+#: What a status describes: a pipeline run, an online training output (GRPO/RLOO, or any trainer writing a reward
+#: store), or the output folder of an offline trainer.
+Kind = Literal["run", "online", "reward_model", "dpo"]
+
+METRICS_FILE = "metrics.json"
 
 
 class StageProgress(TypedDict):
@@ -95,29 +122,88 @@ class UsageSummary(TypedDict):
     """Which source priced each model: config, genai-prices or unpriced."""
 
 
-class RunStatus(TypedDict):
-    """Where a run stands (`charter status`, `charter status --json`)."""
+class UsageData(TypedDict):
+    """Tokens and cost: the total, and one row per (role, model) with every column of the usage table."""
 
-    run_dir: str
+    cost_usd: float
+    """The run's total priced cost."""
+    totals: dict[str, float]
+    """Every numeric column summed over the rows."""
+    rows: list[dict[str, Any]]
+    """One per (role, model): `role`, `model`, every token count and cost the usage table keeps, and
+    `price_source`, what priced the model (`config`, `genai-prices` or `unpriced`), as `charter status` shows."""
+
+
+class DatasetState(TypedDict):
+    """Whether the dataset files are written."""
+
+    written: bool
+    """The dataset manifest and data/preferences.* and data/sft.* are there."""
+    missing: list[str]
+    """The dataset files not there (`preferences`, `sft`)."""
+    ended_before_writing: bool
+    """The per-prompt stages ended but the process ended (kill -9, a crash) before it wrote the dataset; the same
+    run command writes it from the store."""
+
+
+class OnlineStatus(TypedDict):
+    """An online training's rewards: totals and one row per step."""
+
+    steps: int
+    """Training steps rewarded."""
+    rewards: int
+    """Rewards asked for, failures included."""
+    failures: int
+    """Failed judgments (reward None)."""
+    cached: int
+    """Rewards answered from the call cache or the reward store."""
+    per_step: list[dict[str, Any]]
+    """Per step: `step`, `n`, `failed`, `mean`, `std`, `cached`; for online DPO `step`, `pairs`, `trained`,
+    `failed`, `undecided`, `from_store`."""
+    pairs: NotRequired[int]
+    """Online DPO: pairs judged."""
+    trained: NotRequired[int]
+    """Online DPO: pairs the judge decided, in the loss."""
+    masked: NotRequired[dict[str, int]]
+    """Online DPO: pairs masked out of the loss, by reason (`failed`, `undecided`)."""
+
+
+class StatusReport(TypedDict):
+    """Where a run or a training output folder stands (`charter status RUN --json`, `charter.status(RUN)`)."""
+
+    kind: Kind
+    """run, online, reward_model or dpo."""
+    path: str
+    """The folder read."""
     run_id: str | None
     created_at: str | None
     constitution: dict[str, Any] | None
     """The constitution's name, hash and principle ids."""
     models: dict[str, str]
     """Model id per role."""
+    fingerprints: dict[str, str | None] | None
+    """The fingerprints of the settings in effect, per stage (None before the first start)."""
     stages: list[StageProgress]
     counts: dict[str, int]
     """Per-stage counts (labels in charter.runs.counts.COUNT_LABELS)."""
     filters: list[FilterStep]
+    """Each preference filter with the rows it dropped and those left."""
     failures: FailureSummary
-    usage: UsageSummary
+    usage: UsageData
+    dataset: DatasetState | None
+    """A run's dataset files; None for a training output folder."""
     notes: list[str]
-    """What a reader should know: a dataset not written, the run's settings (config changes, older items kept)."""
+    """What a reader should know: a dataset not written, config changes, older items kept."""
     batches: list[BatchState]
-    rewards: list[StepRewards]
-    """Online training (charter train grpo|rloo): the judge's reward per step; empty for a run."""
-    pairs: list[StepPairs]
-    """Online DPO (charter train online-dpo): pairs per step, trained and masked by reason; empty otherwise."""
+    """Provider batches the run submitted, with their state."""
+    online: OnlineStatus | None
+    """Online training's rewards; None for anything else."""
+    training: dict[str, Any] | None
+    """The trainer's metrics.json, where the folder has one (a training output folder); else None."""
+    diversity: dict[str, Any] | None
+    """The diversity of a run's dataset, measured when the run wrote it (`charter.preference.diversity`: per field,
+    distinct-n, self-BLEU, Vendi score, mean cosine, compression ratio, lengths, each with its sample size), and
+    `current`: whether it describes the dataset files as they are now; None where it was not measured."""
 
 
 def run_counts(store: RunStore) -> dict[str, int]:
@@ -136,7 +222,7 @@ def run_counts(store: RunStore) -> dict[str, int]:
 
 def usage_summary(store: RunStore) -> UsageSummary:
     """Tokens and cost per (role, model) and their totals."""
-    rows = store.usage()
+    rows = stored_usage(store)
     totals = usage_totals(rows)
     prices = normalise_keys({k: Price.model_validate(v) for k, v in (store.run_config().get("prices") or {}).items()})
     recorded = store.meta("price_sources") or {}  # as the run priced its calls; else as they would be priced now
@@ -185,7 +271,7 @@ def stage_progress(store: RunStore, now: float | None = None) -> list[StageProgr
     found = holder(store.run_dir)
     gone = found is None or found.alive is False  # no process holds the run: a stage "running" was cut off
     rows = []
-    for name, stage in store.stages().items():
+    for name, stage in stage_states(store).items():
         started, finished = stage["started_at"], stage["finished_at"]
         counts = stage["counts"] or {}
         done, total = counts.get("done"), counts.get("total")
@@ -214,7 +300,7 @@ def settings_notes(store: RunStore) -> list[str]:
     """What a reader should know about settings: config changes, older items kept, a dataset of other settings."""
     notes = []
     fp = store.fingerprints()
-    history = store.config_history()
+    history = config_history(store)
     if history:
         last = history[-1]
         shown = "; ".join(f"{c['key']} {c['old']!r} -> {c['new']!r}" for c in last.changes[:4])
@@ -222,7 +308,7 @@ def settings_notes(store: RunStore) -> list[str]:
         when = time.strftime("%Y-%m-%d %H:%M", time.gmtime(last.changed_at))
         notes.append(f"The config changed {len(history)} time(s); last at {when} UTC: {shown}{more}.")
     if fp is not None:
-        older = {k: v for k, v in store.older_items(fp).items() if v}
+        older = {k: v for k, v in older_items(store, fp).items() if v}
         if older:
             items = ", ".join(f"{n} {k}" for k, n in older.items())
             notes.append(
@@ -254,329 +340,164 @@ def dataset_notes(store: RunStore, stages: list[StageProgress]) -> list[str]:
     ]
 
 
-def status(run_dir: str | Path) -> RunStatus:
-    """Where a run stands, read from its run store alone (safe while the run writes, and after it was cut off).
+def _numeric_columns(rows: list[UsageRow]) -> list[str]:
+    """The usage table's counted columns: every int or float field of the rows' record type."""
+    kind = type(rows[0]) if rows else UsageRow
+    return [name for name, field in kind.model_fields.items() if field.annotation in (int, float)]
+
+
+def usage_data(rows: list[UsageRow], price_sources: Mapping[str, str] | None = None) -> UsageData:
+    """Every column of the usage rows, per row and summed (a column added to `UsageRow` flows through), each row
+    with what priced its model (`price_sources`, by model; None for a model it does not name)."""
+    sources = price_sources or {}
+    dumped = [{**row.model_dump(mode="json"), "price_source": sources.get(row.model)} for row in rows]
+    totals: dict[str, float] = {name: sum(row.get(name) or 0 for row in dumped) for name in _numeric_columns(rows)}
+    return UsageData(cost_usd=float(totals.get("cost_usd", 0.0)), totals=totals, rows=dumped)
+
+
+def online_status(steps: list[StepRewards], pairs: list[StepPairs] | None = None) -> OnlineStatus | None:
+    """The rewards of online training (or online DPO's judged pairs), totals and per step; None where the store
+    holds neither."""
+    if pairs:
+        failed, undecided = sum(p["failed"] for p in pairs), sum(p["undecided"] for p in pairs)
+        return OnlineStatus(
+            steps=len(pairs),
+            rewards=sum(p["pairs"] for p in pairs),
+            failures=failed,
+            cached=sum(p["from_store"] for p in pairs),
+            per_step=[dict(p) for p in pairs],
+            pairs=sum(p["pairs"] for p in pairs),
+            trained=sum(p["trained"] for p in pairs),
+            masked={"failed": failed, "undecided": undecided},
+        )
+    if not steps:
+        return None
+    return OnlineStatus(
+        steps=len(steps),
+        rewards=sum(s["n"] for s in steps),
+        failures=sum(s["failed"] for s in steps),
+        cached=sum(s["cached"] for s in steps),
+        per_step=[dict(s) for s in steps],
+    )
+
+
+def read_metrics(folder: Path) -> dict[str, Any] | None:
+    """A trainer's metrics.json in `folder` (None where there is none); unreadable JSON is a one-line error."""
+    path = folder / METRICS_FILE
+    if not path.is_file():
+        return None
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise RunStoreError(f"{path}: not a readable metrics file ({exc})") from None
+    if not isinstance(data, dict):
+        raise RunStoreError(f"{path}: not a metrics file (a JSON object was expected)")
+    return data
+
+
+def trainer_kind(metrics: dict[str, Any]) -> Kind:
+    """Which trainer wrote a metrics.json: online (GRPO/RLOO name their trainer), DPO (a loss type), else the
+    reward model."""
+    if "trainer" in metrics:
+        return "online"
+    return "dpo" if "loss_type" in metrics else "reward_model"
+
+
+def dataset_state(store: RunStore, stages: list[StageProgress]) -> DatasetState:
+    """Whether a run's dataset files are written, which are missing, and whether the run ended before writing."""
+    files = RunFiles(store.run_dir)
+    missing = [name for name in ("preferences", "sft") if not files.has_dataset(name)]  # type: ignore[arg-type]
+    written = dataset_manifest(store) is not None and not missing
+    return DatasetState(written=written, missing=missing, ended_before_writing=bool(dataset_notes(store, stages)))
+
+
+def store_status(store: RunStore, metrics: dict[str, Any] | None = None) -> StatusReport:
+    """The status of a run directory or an online output folder, read from its open run store (and the trainer's
+    metrics.json, where the folder has one)."""
+    counts = run_counts(store)
+    settings = current_settings(store)
+    stages = stage_progress(store)
+    online = online_status(per_step(store), pair_steps(store))
+    is_run = online is None and (metrics is None or trainer_kind(metrics) != "online")
+    usage = usage_summary(store)
+    fp = store.fingerprints()
+    return StatusReport(
+        kind="run" if is_run else "online",
+        path=str(store.run_dir),
+        run_id=store.meta("run_id"),
+        created_at=store.meta("created_at"),
+        constitution=store.meta("constitution"),
+        models=settings.models if settings else {},
+        fingerprints=fp.model_dump(mode="json") if fp is not None else None,
+        stages=stages,
+        counts=counts,
+        filters=filter_steps(counts),
+        failures=failure_summary(store),
+        usage=usage_data(usage["rows"], usage["price_sources"]),
+        dataset=dataset_state(store, stages) if is_run else None,
+        notes=dataset_notes(store, stages) + settings_notes(store),
+        batches=stored_batches(store),
+        online=online,
+        training=metrics,
+        diversity=diversity_status(store),
+    )
+
+
+def trainer_status(folder: Path, metrics: dict[str, Any]) -> StatusReport:
+    """A reward model or DPO output folder: no run store; what its trainer wrote."""
+    config = metrics.get("config") or {}
+    model = config.get("model") if isinstance(config, dict) else None
+    return StatusReport(
+        kind=trainer_kind(metrics),
+        path=str(folder),
+        run_id=None,
+        created_at=None,
+        constitution=None,
+        models={"model": str(model)} if model else {},
+        fingerprints=None,
+        stages=[],
+        counts={},
+        filters=[],
+        failures=FailureSummary(total=0, by_stage={}, first=[], resolved=0, quarantined=0),
+        usage=usage_data([]),
+        dataset=None,
+        notes=[],
+        batches=[],
+        online=None,
+        training=metrics,
+        diversity=None,
+    )
+
+
+def trainer_folder(folder: str | Path) -> bool:
+    """Whether `folder` is the output folder of an offline trainer: a metrics.json and no run store."""
+    folder = Path(folder)
+    return (folder / METRICS_FILE).is_file() and not (folder / STORE_FILE).exists()
+
+
+@public()
+def status(run: str | Path) -> StatusReport:
+    """Where a run directory or a training output folder stands, as data (`charter status RUN --json`).
+
+    Safe while a run writes, and after one was cut off: it reads the run store only (or, for a reward model or
+    DPO output folder, which has none, the trainer's metrics.json).
 
     Args:
-        run_dir: The run directory.
+        run: A run directory, or the output folder of `charter train reward`, `dpo`, `grpo`, `rloo` or `online-dpo`.
 
     Returns:
-        Its identity, stage progress, counts, filters, failures, tokens and cost, settings notes and provider
-        batches.
+        Its kind, identity, fingerprints, stage progress, counts, filters, failures, usage (the total `cost_usd`
+        and every token count per role and model), the dataset's state and its diversity (`diversity`), notes,
+        provider batches; for online training the rewards (`online`), for a training output folder its metrics
+        (`training`).
 
     Raises:
-        RunStoreError: The directory holds no run store, or one this version cannot read.
+        RunStoreError: The folder is neither a run directory nor a training output folder, or its store or
+            metrics.json cannot be read.
     """
-    with open_store(run_dir, read_only=True) as store:
-        counts = run_counts(store)
-        settings = current_settings(store)
-        stages = stage_progress(store)
-        return RunStatus(
-            run_dir=str(Path(run_dir)),
-            run_id=store.meta("run_id"),
-            created_at=store.meta("created_at"),
-            constitution=store.meta("constitution"),
-            models=settings.models if settings else {},
-            stages=stages,
-            counts=counts,
-            filters=filter_steps(counts),
-            failures=failure_summary(store),
-            usage=usage_summary(store),
-            notes=dataset_notes(store, stages) + settings_notes(store),
-            batches=store.batches(),
-            rewards=per_step(store),
-            pairs=pair_steps(store),
-        )
-
-
-# -- rendering -----------------------------------------------------------------------------------------
-
-
-def _pairs_table(steps: list[StepPairs]) -> Any:
-    """Online DPO's pairs per training step: trained on, masked because the judgment failed or was undecided."""
-    from rich.table import Table
-
-    table = Table(title="Online DPO pairs per training step (reward store)")
-    for column in ("step", "pairs", "trained", "masked failed", "masked undecided", "from cache"):
-        table.add_column(column, justify="right")
-    shown = steps if len(steps) <= 12 else [*steps[:6], *steps[-6:]]
-    for row in shown:
-        table.add_row(*(str(row.get(k)) for k in ("step", "pairs", "trained", "failed", "undecided", "from_store")))
-    return table
-
-
-def _rewards_table(steps: list[StepRewards]) -> Any:
-    """The judge's rewards per training step (the reward store of online training)."""
-    from rich.table import Table
-
-    table = Table(title="Judge rewards per training step (reward store)")
-    for column in ("step", "rewards", "failed", "mean", "std", "from cache"):
-        table.add_column(column, justify="right")
-    shown = steps if len(steps) <= 12 else [*steps[:6], *steps[-6:]]
-    for row in shown:
-        mean, std = row["mean"], row["std"]
-        table.add_row(
-            str(row["step"]),
-            str(row["n"]),
-            str(row["failed"]),
-            "n/a" if mean is None else f"{mean:.3f}",
-            "n/a" if std is None else f"{std:.3f}",
-            str(row["cached"]),
-        )
-    return table
-
-
-def _duration(seconds: float | None) -> str:
-    if seconds is None:
-        return ""
-    minutes, secs = divmod(int(round(seconds)), 60)
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours}h{minutes:02d}m" if hours else f"{minutes}m{secs:02d}s" if minutes else f"{secs}s"
-
-
-def _progress_text(row: StageProgress) -> str:
-    done, total = row["done"], row["total"]
-    if done is None:
-        return ""
-    if not total:
-        return f"{done}"
-    return f"{done}/{total} ({100 * done / total:.0f}%)"
-
-
-def _stage_table(data: RunStatus):
-    from rich.table import Table
-
-    colours = {"done": "green", "running": "yellow", "failed": "red", "interrupted": "red"}
-    table = Table(title="Stages", title_justify="left")
-    for column in ("stage", "status", "progress", "elapsed"):
-        table.add_column(column, justify="right" if column in ("progress", "elapsed") else "left")
-    for row in data["stages"]:
-        colour = next((c for status, c in colours.items() if row["status"].startswith(status)), "white")
-        table.add_row(row["stage"], f"[{colour}]{row['status']}[/]", _progress_text(row), _duration(row["elapsed_s"]))
-    return table
-
-
-#: count labels the terminal view leaves out while they are zero (the report shows them all)
-_ZERO_HIDDEN = {
-    COUNT_LABELS[k]
-    for k in (
-        "prompts_empty",
-        "prompts_duplicate",
-        "prompts_too_long",
-        "prompts_skipped_too_long",
-        "prompts_truncated",
-        "samples",
-    )
-}
-
-
-def _counts_table(data: RunStatus):
-    from rich.table import Table
-
-    table = Table(title="Counts", title_justify="left")
-    table.add_column("what")
-    table.add_column("count", justify="right")
-    for label, value in ordered_counts(data["counts"]):
-        if value or label not in _ZERO_HIDDEN:
-            table.add_row(label, f"{value:,}")
-    for step in data["filters"][1:]:
-        if step["dropped"]:
-            table.add_row(f"  dropped: {step['step']}", f"-{step['dropped']:,} → {step['remaining']:,}")
-    return table
-
-
-#: The usage table's columns after role and model, with each row's and the total's value of them.
-_USAGE_COLUMNS: tuple[tuple[str, Any], ...] = (
-    ("calls", lambda r: f"{r['calls']:,}"),
-    ("cached", lambda r: f"{r['cached']:,}"),
-    ("retries", lambda r: f"{r['retries']:,}"),
-    ("prompt tok", lambda r: f"{r['prompt_tokens']:,}"),
-    ("cache read/write", lambda r: f"{r['cache_read_tokens']:,}/{r['cache_write_tokens']:,}"),
-    ("compl. tok", lambda r: f"{r['completion_tokens']:,}"),
-    ("USD", lambda r: f"{r['cost_usd']:.4f}"),
-)
-
-
-def _usage_figures(values: dict[str, Any]) -> list[str]:
-    """A usage row's (or the totals') figures, in the order of `_USAGE_COLUMNS`."""
-    return [shown(values) for _, shown in _USAGE_COLUMNS]
-
-
-def _cache_line(usage: UsageSummary) -> str:
-    totals = usage["totals"]
-    return (
-        f"{usage['cache_share']:.1%} of prompt tokens read from the providers' caches;"
-        f" caching saved {totals['cache_saved_usd']:.4f} USD."
-    )
-
-
-def _usage_table(data: RunStatus):
-    """Tokens and cost, one table row per (role, model)."""
-    from rich.table import Table
-
-    table = Table(title="Tokens and cost", title_justify="left")
-    for column in ("role", "model", *(name for name, _ in _USAGE_COLUMNS)):
-        table.add_column(column, justify="left" if column in ("role", "model") else "right", overflow="fold")
-    usage = data["usage"]
-    for r in usage["rows"]:
-        table.add_row(r.role, r.model, *_usage_figures(r.model_dump()))
-    if usage["rows"]:
-        table.add_row("[bold]total[/]", "", *_usage_figures(usage["totals"]))
-        priced = "; ".join(f"{model}: {source}" for model, source in usage["price_sources"].items())
-        table.caption = f"{_cache_line(usage)} Priced by {priced}"
-        table.caption_justify = "left"
-    return table
-
-
-def _price_note(source: str) -> str:
-    return "unpriced" if source == "unpriced" else f"priced by {source}"
-
-
-def _usage_block(title: Any, figures: list[str], widths: list[int]) -> Any:
-    """One (role, model) of the narrow usage view: its title line, then its figures in two columns of label and
-    value (`widths`: each figure's, alike in every block), none of them wrapped (folded only where one figure is
-    wider than the terminal)."""
-    from rich.console import Group
-    from rich.table import Table
-
-    names = [name for name, _ in _USAGE_COLUMNS]
-    grid = Table.grid(padding=(0, 2))
-    grid.add_column(width=0)  # the indent
-    for side in ((0, 1, 2, 6), (3, 4, 5)):
-        grid.add_column(min_width=max(len(names[i]) for i in side), no_wrap=True, overflow="fold")
-        grid.add_column(justify="right", min_width=max(widths[i] for i in side), no_wrap=True, overflow="fold")
-    left = [(names[i], figures[i]) for i in (0, 1, 2, 6)]
-    right = [(names[i], figures[i]) for i in (3, 4, 5)] + [("", "")]
-    for (label, value), (other, more) in zip(left, right):
-        grid.add_row("", label, value, other, more)
-    return Group(title, grid)
-
-
-def _usage_narrow(data: RunStatus) -> Any:
-    """Tokens and cost for a terminal too narrow for the table: per (role, model) a title line (role, model and
-    what priced it) and its figures below, so that no model name or figure is split over lines."""
-    from rich.console import Group
-    from rich.text import Text
-
-    usage = data["usage"]
-    rows = [(r, _usage_figures(r.model_dump())) for r in usage["rows"]]
-    totals = _usage_figures(dict(usage["totals"]))
-    widths = [max(len(figures[i]) for figures in [totals, *(f for _, f in rows)]) for i in range(len(totals))]
-    parts: list[Any] = [Text("Tokens and cost", style="italic")]
-    for r, figures in rows:
-        title = Text(f"{r.role}  ", style="bold")
-        title.append(r.model)
-        title.append(f"  {_price_note(usage['price_sources'][r.model])}", style="dim")
-        parts.append(_usage_block(title, figures, widths))
-    if rows:
-        parts += [_usage_block(Text("total", style="bold"), totals, widths), Text(_cache_line(usage))]
-    return Group(*parts)
-
-
-def _usage_view(data: RunStatus, console: Any) -> Any:
-    """The usage table where the console is wide enough for it to show every cell on one line, else the narrow
-    view (a log file, CI, a terminal of 80 columns)."""
-    from rich.measure import Measurement
-
-    table = _usage_table(data)
-    if not data["usage"]["rows"]:
-        return table
-    table.caption = None  # the caption wraps between words anyway; the cells must fit
-    wanted = Measurement.get(console, console.options.update_width(10_000), table).maximum
-    fits = wanted <= console.width
-    return _usage_table(data) if fits else _usage_narrow(data)
-
-
-def _failures_text(data: RunStatus):
-    from rich.text import Text
-
-    failures = data["failures"]
-    text = Text()
-    if not failures["total"]:
-        note = f" ({failures['resolved']} item(s) failed once and then succeeded)" if failures["resolved"] else ""
-        return Text(f"No failures.{note}", style="green")
-    by_stage = ", ".join(f"{stage}: {n}" for stage, n in failures["by_stage"].items())
-    held = f"; {failures['quarantined']} quarantined (not tried again)" if failures["quarantined"] else ""
-    text.append(
-        f"Failed items: {failures['total']} ({by_stage}){held}; a new run tries the others again\n", style="bold red"
-    )
-    for f in failures["first"]:
-        text.append(f"  [{f['stage']}] {f['item_id']} ({f['kind']}, failed in {f['runs']} run(s)): ", style="red")
-        text.append(f"{f['error']}\n")  # Text.append never interprets markup: model text stays literal
-        if f["raw"]:
-            text.append(f"    raw: {f['raw']!r}\n", style="dim")
-    return text
-
-
-def _header(data: RunStatus, width: int) -> Any:
-    """The run's identity, constitution and models: the models on one line where it fits, else one line a role
-    (`role  model`), so that a model string is split only where it alone is wider than the terminal."""
-    from rich.text import Text
-
-    header = Text(f"Run {data['run_id'] or '?'}", style="bold")
-    header.append(f"  {data['run_dir']}  created {data['created_at'] or '?'}\n", style="dim")
-    constitution = data["constitution"] or {}
-    named = f"constitution {constitution.get('name')} {constitution.get('hash', '')[:12]}" if constitution else ""
-    models = ", ".join(f"{role}={model}" for role, model in data["models"].items())
-    if len(f"{named}  {models}") <= width:
-        header.append(f"{named}  {models}" if named else models)
-        return header
-    pad = max(map(len, data["models"]), default=0) + 2
-    lines = [f"{role:<{pad}}{model}" for role, model in data["models"].items()]
-    header.append("\n".join([named, *lines] if named else lines))
-    return header
-
-
-def print_status(run_dir: str | Path, console: Any = None) -> RunStatus:
-    """Print a run's status with rich (the `charter status` command); returns the status dict."""
-    from rich.console import Console
-    from rich.text import Text
-
-    console = console or Console()
-    data = status(run_dir)
-    console.print(_header(data, console.width))
-    if data["stages"]:
-        console.print(_stage_table(data))
-        notes = {
-            (row["status"] in ("done", "skipped"), row["stage"], str(row["counts"]["reason"]))
-            for row in data["stages"]
-            if row["counts"].get("reason")
-        }
-        for finished, stage, reason in sorted(notes):  # a finished side stage's note says what it did
-            console.print(Text(f"{stage}: {reason}") if finished else Text(f"stopped: {reason}", style="red"))
-    elif data["rewards"]:
-        steps = data["rewards"]
-        console.print(
-            f"Online training: {len(steps)} step(s) rewarded, {sum(s['n'] for s in steps)} rewards, "
-            f"{sum(s['failed'] for s in steps)} failed judgment(s) (the reward store)"
-        )
-    elif data["pairs"]:
-        steps = data["pairs"]
-        console.print(
-            f"Online DPO: {len(steps)} step(s), {sum(s['pairs'] for s in steps)} pairs, "
-            f"{sum(s['trained'] for s in steps)} trained, masked {sum(s['failed'] for s in steps)} failed and "
-            f"{sum(s['undecided'] for s in steps)} undecided (the reward store)"
-        )
-    else:
-        console.print("No stage has started yet.")
-    if data["stages"] or not (data["rewards"] or data["pairs"]):
-        console.print(_counts_table(data))
-    if data["rewards"]:
-        console.print(_rewards_table(data["rewards"]))
-    if data["pairs"]:
-        console.print(_pairs_table(data["pairs"]))
-    console.print(_usage_view(data, console))
-    console.print(_failures_text(data))
-    if data["batches"]:
-        running = [b for b in data["batches"] if b["state"] not in ENDED]
-        line = f"Provider batches: {len(data['batches'])} submitted"
-        line += (
-            f", {len(running)} still running ({', '.join(b['batch_id'] for b in running[:3])}"
-            f"{', ...' if len(running) > 3 else ''}; the same run command collects them)"
-            if running
-            else ", all ended"
-        )
-        console.print(Text(line, style="yellow" if running else ""))
-    for note in data["notes"]:
-        console.print(Text(note, style="yellow"))
-    return data
+    folder = Path(run)
+    metrics = read_metrics(folder) if folder.is_dir() else None
+    if metrics is not None and not (folder / STORE_FILE).exists():
+        return trainer_status(folder, metrics)
+    with open_store(folder, read_only=True) as store:
+        return store_status(store, metrics)

@@ -20,6 +20,7 @@ from charter.pipeline.config import RunConfig
 from charter.pipeline.settings import run_fingerprints, run_roles
 from charter.providers import CallCache, parse_model_string
 from charter.records import Fingerprints
+from charter.runs.history import rename_fingerprints
 from charter.runs.store import RunStore
 
 #: 1: models named by their model string; 2: by provider:name and, away from the provider's own API, the
@@ -76,7 +77,7 @@ def _rename(store: RunStore, before: Fingerprints, after: Fingerprints) -> list[
     }
     if not renamed:
         return []
-    moved = store.rename_fingerprints(renamed)
+    moved = rename_fingerprints(store, renamed)
     store.set_meta(fingerprints=after)
     total = sum(moved.get(t, 0) for t in ("chains", "samples", "judgments"))
     return [

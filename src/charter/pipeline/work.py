@@ -19,6 +19,8 @@ from charter.pipeline.config import RunConfig
 from charter.preference.pairs import policy_samples, revision_pair, sample_pair, sample_pairs
 from charter.providers import ManagedModel
 from charter.records import Chain, Failure, Fingerprints, Pair, Prompt, Sample
+from charter.runs.failures import add_failure, failing_items, resolve_failures
+from charter.runs.items import chain_ids, judged_ids, pair_source, sampled_ids, stored_chain, stored_samples
 from charter.runs.store import RunStore
 from charter.runs.writer import BufferedWriter
 
@@ -52,16 +54,16 @@ class Work:
         self.policy, self.critic, self.judge = models
         self.make_items = "critique" in config.stages
         self.do_judge = "judge" in config.stages
-        self.chains_done = store.chain_ids(fp.critique) if fp.critique else set()
-        self.sampled = store.sampled_ids(fp.samples, config.pairs.k) if fp.samples else set()
-        self.judged = store.judged_ids(fp.judge)
+        self.chains_done = chain_ids(store, fp.critique) if fp.critique else set()
+        self.sampled = sampled_ids(store, fp.samples, config.pairs.k) if fp.samples else set()
+        self.judged = judged_ids(store, fp.judge)
         self.pairs_stored = store.count("pairs") > 0
         self.settings = judge_settings(config)
         self.writer = BufferedWriter(store)
         self.failing = {
-            "critique": store.failing_items("critique", fp.critique),
-            "samples": store.failing_items("samples", fp.samples),
-            "judge": store.failing_items("judge", fp.judge),
+            "critique": failing_items(store, "critique", fp.critique),
+            "samples": failing_items(store, "samples", fp.samples),
+            "judge": failing_items(store, "judge", fp.judge),
         }
         self.quarantined = {
             stage: {item for item, runs in failing.items() if runs >= config.quarantine_after}
@@ -95,11 +97,11 @@ class Work:
 
     def _failed(self, stage: str, item_id: str, fingerprint: str | None, failure: Failure) -> None:
         self.counts["failed"] += 1
-        self.store.add_failure(stage, item_id, failure, fingerprint, self.session)
+        add_failure(self.store, stage, item_id, failure, fingerprint, self.session)
 
     def _succeeded(self, stage: str, item_id: str, fingerprint: str | None) -> None:
         if item_id in self.failing[stage]:
-            self.store.resolve_failures(stage, [item_id], fingerprint)
+            resolve_failures(self.store, stage, [item_id], fingerprint)
 
     async def _attempt(self, stage: str, item_id: str, fingerprint: str | None, work: Any) -> Any:
         """Run one item's calls; a provider failure that dooms only this item is recorded and gives None."""
@@ -155,14 +157,14 @@ class Work:
         of every pair grew a shard by ~50 MB at half a million prompts (a session meets each pair once)."""
         if not self.pairs_stored:
             return None
-        return self.store.pair_source(pair_id)
+        return pair_source(self.store, pair_id)
 
     async def _chain(self, item: Prompt) -> Chain | None:
         fp = self.fp.critique
         assert fp is not None
         self.counts["items"] += 1
         if item.prompt_id in self.chains_done:
-            return self.store.chain(item.prompt_id, fp)
+            return stored_chain(self.store, item.prompt_id, fp)
         if not self.make_items:
             return None
         if item.prompt_id in self.quarantined["critique"]:
@@ -195,7 +197,7 @@ class Work:
         assert fp is not None
         self.counts["items"] += 1
         if item.prompt_id in self.sampled:
-            return self.store.samples(item.prompt_id, fp)
+            return stored_samples(self.store, item.prompt_id, fp)
         if not self.make_items:
             return []
         if item.prompt_id in self.quarantined["samples"]:

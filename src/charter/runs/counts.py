@@ -27,7 +27,7 @@ COUNT_LABELS: dict[str, str] = {
     "sft_failed_verification": "SFT rows whose revision failed verification",
 }
 
-#: filters in the order the dataset builder applies them (charter.preference.dataset.apply_filters);
+#: filters in the order the dataset builder applies them (charter.preference.filters.Waterfall);
 #: each row is dropped by at most one, so the rows left after each step add up
 FILTER_LABELS: dict[str, str] = {
     "dropped_not_best_vs_worst": "not the best-vs-worst pair of a prompt's samples",

@@ -4,6 +4,12 @@ anywhere (Ctrl-C, kill -9, an exception) and resume without losing or repeating 
 Items are keyed by what they are and by the fingerprint of the settings that made them: a changed
 setting makes new items beside the old ones, and `Fingerprints` (store meta) says which are in effect.
 
+`RunStore` owns the connection (the schema and its upgrades, transactions, the read-only rules) and the meta
+table. Every other table has one module of functions that take the open store, the one reader and writer of
+that table: charter.runs.items (prompts, chains, samples, pairs, judgments), .failures, .stages, .usage
+(usage_events), .history (config_history), .batches (batches, batch_requests), .labels (the spot checks) and
+.rewards.
+
 Tables (records as JSON in `record` columns; see charter.records):
   meta(key, value)                                   run id, config, constitution, fingerprints, dataset
   prompts(prompt_id, idx, active, record)            Prompt; the set in use is active (prompts.on_change)
@@ -29,26 +35,14 @@ import json
 import os
 import sqlite3
 import threading
-import time
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
-from typing import Any, TypedDict, TypeVar
+from typing import Any, TypeVar
 
 from pydantic import BaseModel
 
 from charter.errors import RunStoreError, StorageError
-from charter.records import (
-    CalibrationMap,
-    Chain,
-    Failure,
-    Fingerprints,
-    Judgment,
-    Pair,
-    Prompt,
-    Record,
-    Sample,
-    UsageRow,
-)
+from charter.records import CalibrationMap, Fingerprints
 from charter.storage import (
     Schema,
     connect_read_only,
@@ -60,8 +54,6 @@ from charter.storage import (
 )
 
 STORE_FILE = "run.sqlite"
-#: SQL: the prompt is in the prompt set in use
-ACTIVE = "prompt_id IN (SELECT prompt_id FROM prompts WHERE active = 1)"
 #: The store's schema version (kept in `PRAGMA user_version`, and in meta `schema_version`, where releases before
 #: 3 look for it and refuse any other). Each change adds a step to `STORE_SCHEMA.steps`; the test fixture written
 #: by an earlier release is opened, upgraded and resumed after every change (tests/runs/test_upgrade.py).
@@ -175,70 +167,6 @@ STORE_SCHEMA = Schema(
 )
 
 
-class StoredFailure(Record):
-    """A failure as the store keeps it: which stage and item, under which settings, in which run session."""
-
-    stage: str
-    item_id: str
-    fingerprint: str | None = None
-    failure: Failure
-    session: int | None = None
-    resolved: bool = False
-
-
-#: The columns of the failures table `stored_failure` reads, in its order.
-FAILURE_COLUMNS = "stage, item_id, fingerprint, kind, error, raw, attempts, session, resolved"
-
-
-def stored_failure(row: Sequence[Any]) -> StoredFailure:
-    """A failure from a row of FAILURE_COLUMNS."""
-    stage, item_id, fingerprint, kind, error, raw, attempts, session, resolved = row
-    return StoredFailure(
-        stage=stage,
-        item_id=item_id,
-        fingerprint=fingerprint,
-        session=session,
-        resolved=bool(resolved),
-        failure=Failure(kind=kind or "error", message=error or "", raw=raw, attempts=attempts or 1),
-    )
-
-
-class ConfigChange(Record):
-    """One change of a run's config between two starts."""
-
-    changed_at: float
-    """When the run started with the new config (seconds since the epoch)."""
-    changes: list[dict[str, Any]]
-    """`{key, old, new}` per changed setting (dotted keys)."""
-    fingerprints: Fingerprints
-    """The fingerprints in effect from then on."""
-
-
-class StageState(TypedDict):
-    """A stage as the store records it."""
-
-    status: str
-    """running, done, failed or stopped."""
-    started_at: float | None
-    """Seconds since the epoch."""
-    finished_at: float | None
-    """Seconds since the epoch; None while it runs (or if its process ended without finishing it)."""
-    counts: dict[str, Any]
-    """What the stage counted (done, total, its own counts; `reason` when it stopped early)."""
-
-
-class BatchState(TypedDict):
-    """A provider batch the run submitted."""
-
-    batch_id: str
-    model: str
-    state: str
-    """The provider's state, as last seen (submitted, in_progress, ended, ...)."""
-    requests: int
-    submitted_at: float
-    updated_at: float
-
-
 class RunStore:
     """Access to a run directory's SQLite store. Safe for many asyncio tasks in one process."""
 
@@ -339,7 +267,8 @@ class RunStore:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def _records(self, model: type[R], sql: str, params: Iterable[Any] = ()) -> Iterator[R]:
+    def records(self, model: type[R], sql: str, params: Iterable[Any] = ()) -> Iterator[R]:
+        """The records of a query that selects one `record` column (stored JSON), decoded one at a time."""
         for (record,) in self.stream(sql, params):
             yield model.model_validate_json(record)
 
@@ -373,412 +302,11 @@ class RunStore:
         """The judge calibration fitted by `charter agreement`, if any."""
         return self.meta_record("calibration", CalibrationMap)
 
-    # -- config history --------------------------------------------------------------------------
-    def record_config(self, config: dict[str, Any], fingerprints: Fingerprints) -> list[dict[str, Any]]:
-        """Store the config a run starts with; returns (and keeps in the history) what changed since the last start."""
-        previous = self.meta("config")
-        changes = diff_settings(previous, config) if previous is not None else []
-        if changes:
-            self.write(
-                "INSERT INTO config_history (changed_at, changes, fingerprints) VALUES (?, ?, ?)",
-                [(time.time(), json.dumps(changes, ensure_ascii=False), fingerprints.model_dump_json())],
-            )
-        self.set_meta(config=config, fingerprints=fingerprints)
-        return changes
-
-    def config_history(self) -> list[ConfigChange]:
-        rows = self.execute("SELECT changed_at, changes, fingerprints FROM config_history ORDER BY id")
-        return [
-            ConfigChange(changed_at=at, changes=json.loads(changes), fingerprints=Fingerprints.model_validate_json(fp))
-            for at, changes, fp in rows
-        ]
-
-    def rename_fingerprints(self, renamed: Mapping[str, str]) -> dict[str, int]:
-        """Move the items stored under each old fingerprint to its new one, in one transaction (a run made by an
-        earlier release whose fingerprints name its settings differently). Returns the rows moved per table."""
-        moves = (
-            ("chains", "fingerprint", "$.fingerprint"),
-            ("samples", "fingerprint", "$.fingerprint"),
-            ("judgments", "fingerprint", "$.fingerprint"),
-            ("pairs", "source_fingerprint", "$.source_fingerprint"),
-            ("failures", "fingerprint", None),
-        )
-
-        def work(db: Any) -> dict[str, int]:
-            moved: dict[str, int] = {}
-            for old, new in renamed.items():
-                for table, column, path in moves:
-                    record = f", record = json_set(record, '{path}', :new)" if path else ""
-                    cursor = db.execute(
-                        f"UPDATE {table} SET {column} = :new{record} WHERE {column} = :old", {"old": old, "new": new}
-                    )
-                    moved[table] = moved.get(table, 0) + cursor.rowcount
-            return moved
-
-        return self.transaction(work)
-
-    def older_items(self, fingerprints: Fingerprints) -> dict[str, int]:
-        """How many chains, samples and judgments were made under settings no longer in effect."""
-        return {
-            "chains": self.count("chains", "fingerprint IS NOT ?", (fingerprints.critique,)),
-            "samples": self.execute(
-                "SELECT COUNT(DISTINCT prompt_id || fingerprint) FROM samples WHERE fingerprint IS NOT ?",
-                (fingerprints.samples,),
-            )[0][0],
-            "judgments": self.count("judgments", "fingerprint != ?", (fingerprints.judge,)),
-        }
-
-    # -- prompts ---------------------------------------------------------------------------------
-    def put_prompts(self, prompts: Iterable[Prompt]) -> None:
-        """Add prompts to the prompt set (in use); ids already stored are kept as they are, and put in use."""
-        start = self.count("prompts")
-        rows = ((p.prompt_id, start + i, p.model_dump_json()) for i, p in enumerate(prompts))  # streamed in
-
-        def work(db: Any) -> None:
-            db.executemany(
-                "INSERT INTO prompts (prompt_id, idx, active, record) VALUES (?, ?, 1, ?)"
-                " ON CONFLICT (prompt_id) DO UPDATE SET active = 1",
-                rows,
-            )
-
-        self.transaction(work)
-
-    def keep_prompts(self, prompt_ids: set[str]) -> int:
-        """Take every prompt not in `prompt_ids` out of use (its items stay in the store); returns how many."""
-        active = {r[0] for r in self.execute("SELECT prompt_id FROM prompts WHERE active = 1")}
-        leaving = [(pid,) for pid in active - prompt_ids]
-        self.write("UPDATE prompts SET active = 0 WHERE prompt_id = ?", leaving)
-        return len(leaving)
-
-    def prompts(self) -> list[Prompt]:
-        """The prompts in use, in the order they were added."""
-        return list(self.iter_prompts())
-
-    def iter_prompts(self, checked_only: bool = False, size: int = 500) -> Iterator[Prompt]:
-        """The prompts in use, in the order they were added, read `size` at a time (a million prompts are never
-        in memory at once). `checked_only`: those with a reference or a verifier (charter.verify).
-
-        Each page is its own short read: the run reads its prompts while it writes, and a cursor held open that
-        long keeps SQLite from ever checkpointing its write-ahead log (a million-prompt run's grew to 9 GB)."""
-        for _, record in self.prompt_records(checked_only, size):
-            yield Prompt.model_validate_json(record)
-
-    def prompt_records(self, checked_only: bool = False, size: int = 500) -> Iterator[tuple[str, str]]:
-        """(prompt id, stored JSON record) of each prompt in use, as `iter_prompts` reads them, undecoded."""
-        where = (
-            " AND (json_extract(record, '$.reference') IS NOT NULL OR json_extract(record, '$.verifier') IS NOT NULL)"
-            if checked_only
-            else ""
-        )
-        last: tuple[int, int] = (-1, -1)
-        while page := self.execute(
-            f"SELECT idx, rowid, prompt_id, record FROM prompts WHERE active = 1{where}"
-            " AND (idx, rowid) > (?, ?) ORDER BY idx, rowid LIMIT ?",
-            (*last, size),
-        ):
-            last = page[-1][:2]
-            for _, _, prompt_id, record in page:
-                yield prompt_id, record
-
-    def count_prompts(self) -> int:
-        """How many prompts are in use."""
-        return self.count("prompts", "active = 1")
-
     def start_session(self) -> int:
         """Count a new start of the run (a process working on it); returns its number, from 1."""
         session = int(self.meta("sessions") or 0) + 1
         self.set_meta(sessions=session)
         return session
-
-    # -- chains and samples ------------------------------------------------------------------------
-    def put_chains(self, chains: Iterable[Chain]) -> None:
-        self.write(
-            "INSERT OR REPLACE INTO chains VALUES (?, ?, ?)",
-            ((c.prompt_id, c.fingerprint, c.model_dump_json()) for c in chains),
-        )
-
-    def chain(self, prompt_id: str, fingerprint: str) -> Chain | None:
-        return next(
-            self._records(
-                Chain, "SELECT record FROM chains WHERE prompt_id = ? AND fingerprint = ?", (prompt_id, fingerprint)
-            ),
-            None,
-        )
-
-    def chains(self, fingerprint: str | None) -> Iterator[Chain]:
-        """The chains made under `fingerprint`, in prompt order."""
-        yield from self._records(
-            Chain,
-            "SELECT c.record FROM chains c JOIN prompts p USING (prompt_id)"
-            " WHERE c.fingerprint = ? AND p.active = 1 ORDER BY p.idx, c.rowid",
-            (fingerprint,),
-        )
-
-    def chain_ids(self, fingerprint: str | None) -> set[str]:
-        return {r[0] for r in self.execute("SELECT prompt_id FROM chains WHERE fingerprint = ?", (fingerprint,))}
-
-    def put_samples(self, samples: Iterable[Sample]) -> None:
-        self.write(
-            "INSERT OR REPLACE INTO samples VALUES (?, ?, ?, ?)",
-            ((s.prompt_id, s.fingerprint, s.sample_idx, s.model_dump_json()) for s in samples),
-        )
-
-    def samples(self, prompt_id: str, fingerprint: str) -> list[Sample]:
-        return list(
-            self._records(
-                Sample,
-                "SELECT record FROM samples WHERE prompt_id = ? AND fingerprint = ? ORDER BY sample_idx",
-                (prompt_id, fingerprint),
-            )
-        )
-
-    def sampled_ids(self, fingerprint: str | None, k: int) -> set[str]:
-        """Prompts with all k samples made under `fingerprint`."""
-        rows = self.execute(
-            "SELECT prompt_id FROM samples WHERE fingerprint = ? GROUP BY prompt_id HAVING COUNT(*) >= ?",
-            (fingerprint, k),
-        )
-        return {r[0] for r in rows}
-
-    # -- pairs and judgments -------------------------------------------------------------------------
-    def put_pairs(self, pairs: Iterable[Pair]) -> None:
-        self.write(
-            "INSERT OR REPLACE INTO pairs VALUES (?, ?, ?, ?, ?)",
-            ((p.pair_id, p.prompt_id, p.kind, p.source_fingerprint, p.model_dump_json()) for p in pairs),
-        )
-
-    def pair(self, pair_id: str) -> Pair | None:
-        return next(self._records(Pair, "SELECT record FROM pairs WHERE pair_id = ?", (pair_id,)), None)
-
-    def pair_source(self, pair_id: str) -> str | None:
-        """The source fingerprint of the pair stored under this id (None: no such pair), without reading the pair."""
-        rows = self.execute("SELECT source_fingerprint FROM pairs WHERE pair_id = ?", (pair_id,))
-        return rows[0][0] if rows else None
-
-    def pairs(self, sources: list[str] | None = None) -> Iterator[Pair]:
-        """Pairs built from the given chain/sample fingerprints (all pairs when None), in insertion order."""
-        if sources is None:
-            yield from self._records(Pair, "SELECT record FROM pairs ORDER BY rowid")
-            return
-        marks = ",".join("?" * len(sources)) or "NULL"
-        yield from self._records(
-            Pair, f"SELECT record FROM pairs WHERE source_fingerprint IN ({marks}) ORDER BY rowid", sources
-        )
-
-    def pair_ids(self) -> set[str]:
-        return {r[0] for r in self.execute("SELECT pair_id FROM pairs")}
-
-    def put_judgments(self, judgments: Iterable[Judgment]) -> None:
-        self.write(
-            "INSERT OR REPLACE INTO judgments VALUES (?, ?, ?, ?)",
-            ((j.pair_id, j.fingerprint, j.status, j.model_dump_json()) for j in judgments),
-        )
-
-    def judgment(self, pair_id: str, fingerprint: str) -> Judgment | None:
-        return next(
-            self._records(
-                Judgment, "SELECT record FROM judgments WHERE pair_id = ? AND fingerprint = ?", (pair_id, fingerprint)
-            ),
-            None,
-        )
-
-    def any_judgment(self, fingerprint: str, status: str = "ok") -> Judgment | None:
-        """One judgment under `fingerprint` with this status (None: there is none), read alone: what all of them
-        share (whether their votes name a panel's members) is known from one row, not a pass over every pair."""
-        rows = self.execute(
-            "SELECT record FROM judgments WHERE fingerprint = ? AND status = ? LIMIT 1", (fingerprint, status)
-        )
-        return Judgment.model_validate_json(rows[0][0]) if rows else None
-
-    def judgments(self, fingerprint: str, status: str | None = None) -> Iterator[Judgment]:
-        where, params = ("AND status = ?", (fingerprint, status)) if status else ("", (fingerprint,))
-        yield from self._records(
-            Judgment, f"SELECT record FROM judgments WHERE fingerprint = ? {where} ORDER BY rowid", params
-        )
-
-    def judged_ids(self, fingerprint: str, status: str = "ok") -> set[str]:
-        """Pairs judged under `fingerprint` with this status."""
-        rows = self.execute("SELECT pair_id FROM judgments WHERE fingerprint = ? AND status = ?", (fingerprint, status))
-        return {r[0] for r in rows}
-
-    def pairs_with_judgments(self, sources: list[str], judge_fp: str) -> Iterator[tuple[Pair, Judgment | None]]:
-        """Each pair built from `sources` with its judgment under `judge_fp` (None when not judged), in pair
-        order, one at a time: a dataset of any size is built without holding every record at once.
-
-        Pair order is the order of pair ids (hashes of the pair's content and settings), not the order pairs were
-        stored in, which depends on which call finished first and on sharding: filters that keep the first rows
-        (dedupe, per-principle caps) then keep the same rows in every run of the same items."""
-        marks = ",".join("?" * len(sources)) or "NULL"
-        cursor_sql = (
-            "SELECT p.record, j.record FROM pairs p LEFT JOIN judgments j ON j.pair_id = p.pair_id"
-            f" AND j.fingerprint = ? WHERE p.source_fingerprint IN ({marks}) AND p.{ACTIVE}"
-            " ORDER BY p.pair_id"
-        )
-        for pair, judgment in self.stream(cursor_sql, (judge_fp, *sources)):
-            yield Pair.model_validate_json(pair), None if judgment is None else Judgment.model_validate_json(judgment)
-
-    def _judged_sql(self, fingerprints: Fingerprints, columns: str) -> tuple[str, tuple]:
-        sources = fingerprints.sources()
-        marks = ",".join("?" * len(sources)) or "NULL"
-        sql = (
-            f"SELECT {columns} FROM pairs p JOIN judgments j ON p.pair_id = j.pair_id"
-            f" WHERE j.fingerprint = ? AND j.status = 'ok' AND p.source_fingerprint IN ({marks}) AND p.{ACTIVE}"
-            " ORDER BY p.pair_id"
-        )
-        return sql, (fingerprints.judge, *sources)
-
-    def judged_pairs(self, fingerprints: Fingerprints) -> list[tuple[Pair, Judgment]]:
-        """Current pairs with a successful judgment under the current judge settings, in pair order (of ids)."""
-        rows = self.execute(*self._judged_sql(fingerprints, "p.record, j.record"))
-        return [(Pair.model_validate_json(p), Judgment.model_validate_json(j)) for p, j in rows]
-
-    def judged_records(self, fingerprints: Fingerprints, pairs: bool = True) -> Iterator[tuple[str | None, str]]:
-        """The stored JSON of `judged_pairs`, undecoded and streamed in the same order, for passes over any number
-        of them; without `pairs`, the pair's JSON is None (not read)."""
-        yield from self.stream(*self._judged_sql(fingerprints, "p.record, j.record" if pairs else "NULL, j.record"))
-
-    # -- failures, stages, usage -------------------------------------------------------------------
-    def add_failure(
-        self, stage: str, item_id: str, failure: Failure, fingerprint: str | None = None, session: int | None = None
-    ) -> None:
-        self.write(
-            "INSERT INTO failures (stage, item_id, fingerprint, kind, error, raw, attempts, session, created_at)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            [
-                (
-                    stage,
-                    item_id,
-                    fingerprint,
-                    failure.kind,
-                    failure.message,
-                    failure.raw,
-                    failure.attempts,
-                    session,
-                    time.time(),
-                )
-            ],
-        )
-
-    def resolve_failures(self, stage: str, item_ids: Iterable[str], fingerprint: str | None) -> None:
-        """Mark earlier failures of these items as resolved: a later attempt succeeded."""
-        self.write(
-            "UPDATE failures SET resolved = 1 WHERE stage = ? AND item_id = ? AND fingerprint IS ?",
-            ((stage, item_id, fingerprint) for item_id in item_ids),
-        )
-
-    def failures(self, stage: str | None = None, open_only: bool = False) -> list[StoredFailure]:
-        conditions = [c for c in ("stage = ?" if stage else "", "resolved = 0" if open_only else "") if c]
-        where = f"WHERE {' AND '.join(conditions)}" if conditions else ""
-        rows = self.execute(f"SELECT {FAILURE_COLUMNS} FROM failures {where} ORDER BY id", (stage,) if stage else ())
-        return [stored_failure(row) for row in rows]
-
-    def failing_items(self, stage: str, fingerprint: str | None) -> dict[str, int]:
-        """item_id -> in how many run sessions it failed, for items still failing under `fingerprint`."""
-        rows = self.execute(
-            "SELECT item_id, COUNT(DISTINCT session) FROM failures WHERE stage = ? AND fingerprint IS ?"
-            " AND resolved = 0 GROUP BY item_id",
-            (stage, fingerprint),
-        )
-        return {item: n for item, n in rows}
-
-    def set_stage(self, stage: str, status: str, counts: dict | None = None) -> None:
-        now = time.time()
-        row = self.execute("SELECT started_at FROM stages WHERE stage = ?", (stage,))
-        started = row[0][0] if row and row[0][0] else now
-        finished = now if status == "done" else None
-        self.write(
-            "INSERT OR REPLACE INTO stages VALUES (?, ?, ?, ?, ?)",
-            [(stage, status, started, finished, json.dumps(counts or {}))],
-        )
-
-    def stages(self) -> dict[str, StageState]:
-        """Each stage recorded in the store, by name: its status, start and end times and its counts."""
-        rows = self.execute("SELECT stage, status, started_at, finished_at, counts FROM stages")
-        return {
-            s: StageState(status=st, started_at=a, finished_at=b, counts=json.loads(c or "{}"))
-            for s, st, a, b, c in rows
-        }
-
-    def add_usage(self, rows: Iterable[UsageRow]) -> None:
-        """Append usage (one row per call, or a tally of many) in one transaction."""
-        now = time.time()
-        self.write(
-            "INSERT INTO usage_events (role, model, calls, cached, prompt_tokens, completion_tokens, cost_usd,"
-            " estimated, retries, cache_read_tokens, cache_write_tokens, cache_saved_usd, created_at)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (
-                (
-                    r.role,
-                    r.model,
-                    r.calls,
-                    r.cached,
-                    r.prompt_tokens,
-                    r.completion_tokens,
-                    r.cost_usd,
-                    r.estimated,
-                    r.retries,
-                    r.cache_read_tokens,
-                    r.cache_write_tokens,
-                    r.cache_saved_usd,
-                    now,
-                )
-                for r in rows
-            ),
-        )
-
-    def usage(self) -> list[UsageRow]:
-        """Usage per (role, model), summed over every call every process of the run recorded."""
-        sums = (
-            "calls",
-            "cached",
-            "prompt_tokens",
-            "completion_tokens",
-            "cost_usd",
-            "estimated",
-            "retries",
-            "cache_read_tokens",
-            "cache_write_tokens",
-            "cache_saved_usd",
-        )
-        rows = self.execute(
-            f"SELECT role, model, {', '.join(f'SUM({c})' for c in sums)} FROM usage_events"
-            " GROUP BY role, model ORDER BY role, model"
-        )
-        return [UsageRow(role=r[0], model=r[1], **dict(zip(sums, r[2:]))) for r in rows]
-
-    # -- provider batches (charter.providers.batch.BatchJournal) -----------------------------------
-    def record_batch(self, batch_id: str, model_id: str, keys: Sequence[str]) -> None:
-        """A batch the provider accepted and the custom ids (call-cache keys) of its requests, in one commit."""
-        now = time.time()
-
-        def work(db: Any) -> None:
-            db.execute(
-                "INSERT OR REPLACE INTO batches VALUES (?, ?, 'submitted', ?, ?, ?)",
-                (batch_id, model_id, len(keys), now, now),
-            )
-            db.executemany("INSERT OR REPLACE INTO batch_requests VALUES (?, ?)", [(k, batch_id) for k in keys])
-
-        self.transaction(work)
-
-    def set_batch_state(self, batch_id: str, state: str) -> None:
-        self.execute("UPDATE batches SET state = ?, updated_at = ? WHERE batch_id = ?", (state, time.time(), batch_id))
-
-    def batch_of(self, key: str) -> str | None:
-        row = self.execute("SELECT batch_id FROM batch_requests WHERE key = ?", (key,))
-        return row[0][0] if row else None
-
-    def batches(self, open_only: bool = False) -> list[BatchState]:
-        """The provider batches this run submitted (open: not yet ended), oldest first."""
-        from charter.providers.batch import ENDED
-
-        rows = self.execute(
-            "SELECT batch_id, model, state, requests, submitted_at, updated_at FROM batches ORDER BY submitted_at"
-        )
-        found = [
-            BatchState(batch_id=b, model=m, state=st, requests=n, submitted_at=sub, updated_at=up)
-            for b, m, st, n, sub, up in rows
-        ]
-        return [b for b in found if b["state"] not in ENDED] if open_only else found
 
 
 def peek_meta(run_dir: str | Path, *keys: str) -> dict[str, Any]:
@@ -812,22 +340,3 @@ def writable(run_dir: str | Path) -> bool:
     """Whether this process can write the run directory and its store (False on a read-only mount)."""
     path = Path(run_dir) / STORE_FILE
     return os.access(run_dir, os.W_OK) and (not path.exists() or os.access(path, os.W_OK))
-
-
-def _flatten(value: Any, prefix: str = "") -> dict[str, Any]:
-    if isinstance(value, dict):
-        out: dict[str, Any] = {}
-        for key, item in value.items():
-            out.update(_flatten(item, f"{prefix}.{key}" if prefix else str(key)))
-        return out or ({prefix: {}} if prefix else {})
-    return {prefix: value}
-
-
-def diff_settings(old: dict[str, Any], new: dict[str, Any]) -> list[dict[str, Any]]:
-    """`{key, old, new}` for every dotted key whose value differs between two config dicts."""
-    before, after = _flatten(old), _flatten(new)
-    return [
-        {"key": key, "old": before.get(key), "new": after.get(key)}
-        for key in sorted(set(before) | set(after))
-        if before.get(key) != after.get(key)
-    ]

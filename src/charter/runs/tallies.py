@@ -7,7 +7,8 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 from charter.records import Fingerprints, UsageRow
-from charter.runs.store import FAILURE_COLUMNS, RunStore, StoredFailure, stored_failure
+from charter.runs.failures import FAILURE_COLUMNS, StoredFailure, stored_failure
+from charter.runs.store import RunStore
 
 #: The summed fields of a usage row, in the order the totals list them.
 USAGE_FIELDS = (
@@ -53,7 +54,7 @@ def active_prompt_ids(store: RunStore) -> Iterator[str]:
 
 
 def usage_totals(rows: Iterable[UsageRow]) -> dict[str, float]:
-    """Each usage field summed over the rows (of `RunStore.usage`, one per role and model)."""
+    """Each usage field summed over the rows (of `stored_usage`, one per role and model)."""
     rows = list(rows)
     return {f: sum(getattr(r, f) or 0 for r in rows) for f in USAGE_FIELDS}
 

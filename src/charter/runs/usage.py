@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
+from collections.abc import Iterable
 
 from charter.records import UsageRow
 from charter.runs.store import RunStore
@@ -46,4 +48,53 @@ class UsageLedger:
         with self._lock:
             rows, self._pending, self._scheduled = self._pending, [], False
         if rows:
-            self.store.add_usage(rows)
+            add_usage(self.store, rows)
+
+
+def add_usage(store: RunStore, rows: Iterable[UsageRow]) -> None:
+    """Append usage (one row per call, or a tally of many) in one transaction."""
+    now = time.time()
+    store.write(
+        "INSERT INTO usage_events (role, model, calls, cached, prompt_tokens, completion_tokens, cost_usd,"
+        " estimated, retries, cache_read_tokens, cache_write_tokens, cache_saved_usd, created_at)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        (
+            (
+                r.role,
+                r.model,
+                r.calls,
+                r.cached,
+                r.prompt_tokens,
+                r.completion_tokens,
+                r.cost_usd,
+                r.estimated,
+                r.retries,
+                r.cache_read_tokens,
+                r.cache_write_tokens,
+                r.cache_saved_usd,
+                now,
+            )
+            for r in rows
+        ),
+    )
+
+
+def stored_usage(store: RunStore) -> list[UsageRow]:
+    """Usage per (role, model), summed over every call every process of the run recorded."""
+    sums = (
+        "calls",
+        "cached",
+        "prompt_tokens",
+        "completion_tokens",
+        "cost_usd",
+        "estimated",
+        "retries",
+        "cache_read_tokens",
+        "cache_write_tokens",
+        "cache_saved_usd",
+    )
+    rows = store.execute(
+        f"SELECT role, model, {', '.join(f'SUM({c})' for c in sums)} FROM usage_events"
+        " GROUP BY role, model ORDER BY role, model"
+    )
+    return [UsageRow(role=r[0], model=r[1], **dict(zip(sums, r[2:]))) for r in rows]

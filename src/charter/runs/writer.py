@@ -8,6 +8,7 @@ from collections.abc import Callable
 
 from charter.errors import RunStoreError
 from charter.records import Chain, Judgment, Pair, Record, Sample
+from charter.runs.items import put_chains, put_judgments, put_pairs, put_samples
 from charter.runs.store import RunStore
 
 
@@ -43,11 +44,11 @@ class BufferedWriter:
         buffered, self.buffer, self.size = self.buffer, defaultdict(list), 0
         self.last = time.monotonic()
         put = {
-            Chain: self.store.put_chains,
-            Sample: self.store.put_samples,
-            Pair: self.store.put_pairs,
-            Judgment: self.store.put_judgments,
+            Chain: put_chains,
+            Sample: put_samples,
+            Pair: put_pairs,
+            Judgment: put_judgments,
         }
         for kind in (Chain, Sample, Pair, Judgment):  # a judgment never lands before its pair
             if buffered.get(kind):
-                put[kind](buffered[kind])  # type: ignore[arg-type]
+                put[kind](self.store, buffered[kind])  # type: ignore[operator]

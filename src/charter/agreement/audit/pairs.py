@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from charter.records import Message
+from charter.runs.items import judged_pairs
 from charter.runs.store import RunStore
 
 
@@ -34,7 +35,7 @@ def pairs_from_run(store: RunStore, min_confidence: float) -> list[AuditPair]:
     if fp is None:
         return []
     out = []
-    for pair, judgment in store.judged_pairs(fp):
+    for pair, judgment in judged_pairs(store, fp):
         if judgment.p_a is None or abs(judgment.p_a - 0.5) < min_confidence or judgment.position_consistent is False:
             continue
         better, worse = (pair.a, pair.b) if judgment.p_a > 0.5 else (pair.b, pair.a)
