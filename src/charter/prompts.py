@@ -211,7 +211,9 @@ def _prompts(config: PromptsConfig, counts: dict[str, int]) -> Iterator[Prompt]:
         if not seen.add(pid):
             counts["prompts_duplicate"] += 1
             continue
-        yield Prompt(prompt_id=pid, messages=messages, source=source, **_extras(row, where))
+        given = row.get("checklist")
+        extras = _extras(row, where)
+        yield Prompt(prompt_id=pid, messages=messages, source=source, checklist=given or None, **extras)
 
 
 def _new_counts() -> dict[str, int]:

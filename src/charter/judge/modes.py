@@ -16,6 +16,9 @@ Every behaviour that depends on the mode is read from its entry here, never from
 - `all_principles`: a rating mode whose one structured-output call rates a response under every principle of the
   pair at once (a JSON object of scores, `charter.judge_prompt.write_rubric`), rather than one call per principle;
   its reply is read by its own entry, whatever `rating` says.
+- `by_checklist`: a rating mode that checks each response against its prompt's checklist (`charter.judge.checklist`:
+  one structured-output call a response, a reason before each item's verdict) rather than the constitution's
+  principles; a run needs a `checklist:` section for it.
 
 A new mode is one `Mode` here (its instruction text beside the others in `charter.judge_prompt`); `register_mode`
 adds one at run time. `JudgeSettings.mode` accepts any name in `MODES`.
@@ -55,6 +58,7 @@ class Mode:
     clamped: bool = False
     max_tokens: int = 8
     all_principles: bool = False
+    by_checklist: bool = False
 
     @property
     def rates(self) -> bool:
@@ -148,5 +152,16 @@ register_mode(
         "of scores, 1 to `scale`)",
         all_principles=True,
         max_tokens=256,
+    )
+)
+register_mode(
+    Mode(
+        "checklist",
+        "rating",
+        "each response checked alone against its prompt's checklist (a run config's `checklist:` section) in one "
+        "structured-output call, a reason before each item's verdict; verifier items checked by code",
+        all_principles=True,
+        by_checklist=True,
+        max_tokens=1024,
     )
 )
