@@ -22,7 +22,7 @@ class ChecklistConfig(ConfigModel):
     source: Source
     """`model`: a model writes 3 to `max_items` yes/no items for each prompt, grounded in the prompt and its sampled
     principles (one cached call a prompt); `column`: the prompts' `checklist` column (a list of items, or its JSON
-    text); `criteria`: the constitution's criteria of the prompt's sampled principles."""
+    text); `criteria`: the constitution's criteria (every principle's), the same checklist for each prompt."""
     model: RoleConfig | None = None
     """Source `model`: the model that writes the checklists (a plain string is taken as its `model`)."""
     min_items: int = Field(default=3, ge=1)

@@ -240,7 +240,7 @@ def _checklist_writer(messages, params):  # noqa: ANN001, ANN202
     ids = read_writer_prompt(messages[-1].content)
     if not ids:
         return "I cannot tell."
-    rules = [("number", "essential"), ("question", "optional"), ("concise", "important")]
+    rules = [("number", "important"), ("question", "optional"), ("concise", "essential")]
     items = [
         {
             "id": rule,
