@@ -89,6 +89,15 @@ def test_a_second_run_makes_no_new_call(make_config, tmp_path):
     assert {role: calls(run_dir, role) for role in ("checklist", "judge")} == before
 
 
+def test_the_report_names_the_checklists(make_config, tmp_path):
+    run(checklist_config(make_config, report=True))
+    report = (tmp_path / "run/report/report.md").read_text()
+    assert (
+        "Checklists: source model written by scripted:checklist-writer, 6 stored, judged item by item (explicit "
+        "aggregation)" in report
+    )
+
+
 def test_implicit_aggregation_compares_the_judges_overall_scores(make_config, tmp_path):
     run(checklist_config(make_config, checklist={**CHECKLIST, "aggregation": "implicit"}))
     rows = rows_of(tmp_path)

@@ -13,9 +13,10 @@ from charter.constitutions import Constitution
 from charter.errors import ConfigError, DatasetError, JudgeParseError
 from charter.judge.pairwise import principles_for
 from charter.judge.settings import JudgeSettings
+from charter.preference.manifest import DatasetSettings
 from charter.providers import ManagedModel
 from charter.records import Failure, Prompt, fingerprint
-from charter.runs.checklists import StoredChecklist, put_checklist, stored_checklist
+from charter.runs.checklists import StoredChecklist, count_checklists, put_checklist, stored_checklist
 from charter.runs.store import RunStore
 
 
@@ -117,6 +118,21 @@ class Checklists:
         return written.checklist, self.writer.model_id
 
 
+def checklist_lines(store: RunStore, settings: DatasetSettings | None) -> list[str]:
+    """The report's line on the run's checklists: source, writer, how many are stored, the aggregation."""
+    section = None if settings is None else settings.checklist
+    fp = None if settings is None else settings.fingerprints.checklist
+    if section is None or fp is None:
+        return []
+    writer = f" written by {settings.models.get('checklist')}" if settings and section.source == "model" else ""
+    mode = (
+        f", judged item by item ({section.aggregation} aggregation)"
+        if settings and settings.judge.spec.by_checklist
+        else ""
+    )
+    return [f"Checklists: source {section.source}{writer}, {count_checklists(store, fp)} stored{mode}"]
+
+
 def checklist_failure(error: JudgeParseError) -> Failure:
     """The recorded failure of a prompt whose checklist could not be written."""
     return Failure(kind=f"checklist_{error.kind}", message=str(error), raw=error.raw, attempts=error.attempts)
@@ -127,5 +143,6 @@ __all__ = [
     "check_checklist_config",
     "check_prompt_checklist",
     "checklist_failure",
+    "checklist_lines",
     "checklists_fingerprint",
 ]

@@ -23,6 +23,7 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoes
 
 from charter.evals.during import evaluation_lines
 from charter.messages import last_text
+from charter.pipeline.checklists import checklist_lines
 from charter.pipeline.forecast_show import forecast_section
 from charter.pipeline.status import (
     failure_summary,
@@ -583,7 +584,7 @@ def report_data(store: RunStore, files: RunFiles) -> dict[str, Any]:
         "generated_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "constitution": constitution,
         "models": settings.models if settings else {},
-        "settings": settings_lines(settings),
+        "settings": settings_lines(settings) + checklist_lines(store, settings),
         "notes": settings_notes(store),
         "calibration": manifest.calibration if manifest else None,
         "stages": stage_progress(store),

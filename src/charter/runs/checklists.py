@@ -66,6 +66,14 @@ def stored_checklist(store: RunStore, prompt_id: str, fingerprint: str) -> Store
     return StoredChecklist(*rows[0]) if rows else None
 
 
+def checklist_record(store: RunStore, checklist_fingerprint: str) -> str | None:
+    """The JSON of a stored checklist with this fingerprint of its own (any prompt's, any settings'), if any."""
+    rows = store.execute(
+        "SELECT record FROM checklists WHERE checklist_fingerprint = ? LIMIT 1", (checklist_fingerprint,)
+    )
+    return rows[0][0] if rows else None
+
+
 def checklist_ids(store: RunStore, fingerprint: str) -> set[str]:
     """The prompts with a checklist stored under these settings."""
     return {pid for (pid,) in store.execute("SELECT prompt_id FROM checklists WHERE fingerprint = ?", (fingerprint,))}
@@ -76,4 +84,11 @@ def count_checklists(store: RunStore, fingerprint: str) -> int:
     return store.count("checklists", "fingerprint = ?", (fingerprint,))
 
 
-__all__ = ["StoredChecklist", "checklist_ids", "count_checklists", "put_checklist", "stored_checklist"]
+__all__ = [
+    "StoredChecklist",
+    "checklist_ids",
+    "checklist_record",
+    "count_checklists",
+    "put_checklist",
+    "stored_checklist",
+]

@@ -8,7 +8,7 @@ setting makes new items beside the old ones, and `Fingerprints` (store meta) say
 table. Every other table has one module of functions that take the open store, the one reader and writer of
 that table: charter.runs.items (prompts, chains, samples, pairs, judgments), .failures, .stages, .usage
 (usage_events), .history (config_history), .batches (batches, batch_requests), .labels (the spot checks),
-.rewards and .checklists.
+.rewards, .checklists and .item_labels.
 
 Tables (records as JSON in `record` columns; see charter.records):
   meta(key, value)                                   run id, config, constitution, fingerprints, dataset
@@ -29,6 +29,8 @@ Tables (records as JSON in `record` columns; see charter.records):
                                                      online training's judge rewards (charter.runs.rewards)
   checklists(prompt_id, fingerprint, status, source, model, prompt_format, version, checklist_fingerprint, record,
              created_at)                             each prompt's checklist (charter.runs.checklists)
+  item_labels(pair_id, item_id, side, annotator, verdict, created_at)
+                                                     people's verdicts on single checklist items (.item_labels)
 """
 
 from __future__ import annotations
@@ -159,16 +161,20 @@ def _to_6(db: Any) -> None:
     _mark(db, 6)
 
 
-#: 7: each prompt's checklist (charter.runs.checklists).
+#: 7: each prompt's checklist (charter.runs.checklists); people's item verdicts (charter.runs.item_labels).
 CHECKLISTS_SCHEMA = """
 CREATE TABLE IF NOT EXISTS checklists (prompt_id TEXT, fingerprint TEXT, status TEXT, source TEXT, model TEXT,
                                        prompt_format INTEGER, version INTEGER, checklist_fingerprint TEXT,
                                        record TEXT, created_at REAL, PRIMARY KEY (prompt_id, fingerprint));
+CREATE TABLE IF NOT EXISTS item_labels (pair_id TEXT, item_id TEXT, side TEXT CHECK (side IN ('a', 'b')),
+                                        annotator TEXT, verdict TEXT CHECK (verdict IN ('yes', 'no', 'n/a')),
+                                        created_at REAL, PRIMARY KEY (pair_id, item_id, side, annotator));
 """
 
 
 def _to_7(db: Any) -> None:
-    """7: each prompt's checklist, with its provenance (charter.runs.checklists)."""
+    """7: each prompt's checklist, with its provenance (charter.runs.checklists), and people's verdicts on single
+    checklist items of spot-checked pairs (charter.runs.item_labels)."""
     for statement in script_statements(CHECKLISTS_SCHEMA):
         db.execute(statement)
     _mark(db, 7)
