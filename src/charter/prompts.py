@@ -215,7 +215,9 @@ def _prompts(config: PromptsConfig, counts: dict[str, int]) -> Iterator[Prompt]:
         if not seen.add(pid):
             counts["prompts_duplicate"] += 1
             continue
-        yield Prompt(prompt_id=pid, messages=messages, source=source, **_extras(row, where, config.category_column))
+        given = row.get("checklist")
+        extras = _extras(row, where, config.category_column)
+        yield Prompt(prompt_id=pid, messages=messages, source=source, checklist=given or None, **extras)
 
 
 def _new_counts() -> dict[str, int]:

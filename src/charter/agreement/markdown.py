@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, Literal
 
+from charter.agreement.items import items_markdown
 from charter.agreement.summary import AgreementSummary
 
 #: The pairwise figures: key (in `stats.PairwiseFigures`) and name as shown.
@@ -81,6 +82,7 @@ def to_markdown(record: AgreementSummary) -> str:
     lines += preference_markdown(summary.get("human_preference"))
     lines += panel_markdown(summary.get("panel"))
     lines += calibration_markdown(summary.get("calibration"))
+    lines += items_markdown(record.checklist_items)
     return "\n".join(lines) + "\n"
 
 

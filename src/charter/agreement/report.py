@@ -11,6 +11,7 @@ import numpy as np
 
 from charter.agreement.config import AgreementConfig, bucket_label, config_for
 from charter.agreement.estimates import human_preference
+from charter.agreement.items import item_agreement
 from charter.agreement.labels import JudgedPair, open_labels, require_judged
 from charter.agreement.panel import panel_summary, pool_weights
 from charter.agreement.sampling import confidence
@@ -189,6 +190,7 @@ def compute_summary(store: RunStore, config: AgreementConfig) -> AgreementSummar
             "judge_tie_band": config.judge_tie_band,
             "human_preference": human_preference(store, judged, config),
             "panel": panel_summary(store, judged, (obs.pair_ids, obs.human), config, pool_weights(store)),
+            "checklist_items": item_agreement(store, judged),
         }
     )
 

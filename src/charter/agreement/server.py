@@ -32,7 +32,11 @@ CSP = (
 STATIC = {"label.js": "text/javascript; charset=utf-8", "label.css": "text/css; charset=utf-8"}
 MAX_BODY = 64 * 1024
 REQUEST_TIMEOUT = 30.0
-FIELDS = {"/api/label": ("annotator", "pair_id", "choice"), "/api/undo": ("annotator",)}
+FIELDS = {
+    "/api/label": ("annotator", "pair_id", "choice"),
+    "/api/undo": ("annotator",),
+    "/api/item": ("annotator", "pair_id", "item_id", "response", "verdict"),
+}
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
 
@@ -253,6 +257,11 @@ class _Handler(BaseHTTPRequestHandler):
             body = self._fields(path)
             session = self.app.session(body["annotator"])
             session.label(body["pair_id"], body["choice"])
+            self._json(200, session.state())
+        elif method == "POST" and path == "/api/item":
+            body = self._fields(path)
+            session = self.app.session(body["annotator"])
+            session.label_item(body["pair_id"], body["item_id"], body["response"], body["verdict"])
             self._json(200, session.state())
         elif method == "POST" and path == "/api/undo":
             session = self.app.session(self._fields(path)["annotator"])

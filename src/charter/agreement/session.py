@@ -5,9 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, NotRequired, TypedDict
 
+from charter.agreement.items import requirements
 from charter.agreement.labels import LabelError, check_annotator, judged_pairs, put_label, to_pair_terms
 from charter.runs import labels as stored
 from charter.runs.files import RunFiles
+from charter.runs.item_labels import ITEM_VERDICTS, ItemLabel, item_labels, put_item_label
 from charter.runs.labels import SpotSample
 from charter.runs.store import RunStore
 
@@ -35,6 +37,19 @@ class ShownPrinciple(TypedDict):
     """What the principle asks for; absent when `comparison` is."""
 
 
+class ShownCheckItem(TypedDict):
+    """A checklist item as the page shows it, with this annotator's verdicts on it so far (screen terms)."""
+
+    id: str
+    """The item id."""
+    requirement: str
+    """What a "yes" means."""
+    A: str | None
+    """This annotator's verdict on the response shown first (yes, no, n/a), or None."""
+    B: str | None
+    """Their verdict on the response shown second."""
+
+
 class ShownItem(TypedDict):
     """A pair as the labeling page and the terminal UI show it: A is the response shown first."""
 
@@ -50,6 +65,8 @@ class ShownItem(TypedDict):
     """The response shown first."""
     B: str
     """The response shown second."""
+    checklist: NotRequired[list[ShownCheckItem]]
+    """Judge mode `checklist`: the pair's checklist items, each to judge about each response (absent otherwise)."""
 
 
 class Progress(TypedDict):
@@ -137,7 +154,7 @@ class LabelSession:
         first, second = (pair.a, pair.b) if row.shown_order == "ab" else (pair.b, pair.a)
         texts = self.principles.get(row.principle_id)
         principle = ShownPrinciple(id=row.principle_id, **texts) if texts else ShownPrinciple(id=row.principle_id)
-        return {
+        shown: ShownItem = {
             "pair_id": row.pair_id,
             "position": row.position,
             "prompt": [m.model_dump() for m in pair.prompt],
@@ -145,6 +162,44 @@ class LabelSession:
             "A": first,
             "B": second,
         }
+        checklist = self.checklist_items(row)
+        if checklist:
+            shown["checklist"] = checklist
+        return shown
+
+    def checklist_items(self, row: SpotSample) -> list[ShownCheckItem]:
+        """The pair's checklist items with this annotator's verdicts so far (none outside judge mode checklist)."""
+        entry = self.pairs[row.pair_id]
+        checked = entry.judgment.checklist
+        if checked is None:
+            return []
+        texts = requirements(self.store, {row.pair_id: entry}).get(checked.checklist_fingerprint, {})
+        given = {(lb.item_id, lb.side): lb.verdict for lb in item_labels(self.store, self.annotator, row.pair_id)}
+        first, second = ("a", "b") if row.shown_order == "ab" else ("b", "a")
+        return [
+            ShownCheckItem(
+                id=v.item_id,
+                requirement=texts.get(v.item_id, v.item_id),
+                A=given.get((v.item_id, first)),
+                B=given.get((v.item_id, second)),
+            )
+            for v in checked.a.verdicts
+        ]
+
+    def label_item(self, pair_id: str, item_id: str, response: str, verdict: str) -> None:
+        """Record this annotator's verdict (yes, no, n/a) on one checklist item about response A or B (screen
+        terms) of a sampled pair."""
+        row = next((r for r in self.sample if r.pair_id == pair_id), None)
+        if row is None or pair_id not in self.pairs:
+            raise LabelError(f"pair '{pair_id}' is not in the spot-check sample")
+        if response not in ("A", "B"):
+            raise LabelError(f"response {response!r} is not A or B")
+        if verdict not in ITEM_VERDICTS:
+            raise LabelError(f"verdict {verdict!r} is not one of {', '.join(ITEM_VERDICTS)}")
+        if item_id not in {i["id"] for i in self.checklist_items(row)}:
+            raise LabelError(f"pair '{pair_id}' has no checklist item '{item_id}'")
+        side = ("a" if response == "A" else "b") if row.shown_order == "ab" else ("b" if response == "A" else "a")
+        put_item_label(self.store, ItemLabel(pair_id, item_id, side, self.annotator, verdict))
 
     def label(self, pair_id: str, choice: str, source: str = "web") -> None:
         """Record A / B / tie / skip (screen terms) for a pair at once."""

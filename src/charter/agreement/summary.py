@@ -6,6 +6,7 @@ from __future__ import annotations
 from pydantic import Field
 
 from charter.agreement.estimates import HumanPreference
+from charter.agreement.items import ItemAgreement
 from charter.records import Record
 from charter.runs.store import RunStore
 
@@ -208,6 +209,9 @@ class AgreementSummary(Record):
     panel: PanelSummary | None = None
     """A judge panel's members against people, the panel and each other, their cost, and fitted weights (None
     for one judge)."""
+    checklist_items: list[ItemAgreement] = Field(default_factory=list)
+    """Judge mode `checklist`: people's agreement with the judge item by item (verdicts on single items), each with
+    a Wilson 95% interval; empty when nobody judged an item."""
 
 
 def stored_summary(store: RunStore) -> AgreementSummary | None:

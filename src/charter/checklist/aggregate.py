@@ -27,56 +27,13 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Literal, cast
 
-from pydantic import Field
-
 from charter.checklist.items import Checklist, ChecklistItem
 from charter.errors import ConfigError
-from charter.records import Record
+from charter.records import ChecklistScore, ItemVerdict, Record, Verdict, VerdictBy
 from charter.verify import resolve
 
-#: An item's verdict: met, not met, not applicable, or a recorded failure to read one.
-Verdict = Literal["yes", "no", "n/a", "failed"]
-#: Who gave a verdict.
-VerdictBy = Literal["judge", "verifier"]
 #: Two scores closer than this are a tie.
 TIE_EPS = 1e-9
-
-
-class ItemVerdict(Record):
-    """One item's verdict on one response."""
-
-    item_id: str
-    verdict: Verdict
-    reason: str | None = None
-    """The judge's short reason, written before its verdict (None from a verifier)."""
-    p_yes: float | None = Field(default=None, ge=0, le=1)
-    """P(yes) from the judge's log-probabilities, where the provider gives them."""
-    by: VerdictBy = "judge"
-    error: str | None = None
-    """Why the verdict failed (status `failed` only)."""
-
-
-class ChecklistScore(Record):
-    """A response's checklist score and how it was made (see the module's rules)."""
-
-    score: float | None
-    """0..1, gates applied; None when no item could be counted (status `failed` or `not_applicable`)."""
-    status: Literal["ok", "failed", "not_applicable"]
-    expected: float | None = None
-    """The score with each counted item's P(yes) in place of its verdict, where every counted item has one."""
-    cap: float | None = None
-    """The cap a failed gate put on the score (None: no gate failed)."""
-    gates_failed: list[str] = []
-    counted: list[str] = []
-    not_applicable: list[str] = []
-    failed: list[str] = []
-    """Items whose verdict failed: left out of the sum and the denominator."""
-    failed_share: float = 0.0
-    """The share of the applicable weight (failed and counted items' |weight|) left out because its items failed."""
-    gates_unread: list[str] = []
-    """Gated items whose verdict failed: they could not cap the score."""
-    checklist_fingerprint: str = ""
-    checklist_version: int = 1
 
 
 def fails_gate(item: ChecklistItem, verdict: Verdict) -> bool:

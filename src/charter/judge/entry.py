@@ -79,6 +79,9 @@ class Kind:
     """Judges a pair under its principles."""
     rate: RatesResponse | None = None
     """A rating kind: rates one response (online rewards and ranked samples ask this)."""
+    by_checklist: bool = False
+    """Checks each response against its prompt's checklist rather than the constitution's principles: a run judges
+    its pairs with `charter.judge.checklist` and the prompt's checklist (a `checklist:` section), not with `judge`."""
 
 
 @dataclass(frozen=True)
@@ -92,6 +95,11 @@ class Mode:
     """The mode's one way of replying."""
     replies: Mapping[str, Reply] = field(default_factory=dict)
     """Or the ways it may reply, by name, of which `JudgeSettings.rating` chooses one."""
+
+    @property
+    def by_checklist(self) -> bool:
+        """Whether the mode checks responses against their prompt's checklist (its kind's `by_checklist`)."""
+        return self.kind.by_checklist
 
 
 class JudgeOptions(Protocol):

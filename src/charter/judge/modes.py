@@ -17,6 +17,8 @@ structured output.
 
 from __future__ import annotations
 
+from charter.checklist.prompt import CHECKLIST_INSTRUCTION, read_checklist_reply
+from charter.judge.checklist import CHECKS_ITEMS
 from charter.judge.compare import COMPARES
 from charter.judge.entry import Kind, Mode, Reply
 from charter.judge.score import RATES_ALL_PRINCIPLES, RATES_EACH_PRINCIPLE
@@ -147,5 +149,14 @@ register_mode(
             read_rubric,
             max_tokens=256,
         ),
+    )
+)
+register_mode(
+    Mode(
+        "checklist",
+        "each response checked alone against its prompt's checklist (a run config's `checklist:` section) in one "
+        "structured-output call, a reason before each item's verdict; verifier items checked by code",
+        CHECKS_ITEMS,
+        Reply(CHECKLIST_INSTRUCTION, read=read_checklist_reply, max_tokens=1024),
     )
 )

@@ -60,7 +60,9 @@ class JudgeSettings(ConfigModel):
     mode: JudgeMode = "logprobs"
     """`logprobs`: option-token probabilities; `cot`: reasoning then a verdict; `verdict`: one letter; `score`: each
     response rated alone on the constitution's rubric, 1 to `scale` (pointwise; `rating` says how it is read);
-    `rubric`: as `score`, with one structured-output call per response for all of its principles."""
+    `rubric`: as `score`, with one structured-output call per response for all of its principles; `checklist`: each
+    response checked against its prompt's checklist (a run config's `checklist:` section), one structured-output call
+    a response."""
     scale: int = Field(default=5, ge=2, le=10)
     """Modes `score` and `rubric`: the top of the rubric's scale (scores run 1..scale); at most 9 when `rating` is
     logprobs, so that every score is one token."""

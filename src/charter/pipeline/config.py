@@ -13,6 +13,7 @@ from pydantic import Field, model_validator
 
 from charter.agreement.config import AgreementConfig
 from charter.api_args import public
+from charter.checklist.config import ChecklistConfig
 from charter.critique.config import CritiqueConfig
 from charter.dpo.config import DPOConfigModel
 from charter.evals.config import WinrateConfig
@@ -113,6 +114,9 @@ class RunConfig(ConfigModel):
     """The model that critiques and revises (default: the policy)."""
     judge: JudgeConfig = JudgeConfig()
     """The model that compares responses, and how."""
+    checklist: ChecklistConfig | None = None
+    """A checklist for each prompt (from a model, the prompts' `checklist` column, or the constitution's criteria):
+    stored, exported as a `checklist` column, and what judge mode `checklist` judges by."""
     critique: CritiqueConfig = CritiqueConfig()
     """Critique/revision settings."""
     pairs: PairsConfig = PairsConfig()
@@ -175,6 +179,14 @@ class RunConfig(ConfigModel):
         return self
 
     @model_validator(mode="after")
+    def _checklist_for_its_mode(self) -> RunConfig:
+        if self.judge.mode_entry.by_checklist and self.checklist is None:
+            raise LocatedValueError(
+                "judge mode checklist judges by each prompt's checklist: add a `checklist:` section", ("judge", "mode")
+            )
+        return self
+
+    @model_validator(mode="after")
     def _price_keys(self) -> RunConfig:
         check_price_keys(self.prices, self)
         return self
@@ -185,8 +197,10 @@ class RunConfig(ConfigModel):
 
     @property
     def model_roles(self) -> list[RoleConfig]:
-        """The roles whose models the per-prompt work calls: policy, critic and the judge (each member of a panel)."""
-        return [self.policy, self.critic_role, *self.judge.members]
+        """The roles whose models the per-prompt work calls: policy, critic, the judge (each member of a panel) and
+        the checklists' writer."""
+        writer = [self.checklist.model] if self.checklist is not None and self.checklist.model is not None else []
+        return [self.policy, self.critic_role, *self.judge.members, *writer]
 
     def samples_params(self) -> SamplingParams:
         """The policy's sampling with the samples' temperature (for `samples` pairs)."""

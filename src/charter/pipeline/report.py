@@ -19,6 +19,7 @@ from typing import Any
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 
 from charter.evals.during import evaluation_lines
+from charter.pipeline.checklists import checklist_lines
 from charter.pipeline.forecast_show import forecast_section
 from charter.pipeline.report_examples import examples
 from charter.pipeline.report_plots import make_plots
@@ -285,7 +286,7 @@ def report_data(store: RunStore, files: RunFiles) -> dict[str, Any]:
         "generated_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "constitution": constitution,
         "models": settings.models if settings else {},
-        "settings": settings_lines(settings),
+        "settings": settings_lines(settings) + checklist_lines(store, settings),
         "notes": settings_notes(store),
         "calibration": manifest.calibration if manifest else None,
         "stages": stage_progress(store),

@@ -28,6 +28,7 @@ from charter.errors import (
 )
 from charter.interrupt import StopRequest
 from charter.judge.panel import Panel
+from charter.pipeline.checklists import check_checklist_config, check_prompt_checklist
 from charter.pipeline.config import RoleConfig, RunConfig
 from charter.pipeline.executors import Executor, LocalExecutor, guarded_stage
 from charter.pipeline.prompts import PromptSet, load_prompts, sync_prompt_set
@@ -78,6 +79,7 @@ def check_config(config: RunConfig, constitution: Constitution) -> None:
         for pid in ids or []:
             if pid not in known:
                 raise ConfigError(f"{where}: unknown principle id '{pid}' (constitution '{constitution.name}')")
+    check_checklist_config(config, constitution)
 
 
 class VerifierUnknown(ConfigError):
@@ -106,6 +108,7 @@ def checked_prompts(config: RunConfig, first_start: bool) -> PromptSet | None:
             except ConfigError as exc:
                 raise VerifierUnknown(f"prompts ({prompt.source}): {exc}") from None
             resolved.add(name)
+        check_prompt_checklist(config.checklist, prompt)  # a bad checklist column names its prompt here
 
     try:
         prompts = load_prompts(config.prompts, stream=True, check=known_verifier)  # checked in one pass, not held
@@ -363,6 +366,9 @@ class Runner:
         work = Work(
             self.config, self.constitution, self.fingerprints, store, (policy, critic, judge), store.start_session()
         )
+        section = self.config.checklist
+        checklist_writer = self.role_model("checklist", section.model) if section and section.model else None
+        work.use_checklists(checklist_writer)
         # the calls behind an item are in the usage and the cache before the item is in the store
         work.writer.before_flush += [ledger.flush] + ([policy.cache.flush] if policy.cache is not None else [])
         audit = self.config.judge.audit if "judge" in self.config.stages else None
@@ -382,7 +388,7 @@ class Runner:
             return stop
         finally:
             judges = [m for m in judge.members if isinstance(m, ManagedModel)] if isinstance(judge, Panel) else [judge]
-            used = (policy, critic, *judges, auditor, tester, writer)
+            used = (policy, critic, *judges, auditor, tester, writer, checklist_writer)
             for m in {id(x.inner): x for x in used if x is not None}.values():
                 await m.aclose()  # flushes the cache, whose commit flushes the ledger first
             ledger.flush()

@@ -8,8 +8,10 @@ from pathlib import Path
 from charter.constitutions import Constitution
 from charter.critique.chain import chain_fingerprint
 from charter.errors import ConfigError, MissingAPIKey
+from charter.judge.checklist import checklist_fingerprint_fields
 from charter.judge.pairwise import judge_fingerprint
 from charter.judge.panel import panel_label
+from charter.pipeline.checklists import checklists_fingerprint
 from charter.pipeline.config import RoleConfig, RunConfig
 from charter.preference.manifest import ConstitutionInfo, DatasetSettings
 from charter.preference.pairs import samples_fingerprint
@@ -26,6 +28,8 @@ def run_roles(config: RunConfig) -> dict[str, RoleConfig]:
     roles.update({"judge": config.judge} if members is None else {f"judge {i}": m for i, m in enumerate(members, 1)})
     if "synth" in config.stages and config.synth is not None:
         roles["synth"] = config.synth.writer
+    if config.checklist is not None and config.checklist.model is not None:
+        roles["checklist"] = config.checklist.model
     return roles
 
 
@@ -63,7 +67,12 @@ def run_fingerprints(config: RunConfig, constitution: Constitution) -> Fingerpri
         if "samples" in config.pairs.kinds
         else None
     )
+    checklist = checklist_settings(config, constitution)
     judge = judge_fingerprint(config.judge.settings(), judge_model, constitution, config.seed)
+    if checklist is not None and config.judge.mode_entry.by_checklist:
+        assert config.checklist is not None
+        fields = checklist_fingerprint_fields(config.checklist.aggregation, checklist)
+        judge = fingerprint({"judge": judge, **fields})
     data = fingerprint(
         {
             "critique": critique,
@@ -74,9 +83,19 @@ def run_fingerprints(config: RunConfig, constitution: Constitution) -> Fingerpri
             "filters": config.filters.model_dump(
                 mode="json", exclude={k for k in ("length_balance", "diversity") if getattr(config.filters, k) is None}
             ),
+            **({"checklist": checklist} if checklist is not None else {}),
         }
     )
-    return Fingerprints(critique=critique, samples=samples, judge=judge, dataset=data)
+    return Fingerprints(critique=critique, samples=samples, judge=judge, dataset=data, checklist=checklist)
+
+
+def checklist_settings(config: RunConfig, constitution: Constitution) -> str | None:
+    """The fingerprint of the run's checklists (None without a `checklist:` section)."""
+    section = config.checklist
+    if section is None:
+        return None
+    writer = model_label(section.model) if section.model is not None else None
+    return checklists_fingerprint(section, constitution, writer, config.judge.settings(), config.seed)
 
 
 def dataset_settings(config: RunConfig, constitution: Constitution, run_id: str, created_at: str) -> DatasetSettings:
@@ -97,6 +116,11 @@ def dataset_settings(config: RunConfig, constitution: Constitution, run_id: str,
             "policy": model_label(config.policy),
             "critic": model_label(config.critic_role),
             "judge": judge_label(config),
+            **(
+                {"checklist": model_label(config.checklist.model)}
+                if config.checklist and config.checklist.model
+                else {}
+            ),
         },
         sampling={
             "policy": config.policy.params,
@@ -109,6 +133,7 @@ def dataset_settings(config: RunConfig, constitution: Constitution, run_id: str,
         pairs=config.pairs,
         filters=config.filters,
         seed=config.seed,
+        checklist=config.checklist,
     )
 
 
@@ -118,6 +143,8 @@ def role_key(config: RunConfig, name: str) -> tuple[str | int, ...]:
         return ("judge", "models", int(name.split()[1]) - 1)
     if name == "critic" and config.critic is None:
         return ("policy",)
+    if name == "checklist":
+        return ("checklist", "model")
     return ("synth", "writer") if name == "synth" else (name,)
 
 

@@ -8,13 +8,16 @@ import asyncio
 from pathlib import Path
 from typing import Any
 
+from charter.checklist import Checklist
 from charter.constitutions import Constitution
 from charter.critique.chain import run_chain
 from charter.errors import FatalProviderError, JudgeParseError, ProviderError, TooManyFailures
+from charter.judge.checklist import judge_checklist_pair, rank_by_checklist
 from charter.judge.pairwise import judge_failure, judge_pair, principle_key, principles_for
 from charter.judge.panel import Panel
 from charter.judge.score import rank_samples
 from charter.judge.settings import JudgeSettings
+from charter.pipeline.checklists import Checklists, checklist_failure
 from charter.pipeline.config import RunConfig
 from charter.preference.pairs import policy_samples, revision_pair, sample_pair, sample_pairs
 from charter.providers import ManagedModel
@@ -82,6 +85,23 @@ class Work:
         }
         self.progress: Any = None
         self.task: Any = None
+        self.checklists: Checklists | None = None
+        self.by_checklist = False
+        """Judge mode `checklist`: pairs are judged, and samples ranked, by their prompt's checklist."""
+
+    def use_checklists(self, writer: ManagedModel | None) -> None:
+        """Make each prompt's checklist (a `checklist:` section), written by `writer` for source `model`."""
+        section, fp = self.config.checklist, self.fp.checklist
+        if section is None or fp is None:
+            return
+        self.checklists = Checklists(
+            section, self.constitution, self.settings, self.config.seed, self.store, fp, writer
+        )
+        self.by_checklist = self.settings.mode_entry.by_checklist
+        self.failing["checklist"] = failing_items(self.store, "checklist", fp)
+        self.quarantined["checklist"] = {
+            item for item, runs in self.failing["checklist"].items() if runs >= self.config.quarantine_after
+        }
 
     # -- failures ---------------------------------------------------------------------------------------
     def past_threshold(self, final: bool = False) -> bool:
@@ -123,6 +143,10 @@ class Work:
 
     # -- the items ----------------------------------------------------------------------------------------
     async def prompt(self, item: Prompt) -> None:
+        checklist = await self._checklist(item) if self.checklists is not None else None
+        if self.by_checklist and checklist is None:  # recorded: its pairs wait for a checklist on a later run
+            self.progress.advance(self.task)
+            return
         pairs: list[Pair] = []
         chain = await self._chain(item) if self.fp.critique else None
         if chain is not None:
@@ -135,7 +159,7 @@ class Work:
             if not self.settings.rates_alone:
                 pairs += sample_pairs(item.prompt_id, item.messages, samples)
             elif self.do_judge:
-                scored = await self._best_and_worst(item, samples)
+                scored = await self._best_and_worst(item, samples, checklist)
                 pairs += [scored] if scored else []
         for pair in pairs:
             if self._stored_source(pair.pair_id) != pair.source_fingerprint:
@@ -146,7 +170,9 @@ class Work:
             todo = [p for p in pairs if p.pair_id not in self.judged]
             held = [p for p in todo if p.pair_id in self.quarantined["judge"]]
             self.counts["quarantined"] += len(held)
-            outcomes = await asyncio.gather(*(self._judge(p) for p in todo if p not in held), return_exceptions=True)
+            outcomes = await asyncio.gather(
+                *(self._judge(p, checklist) for p in todo if p not in held), return_exceptions=True
+            )
             errors = [o for o in outcomes if isinstance(o, BaseException)]
             if errors:  # every judgment of the prompt ran to its end first
                 raise errors[0]
@@ -221,7 +247,21 @@ class Work:
             self.writer.add(sample)
         return samples or []
 
-    async def _best_and_worst(self, item: Prompt, samples: list[Sample]) -> Pair | None:
+    async def _checklist(self, item: Prompt) -> Checklist | None:
+        """The prompt's checklist, from the store or made now; None where it could not be written (recorded)."""
+        assert self.checklists is not None and self.fp.checklist is not None
+        self.counts["items"] += 1
+        if item.prompt_id in self.quarantined["checklist"]:
+            self.counts["quarantined"] += 1
+            return None
+        try:
+            checklist = await self._attempt("checklist", item.prompt_id, self.fp.checklist, self.checklists.get(item))
+        except JudgeParseError as exc:
+            self._failed("checklist", item.prompt_id, self.fp.checklist, checklist_failure(exc))
+            return None
+        return checklist
+
+    async def _best_and_worst(self, item: Prompt, samples: list[Sample], checklist: Checklist | None) -> Pair | None:
         """Mode `score`: rate each sample under the prompt's principles; the pair of the best against the worst
         (None when the samples hold fewer than two texts, or the rating failed, which is recorded)."""
         if len({s.text for s in samples}) < 2:
@@ -233,7 +273,14 @@ class Work:
         ids = principles_for(self.constitution, self.settings, item.prompt_id, self.config.seed)
         assert not isinstance(self.judge, Panel)  # the config refuses mode score for a panel
         try:
-            ranked = await rank_samples(self.judge, self.constitution, item.messages, samples, ids, self.settings)
+            if self.by_checklist:
+                assert checklist is not None and self.config.checklist is not None
+                aggregation = self.config.checklist.aggregation
+                ranked = await rank_by_checklist(
+                    self.judge, item.messages, samples, checklist, self.settings, aggregation
+                )
+            else:
+                ranked = await rank_samples(self.judge, self.constitution, item.messages, samples, ids, self.settings)
         except FatalProviderError:
             raise
         except (JudgeParseError, ProviderError) as exc:
@@ -243,15 +290,24 @@ class Work:
             self._failed("judge", item_id, self.fp.judge, judge_failure(exc))
             return None
         self._succeeded("judge", item_id, self.fp.judge)
+        if len({s.text for s, _ in ranked}) < 2:  # fewer than two samples scored: nothing to pair
+            return None
         (best, _), (worst, _) = ranked[0], ranked[-1]
         if best.text == worst.text:
             worst = next(s for s, _ in reversed(ranked) if s.text != best.text)
         return sample_pair(item.prompt_id, item.messages, best, worst)
 
-    async def _judge(self, pair: Pair) -> None:
+    async def _judge(self, pair: Pair, checklist: Checklist | None = None) -> None:
         ids = principles_for(self.constitution, self.settings, principle_key(pair, self.settings), self.config.seed)
         self.counts["attempted"] += 1
-        judgment = await judge_pair(self.judge, self.constitution, pair, self.settings, ids, self.fp.judge)
+        if self.by_checklist:
+            assert checklist is not None and self.config.checklist is not None and not isinstance(self.judge, Panel)
+            aggregation = self.config.checklist.aggregation
+            judgment = await judge_checklist_pair(
+                self.judge, pair, checklist, self.settings, aggregation, ids, self.fp.judge
+            )
+        else:
+            judgment = await judge_pair(self.judge, self.constitution, pair, self.settings, ids, self.fp.judge)
         self.writer.add(judgment)
         self.counts["judged"] += 1
         if judgment.failure is not None:

@@ -11,6 +11,7 @@ from typing import Any
 
 from pydantic import Field
 
+from charter.checklist.config import ChecklistConfig
 from charter.critique.config import CritiqueConfig
 from charter.judge.settings import JudgeSettings
 from charter.preference.config import FiltersConfig, PairsConfig
@@ -58,6 +59,9 @@ class DatasetSettings(Record):
     """Dataset filters."""
     seed: int
     """The run seed (principle sampling, shuffles)."""
+    checklist: ChecklistConfig | None = None
+    """Each prompt's checklist: its source, writer and, for judge mode `checklist`, the aggregation chosen (null
+    without a `checklist:` section)."""
 
     def provenance(self) -> Provenance:
         """The provenance every row of this dataset carries (built once, here)."""

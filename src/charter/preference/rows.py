@@ -4,8 +4,11 @@ settings, read from its store one at a time."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Iterator
+from typing import Any
 
+from charter.judge.checklist import side_score
 from charter.messages import last_text
 from charter.preference.manifest import DatasetSettings
 from charter.records import (
@@ -21,6 +24,7 @@ from charter.records import (
     Provenance,
     SFTRow,
 )
+from charter.runs.checklists import stored_checklist
 from charter.runs.items import iter_prompts, pairs_with_judgments, stored_chains
 from charter.runs.store import RunStore
 from charter.verify import check, resolve, verifier_name
@@ -56,6 +60,7 @@ def preference_row(
     provenance: Provenance,
     calibration: CalibrationMap | None = None,
     checks: Checks | None = None,
+    checklist: list[dict[str, Any]] | None = None,
 ) -> PreferenceRow:
     """One TRL preference row from a pair and its (ok) judgment: the preferred response is `chosen`."""
     if judgment.status != "ok" or judgment.p_a is None or judgment.p_a_ab is None:
@@ -78,6 +83,11 @@ def preference_row(
 
     chosen, rejected = (pair.a, pair.b) if a_wins else (pair.b, pair.a)
     p_chosen = flip(judgment.p_a)
+    checked = judgment.checklist
+    sides = (None, None) if checked is None else (checked.a, checked.b) if a_wins else (checked.b, checked.a)
+    scores = (mean_score(True), mean_score(False))
+    if checked is not None:  # the checklist's own scores, under the aggregation the judgment used
+        scores = tuple(side_score(s, checked.aggregation) for s in sides)  # type: ignore[assignment]
     cal = calibrated_p_a(judgment, calibration)
     return PreferenceRow(
         **dict(provenance),
@@ -113,13 +123,21 @@ def preference_row(
         judge_fingerprint=judgment.fingerprint,
         chosen_verified=checks(pair.prompt_id, chosen) if checks else None,
         rejected_verified=checks(pair.prompt_id, rejected) if checks else None,
-        score_chosen=mean_score(True),
-        score_rejected=mean_score(False),
+        score_chosen=scores[0],
+        score_rejected=scores[1],
+        checklist=checklist,
+        checklist_chosen=sides[0],
+        checklist_rejected=sides[1],
     )
 
 
-def sft_row(chain: Chain, provenance: Provenance, checks: Checks | None = None) -> SFTRow:
-    """One SFT row: the prompt and the final revision."""
+def sft_row(
+    chain: Chain,
+    provenance: Provenance,
+    checks: Checks | None = None,
+    checklist: list[dict[str, Any]] | None = None,
+) -> SFTRow:
+    """One SFT row: the prompt and the final revision (with the prompt's checklist, where the run makes them)."""
     return SFTRow(
         **dict(provenance),
         messages=[*chain.prompt, Message(role="assistant", content=chain.final)],
@@ -127,7 +145,16 @@ def sft_row(chain: Chain, provenance: Provenance, checks: Checks | None = None) 
         principle_ids=chain.principle_ids,
         rounds=len(chain.rounds),
         verified=checks(chain.prompt_id, chain.final) if checks else None,
+        checklist=checklist,
     )
+
+
+def checklist_items(store: RunStore, settings: DatasetSettings, prompt_id: str | None) -> list[dict[str, Any]] | None:
+    """The items of the prompt's stored checklist under these settings, as a `checklist` column takes them back
+    (None without a `checklist:` section, or where its checklist could not be made)."""
+    fp = settings.fingerprints.checklist
+    found = None if fp is None or prompt_id is None else stored_checklist(store, prompt_id, fp)
+    return None if found is None else json.loads(found.record)["items"]
 
 
 def judged_rows(
@@ -150,7 +177,8 @@ def judged_rows(
                 else "unjudged"
             ] += 1
         if judgment is not None and judgment.status == "ok":
-            yield preference_row(pair, judgment, provenance, calibration, checks)
+            items = checklist_items(store, settings, pair.prompt_id)
+            yield preference_row(pair, judgment, provenance, calibration, checks, items)
 
 
 def sft_rows(store: RunStore, settings: DatasetSettings, counter: dict[str, int]) -> Iterator[SFTRow]:
@@ -160,7 +188,7 @@ def sft_rows(store: RunStore, settings: DatasetSettings, counter: dict[str, int]
         return
     checks = Checks(iter_prompts(store, checked_only=True), settings.filters.verifier)
     for chain in stored_chains(store, settings.fingerprints.critique):
-        row = sft_row(chain, provenance, checks)
+        row = sft_row(chain, provenance, checks, checklist_items(store, settings, chain.prompt_id))
         if row.verified is False:
             counter["sft_failed_verification"] = counter.get("sft_failed_verification", 0) + 1
             if settings.filters.verify == "drop":

@@ -149,6 +149,8 @@ class Fingerprints(Record):
     """Judgments."""
     dataset: str
     """Everything that shapes the dataset: the three above, pair kinds and strategy, filters."""
+    checklist: str | None = None
+    """Checklists (null when the run config has no `checklist:` section)."""
 
     def sources(self) -> list[str]:
         """The chain and sample fingerprints in effect (what current pairs are built from)."""

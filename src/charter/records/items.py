@@ -3,7 +3,7 @@ judgments, failures, and online training's rewards."""
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
@@ -26,6 +26,9 @@ class Prompt(Record):
     verifier: str | None = None
     """The source's `verifier` column: how a response is checked (see charter.verify); with a reference and no
     verifier, the run's `filters.verifier` (default `number`)."""
+    checklist: Any = None
+    """The source's `checklist` column as read (a list of items, or its JSON text): the prompt's checklist where the
+    run config's `checklist.source` is `column` (read by `charter.checklist.checklist_from_rows`)."""
 
 
 class CritiqueRound(Record):
@@ -145,6 +148,88 @@ class Vote(Record):
     """A panel's vote: the member model that cast it (null for a single judge, whose model the judgment names)."""
 
 
+#: A checklist item's verdict: met, not met, not applicable, or a recorded failure to read one.
+Verdict = Literal["yes", "no", "n/a", "failed"]
+#: Who gave a checklist item's verdict.
+VerdictBy = Literal["judge", "verifier"]
+
+
+class ItemVerdict(Record):
+    """One checklist item's verdict on one response."""
+
+    item_id: str
+    """The item answered."""
+    verdict: Verdict
+    """yes, no, n/a, or failed (the judge's answer could not be read, or the call failed)."""
+    reason: str | None = None
+    """The judge's short reason, written before its verdict (None from a verifier)."""
+    p_yes: float | None = Field(default=None, ge=0, le=1)
+    """P(yes) from the judge's log-probabilities, where the provider gives them."""
+    by: VerdictBy = "judge"
+    """Who answered: the judge, or a verifier program (`charter.verify`)."""
+    error: str | None = None
+    """Why the verdict failed (status `failed` only)."""
+
+
+class ChecklistScore(Record):
+    """A response's checklist score and how it was made (`charter.checklist.aggregate`)."""
+
+    score: float | None
+    """0..1, gates applied; None when no item could be counted (status `failed` or `not_applicable`)."""
+    status: Literal["ok", "failed", "not_applicable"]
+    """ok (a score), failed (every applicable item's verdict failed) or not_applicable (every item n.a.)."""
+    expected: float | None = None
+    """The score with each counted item's P(yes) in place of its verdict, where every counted item has one."""
+    cap: float | None = None
+    """The cap a failed gate put on the score (None: no gate failed)."""
+    gates_failed: list[str] = []
+    """Gated items the response failed."""
+    counted: list[str] = []
+    """Items answered yes or no: those the score counts."""
+    not_applicable: list[str] = []
+    """Items answered n/a: left out of the sum and the denominator."""
+    failed: list[str] = []
+    """Items whose verdict failed: left out of the sum and the denominator."""
+    failed_share: float = 0.0
+    """The share of the applicable weight (failed and counted items' |weight|) left out because its items failed."""
+    gates_unread: list[str] = []
+    """Gated items whose verdict failed: they could not cap the score."""
+    checklist_fingerprint: str = ""
+    """The checklist scored against."""
+    checklist_version: int = 1
+    """Its version."""
+
+
+class ChecklistSide(Record):
+    """One response's checklist judgment: its items' verdicts, its score, and the judge's overall score."""
+
+    verdicts: list[ItemVerdict]
+    """Each item's verdict, in the checklist's order (verifier items checked by code)."""
+    score: ChecklistScore
+    """The explicit aggregation: weights with gates over the verdicts."""
+    overall: int | None = None
+    """Aggregation `implicit`: the judge's overall score 1..10 given the checklist (None when it gave none)."""
+
+
+class ChecklistJudgment(Record):
+    """What judge mode `checklist` adds to a judgment: the checklist it used and each response's side."""
+
+    checklist_fingerprint: str
+    """The checklist's fingerprint (its source, version and items)."""
+    checklist_version: int
+    """The checklist's version."""
+    source: str
+    """Where its items came from: model, column or criteria."""
+    aggregation: Literal["explicit", "implicit"]
+    """How the two sides became the preference: weights with gates, or the judge's overall score."""
+    a: ChecklistSide
+    """Response a."""
+    b: ChecklistSide
+    """Response b."""
+    from_probabilities: bool = False
+    """Whether the expected scores (from the items' P(yes)) were compared."""
+
+
 class Failure(Record):
     """Why an item failed: recorded instead of a made-up value."""
 
@@ -193,6 +278,9 @@ class Judgment(Record):
     """Completion tokens of the judge calls."""
     failure: Failure | None = None
     """Why it failed (status `failed` only)."""
+    checklist: ChecklistJudgment | None = None
+    """Judge mode `checklist`: the checklist used, each response's item verdicts (with reasons) and scores; null in
+    the other modes. A failed judgment keeps it where the call was read (every item failed)."""
 
     @model_validator(mode="after")
     def _nothing_made_up(self) -> Judgment:

@@ -10,6 +10,7 @@ import orjson
 from pydantic import Field
 
 from charter.records.base import GENERATOR, Message, Record
+from charter.records.items import ChecklistSide
 
 
 class Provenance(Record):
@@ -143,8 +144,21 @@ class PreferenceRow(Provenance):
     """Judge mode `score`: `chosen`'s rubric score, the mean over the principles; null in the comparison modes."""
     score_rejected: float | None = None
     """Judge mode `score`: `rejected`'s rubric score, the mean over the principles."""
+    checklist: list[dict[str, Any]] | None = None
+    """The prompt's checklist (a run config's `checklist:` section): its items, as a `checklist` dataset column
+    takes them back; null without one."""
+    checklist_chosen: ChecklistSide | None = None
+    """Judge mode `checklist`: `chosen`'s item verdicts (each with its reason), score and overall score."""
+    checklist_rejected: ChecklistSide | None = None
+    """Judge mode `checklist`: `rejected`'s."""
 
-    JSON_COLUMNS: ClassVar[tuple[str, ...]] = ("per_principle", "per_order")
+    JSON_COLUMNS: ClassVar[tuple[str, ...]] = (
+        "per_principle",
+        "per_order",
+        "checklist",
+        "checklist_chosen",
+        "checklist_rejected",
+    )
     LEADING: ClassVar[tuple[str, ...]] = ("prompt", "chosen", "rejected", "p_chosen", "p_chosen_calibrated", "margin")
 
     @property
@@ -166,5 +180,9 @@ class SFTRow(Provenance):
     """How many critique-revision rounds."""
     verified: bool | None = None
     """Whether the final revision passed the prompt's verifier (charter.verify); null when the prompt has none."""
+    checklist: list[dict[str, Any]] | None = None
+    """The prompt's checklist (a run config's `checklist:` section), as a `checklist` dataset column takes it back;
+    null without one."""
 
+    JSON_COLUMNS: ClassVar[tuple[str, ...]] = ("checklist",)
     LEADING: ClassVar[tuple[str, ...]] = ("messages",)

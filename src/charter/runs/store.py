@@ -7,8 +7,8 @@ setting makes new items beside the old ones, and `Fingerprints` (store meta) say
 `RunStore` owns the connection (the schema and its upgrades, transactions, the read-only rules) and the meta
 table. Every other table has one module of functions that take the open store, the one reader and writer of
 that table: charter.runs.items (prompts, chains, samples, pairs, judgments), .failures, .stages, .usage
-(usage_events), .history (config_history), .batches (batches, batch_requests), .labels (the spot checks) and
-.rewards.
+(usage_events), .history (config_history), .batches (batches, batch_requests), .labels (the spot checks),
+.rewards, .checklists and .item_labels.
 
 Tables (records as JSON in `record` columns; see charter.records):
   meta(key, value)                                   run id, config, constitution, fingerprints, dataset
@@ -27,6 +27,10 @@ Tables (records as JSON in `record` columns; see charter.records):
   spot_sample, human_labels, label_events            the human spot checks (charter.runs.labels)
   rewards(id, key, step, rank, scoring, reward, status, record, created_at)
                                                      online training's judge rewards (charter.runs.rewards)
+  checklists(prompt_id, fingerprint, status, source, model, prompt_format, version, checklist_fingerprint, record,
+             created_at)                             each prompt's checklist (charter.runs.checklists)
+  item_labels(pair_id, item_id, side, annotator, verdict, created_at)
+                                                     people's verdicts on single checklist items (.item_labels)
 """
 
 from __future__ import annotations
@@ -57,7 +61,7 @@ STORE_FILE = "run.sqlite"
 #: The store's schema version (kept in `PRAGMA user_version`, and in meta `schema_version`, where releases before
 #: 3 look for it and refuse any other). Each change adds a step to `STORE_SCHEMA.steps`; the test fixture written
 #: by an earlier release is opened, upgraded and resumed after every change (tests/runs/test_upgrade.py).
-SCHEMA_VERSION = 6
+SCHEMA_VERSION = 7
 R = TypeVar("R", bound=BaseModel)
 
 #: The tables as schema 2 made them; a new store is made at 2 and brought forward by the steps, like an old one.
@@ -157,12 +161,31 @@ def _to_6(db: Any) -> None:
     _mark(db, 6)
 
 
+#: 7: each prompt's checklist (charter.runs.checklists); people's item verdicts (charter.runs.item_labels).
+CHECKLISTS_SCHEMA = """
+CREATE TABLE IF NOT EXISTS checklists (prompt_id TEXT, fingerprint TEXT, status TEXT, source TEXT, model TEXT,
+                                       prompt_format INTEGER, version INTEGER, checklist_fingerprint TEXT,
+                                       record TEXT, created_at REAL, PRIMARY KEY (prompt_id, fingerprint));
+CREATE TABLE IF NOT EXISTS item_labels (pair_id TEXT, item_id TEXT, side TEXT CHECK (side IN ('a', 'b')),
+                                        annotator TEXT, verdict TEXT CHECK (verdict IN ('yes', 'no', 'n/a')),
+                                        created_at REAL, PRIMARY KEY (pair_id, item_id, side, annotator));
+"""
+
+
+def _to_7(db: Any) -> None:
+    """7: each prompt's checklist, with its provenance (charter.runs.checklists), and people's verdicts on single
+    checklist items of spot-checked pairs (charter.runs.item_labels)."""
+    for statement in script_statements(CHECKLISTS_SCHEMA):
+        db.execute(statement)
+    _mark(db, 7)
+
+
 STORE_SCHEMA = Schema(
     what="run store",
     version=SCHEMA_VERSION,
     base=SCHEMA + "INSERT OR REPLACE INTO meta VALUES ('schema_version', '2');",
     base_version=2,
-    steps={2: _to_3, 3: _to_4, 4: _to_5, 5: _to_6},
+    steps={2: _to_3, 3: _to_4, 4: _to_5, 5: _to_6, 6: _to_7},
     found=_found,
 )
 

@@ -12,9 +12,12 @@ Five rules a response can be compared by, each with paraphrases. `make_pairs` wr
 - `scripted:rubric-proposer`: asked for yes/no criteria that tell the preferred response from the other, it offers
   each of `CRITERIA` that does (the planted rule's always, others by chance), as `{"criteria": [...]}`;
 - `scripted:checklist-judge`: answers each checklist item it knows (`CRITERIA`) truthfully about the response, with a
-  reason before each verdict, and `n/a` for one it does not know;
+  reason before each verdict, and `n/a` for one it does not know; asked for an overall score too, it gives the share
+  of known items met on 1..10;
 - `scripted:checklist-coin`: answers every checklist item yes or no by a coin drawn from the item and the response
-  (a judge at chance).
+  (a judge at chance);
+- `scripted:checklist-writer`: asked to write a prompt's checklist, it writes three items of `CRITERIA` (a number,
+  essential; a closing question, optional; at most 15 words, important), each linked to a principle it was given.
 
 The comparison judges read a comparison prompt in either format (fenced, or the audit's unfenced one), whatever the
 mode's instruction; asked for text, they answer with `charter.judge_prompt.write_verdict` (the option they prefer, (A)
@@ -29,6 +32,7 @@ import random
 import re
 from collections.abc import Callable, Sequence
 
+from charter.checklist.author import read_writer_prompt
 from charter.checklist.prompt import read_checklist_prompt
 from charter.judge_prompt import read_comparison, read_question, write_verdict
 from charter.lab.checks import NEGATED
@@ -243,7 +247,28 @@ def _checklist_judge(messages, params):  # noqa: ANN001, ANN202
             "reason": f"It {'does' if holds else 'does not'} hold.",
             "verdict": "yes" if holds else "no",
         }
+    if '"overall"' in messages[-1].content:  # the implicit aggregation: the share met, on 1..10
+        known = [a["verdict"] for a in answers.values() if a["verdict"] != "n/a"]
+        answers["overall"] = 1 + round(9 * known.count("yes") / len(known)) if known else 5
     return json.dumps(answers)
+
+
+def _checklist_writer(messages, params):  # noqa: ANN001, ANN202
+    ids = read_writer_prompt(messages[-1].content)
+    if not ids:
+        return "I cannot tell."
+    rules = [("number", "important"), ("question", "optional"), ("concise", "essential")]
+    items = [
+        {
+            "id": rule,
+            "requirement": CRITERIA[rule][0],
+            "principle_id": ids[index % len(ids)],
+            "category": category,
+            "reference": None,
+        }
+        for index, (rule, category) in enumerate(rules)
+    ]
+    return json.dumps({"items": items})
 
 
 def _checklist_coin(messages, params):  # noqa: ANN001, ANN202
@@ -257,13 +282,14 @@ def _checklist_coin(messages, params):  # noqa: ANN001, ANN202
 
 def register_lab_models() -> None:
     """Register `scripted:lab-proposer`, `scripted:lab-judge`, `scripted:lab-ignorer`, `scripted:rubric-proposer`,
-    `scripted:checklist-judge` and `scripted:checklist-coin` (idempotent)."""
+    `scripted:checklist-judge`, `scripted:checklist-coin` and `scripted:checklist-writer` (idempotent)."""
     register_script("lab-proposer", _proposer)
     register_script("lab-judge", *_judge_script(_p_rule))
     register_script("lab-ignorer", *_judge_script(_p_longer))
     register_script("rubric-proposer", _rubric_proposer)
     register_script("checklist-judge", _checklist_judge)
     register_script("checklist-coin", _checklist_coin)
+    register_script("checklist-writer", _checklist_writer)
 
 
 __all__ = [

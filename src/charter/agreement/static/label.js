@@ -56,6 +56,42 @@
     renderConversation(item.prompt);
     $("response-a").textContent = item.A;
     $("response-b").textContent = item.B;
+    renderChecklist(item);
+  }
+
+  function renderChecklist(item) {
+    const rows = $("checklist-items");
+    rows.replaceChildren();
+    $("checklist").hidden = !item.checklist;
+    for (const check of item.checklist || []) {
+      const tr = document.createElement("tr");
+      tr.dataset.item = String(check.id);
+      const text = document.createElement("td");
+      text.textContent = String(check.requirement);
+      tr.append(text);
+      for (const response of ["A", "B"]) {
+        const cell = document.createElement("td");
+        for (const verdict of ["yes", "no", "n/a"]) {
+          const button = document.createElement("button");
+          button.type = "button";
+          button.className = "verdict" + (check[response] === verdict ? " chosen" : "");
+          button.dataset.response = response;
+          button.dataset.verdict = verdict;
+          button.textContent = verdict;
+          button.setAttribute("aria-pressed", String(check[response] === verdict));
+          button.addEventListener("click", () => judgeItem(String(check.id), response, verdict));
+          cell.append(button);
+        }
+        tr.append(cell);
+      }
+      rows.append(tr);
+    }
+  }
+
+  function judgeItem(itemId, response, verdict) {
+    if (!state || !state.item) return;
+    const pairId = state.item.pair_id;
+    run(() => call("POST", "/api/item", { pair_id: pairId, item_id: itemId, response, verdict }));
   }
 
   async function run(action) {

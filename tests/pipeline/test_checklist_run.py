@@ -1,0 +1,183 @@
+"""`charter run` with a checklist for each prompt and judge mode `checklist` (scripted writer and judge)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from charter.cli import main
+from charter.pipeline.api import run
+from charter.providers import register_script
+from charter.runs.checklists import count_checklists
+from charter.runs.failures import failing_items
+from charter.runs.store import RunStore
+from charter.runs.usage import stored_usage
+from charter.testing.lab import register_lab_models
+
+register_lab_models()
+register_script("checklist-mute", lambda messages, params: "I would rather not write a checklist.")
+register_script("checklist-silent", lambda messages, params: "Looks fine to me.")
+ANSWERS = (
+    "It is 42. Want more?",
+    "Here is a longer answer with no figure in it at all, which goes on for well over fifteen words in total.",
+    "About 7 steps, roughly, depending on how you count them and on what you call a step.",
+)
+# a policy whose answers meet the writer's items (a number, a closing question, at most 15 words) to differing degrees
+register_script("checklist-policy", lambda messages, params: ANSWERS[(params.seed or 0) % len(ANSWERS)])
+
+CHECKLIST = {"source": "model", "model": "scripted:checklist-writer"}
+
+
+def checklist_config(make_config, **overrides: object) -> Path:
+    settings: dict = {
+        "policy": "scripted:checklist-policy",
+        "critic": "scripted:cai",
+        "judge": {"model": "scripted:checklist-judge", "mode": "checklist", "principles_per_pair": 2},
+        "checklist": CHECKLIST,
+    }
+    settings.update(overrides)
+    return make_config(**settings)
+
+
+def rows_of(tmp_path: Path, name: str = "preferences") -> list[dict]:
+    return [json.loads(line) for line in (tmp_path / f"run/data/{name}.jsonl").read_text().splitlines()]
+
+
+def calls(run_dir: Path, role: str) -> int:
+    with RunStore(run_dir) as store:
+        return sum(r.calls for r in stored_usage(store) if r.role == role)
+
+
+def test_checklist_mode_writes_rows_with_the_checklist_verdicts_and_reasons(make_config, tmp_path):
+    result = run(checklist_config(make_config))
+    rows = rows_of(tmp_path)
+    assert rows and result.counts["preferences"] == len(rows)
+    row = rows[0]
+    items = json.loads(row["checklist"])
+    assert [i["id"] for i in items] == ["number", "question", "concise"]
+    assert all(i["principle_id"] for i in items)
+    chosen, rejected = json.loads(row["checklist_chosen"]), json.loads(row["checklist_rejected"])
+    for side in (chosen, rejected):
+        assert [v["item_id"] for v in side["verdicts"]] == ["number", "question", "concise"]
+        assert all(v["verdict"] in ("yes", "no") and v["reason"] for v in side["verdicts"])
+    assert chosen["score"]["score"] >= rejected["score"]["score"]
+    assert row["score_chosen"] == chosen["score"]["score"] and row["judge_mode"] == "checklist"
+    assert row["p_chosen"] == pytest.approx(0.5 + (chosen["score"]["score"] - rejected["score"]["score"]) / 2)
+    sft = {r["prompt_id"]: r for r in rows_of(tmp_path, "sft")}
+    assert json.loads(sft[row["prompt_id"]]["checklist"]) == items  # the SFT rows carry the prompt's checklist too
+    run_dir = tmp_path / "run"
+    with RunStore(run_dir) as store:
+        assert count_checklists(store, result_fingerprint(run_dir)) == 6
+        provenance = store.execute("SELECT source, model, prompt_format, version FROM checklists LIMIT 1")[0]
+    assert provenance == ("model", "scripted:checklist-writer", 1, 1)
+    assert calls(run_dir, "checklist") == 6  # one call a prompt
+
+
+def result_fingerprint(run_dir: Path) -> str:
+    with RunStore(run_dir) as store:
+        return store.meta("settings")["fingerprints"]["checklist"]
+
+
+def test_a_second_run_makes_no_new_call(make_config, tmp_path):
+    config = checklist_config(make_config)
+    run(config)
+    run_dir = tmp_path / "run"
+    before = {role: calls(run_dir, role) for role in ("checklist", "judge")}
+    run(config)
+    assert {role: calls(run_dir, role) for role in ("checklist", "judge")} == before
+
+
+def test_the_report_names_the_checklists(make_config, tmp_path):
+    run(checklist_config(make_config, report=True))
+    report = (tmp_path / "run/report/report.md").read_text()
+    assert (
+        "Checklists: source model written by scripted:checklist-writer, 6 stored, judged item by item (explicit "
+        "aggregation)" in report
+    )
+
+
+def test_implicit_aggregation_compares_the_judges_overall_scores(make_config, tmp_path):
+    run(checklist_config(make_config, checklist={**CHECKLIST, "aggregation": "implicit"}))
+    rows = rows_of(tmp_path)
+    assert rows
+    for row in rows:
+        chosen, rejected = json.loads(row["checklist_chosen"]), json.loads(row["checklist_rejected"])
+        assert row["score_chosen"] == chosen["overall"] and 1 <= chosen["overall"] <= 10
+        assert row["p_chosen"] == pytest.approx(0.5 + (chosen["overall"] - rejected["overall"]) / 18)
+    with RunStore(tmp_path / "run") as store:
+        assert store.meta("settings")["checklist"]["aggregation"] == "implicit"
+
+
+def test_an_unwritable_checklist_is_the_prompts_recorded_failure(make_config, tmp_path):
+    config = checklist_config(
+        make_config, checklist={"source": "model", "model": "scripted:checklist-mute", "max_retries": 1}
+    )
+    assert main(["run", str(config)]) != 0  # every item failed: over max_failures
+    run_dir = tmp_path / "run"
+    with RunStore(run_dir) as store:
+        assert len(failing_items(store, "checklist", result_fingerprint(run_dir))) == 6
+        assert store.count("judgments") == 0  # nothing judged without a checklist, nothing made up
+    assert calls(run_dir, "checklist") == 12  # asked again once, then recorded
+
+
+def test_a_judge_reply_without_verdicts_fails_the_items_and_masks_the_pair(make_config, tmp_path):
+    config = checklist_config(
+        make_config,
+        judge={"model": "scripted:checklist-silent", "mode": "checklist", "max_retries": 1},
+        max_failures=100,
+    )
+    run(config)
+    with RunStore(tmp_path / "run") as store:
+        records = [json.loads(r) for (r,) in store.execute("SELECT record FROM judgments")]
+    assert records and all(r["status"] == "failed" and r["p_a"] is None for r in records)
+    side = records[0]["checklist"]["a"]
+    assert side["score"]["score"] is None and side["score"]["status"] == "failed"
+    assert side["score"]["failed_share"] == 1.0
+    assert all(v["verdict"] == "failed" and v["error"] for v in side["verdicts"])
+    assert not (tmp_path / "run/data/preferences.jsonl").exists() or rows_of(tmp_path) == []
+
+
+def test_samples_are_paired_best_against_worst_by_checklist_score(make_config, tmp_path):
+    run(checklist_config(make_config, pairs={"kinds": ["samples"], "k": 4}))
+    rows = rows_of(tmp_path)
+    assert rows and all(r["pair_kind"] == "samples" for r in rows)
+    for row in rows:
+        chosen, rejected = json.loads(row["checklist_chosen"]), json.loads(row["checklist_rejected"])
+        assert chosen["score"]["score"] >= rejected["score"]["score"]
+
+
+def test_a_checklist_column_and_its_errors(make_config, tmp_path):
+    good = [
+        {"id": "number", "requirement": "The response gives a specific number.", "category": "essential"},
+        {"id": "concise", "requirement": "The response is at most 15 words long.", "weight": 2, "gate": True},
+    ]
+    prompts = tmp_path / "prompts.jsonl"
+    prompts.write_text(
+        "".join(json.dumps({"prompt": f"How many legs has animal {i}?", "checklist": good}) + "\n" for i in range(3))
+    )
+    run(checklist_config(make_config, prompts={"path": str(prompts)}, checklist={"source": "column"}))
+    assert json.loads(rows_of(tmp_path)[0]["checklist"])[0]["id"] == "number"
+    bad = [{"id": "number", "requirement": "x", "weight": 0}]
+    prompts.write_text(json.dumps({"prompt": "How many?", "checklist": bad}) + "\n")
+    config = checklist_config(
+        make_config, output_dir=str(tmp_path / "run2"), prompts={"path": str(prompts)}, checklist={"source": "column"}
+    )
+    assert main(["run", str(config)]) == 2
+
+
+@pytest.mark.parametrize(
+    ("overrides", "said"),
+    [
+        ({"checklist": None}, "judge.mode"),
+        ({"checklist": {"source": "model"}}, "checklist.model"),
+        ({"checklist": {"source": "criteria"}}, "checklist.source: criteria"),
+        ({"checklist": {"source": "column", "aggregation": "both"}}, "checklist.aggregation"),
+    ],
+)
+def test_a_bad_checklist_section_is_one_line_and_exit_2(make_config, overrides, said, capsys):
+    config = checklist_config(make_config, **overrides)
+    assert main(["run", str(config)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert said in err and "Traceback" not in err
