@@ -107,7 +107,10 @@ class UsageMeter:
 
     def _count(self, event: UsageRow) -> None:
         """Add one event's counts into its (role, model)'s tally (under the lock)."""
-        tally = self.tallies.setdefault((event.role, event.model), UsageRow(role=event.role, model=event.model))
+        key = (event.role, event.model)
+        tally = self.tallies.get(key)
+        if tally is None:
+            tally = self.tallies[key] = UsageRow(role=event.role, model=event.model)
         for name in COUNTS:
             setattr(tally, name, getattr(tally, name) + getattr(event, name))
 
