@@ -19,6 +19,16 @@ def register(app: typer.Typer) -> None:
     constitutions_app.command("rubric")(rubric_command)
 
 
+def _print_written(summary: list[str], output: Path) -> None:
+    """Print a learned constitution's summary, then where it and its report were written."""
+    from charter.progress import console
+
+    for line in summary:
+        console.print(line, highlight=False, markup=False)
+    stem = output.with_suffix("")
+    console.print(f"constitution: {output}\nreport: {stem}.report.md ({stem}.report.json)", highlight=False)
+
+
 def _judging(mode: str, orders: str) -> tuple[str, str]:
     from charter.errors import ArgumentError
     from charter.judge.modes import pairwise_modes
@@ -65,7 +75,6 @@ def infer_command(
     select; the held-out agreement beside the declared constitution's and the baselines'."""
     from charter.lab.api import infer_constitution
     from charter.lab.infer import summary_lines
-    from charter.progress import console
 
     chosen_mode, chosen_orders = _judging(mode, orders)
     result = infer_constitution(
@@ -85,10 +94,7 @@ def infer_command(
         cache=cache or None,
         structured_output=structured_output,
     )
-    for line in summary_lines(result.report):
-        console.print(line, highlight=False, markup=False)
-    stem = output.with_suffix("")
-    console.print(f"constitution: {output}\nreport: {stem}.report.md ({stem}.report.json)", highlight=False)
+    _print_written(summary_lines(result.report), output)
 
 
 def test_command(
@@ -189,7 +195,6 @@ def learn_rubrics_command(
     with people, validated on held-out pairs; writes a constitution with criteria and the report."""
     from charter.lab.api import learn_rubrics
     from charter.lab.learn import summary_lines
-    from charter.progress import console
 
     result = learn_rubrics(
         pairs,
@@ -207,10 +212,7 @@ def learn_rubrics_command(
         cache=cache or None,
         structured_output=structured_output,
     )
-    for line in summary_lines(result.report):
-        console.print(line, highlight=False, markup=False)
-    stem = output.with_suffix("")
-    console.print(f"constitution: {output}\nreport: {stem}.report.md ({stem}.report.json)", highlight=False)
+    _print_written(summary_lines(result.report), output)
 
 
 def rubric_command(

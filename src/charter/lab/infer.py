@@ -24,10 +24,10 @@ import random
 import re
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -49,7 +49,10 @@ from charter.providers.base import ChatModel, SamplingParams
 from charter.records import Record
 from charter.stats import agreement as stats
 
-PROPOSE = """Here is a conversation and two responses an assistant could give. People preferred the first of them.
+T = TypeVar("T")
+
+#: The opening every proposer's request shares: the conversation, then the preferred response and the other.
+PROPOSE_HEAD = """Here is a conversation and two responses an assistant could give. People preferred the first of them.
 
 Conversation:
 {conversation}
@@ -60,9 +63,13 @@ Conversation:
 {other_label}
 {other}
 
-Propose up to {k} principles that would explain why people preferred it. Write each as one sentence of the form \
-"Select the response that ...", general enough to apply to other conversations. Answer with JSON and nothing \
-else: {{"principles": ["Select the response that ...", ...]}}"""
+"""
+
+PROPOSE = PROPOSE_HEAD + (
+    "Propose up to {k} principles that would explain why people preferred it. Write each as one sentence "
+    'of the form "Select the response that ...", general enough to apply to other conversations. Answer '
+    'with JSON and nothing else: {{"principles": ["Select the response that ...", ...]}}'
+)
 
 #: The proposer's reply as structured output (an object root: OpenAI's strict mode takes no other).
 PRINCIPLES_SCHEMA: dict[str, Any] = {
@@ -201,8 +208,14 @@ class Inferred:
 
 
 def propose_prompt(lp: LabelledPair, k: int) -> str:
+    return request_for(PROPOSE, lp, k)
+
+
+def request_for(template: str, lp: LabelledPair, k: int) -> str:
+    """A proposer's request for one pair: `template` (which opens with `PROPOSE_HEAD`) with the human's preferred
+    response first."""
     preferred, other = (lp.pair.a, lp.pair.b) if lp.human == "a" else (lp.pair.b, lp.pair.a)
-    return PROPOSE.format(
+    return template.format(
         conversation=render_conversation(lp.pair.prompt),
         preferred_label=PREFERRED,
         preferred=preferred,
@@ -238,17 +251,30 @@ async def propose(
     model: ChatModel, pairs: list[LabelledPair], k: int, params: SamplingParams, concurrency: int
 ) -> tuple[list[str], int]:
     """Candidate principles from each pair, and how many replies were not usable (recorded, never guessed)."""
+    return await propose_each(model, pairs, params, concurrency, lambda lp: propose_prompt(lp, k), parse_candidates)
+
+
+async def propose_each(
+    model: ChatModel,
+    pairs: list[LabelledPair],
+    params: SamplingParams,
+    concurrency: int,
+    prompt: Callable[[LabelledPair], str],
+    parse: Callable[[str], list[T] | None],
+) -> tuple[list[T], int]:
+    """Ask the proposer once a pair (`prompt`), read each reply with `parse`; the candidates in pair order, and how
+    many replies were not usable (a provider failure or an unreadable reply: recorded, never guessed)."""
     semaphore = asyncio.Semaphore(concurrency)
 
-    async def one(lp: LabelledPair) -> list[str] | None:
+    async def one(lp: LabelledPair) -> list[T] | None:
         async with semaphore:
             try:
-                [completion] = await model.generate([[user(propose_prompt(lp, k))]], params)
+                [completion] = await model.generate([[user(prompt(lp))]], params)
             except FatalProviderError:
                 raise
             except ProviderError:
                 return None
-            return parse_candidates(completion.text)
+            return parse(completion.text)
 
     replies = await asyncio.gather(*(one(lp) for lp in pairs))
     return [c for r in replies if r for c in r], sum(1 for r in replies if r is None)

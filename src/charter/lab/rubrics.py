@@ -45,9 +45,9 @@ from charter.checklist import (
 )
 from charter.constitutions.schema import CATEGORY_WEIGHTS, DEFAULT_GATE_CAP
 from charter.errors import FatalProviderError, ProviderError
-from charter.lab.infer import OTHER, PREFERRED, deduplicate, screen
+from charter.lab.infer import PROPOSE_HEAD, deduplicate, propose_each, request_for, screen
 from charter.lab.votes import LabelledPair, slug
-from charter.messages import render_conversation, user
+from charter.messages import render_conversation
 from charter.providers.base import ChatModel, SamplingParams
 from charter.records import Message, Record
 from charter.stats import agreement as stats
@@ -58,22 +58,14 @@ KINDS: tuple[str, ...] = ("hard_rule", "principle", "pitfall")
 #: The principle the learned criteria are written under.
 LEARNED_PRINCIPLE = "learned-rubric"
 
-PROPOSE = """Here is a conversation and two responses an assistant could give. People preferred the first of them.
-
-Conversation:
-{conversation}
-
-{preferred_label}
-{preferred}
-
-{other_label}
-{other}
-
-Propose up to {k} yes/no criteria that tell the preferred response from the other. Write each as one statement \
-about a response ("The response ..."), general enough to check on other conversations, and say its kind: \
-"hard_rule" (any acceptable response must meet it), "principle" (a quality that makes a response better) or \
-"pitfall" (something a response should not do; a "yes" counts against it). Answer with JSON and nothing else: \
-{{"criteria": [{{"requirement": "The response ...", "kind": "principle"}}, ...]}}"""
+PROPOSE = PROPOSE_HEAD + (
+    "Propose up to {k} yes/no criteria that tell the preferred response from the other. Write each as one"
+    ' statement about a response ("The response ..."), general enough to check on other conversations, '
+    'and say its kind: "hard_rule" (any acceptable response must meet it), "principle" (a quality that '
+    'makes a response better) or "pitfall" (something a response should not do; a "yes" counts against '
+    'it). Answer with JSON and nothing else: {{"criteria": [{{"requirement": "The response ...", "kind": '
+    '"principle"}}, ...]}}'
+)
 
 #: The proposer's reply as structured output.
 CRITERIA_SCHEMA: dict[str, Any] = {
@@ -98,15 +90,7 @@ CATEGORY_OF_KIND = {"hard_rule": "essential", "principle": "important", "pitfall
 
 def propose_prompt(lp: LabelledPair, k: int) -> str:
     """The proposer's request for one pair."""
-    preferred, other = (lp.pair.a, lp.pair.b) if lp.human == "a" else (lp.pair.b, lp.pair.a)
-    return PROPOSE.format(
-        conversation=render_conversation(lp.pair.prompt),
-        preferred_label=PREFERRED,
-        preferred=preferred,
-        other_label=OTHER,
-        other=other,
-        k=k,
-    )
+    return request_for(PROPOSE, lp, k)
 
 
 def parse_criteria(text: str) -> list[tuple[str, Kind]] | None:
@@ -135,20 +119,7 @@ async def propose(
     model: ChatModel, pairs: list[LabelledPair], k: int, params: SamplingParams, concurrency: int
 ) -> tuple[list[tuple[str, Kind]], int]:
     """Candidate criteria from each pair, and how many replies were not usable (recorded, never guessed)."""
-    semaphore = asyncio.Semaphore(concurrency)
-
-    async def one(lp: LabelledPair) -> list[tuple[str, Kind]] | None:
-        async with semaphore:
-            try:
-                [completion] = await model.generate([[user(propose_prompt(lp, k))]], params)
-            except FatalProviderError:
-                raise
-            except ProviderError:
-                return None
-            return parse_criteria(completion.text)
-
-    replies = await asyncio.gather(*(one(lp) for lp in pairs))
-    return [c for r in replies if r for c in r], sum(1 for r in replies if r is None)
+    return await propose_each(model, pairs, params, concurrency, lambda lp: propose_prompt(lp, k), parse_criteria)
 
 
 def candidate_items(

@@ -4,7 +4,6 @@ principles it flags insensitive."""
 from __future__ import annotations
 
 from charter.agreement.gate import GateResult
-from charter.errors import ConfigError
 from charter.judge.settings import ConstitutionTestConfig
 from charter.lab.checks import ConstitutionTest
 from charter.runs.store import RunStore
@@ -20,14 +19,7 @@ def stored_test(store: RunStore) -> ConstitutionTest | None:
 
 def constitution_test_config(store: RunStore) -> ConstitutionTestConfig | None:
     """The `judge.constitution_test` section of the run config in effect, if any."""
-    section = (store.run_config().get("judge") or {}).get("constitution_test")
-    if section is None:
-        return None
-    try:
-        return ConstitutionTestConfig.model_validate(section)
-    except ValueError as exc:
-        where = f"{store.run_dir}: run config judge.constitution_test"
-        raise ConfigError(f"{where}: {' '.join(str(exc).splitlines()[:3])}") from None
+    return store.judge_section("constitution_test", ConstitutionTestConfig)
 
 
 def evaluate_constitution_gate(

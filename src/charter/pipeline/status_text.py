@@ -13,28 +13,36 @@ from charter.runs.counts import COUNT_LABELS, ordered_counts
 __all__ = ["print_status", "trainer_summary"]
 
 
-def _pairs_table(steps: list[dict[str, Any]]) -> Any:
-    """Online DPO's pairs per training step: trained on, masked because the judgment failed or was undecided."""
+def _steps_table(title: str, columns: tuple[str, ...]) -> Any:
+    """An empty table of training steps: `columns`, right-justified."""
     from rich.table import Table
 
-    table = Table(title="Online DPO pairs per training step (reward store)")
-    for column in ("step", "pairs", "trained", "masked failed", "masked undecided", "from cache"):
+    table = Table(title=title)
+    for column in columns:
         table.add_column(column, justify="right")
-    shown = steps if len(steps) <= 12 else [*steps[:6], *steps[-6:]]
-    for row in shown:
+    return table
+
+
+def _shown(steps: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The steps a table shows: all of up to 12, else the first and the last 6."""
+    return steps if len(steps) <= 12 else [*steps[:6], *steps[-6:]]
+
+
+def _pairs_table(steps: list[dict[str, Any]]) -> Any:
+    """Online DPO's pairs per training step: trained on, masked because the judgment failed or was undecided."""
+    columns = ("step", "pairs", "trained", "masked failed", "masked undecided", "from cache")
+    table = _steps_table("Online DPO pairs per training step (reward store)", columns)
+    for row in _shown(steps):
         table.add_row(*(str(row.get(k)) for k in ("step", "pairs", "trained", "failed", "undecided", "from_store")))
     return table
 
 
 def _rewards_table(steps: list[dict[str, Any]]) -> Any:
     """The judge's rewards per training step (the reward store of online training)."""
-    from rich.table import Table
-
-    table = Table(title="Judge rewards per training step (reward store)")
-    for column in ("step", "rewards", "failed", "mean", "std", "from cache"):
-        table.add_column(column, justify="right")
-    shown = steps if len(steps) <= 12 else [*steps[:6], *steps[-6:]]
-    for row in shown:
+    table = _steps_table(
+        "Judge rewards per training step (reward store)", ("step", "rewards", "failed", "mean", "std", "from cache")
+    )
+    for row in _shown(steps):
         mean, std = row["mean"], row["std"]
         table.add_row(
             str(row["step"]),

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import threading
-from collections import defaultdict
 from collections.abc import Callable
-from dataclasses import dataclass
 
 from pydantic import Field
 
@@ -27,18 +25,10 @@ class Budget(ConfigModel):
     """Stop once total tokens (all roles, cache hits excluded) reach this."""
 
 
-@dataclass
-class Tally:
-    calls: int = 0
-    cached: int = 0
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-    cost_usd: float = 0.0
-    estimated: int = 0
-    retries: int = 0
-    cache_read_tokens: int = 0
-    cache_write_tokens: int = 0
-    cache_saved_usd: float = 0.0
+#: The running counts of one (role, model): a `UsageRow` that each counted call is added into.
+Tally = UsageRow
+#: The fields of a `UsageRow` that are counts (every one but role and model).
+COUNTS: tuple[str, ...] = tuple(name for name in UsageRow.model_fields if name not in ("role", "model"))
 
 
 Sink = Callable[[UsageRow], None]
@@ -57,7 +47,7 @@ class UsageMeter:
         self.prices = normalise_keys(prices or {})
         self.budget = budget or Budget()
         self.sink = sink
-        self.tallies: dict[tuple[str, str], Tally] = defaultdict(Tally)
+        self.tallies: dict[tuple[str, str], UsageRow] = {}
         self._lock = threading.Lock()
         self.prior_cost = 0.0
         """Cost spent by earlier processes of the same run (resume), counted against the budget."""
@@ -86,44 +76,43 @@ class UsageMeter:
         """Count one call. `prompt_tokens` is every input token; `cache_read` and `cache_write` are the ones of
         them the provider read from or wrote to its prompt cache (billed at their own prices)."""
         with self._lock:
-            tally = self.tallies[(role, model_id)]
             if cached:
-                tally.cached += 1
                 event = UsageRow(role=role, model=model_id, cached=1)
             else:
                 price = self.price_of(model_id)
                 share = price.batch if batched else 1.0
-                cost = price.cost(prompt_tokens, completion_tokens, cache_read, cache_write) * share
-                saved = price.saved(cache_read, cache_write) * share
-                tally.calls += 1
-                tally.prompt_tokens += prompt_tokens
-                tally.completion_tokens += completion_tokens
-                tally.cost_usd += cost
-                tally.estimated += estimated
-                tally.cache_read_tokens += cache_read
-                tally.cache_write_tokens += cache_write
-                tally.cache_saved_usd += saved
                 event = UsageRow(
                     role=role,
                     model=model_id,
                     calls=1,
                     prompt_tokens=prompt_tokens,
                     completion_tokens=completion_tokens,
-                    cost_usd=cost,
+                    cost_usd=price.cost(prompt_tokens, completion_tokens, cache_read, cache_write) * share,
                     estimated=int(estimated),
                     cache_read_tokens=cache_read,
                     cache_write_tokens=cache_write,
-                    cache_saved_usd=saved,
+                    cache_saved_usd=price.saved(cache_read, cache_write) * share,
                 )
+            self._count(event)
         if self.sink is not None:
             self.sink(event)
 
     def record_retry(self, role: str, model_id: str) -> None:
         """Count a request sent again after a failure worth retrying."""
+        event = UsageRow(role=role, model=model_id, retries=1)
         with self._lock:
-            self.tallies[(role, model_id)].retries += 1
+            self._count(event)
         if self.sink is not None:
-            self.sink(UsageRow(role=role, model=model_id, retries=1))
+            self.sink(event)
+
+    def _count(self, event: UsageRow) -> None:
+        """Add one event's counts into its (role, model)'s tally (under the lock)."""
+        key = (event.role, event.model)
+        tally = self.tallies.get(key)
+        if tally is None:
+            tally = self.tallies[key] = UsageRow(role=event.role, model=event.model)
+        for name in COUNTS:
+            setattr(tally, name, getattr(tally, name) + getattr(event, name))
 
     def describe(self) -> str:
         """Calls, cache hits, retries and cost so far, in a few words (for progress lines)."""
@@ -159,4 +148,4 @@ class UsageMeter:
 
     def rows(self) -> list[UsageRow]:
         """One row per (role, model) for reports and the run store."""
-        return [UsageRow(role=role, model=model, **vars(t)) for (role, model), t in sorted(self.tallies.items())]
+        return [t.model_copy() for _, t in sorted(self.tallies.items())]

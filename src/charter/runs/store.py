@@ -45,7 +45,7 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel
 
-from charter.errors import RunStoreError, StorageError
+from charter.errors import ConfigError, RunStoreError, StorageError
 from charter.records import CalibrationMap, Fingerprints
 from charter.storage import (
     Schema,
@@ -316,6 +316,19 @@ class RunStore:
     def run_config(self) -> dict[str, Any]:
         """The run config in effect, as stored when the run last started (its JSON form)."""
         return self.meta("config") or {}
+
+    def judge_section(self, key: str, model: type[R]) -> R | None:
+        """The `judge.<key>` section of the run config in effect as `model`, if any; a section that does not
+        validate raises ConfigError naming the run and the key."""
+        section = (self.run_config().get("judge") or {}).get(key)
+        if section is None:
+            return None
+        try:
+            return model.model_validate(section)
+        except ValueError as exc:
+            raise ConfigError(
+                f"{self.run_dir}: run config judge.{key}: {' '.join(str(exc).splitlines()[:3])}"
+            ) from None
 
     def fingerprints(self) -> Fingerprints | None:
         """The fingerprints of the settings in effect (None before the first start)."""

@@ -78,19 +78,23 @@ def decisive(h: np.ndarray, j: np.ndarray) -> np.ndarray:
     return (h != TIE) & (j != TIE)
 
 
+def compared(h: np.ndarray, j: np.ndarray, ties: bool) -> tuple[np.ndarray, np.ndarray]:
+    """The observations a figure counts: all of them with `ties`, else the both-decisive ones."""
+    if ties:
+        return h, j
+    keep = decisive(h, j)
+    return h[keep], j[keep]
+
+
 def agreement(h: np.ndarray, j: np.ndarray, ties: bool = False) -> float:
     """Share of observations where both sides pick the same; without ties, both-decisive ones only."""
-    if not ties:
-        keep = decisive(h, j)
-        h, j = h[keep], j[keep]
+    h, j = compared(h, j, ties)
     return float(np.mean(h == j)) if len(h) else math.nan
 
 
 def kappa_fast(h: np.ndarray, j: np.ndarray, ties: bool = False) -> float:
     """Cohen's kappa from a confusion matrix (numpy, for the bootstrap; equals scikit-learn's)."""
-    if not ties:
-        keep = decisive(h, j)
-        h, j = h[keep], j[keep]
+    h, j = compared(h, j, ties)
     if not len(h):
         return math.nan
     m = np.bincount(h * 3 + j, minlength=9).reshape(3, 3) / len(h)
@@ -102,9 +106,7 @@ def kappa(h: np.ndarray, j: np.ndarray, ties: bool = False) -> float:
     """Cohen's kappa (scikit-learn); NaN when undefined (a single category on both sides, or no data)."""
     from sklearn.metrics import cohen_kappa_score
 
-    if not ties:
-        keep = decisive(h, j)
-        h, j = h[keep], j[keep]
+    h, j = compared(h, j, ties)
     if not len(h):
         return math.nan
     with warnings.catch_warnings():

@@ -19,15 +19,7 @@ def stored_audit(store: RunStore) -> AuditReport | None:
 
 def audit_config_for(store: RunStore) -> AuditConfig | None:
     """The `judge.audit` section of the run config in effect, if any."""
-    from charter.errors import ConfigError
-
-    section = (store.run_config().get("judge") or {}).get("audit")
-    if section is None:
-        return None
-    try:
-        return AuditConfig.model_validate(section)
-    except ValueError as exc:
-        raise ConfigError(f"{store.run_dir}: run config judge.audit: {' '.join(str(exc).splitlines()[:3])}") from None
+    return store.judge_section("audit", AuditConfig)
 
 
 def save_audit(store: RunStore, report: AuditReport) -> Path:
