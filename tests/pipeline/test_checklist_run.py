@@ -181,3 +181,15 @@ def test_a_bad_checklist_section_is_one_line_and_exit_2(make_config, overrides, 
     assert main(["run", str(config)]) == 2
     err = capsys.readouterr().err.strip()
     assert said in err and "Traceback" not in err
+
+
+def test_the_forecast_counts_one_judge_call_a_checked_response(make_config, tmp_path):
+    """The cost forecast walks mode `checklist` as the run judges it: one call a response (the run's own count), not
+    the re-asks of a reply it cannot read."""
+    import charter
+
+    config = checklist_config(make_config)
+    forecast = charter.estimate(config)
+    result = run(config)
+    [judge] = [row for row in forecast.rows if row.role == "judge"]
+    assert judge.calls.expected == calls(result.run_dir, "judge") > 0

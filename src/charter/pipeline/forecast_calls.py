@@ -11,12 +11,16 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import json
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from charter.checklist import Checklist, ChecklistItem, checklist_from_criteria, checklist_from_rows
+from charter.checklist.prompt import read_checklist_prompt
 from charter.constitutions import Constitution
 from charter.critique.chain import run_chain
+from charter.judge.checklist import judge_checklist_pair, rank_by_checklist
 from charter.judge.pairwise import judge_pair, principle_key, principles_for
 from charter.judge.panel import Panel
 from charter.judge.score import rank_samples
@@ -136,7 +140,10 @@ class PlanningModel(ChatModel):
         out = []
         for request in requests:
             await self._send(request, params.max_tokens, False, params.model_dump_json())
-            if self.judge is not None:
+            shown = read_checklist_prompt(request[-1].content) if self.judge is not None else None
+            if shown is not None:  # a checklist call: a readable answer, so that no re-ask is walked
+                text = json.dumps({item: {"reason": "", "verdict": "yes"} for item, _ in shown[0]})
+            elif self.judge is not None:
                 [answer] = await self.judge.generate([request], params)
                 text = answer.text
             else:
@@ -179,12 +186,32 @@ class Walk:
         return policy, critic, judge
 
 
+#: A stand-in item of a checklist a model would write (source `model`): about the length of a written one.
+STAND_IN_ITEM = "The response does what this item of the prompt's checklist asks, in a sentence of this length."
+
+
+def forecast_checklist(config: RunConfig, constitution: Constitution, prompt: Prompt) -> Checklist:
+    """The checklist a judge call of mode `checklist` would carry for `prompt`: the constitution's criteria, the
+    prompt's column, or (source `model`, written during the run) `max_items` stand-in items of a written one's size.
+    The writer's own call a prompt is not in the judge's figures."""
+    section = config.checklist
+    if section is not None and section.source == "criteria":
+        return checklist_from_criteria(constitution)
+    if section is not None and section.source == "column" and prompt.checklist:
+        return checklist_from_rows(prompt.checklist, f"{prompt.prompt_id}.checklist")
+    n = section.max_items if section is not None else 8
+    items = [ChecklistItem(id=f"item-{i + 1}", requirement=STAND_IN_ITEM, weight=1.0) for i in range(n)]
+    return Checklist(items=items, source="model")
+
+
 async def prompt_calls(walk: Walk, prompt: Prompt, replies: Replies) -> list[Call]:
     """The calls the run would send for one prompt (as `charter.pipeline.work.Work.prompt` makes its items), in the
     order it would send them."""
     config, constitution, settings = walk.config, walk.constitution, walk.settings
     recorder = Recorder(call_cache=config.cache is not None)
     policy, critic, judge = walk.models(recorder, replies)
+    checklist = forecast_checklist(config, constitution, prompt) if settings.mode_entry.by_checklist else None
+    aggregation = config.checklist.aggregation if config.checklist is not None else "explicit"
     pairs: list[Pair] = []
     if "revision" in config.pairs.kinds:
         chain = await run_chain(
@@ -210,13 +237,21 @@ async def prompt_calls(walk: Walk, prompt: Prompt, replies: Replies) -> list[Cal
         elif walk.judging:
             assert not isinstance(judge, Panel)  # the config refuses mode score for a panel
             ids = principles_for(constitution, settings, prompt.prompt_id, config.seed)
-            ranked = await rank_samples(judge, constitution, prompt.messages, samples, ids, settings)
-            pairs.append(sample_pair(prompt.prompt_id, prompt.messages, ranked[0][0], ranked[-1][0]))
+            if checklist is not None:
+                ranked = await rank_by_checklist(judge, prompt.messages, samples, checklist, settings, aggregation)
+            else:
+                ranked = await rank_samples(judge, constitution, prompt.messages, samples, ids, settings)
+            if ranked:
+                pairs.append(sample_pair(prompt.prompt_id, prompt.messages, ranked[0][0], ranked[-1][0]))
     if walk.judging:
 
         async def judged(pair: Pair) -> None:
             ids = principles_for(constitution, settings, principle_key(pair, settings), config.seed)
-            await judge_pair(judge, constitution, pair, settings, ids, "")
+            if checklist is not None:
+                assert not isinstance(judge, Panel)  # the config refuses a panel for mode checklist
+                await judge_checklist_pair(judge, pair, checklist, settings, aggregation, ids, "")
+            else:
+                await judge_pair(judge, constitution, pair, settings, ids, "")
 
         await asyncio.gather(*(judged(pair) for pair in pairs))
     return recorder.calls
