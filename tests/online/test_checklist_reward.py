@@ -168,9 +168,9 @@ def test_a_writer_writes_one_checklist_a_prompt_for_its_whole_group(tmp_path: Pa
         item = {"id": "num", "requirement": CRITERIA["number"][0], "category": "essential", "principle_id": "x"}
         return json.dumps({"items": [item]})
 
-    register_script("checklist-writer", writer)
     register_lab_models()
-    writer = "scripted:checklist-writer"
+    register_script("one-item-writer", writer)  # not the lab's `checklist-writer`, which writes three items
+    writer = "scripted:one-item-writer"
     fn = charter.reward_function("scripted:checklist-judge", "harmless", scoring="checklist",
                                  checklist_writer=writer, store=tmp_path / "s", cache=None)  # fmt: skip
     got = fn(prompts=["How many?"] * 3 + ["Why?"], completions=["4", "four", "4!", "no"])
