@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from charter.api_args import from_arguments
-from charter.errors import ArgumentError, CharterError
+from charter.errors import ArgumentError, RunFailure
 from charter.online.reward import RewardFunction, reward_function
 from charter.providers.config import RoleConfig
 from charter.records import RewardRecord
@@ -166,7 +166,7 @@ class Judging:
         self.reward.close()
 
 
-class JudgmentFailed(CharterError):
+class JudgmentFailed(RunFailure):
     """A completion's judgment failed (the judge's reply unreadable, the provider failing after its retries): raised
     where a framework can drop the rollout but cannot take `None` for a reward. `reason` says why."""
 

@@ -34,8 +34,7 @@ from charter.checklist.prompt import (
     read_checklist_reply,
     read_overall,
 )
-from charter.errors import ConfigError, ProviderError
-from charter.judge.entry import Kind
+from charter.errors import ProviderError
 from charter.judge.score import dooms_run, p_first_from_scores
 from charter.providers.base import ChatModel
 from charter.records import (
@@ -241,16 +240,3 @@ __all__ = [
     "rank_by_checklist",
     "side_score",
 ]
-
-
-async def _needs_its_checklist(*_: object) -> list:
-    """A checklist mode's pairs are judged against their prompt's checklist (`judge_checklist_pair`), which a bare
-    pair does not carry."""
-    raise ConfigError(
-        "judge mode checklist judges a pair against its prompt's checklist: use it in a run with a `checklist:` "
-        "section, or `scoring: checklist` for rewards"
-    )
-
-
-#: The kind of judgment of mode `checklist`: each response rated alone against its prompt's checklist.
-CHECKS_ITEMS = Kind("rating", _needs_its_checklist, by_checklist=True)

@@ -18,7 +18,7 @@ structured output.
 from __future__ import annotations
 
 from charter.checklist.prompt import CHECKLIST_INSTRUCTION, read_checklist_reply
-from charter.judge.checklist import CHECKS_ITEMS
+from charter.errors import ConfigError
 from charter.judge.compare import COMPARES
 from charter.judge.entry import Kind, Mode, Reply
 from charter.judge.score import RATES_ALL_PRINCIPLES, RATES_EACH_PRINCIPLE
@@ -151,6 +151,20 @@ register_mode(
         ),
     )
 )
+
+
+async def _needs_its_checklist(*_: object) -> list:
+    """Mode `checklist` judges a pair against its prompt's checklist (`charter.judge.checklist`, which the run
+    calls with it); a bare pair carries none."""
+    raise ConfigError(
+        "judge mode checklist judges a pair against its prompt's checklist: use it in a run with a `checklist:` "
+        "section, or `scoring: checklist` for rewards"
+    )
+
+
+#: The kind of judgment of mode `checklist`: each response rated alone against its prompt's checklist.
+CHECKS_ITEMS = Kind("rating", _needs_its_checklist, by_checklist=True)
+
 register_mode(
     Mode(
         "checklist",

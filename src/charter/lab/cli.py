@@ -184,7 +184,7 @@ def learn_rubrics_command(
     min_decided: int = typer.Option(3, "--min-decided", min=1, help="... and deciding at least this many."),
     max_criteria: int = typer.Option(10, "--max-criteria", min=1, help="Keep at most this many criteria."),
     seed: int = typer.Option(0, "--seed", help="Seed of the split, the sample asked and the bootstrap."),
-    cache: str | None = typer.Option("~/.cache/charter/calls.sqlite", "--cache", help="Call cache ('' for none)."),
+    cache: str | None = typer.Option(DEFAULT_CACHE, "--cache", help="Call cache ('' for none)."),
     structured_output: bool = typer.Option(
         True,
         "--structured-output/--no-structured-output",
