@@ -1,7 +1,7 @@
 """Judge mode `checklist` (both aggregations) against `rubric`, `score` and pairwise `logprobs`: agreement with people.
 
     PYTHONPATH=src .venv/bin/python benchmarks/bench_checklist.py [--data ../shared/data] [--limit 117]
-        [--pyrit-limit 594] [--local-limit 2]
+        [--pyrit-limit 594] [--local-limit 12]
 
 Each human-labelled pair (the shared HHH pairs, and the PyRIT pairs, or a seeded subset) goes through `charter.run`
 as a user would run it: the pair's prompt is a run prompt, a scripted policy answers it with one of the pair's two
@@ -304,7 +304,9 @@ def main() -> None:
     parser.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data", help="the shared data folder")
     parser.add_argument("--limit", type=int, default=117, help="HHH rows for the scripted judges")
     parser.add_argument("--pyrit-limit", type=int, default=594, help="PyRIT rows for the scripted judges (0: none)")
-    parser.add_argument("--local-limit", type=int, default=2, help="HHH rows for the embedded model (0: skip it)")
+    parser.add_argument(
+        "--local-limit", type=int, default=12, help="HHH rows for the embedded model, distinct prompts (0: skip it)"
+    )
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     # `charter run` with judge mode `checklist` stops in its start-of-run cost forecast (the forecast judges a pair
@@ -329,7 +331,9 @@ def main() -> None:
         register_script("criteria-rater", *criteria_rater(constitution))
         plans = [(name, rows, "scripted", MODES) for name, rows in sets]
         if args.local_limit:
-            plans.append(("HHH", sets[0][1][: args.local_limit], "local", MODES[:2] + MODES[4:]))
+            # distinct prompts (one run a mode, the model loaded once): the first round's first rows
+            local = rounds(sets[0][1])[0][: args.local_limit]
+            plans.append(("HHH", local, "local", MODES[:2] + MODES[4:]))
         for index, (name, rows, kind, modes) in enumerate(plans):
             for number, (how, mode, source, aggregation) in enumerate(modes):
                 if kind == "local":
