@@ -205,7 +205,7 @@ def run_round(
         "filters": {"drop_ties": False, "drop_inconsistent": False, "dedupe": False},
         "cache": None,
         "report": False,
-        "max_failures": 1.0,
+        "max_failures": 1_000_000,  # a count: keep every judged pair, record every failure
         "diversity": {"embedding_model": None},
         "concurrency": 8,
         **judged,
