@@ -187,7 +187,7 @@ class JudgeSession:
     def record(
         self, key: str, step: int | None, prompt: list[Message], text: str, reward: float | None, **fields: Any
     ) -> RewardRecord:
-        """A reward record of this session (its basis, rank, judge and fingerprint) with `fields` beside."""
+        """A reward record of the judge session (its basis, rank, judge and fingerprint) with `fields` beside."""
         return RewardRecord(key=key, step=step, prompt=prompt, completion=text, reward=reward, **self._stamp, **fields)
 
     def failed(

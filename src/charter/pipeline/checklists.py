@@ -78,7 +78,7 @@ class Checklists:
         self.section, self.constitution, self.judge, self.seed = section, constitution, judge, seed
         self.store, self.fp, self.writer = store, fp, writer
         self.made = 0
-        """Checklists made (not read from the store) this session."""
+        """Checklists made by this run (not read from the store)."""
 
     async def get(self, prompt: Prompt) -> Checklist:
         """The prompt's checklist. Raises JudgeParseError or ProviderError where a model could not write one (the
