@@ -39,27 +39,27 @@ WRITER_REQUEST = (
     'Answer with a JSON object and nothing else: {{"items": [{{"id": "...", "requirement": "...", "category": '
     '"...", "principle_id": "..."}}]}}'
 )
-WRITER_SCHEMA: dict[str, Any] = {
-    "type": "object",
-    "properties": {
-        "items": {
-            "type": "array",
-            "items": {
-                "type": "object",
-                "properties": {
-                    "id": {"type": "string"},
-                    "requirement": {"type": "string"},
-                    "category": {"type": "string", "enum": ["essential", "important", "optional", "pitfall"]},
-                    "principle_id": {"type": "string"},
-                },
-                "required": ["id", "requirement", "category", "principle_id"],
-                "additionalProperties": False,
-            },
-        }
-    },
-    "required": ["items"],
-    "additionalProperties": False,
-}
+CATEGORIES = ["essential", "important", "optional", "pitfall"]
+
+
+def items_schema(*, linked: bool) -> dict[str, Any]:
+    """The JSON schema of a reply listing checklist items (id, requirement, category; `linked`: a principle id too)."""
+    fields: dict[str, Any] = {
+        "id": {"type": "string"},
+        "requirement": {"type": "string"},
+        "category": {"type": "string", "enum": CATEGORIES},
+        **({"principle_id": {"type": "string"}} if linked else {}),
+    }
+    item = {"type": "object", "properties": fields, "required": list(fields), "additionalProperties": False}
+    return {
+        "type": "object",
+        "properties": {"items": {"type": "array", "items": item}},
+        "required": ["items"],
+        "additionalProperties": False,
+    }
+
+
+WRITER_SCHEMA = items_schema(linked=True)
 
 
 class NoChecklist(Exception):

@@ -21,6 +21,7 @@ from charter.errors import DatasetError, FatalProviderError, ProviderError
 from charter.judge_prompt import rubric_object
 from charter.messages import render_conversation, user
 from charter.online.book import ChecklistBook
+from charter.online.checklisted import items_schema
 from charter.online.config import ChecklistReward
 from charter.online.reward import JudgeReward
 from charter.providers import ManagedModel
@@ -40,26 +41,7 @@ PROPOSER_REQUEST = (
     'Answer with a JSON object and nothing else: {{"items": [{{"id": "...", "requirement": "...", "category": '
     '"..."}}]}} (an empty list when nothing is exploited).'
 )
-PROPOSER_SCHEMA: dict[str, Any] = {
-    "type": "object",
-    "properties": {
-        "items": {
-            "type": "array",
-            "items": {
-                "type": "object",
-                "properties": {
-                    "id": {"type": "string"},
-                    "requirement": {"type": "string"},
-                    "category": {"type": "string", "enum": ["essential", "important", "optional", "pitfall"]},
-                },
-                "required": ["id", "requirement", "category"],
-                "additionalProperties": False,
-            },
-        }
-    },
-    "required": ["items"],
-    "additionalProperties": False,
-}
+PROPOSER_SCHEMA = items_schema(linked=False)
 
 
 class Refresh(Record):
