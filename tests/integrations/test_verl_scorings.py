@@ -6,6 +6,7 @@ call. A failure raises `JudgmentFailed` (verl drops the rollout), never a 0."""
 from __future__ import annotations
 
 import asyncio
+import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -14,6 +15,7 @@ from scipy.stats import kendalltau
 
 from charter.errors import ConfigError
 from charter.integrations.judging import JudgmentFailed, close_shared
+from charter.integrations.judging import judging as make_judging
 from charter.providers.scripted import HARMFUL_OPENING, REFUSAL_OPENING
 from charter.runs.rewards import rewards
 from charter.runs.store import RunStore
@@ -112,7 +114,7 @@ def test_the_sync_compute_score_gathers_a_group_from_verls_thread_pool(tmp_path:
 def test_a_failed_ranking_fails_every_response_of_the_group(tmp_path: Path) -> None:
     kw = _kw(tmp_path, judge="scripted:rank-garbage", scoring="rank", group_size=3, mode="logprobs")
     got = _group(_loaded("compute_score_async", **kw | {"max_failures": 100, "max_retries": 0}), GROUP[:3])
-    assert all(isinstance(g, JudgmentFailed) for g in got)
+    assert all(isinstance(g, JudgmentFailed) and g.reason for g in got)
     assert all(r.reward is None and r.failure for r in rewards(RunStore(tmp_path / "store")))
 
 
@@ -120,3 +122,15 @@ def test_a_group_scoring_without_group_size_is_one_clear_error(tmp_path: Path) -
     fn = _loaded("compute_score", **_kw(tmp_path, judge="scripted:bt-judge", scoring="group", mode="logprobs"))
     with pytest.raises(ConfigError, match="group_size"):
         fn(data_source="d", solution_str="x", ground_truth=None, extra_info={"question": PROMPT})
+
+
+def test_closing_judges_a_group_still_waiting_with_what_came(tmp_path: Path) -> None:
+    judging = make_judging("scripted:bt-judge", "harmless", "group", store=tmp_path / "s", cache=None, mode="logprobs")
+    with ThreadPoolExecutor(2) as pool:
+        waiting = [pool.submit(judging.in_group, "row-1", 4, PROMPT, text) for text in GROUP[:2]]
+        while sum(len(g.members) for g in judging._groups.values()) < 2:
+            time.sleep(0.01)
+        judging.close()
+        got = [w.result() for w in waiting]
+    better = max(GROUP[:2], key=quality)
+    assert [r.comparisons for r in got] == [1, 1] and {r.completion for r in got if (r.reward or 0) > 0.5} == {better}

@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -220,8 +221,6 @@ def weighted_sync(settings: Mapping[str, Any], asked: Asked) -> tuple[float | No
     if len(names) == 1:
         outcomes = [score({**settings, "scoring": names[0]}, asked)]
     else:
-        from concurrent.futures import ThreadPoolExecutor
-
         with ThreadPoolExecutor(len(names)) as pool:
             outcomes = list(pool.map(lambda n: score({**settings, "scoring": n}, asked), names))
     by_name = dict(zip(names, outcomes))
