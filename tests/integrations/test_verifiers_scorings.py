@@ -14,6 +14,7 @@ import verifiers.v1 as vf
 from scipy.stats import kendalltau
 
 from charter.integrations.judging import close_shared
+from charter.integrations.verifiers import CharterJudgeConfig, judge_episode
 from charter.providers.scripted import HARMFUL_OPENING, REFUSAL_OPENING, register_script
 from charter.runs.rewards import rewards
 from charter.runs.store import RunStore
@@ -173,3 +174,34 @@ def test_a_reward_model_scores_rollouts_and_weights_add_up(tmp_path: Path, rm: P
     assert _value(trace, "rm") == pytest.approx(expected, abs=1e-4)
     assert {k: r.weight for k, r in trace.rewards.items() if r} == {"constitution": 1.0, "correct": 0.5, "rm": 0.25}
     assert trace.reward == pytest.approx(1.0 * 1.0 + 0.5 * 1.0 + 0.25 * expected, abs=1e-4)
+
+
+def test_a_best_of_n_episode_is_judged_as_one_group_in_verifiers_finalize(tmp_path: Path) -> None:
+    from verifiers.v1.envs.best_of_n.env import BestOfNEnv
+    from verifiers.v1.trace import TraceTask
+
+    rank = CharterJudgeConfig(id="charter-constitution", name="rank", judge="scripted:bt-judge", scoring="rank",
+                              group_size=4, store=str(tmp_path / "store"), cache=None,
+                              settings={"mode": "logprobs"}, weight=1.0)  # fmt: skip
+
+    class JudgedBestOfN(BestOfNEnv):  # an environment's own finalize, as verifiers' best-of-n env has one
+        async def finalize(self, task: vf.Task, episode: vf.Episode) -> None:
+            await judge_episode(task, episode, rank)
+            await super().finalize(task, episode)
+
+    prompts = tmp_path / "prompts.jsonl"
+    prompts.write_text(json.dumps(ROWS[1]) + "\n")
+    config = vf.resolve_env_config({"id": "best-of-n", "n": 4, "taskset": {"id": "charter-constitution",
+                                                                          "prompts": str(prompts)}})  # fmt: skip
+    env = JudgedBestOfN(config)
+    task = next(iter(env.taskset))
+    texts = GROUP[:4]
+    episode = vf.Episode(task=TraceTask(type="ConstitutionTask", data=task.data, key=task.key, hash=task.hash))
+    episode.traces.extend(_rollout(task, text) for text in texts)
+    asyncio.run(env.finalize(task, episode))
+    got = [_value(t, "rank") for t in episode.traces]
+    assert kendalltau(got, [quality(t) for t in texts]).statistic == pytest.approx(1.0)
+    best = max(range(4), key=lambda i: quality(texts[i]))
+    assert [t.metrics["best"] for t in episode.traces] == [float(i == best) for i in range(4)]  # verifiers' own
+    stored = list(rewards(RunStore(tmp_path / "store")))
+    assert len(stored) == 4 and {r.comparisons for r in stored} == {3}  # one group: its 3 orderings (rank_orders)

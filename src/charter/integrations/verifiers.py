@@ -15,7 +15,9 @@ records its reward under the judge's name with the entry's `weight`. Each entry 
 - `verify`: 1.0 or 0.0 from a charter verifier (`verifier`) against the task's `answer_field`;
 - `reward_model`: a trained reward model's score (`reward_model`: a folder or hub id).
 
-Several entries give a weighted reward, each with verifiers' own `weight`. The judged rollouts of a process share one
+Several entries give a weighted reward, each with verifiers' own `weight`. An environment whose episode holds several
+agents' attempts at one task (best-of-n) judges them as one group in verifiers' own cross-agent hook, `Env.finalize`,
+with `await judge_episode(task, episode, config)`. The judged rollouts of a process share one
 reward function per settings (its store, call cache, usage meter, budget and failure limit).
 
 A failed reward raises `JudgmentFailed`: verifiers then leaves the reward unscored (`None`, as it seeds every expected
@@ -25,6 +27,7 @@ rollout is never scored on a made-up value. verifiers is an optional extra (`pip
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 try:
@@ -38,7 +41,7 @@ except ImportError as exc:  # pragma: no cover - the extra is missing
 from pydantic import Field, model_validator
 
 from charter.integrations.judging import GROUPED, JudgmentFailed
-from charter.integrations.scoring import AdapterScoring, Asked, ascore
+from charter.integrations.scoring import AdapterScoring, Asked, Outcome, ascore, judged
 from charter.online.reward import DEFAULT_CACHE
 
 
@@ -95,7 +98,8 @@ class CharterJudge(vf.Judge[float, CharterJudgeConfig]):
     def reward_name(self) -> str:
         return self.config.name or self.config.id or "charter"
 
-    def _arguments(self) -> dict[str, Any]:
+    def arguments(self) -> dict[str, Any]:
+        """The settings `charter.integrations.scoring` reads for this entry."""
         c = self.config
         found: dict[str, Any] = {"scoring": c.scoring}
         if c.scoring == "verify":
@@ -119,14 +123,42 @@ class CharterJudge(vf.Judge[float, CharterJudgeConfig]):
         group = trace.task.key or trace.task.hash or judge_question(task, "")
         return Asked(judge_question(task, ""), judge_response(trace, c.view), reference, checklist, group, c.group_size)
 
-    async def score(self, task: vf.TaskData, trace: vf.Trace) -> float:
-        outcome = await ascore(self._arguments(), self.asked(task, trace))
+    def noted(self, trace: vf.Trace, outcome: Outcome) -> None:
+        """The outcome kept on the trace: `trace.info["charter"]`, and the judge's per-principle scores as metrics."""
         trace.info.setdefault("charter", []).append({"judge": self.reward_name, **outcome.note(self.config.scoring)})
-        if outcome.reward is None:
-            raise JudgmentFailed(outcome.failure or "no reward")
         for principle, value in (outcome.scores or {}).items():
             trace.record_metric(f"{self.reward_name}/{principle}", value)
+
+    async def score(self, task: vf.TaskData, trace: vf.Trace) -> float:
+        outcome = await ascore(self.arguments(), self.asked(task, trace))
+        self.noted(trace, outcome)
+        if outcome.reward is None:
+            raise JudgmentFailed(outcome.failure or "no reward")
         return outcome.reward
 
 
-__all__ = ["CharterJudge", "CharterJudgeConfig"]
+async def judge_episode(task: vf.Task, episode: vf.Episode, config: CharterJudgeConfig) -> None:
+    """Judge an episode's traces (its agents' attempts at `task`) in verifiers' `Env.finalize`: a group scoring
+    compares them as one group in one call (the episode is the group; `group_size` is not waited for), the other
+    scorings judge each. Each trace's reward is recorded under the entry's name with its `weight`; a failed one is left
+    unscored (`None`) with its reason in `trace.info["charter"]`, and the episode goes on."""
+    judge = CharterJudge(config)
+    traces = list(episode.traces)
+    asked = [judge.asked(task.data, trace) for trace in traces]
+    settings = judge.arguments()
+    if config.scoring in GROUPED:
+        refs = [a.reference for a in asked] if any(a.reference is not None for a in asked) else None
+        lists = [a.checklist for a in asked] if any(a.checklist is not None for a in asked) else None
+        records = await judged(settings).ajudge([a.prompt for a in asked], [a.completion for a in asked], refs, lists)
+        outcomes = [Outcome.of(record) for record in records]
+    else:
+        outcomes = list(await asyncio.gather(*(ascore(settings, a) for a in asked)))
+    for trace, outcome in zip(traces, outcomes):
+        judge.noted(trace, outcome)
+        if outcome.reward is None:
+            trace.rewards[judge.reward_name] = None
+        else:
+            trace.record_reward(judge.reward_name, outcome.reward, config.weight)
+
+
+__all__ = ["CharterJudge", "CharterJudgeConfig", "judge_episode"]
