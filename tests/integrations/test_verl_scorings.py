@@ -16,6 +16,7 @@ from scipy.stats import kendalltau
 from charter.errors import ConfigError
 from charter.integrations.judging import JudgmentFailed, close_shared
 from charter.integrations.judging import judging as make_judging
+from charter.integrations.scoring import reward_model
 from charter.providers.scripted import HARMFUL_OPENING, REFUSAL_OPENING
 from charter.runs.rewards import rewards
 from charter.runs.store import RunStore
@@ -134,3 +135,18 @@ def test_closing_judges_a_group_still_waiting_with_what_came(tmp_path: Path) -> 
         got = [w.result() for w in waiting]
     better = max(GROUP[:2], key=quality)
     assert [r.comparisons for r in got] == [1, 1] and {r.completion for r in got if (r.reward or 0) > 0.5} == {better}
+
+
+def test_a_reward_models_calls_are_scored_in_batches(rm: Path, monkeypatch) -> None:  # noqa: F811
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    fn = _loaded("compute_score_async", scoring="reward_model", reward_model=str(rm), reward_model_batch_size=4)
+    texts = [f"{SAFE} ({i})" for i in range(8)]
+
+    async def calls() -> list[dict]:
+        info = {"question": QUESTION}
+        return await asyncio.gather(*(fn(solution_str=t, ground_truth=None, extra_info=info) for t in texts))
+
+    got = asyncio.run(calls())
+    expected = [_in_process(rm, QUESTION, t) for t in texts]
+    assert [g["score"] for g in got] == pytest.approx(expected, abs=1e-4)  # each its own score, batched or not
+    assert reward_model({"reward_model": str(rm), "reward_model_batch_size": 4}).batches == 2

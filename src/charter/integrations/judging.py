@@ -24,6 +24,7 @@ from typing import Any
 
 from charter.api_args import from_arguments
 from charter.errors import ArgumentError, RunFailure
+from charter.integrations.window import Window
 from charter.online.reward import RewardFunction, reward_function
 from charter.providers.config import RoleConfig
 from charter.records import RewardRecord
@@ -75,9 +76,8 @@ class Judging:
             )
         self.reward, self.window_s, self.max_batch, self.group_wait_s = reward, window_s, max_batch, group_wait_s
         self._lock = threading.Lock()
-        self._waiting: list[_Waiting] = []
+        self._window: Window[_Waiting] = Window(window_s, max_batch, self._judge_together)
         self._groups: dict[str, _Gathering] = {}
-        self._timer: threading.Timer | None = None
         self._in_flight: set[Future[list[RewardRecord]]] = set()
         self.batches = 0
         """Batches the reward function has judged through this object."""
@@ -158,26 +158,8 @@ class Judging:
                 "scoring", f"{self.scoring!r} compares a prompt's completions together: judge it with in_group"
             )
         item = _Waiting(prompt, completion, reference, checklist)
-        with self._lock:
-            self._waiting.append(item)
-            full = len(self._waiting) >= self.max_batch
-            if not full and self._timer is None:
-                self._timer = threading.Timer(self.window_s, self._flush)
-                self._timer.daemon = True
-                self._timer.start()
-        if full:
-            self._flush()
+        self._window.add(item)
         return item.done
-
-    def _flush(self) -> None:
-        with self._lock:
-            batch, self._waiting = self._waiting, []
-            if self._timer is not None:
-                self._timer.cancel()
-                self._timer = None
-        if not batch:
-            return
-        self._judge_together(batch)
 
     def _judge_together(self, batch: list[_Waiting]) -> None:
         """Judge `batch` in one call of the reward function and hand each waiting caller its record."""
@@ -247,7 +229,7 @@ class Judging:
     def close(self) -> None:
         """Judge what is waiting (groups with the completions that came), then close the reward function: its session
         closes the judge's clients on its own event loop, flushes the call cache and stops the loop."""
-        self._flush()
+        self._window.flush()
         with self._lock:
             partial, self._groups = list(self._groups.values()), {}
         for gathering in partial:

@@ -7,7 +7,8 @@ the dispatch.
 - `verify`: a verifiable reward, 1.0 or 0.0, from `charter.verify` (`number`, `exact`, `contains`, `regex:...`, a
   registered name or `module:function`) against the reference answer;
 - `reward_model`: a trained reward model's score of the conversation (its logit, as `charter serve reward` and TRL
-  give it), the model loaded once per process from `reward_model` (a folder or hub id).
+  give it), the model loaded once per process from `reward_model` (a folder or hub id), the calls that arrive together
+  scored in batches of `reward_model_batch_size`.
 
 Every outcome is the reward or `None` with the reason: never a made-up value. `weighted` adds several scorings up, as
 `charter serve reward` and TRL weigh a judge beside a verifier and a reward model.
@@ -18,12 +19,13 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections.abc import Mapping
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from charter.errors import ConfigError
 from charter.integrations.judging import GROUPED, POINTWISE, Judging, failure_text, shared
+from charter.integrations.window import Window
 from charter.records import RewardRecord
 from charter.serve.rm import RewardModel
 from charter.verify import check
@@ -124,28 +126,72 @@ def verified(settings: Mapping[str, Any], asked: Asked) -> Outcome:
     return Outcome(1.0 if passed else 0.0)
 
 
-_MODELS: dict[tuple[str, int], RewardModel] = {}
+@dataclass
+class _Conversation:
+    prompt: Any
+    completion: Any
+    done: Future[Outcome] = field(default_factory=Future)
+
+
+class ModelBatches:
+    """A reward model's calls, gathered as they arrive into batches of its batch size and scored one batch at a time
+    in a worker thread (the model scores on CPU and blocks)."""
+
+    def __init__(self, model: RewardModel, window_s: float = 0.005) -> None:
+        self.model = model
+        self.window: Window[_Conversation] = Window(window_s, model.batch_size, self._send)
+        self.batches = 0
+        """Batches sent to the model."""
+
+    def submit(self, prompt: Any, completion: Any) -> Future[Outcome]:
+        """The outcome of one conversation, scored in a batch with those that arrive with it."""
+        item = _Conversation(prompt, completion)
+        self.window.add(item)
+        return item.done
+
+    def _send(self, batch: list[_Conversation]) -> None:
+        self.batches += 1
+        threading.Thread(target=self._score, args=(batch,), daemon=True).start()
+
+    def _score(self, batch: list[_Conversation]) -> None:
+        try:
+            outcomes = self._outcomes(batch)
+        except BaseException as exc:  # noqa: BLE001 - handed to each caller, who raises it
+            for item in batch:
+                item.done.set_exception(exc)
+            return
+        for item, outcome in zip(batch, outcomes):
+            item.done.set_result(outcome)
+
+    def _outcomes(self, batch: list[_Conversation]) -> list[Outcome]:
+        try:
+            values = self.model.scores([c.prompt for c in batch], [c.completion for c in batch])
+            return [Outcome(float(v)) for v in values]
+        except ConfigError:  # one conversation the model cannot take (past its length): each alone, so it fails alone
+            return [self._alone(c) for c in batch]
+
+    def _alone(self, conversation: _Conversation) -> Outcome:
+        try:
+            [value] = self.model.scores([conversation.prompt], [conversation.completion])
+        except ConfigError as exc:
+            return Outcome(None, f"reward_model: {exc}")
+        return Outcome(float(value))
+
+
+_MODELS: dict[tuple[str, int], ModelBatches] = {}
 _MODELS_LOCK = threading.Lock()
 
 
-def reward_model(settings: Mapping[str, Any]) -> RewardModel:
-    """The process's reward model for `settings["reward_model"]`, loaded on first use."""
+def reward_model(settings: Mapping[str, Any]) -> ModelBatches:
+    """The process's reward model for `settings["reward_model"]` (loaded on first use), with its batches."""
     source = settings.get("reward_model")
     if not source:
         raise ConfigError("reward_model: scoring 'reward_model' needs the model (a folder or hub id)")
     key = (str(source), int(settings.get("reward_model_batch_size") or 16))
     with _MODELS_LOCK:
         if key not in _MODELS:
-            _MODELS[key] = RewardModel(*key)
+            _MODELS[key] = ModelBatches(RewardModel(*key))
         return _MODELS[key]
-
-
-def _model_score(model: RewardModel, asked: Asked) -> Outcome:
-    try:
-        [value] = model.scores([asked.prompt], [asked.completion])
-    except ConfigError as exc:  # this conversation could not be scored (past the model's length)
-        return Outcome(None, f"reward_model: {exc}")
-    return Outcome(float(value))
 
 
 def score(settings: Mapping[str, Any], asked: Asked) -> Outcome:
@@ -154,7 +200,7 @@ def score(settings: Mapping[str, Any], asked: Asked) -> Outcome:
     if scoring == "verify":
         return verified(settings, asked)
     if scoring == "reward_model":
-        return _model_score(reward_model(settings), asked)
+        return reward_model(settings).submit(asked.prompt, asked.completion).result()
     judging = judged(settings)
     if scoring in GROUPED:
         size = _group_size(settings, asked)
@@ -168,8 +214,8 @@ async def ascore(settings: Mapping[str, Any], asked: Asked) -> Outcome:
     if scoring == "verify":
         return verified(settings, asked)
     if scoring == "reward_model":
-        model = await asyncio.to_thread(reward_model, settings)
-        return await asyncio.to_thread(_model_score, model, asked)
+        batches = await asyncio.to_thread(reward_model, settings)  # loading the model blocks, once
+        return await asyncio.wrap_future(batches.submit(asked.prompt, asked.completion))
     judging = judged(settings)
     if scoring in GROUPED:
         size = _group_size(settings, asked)
