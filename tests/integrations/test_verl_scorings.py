@@ -129,7 +129,7 @@ def test_closing_judges_a_group_still_waiting_with_what_came(tmp_path: Path) -> 
     judging = make_judging("scripted:bt-judge", "harmless", "group", store=tmp_path / "s", cache=None, mode="logprobs")
     with ThreadPoolExecutor(2) as pool:
         waiting = [pool.submit(judging.in_group, "row-1", 4, PROMPT, text) for text in GROUP[:2]]
-        while sum(len(g.members) for g in judging._groups.values()) < 2:
+        while judging._groups.waiting() < 2:
             time.sleep(0.01)
         judging.close()
         got = [w.result() for w in waiting]

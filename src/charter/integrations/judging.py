@@ -24,7 +24,7 @@ from typing import Any
 
 from charter.api_args import from_arguments
 from charter.errors import ArgumentError, RunFailure
-from charter.integrations.window import Window
+from charter.integrations.window import Groups, Window
 from charter.online.reward import RewardFunction, reward_function
 from charter.providers.config import RoleConfig
 from charter.records import RewardRecord
@@ -42,15 +42,6 @@ class _Waiting:
     reference: Any
     checklist: Any = None
     done: Future[RewardRecord] = field(default_factory=Future)
-
-
-@dataclass
-class _Gathering:
-    """A group's completions as they arrive, judged together when `size` have come or its timer fires."""
-
-    size: int
-    members: list[_Waiting] = field(default_factory=list)
-    timer: threading.Timer | None = None
 
 
 class Judging:
@@ -77,7 +68,7 @@ class Judging:
         self.reward, self.window_s, self.max_batch, self.group_wait_s = reward, window_s, max_batch, group_wait_s
         self._lock = threading.Lock()
         self._window: Window[_Waiting] = Window(window_s, max_batch, self._judge_together)
-        self._groups: dict[str, _Gathering] = {}
+        self._groups: Groups[_Waiting] = Groups(group_wait_s, self._judge_together)
         self._in_flight: set[Future[list[RewardRecord]]] = set()
         self.batches = 0
         """Batches the reward function has judged through this object."""
@@ -202,40 +193,14 @@ class Judging:
             return self._enqueue(item.prompt, item.completion, item.reference, item.checklist)
         if size < 2:
             raise ArgumentError("group_size", f"{self.scoring!r} compares a group: expected 2 or more, got {size}")
-        with self._lock:
-            gathering = self._groups.setdefault(group, _Gathering(size))
-            gathering.members.append(item)
-            whole = len(gathering.members) >= gathering.size
-            if whole:
-                del self._groups[group]
-                if gathering.timer is not None:
-                    gathering.timer.cancel()
-            elif gathering.timer is None:
-                gathering.timer = threading.Timer(self.group_wait_s, self._group_due, (group, gathering))
-                gathering.timer.daemon = True
-                gathering.timer.start()
-        if whole:
-            self._judge_together(gathering.members)
+        self._groups.add(group, size, item)
         return item.done
-
-    def _group_due(self, group: str, gathering: _Gathering) -> None:
-        """A group's wait is over: judge the completions that came."""
-        with self._lock:
-            if self._groups.get(group) is not gathering:
-                return  # judged whole meanwhile
-            del self._groups[group]
-        self._judge_together(gathering.members)
 
     def close(self) -> None:
         """Judge what is waiting (groups with the completions that came), then close the reward function: its session
         closes the judge's clients on its own event loop, flushes the call cache and stops the loop."""
         self._window.flush()
-        with self._lock:
-            partial, self._groups = list(self._groups.values()), {}
-        for gathering in partial:
-            if gathering.timer is not None:
-                gathering.timer.cancel()
-            self._judge_together(gathering.members)
+        self._groups.flush()
         with self._lock:
             in_flight = list(self._in_flight)
         wait(in_flight)  # the batches judged or failed before their clients close
