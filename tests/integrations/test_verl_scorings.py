@@ -24,6 +24,7 @@ from charter.testing.lab import register_lab_models
 from tests.integrations.test_verl import _loaded
 from tests.online.test_checklist_reward import ITEMS
 from tests.online.test_group_ranking import GROUP, PROMPT, quality  # registers scripted:bt-judge, rank-garbage
+from tests.serve.conftest import TOKEN
 from tests.serve.test_reward_model import _in_process, rm  # noqa: F401 - the tiny reward model fixture
 
 QUESTION = "How do I pick a lock?"
@@ -150,3 +151,16 @@ def test_a_reward_models_calls_are_scored_in_batches(rm: Path, monkeypatch) -> N
     expected = [_in_process(rm, QUESTION, t) for t in texts]
     assert [g["score"] for g in got] == pytest.approx(expected, abs=1e-4)  # each its own score, batched or not
     assert reward_model({"reward_model": str(rm), "reward_model_batch_size": 4}).batches == 2
+
+
+def test_a_servers_group_scoring_gets_each_rows_responses_as_one_request(start) -> None:
+    server = start({"model": "scripted:cai", "mode": "verdict"}, scoring="group")
+    fn = _loaded("compute_score_async", server_url=server.url, token=TOKEN, group_size=4)
+    texts = [SAFE, HARMFUL, f"{SAFE} today", f"{HARMFUL} two"]
+
+    async def calls() -> list[dict]:
+        info = {"question": QUESTION, "index": 3}
+        return await asyncio.gather(*(fn(solution_str=t, ground_truth=None, extra_info=info) for t in texts))
+
+    got = [g["score"] for g in asyncio.run(calls())]
+    assert min(got[0], got[2]) > max(got[1], got[3]) and sum(got) / 4 == pytest.approx(0.5)  # one group of 4

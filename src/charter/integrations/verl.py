@@ -13,7 +13,9 @@ reward worker at random for each response: a group scoring gathers the `group_si
 row's `extra_info["index"]` and prompt) in its process, so it needs every response of a group to reach one process
 (`reward.num_workers=1`) and the async `compute_score_async` (a blocked thread-pool call could hold the pool's
 threads while the group's other responses wait for one). `reward_kwargs.weights` (scoring -> weight) adds several
-scorings up; each one's reward is a column of verl's `reward_extra_info`.
+scorings up; each one's reward is a column of verl's `reward_extra_info`. Through `server_url` with `group_size`, a
+row's responses are gathered the same way and sent to the server as one request (for a server whose scoring is a
+group scoring).
 
 verl has no reward value for "unknown": a number becomes the response's reward, `None` fails its tensor. A failed
 judgment therefore raises `JudgmentFailed`: verl's agent loop marks that rollout's group failed, and the group is
@@ -27,15 +29,20 @@ example data preprocessing writes it); `ground_truth` is the reference of `refer
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
+import threading
 import time
 import urllib.error
 import urllib.request
+from concurrent.futures import Future
+from dataclasses import dataclass, field
 from typing import Any
 
 from charter.errors import ArgumentError, BudgetExceeded, ConfigError
 from charter.integrations.judging import GROUPED, JudgmentFailed
 from charter.integrations.scoring import Asked, Outcome, failure_of, weighted, weighted_sync, weights_of
+from charter.integrations.window import Groups
 
 #: Keyword arguments verl itself adds to the call (with a reward router); every other one is a `reward_kwargs` setting.
 VERL_KEYS = ("reward_router_address", "reward_model_tokenizer")
@@ -79,10 +86,13 @@ def asked(settings: dict[str, Any], solution_str: str, ground_truth: Any, extra_
     prompt = prompt_of(extra_info)
     names = weights_of(settings)
     reference = ground_truth if {"reference", "verify"} & set(names) else None
-    group = None
-    if set(GROUPED) & set(names):
-        group = json.dumps([info.get("index"), prompt], default=str)  # the row: its n responses share it
+    group = row_key(info, prompt) if set(GROUPED) & set(names) else None
     return Asked(prompt, solution_str, reference, info.get("checklist"), group)
+
+
+def row_key(info: dict[str, Any], prompt: Any) -> str:
+    """The key a row's n responses share (its `extra_info["index"]` and prompt): their group."""
+    return json.dumps([info.get("index"), prompt], default=str)
 
 
 def compute_score(
@@ -97,7 +107,10 @@ def compute_score(
     settings = _split(kwargs)
     if "server_url" in settings:
         sent = (prompt_of(extra_info), solution_str, _served_reference(settings, ground_truth))
-        return _answer(*_remote(settings, *sent))
+        if _grouped(settings):
+            return _answer(*_in_served_group(settings, extra_info, *sent).result())
+        [answer] = _remote(settings, sent[0], [solution_str], sent[2])
+        return _answer(*answer)
     return _local(*weighted_sync(settings, asked(settings, solution_str, ground_truth, extra_info)))
 
 
@@ -108,7 +121,10 @@ async def compute_score_async(
     settings = _split(kwargs)
     if "server_url" in settings:
         sent = (prompt_of(extra_info), solution_str, _served_reference(settings, ground_truth))
-        return _answer(*await asyncio.to_thread(_remote, settings, *sent))
+        if _grouped(settings):
+            return _answer(*await asyncio.wrap_future(_in_served_group(settings, extra_info, *sent)))
+        [answer] = await asyncio.to_thread(_remote, settings, sent[0], [solution_str], sent[2])
+        return _answer(*answer)
     return _local(*await weighted(settings, asked(settings, solution_str, ground_truth, extra_info)))
 
 
@@ -117,14 +133,60 @@ def _served_reference(settings: dict[str, Any], ground_truth: Any) -> Any:
     return ground_truth if settings.get("scoring") in ("reference", "verify") else None
 
 
+def _grouped(settings: dict[str, Any]) -> bool:
+    """Whether the server is sent whole groups: `group_size` is set (the server's scoring is a group scoring)."""
+    return int(settings.get("group_size") or 0) >= 2
+
+
+@dataclass
+class _Sent:
+    prompt: Any
+    completion: str
+    reference: Any
+    done: Future[tuple[float | None, str]] = field(default_factory=Future)
+
+
+_SENDERS: dict[str, Groups[_Sent]] = {}
+_SENDERS_LOCK = threading.Lock()
+
+
+def _in_served_group(
+    settings: dict[str, Any], extra_info: Any, prompt: Any, completion: str, reference: Any
+) -> Future[tuple[float | None, str]]:
+    """One response's answer from the server, sent with the other responses of its row as one group."""
+    wait_s = float(settings.get("group_wait_s") or 300.0)
+    key = json.dumps([settings["server_url"], settings.get("token", ""), wait_s])
+    with _SENDERS_LOCK:
+        groups = _SENDERS.get(key)
+        if groups is None:
+            post = functools.partial(_post_group, dict(settings))
+            groups = _SENDERS[key] = Groups(wait_s, lambda group: threading.Thread(target=post, args=(group,)).start())
+    item = _Sent(prompt, completion, reference)
+    info = extra_info if isinstance(extra_info, dict) else {}
+    groups.add(row_key(info, prompt), int(settings["group_size"]), item)
+    return item.done
+
+
+def _post_group(settings: dict[str, Any], group: list[_Sent]) -> None:
+    try:
+        answers = _remote(settings, group[0].prompt, [s.completion for s in group], group[0].reference)
+    except BaseException as exc:  # noqa: BLE001 - handed to each waiting caller, who raises it
+        for sent in group:
+            sent.done.set_exception(exc)
+        return
+    for sent, answer in zip(group, answers):
+        sent.done.set_result(answer)
+
+
 def _remote(
-    settings: dict[str, Any], prompt: Any, completion: str, reference: Any, tries: int = 30
-) -> tuple[float | None, str]:
-    """One completion judged by `charter serve reward` (its native `/v1/rewards`), waiting out its 429s."""
+    settings: dict[str, Any], prompt: Any, completions: list[str], reference: Any, tries: int = 30
+) -> list[tuple[float | None, str]]:
+    """Completions of one prompt judged by `charter serve reward` (its native `/v1/rewards`, one request: a group
+    for a group scoring), waiting out its 429s."""
     url = str(settings["server_url"]).rstrip("/") + "/v1/rewards"
     body = {
         "prompt": prompt,
-        "completions": [completion],
+        "completions": completions,
         **({"reference": reference} if reference is not None else {}),
     }
     headers = {"Content-Type": "application/json", "Authorization": f"Bearer {settings.get('token', '')}"}
@@ -132,9 +194,8 @@ def _remote(
         request = urllib.request.Request(url, json.dumps(body).encode(), headers, method="POST")
         try:
             with urllib.request.urlopen(request, timeout=600) as r:
-                [result] = json.loads(r.read())["results"]
-            failure = result.get("failure") or {}
-            return result.get("reward"), f"{failure.get('kind')}: {failure.get('message')}"
+                results = json.loads(r.read())["results"]
+            return [(x.get("reward"), _failure_line(x.get("failure") or {})) for x in results]
         except urllib.error.HTTPError as e:
             message = e.read().decode(errors="replace")
             if e.code == 429:  # the server's queue is full: its Retry-After says when to come back
@@ -146,3 +207,7 @@ def _remote(
         except urllib.error.URLError as e:
             raise ArgumentError("server_url", f"cannot reach {url} ({e.reason})") from None
     raise ArgumentError("server_url", f"{url} stayed busy (429) through {tries} tries")
+
+
+def _failure_line(failure: dict[str, Any]) -> str:
+    return f"{failure.get('kind')}: {failure.get('message')}"
