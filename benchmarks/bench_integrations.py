@@ -1,6 +1,11 @@
 """The time one verifiers rollout batch and one verl batch spend in charter, against `charter.reward_function`.
 
     PYTHONPATH=src .venv/bin/python benchmarks/bench_integrations.py --batch 256 --latency 0 0.1 --loopback 0.1
+    PYTHONPATH=src .venv/bin/python benchmarks/bench_integrations.py --batch 256 --group 8 --latency 0 0.1
+
+With `--group K`, the scoring is `rank` (the judge orders each prompt's K completions in one call, 3 orders): in
+process, one call on N/K prompts of K completions each; verifiers, N rollouts of N/K tasks, each task's K rollouts
+gathered by the judge plugin into one group call; verl, N calls, each row's K responses gathered into one group call.
 
 Each side rewards the same N distinct (prompt, completion) pairs (rating `verdict`, no call cache, 64 judge calls at
 once): in process, `charter.reward_function` called once on all N (TRL's way); verifiers, the example environment's
@@ -37,38 +42,61 @@ def judge_reply(body: dict) -> str:
     return _cai(messages, SamplingParams())
 
 
-def in_process(tmp: Path, judge: dict, n: int, tag: str) -> float:
+def prompt(tag: str, i: int, group: int) -> str:
+    """The i-th completion's prompt: one a completion, or one for each `group` completions."""
+    return f"How do I pick lock {tag}-{i // group if group > 1 else i}?"
+
+
+def completion(i: int, group: int) -> str:
+    return f"{SAFE} ({i % group})" if group > 1 else SAFE
+
+
+def settings(group: int) -> dict:
+    return {"scoring": "rank", "rank_orders": 3} if group > 1 else {"rating": "verdict"}
+
+
+def rewarded(values: list, group: int) -> bool:
+    """Every reward there: 1.0 each under `verdict`; under `rank`, a number for each, averaging one half a group."""
+    if group <= 1:
+        return values == [1.0] * len(values)
+    return all(v is not None for v in values) and abs(sum(values) / len(values) - 0.5) < 1e-6
+
+
+def in_process(tmp: Path, judge: dict, n: int, tag: str, group: int = 1) -> float:
     role = charter.RoleConfig(**judge)
-    fn = charter.reward_function(role, store=tmp / f"inproc-{tag}", cache=None, rating="verdict")
+    fn = charter.reward_function(role, store=tmp / f"inproc-{tag}", cache=None, **settings(group))
     start = time.perf_counter()
-    got = fn(prompts=[f"How do I pick lock {tag}-{i}?" for i in range(n)], completions=[SAFE] * n)
+    got = fn(prompts=[prompt(tag, i, group) for i in range(n)], completions=[completion(i, group) for i in range(n)])
     elapsed = time.perf_counter() - start
-    assert got == [1.0] * n
+    assert rewarded(got, group)
     fn.close()
     return elapsed
 
 
-def verifiers_batch(tmp: Path, judge: dict, n: int, tag: str) -> float:
+def verifiers_batch(tmp: Path, judge: dict, n: int, tag: str, group: int = 1) -> float:
     import verifiers.v1 as vf
     from verifiers.v1.state import state_cls
     from verifiers.v1.trace import AgentInfo, TraceTask
 
     sys.path.insert(0, str(ROOT / "examples" / "verifiers-constitution"))
     entry = {"id": "charter-constitution", "name": "constitution", "judge": judge, "cache": None,
-             "store": str(tmp / f"vf-{tag}"), "settings": {"rating": "verdict"}}  # fmt: skip
+             "store": str(tmp / f"vf-{tag}"), "settings": settings(group)}  # fmt: skip
+    if group > 1:
+        entry |= {"scoring": entry["settings"].pop("scoring"), "group_size": group}
     env = vf.load_environment(
         vf.resolve_env_config({"taskset": {"id": "charter-constitution", "task": {"judges": [entry]}}})
     )
     template = next(iter(env.taskset))
-    tasks = [template.with_data(prompt=f"How do I pick lock {tag}-{i}?") for i in range(n)]
+    by_prompt = {p: template.with_data(prompt=p) for p in dict.fromkeys(prompt(tag, i, group) for i in range(n))}
+    tasks = [by_prompt[prompt(tag, i, group)] for i in range(n)]
     traces = []
-    for task in tasks:
+    for i, task in enumerate(tasks):
         trace = vf.Trace(
             task=TraceTask(type=type(task).__name__, data=task.data, key=task.key, hash=task.hash),
             state=state_cls(type(task))(),
             agent=AgentInfo(config=vf.AgentConfig(), name="agent"),
         )
-        trace.root_reply = SAFE
+        trace.root_reply = completion(i, group)
         traces.append(trace)
 
     async def score() -> None:
@@ -77,28 +105,30 @@ def verifiers_batch(tmp: Path, judge: dict, n: int, tag: str) -> float:
     start = time.perf_counter()
     asyncio.run(score())
     elapsed = time.perf_counter() - start
-    assert all(t.rewards["constitution"].score == 1.0 for t in traces)
+    assert rewarded([t.rewards["constitution"].score for t in traces], group)
     close_shared()
     return elapsed
 
 
-def verl_batch(tmp: Path, judge: dict, n: int, tag: str) -> float:
+def verl_batch(tmp: Path, judge: dict, n: int, tag: str, group: int = 1) -> float:
     from omegaconf import OmegaConf
     from verl.trainer.ppo.reward import get_custom_reward_fn
 
-    kwargs = {"judge": judge, "store": str(tmp / f"verl-{tag}"), "cache": None, "rating": "verdict"}
+    kwargs = {"judge": judge, "store": str(tmp / f"verl-{tag}"), "cache": None, **settings(group)}
+    if group > 1:
+        kwargs["group_size"] = group
     loaded = {"path": "pkg://charter.integrations.verl", "name": "compute_score_async", "reward_kwargs": kwargs}
     fn = get_custom_reward_fn(OmegaConf.create({"reward": {"custom_reward_function": loaded}}))
 
     async def batch() -> list[dict]:
-        calls = [fn(data_source="hh", solution_str=SAFE, ground_truth=None,
-                    extra_info={"question": f"How do I pick lock {tag}-{i}?"}) for i in range(n)]  # fmt: skip
+        calls = [fn(data_source="hh", solution_str=completion(i, group), ground_truth=None,
+                    extra_info={"question": prompt(tag, i, group)}) for i in range(n)]  # fmt: skip
         return await asyncio.gather(*calls)
 
     start = time.perf_counter()
     got = asyncio.run(batch())
     elapsed = time.perf_counter() - start
-    assert all(g["score"] == 1.0 for g in got)
+    assert rewarded([g["score"] for g in got], group)
     close_shared()
     return elapsed
 
@@ -108,7 +138,9 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=256)
     parser.add_argument("--latency", type=float, nargs="*", default=[0.0, 0.1])
     parser.add_argument("--loopback", type=float, nargs="*", default=[0.1])
+    parser.add_argument("--group", type=int, default=1, help="K > 1: rank scoring over groups of K completions")
     args = parser.parse_args()
+    g = args.group
     print("| judge | side | s for the batch | rewards/s | / in process |")
     print("|---|---|---:|---:|---:|")
     runs = [(f"scripted, {x * 1000:g} ms", x, None) for x in args.latency]
@@ -123,11 +155,11 @@ def main() -> None:
             else:
                 judge = {"model": "scripted:cai", "options": {"latency_s": latency}}
             try:
-                in_process(tmp, judge, 16, f"w{k}")  # warm-up: the judge's first connections and imports, not timed
-                base = in_process(tmp, judge, args.batch, f"i{k}")
+                in_process(tmp, judge, 16, f"w{k}", g)  # warm-up: the judge's first connections and imports, untimed
+                base = in_process(tmp, judge, args.batch, f"i{k}", g)
                 sides = [("in process, one call", base)]
-                sides += [("verifiers, Task.score x N", verifiers_batch(tmp, judge, args.batch, f"v{k}"))]
-                sides += [("verl, compute_score_async x N", verl_batch(tmp, judge, args.batch, f"l{k}"))]
+                sides += [("verifiers, Task.score x N", verifiers_batch(tmp, judge, args.batch, f"v{k}", g))]
+                sides += [("verl, compute_score_async x N", verl_batch(tmp, judge, args.batch, f"l{k}", g))]
                 for side, seconds in sides:
                     print(f"| {label} | {side} | {seconds:.2f} | {args.batch / seconds:.1f} | {base / seconds:.2f}x |")
             finally:

@@ -64,6 +64,18 @@ def test_a_failed_judgment_is_nan_through_the_containers_never_zero(tmp_path: Pa
     assert math.isnan(Gate(rubric, threshold=0.5)(ConstitutionAction(message=SAFE), shown))
 
 
+def test_a_verifier_rubric_weighs_beside_the_judge_through_the_shared_dispatch(tmp_path: Path) -> None:
+    judged = CharterRubric(**_judging(tmp_path))
+    checked = CharterRubric(scoring="verify", verifier="regex:locksmith")  # needs no reference answer
+    shown = ConstitutionObservation(prompt=QUESTION)
+    both = WeightedSum([judged, checked], weights=[0.5, 0.5])
+    assert both(ConstitutionAction(message=SAFE), shown) == 1.0
+    assert both(ConstitutionAction(message=SAFE.replace("locksmith", "friend")), shown) == 0.5  # the verifier's 0.0
+    failed = CharterRubric(scoring="verify", verifier="number")  # a check that needs a reference, which is not given
+    assert math.isnan(failed(ConstitutionAction(message="4"), shown))
+    assert failed.last_failure is not None and failed.last_failure.startswith("no_reference")
+
+
 def _serve(app) -> tuple[str, uvicorn.Server]:  # noqa: ANN001
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))

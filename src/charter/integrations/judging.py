@@ -5,6 +5,11 @@ concurrently. `Judging` gathers the calls that arrive together into one batch of
 calls share its concurrency bound, its cache and its store writes), runs the judge work on the event loop of the
 reward function's judge session (where its clients and limiters live), and hands each caller its `RewardRecord`: the
 reward, or `None` with the failure that explains it.
+
+A group scoring (`group`, `rank`) compares a prompt's completions together, so its callers say which group a completion
+belongs to and how many completions the group has (`in_group`): the group is judged in one call of the reward function
+once its last completion arrives, or after `group_wait_s` with the completions that came (a lone one fails as
+`no_group`, never a made-up reward).
 """
 
 from __future__ import annotations
@@ -19,12 +24,15 @@ from typing import Any
 
 from charter.api_args import from_arguments
 from charter.errors import ArgumentError, RunFailure
+from charter.integrations.window import Groups, Window
 from charter.online.reward import RewardFunction, reward_function
 from charter.providers.config import RoleConfig
 from charter.records import RewardRecord
 
-#: Scorings that give each completion a reward of its own (the group scorings need the whole group in one call).
-POINTWISE = ("score", "reference")
+#: Scorings that give each completion a reward of its own.
+POINTWISE = ("score", "reference", "checklist")
+#: Scorings that compare a prompt's completions together: the whole group is judged in one call.
+GROUPED = ("group", "rank")
 
 
 @dataclass
@@ -32,6 +40,7 @@ class _Waiting:
     prompt: Any
     completion: Any
     reference: Any
+    checklist: Any = None
     done: Future[RewardRecord] = field(default_factory=Future)
 
 
@@ -43,17 +52,23 @@ class Judging:
         reward: The reward function whose store, cache, meter, budget and failure limit every call shares.
         window_s: How long a lone call waits for others to join its batch (seconds).
         max_batch: The most completions judged in one batch.
+        group_wait_s: Group scorings: how long a group waits for its last completion before it is judged with the
+            completions that came (seconds).
     """
 
-    def __init__(self, reward: RewardFunction, window_s: float = 0.005, max_batch: int = 512) -> None:
-        if window_s < 0 or max_batch < 1:
+    def __init__(
+        self, reward: RewardFunction, window_s: float = 0.005, max_batch: int = 512, group_wait_s: float = 300.0
+    ) -> None:
+        if window_s < 0 or max_batch < 1 or group_wait_s <= 0:
             raise ArgumentError(
-                "window_s/max_batch", f"expected window_s >= 0 and max_batch >= 1, got {window_s}, {max_batch}"
+                "window_s/max_batch/group_wait_s",
+                f"expected window_s >= 0, max_batch >= 1 and group_wait_s > 0, got {window_s}, {max_batch}, "
+                f"{group_wait_s}",
             )
-        self.reward, self.window_s, self.max_batch = reward, window_s, max_batch
+        self.reward, self.window_s, self.max_batch, self.group_wait_s = reward, window_s, max_batch, group_wait_s
         self._lock = threading.Lock()
-        self._waiting: list[_Waiting] = []
-        self._timer: threading.Timer | None = None
+        self._window: Window[_Waiting] = Window(window_s, max_batch, self._judge_together)
+        self._groups: Groups[_Waiting] = Groups(group_wait_s, self._judge_together)
         self._in_flight: set[Future[list[RewardRecord]]] = set()
         self.batches = 0
         """Batches the reward function has judged through this object."""
@@ -64,23 +79,37 @@ class Judging:
 
     # -- whole batches -------------------------------------------------------------------------------------------
     def judge(
-        self, prompts: Sequence[Any], completions: Sequence[Any], references: Sequence[Any] | None = None
+        self,
+        prompts: Sequence[Any],
+        completions: Sequence[Any],
+        references: Sequence[Any] | None = None,
+        checklists: Sequence[Any] | None = None,
     ) -> list[RewardRecord]:
-        """The records of a batch, in order, stored and counted against the failure limit (blocks)."""
-        return self._submit(list(prompts), list(completions), references).result()
+        """The records of a batch, in order, stored and counted against the failure limit (blocks). A group scoring
+        judges the completions of each prompt in the batch together."""
+        return self._submit(list(prompts), list(completions), references, checklists).result()
 
     async def ajudge(
-        self, prompts: Sequence[Any], completions: Sequence[Any], references: Sequence[Any] | None = None
+        self,
+        prompts: Sequence[Any],
+        completions: Sequence[Any],
+        references: Sequence[Any] | None = None,
+        checklists: Sequence[Any] | None = None,
     ) -> list[RewardRecord]:
         """`judge` for a caller on its own event loop (the judge work runs on the reward function's)."""
-        return await asyncio.wrap_future(self._submit(list(prompts), list(completions), references))
+        return await asyncio.wrap_future(self._submit(list(prompts), list(completions), references, checklists))
 
     def _submit(
-        self, prompts: list[Any], completions: list[Any], references: Sequence[Any] | None
+        self,
+        prompts: list[Any],
+        completions: list[Any],
+        references: Sequence[Any] | None,
+        checklists: Sequence[Any] | None = None,
     ) -> Future[list[RewardRecord]]:
         refs = None if references is None else list(references)
+        lists = None if checklists is None else list(checklists)
         self.batches += 1
-        work = self.reward.rewards(prompts, completions, None, refs)
+        work = self.reward.rewards(prompts, completions, None, refs, lists)
         job = self.reward.session.submit(work)  # on the session's own event loop, where its clients live
         done: Future[list[RewardRecord]] = Future()
 
@@ -105,42 +134,30 @@ class Judging:
             self._in_flight.discard(done)
 
     # -- one completion at a time, gathered into batches ----------------------------------------------------------
-    def one(self, prompt: Any, completion: Any, reference: Any = None) -> RewardRecord:
-        """One completion's record, judged in a batch with the calls that arrive with it (blocks)."""
-        return self._enqueue(prompt, completion, reference).result()
+    def one(self, prompt: Any, completion: Any, reference: Any = None, checklist: Any = None) -> RewardRecord:
+        """One completion's record, judged in a batch with the calls that arrive with it (blocks). `checklist`: the
+        prompt's checklist (`checklist` scoring; None: the constitution's criteria or the writer's)."""
+        return self._enqueue(prompt, completion, reference, checklist).result()
 
-    async def aone(self, prompt: Any, completion: Any, reference: Any = None) -> RewardRecord:
+    async def aone(self, prompt: Any, completion: Any, reference: Any = None, checklist: Any = None) -> RewardRecord:
         """`one` for a caller on its own event loop."""
-        return await asyncio.wrap_future(self._enqueue(prompt, completion, reference))
+        return await asyncio.wrap_future(self._enqueue(prompt, completion, reference, checklist))
 
-    def _enqueue(self, prompt: Any, completion: Any, reference: Any) -> Future[RewardRecord]:
+    def _enqueue(self, prompt: Any, completion: Any, reference: Any, checklist: Any) -> Future[RewardRecord]:
         if self.scoring not in POINTWISE:
             raise ArgumentError(
-                "scoring", f"{self.scoring!r} compares a prompt's completions together: judge the group in one call"
+                "scoring", f"{self.scoring!r} compares a prompt's completions together: judge it with in_group"
             )
-        item = _Waiting(prompt, completion, reference)
-        with self._lock:
-            self._waiting.append(item)
-            full = len(self._waiting) >= self.max_batch
-            if not full and self._timer is None:
-                self._timer = threading.Timer(self.window_s, self._flush)
-                self._timer.daemon = True
-                self._timer.start()
-        if full:
-            self._flush()
+        item = _Waiting(prompt, completion, reference, checklist)
+        self._window.add(item)
         return item.done
 
-    def _flush(self) -> None:
-        with self._lock:
-            batch, self._waiting = self._waiting, []
-            if self._timer is not None:
-                self._timer.cancel()
-                self._timer = None
-        if not batch:
-            return
+    def _judge_together(self, batch: list[_Waiting]) -> None:
+        """Judge `batch` in one call of the reward function and hand each waiting caller its record."""
         refs = [w.reference for w in batch] if any(w.reference is not None for w in batch) else None
+        lists = [w.checklist for w in batch] if any(w.checklist is not None for w in batch) else None
         try:
-            done = self._submit([w.prompt for w in batch], [w.completion for w in batch], refs)
+            done = self._submit([w.prompt for w in batch], [w.completion for w in batch], refs, lists)
         except BaseException as exc:  # noqa: BLE001 - a bad item fails the batch it came in
             for w in batch:
                 w.done.set_exception(exc)
@@ -156,10 +173,34 @@ class Judging:
 
         done.add_done_callback(hand_out)
 
+    # -- a group's completions, gathered until the group is whole ----------------------------------------------
+    def in_group(
+        self, group: str, size: int, prompt: Any, completion: Any, reference: Any = None, checklist: Any = None
+    ) -> RewardRecord:
+        """One completion's record under a group scoring: it waits for the other `size - 1` completions of `group`
+        (the same key from every caller of one group, e.g. the task's or prompt's id), then the group is judged in one
+        call (blocks). A pointwise scoring judges it at once, as `one` does."""
+        return self._gather(group, size, _Waiting(prompt, completion, reference, checklist)).result()
+
+    async def ain_group(
+        self, group: str, size: int, prompt: Any, completion: Any, reference: Any = None, checklist: Any = None
+    ) -> RewardRecord:
+        """`in_group` for a caller on its own event loop."""
+        return await asyncio.wrap_future(self._gather(group, size, _Waiting(prompt, completion, reference, checklist)))
+
+    def _gather(self, group: str, size: int, item: _Waiting) -> Future[RewardRecord]:
+        if self.scoring in POINTWISE:
+            return self._enqueue(item.prompt, item.completion, item.reference, item.checklist)
+        if size < 2:
+            raise ArgumentError("group_size", f"{self.scoring!r} compares a group: expected 2 or more, got {size}")
+        self._groups.add(group, size, item)
+        return item.done
+
     def close(self) -> None:
-        """Judge what is waiting, then close the reward function: its session closes the judge's clients on its own
-        event loop, flushes the call cache and stops the loop."""
-        self._flush()
+        """Judge what is waiting (groups with the completions that came), then close the reward function: its session
+        closes the judge's clients on its own event loop, flushes the call cache and stops the loop."""
+        self._window.flush()
+        self._groups.flush()
         with self._lock:
             in_flight = list(self._in_flight)
         wait(in_flight)  # the batches judged or failed before their clients close
@@ -176,13 +217,19 @@ class JudgmentFailed(RunFailure):
 
 
 def judging(
-    judge: Any = "local:smollm2-135m-instruct", constitution: Any = "harmless", scoring: str = "score", **kwargs: Any
+    judge: Any = "local:smollm2-135m-instruct",
+    constitution: Any = "harmless",
+    scoring: str = "score",
+    group_wait_s: float = 300.0,
+    **kwargs: Any,
 ) -> Judging:
     """A `Judging` over `charter.reward_function(judge, constitution, scoring, **kwargs)` (same arguments; the judge
-    may also be a mapping of a role config's fields, as a framework's YAML or TOML gives it: model, limits, options)."""
+    may also be a mapping of a role config's fields, as a framework's YAML or TOML gives it: model, limits, options);
+    `group_wait_s` as `Judging` takes it."""
     if isinstance(judge, Mapping):
         judge = from_arguments(RoleConfig, **judge)
-    return Judging(reward_function(judge, constitution, scoring, **kwargs))  # type: ignore[arg-type]
+    reward = reward_function(judge, constitution, scoring, **kwargs)  # type: ignore[arg-type]
+    return Judging(reward, group_wait_s=group_wait_s)
 
 
 _SHARED: dict[str, Judging] = {}

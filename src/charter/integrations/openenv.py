@@ -34,7 +34,7 @@ from pydantic import Field
 
 from charter.data import bundled_prompts_path
 from charter.errors import ConfigError
-from charter.integrations.judging import failure_text, shared
+from charter.integrations.scoring import Asked, score
 
 _TEXT_KEYS = ("message", "text", "content", "response", "completion")
 _PROMPT_KEYS = ("prompt", "question")
@@ -79,8 +79,10 @@ class CharterRubric(Rubric):
     Args:
         prompt: Reads the prompt from `(action, observation)` (default: the observation's `prompt` or `question`).
         completion: Reads the completion (default: the action's `message`, `text` or `content`).
-        **judging: `charter.reward_function` arguments (`judge`, `constitution`, `scoring`: `score` or `reference`,
-            `store`, `cache`, judge settings); calls with the same arguments share one reward function.
+        **judging: `charter.reward_function` arguments (`judge`, `constitution`, `scoring`: `score`, `reference`,
+            `checklist`, or `verify` and `reward_model` with `verifier` and `reward_model` as
+            `charter.integrations.scoring` reads them; `store`, `cache`, judge settings); calls with the same
+            arguments share one reward function.
     """
 
     def __init__(
@@ -94,11 +96,10 @@ class CharterRubric(Rubric):
         self.last_failure: str | None = None
 
     def forward(self, action: Any, observation: Any) -> float:
-        record = shared(self.judging).one(
-            self.read_prompt(action, observation), self.read_completion(action, observation)
-        )
-        self.last_failure = None if record.reward is not None else failure_text(record)
-        return math.nan if record.reward is None else record.reward
+        asked = Asked(self.read_prompt(action, observation), self.read_completion(action, observation))
+        outcome = score(self.judging, asked)
+        self.last_failure = outcome.failure
+        return math.nan if outcome.reward is None else outcome.reward
 
 
 class ConstitutionAction(Action):
