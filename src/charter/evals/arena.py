@@ -150,7 +150,7 @@ async def _answers(spec: str, prompts: list, config: ArenaConfig, cache: str, me
 
 async def _judge(config: ArenaConfig, pairs: list[Pair], cache: str, meter: Any) -> dict[str, Judgment]:
     from charter.constitutions import load_constitution
-    from charter.judge.pairwise import judgments_by_pair
+    from charter.judge.pairwise import judge_many, judgments_by_pair
     from charter.judge.settings import JudgeSettings
     from charter.providers import get_model
 
@@ -168,7 +168,8 @@ async def _judge(config: ArenaConfig, pairs: list[Pair], cache: str, meter: Any)
         from charter.evals.checklisted import judge_by_checklist
 
         return await judge_by_checklist(model, constitution, pairs, str(config.prompts), config, close=True)
-    return await judgments_by_pair(model, constitution, pairs, settings, config.seed, config.concurrency, close=True)
+    judged = judge_many(model, constitution, pairs, settings, config.seed, config.concurrency)
+    return await judgments_by_pair(judged, close=model)
 
 
 async def arena_async(config: ArenaConfig) -> dict[str, Any]:
