@@ -14,7 +14,7 @@ import difflib
 import gc
 import types
 import typing
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar, Union
@@ -168,6 +168,16 @@ class LocatedValueError(ValueError):
     def __init__(self, message: str, loc: tuple = ()) -> None:
         super().__init__(message)
         self.loc = tuple(loc)
+
+
+def require_unique(named: Iterable[tuple[str, tuple]], message: str) -> None:
+    """Raise `LocatedValueError` at the first name seen before: `named` gives each name with its location, and
+    `message` is formatted with the name (`"duplicate id '{}'"`)."""
+    seen: set[str] = set()
+    for name, loc in named:
+        if name in seen:
+            raise LocatedValueError(message.format(name), loc)
+        seen.add(name)
 
 
 def load_yaml(path: str | Path) -> tuple[Any, Positions]:

@@ -27,7 +27,7 @@ from charter.constitutions.schema import (
 )
 from charter.errors import ConfigError, DatasetError
 from charter.records import Record
-from charter.yamlio import LocatedValueError, dotted
+from charter.yamlio import LocatedValueError, dotted, require_unique
 
 #: Where a checklist's items came from.
 Source = Literal["model", "column", "criteria"]
@@ -93,11 +93,7 @@ class Checklist(Record):
 
     @model_validator(mode="after")
     def _unique_ids(self) -> Checklist:
-        seen: set[str] = set()
-        for index, item in enumerate(self.items):
-            if item.id in seen:
-                raise LocatedValueError(f"duplicate item id '{item.id}'", ("items", index, "id"))
-            seen.add(item.id)
+        require_unique(((item.id, ("items", i, "id")) for i, item in enumerate(self.items)), "duplicate item id '{}'")
         return self
 
     @computed_field  # type: ignore[prop-decorator]
@@ -113,10 +109,7 @@ class Checklist(Record):
 
     def item(self, item_id: str) -> ChecklistItem:
         """The item with this id."""
-        for item in self.items:
-            if item.id == item_id:
-                return item
-        raise KeyError(item_id)
+        return {item.id: item for item in self.items}[item_id]
 
     @property
     def judged(self) -> list[ChecklistItem]:

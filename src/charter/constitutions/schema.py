@@ -13,7 +13,7 @@ from charter.errors import ConfigError
 from charter.records import Message
 from charter.verify import check as verify_check
 from charter.verify import resolve as resolve_verifier
-from charter.yamlio import LocatedValueError
+from charter.yamlio import LocatedValueError, require_unique
 
 #: Variables a principle's templates may use, filled in by the critique and judge stages.
 TEMPLATE_VARIABLES = frozenset({"prompt", "response", "critique", "principle"})
@@ -203,13 +203,15 @@ class Constitution(BaseModel):
 
     @model_validator(mode="after")
     def _unique_ids(self) -> Constitution:
-        seen: set[str] = set()
-        for index, principle in enumerate(self.principles):
-            if principle.id in seen:
-                raise LocatedValueError(f"duplicate principle id '{principle.id}'", ("principles", index, "id"))
-            seen.add(principle.id)
-        ids = seen
-        _unique_criterion_ids(self.principles)
+        named = ((p.id, ("principles", i, "id")) for i, p in enumerate(self.principles))
+        require_unique(named, "duplicate principle id '{}'")
+        criteria = (
+            (c.id, ("principles", i, "criteria", j, "id"))
+            for i, p in enumerate(self.principles)
+            for j, c in enumerate(p.criteria)
+        )
+        require_unique(criteria, "duplicate criterion id '{}'")
+        ids = set(self.principle_ids)
         for index, example in enumerate(self.examples):
             if example.principle and example.principle not in ids:
                 where = ("examples", index, "principle")
@@ -235,10 +237,7 @@ class Constitution(BaseModel):
 
     def principle(self, principle_id: str) -> Principle:
         """The principle with this id."""
-        for principle in self.principles:
-            if principle.id == principle_id:
-                return principle
-        raise KeyError(principle_id)
+        return {p.id: p for p in self.principles}[principle_id]
 
     @property
     def principle_ids(self) -> list[str]:
@@ -258,16 +257,6 @@ class Constitution(BaseModel):
         if own is not None:
             return own
         return self.gate_cap if self.gate_cap is not None else DEFAULT_GATE_CAP
-
-
-def _unique_criterion_ids(principles: list[Principle]) -> None:
-    seen: set[str] = set()
-    for i, principle in enumerate(principles):
-        for j, criterion in enumerate(principle.criteria):
-            if criterion.id in seen:
-                where = ("principles", i, "criteria", j, "id")
-                raise LocatedValueError(f"duplicate criterion id '{criterion.id}'", where)
-            seen.add(criterion.id)
 
 
 def _drop_unset_fields(data: dict) -> None:

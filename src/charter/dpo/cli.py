@@ -6,10 +6,10 @@ from pathlib import Path
 
 import typer
 
+from charter.reward_model.cli import policy_saved, run_trainer, train_group
+
 
 def register(app: typer.Typer) -> None:
-    from charter.reward_model.cli import train_group
-
     train_group(app).command("dpo")(dpo)
 
 
@@ -20,16 +20,11 @@ def dpo(
     """DPO-train a policy (TRL DPOTrainer); the result loads as local:OUTPUT_DIR."""
     from charter.dpo.config import DPOConfigModel
     from charter.dpo.train import output_dir_for, train_dpo
-    from charter.training.parallel import describe_parallel, is_main_process
-    from charter.yamlio import load_model
 
-    cfg = load_model(DPOConfigModel, config, set_)
-    metrics = train_dpo(cfg)
-    if not is_main_process():
+    done = run_trainer(DPOConfigModel, config, set_, train_dpo, lambda cfg: policy_saved("DPO", output_dir_for(cfg)))
+    if done is None:
         return
-    out = output_dir_for(cfg)
-    typer.echo(f"DPO policy saved to {out} (use it as local:{out})")
-    typer.echo(describe_parallel(metrics["training"]))
+    _, metrics = done
     for split, values in metrics["after"].items():
         margin, acc = values.get("rewards/margins"), values.get("rewards/accuracies")
         if margin is not None:

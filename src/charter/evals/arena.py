@@ -6,13 +6,14 @@ from __future__ import annotations
 import hashlib
 import math
 from pathlib import Path
-from typing import Annotated, Any, Literal, cast
+from typing import Annotated, Any, cast
 
 from pydantic import Field
 
 from charter.api_args import ConfigArg, Loads, public
 from charter.concurrency import run_sync
 from charter.errors import ConfigError, DatasetError, TooManyFailures
+from charter.evals.config import Aggregation, ChecklistColumn, Scoring
 from charter.evals.winrate import load_prompts
 from charter.judge.settings import PairwiseMode
 from charter.records import Judgment, Message, Pair, as_records
@@ -45,15 +46,9 @@ class ArenaConfig(ConfigModel):
     judge_mode: PairwiseMode = "logprobs"
     """How the judge answers: a pairwise mode of the table of modes (logprobs, cot or verdict); both orders are
     always asked."""
-    scoring: Literal["pair", "checklist"] = "pair"
-    """`pair`: the judge compares the two answers (`judge_mode`, both orders); `checklist`: each answer is checked
-    against its prompt's checklist (the prompts file's `checklist_column`, else the constitution's criteria) in one
-    call, and P(a better) is 0.5 plus half the difference of their scores (a comparison where either answer has no
-    score is a failed judgment, left out and counted)."""
-    checklist_column: str = "checklist"
-    """`checklist` scoring: the prompts file's column with each prompt's checklist (a list of items or its JSON)."""
-    aggregation: Literal["explicit", "implicit"] = "explicit"
-    """`checklist` scoring: the items' weights and gates, or the judge's overall score given the checklist."""
+    scoring: Scoring = "pair"
+    checklist_column: ChecklistColumn = "checklist"
+    aggregation: Aggregation = "explicit"
     per_pair: int | None = Field(default=None, ge=1)
     """Prompts each pair of models is compared on; unset: about 2 / (N - 1) of the prompts (each model in about
     two comparisons per prompt), all of them with 3 models or fewer."""
@@ -155,7 +150,7 @@ async def _answers(spec: str, prompts: list, config: ArenaConfig, cache: str, me
 
 async def _judge(config: ArenaConfig, pairs: list[Pair], cache: str, meter: Any) -> dict[str, Judgment]:
     from charter.constitutions import load_constitution
-    from charter.judge.pairwise import judgments_by_pair
+    from charter.judge.pairwise import judge_many, judgments_by_pair
     from charter.judge.settings import JudgeSettings
     from charter.providers import get_model
 
@@ -173,7 +168,8 @@ async def _judge(config: ArenaConfig, pairs: list[Pair], cache: str, meter: Any)
         from charter.evals.checklisted import judge_by_checklist
 
         return await judge_by_checklist(model, constitution, pairs, str(config.prompts), config, close=True)
-    return await judgments_by_pair(model, constitution, pairs, settings, config.seed, config.concurrency, close=True)
+    judged = judge_many(model, constitution, pairs, settings, config.seed, config.concurrency)
+    return await judgments_by_pair(judged, close=model)
 
 
 async def arena_async(config: ArenaConfig) -> dict[str, Any]:

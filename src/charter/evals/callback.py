@@ -26,7 +26,7 @@ from charter.evals.callback_labels import SIDES, CallbackLabels, pairs_file, rea
 from charter.evals.during import WinRateEval, human_columns, human_fields
 from charter.evals.winrate import answer_pairs, load_prompts, tally, write_pairs
 from charter.judge.modes import pairwise_modes
-from charter.judge.pairwise import judgments_by_pair
+from charter.judge.pairwise import judge_many, judgments_by_pair
 from charter.judge.settings import JudgeSettings
 from charter.providers import get_model
 from charter.providers.base import SamplingParams
@@ -251,9 +251,8 @@ class WinRateCallback(TrainerCallback):
 
     async def _judge(self, pairs: list[Pair]) -> dict[str, Judgment]:
         model = get_model(self.judge_role.backend(), cache=self.cache, meter=self.meter, role="judge")
-        return await judgments_by_pair(
-            model, self.constitution, pairs, self.settings, self.seed, self.concurrency, close=True
-        )
+        judged = judge_many(model, self.constitution, pairs, self.settings, self.seed, self.concurrency)
+        return await judgments_by_pair(judged, close=model)
 
 
 def evaluations(callback: WinRateCallback | None) -> list[WinRateEval]:

@@ -3,12 +3,37 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import Field
 
 from charter.judge.settings import PairwiseMode
 from charter.yamlio import ConfigModel
+
+# The checklist scoring's fields, shared by the win rate and the arena (the description is each field's schema text).
+Scoring = Annotated[
+    Literal["pair", "checklist"],
+    Field(
+        description="`pair`: the judge compares the two answers (`judge_mode`, both orders); `checklist`: each answer "
+        "is checked against its prompt's checklist (the prompts file's `checklist_column`, else the constitution's "
+        "criteria) in one call, and P(a better) is 0.5 plus half the difference of their scores (a comparison where "
+        "either answer has no score is a failed judgment, left out and counted)."
+    ),
+]
+ChecklistColumn = Annotated[
+    str,
+    Field(
+        description="`checklist` scoring: the prompts file's column with each prompt's checklist (a list of items or "
+        "its JSON)."
+    ),
+]
+Aggregation = Annotated[
+    Literal["explicit", "implicit"],
+    Field(
+        description="`checklist` scoring: the items' weights and gates, or the judge's overall score given the "
+        "checklist."
+    ),
+]
 
 
 class WinrateConfig(ConfigModel):
@@ -44,15 +69,9 @@ class WinrateConfig(ConfigModel):
     """How the judge answers (see charter.judge.pairwise); both orders are always asked."""
     principles_per_pair: int = Field(default=1, gt=0)
     """Principles sampled per comparison."""
-    scoring: Literal["pair", "checklist"] = "pair"
-    """`pair`: the judge compares the two answers (`judge_mode`, both orders); `checklist`: each answer is checked
-    against its prompt's checklist (the prompts file's `checklist_column`, else the constitution's criteria) in one
-    call, and P(a better) is 0.5 plus half the difference of their scores (a comparison where either answer has no
-    score is a failed judgment, left out and counted)."""
-    checklist_column: str = "checklist"
-    """`checklist` scoring: the prompts file's column with each prompt's checklist (a list of items or its JSON)."""
-    aggregation: Literal["explicit", "implicit"] = "explicit"
-    """`checklist` scoring: the items' weights and gates, or the judge's overall score given the checklist."""
+    scoring: Scoring = "pair"
+    checklist_column: ChecklistColumn = "checklist"
+    aggregation: Aggregation = "explicit"
     seed: int = 0
     """Seed for prompt sampling and principle choice."""
     tie_band: float = Field(default=0.0, ge=0, lt=0.5)

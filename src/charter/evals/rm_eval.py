@@ -104,7 +104,7 @@ def _pairs(grouped: PairRows, needed: list[tuple[str, str, str]]) -> list[Pair]:
 
 async def _judgments(config: RmEvalConfig, pairs: list[Pair], meter: Any) -> dict[str, Judgment]:
     from charter.constitutions import load_constitution
-    from charter.judge.pairwise import judgments_by_pair
+    from charter.judge.pairwise import judge_many, judgments_by_pair
     from charter.judge.panel import Panel
     from charter.judge.settings import JudgeSettings
     from charter.providers import get_model
@@ -118,7 +118,8 @@ async def _judgments(config: RmEvalConfig, pairs: list[Pair], meter: Any) -> dic
         if j is not None
     ]
     model: Any = Panel(judges) if len(judges) > 1 else judges[0]
-    return await judgments_by_pair(model, constitution, pairs, settings, config.seed, config.concurrency, close=True)
+    judged = judge_many(model, constitution, pairs, settings, config.seed, config.concurrency)
+    return await judgments_by_pair(judged, close=model)
 
 
 async def judge_rm_async(config: RmEvalConfig, rows: list[dict[str, Any]]) -> dict[str, Any]:

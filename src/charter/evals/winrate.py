@@ -156,7 +156,7 @@ async def _answers(
 
 async def _judge(config: WinrateConfig, pairs: list[Pair]) -> dict[str, Judgment]:
     from charter.constitutions import load_constitution
-    from charter.judge.pairwise import judgments_by_pair
+    from charter.judge.pairwise import judge_many, judgments_by_pair
     from charter.judge.settings import JudgeSettings
     from charter.providers import get_model
 
@@ -168,7 +168,8 @@ async def _judge(config: WinrateConfig, pairs: list[Pair]) -> dict[str, Judgment
 
         source = str(config.prompts)
         return await judge_by_checklist(model, constitution, pairs, source, config, close=True)
-    return await judgments_by_pair(model, constitution, pairs, settings, config.seed, config.concurrency, close=True)
+    judged = judge_many(model, constitution, pairs, settings, config.seed, config.concurrency)
+    return await judgments_by_pair(judged, close=model)
 
 
 def tally(records: list[Judgment | None], tie_band: float) -> Tally:

@@ -36,7 +36,7 @@ from charter.api_args import Kinds, Range, public
 from charter.errors import ArgumentError, ConfigError, DatasetError
 from charter.hub.scores import ScoreTable, read_scores
 from charter.records import fingerprint
-from charter.yamlio import ConfigModel, LocatedValueError, Positions, load_yaml, model_from_data
+from charter.yamlio import ConfigModel, Positions, load_yaml, model_from_data, require_unique
 
 Strategy = Literal["micro", "macro", "all"]
 Weighting = Literal["targets", "uniform", "gain"]
@@ -141,11 +141,8 @@ class MixtureManifest(ConfigModel):
 
     @model_validator(mode="after")
     def _unique_sources(self) -> MixtureManifest:
-        seen: set[str] = set()
-        for i, source in enumerate(self.sources):
-            if source.name in seen:
-                raise LocatedValueError(f"source {source.name!r} is listed twice", ("sources", i, "name"))
-            seen.add(source.name)
+        named = ((source.name, ("sources", i, "name")) for i, source in enumerate(self.sources))
+        require_unique(named, "source {!r} is listed twice")
         return self
 
     def content_fingerprint(self) -> str:

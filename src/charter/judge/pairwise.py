@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import functools
 import random
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterable, AsyncIterator, Iterable, Sequence
 
 from charter.concurrency import bounded_map
 from charter.constitutions.schema import Constitution
@@ -161,23 +161,14 @@ async def judge_many(
         yield judgment
 
 
-async def judgments_by_pair(
-    model: ChatModel,
-    constitution: Constitution,
-    pairs: Iterable[Pair],
-    settings: JudgeSettings,
-    seed: int = 0,
-    concurrency: int = 64,
-    *,
-    close: bool = False,
-) -> dict[str, Judgment]:
-    """Every pair's judgment by pair id (`judge_many`, collected); with `close`, the model is closed after, whatever
-    happens."""
+async def judgments_by_pair(judged: AsyncIterable[Judgment], close: ChatModel | None = None) -> dict[str, Judgment]:
+    """Every judgment of `judged` (`judge_many`'s) by pair id; with `close`, that model (the judge) is closed after,
+    whatever happens."""
     try:
-        return {j.pair_id: j async for j in judge_many(model, constitution, pairs, settings, seed, concurrency)}
+        return {j.pair_id: j async for j in judged}
     finally:
-        if close:
-            await model.aclose()
+        if close is not None:
+            await close.aclose()
 
 
 def _mean(values: Sequence[float]) -> float:

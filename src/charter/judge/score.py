@@ -16,7 +16,7 @@ from charter.concurrency import warm_then_fan_out
 from charter.constitutions.schema import Constitution
 from charter.errors import ConfigError, JudgeParseError
 from charter.judge.asking import ask_until_read, dooms_run, gather_all, raise_first
-from charter.judge.entry import JudgeOptions, Kind, Outcome, PrincipleScore
+from charter.judge.entry import JudgeOptions, Kind, Outcome, PrincipleScore, RatesResponse
 from charter.judge_prompt import DEFAULT_RUBRIC, rubric_schema, write_rating, write_rubric
 from charter.messages import render_conversation, user
 from charter.providers.base import ChatModel, Completion, Messages
@@ -36,9 +36,9 @@ __all__ = [
     "score_all",
     "score_each",
     "score_on_unit_scale",
+    "rates_of",
     "score_one",
     "score_options",
-    "score_response",
 ]
 
 
@@ -205,20 +205,13 @@ def rubric_failure(errors: list[JudgeParseError], tries: int) -> JudgeParseError
     )
 
 
-async def score_response(
-    model: ChatModel,
-    constitution: Constitution,
-    prompt: list[Message],
-    response: str,
-    principle_ids: Sequence[str],
-    settings: JudgeOptions,
-) -> list[PrincipleScore]:
-    """Rate one response under each principle, the way the settings' rating mode rates; every call runs to its end
-    (paid for, cached) before the first error, if any, is raised."""
+def rates_of(settings: JudgeOptions) -> RatesResponse:
+    """How the settings' rating mode rates one response under each principle (`score_each` or `score_all`, or a
+    registered mode's own); ConfigError for a mode that compares two responses."""
     rate = settings.mode_entry.kind.rate
     if rate is None:
         raise ConfigError(f"judge mode {settings.mode_entry.name!r} compares two responses; it rates none alone")
-    return await rate(model, constitution, prompt, response, principle_ids, settings)
+    return rate
 
 
 def mean_score(scores: Sequence[PrincipleScore]) -> float:
@@ -301,9 +294,8 @@ async def rank_samples(
     """Each sample with its mean score over the principles, best first (ties in sample order): k calls per principle,
     one per distinct text. Raises the first failure once every call has run to its end."""
     texts = list(dict.fromkeys(s.text for s in samples))
-    rated = await gather_all(
-        *(score_response(model, constitution, prompt, text, principle_ids, settings) for text in texts)
-    )
+    rate = rates_of(settings)
+    rated = await gather_all(*(rate(model, constitution, prompt, text, principle_ids, settings) for text in texts))
     means = {text: mean_score(scores) for text, scores in zip(texts, rated)}
     ranked = sorted(samples, key=lambda s: (-means[s.text], s.sample_idx))
     return [(s, means[s.text]) for s in ranked]

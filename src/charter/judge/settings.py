@@ -11,7 +11,7 @@ from charter.judge.entry import Mode, Orders, Reply
 from charter.judge.modes import MODES, mode, pairwise_modes, rating_readers
 from charter.providers.base import SamplingParams
 from charter.providers.config import RoleConfig
-from charter.yamlio import ConfigModel, LocatedValueError
+from charter.yamlio import ConfigModel, LocatedValueError, require_unique
 
 
 def _known_mode(name: str) -> str:
@@ -260,11 +260,7 @@ class JudgeConfig(JudgeSettings, RoleConfig):
             raise LocatedValueError(
                 f"set judge.model or judge.models, not both: give each member its own {', '.join(own)}", (own[0],)
             )
-        seen: set[str] = set()
-        for index, member in enumerate(self.models):
-            if member.model in seen:
-                raise LocatedValueError(f"{member.model} is on the panel twice", ("models", index))
-            seen.add(member.model)
+        require_unique(((m.model, ("models", i)) for i, m in enumerate(self.models)), "{} is on the panel twice")
         if self.weights is not None and (
             len(self.weights) != len(self.models) or min(self.weights) < 0 or sum(self.weights) <= 0
         ):

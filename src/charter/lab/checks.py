@@ -180,16 +180,17 @@ async def check_constitution(
     judge: ChatModel,
     *,
     settings: JudgeSettings,
+    min_flip: float,
+    target: float,
+    seed: int,
+    bootstrap_samples: int,
+    concurrency: int,
     inferred: Constitution | None = None,
-    min_flip: float = 0.5,
-    target: float = 0.97,
-    seed: int = 0,
-    bootstrap_samples: int = 1000,
-    concurrency: int = 64,
     on_judgment: Callable[[], None] | None = None,
 ) -> ConstitutionTest:
     """Sensitivity, redundancy and (with human labels) support of a constitution's principles under a judge;
-    `on_judgment` is called as each of its `planned_judgments` comes in."""
+    `on_judgment` is called as each of its `planned_judgments` comes in. The bounds and sizes have no defaults here:
+    the public `charter.check_constitution` and the run's config hold them."""
     started = time.perf_counter()
     principles = constitution.principles
     original = await vote(judge, principles, pairs, settings, seed, concurrency, on_judgment)

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import inspect
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import typer
 
@@ -29,7 +32,7 @@ def _print_written(summary: list[str], output: Path) -> None:
     console.print(f"constitution: {output}\nreport: {stem}.report.md ({stem}.report.json)", highlight=False)
 
 
-def _judging(mode: str, orders: str) -> tuple[str, str]:
+def _check_judging(mode: str, orders: str) -> None:
     from charter.errors import ArgumentError
     from charter.judge.modes import pairwise_modes
 
@@ -37,10 +40,17 @@ def _judging(mode: str, orders: str) -> tuple[str, str]:
         raise ArgumentError("mode", f"{mode!r}: use {', '.join(pairwise_modes())}")
     if orders not in ("both", "one"):
         raise ArgumentError("orders", f"{orders!r}: use both or one")
-    return mode, orders
+
+
+def _arguments(ctx: typer.Context, api: Callable[..., Any], **changed: Any) -> dict[str, Any]:
+    """The command's options as keyword arguments of the Python API function it calls (an option and its argument
+    share a name): those the function takes, with `changed` in place of the ones the command reads differently."""
+    takes = inspect.signature(api).parameters
+    return {name: value for name, value in {**ctx.params, **changed}.items() if name in takes}
 
 
 def infer_command(
+    ctx: typer.Context,
     pairs: Path = typer.Option(
         ..., "--pairs", help="JSONL with prompt, chosen (human-preferred), rejected; or a run directory with labels."
     ),
@@ -76,28 +86,15 @@ def infer_command(
     from charter.lab.api import infer_constitution
     from charter.lab.infer import summary_lines
 
-    chosen_mode, chosen_orders = _judging(mode, orders)
+    _check_judging(mode, orders)
     result = infer_constitution(
-        pairs,
-        model,
-        judge=judge,
-        candidates=candidates or None,
-        output=output,
-        declared=declared,
-        max_principles=max_principles,
-        proposals=proposals,
-        per_pair=per_pair,
-        test_fraction=test_fraction,
-        mode=chosen_mode,  # type: ignore[arg-type]
-        orders=chosen_orders,  # type: ignore[arg-type]
-        seed=seed,
-        cache=cache or None,
-        structured_output=structured_output,
+        **_arguments(ctx, infer_constitution, candidates=candidates or None, cache=cache or None)
     )
     _print_written(summary_lines(result.report), output)
 
 
 def test_command(
+    ctx: typer.Context,
     constitution: str = typer.Argument(..., help="A bundled constitution name or YAML file."),
     pairs: Path = typer.Option(..., "--pairs", help="JSONL pair file, or a run directory with human labels."),
     judge: str = typer.Option(..., "--judge", help="The judge model (PROVIDER:MODEL)."),
@@ -129,21 +126,9 @@ def test_command(
     from charter.lab.checks import checks_console, checks_markdown
     from charter.progress import console
 
-    chosen_mode, chosen_orders = _judging(mode, orders)
-    result = check_constitution(
-        constitution,
-        pairs,
-        judge,
-        inferred=inferred,
-        min_flip=min_flip,
-        target=target,
-        mode=chosen_mode,  # type: ignore[arg-type]
-        orders=chosen_orders,  # type: ignore[arg-type]
-        seed=seed,
-        cache=cache or None,
-        max_calls=max_calls or None,
-        progress=True,
-    )
+    _check_judging(mode, orders)
+    changed = {"cache": cache or None, "max_calls": max_calls or None, "progress": True}
+    result = check_constitution(**_arguments(ctx, check_constitution, **changed))
     for line in checks_console(result):
         console.print(line, highlight=False, markup=False)
     if markdown_out:
@@ -160,6 +145,7 @@ def test_command(
 
 
 def learn_rubrics_command(
+    ctx: typer.Context,
     pairs: Path = typer.Option(
         ..., "--pairs", help="JSONL with prompt, chosen (human-preferred), rejected; or a run directory with labels."
     ),
@@ -196,22 +182,7 @@ def learn_rubrics_command(
     from charter.lab.api import learn_rubrics
     from charter.lab.learn import summary_lines
 
-    result = learn_rubrics(
-        pairs,
-        model,
-        judge=judge,
-        base=base,
-        output=output,
-        proposals=proposals,
-        per_pair=per_pair,
-        test_fraction=test_fraction,
-        keep_threshold=keep_threshold,
-        min_decided=min_decided,
-        max_criteria=max_criteria,
-        seed=seed,
-        cache=cache or None,
-        structured_output=structured_output,
-    )
+    result = learn_rubrics(**_arguments(ctx, learn_rubrics, cache=cache or None))
     _print_written(summary_lines(result.report), output)
 
 

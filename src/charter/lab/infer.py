@@ -380,17 +380,18 @@ async def infer(
     settings: JudgeSettings,
     candidates: Sequence[Principle] | None = None,
     declared: Constitution | None = None,
-    max_principles: int = 5,
-    proposals: int = 100,
-    per_pair: int = 3,
-    test_fraction: float = 0.3,
-    seed: int = 0,
-    bootstrap_samples: int = 1000,
-    concurrency: int = 64,
-    name: str = "inferred",
+    max_principles: int,
+    proposals: int,
+    per_pair: int,
+    test_fraction: float,
+    seed: int,
+    bootstrap_samples: int,
+    concurrency: int,
+    name: str,
 ) -> Inferred:
     """Infer a constitution from human-labelled pairs (see the module's steps). With `candidates` (principles of
-    existing constitutions, say) nothing is proposed: the selection is made among them."""
+    existing constitutions, say) nothing is proposed: the selection is made among them. The sizes have no defaults
+    here: the public `charter.infer_constitution` holds them."""
     if len(pairs) < 10:
         raise ArgumentError("pairs", f"{len(pairs)} labelled pairs: inference needs at least 10")
     started = time.perf_counter()

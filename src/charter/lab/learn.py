@@ -177,19 +177,20 @@ async def learn(
     judge: ChatModel,
     *,
     base: Constitution | None = None,
-    proposals: int = 100,
-    per_pair: int = 3,
-    test_fraction: float = 0.3,
-    keep_threshold: float = 0.75,
-    min_decided: int = 3,
-    max_criteria: int = 10,
-    items_per_call: int = 20,
-    seed: int = 0,
-    concurrency: int = 64,
-    name: str = "learned-rubric",
+    proposals: int,
+    per_pair: int,
+    test_fraction: float,
+    keep_threshold: float,
+    min_decided: int,
+    max_criteria: int,
+    items_per_call: int,
+    seed: int,
+    concurrency: int,
+    name: str,
 ) -> LearnedRubric:
     """Learn criteria from human-labelled pairs (see `charter.lab.rubrics` for the steps). Raises NoSignal (with
-    the report) when no candidate is consistent with the labels."""
+    the report) when no candidate is consistent with the labels. The sizes have no defaults here: the public
+    `charter.learn_rubrics` holds them."""
     if len(pairs) < 10:
         raise ArgumentError("pairs", f"{len(pairs)} labelled pairs: learning a rubric needs at least 10")
     started = time.perf_counter()

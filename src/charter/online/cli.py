@@ -6,10 +6,10 @@ from pathlib import Path
 
 import typer
 
+from charter.reward_model.cli import policy_saved, run_trainer, train_group
+
 
 def register(app: typer.Typer) -> None:
-    from charter.reward_model.cli import train_group
-
     group = train_group(app)
     group.command("grpo")(grpo)
     group.command("rloo")(rloo)
@@ -43,16 +43,14 @@ def online_dpo(
     """Train a policy with online DPO (TRL OnlineDPOTrainer): pairs of its own completions, decided by the judge."""
     from charter.online.config import OnlineDPOConfig
     from charter.online.dpo import train_online_dpo
-    from charter.training.parallel import describe_parallel, is_main_process
-    from charter.yamlio import load_model
 
-    cfg = load_model(OnlineDPOConfig, config, set_)
-    metrics = train_online_dpo(cfg)
-    if not is_main_process():
+    done = run_trainer(
+        OnlineDPOConfig, config, set_, train_online_dpo, lambda cfg: policy_saved("Online DPO", cfg.output_dir)
+    )
+    if done is None:
         return
+    cfg, metrics = done
     out, usage, masked = cfg.output_dir, metrics["usage"], metrics["masked"]
-    typer.echo(f"Online DPO policy saved to {out} (use it as local:{out})")
-    typer.echo(describe_parallel(metrics["training"]))
     typer.echo(
         f"  {metrics['pairs']} pairs: {metrics['trained']} trained, masked {masked['failed']} failed and "
         f"{masked['undecided']} undecided; judge calls {usage['calls']} paid, {usage['cached']} cached, "
@@ -65,17 +63,19 @@ def online_dpo(
 
 def _train(config: Path, overrides: list[str] | None, trainer: str) -> None:
     from charter.online.config import OnlineConfig
+    from charter.online.metrics import OnlineMetrics
     from charter.online.train import train_online
-    from charter.training.parallel import describe_parallel, is_main_process
-    from charter.yamlio import load_model
 
-    cfg = load_model(OnlineConfig, config, overrides)
-    metrics = train_online(cfg, "grpo" if trainer == "grpo" else "rloo")
-    if not is_main_process():
+    def train(cfg: OnlineConfig) -> OnlineMetrics:
+        return train_online(cfg, "grpo" if trainer == "grpo" else "rloo")
+
+    done = run_trainer(
+        OnlineConfig, config, overrides, train, lambda cfg: policy_saved(trainer.upper(), cfg.output_dir)
+    )
+    if done is None:
         return
+    cfg, metrics = done
     out = cfg.output_dir
-    typer.echo(f"{trainer.upper()} policy saved to {out} (use it as local:{out})")
-    typer.echo(describe_parallel(metrics["training"]))
     steps, usage = metrics["steps"], metrics["usage"]
     if steps:
         first, last = steps[0]["mean"], steps[-1]["mean"]

@@ -24,57 +24,52 @@ class Usage(TypedDict):
     """Their cost at the configured prices."""
 
 
-class OnlineMetrics(TypedDict):
+class OnlineRunMetrics(TypedDict):
+    """What every online training returns and writes to OUTPUT_DIR/metrics.json (each trainer adds its own)."""
+
+    judge: str
+    """The judge model."""
+    constitution: str
+    """The constitution's name and short hash."""
+    stopped: str
+    """`finished`, or `budget` when the budget stopped training (exit code 4)."""
+    trl_log: list[dict[str, float]]
+    """TRL's logged values per step (loss, kl, the trainer's reward figures, completion length, step time)."""
+    usage: Usage
+    """The judge's calls and cost, all processes together."""
+    training: dict[str, Any]
+    """Steps, seconds, device, batch and processes."""
+    winrate_eval: list[WinRateEval]
+    """The win rate judged during training (the `winrate_eval` section), per evaluation step; [] without one."""
+    config: dict[str, Any]
+    """The config, as run."""
+
+
+class OnlineMetrics(OnlineRunMetrics):
     """What `train_online` returns and writes to OUTPUT_DIR/metrics.json."""
 
     trainer: Trainer
     """grpo or rloo."""
     scoring: str
     """How the judge rewarded: score, group or reference."""
-    judge: str
-    """The judge model."""
-    constitution: str
-    """The constitution's name and short hash."""
-    stopped: str
-    """`finished`, or `budget` when the budget stopped training (exit code 4)."""
     steps: list[StepRewards]
     """The judge's reward per step: mean, spread, failures, answers from the cache or the store."""
-    trl_log: list[dict[str, float]]
-    """TRL's logged values per step (loss, reward, reward_std, kl, completion length, step time)."""
-    usage: Usage
-    """The judge's calls and cost."""
     rewards: int
     """Rewards given, failures included."""
     failures: int
     """Failed judgments (reward None)."""
-    training: dict[str, Any]
-    """Steps, seconds, device, batch and processes."""
-    winrate_eval: list[WinRateEval]
-    """The win rate judged during training (the `winrate_eval` section), per evaluation step; [] without one."""
     checklist_versions: list[dict[str, Any]]
     """`checklist.refresh_every`: each refresh of the checklist (step, version, items accepted, rewards compared,
     the proposer, a note where nothing was accepted); [] without one."""
-    config: dict[str, Any]
-    """The config, as run."""
 
 
-class OnlineDPOMetrics(TypedDict):
+class OnlineDPOMetrics(OnlineRunMetrics):
     """What `train_online_dpo` returns and writes to OUTPUT_DIR/metrics.json."""
 
     trainer: str
     """online-dpo."""
-    judge: str
-    """The judge model."""
-    constitution: str
-    """The constitution's name and short hash."""
-    stopped: str
-    """`finished`, or `budget` when the budget stopped training (exit code 4)."""
     steps: list[StepPairs]
     """Per step: pairs, trained, masked failed and undecided, judge calls, cache hits, cost."""
-    trl_log: list[dict[str, float]]
-    """TRL's logged values per step (loss, kl, reward margins, pairs trained and masked)."""
-    usage: Usage
-    """The judge's calls and cost, all processes together."""
     pairs: int
     """Pairs judged."""
     trained: int
@@ -85,9 +80,3 @@ class OnlineDPOMetrics(TypedDict):
     skipped_steps: int
     """Steps whose pairs were all masked: skipped, no optimizer step (weights, optimizer state and learning-rate
     schedule as they were)."""
-    training: dict[str, Any]
-    """Steps, seconds, device, batch and processes."""
-    winrate_eval: list[WinRateEval]
-    """The win rate judged during training (the `winrate_eval` section), per evaluation step; [] without one."""
-    config: dict[str, Any]
-    """The config, as run."""

@@ -7,7 +7,7 @@ import asyncio
 from typing import Any
 
 from charter.errors import ConfigError, FatalProviderError, JudgeParseError, ProviderError
-from charter.judge.score import mean_score, score_on_unit_scale, score_response
+from charter.judge.score import mean_score, rates_of, score_on_unit_scale
 from charter.online.judging import Batch, JudgmentFailed, ScoringEntry, ScoringOptions, p_better
 from charter.online.session import JudgeSession
 from charter.records import Message, RewardRecord
@@ -25,7 +25,8 @@ async def _scored(session: JudgeSession, prompt: list[Message], text: str, step:
     reused = session.stored(key, step)
     if reused is not None:
         return reused
-    judge = score_response(session.judge, session.constitution, prompt, text, ids, session.settings)
+    rate = rates_of(session.settings)
+    judge = rate(session.judge, session.constitution, prompt, text, ids, session.settings)
     try:
         scores = await session.limited(judge)
     except FatalProviderError:

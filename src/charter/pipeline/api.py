@@ -19,7 +19,7 @@ from charter.constitutions import Constitution, load_constitution
 from charter.critique.chain import chain_fingerprint, run_chain
 from charter.critique.config import CritiqueConfig
 from charter.errors import ArgumentError, DatasetError
-from charter.judge.pairwise import judge_many
+from charter.judge.pairwise import judge_many, judgments_by_pair
 from charter.judge.settings import JudgeSettings
 from charter.messages import as_messages
 from charter.pipeline.config import RunConfig, load_run_config
@@ -326,7 +326,7 @@ def judge_pairs(
         model = _model(judge, "judge")
 
         async def collect() -> list[Judgment]:
-            out = {j.pair_id: j async for j in judge_many(model, const, items, settings, seed, concurrency)}
+            out = await judgments_by_pair(judge_many(model, const, items, settings, seed, concurrency))
             return [out[p.pair_id] for p in items]
 
         return await _closing([model], collect())

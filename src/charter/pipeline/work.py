@@ -141,6 +141,13 @@ class Work:
         self._succeeded(stage, item_id, fingerprint)
         return result
 
+    def _held_back(self, stage: str, item_id: str) -> bool:
+        """Whether the item is quarantined at this stage (counted): its calls are not made this run."""
+        if item_id in self.quarantined[stage]:
+            self.counts["quarantined"] += 1
+            return True
+        return False
+
     # -- the items ----------------------------------------------------------------------------------------
     async def prompt(self, item: Prompt) -> None:
         checklist = await self._checklist(item) if self.checklists is not None else None
@@ -193,8 +200,7 @@ class Work:
             return stored_chain(self.store, item.prompt_id, fp)
         if not self.make_items:
             return None
-        if item.prompt_id in self.quarantined["critique"]:
-            self.counts["quarantined"] += 1
+        if self._held_back("critique", item.prompt_id):
             return None
         config = self.config
         chain = await self._attempt(
@@ -226,8 +232,7 @@ class Work:
             return stored_samples(self.store, item.prompt_id, fp)
         if not self.make_items:
             return []
-        if item.prompt_id in self.quarantined["samples"]:
-            self.counts["quarantined"] += 1
+        if self._held_back("samples", item.prompt_id):
             return []
         samples = await self._attempt(
             "samples",
@@ -251,8 +256,7 @@ class Work:
         """The prompt's checklist, from the store or made now; None where it could not be written (recorded)."""
         assert self.checklists is not None and self.fp.checklist is not None
         self.counts["items"] += 1
-        if item.prompt_id in self.quarantined["checklist"]:
-            self.counts["quarantined"] += 1
+        if self._held_back("checklist", item.prompt_id):
             return None
         try:
             checklist = await self._attempt("checklist", item.prompt_id, self.fp.checklist, self.checklists.get(item))
@@ -267,8 +271,7 @@ class Work:
         if len({s.text for s in samples}) < 2:
             return None
         item_id = f"{item.prompt_id}:samples"
-        if item_id in self.quarantined["judge"]:
-            self.counts["quarantined"] += 1
+        if self._held_back("judge", item_id):
             return None
         ids = principles_for(self.constitution, self.settings, item.prompt_id, self.config.seed)
         assert not isinstance(self.judge, Panel)  # the config refuses mode score for a panel

@@ -158,6 +158,8 @@ class Decoder:
         rows, width = ids.shape
         q_size, kv_size = self.heads * self.head_dim, self.kv_heads * self.head_dim
         mask = self._mask(visible, prefix, rows, width)
+        # softmax attention of each layer's q (`[rows, heads, width, dim]`) over the prefix and the rows' own keys
+        attend = self._attend_many if width > 1 else self._attend_one
         new_keys, new_values = [], []
         for index, fused in enumerate(self.fused):
             qkv = fused.qkv(fused.norm_in(hidden))  # q, k and v in one product
@@ -180,7 +182,7 @@ class Decoder:
             last = index == len(self.fused) - 1
             if last and outputs == "none":
                 return None, new_keys, new_values
-            out = self._attend(q, keys, values, prefix, index, mask)
+            out = attend(q, keys, values, prefix, index, mask)
             if last and outputs == "last" and width > 1 and self._rowwise:
                 hidden, out, width = hidden[:, -1:], out[:, :, -1:], 1
             hidden = hidden + fused.o(out.transpose(1, 2).reshape(rows, width, -1))
@@ -204,20 +206,6 @@ class Decoder:
             seen = torch.ones(rows, width, len(prefix), dtype=torch.bool, device=visible.device)
             visible = torch.cat([seen, visible.expand(rows, -1, -1)], dim=-1)
         return visible.unsqueeze(1)
-
-    def _attend(
-        self,
-        q: torch.Tensor,
-        keys: torch.Tensor,
-        values: torch.Tensor,
-        prefix: PrefixKV | None,
-        layer: int,
-        mask: torch.Tensor | None,
-    ) -> torch.Tensor:
-        """Softmax attention of `q` (`[rows, heads, width, dim]`) over the prefix and the rows' own keys."""
-        if q.shape[2] > 1:
-            return self._attend_many(q, keys, values, prefix, layer, mask)
-        return self._attend_one(q, keys, values, prefix, layer, mask)
 
     def _attend_many(
         self,

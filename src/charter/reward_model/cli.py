@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any, TypeVar
 
 import typer
+from pydantic import BaseModel
+
+C = TypeVar("C", bound=BaseModel)
+M = TypeVar("M", bound=Any)
 
 #: The `charter train ...` group; charter.dpo.cli adds `dpo` to it, charter.online.cli `grpo`, `rloo` and `online-dpo`.
 train_app = typer.Typer(
@@ -23,6 +29,29 @@ def train_group(app: typer.Typer) -> typer.Typer:
     return train_app
 
 
+def run_trainer(
+    config_type: type[C], config: Path, overrides: list[str] | None, train: Callable[[C], M], saved: Callable[[C], str]
+) -> tuple[C, M] | None:
+    """Every `charter train` command's skeleton: load the YAML config (with its `--set` overrides) and train; on the
+    main process, say where the model was saved (`saved`) and how the processes were laid out, and give the config
+    and the metrics (None on the other processes)."""
+    from charter.training.parallel import describe_parallel, is_main_process
+    from charter.yamlio import load_model
+
+    cfg = load_model(config_type, config, overrides)
+    metrics = train(cfg)
+    if not is_main_process():
+        return None
+    typer.echo(saved(cfg))
+    typer.echo(describe_parallel(metrics["training"]))
+    return cfg, metrics
+
+
+def policy_saved(kind: str, out: Path) -> str:
+    """The line that says where a trained policy went and how to load it."""
+    return f"{kind} policy saved to {out} (use it as local:{out})"
+
+
 def register(app: typer.Typer) -> None:
     train_group(app).command("reward")(reward)
 
@@ -34,15 +63,13 @@ def reward(
     """Train a reward model (TRL RewardTrainer) and write the model, metrics.json and a model card."""
     from charter.reward_model.config import RewardModelConfig
     from charter.reward_model.train import output_dir_for, train_reward_model
-    from charter.training.parallel import describe_parallel, is_main_process
-    from charter.yamlio import load_model
 
-    cfg = load_model(RewardModelConfig, config, set_)
-    metrics = train_reward_model(cfg)
-    if not is_main_process():
+    done = run_trainer(
+        RewardModelConfig, config, set_, train_reward_model, lambda cfg: f"reward model saved to {output_dir_for(cfg)}"
+    )
+    if done is None:
         return
-    typer.echo(f"reward model saved to {output_dir_for(cfg)}")
-    typer.echo(describe_parallel(metrics["training"]))
+    _, metrics = done
     for key in ("held_out_accuracy", "train_accuracy", "mean_reward_gap"):
         value = metrics.get(key)
         if value is not None:

@@ -35,31 +35,22 @@ class SpotSample(Record):
     as the sample does); None for a stratified sample."""
 
 
+#: The `spot_sample` columns a `SpotSample` is read from and written to (its fields, by name).
+_SAMPLE_COLUMNS = tuple(SpotSample.model_fields)
+
+
 def sample(store: RunStore) -> list[SpotSample]:
     """The spot-check sample in labeling order."""
-    cols = tuple(SpotSample.model_fields)
-    rows = store.execute(f"SELECT {', '.join(cols)} FROM spot_sample ORDER BY position")
-    return [SpotSample(**dict(zip(cols, r))) for r in rows]
+    rows = store.execute(f"SELECT {', '.join(_SAMPLE_COLUMNS)} FROM spot_sample ORDER BY position")
+    return [SpotSample(**dict(zip(_SAMPLE_COLUMNS, r))) for r in rows]
 
 
 def add_to_sample(store: RunStore, rows: Iterable[SpotSample]) -> None:
     now = time.time()
+    marks = ", ".join("?" * (len(_SAMPLE_COLUMNS) + 1))
     store.write(
-        "INSERT INTO spot_sample (pair_id, principle_id, confidence_bucket, shown_order, position, seed,"
-        " inclusion_probability, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-        (
-            (
-                r.pair_id,
-                r.principle_id,
-                r.confidence_bucket,
-                r.shown_order,
-                r.position,
-                r.seed,
-                r.inclusion_probability,
-                now,
-            )
-            for r in rows
-        ),
+        f"INSERT INTO spot_sample ({', '.join(_SAMPLE_COLUMNS)}, created_at) VALUES ({marks})",
+        ((*(getattr(r, c) for c in _SAMPLE_COLUMNS), now) for r in rows),
     )
 
 

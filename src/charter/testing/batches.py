@@ -180,13 +180,9 @@ class BatchServer(LoopbackServer):
         batch = self.batches.get(parts[1]) if parts[0] == "batches" and len(parts) > 1 else None
         if batch is None or batch.provider != "openai":
             return _err(False, 404, f"no route for {method} {route}")
-        if parts[2:] == [] and method == "GET":
-            self.retrievals += 1
-            self._settle(batch)
-            return _json(self._openai_batch(batch))
-        if parts[2:] == ["cancel"] and method == "POST":
-            return _json(self._openai_batch(self._cancel(batch)))
-        return _err(False, 404, f"no route for {method} {route}")
+        return self._batch_route(method, parts[2:], batch, self._openai_batch) or _err(
+            False, 404, f"no route for {method} {route}"
+        )
 
     def _anthropic_route(self, method: str, parts: list[str], body: Any) -> Reply:
         if not parts and method == "POST":
@@ -194,17 +190,27 @@ class BatchServer(LoopbackServer):
         batch = self.batches.get(parts[0]) if parts else None
         if batch is None or batch.provider != "anthropic":
             return _err(True, 404, "message batch not found")
-        if parts[1:] == [] and method == "GET":
-            self.retrievals += 1
-            self._settle(batch)
-            return _json(self._anthropic_batch(batch))
-        if parts[1:] == ["cancel"] and method == "POST":
-            return _json(self._anthropic_batch(self._cancel(batch)))
+        shown = self._batch_route(method, parts[1:], batch, self._anthropic_batch)
+        if shown is not None:
+            return shown
         if parts[1:] == ["results"] and method == "GET":
             if batch.ended_at is None:
                 return _err(True, 404, f"message batch {batch.id} has not ended yet")
             return 200, "application/binary", _jsonl([self._anthropic_result(r) for r in batch.results])
         return _err(True, 404, "no such route")
+
+    def _batch_route(
+        self, method: str, rest: list[str], batch: _Batch, view: Callable[[_Batch], dict[str, Any]]
+    ) -> Reply | None:
+        """Retrieve a batch (settled first, and counted) or cancel it, shown as `view` shows one; None for another
+        route."""
+        if rest == [] and method == "GET":
+            self.retrievals += 1
+            self._settle(batch)
+            return _json(view(batch))
+        if rest == ["cancel"] and method == "POST":
+            return _json(view(self._cancel(batch)))
+        return None
 
     # -- creation ---------------------------------------------------------------------------------
     def _upload(self, headers: dict[str, str], raw: bytes) -> Reply:

@@ -31,6 +31,7 @@ import json
 import random
 import re
 from collections.abc import Callable, Sequence
+from typing import Any
 
 from charter.checklist.author import read_writer_prompt
 from charter.checklist.prompt import read_checklist_prompt
@@ -231,22 +232,33 @@ def _rubric_proposer(messages, params):  # noqa: ANN001, ANN202
     return json.dumps({"criteria": found})
 
 
-def _checklist_judge(messages, params):  # noqa: ANN001, ANN202
+def _answered(messages: list[Any], answer: Callable[[str, str, str], dict[str, Any]]) -> dict[str, Any] | None:
+    """A checklist prompt's items, each answered by `answer(item id, requirement, response)`; None for a prompt that
+    is not a checklist prompt."""
     shown = read_checklist_prompt(messages[-1].content)
     if shown is None:
-        return "I cannot tell."
+        return None
     items, response = shown
-    answers = {}
-    for item_id, requirement in items:
-        rule = criterion_of(requirement)
-        if rule is None:
-            answers[item_id] = {"reason": "The criterion is not one I can check.", "verdict": "n/a"}
-            continue
-        holds = CRITERIA[rule][2](response)
-        answers[item_id] = {
-            "reason": f"It {'does' if holds else 'does not'} hold.",
-            "verdict": "yes" if holds else "no",
-        }
+    return {item_id: answer(item_id, requirement, response) for item_id, requirement in items}
+
+
+def _by_rule(item_id: str, requirement: str, response: str) -> dict[str, Any]:
+    rule = criterion_of(requirement)
+    if rule is None:
+        return {"reason": "The criterion is not one I can check.", "verdict": "n/a"}
+    holds = CRITERIA[rule][2](response)
+    return {"reason": f"It {'does' if holds else 'does not'} hold.", "verdict": "yes" if holds else "no"}
+
+
+def _by_coin(item_id: str, requirement: str, response: str) -> dict[str, Any]:
+    coin = hashlib.sha256(f"{item_id}|{response}".encode()).digest()[0] % 2
+    return {"reason": "A coin.", "verdict": "yes" if coin else "no"}
+
+
+def _checklist_judge(messages, params):  # noqa: ANN001, ANN202
+    answers = _answered(messages, _by_rule)
+    if answers is None:
+        return "I cannot tell."
     if '"overall"' in messages[-1].content:  # the implicit aggregation: the share met, on 1..10
         known = [a["verdict"] for a in answers.values() if a["verdict"] != "n/a"]
         answers["overall"] = 1 + round(9 * known.count("yes") / len(known)) if known else 5
@@ -272,12 +284,8 @@ def _checklist_writer(messages, params):  # noqa: ANN001, ANN202
 
 
 def _checklist_coin(messages, params):  # noqa: ANN001, ANN202
-    shown = read_checklist_prompt(messages[-1].content)
-    if shown is None:
-        return "I cannot tell."
-    items, response = shown
-    coin = lambda item: hashlib.sha256(f"{item}|{response}".encode()).digest()[0] % 2  # noqa: E731
-    return json.dumps({i: {"reason": "A coin.", "verdict": "yes" if coin(i) else "no"} for i, _ in items})
+    answers = _answered(messages, _by_coin)
+    return "I cannot tell." if answers is None else json.dumps(answers)
 
 
 def register_lab_models() -> None:
