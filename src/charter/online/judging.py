@@ -57,6 +57,8 @@ class ScoringOptions:
     checklist)."""
     checklist_writer: ManagedModel | None = None
     """`checklist`: the model that writes a checklist for a prompt with none (one cached call a prompt)."""
+    checklist_writer_params: SamplingParams = field(default_factory=SamplingParams)
+    """`checklist`: the writer's sampling (its role's `params`, as a run config's `checklist.model`)."""
     book: ChecklistBook = field(default_factory=ChecklistBook)
     """`checklist`: the items added during training (`refresh_every`) and the checklist version they make."""
 

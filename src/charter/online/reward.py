@@ -45,6 +45,7 @@ from charter.online.judging import Batch, GroupStrategy, ScoringEntry, ScoringOp
 from charter.online.scorings import SCORINGS, Scoring, scoring_entry
 from charter.online.session import JudgeSession, SessionView, reward_fingerprint
 from charter.providers import ManagedModel, get_model
+from charter.providers.base import SamplingParams
 from charter.providers.cache import DEFAULT_CACHE, CallCache
 from charter.providers.config import RoleConfig
 from charter.providers.usage import Budget, Price, UsageMeter
@@ -319,9 +320,11 @@ def reward_function(
     reference = None
     if reference_model is not None:
         reference = get_model(_role(reference_model).backend(), cache=call_cache, meter=meter, role="reference")
-    writer = None
+    writer, writer_params = None, SamplingParams()
     if checklist_writer is not None:
-        writer = get_model(_role(checklist_writer).backend(), cache=call_cache, meter=meter, role="checklist_writer")
+        writer_role = _role(checklist_writer)
+        writer = get_model(writer_role.backend(), cache=call_cache, meter=meter, role="checklist_writer")
+        writer_params = writer_role.params
     misfit = scoring_misfit(scoring, settings)
     if misfit:
         raise ConfigError(misfit)
@@ -333,6 +336,7 @@ def reward_function(
         checklist_column=checklist_column,
         aggregation=aggregation,
         checklist_writer=writer,
+        checklist_writer_params=writer_params,
     )
     fingerprint = reward_fingerprint(
         model,
