@@ -14,7 +14,8 @@ from charter.runs.checklists import count_checklists
 from charter.runs.failures import failing_items
 from charter.runs.store import RunStore
 from charter.runs.usage import stored_usage
-from charter.testing.lab import register_lab_models
+from charter.testing import LoopbackServer
+from charter.testing.lab import checklist_server_reply, register_lab_models, verdict_alternatives
 
 register_lab_models()
 register_script("checklist-mute", lambda messages, params: "I would rather not write a checklist.")
@@ -193,3 +194,24 @@ def test_the_forecast_counts_one_judge_call_a_checked_response(make_config, tmp_
     result = run(config)
     [judge] = [row for row in forecast.rows if row.role == "judge"]
     assert judge.calls.expected == calls(result.run_dir, "judge") > 0
+
+
+def test_an_outside_judge_with_log_probabilities_gives_each_item_p_yes_and_the_pair_its_probability(
+    make_config, tmp_path
+):
+    sure = 0.9
+    with LoopbackServer(reply=checklist_server_reply, alternatives=verdict_alternatives(sure)).start() as server:
+        judge = {"model": f"openai-compatible:checklist-judge@{server.openai_url}", "mode": "checklist",
+                 "principles_per_pair": 2}  # fmt: skip
+        run(checklist_config(make_config, judge=judge))
+    assert all(r.body["top_logprobs"] == 5 for r in server.requests)
+    rows = rows_of(tmp_path)
+    assert rows
+    for row in rows:
+        chosen, rejected = json.loads(row["checklist_chosen"]), json.loads(row["checklist_rejected"])
+        for side in (chosen, rejected):
+            for v in side["verdicts"]:
+                assert v["p_yes"] == pytest.approx(sure if v["verdict"] == "yes" else 1 - sure)
+        gap = chosen["score"]["expected"] - rejected["score"]["expected"]
+        assert row["p_chosen"] == pytest.approx(0.5 + gap / 2)  # from the items' P(yes), not the verdicts
+        assert chosen["score"]["expected"] != chosen["score"]["score"]

@@ -166,6 +166,7 @@ def reward_checklist(checked: CheckedResponse) -> RewardChecklist:
         verdicts={i: v.verdict for i, v in verdicts.items()},
         reasons={i: v.reason for i, v in verdicts.items() if v.reason},
         p_yes={i: v.p_yes for i, v in verdicts.items() if v.p_yes is not None},
+        p_yes_missing={i: v.p_yes_missing for i, v in verdicts.items() if v.p_yes_missing},
         failed_items=checked.score.failed,
         failed_share=checked.score.failed_share,
         gates_failed=checked.score.gates_failed,

@@ -32,6 +32,7 @@ class ManagedModel(ChatModel):
         self.inner, self.cache, self.meter, self.role = inner, cache, meter or UsageMeter(), role
         self.provider = inner.provider  # type: ignore[misc]
         self.supports_logprobs = inner.supports_logprobs  # type: ignore[misc]
+        self.gives_token_logprobs = inner.gives_token_logprobs
         self.endpoint = inner.endpoint
         # Batch-capable backends (local models) get concurrent single calls coalesced into batches.
         self.batch_size = int(getattr(inner, "batch_size", 1) or 1)
@@ -249,4 +250,6 @@ def _row(result: Completion | ChoiceProbs) -> dict:
     row = dict(vars(result))
     for billing_only in ("cached", "cache_read_tokens", "cache_write_tokens"):  # a hit is free: rows as before
         row.pop(billing_only, None)
+    if row.get("token_logprobs", 0) is None:  # only asked ones carry it: other rows stay as before
+        row.pop("token_logprobs")
     return row
