@@ -215,3 +215,32 @@ def test_an_outside_judge_with_log_probabilities_gives_each_item_p_yes_and_the_p
         gap = chosen["score"]["expected"] - rejected["score"]["expected"]
         assert row["p_chosen"] == pytest.approx(0.5 + gap / 2)  # from the items' P(yes), not the verdicts
         assert chosen["score"]["expected"] != chosen["score"]["score"]
+
+
+def test_the_report_shows_each_examples_checklist_with_verdicts_and_reasons(make_config, tmp_path):
+    run(checklist_config(make_config, report=True))
+    report = (tmp_path / "run/report/report.md").read_text()
+    examples = report.split("## Examples", 1)[1]
+    assert examples.count("| Item | Chosen | Rejected |") == examples.count("### Example ") > 0
+    assert "| number: The response gives a specific number. | " in examples
+    assert "yes: It does hold." in examples and "no: It does not hold." in examples
+    assert "Checklist: score chosen " in examples
+    html = (tmp_path / "run/report/report.html").read_text()
+    assert '<table class="checklist">' in html and "<td>yes: It does hold.</td>" in html
+
+
+def test_examples_read_from_the_store_show_the_stored_checklist(make_config, tmp_path):
+    from charter.pipeline.report_examples import examples
+    from charter.records import Fingerprints
+
+    run(checklist_config(make_config))
+    for data in (tmp_path / "run/data").iterdir():
+        data.unlink()
+    with RunStore(tmp_path / "run") as store:
+        fp = Fingerprints.model_validate(store.meta("settings")["fingerprints"])
+        shown, source = examples(store, fp)
+    assert source.startswith("the judged pairs") and shown
+    for example in shown:
+        items = example["checklist"]["items"]
+        assert [i["item"].split(":")[0] for i in items] == ["number", "question", "concise"]
+        assert all(i["chosen"].split(":")[0] in ("yes", "no") for i in items)
