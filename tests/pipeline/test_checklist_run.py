@@ -244,3 +244,34 @@ def test_examples_read_from_the_store_show_the_stored_checklist(make_config, tmp
         items = example["checklist"]["items"]
         assert [i["item"].split(":")[0] for i in items] == ["number", "question", "concise"]
         assert all(i["chosen"].split(":")[0] in ("yes", "no") for i in items)
+
+
+def test_the_forecast_counts_one_writer_call_a_prompt_as_the_run_makes_them(make_config, tmp_path, capsys):
+    import charter
+
+    config = checklist_config(make_config)
+    forecast = charter.estimate(config)
+    [writer] = [row for row in forecast.rows if row.role == "checklist"]
+    assert writer.model == "scripted:checklist-writer" and forecast.rows[0] is writer
+    assert writer.calls.low == writer.calls.expected == 6 and writer.calls.high == 6 * 3  # max_retries 2 re-asks
+    assert writer.prompt_tokens.expected > 0 and writer.completion_tokens.expected > 0
+    assert main(["run", str(config), "--dry-run", "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)["rows"]
+    assert [r["calls"]["expected"] for r in rows if r["role"] == "checklist"] == [6]
+    result = run(config)
+    assert writer.calls.expected == calls(result.run_dir, "checklist")
+
+
+@pytest.mark.parametrize("source", ["column", "criteria"])
+def test_the_forecast_counts_no_writer_call_for_a_column_or_the_criteria(make_config, tmp_path, source):
+    import charter
+
+    items = [{"id": "number", "requirement": "The response gives a specific number.", "category": "essential"}]
+    prompts = tmp_path / "prompts.jsonl"
+    prompts.write_text("".join(json.dumps({"prompt": f"How many legs has animal {i}?", "checklist": items}) + "\n"
+                               for i in range(3)))  # fmt: skip
+    constitution = Path(__file__).parents[2] / "examples" / "rubric-constitution.yaml"
+    config = checklist_config(make_config, prompts={"path": str(prompts)}, checklist={"source": source},
+                              constitution=str(constitution))  # fmt: skip
+    forecast = charter.estimate(config)
+    assert {row.role for row in forecast.rows} == {"policy", "critic", "judge"}
