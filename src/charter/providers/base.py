@@ -43,8 +43,8 @@ class SamplingParams(ConfigModel):
     `additionalProperties: false`."""
     top_logprobs: int | None = Field(default=None, ge=1, le=20)
     """Ask for each generated token's log-probability and this many top alternatives, where the provider gives them
-    (`ChatModel.gives_token_logprobs`: OpenAI's `logprobs`/`top_logprobs`); the others ignore it. Unset: none asked.
-    """
+    (`ChatModel.gives_token_logprobs`: OpenAI's `logprobs`/`top_logprobs`, and local models from their logits); the
+    others ignore it. Unset: none asked."""
 
     @field_validator("json_schema")
     @classmethod
