@@ -119,6 +119,12 @@ def echo_reply(body: dict[str, Any]) -> str:
     return f"echo: {last}"
 
 
+def asks_next_token(body: dict[str, Any]) -> bool:
+    """Whether a chat completions body asks for the next token's log-probabilities alone (`logprobs` with a
+    one-token cap), as `choice_logprobs` does; a longer generation that asks `logprobs` is answered with its text."""
+    return bool(body.get("logprobs")) and (body.get("max_tokens") or body.get("max_completion_tokens")) == 1
+
+
 _TOKEN = re.compile(r"\s*\w+|\s*[^\s\w]|\s+")
 
 
@@ -326,8 +332,7 @@ class LoopbackServer:
     ) -> dict[str, Any]:
         logprobs = None
         table = {" The": -0.3, " It": -1.2, " C": -2.0} if behaviour.foreign_logprobs else self.logprobs_for(body)
-        one_token = (body.get("max_tokens") or body.get("max_completion_tokens")) == 1
-        if body.get("logprobs") and table and one_token:  # an empty table plays a server without logprobs
+        if asks_next_token(body) and table:  # an empty table plays a server without logprobs
             top = sorted(table.items(), key=lambda kv: -kv[1])[: int(body.get("top_logprobs") or 0) or 1]
             entries = [{"token": t, "logprob": lp, "bytes": list(t.encode())} for t, lp in top]
             logprobs = {"content": [{**entries[0], "top_logprobs": entries}], "refusal": None}
