@@ -167,6 +167,7 @@ def test_a_writer_writes_one_checklist_a_prompt_for_its_whole_group_kept_in_the_
     def writer(messages, params):  # noqa: ANN001, ANN202
         ids = read_writer_prompt(messages[-1].content)  # the run's writing prompt, listing the drawn principles
         assert ids and params.json_schema["properties"]["items"]["items"]["properties"]["principle_id"]["enum"] == ids
+        assert (params.temperature, params.max_tokens) == (0.0, 1024)  # a role without params: greedy, 1,024
         asked.append(messages[-1].content)
         rules = [("number", "essential"), ("polite", "important"), ("question", "optional")]
         items = [{"id": r, "requirement": CRITERIA[r][0], "category": c, "principle_id": ids[0], "reference": None}

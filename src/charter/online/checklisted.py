@@ -21,16 +21,23 @@ from charter.checklist.items import Checklist, checklist_from_criteria, checklis
 from charter.checklist.kept import stored_or_written, writing_fingerprint
 from charter.errors import ConfigError, FatalProviderError, JudgeParseError, ProviderError
 from charter.online.config import ChecklistReward
-from charter.online.judging import Batch, ScoringEntry, ScoringOptions
+from charter.online.judging import WRITER_PARAMS, Batch, ScoringEntry, ScoringOptions
 from charter.online.session import JudgeSession
 from charter.providers import get_model
 from charter.providers.base import SamplingParams
 from charter.providers.cache import CallCache
+from charter.providers.config import RoleConfig
 from charter.providers.usage import UsageMeter
 from charter.records import Failure, Message, RewardChecklist, RewardRecord, fingerprint
 
 #: The item bounds of a reward's writer: those of a run config's `checklist:` section by default.
 WRITER_BOUNDS = WriterBounds()
+
+
+def writer_params(role: RoleConfig) -> SamplingParams:
+    """The sampling a reward's checklist writer is asked with: its role's `params` where the role sets them, else
+    `WRITER_PARAMS`."""
+    return role.params if "params" in role.model_fields_set else WRITER_PARAMS
 
 
 class NoChecklist(Exception):
@@ -189,7 +196,7 @@ def checklist_options(section: ChecklistReward, cache: CallCache | None, meter: 
     writer = None
     if section.writer is not None:
         writer = get_model(section.writer.backend(), cache=cache, meter=meter, role="checklist_writer")
-    params = section.writer.params if section.writer is not None else SamplingParams()
+    params = writer_params(section.writer) if section.writer is not None else WRITER_PARAMS
     return ScoringOptions(
         checklist_column=section.column,
         aggregation=section.aggregation,
