@@ -18,7 +18,7 @@ transformers = pytest.importorskip("transformers")
 
 from charter.errors import CharterError, MissingExtra  # noqa: E402
 from charter.providers import local, local_embedded, local_sampling  # noqa: E402
-from charter.providers.base import SamplingParams  # noqa: E402
+from charter.providers.base import SamplingParams, token_bytes  # noqa: E402
 from charter.providers.local import LocalModel  # noqa: E402
 from charter.providers.local_embedded import embedded_model_path, resolve_local_model  # noqa: E402
 from charter.providers.registry import create_backend  # noqa: E402
@@ -198,13 +198,14 @@ async def test_each_generated_token_has_its_logprob_and_top_alternatives(tiny_di
         tokens = completion.token_logprobs
         assert tokens is not None and len(tokens) == completion.completion_tokens
         assert completion.text == again.text and again.token_logprobs is None  # asked only where asked
-        spelled = b"".join(bytes(t["bytes"] or []) for t in tokens)  # a random model's bytes may be no UTF-8
+        spelled = b"".join(token_bytes(t) for t in tokens)  # a random model's bytes may be no UTF-8
         assert spelled.decode("utf-8", "replace") == completion.text  # they spell the reply
         for token in tokens:
             top = token["top_logprobs"]
             assert len(top) == 3 and all(a["logprob"] <= 0 for a in top)
             assert [a["logprob"] for a in top] == sorted((a["logprob"] for a in top), reverse=True)
-            assert top[0]["bytes"] == token["bytes"] and top[0]["logprob"] == pytest.approx(token["logprob"])  # greedy
+            assert token_bytes(top[0]) == token_bytes(token)  # greedy: the chosen token is the likeliest
+            assert top[0]["logprob"] == pytest.approx(token["logprob"])
     await model.aclose()
 
 
@@ -468,7 +469,7 @@ async def test_the_embedded_model_as_a_checklist_judge_gives_p_yes_or_says_why_n
     params = checklist_params(base, ["number", "polite"], "explicit", smollm2)
     assert params.top_logprobs == CHECKLIST_TOP_LOGPROBS  # the local model is asked for its tokens' probabilities
     [reply] = await smollm2.generate([checklist_messages(prompt, response, checklist, "explicit")], params)
-    spelled = b"".join(bytes(t["bytes"] or []) for t in reply.token_logprobs or [])
+    spelled = b"".join(token_bytes(t) for t in reply.token_logprobs or [])
     assert spelled.decode("utf-8", "replace") == reply.text
     read = with_probabilities(read_checklist_reply(reply.text, ["number", "polite"]), reply.text, reply.token_logprobs)
     for verdict in read.values():

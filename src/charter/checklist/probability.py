@@ -18,7 +18,7 @@ import re
 from collections.abc import Mapping, Sequence
 
 from charter.checklist.prompt import read_verdict
-from charter.providers.base import ChatModel, TokenAlternative, TokenLogprob
+from charter.providers.base import ChatModel, TokenLogprob, token_bytes
 from charter.records import ItemVerdict
 
 #: The top alternatives a checklist call asks for at each token, where the provider gives them.
@@ -54,7 +54,7 @@ def verdict_probabilities(
     """Each item's P(yes), or a line saying why there is none (see the module's rules)."""
     if not tokens:
         return {i: NO_LOGPROBS for i in item_ids}
-    spelled = [_bytes(t) for t in tokens]
+    spelled = [token_bytes(t) for t in tokens]
     if b"".join(spelled) != text.encode():
         return {i: "the log-probabilities do not spell the reply" for i in item_ids}
     starts = [0]
@@ -71,11 +71,6 @@ def verdict_probabilities(
         before = spelled[index][: offset - starts[index]].decode("utf-8", "replace")
         out[item_id] = _p_yes(tokens[index], before)
     return out
-
-
-def _bytes(token: TokenAlternative) -> bytes:
-    raw = token.get("bytes")
-    return bytes(raw) if raw else token["token"].encode()
 
 
 def _verdict_at(text: str, item_id: str) -> int | None:

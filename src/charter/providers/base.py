@@ -123,12 +123,19 @@ class TokenAlternative(TypedDict):
     token: str
     logprob: float
     bytes: list[int] | None
+    """The token's bytes where its text does not spell them (part of a character), else None."""
 
 
 class TokenLogprob(TokenAlternative):
     """One generated token, its log-probability and its top alternatives (OpenAI's `logprobs.content` entry)."""
 
     top_logprobs: list[TokenAlternative]
+
+
+def token_bytes(token: TokenAlternative) -> bytes:
+    """A token's bytes: those it keeps, else its text's."""
+    raw = token.get("bytes")
+    return bytes(raw) if raw else token["token"].encode()
 
 
 @dataclass

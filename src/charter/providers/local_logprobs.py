@@ -58,7 +58,11 @@ class StepLogprobs:
 
 
 def _alternative(raw: bytes, logprob: float) -> TokenAlternative:
-    return {"token": raw.decode("utf-8", "replace"), "logprob": logprob, "bytes": list(raw)}
+    """A token as kept: its bytes only where they are no whole characters (its text cannot spell them)."""
+    try:
+        return {"token": raw.decode("utf-8"), "logprob": logprob, "bytes": None}
+    except UnicodeDecodeError:
+        return {"token": raw.decode("utf-8", "replace"), "logprob": logprob, "bytes": list(raw)}
 
 
 def _spelled(tokenizer: Any, token_id: int) -> bytes:

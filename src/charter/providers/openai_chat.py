@@ -275,8 +275,11 @@ def _token_logprobs(choice: dict[str, Any]) -> list[TokenLogprob] | None:
 
 
 def _alternative(entry: dict[str, Any]) -> TokenAlternative:
-    raw = entry.get("bytes")
-    return {"token": str(entry["token"]), "logprob": float(entry["logprob"]), "bytes": list(raw) if raw else None}
+    """One token as kept: its bytes only where its text does not spell them (part of a character), so that a reply's
+    cache row stays small."""
+    token, raw = str(entry["token"]), entry.get("bytes")
+    kept = raw if isinstance(raw, list) and raw and bytes(raw) != token.encode() else None
+    return {"token": token, "logprob": float(entry["logprob"]), "bytes": kept}
 
 
 def _bill(reply: dict[str, Any]) -> None:
