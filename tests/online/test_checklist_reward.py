@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 import charter
+from charter.checklist.author import WRITER_FORMAT, read_writer_prompt
 from charter.checklist.prompt import read_checklist_prompt
 from charter.errors import ConfigError, DatasetError
 from charter.providers.scripted import register_script
@@ -160,22 +161,52 @@ def test_implicit_aggregation_is_the_judges_overall_score_in_the_same_call(tmp_p
     fn.close()
 
 
-def test_a_writer_writes_one_checklist_a_prompt_for_its_whole_group(tmp_path: Path) -> None:
+def test_a_writer_writes_one_checklist_a_prompt_for_its_whole_group_kept_in_the_store(tmp_path: Path) -> None:
     asked: list[str] = []
 
     def writer(messages, params):  # noqa: ANN001, ANN202
+        ids = read_writer_prompt(messages[-1].content)  # the run's writing prompt, listing the drawn principles
+        assert ids and params.json_schema["properties"]["items"]["items"]["properties"]["principle_id"]["enum"] == ids
+        assert (params.temperature, params.max_tokens) == (0.0, 1024)  # a role without params: greedy, 1,024
         asked.append(messages[-1].content)
-        item = {"id": "num", "requirement": CRITERIA["number"][0], "category": "essential", "principle_id": "x"}
-        return json.dumps({"items": [item]})
+        rules = [("number", "essential"), ("polite", "important"), ("question", "optional")]
+        items = [{"id": r, "requirement": CRITERIA[r][0], "category": c, "principle_id": ids[0], "reference": None}
+                 for r, c in rules]  # fmt: skip
+        return json.dumps({"items": items})
 
     register_lab_models()
-    register_script("one-item-writer", writer)  # not the lab's `checklist-writer`, which writes three items
-    writer = "scripted:one-item-writer"
+    register_script("rules-writer", writer)
+    prompts = ["How many?"] * 3 + ["Why?"]
+    completions = ["4, thank you?", "four, thank you?", "4! Thank you?", "no, thank you?"]
+
+    def reward() -> charter.RewardFunction:
+        writer = "scripted:rules-writer"
+        return charter.reward_function("scripted:checklist-judge", "harmless", scoring="checklist",
+                                       checklist_writer=writer, store=tmp_path / "s", cache=None)  # fmt: skip
+
+    fn = reward()
+    got = fn(prompts=prompts, completions=completions)
+    assert got[0] == got[2] == 1.0 and got[1] == got[3] < 1.0 and len(asked) == 2
+    assert {r.checklist.source for r in rewards(fn.store)} == {"model"}
+    kept = fn.store.execute("SELECT source, model, prompt_format FROM checklists")
+    assert kept == [("model", "scripted:rules-writer", WRITER_FORMAT)] * 2
+    fn.close()
+    again = reward()  # a new session on the same store: the checklists are read back, no writer is asked
+    assert again(prompts=prompts, completions=[c + " Sure." for c in completions]) and len(asked) == 2
+    again.close()
+
+
+def test_a_writer_reply_that_is_no_checklist_fails_its_prompt_recorded_after_the_retries(tmp_path: Path) -> None:
+    register_lab_models()
+    register_script("prose-writer", lambda messages, params: "Here are some ideas for a checklist.")
+    writer = "scripted:prose-writer"
     fn = charter.reward_function("scripted:checklist-judge", "harmless", scoring="checklist",
                                  checklist_writer=writer, store=tmp_path / "s", cache=None)  # fmt: skip
-    got = fn(prompts=["How many?"] * 3 + ["Why?"], completions=["4", "four", "4!", "no"])
-    assert got == [1.0, 0.0, 1.0, 0.0] and len(asked) == 2
-    assert {r.checklist.source for r in rewards(fn.store)} == {"model"}
+    assert fn(prompts=["Q?"], completions=["4"]) == [None]
+    [record] = rewards(fn.store)
+    assert record.failure.kind == "checklist_writer" and record.failure.attempts == 3
+    assert "(after 3 tries)" in record.failure.message and record.failure.raw.startswith("Here are")
+    assert fn.store.execute("SELECT COUNT(*) FROM checklists") == [(0,)]
     fn.close()
 
 

@@ -14,7 +14,8 @@ from charter.runs.checklists import count_checklists
 from charter.runs.failures import failing_items
 from charter.runs.store import RunStore
 from charter.runs.usage import stored_usage
-from charter.testing.lab import register_lab_models
+from charter.testing import LoopbackServer
+from charter.testing.lab import checklist_server_reply, register_lab_models, verdict_alternatives
 
 register_lab_models()
 register_script("checklist-mute", lambda messages, params: "I would rather not write a checklist.")
@@ -193,3 +194,84 @@ def test_the_forecast_counts_one_judge_call_a_checked_response(make_config, tmp_
     result = run(config)
     [judge] = [row for row in forecast.rows if row.role == "judge"]
     assert judge.calls.expected == calls(result.run_dir, "judge") > 0
+
+
+def test_an_outside_judge_with_log_probabilities_gives_each_item_p_yes_and_the_pair_its_probability(
+    make_config, tmp_path
+):
+    sure = 0.9
+    with LoopbackServer(reply=checklist_server_reply, alternatives=verdict_alternatives(sure)).start() as server:
+        judge = {"model": f"openai-compatible:checklist-judge@{server.openai_url}", "mode": "checklist",
+                 "principles_per_pair": 2}  # fmt: skip
+        run(checklist_config(make_config, judge=judge))
+    assert all(r.body["top_logprobs"] == 5 for r in server.requests)
+    rows = rows_of(tmp_path)
+    assert rows
+    for row in rows:
+        chosen, rejected = json.loads(row["checklist_chosen"]), json.loads(row["checklist_rejected"])
+        for side in (chosen, rejected):
+            for v in side["verdicts"]:
+                assert v["p_yes"] == pytest.approx(sure if v["verdict"] == "yes" else 1 - sure)
+        gap = chosen["score"]["expected"] - rejected["score"]["expected"]
+        assert row["p_chosen"] == pytest.approx(0.5 + gap / 2)  # from the items' P(yes), not the verdicts
+        assert chosen["score"]["expected"] != chosen["score"]["score"]
+
+
+def test_the_report_shows_each_examples_checklist_with_verdicts_and_reasons(make_config, tmp_path):
+    run(checklist_config(make_config, report=True))
+    report = (tmp_path / "run/report/report.md").read_text()
+    examples = report.split("## Examples", 1)[1]
+    assert examples.count("| Item | Chosen | Rejected |") == examples.count("### Example ") > 0
+    assert "| number: The response gives a specific number. | " in examples
+    assert "yes: It does hold." in examples and "no: It does not hold." in examples
+    assert "Checklist: score chosen " in examples
+    html = (tmp_path / "run/report/report.html").read_text()
+    assert '<table class="checklist">' in html and "<td>yes: It does hold.</td>" in html
+
+
+def test_examples_read_from_the_store_show_the_stored_checklist(make_config, tmp_path):
+    from charter.pipeline.report_examples import examples
+    from charter.records import Fingerprints
+
+    run(checklist_config(make_config))
+    for data in (tmp_path / "run/data").iterdir():
+        data.unlink()
+    with RunStore(tmp_path / "run") as store:
+        fp = Fingerprints.model_validate(store.meta("settings")["fingerprints"])
+        shown, source = examples(store, fp)
+    assert source.startswith("the judged pairs") and shown
+    for example in shown:
+        items = example["checklist"]["items"]
+        assert [i["item"].split(":")[0] for i in items] == ["number", "question", "concise"]
+        assert all(i["chosen"].split(":")[0] in ("yes", "no") for i in items)
+
+
+def test_the_forecast_counts_one_writer_call_a_prompt_as_the_run_makes_them(make_config, tmp_path, capsys):
+    import charter
+
+    config = checklist_config(make_config)
+    forecast = charter.estimate(config)
+    [writer] = [row for row in forecast.rows if row.role == "checklist"]
+    assert writer.model == "scripted:checklist-writer" and forecast.rows[0] is writer
+    assert writer.calls.low == writer.calls.expected == 6 and writer.calls.high == 6 * 3  # max_retries 2 re-asks
+    assert writer.prompt_tokens.expected > 0 and writer.completion_tokens.expected > 0
+    assert main(["run", str(config), "--dry-run", "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)["rows"]
+    assert [r["calls"]["expected"] for r in rows if r["role"] == "checklist"] == [6]
+    result = run(config)
+    assert writer.calls.expected == calls(result.run_dir, "checklist")
+
+
+@pytest.mark.parametrize("source", ["column", "criteria"])
+def test_the_forecast_counts_no_writer_call_for_a_column_or_the_criteria(make_config, tmp_path, source):
+    import charter
+
+    items = [{"id": "number", "requirement": "The response gives a specific number.", "category": "essential"}]
+    prompts = tmp_path / "prompts.jsonl"
+    prompts.write_text("".join(json.dumps({"prompt": f"How many legs has animal {i}?", "checklist": items}) + "\n"
+                               for i in range(3)))  # fmt: skip
+    constitution = Path(__file__).parents[2] / "examples" / "rubric-constitution.yaml"
+    config = checklist_config(make_config, prompts={"path": str(prompts)}, checklist={"source": source},
+                              constitution=str(constitution))  # fmt: skip
+    forecast = charter.estimate(config)
+    assert {row.role for row in forecast.rows} == {"policy", "critic", "judge"}

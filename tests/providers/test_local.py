@@ -18,7 +18,7 @@ transformers = pytest.importorskip("transformers")
 
 from charter.errors import CharterError, MissingExtra  # noqa: E402
 from charter.providers import local, local_embedded, local_sampling  # noqa: E402
-from charter.providers.base import SamplingParams  # noqa: E402
+from charter.providers.base import SamplingParams, token_bytes  # noqa: E402
 from charter.providers.local import LocalModel  # noqa: E402
 from charter.providers.local_embedded import embedded_model_path, resolve_local_model  # noqa: E402
 from charter.providers.registry import create_backend  # noqa: E402
@@ -187,6 +187,26 @@ async def test_greedy_ignores_the_seed(tiny: LocalModel) -> None:
     a = await tiny.generate(REQUESTS[:3], GREEDY.model_copy(update={"seed": 1}))
     b = await tiny.generate(REQUESTS[:3], GREEDY.model_copy(update={"seed": 2}))
     assert [c.text for c in a] == [c.text for c in b]
+
+
+@pytest.mark.parametrize("engine", ["charter", "transformers"])
+async def test_each_generated_token_has_its_logprob_and_top_alternatives(tiny_dir: Path, engine: str) -> None:
+    model = LocalModel(str(tiny_dir), batch_size=4, device="cpu", dtype="float32", engine=engine)
+    asked = SamplingParams(temperature=0, max_tokens=12, top_logprobs=3)
+    completions = await model.generate(REQUESTS[:4], asked)
+    for completion, again in zip(completions, await model.generate(REQUESTS[:4], GREEDY)):
+        tokens = completion.token_logprobs
+        assert tokens is not None and len(tokens) == completion.completion_tokens
+        assert completion.text == again.text and again.token_logprobs is None  # asked only where asked
+        spelled = b"".join(token_bytes(t) for t in tokens)  # a random model's bytes may be no UTF-8
+        assert spelled.decode("utf-8", "replace") == completion.text  # they spell the reply
+        for token in tokens:
+            top = token["top_logprobs"]
+            assert len(top) == 3 and all(a["logprob"] <= 0 for a in top)
+            assert [a["logprob"] for a in top] == sorted((a["logprob"] for a in top), reverse=True)
+            assert token_bytes(top[0]) == token_bytes(token)  # greedy: the chosen token is the likeliest
+            assert top[0]["logprob"] == pytest.approx(token["logprob"])
+    await model.aclose()
 
 
 def test_top_p_keeps_the_smallest_set_reaching_the_mass() -> None:
@@ -430,3 +450,30 @@ async def test_embedded_model_choice_probs(smollm2: LocalModel) -> None:
     assert sum(result.probs.values()) == pytest.approx(1.0)
     assert result.probs["A"] > 0.6  # far from uniform, and the right way round
     assert set(result.raw_logprobs) == {"A", "B"} and all(v < 0 for v in result.raw_logprobs.values())
+
+
+@pytest.mark.slow
+async def test_the_embedded_model_as_a_checklist_judge_gives_p_yes_or_says_why_not(smollm2: LocalModel) -> None:
+    """At chance as a judge: what is asserted is that every yes/no verdict it writes carries P(yes) from its own
+    tokens or the reason it has none, never a made-up value; its verdicts may all fail (no JSON), which is data."""
+    from charter.checklist import checklist_from_rows
+    from charter.checklist.check import checklist_messages, checklist_params
+    from charter.checklist.probability import CHECKLIST_TOP_LOGPROBS, with_probabilities
+    from charter.checklist.prompt import read_checklist_reply
+
+    items = [{"id": "number", "requirement": "The response gives a specific number.", "weight": 1},
+             {"id": "polite", "requirement": "The response says thank you.", "weight": 1}]  # fmt: skip
+    checklist = checklist_from_rows(items, "items")
+    prompt, response = ask("How many legs has a spider?"), "Eight, thank you."
+    base = SamplingParams(temperature=0, max_tokens=160, seed=0)
+    params = checklist_params(base, ["number", "polite"], "explicit", smollm2)
+    assert params.top_logprobs == CHECKLIST_TOP_LOGPROBS  # the local model is asked for its tokens' probabilities
+    [reply] = await smollm2.generate([checklist_messages(prompt, response, checklist, "explicit")], params)
+    spelled = b"".join(token_bytes(t) for t in reply.token_logprobs or [])
+    assert spelled.decode("utf-8", "replace") == reply.text
+    read = with_probabilities(read_checklist_reply(reply.text, ["number", "polite"]), reply.text, reply.token_logprobs)
+    for verdict in read.values():
+        if verdict.verdict in ("yes", "no"):
+            assert (verdict.p_yes is None) != (verdict.p_yes_missing is None)
+        else:
+            assert verdict.p_yes is None and verdict.verdict == "failed" and verdict.error

@@ -13,10 +13,10 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 from pydantic import ValidationError
 
-from charter.checklist.config import ChecklistConfig
 from charter.checklist.items import Checklist, ChecklistItem, item_from_data
 from charter.checklist.prompt import defuse, fence, nonce_of
 from charter.constitutions.schema import CATEGORY_WEIGHTS
@@ -31,6 +31,28 @@ from charter.yamlio import LocatedValueError
 WRITER_FORMAT = 1
 WRITER_HEADER = "Write a checklist for judging an assistant's response to the conversation below."
 _PRINCIPLES = re.compile(r"\n\nPrinciples:\n((?:- [^\n]*\n?)+)")
+
+
+class ItemBounds(Protocol):
+    """How many items a written checklist may have, and how often an unreadable reply is asked again (a run
+    config's `checklist:` section, or `WriterBounds`)."""
+
+    @property
+    def min_items(self) -> int: ...
+    @property
+    def max_items(self) -> int: ...
+    @property
+    def max_retries(self) -> int: ...
+
+
+@dataclass(frozen=True)
+class WriterBounds:
+    """The item bounds of a writer asked outside a run config (`reward_function(checklist_writer=...)`): the
+    `checklist:` section's defaults."""
+
+    min_items: int = 3
+    max_items: int = 8
+    max_retries: int = 2
 
 
 @dataclass(frozen=True)
@@ -73,26 +95,27 @@ def writer_request(
     return [user(text)]
 
 
-def writer_schema(principle_ids: Sequence[str]) -> dict[str, object]:
-    """The JSON schema of a writing reply: a list of items, each naming one of the principles."""
-    item = {
-        "type": "object",
-        "properties": {
-            "id": {"type": "string"},
-            "requirement": {"type": "string"},
-            "principle_id": {"type": "string", "enum": list(principle_ids)},
-            "category": {"type": "string", "enum": list(CATEGORY_WEIGHTS)},
-            "reference": {"type": ["string", "null"]},
-        },
-        "required": ["id", "requirement", "principle_id", "category", "reference"],
-        "additionalProperties": False,
-    }
+def items_schema(principle_ids: Sequence[str] | None = None) -> dict[str, object]:
+    """The JSON schema of a reply listing checklist items: each an id, a requirement and a category; with
+    `principle_ids` (a writer's reply), each also names one of those principles and a reference answer or null."""
+    fields: dict[str, object] = {"id": {"type": "string"}, "requirement": {"type": "string"}}
+    if principle_ids is not None:
+        fields["principle_id"] = {"type": "string", "enum": list(principle_ids)}
+    fields["category"] = {"type": "string", "enum": list(CATEGORY_WEIGHTS)}
+    if principle_ids is not None:
+        fields["reference"] = {"type": ["string", "null"]}
+    item = {"type": "object", "properties": fields, "required": list(fields), "additionalProperties": False}
     return {
         "type": "object",
         "properties": {"items": {"type": "array", "items": item}},
         "required": ["items"],
         "additionalProperties": False,
     }
+
+
+def writer_schema(principle_ids: Sequence[str]) -> dict[str, object]:
+    """The JSON schema of a writing reply: a list of items, each naming one of the principles."""
+    return items_schema(principle_ids)
 
 
 def read_writer_prompt(text: str) -> list[str] | None:
@@ -137,7 +160,7 @@ async def write_for_prompt(
     model: ChatModel,
     prompt: list[Message],
     principles: Sequence[tuple[str, str]],
-    config: ChecklistConfig,
+    config: ItemBounds,
     params: SamplingParams,
 ) -> Written:
     """Write one prompt's checklist: one structured-output call (through the model's call cache), asked again with

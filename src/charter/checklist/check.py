@@ -7,8 +7,9 @@ asked in the same call, 0 to 10, read as 0..1). A call that fails fails every ju
 error); a reply that names an item without a readable verdict fails that item alone. A response whose applicable
 items all failed has no score: `None`, never 0.
 
-P(yes) per item is taken where the provider gives it; a text reply carries none, so the explicit `expected` score is
-left unset unless every counted item was checked by a verifier.
+P(yes) per item is read from the reply's token log-probabilities where the provider gives them
+(`charter.checklist.probability`); where it gives none, the verdicts stand, each says so (`p_yes_missing`), and the
+explicit `expected` score is left unset unless every counted item was checked by a verifier.
 """
 
 from __future__ import annotations
@@ -18,11 +19,12 @@ from typing import Literal
 
 from charter.checklist.aggregate import ChecklistScore, ItemVerdict, score_checklist, verifier_verdicts
 from charter.checklist.items import Checklist
+from charter.checklist.probability import logprobs_asked, with_probabilities
 from charter.checklist.prompt import CHECKLIST_FORMAT, checklist_request, checklist_schema, read_checklist_reply
 from charter.errors import FatalProviderError, ProviderError
 from charter.judge_prompt import rubric_object, whole_number
 from charter.messages import render_conversation
-from charter.providers.base import SamplingParams
+from charter.providers.base import ChatModel, SamplingParams
 from charter.providers.managed import ManagedModel
 from charter.records import Message
 
@@ -63,14 +65,17 @@ class CheckedResponse:
         return self.score.model_copy(update={"score": self.reward, "expected": expected})
 
 
-def checklist_params(base: SamplingParams | None, item_ids: list[str], aggregation: Aggregation) -> SamplingParams:
-    """The sampling of a checklist call: greedy (or the judge's `params`), with the reply's JSON schema."""
+def checklist_params(
+    base: SamplingParams | None, item_ids: list[str], aggregation: Aggregation, model: ChatModel | None = None
+) -> SamplingParams:
+    """The sampling of a checklist call: greedy (or the judge's `params`), with the reply's JSON schema, and the
+    tokens' log-probabilities asked where `model` gives them (each item's P(yes))."""
     params = base or SamplingParams(temperature=0.0, max_tokens=CHECKLIST_MAX_TOKENS, seed=0)
     schema = checklist_schema(item_ids)
     if aggregation == "implicit":
         properties = {**schema["properties"], OVERALL: {"type": "integer"}}  # type: ignore[dict-item]
         schema = {**schema, "properties": properties, "required": [*item_ids, OVERALL]}
-    return params.model_copy(update={"json_schema": schema})
+    return params.model_copy(update={"json_schema": schema, **logprobs_asked(model)})
 
 
 def checklist_messages(prompt: list[Message], text: str, checklist: Checklist, aggregation: Aggregation) -> list:
@@ -99,7 +104,7 @@ async def check_response(
         request = checklist_messages(prompt, text, checklist, aggregation)
         calls = 1
         try:
-            [reply] = await model.generate([request], checklist_params(params, judged, aggregation))
+            [reply] = await model.generate([request], checklist_params(params, judged, aggregation, model))
         except FatalProviderError:
             raise
         except ProviderError as exc:
@@ -107,7 +112,7 @@ async def check_response(
             verdicts |= {i: ItemVerdict(item_id=i, verdict="failed", error=error) for i in judged}
         else:
             cached = reply.cached
-            verdicts |= read_checklist_reply(reply.text, judged)
+            verdicts |= with_probabilities(read_checklist_reply(reply.text, judged), reply.text, reply.token_logprobs)
             overall = _overall(reply.text, judged)
     score = score_checklist(checklist, verdicts)
     reward, failure = _reward(score, verdicts, aggregation, overall)

@@ -12,6 +12,11 @@ fingerprint:
 - `implicit`: the judge's overall score 1..10 given the checklist, asked in the same call, compared as mode `score`
   compares two ratings.
 
+Where the judge's provider gives token log-probabilities (`ChatModel.gives_token_logprobs`), the call asks for them and
+each item answered yes or no gets P(yes) from its verdict token's alternatives (`charter.checklist.probability`); the
+explicit preference then compares the expected scores where every counted item of both sides has one. Where the
+provider gives none, the verdicts stand and each says why it has no P(yes).
+
 A response without a score (every applicable item failed, or no overall score) makes the pair's judgment failed: the
 pair is masked, never scored 0. Each principle the items spell out gets a vote from its own items' scores (the
 checklist's preference where its items decide nothing), so per-principle tables read as in the other modes.
@@ -27,6 +32,7 @@ from typing import TYPE_CHECKING
 
 from charter.checklist import Checklist, preference, score_checklist, verifier_verdicts
 from charter.checklist.config import Aggregation
+from charter.checklist.probability import logprobs_asked, with_probabilities
 from charter.checklist.prompt import (
     CHECKLIST_FORMAT,
     checklist_request,
@@ -90,11 +96,14 @@ async def check_response(
         request = checklist_request(prompt, response, checklist, overall=implicit)
         read: dict[str, ItemVerdict] = {}
         for attempt in range(settings.max_retries + 1):
-            params = settings.attempt(attempt).model_copy(update={"json_schema": checklist_schema(ids, implicit)})
+            params = settings.attempt(attempt).model_copy(
+                update={"json_schema": checklist_schema(ids, implicit), **logprobs_asked(model)}
+            )
             [completion] = await model.generate([request], params)
             prompt_tokens += completion.prompt_tokens
             completion_tokens += completion.completion_tokens
-            for item_id, verdict in read_checklist_reply(completion.text, ids).items():
+            replied = read_checklist_reply(completion.text, ids)
+            for item_id, verdict in with_probabilities(replied, completion.text, completion.token_logprobs).items():
                 if read.get(item_id) is None or read[item_id].verdict == "failed":
                     read[item_id] = verdict
             overall = overall if overall is not None else read_overall(completion.text, ids)

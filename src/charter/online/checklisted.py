@@ -15,51 +15,29 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
+from charter.checklist.author import WriterBounds
 from charter.checklist.check import CHECKLIST_FORMAT, CheckedResponse, check_response
 from charter.checklist.items import Checklist, checklist_from_criteria, checklist_from_rows
-from charter.errors import ConfigError, DatasetError, FatalProviderError, ProviderError
-from charter.judge_prompt import rubric_object
-from charter.messages import render_conversation, user
+from charter.checklist.kept import stored_or_written, writing_fingerprint
+from charter.errors import ConfigError, FatalProviderError, JudgeParseError, ProviderError
 from charter.online.config import ChecklistReward
-from charter.online.judging import Batch, ScoringEntry, ScoringOptions
+from charter.online.judging import WRITER_PARAMS, Batch, ScoringEntry, ScoringOptions
 from charter.online.session import JudgeSession
 from charter.providers import get_model
 from charter.providers.base import SamplingParams
 from charter.providers.cache import CallCache
+from charter.providers.config import RoleConfig
 from charter.providers.usage import UsageMeter
 from charter.records import Failure, Message, RewardChecklist, RewardRecord, fingerprint
 
-#: The request a checklist writer is sent for a prompt with no checklist of its own.
-WRITER_REQUEST = (
-    "Write a checklist for judging an assistant's response to the conversation below: 3 to 8 yes/no statements "
-    "about the response, each specific to this conversation and true of a good response (a pitfall: true of a bad "
-    "one). Give each an id (letters, digits, _ or -), the requirement, a category (essential, important, optional "
-    "or pitfall) and, where one fits, the id of the principle it spells out.\n\nPrinciples:\n{principles}\n\n"
-    "Conversation:\n{conversation}\n\n"
-    'Answer with a JSON object and nothing else: {{"items": [{{"id": "...", "requirement": "...", "category": '
-    '"...", "principle_id": "..."}}]}}'
-)
-CATEGORIES = ["essential", "important", "optional", "pitfall"]
+#: The item bounds of a reward's writer: those of a run config's `checklist:` section by default.
+WRITER_BOUNDS = WriterBounds()
 
 
-def items_schema(*, linked: bool) -> dict[str, Any]:
-    """The JSON schema of a reply listing checklist items (id, requirement, category; `linked`: a principle id too)."""
-    fields: dict[str, Any] = {
-        "id": {"type": "string"},
-        "requirement": {"type": "string"},
-        "category": {"type": "string", "enum": CATEGORIES},
-        **({"principle_id": {"type": "string"}} if linked else {}),
-    }
-    item = {"type": "object", "properties": fields, "required": list(fields), "additionalProperties": False}
-    return {
-        "type": "object",
-        "properties": {"items": {"type": "array", "items": item}},
-        "required": ["items"],
-        "additionalProperties": False,
-    }
-
-
-WRITER_SCHEMA = items_schema(linked=True)
+def writer_params(role: RoleConfig) -> SamplingParams:
+    """The sampling a reward's checklist writer is asked with: its role's `params` where the role sets them, else
+    `WRITER_PARAMS`."""
+    return role.params if "params" in role.model_fields_set else WRITER_PARAMS
 
 
 class NoChecklist(Exception):
@@ -120,26 +98,29 @@ async def prompt_checklist(
 
 
 async def _written(session: JudgeSession, options: ScoringOptions, prompt: list[Message]) -> Checklist:
-    """The writer's checklist for a prompt: one call (from the call cache when asked before), kept for the session."""
+    """The writer's checklist for a prompt, as `charter run` writes one (`charter.checklist.author`: the prompt's
+    drawn principles, one structured call through the call cache, re-asked while unreadable), kept in the reward
+    store with its provenance and for the session."""
     key = _prompt_key(prompt)
     if key in options.book.written:
         return options.book.written[key]
     writer = options.checklist_writer
     assert writer is not None
-    principles = "\n".join(f"- {p.id}: {p.description}" for p in session.constitution.principles)
-    request = [user(WRITER_REQUEST.format(principles=principles, conversation=render_conversation(prompt)))]
-    params = SamplingParams(temperature=0.0, max_tokens=1024, seed=0, json_schema=WRITER_SCHEMA)
+    ids = session.principles(prompt)
+    principles = [(pid, session.constitution.principle(pid).description) for pid in ids]
+    params = options.checklist_writer_params
+    settings = writing_fingerprint(writer.served_id, params, WRITER_BOUNDS, session.constitution.hash, ids)
     try:
-        [reply] = await session.limited(writer.generate([request], params))
+        written = await session.limited(
+            stored_or_written(session.store, key, settings, writer, prompt, principles, WRITER_BOUNDS, params)
+        )
     except FatalProviderError:
         raise
+    except JudgeParseError as exc:
+        failure = Failure(kind="checklist_writer", message=str(exc), raw=exc.raw, attempts=exc.attempts)
+        raise NoChecklist(failure) from None
     except ProviderError as exc:
         raise NoChecklist(Failure(kind="checklist_writer", message=f"checklist writer failed: {exc}")) from None
-    data = rubric_object(reply.text, ["items"])
-    try:
-        written = checklist_from_rows((data or {}).get("items"), "checklist writer reply", "model")
-    except DatasetError as exc:
-        raise NoChecklist(Failure(kind="checklist_writer", message=str(exc), raw=reply.text[:2000])) from None
     options.book.written[key] = written
     return written
 
@@ -192,6 +173,7 @@ def reward_checklist(checked: CheckedResponse) -> RewardChecklist:
         verdicts={i: v.verdict for i, v in verdicts.items()},
         reasons={i: v.reason for i, v in verdicts.items() if v.reason},
         p_yes={i: v.p_yes for i, v in verdicts.items() if v.p_yes is not None},
+        p_yes_missing={i: v.p_yes_missing for i, v in verdicts.items() if v.p_yes_missing},
         failed_items=checked.score.failed,
         failed_share=checked.score.failed_share,
         gates_failed=checked.score.gates_failed,
@@ -214,7 +196,13 @@ def checklist_options(section: ChecklistReward, cache: CallCache | None, meter: 
     writer = None
     if section.writer is not None:
         writer = get_model(section.writer.backend(), cache=cache, meter=meter, role="checklist_writer")
-    return ScoringOptions(checklist_column=section.column, aggregation=section.aggregation, checklist_writer=writer)
+    params = writer_params(section.writer) if section.writer is not None else WRITER_PARAMS
+    return ScoringOptions(
+        checklist_column=section.column,
+        aggregation=section.aggregation,
+        checklist_writer=writer,
+        checklist_writer_params=params,
+    )
 
 
 def checklist_values(column: Sequence[Any] | None, n: int, name: str) -> list[Any] | None:

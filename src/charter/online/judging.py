@@ -34,6 +34,10 @@ class Batch:
     scoring reads one (None: the batch has no such column)."""
 
 
+#: A reward's checklist writer's sampling where its role sets none: greedy, with room for its items and references.
+WRITER_PARAMS = SamplingParams(temperature=0.0, max_tokens=1024, seed=0)
+
+
 @dataclass(frozen=True)
 class ScoringOptions:
     """What a scoring reads beside the judge session (each scoring reads its own)."""
@@ -57,6 +61,8 @@ class ScoringOptions:
     checklist)."""
     checklist_writer: ManagedModel | None = None
     """`checklist`: the model that writes a checklist for a prompt with none (one cached call a prompt)."""
+    checklist_writer_params: SamplingParams = field(default_factory=lambda: WRITER_PARAMS)
+    """`checklist`: the writer's sampling (its role's `params` where it sets them, else greedy with 1,024 tokens)."""
     book: ChecklistBook = field(default_factory=ChecklistBook)
     """`checklist`: the items added during training (`refresh_every`) and the checklist version they make."""
 

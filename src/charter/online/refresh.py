@@ -16,12 +16,12 @@ from typing import Any
 
 from pydantic import Field
 
+from charter.checklist.author import items_schema
 from charter.checklist.items import ChecklistItem, checklist_from_rows
 from charter.errors import DatasetError, FatalProviderError, ProviderError
 from charter.judge_prompt import rubric_object
 from charter.messages import render_conversation, user
 from charter.online.book import ChecklistBook
-from charter.online.checklisted import items_schema
 from charter.online.config import ChecklistReward
 from charter.online.reward import JudgeReward
 from charter.providers import ManagedModel
@@ -41,7 +41,7 @@ PROPOSER_REQUEST = (
     'Answer with a JSON object and nothing else: {{"items": [{{"id": "...", "requirement": "...", "category": '
     '"..."}}]}} (an empty list when nothing is exploited).'
 )
-PROPOSER_SCHEMA = items_schema(linked=False)
+PROPOSER_SCHEMA = items_schema()
 
 
 class Refresh(Record):

@@ -38,7 +38,7 @@ from charter.checklist.check import Aggregation
 from charter.constitutions import Constitution, load_constitution
 from charter.errors import ConfigError
 from charter.judge.settings import JudgeConfig, JudgeSettings
-from charter.online.checklisted import checklist_values
+from charter.online.checklisted import WRITER_PARAMS, checklist_values, writer_params
 from charter.online.config import default_mode, scoring_misfit
 from charter.online.inputs import check_batch, check_settings, prompt_messages, text_of
 from charter.online.judging import Batch, GroupStrategy, ScoringEntry, ScoringOptions
@@ -319,9 +319,11 @@ def reward_function(
     reference = None
     if reference_model is not None:
         reference = get_model(_role(reference_model).backend(), cache=call_cache, meter=meter, role="reference")
-    writer = None
+    writer, writing = None, WRITER_PARAMS
     if checklist_writer is not None:
-        writer = get_model(_role(checklist_writer).backend(), cache=call_cache, meter=meter, role="checklist_writer")
+        writer_role = _role(checklist_writer)
+        writer = get_model(writer_role.backend(), cache=call_cache, meter=meter, role="checklist_writer")
+        writing = writer_params(writer_role)
     misfit = scoring_misfit(scoring, settings)
     if misfit:
         raise ConfigError(misfit)
@@ -333,6 +335,7 @@ def reward_function(
         checklist_column=checklist_column,
         aggregation=aggregation,
         checklist_writer=writer,
+        checklist_writer_params=writing,
     )
     fingerprint = reward_fingerprint(
         model,

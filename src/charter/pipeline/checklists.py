@@ -9,6 +9,7 @@ from typing import Any
 from charter.checklist import Checklist, checklist_from_criteria, checklist_from_rows
 from charter.checklist.author import WRITER_FORMAT, write_for_prompt
 from charter.checklist.config import ChecklistConfig
+from charter.checklist.kept import keep_checklist, kept_checklist
 from charter.constitutions import Constitution
 from charter.errors import ConfigError, DatasetError, JudgeParseError
 from charter.judge.pairwise import principles_for
@@ -16,7 +17,7 @@ from charter.judge.settings import JudgeSettings
 from charter.preference.manifest import DatasetSettings
 from charter.providers import ManagedModel
 from charter.records import Failure, Prompt, fingerprint
-from charter.runs.checklists import StoredChecklist, count_checklists, put_checklist, stored_checklist
+from charter.runs.checklists import count_checklists
 from charter.runs.store import RunStore
 
 
@@ -83,23 +84,11 @@ class Checklists:
     async def get(self, prompt: Prompt) -> Checklist:
         """The prompt's checklist. Raises JudgeParseError or ProviderError where a model could not write one (the
         caller records the prompt's failure); a bad `checklist` column value is a DatasetError."""
-        found = stored_checklist(self.store, prompt.prompt_id, self.fp)
+        found = kept_checklist(self.store, prompt.prompt_id, self.fp)
         if found is not None:
-            return Checklist.model_validate_json(found.record)
+            return found
         checklist, model = await self._make(prompt)
-        put_checklist(
-            self.store,
-            StoredChecklist(
-                prompt_id=prompt.prompt_id,
-                fingerprint=self.fp,
-                source=checklist.source,
-                model=model,
-                prompt_format=WRITER_FORMAT if model else None,
-                version=checklist.version,
-                checklist_fingerprint=checklist.fingerprint,
-                record=checklist.model_dump_json(),
-            ),
-        )
+        keep_checklist(self.store, prompt.prompt_id, self.fp, checklist, model)
         self.made += 1
         return checklist
 

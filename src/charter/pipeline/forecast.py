@@ -97,7 +97,7 @@ class Figures(BaseModel):
 class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
     role: str
-    """policy, critic or judge, as the run's usage names it."""
+    """checklist (the checklist writer), policy, critic or judge, as the run's usage names it."""
     model: str
     """Model id."""
     counter: str
@@ -245,7 +245,7 @@ class _Pricer:
 
     def rows(self, scale: float) -> list[ForecastRow]:
         out = []
-        order = {role: index for index, role in enumerate(("policy", "critic", "judge"))}
+        order = {role: index for index, role in enumerate(("checklist", "policy", "critic", "judge"))}
         for (role, model), tally in sorted(self.tallies.items(), key=lambda item: (order[item[0][0]], item[0][1])):
             spec = self.specs[(role, model)]
             out.append(
@@ -288,7 +288,8 @@ def assumptions(config: RunConfig) -> list[str]:
         "prompt caches (openai: prefixes of 1,024+ tokens in 128-token steps; anthropic: up to charter's "
         "breakpoints): expected, a call reads what calls answered before it was sent cached; low, what any call "
         "sent before it cached; high, nothing",
-        "the judge's re-asks of a reply it cannot read (judge.max_retries) are made at the high end only; "
+        "the judge's re-asks of a reply it cannot read (judge.max_retries, and the checklist writer's "
+        "checklist.max_retries) are made at the high end only; "
         "transport retries (429, 5xx) are not billed",
         "nothing is reused: the call cache and the run directory hold none of these calls",
         "every pair the config can make is made (a revision the same as its response, or samples that repeat "

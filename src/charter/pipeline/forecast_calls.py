@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from charter.checklist import Checklist, ChecklistItem, checklist_from_criteria, checklist_from_rows
+from charter.checklist.author import read_writer_prompt, write_for_prompt
 from charter.checklist.prompt import read_checklist_prompt
 from charter.constitutions import Constitution
 from charter.critique.chain import run_chain
@@ -111,10 +112,13 @@ class PlanningModel(ChatModel):
         record: bool = True,
         reasks: int = 0,
         budget: int | None = None,
+        items: int = 0,
     ) -> None:
         super().__init__(spec.model)
         self.role, self.spec, self.recorder, self.replies = role, spec, recorder, replies
         self.record, self.reasks, self.budget = record, reasks, budget
+        self.items = items
+        """A checklist writer's stand-in: the items its reply lists."""
         self.judge = ScriptedModel("cai") if role == "judge" else None
 
     @property
@@ -141,8 +145,11 @@ class PlanningModel(ChatModel):
         for request in requests:
             await self._send(request, params.max_tokens, False, params.model_dump_json())
             shown = read_checklist_prompt(request[-1].content) if self.judge is not None else None
+            listed = read_writer_prompt(request[-1].content) if self.role == "checklist" else None
             if shown is not None:  # a checklist call: a readable answer, so that no re-ask is walked
                 text = json.dumps({item: {"reason": "", "verdict": "yes"} for item, _ in shown[0]})
+            elif listed:  # a writer's call: a readable checklist (its length is the reply's budget share)
+                text = json.dumps({"items": [_stand_in_row(i, listed) for i in range(self.items)]})
             elif self.judge is not None:
                 [answer] = await self.judge.generate([request], params)
                 text = answer.text
@@ -185,15 +192,32 @@ class Walk:
         judge: ChatModel | Panel = members[0] if config.judge.models is None else Panel(members, config.judge.weights)
         return policy, critic, judge
 
+    def writer(self, recorder: Recorder, replies: Replies) -> PlanningModel | None:
+        """The stand-in of the checklist writer (a `checklist:` section of source `model`), else None. Its re-asks
+        of an unreadable reply (`checklist.max_retries`) are counted at the high end, as the judge's are."""
+        section = self.config.checklist
+        if section is None or section.source != "model" or section.model is None:
+            return None
+        return PlanningModel(
+            "checklist", section.model, recorder, replies, reasks=section.max_retries, items=section.max_items
+        )
+
 
 #: A stand-in item of a checklist a model would write (source `model`): about the length of a written one.
 STAND_IN_ITEM = "The response does what this item of the prompt's checklist asks, in a sentence of this length."
 
 
+def _stand_in_row(index: int, principle_ids: list[str]) -> dict[str, object]:
+    """Item `index` of a stand-in writer's reply, naming one of the principles its prompt lists."""
+    pid = principle_ids[index % len(principle_ids)]
+    return {"id": f"item-{index + 1}", "requirement": STAND_IN_ITEM, "principle_id": pid, "category": "important",
+            "reference": None}  # fmt: skip
+
+
 def forecast_checklist(config: RunConfig, constitution: Constitution, prompt: Prompt) -> Checklist:
     """The checklist a judge call of mode `checklist` would carry for `prompt`: the constitution's criteria, the
     prompt's column, or (source `model`, written during the run) `max_items` stand-in items of a written one's size.
-    The writer's own call a prompt is not in the judge's figures."""
+    The writer's own call a prompt is counted apart, under its role (`write_checklist`)."""
     section = config.checklist
     if section is not None and section.source == "criteria":
         return checklist_from_criteria(constitution)
@@ -204,12 +228,26 @@ def forecast_checklist(config: RunConfig, constitution: Constitution, prompt: Pr
     return Checklist(items=items, source="model")
 
 
+async def write_checklist(walk: Walk, prompt: Prompt, writer: PlanningModel) -> None:
+    """The writer's call for one prompt, as `charter.pipeline.checklists.Checklists` makes it (the checklist
+    package's writer, the principles drawn for the prompt)."""
+    config, constitution = walk.config, walk.constitution
+    assert config.checklist is not None and config.checklist.model is not None
+    ids = principles_for(constitution, walk.settings, prompt.prompt_id, config.seed)
+    principles = [(pid, constitution.principle(pid).description) for pid in ids]
+    await write_for_prompt(writer, prompt.messages, principles, config.checklist, config.checklist.model.params)
+
+
 async def prompt_calls(walk: Walk, prompt: Prompt, replies: Replies) -> list[Call]:
     """The calls the run would send for one prompt (as `charter.pipeline.work.Work.prompt` makes its items), in the
-    order it would send them."""
+    order it would send them: the checklist writer's first (source `model`: one call a prompt), then the chain's,
+    the samples' and the judge's."""
     config, constitution, settings = walk.config, walk.constitution, walk.settings
     recorder = Recorder(call_cache=config.cache is not None)
     policy, critic, judge = walk.models(recorder, replies)
+    writer = walk.writer(recorder, replies)
+    if writer is not None:
+        await write_checklist(walk, prompt, writer)
     checklist = forecast_checklist(config, constitution, prompt) if settings.mode_entry.by_checklist else None
     aggregation = config.checklist.aggregation if config.checklist is not None else "explicit"
     pairs: list[Pair] = []

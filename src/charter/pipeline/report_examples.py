@@ -9,8 +9,9 @@ from typing import Any
 
 import orjson
 
+from charter.checklist.kept import kept_checklist
 from charter.messages import last_text
-from charter.records import Fingerprints, Judgment, Pair
+from charter.records import ChecklistSide, Fingerprints, ItemVerdict, Judgment, Pair
 from charter.runs.files import RunFiles
 from charter.runs.items import judged_records
 from charter.runs.store import RunStore
@@ -18,6 +19,8 @@ from charter.runs.store import RunStore
 N_EXAMPLES = 5
 #: Longest text the report shows of a prompt or response; the rest is cut, and the cut says how long it was.
 SHOWN_CHARS = 2000
+#: Longest judge's reason the report shows for one checklist item.
+SHOWN_REASON = 300
 #: Judged pairs read from the store into one numpy batch of their confidence.
 BATCH_ROWS = 65536
 
@@ -25,6 +28,52 @@ BATCH_ROWS = 65536
 def clip(text: str, limit: int = SHOWN_CHARS) -> str:
     """`text`, or its start and a note of how long it is."""
     return text if len(text) <= limit else f"{text[:limit]}… (cut: {len(text):,} characters in all)"
+
+
+def _verdict_shown(verdict: ItemVerdict | None) -> str:
+    """One item's verdict on one response as the report shows it: the verdict, its P(yes) where there is one, who
+    gave it where a verifier did, and the judge's reason (or why the verdict failed)."""
+    if verdict is None:
+        return "–"
+    said = verdict.verdict + (f" (P(yes) {verdict.p_yes:.2f})" if verdict.p_yes is not None else "")
+    said += " (verifier)" if verdict.by == "verifier" else ""
+    why = verdict.error if verdict.verdict == "failed" else verdict.reason
+    return f"{said}: {clip(why, SHOWN_REASON)}" if why else said
+
+
+def checklist_shown(
+    items: list[tuple[str, str]] | None, chosen: ChecklistSide | None, rejected: ChecklistSide | None
+) -> dict | None:
+    """An example's checklist as the report shows it: each item ((id, requirement); the verdicts' ids where the
+    items are not at hand) with its verdict and reason on the chosen and the rejected response, and the two scores
+    (None outside judge mode `checklist`)."""
+    if chosen is None or rejected is None:
+        return None
+    by_chosen = {v.item_id: v for v in chosen.verdicts}
+    by_rejected = {v.item_id: v for v in rejected.verdicts}
+    listed = items if items is not None else [(v.item_id, "") for v in chosen.verdicts]
+    return {
+        "items": [
+            {
+                "item": f"{item_id}: {requirement}" if requirement else item_id,
+                "chosen": _verdict_shown(by_chosen.get(item_id)),
+                "rejected": _verdict_shown(by_rejected.get(item_id)),
+            }
+            for item_id, requirement in listed
+        ],
+        "score_chosen": chosen.score.score,
+        "score_rejected": rejected.score.score,
+        "expected_chosen": chosen.score.expected,
+        "expected_rejected": rejected.score.expected,
+        "overall_chosen": chosen.overall,
+        "overall_rejected": rejected.overall,
+    }
+
+
+def _row_items(checklist: list[dict[str, Any]] | None) -> list[tuple[str, str]] | None:
+    if checklist is None:
+        return None
+    return [(str(item.get("id")), str(item.get("requirement") or "")) for item in checklist]
 
 
 def _shown(messages: list[Any]) -> list[dict]:
@@ -115,6 +164,7 @@ def _examples_from_preferences(files: RunFiles, n: int) -> list[dict]:
             "rejected": clip(last_text(r.rejected)),
             "p_chosen": r.p_chosen,
             "principle_ids": r.principle_ids,
+            "checklist": checklist_shown(_row_items(r.checklist), r.checklist_chosen, r.checklist_rejected),
         }
         for r in sorted(rows, key=lambda r: (r.p_chosen, r.pair_id))
     ]
@@ -154,6 +204,11 @@ def _examples_from_store(store: RunStore, fp: Fingerprints, n: int) -> list[dict
     for i in positions:
         pair, judgment = judged[i]
         a_wins = (judgment.p_a or 0.0) >= 0.5
+        checked, items = judgment.checklist, None
+        if checked is not None and fp.checklist is not None and pair.prompt_id is not None:
+            stored = kept_checklist(store, pair.prompt_id, fp.checklist)
+            items = None if stored is None else [(item.id, item.requirement) for item in stored.items]
+        sides = (None, None) if checked is None else (checked.a, checked.b) if a_wins else (checked.b, checked.a)
         found.append(
             {
                 "pair_id": pair.pair_id,
@@ -163,6 +218,7 @@ def _examples_from_store(store: RunStore, fp: Fingerprints, n: int) -> list[dict
                 "rejected": clip(pair.b if a_wins else pair.a),
                 "p_chosen": max(judgment.p_a or 0.0, 1.0 - (judgment.p_a or 0.0)),
                 "principle_ids": judgment.principle_ids,
+                "checklist": checklist_shown(items, *sides),
             }
         )
     return found

@@ -7,7 +7,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from contextvars import ContextVar
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypedDict
 
 from pydantic import ConfigDict, Field, SerializerFunctionWrapHandler, field_validator, model_serializer
 
@@ -41,6 +41,10 @@ class SamplingParams(ConfigModel):
     turns it off for servers that reject it). Local and scripted models are not constrained: a reply is parsed
     and checked either way. The root must be an object (OpenAI's strict mode), closed with
     `additionalProperties: false`."""
+    top_logprobs: int | None = Field(default=None, ge=1, le=20)
+    """Ask for each generated token's log-probability and this many top alternatives, where the provider gives them
+    (`ChatModel.gives_token_logprobs`: OpenAI's `logprobs`/`top_logprobs`, and local models from their logits); the
+    others ignore it. Unset: none asked."""
 
     @field_validator("json_schema")
     @classmethod
@@ -51,10 +55,11 @@ class SamplingParams(ConfigModel):
 
     @model_serializer(mode="wrap")
     def _unset_schema_left_out(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
-        # Left out when unset, so that cache keys and run fingerprints from before the field stay the same.
+        # Left out when unset, so that cache keys and run fingerprints from before the fields stay the same.
         data = handler(self)
-        if data.get("json_schema") is None:
-            data.pop("json_schema", None)
+        for later in ("json_schema", "top_logprobs"):
+            if data.get(later) is None:
+                data.pop(later, None)
         return data
 
 
@@ -112,6 +117,27 @@ class MalformedReply(Exception):
         self.kind, self.raw = kind, raw
 
 
+class TokenAlternative(TypedDict):
+    """One of a generated token's top alternatives (OpenAI's `top_logprobs` entry)."""
+
+    token: str
+    logprob: float
+    bytes: list[int] | None
+    """The token's bytes where its text does not spell them (part of a character), else None."""
+
+
+class TokenLogprob(TokenAlternative):
+    """One generated token, its log-probability and its top alternatives (OpenAI's `logprobs.content` entry)."""
+
+    top_logprobs: list[TokenAlternative]
+
+
+def token_bytes(token: TokenAlternative) -> bytes:
+    """A token's bytes: those it keeps, else its text's."""
+    raw = token.get("bytes")
+    return bytes(raw) if raw else token["token"].encode()
+
+
 @dataclass
 class Completion:
     """One generated completion and what it cost."""
@@ -130,6 +156,9 @@ class Completion:
     """Of the prompt tokens, those the provider read from its prompt cache."""
     cache_write_tokens: int = 0
     """Of the prompt tokens, those the provider wrote to its prompt cache."""
+    token_logprobs: list[TokenLogprob] | None = None
+    """Each generated token with its log-probability and top alternatives, as OpenAI's wire format gives them
+    (`logprobs.content`), where the params asked (`top_logprobs`) and the provider gave them; None otherwise."""
 
     @property
     def total_tokens(self) -> int:
@@ -161,6 +190,9 @@ class ChatModel(ABC):
 
     provider: ClassVar[str] = ""
     supports_logprobs: ClassVar[bool] = False
+    gives_token_logprobs: bool = False
+    """Its `generate` returns each token's log-probability and top alternatives when the params ask
+    (`SamplingParams.top_logprobs`)."""
     endpoint: Endpoint | None = None
     """Where a remote model is served (None for a model run in this process)."""
     delivers: ClassVar[bool] = False

@@ -270,6 +270,7 @@ class BatchModel(ChatModel):
         self.report = report or log.info
         self.provider = inner.provider  # type: ignore[misc]
         self.supports_logprobs = inner.supports_logprobs  # type: ignore[misc]
+        self.gives_token_logprobs = inner.gives_token_logprobs
         self.limiter = inner.limiter  # type: ignore[attr-defined]
         self._calls: dict[str, _Call] = {}
         self._queue: dict[str, _Call] = {}

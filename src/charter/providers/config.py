@@ -41,7 +41,8 @@ class RoleConfig(ConfigModel):
     options: dict[str, Any] = Field(default_factory=dict)
     """Backend options: `batch_size`, `device`, `dtype`, `cache_dir`, `max_length`, `threads`, `prefix_cache_mb`,
     `engine` (local, see the local provider's reference page); `base_url`, `extra_body`, `structured_output`,
-    `prompt_cache` (openai); `extra_body`, `structured_output` (openai-compatible); `base_url`, `extra_body`,
+    `prompt_cache`, `token_logprobs` (openai); `extra_body`, `structured_output`, `token_logprobs`
+    (openai-compatible); `base_url`, `extra_body`,
     `sampling_params`, `structured_output`, `prompt_cache` (anthropic); `latency_s`, `batch_size` (scripted)."""
     batch: bool | None = None
     """Send this role's calls through the provider's batch API at its batch price (openai and anthropic):

@@ -29,6 +29,7 @@ from charter.errors import RunFailure, UserError
 from charter.providers.base import ChatModel, ChoiceProbs, Completion, Messages, SamplingParams, normalise
 from charter.providers.local_decode import SUPPORTED, Decoder, supports
 from charter.providers.local_embedded import require_extra, resolve_local_model
+from charter.providers.local_logprobs import StepLogprobs
 from charter.providers.local_names import check_hub_id
 from charter.providers.local_rotary import DecoderUnavailable
 from charter.providers.local_sampling import RowSampler, cut_at_stop, row_seeds
@@ -83,6 +84,7 @@ class LocalModel(ChatModel):
 
     provider = "local"
     supports_logprobs = True
+    gives_token_logprobs = True
     delivers = True
 
     def __init__(
@@ -387,6 +389,7 @@ class LocalModel(ChatModel):
         from transformers import GenerationConfig, LogitsProcessorList, StoppingCriteria, StoppingCriteriaList
 
         input_ids, mask, cache = self._batch_inputs([p.ids for p in batch])
+        asked = params.top_logprobs is not None
         config = GenerationConfig(
             max_new_tokens=params.max_tokens,
             do_sample=False,  # sampling, when asked for, happens in RowSampler with one generator per row
@@ -394,6 +397,8 @@ class LocalModel(ChatModel):
             pad_token_id=self.tokenizer.pad_token_id,
             eos_token_id=sorted(self._eos_ids()),
             stop_strings=list(params.stop) or None,
+            output_logits=asked,
+            return_dict_in_generate=asked,
         )
         processors = LogitsProcessorList()
         if params.temperature > 0:
@@ -417,8 +422,15 @@ class LocalModel(ChatModel):
                 stopping_criteria=StoppingCriteriaList([StopCheck()]),
                 tokenizer=self.tokenizer if params.stop else None,
             )
-        new_tokens = output[:, input_ids.shape[1] :].tolist()
-        return [self._completion(p, row, params) for p, row in zip(batch, new_tokens)]
+        sequences = output.sequences if asked else output
+        new_tokens = sequences[:, input_ids.shape[1] :].tolist()
+        steps = None
+        if params.top_logprobs is not None:  # the raw logits of each step, as the decoder path reads them
+            steps = StepLogprobs(params.top_logprobs)
+            rows = list(range(len(batch)))
+            for step, logits in enumerate(output.logits):
+                steps.add(logits, rows, sequences[:, input_ids.shape[1] + step])
+        return [self._completion(p, row, params, steps, i) for i, (p, row) in enumerate(zip(batch, new_tokens))]
 
     def _decode_batch(self, batch: list[_Prompt], params: SamplingParams) -> list[Completion]:
         """`_generate_batch` through charter's decoder: the shared prefix once, finished rows leave."""
@@ -433,11 +445,16 @@ class LocalModel(ChatModel):
             else None
         )
         produced: dict[int, list[int]] = {}
+        steps = StepLogprobs(params.top_logprobs) if params.top_logprobs is not None else None
 
         def choose(logits: torch.Tensor, rows: list[int]) -> torch.Tensor:
+            raw = logits
             if sampler is not None:
                 logits = sampler.pick(logits, rows)
-            return torch.argmax(logits, dim=-1)
+            chosen = torch.argmax(logits, dim=-1)
+            if steps is not None:
+                steps.add(raw, rows, chosen)
+            return chosen
 
         def stop(row: int, token: int) -> bool:
             if token in ends:
@@ -452,15 +469,20 @@ class LocalModel(ChatModel):
         assert self._decoder is not None  # this path runs only where the decoder loaded the model
         with torch.inference_mode():
             rows = self._decoder.generate(ids, _decoder_shared(ids), params.max_tokens, stop, choose)
-        return [self._completion(p, row, params) for p, row in zip(batch, rows)]
+        return [self._completion(p, row, params, steps, i) for i, (p, row) in enumerate(zip(batch, rows))]
 
-    def _completion(self, prompt: _Prompt, row: list[int], params: SamplingParams) -> Completion:
+    def _completion(
+        self, prompt: _Prompt, row: list[int], params: SamplingParams, steps: StepLogprobs | None = None, index: int = 0
+    ) -> Completion:
         ends = self._eos_ids() | {self.tokenizer.pad_token_id}
         length = next((i for i, token in enumerate(row) if token in ends), len(row))
         text = self.tokenizer.decode(row[:length], skip_special_tokens=True)
         text, stopped = cut_at_stop(text, params.stop)
         finished = stopped or length < len(row)
-        return Completion(text, self.model_id, len(prompt.ids), length, "stop" if finished else "length")
+        tokens = None if steps is None else steps.entries(self.tokenizer, index, row[:length])
+        return Completion(
+            text, self.model_id, len(prompt.ids), length, "stop" if finished else "length", token_logprobs=tokens
+        )
 
     # ---- choice probabilities
 

@@ -15,6 +15,8 @@ from charter.providers.base import (
     Completion,
     Messages,
     SamplingParams,
+    TokenAlternative,
+    TokenLogprob,
 )
 from charter.providers.cache import CallCache, endpoint_url
 from charter.providers.coalesce import Coalescer, Deliver
@@ -32,6 +34,7 @@ class ManagedModel(ChatModel):
         self.inner, self.cache, self.meter, self.role = inner, cache, meter or UsageMeter(), role
         self.provider = inner.provider  # type: ignore[misc]
         self.supports_logprobs = inner.supports_logprobs  # type: ignore[misc]
+        self.gives_token_logprobs = inner.gives_token_logprobs
         self.endpoint = inner.endpoint
         # Batch-capable backends (local models) get concurrent single calls coalesced into batches.
         self.batch_size = int(getattr(inner, "batch_size", 1) or 1)
@@ -122,7 +125,7 @@ class ManagedModel(ChatModel):
         results: list[Completion | None] = [None] * len(requests)
         for i, hit in enumerate(hits):
             if hit is not None and str(hit.get("text") or "").strip():  # an empty text is never an answer
-                results[i] = Completion(**{**hit, "cached": True})
+                results[i] = _completion_of(hit)
                 self.meter.record(self.role, self.model_id, 0, 0, cached=True)
         todo = [i for i, r in enumerate(results) if r is None]
         todo, waits = self._claim(keys, todo)
@@ -157,7 +160,7 @@ class ManagedModel(ChatModel):
             if answer is None:  # the call waited for was cancelled: this one is made after all
                 [results[i]] = await self.generate([requests[i]], params)
             else:
-                results[i] = Completion(**{**_row(answer), "cached": True})
+                results[i] = _completion_of(_row(answer))
         return results  # type: ignore[return-value]
 
     async def choice_logprobs(
@@ -249,4 +252,28 @@ def _row(result: Completion | ChoiceProbs) -> dict:
     row = dict(vars(result))
     for billing_only in ("cached", "cache_read_tokens", "cache_write_tokens"):  # a hit is free: rows as before
         row.pop(billing_only, None)
+    tokens = row.pop("token_logprobs", None)
+    if tokens is not None:  # only asked ones carry them (other rows stay as before), as lists: a third of the size
+        row["token_logprobs"] = [_packed(t, [_packed(a) for a in t["top_logprobs"]]) for t in tokens]
     return row
+
+
+def _packed(token: TokenAlternative, *top: list) -> list:
+    """A token as a cache row keeps it: [text, logprob, (its top alternatives,) (its bytes where it keeps them)]."""
+    return [token["token"], token["logprob"], *top, *([token["bytes"]] if token.get("bytes") else [])]
+
+
+def _unpacked(packed: list) -> TokenAlternative:
+    return {"token": packed[0], "logprob": packed[1], "bytes": packed[2] if len(packed) > 2 else None}
+
+
+def _completion_of(row: dict) -> Completion:
+    """The completion a cache row holds (answered from the cache), its tokens' log-probabilities unpacked."""
+    tokens = row.get("token_logprobs")
+    if tokens is not None:
+        unpacked: list[TokenLogprob] = []
+        for packed in tokens:
+            top = [_unpacked(a) for a in packed[2]]
+            unpacked.append({**_unpacked([packed[0], packed[1], *packed[3:]]), "top_logprobs": top})  # type: ignore[typeddict-item]
+        row = {**row, "token_logprobs": unpacked}
+    return Completion(**{**row, "cached": True})

@@ -24,6 +24,8 @@ from charter.providers.base import (
     Messages,
     SamplingParams,
     SDKChatModel,
+    TokenAlternative,
+    TokenLogprob,
     bill_unusable,
     normalise,
 )
@@ -53,7 +55,9 @@ class OpenAIModel(SDKChatModel):
     `api_key_env`); `extra_body` (merged into each request); `structured_output` (default true: a call whose
     params carry a `json_schema` asks for it as `response_format`; false for servers that reject that);
     `prompt_cache` (default true: `openai:` requests carry a `prompt_cache_key`, a hash of their shared prefix,
-    so that calls sharing it are routed to the same cache)."""
+    so that calls sharing it are routed to the same cache); `token_logprobs` (default true: a call whose params
+    carry `top_logprobs` asks for each token's log-probabilities; false for models and servers that reject
+    `logprobs` on a generation)."""
 
     provider = "openai"
     supports_logprobs = True
@@ -75,6 +79,7 @@ class OpenAIModel(SDKChatModel):
         self.extra_body: dict[str, Any] = dict(options.get("extra_body") or {})
         self.structured_output = bool(options.get("structured_output", True))
         self.prompt_cache = bool(options.get("prompt_cache", True))
+        self.gives_token_logprobs = bool(options.get("token_logprobs", True))
         self._sdk = _sdk()
         key = self.serve_at(base_url, api_key_env)
         self.limiter = Limiter(self.limits, self.model_id, transient=(self._sdk.APIConnectionError,), secrets=[key])
@@ -108,6 +113,8 @@ class OpenAIModel(SDKChatModel):
                 "type": "json_schema",
                 "json_schema": {"name": "reply", "schema": params.json_schema, "strict": True},
             }
+        if params.top_logprobs is not None and self.gives_token_logprobs:
+            kwargs |= {"logprobs": True, "top_logprobs": params.top_logprobs}
         return {**kwargs, **self._cache_key(messages), **self.extra_body}
 
     def _cache_key(self, messages: Messages) -> dict[str, str]:
@@ -157,6 +164,7 @@ class OpenAIModel(SDKChatModel):
             finish_reason=choice.get("finish_reason"),
             usage_estimated=estimated,
             cache_read_tokens=_cached_tokens(reply),
+            token_logprobs=_token_logprobs(choice),
         )
 
     def choice_request(self, request: Messages) -> dict[str, Any]:
@@ -246,6 +254,32 @@ async def _json(raw_call: Awaitable[Any]) -> dict[str, Any]:
     if not isinstance(reply, dict):
         raise MalformedReply("the reply is not a JSON object", raw=str(reply)[:200])
     return reply
+
+
+def _token_logprobs(choice: dict[str, Any]) -> list[TokenLogprob] | None:
+    """The generated tokens' log-probabilities in a choice (`logprobs.content`), each with its top alternatives;
+    None where the reply carries none, or carries them in another shape (never a made-up entry)."""
+    content = (choice.get("logprobs") or {}).get("content")
+    if not isinstance(content, list) or not content:
+        return None
+    tokens: list[TokenLogprob] = []
+    for entry in content:
+        if not isinstance(entry, dict) or not isinstance(entry.get("token"), str):
+            return None
+        try:
+            top = [_alternative(alt) for alt in entry.get("top_logprobs") or []]
+            tokens.append({**_alternative(entry), "top_logprobs": top})  # type: ignore[typeddict-item]
+        except (KeyError, TypeError, ValueError):
+            return None
+    return tokens
+
+
+def _alternative(entry: dict[str, Any]) -> TokenAlternative:
+    """One token as kept: its bytes only where its text does not spell them (part of a character), so that a reply's
+    cache row stays small."""
+    token, raw = str(entry["token"]), entry.get("bytes")
+    kept = raw if isinstance(raw, list) and raw and bytes(raw) != token.encode() else None
+    return {"token": token, "logprob": float(entry["logprob"]), "bytes": kept}
 
 
 def _bill(reply: dict[str, Any]) -> None:

@@ -220,7 +220,10 @@ def _scripted(spec: ModelSpec, limits: Limits, api_key_env: str | None, options:
 
 for _provider in (
     Provider(
-        "openai", _openai, ("base_url", "extra_body", "structured_output", "prompt_cache"), endpoint=_url_endpoint
+        "openai",
+        _openai,
+        ("base_url", "extra_body", "structured_output", "prompt_cache", "token_logprobs"),
+        endpoint=_url_endpoint,
     ),
     Provider(
         "anthropic",
@@ -229,7 +232,11 @@ for _provider in (
         endpoint=_url_endpoint,
     ),
     Provider(
-        "openai-compatible", _openai, ("extra_body", "structured_output"), endpoint=_url_endpoint, url_in_name=True
+        "openai-compatible",
+        _openai,
+        ("extra_body", "structured_output", "token_logprobs"),
+        endpoint=_url_endpoint,
+        url_in_name=True,
     ),
     Provider(
         "local",

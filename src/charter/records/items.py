@@ -165,6 +165,9 @@ class ItemVerdict(Record):
     """The judge's short reason, written before its verdict (None from a verifier)."""
     p_yes: float | None = Field(default=None, ge=0, le=1)
     """P(yes) from the judge's log-probabilities, where the provider gives them."""
+    p_yes_missing: str | None = None
+    """Why a verdict the judge gave (yes or no) has no P(yes): the provider gave no log-probabilities, or the
+    verdict's token could not be read among them. The verdict stands; no probability is made up."""
     by: VerdictBy = "judge"
     """Who answered: the judge, or a verifier program (`charter.verify`)."""
     error: str | None = None
@@ -311,6 +314,8 @@ class RewardChecklist(Record):
     """The judge's reason for each item it answered, written before its verdict."""
     p_yes: dict[str, float] = {}
     """P(yes) of the items whose probability the provider gave."""
+    p_yes_missing: dict[str, str] = {}
+    """Why the items the judge answered yes or no without a P(yes) have none (no log-probabilities given, ...)."""
     failed_items: list[str] = []
     """The items whose verdict failed (unreadable, or the call failed): left out of the sum and the denominator."""
     failed_share: float = 0.0

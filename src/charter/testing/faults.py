@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from charter.judge_prompt import read_comparison, write_verdict
-from charter.testing.loopback import Behaviour, LoopbackServer, drop, echo_reply, status
+from charter.testing.loopback import Behaviour, LoopbackServer, asks_next_token, drop, echo_reply, status
 
 
 @dataclass(frozen=True)
@@ -136,12 +136,12 @@ class FaultServer(LoopbackServer):
             return Behaviour(truncate=True, kind=name)
         if name == "empty_choices":
             return Behaviour(empty_choices=True, kind=name)
-        is_logprobs = isinstance(body, dict) and bool(body.get("logprobs"))
+        is_logprobs = isinstance(body, dict) and asks_next_token(body)
         return Behaviour(foreign_logprobs=True, kind=name) if is_logprobs else Behaviour()
 
     def billed(self, body: dict[str, Any]) -> int:
         """The usage a reply to `body` reports (as the loopback server counts it)."""
-        completion = 1 if body.get("logprobs") else max(1, len(self.reply(body).split()))
+        completion = 1 if asks_next_token(body) else max(1, len(self.reply(body).split()))
         return max(1, len(json.dumps(body.get("messages", [])).split())) + completion
 
     def logprobs_for(self, body: dict[str, Any]) -> dict[str, float]:
@@ -158,7 +158,7 @@ class FaultServer(LoopbackServer):
         with self._lock:
             entry = self._waiting.pop(id(behaviour))
             entry.status, entry.answered = code, usable
-            if usable and behaviour.kind == "ok" and isinstance(body, dict) and not body.get("logprobs"):
+            if usable and behaviour.kind == "ok" and isinstance(body, dict) and not asks_next_token(body):
                 entry.text = self.reply(body)
             if usable and isinstance(body, dict):
                 entry.tokens = self.billed(body)

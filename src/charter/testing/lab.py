@@ -19,6 +19,9 @@ Five rules a response can be compared by, each with paraphrases. `make_pairs` wr
 - `scripted:checklist-writer`: asked to write a prompt's checklist, it writes three items of `CRITERIA` (a number,
   essential; a closing question, optional; at most 15 words, important), each linked to a principle it was given.
 
+For an outside checklist judge on a loopback server, `checklist_server_reply` answers as `checklist-judge` does, and
+`verdict_alternatives(sure)` gives each verdict token the log-probabilities of a judge that is `sure` of it.
+
 The comparison judges read a comparison prompt in either format (fenced, or the audit's unfenced one), whatever the
 mode's instruction; asked for text, they answer with `charter.judge_prompt.write_verdict` (the option they prefer, (A)
 where they abstain: in both orders that is P = 0.5).
@@ -28,6 +31,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import random
 import re
 from collections.abc import Callable, Sequence
@@ -38,6 +42,7 @@ from charter.checklist.prompt import read_checklist_prompt
 from charter.judge_prompt import read_comparison, read_question, write_verdict
 from charter.lab.checks import NEGATED
 from charter.lab.infer import OTHER, PREFERRED
+from charter.messages import user
 from charter.providers.scripted import register_script
 
 Score = Callable[[str], float]
@@ -265,6 +270,30 @@ def _checklist_judge(messages, params):  # noqa: ANN001, ANN202
     return json.dumps(answers)
 
 
+def checklist_server_reply(body: dict[str, Any]) -> str:
+    """`checklist-judge` as an outside server answers (`LoopbackServer(reply=checklist_server_reply)`): the last
+    message of an OpenAI or Anthropic request body read as a checklist prompt, each `CRITERIA` item answered
+    truthfully with a reason before its verdict."""
+    content = body["messages"][-1]["content"]
+    if isinstance(content, list):  # content blocks
+        content = "".join(b.get("text", "") for b in content if isinstance(b, dict))
+    return _checklist_judge([user(content)], None)
+
+
+def verdict_alternatives(sure: float) -> Callable[[dict[str, Any], str, str], dict[str, float]]:
+    """A loopback server's token alternatives (`LoopbackServer(alternatives=...)`) for a checklist judge that is
+    `sure` of each verdict it writes: at a verdict's token (`yes` or `no` after `"verdict": "`), the verdict written
+    at log(sure) and the other at log(1 - sure); every other token certain."""
+
+    def alternatives(body: dict[str, Any], before: str, token: str) -> dict[str, float]:
+        if before.endswith('"verdict": "') and token in ("yes", "no"):
+            other = "no" if token == "yes" else "yes"
+            return {token: math.log(sure), other: math.log(1 - sure)}
+        return {}
+
+    return alternatives
+
+
 def _checklist_writer(messages, params):  # noqa: ANN001, ANN202
     ids = read_writer_prompt(messages[-1].content)
     if not ids:
@@ -303,9 +332,11 @@ def register_lab_models() -> None:
 __all__ = [
     "CRITERIA",
     "RULES",
+    "checklist_server_reply",
     "criterion_of",
     "make_pairs",
     "prefers_first",
     "register_lab_models",
     "rule_of",
+    "verdict_alternatives",
 ]

@@ -1,7 +1,8 @@
 """A loopback HTTP server that speaks OpenAI's and Anthropic's chat wire formats.
 
 For tests and benchmarks: the real SDKs talk to it over 127.0.0.1. It answers
-`POST /v1/chat/completions` (non-streaming JSON, with `logprobs`/`top_logprobs` when asked) and
+`POST /v1/chat/completions` (non-streaming JSON, with `logprobs`/`top_logprobs` when asked: for a one-token request
+the next-token table, for a longer one each token of the reply with its top alternatives) and
 `POST /v1/messages`, and can be told how to misbehave, one request at a time:
 
     server = LoopbackServer(delay_s=0.05).start()
@@ -21,6 +22,7 @@ import asyncio
 import collections
 import itertools
 import json
+import re
 import sys
 import threading
 import time
@@ -117,6 +119,21 @@ def echo_reply(body: dict[str, Any]) -> str:
     return f"echo: {last}"
 
 
+def asks_next_token(body: dict[str, Any]) -> bool:
+    """Whether a chat completions body asks for the next token's log-probabilities alone (`logprobs` with a
+    one-token cap), as `choice_logprobs` does; a longer generation that asks `logprobs` is answered with its text."""
+    return bool(body.get("logprobs")) and (body.get("max_tokens") or body.get("max_completion_tokens")) == 1
+
+
+_TOKEN = re.compile(r"\s*\w+|\s*[^\s\w]|\s+")
+
+
+def tokens(text: str) -> list[str]:
+    """A reply cut into tokens as a GPT tokenizer roughly cuts it: a word or one other character, with the spaces
+    before it (their concatenation is the text)."""
+    return _TOKEN.findall(text)
+
+
 def _words(body: dict[str, Any]) -> int:
     text = json.dumps(body.get("messages", [])) + str(body.get("system", ""))
     return max(1, len(text.split()))
@@ -132,8 +149,13 @@ class LoopbackServer:
         logprobs: dict[str, float] | None = None,
         record: bool = True,
         billing: OpenAIBilling | AnthropicBilling | None = None,
+        alternatives: Callable[[dict[str, Any], str, str], dict[str, float]] | None = None,
     ) -> None:
         self.delay_s, self.reply, self.record = delay_s, reply, record
+        self.alternatives = alternatives
+        """For a generation that asks `logprobs`: `(body, text before the token, token)` -> the token's top
+        alternatives as log-probabilities (the token among them); None, or an empty answer: the token alone, certain.
+        An empty table (`logprobs={}`) plays a server that gives no log-probabilities at all."""
         self.billing = billing
         """Cache and bill prompts as the provider does (charter.testing.billing); its `invoice` is the bill. A
         request reads the prefixes cached when it arrives; its own become readable once its reply is sent."""
@@ -310,13 +332,15 @@ class LoopbackServer:
     ) -> dict[str, Any]:
         logprobs = None
         table = {" The": -0.3, " It": -1.2, " C": -2.0} if behaviour.foreign_logprobs else self.logprobs_for(body)
-        if body.get("logprobs") and table:  # an empty table plays a server without logprobs
+        if asks_next_token(body) and table:  # an empty table plays a server without logprobs
             top = sorted(table.items(), key=lambda kv: -kv[1])[: int(body.get("top_logprobs") or 0) or 1]
             entries = [{"token": t, "logprob": lp, "bytes": list(t.encode())} for t, lp in top]
             logprobs = {"content": [{**entries[0], "top_logprobs": entries}], "refusal": None}
             text = top[0][0]
         else:
             text = self.reply(body)
+            if body.get("logprobs") and table:
+                logprobs = {"content": self._token_logprobs(body, text), "refusal": None}
         prompt, completion = _words(body), max(1, len(text.split()))
         usage = {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
         if isinstance(self.billing, OpenAIBilling):
@@ -342,6 +366,18 @@ class LoopbackServer:
             "choices": choices,
             "usage": usage,
         }
+
+    def _token_logprobs(self, body: dict[str, Any], text: str) -> list[dict[str, Any]]:
+        """Each token of a reply (`tokens`) with its log-probability and its `top_logprobs` best alternatives."""
+        content, before = [], ""
+        for token in tokens(text):
+            found = (self.alternatives(body, before, token) if self.alternatives else None) or {token: 0.0}
+            top = sorted(found.items(), key=lambda kv: -kv[1])[: int(body.get("top_logprobs") or 0)]
+            alts = [{"token": t, "logprob": lp, "bytes": list(t.encode())} for t, lp in top]
+            content.append({"token": token, "logprob": found.get(token, 0.0), "bytes": list(token.encode()),
+                            "top_logprobs": alts})  # fmt: skip
+            before += token
+        return content
 
     def _anthropic(self, body: dict[str, Any], batched: bool = False) -> dict[str, Any]:
         text = self.reply(body)
