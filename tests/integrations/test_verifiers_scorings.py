@@ -13,6 +13,7 @@ import pytest
 import verifiers.v1 as vf
 from scipy.stats import kendalltau
 
+from charter.checklist.author import read_writer_prompt
 from charter.integrations.judging import close_shared
 from charter.integrations.verifiers import CharterJudgeConfig, judge_episode
 from charter.providers.scripted import HARMFUL_OPENING, REFUSAL_OPENING, register_script
@@ -94,10 +95,12 @@ def test_checklist_scoring_reads_the_tasks_checklist(tmp_path: Path) -> None:
 def test_a_task_without_a_checklist_gets_one_written_on_first_sight(tmp_path: Path) -> None:
     asked: list[str] = []
 
-    def writer(messages, params):  # noqa: ANN001, ANN202 - a scripted checklist writer
+    def writer(messages, params):  # noqa: ANN001, ANN202 - a scripted writer of three items
         asked.append(messages[-1].content)
-        item = {"id": "num", "requirement": CRITERIA["number"][0], "category": "essential", "principle_id": "x"}
-        return json.dumps({"items": [item]})
+        ids = read_writer_prompt(messages[-1].content) or []  # the principles drawn for the prompt
+        rules = [("number", "essential"), ("polite", "important"), ("question", "optional")]
+        items = [{"id": r, "requirement": CRITERIA[r][0], "category": c, "principle_id": ids[0]} for r, c in rules]
+        return json.dumps({"items": items})
 
     register_script("verifiers-writer", writer)
     settings = {"checklist_writer": "scripted:verifiers-writer"}
@@ -105,7 +108,9 @@ def test_a_task_without_a_checklist_gets_one_written_on_first_sight(tmp_path: Pa
     task = _tasks(_env(tmp_path, entry))["plain"]
     traces, errors = _score(task, ["It is 4.", "It is four.", "It is 4!"])
     assert errors == [None] * 3
-    assert [_value(t, "checked") for t in traces] == [1.0, 0.0, 1.0]  # 0.0 is a real verdict, kept
+    # weights 3 (essential), 2 (important), 1 (optional): a number met, neither polite nor a closing question: 3/6;
+    # the number missed: 0/6, a real verdict, kept (never None)
+    assert [_value(t, "checked") for t in traces] == pytest.approx([0.5, 0.0, 0.5])
     assert len(asked) == 1  # one checklist written for the prompt, shared by its rollouts
     assert {r.checklist.source for r in rewards(RunStore(tmp_path / "store")) if r.checklist} == {"model"}
 
