@@ -129,6 +129,8 @@ class JudgeSession:
         self._bridge: EventLoopThread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._semaphore: asyncio.Semaphore | None = None
+        #: The batches waiting for the next group commit (`afinish`) and the future their callers await.
+        self._group: tuple[list[tuple[list[RewardRecord], int | None]], asyncio.Future[None]] | None = None
 
     @property
     def models(self) -> list[ManagedModel]:
@@ -214,13 +216,41 @@ class JudgeSession:
     def finish(self, records: list[RewardRecord], step: int | None) -> None:
         """Store a batch's records and the usage since the last batch, and tally them (no failure limit: see
         `check_failures`)."""
-        put_rewards(self.store, records)
+        self._commit([(records, step)])
+
+    async def afinish(self, records: list[RewardRecord], step: int | None) -> None:
+        """`finish` for concurrent callers on one event loop (the reward server's requests), returning once the
+        records are committed: the batches that finish in the same turn of the loop are stored in one transaction
+        (a group commit), so a store write costs a turn, not a request. A failed write raises in every caller of
+        its group."""
+        loop = asyncio.get_running_loop()
+        if self._group is None:
+            self._group = ([], loop.create_future())
+            loop.call_soon(self._commit_group)
+        batches, committed = self._group
+        batches.append((records, step))
+        await asyncio.shield(committed)  # a caller cancelled leaves the group's commit to the others
+
+    def _commit_group(self) -> None:
+        assert self._group is not None
+        (batches, committed), self._group = self._group, None
+        try:
+            self._commit(batches)
+        except Exception as exc:  # noqa: BLE001 - each caller of the group raises it
+            committed.set_exception(exc)
+        else:
+            committed.set_result(None)
+
+    def _commit(self, batches: list[tuple[list[RewardRecord], int | None]]) -> None:
+        """Store the batches' records in one transaction and the usage since the last commit, then tally them."""
+        put_rewards(self.store, [r for records, _ in batches for r in records])
         with self._usage_lock:
             usage, self._usage = self._usage, []
         add_usage(self.store, usage)
-        self.tally.rewards += len(records)
-        self.tally.failed += sum(r.reward is None for r in records)
-        self.tally.by_step.setdefault(step, []).extend(r.reward for r in records)
+        for records, step in batches:
+            self.tally.rewards += len(records)
+            self.tally.failed += sum(r.reward is None for r in records)
+            self.tally.by_step.setdefault(step, []).extend(r.reward for r in records)
 
     def check_failures(self) -> None:
         """Raise `TooManyFailures` once the failed judgments are past `max_failures`."""

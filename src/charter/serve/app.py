@@ -8,7 +8,6 @@ import json
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import asdict
 from typing import Any
 
 from starlette.applications import Starlette
@@ -52,10 +51,11 @@ class RewardApp:
 
     # -- the wrapper every endpoint goes through -------------------------------------------------------------
     def _authorised(self, request: Request) -> bool:
-        given = request.query_params.get("token", "")
         header = request.headers.get("authorization", "")
-        if header.lower().startswith("bearer "):
+        if header[:7].lower() == "bearer ":
             given = header[7:].strip()
+        else:  # the query string is parsed only for a client that puts the token there
+            given = request.query_params.get("token", "")
         return hmac.compare_digest(given.encode(), self.token.encode())
 
     def _logged(self, handler: Handler, auth: bool = True) -> Handler:
@@ -198,7 +198,7 @@ def _json(body: bytes) -> Any:
 
 
 def _native(s: Scored) -> dict[str, Any]:
-    return asdict(s)
+    return dict(vars(s))  # its fields by name, in order (`asdict` would deep-copy what is only serialised)
 
 
 def _strings(data: dict[str, Any], key: str) -> list[str]:
