@@ -1,6 +1,6 @@
 """The reward server's overhead: requests/s and latency under 64 concurrent clients, against in-process rewards.
 
-    python benchmarks/bench_server.py --requests 2000 --latency 0 0.1 --loopback 0.1
+    python benchmarks/bench_server.py --requests 2000 --latency 0 0.1 --loopback 0.1 [--repeat 3]
 
 Each side scores the same N distinct (prompt, completion) pairs (rating `verdict`, no call cache) with
 `scripted:cai`, whose replies wait `latency` seconds in process, and with a loopback judge: an OpenAI-compatible
@@ -9,8 +9,9 @@ HTTP server (`charter.testing.loopback`) in a process of its own, as a remote ju
 its own process, 64 aiohttp clients (in this process, as rollout workers are in theirs) each posting one completion
 at a time to `/v1/rewards`. In process: `charter.reward_function` called once on all N (TRL's way), in this process.
 64 judge calls at once on both sides. Reported: rewards/s, the server's latency percentiles, the CPU time a reward
-costs the process that computes it (the server's; this process's for the in-process call), the server's RSS before
-and after, and the ratio of the two rates.
+costs the process that computes it (the server's; this process's for the in-process call) and the clients' CPU a
+request, the server's RSS before and after, and the ratio of the two rates; with `--repeat R`, R runs of each side
+per judge, alternating, and the median ratio (on a shared machine the load moves between runs).
 """
 
 from __future__ import annotations
@@ -145,6 +146,7 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=64)
     parser.add_argument("--latency", type=float, nargs="+", default=[0.0, 0.1])
     parser.add_argument("--loopback", type=float, nargs="*", default=[0.1], help="loopback judge delays (s)")
+    parser.add_argument("--repeat", type=int, default=1, help="runs of each side per judge, alternating")
     parser.add_argument("--port", type=int, default=18765)
     parser.add_argument("--serve-judge", type=float, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -158,6 +160,7 @@ def main() -> None:
     print("|---|---|---:|---:|---:|---:|---:|---:|---:|---|")
     runs = [(f"scripted, {lat * 1000:g} ms", scripted_judge(lat), None) for lat in args.latency]
     runs += [(f"loopback, {lat * 1000:g} ms", None, lat) for lat in args.loopback]
+    ratios: dict[str, list[float]] = {}
     with tempfile.TemporaryDirectory() as tmp_dir:
         tmp = Path(tmp_dir)
         for k, (label, judge, delay) in enumerate(runs):
@@ -167,14 +170,22 @@ def main() -> None:
                 judge = {"model": f"openai-compatible:judge@{url}", "rating": "verdict", "limits": {"concurrency": 64}}
             assert judge is not None
             try:
-                row(args, tmp, label, judge, f"run{k}", args.port + k)
+                for r in range(args.repeat):  # a fresh server and store each time: no reward is read back
+                    port = args.port + k * args.repeat + r
+                    ratios.setdefault(label, []).append(row(args, tmp, label, judge, f"run{k}-{r}", port))
             finally:
                 if loopback is not None:
                     loopback.terminate()
                     loopback.wait()
+    if args.repeat > 1:
+        print()
+        for label, got in ratios.items():
+            spread = f"{min(got):.2f}–{max(got):.2f}"
+            print(f"{label}: server ÷ in process, median of {len(got)}: {statistics.median(got):.2f}x ({spread})")
 
 
-def row(args: argparse.Namespace, tmp: Path, label: str, judge: dict, name: str, port: int) -> None:
+def row(args: argparse.Namespace, tmp: Path, label: str, judge: dict, name: str, port: int) -> float:
+    """One run of each side, printed as two rows; the server's rate over the in-process rate."""
     proc = start_server(tmp, judge, name, port)
     try:
         url = f"http://127.0.0.1:{port}/v1/rewards"
@@ -194,6 +205,7 @@ def row(args: argparse.Namespace, tmp: Path, label: str, judge: dict, name: str,
     )
     inproc_ms = inproc_cpu / n * 1000
     print(f"| {label} | in process, one call | {n / inproc:.1f} | | | | | {inproc_ms:.2f} | | |", flush=True)
+    return inproc / elapsed
 
 
 if __name__ == "__main__":
