@@ -4,6 +4,7 @@ drains the requests in flight into the reward store and exits 143. The server ru
 import asyncio
 import threading
 import urllib.request
+from concurrent.futures import ThreadPoolExecutor
 
 from openrlhf.utils.agent import SingleTurnAgentExecutor
 
@@ -98,6 +99,20 @@ def test_sigterm_drains_requests_in_flight_and_exits_143(start) -> None:
         t.join()
     assert results == [200] * 8  # each was in flight when SIGTERM came, and each was answered
     assert len(list(rewards(RunStore(server.store)))) == 8
+
+
+def test_each_reward_answered_is_in_the_store_when_the_server_is_killed(start) -> None:
+    server = start()  # requests that finish together are committed together, each before it is answered
+
+    def ask(i: int) -> int:
+        return server.post("/v1/rewards", {"prompt": f"{QUESTION} [{i}]", "completions": [SAFE]}, AUTH)[0]
+
+    with ThreadPoolExecutor(max_workers=32) as pool:
+        assert list(pool.map(ask, range(64))) == [200] * 64
+    server.proc.kill()  # SIGKILL: no drain, no shutdown
+    server.proc.wait(timeout=60)
+    stored = list(rewards(RunStore(server.store)))
+    assert sorted(r.prompt[-1].content for r in stored) == sorted(f"{QUESTION} [{i}]" for i in range(64))
 
 
 def test_a_label_is_the_reference_of_the_verifiable_reward(start) -> None:

@@ -18,7 +18,7 @@ import asyncio
 import concurrent.futures
 import threading
 from collections.abc import Awaitable, Callable, Coroutine
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
@@ -70,7 +70,6 @@ class Tally:
     rewards: int = 0
     failed: int = 0
     from_store: int = 0
-    by_step: dict[int | None, list[float | None]] = field(default_factory=dict)
 
 
 class JudgeSession:
@@ -129,6 +128,8 @@ class JudgeSession:
         self._bridge: EventLoopThread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._semaphore: asyncio.Semaphore | None = None
+        #: The records waiting for the next group commit (`afinish`) and the future their callers await.
+        self._group: tuple[list[RewardRecord], asyncio.Future[None]] | None = None
 
     @property
     def models(self) -> list[ManagedModel]:
@@ -212,15 +213,42 @@ class JudgeSession:
                 self._on_usage(row)
 
     def finish(self, records: list[RewardRecord], step: int | None) -> None:
-        """Store a batch's records and the usage since the last batch, and tally them (no failure limit: see
-        `check_failures`)."""
+        """Store a batch's records (each carries its `step`) and the usage since the last batch, and count them (no
+        failure limit: see `check_failures`)."""
+        self._commit(records)
+
+    async def afinish(self, records: list[RewardRecord], step: int | None) -> None:
+        """`finish` for concurrent callers on one event loop (the reward server's requests), returning once the
+        records are committed: the batches that finish in the same turn of the loop are stored in one transaction
+        (a group commit), so a store write costs a turn, not a request. A failed write raises in every caller of
+        its group."""
+        loop = asyncio.get_running_loop()
+        if self._group is None:
+            self._group = ([], loop.create_future())
+            loop.call_soon(self._commit_group)
+        waiting, committed = self._group
+        waiting.extend(records)
+        await asyncio.shield(committed)  # a caller cancelled leaves the group's commit to the others
+
+    def _commit_group(self) -> None:
+        assert self._group is not None
+        (records, committed), self._group = self._group, None
+        try:
+            self._commit(records)
+        except Exception as exc:  # noqa: BLE001 - each caller of the group raises it
+            committed.set_exception(exc)
+        else:
+            committed.set_result(None)
+
+    def _commit(self, records: list[RewardRecord]) -> None:
+        """Store records in one transaction and the usage since the last commit, then count them (counts only: the
+        rewards themselves are the store's, so a server that runs for weeks holds no more than at its start)."""
         put_rewards(self.store, records)
         with self._usage_lock:
             usage, self._usage = self._usage, []
         add_usage(self.store, usage)
         self.tally.rewards += len(records)
         self.tally.failed += sum(r.reward is None for r in records)
-        self.tally.by_step.setdefault(step, []).extend(r.reward for r in records)
 
     def check_failures(self) -> None:
         """Raise `TooManyFailures` once the failed judgments are past `max_failures`."""

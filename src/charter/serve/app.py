@@ -8,7 +8,6 @@ import json
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import asdict
 from typing import Any
 
 from starlette.applications import Starlette
@@ -52,15 +51,17 @@ class RewardApp:
 
     # -- the wrapper every endpoint goes through -------------------------------------------------------------
     def _authorised(self, request: Request) -> bool:
-        given = request.query_params.get("token", "")
         header = request.headers.get("authorization", "")
-        if header.lower().startswith("bearer "):
+        if header[:7].lower() == "bearer ":
             given = header[7:].strip()
+        else:  # the query string is parsed only for a client that puts the token there
+            given = request.query_params.get("token", "")
         return hmac.compare_digest(given.encode(), self.token.encode())
 
     def _logged(self, handler: Handler, auth: bool = True) -> Handler:
         async def endpoint(request: Request) -> Response:
             start = time.perf_counter()
+            path = request.scope["path"]  # read as is (no URL built); never the query string: it may hold the token
             if auth and not self._authorised(request):
                 response: Response = _error(401, "a valid token is required (Authorization: Bearer or ?token=)")
             else:
@@ -71,15 +72,14 @@ class RewardApp:
                 except (ConfigError, DatasetError) as exc:  # a bad request (a bad checklist included)
                     response = _error(400, str(exc))
                 except CharterError as exc:  # a reached budget, a fatal provider error
-                    log.error("%s %s: %s", request.method, request.url.path, exc)
+                    log.error("%s %s: %s", request.method, path, exc)
                     response = _error(503, str(exc))
                 except Exception:  # a bug: its traceback in the log, and counted like every other answer
-                    log.exception("%s %s failed", request.method, request.url.path)
+                    log.exception("%s %s failed", request.method, path)
                     response = _error(500, "internal error (the server's log has the traceback)")
             elapsed = time.perf_counter() - start
-            self.metrics.request(request.url.path, response.status_code, elapsed)
-            # the path only: the query string may hold the token
-            log.info("%s %s %d %.1fms", request.method, request.url.path, response.status_code, elapsed * 1000)
+            self.metrics.request(path, response.status_code, elapsed)
+            log.info("%s %s %d %.1fms", request.method, path, response.status_code, elapsed * 1000)
             return response
 
         return endpoint
@@ -198,7 +198,7 @@ def _json(body: bytes) -> Any:
 
 
 def _native(s: Scored) -> dict[str, Any]:
-    return asdict(s)
+    return dict(vars(s))  # its fields by name, in order (`asdict` would deep-copy what is only serialised)
 
 
 def _strings(data: dict[str, Any], key: str) -> list[str]:

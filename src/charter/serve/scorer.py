@@ -50,7 +50,7 @@ class Scorer:
             records, rm = await judged, [None] * len(completions)
         else:
             records, rm = await asyncio.gather(judged, asyncio.to_thread(self.model.scores, prompts, completions))
-        self.reward.session.finish(records, None)  # no failure limit: a server answers each failure, it does not stop
+        await self.reward.session.afinish(records, None)  # no failure limit: the server answers each failure
         return [self._one(*args) for args in zip(records, prompts, labels, rm)]
 
     def _one(self, record: RewardRecord, prompt: Any, label: str | None, rm: float | None) -> Scored:

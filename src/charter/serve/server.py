@@ -6,6 +6,7 @@ requests in flight finish before it returns (graceful shutdown), which is what a
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
 import secrets
@@ -61,6 +62,7 @@ def serve(
         reward = build_reward(config)
         app = RewardApp(Scorer(config, reward, model), token)
         try:
+            gc.freeze()  # what start-up made lives as long as the server: the collector no longer walks it per request
             _listen(sock, host, port)
             url = f"http://{f'[{host}]' if ':' in host else host}:{sock.getsockname()[1]}"  # IPv6 in brackets
             announce(f"charter reward server on {url} ({config.scoring} scoring, store {config.output_dir})")
