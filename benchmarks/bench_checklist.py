@@ -1,7 +1,7 @@
 """Judge mode `checklist` (both aggregations) against `rubric`, `score` and pairwise `logprobs`: agreement with people.
 
     PYTHONPATH=src .venv/bin/python benchmarks/bench_checklist.py [--data ../shared/data] [--limit 117]
-        [--pyrit-limit 594] [--local-limit 12]
+        [--pyrit-limit 594] [--local-limit 12] [--no-loopback]
 
 Each human-labelled pair (the shared HHH pairs, and the PyRIT pairs, or a seeded subset) goes through `charter.run`
 as a user would run it: the pair's prompt is a run prompt, a scripted policy answers it with one of the pair's two
@@ -26,6 +26,12 @@ Judges:
   other modes `scripted:criteria-rater` (this script), which scores a response by the same criteria with the same
   weights and gates (`charter.checklist.score_checklist`) and rates it 1..scale under every principle, or gives
   P(A) = 0.5 + (s_a - s_b) / 2 for a pair: every mode judges by the same rule, only the aggregation differs;
+- the same judges behind an OpenAI-compatible loopback HTTP server (`charter.testing.loopback`, `JudgeServer`
+  here), reached as `openai-compatible:judge@...` through the openai SDK, on the same rows and modes: it answers a
+  checklist, writing, rating or comparison prompt as the scripted judges do, gives the rater's P(A), P(B) as the top
+  log-probabilities of a comparison, and counts and caches prompts as OpenAI does (`OpenAIBilling`), so the run's
+  usage is the server's (cached tokens included); the script checks the calls the runs recorded against the
+  server's count;
 - the embedded `local:smollm2-135m-instruct` on a small slice (a 135M model is at chance on these pairs, and the
   local provider has no constrained decoding: a checklist or rubric reply it fails to write as JSON is a recorded
   failure, its pair undecided).
