@@ -21,10 +21,11 @@ by code:
              rates the completion 1..5 under it: 5 where the prompt's constraint of that kind is met, or where the
              prompt sets none of that kind, 1 where it is not met.
 
-One judge call a completion in both arms. After every optimiser step a callback decodes the policy greedily on the
-held-out prompts (the same cap as training) and checks each held-out prompt's items by the same code; the figure is
-the share of held-out items met, at steps 1-5 against the last 5 (and before training, step 0). Prints one JSON line
-per arm and two Markdown tables (summary, per step). The load average is printed before and after.
+One judge call a completion in both arms. The arms run side by side, each in its own process with one torch thread
+(its progress in DIR/ARM/child.log). After each of steps 1-5 and the last 5 (and before training, step 0) a callback
+decodes the policy greedily on the held-out prompts (the same cap as training) and checks each held-out prompt's
+items by the same code; the figure is the share of held-out items met, steps 1-5 against the last 5. Prints one JSON
+line per arm and two Markdown tables (summary, per step). The load average is printed before and after.
 """
 
 from __future__ import annotations
