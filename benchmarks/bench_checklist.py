@@ -36,7 +36,7 @@ Judges:
   local provider has no constrained decoding: a checklist or rubric reply it fails to write as JSON is a recorded
   failure, its pair undecided).
 
-Prints one Markdown table.
+Prints one Markdown table, then the calls and prompt tokens the loopback server billed.
 """
 
 from __future__ import annotations
