@@ -227,8 +227,9 @@ def config(arm: str, out: Path, train: Path, steps: int, lr: float, seed: int) -
     }
 
 
-def held_out_share(model: Any, tokenizer: Any, rows: list[dict], max_tokens: int) -> tuple[float, int, int]:
-    """(share of held-out items met, items met, items) of the policy's greedy answers to the held-out prompts."""
+def held_out_share(model: Any, tokenizer: Any, rows: list[dict], max_tokens: int) -> tuple[float, int, int, dict]:
+    """(share of held-out items met, items met, items, {kind: "met/items"}) of the policy's greedy answers to the
+    held-out prompts."""
     import torch
 
     was_training = model.training
@@ -245,12 +246,26 @@ def held_out_share(model: Any, tokenizer: Any, rows: list[dict], max_tokens: int
     finally:
         tokenizer.padding_side = side
         model.train(was_training)
-    hits = total = 0
+    by_kind: dict[str, list[int]] = {}
     for row, answer in zip(rows, answers, strict=True):
         for kind, value in row["constraints"].items():
-            hits += met(kind, value, answer.strip())
-            total += 1
-    return hits / total, hits, total
+            tally = by_kind.setdefault(kind, [0, 0])
+            tally[0] += met(kind, value, answer.strip())
+            tally[1] += 1
+    hits, total = sum(t[0] for t in by_kind.values()), sum(t[1] for t in by_kind.values())
+    return hits / total, hits, total, {k: f"{m}/{n}" for k, (m, n) in sorted(by_kind.items())}
+
+
+def flat_groups(store: Path) -> tuple[int, int]:
+    """(prompt groups whose completions all got the same reward, groups) in an arm's reward store: a group with no
+    spread gives GRPO no advantage, hence no gradient."""
+    import sqlite3
+
+    groups: dict[tuple[int, str], set[float | None]] = {}
+    with sqlite3.connect(store) as db:
+        for step, reward, record in db.execute("SELECT step, reward, record FROM rewards"):
+            groups.setdefault((step, json.dumps(json.loads(record).get("prompt"))), set()).add(reward)
+    return sum(1 for rewards in groups.values() if len(rewards) == 1), len(groups)
 
 
 def child(arm: str, out: Path, data: Path, steps: int, lr: float, seed: int, held_out: int) -> dict[str, Any]:
@@ -288,8 +303,8 @@ def child(arm: str, out: Path, data: Path, steps: int, lr: float, seed: int, hel
         def measure(self, step: int, kwargs: dict[str, Any], **more: Any) -> None:
             tokenizer = kwargs.get("processing_class") or kwargs.get("tokenizer")
             started = time.perf_counter()
-            share, hits, total = held_out_share(kwargs["model"], tokenizer, test_rows, cap)
-            curve.append({"step": step, "held_out_met": share, "hits": hits, "items": total,
+            share, hits, total, by_kind = held_out_share(kwargs["model"], tokenizer, test_rows, cap)
+            curve.append({"step": step, "held_out_met": share, "hits": hits, "items": total, "by_kind": by_kind,
                           "eval_seconds": round(time.perf_counter() - started, 1), **more})  # fmt: skip
             print(json.dumps(curve[-1]), file=sys.stderr, flush=True)  # progress, in the arm's log
 
@@ -306,6 +321,7 @@ def child(arm: str, out: Path, data: Path, steps: int, lr: float, seed: int, hel
         "train_prompts": len(train_rows),
         "held_out_prompts": len(test_rows),
         "held_out_items": curve[0]["items"],
+        "flat_groups": flat_groups(out / arm / "run.sqlite"),
         "usage": metrics["usage"],
         "failures": metrics["failures"],
         "seconds": round(time.perf_counter() - started, 1),
@@ -321,8 +337,9 @@ def mean(values: list[float | None]) -> float:
 def summary(results: list[dict[str, Any]]) -> str:
     lines = [
         "| arm | held-out items met, before training | steps 1–5 | last 5 steps | training reward, steps 1–5 "
-        "| last 5 | judge calls | wall time a step (median) | failures |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| last 5 | held-out met by kind, last step | prompt groups with no reward spread | judge calls "
+        "| wall time a step (median) | failures |",
+        "|---|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|",
     ]
     for r in results:
         steps = [p for p in r["curve"] if p["step"] > 0]
@@ -331,7 +348,8 @@ def summary(results: list[dict[str, Any]]) -> str:
         lines.append(
             f"| {r['arm']} | {r['curve'][0]['held_out_met']:.3f} | {mean([p['held_out_met'] for p in first]):.3f} "
             f"| {mean([p['held_out_met'] for p in last]):.3f} | {mean([p['train_reward'] for p in first]):.3f} "
-            f"| {mean([p['train_reward'] for p in last]):.3f} | {sum(p['calls'] for p in steps)} "
+            f"| {mean([p['train_reward'] for p in last]):.3f} | {steps[-1].get('by_kind')} "
+            f"| {r['flat_groups'][0]} of {r['flat_groups'][1]} | {sum(p['calls'] for p in steps)} "
             f"| {seconds:.1f} s | {r['failures']} |"
         )
     return "\n".join(lines)
