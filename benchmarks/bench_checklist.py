@@ -1,7 +1,7 @@
 """Judge mode `checklist` (both aggregations) against `rubric`, `score` and pairwise `logprobs`: agreement with people.
 
     PYTHONPATH=src .venv/bin/python benchmarks/bench_checklist.py [--data ../shared/data] [--limit 117]
-        [--pyrit-limit 594] [--local-limit 12]
+        [--pyrit-limit 594] [--local-limit 12] [--no-loopback]
 
 Each human-labelled pair (the shared HHH pairs, and the PyRIT pairs, or a seeded subset) goes through `charter.run`
 as a user would run it: the pair's prompt is a run prompt, a scripted policy answers it with one of the pair's two
@@ -26,17 +26,24 @@ Judges:
   other modes `scripted:criteria-rater` (this script), which scores a response by the same criteria with the same
   weights and gates (`charter.checklist.score_checklist`) and rates it 1..scale under every principle, or gives
   P(A) = 0.5 + (s_a - s_b) / 2 for a pair: every mode judges by the same rule, only the aggregation differs;
+- the same judges behind an OpenAI-compatible loopback HTTP server (`charter.testing.loopback`, `JudgeServer`
+  here), reached as `openai-compatible:judge@...` through the openai SDK, on the same rows and modes: it answers a
+  checklist, writing, rating or comparison prompt as the scripted judges do, gives the rater's P(A), P(B) as the top
+  log-probabilities of a comparison, and counts and caches prompts as OpenAI does (`OpenAIBilling`), so the run's
+  usage is the server's (cached tokens included); the script checks the calls the runs recorded against the
+  server's count;
 - the embedded `local:smollm2-135m-instruct` on a small slice (a 135M model is at chance on these pairs, and the
   local provider has no constrained decoding: a checklist or rubric reply it fails to write as JSON is a recorded
   failure, its pair undecided).
 
-Prints one Markdown table.
+Prints one Markdown table, then the calls and prompt tokens the loopback server billed.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import tempfile
 import time
@@ -49,13 +56,18 @@ import yaml
 import charter
 from charter.agreement.evaluate import PairRow, load_pairs_file, select, to_pair
 from charter.checklist import ItemVerdict, checklist_from_criteria, score_checklist
+from charter.checklist.author import read_writer_prompt
+from charter.checklist.prompt import read_checklist_prompt
 from charter.constitutions import load_constitution
 from charter.judge_prompt import read_comparison, read_rating, read_rubric_ids, read_scale, write_verdict
 from charter.pipeline.run import Runner
 from charter.providers.base import Messages, SamplingParams
-from charter.providers.scripted import register_script
+from charter.providers.scripted import ScriptedModel, register_script
+from charter.records import Message
 from charter.stats.intervals import wilson_interval
+from charter.testing.billing import OpenAIBilling
 from charter.testing.lab import CRITERIA, register_lab_models
+from charter.testing.loopback import LoopbackServer
 
 ROOT = Path(__file__).resolve().parents[1]
 PRICE_IN, PRICE_OUT = 2.5, 10.0
@@ -130,6 +142,41 @@ def criteria_rater(constitution_path: Path) -> tuple[Any, Any]:
     return generate, choice
 
 
+class JudgeServer(LoopbackServer):
+    """An OpenAI-compatible loopback server (`charter.testing.loopback`) that judges as the scripted judges do: a
+    checklist prompt answered by `scripted:checklist-judge`, a writing prompt by `scripted:checklist-writer`, a
+    rating or comparison by the criteria rater, and a logprobs request for a comparison with the rater's P(A) and
+    P(B) as the top log-probabilities. Prompts are cached and billed as OpenAI does (`OpenAIBilling`: prefixes of
+    1,024 words or more, in 128-word steps; a word a token)."""
+
+    def __init__(self, constitution_path: Path) -> None:
+        self.rate, self.p_options = criteria_rater(constitution_path)
+        self.check = ScriptedModel("checklist-judge").fn
+        self.write = ScriptedModel("checklist-writer").fn
+        super().__init__(reply=self.answer, billing=OpenAIBilling(input=PRICE_IN, output=PRICE_OUT), record=False)
+
+    @staticmethod
+    def messages(body: dict[str, Any]) -> list[Message]:
+        return [Message(role=m["role"], content=str(m.get("content") or "")) for m in body.get("messages", [])]
+
+    def answer(self, body: dict[str, Any]) -> str:
+        messages = self.messages(body)
+        last = messages[-1].content if messages else ""
+        if read_checklist_prompt(last) is not None:
+            return self.check(messages, SamplingParams())
+        if read_writer_prompt(last):
+            return self.write(messages, SamplingParams())
+        return self.rate(messages, SamplingParams())
+
+    def logprobs_for(self, body: dict[str, Any]) -> dict[str, float]:
+        """A comparison's A and B; no log-probabilities for any other prompt (its reply is then text)."""
+        messages = self.messages(body)
+        if not messages or read_comparison(messages[-1].content) is None:
+            return {}
+        probs = self.p_options(messages, ["A", "B"])
+        return {option: math.log(max(p, 1e-9)) for option, p in probs.items()}
+
+
 class Responses:
     """The policy and critic of the current round: the prompt's first response, then its revision (the other)."""
 
@@ -166,8 +213,11 @@ def rounds(rows: list[PairRow]) -> list[list[PairRow]]:
     return out
 
 
-def mode_config(judge: str, mode: str, constitution: Path, source: str | None, aggregation: str) -> dict[str, Any]:
-    """The run config's judge and checklist sections for one mode."""
+def mode_config(
+    judge: str, mode: str, constitution: Path, source: str | None, aggregation: str, writer: str | None = None
+) -> dict[str, Any]:
+    """The run config's judge and checklist sections for one mode (`writer`: the checklist writer of `source:
+    model`, `scripted:checklist-writer` unless given)."""
     config: dict[str, Any] = {
         "judge": {"model": judge, "mode": mode, "principles_per_pair": len(PRINCIPLES), "max_retries": 0}
     }
@@ -178,7 +228,7 @@ def mode_config(judge: str, mode: str, constitution: Path, source: str | None, a
     if source is not None:
         config["checklist"] = {"source": source, "aggregation": aggregation}
         if source == "model":
-            config["checklist"]["model"] = "scripted:checklist-writer"
+            config["checklist"]["model"] = writer or "scripted:checklist-writer"
     return config
 
 
@@ -307,6 +357,12 @@ def main() -> None:
     parser.add_argument(
         "--local-limit", type=int, default=12, help="HHH rows for the embedded model, distinct prompts (0: skip it)"
     )
+    parser.add_argument(
+        "--loopback",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="the same rows with the judge an OpenAI-compatible loopback server (the openai SDK over HTTP)",
+    )
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     # `charter run` with judge mode `checklist` stops in its start-of-run cost forecast (the forecast judges a pair
@@ -330,19 +386,32 @@ def main() -> None:
         constitution = write_constitution(work)
         register_script("criteria-rater", *criteria_rater(constitution))
         plans = [(name, rows, "scripted", MODES) for name, rows in sets]
+        if args.loopback:
+            plans += [(name, rows, "loopback", MODES) for name, rows in sets]
         if args.local_limit:
             # distinct prompts (one run a mode, the model loaded once): the first round's first rows
             local = rounds(sets[0][1])[0][: args.local_limit]
             plans.append(("HHH", local, "local", MODES[:2] + MODES[4:]))
-        for index, (name, rows, kind, modes) in enumerate(plans):
-            for number, (how, mode, source, aggregation) in enumerate(modes):
-                if kind == "local":
-                    judge = "local:smollm2-135m-instruct"
-                else:
-                    judge = "scripted:checklist-judge" if mode == "checklist" else "scripted:criteria-rater"
-                judged = mode_config(judge, mode, constitution, source, aggregation)
-                m = measure(rows, judged, constitution, work / f"{index}-{number}", args.seed)
-                print(table_row(name, judge, how, m), flush=True)
+        with JudgeServer(constitution).start() as server:
+            served, served_calls = f"openai-compatible:judge@{server.openai_url}", 0
+            for index, (name, rows, kind, modes) in enumerate(plans):
+                for number, (how, mode, source, aggregation) in enumerate(modes):
+                    writer = served if kind == "loopback" else None
+                    if kind == "local":
+                        judge = label = "local:smollm2-135m-instruct"
+                    elif kind == "loopback":
+                        judge, label = served, "openai-compatible:judge@loopback"
+                    else:
+                        judge = "scripted:checklist-judge" if mode == "checklist" else "scripted:criteria-rater"
+                        label = judge
+                    judged = mode_config(judge, mode, constitution, source, aggregation, writer)
+                    m = measure(rows, judged, constitution, work / f"{index}-{number}", args.seed)
+                    print(table_row(name, label, how, m), flush=True)
+                    served_calls += m["calls"] if kind == "loopback" else 0
+            bill = server.billing.invoice if isinstance(server.billing, OpenAIBilling) else None
+            if bill is not None and args.loopback:
+                print(f"loopback server: {bill.calls} calls billed, {served_calls} recorded by the runs; "
+                      f"{bill.input_tokens} uncached + {bill.cache_read_tokens} cached prompt tokens")  # fmt: skip
     print(f"load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}", flush=True)
 
 
