@@ -275,3 +275,23 @@ def test_the_forecast_counts_no_writer_call_for_a_column_or_the_criteria(make_co
                               constitution=str(constitution))  # fmt: skip
     forecast = charter.estimate(config)
     assert {row.role for row in forecast.rows} == {"policy", "critic", "judge"}
+
+
+def test_the_checklist_example_runs_from_the_command_in_a_fresh_process(tmp_path):
+    """`scripted:checklist-writer` and `scripted:checklist-judge` are charter's own test doubles: a fresh `charter`
+    process knows them by name (the `charter.scripts` entry points), so the example runs as the guide shows it."""
+    import subprocess
+    import sys
+
+    example = Path(__file__).resolve().parents[2] / "examples" / "checklist.yaml"
+    done = subprocess.run(
+        [sys.executable, "-m", "charter.cli", "run", str(example), "--set", f"output_dir={tmp_path / 'run'}"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    rows = [json.loads(line) for line in (tmp_path / "run" / "data" / "preferences.jsonl").read_text().splitlines()]
+    assert rows and all(r["judge_mode"] == "checklist" and json.loads(r["checklist"]) for r in rows)
+    verdicts = json.loads(rows[0]["checklist_chosen"])["verdicts"]
+    assert verdicts and all(v["verdict"] in ("yes", "no", "n/a") and v["reason"] for v in verdicts)

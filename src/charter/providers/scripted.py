@@ -12,6 +12,7 @@ import hashlib
 import json
 import re
 from collections.abc import Awaitable, Callable, Sequence
+from importlib.metadata import entry_points
 from typing import TypeVar
 
 from charter.judge_prompt import read_comparison, read_ranked, read_rating, read_rubric_ids, read_scale
@@ -23,6 +24,26 @@ ScriptFn = Callable[[Messages, SamplingParams], str]
 ChoiceFn = Callable[[Messages, Sequence[str]], dict[str, float]]
 
 _SCRIPTS: dict[str, tuple[ScriptFn, ChoiceFn | None]] = {}
+
+
+#: The entry-point group through which a package makes its scripted models known by name: each entry is a function that
+#: registers scripts (`register_script`), called the first time a `scripted:` name is not yet known. charter's own
+#: test doubles come this way (its lab's proposers, checklist judges and writer; the judges of known bias), so that a
+#: config naming one (`scripted:checklist-judge`, as `examples/checklist.yaml` does) runs from the CLI as from Python.
+SCRIPT_ENTRY_POINTS = "charter.scripts"
+_asked: set[str] = set()
+
+
+def known_script(name: str) -> bool:
+    """Whether `scripted:NAME` has a script, after asking the installed script sources where it has none yet."""
+    if name not in _SCRIPTS:
+        for entry in entry_points(group=SCRIPT_ENTRY_POINTS):
+            if entry.value not in _asked:
+                _asked.add(entry.value)
+                entry.load()()
+            if name in _SCRIPTS:
+                break
+    return name in _SCRIPTS
 
 
 def register_script(name: str, fn: ScriptFn, choice_fn: ChoiceFn | None = None) -> None:
@@ -133,7 +154,7 @@ class ScriptedModel(ChatModel):
         if fn is None:
             from charter.errors import UnknownModel
 
-            if name not in _SCRIPTS:
+            if not known_script(name):
                 raise UnknownModel(f"scripted:{name}: no such script (known: {', '.join(sorted(_SCRIPTS))})")
             fn, choice_fn = _SCRIPTS[name]
         if batch_size < 1:
