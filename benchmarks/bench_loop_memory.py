@@ -105,8 +105,9 @@ def report(samples: list[tuple[float, str, float]], code: int, wall: float, load
         print(f"  {key.replace('|', ' '):32s} {mb:8.0f}")
     base = rounds.get("shared round 0")
     if base:
-        worst = max((mb for key, mb in rounds.items() if " round " in key), default=base)
-        print(f"peak {max(mb for _, _, mb in samples):.0f} MiB; largest round peak / round 0's: {worst / base:.3f}")
+        later = [mb for key, mb in rounds.items() if " round " in key and key != "shared round 0"]
+        ratio = f"{max(later) / base:.3f}" if later else "no later round"
+        print(f"peak {max(mb for _, _, mb in samples):.0f} MiB; largest later round's peak / round 0's: {ratio}")
 
 
 if __name__ == "__main__":
