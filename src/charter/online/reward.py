@@ -31,7 +31,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, TypedDict, Unpack
 
 from charter.api_args import Range, from_arguments, public
 from charter.checklist.check import Aggregation
@@ -54,6 +54,18 @@ from charter.training.parallel import ranks
 #: Prompts, completions or reference answers as TRL passes them (strings, or lists of `{role, content}` messages).
 Items = Sequence[Any]
 
+
+class Columns(TypedDict, total=False):
+    """A batch's columns beside its prompts and completions (each may be left out)."""
+
+    references: Items | None
+    """The reference answers, where the scoring reads them (`reference`)."""
+    checklists: Items | None
+    """Each prompt's checklist (items or their JSON text; None for a row without one), where the scoring reads them."""
+    step: int | None
+    """The training step the rewards are for (stored with them)."""
+
+
 __all__ = ["SCORINGS", "AsyncRewardFunction", "JudgeReward", "RewardFunction", "Scoring", "reward_function"]
 
 
@@ -74,24 +86,21 @@ class JudgeReward(SessionView):
         self.__name__ = f"charter_{entry.name}"
 
     # -- scoring a batch -------------------------------------------------------------------------------------
-    def score(
-        self,
-        prompts: Items,
-        completions: Items,
-        *,
-        references: Items | None = None,
-        checklists: Items | None = None,
-        step: int | None = None,
-    ) -> list[RewardRecord]:
-        """A batch's reward records, in order, from synchronous code (run on the session's own event loop).
+    def score(self, prompts: Items, completions: Items, **columns: Unpack[Columns]) -> list[RewardRecord]:
+        """`ascore` from synchronous code: run on the session's own event loop (a thread), where the judge's
+        clients and limiters live from one batch to the next."""
+        return self.session.run(self.ascore(prompts, completions, **columns))
+
+    async def ascore(self, prompts: Items, completions: Items, **columns: Unpack[Columns]) -> list[RewardRecord]:
+        """A batch's reward records, in order, awaited on the caller's running event loop.
 
         Args:
             prompts: Each completion's prompt: a string or a list of `{role, content}` messages.
             completions: The completions: strings or lists of messages.
-            references: The reference answers, where the scoring reads them (`reference`); None for none.
-            checklists: Each prompt's checklist (a list of items or its JSON text; None for a row without one),
-                where the scoring reads them (`checklist`); None for no column.
-            step: The training step the rewards are for (stored with them).
+            **columns: The batch's other columns (`Columns`): `references`, the reference answers, where the
+                scoring reads them (`reference`); `checklists`, each prompt's checklist (a list of items or its JSON
+                text; None for a row without one), where the scoring reads them (`checklist`); `step`, the training
+                step the rewards are for (stored with them).
 
         Returns:
             One record per completion (`reward` None and `failure` set where the judgment failed), stored in the
@@ -102,25 +111,13 @@ class JudgeReward(SessionView):
             TooManyFailures: The failed judgments are past `max_failures` (the batch is stored first).
             BudgetExceeded: The budget is reached.
         """
-        references = self._checked(prompts, completions, references)
-        checklists = self._checklists(prompts, checklists)
-        records = self.session.run(self.rewards(list(prompts), list(completions), step, references, checklists))
-        return self._finish(records, step)
-
-    async def ascore(
-        self,
-        prompts: Items,
-        completions: Items,
-        *,
-        references: Items | None = None,
-        checklists: Items | None = None,
-        step: int | None = None,
-    ) -> list[RewardRecord]:
-        """`score`, awaited on the caller's running event loop (the session makes no loop of its own)."""
-        references = self._checked(prompts, completions, references)
-        checklists = self._checklists(prompts, checklists)
+        references = self._checked(prompts, completions, columns.get("references"))
+        checklists = self._checklists(prompts, columns.get("checklists"))
+        step = columns.get("step")
         records = await self.rewards(list(prompts), list(completions), step, references, checklists)
-        return self._finish(records, step)
+        self.session.finish(records, step)
+        self.session.check_failures()
+        return records
 
     async def rewards(
         self,
@@ -145,21 +142,16 @@ class JudgeReward(SessionView):
             return None
         return checklist_values(checklists, len(prompts), self.options.checklist_column)
 
-    def _finish(self, records: list[RewardRecord], step: int | None) -> list[RewardRecord]:
-        self.session.finish(records, step)
-        self.session.check_failures()
-        return records
-
-    def _trl_batch(self, kwargs: dict[str, Any]) -> dict[str, Any]:
+    def _trl_batch(self, kwargs: dict[str, Any]) -> Columns:
         """What TRL's keyword arguments carry: the reference column and the step the completions train (counted as
         TRL's log counts, 1 for the first: the trainer asks for rewards before the step that uses them ends, while
         global_step still counts the steps before it)."""
         state = kwargs.get("trainer_state")
-        return {
-            "references": kwargs.get(self.options.reference_column) if self.entry.reads_references else None,
-            "checklists": kwargs.get(self.options.checklist_column) if self.entry.reads_checklists else None,
-            "step": int(state.global_step) + 1 if state is not None else None,
-        }
+        return Columns(
+            references=kwargs.get(self.options.reference_column) if self.entry.reads_references else None,
+            checklists=kwargs.get(self.options.checklist_column) if self.entry.reads_checklists else None,
+            step=int(state.global_step) + 1 if state is not None else None,
+        )
 
     # -- what the session does not hold -----------------------------------------------------------------------
     @property
@@ -171,22 +163,6 @@ class JudgeReward(SessionView):
     def reference_model(self) -> ManagedModel | None:
         """The model that answers prompts without a reference (`reference` scoring), or None."""
         return self.options.reference_model
-
-    @property
-    def max_failures(self) -> float:
-        return self.session.max_failures
-
-    @max_failures.setter
-    def max_failures(self, value: float) -> None:
-        self.session.max_failures = value
-
-    @property
-    def concurrency(self) -> int:
-        return self.session.concurrency
-
-    @concurrency.setter
-    def concurrency(self, value: int) -> None:
-        self.session.concurrency = value
 
 
 class RewardFunction(JudgeReward):

@@ -20,7 +20,7 @@ import threading
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Any, Generic, Literal, Self, TypeVar, overload
 
 from charter.concurrency import EventLoopThread
 from charter.constitutions import Constitution
@@ -284,47 +284,46 @@ class JudgeSession:
             await model.aclose()
 
 
+class OnSession(Generic[T]):
+    """An attribute of the judge session, read on an object that owns one as `session` (`SessionView`)."""
+
+    def __init__(self, doc: str = "") -> None:
+        self.__doc__ = doc
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.name = name
+
+    @overload
+    def __get__(self, view: None, owner: type) -> Self: ...
+    @overload
+    def __get__(self, view: SessionView, owner: type | None = None) -> T: ...
+    def __get__(self, view: SessionView | None, owner: type | None = None) -> T | Self:
+        return self if view is None else getattr(view.session, self.name)
+
+
+class SettableOnSession(OnSession[T]):
+    """An attribute of the judge session, read and set on an object that owns one (a setting the caller may change)."""
+
+    def __set__(self, view: SessionView, value: T) -> None:
+        setattr(view.session, self.name, value)
+
+
 class SessionView:
     """The parts of a judge session, by name, on what owns one as `session` (the reward function, online DPO's pair
     judge): the judge, the constitution, the fingerprint, the store, the ranks, the tally, and `close`."""
 
     session: JudgeSession
 
-    @property
-    def judge(self) -> ManagedModel:
-        """The judge model (its `meter` counts the calls and cost)."""
-        return self.session.judge
-
-    @property
-    def constitution(self) -> Constitution:
-        return self.session.constitution
-
-    @property
-    def fingerprint(self) -> str:
-        """The fingerprint of every reward stored (judge, settings, scoring and what changes its rewards)."""
-        return self.session.fingerprint
-
-    @property
-    def store(self) -> RunStore:
-        """The reward store (this rank's, with several processes)."""
-        return self.session.store
-
-    @property
-    def store_dir(self) -> Path:
-        """The run directory the reward store was asked for."""
-        return self.session.store_dir
-
-    @property
-    def rank(self) -> int:
-        return self.session.rank
-
-    @property
-    def ranks(self) -> int:
-        return self.session.ranks
-
-    @property
-    def tally(self) -> Tally:
-        return self.session.tally
+    judge = OnSession[ManagedModel]("The judge model (its `meter` counts the calls and cost).")
+    constitution = OnSession[Constitution]("The constitution the judge reads.")
+    fingerprint = OnSession[str]("The fingerprint of every reward stored (judge, settings, scoring, what changes it).")
+    store = OnSession[RunStore]("The reward store (this rank's, with several processes).")
+    store_dir = OnSession[Path]("The run directory the reward store was asked for.")
+    rank = OnSession[int]("This process's rank.")
+    ranks = OnSession[int]("The number of processes.")
+    tally = OnSession[Tally]("Rewards given and failed so far.")
+    max_failures = SettableOnSession[float]("The share (below 1) or number of failed judgments that stops training.")
+    concurrency = SettableOnSession[int]("Judge calls in flight at once.")
 
     def close(self) -> None:
         """Flush the call cache and close the judge's clients (the reward store stays readable)."""
