@@ -36,6 +36,7 @@ from typing import TYPE_CHECKING, Any
 
 from charter.providers.local_kv import (
     MIN_ROW_REUSE,
+    LayerKV,
     PrefixCache,
     PrefixKV,
     RowCache,
@@ -50,6 +51,7 @@ from charter.providers.local_weights import Weights
 
 if TYPE_CHECKING:
     import torch
+    from torch import Tensor
 
 #: A prefill group stops growing at this many tokens (more buys no speed on CPU)...
 PREFILL_TOKENS = 2048
@@ -182,7 +184,7 @@ class Decoder:
             last = index == len(self.fused) - 1
             if last and outputs == "none":
                 return None, new_keys, new_values
-            out = attend(q, keys, values, prefix, index, mask)
+            out = attend(q, keys, values, prefix.layer(index) if prefix is not None else None, mask)
             if last and outputs == "last" and width > 1 and self._rowwise:
                 hidden, out, width = hidden[:, -1:], out[:, :, -1:], 1
             hidden = hidden + fused.o(out.transpose(1, 2).reshape(rows, width, -1))
@@ -207,59 +209,41 @@ class Decoder:
             visible = torch.cat([seen, visible.expand(rows, -1, -1)], dim=-1)
         return visible.unsqueeze(1)
 
-    def _attend_many(
-        self,
-        q: torch.Tensor,
-        keys: torch.Tensor,
-        values: torch.Tensor,
-        prefix: PrefixKV | None,
-        layer: int,
-        mask: torch.Tensor | None,
-    ) -> torch.Tensor:
-        """Prefill: torch's fused attention over the prefix (copied to each row once) and the new tokens;
-        `mask` says which of them each token sees."""
+    def _attend_many(self, q: Tensor, k: Tensor, v: Tensor, past: LayerKV | None, mask: Tensor | None) -> Tensor:
+        """Prefill: torch's fused attention over the prefix layer `past` (copied to each row once) and the new
+        tokens; `mask` says which of them each token sees."""
         import torch
         import torch.nn.functional as F
 
         rows = q.shape[0]
-        if prefix is not None and len(prefix):
-            pk, pv = prefix.keys[layer], prefix.values[layer]
-            keys = torch.cat([pk.unsqueeze(0).expand(rows, -1, -1, -1), keys], dim=2)
-            values = torch.cat([pv.unsqueeze(0).expand(rows, -1, -1, -1), values], dim=2)
+        if past is not None:
+            k = torch.cat([past.keys.unsqueeze(0).expand(rows, -1, -1, -1), k], dim=2)
+            v = torch.cat([past.values.unsqueeze(0).expand(rows, -1, -1, -1), v], dim=2)
         with self._attention_backends():
-            return F.scaled_dot_product_attention(q, keys, values, attn_mask=mask, scale=self.scaling, enable_gqa=True)
+            return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=self.scaling, enable_gqa=True)
 
-    def _attend_one(
-        self,
-        q: torch.Tensor,
-        keys: torch.Tensor,
-        values: torch.Tensor,
-        prefix: PrefixKV | None,
-        layer: int,
-        hidden: torch.Tensor | None,
-    ) -> torch.Tensor:
-        """A decode step: one query per row; the prefix is one batch-1 tensor per layer, never copied per row.
+    def _attend_one(self, q: Tensor, k: Tensor, v: Tensor, past: LayerKV | None, hidden: Tensor | None) -> Tensor:
+        """A decode step: one query per row; the prefix layer `past` is one batch-1 tensor, never copied per row.
         `hidden` marks the own keys a row does not see."""
         import torch
 
         rows, _, _, dim = q.shape
         q = q.reshape(rows, self.kv_heads, self.groups, dim)  # a kv head's query heads side by side
-        scores = torch.matmul(q, keys.transpose(-1, -2)) * self.scaling  # [rows, kvh, groups, own]
+        scores = torch.matmul(q, k.transpose(-1, -2)) * self.scaling  # [rows, kvh, groups, own]
         if hidden is not None:
             scores = scores.masked_fill(hidden, -math.inf)
-        p_len = len(prefix) if prefix is not None else 0
-        if prefix is None or not p_len:
+        if past is None:
             probs = torch.softmax(scores, dim=-1, dtype=torch.float32).to(q.dtype)
-            return torch.matmul(probs, values).view(rows, self.heads, 1, dim)
-        pv = prefix.values[layer]  # [kvh, p, dim]
-        pk_t = prefix.keys_t[layer] if prefix.keys_t is not None else prefix.keys[layer].transpose(1, 2)
+            return torch.matmul(probs, v).view(rows, self.heads, 1, dim)
+        pv, p_len = past.values, past.values.shape[1]  # [kvh, p, dim]
+        pk_t = past.keys_t if past.keys_t is not None else past.keys.transpose(1, 2)
         flat = q.permute(1, 0, 2, 3).reshape(self.kv_heads, rows * self.groups, dim)
         pscores = torch.bmm(flat, pk_t).view(self.kv_heads, rows, self.groups, p_len)
         pscores = pscores.permute(1, 0, 2, 3) * self.scaling
         probs = torch.softmax(torch.cat([pscores, scores], dim=-1), dim=-1, dtype=torch.float32).to(q.dtype)
         pprobs = probs[..., :p_len].permute(1, 0, 2, 3).reshape(self.kv_heads, rows * self.groups, p_len)
         from_prefix = torch.bmm(pprobs, pv).view(self.kv_heads, rows, self.groups, dim).permute(1, 0, 2, 3)
-        out = from_prefix + torch.matmul(probs[..., p_len:], values)
+        out = from_prefix + torch.matmul(probs[..., p_len:], v)
         return out.reshape(rows, self.heads, 1, dim)
 
     def logits(self, hidden: torch.Tensor) -> torch.Tensor:

@@ -6,13 +6,22 @@ from __future__ import annotations
 from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 if TYPE_CHECKING:
     import torch
 
 #: A row generated earlier is reused when a new prompt continues at least this many of its tokens.
 MIN_ROW_REUSE = 16
+
+
+class LayerKV(NamedTuple):
+    """One layer's keys and values of a prefix, `[kv_heads, length, head_dim]`; `keys_t` the keys transposed where
+    `PrefixKV.for_decode` made them."""
+
+    keys: torch.Tensor
+    values: torch.Tensor
+    keys_t: torch.Tensor | None
 
 
 @dataclass
@@ -30,6 +39,13 @@ class PrefixKV:
 
     def nbytes(self) -> int:
         return sum(t.numel() * t.element_size() for t in (*self.keys, *self.values))
+
+    def layer(self, index: int) -> LayerKV | None:
+        """Layer `index`'s keys and values (None for an empty prefix): what that layer's attention reads."""
+        if not self.tokens:
+            return None
+        keys_t = self.keys_t[index] if self.keys_t is not None else None
+        return LayerKV(self.keys[index], self.values[index], keys_t)
 
     def for_decode(self) -> PrefixKV:
         """This prefix laid out for decode steps: transposed keys and values made contiguous once per batch,
