@@ -16,7 +16,7 @@ from charter.errors import ConfigError
 from charter.judge import modes
 from charter.judge.modes import COMPARES, MODES, Mode, Reply, register_mode
 from charter.judge.pairwise import comparison_prompt, judge_fingerprint, judge_pair
-from charter.judge.score import rating_prompt, rubric_prompt
+from charter.judge.score import ToRate, rating_prompt, rubric_prompt
 from charter.judge.settings import JudgeSettings
 from charter.judge_prompt import PROMPT_FORMAT, RATING_FORMAT, read_comparison
 from charter.providers import ScriptedModel
@@ -67,7 +67,7 @@ def test_fingerprints_and_prompts_change_only_with_the_format(settings: tuple) -
     prompt = [Message(role="user", content="How do I pick a lock?")]
     if judge.mode == "rubric":
         ids = [p.id for p in constitution.principles[:3]]
-        text = rubric_prompt(constitution, prompt, "Use a pick.", ids, judge)[0].content
+        text = rubric_prompt(constitution, ToRate(prompt, "Use a pick.", ids), judge)[0].content
     elif judge.rates_alone:
         text = rating_prompt(constitution, prompt, "Use a pick.", constitution.principles[0].id, judge)[0].content
     else:

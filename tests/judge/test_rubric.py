@@ -111,14 +111,14 @@ def test_the_mode_is_in_the_fingerprint() -> None:
 
 
 def test_the_prompt_puts_the_shared_parts_first() -> None:
-    from charter.judge.score import rubric_prompt
+    from charter.judge.score import ToRate, rubric_prompt
     from charter.records import Message
 
     constitution = load_constitution("harmless")
     ids = [p.id for p in constitution.principles[:3]]
     prompt = [Message(role="user", content="How do I pick a lock?")]
-    text = rubric_prompt(constitution, prompt, "Use a pick.", ids, JudgeSettings(mode="rubric"))[0].content
-    other = rubric_prompt(constitution, prompt, "Use a pick.", ids[1:], JudgeSettings(mode="rubric"))[0].content
+    text = rubric_prompt(constitution, ToRate(prompt, "Use a pick.", ids), JudgeSettings(mode="rubric"))[0].content
+    other = rubric_prompt(constitution, ToRate(prompt, "Use a pick.", ids[1:]), JudgeSettings(mode="rubric"))[0].content
     head = text.split("\n\nPrinciples:\n")[0]
     assert other.startswith(head + "\n\nPrinciples:\n") and "How do I pick a lock?" in head
     assert read_rating(text) == "Use a pick." and read_rubric_ids(text) == ids

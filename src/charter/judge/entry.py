@@ -61,11 +61,20 @@ Outcome = tuple[Vote, int, int] | BaseException
 #: Judges a pair under each principle (model, constitution, pair, settings, principle ids): an outcome each (or one
 #: error standing for every principle a single call covered); every call runs to its end before it returns.
 JudgesPair = Callable[[ChatModel, Constitution, Pair, "JudgeOptions", list[str]], Awaitable[list[Outcome]]]
-#: Rates one response under each principle (model, constitution, conversation, response, principle ids, settings);
-#: raises the first failure once every call has run to its end.
-RatesResponse = Callable[
-    [ChatModel, Constitution, list[Message], str, Sequence[str], "JudgeOptions"], Awaitable[list[PrincipleScore]]
-]
+
+
+@dataclass(frozen=True)
+class ToRate:
+    """One response to rate alone: its conversation, the response, and the principles it is rated under."""
+
+    prompt: list[Message]
+    response: str
+    principle_ids: Sequence[str]
+
+
+#: Rates one response under each of its principles (model, constitution, the response to rate, settings); raises the
+#: first failure once every call has run to its end.
+RatesResponse = Callable[[ChatModel, Constitution, ToRate, "JudgeOptions"], Awaitable[list[PrincipleScore]]]
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,7 @@ from charter.concurrency import warm_then_fan_out
 from charter.constitutions.schema import Constitution
 from charter.errors import ConfigError, JudgeParseError
 from charter.judge.asking import ask_until_read, dooms_run, gather_all, raise_first
-from charter.judge.entry import JudgeOptions, Kind, Outcome, PrincipleScore, RatesResponse
+from charter.judge.entry import JudgeOptions, Kind, Outcome, PrincipleScore, RatesResponse, ToRate
 from charter.judge_prompt import DEFAULT_RUBRIC, rubric_schema, write_rating, write_rubric
 from charter.messages import render_conversation, user
 from charter.providers.base import ChatModel, Completion, Messages
@@ -39,6 +39,7 @@ __all__ = [
     "rates_of",
     "score_one",
     "score_options",
+    "ToRate",
 ]
 
 
@@ -106,52 +107,37 @@ async def score_one(
 
 
 async def score_each(
-    model: ChatModel,
-    constitution: Constitution,
-    prompt: list[Message],
-    response: str,
-    principle_ids: Sequence[str],
-    settings: JudgeOptions,
+    model: ChatModel, constitution: Constitution, item: ToRate, settings: JudgeOptions
 ) -> list[PrincipleScore]:
     """Mode `score`: rate one response under each principle, one call each; every call runs to its end (paid for,
     cached) before the first error, if any, is raised."""
+    rate = functools.partial(score_one, model, constitution, item.prompt, item.response)
     outcomes = await warm_then_fan_out(
-        [functools.partial(score_one, model, constitution, prompt, response, pid, settings) for pid in principle_ids],
+        [functools.partial(rate, pid, settings) for pid in item.principle_ids],
         warm=settings.warm_cache,
         dooms=dooms_run,
     )  # the conversation and the response come first in each request: the first call warms the cache for the rest
     return raise_first(outcomes)
 
 
-def rubric_prompt(
-    constitution: Constitution,
-    prompt: list[Message],
-    response: str,
-    principle_ids: Sequence[str],
-    settings: JudgeOptions,
-) -> Messages:
-    """The request that rates `response` under every principle of `principle_ids` in one call (mode `rubric`)."""
+def rubric_prompt(constitution: Constitution, item: ToRate, settings: JudgeOptions) -> Messages:
+    """The request that rates a response under every principle of `item` in one call (mode `rubric`)."""
     listed = [
-        (pid, constitution.principle(pid).description, constitution.rating_question(pid)) for pid in principle_ids
+        (pid, constitution.principle(pid).description, constitution.rating_question(pid)) for pid in item.principle_ids
     ]
-    conversation, rubric = render_conversation(prompt), constitution.rubric or DEFAULT_RUBRIC
-    text = write_rubric(conversation, response, listed, settings.scale, rubric, settings.reply.instruction)
+    conversation, rubric = render_conversation(item.prompt), constitution.rubric or DEFAULT_RUBRIC
+    text = write_rubric(conversation, item.response, listed, settings.scale, rubric, settings.reply.instruction)
     return [user(text)]
 
 
 async def score_all(
-    model: ChatModel,
-    constitution: Constitution,
-    prompt: list[Message],
-    response: str,
-    principle_ids: Sequence[str],
-    settings: JudgeOptions,
+    model: ChatModel, constitution: Constitution, item: ToRate, settings: JudgeOptions
 ) -> list[PrincipleScore]:
     """Mode `rubric`: rate one response under every principle in one structured-output call. A reply lacking some
     principle's score is re-asked (the scores read so far are kept); a principle still without one raises
     JudgeParseError naming it, never a default. The call's tokens are counted on the first principle's row."""
-    ids = list(principle_ids)
-    request = rubric_prompt(constitution, prompt, response, ids, settings)
+    ids = list(item.principle_ids)
+    request = rubric_prompt(constitution, item, settings)
     assert settings.reply.read is not None
     read_scores = settings.reply.read
     found: dict[str, tuple[int, str]] = {}
@@ -244,8 +230,8 @@ async def _judge_principle(
 ) -> Outcome:
     """Mode `score`: rate `a` and `b` alone under one principle; the vote's p is 0.5 plus half the normalised gap."""
     a, b = await gather_all(
-        score_each(model, constitution, pair.prompt, pair.a, [principle_id], settings),
-        score_each(model, constitution, pair.prompt, pair.b, [principle_id], settings),
+        score_each(model, constitution, ToRate(pair.prompt, pair.a, [principle_id]), settings),
+        score_each(model, constitution, ToRate(pair.prompt, pair.b, [principle_id]), settings),
     )
     return _votes(a, b, settings.scale)[0]
 
@@ -269,8 +255,8 @@ async def judge_all_principles(
     `score` (the call's tokens count on the first principle's vote). A failure stands for every principle."""
     try:
         a, b = await gather_all(
-            score_all(model, constitution, pair.prompt, pair.a, principle_ids, settings),
-            score_all(model, constitution, pair.prompt, pair.b, principle_ids, settings),
+            score_all(model, constitution, ToRate(pair.prompt, pair.a, principle_ids), settings),
+            score_all(model, constitution, ToRate(pair.prompt, pair.b, principle_ids), settings),
         )
     except Exception as exc:  # the one failure stands for every principle the call covered
         return [exc]
@@ -295,7 +281,9 @@ async def rank_samples(
     one per distinct text. Raises the first failure once every call has run to its end."""
     texts = list(dict.fromkeys(s.text for s in samples))
     rate = rates_of(settings)
-    rated = await gather_all(*(rate(model, constitution, prompt, text, principle_ids, settings) for text in texts))
+    rated = await gather_all(
+        *(rate(model, constitution, ToRate(prompt, text, principle_ids), settings) for text in texts)
+    )
     means = {text: mean_score(scores) for text, scores in zip(texts, rated)}
     ranked = sorted(samples, key=lambda s: (-means[s.text], s.sample_idx))
     return [(s, means[s.text]) for s in ranked]

@@ -7,7 +7,7 @@ import asyncio
 from typing import Any
 
 from charter.errors import ConfigError, FatalProviderError, JudgeParseError, ProviderError
-from charter.judge.score import mean_score, rates_of, score_on_unit_scale
+from charter.judge.score import ToRate, mean_score, rates_of, score_on_unit_scale
 from charter.online.judging import Batch, JudgmentFailed, ScoringEntry, ScoringOptions, p_better
 from charter.online.session import JudgeSession
 from charter.records import Message, RewardRecord
@@ -26,7 +26,7 @@ async def _scored(session: JudgeSession, prompt: list[Message], text: str, step:
     if reused is not None:
         return reused
     rate = rates_of(session.settings)
-    judge = rate(session.judge, session.constitution, prompt, text, ids, session.settings)
+    judge = rate(session.judge, session.constitution, ToRate(prompt, text, ids), session.settings)
     try:
         scores = await session.limited(judge)
     except FatalProviderError:
