@@ -17,6 +17,8 @@ import click
 import typer
 from typer.core import TyperArgument, TyperGroup, TyperOption
 
+from charter.providers.options import ApiKeyEnv
+
 try:  # typer 0.2x ships its own copy of click and raises that copy's usage errors
     from typer._click.exceptions import ClickException as TyperClickException
 except ImportError:  # pragma: no cover - older typer uses click itself
@@ -113,13 +115,7 @@ def _root(
 def generate(
     prompt: list[str] = typer.Option(..., "--prompt", "-p", help="A user prompt; repeat for a batch."),
     model: str = typer.Option("local:smollm2-135m-instruct", "--model", "-m", help="Model string."),
-    api_key_env: str | None = typer.Option(
-        None,
-        "--api-key-env",
-        metavar="NAME",
-        help="The environment variable holding the model's key, for a host "
-        "other than api.openai.com / api.anthropic.com.",
-    ),
+    api_key_env: ApiKeyEnv = None,
     max_tokens: int = typer.Option(64, help="Most tokens per completion."),
     temperature: float = typer.Option(0.0, help="Sampling temperature (0: greedy)."),
     system: str | None = typer.Option(None, help="Optional system prompt."),

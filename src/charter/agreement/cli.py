@@ -12,6 +12,7 @@ import typer
 from typer.core import TyperGroup
 
 from charter.providers.cache import DEFAULT_CACHE
+from charter.providers.options import ApiKeyEnv, CacheOption
 
 
 class DefaultCommandGroup(TyperGroup):
@@ -243,12 +244,7 @@ def agreement_eval_command(
         "--judge",
         help="Judge model string, e.g. local:smollm2-135m-instruct; repeat it for a panel (the members' mean P(A)).",
     ),
-    api_key_env: str | None = typer.Option(
-        None,
-        "--api-key-env",
-        metavar="NAME",
-        help="The variable holding the judges' key, for a host other than api.openai.com / api.anthropic.com.",
-    ),
+    api_key_env: ApiKeyEnv = None,
     mode: str = typer.Option(
         "logprobs", "--mode", help="logprobs, cot or verdict (pairwise), or score (each response rated alone)."
     ),
@@ -260,7 +256,7 @@ def agreement_eval_command(
     constitution: str = typer.Option("harmless", "--constitution", help="Bundled constitution name or YAML file."),
     limit: int | None = typer.Option(None, "--limit", help="Judge a seeded subset of this many rows."),
     seed: int = typer.Option(0, "--seed", help="Seed for the subset, the order shown and the bootstrap."),
-    cache: str | None = typer.Option(DEFAULT_CACHE, "--cache", help="Call cache ('' for none)."),
+    cache: CacheOption = DEFAULT_CACHE,
     json_out: Path | None = typer.Option(None, "--json", help="Also write the summary as JSON here."),
 ) -> None:
     """Judge a human-labeled pair file and report agreement, kappa, CIs, position consistency, baselines, calls."""

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 import typer
 
 from charter.providers.cache import DEFAULT_CACHE
+from charter.providers.options import ApiKeyEnv, CacheOption
 
 if TYPE_CHECKING:
     from charter.pipeline.config import RunConfig
@@ -276,12 +277,7 @@ def audit_command(
         "--judge",
         help="Judge model string, e.g. local:smollm2-135m-instruct (default with a run directory: the run's judge).",
     ),
-    api_key_env: str | None = typer.Option(
-        None,
-        "--api-key-env",
-        metavar="NAME",
-        help="The variable holding --judge's key, for a host other than api.openai.com / api.anthropic.com.",
-    ),
+    api_key_env: ApiKeyEnv = None,
     constitution: str | None = typer.Option(
         None, "--constitution", help="Bundled constitution name or YAML file (default: harmless, or the run's)."
     ),
@@ -306,7 +302,7 @@ def audit_command(
         0.2, "--min-confidence", help="Run pairs only: |P(A) - 0.5| a pair's judgment must reach to count as known."
     ),
     concurrency: int = typer.Option(16, "--concurrency", min=1, help="Pairs in flight at once."),
-    cache: str | None = typer.Option(DEFAULT_CACHE, "--cache", help="Call cache ('' for none)."),
+    cache: CacheOption = DEFAULT_CACHE,
     json_out: Path | None = typer.Option(None, "--json", help="Also write the audit as JSON here."),
     markdown_out: Path | None = typer.Option(None, "--markdown", help="Also write the audit as markdown here."),
 ) -> None:

@@ -7,6 +7,7 @@ from pathlib import Path
 import typer
 
 from charter.providers.cache import DEFAULT_CACHE
+from charter.providers.options import CacheOption
 
 
 def register(app: typer.Typer) -> None:
@@ -19,7 +20,7 @@ def synth_command(
         None, "--output", "-o", help="Prompts file to write (default: the config's `output`, else synth/prompts.jsonl)."
     ),
     set_: list[str] | None = typer.Option(None, "--set", help="Override a config key: key.sub=value."),
-    cache: str | None = typer.Option(DEFAULT_CACHE, "--cache", help="Call cache ('' for none)."),
+    cache: CacheOption = DEFAULT_CACHE,
 ) -> None:
     """Write new prompts (Self-Instruct and red-team), dedup them (exact, ROUGE-L, embeddings), filter them and
     balance them to a target mix; report the mix and the filter waterfall."""
