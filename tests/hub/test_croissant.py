@@ -189,8 +189,7 @@ def test_the_embedded_judge_is_named_a_limitation(make_run, tmp_path: Path) -> N
     assert not any("embedded" in text for text in limitations(scripted, scripted.preferences))
     rows = [row.model_copy(update={"judge_model": EMBEDDED}) for row in scripted.preferences]
     run = replace(scripted, preferences=rows)
-    gate, audit_gate, constitution_gate = check_gates(run)
-    build_folder(run, tmp_path / "out", "org/x", gate, audit_gate=audit_gate, constitution_gate=constitution_gate)
+    build_folder(run, tmp_path / "out", "org/x", check_gates(run))
     doc = document(tmp_path / "out")
     (limit,) = [text for text in doc["rai:dataLimitations"] if "embedded 135M model" in text]
     assert EMBEDDED in limit and "at chance" in limit

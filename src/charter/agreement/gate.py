@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import NamedTuple
 
 from charter.agreement.audit.perturb import FAMILY_NAMES
 from charter.agreement.audit.record import AuditReport
@@ -34,6 +35,15 @@ class GateResult:
     message: str
     overridden: bool = False
     configured: bool = True
+
+
+class Gates(NamedTuple):
+    """The gates a run's data passes before it is published: the agreement gate, the judge-audit gate and the
+    constitution-test gate."""
+
+    agreement: GateResult
+    audit: GateResult
+    constitution: GateResult
 
 
 def _value(fig: Figure, lower: bool) -> float | None:

@@ -10,7 +10,7 @@ from typing import Any
 import yaml
 from huggingface_hub import DatasetCard, DatasetCardData
 
-from charter.agreement.gate import GateResult
+from charter.agreement.gate import GateResult, Gates
 from charter.agreement.summary import AgreementSummary, Figure
 from charter.hub.rundata import RunData
 from charter.preference.diversity import diversity_card
@@ -284,9 +284,7 @@ def card_context(
     published: list[PreferenceRow],
     repo_id: str,
     splits: dict[str, dict[str, int]],
-    gate: GateResult,
-    audit_gate: GateResult | None = None,
-    constitution_gate: GateResult | None = None,
+    gates: Gates,
 ) -> dict[str, Any]:
     """Everything the template shows, from the settings and counts of exactly the published rows."""
     settings = run.manifest.settings
@@ -316,9 +314,9 @@ def card_context(
         "calibration": _calibration(run, published),
         "n_human_labels": len(run.human_labels),
         "n_annotators": len({label.annotator for label in run.human_labels}),
-        "gate": gate,
-        "audit": _audit(run, audit_gate),
-        "constitution_test": _constitution_test(run, constitution_gate),
+        "gate": gates.agreement,
+        "audit": _audit(run, gates.audit),
+        "constitution_test": _constitution_test(run, gates.constitution),
         "filters": yaml.safe_dump(settings.filters.model_dump(mode="json"), sort_keys=False).strip(),
         "counts": [
             {"stage": label, "count": cell(counts[key])} for key, label in COUNT_LABELS.items() if key in counts
@@ -351,12 +349,10 @@ def build_card(
     repo_id: str,
     configs: Sequence[Mapping[str, Any]],
     splits: dict[str, dict[str, int]],
-    gate: GateResult,
+    gates: Gates,
     license: str = "other",
-    audit_gate: GateResult | None = None,
-    constitution_gate: GateResult | None = None,
 ) -> DatasetCard:
     """The dataset card (README.md) for the rows published from a run."""
     data = card_data(run, configs, len(published), license)
-    context = card_context(run, published, repo_id, splits, gate, audit_gate, constitution_gate)
+    context = card_context(run, published, repo_id, splits, gates)
     return DatasetCard.from_template(data, template_path=str(TEMPLATE), **context)

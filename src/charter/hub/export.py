@@ -16,7 +16,7 @@ from typing import Any, NotRequired, TypedDict
 import numpy as np
 import yaml
 
-from charter.agreement.gate import GateResult
+from charter.agreement.gate import Gates
 from charter.hub.card import build_card
 from charter.hub.croissant import DataFile, Published, croissant_document, write_croissant
 from charter.hub.rundata import RunData
@@ -146,10 +146,8 @@ def build_folder(
     run: RunData,
     folder: str | Path,
     repo_id: str,
-    gate: GateResult,
+    gates: Gates,
     *,
-    audit_gate: GateResult | None = None,
-    constitution_gate: GateResult | None = None,
     test_size: float = 0.1,
     seed: int = 0,
     license: str = "other",
@@ -177,22 +175,12 @@ def build_folder(
     config_text = yaml.safe_dump(strip_secrets(run.run_config), sort_keys=False, allow_unicode=True)
     (folder / "run_config.yaml").write_text(config_text, encoding="utf-8")
     files.append("run_config.yaml")
-    card = build_card(
-        run,
-        published,
-        repo_id,
-        card_configs(splits),
-        splits,
-        gate,
-        audit_gate=audit_gate,
-        constitution_gate=constitution_gate,
-        license=license,
-    )
+    card = build_card(run, published, repo_id, card_configs(splits), splits, gates, license)
     card.save(folder / "README.md")
     files.append("README.md")
-    gates = [("agreement", gate), ("judge-audit", audit_gate), ("constitution-test", constitution_gate)]
+    named = [("agreement", gates.agreement), ("judge-audit", gates.audit), ("constitution-test", gates.constitution)]
     contents = Published(folder, sorted(files), written, published)
     data = card.data.to_dict()
-    document = croissant_document(run, contents, repo_id, data["pretty_name"], data["tags"], license, gates)
+    document = croissant_document(run, contents, repo_id, data["pretty_name"], data["tags"], license, named)
     files.append(write_croissant(contents, document))
     return ExportSummary(folder=folder, files=sorted(files), splits=splits)

@@ -13,10 +13,10 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Annotated, Any
 
-from charter.agreement.gate import GateResult, evaluate_audit_gate, evaluate_gate
+from charter.agreement.gate import GateResult, Gates, evaluate_audit_gate, evaluate_gate
 from charter.api_args import Range, public
 from charter.errors import ArgumentError, GateFailed, HubError, missing_extra
-from charter.hub.export import ExportSummary, build_folder
+from charter.hub.export import build_folder
 from charter.hub.rundata import RunData, read_run
 from charter.hub.secrets import refuse_secrets
 from charter.lab.stored import evaluate_constitution_gate
@@ -106,7 +106,7 @@ def _place(staging: Path, target: Path) -> None:
     shutil.move(str(staging), str(target))
 
 
-def check_gates(run: RunData, override: bool = False) -> tuple[GateResult, GateResult, GateResult]:
+def check_gates(run: RunData, override: bool = False) -> Gates:
     """The agreement gate, the audit gate and the constitution-test gate of a run; GateFailed naming every failed
     one unless `override`, which is then recorded in each failed result."""
     judge_fp = run.manifest.settings.fingerprints.judge
@@ -121,10 +121,7 @@ def check_gates(run: RunData, override: bool = False) -> tuple[GateResult, GateR
             "; ".join(g.message for g in failed) + "; fix the judge (or label more pairs), or pass "
             "--override-gate (override_gate=True in Python) to publish anyway"
         )
-    agreement, audit, constitution = (
-        g if g.passed else replace(g, overridden=True, message=g.message + " (overridden)") for g in gates
-    )
-    return agreement, audit, constitution
+    return Gates(*(g if g.passed else replace(g, overridden=True, message=g.message + " (overridden)") for g in gates))
 
 
 def named_keys(run_config: dict[str, Any]) -> list[str]:
@@ -187,34 +184,17 @@ def publish(
     """
     check_repo_id(repo_id)
     run = read_run(run_dir)
-    gate, audit_gate, constitution_gate = check_gates(run, override_gate)
+    gates = check_gates(run, override_gate)
     token = token if dry_run is not None else resolve_token(token)
     parent = Path(dry_run).resolve().parent if dry_run is not None else None
     if parent is not None:
         parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix=".charter-export-", dir=parent) as tmp:
         staging = Path(tmp) / "export"
-        summary: ExportSummary = build_folder(
-            run,
-            staging,
-            repo_id,
-            gate,
-            audit_gate=audit_gate,
-            constitution_gate=constitution_gate,
-            test_size=test_size,
-            seed=seed,
-            license=license,
-        )
+        summary = build_folder(run, staging, repo_id, gates, test_size=test_size, seed=seed, license=license)
         refuse_secrets(staging, extra_literals=[token or _hub().get_token(), *named_keys(run.run_config)])
         result = PublishResult(
-            repo_id=repo_id,
-            files=summary.files,
-            splits=summary.splits,
-            gate=gate,
-            audit_gate=audit_gate,
-            constitution_gate=constitution_gate,
-            revision=revision,
-            dry_run=dry_run is not None,
+            repo_id, summary.files, summary.splits, *gates, revision=revision, dry_run=dry_run is not None
         )
         if dry_run is not None:
             _place(staging, Path(dry_run))
