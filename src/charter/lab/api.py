@@ -18,10 +18,9 @@ from charter.judge.modes import pairwise_modes
 from charter.judge.settings import JudgeMode, JudgeSettings, Orders
 from charter.lab.checks import ConstitutionTest, planned_judgments
 from charter.lab.checks import check_constitution as _check
-from charter.lab.infer import Inferred, infer, write_outputs, write_report
+from charter.lab.infer import Inferred, infer
 from charter.lab.learn import LearnedRubric, learn
-from charter.lab.learn import write_outputs as write_rubric_outputs
-from charter.lab.learn import write_report as write_rubric_report
+from charter.lab.learning import Learned, LearnOptions, write_outputs, write_report
 from charter.lab.votes import read_pairs
 from charter.progress import progress_bar
 from charter.providers import ChatModel, ManagedModel, UsageMeter, get_model, parse_model_string
@@ -29,6 +28,7 @@ from charter.providers.cache import DEFAULT_CACHE, CallCache
 from charter.providers.registry import provider
 
 T = TypeVar("T")
+L = TypeVar("L", bound=Learned[Any])
 log = logging.getLogger("charter.lab")
 
 
@@ -61,6 +61,23 @@ def _with_models(specs: list[Spec], cache: str | None, work: Callable[[list[Mana
     finally:
         if calls is not None:
             calls.close()
+
+
+def _learn_and_write(
+    specs: list[Spec], cache: str | None, work: Callable[[list[ManagedModel]], Awaitable[L]], output: str | Path | None
+) -> L:
+    """`_with_models`, for a learner: with `output`, its constitution is written there and its report beside it; where
+    it found no signal, the report of what was tried still is (the error says where)."""
+    try:
+        result = _with_models(specs, cache, work)
+    except NoSignal as exc:
+        if output is None or exc.report is None:
+            raise
+        md, _ = write_report(exc.report, Path(output))
+        raise NoSignal(f"{exc}; report: {md}", exc.report) from None
+    if output is not None:
+        write_outputs(result, Path(output))
+    return result
 
 
 def _candidate_pool(names: list[str]) -> list[Principle]:
@@ -158,23 +175,20 @@ def infer_constitution(
     if candidates is not None:
         pool = _candidate_pool([candidates] if isinstance(candidates, str) else candidates)
 
+    learning = LearnOptions(proposals, per_pair, test_fraction, seed, concurrency, name)
+
     async def work(models: list[ManagedModel]) -> Inferred:
         proposer = models[0] if len(models) > 1 or pool is None else None
         return await infer(
             labelled,
             proposer,
             models[-1],
-            settings=settings,
+            settings,
+            learning,
             candidates=pool,
             declared=against,
             max_principles=max_principles,
-            proposals=proposals,
-            per_pair=per_pair,
-            test_fraction=test_fraction,
-            seed=seed,
             bootstrap_samples=bootstrap_samples,
-            concurrency=concurrency,
-            name=name,
         )
 
     proposes = model is not None and pool is None
@@ -182,16 +196,7 @@ def infer_constitution(
         specs: list[Spec] = [(model, "proposer", _proposer_options(model, structured_output)), (judge, "judge", {})]
     else:
         specs = [(judge, "judge", _proposer_options(judge, structured_output) if proposes else {})]
-    try:
-        result = _with_models(specs, cache, work)
-    except NoSignal as exc:  # no constitution to write; the report of what was tried still is
-        if output is None or exc.report is None:
-            raise
-        md, _ = write_report(exc.report, Path(output))
-        raise NoSignal(f"{exc}; report: {md}", exc.report) from None
-    if output is not None:
-        write_outputs(result, Path(output))
-    return result
+    return _learn_and_write(specs, cache, work, output)
 
 
 @public
@@ -340,38 +345,25 @@ def learn_rubrics(
     start = base if isinstance(base, Constitution) or base is None else load_constitution(base)
     judge = judge or model
 
+    learning = LearnOptions(proposals, per_pair, test_fraction, seed, concurrency, name)
+
     async def work(models: list[ManagedModel]) -> LearnedRubric:
         return await learn(
             labelled,
             models[0],
             models[-1],
+            learning,
             base=start,
-            proposals=proposals,
-            per_pair=per_pair,
-            test_fraction=test_fraction,
             keep_threshold=keep_threshold,
             min_decided=min_decided,
             max_criteria=max_criteria,
             items_per_call=items_per_call,
-            seed=seed,
-            concurrency=concurrency,
-            name=name,
         )
 
-    options = _proposer_options(model, structured_output)
-    specs: list[Spec] = [(model, "proposer", options)]
+    specs: list[Spec] = [(model, "proposer", _proposer_options(model, structured_output))]
     if judge != model:
         specs.append((judge, "judge", _proposer_options(judge, structured_output)))
-    try:
-        result = _with_models(specs, cache, work)
-    except NoSignal as exc:
-        if output is None or exc.report is None:
-            raise
-        md, _ = write_rubric_report(exc.report, Path(output))
-        raise NoSignal(f"{exc}; report: {md}", exc.report) from None
-    if output is not None:
-        write_rubric_outputs(result, Path(output))
-    return result
+    return _learn_and_write(specs, cache, work, output)
 
 
 __all__ = ["check_constitution", "infer_constitution", "learn_rubrics"]

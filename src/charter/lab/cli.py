@@ -5,11 +5,14 @@ from __future__ import annotations
 import inspect
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 
 from charter.providers.cache import DEFAULT_CACHE
+
+if TYPE_CHECKING:
+    from charter.lab.learning import LabReport
 
 
 def register(app: typer.Typer) -> None:
@@ -22,11 +25,11 @@ def register(app: typer.Typer) -> None:
     constitutions_app.command("rubric")(rubric_command)
 
 
-def _print_written(summary: list[str], output: Path) -> None:
+def _print_written(report: LabReport[Any], output: Path) -> None:
     """Print a learned constitution's summary, then where it and its report were written."""
     from charter.progress import console
 
-    for line in summary:
+    for line in report.summary_lines():
         console.print(line, highlight=False, markup=False)
     stem = output.with_suffix("")
     console.print(f"constitution: {output}\nreport: {stem}.report.md ({stem}.report.json)", highlight=False)
@@ -84,13 +87,12 @@ def infer_command(
     """Infer a constitution from human-labelled pairs (Inverse Constitutional AI): propose, deduplicate, vote,
     select; the held-out agreement beside the declared constitution's and the baselines'."""
     from charter.lab.api import infer_constitution
-    from charter.lab.infer import summary_lines
 
     _check_judging(mode, orders)
     result = infer_constitution(
         **_arguments(ctx, infer_constitution, candidates=candidates or None, cache=cache or None)
     )
-    _print_written(summary_lines(result.report), output)
+    _print_written(result.report, output)
 
 
 def test_command(
@@ -180,10 +182,9 @@ def learn_rubrics_command(
     """Learn a rubric from human-labelled pairs: proposed yes/no criteria, kept where the judge's verdicts agree
     with people, validated on held-out pairs; writes a constitution with criteria and the report."""
     from charter.lab.api import learn_rubrics
-    from charter.lab.learn import summary_lines
 
     result = learn_rubrics(**_arguments(ctx, learn_rubrics, cache=cache or None))
-    _print_written(summary_lines(result.report), output)
+    _print_written(result.report, output)
 
 
 def rubric_command(
