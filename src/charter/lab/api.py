@@ -10,7 +10,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
-from charter.api_args import Range, public
+from charter.api_args import AtLeastOne, Range, public
 from charter.constitutions import Constitution, load_constitution
 from charter.constitutions.schema import Principle
 from charter.errors import ArgumentError, NoSignal
@@ -109,22 +109,22 @@ def infer_constitution(
     pairs: str | Path,
     model: str | ChatModel | None = None,
     *,
+    structured_output: bool = True,
     judge: str | ChatModel | None = None,
-    candidates: str | list[str] | None = None,
-    output: str | Path | None = None,
-    declared: str | None = None,
-    max_principles: Annotated[int, Range(ge=1)] = 5,
-    proposals: Annotated[int, Range(ge=1)] = 100,
-    per_pair: Annotated[int, Range(ge=1)] = 3,
-    test_fraction: Annotated[float, Range(ge=0.05, le=0.9)] = 0.3,
     mode: JudgeMode = "logprobs",
     orders: Orders = "both",
-    seed: int = 0,
-    bootstrap_samples: Annotated[int, Range(ge=1)] = 1000,
-    concurrency: Annotated[int, Range(ge=1)] = 64,
-    cache: str | None = DEFAULT_CACHE,
+    candidates: str | list[str] | None = None,
+    output: str | Path | None = None,
     name: str = "inferred",
-    structured_output: bool = True,
+    declared: str | None = None,
+    max_principles: AtLeastOne = 5,
+    proposals: AtLeastOne = 100,
+    per_pair: AtLeastOne = 3,
+    test_fraction: Annotated[float, Range(ge=0.05, le=0.9)] = 0.3,
+    seed: int = 0,
+    bootstrap_samples: AtLeastOne = 1000,
+    concurrency: AtLeastOne = 64,
+    cache: str | None = DEFAULT_CACHE,
 ) -> Inferred:
     """Infer a constitution from human-labelled pairs (Inverse Constitutional AI).
 
@@ -133,24 +133,24 @@ def infer_constitution(
             human labels.
         model: The model that proposes principles (PROVIDER:MODEL, or a `ChatModel`, e.g. one from
             `create_backend` with options); None with `candidates`.
+        structured_output: Ask an API proposer (openai, anthropic, openai-compatible) for its reply as structured
+            output, a JSON Schema; False for a server that rejects that, which then answers in plain text.
         judge: The model whose votes test each candidate on every pair (default: `model`).
+        mode: How the judge answers: logprobs, cot or verdict.
+        orders: Each comparison in both presentation orders (votes abstain where they disagree) or one.
         candidates: Constitutions (bundled names or YAML files) whose principles are the candidates, instead of
             proposing any: the selection is made among them.
         output: Write the constitution YAML here, and the report beside it (`NAME.report.md`, `.report.json`).
+        name: The inferred constitution's name.
         declared: A constitution (bundled name or YAML) to compare with on the held-out pairs.
         max_principles: At most this many principles are kept.
         proposals: Pairs (of the training split) the proposer is asked about.
         per_pair: Principles asked for per pair.
         test_fraction: Share of the pairs held out for the reported agreement.
-        mode: How the judge answers: logprobs, cot or verdict.
-        orders: Each comparison in both presentation orders (votes abstain where they disagree) or one.
         seed: Seed of the split, the sample asked, the presentation order and the bootstrap.
         bootstrap_samples: Resamples of the held-out interval.
         concurrency: Calls in flight at once.
         cache: The call cache file (None: none).
-        name: The inferred constitution's name.
-        structured_output: Ask an API proposer (openai, anthropic, openai-compatible) for its reply as structured
-            output, a JSON Schema; False for a server that rejects that, which then answers in plain text.
 
     Returns:
         The constitution and its report (candidates with support, for/against/abstain rates and agreement; the
@@ -205,14 +205,14 @@ def check_constitution(
     pairs: str | Path,
     judge: str | ChatModel,
     *,
+    mode: JudgeMode = "logprobs",
+    orders: Orders = "both",
     inferred: str | None = None,
     min_flip: Annotated[float, Range(ge=0, le=1)] = 0.5,
     target: Annotated[float, Range(ge=0.5, le=1)] = 0.97,
-    mode: JudgeMode = "logprobs",
-    orders: Orders = "both",
     seed: int = 0,
-    bootstrap_samples: Annotated[int, Range(ge=1)] = 1000,
-    concurrency: Annotated[int, Range(ge=1)] = 64,
+    bootstrap_samples: AtLeastOne = 1000,
+    concurrency: AtLeastOne = 64,
     cache: str | None = DEFAULT_CACHE,
     max_calls: int | None = None,
     progress: bool = False,
@@ -224,11 +224,11 @@ def check_constitution(
         pairs: A JSONL pair file, or a run directory (its judged pairs; the support by people uses those people
             labelled).
         judge: The judge model (PROVIDER:MODEL, or a `ChatModel`).
+        mode: logprobs, cot or verdict.
+        orders: both or one.
         inferred: An inferred constitution (YAML) whose principles the declared one may lack.
         min_flip: Flag a principle when the upper end of its negated flip rate's 95% interval is below this.
         target: The share of pairs on which the smallest subset must give the full ensemble's side.
-        mode: logprobs, cot or verdict.
-        orders: both or one.
         seed: Seed of the presentation order and the bootstrap.
         bootstrap_samples: Resamples per interval.
         concurrency: Calls in flight at once.
@@ -284,21 +284,21 @@ def learn_rubrics(
     pairs: str | Path,
     model: str | ChatModel,
     *,
+    structured_output: bool = True,
     judge: str | ChatModel | None = None,
     base: str | Constitution | None = None,
     output: str | Path | None = None,
-    proposals: Annotated[int, Range(ge=1)] = 100,
-    per_pair: Annotated[int, Range(ge=1)] = 3,
+    name: str = "learned-rubric",
+    proposals: AtLeastOne = 100,
+    per_pair: AtLeastOne = 3,
     test_fraction: Annotated[float, Range(ge=0.05, le=0.9)] = 0.3,
     keep_threshold: Annotated[float, Range(ge=0.5, le=1)] = 0.75,
-    min_decided: Annotated[int, Range(ge=1)] = 3,
-    max_criteria: Annotated[int, Range(ge=1)] = 10,
-    items_per_call: Annotated[int, Range(ge=1)] = 20,
+    min_decided: AtLeastOne = 3,
+    max_criteria: AtLeastOne = 10,
+    items_per_call: AtLeastOne = 20,
     seed: int = 0,
-    concurrency: Annotated[int, Range(ge=1)] = 64,
+    concurrency: AtLeastOne = 64,
     cache: str | None = DEFAULT_CACHE,
-    name: str = "learned-rubric",
-    structured_output: bool = True,
 ) -> LearnedRubric:
     """Learn a rubric (yes/no criteria with weights and gates) from human-labelled pairs.
 
@@ -311,10 +311,13 @@ def learn_rubrics(
         pairs: A JSONL pair file (prompt, chosen = the human-preferred response, rejected) or a run directory with
             human labels.
         model: The model that proposes criteria (PROVIDER:MODEL, or a `ChatModel`).
+        structured_output: Ask an API proposer for structured output (a JSON Schema); False for a server that
+            rejects it.
         judge: The model that answers the criteria about each response (default: `model`).
         base: A constitution (bundled name, YAML file or `Constitution`) the learned criteria are added to, and
             compared with on the held-out pairs.
         output: Write the constitution YAML here, and the report beside it (`NAME.report.md`, `.report.json`).
+        name: The learned constitution's name.
         proposals: Training pairs the proposer is asked about; the criteria are kept or rejected on them.
         per_pair: Criteria asked for per pair.
         test_fraction: Share of the pairs held out for validation.
@@ -326,9 +329,6 @@ def learn_rubrics(
         seed: Seed of the split, the sample asked and the bootstrap.
         concurrency: Calls in flight at once.
         cache: The call cache file (None: none).
-        name: The learned constitution's name.
-        structured_output: Ask an API proposer for structured output (a JSON Schema); False for a server that
-            rejects it.
 
     Returns:
         The constitution and its report: each candidate's consistency on the proposal pairs, each kept criterion's
