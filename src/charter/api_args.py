@@ -50,7 +50,7 @@ F = TypeVar("F", bound=Callable[..., Any])
 M = TypeVar("M", bound=BaseModel)
 C = TypeVar("C", bound=ConfigModel)
 
-__all__ = ["ConfigArg", "Kinds", "Loads", "Range", "config_from", "from_arguments", "public"]
+__all__ = ["AtLeastOne", "ConfigArg", "Kinds", "Loads", "Range", "config_from", "from_arguments", "public"]
 
 
 @dataclass(frozen=True)
@@ -121,6 +121,8 @@ class Loads:
 
 #: A config argument: the config model itself, a dict of its fields or a YAML file's path; the body gets the model.
 ConfigArg: TypeAlias = Annotated[C | dict[str, Any] | str | Path, Loads()]
+#: A whole number of at least 1: a count of calls, resamples, pairs or items.
+AtLeastOne: TypeAlias = Annotated[int, Range(ge=1)]
 
 _NONE_TYPE = type(None)
 _UNBUILT = object()

@@ -10,7 +10,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
-from charter.api_args import Range, public
+from charter.api_args import AtLeastOne, Range, public
 from charter.constitutions import Constitution, load_constitution
 from charter.constitutions.schema import Principle
 from charter.errors import ArgumentError, NoSignal
@@ -18,10 +18,9 @@ from charter.judge.modes import pairwise_modes
 from charter.judge.settings import JudgeMode, JudgeSettings, Orders
 from charter.lab.checks import ConstitutionTest, planned_judgments
 from charter.lab.checks import check_constitution as _check
-from charter.lab.infer import Inferred, infer, write_outputs, write_report
+from charter.lab.infer import Inferred, infer
 from charter.lab.learn import LearnedRubric, learn
-from charter.lab.learn import write_outputs as write_rubric_outputs
-from charter.lab.learn import write_report as write_rubric_report
+from charter.lab.learning import Learned, LearnOptions, write_outputs, write_report
 from charter.lab.votes import read_pairs
 from charter.progress import progress_bar
 from charter.providers import ChatModel, ManagedModel, UsageMeter, get_model, parse_model_string
@@ -29,6 +28,7 @@ from charter.providers.cache import DEFAULT_CACHE, CallCache
 from charter.providers.registry import provider
 
 T = TypeVar("T")
+L = TypeVar("L", bound=Learned[Any])
 log = logging.getLogger("charter.lab")
 
 
@@ -63,6 +63,23 @@ def _with_models(specs: list[Spec], cache: str | None, work: Callable[[list[Mana
             calls.close()
 
 
+def _learn_and_write(
+    specs: list[Spec], cache: str | None, work: Callable[[list[ManagedModel]], Awaitable[L]], output: str | Path | None
+) -> L:
+    """`_with_models`, for a learner: with `output`, its constitution is written there and its report beside it; where
+    it found no signal, the report of what was tried still is (the error says where)."""
+    try:
+        result = _with_models(specs, cache, work)
+    except NoSignal as exc:
+        if output is None or exc.report is None:
+            raise
+        md, _ = write_report(exc.report, Path(output))
+        raise NoSignal(f"{exc}; report: {md}", exc.report) from None
+    if output is not None:
+        write_outputs(result, Path(output))
+    return result
+
+
 def _candidate_pool(names: list[str]) -> list[Principle]:
     """The principles of these constitutions, each id prefixed by its constitution where two would clash."""
     out: list[Principle] = []
@@ -92,22 +109,22 @@ def infer_constitution(
     pairs: str | Path,
     model: str | ChatModel | None = None,
     *,
+    structured_output: bool = True,
     judge: str | ChatModel | None = None,
-    candidates: str | list[str] | None = None,
-    output: str | Path | None = None,
-    declared: str | None = None,
-    max_principles: Annotated[int, Range(ge=1)] = 5,
-    proposals: Annotated[int, Range(ge=1)] = 100,
-    per_pair: Annotated[int, Range(ge=1)] = 3,
-    test_fraction: Annotated[float, Range(ge=0.05, le=0.9)] = 0.3,
     mode: JudgeMode = "logprobs",
     orders: Orders = "both",
-    seed: int = 0,
-    bootstrap_samples: Annotated[int, Range(ge=1)] = 1000,
-    concurrency: Annotated[int, Range(ge=1)] = 64,
-    cache: str | None = DEFAULT_CACHE,
+    candidates: str | list[str] | None = None,
+    output: str | Path | None = None,
     name: str = "inferred",
-    structured_output: bool = True,
+    declared: str | None = None,
+    max_principles: AtLeastOne = 5,
+    proposals: AtLeastOne = 100,
+    per_pair: AtLeastOne = 3,
+    test_fraction: Annotated[float, Range(ge=0.05, le=0.9)] = 0.3,
+    seed: int = 0,
+    bootstrap_samples: AtLeastOne = 1000,
+    concurrency: AtLeastOne = 64,
+    cache: str | None = DEFAULT_CACHE,
 ) -> Inferred:
     """Infer a constitution from human-labelled pairs (Inverse Constitutional AI).
 
@@ -116,24 +133,24 @@ def infer_constitution(
             human labels.
         model: The model that proposes principles (PROVIDER:MODEL, or a `ChatModel`, e.g. one from
             `create_backend` with options); None with `candidates`.
+        structured_output: Ask an API proposer (openai, anthropic, openai-compatible) for its reply as structured
+            output, a JSON Schema; False for a server that rejects that, which then answers in plain text.
         judge: The model whose votes test each candidate on every pair (default: `model`).
+        mode: How the judge answers: logprobs, cot or verdict.
+        orders: Each comparison in both presentation orders (votes abstain where they disagree) or one.
         candidates: Constitutions (bundled names or YAML files) whose principles are the candidates, instead of
             proposing any: the selection is made among them.
         output: Write the constitution YAML here, and the report beside it (`NAME.report.md`, `.report.json`).
+        name: The inferred constitution's name.
         declared: A constitution (bundled name or YAML) to compare with on the held-out pairs.
         max_principles: At most this many principles are kept.
         proposals: Pairs (of the training split) the proposer is asked about.
         per_pair: Principles asked for per pair.
         test_fraction: Share of the pairs held out for the reported agreement.
-        mode: How the judge answers: logprobs, cot or verdict.
-        orders: Each comparison in both presentation orders (votes abstain where they disagree) or one.
         seed: Seed of the split, the sample asked, the presentation order and the bootstrap.
         bootstrap_samples: Resamples of the held-out interval.
         concurrency: Calls in flight at once.
         cache: The call cache file (None: none).
-        name: The inferred constitution's name.
-        structured_output: Ask an API proposer (openai, anthropic, openai-compatible) for its reply as structured
-            output, a JSON Schema; False for a server that rejects that, which then answers in plain text.
 
     Returns:
         The constitution and its report (candidates with support, for/against/abstain rates and agreement; the
@@ -158,23 +175,20 @@ def infer_constitution(
     if candidates is not None:
         pool = _candidate_pool([candidates] if isinstance(candidates, str) else candidates)
 
+    learning = LearnOptions(proposals, per_pair, test_fraction, seed, concurrency, name)
+
     async def work(models: list[ManagedModel]) -> Inferred:
         proposer = models[0] if len(models) > 1 or pool is None else None
         return await infer(
             labelled,
             proposer,
             models[-1],
-            settings=settings,
+            settings,
+            learning,
             candidates=pool,
             declared=against,
             max_principles=max_principles,
-            proposals=proposals,
-            per_pair=per_pair,
-            test_fraction=test_fraction,
-            seed=seed,
             bootstrap_samples=bootstrap_samples,
-            concurrency=concurrency,
-            name=name,
         )
 
     proposes = model is not None and pool is None
@@ -182,16 +196,7 @@ def infer_constitution(
         specs: list[Spec] = [(model, "proposer", _proposer_options(model, structured_output)), (judge, "judge", {})]
     else:
         specs = [(judge, "judge", _proposer_options(judge, structured_output) if proposes else {})]
-    try:
-        result = _with_models(specs, cache, work)
-    except NoSignal as exc:  # no constitution to write; the report of what was tried still is
-        if output is None or exc.report is None:
-            raise
-        md, _ = write_report(exc.report, Path(output))
-        raise NoSignal(f"{exc}; report: {md}", exc.report) from None
-    if output is not None:
-        write_outputs(result, Path(output))
-    return result
+    return _learn_and_write(specs, cache, work, output)
 
 
 @public
@@ -200,14 +205,14 @@ def check_constitution(
     pairs: str | Path,
     judge: str | ChatModel,
     *,
+    mode: JudgeMode = "logprobs",
+    orders: Orders = "both",
     inferred: str | None = None,
     min_flip: Annotated[float, Range(ge=0, le=1)] = 0.5,
     target: Annotated[float, Range(ge=0.5, le=1)] = 0.97,
-    mode: JudgeMode = "logprobs",
-    orders: Orders = "both",
     seed: int = 0,
-    bootstrap_samples: Annotated[int, Range(ge=1)] = 1000,
-    concurrency: Annotated[int, Range(ge=1)] = 64,
+    bootstrap_samples: AtLeastOne = 1000,
+    concurrency: AtLeastOne = 64,
     cache: str | None = DEFAULT_CACHE,
     max_calls: int | None = None,
     progress: bool = False,
@@ -219,11 +224,11 @@ def check_constitution(
         pairs: A JSONL pair file, or a run directory (its judged pairs; the support by people uses those people
             labelled).
         judge: The judge model (PROVIDER:MODEL, or a `ChatModel`).
+        mode: logprobs, cot or verdict.
+        orders: both or one.
         inferred: An inferred constitution (YAML) whose principles the declared one may lack.
         min_flip: Flag a principle when the upper end of its negated flip rate's 95% interval is below this.
         target: The share of pairs on which the smallest subset must give the full ensemble's side.
-        mode: logprobs, cot or verdict.
-        orders: both or one.
         seed: Seed of the presentation order and the bootstrap.
         bootstrap_samples: Resamples per interval.
         concurrency: Calls in flight at once.
@@ -279,21 +284,21 @@ def learn_rubrics(
     pairs: str | Path,
     model: str | ChatModel,
     *,
+    structured_output: bool = True,
     judge: str | ChatModel | None = None,
     base: str | Constitution | None = None,
     output: str | Path | None = None,
-    proposals: Annotated[int, Range(ge=1)] = 100,
-    per_pair: Annotated[int, Range(ge=1)] = 3,
+    name: str = "learned-rubric",
+    proposals: AtLeastOne = 100,
+    per_pair: AtLeastOne = 3,
     test_fraction: Annotated[float, Range(ge=0.05, le=0.9)] = 0.3,
     keep_threshold: Annotated[float, Range(ge=0.5, le=1)] = 0.75,
-    min_decided: Annotated[int, Range(ge=1)] = 3,
-    max_criteria: Annotated[int, Range(ge=1)] = 10,
-    items_per_call: Annotated[int, Range(ge=1)] = 20,
+    min_decided: AtLeastOne = 3,
+    max_criteria: AtLeastOne = 10,
+    items_per_call: AtLeastOne = 20,
     seed: int = 0,
-    concurrency: Annotated[int, Range(ge=1)] = 64,
+    concurrency: AtLeastOne = 64,
     cache: str | None = DEFAULT_CACHE,
-    name: str = "learned-rubric",
-    structured_output: bool = True,
 ) -> LearnedRubric:
     """Learn a rubric (yes/no criteria with weights and gates) from human-labelled pairs.
 
@@ -306,10 +311,13 @@ def learn_rubrics(
         pairs: A JSONL pair file (prompt, chosen = the human-preferred response, rejected) or a run directory with
             human labels.
         model: The model that proposes criteria (PROVIDER:MODEL, or a `ChatModel`).
+        structured_output: Ask an API proposer for structured output (a JSON Schema); False for a server that
+            rejects it.
         judge: The model that answers the criteria about each response (default: `model`).
         base: A constitution (bundled name, YAML file or `Constitution`) the learned criteria are added to, and
             compared with on the held-out pairs.
         output: Write the constitution YAML here, and the report beside it (`NAME.report.md`, `.report.json`).
+        name: The learned constitution's name.
         proposals: Training pairs the proposer is asked about; the criteria are kept or rejected on them.
         per_pair: Criteria asked for per pair.
         test_fraction: Share of the pairs held out for validation.
@@ -321,9 +329,6 @@ def learn_rubrics(
         seed: Seed of the split, the sample asked and the bootstrap.
         concurrency: Calls in flight at once.
         cache: The call cache file (None: none).
-        name: The learned constitution's name.
-        structured_output: Ask an API proposer for structured output (a JSON Schema); False for a server that
-            rejects it.
 
     Returns:
         The constitution and its report: each candidate's consistency on the proposal pairs, each kept criterion's
@@ -340,38 +345,25 @@ def learn_rubrics(
     start = base if isinstance(base, Constitution) or base is None else load_constitution(base)
     judge = judge or model
 
+    learning = LearnOptions(proposals, per_pair, test_fraction, seed, concurrency, name)
+
     async def work(models: list[ManagedModel]) -> LearnedRubric:
         return await learn(
             labelled,
             models[0],
             models[-1],
+            learning,
             base=start,
-            proposals=proposals,
-            per_pair=per_pair,
-            test_fraction=test_fraction,
             keep_threshold=keep_threshold,
             min_decided=min_decided,
             max_criteria=max_criteria,
             items_per_call=items_per_call,
-            seed=seed,
-            concurrency=concurrency,
-            name=name,
         )
 
-    options = _proposer_options(model, structured_output)
-    specs: list[Spec] = [(model, "proposer", options)]
+    specs: list[Spec] = [(model, "proposer", _proposer_options(model, structured_output))]
     if judge != model:
         specs.append((judge, "judge", _proposer_options(judge, structured_output)))
-    try:
-        result = _with_models(specs, cache, work)
-    except NoSignal as exc:
-        if output is None or exc.report is None:
-            raise
-        md, _ = write_rubric_report(exc.report, Path(output))
-        raise NoSignal(f"{exc}; report: {md}", exc.report) from None
-    if output is not None:
-        write_rubric_outputs(result, Path(output))
-    return result
+    return _learn_and_write(specs, cache, work, output)
 
 
 __all__ = ["check_constitution", "infer_constitution", "learn_rubrics"]

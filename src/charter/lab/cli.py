@@ -5,11 +5,40 @@ from __future__ import annotations
 import inspect
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from charter.providers.cache import DEFAULT_CACHE
+
+if TYPE_CHECKING:
+    from charter.lab.learning import LabReport
+
+
+def _none_if_empty(value: str | None) -> str | None:
+    return value or None
+
+
+# The options two or three of the lab's commands share; each command gives its own default.
+PairsOption = Annotated[
+    Path,
+    typer.Option(
+        "--pairs", help="JSONL with prompt, chosen (human-preferred), rejected; or a run directory with labels."
+    ),
+]
+OutputOption = Annotated[Path, typer.Option("-o", "--output", help="The constitution YAML; the report goes beside it.")]
+ProposalsOption = Annotated[int, typer.Option("--proposals", min=1, help="Training pairs the proposer is asked about.")]
+TestFractionOption = Annotated[float, typer.Option("--test-fraction", min=0.05, max=0.9, help="Share held out.")]
+ModeOption = Annotated[str, typer.Option("--mode", help="How the judge answers: logprobs, cot or verdict.")]
+OrdersOption = Annotated[str, typer.Option("--orders", help="both or one.")]
+CacheOption = Annotated[str | None, typer.Option("--cache", callback=_none_if_empty, help="Call cache ('' for none).")]
+StructuredOutputOption = Annotated[
+    bool,
+    typer.Option(
+        "--structured-output/--no-structured-output",
+        help="Ask API models for structured output (a JSON Schema); off for a server that rejects it.",
+    ),
+]
 
 
 def register(app: typer.Typer) -> None:
@@ -22,11 +51,11 @@ def register(app: typer.Typer) -> None:
     constitutions_app.command("rubric")(rubric_command)
 
 
-def _print_written(summary: list[str], output: Path) -> None:
+def _print_written(report: LabReport[Any], output: Path) -> None:
     """Print a learned constitution's summary, then where it and its report were written."""
     from charter.progress import console
 
-    for line in summary:
+    for line in report.summary_lines():
         console.print(line, highlight=False, markup=False)
     stem = output.with_suffix("")
     console.print(f"constitution: {output}\nreport: {stem}.report.md ({stem}.report.json)", highlight=False)
@@ -51,9 +80,7 @@ def _arguments(ctx: typer.Context, api: Callable[..., Any], **changed: Any) -> d
 
 def infer_command(
     ctx: typer.Context,
-    pairs: Path = typer.Option(
-        ..., "--pairs", help="JSONL with prompt, chosen (human-preferred), rejected; or a run directory with labels."
-    ),
+    pairs: PairsOption,
     model: str | None = typer.Option(None, "--model", help="The model that proposes principles (PROVIDER:MODEL)."),
     judge: str | None = typer.Option(None, "--judge", help="The model whose votes test them (default: --model)."),
     candidates: list[str] | None = typer.Option(
@@ -61,36 +88,27 @@ def infer_command(
         "--candidates",
         help="Select among these constitutions' principles (bundled name or YAML; repeatable) instead of proposing.",
     ),
-    output: Path = typer.Option(
-        Path("inferred.yaml"), "-o", "--output", help="The constitution YAML; the report goes beside it."
-    ),
+    output: OutputOption = Path("inferred.yaml"),
     declared: str | None = typer.Option(
         None, "--declared", help="A constitution (bundled name or YAML) to compare with on the held-out pairs."
     ),
     max_principles: int = typer.Option(5, "--max-principles", min=1, help="Keep at most this many principles."),
-    proposals: int = typer.Option(100, "--proposals", min=1, help="Training pairs the proposer is asked about."),
+    proposals: ProposalsOption = 100,
     per_pair: int = typer.Option(3, "--per-pair", min=1, help="Principles asked for per pair."),
-    test_fraction: float = typer.Option(0.3, "--test-fraction", min=0.05, max=0.9, help="Share held out."),
-    mode: str = typer.Option("logprobs", "--mode", help="How the judge answers: logprobs, cot or verdict."),
-    orders: str = typer.Option("both", "--orders", help="both or one."),
+    test_fraction: TestFractionOption = 0.3,
+    mode: ModeOption = "logprobs",
+    orders: OrdersOption = "both",
     seed: int = typer.Option(0, "--seed", help="Seed of the split, the sample, the order shown and the bootstrap."),
-    cache: str | None = typer.Option(DEFAULT_CACHE, "--cache", help="Call cache ('' for none)."),
-    structured_output: bool = typer.Option(
-        True,
-        "--structured-output/--no-structured-output",
-        help="Ask an API proposer for structured output (a JSON Schema); off for a server that rejects it.",
-    ),
+    cache: CacheOption = DEFAULT_CACHE,
+    structured_output: StructuredOutputOption = True,
 ) -> None:
     """Infer a constitution from human-labelled pairs (Inverse Constitutional AI): propose, deduplicate, vote,
     select; the held-out agreement beside the declared constitution's and the baselines'."""
     from charter.lab.api import infer_constitution
-    from charter.lab.infer import summary_lines
 
     _check_judging(mode, orders)
-    result = infer_constitution(
-        **_arguments(ctx, infer_constitution, candidates=candidates or None, cache=cache or None)
-    )
-    _print_written(summary_lines(result.report), output)
+    result = infer_constitution(**_arguments(ctx, infer_constitution, candidates=candidates or None))
+    _print_written(result.report, output)
 
 
 def test_command(
@@ -107,10 +125,10 @@ def test_command(
     target: float = typer.Option(
         0.97, "--target", min=0.5, max=1, help="Share of pairs a smaller subset must decide as the full ensemble does."
     ),
-    mode: str = typer.Option("logprobs", "--mode", help="logprobs, cot or verdict."),
-    orders: str = typer.Option("both", "--orders", help="both or one."),
+    mode: ModeOption = "logprobs",
+    orders: OrdersOption = "both",
     seed: int = typer.Option(0, "--seed", help="Seed of the order shown and the bootstrap."),
-    cache: str | None = typer.Option(DEFAULT_CACHE, "--cache", help="Call cache ('' for none)."),
+    cache: CacheOption = DEFAULT_CACHE,
     markdown_out: Path | None = typer.Option(None, "--markdown", help="Also write the report as markdown here."),
     json_out: Path | None = typer.Option(None, "--json", help="Also write the report as JSON here."),
     max_calls: int = typer.Option(
@@ -127,7 +145,7 @@ def test_command(
     from charter.progress import console
 
     _check_judging(mode, orders)
-    changed = {"cache": cache or None, "max_calls": max_calls or None, "progress": True}
+    changed = {"max_calls": max_calls or None, "progress": True}
     result = check_constitution(**_arguments(ctx, check_constitution, **changed))
     for line in checks_console(result):
         console.print(line, highlight=False, markup=False)
@@ -146,20 +164,16 @@ def test_command(
 
 def learn_rubrics_command(
     ctx: typer.Context,
-    pairs: Path = typer.Option(
-        ..., "--pairs", help="JSONL with prompt, chosen (human-preferred), rejected; or a run directory with labels."
-    ),
+    pairs: PairsOption,
     model: str = typer.Option(..., "--model", help="The model that proposes criteria (PROVIDER:MODEL)."),
     judge: str | None = typer.Option(None, "--judge", help="The model that answers them (default: --model)."),
     base: str | None = typer.Option(
         None, "--base", help="A constitution (bundled name or YAML) to add the criteria to and compare with."
     ),
-    output: Path = typer.Option(
-        Path("learned-rubric.yaml"), "-o", "--output", help="The constitution YAML; the report goes beside it."
-    ),
-    proposals: int = typer.Option(100, "--proposals", min=1, help="Training pairs the proposer is asked about."),
+    output: OutputOption = Path("learned-rubric.yaml"),
+    proposals: ProposalsOption = 100,
     per_pair: int = typer.Option(3, "--per-pair", min=1, help="Criteria asked for per pair."),
-    test_fraction: float = typer.Option(0.3, "--test-fraction", min=0.05, max=0.9, help="Share held out."),
+    test_fraction: TestFractionOption = 0.3,
     keep_threshold: float = typer.Option(
         0.75,
         "--keep-threshold",
@@ -170,20 +184,15 @@ def learn_rubrics_command(
     min_decided: int = typer.Option(3, "--min-decided", min=1, help="... and deciding at least this many."),
     max_criteria: int = typer.Option(10, "--max-criteria", min=1, help="Keep at most this many criteria."),
     seed: int = typer.Option(0, "--seed", help="Seed of the split, the sample asked and the bootstrap."),
-    cache: str | None = typer.Option(DEFAULT_CACHE, "--cache", help="Call cache ('' for none)."),
-    structured_output: bool = typer.Option(
-        True,
-        "--structured-output/--no-structured-output",
-        help="Ask API models for structured output (a JSON Schema); off for a server that rejects it.",
-    ),
+    cache: CacheOption = DEFAULT_CACHE,
+    structured_output: StructuredOutputOption = True,
 ) -> None:
     """Learn a rubric from human-labelled pairs: proposed yes/no criteria, kept where the judge's verdicts agree
     with people, validated on held-out pairs; writes a constitution with criteria and the report."""
     from charter.lab.api import learn_rubrics
-    from charter.lab.learn import summary_lines
 
-    result = learn_rubrics(**_arguments(ctx, learn_rubrics, cache=cache or None))
-    _print_written(summary_lines(result.report), output)
+    result = learn_rubrics(**_arguments(ctx, learn_rubrics))
+    _print_written(result.report, output)
 
 
 def rubric_command(

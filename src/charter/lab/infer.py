@@ -20,20 +20,17 @@ from __future__ import annotations
 
 import asyncio
 import json
-import random
 import re
-import time
 from collections import Counter
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, ClassVar, TypeVar
 
 import numpy as np
 
 from charter.constitutions.schema import Constitution, Principle
 from charter.errors import ArgumentError, FatalProviderError, NoSignal, ProviderError
 from charter.judge.settings import JudgeSettings
+from charter.lab.learning import Estimate, LabReport, Learned, LearnOptions, Tally, agreement_table, estimate_text
 from charter.lab.votes import (
     FOR_A,
     LabelledPair,
@@ -150,61 +147,52 @@ class CandidateFigures(Record):
     """Whether it is in the inferred constitution."""
 
 
-class HeldOut(Record):
+class HeldOut(Estimate):
     """Agreement with people on the held-out split, with a 95% bootstrap interval over pairs."""
 
-    value: float | None
-    ci: list[float] | None
-    n: int
 
+class InferenceReport(LabReport[HeldOut]):
+    """What `charter constitutions infer` found and how it was made (a principle is a candidate)."""
 
-class InferenceReport(Record):
-    """What `charter constitutions infer` found and how it was made."""
+    made_by: ClassVar[str] = "Inferred by charter constitutions infer"
 
-    pairs: int
-    """Human-labelled pairs used."""
-    train_pairs: int
-    test_pairs: int
-    proposer: str
-    judge: str
-    seed: int
     proposals_asked: int
     """Pairs the proposer was asked about."""
-    proposals_failed: int
-    """Replies that were not a JSON list of principles (recorded, not guessed at)."""
-    candidates_raw: int
-    """Candidate principles before deduplication (the rejected ones included)."""
-    candidates_rejected: int = 0
-    """Proposed candidates that are not comparison criteria (`rejected` says why), left out before deduplication."""
-    rejected: list[str] = []
-    """Each rejected candidate, as `reason: text`."""
     candidates: list[CandidateFigures]
     """The deduplicated candidates, most supported first."""
     selected: list[str]
     """The inferred constitution's principle ids, in the order they were chosen."""
     train_agreement: list[float]
     """The training agreement after each selection step."""
-    held_out: HeldOut
-    """The inferred constitution on the held-out pairs (no value when nothing was selected)."""
     declared: HeldOut | None = None
     """The declared constitution on the same held-out pairs (when one was given)."""
     declared_name: str | None = None
     longer_wins: HeldOut
     first_shown_wins: HeldOut
-    judge_calls: int
-    proposer_calls: int
     vote_failures: int
-    wall_s: float
-    constitution_hash: str
-    """The inferred constitution's hash; empty when no candidate beat chance and none was made."""
+
+    def markdown(self) -> str:
+        return report_markdown(self)
+
+    def learned_lines(self) -> list[str]:
+        by_id = {c.id: c for c in self.candidates}
+        return [
+            f"inferred {len(self.selected)} principles from {self.pairs} pairs:",
+            *(f"  {pid}: {by_id[pid].text}" for pid in self.selected),
+        ]
+
+    def compared_lines(self) -> list[str]:
+        declared = (
+            [f"declared {self.declared_name}: {estimate_text(self.declared)}"] if self.declared is not None else []
+        )
+        baselines = (
+            f"longer wins: {estimate_text(self.longer_wins)}; first shown wins: {estimate_text(self.first_shown_wins)}"
+        )
+        return [*declared, baselines]
 
 
-@dataclass
-class Inferred:
+class Inferred(Learned[InferenceReport]):
     """An inferred constitution and its report."""
-
-    constitution: Constitution
-    report: InferenceReport
 
 
 def propose_prompt(lp: LabelledPair, k: int) -> str:
@@ -339,14 +327,6 @@ def _baselines(pairs: list[LabelledPair]) -> tuple[np.ndarray, np.ndarray]:
     return longer, first
 
 
-def split(pairs: list[LabelledPair], test_fraction: float, seed: int) -> tuple[list[int], list[int]]:
-    """Seeded train and held-out indices."""
-    order = list(range(len(pairs)))
-    random.Random(seed).shuffle(order)
-    n_test = max(1, round(len(pairs) * test_fraction))
-    return sorted(order[n_test:]), sorted(order[:n_test])
-
-
 def _candidate_figures(
     votes: Votes, train: list[int], support: list[int], selected: set[int]
 ) -> list[CandidateFigures]:
@@ -376,45 +356,38 @@ async def infer(
     pairs: list[LabelledPair],
     proposer: ChatModel | None,
     judge: ChatModel,
-    *,
     settings: JudgeSettings,
+    options: LearnOptions,
+    *,
     candidates: Sequence[Principle] | None = None,
     declared: Constitution | None = None,
     max_principles: int,
-    proposals: int,
-    per_pair: int,
-    test_fraction: float,
-    seed: int,
     bootstrap_samples: int,
-    concurrency: int,
-    name: str,
 ) -> Inferred:
     """Infer a constitution from human-labelled pairs (see the module's steps). With `candidates` (principles of
     existing constitutions, say) nothing is proposed: the selection is made among them. The sizes have no defaults
     here: the public `charter.infer_constitution` holds them."""
-    if len(pairs) < 10:
-        raise ArgumentError("pairs", f"{len(pairs)} labelled pairs: inference needs at least 10")
-    started = time.perf_counter()
-    train, test = split(pairs, test_fraction, seed)
+    run = Tally.start(pairs, options, "inference")
+    seed, concurrency = options.seed, options.concurrency
+    train, test = run.train, run.test
     given = candidates is not None
-    rejected: list[str] = []
     if candidates is not None:
-        asked, failed, raw = [], 0, [p.description for p in candidates]
+        run.raw = len(candidates)
         kept = [(p.description, 0) for p in candidates]
         pool = list(candidates)
     else:
         assert proposer is not None  # the API asks for a proposer or candidates
-        asked = random.Random(seed).sample(train, min(proposals, len(train)))
         params = SamplingParams(temperature=0.0, max_tokens=400, seed=seed, json_schema=PRINCIPLES_SCHEMA)
-        raw, failed = await propose(proposer, [pairs[i] for i in sorted(asked)], per_pair, params, concurrency)
+        raw, run.failed = await propose(proposer, run.ask(), options.per_pair, params, concurrency)
+        run.raw = len(raw)
         reasons = [(text, screen(text)) for text in raw]
-        rejected = [f"{why}: {text}" for text, why in reasons if why is not None]
+        run.rejected = [f"{why}: {text}" for text, why in reasons if why is not None]
         kept = deduplicate([text for text, why in reasons if why is None])
         if not kept:
             raise ArgumentError(
                 "model",
-                f"the proposer gave no usable principle for {len(asked)} pairs ({failed} replies "
-                f"were not a JSON list of principles, {len(rejected)} candidates not comparison criteria)",
+                f"the proposer gave no usable principle for {len(run.asked)} pairs ({run.failed} replies "
+                f"were not a JSON list of principles, {len(run.rejected)} candidates not comparison criteria)",
             )
         taken: set[str] = set()
         pool = [principle_from_text(slug(text, taken), text) for text, _ in kept]
@@ -428,16 +401,16 @@ async def infer(
     ]
     test_ids = [pairs[i].pair.pair_id for i in test]
     longer, first = _baselines([pairs[i] for i in test])
-    declared_fig, calls = None, votes.calls
+    declared_fig, run.judge_calls = None, votes.calls
     if declared is not None:
         declared_votes = await vote(judge, declared.principles, [pairs[i] for i in test], settings, seed, concurrency)
-        calls += declared_votes.calls
+        run.judge_calls += declared_votes.calls
         declared_fig = held_out(
             ensemble(np.nan_to_num(declared_votes.codes)), human[test], test_ids, bootstrap_samples, seed
         )
     constitution = (
         Constitution(
-            name=name,
+            name=options.name,
             version="1",
             description=f"Inferred from {len(pairs)} human-labelled pairs by charter constitutions infer "
             f"(seed {seed}).",
@@ -452,17 +425,10 @@ async def infer(
         else HeldOut(value=None, ci=None, n=len(test))
     )
     report = InferenceReport(
-        pairs=len(pairs),
-        train_pairs=len(train),
-        test_pairs=len(test),
-        proposer="(given candidates)" if given or proposer is None else proposer.model_id,
-        judge=judge.model_id,
-        seed=seed,
-        proposals_asked=len(asked),
-        proposals_failed=failed,
-        candidates_raw=len(raw),
-        candidates_rejected=len(rejected),
-        rejected=rejected,
+        **run.report_fields(
+            "(given candidates)" if given or proposer is None else proposer.model_id, judge.model_id, constitution
+        ),
+        proposals_asked=len(run.asked),
         candidates=_candidate_figures(votes, train, [n for _, n in kept], set(chosen)),
         selected=[candidates[i].id for i in chosen],
         train_agreement=train_curve,
@@ -471,11 +437,7 @@ async def infer(
         declared_name=declared.name if declared else None,
         longer_wins=held_out(longer, human[test], test_ids, bootstrap_samples, seed),
         first_shown_wins=held_out(first, human[test], test_ids, bootstrap_samples, seed),
-        judge_calls=calls,
-        proposer_calls=len(asked),
         vote_failures=votes.failures,
-        wall_s=round(time.perf_counter() - started, 1),
-        constitution_hash=constitution.hash if constitution is not None else "",
     )
     if constitution is None:
         raise NoSignal(
@@ -486,20 +448,12 @@ async def infer(
     return Inferred(constitution, report)
 
 
-def cell(text: str) -> str:
-    """Text for one markdown table cell: one line, its pipes escaped."""
-    return " ".join(text.split()).replace("|", "\\|")
-
-
-def _figure(fig: HeldOut | None) -> str:
-    if fig is None or fig.value is None:
-        return "n/a"
-    ci = f" [{fig.ci[0]:.3f}, {fig.ci[1]:.3f}]" if fig.ci else ""
-    return f"{fig.value:.3f}{ci} (n={fig.n})"
-
-
 def report_markdown(report: InferenceReport) -> str:
     """The inference report page."""
+    compared: list[tuple[str, Estimate | None]] = [(f"inferred ({len(report.selected)} principles)", report.held_out)]
+    if report.declared is not None:
+        compared.append((f"declared `{report.declared_name}`", report.declared))
+    compared += [("longer wins", report.longer_wins), ("first shown wins", report.first_shown_wins)]
     lines = [
         "# Inferred constitution",
         "",
@@ -510,17 +464,7 @@ def report_markdown(report: InferenceReport) -> str:
         f" {len(report.candidates)} after deduplication; {report.judge_calls:,} judge calls"
         f" ({report.vote_failures} failed judgments); {report.wall_s} s.",
         "",
-        "## Held-out agreement with people",
-        "",
-        "| ensemble | agreement [95% CI] |",
-        "|---|---|",
-        f"| inferred ({len(report.selected)} principles) | {_figure(report.held_out)} |",
-    ]
-    if report.declared is not None:
-        lines.append(f"| declared `{report.declared_name}` | {_figure(report.declared)} |")
-    lines += [
-        f"| longer wins | {_figure(report.longer_wins)} |",
-        f"| first shown wins | {_figure(report.first_shown_wins)} |",
+        *agreement_table("ensemble", "95% CI", compared),
         "",
         "An abstention or a tie counts half. Training agreement after each principle chosen: "
         + ", ".join(f"{a:.3f}" for a in report.train_agreement)
@@ -541,45 +485,8 @@ def report_markdown(report: InferenceReport) -> str:
             f"| `{c.id}` | {c.text} | {c.support} | {c.for_rate:.3f} | {c.against_rate:.3f} | {c.abstain_rate:.3f}"
             f" | {c.failed} | {c.agreement:.3f} | {'yes' if c.selected else ''} |"
         )
-    if report.rejected:
-        lines += ["", "## Rejected candidates", "", "| reason | candidate |", "|---|---|"]
-        lines += [f"| {reason} | {cell(text)} |" for reason, text in (r.split(": ", 1) for r in report.rejected)]
+    lines += report.rejected_table("Rejected candidates")
     return "\n".join(lines) + "\n"
-
-
-def write_outputs(result: Inferred, out: Path) -> dict[str, Path]:
-    """The constitution YAML at `out`, the report beside it (`NAME.report.md`, `NAME.report.json`)."""
-    from charter.constitutions.importers import dump_constitution_yaml
-
-    r = result.report
-    md, js = write_report(r, out)
-    header = (
-        f"Inferred by charter constitutions infer from {r.pairs} human-labelled pairs (proposer {r.proposer}, judge "
-        f"{r.judge}, seed {r.seed}); held-out agreement with people {_figure(r.held_out)}. See {md.name}."
-    )
-    dump_constitution_yaml(result.constitution, out, header=header)
-    return {"constitution": out, "report": md, "json": js}
-
-
-def write_report(report: InferenceReport, out: Path) -> tuple[Path, Path]:
-    """The report beside the constitution path `out`: `NAME.report.md` and `NAME.report.json`."""
-    stem = out.with_suffix("")
-    md, js = Path(f"{stem}.report.md"), Path(f"{stem}.report.json")
-    md.write_text(report_markdown(report), encoding="utf-8")
-    js.write_text(report.model_dump_json(indent=1) + "\n", encoding="utf-8")
-    return md, js
-
-
-def summary_lines(report: InferenceReport) -> list[str]:
-    """A few terminal lines."""
-    out = [f"inferred {len(report.selected)} principles from {report.pairs} pairs:"]
-    by_id = {c.id: c for c in report.candidates}
-    out += [f"  {pid}: {by_id[pid].text}" for pid in report.selected]
-    out.append(f"held-out agreement with people: {_figure(report.held_out)}")
-    if report.declared is not None:
-        out.append(f"declared {report.declared_name}: {_figure(report.declared)}")
-    out.append(f"longer wins: {_figure(report.longer_wins)}; first shown wins: {_figure(report.first_shown_wins)}")
-    return out
 
 
 __all__: list[Any] = [
@@ -592,6 +499,4 @@ __all__: list[Any] = [
     "parse_candidates",
     "report_markdown",
     "screen",
-    "write_outputs",
-    "write_report",
 ]

@@ -3,15 +3,12 @@
 
 from __future__ import annotations
 
-import random
-import time
-from dataclasses import dataclass
-from pathlib import Path
+from typing import ClassVar
 
 from charter.checklist import ChecklistItem, checklist_from_criteria
 from charter.constitutions.schema import DEFAULT_GATE_CAP, Constitution, Criterion, Principle
 from charter.errors import ArgumentError, NoSignal
-from charter.lab.infer import cell, split
+from charter.lab.learning import Estimate, LabReport, Learned, LearnOptions, Tally, agreement_table, cell, estimate_text
 from charter.lab.rubrics import (
     CRITERIA_SCHEMA,
     LEARNED_PRINCIPLE,
@@ -56,47 +53,42 @@ class CriterionFigures(Record):
     """What it adds to the learned rubric's held-out agreement (the rubric with it minus without it)."""
 
 
-class RubricReport(Record):
-    """What `charter constitutions learn-rubrics` found and how."""
+class RubricReport(LabReport[Share]):
+    """What `charter constitutions learn-rubrics` found and how (a criterion is a candidate)."""
 
-    pairs: int
-    train_pairs: int
-    test_pairs: int
+    made_by: ClassVar[str] = "Learned by charter constitutions learn-rubrics"
+
     proposal_pairs: int
     """Training pairs the proposer was asked about; the criteria are kept or rejected on them."""
-    proposer: str
-    judge: str
-    seed: int
-    proposals_failed: int
-    """Replies that were not a JSON object of criteria (recorded, not guessed at)."""
-    candidates_raw: int
-    candidates_rejected: int
-    rejected: list[str] = []
     keep_threshold: float
     min_decided: int
     candidates: list[CriterionFigures]
     """The deduplicated candidates, most proposed first."""
     kept: list[str]
-    held_out: Share
-    """The learned rubric's agreement with people on the held-out pairs (a tie counts half)."""
     base: Share | None = None
     """The base constitution's rubric on the same pairs (its criteria; a principle without any as one item)."""
     base_name: str | None = None
     verdict: str
     """In one sentence, whether the learned rubric agrees with people beyond chance on the held-out pairs."""
-    judge_calls: int
-    proposer_calls: int
-    wall_s: float
-    constitution_hash: str
-    """The written constitution's hash; empty when no criterion was kept."""
+
+    def markdown(self) -> str:
+        return report_markdown(self)
+
+    def learned_lines(self) -> list[str]:
+        by_id = {c.id: c for c in self.candidates}
+        kept = [by_id[k] for k in self.kept]
+        return [
+            f"kept {len(self.kept)} of {len(self.candidates)} candidate criteria from {self.pairs} pairs:",
+            *(f"  {c.id} ({c.category}): {c.requirement}  adds {estimate_text(c.adds, True)}" for c in kept),
+        ]
+
+    def compared_lines(self) -> list[str]:
+        base = [f"base {self.base_name}: {estimate_text(self.base)}"] if self.base_name is not None else []
+        return [*base, f"verdict: {self.verdict}"]
 
 
-@dataclass
-class LearnedRubric:
+class LearnedRubric(Learned[RubricReport]):
     """A constitution with learned criteria, and its report."""
-
-    constitution: Constitution
-    report: RubricReport
 
 
 def chance_verdict(share: Share) -> str:
@@ -175,38 +167,31 @@ async def learn(
     pairs: list[LabelledPair],
     proposer: ChatModel,
     judge: ChatModel,
+    options: LearnOptions,
     *,
     base: Constitution | None = None,
-    proposals: int,
-    per_pair: int,
-    test_fraction: float,
     keep_threshold: float,
     min_decided: int,
     max_criteria: int,
     items_per_call: int,
-    seed: int,
-    concurrency: int,
-    name: str,
 ) -> LearnedRubric:
     """Learn criteria from human-labelled pairs (see `charter.lab.rubrics` for the steps). Raises NoSignal (with
     the report) when no candidate is consistent with the labels. The sizes have no defaults here: the public
     `charter.learn_rubrics` holds them."""
-    if len(pairs) < 10:
-        raise ArgumentError("pairs", f"{len(pairs)} labelled pairs: learning a rubric needs at least 10")
-    started = time.perf_counter()
-    train, test = split(pairs, test_fraction, seed)
-    asked = sorted(random.Random(seed).sample(train, min(proposals, len(train))))
-    asked_pairs, test_pairs = [pairs[i] for i in asked], [pairs[i] for i in test]
+    run = Tally.start(pairs, options, "learning a rubric")
+    seed, concurrency = options.seed, options.concurrency
+    asked_pairs, test_pairs = run.ask(), [pairs[i] for i in run.test]
     params = SamplingParams(temperature=0.0, max_tokens=600, seed=seed, json_schema=CRITERIA_SCHEMA)
-    raw, failed = await propose(proposer, asked_pairs, per_pair, params, concurrency)
+    raw, run.failed = await propose(proposer, asked_pairs, options.per_pair, params, concurrency)
+    run.raw = len(raw)
     taken = {c.id for p in base.principles for c in p.criteria} if base is not None else set()
     cap = base.gate_cap if base is not None and base.gate_cap is not None else DEFAULT_GATE_CAP
-    items, rejected = candidate_items(raw, taken, cap)
+    items, run.rejected = candidate_items(raw, taken, cap)
     if not items:
         raise ArgumentError(
             "model",
-            f"the proposer gave no usable criterion for {len(asked)} pairs ({failed} replies were not a JSON object "
-            f"of criteria, {len(rejected)} candidates rejected by the screen)",
+            f"the proposer gave no usable criterion for {len(run.asked)} pairs ({run.failed} replies were not a JSON "
+            f"object of criteria, {len(run.rejected)} candidates rejected by the screen)",
         )
     proposal = await check_pairs(judge, asked_pairs, items, items_per_call, seed, concurrency)
     figures = _figures(items, proposal, keep_threshold, min_decided)
@@ -215,12 +200,12 @@ async def learn(
     for f in figures:
         f.kept = f.id in kept_ids
     kept = [next(i for i in items if i.id == k) for k in kept_ids]
-    calls = proposal.calls
+    run.judge_calls = proposal.calls
     held = Share(value=None, ci=None, n=0)
     base_share = None
     if kept:
         checked = await check_pairs(judge, test_pairs, kept, items_per_call, seed, concurrency)
-        calls += checked.calls
+        run.judge_calls += checked.calls
         full = rubric_hits(kept, checked)
         held = wilson_share(full)
         ids = [lp.pair.pair_id for lp in test_pairs]
@@ -232,21 +217,12 @@ async def learn(
         if base is not None:
             listed = base_items(base)
             base_checked = await check_pairs(judge, test_pairs, listed, items_per_call, seed, concurrency)
-            calls += base_checked.calls
+            run.judge_calls += base_checked.calls
             base_share = wilson_share(rubric_hits(listed, base_checked))
-    constitution = learned_constitution(base, kept, len(pairs), name) if kept else None
+    constitution = learned_constitution(base, kept, len(pairs), options.name) if kept else None
     report = RubricReport(
-        pairs=len(pairs),
-        train_pairs=len(train),
-        test_pairs=len(test),
-        proposal_pairs=len(asked),
-        proposer=proposer.model_id,
-        judge=judge.model_id,
-        seed=seed,
-        proposals_failed=failed,
-        candidates_raw=len(raw),
-        candidates_rejected=len(rejected),
-        rejected=rejected,
+        **run.report_fields(proposer.model_id, judge.model_id, constitution),
+        proposal_pairs=len(run.asked),
         keep_threshold=keep_threshold,
         min_decided=min_decided,
         candidates=figures,
@@ -255,10 +231,6 @@ async def learn(
         base=base_share,
         base_name=base.name if base is not None else None,
         verdict=chance_verdict(held) if kept else "no criterion was kept: none is consistent with the labels",
-        judge_calls=calls,
-        proposer_calls=len(asked),
-        wall_s=round(time.perf_counter() - started, 1),
-        constitution_hash=constitution.hash if constitution is not None else "",
     )
     if constitution is None:
         raise NoSignal(
@@ -269,16 +241,12 @@ async def learn(
     return LearnedRubric(constitution, report)
 
 
-def _figure(share: Share | Gain | None, signed: bool = False) -> str:
-    if share is None or share.value is None:
-        return "n/a"
-    fmt = "+.3f" if signed else ".3f"
-    ci = f" [{share.ci[0]:{fmt}}, {share.ci[1]:{fmt}}]" if share.ci else ""
-    return f"{share.value:{fmt}}{ci} (n={share.n})"
-
-
 def report_markdown(report: RubricReport) -> str:
     """The report page."""
+    criteria = "criterion" if len(report.kept) == 1 else "criteria"
+    compared: list[tuple[str, Estimate | None]] = [(f"learned ({len(report.kept)} {criteria})", report.held_out)]
+    if report.base_name is not None:
+        compared.append((f"base `{report.base_name}`", report.base))
     lines = [
         "# Learned rubric",
         "",
@@ -291,16 +259,7 @@ def report_markdown(report: RubricReport) -> str:
         "",
         f"**Verdict: {report.verdict}.**",
         "",
-        "## Held-out agreement with people",
-        "",
-        "| rubric | agreement [Wilson 95% CI] |",
-        "|---|---|",
-        f"| learned ({len(report.kept)} {'criterion' if len(report.kept) == 1 else 'criteria'}) |"
-        f" {_figure(report.held_out)} |",
-    ]
-    if report.base_name is not None:
-        lines.append(f"| base `{report.base_name}` | {_figure(report.base)} |")
-    lines += [
+        *agreement_table("rubric", "Wilson 95% CI", compared),
         "",
         "A tie (or a criterion that does not decide a pair) counts half. *Adds*: the learned rubric's agreement minus"
         " its agreement without the criterion, per held-out pair, with its 95% interval.",
@@ -314,50 +273,11 @@ def report_markdown(report: RubricReport) -> str:
         consistency = "n/a" if c.consistency is None else f"{c.consistency:.3f}"
         lines.append(
             f"| `{c.id}` | {cell(c.requirement)} | {c.category}{' (gate)' if c.gated else ''} | {c.decided} |"
-            f" {c.agreed} | {consistency} | {'yes' if c.kept else ''} | {_figure(c.held_out) if c.kept else ''} |"
-            f" {_figure(c.adds, signed=True) if c.kept else ''} |"
+            f" {c.agreed} | {consistency} | {'yes' if c.kept else ''} | {estimate_text(c.held_out) if c.kept else ''} |"
+            f" {estimate_text(c.adds, signed=True) if c.kept else ''} |"
         )
-    if report.rejected:
-        lines += ["", "## Rejected by the screen", "", "| reason | candidate |", "|---|---|"]
-        lines += [f"| {reason} | {cell(text)} |" for reason, text in (r.split(": ", 1) for r in report.rejected)]
+    lines += report.rejected_table("Rejected by the screen")
     return "\n".join(lines) + "\n"
-
-
-def write_report(report: RubricReport, out: Path) -> tuple[Path, Path]:
-    """The report beside the constitution path `out`: `NAME.report.md` and `NAME.report.json`."""
-    stem = out.with_suffix("")
-    md, js = Path(f"{stem}.report.md"), Path(f"{stem}.report.json")
-    md.write_text(report_markdown(report), encoding="utf-8")
-    js.write_text(report.model_dump_json(indent=1) + "\n", encoding="utf-8")
-    return md, js
-
-
-def write_outputs(result: LearnedRubric, out: Path) -> dict[str, Path]:
-    """The constitution YAML at `out`, the report beside it."""
-    from charter.constitutions.importers import dump_constitution_yaml
-
-    r = result.report
-    md, js = write_report(r, out)
-    header = (
-        f"Learned by charter constitutions learn-rubrics from {r.pairs} human-labelled pairs (proposer {r.proposer},"
-        f" judge {r.judge}, seed {r.seed}); held-out agreement with people {_figure(r.held_out)}. See {md.name}."
-    )
-    dump_constitution_yaml(result.constitution, out, header=header)
-    return {"constitution": out, "report": md, "json": js}
-
-
-def summary_lines(report: RubricReport) -> list[str]:
-    """A few terminal lines."""
-    out = [f"kept {len(report.kept)} of {len(report.candidates)} candidate criteria from {report.pairs} pairs:"]
-    by_id = {c.id: c for c in report.candidates}
-    out += [
-        f"  {k} ({by_id[k].category}): {by_id[k].requirement}  adds {_figure(by_id[k].adds, True)}" for k in report.kept
-    ]
-    out.append(f"held-out agreement with people: {_figure(report.held_out)}")
-    if report.base_name is not None:
-        out.append(f"base {report.base_name}: {_figure(report.base)}")
-    out.append(f"verdict: {report.verdict}")
-    return out
 
 
 __all__ = [
@@ -369,7 +289,4 @@ __all__ = [
     "learn",
     "learned_constitution",
     "report_markdown",
-    "summary_lines",
-    "write_outputs",
-    "write_report",
 ]

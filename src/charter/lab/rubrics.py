@@ -46,10 +46,11 @@ from charter.checklist import (
 from charter.constitutions.schema import CATEGORY_WEIGHTS, DEFAULT_GATE_CAP
 from charter.errors import FatalProviderError, ProviderError
 from charter.lab.infer import PROPOSE_HEAD, deduplicate, propose_each, request_for, screen
+from charter.lab.learning import Estimate
 from charter.lab.votes import LabelledPair, slug
 from charter.messages import render_conversation
 from charter.providers.base import ChatModel, SamplingParams
-from charter.records import Message, Record
+from charter.records import Message
 from charter.stats import agreement as stats
 from charter.stats.intervals import wilson_interval
 
@@ -239,13 +240,10 @@ def rubric_hits(items: Sequence[ChecklistItem], checked: Checked) -> list[float 
     return out
 
 
-class Share(Record):
-    """Agreement with people on some pairs (a pair not decided counts half), with its Wilson 95% interval."""
+class Share(Estimate):
+    """Agreement with people on some pairs (a pair not decided counts half), with its Wilson 95% interval; `n`
+    counts the pairs whose verdicts were all read."""
 
-    value: float | None
-    ci: list[float] | None
-    n: int
-    """Pairs counted (those whose verdicts were all read)."""
     failed: int = 0
     """Pairs left out because a verdict failed."""
 
@@ -260,13 +258,9 @@ def wilson_share(hits: Sequence[float | None]) -> Share:
     return Share(value=sum(seen) / len(seen), ci=[low, high], n=len(seen), failed=failed)
 
 
-class Gain(Record):
+class Gain(Estimate):
     """What one criterion adds to the rubric's held-out agreement: the mean per-pair difference between the rubric
     with it and without it, with its 95% interval (exact, spanned with a bootstrap's)."""
-
-    value: float | None
-    ci: list[float] | None
-    n: int
 
 
 def gain(with_it: Sequence[float | None], without: Sequence[float | None], ids: Sequence[str], seed: int) -> Gain:
