@@ -10,13 +10,10 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from charter.providers.cache import DEFAULT_CACHE
+from charter.providers.options import CacheOption
 
 if TYPE_CHECKING:
     from charter.lab.learning import LabReport
-
-
-def _none_if_empty(value: str | None) -> str | None:
-    return value or None
 
 
 # The options two or three of the lab's commands share; each command gives its own default.
@@ -31,7 +28,6 @@ ProposalsOption = Annotated[int, typer.Option("--proposals", min=1, help="Traini
 TestFractionOption = Annotated[float, typer.Option("--test-fraction", min=0.05, max=0.9, help="Share held out.")]
 ModeOption = Annotated[str, typer.Option("--mode", help="How the judge answers: logprobs, cot or verdict.")]
 OrdersOption = Annotated[str, typer.Option("--orders", help="both or one.")]
-CacheOption = Annotated[str | None, typer.Option("--cache", callback=_none_if_empty, help="Call cache ('' for none).")]
 StructuredOutputOption = Annotated[
     bool,
     typer.Option(

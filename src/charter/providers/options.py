@@ -20,5 +20,10 @@ ApiKeyEnv = Annotated[
     ),
 ]
 
-#: `--cache FILE`: the call cache ('' for none; the command passes `cache or None` on).
-CacheOption = Annotated[str | None, typer.Option("--cache", help="Call cache ('' for none).")]
+
+def _none_if_empty(value: str | None) -> str | None:
+    return value or None
+
+
+#: `--cache FILE`: the call cache; '' gives None (no cache).
+CacheOption = Annotated[str | None, typer.Option("--cache", callback=_none_if_empty, help="Call cache ('' for none).")]
