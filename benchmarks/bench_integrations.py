@@ -1,7 +1,8 @@
 """The time one verifiers rollout batch and one verl batch spend in charter, against `charter.reward_function`.
 
-    PYTHONPATH=src .venv/bin/python benchmarks/bench_integrations.py --batch 256 --latency 0 0.1 --loopback 0.1
-    PYTHONPATH=src .venv/bin/python benchmarks/bench_integrations.py --batch 256 --group 8 --latency 0 0.1
+    PYTHONPATH=src .venv/bin/python benchmarks/bench_integrations.py --batch 256 --latency 0 0.1 --loopback 0.1 \\
+        --repeat 5
+    PYTHONPATH=src .venv/bin/python benchmarks/bench_integrations.py --batch 256 --group 8 --latency 0 0.1 --repeat 5
 
 With `--group K`, the scoring is `rank` (the judge orders each prompt's K completions in one call, 3 orders): in
 process, one call on N/K prompts of K completions each; verifiers, N rollouts of N/K tasks, each task's K rollouts
@@ -15,12 +16,20 @@ reward loop calls it). Judges: `scripted:cai` whose replies wait `latency` secon
 HTTP judge (`charter.testing.loopback`) answering as `scripted:cai` after `--loopback` seconds. Reported: seconds for
 the batch and rewards/s on each side, and each adapter's rate over the in-process rate. The verifiers side includes
 verifiers' own scoring code (its trace bookkeeping per rollout), not only charter's.
+
+Each side is timed after a full garbage collection. Importing verifiers and verl (torch with them) grows the heap to
+some 700k objects, and Python then owes a full collection of it (~0.4 s here) that falls inside whichever timed batch
+happens to cross the collector's threshold, the same side every round: without the collection before each side, one
+adapter (the last one run) paid it and read half the in-process rate. With `--repeat R` the sides run R rounds, side
+by side, and the table gives each side's median seconds and the median of its per-round ratio.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
+import statistics
 import sys
 import tempfile
 import time
@@ -65,6 +74,7 @@ def rewarded(values: list, group: int) -> bool:
 def in_process(tmp: Path, judge: dict, n: int, tag: str, group: int = 1) -> float:
     role = charter.RoleConfig(**judge)
     fn = charter.reward_function(role, store=tmp / f"inproc-{tag}", cache=None, **settings(group))
+    gc.collect()
     start = time.perf_counter()
     got = fn(prompts=[prompt(tag, i, group) for i in range(n)], completions=[completion(i, group) for i in range(n)])
     elapsed = time.perf_counter() - start
@@ -102,6 +112,7 @@ def verifiers_batch(tmp: Path, judge: dict, n: int, tag: str, group: int = 1) ->
     async def score() -> None:
         await asyncio.gather(*(task.score(trace) for task, trace in zip(tasks, traces)))
 
+    gc.collect()
     start = time.perf_counter()
     asyncio.run(score())
     elapsed = time.perf_counter() - start
@@ -119,12 +130,14 @@ def verl_batch(tmp: Path, judge: dict, n: int, tag: str, group: int = 1) -> floa
         kwargs["group_size"] = group
     loaded = {"path": "pkg://charter.integrations.verl", "name": "compute_score_async", "reward_kwargs": kwargs}
     fn = get_custom_reward_fn(OmegaConf.create({"reward": {"custom_reward_function": loaded}}))
+    assert fn is not None
 
     async def batch() -> list[dict]:
         calls = [fn(data_source="hh", solution_str=completion(i, group), ground_truth=None,
                     extra_info={"question": prompt(tag, i, group)}) for i in range(n)]  # fmt: skip
         return await asyncio.gather(*calls)
 
+    gc.collect()
     start = time.perf_counter()
     got = asyncio.run(batch())
     elapsed = time.perf_counter() - start
@@ -133,12 +146,25 @@ def verl_batch(tmp: Path, judge: dict, n: int, tag: str, group: int = 1) -> floa
     return elapsed
 
 
+def rounds(tmp: Path, judge: dict, n: int, k: int, group: int, repeat: int) -> dict[str, list[float]]:
+    """Each side's seconds for the batch, `repeat` rounds of the three side by side."""
+    in_process(tmp, judge, 16, f"w{k}", group)  # warm-up: the judge's first connections and imports, untimed
+    times: dict[str, list[float]] = {"in process, one call": [], "verifiers, Task.score x N": [],
+                                     "verl, compute_score_async x N": []}  # fmt: skip
+    for r in range(repeat):
+        times["in process, one call"].append(in_process(tmp, judge, n, f"i{k}-{r}", group))
+        times["verifiers, Task.score x N"].append(verifiers_batch(tmp, judge, n, f"v{k}-{r}", group))
+        times["verl, compute_score_async x N"].append(verl_batch(tmp, judge, n, f"l{k}-{r}", group))
+    return times
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--batch", type=int, default=256)
     parser.add_argument("--latency", type=float, nargs="*", default=[0.0, 0.1])
     parser.add_argument("--loopback", type=float, nargs="*", default=[0.1])
     parser.add_argument("--group", type=int, default=1, help="K > 1: rank scoring over groups of K completions")
+    parser.add_argument("--repeat", type=int, default=1, help="rounds of the three sides; medians are reported")
     args = parser.parse_args()
     g = args.group
     print("| judge | side | s for the batch | rewards/s | / in process |")
@@ -155,16 +181,15 @@ def main() -> None:
             else:
                 judge = {"model": "scripted:cai", "options": {"latency_s": latency}}
             try:
-                in_process(tmp, judge, 16, f"w{k}", g)  # warm-up: the judge's first connections and imports, untimed
-                base = in_process(tmp, judge, args.batch, f"i{k}", g)
-                sides = [("in process, one call", base)]
-                sides += [("verifiers, Task.score x N", verifiers_batch(tmp, judge, args.batch, f"v{k}", g))]
-                sides += [("verl, compute_score_async x N", verl_batch(tmp, judge, args.batch, f"l{k}", g))]
-                for side, seconds in sides:
-                    print(f"| {label} | {side} | {seconds:.2f} | {args.batch / seconds:.1f} | {base / seconds:.2f}x |")
+                times = rounds(tmp, judge, args.batch, k, g, args.repeat)
             finally:
                 if loopback is not None:
                     loopback.stop()
+            base = times["in process, one call"]
+            for side, seconds in times.items():
+                ratio = statistics.median(b / s for b, s in zip(base, seconds))
+                median = statistics.median(seconds)
+                print(f"| {label} | {side} | {median:.2f} | {args.batch / median:.1f} | {ratio:.2f}x |")
 
 
 if __name__ == "__main__":
