@@ -19,12 +19,12 @@ import json
 import threading
 from collections.abc import Mapping, Sequence
 from concurrent.futures import Future, wait
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from charter.api_args import from_arguments
 from charter.errors import ArgumentError, RunFailure
-from charter.integrations.window import Groups, Window
+from charter.integrations.window import Groups, Window, hand_out
 from charter.online.reward import RewardFunction, reward_function
 from charter.providers.config import RoleConfig
 from charter.records import RewardRecord
@@ -40,8 +40,9 @@ class _Waiting:
     prompt: Any
     completion: Any
     reference: Any
-    checklist: Any = None
-    done: Future[RewardRecord] = field(default_factory=Future)
+    checklist: Any
+    done: Future[RewardRecord] | asyncio.Future[RewardRecord]
+    """A blocked caller's future, or an awaiting caller's own, made on its event loop."""
 
 
 class Judging:
@@ -137,20 +138,22 @@ class Judging:
     def one(self, prompt: Any, completion: Any, reference: Any = None, checklist: Any = None) -> RewardRecord:
         """One completion's record, judged in a batch with the calls that arrive with it (blocks). `checklist`: the
         prompt's checklist (`checklist` scoring; None: the constitution's criteria or the writer's)."""
-        return self._enqueue(prompt, completion, reference, checklist).result()
+        done: Future[RewardRecord] = Future()
+        self._enqueue(_Waiting(prompt, completion, reference, checklist, done))
+        return done.result()
 
     async def aone(self, prompt: Any, completion: Any, reference: Any = None, checklist: Any = None) -> RewardRecord:
         """`one` for a caller on its own event loop."""
-        return await asyncio.wrap_future(self._enqueue(prompt, completion, reference, checklist))
+        done: asyncio.Future[RewardRecord] = asyncio.get_running_loop().create_future()
+        self._enqueue(_Waiting(prompt, completion, reference, checklist, done))
+        return await done
 
-    def _enqueue(self, prompt: Any, completion: Any, reference: Any, checklist: Any) -> Future[RewardRecord]:
+    def _enqueue(self, item: _Waiting) -> None:
         if self.scoring not in POINTWISE:
             raise ArgumentError(
                 "scoring", f"{self.scoring!r} compares a prompt's completions together: judge it with in_group"
             )
-        item = _Waiting(prompt, completion, reference, checklist)
         self._window.add(item)
-        return item.done
 
     def _judge_together(self, batch: list[_Waiting]) -> None:
         """Judge `batch` in one call of the reward function and hand each waiting caller its record."""
@@ -159,19 +162,9 @@ class Judging:
         try:
             done = self._submit([w.prompt for w in batch], [w.completion for w in batch], refs, lists)
         except BaseException as exc:  # noqa: BLE001 - a bad item fails the batch it came in
-            for w in batch:
-                w.done.set_exception(exc)
+            hand_out([w.done for w in batch], exc)
             return
-
-        def hand_out(f: Future[list[RewardRecord]]) -> None:
-            exc = f.exception()
-            for i, w in enumerate(batch):
-                if exc is not None:
-                    w.done.set_exception(exc)
-                else:
-                    w.done.set_result(f.result()[i])
-
-        done.add_done_callback(hand_out)
+        done.add_done_callback(lambda f: hand_out([w.done for w in batch], f.exception() or f.result()))
 
     # -- a group's completions, gathered until the group is whole ----------------------------------------------
     def in_group(
@@ -180,21 +173,25 @@ class Judging:
         """One completion's record under a group scoring: it waits for the other `size - 1` completions of `group`
         (the same key from every caller of one group, e.g. the task's or prompt's id), then the group is judged in one
         call (blocks). A pointwise scoring judges it at once, as `one` does."""
-        return self._gather(group, size, _Waiting(prompt, completion, reference, checklist)).result()
+        done: Future[RewardRecord] = Future()
+        self._gather(group, size, _Waiting(prompt, completion, reference, checklist, done))
+        return done.result()
 
     async def ain_group(
         self, group: str, size: int, prompt: Any, completion: Any, reference: Any = None, checklist: Any = None
     ) -> RewardRecord:
         """`in_group` for a caller on its own event loop."""
-        return await asyncio.wrap_future(self._gather(group, size, _Waiting(prompt, completion, reference, checklist)))
+        done: asyncio.Future[RewardRecord] = asyncio.get_running_loop().create_future()
+        self._gather(group, size, _Waiting(prompt, completion, reference, checklist, done))
+        return await done
 
-    def _gather(self, group: str, size: int, item: _Waiting) -> Future[RewardRecord]:
+    def _gather(self, group: str, size: int, item: _Waiting) -> None:
         if self.scoring in POINTWISE:
-            return self._enqueue(item.prompt, item.completion, item.reference, item.checklist)
+            self._enqueue(item)
+            return
         if size < 2:
             raise ArgumentError("group_size", f"{self.scoring!r} compares a group: expected 2 or more, got {size}")
         self._groups.add(group, size, item)
-        return item.done
 
     def close(self) -> None:
         """Judge what is waiting (groups with the completions that came), then close the reward function: its session

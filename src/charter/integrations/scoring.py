@@ -20,12 +20,12 @@ import asyncio
 import threading
 from collections.abc import Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Literal
 
 from charter.errors import ConfigError
 from charter.integrations.judging import GROUPED, POINTWISE, Judging, failure_text, shared
-from charter.integrations.window import Window
+from charter.integrations.window import Window, hand_out
 from charter.records import RewardRecord
 from charter.serve.rm import RewardModel
 from charter.verify import check
@@ -130,7 +130,7 @@ def verified(settings: Mapping[str, Any], asked: Asked) -> Outcome:
 class _Conversation:
     prompt: Any
     completion: Any
-    done: Future[Outcome] = field(default_factory=Future)
+    done: Future[Outcome] | asyncio.Future[Outcome]
 
 
 class ModelBatches:
@@ -145,9 +145,15 @@ class ModelBatches:
 
     def submit(self, prompt: Any, completion: Any) -> Future[Outcome]:
         """The outcome of one conversation, scored in a batch with those that arrive with it."""
-        item = _Conversation(prompt, completion)
-        self.window.add(item)
-        return item.done
+        done: Future[Outcome] = Future()
+        self.window.add(_Conversation(prompt, completion, done))
+        return done
+
+    async def scored(self, prompt: Any, completion: Any) -> Outcome:
+        """`submit`'s outcome for a caller on its own event loop."""
+        done: asyncio.Future[Outcome] = asyncio.get_running_loop().create_future()
+        self.window.add(_Conversation(prompt, completion, done))
+        return await done
 
     def _send(self, batch: list[_Conversation]) -> None:
         self.batches += 1
@@ -157,11 +163,9 @@ class ModelBatches:
         try:
             outcomes = self._outcomes(batch)
         except BaseException as exc:  # noqa: BLE001 - handed to each caller, who raises it
-            for item in batch:
-                item.done.set_exception(exc)
+            hand_out([item.done for item in batch], exc)
             return
-        for item, outcome in zip(batch, outcomes):
-            item.done.set_result(outcome)
+        hand_out([item.done for item in batch], outcomes)
 
     def _outcomes(self, batch: list[_Conversation]) -> list[Outcome]:
         try:
@@ -215,7 +219,7 @@ async def ascore(settings: Mapping[str, Any], asked: Asked) -> Outcome:
         return verified(settings, asked)
     if scoring == "reward_model":
         batches = await asyncio.to_thread(reward_model, settings)  # loading the model blocks, once
-        return await asyncio.wrap_future(batches.submit(asked.prompt, asked.completion))
+        return await batches.scored(asked.prompt, asked.completion)
     judging = judged(settings)
     if scoring in GROUPED:
         size = _group_size(settings, asked)
@@ -253,7 +257,10 @@ async def weighted(settings: Mapping[str, Any], asked: Asked) -> tuple[float | N
     is None (never a partial sum) where any of them failed."""
     weights = weights_of(settings)
     names = list(weights)
-    outcomes = await asyncio.gather(*(ascore({**settings, "scoring": name}, asked) for name in names))
+    if len(names) == 1:  # awaited in place: a task of its own would cost each call a turn of the caller's loop
+        outcomes = [await ascore({**settings, "scoring": names[0]}, asked)]
+    else:
+        outcomes = await asyncio.gather(*(ascore({**settings, "scoring": name}, asked) for name in names))
     by_name = dict(zip(names, outcomes))
     if any(o.reward is None for o in outcomes):
         return None, by_name

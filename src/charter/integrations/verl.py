@@ -36,13 +36,13 @@ import time
 import urllib.error
 import urllib.request
 from concurrent.futures import Future
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from charter.errors import ArgumentError, BudgetExceeded, ConfigError
 from charter.integrations.judging import GROUPED, JudgmentFailed
 from charter.integrations.scoring import Asked, Outcome, failure_of, weighted, weighted_sync, weights_of
-from charter.integrations.window import Groups
+from charter.integrations.window import Groups, hand_out
 
 #: Keyword arguments verl itself adds to the call (with a reward router); every other one is a `reward_kwargs` setting.
 VERL_KEYS = ("reward_router_address", "reward_model_tokenizer")
@@ -108,7 +108,9 @@ def compute_score(
     if "server_url" in settings:
         sent = (prompt_of(extra_info), solution_str, _served_reference(settings, ground_truth))
         if _grouped(settings):
-            return _answer(*_in_served_group(settings, extra_info, *sent).result())
+            done: Future[tuple[float | None, str]] = Future()
+            _in_served_group(settings, extra_info, *sent, done)
+            return _answer(*done.result())
         [answer] = _remote(settings, sent[0], [solution_str], sent[2])
         return _answer(*answer)
     return _local(*weighted_sync(settings, asked(settings, solution_str, ground_truth, extra_info)))
@@ -122,7 +124,9 @@ async def compute_score_async(
     if "server_url" in settings:
         sent = (prompt_of(extra_info), solution_str, _served_reference(settings, ground_truth))
         if _grouped(settings):
-            return _answer(*await asyncio.wrap_future(_in_served_group(settings, extra_info, *sent)))
+            done: asyncio.Future[tuple[float | None, str]] = asyncio.get_running_loop().create_future()
+            _in_served_group(settings, extra_info, *sent, done)
+            return _answer(*await done)
         [answer] = await asyncio.to_thread(_remote, settings, sent[0], [solution_str], sent[2])
         return _answer(*answer)
     return _local(*await weighted(settings, asked(settings, solution_str, ground_truth, extra_info)))
@@ -143,7 +147,7 @@ class _Sent:
     prompt: Any
     completion: str
     reference: Any
-    done: Future[tuple[float | None, str]] = field(default_factory=Future)
+    done: Future[tuple[float | None, str]] | asyncio.Future[tuple[float | None, str]]
 
 
 _SENDERS: dict[str, Groups[_Sent]] = {}
@@ -151,9 +155,14 @@ _SENDERS_LOCK = threading.Lock()
 
 
 def _in_served_group(
-    settings: dict[str, Any], extra_info: Any, prompt: Any, completion: str, reference: Any
-) -> Future[tuple[float | None, str]]:
-    """One response's answer from the server, sent with the other responses of its row as one group."""
+    settings: dict[str, Any],
+    extra_info: Any,
+    prompt: Any,
+    completion: str,
+    reference: Any,
+    done: Future[tuple[float | None, str]] | asyncio.Future[tuple[float | None, str]],
+) -> None:
+    """One response's answer from the server into `done`, sent with the other responses of its row as one group."""
     wait_s = float(settings.get("group_wait_s") or 300.0)
     key = json.dumps([settings["server_url"], settings.get("token", ""), wait_s])
     with _SENDERS_LOCK:
@@ -161,21 +170,17 @@ def _in_served_group(
         if groups is None:
             post = functools.partial(_post_group, dict(settings))
             groups = _SENDERS[key] = Groups(wait_s, lambda group: threading.Thread(target=post, args=(group,)).start())
-    item = _Sent(prompt, completion, reference)
     info = extra_info if isinstance(extra_info, dict) else {}
-    groups.add(row_key(info, prompt), int(settings["group_size"]), item)
-    return item.done
+    groups.add(row_key(info, prompt), int(settings["group_size"]), _Sent(prompt, completion, reference, done))
 
 
 def _post_group(settings: dict[str, Any], group: list[_Sent]) -> None:
     try:
         answers = _remote(settings, group[0].prompt, [s.completion for s in group], group[0].reference)
     except BaseException as exc:  # noqa: BLE001 - handed to each waiting caller, who raises it
-        for sent in group:
-            sent.done.set_exception(exc)
+        hand_out([sent.done for sent in group], exc)
         return
-    for sent, answer in zip(group, answers):
-        sent.done.set_result(answer)
+    hand_out([sent.done for sent in group], answers)
 
 
 def _remote(

@@ -1,10 +1,13 @@
 """Calls gathered for the adapters: `Window` hands on the calls that arrive together as one batch (judge calls, a
-reward model's); `Groups` hands on the calls of one group together once the group is whole (group scorings)."""
+reward model's); `Groups` hands on the calls of one group together once the group is whole (group scorings);
+`hand_out` gives each caller of a batch its result."""
 
 from __future__ import annotations
 
+import asyncio
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future, InvalidStateError
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
@@ -108,3 +111,38 @@ class Groups(Generic[T]):
             if gathering.timer is not None:
                 gathering.timer.cancel()
             self.send(gathering.members)
+
+
+def hand_out(waiting: Sequence[Future[T] | asyncio.Future[T]], outcome: Sequence[T] | BaseException) -> None:
+    """Each waiting caller's result (`outcome[i]` for `waiting[i]`), or the error that failed the batch: a blocked
+    caller's future at once; the futures of the callers awaiting on one event loop in one call onto that loop, so a
+    batch costs each loop one thread hop, not one a caller. A caller cancelled meanwhile is passed over; the others
+    still get theirs."""
+    loops: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[T], int]]] = {}
+    for i, done in enumerate(waiting):
+        if isinstance(done, asyncio.Future):
+            loops.setdefault(done.get_loop(), []).append((done, i))
+        else:
+            _resolve(done, outcome, i)
+    for loop, awaiting in loops.items():
+        try:
+            loop.call_soon_threadsafe(_settle, awaiting, outcome)
+        except RuntimeError:  # the callers' event loop has closed: nobody awaits these results any more
+            pass
+
+
+def _settle(awaiting: list[tuple[asyncio.Future[T], int]], outcome: Sequence[T] | BaseException) -> None:
+    for done, i in awaiting:
+        _resolve(done, outcome, i)
+
+
+def _resolve(done: Future[T] | asyncio.Future[T], outcome: Sequence[T] | BaseException, i: int) -> None:
+    if done.done():
+        return  # cancelled by its caller
+    try:
+        if isinstance(outcome, BaseException):
+            done.set_exception(outcome)
+        else:
+            done.set_result(outcome[i])
+    except InvalidStateError:  # a blocked caller's future, cancelled from its thread since the check
+        pass
