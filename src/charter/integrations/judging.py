@@ -20,12 +20,12 @@ import threading
 from collections.abc import Mapping, Sequence
 from concurrent.futures import Future, wait
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Unpack
 
 from charter.api_args import from_arguments
 from charter.errors import ArgumentError, RunFailure
 from charter.integrations.window import Groups, Window, hand_out
-from charter.online.reward import RewardFunction, reward_function
+from charter.online.reward import Columns, RewardFunction, reward_function
 from charter.providers.config import RoleConfig
 from charter.records import RewardRecord
 
@@ -80,37 +80,26 @@ class Judging:
 
     # -- whole batches -------------------------------------------------------------------------------------------
     def judge(
-        self,
-        prompts: Sequence[Any],
-        completions: Sequence[Any],
-        references: Sequence[Any] | None = None,
-        checklists: Sequence[Any] | None = None,
+        self, prompts: Sequence[Any], completions: Sequence[Any], **columns: Unpack[Columns]
     ) -> list[RewardRecord]:
-        """The records of a batch, in order, stored and counted against the failure limit (blocks). A group scoring
-        judges the completions of each prompt in the batch together."""
-        return self._submit(list(prompts), list(completions), references, checklists).result()
+        """The records of a batch, in order, stored and counted against the failure limit (blocks); `columns` as
+        `JudgeReward.score` takes them. A group scoring judges the completions of each prompt in the batch together."""
+        return self._submit(prompts, completions, columns).result()
 
     async def ajudge(
-        self,
-        prompts: Sequence[Any],
-        completions: Sequence[Any],
-        references: Sequence[Any] | None = None,
-        checklists: Sequence[Any] | None = None,
+        self, prompts: Sequence[Any], completions: Sequence[Any], **columns: Unpack[Columns]
     ) -> list[RewardRecord]:
         """`judge` for a caller on its own event loop (the judge work runs on the reward function's)."""
-        return await asyncio.wrap_future(self._submit(list(prompts), list(completions), references, checklists))
+        return await asyncio.wrap_future(self._submit(prompts, completions, columns))
 
     def _submit(
-        self,
-        prompts: list[Any],
-        completions: list[Any],
-        references: Sequence[Any] | None,
-        checklists: Sequence[Any] | None = None,
+        self, prompts: Sequence[Any], completions: Sequence[Any], columns: Columns
     ) -> Future[list[RewardRecord]]:
+        references, checklists, step = columns.get("references"), columns.get("checklists"), columns.get("step")
         refs = None if references is None else list(references)
         lists = None if checklists is None else list(checklists)
         self.batches += 1
-        work = self.reward.rewards(prompts, completions, None, refs, lists)
+        work = self.reward.rewards(list(prompts), list(completions), step, refs, lists)
         job = self.reward.session.submit(work)  # on the session's own event loop, where its clients live
         done: Future[list[RewardRecord]] = Future()
 
@@ -118,7 +107,7 @@ class Judging:
             try:
                 records = f.result()
                 with self._lock:  # one writer at a time: the store, the usage ledger and the tally
-                    self.reward.session.finish(records, None)
+                    self.reward.session.finish(records, step)
             except BaseException as exc:  # noqa: BLE001 - handed to the caller, who raises it
                 done.set_exception(exc)
                 return
@@ -160,7 +149,9 @@ class Judging:
         refs = [w.reference for w in batch] if any(w.reference is not None for w in batch) else None
         lists = [w.checklist for w in batch] if any(w.checklist is not None for w in batch) else None
         try:
-            done = self._submit([w.prompt for w in batch], [w.completion for w in batch], refs, lists)
+            done = self._submit(
+                [w.prompt for w in batch], [w.completion for w in batch], Columns(references=refs, checklists=lists)
+            )
         except BaseException as exc:  # noqa: BLE001 - a bad item fails the batch it came in
             hand_out([w.done for w in batch], exc)
             return

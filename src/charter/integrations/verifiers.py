@@ -149,7 +149,8 @@ async def judge_episode(task: vf.Task, episode: vf.Episode, config: CharterJudge
     if config.scoring in GROUPED:
         refs = [a.reference for a in asked] if any(a.reference is not None for a in asked) else None
         lists = [a.checklist for a in asked] if any(a.checklist is not None for a in asked) else None
-        records = await judged(settings).ajudge([a.prompt for a in asked], [a.completion for a in asked], refs, lists)
+        prompts, completions = [a.prompt for a in asked], [a.completion for a in asked]
+        records = await judged(settings).ajudge(prompts, completions, references=refs, checklists=lists)
         outcomes = [Outcome.of(record) for record in records]
     else:
         outcomes = list(await asyncio.gather(*(ascore(settings, a) for a in asked)))

@@ -66,7 +66,7 @@ class Columns(TypedDict, total=False):
     """The training step the rewards are for (stored with them)."""
 
 
-__all__ = ["SCORINGS", "AsyncRewardFunction", "JudgeReward", "RewardFunction", "Scoring", "reward_function"]
+__all__ = ["SCORINGS", "AsyncRewardFunction", "Columns", "JudgeReward", "RewardFunction", "Scoring", "reward_function"]
 
 
 class JudgeReward(SessionView):
