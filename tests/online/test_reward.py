@@ -109,3 +109,14 @@ def test_scoring_and_mode_must_fit(tmp_path: Path) -> None:
         ArgumentError, match="scoring: Input should be 'score', 'group', 'reference', 'rank' or 'checklist'"
     ):
         make(tmp_path, "pairs")
+
+
+def test_the_session_parts_read_through_and_only_settings_can_be_set(tmp_path: Path) -> None:
+    fn = charter.reward_function("scripted:cai", "harmless", "score", store=tmp_path / "rw", cache=None)
+    assert fn.judge is fn.session.judge and fn.store is fn.session.store and fn.tally is fn.session.tally
+    fn.max_failures, fn.concurrency = 0.5, 8
+    assert (fn.session.max_failures, fn.session.concurrency) == (0.5, 8)
+    with pytest.raises(AttributeError, match="read-only"):
+        fn.judge = fn.session.judge  # type: ignore[misc]
+    assert "judge" not in vars(fn)
+    fn.close()

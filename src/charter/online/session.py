@@ -300,6 +300,9 @@ class OnSession(Generic[T]):
     def __get__(self, view: SessionView | None, owner: type | None = None) -> T | Self:
         return self if view is None else getattr(view.session, self.name)
 
+    def __set__(self, view: SessionView, value: T) -> None:
+        raise AttributeError(f"{self.name} is the judge session's and read-only here")
+
 
 class SettableOnSession(OnSession[T]):
     """An attribute of the judge session, read and set on an object that owns one (a setting the caller may change)."""
