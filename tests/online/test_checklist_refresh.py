@@ -18,6 +18,7 @@ from charter.providers import get_model
 from charter.providers.scripted import register_script
 from charter.runs.rewards import rewards
 from charter.runs.store import RunStore
+from charter.runs.usage import stored_usage
 from charter.testing.lab import CRITERIA, register_lab_models
 
 ITEMS = [
@@ -60,6 +61,25 @@ def test_a_refresh_adds_the_proposed_item_as_version_2_and_later_rewards_name_it
     assert mumbled.version == 2 and not mumbled.accepted and "no JSON object of items" in (mumbled.note or "")
     assert len(fn.store.meta(VERSIONS_KEY)) == 2
     fn.close()
+
+
+def test_the_proposer_call_is_in_the_usage_ledger_and_no_contrast_asks_nothing(tmp_path: Path) -> None:
+    """A refresh's proposer call, made after the last batch of rewards, is in the store's usage once the reward
+    function closes; a refresh whose rollouts all score alike asks the proposer nothing (and says why)."""
+    ASKED.clear()
+    fn = charter.reward_function("scripted:checklist-judge", "harmless", scoring="checklist",
+                                 store=tmp_path / "store", cache=None)  # fmt: skip
+    proposer = get_model("scripted:shout-proposer", meter=fn.judge.meter, role="proposer")
+    section = ChecklistReward(refresh_every=1, refresh_pairs=1, max_new_items=2)
+    fn.score(["Q?", "Q?"], ["It is unclear.", "Hard to say."], checklists=[ITEMS, ITEMS], step=1)
+    flat = refresh_checklist(fn, section, proposer, 1, fn.options.book)
+    assert ASKED == [] and flat.version == 1 and flat.compared == {"high": [0.0], "low": [0.0]}
+    assert flat.note == "no contrast: the rollouts compared all score 0; the proposer was not asked"
+    fn.score(["Q?", "Q?"], ["It is 4, THANK YOU", "It is unclear."], checklists=[ITEMS, ITEMS], step=2)
+    assert refresh_checklist(fn, section, proposer, 2, fn.options.book).version == 2 and len(ASKED) == 1
+    fn.close()
+    by_role = {row.role: row.calls for row in stored_usage(RunStore(tmp_path / "store"))}
+    assert by_role["proposer"] == 1 and by_role["judge"] == 3  # "It is unclear." was judged once
 
 
 def test_charter_train_grpo_refreshes_the_checklist_every_step(tiny_model: Path, tmp_path: Path) -> None:

@@ -1,7 +1,8 @@
 """Checklists that evolve during training (`checklist.refresh_every: K` in `charter train grpo|rloo`).
 
 Every K steps the highest- and lowest-rewarded rollouts of the last `refresh_window` steps (from the reward store)
-are shown to a proposer model, which is asked for yes/no items that catch what the high ones exploit: length
+are shown to a proposer model (where they differ: rollouts that all score alike have nothing to contrast, and the
+proposer is not paid for), which is asked for yes/no items that catch what the high ones exploit: length
 padding, sycophancy, format tricks. The items it writes are read as a checklist (a bad reply is a recorded refresh
 that accepted nothing, never a made-up item); those whose ids are new, up to `max_new_items`, are accepted as the next
 version of the checklist (`online.book`), added to every prompt's checklist from the next reward on. Each refresh
@@ -88,6 +89,9 @@ def refresh_checklist(
     k = min(section.refresh_pairs, len(scored) // 2)
     high, low = scored[::-1][:k], scored[:k]
     compared = {"high": [r.reward or 0.0 for r in high], "low": [r.reward or 0.0 for r in low]}
+    if compared["high"][0] == compared["low"][0]:  # every rollout shown scores the same: nothing to contrast
+        note = f"no contrast: the rollouts compared all score {compared['high'][0]:g}; the proposer was not asked"
+        return _kept(reward, Refresh(version=book.version, compared=compared, note=note, **common))
     in_use = sorted({i for r in scored if r.checklist for i in r.checklist.verdicts})
     text = PROPOSER_REQUEST.format(
         most=section.max_new_items, ids=", ".join(in_use) or "none", high=_shown(high), low=_shown(low)
