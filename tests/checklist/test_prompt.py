@@ -101,7 +101,7 @@ def test_a_judge_that_contradicts_itself_fails_the_items_concerned_with_both_rea
     """A repeated key, a repeated verdict, or a second object that disagrees fails the item (never the last reading
     wins); items the readings agree on, and items only one object answers, are read."""
     yes, no = {"reason": "It is in French.", "verdict": "yes"}, {"reason": "Wait, it is English.", "verdict": "no"}
-    repeated = '{"fr": %s, "sum": {"reason": "42.", "verdict": "yes"}, "fr": %s}' % (json.dumps(yes), json.dumps(no))
+    repeated = f'{{"fr": {json.dumps(yes)}, "sum": {{"reason": "42.", "verdict": "yes"}}, "fr": {json.dumps(no)}}}'
     got = read_checklist_reply(repeated, ["fr", "sum"])
     assert got["fr"].verdict == "failed" and got["sum"].verdict == "yes"
     error = got["fr"].error or ""
@@ -115,7 +115,10 @@ def test_a_judge_that_contradicts_itself_fails_the_items_concerned_with_both_rea
     assert got["fr"].verdict == "failed" and "Wait, it is English." in (got["fr"].error or "")
     assert got["sum"].verdict == "yes", "a later partial object does not erase what the complete one said"
     agreeing = f"```json\n{complete}\n```\nTo repeat: {json.dumps({'fr': yes})}"
-    assert {i: v.verdict for i, v in read_checklist_reply(agreeing, ["fr", "sum"]).items()} == {"fr": "yes", "sum": "yes"}
+    assert {i: v.verdict for i, v in read_checklist_reply(agreeing, ["fr", "sum"]).items()} == {
+        "fr": "yes",
+        "sum": "yes",
+    }
 
 
 def test_an_answer_nested_in_another_object_is_no_second_answer() -> None:

@@ -166,8 +166,11 @@ def test_the_intervals_are_valid_at_their_n() -> None:
     assert share.n == 3 and share.failed == 1 and share.value == 1.0
     assert share.ci is not None and share.ci[0] < 0.5  # three of three is no certainty
     assert wilson_share([None]).value is None
-    same = gain([1.0] * 5, [0.0] * 5, [f"p{i}" for i in range(5)], seed=0)
+    same = gain([1.0] * 5, [0.0] * 5)
     assert same.value == 1.0 and same.ci is not None and same.ci[0] < 0.5  # five pairs: wide, never zero width
+    steady = gain([1.0] * 18, [0.5] * 18)  # the criterion turns every tie into a win: +0.5 on all 18 pairs
+    assert steady.value == 0.5 and steady.ci is not None and 0.0 < steady.ci[0] < 0.5 < steady.ci[1] < 0.75
+    assert gain([None, 1.0], [0.0, None]).n == 0
     assert "not distinguishable" in chance_verdict(Share(value=0.6, ci=[0.4, 0.78], n=20))
     assert "less often than chance" in chance_verdict(Share(value=0.2, ci=[0.08, 0.42], n=20))
     assert "unknown" in chance_verdict(Share(value=None, ci=None, n=0))

@@ -222,8 +222,9 @@ def test_an_overall_score_given_twice_differently_is_a_recorded_failure(tmp_path
     readings (never the last one read as the answer)."""
 
     def torn(messages, params):  # noqa: ANN001, ANN202
-        items, _ = read_checklist_prompt(messages[-1].content)
-        answers = ", ".join(f'"{i}": {{"reason": "r", "verdict": "yes"}}' for i, _ in items)
+        shown = read_checklist_prompt(messages[-1].content)
+        assert shown is not None
+        answers = ", ".join(f'"{i}": {{"reason": "r", "verdict": "yes"}}' for i, _ in shown[0])
         return "{" + answers + ', "overall": 9, "overall": 2}'
 
     register_script("checklist-torn", torn)

@@ -175,9 +175,7 @@ def _agreed_verdict(item_id: str, values: list[object]) -> ItemVerdict:
     _, disagreement = agreed([(v.verdict, v.error) for v in read], f"item {item_id!r}")
     if disagreement is None:
         return read[0]
-    said = "; ".join(
-        dict.fromkeys(f"{v.verdict if v.error is None else v.error} ({v.reason!r:.80})" for v in read)
-    )
+    said = "; ".join(dict.fromkeys(f"{v.verdict if v.error is None else v.error} ({v.reason!r:.80})" for v in read))
     error = f"item {item_id!r}: the reply answers it {len(read)} times and disagrees: {said}"
     return ItemVerdict(item_id=item_id, verdict="failed", error=error)
 
