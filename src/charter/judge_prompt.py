@@ -219,7 +219,7 @@ def read_rubric_ids(text: str) -> list[str] | None:
 
 def read_rubric(text: str, principle_ids: list[str], scale: int) -> dict[str, int | JudgeParseError]:
     """Each principle's score in a rubric reply, or the JudgeParseError that says why it has none. The reply's JSON
-    object may stand alone, sit in a fenced block or follow prose (`rubric_object`); a score is a whole number,
+    object may stand alone, sit in a fenced block or follow prose (`reply_readings`); a score is a whole number,
     written as one (`4`), as a float (`4.0`) or as text (`"4"`). A reply with no JSON object fails every principle; a
     missing or unreadable score fails its own, and a score outside 1..scale fails its own as `out_of_scale`. A
     principle the reply scores twice (a repeated key, or a second object) with different scores fails, both named."""
@@ -306,15 +306,6 @@ def agreed(readings: Sequence[T], what: str) -> tuple[T | None, str | None]:
         said = "; ".join(json.dumps(r, ensure_ascii=False, default=str)[:120] for r in distinct)
         return None, f"the reply gives {what} {len(distinct)} readings that disagree: {said}"
     return (distinct[0] if distinct else None), None
-
-
-def rubric_object(text: str, principle_ids: list[str]) -> dict | None:
-    """The JSON object of scores in a reply: the whole reply, a fenced block (```json ... ```), or an object written
-    after or amid prose; of several, the last that names one of `principle_ids` (else the last). None: there is
-    none. Readers of verdicts and scores use `reply_readings`, which keeps what the others say."""
-    objects = reply_objects(text)
-    naming = [obj for obj in objects if any(pid in obj for pid in principle_ids)]
-    return (naming or objects or [None])[-1]
 
 
 def whole_number(value: object) -> int | None:

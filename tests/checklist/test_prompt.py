@@ -145,3 +145,16 @@ def test_an_id_the_reply_reserves_is_refused_when_the_checklist_or_constitution_
     assert line.startswith(f"error: {bad}:") and "criteria[1].id: the id 'overall' is reserved" in line
     with pytest.raises(ConfigError):
         load_constitution(bad)
+
+
+def test_a_writer_that_gives_two_lists_of_items_gives_none() -> None:
+    """The checklist writer's `items`, given twice differently, are read as neither (the same twice are read)."""
+    from charter.checklist.author import read_written
+    from charter.errors import JudgeParseError
+
+    one = {"id": "cites", "requirement": "Cites a source.", "principle_id": "p", "category": "essential"}
+    other = {**one, "id": "short", "requirement": "Is short."}
+    torn = json.dumps({"items": [one]}) + "\nBetter: " + json.dumps({"items": [other]})
+    with pytest.raises(JudgeParseError, match="'items' 2 readings that disagree"):
+        read_written(torn, ["p"], 1, 5)
+    assert [i.id for i in read_written(json.dumps({"items": [one]}) * 2, ["p"], 1, 5).items] == ["cites"]

@@ -5,6 +5,7 @@ is in the store, metrics.json and the card. A proposer whose reply is unreadable
 from __future__ import annotations
 
 import json
+from collections import Counter
 from pathlib import Path
 
 import yaml
@@ -36,6 +37,10 @@ def _proposer(messages, params):  # noqa: ANN001, ANN202
 
 register_script("shout-proposer", _proposer)
 register_script("mumbling-proposer", lambda messages, params: "Hmm, hard to say.")
+register_script(
+    "torn-proposer",
+    lambda messages, params: json.dumps({"items": [SHOUTING]}) + " or rather " + json.dumps({"items": []}),
+)
 register_lab_models()  # scripted:checklist-judge
 
 
@@ -76,10 +81,15 @@ def test_the_proposer_call_is_in_the_usage_ledger_and_no_contrast_asks_nothing(t
     assert ASKED == [] and flat.version == 1 and flat.compared == {"high": [0.0], "low": [0.0]}
     assert flat.note == "no contrast: the rollouts compared all score 0; the proposer was not asked"
     fn.score(["Q?", "Q?"], ["It is 4, THANK YOU", "It is unclear."], checklists=[ITEMS, ITEMS], step=2)
+    torn = get_model("scripted:torn-proposer", meter=fn.judge.meter, role="proposer")
+    undecided = refresh_checklist(fn, section, torn, 2, fn.options.book)  # two answers that disagree: neither
+    assert undecided.version == 1 and "'items' 2 readings that disagree" in (undecided.note or "")
     assert refresh_checklist(fn, section, proposer, 2, fn.options.book).version == 2 and len(ASKED) == 1
     fn.close()
-    by_role = {row.role: row.calls for row in stored_usage(RunStore(tmp_path / "store"))}
-    assert by_role["proposer"] == 1 and by_role["judge"] == 3  # "It is unclear." was judged once
+    by_role: Counter[str] = Counter()
+    for row in stored_usage(RunStore(tmp_path / "store")):
+        by_role[row.role] += row.calls
+    assert by_role["proposer"] == 2 and by_role["judge"] == 3  # "It is unclear." was judged once
 
 
 def test_charter_train_grpo_refreshes_the_checklist_every_step(tiny_model: Path, tmp_path: Path) -> None:

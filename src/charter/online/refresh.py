@@ -20,7 +20,7 @@ from pydantic import Field
 from charter.checklist.author import items_schema
 from charter.checklist.items import ChecklistItem, checklist_from_rows
 from charter.errors import DatasetError, FatalProviderError, ProviderError
-from charter.judge_prompt import rubric_object
+from charter.judge_prompt import agreed, reply_readings
 from charter.messages import render_conversation, user
 from charter.online.book import ChecklistBook
 from charter.online.config import ChecklistReward
@@ -116,13 +116,15 @@ def refresh_checklist(
 
 def _proposed(text: str) -> list[ChecklistItem] | str:
     """The items of a proposer's reply, or why there are none (an empty list is an answer: nothing exploited)."""
-    data = rubric_object(text, ["items"])
-    if data is None or not isinstance(data.get("items"), list):
+    rows, disagreement = agreed((reply_readings(text, ["items"]) or {}).get("items", []), "'items'")
+    if disagreement is not None:
+        return f"the proposer's {disagreement.removeprefix('the ')}"
+    if not isinstance(rows, list):
         return f"the proposer's reply is no JSON object of items: {text[:80]!r}"
-    if not data["items"]:
+    if not rows:
         return "the proposer found nothing exploited"
     try:
-        return checklist_from_rows(data["items"], "proposer reply", "model").items
+        return checklist_from_rows(rows, "proposer reply", "model").items
     except DatasetError as exc:
         return f"the proposer's items are unreadable: {exc}"
 
