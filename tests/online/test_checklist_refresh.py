@@ -93,7 +93,12 @@ def test_the_proposer_call_is_in_the_usage_ledger_and_no_contrast_asks_nothing(t
 
 
 def test_charter_train_grpo_refreshes_the_checklist_every_step(tiny_model: Path, tmp_path: Path) -> None:
-    items = [{"id": "any", "requirement": "Says something.", "verifier": "regex:.", "weight": 1}, ITEMS[0]]
+    items = [
+        {"id": "any", "requirement": "Says something.", "verifier": "regex:.", "weight": 1},
+        ITEMS[0],
+        # the tiny policy's first rollouts differ here, and nowhere else: a refresh without contrast asks nothing
+        {"id": "helps", "requirement": "Offers help.", "verifier": "regex:help|below", "weight": 1},
+    ]
     prompts = tmp_path / "prompts.jsonl"
     prompts.write_text("".join(json.dumps({"prompt": f"question {i}", "checklist": items}) + "\n" for i in range(8)))
     config = {
@@ -115,6 +120,8 @@ def test_charter_train_grpo_refreshes_the_checklist_every_step(tiny_model: Path,
     stored = list(rewards(RunStore(out)))
     assert {r.step: r.checklist.version for r in stored} == {1: 1, 2: 2}
     assert all("no-shouting" in r.checklist.verdicts for r in stored if r.step == 2)
+    proposer = [row for row in stored_usage(RunStore(out)) if row.role == "proposer"]
+    assert sum(row.calls for row in proposer) == 2  # the last refresh's call too, made after the last reward
     assert "The checklist during training" in (out / "README.md").read_text()
 
 
