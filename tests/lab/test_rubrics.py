@@ -46,7 +46,8 @@ def test_the_planted_criterion_is_kept_validated_and_written(planted: Path, tmp_
     held = by_id[kept].held_out
     assert held is not None and held.value == 1.0 and held.n == 18
     adds = by_id[kept].adds
-    assert adds is not None and adds.value == pytest.approx(0.5) and adds.ci is not None and adds.ci[0] < 0.5
+    assert adds is not None and adds.value == pytest.approx(0.5) and adds.ci is not None
+    assert 0.0 < adds.ci[0] < 0.5 < adds.ci[1] < 1.0  # +0.5 on each of 18 pairs: clear of 0, never a point
     # the base's principles as whole items are ones the scripted judge cannot check: every pair a tie
     assert report.base is not None and report.base.value == 0.5 and report.base_name == "harmless"
     assert "above chance" in report.verdict
