@@ -18,6 +18,7 @@ from collections.abc import Sequence
 
 from charter.checklist.aggregate import ItemVerdict
 from charter.checklist.items import Checklist, ChecklistItem
+from charter.constitutions.schema import OVERALL_KEY
 from charter.judge_prompt import ReplyObject, agreed, reply_readings, whole_number
 from charter.messages import render_conversation, user
 from charter.records import Message
@@ -104,7 +105,7 @@ def checklist_schema(item_ids: Sequence[str], overall: bool = False) -> dict[str
     }
     properties: dict[str, object] = {item_id: answer for item_id in item_ids}
     if overall:
-        properties["overall"] = {"type": "integer", "minimum": 1, "maximum": 10}
+        properties[OVERALL_KEY] = {"type": "integer", "minimum": 1, "maximum": 10}
     return {
         "type": "object",
         "properties": properties,
@@ -153,12 +154,12 @@ def read_checklist_reply(text: str, item_ids: Sequence[str]) -> dict[str, ItemVe
     return {item_id: _agreed_verdict(item_id, readings.get(item_id, [])) for item_id in item_ids}
 
 
-def read_overall(text: str, item_ids: Sequence[str], low: int = 1, high: int = 10) -> int | None:
-    """The overall score `low..high` in a checklist reply (key `overall`, a whole number), or None where there is
-    none, or where the reply gives it twice, differently."""
-    readings = reply_readings(text, [*item_ids, "overall"])
-    value, disagreement = agreed([whole_number(v) for v in (readings or {}).get("overall", [])], "'overall'")
-    return value if disagreement is None and value is not None and low <= value <= high else None
+def read_overall(text: str, item_ids: Sequence[str]) -> int | None:
+    """The overall score 1..10 in a checklist reply (key `overall`, a whole number), or None where there is none, or
+    where the reply gives it twice, differently."""
+    readings = reply_readings(text, [*item_ids, OVERALL_KEY]) or {}
+    value, disagreement = agreed([whole_number(v) for v in readings.get(OVERALL_KEY, [])], repr(OVERALL_KEY))
+    return value if disagreement is None and value is not None and 1 <= value <= 10 else None
 
 
 def _answers(value: object) -> list[object]:
@@ -172,8 +173,7 @@ def _agreed_verdict(item_id: str, values: list[object]) -> ItemVerdict:
     read = [_item_verdict(item_id, answer) for value in values for answer in _answers(value)]
     if not read:
         return _item_verdict(item_id, None)
-    _, disagreement = agreed([(v.verdict, v.error) for v in read], f"item {item_id!r}")
-    if disagreement is None:
+    if len({(v.verdict, v.error) for v in read}) == 1:
         return read[0]
     said = "; ".join(dict.fromkeys(f"{v.verdict if v.error is None else v.error} ({v.reason!r:.80})" for v in read))
     error = f"item {item_id!r}: the reply answers it {len(read)} times and disagrees: {said}"
