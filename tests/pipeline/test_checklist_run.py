@@ -295,3 +295,33 @@ def test_the_checklist_example_runs_from_the_command_in_a_fresh_process(tmp_path
     assert rows and all(r["judge_mode"] == "checklist" and json.loads(r["checklist"]) for r in rows)
     verdicts = json.loads(rows[0]["checklist_chosen"])["verdicts"]
     assert verdicts and all(v["verdict"] in ("yes", "no", "n/a") and v["reason"] for v in verdicts)
+
+
+def _torn(messages, params):  # noqa: ANN001, ANN202
+    """A checklist judge that answers every item yes, then changes its mind in a second object."""
+    from charter.checklist.prompt import read_checklist_prompt
+
+    shown = read_checklist_prompt(messages[-1].content)
+    assert shown is not None
+    said = {i: {"reason": "It does.", "verdict": "yes"} for i, _ in shown[0]}
+    unsaid = {i: {"reason": "On second thought, it does not.", "verdict": "no"} for i, _ in shown[0]}
+    return json.dumps(said) + "\nWait.\n" + json.dumps(unsaid)
+
+
+register_script("checklist-torn", _torn)
+
+
+def test_a_judge_that_contradicts_itself_fails_the_items_with_both_readings(make_config, tmp_path):
+    config = checklist_config(
+        make_config,
+        judge={"model": "scripted:checklist-torn", "mode": "checklist", "max_retries": 0},
+        max_failures=100,
+    )
+    run(config)
+    with RunStore(tmp_path / "run") as store:
+        records = [json.loads(r) for (r,) in store.execute("SELECT record FROM judgments")]
+    assert records and all(r["status"] == "failed" and r["p_a"] is None for r in records)
+    verdicts = records[0]["checklist"]["a"]["verdicts"]
+    judged = [v for v in verdicts if v["by"] == "judge"]
+    assert judged and all(v["verdict"] == "failed" for v in judged)
+    assert all("It does." in v["error"] and "On second thought" in v["error"] for v in judged)
