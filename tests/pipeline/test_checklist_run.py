@@ -123,15 +123,16 @@ def test_an_unwritable_checklist_is_the_prompts_recorded_failure(make_config, tm
     assert calls(run_dir, "checklist") == 12  # asked again once, then recorded
 
 
-def test_a_judge_reply_without_verdicts_fails_the_items_and_masks_the_pair(make_config, tmp_path):
-    config = checklist_config(
-        make_config,
-        judge={"model": "scripted:checklist-silent", "mode": "checklist", "max_retries": 1},
-        max_failures=100,
-    )
-    run(config)
+def judgments_by(make_config, tmp_path: Path, judge: str, max_retries: int) -> list[dict]:
+    """The stored judgments of a run whose checklist judge is `judge` (failures allowed)."""
+    judging = {"model": judge, "mode": "checklist", "max_retries": max_retries}
+    run(checklist_config(make_config, judge=judging, max_failures=100))
     with RunStore(tmp_path / "run") as store:
-        records = [json.loads(r) for (r,) in store.execute("SELECT record FROM judgments")]
+        return [json.loads(r) for (r,) in store.execute("SELECT record FROM judgments")]
+
+
+def test_a_judge_reply_without_verdicts_fails_the_items_and_masks_the_pair(make_config, tmp_path):
+    records = judgments_by(make_config, tmp_path, "scripted:checklist-silent", max_retries=1)
     assert records and all(r["status"] == "failed" and r["p_a"] is None for r in records)
     side = records[0]["checklist"]["a"]
     assert side["score"]["score"] is None and side["score"]["status"] == "failed"
@@ -312,14 +313,7 @@ register_script("checklist-torn", _torn)
 
 
 def test_a_judge_that_contradicts_itself_fails_the_items_with_both_readings(make_config, tmp_path):
-    config = checklist_config(
-        make_config,
-        judge={"model": "scripted:checklist-torn", "mode": "checklist", "max_retries": 0},
-        max_failures=100,
-    )
-    run(config)
-    with RunStore(tmp_path / "run") as store:
-        records = [json.loads(r) for (r,) in store.execute("SELECT record FROM judgments")]
+    records = judgments_by(make_config, tmp_path, "scripted:checklist-torn", max_retries=0)
     assert records and all(r["status"] == "failed" and r["p_a"] is None for r in records)
     verdicts = records[0]["checklist"]["a"]["verdicts"]
     judged = [v for v in verdicts if v["by"] == "judge"]
