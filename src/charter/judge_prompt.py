@@ -18,8 +18,12 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+from collections.abc import Sequence
+from typing import Any, TypeVar
 
 from charter.errors import JudgeParseError
+
+T = TypeVar("T")
 
 #: Bumped whenever the comparison prompt's wording changes: it is part of every judgment's fingerprint.
 #: 2: the conversation and each response are fenced by tags carrying a nonce; look-alike tags are neutralised.
@@ -215,17 +219,20 @@ def read_rubric_ids(text: str) -> list[str] | None:
 
 def read_rubric(text: str, principle_ids: list[str], scale: int) -> dict[str, int | JudgeParseError]:
     """Each principle's score in a rubric reply, or the JudgeParseError that says why it has none. The reply's JSON
-    object may stand alone, sit in a fenced block or follow prose (`rubric_object`); a score is a whole number,
+    object may stand alone, sit in a fenced block or follow prose (`reply_readings`); a score is a whole number,
     written as one (`4`), as a float (`4.0`) or as text (`"4"`). A reply with no JSON object fails every principle; a
-    missing or unreadable score fails its own, and a score outside 1..scale fails its own as `out_of_scale`."""
-    data = rubric_object(text, principle_ids)
-    if data is None:
+    missing or unreadable score fails its own, and a score outside 1..scale fails its own as `out_of_scale`. A
+    principle the reply scores twice (a repeated key, or a second object) with different scores fails, both named."""
+    readings = reply_readings(text, principle_ids)
+    if readings is None:
         error = JudgeParseError(f"judge reply is no JSON object of scores: {text[:80]!r}", raw=text)
         return {pid: error for pid in principle_ids}
     read: dict[str, int | JudgeParseError] = {}
     for pid in principle_ids:
-        value = whole_number(data.get(pid))
-        if value is None:
+        value, disagreement = agreed([whole_number(v) for v in readings.get(pid, [])], f"principle {pid!r}")
+        if disagreement is not None:
+            read[pid] = JudgeParseError(disagreement, raw=text)
+        elif value is None:
             read[pid] = JudgeParseError(f"no score from 1 to {scale} for principle {pid!r}", raw=text)
         elif not 1 <= value <= scale:
             said = f"principle {pid!r} scored {value}, outside the scale 1 to {scale}"
@@ -235,34 +242,70 @@ def read_rubric(text: str, principle_ids: list[str], scale: int) -> dict[str, in
     return read
 
 
-_FENCED_BLOCK = re.compile(r"```[a-zA-Z]*\s*\n?(.*?)```", re.S)
+class ReplyObject(dict):
+    """A JSON object read from a judge's reply: the dict `json` reads (a repeated key keeps its last value) and, in
+    `readings`, every value each key was given, in order: more than one where the key is written twice."""
+
+    readings: dict[str, list[Any]]
 
 
-def rubric_object(text: str, principle_ids: list[str]) -> dict | None:
-    """The JSON object of scores in a reply: the whole reply, a fenced block (```json ... ```), or an object written
-    after or amid prose; of several, the last that names one of `principle_ids` (else the last). None: there is
-    none."""
-    found = [_json_object(part) for part in (text, *_FENCED_BLOCK.findall(text))]
-    objects = [obj for obj in found if obj is not None]
-    if not objects:
-        decoder = json.JSONDecoder()
-        for start in (m.start() for m in re.finditer(r"\{", text)):
-            try:
-                obj, _ = decoder.raw_decode(text, start)
-            except ValueError:
-                continue
-            if isinstance(obj, dict):
-                objects.append(obj)
-    naming = [obj for obj in objects if any(pid in obj for pid in principle_ids)]
-    return (naming or objects or [None])[-1]
+def _reply_object(pairs: list[tuple[str, Any]]) -> ReplyObject:
+    found = ReplyObject(pairs)
+    found.readings = {}
+    for key, value in pairs:
+        found.readings.setdefault(key, []).append(value)
+    return found
 
 
-def _json_object(text: str) -> dict | None:
+def reply_objects(text: str) -> list[ReplyObject]:
+    """The JSON objects a reply holds, in order: the whole reply, or each object written in it (in a fenced block,
+    after or amid prose), outermost only (an object inside another is part of it)."""
+    decoder = json.JSONDecoder(object_pairs_hook=_reply_object)
     try:
-        found = json.loads(text.strip())
+        whole = decoder.decode(text.strip())
     except ValueError:
+        whole = None
+    if isinstance(whole, ReplyObject):
+        return [whole]
+    objects, at = [], 0
+    for match in re.finditer(r"\{", text):
+        if match.start() < at:
+            continue
+        try:
+            found, at = decoder.raw_decode(text, match.start())
+        except ValueError:
+            continue
+        if isinstance(found, ReplyObject):
+            objects.append(found)
+    return objects
+
+
+def reply_readings(text: str, keys: Sequence[str]) -> dict[str, list[Any]] | None:
+    """Every value the reply gives each key, in order, over every object that names one of `keys` (a key repeated
+    in one object, or given again by a later object, has several); of objects that name none, the last one's. None:
+    the reply holds no JSON object. A reader takes a key's value only where its readings agree (`agreed`)."""
+    objects = reply_objects(text)
+    naming = [obj for obj in objects if any(key in obj for key in keys)] or objects[-1:]
+    if not naming:
         return None
-    return found if isinstance(found, dict) else None
+    readings: dict[str, list[Any]] = {}
+    for obj in naming:
+        for key, values in obj.readings.items():
+            readings.setdefault(key, []).extend(values)
+    return readings
+
+
+def agreed(readings: Sequence[T], what: str) -> tuple[T | None, str | None]:
+    """The one reading of `what` where every reading is the same (None without one), or None and a line naming each
+    distinct reading where they differ: a judge that said two things said neither."""
+    distinct: list[T] = []
+    for reading in readings:
+        if reading not in distinct:
+            distinct.append(reading)
+    if len(distinct) > 1:
+        said = "; ".join(json.dumps(r, ensure_ascii=False, default=str)[:120] for r in distinct)
+        return None, f"the reply gives {what} {len(distinct)} readings that disagree: {said}"
+    return (distinct[0] if distinct else None), None
 
 
 def whole_number(value: object) -> int | None:
@@ -336,16 +379,21 @@ def read_ranked(text: str) -> list[str]:
 
 def read_ranking(text: str, k: int) -> list[int]:
     """The ordering a reply gives, as 0-based indexes of the responses shown, best first: the JSON object's
-    `ranking`, or the last bracketed list of numbers in the text; JudgeParseError unless it names each of 1..k once."""
+    `ranking`, or the last bracketed list of numbers in the text; JudgeParseError unless it names each of 1..k once,
+    or where the object gives `ranking` twice, differently."""
     numbers: list[int] | None = None
     try:
-        found = json.loads(text.strip())
-        if isinstance(found, dict) and isinstance(found.get("ranking"), list):
-            numbers = found["ranking"]
+        found = json.JSONDecoder(object_pairs_hook=_reply_object).decode(text.strip())
     except ValueError:
         lists = _RANKING_LIST.findall(text)
         if lists:
             numbers = [int(x) for x in re.findall(r"\d+", lists[-1])]
+    else:
+        if isinstance(found, ReplyObject):
+            given, disagreement = agreed(found.readings.get("ranking", []), "the ranking")
+            if disagreement is not None:
+                raise JudgeParseError(disagreement, raw=text)
+            numbers = given if isinstance(given, list) else None
     if (
         numbers is None
         or not all(isinstance(n, int) and not isinstance(n, bool) for n in numbers)

@@ -13,7 +13,7 @@ import yaml
 
 import charter
 from charter.cli import main
-from charter.errors import ArgumentError, ConfigError, DatasetError
+from charter.errors import ArgumentError, ConfigError, DatasetError, SecretFound
 from charter.hub.mixbuild import draw_counts, mix_from_plan
 from charter.hub.mixplan import load_manifest, mix_plan
 
@@ -192,3 +192,27 @@ def test_the_command_line_builds_and_refuses_in_one_line(
     assert err.startswith(f"error: {tmp_path / 'edited.yaml'}:") and len(err.splitlines()) == 1
     assert main(["mix", "build", str(tmp_path / "none.yaml"), "--out", str(out)]) == 2
     assert capsys.readouterr().err.strip() == f"error: {tmp_path / 'none.yaml'}: file not found"
+
+
+def test_a_key_in_the_sources_is_never_written_to_the_upload_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    """A source row that holds the literal value of $OPENAI_API_KEY (no known shape: only its value can find it)
+    stops `charter mix build` with one line naming the file, the row and the column, never the key, and no folder."""
+    key = "vendorkey-" + "Q7wz2Lp9Xc4Rb8Nm3Tk6"
+    monkeypatch.setenv("OPENAI_API_KEY", key)
+    rows = [{"prompt": f"q{i}", "chosen": "fine", "rejected": f"use {key}" if i == 3 else "no"} for i in range(6)]
+    leaky = tmp_path / "leaky.jsonl"
+    leaky.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    path = tmp_path / "mixture.yaml"
+    mix_plan({"leaky": {"t": 0.9}}, top_n=1, sources={"leaky": str(leaky)}, out=path)
+    out = tmp_path / "mixed"
+    assert main(["mix", "build", str(path), "--out", str(out), "--seed", "0"]) == 2
+    [line] = capsys.readouterr().err.strip().splitlines()
+    assert line.startswith(f"error: refusing to write {out}: a secret was found in data/train-00000-of-00001.parquet")
+    assert "column 'rejected'" in line and "value of $OPENAI_API_KEY" in line and key not in line
+    assert not out.exists() and [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+    with pytest.raises(SecretFound):
+        mix_from_plan(path, out=out)
+    assert not out.exists()
+    assert mix_from_plan(path).num_rows == 6  # without a folder, the rows are the caller's

@@ -76,8 +76,18 @@ def test_gain_weights_are_the_gains_over_the_baseline() -> None:
     assert "base" not in [s.name for s in manifest.sources + manifest.left_out]  # the baseline is no candidate
     scores_as_gains = mix_plan({"a": {"t": 3.0, "u": 0.0}, "b": {"t": 1.0, "u": 2.0}}, top_n=1, weighting="gain")
     assert _chosen(scores_as_gains) == {"a": 0.6, "b": 0.4}
-    with pytest.raises(DatasetError, match="^no source is chosen: none gains over the baseline$"):
+    with pytest.raises(DatasetError) as caught:
         mix_plan({"a": {"t": -1.0}, "b": {"t": -2.0}}, weighting="gain")  # scores read as gains: all below 0
+    assert str(caught.value) == (  # no baseline was given: the message names none
+        "no source is chosen: every chosen source scores 0 or less (gain weighting without a baseline weighs each by "
+        "its score)"
+    )
+    with pytest.raises(DatasetError, match="^no source is chosen: none gains over the baseline$"):
+        mix_plan({"a": {"t": 0.2}, "base": {"t": 0.5}}, weighting="gain", baseline="base")
+    manifest = mix_plan({"a": {"t": 0.9, "u": -0.5}, "b": {"t": 0.1, "u": -0.2}}, top_n=1, weighting="gain")
+    assert [(s.name, s.reason) for s in manifest.left_out] == [
+        ("b", "chosen, but it scores 0 or less where it was chosen (no baseline: weighed by its score): weight 0")
+    ]
 
 
 def test_a_chosen_source_without_gain_is_left_out_and_says_so() -> None:

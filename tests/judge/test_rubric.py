@@ -285,3 +285,14 @@ def test_a_run_ranks_k_samples_with_one_call_per_sample(tmp_path: Path) -> None:
     usage = {(u.role, u.model): u for u in stored_usage(charter.runs.store.RunStore(result.run_dir))}
     judge = usage[("judge", "scripted:mixed-policy-rubric")]
     assert judge.calls == 2 * 4  # one call a sample for both principles (mode score: 2 * 4 * 2)
+
+
+def test_a_principle_scored_twice_differently_fails_with_both_scores() -> None:
+    """A repeated key, or a second object, that scores a principle differently fails it (both scores named); scores
+    that agree, and principles only one object scores, are read."""
+    got = read_rubric('{"a": 5, "b": 3, "a": 1}', ["a", "b"], 5)
+    assert got["b"] == 3 and isinstance(got["a"], charter.errors.JudgeParseError)
+    assert "disagree" in str(got["a"]) and "5; 1" in str(got["a"])
+    got = read_rubric('{"a": 4, "b": 2}\nCorrection: {"a": 4.0, "b": 5}', ["a", "b"], 5)
+    assert got["a"] == 4 and isinstance(got["b"], charter.errors.JudgeParseError)
+    assert read_rubric('{"a": 4, "b": 2}\nAnd: {"a": 4}', ["a", "b"], 5) == {"a": 4, "b": 2}

@@ -46,7 +46,8 @@ def test_the_planted_criterion_is_kept_validated_and_written(planted: Path, tmp_
     held = by_id[kept].held_out
     assert held is not None and held.value == 1.0 and held.n == 18
     adds = by_id[kept].adds
-    assert adds is not None and adds.value == pytest.approx(0.5) and adds.ci is not None and adds.ci[0] < 0.5
+    assert adds is not None and adds.value == pytest.approx(0.5) and adds.ci is not None
+    assert 0.0 < adds.ci[0] < 0.5 < adds.ci[1] < 1.0  # +0.5 on each of 18 pairs: clear of 0, never a point
     # the base's principles as whole items are ones the scripted judge cannot check: every pair a tie
     assert report.base is not None and report.base.value == 0.5 and report.base_name == "harmless"
     assert "above chance" in report.verdict
@@ -166,8 +167,11 @@ def test_the_intervals_are_valid_at_their_n() -> None:
     assert share.n == 3 and share.failed == 1 and share.value == 1.0
     assert share.ci is not None and share.ci[0] < 0.5  # three of three is no certainty
     assert wilson_share([None]).value is None
-    same = gain([1.0] * 5, [0.0] * 5, [f"p{i}" for i in range(5)], seed=0)
+    same = gain([1.0] * 5, [0.0] * 5)
     assert same.value == 1.0 and same.ci is not None and same.ci[0] < 0.5  # five pairs: wide, never zero width
+    steady = gain([1.0] * 18, [0.5] * 18)  # the criterion turns every tie into a win: +0.5 on all 18 pairs
+    assert steady.value == 0.5 and steady.ci is not None and 0.0 < steady.ci[0] < 0.5 < steady.ci[1] < 0.75
+    assert gain([None, 1.0], [0.0, None]).n == 0
     assert "not distinguishable" in chance_verdict(Share(value=0.6, ci=[0.4, 0.78], n=20))
     assert "less often than chance" in chance_verdict(Share(value=0.2, ci=[0.08, 0.42], n=20))
     assert "unknown" in chance_verdict(Share(value=None, ci=None, n=0))

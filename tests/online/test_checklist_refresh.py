@@ -5,6 +5,7 @@ is in the store, metrics.json and the card. A proposer whose reply is unreadable
 from __future__ import annotations
 
 import json
+from collections import Counter
 from pathlib import Path
 
 import yaml
@@ -18,6 +19,7 @@ from charter.providers import get_model
 from charter.providers.scripted import register_script
 from charter.runs.rewards import rewards
 from charter.runs.store import RunStore
+from charter.runs.usage import stored_usage
 from charter.testing.lab import CRITERIA, register_lab_models
 
 ITEMS = [
@@ -35,6 +37,10 @@ def _proposer(messages, params):  # noqa: ANN001, ANN202
 
 register_script("shout-proposer", _proposer)
 register_script("mumbling-proposer", lambda messages, params: "Hmm, hard to say.")
+register_script(
+    "torn-proposer",
+    lambda messages, params: json.dumps({"items": [SHOUTING]}) + " or rather " + json.dumps({"items": []}),
+)
 register_lab_models()  # scripted:checklist-judge
 
 
@@ -62,8 +68,37 @@ def test_a_refresh_adds_the_proposed_item_as_version_2_and_later_rewards_name_it
     fn.close()
 
 
+def test_the_proposer_call_is_in_the_usage_ledger_and_no_contrast_asks_nothing(tmp_path: Path) -> None:
+    """A refresh's proposer call, made after the last batch of rewards, is in the store's usage once the reward
+    function closes; a refresh whose rollouts all score alike asks the proposer nothing (and says why)."""
+    ASKED.clear()
+    fn = charter.reward_function("scripted:checklist-judge", "harmless", scoring="checklist",
+                                 store=tmp_path / "store", cache=None)  # fmt: skip
+    proposer = get_model("scripted:shout-proposer", meter=fn.judge.meter, role="proposer")
+    section = ChecklistReward(refresh_every=1, refresh_pairs=1, max_new_items=2)
+    fn.score(["Q?", "Q?"], ["It is unclear.", "Hard to say."], checklists=[ITEMS, ITEMS], step=1)
+    flat = refresh_checklist(fn, section, proposer, 1, fn.options.book)
+    assert ASKED == [] and flat.version == 1 and flat.compared == {"high": [0.0], "low": [0.0]}
+    assert flat.note == "no contrast: the rollouts compared all score 0; the proposer was not asked"
+    fn.score(["Q?", "Q?"], ["It is 4, THANK YOU", "It is unclear."], checklists=[ITEMS, ITEMS], step=2)
+    torn = get_model("scripted:torn-proposer", meter=fn.judge.meter, role="proposer")
+    undecided = refresh_checklist(fn, section, torn, 2, fn.options.book)  # two answers that disagree: neither
+    assert undecided.version == 1 and "'items' 2 readings that disagree" in (undecided.note or "")
+    assert refresh_checklist(fn, section, proposer, 2, fn.options.book).version == 2 and len(ASKED) == 1
+    fn.close()
+    by_role: Counter[str] = Counter()
+    for row in stored_usage(RunStore(tmp_path / "store")):
+        by_role[row.role] += row.calls
+    assert by_role["proposer"] == 2 and by_role["judge"] == 3  # "It is unclear." was judged once
+
+
 def test_charter_train_grpo_refreshes_the_checklist_every_step(tiny_model: Path, tmp_path: Path) -> None:
-    items = [{"id": "any", "requirement": "Says something.", "verifier": "regex:.", "weight": 1}, ITEMS[0]]
+    items = [
+        {"id": "any", "requirement": "Says something.", "verifier": "regex:.", "weight": 1},
+        ITEMS[0],
+        # the tiny policy's first rollouts differ here, and nowhere else: a refresh without contrast asks nothing
+        {"id": "helps", "requirement": "Offers help.", "verifier": "regex:help|below", "weight": 1},
+    ]
     prompts = tmp_path / "prompts.jsonl"
     prompts.write_text("".join(json.dumps({"prompt": f"question {i}", "checklist": items}) + "\n" for i in range(8)))
     config = {
@@ -85,6 +120,8 @@ def test_charter_train_grpo_refreshes_the_checklist_every_step(tiny_model: Path,
     stored = list(rewards(RunStore(out)))
     assert {r.step: r.checklist.version for r in stored} == {1: 1, 2: 2}
     assert all("no-shouting" in r.checklist.verdicts for r in stored if r.step == 2)
+    proposer = [row for row in stored_usage(RunStore(out)) if row.role == "proposer"]
+    assert sum(row.calls for row in proposer) == 2  # the last refresh's call too, made after the last reward
     assert "The checklist during training" in (out / "README.md").read_text()
 
 

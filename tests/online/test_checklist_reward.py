@@ -215,3 +215,22 @@ def test_rows_of_one_prompt_with_different_checklists_are_each_checked_against_t
     got = fn(prompts=["Q?", "Q?"], completions=["4", "4"], checklist=[ITEMS[:1], ITEMS[1:2]])
     assert got == [1.0, 0.0]
     fn.close()
+
+
+def test_an_overall_score_given_twice_differently_is_a_recorded_failure(tmp_path: Path) -> None:
+    """Implicit aggregation: a reply that gives `overall` 9 and then 2 has no overall score; the failure names both
+    readings (never the last one read as the answer)."""
+
+    def torn(messages, params):  # noqa: ANN001, ANN202
+        shown = read_checklist_prompt(messages[-1].content)
+        assert shown is not None
+        answers = ", ".join(f'"{i}": {{"reason": "r", "verdict": "yes"}}' for i, _ in shown[0])
+        return "{" + answers + ', "overall": 9, "overall": 2}'
+
+    register_script("checklist-torn", torn)
+    fn = charter.reward_function("scripted:checklist-torn", "harmless", scoring="checklist",
+                                 aggregation="implicit", store=tmp_path / "store", cache=None)  # fmt: skip
+    [record] = fn.score(["Q?"], ["a"], checklists=[ITEMS[:2]])
+    assert record.reward is None and record.failure is not None
+    assert "'overall'" in record.failure.message and "9; 2" in record.failure.message
+    fn.close()

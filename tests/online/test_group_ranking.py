@@ -164,7 +164,14 @@ def test_an_ordering_is_read_from_json_or_a_list(reply: str, expected: list[int]
 
 @pytest.mark.parametrize(
     "reply",
-    ['{"ranking": [1, 1, 2]}', '{"ranking": [1, 2]}', '{"ranking": [0, 1, 2]}', '{"ranking": [true, 2, 3]}', "2"],
+    [
+        '{"ranking": [1, 1, 2]}',
+        '{"ranking": [1, 2]}',
+        '{"ranking": [0, 1, 2]}',
+        '{"ranking": [true, 2, 3]}',
+        "2",
+        '{"ranking": [1, 2, 3], "ranking": [3, 2, 1]}',  # two orderings: neither is the answer
+    ],
 )
 def test_anything_but_an_ordering_of_all_is_a_parse_failure(reply: str) -> None:
     with pytest.raises(JudgeParseError):

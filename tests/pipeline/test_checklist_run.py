@@ -123,15 +123,16 @@ def test_an_unwritable_checklist_is_the_prompts_recorded_failure(make_config, tm
     assert calls(run_dir, "checklist") == 12  # asked again once, then recorded
 
 
-def test_a_judge_reply_without_verdicts_fails_the_items_and_masks_the_pair(make_config, tmp_path):
-    config = checklist_config(
-        make_config,
-        judge={"model": "scripted:checklist-silent", "mode": "checklist", "max_retries": 1},
-        max_failures=100,
-    )
-    run(config)
+def judgments_by(make_config, tmp_path: Path, judge: str, max_retries: int) -> list[dict]:
+    """The stored judgments of a run whose checklist judge is `judge` (failures allowed)."""
+    judging = {"model": judge, "mode": "checklist", "max_retries": max_retries}
+    run(checklist_config(make_config, judge=judging, max_failures=100))
     with RunStore(tmp_path / "run") as store:
-        records = [json.loads(r) for (r,) in store.execute("SELECT record FROM judgments")]
+        return [json.loads(r) for (r,) in store.execute("SELECT record FROM judgments")]
+
+
+def test_a_judge_reply_without_verdicts_fails_the_items_and_masks_the_pair(make_config, tmp_path):
+    records = judgments_by(make_config, tmp_path, "scripted:checklist-silent", max_retries=1)
     assert records and all(r["status"] == "failed" and r["p_a"] is None for r in records)
     side = records[0]["checklist"]["a"]
     assert side["score"]["score"] is None and side["score"]["status"] == "failed"
@@ -295,3 +296,26 @@ def test_the_checklist_example_runs_from_the_command_in_a_fresh_process(tmp_path
     assert rows and all(r["judge_mode"] == "checklist" and json.loads(r["checklist"]) for r in rows)
     verdicts = json.loads(rows[0]["checklist_chosen"])["verdicts"]
     assert verdicts and all(v["verdict"] in ("yes", "no", "n/a") and v["reason"] for v in verdicts)
+
+
+def _torn(messages, params):  # noqa: ANN001, ANN202
+    """A checklist judge that answers every item yes, then changes its mind in a second object."""
+    from charter.checklist.prompt import read_checklist_prompt
+
+    shown = read_checklist_prompt(messages[-1].content)
+    assert shown is not None
+    said = {i: {"reason": "It does.", "verdict": "yes"} for i, _ in shown[0]}
+    unsaid = {i: {"reason": "On second thought, it does not.", "verdict": "no"} for i, _ in shown[0]}
+    return json.dumps(said) + "\nWait.\n" + json.dumps(unsaid)
+
+
+register_script("checklist-torn", _torn)
+
+
+def test_a_judge_that_contradicts_itself_fails_the_items_with_both_readings(make_config, tmp_path):
+    records = judgments_by(make_config, tmp_path, "scripted:checklist-torn", max_retries=0)
+    assert records and all(r["status"] == "failed" and r["p_a"] is None for r in records)
+    verdicts = records[0]["checklist"]["a"]["verdicts"]
+    judged = [v for v in verdicts if v["by"] == "judge"]
+    assert judged and all(v["verdict"] == "failed" for v in judged)
+    assert all("It does." in v["error"] and "On second thought" in v["error"] for v in judged)

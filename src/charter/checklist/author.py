@@ -21,7 +21,7 @@ from charter.checklist.items import Checklist, ChecklistItem, item_from_data
 from charter.checklist.prompt import defuse, fence, nonce_of
 from charter.constitutions.schema import CATEGORY_WEIGHTS
 from charter.errors import JudgeParseError
-from charter.judge_prompt import rubric_object
+from charter.judge_prompt import agreed, reply_readings
 from charter.messages import render_conversation, user
 from charter.providers.base import ChatModel, Messages, SamplingParams
 from charter.records import Message
@@ -130,9 +130,11 @@ def read_writer_prompt(text: str) -> list[str] | None:
 
 def read_written(text: str, principle_ids: Sequence[str], min_items: int, max_items: int) -> Checklist:
     """The checklist in a writing reply (its first `max_items` items); JudgeParseError naming what is wrong with a
-    reply that is none, names a principle not given, or has fewer than `min_items` items."""
-    data = rubric_object(text, ["items"])
-    rows = None if data is None else data.get("items")
+    reply that is none, names a principle not given, gives `items` twice differently, or has fewer than `min_items`
+    items."""
+    rows, disagreement = agreed((reply_readings(text, ["items"]) or {}).get("items", []), "'items'")
+    if disagreement is not None:
+        raise JudgeParseError(f"writer reply: {disagreement}", raw=text)
     if not isinstance(rows, list):
         raise JudgeParseError(f"writer reply is no JSON object of items: {text[:80]!r}", raw=text)
     items: list[ChecklistItem] = []

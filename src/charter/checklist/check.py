@@ -21,8 +21,9 @@ from charter.checklist.aggregate import ChecklistScore, ItemVerdict, score_check
 from charter.checklist.items import Checklist
 from charter.checklist.probability import logprobs_asked, with_probabilities
 from charter.checklist.prompt import CHECKLIST_FORMAT, checklist_request, checklist_schema, read_checklist_reply
+from charter.constitutions.schema import OVERALL_KEY
 from charter.errors import FatalProviderError, ProviderError
-from charter.judge_prompt import rubric_object, whole_number
+from charter.judge_prompt import agreed, reply_readings, whole_number
 from charter.messages import render_conversation
 from charter.providers.base import ChatModel, SamplingParams
 from charter.providers.managed import ManagedModel
@@ -30,8 +31,8 @@ from charter.records import Message
 
 Aggregation = Literal["explicit", "implicit"]
 AGGREGATIONS: tuple[Aggregation, ...] = ("explicit", "implicit")
-#: The key of the judge's overall score in an implicit checklist reply, and its top.
-OVERALL, OVERALL_TOP = "overall", 10
+#: The key of the judge's overall score in an implicit checklist reply (no item may take it), and its top.
+OVERALL, OVERALL_TOP = OVERALL_KEY, 10
 IMPLICIT_INSTRUCTION = (
     f'Then add the key "{OVERALL}": your overall score of the response from 0 to {OVERALL_TOP}, a whole number, '
     "given the checklist and your verdicts."
@@ -99,7 +100,8 @@ async def check_response(
     error (auth, unknown model, budget) is raised; any other failed call fails the judged items."""
     verdicts = verifier_verdicts(checklist, text, render_conversation(prompt))
     judged = [item.id for item in checklist.judged]
-    overall, calls, cached = None, 0, False
+    overall: float | str = f"the judge gave no overall score 0..{OVERALL_TOP} (implicit aggregation)"
+    calls, cached = 0, False
     if judged:
         request = checklist_messages(prompt, text, checklist, aggregation)
         calls = 1
@@ -119,14 +121,19 @@ async def check_response(
     return CheckedResponse(checklist, verdicts, score, aggregation, reward, failure, calls, cached)
 
 
-def _overall(text: str, item_ids: list[str]) -> float | None:
-    data = rubric_object(text, [*item_ids, OVERALL])
-    value = whole_number(data.get(OVERALL)) if data else None
-    return value / OVERALL_TOP if value is not None and 0 <= value <= OVERALL_TOP else None
+def _overall(text: str, item_ids: list[str]) -> float | str:
+    """The implicit overall score over 10, or why there is none (missing, off 0..10, or given twice, differently)."""
+    readings = reply_readings(text, [*item_ids, OVERALL]) or {}
+    value, disagreement = agreed([whole_number(v) for v in readings.get(OVERALL, [])], repr(OVERALL))
+    if disagreement is not None:
+        return f"{disagreement} (implicit aggregation)"
+    if value is None or not 0 <= value <= OVERALL_TOP:
+        return f"the judge gave no overall score 0..{OVERALL_TOP} (implicit aggregation)"
+    return value / OVERALL_TOP
 
 
 def _reward(
-    score: ChecklistScore, verdicts: dict[str, ItemVerdict], aggregation: Aggregation, overall: float | None
+    score: ChecklistScore, verdicts: dict[str, ItemVerdict], aggregation: Aggregation, overall: float | str
 ) -> tuple[float | None, str | None]:
     if score.score is None:
         if score.status == "not_applicable":
@@ -134,9 +141,7 @@ def _reward(
         first = next((v.error for v in verdicts.values() if v.error), "no verdict")
         return None, f"every item of the checklist failed ({len(score.failed)}): {first}"
     if aggregation == "implicit":
-        if overall is None:
-            return None, f"the judge gave no overall score 0..{OVERALL_TOP} (implicit aggregation)"
-        return overall, None
+        return (None, overall) if isinstance(overall, str) else (overall, None)
     return score.score, None
 
 

@@ -23,6 +23,7 @@ from charter.constitutions.schema import (
     Category,
     Constitution,
     Criterion,
+    check_item_id,
     check_verifier,
 )
 from charter.errors import ConfigError, DatasetError
@@ -54,6 +55,8 @@ class ChecklistItem(Record):
     """A reference answer: shown to the judge, and compared with by the verifier."""
     verifier: str | None = None
     """A `charter.verify` check that answers the item by code (a pass is "yes"); the judge is not asked."""
+
+    _unreserved = field_validator("id")(check_item_id)
 
     @field_validator("weight")
     @classmethod

@@ -18,7 +18,8 @@ from collections.abc import Sequence
 
 from charter.checklist.aggregate import ItemVerdict
 from charter.checklist.items import Checklist, ChecklistItem
-from charter.judge_prompt import rubric_object, whole_number
+from charter.constitutions.schema import OVERALL_KEY
+from charter.judge_prompt import ReplyObject, agreed, reply_readings, whole_number
 from charter.messages import render_conversation, user
 from charter.records import Message
 
@@ -104,7 +105,7 @@ def checklist_schema(item_ids: Sequence[str], overall: bool = False) -> dict[str
     }
     properties: dict[str, object] = {item_id: answer for item_id in item_ids}
     if overall:
-        properties["overall"] = {"type": "integer", "minimum": 1, "maximum": 10}
+        properties[OVERALL_KEY] = {"type": "integer", "minimum": 1, "maximum": 10}
     return {
         "type": "object",
         "properties": properties,
@@ -143,19 +144,40 @@ def read_checklist_reply(text: str, item_ids: Sequence[str]) -> dict[str, ItemVe
     """Each item's verdict in a checklist reply. The JSON object may stand alone, sit in a fenced block or follow
     prose; each item's value is `{"reason": ..., "verdict": ...}` (or a bare verdict). A reply with no JSON object
     fails every item; an item missing or without a readable verdict fails on its own (status `failed`, with the
-    reason), never a default."""
-    data = rubric_object(text, list(item_ids))
-    if data is None:
+    reason), never a default. Where the reply answers an item more than once (a repeated key, a repeated `verdict`,
+    or several objects), the verdicts are read only where they agree; where they differ the item fails, its error
+    naming every reading."""
+    readings = reply_readings(text, item_ids)
+    if readings is None:
         error = f"judge reply is no JSON object of verdicts: {text[:80]!r}"
         return {i: ItemVerdict(item_id=i, verdict="failed", error=error) for i in item_ids}
-    return {item_id: _item_verdict(item_id, data.get(item_id)) for item_id in item_ids}
+    return {item_id: _agreed_verdict(item_id, readings.get(item_id, [])) for item_id in item_ids}
 
 
 def read_overall(text: str, item_ids: Sequence[str]) -> int | None:
-    """The overall score 1..10 in a checklist reply (key `overall`, a whole number), or None where there is none."""
-    data = rubric_object(text, list(item_ids))
-    value = None if data is None else whole_number(data.get("overall"))
-    return value if value is not None and 1 <= value <= 10 else None
+    """The overall score 1..10 in a checklist reply (key `overall`, a whole number), or None where there is none, or
+    where the reply gives it twice, differently."""
+    readings = reply_readings(text, [*item_ids, OVERALL_KEY]) or {}
+    value, disagreement = agreed([whole_number(v) for v in readings.get(OVERALL_KEY, [])], repr(OVERALL_KEY))
+    return value if disagreement is None and value is not None and 1 <= value <= 10 else None
+
+
+def _answers(value: object) -> list[object]:
+    """An item's answers in one value: each `verdict` an answer object gives (with its reason), or the bare value."""
+    if isinstance(value, ReplyObject):
+        return [{"reason": value.get("reason"), "verdict": v} for v in value.readings.get("verdict", [None])]
+    return [value]
+
+
+def _agreed_verdict(item_id: str, values: list[object]) -> ItemVerdict:
+    read = [_item_verdict(item_id, answer) for value in values for answer in _answers(value)]
+    if not read:
+        return _item_verdict(item_id, None)
+    if len({(v.verdict, v.error) for v in read}) == 1:
+        return read[0]
+    said = "; ".join(dict.fromkeys(f"{v.verdict if v.error is None else v.error} ({v.reason!r:.80})" for v in read))
+    error = f"item {item_id!r}: the reply answers it {len(read)} times and disagrees: {said}"
+    return ItemVerdict(item_id=item_id, verdict="failed", error=error)
 
 
 def _item_verdict(item_id: str, value: object) -> ItemVerdict:

@@ -32,6 +32,18 @@ CATEGORY_WEIGHTS: dict[str, float] = {"essential": 1.0, "important": 0.7, "optio
 DEFAULT_CATEGORY = "important"
 #: The score a failed gate caps a response at (0..1) when neither the gate nor the constitution names a cap.
 DEFAULT_GATE_CAP = 0.0
+#: The key of the judge's overall score in a checklist reply (the `implicit` aggregation), beside the items' ids.
+OVERALL_KEY = "overall"
+#: Ids no criterion or checklist item may take: the checklist reply's own keys, which an item's answer would collide
+#: with (its schema property replaced, its verdict never read).
+RESERVED_ITEM_IDS = frozenset({OVERALL_KEY})
+
+
+def check_item_id(value: str) -> str:
+    """A criterion's or checklist item's id, refused where the checklist reply reserves it (`RESERVED_ITEM_IDS`)."""
+    if value in RESERVED_ITEM_IDS:
+        raise ValueError(f"the id {value!r} is reserved: the checklist judge's reply uses it for its overall score")
+    return value
 
 
 class Gate(BaseModel):
@@ -65,6 +77,8 @@ class Criterion(BaseModel):
     `module:function`) that answers the criterion by code, never by the judge: a pass is "yes"."""
     reference: str | None = None
     """The reference answer the verifier compares with (`number`, `exact`, `contains`)."""
+
+    _unreserved = field_validator("id")(check_item_id)
 
     @field_validator("weight")
     @classmethod

@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 import re
 import shutil
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -24,6 +25,7 @@ from charter.errors import ArgumentError, DatasetError
 from charter.hub.load import TRL_COLUMNS, import_datasets
 from charter.hub.mix import message_dicts, rows_of
 from charter.hub.mixplan import MixtureManifest, PlannedSource, load_manifest, read_manifest, write_manifest
+from charter.hub.secrets import refuse_secrets
 from charter.records import GENERATOR, PreferenceRow
 
 if TYPE_CHECKING:
@@ -165,6 +167,8 @@ def mix_from_plan(
         ConfigError: The manifest is not valid (named by file:line:column and key), or was edited after planning.
         DatasetError: A source does not exist or lacks prompt/chosen/rejected; the sources hold too few rows for
             `size`; `out` exists and holds something else.
+        SecretFound: With `out`, a secret (a key in the environment, or anything shaped like one) is in the rows or
+            the card; nothing is written.
         HubError: A source that is a Hub dataset id cannot be downloaded.
     """
     manifest, where = _manifest(plan)
@@ -196,15 +200,28 @@ def write_mixture(
     seed: int,
     size: int | None = None,
 ) -> list[str]:
-    """Write the mixture's folder: the rows, the manifest as used and the card. Returns the files written."""
+    """Write the mixture's folder: the rows, the manifest as used and the card. The folder is written beside its
+    place and scanned for secrets (`charter.hub.secrets`) before it replaces an earlier mixture there: a folder
+    ready to upload never holds a key. Returns the files written.
+
+    Raises:
+        SecretFound: A secret (a key in the environment, or anything shaped like one) is in the rows or the card;
+            nothing is written.
+    """
     from charter.hub.export import write_dataset
 
     _check_out(folder)
-    if (folder / "data").exists():
-        shutil.rmtree(folder / "data")
-    write_dataset(dataset, folder / DATA_FILE)
-    write_manifest(manifest, folder / "mixture.yaml")
-    mixture_card(manifest, counts, seed, size).save(folder / "README.md")
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix=".charter-mix-", dir=folder.parent) as tmp:
+        staging = Path(tmp) / "mixture"
+        write_dataset(dataset, staging / DATA_FILE)
+        write_manifest(manifest, staging / "mixture.yaml")
+        mixture_card(manifest, counts, seed, size).save(staging / "README.md")
+        fix = "remove it from the sources and build again"
+        refuse_secrets(staging, refusing=f"refusing to write {folder}", fix=fix)
+        if folder.exists():
+            shutil.rmtree(folder)
+        shutil.move(str(staging), str(folder))
     return [DATA_FILE, "README.md", "mixture.yaml"]
 
 

@@ -342,8 +342,8 @@ def plan_mixture(
         plan.by_mean(top_n if strategy == "macro" else None)
     raw = _weights(plan, strategy, weighting, baseline)
     if not plan.why or sum(raw.values()) <= 0:
-        raise DatasetError("no source is chosen: " + ("none gains over the baseline" if plan.why else "no scores"))
-    chosen, left_out = _sources(plan, raw, dict(sources or {}), top_n)
+        raise DatasetError(f"no source is chosen: {_no_gain(baseline) if plan.why else 'no scores'}")
+    chosen, left_out = _sources(plan, raw, dict(sources or {}), top_n, baseline)
     notes = plan.notes + [
         f"source {s}: no score for {t}: {why} (not ranked for it)" for (s, t), why in table.failed.items()
     ]
@@ -363,15 +363,22 @@ def plan_mixture(
     return manifest.model_copy(update={"fingerprint": manifest.content_fingerprint()})
 
 
+def _no_gain(baseline: str | None) -> str:
+    """Why no chosen source weighs anything under `gain` weighting."""
+    if baseline is None:
+        return "every chosen source scores 0 or less (gain weighting without a baseline weighs each by its score)"
+    return "none gains over the baseline"
+
+
 def _sources(
-    plan: _Plan, raw: dict[str, float], paths: dict[str, str], top_n: int
+    plan: _Plan, raw: dict[str, float], paths: dict[str, str], top_n: int, baseline: str | None
 ) -> tuple[list[PlannedSource], list[LeftOut]]:
     """The chosen sources with a weight above 0 (heaviest first, then by name) and the rest, each with its why."""
     total = sum(raw.values())
     chosen, left_out = [], []
     for name in plan.candidates:
         if name not in plan.why or raw[name] <= 0:
-            left_out.append(LeftOut(name=name, reason=_left_out_reason(plan, name, top_n)))
+            left_out.append(LeftOut(name=name, reason=_left_out_reason(plan, name, top_n, baseline)))
             continue
         unscored = _unscored(plan.table, name, plan.target_weights)
         chosen.append(
@@ -387,8 +394,10 @@ def _sources(
     return sorted(chosen, key=lambda s: (-s.weight, s.name)), sorted(left_out, key=lambda s: s.name)
 
 
-def _left_out_reason(plan: _Plan, name: str, top_n: int) -> str:
+def _left_out_reason(plan: _Plan, name: str, top_n: int, baseline: str | None) -> str:
     if name in plan.why:
+        if baseline is None:
+            return "chosen, but it scores 0 or less where it was chosen (no baseline: weighed by its score): weight 0"
         return "chosen, but no gain over the baseline where it was chosen: weight 0"
     places = [(t, ranked[name]) for t, ranked in plan.rankings.items() if name in ranked]
     if not places:

@@ -1,4 +1,4 @@
-"""Secret scanning of the folder about to be published (the patterns live in charter.redaction).
+"""Secret scanning of every folder charter writes for upload (the patterns live in charter.redaction).
 
 A match is reported with its location (file, row or line, column) and a redacted form: the secret itself
 never reaches a message, a log or the upload.
@@ -67,8 +67,15 @@ def scan_folder(folder: str | Path, extra_literals: Iterable[str | None] = ()) -
     return findings
 
 
-def refuse_secrets(folder: str | Path, extra_literals: Iterable[str | None] = ()) -> None:
-    """Raise `SecretFound` naming the first match (and how many more) if the folder holds a secret."""
+def refuse_secrets(
+    folder: str | Path,
+    extra_literals: Iterable[str | None] = (),
+    refusing: str = "refusing to publish",
+    fix: str = "remove it from the run and export again",
+) -> None:
+    """Raise `SecretFound` naming the first match (and how many more) if the folder holds a secret: the one check
+    that every folder charter writes for upload passes (`charter push`, `charter mix build`). The message says
+    `refusing`, where the secret is, and `fix`; never the secret."""
     findings = scan_folder(folder, extra_literals)
     if findings:
         others = sorted({f.file for f in findings[1:]} - {findings[0].file})
@@ -77,6 +84,4 @@ def refuse_secrets(folder: str | Path, extra_literals: Iterable[str | None] = ()
             if len(findings) > 1
             else ""
         )
-        raise SecretFound(
-            f"refusing to publish: a secret was found in {findings[0]}{more}; remove it from the run and export again"
-        )
+        raise SecretFound(f"{refusing}: a secret was found in {findings[0]}{more}; {fix}")

@@ -332,7 +332,8 @@ def learn_rubrics(
 
     Returns:
         The constitution and its report: each candidate's consistency on the proposal pairs, each kept criterion's
-        held-out agreement (Wilson 95% interval) and what it adds, the learned rubric's held-out agreement beside the
+        held-out agreement (Wilson 95% interval) and what it adds (a betting 95% interval on the per-pair
+        differences), the learned rubric's held-out agreement beside the
         base constitution's, and a verdict saying whether it beats chance.
 
     Raises:

@@ -208,12 +208,11 @@ async def learn(
         run.judge_calls += checked.calls
         full = rubric_hits(kept, checked)
         held = wilson_share(full)
-        ids = [lp.pair.pair_id for lp in test_pairs]
         by_id = {f.id: f for f in figures}
         for item in kept:
             hits = [item_hit(item, p[item.id], o[item.id]) for p, o in zip(checked.preferred, checked.other)]
             by_id[item.id].held_out = wilson_share(hits)
-            by_id[item.id].adds = gain(full, rubric_hits([i for i in kept if i.id != item.id], checked), ids, seed)
+            by_id[item.id].adds = gain(full, rubric_hits([i for i in kept if i.id != item.id], checked))
         if base is not None:
             listed = base_items(base)
             base_checked = await check_pairs(judge, test_pairs, listed, items_per_call, seed, concurrency)

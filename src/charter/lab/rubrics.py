@@ -15,7 +15,8 @@ kept only where the judge's verdicts on them agree with people (OpenRubrics-styl
 4. **Validate** on the held-out pairs: each kept criterion's agreement with people (a pair it does not decide
    counts half), the learned rubric's (the weighted, gated checklist score of each response; a tie counts half),
    both with Wilson 95% intervals at the pairs judged; and what each criterion adds: the rubric's agreement minus
-   the rubric's without it, per pair, with the exact interval of that mean (spanned with a bootstrap's).
+   the rubric's without it, per pair, with the betting interval of that mean (Waudby-Smith & Ramdas), which covers
+   at every n for differences anywhere in -1..1.
 5. **Write** a constitution: the base constitution (when given) with a principle `learned-rubric` whose criteria
    are the kept ones (hard rules essential and gated, principles important, pitfalls pitfalls).
 """
@@ -51,8 +52,7 @@ from charter.lab.votes import LabelledPair, slug
 from charter.messages import render_conversation
 from charter.providers.base import ChatModel, SamplingParams
 from charter.records import Message
-from charter.stats import agreement as stats
-from charter.stats.intervals import wilson_interval
+from charter.stats.intervals import bounded_mean_interval, wilson_interval
 
 Kind = Literal["hard_rule", "principle", "pitfall"]
 KINDS: tuple[str, ...] = ("hard_rule", "principle", "pitfall")
@@ -260,18 +260,19 @@ def wilson_share(hits: Sequence[float | None]) -> Share:
 
 class Gain(Estimate):
     """What one criterion adds to the rubric's held-out agreement: the mean per-pair difference between the rubric
-    with it and without it, with its 95% interval (exact, spanned with a bootstrap's)."""
+    with it and without it, with the 95% betting interval of that mean (`bounded_mean_interval`, -1..1)."""
 
 
-def gain(with_it: Sequence[float | None], without: Sequence[float | None], ids: Sequence[str], seed: int) -> Gain:
-    """The mean of `with_it - without` over the pairs where both are known; its interval is that of the share
-    `(d + 1) / 2` (values in 0..1, `charter.stats.agreement.share`), carried back to -1..1."""
-    known = [(a - b, i) for a, b, i in zip(with_it, without, ids) if a is not None and b is not None]
+def gain(with_it: Sequence[float | None], without: Sequence[float | None]) -> Gain:
+    """The mean of `with_it - without` over the pairs where both are known, with its interval: the betting interval
+    of a mean of values within -1..1, taken on the differences themselves in the pairs' order. It covers at every n
+    and for every distribution of the differences; differences that are all alike give a narrow interval around
+    them, never a point and never one that reaches back to 0 because a share's interval was put on them."""
+    known = [a - b for a, b in zip(with_it, without) if a is not None and b is not None]
     if not known:
         return Gain(value=None, ci=None, n=0)
-    fig = stats.share([(d + 1) / 2 for d, _ in known], np.array([i for _, i in known]), 1000, seed)
-    ci = None if fig["ci"] is None else [2 * fig["ci"][0] - 1, 2 * fig["ci"][1] - 1]
-    return Gain(value=float(np.mean([d for d, _ in known])), ci=ci, n=len(known))
+    ci = bounded_mean_interval(known, -1.0, 1.0)
+    return Gain(value=float(np.mean(known)), ci=None if ci is None else list(ci), n=len(known))
 
 
 __all__ = [

@@ -1,7 +1,8 @@
 """Checklists that evolve during training (`checklist.refresh_every: K` in `charter train grpo|rloo`).
 
 Every K steps the highest- and lowest-rewarded rollouts of the last `refresh_window` steps (from the reward store)
-are shown to a proposer model, which is asked for yes/no items that catch what the high ones exploit: length
+are shown to a proposer model (where they differ: rollouts that all score alike have nothing to contrast, and the
+proposer is not paid for), which is asked for yes/no items that catch what the high ones exploit: length
 padding, sycophancy, format tricks. The items it writes are read as a checklist (a bad reply is a recorded refresh
 that accepted nothing, never a made-up item); those whose ids are new, up to `max_new_items`, are accepted as the next
 version of the checklist (`online.book`), added to every prompt's checklist from the next reward on. Each refresh
@@ -19,7 +20,7 @@ from pydantic import Field
 from charter.checklist.author import items_schema
 from charter.checklist.items import ChecklistItem, checklist_from_rows
 from charter.errors import DatasetError, FatalProviderError, ProviderError
-from charter.judge_prompt import rubric_object
+from charter.judge_prompt import agreed, reply_readings
 from charter.messages import render_conversation, user
 from charter.online.book import ChecklistBook
 from charter.online.config import ChecklistReward
@@ -88,6 +89,9 @@ def refresh_checklist(
     k = min(section.refresh_pairs, len(scored) // 2)
     high, low = scored[::-1][:k], scored[:k]
     compared = {"high": [r.reward or 0.0 for r in high], "low": [r.reward or 0.0 for r in low]}
+    if compared["high"][0] == compared["low"][0]:  # every rollout shown scores the same: nothing to contrast
+        note = f"no contrast: the rollouts compared all score {compared['high'][0]:g}; the proposer was not asked"
+        return _kept(reward, Refresh(version=book.version, compared=compared, note=note, **common))
     in_use = sorted({i for r in scored if r.checklist for i in r.checklist.verdicts})
     text = PROPOSER_REQUEST.format(
         most=section.max_new_items, ids=", ".join(in_use) or "none", high=_shown(high), low=_shown(low)
@@ -112,13 +116,15 @@ def refresh_checklist(
 
 def _proposed(text: str) -> list[ChecklistItem] | str:
     """The items of a proposer's reply, or why there are none (an empty list is an answer: nothing exploited)."""
-    data = rubric_object(text, ["items"])
-    if data is None or not isinstance(data.get("items"), list):
+    rows, disagreement = agreed((reply_readings(text, ["items"]) or {}).get("items", []), "'items'")
+    if disagreement is not None:
+        return f"the proposer's {disagreement.removeprefix('the ')}"
+    if not isinstance(rows, list):
         return f"the proposer's reply is no JSON object of items: {text[:80]!r}"
-    if not data["items"]:
+    if not rows:
         return "the proposer found nothing exploited"
     try:
-        return checklist_from_rows(data["items"], "proposer reply", "model").items
+        return checklist_from_rows(rows, "proposer reply", "model").items
     except DatasetError as exc:
         return f"the proposer's items are unreadable: {exc}"
 

@@ -244,11 +244,16 @@ class JudgeSession:
         """Store records in one transaction and the usage since the last commit, then count them (counts only: the
         rewards themselves are the store's, so a server that runs for weeks holds no more than at its start)."""
         put_rewards(self.store, records)
-        with self._usage_lock:
-            usage, self._usage = self._usage, []
-        add_usage(self.store, usage)
+        self.write_usage()
         self.tally.rewards += len(records)
         self.tally.failed += sum(r.reward is None for r in records)
+
+    def write_usage(self) -> None:
+        """Write the usage counted since the last batch to the store's ledger (one transaction; nothing if none)."""
+        with self._usage_lock:
+            usage, self._usage = self._usage, []
+        if usage:
+            add_usage(self.store, usage)
 
     def check_failures(self) -> None:
         """Raise `TooManyFailures` once the failed judgments are past `max_failures`."""
@@ -268,7 +273,9 @@ class JudgeSession:
     def close(self) -> None:
         """Close the models' clients and flush the call cache, then stop the session's own event loop if it made
         one (the reward store stays readable). The clients are closed on the loop they live on where it still runs
-        in another thread (TRL's); where none does, the call cache is flushed."""
+        in another thread (TRL's); where none does, the call cache is flushed. The usage counted since the last
+        batch (a call made between batches, as a checklist refresh's proposer) is written to the ledger first: every
+        paid call is in the store before the run reports."""
         if self._bridge is not None:
             self._bridge.run(self.aclose())
             self._bridge.close()
@@ -277,6 +284,7 @@ class JudgeSession:
             asyncio.run_coroutine_threadsafe(self.aclose(), self._loop).result()
         elif self.judge.cache is not None:
             self.judge.cache.flush()
+        self.write_usage()
 
     async def aclose(self) -> None:
         """Close the models' clients (flushing the call cache) on the running event loop."""
