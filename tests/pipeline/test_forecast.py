@@ -340,9 +340,11 @@ def test_the_forecast_table_cuts_nothing_at_80_columns(make_config, capsys, monk
     capsys.readouterr()
     assert main(["run", str(path), "--dry-run"]) == 0
     shown = capsys.readouterr().err
-    table = [line for line in shown.splitlines() if line[:1] in " ━" and ("│" in line or "┃" in line)]
-    assert table and "…" not in shown
-    rows = [line.split("│") for line in table if "│" in line]
-    assert "openai-compatible:a-rather-long-model-name" in "".join(row[1].strip() for row in rows)  # folded
+    lines = [line.rstrip() for line in shown.splitlines() if "│" in line]
+    rows = [
+        line.split("│")[1:-1] if line.startswith("│") else line.split("│") for line in lines
+    ]  # with or without edges
+    assert len(rows) >= 4 and "…" not in shown
+    assert "openai-compatible:a-rather-long-model-name" in "".join(row[1].strip() for row in rows)  # folded, whole
     forecast = charter.estimate(path).total.cost_usd
     assert f"({forecast.low:.4f}-{forecast.high:.4f})" in " ".join(" ".join(row[-1] for row in rows).split())

@@ -251,7 +251,7 @@ def test_every_config_with_a_cost_cap_refuses_a_model_it_cannot_price(kind):
     assert make.model_validate({**fields, "budget": {"max_tokens": 1000}}).budget  # a token cap counts any model
 
 
-def test_the_reward_function_refuses_a_cost_cap_it_cannot_see(tmp_path):
+def test_the_reward_function_and_the_win_rate_callback_refuse_a_cost_cap_they_cannot_see(tmp_path):
     import charter
     from charter.providers.usage import Budget
 
@@ -261,6 +261,12 @@ def test_the_reward_function_refuses_a_cost_cap_it_cannot_see(tmp_path):
     assert charter.reward_function(
         BLIND, store=tmp_path / "r", cache=None, budget=Budget(max_cost_usd=1.0), prices=free
     )
+    with pytest.raises(ConfigError, match=r"cannot see what judge \(openai-compatible:m\) spends"):
+        charter.WinRateCallback(["Hi?"], judge=BLIND, references=["Hello."], budget=Budget(max_cost_usd=1.0))
+    callback = charter.WinRateCallback(
+        ["Hi?"], judge=BLIND, references=["Hello."], cache=None, budget=Budget(max_cost_usd=1.0), prices=free
+    )
+    assert callback.meter.budget.max_cost_usd == 1.0
 
 
 def test_the_billing_server_shares_no_code_with_charter():
