@@ -26,11 +26,10 @@ from charter.testing.batches import BatchServer
 from charter.testing.billing import AnthropicBilling, OpenAIBilling
 from charter.testing.faults import FaultServer
 
-DOCUMENT = " ".join(f"line{i} of the quarterly report." for i in range(300))  # ~1,500 words per prompt
-#: Reply lengths in words, by what a reply answers: (fewest, most), before the call's max_tokens cuts it.
-LENGTHS = {"answer": (20, 48), "critique": (10, 30), "revision": (20, 48)}
+#: Reply lengths in words, by what a reply answers: (fewest, most), before the call's max_tokens (256) cuts it: the
+#: server's own, never told the forecast's shares.
+LENGTHS = {"answer": (60, 240), "critique": (30, 120), "revision": (60, 240)}
 WORDS = "the answer weighs the request and the risks and gives careful steps".split()
-WORDS_COUNTED = ["forecast.counter=words", "forecast.tokens_per_word=1"]  # the loopback bills a word as a token
 
 
 def _text(body: dict[str, Any]) -> str:
@@ -39,14 +38,13 @@ def _text(body: dict[str, Any]) -> str:
 
 
 def reply(body: dict[str, Any]) -> str:
-    """A judge's letter; else a text of its own length (seeded by the request), cut at the call's max_tokens."""
+    """A judge's letter; else a text of its own length (seeded by the request)."""
     text = _text(body)
     if "single letter" in text:
         return "A"
     kind = "answer" if len(body.get("messages", [])) <= 2 else "revision" if "rewrite" in text.lower() else "critique"
     words = random.Random(hashlib.sha256(text.encode()).digest()).randint(*LENGTHS[kind])
-    cap = body.get("max_completion_tokens") or body.get("max_tokens") or words
-    return " ".join(WORDS[i % len(WORDS)] for i in range(min(words, cap)))
+    return " ".join(WORDS[i % len(WORDS)] for i in range(words))
 
 
 class Batches(BatchServer):
@@ -59,12 +57,17 @@ def _keys(monkeypatch):
     monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-ant-forecast-test")
 
 
-def write_config(tmp_path: Path, kind: str, url: str, **extra: Any) -> Path:
-    model = "anthropic:claude-test" if kind == "anthropic" else "openai:gpt-4o-mini"
+def long_prompts(shared_data: Path, count: int, words: int = 900) -> list[str]:
+    """`count` distinct prompts of about `words` words: passages of the Model Spec, each with a question."""
+    text = (shared_data / "specs" / "openai_model_spec" / "model_spec.md").read_text(encoding="utf-8").split()
+    return [" ".join(text[i * words : (i + 1) * words]) + f"\nQuestion {i}: what does it ask?" for i in range(count)]
+
+
+def write_config(tmp_path: Path, kind: str, url: str, prompts: list[str] | None = None, **extra: Any) -> Path:
+    model = "anthropic:claude-test" if kind == "anthropic" else "openai:gpt-test"
     role: dict[str, Any] = {
         "model": model,
         "api_key_env": "ANTHROPIC_API_KEY" if kind == "anthropic" else "OPENAI_API_KEY",
-        "params": {"max_tokens": 48},
         **({"options": {"base_url": url}} if kind == "anthropic" else {}),
     }
     price = {"input": 3.0, "output": 15.0, "cached_input": 0.3, "cache_write": 3.75}
@@ -72,12 +75,13 @@ def write_config(tmp_path: Path, kind: str, url: str, **extra: Any) -> Path:
         "name": "forecast",
         "output_dir": str(tmp_path / "run"),
         "cache": str(tmp_path / "calls.sqlite"),
-        "prompts": {"inline": [f"{DOCUMENT}\nQuestion {i}: what changed in quarter {i}?" for i in range(3)]},
+        "prompts": {"inline": prompts} if prompts else {"bundled": True, "limit": 6},
         "concurrency": 2,
         "policy": role,
-        "judge": {**role, "mode": "logprobs" if kind == "batch" else "verdict", "principles_per_pair": 2},
+        "critique": {"rounds": 1},
+        "judge": {**role, "mode": "verdict" if kind == "anthropic" else "logprobs", "principles_per_pair": 2},
         "filters": {"drop_inconsistent": False},
-        "prices": {model: price if kind == "anthropic" else {"input": 0.15, "output": 0.6, "cached_input": 0.075}},
+        "prices": {model: price if kind == "anthropic" else {"input": 1.0, "output": 4.0, "cached_input": 0.1}},
         "batch": {"enabled": kind == "batch", "poll_s": 0.1, "gather_s": 0.1},
         **extra,
     }
@@ -92,21 +96,29 @@ def dry_run(capsys: pytest.CaptureFixture, path: Path, *settings: str) -> dict[s
     return json.loads(capsys.readouterr().out)
 
 
-@pytest.mark.parametrize("kind", ["openai", "anthropic", "batch"])
-def test_the_forecast_is_within_a_quarter_of_the_invoice(tmp_path, monkeypatch, capsys, kind):
-    billing = AnthropicBilling(3.0, 15.0) if kind == "anthropic" else OpenAIBilling(input=0.15, output=0.6, read=0.5)
+@pytest.mark.parametrize(
+    ("kind", "length"),
+    [("openai", "short"), ("openai", "long"), ("anthropic", "long"), ("batch", "short"), ("batch", "long")],
+)
+def test_the_forecast_is_within_a_quarter_of_an_independent_invoice(
+    tmp_path, monkeypatch, capsys, shared_data, kind, length
+):
+    """The billing server tokenizes and caches its own way (`charter.testing.billing` imports nothing of charter);
+    the forecast counts with its default heuristic, as it would for a model whose tokenizer it does not have."""
+    billing = AnthropicBilling(3.0, 15.0) if kind == "anthropic" else OpenAIBilling(input=1.0, output=4.0, read=0.1)
     server = Batches(complete_after_s=0.1, billing=billing, reply=reply) if kind == "batch" else None
+    prompts = long_prompts(shared_data, 3) if length == "long" else None
     with server or LoopbackServer(billing=billing, reply=reply) as live:
         monkeypatch.setenv("OPENAI_BASE_URL", live.openai_url)
-        path = write_config(tmp_path, kind, live.url)
-        forecast = dry_run(capsys, path, *WORDS_COUNTED)
+        path = write_config(tmp_path, kind, live.url, prompts)
+        forecast = dry_run(capsys, path)
         assert live.hits == 0  # the forecast called nothing
-        assert main(["run", str(path), *[a for s in WORDS_COUNTED for a in ("--set", s)]]) == 0
+        assert main(["run", str(path)]) == 0
     cost, invoice = forecast["total"]["cost_usd"], billing.invoice
     assert invoice.usd == pytest.approx(cost["expected"], rel=0.25)
     assert cost["low"] <= invoice.usd <= cost["high"]
     assert forecast["total"]["calls"]["expected"] == invoice.calls
-    if kind != "batch":  # the long prompts' shared prefixes: forecast read from the cache, as they were billed
+    if length == "long":  # the long prompts' shared prefixes: forecast read from the cache, as they were billed
         assert forecast["total"]["cache_read_tokens"]["expected"] > 0 and invoice.cache_read_tokens > 0
     assert {row["batched"] for row in forecast["rows"]} == {kind == "batch"}
     with RunStore(tmp_path / "run") as store:  # the run stored the same forecast when it started
@@ -215,3 +227,124 @@ def test_a_bad_forecast_setting_is_one_line_naming_its_place(make_config, tmp_pa
     assert f"{path}:" in err and "forecast.output_share_low" in err
     assert main(["run", str(make_config()), "--json"]) == 2
     assert "--json goes with --dry-run" in capsys.readouterr().err
+
+
+def test_a_batched_judge_sends_both_orders_in_one_batch():
+    """Without warming (a batch API), a pair's calls in both orders go out together: none of them can read what
+    another cached, as none is answered before the others are sent (the forecast expected the other order to read the
+    first's prefix, which a batch never gives)."""
+    import asyncio
+
+    from charter.constitutions import load_constitution
+    from charter.pipeline.config import RunConfig
+    from charter.pipeline.forecast_calls import Replies, Walk, prompt_calls
+    from charter.records import Message, Prompt
+
+    role = {"model": "openai:gpt-test", "api_key_env": "OPENAI_API_KEY"}
+    prompt = Prompt(
+        prompt_id="p", source="inline", messages=[Message(role="user", content="How do I store bleach safely?")]
+    )
+    for batched in (True, False):
+        config = RunConfig.model_validate(
+            {"policy": role, "judge": {**role, "principles_per_pair": 2}, "batch": {"enabled": batched}}
+        )
+        walk = Walk.of(config, load_constitution(config.constitution))
+        judged = [c for c in asyncio.run(prompt_calls(walk, prompt, Replies())) if c.role == "judge"]
+        assert len(judged) == 4
+        first_answer = min(c.answered for c in judged)
+        together = [c.started < first_answer for c in judged]
+        # in one batch all four; warmed (synchronous), the first alone, then its order's other call with the other
+        # order's first, then the last once that one is answered
+        assert together == ([True] * 4 if batched else [True, False, False, False])
+
+
+@pytest.mark.parametrize("optimistic", [False, True])
+def test_a_prefix_near_the_cache_minimum_is_cached_as_likely_as_the_count_reaches_it(optimistic):
+    """A heuristic's count may be off either way: a prefix it counts just past 1,024 tokens is read in the expected
+    figure only in part (the provider's count falls short of the minimum in part of the range); at the low end,
+    wherever it can be; a tokenizer's exact count is read as it stands."""
+    from charter.pipeline.forecast_cache import MIN_CACHED, cacheable_share, openai_read
+
+    assert openai_read(1030, 0.0, optimistic) == MIN_CACHED and cacheable_share(1030, 0.0, optimistic) == 1.0
+    assert openai_read(1000, 0.0, optimistic) == 0 and cacheable_share(1000, 0.0, optimistic) == 0.0
+    near, far = openai_read(1030, 0.15, optimistic), openai_read(5000, 0.15, optimistic)
+    if optimistic:
+        assert near >= MIN_CACHED and openai_read(1000, 0.15, True) > 0 and cacheable_share(1000, 0.15, True) == 1
+    else:
+        assert 0 < near < MIN_CACHED and 0 < cacheable_share(1030, 0.15, False) < 1
+    assert 4800 < far <= 5000 and cacheable_share(5000, 0.15, optimistic) == 1.0
+
+
+def test_a_cost_cap_over_an_unpriced_model_is_refused_before_the_first_call(tmp_path, capsys):
+    """A model no price table knows would cost the cap $0 a call: the cap would never stop the run. The config is
+    refused (exit 2, one line naming the roles and the two ways out) before anything is sent."""
+    with LoopbackServer(reply=reply) as server:
+        model = f"openai-compatible:m@{server.openai_url}"
+        path = tmp_path / "run.yaml"
+        path.write_text(
+            yaml.safe_dump(
+                {
+                    "output_dir": str(tmp_path / "run"),
+                    "prompts": {"bundled": True, "limit": 4},
+                    "policy": {"model": model},
+                    "judge": {"model": model},
+                    "budget": {"max_cost_usd": 0.0001},
+                }
+            )
+        )
+        for args in (["--dry-run"], ["--dry-run", "--json"], []):
+            capsys.readouterr()
+            assert main(["run", str(path), *args]) == 2
+            err = capsys.readouterr().err.strip()
+            assert len(err.splitlines()) == 1 and "Traceback" not in err
+            assert err.startswith(f"error: {path}:") and "budget.max_cost_usd" in err
+            assert "policy (openai-compatible:m), judge (openai-compatible:m)" in err
+            assert "prices: {openai-compatible:m: {input: ..., output: ...}}" in err and "{input: 0, output: 0}" in err
+        assert server.hits == 0
+        free = ["--set", 'prices={"openai-compatible:m": {"input": 0, "output": 0}}']
+        assert main(["run", str(path), "--dry-run", "--json", *free]) == 0
+    shown = json.loads(capsys.readouterr().out)
+    assert shown["budget_sees"] == [
+        {"role": "policy", "model": "openai-compatible:m", "seen_as": "free"},
+        {"role": "judge", "model": "openai-compatible:m", "seen_as": "free"},
+    ]
+
+
+def test_the_dry_run_shows_what_the_cap_sees(make_config, capsys):
+    path = make_config(
+        policy={"model": "openai:gpt-test"},
+        budget={"max_cost_usd": 1.0},
+        prices={"openai:gpt-test": {"input": 1.0, "output": 4.0}},
+    )
+    seen = dry_run(capsys, path)["budget_sees"]
+    assert seen == [
+        {"role": "policy", "model": "openai:gpt-test", "seen_as": "config"},
+        {"role": "judge", "model": "scripted:cai", "seen_as": "in-process"},
+    ]
+    capsys.readouterr()
+    assert main(["run", str(path), "--dry-run"]) == 0
+    shown = " ".join(capsys.readouterr().err.split())
+    assert (
+        "the cost cap sees policy (openai:gpt-test: priced by the config), judge (scripted:cai: free, runs in this "
+        "process)" in shown
+    )
+    assert dry_run(capsys, make_config())["budget_sees"] == []  # no cost cap: nothing to see
+
+
+def test_the_forecast_table_cuts_nothing_at_80_columns(make_config, capsys, monkeypatch):
+    model = "openai-compatible:a-rather-long-model-name@http://127.0.0.1:9/v1"
+    path = make_config(
+        policy={"model": model}, prices={"openai-compatible:a-rather-long-model-name": {"input": 1.0, "output": 4.0}}
+    )
+    monkeypatch.setenv("COLUMNS", "80")
+    capsys.readouterr()
+    assert main(["run", str(path), "--dry-run"]) == 0
+    shown = capsys.readouterr().err
+    lines = [line.rstrip() for line in shown.splitlines() if "│" in line]
+    rows = [
+        line.split("│")[1:-1] if line.startswith("│") else line.split("│") for line in lines
+    ]  # with or without edges
+    assert len(rows) >= 4 and "…" not in shown
+    assert "openai-compatible:a-rather-long-model-name" in "".join(row[1].strip() for row in rows)  # folded, whole
+    forecast = charter.estimate(path).total.cost_usd
+    assert f"({forecast.low:.4f}-{forecast.high:.4f})" in " ".join(" ".join(row[-1] for row in rows).split())

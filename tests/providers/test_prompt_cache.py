@@ -230,6 +230,82 @@ def test_online_training_refuses_a_price_key_naming_no_model():
         OnlineConfig.model_validate({**fields, "prices": {"openai:gpt-4o": {"input": 1}}})
 
 
+BLIND = "openai-compatible:m@http://127.0.0.1:9/v1"
+
+
+@pytest.mark.parametrize("kind", ["grpo", "online-dpo", "serve"])
+def test_every_config_with_a_cost_cap_refuses_a_model_it_cannot_price(kind):
+    """Online training (GRPO/RLOO, online DPO) and the reward server take a budget too: a cap over a judge with no
+    price is refused, unless the price is given, or given as 0 (free)."""
+    from charter.online.config import OnlineConfig, OnlineDPOConfig
+    from charter.serve.config import ServeConfig
+
+    make = {"grpo": OnlineConfig, "online-dpo": OnlineDPOConfig, "serve": ServeConfig}[kind]
+    mode = "logprobs" if kind == "online-dpo" else "score"
+    fields = {"prompts": "p.jsonl"} if kind != "serve" else {}
+    fields = {**fields, "judge": {"model": BLIND, "mode": mode}, "budget": {"max_cost_usd": 1.0}}
+    with pytest.raises(ValueError, match=r"a cost cap cannot see what judge \(openai-compatible:m\) spends"):
+        make.model_validate(fields)
+    assert make.model_validate({**fields, "prices": {"openai-compatible:m": {"input": 0, "output": 0}}}).budget
+    assert make.model_validate({**fields, "prices": {"openai-compatible:m": {"input": 0.2, "output": 0.8}}}).budget
+    assert make.model_validate({**fields, "budget": {"max_tokens": 1000}}).budget  # a token cap counts any model
+
+
+def test_the_reward_function_and_the_win_rate_callback_refuse_a_cost_cap_they_cannot_see(tmp_path):
+    import charter
+    from charter.providers.usage import Budget
+
+    with pytest.raises(ConfigError, match=r"cannot see what judge \(openai-compatible:m\) spends"):
+        charter.reward_function(BLIND, store=tmp_path / "r", cache=None, budget=Budget(max_cost_usd=1.0))
+    free = {"openai-compatible:m": Price(input=0, output=0)}
+    assert charter.reward_function(
+        BLIND, store=tmp_path / "r", cache=None, budget=Budget(max_cost_usd=1.0), prices=free
+    )
+    with pytest.raises(ConfigError, match=r"cannot see what judge \(openai-compatible:m\) spends"):
+        charter.WinRateCallback(["Hi?"], judge=BLIND, references=["Hello."], budget=Budget(max_cost_usd=1.0))
+    callback = charter.WinRateCallback(
+        ["Hi?"], judge=BLIND, references=["Hello."], cache=None, budget=Budget(max_cost_usd=1.0), prices=free
+    )
+    assert callback.meter.budget.max_cost_usd == 1.0
+
+
+def test_the_billing_server_shares_no_code_with_charter():
+    """The invoice the forecast is checked against is written apart from it: the billing module imports nothing of
+    charter, so that it cannot agree with the forecast's cache model by construction."""
+    import ast
+    import inspect
+
+    import charter.testing.billing as billing
+
+    tree = ast.parse(inspect.getsource(billing))
+    imported = [a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names]
+    imported += [n.module or "" for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)]
+    assert imported and not [name for name in imported if name.split(".")[0] == "charter"]
+
+
+def test_the_billing_server_caches_token_prefixes_in_steps_once_answered():
+    from charter.testing.billing import MIN_CACHED, STEP, tokenize
+
+    text = "Institutionalization, in 2024: it's 12345 words long."
+    assert "".join(tokenize(text)) == text and len(tokenize(text)) > len(text.split())  # its own tokens, not words
+    shared = " ".join(f"w{i}" for i in range(1200))
+
+    def body(question: str) -> dict:
+        return {"messages": [{"role": "user", "content": f"{shared} {question}"}]}
+
+    billing = OpenAIBilling(input=1.0, output=1.0, read=0.1)
+    first = billing.usage(body("one?"), "ok")
+    together = billing.usage(body("two?"), "ok")  # sent before the first was answered: nothing cached yet
+    billing.fill(body("one?"))
+    after = billing.usage(body("three?"), "ok")
+    assert first["prompt_tokens_details"]["cached_tokens"] == together["prompt_tokens_details"]["cached_tokens"] == 0
+    read = after["prompt_tokens_details"]["cached_tokens"]
+    assert read >= MIN_CACHED and (read - MIN_CACHED) % STEP == 0 and after["prompt_tokens"] - read < STEP + 8
+    assert billing.invoice.calls == 3 and billing.invoice.cache_read_tokens == read
+    capped = billing.usage({**body("four?"), "max_tokens": 3}, "a reply of rather more than three tokens")
+    assert capped["completion_tokens"] == 3  # a provider stops at max_tokens
+
+
 def test_call_cache_rows_keep_no_prompt_cache_counts(keys, tmp_path):
     from charter.providers import CallCache
 

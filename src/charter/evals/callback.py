@@ -31,7 +31,7 @@ from charter.judge.settings import JudgeSettings
 from charter.providers import get_model
 from charter.providers.base import SamplingParams
 from charter.providers.cache import DEFAULT_CACHE, CallCache
-from charter.providers.config import RoleConfig, role_argument
+from charter.providers.config import RoleConfig, blind_cap, role_argument
 from charter.providers.usage import Budget, Price, UsageMeter
 from charter.records import Judgment, Message, Pair
 from charter.stats.length import length_controlled
@@ -127,7 +127,9 @@ class WinRateCallback(TrainerCallback):
                 training starts.
             MissingAPIKey: The variable holding a remote judge's (or reference model's) key is unset.
             ConfigError: No prompts; references of another length than the prompts, or more than one of references,
-                reference_column and reference_model; a reference column missing a value.
+                reference_column and reference_model; a reference column missing a value; a cost cap
+                (`budget.max_cost_usd`) with a model that `prices` does not price (declare a free one
+                `Price(input=0, output=0)`).
             DatasetError: The prompts file cannot be read or has no prompt column; the human labels file cannot be
                 read or has a malformed row (named with its key).
             ConstitutionError: The constitution cannot be loaded.
@@ -152,6 +154,12 @@ class WinRateCallback(TrainerCallback):
         self.constitution = load_constitution(constitution)
         self.judge_role = role_argument(judge, "judge")
         self.reference_role = None if reference_model is None else role_argument(reference_model, "reference_model")
+        roles = [("judge", self.judge_role)] + (
+            [("reference_model", self.reference_role)] if self.reference_role else []
+        )
+        blind = blind_cap(budget, dict(prices or {}), roles)
+        if blind is not None:
+            raise ConfigError(blind)
         self.cache = CallCache(Path(cache).expanduser()) if cache is not None else None
         self.meter = UsageMeter(dict(prices or {}), budget)
         self.every, self.max_new_tokens, self.tie_band = every, max_new_tokens, tie_band

@@ -11,7 +11,7 @@ from charter.judge.modes import pairwise_modes, rating_modes
 from charter.judge.settings import JudgeConfig, JudgeSettings
 from charter.prompts import PromptsConfig
 from charter.providers.cache import DEFAULT_CACHE
-from charter.providers.config import RoleConfig, check_price_keys
+from charter.providers.config import RoleConfig, check_cap_prices, check_price_keys
 from charter.providers.usage import Budget, Price
 from charter.training.config import LoraSettings, WinRateEvalConfig
 from charter.training.trl_fields import checked_trl_fields, grpo_config, online_dpo_config, rloo_config
@@ -139,6 +139,12 @@ class OnlineBase(ConfigModel):
     max_steps, beta, temperature, per_device_train_batch_size, ...); each checked against TRL's class's field names
     and types when the config loads."""
 
+    @model_validator(mode="after")
+    def _prices(self) -> OnlineBase:
+        check_price_keys(self.prices, self)
+        check_cap_prices(self.budget, self.prices, self)
+        return self
+
 
 class OnlineConfig(OnlineBase):
     """Train a policy online (GRPO or RLOO through TRL) with charter's judge as the reward."""
@@ -188,11 +194,6 @@ class OnlineConfig(OnlineBase):
     def _trl_fields(cls, value: dict[str, Any]) -> dict[str, Any]:
         """Checked against both trainers' configs (`charter train grpo` or `rloo` chooses one when it starts)."""
         return checked_trl_fields(value, [grpo_config, rloo_config])
-
-    @model_validator(mode="after")
-    def _price_keys(self) -> OnlineConfig:
-        check_price_keys(self.prices, self)
-        return self
 
     @model_validator(mode="after")
     def _mode_fits_scoring(self) -> OnlineConfig:

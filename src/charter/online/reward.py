@@ -46,7 +46,7 @@ from charter.online.scorings import SCORINGS, Scoring, scoring_entry
 from charter.online.session import JudgeSession, SessionView, reward_fingerprint
 from charter.providers import ManagedModel, get_model
 from charter.providers.cache import DEFAULT_CACHE, CallCache
-from charter.providers.config import RoleConfig
+from charter.providers.config import RoleConfig, blind_cap
 from charter.providers.usage import Budget, Price, UsageMeter
 from charter.records import RewardRecord
 from charter.training.parallel import ranks
@@ -278,9 +278,10 @@ def reward_function(
 
     Raises:
         ConfigError: An unknown scoring, a judge mode that does not fit it, `max_failures` negative or not finite,
-            `concurrency` below 1, or a `RANK`/`WORLD_SIZE` that is no number. Called, the function raises it for a
-            completion that is neither a string nor a list of `{role, content}` messages (naming its index), and for
-            prompts, completions and the reference column of different lengths.
+            `concurrency` below 1, a `RANK`/`WORLD_SIZE` that is no number, or a cost cap (`budget.max_cost_usd`)
+            with a model that `prices` does not price (declare a free one `Price(input=0, output=0)`). Called, the
+            function raises it for a completion that is neither a string nor a list of `{role, content}` messages
+            (naming its index), and for prompts, completions and the reference column of different lengths.
         ConstitutionError: The constitution cannot be loaded.
     """
     entry = scoring_entry(scoring)
@@ -289,6 +290,11 @@ def reward_function(
     role = _role(judge)
     settings = _settings(role, scoring, judge_settings)
     const = load_constitution(constitution)
+    others = {"reference_model": reference_model, "checklist_writer": checklist_writer}
+    roles = [("judge", role), *[(name, _role(m)) for name, m in others.items() if m is not None]]
+    blind = blind_cap(budget, dict(prices or {}), roles)
+    if blind is not None:
+        raise ConfigError(blind)
     call_cache = CallCache(Path(cache).expanduser()) if cache is not None else None
     meter = UsageMeter(dict(prices or {}), budget)
     model = get_model(role.backend(), cache=call_cache, meter=meter, role="judge")

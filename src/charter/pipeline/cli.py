@@ -222,7 +222,7 @@ def _dry_run(cfg: RunConfig, config: Path, as_json: bool) -> None:
     )
     console.print(forecast_table(found))
     for note in forecast_notes(found):
-        console.print(f"  {note}", highlight=False)
+        console.print(f"  {note}", highlight=False, markup=False, emoji=False)
     if found.budget:
         console.print(f"[yellow]warning:[/yellow] {found.budget}", highlight=False)
 

@@ -22,7 +22,7 @@ from charter.preference.config import FiltersConfig, PairsConfig
 from charter.prompts import PromptsConfig
 from charter.providers.base import SamplingParams
 from charter.providers.cache import DEFAULT_CACHE
-from charter.providers.config import DEFAULT_MODEL, RoleConfig, RunBatchConfig, check_price_keys
+from charter.providers.config import DEFAULT_MODEL, RoleConfig, RunBatchConfig, check_cap_prices, check_price_keys
 from charter.providers.usage import Budget, Price
 from charter.reward_model.config import RewardModelConfig
 from charter.stats.diversity import DiversityConfig
@@ -85,6 +85,10 @@ class ForecastConfig(ConfigModel):
     """A text reply's length at the low end, as a share of its `max_tokens`."""
     sample: int = Field(default=200, ge=1)
     """Prompts counted (spread evenly over the prompt set); the forecast scales them to every prompt."""
+    heuristic_error: float = Field(default=0.15, ge=0, lt=1)
+    """How far a heuristic's count may be from the provider's tokenizer, either way, as a share (a tokenizer's own
+    count is taken as exact). A prompt prefix near a prompt cache's 1,024-token minimum is then cached, in the
+    expected figure, in the share of that range where it reaches the minimum (at the low end: wherever it can)."""
 
     @model_validator(mode="after")
     def _shares(self) -> ForecastConfig:
@@ -189,6 +193,7 @@ class RunConfig(ConfigModel):
     @model_validator(mode="after")
     def _price_keys(self) -> RunConfig:
         check_price_keys(self.prices, self)
+        check_cap_prices(self.budget, self.prices, self)
         return self
 
     @property

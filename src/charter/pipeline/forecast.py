@@ -9,7 +9,9 @@ table the run prices its calls with (`prices`, else genai-prices; batch roles at
 - low: text replies at `forecast.output_share_low` of their `max_tokens`; a cached prefix read by every call sent
   after it;
 - expected: replies at `forecast.output_share`; a prefix read by the calls sent after it was answered (through a
-  batch API, which gathers many prompts' calls into one batch and runs them in no stated order: nothing read);
+  batch API, which gathers a step's calls of many prompts into one batch: by the later steps' batches only), and,
+  where a heuristic counts the tokens, cached only as far as the provider's count may reach the cache's minimum
+  (`forecast.heuristic_error`);
 - high: replies at their whole `max_tokens`, no prefix read from a cache, and every judge re-ask
   (`judge.max_retries`) made.
 """
@@ -29,7 +31,8 @@ from charter.pipeline.forecast_cache import PromptCache, Seen, cache_rules
 from charter.pipeline.forecast_calls import Call, Replies, Walk, prompt_calls
 from charter.pipeline.forecast_tokens import TokenCounter, counter_for
 from charter.prompts import PromptSet
-from charter.providers.prices import PriceSource, model_id_of, normalise_keys, resolve_price
+from charter.providers.config import cap_sight, role_names
+from charter.providers.prices import CapSight, PriceSource, model_id_of, normalise_keys, resolve_price
 from charter.providers.usage import Budget
 from charter.records import Prompt
 from charter.runs.items import count_prompts, prompt_records
@@ -134,6 +137,9 @@ class Forecast(BaseModel):
     """Calls the run makes that the figures leave out."""
     budget: str | None = None
     """The warning when `budget.max_cost_usd` or `budget.max_tokens` is below the forecast (null: no cap is)."""
+    budget_sees: list[CapSight] = []
+    """With `budget.max_cost_usd`: how the cap sees each model role (what prices it, or why it is free); empty
+    without a cost cap."""
 
 
 def spread(items: Iterable[T], count: int, sample: int) -> list[T]:
@@ -204,15 +210,14 @@ class _Pricer:
         return self.counters[spec.model]
 
     def cache(self, scenario: str, spec: RoleConfig) -> PromptCache:
-        """The model's prompt cache in a scenario. A batch API gathers many prompts' calls into one batch and runs
-        them in no stated order, so the expected figure reads nothing from the cache for a batched role (the low
-        figure: what was sent before, stage by stage)."""
+        """The model's prompt cache in a scenario. A batch API gathers a step's calls of many prompts into one batch
+        and runs them in no stated order (`lockstep`): a batched call reads only what an earlier step's batch
+        cached."""
         batched = self.config.batch.for_role(spec)
         key = (scenario, spec.model, batched)
         if key not in self.caches:
             rules, seen = cache_rules(spec.model, spec.options), SCENARIOS[scenario][1]
-            expected_seen = "none" if batched and seen == "answered" else seen
-            self.caches[key] = PromptCache(rules, expected_seen, self.counter(spec), lockstep=batched)
+            self.caches[key] = PromptCache(rules, seen, self.counter(spec), lockstep=batched)
         return self.caches[key]
 
     def lay(self, scenario: str, calls: list[Call], lengths: dict[str, int], share: float, tally: bool) -> None:
@@ -286,8 +291,11 @@ def assumptions(config: RunConfig) -> list[str]:
         f"text replies take {share:.0%} of their max_tokens ({low:.0%} at the low end, all of it at the high end); "
         "a next-token-probability answer is 1 token",
         "prompt caches (openai: prefixes of 1,024+ tokens in 128-token steps; anthropic: up to charter's "
-        "breakpoints): expected, a call reads what calls answered before it was sent cached; low, what any call "
-        "sent before it cached; high, nothing",
+        "breakpoints): expected, a call reads what calls answered before it was sent cached (a batch: what earlier "
+        "batches cached); low, what any call sent before it cached; high, nothing",
+        f"a heuristic's token count is within {config.forecast.heuristic_error:.0%} of the provider's either way: a "
+        "prefix near a cache's 1,024-token minimum is cached, expected, as far as that range reaches it; at the low "
+        "end, wherever it can",
         "the judge's re-asks of a reply it cannot read (judge.max_retries, and the checklist writer's "
         "checklist.max_retries) are made at the high end only; "
         "transport retries (429, 5xx) are not billed",
@@ -349,6 +357,7 @@ async def forecast(
         assumptions=assumptions(config),
         not_forecast=not_forecast(config),
         budget=budget_warning(total, config.budget),
+        budget_sees=cap_sight(config.prices, role_names(config)) if config.budget.max_cost_usd is not None else [],
     )
 
 

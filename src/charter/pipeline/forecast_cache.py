@@ -88,9 +88,33 @@ def _common_length(a: str, b: str) -> int:
     return low
 
 
-def _step_floor(tokens: int) -> int:
+def _step_floor(tokens: float) -> int:
     """The longest cached prefix within `tokens` (0 under 1,024)."""
-    return 0 if tokens < MIN_CACHED else MIN_CACHED + (tokens - MIN_CACHED) // STEP * STEP
+    return 0 if tokens < MIN_CACHED else MIN_CACHED + int(tokens - MIN_CACHED) // STEP * STEP
+
+
+#: Where in a count's error range the provider's count is taken to be: evenly spread points from -1 to +1.
+_POINTS = [2 * i / 8 - 1 for i in range(9)]
+
+
+def _ratios(error: float) -> list[float]:
+    """The provider's count over the counter's, across the counter's error range (one point for an exact one)."""
+    return [1.0] if error == 0 else [1 + error * point for point in _POINTS]
+
+
+def openai_read(shared: int, error: float, optimistic: bool) -> float:
+    """The tokens (in the counter's units) read of a cached prefix `shared` tokens long, where the provider's count
+    may differ by `error` either way: the mean over that range (at the low end: its most), as a prefix near the
+    1,024-token minimum is cached for some of the provider's counts and not for others."""
+    found = [_step_floor(shared * ratio) / ratio for ratio in _ratios(error)]
+    return max(found) if optimistic else sum(found) / len(found)
+
+
+def cacheable_share(tokens: int, error: float, optimistic: bool) -> float:
+    """The share of the counter's error range where a prefix of `tokens` reaches the 1,024-token minimum (at the low
+    end: 1 where it can anywhere)."""
+    found = [tokens * ratio >= MIN_CACHED for ratio in _ratios(error)]
+    return float(any(found)) if optimistic else sum(found) / len(found)
 
 
 def breakpoints(call: Call, counter: TokenCounter, lengths: dict[str, int]) -> tuple[int, list[Mark], list[int]]:
@@ -121,11 +145,12 @@ def breakpoints(call: Call, counter: TokenCounter, lengths: dict[str, int]) -> t
 
 @dataclass
 class Billed:
-    """One call's input as the provider bills it."""
+    """One call's input as the provider bills it (reads and writes as expected values: fractional where the
+    provider's count may fall either side of a cache's minimum)."""
 
     prompt_tokens: int
-    cache_read: int = 0
-    cache_write: int = 0
+    cache_read: float = 0
+    cache_write: float = 0
 
 
 #: When a call was sent and answered: (the walk's prompt number, sent, answered on that prompt's clock).
@@ -149,6 +174,12 @@ class PromptCache:
     before: list[tuple[Call, list[Piece]]] = field(default_factory=list)
     digests: dict[str, When] = field(default_factory=dict)
 
+    @property
+    def optimistic(self) -> bool:
+        """The low end's cache: every call sent before is read, and a prefix is cached wherever the counter's error
+        lets it reach the minimum."""
+        return self.seen == "sent"
+
     def next_prompt(self) -> None:
         """The walk moves to another prompt: the last one's calls are all answered by now."""
         self.before, self.earlier = self.earlier, []
@@ -171,8 +202,8 @@ class PromptCache:
         total = _sum(mine)
         if self.rules != "openai":
             return Billed(total)
-        read = 0
-        if total >= MIN_CACHED:
+        read = 0.0
+        if cacheable_share(total, self.counter.error, self.optimistic):
             readable = [
                 p for other, p in self.before if self._readable(call, (self.prompt - 1, other.started, other.answered))
             ]
@@ -180,7 +211,7 @@ class PromptCache:
                 p for other, p in self.earlier if self._readable(call, (self.prompt, other.started, other.answered))
             ]
             shared = (min(_common_tokens(mine, other, self.counter), _sum(other)) for other in readable)
-            read = _step_floor(max(shared, default=0))
+            read = openai_read(max(shared, default=0), self.counter.error, self.optimistic)
         self.earlier.append((call, mine))
         return Billed(total, read)
 
@@ -188,16 +219,22 @@ class PromptCache:
         """The longest cached prefix that ends at a breakpoint, or at one of the 20 content blocks before one, is
         read (as Anthropic documents); the rest up to the last breakpoint is written."""
         total, marks, marked = breakpoints(call, self.counter, lengths)
-        cached = [marks[i] for i in marked if marks[i][0] >= MIN_CACHED]
+        error, optimistic = self.counter.error, self.optimistic
+        cached = [marks[i] for i in marked if cacheable_share(marks[i][0], error, optimistic)]
         if not cached:
             return Billed(total)
-        readable = {marks[j] for i in marked for j in range(max(0, i - LOOK_BACK), i + 1) if marks[j][0] >= MIN_CACHED}
+        readable = {marks[j] for i in marked for j in range(max(0, i - LOOK_BACK), i + 1)}
         found = [at for at, digest in readable if digest in self.digests and self._readable(call, self.digests[digest])]
         read = max(found, default=0)
-        written = max(0, max(at for at, _ in cached) - read)
+        last = max(at for at, _ in cached)
         for _, digest in cached:
             self.digests.setdefault(digest, (self.prompt, call.started, call.answered))
-        return Billed(total, read, written)
+        # where the provider's count falls short of the minimum, nothing of that prefix is read or written
+        return Billed(
+            total,
+            read * cacheable_share(read, error, optimistic),
+            max(0, last - read) * cacheable_share(last, error, optimistic),
+        )
 
 
 def _sum(found: Sequence[Piece]) -> int:

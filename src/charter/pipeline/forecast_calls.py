@@ -33,6 +33,9 @@ from charter.providers import ChatModel, ChoiceProbs, Completion, Messages, Samp
 from charter.providers.prices import model_id_of
 from charter.records import Pair, Prompt
 
+#: Turns of the event loop a stand-in waits before it answers, so that calls sent together all go out first, those
+#: of gathers nested a few deep included (a judge's other order, asked at the same time as the first order's calls).
+_SETTLE = 4
 #: A placeholder in a text: `\x00N\x00` stands for reply N.
 PLACEHOLDER = re.compile(r"(\x00\d+\x00)")
 
@@ -137,7 +140,8 @@ class PlanningModel(ChatModel):
         call = Call(self.role, self.spec, list(request), max_tokens, budget, logprobs, 0 if logprobs else self.reasks)
         call.started = recorder.tick()
         recorder.calls.append(call)
-        await asyncio.sleep(0)  # the calls sent together all go out before the first answer
+        for _ in range(_SETTLE):  # the calls sent together all go out before the first answer
+            await asyncio.sleep(0)
         call.answered = recorder.tick()
 
     async def generate(self, requests: Sequence[Messages], params: SamplingParams) -> list[Completion]:

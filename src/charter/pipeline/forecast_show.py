@@ -19,19 +19,33 @@ def forecast_table(forecast: Forecast) -> Any:
     """A rich table of the forecast: the expected figures per role and model, the cost with its range."""
     from rich.table import Table
 
-    table = Table(title=f"forecast: {forecast.prompts} prompts ({forecast.counted_prompts} counted)")
-    for name in ("role", "model", "calls", "input", "cached input", "cache writes", "output", "USD (low-high)"):
-        table.add_column(name, justify="left" if name in ("role", "model") else "right")
+    table = Table(title=f"forecast: {forecast.prompts} prompts ({forecast.counted_prompts} counted)", show_edge=False)
+    # nothing is cut: where the terminal is narrow, a model name is folded and a cost's range goes under it, whole
+    ranges = {id(f): f"({f.cost_usd.low:.4f}-{f.cost_usd.high:.4f})" for f in [*forecast.rows, forecast.total]}
+    table.add_column("role", overflow="fold")
+    table.add_column("model", min_width=8, overflow="fold")
+    for name in ("calls", "input", "cached\ninput", "cache\nwrites", "output"):
+        table.add_column(name, justify="right", overflow="fold")
+    table.add_column("USD (low-high)", justify="right", min_width=max(map(len, ranges.values())))
     for row in [*forecast.rows, None]:
         figures = forecast.total if row is None else row
-        cost = figures.cost_usd
         table.add_row(
             "total" if row is None else row.role,
             "" if row is None else row.model + (" (batch)" if row.batched else ""),
             *(f"{getattr(figures, name).expected:,}" for name in COMPARED),
-            f"{cost.expected:.4f} ({cost.low:.4f}-{cost.high:.4f})",
+            f"{figures.cost_usd.expected:.4f} {ranges[id(figures)]}",
         )
     return table
+
+
+#: How a cost cap sees a role, in words.
+_SEEN_AS = {
+    "config": "priced by the config",
+    "genai-prices": "priced by genai-prices",
+    "free": "declared free",
+    "in-process": "free, runs in this process",
+    "unpriced": "unpriced",
+}
 
 
 def forecast_notes(forecast: Forecast) -> list[str]:
@@ -41,6 +55,9 @@ def forecast_notes(forecast: Forecast) -> list[str]:
         priced = "not priced (0)" if row.price_source == "unpriced" else f"priced by {row.price_source}"
         seen.setdefault(row.model, f"{row.model}: tokens by {row.counter}; {priced}")
     notes = list(seen.values())
+    if forecast.budget_sees:
+        sights = ", ".join(f"{s.role} ({s.model}: {_SEEN_AS[s.seen_as]})" for s in forecast.budget_sees)
+        notes.append(f"the cost cap sees {sights}")
     if forecast.not_forecast:
         notes.append(f"not forecast: {', '.join(forecast.not_forecast)}")
     notes.append("expected figures; --json gives each one's low and high ends, and what they assume")

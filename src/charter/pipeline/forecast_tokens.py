@@ -28,6 +28,8 @@ class TokenCounter:
     count_text: Callable[[str], int]
     per_message: int = OTHER_PER_MESSAGE
     """Tokens each message adds besides its text."""
+    error: float = 0.0
+    """How far its count may be from the provider's, either way, as a share (0: the model's own tokenizer)."""
     _seen: dict[str, int] = field(default_factory=dict, repr=False)
 
     def count(self, text: str) -> int:
@@ -42,27 +44,30 @@ class TokenCounter:
         return found
 
 
-def chars_counter(chars_per_token: float) -> TokenCounter:
+def chars_counter(chars_per_token: float, error: float = 0.0) -> TokenCounter:
     """The characters heuristic: `chars_per_token` characters a token, 4 tokens a message."""
     return TokenCounter(
-        f"heuristic: {chars_per_token:g} characters a token", lambda text: max(1, round(len(text) / chars_per_token))
+        f"heuristic: {chars_per_token:g} characters a token",
+        lambda text: max(1, round(len(text) / chars_per_token)),
+        error=error,
     )
 
 
-def words_counter(tokens_per_word: float) -> TokenCounter:
+def words_counter(tokens_per_word: float, error: float = 0.0) -> TokenCounter:
     """The words heuristic: `tokens_per_word` tokens a whitespace-separated word, and its role a message."""
     return TokenCounter(
         f"heuristic: {tokens_per_word:g} tokens a word",
         lambda text: round(len(text.split()) * tokens_per_word),
         per_message=max(1, round(tokens_per_word)),
+        error=error,
     )
 
 
 def heuristic(forecast: ForecastConfig) -> TokenCounter:
     """The heuristic `forecast.counter` names (`chars` for `auto`)."""
     if forecast.counter == "words":
-        return words_counter(forecast.tokens_per_word)
-    return chars_counter(forecast.chars_per_token)
+        return words_counter(forecast.tokens_per_word, forecast.heuristic_error)
+    return chars_counter(forecast.chars_per_token, forecast.heuristic_error)
 
 
 def _tiktoken(name: str) -> TokenCounter | None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from pydantic import BaseModel, Field, ValidationError, model_validator
@@ -11,7 +11,15 @@ from charter.errors import ArgumentError, CharterError, ConfigError, UnknownMode
 from charter.providers.base import ChatModel, Limits, SamplingParams
 from charter.providers.batch import BATCH_PROVIDERS, BatchSettings
 from charter.providers.endpoints import Endpoint, check_variable_name
-from charter.providers.prices import unmatched_price_key
+from charter.providers.prices import (
+    CapSight,
+    CapSource,
+    Price,
+    model_id_of,
+    normalise_keys,
+    resolve_price,
+    unmatched_price_key,
+)
 from charter.providers.registry import (
     create_backend,
     endpoint_of,
@@ -20,6 +28,7 @@ from charter.providers.registry import (
     provider,
     unknown_option,
 )
+from charter.providers.usage import Budget
 from charter.yamlio import ConfigModel, LocatedValueError
 
 DEFAULT_MODEL = "local:smollm2-135m-instruct"
@@ -130,15 +139,70 @@ class RunBatchConfig(BatchSettings):
 
 def config_roles(node: Any) -> list[RoleConfig]:
     """Every model role in a config (policy, critic, judge and panel members, synth's writers, ...)."""
+    return [role for _, role in named_roles(node)]
+
+
+def named_roles(node: Any, at: tuple = ()) -> list[tuple[tuple, RoleConfig]]:
+    """Every model role in a config with where it is (`("judge", "models", 1)` for a panel's second member)."""
     if isinstance(node, RoleConfig):
-        return list(getattr(node, "members", [node]))  # a judge section: its panel's members, or itself
+        members = getattr(node, "members", [node])  # a judge section: its panel's members, or itself
+        return [(at, node)] if members == [node] else [((*at, "models", i), m) for i, m in enumerate(members)]
     if isinstance(node, BaseModel):
-        return [role for name in type(node).model_fields for role in config_roles(getattr(node, name))]
+        return [found for name in type(node).model_fields for found in named_roles(getattr(node, name), (*at, name))]
     if isinstance(node, list | tuple):
-        return [role for item in node for role in config_roles(item)]
+        return [found for i, item in enumerate(node) for found in named_roles(item, (*at, i))]
     if isinstance(node, dict):
-        return [role for item in node.values() for role in config_roles(item)]
+        return [found for key, item in node.items() for found in named_roles(item, (*at, key))]
     return []
+
+
+def role_names(config: BaseModel) -> list[tuple[str, RoleConfig]]:
+    """Every model role of a config, named by where it is (`judge`, `judge.models.1`, `eval.judge`)."""
+    return [(".".join(str(part) for part in at), role) for at, role in named_roles(config)]
+
+
+def cap_sight(prices: Mapping[str, Price], roles: Iterable[tuple[str, RoleConfig]]) -> list[CapSight]:
+    """How a cost cap sees each named model role: what prices it, or why it is free, or that it is blind to it
+    (`unpriced`)."""
+    prices = normalise_keys(prices)
+    out = []
+    for name, role in roles:
+        model = model_id_of(role.model)
+        price, source = resolve_price(prices, model)
+        if source == "unpriced" and provider(parse_model_string(role.model).provider).endpoint is None:
+            seen_as: CapSource = "in-process"
+        elif source == "config" and price.is_free:
+            seen_as = "free"
+        else:
+            seen_as = source
+        out.append(CapSight(role=name, model=model, seen_as=seen_as))
+    return out
+
+
+def blind_cap(
+    budget: Budget | None, prices: Mapping[str, Price], roles: Iterable[tuple[str, RoleConfig]]
+) -> str | None:
+    """One line when a cost cap is set and a role's model has no price (the cap could not see what it spends), else
+    None. A role is seen once `prices` gives it a price (0 for a free one), or its model runs in this process
+    (`local:`, `scripted:`)."""
+    if budget is None or budget.max_cost_usd is None:
+        return None
+    blind = [sight for sight in cap_sight(prices, roles) if sight.seen_as == "unpriced"]
+    if not blind:
+        return None
+    names = ", ".join(f"{sight.role} ({sight.model})" for sight in blind)
+    return (
+        f"a cost cap cannot see what {names} spend{'s' if len(blind) == 1 else ''}: no price; give one in "
+        f"`prices: {{{blind[0].model}: {{input: ..., output: ...}}}}` (USD per million tokens), or declare the model "
+        "free with `{input: 0, output: 0}`"
+    )
+
+
+def check_cap_prices(budget: Budget, prices: Mapping[str, Any], config: BaseModel) -> None:
+    """Raise a located error (`budget.max_cost_usd`) when a cost cap cannot see a role of the config (`blind_cap`)."""
+    message = blind_cap(budget, prices, role_names(config))
+    if message is not None:
+        raise LocatedValueError(message, ("budget", "max_cost_usd"))
 
 
 def check_price_keys(prices: Mapping[str, Any], config: BaseModel) -> None:

@@ -12,12 +12,15 @@ from collections.abc import Iterable, Mapping
 from functools import lru_cache
 from typing import Literal
 
-from pydantic import Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from charter.yamlio import ConfigModel
 
 #: Which source priced a model: the run config, the genai-prices library, or nothing (zero cost).
 PriceSource = Literal["config", "genai-prices", "unpriced"]
+#: How a cost cap sees a role: priced (by the config or genai-prices), declared free in `prices` (every price 0), run
+#: in this process (`local:`, `scripted:`: no provider bills it), or not at all (`unpriced`: its spending is invisible).
+CapSource = Literal["config", "genai-prices", "free", "in-process", "unpriced"]
 
 #: charter providers whose models genai-prices knows, and its provider id for them.
 _GENAI_PROVIDERS = {"openai": "openai", "anthropic": "anthropic"}
@@ -25,7 +28,7 @@ _SAMPLE = 1000  # tokens priced per lookup: the base tier (tiered prices change 
 
 
 class Price(ConfigModel):
-    """USD per million tokens."""
+    """USD per million tokens. A price whose every field is 0 declares the model free (a cost cap then sees it)."""
 
     input: float = Field(default=0.0, ge=0)
     """Per million prompt tokens."""
@@ -37,7 +40,7 @@ class Price(ConfigModel):
     """Per million prompt tokens written to the provider's prompt cache (Anthropic: 1.25x input; default:
     `input`)."""
 
-    def cost(self, prompt_tokens: int, completion_tokens: int, cache_read: int = 0, cache_write: int = 0) -> float:
+    def cost(self, prompt_tokens: int, completion_tokens: int, cache_read: float = 0, cache_write: float = 0) -> float:
         """USD for one call: uncached input, cache reads, cache writes and output, each at its own price.
         `prompt_tokens` counts every input token, the cached and the written ones included."""
         uncached = max(0, prompt_tokens - cache_read - cache_write)
@@ -50,6 +53,11 @@ class Price(ConfigModel):
             + completion_tokens * self.output
         ) / 1e6
 
+    @property
+    def is_free(self) -> bool:
+        """Every price is 0: the role is declared free (a cost cap sees it, at no cost)."""
+        return not (self.input or self.output or self.cached_input or self.cache_write)
+
     def saved(self, cache_read: int, cache_write: int) -> float:
         """USD the prompt cache saved against pricing every input token at `input` (negative: writes cost more
         than the reads saved)."""
@@ -58,6 +66,19 @@ class Price(ConfigModel):
     batch: float = Field(default=0.5, ge=0)
     """The share of these prices a call through the provider's batch API costs (OpenAI's Batch API and
     Anthropic's Message Batches: half)."""
+
+
+class CapSight(BaseModel):
+    """How a cost cap (`budget.max_cost_usd`) sees one model role."""
+
+    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
+    role: str
+    """Where the role is in the config (`judge`, `judge.models.1`, `eval.judge`)."""
+    model: str
+    """Its model id."""
+    seen_as: CapSource
+    """What prices it for the cap: `config`, `genai-prices`, `free` (every price 0 in `prices`), `in-process` (no
+    provider bills it), or `unpriced` (the cap cannot see it; a config with a cost cap refuses this)."""
 
 
 def model_id_of(model: str) -> str:

@@ -20,7 +20,9 @@ class Budget(ConfigModel):
     """Caps that stop a run cleanly with `BudgetExceeded`, keeping everything done so far."""
 
     max_cost_usd: float | None = Field(default=None, ge=0)
-    """Stop once the priced cost reaches this."""
+    """Stop once the priced cost reaches this. The cap sees only what is priced: a config with a cost cap and a role
+    whose model has no price (in `prices` or genai-prices) is refused; a free one is declared with a price of 0
+    (`{input: 0, output: 0}`), and a model run in this process (`local:`, `scripted:`) needs none."""
     max_tokens: int | None = Field(default=None, ge=0)
     """Stop once total tokens (all roles, cache hits excluded) reach this."""
 

@@ -10,7 +10,7 @@ from pydantic import Field, model_validator
 from charter.judge.settings import JudgeConfig
 from charter.online.config import ChecklistReward, VerifiableReward, check_one_judge, with_default_mode
 from charter.providers.cache import DEFAULT_CACHE
-from charter.providers.config import RoleConfig, check_price_keys
+from charter.providers.config import RoleConfig, check_cap_prices, check_price_keys
 from charter.providers.usage import Budget, Price
 from charter.yamlio import ConfigModel
 
@@ -97,4 +97,5 @@ class ServeConfig(ConfigModel):
     def _mode_fits_scoring(self) -> ServeConfig:
         check_one_judge(self.scoring, self.judge, "the reward server")
         check_price_keys(self.prices, self)
+        check_cap_prices(self.budget, self.prices, self)
         return self

@@ -1,27 +1,34 @@
 """Prompt caching and billing as the providers do them, for the loopback servers: the server's own invoice, to
-check that the cost charter reports is the bill.
+check both that the cost charter reports is the bill and that the forecast made before a run comes near it.
 
-A token here is a word (whitespace-split) of a message's text, and each message's role is one more; `usage` in the
-replies is counted the same way, so the client sees the counts the invoice bills.
+This module is written apart from charter: it imports nothing of it, and in particular nothing of the forecast's
+cache model (`charter.pipeline.forecast_cache`) or its token counts. It tokenizes and caches its own way:
 
-- `OpenAIBilling`: automatic prefix caching. A prompt of 1,024 tokens or more is cached in 128-token steps; a
-  later prompt that starts with a cached prefix reads its longest one (`usage.prompt_tokens_details.cached_tokens`).
-  Reads cost `read` times the input price (OpenAI: a half or less); writes cost nothing extra.
-- `AnthropicBilling`: caching only up to the request's `cache_control` breakpoints (prefixes of 1,024 tokens or
-  more). The longest cached prefix that ends at a breakpoint, or at one of the 20 content blocks before one (the
+- Tokens (`tokenize`): a GPT-style pre-tokenizer (a word with the space before it, up to 3 digits, a run of
+  punctuation, a run of spaces), with a word longer than 8 characters cut into pieces of 6, as a byte-pair
+  vocabulary leaves a rare long word in pieces. English prose comes to about 1.3 tokens a word; the forecast's
+  heuristics (4 characters a token, or so many tokens a word) only come near it.
+- The chat format: each message is framed by a start token, its role and an end token around its text, and the
+  reply is primed by three more tokens after the last message (OpenAI's documented 3 a message and 3 a reply), so
+  a conversation that goes on shares its earlier messages as a prefix, but not the priming.
+- `OpenAIBilling`: automatic prefix caching of the token sequence. Once a reply is sent, every prefix of its
+  request of 1,024 tokens or more, in 128-token steps, is cached; a later request reads the longest cached prefix
+  it starts with (`usage.prompt_tokens_details.cached_tokens`), at `read` times the input price.
+- `AnthropicBilling`: caching only at the request's `cache_control` breakpoints, for prefixes of 1,024 tokens or
+  more. The longest cached prefix that ends at a breakpoint, or at one of the 20 content blocks before one (the
   provider's look-back), is read (`cache_read_input_tokens`, 0.1x), the rest up to the last breakpoint written
   (`cache_creation_input_tokens`, 1.25x); `input_tokens` counts only what is left.
 
 As at the providers, a request reads what is cached when it arrives (`usage`), and its own prefixes become readable
 only once it has been answered (`fill`, which the server calls when it sends the reply): requests sent together all
-miss, and a second one sent after the first was answered reads the prefix they share.
-
-A batch request is billed at half of everything.
+miss, and one sent after the first was answered reads the prefix they share. A reply's tokens are counted from its
+text, at most the request's `max_tokens` (a provider stops there). A batch request is billed at half of everything.
 """
 
 from __future__ import annotations
 
 import hashlib
+import re
 import threading
 from dataclasses import dataclass, field
 from typing import Any
@@ -30,6 +37,22 @@ MIN_CACHED = 1024
 STEP = 128
 #: Content blocks before a `cache_control` breakpoint where Anthropic also looks for a cached prefix.
 LOOK_BACK = 20
+#: A word longer than this is cut into pieces of `_PIECE` characters.
+_WHOLE, _PIECE = 8, 6
+_PRETOKEN = re.compile(r"'(?:[sdmt]|ll|ve|re)| ?[^\W\d_]+| ?\d{1,3}| ?[^\s\w]+|\s+(?!\S)|\s+")
+#: The framing of a chat message around its text, and the reply's priming after the last message.
+_START, _END, _PRIME = "<|start|>", "<|end|>", ("<|start|>", "assistant", "<|message|>")
+
+
+def tokenize(text: str) -> list[str]:
+    """The text's tokens: its pre-tokens, a long word cut into pieces (their concatenation is the text)."""
+    out: list[str] = []
+    for piece in _PRETOKEN.findall(text):
+        if len(piece) <= _WHOLE or not piece.strip().isalpha():
+            out.append(piece)
+        else:
+            out += [piece[i : i + _PIECE] for i in range(0, len(piece), _PIECE)]
+    return out
 
 
 @dataclass
@@ -51,12 +74,28 @@ class Invoice:
 
 def _text(content: Any) -> str:
     if isinstance(content, list):
-        return " ".join(str(b.get("text", "")) for b in content if isinstance(b, dict))
+        return "".join(str(b.get("text", "")) for b in content if isinstance(b, dict))
     return str(content or "")
 
 
-def _digest(tokens: list[str]) -> str:
-    return hashlib.sha256("\x00".join(tokens).encode()).hexdigest()
+class _Prefixes:
+    """Digests of a token sequence's prefixes, computed in one pass (each prefix's digest extends the last)."""
+
+    def __init__(self, tokens: list[str]) -> None:
+        self.tokens = tokens
+        self._hash = hashlib.sha256()
+        self._at = 0
+        self._found: dict[int, str] = {}
+
+    def digest(self, length: int) -> str:
+        found = self._found.get(length)
+        if found is None:
+            if length < self._at:
+                return hashlib.sha256("\x1f".join(self.tokens[:length]).encode() + b"\x1f").hexdigest()
+            self._hash.update("".join(t + "\x1f" for t in self.tokens[self._at : length]).encode())
+            self._at = length
+            found = self._found[length] = self._hash.copy().hexdigest()
+        return found
 
 
 @dataclass
@@ -91,16 +130,26 @@ class _Billing:
     def fill(self, body: dict[str, Any]) -> None:
         """Make the request's cacheable prefixes readable (the server calls this once it has sent the reply)."""
         tokens, cached, _ = self.prefixes(body)
+        digests = _Prefixes(tokens)
+        found = [digests.digest(k) for k in cached]
         with self._lock:
-            self.cached.update(_digest(tokens[:k]) for k in cached)
+            self.cached.update(found)
 
     def _read(self, tokens: list[str], readable: list[int]) -> int:
         """The longest cached prefix (call with the lock held)."""
-        return max((k for k in readable if _digest(tokens[:k]) in self.cached), default=0)
+        digests = _Prefixes(tokens)
+        return max((k for k in readable if digests.digest(k) in self.cached), default=0)
 
     def forget(self) -> None:
         """Empty the cache (the invoice stays)."""
         self.cached.clear()
+
+    @staticmethod
+    def completion(body: dict[str, Any], text: str) -> int:
+        """The reply's tokens: its text's, at most the request's `max_tokens` (at least 1)."""
+        cap = body.get("max_completion_tokens") or body.get("max_tokens")
+        found = max(1, len(tokenize(text)))
+        return min(found, int(cap)) if cap else found
 
 
 @dataclass
@@ -108,13 +157,17 @@ class OpenAIBilling(_Billing):
     """OpenAI's automatic prefix caching and its bill."""
 
     def prefixes(self, body: dict[str, Any]) -> tuple[list[str], list[int], list[int]]:
-        tokens = [t for m in body.get("messages", []) for t in [str(m.get("role")), *_text(m.get("content")).split()]]
+        tokens: list[str] = []
+        for message in body.get("messages", []):
+            tokens += [_START, str(message.get("role")), *tokenize(_text(message.get("content"))), _END]
+        tokens += _PRIME
         steps = list(range(MIN_CACHED, len(tokens) + 1, STEP))
         return tokens, steps, steps
 
-    def usage(self, body: dict[str, Any], output: int, batched: bool = False) -> dict[str, Any]:
+    def usage(self, body: dict[str, Any], text: str, batched: bool = False) -> dict[str, Any]:
         """The reply's `usage`, billed: the longest prefix cached now is read (nothing is cached here: `fill`)."""
         tokens, _, readable = self.prefixes(body)
+        output = self.completion(body, text)
         with self._lock:
             read = self._read(tokens, readable)
             self._charge(len(tokens) - read, read, 0, output, batched)
@@ -141,21 +194,24 @@ class AnthropicBilling(_Billing):
         turns = [(None, system)] if system else []
         turns += [(str(m.get("role")), m.get("content")) for m in body.get("messages", [])]
         for role, content in turns:
-            tokens += [role] if role else []
+            tokens += [_START, role] if role else []
             for block in content if isinstance(content, list) else [{"text": content}]:
-                tokens += _text([block]).split()
+                tokens += tokenize(_text([block]))
                 ends.append(len(tokens))
                 if block.get("cache_control"):
                     marked.append(len(ends) - 1)
+            tokens += [_END] if role else []
+        tokens += _PRIME
         cached = [ends[i] for i in marked if ends[i] >= MIN_CACHED]
         readable = {ends[j] for i in marked for j in range(max(0, i - LOOK_BACK), i + 1) if ends[j] >= MIN_CACHED}
         return tokens, cached, sorted(readable)
 
-    def usage(self, body: dict[str, Any], output: int, batched: bool = False) -> dict[str, Any]:
+    def usage(self, body: dict[str, Any], text: str, batched: bool = False) -> dict[str, Any]:
         """The reply's `usage`, billed: the longest cached prefix that ends at a breakpoint or within the look-back
         before one is read, the rest up to the last breakpoint written (it becomes readable once the reply is sent:
         `fill`)."""
         tokens, cached, readable = self.prefixes(body)
+        output = self.completion(body, text)
         with self._lock:
             read = self._read(tokens, readable)
             written = max(0, max(cached, default=0) - read)

@@ -344,7 +344,7 @@ class LoopbackServer:
         prompt, completion = _words(body), max(1, len(text.split()))
         usage = {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
         if isinstance(self.billing, OpenAIBilling):
-            usage = self.billing.usage(body, completion, batched)
+            usage = self.billing.usage(body, text, batched)
         choices = (
             []
             if behaviour.empty_choices
@@ -383,7 +383,7 @@ class LoopbackServer:
         text = self.reply(body)
         usage: dict[str, Any] = {"input_tokens": _words(body), "output_tokens": max(1, len(text.split()))}
         if isinstance(self.billing, AnthropicBilling):
-            usage = self.billing.usage(body, usage["output_tokens"], batched)
+            usage = self.billing.usage(body, text, batched)
         return {
             "id": f"msg_{next(self._ids)}",
             "type": "message",
