@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 import charter
-from charter.providers.embeddings import embedder
+from charter.providers.embeddings import embedder, reads_nothing
 from charter.stats.coverage import coverage_radius, k_center
 from charter.stats.diversity import vendi_score
 
@@ -39,3 +39,14 @@ def test_k_center_on_minilm_covers_better_than_random(shared_data: Path) -> None
     rng = np.random.default_rng(0)
     random_radii = [coverage_radius(vectors, list(rng.choice(len(vectors), 20, replace=False))) for _ in range(20)]
     assert coverage_radius(vectors, picked) < min(random_radii)
+
+
+def test_texts_minilm_reads_nothing_of_are_left_out_and_said_so() -> None:
+    texts = ["🙂🎉", "🔥🚀🌍", "😀", "How do I bake bread?", "What is quantum entanglement?", "我想学习如何烤面包。"]
+    assert reads_nothing(texts) == [True, True, True, False, False, False]
+    field = charter.diversity(texts).fields["text"]
+    assert field.vendi.n == 3 and field.mean_cosine.n == 3  # not 1.0 "all alike" from three [UNK] embeddings
+    assert "3 of 6 texts not embedded: the model reads none of their characters" in (field.vendi.note or "")
+    assert field.token_kinds == {"emoji": 6, "word": 9, "character": 9}
+    emoji_only = charter.diversity(texts[:3]).fields["text"]
+    assert emoji_only.vendi.value is None and emoji_only.distinct_1.value == 1.0 and emoji_only.length.mean == 2

@@ -5,6 +5,7 @@ of generations. Vectors are L2-normalised float32, so a dot product is a cosine 
 from __future__ import annotations
 
 import importlib.util
+import threading
 from collections.abc import Callable, Sequence
 from functools import lru_cache
 from pathlib import Path
@@ -61,3 +62,81 @@ def embedder(model: str) -> Callable[[Sequence[str]], np.ndarray]:
     if model in EMBEDDERS:
         return EMBEDDERS[model]
     return lambda texts: embed(texts, model=model)
+
+
+def reads_nothing(texts: Sequence[str], model: str = "minilm-l6") -> list[bool]:
+    """Whether the model reads nothing of each text: every token its tokenizer makes of it is the unknown token
+    (MiniLM's vocabulary has no emoji), or there is none. Such texts all embed alike."""
+    if model in EMBEDDERS:
+        return [not text.strip() for text in texts]
+    tokenizer = _model(model).tokenizer
+    unknown = tokenizer.unk_token_id
+    found = tokenizer(list(texts), add_special_tokens=False)["input_ids"] if texts else []
+    return [all(token == unknown for token in ids) for ids in found]
+
+
+class Prefetch:
+    """Embeds texts in a background thread while a run is still making them (its calls spend their time waiting on
+    the provider), so that measuring the dataset's diversity afterwards finds them embedded instead of embedding
+    them after the last call: each distinct text once, up to `limit` texts (past it, texts wait for the
+    measurement, which embeds only its sample). The model loads in the same thread. `embed` is the embedder the
+    measurement uses: the vectors already made, and the rest embedded then."""
+
+    def __init__(self, model: str, limit: int) -> None:
+        self.model, self.limit = model, limit
+        self.vectors: dict[str, np.ndarray] = {}
+        self.queued: list[str] = []
+        self.seen: set[str] = set()
+        self.lock = threading.Lock()
+        self.wake = threading.Event()
+        self.closed = False
+        self.thread = threading.Thread(target=self._work, name="charter-embed-prefetch", daemon=True)
+        self.thread.start()
+
+    def add(self, texts: Sequence[str]) -> None:
+        """Queue the texts not seen yet (while under `limit`)."""
+        with self.lock:
+            for text in texts:
+                if text not in self.seen and len(self.seen) < self.limit and not self.closed:
+                    self.seen.add(text)
+                    self.queued.append(text)
+        self.wake.set()
+
+    def _work(self) -> None:
+        function = embedder(self.model)
+        try:
+            function(["warm up"])  # loads the model while the run's calls are in flight
+        except Exception:  # noqa: BLE001 - the measurement embeds again and reports the failure itself
+            return
+        while True:
+            self.wake.wait()
+            with self.lock:
+                batch, self.queued = self.queued[:EMBED_BATCH], self.queued[EMBED_BATCH:]
+                if not self.queued:
+                    self.wake.clear()
+                if not batch and self.closed:
+                    return
+            if batch:
+                try:
+                    vectors = function(batch)
+                except Exception:  # noqa: BLE001 - as above: these texts are embedded again when measured
+                    continue
+                self.vectors.update(zip(batch, vectors, strict=True))
+
+    def close(self) -> None:
+        """Stop taking texts, drop those still queued (the measurement embeds the ones it samples) and wait for
+        the batch in hand."""
+        with self.lock:
+            self.closed, self.queued = True, []
+        self.wake.set()
+        self.thread.join()
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        """The texts' vectors: the ones embedded in the background, the rest now."""
+        self.close()
+        missing = [t for t in dict.fromkeys(texts) if t not in self.vectors]
+        if missing:
+            self.vectors.update(zip(missing, embedder(self.model)(missing), strict=True))
+        if not texts:
+            return embedder(self.model)([])
+        return np.stack([self.vectors[t] for t in texts])
