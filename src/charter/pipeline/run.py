@@ -507,8 +507,7 @@ class Runner:
     def _build(self, store: RunStore, settings: DatasetSettings) -> RunResult:
         """Write the preference and SFT datasets of the settings in effect."""
         manifest = dataset.write(store, settings)
-        embed = None if self.prefetch is None else self.prefetch.embed
-        measure_run(store, self.config.diversity, self.config.seed, embed)  # once a build: status and card read it
+        measure_run(store, self.config.diversity, self.config.seed, self.prefetch)  # once a build: status, card read it
         files = RunFiles(self.run_dir)
         return RunResult(
             self.run_dir, files.dataset_path("preferences"), files.dataset_path("sft"), counts=dict(manifest.counts)

@@ -22,7 +22,7 @@ from charter.api_args import Kinds, Range, public
 from charter.errors import ArgumentError, DatasetError
 from charter.preference.diverse import field_text
 from charter.preference.manifest import dataset_manifest
-from charter.providers.embeddings import embedder, reads_nothing
+from charter.providers.embeddings import Prefetch, embedder, reads_nothing
 from charter.records import Record, fingerprint
 from charter.runs.files import RunFiles
 from charter.runs.store import RunStore, open_store
@@ -32,6 +32,7 @@ from charter.stats.diversity import (
     Embed,
     FieldDiversity,
     Sampler,
+    Unread,
     measure_fields,
 )
 from charter.tables import iter_jsonl
@@ -132,15 +133,18 @@ def _run_samplers(run_dir: Path, config: DiversityConfig, seed: int) -> dict[str
 
 
 def _report(
-    source: str, samplers: dict[str, Sampler], config: DiversityConfig, seed: int, embed: Embed | None = None
+    source: str, samplers: dict[str, Sampler], config: DiversityConfig, seed: int, prefetch: Prefetch | None = None
 ) -> DiversityReport:
-    """The figures of the samples; `embed` (the run's prefetch, say) in place of the configured model's embedder."""
+    """The figures of the samples; the embeddings from `prefetch` (a run's, which embedded its texts while its
+    calls went on) where given, else from the configured model."""
     ordered = {f: samplers[f] for f in FIELDS if f in samplers}
     model = config.embedding_model
-    if model is not None and embed is None:
-        embed = embedder(model)
-    unread = None if model is None else (lambda texts: reads_nothing(texts, model))
-    fields = measure_fields(ordered, config, None if model is None else embed, unread)
+    embed: Embed | None = None
+    unread: Unread | None = None
+    if model is not None:
+        embed = prefetch.embed if prefetch is not None else embedder(model)
+        unread = prefetch.reads_nothing if prefetch is not None else (lambda texts: reads_nothing(texts, model))
+    fields = measure_fields(ordered, config, embed, unread)
     return DiversityReport(
         source=source,
         measured_at=datetime.now(UTC).isoformat(timespec="seconds"),
@@ -236,11 +240,11 @@ def describes_current(store: RunStore, report: DiversityReport) -> bool:
 
 
 def measure_run(
-    store: RunStore, config: DiversityConfig, seed: int, embed: Embed | None = None
+    store: RunStore, config: DiversityConfig, seed: int, prefetch: Prefetch | None = None
 ) -> DiversityReport | None:
     """Measure the run's dataset files as written and store the figures (meta `diversity`), unless the stored ones
-    already describe these files with these settings. None before the dataset is written. `embed`: the embedder to
-    use (the run's `Prefetch`, which embedded the texts while the calls went on); None: the configured model's."""
+    already describe these files with these settings. None before the dataset is written. `prefetch`: the run's
+    `Prefetch`, which embedded its texts while its calls went on (None: the configured model, here)."""
     key = dataset_key(store)
     if key is None:
         return None
@@ -249,7 +253,7 @@ def measure_run(
     if stored is not None and stored.dataset_key == key and stored.config == config:
         return stored
     report = _report(
-        str(store.run_dir), _run_samplers(store.run_dir, config, config.seed or 0), config, config.seed or 0, embed
+        str(store.run_dir), _run_samplers(store.run_dir, config, config.seed or 0), config, config.seed or 0, prefetch
     )
     report = report.model_copy(update={"dataset_key": key})
     store.set_meta(diversity=report)

@@ -5,10 +5,14 @@ of generations. Vectors are L2-normalised float32, so a dot product is a cosine 
 from __future__ import annotations
 
 import importlib.util
-import threading
+import multiprocessing
+import os
 from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -39,6 +43,8 @@ def _model(name: str):
 #: cores) and peaks 420 MB lower (attention over a batch is what grows), which keeps a million-prompt run's driver
 #: under 1 GB while it measures the dataset's embedding diversity.
 EMBED_BATCH = 16
+#: texts a `Prefetch` sends its worker at once (small: the measurement may wait for the batch in hand)
+PREFETCH_BATCH = EMBED_BATCH
 
 
 def embed(texts: Sequence[str], model: str = "minilm-l6", batch_size: int = EMBED_BATCH) -> np.ndarray:
@@ -75,68 +81,104 @@ def reads_nothing(texts: Sequence[str], model: str = "minilm-l6") -> list[bool]:
     return [all(token == unknown for token in ids) for ids in found]
 
 
+#: how much lower a `Prefetch` worker's CPU priority is than the run's (it takes the CPU the run leaves idle)
+PREFETCH_NICENESS = 10
+
+
+def _start_worker() -> None:
+    """A `Prefetch` worker: a lower CPU priority than the run, so that it takes what the run leaves idle."""
+    if hasattr(os, "nice"):
+        os.nice(PREFETCH_NICENESS)
+
+
+def _embed_in_worker(texts: list[str], model: str, threads: int) -> tuple[np.ndarray, list[bool]]:
+    """`embed` and `reads_nothing` of the texts in a `Prefetch` worker, on `threads` CPU threads."""
+    import torch
+
+    torch.set_num_threads(threads)
+    return embed(texts, model=model), reads_nothing(texts, model)
+
+
 class Prefetch:
-    """Embeds texts in a background thread while a run is still making them (its calls spend their time waiting on
-    the provider), so that measuring the dataset's diversity afterwards finds them embedded instead of embedding
-    them after the last call: each distinct text once, up to `limit` texts (past it, texts wait for the
-    measurement, which embeds only its sample). The model loads in the same thread. `embed` is the embedder the
-    measurement uses: the vectors already made, and the rest embedded then."""
+    """Embeds a run's texts in a worker process while the run is still making them (its calls spend their time
+    waiting on the provider), so that measuring the dataset's diversity afterwards does not load the model and embed
+    its samples after the last call. A process, not a thread: loading torch and embedding hold the interpreter lock
+    for long stretches, which starves the run's event loop. The worker runs at a lower CPU priority
+    (`PREFETCH_NICENESS`) on one thread while calls are in flight, so it takes the CPU the run leaves idle, and on
+    every core for the texts still missing at the end. Each distinct text is embedded once, up to `limit` texts
+    (past it, texts wait for the measurement, which embeds only what it samples). A model of the in-process table
+    `EMBEDDERS` is run in this process, at the end. `embed` and `reads_nothing` serve the measurement."""
 
     def __init__(self, model: str, limit: int) -> None:
         self.model, self.limit = model, limit
-        self.vectors: dict[str, np.ndarray] = {}
-        self.queued: list[str] = []
+        self.vectors: dict[str, tuple[np.ndarray, bool]] = {}
         self.seen: set[str] = set()
-        self.lock = threading.Lock()
-        self.wake = threading.Event()
-        self.closed = False
-        self.thread = threading.Thread(target=self._work, name="charter-embed-prefetch", daemon=True)
-        self.thread.start()
+        self.batch: list[str] = []
+        self.pending: list[tuple[list[str], Future[tuple[np.ndarray, list[bool]]]]] = []
+        self.pool: ProcessPoolExecutor | None = None
+        if model not in EMBEDDERS:
+            context = multiprocessing.get_context("spawn")
+            self.pool = ProcessPoolExecutor(1, mp_context=context, initializer=_start_worker)
+            self.pending.append(([], self.pool.submit(_embed_in_worker, [], model, 1)))  # loads the model now
 
     def add(self, texts: Sequence[str]) -> None:
-        """Queue the texts not seen yet (while under `limit`)."""
-        with self.lock:
-            for text in texts:
-                if text not in self.seen and len(self.seen) < self.limit and not self.closed:
-                    self.seen.add(text)
-                    self.queued.append(text)
-        self.wake.set()
-
-    def _work(self) -> None:
-        function = embedder(self.model)
-        try:
-            function(["warm up"])  # loads the model while the run's calls are in flight
-        except Exception:  # noqa: BLE001 - the measurement embeds again and reports the failure itself
+        """Queue the texts not seen yet (while under `limit`); a full batch goes to the worker."""
+        if self.pool is None:
             return
-        while True:
-            self.wake.wait()
-            with self.lock:
-                batch, self.queued = self.queued[:EMBED_BATCH], self.queued[EMBED_BATCH:]
-                if not self.queued:
-                    self.wake.clear()
-                if not batch and self.closed:
-                    return
-            if batch:
-                try:
-                    vectors = function(batch)
-                except Exception:  # noqa: BLE001 - as above: these texts are embedded again when measured
-                    continue
-                self.vectors.update(zip(batch, vectors, strict=True))
+        for text in texts:
+            if text not in self.seen and len(self.seen) < self.limit:
+                self.seen.add(text)
+                self.batch.append(text)
+        if len(self.batch) >= PREFETCH_BATCH:
+            try:
+                self.pending.append((self.batch, self.pool.submit(_embed_in_worker, self.batch, self.model, 1)))
+            except BrokenProcessPool:  # the worker died: the measurement embeds in this process
+                self.close()
+            self.batch = []
 
-    def close(self) -> None:
-        """Stop taking texts, drop those still queued (the measurement embeds the ones it samples) and wait for
-        the batch in hand."""
-        with self.lock:
-            self.closed, self.queued = True, []
-        self.wake.set()
-        self.thread.join()
+    def _collect(self, needed: set[str]) -> None:
+        """The vectors of the batches done; batches not started are dropped, and a running one waited for only
+        where it holds a text `needed` (the measurement embeds the rest it needs in one batch)."""
+        for texts, future in self.pending:
+            if not future.done() and (future.cancel() or needed.isdisjoint(texts)):
+                continue
+            try:
+                vectors, unread = future.result()
+            except Exception:  # noqa: BLE001 - these texts are embedded again, and a failure reported, when measured
+                continue
+            self.vectors.update(zip(texts, zip(vectors, unread, strict=True), strict=True))
+        self.pending, self.batch = [], []
+
+    def _complete(self, texts: Sequence[str]) -> None:
+        """Embed the texts not embedded yet (in the worker, on every core, where there is one)."""
+        self._collect(set(texts))
+        missing = [t for t in dict.fromkeys(texts) if t not in self.vectors]
+        if not missing:
+            return
+        found: tuple[Any, Sequence[bool]] | None = None
+        if self.pool is not None:
+            try:
+                found = self.pool.submit(_embed_in_worker, missing, self.model, os.cpu_count() or 1).result()
+            except BrokenProcessPool:  # the worker died (out of memory, say): embed here
+                self.close()
+        if found is None:
+            found = embedder(self.model)(missing), reads_nothing(missing, self.model)
+        self.vectors.update(zip(missing, zip(found[0], found[1], strict=True), strict=True))
+
+    def reads_nothing(self, texts: Sequence[str]) -> list[bool]:
+        """`reads_nothing` of the texts (as the worker found it)."""
+        self._complete(texts)
+        return [self.vectors[t][1] for t in texts]
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:
-        """The texts' vectors: the ones embedded in the background, the rest now."""
-        self.close()
-        missing = [t for t in dict.fromkeys(texts) if t not in self.vectors]
-        if missing:
-            self.vectors.update(zip(missing, embedder(self.model)(missing), strict=True))
+        """The texts' vectors: the ones embedded while the run went on, the rest now."""
         if not texts:
             return embedder(self.model)([])
-        return np.stack([self.vectors[t] for t in texts])
+        self._complete(texts)
+        return np.stack([self.vectors[t][0] for t in texts])
+
+    def close(self) -> None:
+        """Stop the worker (what it has not started is dropped)."""
+        if self.pool is not None:
+            self.pool.shutdown(wait=False, cancel_futures=True)
+            self.pool = None
