@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 import charter
-from charter.providers.embeddings import embedder, reads_nothing
+from charter.providers.embeddings import Prefetch, embedder, reads_nothing
 from charter.stats.coverage import coverage_radius, k_center
 from charter.stats.diversity import vendi_score
 
@@ -50,3 +50,14 @@ def test_texts_minilm_reads_nothing_of_are_left_out_and_said_so() -> None:
     assert field.token_kinds == {"emoji": 6, "word": 9, "character": 9}
     emoji_only = charter.diversity(texts[:3]).fields["text"]
     assert emoji_only.vendi.value is None and emoji_only.distinct_1.value == 1.0 and emoji_only.length.mean == 2
+
+
+def test_a_prefetch_embeds_in_its_worker_what_the_model_embeds_here() -> None:
+    texts = [f"How do I bake loaf number {i}?" for i in range(20)] + ["🙂🎉", "What is entanglement?"]
+    prefetch = Prefetch("minilm-l6", limit=100)
+    try:
+        prefetch.add(texts[:20])  # a full batch: sent to the worker process while "the run goes on"
+        assert prefetch.reads_nothing(texts) == reads_nothing(texts)
+        assert np.allclose(prefetch.embed(texts), embedder("minilm-l6")(texts), atol=1e-5)
+    finally:
+        prefetch.close()

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -187,6 +188,8 @@ class Runner:
         self.fingerprints = run_fingerprints(config, self.constitution)
         self.prefetch: Prefetch | None = None
         """Embeds the dataset's texts while the calls go on (made with the first texts)."""
+        self.started = time.monotonic()
+        """When the run (this session) started: `diversity.embed_share` is a share of the time since."""
 
     @property
     def in_flight(self) -> int:
@@ -311,6 +314,7 @@ class Runner:
         """Run (or resume) the run. `stop` is how Ctrl-C or SIGTERM reach it (see `run`): a stop requested there
         ends the run cleanly with `Interrupted`, after the calls in flight finish into the cache."""
         self.stop = stop or StopRequest(self.config.stop_grace_s)
+        self.started = time.monotonic()
         loaded = self.prepare()  # raises before anything is written
         with wanted("create the run directory", self.run_dir):
             self.run_dir.mkdir(parents=True, exist_ok=True)
@@ -507,6 +511,10 @@ class Runner:
     def _build(self, store: RunStore, settings: DatasetSettings) -> RunResult:
         """Write the preference and SFT datasets of the settings in effect."""
         manifest = dataset.write(store, settings)
+        share = self.config.diversity.embed_share
+        if self.prefetch is not None and share is not None:  # the embeddings' wait: bounded by a share of the run
+            now = time.monotonic()
+            self.prefetch.deadline = now + share * (now - self.started)
         measure_run(store, self.config.diversity, self.config.seed, self.prefetch)  # once a build: status, card read it
         files = RunFiles(self.run_dir)
         return RunResult(

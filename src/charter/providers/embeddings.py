@@ -7,16 +7,16 @@ from __future__ import annotations
 import importlib.util
 import multiprocessing
 import os
+import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import Future, ProcessPoolExecutor
-from concurrent.futures.process import BrokenProcessPool
 from functools import lru_cache
+from multiprocessing.pool import AsyncResult
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from charter.errors import UserError, missing_extra
+from charter.errors import RunFailure, UserError, missing_extra
 
 MINILM_ALIASES = ("minilm-l6", "all-minilm-l6-v2")
 
@@ -81,6 +81,8 @@ def reads_nothing(texts: Sequence[str], model: str = "minilm-l6") -> list[bool]:
     return [all(token == unknown for token in ids) for ids in found]
 
 
+#: where the limit on the measurement's wait is set
+DEADLINE_NOTE = "diversity.embed_share; charter.diversity(RUN_DIR) measures them afterwards"
 #: how much lower a `Prefetch` worker's CPU priority is than the run's (it takes the CPU the run leaves idle)
 PREFETCH_NICENESS = 10
 
@@ -106,62 +108,76 @@ class Prefetch:
     for long stretches, which starves the run's event loop. The worker runs at a lower CPU priority
     (`PREFETCH_NICENESS`) on one thread while calls are in flight, so it takes the CPU the run leaves idle, and on
     every core for the texts still missing at the end. Each distinct text is embedded once, up to `limit` texts
-    (past it, texts wait for the measurement, which embeds only what it samples). A model of the in-process table
-    `EMBEDDERS` is run in this process, at the end. `embed` and `reads_nothing` serve the measurement."""
+    (past it, texts wait for the measurement, which embeds only what it samples), with at most two batches in the
+    worker's hands at a time. `deadline` (a `time.monotonic()`) bounds the measurement's wait: past it the embedding
+    figures are not measured, and say why. A model of the in-process table `EMBEDDERS` is run in this process, at
+    the end. `embed` and `reads_nothing` serve the measurement."""
 
     def __init__(self, model: str, limit: int) -> None:
         self.model, self.limit = model, limit
+        self.deadline: float | None = None
         self.vectors: dict[str, tuple[np.ndarray, bool]] = {}
         self.seen: set[str] = set()
-        self.batch: list[str] = []
-        self.pending: list[tuple[list[str], Future[tuple[np.ndarray, list[bool]]]]] = []
-        self.pool: ProcessPoolExecutor | None = None
+        self.backlog: list[str] = []
+        self.pending: list[tuple[list[str], AsyncResult]] = []
+        self.pool: Any = None
         if model not in EMBEDDERS:
-            context = multiprocessing.get_context("spawn")
-            self.pool = ProcessPoolExecutor(1, mp_context=context, initializer=_start_worker)
-            self.pending.append(([], self.pool.submit(_embed_in_worker, [], model, 1)))  # loads the model now
+            self.pool = multiprocessing.get_context("spawn").Pool(1, initializer=_start_worker)
+            self.pending.append(([], self.pool.apply_async(_embed_in_worker, ([], model, 1))))  # loads the model now
 
     def add(self, texts: Sequence[str]) -> None:
-        """Queue the texts not seen yet (while under `limit`); a full batch goes to the worker."""
+        """Queue the texts not seen yet (while under `limit`), and hand the worker a batch where it has room."""
         if self.pool is None:
             return
         for text in texts:
             if text not in self.seen and len(self.seen) < self.limit:
                 self.seen.add(text)
-                self.batch.append(text)
-        if len(self.batch) >= PREFETCH_BATCH:
-            try:
-                self.pending.append((self.batch, self.pool.submit(_embed_in_worker, self.batch, self.model, 1)))
-            except BrokenProcessPool:  # the worker died: the measurement embeds in this process
-                self.close()
-            self.batch = []
+                self.backlog.append(text)
+        self.pending = [(t, r) for t, r in self.pending if not r.ready() or self._keep(t, r)]
+        while len(self.backlog) >= PREFETCH_BATCH and len(self.pending) < 2:
+            batch, self.backlog = self.backlog[:PREFETCH_BATCH], self.backlog[PREFETCH_BATCH:]
+            self.pending.append((batch, self.pool.apply_async(_embed_in_worker, (batch, self.model, 1))))
 
-    def _collect(self, needed: set[str]) -> None:
-        """The vectors of the batches done; batches not started are dropped, and a running one waited for only
-        where it holds a text `needed` (the measurement embeds the rest it needs in one batch)."""
-        for texts, future in self.pending:
-            if not future.done() and (future.cancel() or needed.isdisjoint(texts)):
-                continue
-            try:
-                vectors, unread = future.result()
-            except Exception:  # noqa: BLE001 - these texts are embedded again, and a failure reported, when measured
-                continue
-            self.vectors.update(zip(texts, zip(vectors, unread, strict=True), strict=True))
-        self.pending, self.batch = [], []
+    def _keep(self, texts: list[str], result: AsyncResult) -> bool:
+        """Store a finished batch's vectors (a failed batch is embedded again when measured); False: done with it."""
+        try:
+            vectors, unread = result.get(0)
+        except Exception:  # noqa: BLE001 - these texts are embedded again, and a failure reported, when measured
+            return False
+        self.vectors.update(zip(texts, zip(vectors, unread, strict=True), strict=True))
+        return False
+
+    def _left(self) -> float | None:
+        """Seconds left before the deadline (None: no deadline); past it, a `RunFailure` saying so."""
+        if self.deadline is None:
+            return None
+        left = self.deadline - time.monotonic()
+        if left <= 0:
+            self.close()
+            raise RunFailure(f"embedding took longer than the share of the run it may take ({DEADLINE_NOTE})")
+        return left
 
     def _complete(self, texts: Sequence[str]) -> None:
-        """Embed the texts not embedded yet (in the worker, on every core, where there is one)."""
-        self._collect(set(texts))
+        """Embed the texts not embedded yet: wait for the batches in the worker's hands that hold one, then send
+        the rest in one batch, on every core."""
+        needed = set(texts)
+        for batch, result in self.pending:
+            if not needed.isdisjoint(batch) or not batch:  # the model load, or a batch with a needed text
+                result.wait(self._left())
+                if not result.ready():
+                    self._left()
+            if result.ready():
+                self._keep(batch, result)
+        self.pending, self.backlog = [r for r in self.pending if not r[1].ready()], []
         missing = [t for t in dict.fromkeys(texts) if t not in self.vectors]
         if not missing:
             return
-        found: tuple[Any, Sequence[bool]] | None = None
         if self.pool is not None:
-            try:
-                found = self.pool.submit(_embed_in_worker, missing, self.model, os.cpu_count() or 1).result()
-            except BrokenProcessPool:  # the worker died (out of memory, say): embed here
-                self.close()
-        if found is None:
+            result = self.pool.apply_async(_embed_in_worker, (missing, self.model, os.cpu_count() or 1))
+            result.wait(self._left())
+            self._left()
+            found = result.get(0)
+        else:
             found = embedder(self.model)(missing), reads_nothing(missing, self.model)
         self.vectors.update(zip(missing, zip(found[0], found[1], strict=True), strict=True))
 
@@ -173,12 +189,12 @@ class Prefetch:
     def embed(self, texts: Sequence[str]) -> np.ndarray:
         """The texts' vectors: the ones embedded while the run went on, the rest now."""
         if not texts:
-            return embedder(self.model)([])
+            return np.zeros((0, 1), dtype=np.float32)
         self._complete(texts)
         return np.stack([self.vectors[t][0] for t in texts])
 
     def close(self) -> None:
-        """Stop the worker (what it has not started is dropped)."""
+        """Stop the worker, whatever it is doing."""
         if self.pool is not None:
-            self.pool.shutdown(wait=False, cancel_futures=True)
+            self.pool.terminate()
             self.pool = None

@@ -72,6 +72,11 @@ class DiversityConfig(ConfigModel):
     sentence-transformers); null: no embedding figures."""
     seed: int | None = None
     """Seed of the sample (null: the run's seed)."""
+    embed_share: float | None = Field(default=0.1, gt=0, allow_inf_nan=False)
+    """In a run, the longest the measurement waits for its embeddings once the dataset is written, as a share of
+    the run's time until then (the embeddings are made while the calls go on, where there is idle CPU); past it the
+    embedding figures are recorded as not measured, and `charter.diversity(RUN_DIR)` measures them afterwards.
+    null: no limit."""
 
 
 class DiversityFigure(Record):
@@ -438,9 +443,9 @@ def embed_samples(
     if embed is None:
         return {f: (None, "not measured: no embedding model (diversity.embedding_model is null)") for f in samples}
     distinct = list(dict.fromkeys(t for field in samples.values() for t in field))
-    skipped = {t for t, no in zip(distinct, unread(distinct) if unread else [False] * len(distinct)) if no}
-    wanted = [t for t in distinct if t not in skipped]
     try:
+        skipped = {t for t, no in zip(distinct, unread(distinct) if unread else [False] * len(distinct)) if no}
+        wanted = [t for t in distinct if t not in skipped]
         vectors = np.asarray(embed(wanted)) if wanted else np.zeros((0, 1))
     except CharterError as exc:
         return {f: (None, f"not measured: {exc}") for f in samples}
