@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import numpy as np
@@ -11,7 +12,7 @@ import pytest
 import charter
 from charter.providers.embeddings import Prefetch, embedder, reads_nothing
 from charter.stats.coverage import coverage_radius, k_center
-from charter.stats.diversity import vendi_score
+from charter.stats.diversity import embed_samples, vendi_score
 
 pytestmark = pytest.mark.slow
 
@@ -61,3 +62,12 @@ def test_a_prefetch_embeds_in_its_worker_what_the_model_embeds_here() -> None:
         assert np.allclose(prefetch.embed(texts), embedder("minilm-l6")(texts), atol=1e-5)
     finally:
         prefetch.close()
+
+
+def test_past_its_deadline_a_prefetch_says_so_instead_of_waiting() -> None:
+    prefetch = Prefetch("minilm-l6", limit=10)
+    prefetch.deadline = time.monotonic()  # no time left: the worker is still loading the model
+    embedded = embed_samples({"text": ["How do I bake bread?", "What is entanglement?"]}, prefetch.embed, None)
+    vectors, why = embedded["text"]
+    assert vectors is None and "embedding took longer than the share of the run" in (why or "")
+    assert prefetch.pool is None  # the worker was stopped, not left embedding

@@ -7,8 +7,11 @@ from __future__ import annotations
 import importlib.util
 import multiprocessing
 import os
+import sys
 import time
-from collections.abc import Callable, Sequence
+import types
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from functools import lru_cache
 from multiprocessing.pool import AsyncResult
 from pathlib import Path
@@ -101,6 +104,20 @@ def _embed_in_worker(texts: list[str], model: str, threads: int) -> tuple[np.nda
     return embed(texts, model=model), reads_nothing(texts, model)
 
 
+@contextmanager
+def _main_left_behind() -> Iterator[None]:
+    """While a worker process starts: a `__main__` with no file, so that the spawned worker does not import the
+    caller's script (spawn runs its unguarded top-level code again: a script that calls `charter.run` would run
+    again in the worker). The worker needs nothing from it: it runs functions of this module."""
+    main = sys.modules.get("__main__")
+    sys.modules["__main__"] = types.ModuleType("__main__")
+    try:
+        yield
+    finally:
+        if main is not None:
+            sys.modules["__main__"] = main
+
+
 class Prefetch:
     """Embeds a run's texts in a worker process while the run is still making them (its calls spend their time
     waiting on the provider), so that measuring the dataset's diversity afterwards does not load the model and embed
@@ -122,7 +139,8 @@ class Prefetch:
         self.pending: list[tuple[list[str], AsyncResult]] = []
         self.pool: Any = None
         if model not in EMBEDDERS:
-            self.pool = multiprocessing.get_context("spawn").Pool(1, initializer=_start_worker)
+            with _main_left_behind():
+                self.pool = multiprocessing.get_context("spawn").Pool(1, initializer=_start_worker)
             self.pending.append(([], self.pool.apply_async(_embed_in_worker, ([], model, 1))))  # loads the model now
 
     def add(self, texts: Sequence[str]) -> None:
