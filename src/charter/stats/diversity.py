@@ -28,6 +28,7 @@ from __future__ import annotations
 import bisect
 import hashlib
 import heapq
+import re
 import zlib
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
@@ -50,6 +51,7 @@ _TOKEN = regex.compile(
     rf"|(?P<word>[\w--[{_UNSPACED}]]+(?:'[\w--[{_UNSPACED}]]+)?)",
     regex.V1,
 )
+_ASCII_WORD = re.compile(r"\w+(?:'\w+)?", re.ASCII)
 #: what a token is, as recorded with the figures
 TOKENIZATION = "unicode-v1: words of spaced scripts, characters of unspaced ones (Han, kana, Thai, ...), emoji"
 #: the largest n-gram order of self-BLEU
@@ -140,17 +142,25 @@ def tokens(text: str) -> list[str]:
     """The text's tokens, lower-cased: each word of a script written with spaces (a `\\w+` run, with an inner
     apostrophe), each character of a script written without them (Chinese, Japanese, Thai, ...), each emoji (with
     its modifiers and joiners). A sentence of Chinese is as many tokens as characters, not one word."""
+    if text.isascii():  # the same tokens, from the standard library's faster engine: ASCII holds only words
+        return _ASCII_WORD.findall(text.lower())
     return [match.group() for match in _TOKEN.finditer(text.lower())]
 
 
 def token_kinds(texts: Iterable[str]) -> dict[str, int]:
     """How many tokens of each kind (`word`, `character`, `emoji`) the texts hold."""
-    kinds: Counter[str] = Counter(match.lastgroup or "" for text in texts for match in _TOKEN.finditer(text))
+    kinds: Counter[str] = Counter()
+    for text in texts:
+        if text.isascii():
+            kinds["word"] += len(_ASCII_WORD.findall(text))
+        else:
+            kinds.update(match.lastgroup or "" for match in _TOKEN.finditer(text))
     return {kind: kinds[kind] for kind in ("word", "character", "emoji") if kinds[kind]}
 
 
-def _grams(found: Sequence[str], n: int) -> list[tuple[str, ...]]:
-    return [tuple(found[i : i + n]) for i in range(len(found) - n + 1)]
+def _grams(found: Sequence[str], n: int) -> Iterable[tuple[str, ...]]:
+    """The n-grams of a token list, in order (zip over shifted slices: no Python-level loop a gram)."""
+    return zip(*(found[i:] for i in range(n)), strict=False)
 
 
 def distinct_n(texts: Sequence[str], n: int, tokenized: Sequence[Sequence[str]] | None = None) -> float | None:
@@ -188,7 +198,9 @@ def length_spread(texts: Sequence[str], tokenized: Sequence[Sequence[str]] | Non
 def _ngram_counts(text: str) -> tuple[Counter[tuple[str, ...]], int]:
     """The text's token n-grams of orders 1 to `BLEU_ORDER`, counted, and its length in tokens."""
     found = tokens(text)
-    grams = Counter(tuple(found[i : i + n]) for n in range(1, BLEU_ORDER + 1) for i in range(len(found) - n + 1))
+    grams: Counter[tuple[str, ...]] = Counter()
+    for n in range(1, BLEU_ORDER + 1):
+        grams.update(_grams(found, n))
     return grams, len(found)
 
 
