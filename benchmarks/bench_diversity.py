@@ -185,7 +185,7 @@ def estimator_costs(path: Path) -> dict:
     timed("distinct-1/2/3 (10,000)", lambda: [d.distinct_n(texts, n) for n in (1, 2, 3)])
     timed("compression ratio (10,000)", lambda: d.compression_ratio(texts))
     timed("length spread (10,000)", lambda: d.length_spread(texts))
-    timed("self-BLEU with its bootstrap interval (1,000)", lambda: d.bleu_figure(few, 0))
+    timed("self-BLEU with its jackknife interval (1,000)", lambda: d.bleu_figure(few))
     timed("MiniLM-L6: load the model", lambda: embed(["warm up"]))
     vectors = timed("MiniLM-L6: embed (1,000)", lambda: embed(few))
     timed("Vendi score (1,000 x 384)", lambda: d.vendi_score(vectors))

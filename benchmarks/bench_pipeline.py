@@ -3,6 +3,7 @@ loopback delay server against a bare asyncio loop over the same SDK.
 
     .venv/bin/python benchmarks/bench_pipeline.py --part scripted   # 1,000 and 10,000 prompts
     .venv/bin/python benchmarks/bench_pipeline.py --part loopback   # 500 ms and 100 ms, concurrency 64
+    .venv/bin/python benchmarks/bench_pipeline.py --part loopback-diversity --repeat 3   # the diversity figures' cost
 
 Each measurement runs in a fresh subprocess so peak memory (ru_maxrss) is its own.
 """
@@ -99,7 +100,8 @@ def scripted(workdir: Path) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--part", default="scripted", choices=["scripted", "loopback", "all"])
+    parser.add_argument("--part", default="scripted", choices=["scripted", "loopback", "loopback-diversity", "all"])
+    parser.add_argument("--repeat", type=int, default=3, help="loopback-diversity: runs of each arm, in turn")
     parser.add_argument("--child", nargs="*")
     args = parser.parse_args()
     if args.child:
@@ -113,6 +115,10 @@ def main() -> None:
             from bench_pipeline_loopback import loopback  # noqa: PLC0415
 
             loopback(Path(tmp))
+        if args.part in ("loopback-diversity", "all"):
+            from bench_pipeline_loopback import diversity_cost  # noqa: PLC0415
+
+            diversity_cost(Path(tmp), args.repeat)
 
 
 if __name__ == "__main__":

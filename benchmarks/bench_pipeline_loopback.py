@@ -3,8 +3,13 @@ server that answers after a fixed delay, side by side with a bare asyncio.gather
 over the same openai SDK.
 
     .venv/bin/python benchmarks/bench_pipeline.py --part loopback
+    .venv/bin/python benchmarks/bench_pipeline.py --part loopback-diversity --repeat 3
 
-The server runs in its own process, so the client's CPU is measured alone.
+The server runs in its own process, so the client's CPU is measured alone. `loopback-diversity` is the cost of the
+dataset's diversity figures on a run: 400 prompts at 500 ms, one critique round, both-order judge, concurrency 64,
+end to end (the run's own process, the MiniLM load and embeddings included), with the default
+`diversity.embedding_model` and with it null, beside the bare loop over the same 2,000 calls, each run in a fresh
+process, the three in turn `--repeat` times.
 """
 
 from __future__ import annotations
@@ -50,8 +55,9 @@ async def bare_loop(base_url: str, n: int) -> float:
     return rate
 
 
-def pipeline(base_url: str, n_prompts: int, workdir: Path) -> float:
-    """The pipeline over n prompts; returns model requests/s (cache cold)."""
+def pipeline(base_url: str, n_prompts: int, workdir: Path, diversity: dict | None = None) -> float:
+    """The pipeline over n prompts; returns model requests/s (cache cold). `diversity`: the run's `diversity`
+    section (None: the defaults)."""
     from charter.pipeline.config import RunConfig
     from charter.pipeline.launch import runner_for
 
@@ -75,6 +81,7 @@ def pipeline(base_url: str, n_prompts: int, workdir: Path) -> float:
             "concurrency": 2 * CONCURRENCY,
             "report": False,
             "critique": {"rounds": 1, "few_shot": False},
+            **({"diversity": diversity} if diversity is not None else {}),
         }
     )
     start = time.perf_counter()
@@ -102,6 +109,52 @@ def loopback(workdir: Path | None = None) -> None:
         )
 
 
+def _fresh_pipeline(base_url: str, n_prompts: int, workdir: Path, embedding: str) -> dict:
+    """One run in a fresh process (nothing loaded before it: the model load is the run's); its requests/s, end to
+    end from the runner's start to its return, and the share of that after the last call."""
+    done = subprocess.run(
+        [sys.executable, __file__, "--child", base_url, str(n_prompts), str(workdir), embedding],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def _child(base_url: str, n_prompts: int, workdir: Path, embedding: str) -> None:
+    diversity = {"embedding_model": None if embedding == "none" else embedding}
+    print(json.dumps({"rate": pipeline(base_url, n_prompts, workdir, diversity)}))
+
+
+def diversity_cost(workdir: Path | None = None, repeats: int = 3, n_prompts: int = 400, delay: float = 0.5) -> dict:
+    """The diversity figures' cost on a run: the bare loop, the run with its defaults (MiniLM embeddings) and the
+    run with `diversity.embedding_model: null`, in turn, `repeats` times against one server."""
+    workdir = workdir or Path(tempfile.mkdtemp())
+    proc, port = start_server(delay)
+    rates: dict[str, list[float]] = {"bare": [], "defaults": [], "no embeddings": []}
+    try:
+        base_url = f"http://127.0.0.1:{port}/v1"
+        for _ in range(repeats):
+            rates["bare"].append(asyncio.run(bare_loop(base_url, n_prompts * REQUESTS_PER_PROMPT)))
+            rates["defaults"].append(_fresh_pipeline(base_url, n_prompts, workdir, "minilm-l6")["rate"])
+            rates["no embeddings"].append(_fresh_pipeline(base_url, n_prompts, workdir, "none")["rate"])
+            print(
+                f"bare {rates['bare'][-1]:.1f} req/s | defaults {rates['defaults'][-1]:.1f} "
+                f"({rates['defaults'][-1] / rates['bare'][-1]:.2f}x) | no embeddings {rates['no embeddings'][-1]:.1f} "
+                f"({rates['no embeddings'][-1] / rates['bare'][-1]:.2f}x) | load {os.getloadavg()[0]:.1f}",
+                flush=True,
+            )
+    finally:
+        proc.terminate()
+        proc.wait()
+    ratios = [d / b for d, b in zip(rates["defaults"], rates["bare"], strict=True)]
+    print(f"defaults against the bare loop, side by side: {', '.join(f'{r:.2f}x' for r in ratios)}")
+    return {"rates": rates, "ratios": ratios}
+
+
 if __name__ == "__main__":
     os.environ.setdefault("OPENAI_API_KEY", "EMPTY")
-    loopback()
+    if len(sys.argv) > 1 and sys.argv[1] == "--child":
+        _child(sys.argv[2], int(sys.argv[3]), Path(sys.argv[4]), sys.argv[5])
+    else:
+        loopback()

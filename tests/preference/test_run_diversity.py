@@ -14,9 +14,11 @@ from charter.cli import main
 from charter.errors import ArgumentError, DatasetError
 from charter.preference import dataset
 from charter.preference.config import FiltersConfig
+from charter.preference.diversity import diversity_markdown
 from charter.preference.manifest import dataset_manifest
 from charter.providers.embeddings import EMBEDDERS
 from charter.runs.store import RunStore
+from charter.testing.embeddings import hashed_embed
 
 
 def _never(texts):
@@ -99,3 +101,30 @@ def test_the_api_measures_rows_texts_and_files(tmp_path: Path) -> None:
         charter.diversity(tmp_path / "missing.jsonl")
     with pytest.raises(ArgumentError, match="embed_sample"):
         charter.diversity(rows, embed_sample=0)
+
+
+def test_a_run_embeds_each_distinct_text_once(make_config, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    batches: list[list[str]] = []
+
+    def counting(texts):
+        batches.append(list(texts))
+        return hashed_embed(texts)
+
+    monkeypatch.setitem(EMBEDDERS, "minilm-l6", counting)
+    assert main(["run", str(make_config())]) == 0
+    embedded = [t for batch in batches for t in batch]
+    assert len(embedded) == len(set(embedded))  # a prompt's answer is its chosen and its response: embedded once
+    found = charter.status(tmp_path / "run")["diversity"]
+    assert found is not None
+    stored = found["fields"]
+    assert stored["chosen"]["vendi"]["n"] == 6 and stored["response"]["vendi"]["n"] == 6
+    assert len(embedded) < sum(field["vendi"]["n"] for field in stored.values())
+    assert stored == charter.diversity(tmp_path / "run").model_dump(mode="json")["fields"]
+
+
+def test_a_reason_a_figure_is_missing_is_said_once() -> None:
+    rows = [{"prompt": f"Question {i} about bread?", "chosen": f"Answer {i}.", "rejected": "No."} for i in range(6)]
+    lines = diversity_markdown(charter.diversity(rows, embedding_model=None))
+    missing = [line for line in lines if "no embedding model" in line]
+    assert len(missing) == 1, lines
+    assert "`prompt` vendi" in missing[0] and "`rejected` mean cosine" in missing[0]

@@ -18,7 +18,11 @@ from charter.stats.diversity import (
     length_spread,
     mean_cosine,
     measure_texts,
+    self_bleu,
+    self_bleu_leave_one_out,
     self_bleu_scores,
+    token_kinds,
+    tokens,
     vendi_score,
 )
 from charter.testing.embeddings import hashed_embed
@@ -69,11 +73,11 @@ def test_the_compression_ratio_falls_as_texts_repeat() -> None:
 
 def test_self_bleu_is_sacrebleus_sentence_bleu_against_all_the_others() -> None:
     rng = random.Random(3)
-    vocab = ["the", "cat", "sat", "on", "mat", "dog", "ran", "far", "a", "red", "ball", ".", ",", "It's"]
+    vocab = ["the", "cat", "sat", "on", "mat", "dog", "ran", "far", "a", "red", "ball", ".", ",", "It's", "猫", "😀"]
     texts = [" ".join(rng.choice(vocab) for _ in range(rng.randint(1, 14))) for _ in range(50)]
-    texts += ["the cat sat"] * 3 + ["  ", ""]  # repeats (ties in the best count) and empty texts (left out)
-    kept = [t for t in texts if t.strip()]
-    bleu = BLEU(effective_order=True)
+    texts += ["the cat sat"] * 3 + ["  ", "", ". ,"]  # repeats (ties in the best count); texts without a token
+    kept = [" ".join(tokens(t)) for t in texts if tokens(t)]
+    bleu = BLEU(effective_order=True, tokenize="none")
     expected = [bleu.sentence_score(t, kept[:i] + kept[i + 1 :]).score / 100 for i, t in enumerate(kept)]
     assert self_bleu_scores(texts) == pytest.approx(expected, abs=1e-12)
     assert self_bleu_scores(["same words here", "same words here"]) == pytest.approx([1.0, 1.0])
@@ -81,20 +85,63 @@ def test_self_bleu_is_sacrebleus_sentence_bleu_against_all_the_others() -> None:
     assert self_bleu_scores(["one", " "]) is None
 
 
-def test_self_bleus_interval_is_a_bootstrap_only_where_resamples_vary() -> None:
+def test_identical_texts_have_a_self_bleu_of_exactly_one() -> None:
+    for text in ("Tell me a dirty joke.", "How do I bake bread?", "我想学习如何烤面包。"):
+        scores = self_bleu_scores([text] * 3)
+        assert scores is not None and scores.max() == 1.0 and (scores == 1.0).all()
+        assert measure_texts([text] * 6).self_bleu.value == 1.0
+
+
+def test_leaving_one_text_out_is_self_bleu_computed_again_without_it() -> None:
+    rng = random.Random(5)
+    vocab = "the cat sat on a mat dog ran far red ball 猫 🙂".split()
+    texts = [" ".join(rng.choice(vocab) for _ in range(rng.randint(1, 9))) for _ in range(25)] + ["the cat"] * 2
+    value, loo = self_bleu_leave_one_out(texts) or (None, None)
+    assert value == pytest.approx(self_bleu(texts), abs=1e-12)
+    direct = [self_bleu(texts[:j] + texts[j + 1 :]) for j in range(len(texts))]
+    assert loo == pytest.approx(direct, abs=1e-12)
+
+
+def test_self_bleus_interval_is_a_jackknife_shown_only_where_it_can_cover() -> None:
     rng = random.Random(1)
     texts = [" ".join(rng.choice("abcdefgh") for _ in range(8)) for _ in range(60)]
     figure = measure_texts(texts, embed=hashed_embed).self_bleu
-    assert figure.ci95 is not None and figure.ci95[0] < figure.value < figure.ci95[1] and figure.n == 60
+    assert figure.ci95 is not None and figure.value is not None and figure.n == 60
+    assert figure.ci95[0] < figure.value < figure.ci95[1]
+    assert 0.0 <= figure.ci95[0] and figure.ci95[1] <= 1.0
     same = measure_texts(["a b c d"] * 5, embed=hashed_embed).self_bleu
-    assert same.value == pytest.approx(1.0) and same.ci95 is None and "cannot vary" in (same.note or "")
+    assert same.value == 1.0 and same.ci95 is None and "same without any one" in (same.note or "")
+    for n in (2, 3, 4):  # below 5 texts no interval, and the note says why
+        few = measure_texts(texts[:n], embed=hashed_embed).self_bleu
+        assert few.value is not None and few.ci95 is None and "no interval" in (few.note or ""), n
 
 
-def test_the_lengths_are_in_words() -> None:
+def test_the_lengths_are_in_tokens() -> None:
     spread = length_spread(TEXTS)
-    assert spread.unit == "words" and spread.n == 3
+    assert spread.unit == "tokens" and spread.n == 3
     assert spread.mean == pytest.approx(17 / 3) and spread.sd == pytest.approx(np.std([6, 6, 5]))
     assert (spread.q1, spread.median, spread.q3, spread.min, spread.max) == (5.5, 6, 6, 5, 6)
+
+
+def test_text_in_any_script_is_tokens_of_words_characters_and_emoji() -> None:
+    assert tokens("It's 3pm, OK?") == ["it's", "3pm", "ok"]
+    assert tokens("我想学习如何烤面包。") == list("我想学习如何烤面包")
+    assert tokens("パンの焼き方") == list("パンの焼き方")
+    assert tokens("mixed 中文 text 😀🎉") == ["mixed", "中", "文", "text", "😀", "🎉"]
+    assert tokens("👨‍👩‍👧 🇫🇷") == ["👨‍👩‍👧", "🇫🇷"]  # a joined family and a flag are one emoji each
+    assert token_kinds(["mixed 中文 text 😀"]) == {"word": 2, "character": 2, "emoji": 1}
+
+
+def test_chinese_and_emoji_texts_are_measured_not_called_one_word() -> None:
+    near = ["我想学习如何烤面包。", "我想学习如何烤蛋糕。", "今天天气很好，我们去公园散步吧。"]
+    figures = measure_texts(near)
+    assert figures.length.mean == pytest.approx((9 + 9 + 14) / 3)
+    assert figures.distinct_2.value is not None and figures.distinct_2.value < 1.0  # 我想, 想学, ... repeat
+    assert self_bleu_scores(near[:2]) == pytest.approx([0.7260, 0.7260], abs=1e-4)  # near-duplicates, not 0
+    assert figures.token_kinds == {"character": 32}
+    emoji = measure_texts(["🙂🎉", "🙂🎉", "🔥🚀🌍"])
+    assert emoji.length.mean == pytest.approx(7 / 3) and emoji.distinct_1.value == pytest.approx(5 / 7)
+    assert emoji.self_bleu.value is not None and emoji.self_bleu.value > 0.5
 
 
 def test_a_large_input_is_measured_on_the_fixed_samples() -> None:

@@ -2,8 +2,8 @@
 
 Every diversity figure of `charter.stats.diversity` on the answers (distinct-1/2/3, self-BLEU with its interval,
 the Vendi score and mean pairwise cosine of MiniLM embeddings, with the dispersion 1 - mean cosine, the compression
-ratio, the length spread in words), and besides them the refusal rate (answers that open with a refusal) and the
-vocabulary size (distinct words).
+ratio, the length spread in tokens), and besides them the refusal rate (answers that open with a refusal) and the
+vocabulary size (distinct tokens).
 
 Diversity falling round after round is the signature of model collapse (Shumailov et al. 2024). `compare` sets a
 round's answers against a reference, round 0's answers to the same probes (paired) or a sample of real responses
@@ -31,9 +31,9 @@ from charter.stats.diversity import (
     mean_cosine,
     measure_texts,
     self_bleu,
+    tokens,
     unit_rows,
     vendi_score,
-    words,
 )
 from charter.stats.jackknife import Statistic, change_interval
 
@@ -48,8 +48,8 @@ METRICS: dict[str, tuple[str, bool | None]] = {
     "vendi": ("Vendi score", True),
     "dispersion": ("embedding dispersion", True),
     "compression_ratio": ("compression ratio", True),
-    "mean_length": ("mean length (words)", None),
-    "length_std": ("length spread (sd, words)", True),
+    "mean_length": ("mean length (tokens)", None),
+    "length_std": ("length spread (sd, tokens)", True),
     "refusal_rate": ("refusal rate", None),
     "vocabulary": ("vocabulary size", True),
 }
@@ -88,7 +88,7 @@ def collapse_metrics(texts: Sequence[str], embed: Embed | None = None) -> dict[s
         "length_std": length.sd,
         "length_quartiles": None if length.q1 is None else [length.q1, length.median, length.q3],
         "refusal_rate": sum(map(is_refusal, texts)) / len(texts) if texts else None,
-        "vocabulary": len({w for t in texts for w in words(t)}),
+        "vocabulary": len({w for t in texts for w in tokens(t)}),
         "notes": [f"{key}: {figure.note}" for key, figure in named.items() if figure.note],
     }
 
@@ -135,10 +135,7 @@ def _statistic(key: str, texts: Sequence[str], vectors: np.ndarray | None) -> St
         if key.startswith("distinct_"):
             return distinct_n(chosen, int(key[-1]))
         if key == "self_bleu":
-            try:
-                bleu = self_bleu(chosen)
-            except CharterError:  # sacrebleu missing: not measured, as in `collapse_metrics`
-                return None
+            bleu = self_bleu(chosen)
             return None if bleu is None else 1.0 - bleu
         if key in ("vendi", "dispersion"):
             if vectors is None:
@@ -150,8 +147,8 @@ def _statistic(key: str, texts: Sequence[str], vectors: np.ndarray | None) -> St
         if key == "compression_ratio":
             return compression_ratio(chosen)
         if key == "length_std":
-            return float(np.std([len(words(t)) for t in chosen])) if chosen else None
-        return float(len({w for t in chosen for w in words(t)}))  # vocabulary
+            return float(np.std([len(tokens(t)) for t in chosen])) if chosen else None
+        return float(len({w for t in chosen for w in tokens(t)}))  # vocabulary
 
     return stat
 

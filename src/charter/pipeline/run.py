@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -41,6 +42,7 @@ from charter.preference.manifest import DatasetSettings
 from charter.providers import CallCache, ManagedModel, UsageMeter, get_model, parse_model_string
 from charter.providers.batch import BatchModel
 from charter.providers.config import config_roles
+from charter.providers.embeddings import Prefetch
 from charter.providers.prices import model_id_of, resolve_price
 from charter.records import Prompt
 from charter.runs.batches import StoredJournal
@@ -155,6 +157,11 @@ def check_run_dir(config: RunConfig, constitution: Constitution) -> None:
         RunLock(run_dir).release()
 
 
+#: the text fields of a run's dataset (prompt, chosen, rejected, response): the prefetch embeds up to this many times
+#: `diversity.embed_sample` texts
+PREFETCH_FIELDS = 4
+
+
 class Runner:
     """Runs (or resumes) one run directory; `executor` runs its per-prompt work (this process by default; see
     charter.pipeline.launch for the one a run config's `execution.engine` asks for)."""
@@ -179,6 +186,10 @@ class Runner:
         self.run_dir = config.run_dir()
         self.config_source = config_source
         self.fingerprints = run_fingerprints(config, self.constitution)
+        self.prefetch: Prefetch | None = None
+        """Embeds the dataset's texts while the calls go on (made with the first texts)."""
+        self.started = time.monotonic()
+        """When the run (this session) started: `diversity.embed_share` is a share of the time since."""
 
     @property
     def in_flight(self) -> int:
@@ -303,6 +314,7 @@ class Runner:
         """Run (or resume) the run. `stop` is how Ctrl-C or SIGTERM reach it (see `run`): a stop requested there
         ends the run cleanly with `Interrupted`, after the calls in flight finish into the cache."""
         self.stop = stop or StopRequest(self.config.stop_grace_s)
+        self.started = time.monotonic()
         loaded = self.prepare()  # raises before anything is written
         with wanted("create the run directory", self.run_dir):
             self.run_dir.mkdir(parents=True, exist_ok=True)
@@ -326,6 +338,8 @@ class Runner:
             with run_dir_errors(self.run_dir, "write the dataset"):
                 result = self._build(store, settings)
         finally:
+            if self.prefetch is not None:
+                self.prefetch.close()
             store.close()
             if cache is not None:
                 cache.close()
@@ -374,6 +388,7 @@ class Runner:
         audit = self.config.judge.audit if "judge" in self.config.stages else None
         testing = self.config.judge.constitution_test is not None and "judge" in self.config.stages
         tester = self.role_model("constitution_test", self.config.judge) if testing else None
+        work.on_texts = self._prefetch_texts
         self.stats = lambda: f"{work.counts['failed']} failed, {self.meter.describe()}"
         try:
             stop = await self._synth(store, writer) if writer is not None else None
@@ -483,10 +498,24 @@ class Runner:
         """Critique and judge every prompt in use, where the executor runs them (this process, or Ray shards)."""
         return await self.stop.guard(self.executor.process(self, store, work))
 
+    def _prefetch_texts(self, texts: list[str]) -> None:
+        """Embed the texts for the dataset's diversity figures in the background, while the calls go on (from the
+        first texts of a session that makes any)."""
+        model = self.config.diversity.embedding_model
+        if model is None:
+            return
+        if self.prefetch is None:
+            self.prefetch = Prefetch(model, PREFETCH_FIELDS * self.config.diversity.embed_sample)
+        self.prefetch.add(texts)
+
     def _build(self, store: RunStore, settings: DatasetSettings) -> RunResult:
         """Write the preference and SFT datasets of the settings in effect."""
         manifest = dataset.write(store, settings)
-        measure_run(store, self.config.diversity, self.config.seed)  # once a build: status and card read it
+        share = self.config.diversity.embed_share
+        if self.prefetch is not None and share is not None:  # the embeddings' wait: bounded by a share of the run
+            now = time.monotonic()
+            self.prefetch.deadline = now + share * (now - self.started)
+        measure_run(store, self.config.diversity, self.config.seed, self.prefetch)  # once a build: status, card read it
         files = RunFiles(self.run_dir)
         return RunResult(
             self.run_dir, files.dataset_path("preferences"), files.dataset_path("sft"), counts=dict(manifest.counts)

@@ -117,6 +117,9 @@ class ShardRunner(Runner):
     def _build(self, store: RunStore, settings: Any) -> Any:  # the driver builds the dataset from the merge
         return None
 
+    def _prefetch_texts(self, texts: list[str]) -> None:  # nor does a shard measure it: no model loaded here
+        return None
+
 
 def run_shard(config_data: dict[str, Any]) -> dict[str, Any]:
     """Run one shard to its end (a Ray task); returns its status, reason, exit code and peak memory."""

@@ -5,6 +5,7 @@ again on the next run, until it has failed in `quarantine_after` runs)."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +20,7 @@ from charter.judge.score import rank_samples
 from charter.judge.settings import JudgeSettings
 from charter.pipeline.checklists import Checklists, checklist_failure
 from charter.pipeline.config import RunConfig
+from charter.preference.diverse import field_text
 from charter.preference.pairs import policy_samples, revision_pair, sample_pair, sample_pairs
 from charter.providers import ManagedModel
 from charter.records import Chain, Failure, Fingerprints, Pair, Prompt, Sample
@@ -88,6 +90,9 @@ class Work:
         self.checklists: Checklists | None = None
         self.by_checklist = False
         """Judge mode `checklist`: pairs are judged, and samples ranked, by their prompt's checklist."""
+        self.on_texts: Callable[[list[str]], None] | None = None
+        """Given each new pair's texts (prompt, both responses): the run embeds them for its diversity figures
+        while its calls are still in flight."""
 
     def use_checklists(self, writer: ManagedModel | None) -> None:
         """Make each prompt's checklist (a `checklist:` section), written by `writer` for source `model`."""
@@ -168,6 +173,8 @@ class Work:
             elif self.do_judge:
                 scored = await self._best_and_worst(item, samples, checklist)
                 pairs += [scored] if scored else []
+        if self.on_texts is not None and pairs:
+            self.on_texts([text for p in pairs for text in (field_text(p.prompt, "prompt"), p.a, p.b)])
         for pair in pairs:
             if self._stored_source(pair.pair_id) != pair.source_fingerprint:
                 self.writer.add(pair)

@@ -10,6 +10,7 @@ estimators' cost stay bounded however many rows there are; reading is O(n).
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
@@ -21,15 +22,17 @@ from charter.api_args import Kinds, Range, public
 from charter.errors import ArgumentError, DatasetError
 from charter.preference.diverse import field_text
 from charter.preference.manifest import dataset_manifest
-from charter.providers.embeddings import embedder
+from charter.providers.embeddings import Prefetch, embedder, reads_nothing
 from charter.records import Record, fingerprint
 from charter.runs.files import RunFiles
 from charter.runs.store import RunStore, open_store
 from charter.stats.diversity import (
     DiversityConfig,
     DiversityFigure,
+    Embed,
     FieldDiversity,
     Sampler,
+    Unread,
     measure_fields,
 )
 from charter.tables import iter_jsonl
@@ -129,11 +132,19 @@ def _run_samplers(run_dir: Path, config: DiversityConfig, seed: int) -> dict[str
     return samplers
 
 
-def _report(source: str, samplers: dict[str, Sampler], config: DiversityConfig, seed: int) -> DiversityReport:
+def _report(
+    source: str, samplers: dict[str, Sampler], config: DiversityConfig, seed: int, prefetch: Prefetch | None = None
+) -> DiversityReport:
+    """The figures of the samples; the embeddings from `prefetch` (a run's, which embedded its texts while its
+    calls went on) where given, else from the configured model."""
     ordered = {f: samplers[f] for f in FIELDS if f in samplers}
-    fields = measure_fields(
-        ordered, config, None if config.embedding_model is None else embedder(config.embedding_model), seed
-    )
+    model = config.embedding_model
+    embed: Embed | None = None
+    unread: Unread | None = None
+    if model is not None:
+        embed = prefetch.embed if prefetch is not None else embedder(model)
+        unread = prefetch.reads_nothing if prefetch is not None else (lambda texts: reads_nothing(texts, model))
+    fields = measure_fields(ordered, config, embed, unread)
     return DiversityReport(
         source=source,
         measured_at=datetime.now(UTC).isoformat(timespec="seconds"),
@@ -158,7 +169,7 @@ def diversity(
     embedding_model: str | None = "minilm-l6",
     seed: int = 0,
 ) -> DiversityReport:
-    """Measure how diverse a dataset's texts are, per field: distinct-1/2/3, self-BLEU (with a bootstrap interval),
+    """Measure how diverse a dataset's texts are, per field: distinct-1/2/3, self-BLEU (with a jackknife interval),
     the Vendi score and mean pairwise cosine of MiniLM embeddings, the compression ratio and the spread of lengths
     in words.
 
@@ -174,7 +185,7 @@ def diversity(
         bleu_sample: Texts per field for self-BLEU.
         embed_sample: Texts per field embedded (Vendi score, mean cosine).
         embedding_model: The sentence-embedding model; None leaves out the embedding figures.
-        seed: Seed of the samples and of the bootstrap.
+        seed: Seed of the samples.
 
     Returns:
         The figures per field (`DiversityReport.fields`), with the sample sizes and seed.
@@ -228,9 +239,12 @@ def describes_current(store: RunStore, report: DiversityReport) -> bool:
     return report.dataset_key is not None and report.dataset_key == dataset_key(store)
 
 
-def measure_run(store: RunStore, config: DiversityConfig, seed: int) -> DiversityReport | None:
+def measure_run(
+    store: RunStore, config: DiversityConfig, seed: int, prefetch: Prefetch | None = None
+) -> DiversityReport | None:
     """Measure the run's dataset files as written and store the figures (meta `diversity`), unless the stored ones
-    already describe these files with these settings. None before the dataset is written."""
+    already describe these files with these settings. None before the dataset is written. `prefetch`: the run's
+    `Prefetch`, which embedded its texts while its calls went on (None: the configured model, here)."""
     key = dataset_key(store)
     if key is None:
         return None
@@ -239,7 +253,7 @@ def measure_run(store: RunStore, config: DiversityConfig, seed: int) -> Diversit
     if stored is not None and stored.dataset_key == key and stored.config == config:
         return stored
     report = _report(
-        str(store.run_dir), _run_samplers(store.run_dir, config, config.seed or 0), config, config.seed or 0
+        str(store.run_dir), _run_samplers(store.run_dir, config, config.seed or 0), config, config.seed or 0, prefetch
     )
     report = report.model_copy(update={"dataset_key": key})
     store.set_meta(diversity=report)
@@ -293,9 +307,25 @@ ROWS: list[tuple[str, Any]] = [
     ("Vendi score (effective distinct texts)", lambda f: _with_n(f.vendi, 2)),
     ("mean pairwise cosine (lower: more diverse)", lambda f: _with_n(f.mean_cosine)),
     ("compression ratio, zlib (lower: more repetitive)", lambda f: _value(f.compression_ratio)),
-    ("length in words: mean ± sd", lambda f: _length(f, False)),
-    ("length in words: quartiles", lambda f: _length(f, True)),
+    ("length in tokens: mean ± sd", lambda f: _length(f, False)),
+    ("length in tokens: quartiles", lambda f: _length(f, True)),
 ]
+
+
+def _kinds(kinds: Counter[str]) -> str:
+    return ", ".join(f"{count:,} {kind}{'s' if count != 1 else ''}" for kind, count in kinds.items())
+
+
+def figure_notes(report: DiversityReport) -> list[str]:
+    """What could not be measured, or had no interval, each reason once: the fields and figures it holds for on
+    one line (no embedding model is one line, not one a figure and field)."""
+    grouped: dict[str, list[str]] = {}
+    for name, field in report.fields.items():
+        for key in ("self_bleu", "vendi", "mean_cosine"):
+            note = getattr(field, key).note
+            if note:
+                grouped.setdefault(note, []).append(f"`{name}` {key.replace('_', ' ')}")
+    return [f"- {', '.join(where)}: {note}" for note, where in grouped.items()]
 
 
 def diversity_markdown(report: DiversityReport, current: bool = True) -> list[str]:
@@ -305,20 +335,20 @@ def diversity_markdown(report: DiversityReport, current: bool = True) -> list[st
         return ["No text field to measure (the dataset is empty)."]
     lines = ["| figure | " + " | ".join(f"`{n}`" for n in names) + " |", "|---|" + "---:|" * len(names)]
     lines += [f"| {label} | " + " | ".join(cell(report.fields[n]) for n in names) + " |" for label, cell in ROWS]
-    notes = [
-        f"- `{name}` {key.replace('_', ' ')}: {figure.note}"
-        for name, field in report.fields.items()
-        for key in ("self_bleu", "vendi", "mean_cosine")
-        if (figure := getattr(field, key)).note
-    ]
     c = report.config
     model = f"embeddings of {c.embedding_model}" if c.embedding_model else "no embeddings"
+    kinds = Counter[str]()
+    for field in report.fields.values():
+        kinds.update(field.token_kinds)
     lines += [
         "",
         f"Seeded samples (seed {report.seed}) of each field: distinct-n, the compression ratio and the lengths on up "
-        f"to {c.sample:,} texts, self-BLEU on up to {c.bleu_sample:,} (its interval: a bootstrap over those texts' "
-        f"scores), {model} on up to {c.embed_sample:,}. `prompt` counts each distinct prompt once.",
+        f"to {c.sample:,} texts, self-BLEU on up to {c.bleu_sample:,} (its interval: the leave-one-out jackknife, "
+        f"from 5 texts), {model} on up to {c.embed_sample:,}. `prompt` counts each distinct prompt once. Tokens: "
+        "words where a script puts spaces between them, single characters where it does not (Chinese, Japanese, "
+        "Thai), and emoji" + (f" ({_kinds(kinds)})." if kinds else "."),
     ]
+    notes = figure_notes(report)
     if notes:
         lines += ["", *notes]
     if not current:

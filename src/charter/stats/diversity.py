@@ -1,22 +1,26 @@
 """How much a set of texts differ from each other: the estimators of a dataset's diversity (model collapse shows
-first as diversity narrowing, Shumailov et al. 2024). Each with its cost on n texts of L words (d: embedding
+first as diversity narrowing, Shumailov et al. 2024). Each with its cost on n texts of L tokens (d: embedding
 dimensions):
 
-- distinct-1/2/3: unique word n-grams over all word n-grams of the set (Li et al. 2016). O(n L) time and memory.
-- self-BLEU: each text's sentence BLEU (sacrebleu, effective order) against all the others, averaged (Zhu et al.
-  2018); higher is more alike. O(n L): the others' best count of an n-gram is the set's best, or its second best
-  where the text itself holds the best; exactly sacrebleu's figure, without its O(n² L).
+- distinct-1/2/3: unique token n-grams over all token n-grams of the set (Li et al. 2016). O(n L) time and memory.
+- self-BLEU: each text's sentence BLEU (effective order, exp smoothing, as sacrebleu) against all the others,
+  averaged (Zhu et al. 2018); higher is more alike. O(n L): the others' best count of an n-gram is the set's best,
+  or its next best where the text itself holds the best; exactly sacrebleu's figure, without its O(n² L). Its 95%
+  interval is the leave-one-out jackknife of the set's figure (each text left out, every other one scored again
+  against the rest), also O(n L), shown from 5 texts on, where it covers.
 - Vendi score: exp of the entropy of the eigenvalues of K/n, K the cosine kernel of the embeddings (Friedman &
   Dieng 2023): the effective number of distinct texts, from 1 to min(n, d). O(n) embeddings, then O(n d² + d³)
   (the eigenvalues of XᵀX/n, the same as K/n's).
 - mean pairwise cosine of the embeddings, over pairs of distinct texts. O(n d), from the sum of the unit vectors.
 - compression ratio: zlib (level 9) compressed size over raw size of the texts joined by newlines (UTF-8); lower
   is more repetitive. zlib looks back 32 KiB, so it sees repetition between nearby texts. O(n L).
-- length: words per text, mean, sd and quartiles. O(n).
+- length: tokens per text, mean, sd and quartiles. O(n).
 
-Words are `\\w+` runs (with an inner apostrophe), lower-cased; self-BLEU tokenises as sacrebleu does (13a). None
-of the costs grows past a fixed sample: a `Sampler` keeps a seeded uniform sample of a stream of any length in O(k)
-memory, and each figure says how many texts it rests on.
+Text in any script: a token (`tokens`) is a word of a script written with spaces (a `\\w+` run), a character of one
+written without them (Chinese, Japanese, Thai, ...) and an emoji; distinct-n, self-BLEU and the lengths count the
+same tokens, and each field records how many of each kind it held. None of the costs grows past a fixed sample: a
+`Sampler` keeps a seeded uniform sample of a stream of any length in O(k) memory, and each figure says how many
+texts it rests on.
 """
 
 from __future__ import annotations
@@ -26,22 +30,33 @@ import hashlib
 import heapq
 import re
 import zlib
+from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import numpy as np
+import regex
 from pydantic import Field
 
-from charter.errors import CharterError, DatasetError, missing_extra
+from charter.errors import CharterError, DatasetError
 from charter.records import Record
-from charter.stats.agreement import cluster_bootstrap
-from charter.stats.intervals import degenerate
+from charter.stats.jackknife import set_interval
 from charter.yamlio import ConfigModel
 
-_WORD = re.compile(r"\w+(?:'\w+)?", re.U)
+#: scripts written without spaces between words: each character (grapheme) of them is a token
+_UNSPACED = r"\p{Han}\p{Hiragana}\p{Katakana}\p{Thai}\p{Lao}\p{Khmer}\p{Myanmar}\p{Tibetan}\u30fc\u3005"
+_TOKEN = regex.compile(
+    r"(?P<emoji>(?=\p{Extended_Pictographic}|\p{Regional_Indicator})\X)"
+    rf"|(?P<character>(?=[{_UNSPACED}])\X)"
+    rf"|(?P<word>[\w--[{_UNSPACED}]]+(?:'[\w--[{_UNSPACED}]]+)?)",
+    regex.V1,
+)
+_ASCII_WORD = re.compile(r"\w+(?:'\w+)?", re.ASCII)
+#: what a token is, as recorded with the figures
+TOKENIZATION = "unicode-v1: words of spaced scripts, characters of unspaced ones (Han, kana, Thai, ...), emoji"
+#: the largest n-gram order of self-BLEU
+BLEU_ORDER = 4
 Embed = Callable[[Sequence[str]], Any]
-#: bootstrap resamples of the self-BLEU interval
-RESAMPLES = 1000
 
 
 class DiversityConfig(ConfigModel):
@@ -59,6 +74,11 @@ class DiversityConfig(ConfigModel):
     sentence-transformers); null: no embedding figures."""
     seed: int | None = None
     """Seed of the sample (null: the run's seed)."""
+    embed_share: float | None = Field(default=0.1, gt=0, allow_inf_nan=False)
+    """In a run, the longest the measurement waits for its embeddings once the dataset is written, as a share of
+    the run's time until then (the embeddings are made while the calls go on, where there is idle CPU); past it the
+    embedding figures are recorded as not measured, and `charter.diversity(RUN_DIR)` measures them afterwards.
+    null: no limit."""
 
 
 class DiversityFigure(Record):
@@ -69,17 +89,17 @@ class DiversityFigure(Record):
     n: int = 0
     """Texts it was computed on (the sample)."""
     ci95: list[float] | None = None
-    """[low, high]: the percentile bootstrap over the sample's texts (self-BLEU only; None where the resamples
-    cannot vary)."""
+    """[low, high]: the 95% leave-one-out jackknife interval (self-BLEU only: each text left out and the others
+    scored again; None below 5 texts, where it would not cover, or where leaving a text out changes nothing)."""
     note: str | None = None
     """Why there is no value or no interval."""
 
 
 class LengthSpread(Record):
-    """Lengths of the texts, in words."""
+    """Lengths of the texts, in tokens (`tokens`)."""
 
-    unit: str = "words"
-    """What is counted: `\\w+` runs."""
+    unit: str = "tokens"
+    """What is counted: words of spaced scripts, characters of unspaced ones, emoji (`TOKENIZATION`)."""
     n: int = 0
     """Texts measured."""
     mean: float | None = None
@@ -101,6 +121,10 @@ class FieldDiversity(Record):
     """The sample is of distinct texts (repeats of a text count once: a prompt with several pairs)."""
     sample: int
     """Texts in the sample."""
+    tokenization: str = TOKENIZATION
+    """What a token is, for distinct-n, self-BLEU and the lengths."""
+    token_kinds: dict[str, int] = Field(default_factory=dict)
+    """Tokens of each kind in the sample (`word`, `character`: of a script written without spaces, `emoji`)."""
     distinct_1: DiversityFigure
     distinct_2: DiversityFigure
     distinct_3: DiversityFigure
@@ -114,14 +138,35 @@ class FieldDiversity(Record):
 # -- the estimators -------------------------------------------------------------------------------------------
 
 
-def words(text: str) -> list[str]:
-    """The text's words, lower-cased."""
-    return _WORD.findall(text.lower())
+def tokens(text: str) -> list[str]:
+    """The text's tokens, lower-cased: each word of a script written with spaces (a `\\w+` run, with an inner
+    apostrophe), each character of a script written without them (Chinese, Japanese, Thai, ...), each emoji (with
+    its modifiers and joiners). A sentence of Chinese is as many tokens as characters, not one word."""
+    if text.isascii():  # the same tokens, from the standard library's faster engine: ASCII holds only words
+        return _ASCII_WORD.findall(text.lower())
+    return [match.group() for match in _TOKEN.finditer(text.lower())]
 
 
-def distinct_n(texts: Sequence[str], n: int) -> float | None:
-    """Unique word n-grams over all word n-grams of the set; None without any n-gram. O(n L)."""
-    grams = [tuple(w[i : i + n]) for w in map(words, texts) for i in range(len(w) - n + 1)]
+def token_kinds(texts: Iterable[str]) -> dict[str, int]:
+    """How many tokens of each kind (`word`, `character`, `emoji`) the texts hold."""
+    kinds: Counter[str] = Counter()
+    for text in texts:
+        if text.isascii():
+            kinds["word"] += len(_ASCII_WORD.findall(text))
+        else:
+            kinds.update(match.lastgroup or "" for match in _TOKEN.finditer(text))
+    return {kind: kinds[kind] for kind in ("word", "character", "emoji") if kinds[kind]}
+
+
+def _grams(found: Sequence[str], n: int) -> Iterable[tuple[str, ...]]:
+    """The n-grams of a token list, in order (zip over shifted slices: no Python-level loop a gram)."""
+    return zip(*(found[i:] for i in range(n)), strict=False)
+
+
+def distinct_n(texts: Sequence[str], n: int, tokenized: Sequence[Sequence[str]] | None = None) -> float | None:
+    """Unique token n-grams over all token n-grams of the set; None without any n-gram. O(n L). `tokenized`: the
+    texts' `tokens`, where the caller has them already."""
+    grams = [gram for found in tokenized or map(tokens, texts) for gram in _grams(found, n)]
     return len(set(grams)) / len(grams) if grams else None
 
 
@@ -132,11 +177,11 @@ def compression_ratio(texts: Sequence[str]) -> float | None:
     return len(zlib.compress(raw, 9)) / len(raw) if raw else None
 
 
-def length_spread(texts: Sequence[str]) -> LengthSpread:
-    """Words per text: mean, sd (ddof 0), quartiles (linear interpolation), min and max. O(n)."""
+def length_spread(texts: Sequence[str], tokenized: Sequence[Sequence[str]] | None = None) -> LengthSpread:
+    """Tokens per text: mean, sd (ddof 0), quartiles (linear interpolation), min and max. O(n)."""
     if not texts:
         return LengthSpread()
-    lengths = np.array([len(words(t)) for t in texts])
+    lengths = np.array([len(found) for found in tokenized or map(tokens, texts)])
     q1, median, q3 = (float(q) for q in np.percentile(lengths, [25, 50, 75]))
     return LengthSpread(
         n=len(lengths),
@@ -150,12 +195,31 @@ def length_spread(texts: Sequence[str]) -> LengthSpread:
     )
 
 
-def _bleu() -> Any:
-    try:
-        from sacrebleu.metrics import BLEU  # pyright: ignore[reportPrivateImportUsage] - its public name
-    except ImportError:
-        raise missing_extra("sacrebleu", "loop") from None
-    return BLEU(effective_order=True)
+def _ngram_counts(text: str) -> tuple[Counter[tuple[str, ...]], int]:
+    """The text's token n-grams of orders 1 to `BLEU_ORDER`, counted, and its length in tokens."""
+    found = tokens(text)
+    grams: Counter[tuple[str, ...]] = Counter()
+    for n in range(1, BLEU_ORDER + 1):
+        grams.update(_grams(found, n))
+    return grams, len(found)
+
+
+def sentence_bleu(correct: np.ndarray, total: np.ndarray, length: np.ndarray, ref_length: np.ndarray) -> np.ndarray:
+    """Sentence BLEU (0-1) of many hypotheses at once from their sufficient statistics: clipped and total n-gram
+    counts (one row a hypothesis, one column an order), lengths and reference lengths; sacrebleu's
+    `BLEU.compute_bleu` with effective order and `exp` smoothing, vectorised (a set's jackknife scores each text
+    against many leave-one-out sets). A product of precisions that are all 1 is exactly 1."""
+    correct, total = np.asarray(correct, dtype=float), np.asarray(total, dtype=float)
+    length, ref_length = np.asarray(length, dtype=float), np.asarray(ref_length, dtype=float)
+    used = np.cumprod(total > 0, axis=1).astype(bool)  # orders up to the first without n-grams (effective order)
+    missed = used & (correct == 0)
+    smoothed = 1.0 / (2.0 ** np.cumsum(missed, axis=1) * np.where(used, total, 1.0))
+    precision = np.where(missed, smoothed, correct / np.where(used, total, 1.0))
+    log_mean = (np.log(np.where(used, precision, 1.0)) * used).sum(axis=1) / np.maximum(used.sum(axis=1), 1)
+    with np.errstate(divide="ignore"):
+        brevity = np.where(length < ref_length, np.exp(1.0 - ref_length / np.maximum(length, 1.0)), 1.0)
+    score = brevity * np.exp(log_mean)
+    return np.clip(np.where(correct.sum(axis=1) > 0, score, 0.0), 0.0, 1.0)
 
 
 def _closest_other_length(lengths: list[int], own: int) -> int:
@@ -171,66 +235,102 @@ def _closest_other_length(lengths: list[int], own: int) -> int:
     return below
 
 
-def self_bleu_scores(texts: Sequence[str]) -> np.ndarray | None:
-    """Each non-empty text's sentence BLEU (0-1; sacrebleu, effective order, exp smoothing, 13a tokens) against all
-    the other non-empty texts; None with fewer than 2. Exactly `BLEU.sentence_score(text, others)`, in O(n L): an
-    n-gram's clipping count against the others is its best count in the set, or the second best where the text
-    itself holds the best."""
-    bleu = _bleu()
-    from sacrebleu.metrics.helpers import extract_all_word_ngrams
+class _Holders:
+    """The three largest counts of each n-gram over a set of texts, with the text that holds each: enough to know
+    an n-gram's best count among the others of any text, with or without any one further text."""
 
-    kept = [t for t in texts if t.strip()]
-    if len(kept) < 2:
-        return None
-    order = bleu.max_ngram_order
-    counted = [extract_all_word_ngrams(bleu.tokenizer(t.rstrip()), 1, order) for t in kept]
-    top: dict[tuple[str, ...], list[int]] = {}  # n-gram -> [best count, its text, second best count]
-    for i, (grams, _) in enumerate(counted):
-        for gram, count in grams.items():
-            entry = top.get(gram)
-            if entry is None:
-                top[gram] = [count, i, 0]
-            elif count > entry[0]:
-                entry[:] = [count, i, entry[0]]
-            elif count > entry[2]:
-                entry[2] = count
-    lengths = sorted(length for _, length in counted)
-    scores = np.empty(len(kept))
+    def __init__(self, counted: Sequence[Counter[tuple[str, ...]]]) -> None:
+        self.top: dict[tuple[str, ...], list[tuple[int, int]]] = {}
+        for i, grams in enumerate(counted):
+            for gram, count in grams.items():
+                entry = self.top.setdefault(gram, [])
+                if len(entry) < 3 or count > entry[-1][0]:
+                    entry.append((count, i))
+                    entry.sort(reverse=True)
+                    del entry[3:]
+
+    def others(self, gram: tuple[str, ...], i: int) -> tuple[int, int, int]:
+        """(best count among the texts other than i, the text holding it (-1: none), the next best count)."""
+        rest = [entry for entry in self.top[gram] if entry[1] != i]
+        best, holder = rest[0] if rest else (0, -1)
+        return best, holder, rest[1][0] if len(rest) > 1 else 0
+
+
+def _counted(texts: Sequence[str]) -> list[tuple[Counter[tuple[str, ...]], int]]:
+    """The n-gram counts and length of each text that has a token."""
+    return [found for found in map(_ngram_counts, texts) if found[1]]
+
+
+def _self_bleu_parts(
+    counted: list[tuple[Counter[tuple[str, ...]], int]], leave_one_out: bool
+) -> tuple[np.ndarray, dict[tuple[int, int], float]]:
+    """Each text's sentence BLEU against all the others, and with `leave_one_out` the scores that change when one
+    other text j is left out: {(i, j): the score of text i against the others without j}. An n-gram's clip count
+    changes without j only where j holds its best count among i's others, and the reference length only where j is
+    the one other text of that length; so the pairs are O(n L), not O(n²)."""
+    holders = _Holders([grams for grams, _ in counted])
+    lengths = np.array([length for _, length in counted])
+    ordered = sorted(int(length) for length in lengths)
+    by_length: dict[int, list[int]] = {}
+    for i, length in enumerate(lengths):
+        by_length.setdefault(int(length), []).append(i)
+    n = len(counted)
+    correct, total = np.zeros((n, BLEU_ORDER)), np.zeros((n, BLEU_ORDER))
+    ref = np.zeros(n)
+    changed: dict[tuple[int, int], list[Any]] = {}  # (i, j) -> [clip counts lost without j, reference length]
     for i, (grams, length) in enumerate(counted):
-        correct, total = [0] * order, [0] * order
+        ref[i] = _closest_other_length(ordered, length)
         for gram, count in grams.items():
-            best, holder, second = top[gram]
-            total[len(gram) - 1] += count
-            correct[len(gram) - 1] += min(count, second if holder == i else best)
-        score = bleu.compute_bleu(
-            correct,
-            total,
-            length,
-            _closest_other_length(lengths, length),
-            smooth_method=bleu.smooth_method,
-            smooth_value=bleu.smooth_value,
-            effective_order=True,
-            max_ngram_order=order,
-        )
-        scores[i] = score.score / 100
-    return scores
+            best, holder, next_best = holders.others(gram, i)
+            clip = min(count, best)
+            correct[i, len(gram) - 1] += clip
+            total[i, len(gram) - 1] += count
+            if leave_one_out and holder >= 0 and min(count, next_best) < clip:
+                lost = changed.setdefault((i, holder), [np.zeros(BLEU_ORDER), ref[i]])[0]
+                lost[len(gram) - 1] += clip - min(count, next_best)
+        same = [j for j in by_length.get(int(ref[i]), []) if j != i] if leave_one_out else []
+        if len(same) == 1:  # without that text, the closest other length is another one
+            without = list(ordered)
+            without.remove(int(ref[i]))
+            changed.setdefault((i, same[0]), [np.zeros(BLEU_ORDER), 0])[1] = _closest_other_length(without, length)
+    scores = sentence_bleu(correct, total, lengths, ref)
+    pairs = list(changed)
+    if not pairs:
+        return scores, {}
+    rows = np.array([i for i, _ in pairs])
+    lost = np.array([changed[p][0] for p in pairs])
+    refs = np.array([changed[p][1] for p in pairs], dtype=float)
+    without = sentence_bleu(correct[rows] - lost, total[rows], lengths[rows], refs)
+    return scores, dict(zip(pairs, (float(x) for x in without), strict=True))
+
+
+def self_bleu_scores(texts: Sequence[str]) -> np.ndarray | None:
+    """Each text's sentence BLEU (0-1; effective order, exp smoothing, on `tokens`) against all the other texts
+    that have a token; None with fewer than 2. Exactly sacrebleu's `BLEU(tokenize="none").sentence_score` of the
+    tokens joined by spaces against the others, in O(n L): an n-gram's clipping count against the others is its
+    best count in the set, or the next best where the text itself holds the best."""
+    counted = _counted(texts)
+    return None if len(counted) < 2 else _self_bleu_parts(counted, False)[0]
 
 
 def self_bleu(texts: Sequence[str]) -> float | None:
-    """Mean sentence BLEU (0-1) of each text against all the others; None with fewer than 2 non-empty texts."""
+    """Mean sentence BLEU (0-1) of each text against all the others; None with fewer than 2 texts with a token."""
     scores = self_bleu_scores(texts)
     return None if scores is None else float(scores.mean())
 
 
-def mean_interval(values: np.ndarray, seed: int, resamples: int = RESAMPLES) -> tuple[list[float] | None, str | None]:
-    """The 95% percentile-bootstrap interval of the mean of `values` over resamples of them, or None and why: the
-    resamples cannot vary (fewer than 2 values, or all equal)."""
-    if len(values) < 2 or float(np.ptp(values)) == 0.0:
-        return None, f"no interval: all {len(values)} per-text scores are equal, so resamples cannot vary"
-    interval = cluster_bootstrap(lambda idx: float(values[idx].mean()), np.arange(len(values)), resamples, seed)
-    if interval is None or degenerate(interval[0], interval[1]):
-        return None, "no interval: the resamples did not vary"
-    return interval, None
+def self_bleu_leave_one_out(texts: Sequence[str]) -> tuple[float, np.ndarray] | None:
+    """Self-BLEU of the texts with a token, and its value without each of them (text j left out of the set: every
+    other text scored again against the rest), exactly and in O(n L); None with fewer than 3 such texts."""
+    counted = _counted(texts)
+    n = len(counted)
+    if n < 3:
+        return None
+    scores, without = _self_bleu_parts(counted, True)
+    loo = scores.sum() - scores
+    for (i, j), score in without.items():
+        loo[j] += score - scores[i]
+    return float(scores.mean()), loo / (n - 1)
 
 
 def unit_rows(vectors: Any, dtype: Any = np.float64) -> np.ndarray:
@@ -321,74 +421,99 @@ def _figure(value: float | None, n: int, why: str) -> DiversityFigure:
     return DiversityFigure(value=value, n=n, note=None if value is not None else why)
 
 
-def bleu_figure(texts: Sequence[str], seed: int) -> DiversityFigure:
-    """Self-BLEU with its bootstrap interval over the texts' scores (a failure to compute it is its note)."""
-    try:
-        scores = self_bleu_scores(texts)
-    except CharterError as exc:
-        return DiversityFigure(n=len(texts), note=f"not measured: {exc}")
-    if scores is None:
-        return DiversityFigure(n=len(texts), note="fewer than 2 non-empty texts")
-    interval, why = mean_interval(scores, seed)
-    return DiversityFigure(value=float(scores.mean()), n=len(scores), ci95=interval, note=why)
+#: self-BLEU's interval is taken on log(self-BLEU + this): the figure piles up near 0 for a few texts
+BLEU_LOG_OFFSET = 0.001
 
 
-Embedded = Any
-"""A field's embeddings (an n x d array), or why there are none (a string)."""
+def bleu_figure(texts: Sequence[str]) -> DiversityFigure:
+    """Self-BLEU with its 95% jackknife interval: each text left out in turn and every other text scored again
+    against the rest (`self_bleu_leave_one_out`; `charter.stats.jackknife.set_interval`, on the log scale)."""
+    found = self_bleu_leave_one_out(texts)
+    if found is None:
+        value = self_bleu(texts)
+        why = "fewer than 2 texts with a token" if value is None else "no interval below 3 texts"
+        return DiversityFigure(value=value, n=len([t for t in texts if tokens(t)]), note=why)
+    value, loo = found
+    interval, why = set_interval(value, loo, (0.0, 1.0), BLEU_LOG_OFFSET)
+    return DiversityFigure(value=value, n=len(loo), ci95=interval, note=why)
 
 
-def embed_samples(samples: dict[str, list[str]], embed: Embed | None) -> dict[str, Embedded]:
-    """The embeddings of each field's texts, in one call of `embed` for them all (a model's cost per call is not
-    small), or why there are none: a failure to embed is the note of every field."""
+Embedded = tuple[Any, str | None]
+"""A field's embeddings (an n x d array, None where there are none) and why some or all of its texts have none."""
+Unread = Callable[[Sequence[str]], Sequence[bool]]
+"""Which texts an embedding model reads nothing of (every token unknown to it: emoji to MiniLM, say)."""
+
+
+def embed_samples(
+    samples: dict[str, list[str]], embed: Embed | None, unread: Unread | None = None
+) -> dict[str, Embedded]:
+    """The embeddings of each field's texts, each distinct text embedded once in one call of `embed` for all the
+    fields (the prompts and responses of a dataset repeat across fields, and a model's cost per call is not small).
+    A text the model reads nothing of (`unread`) is left out of its field's embeddings, and said so: an embedding
+    of unknown tokens alone is the same for every such text and would read as "all alike". A failure to embed is
+    the note of every field."""
     if embed is None:
-        return {f: "not measured: no embedding model (diversity.embedding_model is null)" for f in samples}
-    texts = [t for field in samples.values() for t in field]
+        return {f: (None, "not measured: no embedding model (diversity.embedding_model is null)") for f in samples}
+    distinct = list(dict.fromkeys(t for field in samples.values() for t in field))
     try:
-        vectors = np.asarray(embed(texts)) if texts else np.zeros((0, 1))
+        skipped = {t for t, no in zip(distinct, unread(distinct) if unread else [False] * len(distinct)) if no}
+        wanted = [t for t in distinct if t not in skipped]
+        vectors = np.asarray(embed(wanted)) if wanted else np.zeros((0, 1))
     except CharterError as exc:
-        return {f: f"not measured: {exc}" for f in samples}
-    out, start = {}, 0
-    for field, field_texts in samples.items():
-        out[field], start = vectors[start : start + len(field_texts)], start + len(field_texts)
+        return {f: (None, f"not measured: {exc}") for f in samples}
+    row = {t: k for k, t in enumerate(wanted)}
+    out: dict[str, Embedded] = {}
+    for field, texts in samples.items():
+        kept = [row[t] for t in texts if t not in skipped]
+        left = len(texts) - len(kept)
+        why = f"{left} of {len(texts)} texts not embedded: the model reads none of their characters" if left else None
+        out[field] = (vectors[kept], why)
     return out
 
 
 def embedding_figures(embedded: Embedded) -> tuple[DiversityFigure, DiversityFigure]:
     """The Vendi score and the mean pairwise cosine of a field's embeddings (or their note)."""
-    if isinstance(embedded, str):
-        return DiversityFigure(note=embedded), DiversityFigure(note=embedded)
-    n = len(embedded)
-    return _figure(vendi_score(embedded), n, "no texts"), _figure(mean_cosine(embedded), n, "fewer than 2 texts")
+    vectors, why = embedded
+    if vectors is None:
+        return DiversityFigure(note=why), DiversityFigure(note=why)
+    n = len(vectors)
+    vendi, cosine = vendi_score(vectors), mean_cosine(vectors)
+    return (
+        DiversityFigure(value=vendi, n=n, note=why or (None if vendi is not None else "no texts")),
+        DiversityFigure(value=cosine, n=n, note=why or (None if cosine is not None else "fewer than 2 texts")),
+    )
 
 
-def measure_field(sampler: Sampler, config: DiversityConfig, embedded: Embedded, seed: int = 0) -> FieldDiversity:
+def measure_field(sampler: Sampler, config: DiversityConfig, embedded: Embedded) -> FieldDiversity:
     """Every figure of one field from its sample: distinct-n, the compression ratio and the lengths on the whole
     sample, self-BLEU on its first `bleu_sample` texts, the embedding figures on `embedded` (its first
     `embed_sample` texts' embeddings)."""
     texts = sampler.texts()
     n = len(texts)
+    tokenized = [tokens(t) for t in texts]
     vendi, cosine = embedding_figures(embedded)
     return FieldDiversity(
         texts=sampler.seen,
         distinct_texts=sampler.distinct,
         sample=n,
-        distinct_1=_figure(distinct_n(texts, 1), n, "no word"),
-        distinct_2=_figure(distinct_n(texts, 2), n, "no text of 2 words"),
-        distinct_3=_figure(distinct_n(texts, 3), n, "no text of 3 words"),
-        self_bleu=bleu_figure(sampler.texts(config.bleu_sample), seed),
+        token_kinds=token_kinds(texts),
+        distinct_1=_figure(distinct_n(texts, 1, tokenized), n, "no token"),
+        distinct_2=_figure(distinct_n(texts, 2, tokenized), n, "no text of 2 tokens"),
+        distinct_3=_figure(distinct_n(texts, 3, tokenized), n, "no text of 3 tokens"),
+        self_bleu=bleu_figure(sampler.texts(config.bleu_sample)),
         vendi=vendi,
         mean_cosine=cosine,
         compression_ratio=_figure(compression_ratio(texts), n, "no text"),
-        length=length_spread(texts),
+        length=length_spread(texts, tokenized),
     )
 
 
 def measure_fields(
-    samplers: dict[str, Sampler], config: DiversityConfig, embed: Embed | None, seed: int = 0
+    samplers: dict[str, Sampler], config: DiversityConfig, embed: Embed | None, unread: Unread | None = None
 ) -> dict[str, FieldDiversity]:
     """Every figure of each field's sample (the embeddings of all fields in one call)."""
-    embedded = embed_samples({f: s.texts(config.embed_sample) for f, s in samplers.items()}, embed)
-    return {f: measure_field(sampler, config, embedded[f], seed) for f, sampler in samplers.items()}
+    embedded = embed_samples({f: s.texts(config.embed_sample) for f, s in samplers.items()}, embed, unread)
+    return {f: measure_field(sampler, config, embedded[f]) for f, sampler in samplers.items()}
 
 
 def measure_texts(
@@ -396,4 +521,4 @@ def measure_texts(
 ) -> FieldDiversity:
     """Every figure of a set of texts (sampled down to `config.sample` where there are more), as `measure_field`."""
     config = config or DiversityConfig()
-    return measure_fields({"text": Sampler(config.sample, seed).extend(texts)}, config, embed, seed)["text"]
+    return measure_fields({"text": Sampler(config.sample, seed).extend(texts)}, config, embed)["text"]

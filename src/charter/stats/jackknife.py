@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
+from functools import lru_cache
 from typing import Any
 
 import numpy as np
@@ -37,6 +38,7 @@ def _variance(values: np.ndarray) -> float:
     return float((n - 1) / n * ((values - values.mean()) ** 2).sum())
 
 
+@lru_cache(maxsize=256)
 def _t(df: int) -> float:
     from scipy.stats import t
 
@@ -71,3 +73,33 @@ def change_interval(statistic_a: Statistic, n_a: int, statistic_b: Statistic, n_
         return out
     out["ci95"] = [low, high]
     return out
+
+
+#: the fewest items for a one-set interval: below it the jackknife interval covers too seldom (checked by simulation
+#: on real prompts: tests/stats/test_diversity_coverage.py)
+MIN_SET_ITEMS = 5
+
+
+def set_interval(
+    value: float,
+    leave_one_out: np.ndarray,
+    bounds: tuple[float, float] = (-math.inf, math.inf),
+    log_offset: float | None = None,
+) -> tuple[list[float] | None, str | None]:
+    """The 95% jackknife interval of a set-level statistic of n items from its n leave-one-out values: `value` ±
+    t(0.975, n - 1) times the jackknife standard error, cut to the statistic's `bounds`; or None and why (fewer
+    than `MIN_SET_ITEMS` items, or leave-one-out values that do not vary). With `log_offset` c the interval is
+    taken on log(statistic + c) and mapped back: a statistic piled up near 0 with a long right tail (self-BLEU of a
+    few texts) is skewed, and a symmetric interval on its own scale falls short of the mean too often."""
+    n = len(leave_one_out)
+    if n < MIN_SET_ITEMS:
+        return None, f"no interval below {MIN_SET_ITEMS} texts (at {n}, a 95% interval would not cover 95%)"
+    forward, back = (lambda x: x), (lambda y: y)
+    if log_offset is not None:
+        forward, back = (lambda x: np.log(x + log_offset)), (lambda y: math.exp(y) - log_offset)
+    centre = float(forward(value))
+    half = _t(n - 1) * math.sqrt(_variance(forward(np.asarray(leave_one_out, dtype=float))))
+    low, high = max(back(centre - half), bounds[0]), min(back(centre + half), bounds[1])
+    if degenerate(low, high):
+        return None, f"no interval: the figure is the same without any one of the {n} texts"
+    return [low, high], None

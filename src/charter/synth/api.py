@@ -90,9 +90,13 @@ def diversity_lines(found: dict[str, Any]) -> list[str]:
         ("Vendi score (effective distinct prompts)", _figure(found["vendi"], 2)),
         ("mean pairwise cosine (lower: more diverse)", _figure(found["mean_cosine"])),
         ("compression ratio, zlib (lower: more repetitive)", _figure(found["compression_ratio"])),
-        ("length in words: mean ± sd", "–" if length["mean"] is None else f"{length['mean']:.1f} ± {length['sd']:.1f}"),
+        ("length in tokens: mean ± sd", _spread(length)),
     ]
     return ["| figure | value |", "|---|---|", *[f"| {label} | {value} |" for label, value in rows]]
+
+
+def _spread(length: dict) -> str:
+    return "–" if length["mean"] is None else f"{length['mean']:.1f} ± {length['sd']:.1f}"
 
 
 def markdown(data: dict[str, Any]) -> str:

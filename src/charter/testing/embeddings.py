@@ -1,4 +1,4 @@
-"""A sentence embedder that needs no model, for tests and benchmarks: each word hashed to one of `dim` signed
+"""A sentence embedder that needs no model, for tests and benchmarks: each token hashed to one of `dim` signed
 axes (feature hashing), the counts L2-normalised. Texts with the same words embed alike, texts with no word in
 common nearly orthogonally; a text with no word gets an axis of its own. Deterministic on every machine."""
 
@@ -9,7 +9,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from charter.stats.diversity import words
+from charter.stats.diversity import tokens
 
 DIM = 256
 
@@ -19,7 +19,7 @@ def hashed_embed(texts: Sequence[str], model: str = "hashed", batch_size: int = 
     takes them, and ignored)."""
     out = np.zeros((len(texts), dim), dtype=np.float32)
     for i, text in enumerate(texts):
-        found = words(text)
+        found = tokens(text)
         if not found:
             out[i, dim - 1] = 1.0
         for word in found:
