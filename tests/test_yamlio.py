@@ -28,8 +28,9 @@ CONFIGS: dict[type[BaseModel], Path] = {
     ServeConfig: EXAMPLES / "grpo.yaml",
     LoopConfig: EXAMPLES / "loop.yaml",
 }
-#: What the error says of a value that is not a finite number, or of a boolean.
-REFUSALS = ("Input should be a finite number", "expected a number, not ", "Input should be a valid")
+#: What the error says of a value that is not a finite number, or of a boolean (a label smoothing says what one is).
+REFUSALS = ("Input should be a finite number", "expected a number, not ", "Input should be a valid",
+            "is no chance a label is wrong", "is out of range for loss_type", "would be ignored")  # fmt: skip
 
 
 def number_keys(model: type[BaseModel], prefix: tuple[str, ...] = ()) -> list[str]:
@@ -63,6 +64,13 @@ def test_a_set_that_is_not_a_finite_number_names_the_override_and_the_key(
     lines = str(caught.value).split("; ")
     named = [line for line in lines if line.startswith(f"--set {item}: {key}: ")]
     assert named and any(refusal in line for line in named for refusal in REFUSALS), lines
+
+
+@pytest.mark.parametrize("spelled", [".nan", "-.inf", "true"])
+def test_a_label_smoothing_that_is_not_a_number_says_what_one_is(spelled: str) -> None:
+    with pytest.raises(ConfigError, match=r"^--set dpo\.label_smoothing=\S+: dpo\.label_smoothing: \S+") as caught:
+        load_model(RunConfig, CONFIGS[RunConfig], [f"dpo.label_smoothing={spelled}"])
+    assert "; " not in str(caught.value)  # one line, not one a member of `float | judge | per_row`
 
 
 def test_charter_run_exits_2_with_one_line_for_a_nan_budget(capsys) -> None:
