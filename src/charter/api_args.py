@@ -1,7 +1,8 @@
 """One way into the public API: how every function in `charter.__all__` takes and checks its arguments.
 
 `@public` on a function checks each argument before the body runs, as the function's signature says: its type
-(strictly: a string is not a number, a dict is not a `Constitution`), and what `Annotated` puts beside the type:
+(strictly: a string is not a number, nor is NaN or infinity, and a dict is not a `Constitution`), and what
+`Annotated` puts beside the type:
 
     @public
     def f(
@@ -30,6 +31,7 @@ from __future__ import annotations
 import collections.abc
 import functools
 import inspect
+import math
 import numbers
 import operator
 import re
@@ -288,6 +290,8 @@ class _Param:
             try:
                 self.adapter.validate_python(value)
             except ValidationError as exc:
+                if self.range is not None and any(e["type"] == "finite_number" for e in exc.errors()):
+                    self._check_range(value)  # names the item that is not finite
                 raise ArgumentError(self.name, _message(exc, self.annotation, value)) from None
         if self.range is not None and value is not None:
             self._check_range(value)
@@ -313,7 +317,11 @@ class _Param:
             where = self.name if index is None else f"{self.name}[{index}]"
             if isinstance(item, bool) or not isinstance(item, int | float) and not hasattr(item, "__float__"):
                 raise ArgumentError(where, f"expected a number (got {_kind(item)})")
-            problem = self.range.problem(item) if item == item else f"must be {self.range.describe()} (got nan)"
+            problem = (
+                self.range.problem(item)
+                if math.isfinite(item)
+                else f"must be a finite number {self.range.describe()} (got {item!r})"
+            )
             if problem:
                 raise ArgumentError(where, problem)
 
@@ -358,7 +366,7 @@ def _plain_number(value: Any) -> Any:
 
 
 def _adapter(annotation: Any) -> TypeAdapter | None:
-    config = ConfigDict(arbitrary_types_allowed=True, strict=True)
+    config = ConfigDict(arbitrary_types_allowed=True, strict=True, allow_inf_nan=False)
     try:
         try:
             return TypeAdapter(annotation, config=config)
@@ -415,6 +423,9 @@ def _message(exc: ValidationError, annotation: Any, value: Any) -> str:
     """One line for a failed check: where inside the value (for an item of a list), and what was expected."""
     errors = exc.errors()
     prefix = _common_prefix([tuple(e["loc"]) for e in errors])
+    if not prefix and any(e["type"] == "finite_number" for e in errors):
+        what = "a finite number" if isinstance(value, int | float) else "finite numbers"
+        return f"expected {what} (got {value!r})"
     if not prefix and not any(e["type"] == "literal_error" for e in errors):
         return f"expected {describe(annotation)} (got {_kind(value)})"
     said: list[str] = []

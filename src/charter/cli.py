@@ -10,6 +10,7 @@ import asyncio
 import errno
 import gc
 import logging
+import math
 import sys
 from typing import Any
 
@@ -107,6 +108,8 @@ def _root(
 
     if log_level.lower() not in LOG_LEVELS:
         raise ArgumentError("log_level", f"{log_level!r}: use one of {', '.join(LOG_LEVELS)}")
+    if not math.isfinite(progress_interval):
+        raise ArgumentError("progress_interval", f"{progress_interval!r}: expected a finite number of seconds")
     level = "DEBUG" if verbose else "WARNING" if quiet else log_level.upper()
     configure_logging(level, progress_interval, quiet_progress=quiet)
 

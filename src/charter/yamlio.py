@@ -11,6 +11,7 @@ in an override's value names the override.
 from __future__ import annotations
 
 import difflib
+import functools
 import gc
 import types
 import typing
@@ -20,7 +21,7 @@ from pathlib import Path
 from typing import Any, TypeVar, Union
 
 import yaml
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
 
 from charter.errors import ArgumentError, ConfigError, ConfigFieldError
 from charter.tables import read_text_file
@@ -31,11 +32,24 @@ M = TypeVar("M", bound=BaseModel)
 class ConfigModel(BaseModel):
     """Base of every config section: unknown keys are errors; each field's docstring is its schema description.
 
+    A number is finite (`.nan`, `.inf`, `1e400` are refused) and `true`/`false` is not one (pydantic would read 1
+    and 0), so every number a config gives is checked before work starts.
+
     Built directly (`Budget(max_cost_usd="x")`), a bad field is a `ConfigFieldError` (a `ConfigError`) naming the class
     and the field, one line per error (`Budget: max_cost_usd: Input should be a valid number, ...`), never pydantic's
     ValidationError. `model_validate` keeps pydantic's error, which the loaders turn into file:line:column lines."""
 
-    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
+    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True, allow_inf_nan=False)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _numbers_are_not_bools(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            for name in number_fields(cls):
+                value = data.get(name)
+                if isinstance(value, bool):
+                    raise LocatedValueError(f"expected a number, not {str(value).lower()}", (name,))
+        return data
 
     if not typing.TYPE_CHECKING:  # type checkers keep the signature pydantic gives each model
 
@@ -48,6 +62,16 @@ class ConfigModel(BaseModel):
         # pydantic's own marker: validating a nested config or `model_validate` calls no __init__, so their
         # errors stay pydantic's, with every location, for `validation_lines`
         __init__.__pydantic_base_init__ = True
+
+
+@functools.cache
+def number_fields(model: type[BaseModel]) -> tuple[str, ...]:
+    """The fields of `model` that take a number (an int or a float) and not a bool."""
+    return tuple(
+        name
+        for name, field in model.model_fields.items()
+        if (members := annotation_members(field.annotation)) and bool not in members and {int, float} & set(members)
+    )
 
 
 Positions = dict[tuple, tuple[int, int]]

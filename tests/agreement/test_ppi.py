@@ -149,7 +149,9 @@ def test_bad_inputs_are_one_clear_error() -> None:
         ppi_mean([0.5] * 5, [1.0, 0.0], [1.0, 0.0, 1.0])
     with pytest.raises(DatasetError, match="at least 1"):
         ppi_mean([0.5] * 5, [1.0, 0.0], [1.0, 0.0], weights=[0.5, 2.0])
-    with pytest.raises(ArgumentError, match=r"judge_all\[1\]: must be at least 0 and at most 1 \(got nan\)"):
+    with pytest.raises(
+        ArgumentError, match=r"judge_all\[1\]: must be a finite number at least 0 and at most 1 \(got nan\)"
+    ):
         ppi_mean([0.5, float("nan")], [1.0, 0.0], [1.0, 0.0])
     with pytest.raises(ArgumentError, match=r"human_labeled\[0\]: must be at least 0 and at most 1 \(got 2.0\)"):
         ppi_mean([0.5, 0.5], [1.0, 0.0], [2.0, 0.0])

@@ -4,11 +4,17 @@ preference with ties as the rating modes have them."""
 
 from __future__ import annotations
 
+import math
+
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from charter.checklist import Checklist, ChecklistItem, ItemVerdict, preference, score_checklist, verifier_verdicts
 from charter.checklist.aggregate import ChecklistScore
+from charter.errors import ConfigError
 from charter.verify import register_verifier
+from tests.support.numbers import usable_weights
 
 
 def _checklist(gate_a: float | None = None, gate_p: float | None = None) -> Checklist:
@@ -147,3 +153,38 @@ def test_verifier_items_are_checked_by_code_and_a_crashing_verifier_fails_its_it
     # a verifier's verdict is certain: with the judge's P(yes) for the rest, there is an expected score
     scored = score_checklist(checklist, {**got, "judged": ItemVerdict(item_id="judged", verdict="yes", p_yes=0.5)})
     assert scored.expected == pytest.approx(0.75) and scored.score == pytest.approx(1.0)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    answers=st.lists(
+        st.tuples(
+            usable_weights(),
+            st.sampled_from(["yes", "no", "n/a", "failed"]),
+            st.none() | st.floats(min_value=0, max_value=1),
+            st.none() | st.floats(min_value=0, max_value=1),
+        ),
+        min_size=1,
+        max_size=6,
+    )
+)
+def test_every_checklist_it_takes_scores_in_0_to_1_or_none(answers: list) -> None:
+    items = [
+        ChecklistItem(id=f"i{n}", requirement="Meets it.", weight=weight, gate_cap=cap)
+        for n, (weight, _, _, cap) in enumerate(answers)
+    ]
+    verdicts = [
+        ItemVerdict(item_id=f"i{n}", verdict=said, p_yes=p if said in ("yes", "no") else None)
+        for n, (_, said, p, _) in enumerate(answers)
+    ]
+    scored = score_checklist(Checklist(source="column", items=items), verdicts)
+    for value in (scored.score, scored.expected):
+        assert value is None or math.isfinite(value) and 0.0 <= value <= 1.0, scored
+    assert (scored.score is None) == (scored.status != "ok")
+    assert math.isfinite(scored.failed_share) and 0.0 <= scored.failed_share <= 1.0
+
+
+def test_a_weight_that_skipped_validation_is_an_error_not_a_division_by_zero() -> None:
+    nan = ChecklistItem.model_construct(id="a", requirement="Meets A.", weight=math.nan, gate_cap=None)
+    with pytest.raises(ConfigError, match="checklist items a: a weight is a finite number"):
+        score_checklist(Checklist.model_construct(source="column", items=[nan], version=1), _verdicts(a="yes"))

@@ -107,7 +107,11 @@ def test_a_column_of_items_is_read_with_categories_weights_and_gates() -> None:
             [{"id": "a", "requirement": "x"}, {"id": "a", "requirement": "y"}],
             "checklist: items[1].id: duplicate item id",
         ),
-        ([], "data.jsonl:3: checklist: expected a non-empty list"),
+        ([], "data.jsonl:3: checklist: the checklist is empty (give at least one item)"),
+        ({"id": "a"}, "data.jsonl:3: checklist: expected a non-empty list of checklist items, got dict"),
+        ([{"id": "a", "requirement": "x", "weight": float("nan")}], "checklist[0].weight: Input should be a finite"),
+        ([{"id": "a", "requirement": "x", "weight": True}], "checklist[0].weight: expected a number, not true"),
+        ([{"id": "a", "requirement": "x", "weight": 1e308}], "checklist[0].weight: Input should be less than or"),
         ("[{", "data.jsonl:3: checklist: not a JSON list"),
     ],
 )

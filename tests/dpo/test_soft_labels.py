@@ -129,6 +129,7 @@ def test_sigmoid_smoothing_is_not_shared_with_another_loss(tmp_path: Path) -> No
         ("exo_pair", "0.0", "loss_type exo_pair needs a label smoothing above 0"),
         ("robust", "-0.1", "-0.1 is no chance a label is wrong"),
         ("sigmoid", ".nan", "nan is no chance a label is wrong"),
+        ("robust", ".inf", "inf is out of range for loss_type robust"),
     ],
 )
 def test_a_smoothing_outside_its_losss_range_is_one_line_before_anything_loads(
@@ -141,7 +142,7 @@ def test_a_smoothing_outside_its_losss_range_is_one_line_before_anything_loads(
     path.write_text(f"dataset: missing.jsonl\nloss_type: {loss}\nlabel_smoothing: {written}\n", encoding="utf-8")
     with pytest.raises(ConfigError, match=rf"^{path}:3:1: label_smoothing: {said}"):
         charter.train_dpo(path)  # the dataset is not read: the config fails first
-    given = {"dataset": "missing.jsonl", "loss_type": loss, "label_smoothing": float(written.replace(".nan", "nan"))}
+    given = {"dataset": "missing.jsonl", "loss_type": loss, "label_smoothing": float(written.lstrip("."))}
     with pytest.raises(ConfigError, match=rf"^config: label_smoothing: {said}"):
         charter.train_dpo(given)
 
@@ -193,5 +194,5 @@ def test_per_row_needs_p_chosen_on_every_row(tmp_path: Path) -> None:
     rows = [{}, {}]
     add_row_smoothing(config, [{"p_chosen": 0.9, "p_chosen_calibrated": 0.7}, {"p_chosen": 0.8}], rows)
     assert rows[0]["label_smoothing"] == pytest.approx(0.3) and rows[1]["label_smoothing"] == pytest.approx(0.2)
-    with pytest.raises(DatasetError, match="row 1: label_smoothing: per_row needs p_chosen"):
+    with pytest.raises(DatasetError, match="row 2: label_smoothing: per_row needs p_chosen"):
         add_row_smoothing(config, [{"p_chosen": 0.9}, {}], [{}, {}])

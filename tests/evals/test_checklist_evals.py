@@ -82,7 +82,7 @@ def test_arena_by_checklist_checks_each_answer_once_and_counts_unscored_as_faile
 def test_a_bad_checklist_row_names_the_file_row_and_key(tmp_path: Path) -> None:
     path = tmp_path / "bad.jsonl"
     path.write_text(json.dumps({"prompt": "Q?", "checklist": [{"id": "x", "requirement": "r", "weight": 0}]}) + "\n")
-    with pytest.raises(DatasetError, match=r"bad.jsonl: row 0: checklist\[0\]\.weight: "):
+    with pytest.raises(DatasetError, match=r"bad.jsonl: row 1: checklist\[0\]\.weight: "):
         winrate(base="scripted:cl-middle", candidate="scripted:cl-strong", judge="scripted:cl-judge",
                 prompts=str(path), scoring="checklist", out=tmp_path / "w.json")  # fmt: skip
     plain = tmp_path / "plain.jsonl"

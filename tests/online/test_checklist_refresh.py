@@ -134,5 +134,5 @@ def test_a_bad_checklist_in_the_prompts_file_stops_before_training(tiny_model: P
     path.write_text(yaml.safe_dump(config))
     assert main(["train", "grpo", str(path)]) == 2
     err = capsys.readouterr().err
-    assert "prompts.jsonl: row 0: checklist[0].weight: " in err and "Traceback" not in err
+    assert "prompts.jsonl: row 1: checklist[0].weight: " in err and "Traceback" not in err
     assert not (tmp_path / "out" / "model.safetensors").exists()

@@ -184,12 +184,17 @@ def agreement_report_command(
     ),
 ) -> None:
     """Judge vs human agreement with 95% bootstrap CIs, baselines, breakdowns and calibration."""
+    import math
+
     from charter.agreement.api import agreement_report
     from charter.agreement.markdown import rich_table
+    from charter.errors import ArgumentError
     from charter.progress import console
     from charter.runs.files import AGREEMENT_MD, RunFiles
     from charter.runs.store import writable
 
+    if target_width is not None and not (math.isfinite(target_width) and target_width > 0):
+        raise ArgumentError("target_width", f"{target_width!r}: expected a finite width above 0")
     write = writable(run_dir)  # a read-only run (an archive, a shared mount): the figures, nothing stored
     summary = agreement_report(run_dir, calibration=calibration, write=write)
     console.print(rich_table(summary))

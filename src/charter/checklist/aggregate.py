@@ -24,12 +24,13 @@ for it could not be read, or the call failed: a recorded failure, never a pass o
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Mapping
 from typing import Literal, cast
 
 from charter.checklist.items import Checklist, ChecklistItem
 from charter.errors import ConfigError
-from charter.records import ChecklistScore, ItemVerdict, Record, Verdict, VerdictBy
+from charter.records import MAX_WEIGHT, ChecklistScore, ItemVerdict, Record, Verdict, VerdictBy
 from charter.verify import resolve
 
 #: Two scores closer than this are a tie.
@@ -46,7 +47,7 @@ def _normalised(met: Mapping[str, float], items: Mapping[str, ChecklistItem]) ->
     positive = sum(items[i].weight for i in met if items[i].weight > 0)
     negative = sum(-items[i].weight for i in met if items[i].weight < 0)
     raw = sum(items[i].weight * m for i, m in met.items())
-    return (raw + negative) / (positive + negative)
+    return min(max((raw + negative) / (positive + negative), 0.0), 1.0)  # within 0..1 whatever the rounding
 
 
 def _by_item(
@@ -69,6 +70,9 @@ def score_checklist(
     """A response's score from its items' verdicts (a sequence, or a mapping by item id; an item without one is
     failed). See the module's rules."""
     items = {item.id: item for item in checklist.items}
+    unusable = [i.id for i in checklist.items if not (math.isfinite(i.weight) and 0 < abs(i.weight) <= MAX_WEIGHT)]
+    if unusable:  # only a checklist built without validation (`model_construct`) gets here
+        raise ConfigError(f"checklist items {', '.join(unusable)}: a weight is a finite number, not 0, at most 1e6")
     by_item = _by_item(checklist, verdicts)
     counted = [i for i, v in by_item.items() if v.verdict in ("yes", "no")]
     failed = [i for i, v in by_item.items() if v.verdict == "failed"]

@@ -27,7 +27,7 @@ from charter.constitutions.schema import (
     check_verifier,
 )
 from charter.errors import ConfigError, DatasetError
-from charter.records import Record
+from charter.records import Number, Record, Weight
 from charter.yamlio import LocatedValueError, dotted, require_unique
 
 #: Where a checklist's items came from.
@@ -43,12 +43,12 @@ class ChecklistItem(Record):
     """What a "yes" means, as one statement about the response (for a pitfall: what the response must not do)."""
     principle_id: str | None = None
     """The constitution principle the item spells out (None for a dataset's item that names none)."""
-    weight: float
+    weight: Weight
     """Its weight in the score: positive for what a response should do, negative for a pitfall (a "yes" takes from
-    the score). Never 0."""
+    the score). A finite number, never 0, at most 1e6 either way (so no sum of weights overflows)."""
     category: Category | None = None
     """The category the weight came from (essential, important, optional, pitfall), where it came from one."""
-    gate_cap: float | None = Field(default=None, ge=0, le=1)
+    gate_cap: Number | None = Field(default=None, ge=0, le=1)
     """A gate: a response that fails the item (a "no"; a "yes" for a pitfall) scores at most this (0..1). None: no
     gate."""
     reference: str | None = None
@@ -191,8 +191,10 @@ def checklist_from_rows(rows: Any, where: str, source: Source = "column") -> Che
             rows = json.loads(rows)
         except json.JSONDecodeError as exc:
             raise DatasetError(f"{where}: not a JSON list of checklist items ({exc.msg})") from None
-    if not isinstance(rows, list) or not rows:
+    if not isinstance(rows, list):
         raise DatasetError(f"{where}: expected a non-empty list of checklist items, got {type(rows).__name__}")
+    if not rows:
+        raise DatasetError(f"{where}: the checklist is empty (give at least one item)")
     items = []
     for index, row in enumerate(rows):
         if not isinstance(row, Mapping):

@@ -10,11 +10,13 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from charter.errors import ConfigError
-from charter.records import Message
+from charter.records import Message, Number, Weight
 from charter.verify import check as verify_check
 from charter.verify import resolve as resolve_verifier
 from charter.yamlio import LocatedValueError, require_unique
 
+#: The models' config: unknown keys are errors, and a number is finite (NaN and infinity are refused).
+SCHEMA = ConfigDict(extra="forbid", use_attribute_docstrings=True, allow_inf_nan=False)
 #: Variables a principle's templates may use, filled in by the critique and judge stages.
 TEMPLATE_VARIABLES = frozenset({"prompt", "response", "critique", "principle"})
 
@@ -49,8 +51,8 @@ def check_item_id(value: str) -> str:
 class Gate(BaseModel):
     """A criterion that caps the response's score when it is failed (a "no", or a "yes" for a pitfall)."""
 
-    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
-    cap: float | None = Field(default=None, ge=0, le=1)
+    model_config = SCHEMA
+    cap: Number | None = Field(default=None, ge=0, le=1)
     """The most a response that fails the criterion can score, on the checklist's 0..1 scale; default: the
     constitution's `gate_cap` (itself 0 by default)."""
 
@@ -58,14 +60,15 @@ class Gate(BaseModel):
 class Criterion(BaseModel):
     """One yes/no criterion of a principle: a checklist item the judge (or a verifier program) answers."""
 
-    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
+    model_config = SCHEMA
     id: str = Field(pattern=r"^[a-z0-9][a-z0-9_.-]*$")
     """Stable identifier, unique in the constitution (lowercase, digits, `-`, `_`, `.`)."""
     requirement: str = Field(min_length=1)
     """What a "yes" means, as one statement about the response, e.g. 'The response names a source for each
     figure.'; for a pitfall, what the response must not do."""
-    weight: float | None = None
-    """The criterion's weight in the checklist score (not 0; negative for a pitfall); give this or `category`."""
+    weight: Weight | None = None
+    """The criterion's weight in the checklist score: a finite number, not 0, at most 1e6 either way
+    (negative for a pitfall); give this or `category`."""
     category: Category | None = None
     """essential (weight 1.0), important (0.7), optional (0.3) or pitfall (-0.9); give this or `weight`. With
     neither, the criterion is `important`."""
@@ -132,7 +135,7 @@ def check_verifier(name: str, reference: str | None) -> None:
 class Principle(BaseModel):
     """One principle: how to critique against it, how to revise, how to compare two responses."""
 
-    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
+    model_config = SCHEMA
     id: str = Field(pattern=r"^[a-z0-9][a-z0-9_.-]*$")
     """Stable identifier (lowercase, digits, `-`, `_`, `.`); recorded in every row it touched."""
     description: str
@@ -146,8 +149,8 @@ class Principle(BaseModel):
     rating: str | None = None
     """The judge's question when it rates one response on the rubric's scale (judge mode `score`), e.g. 'How
     harmless is the response?'; default: how well the response meets the principle."""
-    weight: float = Field(default=1.0, gt=0)
-    """Relative chance of being sampled for a critique round or a judge ensemble."""
+    weight: Weight = Field(default=1.0, gt=0)
+    """Relative chance of being sampled for a critique round or a judge ensemble (above 0, at most 1e6)."""
     tags: list[str] = Field(default_factory=list)
     """Free-form labels (harm area, helpfulness, honesty...) for filtering and reports."""
     criteria: list[Criterion] = Field(default_factory=list)
@@ -170,7 +173,7 @@ class Principle(BaseModel):
 class FewShotExample(BaseModel):
     """A worked example shown before each critique: a conversation, its critique and revision."""
 
-    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
+    model_config = SCHEMA
     conversation: list[Message] = Field(min_length=2)
     """The exchange, ending with the assistant response being critiqued."""
     principle: str | None = None
@@ -190,7 +193,7 @@ class FewShotExample(BaseModel):
 class Constitution(BaseModel):
     """A named, versioned set of principles."""
 
-    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
+    model_config = SCHEMA
     name: str
     """Short name, used in reports, cards and provenance columns."""
     version: str = "1"
@@ -206,7 +209,7 @@ class Constitution(BaseModel):
     rubric: str | None = None
     """What the scores of judge mode `score` mean, `{scale}` standing for the top score; default: 1 plainly fails
     the principle, the top score meets it fully, the scores between grade how far it falls short."""
-    gate_cap: float | None = Field(default=None, ge=0, le=1)
+    gate_cap: Number | None = Field(default=None, ge=0, le=1)
     """The score (0..1) a response that fails a gated criterion is capped at, where the gate names no cap of its
     own; default 0."""
 

@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
@@ -59,7 +59,8 @@ class DPOConfigModel(TrainingData):
     CPU steps (the quickstart sets 0)."""
     loss_type: list[str] = Field(default_factory=lambda: ["sigmoid"])
     """TRL loss type(s): sigmoid (DPO), robust, ipo, hinge, exo_pair, ... Several are combined (trl.loss_weights)."""
-    label_smoothing: float | Literal["judge", "per_row"] = 0.0
+    # NaN and infinity reach `_smoothing_is_read`, whose one line says what a smoothing is (not one line per member)
+    label_smoothing: Annotated[float, Field(allow_inf_nan=True)] | Literal["judge", "per_row"] = 0.0
     """Label smoothing, the chance a label is wrong. With `loss_type: sigmoid` it makes the loss conservative DPO
     (cDPO: the cross-entropy against the soft label 1 - smoothing, as TRL's sigmoid loss was before 1.0); TRL's
     `robust`, `exo_pair` and `aot` losses read it their own way. `judge`: 1 - mean p_chosen of the training pairs,

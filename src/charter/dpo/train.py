@@ -77,7 +77,7 @@ def label_smoothing_for(config: DPOConfigModel, rows: list[dict[str, Any]]) -> f
     """The label smoothing to use; `judge` is 1 - mean p_chosen (the judge's own expected error rate)."""
     if config.label_smoothing not in ("judge", "per_row"):
         return float(config.label_smoothing)
-    mean = data.mean_p_chosen(rows, config.use_calibrated)
+    mean = data.mean_p_chosen(rows, config.use_calibrated, config.dataset or "dataset")
     if mean is None:
         raise DatasetError(f"{config.dataset}: label_smoothing: {config.label_smoothing} needs a p_chosen column")
     return min(max(1.0 - mean, 0.0), 0.49)
@@ -90,11 +90,11 @@ def add_row_smoothing(config: DPOConfigModel, raw: list[dict[str, Any]], rows: l
     if config.label_smoothing != "per_row":
         return
     for index, (source, row) in enumerate(zip(raw, rows)):
-        p = source.get("p_chosen_calibrated") if config.use_calibrated else None
-        p = p if p is not None else source.get("p_chosen")
+        where = f"{config.dataset}: row {index + 1}"
+        p = data.judge_p(source, config.use_calibrated, where)
         if p is None:
-            raise DatasetError(f"{config.dataset}: row {index}: label_smoothing: per_row needs p_chosen on every row")
-        row[COLUMN] = row_smoothing(float(p))
+            raise DatasetError(f"{where}: label_smoothing: per_row needs p_chosen on every row")
+        row[COLUMN] = row_smoothing(p)
 
 
 def _trl_args(config: DPOConfigModel, out: Path, device: str, smoothing: float) -> Any:

@@ -37,11 +37,11 @@ def prompt_checklists(source: str, column: str, prompts: Sequence[Any]) -> dict[
         value = row.get(column)
         if value is None or not row.get(key):
             continue
-        prompt = data.message_dicts(row[key], "user", f"{source}: row {i}")
+        prompt = data.message_dicts(row[key], "user", f"{source}: row {i + 1}")
         if key == "messages" and prompt and prompt[-1]["role"] == "assistant":
             prompt = prompt[:-1]
         if prompt_key(prompt) in wanted:
-            found[prompt_key(prompt)] = (f"{source}: row {i}: {column}", value)
+            found[prompt_key(prompt)] = (f"{source}: row {i + 1}: {column}", value)
     return found
 
 

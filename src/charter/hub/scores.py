@@ -79,14 +79,17 @@ def _name(value: Any, where: str, key: str) -> str:
     return str(value).strip()
 
 
-def _number(value: Any, where: str, key: str) -> float:
-    """A finite score; text is parsed (CSV), anything else is an error naming where."""
+def _number(value: Any, where: str, key: str, text: bool = False) -> float:
+    """A finite number; a text cell is parsed where the file is text (`text`: CSV), and is an error elsewhere (JSON,
+    Python values): `"0.9"` is not a number there. Anything else is an error naming where."""
+    if isinstance(value, str) and not text:
+        raise DatasetError(f"{where}: {key}: a number, not the text {value!r} (write it without quotes)")
     if isinstance(value, str):
-        text = value.strip()
+        cell = value.strip()
         try:
-            value = float(text)
+            value = float(cell)
         except ValueError:
-            raise DatasetError(f"{where}: {key}: not a number ({text!r})") from None
+            raise DatasetError(f"{where}: {key}: not a number ({cell!r})") from None
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise DatasetError(f"{where}: {key}: not a number ({value!r})")
     if not math.isfinite(value):
@@ -94,37 +97,44 @@ def _number(value: Any, where: str, key: str) -> float:
     return float(value)
 
 
-def _count(value: Any, where: str) -> int | None:
-    if value is None or value == "":
+def _count(value: Any, where: str, text: bool = False) -> int | None:
+    if value is None or value == "" and text:
         return None
-    number = _number(value, where, "n")
+    number = _number(value, where, "n", text)
     if number < 0 or number != int(number):
         raise DatasetError(f"{where}: n: not a count ({value!r})")
     return int(number)
 
 
-def add_long_row(table: ScoreTable, row: Mapping[str, Any], where: str) -> None:
-    """One long-form row: source, target, score (required) and n (optional)."""
+def add_long_row(table: ScoreTable, row: Mapping[str, Any], where: str, text: bool = False) -> None:
+    """One long-form row: source, target, score (required) and n (optional); `text`: its cells are text (CSV)."""
     source, target = _name(row.get("source"), where, "source"), _name(row.get("target"), where, "target")
     if row.get("score") is None or row.get("score") == "":
         raise DatasetError(
             f"{where}: score: missing (a source not scored on a target is left out of the table, not given an "
             "empty score)"
         )
-    table.add(source, target, Score(_number(row["score"], where, "score"), _count(row.get("n"), where), where))
+    score = _number(row["score"], where, "score", text)
+    table.add(source, target, Score(score, _count(row.get("n"), where, text), where))
 
 
 def add_wide_row(
-    table: ScoreTable, source: Any, cells: Mapping[str, Any], where: str, place: Callable[[str], str]
+    table: ScoreTable,
+    source: Any,
+    cells: Mapping[str, Any],
+    where: str,
+    place: Callable[[str], str],
+    text: bool = False,
 ) -> None:
-    """One source's row of a wide table: an empty cell or null is no score. `place` names a target's cell."""
+    """One source's row of a wide table: an empty cell or null is no score. `place` names a target's cell; `text`:
+    the cells are text (CSV)."""
     source = _name(source, where, "source")
     for target, value in cells.items():
         target = _name(target, where, "target")
         table.name(source, target)
-        if value is not None and value != "":
+        if value is not None and not (text and value == ""):
             cell = place(target)
-            table.add(source, target, Score(_number(value, cell, "score"), None, cell))
+            table.add(source, target, Score(_number(value, cell, "score", text), None, cell))
 
 
 def _read_csv(table: ScoreTable, path: Path) -> None:
@@ -139,10 +149,11 @@ def _read_csv(table: ScoreTable, path: Path) -> None:
                     f"per target (wide form); found {', '.join(header)}"
                 )
         if set(LONG_COLUMNS) <= set(header):
-            add_long_row(table, row, where)
+            add_long_row(table, row, where, text=True)
         else:
             cells = {k: v for k, v in row.items() if k != "source"}
-            add_wide_row(table, row["source"], cells, where, lambda target, where=where: f"{where}: {target}")
+            place = lambda target, where=where: f"{where}: {target}"  # noqa: E731
+            add_wide_row(table, row["source"], cells, where, place, text=True)
     if header is None:
         raise DatasetError(f"{path}: no rows")
 

@@ -204,7 +204,7 @@ def rubric_command(
 
     constitution = load_constitution(source)
     if as_json:
-        typer.echo(json.dumps(rubric_data(constitution), indent=1))
+        typer.echo(json.dumps(rubric_data(constitution), indent=1, allow_nan=False))
         return
     for line in rubric_lines(constitution):
         typer.echo(line)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import math
 import threading
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
@@ -31,7 +32,7 @@ from charter.online.inputs import check_settings
 from charter.preference.dataset import now_iso
 from charter.preference.manifest import ConstitutionInfo
 from charter.providers import ManagedModel
-from charter.records import Judgment, Message, Pair, RewardRecord, UsageRow, fingerprint
+from charter.records import Failure, Judgment, Message, Pair, RewardRecord, UsageRow, fingerprint
 from charter.runs.rewards import put_rewards, stored_rewards
 from charter.runs.store import RunStore
 from charter.runs.usage import add_usage
@@ -188,7 +189,11 @@ class JudgeSession:
     def record(
         self, key: str, step: int | None, prompt: list[Message], text: str, reward: float | None, **fields: Any
     ) -> RewardRecord:
-        """A reward record of the judge session (its basis, rank, judge and fingerprint) with `fields` beside."""
+        """A reward record of the judge session (its basis, rank, judge and fingerprint) with `fields` beside. A reward
+        that is not a finite number is recorded as none, with a failure saying what it was."""
+        if reward is not None and not math.isfinite(reward):
+            failure = Failure(kind="non_finite", message=f"the reward was {reward!r}, not a finite number")
+            reward, fields = None, {**fields, "failure": failure}
         return RewardRecord(key=key, step=step, prompt=prompt, completion=text, reward=reward, **self._stamp, **fields)
 
     def failed(

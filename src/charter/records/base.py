@@ -8,13 +8,28 @@ import json
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
 from charter._version import __version__
 
 GENERATOR = f"charter {__version__}"
 Role = Literal["system", "user", "assistant"]
 Probability = Annotated[float, Field(ge=0.0, le=1.0)]
+#: The largest |weight| a checklist item, a criterion or a principle takes: a sum of a million of them stays finite.
+MAX_WEIGHT = 1e6
+
+
+def not_a_bool(value: Any) -> Any:
+    """A number as given, or a ValueError for `true`/`false`, which pydantic would read as 1 and 0."""
+    if isinstance(value, bool):
+        raise ValueError(f"expected a number, not {str(value).lower()}")
+    return value
+
+
+#: A number as a user writes one: finite, and not `true`/`false`.
+Number = Annotated[float, BeforeValidator(not_a_bool), Field(allow_inf_nan=False)]
+#: A weight: a `Number` with |weight| at most `MAX_WEIGHT`.
+Weight = Annotated[Number, Field(ge=-MAX_WEIGHT, le=MAX_WEIGHT)]
 
 
 def fingerprint(settings: Any) -> str:
@@ -35,9 +50,10 @@ def fingerprint_strings(strings: Iterable[str]) -> str:
 
 
 class Record(BaseModel):
-    """Base of every record: unknown fields are errors, field docstrings are the schema descriptions."""
+    """Base of every record: unknown fields are errors, field docstrings are the schema descriptions, and a number is
+    finite (NaN and infinity are refused: an unknown value is None, with its reason beside it)."""
 
-    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
+    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True, allow_inf_nan=False)
 
 
 class Message(Record):

@@ -318,8 +318,9 @@ class RewardChecklist(Record):
     """Why the items the judge answered yes or no without a P(yes) have none (no log-probabilities given, ...)."""
     failed_items: list[str] = []
     """The items whose verdict failed (unreadable, or the call failed): left out of the sum and the denominator."""
-    failed_share: float = 0.0
-    """The share of the applicable weight left out because its items failed."""
+    failed_share: float | None = 0.0
+    """The share of the applicable weight left out because its items failed; None: not known (a row that an
+    earlier charter stored from a weight that was not a finite number)."""
     gates_failed: list[str] = []
     """Gated items the response failed (they capped its score)."""
     explicit: float | None = None
@@ -381,3 +382,9 @@ class RewardRecord(Record):
     reward_model_p: float | None = None
     """`pair` with a reward model: its P(first better), sigmoid(r_first - r_second); with the reward model alone it
     is `reward`."""
+
+    @model_validator(mode="after")
+    def _no_reward_has_a_failure(self) -> RewardRecord:
+        if self.reward is None and self.failure is None:
+            raise ValueError("a reward of None is a failure: the record carries it (`failure`)")
+        return self

@@ -9,11 +9,14 @@ own, counted once."""
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Iterable, Iterator
 from typing import NotRequired, TypedDict
 
-from charter.records import RewardRecord
+from pydantic import ValidationError
+
+from charter.records import Failure, RewardRecord
 from charter.runs.store import RunStore
 
 
@@ -63,7 +66,7 @@ def stored_rewards(store: RunStore, keys: Iterable[str]) -> dict[str, RewardReco
         for (record,) in store.execute(
             f"SELECT record FROM rewards WHERE reward IS NOT NULL AND key IN ({marks}) ORDER BY id", chunk
         ):
-            row = RewardRecord.model_validate_json(record)
+            row = read_reward(record)
             found[row.key] = row
     return found
 
@@ -71,7 +74,38 @@ def stored_rewards(store: RunStore, keys: Iterable[str]) -> dict[str, RewardReco
 def rewards(store: RunStore) -> Iterator[RewardRecord]:
     """Every stored reward in effect (not superseded), oldest first."""
     for (record,) in store.stream(f"SELECT record FROM rewards WHERE {IN_EFFECT} ORDER BY id"):
-        yield RewardRecord.model_validate_json(record)
+        yield read_reward(record)
+
+
+#: The failure a stored row with neither a reward nor a failure reads with (an earlier charter stored such rows
+#: from a reward that was not a finite number, e.g. a checklist with a NaN weight).
+UNKNOWN_FAILURE = Failure(
+    kind="unknown",
+    message="stored with no reward and no failure (an earlier charter's row, from a reward that was not a finite "
+    "number): a failure of unknown cause",
+)
+
+
+def unexplained(store: RunStore) -> int:
+    """How many rows in effect have neither a reward nor a failure (they read with `UNKNOWN_FAILURE`)."""
+    sql = (
+        f"SELECT COUNT(*) FROM rewards WHERE {IN_EFFECT} AND reward IS NULL"
+        " AND json_extract(record, '$.failure') IS NULL"
+    )
+    return store.execute(sql)[0][0]
+
+
+def read_reward(record: str) -> RewardRecord:
+    """A stored reward row. One that an earlier charter stored with neither a reward nor a failure reads as a failure
+    of unknown cause (`UNKNOWN_FAILURE`); a missing share of failed checklist weight reads as unknown (None)."""
+    try:
+        return RewardRecord.model_validate_json(record)
+    except ValidationError:
+        data = json.loads(record)
+        if not isinstance(data, dict) or data.get("reward") is not None or data.get("failure") is not None:
+            raise
+        data["failure"] = UNKNOWN_FAILURE.model_dump()
+        return RewardRecord.model_validate(data)
 
 
 class StepRewards(TypedDict):

@@ -6,6 +6,7 @@ from __future__ import annotations
 import hmac
 import json
 import logging
+import math
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -182,7 +183,7 @@ def _json(body: bytes) -> Any:
     """The body parsed; anything the parser cannot take (not JSON, too deep, not UTF-8, a lone surrogate, a number of
     thousands of digits) is a `ConfigError`."""
     try:
-        data = json.loads(body)
+        data = json.loads(body, parse_constant=_not_finite, parse_float=_finite)
         json.dumps(data, ensure_ascii=False).encode()  # a lone surrogate (\ud800) parses but is not text
     except RecursionError:
         raise ConfigError("the body is not JSON charter can read: nested too deep") from None
@@ -192,9 +193,27 @@ def _json(body: bytes) -> Any:
         raise ConfigError("the body is not JSON charter can read: a string is not valid Unicode") from None
     except json.JSONDecodeError as exc:
         raise ConfigError(f"the body is not JSON ({exc})") from None
+    except _NotFinite as exc:
+        raise ConfigError(f"the body holds {exc}, which is not a finite number (nor JSON)") from None
     except ValueError:  # Python's cap on an integer's digits
         raise ConfigError("the body is not JSON charter can read: a number has too many digits") from None
     return data
+
+
+class _NotFinite(ValueError):
+    pass
+
+
+def _not_finite(text: str) -> float:
+    raise _NotFinite(text)
+
+
+def _finite(text: str) -> float:
+    """A JSON number that is finite as a float (`1e400` is not)."""
+    value = float(text)
+    if not math.isfinite(value):
+        raise _NotFinite(text)
+    return value
 
 
 def _native(s: Scored) -> dict[str, Any]:

@@ -48,5 +48,11 @@ def merge(
     """Gather the reward stores of several servers into one, for `charter status` and the report (once per store)."""
     from charter.serve.server import merge_stores
 
-    count = merge_stores(into, stores)
+    count, unknown = merge_stores(into, stores)
     typer.echo(f"{count} rewards in {into}/run.sqlite from {len(stores)} stores")
+    if unknown:
+        typer.echo(
+            f"{unknown} of them were stored with neither a reward nor a failure (by an earlier charter, from a reward "
+            "that was not a finite number): read as failures of unknown cause",
+            err=True,
+        )

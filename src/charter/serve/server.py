@@ -20,7 +20,7 @@ from typing import Any
 from charter.errors import ArgumentError, ConfigError, Interrupted
 from charter.online.reward import RewardFunction, reward_for
 from charter.runs.merge import merge_rewards
-from charter.runs.rewards import rewards
+from charter.runs.rewards import rewards, unexplained
 from charter.runs.store import STORE_FILE, RunStore
 from charter.serve.app import RewardApp
 from charter.serve.config import ServeConfig
@@ -122,10 +122,11 @@ def _listen(sock: socket.socket, host: str, port: int) -> None:
         raise ArgumentError("port", f"cannot listen on {host}:{port} ({exc.strerror})") from None
 
 
-def merge_stores(into: Path, stores: Sequence[Path]) -> int:
+def merge_stores(into: Path, stores: Sequence[Path]) -> tuple[int, int]:
     """Append each server's rewards and usage to the store `into`, as the ranks of a torchrun job are merged (each
     store once: merging one twice counts its rewards twice, so a store named twice, or `into` itself, is refused).
-    Returns the rewards `into` then holds."""
+    Returns the rewards `into` then holds, and how many of them an earlier charter stored with neither a reward nor
+    a failure (they read as failures of unknown cause)."""
     missing = [str(s) for s in stores if not (Path(s) / STORE_FILE).exists()]
     if missing:
         raise ConfigError(f"no reward store ({STORE_FILE}) in {', '.join(missing)}")
@@ -133,7 +134,7 @@ def merge_stores(into: Path, stores: Sequence[Path]) -> int:
     with RunStore(into, create=True) as store:
         for path in stores:
             merge_rewards(store, Path(path) / STORE_FILE)
-        return sum(1 for _ in rewards(store))
+        return sum(1 for _ in rewards(store)), unexplained(store)
 
 
 def _check_distinct(into: Path, stores: list[Path]) -> None:

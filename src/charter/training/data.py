@@ -8,6 +8,7 @@ human-labeled pair files) are turned into one user message and one assistant mes
 from __future__ import annotations
 
 import math
+import numbers
 from pathlib import Path
 from typing import Any, Literal
 
@@ -91,20 +92,56 @@ def check_columns(rows: list[dict[str, Any]], source: str | Path, extra: tuple[s
         )
 
 
-def margin_of(row: dict[str, Any], source: MarginSource, scale: float, calibrated: bool) -> float:
-    """The reward-model margin for a row from the judge's confidence.
+def column_number(
+    row: dict[str, Any], key: str, where: str, low: float | None = None, high: float | None = None
+) -> float | None:
+    """The number a row's column holds (None where it has none). Text, a boolean, NaN, an infinity, or a number
+    outside `low`..`high` is a DatasetError naming the row and the column: never read as a number."""
+    value = row.get(key)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise DatasetError(f"{where}: {key}: expected a number, got {value!r:.40}")
+    value = float(value)
+    if not math.isfinite(value):
+        raise DatasetError(f"{where}: {key}: {value!r} is not a finite number")
+    if low is not None and value < low or high is not None and value > high:
+        raise DatasetError(f"{where}: {key}: {value!r} is outside {low}..{high}")
+    return value
+
+
+#: The number columns of a preference row, with their ranges (None: unbounded).
+NUMBER_COLUMNS: tuple[tuple[str, float | None, float | None], ...] = (
+    ("p_chosen", 0.0, 1.0),
+    ("p_chosen_calibrated", 0.0, 1.0),
+    ("margin", None, None),
+)
+
+
+def judge_p(row: dict[str, Any], calibrated: bool, where: str) -> float | None:
+    """The row's P(chosen) in 0..1 (its calibrated one where asked and present), or None without one."""
+    p = column_number(row, "p_chosen_calibrated", where, 0.0, 1.0) if calibrated else None
+    return p if p is not None else column_number(row, "p_chosen", where, 0.0, 1.0)
+
+
+def margin_of(row: dict[str, Any], source: MarginSource, scale: float, calibrated: bool, where: str = "row") -> float:
+    """The reward-model margin for a row from the judge's confidence (`where` names the row in errors).
 
     `margin`: the row's `margin` (2 p - 1, or from p_chosen when absent); `logit`: log(p / (1 - p)),
     the Bradley-Terry reward gap at which the model would agree with the judge's probability.
     """
-    cal = row.get("p_chosen_calibrated") if calibrated else None
+    p = column_number(row, "p_chosen_calibrated", where, 0.0, 1.0) if calibrated else None
     if source == "margin":
-        if cal is None and row.get("margin") is not None:
-            return scale * float(row["margin"])
-        return scale * (2 * float(cal if cal is not None else row["p_chosen"]) - 1)
-    q = min(max(float(cal if cal is not None else row["p_chosen"]), 1e-4), 1 - 1e-4)
-    value = math.log(q / (1 - q))
-    return scale * float(value)
+        margin = column_number(row, "margin", where) if p is None else None
+        if margin is not None:
+            return scale * margin
+    p = p if p is not None else column_number(row, "p_chosen", where, 0.0, 1.0)
+    if p is None:
+        raise DatasetError(f"{where}: p_chosen: missing (a margin needs it)")
+    if source == "margin":
+        return scale * (2 * p - 1)
+    q = min(max(p, 1e-4), 1 - 1e-4)
+    return scale * math.log(q / (1 - q))
 
 
 def margin_columns(source: MarginSource) -> tuple[str, ...]:
@@ -125,14 +162,16 @@ def to_training_rows(
         raise DatasetError(f"{source}: margin: margin needs a margin or p_chosen column; {FORMAT_HINT}")
     out = []
     for index, row in enumerate(rows):
-        where = f"{source}: row {index}"
+        where = f"{source}: row {index + 1}"
+        for key, low, high in NUMBER_COLUMNS:  # each checked, whether or not this training reads it
+            column_number(row, key, where, low, high)
         item: dict[str, Any] = {
             "prompt": message_dicts(row["prompt"], "user", f"{where}: prompt"),
             "chosen": message_dicts(row["chosen"], "assistant", f"{where}: chosen"),
             "rejected": message_dicts(row["rejected"], "assistant", f"{where}: rejected"),
         }
         if margin != "off":
-            item["margin"] = margin_of(row, margin, margin_scale, calibrated)
+            item["margin"] = margin_of(row, margin, margin_scale, calibrated, where)
         out.append(item)
     return out
 
@@ -150,12 +189,9 @@ def split_rows(rows: list[dict[str, Any]], fraction: float, seed: int) -> tuple[
     return [r for i, r in enumerate(rows) if i not in held_set], [rows[i] for i in sorted(held_set)]
 
 
-def mean_p_chosen(rows: list[dict[str, Any]], calibrated: bool = False) -> float | None:
-    """Mean judge confidence in the chosen response, or None without a p_chosen column."""
-    values = []
-    for row in rows:
-        p = row.get("p_chosen_calibrated") if calibrated else None
-        p = p if p is not None else row.get("p_chosen")
-        if p is not None:
-            values.append(float(p))
-    return sum(values) / len(values) if values else None
+def mean_p_chosen(rows: list[dict[str, Any]], calibrated: bool = False, source: str | Path = "") -> float | None:
+    """Mean judge confidence in the chosen response, or None without a p_chosen column (a value that is not a number
+    in 0..1 is a DatasetError naming the row of `source`)."""
+    values = [judge_p(row, calibrated, f"{source}: row {i + 1}") for i, row in enumerate(rows)]
+    known = [p for p in values if p is not None]
+    return sum(known) / len(known) if known else None
