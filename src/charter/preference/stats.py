@@ -41,6 +41,12 @@ class JudgeStats(Figures):
     """Pairs judged in both orders."""
     position_inconsistent: int = 0
     """Of those, pairs whose orders picked different winners."""
+    decisive: int = 0
+    """Of the pairs judged in both orders, those where every reading (each principle, each order, each panel
+    member) picked the same response, none of them at exactly 0.5: the test of a judge at chance
+    (`charter.preference.health`)."""
+    identical: int = 0
+    """Pairs judged whose two responses are the same text (a revision that repeats its first answer): a tie."""
     longer_wins_rate: float | None = None
     """Among decided pairs of unequal length, how often the longer response won."""
     longer_decided: int = 0
@@ -124,6 +130,14 @@ def _by_principle(votes: list[list[Any]]) -> list[tuple[str, float, bool | None]
     return out
 
 
+def is_decisive(votes: list[list[Any]]) -> bool:
+    """Whether every reading of a judgment in both orders (p_a_ab and p_a_ba of each vote) is on one side of 0.5."""
+    readings = [p for vote in votes for p in (vote[3], vote[4])]
+    if not readings or any(p is None for p in readings):
+        return False
+    return all(p > 0.5 for p in readings) or all(p < 0.5 for p in readings)
+
+
 def judge_stats(store: RunStore, fp: Fingerprints, principle_order: Iterable[str] = ()) -> JudgeStats:
     """Judge diagnostics over the current pairs' successful judgments (current judge settings).
 
@@ -131,11 +145,12 @@ def judge_stats(store: RunStore, fp: Fingerprints, principle_order: Iterable[str
     principles, so memory stays flat however many pairs there are (a million pairs held as dicts took GBs)."""
     sources = fp.sources()
     overall, per_principle, per_critique = _Tally(), {}, {}
-    longer = decided = failed = 0
+    longer = decided = failed = decisive = identical = 0
     sql = (
         "SELECT j.status, json_extract(j.record, '$.p_a'), json_extract(j.record, '$.position_consistent'), p.kind,"
         " json_extract(p.record, '$.a_source'), json_extract(p.record, '$.b_source'),"
         " length(json_extract(p.record, '$.a')), length(json_extract(p.record, '$.b')),"
+        " json_extract(p.record, '$.a') = json_extract(p.record, '$.b'),"
         " (SELECT json_group_array(json_array(json_extract(v.value, '$.principle_id'),"
         "  json_extract(v.value, '$.p_a'), json_extract(v.value, '$.consistent'),"
         "  json_extract(v.value, '$.p_a_ab'), json_extract(v.value, '$.p_a_ba')))"
@@ -145,7 +160,7 @@ def judge_stats(store: RunStore, fp: Fingerprints, principle_order: Iterable[str
         " FROM judgments j JOIN pairs p ON p.pair_id = j.pair_id"
         f" WHERE j.fingerprint = ? AND p.source_fingerprint IN ({_marks(sources)}) ORDER BY j.rowid"
     )
-    for status, p_a, consistent, kind, a_source, b_source, len_a, len_b, votes, rounds in store.stream(
+    for status, p_a, consistent, kind, a_source, b_source, len_a, len_b, same, votes, rounds in store.stream(
         sql, (fp.critique, fp.judge, *sources)
     ):
         if status != "ok":
@@ -153,7 +168,10 @@ def judge_stats(store: RunStore, fp: Fingerprints, principle_order: Iterable[str
             continue
         side = revision_side(kind, a_source, b_source)
         overall.add(p_a, _bool(consistent), side)
-        for principle_id, p, principle_consistent in _by_principle(json.loads(votes or "[]")):
+        identical += bool(same)
+        read = json.loads(votes or "[]")
+        decisive += _bool(consistent) is not None and is_decisive(read)
+        for principle_id, p, principle_consistent in _by_principle(read):
             per_principle.setdefault(principle_id, _Tally()).add(p, principle_consistent, side)
         if side is not None:
             for principle_id in {r for r in json.loads(rounds or "[]") if r is not None}:
@@ -167,6 +185,8 @@ def judge_stats(store: RunStore, fp: Fingerprints, principle_order: Iterable[str
         failed=failed,
         position_checked=overall.checked,
         position_inconsistent=overall.inconsistent,
+        decisive=decisive,
+        identical=identical,
         longer_wins_rate=rate(longer, decided),
         longer_decided=decided,
         per_principle=_ordered(per_principle, order),
