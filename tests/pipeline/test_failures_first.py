@@ -170,3 +170,26 @@ def test_a_stop_shared_by_stages_is_one_line(tmp_path: Path) -> None:
             set_stage(run.store, stage, "stopped: budget", {"reason": "the budget of 0.01 USD was reached"})
     lines = _printed(tmp_path / "run").splitlines()
     assert lines.count("stopped: the budget of 0.01 USD was reached") == 1
+
+
+def test_the_forecast_beside_the_bill_finds_a_local_model_as_it_was_served(make_config) -> None:
+    """The quickstart's shape: the forecast names `local:NAME`, the calls are billed as `local:NAME@bfloat16`. The
+    report sets them side by side (not "not forecast", not 0 calls billed) and says local calls cost nothing."""
+    from charter.pipeline.report import write_report
+    from charter.runs.store import RunStore
+
+    run_dir = _run(make_config, judge={"model": "scripted:cai", "principles_per_pair": 1})
+    with RunStore(run_dir) as store:
+        forecast = store.meta("forecast")
+        for row in forecast["rows"]:
+            row["model"] = "local:smollm2-135m-instruct"
+        store.set_meta(forecast=forecast)
+        store.write("UPDATE usage_events SET model = 'local:smollm2-135m-instruct@bfloat16'", [()])
+        calls = {role: n for role, n in store.execute("SELECT role, SUM(calls) FROM usage_events GROUP BY role")}
+    section = write_report(run_dir)[0].read_text().split("### Forecast beside the bill", 1)[1]
+    section = section.split("## Failures")[0]
+    assert "not forecast" not in section
+    for row in forecast["rows"]:
+        shown = f"| {row['role']} | `local:smollm2-135m-instruct` | {row['calls']['expected']} / {calls[row['role']]} |"
+        assert calls[row["role"]] and shown in section
+    assert "local:smollm2-135m-instruct ran on this machine: its calls are counted and cost nothing." in section
