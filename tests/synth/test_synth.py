@@ -362,3 +362,20 @@ def test_a_bad_temperature_schedule_is_one_line(tmp_path, capsys) -> None:
     assert main(["synth", str(path), "-o", str(tmp_path / "o.jsonl"), "--cache", ""]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "synth.yaml:3" in err[0] and "temperatures" in err[0]
+
+
+def test_a_run_whose_synth_stage_is_short_stops_with_exit_3(make_config, tmp_path) -> None:
+    from charter.pipeline.config import load_run_config
+    from charter.runs.store import open_store
+
+    register_script("one-prompt", lambda m, p: "How do I bake bread at home?")
+    synth = {"writer": "scripted:one-prompt", "n": 4, "mix": {"red-team:drugs": 1}, "max_calls_per_prompt": 2,
+             "filters": {"cosine": None}}  # fmt: skip
+    path = make_config(stages=["synth", "critique", "judge"], synth=synth)
+    assert main(["run", str(path)]) == 3
+    run_dir = load_run_config(path).run_dir()
+    with open_store(run_dir) as store:
+        assert stage_states(store)["synth"]["status"] == "stopped: too many failures"
+    assert "red-team:drugs: 1 of 4 after 8 calls" in (run_dir / "synth" / "prompts.synth.md").read_text()
+    # a quarter is enough: the same prompts, reused, and the run goes on
+    assert main(["run", str(path), "--set", "synth.min_kept=0.25"]) == 0
