@@ -184,6 +184,9 @@ def test_quotas_are_met_per_method_first(seeds, n: int, each: int) -> None:
     per_method = {m: sum(q[b.name] for b in found if b.method == m) for m in ("self_instruct", "red_team")}
     assert per_method == {"self_instruct": each, "red_team": each}
     assert all(v in (0, 1) for v in q.values())  # within a method, as even as whole prompts allow
+    # which buckets get one follows the seed, not the alphabet
+    picked = {frozenset(k for k, v in quotas(SynthConfig(n=n, seed=seed), found).items() if v) for seed in range(4)}
+    assert len(picked) > 1
 
 
 def test_a_mix_is_met_per_method_then_per_bucket(seeds) -> None:

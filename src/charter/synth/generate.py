@@ -101,13 +101,18 @@ def buckets(config: SynthConfig, seeds: list[Prompt], constitution: Constitution
     return out
 
 
-def apportion(n: int, shares: dict[str, float]) -> dict[str, int]:
-    """`n` split by `shares` by largest remainders (ties by name): each count is the floor or the ceiling of its
-    exact share, and the counts sum to `n`."""
+def apportion(n: int, shares: dict[str, float], seed: int = 0) -> dict[str, int]:
+    """`n` split by `shares` by largest remainders: each count is the floor or the ceiling of its exact share, and
+    the counts sum to `n`. Equal remainders (more buckets than prompts) are ordered by `seed`, not by name, so that
+    a small `n` does not always go to the buckets first in the alphabet."""
     total = sum(shares.values())
     exact = {name: n * share / total for name, share in shares.items()} if total > 0 else dict.fromkeys(shares, 0.0)
     counts = {name: int(value) for name, value in exact.items()}
-    for name in sorted(exact, key=lambda k: (-(exact[k] - counts[k]), k))[: n - sum(counts.values())]:
+
+    def order(name: str) -> tuple[float, str]:
+        return -round(exact[name] - counts[name], 12), hashlib.sha256(f"{seed}:{name}".encode()).hexdigest()
+
+    for name in sorted(exact, key=order)[: n - sum(counts.values())]:
         counts[name] += 1
     return counts
 
@@ -116,7 +121,8 @@ def quotas(config: SynthConfig, found: list[Bucket]) -> dict[str, int]:
     """Prompts to keep per bucket: `n` split over the methods first, then over each method's buckets, both by
     largest remainders. The shares are the target mix's (a method's share is the sum of its buckets'), or without
     a mix an equal share per method, split evenly over its buckets. Rounding per method first keeps "half
-    Self-Instruct, half red team" at half each however many buckets there are and however small `n` is."""
+    Self-Instruct, half red team" at half each however many buckets there are and however small `n` is; where `n`
+    is smaller than a method's buckets, `seed` picks which of them get one."""
     if config.mix is not None:
         unknown = sorted(set(config.mix) - {b.name for b in found})
         if unknown:
@@ -133,8 +139,8 @@ def quotas(config: SynthConfig, found: list[Bucket]) -> dict[str, int]:
     else:
         method_shares = {m: sum(s.values()) for m, s in per_method.items()}
     counts: dict[str, int] = {}
-    for method, n in apportion(config.n, method_shares).items():
-        counts.update(apportion(n, per_method[method]))
+    for method, n in apportion(config.n, method_shares, config.seed).items():
+        counts.update(apportion(n, per_method[method], config.seed))
     return {b.name: counts[b.name] for b in found}
 
 
