@@ -136,9 +136,9 @@ def test_a_judge_at_chance_is_said_first_with_the_figure(make_config, tmp_path: 
     run_dir = _run(make_config, judge=judge, filters={"min_confidence": 0.0, "drop_inconsistent": False})
     first = status(run_dir)["headline"][0]
     assert first == (
-        "These preferences cannot be told from chance: every reading of the judge picked the same response in 0 "
-        "of 16 pairs judged in both orders (0.0%, 95% CI 0.0-20.6%), where a judge that ignores the responses does "
-        "so in at most half; 16 of 16 pairs (100.0%) were position-inconsistent."
+        "These preferences cannot be told from chance: the judge picked the same response in both orders in 0 of 16 "
+        "pairs (0.0%, 95% CI 0.0-20.6%), where a judge that ignores the responses does so in at most half; 16 of 16 "
+        "pairs (100.0%) were position-inconsistent."
     )
     assert first in _report_top(run_dir)
     assert first in (run_dir / "report" / "report.html").read_text().split('<div class="figures">')[0]

@@ -9,7 +9,8 @@ from math import comb
 import pytest
 
 from charter.preference.health import chance_sentence, failure_sentence, headline, rows_sentence
-from charter.preference.stats import JudgeStats, is_decisive
+from charter.preference.stats import JudgeStats, chance_stats, judge_stats
+from tests.support.rundir import RunBuilder
 
 
 @pytest.mark.parametrize("n", [3, 5, 10, 16, 30, 60])
@@ -22,26 +23,31 @@ def test_a_judge_at_chance_passes_for_one_at_most_one_time_in_40(n: int) -> None
     assert passes / 2**n <= 0.025
 
 
-def test_a_judge_blind_to_the_responses_is_decisive_at_most_half_the_time() -> None:
-    """Readings of a content-blind judge by simulation: each order's reading picks a position, so the same response
-    wins both orders only when the positions differ, at most half the time."""
+@pytest.mark.parametrize("q", [0.5, 0.7, 1.0])
+def test_a_judge_blind_to_the_responses_is_decisive_at_most_half_the_time(tmp_path, q: float) -> None:
+    """A content-blind judge by simulation, through the run store: each order's reading picks a position (the first
+    with probability q), so the same response wins both orders only when the positions differ. The status' light
+    count and the report's full pass agree."""
     rng = random.Random(0)
-    for q in (0.5, 0.7, 1.0):  # how often it picks the first position
-        decisive = 0
-        for _ in range(2000):
+    with RunBuilder(tmp_path / "run") as run:
+        for i in range(300):
             first, second = rng.random() < q, rng.random() < q
-            p_a_ab = 0.6 if first else 0.4  # a shown first
-            p_a_ba = 0.4 if second else 0.6  # a shown second: the first position is b
-            decisive += is_decisive([["p", 0.5, None, p_a_ab, p_a_ba]])
-        assert decisive / 2000 <= 0.5 + 0.03
+            p_ab = 0.6 if first else 0.4  # a shown first
+            p_ba = 0.4 if second else 0.6  # a shown second: the first position is b
+            run.pair(f"p{i}", f"q{i}", f"answer {i}", f"revision {i}")
+            run.judgment(f"p{i}", (p_ab + p_ba) / 2, p_ab, p_ba)
+        light, full = chance_stats(run.store, run.fp), judge_stats(run.store, run.fp)
+    assert light.decisive == full.decisive and light.position_checked == full.position_checked == 300
+    assert light.decisive / 300 <= 0.5 + 0.06
+    assert chance_sentence(light) is not None
 
 
 def test_the_sentence_names_the_figures() -> None:
     stats = JudgeStats(position_checked=16, position_inconsistent=16, decisive=0)
     assert chance_sentence(stats) == (
-        "These preferences cannot be told from chance: every reading of the judge picked the same response in 0 of "
-        "16 pairs judged in both orders (0.0%, 95% CI 0.0-20.6%), where a judge that ignores the responses does so "
-        "in at most half; 16 of 16 pairs (100.0%) were position-inconsistent."
+        "These preferences cannot be told from chance: the judge picked the same response in both orders in 0 of 16 "
+        "pairs (0.0%, 95% CI 0.0-20.6%), where a judge that ignores the responses does so in at most half; 16 of 16 "
+        "pairs (100.0%) were position-inconsistent."
     )
     assert chance_sentence(JudgeStats(position_checked=16, decisive=16)) is None
     assert chance_sentence(JudgeStats(position_checked=16, decisive=12)) is not None  # 75%, CI down to 47.6%

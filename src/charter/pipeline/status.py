@@ -21,7 +21,7 @@ from charter.errors import RunStoreError
 from charter.preference.diversity import diversity_status
 from charter.preference.health import headline
 from charter.preference.manifest import current_settings, dataset_manifest
-from charter.preference.stats import judge_stats
+from charter.preference.stats import chance_stats
 from charter.providers.prices import Price, normalise_keys, resolve_price
 from charter.records import UsageRow
 from charter.runs.batches import BatchState, stored_batches
@@ -270,7 +270,7 @@ def run_headline(store: RunStore, counts: Mapping[str, int], failures: FailureSu
     manifest = dataset_manifest(store)
     settings = manifest.settings if manifest else current_settings(store)
     fp = settings.fingerprints if settings else store.fingerprints()
-    stats = judge_stats(store, fp) if fp is not None else None
+    stats = chance_stats(store, fp) if fp is not None else None
     return headline(stats, counts, failures["by_kind"])
 
 

@@ -85,7 +85,9 @@ def write(store: RunStore, settings: DatasetSettings) -> DatasetManifest:
     counts.update(
         chains=sft_counts["sft"]
         + (sft_counts.get("sft_failed_verification", 0) if settings.filters.verify == "drop" else 0),
-        chains_unrevised=unrevised_chains(store, settings.fingerprints.critique),
+        chains_unrevised=unrevised_chains(store, settings.fingerprints.critique)
+        if (tallies.get("pairs") or 0) < sft_counts["sft"]
+        else 0,
         **sft_counts,
     )
     manifest = DatasetManifest(

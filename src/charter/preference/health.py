@@ -5,14 +5,14 @@ The report, `charter status`, the dataset card and the Croissant file put these 
 reads one screen knows whether the rows mean anything.
 
 **A judge at chance.** Among the pairs judged in both orders (identical responses left out: no judge can decide
-them), a pair is *decisive* when every reading (each principle, each order, each panel member) picks the same
-response, none at exactly 0.5. A judge that ignores the responses, whose readings depend on the position shown and
-on noise, picks the same response in both orders only when its two readings pick different positions: at most half
-the time (2q(1 - q) <= 1/2 for a first-position rate q), and never for a judge that always picks A. The preferences
-are said to be indistinguishable from chance unless the exact (Clopper-Pearson) 95% interval of the decisive share
-lies above 1/2: a one-sided test at 2.5% against the best a judge at chance can do, valid at any n (the Wilson
-interval's would reject a coin's 4 of 4 at 6.25%). A judge position-inconsistent on most pairs
-fails it, as does one whose probabilities sit at 0.5 (each order's reading on the other side of 0.5 from the
+them), a pair is *decisive* when its two readings, one an order, each pooled over the principles and panel members,
+pick the same response, neither at exactly 0.5. A judge that ignores the responses, whose readings depend on the
+position shown and on noise, picks the same response in both orders only when its two readings pick different
+positions: at most half the time (2q(1 - q) <= 1/2 for a first-position rate q), and never for a judge that always
+picks A. The preferences are said to be indistinguishable from chance unless the exact (Clopper-Pearson) 95%
+interval of the decisive share lies above 1/2: a one-sided test at 2.5% against the best a judge at chance can do,
+valid at any n (the Wilson interval's would reject a coin's 4 of 4 at 6.25%). A judge position-inconsistent on most
+pairs fails it, as does one whose probabilities sit at 0.5 (each order's reading on the other side of 0.5 from the
 other's). A run judged in one order has no such test (nothing separates the response from its position).
 
 **Few rows.** A run whose preference rows number less than half of its response pairs (`KEPT_SHARE`) says where
@@ -55,8 +55,8 @@ def chance_sentence(stats: JudgeStats) -> str | None:
     )
     few = stats.decisive > n / 2  # more than half, but too few pairs to exclude half
     return (
-        f"These preferences cannot{' yet' if few else ''} be told from chance: every reading of the judge picked "
-        f"the same response in {stats.decisive} of {n} pairs judged in both orders ({_pct(stats.decisive, n)}, 95% "
+        f"These preferences cannot{' yet' if few else ''} be told from chance: the judge picked the same response "
+        f"in both orders in {stats.decisive} of {n} pairs ({_pct(stats.decisive, n)}, 95% "
         f"CI {100 * low:.1f}-{100 * high:.1f}%), where a judge that ignores the responses does so in at most half"
         f"{'; too few pairs to tell the two apart' if few else ''}{inconsistent}."
     )

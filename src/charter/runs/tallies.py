@@ -102,11 +102,14 @@ def live_counts(store: RunStore) -> dict[str, int]:
     ):
         judged[status] -= n
     samples = store.execute("SELECT COUNT(DISTINCT prompt_id) FROM samples WHERE fingerprint IS ?", (fp.samples,))
+    chains = store.count("chains", "fingerprint IS ?", (fp.critique,)) if fp.critique else 0
+    pairs = store.count("pairs", f"source_fingerprint IN ({marks})", sources)
     return {
-        "chains": store.count("chains", "fingerprint IS ?", (fp.critique,)) if fp.critique else 0,
-        "chains_unrevised": unrevised_chains(store, fp.critique),
+        "chains": chains,
+        # read from every chain's texts only where some chain made no pair
+        "chains_unrevised": unrevised_chains(store, fp.critique) if pairs < chains else 0,
         "samples": samples[0][0] if fp.samples else 0,
-        "pairs": store.count("pairs", f"source_fingerprint IN ({marks})", sources),
+        "pairs": pairs,
         "judged": judged.get("ok", 0),
         "judge_failures": judged.get("failed", 0),
         "failures": store.count(
