@@ -152,6 +152,11 @@ class TooManyFailures(RunFailure):
     exit_code = 3
 
 
+class QuotaShortfall(TooManyFailures):
+    """Prompt synthesis kept fewer prompts than `min_kept` of its target asks: the prompts and the report (with the
+    shortfall per bucket and the filter waterfall) are written. Exit code 3, as for too many failed items."""
+
+
 class DatasetError(UserError):
     """A dataset is missing columns, empty or otherwise unusable."""
 

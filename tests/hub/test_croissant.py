@@ -18,7 +18,7 @@ import mlcroissant as mlc
 import pyarrow.parquet as pq
 import pytest
 
-from charter.hub.card import agreement_rows, limitations
+from charter.hub.card import agreement_rows, first_sentences, limitations
 from charter.hub.export import build_folder
 from charter.hub.push import check_gates, publish
 from charter.hub.rundata import read_run
@@ -145,7 +145,7 @@ def test_it_says_how_the_data_was_made_and_by_which_models(exported: Path) -> No
     metadata = dataset(exported).metadata  # mlcroissant reads the RAI vocabulary back
     assert metadata.data_collection_type == ["Synthetic data generation"]
     assert metadata.machine_annotation_tools == ["judge: scripted:cai"]
-    assert metadata.data_limitations == limitations(run, run.preferences)
+    assert metadata.data_limitations == first_sentences(run, run.preferences) + limitations(run, run.preferences)
     assert "4 of 12 published preference rows also have human labels" in (metadata.annotations_per_item or "")
 
 

@@ -260,7 +260,7 @@ def test_interrupted_run_reports_progress(tmp_path: Path) -> None:
     (critique,) = data["stages"]
     assert (critique["status"], critique["done"], critique["total"]) == ("running", 1, 4)
     assert data["counts"]["chains"] == 1 and data["counts"]["judged"] == 0
-    assert "| critique | running | 1 | 4 |" in md and "No judged pairs yet." in md
+    assert "| critique | running | 1 | 0 | 4 |" in md and "No judged pairs yet." in md
     assert "| prompts read | 5 |" in md and "| prompts skipped: empty | 1 |" in md and "| prompts used | 4 |" in md
     (critique,) = status(tmp_path / "run")["stages"]  # no process holds it: the one that was running is gone
     assert critique["status"] == "interrupted (its process ended without a word: killed?)"
@@ -273,7 +273,8 @@ def test_print_status_shows_stages_counts_failures_and_cost(tmp_path: Path) -> N
     text = out.getvalue()
     assert data["run_id"] == "run-123" and data["failures"]["by_stage"] == {"judge": 1}
     assert data["usage"]["totals"]["cost_usd"] == pytest.approx(0.03)
-    for expected in ("critique", "judge", "5/5 (100%)", "pairs judged", "0.0300", "unparseable verdict", XSS):
+    # the failed judgment is counted apart from those done
+    for expected in ("critique", "judge", "4/5 (80%), 1 failed", "pairs judged", "0.0300", "unparseable verdict", XSS):
         assert expected in text, expected
 
 

@@ -90,10 +90,15 @@ def _by_item_in_python(store: RunStore, quarantine_after: int, first: int) -> Fa
     by_stage: dict[str, int] = {}
     for stage, _, _ in latest:
         by_stage[stage] = by_stage.get(stage, 0) + 1
+    by_kind: dict[str, dict[str, int]] = {}
+    for (stage, _, _), stored in latest.items():
+        kinds = by_kind.setdefault(stage, {})
+        kinds[stored.failure.kind] = kinds.get(stored.failure.kind, 0) + 1
     return FailureTallies(
         by_stage=dict(sorted(by_stage.items())),
         quarantined=sum(len(sessions[key]) >= quarantine_after for key in latest),
         resolved=len(resolved - set(latest)),
+        by_kind=by_kind,
         first=[(stored, len(sessions[key])) for key, stored in list(latest.items())[:first]],
     )
 
@@ -117,7 +122,8 @@ def test_failure_tallies_are_the_pass_over_every_failure(tmp_path: Path, events,
     folder = tmp_path / f"run-{len(list(tmp_path.iterdir()))}"
     with RunStore(folder, create=True) as store:
         for n, (stage, item, fingerprint, session, succeeds, raw) in enumerate(events):
-            failure = Failure(kind="parse", message=f"error {n}", raw=raw, attempts=n % 3 + 1)
+            kind = ("parse", "provider")[n % 2]  # the latest failure's kind is the item's
+            failure = Failure(kind=kind, message=f"error {n}", raw=raw, attempts=n % 3 + 1)
             add_failure(store, stage, item, failure, fingerprint, session)
             if succeeds:
                 resolve_failures(store, stage, [item], fingerprint)

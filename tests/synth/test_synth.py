@@ -12,6 +12,7 @@ import pytest
 
 from charter.cli import main
 from charter.constitutions import load_constitution
+from charter.errors import QuotaShortfall
 from charter.prompts import PromptsConfig, load_prompts
 from charter.providers.scripted import ScriptedModel, register_script
 from charter.runs.items import stored_prompts
@@ -148,9 +149,54 @@ def test_a_bucket_that_cannot_be_filled_is_reported(seeds, tmp_path) -> None:
         max_calls_per_prompt=2,
         filters=SynthFilters(cosine=None),
     )
-    result = synthesize(config, tmp_path / "p.jsonl", writer=ScriptedModel("one-prompt"))
+    with pytest.raises(QuotaShortfall, match=r"kept 1 of 4 prompts.*weapons: 1 of 4 after 8 calls"):
+        synthesize(config, tmp_path / "p.jsonl", writer=ScriptedModel("one-prompt"))
+    assert "Short of the target: weapons: 1 of 4 after 8 calls" in (tmp_path / "p.synth.md").read_text()
+    assert len((tmp_path / "p.jsonl").read_text().splitlines()) == 1 + len(seeds)  # written all the same
+    allowed = config.model_copy(update={"min_kept": 0.25})  # a quarter of n is enough
+    result = synthesize(allowed, tmp_path / "q.jsonl", writer=ScriptedModel("one-prompt"))
     assert result.achieved == {"weapons": 1} and result.calls == 8
     assert result.notes == ["weapons: 1 of 4 after 8 calls"]
+
+
+def test_charter_synth_short_of_its_quotas_exits_3(tmp_path, capsys) -> None:
+    register_script("one-prompt", lambda m, p: "How do I bake bread at home?")
+    config = tmp_path / "synth.yaml"
+    config.write_text(
+        "writer: scripted:one-prompt\nn: 4\nmix: {weapons: 1}\nmax_calls_per_prompt: 2\nseeds: {bundled: true}\n"
+        "filters: {cosine: null}\n"
+    )
+    code = main(["synth", str(config), "-o", str(tmp_path / "out.jsonl"), "--cache", ""])
+    out = capsys.readouterr()
+    assert code == 3, out.err
+    assert "kept 1 of 4 prompts" in out.err + out.out and "min_kept" in out.err
+    assert (tmp_path / "out.synth.md").exists()
+
+
+@pytest.mark.parametrize(("n", "each"), [(12, 6), (24, 12), (2, 1)])
+def test_quotas_are_met_per_method_first(seeds, n: int, each: int) -> None:
+    """Half Self-Instruct, half red team is half each at any n, though the buckets outnumber n."""
+    constitution = load_constitution("harmless")
+    config = SynthConfig(n=n)
+    found = buckets(config, seeds, constitution)
+    assert len(found) > n  # more buckets than prompts: rounding per bucket would starve a method
+    q = quotas(config, found)
+    per_method = {m: sum(q[b.name] for b in found if b.method == m) for m in ("self_instruct", "red_team")}
+    assert per_method == {"self_instruct": each, "red_team": each}
+    assert all(v in (0, 1) for v in q.values())  # within a method, as even as whole prompts allow
+    # which buckets get one follows the seed, not the alphabet
+    picked = {frozenset(k for k, v in quotas(SynthConfig(n=n, seed=seed), found).items() if v) for seed in range(4)}
+    assert len(picked) > 1
+
+
+def test_a_mix_is_met_per_method_then_per_bucket(seeds) -> None:
+    constitution = load_constitution("harmless")
+    found = buckets(SynthConfig(), seeds, constitution)
+    mix = {"weapons": 1.0, "helpful-coding": 1.0, "red-team:self-harm": 1.0, "red-team:privacy": 1.0}
+    q = quotas(SynthConfig(n=3, mix=mix), found)
+    # methods 1.5 and 1.5: one gets 2, the other 1; the counts within a method follow
+    assert sum(q.values()) == 3
+    assert sorted([q["weapons"] + q["helpful-coding"], q["red-team:self-harm"] + q["red-team:privacy"]]) == [1, 2]
 
 
 @pytest.mark.slow  # MiniLM itself, as `charter synth` embeds by default
@@ -262,6 +308,7 @@ def test_near_duplicates_of_accepted_prompts_are_rejected_by_the_named_embedder(
         batch=3,
         mix={"weapons": 1},
         max_calls_per_prompt=2,
+        min_kept=1 / 3,
         filters=SynthFilters(rouge_l=None, cosine=0.95, embedding_model="counting"),
     )
     result = synthesize(config, tmp_path / "p.jsonl", writer=ScriptedModel("shuffled"))
@@ -295,7 +342,9 @@ def test_new_settings_at_their_defaults_leave_the_fingerprint_as_it_was(seeds) -
 
     constitution = load_constitution("harmless")
     config = SynthConfig(seeds=PromptsConfig(bundled=True))
-    before = config.model_dump(mode="json", exclude={"output", "concurrency", "temperatures", "temperature_by"})
+    before = config.model_dump(
+        mode="json", exclude={"output", "concurrency", "temperatures", "temperature_by", "min_kept"}
+    )
     del before["filters"]["embedding_model"], before["seeds"]["category_column"]
     expected = fingerprint(
         {
@@ -316,3 +365,20 @@ def test_a_bad_temperature_schedule_is_one_line(tmp_path, capsys) -> None:
     assert main(["synth", str(path), "-o", str(tmp_path / "o.jsonl"), "--cache", ""]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "synth.yaml:3" in err[0] and "temperatures" in err[0]
+
+
+def test_a_run_whose_synth_stage_is_short_stops_with_exit_3(make_config, tmp_path) -> None:
+    from charter.pipeline.config import load_run_config
+    from charter.runs.store import open_store
+
+    register_script("one-prompt", lambda m, p: "How do I bake bread at home?")
+    synth = {"writer": "scripted:one-prompt", "n": 4, "mix": {"red-team:drugs": 1}, "max_calls_per_prompt": 2,
+             "filters": {"cosine": None}}  # fmt: skip
+    path = make_config(stages=["synth", "critique", "judge"], synth=synth)
+    assert main(["run", str(path)]) == 3
+    run_dir = load_run_config(path).run_dir()
+    with open_store(run_dir) as store:
+        assert stage_states(store)["synth"]["status"] == "stopped: too many failures"
+    assert "red-team:drugs: 1 of 4 after 8 calls" in (run_dir / "synth" / "prompts.synth.md").read_text()
+    # a quarter is enough: the same prompts, reused, and the run goes on
+    assert main(["run", str(path), "--set", "synth.min_kept=0.25"]) == 0

@@ -14,6 +14,7 @@ from charter.agreement.gate import GateResult, Gates
 from charter.agreement.summary import AgreementSummary, Figure
 from charter.hub.rundata import RunData
 from charter.preference.diversity import diversity_card
+from charter.preference.health import headline
 from charter.preference.stats import chosen_longer_rate
 from charter.providers.local_names import EMBEDDED_ALIASES
 from charter.records import GENERATOR, PreferenceRow
@@ -166,6 +167,17 @@ def is_embedded(model: str) -> bool:
     return model.startswith("local:") and model.removeprefix("local:").split("@")[0].lower() in EMBEDDED_ALIASES
 
 
+def published_counts(run: RunData, published: list[PreferenceRow]) -> dict[str, Any]:
+    """The dataset build's counts, with the preference rows as published."""
+    return {**run.manifest.counts, "preferences": len(published)}
+
+
+def first_sentences(run: RunData, published: list[PreferenceRow]) -> list[str]:
+    """What to read first about the published rows (`charter.preference.health`): a judge at chance, failed items,
+    few rows and why; the card opens with them and the Croissant file's limitations start with them."""
+    return headline(run.judge_stats, published_counts(run, published), run.failures)
+
+
 def limitations(run: RunData, published: list[PreferenceRow]) -> list[str]:
     """The card's known limitations, also published in the Croissant file."""
     items = [
@@ -290,13 +302,14 @@ def card_context(
     settings = run.manifest.settings
     stats = run.judge_stats
     rows_rate, rows_pairs = chosen_longer_rate(published)
-    counts = {**run.manifest.counts, "preferences": len(published)}
+    counts = published_counts(run, published)
     agreement_judge = run.agreement.judge_fingerprint if run.agreement else None
     return {
         "repo_id": repo_id,
         "run_id": run.run_id,
         "created_at": settings.created_at,
         "generator": GENERATOR,
+        "headline": first_sentences(run, published),
         "constitution": _constitution(run),
         "models": _models(run),
         "judge": settings.judge,

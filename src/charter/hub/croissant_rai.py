@@ -14,8 +14,18 @@ from typing import Any
 
 import yaml
 
-from charter.hub.card import AgreementFigure, agreement_figures, cell, judge_models, limitations, percent
+from charter.hub.card import (
+    AgreementFigure,
+    agreement_figures,
+    cell,
+    first_sentences,
+    judge_models,
+    limitations,
+    percent,
+    published_counts,
+)
 from charter.hub.rundata import RunData
+from charter.preference.health import failure_sentence, lost_parts
 from charter.preference.stats import chosen_longer_rate
 from charter.records import GENERATOR, PreferenceRow
 from charter.runs.counts import filter_steps
@@ -281,6 +291,54 @@ def agreement_values(run: RunData) -> list[dict[str, Any]]:
     return [figure_value(figure, note) for figure in agreement_figures(run.agreement)]
 
 
+def lost_before_filters(run: RunData) -> tuple[int, int]:
+    """(response pairs that made no row before the dataset filters: failed or not judged, all response pairs)."""
+    counts = run.manifest.counts
+    pairs = counts.get("pairs") or 0
+    return max(pairs - (counts.get("preferences_before_filters") or 0), 0), pairs
+
+
+def failure_values(run: RunData) -> list[dict[str, Any]]:
+    """The failed items per stage (by kind) and the share of response pairs lost before the filters, as
+    `PropertyValue`s."""
+    lost, pairs = lost_before_filters(run)
+    values: list[dict[str, Any]] = [
+        {
+            "@type": "PropertyValue",
+            "name": f"failed {stage} items",
+            "value": sum(kinds.values()),
+            "description": "Items still failing, by kind of failure: "
+            + ", ".join(f"{kind} {n}" for kind, n in kinds.items())
+            + ". A failed item makes no row.",
+        }
+        for stage, kinds in run.failures.items()
+    ]
+    node: dict[str, Any] = {
+        "@type": "PropertyValue",
+        "name": "response pairs lost before the filters",
+        "description": f"{lost} of {pairs} response pairs made no preference row before the dataset filters "
+        "(a failed or missing judgment).",
+    }
+    if pairs:
+        node["value"] = lost / pairs
+    return [*values, node]
+
+
+def missing_data(run: RunData, preferences: list[PreferenceRow]) -> str:
+    """rai:dataCollectionMissingData: the failed items by stage and kind, the share of response pairs lost before
+    the filters, and where the rest of the pairs went."""
+    counts = published_counts(run, preferences)
+    failed = failure_sentence(run.failures, counts) or "No item failed."
+    lost, pairs = lost_before_filters(run)
+    share = f" ({percent(lost / pairs)})" if pairs else ""
+    parts = lost_parts(counts, run.judge_stats)
+    went = f" Where pairs and prompts went: {'; '.join(parts)}." if parts else ""
+    return (
+        f"{failed} {lost} of {pairs} response pairs{share} made no preference row before the dataset filters.{went} "
+        f"{len(preferences)} preference rows are published."
+    )
+
+
 def variables_measured(run: RunData, preferences: list[PreferenceRow], rows: Sequence[Any]) -> list[dict]:
     """The measured figures, machine-readable: row shares, the judge against people, the judge's own biases."""
     synthetic, total = row_shares(rows)
@@ -318,7 +376,7 @@ def variables_measured(run: RunData, preferences: list[PreferenceRow], rows: Seq
         if value is not None:
             node["value"] = value
         values.append(node)
-    return values
+    return values + failure_values(run)
 
 
 # -- the Responsible AI vocabulary ---------------------------------------------------------------------------------
@@ -420,6 +478,7 @@ def rai_properties(
         ),
         "rai:dataCollectionType": ["Synthetic data generation"],
         "rai:dataCollectionRawData": raw_data(run),
+        "rai:dataCollectionMissingData": missing_data(run, preferences),
         "rai:dataCollectionTimeframe": [settings.created_at, run.manifest.written_at],
         "rai:dataPreprocessingProtocol": [filter_text(run)],
         "rai:dataAnnotationProtocol": annotation_texts(run),
@@ -432,7 +491,7 @@ def rai_properties(
         "rai:annotationsPerItem": per_item(run, preferences),
         "rai:dataAnnotationAnalysis": agreement_texts(run, gates),
         "rai:dataBiases": bias_texts(run, preferences),
-        "rai:dataLimitations": limitations(run, preferences),
+        "rai:dataLimitations": first_sentences(run, preferences) + limitations(run, preferences),
         "rai:dataUseCases": [
             "Training reward models (TRL RewardTrainer) and preference optimisation (DPO and its variants) toward "
             "the constitution's principles; the sft configuration for supervised fine-tuning on the revisions.",

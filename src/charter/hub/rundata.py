@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -21,6 +21,7 @@ from charter.runs import labels as stored
 from charter.runs.files import RunFiles
 from charter.runs.items import stored_pair
 from charter.runs.store import RunStore, open_store
+from charter.runs.tallies import failure_tallies
 from charter.runs.usage import stored_usage
 
 
@@ -44,6 +45,8 @@ class RunData:
     audit_config: AuditConfig | None = None
     constitution_test: ConstitutionTest | None = None
     constitution_test_config: ConstitutionTestConfig | None = None
+    failures: dict[str, dict[str, int]] = field(default_factory=dict)
+    """The run's items still failing, by stage and by the kind of their latest failure."""
 
 
 def _iso(epoch: float) -> str:
@@ -106,4 +109,5 @@ def read_run(run_dir: str | Path) -> RunData:
             audit_config=audit_config_for(store),
             constitution_test=stored_test(store),
             constitution_test_config=constitution_test_config(store),
+            failures=failure_tallies(store, 1, 0).by_kind,
         )

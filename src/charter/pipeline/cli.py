@@ -175,6 +175,7 @@ def run_command(
         f"[bold green]done[/bold green]: {c.get('chains', 0)} chains, {c.get('judged', 0)} judged pairs, "
         f"{c.get('preferences', 0)} preference rows ({c.get('judge_failures', 0)} judge failures)"
     )
+    _print_headline(result.run_dir)
     console.print(f"  preferences: {result.preferences}")
     console.print(f"  sft:         {result.sft}")
     for stage in ("reward_model", "dpo"):
@@ -192,6 +193,18 @@ def run_command(
             )
     if result.report:
         console.print(f"  report:      {result.report}")
+
+
+def _print_headline(run_dir: Path) -> None:
+    """What to read first about the data the run wrote (a judge at chance, failures, few rows and why), as
+    `charter status` and the report put it first."""
+    from rich.text import Text
+
+    from charter.pipeline.status import status
+    from charter.progress import console
+
+    for sentence in status(run_dir)["headline"]:
+        console.print(Text(sentence, style="bold yellow"))
 
 
 def _dry_run(cfg: RunConfig, config: Path, as_json: bool) -> None:

@@ -64,6 +64,14 @@ def forecast_notes(forecast: Forecast) -> list[str]:
     return notes
 
 
+def _served_as(billed: Mapping[tuple[str, str], Any], role: str, model: str) -> tuple[str, str]:
+    """The billed (role, model) of a forecast row: the same model string, or the model as it was served (a local
+    model names its precision once loaded: `local:NAME` runs as `local:NAME@bfloat16`)."""
+    if (role, model) in billed:
+        return role, model
+    return next(((r, m) for r, m in billed if r == role and m.split("@")[0] == model), (role, model))
+
+
 def _billed(rows: list[UsageRow]) -> dict[tuple[str, str], dict[str, float]]:
     billed: dict[tuple[str, str], dict[str, float]] = {}
     for row in rows:
@@ -82,7 +90,7 @@ def forecast_section(store: RunStore) -> dict[str, Any] | None:
     billed = _billed(stored_usage(store))
     rows = []
     for row in forecast.rows:
-        actual = billed.pop((row.role, row.model), dict.fromkeys((*COMPARED, "cost_usd"), 0.0))
+        actual = billed.pop(_served_as(billed, row.role, row.model), dict.fromkeys((*COMPARED, "cost_usd"), 0.0))
         rows.append(_compared(row.role, row.model, row, actual))
     others = {name: sum(found[name] for found in billed.values()) for name in (*COMPARED, "cost_usd")}
     total = {name: sum(r["billed"][name] for r in rows) for name in (*COMPARED, "cost_usd")}
@@ -94,6 +102,7 @@ def forecast_section(store: RunStore) -> dict[str, Any] | None:
         "others": others if billed else None,
         "other_roles": sorted({role for role, _ in billed}),
         "ratio": total["cost_usd"] / expected if expected else None,
+        "local": sorted({row.model for row in forecast.rows if row.model.startswith("local:")}),
         "not_forecast": forecast.not_forecast,
     }
 

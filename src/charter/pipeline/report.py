@@ -33,6 +33,7 @@ from charter.pipeline.status import (
     usage_summary,
 )
 from charter.preference.diversity import describes_current, diversity_markdown, stored_diversity
+from charter.preference.health import headline, rows_sentence
 from charter.preference.manifest import DatasetSettings, current_settings, dataset_manifest
 from charter.preference.stats import JudgeStats, judge_stats
 from charter.runs.files import AGREEMENT_MD, AUDIT_MD, REPORT_HTML, REPORT_MD, WINRATE_JSON, RunFiles
@@ -280,7 +281,10 @@ def report_data(store: RunStore, files: RunFiles) -> dict[str, Any]:
     rewards = per_step(store)
     pairs = pair_steps(store)
     plots, plot_note = make_plots(store, fp or None, stats, files.report_dir, rewards) if fp or rewards else ([], None)
+    failures = failure_summary(store)
     return {
+        "headline": headline(stats if fp else None, counts, failures["by_kind"]),
+        "rows_note": rows_sentence(counts, stats),
         "run_id": store.meta("run_id"),
         "created_at": store.meta("created_at"),
         "generated_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
@@ -298,7 +302,7 @@ def report_data(store: RunStore, files: RunFiles) -> dict[str, Any]:
         "pairs": pairs,
         # an online training's store: rewards and no run stages, so the run's sections would only say "none yet"
         "online": bool(rewards or pairs) and not stage_states(store) and not stats.judged,
-        "failures": failure_summary(store),
+        "failures": failures,
         "stats": stats,
         "examples": shown,
         "examples_source": source,

@@ -19,7 +19,9 @@ from typing import Any, Literal, NotRequired, TypedDict
 from charter.api_args import public
 from charter.errors import RunStoreError
 from charter.preference.diversity import diversity_status
+from charter.preference.health import headline
 from charter.preference.manifest import current_settings, dataset_manifest
+from charter.preference.stats import chance_stats
 from charter.providers.prices import Price, normalise_keys, resolve_price
 from charter.records import UsageRow
 from charter.runs.batches import BatchState, stored_batches
@@ -62,7 +64,9 @@ class StageProgress(TypedDict):
     elapsed_s: float | None
     """Seconds from start to finish (to now while it runs)."""
     done: int | None
-    """Items finished, where known."""
+    """Items finished, where known: those that succeeded (a failed item is counted in `failed`, not here)."""
+    failed: int
+    """Items of the stage still failing (each with its reason in `failures`)."""
     total: int | None
     """Items in all, where known."""
     counts: dict[str, Any]
@@ -89,6 +93,8 @@ class FailureSummary(TypedDict):
 
     total: int
     by_stage: dict[str, int]
+    by_kind: dict[str, dict[str, int]]
+    """The items still failing by stage and by the kind of their latest failure (`unparseable`, `provider`, ...)."""
     first: list[ShownFailure]
     resolved: int
     """Items that failed before and then succeeded."""
@@ -163,6 +169,9 @@ class StatusReport(TypedDict):
 
     kind: Kind
     """run, online, reward_model or dpo."""
+    headline: list[str]
+    """What to read first, one sentence each (`charter.preference.health`): a judge whose preferences cannot be
+    told from chance, the items that failed, a dataset with no rows or fewer than half its pairs and why."""
     path: str
     """The folder read."""
     run_id: str | None
@@ -248,15 +257,28 @@ def failure_summary(store: RunStore, first: int = 5, raw_chars: int = 400) -> Fa
     return FailureSummary(
         total=sum(tallies.by_stage.values()),
         by_stage=tallies.by_stage,
+        by_kind=tallies.by_kind,
         first=shown,
         resolved=tallies.resolved,
         quarantined=tallies.quarantined,
     )
 
 
+def run_headline(store: RunStore, counts: Mapping[str, int], failures: FailureSummary) -> list[str]:
+    """What to read first about a run's data (`charter.preference.health`), over the rows of its dataset files'
+    settings (else those in effect)."""
+    manifest = dataset_manifest(store)
+    settings = manifest.settings if manifest else current_settings(store)
+    fp = settings.fingerprints if settings else store.fingerprints()
+    stats = chance_stats(store, fp) if fp is not None else None
+    return headline(stats, counts, failures["by_kind"])
+
+
 def stage_progress(store: RunStore, now: float | None = None) -> list[StageProgress]:
-    """One row per stage recorded in the store: status, elapsed seconds, done/total where known."""
+    """One row per stage recorded in the store: status, elapsed seconds, done/total where known, and the items
+    still failing apart from those done."""
     now = now or time.time()
+    failing = failure_tallies(store, 1, 0).by_stage
     fp = store.fingerprints()
     found = holder(store.run_dir)
     gone = found is None or found.alive is False  # no process holds the run: a stage "running" was cut off
@@ -280,6 +302,7 @@ def stage_progress(store: RunStore, now: float | None = None) -> list[StageProgr
                 elapsed_s=((finished or now) - started) if started else None,
                 done=done,
                 total=total,
+                failed=failing.get(name, 0),
                 counts=counts,
             )
         )
@@ -411,8 +434,10 @@ def store_status(store: RunStore, metrics: dict[str, Any] | None = None) -> Stat
     is_run = online is None and (metrics is None or trainer_kind(metrics) != "online")
     usage = usage_summary(store)
     fp = store.fingerprints()
+    failures = failure_summary(store)
     return StatusReport(
         kind="run" if is_run else "online",
+        headline=run_headline(store, counts, failures) if is_run else [],
         path=str(store.run_dir),
         run_id=store.meta("run_id"),
         created_at=store.meta("created_at"),
@@ -422,7 +447,7 @@ def store_status(store: RunStore, metrics: dict[str, Any] | None = None) -> Stat
         stages=stages,
         counts=counts,
         filters=filter_steps(counts),
-        failures=failure_summary(store),
+        failures=failures,
         usage=usage_data(usage["rows"], usage["price_sources"]),
         dataset=dataset_state(store, stages) if is_run else None,
         notes=dataset_notes(store, stages) + settings_notes(store),
@@ -439,6 +464,7 @@ def trainer_status(folder: Path, metrics: dict[str, Any]) -> StatusReport:
     model = config.get("model") if isinstance(config, dict) else None
     return StatusReport(
         kind=trainer_kind(metrics),
+        headline=[],
         path=str(folder),
         run_id=None,
         created_at=None,
@@ -448,7 +474,7 @@ def trainer_status(folder: Path, metrics: dict[str, Any]) -> StatusReport:
         stages=[],
         counts={},
         filters=[],
-        failures=FailureSummary(total=0, by_stage={}, first=[], resolved=0, quarantined=0),
+        failures=FailureSummary(total=0, by_stage={}, by_kind={}, first=[], resolved=0, quarantined=0),
         usage=usage_data([]),
         dataset=None,
         notes=[],

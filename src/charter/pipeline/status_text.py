@@ -64,12 +64,12 @@ def _duration(seconds: float | None) -> str:
 
 
 def _progress_text(row: StageProgress) -> str:
-    done, total = row["done"], row["total"]
+    """Items done of all (a failed item is not done), and those failed apart: `4/16 (25%), 12 failed`."""
+    done, total, failed = row["done"], row["total"], row.get("failed", 0)
     if done is None:
-        return ""
-    if not total:
-        return f"{done}"
-    return f"{done}/{total} ({100 * done / total:.0f}%)"
+        return f"{failed} failed" if failed else ""
+    shown = f"{done}/{total} ({100 * done / total:.0f}%)" if total else f"{done}"
+    return f"{shown}, {failed} failed" if failed else shown
 
 
 def _stage_table(data: StatusReport):
@@ -95,6 +95,7 @@ _ZERO_HIDDEN = {
         "prompts_skipped_too_long",
         "prompts_truncated",
         "samples",
+        "chains_unrevised",
     )
 }
 
@@ -269,6 +270,22 @@ def _online_steps(data: StatusReport) -> tuple[list[dict[str, Any]], list[dict[s
     return ([], online["per_step"]) if "trained" in online else (online["per_step"], [])
 
 
+def _stage_notes(stages: list[StageProgress]) -> list[tuple[str, str]]:
+    """Each stage's recorded reason as a line and its style, once: a finished side stage's note says what it did
+    (`audit: ...`); a stop that ended several stages together (critique and judge share one) is one `stopped:`
+    line."""
+    lines: dict[str, str] = {}
+    for row in stages:
+        reason = row["counts"].get("reason")
+        if not reason:
+            continue
+        if row["status"] in ("done", "skipped"):
+            lines.setdefault(f"{row['stage']}: {reason}", "")
+        else:
+            lines.setdefault(f"stopped: {reason}", "red")
+    return sorted(lines.items(), key=lambda item: (item[1] == "", item[0]))
+
+
 def print_status(run_dir: str | Path, console: Any = None) -> StatusReport:
     """Print a run's status with rich (the `charter status` command); returns the status record."""
     from rich.console import Console
@@ -278,15 +295,12 @@ def print_status(run_dir: str | Path, console: Any = None) -> StatusReport:
     data = status(run_dir)
     rewards, pairs = _online_steps(data)
     console.print(_header(data, console.width))
+    for sentence in data["headline"]:  # what to read first: a judge at chance, failures, few rows
+        console.print(Text(sentence, style="bold red"))
     if data["stages"]:
         console.print(_stage_table(data))
-        notes = {
-            (row["status"] in ("done", "skipped"), row["stage"], str(row["counts"]["reason"]))
-            for row in data["stages"]
-            if row["counts"].get("reason")
-        }
-        for finished, stage, reason in sorted(notes):  # a finished side stage's note says what it did
-            console.print(Text(f"{stage}: {reason}") if finished else Text(f"stopped: {reason}", style="red"))
+        for line, style in _stage_notes(data["stages"]):
+            console.print(Text(line, style=style))
     elif rewards:
         steps = rewards
         console.print(

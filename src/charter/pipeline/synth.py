@@ -15,7 +15,7 @@ from charter.prompts import PromptsConfig, load_prompts
 from charter.providers.base import ChatModel
 from charter.runs.files import RunFiles
 from charter.runs.store import RunStore
-from charter.synth.api import report_files, write_output
+from charter.synth.api import check_kept, report_files, write_output
 from charter.synth.generate import Synthesizer, synth_fingerprint
 
 log = logging.getLogger("charter.synth")
@@ -65,6 +65,7 @@ async def synth_stage(
     if earlier is not None and earlier.get("fingerprint") == fp:
         note = f"synthesized prompts unchanged ({earlier['kept']} kept); reusing {output}"
         counts = {"kept": earlier["kept"], "calls": 0}
+        check_kept(earlier["kept"], synth, earlier.get("notes") or [], report_files(output)[0])
     else:
         result = await Synthesizer(synth, seeds, const, writer, on_round=on_round).run()
         write_output(result, output, synth.include_seeds)
@@ -77,6 +78,7 @@ async def synth_stage(
         note = f"kept {counts['kept']} of {synth.n} prompts from {result.calls} calls; report {report_files(output)[0]}"
         for short in result.notes:
             log.warning(f"synth short of its target: {short}")
+        check_kept(counts["kept"], synth, result.notes, report_files(output)[0])
     loaded = load_prompts(output_prompts(config, files))
     if not loaded.rows:
         raise ConfigError(f"{output}: the synth stage left no usable prompts")

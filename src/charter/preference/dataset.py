@@ -20,6 +20,7 @@ from charter.preference.sft import SFTBeside, write_sft
 from charter.records import CalibrationMap
 from charter.runs.files import RunFiles
 from charter.runs.store import RunStore
+from charter.runs.tallies import unrevised_chains
 
 
 def now_iso() -> str:
@@ -84,6 +85,9 @@ def write(store: RunStore, settings: DatasetSettings) -> DatasetManifest:
     counts.update(
         chains=sft_counts["sft"]
         + (sft_counts.get("sft_failed_verification", 0) if settings.filters.verify == "drop" else 0),
+        chains_unrevised=unrevised_chains(store, settings.fingerprints.critique)
+        if (tallies.get("pairs") or 0) < sft_counts["sft"]
+        else 0,
         **sft_counts,
     )
     manifest = DatasetManifest(

@@ -41,6 +41,12 @@ class JudgeStats(Figures):
     """Pairs judged in both orders."""
     position_inconsistent: int = 0
     """Of those, pairs whose orders picked different winners."""
+    decisive: int = 0
+    """Of the pairs judged in both orders, those whose two readings (one an order, each pooled over the principles
+    and panel members) picked the same response, neither at exactly 0.5: the test of a judge at chance
+    (`charter.preference.health`)."""
+    identical: int = 0
+    """Pairs judged whose two responses are the same text (a revision that repeats its first answer): a tie."""
     longer_wins_rate: float | None = None
     """Among decided pairs of unequal length, how often the longer response won."""
     longer_decided: int = 0
@@ -124,6 +130,42 @@ def _by_principle(votes: list[list[Any]]) -> list[tuple[str, float, bool | None]
     return out
 
 
+#: 1 where a judgment `j` is decisive: judged in both orders, its two readings (p_a_ab and p_a_ba, each pooled over
+#: the principles and panel members) on one side of 0.5, neither at 0.5 (charter.preference.health)
+DECISIVE = (
+    "((json_extract(j.record, '$.p_a_ab') > 0.5 AND json_extract(j.record, '$.p_a_ba') > 0.5)"
+    " OR (json_extract(j.record, '$.p_a_ab') < 0.5 AND json_extract(j.record, '$.p_a_ba') < 0.5))"
+)
+#: 1 where the pair `p` of a judgment compares two identical responses
+IDENTICAL = "json_extract(p.record, '$.a') = json_extract(p.record, '$.b')"
+
+
+def chance_stats(store: RunStore, fp: Fingerprints) -> JudgeStats:
+    """The figures of the test of a judge at chance alone (judged, failed, position checked and inconsistent,
+    decisive, identical), in one aggregate query: what `charter status` needs, without `judge_stats`' pass over
+    every judgment's principles and critique rounds."""
+    sources = fp.sources()
+    row = store.execute(
+        "SELECT COUNT(*) FILTER (WHERE j.status = 'ok'), COUNT(*) FILTER (WHERE j.status != 'ok'),"
+        " COUNT(json_extract(j.record, '$.position_consistent')) FILTER (WHERE j.status = 'ok'),"
+        " SUM(json_extract(j.record, '$.position_consistent') = 0) FILTER (WHERE j.status = 'ok'),"
+        f" SUM({DECISIVE}) FILTER (WHERE j.status = 'ok'), SUM({IDENTICAL}) FILTER (WHERE j.status = 'ok')"
+        " FROM judgments j JOIN pairs p ON p.pair_id = j.pair_id"
+        f" WHERE j.fingerprint = ? AND p.source_fingerprint IN ({_marks(sources)})",
+        (fp.judge, *sources),
+    )[0]
+    judged, failed, checked, inconsistent, decisive, identical = (value or 0 for value in row)
+    return JudgeStats(
+        judged=judged,
+        failed=failed,
+        position_checked=checked,
+        position_inconsistent=inconsistent,
+        position_inconsistency_rate=rate(inconsistent, checked),
+        decisive=decisive,
+        identical=identical,
+    )
+
+
 def judge_stats(store: RunStore, fp: Fingerprints, principle_order: Iterable[str] = ()) -> JudgeStats:
     """Judge diagnostics over the current pairs' successful judgments (current judge settings).
 
@@ -131,11 +173,12 @@ def judge_stats(store: RunStore, fp: Fingerprints, principle_order: Iterable[str
     principles, so memory stays flat however many pairs there are (a million pairs held as dicts took GBs)."""
     sources = fp.sources()
     overall, per_principle, per_critique = _Tally(), {}, {}
-    longer = decided = failed = 0
+    longer = decided = failed = decisive = identical = 0
     sql = (
         "SELECT j.status, json_extract(j.record, '$.p_a'), json_extract(j.record, '$.position_consistent'), p.kind,"
         " json_extract(p.record, '$.a_source'), json_extract(p.record, '$.b_source'),"
         " length(json_extract(p.record, '$.a')), length(json_extract(p.record, '$.b')),"
+        f" {IDENTICAL}, {DECISIVE},"
         " (SELECT json_group_array(json_array(json_extract(v.value, '$.principle_id'),"
         "  json_extract(v.value, '$.p_a'), json_extract(v.value, '$.consistent'),"
         "  json_extract(v.value, '$.p_a_ab'), json_extract(v.value, '$.p_a_ba')))"
@@ -145,7 +188,7 @@ def judge_stats(store: RunStore, fp: Fingerprints, principle_order: Iterable[str
         " FROM judgments j JOIN pairs p ON p.pair_id = j.pair_id"
         f" WHERE j.fingerprint = ? AND p.source_fingerprint IN ({_marks(sources)}) ORDER BY j.rowid"
     )
-    for status, p_a, consistent, kind, a_source, b_source, len_a, len_b, votes, rounds in store.stream(
+    for status, p_a, consistent, kind, a_source, b_source, len_a, len_b, same, sure, votes, rounds in store.stream(
         sql, (fp.critique, fp.judge, *sources)
     ):
         if status != "ok":
@@ -153,6 +196,8 @@ def judge_stats(store: RunStore, fp: Fingerprints, principle_order: Iterable[str
             continue
         side = revision_side(kind, a_source, b_source)
         overall.add(p_a, _bool(consistent), side)
+        identical += bool(same)
+        decisive += bool(sure)
         for principle_id, p, principle_consistent in _by_principle(json.loads(votes or "[]")):
             per_principle.setdefault(principle_id, _Tally()).add(p, principle_consistent, side)
         if side is not None:
@@ -167,6 +212,8 @@ def judge_stats(store: RunStore, fp: Fingerprints, principle_order: Iterable[str
         failed=failed,
         position_checked=overall.checked,
         position_inconsistent=overall.inconsistent,
+        decisive=decisive,
+        identical=identical,
         longer_wins_rate=rate(longer, decided),
         longer_decided=decided,
         per_principle=_ordered(per_principle, order),

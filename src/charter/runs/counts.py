@@ -15,6 +15,7 @@ COUNT_LABELS: dict[str, str] = {
     "prompts_truncated": "prompts truncated to the length limit",
     "prompts_used": "prompts used",
     "chains": "critique chains",
+    "chains_unrevised": "revisions equal to the first answer (no pair)",
     "samples": "prompts with policy samples",
     "pairs": "response pairs",
     "judged": "pairs judged",

@@ -32,7 +32,7 @@ _PROGRESS = {
         "SELECT COUNT(*) FROM prompts",
     ),
     "judge": (
-        "SELECT COUNT(*) FROM judgments WHERE fingerprint = :judge",
+        "SELECT COUNT(*) FROM judgments WHERE fingerprint = :judge AND status = 'ok'",
         "SELECT COUNT(*) FROM pairs WHERE source_fingerprint IN (:critique, :samples)",
     ),
 }
@@ -61,12 +61,26 @@ def usage_totals(rows: Iterable[UsageRow]) -> dict[str, float]:
 
 def stage_items(store: RunStore, stage: str, fingerprints: Fingerprints) -> tuple[int, int] | None:
     """(finished, all so far) items of a stage that does not record them itself, counted in the tables; None for a
-    stage that is not counted this way."""
+    stage that is not counted this way. Finished items are those that succeeded: a failed one is not done (the
+    failures are counted apart, by stage, in `failure_tallies`)."""
     if stage not in _PROGRESS:
         return None
     named = fingerprints.model_dump()
     done, total = (store.execute(sql, named)[0][0] for sql in _PROGRESS[stage])
     return done, total
+
+
+def unrevised_chains(store: RunStore, critique: str | None) -> int:
+    """Chains of these critique settings whose final revision repeats the first answer: they make no revision
+    pair (`charter.preference.pairs.revision_pair`)."""
+    if critique is None:
+        return 0
+    blank = "' \t\n\r'"
+    return store.execute(
+        f"SELECT COUNT(*) FROM chains WHERE fingerprint = ? AND trim(json_extract(record, '$.initial'), {blank})"
+        f" = trim(json_extract(record, '$.final'), {blank})",
+        (critique,),
+    )[0][0]
 
 
 def live_counts(store: RunStore) -> dict[str, int]:
@@ -88,10 +102,14 @@ def live_counts(store: RunStore) -> dict[str, int]:
     ):
         judged[status] -= n
     samples = store.execute("SELECT COUNT(DISTINCT prompt_id) FROM samples WHERE fingerprint IS ?", (fp.samples,))
+    chains = store.count("chains", "fingerprint IS ?", (fp.critique,)) if fp.critique else 0
+    pairs = store.count("pairs", f"source_fingerprint IN ({marks})", sources)
     return {
-        "chains": store.count("chains", "fingerprint IS ?", (fp.critique,)) if fp.critique else 0,
+        "chains": chains,
+        # read from every chain's texts only where some chain made no pair
+        "chains_unrevised": unrevised_chains(store, fp.critique) if pairs < chains else 0,
         "samples": samples[0][0] if fp.samples else 0,
-        "pairs": store.count("pairs", f"source_fingerprint IN ({marks})", sources),
+        "pairs": pairs,
         "judged": judged.get("ok", 0),
         "judge_failures": judged.get("failed", 0),
         "failures": store.count(
@@ -119,6 +137,8 @@ class FailureTallies:
     """Items still failing that failed in `quarantine_after` run sessions or more."""
     resolved: int
     """Items that failed before and then succeeded."""
+    by_kind: dict[str, dict[str, int]]
+    """Items still failing, by stage and by the kind of their latest failure (`unparseable`, `provider`, ...)."""
     first: list[tuple[StoredFailure, int]]
     """The first items to fail that still fail: each one's latest failure and its run sessions."""
 
@@ -134,9 +154,16 @@ def failure_tallies(store: RunStore, quarantine_after: int, first: int) -> Failu
         "SELECT COUNT(*) FROM (SELECT stage, item_id, fingerprint FROM failures WHERE resolved = 1"
         " EXCEPT SELECT stage, item_id, fingerprint FROM failures WHERE resolved = 0)"
     )
+    kinds: dict[str, dict[str, int]] = {}
+    for stage, kind, n in store.execute(
+        f"SELECT g.stage, f.kind, COUNT(*) FROM ({_FAILING}) g JOIN failures f ON f.id = g.last_id"
+        " GROUP BY g.stage, f.kind ORDER BY g.stage, COUNT(*) DESC, f.kind"
+    ):
+        kinds.setdefault(stage, {})[kind or "unknown"] = n
     return FailureTallies(
         by_stage=dict(store.execute(f"SELECT stage, COUNT(*) FROM ({_FAILING}) GROUP BY stage ORDER BY stage")),
         quarantined=store.execute(f"SELECT COUNT(*) FROM ({_FAILING}) WHERE runs >= ?", (quarantine_after,))[0][0],
         resolved=resolved[0][0],
+        by_kind=kinds,
         first=[(stored_failure(row[:-1]), row[-1]) for row in shown],
     )

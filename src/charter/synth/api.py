@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, cast
 
 from charter.api_args import ConfigArg, Loads, public
 from charter.constitutions import load_constitution
+from charter.errors import QuotaShortfall
 from charter.prompts import PromptsConfig, load_prompts
 from charter.providers.base import ChatModel
 from charter.records import Prompt
@@ -137,6 +139,17 @@ def markdown(data: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def check_kept(kept: int, config: SynthConfig, notes: list[str], report: Path) -> None:
+    """Raise `QuotaShortfall` (exit code 3) where fewer than `min_kept` of `n` prompts were kept."""
+    needed = math.ceil(config.min_kept * config.n - 1e-9)
+    if kept < needed:
+        short = f" ({'; '.join(notes)})" if notes else ""
+        raise QuotaShortfall(
+            f"synth kept {kept} of {config.n} prompts, short of min_kept {config.min_kept:g} ({needed} prompts)"
+            f"{short}; the prompts and the report are written: {report}"
+        )
+
+
 def write_output(result: SynthResult, output: Path, include_seeds: bool) -> tuple[Path, Path]:
     """Write the prompts file (seeds first, if included) and its report; returns (prompts, report.md)."""
     output.parent.mkdir(parents=True, exist_ok=True)
@@ -222,6 +235,7 @@ def synthesize(
         MissingExtra: A package the filters need (the `synth` extra) or the writer's provider needs is not
             installed.
         FatalProviderError: A provider error every later call would share (authentication, an unknown model).
+        QuotaShortfall: Fewer prompts were kept than `config.min_kept` of `config.n` (the files are written).
         ArgumentError: An argument is of the wrong type.
     """
     config = cast(SynthConfig, config)
@@ -229,4 +243,6 @@ def synthesize(
     run = synthesize_async(
         config, target, seeds=seeds, constitution=constitution, writer=writer, cache=cache, on_round=on_round
     )
-    return asyncio.run(run)
+    result = asyncio.run(run)
+    check_kept(sum(result.achieved.values()), config, result.notes, report_files(target)[0])
+    return result

@@ -23,9 +23,10 @@ def synth_command(
     cache: CacheOption = DEFAULT_CACHE,
 ) -> None:
     """Write new prompts (Self-Instruct and red-team), dedup them (exact, ROUGE-L, embeddings), filter them and
-    balance them to a target mix; report the mix and the filter waterfall."""
+    balance them to a target mix; report the mix and the filter waterfall. Exit code 3 where fewer prompts were
+    kept than `min_kept` of `n` (the files are still written)."""
     from charter.progress import console, progress_bar
-    from charter.synth.api import report_files, synthesize_async
+    from charter.synth.api import check_kept, report_files, synthesize_async
     from charter.synth.config import load_synth_config
 
     cfg = load_synth_config(config, set_)
@@ -47,3 +48,4 @@ def synth_command(
     for note in result.notes:
         console.print(f"[yellow]short[/yellow]: {note}")
     console.print(f"  prompts: {target}\n  report:  {md}")
+    check_kept(sum(result.achieved.values()), cfg, result.notes, md)

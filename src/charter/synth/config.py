@@ -71,6 +71,10 @@ class SynthConfig(ConfigModel):
     """Calls per bucket per round."""
     max_calls_per_prompt: float = Field(default=4.0, ge=1)
     """A bucket gives up after quota x this many calls (its shortfall is reported)."""
+    min_kept: float = Field(default=1.0, gt=0, le=1)
+    """The share of `n` a job must keep. Short of it (the filters dropped too much, or calls failed, before
+    `max_calls_per_prompt` ran out), the prompts and the report are still written, and the job raises
+    `QuotaShortfall`: exit code 3, as for too many failed items. 1.0: every quota met."""
     filters: SynthFilters = SynthFilters()
     """Dedup and quality filters."""
     include_seeds: bool = True

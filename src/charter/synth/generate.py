@@ -101,8 +101,28 @@ def buckets(config: SynthConfig, seeds: list[Prompt], constitution: Constitution
     return out
 
 
+def apportion(n: int, shares: dict[str, float], seed: int = 0) -> dict[str, int]:
+    """`n` split by `shares` by largest remainders: each count is the floor or the ceiling of its exact share, and
+    the counts sum to `n`. Equal remainders (more buckets than prompts) are ordered by `seed`, not by name, so that
+    a small `n` does not always go to the buckets first in the alphabet."""
+    total = sum(shares.values())
+    exact = {name: n * share / total for name, share in shares.items()} if total > 0 else dict.fromkeys(shares, 0.0)
+    counts = {name: int(value) for name, value in exact.items()}
+
+    def order(name: str) -> tuple[float, str]:
+        return -round(exact[name] - counts[name], 12), hashlib.sha256(f"{seed}:{name}".encode()).hexdigest()
+
+    for name in sorted(exact, key=order)[: n - sum(counts.values())]:
+        counts[name] += 1
+    return counts
+
+
 def quotas(config: SynthConfig, found: list[Bucket]) -> dict[str, int]:
-    """Prompts to keep per bucket: `n` split by the target mix (largest remainders), or evenly per method."""
+    """Prompts to keep per bucket: `n` split over the methods first, then over each method's buckets, both by
+    largest remainders. The shares are the target mix's (a method's share is the sum of its buckets'), or without
+    a mix an equal share per method, split evenly over its buckets. Rounding per method first keeps "half
+    Self-Instruct, half red team" at half each however many buckets there are and however small `n` is; where `n`
+    is smaller than a method's buckets, `seed` picks which of them get one."""
     if config.mix is not None:
         unknown = sorted(set(config.mix) - {b.name for b in found})
         if unknown:
@@ -111,15 +131,17 @@ def quotas(config: SynthConfig, found: list[Bucket]) -> dict[str, int]:
             raise ConfigError(f"synth.mix: unknown bucket '{unknown[0]}' (buckets: {', '.join(b.name for b in found)})")
         shares = {b.name: config.mix.get(b.name, 0.0) for b in found}
     else:
-        methods = sorted({b.method for b in found})
-        per_method = {m: [b for b in found if b.method == m] for m in methods}
-        shares = {b.name: 1.0 / len(methods) / len(per_method[b.method]) for b in found}
-    total = sum(shares.values())
-    exact = {name: config.n * share / total for name, share in shares.items()}
-    counts = {name: int(value) for name, value in exact.items()}
-    for name in sorted(exact, key=lambda k: (-(exact[k] - counts[k]), k))[: config.n - sum(counts.values())]:
-        counts[name] += 1
-    return counts
+        shares = {b.name: 1.0 for b in found}
+    methods = sorted({b.method for b in found})
+    per_method = {m: {b.name: shares[b.name] for b in found if b.method == m} for m in methods}
+    if config.mix is None:
+        method_shares = dict.fromkeys(methods, 1.0)
+    else:
+        method_shares = {m: sum(s.values()) for m, s in per_method.items()}
+    counts: dict[str, int] = {}
+    for method, n in apportion(config.n, method_shares, config.seed).items():
+        counts.update(apportion(n, per_method[method], config.seed))
+    return {b.name: counts[b.name] for b in found}
 
 
 #: settings added later, left out of the fingerprint at their defaults so that prompt sets written before stay current
@@ -129,7 +151,7 @@ _LATER = {"temperatures": None, "temperature_by": "call"}
 def synth_fingerprint(config: SynthConfig, writer_id: str, constitution: Constitution, seeds: list[Prompt]) -> str:
     """Everything a synthesized prompt set depends on (not where it is written, nor how fast, nor which embedding
     model the filters use by default)."""
-    settings = config.model_dump(mode="json", exclude={"output", "concurrency"})
+    settings = config.model_dump(mode="json", exclude={"output", "concurrency", "min_kept"})
     for key, default in _LATER.items():
         if settings[key] == default:
             del settings[key]
