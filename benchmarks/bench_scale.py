@@ -1,6 +1,8 @@
 """A run at scale on one machine: scripted models, one critique round, a both-order judge over 2 principles
-(7 calls a prompt), at 10,000, 100,000 and 1,000,000 prompts. Each size runs in a fresh subprocess, so the peak
-RSS (ru_maxrss) is its own; the run store's size is read after the run.
+(7 calls a prompt), every other setting at its default (the constitution's worked examples in front of each
+critique, 64 prompts in flight, the call cache, the report), at 10,000, 100,000 and 1,000,000 prompts.
+`--no-few-shot` and `--concurrency N` change those two settings, to compare. Each size runs in a fresh
+subprocess, so the peak RSS (ru_maxrss) is its own; the run store's size is read after the run.
 
     .venv/bin/python benchmarks/bench_scale.py --sizes 10000 100000 1000000 [--shards 2]
 
@@ -93,7 +95,7 @@ def watch_sft_writer(phases: dict) -> None:
     sft.SFTBeside.__init__ = init
 
 
-def child(n: int, workdir: Path, shards: int) -> dict:
+def child(n: int, workdir: Path, shards: int, few_shot: bool = True, concurrency: int | None = None) -> dict:
     from charter.pipeline.config import RunConfig
     from charter.pipeline.launch import runner_for
     from charter.runs.store import RunStore
@@ -102,7 +104,11 @@ def child(n: int, workdir: Path, shards: int) -> dict:
 
     prompts = workdir / f"prompts-{n}.jsonl"
     write_prompts(prompts, n)
-    role = {"model": "scripted:cai", "limits": {"concurrency": 256}}
+    role: dict = {"model": "scripted:cai"}
+    changed: dict = {}
+    if concurrency is not None:
+        role["limits"] = {"concurrency": concurrency}
+        changed["concurrency"] = concurrency
     execution = {"engine": "ray", "shards": shards, "num_cpus": shards} if shards > 1 else {"engine": "local"}
     config = RunConfig.model_validate(
         {
@@ -112,10 +118,10 @@ def child(n: int, workdir: Path, shards: int) -> dict:
             "prompts": {"path": str(prompts)},
             "policy": role,
             "judge": {**role, "principles_per_pair": 2},
-            "critique": {"rounds": 1, "few_shot": False},
-            "concurrency": 256,
+            "critique": {"rounds": 1} if few_shot else {"rounds": 1, "few_shot": False},
             "report": True,
             "execution": execution,
+            **changed,
         }
     )
     start = time.perf_counter()
@@ -180,11 +186,14 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--sizes", type=int, nargs="+", default=[10000, 100000])
     parser.add_argument("--shards", type=int, default=1)
-    parser.add_argument("--child", nargs=3, help=argparse.SUPPRESS)
+    parser.add_argument("--no-few-shot", action="store_true", help="critique without the worked examples")
+    parser.add_argument("--concurrency", type=int, help="prompts in flight and each role's limit (default: 64)")
+    parser.add_argument("--child", nargs=5, help=argparse.SUPPRESS)
     parser.add_argument("--keep", help="run in this folder and keep it (one size), to look at the run afterwards")
     args = parser.parse_args()
     if args.child:
-        print(json.dumps(child(int(args.child[0]), Path(args.child[1]), int(args.child[2]))))
+        n, workdir, shards, few_shot, concurrency = args.child
+        print(json.dumps(child(int(n), Path(workdir), int(shards), few_shot == "1", int(concurrency) or None)))
         return
     if args.keep and len(args.sizes) != 1:
         parser.error("--keep runs one size")
@@ -193,7 +202,8 @@ def main() -> None:
             tmp = args.keep or stack.enter_context(tempfile.TemporaryDirectory(dir=os.environ.get("BENCH_TMP")))
             Path(tmp).mkdir(parents=True, exist_ok=True)
             process = subprocess.Popen(
-                [sys.executable, __file__, "--child", str(n), tmp, str(args.shards)],
+                [sys.executable, __file__, "--child", str(n), tmp, str(args.shards)]
+                + [str(int(not args.no_few_shot)), str(args.concurrency or 0)],
                 stdout=subprocess.PIPE,
                 text=True,
             )

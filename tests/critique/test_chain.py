@@ -61,3 +61,36 @@ def test_round_principles_are_seeded_and_fixed_lists_cycle():
         const.principles[1].id,
         const.principles[0].id,
     ]
+
+
+async def test_the_worked_examples_are_made_once_and_sent_as_before(monkeypatch):
+    import charter.critique.chain as chain_module
+
+    const = load_constitution("harmless")
+    expected = chain_module.few_shot_messages(const)
+    made = []
+    monkeypatch.setattr(chain_module, "few_shot_messages", lambda c: made.append(c) or expected, raising=True)
+    monkeypatch.setattr(chain_module, "_SHOTS", {})
+    critic = Recorder()
+    for i in range(5):
+        prompt = [Message(role="user", content=f"question {i}")]
+        await run_chain(
+            Recorder(), critic, const, f"p{i}", prompt, CritiqueConfig(), SamplingParams(), SamplingParams(), 0, "fp"
+        )
+    assert len(made) == 1  # once a constitution, not once a chain
+    critiques = critic.requests[::2]
+    # every critique request starts with the same examples, the very same records, then the prompt's own turns
+    assert all(r[: len(expected)] == expected for r in critiques)
+    assert all(a is b for r in critiques[1:] for a, b in zip(r[: len(expected)], critiques[0]))
+    assert critiques[3][len(expected)] == Message(role="user", content="question 3")
+
+
+def test_the_worked_examples_follow_a_changed_constitution():
+    from charter.critique.chain import few_shot_messages, shared_shots
+
+    const = load_constitution("harmless")
+    assert list(shared_shots(const)) == few_shot_messages(const)
+    edited = const.model_copy(update={"examples": const.examples[:1]})
+    assert list(shared_shots(edited)) == few_shot_messages(edited) != few_shot_messages(const)
+    const.examples = []  # replaced on the same object: made again
+    assert shared_shots(const) == ()

@@ -442,3 +442,39 @@ async def test_scripted_callable_and_latency():
     start = time.monotonic()
     [c] = await chat.generate([HELLO], SamplingParams(max_tokens=7))
     assert c.text == "1:7" and time.monotonic() - start >= 0.05
+
+
+def test_cache_keys_are_the_json_they_always_were():
+    import hashlib
+    import json
+
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    from charter.providers.cache import canonical_json
+
+    def before(kind, model_id, payload):  # the key as every cache file so far was written
+        blob = json.dumps([kind, model_id, payload], sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+        return hashlib.sha256(blob.encode()).hexdigest()
+
+    # keys written by earlier releases still answer: pinned, not recomputed
+    hello = as_dicts(HELLO)
+    key = cache_key("generate", "m", [hello, {"temperature": 0.5, "seed": 1}])
+    assert key == "ff1dc4a3a2a1f9cc8a06b63ce4e6f5fb11aa0a2d8c4d2229594e70508bdc721e"
+    request = [{"role": "system", "content": 'Sé útil.\n"quoted"'}, {"content": "日本語 🙂", "role": "user"}]
+    key = cache_key("generate", "openai:gpt-4o-mini", [request, ("A", "B")])
+    assert key == "130471b1ba0b445c6cfb1513243f6d09ff336239717fce8175ff5457f71ac211"
+    text = st.text(alphabet=st.characters(codec="utf-8"), max_size=30)
+    message = st.fixed_dictionaries({"role": st.sampled_from(["user", "assistant", "system"]), "content": text})
+    scalar = st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | text
+    value = st.recursive(
+        scalar | message, lambda inner: st.lists(inner, max_size=4) | st.dictionaries(text, inner, max_size=3)
+    )
+
+    @settings(max_examples=300, deadline=None)
+    @given(st.sampled_from(["generate", "choice_logprobs"]), text, value)
+    def same(kind, model_id, payload):
+        assert canonical_json(payload) == json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+        assert cache_key(kind, model_id, payload) == before(kind, model_id, payload)
+
+    same()

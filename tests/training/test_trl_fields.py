@@ -102,3 +102,40 @@ def test_a_bad_override_is_one_line_and_exit_2(tmp_path: Path, capsys: pytest.Ca
         "error: --set trl.max_steps=two: trl.max_steps: Input should be a valid integer, unable to parse string as "
         "an integer"
     ]
+
+
+def test_a_run_checks_the_trl_fields_of_the_stages_it_trains(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """TRL is imported (seconds of CPU) to check a section only where the run's stages train with it."""
+    import charter.dpo.config
+    import charter.reward_model.config
+
+    imported = []
+
+    def loader(name: str):  # noqa: ANN202
+        def load() -> type:
+            imported.append(name)
+            from trl import DPOConfig, RewardConfig  # pyright: ignore[reportPrivateImportUsage]
+
+            return {"dpo": DPOConfig, "reward_model": RewardConfig}[name]
+
+        return load
+
+    monkeypatch.setattr(charter.dpo.config, "dpo_config", loader("dpo"))
+    monkeypatch.setattr(charter.reward_model.config, "reward_config", loader("reward_model"))
+    import charter.pipeline.config as run_config
+
+    monkeypatch.setattr(run_config, "dpo_config", charter.dpo.config.dpo_config)
+    monkeypatch.setattr(run_config, "reward_config", charter.reward_model.config.reward_config)
+    path = _file(
+        tmp_path,
+        "policy: {model: scripted:cai}\nprompts: {bundled: true}\n"
+        "reward_model: {trl: {num_train_epochz: 2}}\ndpo: {trl: {max_steps: 6}}\n",
+    )
+    config = run_config.load_run_config(path)  # stages critique, judge: nothing trains, nothing is imported
+    assert imported == [] and config.reward_model is not None
+    assert config.reward_model.trl == {"num_train_epochz": 2}
+    lines = _lines(lambda: run_config.load_run_config(path, ["stages=[critique,judge,reward_model]"]))
+    assert imported == ["reward_model"]
+    assert len(lines) == 1 and "reward_model.trl.num_train_epochz" in lines[0] and "num_train_epochs" in lines[0]
+    config = run_config.load_run_config(path, ["stages=[critique,judge,dpo]"])
+    assert imported[-1] == "dpo" and config.dpo is not None and config.dpo.trl == {"max_steps": 6}

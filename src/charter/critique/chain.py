@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import random
 import re
+import weakref
 
 from charter.constitutions.schema import Constitution, Principle
 from charter.critique.config import CritiqueConfig
@@ -25,6 +26,28 @@ def fill(template: str, prompt: list[Message], response: str, critique: str, pri
     return template.format(
         prompt=render_conversation(prompt), response=response, critique=critique, principle=principle.description
     )
+
+
+#: Each constitution's worked examples as turns, made once, by id: (the constitution, what they were made from, turns).
+_SHOTS: dict[int, tuple[weakref.ref, tuple, tuple[Message, ...]]] = {}
+
+
+def shared_shots(constitution: Constitution) -> tuple[Message, ...]:
+    """`few_shot_messages`, made once a constitution and shared by every chain: the same records in every request,
+    so that what a run does per call (its cache key above all) can tell them from the rest of the request cheaply.
+    Made again if the constitution's examples or principles were replaced."""
+    made_from = (*constitution.examples, *constitution.principles)
+    kept = _SHOTS.get(id(constitution))
+    if (
+        kept is None
+        or kept[0]() is not constitution
+        or len(kept[1]) != len(made_from)
+        or any(a is not b for a, b in zip(kept[1], made_from))
+    ):
+        if len(_SHOTS) >= 64:  # constitutions come and go (tests, the lab): keep the memo small
+            _SHOTS.clear()
+        kept = _SHOTS[id(constitution)] = (weakref.ref(constitution), made_from, tuple(few_shot_messages(constitution)))
+    return kept[2]
 
 
 def few_shot_messages(constitution: Constitution) -> Messages:
@@ -93,7 +116,7 @@ async def run_chain(
     [first] = await policy.generate([with_system(prompt, constitution.system_prompt)], policy_params)
     response = initial = first.text.strip()
     prompt_tokens, completion_tokens = first.prompt_tokens, first.completion_tokens
-    shots = few_shot_messages(constitution) if config.few_shot else []
+    shots = shared_shots(constitution) if config.few_shot else ()
     conversation = [m for m in prompt if m.role != "system"]
     rounds = []
     for principle_id in round_principles(constitution, config, prompt_id, seed):

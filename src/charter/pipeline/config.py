@@ -7,9 +7,9 @@ overrides; errors point at file:line:column and the key. `charter config schema`
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, ModelWrapValidatorHandler, model_validator
 
 from charter.agreement.config import AgreementConfig
 from charter.api_args import public
@@ -27,6 +27,7 @@ from charter.providers.usage import Budget, Price
 from charter.reward_model.config import RewardModelConfig
 from charter.stats.diversity import DiversityConfig
 from charter.synth.config import SynthConfig
+from charter.training.trl_fields import dpo_config, reward_config, unchecked
 from charter.yamlio import ConfigModel, LocatedValueError, load_model
 
 STAGES = ("synth", "critique", "judge", "reward_model", "dpo", "eval")
@@ -172,6 +173,19 @@ class RunConfig(ConfigModel):
     """DPO training on this run's preferences (its `dataset` defaults to this run)."""
     eval: WinrateConfig | None = None
     """Win-rate evaluation of the DPO policy (`run_dir` defaults to this run, `prompts` to the bundled set)."""
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _trl_of_listed_stages(cls, data: Any, handler: ModelWrapValidatorHandler[RunConfig]) -> RunConfig:
+        """The `trl:` fields of the training stages listed in `stages` are checked against TRL's classes as the
+        config loads; a section whose stage is not listed is checked by the load that lists it (`--set stages=...`),
+        so a run that trains nothing does not import TRL."""
+        listed = data.get("stages", cls.model_fields["stages"].default) if isinstance(data, dict) else None
+        if not isinstance(listed, list):
+            return handler(data)
+        trainers = {"reward_model": reward_config, "dpo": dpo_config}
+        with unchecked(frozenset(load for stage, load in trainers.items() if stage not in listed)):
+            return handler(data)
 
     @model_validator(mode="after")
     def _training_sections(self) -> RunConfig:

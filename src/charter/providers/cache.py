@@ -21,6 +21,7 @@ import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
+from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -69,8 +70,26 @@ CACHE_SCHEMA = Schema(
 def cache_key(kind: str, model_id: str, payload: Any) -> str:
     """A stable key: sha256 over canonical JSON of what determines the answer (`model_id` is a model's `served_id`:
     its id and, for a model not at its provider's own API, the URL)."""
-    blob = json.dumps([kind, model_id, payload], sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    return hashlib.sha256(blob.encode()).hexdigest()
+    return hashlib.sha256(canonical_json([kind, model_id, payload]).encode()).hexdigest()
+
+
+_encode = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode
+
+
+def canonical_json(value: Any) -> str:
+    """`json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)`, the same text, with each
+    `{role, content}` message encoded once: the messages that many requests repeat (a constitution's worked
+    examples, a conversation judged under several principles) are not serialized again for every call."""
+    if isinstance(value, list | tuple):
+        return "[" + ",".join([canonical_json(item) for item in value]) + "]"
+    if type(value) is dict and len(value) == 2 and type(value.get("role")) is str and type(value.get("content")) is str:
+        return _message_json(value["role"], value["content"])
+    return _encode(value)
+
+
+@lru_cache(maxsize=4096)
+def _message_json(role: str, content: str) -> str:
+    return _encode({"role": role, "content": content})
 
 
 def endpoint_url(model: ChatModel) -> str:

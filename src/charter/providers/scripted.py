@@ -12,6 +12,7 @@ import hashlib
 import json
 import re
 from collections.abc import Awaitable, Callable, Sequence
+from functools import lru_cache
 from importlib.metadata import entry_points
 from typing import TypeVar
 
@@ -130,7 +131,13 @@ register_script("constant", lambda m, p: "OK")
 
 
 def _words(messages: Messages) -> int:
-    return sum(len(m.content.split()) for m in messages)
+    return sum(_word_count(m.content) for m in messages)
+
+
+@lru_cache(maxsize=4096)
+def _word_count(text: str) -> int:
+    """A text's words, counted once for the texts that requests repeat (worked examples, a judged conversation)."""
+    return len(text.split())
 
 
 class ScriptedModel(ChatModel):

@@ -47,6 +47,7 @@ class UsageMeter:
         self, prices: dict[str, Price] | None = None, budget: Budget | None = None, sink: Sink | None = None
     ) -> None:
         self.prices = normalise_keys(prices or {})
+        self._price_of: dict[str, Price] = {}
         self.budget = budget or Budget()
         self.sink = sink
         self.tallies: dict[tuple[str, str], UsageRow] = {}
@@ -61,7 +62,10 @@ class UsageMeter:
 
     def price_of(self, model_id: str) -> Price:
         """The model's price: the config's (under its id or bare name), else genai-prices', else zero."""
-        return resolve_price(self.prices, model_id)[0]
+        price = self._price_of.get(model_id)
+        if price is None:  # looked up once a model: every call is counted here
+            price = self._price_of[model_id] = resolve_price(self.prices, model_id)[0]
+        return price
 
     def record(
         self,
@@ -142,11 +146,14 @@ class UsageMeter:
         if self.stop is not None and self.stop.requested:
             raise self.stop.error()
         cap = self.budget
-        cost, tokens = self.prior_cost + self.total_cost, self.prior_tokens + self.total_tokens
-        if cap.max_cost_usd is not None and cost >= cap.max_cost_usd:
-            raise BudgetExceeded(f"budget reached: ${cost:.4f} of ${cap.max_cost_usd:.4f}; what is done is kept")
-        if cap.max_tokens is not None and tokens >= cap.max_tokens:
-            raise BudgetExceeded(f"budget reached: {tokens} of {cap.max_tokens} tokens; what is done is kept")
+        if cap.max_cost_usd is not None:
+            cost = self.prior_cost + self.total_cost
+            if cost >= cap.max_cost_usd:
+                raise BudgetExceeded(f"budget reached: ${cost:.4f} of ${cap.max_cost_usd:.4f}; what is done is kept")
+        if cap.max_tokens is not None:
+            tokens = self.prior_tokens + self.total_tokens
+            if tokens >= cap.max_tokens:
+                raise BudgetExceeded(f"budget reached: {tokens} of {cap.max_tokens} tokens; what is done is kept")
 
     def rows(self) -> list[UsageRow]:
         """One row per (role, model) for reports and the run store."""

@@ -16,7 +16,9 @@ import functools
 import types
 import typing
 import warnings
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import Annotated, Any, LiteralString, Union
 
 from pydantic import AfterValidator, ConfigDict, PydanticUserError, TypeAdapter, ValidationError
@@ -67,13 +69,32 @@ def online_dpo_config() -> type:
     return OnlineDPOConfig
 
 
+#: The TRL classes whose sections the config being validated does not train (see `unchecked`).
+_UNTRAINED: ContextVar[frozenset[TRLClass]] = ContextVar("untrained_trl_classes", default=frozenset())
+
+
+@contextmanager
+def unchecked(classes: frozenset[TRLClass]) -> Iterator[None]:
+    """While validating a config that does not train with these classes (a run config whose `stages` leave the
+    section out): their `trl:` sections are kept as given, not checked, and TRL is not imported for them (importing
+    it costs seconds of CPU). A load whose stages train with a class checks its section, before anything runs."""
+    token = _UNTRAINED.set(classes)
+    try:
+        yield
+    finally:
+        _UNTRAINED.reset(token)
+
+
 def checked_trl_fields(
     fields: dict[str, Any], classes: Sequence[TRLClass], own: Mapping[str, str] | None = None
 ) -> dict[str, Any]:
     """`fields` checked against TRL's config class (or classes, where the trainer is chosen later: a key known to
     any of them, of the type the first that knows it gives); returns them with their values as validated
     (`"1e-5"` read as a number). `own`: TRL fields that charter sets from its own settings, each with what to set
-    instead. Raises pydantic's ValidationError with one error per bad field, at its key."""
+    instead. Raises pydantic's ValidationError with one error per bad field, at its key. Inside `unchecked` for
+    these classes, `fields` are returned as they are."""
+    if classes and all(load in _UNTRAINED.get() for load in classes):
+        return dict(fields)
     refused: list[InitErrorDetails] = [
         {"type": _said("trl_own", message), "loc": (key,), "input": fields[key]}
         for key, message in (own or {}).items()
