@@ -28,14 +28,11 @@ from charter.tables import read_text_file
 M = TypeVar("M", bound=BaseModel)
 
 
-class ConfigModel(BaseModel):
-    """Base of every config section: unknown keys are errors; each field's docstring is its schema description.
-
-    Built directly (`Budget(max_cost_usd="x")`), a bad field is a `ConfigFieldError` (a `ConfigError`) naming the class
-    and the field, one line per error (`Budget: max_cost_usd: Input should be a valid number, ...`), never pydantic's
-    ValidationError. `model_validate` keeps pydantic's error, which the loaders turn into file:line:column lines."""
-
-    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
+class CheckedInit(BaseModel):
+    """A model that, built directly (`Budget(max_cost_usd="x")`, `Pair(prompt=3, ...)`), raises a `ConfigFieldError`
+    (a `ConfigError`) for a bad field, naming the class and the field, one line per error (`Budget: max_cost_usd:
+    Input should be a valid number, ...`), never pydantic's ValidationError. `model_validate` keeps pydantic's error,
+    which the loaders turn into file:line:column lines."""
 
     if not typing.TYPE_CHECKING:  # type checkers keep the signature pydantic gives each model
 
@@ -48,6 +45,13 @@ class ConfigModel(BaseModel):
         # pydantic's own marker: validating a nested config or `model_validate` calls no __init__, so their
         # errors stay pydantic's, with every location, for `validation_lines`
         __init__.__pydantic_base_init__ = True
+
+
+class ConfigModel(CheckedInit):
+    """Base of every config section: unknown keys are errors; each field's docstring is its schema description; built
+    directly, a bad field is a `ConfigFieldError` (`CheckedInit`)."""
+
+    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
 
 
 Positions = dict[tuple, tuple[int, int]]
