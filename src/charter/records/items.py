@@ -3,7 +3,8 @@ judgments, failures, and online training's rewards."""
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
@@ -128,6 +129,12 @@ class Pair(Record, CheckedInit):
     @classmethod
     def _one_user_message(cls, value: Any) -> Any:
         return as_messages(value, "Pair.prompt") if isinstance(value, str) else value
+
+    if TYPE_CHECKING:  # the prompt as a caller may give it: a string, Messages or {role, content} dicts
+
+        def __init__(
+            self, *, pair_id: str, prompt: str | Sequence[Message | Mapping[str, str]], a: str, b: str, **fields: Any
+        ) -> None: ...
 
 
 class Vote(Record):
