@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import difflib
 import gc
+import logging
 import types
 import typing
 from collections.abc import Iterable, Iterator
@@ -26,6 +27,7 @@ from charter.errors import ArgumentError, ConfigError, ConfigFieldError
 from charter.tables import read_text_file
 
 M = TypeVar("M", bound=BaseModel)
+log = logging.getLogger(__name__)
 
 
 class CheckedInit(BaseModel):
@@ -172,6 +174,18 @@ class LocatedValueError(ValueError):
     def __init__(self, message: str, loc: tuple = ()) -> None:
         super().__init__(message)
         self.loc = tuple(loc)
+
+
+def former_name(data: Any, section: str, old: str, new: str, meaning: str) -> Any:
+    """A config mapping (a model's `mode="before"` input) with a key given under its former name `old` read as `new`,
+    with a warning line that says what `new` means (`meaning`); both given is an error at `old`. `section` names
+    where the key is (`judge`) in the warning."""
+    if not isinstance(data, dict) or old not in data:
+        return data
+    if new in data:
+        raise LocatedValueError(f"the former name of {new}; give {new} only ({meaning})", (old,))
+    log.warning("%s.%s is now %s.%s: %s", section, old, section, new, meaning)
+    return {(new if key == old else key): value for key, value in data.items()}
 
 
 def require_unique(named: Iterable[tuple[str, tuple]], message: str) -> None:

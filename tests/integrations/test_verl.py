@@ -83,7 +83,7 @@ def test_verl_awaits_the_async_compute_score_and_its_calls_share_batches(tmp_pat
 
 
 def test_a_failed_judgment_raises_so_verl_drops_the_rollout(tmp_path: Path) -> None:
-    kw = _kwargs(tmp_path, "scripted:flaky-rater") | {"max_failures": 5, "max_retries": 0}
+    kw = _kwargs(tmp_path, "scripted:flaky-rater") | {"max_failures": 5, "max_reasks": 0}
     fn = _loaded("compute_score", **kw)
     with pytest.raises(JudgmentFailed, match="unparseable"):
         fn(data_source="hh", solution_str=SAFE, ground_truth=None, extra_info={"question": QUESTION})
@@ -125,7 +125,7 @@ def test_the_async_compute_score_asks_the_server_which_stores_every_reward(start
 
 
 def test_a_failed_judgment_through_the_server_raises_too(start) -> None:
-    server = start({"model": "scripted:serve-flaky", "rating": "verdict", "max_retries": 0})
+    server = start({"model": "scripted:serve-flaky", "rating": "verdict", "max_reasks": 0})
     fn = _loaded("compute_score", server_url=server.url, token=TOKEN)
     with pytest.raises(JudgmentFailed, match="unparseable"):  # the flaky judge fails answers without "ok"
         fn(data_source="hh", solution_str=HARMFUL, ground_truth=None, extra_info={"question": QUESTION})

@@ -113,7 +113,7 @@ def test_implicit_aggregation_compares_the_judges_overall_scores(make_config, tm
 
 def test_an_unwritable_checklist_is_the_prompts_recorded_failure(make_config, tmp_path):
     config = checklist_config(
-        make_config, checklist={"source": "model", "model": "scripted:checklist-mute", "max_retries": 1}
+        make_config, checklist={"source": "model", "model": "scripted:checklist-mute", "max_reasks": 1}
     )
     assert main(["run", str(config)]) != 0  # every item failed: over max_failures
     run_dir = tmp_path / "run"
@@ -126,7 +126,7 @@ def test_an_unwritable_checklist_is_the_prompts_recorded_failure(make_config, tm
 def test_a_judge_reply_without_verdicts_fails_the_items_and_masks_the_pair(make_config, tmp_path):
     config = checklist_config(
         make_config,
-        judge={"model": "scripted:checklist-silent", "mode": "checklist", "max_retries": 1},
+        judge={"model": "scripted:checklist-silent", "mode": "checklist", "max_reasks": 1},
         max_failures=100,
     )
     run(config)
@@ -253,7 +253,7 @@ def test_the_forecast_counts_one_writer_call_a_prompt_as_the_run_makes_them(make
     forecast = charter.estimate(config)
     [writer] = [row for row in forecast.rows if row.role == "checklist"]
     assert writer.model == "scripted:checklist-writer" and forecast.rows[0] is writer
-    assert writer.calls.low == writer.calls.expected == 6 and writer.calls.high == 6 * 3  # max_retries 2 re-asks
+    assert writer.calls.low == writer.calls.expected == 6 and writer.calls.high == 6 * 3  # max_reasks: 2 re-asks
     assert writer.prompt_tokens.expected > 0 and writer.completion_tokens.expected > 0
     assert main(["run", str(config), "--dry-run", "--json"]) == 0
     rows = json.loads(capsys.readouterr().out)["rows"]

@@ -11,7 +11,7 @@ table the run prices its calls with (`prices`, else genai-prices; batch roles at
 - expected: replies at `forecast.output_share`; a prefix read by the calls sent after it was answered (through a
   batch API, which gathers many prompts' calls into one batch and runs them in no stated order: nothing read);
 - high: replies at their whole `max_tokens`, no prefix read from a cache, and every judge re-ask
-  (`judge.max_retries`) made.
+  (`judge.max_reasks`) made.
 """
 
 from __future__ import annotations
@@ -288,8 +288,8 @@ def assumptions(config: RunConfig) -> list[str]:
         "prompt caches (openai: prefixes of 1,024+ tokens in 128-token steps; anthropic: up to charter's "
         "breakpoints): expected, a call reads what calls answered before it was sent cached; low, what any call "
         "sent before it cached; high, nothing",
-        "the judge's re-asks of a reply it cannot read (judge.max_retries, and the checklist writer's "
-        "checklist.max_retries) are made at the high end only; "
+        "the judge's re-asks of a reply it cannot read (judge.max_reasks, and the checklist writer's "
+        "checklist.max_reasks) are made at the high end only; "
         "transport retries (429, 5xx) are not billed",
         "nothing is reused: the call cache and the run directory hold none of these calls",
         "every pair the config can make is made (a revision the same as its response, or samples that repeat "
