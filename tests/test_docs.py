@@ -110,6 +110,41 @@ def test_readme_paragraphs_stay_short() -> None:
     assert long == []
 
 
+MARKDOWN_LINK = re.compile(r"\]\(([^)#\s]+)(?:#[^)]*)?\)")
+
+
+def linked_pages(page: Path) -> set[Path]:
+    """The pages of the repository a Markdown page links to."""
+    targets = MARKDOWN_LINK.findall(page.read_text(encoding="utf-8"))
+    return {(page.parent / t).resolve() for t in targets if "://" not in t and not t.startswith("mailto:")}
+
+
+def test_every_page_of_the_site_is_linked_from_the_home_page() -> None:
+    docs = ROOT / "docs"
+    home = linked_pages(docs / "index.md")
+    pages = [p for folder in ("concepts", "guides", "reference") for p in sorted((docs / folder).glob("*.md"))]
+    assert len(pages) > 30 and [str(p.relative_to(docs)) for p in pages if p.resolve() not in home] == []
+    frameworks = linked_pages(docs / "guides" / "rl-frameworks.md")  # each framework's page, from their overview
+    framework_pages = sorted((docs / "guides" / "frameworks").glob("*.md"))
+    assert [p.name for p in framework_pages if p.resolve() not in frameworks] == []
+
+
+#: Top-level commands that check or tidy rather than make data or models; the command-line reference has them.
+HOUSEKEEPING = {"batches", "cache", "config", "generate"}
+
+
+def test_the_readme_names_every_command_that_makes_data_or_models() -> None:
+    import typer.main
+
+    from charter.cli import app
+
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    commands = set(typer.main.get_command(app).commands) - HOUSEKEEPING  # type: ignore[attr-defined]
+    assert {"run", "mix", "serve"} <= commands
+    assert sorted(c for c in commands if not re.search(rf"\bcharter {c}\b", readme)) == []
+    assert len(readme.splitlines()) <= 160
+
+
 def test_the_readme_has_a_python_example() -> None:
     assert python_blocks(ROOT / "README.md")
 

@@ -1,50 +1,13 @@
-"""Message helpers shared by every stage: one normaliser of "a string or a message list", rendering."""
+"""Message helpers shared by every stage: rendering, turns, refusals; the one normaliser of "a string or a message
+list", `as_messages`, lives beside `Message` (`charter.records.base`), where `Pair` reads its prompt with it."""
 
 from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from typing import Any
 
-from charter.errors import CharterError, DatasetError
-from charter.records import Message, Role
-
-ROLES = ("system", "user", "assistant")
-
-
-def as_messages(
-    value: Any, where: str, role: Role = "user", error: type[CharterError] = DatasetError, allow_empty: bool = False
-) -> list[Message]:
-    """A string (one message with `role`) or a list of `{role, content}` messages, as Message records.
-
-    Raises `error` naming `where` for anything else. An empty value (None, a blank string, no non-blank
-    turn of `role`) is an error too, unless `allow_empty`, which returns [] for it.
-    """
-    if isinstance(value, str):
-        messages = [Message(role=role, content=value)] if value.strip() else []
-    elif isinstance(value, (list, tuple)):
-        messages = [_message(item, i, where, error) for i, item in enumerate(value)]
-    elif value is None:
-        messages = []
-    else:
-        raise error(f"{where}: expected a string or a list of {{role, content}} messages, not {type(value).__name__}")
-    if not any(m.role == role and m.content.strip() for m in messages):
-        if allow_empty:
-            return []
-        raise error(f"{where}: empty (no {role} message with text)")
-    return messages
-
-
-def _message(item: Any, index: int, where: str, error: type[CharterError]) -> Message:
-    if isinstance(item, Message):
-        return item
-    if hasattr(item, "model_dump"):
-        item = item.model_dump()
-    if not isinstance(item, dict) or "role" not in item or "content" not in item:
-        raise error(f"{where}: message {index} needs 'role' and 'content'")
-    if item["role"] not in ROLES:
-        raise error(f"{where}: message {index} has unknown role '{item['role']}' (use {', '.join(ROLES)})")
-    return Message(role=item["role"], content=str(item["content"]))
+from charter.records import Message
+from charter.records.base import as_messages as as_messages
 
 
 def last_text(messages: Sequence[Message] | str | None) -> str:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import difflib
 import functools
 import gc
+import logging
 import types
 import typing
 from collections.abc import Iterable, Iterator
@@ -27,29 +28,14 @@ from charter.errors import ArgumentError, ConfigError, ConfigFieldError
 from charter.tables import read_text_file
 
 M = TypeVar("M", bound=BaseModel)
+log = logging.getLogger(__name__)
 
 
-class ConfigModel(BaseModel):
-    """Base of every config section: unknown keys are errors; each field's docstring is its schema description.
-
-    A number is finite (`.nan`, `.inf`, `1e400` are refused) and `true`/`false` is not one (pydantic would read 1
-    and 0), so every number a config gives is checked before work starts.
-
-    Built directly (`Budget(max_cost_usd="x")`), a bad field is a `ConfigFieldError` (a `ConfigError`) naming the class
-    and the field, one line per error (`Budget: max_cost_usd: Input should be a valid number, ...`), never pydantic's
-    ValidationError. `model_validate` keeps pydantic's error, which the loaders turn into file:line:column lines."""
-
-    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True, allow_inf_nan=False)
-
-    @model_validator(mode="before")
-    @classmethod
-    def _numbers_are_not_bools(cls, data: Any) -> Any:
-        if isinstance(data, dict):
-            for name in number_fields(cls):
-                value = data.get(name)
-                if isinstance(value, bool):
-                    raise LocatedValueError(f"expected a number, not {str(value).lower()}", (name,))
-        return data
+class CheckedInit(BaseModel):
+    """A model that, built directly (`Budget(max_cost_usd="x")`, `Pair(prompt=3, ...)`), raises a `ConfigFieldError`
+    (a `ConfigError`) for a bad field, naming the class and the field, one line per error (`Budget: max_cost_usd:
+    Input should be a valid number, ...`), never pydantic's ValidationError. `model_validate` keeps pydantic's error,
+    which the loaders turn into file:line:column lines."""
 
     if not typing.TYPE_CHECKING:  # type checkers keep the signature pydantic gives each model
 
@@ -72,6 +58,26 @@ def number_fields(model: type[BaseModel]) -> tuple[str, ...]:
         for name, field in model.model_fields.items()
         if (members := annotation_members(field.annotation)) and bool not in members and {int, float} & set(members)
     )
+
+
+class ConfigModel(CheckedInit):
+    """Base of every config section: unknown keys are errors; each field's docstring is its schema description; built
+    directly, a bad field is a `ConfigFieldError` (`CheckedInit`).
+
+    A number is finite (`.nan`, `.inf`, `1e400` are refused) and `true`/`false` is not one (pydantic would read 1
+    and 0), so every number a config gives is checked before work starts."""
+
+    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True, allow_inf_nan=False)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _numbers_are_not_bools(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            for name in number_fields(cls):
+                value = data.get(name)
+                if isinstance(value, bool):
+                    raise LocatedValueError(f"expected a number, not {str(value).lower()}", (name,))
+        return data
 
 
 Positions = dict[tuple, tuple[int, int]]
@@ -192,6 +198,18 @@ class LocatedValueError(ValueError):
     def __init__(self, message: str, loc: tuple = ()) -> None:
         super().__init__(message)
         self.loc = tuple(loc)
+
+
+def former_name(data: Any, section: str, old: str, new: str, meaning: str) -> Any:
+    """A config mapping (a model's `mode="before"` input) with a key given under its former name `old` read as `new`,
+    with a warning line that says what `new` means (`meaning`); both given is an error at `old`. `section` names
+    where the key is (`judge`) in the warning."""
+    if not isinstance(data, dict) or old not in data:
+        return data
+    if new in data:
+        raise LocatedValueError(f"the former name of {new}; give {new} only ({meaning})", (old,))
+    log.warning("%s.%s is now %s.%s: %s", section, old, section, new, meaning)
+    return {(new if key == old else key): value for key, value in data.items()}
 
 
 def require_unique(named: Iterable[tuple[str, tuple]], message: str) -> None:

@@ -188,3 +188,29 @@ def test_a_weight_that_skipped_validation_is_an_error_not_a_division_by_zero() -
     nan = ChecklistItem.model_construct(id="a", requirement="Meets A.", weight=math.nan, gate_cap=None)
     with pytest.raises(ConfigError, match="checklist items a: a weight is a finite number"):
         score_checklist(Checklist.model_construct(source="column", items=[nan], version=1), _verdicts(a="yes"))
+
+
+def _unsure(**said: tuple[str, float]) -> list[ItemVerdict]:
+    """Verdicts with the judge's P(yes): `a=("no", 0.45)`."""
+    return [ItemVerdict(item_id=i, verdict=v, p_yes=p) for i, (v, p) in said.items()]  # type: ignore[arg-type]
+
+
+def test_a_failed_gate_caps_the_expected_score_too() -> None:
+    # a gated at 0.3 is answered no, yet the judge thought it likely met: the expected score is capped as the score is
+    sure_of_the_rest = _unsure(a=("no", 0.45), b=("yes", 0.95), c=("yes", 0.95), p=("no", 0.05))
+    gated = score_checklist(_checklist(gate_a=0.3), sure_of_the_rest)
+    uncapped = (0.45 + 0.7 * 0.95 + 0.3 * 0.95 - 0.9 * 0.05 + 0.9) / 2.9
+    assert uncapped > 0.3 and gated.cap == 0.3
+    assert gated.score == pytest.approx(0.3) and gated.expected == pytest.approx(0.3)
+    # the same P(yes) without the gate: the expected score stands uncapped
+    assert score_checklist(_checklist(), sure_of_the_rest).expected == pytest.approx(uncapped)
+
+
+def test_a_gated_response_loses_the_pair_even_where_its_probabilities_look_better() -> None:
+    # the pair's preference compares the expected scores: a response that failed a gate must not win on them
+    checklist = _checklist(gate_a=0.3)
+    gated = score_checklist(checklist, _unsure(a=("no", 0.4), b=("yes", 0.9), c=("yes", 0.9), p=("no", 0.1)))
+    plain = score_checklist(checklist, _unsure(a=("yes", 0.6), b=("no", 0.2), c=("no", 0.2), p=("yes", 0.7)))
+    got = preference(gated, plain)
+    assert got.from_probabilities and got.decision == "b" and got.p_a is not None and got.p_a < 0.5
+    assert preference(plain, gated).decision == "a"

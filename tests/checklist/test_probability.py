@@ -73,6 +73,28 @@ async def test_the_pairs_probability_compares_the_expected_scores(server) -> Non
     assert [v.p_yes for v in record.a.verdicts] == pytest.approx([SURE, SURE])
 
 
+async def test_a_response_that_fails_a_gate_loses_the_pair_on_the_expected_scores_too(server) -> None:
+    # the number is a gate (cap 0.1): a polite question without one meets more weight, but fails the gate
+    gated = checklist_from_rows(
+        [
+            {"id": "number", "requirement": CRITERIA["number"][0], "weight": 1, "gate": {"cap": 0.1}},
+            {"id": "polite", "requirement": CRITERIA["polite"][0], "weight": 3},
+            {"id": "question", "requirement": CRITERIA["question"][0], "weight": 3},
+        ],
+        "items",
+    )
+    model = judge(server)
+    pair = Pair(pair_id="p", prompt=PROMPT, a="Thank you for asking, could you wait?", b="It takes 4 days.")
+    judgment = await judge_checklist_pair(model, pair, gated, JudgeSettings(mode="checklist"), "explicit",
+                                          ["helpful"], "fp")  # fmt: skip
+    await model.aclose()
+    record = judgment.checklist
+    assert record is not None and record.from_probabilities and record.a.score.gates_failed == ["number"]
+    assert record.a.score.expected == pytest.approx(0.1)  # (1 * 0.2 + 6 * 0.8) / 7 uncapped, capped at 0.1
+    assert record.b.score.expected == pytest.approx((SURE + 6 * (1 - SURE)) / 7)
+    assert judgment.p_a is not None and judgment.p_a < 0.5  # the response that met the gate is preferred
+
+
 async def test_a_server_without_logprobs_leaves_the_verdicts_and_says_so() -> None:
     with LoopbackServer(reply=judge_reply, logprobs={}).start() as server:  # an empty table: no logprobs given
         model = judge(server)

@@ -149,6 +149,21 @@ def test_it_says_how_the_data_was_made_and_by_which_models(exported: Path) -> No
     assert "4 of 12 published preference rows also have human labels" in (metadata.annotations_per_item or "")
 
 
+def test_the_citation_and_the_constitution_file_name_the_constitutions_hash(exported: Path) -> None:
+    import charter
+
+    info = read_run(exported.parent / "run").manifest.settings.constitution
+    doc = document(exported)
+    assert f"sha256 {info.hash}" in doc["citeAs"] and info.name in doc["citeAs"]
+    assert dataset(exported).metadata.cite_as == doc["citeAs"]  # what mlcroissant reads back
+    [entry] = [e for e in doc["distribution"] if e.get("@id") == "constitution.yaml"]
+    assert f"constitution_hash ({info.hash})" in entry["description"]
+    # the hash named is the one the published file parses to, and the one every row carries
+    assert charter.load_constitution(str(exported / "constitution.yaml")).hash == info.hash
+    rows = pq.read_table(exported / TRAIN, columns=["constitution_hash"]).to_pylist()
+    assert {row["constitution_hash"] for row in rows} == {info.hash}
+
+
 def test_row_shares_and_agreement_are_the_runs(exported: Path) -> None:
     doc = document(exported)
     values = measured(doc)

@@ -98,7 +98,7 @@ def test_a_cancelled_caller_leaves_the_others_their_records(tmp_path: Path) -> N
 
 
 def test_a_failed_judgment_is_a_record_without_a_reward(tmp_path: Path) -> None:
-    judging = _judging(tmp_path, 2, "scripted:flaky-rater", max_retries=0, max_failures=5)
+    judging = _judging(tmp_path, 2, "scripted:flaky-rater", max_reasks=0, max_failures=5)
 
     async def callers() -> list[RewardRecord]:
         return list(await asyncio.gather(judging.aone("Q1?", SAFE + " ok"), judging.aone("Q2?", SAFE)))

@@ -57,7 +57,7 @@ def test_charter_rubric_composes_with_weighted_sum_and_gate(tmp_path: Path) -> N
 
 
 def test_a_failed_judgment_is_nan_through_the_containers_never_zero(tmp_path: Path) -> None:
-    rubric = CharterRubric(**_judging(tmp_path, "scripted:flaky-rater", max_retries=0, max_failures=5))
+    rubric = CharterRubric(**_judging(tmp_path, "scripted:flaky-rater", max_reasks=0, max_failures=5))
     shown = ConstitutionObservation(prompt=QUESTION)
     total = WeightedSum([rubric, Polite()], weights=[0.5, 0.5])(ConstitutionAction(message=SAFE + " please"), shown)
     assert math.isnan(total) and rubric.last_failure.startswith("unparseable")
@@ -100,7 +100,7 @@ def test_openenv_client_gets_the_judgment_as_the_step_reward(tmp_path: Path) -> 
 
 
 def test_a_failed_step_judgment_is_no_reward_with_its_reason(tmp_path: Path) -> None:
-    url, server = _serve(constitution_app(**_judging(tmp_path, "scripted:flaky-rater", max_retries=0, max_failures=5)))
+    url, server = _serve(constitution_app(**_judging(tmp_path, "scripted:flaky-rater", max_reasks=0, max_failures=5)))
     try:
         with GenericEnvClient(base_url=url).sync() as env:
             env.reset()

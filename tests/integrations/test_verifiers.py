@@ -79,7 +79,7 @@ def test_verifiers_scores_a_group_of_rollouts_with_charters_judge(tmp_path: Path
 
 
 def test_a_failed_judgment_stays_unscored_with_its_reason(tmp_path: Path) -> None:
-    env = _env(tmp_path, judge="scripted:flaky-rater", max_retries=0)
+    env = _env(tmp_path, judge="scripted:flaky-rater", max_reasks=0)
     task = next(iter(env.taskset))
     trace = _rollout(task, SAFE)  # the flaky judge cannot rate a reply without "ok"
     with pytest.raises(vf.TaskError, match="unparseable"):

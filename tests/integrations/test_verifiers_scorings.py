@@ -136,7 +136,7 @@ def test_rank_scoring_orders_the_group_and_a_failed_ordering_leaves_it_unscored(
     assert kendalltau([_value(t, "rank") for t in traces], [quality(t) for t in GROUP]).statistic == pytest.approx(1.0)
     close_shared()
 
-    garbage = entry | {"judge": "scripted:rank-garbage", "settings": settings | {"max_retries": 0}, "max_failures": 100}
+    garbage = entry | {"judge": "scripted:rank-garbage", "settings": settings | {"max_reasks": 0}, "max_failures": 100}
     traces, errors = _score(_tasks(_env(tmp_path / "bad", garbage))["plain"], GROUP[:3] + GROUP[:3])
     assert all(isinstance(e, vf.TaskError) for e in errors)
     assert all(t.rewards["rank"] is None for t in traces)  # unscored, never a rank made up

@@ -83,7 +83,7 @@ def test_verl_awaits_the_async_compute_score_and_its_calls_share_batches(tmp_pat
 
 
 def test_a_failed_judgment_raises_so_verl_drops_the_rollout(tmp_path: Path) -> None:
-    kw = _kwargs(tmp_path, "scripted:flaky-rater") | {"max_failures": 5, "max_retries": 0}
+    kw = _kwargs(tmp_path, "scripted:flaky-rater") | {"max_failures": 5, "max_reasks": 0}
     fn = _loaded("compute_score", **kw)
     with pytest.raises(JudgmentFailed, match="unparseable"):
         fn(data_source="hh", solution_str=SAFE, ground_truth=None, extra_info={"question": QUESTION})
@@ -105,8 +105,27 @@ def test_compute_score_asks_a_running_reward_server(start) -> None:
     assert (safe["score"], harmful["score"]) == (1.0, 0.0)
 
 
+def test_the_async_compute_score_asks_the_server_which_stores_every_reward(start) -> None:
+    server = start()
+    fn = _loaded("compute_score_async", server_url=server.url, token=TOKEN)
+    texts = [SAFE if i % 2 else HARMFUL for i in range(6)]
+
+    async def rollouts() -> list[dict]:  # verl's reward loop: one task per response, gathered
+        return await asyncio.gather(
+            *(fn(data_source="hh", solution_str=t, ground_truth=None, extra_info={"question": f"{QUESTION} ({i})"})
+              for i, t in enumerate(texts))
+        )  # fmt: skip
+
+    got = asyncio.run(rollouts())
+    assert [g["score"] for g in got] == [1.0 if t == SAFE else 0.0 for t in texts]
+    assert not shared_judgings._SHARED  # no judge in this process: the server judged
+    stored = list(rewards(RunStore(server.store)))
+    assert len(stored) == 6 and {r.completion for r in stored} == {SAFE, HARMFUL}
+    assert sorted(r.reward for r in stored) == [0.0, 0.0, 0.0, 1.0, 1.0, 1.0]
+
+
 def test_a_failed_judgment_through_the_server_raises_too(start) -> None:
-    server = start({"model": "scripted:serve-flaky", "rating": "verdict", "max_retries": 0})
+    server = start({"model": "scripted:serve-flaky", "rating": "verdict", "max_reasks": 0})
     fn = _loaded("compute_score", server_url=server.url, token=TOKEN)
     with pytest.raises(JudgmentFailed, match="unparseable"):  # the flaky judge fails answers without "ok"
         fn(data_source="hh", solution_str=HARMFUL, ground_truth=None, extra_info={"question": QUESTION})

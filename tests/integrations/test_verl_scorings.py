@@ -115,7 +115,7 @@ def test_the_sync_compute_score_gathers_a_group_from_verls_thread_pool(tmp_path:
 
 def test_a_failed_ranking_fails_every_response_of_the_group(tmp_path: Path) -> None:
     kw = _kw(tmp_path, judge="scripted:rank-garbage", scoring="rank", group_size=3, mode="logprobs")
-    got = _group(_loaded("compute_score_async", **kw | {"max_failures": 100, "max_retries": 0}), GROUP[:3])
+    got = _group(_loaded("compute_score_async", **kw | {"max_failures": 100, "max_reasks": 0}), GROUP[:3])
     assert all(isinstance(g, JudgmentFailed) and g.reason for g in got)
     assert all(r.reward is None and r.failure for r in rewards(RunStore(tmp_path / "store")))
 

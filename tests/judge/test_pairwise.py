@@ -109,7 +109,7 @@ async def test_unparseable_output_is_retried_then_a_failure_with_raw_text():
         return "I really cannot decide."
 
     record = await judge_pair(
-        ScriptedModel("m", fn=mumble), constitution(), PAIR, JudgeSettings(mode="verdict", max_retries=2), ["p0"], "fp"
+        ScriptedModel("m", fn=mumble), constitution(), PAIR, JudgeSettings(mode="verdict", max_reasks=2), ["p0"], "fp"
     )
     assert record.status == "failed" and record.p_a is None and record.principles == []
     assert record.failure.raw == "I really cannot decide." and "unparseable" in record.failure.message

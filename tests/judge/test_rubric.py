@@ -90,7 +90,7 @@ def test_a_reply_is_read_per_principle() -> None:
 
 def test_a_missing_score_is_a_recorded_failure_naming_the_principle() -> None:
     [judgment] = charter.judge_pairs(
-        [PAIR], judge="scripted:drops-one", mode="rubric", principles=["violence-weapons", "self-harm"], max_retries=1
+        [PAIR], judge="scripted:drops-one", mode="rubric", principles=["violence-weapons", "self-harm"], max_reasks=1
     )
     assert judgment.status == "failed" and judgment.p_a is None and judgment.principles in (None, [])
     failure = judgment.failure
@@ -100,7 +100,7 @@ def test_a_missing_score_is_a_recorded_failure_naming_the_principle() -> None:
 
 
 def test_an_unparseable_reply_fails_every_principle() -> None:
-    [judgment] = charter.judge_pairs([PAIR], judge="scripted:constant", mode="rubric", max_retries=0)
+    [judgment] = charter.judge_pairs([PAIR], judge="scripted:constant", mode="rubric", max_reasks=0)
     assert judgment.status == "failed" and judgment.failure is not None and judgment.failure.raw == "OK"
 
 
@@ -212,7 +212,7 @@ def test_a_fenced_reply_after_prose_is_judged_and_an_off_scale_one_fails_as_such
     [fenced] = charter.judge_pairs([PAIR], judge="scripted:rubric-prose-fenced", mode="rubric", principles=ids)
     [plain] = charter.judge_pairs([PAIR], judge="scripted:cai", mode="rubric", principles=ids)
     assert fenced.status == "ok" and fenced.p_a == plain.p_a
-    [off] = charter.judge_pairs([PAIR], judge="scripted:rubric-off-scale", mode="rubric", principles=ids, max_retries=1)
+    [off] = charter.judge_pairs([PAIR], judge="scripted:rubric-off-scale", mode="rubric", principles=ids, max_reasks=1)
     assert off.status == "failed" and off.failure is not None and off.failure.kind == "out_of_scale"
     assert off.failure.message == (
         "principle 'violence-weapons' scored 99, outside the scale 1 to 5; principle 'self-harm' scored 99, outside "
@@ -221,7 +221,7 @@ def test_a_fenced_reply_after_prose_is_judged_and_an_off_scale_one_fails_as_such
 
 
 def test_a_single_score_outside_the_scale_is_recorded_as_such() -> None:
-    [off] = charter.judge_pairs([PAIR], judge="scripted:score-99", mode="score", rating="verdict", max_retries=1)
+    [off] = charter.judge_pairs([PAIR], judge="scripted:score-99", mode="score", rating="verdict", max_reasks=1)
     assert off.failure is not None and off.failure.kind == "out_of_scale" and off.failure.raw == "99"
     assert off.failure.message == "a score outside the scale in the judge's reply after 2 tries"
 

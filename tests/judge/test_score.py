@@ -56,7 +56,7 @@ def test_score_mode_rates_each_response_alone(rating: str) -> None:
 
 
 def test_a_reply_without_a_score_fails_the_judgment_with_its_text() -> None:
-    [judgment] = charter.judge_pairs([PAIR], judge="scripted:constant", mode="score", rating="verdict", max_retries=1)
+    [judgment] = charter.judge_pairs([PAIR], judge="scripted:constant", mode="score", rating="verdict", max_reasks=1)
     assert judgment.status == "failed" and judgment.p_a is None
     assert judgment.failure is not None and judgment.failure.kind == "unparseable"
     assert judgment.failure.raw == "OK" and judgment.failure.attempts == 2

@@ -62,7 +62,7 @@ def test_the_async_form_gives_the_sync_forms_records_on_the_callers_loop(tmp_pat
 
 def test_async_failures_are_none_and_the_failure_limit_holds(tmp_path: Path) -> None:
     fn = charter.reward_function(
-        "scripted:even-rater", "harmless", store=tmp_path / "r", cache=None, rating="verdict", max_retries=0,
+        "scripted:even-rater", "harmless", store=tmp_path / "r", cache=None, rating="verdict", max_reasks=0,
         max_failures=2,
     ).as_async()  # fmt: skip
     odd, even = SAFE, SAFE + "!"
@@ -85,7 +85,7 @@ def test_grpo_trainer_awaits_the_async_reward_function_on_its_own_loop(tiny_mode
 
     judge = charter.reward_function(
         "scripted:even-rater", "harmless", store=tmp_path / "rewards", cache=tmp_path / "c.sqlite", rating="verdict",
-        max_retries=0, max_failures=1000,
+        max_reasks=0, max_failures=1000,
     ).as_async()  # fmt: skip
     seen: list[str] = []
     before = set(threading.enumerate())

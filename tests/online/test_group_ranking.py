@@ -101,7 +101,7 @@ def _garbled(tmp_path: Path, strategy: str, completions: list[str]) -> tuple[lis
     completion's stored record."""
     fn = charter.reward_function(
         "scripted:garbled-pairs", "harmless", "group", store=tmp_path / strategy, cache=None, mode="verdict",
-        max_retries=0, max_failures=100, group_strategy=strategy,
+        max_reasks=0, max_failures=100, group_strategy=strategy,
     )  # fmt: skip
     got = fn(prompts=[PROMPT] * len(completions), completions=completions)
     records = {r.completion: r for r in rewards(fn.store)}

@@ -98,7 +98,7 @@ def test_train_online_dpo_masks_every_failed_pair(tiny_model: Path, tmp_path: Pa
     config = {
         "model": str(tiny_model),
         "prompts": {"inline": [f"question {i}" for i in range(8)]},
-        "judge": {"model": "scripted:longer-flaky", "mode": "verdict", "orders": "both", "max_retries": 0,
+        "judge": {"model": "scripted:longer-flaky", "mode": "verdict", "orders": "both", "max_reasks": 0,
                   "principles_per_pair": 1},
         "max_failures": 1000,
         "cache": None,
@@ -199,7 +199,7 @@ def test_a_panel_judges_and_a_pair_any_member_fails_is_masked(tiny_model: Path, 
     config = {
         "model": str(tiny_model),
         "prompts": {"inline": [f"question {i}" for i in range(4)]},
-        "judge": {"models": [{"model": "scripted:longer-flaky"}, {"model": "scripted:cai"}], "max_retries": 0,
+        "judge": {"models": [{"model": "scripted:longer-flaky"}, {"model": "scripted:cai"}], "max_reasks": 0,
                   "mode": "verdict", "orders": "both", "principles_per_pair": 1},
         "max_failures": 1000,
         "cache": None,
@@ -222,7 +222,7 @@ def _cli_config(tmp_path: Path, tiny_model: Path, **over) -> Path:  # noqa: ANN0
     config = {
         "model": str(tiny_model),
         "prompts": {"inline": [f"question {i}" for i in range(8)]},
-        "judge": {"model": "scripted:longer-flaky", "mode": "verdict", "orders": "both", "max_retries": 0},
+        "judge": {"model": "scripted:longer-flaky", "mode": "verdict", "orders": "both", "max_reasks": 0},
         "cache": None,
         "device": "cpu",
         "output_dir": str(tmp_path / "out"),
@@ -267,7 +267,7 @@ def test_a_judge_that_decides_nothing_leaves_the_policy_unchanged(tiny_model: Pa
 
     # the constant script answers "OK" to every comparison: no verdict, every pair fails and is masked
     path = _cli_config(tmp_path, tiny_model, max_failures=1000,
-                       judge={"model": "scripted:constant", "mode": "verdict", "max_retries": 0})  # fmt: skip
+                       judge={"model": "scripted:constant", "mode": "verdict", "max_reasks": 0})  # fmt: skip
     result = CliRunner().invoke(app, ["train", "online-dpo", str(path)])
     assert result.exit_code == 0, result.output
     text = (tmp_path / "out" / "metrics.json").read_text()

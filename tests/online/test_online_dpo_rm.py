@@ -43,7 +43,7 @@ def _run(tmp_path: Path, tiny_model: Path, **over) -> tuple[Path, dict]:  # noqa
     config = {
         "model": str(tiny_model),
         "prompts": {"inline": [f"question {i}" for i in range(8)]},
-        "judge": {"model": "scripted:longer-flaky-counted", "mode": "verdict", "orders": "both", "max_retries": 0,
+        "judge": {"model": "scripted:longer-flaky-counted", "mode": "verdict", "orders": "both", "max_reasks": 0,
                   "principles_per_pair": 1},
         "max_failures": 1000,
         "cache": None,

@@ -67,7 +67,7 @@ def _config(tmp_path: Path, tiny_model: Path, **trl: Any) -> dict[str, Any]:
     return {
         "model": str(tiny_model),
         "prompts": {"inline": [f"question {i}" for i in range(8)]},
-        "judge": {"model": "scripted:odpo-steps", "mode": "verdict", "orders": "both", "max_retries": 0,
+        "judge": {"model": "scripted:odpo-steps", "mode": "verdict", "orders": "both", "max_reasks": 0,
                   "principles_per_pair": 1},
         "min_confidence": 0.1,
         "max_failures": 1000,

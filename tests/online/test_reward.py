@@ -81,7 +81,7 @@ register_script("flaky-rater", _flaky, _cai_choice)
 
 
 def test_a_failed_judgment_is_none_and_recorded(tmp_path: Path) -> None:
-    fn = make(tmp_path, judge="scripted:flaky-rater", rating="verdict", max_retries=0, max_failures=5)
+    fn = make(tmp_path, judge="scripted:flaky-rater", rating="verdict", max_reasks=0, max_failures=5)
     assert fn(prompts=PROMPTS[:2], completions=[SAFE + " ok", SAFE]) == [1.0, None]
     failed = [r for r in rewards(fn.store) if r.reward is None]
     assert len(failed) == 1 and failed[0].failure is not None and failed[0].failure.kind == "unparseable"
@@ -95,7 +95,7 @@ def test_a_failed_judgment_is_none_and_recorded(tmp_path: Path) -> None:
 
 
 def test_past_max_failures_the_function_stops_training(tmp_path: Path) -> None:
-    fn = make(tmp_path, judge="scripted:flaky-rater", rating="verdict", max_retries=0, max_failures=1)
+    fn = make(tmp_path, judge="scripted:flaky-rater", rating="verdict", max_reasks=0, max_failures=1)
     fn(prompts=PROMPTS[:1], completions=[SAFE])
     with pytest.raises(TooManyFailures, match="2 of 2 judge rewards failed"):
         fn(prompts=PROMPTS[:1], completions=[HARMFUL])

@@ -41,7 +41,7 @@ def test_grpo_trainer_takes_the_reward_function_unchanged_and_carries_on_past_fa
 
     # the flaky rater fails every completion without "ok" (all of a random model's): TRL gets None for each
     judge = charter.reward_function(
-        "scripted:flaky-rater", "harmless", store=tmp_path / "rewards", cache=None, rating="verdict", max_retries=0,
+        "scripted:flaky-rater", "harmless", store=tmp_path / "rewards", cache=None, rating="verdict", max_reasks=0,
         max_failures=1000,
     )  # fmt: skip
     trainer = GRPOTrainer(

@@ -29,7 +29,7 @@ def _callback(tmp_path: Path, **kw):  # noqa: ANN003, ANN202
     kw.setdefault("references", REFERENCES)
     kw.setdefault("every", 1)
     return charter.WinRateCallback(
-        PROMPTS, "scripted:fails-on-fail", "harmless", max_new_tokens=4, mode="verdict", max_retries=0,
+        PROMPTS, "scripted:fails-on-fail", "harmless", max_new_tokens=4, mode="verdict", max_reasks=0,
         cache=tmp_path / "calls.sqlite", **kw,
     )  # fmt: skip
 

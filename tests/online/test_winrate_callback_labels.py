@@ -29,7 +29,7 @@ REFERENCES = [f"{HARMFUL_OPENING} step one" if i % 2 == 0 else f"A calm answer n
 def _callback(tmp_path: Path, **kw):  # noqa: ANN003, ANN202
     return charter.WinRateCallback(
         PROMPTS, "scripted:fails-on-fail", "harmless", references=REFERENCES, every=1, max_new_tokens=4,
-        mode="verdict", max_retries=0, cache=tmp_path / "calls.sqlite", **kw,
+        mode="verdict", max_reasks=0, cache=tmp_path / "calls.sqlite", **kw,
     )  # fmt: skip
 
 

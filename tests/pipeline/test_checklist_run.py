@@ -113,7 +113,7 @@ def test_implicit_aggregation_compares_the_judges_overall_scores(make_config, tm
 
 def test_an_unwritable_checklist_is_the_prompts_recorded_failure(make_config, tmp_path):
     config = checklist_config(
-        make_config, checklist={"source": "model", "model": "scripted:checklist-mute", "max_retries": 1}
+        make_config, checklist={"source": "model", "model": "scripted:checklist-mute", "max_reasks": 1}
     )
     assert main(["run", str(config)]) != 0  # every item failed: over max_failures
     run_dir = tmp_path / "run"
@@ -123,16 +123,16 @@ def test_an_unwritable_checklist_is_the_prompts_recorded_failure(make_config, tm
     assert calls(run_dir, "checklist") == 12  # asked again once, then recorded
 
 
-def judgments_by(make_config, tmp_path: Path, judge: str, max_retries: int) -> list[dict]:
+def judgments_by(make_config, tmp_path: Path, judge: str, max_reasks: int) -> list[dict]:
     """The stored judgments of a run whose checklist judge is `judge` (failures allowed)."""
-    judging = {"model": judge, "mode": "checklist", "max_retries": max_retries}
+    judging = {"model": judge, "mode": "checklist", "max_reasks": max_reasks}
     run(checklist_config(make_config, judge=judging, max_failures=100))
     with RunStore(tmp_path / "run") as store:
         return [json.loads(r) for (r,) in store.execute("SELECT record FROM judgments")]
 
 
 def test_a_judge_reply_without_verdicts_fails_the_items_and_masks_the_pair(make_config, tmp_path):
-    records = judgments_by(make_config, tmp_path, "scripted:checklist-silent", max_retries=1)
+    records = judgments_by(make_config, tmp_path, "scripted:checklist-silent", max_reasks=1)
     assert records and all(r["status"] == "failed" and r["p_a"] is None for r in records)
     side = records[0]["checklist"]["a"]
     assert side["score"]["score"] is None and side["score"]["status"] == "failed"
@@ -254,7 +254,7 @@ def test_the_forecast_counts_one_writer_call_a_prompt_as_the_run_makes_them(make
     forecast = charter.estimate(config)
     [writer] = [row for row in forecast.rows if row.role == "checklist"]
     assert writer.model == "scripted:checklist-writer" and forecast.rows[0] is writer
-    assert writer.calls.low == writer.calls.expected == 6 and writer.calls.high == 6 * 3  # max_retries 2 re-asks
+    assert writer.calls.low == writer.calls.expected == 6 and writer.calls.high == 6 * 3  # max_reasks: 2 re-asks
     assert writer.prompt_tokens.expected > 0 and writer.completion_tokens.expected > 0
     assert main(["run", str(config), "--dry-run", "--json"]) == 0
     rows = json.loads(capsys.readouterr().out)["rows"]
@@ -313,7 +313,7 @@ register_script("checklist-torn", _torn)
 
 
 def test_a_judge_that_contradicts_itself_fails_the_items_with_both_readings(make_config, tmp_path):
-    records = judgments_by(make_config, tmp_path, "scripted:checklist-torn", max_retries=0)
+    records = judgments_by(make_config, tmp_path, "scripted:checklist-torn", max_reasks=0)
     assert records and all(r["status"] == "failed" and r["p_a"] is None for r in records)
     verdicts = records[0]["checklist"]["a"]["verdicts"]
     judged = [v for v in verdicts if v["by"] == "judge"]

@@ -91,7 +91,7 @@ def _exported(run_dir: Path, folder: Path) -> tuple[str, dict]:
 
 @pytest.fixture
 def flaky_run(make_config) -> Path:
-    judge = {"model": "scripted:flaky-judge", "mode": "cot", "principles_per_pair": 1, "max_retries": 0}
+    judge = {"model": "scripted:flaky-judge", "mode": "cot", "principles_per_pair": 1, "max_reasks": 0}
     return _run(make_config, judge=judge, max_failures=0.9)
 
 

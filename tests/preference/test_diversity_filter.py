@@ -62,6 +62,27 @@ def test_in_memory_and_while_writing_pick_the_same_rows(tmp_path: Path) -> None:
     assert choose_rows(rows, fewer, {}) == rows  # nothing to choose between
 
 
+def test_while_writing_the_choice_is_among_the_rows_the_other_filters_kept(tmp_path: Path) -> None:
+    rows, _ = _rows()
+    by_topic = {name: [i for i, r in enumerate(rows) if topic(r.prompt[-1].content) == name] for name in TOPICS}
+    # the other filters dropped the first quantum and hiking rows: the first three kept are two bread rows and one
+    # quantum row, which a cover of three must not be
+    dropped = {by_topic["quantum"][0], by_topic["hiking"][0]}
+    kept = [i for i in range(len(rows)) if i not in dropped]
+    assert {topic(rows[i].prompt[-1].content) for i in kept[:3]} != set(TOPICS)
+    config = DiversityFilter(size=3, field="prompt")
+    selection = DiverseSelection(tmp_path / "scratch.sqlite", config)
+    for row in rows:
+        selection.add(row)
+    counts: dict[str, int] = {}
+    chosen = selection.choose(iter(kept), counts)
+    selection.close()
+    assert chosen is not None and len(chosen) == 3 and set(chosen) <= set(kept)
+    assert {topic(rows[i].prompt[-1].content) for i in chosen} == set(TOPICS)  # one of each topic, not the first 3
+    assert [rows[i] for i in chosen] == choose_rows([rows[i] for i in kept], config, {})  # as chosen in memory
+    assert counts["dropped_diversity"] == len(kept) - 3 and counts["preferences"] == 3
+
+
 def test_the_selection_is_part_of_the_dataset_fingerprint(make_config) -> None:
     base = load_run_config(make_config())
     plain = run_fingerprints(base, charter.load_constitution("harmless"))

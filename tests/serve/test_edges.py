@@ -112,7 +112,7 @@ def test_a_port_in_use_is_one_line_and_exit_2_before_a_token_is_printed(tmp_path
 
 
 def test_group_scoring_served_answers_a_failed_comparison_with_null(start) -> None:
-    judge = {"model": "scripted:garbled-pairs", "mode": "verdict", "max_retries": 0}
+    judge = {"model": "scripted:garbled-pairs", "mode": "verdict", "max_reasks": 0}
     every = start(judge, scoring="group")
     status, body = every.post("/v1/rewards", {"prompt": QUESTION, "completions": [*GARBLED[:2], SAFE, HARMFUL]}, AUTH)
     assert status == 200 and body["rewards"][:2] == [None, None] and body["rewards"][3] == 0.0

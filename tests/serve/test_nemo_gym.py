@@ -66,7 +66,7 @@ def test_a_prompts_rollouts_are_compared_as_one_group(start) -> None:
 
 
 def test_a_failed_judgment_is_nemo_gyms_masked_failure_never_zero(start) -> None:
-    flaky = {"model": "scripted:serve-flaky", "rating": "verdict", "max_retries": 0}
+    flaky = {"model": "scripted:serve-flaky", "rating": "verdict", "max_reasks": 0}
     answer = _verify(start(flaky).url, _rollout(HARMFUL))  # the flaky judge fails answers without "ok"
     assert answer["reward"] is None and answer[NG_FAILURE_CLASS_KEY] == "judge_failed"
     assert answer["_ng_failure_judge_error"].startswith("unparseable")

@@ -37,6 +37,6 @@ def test_a_judged_zero_is_the_number_zero_in_rewards_and_scores(start) -> None:
 
 
 def test_a_failed_judgment_is_null_not_zero_in_both(start) -> None:
-    server = start({"model": "scripted:serve-flaky", "rating": "verdict", "max_retries": 0})
+    server = start({"model": "scripted:serve-flaky", "rating": "verdict", "max_reasks": 0})
     [failed] = _fetch(server.url, [f"{HARMFUL_OPENING} step one"])  # the flaky judge fails answers without "ok"
     assert failed["rewards"] == [None] and failed["scores"] == [None] and failed["extra_logs"]["judge_failed"] == [1.0]

@@ -39,7 +39,7 @@ def _in_process(folder: Path, question: str, answer: str) -> float:
 
 def test_the_reward_model_score_is_added_beside_the_judge(start, rm: Path, monkeypatch) -> None:
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    judge = {"model": "scripted:serve-flaky", "rating": "verdict", "max_retries": 0}  # fails answers without "ok"
+    judge = {"model": "scripted:serve-flaky", "rating": "verdict", "max_reasks": 0}  # fails answers without "ok"
     server = start(judge, judge_weight=2.0, reward_model=str(rm), reward_model_weight=0.5, reward_model_batch_size=2)
     ok = SAFE + " ok"
     status, body = server.post("/v1/rewards", {"prompt": QUESTION, "completions": [ok, HARMFUL, ok]}, AUTH)

@@ -50,7 +50,7 @@ def test_openrlhf_client_gets_a_reward_for_each_of_64_queries(start) -> None:
 
 
 def test_a_failed_judgment_is_null_never_zero(start) -> None:
-    server = start({"model": "scripted:serve-flaky", "rating": "verdict", "max_retries": 0})
+    server = start({"model": "scripted:serve-flaky", "rating": "verdict", "max_reasks": 0})
     pairs = _queries(4, safe_ok=True)  # the flaky judge rates only answers with "ok": the harmful ones fail
     got = asyncio.run(_openrlhf(f"{server.url}/get_reward?token={TOKEN}", pairs))
     assert [info["rewards"] for info in got] == [[None], [1.0], [None], [1.0]]

@@ -42,7 +42,7 @@ class ItemBounds(Protocol):
     @property
     def max_items(self) -> int: ...
     @property
-    def max_retries(self) -> int: ...
+    def max_reasks(self) -> int: ...
 
 
 @dataclass(frozen=True)
@@ -52,7 +52,7 @@ class WriterBounds:
 
     min_items: int = 3
     max_items: int = 8
-    max_retries: int = 2
+    max_reasks: int = 2
 
 
 @dataclass(frozen=True)
@@ -174,7 +174,7 @@ async def write_for_prompt(
     prompt_tokens = completion_tokens = 0
     cached = True
     error: JudgeParseError | None = None
-    for attempt in range(config.max_retries + 1):
+    for attempt in range(config.max_reasks + 1):
         seed = None if attempt == 0 else (params.seed or 0) + attempt
         asked = params.model_copy(update={"json_schema": schema, **({"seed": seed} if attempt else {})})
         [completion] = await model.generate([request], asked)
@@ -189,7 +189,7 @@ async def write_for_prompt(
         return Written(checklist, prompt_tokens, completion_tokens, cached, attempt + 1)
     assert error is not None
     raise JudgeParseError(
-        f"{error} (after {config.max_retries + 1} tries)", raw=error.raw, attempts=config.max_retries + 1
+        f"{error} (after {config.max_reasks + 1} tries)", raw=error.raw, attempts=config.max_reasks + 1
     )
 
 

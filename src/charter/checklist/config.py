@@ -3,13 +3,13 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
 from charter.checklist.items import Source
 from charter.providers.config import RoleConfig
-from charter.yamlio import ConfigModel, LocatedValueError
+from charter.yamlio import ConfigModel, LocatedValueError, former_name
 
 #: How a checklist's verdicts become a response's score: weights with gates, or the judge's overall score.
 Aggregation = Literal["explicit", "implicit"]
@@ -30,12 +30,19 @@ class ChecklistConfig(ConfigModel):
     recorded as the prompt's failure."""
     max_items: int = Field(default=8, ge=1)
     """Source `model`: the most items a written checklist may have (the first `max_items` are kept)."""
-    max_retries: int = Field(default=2, ge=0)
+    max_reasks: int = Field(default=2, ge=0)
     """Source `model`: re-asks (with a new seed) of a reply that is no readable checklist, before the prompt's
-    checklist is recorded as failed."""
+    checklist is recorded as failed; the writer's retries of a failed call are `model.limits.max_retries`. Formerly
+    `max_retries`, still read as this with a warning."""
     aggregation: Aggregation = "explicit"
     """Judge mode `checklist`: `explicit` scores a response by its items' weights with gates (a failed gate caps the
     score); `implicit` by the judge's overall score 1..10 given the checklist, asked in the same call."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _former_names(cls, data: Any) -> Any:
+        meaning = "re-asks of a reply that is no readable checklist; the writer's retries of a failed call are "
+        return former_name(data, "checklist", "max_retries", "max_reasks", meaning + "model.limits.max_retries")
 
     @model_validator(mode="after")
     def _writer_for_model(self) -> ChecklistConfig:

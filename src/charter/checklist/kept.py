@@ -53,7 +53,7 @@ def writing_fingerprint(
         "writer": writer,
         "params": params.model_dump(mode="json"),
         "items": [bounds.min_items, bounds.max_items],
-        "max_retries": bounds.max_retries,
+        "max_retries": bounds.max_reasks,  # the setting's former name: fingerprints made under it stay
         "writer_format": WRITER_FORMAT,
         "principles": list(principle_ids),
     }

@@ -118,7 +118,7 @@ class WinRateCallback(TrainerCallback):
                 step). Where at least 10 match the comparisons of an evaluation (same prompt and policy answer), the
                 prediction-powered win rate (`..._ppi`, `..._ppi_low`, `..._ppi_high`) and the people-only one
                 (`..._human`) are logged beside the judge's, with `..._human_n` the labels matched.
-            **judge_settings: `JudgeSettings` fields (mode, principles_per_pair, principles, max_retries, ...);
+            **judge_settings: `JudgeSettings` fields (mode, principles_per_pair, principles, max_reasks, ...);
                 `orders` is always both.
 
         Raises:

@@ -24,11 +24,11 @@ async def ask_until_read(
 ) -> tuple[T, list[Completion]]:
     """What `read` finds in the judge's reply to `request`, and every completion asked for it: a reply `read` cannot
     read (`JudgeParseError`) is asked again with the next try's sampling (`settings.attempt`), up to
-    `settings.max_retries` times; then the error `failed` makes of the last one and the completions is raised. Never a
+    `settings.max_reasks` times; then the error `failed` makes of the last one and the completions is raised. Never a
     default."""
     completions: list[Completion] = []
     last = JudgeParseError("no reply")
-    for attempt in range(settings.max_retries + 1):
+    for attempt in range(settings.max_reasks + 1):
         params = settings.attempt(attempt)
         if json_schema is not None:
             params = params.model_copy(update={"json_schema": json_schema})

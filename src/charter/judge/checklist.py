@@ -95,7 +95,7 @@ async def check_response(
     if ids or implicit:
         request = checklist_request(prompt, response, checklist, overall=implicit)
         read: dict[str, ItemVerdict] = {}
-        for attempt in range(settings.max_retries + 1):
+        for attempt in range(settings.max_reasks + 1):
             params = settings.attempt(attempt).model_copy(
                 update={"json_schema": checklist_schema(ids, implicit), **logprobs_asked(model)}
             )

@@ -116,7 +116,7 @@ class JudgeOptions(Protocol):
 
     orders: Orders
     clamp: tuple[float, float]
-    max_retries: int
+    max_reasks: int
     scale: int
     warm_cache: bool
 

@@ -53,7 +53,8 @@ def judge_fingerprint(settings: JudgeSettings, model: str, constitution: Constit
     if settings.rates_alone:  # the scale, how a score is read, the rating prompt's format
         data.update(scale=settings.scale, rating=settings.reply_name, rating_format=RATING_FORMAT)
     if not settings.asks_logprobs:
-        data.update(params=settings.sampling().model_dump(mode="json"), max_retries=settings.max_retries)
+        # the key keeps the setting's former name, so that judgments made under it keep their fingerprint
+        data.update(params=settings.sampling().model_dump(mode="json"), max_retries=settings.max_reasks)
     if settings.reply.clamped:
         data["clamp"] = list(settings.clamp)
     return fingerprint(data)

@@ -11,7 +11,13 @@ from charter.judge.entry import Mode, Orders, Reply
 from charter.judge.modes import MODES, mode, pairwise_modes, rating_readers
 from charter.providers.base import SamplingParams
 from charter.providers.config import RoleConfig
-from charter.yamlio import ConfigModel, LocatedValueError, require_unique
+from charter.yamlio import ConfigModel, LocatedValueError, former_name, require_unique
+
+#: What `max_reasks` means, apart from a provider's retries (said where the former name `max_retries` is read).
+REASKS = (
+    "re-asks of a reply that cannot be read; a provider's retries of a failed call (429, 5xx, timeouts) are the "
+    "role's limits.max_retries"
+)
 
 
 def _known_mode(name: str) -> str:
@@ -77,8 +83,10 @@ class JudgeSettings(ConfigModel):
     """Fixed principle ids to use for every pair instead of sampling."""
     clamp: tuple[float, float] = (0.4, 0.6)
     """Range each chain-of-thought vote is clamped into (loser, winner)."""
-    max_retries: int = Field(default=2, ge=0)
-    """Re-asks (with a new seed) on unparseable output before recording a failure."""
+    max_reasks: int = Field(default=2, ge=0)
+    """Re-asks (with a new seed) of a reply the judge's mode cannot read, before recording a failure; a provider's
+    retries of a failed call are the role's `limits.max_retries`. Formerly `max_retries`, still read as this with a
+    warning."""
     params: SamplingParams | None = None
     """Sampling for `cot`/`verdict` (default: greedy; 512 tokens for cot, 8 for verdict)."""
     warm_cache: bool = True
@@ -89,6 +97,11 @@ class JudgeSettings(ConfigModel):
     pairs go on meanwhile. A rating mode warms each response's ratings with its first. `false` asks them all at
     once. It changes when calls are sent, never what is asked: judgments are the same either way. A judge whose
     calls go through a provider's batch API never warms (a batch round can take hours; it would wait several)."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _former_names(cls, data: Any) -> Any:
+        return former_name(data, "judge", "max_retries", "max_reasks", REASKS)
 
     @model_validator(mode="after")
     def _check_clamp(self) -> JudgeSettings:

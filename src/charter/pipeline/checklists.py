@@ -33,7 +33,7 @@ def checklists_fingerprint(
             writer=writer,
             params=config.model.params.model_dump(mode="json"),
             items=[config.min_items, config.max_items],
-            max_retries=config.max_retries,
+            max_retries=config.max_reasks,  # the setting's former name: fingerprints made under it stay
             writer_format=WRITER_FORMAT,
             principles=judge.principles or judge.principles_per_pair,
             seed=seed,

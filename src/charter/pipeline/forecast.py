@@ -13,7 +13,7 @@ table the run prices its calls with (`prices`, else genai-prices; batch roles at
   where a heuristic counts the tokens, cached only as far as the provider's count may reach the cache's minimum
   (`forecast.heuristic_error`);
 - high: replies at their whole `max_tokens`, no prefix read from a cache, and every judge re-ask
-  (`judge.max_retries`) made.
+  (`judge.max_reasks`) made.
 """
 
 from __future__ import annotations
@@ -296,8 +296,8 @@ def assumptions(config: RunConfig) -> list[str]:
         f"a heuristic's token count is within {config.forecast.heuristic_error:.0%} of the provider's either way: a "
         "prefix near a cache's 1,024-token minimum is cached, expected, as far as that range reaches it; at the low "
         "end, wherever it can",
-        "the judge's re-asks of a reply it cannot read (judge.max_retries, and the checklist writer's "
-        "checklist.max_retries) are made at the high end only; "
+        "the judge's re-asks of a reply it cannot read (judge.max_reasks, and the checklist writer's "
+        "checklist.max_reasks) are made at the high end only; "
         "transport retries (429, 5xx) are not billed",
         "nothing is reused: the call cache and the run directory hold none of these calls",
         "every pair the config can make is made (a revision the same as its response, or samples that repeat "

@@ -70,7 +70,7 @@ class Call:
     logprobs: bool
     """Next-token probabilities: one token back, never asked again."""
     reasks: int = 0
-    """How often the judge would ask again where it cannot read the reply (`max_retries`; the high end only)."""
+    """How often the judge would ask again where it cannot read the reply (`max_reasks`; the high end only)."""
     started: int = 0
     answered: int = 0
     """When it was sent and answered, on one clock: a provider reads a prefix from its cache only for a call sent
@@ -186,7 +186,7 @@ class Walk:
     def models(self, recorder: Recorder, replies: Replies) -> tuple[PlanningModel, PlanningModel, ChatModel | Panel]:
         """The stand-ins of the policy, the critic and the judge (a panel of its members)."""
         config, settings = self.config, self.settings
-        reasks = 0 if settings.asks_logprobs else settings.max_retries
+        reasks = 0 if settings.asks_logprobs else settings.max_reasks
         policy = PlanningModel("policy", config.policy, recorder, replies, record=self.make_items)
         critic = PlanningModel("critic", config.critic_role, recorder, replies, record=self.make_items)
         budget = settings.reply.max_tokens
@@ -198,12 +198,12 @@ class Walk:
 
     def writer(self, recorder: Recorder, replies: Replies) -> PlanningModel | None:
         """The stand-in of the checklist writer (a `checklist:` section of source `model`), else None. Its re-asks
-        of an unreadable reply (`checklist.max_retries`) are counted at the high end, as the judge's are."""
+        of an unreadable reply (`checklist.max_reasks`) are counted at the high end, as the judge's are."""
         section = self.config.checklist
         if section is None or section.source != "model" or section.model is None:
             return None
         return PlanningModel(
-            "checklist", section.model, recorder, replies, reasks=section.max_retries, items=section.max_items
+            "checklist", section.model, recorder, replies, reasks=section.max_reasks, items=section.max_items
         )
 
 

@@ -11,6 +11,8 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
 from charter._version import __version__
+from charter.errors import CharterError, DatasetError
+from charter.yamlio import CheckedInit
 
 GENERATOR = f"charter {__version__}"
 Role = Literal["system", "user", "assistant"]
@@ -56,13 +58,52 @@ class Record(BaseModel):
     model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True, allow_inf_nan=False)
 
 
-class Message(Record):
-    """One chat message."""
+class Message(Record, CheckedInit):
+    """One chat message. Built directly, a bad field is a `ConfigFieldError` naming it (`Message: role: Input should
+    be 'system', 'user' or 'assistant'`)."""
 
     role: Role
     """Who speaks: system, user or assistant."""
     content: str
     """What is said."""
+
+
+ROLES = ("system", "user", "assistant")
+
+
+def as_messages(
+    value: Any, where: str, role: Role = "user", error: type[CharterError] = DatasetError, allow_empty: bool = False
+) -> list[Message]:
+    """A string (one message with `role`) or a list of `{role, content}` messages, as Message records.
+
+    Raises `error` naming `where` for anything else. An empty value (None, a blank string, no non-blank
+    turn of `role`) is an error too, unless `allow_empty`, which returns [] for it.
+    """
+    if isinstance(value, str):
+        messages = [Message(role=role, content=value)] if value.strip() else []
+    elif isinstance(value, (list, tuple)):
+        messages = [_message(item, i, where, error) for i, item in enumerate(value)]
+    elif value is None:
+        messages = []
+    else:
+        raise error(f"{where}: expected a string or a list of {{role, content}} messages, not {type(value).__name__}")
+    if not any(m.role == role and m.content.strip() for m in messages):
+        if allow_empty:
+            return []
+        raise error(f"{where}: empty (no {role} message with text)")
+    return messages
+
+
+def _message(item: Any, index: int, where: str, error: type[CharterError]) -> Message:
+    if isinstance(item, Message):
+        return item
+    if hasattr(item, "model_dump"):
+        item = item.model_dump()
+    if not isinstance(item, dict) or "role" not in item or "content" not in item:
+        raise error(f"{where}: message {index} needs 'role' and 'content'")
+    if item["role"] not in ROLES:
+        raise error(f"{where}: message {index} has unknown role '{item['role']}' (use {', '.join(ROLES)})")
+    return Message(role=item["role"], content=str(item["content"]))
 
 
 def as_dicts(messages: Sequence[Message]) -> list[dict[str, str]]:

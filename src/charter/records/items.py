@@ -3,11 +3,13 @@ judgments, failures, and online training's rewards."""
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
-from charter.records.base import Message, Probability, Record
+from charter.records.base import Message, Probability, Record, as_messages
+from charter.yamlio import CheckedInit
 
 
 class Prompt(Record):
@@ -93,8 +95,10 @@ class Sample(Record):
     """Fingerprint of the sample settings (model, params, k, temperature)."""
 
 
-class Pair(Record):
-    """Two responses to one prompt for the judge to compare. `a`/`b` is a seeded order with no meaning."""
+class Pair(Record, CheckedInit):
+    """Two responses to one prompt for the judge to compare. `a`/`b` is a seeded order with no meaning. Built directly,
+    a bad field is a `ConfigFieldError` naming it (`Pair: a: Input should be a valid string`), and a blank prompt a
+    `DatasetError`."""
 
     pair_id: str
     """Stable id: prompt id, kind and a hash of the two texts (same texts, same id)."""
@@ -103,7 +107,7 @@ class Pair(Record):
     kind: Literal["revision", "samples", "custom"] = "custom"
     """`revision`: initial vs final revision; `samples`: two policy samples; `custom`: given by the caller."""
     prompt: list[Message]
-    """The conversation both responses answer."""
+    """The conversation both responses answer; a string is read as one user message."""
     a: str
     """Response a."""
     b: str
@@ -120,6 +124,17 @@ class Pair(Record):
     """Critique principles behind a revision pair (empty for other kinds)."""
     source_fingerprint: str | None = None
     """Fingerprint of the chain or sample settings the pair was built from."""
+
+    @field_validator("prompt", mode="before")
+    @classmethod
+    def _one_user_message(cls, value: Any) -> Any:
+        return as_messages(value, "Pair.prompt") if isinstance(value, str) else value
+
+    if TYPE_CHECKING:  # the prompt as a caller may give it: a string, Messages or {role, content} dicts
+
+        def __init__(
+            self, *, pair_id: str, prompt: str | Sequence[Message | Mapping[str, str]], a: str, b: str, **fields: Any
+        ) -> None: ...
 
 
 class Vote(Record):
