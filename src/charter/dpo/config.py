@@ -55,8 +55,8 @@ class DPOConfigModel(TrainingData):
     """Seed for the split and training."""
     probe_pairs: int = Field(default=16, ge=0)
     """Training pairs whose DPO reward margin and accuracy are measured before and after training (0: none). Two
-    passes of the policy and its reference over them: little beside a real run, but as long again as a few tiny
-    CPU steps (the quickstart sets 0)."""
+    passes of the policy over them (their reference log-probabilities are those training uses): little beside a real
+    run, but as long again as a few tiny CPU steps (the quickstart sets 0)."""
     loss_type: list[str] = Field(default_factory=lambda: ["sigmoid"])
     """TRL loss type(s): sigmoid (DPO), robust, ipo, hinge, exo_pair, ... Several are combined (trl.loss_weights)."""
     label_smoothing: float | Literal["judge", "per_row"] = 0.0
