@@ -2,6 +2,7 @@
 settings, side by side in one invocation.
 
     PYTHONPATH=src .venv/bin/python benchmarks/bench_dpo_phase.py [--rows 8] [--repeats 1] [--trl '{"bf16": true}']
+    PYTHONPATH=src .venv/bin/python benchmarks/bench_dpo_phase.py --per-pair 130   # one pair's step per setting
 
 `charter`: `train_dpo` with the example's `dpo:` section (its `trl:` fields over charter's CPU defaults), as the loop
 runs it: in a fresh process, probes before and after, the model saved with its card. `bare`: a fresh process that
@@ -153,6 +154,38 @@ def spawn(side: str, data: Path, dpo: dict[str, Any]) -> dict[str, Any]:
             "load_after": round(os.getloadavg()[0], 2), **result}  # fmt: skip
 
 
+def per_pair(tokens: int, steps: int = 3) -> None:
+    """Forward + backward of one pair (2 sequences of `tokens`) through TRL's fused LM head, fp32 or bf16 autocast,
+    with and without activation checkpointing: CPU seconds per step and the process's max RSS."""
+    import torch
+    from transformers import AutoModelForCausalLM
+    from trl.trainer.utils import add_fused_lm_head
+
+    from charter.training.models import resolve_model
+
+    model = AutoModelForCausalLM.from_pretrained(resolve_model("smollm2-135m-instruct"), dtype=torch.float32)
+    add_fused_lm_head(model, outputs=("log_probs", "entropy", "mean_logits", "is_top1"))  # as DPOTrainer adds it
+    ids = torch.randint(0, model.config.vocab_size, (2, tokens))
+    labels = ids.clone()
+    labels[:, : min(30, tokens // 2)] = -100  # a short prompt
+    model.train()
+    for bf16, checkpointing in ((False, True), (False, False), (True, False), (True, True)):
+        if checkpointing:
+            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        else:
+            model.gradient_checkpointing_disable()
+        seconds = []
+        for _ in range(steps):
+            start = time.process_time()
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+                out = model(input_ids=ids, labels=labels, fused_lm_head=True, use_cache=False)
+            out.log_probs.sum().backward()
+            model.zero_grad(set_to_none=True)
+            seconds.append(round(time.process_time() - start, 2))
+        rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        print(f"bf16={bf16} checkpointing={checkpointing}: CPU s per pair {seconds}; max RSS {rss:.0f} MiB", flush=True)
+
+
 def _children_cpu() -> float:
     """CPU seconds (user and system) of the ended child processes: on a busy machine, what load moves least."""
     usage = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -166,11 +199,15 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=1, help="charter/bare pairs to run, alternating")
     parser.add_argument("--trl", default="{}", help="JSON of trl fields over the example's (both sides)")
     parser.add_argument("--only", choices=["charter", "bare"], default=None, help="run one side only")
+    parser.add_argument("--per-pair", type=int, metavar="TOKENS", help="time one pair's step per setting instead")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--dpo", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         child(args.child, args.data, json.loads(args.dpo))
+        return
+    if args.per_pair:
+        per_pair(args.per_pair)
         return
     data = args.data
     if data is None:

@@ -156,7 +156,8 @@ def make_trainer(
         raise TrainingError(f"{config.dataset}: every prompt is longer than max_length; raise dpo.trl.max_length")
     if probe_pairs:
         probe = trainer.train_dataset.select(range(min(probe_pairs, len(trainer.train_dataset))))
-        trainer.eval_dataset = {"train_pairs": probe, **(trainer.eval_dataset or {})}
+        held: dict[str, Any] = trainer.eval_dataset or {}  # a dict of named sets, as make_trainer passed it
+        trainer.eval_dataset = {"train_pairs": probe, **held}
     return trainer
 
 
