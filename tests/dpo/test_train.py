@@ -173,3 +173,16 @@ def test_probe_of_training_pairs_reuses_the_reference_log_probs_of_training(tmp_
     )
     for key in ("logps/chosen", "logps/rejected", "loss"):
         assert fly["before"]["train_pairs"][key] == pytest.approx(before[key], rel=1e-4)
+
+
+def test_cpu_updates_with_torchs_fused_adamw_unless_trl_says_otherwise(tmp_path, tiny_model):
+    """On CPU torch's fused AdamW updates in one pass (faster than the default foreach one); `trl.optim` overrides."""
+    from charter.dpo.train import make_trainer
+    from charter.training import data
+
+    rows = data.to_training_rows(preference_rows(4), "prefs.jsonl")
+    for trl, fused in (({}, True), ({"optim": "adamw_torch"}, False)):
+        config = DPOConfigModel(dataset="prefs.jsonl", model=str(tiny_model), device="cpu", trl={**FAST, **trl})
+        trainer = make_trainer(config, rows, {}, tmp_path / "o", "cpu", 0.0)
+        trainer.create_optimizer()
+        assert bool(trainer.optimizer.defaults.get("fused")) is fused

@@ -76,8 +76,9 @@ class DPOConfigModel(TrainingData):
     lora: LoraSettings | None = None
     """Train LoRA adapters through peft instead of all weights; the saved model has them merged in."""
     device: Literal["auto", "cpu", "cuda"] = "auto"
-    """Where to train: CPU gets fp32 (TRL's default bf16 is ~8x slower there), batch 4 and reference log-probs
-    computed once before training; CUDA gets bf16 and batch 16. Activation checkpointing is off (trl: to enable)."""
+    """Where to train: CPU gets fp32 (TRL's default bf16 is ~8x slower there), batch 4, reference log-probs
+    computed once before training and torch's fused AdamW (`trl.optim` to change it); CUDA gets bf16 and batch 16.
+    Activation checkpointing is off (trl: to enable)."""
     resume: bool = True
     """Resume from the newest checkpoint in output_dir when a previous run was interrupted."""
     winrate_eval: WinRateEvalConfig | None = None
