@@ -158,7 +158,7 @@ def make_trainer(
         raise TrainingError(f"{config.dataset}: every prompt is longer than max_length; raise dpo.trl.max_length")
     if probe_pairs:
         probe = trainer.train_dataset.select(range(min(probe_pairs, len(trainer.train_dataset))))
-        held: dict[str, Any] = trainer.eval_dataset or {}  # a dict of named sets, as make_trainer passed it
+        held = cast(dict[str, Any], trainer.eval_dataset or {})  # named sets, as passed above
         trainer.eval_dataset = {"train_pairs": probe, **held}
     return trainer
 
