@@ -145,3 +145,44 @@ def test_a_smoothing_no_chosen_loss_reads_is_refused(tmp_path):
     with pytest.raises(ConfigError, match="label_smoothing: TRL's ipo loss has no label-smoothing term"):
         load_model(DPOConfigModel, path)
     assert DPOConfigModel(dataset="x.jsonl", label_smoothing=0.1).label_smoothing == 0.1
+
+
+def test_probe_of_training_pairs_reuses_the_reference_log_probs_of_training(tmp_path, tiny_model, prefs_file):
+    """The `train_pairs` probe is a prefix of TRL's prepared training set: one reference pass over the training pairs
+    (not a second over the probe's), and the probe's reference log-probs are those training used."""
+    from trl import DPOTrainer  # pyright: ignore[reportPrivateImportUsage]
+
+    passes: list[tuple[str, int]] = []
+    original = DPOTrainer._precompute_ref_logps
+
+    def counted(self, dataset, name, batch_size):
+        passes.append((name, len(dataset)))
+        return original(self, dataset, name, batch_size)
+
+    config = {"dataset": str(prefs_file), "model": str(tiny_model), "probe_pairs": 5, "device": "cpu",
+              "trl": {**FAST, "precompute_ref_log_probs": True, "max_steps": 1}}  # fmt: skip
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(DPOTrainer, "_precompute_ref_logps", counted)
+        metrics = train_dpo({**config, "output_dir": str(tmp_path / "a")})
+    assert passes == [("train", 24)]
+    before = metrics["before"]["train_pairs"]
+    assert before["rewards/margins"] == pytest.approx(0.0, abs=1e-5)  # the policy before training is the reference
+    # the same probe with the reference computed on the fly, in every step: the same log-probs before training
+    fly = train_dpo(
+        {**config, "output_dir": str(tmp_path / "b"), "trl": {**config["trl"], "precompute_ref_log_probs": False}}
+    )
+    for key in ("logps/chosen", "logps/rejected", "loss"):
+        assert fly["before"]["train_pairs"][key] == pytest.approx(before[key], rel=1e-4)
+
+
+def test_cpu_updates_with_torchs_fused_adamw_unless_trl_says_otherwise(tmp_path, tiny_model):
+    """On CPU torch's fused AdamW updates in one pass (faster than the default foreach one); `trl.optim` overrides."""
+    from charter.dpo.train import make_trainer
+    from charter.training import data
+
+    rows = data.to_training_rows(preference_rows(4), "prefs.jsonl")
+    for trl, fused in (({}, True), ({"optim": "adamw_torch"}, False)):
+        config = DPOConfigModel(dataset="prefs.jsonl", model=str(tiny_model), device="cpu", trl={**FAST, **trl})
+        trainer = make_trainer(config, rows, {}, tmp_path / "o", "cpu", 0.0)
+        trainer.create_optimizer()
+        assert bool(trainer.optimizer.defaults.get("fused")) is fused

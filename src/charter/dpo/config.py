@@ -55,8 +55,8 @@ class DPOConfigModel(TrainingData):
     """Seed for the split and training."""
     probe_pairs: int = Field(default=16, ge=0)
     """Training pairs whose DPO reward margin and accuracy are measured before and after training (0: none). Two
-    passes of the policy and its reference over them: little beside a real run, but as long again as a few tiny
-    CPU steps (the quickstart sets 0)."""
+    passes of the policy over them (their reference log-probabilities are those training uses): little beside a real
+    run, but as long again as a few tiny CPU steps (the quickstart sets 0)."""
     loss_type: list[str] = Field(default_factory=lambda: ["sigmoid"])
     """TRL loss type(s): sigmoid (DPO), robust, ipo, hinge, exo_pair, ... Several are combined (trl.loss_weights)."""
     # NaN and infinity reach `_smoothing_is_read`, whose one line says what a smoothing is (not one line per member)
@@ -77,8 +77,9 @@ class DPOConfigModel(TrainingData):
     lora: LoraSettings | None = None
     """Train LoRA adapters through peft instead of all weights; the saved model has them merged in."""
     device: Literal["auto", "cpu", "cuda"] = "auto"
-    """Where to train: CPU gets fp32 (TRL's default bf16 is ~8x slower there), batch 4 and reference log-probs
-    computed once before training; CUDA gets bf16 and batch 16. Activation checkpointing is off (trl: to enable)."""
+    """Where to train: CPU gets fp32 (TRL's default bf16 is ~8x slower there), batch 4, reference log-probs
+    computed once before training and torch's fused AdamW (`trl.optim` to change it); CUDA gets bf16 and batch 16.
+    Activation checkpointing is off (trl: to enable)."""
     resume: bool = True
     """Resume from the newest checkpoint in output_dir when a previous run was interrupted."""
     winrate_eval: WinRateEvalConfig | None = None
