@@ -309,11 +309,11 @@ def _torn(messages, params):  # noqa: ANN001, ANN202
     return json.dumps(said) + "\nWait.\n" + json.dumps(unsaid)
 
 
-register_script("checklist-torn", _torn)
+register_script("checklist-torn-run", _torn)
 
 
 def test_a_judge_that_contradicts_itself_fails_the_items_with_both_readings(make_config, tmp_path):
-    records = judgments_by(make_config, tmp_path, "scripted:checklist-torn", max_reasks=0)
+    records = judgments_by(make_config, tmp_path, "scripted:checklist-torn-run", max_reasks=0)
     assert records and all(r["status"] == "failed" and r["p_a"] is None for r in records)
     verdicts = records[0]["checklist"]["a"]["verdicts"]
     judged = [v for v in verdicts if v["by"] == "judge"]

@@ -32,6 +32,7 @@ def _reward(key: str, step: int, reward: float | None) -> RewardRecord:
             "principle_ids": [],
             "judge_model": "scripted:cai",
             "fingerprint": "f",
+            "failure": None if reward is not None else {"kind": "unparseable", "message": "no score in the reply"},
         }
     )
 
