@@ -189,7 +189,7 @@ class Runner:
         self.prefetch: Prefetch | None = None
         """Embeds the dataset's texts while the calls go on (made with the first texts)."""
         self.started = time.monotonic()
-        """When the run (this session) started: `diversity.embed_share` is a share of the time since."""
+        """When this invocation of the run started: `diversity.embed_share` is a share of the time since."""
 
     @property
     def in_flight(self) -> int:
