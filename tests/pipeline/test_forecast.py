@@ -21,10 +21,10 @@ from charter.pipeline.forecast import Forecast
 from charter.providers import ScriptedModel, register_script
 from charter.runs.store import RunStore
 from charter.runs.usage import stored_usage
-from charter.testing import LoopbackServer
 from charter.testing.batches import BatchServer
 from charter.testing.billing import AnthropicBilling, OpenAIBilling
 from charter.testing.faults import FaultServer
+from charter.testing.loopback import LoopbackServer
 
 #: Reply lengths in words, by what a reply answers: (fewest, most), before the call's max_tokens (256) cuts it: the
 #: server's own, never told the forecast's shares.

@@ -19,10 +19,9 @@ from charter.providers.prices import library_price, resolve_price, unmatched_pri
 from charter.providers.registry import create_backend
 from charter.providers.usage import Price
 from charter.records import Message
-from charter.testing import LoopbackServer
 from charter.testing.batches import BatchServer
 from charter.testing.billing import AnthropicBilling, OpenAIBilling
-from charter.testing.loopback import ok
+from charter.testing.loopback import LoopbackServer, ok
 
 from .conftest import FAST
 

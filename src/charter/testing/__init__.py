@@ -1,22 +1,4 @@
-"""Test and benchmark helpers that ship with charter: a loopback server speaking the providers' wire formats.
-
-Imported lazily, so that `python -m charter.testing.loopback` runs the module only once.
-"""
-
-from __future__ import annotations
-
-from typing import TYPE_CHECKING, Any
-
-if TYPE_CHECKING:
-    from charter.testing.loopback import Behaviour, LoopbackServer, Recorded, drop, garbage, ok, slow, status
-
-_NAMES = ("Behaviour", "LoopbackServer", "Recorded", "drop", "garbage", "ok", "slow", "status")
-__all__ = ["Behaviour", "LoopbackServer", "Recorded", "drop", "garbage", "ok", "slow", "status"]
-
-
-def __getattr__(name: str) -> Any:
-    if name in _NAMES:
-        from charter.testing import loopback
-
-        return getattr(loopback, name)
-    raise AttributeError(f"module 'charter.testing' has no attribute {name!r}")
+"""Test and benchmark helpers that ship with charter: `loopback` (an HTTP server speaking the providers' wire
+formats: `from charter.testing.loopback import LoopbackServer`), `faults` (the same server injecting faults),
+`batches` (the providers' batch APIs), `judges` and `lab` (scripted judges and lab models), `embeddings` (a
+hashed stand-in for an embedding model)."""
