@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from charter.providers.scripted import add_script_source
+
 ROOT = Path(__file__).resolve().parent.parent
 #: Third-party evaluation data (human preference pairs, prompt sets) kept beside the checkout, never copied into it:
 #: ../shared/data from the repository root; its README says what each file is.
@@ -33,6 +35,19 @@ def shared_data_folder(folder: Path, environ: Mapping[str, str]) -> Path:
     if environ.get(SKIP_SHARED_DATA) == "1":
         pytest.skip(f"{missing}; {SKIP_SHARED_DATA}=1 skips the tests that read it")
     pytest.fail(f"{missing}: put it there, or set {SKIP_SHARED_DATA}=1 to skip the tests that read it", pytrace=False)
+
+
+def _register_test_doubles() -> None:
+    """charter's scripted test doubles (`scripted:checklist-judge`, `scripted:longer`, ...) known by name in the tests,
+    as the command line makes them known."""
+    from charter.testing.judges import register_biased_judges
+    from charter.testing.lab import register_lab_models
+
+    register_lab_models()
+    register_biased_judges()
+
+
+add_script_source(_register_test_doubles)
 
 
 @pytest.fixture(scope="session")
