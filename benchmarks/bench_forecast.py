@@ -1,5 +1,5 @@
 """The cost forecast against a bill it did not write: `charter run --dry-run --json` before a run, then the run,
-and the loopback server's invoice, through the real SDKs. The billing server (`charter.testing.billing`) imports
+and the loopback server's invoice, through the real SDKs. The billing server (`tests.support.billing`) imports
 nothing of charter: it tokenizes with a pre-tokenizer of its own (about 1.3 tokens a word of English prose), frames
 chat messages as OpenAI does, and caches token prefixes as the providers do (OpenAI: 1,024+ tokens in 128-token
 steps, readable once a reply is sent; Anthropic: at the request's breakpoints, reads 0.1x, writes 1.25x); batches
@@ -31,6 +31,7 @@ import io
 import json
 import os
 import random
+import sys
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -40,8 +41,10 @@ import yaml
 from charter.cli import main as cli
 from charter.judge_prompt import read_comparison
 from charter.testing.batches import BatchServer
-from charter.testing.billing import AnthropicBilling, OpenAIBilling
 from charter.testing.loopback import LoopbackServer
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from tests.support.billing import AnthropicBilling, OpenAIBilling  # noqa: E402  (the tests' billing server)
 
 SPEC = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "specs" / "openai_model_spec" / "model_spec.md"
 WORDS = "the response answers what was asked and adds a few careful details about the steps and the risks".split()

@@ -59,10 +59,10 @@ def shared_data() -> Path:
 @pytest.fixture(autouse=True)
 def _hashed_run_embeddings(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
     """A run measures its dataset's embedding diversity (and `filters.diversity` embeds rows) with MiniLM; outside
-    the tests marked `slow` the model name `minilm-l6` gets the hashed embedder of `charter.testing.embeddings`, so
+    the tests marked `slow` the model name `minilm-l6` gets the hashed embedder of `tests.support.embeddings`, so
     that no test loads a model it is not about."""
     if request.node.get_closest_marker("slow") is None:
         from charter.providers.embeddings import EMBEDDERS
-        from charter.testing.embeddings import hashed_embed
+        from tests.support.embeddings import hashed_embed
 
         monkeypatch.setitem(EMBEDDERS, "minilm-l6", hashed_embed)

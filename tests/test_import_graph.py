@@ -129,3 +129,19 @@ def test_no_testing_module_is_reachable_from_the_providers() -> None:
     assert sorted(m for m in _reachable("charter.providers", edges) if m.startswith("charter.testing")) == []
     escape = {"project": {"entry-points": {"charter.scripts": {"lab": "charter.testing.lab:register_lab_models"}}}}
     assert ("charter.providers.scripted", "charter.testing.lab") in _entry_point_edges(escape)  # the check sees one
+
+
+def test_the_billing_oracle_is_written_apart_from_what_it_checks() -> None:
+    """The server's bill, against which the cost forecast and the reported cost are checked, lives with the tests
+    and imports nothing of charter (so it cannot share the forecast's cache model or token counts)."""
+    oracle = ROOT / "tests" / "support" / "billing.py"
+    imported = [
+        name
+        for node in ast.walk(ast.parse(oracle.read_text(encoding="utf-8")))
+        for name in (
+            [node.module or ""] if isinstance(node, ast.ImportFrom) else [a.name for a in getattr(node, "names", [])]
+        )
+        if isinstance(node, ast.Import | ast.ImportFrom)
+    ]
+    assert imported and not [name for name in imported if name.split(".")[0] in ("charter", "tests")]
+    assert not any(m.startswith("charter.testing.billing") for m in MODULES)

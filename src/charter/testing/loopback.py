@@ -28,9 +28,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
-
-from charter.testing.billing import AnthropicBilling, OpenAIBilling
+from typing import Any, Protocol
 
 #: The default next-token distribution for logprobs requests: option-like tokens in several spellings.
 DEFAULT_LOGPROBS = {"A": -0.2, " B": -1.9, "(A": -3.0, "B": -3.5, " C": -6.0, "The": -7.0}
@@ -139,6 +137,18 @@ def _words(body: dict[str, Any]) -> int:
     return max(1, len(text.split()))
 
 
+class Billing(Protocol):
+    """How a server caches and bills prompts as a provider does (the tests' `tests/support/billing.py`, written apart
+    from charter): `usage` is the usage block of a reply in its `wire` format ("openai" or "anthropic"), `fill`
+    caches a request's prefixes once it has been answered, `invoice` is the bill."""
+
+    wire: str
+    invoice: Any
+
+    def usage(self, body: dict[str, Any], text: str, batched: bool = False) -> dict[str, Any]: ...
+    def fill(self, body: dict[str, Any]) -> None: ...
+
+
 class LoopbackServer:
     """The server; `start()` runs it on its own event loop in a background thread."""
 
@@ -148,7 +158,7 @@ class LoopbackServer:
         reply: Callable[[dict[str, Any]], str] = echo_reply,
         logprobs: dict[str, float] | None = None,
         record: bool = True,
-        billing: OpenAIBilling | AnthropicBilling | None = None,
+        billing: Billing | None = None,
         alternatives: Callable[[dict[str, Any], str, str], dict[str, float]] | None = None,
     ) -> None:
         self.delay_s, self.reply, self.record = delay_s, reply, record
@@ -157,7 +167,7 @@ class LoopbackServer:
         alternatives as log-probabilities (the token among them); None, or an empty answer: the token alone, certain.
         An empty table (`logprobs={}`) plays a server that gives no log-probabilities at all."""
         self.billing = billing
-        """Cache and bill prompts as the provider does (charter.testing.billing); its `invoice` is the bill. A
+        """Cache and bill prompts as the provider does (a `Billing`); its `invoice` is the bill. A
         request reads the prefixes cached when it arrives; its own become readable once its reply is sent."""
         self.logprobs = dict(DEFAULT_LOGPROBS if logprobs is None else logprobs)
         self.requests: list[Recorded] = []
@@ -296,10 +306,10 @@ class LoopbackServer:
         else:
             answer()
 
-    def billing_for(self, path: str) -> OpenAIBilling | AnthropicBilling | None:
+    def billing_for(self, path: str) -> Billing | None:
         """The billing that caches and bills requests to `path` (the server's own, where it bills that format)."""
-        kind = AnthropicBilling if path.split("?", 1)[0].rstrip("/").endswith("/messages") else OpenAIBilling
-        return self.billing if isinstance(self.billing, kind) else None
+        wire = "anthropic" if path.split("?", 1)[0].rstrip("/").endswith("/messages") else "openai"
+        return self.billing if self.billing is not None and self.billing.wire == wire else None
 
     def _answer(
         self, behaviour: Behaviour, path: str, headers: dict[str, str], body: Any
@@ -343,7 +353,7 @@ class LoopbackServer:
                 logprobs = {"content": self._token_logprobs(body, text), "refusal": None}
         prompt, completion = _words(body), max(1, len(text.split()))
         usage = {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
-        if isinstance(self.billing, OpenAIBilling):
+        if self.billing is not None and self.billing.wire == "openai":
             usage = self.billing.usage(body, text, batched)
         choices = (
             []
@@ -382,7 +392,7 @@ class LoopbackServer:
     def _anthropic(self, body: dict[str, Any], batched: bool = False) -> dict[str, Any]:
         text = self.reply(body)
         usage: dict[str, Any] = {"input_tokens": _words(body), "output_tokens": max(1, len(text.split()))}
-        if isinstance(self.billing, AnthropicBilling):
+        if self.billing is not None and self.billing.wire == "anthropic":
             usage = self.billing.usage(body, text, batched)
         return {
             "id": f"msg_{next(self._ids)}",
