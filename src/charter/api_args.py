@@ -32,6 +32,7 @@ from charter.yamlio import ConfigModel, annotation_members, config_from, dotted,
 
 F, C = TypeVar("F", bound=Callable[..., Any]), TypeVar("C", bound=ConfigModel)
 __all__ = ["AtLeastOne", "ConfigArg", "Kinds", "Loads", "Range", "config_from", "from_arguments", "public"]
+_STRICT = ConfigDict(arbitrary_types_allowed=True, strict=True, allow_inf_nan=False)
 _ITEMS = (list, tuple, set, frozenset, abc.Iterable, abc.Collection, abc.Sequence, abc.Iterator)
 
 
@@ -186,8 +187,7 @@ class _Param:
         """None for `Any` or a type pydantic cannot check (a protocol): left to the body."""
         try:
             try:
-                strict = ConfigDict(arbitrary_types_allowed=True, strict=True, allow_inf_nan=False)
-                return None if self.annotation is Any else TypeAdapter(self.annotation, config=strict)
+                return None if self.annotation is Any else TypeAdapter(self.annotation, config=_STRICT)
             except PydanticUserError:  # a model or dataclass has its own config
                 return TypeAdapter(self.annotation)
         except Exception:
@@ -207,6 +207,7 @@ class _Param:
 
 
 def _resolved(func: Callable[..., Any], param: inspect.Parameter) -> Any:
+    """A parameter's annotation, resolved where the function is defined (the return's is left alone)."""
     if not isinstance(annotation := param.annotation, str):
         return Any if annotation is inspect.Parameter.empty else annotation
     try:
