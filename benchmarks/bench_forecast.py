@@ -13,7 +13,7 @@ probabilities), `max_tokens` 256, at $1.00 / $0.10 cached / $4.00 per million to
 - sync-short: 32 bundled prompts; sync-long: 12 prompts of about 900 words (passages of OpenAI's Model Spec from
   the shared data, each with a question), long enough for the provider's cache;
 - anthropic-long: the 12 long prompts against Anthropic-style caching;
-- batch-short and batch-long: the same through the OpenAI Batch API (`charter.testing.batches`).
+- batch-short and batch-long: the same through the OpenAI Batch API (`charter.testing.loopback`).
 
 The server answers as a model would, at lengths of its own, never told the forecast's shares: a first answer of 60 to
 240 words, a critique of 30 to 120, a revision of 60 to 240 (uniform, seeded by the request), each cut at the call's
@@ -40,8 +40,7 @@ import yaml
 
 from charter.cli import main as cli
 from charter.judge_prompt import read_comparison
-from charter.testing.batches import BatchServer
-from charter.testing.loopback import LoopbackServer
+from charter.testing.loopback import BatchServer, LoopbackServer
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from tests.support.billing import AnthropicBilling, OpenAIBilling  # noqa: E402  (the tests' billing server)
