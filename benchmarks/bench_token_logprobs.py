@@ -33,9 +33,9 @@ from pathlib import Path
 from charter.checklist import checklist_from_rows
 from charter.checklist.check import check_response
 from charter.checklist.probability import verdict_probabilities
-from charter.messages import user
 from charter.providers import get_model
 from charter.providers.base import SamplingParams
+from charter.records.base import user
 from charter.testing.lab import CRITERIA, checklist_server_reply, verdict_alternatives
 from charter.testing.loopback import LoopbackServer, tokens
 

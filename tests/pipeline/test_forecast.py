@@ -21,9 +21,8 @@ from charter.pipeline.forecast import Forecast
 from charter.providers import ScriptedModel, register_script
 from charter.runs.store import RunStore
 from charter.runs.usage import stored_usage
-from charter.testing.batches import BatchServer
 from charter.testing.faults import FaultServer
-from charter.testing.loopback import LoopbackServer
+from charter.testing.loopback import BatchServer, LoopbackServer
 from tests.support.billing import AnthropicBilling, OpenAIBilling
 
 #: Reply lengths in words, by what a reply answers: (fewest, most), before the call's max_tokens (256) cuts it: the

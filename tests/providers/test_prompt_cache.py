@@ -19,8 +19,7 @@ from charter.providers.prices import library_price, resolve_price, unmatched_pri
 from charter.providers.registry import create_backend
 from charter.providers.usage import Price
 from charter.records import Message
-from charter.testing.batches import BatchServer
-from charter.testing.loopback import LoopbackServer, ok
+from charter.testing.loopback import BatchServer, LoopbackServer, ok
 from tests.support.billing import AnthropicBilling, OpenAIBilling
 
 from .conftest import FAST
