@@ -109,7 +109,7 @@ _API = {
 }
 
 
-__all__ = ["__version__", *_API]
+__all__ = ["__version__", *_API]  # pyright: ignore[reportUnsupportedDunderAll] - read from the one list
 
 
 # Written from _API by tests/test_package_face.py (`python tests/test_package_face.py`); do not edit.

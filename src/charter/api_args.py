@@ -22,7 +22,7 @@ import typing
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, Literal, TypeAlias, TypeVar, Union
+from typing import Annotated, Any, Literal, TypeAlias, TypeVar, Union, overload
 
 from pydantic import ConfigDict, PydanticUserError, TypeAdapter, ValidationError
 from pydantic_core import PydanticCustomError, core_schema
@@ -30,14 +30,15 @@ from pydantic_core import PydanticCustomError, core_schema
 from charter.errors import ArgumentError
 from charter.yamlio import ConfigModel, annotation_members, config_from, dotted, from_arguments, not_a_config
 
-F, C = TypeVar("F", bound=Callable[..., Any]), TypeVar("C", bound=ConfigModel)
+F = TypeVar("F", bound=Callable[..., Any])
+C = TypeVar("C", bound=ConfigModel)
 __all__ = ["AtLeastOne", "ConfigArg", "Kinds", "Loads", "Range", "config_from", "from_arguments", "public"]
 _STRICT = ConfigDict(arbitrary_types_allowed=True, strict=True, allow_inf_nan=False)
 _ITEMS = (list, tuple, set, frozenset, abc.Iterable, abc.Collection, abc.Sequence, abc.Iterator)
 
 
 def _refused(message: str, item: int | None = None) -> PydanticCustomError:
-    return PydanticCustomError("charter", message, {"item": item})
+    return PydanticCustomError("charter", "{message}", {"message": message, "item": item})
 
 
 @dataclass(frozen=True)
@@ -135,7 +136,11 @@ ConfigArg: TypeAlias = Annotated[C | dict[str, Any] | str | Path, Loads()]
 AtLeastOne: TypeAlias = Annotated[int, Range(ge=1)]
 
 
-def public(func: F | None = None, /) -> Any:
+@overload
+def public(func: F, /) -> F: ...
+@overload
+def public() -> Callable[[F], F]: ...
+def public(func: Callable[..., Any] | None = None, /) -> Any:
     """`@public` or `@public()`. Raises `TypeError` at definition: an annotation cannot be resolved, `Loads` names no
     parameter, or a config argument does not say how it is loaded."""
 
