@@ -9,7 +9,7 @@ from typing import Any
 
 import orjson
 
-from charter.checklist.kept import kept_checklist
+from charter.checklist.store import kept_checklist
 from charter.messages import last_text
 from charter.records import ChecklistSide, Fingerprints, ItemVerdict, Judgment, Pair
 from charter.runs.files import RunFiles
