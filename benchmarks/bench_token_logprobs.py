@@ -32,7 +32,7 @@ from pathlib import Path
 
 from charter.checklist import checklist_from_rows
 from charter.checklist.check import check_response
-from charter.checklist.probability import verdict_probabilities
+from charter.checklist.prompt import verdict_probabilities
 from charter.providers import get_model
 from charter.providers.base import SamplingParams
 from charter.records.base import user

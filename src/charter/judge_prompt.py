@@ -36,25 +36,46 @@ PROMPT_FORMAT = 3
 UNFENCED_PROMPT_FORMAT = 1
 FENCED = ("conversation", "response-a", "response-b")
 
-_LOOKALIKE = re.compile(r"<(\s*/?\s*)(conversation|response-[ab])", re.I)
 _FENCED_RESPONSE = re.compile(r"<(response-[ab])-(\w+)>\n(.*?)\n</\1-\2>", re.S)
 #: The unfenced options, (B) running to the prompt's last paragraph: the answer instruction, whatever its words.
 _OPTIONS_BEFORE_INSTRUCTION = re.compile(r"\nOptions:\n\(A\) (.*?)\n\(B\) (.*)\n\n", re.S)
 
 
+def fence_tags(*names: str) -> re.Pattern[str]:
+    """What `fence` defuses in the texts of one prompt: anything shaped like an opening or closing tag of one of
+    `names` (each a regular expression: `response-[ab]`), in any case, spaces inside the tag included."""
+    return re.compile(r"<(\s*/?\s*)(" + "|".join(names) + ")", re.I)
+
+
+#: The tags of a comparison prompt (format 2 and 3).
+COMPARISON_TAGS = fence_tags("conversation", "response-[ab]")
+#: The tags of a prompt that shows one response (a rating, a rubric, a checklist and a checklist writer's prompt).
+RESPONSE_TAGS = fence_tags("conversation", "response")
+#: The tags of a ranking prompt.
+RANKING_TAGS = fence_tags("conversation", r"response-\d+")
+
+
+def nonce_of(*parts: str) -> str:
+    """Eight hex digits drawn from the fenced texts: a text cannot know the tags that fence it."""
+    return hashlib.sha256("\x00".join(parts).encode()).hexdigest()[:8]
+
+
+def defuse(text: str, tags: re.Pattern[str]) -> str:
+    """Text with anything shaped like one of the prompt's fence tags defused (`<response-a` becomes `\u2039response-a`),
+    so that it can neither close its own fence nor forge another one."""
+    return tags.sub(lambda m: "\u2039" + m.group(1) + m.group(2), text)
+
+
+def fence(tag: str, text: str, nonce: str, tags: re.Pattern[str]) -> str:
+    """The one fence of untrusted text in a prompt (a conversation, a response, anything the prompt's writer did not
+    write): `text` between `<tag-nonce>` and `</tag-nonce>`, with whatever looks like one of the prompt's `tags`
+    inside it defused. The prompt tells the model that fenced text is material, never instructions."""
+    return f"<{tag}-{nonce}>\n{defuse(text, tags)}\n</{tag}-{nonce}>"
+
+
 def neutralise(text: str) -> str:
-    """Text with anything shaped like one of the prompt's fence tags defused (`<response-a` becomes `‹response-a`),
-    so a response cannot close its own fence or forge another one."""
-    return _defused(text, _LOOKALIKE)
-
-
-def _defused(text: str, lookalike: re.Pattern[str]) -> str:
-    return lookalike.sub(lambda m: "\u2039" + m.group(1) + m.group(2), text)
-
-
-def _fence(tag: str, text: str, nonce: str, lookalike: re.Pattern[str]) -> str:
-    """`text` between the tags `<tag-nonce>` and `</tag-nonce>`, with whatever `lookalike` finds in it defused."""
-    return f"<{tag}-{nonce}>\n{_defused(text, lookalike)}\n</{tag}-{nonce}>"
+    """Text as a comparison prompt fences it: look-alike comparison tags defused."""
+    return defuse(text, COMPARISON_TAGS)
 
 
 def _fenced_by(nonce: str) -> str:
@@ -83,21 +104,16 @@ def write_comparison(
             "Consider the following conversation between a human and an assistant:\n\n"
             f"{conversation}\n\n{asked}\nOptions:\n(A) {first}\n(B) {second}\n\n{instruction}"
         )
-    nonce = _nonce(conversation, *sorted((first, second)))
+    nonce = nonce_of(conversation, *sorted((first, second)))
     asked = question.format(prompt="the conversation above", response="", critique="", principle=description)
     return (
         "Compare two responses an assistant could give in the conversation below. The conversation and the two "
         f"responses are {_fenced_by(nonce)}\n\n"
-        f"{_fence('conversation', conversation, nonce, _LOOKALIKE)}\n\n"
-        f"Response (A):\n{_fence('response-a', first, nonce, _LOOKALIKE)}\n\n"
-        f"Response (B):\n{_fence('response-b', second, nonce, _LOOKALIKE)}\n\n"
+        f"{fence('conversation', conversation, nonce, COMPARISON_TAGS)}\n\n"
+        f"Response (A):\n{fence('response-a', first, nonce, COMPARISON_TAGS)}\n\n"
+        f"Response (B):\n{fence('response-b', second, nonce, COMPARISON_TAGS)}\n\n"
         f"{asked}\n\n{instruction}"
     )
-
-
-def _nonce(*parts: str) -> str:
-    """Eight hex digits drawn from the fenced texts: a response cannot know the tags that fence it."""
-    return hashlib.sha256("\x00".join(parts).encode()).hexdigest()[:8]
 
 
 def shared_prefix(text: str) -> str:
@@ -140,7 +156,6 @@ DEFAULT_RUBRIC = (
     "to improve; the scores between grade how far it falls short."
 )
 _FENCED_RATED = re.compile(r"<(response)-(\w+)>\n(.*?)\n</\1-\2>", re.S)
-_RATING_LOOKALIKE = re.compile(r"<(\s*/?\s*)(conversation|response)", re.I)
 
 
 def write_rating(
@@ -180,12 +195,12 @@ def _write_rated(
     conversation: str, response: str, asked: str, under: str, scale: int, rubric: str, instruction: str
 ) -> str:
     """A rating prompt: the fenced conversation and response first, then what is asked, the rubric, the instruction."""
-    nonce = _nonce(conversation, response)
+    nonce = nonce_of(conversation, response)
     return (
         "Rate a response an assistant gave in the conversation below. The conversation and the response are "
         f"{_fenced_by(nonce)}\n\n"
-        f"{_fence('conversation', conversation, nonce, _RATING_LOOKALIKE)}\n\n"
-        f"Response:\n{_fence('response', response, nonce, _RATING_LOOKALIKE)}\n\n"
+        f"{fence('conversation', conversation, nonce, RESPONSE_TAGS)}\n\n"
+        f"Response:\n{fence('response', response, nonce, RESPONSE_TAGS)}\n\n"
         f"{asked}"
         f"Rate the response on a scale of 1 to {scale} for {under}. {rubric.format(scale=scale)}\n\n"
         f"{instruction.format(scale=scale)}"
@@ -348,7 +363,6 @@ RANKING_SCHEMA = {
     "required": ["ranking"],
     "additionalProperties": False,
 }
-_RANKING_LOOKALIKE = re.compile(r"<(\s*/?\s*)(conversation|response-\d+)", re.I)
 _FENCED_RANKED = re.compile(r"<(response-(\d+))-(\w+)>\n(.*?)\n</\1-\3>", re.S)
 _RANKING_LIST = re.compile(r"\[([\d\s,]*)\]")
 
@@ -356,16 +370,15 @@ _RANKING_LIST = re.compile(r"\[([\d\s,]*)\]")
 def write_ranking(conversation: str, criteria: list[str], responses: list[str]) -> str:
     """The text of one ordering: a rendered conversation, the principles' descriptions it is ordered by, and the
     responses shown as 1..k in that order. Shared parts first: the instructions, the conversation, the responses."""
-    nonce = _nonce(conversation, *sorted(responses))
+    nonce = nonce_of(conversation, *sorted(responses))
     shown = "\n\n".join(
-        f"Response {n}:\n{_fence(f'response-{n}', text, nonce, _RANKING_LOOKALIKE)}"
-        for n, text in enumerate(responses, 1)
+        f"Response {n}:\n{fence(f'response-{n}', text, nonce, RANKING_TAGS)}" for n, text in enumerate(responses, 1)
     )
     listed = "\n".join(f"- {criterion}" for criterion in criteria)
     return (
         f"Order {len(responses)} responses an assistant could give in the conversation below, from best to worst. "
         f"The conversation and the responses are {_fenced_by(nonce)}\n\n"
-        f"{_fence('conversation', conversation, nonce, _RANKING_LOOKALIKE)}\n\n{shown}\n\n"
+        f"{fence('conversation', conversation, nonce, RANKING_TAGS)}\n\n{shown}\n\n"
         f"Order them by how well each meets these principles:\n{listed}\n\n"
         'Answer with JSON only, {"ranking": [...]}: every response number once, the best first.'
     )

@@ -11,8 +11,8 @@ import pytest
 
 from charter.checklist import Checklist, checklist_from_rows
 from charter.checklist.check import check_response as check_for_reward
-from charter.checklist.probability import NO_LOGPROBS, verdict_probabilities
-from charter.judge.checklist import judge_checklist_pair
+from charter.checklist.check import judge_checklist_pair
+from charter.checklist.prompt import NO_LOGPROBS, verdict_probabilities
 from charter.judge.settings import JudgeSettings
 from charter.providers import get_model
 from charter.records import Message, Pair

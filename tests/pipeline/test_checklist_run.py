@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
+from charter.checklist.store import count_checklists
 from charter.cli import main
 from charter.pipeline.api import run
 from charter.providers import register_script
-from charter.runs.checklists import count_checklists
 from charter.runs.failures import failing_items
 from charter.runs.store import RunStore
 from charter.runs.usage import stored_usage

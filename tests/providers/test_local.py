@@ -458,8 +458,7 @@ async def test_the_embedded_model_as_a_checklist_judge_gives_p_yes_or_says_why_n
     tokens or the reason it has none, never a made-up value; its verdicts may all fail (no JSON), which is data."""
     from charter.checklist import checklist_from_rows
     from charter.checklist.check import checklist_messages, checklist_params
-    from charter.checklist.probability import CHECKLIST_TOP_LOGPROBS, with_probabilities
-    from charter.checklist.prompt import read_checklist_reply
+    from charter.checklist.prompt import CHECKLIST_TOP_LOGPROBS, read_checklist_reply, with_probabilities
 
     items = [{"id": "number", "requirement": "The response gives a specific number.", "weight": 1},
              {"id": "polite", "requirement": "The response says thank you.", "weight": 1}]  # fmt: skip

@@ -12,8 +12,8 @@ import json
 from collections.abc import Mapping
 
 from charter.agreement.labels import JudgedPair
+from charter.checklist.store import checklist_record
 from charter.records import Record
-from charter.runs.checklists import checklist_record
 from charter.runs.item_labels import ItemLabel, item_labels
 from charter.runs.store import RunStore
 from charter.stats.intervals import wilson_interval

@@ -1,6 +1,7 @@
-"""Checklists: yes/no items (from a model, a dataset column or the constitution's criteria), the explicit
-aggregation of their verdicts into a score and a preference, and the wire format of the one call a response that
-answers them."""
+"""Checklists, one home: yes/no items (from a model, a dataset column or the constitution's criteria) and their
+versions during training, the aggregation of their verdicts into a score and a preference, the wire format of the one
+call a response that answers them, `check_response` (the one function that checks a response), judge mode
+`checklist`'s pair judgment, and each prompt's checklist kept in a run store (`charter.checklist.store`)."""
 
 from charter.checklist.aggregate import (
     ChecklistPreference,
@@ -11,8 +12,10 @@ from charter.checklist.aggregate import (
     score_checklist,
     verifier_verdicts,
 )
+from charter.checklist.check import CheckedResponse, check_response, judge_checklist_pair
 from charter.checklist.items import (
     Checklist,
+    ChecklistBook,
     ChecklistItem,
     checklist_from_criteria,
     checklist_from_rows,
@@ -29,17 +32,21 @@ from charter.checklist.prompt import (
 
 __all__ = [
     "CHECKLIST_FORMAT",
+    "CheckedResponse",
     "Checklist",
+    "ChecklistBook",
     "ChecklistItem",
     "ChecklistPreference",
     "ChecklistScore",
     "ItemVerdict",
     "Verdict",
+    "check_response",
     "checklist_from_criteria",
     "checklist_from_rows",
     "checklist_request",
     "checklist_schema",
     "item_from_data",
+    "judge_checklist_pair",
     "preference",
     "read_checklist_prompt",
     "read_checklist_reply",

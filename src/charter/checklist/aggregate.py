@@ -33,6 +33,10 @@ from charter.errors import ConfigError
 from charter.records import MAX_WEIGHT, ChecklistScore, ItemVerdict, Record, Verdict, VerdictBy
 from charter.verify import resolve
 
+#: How a checklist's verdicts become a response's score: `explicit`, by the items' weights with gates (the rules
+#: above); `implicit`, by the judge's overall score of the response given the checklist, asked in the same call.
+Aggregation = Literal["explicit", "implicit"]
+AGGREGATIONS: tuple[Aggregation, ...] = ("explicit", "implicit")
 #: Two scores closer than this are a tie.
 TIE_EPS = 1e-9
 
@@ -166,6 +170,8 @@ def _verified(item: ChecklistItem, verifier: str, response: str, prompt: str) ->
 
 
 __all__ = [
+    "AGGREGATIONS",
+    "Aggregation",
     "ChecklistPreference",
     "ChecklistScore",
     "ItemVerdict",

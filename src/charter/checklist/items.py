@@ -4,7 +4,8 @@ A checklist is a list of yes/no items, each with a weight (or a category standin
 failed gated item caps the response's score), a reference answer and a verifier (a `charter.verify` check that
 answers the item by code, never the judge). It comes from one of three sources: a model that writes one per prompt
 (`model`), a dataset column (`column`) or the constitution's criteria (`criteria`). Its fingerprint is the sha256 of
-its canonical JSON (source, version and items), so a changed item is a changed checklist.
+its canonical JSON (source, version and items), so a changed item is a changed checklist. A constitution's criteria
+compiled into its checklist are also described here, in words and as data (`charter constitutions rubric`).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from pydantic import Field, ValidationError, computed_field, field_validator, model_validator
@@ -120,6 +122,44 @@ class Checklist(Record):
         return [i for i in self.items if i.verifier is None]
 
 
+@dataclass
+class ChecklistBook:
+    """The items a checklist reward adds to every prompt's checklist during training (`checklist.refresh_every`),
+    by version (version 1 has none). Each accepted batch of items raises the version by one; every reward names the
+    version its checklist had, and the fingerprint of a prompt's checklist changes with it, so that a reward given
+    under an older version is never reused for a newer one."""
+
+    added: list[ChecklistItem] = field(default_factory=list)
+    """Every item accepted so far, in the order they were accepted."""
+    versions: dict[int, list[str]] = field(default_factory=dict)
+    """The ids each version added (version 2 onwards), by version."""
+    written: dict[str, Checklist] = field(default_factory=dict)
+    """The checklists a writer model wrote, by prompt fingerprint (one call a prompt)."""
+
+    @property
+    def version(self) -> int:
+        """The current version: 1, plus one for each refresh that accepted items."""
+        return 1 + len(self.versions)
+
+    def accept(self, items: list[ChecklistItem]) -> int:
+        """Add `items` (ids not yet used) as a new version; returns the version (unchanged when none is new)."""
+        known = {item.id for item in self.added}
+        fresh = [item for item in items if item.id not in known]
+        if fresh:
+            self.added.extend(fresh)
+            self.versions[self.version + 1] = [item.id for item in fresh]
+        return self.version
+
+    def extend(self, checklist: Checklist) -> Checklist:
+        """A prompt's checklist with the added items after its own (an id it already has is kept as it is) and the
+        book's version."""
+        if not self.added:
+            return checklist
+        own = {item.id for item in checklist.items}
+        items = [*checklist.items, *(item for item in self.added if item.id not in own)]
+        return Checklist(items=items, source=checklist.source, version=checklist.version + len(self.versions))
+
+
 def item_from_criterion(constitution: Constitution, principle_id: str, criterion: Criterion) -> ChecklistItem:
     """A constitution criterion as a checklist item: its weight (or its category's), its gate's cap."""
     return ChecklistItem(
@@ -224,12 +264,65 @@ def _first_error(exc: ValidationError) -> tuple[tuple, str]:
     return loc, first["msg"].removeprefix("Value error, ")
 
 
+#: How a checklist's verdicts become a score, in one paragraph (the rules are `charter.checklist.aggregate`'s).
+SCORING = (
+    "score = (sum of the weights of the items answered yes + the pitfalls' total |weight|) / (the positive weights + "
+    "the pitfalls' |weight|), over the items answered yes or no, on 0..1; n/a and failed items are left out of both "
+    "sums (the failed share is recorded; all failed: no score); a failed gate (a no, or a yes for a pitfall) caps "
+    "the score at its cap."
+)
+
+
+def compiled_rubric(constitution: Constitution) -> Checklist | None:
+    """The checklist of the constitution's criteria, or None when no principle carries any."""
+    return checklist_from_criteria(constitution) if constitution.has_criteria else None
+
+
+def rubric_data(constitution: Constitution) -> dict[str, Any]:
+    """The compiled rubric as JSON data: the constitution, its checklist (null without criteria), the principles
+    judged as a whole, and the scoring rule."""
+    checklist = compiled_rubric(constitution)
+    return {
+        "constitution": constitution.name,
+        "constitution_hash": constitution.hash,
+        "checklist": None if checklist is None else checklist.model_dump(mode="json"),
+        "judged_whole": [p.id for p in constitution.principles if not p.criteria],
+        "scoring": SCORING,
+    }
+
+
+def rubric_lines(constitution: Constitution) -> list[str]:
+    """The compiled rubric, a line per criterion under its principle."""
+    checklist = compiled_rubric(constitution)
+    lines = [f"{constitution.name} version {constitution.version}, sha256 {constitution.short_hash}"]
+    if checklist is None:
+        return [*lines, "no principle carries criteria: each principle is judged as a whole"]
+    lines.append(f"checklist fingerprint {checklist.fingerprint[:12]}, {len(checklist.items)} items")
+    for principle in constitution.principles:
+        if not principle.criteria:
+            lines.append(f"{principle.id}: no criteria (judged as a whole)")
+            continue
+        lines.append(f"{principle.id}:")
+        for item in (i for i in checklist.items if i.principle_id == principle.id):
+            kind = f"{item.category} " if item.category else ""
+            gate = f", gate: caps at {item.gate_cap:g}" if item.gate_cap is not None else ""
+            checked = f", checked by verifier {item.verifier}" if item.verifier else ""
+            lines.append(f"  [{kind}{item.weight:+g}{gate}{checked}] {item.id}: {item.requirement}")
+    lines.append(f"scoring: {SCORING}")
+    return lines
+
+
 __all__ = [
+    "SCORING",
     "Checklist",
+    "ChecklistBook",
     "ChecklistItem",
     "Source",
     "checklist_from_criteria",
     "checklist_from_rows",
+    "compiled_rubric",
     "item_from_criterion",
     "item_from_data",
+    "rubric_data",
+    "rubric_lines",
 ]

@@ -90,7 +90,7 @@ class Kind:
     """A rating kind: rates one response (online rewards and ranked samples ask this)."""
     by_checklist: bool = False
     """Checks each response against its prompt's checklist rather than the constitution's principles: a run judges
-    its pairs with `charter.judge.checklist` and the prompt's checklist (a `checklist:` section), not with `judge`."""
+    its pairs with `charter.checklist.check` and the prompt's checklist (a `checklist:` section), not with `judge`."""
 
 
 @dataclass(frozen=True)

@@ -199,7 +199,7 @@ def rubric_command(
     are scored."""
     import json
 
-    from charter.checklist.describe import rubric_data, rubric_lines
+    from charter.checklist.items import rubric_data, rubric_lines
     from charter.constitutions.loader import load_constitution
 
     constitution = load_constitution(source)

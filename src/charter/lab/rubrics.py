@@ -33,25 +33,14 @@ from typing import Any, Literal
 
 import numpy as np
 
-from charter.checklist import (
-    Checklist,
-    ChecklistItem,
-    ItemVerdict,
-    checklist_request,
-    checklist_schema,
-    preference,
-    read_checklist_reply,
-    score_checklist,
-    verifier_verdicts,
-)
+from charter.checklist import Checklist, ChecklistItem, ItemVerdict, preference, score_checklist
+from charter.checklist.check import check_response
 from charter.constitutions.schema import CATEGORY_WEIGHTS, DEFAULT_GATE_CAP
-from charter.errors import FatalProviderError, ProviderError
 from charter.lab.infer import PROPOSE_HEAD, deduplicate, propose_each, request_for, screen
 from charter.lab.learning import Estimate
 from charter.lab.votes import LabelledPair, slug
 from charter.providers.base import ChatModel, SamplingParams
 from charter.records import Message
-from charter.records.base import render_conversation
 from charter.stats.intervals import bounded_mean_interval, wilson_interval
 
 Kind = Literal["hard_rule", "principle", "pitfall"]
@@ -151,27 +140,6 @@ def candidate_items(
     return items, rejected
 
 
-async def check_response(
-    model: ChatModel, prompt: list[Message], response: str, checklist: Checklist, params: SamplingParams
-) -> dict[str, ItemVerdict]:
-    """Every item's verdict on one response: one checklist call for the judged items (a failed call fails each of
-    them, with the error), the verifier's items by code."""
-    verdicts = verifier_verdicts(checklist, response, render_conversation(prompt))
-    ids = [item.id for item in checklist.judged]
-    if not ids:
-        return verdicts
-    try:
-        [completion] = await model.generate(
-            [checklist_request(prompt, response, checklist)],
-            params.model_copy(update={"json_schema": checklist_schema(ids)}),
-        )
-    except FatalProviderError:
-        raise
-    except ProviderError as exc:
-        return {**verdicts, **{i: ItemVerdict(item_id=i, verdict="failed", error=str(exc)) for i in ids}}
-    return {**verdicts, **read_checklist_reply(completion.text, ids)}
-
-
 @dataclass
 class Checked:
     """Each pair's verdicts on its preferred and its other response, per item id."""
@@ -198,7 +166,8 @@ async def check_pairs(
         found: dict[str, ItemVerdict] = {}
         for chunk in chunks:
             async with semaphore:
-                found.update(await check_response(model, prompt, response, chunk, params))
+                checked = await check_response(model, prompt, response, chunk, params=params, token_probabilities=False)
+                found.update(checked.verdicts)
         return found
 
     def sides(lp: LabelledPair) -> tuple[str, str]:
@@ -282,7 +251,6 @@ __all__ = [
     "Share",
     "candidate_items",
     "check_pairs",
-    "check_response",
     "gain",
     "item_hit",
     "parse_criteria",

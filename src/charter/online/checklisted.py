@@ -18,7 +18,7 @@ from typing import Any
 from charter.checklist.author import WriterBounds
 from charter.checklist.check import CHECKLIST_FORMAT, CheckedResponse, check_response
 from charter.checklist.items import Checklist, checklist_from_criteria, checklist_from_rows
-from charter.checklist.kept import stored_or_written, writing_fingerprint
+from charter.checklist.store import stored_or_written, writing_fingerprint
 from charter.errors import ConfigError, FatalProviderError, JudgeParseError, ProviderError
 from charter.online.config import ChecklistReward
 from charter.online.judging import WRITER_PARAMS, Batch, ScoringEntry, ScoringOptions

@@ -8,7 +8,8 @@ from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from charter.online.book import Aggregation, ChecklistBook
+from charter.checklist.aggregate import Aggregation
+from charter.checklist.items import ChecklistBook
 from charter.online.session import JudgeSession
 from charter.providers import ManagedModel
 from charter.providers.base import SamplingParams

@@ -13,7 +13,7 @@ from pydantic import Field, ModelWrapValidatorHandler, model_validator
 
 from charter.agreement.config import AgreementConfig
 from charter.api_args import public
-from charter.checklist.config import ChecklistConfig
+from charter.checklist.store import ChecklistConfig
 from charter.critique.config import CritiqueConfig
 from charter.dpo.config import DPOConfigModel
 from charter.evals.config import WinrateConfig

@@ -18,10 +18,10 @@ from dataclasses import dataclass, field
 
 from charter.checklist import Checklist, ChecklistItem, checklist_from_criteria, checklist_from_rows
 from charter.checklist.author import read_writer_prompt, write_for_prompt
+from charter.checklist.check import judge_checklist_pair, rank_by_checklist
 from charter.checklist.prompt import read_checklist_prompt
 from charter.constitutions import Constitution
 from charter.critique.chain import run_chain
-from charter.judge.checklist import judge_checklist_pair, rank_by_checklist
 from charter.judge.pairwise import judge_pair, principle_key, principles_for
 from charter.judge.panel import Panel
 from charter.judge.score import rank_samples
@@ -233,7 +233,7 @@ def forecast_checklist(config: RunConfig, constitution: Constitution, prompt: Pr
 
 
 async def write_checklist(walk: Walk, prompt: Prompt, writer: PlanningModel) -> None:
-    """The writer's call for one prompt, as `charter.pipeline.checklists.Checklists` makes it (the checklist
+    """The writer's call for one prompt, as `charter.checklist.store.Checklists` makes it (the checklist
     package's writer, the principles drawn for the prompt)."""
     config, constitution = walk.config, walk.constitution
     assert config.checklist is not None and config.checklist.model is not None

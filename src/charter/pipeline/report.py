@@ -18,8 +18,8 @@ from typing import Any
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 
+from charter.checklist.store import count_checklists
 from charter.evals.during import evaluation_lines
-from charter.pipeline.checklists import checklist_lines
 from charter.pipeline.forecast_show import forecast_section
 from charter.pipeline.report_examples import examples
 from charter.pipeline.report_plots import make_plots
@@ -231,6 +231,21 @@ def _environment() -> Environment:
     )
     env.filters.update(pct=_pct, num=_num, fence=_fence, cell=_cell, conversation=_conversation)
     return env
+
+
+def checklist_lines(store: RunStore, settings: DatasetSettings | None) -> list[str]:
+    """The report's line on the run's checklists: source, writer, how many are stored, the aggregation."""
+    section = None if settings is None else settings.checklist
+    fp = None if settings is None else settings.fingerprints.checklist
+    if section is None or fp is None:
+        return []
+    writer = f" written by {settings.models.get('checklist')}" if settings and section.source == "model" else ""
+    mode = (
+        f", judged item by item ({section.aggregation} aggregation)"
+        if settings and settings.judge.mode_entry.by_checklist
+        else ""
+    )
+    return [f"Checklists: source {section.source}{writer}, {count_checklists(store, fp)} stored{mode}"]
 
 
 def settings_lines(settings: DatasetSettings | None) -> list[str]:

@@ -9,7 +9,7 @@ from typing import Any
 
 import orjson
 
-from charter.checklist.kept import kept_checklist
+from charter.checklist.store import kept_checklist
 from charter.records import ChecklistSide, Fingerprints, ItemVerdict, Judgment, Pair
 from charter.records.base import last_text
 from charter.runs.files import RunFiles

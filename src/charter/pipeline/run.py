@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from charter.checklist.store import check_checklist_config, check_prompt_checklist
 from charter.constitutions import Constitution, load_constitution
 from charter.errors import (
     CharterError,
@@ -29,7 +30,6 @@ from charter.errors import (
 )
 from charter.interrupt import StopRequest
 from charter.judge.panel import Panel
-from charter.pipeline.checklists import check_checklist_config, check_prompt_checklist
 from charter.pipeline.config import RoleConfig, RunConfig
 from charter.pipeline.executors import Executor, LocalExecutor, guarded_stage
 from charter.pipeline.prompts import PromptSet, load_prompts, sync_prompt_set

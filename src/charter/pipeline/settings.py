@@ -5,13 +5,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from charter.checklist.check import checklist_fingerprint_fields
+from charter.checklist.store import checklists_fingerprint
 from charter.constitutions import Constitution
 from charter.critique.chain import chain_fingerprint
 from charter.errors import ConfigError, MissingAPIKey
-from charter.judge.checklist import checklist_fingerprint_fields
 from charter.judge.pairwise import judge_fingerprint
 from charter.judge.panel import panel_label
-from charter.pipeline.checklists import checklists_fingerprint
 from charter.pipeline.config import RoleConfig, RunConfig
 from charter.preference.manifest import ConstitutionInfo, DatasetSettings
 from charter.preference.pairs import samples_fingerprint

@@ -10,15 +10,15 @@ from pathlib import Path
 from typing import Any
 
 from charter.checklist import Checklist
+from charter.checklist.check import judge_checklist_pair, rank_by_checklist
+from charter.checklist.store import Checklists, checklist_failure
 from charter.constitutions import Constitution
 from charter.critique.chain import run_chain
 from charter.errors import FatalProviderError, JudgeParseError, ProviderError, TooManyFailures
-from charter.judge.checklist import judge_checklist_pair, rank_by_checklist
 from charter.judge.pairwise import judge_failure, judge_pair, principle_key, principles_for
 from charter.judge.panel import Panel
 from charter.judge.score import rank_samples
 from charter.judge.settings import JudgeSettings
-from charter.pipeline.checklists import Checklists, checklist_failure
 from charter.pipeline.config import RunConfig
 from charter.preference.diverse import field_text
 from charter.preference.pairs import policy_samples, revision_pair, sample_pair, sample_pairs
@@ -99,9 +99,8 @@ class Work:
         section, fp = self.config.checklist, self.fp.checklist
         if section is None or fp is None:
             return
-        self.checklists = Checklists(
-            section, self.constitution, self.settings, self.config.seed, self.store, fp, writer
-        )
+        drawn = lambda prompt_id: principles_for(self.constitution, self.settings, prompt_id, self.config.seed)  # noqa: E731
+        self.checklists = Checklists(section, self.constitution, drawn, self.store, fp, writer)
         self.by_checklist = self.settings.mode_entry.by_checklist
         self.failing["checklist"] = failing_items(self.store, "checklist", fp)
         self.quarantined["checklist"] = {

@@ -11,7 +11,7 @@ from typing import Any
 
 from pydantic import Field
 
-from charter.checklist.config import ChecklistConfig
+from charter.checklist.store import ChecklistConfig
 from charter.critique.config import CritiqueConfig
 from charter.judge.settings import JudgeSettings
 from charter.preference.config import FiltersConfig, PairsConfig

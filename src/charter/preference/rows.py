@@ -8,7 +8,8 @@ import json
 from collections.abc import Iterable, Iterator
 from typing import Any
 
-from charter.judge.checklist import side_score
+from charter.checklist.check import side_score
+from charter.checklist.store import stored_checklist
 from charter.preference.manifest import DatasetSettings
 from charter.records import (
     CalibrationMap,
@@ -24,7 +25,6 @@ from charter.records import (
     SFTRow,
 )
 from charter.records.base import last_text
-from charter.runs.checklists import stored_checklist
 from charter.runs.items import iter_prompts, pairs_with_judgments, stored_chains
 from charter.runs.store import RunStore
 from charter.verify import check, resolve, verifier_name

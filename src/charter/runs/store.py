@@ -28,7 +28,7 @@ Tables (records as JSON in `record` columns; see charter.records):
   rewards(id, key, step, rank, scoring, reward, status, record, created_at)
                                                      online training's judge rewards (charter.runs.rewards)
   checklists(prompt_id, fingerprint, status, source, model, prompt_format, version, checklist_fingerprint, record,
-             created_at)                             each prompt's checklist (charter.runs.checklists)
+             created_at)                             each prompt's checklist (charter.checklist.store)
   item_labels(pair_id, item_id, side, annotator, verdict, created_at)
                                                      people's verdicts on single checklist items (.item_labels)
 """
@@ -161,7 +161,7 @@ def _to_6(db: Any) -> None:
     _mark(db, 6)
 
 
-#: 7: each prompt's checklist (charter.runs.checklists); people's item verdicts (charter.runs.item_labels).
+#: 7: each prompt's checklist (charter.checklist.store); people's item verdicts (charter.runs.item_labels).
 CHECKLISTS_SCHEMA = """
 CREATE TABLE IF NOT EXISTS checklists (prompt_id TEXT, fingerprint TEXT, status TEXT, source TEXT, model TEXT,
                                        prompt_format INTEGER, version INTEGER, checklist_fingerprint TEXT,
@@ -173,7 +173,7 @@ CREATE TABLE IF NOT EXISTS item_labels (pair_id TEXT, item_id TEXT, side TEXT CH
 
 
 def _to_7(db: Any) -> None:
-    """7: each prompt's checklist, with its provenance (charter.runs.checklists), and people's verdicts on single
+    """7: each prompt's checklist, with its provenance (charter.checklist.store), and people's verdicts on single
     checklist items of spot-checked pairs (charter.runs.item_labels)."""
     for statement in script_statements(CHECKLISTS_SCHEMA):
         db.execute(statement)

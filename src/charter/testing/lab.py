@@ -41,7 +41,7 @@ from charter.checklist.author import read_writer_prompt
 from charter.checklist.prompt import read_checklist_prompt
 from charter.judge_prompt import read_comparison, read_question, write_verdict
 from charter.lab.checks import NEGATED
-from charter.lab.infer import OTHER, PREFERRED
+from charter.lab.infer import read_proposal
 from charter.providers.scripted import register_script
 from charter.records.base import user
 
@@ -187,10 +187,10 @@ def _judge_script(p_a: Callable[[str], float]) -> tuple[Callable, Callable]:
 
 def _proposer(messages, params):  # noqa: ANN001, ANN202
     text = messages[-1].content
-    match = re.search(rf"{PREFERRED}\s*(.*?)\s*{OTHER}\s*(.*?)\s*(?:\n\n|$)", text, re.S)
-    if match is None:
+    shown = read_proposal(text)
+    if shown is None:
         return "I cannot tell."
-    preferred, other = (m.strip().strip("<>").strip() for m in match.groups())
+    preferred, other = (m.strip().strip("<>").strip() for m in shown)
     rng = random.Random(hashlib.sha256(text.encode()).hexdigest())
     found = [rng.choice(RULES[r][0]) for r in RULES if prefers_first(r, preferred, other) > 0.5]
     return json.dumps(found)
@@ -224,11 +224,10 @@ def criterion_of(requirement: str) -> str | None:
 
 
 def _rubric_proposer(messages, params):  # noqa: ANN001, ANN202
-    text = messages[-1].content
-    match = re.search(rf"{PREFERRED}\s*(.*?)\s*{OTHER}\s*(.*?)\s*(?:\n\n|$)", text, re.S)
-    if match is None:
+    shown = read_proposal(messages[-1].content)
+    if shown is None:
         return "I cannot tell."
-    preferred, other = (m.strip() for m in match.groups())
+    preferred, other = (m.strip() for m in shown)
     found = []
     for requirement, kind, holds in CRITERIA.values():
         met, other_met = holds(preferred), holds(other)
