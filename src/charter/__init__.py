@@ -46,8 +46,8 @@ _API = {
     "winrate": "charter.evals.winrate",
     "arena": "charter.evals.arena",
     "ArenaConfig": "charter.evals.arena",
-    "evaluate_rm": "charter.evals.rm_eval",
-    "RmEvalConfig": "charter.evals.rm_eval",
+    "evaluate_rm": "charter.evals.rm",
+    "RmEvalConfig": "charter.evals.rm",
     "WinRateCallback": "charter.evals.callback",
     "publish": "charter.hub.push",
     "load_preferences": "charter.hub.load",
@@ -91,7 +91,7 @@ _API = {
     "OnlineDPOConfig": "charter.online.config",
     "OnlineDPOMetrics": "charter.online.metrics",
     "RewardFunction": "charter.online.reward",
-    "WinrateConfig": "charter.evals.config",
+    "WinrateConfig": "charter.evals.winrate",
     "WinrateSummary": "charter.evals.winrate",
     "PublishResult": "charter.hub.push",
     "MixedRow": "charter.hub.mix",
@@ -122,9 +122,8 @@ if TYPE_CHECKING:  # what type checkers and IDEs see: every public name with its
     from charter.dpo.train import DPOMetrics, train_dpo
     from charter.evals.arena import ArenaConfig, arena
     from charter.evals.callback import WinRateCallback
-    from charter.evals.config import WinrateConfig
-    from charter.evals.rm_eval import RmEvalConfig, evaluate_rm
-    from charter.evals.winrate import WinrateSummary, winrate
+    from charter.evals.rm import RmEvalConfig, evaluate_rm
+    from charter.evals.winrate import WinrateConfig, WinrateSummary, winrate
     from charter.hub.load import load_preferences
     from charter.hub.mix import MixedRow, mix
     from charter.hub.mixbuild import mix_from_plan

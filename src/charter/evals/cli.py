@@ -48,7 +48,7 @@ def winrate(
     ),
 ) -> None:
     """Win rate of a candidate against a base model, judged in both orders, with a 95% CI."""
-    from charter.evals.config import WinrateConfig
+    from charter.evals.winrate import WinrateConfig
     from charter.evals.winrate import winrate as run_winrate
     from charter.progress import spinner
     from charter.yamlio import model_from_data
@@ -189,7 +189,7 @@ def rm(
     ),
 ) -> None:
     """Reward-model (or judge) accuracy on preference pairs, per subset with exact 95% intervals, and best-of-N."""
-    from charter.evals.rm_eval import RmEvalConfig, evaluate_rm
+    from charter.evals.rm import RmEvalConfig, evaluate_rm
     from charter.progress import spinner
     from charter.yamlio import model_from_data
 

@@ -16,7 +16,7 @@ from charter.api_args import public
 from charter.checklist.config import ChecklistConfig
 from charter.critique.config import CritiqueConfig
 from charter.dpo.config import DPOConfigModel
-from charter.evals.config import WinrateConfig
+from charter.evals.winrate import WinrateConfig
 from charter.judge.settings import JudgeConfig
 from charter.preference.config import FiltersConfig, PairsConfig
 from charter.prompts import PromptsConfig
