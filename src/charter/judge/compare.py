@@ -16,8 +16,7 @@ from typing import Any
 from charter.concurrency import warm_then_fan_out
 from charter.constitutions.schema import Constitution, Principle
 from charter.errors import JudgeParseError
-from charter.judge.asking import ask_until_read, dooms_run
-from charter.judge.entry import JudgeOptions, Kind, Outcome
+from charter.judge.judgment import JudgeOptions, Kind, VoteOutcome, ask_until_read, dooms_run
 from charter.judge_prompt import write_comparison
 from charter.messages import render_conversation, user
 from charter.providers.base import ChatModel, Completion, Messages
@@ -112,7 +111,7 @@ def _vote(principle_id: str, answers: Sequence[_Asked]) -> tuple[Vote, int, int]
 
 async def compare_principles(
     model: ChatModel, constitution: Constitution, pair: Pair, settings: JudgeOptions, principle_ids: list[str]
-) -> list[Outcome]:
+) -> list[VoteOutcome]:
     """Pairwise modes: every principle in each order, one call each; a principle's outcome is its vote or the error
     of its first failed order.
 
@@ -127,7 +126,7 @@ async def compare_principles(
     if len(outcomes) < len(calls):  # the first call failed in a way that dooms the run: nothing else was sent
         return outcomes
     by_order = [outcomes[: len(first)], *outcomes[len(first) :]]
-    votes: list[Outcome] = []
+    votes: list[VoteOutcome] = []
     for i, pid in enumerate(principle_ids):
         answers = [order[i] for order in by_order]
         errors = [a for a in answers if isinstance(a, BaseException)]

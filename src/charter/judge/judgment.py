@@ -5,16 +5,21 @@
 - `Kind`: what kind of judgment the mode makes: a callable that judges a pair under its principles (comparing the
   two responses in one prompt, or rating each alone), and for a rating kind the callable that rates one response;
 - `JudgeOptions`: what a kind of judgment reads of its settings (`charter.judge.settings.JudgeSettings` has it).
+
+What every judgment does the same way: ask until the reply can be read, gather calls that all run to their end,
+and tell an item's failure from one that stops the run.
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, Protocol, TypeVar
 
 from charter.constitutions.schema import Constitution
-from charter.providers.base import ChatModel, SamplingParams
+from charter.errors import FatalProviderError, JudgeParseError, ProviderError
+from charter.providers.base import ChatModel, Completion, Messages, SamplingParams
 from charter.records import Message, Pair, Vote
 
 
@@ -57,10 +62,10 @@ class PrincipleScore:
 #: Whether each comparison is asked with the responses in both orders or in one.
 Orders = Literal["both", "one"]
 #: One principle's vote with its prompt and completion tokens, or the error that stopped it.
-Outcome = tuple[Vote, int, int] | BaseException
+VoteOutcome = tuple[Vote, int, int] | BaseException
 #: Judges a pair under each principle (model, constitution, pair, settings, principle ids): an outcome each (or one
 #: error standing for every principle a single call covered); every call runs to its end before it returns.
-JudgesPair = Callable[[ChatModel, Constitution, Pair, "JudgeOptions", list[str]], Awaitable[list[Outcome]]]
+JudgesPair = Callable[[ChatModel, Constitution, Pair, "JudgeOptions", list[str]], Awaitable[list[VoteOutcome]]]
 
 
 @dataclass(frozen=True)
@@ -127,3 +132,52 @@ class JudgeOptions(Protocol):
     def reply(self) -> Reply: ...
 
     def attempt(self, number: int) -> SamplingParams: ...
+
+
+T = TypeVar("T")
+
+
+async def ask_until_read(
+    model: ChatModel,
+    request: Messages,
+    settings: JudgeOptions,
+    read: Callable[[str], T],
+    failed: Callable[[JudgeParseError, list[Completion]], JudgeParseError],
+    json_schema: dict[str, Any] | None = None,
+) -> tuple[T, list[Completion]]:
+    """What `read` finds in the judge's reply to `request`, and every completion asked for it: a reply `read` cannot
+    read (`JudgeParseError`) is asked again with the next try's sampling (`settings.attempt`), up to
+    `settings.max_reasks` times; then the error `failed` makes of the last one and the completions is raised. Never a
+    default."""
+    completions: list[Completion] = []
+    last = JudgeParseError("no reply")
+    for attempt in range(settings.max_reasks + 1):
+        params = settings.attempt(attempt)
+        if json_schema is not None:
+            params = params.model_copy(update={"json_schema": json_schema})
+        [completion] = await model.generate([request], params)
+        completions.append(completion)
+        try:
+            return read(completion.text), completions
+        except JudgeParseError as exc:
+            last = exc
+    raise failed(last, completions)
+
+
+def raise_first(outcomes: Sequence[T | BaseException]) -> list[T]:
+    """The outcomes, or the first error among them raised."""
+    for outcome in outcomes:
+        if isinstance(outcome, BaseException):
+            raise outcome
+    return [o for o in outcomes if not isinstance(o, BaseException)]
+
+
+async def gather_all(*calls: Awaitable[T]) -> list[T]:
+    """Every call's result; every call runs to its end (its answer is paid for and cached) before the first error, if
+    any, is raised."""
+    return raise_first(await asyncio.gather(*calls, return_exceptions=True))
+
+
+def dooms_run(error: BaseException) -> bool:
+    """An error that is not one item's failure (auth, budget, a bug): it stops the run."""
+    return not isinstance(error, JudgeParseError | ProviderError) or isinstance(error, FatalProviderError)

@@ -1,5 +1,5 @@
 """The table of judge modes: one entry a mode, and every behaviour that depends on the mode read from it (never from
-an `if mode == ...` elsewhere). An entry (`Mode`, see `charter.judge.entry`) holds:
+an `if mode == ...` elsewhere). An entry (`Mode`, see `charter.judge.judgment`) holds:
 
 - `kind`: what kind of judgment it is: `COMPARES` (pairwise: the two responses in one prompt, an option letter or the
   option tokens' probabilities, in both orders where set), `RATES_EACH_PRINCIPLE` or `RATES_ALL_PRINCIPLES` (rating:
@@ -20,7 +20,7 @@ from __future__ import annotations
 from charter.checklist.prompt import CHECKLIST_INSTRUCTION, read_checklist_reply
 from charter.errors import ConfigError
 from charter.judge.compare import COMPARES
-from charter.judge.entry import Kind, Mode, Reply
+from charter.judge.judgment import Kind, Mode, Reply
 from charter.judge.score import RATES_ALL_PRINCIPLES, RATES_EACH_PRINCIPLE
 from charter.judge_prompt import (
     read_letter,

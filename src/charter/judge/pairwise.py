@@ -14,8 +14,8 @@ from collections.abc import AsyncIterable, AsyncIterator, Iterable, Sequence
 from charter.concurrency import bounded_map
 from charter.constitutions.schema import Constitution
 from charter.errors import ConfigError, JudgeParseError, ProviderError
-from charter.judge.asking import dooms_run
 from charter.judge.compare import COMPARES, comparison_prompt, p_first, same_winner
+from charter.judge.judgment import dooms_run
 from charter.judge.settings import JudgeSettings
 from charter.judge_prompt import PROMPT_FORMAT, RATING_FORMAT
 from charter.providers.base import ChatModel

@@ -14,8 +14,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from charter.constitutions.schema import Constitution
-from charter.judge.asking import gather_all
-from charter.judge.entry import JudgeOptions
+from charter.judge.judgment import JudgeOptions, gather_all
 from charter.judge.pairwise import judge_pair
 from charter.providers.base import ChatModel
 from charter.records import Judgment, Pair

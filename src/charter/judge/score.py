@@ -15,8 +15,18 @@ from collections.abc import Sequence
 from charter.concurrency import warm_then_fan_out
 from charter.constitutions.schema import Constitution
 from charter.errors import ConfigError, JudgeParseError
-from charter.judge.asking import ask_until_read, dooms_run, gather_all, raise_first
-from charter.judge.entry import JudgeOptions, Kind, Outcome, PrincipleScore, RatesResponse, ToRate
+from charter.judge.judgment import (
+    JudgeOptions,
+    Kind,
+    PrincipleScore,
+    RatesResponse,
+    ToRate,
+    VoteOutcome,
+    ask_until_read,
+    dooms_run,
+    gather_all,
+    raise_first,
+)
 from charter.judge_prompt import DEFAULT_RUBRIC, rubric_schema, write_rating, write_rubric
 from charter.messages import render_conversation, user
 from charter.providers.base import ChatModel, Completion, Messages
@@ -215,9 +225,9 @@ def p_first_from_scores(score_a: float, score_b: float, scale: int) -> float:
     return 0.5 + (score_a - score_b) / (2 * (scale - 1))
 
 
-def _votes(scores_a: list[PrincipleScore], scores_b: list[PrincipleScore], scale: int) -> list[Outcome]:
+def _votes(scores_a: list[PrincipleScore], scores_b: list[PrincipleScore], scale: int) -> list[VoteOutcome]:
     """Each principle's vote from the two responses' scores under it, with the tokens of both ratings."""
-    votes: list[Outcome] = []
+    votes: list[VoteOutcome] = []
     for a, b in zip(scores_a, scores_b):
         p_a = p_first_from_scores(a.score, b.score, scale)
         vote = Vote(principle_id=a.principle_id, p_a=p_a, p_a_ab=p_a, score_a=a.score, score_b=b.score)
@@ -227,7 +237,7 @@ def _votes(scores_a: list[PrincipleScore], scores_b: list[PrincipleScore], scale
 
 async def _judge_principle(
     model: ChatModel, constitution: Constitution, pair: Pair, settings: JudgeOptions, principle_id: str
-) -> Outcome:
+) -> VoteOutcome:
     """Mode `score`: rate `a` and `b` alone under one principle; the vote's p is 0.5 plus half the normalised gap."""
     a, b = await gather_all(
         score_each(model, constitution, ToRate(pair.prompt, pair.a, [principle_id]), settings),
@@ -238,7 +248,7 @@ async def _judge_principle(
 
 async def judge_each_principle(
     model: ChatModel, constitution: Constitution, pair: Pair, settings: JudgeOptions, principle_ids: list[str]
-) -> list[Outcome]:
+) -> list[VoteOutcome]:
     """Mode `score`: each principle's vote from `a` and `b` rated alone under it (the first principle's ratings warm
     the provider's cache for the others: a's and b's prompts share no long prefix)."""
     return await warm_then_fan_out(
@@ -250,7 +260,7 @@ async def judge_each_principle(
 
 async def judge_all_principles(
     model: ChatModel, constitution: Constitution, pair: Pair, settings: JudgeOptions, principle_ids: list[str]
-) -> list[Outcome]:
+) -> list[VoteOutcome]:
     """Mode `rubric`: `a` and `b` rated alone, each in one call for every principle; the votes are those of mode
     `score` (the call's tokens count on the first principle's vote). A failure stands for every principle."""
     try:

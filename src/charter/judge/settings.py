@@ -7,7 +7,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, Field, model_validator
 
-from charter.judge.entry import Mode, Orders, Reply
+from charter.judge.judgment import Mode, Orders, Reply
 from charter.judge.modes import MODES, mode, pairwise_modes, rating_readers
 from charter.providers.base import SamplingParams
 from charter.providers.config import RoleConfig
