@@ -28,7 +28,6 @@ import asyncio
 import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 from charter.checklist import Checklist, preference, score_checklist, verifier_verdicts
 from charter.checklist.config import Aggregation
@@ -40,7 +39,8 @@ from charter.checklist.prompt import (
     read_checklist_reply,
     read_overall,
 )
-from charter.errors import ProviderError
+from charter.errors import ConfigError, ProviderError
+from charter.judge.judgment import ChecklistCriteria, JudgeOptions, Kind, Scored, VoteOutcome
 from charter.judge.score import dooms_run, p_first_from_scores
 from charter.providers.base import ChatModel
 from charter.records import (
@@ -54,9 +54,6 @@ from charter.records import (
     Sample,
     Vote,
 )
-
-if TYPE_CHECKING:
-    from charter.judge.settings import JudgeSettings
 
 #: The top of the implicit aggregation's overall score.
 OVERALL_SCALE = 10
@@ -82,7 +79,7 @@ async def check_response(
     prompt: list[Message],
     response: str,
     checklist: Checklist,
-    settings: JudgeSettings,
+    settings: JudgeOptions,
     aggregation: Aggregation,
 ) -> Checked:
     """Check one response: verifier items by code, the others in one call (asked again while an item or the
@@ -155,7 +152,7 @@ async def judge_checklist_pair(
     model: ChatModel,
     pair: Pair,
     checklist: Checklist,
-    settings: JudgeSettings,
+    settings: JudgeOptions,
     aggregation: Aggregation,
     principle_ids: list[str],
     judge_fp: str,
@@ -172,7 +169,7 @@ async def judge_checklist_pair(
         Judgment,
         pair_id=pair.pair_id,
         fingerprint=judge_fp,
-        mode=settings.mode,
+        mode=settings.mode_entry.name,
         orders="one",
         judge_model=model.model_id,
     )
@@ -220,7 +217,7 @@ async def rank_by_checklist(
     prompt: list[Message],
     samples: Sequence[Sample],
     checklist: Checklist,
-    settings: JudgeSettings,
+    settings: JudgeOptions,
     aggregation: Aggregation,
 ) -> list[tuple[Sample, float]]:
     """Each sample with a score under the aggregation, best first (ties in sample order), one call a distinct text
@@ -240,7 +237,44 @@ async def rank_by_checklist(
     return [(s, float(scores[s.text] or 0.0)) for s in ranked]
 
 
+async def _judge_pair_by_checklist(
+    model: ChatModel, pair: Pair, criteria: ChecklistCriteria, settings: JudgeOptions, ids: list[str], judge_fp: str
+) -> Judgment:
+    return await judge_checklist_pair(model, pair, criteria.checklist, settings, criteria.aggregation, ids, judge_fp)
+
+
+async def _rank_samples_by_checklist(
+    model: ChatModel,
+    prompt: list[Message],
+    samples: Sequence[Sample],
+    criteria: ChecklistCriteria,
+    settings: JudgeOptions,
+) -> list[Scored]:
+    return await rank_by_checklist(model, prompt, samples, criteria.checklist, settings, criteria.aggregation)
+
+
+async def _needs_its_checklist(*_: object) -> list[VoteOutcome]:
+    """A checklist kind judges a pair against its prompt's checklist (`judge_by_checklist`, which
+    `charter.judge.pairwise.judge_pair` calls with the `ChecklistCriteria` it is given); a bare pair carries none."""
+    raise ConfigError(
+        "judge mode checklist judges a pair against its prompt's checklist: use it in a run with a `checklist:` "
+        "section, or `scoring: checklist` for rewards"
+    )
+
+
+#: Each response checked alone against its prompt's checklist (mode `checklist`).
+CHECKS_ITEMS = Kind(
+    "checklist",
+    _needs_its_checklist,
+    subject="response",
+    criteria="checklist",
+    judge_by_checklist=_judge_pair_by_checklist,
+    rank_by_checklist=_rank_samples_by_checklist,
+)
+
+
 __all__ = [
+    "CHECKS_ITEMS",
     "OVERALL_SCALE",
     "Checked",
     "check_response",

@@ -1,13 +1,18 @@
-"""What an entry of the table of modes is made of (`charter.judge.modes` holds the entries):
+"""A judgment, and what every judgment does the same way.
+
+A judgment is a subject (a response, a pair, a group of responses) judged against criteria (the constitution's
+principles, or the prompt's own checklist) by a kind of judgment (pairwise, rating, checklist, ranking), with a reply
+asked for and read one way. The table of modes (`charter.judge.modes`) holds one `Mode` entry a mode, made of:
 
 - `Reply`: how a reply is asked for and read: the instruction that ends the prompt, the reader of a text reply (or
-  the option tokens' log-probabilities instead), whether each vote is clamped, the reply budget;
-- `Kind`: what kind of judgment the mode makes: a callable that judges a pair under its principles (comparing the
-  two responses in one prompt, or rating each alone), and for a rating kind the callable that rates one response;
+  the option tokens' log-probabilities instead), the options with what each says, whether each vote is clamped, the
+  reply budget, and how a scripted judge writes such a reply (`answer`);
+- `Kind`: what kind of judgment the mode makes: its subject and criteria, and the callables that judge (a pair under
+  its principles, one response alone, a pair or samples by their prompt's checklist, a group in one ordering);
 - `JudgeOptions`: what a kind of judgment reads of its settings (`charter.judge.settings.JudgeSettings` has it).
 
-What every judgment does the same way: ask until the reply can be read, gather calls that all run to their end,
-and tell an item's failure from one that stops the run.
+Every judgment asks until the reply can be read, gathers calls that all run to their end, and tells an item's
+failure from one that stops the run (`ask_until_read`, `gather_all`, `dooms_run`).
 """
 
 from __future__ import annotations
@@ -17,10 +22,12 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol, TypeVar
 
+from charter.checklist.config import Aggregation
+from charter.checklist.items import Checklist
 from charter.constitutions.schema import Constitution
-from charter.errors import FatalProviderError, JudgeParseError, ProviderError
+from charter.errors import ConfigError, FatalProviderError, JudgeParseError, ProviderError
 from charter.providers.base import ChatModel, Completion, Messages, SamplingParams
-from charter.records import Message, Pair, Vote
+from charter.records import Judgment, Message, Pair, Sample, Vote
 
 
 @dataclass(frozen=True)
@@ -41,6 +48,19 @@ class Reply:
     """Each vote is clamped into `JudgeSettings.clamp` (chain-of-thought labels, Bai et al. 2022)."""
     max_tokens: int = 8
     """The reply budget of a text reply when `judge.params` sets none."""
+    options: Mapping[str, float] = field(default_factory=lambda: dict(LETTERS))
+    """A comparison's options, each with the P(the response shown first is preferred) it says: what `read` returns
+    (one of them), and the tokens asked for when the reply is log-probabilities (P(first) is then the expected value
+    over them). A graded mode gives more than two (`A>>B`: 1.0, `A>B`: 0.75, ...)."""
+    answer: Callable[[Any], str] | None = None
+    """How a scripted judge writes such a reply, given what it means to say: a comparison's P(first shown preferred)
+    (the option nearest to it), a rating's score, a checklist's `{item id: (reason, verdict)}`, a ranking's order
+    (1-based). The scripted, fault-injecting and lab judges of `charter.testing` ask the table for it
+    (`charter.judge.modes.scripted_reply`). None: a comparison's option letter as `write_verdict` writes it."""
+
+    def nearest_option(self, p_first: float) -> str:
+        """The option whose P(first shown preferred) is nearest to `p_first` (the first listed on a tie)."""
+        return min(self.options, key=lambda option: abs(self.options[option] - p_first))
 
 
 @dataclass(frozen=True)
@@ -58,6 +78,15 @@ class PrincipleScore:
     completion_tokens: int
     cached: bool
 
+
+#: The options of a comparison answered with a letter: (A) is the response shown first.
+LETTERS = {"A": 1.0, "B": 0.0}
+#: What one judgment sees: one response alone, a pair of responses, or a group of responses ordered in one call (a
+#: conversation or an agent's trajectory is one more subject, judged by a kind of its own).
+Subject = Literal["response", "pair", "group"]
+#: What a subject is judged against: the constitution's principles (one vote each), or the prompt's own checklist
+#: (its items, each answered; a per-prompt context the caller passes as `ChecklistCriteria`).
+Criteria = Literal["principles", "checklist"]
 
 #: Whether each comparison is asked with the responses in both orders or in one.
 Orders = Literal["both", "one"]
@@ -83,19 +112,66 @@ RatesResponse = Callable[[ChatModel, Constitution, ToRate, "JudgeOptions"], Awai
 
 
 @dataclass(frozen=True)
-class Kind:
-    """What kind of judgment a mode makes."""
+class ChecklistCriteria:
+    """A prompt's own criteria, for a kind that judges by checklist: its checklist, and how the verdicts on its items
+    become a score (`explicit`: the items' weights and gates; `implicit`: the judge's overall score)."""
 
-    name: Literal["pairwise", "rating"]
+    checklist: Checklist
+    aggregation: Aggregation
+
+
+#: Judges a pair by its prompt's checklist (model, pair, criteria, settings, principle ids, the judge's fingerprint):
+#: the judgment, failed where a call failed for good.
+JudgesByChecklist = Callable[
+    [ChatModel, Pair, ChecklistCriteria, "JudgeOptions", list[str], str], Awaitable["Judgment"]
+]
+#: A sample with its score.
+Scored = tuple[Sample, float]
+#: Scores each sample of a prompt alone by its checklist (model, prompt, samples, criteria, settings): each scored
+#: sample with its score, best first.
+RanksByChecklist = Callable[
+    [ChatModel, list[Message], Sequence[Sample], ChecklistCriteria, "JudgeOptions"], Awaitable[list[Scored]]
+]
+#: Orders a group of responses in one call (model, conversation, the responses as shown, the criteria's texts, the
+#: mode's reply): the indexes of the responses, best first.
+OrdersGroup = Callable[[ChatModel, list[Message], list[str], list[str], Reply], Awaitable[list[int]]]
+
+
+@dataclass(frozen=True)
+class Kind:
+    """What kind of judgment a mode makes: its subject, its criteria and the callables that judge."""
+
+    name: Literal["pairwise", "rating", "checklist", "ranking"]
     """`pairwise`: the two responses compared in one prompt; `rating`: each response rated alone, the ratings
-    compared."""
+    compared; `checklist`: each response checked alone against its prompt's checklist; `ranking`: a group ordered in
+    one call."""
     judge: JudgesPair
-    """Judges a pair under its principles."""
+    """Judges a pair under its principles (a kind that cannot raises `ConfigError` saying what it needs)."""
     rate: RatesResponse | None = None
     """A rating kind: rates one response (online rewards and ranked samples ask this)."""
-    by_checklist: bool = False
-    """Checks each response against its prompt's checklist rather than the constitution's principles: a run judges
-    its pairs with `charter.judge.checklist` and the prompt's checklist (a `checklist:` section), not with `judge`."""
+    subject: Subject = "pair"
+    """What one judgment sees: `response` for a kind that rates each response alone (a pair is then judged by the
+    two ratings), `pair`, or `group`."""
+    criteria: Criteria = "principles"
+    """What the subject is judged against."""
+    judge_by_checklist: JudgesByChecklist | None = None
+    """A checklist kind: judges a pair by its prompt's checklist (`charter.judge.pairwise.judge_pair` calls it with
+    the `ChecklistCriteria` it is given)."""
+    rank_by_checklist: RanksByChecklist | None = None
+    """A checklist kind: scores a prompt's samples by its checklist (`charter.judge.score.rank_samples` calls it)."""
+    order: OrdersGroup | None = None
+    """A ranking kind: orders a group in one call (the online scoring `rank` asks it through its mode)."""
+
+    @property
+    def needs_context(self) -> bool:
+        """Whether a judgment needs per-prompt criteria (a checklist) besides the pair: a run judges such a mode's
+        pairs only with each prompt's checklist (a `checklist:` section)."""
+        return self.criteria != "principles"
+
+    @property
+    def rates_alone(self) -> bool:
+        """Whether each response is judged alone (a pair by its two ratings or checks)."""
+        return self.subject == "response"
 
 
 @dataclass(frozen=True)
@@ -111,9 +187,20 @@ class Mode:
     """Or the ways it may reply, by name, of which `JudgeSettings.rating` chooses one."""
 
     @property
-    def by_checklist(self) -> bool:
-        """Whether the mode checks responses against their prompt's checklist (its kind's `by_checklist`)."""
-        return self.kind.by_checklist
+    def needs_context(self) -> bool:
+        """Whether its judgments need each prompt's checklist (its kind's `needs_context`)."""
+        return self.kind.needs_context
+
+    def all_replies(self) -> dict[str, Reply]:
+        """Its replies by name (a mode with one reply: under its own name)."""
+        return dict(self.replies) if self.reply is None else {self.name: self.reply}
+
+    async def order(self, model: ChatModel, prompt: list[Message], shown: list[str], criteria: list[str]) -> list[int]:
+        """A ranking mode's ordering of `shown` (indexes, best first) under `criteria`, in one call; ConfigError for
+        a mode of another kind."""
+        if self.kind.order is None or self.reply is None:
+            raise ConfigError(f"judge mode {self.name!r} orders no group of responses")
+        return await self.kind.order(model, prompt, shown, criteria, self.reply)
 
 
 class JudgeOptions(Protocol):

@@ -16,10 +16,12 @@ from charter.concurrency import warm_then_fan_out
 from charter.constitutions.schema import Constitution
 from charter.errors import ConfigError, JudgeParseError
 from charter.judge.judgment import (
+    ChecklistCriteria,
     JudgeOptions,
     Kind,
     PrincipleScore,
     RatesResponse,
+    Scored,
     ToRate,
     VoteOutcome,
     ask_until_read,
@@ -274,9 +276,9 @@ async def judge_all_principles(
 
 
 #: Each response rated alone, one call a principle (mode `score`).
-RATES_EACH_PRINCIPLE = Kind("rating", judge_each_principle, score_each)
+RATES_EACH_PRINCIPLE = Kind("rating", judge_each_principle, score_each, subject="response")
 #: Each response rated alone under every principle in one call (mode `rubric`).
-RATES_ALL_PRINCIPLES = Kind("rating", judge_all_principles, score_all)
+RATES_ALL_PRINCIPLES = Kind("rating", judge_all_principles, score_all, subject="response")
 
 
 async def rank_samples(
@@ -286,9 +288,17 @@ async def rank_samples(
     samples: Sequence[Sample],
     principle_ids: Sequence[str],
     settings: JudgeOptions,
-) -> list[tuple[Sample, float]]:
-    """Each sample with its mean score over the principles, best first (ties in sample order): k calls per principle,
-    one per distinct text. Raises the first failure once every call has run to its end."""
+    criteria: ChecklistCriteria | None = None,
+) -> list[Scored]:
+    """Each sample with its score, best first (ties in sample order), as the settings' mode scores each response
+    alone: its mean score over the principles (k calls per principle, one per distinct text), or, for a mode that
+    judges by checklist, its score under `criteria` (the prompt's checklist). Raises the first failure once every
+    call has run to its end."""
+    kind = settings.mode_entry.kind
+    if kind.rank_by_checklist is not None:
+        if criteria is None:
+            raise ConfigError(f"judge mode {settings.mode_entry.name!r} scores samples by their prompt's checklist")
+        return await kind.rank_by_checklist(model, prompt, samples, criteria, settings)
     texts = list(dict.fromkeys(s.text for s in samples))
     rate = rates_of(settings)
     rated = await gather_all(

@@ -198,7 +198,7 @@ class RunConfig(ConfigModel):
 
     @model_validator(mode="after")
     def _checklist_for_its_mode(self) -> RunConfig:
-        if self.judge.mode_entry.by_checklist and self.checklist is None:
+        if self.judge.mode_entry.needs_context and self.checklist is None:
             raise LocatedValueError(
                 "judge mode checklist judges by each prompt's checklist: add a `checklist:` section", ("judge", "mode")
             )
