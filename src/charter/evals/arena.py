@@ -16,7 +16,8 @@ from pydantic import Field
 from charter.api_args import ConfigArg, Loads, public
 from charter.concurrency import run_sync
 from charter.errors import ConfigError, DatasetError, TooManyFailures
-from charter.evals.winrate import ChecklistAggregation, ChecklistColumn, Scoring, load_prompts
+from charter.evals.winrate import ChecklistAggregation, ChecklistColumn, Scoring, load_prompts, scoring_mode
+from charter.judge.modes import DEFAULT_MODE
 from charter.judge.settings import PairwiseMode
 from charter.records import Judgment, Message, Pair, as_records
 from charter.stats.bradley_terry import Comparison, fit, lc_scores
@@ -46,7 +47,7 @@ class ArenaConfig(ConfigModel):
     """The model whose score is 0; the first listed when unset."""
     constitution: str = "harmless"
     """Constitution name or YAML path the judge compares against."""
-    judge_mode: PairwiseMode = "logprobs"
+    judge_mode: PairwiseMode = DEFAULT_MODE
     """How the judge answers: a pairwise mode of the table of modes (logprobs, cot or verdict); both orders are
     always asked."""
     scoring: Scoring = "pair"
@@ -167,7 +168,7 @@ async def _judge(config: ArenaConfig, pairs: list[Pair], cache: str, meter: Any)
         for j, key in zip([config.judge, *config.panel], keys)
     ]
     model: Any = Panel(judges) if len(judges) > 1 else judges[0]
-    if config.scoring == "checklist":
+    if scoring_mode(config.scoring, config.judge_mode).needs_context:
         from charter.evals.winrate import judge_by_checklist
 
         return await judge_by_checklist(model, constitution, pairs, str(config.prompts), config, close=True)
@@ -179,7 +180,7 @@ async def arena_async(config: ArenaConfig) -> dict[str, Any]:
     """The arena; writes OUT/arena.json, arena.md and arena.svg and returns the summary (see `arena`)."""
     from charter.providers.usage import UsageMeter
 
-    if config.scoring == "checklist" and config.panel:
+    if scoring_mode(config.scoring, config.judge_mode).needs_context and config.panel:
         raise ConfigError("panel: scoring checklist takes one judge")
     names = [model_name(m) for m in config.models]
     if len(set(names)) != len(names):
@@ -328,7 +329,7 @@ def _summary(
             "comparisons": n_pairs * per_pair,
             "all_pairs_comparisons": n_pairs * n_prompts,
             "all_pairs_calls": each * n_pairs * n_prompts,
-            "orders": "one" if config.scoring == "checklist" else "both",
+            "orders": "one" if scoring_mode(config.scoring, config.judge_mode).needs_context else "both",
         },
         "calls": each * n_pairs * per_pair,
         "judged": len(comparisons),

@@ -26,6 +26,7 @@ from pydantic import Field, model_validator
 from charter.api_args import ConfigArg, Loads, public
 from charter.concurrency import run_sync
 from charter.errors import DatasetError
+from charter.judge.modes import DEFAULT_MODE
 from charter.judge.settings import PairwiseMode
 from charter.messages import as_messages, last_text
 from charter.providers.cache import DEFAULT_CACHE
@@ -255,7 +256,7 @@ class RmEvalConfig(ConfigModel):
     fails is a failed one)."""
     constitution: str = "harmless"
     """Constitution name or YAML path the judge compares against."""
-    judge_mode: PairwiseMode = "logprobs"
+    judge_mode: PairwiseMode = DEFAULT_MODE
     """How the judge answers: logprobs, cot or verdict; both orders are always asked."""
     principles_per_pair: int = Field(default=1, ge=1)
     """Principles sampled per comparison."""

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, TypedDict, cast
 
 import orjson
-from pydantic import Field
+from pydantic import AfterValidator, Field
 
 from charter import tables
 from charter.api_args import ConfigArg, Loads, public
@@ -32,6 +32,7 @@ from charter.checklist.items import Checklist, checklist_from_criteria, checklis
 from charter.concurrency import run_sync
 from charter.constitutions import Constitution
 from charter.errors import ConfigError, DatasetError
+from charter.judge.modes import CHECKLIST_MODE, DEFAULT_MODE, Mode, context_modes, mode
 from charter.judge.settings import PairwiseMode
 from charter.providers import ManagedModel
 from charter.records import Failure, Judgment, Message, Pair, Vote, as_records, fingerprint
@@ -42,14 +43,37 @@ from charter.training import data
 from charter.training.output import write_json
 from charter.yamlio import ConfigModel
 
+#: The evaluations' `scoring` that judges in `judge_mode`; every other value names a judge mode that judges each
+#: answer by its prompt's checklist (`charter.judge.modes.context_modes`).
+PAIR_SCORING = "pair"
+
+
+def _scorings() -> list[str]:
+    return [PAIR_SCORING, *context_modes()]
+
+
+def _known_scoring(name: str) -> str:
+    if name not in _scorings():
+        raise ValueError(f"scoring is one of {', '.join(_scorings())}, not {name!r}")
+    return name
+
+
+def scoring_mode(scoring: str, judge_mode: str) -> Mode:
+    """The table's entry of the mode an evaluation judges in: `judge_mode` for scoring `pair`, else the mode that
+    `scoring` names."""
+    return mode(judge_mode if scoring == PAIR_SCORING else scoring)
+
+
 # The checklist scoring's fields, shared by the win rate and the arena (the description is each field's schema text).
 Scoring = Annotated[
-    Literal["pair", "checklist"],
+    str,
+    AfterValidator(_known_scoring),
     Field(
         description="`pair`: the judge compares the two answers (`judge_mode`, both orders); `checklist`: each answer "
         "is checked against its prompt's checklist (the prompts file's `checklist_column`, else the constitution's "
         "criteria) in one call, and P(a better) is 0.5 plus half the difference of their scores (a comparison where "
-        "either answer has no score is a failed judgment, left out and counted)."
+        "either answer has no score is a failed judgment, left out and counted).",
+        json_schema_extra=lambda schema: schema.update(enum=_scorings()),
     ),
 ]
 ChecklistColumn = Annotated[
@@ -97,7 +121,7 @@ class WinrateConfig(ConfigModel):
     """Most tokens per answer."""
     temperature: float = Field(default=0.0, ge=0)
     """Sampling temperature for both models' answers (0: greedy)."""
-    judge_mode: PairwiseMode = "logprobs"
+    judge_mode: PairwiseMode = DEFAULT_MODE
     """How the judge answers (see charter.judge.pairwise); both orders are always asked."""
     principles_per_pair: int = Field(default=1, gt=0)
     """Principles sampled per comparison."""
@@ -260,7 +284,7 @@ async def _judge(config: WinrateConfig, pairs: list[Pair]) -> dict[str, Judgment
     constitution = load_constitution(config.constitution)
     settings = JudgeSettings(mode=config.judge_mode, orders="both", principles_per_pair=config.principles_per_pair)
     model = get_model(config.judge, role="judge", api_key_env=config.judge_api_key_env)
-    if config.scoring == "checklist":
+    if scoring_mode(config.scoring, config.judge_mode).needs_context:
         source = str(config.prompts)
         return await judge_by_checklist(model, constitution, pairs, source, config, close=True)
     judged = judge_many(model, constitution, pairs, settings, config.seed, config.concurrency)
@@ -639,7 +663,7 @@ def winrate(
 
 
 #: The mode a checklist judgment names.
-MODE = "checklist"
+MODE = CHECKLIST_MODE.name
 
 
 def prompt_checklists(source: str, column: str, prompts: Sequence[Any]) -> dict[str, Any]:
