@@ -58,6 +58,10 @@ def _known_scoring(name: str) -> str:
     return name
 
 
+def _scoring_enum(schema: dict[str, Any]) -> None:
+    schema["enum"] = _scorings()
+
+
 def scoring_mode(scoring: str, judge_mode: str) -> Mode:
     """The table's entry of the mode an evaluation judges in: `judge_mode` for scoring `pair`, else the mode that
     `scoring` names."""
@@ -73,7 +77,7 @@ Scoring = Annotated[
         "is checked against its prompt's checklist (the prompts file's `checklist_column`, else the constitution's "
         "criteria) in one call, and P(a better) is 0.5 plus half the difference of their scores (a comparison where "
         "either answer has no score is a failed judgment, left out and counted).",
-        json_schema_extra=lambda schema: schema.update(enum=_scorings()),
+        json_schema_extra=_scoring_enum,
     ),
 ]
 ChecklistColumn = Annotated[

@@ -74,7 +74,7 @@ class JudgeSettings(ConfigModel):
     """How the judge compares two responses."""
 
     mode: JudgeMode = Field(
-        DEFAULT_MODE,
+        default=DEFAULT_MODE,
         description="How the judge judges a pair, a mode in the table of modes (`charter.judge.modes`): "
         + described(pair_modes())
         + ".",
