@@ -18,7 +18,7 @@ import yaml
 
 import charter
 from charter.cli import main
-from charter.judge.modes import MODES, Mode, pairwise_modes, reply_asked
+from charter.judge.modes import MODES, Mode, pairwise_modes, reply_asked, scripted_choice
 from charter.judge.settings import JudgeSettings
 from tests.judge.graded_mode import GRADES, NAME, register
 
@@ -44,6 +44,9 @@ def test_the_entry_is_all_the_mode_is(graded: Mode) -> None:
     prompt = f"...\n\n{graded.reply.instruction}"
     assert reply_asked(prompt) is graded.reply
     assert graded.reply.answer is not None and graded.reply.answer(0.7) == "The first response is better. [[A>B]]"
+    probs = scripted_choice(prompt, tuple(GRADES), 0.7)  # a scripted judge asked for the grade tokens' probabilities
+    assert sum(probs.values()) == pytest.approx(1.0) and probs["A>>B"] == probs["B>>A"] == 0.0
+    assert sum(p * GRADES[g] for g, p in probs.items()) == pytest.approx(0.7)
     with pytest.raises(ValueError, match="graded"):
         JudgeSettings(mode="grade")  # a typo names the modes there are, the new one among them
 

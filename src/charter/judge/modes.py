@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Sequence
 from typing import Any
 
 from charter.checklist.prompt import CHECKLIST_INSTRUCTION, read_checklist_reply
@@ -66,6 +67,7 @@ __all__ = [
     "rating_readers",
     "register_mode",
     "reply_asked",
+    "scripted_choice",
     "scripted_reply",
 ]
 
@@ -154,6 +156,22 @@ def scripted_reply(prompt: str, meaning: Any) -> str:
         return reply.answer(meaning)
     options = reply.options if reply is not None else LETTERS
     return write_verdict(min(options, key=lambda option: abs(options[option] - float(meaning))))
+
+
+def scripted_choice(prompt: str, tokens: Sequence[str], p_first: float) -> dict[str, float]:
+    """The probabilities a scripted judge gives `tokens` asked as the next token of `prompt` to say P(first shown
+    preferred) = `p_first`: its mass on the two options of the reply asked (`reply_asked`; A and B where no mode
+    wrote the prompt) whose values bracket `p_first`, so that their expected value is `p_first`."""
+    reply = reply_asked(prompt)
+    says = dict(reply.options) if reply is not None else dict(LETTERS)
+    below = max((o for o in says if says[o] <= p_first), key=says.__getitem__, default=None)
+    above = min((o for o in says if says[o] >= p_first), key=says.__getitem__, default=None)
+    if below is None or above is None or below == above:
+        mass = {below or above: 1.0}
+    else:
+        share = (p_first - says[below]) / (says[above] - says[below])
+        mass = {above: share, below: 1.0 - share}
+    return {token: mass.get(token, 0.0) for token in tokens}
 
 
 def _verdict(p_first: float) -> str:

@@ -20,7 +20,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterable, Sequence
 
-from charter.judge.modes import scripted_reply
+from charter.judge.modes import scripted_choice, scripted_reply
 from charter.judge_prompt import read_comparison
 from charter.providers.base import Messages, SamplingParams
 from charter.providers.scripted import register_script
@@ -35,11 +35,6 @@ def shown_responses(text: str) -> tuple[str, str]:
     if shown is None:
         raise ValueError("not a judge prompt: no responses (A) and (B) found")
     return shown
-
-
-def _answer(p_a: float, options: Sequence[str]) -> dict[str, float]:
-    probs = {"A": p_a, "B": 1.0 - p_a}
-    return {o: probs.get(o, 0.0) for o in options}
 
 
 def _p_longer(a: str, b: str) -> float:
@@ -63,7 +58,8 @@ def _p_self(a: str, b: str) -> float:
 
 def _script(p_of: Callable[[str, str], float]) -> tuple[Callable, Callable]:
     def choice(messages: Messages, options: Sequence[str]) -> dict[str, float]:
-        return _answer(p_of(*shown_responses(messages[-1].content)), options)
+        last = messages[-1].content
+        return scripted_choice(last, options, p_of(*shown_responses(last)))
 
     def generate(messages: Messages, params: SamplingParams) -> str:
         last = messages[-1].content if messages else ""
@@ -107,7 +103,11 @@ def oracle_script(pairs: Iterable[tuple[str, str]]) -> tuple[Callable, Callable]
 
 def register_biased_judges() -> None:
     """Register the scripted judges of known bias (idempotent)."""
-    register_script("always-a", lambda m, p: scripted_reply(m[-1].content, P_SURE), lambda m, o: _answer(P_SURE, o))
+    register_script(
+        "always-a",
+        lambda m, p: scripted_reply(m[-1].content, P_SURE),
+        lambda m, o: scripted_choice(m[-1].content, o, P_SURE),
+    )
     register_script("longer", *_script(_p_longer))
     register_script("obeys-answer-is", *_script(_p_obeys))
     register_script("self-preferring", *_script(_p_self))

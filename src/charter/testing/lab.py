@@ -39,7 +39,7 @@ from typing import Any
 
 from charter.checklist.author import read_writer_prompt
 from charter.checklist.prompt import read_checklist_prompt
-from charter.judge.modes import scripted_reply
+from charter.judge.modes import scripted_choice, scripted_reply
 from charter.judge_prompt import read_comparison, read_question
 from charter.lab.checks import NEGATED
 from charter.lab.infer import OTHER, PREFERRED
@@ -148,10 +148,6 @@ def make_pairs(n: int, rule: str | Sequence[str], seed: int = 0, noise: float = 
     return rows
 
 
-def _options(p_a: float, options: Sequence[str]) -> dict[str, float]:
-    return {o: {"A": p_a, "B": 1 - p_a}.get(o, 0.0) for o in options}
-
-
 def _p_rule(text: str) -> float:
     """P(A) of the lab judge: the rule the question names (reversed where negated), 0.5 under no known rule."""
     shown = read_comparison(text)
@@ -181,7 +177,7 @@ def _judge_script(p_a: Callable[[str], float]) -> tuple[Callable, Callable]:
         return scripted_reply(messages[-1].content, p_a(messages[-1].content))
 
     def choice(messages, options):  # noqa: ANN001, ANN202
-        return _options(p_a(messages[-1].content), options)
+        return scripted_choice(messages[-1].content, options, p_a(messages[-1].content))
 
     return generate, choice
 
