@@ -39,7 +39,7 @@ import charter.judge.compare as compare
 from charter.cli import main as cli
 from charter.concurrency import warm_then_fan_out
 from charter.constitutions.loader import load_constitution
-from charter.judge.asking import dooms_run
+from charter.judge.judgment import dooms_run
 from charter.judge.modes import MODES, Kind
 from charter.judge_prompt import COMPARISON_TAGS, fence, nonce_of, read_comparison
 from charter.runs.store import RunStore

@@ -46,8 +46,8 @@ _API = {
     "winrate": "charter.evals.winrate",
     "arena": "charter.evals.arena",
     "ArenaConfig": "charter.evals.arena",
-    "evaluate_rm": "charter.evals.rm_eval",
-    "RmEvalConfig": "charter.evals.rm_eval",
+    "evaluate_rm": "charter.evals.rm",
+    "RmEvalConfig": "charter.evals.rm",
     "WinRateCallback": "charter.evals.callback",
     "publish": "charter.hub.push",
     "load_preferences": "charter.hub.load",
@@ -91,7 +91,7 @@ _API = {
     "OnlineDPOConfig": "charter.online.config",
     "OnlineDPOMetrics": "charter.online.metrics",
     "RewardFunction": "charter.online.reward",
-    "WinrateConfig": "charter.evals.config",
+    "WinrateConfig": "charter.evals.winrate",
     "WinrateSummary": "charter.evals.winrate",
     "PublishResult": "charter.hub.push",
     "MixedRow": "charter.hub.mix",
@@ -130,9 +130,9 @@ if TYPE_CHECKING:  # what type checkers and IDEs see: every public name with its
     from charter.evals.arena import ArenaConfig as ArenaConfig
     from charter.evals.arena import arena as arena
     from charter.evals.callback import WinRateCallback as WinRateCallback
-    from charter.evals.config import WinrateConfig as WinrateConfig
-    from charter.evals.rm_eval import RmEvalConfig as RmEvalConfig
-    from charter.evals.rm_eval import evaluate_rm as evaluate_rm
+    from charter.evals.rm import RmEvalConfig as RmEvalConfig
+    from charter.evals.rm import evaluate_rm as evaluate_rm
+    from charter.evals.winrate import WinrateConfig as WinrateConfig
     from charter.evals.winrate import WinrateSummary as WinrateSummary
     from charter.evals.winrate import winrate as winrate
     from charter.hub.load import load_preferences as load_preferences

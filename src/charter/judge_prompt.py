@@ -365,11 +365,16 @@ RANKING_SCHEMA = {
 }
 _FENCED_RANKED = re.compile(r"<(response-(\d+))-(\w+)>\n(.*?)\n</\1-\3>", re.S)
 _RANKING_LIST = re.compile(r"\[([\d\s,]*)\]")
+#: The paragraph that ends an ordering prompt (the ranking mode's instruction).
+RANKING_INSTRUCTION = 'Answer with JSON only, {"ranking": [...]}: every response number once, the best first.'
 
 
-def write_ranking(conversation: str, criteria: list[str], responses: list[str]) -> str:
-    """The text of one ordering: a rendered conversation, the principles' descriptions it is ordered by, and the
-    responses shown as 1..k in that order. Shared parts first: the instructions, the conversation, the responses."""
+def write_ranking(
+    conversation: str, criteria: list[str], responses: list[str], instruction: str = RANKING_INSTRUCTION
+) -> str:
+    """The text of one ordering: a rendered conversation, the principles' descriptions it is ordered by, the
+    responses shown as 1..k in that order, and the answer instruction that ends it (its mode's). Shared parts first:
+    the instructions, the conversation, the responses."""
     nonce = nonce_of(conversation, *sorted(responses))
     shown = "\n\n".join(
         f"Response {n}:\n{fence(f'response-{n}', text, nonce, RANKING_TAGS)}" for n, text in enumerate(responses, 1)
@@ -379,8 +384,7 @@ def write_ranking(conversation: str, criteria: list[str], responses: list[str]) 
         f"Order {len(responses)} responses an assistant could give in the conversation below, from best to worst. "
         f"The conversation and the responses are {_fenced_by(nonce)}\n\n"
         f"{fence('conversation', conversation, nonce, RANKING_TAGS)}\n\n{shown}\n\n"
-        f"Order them by how well each meets these principles:\n{listed}\n\n"
-        'Answer with JSON only, {"ranking": [...]}: every response number once, the best first.'
+        f"Order them by how well each meets these principles:\n{listed}\n\n{instruction}"
     )
 
 

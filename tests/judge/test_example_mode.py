@@ -15,7 +15,7 @@ import yaml
 import charter
 from charter.cli import main
 from charter.constitutions import Constitution
-from charter.judge.entry import Mode
+from charter.judge.judgment import Mode
 from charter.judge.modes import MODES
 from charter.judge.pairwise import p_first
 from charter.judge.settings import JudgeSettings

@@ -11,6 +11,7 @@ from typing import Any, cast
 import typer
 from typer.core import TyperGroup
 
+from charter.judge.modes import DEFAULT_MODE, DEFAULT_RATING
 from charter.providers.cache import DEFAULT_CACHE
 from charter.providers.options import ApiKeyEnv, CacheOption
 
@@ -251,12 +252,12 @@ def agreement_eval_command(
     ),
     api_key_env: ApiKeyEnv = None,
     mode: str = typer.Option(
-        "logprobs", "--mode", help="logprobs, cot or verdict (pairwise), or score (each response rated alone)."
+        DEFAULT_MODE, "--mode", help="logprobs, cot or verdict (pairwise), or score (each response rated alone)."
     ),
     orders: str = typer.Option("both", "--orders", help="both or one (pairwise modes)."),
     scale: int = typer.Option(5, "--scale", help="Mode score: scores run 1..SCALE (at most 9 with rating logprobs)."),
     rating: str = typer.Option(
-        "logprobs", "--rating", help="Mode score: logprobs (expected score), cot or verdict (the number written)."
+        DEFAULT_RATING, "--rating", help="Mode score: logprobs (expected score), cot or verdict (the number written)."
     ),
     constitution: str = typer.Option("harmless", "--constitution", help="Bundled constitution name or YAML file."),
     limit: int | None = typer.Option(None, "--limit", help="Judge a seeded subset of this many rows."),

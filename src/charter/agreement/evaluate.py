@@ -22,6 +22,7 @@ import numpy as np
 
 from charter.agreement.report import PositionConsistency, judge_label, longer_label
 from charter.errors import ArgumentError, DatasetError
+from charter.judge.modes import DEFAULT_MODE, DEFAULT_RATING
 from charter.judge.panel import pool
 from charter.judge.settings import JudgeMode, Orders, RatingMode
 from charter.records import Judgment, Message, Pair
@@ -366,7 +367,7 @@ def panel_figures(
 def evaluate(
     pairs_file: str | Path,
     judge: str | list[str],
-    mode: JudgeMode = "logprobs",
+    mode: JudgeMode = DEFAULT_MODE,
     orders: Orders = "both",
     constitution: str = "harmless",
     limit: int | None = None,
@@ -376,7 +377,7 @@ def evaluate(
     cache: str | None = None,
     api_key_env: str | None = None,
     scale: int = 5,
-    rating: RatingMode = "logprobs",
+    rating: RatingMode = DEFAULT_RATING,
 ) -> EvalReport:
     """Judge every (prompt, chosen, rejected) row and report agreement with the human choice.
 

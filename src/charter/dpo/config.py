@@ -1,5 +1,5 @@
 """The `dpo:` config section (also a whole file for `charter train dpo`); the `eval:` section is
-`charter.evals.config.WinrateConfig`."""
+`charter.evals.winrate.WinrateConfig`."""
 
 from __future__ import annotations
 

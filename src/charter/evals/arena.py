@@ -1,5 +1,8 @@
 """An arena of N models: each answers one prompt set, the judge compares pairs of answers in both orders on a
-sparse schedule, and a Bradley–Terry fit puts every model on one log-odds scale with bootstrap intervals."""
+sparse schedule, and a Bradley–Terry fit puts every model on one log-odds scale with bootstrap intervals.
+
+The arena's files: arena.json, arena.md and arena.svg (scores with their 95% intervals).
+"""
 
 from __future__ import annotations
 
@@ -13,13 +16,14 @@ from pydantic import Field
 from charter.api_args import ConfigArg, Loads, public
 from charter.concurrency import run_sync
 from charter.errors import ConfigError, DatasetError, TooManyFailures
-from charter.evals.config import Aggregation, ChecklistColumn, Scoring
-from charter.evals.winrate import load_prompts
+from charter.evals.winrate import ChecklistAggregation, ChecklistColumn, Scoring, load_prompts, scoring_mode
+from charter.judge.modes import DEFAULT_MODE
 from charter.judge.settings import PairwiseMode
 from charter.records import Judgment, Message, Pair, as_records
 from charter.stats.bradley_terry import Comparison, fit, lc_scores
 from charter.stats.ranking import connected
 from charter.training import data
+from charter.training.output import write_json
 from charter.yamlio import ConfigModel
 
 
@@ -43,12 +47,12 @@ class ArenaConfig(ConfigModel):
     """The model whose score is 0; the first listed when unset."""
     constitution: str = "harmless"
     """Constitution name or YAML path the judge compares against."""
-    judge_mode: PairwiseMode = "logprobs"
+    judge_mode: PairwiseMode = DEFAULT_MODE
     """How the judge answers: a pairwise mode of the table of modes (logprobs, cot or verdict); both orders are
     always asked."""
     scoring: Scoring = "pair"
     checklist_column: ChecklistColumn = "checklist"
-    aggregation: Aggregation = "explicit"
+    aggregation: ChecklistAggregation = "explicit"
     per_pair: int | None = Field(default=None, ge=1)
     """Prompts each pair of models is compared on; unset: about 2 / (N - 1) of the prompts (each model in about
     two comparisons per prompt), all of them with 3 models or fewer."""
@@ -164,8 +168,8 @@ async def _judge(config: ArenaConfig, pairs: list[Pair], cache: str, meter: Any)
         for j, key in zip([config.judge, *config.panel], keys)
     ]
     model: Any = Panel(judges) if len(judges) > 1 else judges[0]
-    if config.scoring == "checklist":
-        from charter.evals.checklisted import judge_by_checklist
+    if scoring_mode(config.scoring, config.judge_mode).needs_context:
+        from charter.evals.winrate import judge_by_checklist
 
         return await judge_by_checklist(model, constitution, pairs, str(config.prompts), config, close=True)
     judged = judge_many(model, constitution, pairs, settings, config.seed, config.concurrency)
@@ -176,7 +180,7 @@ async def arena_async(config: ArenaConfig) -> dict[str, Any]:
     """The arena; writes OUT/arena.json, arena.md and arena.svg and returns the summary (see `arena`)."""
     from charter.providers.usage import UsageMeter
 
-    if config.scoring == "checklist" and config.panel:
+    if scoring_mode(config.scoring, config.judge_mode).needs_context and config.panel:
         raise ConfigError("panel: scoring checklist takes one judge")
     names = [model_name(m) for m in config.models]
     if len(set(names)) != len(names):
@@ -213,7 +217,6 @@ async def arena_async(config: ArenaConfig) -> dict[str, Any]:
     summary = _summary(config, names, ref, answers, comparisons, failed, len(prompts), per_pair, meter)
     if config.human_labels is not None:
         summary["human_labels"] = human_win_rates(config.human_labels, names, prompts, comparisons)
-    from charter.evals.arena_report import write_report
 
     write_report(config.out, summary)
     return summary
@@ -326,7 +329,7 @@ def _summary(
             "comparisons": n_pairs * per_pair,
             "all_pairs_comparisons": n_pairs * n_prompts,
             "all_pairs_calls": each * n_pairs * n_prompts,
-            "orders": "one" if config.scoring == "checklist" else "both",
+            "orders": "one" if scoring_mode(config.scoring, config.judge_mode).needs_context else "both",
         },
         "calls": each * n_pairs * per_pair,
         "judged": len(comparisons),
@@ -374,3 +377,86 @@ def arena(
     """
     config = cast(ArenaConfig, config)  # loaded by @public
     return run_sync(arena_async(config))
+
+
+def write_report(out: Path, summary: dict[str, Any]) -> None:
+    """Write OUT/arena.json, OUT/arena.md and OUT/arena.svg."""
+    write_json(out / "arena.json", summary)
+    (out / "arena.md").write_text(markdown(summary), encoding="utf-8")
+    plot(summary, out / "arena.svg")
+
+
+def _f(value: Any) -> str:
+    return "n/a" if value is None else f"{value:+.2f}"
+
+
+def markdown(summary: dict[str, Any]) -> str:
+    """The ranking as a markdown table, with the design and what an overlapping rank range means."""
+    d = summary["design"]
+    lines = [
+        "## Arena",
+        "",
+        f"{len(summary['models'])} models on {summary['prompts_used']} prompts from `{summary['prompts']}`, judged "
+        f"by `{summary['judge']}` in both orders. Design: {d['kind']}, each pair on {d['per_pair']} prompts "
+        f"({d['comparisons']} comparisons, {summary['calls']} judge calls; all pairs on every prompt would be "
+        f"{d['all_pairs_comparisons']} comparisons, {d['all_pairs_calls']} calls). {summary['failures']} failed "
+        "judgments left out.",
+        "",
+        f"Scores are Bradley–Terry log-odds of beating `{summary['reference']}` (score 0 by definition), with 95% "
+        f"intervals ({summary['ci_method']}). Models whose rank ranges overlap are not told apart by this arena.",
+        "",
+        "| rank (range) | model | score | 95% CI | LC score | W / L / T | mean length |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for m in summary["models"]:
+        if m["rank"] is None:
+            lines.append(
+                f"| unranked | `{m['model']}` | no decided comparison | | | 0 / 0 / 0 | {m['mean_length']:.0f} |"
+            )
+            continue
+        interval = "reference" if m["ci_low"] is None else f"{_f(m['ci_low'])} – {_f(m['ci_high'])}"
+        lines.append(
+            f"| {m['rank']} ({m['rank_low']}–{m['rank_high']}) | `{m['model']}` | {_f(m['score'])} | {interval} | "
+            f"{_f(m['lc_score'])} | {m['wins']} / {m['losses']} / {m['ties']} | {m['mean_length']:.0f} |"
+        )
+    for h in summary.get("human_labels") or []:
+        if h["ppi"] and h["human"]:
+            ppi, alone = h["ppi"], h["human"]
+            lines += ["", f"`{h['model']}` against `{h['against']}` with people's labels on {h['matched']} "
+                      f"comparisons: win rate {ppi['value']:.3f} [{ppi['low']:.3f}, {ppi['high']:.3f}] "
+                      f"prediction-powered, {alone['value']:.3f} [{alone['low']:.3f}, {alone['high']:.3f}] from "
+                      "the labels alone."]  # fmt: skip
+    if not summary.get("human_labels"):
+        lines += [
+            "",
+            "How far people agree with this judge is not measured here: label some comparisons "
+            "(`--human-labels`) or spot-check the judge before reading these scores as people's preferences.",
+        ]
+    lines += ["", "![scores with 95% intervals](arena.svg)", ""]
+    return "\n".join(lines)
+
+
+def plot(summary: dict[str, Any], path: Path) -> None:
+    """Scores with their 95% intervals, best at the top (matplotlib SVG)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = [m for m in reversed(summary["models"]) if m["score"] is not None]
+    fig, ax = plt.subplots(figsize=(6, 0.5 * len(rows) + 1.2))
+    try:
+        y = list(range(len(rows)))
+        scores = [m["score"] for m in rows]
+        err = [  # the reference has no interval: its score is 0 by definition
+            [0.0 if m["ci_low"] is None else m["score"] - m["ci_low"] for m in rows],
+            [0.0 if m["ci_high"] is None else m["ci_high"] - m["score"] for m in rows],
+        ]
+        ax.errorbar(scores, y, xerr=err, fmt="o", capsize=3)
+        ax.axvline(0, color="grey", linewidth=0.8)
+        ax.set_yticks(y, [m["model"] for m in rows])
+        ax.set_xlabel(f"Bradley–Terry score (log-odds against {summary['reference']})")
+        fig.tight_layout()
+        fig.savefig(path, format="svg")
+    finally:
+        plt.close(fig)

@@ -6,6 +6,8 @@ from pathlib import Path
 
 import typer
 
+from charter.judge.modes import DEFAULT_MODE
+
 eval_app = typer.Typer(help="Evaluate trained models.", no_args_is_help=True)
 
 
@@ -37,7 +39,7 @@ def winrate(
     constitution: str = typer.Option("harmless", help="Constitution name or YAML path."),
     limit: int | None = typer.Option(50, help="Most prompts to use."),
     max_tokens: int = typer.Option(128, help="Most tokens per answer."),
-    judge_mode: str = typer.Option("logprobs", help="logprobs, cot or verdict."),
+    judge_mode: str = typer.Option(DEFAULT_MODE, help="logprobs, cot or verdict."),
     run_dir: Path | None = typer.Option(None, "--run-dir", help="Write RUN_DIR/report/winrate.json."),
     out: Path | None = typer.Option(None, "--out", help="Where to write the JSON summary (.md beside it)."),
     human_labels: Path | None = typer.Option(
@@ -48,7 +50,7 @@ def winrate(
     ),
 ) -> None:
     """Win rate of a candidate against a base model, judged in both orders, with a 95% CI."""
-    from charter.evals.config import WinrateConfig
+    from charter.evals.winrate import WinrateConfig
     from charter.evals.winrate import winrate as run_winrate
     from charter.progress import spinner
     from charter.yamlio import model_from_data
@@ -130,7 +132,7 @@ def arena(
     out: Path = typer.Option(Path("arena"), "--out", help="Folder for arena.json/.md/.svg and the call cache."),
     reference: str | None = typer.Option(None, help="The model scored 0 (default: the first listed)."),
     constitution: str = typer.Option("harmless", help="Constitution name or YAML path."),
-    judge_mode: str = typer.Option("logprobs", help="logprobs, cot or verdict."),
+    judge_mode: str = typer.Option(DEFAULT_MODE, help="logprobs, cot or verdict."),
     per_pair: int | None = typer.Option(None, "--per-pair", help="Prompts each pair is compared on."),
     max_calls: int | None = typer.Option(
         None, "--max-calls", help="Most judge calls (2 per comparison and judge: both orders, each panel member)."
@@ -179,7 +181,7 @@ def rm(
     ),
     panel: list[str] = typer.Option([], "--panel", help="More judge models: with the judge, one panel."),
     constitution: str = typer.Option("harmless", help="Constitution name or YAML path (a judge's)."),
-    judge_mode: str = typer.Option("logprobs", help="logprobs, cot or verdict."),
+    judge_mode: str = typer.Option(DEFAULT_MODE, help="logprobs, cot or verdict."),
     limit: int | None = typer.Option(None, help="Most rows to score (a seeded sample)."),
     out: Path | None = typer.Option(
         None, "--out", help="Where to write the JSON summary (a judge's call cache beside it)."
@@ -189,7 +191,7 @@ def rm(
     ),
 ) -> None:
     """Reward-model (or judge) accuracy on preference pairs, per subset with exact 95% intervals, and best-of-N."""
-    from charter.evals.rm_eval import RmEvalConfig, evaluate_rm
+    from charter.evals.rm import RmEvalConfig, evaluate_rm
     from charter.progress import spinner
     from charter.yamlio import model_from_data
 

@@ -1,8 +1,20 @@
 """Win rate of a candidate policy against a base policy: both answer held-out prompts, the judge compares
-the answers in both orders against the constitution, and a reward model can score them too."""
+the answers in both orders against the constitution, and a reward model can score them too.
+
+A checklist judge for the evaluations (`eval winrate`, `eval arena` with `scoring: checklist`): each answer
+checked once against its prompt's checklist (one call an answer, verifier items by code), and each comparison the
+preference of the two answers' scores (`charter.checklist.preference`).
+
+A prompt's checklist is the prompts file's `checklist` column (a list of items or its JSON text; a bad one is one
+`DatasetError` naming the file, the row and the key), else the constitution's criteria. A comparison where either
+answer has no score (every item failed, none applies) is a failed judgment, left out and counted, never a tie.
+
+The `eval:` config section (also a whole file for `charter eval winrate`): the win rate of a trained policy.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import random
 from collections.abc import Iterator, Mapping, Sequence
@@ -10,18 +22,131 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, TypedDict, cast
 
 import orjson
+from pydantic import AfterValidator, Field
 
 from charter import tables
 from charter.api_args import ConfigArg, Loads, public
+from charter.checklist.aggregate import preference
+from charter.checklist.check import Aggregation, CheckedResponse, check_response
+from charter.checklist.items import Checklist, checklist_from_criteria, checklist_from_rows
 from charter.concurrency import run_sync
+from charter.constitutions import Constitution
 from charter.errors import ConfigError, DatasetError
-from charter.evals.config import WinrateConfig
-from charter.records import Judgment, Message, Pair, as_records
+from charter.judge.modes import CHECKLIST_MODE, DEFAULT_MODE, Mode, context_modes, mode
+from charter.judge.settings import PairwiseMode
+from charter.providers import ManagedModel
+from charter.records import Failure, Judgment, Message, Pair, Vote, as_records, fingerprint
 from charter.runs.files import WINRATE_JSON, RunFiles
 from charter.stats.intervals import wilson_interval
 from charter.stats.length import LengthControlled, length_controlled
 from charter.training import data
 from charter.training.output import write_json
+from charter.yamlio import ConfigModel
+
+#: The evaluations' `scoring` that judges in `judge_mode`; every other value names a judge mode that judges each
+#: answer by its prompt's checklist (`charter.judge.modes.context_modes`).
+PAIR_SCORING = "pair"
+
+
+def _scorings() -> list[str]:
+    return [PAIR_SCORING, *context_modes()]
+
+
+def _known_scoring(name: str) -> str:
+    if name not in _scorings():
+        raise ValueError(f"scoring is one of {', '.join(_scorings())}, not {name!r}")
+    return name
+
+
+def _scoring_enum(schema: dict[str, Any]) -> None:
+    schema["enum"] = _scorings()
+
+
+def scoring_mode(scoring: str, judge_mode: str) -> Mode:
+    """The table's entry of the mode an evaluation judges in: `judge_mode` for scoring `pair`, else the mode that
+    `scoring` names."""
+    return mode(judge_mode if scoring == PAIR_SCORING else scoring)
+
+
+# The checklist scoring's fields, shared by the win rate and the arena (the description is each field's schema text).
+Scoring = Annotated[
+    str,
+    AfterValidator(_known_scoring),
+    Field(
+        description="`pair`: the judge compares the two answers (`judge_mode`, both orders); `checklist`: each answer "
+        "is checked against its prompt's checklist (the prompts file's `checklist_column`, else the constitution's "
+        "criteria) in one call, and P(a better) is 0.5 plus half the difference of their scores (a comparison where "
+        "either answer has no score is a failed judgment, left out and counted).",
+        json_schema_extra=_scoring_enum,
+    ),
+]
+ChecklistColumn = Annotated[
+    str,
+    Field(
+        description="`checklist` scoring: the prompts file's column with each prompt's checklist (a list of items or "
+        "its JSON)."
+    ),
+]
+ChecklistAggregation = Annotated[
+    Literal["explicit", "implicit"],
+    Field(
+        description="`checklist` scoring: the items' weights and gates, or the judge's overall score given the "
+        "checklist."
+    ),
+]
+
+
+class WinrateConfig(ConfigModel):
+    """Compare a candidate policy with a base policy on held-out prompts, judged against a constitution."""
+
+    base: str = "local:smollm2-135m-instruct"
+    """The model before training (a model string for charter.providers.get_model)."""
+    candidate: str | None = None
+    """The trained model, e.g. `local:runs/x/dpo`; default `local:RUN_DIR/dpo` when run_dir is set."""
+    prompts: str | None = None
+    """Held-out prompts: a JSONL/parquet file (a `prompt` string or `messages` list per row), or a run
+    directory's preference file (its prompts). Required, except in a run config, where it defaults to
+    charter's bundled prompt set."""
+    judge: str = "local:smollm2-135m-instruct"
+    """The judge model string."""
+    base_api_key_env: str | None = None
+    """The environment variable holding the base model's key (a host other than api.openai.com/api.anthropic.com)."""
+    candidate_api_key_env: str | None = None
+    """The environment variable holding the candidate model's key (likewise)."""
+    judge_api_key_env: str | None = None
+    """The environment variable holding the judge's key (likewise)."""
+    constitution: str = "harmless"
+    """Constitution name or YAML path the judge compares against."""
+    reward_model: Path | None = None
+    """A reward model folder; its mean score of both models' answers is reported too."""
+    limit: int | None = Field(default=50, gt=0)
+    """Use at most this many prompts (None: all)."""
+    max_tokens: int = Field(default=128, gt=0)
+    """Most tokens per answer."""
+    temperature: float = Field(default=0.0, ge=0)
+    """Sampling temperature for both models' answers (0: greedy)."""
+    judge_mode: PairwiseMode = DEFAULT_MODE
+    """How the judge answers (see charter.judge.pairwise); both orders are always asked."""
+    principles_per_pair: int = Field(default=1, gt=0)
+    """Principles sampled per comparison."""
+    scoring: Scoring = "pair"
+    checklist_column: ChecklistColumn = "checklist"
+    aggregation: ChecklistAggregation = "explicit"
+    seed: int = 0
+    """Seed for prompt sampling and principle choice."""
+    tie_band: float = Field(default=0.0, ge=0, lt=0.5)
+    """|p - 0.5| at or below this counts as a tie (half a win)."""
+    run_dir: Path | None = None
+    """A run directory: the summary goes to RUN_DIR/report/winrate.json (+ .md) for the run report."""
+    out: Path | None = None
+    """Where to write the JSON summary (a .md beside it); overrides run_dir's report path."""
+    concurrency: int = Field(default=16, gt=0)
+    """Judge calls in flight at once."""
+    human_labels: Path | None = None
+    """People's verdicts on some of the comparisons: a JSONL file of rows from `winrate.pairs.jsonl` (prompt,
+    candidate, base) with `preferred`: candidate, base or tie. The win rate is then also given prediction-powered
+    (the judge's P(candidate better) on every prompt, corrected by the labelled ones) and from the labels alone.
+    Label a random subset: the estimates assume one."""
 
 
 class Tally(TypedDict):
@@ -163,9 +288,7 @@ async def _judge(config: WinrateConfig, pairs: list[Pair]) -> dict[str, Judgment
     constitution = load_constitution(config.constitution)
     settings = JudgeSettings(mode=config.judge_mode, orders="both", principles_per_pair=config.principles_per_pair)
     model = get_model(config.judge, role="judge", api_key_env=config.judge_api_key_env)
-    if config.scoring == "checklist":
-        from charter.evals.checklisted import judge_by_checklist
-
+    if scoring_mode(config.scoring, config.judge_mode).needs_context:
         source = str(config.prompts)
         return await judge_by_checklist(model, constitution, pairs, source, config, close=True)
     judged = judge_many(model, constitution, pairs, settings, config.seed, config.concurrency)
@@ -541,3 +664,104 @@ def winrate(
     """
     config = cast(WinrateConfig, config)  # loaded by @public
     return run_sync(winrate_async(config))
+
+
+#: The mode a checklist judgment names.
+MODE = CHECKLIST_MODE.name
+
+
+def prompt_checklists(source: str, column: str, prompts: Sequence[Any]) -> dict[str, Any]:
+    """The `column` value of each of `prompts` (as `load_prompts` read them) in the prompts file, by the prompt's
+    fingerprint; a prompt whose row has none is left out."""
+    found: dict[str, Any] = {}
+    rows = data.read_rows(source)
+    key = "prompt" if rows and "prompt" in rows[0] else "messages"
+    wanted = {prompt_key(p) for p in prompts}
+    for i, row in enumerate(rows):
+        value = row.get(column)
+        if value is None or not row.get(key):
+            continue
+        prompt = data.message_dicts(row[key], "user", f"{source}: row {i + 1}")
+        if key == "messages" and prompt and prompt[-1]["role"] == "assistant":
+            prompt = prompt[:-1]
+        if prompt_key(prompt) in wanted:
+            found[prompt_key(prompt)] = (f"{source}: row {i + 1}: {column}", value)
+    return found
+
+
+def prompt_key(prompt: Any) -> str:
+    """A prompt's key in `prompt_checklists`: the fingerprint of its messages' roles and contents."""
+    return fingerprint([[{"role": m["role"], "content": m["content"]} for m in prompt]])
+
+
+def checklist_for(prompt: Any, given: Mapping[str, Any], constitution: Constitution) -> Checklist:
+    """A prompt's checklist: its row's column value, else the constitution's criteria (a `ConfigError` naming the
+    column when there are none)."""
+    found = given.get(prompt_key(prompt))
+    if found is not None:
+        where, value = found
+        return checklist_from_rows(value, where, "column")
+    if not constitution.has_criteria:
+        raise ConfigError(
+            f"scoring checklist: a prompt has no checklist column value and the constitution {constitution.name} has "
+            "no criteria"
+        )
+    return checklist_from_criteria(constitution)
+
+
+async def checklist_judgments(
+    model: ManagedModel,
+    pairs: Sequence[Pair],
+    checklists: Mapping[str, Checklist],
+    aggregation: Aggregation = "explicit",
+    concurrency: int = 16,
+) -> dict[str, Judgment]:
+    """Each pair's judgment by pair id: both answers checked against `checklists[pair.prompt_id]` (each distinct
+    answer of a prompt once), P(a better) their preference."""
+    limit = asyncio.Semaphore(concurrency)
+    checked: dict[tuple[str, str], asyncio.Task[CheckedResponse]] = {}
+
+    async def one(prompt_id: str, pair: Pair, text: str) -> CheckedResponse:
+        async with limit:
+            return await check_response(model, pair.prompt, text, checklists[prompt_id], aggregation)
+
+    def check(pair: Pair, text: str) -> asyncio.Task[CheckedResponse]:
+        key = (str(pair.prompt_id), text)
+        if key not in checked:
+            checked[key] = asyncio.ensure_future(one(key[0], pair, text))
+        return checked[key]
+
+    tasks = [(pair, check(pair, pair.a), check(pair, pair.b)) for pair in pairs]
+    judge_fp = fingerprint([model.served_id, MODE, aggregation, [c.fingerprint for c in checklists.values()]])
+    out = {}
+    for pair, a, b in tasks:
+        out[pair.pair_id] = _judgment(pair, await a, await b, model.model_id, judge_fp)
+    return out
+
+
+def _judgment(pair: Pair, a: CheckedResponse, b: CheckedResponse, judge: str, judge_fp: str) -> Judgment:
+    ids = list(dict.fromkeys(i.principle_id or MODE for i in a.checklist.items))
+    p = preference(a.scored(), b.scored()).p_a
+    if p is None:
+        why = (a.failure if a.reward is None else f"b: {b.failure}") or "no checklist score"
+        failure = Failure(kind="checklist", message=why)
+        return Judgment(pair_id=pair.pair_id, fingerprint=judge_fp, status="failed", mode=MODE, orders="one",
+                        judge_model=judge, principle_ids=ids, failure=failure)  # fmt: skip
+    vote = Vote(principle_id=MODE, p_a=p, p_a_ab=p, score_a=a.reward, score_b=b.reward)
+    return Judgment(pair_id=pair.pair_id, fingerprint=judge_fp, status="ok", mode=MODE, orders="one",
+                    judge_model=judge, principle_ids=ids, p_a=p, p_a_ab=p, principles=[vote])  # fmt: skip
+
+
+async def judge_by_checklist(
+    model: ManagedModel, constitution: Constitution, pairs: Sequence[Pair], source: str, config: Any, close: bool = True
+) -> dict[str, Judgment]:
+    """The judgments of an evaluation with `scoring: checklist`: each prompt's checklist from the prompts file's
+    `config.checklist_column` (else the constitution's criteria), `config.aggregation`, `config.concurrency`."""
+    prompts = {str(p.prompt_id): [m.model_dump() for m in p.prompt] for p in pairs}
+    given = prompt_checklists(source, config.checklist_column, list(prompts.values()))
+    checklists = {pid: checklist_for(prompt, given, constitution) for pid, prompt in prompts.items()}
+    try:
+        return await checklist_judgments(model, pairs, checklists, config.aggregation, config.concurrency)
+    finally:
+        if close:
+            await model.aclose()

@@ -52,7 +52,7 @@ def _sample(path: str, name: str, budget: int, seed: int) -> list[dict[str, Any]
 def _probe_one(
     name: str, path: str, pairs: str, out: Path, trainer: RewardModelConfig, budget: int, seed: int
 ) -> ProbeResult:
-    from charter.evals.rm_eval import evaluate_rm
+    from charter.evals.rm import evaluate_rm
     from charter.hub.croissant import sha256
     from charter.reward_model.train import train_reward_model
 

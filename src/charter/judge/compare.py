@@ -15,17 +15,14 @@ from typing import Any
 
 from charter.concurrency import warm_then_fan_out
 from charter.constitutions.schema import Constitution, Principle
-from charter.errors import JudgeParseError
-from charter.judge.asking import ask_until_read, dooms_run
-from charter.judge.entry import JudgeOptions, Kind, Outcome
-from charter.judge_prompt import write_comparison
-from charter.providers.base import ChatModel, Completion, Messages
+from charter.errors import ConfigError, JudgeParseError
+from charter.judge.judgment import JudgeOptions, Kind, Reply, VoteOutcome, ask_until_read, dooms_run
+from charter.judge_prompt import RANKING_SCHEMA, write_comparison, write_ranking
+from charter.providers.base import ChatModel, Completion, Messages, SamplingParams
 from charter.records import Message, Pair, Vote
 from charter.records.base import render_conversation, user
 
-__all__ = ["COMPARES", "OPTIONS", "compare_principles", "comparison_prompt", "p_first", "same_winner"]
-
-OPTIONS = ("A", "B")
+__all__ = ["COMPARES", "ORDERS", "compare_principles", "order_group", "comparison_prompt", "p_first", "same_winner"]
 
 
 def comparison_prompt(
@@ -55,14 +52,20 @@ def _unparseable(_: JudgeParseError, completions: list[Completion]) -> JudgePars
 
 async def _ask(model: ChatModel, request: Messages, settings: JudgeOptions) -> _Asked:
     reply = settings.reply
-    if reply.logprobs:
-        probs = await model.choice_logprobs(request, OPTIONS)
-        return _Asked(probs.probs["A"], None, probs.prompt_tokens, 1)
+    if reply.logprobs:  # P(first preferred): the expected value over the options' probabilities
+        probs = await model.choice_logprobs(request, tuple(reply.options))
+        p = sum(probs.probs[option] * says for option, says in reply.options.items())
+        return _Asked(p, None, probs.prompt_tokens, 1)
     assert reply.read is not None  # a text reply has a reader (register_mode checks)
-    letter, completions = await ask_until_read(model, request, settings, reply.read, _unparseable)
+    option, completions = await ask_until_read(model, request, settings, reply.read, _unparseable)
     low, high = settings.clamp if reply.clamped else (0.0, 1.0)
     last = completions[-1]
-    return _Asked(high if letter == "A" else low, last.text, last.prompt_tokens, last.completion_tokens)
+    return _Asked(_between(reply.options[option], low, high), last.text, last.prompt_tokens, last.completion_tokens)
+
+
+def _between(says: float, low: float, high: float) -> float:
+    """An option's P(first preferred) moved into [low, high]: its ends onto the ends, a grade in between."""
+    return high if says == 1.0 else low if says == 0.0 else low + (high - low) * says
 
 
 async def p_first(
@@ -112,7 +115,7 @@ def _vote(principle_id: str, answers: Sequence[_Asked]) -> tuple[Vote, int, int]
 
 async def compare_principles(
     model: ChatModel, constitution: Constitution, pair: Pair, settings: JudgeOptions, principle_ids: list[str]
-) -> list[Outcome]:
+) -> list[VoteOutcome]:
     """Pairwise modes: every principle in each order, one call each; a principle's outcome is its vote or the error
     of its first failed order.
 
@@ -127,7 +130,7 @@ async def compare_principles(
     if len(outcomes) < len(calls):  # the first call failed in a way that dooms the run: nothing else was sent
         return outcomes
     by_order = [outcomes[: len(first)], *outcomes[len(first) :]]
-    votes: list[Outcome] = []
+    votes: list[VoteOutcome] = []
     for i, pid in enumerate(principle_ids):
         answers = [order[i] for order in by_order]
         errors = [a for a in answers if isinstance(a, BaseException)]
@@ -143,6 +146,28 @@ async def _ask_in_turn(model: ChatModel, requests: Sequence[Messages], settings:
     return outcomes + outcomes[:1] * (len(calls) - len(outcomes))
 
 
+async def order_group(
+    model: ChatModel, prompt: list[Message], shown: list[str], criteria: list[str], reply: Reply
+) -> list[int]:
+    """One ordering call: the indexes (into `shown`) best first, under the criteria's texts, asked and read as the
+    ranking mode's `reply` says (one structured-output call, greedy; a reply that is no ordering of them all raises
+    `JudgeParseError`)."""
+    text = write_ranking(render_conversation(prompt), criteria, shown, reply.instruction)
+    budget = reply.max_tokens + 8 * len(shown)
+    params = SamplingParams(temperature=0.0, max_tokens=budget, seed=0, json_schema=RANKING_SCHEMA)
+    [answer] = await model.generate([[user(text)]], params)
+    assert reply.read is not None  # a text reply has a reader (register_mode checks)
+    return reply.read(answer.text, len(shown))
+
+
+async def _orders_no_pair(*_: object) -> list[VoteOutcome]:
+    raise ConfigError(
+        "a ranking mode orders a prompt's completions together (the online scoring rank); it judges no pair"
+    )
+
+
+#: A group of responses ordered in one call (mode `rank`).
+ORDERS = Kind("ranking", _orders_no_pair, subject="group", order=order_group)
 #: Two responses compared in one prompt under each principle, in each order asked (modes `logprobs`, `cot`,
 #: `verdict`).
 COMPARES = Kind("pairwise", compare_principles)

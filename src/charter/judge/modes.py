@@ -1,48 +1,74 @@
 """The table of judge modes: one entry a mode, and every behaviour that depends on the mode read from it (never from
-an `if mode == ...` elsewhere). An entry (`Mode`, see `charter.judge.entry`) holds:
+an `if mode == ...` elsewhere, nor from a mode's name written anywhere else in the package: a test scans for one).
+An entry (`Mode`, see `charter.judge.judgment`) holds:
 
-- `kind`: what kind of judgment it is: `COMPARES` (pairwise: the two responses in one prompt, an option letter or the
-  option tokens' probabilities, in both orders where set), `RATES_EACH_PRINCIPLE` or `RATES_ALL_PRINCIPLES` (rating:
-  each response rated alone on the constitution's rubric, one call a principle or one structured-output call for all
-  of them, and the scores compared);
+- `kind`: what kind of judgment it is (`Kind`): its subject (a pair, each response alone, a group), its criteria (the
+  constitution's principles, or the prompt's checklist) and the callables that judge: `COMPARES` (pairwise: the two
+  responses in one prompt, in both orders where set), `RATES_EACH_PRINCIPLE` or `RATES_ALL_PRINCIPLES` (rating: each
+  response rated alone on the constitution's rubric, one call a principle or one structured-output call for all of
+  them, and the scores compared), `CHECKS_ITEMS` (checklist: each response checked alone against its prompt's
+  checklist, which the caller passes as `ChecklistCriteria`) or `ORDERS` (ranking: a group ordered in one call);
 - `reply`: how its reply is asked for and read (`Reply`): the instruction that ends the prompt, the reader of a text
-  reply or log-probabilities instead, whether each vote is clamped, the reply budget; or `replies`, the ways it may
-  reply by name, of which the setting `rating` chooses one (mode `score`).
+  reply or log-probabilities instead, its options and what each says, whether each vote is clamped, the reply
+  budget, and how a scripted judge writes it; or `replies`, the ways it may reply by name, of which the setting
+  `rating` chooses one (mode `score`).
 
 A new mode is one `register_mode(Mode(...))`, here for the package's own (`JudgeSettings.mode` accepts any name in
-`MODES`); the prompt around the instruction is the wire format's (`charter.judge_prompt`), the same for every mode.
-A mode whose reply is a JSON object (as `rubric`) reads it with its `Reply.read` and asks for it with the kind's
-structured output.
+`MODES` whose kind judges pairs, and its schema lists them); the prompt around the instruction is the wire format's
+(`charter.judge_prompt`), the same for every mode. The scripted, fault-injecting and lab judges of `charter.testing`
+write their replies with `scripted_reply`, which asks the entry whose instruction ends the prompt.
 """
 
 from __future__ import annotations
 
+import json
+import re
+from collections.abc import Sequence
+from typing import Any
+
 from charter.checklist.prompt import CHECKLIST_INSTRUCTION, read_checklist_reply
-from charter.errors import ConfigError
-from charter.judge.compare import COMPARES
-from charter.judge.entry import Kind, Mode, Reply
+from charter.judge.checklist import CHECKS_ITEMS
+from charter.judge.compare import COMPARES, ORDERS
+from charter.judge.judgment import LETTERS, ChecklistCriteria, Kind, Mode, Reply
 from charter.judge.score import RATES_ALL_PRINCIPLES, RATES_EACH_PRINCIPLE
 from charter.judge_prompt import (
+    RANKING_INSTRUCTION,
     read_letter,
     read_number,
+    read_ranking,
     read_reasoned_letter,
     read_reasoned_score,
     read_rubric,
+    write_verdict,
 )
 
 __all__ = [
+    "CHECKLIST_MODE",
+    "CHECKS_ITEMS",
     "COMPARES",
+    "DEFAULT_MODE",
+    "DEFAULT_RATING",
+    "DEFAULT_RATING_MODE",
     "MODES",
+    "ORDERS",
+    "RANKING_MODE",
     "RATES_ALL_PRINCIPLES",
     "RATES_EACH_PRINCIPLE",
+    "ChecklistCriteria",
     "Kind",
     "Mode",
     "Reply",
+    "context_modes",
+    "described",
     "mode",
+    "pair_modes",
     "pairwise_modes",
     "rating_modes",
     "rating_readers",
     "register_mode",
+    "reply_asked",
+    "scripted_choice",
+    "scripted_reply",
 ]
 
 MODES: dict[str, Mode] = {}
@@ -53,6 +79,8 @@ def _check_reply(mode: Mode, name: str, reply: Reply) -> None:
         raise ValueError(f"mode {mode.name!r} ({name}) answers in text: give its Reply a read")
     if "\n\n" in reply.instruction.strip():
         raise ValueError(f"mode {mode.name!r} ({name}): the instruction is one paragraph (no blank line)")
+    if not reply.options:
+        raise ValueError(f"mode {mode.name!r} ({name}): give its Reply at least one option")
 
 
 def register_mode(mode: Mode) -> Mode:
@@ -60,8 +88,7 @@ def register_mode(mode: Mode) -> Mode:
     reply, or one both ways; for a text reply without a reader; for an instruction of more than one paragraph."""
     if (mode.reply is None) == (not mode.replies):
         raise ValueError(f"mode {mode.name!r}: give it one reply, or replies by name (not both)")
-    replies = dict(mode.replies) if mode.reply is None else {mode.name: mode.reply}
-    for name, reply in replies.items():
+    for name, reply in mode.all_replies().items():
         _check_reply(mode, name, reply)
     MODES[mode.name] = mode
     return mode
@@ -75,20 +102,92 @@ def mode(name: str) -> Mode:
         raise ValueError(f"unknown judge mode {name!r}: one of {', '.join(MODES)}") from None
 
 
+def pair_modes() -> list[str]:
+    """The modes that judge a pair (every kind but one that orders a group): what `JudgeSettings.mode` accepts."""
+    return [name for name, entry in MODES.items() if entry.kind.subject != "group"]
+
+
 def pairwise_modes() -> list[str]:
     """The modes that compare two responses in one prompt."""
-    return [name for name, entry in MODES.items() if entry.kind.name == "pairwise"]
+    return [name for name, entry in MODES.items() if entry.kind.subject == "pair"]
 
 
 def rating_modes() -> list[str]:
-    """The modes that rate each response alone."""
-    return [name for name, entry in MODES.items() if entry.kind.name == "rating"]
+    """The modes that judge each response alone."""
+    return [name for name, entry in MODES.items() if entry.kind.rates_alone]
 
 
 def rating_readers() -> list[str]:
     """The names `JudgeSettings.rating` may give: the ways a mode with several replies may be read."""
     return list(dict.fromkeys(name for entry in MODES.values() for name in entry.replies))
 
+
+def context_modes() -> list[str]:
+    """The modes whose judgments need each prompt's checklist besides the pair."""
+    return [name for name, entry in MODES.items() if entry.needs_context]
+
+
+def described(names: list[str]) -> str:
+    """`name`: description for each of `names`, as settings and commands list the modes."""
+    return "; ".join(f"`{name}`: {MODES[name].description}" for name in names)
+
+
+def _asks(reply: Reply, last_paragraph: str) -> bool:
+    """Whether a prompt's last paragraph starts with the reply's instruction (a rating's with its scale filled in)."""
+    pattern = re.escape(reply.instruction).replace(re.escape("{scale}"), r"\d+")
+    return re.match(pattern, last_paragraph) is not None
+
+
+def reply_asked(prompt: str) -> Reply | None:
+    """The reply in the table that `prompt` asks for: the one whose instruction starts its last paragraph (the
+    longest such instruction), or None for a prompt no mode wrote."""
+    last = prompt.rstrip().rsplit("\n\n", 1)[-1]
+    asked = [r for entry in MODES.values() for r in entry.all_replies().values() if _asks(r, last)]
+    return max(asked, key=lambda r: len(r.instruction), default=None)
+
+
+def scripted_reply(prompt: str, meaning: Any) -> str:
+    """The reply a scripted judge writes to `prompt` to say `meaning` (a comparison's P(first shown preferred), a
+    rating's score, a checklist's answers, a ranking's order), as the entry that wrote the prompt says
+    (`Reply.answer`); a comparison's option letter (`write_verdict`) where the reply gives no answer of its own, or
+    no mode wrote the prompt."""
+    reply = reply_asked(prompt)
+    if reply is not None and reply.answer is not None:
+        return reply.answer(meaning)
+    options = reply.options if reply is not None else LETTERS
+    return write_verdict(min(options, key=lambda option: abs(options[option] - float(meaning))))
+
+
+def scripted_choice(prompt: str, tokens: Sequence[str], p_first: float) -> dict[str, float]:
+    """The probabilities a scripted judge gives `tokens` asked as the next token of `prompt` to say P(first shown
+    preferred) = `p_first`: its mass on the two options of the reply asked (`reply_asked`; A and B where no mode
+    wrote the prompt) whose values bracket `p_first`, so that their expected value is `p_first`."""
+    reply = reply_asked(prompt)
+    says = dict(reply.options) if reply is not None else dict(LETTERS)
+    below = max((o for o in says if says[o] <= p_first), key=says.__getitem__, default=None)
+    above = min((o for o in says if says[o] >= p_first), key=says.__getitem__, default=None)
+    if below is None or above is None or below == above:
+        mass = {below or above: 1.0}
+    else:
+        share = (p_first - says[below]) / (says[above] - says[below])
+        mass = {above: share, below: 1.0 - share}
+    return {token: mass.get(token, 0.0) for token in tokens}
+
+
+def _verdict(p_first: float) -> str:
+    return write_verdict("A" if p_first >= 0.5 else "B")
+
+
+def _reasoned_score(score: int) -> str:
+    return f"It weighs the response against the principle. Therefore, the score is {score}"
+
+
+#: The mode a judge uses when a config names none.
+DEFAULT_MODE = "logprobs"
+#: The rating mode a scoring that rates each completion takes when a config names none.
+DEFAULT_RATING_MODE = "score"
+#: How a rating is read when a config says nothing (`JudgeSettings.rating`).
+DEFAULT_RATING = "logprobs"
 
 register_mode(
     Mode(
@@ -109,6 +208,7 @@ register_mode(
             read_reasoned_letter,
             clamped=True,
             max_tokens=512,
+            answer=_verdict,
         ),
     )
 )
@@ -117,7 +217,7 @@ register_mode(
         "verdict",
         "one letter, A or B",
         COMPARES,
-        Reply("Answer with a single letter, A or B, and nothing else.", read_letter),
+        Reply("Answer with a single letter, A or B, and nothing else.", read_letter, answer=_verdict),
     )
 )
 register_mode(
@@ -132,8 +232,11 @@ register_mode(
                 "{scale}.",
                 read_reasoned_score,
                 max_tokens=512,
+                answer=_reasoned_score,
             ),
-            "verdict": Reply("Answer with a single number from 1 to {scale}, and nothing else.", read_number),
+            "verdict": Reply(
+                "Answer with a single number from 1 to {scale}, and nothing else.", read_number, answer=str
+            ),
         },
     )
 )
@@ -148,29 +251,32 @@ register_mode(
             "nothing else.",
             read_rubric,
             max_tokens=256,
+            answer=json.dumps,
         ),
     )
 )
-
-
-async def _needs_its_checklist(*_: object) -> list:
-    """Mode `checklist` judges a pair against its prompt's checklist (`charter.judge.checklist`, which the run
-    calls with it); a bare pair carries none."""
-    raise ConfigError(
-        "judge mode checklist judges a pair against its prompt's checklist: use it in a run with a `checklist:` "
-        "section, or `scoring: checklist` for rewards"
-    )
-
-
-#: The kind of judgment of mode `checklist`: each response rated alone against its prompt's checklist.
-CHECKS_ITEMS = Kind("rating", _needs_its_checklist, by_checklist=True)
-
-register_mode(
+#: The checklist mode: each response checked against its prompt's checklist (evaluations' `scoring: checklist`).
+CHECKLIST_MODE = register_mode(
     Mode(
         "checklist",
         "each response checked alone against its prompt's checklist (a run config's `checklist:` section) in one "
         "structured-output call, a reason before each item's verdict; verifier items checked by code",
         CHECKS_ITEMS,
-        Reply(CHECKLIST_INSTRUCTION, read=read_checklist_reply, max_tokens=1024),
+        Reply(CHECKLIST_INSTRUCTION, read=read_checklist_reply, max_tokens=1024, answer=json.dumps),
+    )
+)
+#: The ranking mode: a group of completions ordered in one call (the online scoring `rank` asks it).
+RANKING_MODE = register_mode(
+    Mode(
+        "rank",
+        "a group of responses ordered best first in one structured-output call (listwise; the online scoring "
+        "`rank`); it judges no pair",
+        ORDERS,
+        Reply(
+            RANKING_INSTRUCTION,
+            read_ranking,
+            max_tokens=32,
+            answer=lambda order: json.dumps({"ranking": list(order)}),
+        ),
     )
 )

@@ -14,8 +14,8 @@ from collections.abc import AsyncIterable, AsyncIterator, Iterable, Sequence
 from charter.concurrency import bounded_map
 from charter.constitutions.schema import Constitution
 from charter.errors import ConfigError, JudgeParseError, ProviderError
-from charter.judge.asking import dooms_run
 from charter.judge.compare import COMPARES, comparison_prompt, p_first, same_winner
+from charter.judge.judgment import ChecklistCriteria, dooms_run
 from charter.judge.settings import JudgeSettings
 from charter.judge_prompt import PROMPT_FORMAT, RATING_FORMAT
 from charter.providers.base import ChatModel
@@ -100,10 +100,15 @@ async def judge_pair(
     settings: JudgeSettings,
     principle_ids: list[str],
     judge_fp: str,
+    criteria: ChecklistCriteria | None = None,
 ) -> Judgment:
-    """Judge one pair under each principle, as the settings' mode judges (`Mode.kind`); a failed parse is a failed
-    judgment, an error that dooms the run is raised once every call has run to its end. A judge made of judges
+    """Judge one pair as the settings' mode judges (`Mode.kind`): under each principle, or, for a mode that judges by
+    checklist, by its prompt's checklist (`criteria`; without one, its kind says what it needs); a failed parse is a
+    failed judgment, an error that dooms the run is raised once every call has run to its end. A judge made of judges
     registers its own way (`charter.judge.panel.Panel` asks each member and pools their judgments)."""
+    kind = settings.mode_entry.kind
+    if kind.judge_by_checklist is not None and criteria is not None:
+        return await kind.judge_by_checklist(model, pair, criteria, settings, principle_ids, judge_fp)
     base = {
         "pair_id": pair.pair_id,
         "fingerprint": judge_fp,
@@ -112,7 +117,7 @@ async def judge_pair(
         "judge_model": model.model_id,
         "principle_ids": principle_ids,
     }
-    outcomes = await settings.mode_entry.kind.judge(model, constitution, pair, settings, principle_ids)
+    outcomes = await kind.judge(model, constitution, pair, settings, principle_ids)
     errors = [o for o in outcomes if isinstance(o, BaseException)]
     fatal = [e for e in errors if dooms_run(e)]
     if fatal:

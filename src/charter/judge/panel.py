@@ -14,8 +14,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from charter.constitutions.schema import Constitution
-from charter.judge.asking import gather_all
-from charter.judge.entry import JudgeOptions
+from charter.judge.judgment import ChecklistCriteria, JudgeOptions, gather_all
 from charter.judge.pairwise import judge_pair
 from charter.providers.base import ChatModel
 from charter.records import Judgment, Pair
@@ -60,12 +59,18 @@ class Panel:
         return panel_label([m.served_id for m in self.members], self.weights)
 
     async def judge_pair(
-        self, constitution: Constitution, pair: Pair, settings: JudgeOptions, principle_ids: list[str], judge_fp: str
+        self,
+        constitution: Constitution,
+        pair: Pair,
+        settings: JudgeOptions,
+        principle_ids: list[str],
+        judge_fp: str,
+        criteria: ChecklistCriteria | None = None,
     ) -> Judgment:
         """The panel's judgment of one pair: each member's judgment, pooled (`pool`); every member's calls run to
         their end before an error that dooms the run is raised."""
         judgments = await gather_all(
-            *(judge_pair(m, constitution, pair, settings, principle_ids, judge_fp) for m in self.members)
+            *(judge_pair(m, constitution, pair, settings, principle_ids, judge_fp, criteria) for m in self.members)
         )
         return pool([{pair.pair_id: j} for j in judgments], self.model_id, self.weights)[pair.pair_id]
 

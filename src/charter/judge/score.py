@@ -15,8 +15,20 @@ from collections.abc import Sequence
 from charter.concurrency import warm_then_fan_out
 from charter.constitutions.schema import Constitution
 from charter.errors import ConfigError, JudgeParseError
-from charter.judge.asking import ask_until_read, dooms_run, gather_all, raise_first
-from charter.judge.entry import JudgeOptions, Kind, Outcome, PrincipleScore, RatesResponse, ToRate
+from charter.judge.judgment import (
+    ChecklistCriteria,
+    JudgeOptions,
+    Kind,
+    PrincipleScore,
+    RatesResponse,
+    Scored,
+    ToRate,
+    VoteOutcome,
+    ask_until_read,
+    dooms_run,
+    gather_all,
+    raise_first,
+)
 from charter.judge_prompt import DEFAULT_RUBRIC, rubric_schema, write_rating, write_rubric
 from charter.providers.base import ChatModel, Completion, Messages
 from charter.records import Message, Pair, Sample, Vote
@@ -215,9 +227,9 @@ def p_first_from_scores(score_a: float, score_b: float, scale: int) -> float:
     return 0.5 + (score_a - score_b) / (2 * (scale - 1))
 
 
-def _votes(scores_a: list[PrincipleScore], scores_b: list[PrincipleScore], scale: int) -> list[Outcome]:
+def _votes(scores_a: list[PrincipleScore], scores_b: list[PrincipleScore], scale: int) -> list[VoteOutcome]:
     """Each principle's vote from the two responses' scores under it, with the tokens of both ratings."""
-    votes: list[Outcome] = []
+    votes: list[VoteOutcome] = []
     for a, b in zip(scores_a, scores_b):
         p_a = p_first_from_scores(a.score, b.score, scale)
         vote = Vote(principle_id=a.principle_id, p_a=p_a, p_a_ab=p_a, score_a=a.score, score_b=b.score)
@@ -227,7 +239,7 @@ def _votes(scores_a: list[PrincipleScore], scores_b: list[PrincipleScore], scale
 
 async def _judge_principle(
     model: ChatModel, constitution: Constitution, pair: Pair, settings: JudgeOptions, principle_id: str
-) -> Outcome:
+) -> VoteOutcome:
     """Mode `score`: rate `a` and `b` alone under one principle; the vote's p is 0.5 plus half the normalised gap."""
     a, b = await gather_all(
         score_each(model, constitution, ToRate(pair.prompt, pair.a, [principle_id]), settings),
@@ -238,7 +250,7 @@ async def _judge_principle(
 
 async def judge_each_principle(
     model: ChatModel, constitution: Constitution, pair: Pair, settings: JudgeOptions, principle_ids: list[str]
-) -> list[Outcome]:
+) -> list[VoteOutcome]:
     """Mode `score`: each principle's vote from `a` and `b` rated alone under it (the first principle's ratings warm
     the provider's cache for the others: a's and b's prompts share no long prefix)."""
     return await warm_then_fan_out(
@@ -250,7 +262,7 @@ async def judge_each_principle(
 
 async def judge_all_principles(
     model: ChatModel, constitution: Constitution, pair: Pair, settings: JudgeOptions, principle_ids: list[str]
-) -> list[Outcome]:
+) -> list[VoteOutcome]:
     """Mode `rubric`: `a` and `b` rated alone, each in one call for every principle; the votes are those of mode
     `score` (the call's tokens count on the first principle's vote). A failure stands for every principle."""
     try:
@@ -264,9 +276,9 @@ async def judge_all_principles(
 
 
 #: Each response rated alone, one call a principle (mode `score`).
-RATES_EACH_PRINCIPLE = Kind("rating", judge_each_principle, score_each)
+RATES_EACH_PRINCIPLE = Kind("rating", judge_each_principle, score_each, subject="response")
 #: Each response rated alone under every principle in one call (mode `rubric`).
-RATES_ALL_PRINCIPLES = Kind("rating", judge_all_principles, score_all)
+RATES_ALL_PRINCIPLES = Kind("rating", judge_all_principles, score_all, subject="response")
 
 
 async def rank_samples(
@@ -276,9 +288,17 @@ async def rank_samples(
     samples: Sequence[Sample],
     principle_ids: Sequence[str],
     settings: JudgeOptions,
-) -> list[tuple[Sample, float]]:
-    """Each sample with its mean score over the principles, best first (ties in sample order): k calls per principle,
-    one per distinct text. Raises the first failure once every call has run to its end."""
+    criteria: ChecklistCriteria | None = None,
+) -> list[Scored]:
+    """Each sample with its score, best first (ties in sample order), as the settings' mode scores each response
+    alone: its mean score over the principles (k calls per principle, one per distinct text), or, for a mode that
+    judges by checklist, its score under `criteria` (the prompt's checklist). Raises the first failure once every
+    call has run to its end."""
+    kind = settings.mode_entry.kind
+    if kind.rank_by_checklist is not None:
+        if criteria is None:
+            raise ConfigError(f"judge mode {settings.mode_entry.name!r} scores samples by their prompt's checklist")
+        return await kind.rank_by_checklist(model, prompt, samples, criteria, settings)
     texts = list(dict.fromkeys(s.text for s in samples))
     rate = rates_of(settings)
     rated = await gather_all(

@@ -7,8 +7,17 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, Field, model_validator
 
-from charter.judge.entry import Mode, Orders, Reply
-from charter.judge.modes import MODES, mode, pairwise_modes, rating_readers
+from charter.judge.judgment import Mode, Orders, Reply
+from charter.judge.modes import (
+    DEFAULT_MODE,
+    DEFAULT_RATING,
+    MODES,
+    described,
+    mode,
+    pair_modes,
+    pairwise_modes,
+    rating_readers,
+)
 from charter.providers.base import SamplingParams
 from charter.providers.config import RoleConfig
 from charter.yamlio import ConfigModel, LocatedValueError, former_name, require_unique
@@ -21,7 +30,10 @@ REASKS = (
 
 
 def _known_mode(name: str) -> str:
-    mode(name)  # ValueError naming the modes there are
+    if mode(name).kind.subject == "group":  # ValueError naming the modes there are for an unknown one
+        raise ValueError(
+            f"judge mode {name!r} {MODES[name].description}: a judge judges pairs in one of {', '.join(pair_modes())}"
+        )
     return name
 
 
@@ -42,16 +54,14 @@ def _pairwise_enum(schema: dict[str, Any]) -> None:
 
 
 def _mode_enum(schema: dict[str, Any]) -> None:
-    schema["enum"] = list(MODES)
+    schema["enum"] = pair_modes()
 
 
 def _reader_enum(schema: dict[str, Any]) -> None:
     schema["enum"] = rating_readers()
 
 
-#: How the judge answers: a name in the table of modes (`charter.judge.modes.MODES`): option-token probabilities
-#: (`logprobs`), reasoning then a verdict (`cot`), one letter (`verdict`), or a rubric score of each response
-#: (`score`).
+#: How the judge judges a pair: a name in the table of modes (`charter.judge.modes.MODES`) whose kind judges pairs.
 JudgeMode = Annotated[str, AfterValidator(_known_mode), Field(json_schema_extra=_mode_enum)]
 #: How a rubric score is read: a mode that can read ratings (the expected score over the score tokens, or the
 #: number in a reasoned or bare reply).
@@ -63,16 +73,16 @@ PairwiseMode = Annotated[str, AfterValidator(_pairwise_mode), Field(json_schema_
 class JudgeSettings(ConfigModel):
     """How the judge compares two responses."""
 
-    mode: JudgeMode = "logprobs"
-    """`logprobs`: option-token probabilities; `cot`: reasoning then a verdict; `verdict`: one letter; `score`: each
-    response rated alone on the constitution's rubric, 1 to `scale` (pointwise; `rating` says how it is read);
-    `rubric`: as `score`, with one structured-output call per response for all of its principles; `checklist`: each
-    response checked against its prompt's checklist (a run config's `checklist:` section), one structured-output call
-    a response."""
+    mode: JudgeMode = Field(
+        default=DEFAULT_MODE,
+        description="How the judge judges a pair, a mode in the table of modes (`charter.judge.modes`): "
+        + described(pair_modes())
+        + ".",
+    )
     scale: int = Field(default=5, ge=2, le=10)
     """Modes `score` and `rubric`: the top of the rubric's scale (scores run 1..scale); at most 9 when `rating` is
     logprobs, so that every score is one token."""
-    rating: RatingMode = "logprobs"
+    rating: RatingMode = DEFAULT_RATING
     """Mode `score`: `logprobs` takes the expected score over the score tokens' probabilities; `cot` (reasoning,
     then 'the score is N') and `verdict` (a bare number) take the number the judge writes."""
     orders: Orders = "both"
@@ -120,7 +130,7 @@ class JudgeSettings(ConfigModel):
     @property
     def rates_alone(self) -> bool:
         """Whether the mode rates each response alone (rather than comparing the two in one prompt)."""
-        return self.mode_entry.kind.name == "rating"
+        return self.mode_entry.kind.rates_alone
 
     @property
     def reply(self) -> Reply:

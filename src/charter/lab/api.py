@@ -14,7 +14,7 @@ from charter.api_args import AtLeastOne, Range, public
 from charter.constitutions import Constitution, load_constitution
 from charter.constitutions.schema import Principle
 from charter.errors import ArgumentError, NoSignal
-from charter.judge.modes import pairwise_modes
+from charter.judge.modes import DEFAULT_MODE, pairwise_modes
 from charter.judge.settings import JudgeMode, JudgeSettings, Orders
 from charter.lab.checks import ConstitutionTest, planned_judgments
 from charter.lab.checks import check_constitution as _check
@@ -111,7 +111,7 @@ def infer_constitution(
     *,
     structured_output: bool = True,
     judge: str | ChatModel | None = None,
-    mode: JudgeMode = "logprobs",
+    mode: JudgeMode = DEFAULT_MODE,
     orders: Orders = "both",
     candidates: str | list[str] | None = None,
     output: str | Path | None = None,
@@ -205,7 +205,7 @@ def check_constitution(
     pairs: str | Path,
     judge: str | ChatModel,
     *,
-    mode: JudgeMode = "logprobs",
+    mode: JudgeMode = DEFAULT_MODE,
     orders: Orders = "both",
     inferred: str | None = None,
     min_flip: Annotated[float, Range(ge=0, le=1)] = 0.5,

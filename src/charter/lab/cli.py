@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from charter.judge.modes import DEFAULT_MODE
 from charter.providers.cache import DEFAULT_CACHE
 from charter.providers.options import CacheOption
 
@@ -92,7 +93,7 @@ def infer_command(
     proposals: ProposalsOption = 100,
     per_pair: int = typer.Option(3, "--per-pair", min=1, help="Principles asked for per pair."),
     test_fraction: TestFractionOption = 0.3,
-    mode: ModeOption = "logprobs",
+    mode: ModeOption = DEFAULT_MODE,
     orders: OrdersOption = "both",
     seed: int = typer.Option(0, "--seed", help="Seed of the split, the sample, the order shown and the bootstrap."),
     cache: CacheOption = DEFAULT_CACHE,
@@ -121,7 +122,7 @@ def test_command(
     target: float = typer.Option(
         0.97, "--target", min=0.5, max=1, help="Share of pairs a smaller subset must decide as the full ensemble does."
     ),
-    mode: ModeOption = "logprobs",
+    mode: ModeOption = DEFAULT_MODE,
     orders: OrdersOption = "both",
     seed: int = typer.Option(0, "--seed", help="Seed of the order shown and the bootstrap."),
     cache: CacheOption = DEFAULT_CACHE,

@@ -7,7 +7,7 @@ from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from charter.judge.modes import pairwise_modes, rating_modes
+from charter.judge.modes import DEFAULT_MODE, DEFAULT_RATING_MODE, pairwise_modes, rating_modes
 from charter.judge.settings import JudgeConfig, JudgeSettings
 from charter.prompts import PromptsConfig
 from charter.providers.cache import DEFAULT_CACHE
@@ -24,7 +24,7 @@ Trainer = Literal["grpo", "rloo"]
 def default_mode(scoring: str) -> str:
     """The judge mode a scoring takes when the config names none: rating for `score`, log-probability comparisons
     for the others."""
-    return "score" if scoring in ("score", "checklist") else "logprobs"
+    return DEFAULT_RATING_MODE if scoring in ("score", "checklist") else DEFAULT_MODE
 
 
 def scoring_misfit(scoring: str, settings: JudgeSettings) -> str | None:
@@ -149,7 +149,7 @@ class OnlineBase(ConfigModel):
 class OnlineConfig(OnlineBase):
     """Train a policy online (GRPO or RLOO through TRL) with charter's judge as the reward."""
 
-    judge: JudgeConfig = JudgeConfig(mode="score")
+    judge: JudgeConfig = JudgeConfig(mode=DEFAULT_RATING_MODE)
     """The judge: its model (a role) and how it judges (mode, scale, rating, orders, ensemble). `score` scoring
     needs mode `score`; `group` and `reference` need a comparison mode (logprobs, cot, verdict)."""
     scoring: Literal["score", "group", "reference", "rank", "checklist"] = "score"
@@ -215,7 +215,7 @@ class OnlineDPOConfig(OnlineBase):
     """Train a policy with online DPO (OAIF, through TRL's online DPO trainer): two completions per prompt from the
     current policy, compared by charter's pairwise judge, a DPO step on the pairs the judge decided."""
 
-    judge: JudgeConfig = JudgeConfig(mode="logprobs")
+    judge: JudgeConfig = JudgeConfig(mode=DEFAULT_MODE)
     """The pairwise judge: its model (a role), or a panel (`models`, optional `weights`), and how it compares (mode
     logprobs, cot or verdict; orders, ensemble). With `orders: both` a pair whose two orders pick different winners
     is undecided; a pair any panel member fails is a failed judgment."""
@@ -252,7 +252,7 @@ class OnlineDPOConfig(OnlineBase):
             judge = data.get("judge", {})
             judge = {"model": judge} if isinstance(judge, str) else judge
             if isinstance(judge, dict) and "mode" not in judge:
-                data = {**data, "judge": {**judge, "mode": "logprobs"}}
+                data = {**data, "judge": {**judge, "mode": DEFAULT_MODE}}
         return data
 
     @field_validator("trl")

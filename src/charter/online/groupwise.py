@@ -19,8 +19,9 @@ from collections.abc import Awaitable, Callable
 import numpy as np
 
 from charter.errors import FatalProviderError, JudgeParseError, ProviderError
+from charter.judge.modes import RANKING_MODE
 from charter.judge.pairwise import judge_failure
-from charter.judge_prompt import RANKING_FORMAT, RANKING_SCHEMA, read_ranking, write_ranking
+from charter.judge_prompt import RANKING_FORMAT
 from charter.online.judging import (
     Batch,
     JudgmentFailed,
@@ -31,9 +32,7 @@ from charter.online.judging import (
     p_better,
 )
 from charter.online.session import JudgeSession
-from charter.providers.base import SamplingParams
 from charter.records import Failure, Message, RewardRecord, fingerprint
-from charter.records.base import render_conversation
 from charter.stats.bradley_terry import Comparison, bt_scores
 from charter.stats.ranking import circular_pairs, connected, plackett_luce
 
@@ -181,11 +180,8 @@ async def ranked(session: JudgeSession, options: ScoringOptions, group: Group) -
 
 
 async def _ordering(session: JudgeSession, prompt: list[Message], shown: list[str], criteria: list[str]) -> list[int]:
-    """One ordering call: the indexes (into `shown`) best first."""
-    text = write_ranking(render_conversation(prompt), criteria, shown)
-    params = SamplingParams(temperature=0.0, max_tokens=32 + 8 * len(shown), seed=0, json_schema=RANKING_SCHEMA)
-    [reply] = await session.judge.generate([[Message(role="user", content=text)]], params)
-    return read_ranking(reply.text, len(shown))
+    """One ordering call: the indexes (into `shown`) best first, as the table's ranking mode asks and reads it."""
+    return await RANKING_MODE.order(session.judge, prompt, shown, criteria)
 
 
 def _group_fingerprint(options: ScoringOptions) -> dict[str, object]:

@@ -12,7 +12,7 @@ from charter.api_args import ConfigArg, public
 from charter.checklist.items import checklist_from_rows
 from charter.errors import BudgetExceeded, DatasetError, TrainingError
 from charter.evals.callback import WinRateCallback, callback_for, evaluations
-from charter.evals.checklisted import prompt_checklists, prompt_key
+from charter.evals.winrate import prompt_checklists, prompt_key
 from charter.online.card import online_card
 from charter.online.config import OnlineBase, OnlineConfig, Trainer, VerifiableReward
 from charter.online.metrics import OnlineMetrics, Usage

@@ -323,7 +323,7 @@ def audit_command(
     prompt formats, and optionally self-preference; each rate with a 95% bootstrap CI and its n."""
     from charter.agreement.audit import INJECTIONS, audit_judge, markdown
     from charter.errors import ArgumentError
-    from charter.judge.modes import pairwise_modes
+    from charter.judge.modes import DEFAULT_MODE, pairwise_modes
     from charter.runs.files import RunFiles
 
     if mode is not None and mode not in pairwise_modes():
@@ -351,7 +351,7 @@ def audit_command(
             pairs,
             judge,
             constitution=constitution or "harmless",
-            mode=mode or "logprobs",
+            mode=mode or DEFAULT_MODE,
             orders=orders or "both",
             principles_per_pair=principles_per_pair or 1,
             n=n,

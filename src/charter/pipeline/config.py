@@ -16,7 +16,7 @@ from charter.api_args import public
 from charter.checklist.store import ChecklistConfig
 from charter.critique.config import CritiqueConfig
 from charter.dpo.config import DPOConfigModel
-from charter.evals.config import WinrateConfig
+from charter.evals.winrate import WinrateConfig
 from charter.judge.settings import JudgeConfig
 from charter.preference.config import FiltersConfig, PairsConfig
 from charter.prompts import PromptsConfig
@@ -198,7 +198,7 @@ class RunConfig(ConfigModel):
 
     @model_validator(mode="after")
     def _checklist_for_its_mode(self) -> RunConfig:
-        if self.judge.mode_entry.by_checklist and self.checklist is None:
+        if self.judge.mode_entry.needs_context and self.checklist is None:
             raise LocatedValueError(
                 "judge mode checklist judges by each prompt's checklist: add a `checklist:` section", ("judge", "mode")
             )

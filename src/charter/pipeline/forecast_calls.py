@@ -252,7 +252,7 @@ async def prompt_calls(walk: Walk, prompt: Prompt, replies: Replies) -> list[Cal
     writer = walk.writer(recorder, replies)
     if writer is not None:
         await write_checklist(walk, prompt, writer)
-    checklist = forecast_checklist(config, constitution, prompt) if settings.mode_entry.by_checklist else None
+    checklist = forecast_checklist(config, constitution, prompt) if settings.mode_entry.needs_context else None
     aggregation = config.checklist.aggregation if config.checklist is not None else "explicit"
     pairs: list[Pair] = []
     if "revision" in config.pairs.kinds:

@@ -242,7 +242,7 @@ def checklist_lines(store: RunStore, settings: DatasetSettings | None) -> list[s
     writer = f" written by {settings.models.get('checklist')}" if settings and section.source == "model" else ""
     mode = (
         f", judged item by item ({section.aggregation} aggregation)"
-        if settings and settings.judge.mode_entry.by_checklist
+        if settings and settings.judge.mode_entry.needs_context
         else ""
     )
     return [f"Checklists: source {section.source}{writer}, {count_checklists(store, fp)} stored{mode}"]

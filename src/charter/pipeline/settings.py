@@ -69,7 +69,7 @@ def run_fingerprints(config: RunConfig, constitution: Constitution) -> Fingerpri
     )
     checklist = checklist_settings(config, constitution)
     judge = judge_fingerprint(config.judge.settings(), judge_model, constitution, config.seed)
-    if checklist is not None and config.judge.mode_entry.by_checklist:
+    if checklist is not None and config.judge.mode_entry.needs_context:
         assert config.checklist is not None
         fields = checklist_fingerprint_fields(config.checklist.aggregation, checklist)
         judge = fingerprint({"judge": judge, **fields})

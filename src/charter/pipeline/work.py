@@ -10,11 +10,11 @@ from pathlib import Path
 from typing import Any
 
 from charter.checklist import Checklist
-from charter.checklist.check import judge_checklist_pair, rank_by_checklist
 from charter.checklist.store import Checklists, checklist_failure
 from charter.constitutions import Constitution
 from charter.critique.chain import run_chain
 from charter.errors import FatalProviderError, JudgeParseError, ProviderError, TooManyFailures
+from charter.judge.judgment import ChecklistCriteria
 from charter.judge.pairwise import judge_failure, judge_pair, principle_key, principles_for
 from charter.judge.panel import Panel
 from charter.judge.score import rank_samples
@@ -101,7 +101,7 @@ class Work:
             return
         drawn = lambda prompt_id: principles_for(self.constitution, self.settings, prompt_id, self.config.seed)  # noqa: E731
         self.checklists = Checklists(section, self.constitution, drawn, self.store, fp, writer)
-        self.by_checklist = self.settings.mode_entry.by_checklist
+        self.by_checklist = self.settings.mode_entry.needs_context
         self.failing["checklist"] = failing_items(self.store, "checklist", fp)
         self.quarantined["checklist"] = {
             item for item, runs in self.failing["checklist"].items() if runs >= self.config.quarantine_after
@@ -282,14 +282,10 @@ class Work:
         ids = principles_for(self.constitution, self.settings, item.prompt_id, self.config.seed)
         assert not isinstance(self.judge, Panel)  # the config refuses mode score for a panel
         try:
-            if self.by_checklist:
-                assert checklist is not None and self.config.checklist is not None
-                aggregation = self.config.checklist.aggregation
-                ranked = await rank_by_checklist(
-                    self.judge, item.messages, samples, checklist, self.settings, aggregation
-                )
-            else:
-                ranked = await rank_samples(self.judge, self.constitution, item.messages, samples, ids, self.settings)
+            criteria = self._criteria(checklist)
+            ranked = await rank_samples(
+                self.judge, self.constitution, item.messages, samples, ids, self.settings, criteria
+            )
         except FatalProviderError:
             raise
         except (JudgeParseError, ProviderError) as exc:
@@ -306,17 +302,16 @@ class Work:
             worst = next(s for s, _ in reversed(ranked) if s.text != best.text)
         return sample_pair(item.prompt_id, item.messages, best, worst)
 
+    def _criteria(self, checklist: Checklist | None) -> ChecklistCriteria | None:
+        """The prompt's checklist as the criteria of a mode that judges by checklist (None without one)."""
+        section = self.config.checklist
+        return None if checklist is None or section is None else ChecklistCriteria(checklist, section.aggregation)
+
     async def _judge(self, pair: Pair, checklist: Checklist | None = None) -> None:
         ids = principles_for(self.constitution, self.settings, principle_key(pair, self.settings), self.config.seed)
         self.counts["attempted"] += 1
-        if self.by_checklist:
-            assert checklist is not None and self.config.checklist is not None and not isinstance(self.judge, Panel)
-            aggregation = self.config.checklist.aggregation
-            judgment = await judge_checklist_pair(
-                self.judge, pair, checklist, self.settings, aggregation, ids, self.fp.judge
-            )
-        else:
-            judgment = await judge_pair(self.judge, self.constitution, pair, self.settings, ids, self.fp.judge)
+        criteria = self._criteria(checklist)
+        judgment = await judge_pair(self.judge, self.constitution, pair, self.settings, ids, self.fp.judge, criteria)
         self.writer.add(judgment)
         self.counts["judged"] += 1
         if judgment.failure is not None:

@@ -18,6 +18,7 @@ from starlette.routing import Route
 
 from charter.errors import CharterError, ConfigError, DatasetError
 from charter.online.inputs import check_batch
+from charter.online.scorings import scoring_entry
 from charter.serve.metrics import Metrics
 from charter.serve.nemo_gym import NeMoGymVerify
 from charter.serve.openrlhf import question_of, response_of
@@ -151,10 +152,10 @@ class RewardApp:
 
     def _checklists(self, data: dict[str, Any], key: str, n: int) -> list[Any] | None:
         """A request's checklists, one per completion (`checklist` scoring), or None."""
-        value = data.get(key)
+        value, reads = data.get(key), scoring_entry(self.config.scoring).reads_checklists
         if value is None:
-            return [None] * n if self.config.scoring == "checklist" else None
-        if self.config.scoring != "checklist":
+            return [None] * n if reads else None
+        if not reads:
             raise ConfigError(f"{key}: the server's scoring is {self.config.scoring}, not checklist")
         if not isinstance(value, list) or len(value) != n:
             raise ConfigError(f"{key}: expected a list of {n} (one checklist, or null, per query)")

@@ -7,6 +7,7 @@ from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
+from charter.judge.modes import DEFAULT_RATING_MODE
 from charter.judge.settings import JudgeConfig
 from charter.online.config import ChecklistReward, VerifiableReward, check_one_judge, with_default_mode
 from charter.providers.cache import DEFAULT_CACHE
@@ -25,7 +26,7 @@ class ServeConfig(ConfigModel):
 
     constitution: str = "harmless"
     """Constitution name or YAML path the judge rewards against."""
-    judge: JudgeConfig = JudgeConfig(mode="score")
+    judge: JudgeConfig = JudgeConfig(mode=DEFAULT_RATING_MODE)
     """The judge: its model (a role) and how it judges, as in `charter train grpo`."""
     scoring: Literal["score", "group", "reference", "rank", "checklist"] = "score"
     """`score`: each completion's rubric score; `group`: its win rate among the completions of its prompt in one

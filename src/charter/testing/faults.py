@@ -12,9 +12,9 @@ body cut in half, `choices: []`, next-token logprobs naming no option, and 400 f
 request has the same digest), so tests can check that Retry-After was honoured.
 
 Judge requests (a comparison prompt, fenced or not, whatever the mode's instruction) are answered consistently:
-the longer response is preferred in either order, as the option tokens' probabilities or as text
-(`charter.judge_prompt.write_verdict`), so judgments carry a real preference. `python -m charter.testing.faults
---help` serves it from another process (benchmarks), writing the log as JSON Lines.
+the longer response is preferred in either order, as the option tokens' probabilities or as text (written as the
+mode's entry writes a reply, `charter.judge.modes.scripted_reply`), so judgments carry a real preference.
+`python -m charter.testing.faults --help` serves it from another process (benchmarks), writing the log as JSON Lines.
 """
 
 from __future__ import annotations
@@ -32,7 +32,8 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any, TextIO
 
-from charter.judge_prompt import read_comparison, write_verdict
+from charter.judge.modes import scripted_reply
+from charter.judge_prompt import read_comparison
 from charter.testing.loopback import Behaviour, LoopbackServer, asks_next_token, drop, echo_reply, status
 
 
@@ -151,7 +152,7 @@ class FaultServer(LoopbackServer):
     def verdict_or_echo(self, body: dict[str, Any]) -> str:
         """A comparison prompt's text answer: the longer response's letter; any other prompt's: its echo."""
         longer_first = _longer_first(body)
-        return echo_reply(body) if longer_first is None else write_verdict("A" if longer_first else "B")
+        return echo_reply(body) if longer_first is None else scripted_reply(_last_text(body), float(longer_first))
 
     def sent(self, behaviour: Behaviour, body: Any, code: int, written: bool) -> None:
         usable = written and code == 200 and not behaviour.truncate
@@ -177,9 +178,13 @@ class FaultServer(LoopbackServer):
                 self.log_file.flush()
 
 
+def _last_text(body: dict[str, Any]) -> str:
+    return (body.get("messages") or [{}])[-1].get("content") or ""
+
+
 def _longer_first(body: dict[str, Any]) -> bool | None:
     """Whether the response shown as (A) is at least as long as (B); None for a prompt that is no comparison."""
-    shown = read_comparison((body.get("messages") or [{}])[-1].get("content") or "")
+    shown = read_comparison(_last_text(body))
     return None if shown is None else len(shown[0]) >= len(shown[1])
 
 

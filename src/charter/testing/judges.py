@@ -10,8 +10,9 @@
 `oracle_script(pairs)` makes a judge that knows which response of each given pair is the better one and is
 moved by nothing else (its own answers rank between the better and the worse). Each reads the two responses
 out of the judge prompt with `shown_responses`, in the fenced format (3) and the unfenced one (1), whatever the mode's
-instruction says; asked for text, each answers with `charter.judge_prompt.write_verdict`, which every built-in reader
-of a text verdict reads (a bare letter first, 'the answer is (X)' last).
+instruction says; asked for text, each answers as the mode's entry writes a reply
+(`charter.judge.modes.scripted_reply`; a mode that gives no writer of its own gets `charter.judge_prompt.write_verdict`,
+which every built-in reader of a text verdict reads: a bare letter first, 'the answer is (X)' last).
 """
 
 from __future__ import annotations
@@ -19,7 +20,8 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterable, Sequence
 
-from charter.judge_prompt import read_comparison, write_verdict
+from charter.judge.modes import scripted_choice, scripted_reply
+from charter.judge_prompt import read_comparison
 from charter.providers.base import Messages, SamplingParams
 from charter.providers.scripted import register_script
 
@@ -33,15 +35,6 @@ def shown_responses(text: str) -> tuple[str, str]:
     if shown is None:
         raise ValueError("not a judge prompt: no responses (A) and (B) found")
     return shown
-
-
-def _answer(p_a: float, options: Sequence[str]) -> dict[str, float]:
-    probs = {"A": p_a, "B": 1.0 - p_a}
-    return {o: probs.get(o, 0.0) for o in options}
-
-
-def _letter(p_a: float) -> str:
-    return write_verdict("A" if p_a >= 0.5 else "B")
 
 
 def _p_longer(a: str, b: str) -> float:
@@ -65,13 +58,14 @@ def _p_self(a: str, b: str) -> float:
 
 def _script(p_of: Callable[[str, str], float]) -> tuple[Callable, Callable]:
     def choice(messages: Messages, options: Sequence[str]) -> dict[str, float]:
-        return _answer(p_of(*shown_responses(messages[-1].content)), options)
+        last = messages[-1].content
+        return scripted_choice(last, options, p_of(*shown_responses(last)))
 
     def generate(messages: Messages, params: SamplingParams) -> str:
         last = messages[-1].content if messages else ""
         shown = read_comparison(last)
         if shown is not None:
-            return _letter(p_of(*shown))
+            return scripted_reply(last, p_of(*shown))
         return f"{SELF_MARK} my own answer to: {last[:60]}"
 
     return generate, choice
@@ -109,7 +103,11 @@ def oracle_script(pairs: Iterable[tuple[str, str]]) -> tuple[Callable, Callable]
 
 def register_biased_judges() -> None:
     """Register the scripted judges of known bias (idempotent)."""
-    register_script("always-a", lambda m, p: write_verdict("A"), lambda m, o: _answer(P_SURE, o))
+    register_script(
+        "always-a",
+        lambda m, p: scripted_reply(m[-1].content, P_SURE),
+        lambda m, o: scripted_choice(m[-1].content, o, P_SURE),
+    )
     register_script("longer", *_script(_p_longer))
     register_script("obeys-answer-is", *_script(_p_obeys))
     register_script("self-preferring", *_script(_p_self))

@@ -23,8 +23,8 @@ For an outside checklist judge on a loopback server, `checklist_server_reply` an
 `verdict_alternatives(sure)` gives each verdict token the log-probabilities of a judge that is `sure` of it.
 
 The comparison judges read a comparison prompt in either format (fenced, or the audit's unfenced one), whatever the
-mode's instruction; asked for text, they answer with `charter.judge_prompt.write_verdict` (the option they prefer, (A)
-where they abstain: in both orders that is P = 0.5).
+mode's instruction; asked for text, they answer as the mode's entry writes a reply
+(`charter.judge.modes.scripted_reply`): the option they prefer, (A) where they abstain (in both orders, P = 0.5).
 """
 
 from __future__ import annotations
@@ -39,7 +39,8 @@ from typing import Any
 
 from charter.checklist.author import read_writer_prompt
 from charter.checklist.prompt import read_checklist_prompt
-from charter.judge_prompt import read_comparison, read_question, write_verdict
+from charter.judge.modes import scripted_choice, scripted_reply
+from charter.judge_prompt import read_comparison, read_question
 from charter.lab.checks import NEGATED
 from charter.lab.infer import read_proposal
 from charter.providers.scripted import register_script
@@ -147,10 +148,6 @@ def make_pairs(n: int, rule: str | Sequence[str], seed: int = 0, noise: float = 
     return rows
 
 
-def _options(p_a: float, options: Sequence[str]) -> dict[str, float]:
-    return {o: {"A": p_a, "B": 1 - p_a}.get(o, 0.0) for o in options}
-
-
 def _p_rule(text: str) -> float:
     """P(A) of the lab judge: the rule the question names (reversed where negated), 0.5 under no known rule."""
     shown = read_comparison(text)
@@ -177,10 +174,10 @@ def _judge_script(p_a: Callable[[str], float]) -> tuple[Callable, Callable]:
     """(generate, choice) of a judge whose P(A) on a prompt is `p_a(text)`."""
 
     def generate(messages, params):  # noqa: ANN001, ANN202
-        return write_verdict("A" if p_a(messages[-1].content) >= 0.5 else "B")
+        return scripted_reply(messages[-1].content, p_a(messages[-1].content))
 
     def choice(messages, options):  # noqa: ANN001, ANN202
-        return _options(p_a(messages[-1].content), options)
+        return scripted_choice(messages[-1].content, options, p_a(messages[-1].content))
 
     return generate, choice
 
@@ -266,7 +263,7 @@ def _checklist_judge(messages, params):  # noqa: ANN001, ANN202
     if '"overall"' in messages[-1].content:  # the implicit aggregation: the share met, on 1..10
         known = [a["verdict"] for a in answers.values() if a["verdict"] != "n/a"]
         answers["overall"] = 1 + round(9 * known.count("yes") / len(known)) if known else 5
-    return json.dumps(answers)
+    return scripted_reply(messages[-1].content, answers)
 
 
 def checklist_server_reply(body: dict[str, Any]) -> str:
@@ -313,7 +310,7 @@ def _checklist_writer(messages, params):  # noqa: ANN001, ANN202
 
 def _checklist_coin(messages, params):  # noqa: ANN001, ANN202
     answers = _answered(messages, _by_coin)
-    return "I cannot tell." if answers is None else json.dumps(answers)
+    return "I cannot tell." if answers is None else scripted_reply(messages[-1].content, answers)
 
 
 def register_lab_models() -> None:

@@ -8,6 +8,7 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
+from charter.judge.modes import DEFAULT_MODE
 from charter.judge.settings import PairwiseMode
 from charter.providers.config import RoleConfig
 from charter.yamlio import ConfigModel, LocatedValueError
@@ -59,7 +60,7 @@ class WinRateEvalConfig(ConfigModel):
     judge: RoleConfig | None = None
     """The judge (a model string or role); default: the training's judge (the first of a panel), or the embedded
     model where the training has none."""
-    mode: PairwiseMode = "logprobs"
+    mode: PairwiseMode = DEFAULT_MODE
     """How the judge compares (logprobs, cot, verdict); both orders are always asked."""
     constitution: str | None = None
     """Constitution name or YAML path the judge compares against; default: the training's (`harmless` for DPO)."""

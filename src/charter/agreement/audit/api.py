@@ -11,6 +11,7 @@ from charter.agreement.audit.pairs import AuditPair, pairs_from_file, pairs_from
 from charter.agreement.audit.record import AuditReport
 from charter.agreement.audit.running import BOOTSTRAP_SAMPLES, AuditPlan, run_audit
 from charter.api_args import Range, public
+from charter.judge.modes import DEFAULT_MODE
 from charter.judge.settings import INJECTION_FAMILIES, JudgeMode, JudgeSettings, Orders
 from charter.providers.base import ChatModel
 
@@ -21,7 +22,7 @@ def audit_judge(
     judge: str | ChatModel,
     *,
     constitution: str = "harmless",
-    mode: JudgeMode = "logprobs",
+    mode: JudgeMode = DEFAULT_MODE,
     orders: Orders = "both",
     principles_per_pair: Annotated[int, Range(ge=1)] = 1,
     n: Annotated[int | None, Range(ge=2)] = 200,
