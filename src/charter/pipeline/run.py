@@ -10,7 +10,10 @@ is recorded in the store with its reason, and the dataset and report are written
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import importlib
 import logging
+import threading
 import time
 import uuid
 from collections.abc import Awaitable, Callable
@@ -157,6 +160,26 @@ def check_run_dir(config: RunConfig, constitution: Constitution) -> None:
         RunLock(run_dir).release()
 
 
+#: what writing the datasets and measuring their diversity loads on first use (pyarrow loads pandas, where it is
+#: installed, with its first array): about 1-2 s of a fresh process, after the last call unless loaded before
+BUILD_MODULES = ("pyarrow", "pyarrow.parquet", "pandas", "scipy.special")
+
+
+def warm_build_modules() -> threading.Thread:
+    """Import `BUILD_MODULES` in a background thread while the run's calls wait on their providers, so that the
+    dataset build after the last call does not start by loading them. Imports only: nothing is computed or written,
+    and a module that is not installed is left to fail where it is used."""
+
+    def load() -> None:
+        for name in BUILD_MODULES:
+            with contextlib.suppress(ImportError):
+                importlib.import_module(name)
+
+    thread = threading.Thread(target=load, name="charter-warm-imports", daemon=True)
+    thread.start()
+    return thread
+
+
 #: the text fields of a run's dataset (prompt, chosen, rejected, response): the prefetch embeds up to this many times
 #: `diversity.embed_sample` texts
 PREFETCH_FIELDS = 4
@@ -188,6 +211,8 @@ class Runner:
         self.fingerprints = run_fingerprints(config, self.constitution)
         self.prefetch: Prefetch | None = None
         """Embeds the dataset's texts while the calls go on (made with the first texts)."""
+        self.warming: threading.Thread | None = None
+        """Loads the dataset build's modules while the calls go on (started with the first texts)."""
         self.started = time.monotonic()
         """When this invocation of the run started: `diversity.embed_share` is a share of the time since."""
 
@@ -500,7 +525,9 @@ class Runner:
 
     def _prefetch_texts(self, texts: list[str]) -> None:
         """Embed the texts for the dataset's diversity figures in the background, while the calls go on (from the
-        first texts of a session that makes any)."""
+        first texts of a session that makes any); with the first texts, load what the dataset build will need."""
+        if self.warming is None:
+            self.warming = warm_build_modules()
         model = self.config.diversity.embedding_model
         if model is None:
             return
