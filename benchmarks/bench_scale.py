@@ -10,7 +10,8 @@ subprocess, so the peak RSS (ru_maxrss) is its own; the run store's size is read
 largest shard's, in its Ray worker process, beside it). From 20,000 prompts the SFT file is written by a second
 process while the driver writes the preferences; its own peak RSS (VmHWM) is reported too. Every process of the run
 (the driver, the SFT writer, Ray's workers and services) is sampled twice a second from outside, and the largest
-peak RSS is reported with its process. `--keep DIR` (one size) runs in DIR and leaves the run there, to look at its
+peak RSS is reported with its process, and their CPU seconds summed (steadier than wall time on a shared machine).
+`--keep DIR` (one size) runs in DIR and leaves the run there, to look at its
 dataset pass or report again afterwards.
 """
 
@@ -152,6 +153,9 @@ class TreePeaks:
 
         self.root, self.every = root, every
         self.peaks: dict[int, tuple[int, str]] = {}
+        self.cpu: dict[int, float] = {}
+        """The CPU seconds (user + system) last seen of each process: a process's last half second before it exits
+        is missed, so the total is a slight undercount."""
         self.done = threading.Event()
         self.thread = threading.Thread(target=self._sample, daemon=True)
         self.thread.start()
@@ -172,6 +176,8 @@ class TreePeaks:
                     # a Ray worker is titled by its task while it runs one (ray::IDLE between tasks)
                     named = named if name.endswith("IDLE") and named else Path(name).name[:40]
                     self.peaks[process.pid] = (max(rss, process.memory_info().rss), named)
+                    times = process.cpu_times()
+                    self.cpu[process.pid] = times.user + times.system
             self.done.wait(self.every)
 
     def stop(self, top: int = 5) -> list[tuple[str, int]]:
@@ -210,6 +216,7 @@ def main() -> None:
             tree = TreePeaks(process.pid)
             out, _ = process.communicate()
             largest = tree.stop()
+            cpu_s = sum(tree.cpu.values())
             if process.returncode:
                 raise SystemExit(f"the run of {n} prompts failed (exit code {process.returncode})")
             result = json.loads(out.strip().splitlines()[-1])
@@ -219,7 +226,8 @@ def main() -> None:
             f"{result['peak_rss_mb']:.0f} MB"
             + (f" (shards' peak {result['shard_peak_rss_mb']:.0f} MB)" if result["shard_peak_rss_mb"] else "")
             + f", child processes' peak {result['children_peak_rss_mb']:.0f} MB, "
-            f"store {result['store_mb']:.0f} MB; largest peaks (MB) of all processes: {largest}; "
+            f"store {result['store_mb']:.0f} MB; CPU of all processes {cpu_s:.1f} s ({cpu_s / n * 1000:.2f} ms a "
+            f"prompt); largest peaks (MB) of all processes: {largest}; "
             f"driver phases (s): {result['phases']}",
             flush=True,
         )
