@@ -351,6 +351,39 @@ def test_usage_meter_prices_and_rows():
     assert rows[("judge", "scripted:free")].cost_usd == 0.0
 
 
+def test_usage_meter_tallies_add_every_count_of_every_call():
+    """Each (role, model)'s tally is the field-by-field sum of the calls counted into it, each field keeping its
+    type (ints stay ints, USD floats), retries included; a tally read is a copy, so changing it changes no count."""
+    price = Price(input=1.0, output=2.0, cached_input=0.5)
+    meter = UsageMeter(prices={"m": price})
+    meter.record("judge", "p:m", 1_000, 10, cached=False, cache_read=400)
+    meter.record("judge", "p:m", 2_000, 20, cached=False, estimated=True, cache_write=100)
+    meter.record("judge", "p:m", 0, 0, cached=True)
+    meter.record_retry("judge", "p:m")
+    meter.record("policy", "p:m", 5, 5, cached=False)
+    tally = meter.tallies[("judge", "p:m")]
+    counts = {
+        "calls": 2,
+        "cached": 1,
+        "prompt_tokens": 3_000,
+        "completion_tokens": 30,
+        "estimated": 1,
+        "retries": 1,
+        "cache_read_tokens": 400,
+        "cache_write_tokens": 100,
+    }
+    assert {name: getattr(tally, name) for name in counts} == counts
+    assert all(type(getattr(tally, name)) is int for name in counts)
+    assert tally.cost_usd == price.cost(1_000, 10, 400, 0) + price.cost(2_000, 20, 0, 100)
+    assert tally.cache_saved_usd == price.saved(400, 0) + price.saved(0, 100)
+    assert meter.total_retries == 1
+    assert meter.total_tokens == 3_000 + 30 + 5 + 5
+    assert meter.total_cost == tally.cost_usd + price.cost(5, 5, 0, 0)
+    tally.calls = 99
+    assert meter.tallies[("judge", "p:m")].calls == 2
+    assert [(r.role, r.model) for r in meter.rows()] == [("judge", "p:m"), ("policy", "p:m")]
+
+
 def test_budget_check():
     meter = UsageMeter(prices={"m": Price(input=1.0)}, budget=Budget(max_cost_usd=1.0))
     meter.check()
