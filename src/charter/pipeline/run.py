@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import importlib
 import logging
 import threading
 import time
@@ -160,9 +159,9 @@ def check_run_dir(config: RunConfig, constitution: Constitution) -> None:
         RunLock(run_dir).release()
 
 
-#: what writing the datasets and measuring their diversity loads on first use (pyarrow loads pandas, where it is
-#: installed, with its first array): about 1-2 s of a fresh process, after the last call unless loaded before
-BUILD_MODULES = ("pyarrow", "pyarrow.parquet", "pandas", "scipy.special")
+#: what writing the datasets and measuring their diversity loads on first use, and `warm_build_modules` before it
+#: (pyarrow loads pandas, where it is installed, with its first array): 1-2 s of a fresh process
+BUILD_MODULES = ("pyarrow.parquet", "pandas", "scipy.special")
 
 
 def warm_build_modules() -> threading.Thread:
@@ -171,9 +170,12 @@ def warm_build_modules() -> threading.Thread:
     and a module that is not installed is left to fail where it is used."""
 
     def load() -> None:
-        for name in BUILD_MODULES:
-            with contextlib.suppress(ImportError):
-                importlib.import_module(name)
+        with contextlib.suppress(ImportError):
+            import pyarrow.parquet  # noqa: F401
+        with contextlib.suppress(ImportError):
+            import pandas  # noqa: F401
+        with contextlib.suppress(ImportError):
+            import scipy.special  # noqa: F401
 
     thread = threading.Thread(target=load, name="charter-warm-imports", daemon=True)
     thread.start()
