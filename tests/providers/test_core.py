@@ -511,3 +511,32 @@ def test_cache_keys_are_the_json_they_always_were():
         assert cache_key(kind, model_id, payload) == before(kind, model_id, payload)
 
     same()
+
+
+def test_cached_values_are_stored_as_the_json_they_always_were(tmp_path):
+    """A value goes into the call cache's file as `json.dumps(value, ensure_ascii=False)` wrote it, byte for byte
+    (older releases read the same rows), and reads back equal."""
+    import json
+
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    from charter.providers.cache import CallCache
+
+    text = st.text(alphabet=st.characters(codec="utf-8"), max_size=30)
+    scalar = st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | text
+    value = st.recursive(scalar, lambda inner: st.lists(inner, max_size=4) | st.dictionaries(text, inner, max_size=3))
+    cache = CallCache(tmp_path / "cache.sqlite")
+
+    @settings(max_examples=150, deadline=None)
+    @given(text, value)
+    def same(key, stored):
+        cache.put_many([(key, "generate", "m", stored)])
+        raw = cache._db.execute("SELECT value FROM calls WHERE key = ?", (key,)).fetchone()[0]
+        assert raw == json.dumps(stored, ensure_ascii=False)
+        assert cache.get_many([key]) == {key: json.loads(raw)}
+
+    try:
+        same()
+    finally:
+        cache.close()

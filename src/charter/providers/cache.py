@@ -74,6 +74,9 @@ def cache_key(kind: str, model_id: str, payload: Any) -> str:
 
 
 _encode = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode
+#: `json.dumps(value, ensure_ascii=False)`, the same text, from one encoder (`json.dumps` with an argument makes an
+#: encoder for every call): a cached value as it is stored
+_value_json = json.JSONEncoder(ensure_ascii=False).encode
 #: a string as `_encode` writes it (what `JSONEncoder.encode` calls for a str when `ensure_ascii` is false)
 _string = json.encoder.encode_basestring
 
@@ -201,7 +204,7 @@ class CallCache:
 
     @staticmethod
     def _encoded(items: Iterable[Row]) -> list[tuple[str, str, str, str, str]]:
-        return [(r[0], r[1], r[2], json.dumps(r[3], ensure_ascii=False), r[4] if len(r) > 4 else "") for r in items]
+        return [(r[0], r[1], r[2], _value_json(r[3]), r[4] if len(r) > 4 else "") for r in items]
 
     def put_many(self, items: Iterable[Row]) -> None:
         """Store (key, kind, model id, value[, endpoint]) rows in one transaction."""
