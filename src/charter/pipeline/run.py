@@ -416,6 +416,8 @@ class Runner:
         testing = self.config.judge.constitution_test is not None and "judge" in self.config.stages
         tester = self.role_model("constitution_test", self.config.judge) if testing else None
         work.on_texts = self._prefetch_texts
+        if self.executor.engine != "local":  # the shards make the texts: the build is prepared here meanwhile, and
+            self._prepare_build()  # the embeddings made at the end under the same bound (`diversity.embed_share`)
         self.stats = lambda: f"{work.counts['failed']} failed, {self.meter.describe()}"
         try:
             stop = await self._synth(store, writer) if writer is not None else None
@@ -528,14 +530,18 @@ class Runner:
     def _prefetch_texts(self, texts: list[str]) -> None:
         """Embed the texts for the dataset's diversity figures in the background, while the calls go on (from the
         first texts of a session that makes any); with the first texts, load what the dataset build will need."""
+        self._prepare_build()
+        if self.prefetch is not None:
+            self.prefetch.add(texts)
+
+    def _prepare_build(self) -> None:
+        """Once a run: load the dataset build's modules, and start the worker that embeds for its diversity figures
+        (its model loads now), in the background while the calls go on."""
         if self.warming is None:
             self.warming = warm_build_modules()
         model = self.config.diversity.embedding_model
-        if model is None:
-            return
-        if self.prefetch is None:
+        if self.prefetch is None and model is not None:
             self.prefetch = Prefetch(model, PREFETCH_FIELDS * self.config.diversity.embed_sample)
-        self.prefetch.add(texts)
 
     def _build(self, store: RunStore, settings: DatasetSettings) -> RunResult:
         """Write the preference and SFT datasets of the settings in effect."""
