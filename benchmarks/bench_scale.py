@@ -132,6 +132,9 @@ def child(n: int, workdir: Path, shards: int, few_shot: bool = True, concurrency
         calls = sum(u.calls for u in stored_usage(store))
         shard_peak = (stage_states(store).get("judge", {}).get("counts") or {}).get("shard_peak_rss_mb")
     store_mb = sum(f.stat().st_size for f in config.run_dir().glob("run.sqlite*")) / 2**20
+    sys.path.insert(0, str(Path(__file__).parent))
+    from bench_pipeline_loopback import embedding_figures  # noqa: PLC0415
+
     return {
         "prompts": n,
         "seconds": round(seconds, 1),
@@ -141,6 +144,7 @@ def child(n: int, workdir: Path, shards: int, few_shot: bool = True, concurrency
         "children_peak_rss_mb": round(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024, 1),
         "shard_peak_rss_mb": shard_peak,
         "store_mb": round(store_mb, 1),
+        "embedding_figures": embedding_figures(config.run_dir()),
         "phases": phases,
     }
 
@@ -226,8 +230,9 @@ def main() -> None:
             f"{result['peak_rss_mb']:.0f} MB"
             + (f" (shards' peak {result['shard_peak_rss_mb']:.0f} MB)" if result["shard_peak_rss_mb"] else "")
             + f", child processes' peak {result['children_peak_rss_mb']:.0f} MB, "
-            f"store {result['store_mb']:.0f} MB; CPU of all processes {cpu_s:.1f} s ({cpu_s / n * 1000:.2f} ms a "
-            f"prompt); largest peaks (MB) of all processes: {largest}; "
+            f"store {result['store_mb']:.0f} MB; embedding figures: {result['embedding_figures']}; "
+            f"CPU of all processes {cpu_s:.1f} s ({cpu_s / n * 1000:.2f} ms a prompt); "
+            f"largest peaks (MB) of all processes: {largest}; "
             f"driver phases (s): {result['phases']}",
             flush=True,
         )
