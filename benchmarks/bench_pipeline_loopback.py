@@ -9,7 +9,8 @@ The server runs in its own process, so the client's CPU is measured alone. `loop
 dataset's diversity figures on a run: 400 prompts at 500 ms, one critique round, both-order judge, concurrency 64,
 end to end (the run's own process, the MiniLM load and embeddings included), with the default
 `diversity.embedding_model` and with it null, beside the bare loop over the same 2,000 calls, each run in a fresh
-process, the three in turn `--repeat` times.
+process, the three in turn `--repeat` times; each run with the defaults says whether its embedding figures were
+measured (or why not: past `diversity.embed_share`, say), read from the run's stored figures.
 """
 
 from __future__ import annotations
@@ -55,9 +56,11 @@ async def bare_loop(base_url: str, n: int) -> float:
     return rate
 
 
-def pipeline(base_url: str, n_prompts: int, workdir: Path, diversity: dict | None = None) -> float:
+def pipeline(
+    base_url: str, n_prompts: int, workdir: Path, diversity: dict | None = None, seen: dict | None = None
+) -> float:
     """The pipeline over n prompts; returns model requests/s (cache cold). `diversity`: the run's `diversity`
-    section (None: the defaults)."""
+    section (None: the defaults). `seen`, where given, gets the run directory (`run_dir`)."""
     from charter.pipeline.config import RunConfig
     from charter.pipeline.launch import runner_for
 
@@ -86,7 +89,26 @@ def pipeline(base_url: str, n_prompts: int, workdir: Path, diversity: dict | Non
     )
     start = time.perf_counter()
     asyncio.run(runner_for(config).arun())
-    return n_prompts * REQUESTS_PER_PROMPT / (time.perf_counter() - start)
+    rate = n_prompts * REQUESTS_PER_PROMPT / (time.perf_counter() - start)
+    if seen is not None:
+        seen["run_dir"] = config.run_dir()
+    return rate
+
+
+def embedding_figures(run_dir: Path) -> str:
+    """Whether the run's stored diversity figures include the embedding ones: "measured" (every field's Vendi
+    score), else the first field's note saying why not (no model; past `diversity.embed_share`; ...)."""
+    from charter.preference.diversity import stored_diversity
+    from charter.runs.store import open_store
+
+    with open_store(run_dir, read_only=True) as store:
+        report = stored_diversity(store)
+    if report is None:
+        return "no figures stored"
+    fields = report.fields.values()
+    if fields and all(f.vendi.value is not None for f in fields):
+        return "measured"
+    return next((f.vendi.note for f in fields if f.vendi.value is None and f.vendi.note), "not measured")
 
 
 def loopback(workdir: Path | None = None) -> None:
@@ -123,7 +145,9 @@ def _fresh_pipeline(base_url: str, n_prompts: int, workdir: Path, embedding: str
 
 def _child(base_url: str, n_prompts: int, workdir: Path, embedding: str) -> None:
     diversity = {"embedding_model": None if embedding == "none" else embedding}
-    print(json.dumps({"rate": pipeline(base_url, n_prompts, workdir, diversity)}))
+    seen: dict = {}
+    rate = pipeline(base_url, n_prompts, workdir, diversity, seen)
+    print(json.dumps({"rate": rate, "embeddings": embedding_figures(seen["run_dir"])}))
 
 
 def diversity_cost(workdir: Path | None = None, repeats: int = 3, n_prompts: int = 400, delay: float = 0.5) -> dict:
@@ -132,15 +156,19 @@ def diversity_cost(workdir: Path | None = None, repeats: int = 3, n_prompts: int
     workdir = workdir or Path(tempfile.mkdtemp())
     proc, port = start_server(delay)
     rates: dict[str, list[float]] = {"bare": [], "defaults": [], "no embeddings": []}
+    measured: list[str] = []  # per run with the defaults: whether its embedding figures were measured, or why not
     try:
         base_url = f"http://127.0.0.1:{port}/v1"
         for _ in range(repeats):
             rates["bare"].append(asyncio.run(bare_loop(base_url, n_prompts * REQUESTS_PER_PROMPT)))
-            rates["defaults"].append(_fresh_pipeline(base_url, n_prompts, workdir, "minilm-l6")["rate"])
+            defaults = _fresh_pipeline(base_url, n_prompts, workdir, "minilm-l6")
+            rates["defaults"].append(defaults["rate"])
+            measured.append(defaults["embeddings"])
             rates["no embeddings"].append(_fresh_pipeline(base_url, n_prompts, workdir, "none")["rate"])
             print(
                 f"bare {rates['bare'][-1]:.1f} req/s | defaults {rates['defaults'][-1]:.1f} "
-                f"({rates['defaults'][-1] / rates['bare'][-1]:.2f}x) | no embeddings {rates['no embeddings'][-1]:.1f} "
+                f"({rates['defaults'][-1] / rates['bare'][-1]:.2f}x; embedding figures: {measured[-1]}) "
+                f"| no embeddings {rates['no embeddings'][-1]:.1f} "
                 f"({rates['no embeddings'][-1] / rates['bare'][-1]:.2f}x) | load {os.getloadavg()[0]:.1f}",
                 flush=True,
             )
@@ -149,7 +177,7 @@ def diversity_cost(workdir: Path | None = None, repeats: int = 3, n_prompts: int
         proc.wait()
     ratios = [d / b for d, b in zip(rates["defaults"], rates["bare"], strict=True)]
     print(f"defaults against the bare loop, side by side: {', '.join(f'{r:.2f}x' for r in ratios)}")
-    return {"rates": rates, "ratios": ratios}
+    return {"rates": rates, "ratios": ratios, "embedding_figures": measured}
 
 
 if __name__ == "__main__":

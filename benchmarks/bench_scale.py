@@ -10,7 +10,8 @@ subprocess, so the peak RSS (ru_maxrss) is its own; the run store's size is read
 largest shard's, in its Ray worker process, beside it). From 20,000 prompts the SFT file is written by a second
 process while the driver writes the preferences; its own peak RSS (VmHWM) is reported too. Every process of the run
 (the driver, the SFT writer, Ray's workers and services) is sampled twice a second from outside, and the largest
-peak RSS is reported with its process. `--keep DIR` (one size) runs in DIR and leaves the run there, to look at its
+peak RSS is reported with its process, and their CPU seconds summed (steadier than wall time on a shared machine).
+`--keep DIR` (one size) runs in DIR and leaves the run there, to look at its
 dataset pass or report again afterwards.
 """
 
@@ -131,6 +132,9 @@ def child(n: int, workdir: Path, shards: int, few_shot: bool = True, concurrency
         calls = sum(u.calls for u in stored_usage(store))
         shard_peak = (stage_states(store).get("judge", {}).get("counts") or {}).get("shard_peak_rss_mb")
     store_mb = sum(f.stat().st_size for f in config.run_dir().glob("run.sqlite*")) / 2**20
+    sys.path.insert(0, str(Path(__file__).parent))
+    from bench_pipeline_loopback import embedding_figures  # noqa: PLC0415
+
     return {
         "prompts": n,
         "seconds": round(seconds, 1),
@@ -140,6 +144,7 @@ def child(n: int, workdir: Path, shards: int, few_shot: bool = True, concurrency
         "children_peak_rss_mb": round(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024, 1),
         "shard_peak_rss_mb": shard_peak,
         "store_mb": round(store_mb, 1),
+        "embedding_figures": embedding_figures(config.run_dir()),
         "phases": phases,
     }
 
@@ -152,6 +157,9 @@ class TreePeaks:
 
         self.root, self.every = root, every
         self.peaks: dict[int, tuple[int, str]] = {}
+        self.cpu: dict[int, float] = {}
+        """The CPU seconds (user + system) last seen of each process: a process's last half second before it exits
+        is missed, so the total is a slight undercount."""
         self.done = threading.Event()
         self.thread = threading.Thread(target=self._sample, daemon=True)
         self.thread.start()
@@ -172,6 +180,8 @@ class TreePeaks:
                     # a Ray worker is titled by its task while it runs one (ray::IDLE between tasks)
                     named = named if name.endswith("IDLE") and named else Path(name).name[:40]
                     self.peaks[process.pid] = (max(rss, process.memory_info().rss), named)
+                    times = process.cpu_times()
+                    self.cpu[process.pid] = times.user + times.system
             self.done.wait(self.every)
 
     def stop(self, top: int = 5) -> list[tuple[str, int]]:
@@ -210,6 +220,7 @@ def main() -> None:
             tree = TreePeaks(process.pid)
             out, _ = process.communicate()
             largest = tree.stop()
+            cpu_s = sum(tree.cpu.values())
             if process.returncode:
                 raise SystemExit(f"the run of {n} prompts failed (exit code {process.returncode})")
             result = json.loads(out.strip().splitlines()[-1])
@@ -219,7 +230,9 @@ def main() -> None:
             f"{result['peak_rss_mb']:.0f} MB"
             + (f" (shards' peak {result['shard_peak_rss_mb']:.0f} MB)" if result["shard_peak_rss_mb"] else "")
             + f", child processes' peak {result['children_peak_rss_mb']:.0f} MB, "
-            f"store {result['store_mb']:.0f} MB; largest peaks (MB) of all processes: {largest}; "
+            f"store {result['store_mb']:.0f} MB; embedding figures: {result['embedding_figures']}; "
+            f"CPU of all processes {cpu_s:.1f} s ({cpu_s / n * 1000:.2f} ms a prompt); "
+            f"largest peaks (MB) of all processes: {largest}; "
             f"driver phases (s): {result['phases']}",
             flush=True,
         )

@@ -276,3 +276,31 @@ def test_an_item_never_lands_before_the_usage_and_cache_rows_of_its_calls(make_c
     assert len(seen) == 12
     short = [(behind, usage, cached) for behind, usage, cached in seen if usage < behind or cached < behind]
     assert not short, f"(calls behind the stored items, usage calls, cache rows) at a commit: {short}"
+
+
+def test_a_run_loads_its_dataset_build_modules_while_its_calls_go_on(make_config, monkeypatch):
+    """Once, with the first texts its calls make and before the dataset is written, a run starts loading what writing
+    and measuring the dataset will import; the dataset it writes is the same."""
+    import importlib.util
+
+    import charter.pipeline.run as run_module
+
+    events: list[str] = []
+    warm, build = run_module.warm_build_modules, run_module.Runner._build
+
+    def warming():
+        events.append("warm")
+        thread = warm()
+        thread.join()
+        return thread
+
+    def building(self, *args, **kwargs):
+        events.append("build")
+        return build(self, *args, **kwargs)
+
+    monkeypatch.setattr(run_module, "warm_build_modules", warming)
+    monkeypatch.setattr(run_module.Runner, "_build", building)
+    result = run(make_config())
+    assert events == ["warm", "build"]
+    assert result.counts["preferences"] == 6
+    assert all(name in sys.modules for name in run_module.BUILD_MODULES if importlib.util.find_spec(name))

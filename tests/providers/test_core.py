@@ -351,6 +351,39 @@ def test_usage_meter_prices_and_rows():
     assert rows[("judge", "scripted:free")].cost_usd == 0.0
 
 
+def test_usage_meter_tallies_add_every_count_of_every_call():
+    """Each (role, model)'s tally is the field-by-field sum of the calls counted into it, each field keeping its
+    type (ints stay ints, USD floats), retries included; a tally read is a copy, so changing it changes no count."""
+    price = Price(input=1.0, output=2.0, cached_input=0.5)
+    meter = UsageMeter(prices={"m": price})
+    meter.record("judge", "p:m", 1_000, 10, cached=False, cache_read=400)
+    meter.record("judge", "p:m", 2_000, 20, cached=False, estimated=True, cache_write=100)
+    meter.record("judge", "p:m", 0, 0, cached=True)
+    meter.record_retry("judge", "p:m")
+    meter.record("policy", "p:m", 5, 5, cached=False)
+    tally = meter.tallies[("judge", "p:m")]
+    counts = {
+        "calls": 2,
+        "cached": 1,
+        "prompt_tokens": 3_000,
+        "completion_tokens": 30,
+        "estimated": 1,
+        "retries": 1,
+        "cache_read_tokens": 400,
+        "cache_write_tokens": 100,
+    }
+    assert {name: getattr(tally, name) for name in counts} == counts
+    assert all(type(getattr(tally, name)) is int for name in counts)
+    assert tally.cost_usd == price.cost(1_000, 10, 400, 0) + price.cost(2_000, 20, 0, 100)
+    assert tally.cache_saved_usd == price.saved(400, 0) + price.saved(0, 100)
+    assert meter.total_retries == 1
+    assert meter.total_tokens == 3_000 + 30 + 5 + 5
+    assert meter.total_cost == tally.cost_usd + price.cost(5, 5, 0, 0)
+    tally.calls = 99
+    assert meter.tallies[("judge", "p:m")].calls == 2
+    assert [(r.role, r.model) for r in meter.rows()] == [("judge", "p:m"), ("policy", "p:m")]
+
+
 def test_budget_check():
     meter = UsageMeter(prices={"m": Price(input=1.0)}, budget=Budget(max_cost_usd=1.0))
     meter.check()
@@ -478,3 +511,32 @@ def test_cache_keys_are_the_json_they_always_were():
         assert cache_key(kind, model_id, payload) == before(kind, model_id, payload)
 
     same()
+
+
+def test_cached_values_are_stored_as_the_json_they_always_were(tmp_path):
+    """A value goes into the call cache's file as `json.dumps(value, ensure_ascii=False)` wrote it, byte for byte
+    (older releases read the same rows), and reads back equal."""
+    import json
+
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    from charter.providers.cache import CallCache
+
+    text = st.text(alphabet=st.characters(codec="utf-8"), max_size=30)
+    scalar = st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | text
+    value = st.recursive(scalar, lambda inner: st.lists(inner, max_size=4) | st.dictionaries(text, inner, max_size=3))
+    cache = CallCache(tmp_path / "cache.sqlite")
+
+    @settings(max_examples=150, deadline=None)
+    @given(text, value)
+    def same(key, stored):
+        cache.put_many([(key, "generate", "m", stored)])
+        raw = cache._db.execute("SELECT value FROM calls WHERE key = ?", (key,)).fetchone()[0]
+        assert raw == json.dumps(stored, ensure_ascii=False)
+        assert cache.get_many([key]) == {key: json.loads(raw)}
+
+    try:
+        same()
+    finally:
+        cache.close()

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from charter.stats.jackknife import change_interval
+from charter.stats.jackknife import _t, change_interval
 
 
 def mean_of(values):
@@ -39,3 +39,8 @@ def test_no_interval_where_it_cannot_be_had() -> None:
     assert same["ci95"] is None and "do not vary" in same["note"]
     missing = change_interval(lambda p: None, 5, mean_of([0.0] * 5), 5, paired=False)
     assert missing["change"] is None and missing["ci95"] is None
+
+
+@pytest.mark.parametrize("df", [1, 2, 4, 9, 29, 999])
+def test_the_t_quantile_is_scipy_stats_own_to_the_last_digit(df: int) -> None:
+    assert _t(df) == float(stats.t.ppf(0.975, df))

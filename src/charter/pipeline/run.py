@@ -10,7 +10,9 @@ is recorded in the store with its reason, and the dataset and report are written
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import threading
 import time
 import uuid
 from collections.abc import Awaitable, Callable
@@ -157,6 +159,29 @@ def check_run_dir(config: RunConfig, constitution: Constitution) -> None:
         RunLock(run_dir).release()
 
 
+#: what writing the datasets and measuring their diversity loads on first use, and `warm_build_modules` before it
+#: (pyarrow loads pandas, where it is installed, with its first array): 1-2 s of a fresh process
+BUILD_MODULES = ("pyarrow.parquet", "pandas", "scipy.special")
+
+
+def warm_build_modules() -> threading.Thread:
+    """Import `BUILD_MODULES` in a background thread while the run's calls wait on their providers, so that the
+    dataset build after the last call does not start by loading them. Imports only: nothing is computed or written,
+    and a module that is not installed is left to fail where it is used."""
+
+    def load() -> None:
+        with contextlib.suppress(ImportError):
+            import pyarrow.parquet  # noqa: F401
+        with contextlib.suppress(ImportError):
+            import pandas  # noqa: F401
+        with contextlib.suppress(ImportError):
+            import scipy.special  # noqa: F401
+
+    thread = threading.Thread(target=load, name="charter-warm-imports", daemon=True)
+    thread.start()
+    return thread
+
+
 #: the text fields of a run's dataset (prompt, chosen, rejected, response): the prefetch embeds up to this many times
 #: `diversity.embed_sample` texts
 PREFETCH_FIELDS = 4
@@ -188,6 +213,8 @@ class Runner:
         self.fingerprints = run_fingerprints(config, self.constitution)
         self.prefetch: Prefetch | None = None
         """Embeds the dataset's texts while the calls go on (made with the first texts)."""
+        self.warming: threading.Thread | None = None
+        """Loads the dataset build's modules while the calls go on (started with the first texts)."""
         self.started = time.monotonic()
         """When this invocation of the run started: `diversity.embed_share` is a share of the time since."""
 
@@ -389,6 +416,8 @@ class Runner:
         testing = self.config.judge.constitution_test is not None and "judge" in self.config.stages
         tester = self.role_model("constitution_test", self.config.judge) if testing else None
         work.on_texts = self._prefetch_texts
+        if self.executor.engine != "local":  # the shards make the texts: the build is prepared here meanwhile, and
+            self._prepare_build()  # the embeddings made at the end under the same bound (`diversity.embed_share`)
         self.stats = lambda: f"{work.counts['failed']} failed, {self.meter.describe()}"
         try:
             stop = await self._synth(store, writer) if writer is not None else None
@@ -500,13 +529,19 @@ class Runner:
 
     def _prefetch_texts(self, texts: list[str]) -> None:
         """Embed the texts for the dataset's diversity figures in the background, while the calls go on (from the
-        first texts of a session that makes any)."""
+        first texts of a session that makes any); with the first texts, load what the dataset build will need."""
+        self._prepare_build()
+        if self.prefetch is not None:
+            self.prefetch.add(texts)
+
+    def _prepare_build(self) -> None:
+        """Once a run: load the dataset build's modules, and start the worker that embeds for its diversity figures
+        (its model loads now), in the background while the calls go on."""
+        if self.warming is None:
+            self.warming = warm_build_modules()
         model = self.config.diversity.embedding_model
-        if model is None:
-            return
-        if self.prefetch is None:
+        if self.prefetch is None and model is not None:
             self.prefetch = Prefetch(model, PREFETCH_FIELDS * self.config.diversity.embed_sample)
-        self.prefetch.add(texts)
 
     def _build(self, store: RunStore, settings: DatasetSettings) -> RunResult:
         """Write the preference and SFT datasets of the settings in effect."""

@@ -74,22 +74,32 @@ def cache_key(kind: str, model_id: str, payload: Any) -> str:
 
 
 _encode = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode
+#: `json.dumps(value, ensure_ascii=False)`, the same text, from one encoder (`json.dumps` with an argument makes an
+#: encoder for every call): a cached value as it is stored
+_value_json = json.JSONEncoder(ensure_ascii=False).encode
+#: a string as `_encode` writes it (what `JSONEncoder.encode` calls for a str when `ensure_ascii` is false)
+_string = json.encoder.encode_basestring
 
 
 def canonical_json(value: Any) -> str:
     """`json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)`, the same text, with each
     `{role, content}` message encoded once: the messages that many requests repeat (a constitution's worked
-    examples, a conversation judged under several principles) are not serialized again for every call."""
-    if isinstance(value, list | tuple):
+    examples, a conversation judged under several principles) are not serialized again for every call. Lists and
+    strings are written here, without an encoder's set-up for each (a key is computed for every call)."""
+    kind = type(value)
+    if kind is str:
+        return _string(value)
+    if kind is list or kind is tuple:
         return "[" + ",".join([canonical_json(item) for item in value]) + "]"
-    if type(value) is dict and len(value) == 2 and type(value.get("role")) is str and type(value.get("content")) is str:
+    if kind is dict and len(value) == 2 and type(value.get("role")) is str and type(value.get("content")) is str:
         return _message_json(value["role"], value["content"])
     return _encode(value)
 
 
 @lru_cache(maxsize=4096)
 def _message_json(role: str, content: str) -> str:
-    return _encode({"role": role, "content": content})
+    """`_encode({"role": role, "content": content})`: its keys in sorted order."""
+    return '{"content":' + _string(content) + ',"role":' + _string(role) + "}"
 
 
 def endpoint_url(model: ChatModel) -> str:
@@ -194,7 +204,7 @@ class CallCache:
 
     @staticmethod
     def _encoded(items: Iterable[Row]) -> list[tuple[str, str, str, str, str]]:
-        return [(r[0], r[1], r[2], json.dumps(r[3], ensure_ascii=False), r[4] if len(r) > 4 else "") for r in items]
+        return [(r[0], r[1], r[2], _value_json(r[3]), r[4] if len(r) > 4 else "") for r in items]
 
     def put_many(self, items: Iterable[Row]) -> None:
         """Store (key, kind, model id, value[, endpoint]) rows in one transaction."""

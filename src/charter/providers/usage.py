@@ -50,7 +50,9 @@ class UsageMeter:
         self._price_of: dict[str, Price] = {}
         self.budget = budget or Budget()
         self.sink = sink
-        self.tallies: dict[tuple[str, str], UsageRow] = {}
+        self._sums: dict[tuple[str, str], list] = {}
+        """The running counts of each (role, model), in `COUNTS` order: plain numbers added into on every call (ten
+        attribute writes on a `UsageRow` cost more than the rest of counting a call)."""
         self._lock = threading.Lock()
         self.prior_cost = 0.0
         """Cost spent by earlier processes of the same run (resume), counted against the budget."""
@@ -114,11 +116,23 @@ class UsageMeter:
     def _count(self, event: UsageRow) -> None:
         """Add one event's counts into its (role, model)'s tally (under the lock)."""
         key = (event.role, event.model)
-        tally = self.tallies.get(key)
-        if tally is None:
-            tally = self.tallies[key] = UsageRow(role=event.role, model=event.model)
-        for name in COUNTS:
-            setattr(tally, name, getattr(tally, name) + getattr(event, name))
+        sums = self._sums.get(key)
+        if sums is None:
+            sums = self._sums[key] = [getattr(event, name) * 0 for name in COUNTS]
+        for i, name in enumerate(COUNTS):
+            sums[i] += getattr(event, name)
+
+    @property
+    def tallies(self) -> dict[tuple[str, str], UsageRow]:
+        """The running counts of each (role, model) so far, as `UsageRow`s (made on each read)."""
+        return {
+            key: UsageRow(role=key[0], model=key[1], **dict(zip(COUNTS, sums, strict=True)))
+            for key, sums in list(self._sums.items())
+        }
+
+    def _total(self, *names: str) -> float:
+        at = [COUNTS.index(name) for name in names]
+        return sum(sums[i] for sums in list(self._sums.values()) for i in at)
 
     def describe(self) -> str:
         """Calls, cache hits, retries and cost so far, in a few words (for progress lines)."""
@@ -131,15 +145,15 @@ class UsageMeter:
 
     @property
     def total_retries(self) -> int:
-        return sum(t.retries for t in self.tallies.values())
+        return int(self._total("retries"))
 
     @property
     def total_cost(self) -> float:
-        return sum(t.cost_usd for t in self.tallies.values())
+        return float(self._total("cost_usd"))
 
     @property
     def total_tokens(self) -> int:
-        return sum(t.prompt_tokens + t.completion_tokens for t in self.tallies.values())
+        return int(self._total("prompt_tokens", "completion_tokens"))
 
     def check(self) -> None:
         """Before a call: raise `Interrupted` once a stop is requested, `BudgetExceeded` if a cap is reached."""
