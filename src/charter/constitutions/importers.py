@@ -223,6 +223,8 @@ def _represent_str(dumper: yaml.SafeDumper, value: str) -> yaml.ScalarNode:
         # a block scalar keeping several final newlines ("|+") would swallow the blank line that
         # separates principles, and ends the document early ("...")
         style = '"'
+    if style and any(line[:1] in (" ", "\t") for line in value.split("\n")):
+        style = '"'  # PyYAML folds a line that starts with a space, which then loads back with a line break
     return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=style)
 
 

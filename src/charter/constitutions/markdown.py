@@ -30,10 +30,11 @@ from __future__ import annotations
 
 import re
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import orjson
 import yaml
 from pydantic import ValidationError
 
@@ -450,3 +451,12 @@ def _pairs(section: _Section, level: str | None, path: Path) -> list[SpecPair]:
                     )
                 )
     return pairs
+
+
+def write_spec_pairs(path: str | Path, pairs: list[SpecPair]) -> Path:
+    """Write a spec's labelled pairs as JSONL, one `SpecPair` a line (the human-pair columns `id`, `prompt`, `chosen`,
+    `rejected`, `label_source`, and the section, level and reasons)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(b"".join(orjson.dumps(asdict(pair)) + b"\n" for pair in pairs))
+    return path
