@@ -155,7 +155,9 @@ def read_markdown_spec(path: str | Path, name: str | None = None, levels: list[s
     for section in sections:
         level = _level_of(section) if by_attribute else (_depth_level(section, order, path) if order else None)
         if level is not None and level not in order:
-            raise _error(path, section.line, f"{section.id}: unknown level '{level}' (the order names: {', '.join(order)})")
+            raise _error(
+                path, section.line, f"{section.id}: unknown level '{level}' (the order names: {', '.join(order)})"
+            )
         pairs += _pairs(section, level, path)
         reason = _skip_reason(section, level, order)
         if reason:

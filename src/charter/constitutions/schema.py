@@ -405,7 +405,9 @@ def check_levels(constitution: Constitution) -> None:
         if any(ranked) and not ranked[i]:
             raise LocatedValueError("no priority: the other principles are ordered by priority", (*where, "id"))
         if principle.hard and principle.default:
-            raise LocatedValueError("a hard constraint cannot be a default that instructions override", (*where, "hard"))
+            raise LocatedValueError(
+                "a hard constraint cannot be a default that instructions override", (*where, "hard")
+            )
         if principle.default and not principle.overridable_by:
             raise LocatedValueError("a default names the levels that may override it", (*where, "default"))
         if principle.overridable_by and not principle.default:
