@@ -18,8 +18,8 @@ How a document maps onto the schema (`read_markdown_spec`):
   <title>?", the section's text following it verbatim (`Source.questions` records it).
 - An example block (a fenced block with `<system>`, `<developer>`, `<user>`, `<assistant>` or `<tool>` messages and
   a `<comparison>` of replies labelled `<!-- GOOD: why -->`, `<!-- BAD -->` or `<!-- OK -->`) gives a
-  `SpecExample` of its section per comparison, and each GOOD reply against each BAD reply a labelled pair (`SpecPair`). A
-  comparison with no BAD reply is a demonstration: an example, no pair.
+  `SpecExample` of its section per comparison, and each GOOD reply against each BAD reply a labelled pair
+  (`SpecPair`). A comparison with no BAD reply is a demonstration: an example, no pair.
 
 A bad spec stops the import with one line naming the file, the line and what is wrong: a duplicate id, a level the
 order does not name, a level named twice, an unclosed code block, a comparison with no GOOD reply or with a reply
@@ -32,13 +32,14 @@ import re
 from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import orjson
 import yaml
 from pydantic import ValidationError
 
 from charter.api_args import public
+from charter.constitutions.importers import import_hf_cai
 from charter.constitutions.schema import LEVEL_TWICE, Constitution
 from charter.errors import ConstitutionError
 from charter.tables import read_text_file
@@ -113,7 +114,10 @@ class _Section:
 
 @public()
 def import_constitution(
-    path: str | Path, source_format: str = "markdown", name: str | None = None, levels: list[str] | None = None
+    path: str | Path,
+    source_format: Literal["markdown", "hf-cai"] = "markdown",
+    name: str | None = None,
+    levels: list[str] | None = None,
 ) -> Constitution:
     """Import a constitution from another format: a Markdown prose spec (`markdown`, see `read_markdown_spec`) or a
     Hugging Face CAI recipe JSON file (`hf-cai`, see `import_hf_cai`).
@@ -131,11 +135,7 @@ def import_constitution(
         ConstitutionError: The file is missing or not a valid spec (one line naming file:line and what is wrong).
     """
     if source_format == "hf-cai":
-        from charter.constitutions.importers import import_hf_cai
-
         return import_hf_cai(path, name)
-    if source_format != "markdown":
-        raise ConstitutionError(f"unknown import format {source_format!r} (known: markdown, hf-cai)")
     return read_markdown_spec(path, name=name, levels=levels).constitution
 
 
