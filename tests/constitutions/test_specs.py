@@ -205,6 +205,9 @@ COMPARISON = "~~~xml\n<user>\nhi\n</user>\n<comparison>\n{replies}</comparison>\
             "a reply without a GOOD, BAD or OK label",
         ),
         ("# A {#a}\n\n~~~xml\n<user>\nhi\n</user>\n", None, 3, "unclosed example block"),
+        ("---\nname: x\nlevels: [a, b, a]\n---\n# A {#a level=a}\n\nx\n", None, 3, "level 'a' is named twice"),
+        ("# A {#a authorty=root}\n\nx\n", None, 1, "anchor attribute 'authorty=root'"),
+        ("# A {#a authority=root hard=yes}\n\nx\n", None, 1, "hard is true or false"),
         ("# A {#a}\n\n~~~xml\n<user>\nhi\n<comparison>\n</comparison>\n~~~\n", None, 4, "<user> is never closed"),
     ],
 )
@@ -232,3 +235,33 @@ def test_a_comparison_without_a_bad_reply_is_an_example_and_no_pair(tmp_path: Pa
     example = result.constitution.principle("a").examples[0]
     assert [(r.label, r.content, r.why) for r in example.replies] == [("good", "hello", "friendly")]
     assert [(m.role, m.content) for m in example.conversation] == [("user", "hi")]
+
+
+def test_text_before_the_first_heading_is_reported_skipped(tmp_path: Path) -> None:
+    path = tmp_path / "preamble.md"
+    path.write_text("Read this first.\n\n# Be kind {#kind}\n\nSpeak gently.\n", encoding="utf-8")
+    result = read_markdown_spec(path)
+    assert result.constitution.principle_ids == ["kind"] and result.sections == 1
+    assert result.skipped == [("(preamble)", 1, "text before the first heading: no heading names it")]
+
+
+def test_pair_ids_follow_the_example_not_its_line(tmp_path: Path) -> None:
+    bad = "<assistant> <!-- GOOD -->\nhello\n</assistant>\n<assistant> <!-- BAD -->\ngo away\n</assistant>\n"
+    spec = "# A {#a}\n\nBe friendly.\n\n" + COMPARISON.format(replies=bad)
+    first, second = tmp_path / "first.md", tmp_path / "second.md"
+    first.write_text(spec, encoding="utf-8")
+    second.write_text(spec.replace("Be friendly.", "Be friendly.\n\nAlways."), encoding="utf-8")
+    ids = [read_markdown_spec(path).pairs[0].id for path in (first, second)]
+    assert ids[0] == ids[1] and ids[0].startswith("a-")
+
+
+def test_import_constitution_reads_the_cai_recipe_too(recipe_file: Path) -> None:
+    assert charter.import_constitution(recipe_file, source_format="hf-cai") == charter.import_hf_cai(recipe_file)
+
+
+def test_markdown_options_are_refused_for_a_cai_recipe(
+    recipe_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv = ["constitutions", "import", str(recipe_file), "-o", str(tmp_path / "o.yaml"), "--levels", "a,b"]
+    assert main(argv) == 2
+    assert "--levels is for --from markdown" in capsys.readouterr().err

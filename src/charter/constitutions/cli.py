@@ -165,6 +165,8 @@ def import_constitution(
         return
     if source_format != "hf-cai":
         raise ConstitutionError(f"--from {source_format}: unknown format (known: hf-cai, markdown)")
+    if levels or pairs:
+        raise ConstitutionError(f"{'--levels' if levels else '--pairs'} is for --from markdown: a CAI recipe has none")
     result = read_hf_cai(file, name=name)
     header = (
         f"Imported from {file.name} by `charter constitutions import`.\n"

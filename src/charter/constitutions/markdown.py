@@ -28,6 +28,7 @@ that has no label.
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections import Counter
 from dataclasses import asdict, dataclass, field
@@ -49,8 +50,10 @@ from charter.yamlio import validation_message
 MODEL_SPEC_LEVELS = ("root", "system", "developer", "user", "guideline")
 #: In the Model Spec, sections at these levels are defaults that instructions at the levels given may override.
 MODEL_SPEC_DEFAULTS = {"user": ["developer", "user"], "guideline": ["developer", "user"]}
-#: The roles an example conversation's messages may have.
-ROLES = ("system", "developer", "user", "assistant", "tool")
+#: The id of the text before a spec's first heading, where there is some: reported skipped, never a principle.
+PREAMBLE = "(preamble)"
+#: The attributes a heading's `{#id ...}` anchor may carry.
+ATTRIBUTES = ("authority", "level", "hard", "default", "tags")
 
 _HEADING = re.compile(r"^(#{1,6})\s+(.*?)\s*(?:\{#([^\s}]+)([^}]*)\})?\s*$")
 _FENCE = re.compile(r"^\s*(~~~+|```+)")
@@ -64,7 +67,8 @@ class SpecPair:
     """One labelled pair of a spec: a GOOD reply against a BAD one of the same example, with the conversation."""
 
     id: str
-    """`<section>-L<line>-g<i>-b<j>`: stable for a given spec."""
+    """`<section>-<12 hex digits>`: the section and a hash of the conversation and the two replies, so the same
+    example keeps its id when the spec around it changes."""
     prompt: list[dict[str, str]]
     """The conversation before the replies, `{role, content}` with the spec's roles."""
     chosen: str
@@ -94,7 +98,7 @@ class SpecImport:
     skipped: list[tuple[str, int, str]] = field(default_factory=list)
     """Sections that are not principles: (id, heading line, reason)."""
     sections: int = 0
-    """How many sections the spec has."""
+    """How many sections (headings) the spec has."""
 
     def skip_reasons(self) -> Counter[str]:
         """How many sections were skipped for each reason."""
@@ -146,14 +150,17 @@ def read_markdown_spec(path: str | Path, name: str | None = None, levels: list[s
     text = read_text_file(path, ConstitutionError, "Markdown spec")
     lines = text.splitlines()
     front, start = _front_matter(lines, path)
-    order, order_line = _stated_order(levels, front, path)
+    order = _stated_order(levels, front, _key_line(lines[:start], "levels"), path)
     sections = _sections(lines, start, path)
     _unique_ids(sections, path)
-    order = _level_order(sections, order, order_line, path)
+    order = _level_order(sections, order, path)
     principles, skipped, pairs, positions = [], [], [], {}
     by_attribute = any(_level_of(s) for s in sections)
     for section in sections:
-        level = _level_of(section) if by_attribute else (_depth_level(section, order, path) if order else None)
+        if section.id == PREAMBLE or not (by_attribute or order):
+            level = None
+        else:
+            level = _level_of(section) if by_attribute else _depth_level(section, order, path)
         if level is not None and level not in order:
             raise _error(
                 path, section.line, f"{section.id}: unknown level '{level}' (the order names: {', '.join(order)})"
@@ -182,7 +189,7 @@ def read_markdown_spec(path: str | Path, name: str | None = None, levels: list[s
         constitution = Constitution.model_validate(fields)
     except ValidationError as exc:
         raise ConstitutionError(validation_message(exc, str(path), positions)) from None
-    return SpecImport(constitution, pairs, skipped, len(sections))
+    return SpecImport(constitution, pairs, skipped, sum(section.id != PREAMBLE for section in sections))
 
 
 def _error(path: Path, line: int, what: str) -> ConstitutionError:
@@ -205,27 +212,32 @@ def _front_matter(lines: list[str], path: Path) -> tuple[dict[str, Any], int]:
     raise _error(path, 1, "front matter: no closing '---'")
 
 
-def _stated_order(levels: list[str] | None, front: dict[str, Any], path: Path) -> tuple[list[str], int]:
-    """The order of levels the caller or the front matter states (empty where none), and the line to blame."""
+def _key_line(front: list[str], key: str) -> int:
+    """The line of `key` in the front matter's lines (1 where it is not there: the caller gave it)."""
+    return next((i + 1 for i, line in enumerate(front) if line.startswith(f"{key}:")), 1)
+
+
+def _stated_order(levels: list[str] | None, front: dict[str, Any], line: int, path: Path) -> list[str]:
+    """The order of levels the caller or the front matter (its `levels` at `line`) states; empty where none."""
     if levels is not None:
         order, line = [str(level).strip() for level in levels], 1
     elif "levels" in front:
         if not isinstance(front["levels"], list):
-            raise _error(path, 1, "levels: expected a list of level names, highest first")
-        order, line = [str(level) for level in front["levels"]], 1
+            raise _error(path, line, "levels: expected a list of level names, highest first")
+        order = [str(level) for level in front["levels"]]
     else:
-        return [], 1
+        return []
     seen: set[str] = set()
     for level in order:
         if level in seen:
             raise _error(path, line, f"levels: {LEVEL_TWICE.format(level)}")
         seen.add(level)
-    return order, line
+    return order
 
 
 def _sections(lines: list[str], start: int, path: Path) -> list[_Section]:
     """The spec's sections, each with its body and its example blocks."""
-    sections: list[_Section] = []
+    sections: list[_Section] = [_Section(start + 1, 0, "(before the first heading)", PREAMBLE, {})]
     index = start
     title: str | None = None
     while index < len(lines):
@@ -234,18 +246,19 @@ def _sections(lines: list[str], start: int, path: Path) -> list[_Section]:
         if fence:
             end = _fence_end(lines, index, fence.group(1), path)
             block = lines[index + 1 : end]
-            if sections and _is_example(block):
+            if _is_example(block):
                 sections[-1].examples.extend(_examples(block, index + 2, title, path))
                 _drop_title(sections[-1].body, title)
-            elif sections:
+            else:
                 sections[-1].body.extend(lines[index : end + 1])
             index, title = end + 1, None
             continue
         heading = _HEADING.match(line)
         if heading:
             depth, text, anchor, attrs = heading.groups()
-            sections.append(_Section(index + 1, len(depth), text, anchor or _slug(text), _attributes(attrs or "")))
-        elif sections:
+            attributes = _attributes(attrs or "", index + 1, path)
+            sections.append(_Section(index + 1, len(depth), text, anchor or _slug(text), attributes))
+        else:
             titled = _EXAMPLE_TITLE.match(line)
             if titled:
                 title = titled.group(1).strip() or None
@@ -253,7 +266,11 @@ def _sections(lines: list[str], start: int, path: Path) -> list[_Section]:
                 title = None
             sections[-1].body.append(line)
         index += 1
-    return sections
+    return sections if _has_content(sections[0]) else sections[1:]
+
+
+def _has_content(section: _Section) -> bool:
+    return bool(section.examples) or any(line.strip() for line in section.body)
 
 
 def _drop_title(body: list[str], title: str | None) -> None:
@@ -283,8 +300,19 @@ def _slug(title: str) -> str:
     return re.sub(r"[^a-z0-9]+", "-", title.casefold()).strip("-") or "section"
 
 
-def _attributes(text: str) -> dict[str, str]:
-    return dict(item.split("=", 1) for item in text.split() if "=" in item)
+def _attributes(text: str, line: int, path: Path) -> dict[str, str]:
+    """A heading anchor's `key=value` attributes, each key one of `ATTRIBUTES`."""
+    attributes = {}
+    for item in text.split():
+        key, _, value = item.partition("=")
+        if key not in ATTRIBUTES or not value:
+            raise _error(
+                path, line, f"anchor attribute '{item}': expected key=value, key one of {', '.join(ATTRIBUTES)}"
+            )
+        if key == "hard" and value not in ("true", "false"):
+            raise _error(path, line, f"anchor attribute '{item}': hard is true or false")
+        attributes[key] = value
+    return attributes
 
 
 def _unique_ids(sections: list[_Section], path: Path) -> None:
@@ -299,7 +327,7 @@ def _level_of(section: _Section) -> str | None:
     return section.attrs.get("authority") or section.attrs.get("level")
 
 
-def _level_order(sections: list[_Section], order: list[str], order_line: int, path: Path) -> list[str]:
+def _level_order(sections: list[_Section], order: list[str], path: Path) -> list[str]:
     """The order of levels: the stated one, else the Model Spec's where the sections name only its levels."""
     named = [(s, _level_of(s)) for s in sections if _level_of(s)]
     if order or not named:
@@ -327,6 +355,8 @@ def _depth_level(section: _Section, order: list[str], path: Path) -> str:
 
 
 def _skip_reason(section: _Section, level: str | None, order: list[str]) -> str | None:
+    if section.id == PREAMBLE:
+        return "text before the first heading: no heading names it"
     if order and level is None:
         return "no level: an overview or grouping section in a spec whose rules carry levels"
     if not "\n".join(section.body).strip():
@@ -352,7 +382,7 @@ def _principle(section: _Section, level: str | None, order: list[str], path: Pat
     }
     if level is not None:
         principle["level"] = level
-    if section.attrs.get("hard", "").lower() == "true":
+    if section.attrs.get("hard") == "true":
         principle["hard"] = True
     overriders = _overriders(section, level, order)
     if overriders:
@@ -437,11 +467,12 @@ def _pairs(section: _Section, level: str | None, path: Path) -> list[SpecPair]:
     for example in section.examples:
         goods = [r for r in example["replies"] if r["label"] == "good"]
         bads = [r for r in example["replies"] if r["label"] == "bad"]
-        for i, good in enumerate(goods, 1):
-            for j, bad in enumerate(bads, 1):
+        for good in goods:
+            for bad in bads:
+                digest = hashlib.sha256(orjson.dumps([example["conversation"], good["content"], bad["content"]]))
                 pairs.append(
                     SpecPair(
-                        id=f"{section.id}-L{example['line']}-g{i}-b{j}",
+                        id=f"{section.id}-{digest.hexdigest()[:12]}",
                         prompt=[dict(m) for m in example["conversation"]],
                         chosen=good["content"],
                         rejected=bad["content"],
