@@ -152,7 +152,7 @@ def test_the_readme_has_a_python_example() -> None:
 def test_python_blocks_run(path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Each file's blocks, in order, in one namespace, from a directory holding the examples (models scripted)."""
     (tmp_path / "examples").mkdir()
-    for example in (ROOT / "examples").glob("*.yaml"):
+    for example in [*(ROOT / "examples").glob("*.yaml"), *(ROOT / "examples").glob("*.md")]:
         (tmp_path / "examples" / example.name).write_text(scripted(example.read_text(encoding="utf-8")))
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("HOME", str(tmp_path))  # the call cache goes to ~/.cache

@@ -35,6 +35,10 @@ CASES: dict[str, tuple[tuple[Call, str | None], tuple[Call, str | None]]] = {
         (lambda: charter.import_hf_cai(["x"]), "path"),
         (lambda: charter.import_hf_cai("x.json", name=3), "name"),
     ),
+    "import_constitution": (
+        (lambda: charter.import_constitution(["x"]), "path"),
+        (lambda: charter.import_constitution("x.md", source_format="docx"), "source_format"),
+    ),
     "get_model": ((lambda: charter.get_model(None), "spec"), (lambda: charter.get_model("nosuch:model"), None)),
     "run": ((lambda: charter.run(3), "config"), (lambda: charter.run({"nme": "x"}), None)),
     "estimate": ((lambda: charter.estimate(3), "config"), (lambda: charter.estimate({"nme": "x"}), None)),

@@ -24,6 +24,7 @@ _API = {
     "load_constitution": "charter.constitutions",
     "Constitution": "charter.constitutions",
     "import_hf_cai": "charter.constitutions",
+    "import_constitution": "charter.constitutions",
     "get_model": "charter.providers",
     "SamplingParams": "charter.providers",
     "run": "charter.pipeline.api",
@@ -122,6 +123,7 @@ if TYPE_CHECKING:  # what type checkers and IDEs see: every public name with its
     from charter.agreement.config import AgreementConfig as AgreementConfig
     from charter.agreement.summary import AgreementSummary as AgreementSummary
     from charter.constitutions import Constitution as Constitution
+    from charter.constitutions import import_constitution as import_constitution
     from charter.constitutions import import_hf_cai as import_hf_cai
     from charter.constitutions import load_constitution as load_constitution
     from charter.dpo.config import DPOConfigModel as DPOConfigModel

@@ -39,7 +39,7 @@ import yaml
 from pydantic import ValidationError
 
 from charter.api_args import public
-from charter.constitutions.schema import Constitution
+from charter.constitutions.schema import UNSET_PRINCIPLE_KEYS, Constitution
 from charter.errors import ConstitutionError
 from charter.tables import read_text_file
 from charter.yamlio import validation_message
@@ -223,6 +223,8 @@ def _represent_str(dumper: yaml.SafeDumper, value: str) -> yaml.ScalarNode:
         # a block scalar keeping several final newlines ("|+") would swallow the blank line that
         # separates principles, and ends the document early ("...")
         style = '"'
+    if style and any(line[:1] in (" ", "\t") for line in value.split("\n")):
+        style = '"'  # PyYAML folds a line that starts with a space, which then loads back with a line break
     return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=style)
 
 
@@ -247,12 +249,15 @@ def constitution_yaml(constitution: Constitution, header: str | None = None) -> 
     spaces, for instance), so the text always loads back to the same constitution and hash.
     """
     data = constitution.model_dump(mode="json", exclude_none=True)
+    if not data.get("levels"):
+        data.pop("levels", None)
     for principle in data["principles"]:  # criteria only where a principle has some, a gate only where set
         for criterion in principle.get("criteria", []):
             if criterion.get("gate") is False:
                 criterion.pop("gate")
-        if not principle.get("criteria"):
-            principle.pop("criteria", None)
+        for key, unset in UNSET_PRINCIPLE_KEYS.items():
+            if key in principle and principle[key] == unset:
+                principle.pop(key)
     lists = {key: data.pop(key) for key in ("principles", "examples")}
     parts = [_dump(data)]
     for key, items in lists.items():

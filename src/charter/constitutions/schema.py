@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import string
 from typing import Literal
 
@@ -132,11 +133,78 @@ def check_verifier(name: str, reference: str | None) -> None:
         raise LocatedValueError(str(exc), ("verifier",)) from None
 
 
+#: Who says a message in a spec's example conversation: the chat roles and the ones a chain of command adds.
+SpecRole = Literal["system", "developer", "user", "assistant", "tool"]
+#: How a spec's example reply is labelled: GOOD, BAD, or OK (acceptable, neither the best nor wrong).
+ReplyLabel = Literal["good", "bad", "ok"]
+#: Ids a principle, level or criterion may take.
+ID_PATTERN = r"^[a-z0-9][a-z0-9_.-]*$"
+
+
+class SpecMessage(BaseModel):
+    """One message of a spec example's conversation, its role kept as the spec wrote it."""
+
+    model_config = SCHEMA
+    role: SpecRole
+    """system, developer, user, assistant or tool."""
+    content: str
+    """The message's text, verbatim."""
+
+
+class SpecReply(BaseModel):
+    """One labelled assistant reply of a spec example."""
+
+    model_config = SCHEMA
+    label: ReplyLabel
+    """good, bad or ok, as the spec labels the reply."""
+    content: str
+    """The reply's text, verbatim (its label comment removed)."""
+    why: str | None = None
+    """The spec's reason for the label, where it gives one."""
+
+
+class SpecExample(BaseModel):
+    """A spec's own example under a principle: a conversation and its labelled replies (the spec's `<comparison>`).
+    The critic and the judge can show it as a few-shot example; each good reply against each bad one is a labelled
+    pair (`charter constitutions import --from markdown` writes them)."""
+
+    model_config = SCHEMA
+    title: str | None = None
+    """The example's title in the spec, where it has one."""
+    conversation: list[SpecMessage] = Field(default_factory=list)
+    """The messages before the replies, with their roles."""
+    replies: list[SpecReply] = Field(min_length=1)
+    """The labelled replies: at least one good one."""
+    line: int | None = Field(default=None, ge=1)
+    """The line of the spec where the example's comparison starts."""
+
+    @model_validator(mode="after")
+    def _has_good(self) -> SpecExample:
+        if not any(reply.label == "good" for reply in self.replies):
+            raise LocatedValueError("an example needs at least one good reply", ("replies",))
+        return self
+
+
+class Source(BaseModel):
+    """Where a principle imported from a prose spec comes from, and how its questions were written."""
+
+    model_config = SCHEMA
+    file: str
+    """The spec's file name."""
+    line: int = Field(ge=1)
+    """The line of the section's heading."""
+    heading: str
+    """The section's heading, as written (without its `{#id ...}` anchor)."""
+    questions: Literal["verbatim"] = "verbatim"
+    """How the critique, revision and judge questions were written: `verbatim`, a fixed question naming the section,
+    the section's text given to the critic and the judge as it stands (no paraphrase)."""
+
+
 class Principle(BaseModel):
     """One principle: how to critique against it, how to revise, how to compare two responses."""
 
     model_config = SCHEMA
-    id: str = Field(pattern=r"^[a-z0-9][a-z0-9_.-]*$")
+    id: str = Field(pattern=ID_PATTERN)
     """Stable identifier (lowercase, digits, `-`, `_`, `.`); recorded in every row it touched."""
     description: str
     """What the principle asks for, in one or two sentences."""
@@ -156,6 +224,21 @@ class Principle(BaseModel):
     criteria: list[Criterion] = Field(default_factory=list)
     """Yes/no criteria that spell the principle out as checklist items, weighted and optionally gated; none: the
     principle is judged as a whole, as it always is."""
+    level: str | None = None
+    """The principle's level, one of the constitution's `levels` (then every principle names one)."""
+    priority: int | None = Field(default=None, ge=1)
+    """The principle's rank where the constitution orders by number rather than by named levels: 1 comes first
+    (then every principle gives one; not with `levels`)."""
+    hard: bool = False
+    """A hard constraint: a response that violates it loses, whatever the other principles say."""
+    default: bool = False
+    """A default: an instruction at one of the `overridable_by` levels may override it."""
+    overridable_by: list[str] = Field(default_factory=list)
+    """The levels whose instructions may override this default (levels of the constitution's `levels`)."""
+    source: Source | None = None
+    """Where the principle comes from, for one imported from a prose spec."""
+    examples: list[SpecExample] = Field(default_factory=list)
+    """The spec's own examples for this principle: conversations with good and bad replies."""
 
     @field_validator("critique_request", "revision_request", "comparison")
     @classmethod
@@ -212,6 +295,9 @@ class Constitution(BaseModel):
     gate_cap: Number | None = Field(default=None, ge=0, le=1)
     """The score (0..1) a response that fails a gated criterion is capped at, where the gate names no cap of its
     own; default 0."""
+    levels: list[str] = Field(default_factory=list)
+    """Named levels in order, highest first (the Model Spec's `[root, system, developer, user, guideline]`); each
+    principle then names its `level`. None: the principles are flat, or ordered by `priority`."""
 
     @field_validator("version", mode="before")
     @classmethod
@@ -228,6 +314,7 @@ class Constitution(BaseModel):
             for j, c in enumerate(p.criteria)
         )
         require_unique(criteria, "duplicate criterion id '{}'")
+        check_levels(self)
         ids = set(self.principle_ids)
         for index, example in enumerate(self.examples):
             if example.principle and example.principle not in ids:
@@ -262,6 +349,21 @@ class Constitution(BaseModel):
         return [p.id for p in self.principles]
 
     @property
+    def ordered(self) -> bool:
+        """Whether the principles are ordered into levels (named, or by priority)."""
+        return bool(self.levels) or any(p.priority is not None for p in self.principles)
+
+    def level_order(self) -> list[tuple[str, list[Principle]]]:
+        """The principles by level, highest first: (level name, or `priority N`, its principles). A flat
+        constitution is one level named `all`."""
+        if self.levels:
+            return [(level, [p for p in self.principles if p.level == level]) for level in self.levels]
+        ranks = sorted({p.priority for p in self.principles if p.priority is not None})
+        if not ranks:
+            return [("all", list(self.principles))]
+        return [(f"priority {rank}", [p for p in self.principles if p.priority == rank]) for rank in ranks]
+
+    @property
     def has_criteria(self) -> bool:
         """Whether any principle carries criteria."""
         return any(p.criteria for p in self.principles)
@@ -276,13 +378,70 @@ class Constitution(BaseModel):
         return self.gate_cap if self.gate_cap is not None else DEFAULT_GATE_CAP
 
 
+def check_levels(constitution: Constitution) -> None:
+    """Raise LocatedValueError for an order of levels that does not hold: a level named twice (it would stand both
+    above and below another), a principle at a level the order does not name, levels and priorities mixed, a
+    default without the levels that may override it, or a hard constraint that is also a default."""
+    levels = constitution.levels
+    require_unique(((level, ("levels", i)) for i, level in enumerate(levels)), LEVEL_TWICE)
+    for i, level in enumerate(levels):
+        if not re.match(ID_PATTERN, level):
+            raise LocatedValueError(f"level '{level}': lowercase letters, digits, '-', '_' and '.' only", ("levels", i))
+    named = ", ".join(levels)
+    ranked = [p.priority is not None for p in constitution.principles]
+    for i, principle in enumerate(constitution.principles):
+        where = ("principles", i)
+        if principle.level is not None and not levels:
+            raise LocatedValueError(
+                f"level '{principle.level}', but the constitution names no levels (add levels: [...], highest first)",
+                (*where, "level"),
+            )
+        if principle.level is not None and principle.level not in levels:
+            raise LocatedValueError(f"unknown level '{principle.level}' (the order names: {named})", (*where, "level"))
+        if levels and principle.level is None:
+            raise LocatedValueError(f"no level: the constitution orders its principles into {named}", (*where, "id"))
+        if levels and principle.priority is not None:
+            raise LocatedValueError("give named levels or priorities, not both", (*where, "priority"))
+        if any(ranked) and not ranked[i]:
+            raise LocatedValueError("no priority: the other principles are ordered by priority", (*where, "id"))
+        if principle.hard and principle.default:
+            raise LocatedValueError(
+                "a hard constraint cannot be a default that instructions override", (*where, "hard")
+            )
+        if principle.default and not principle.overridable_by:
+            raise LocatedValueError("a default names the levels that may override it", (*where, "default"))
+        if principle.overridable_by and not principle.default:
+            raise LocatedValueError("only a default (default: true) is overridable", (*where, "overridable_by"))
+        for j, level in enumerate(principle.overridable_by):
+            if level not in levels:
+                known = f"the order names: {named}" if levels else "the constitution names no levels"
+                raise LocatedValueError(f"unknown level '{level}' ({known})", (*where, "overridable_by", j))
+
+
+#: The message of a level named twice in an order.
+LEVEL_TWICE = "level '{}' is named twice: the order would put it both above and below the levels between"
+#: Keys of a principle that leave the canonical JSON (and a written file) when they hold their default.
+UNSET_PRINCIPLE_KEYS = {
+    "rating": None,
+    "criteria": [],
+    "level": None,
+    "priority": None,
+    "hard": False,
+    "default": False,
+    "overridable_by": [],
+    "source": None,
+    "examples": [],
+}
+
+
 def _drop_unset_fields(data: dict) -> None:
     """Fields added after the first constitutions were hashed leave the canonical JSON when unset."""
     for key in ("rubric", "gate_cap"):
         if data.get(key) is None:
             data.pop(key, None)
+    if not data.get("levels"):
+        data.pop("levels", None)
     for principle in data.get("principles", []):
-        if principle.get("rating") is None:
-            principle.pop("rating", None)
-        if not principle.get("criteria"):
-            principle.pop("criteria", None)
+        for key, unset in UNSET_PRINCIPLE_KEYS.items():
+            if key in principle and principle[key] == unset:
+                principle.pop(key)
