@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.frameworks import pytest_addoption, pytest_collection_modifyitems, pytest_ignore_collect  # noqa: F401
+
 ROOT = Path(__file__).resolve().parent.parent
 #: Third-party evaluation data (human preference pairs, prompt sets) kept beside the checkout, never copied into it:
 #: ../shared/data from the repository root; its README says what each file is.
