@@ -16,6 +16,9 @@ from pathlib import Path
 
 import nox
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from tests.frameworks import FRAMEWORK_TESTS  # noqa: E402 - the tests of each framework, which pytest reads too
+
 nox.options.default_venv_backend = "uv"
 nox.options.sessions = ["frameworks"]
 nox.options.error_on_missing_interpreters = True
@@ -31,7 +34,6 @@ EXTRA_PACKAGES = {"verifiers": ["./examples/verifiers-constitution"]}
 #: holds). OpenRLHF pins a training cluster's packages: flash-attn and deepspeed build CUDA kernels from source (no
 #: wheel, no GPU); its reward client, what the tests run, imports neither.
 OVERRIDES = {"openrlhf": ["flash-attn; sys_platform == 'never'", "deepspeed; sys_platform == 'never'"]}
-HAS_TESTS = ("verifiers", "openenv", "verl", "openrlhf")
 #: The modules that import a framework, type-checked in its environment, where its types are (the main check leaves
 #: them out: pyproject.toml's `[tool.pyright]`).
 TYPED = {"verifiers": ["src/charter/integrations/verifiers.py"], "openenv": ["src/charter/integrations/openenv.py"]}
@@ -79,7 +81,7 @@ def frameworks(session: nox.Session, framework: str) -> None:
     )
     if framework in TYPED:
         _pyright(session, TYPED[framework])
-    if framework in HAS_TESTS:
+    if framework in FRAMEWORK_TESTS:
         session.run(
             "python", "-m", "pytest", "-q", "-p", "no:cacheprovider", "--framework", framework, *session.posargs
         )
