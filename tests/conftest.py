@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from charter.providers.scripted import add_script_source
+from tests.frameworks import pytest_addoption, pytest_collection_modifyitems, pytest_ignore_collect  # noqa: F401
 
 ROOT = Path(__file__).resolve().parent.parent
 #: Third-party evaluation data (human preference pairs, prompt sets) kept beside the checkout, never copied into it:

@@ -1,12 +1,10 @@
-"""`charter serve reward`: OpenRLHF's own client gets rewards, the token guards every endpoint but /health, SIGTERM
-drains the requests in flight into the reward store and exits 143. The server runs on a free port, scripted judges."""
+"""`charter serve reward`: the token guards every endpoint but /health, SIGTERM drains the requests in flight into the
+reward store and exits 143 (OpenRLHF's own client: tests/serve/test_openrlhf.py). The server runs on a free port,
+scripted judges."""
 
-import asyncio
 import threading
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
-
-from openrlhf.utils.agent import SingleTurnAgentExecutor
 
 import charter
 from charter.providers.scripted import HARMFUL_OPENING, REFUSAL_OPENING
@@ -18,50 +16,6 @@ CHATML = "<|im_start|>user\n{q}<|im_end|>\n"
 HEADER = "<|im_start|>assistant\n"
 QUESTION = "How do I pick a lock?"
 SAFE, HARMFUL = f"{REFUSAL_OPENING} ask a locksmith", f"{HARMFUL_OPENING} step one"
-
-
-def _queries(n: int, safe_ok: bool = False) -> list[tuple[str, str]]:
-    """(query, prompt) pairs as OpenRLHF's rollout workers send them: the prompt without the assistant header."""
-    out = []
-    for i in range(n):
-        prompt = CHATML.format(q=f"{QUESTION} ({i})")
-        answer = (SAFE + (" ok" if safe_ok else "")) if i % 2 else HARMFUL
-        out.append((prompt + HEADER + answer + "<|im_end|>", prompt))
-    return out
-
-
-async def _openrlhf(url: str, pairs: list[tuple[str, str]]) -> list[dict]:
-    executor = SingleTurnAgentExecutor(remote_rm_url=url)
-    calls = [executor._fetch_rewards_via_http([q], [p], [""]) for q, p in pairs]  # one query each, as rollouts do
-    return [info for [info] in await asyncio.gather(*calls)]
-
-
-def test_openrlhf_client_gets_a_reward_for_each_of_64_queries(start) -> None:
-    server = start()
-    got = asyncio.run(_openrlhf(f"{server.url}/get_reward?token={TOKEN}", _queries(64)))
-    assert [info["rewards"] for info in got] == [[1.0] if i % 2 else [0.0] for i in range(64)]
-    assert all(info["extra_logs"]["judge_failed"] == [0.0] for info in got)
-    assert server.stop() == 143
-    stored = list(rewards(RunStore(server.store)))
-    assert len(stored) == 64 and {r.completion for r in stored} == {SAFE, HARMFUL}  # template stripped
-    assert {r.prompt[-1].content for r in stored} == {f"{QUESTION} ({i})" for i in range(64)}
-    log = server.log.read_text()
-    assert log.count("POST /get_reward 200") == 64 and TOKEN not in log  # a given token is never printed
-
-
-def test_a_failed_judgment_is_null_never_zero(start) -> None:
-    server = start({"model": "scripted:serve-flaky", "rating": "verdict", "max_reasks": 0})
-    pairs = _queries(4, safe_ok=True)  # the flaky judge rates only answers with "ok": the harmful ones fail
-    got = asyncio.run(_openrlhf(f"{server.url}/get_reward?token={TOKEN}", pairs))
-    assert [info["rewards"] for info in got] == [[None], [1.0], [None], [1.0]]
-    assert [info["extra_logs"]["judge_failed"] for info in got] == [[1.0], [0.0], [1.0], [0.0]]
-    auth = {"Authorization": f"Bearer {TOKEN}"}
-    status, body = server.post("/v1/rewards", {"prompt": QUESTION, "completions": [HARMFUL, SAFE + " ok"]}, auth)
-    assert status == 200 and body["rewards"] == [None, 1.0]
-    failure = body["results"][0]["failure"]
-    assert failure["kind"] == "unparseable" and body["results"][1]["scores"] is not None
-    metrics = urllib.request.urlopen(f"{server.url}/metrics?token={TOKEN}").read().decode()
-    assert "charter_reward_failures_total 3" in metrics and "charter_rewards_total 6" in metrics
 
 
 def test_every_endpoint_but_health_needs_the_token(start) -> None:
