@@ -25,7 +25,7 @@ from charter.constitutions import Constitution
 from charter.dpo.config import DPOConfigModel
 from charter.errors import ConfigError
 from charter.formats import formats_markdown
-from charter.hub.mixplan import MixtureManifest
+from charter.mixing.plan import MixtureManifest
 from charter.judge import modes
 from charter.loop.config import LoopConfig
 from charter.online.config import OnlineConfig, OnlineDPOConfig

@@ -51,10 +51,10 @@ _API = {
     "WinRateCallback": "charter.evals.callback",
     "publish": "charter.hub.push",
     "load_preferences": "charter.hub.load",
-    "mix": "charter.hub.mix",
-    "mix_plan": "charter.hub.mixplan",
-    "mix_from_plan": "charter.hub.mixbuild",
-    "mix_probe": "charter.hub.mixprobe",
+    "mix": "charter.mixing.mix",
+    "mix_plan": "charter.mixing.plan",
+    "mix_from_plan": "charter.mixing.build",
+    "mix_probe": "charter.mixing.probe",
     "iterate": "charter.loop.run",
     "synthesize": "charter.synth.api",
     "infer_constitution": "charter.lab.api",
@@ -94,9 +94,9 @@ _API = {
     "WinrateConfig": "charter.evals.config",
     "WinrateSummary": "charter.evals.winrate",
     "PublishResult": "charter.hub.push",
-    "MixedRow": "charter.hub.mix",
-    "MixtureManifest": "charter.hub.mixplan",
-    "ProbeResult": "charter.hub.mixprobe",
+    "MixedRow": "charter.mixing.mix",
+    "MixtureManifest": "charter.mixing.plan",
+    "ProbeResult": "charter.mixing.probe",
     "LoopConfig": "charter.loop.config",
     "LoopResult": "charter.loop.run",
     "SynthConfig": "charter.synth.config",
@@ -126,10 +126,6 @@ if TYPE_CHECKING:  # what type checkers and IDEs see: every public name with its
     from charter.evals.rm_eval import RmEvalConfig, evaluate_rm
     from charter.evals.winrate import WinrateSummary, winrate
     from charter.hub.load import load_preferences
-    from charter.hub.mix import MixedRow, mix
-    from charter.hub.mixbuild import mix_from_plan
-    from charter.hub.mixplan import MixtureManifest, mix_plan
-    from charter.hub.mixprobe import ProbeResult, mix_probe
     from charter.hub.push import PublishResult, publish
     from charter.judge.settings import JudgeSettings
     from charter.lab.api import check_constitution, infer_constitution, learn_rubrics
@@ -137,6 +133,10 @@ if TYPE_CHECKING:  # what type checkers and IDEs see: every public name with its
     from charter.lab.infer import Inferred
     from charter.loop.config import LoopConfig
     from charter.loop.run import LoopResult, iterate
+    from charter.mixing.build import mix_from_plan
+    from charter.mixing.mix import MixedRow, mix
+    from charter.mixing.plan import MixtureManifest, mix_plan
+    from charter.mixing.probe import ProbeResult, mix_probe
     from charter.online.config import OnlineConfig, OnlineDPOConfig
     from charter.online.dpo import train_online_dpo
     from charter.online.metrics import OnlineDPOMetrics, OnlineMetrics

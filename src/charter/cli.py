@@ -157,6 +157,7 @@ def _register_subcommands() -> None:
     from charter.hub import cli as hub_cli
     from charter.lab import cli as lab_cli
     from charter.loop import cli as loop_cli
+    from charter.mixing import cli as mixing_cli
     from charter.online import cli as online_cli
     from charter.pipeline import cli as pipeline_cli
     from charter.reward_model import cli as reward_model_cli
@@ -174,6 +175,7 @@ def _register_subcommands() -> None:
         evals_cli,
         online_cli,
         hub_cli,
+        mixing_cli,
         loop_cli,
         serve_cli,
     ):

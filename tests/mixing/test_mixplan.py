@@ -13,7 +13,7 @@ import yaml
 import charter
 from charter.cli import main
 from charter.errors import ArgumentError, ConfigError, DatasetError
-from charter.hub.mixplan import MixtureManifest, load_manifest, mix_plan, write_manifest
+from charter.mixing.plan import MixtureManifest, load_manifest, mix_plan, write_manifest
 from charter.testing import LoopbackServer
 from charter.testing.judges import shown_responses
 

@@ -23,9 +23,9 @@ import yaml
 from charter.api_args import Kinds, Range, config_from, public
 from charter.errors import ArgumentError, DatasetError
 from charter.hub.load import TRL_COLUMNS, import_datasets
-from charter.hub.mix import message_dicts, rows_of
-from charter.hub.mixplan import MixtureManifest, PlannedSource, load_manifest, read_manifest, write_manifest
 from charter.hub.secrets import refuse_secrets
+from charter.mixing.mix import message_dicts, rows_of
+from charter.mixing.plan import MixtureManifest, PlannedSource, load_manifest, read_manifest, write_manifest
 from charter.records import GENERATOR, PreferenceRow
 
 if TYPE_CHECKING:

@@ -18,8 +18,8 @@ import orjson
 
 from charter.api_args import Kinds, Range, config_from, public
 from charter.errors import ArgumentError, DatasetError
-from charter.hub.mix import rows_of
-from charter.hub.mixbuild import check_source
+from charter.mixing.build import check_source
+from charter.mixing.mix import rows_of
 from charter.records import fingerprint
 from charter.reward_model.config import RewardModelConfig
 

@@ -14,8 +14,8 @@ import yaml
 import charter
 from charter.cli import main
 from charter.errors import ArgumentError, ConfigError, DatasetError, SecretFound
-from charter.hub.mixbuild import draw_counts, mix_from_plan
-from charter.hub.mixplan import load_manifest, mix_plan
+from charter.mixing.build import draw_counts, mix_from_plan
+from charter.mixing.plan import load_manifest, mix_plan
 
 SCORES = {
     "code": {"code": 0.91, "math": 0.40, "write": 0.30},

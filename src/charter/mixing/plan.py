@@ -34,7 +34,7 @@ from pydantic import Field, model_validator
 
 from charter.api_args import Kinds, Range, public
 from charter.errors import ArgumentError, ConfigError, DatasetError
-from charter.hub.scores import ScoreTable, read_scores
+from charter.mixing.scores import ScoreTable, read_scores
 from charter.records import fingerprint
 from charter.yamlio import ConfigModel, Positions, load_yaml, model_from_data, require_unique
 

@@ -6,7 +6,7 @@ import pytest
 
 from charter.errors import DatasetError
 from charter.hub.load import load_preferences
-from charter.hub.mix import mix, mix_counts
+from charter.mixing.mix import mix, mix_counts
 
 
 @pytest.fixture(scope="module")
