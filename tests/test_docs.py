@@ -25,9 +25,9 @@ from charter.constitutions import Constitution
 from charter.dpo.config import DPOConfigModel
 from charter.errors import ConfigError
 from charter.formats import formats_markdown
-from charter.mixing.plan import MixtureManifest
 from charter.judge import modes
 from charter.loop.config import LoopConfig
+from charter.mixing.plan import MixtureManifest
 from charter.online.config import OnlineConfig, OnlineDPOConfig
 from charter.pipeline.config import RunConfig
 from charter.reward_model.config import RewardModelConfig
