@@ -58,8 +58,8 @@ async def bare_loop(base_url: str, n: int) -> float:
 def pipeline(base_url: str, n_prompts: int, workdir: Path, diversity: dict | None = None) -> float:
     """The pipeline over n prompts; returns model requests/s (cache cold). `diversity`: the run's `diversity`
     section (None: the defaults)."""
+    from charter.pipeline.api import runner_for
     from charter.pipeline.config import RunConfig
-    from charter.pipeline.launch import runner_for
 
     prompts = workdir / f"p{n_prompts}.jsonl"
     prompts.write_text(

@@ -18,9 +18,9 @@ from pathlib import Path
 
 from charter.constitutions import Constitution
 from charter.pipeline.config import RunConfig
-from charter.pipeline.report import write_report
+from charter.pipeline.report.write import write_report
 from charter.pipeline.settings import dataset_settings
-from charter.pipeline.status import status
+from charter.pipeline.status.record import status
 from charter.preference import dataset
 from charter.records import Chain, CritiqueRound, Judgment, Message, Pair, Prompt, UsageRow, Vote
 from charter.runs.history import record_config

@@ -60,7 +60,7 @@ _API = {
     "infer_constitution": "charter.lab.api",
     "check_constitution": "charter.lab.api",
     "learn_rubrics": "charter.lab.api",
-    "status": "charter.pipeline.status",
+    "status": "charter.pipeline.status.record",
     "diversity": "charter.preference.diversity",
     # the config and result types of the functions' signatures
     "PromptsConfig": "charter.prompts",
@@ -103,8 +103,8 @@ _API = {
     "SynthResult": "charter.synth.generate",
     "Inferred": "charter.lab.infer",
     "ConstitutionTest": "charter.lab.checks",
-    "StatusReport": "charter.pipeline.status",
-    "Forecast": "charter.pipeline.forecast",
+    "StatusReport": "charter.pipeline.status.record",
+    "Forecast": "charter.pipeline.forecast.estimate",
     "DiversityReport": "charter.preference.diversity",
 }
 
@@ -144,9 +144,9 @@ if TYPE_CHECKING:  # what type checkers and IDEs see: every public name with its
     from charter.online.train import train_online
     from charter.pipeline.api import PreferenceCounts, build_preferences, critique_chains, estimate, judge_pairs, run
     from charter.pipeline.config import RunConfig, load_run_config
-    from charter.pipeline.forecast import Forecast
+    from charter.pipeline.forecast.estimate import Forecast
     from charter.pipeline.run import RunResult
-    from charter.pipeline.status import StatusReport, status
+    from charter.pipeline.status.record import StatusReport, status
     from charter.preference.config import FiltersConfig
     from charter.preference.diversity import DiversityReport, diversity
     from charter.prompts import PromptsConfig

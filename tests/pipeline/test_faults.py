@@ -154,7 +154,7 @@ def test_a_failed_item_is_tried_again_then_quarantined(tmp_path: Path, capsys) -
         poisoned = sum(1 for e in server.log if e.kind == "poison")
         assert main(["run", str(config)]) == 0  # quarantined: not asked a third time
         assert sum(1 for e in server.log if e.kind == "poison") == poisoned
-    from charter.pipeline.status import status
+    from charter.pipeline.status.record import status
 
     failures = status(tmp_path / "run")["failures"]
     assert failures["total"] == 1 and failures["quarantined"] == 1

@@ -15,7 +15,7 @@ import pytest
 
 from charter.cli import main
 from charter.pipeline.api import run
-from charter.pipeline.status import status
+from charter.pipeline.status.record import status
 from charter.runs.items import stored_judgments
 from charter.runs.store import RunStore
 from charter.runs.usage import stored_usage

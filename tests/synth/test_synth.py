@@ -213,8 +213,8 @@ def test_charter_synth_command_with_minilm(tmp_path, capsys) -> None:
 
 
 def test_a_run_with_a_synth_stage(make_config, tmp_path) -> None:
+    from charter.pipeline.api import run_sync
     from charter.pipeline.config import load_run_config
-    from charter.pipeline.launch import run_sync
     from charter.runs.store import open_store
 
     synth = {

@@ -320,7 +320,7 @@ class OnlineRun(TrainingRun[C, R]):
 
     def write(self, metrics: R) -> None:
         super().write(metrics)
-        from charter.pipeline.report import write_report
+        from charter.pipeline.report.write import write_report
 
         write_report(self.out)  # report/report.md and .html: per step, usage, failures, the win rate judged in training
 

@@ -2,6 +2,9 @@
 
 Stages take and return records (charter.records): `critique_chains` gives Chains, `judge_pairs` takes
 Pairs (or `{prompt, a, b}` dicts) and gives Judgments, `build_preferences` gives PreferenceRows.
+
+Starting a run: the runner with the executor its config's `execution.engine` asks for, and the synchronous `run_sync`
+that lets Ctrl-C and SIGTERM stop it cleanly (charter.interrupt).
 """
 
 from __future__ import annotations
@@ -19,14 +22,16 @@ from charter.constitutions import Constitution, load_constitution
 from charter.critique.chain import chain_fingerprint, run_chain
 from charter.critique.config import CritiqueConfig
 from charter.errors import ArgumentError, DatasetError
+from charter.interrupt import StopRequest
 from charter.judge.pairwise import judge_many, judgments_by_pair
 from charter.judge.settings import JudgeSettings
 from charter.messages import as_messages
 from charter.pipeline.config import RunConfig, load_run_config
-from charter.pipeline.forecast import Forecast, run_forecast
-from charter.pipeline.launch import run_sync
+from charter.pipeline.executors import Executor, LocalExecutor
+from charter.pipeline.forecast.estimate import Forecast, run_forecast
 from charter.pipeline.prompts import prompt_id
-from charter.pipeline.run import RunResult, check_config, checked_prompts
+from charter.pipeline.run import Runner, RunResult, check_config, checked_prompts
+from charter.pipeline.shards import RayExecutor
 from charter.preference.config import FiltersConfig
 from charter.preference.dataset import now_iso
 from charter.preference.rows import preference_row
@@ -389,3 +394,22 @@ def build_preferences(
     ]
     kept, counts = apply_filters(rows, filters, strategy)
     return kept, cast(PreferenceCounts, counts)
+
+
+def executor_for(config: RunConfig) -> Executor:
+    """Where the run's per-prompt work runs: this process, or Ray shards."""
+    return RayExecutor() if config.execution.engine == "ray" else LocalExecutor()
+
+
+def runner_for(config: RunConfig, config_source: str | None = None) -> Runner:
+    """The runner of a run config, with its executor."""
+    return Runner(config, config_source, executor_for(config))
+
+
+def run_sync(config: RunConfig, config_source: str | None = None) -> RunResult:
+    """Run (or resume) a whole run, synchronously. From the main thread, Ctrl-C and SIGTERM stop it cleanly while it
+    runs (`Interrupted`, exit 130 or 143; see charter.interrupt); the handlers before are put back after."""
+    runner = runner_for(config, config_source)
+    stop = StopRequest(config.stop_grace_s)
+    with stop.signals():
+        return asyncio.run(runner.arun(stop))

@@ -147,8 +147,8 @@ def run_command(
 ) -> None:
     """Run (or resume) a pipeline from a YAML config."""
     from charter.errors import Interrupted
+    from charter.pipeline.api import run_sync
     from charter.pipeline.config import load_run_config
-    from charter.pipeline.launch import run_sync
     from charter.progress import console
 
     extra = ["execution.engine=ray", f"execution.address={ray}"] if ray else []
@@ -200,7 +200,7 @@ def _print_headline(run_dir: Path) -> None:
     `charter status` and the report put it first."""
     from rich.text import Text
 
-    from charter.pipeline.status import status
+    from charter.pipeline.status.record import status
     from charter.progress import console
 
     for sentence in status(run_dir)["headline"]:
@@ -212,9 +212,9 @@ def _dry_run(cfg: RunConfig, config: Path, as_json: bool) -> None:
     import asyncio
 
     from charter.judge.panel import panel_label
-    from charter.pipeline.forecast import run_forecast
-    from charter.pipeline.forecast_show import forecast_notes, forecast_table
-    from charter.pipeline.launch import runner_for
+    from charter.pipeline.api import runner_for
+    from charter.pipeline.forecast.estimate import run_forecast
+    from charter.pipeline.forecast.show import forecast_notes, forecast_table
     from charter.progress import console
 
     runner = runner_for(cfg, str(config))
@@ -251,9 +251,8 @@ def status_command(
     ),
 ) -> None:
     """Stage progress, counts, failures, tokens and cost of a run."""
-    from charter.pipeline.status import status, trainer_folder
-    from charter.pipeline.status_json import status_json
-    from charter.pipeline.status_text import print_status, trainer_summary
+    from charter.pipeline.status.record import status, trainer_folder
+    from charter.pipeline.status.show import print_status, status_json, trainer_summary
 
     if as_json:
         typer.echo(status_json(status(run_dir)))
@@ -385,8 +384,8 @@ def _audit_own_run(
     import asyncio
 
     from charter.judge.settings import AuditConfig
-    from charter.pipeline.audit import audit_run_judge, run_judge
-    from charter.pipeline.report import write_report
+    from charter.pipeline.judge_checks import audit_run_judge, run_judge
+    from charter.pipeline.report.write import write_report
     from charter.progress import console, progress_bar
     from charter.providers import CallCache, UsageMeter, get_model
     from charter.providers.usage import Budget, Price

@@ -1,5 +1,5 @@
 """Where a run's per-prompt work runs: an `Executor` the run is given. `LocalExecutor` runs it in this process,
-`charter.pipeline.shards.RayExecutor` over Ray shards; `charter.pipeline.launch` picks one from the run config's
+`charter.pipeline.shards.RayExecutor` over Ray shards; `charter.pipeline.api` picks one from the run config's
 `execution.engine`."""
 
 from __future__ import annotations

@@ -164,7 +164,7 @@ PREFETCH_FIELDS = 4
 
 class Runner:
     """Runs (or resumes) one run directory; `executor` runs its per-prompt work (this process by default; see
-    charter.pipeline.launch for the one a run config's `execution.engine` asks for)."""
+    charter.pipeline.api for the one a run config's `execution.engine` asks for)."""
 
     stop: StopRequest
     """How a stop (Ctrl-C, SIGTERM) reaches the run (set by `arun`)."""
@@ -178,7 +178,7 @@ class Runner:
         if self.executor.engine != config.execution.engine:
             raise ConfigError(
                 f"execution.engine: {config.execution.engine}: this runner was given the {self.executor.engine} "
-                "executor (charter.pipeline.launch.runner_for picks the right one)"
+                "executor (charter.pipeline.api.runner_for picks the right one)"
             )
         self.config = config
         self.constitution = load_constitution(config.constitution)
@@ -218,7 +218,7 @@ class Runner:
             pairs_from_file(audit.pairs)  # a missing or malformed pair file fails here, naming its line
         first_start = not (self.run_dir / STORE_FILE).exists()
         if self.synthesizing:
-            from charter.pipeline.synth import check_synth
+            from charter.pipeline.prompts import check_synth
 
             check_synth(self.config)
             return None
@@ -349,7 +349,7 @@ class Runner:
             except Interrupted as exc:  # a stop during training: no model from a training cut short
                 stop = exc
         if self.config.report:  # after training, so the win rate is in it; after a stop, for what is done
-            from charter.pipeline.report import write_report
+            from charter.pipeline.report.write import write_report
 
             with run_dir_errors(self.run_dir, "write the report"):
                 result.report = write_report(self.run_dir)[1]
@@ -362,7 +362,7 @@ class Runner:
         warning where the budget is below it."""
         if not self.forecasts:
             return
-        from charter.pipeline.forecast import run_forecast
+        from charter.pipeline.forecast.estimate import run_forecast
 
         found = await run_forecast(self.config, self.constitution, store=store)
         store.set_meta(forecast=found)
@@ -436,7 +436,7 @@ class Runner:
         """The judge audit (judge.audit): before judging on a human pair file, else after, on the run's own pairs.
         Its calls are metered (role `audit`) and count against the budget."""
         assert model is not None  # the config refuses an audit of a panel
-        from charter.pipeline.audit import audit_run_judge
+        from charter.pipeline.judge_checks import audit_run_judge
 
         async def work(progress: Any) -> tuple[str, dict]:
             task = None
@@ -462,7 +462,7 @@ class Runner:
     async def _constitution_test(self, store: RunStore, model: ManagedModel) -> CharterError | None:
         """The constitution test (judge.constitution_test), after judging, on the run's own pairs. Its calls are
         metered (role `constitution_test`) and count against the budget."""
-        from charter.pipeline.constitution_test import run_constitution_test
+        from charter.pipeline.judge_checks import run_constitution_test
 
         async def work(progress: Any) -> tuple[str, dict]:
             progress.add_task("constitution test", total=None)
@@ -476,7 +476,7 @@ class Runner:
     async def _synth(self, store: RunStore, model: ManagedModel) -> CharterError | None:
         """Prompt synthesis (the `synth` stage): the run's prompts are the seeds; the synthesized set, written to
         RUN_DIR/synth/prompts.jsonl, becomes the run's prompt set. Unchanged settings reuse the file."""
-        from charter.pipeline.synth import synth_stage
+        from charter.pipeline.prompts import synth_stage
 
         synth = self.config.synth
         assert synth is not None  # a synth stage runs only with its section

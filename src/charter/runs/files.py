@@ -7,7 +7,7 @@ RUN_DIR/
   config.yaml, constitution.yaml    the run config and constitution in effect
   data/preferences.{parquet,jsonl}  PreferenceRow rows (TRL conversational format)
   data/sft.{parquet,jsonl}          SFTRow rows
-  report/report.{md,html}, *.png    the run report (charter.pipeline.report)
+  report/report.{md,html}, *.png    the run report (charter.pipeline.report.write)
   report/agreement.md, reliability.png   judge vs humans (charter agreement)
   report/audit.{md,json}            the judge audit (judge.audit, charter judge audit)
   report/winrate.{json,md}          the win-rate evaluation

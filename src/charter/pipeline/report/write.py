@@ -2,7 +2,7 @@
 
 Counts per stage, the filter waterfall, failures, tokens and cost per role, judge diagnostics (position
 inconsistency, how often the longer response won, win rates per principle), the judge audit when one was run,
-a handful of examples (`report_examples`) and PNG plots (`report_plots`). It describes the settings of the rows it
+a handful of examples (`examples`) and PNG plots (`plots`). It describes the settings of the rows it
 covers: those of the dataset files when there are any.
 """
 
@@ -20,10 +20,10 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoes
 
 from charter.evals.during import evaluation_lines
 from charter.pipeline.checklists import checklist_lines
-from charter.pipeline.forecast_show import forecast_section
-from charter.pipeline.report_examples import examples
-from charter.pipeline.report_plots import make_plots
-from charter.pipeline.status import (
+from charter.pipeline.forecast.show import forecast_section
+from charter.pipeline.report.examples import examples
+from charter.pipeline.report.plots import make_plots
+from charter.pipeline.status.record import (
     failure_summary,
     filter_steps,
     ordered_counts,

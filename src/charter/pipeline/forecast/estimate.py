@@ -2,8 +2,8 @@
 and a token count, before anything is called (`charter run --dry-run`, `charter.estimate`; a run stores its own
 forecast when it starts, and its report shows it beside what was billed).
 
-Every prompt counted is walked through the stages' own functions (`forecast_calls`), so the calls are those the
-run would send; their input is laid against the providers' prompt caches (`forecast_cache`) and priced with the
+Every prompt counted is walked through the stages' own functions (`calls`), so the calls are those the
+run would send; their input is laid against the providers' prompt caches (`cache`) and priced with the
 table the run prices its calls with (`prices`, else genai-prices; batch roles at the batch price). Three figures:
 
 - low: text replies at `forecast.output_share_low` of their `max_tokens`; a cached prefix read by every call sent
@@ -27,9 +27,9 @@ from pydantic import BaseModel, ConfigDict
 
 from charter.constitutions import Constitution
 from charter.pipeline.config import RoleConfig, RunConfig
-from charter.pipeline.forecast_cache import PromptCache, Seen, cache_rules
-from charter.pipeline.forecast_calls import Call, Replies, Walk, prompt_calls
-from charter.pipeline.forecast_tokens import TokenCounter, counter_for
+from charter.pipeline.forecast.cache import PromptCache, Seen, cache_rules
+from charter.pipeline.forecast.calls import Call, Replies, Walk, prompt_calls
+from charter.pipeline.forecast.tokens import TokenCounter, counter_for
 from charter.prompts import PromptSet
 from charter.providers.config import cap_sight, role_names
 from charter.providers.prices import CapSight, PriceSource, model_id_of, normalise_keys, resolve_price
@@ -363,7 +363,7 @@ async def forecast(
 
 def _synthesized(config: RunConfig) -> tuple[list[Prompt], int]:
     """The seed prompts standing for a synth stage's prompt set, and the size of that set."""
-    from charter.pipeline.synth import seeds_config
+    from charter.pipeline.prompts import seeds_config
     from charter.prompts import load_prompts
 
     assert config.synth is not None

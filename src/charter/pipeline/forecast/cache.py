@@ -1,4 +1,4 @@
-"""The providers' prompt caches as the forecast models them, from the calls' layout (`forecast_calls`):
+"""The providers' prompt caches as the forecast models them, from the calls' layout (`calls`):
 
 - `openai:` caches automatically: a prompt of 1,024 tokens or more is cached in 128-token steps, and a later call
   that starts with a cached prefix reads its longest one at the cached input price.
@@ -20,8 +20,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
-from charter.pipeline.forecast_calls import PLACEHOLDER, Call
-from charter.pipeline.forecast_tokens import TokenCounter
+from charter.pipeline.forecast.calls import PLACEHOLDER, Call
+from charter.pipeline.forecast.tokens import TokenCounter
 from charter.providers import parse_model_string
 from charter.providers.anthropic_chat import split_system, with_breakpoints
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from charter.pipeline.forecast import Forecast
+from charter.pipeline.forecast.estimate import Forecast
 from charter.records import UsageRow
 from charter.runs.store import RunStore
 from charter.runs.usage import stored_usage

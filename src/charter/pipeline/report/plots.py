@@ -7,7 +7,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-from charter.pipeline.report_examples import float_batches
+from charter.pipeline.report.examples import float_batches
 from charter.preference.stats import JudgeStats, judge_p_values
 from charter.records import Fingerprints
 from charter.runs.files import RunFiles

@@ -1,16 +1,18 @@
-"""The text view of `charter status`: the status record (charter.pipeline.status) drawn with rich, for a terminal
-of any width (at 80 columns no model name or figure is split over lines)."""
+"""The views of the status record (charter.pipeline.status.record): the text view of `charter status`, drawn with
+rich for a terminal of any width (at 80 columns no model name or figure is split over lines), and the JSON view that
+`charter status RUN --json` prints, the rich view with nothing left out, for scripts and CI."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
-from charter.pipeline.status import StageProgress, StatusReport, status
+from charter.pipeline.status.record import StageProgress, StatusReport, status
 from charter.providers.batch import ENDED
 from charter.runs.counts import COUNT_LABELS, ordered_counts
 
-__all__ = ["print_status", "trainer_summary"]
+__all__ = ["print_status", "status_json", "trainer_summary"]
 
 
 def _steps_table(title: str, columns: tuple[str, ...]) -> Any:
@@ -350,3 +352,8 @@ def trainer_summary(report: StatusReport) -> str:
     ]
     name, model = names.get(report["kind"], report["kind"]), report["models"].get("model", "?")
     return f"{name} trained from {model}: {', '.join(shown) or 'no training summary'}"
+
+
+def status_json(report: StatusReport) -> str:
+    """The report as JSON text (what `charter status --json` prints)."""
+    return json.dumps(report, indent=2, ensure_ascii=False, default=str)

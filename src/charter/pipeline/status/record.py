@@ -1,7 +1,7 @@
 """Where a run directory or a training output folder stands: one record (`StatusReport`), read from the run store
 in one pass (or, for the output folder of an offline trainer, from the `metrics.json` its trainer wrote). The text
-view of `charter status` (charter.pipeline.status_text) and the JSON view of `charter status --json` and
-`charter.status()` (charter.pipeline.status_json) are both over it.
+view of `charter status` (charter.pipeline.status.show) and the JSON view of `charter status --json` and
+`charter.status()` (charter.pipeline.status.show) are both over it.
 
 Safe to read while a run is writing (SQLite WAL readers do not block the writer) and on runs that were interrupted
 mid-stage. A run directory and an online output folder (GRPO, RLOO: its reward store is a run store) are read from
