@@ -23,9 +23,9 @@ from charter.pipeline.settings import dataset_settings
 from charter.pipeline.status.record import status
 from charter.preference import dataset
 from charter.records import Chain, CritiqueRound, Judgment, Message, Pair, Prompt, UsageRow, Vote
+from charter.runs.counts import set_stage
 from charter.runs.history import record_config
 from charter.runs.items import put_chains, put_judgments, put_pairs, put_prompts
-from charter.runs.stages import set_stage
 from charter.runs.store import RunStore
 from charter.runs.usage import add_usage
 

@@ -28,7 +28,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from charter.runs.stages import stage_states
+from charter.runs.counts import stage_states
 from charter.runs.usage import stored_usage
 
 

@@ -23,7 +23,7 @@ from charter.pipeline.status.record import status
 from charter.pipeline.status.show import print_status
 from charter.providers import register_script
 from charter.providers.scripted import ScriptedModel
-from charter.runs.stages import set_stage
+from charter.runs.counts import set_stage
 from tests.support.rundir import RunBuilder
 
 CAI = ScriptedModel("cai")

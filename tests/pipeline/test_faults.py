@@ -20,8 +20,8 @@ import pytest
 import yaml
 
 from charter.cli import main
+from charter.runs.counts import stage_states
 from charter.runs.failures import stored_failures
-from charter.runs.stages import stage_states
 from charter.runs.store import RunStore
 from charter.runs.usage import stored_usage
 from charter.testing.faults import Faults, FaultServer, LogEntry

@@ -19,9 +19,9 @@ from charter.pipeline.status.record import status
 from charter.pipeline.status.show import print_status
 from charter.preference.stats import judge_stats
 from charter.records import UsageRow
+from charter.runs.counts import set_stage
 from charter.runs.items import judged_pairs
 from charter.runs.lock import RunLock
-from charter.runs.stages import set_stage
 from charter.runs.store import RunStore
 from tests.support.rundir import RunBuilder
 

@@ -247,8 +247,8 @@ def test_an_item_never_lands_before_the_usage_and_cache_rows_of_its_calls(make_c
     import functools
 
     import charter.pipeline.work as work_module
-    import charter.runs.writer as writer_module
-    from charter.runs.writer import BufferedWriter
+    import charter.runs.items as writer_module
+    from charter.runs.items import BufferedWriter
 
     scripted = {"model": "scripted:cai", "options": {"latency_s": 0.001}}  # each call a loop turn of its own
     config = make_config(policy=scripted, judge={**scripted, "principles_per_pair": 2}, concurrency=1)

@@ -15,8 +15,8 @@ from charter.constitutions import load_constitution
 from charter.errors import QuotaShortfall
 from charter.prompts import PromptsConfig, load_prompts
 from charter.providers.scripted import ScriptedModel, register_script
+from charter.runs.counts import stage_states
 from charter.runs.items import stored_prompts
-from charter.runs.stages import stage_states
 from charter.runs.usage import stored_usage
 from charter.synth.api import synthesize
 from charter.synth.config import SynthConfig, SynthFilters

@@ -18,8 +18,7 @@ from charter.preference.health import headline
 from charter.preference.stats import chosen_longer_rate
 from charter.providers.local_names import EMBEDDED_ALIASES
 from charter.records import GENERATOR, PreferenceRow
-from charter.runs.counts import COUNT_LABELS, filter_steps
-from charter.runs.tallies import usage_totals
+from charter.runs.counts import COUNT_LABELS, filter_steps, usage_totals
 
 TEMPLATE = Path(__file__).parent / "templates" / "dataset_card.md"
 

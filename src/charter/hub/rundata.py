@@ -18,10 +18,10 @@ from charter.preference.manifest import DatasetManifest, dataset_manifest
 from charter.preference.stats import JudgeStats, judge_stats
 from charter.records import LabelRow, PreferenceRow, SFTRow, UsageRow
 from charter.runs import labels as stored
+from charter.runs.counts import failure_tallies
 from charter.runs.files import RunFiles
 from charter.runs.items import stored_pair
 from charter.runs.store import RunStore, open_store
-from charter.runs.tallies import failure_tallies
 from charter.runs.usage import stored_usage
 
 

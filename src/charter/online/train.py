@@ -24,11 +24,11 @@ from charter.prompts import PromptsConfig, load_prompts
 from charter.providers import get_model
 from charter.providers.usage import Budget
 from charter.records import Prompt, as_dicts
+from charter.runs.counts import usage_totals
 from charter.runs.items import stored_prompts
 from charter.runs.merge import merge_rewards
 from charter.runs.rewards import per_step, supersede_from
 from charter.runs.store import STORE_FILE, RunStore
-from charter.runs.tallies import usage_totals
 from charter.runs.usage import stored_usage
 from charter.training.args import (
     build_trl_config,

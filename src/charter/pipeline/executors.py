@@ -14,8 +14,8 @@ from charter.interrupt import StopRequest
 from charter.pipeline.config import RunConfig
 from charter.pipeline.work import Work, too_many_failures
 from charter.progress import Stats, progress_bar
+from charter.runs.counts import set_stage
 from charter.runs.items import count_prompts, iter_prompts
-from charter.runs.stages import set_stage
 from charter.runs.store import RunStore
 
 #: The per-prompt stages, in the order an item goes through them.

@@ -46,10 +46,10 @@ from charter.providers.embeddings import Prefetch
 from charter.providers.prices import model_id_of, resolve_price
 from charter.records import Prompt
 from charter.runs.batches import StoredJournal
+from charter.runs.counts import set_stage
 from charter.runs.files import RunFiles, run_dir_errors
 from charter.runs.history import record_config
 from charter.runs.lock import RunLock, holder
-from charter.runs.stages import set_stage
 from charter.runs.store import STORE_FILE, RunStore, peek_meta
 from charter.runs.usage import UsageLedger, stored_usage
 from charter.verify import resolve, verifier_name

@@ -36,10 +36,10 @@ from charter.preference.diversity import describes_current, diversity_markdown, 
 from charter.preference.health import headline, rows_sentence
 from charter.preference.manifest import DatasetSettings, current_settings, dataset_manifest
 from charter.preference.stats import JudgeStats, judge_stats
+from charter.runs.counts import stage_states
 from charter.runs.files import AGREEMENT_MD, AUDIT_MD, REPORT_HTML, REPORT_MD, WINRATE_JSON, RunFiles
 from charter.runs.items import any_judgment
 from charter.runs.rewards import pair_steps, per_step
-from charter.runs.stages import stage_states
 from charter.runs.store import RunStore, open_store
 
 TEMPLATES = Path(__file__).parent / "templates"

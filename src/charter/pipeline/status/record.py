@@ -25,14 +25,22 @@ from charter.preference.stats import chance_stats
 from charter.providers.prices import Price, normalise_keys, resolve_price
 from charter.records import UsageRow
 from charter.runs.batches import BatchState, stored_batches
-from charter.runs.counts import FilterStep, filter_steps, ordered_counts
+from charter.runs.counts import (
+    USAGE_FIELDS,
+    FilterStep,
+    failure_tallies,
+    filter_steps,
+    live_counts,
+    ordered_counts,
+    stage_items,
+    stage_states,
+    usage_totals,
+)
 from charter.runs.files import RunFiles
 from charter.runs.history import config_history, older_items
 from charter.runs.lock import holder
 from charter.runs.rewards import StepPairs, StepRewards, pair_steps, per_step
-from charter.runs.stages import stage_states
 from charter.runs.store import STORE_FILE, RunStore, open_store
-from charter.runs.tallies import USAGE_FIELDS, failure_tallies, live_counts, stage_items, usage_totals
 from charter.runs.usage import stored_usage
 
 __all__ = [
