@@ -34,14 +34,14 @@ from charter.training.args import (
     build_trl_config,
     checkpoint_step,
     cpu_args,
+    grpo_config,
     online_args,
+    rloo_config,
 )
-from charter.training.lora import peft_config
-from charter.training.models import load_policy, pick_device, short_error
+from charter.training.models import load_policy, peft_config, pick_device, short_error
+from charter.training.output import progress
 from charter.training.parallel import barrier, parallel_settings, sum_over_processes
 from charter.training.run import TrainingRun
-from charter.training.summary import progress
-from charter.training.trl_fields import grpo_config, rloo_config
 from charter.verify import check, verifier_name
 
 C = TypeVar("C", bound=OnlineBase)
