@@ -16,7 +16,7 @@ from charter.hub.rundata import RunData
 from charter.preference.diversity import diversity_card
 from charter.preference.health import headline
 from charter.preference.stats import chosen_longer_rate
-from charter.providers.local_names import EMBEDDED_ALIASES
+from charter.providers.local_models import EMBEDDED_ALIASES
 from charter.records import GENERATOR, PreferenceRow
 from charter.runs.counts import COUNT_LABELS, filter_steps, usage_totals
 

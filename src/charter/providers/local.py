@@ -28,11 +28,9 @@ from typing import TYPE_CHECKING, Any
 from charter.errors import RunFailure, UserError
 from charter.providers.base import ChatModel, ChoiceProbs, Completion, Messages, SamplingParams, normalise
 from charter.providers.local_decode import SUPPORTED, Decoder, supports
-from charter.providers.local_embedded import require_extra, resolve_local_model
-from charter.providers.local_logprobs import StepLogprobs
-from charter.providers.local_names import check_hub_id
-from charter.providers.local_rotary import DecoderUnavailable
-from charter.providers.local_sampling import RowSampler, cut_at_stop, row_seeds
+from charter.providers.local_kernels import DecoderUnavailable
+from charter.providers.local_models import check_hub_id, require_extra, resolve_local_model
+from charter.providers.local_sampling import RowSampler, StepLogprobs, cut_at_stop, row_seeds
 from charter.providers.local_weights import Weights, folder_is_readable
 from charter.providers.threads import ThreadGovernor, set_cpu_threads
 from charter.records import as_dicts
@@ -217,7 +215,7 @@ class LocalModel(ChatModel):
     def _exact(self) -> bool:
         """A precision named (`dtype: float32`) promises `transformers`' results bit for bit; `auto` asks for this
         machine's fastest faithful products, which on a CPU without native bfloat16 are float32 products that round
-        otherwise (`local_products.packing`): the texts part, as a batch's composition makes them part, after a few
+        otherwise (`local_kernels.packing`): the texts part, as a batch's composition makes them part, after a few
         tokens at most; the judge's log-probabilities move by rounding."""
         return self._dtype_name not in (None, "auto")
 

@@ -91,8 +91,7 @@ def _tiktoken(name: str) -> TokenCounter | None:
 
 def _local_folder(name: str) -> Path | None:
     """A `local:` model's folder where it is on disk with its tokenizer (the embedded model once converted)."""
-    from charter.providers.local_embedded import models_dir
-    from charter.providers.local_names import EMBEDDED_ALIASES, EMBEDDED_NAME
+    from charter.providers.local_models import EMBEDDED_ALIASES, EMBEDDED_NAME, models_dir
 
     folder = models_dir() / EMBEDDED_NAME if name.lower() in EMBEDDED_ALIASES else Path(name).expanduser()
     return folder if (folder / "tokenizer.json").is_file() else None

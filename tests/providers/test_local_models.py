@@ -11,7 +11,7 @@ import yaml
 
 from charter.cli import main
 from charter.errors import CharterError
-from charter.providers.local_names import check_hub_id, name_problem
+from charter.providers.local_models import check_hub_id, name_problem
 
 
 @pytest.mark.parametrize("name", ["smolm2-135m-instruct", "SmolLM2-135M-instruct2", "smollm-2", "smollm2-135-instruct"])
