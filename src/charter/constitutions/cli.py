@@ -14,24 +14,11 @@ from charter.constitutions.loader import builtin_names, load_constitution
 from charter.constitutions.schema import Constitution, FewShotExample, Principle
 from charter.errors import ConstitutionError
 
-constitutions_app = typer.Typer(
-    name="constitutions",
-    help="List, show, validate and import constitutions; infer one from labelled pairs (`infer`) and test which "
-    "principles the judge uses (`test`).",
-    no_args_is_help=True,
-)
-
-
-def register(app: typer.Typer) -> None:
-    """Add the `constitutions` commands to the `charter` app."""
-    app.add_typer(constitutions_app, name="constitutions")
-
 
 def _console() -> Console:
     return Console(highlight=False)
 
 
-@constitutions_app.command("list")
 def list_constitutions() -> None:
     """List the bundled constitutions."""
     table = Table(title="Bundled constitutions")
@@ -59,7 +46,6 @@ def _shorten(text: str, limit: int = 90) -> str:
     return text[:limit].rsplit(" ", 1)[0].rstrip(",;:(") + "…"
 
 
-@constitutions_app.command()
 def show(
     source: str = typer.Argument(..., metavar="NAME_OR_FILE", help="A bundled name or a YAML file."),
     examples: bool = typer.Option(False, "--examples", help="Also print the few-shot examples in full."),
@@ -111,7 +97,6 @@ def _print_example(console: Console, example: FewShotExample) -> None:
     console.print()
 
 
-@constitutions_app.command()
 def validate(
     file: Path = typer.Argument(..., help="A constitution YAML file."),
 ) -> None:
@@ -125,7 +110,6 @@ def validate(
     )
 
 
-@constitutions_app.command("import")
 def import_constitution(
     file: Path = typer.Argument(..., help="A Hugging Face CAI recipe JSON file."),
     output: Path = typer.Option(..., "--output", "-o", help="Where to write the constitution YAML."),

@@ -55,8 +55,3 @@ def push(
         typer.echo(f"wrote {len(result.files)} files to {result.folder} (nothing uploaded)")
     else:
         typer.echo(f"pushed {len(result.files)} files to {repo_id}: {result.url}")
-
-
-def register(app: typer.Typer) -> None:
-    """Add `charter push` to the app."""
-    app.command(name="push")(push)

@@ -37,16 +37,6 @@ StructuredOutputOption = Annotated[
 ]
 
 
-def register(app: typer.Typer) -> None:
-    """Add `infer`, `test`, `learn-rubrics` and `rubric` to the `charter constitutions` commands."""
-    from charter.constitutions.cli import constitutions_app
-
-    constitutions_app.command("infer")(infer_command)
-    constitutions_app.command("test")(test_command)
-    constitutions_app.command("learn-rubrics")(learn_rubrics_command)
-    constitutions_app.command("rubric")(rubric_command)
-
-
 def _print_written(report: LabReport[Any], output: Path) -> None:
     """Print a learned constitution's summary, then where it and its report were written."""
     from charter.progress import console

@@ -9,14 +9,6 @@ from typing import Any
 
 import typer
 
-mix_app = typer.Typer(
-    help="Mix training sources per target subtask: `plan` chooses sources from their scores and writes a manifest; "
-    "`build` makes the training set a manifest describes; `probe` fills the scores with a small training run per "
-    "source.",
-    no_args_is_help=True,
-)
-
-
 #: mix_plan's arguments that `charter mix plan` spells otherwise
 PLAN_OPTIONS = {"sources": "--source", "target_weights": "--target-weight", "trainer": "--trainer"}
 
@@ -45,7 +37,6 @@ def _pairs(values: list[str], option: str, number: bool) -> dict[str, Any]:
     return out
 
 
-@mix_app.command("plan")
 def plan(
     scores: list[str] = typer.Argument(
         ...,
@@ -95,7 +86,6 @@ def plan(
     typer.echo(f"wrote {out} (fingerprint {manifest.fingerprint})")
 
 
-@mix_app.command("build")
 def build(
     manifest: Path = typer.Argument(..., help="The mixture manifest (from `charter mix plan`)."),
     out: Path = typer.Option(..., "--out", help="The folder to write: data/, mixture.yaml and README.md (the card)."),
@@ -112,7 +102,6 @@ def build(
     typer.echo(f"wrote {sum(drawn.values())} rows to {out}")
 
 
-@mix_app.command("probe")
 def probe(
     source: list[str] = typer.Option(
         ..., "--source", metavar="NAME=PATH", help="A source to probe and where its rows are. Repeat."
@@ -142,8 +131,3 @@ def probe(
         kept = "" if result["ran"] else " (kept from an earlier probe)"
         typer.echo(f"{name}: {result['rows']} rows; {scores}{kept}")
     typer.echo("plan with: charter mix plan " + " ".join(r["summary"] for r in results.values()))
-
-
-def register(app: typer.Typer) -> None:
-    """Add `charter mix` to the app."""
-    app.add_typer(mix_app, name="mix")

@@ -1,4 +1,4 @@
-"""`charter run`, `charter status`, `charter config schema` and `charter judge audit`."""
+"""`charter run`, `status`, `config schema`, `judge audit`, `cache info|claim` and `batches list|cancel`."""
 
 from __future__ import annotations
 
@@ -13,33 +13,6 @@ from charter.providers.options import ApiKeyEnv, CacheOption
 
 if TYPE_CHECKING:
     from charter.pipeline.config import RunConfig
-
-config_app = typer.Typer(help="The run config: its JSON Schema, for editors and validation.", no_args_is_help=True)
-batches_app = typer.Typer(
-    help="A run's provider batches (OpenAI Batch API, Anthropic Message Batches).", no_args_is_help=True
-)
-judge_app = typer.Typer(
-    help="The judge: audit its position, length, injection and self-preference biases.", no_args_is_help=True
-)
-cache_app = typer.Typer(
-    help="The call cache: what it holds, and which endpoint answered its rows from before endpoints were recorded.",
-    no_args_is_help=True,
-)
-
-
-def register(app: typer.Typer) -> None:
-    app.command("run")(run_command)
-    app.command("status")(status_command)
-    config_app.command("schema")(schema_command)
-    app.add_typer(config_app, name="config")
-    judge_app.command("audit")(audit_command)
-    app.add_typer(judge_app, name="judge")
-    cache_app.command("info")(cache_info_command)
-    cache_app.command("claim")(cache_claim_command)
-    app.add_typer(cache_app, name="cache")
-    batches_app.command("list")(batches_list_command)
-    batches_app.command("cancel")(batches_cancel_command)
-    app.add_typer(batches_app, name="batches")
 
 
 def cache_info_command(
