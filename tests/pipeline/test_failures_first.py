@@ -14,9 +14,9 @@ import pytest
 from rich.console import Console
 
 from charter.cli import main
+from charter.hub.card import read_run
 from charter.hub.export import build_folder
 from charter.hub.push import check_gates
-from charter.hub.rundata import read_run
 from charter.pipeline.api import run_sync
 from charter.pipeline.config import load_run_config
 from charter.pipeline.status.record import status

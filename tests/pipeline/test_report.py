@@ -20,8 +20,8 @@ from charter.pipeline.status.show import print_status
 from charter.preference.stats import judge_stats
 from charter.records import UsageRow
 from charter.runs.counts import set_stage
+from charter.runs.files import RunLock
 from charter.runs.items import judged_pairs
-from charter.runs.lock import RunLock
 from charter.runs.store import RunStore
 from tests.support.rundir import RunBuilder
 
@@ -287,7 +287,7 @@ def test_status_of_a_directory_that_is_not_a_run(tmp_path: Path) -> None:
 
 
 from charter.pipeline.report.examples import _ranked_positions, _spread_positions  # noqa: E402
-from charter.pipeline.report.plots import P_BINS, p_counts  # noqa: E402
+from charter.pipeline.report.write import P_BINS, p_counts  # noqa: E402
 
 
 def _argsort_positions(values: list[float], n: int) -> list[int]:

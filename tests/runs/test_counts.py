@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from charter.records import Failure, RewardRecord, UsageRow
 from charter.runs.counts import FailureTallies, failure_tallies, usage_totals
 from charter.runs.failures import StoredFailure, add_failure, resolve_failures, stored_failures
-from charter.runs.merge import merge_rewards
+from charter.runs.items import merge_rewards
 from charter.runs.rewards import put_rewards
 from charter.runs.store import RunStore
 from charter.runs.usage import add_usage, stored_usage

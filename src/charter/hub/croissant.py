@@ -24,6 +24,7 @@ import yaml
 from charter.errors import DatasetError
 from charter.hub.card import (
     AgreementFigure,
+    RunData,
     agreement_figures,
     cell,
     first_sentences,
@@ -32,7 +33,6 @@ from charter.hub.card import (
     percent,
     published_counts,
 )
-from charter.hub.rundata import RunData
 from charter.preference.health import failure_sentence, lost_parts
 from charter.preference.stats import chosen_longer_rate
 from charter.records import GENERATOR, PreferenceRow

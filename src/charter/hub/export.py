@@ -17,9 +17,8 @@ import numpy as np
 import yaml
 
 from charter.agreement.gate import Gates
-from charter.hub.card import build_card
+from charter.hub.card import RunData, build_card
 from charter.hub.croissant import DataFile, Published, croissant_document, write_croissant
-from charter.hub.rundata import RunData
 from charter.records import LabelRow, PreferenceRow, SFTRow
 from charter.redaction import strip_secrets
 from charter.tables import arrow_schema

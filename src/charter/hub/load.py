@@ -27,8 +27,8 @@ def import_datasets() -> Any:
 
 def _from_run_dir(run_dir: Path, test_size: float, seed: int) -> Any:
     """The splits `charter push` would publish, straight from a run directory."""
+    from charter.hub.card import read_run
     from charter.hub.export import split_by_prompt, to_table
-    from charter.hub.rundata import read_run
     from charter.records import PreferenceRow
 
     datasets = import_datasets()

@@ -16,10 +16,10 @@ from typing import Annotated, Any
 from charter.agreement.gate import GateResult, Gates, evaluate_audit_gate, evaluate_gate
 from charter.api_args import Range, public
 from charter.errors import ArgumentError, GateFailed, HubError, missing_extra
+from charter.hub.card import RunData, read_run
 from charter.hub.export import build_folder
-from charter.hub.rundata import RunData, read_run
 from charter.hub.secrets import refuse_secrets
-from charter.lab.stored import evaluate_constitution_gate
+from charter.lab.checks import evaluate_constitution_gate
 from charter.redaction import redact
 
 REPO_ID_HELP = "ORG/NAME, e.g. my-org/cai-preferences"

@@ -25,8 +25,7 @@ from charter.providers import get_model
 from charter.providers.usage import Budget
 from charter.records import Prompt, as_dicts
 from charter.runs.counts import usage_totals
-from charter.runs.items import stored_prompts
-from charter.runs.merge import merge_rewards
+from charter.runs.items import merge_rewards, stored_prompts
 from charter.runs.rewards import per_step, supersede_from
 from charter.runs.store import STORE_FILE, RunStore
 from charter.runs.usage import stored_usage

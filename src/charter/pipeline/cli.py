@@ -73,7 +73,7 @@ def batches_list_command(run_dir: Path = typer.Argument(..., help="A run directo
     """The batches a run submitted and their states as last seen."""
     import datetime
 
-    from charter.pipeline.batches import run_batches
+    from charter.pipeline.api import run_batches
 
     batches = run_batches(run_dir)
     if not batches:
@@ -85,7 +85,7 @@ def batches_list_command(run_dir: Path = typer.Argument(..., help="A run directo
 
 def batches_cancel_command(run_dir: Path = typer.Argument(..., help="A run directory.")) -> None:
     """Cancel a run's batches still running at the provider (a later run submits what they did not finish)."""
-    from charter.pipeline.batches import cancel_run_batches
+    from charter.pipeline.api import cancel_run_batches
 
     states = cancel_run_batches(run_dir)
     if not states:
@@ -137,7 +137,7 @@ def run_command(
     try:
         result = run_sync(cfg, str(config))
     except (KeyboardInterrupt, Interrupted):
-        from charter.pipeline.batches import open_batches_note
+        from charter.pipeline.api import open_batches_note
 
         note = open_batches_note(cfg.run_dir())
         if note:
@@ -186,8 +186,7 @@ def _dry_run(cfg: RunConfig, config: Path, as_json: bool) -> None:
 
     from charter.judge.panel import panel_label
     from charter.pipeline.api import runner_for
-    from charter.pipeline.forecast.estimate import run_forecast
-    from charter.pipeline.forecast.show import forecast_notes, forecast_table
+    from charter.pipeline.forecast.estimate import forecast_notes, forecast_table, run_forecast
     from charter.progress import console
 
     runner = runner_for(cfg, str(config))
@@ -357,13 +356,12 @@ def _audit_own_run(
     import asyncio
 
     from charter.judge.settings import AuditConfig
-    from charter.pipeline.judge_checks import audit_run_judge, run_judge
+    from charter.pipeline.optional_stages import audit_run_judge, run_judge
     from charter.pipeline.report.write import write_report
     from charter.progress import console, progress_bar
     from charter.providers import CallCache, UsageMeter, get_model
     from charter.providers.usage import Budget, Price
-    from charter.runs.files import AUDIT_MD, RunFiles
-    from charter.runs.lock import RunLock
+    from charter.runs.files import AUDIT_MD, RunFiles, RunLock
     from charter.runs.store import open_store
     from charter.runs.usage import UsageLedger
 

@@ -47,9 +47,8 @@ from charter.providers.prices import model_id_of, resolve_price
 from charter.records import Prompt
 from charter.runs.batches import StoredJournal
 from charter.runs.counts import set_stage
-from charter.runs.files import RunFiles, run_dir_errors
+from charter.runs.files import RunFiles, RunLock, holder, run_dir_errors
 from charter.runs.history import record_config
-from charter.runs.lock import RunLock, holder
 from charter.runs.store import STORE_FILE, RunStore, peek_meta
 from charter.runs.usage import UsageLedger, stored_usage
 from charter.verify import resolve, verifier_name
@@ -436,7 +435,7 @@ class Runner:
         """The judge audit (judge.audit): before judging on a human pair file, else after, on the run's own pairs.
         Its calls are metered (role `audit`) and count against the budget."""
         assert model is not None  # the config refuses an audit of a panel
-        from charter.pipeline.judge_checks import audit_run_judge
+        from charter.pipeline.optional_stages import audit_run_judge
 
         async def work(progress: Any) -> tuple[str, dict]:
             task = None
@@ -462,7 +461,7 @@ class Runner:
     async def _constitution_test(self, store: RunStore, model: ManagedModel) -> CharterError | None:
         """The constitution test (judge.constitution_test), after judging, on the run's own pairs. Its calls are
         metered (role `constitution_test`) and count against the budget."""
-        from charter.pipeline.judge_checks import run_constitution_test
+        from charter.pipeline.optional_stages import run_constitution_test
 
         async def work(progress: Any) -> tuple[str, dict]:
             progress.add_task("constitution test", total=None)
@@ -522,6 +521,6 @@ class Runner:
         )
 
     async def _training_stages(self, result: RunResult) -> None:
-        from charter.pipeline.training import run_training_stages
+        from charter.pipeline.optional_stages import run_training_stages
 
         await asyncio.to_thread(run_training_stages, self.config, result, self.stop)

@@ -36,9 +36,8 @@ from charter.runs.counts import (
     stage_states,
     usage_totals,
 )
-from charter.runs.files import RunFiles
+from charter.runs.files import RunFiles, holder
 from charter.runs.history import config_history, older_items
-from charter.runs.lock import holder
 from charter.runs.rewards import StepPairs, StepRewards, pair_steps, per_step
 from charter.runs.store import STORE_FILE, RunStore, open_store
 from charter.runs.usage import stored_usage

@@ -1,4 +1,5 @@
-"""The checks of the judge a run makes, each stored in the run and shown in its report and dataset card.
+"""A run's optional stages after its dataset: the checks of the judge (each stored in the run and shown in its report
+and dataset card) and the training stages on the run's data.
 
 The judge audit of a run (`judge.audit`, or `charter judge audit --pairs RUN_DIR`): on a seeded sample of the
 run's own high-confidence pairs after judging, or of a human-labeled pair file before judging. The result is
@@ -8,12 +9,17 @@ The constitution test of a run (`judge.constitution_test`): after judging, on a 
 judged pairs (their spot-check labels where there are any), each principle's verdicts under negation and a neutral
 principle, the principles' vote clusters and the smallest equivalent subset (`charter.lab.checks`). Stored in the
 run (meta `constitution_test`, report/constitution-test.{md,json}) and shown in the report and the dataset card.
+
+The training stages of a run: reward_model, dpo, eval (win rate), on this run's data. The sections are typed parts of
+the run config (validated when it loads); here they get this run's directory as their dataset, and the bundled prompt
+set as the win rate's default prompts.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from charter.agreement.audit import (
     AuditPair,
@@ -27,10 +33,11 @@ from charter.agreement.audit import (
     stored_audit,
 )
 from charter.constitutions import Constitution, load_constitution
+from charter.interrupt import StopRequest
 from charter.judge.settings import AuditConfig, ConstitutionTestConfig, JudgeConfig
-from charter.lab.checks import ConstitutionTest, check_constitution, checks_markdown
-from charter.lab.stored import META, stored_test
+from charter.lab.checks import META, ConstitutionTest, check_constitution, checks_markdown, stored_test
 from charter.lab.votes import run_pairs
+from charter.pipeline.config import TRAINING_STAGES, RunConfig
 from charter.providers.base import ChatModel
 from charter.records import fingerprint
 from charter.runs.files import CONSTITUTION_TEST_JSON, CONSTITUTION_TEST_MD, RunFiles
@@ -148,3 +155,51 @@ async def run_constitution_test(
     flagged = f", {len(result.flagged)} flagged insensitive" if result.flagged else ""
     flagged += f", {len(result.untested)} untested (no pair decided)" if result.untested else ""
     return result, f"tested {len(constitution.principles)} principles on {result.pairs} pairs{flagged}"
+
+
+def section_config(config: RunConfig, stage: str, run_dir: Path) -> Any:
+    """One training stage's section with this run's defaults filled in."""
+    section = getattr(config, stage)
+    if stage == "eval":
+        from charter.data import bundled_prompts_path
+
+        updates = {"run_dir": section.run_dir or run_dir, "prompts": section.prompts or str(bundled_prompts_path())}
+    else:
+        updates = {"dataset": section.dataset or str(run_dir)}
+    return section.model_copy(update=updates)
+
+
+def stop_callback(stop: StopRequest) -> Any:
+    """A TrainerCallback that ends training at the next step once a stop (Ctrl-C, SIGTERM) is requested, by raising
+    `Interrupted`: the trainer writes no model from a training cut short."""
+    from transformers import TrainerCallback
+
+    class StopOnSignal(TrainerCallback):
+        def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> Any:
+            if stop.requested:
+                raise stop.error()
+            return control
+
+    return StopOnSignal()
+
+
+def run_training_stages(config: RunConfig, result: Any, stop: StopRequest | None = None) -> None:
+    """Run the training stages named in `config.stages`, in order, on this run's preference dataset. A stop
+    requested meanwhile ends them at the next training step (or before the next stage) with `Interrupted`."""
+    for stage in (s for s in TRAINING_STAGES if s in config.stages):
+        if stop is not None and stop.requested:
+            raise stop.error()
+        callbacks = [stop_callback(stop)] if stop is not None and stage != "eval" else []
+        cfg = section_config(config, stage, result.run_dir)
+        if stage == "reward_model":
+            from charter.reward_model.train import train_reward_model
+
+            result.training["reward_model"] = train_reward_model(cfg, callbacks=callbacks)
+        elif stage == "dpo":
+            from charter.dpo.train import train_dpo
+
+            result.training["dpo"] = train_dpo(cfg, callbacks=callbacks)
+        else:
+            from charter.evals.winrate import winrate
+
+            result.training["eval"] = winrate(cfg)
