@@ -50,7 +50,7 @@ _API = {
     "RmEvalConfig": "charter.evals.rm_eval",
     "WinRateCallback": "charter.evals.callback",
     "publish": "charter.hub.push",
-    "load_preferences": "charter.hub.load",
+    "load_preferences": "charter.hub.export",
     "mix": "charter.mixing.mix",
     "mix_plan": "charter.mixing.plan",
     "mix_from_plan": "charter.mixing.build",
@@ -125,7 +125,7 @@ if TYPE_CHECKING:  # what type checkers and IDEs see: every public name with its
     from charter.evals.config import WinrateConfig
     from charter.evals.rm_eval import RmEvalConfig, evaluate_rm
     from charter.evals.winrate import WinrateSummary, winrate
-    from charter.hub.load import load_preferences
+    from charter.hub.export import load_preferences
     from charter.hub.push import PublishResult, publish
     from charter.judge.settings import JudgeSettings
     from charter.lab.api import check_constitution, infer_constitution, learn_rubrics

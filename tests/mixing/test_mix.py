@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from charter.errors import DatasetError
-from charter.hub.load import load_preferences
+from charter.hub.export import load_preferences
 from charter.mixing.mix import mix, mix_counts
 
 

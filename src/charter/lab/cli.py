@@ -13,7 +13,7 @@ from charter.providers.cache import DEFAULT_CACHE
 from charter.providers.options import CacheOption
 
 if TYPE_CHECKING:
-    from charter.lab.learning import LabReport
+    from charter.lab.learner import LabReport
 
 
 # The options two or three of the lab's commands share; each command gives its own default.

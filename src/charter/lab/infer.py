@@ -30,7 +30,7 @@ import numpy as np
 from charter.constitutions.schema import Constitution, Principle
 from charter.errors import ArgumentError, FatalProviderError, NoSignal, ProviderError
 from charter.judge.settings import JudgeSettings
-from charter.lab.learning import Estimate, LabReport, Learned, LearnOptions, Tally, agreement_table, estimate_text
+from charter.lab.learner import Estimate, LabReport, Learned, LearnOptions, Tally, agreement_table, estimate_text
 from charter.lab.votes import (
     FOR_A,
     LabelledPair,

@@ -47,7 +47,7 @@ from charter.checklist import (
 from charter.constitutions.schema import CATEGORY_WEIGHTS, DEFAULT_GATE_CAP
 from charter.errors import FatalProviderError, ProviderError
 from charter.lab.infer import PROPOSE_HEAD, deduplicate, propose_each, request_for, screen
-from charter.lab.learning import Estimate
+from charter.lab.learner import Estimate
 from charter.lab.votes import LabelledPair, slug
 from charter.messages import render_conversation
 from charter.providers.base import ChatModel, SamplingParams

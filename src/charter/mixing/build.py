@@ -22,8 +22,8 @@ import yaml
 
 from charter.api_args import Kinds, Range, config_from, public
 from charter.errors import ArgumentError, DatasetError
-from charter.hub.load import TRL_COLUMNS, import_datasets
-from charter.hub.secrets import refuse_secrets
+from charter.hub.export import TRL_COLUMNS, import_datasets
+from charter.hub.push import refuse_secrets
 from charter.mixing.mix import message_dicts, rows_of
 from charter.mixing.plan import MixtureManifest, PlannedSource, load_manifest, read_manifest, write_manifest
 from charter.records import GENERATOR, PreferenceRow
@@ -201,7 +201,7 @@ def write_mixture(
     size: int | None = None,
 ) -> list[str]:
     """Write the mixture's folder: the rows, the manifest as used and the card. The folder is written beside its
-    place and scanned for secrets (`charter.hub.secrets`) before it replaces an earlier mixture there: a folder
+    place and scanned for secrets (`charter.hub.push`) before it replaces an earlier mixture there: a folder
     ready to upload never holds a key. Returns the files written.
 
     Raises:

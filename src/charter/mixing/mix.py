@@ -16,7 +16,7 @@ import numpy as np
 
 from charter.api_args import Kinds, Range, public
 from charter.errors import DatasetError
-from charter.hub.load import TRL_COLUMNS, import_datasets
+from charter.hub.export import TRL_COLUMNS, import_datasets
 from charter.messages import as_messages
 from charter.records import PreferenceRow, Role, as_dicts
 from charter.tables import read_rows
@@ -66,7 +66,7 @@ def _rows_from_path(path: Path, split: str, name: str) -> list[dict]:
     if path.suffix in (".jsonl", ".parquet"):
         return read_rows(path)
     if path.is_dir() or str(path).count("/") == 1:
-        from charter.hub.load import load_preferences
+        from charter.hub.export import load_preferences
 
         return rows_of(load_preferences(path), split, name)
     raise DatasetError(f"{path}: expected a .jsonl or .parquet file, a folder or a Hub dataset id")

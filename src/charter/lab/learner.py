@@ -1,5 +1,6 @@
-"""What the lab's two learners from people's pairs share (`charter.lab.infer`, a constitution; `charter.lab.learn`, a
-rubric): the seeded split, the tally of a run, the common part of their reports, and the files they write."""
+"""What the lab's two learners from people's pairs share (`charter.lab.infer`, a constitution;
+`charter.lab.rubric_learner`, a rubric): the seeded split, the tally of a run, the common part of their reports, and the
+files they write."""
 
 from __future__ import annotations
 

@@ -8,7 +8,7 @@ from typing import ClassVar
 from charter.checklist import ChecklistItem, checklist_from_criteria
 from charter.constitutions.schema import DEFAULT_GATE_CAP, Constitution, Criterion, Principle
 from charter.errors import ArgumentError, NoSignal
-from charter.lab.learning import Estimate, LabReport, Learned, LearnOptions, Tally, agreement_table, cell, estimate_text
+from charter.lab.learner import Estimate, LabReport, Learned, LearnOptions, Tally, agreement_table, cell, estimate_text
 from charter.lab.rubrics import (
     CRITERIA_SCHEMA,
     LEARNED_PRINCIPLE,

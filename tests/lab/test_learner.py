@@ -9,7 +9,7 @@ import pytest
 from charter.errors import ArgumentError
 from charter.lab.api import learn_rubrics
 from charter.lab.infer import HeldOut
-from charter.lab.learning import LabReport, LearnOptions, Tally, estimate_text, split
+from charter.lab.learner import LabReport, LearnOptions, Tally, estimate_text, split
 from charter.lab.rubrics import Gain, Share
 from charter.lab.votes import read_pairs
 from charter.testing.lab import make_pairs, register_lab_models
