@@ -578,8 +578,8 @@ def cmd_neighbour(args: argparse.Namespace) -> None:
 def cmd_profile(args: argparse.Namespace) -> None:
     import logging
 
-    logging.getLogger("charter.providers.threads").setLevel(logging.INFO)
-    logging.getLogger("charter.providers.threads").addHandler(logging.StreamHandler())
+    logging.getLogger("charter.providers.local").setLevel(logging.INFO)
+    logging.getLogger("charter.providers.local").addHandler(logging.StreamHandler())
     import torch
 
     if args.threads:

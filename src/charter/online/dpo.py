@@ -72,7 +72,7 @@ def reward_model_vote(config: OnlineDPOConfig) -> RewardModelVote | None:
     """The configured reward model, loaded (a one-line `TrainingError` for one that is none), or None."""
     if not config.reward_model:
         return None
-    from charter.reward_model.evaluate import RewardScorer
+    from charter.reward_model.scorer import RewardScorer
 
     folder = Path(config.reward_model).expanduser()
     scorer = RewardScorer.load(folder if folder.exists() else config.reward_model)

@@ -137,7 +137,7 @@ def verifiable_reward(verify: VerifiableReward) -> Any:
 def distilled_reward(source: str) -> Any:
     """A sequence-classification reward model for TRL's `reward_funcs` (TRL scores prompt + completion with it):
     a folder or a Hub id, loaded here so that one that is none is a one-line `TrainingError` before training."""
-    from charter.reward_model.evaluate import RewardScorer
+    from charter.reward_model.scorer import RewardScorer
 
     return RewardScorer.load(source, device="cpu").model
 

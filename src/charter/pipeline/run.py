@@ -33,8 +33,7 @@ from charter.pipeline.checklists import check_checklist_config, check_prompt_che
 from charter.pipeline.config import RoleConfig, RunConfig
 from charter.pipeline.executors import Executor, LocalExecutor, guarded_stage
 from charter.pipeline.prompts import PromptSet, load_prompts, sync_prompt_set
-from charter.pipeline.settings import check_credentials, dataset_settings, run_fingerprints
-from charter.pipeline.upgrade import upgrade_run
+from charter.pipeline.settings import check_credentials, dataset_settings, run_fingerprints, upgrade_run
 from charter.pipeline.work import Work
 from charter.preference import dataset
 from charter.preference.diversity import measure_run

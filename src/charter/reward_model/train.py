@@ -10,7 +10,7 @@ from typing import Any, Literal, NotRequired, TypedDict, cast
 from charter.api_args import ConfigArg, public
 from charter.errors import TrainingError
 from charter.reward_model.config import RewardModelConfig
-from charter.reward_model.evaluate import Distribution, RewardScorer, accuracy, distribution, histogram
+from charter.reward_model.scorer import Distribution, RewardScorer, accuracy, distribution, histogram
 from charter.training import data
 from charter.training.args import build_trl_config, device_defaults, offline_args, reward_config
 from charter.training.models import (

@@ -30,9 +30,8 @@ from pydantic import BaseModel, ConfigDict
 
 from charter.constitutions import Constitution
 from charter.pipeline.config import RoleConfig, RunConfig
-from charter.pipeline.forecast.cache import PromptCache, Seen, cache_rules
 from charter.pipeline.forecast.calls import Call, Replies, Walk, prompt_calls
-from charter.pipeline.forecast.tokens import TokenCounter, counter_for
+from charter.pipeline.forecast.tokens import PromptCache, Seen, TokenCounter, cache_rules, counter_for
 from charter.prompts import PromptSet
 from charter.providers.config import cap_sight, role_names
 from charter.providers.prices import CapSight, PriceSource, model_id_of, normalise_keys, resolve_price
