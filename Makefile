@@ -29,7 +29,7 @@ setup: $(STAMP)
 # The embedded model, converted once from its GGUF into a cached safetensors folder (~20 s on 2 cores, then
 # nothing): part of setting up, like fetching weights, so that neither the demo nor a test pays for it.
 model: setup
-	$(BIN)/python -c "from charter.providers.local_embedded import embedded_model_path as p; print('embedded model:', p())"
+	$(BIN)/python -c "from charter.providers.local_models import embedded_model_path as p; print('embedded model:', p())"
 
 # Debian's chromium for the labeling-page browser test (never `playwright install`).
 browser:

@@ -20,8 +20,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from charter.pipeline.api import runner_for
 from charter.pipeline.config import RunConfig
-from charter.pipeline.launch import runner_for
 from charter.runs.failures import stored_failures
 from charter.runs.store import RunStore
 from charter.runs.usage import stored_usage

@@ -23,8 +23,7 @@ from tests.hub.fakehub import Server  # noqa: E402
 def measure(n: int, base: Path) -> dict:
     from huggingface_hub import constants
 
-    from charter.hub.push import publish
-    from charter.hub.secrets import scan_folder
+    from charter.hub.push import publish, scan_folder
 
     run = build_run(base / f"run-{n}", n_pairs=n, human_labels=min(n, 50))
     start = time.perf_counter()

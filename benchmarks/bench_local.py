@@ -236,7 +236,7 @@ def timed_run(overrides: list[str], root: Path) -> dict[str, Any]:
 
 def llama_server(python: str, port: int, threads: int) -> subprocess.Popen:
     """llama-cpp-python's OpenAI-compatible server on the embedded GGUF, with its prompt cache on."""
-    from charter.providers.local_embedded import embedded_gguf_file
+    from charter.providers.local_models import embedded_gguf_file
 
     command = [
         python,
@@ -578,8 +578,8 @@ def cmd_neighbour(args: argparse.Namespace) -> None:
 def cmd_profile(args: argparse.Namespace) -> None:
     import logging
 
-    logging.getLogger("charter.providers.threads").setLevel(logging.INFO)
-    logging.getLogger("charter.providers.threads").addHandler(logging.StreamHandler())
+    logging.getLogger("charter.providers.local").setLevel(logging.INFO)
+    logging.getLogger("charter.providers.local").addHandler(logging.StreamHandler())
     import torch
 
     if args.threads:
@@ -632,7 +632,7 @@ def speed_probe(seconds: float = 1.5) -> dict[str, float]:
     import torch
 
     from charter.providers.local import cpu_has_bf16
-    from charter.providers.local_products import Linear, packing
+    from charter.providers.local_kernels import Linear, packing
 
     dtype = torch.bfloat16 if cpu_has_bf16() else torch.float32
     packed = packing(dtype, "cpu", exact=False)
@@ -707,7 +707,7 @@ def cmd_products(args: argparse.Namespace) -> None:
     import torch
     import torch.nn.functional as F
 
-    from charter.providers.local_products import Linear
+    from charter.providers.local_kernels import Linear
 
     warnings.filterwarnings("ignore")  # torch's deprecation notices for its quantised tensors
     shapes = {

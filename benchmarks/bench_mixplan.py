@@ -31,7 +31,7 @@ import time
 
 import numpy as np
 
-from charter.hub.mixplan import mix_plan
+from charter.mixing.plan import mix_plan
 from charter.stats.intervals import wilson_interval
 
 TAU = 0.1

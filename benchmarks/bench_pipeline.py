@@ -33,8 +33,8 @@ def one_run(
     n: int, workdir: Path, model: str = "scripted:cai", concurrency: int = 64, limits: dict | None = None
 ) -> dict:
     """Run the pipeline once in this process; returns seconds, calls and peak RSS."""
+    from charter.pipeline.api import runner_for
     from charter.pipeline.config import RunConfig
-    from charter.pipeline.launch import runner_for
 
     prompts = workdir / f"prompts-{n}.jsonl"
     if not prompts.exists():

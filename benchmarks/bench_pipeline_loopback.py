@@ -61,8 +61,8 @@ def pipeline(
 ) -> float:
     """The pipeline over n prompts; returns model requests/s (cache cold). `diversity`: the run's `diversity`
     section (None: the defaults). `seen`, where given, gets the run directory (`run_dir`)."""
+    from charter.pipeline.api import runner_for
     from charter.pipeline.config import RunConfig
-    from charter.pipeline.launch import runner_for
 
     prompts = workdir / f"p{n_prompts}.jsonl"
     prompts.write_text(

@@ -18,14 +18,14 @@ from pathlib import Path
 
 from charter.constitutions import Constitution
 from charter.pipeline.config import RunConfig
-from charter.pipeline.report import write_report
+from charter.pipeline.report.write import write_report
 from charter.pipeline.settings import dataset_settings
-from charter.pipeline.status import status
+from charter.pipeline.status.record import status
 from charter.preference import dataset
 from charter.records import Chain, CritiqueRound, Judgment, Message, Pair, Prompt, UsageRow, Vote
+from charter.runs.counts import set_stage
 from charter.runs.history import record_config
 from charter.runs.items import put_chains, put_judgments, put_pairs, put_prompts
-from charter.runs.stages import set_stage
 from charter.runs.store import RunStore
 from charter.runs.usage import add_usage
 

@@ -29,7 +29,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from charter.runs.stages import stage_states
+from charter.runs.counts import stage_states
 from charter.runs.usage import stored_usage
 
 
@@ -42,7 +42,7 @@ def write_prompts(path: Path, n: int) -> None:
 def timed_phases() -> dict[str, float]:
     """Seconds spent in the driver's phases after the per-prompt work: merging shards, writing the datasets,
     writing the report (wrappers around the functions that do them), and the driver's peak RSS after each."""
-    import charter.pipeline.report as report
+    import charter.pipeline.report.write as report
     import charter.pipeline.run as run
     import charter.pipeline.shards as shards
 
@@ -97,8 +97,8 @@ def watch_sft_writer(phases: dict) -> None:
 
 
 def child(n: int, workdir: Path, shards: int, few_shot: bool = True, concurrency: int | None = None) -> dict:
+    from charter.pipeline.api import runner_for
     from charter.pipeline.config import RunConfig
-    from charter.pipeline.launch import runner_for
     from charter.runs.store import RunStore
 
     phases = timed_phases()

@@ -20,8 +20,8 @@ from charter.runs.usage import stored_usage
 
 
 def run_once(tmp: Path, url: str, n: int, shards: int, in_flight: int) -> tuple[float, int]:
+    from charter.pipeline.api import runner_for
     from charter.pipeline.config import RunConfig
-    from charter.pipeline.launch import runner_for
     from charter.runs.store import RunStore
 
     model = f"openai-compatible:loopback@{url}"

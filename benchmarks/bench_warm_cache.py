@@ -35,8 +35,8 @@ def run_once(base_url: str, prompts: Path, workdir: Path, concurrency: int, sche
     """One cold pipeline run: its wall time in seconds and the calls it made."""
     import charter
     from charter.judge.modes import MODES
+    from charter.pipeline.api import runner_for
     from charter.pipeline.config import RunConfig
-    from charter.pipeline.launch import runner_for
 
     role = {
         "model": f"openai-compatible:m@{base_url}",

@@ -24,9 +24,9 @@ from charter.cli import app, main
 from charter.constitutions import Constitution
 from charter.dpo.config import DPOConfigModel
 from charter.errors import ConfigError
-from charter.hub.mixplan import MixtureManifest
 from charter.judge import modes
 from charter.loop.config import LoopConfig
+from charter.mixing.plan import MixtureManifest
 from charter.online.config import OnlineConfig, OnlineDPOConfig
 from charter.pipeline.config import RunConfig
 from charter.reward_model.config import RewardModelConfig

@@ -87,7 +87,7 @@ def test_trainers_stand_on_the_shared_base_not_on_each_other() -> None:
         if imp.importer.startswith("charter.online") and target.startswith("charter.dpo"):
             return True
         uses_reward_model = target.startswith("charter.reward_model")
-        allowed = target in ("charter.reward_model.evaluate", "charter.reward_model.cli")
+        allowed = target in ("charter.reward_model.scorer", "charter.reward_model.cli")
         return imp.importer.startswith(("charter.dpo", "charter.online")) and uses_reward_model and not allowed
 
     borrowed = [f"{imp.importer}: {_target(imp)}" for imp in ALL if borrows(imp)]

@@ -19,8 +19,8 @@ import yaml
 import charter
 from charter.cli import main
 from charter.records import Fingerprints
+from charter.runs.counts import stage_states
 from charter.runs.rewards import rewards
-from charter.runs.stages import stage_states
 from charter.runs.store import RunStore
 from charter.runs.usage import stored_usage
 

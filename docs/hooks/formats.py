@@ -16,7 +16,7 @@ from charter import records
 from charter.agreement.audit import AuditReport, FlipShift, InjectionFigures
 from charter.agreement.estimates import HumanPreference, PreferenceEstimates
 from charter.agreement.summary import AgreementSummary
-from charter.pipeline.forecast import CostSpan, Figures, Forecast, ForecastRow, Span
+from charter.pipeline.forecast.estimate import CostSpan, Figures, Forecast, ForecastRow, Span
 from charter.preference.manifest import ConstitutionInfo, DatasetManifest, DatasetSettings
 from charter.runs import files, store
 from charter.runs.labels import SpotSample

@@ -51,17 +51,17 @@ _API = {
     "RmEvalConfig": "charter.evals.rm",
     "WinRateCallback": "charter.evals.callback",
     "publish": "charter.hub.push",
-    "load_preferences": "charter.hub.load",
-    "mix": "charter.hub.mix",
-    "mix_plan": "charter.hub.mixplan",
-    "mix_from_plan": "charter.hub.mixbuild",
-    "mix_probe": "charter.hub.mixprobe",
+    "load_preferences": "charter.hub.export",
+    "mix": "charter.mixing.mix",
+    "mix_plan": "charter.mixing.plan",
+    "mix_from_plan": "charter.mixing.build",
+    "mix_probe": "charter.mixing.probe",
     "iterate": "charter.loop.run",
     "synthesize": "charter.synth.api",
     "infer_constitution": "charter.lab.api",
     "check_constitution": "charter.lab.api",
     "learn_rubrics": "charter.lab.api",
-    "status": "charter.pipeline.status",
+    "status": "charter.pipeline.status.record",
     "diversity": "charter.preference.diversity",
     # the config and result types of the functions' signatures
     "PromptsConfig": "charter.prompts",
@@ -95,17 +95,17 @@ _API = {
     "WinrateConfig": "charter.evals.winrate",
     "WinrateSummary": "charter.evals.winrate",
     "PublishResult": "charter.hub.push",
-    "MixedRow": "charter.hub.mix",
-    "MixtureManifest": "charter.hub.mixplan",
-    "ProbeResult": "charter.hub.mixprobe",
+    "MixedRow": "charter.mixing.mix",
+    "MixtureManifest": "charter.mixing.plan",
+    "ProbeResult": "charter.mixing.probe",
     "LoopConfig": "charter.loop.config",
     "LoopResult": "charter.loop.run",
     "SynthConfig": "charter.synth.config",
     "SynthResult": "charter.synth.generate",
     "Inferred": "charter.lab.infer",
     "ConstitutionTest": "charter.lab.checks",
-    "StatusReport": "charter.pipeline.status",
-    "Forecast": "charter.pipeline.forecast",
+    "StatusReport": "charter.pipeline.status.record",
+    "Forecast": "charter.pipeline.forecast.estimate",
     "DiversityReport": "charter.preference.diversity",
 }
 
@@ -137,14 +137,7 @@ if TYPE_CHECKING:  # what type checkers and IDEs see: every public name with its
     from charter.evals.winrate import WinrateConfig as WinrateConfig
     from charter.evals.winrate import WinrateSummary as WinrateSummary
     from charter.evals.winrate import winrate as winrate
-    from charter.hub.load import load_preferences as load_preferences
-    from charter.hub.mix import MixedRow as MixedRow
-    from charter.hub.mix import mix as mix
-    from charter.hub.mixbuild import mix_from_plan as mix_from_plan
-    from charter.hub.mixplan import MixtureManifest as MixtureManifest
-    from charter.hub.mixplan import mix_plan as mix_plan
-    from charter.hub.mixprobe import ProbeResult as ProbeResult
-    from charter.hub.mixprobe import mix_probe as mix_probe
+    from charter.hub.export import load_preferences as load_preferences
     from charter.hub.push import PublishResult as PublishResult
     from charter.hub.push import publish as publish
     from charter.judge.settings import JudgeSettings as JudgeSettings
@@ -156,6 +149,13 @@ if TYPE_CHECKING:  # what type checkers and IDEs see: every public name with its
     from charter.loop.config import LoopConfig as LoopConfig
     from charter.loop.run import LoopResult as LoopResult
     from charter.loop.run import iterate as iterate
+    from charter.mixing.build import mix_from_plan as mix_from_plan
+    from charter.mixing.mix import MixedRow as MixedRow
+    from charter.mixing.mix import mix as mix
+    from charter.mixing.plan import MixtureManifest as MixtureManifest
+    from charter.mixing.plan import mix_plan as mix_plan
+    from charter.mixing.probe import ProbeResult as ProbeResult
+    from charter.mixing.probe import mix_probe as mix_probe
     from charter.online.config import OnlineConfig as OnlineConfig
     from charter.online.config import OnlineDPOConfig as OnlineDPOConfig
     from charter.online.dpo import train_online_dpo as train_online_dpo
@@ -172,10 +172,10 @@ if TYPE_CHECKING:  # what type checkers and IDEs see: every public name with its
     from charter.pipeline.api import run as run
     from charter.pipeline.config import RunConfig as RunConfig
     from charter.pipeline.config import load_run_config as load_run_config
-    from charter.pipeline.forecast import Forecast as Forecast
+    from charter.pipeline.forecast.estimate import Forecast as Forecast
     from charter.pipeline.run import RunResult as RunResult
-    from charter.pipeline.status import StatusReport as StatusReport
-    from charter.pipeline.status import status as status
+    from charter.pipeline.status.record import StatusReport as StatusReport
+    from charter.pipeline.status.record import status as status
     from charter.preference.config import FiltersConfig as FiltersConfig
     from charter.preference.diversity import DiversityReport as DiversityReport
     from charter.preference.diversity import diversity as diversity

@@ -1,7 +1,8 @@
 """The `charter` command: a thin typer app over the Python API.
 
-Each subpackage owns its commands in its own `cli.py` and exposes `register(app)`; this module
-wires them together and turns `CharterError`s into one line on stderr and exit code 2.
+The whole command tree is declared here, top to bottom: every group and every command, in the order `--help` lists
+them. Each command's implementation lives with its package (`charter/PACKAGE/cli.py`). This module also turns
+`CharterError`s into one line on stderr and exit code 2.
 """
 
 from __future__ import annotations
@@ -26,7 +27,20 @@ except ImportError:  # pragma: no cover - older typer uses click itself
     from click import ClickException as TyperClickException
 
 from charter._version import __version__
+from charter.agreement import cli as agreement_cli
+from charter.constitutions import cli as constitutions_cli
+from charter.dpo import cli as dpo_cli
 from charter.errors import ArgumentError, CharterError, Interrupted
+from charter.evals import cli as evals_cli
+from charter.hub import cli as hub_cli
+from charter.lab import cli as lab_cli
+from charter.loop import cli as loop_cli
+from charter.mixing import cli as mixing_cli
+from charter.online import cli as online_cli
+from charter.pipeline import cli as pipeline_cli
+from charter.reward_model import cli as reward_model_cli
+from charter.serve import cli as serve_cli
+from charter.synth import cli as synth_cli
 
 
 class _Argument(TyperArgument):
@@ -114,7 +128,6 @@ def _root(
     configure_logging(level, progress_interval, quiet_progress=quiet)
 
 
-@app.command()
 def generate(
     prompt: list[str] = typer.Option(..., "--prompt", "-p", help="A user prompt; repeat for a batch."),
     model: str = typer.Option("local:smollm2-135m-instruct", "--model", "-m", help="Model string."),
@@ -148,39 +161,103 @@ def generate(
         )
 
 
-def _register_subcommands() -> None:
-    # Each cli module imports only typer at its top; the work is imported when a command runs.
-    from charter.agreement import cli as agreement_cli
-    from charter.constitutions import cli as constitutions_cli
-    from charter.dpo import cli as dpo_cli
-    from charter.evals import cli as evals_cli
-    from charter.hub import cli as hub_cli
-    from charter.lab import cli as lab_cli
-    from charter.loop import cli as loop_cli
-    from charter.online import cli as online_cli
-    from charter.pipeline import cli as pipeline_cli
-    from charter.reward_model import cli as reward_model_cli
-    from charter.serve import cli as serve_cli
-    from charter.synth import cli as synth_cli
-
-    for module in (
-        constitutions_cli,
-        lab_cli,
-        synth_cli,
-        pipeline_cli,
-        agreement_cli,
-        reward_model_cli,
-        dpo_cli,
-        evals_cli,
-        online_cli,
-        hub_cli,
-        loop_cli,
-        serve_cli,
-    ):
-        module.register(app)
+# -- The command tree: every group and command, in the order `charter --help` lists them. Each package's `cli.py`
+# holds its commands' implementations, importing only typer at its top; the work is imported when a command runs.
 
 
-_register_subcommands()
+def _group(help: str, **options: Any) -> typer.Typer:
+    """A group of commands: `charter GROUP` alone shows its help."""
+    return typer.Typer(help=help, no_args_is_help=True, **options)
+
+
+app.command("generate")(generate)
+app.command("synth")(synth_cli.synth_command)
+app.command("run")(pipeline_cli.run_command)
+app.command("status")(pipeline_cli.status_command)
+app.command("spotcheck")(agreement_cli.spotcheck_command)
+app.command("push")(hub_cli.push)
+app.command("iterate")(loop_cli.iterate_command)
+
+constitutions = _group(
+    "List, show, validate and import constitutions; infer one from labelled pairs (`infer`) and test which "
+    "principles the judge uses (`test`).",
+    name="constitutions",
+)
+app.add_typer(constitutions, name="constitutions")
+constitutions.command("list")(constitutions_cli.list_constitutions)
+constitutions.command("show")(constitutions_cli.show)
+constitutions.command("validate")(constitutions_cli.validate)
+constitutions.command("import")(constitutions_cli.import_constitution)
+constitutions.command("infer")(lab_cli.infer_command)
+constitutions.command("test")(lab_cli.test_command)
+constitutions.command("learn-rubrics")(lab_cli.learn_rubrics_command)
+constitutions.command("rubric")(lab_cli.rubric_command)
+
+config = _group("The run config: its JSON Schema, for editors and validation.")
+app.add_typer(config, name="config")
+config.command("schema")(pipeline_cli.schema_command)
+
+judge = _group("The judge: audit its position, length, injection and self-preference biases.")
+app.add_typer(judge, name="judge")
+judge.command("audit")(pipeline_cli.audit_command)
+
+cache = _group(
+    "The call cache: what it holds, and which endpoint answered its rows from before endpoints were recorded."
+)
+app.add_typer(cache, name="cache")
+cache.command("info")(pipeline_cli.cache_info_command)
+cache.command("claim")(pipeline_cli.cache_claim_command)
+
+batches = _group("A run's provider batches (OpenAI Batch API, Anthropic Message Batches).")
+app.add_typer(batches, name="batches")
+batches.command("list")(pipeline_cli.batches_list_command)
+batches.command("cancel")(pipeline_cli.batches_cancel_command)
+
+label = _group("Label the spot-check sample (web page or --tui); export/import labels.", cls=agreement_cli.LabelGroup)
+app.add_typer(label, name="label")
+label.command("serve")(agreement_cli.label_serve)
+label.command("export")(agreement_cli.label_export)
+label.command("import")(agreement_cli.label_import)
+
+agreement = _group(
+    "Judge/human agreement of a run (charter agreement RUN_DIR), or of a labeled pair file (eval).",
+    cls=agreement_cli.AgreementGroup,
+)
+app.add_typer(agreement, name="agreement")
+agreement.command("report")(agreement_cli.agreement_report_command)
+agreement.command("eval")(agreement_cli.agreement_eval_command)
+
+train = _group(
+    "Train models: a reward model (`reward`) and a DPO policy (`dpo`) on preference data, or a policy online "
+    "with the judge as its reward (`grpo`, `rloo`) or as the decider of its own pairs (`online-dpo`)."
+)
+app.add_typer(train, name="train")
+train.command("reward")(reward_model_cli.reward)
+train.command("dpo")(dpo_cli.dpo)
+train.command("grpo")(online_cli.grpo)
+train.command("rloo")(online_cli.rloo)
+train.command("online-dpo")(online_cli.online_dpo)
+
+evaluate = _group("Evaluate trained models.")
+app.add_typer(evaluate, name="eval")
+evaluate.command("winrate")(evals_cli.winrate)
+evaluate.command("arena")(evals_cli.arena)
+evaluate.command("rm")(evals_cli.rm)
+
+mix = _group(
+    "Mix training sources per target subtask: `plan` chooses sources from their scores and writes a manifest; "
+    "`build` makes the training set a manifest describes; `probe` fills the scores with a small training run per "
+    "source."
+)
+app.add_typer(mix, name="mix")
+mix.command("plan")(mixing_cli.plan)
+mix.command("build")(mixing_cli.build)
+mix.command("probe")(mixing_cli.probe)
+
+serve = _group("Serve charter's judge over HTTP.")
+app.add_typer(serve, name="serve")
+serve.command("reward")(serve_cli.reward)
+serve.command("merge")(serve_cli.merge)
 
 
 INTERRUPTED = 130

@@ -1,7 +1,7 @@
 """Secrets: what they look like, finding them in text, and redacting them. The one place that knows.
 
 Used wherever text may reach a log, an error message, a cache row or a published file: provider errors
-are redacted with `redact`, and the pre-publish scan (charter.hub.secrets) reports `preview`s.
+are redacted with `redact`, and the pre-publish scan (charter.hub.push) reports `preview`s.
 """
 
 from __future__ import annotations

@@ -8,7 +8,7 @@ import yaml
 from typer.testing import CliRunner
 
 from charter.cli import app
-from charter.pipeline.report import write_report
+from charter.pipeline.report.write import write_report
 from charter.runs.store import RunStore
 from tests.online.test_winrate_eval import SECTION  # registers scripted:eval-fails-on-fail
 

@@ -18,10 +18,9 @@ import mlcroissant as mlc
 import pyarrow.parquet as pq
 import pytest
 
-from charter.hub.card import agreement_rows, first_sentences, limitations
+from charter.hub.card import agreement_rows, first_sentences, limitations, read_run
 from charter.hub.export import build_folder
 from charter.hub.push import check_gates, publish
-from charter.hub.rundata import read_run
 from charter.records import LabelRow, PreferenceRow
 
 TRAIN = "data/preferences/train-00000-of-00001.parquet"

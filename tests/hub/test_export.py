@@ -14,7 +14,7 @@ from huggingface_hub import DatasetCard
 
 from charter.cli import main
 from charter.errors import CharterError, GateFailed
-from charter.hub.load import load_preferences
+from charter.hub.export import load_preferences
 from charter.hub.push import publish
 
 FILES = [

@@ -126,7 +126,7 @@ def test_hub_errors_are_one_line_and_never_show_the_token(make_run, fake_hub, mo
 def test_load_preferences_reads_a_pushed_repo_back(
     make_run, fake_hub, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from charter.hub.load import load_preferences
+    from charter.hub.export import load_preferences
 
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub-cache"))
     monkeypatch.setattr("huggingface_hub.constants.HF_HUB_CACHE", str(tmp_path / "hub-cache"))

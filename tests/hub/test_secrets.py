@@ -7,8 +7,7 @@ from pathlib import Path
 import pytest
 
 from charter.errors import SecretFound
-from charter.hub.push import publish
-from charter.hub.secrets import refuse_secrets, scan_folder
+from charter.hub.push import publish, refuse_secrets, scan_folder
 from charter.redaction import find_in_text, preview, redact, strip_secrets
 
 OPENAI = "sk-proj-" + "Ab3dEf6hIj9kLm2nOp5qRs8t"

@@ -112,8 +112,7 @@ def test_a_judge_that_decides_nothing_leaves_every_principle_untested_and_fails_
     """A judge that picks the first-shown response in both orders abstains on every pair: its flip rates cannot be
     measured, so no principle is shown to be used; the gate counts them, and there is nothing to compress."""
     from charter.judge.settings import ConstitutionTestConfig
-    from charter.lab.checks import checks_console, checks_markdown
-    from charter.lab.stored import evaluate_constitution_gate
+    from charter.lab.checks import checks_console, checks_markdown, evaluate_constitution_gate
     from charter.providers import register_script
 
     register_script("lab-first-shown", lambda m, p: "A", lambda m, options: {"A": 0.9, "B": 0.1})

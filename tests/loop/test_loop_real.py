@@ -12,7 +12,7 @@ from charter.cli import main
 from charter.loop.data import mix_counts
 from charter.loop.metrics import collapse_flags, compare
 from charter.loop.status import loop_status
-from charter.training.card import data_origin
+from charter.training.output import data_origin
 from tests.loop.test_loop import FakeLoop, varied
 
 

@@ -63,7 +63,7 @@ def _run(tmp_path: Path, tiny_model: Path, **over) -> tuple[Path, dict]:  # noqa
 
 def _rm_p(rm: Path, prompt: list, first: str, second: str) -> float:
     """The reward model's P(first better), computed here from its two scores."""
-    from charter.reward_model.evaluate import RewardScorer
+    from charter.reward_model.scorer import RewardScorer
 
     scorer = RewardScorer.load(rm, device="cpu")
     chat = [{"role": m.role, "content": m.content} for m in prompt]

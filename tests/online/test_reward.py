@@ -88,7 +88,7 @@ def test_a_failed_judgment_is_none_and_recorded(tmp_path: Path) -> None:
     [step] = per_step(fn.store)
     assert step["failed"] == 1 and step["mean"] == 1.0
     fn.close()
-    from charter.pipeline.report import write_report
+    from charter.pipeline.report.write import write_report
 
     md, _ = write_report(fn.store_dir)  # the run report counts the failure beside the rewards, outside a trainer too
     assert "| - | 2 | 1 | 1.000 | - | 0 |" in md.read_text()

@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 
 import charter
 from charter.cli import app, main
-from charter.pipeline.status_text import print_status
+from charter.pipeline.status.show import print_status
 from charter.runs.rewards import rewards
 from charter.runs.store import RunStore
 from tests.online.test_reward import _flaky  # noqa: F401 - registers scripted:flaky-rater

@@ -12,9 +12,9 @@ from charter.agreement.audit import stored_audit
 from charter.cli import main
 from charter.errors import GateFailed
 from charter.hub.push import publish
+from charter.pipeline.api import run_sync
 from charter.pipeline.config import load_run_config
-from charter.pipeline.launch import run_sync
-from charter.runs.stages import stage_states
+from charter.runs.counts import stage_states
 from charter.runs.store import open_store
 from charter.runs.usage import stored_usage
 

@@ -231,7 +231,7 @@ def test_the_report_shows_each_examples_checklist_with_verdicts_and_reasons(make
 
 
 def test_examples_read_from_the_store_show_the_stored_checklist(make_config, tmp_path):
-    from charter.pipeline.report_examples import examples
+    from charter.pipeline.report.examples import examples
     from charter.records import Fingerprints
 
     run(checklist_config(make_config))

@@ -14,7 +14,7 @@ import pytest
 
 from charter.cli import console, main
 from charter.pipeline.api import run
-from charter.pipeline.status import status
+from charter.pipeline.status.record import status
 from charter.runs.items import stored_prompts
 from charter.runs.store import RunStore
 

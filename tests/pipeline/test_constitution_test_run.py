@@ -11,8 +11,8 @@ import pytest
 import charter
 from charter.cli import main
 from charter.errors import GateFailed
-from charter.lab.stored import stored_test
-from charter.runs.stages import stage_states
+from charter.lab.checks import stored_test
+from charter.runs.counts import stage_states
 from charter.runs.store import RunStore, open_store
 from charter.runs.usage import stored_usage
 

@@ -11,8 +11,7 @@ import pytest
 import yaml
 
 from charter.cli import main
-from charter.hub.card import _usage
-from charter.hub.rundata import read_run
+from charter.hub.card import _usage, read_run
 from charter.runs.store import RunStore
 from charter.runs.usage import stored_usage
 from charter.testing.loopback import LoopbackServer

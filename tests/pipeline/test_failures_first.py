@@ -14,16 +14,16 @@ import pytest
 from rich.console import Console
 
 from charter.cli import main
+from charter.hub.card import read_run
 from charter.hub.export import build_folder
 from charter.hub.push import check_gates
-from charter.hub.rundata import read_run
+from charter.pipeline.api import run_sync
 from charter.pipeline.config import load_run_config
-from charter.pipeline.launch import run_sync
-from charter.pipeline.status import status
-from charter.pipeline.status_text import print_status
+from charter.pipeline.status.record import status
+from charter.pipeline.status.show import print_status
 from charter.providers import register_script
 from charter.providers.scripted import ScriptedModel
-from charter.runs.stages import set_stage
+from charter.runs.counts import set_stage
 from tests.support.rundir import RunBuilder
 
 CAI = ScriptedModel("cai")
@@ -175,7 +175,7 @@ def test_a_stop_shared_by_stages_is_one_line(tmp_path: Path) -> None:
 def test_the_forecast_beside_the_bill_finds_a_local_model_as_it_was_served(make_config) -> None:
     """The quickstart's shape: the forecast names `local:NAME`, the calls are billed as `local:NAME@bfloat16`. The
     report sets them side by side (not "not forecast", not 0 calls billed) and says local calls cost nothing."""
-    from charter.pipeline.report import write_report
+    from charter.pipeline.report.write import write_report
     from charter.runs.store import RunStore
 
     run_dir = _run(make_config, judge={"model": "scripted:cai", "principles_per_pair": 1})

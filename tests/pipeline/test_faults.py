@@ -20,8 +20,8 @@ import pytest
 import yaml
 
 from charter.cli import main
+from charter.runs.counts import stage_states
 from charter.runs.failures import stored_failures
-from charter.runs.stages import stage_states
 from charter.runs.store import RunStore
 from charter.runs.usage import stored_usage
 from charter.testing.faults import Faults, FaultServer, LogEntry
@@ -154,7 +154,7 @@ def test_a_failed_item_is_tried_again_then_quarantined(tmp_path: Path, capsys) -
         poisoned = sum(1 for e in server.log if e.kind == "poison")
         assert main(["run", str(config)]) == 0  # quarantined: not asked a third time
         assert sum(1 for e in server.log if e.kind == "poison") == poisoned
-    from charter.pipeline.status import status
+    from charter.pipeline.status.record import status
 
     failures = status(tmp_path / "run")["failures"]
     assert failures["total"] == 1 and failures["quarantined"] == 1

@@ -16,14 +16,14 @@ from pathlib import Path
 
 import pytest
 
-import charter.pipeline.report_examples as report_examples
+import charter.pipeline.report.examples as report_examples
 import charter.runs.files as run_files
 import charter.runs.items as items
+from charter.pipeline.api import runner_for
 from charter.pipeline.config import RunConfig
-from charter.pipeline.launch import runner_for
-from charter.pipeline.report import write_report
+from charter.pipeline.report.write import write_report
 from charter.pipeline.shards import merge_shard
-from charter.pipeline.status import failure_summary
+from charter.pipeline.status.record import failure_summary
 from charter.preference import dataset
 from charter.preference.manifest import dataset_manifest
 from charter.records import Failure

@@ -17,7 +17,7 @@ import yaml
 
 import charter
 from charter.cli import main
-from charter.pipeline.forecast import Forecast
+from charter.pipeline.forecast.estimate import Forecast
 from charter.providers import ScriptedModel, register_script
 from charter.runs.store import RunStore
 from charter.runs.usage import stored_usage
@@ -236,7 +236,7 @@ def test_a_batched_judge_sends_both_orders_in_one_batch():
 
     from charter.constitutions import load_constitution
     from charter.pipeline.config import RunConfig
-    from charter.pipeline.forecast_calls import Replies, Walk, prompt_calls
+    from charter.pipeline.forecast.calls import Replies, Walk, prompt_calls
     from charter.records import Message, Prompt
 
     role = {"model": "openai:gpt-test", "api_key_env": "OPENAI_API_KEY"}
@@ -262,7 +262,7 @@ def test_a_prefix_near_the_cache_minimum_is_cached_as_likely_as_the_count_reache
     """A heuristic's count may be off either way: a prefix it counts just past 1,024 tokens is read in the expected
     figure only in part (the provider's count falls short of the minimum in part of the range); at the low end,
     wherever it can be; a tokenizer's exact count is read as it stands."""
-    from charter.pipeline.forecast_cache import MIN_CACHED, cacheable_share, openai_read
+    from charter.pipeline.forecast.tokens import MIN_CACHED, cacheable_share, openai_read
 
     assert openai_read(1030, 0.0, optimistic) == MIN_CACHED and cacheable_share(1030, 0.0, optimistic) == 1.0
     assert openai_read(1000, 0.0, optimistic) == 0 and cacheable_share(1000, 0.0, optimistic) == 0.0

@@ -48,8 +48,8 @@ def test_a_stop_during_training_ends_it_without_a_model(make_config, tmp_path, m
 
     from charter.errors import Interrupted
     from charter.interrupt import StopRequest
+    from charter.pipeline.api import runner_for
     from charter.pipeline.config import load_run_config
-    from charter.pipeline.launch import runner_for
 
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("HF_DATASETS_CACHE", str(tmp_path / "hf-datasets"))

@@ -14,14 +14,14 @@ from hypothesis import strategies as st
 from rich.console import Console
 
 from charter.errors import RunStoreError
-from charter.pipeline.report import write_report
-from charter.pipeline.status import status
-from charter.pipeline.status_text import print_status
+from charter.pipeline.report.write import write_report
+from charter.pipeline.status.record import status
+from charter.pipeline.status.show import print_status
 from charter.preference.stats import judge_stats
 from charter.records import UsageRow
+from charter.runs.counts import set_stage
+from charter.runs.files import RunLock
 from charter.runs.items import judged_pairs
-from charter.runs.lock import RunLock
-from charter.runs.stages import set_stage
 from charter.runs.store import RunStore
 from tests.support.rundir import RunBuilder
 
@@ -286,15 +286,15 @@ def test_status_of_a_directory_that_is_not_a_run(tmp_path: Path) -> None:
 # -- the examples' spread and the histogram, over a column read in batches -------------------------------------
 
 
-from charter.pipeline.report_examples import _ranked_positions, _spread_positions  # noqa: E402
-from charter.pipeline.report_plots import P_BINS, p_counts  # noqa: E402
+from charter.pipeline.report.examples import _ranked_positions, _spread_positions  # noqa: E402
+from charter.pipeline.report.write import P_BINS, p_counts  # noqa: E402
 
 
 def _argsort_positions(values: list[float], n: int) -> list[int]:
     """What the report did before: an argsort of the whole column (NaN left out, ties in row order)."""
     import numpy as np
 
-    from charter.pipeline.report_examples import _spread_ranks
+    from charter.pipeline.report.examples import _spread_ranks
 
     p = np.asarray(values, dtype=float)
     rows = np.flatnonzero(~np.isnan(p))
@@ -344,7 +344,7 @@ def test_histogram_counts_batch_by_batch_are_numpy_s_over_the_whole() -> None:
 def _spread_in_memory(store: RunStore, n: int) -> list[str]:
     """The pair ids the report's examples came from before the store was read in batches: every judged pair in
     memory, sorted by confidence and pair id."""
-    from charter.pipeline.report_examples import _spread_ranks
+    from charter.pipeline.report.examples import _spread_ranks
 
     fingerprints = store.fingerprints()
     assert fingerprints is not None
@@ -358,7 +358,7 @@ def _spread_in_memory(store: RunStore, n: int) -> list[str]:
 def test_examples_from_the_store_are_the_in_memory_spread(tmp_path: Path, n: int) -> None:
     """No preference rows (every one filtered out): the examples come from the judged pairs, read in batches and
     decoded only where chosen, and are the ones a sort of every pair in memory picked, ties broken by pair id."""
-    from charter.pipeline.report_examples import examples
+    from charter.pipeline.report.examples import examples
 
     with RunBuilder(tmp_path / "run", config=CONFIG) as run:
         for i, p_a in enumerate([0.2, 0.8, 0.5, 0.7, 0.3, 0.9, 0.1, 0.6, 0.8, 0.25, 0.75, 0.4]):

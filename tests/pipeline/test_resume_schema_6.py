@@ -14,8 +14,8 @@ import yaml
 
 from charter.cli import main
 from charter.records import Fingerprints
+from charter.runs.counts import stage_states
 from charter.runs.history import older_items
-from charter.runs.stages import stage_states
 from charter.runs.store import RunStore
 from charter.runs.usage import stored_usage
 

@@ -15,7 +15,7 @@ import pytest
 
 from charter.cli import main
 from charter.pipeline.api import run
-from charter.pipeline.status import status
+from charter.pipeline.status.record import status
 from charter.runs.items import stored_judgments
 from charter.runs.store import RunStore
 from charter.runs.usage import stored_usage
@@ -247,8 +247,8 @@ def test_an_item_never_lands_before_the_usage_and_cache_rows_of_its_calls(make_c
     import functools
 
     import charter.pipeline.work as work_module
-    import charter.runs.writer as writer_module
-    from charter.runs.writer import BufferedWriter
+    import charter.runs.items as writer_module
+    from charter.runs.items import BufferedWriter
 
     scripted = {"model": "scripted:cai", "options": {"latency_s": 0.001}}  # each call a loop turn of its own
     config = make_config(policy=scripted, judge={**scripted, "principles_per_pair": 2}, concurrency=1)

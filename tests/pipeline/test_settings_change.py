@@ -16,8 +16,8 @@ from charter.agreement.sampling import spotcheck
 from charter.cli import main
 from charter.hub.push import publish
 from charter.pipeline.api import run
-from charter.pipeline.report import write_report
-from charter.pipeline.status import status
+from charter.pipeline.report.write import write_report
+from charter.pipeline.status.record import status
 from charter.runs.items import stored_chains, stored_pair
 from charter.runs.store import RunStore
 from charter.runs.usage import stored_usage

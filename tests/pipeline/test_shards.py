@@ -11,7 +11,7 @@ import yaml
 
 from charter.cli import main
 from charter.pipeline.shards import shard_dir, shard_of
-from charter.runs.stages import set_stage, stage_states
+from charter.runs.counts import set_stage, stage_states
 from charter.runs.store import RunStore
 from charter.runs.usage import stored_usage
 

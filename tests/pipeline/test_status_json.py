@@ -11,7 +11,7 @@ import pytest
 import charter
 from charter.cli import main
 from charter.errors import ArgumentError, RunStoreError
-from charter.pipeline.status import usage_data
+from charter.pipeline.status.record import usage_data
 from charter.records import RewardRecord, UsageRow
 from charter.runs.rewards import put_rewards
 from charter.runs.store import RunStore

@@ -10,7 +10,7 @@ import pytest
 
 from charter.cli import main
 from charter.records import UsageRow
-from charter.runs.stages import set_stage
+from charter.runs.counts import set_stage
 from tests.support.rundir import RunBuilder
 
 #: Model ids as long as real ones get: a fine-tuned OpenAI model, a Hub model behind an OpenAI-compatible server.

@@ -19,8 +19,8 @@ import pytest
 import yaml
 
 from charter.cli import main
-from charter.runs.lock import LOCK_FILE
-from charter.runs.stages import stage_states
+from charter.runs.counts import stage_states
+from charter.runs.files import LOCK_FILE
 from charter.runs.store import RunStore
 from charter.runs.usage import stored_usage
 from charter.testing.loopback import LoopbackServer, status

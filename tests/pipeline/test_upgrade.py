@@ -17,9 +17,9 @@ import pytest
 import yaml
 
 from charter.cli import main
+from charter.runs.counts import stage_states
 from charter.runs.history import older_items
 from charter.runs.items import judged_ids
-from charter.runs.stages import stage_states
 from charter.runs.store import SCHEMA_VERSION, RunStore
 from charter.runs.usage import stored_usage
 from charter.testing.loopback import LoopbackServer

@@ -9,8 +9,8 @@ import pytest
 
 from charter.cli import main
 from charter.errors import ConfigError
+from charter.pipeline.api import run_sync
 from charter.pipeline.config import load_run_config
-from charter.pipeline.launch import run_sync
 from charter.providers.scripted import register_script
 from charter.runs.files import RunFiles
 from charter.testing.judges import shown_responses

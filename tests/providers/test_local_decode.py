@@ -22,16 +22,17 @@ from charter.errors import CharterError  # noqa: E402
 from charter.providers import (  # noqa: E402
     local,
     local_decode,
-    local_products,
-    local_rotary,
-    threads,  # noqa: E402
+    local_kernels,
 )
 from charter.providers.base import SamplingParams  # noqa: E402
 from charter.providers.local import LocalModel  # noqa: E402
 from charter.providers.local_decode import _branch_points, supports  # noqa: E402
+from charter.providers.local_kernels import (  # noqa: E402
+    Rotation,  # noqa: E402
+    packing,
+    packing_is_exact,
+)
 from charter.providers.local_kv import MIN_ROW_REUSE, PrefixCache, PrefixKV  # noqa: E402
-from charter.providers.local_products import packing, packing_is_exact  # noqa: E402
-from charter.providers.local_rotary import Rotation  # noqa: E402
 from charter.providers.local_weights import folder_is_readable  # noqa: E402
 from charter.records import Message  # noqa: E402
 
@@ -231,7 +232,7 @@ def test_bfloat16_weights_reordered_once_give_the_same_tokens_and_probabilities(
     packed.load()
     assert all(f.qkv.packed is not None and f.down.packed is not None for f in packed._decoder.fused)
     assert packed._decoder.head.packed is not None
-    monkeypatch.setattr("charter.providers.local_products.packing_is_exact", lambda dtype, device: False)
+    monkeypatch.setattr("charter.providers.local_kernels.packing_is_exact", lambda dtype, device: False)
     plain = LocalModel(str(folder), batch_size=4, device="cpu", dtype="bfloat16", engine="charter")
     plain.load()
     assert plain._decoder.head.packed is None
@@ -537,9 +538,9 @@ def test_bad_options_are_one_line_errors(llama_dir: Path, options: dict, message
 @pytest.fixture
 def products_checked_afresh(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """torch's packed products checked again in the test and after it (after `monkeypatch` restores them)."""
-    local_products._checked_products.cache_clear()
+    local_kernels._checked_products.cache_clear()
     yield
-    local_products._checked_products.cache_clear()
+    local_kernels._checked_products.cache_clear()
 
 
 def break_packed_products(monkeypatch: pytest.MonkeyPatch, breakage: str) -> None:
@@ -614,7 +615,7 @@ def test_without_torchs_packed_products_bfloat16_gives_the_packed_bits(
     packed.load()
     assert packed._decoder.head.packed is not None
     break_packed_products(monkeypatch, "absent")
-    local_products._checked_products.cache_clear()
+    local_kernels._checked_products.cache_clear()
     with caplog.at_level(logging.WARNING, logger="charter"):
         plain = LocalModel(str(llama_dir), batch_size=4, device="cpu", dtype="bfloat16")
         plain.load()
@@ -668,17 +669,17 @@ def test_the_rotary_parts_of_a_transformers_model_are_checked_before_use(
     from transformers.models.llama.modeling_llama import apply_rotary_pos_emb
 
     model = transformers.AutoModelForCausalLM.from_pretrained(llama_dir)
-    rotary, helper = local_rotary.transformers_rotary(model)
+    rotary, helper = local_kernels.transformers_rotary(model)
     assert helper is apply_rotary_pos_emb
     cos, sin = rotary(torch.zeros(2, 4, 48), torch.arange(4).expand(2, -1))
     assert cos.shape == sin.shape == (2, 4, 12)
-    assert local_rotary._helper_problem(None, torch.float32, "cpu") == "is missing"
-    shapes = local_rotary._helper_problem(lambda q, k, cos, sin: (q, k[..., :4]), torch.float32, "cpu")
+    assert local_kernels._helper_problem(None, torch.float32, "cpu") == "is missing"
+    shapes = local_kernels._helper_problem(lambda q, k, cos, sin: (q, k[..., :4]), torch.float32, "cpu")
     assert shapes is not None and shapes.startswith("gives q and k as")
-    assert local_rotary._helper_problem(lambda q, k, cos, sin: q, torch.float32, "cpu") == "gives Tensor, not q and k"
+    assert local_kernels._helper_problem(lambda q, k, cos, sin: q, torch.float32, "cpu") == "gives Tensor, not q and k"
     monkeypatch.setattr(model.model.rotary_emb, "forward", lambda x: (x, x))  # takes no `position_ids`
-    with pytest.raises(local_rotary.DecoderUnavailable, match=r"LlamaModel\.rotary_emb fails: TypeError"):
-        local_rotary.transformers_rotary(model)
+    with pytest.raises(local_kernels.DecoderUnavailable, match=r"LlamaModel\.rotary_emb fails: TypeError"):
+        local_kernels.transformers_rotary(model)
 
 
 # --------------------------------------------------------------------------- threads
@@ -686,26 +687,26 @@ def test_the_rotary_parts_of_a_transformers_model_are_checked_before_use(
 
 def test_cgroup_quota_is_read_from_v2_and_v1(tmp_path: Path) -> None:
     (tmp_path / "cpu.max").write_text("150000 100000\n")
-    assert threads.cgroup_cpu_quota(tmp_path) == 1.5
+    assert local.cgroup_cpu_quota(tmp_path) == 1.5
     (tmp_path / "cpu.max").write_text("max 100000\n")
-    assert threads.cgroup_cpu_quota(tmp_path) is None
+    assert local.cgroup_cpu_quota(tmp_path) is None
     (tmp_path / "cpu.max").unlink()
     (tmp_path / "cpu").mkdir()
     (tmp_path / "cpu" / "cpu.cfs_quota_us").write_text("300000")
     (tmp_path / "cpu" / "cpu.cfs_period_us").write_text("100000")
-    assert threads.cgroup_cpu_quota(tmp_path) == 3.0
+    assert local.cgroup_cpu_quota(tmp_path) == 3.0
     (tmp_path / "cpu" / "cpu.cfs_quota_us").write_text("-1")
-    assert threads.cgroup_cpu_quota(tmp_path) is None
+    assert local.cgroup_cpu_quota(tmp_path) is None
 
 
 def test_available_cpus_is_affinity_capped_by_quota(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(threads, "allowed_cpus", lambda: [0, 1, 2, 3])
-    monkeypatch.setattr(threads, "cgroup_cpu_quota", lambda: None)
-    assert threads.available_cpus() == 4
-    monkeypatch.setattr(threads, "cgroup_cpu_quota", lambda: 2.5)
-    assert threads.available_cpus() == 2
-    monkeypatch.setattr(threads, "cgroup_cpu_quota", lambda: 0.5)
-    assert threads.available_cpus() == 1
+    monkeypatch.setattr(local, "allowed_cpus", lambda: [0, 1, 2, 3])
+    monkeypatch.setattr(local, "cgroup_cpu_quota", lambda: None)
+    assert local.available_cpus() == 4
+    monkeypatch.setattr(local, "cgroup_cpu_quota", lambda: 2.5)
+    assert local.available_cpus() == 2
+    monkeypatch.setattr(local, "cgroup_cpu_quota", lambda: 0.5)
+    assert local.available_cpus() == 1
 
 
 class Clock:
@@ -715,9 +716,9 @@ class Clock:
         self.wall = self.own = self.busy = 0.0
 
     def install(self, monkeypatch: pytest.MonkeyPatch) -> None:
-        monkeypatch.setattr(threads.time, "monotonic", lambda: self.wall)
-        monkeypatch.setattr(threads.time, "process_time", lambda: self.own)
-        monkeypatch.setattr(threads, "_busy_seconds", lambda cpus: self.busy)
+        monkeypatch.setattr(local.time, "monotonic", lambda: self.wall)
+        monkeypatch.setattr(local.time, "process_time", lambda: self.own)
+        monkeypatch.setattr(local, "_busy_seconds", lambda cpus: self.busy)
 
     def tick(self, seconds: float, own_cores: float, other_cores: float) -> None:
         self.wall += seconds
@@ -731,10 +732,10 @@ def machine(monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[[int], Clock]]
     thread count restored after."""
     previous = torch.get_num_threads()
     monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
-    monkeypatch.setattr(threads, "cgroup_cpu_quota", lambda: None)
+    monkeypatch.setattr(local, "cgroup_cpu_quota", lambda: None)
 
     def make(cores: int) -> Clock:
-        monkeypatch.setattr(threads, "allowed_cpus", lambda: list(range(cores)))
+        monkeypatch.setattr(local, "allowed_cpus", lambda: list(range(cores)))
         clock = Clock()
         clock.install(monkeypatch)
         return clock
@@ -745,7 +746,7 @@ def machine(monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[[int], Clock]]
 
 def test_auto_threads_leave_the_cores_other_processes_keep_busy(machine: Callable[[int], Clock]) -> None:
     clock = machine(4)
-    governor = threads.ThreadGovernor("auto")
+    governor = local.ThreadGovernor("auto")
     assert governor.threads == 4 and torch.get_num_threads() == 4
     clock.tick(0.05, own_cores=1, other_cores=3)  # too short a window even for the first decision
     assert governor.adjust() == 4
@@ -814,7 +815,7 @@ def test_every_thread_that_runs_a_batch_gets_the_governors_count(machine: Callab
     from concurrent.futures import ThreadPoolExecutor
 
     clock = machine(2)
-    governor = threads.ThreadGovernor("auto")
+    governor = local.ThreadGovernor("auto")
 
     def batch() -> int:  # what a batch on a worker thread does first (`LocalModel._pace`), then its work
         governor.adjust()
@@ -834,11 +835,11 @@ def test_a_fixed_thread_count_or_omp_num_threads_is_kept(monkeypatch: pytest.Mon
     clock.install(monkeypatch)
     try:
         monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
-        fixed = threads.ThreadGovernor(1)
+        fixed = local.ThreadGovernor(1)
         clock.tick(2.0, own_cores=1, other_cores=0)
         assert fixed.adjust() == 1 and torch.get_num_threads() == 1
         monkeypatch.setenv("OMP_NUM_THREADS", "1")
-        governed = threads.ThreadGovernor("auto")
+        governed = local.ThreadGovernor("auto")
         clock.tick(2.0, own_cores=0, other_cores=0)
         assert governed.adjust() == 1
     finally:

@@ -5,7 +5,7 @@ import pytest
 from transformers import TrainerCallback
 
 from charter.errors import DatasetError, TrainingError
-from charter.reward_model.evaluate import RewardScorer
+from charter.reward_model.scorer import RewardScorer
 from charter.reward_model.train import train_reward_model
 from charter.training import data
 from tests.support.tiny_models import preference_rows, tiny_llama, write_jsonl

@@ -3,7 +3,7 @@ the server's own invoice, a test oracle that checks both that the cost charter r
 forecast made before a run comes near it. It lives with the tests, not in the package it checks.
 
 This module is written apart from charter: it imports nothing of it, and in particular nothing of the forecast's
-cache model (`charter.pipeline.forecast_cache`) or its token counts. It tokenizes and caches its own way:
+cache model (`charter.pipeline.forecast.tokens`) or its token counts. It tokenizes and caches its own way:
 
 - Tokens (`tokenize`): a GPT-style pre-tokenizer (a word with the space before it, up to 3 digits, a run of
   punctuation, a run of spaces), with a word longer than 8 characters cut into pieces of 6, as a byte-pair

@@ -15,8 +15,8 @@ from charter.constitutions import load_constitution
 from charter.errors import QuotaShortfall
 from charter.prompts import PromptsConfig, load_prompts
 from charter.providers.scripted import ScriptedModel, register_script
+from charter.runs.counts import stage_states
 from charter.runs.items import stored_prompts
-from charter.runs.stages import stage_states
 from charter.runs.usage import stored_usage
 from charter.synth.api import synthesize
 from charter.synth.config import SynthConfig, SynthFilters
@@ -213,8 +213,8 @@ def test_charter_synth_command_with_minilm(tmp_path, capsys) -> None:
 
 
 def test_a_run_with_a_synth_stage(make_config, tmp_path) -> None:
+    from charter.pipeline.api import run_sync
     from charter.pipeline.config import load_run_config
-    from charter.pipeline.launch import run_sync
     from charter.runs.store import open_store
 
     synth = {

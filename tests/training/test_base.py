@@ -13,12 +13,10 @@ from charter.reward_model.config import RewardModelConfig
 from charter.reward_model.train import output_dir_for as reward_output_dir
 from charter.runs.store import STORE_FILE
 from charter.training.args import build_trl_config, checkpointing_args, device_defaults, offline_args
-from charter.training.card import base_model, render_card
 from charter.training.config import LoraSettings
-from charter.training.lora import peft_config
-from charter.training.output import output_folder
+from charter.training.models import peft_config
+from charter.training.output import base_model, output_folder, render_card, training_summary
 from charter.training.parallel import barrier, sum_over_processes
-from charter.training.summary import training_summary
 
 
 def test_offline_trainers_start_from_the_same_trl_arguments(tmp_path: Path) -> None:

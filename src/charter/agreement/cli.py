@@ -36,21 +36,7 @@ class AgreementGroup(DefaultCommandGroup):
     default_command = "report"
 
 
-label_app = typer.Typer(
-    cls=LabelGroup, no_args_is_help=True, help="Label the spot-check sample (web page or --tui); export/import labels."
-)
-agreement_app = typer.Typer(
-    cls=AgreementGroup,
-    no_args_is_help=True,
-    help="Judge/human agreement of a run (charter agreement RUN_DIR), or of a labeled pair file (eval).",
-)
 FORMAT_HELP = "argilla, labelstudio or csv."
-
-
-def register(app: typer.Typer) -> None:
-    app.command("spotcheck")(spotcheck_command)
-    app.add_typer(label_app, name="label")
-    app.add_typer(agreement_app, name="agreement")
 
 
 def _default_annotator() -> str:
@@ -91,7 +77,6 @@ def spotcheck_command(
     console.print(f"next: charter label {run_dir}")
 
 
-@label_app.command("serve")
 def label_serve(
     run_dir: Path = typer.Argument(..., help="A run directory with a spot-check sample."),
     annotator: str = typer.Option(None, "--annotator", help="Your name (default: your login name)."),
@@ -141,7 +126,6 @@ def _label_tui(run_dir: Path, annotator: str) -> None:
     typer.echo(f"{progress['done']} / {progress['total']} labeled by {annotator}")
 
 
-@label_app.command("export")
 def label_export(
     run_dir: Path = typer.Argument(..., help="A run directory with a spot-check sample."),
     fmt: str = typer.Option(..., "--format", "-f", help=FORMAT_HELP),
@@ -156,7 +140,6 @@ def label_export(
         typer.echo("Label Studio labeling config:\n" + LABEL_STUDIO_CONFIG)
 
 
-@label_app.command("import")
 def label_import(
     run_dir: Path = typer.Argument(..., help="A run directory with a spot-check sample."),
     file: Path = typer.Argument(..., help="File to read."),
@@ -172,7 +155,6 @@ def label_import(
     )
 
 
-@agreement_app.command("report")
 def agreement_report_command(
     run_dir: Path = typer.Argument(..., help="A run directory with human labels."),
     calibration: str | None = typer.Option(
@@ -242,7 +224,6 @@ def agreement_report_command(
         console.print(f"{run_dir} is read-only: the figures are shown, not stored (no report file, no calibration)")
 
 
-@agreement_app.command("eval")
 def agreement_eval_command(
     pairs: Path = typer.Option(..., "--pairs", help="JSONL with prompt, chosen (human-preferred), rejected."),
     judge: list[str] = typer.Option(

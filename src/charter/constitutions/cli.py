@@ -15,24 +15,11 @@ from charter.constitutions.markdown import read_markdown_spec, write_spec_pairs
 from charter.constitutions.schema import Constitution, FewShotExample, Principle
 from charter.errors import ConstitutionError
 
-constitutions_app = typer.Typer(
-    name="constitutions",
-    help="List, show, validate and import constitutions; infer one from labelled pairs (`infer`) and test which "
-    "principles the judge uses (`test`).",
-    no_args_is_help=True,
-)
-
-
-def register(app: typer.Typer) -> None:
-    """Add the `constitutions` commands to the `charter` app."""
-    app.add_typer(constitutions_app, name="constitutions")
-
 
 def _console() -> Console:
     return Console(highlight=False)
 
 
-@constitutions_app.command("list")
 def list_constitutions() -> None:
     """List the bundled constitutions."""
     table = Table(title="Bundled constitutions")
@@ -60,7 +47,6 @@ def _shorten(text: str, limit: int = 90) -> str:
     return text[:limit].rsplit(" ", 1)[0].rstrip(",;:(") + "…"
 
 
-@constitutions_app.command()
 def show(
     source: str = typer.Argument(..., metavar="NAME_OR_FILE", help="A bundled name or a YAML file."),
     examples: bool = typer.Option(False, "--examples", help="Also print the few-shot examples in full."),
@@ -130,7 +116,6 @@ def _print_example(console: Console, example: FewShotExample) -> None:
     console.print()
 
 
-@constitutions_app.command()
 def validate(
     file: Path = typer.Argument(..., help="A constitution YAML file."),
 ) -> None:
@@ -144,7 +129,6 @@ def validate(
     )
 
 
-@constitutions_app.command("import")
 def import_constitution(
     file: Path = typer.Argument(..., help="A Hugging Face CAI recipe JSON file, or a Markdown spec (--from markdown)."),
     output: Path = typer.Option(..., "--output", "-o", help="Where to write the constitution YAML."),

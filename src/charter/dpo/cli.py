@@ -6,11 +6,7 @@ from pathlib import Path
 
 import typer
 
-from charter.reward_model.cli import policy_saved, run_trainer, train_group
-
-
-def register(app: typer.Typer) -> None:
-    train_group(app).command("dpo")(dpo)
+from charter.reward_model.cli import policy_saved, run_trainer
 
 
 def dpo(

@@ -8,8 +8,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
+from charter.training.args import checked_trl_fields, dpo_config
 from charter.training.config import LoraSettings, TrainingData, WinRateEvalConfig
-from charter.training.trl_fields import checked_trl_fields, dpo_config
 from charter.yamlio import LocatedValueError
 
 #: The loss types that read label_smoothing (sigmoid as conservative DPO, through charter's soft-label trainer).

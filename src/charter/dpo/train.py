@@ -12,15 +12,11 @@ from charter.errors import DatasetError, TrainingError
 from charter.evals.callback import DEFAULT_CACHE, callback_for, evaluations
 from charter.evals.during import WinRateEval, evaluation_lines
 from charter.training import data
-from charter.training.args import build_trl_config, device_defaults, offline_args
-from charter.training.card import render_card
-from charter.training.lora import peft_config
-from charter.training.models import load_policy, pick_device, short_error
-from charter.training.output import output_folder
+from charter.training.args import build_trl_config, device_defaults, dpo_config, offline_args
+from charter.training.models import load_policy, peft_config, pick_device, short_error
+from charter.training.output import TrainingSummary, output_folder, render_card, training_summary
 from charter.training.parallel import PREPARED, finish_shared_datasets, shared_datasets
 from charter.training.run import PairsRun
-from charter.training.summary import TrainingSummary, training_summary
-from charter.training.trl_fields import dpo_config
 
 KEPT_METRICS = (
     "loss",

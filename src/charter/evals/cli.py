@@ -1,4 +1,4 @@
-"""`charter eval winrate ...`."""
+"""`charter eval winrate`, `arena` and `rm`."""
 
 from __future__ import annotations
 
@@ -7,16 +7,6 @@ from pathlib import Path
 import typer
 
 from charter.judge.modes import DEFAULT_MODE
-
-eval_app = typer.Typer(help="Evaluate trained models.", no_args_is_help=True)
-
-
-def register(app: typer.Typer) -> None:
-    eval_app.command("winrate")(winrate)
-    eval_app.command("arena")(arena)
-    eval_app.command("rm")(rm)
-    if not any(info.name == "eval" for info in app.registered_groups):
-        app.add_typer(eval_app, name="eval")
 
 
 def winrate(

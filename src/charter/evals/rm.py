@@ -224,7 +224,7 @@ def score_reward_model(model: str, rows: Sequence[dict[str, Any]], max_length: i
         TrainingError: `model` is not a sequence-classification reward model.
         DatasetError: No rows, or a row lacks prompt, chosen or rejected.
     """
-    from charter.reward_model.evaluate import RewardScorer
+    from charter.reward_model.scorer import RewardScorer
     from charter.training import data
 
     scorer = RewardScorer.load(model, max_length=max_length)

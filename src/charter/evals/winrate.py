@@ -421,7 +421,7 @@ def reward_scores(path: Path, prompts: list, candidate: list[str], base: list[st
     Raises:
         TrainingError: `path` is not a reward model folder.
     """
-    from charter.reward_model.evaluate import RewardScorer
+    from charter.reward_model.scorer import RewardScorer
 
     scorer = RewardScorer.load(path)
     cand = scorer.score([p + [{"role": "assistant", "content": a}] for p, a in zip(prompts, candidate)])

@@ -1,1 +1,1 @@
-"""Publishing to the Hugging Face Hub: the export folder, the dataset card, provenance, loading back, mixing."""
+"""Publishing to the Hugging Face Hub: the export folder, the dataset card, provenance, loading back."""

@@ -14,7 +14,7 @@ from charter.providers.cache import DEFAULT_CACHE
 from charter.providers.options import CacheOption
 
 if TYPE_CHECKING:
-    from charter.lab.learning import LabReport
+    from charter.lab.learner import LabReport
 
 
 # The options two or three of the lab's commands share; each command gives its own default.
@@ -36,16 +36,6 @@ StructuredOutputOption = Annotated[
         help="Ask API models for structured output (a JSON Schema); off for a server that rejects it.",
     ),
 ]
-
-
-def register(app: typer.Typer) -> None:
-    """Add `infer`, `test`, `learn-rubrics` and `rubric` to the `charter constitutions` commands."""
-    from charter.constitutions.cli import constitutions_app
-
-    constitutions_app.command("infer")(infer_command)
-    constitutions_app.command("test")(test_command)
-    constitutions_app.command("learn-rubrics")(learn_rubrics_command)
-    constitutions_app.command("rubric")(rubric_command)
 
 
 def _print_written(report: LabReport[Any], output: Path) -> None:

@@ -31,7 +31,7 @@ from charter.constitutions.schema import Constitution, Principle
 from charter.errors import ArgumentError, FatalProviderError, NoSignal, ProviderError
 from charter.judge.settings import JudgeSettings
 from charter.judge_prompt import COMPARISON_TAGS, fence, nonce_of
-from charter.lab.learning import Estimate, LabReport, Learned, LearnOptions, Tally, agreement_table, estimate_text
+from charter.lab.learner import Estimate, LabReport, Learned, LearnOptions, Tally, agreement_table, estimate_text
 from charter.lab.votes import (
     FOR_A,
     LabelledPair,

@@ -37,7 +37,7 @@ from charter.checklist import Checklist, ChecklistItem, ItemVerdict, preference,
 from charter.checklist.check import check_response
 from charter.constitutions.schema import CATEGORY_WEIGHTS, DEFAULT_GATE_CAP
 from charter.lab.infer import PROPOSE_HEAD, deduplicate, propose_each, request_for, screen
-from charter.lab.learning import Estimate
+from charter.lab.learner import Estimate
 from charter.lab.votes import LabelledPair, slug
 from charter.providers.base import ChatModel, SamplingParams
 from charter.records import Message

@@ -7,10 +7,6 @@ from pathlib import Path
 import typer
 
 
-def register(app: typer.Typer) -> None:
-    app.command("iterate")(iterate_command)
-
-
 def iterate_command(
     config: Path = typer.Argument(..., help="Loop config YAML (a base run config, rounds, strategies, ...)."),
     set_: list[str] | None = typer.Option(None, "--set", help="Override a loop config key: key.sub=value."),

@@ -48,7 +48,7 @@ def mix_counts(n_synthetic: int, n_real: int, share: float, where: str) -> tuple
 def mixed_rows(config: LoopConfig, rows: list[dict[str, Any]], round_index: int, where: str) -> list[dict[str, Any]]:
     """The round's training rows: `rows` (synthetic) with the real rows mixed in at the round's real share, shuffled
     (seeded by the loop's seed and the round); every row carries `synthetic` and `label_source`."""
-    from charter.hub.mix import charter_row, mix, rows_of
+    from charter.mixing.mix import charter_row, mix, rows_of
 
     share = real_share(config, round_index)
     if config.human is None or share == 0:
@@ -94,7 +94,7 @@ def data_diversity(rows: list[dict[str, Any]], seed: int) -> dict[str, Any]:
 
 def real_texts(config: LoopConfig, n: int) -> list[str]:
     """A seeded sample of `n` of the real rows' chosen responses (their last message), the monitor's reference."""
-    from charter.hub.mix import rows_of
+    from charter.mixing.mix import rows_of
     from charter.preference.diverse import field_text
     from charter.stats.diversity import Sampler
 

@@ -147,7 +147,7 @@ class Loop:
 
     # -- the steps ----------------------------------------------------------------------------------------
     def step_run(self, strategy: str, r: int) -> dict[str, Any]:
-        from charter.pipeline.launch import run_sync
+        from charter.pipeline.api import run_sync
 
         base = self.base_run
         policy = self.policy(strategy, r)

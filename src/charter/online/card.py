@@ -8,7 +8,7 @@ from charter._version import __version__
 from charter.evals.during import evaluation_lines
 from charter.online.config import OnlineConfig
 from charter.online.metrics import OnlineMetrics
-from charter.training.card import base_model
+from charter.training.output import base_model
 
 SCORINGS = {
     "score": "the rubric score of each completion (judge mode score), normalised to 0..1, mean over the principles",

@@ -6,15 +6,7 @@ from pathlib import Path
 
 import typer
 
-from charter.reward_model.cli import policy_saved, run_trainer, train_group
-
-
-def register(app: typer.Typer) -> None:
-    group = train_group(app)
-    group.command("grpo")(grpo)
-    group.command("rloo")(rloo)
-    group.command("online-dpo")(online_dpo)
-
+from charter.reward_model.cli import policy_saved, run_trainer
 
 CONFIG_HELP = "YAML file with the online-training settings (charter.online.config)."
 SET_HELP = "Override a key: --set trl.max_steps=30."

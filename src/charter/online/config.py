@@ -13,8 +13,8 @@ from charter.prompts import PromptsConfig
 from charter.providers.cache import DEFAULT_CACHE
 from charter.providers.config import RoleConfig, check_cap_prices, check_price_keys
 from charter.providers.usage import Budget, Price
+from charter.training.args import checked_trl_fields, grpo_config, online_dpo_config, rloo_config
 from charter.training.config import LoraSettings, WinRateEvalConfig
-from charter.training.trl_fields import checked_trl_fields, grpo_config, online_dpo_config, rloo_config
 from charter.yamlio import ConfigModel, LocatedValueError
 
 #: The online trainers charter drives: TRL's GRPOTrainer and RLOOTrainer.

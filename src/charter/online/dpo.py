@@ -30,11 +30,9 @@ from charter.online.train import (
 )
 from charter.runs.rewards import StepPairs, pair_steps
 from charter.runs.store import RunStore
-from charter.training.args import build_trl_config, cpu_args, online_args
-from charter.training.lora import peft_config
-from charter.training.models import load_policy, pick_device, short_error
+from charter.training.args import build_trl_config, cpu_args, online_args, online_dpo_config
+from charter.training.models import load_policy, peft_config, pick_device, short_error
 from charter.training.parallel import parallel_settings, sum_each_over_processes
-from charter.training.trl_fields import online_dpo_config
 
 #: What the trainer logs each step: pairs trained on and masked by reason (all processes together), whether the
 #: optimizer step was skipped (1: every pair masked), the policy's KL to the reference, the implicit reward margin of
@@ -74,7 +72,7 @@ def reward_model_vote(config: OnlineDPOConfig) -> RewardModelVote | None:
     """The configured reward model, loaded (a one-line `TrainingError` for one that is none), or None."""
     if not config.reward_model:
         return None
-    from charter.reward_model.evaluate import RewardScorer
+    from charter.reward_model.scorer import RewardScorer
 
     folder = Path(config.reward_model).expanduser()
     scorer = RewardScorer.load(folder if folder.exists() else config.reward_model)

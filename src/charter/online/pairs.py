@@ -63,7 +63,7 @@ class RewardModelVote:
     probability of its two scores, sigmoid(r_first - r_second), pooled with the judge's P by weight."""
 
     scorer: Any
-    """A `charter.reward_model.evaluate.RewardScorer`."""
+    """A `charter.reward_model.scorer.RewardScorer`."""
     source: str
     """The reward model's folder or Hub id (in the fingerprint and, without the judge, as the records' model)."""
     weight: float

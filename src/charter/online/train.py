@@ -24,24 +24,23 @@ from charter.prompts import PromptsConfig, load_prompts
 from charter.providers import get_model
 from charter.providers.usage import Budget
 from charter.records import Prompt, as_dicts
-from charter.runs.items import stored_prompts
-from charter.runs.merge import merge_rewards
+from charter.runs.counts import usage_totals
+from charter.runs.items import merge_rewards, stored_prompts
 from charter.runs.rewards import per_step, supersede_from
 from charter.runs.store import STORE_FILE, RunStore
-from charter.runs.tallies import usage_totals
 from charter.runs.usage import stored_usage
 from charter.training.args import (
     build_trl_config,
     checkpoint_step,
     cpu_args,
+    grpo_config,
     online_args,
+    rloo_config,
 )
-from charter.training.lora import peft_config
-from charter.training.models import load_policy, pick_device, short_error
+from charter.training.models import load_policy, peft_config, pick_device, short_error
+from charter.training.output import progress
 from charter.training.parallel import barrier, parallel_settings, sum_over_processes
 from charter.training.run import TrainingRun
-from charter.training.summary import progress
-from charter.training.trl_fields import grpo_config, rloo_config
 from charter.verify import check, verifier_name
 
 C = TypeVar("C", bound=OnlineBase)
@@ -138,7 +137,7 @@ def verifiable_reward(verify: VerifiableReward) -> Any:
 def distilled_reward(source: str) -> Any:
     """A sequence-classification reward model for TRL's `reward_funcs` (TRL scores prompt + completion with it):
     a folder or a Hub id, loaded here so that one that is none is a one-line `TrainingError` before training."""
-    from charter.reward_model.evaluate import RewardScorer
+    from charter.reward_model.scorer import RewardScorer
 
     return RewardScorer.load(source, device="cpu").model
 
@@ -320,7 +319,7 @@ class OnlineRun(TrainingRun[C, R]):
 
     def write(self, metrics: R) -> None:
         super().write(metrics)
-        from charter.pipeline.report import write_report
+        from charter.pipeline.report.write import write_report
 
         write_report(self.out)  # report/report.md and .html: per step, usage, failures, the win rate judged in training
 

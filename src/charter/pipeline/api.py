@@ -2,6 +2,10 @@
 
 Stages take and return records (charter.records): `critique_chains` gives Chains, `judge_pairs` takes
 Pairs (or `{prompt, a, b}` dicts) and gives Judgments, `build_preferences` gives PreferenceRows.
+
+Starting a run: the runner with the executor its config's `execution.engine` asks for, and the synchronous `run_sync`
+that lets Ctrl-C and SIGTERM stop it cleanly (charter.interrupt). A run's provider batches: list them, cancel them
+(`charter batches list|cancel RUN_DIR`).
 """
 
 from __future__ import annotations
@@ -18,23 +22,27 @@ from charter.concurrency import bounded_map
 from charter.constitutions import Constitution, load_constitution
 from charter.critique.chain import chain_fingerprint, run_chain
 from charter.critique.config import CritiqueConfig
-from charter.errors import ArgumentError, DatasetError
+from charter.errors import ArgumentError, ConfigError, DatasetError
+from charter.interrupt import StopRequest
 from charter.judge.pairwise import judge_many, judgments_by_pair
 from charter.judge.settings import JudgeSettings
 from charter.pipeline.config import RunConfig, load_run_config
-from charter.pipeline.forecast import Forecast, run_forecast
-from charter.pipeline.launch import run_sync
+from charter.pipeline.executors import Executor, LocalExecutor
+from charter.pipeline.forecast.estimate import Forecast, run_forecast
 from charter.pipeline.prompts import prompt_id
-from charter.pipeline.run import RunResult, check_config, checked_prompts
+from charter.pipeline.run import Runner, RunResult, check_config, checked_prompts
+from charter.pipeline.shards import RayExecutor
 from charter.preference.config import FiltersConfig
 from charter.preference.dataset import now_iso
 from charter.preference.rows import preference_row
 from charter.preference.selection import apply_filters
 from charter.providers import ChatModel, ManagedModel, SamplingParams, get_model
+from charter.providers.batch import cancel_batches
 from charter.providers.config import DEFAULT_MODEL
 from charter.records import Chain, Judgment, Message, Pair, PreferenceRow, Provenance, fingerprint
 from charter.records.base import as_messages
-from charter.runs.store import STORE_FILE
+from charter.runs.batches import BatchState, set_batch_state, stored_batches
+from charter.runs.store import STORE_FILE, open_store
 from charter.yamlio import dotted
 
 
@@ -389,3 +397,74 @@ def build_preferences(
     ]
     kept, counts = apply_filters(rows, filters, strategy)
     return kept, cast(PreferenceCounts, counts)
+
+
+def executor_for(config: RunConfig) -> Executor:
+    """Where the run's per-prompt work runs: this process, or Ray shards."""
+    return RayExecutor() if config.execution.engine == "ray" else LocalExecutor()
+
+
+def runner_for(config: RunConfig, config_source: str | None = None) -> Runner:
+    """The runner of a run config, with its executor."""
+    return Runner(config, config_source, executor_for(config))
+
+
+def run_sync(config: RunConfig, config_source: str | None = None) -> RunResult:
+    """Run (or resume) a whole run, synchronously. From the main thread, Ctrl-C and SIGTERM stop it cleanly while it
+    runs (`Interrupted`, exit 130 or 143; see charter.interrupt); the handlers before are put back after."""
+    runner = runner_for(config, config_source)
+    stop = StopRequest(config.stop_grace_s)
+    with stop.signals():
+        return asyncio.run(runner.arun(stop))
+
+
+def run_batches(run_dir: str | Path, open_only: bool = False) -> list[BatchState]:
+    """The batches a run submitted, oldest first (open: not yet ended at the provider, as last seen)."""
+    store = open_store(run_dir)
+    try:
+        return stored_batches(store, open_only=open_only)
+    finally:
+        store.close()
+
+
+def open_batches_note(run_dir: str | Path) -> str | None:
+    """What to tell a user who interrupts a run with batches still running at the provider, if it has any."""
+    try:
+        count = len(run_batches(run_dir, open_only=True))
+    except Exception:  # noqa: BLE001 - no store yet: nothing was submitted
+        return None
+    if not count:
+        return None
+    return (
+        f"{count} provider batch{'es' if count > 1 else ''} still running; the same command collects "
+        f"{'them' if count > 1 else 'it'} (nothing is submitted twice); `charter batches cancel {run_dir}` "
+        "cancels them"
+    )
+
+
+def cancel_run_batches(run_dir: str | Path) -> dict[str, str]:
+    """Cancel a run's open batches at their providers; returns each batch's state after the request."""
+    store = open_store(run_dir)
+    try:
+        config = RunConfig.model_validate(store.run_config())
+        pending = stored_batches(store, open_only=True)
+        by_model: dict[str, list[str]] = {}
+        for batch in pending:
+            by_model.setdefault(batch["model"], []).append(batch["batch_id"])
+        states: dict[str, str] = {}
+        for model_id, ids in by_model.items():
+            states.update(asyncio.run(cancel_batches(_backend(config, model_id), ids)))
+        for batch_id, state in states.items():
+            set_batch_state(store, batch_id, state)
+        return states
+    finally:
+        store.close()
+
+
+def _backend(config: RunConfig, model_id: str) -> Any:
+    """The backend of the run's role that uses this model (its key, base URL and limits)."""
+    for role in config.model_roles:
+        backend = role.backend()
+        if backend.model_id == model_id:
+            return backend
+    raise ConfigError(f"no role of the run's config uses {model_id}; cannot cancel its batches")

@@ -1,4 +1,4 @@
-"""`charter run`, `charter status`, `charter config schema` and `charter judge audit`."""
+"""`charter run`, `status`, `config schema`, `judge audit`, `cache info|claim` and `batches list|cancel`."""
 
 from __future__ import annotations
 
@@ -13,33 +13,6 @@ from charter.providers.options import ApiKeyEnv, CacheOption
 
 if TYPE_CHECKING:
     from charter.pipeline.config import RunConfig
-
-config_app = typer.Typer(help="The run config: its JSON Schema, for editors and validation.", no_args_is_help=True)
-batches_app = typer.Typer(
-    help="A run's provider batches (OpenAI Batch API, Anthropic Message Batches).", no_args_is_help=True
-)
-judge_app = typer.Typer(
-    help="The judge: audit its position, length, injection and self-preference biases.", no_args_is_help=True
-)
-cache_app = typer.Typer(
-    help="The call cache: what it holds, and which endpoint answered its rows from before endpoints were recorded.",
-    no_args_is_help=True,
-)
-
-
-def register(app: typer.Typer) -> None:
-    app.command("run")(run_command)
-    app.command("status")(status_command)
-    config_app.command("schema")(schema_command)
-    app.add_typer(config_app, name="config")
-    judge_app.command("audit")(audit_command)
-    app.add_typer(judge_app, name="judge")
-    cache_app.command("info")(cache_info_command)
-    cache_app.command("claim")(cache_claim_command)
-    app.add_typer(cache_app, name="cache")
-    batches_app.command("list")(batches_list_command)
-    batches_app.command("cancel")(batches_cancel_command)
-    app.add_typer(batches_app, name="batches")
 
 
 def cache_info_command(
@@ -100,7 +73,7 @@ def batches_list_command(run_dir: Path = typer.Argument(..., help="A run directo
     """The batches a run submitted and their states as last seen."""
     import datetime
 
-    from charter.pipeline.batches import run_batches
+    from charter.pipeline.api import run_batches
 
     batches = run_batches(run_dir)
     if not batches:
@@ -112,7 +85,7 @@ def batches_list_command(run_dir: Path = typer.Argument(..., help="A run directo
 
 def batches_cancel_command(run_dir: Path = typer.Argument(..., help="A run directory.")) -> None:
     """Cancel a run's batches still running at the provider (a later run submits what they did not finish)."""
-    from charter.pipeline.batches import cancel_run_batches
+    from charter.pipeline.api import cancel_run_batches
 
     states = cancel_run_batches(run_dir)
     if not states:
@@ -147,8 +120,8 @@ def run_command(
 ) -> None:
     """Run (or resume) a pipeline from a YAML config."""
     from charter.errors import Interrupted
+    from charter.pipeline.api import run_sync
     from charter.pipeline.config import load_run_config
-    from charter.pipeline.launch import run_sync
     from charter.progress import console
 
     extra = ["execution.engine=ray", f"execution.address={ray}"] if ray else []
@@ -164,7 +137,7 @@ def run_command(
     try:
         result = run_sync(cfg, str(config))
     except (KeyboardInterrupt, Interrupted):
-        from charter.pipeline.batches import open_batches_note
+        from charter.pipeline.api import open_batches_note
 
         note = open_batches_note(cfg.run_dir())
         if note:
@@ -200,7 +173,7 @@ def _print_headline(run_dir: Path) -> None:
     `charter status` and the report put it first."""
     from rich.text import Text
 
-    from charter.pipeline.status import status
+    from charter.pipeline.status.record import status
     from charter.progress import console
 
     for sentence in status(run_dir)["headline"]:
@@ -212,9 +185,8 @@ def _dry_run(cfg: RunConfig, config: Path, as_json: bool) -> None:
     import asyncio
 
     from charter.judge.panel import panel_label
-    from charter.pipeline.forecast import run_forecast
-    from charter.pipeline.forecast_show import forecast_notes, forecast_table
-    from charter.pipeline.launch import runner_for
+    from charter.pipeline.api import runner_for
+    from charter.pipeline.forecast.estimate import forecast_notes, forecast_table, run_forecast
     from charter.progress import console
 
     runner = runner_for(cfg, str(config))
@@ -251,9 +223,8 @@ def status_command(
     ),
 ) -> None:
     """Stage progress, counts, failures, tokens and cost of a run."""
-    from charter.pipeline.status import status, trainer_folder
-    from charter.pipeline.status_json import status_json
-    from charter.pipeline.status_text import print_status, trainer_summary
+    from charter.pipeline.status.record import status, trainer_folder
+    from charter.pipeline.status.show import print_status, status_json, trainer_summary
 
     if as_json:
         typer.echo(status_json(status(run_dir)))
@@ -385,13 +356,12 @@ def _audit_own_run(
     import asyncio
 
     from charter.judge.settings import AuditConfig
-    from charter.pipeline.audit import audit_run_judge, run_judge
-    from charter.pipeline.report import write_report
+    from charter.pipeline.optional_stages import audit_run_judge, run_judge
+    from charter.pipeline.report.write import write_report
     from charter.progress import console, progress_bar
     from charter.providers import CallCache, UsageMeter, get_model
     from charter.providers.usage import Budget, Price
-    from charter.runs.files import AUDIT_MD, RunFiles
-    from charter.runs.lock import RunLock
+    from charter.runs.files import AUDIT_MD, RunFiles, RunLock
     from charter.runs.store import open_store
     from charter.runs.usage import UsageLedger
 

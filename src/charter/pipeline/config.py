@@ -27,7 +27,7 @@ from charter.providers.usage import Budget, Price
 from charter.reward_model.config import RewardModelConfig
 from charter.stats.diversity import DiversityConfig
 from charter.synth.config import SynthConfig
-from charter.training.trl_fields import dpo_config, reward_config, unchecked
+from charter.training.args import dpo_config, reward_config, unchecked
 from charter.yamlio import ConfigModel, LocatedValueError, load_model
 
 STAGES = ("synth", "critique", "judge", "reward_model", "dpo", "eval")

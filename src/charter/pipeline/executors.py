@@ -1,5 +1,5 @@
 """Where a run's per-prompt work runs: an `Executor` the run is given. `LocalExecutor` runs it in this process,
-`charter.pipeline.shards.RayExecutor` over Ray shards; `charter.pipeline.launch` picks one from the run config's
+`charter.pipeline.shards.RayExecutor` over Ray shards; `charter.pipeline.api` picks one from the run config's
 `execution.engine`."""
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ from charter.interrupt import StopRequest
 from charter.pipeline.config import RunConfig
 from charter.pipeline.work import Work, too_many_failures
 from charter.progress import Stats, progress_bar
+from charter.runs.counts import set_stage
 from charter.runs.items import count_prompts, iter_prompts
-from charter.runs.stages import set_stage
 from charter.runs.store import RunStore
 
 #: The per-prompt stages, in the order an item goes through them.

@@ -35,8 +35,7 @@ from charter.judge.panel import Panel
 from charter.pipeline.config import RoleConfig, RunConfig
 from charter.pipeline.executors import Executor, LocalExecutor, guarded_stage
 from charter.pipeline.prompts import PromptSet, load_prompts, sync_prompt_set
-from charter.pipeline.settings import check_credentials, dataset_settings, run_fingerprints
-from charter.pipeline.upgrade import upgrade_run
+from charter.pipeline.settings import check_credentials, dataset_settings, run_fingerprints, upgrade_run
 from charter.pipeline.work import Work
 from charter.preference import dataset
 from charter.preference.diversity import measure_run
@@ -48,10 +47,9 @@ from charter.providers.embeddings import Prefetch
 from charter.providers.prices import model_id_of, resolve_price
 from charter.records import Prompt
 from charter.runs.batches import StoredJournal
-from charter.runs.files import RunFiles, run_dir_errors
+from charter.runs.counts import set_stage
+from charter.runs.files import RunFiles, RunLock, holder, run_dir_errors
 from charter.runs.history import record_config
-from charter.runs.lock import RunLock, holder
-from charter.runs.stages import set_stage
 from charter.runs.store import STORE_FILE, RunStore, peek_meta
 from charter.runs.usage import UsageLedger, stored_usage
 from charter.verify import resolve, verifier_name
@@ -189,7 +187,7 @@ PREFETCH_FIELDS = 4
 
 class Runner:
     """Runs (or resumes) one run directory; `executor` runs its per-prompt work (this process by default; see
-    charter.pipeline.launch for the one a run config's `execution.engine` asks for)."""
+    charter.pipeline.api for the one a run config's `execution.engine` asks for)."""
 
     stop: StopRequest
     """How a stop (Ctrl-C, SIGTERM) reaches the run (set by `arun`)."""
@@ -203,7 +201,7 @@ class Runner:
         if self.executor.engine != config.execution.engine:
             raise ConfigError(
                 f"execution.engine: {config.execution.engine}: this runner was given the {self.executor.engine} "
-                "executor (charter.pipeline.launch.runner_for picks the right one)"
+                "executor (charter.pipeline.api.runner_for picks the right one)"
             )
         self.config = config
         self.constitution = load_constitution(config.constitution)
@@ -245,7 +243,7 @@ class Runner:
             pairs_from_file(audit.pairs)  # a missing or malformed pair file fails here, naming its line
         first_start = not (self.run_dir / STORE_FILE).exists()
         if self.synthesizing:
-            from charter.pipeline.synth import check_synth
+            from charter.pipeline.prompts import check_synth
 
             check_synth(self.config)
             return None
@@ -376,7 +374,7 @@ class Runner:
             except Interrupted as exc:  # a stop during training: no model from a training cut short
                 stop = exc
         if self.config.report:  # after training, so the win rate is in it; after a stop, for what is done
-            from charter.pipeline.report import write_report
+            from charter.pipeline.report.write import write_report
 
             with run_dir_errors(self.run_dir, "write the report"):
                 result.report = write_report(self.run_dir)[1]
@@ -389,7 +387,7 @@ class Runner:
         warning where the budget is below it."""
         if not self.forecasts:
             return
-        from charter.pipeline.forecast import run_forecast
+        from charter.pipeline.forecast.estimate import run_forecast
 
         found = await run_forecast(self.config, self.constitution, store=store)
         store.set_meta(forecast=found)
@@ -465,7 +463,7 @@ class Runner:
         """The judge audit (judge.audit): before judging on a human pair file, else after, on the run's own pairs.
         Its calls are metered (role `audit`) and count against the budget."""
         assert model is not None  # the config refuses an audit of a panel
-        from charter.pipeline.audit import audit_run_judge
+        from charter.pipeline.optional_stages import audit_run_judge
 
         async def work(progress: Any) -> tuple[str, dict]:
             task = None
@@ -491,7 +489,7 @@ class Runner:
     async def _constitution_test(self, store: RunStore, model: ManagedModel) -> CharterError | None:
         """The constitution test (judge.constitution_test), after judging, on the run's own pairs. Its calls are
         metered (role `constitution_test`) and count against the budget."""
-        from charter.pipeline.constitution_test import run_constitution_test
+        from charter.pipeline.optional_stages import run_constitution_test
 
         async def work(progress: Any) -> tuple[str, dict]:
             progress.add_task("constitution test", total=None)
@@ -505,7 +503,7 @@ class Runner:
     async def _synth(self, store: RunStore, model: ManagedModel) -> CharterError | None:
         """Prompt synthesis (the `synth` stage): the run's prompts are the seeds; the synthesized set, written to
         RUN_DIR/synth/prompts.jsonl, becomes the run's prompt set. Unchanged settings reuse the file."""
-        from charter.pipeline.synth import synth_stage
+        from charter.pipeline.prompts import synth_stage
 
         synth = self.config.synth
         assert synth is not None  # a synth stage runs only with its section
@@ -557,6 +555,6 @@ class Runner:
         )
 
     async def _training_stages(self, result: RunResult) -> None:
-        from charter.pipeline.training import run_training_stages
+        from charter.pipeline.optional_stages import run_training_stages
 
         await asyncio.to_thread(run_training_stages, self.config, result, self.stop)

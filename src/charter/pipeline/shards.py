@@ -37,9 +37,8 @@ from charter.pipeline.settings import check_credentials
 from charter.pipeline.work import Work, too_many_failures
 from charter.providers import CallCache
 from charter.records import Prompt
-from charter.runs.items import count_prompts, prompt_records, put_prompts
-from charter.runs.merge import merge_items
-from charter.runs.stages import set_stage, stage_states
+from charter.runs.counts import set_stage, stage_states
+from charter.runs.items import count_prompts, merge_items, prompt_records, put_prompts
 from charter.runs.store import STORE_FILE, RunStore
 
 log = logging.getLogger("charter.run")

@@ -25,9 +25,16 @@ from charter.preference.pairs import policy_samples, revision_pair, sample_pair,
 from charter.providers import ManagedModel
 from charter.records import Chain, Failure, Fingerprints, Pair, Prompt, Sample
 from charter.runs.failures import add_failure, failing_items, resolve_failures
-from charter.runs.items import chain_ids, judged_ids, pair_source, sampled_ids, stored_chain, stored_samples
+from charter.runs.items import (
+    BufferedWriter,
+    chain_ids,
+    judged_ids,
+    pair_source,
+    sampled_ids,
+    stored_chain,
+    stored_samples,
+)
 from charter.runs.store import RunStore
-from charter.runs.writer import BufferedWriter
 
 #: Below this many attempted items a share-type `max_failures` does not stop a run early (it still counts at
 #: the end): the first failure of a run is not yet a rate.

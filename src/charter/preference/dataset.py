@@ -18,9 +18,9 @@ from charter.preference.rows import judged_rows
 from charter.preference.selection import Selection
 from charter.preference.sft import SFTBeside, write_sft
 from charter.records import CalibrationMap
+from charter.runs.counts import unrevised_chains
 from charter.runs.files import RunFiles
 from charter.runs.store import RunStore
-from charter.runs.tallies import unrevised_chains
 
 
 def now_iso() -> str:

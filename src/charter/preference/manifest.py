@@ -17,8 +17,8 @@ from charter.judge.settings import JudgeSettings
 from charter.preference.config import FiltersConfig, PairsConfig
 from charter.providers.base import SamplingParams
 from charter.records import CalibrationMap, Fingerprints, Provenance, Record, fingerprint, fingerprint_strings
+from charter.runs.counts import active_prompt_ids, newest_items
 from charter.runs.store import RunStore
-from charter.runs.tallies import active_prompt_ids, newest_items
 
 
 class ConstitutionInfo(Record):

@@ -20,9 +20,9 @@ not plain pre-norm Llama blocks (Llama, SmolLM, Qwen2 without a sliding window, 
 go through `generate` instead (`supports`).
 
 The parts it runs live beside it, one job each: `local_kv` (the prefix and row caches, each row's buffers),
-`local_products` (the matrix products), `local_rotary` (rotary embeddings), `local_weights` (reading the weights).
+`local_kernels` (the matrix products and rotary embeddings), `local_weights` (reading the weights).
 torch's private oneDNN operators and `transformers`' rotary internals are reached through one checked accessor
-each (`local_products.packed_products`, `local_rotary.transformers_rotary`). Where one is missing or fails its
+each (`local_kernels.packed_products`, `local_kernels.transformers_rotary`). Where one is missing or fails its
 check, a warning line says so and the products run through `F.linear` (the same results as `transformers`), or the
 model runs through `transformers` alone (`DecoderUnavailable`).
 """
@@ -34,6 +34,7 @@ import math
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
+from charter.providers.local_kernels import Rotation, packing, rows_are_independent
 from charter.providers.local_kv import (
     MIN_ROW_REUSE,
     LayerKV,
@@ -45,8 +46,6 @@ from charter.providers.local_kv import (
     RowSlots,
     common_length,
 )
-from charter.providers.local_products import packing, rows_are_independent
-from charter.providers.local_rotary import Rotation
 from charter.providers.local_weights import Weights
 
 if TYPE_CHECKING:

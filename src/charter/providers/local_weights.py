@@ -9,8 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from charter.providers.local_products import Linear, packing
-from charter.providers.local_rotary import transformers_rotary
+from charter.providers.local_kernels import Linear, packing, transformers_rotary
 
 if TYPE_CHECKING:
     import torch

@@ -206,7 +206,7 @@ def _local(spec: ModelSpec, limits: Limits, api_key_env: str | None, options: di
 
 
 def _local_name(name: str) -> str | None:
-    from charter.providers.local_names import name_problem
+    from charter.providers.local_models import name_problem
 
     return name_problem(name)
 

@@ -1,4 +1,4 @@
-"""`charter train reward CONFIG.yaml`; also creates the `train` group that `charter train dpo` joins."""
+"""`charter train reward CONFIG.yaml`, and the skeleton every `charter train` command shares (`run_trainer`)."""
 
 from __future__ import annotations
 
@@ -11,22 +11,6 @@ from pydantic import BaseModel
 
 C = TypeVar("C", bound=BaseModel)
 M = TypeVar("M", bound=Any)
-
-#: The `charter train ...` group; charter.dpo.cli adds `dpo` to it, charter.online.cli `grpo`, `rloo` and `online-dpo`.
-train_app = typer.Typer(
-    help="Train models: a reward model (`reward`) and a DPO policy (`dpo`) on preference data, or a policy online "
-    "with the judge as its reward (`grpo`, `rloo`) or as the decider of its own pairs (`online-dpo`).",
-    no_args_is_help=True,
-)
-
-
-def train_group(app: typer.Typer) -> typer.Typer:
-    """The `train` group of `app`, created and attached on first use."""
-    for info in app.registered_groups:
-        if info.name == "train" and info.typer_instance is not None:
-            return info.typer_instance
-    app.add_typer(train_app, name="train")
-    return train_app
 
 
 def run_trainer(
@@ -50,10 +34,6 @@ def run_trainer(
 def policy_saved(kind: str, out: Path) -> str:
     """The line that says where a trained policy went and how to load it."""
     return f"{kind} policy saved to {out} (use it as local:{out})"
-
-
-def register(app: typer.Typer) -> None:
-    train_group(app).command("reward")(reward)
 
 
 def reward(

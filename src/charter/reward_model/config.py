@@ -7,9 +7,9 @@ from typing import Any, Literal
 
 from pydantic import Field, field_validator
 
+from charter.training.args import checked_trl_fields, reward_config
 from charter.training.config import LoraSettings, TrainingData
 from charter.training.data import MarginSource
-from charter.training.trl_fields import checked_trl_fields, reward_config
 
 
 class RewardModelConfig(TrainingData):

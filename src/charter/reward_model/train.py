@@ -10,25 +10,22 @@ from typing import Any, Literal, NotRequired, TypedDict, cast
 from charter.api_args import ConfigArg, public
 from charter.errors import TrainingError
 from charter.reward_model.config import RewardModelConfig
-from charter.reward_model.evaluate import Distribution, RewardScorer, accuracy, distribution, histogram
+from charter.reward_model.scorer import Distribution, RewardScorer, accuracy, distribution, histogram
 from charter.training import data
-from charter.training.args import build_trl_config, device_defaults, offline_args
-from charter.training.card import render_card
-from charter.training.lora import peft_config
+from charter.training.args import build_trl_config, device_defaults, offline_args, reward_config
 from charter.training.models import (
     apply_chat_template_setting,
     default_chat_template,
     ensure_pad_token,
     load_tokenizer,
+    peft_config,
     pick_device,
     resolve_model,
     short_error,
 )
-from charter.training.output import output_folder
+from charter.training.output import TrainingSummary, output_folder, render_card, training_summary
 from charter.training.parallel import PREPARED, finish_shared_datasets, shared_datasets
 from charter.training.run import PairsRun
-from charter.training.summary import TrainingSummary, training_summary
-from charter.training.trl_fields import reward_config
 
 log = logging.getLogger(__name__)
 

@@ -7,15 +7,25 @@ writer of these tables; every function takes the open store.
     samples(prompt_id, fingerprint, sample_idx, record) Sample
     pairs(pair_id, prompt_id, kind, source_fingerprint, record)   Pair (content-addressed id)
     judgments(pair_id, fingerprint, status, record)     Judgment
+
+Records are written buffered (`BufferedWriter`): they land in small transactions, flushed often and on exit. Folding one
+store into another (`merge_items`, `merge_rewards`): a shard's items into its run's store, a training rank's rewards
+into the output's reward store. Usage only grows, so each copy takes the usage rows the target has not seen.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+import sqlite3
+import time
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
 from typing import Any
 
-from charter.records import Chain, Fingerprints, Judgment, Pair, Prompt, Sample
+from charter.errors import RunStoreError
+from charter.records import Chain, Fingerprints, Judgment, Pair, Prompt, Record, Sample
 from charter.runs.store import RunStore
+from charter.storage import copy_rows
 
 #: SQL: the prompt is in the prompt set in use
 ACTIVE = "prompt_id IN (SELECT prompt_id FROM prompts WHERE active = 1)"
@@ -249,3 +259,95 @@ def judged_records(store: RunStore, fingerprints: Fingerprints, pairs: bool = Tr
     """The stored JSON of `judged_pairs`, undecoded and streamed in the same order, for passes over any number
     of them; without `pairs`, the pair's JSON is None (not read)."""
     yield from store.stream(*_judged_sql(fingerprints, "p.record, j.record" if pairs else "NULL, j.record"))
+
+
+class BufferedWriter:
+    """Collects chains, samples, pairs and judgments; flushes every `max_rows` records or `max_delay_s` seconds.
+
+    Anything not yet flushed when a process is killed is recomputed on resume from the call cache,
+    so no model call is repeated. `before_flush` runs first (the run's usage ledger and call cache): an item's
+    last call often finishes in the loop turn that stores the item, and its usage and cache rows, which wait for
+    the end of that turn, must not land after the item (a kill between would leave a paid call uncounted).
+    """
+
+    def __init__(self, store: RunStore, max_rows: int = 256, max_delay_s: float = 0.25) -> None:
+        self.store, self.max_rows, self.max_delay_s = store, max_rows, max_delay_s
+        self.buffer: dict[type, list[Record]] = defaultdict(list)
+        self.size, self.last = 0, time.monotonic()
+        self.before_flush: list[Callable[[], None]] = []
+
+    def add(self, record: Chain | Sample | Pair | Judgment) -> None:
+        self.buffer[type(record)].append(record)
+        self.size += 1
+        if self.size >= self.max_rows or time.monotonic() - self.last > self.max_delay_s:
+            self.flush()
+
+    def flush(self) -> None:
+        if not self.store.path.exists():  # SQLite would go on writing into the removed file: stop paying for calls
+            raise RunStoreError(
+                f"{self.store.run_dir}: the run directory was removed (or moved) while the run was "
+                "writing it; what it held is gone: start the run again"
+            )
+        for hook in self.before_flush:
+            hook()
+        buffered, self.buffer, self.size = self.buffer, defaultdict(list), 0
+        self.last = time.monotonic()
+        put = {
+            Chain: put_chains,
+            Sample: put_samples,
+            Pair: put_pairs,
+            Judgment: put_judgments,
+        }
+        for kind in (Chain, Sample, Pair, Judgment):  # a judgment never lands before its pair
+            if buffered.get(kind):
+                put[kind](self.store, buffered[kind])  # type: ignore[operator]
+
+
+#: The item tables a shard owns outright (each row belongs to one prompt, so to one shard), with their keys.
+ITEM_TABLES = {
+    "chains": "prompt_id, fingerprint",
+    "samples": "prompt_id, fingerprint, sample_idx",
+    "pairs": "pair_id",
+    "judgments": "pair_id, fingerprint",
+    "batches": "batch_id",
+    "batch_requests": "key",
+}
+_FAILURES = "stage, item_id, fingerprint, kind, error, raw, attempts, session, resolved, created_at"
+_USAGE = (
+    "role, model, calls, cached, prompt_tokens, completion_tokens, cost_usd, estimated, retries, created_at,"
+    " cache_read_tokens, cache_write_tokens, cache_saved_usd"
+)
+_REWARDS = "key, step, rank, scoring, reward, status, record, created_at"
+
+
+def _copy_usage(db: sqlite3.Connection, after: int = 0) -> int:
+    """Copy the other store's usage rows with an id above `after`; the other store's highest id."""
+    db.execute(
+        f"INSERT INTO main.usage_events ({_USAGE}) SELECT {_USAGE} FROM other.usage_events WHERE id > ?", (after,)
+    )
+    return db.execute("SELECT COALESCE(MAX(id), 0) FROM other.usage_events").fetchone()[0]
+
+
+def merge_items(store: RunStore, path: str | Path, usage_after: int) -> int:
+    """Copy a shard store's items and failures into `store`, and its usage rows with an id above `usage_after` (the
+    highest copied by an earlier merge), in one transaction. Returns the shard's highest usage id."""
+
+    def work(db: sqlite3.Connection) -> int:
+        for table, key in ITEM_TABLES.items():
+            copy_rows(db, table, key, conflict="REPLACE")
+        # a shard's failure rows replace the run's for its items (a shard resolves them when it retries)
+        db.execute("DELETE FROM main.failures WHERE item_id IN (SELECT item_id FROM other.failures)")
+        db.execute(f"INSERT INTO main.failures ({_FAILURES}) SELECT {_FAILURES} FROM other.failures")
+        return _copy_usage(db, usage_after)
+
+    return store.with_attached(path, work)
+
+
+def merge_rewards(store: RunStore, path: str | Path) -> None:
+    """Append another store's rewards and usage to `store`, in one transaction."""
+
+    def work(db: sqlite3.Connection) -> None:
+        db.execute(f"INSERT INTO main.rewards ({_REWARDS}) SELECT {_REWARDS} FROM other.rewards")
+        _copy_usage(db)
+
+    store.with_attached(path, work)

@@ -6,7 +6,7 @@ setting makes new items beside the old ones, and `Fingerprints` (store meta) say
 
 `RunStore` owns the connection (the schema and its upgrades, transactions, the read-only rules) and the meta
 table. Every other table has one module of functions that take the open store, the one reader and writer of
-that table: charter.runs.items (prompts, chains, samples, pairs, judgments), .failures, .stages, .usage
+that table: charter.runs.items (prompts, chains, samples, pairs, judgments), .failures, .counts (stages), .usage
 (usage_events), .history (config_history), .batches (batches, batch_requests), .labels (the spot checks),
 .rewards, .checklists and .item_labels.
 

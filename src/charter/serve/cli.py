@@ -9,13 +9,6 @@ import typer
 CONFIG_HELP = "YAML with the reward settings: a `charter train grpo` config works (training keys are ignored)."
 
 
-def register(app: typer.Typer) -> None:
-    group = typer.Typer(help="Serve charter's judge over HTTP.", no_args_is_help=True)
-    group.command("reward")(reward)
-    group.command("merge")(merge)
-    app.add_typer(group, name="serve")
-
-
 def reward(
     config: Path = typer.Argument(..., help=CONFIG_HELP),
     host: str = typer.Option("127.0.0.1", help="Address to bind; anything but loopback is reachable from others."),

@@ -15,7 +15,7 @@ class RewardModel:
     batches on CPU, one batch at a time (call `scores` from a worker thread: it blocks)."""
 
     def __init__(self, source: str, batch_size: int = 16) -> None:
-        from charter.reward_model.evaluate import RewardScorer
+        from charter.reward_model.scorer import RewardScorer
 
         self.source, self.batch_size = source, batch_size
         try:

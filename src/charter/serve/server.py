@@ -19,7 +19,7 @@ from typing import Any
 
 from charter.errors import ArgumentError, ConfigError, Interrupted
 from charter.online.reward import RewardFunction, reward_for
-from charter.runs.merge import merge_rewards
+from charter.runs.items import merge_rewards
 from charter.runs.rewards import rewards, unexplained
 from charter.runs.store import STORE_FILE, RunStore
 from charter.serve.app import RewardApp

@@ -10,10 +10,6 @@ from charter.providers.cache import DEFAULT_CACHE
 from charter.providers.options import CacheOption
 
 
-def register(app: typer.Typer) -> None:
-    app.command("synth")(synth_command)
-
-
 def synth_command(
     config: Path = typer.Argument(..., help="Synth config YAML (see `charter config schema`: SynthConfig)."),
     output: Path | None = typer.Option(
