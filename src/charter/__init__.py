@@ -40,7 +40,7 @@ _API = {
     "Estimate": "charter.stats.ppi",
     "train_reward_model": "charter.reward_model.train",
     "train_dpo": "charter.dpo.train",
-    "reward_function": "charter.online.reward",
+    "reward_function": "charter.reward.function",
     "train_online": "charter.online.train",
     "train_online_dpo": "charter.online.dpo",
     "winrate": "charter.evals.winrate",
@@ -90,7 +90,7 @@ _API = {
     "OnlineMetrics": "charter.online.metrics",
     "OnlineDPOConfig": "charter.online.config",
     "OnlineDPOMetrics": "charter.online.metrics",
-    "RewardFunction": "charter.online.reward",
+    "RewardFunction": "charter.reward.function",
     "WinrateConfig": "charter.evals.config",
     "WinrateSummary": "charter.evals.winrate",
     "PublishResult": "charter.hub.push",
@@ -140,7 +140,6 @@ if TYPE_CHECKING:  # what type checkers and IDEs see: every public name with its
     from charter.online.config import OnlineConfig, OnlineDPOConfig
     from charter.online.dpo import train_online_dpo
     from charter.online.metrics import OnlineDPOMetrics, OnlineMetrics
-    from charter.online.reward import RewardFunction, reward_function
     from charter.online.train import train_online
     from charter.pipeline.api import PreferenceCounts, build_preferences, critique_chains, estimate, judge_pairs, run
     from charter.pipeline.config import RunConfig, load_run_config
@@ -154,6 +153,7 @@ if TYPE_CHECKING:  # what type checkers and IDEs see: every public name with its
     from charter.providers.config import RoleConfig
     from charter.providers.usage import Budget, Price
     from charter.records import Chain, Judgment, Message, Pair, PreferenceRow, Provenance
+    from charter.reward.function import RewardFunction, reward_function
     from charter.reward_model.config import RewardModelConfig
     from charter.reward_model.train import RewardModelMetrics, train_reward_model
     from charter.runs.labels import SpotSample

@@ -22,12 +22,13 @@ from charter.checklist.items import ChecklistItem, checklist_from_rows
 from charter.errors import DatasetError, FatalProviderError, ProviderError
 from charter.judge_prompt import agreed, reply_readings
 from charter.messages import render_conversation, user
-from charter.online.book import ChecklistBook
 from charter.online.config import ChecklistReward
-from charter.online.reward import JudgeReward
 from charter.providers import ManagedModel
 from charter.providers.base import SamplingParams
 from charter.records import Record, RewardRecord
+from charter.reward.checklisted import CHECKLIST
+from charter.reward.function import JudgeReward
+from charter.reward.scoring import ChecklistBook
 from charter.runs.rewards import rewards
 
 #: The store's meta key of the refreshes.
@@ -67,7 +68,10 @@ def recent(reward: JudgeReward, step: int, window: int) -> list[RewardRecord]:
     return [
         r
         for r in rewards(reward.store)
-        if r.reward is not None and r.scoring == "checklist" and r.step is not None and step - window < r.step <= step
+        if r.reward is not None
+        and r.scoring == CHECKLIST.name
+        and r.step is not None
+        and step - window < r.step <= step
     ]
 
 
