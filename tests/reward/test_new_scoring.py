@@ -46,7 +46,7 @@ def test_the_reward_function_takes_the_new_entry_by_name(harm: None, tmp_path: P
 
 def test_a_training_config_names_the_new_scoring(harm: None, tmp_path: Path) -> None:
     path = tmp_path / "grpo.yaml"
-    path.write_text("prompts: prompts.jsonl\njudge: {model: scripted:cai, rating: verdict}\nscoring: harm\ncache: null\n")
+    path.write_text("prompts: p.jsonl\njudge: {model: scripted:cai, rating: verdict}\nscoring: harm\ncache: null\n")
     config = load_model(OnlineConfig, path)
     assert config.scoring == "harm" and config.judge.mode == "score"
     fn = reward_for(config, tmp_path / "rw")

@@ -40,7 +40,6 @@ except ImportError as exc:  # pragma: no cover - the extra is missing
 
 from pydantic import Field, model_validator
 
-from charter.reward.batching import JudgmentFailed
 from charter.reward.combine import (
     REWARD_MODEL,
     VERIFY,
@@ -54,6 +53,7 @@ from charter.reward.combine import (
     reads_references,
 )
 from charter.reward.function import DEFAULT_CACHE, SCORE
+from charter.reward.scoring import JudgmentFailed
 
 
 class CharterJudgeConfig(vf.JudgeConfig):

@@ -40,7 +40,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from charter.errors import ArgumentError, BudgetExceeded, ConfigError
-from charter.reward.batching import Groups, JudgmentFailed, hand_out
+from charter.reward.batching import Groups, hand_out
 from charter.reward.combine import (
     Asked,
     Outcome,
@@ -51,6 +51,7 @@ from charter.reward.combine import (
     weighted_sync,
     weights_of,
 )
+from charter.reward.scoring import JudgmentFailed
 
 #: Keyword arguments verl itself adds to the call (with a reward router); every other one is a `reward_kwargs` setting.
 VERL_KEYS = ("reward_router_address", "reward_model_tokenizer")

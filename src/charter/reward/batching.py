@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar, Unpack
 
 from charter.api_args import from_arguments
-from charter.errors import ArgumentError, RunFailure
+from charter.errors import ArgumentError
 from charter.providers.config import RoleConfig
 from charter.records import RewardRecord
 from charter.reward.function import SCORE, Columns, RewardFunction, reward_function
@@ -326,15 +326,6 @@ class Judging:
             in_flight = list(self._in_flight)
         wait(in_flight)  # the batches judged or failed before their clients close
         self.reward.close()
-
-
-class JudgmentFailed(RunFailure):
-    """A completion's judgment failed (the judge's reply unreadable, the provider failing after its retries): raised
-    where a framework can drop the rollout but cannot take `None` for a reward. `reason` says why."""
-
-    def __init__(self, reason: str) -> None:
-        super().__init__(f"charter's judgment failed ({reason}): no reward, never a made-up one")
-        self.reason = reason
 
 
 def judging(

@@ -2,7 +2,7 @@
 
 `reward_function(...)` returns a callable with TRL's reward-function signature, `(prompts, completions, **kwargs) ->
 list[float | None]`; its `as_async()` is the same reward as a coroutine function, which TRL awaits on its own event
-loop. Its scoring is one entry of the table in `online.scorings`:
+loop. Its scoring is one entry of the table (`TABLE`, below):
 
 - `score`: each completion's rubric score (judge mode `score`), normalised to 0..1 and averaged over the principles,
   which are drawn per prompt so that the completions of one prompt are rated alike (direct RLAIF, Lee et al. 2023);
@@ -22,7 +22,7 @@ loop. Its scoring is one entry of the table in `online.scorings`:
 
 Every judge call goes through charter's call cache, limits, usage meter and budget; every reward is written to the
 reward store (a run store's `rewards` table) with what it rests on, by the function's judge session
-(`online.session`). A failed judgment gives `None` for that completion (TRL then gives it no reward), never a
+(`reward.session`). A failed judgment gives `None` for that completion (TRL then gives it no reward), never a
 default; past `max_failures` the function raises `TooManyFailures`, and a reached budget raises `BudgetExceeded`
 (`charter train grpo` then saves a checkpoint and exits with code 4).
 """
@@ -161,13 +161,13 @@ __all__ = ["TABLE", "AsyncRewardFunction", "Columns", "JudgeReward", "RewardFunc
 
 
 class JudgeReward(SessionView):
-    """The judge as a reward: a scoring (an entry of the table in `online.scorings`) over a judge session.
+    """The judge as a reward: a scoring (an entry of the table (`TABLE`, below)) over a judge session.
 
     `score` (sync) and `ascore` (async) give a batch's reward records, stored and tallied; `RewardFunction` and
     `AsyncRewardFunction` add TRL's call. Build one with `charter.reward_function`.
 
     Attributes:
-        session: The judge session (`online.session.JudgeSession`): judge, store, usage, tally, failure limit.
+        session: The judge session (`reward.session.JudgeSession`): judge, store, usage, tally, failure limit.
         entry: The scoring's entry in the table.
         options: What the scoring reads beside the session (reference column and model, group strategy, orders).
     """

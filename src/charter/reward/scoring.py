@@ -33,7 +33,7 @@ from pydantic import Field
 
 from charter.checklist.check import Aggregation
 from charter.checklist.items import Checklist, ChecklistItem
-from charter.errors import ConfigError, FatalProviderError, JudgeParseError, ProviderError
+from charter.errors import ConfigError, FatalProviderError, JudgeParseError, ProviderError, RunFailure
 from charter.judge.pairwise import judge_failure
 from charter.judge.score import ToRate, mean_score, rates_of, score_on_unit_scale
 from charter.judge_prompt import RANKING_FORMAT, RANKING_SCHEMA, read_ranking, write_ranking
@@ -210,12 +210,14 @@ class ScoringEntry:
         return "logprobs" if self.rates is False else "score"
 
 
-class JudgmentFailed(Exception):
-    """A pairwise judgment that failed or gave no probability; its failure is recorded on the rewards it touches."""
+class JudgmentFailed(RunFailure):
+    """A judgment that failed or gave no reward. A scoring records its failure on the rewards it touches; an adapter
+    raises it where a framework can drop the rollout but cannot take `None` for a reward. `reason` says why."""
 
-    def __init__(self, failure: Failure) -> None:
-        super().__init__(failure.message)
-        self.failure = failure
+    def __init__(self, failure: Failure | str) -> None:
+        self.failure = failure if isinstance(failure, Failure) else Failure(kind="no_reward", message=failure)
+        self.reason = f"{failure.kind}: {failure.message}" if isinstance(failure, Failure) else failure
+        super().__init__(f"charter's judgment failed ({self.reason}): no reward, never a made-up one")
 
 
 async def p_better(session: JudgeSession, prompt: list[Message], first: str, second: str, ids: list[str]) -> float:
