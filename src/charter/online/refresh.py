@@ -5,7 +5,7 @@ are shown to a proposer model (where they differ: rollouts that all score alike 
 proposer is not paid for), which is asked for yes/no items that catch what the high ones exploit: length
 padding, sycophancy, format tricks. The items it writes are read as a checklist (a bad reply is a recorded refresh
 that accepted nothing, never a made-up item); those whose ids are new, up to `max_new_items`, are accepted as the next
-version of the checklist (`reward.scoring.ChecklistBook`), added to every prompt's checklist from the next reward on. Each refresh
+version of the checklist (`ChecklistBook`), added to every prompt's checklist from the next reward on. Each refresh
 (its step, the version, the items, the rollouts compared) is kept in the reward store's meta `checklist_versions`,
 in metrics.json and on the card; every reward names the version it used (`RewardChecklist.version`).
 """

@@ -5,7 +5,8 @@ by code), its reward the weighted, gated verdicts (`explicit`) or the judge's ov
 A prompt's checklist is, in this order: the batch's `checklist` column (a list of items or its JSON text, as TRL
 passes dataset columns to reward functions; a bad value is one `DatasetError` naming the row), the constitution's
 criteria, or one written for the prompt by a checklist writer (one cached call a prompt). The items accepted during
-training (`refresh_every`, `reward.scoring.ChecklistBook`) are added to every checklist, and the reward names the version it used.
+training (`refresh_every`, `reward.scoring.ChecklistBook`) are added to every checklist, and the reward names the
+version it used.
 """
 
 from __future__ import annotations

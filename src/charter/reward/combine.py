@@ -212,14 +212,8 @@ class ModelBatches:
         self.batches = 0
         """Batches sent to the model."""
 
-    def submit(self, prompt: Any, completion: Any) -> Future[Outcome]:
-        """The outcome of one conversation, scored in a batch with those that arrive with it."""
-        done: Future[Outcome] = Future()
-        self.window.add(_Conversation(prompt, completion, done))
-        return done
-
     async def scored(self, prompt: Any, completion: Any) -> Outcome:
-        """`submit`'s outcome for a caller on its own event loop."""
+        """The outcome of one conversation, scored in a batch with those that arrive with it."""
         done: asyncio.Future[Outcome] = asyncio.get_running_loop().create_future()
         self.window.add(_Conversation(prompt, completion, done))
         return await done

@@ -38,7 +38,7 @@ from pydantic import AfterValidator
 from charter.api_args import Range, from_arguments, public
 from charter.checklist.check import Aggregation
 from charter.constitutions import Constitution, load_constitution
-from charter.errors import ConfigError
+from charter.errors import ArgumentError, ConfigError
 from charter.judge.modes import pairwise_modes, rating_modes
 from charter.judge.settings import JudgeConfig, JudgeSettings
 from charter.providers import ManagedModel, get_model
@@ -311,7 +311,7 @@ def _settings(role: RoleConfig, scoring: str, judge_settings: dict[str, Any]) ->
 def reward_function(
     judge: str | RoleConfig = "local:smollm2-135m-instruct",
     constitution: str | Constitution = "harmless",
-    scoring: Scoring = SCORE.name,
+    scoring: str = SCORE.name,
     *,
     store: str | Path = "charter-rewards",
     cache: str | Path | None = DEFAULT_CACHE,
@@ -336,10 +336,11 @@ def reward_function(
         judge: The judge: a model string, a role config (model, key variable, limits, options) or a `JudgeConfig`,
             whose mode and ensemble settings are then used.
         constitution: A bundled constitution's name, a YAML path or a `Constitution`.
-        scoring: `score` (rubric score of each completion), `group` (win rate within its prompt's group of
-            completions, both orders), `reference` (P(better than the reference answer), both orders) or `rank`
-            (the judge orders the group in one call per presentation order; a Plackett–Luce fit) or `checklist`
-            (each completion checked against its prompt's checklist in one call; the weighted, gated verdicts).
+        scoring: A scoring of the table (`TABLE`): `score` (rubric score of each completion), `group` (win rate
+            within its prompt's group of completions, both orders), `reference` (P(better than the reference
+            answer), both orders), `rank` (the judge orders the group in one call per presentation order; a
+            Plackett–Luce fit) or `checklist` (each completion checked against its prompt's checklist in one call;
+            the weighted, gated verdicts), or one registered with `register`.
         store: The run directory that keeps the reward store (made when missing).
         cache: The call cache file shared with runs; None for no cache.
         budget: Caps on cost or tokens; reaching one raises `BudgetExceeded`.
@@ -369,14 +370,17 @@ def reward_function(
         reward records instead.
 
     Raises:
-        ConfigError: An unknown scoring, a judge mode that does not fit it, `max_failures` negative or not finite,
+        ArgumentError: A scoring the table of scorings (`TABLE`) does not have.
+        ConfigError: A judge mode that does not fit the scoring, `max_failures` negative or not finite,
             `concurrency` below 1, a `RANK`/`WORLD_SIZE` that is no number, or a cost cap (`budget.max_cost_usd`)
             with a model that `prices` does not price (declare a free one `Price(input=0, output=0)`). Called, the
             function raises it for a completion that is neither a string nor a list of `{role, content}` messages
             (naming its index), and for prompts, completions and the reference column of different lengths.
         ConstitutionError: The constitution cannot be loaded.
     """
-    entry = scoring_entry(scoring)
+    if scoring not in TABLE:
+        raise ArgumentError("scoring", f"expected one of {', '.join(TABLE)}, got {scoring!r}")
+    entry = TABLE[scoring]
     check_settings(max_failures, concurrency)
     ranks()  # RANK and WORLD_SIZE read as numbers, the rank below the size
     role = _role(judge)
