@@ -307,13 +307,30 @@ def weights_of(settings: Mapping[str, Any]) -> dict[str, float]:
     return weights
 
 
+class _ThreadLoop:
+    """An event loop of a synchronous caller's thread, kept from one call to the next (a new loop a call costs more
+    than a verifier's check) and closed with the thread."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+
+    def __del__(self) -> None:
+        self.loop.close()
+
+
+_LOOPS = threading.local()
+
+
 def run_sync(work: Coroutine[Any, Any, T]) -> T:
-    """Run `work` to its end from synchronous code: on an event loop of its own, in this thread, or in a thread of its
-    own where this thread already runs a loop."""
+    """Run `work` to its end from synchronous code: on this thread's own event loop, or in a thread of its own where
+    this thread already runs a loop."""
     try:
         asyncio.get_running_loop()
     except RuntimeError:
-        return asyncio.run(work)
+        loop = getattr(_LOOPS, "loop", None)
+        if loop is None:
+            loop = _LOOPS.loop = _ThreadLoop()
+        return loop.loop.run_until_complete(work)
     with ThreadPoolExecutor(1) as pool:
         return pool.submit(asyncio.run, work).result()
 
