@@ -22,8 +22,8 @@ from typing import Any
 import numpy as np
 
 from charter.errors import CharterError
-from charter.messages import is_refusal
 from charter.providers.embeddings import embedder
+from charter.records.base import is_refusal
 from charter.stats.diversity import (
     DiversityConfig,
     compression_ratio,

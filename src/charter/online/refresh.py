@@ -21,11 +21,11 @@ from charter.checklist.author import items_schema
 from charter.checklist.items import ChecklistItem, checklist_from_rows
 from charter.errors import DatasetError, FatalProviderError, ProviderError
 from charter.judge_prompt import agreed, reply_readings
-from charter.messages import render_conversation, user
 from charter.online.config import ChecklistReward
 from charter.providers import ManagedModel
 from charter.providers.base import SamplingParams
 from charter.records import Record, RewardRecord
+from charter.records.base import render_conversation, user
 from charter.reward.checklisted import CHECKLIST
 from charter.reward.function import JudgeReward
 from charter.reward.scoring import ChecklistBook

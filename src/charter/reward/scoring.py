@@ -37,11 +37,11 @@ from charter.errors import ConfigError, FatalProviderError, JudgeParseError, Pro
 from charter.judge.pairwise import judge_failure
 from charter.judge.score import ToRate, mean_score, rates_of, score_on_unit_scale
 from charter.judge_prompt import RANKING_FORMAT, RANKING_SCHEMA, read_ranking, write_ranking
-from charter.messages import render_conversation
 from charter.providers import ManagedModel
 from charter.providers.base import SamplingParams
 from charter.providers.config import RoleConfig
 from charter.records import Failure, Message, RewardRecord, fingerprint
+from charter.records.base import render_conversation
 from charter.reward.session import JudgeSession
 from charter.stats.bradley_terry import Comparison, bt_scores
 from charter.stats.ranking import circular_pairs, connected, plackett_luce

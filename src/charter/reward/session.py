@@ -34,11 +34,11 @@ from charter.constitutions import Constitution
 from charter.errors import ConfigError, TooManyFailures
 from charter.judge.pairwise import judge_failure, judge_fingerprint, judge_pair, principles_for
 from charter.judge.settings import JudgeSettings
-from charter.messages import as_messages
 from charter.preference.dataset import now_iso
 from charter.preference.manifest import ConstitutionInfo
 from charter.providers import ManagedModel
 from charter.records import Failure, Judgment, Message, Pair, RewardRecord, UsageRow, fingerprint
+from charter.records.base import as_messages
 from charter.runs.rewards import put_rewards, stored_rewards
 from charter.runs.store import RunStore
 from charter.runs.usage import add_usage
