@@ -39,10 +39,10 @@ from pathlib import Path
 from typing import Any
 
 import charter
-from charter.integrations.judging import close_shared
 from charter.providers.base import SamplingParams
 from charter.providers.scripted import _cai
 from charter.records import Message
+from charter.reward.batching import close_shared
 from charter.testing.loopback import LoopbackServer
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -61,7 +61,7 @@ def test_no_module_uses_another_modules_private_names() -> None:
 
 def test_the_check_sees_an_import_and_a_reach_through_a_module() -> None:
     source = (
-        "from charter.online.reward import _hash, reward_function\n"
+        "from charter.reward.function import _hash, reward_function\n"
         "from charter.judge import pairwise\n"
         "import charter.judge.score as score\n"
         "pairwise._ask(1)\n"
@@ -70,7 +70,7 @@ def test_the_check_sees_an_import_and_a_reach_through_a_module() -> None:
         "x.__name__\n"
     )
     assert private_uses(source, "m.py") == [
-        "m.py:1: charter.online.reward._hash",
+        "m.py:1: charter.reward.function._hash",
         "m.py:4: charter.judge.pairwise._ask",
         "m.py:6: charter.judge.score._retry",
     ]

@@ -41,7 +41,7 @@ _API = {
     "Estimate": "charter.stats.ppi",
     "train_reward_model": "charter.reward_model.train",
     "train_dpo": "charter.dpo.train",
-    "reward_function": "charter.online.reward",
+    "reward_function": "charter.reward.function",
     "train_online": "charter.online.train",
     "train_online_dpo": "charter.online.dpo",
     "winrate": "charter.evals.winrate",
@@ -91,7 +91,7 @@ _API = {
     "OnlineMetrics": "charter.online.metrics",
     "OnlineDPOConfig": "charter.online.config",
     "OnlineDPOMetrics": "charter.online.metrics",
-    "RewardFunction": "charter.online.reward",
+    "RewardFunction": "charter.reward.function",
     "WinrateConfig": "charter.evals.winrate",
     "WinrateSummary": "charter.evals.winrate",
     "PublishResult": "charter.hub.push",
@@ -161,8 +161,6 @@ if TYPE_CHECKING:  # what type checkers and IDEs see: every public name with its
     from charter.online.dpo import train_online_dpo as train_online_dpo
     from charter.online.metrics import OnlineDPOMetrics as OnlineDPOMetrics
     from charter.online.metrics import OnlineMetrics as OnlineMetrics
-    from charter.online.reward import RewardFunction as RewardFunction
-    from charter.online.reward import reward_function as reward_function
     from charter.online.train import train_online as train_online
     from charter.pipeline.api import PreferenceCounts as PreferenceCounts
     from charter.pipeline.api import build_preferences as build_preferences
@@ -196,6 +194,8 @@ if TYPE_CHECKING:  # what type checkers and IDEs see: every public name with its
     from charter.records import Pair as Pair
     from charter.records import PreferenceRow as PreferenceRow
     from charter.records import Provenance as Provenance
+    from charter.reward.function import RewardFunction as RewardFunction
+    from charter.reward.function import reward_function as reward_function
     from charter.reward_model.config import RewardModelConfig as RewardModelConfig
     from charter.reward_model.train import RewardModelMetrics as RewardModelMetrics
     from charter.reward_model.train import train_reward_model as train_reward_model

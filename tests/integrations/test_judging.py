@@ -12,10 +12,10 @@ from typing import Any
 
 import pytest
 
-from charter.integrations.judging import Judging
-from charter.online.reward import reward_function
 from charter.providers.scripted import HARMFUL_OPENING, REFUSAL_OPENING
 from charter.records import RewardRecord
+from charter.reward.batching import Judging
+from charter.reward.function import reward_function
 from tests.online.test_reward import _flaky  # noqa: F401 - registers scripted:flaky-rater
 
 SAFE, HARMFUL = f"{REFUSAL_OPENING} ask a locksmith", f"{HARMFUL_OPENING} step one"

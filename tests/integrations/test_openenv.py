@@ -14,9 +14,9 @@ import uvicorn
 from openenv.core.generic_client import GenericEnvClient
 from openenv.core.rubrics import Gate, Rubric, WeightedSum
 
-from charter.integrations.judging import close_shared
 from charter.integrations.openenv import CharterRubric, ConstitutionAction, ConstitutionObservation, constitution_app
 from charter.providers.scripted import HARMFUL_OPENING, REFUSAL_OPENING
+from charter.reward.batching import close_shared
 from tests.online.test_reward import _flaky  # noqa: F401 - registers scripted:flaky-rater
 from tests.serve.conftest import wait_until
 

@@ -13,8 +13,8 @@ import verifiers.v1 as vf
 from verifiers.v1.state import state_cls
 from verifiers.v1.trace import AgentInfo, TraceTask
 
-from charter.integrations.judging import close_shared
 from charter.providers.scripted import HARMFUL_OPENING, REFUSAL_OPENING
+from charter.reward.batching import close_shared
 from charter.runs.rewards import rewards
 from charter.runs.store import RunStore
 from tests.online.test_reward import _flaky  # noqa: F401 - registers scripted:flaky-rater

@@ -14,9 +14,9 @@ import verifiers.v1 as vf
 from scipy.stats import kendalltau
 
 from charter.checklist.author import read_writer_prompt
-from charter.integrations.judging import close_shared
 from charter.integrations.verifiers import CharterJudgeConfig, judge_episode
 from charter.providers.scripted import HARMFUL_OPENING, REFUSAL_OPENING, register_script
+from charter.reward.batching import close_shared
 from charter.runs.rewards import rewards
 from charter.runs.store import RunStore
 from charter.testing.lab import CRITERIA, register_lab_models

@@ -12,9 +12,10 @@ from omegaconf import OmegaConf
 from verl.trainer.ppo.reward import get_custom_reward_fn
 
 from charter.errors import ConfigError
-from charter.integrations import judging as shared_judgings
-from charter.integrations.judging import JudgmentFailed, close_shared
 from charter.providers.scripted import HARMFUL_OPENING, REFUSAL_OPENING
+from charter.reward import batching as shared_judgings
+from charter.reward.batching import close_shared
+from charter.reward.scoring import JudgmentFailed
 from charter.runs.rewards import rewards
 from charter.runs.store import RunStore
 from tests.online.test_reward import _flaky  # noqa: F401 - registers scripted:flaky-rater

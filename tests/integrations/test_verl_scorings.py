@@ -14,10 +14,11 @@ import pytest
 from scipy.stats import kendalltau
 
 from charter.errors import ConfigError
-from charter.integrations.judging import JudgmentFailed, close_shared
-from charter.integrations.judging import judging as make_judging
-from charter.integrations.scoring import reward_model
 from charter.providers.scripted import HARMFUL_OPENING, REFUSAL_OPENING
+from charter.reward.batching import close_shared
+from charter.reward.batching import judging as make_judging
+from charter.reward.combine import reward_model
+from charter.reward.scoring import JudgmentFailed
 from charter.runs.rewards import rewards
 from charter.runs.store import RunStore
 from charter.testing.lab import register_lab_models

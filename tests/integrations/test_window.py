@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from charter.integrations.window import hand_out
+from charter.reward.batching import hand_out
 
 
 def _from_another_thread(*args: Any) -> None:

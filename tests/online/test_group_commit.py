@@ -9,9 +9,9 @@ import sqlite3
 from pathlib import Path
 
 import charter
-from charter.online.reward import JudgeReward
 from charter.providers.scripted import REFUSAL_OPENING
 from charter.records import RewardRecord
+from charter.reward.function import JudgeReward
 from charter.runs.rewards import rewards
 from charter.runs.store import STORE_FILE
 

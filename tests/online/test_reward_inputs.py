@@ -14,9 +14,9 @@ import pytest
 
 import charter
 from charter.errors import ArgumentError, CharterError, ConfigError
-from charter.online.inputs import check_batch
-from charter.online.reward import Scoring
 from charter.providers.scripted import HARMFUL_OPENING, REFUSAL_OPENING
+from charter.reward.function import Scoring
+from charter.reward.session import check_batch
 
 PROMPT = "How do I pick a lock?"
 HARMFUL, SAFE = f"{HARMFUL_OPENING} step one", f"{REFUSAL_OPENING} ask a locksmith"

@@ -31,7 +31,9 @@ class Server:
     """`charter serve reward` in a process of its own on a free port (`--port 0`): ready once it has announced its
     URL, which it does once it listens. Its output goes to `log`, line by line."""
 
-    def __init__(self, tmp_path: Path, judge: dict, token: str | None = TOKEN, **settings) -> None:
+    def __init__(
+        self, tmp_path: Path, judge: dict, token: str | None = TOKEN, launcher: str = "tests.serve.launch", **settings
+    ) -> None:
         self.store = tmp_path / "store"
         config = {"judge": judge, "cache": str(tmp_path / "calls.sqlite"), "output_dir": str(self.store), **settings}
         path = tmp_path / "serve.yaml"
@@ -42,7 +44,7 @@ class Server:
         self.log = tmp_path / "server.log"
         self.url = ""
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "tests.serve.launch", *args], cwd=ROOT, env=env,
+            [sys.executable, "-m", launcher, *args], cwd=ROOT, env=env,
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
         )  # fmt: skip
         self._announced = threading.Event()
@@ -101,10 +103,12 @@ def _answer(body: bytes) -> dict:
 def start(tmp_path: Path):
     servers: list[Server] = []
 
-    def _start(judge: dict | None = None, token: str | None = TOKEN, **settings) -> Server:
+    def _start(
+        judge: dict | None = None, token: str | None = TOKEN, launcher: str = "tests.serve.launch", **settings
+    ) -> Server:
         folder = tmp_path / f"server-{len(servers)}"
         folder.mkdir()
-        server = Server(folder, judge or {"model": "scripted:cai", "rating": "verdict"}, token, **settings)
+        server = Server(folder, judge or {"model": "scripted:cai", "rating": "verdict"}, token, launcher, **settings)
         servers.append(server)
         return server
 

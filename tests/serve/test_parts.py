@@ -5,8 +5,8 @@ from pathlib import Path
 import pytest
 
 from charter.errors import ConfigError
+from charter.serve.app import question_of, response_of
 from charter.serve.config import ServeConfig
-from charter.serve.openrlhf import question_of, response_of
 from charter.yamlio import load_model
 
 ROOT = Path(__file__).resolve().parents[2]

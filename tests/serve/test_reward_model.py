@@ -64,7 +64,7 @@ def test_the_reward_model_score_is_added_beside_the_judge(start, rm: Path, monke
 def test_without_a_chat_template_the_model_reads_the_texts_joined(tmp_path: Path, monkeypatch) -> None:
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-    from charter.serve.rm import RewardModel
+    from charter.reward.combine import RewardModel
 
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     base = tiny_llama(tmp_path / "plain", chat_template=None)

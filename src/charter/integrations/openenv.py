@@ -34,7 +34,7 @@ from pydantic import Field
 
 from charter.data import bundled_prompts_path
 from charter.errors import ConfigError
-from charter.integrations.scoring import Asked, score
+from charter.reward.combine import Asked, score
 
 _TEXT_KEYS = ("message", "text", "content", "response", "completion")
 _PROMPT_KEYS = ("prompt", "question")
@@ -81,7 +81,7 @@ class CharterRubric(Rubric):
         completion: Reads the completion (default: the action's `message`, `text` or `content`).
         **judging: `charter.reward_function` arguments (`judge`, `constitution`, `scoring`: `score`, `reference`,
             `checklist`, or `verify` and `reward_model` with `verifier` and `reward_model` as
-            `charter.integrations.scoring` reads them; `store`, `cache`, judge settings); calls with the same
+            `charter.reward.combine` reads them; `store`, `cache`, judge settings); calls with the same
             arguments share one reward function.
     """
 

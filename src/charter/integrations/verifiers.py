@@ -40,9 +40,20 @@ except ImportError as exc:  # pragma: no cover - the extra is missing
 
 from pydantic import Field, model_validator
 
-from charter.integrations.judging import GROUPED, JudgmentFailed
-from charter.integrations.scoring import AdapterScoring, Asked, Outcome, ascore, judged
-from charter.online.reward import DEFAULT_CACHE
+from charter.reward.combine import (
+    REWARD_MODEL,
+    VERIFY,
+    AdapterScoring,
+    Asked,
+    Outcome,
+    ascore,
+    grouped,
+    judged,
+    reads_checklists,
+    reads_references,
+)
+from charter.reward.function import DEFAULT_CACHE, SCORE
+from charter.reward.scoring import JudgmentFailed
 
 
 class CharterJudgeConfig(vf.JudgeConfig):
@@ -53,7 +64,7 @@ class CharterJudgeConfig(vf.JudgeConfig):
     (`model`, `limits` for the provider's rate limits, `options`, ...)."""
     constitution: str = "harmless"
     """A bundled constitution's name or a YAML path."""
-    scoring: AdapterScoring = "score"
+    scoring: AdapterScoring = SCORE.name
     """`score`, `reference`, `checklist`, `group`, `rank`, `verify` or `reward_model` (see the module's docstring)."""
     answer_field: str = ""
     """`reference` and `verify`: the task field that holds the reference answer."""
@@ -84,9 +95,9 @@ class CharterJudgeConfig(vf.JudgeConfig):
 
     @model_validator(mode="after")
     def _needs(self) -> CharterJudgeConfig:
-        if self.scoring in GROUPED and self.group_size < 2:
+        if grouped(self.scoring) and self.group_size < 2:
             raise ValueError(f"scoring {self.scoring!r} compares a task's rollouts: set group_size (2 or more)")
-        if self.scoring == "reward_model" and not self.reward_model:
+        if self.scoring == REWARD_MODEL and not self.reward_model:
             raise ValueError("scoring 'reward_model' needs reward_model (a folder or hub id)")
         return self
 
@@ -99,16 +110,16 @@ class CharterJudge(vf.Judge[float, CharterJudgeConfig]):
         return self.config.name or self.config.id or "charter"
 
     def arguments(self) -> dict[str, Any]:
-        """The settings `charter.integrations.scoring` reads for this entry."""
+        """The settings `charter.reward.combine` reads for this entry."""
         c = self.config
         found: dict[str, Any] = {"scoring": c.scoring}
-        if c.scoring == "verify":
+        if c.scoring == VERIFY:
             return found | {"verifier": c.verifier}
-        if c.scoring == "reward_model":
-            return found | {"reward_model": c.reward_model}
+        if c.scoring == REWARD_MODEL:
+            return found | {REWARD_MODEL: c.reward_model}
         found |= {"judge": c.judge, "constitution": c.constitution, "store": c.store, "cache": c.cache}
         found |= {"max_failures": c.max_failures, "concurrency": c.concurrency, **c.settings}
-        if c.scoring in GROUPED:
+        if grouped(c.scoring):
             found |= {"group_size": c.group_size, "group_wait_s": c.group_wait_s}
         return found
 
@@ -118,8 +129,8 @@ class CharterJudge(vf.Judge[float, CharterJudgeConfig]):
     def asked(self, task: vf.TaskData, trace: vf.Trace) -> Asked:
         """What charter is asked about this rollout."""
         c = self.config
-        reference = self._field(task, c.answer_field) if c.scoring in ("reference", "verify") else None
-        checklist = self._field(task, c.checklist_field) if c.scoring == "checklist" else None
+        reference = self._field(task, c.answer_field) if reads_references(c.scoring) else None
+        checklist = self._field(task, c.checklist_field) if reads_checklists(c.scoring) else None
         group = trace.task.key or trace.task.hash or judge_question(task, "")
         return Asked(judge_question(task, ""), judge_response(trace, c.view), reference, checklist, group, c.group_size)
 
@@ -146,7 +157,7 @@ async def judge_episode(task: vf.Task, episode: vf.Episode, config: CharterJudge
     traces = list(episode.traces)
     asked = [judge.asked(task.data, trace) for trace in traces]
     settings = judge.arguments()
-    if config.scoring in GROUPED:
+    if grouped(config.scoring):
         refs = [a.reference for a in asked] if any(a.reference is not None for a in asked) else None
         lists = [a.checklist for a in asked] if any(a.checklist is not None for a in asked) else None
         prompts, completions = [a.prompt for a in asked], [a.completion for a in asked]

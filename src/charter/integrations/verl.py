@@ -5,7 +5,7 @@ response, concurrently, from its reward loop: `compute_score_async` is awaited t
 thread pool. Both gather the calls that arrive together into one batch of one reward function per process (or send
 them to `charter serve reward`), so verl's concurrency becomes charter's batches within the judge's rate limits.
 
-`reward_kwargs.scoring` is any of charter's scorings (`charter.integrations.scoring`): `score`, `reference` (against
+`reward_kwargs.scoring` is any of charter's scorings (`charter.reward.combine`): `score`, `reference` (against
 `ground_truth`), `checklist` (the row's `extra_info["checklist"]`, else the constitution's criteria or
 `checklist_writer`'s), `verify` (a charter verifier against `ground_truth`), `reward_model` (a trained reward model),
 and the group scorings `group` and `rank`. verl hands its reward function one response, never the group, and picks a
@@ -40,9 +40,18 @@ from dataclasses import dataclass
 from typing import Any
 
 from charter.errors import ArgumentError, BudgetExceeded, ConfigError
-from charter.integrations.judging import GROUPED, JudgmentFailed
-from charter.integrations.scoring import Asked, Outcome, failure_of, weighted, weighted_sync, weights_of
-from charter.integrations.window import Groups, hand_out
+from charter.reward.batching import Groups, hand_out
+from charter.reward.combine import (
+    Asked,
+    Outcome,
+    failure_of,
+    grouped,
+    reads_references,
+    weighted,
+    weighted_sync,
+    weights_of,
+)
+from charter.reward.scoring import JudgmentFailed
 
 #: Keyword arguments verl itself adds to the call (with a reward router); every other one is a `reward_kwargs` setting.
 VERL_KEYS = ("reward_router_address", "reward_model_tokenizer")
@@ -85,8 +94,8 @@ def asked(settings: dict[str, Any], solution_str: str, ground_truth: Any, extra_
     info = extra_info if isinstance(extra_info, dict) else {}
     prompt = prompt_of(extra_info)
     names = weights_of(settings)
-    reference = ground_truth if {"reference", "verify"} & set(names) else None
-    group = row_key(info, prompt) if set(GROUPED) & set(names) else None
+    reference = ground_truth if any(reads_references(n) for n in names) else None
+    group = row_key(info, prompt) if any(grouped(n) for n in names) else None
     return Asked(prompt, solution_str, reference, info.get("checklist"), group)
 
 
@@ -134,7 +143,7 @@ async def compute_score_async(
 
 def _served_reference(settings: dict[str, Any], ground_truth: Any) -> Any:
     """The reference a server is sent: `ground_truth` where the settings say its scoring reads one."""
-    return ground_truth if settings.get("scoring") in ("reference", "verify") else None
+    return ground_truth if reads_references(str(settings.get("scoring"))) else None
 
 
 def _grouped(settings: dict[str, Any]) -> bool:

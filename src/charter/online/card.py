@@ -8,30 +8,16 @@ from charter._version import __version__
 from charter.evals.during import evaluation_lines
 from charter.online.config import OnlineConfig
 from charter.online.metrics import OnlineMetrics
+from charter.reward.function import scoring_entry
+from charter.reward.scoring import ScoringOptions
 from charter.training.output import base_model
-
-SCORINGS = {
-    "score": "the rubric score of each completion (judge mode score), normalised to 0..1, mean over the principles",
-    "group": "each completion's win rate among the completions of its prompt, judged pairwise in both orders",
-    "reference": "P(the completion is better than a reference answer), judged in both orders",
-    "rank": "each completion's expected win rate in its group, from a Plackett-Luce fit of the judge's orderings of "
-    "the whole group (listwise, in shuffled presentation orders)",
-    "checklist": "the weighted, gated verdicts of each completion's prompt checklist, answered in one judge call "
-    "(a reason before each verdict; verifier items by code); all items failed: no reward",
-}
 
 
 def _scoring(config: OnlineConfig) -> str:
-    if config.scoring == "group" and config.group_strategy == "circular":
-        return (
-            "each completion's expected win rate in its group, from a Bradley-Terry fit of comparisons with its two "
-            "neighbours in a random cycle, judged in both orders"
-        )
-    if config.scoring == "rank":
-        return f"{SCORINGS['rank']}, {config.rank_orders} order(s) per group"
-    if config.scoring == "checklist" and config.checklist.aggregation == "implicit":
-        return "the judge's overall score of each completion given its prompt's checklist, in one call (implicit)"
-    return SCORINGS[config.scoring]
+    options = ScoringOptions(
+        group_strategy=config.group_strategy, rank_orders=config.rank_orders, aggregation=config.checklist.aggregation
+    )
+    return scoring_entry(config.scoring).describe(options)
 
 
 def _fmt(value: float | None) -> str:

@@ -7,96 +7,21 @@ from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from charter.judge.modes import DEFAULT_MODE, DEFAULT_RATING_MODE, pairwise_modes, rating_modes
-from charter.judge.settings import JudgeConfig, JudgeSettings
+from charter.judge.modes import DEFAULT_MODE, DEFAULT_RATING_MODE
+from charter.judge.settings import JudgeConfig
 from charter.prompts import PromptsConfig
 from charter.providers.cache import DEFAULT_CACHE
 from charter.providers.config import RoleConfig, check_cap_prices, check_price_keys
 from charter.providers.usage import Budget, Price
+from charter.reward.checklisted import CHECKLIST
+from charter.reward.function import SCORE, Scoring, check_one_judge, comparing_misfit, with_default_mode
+from charter.reward.scoring import ChecklistReward, VerifiableReward
 from charter.training.args import checked_trl_fields, grpo_config, online_dpo_config, rloo_config
 from charter.training.config import LoraSettings, WinRateEvalConfig
 from charter.yamlio import ConfigModel, LocatedValueError
 
 #: The online trainers charter drives: TRL's GRPOTrainer and RLOOTrainer.
 Trainer = Literal["grpo", "rloo"]
-
-
-def default_mode(scoring: str) -> str:
-    """The judge mode a scoring takes when the config names none: rating for `score`, log-probability comparisons
-    for the others."""
-    return DEFAULT_RATING_MODE if scoring in ("score", "checklist") else DEFAULT_MODE
-
-
-def scoring_misfit(scoring: str, settings: JudgeSettings) -> str | None:
-    """Why the judge's mode cannot serve `scoring` (`score` rates each completion; the others compare them), or
-    None when it can."""
-    if scoring == "checklist":  # one structured call a response, whatever the mode
-        return None
-    if scoring == "score" and not settings.rates_alone:
-        return f"scoring score rates each completion: the judge's mode must be {', '.join(rating_modes())}"
-    if scoring != "score" and settings.rates_alone:
-        return f"scoring {scoring} compares completions: judge mode must be {', '.join(pairwise_modes())}"
-    return None
-
-
-def with_default_mode(data: Any) -> Any:
-    """A config's data with a judge that names no mode given the scoring's (`default_mode`): rating for `score`,
-    log-probability comparisons for the others."""
-    if not isinstance(data, dict):
-        return data
-    judge = data.get("judge", {})
-    judge = {"model": judge} if isinstance(judge, str) else judge
-    if isinstance(judge, dict) and "mode" not in judge:
-        data = {**data, "judge": {**judge, "mode": default_mode(data.get("scoring", "score"))}}
-    return data
-
-
-def check_one_judge(scoring: str, judge: JudgeConfig, who: str) -> None:
-    """`who` (online training, the reward server) takes one judge model, whose mode must serve the scoring."""
-    if judge.models is not None:
-        raise LocatedValueError(f"{who} takes one judge model (set judge.model)", ("judge", "models"))
-    misfit = scoring_misfit(scoring, judge)
-    if misfit:
-        raise LocatedValueError(misfit, ("judge", "mode"))
-
-
-class VerifiableReward(ConfigModel):
-    """A verifiable reward beside the judge (RLVR beside RLAIF): 1 when the completion passes the prompt's check
-    (charter.verify, with the prompt's `reference` and `verifier` columns), 0 when it fails, none for a prompt
-    without a check."""
-
-    weight: float = Field(default=1.0, ge=0)
-    """Its weight in the sum of rewards (TRL's reward_weights)."""
-    verifier: str = "number"
-    """The check for prompts with a reference and no verifier of their own: number, exact, contains,
-    regex:PATTERN, a registered name or module:function."""
-
-
-class ChecklistReward(ConfigModel):
-    """How `scoring: checklist` finds each prompt's checklist and turns its verdicts into a reward, and how the
-    checklist evolves during training."""
-
-    column: str = "checklist"
-    """The dataset column with each prompt's checklist: a list of items (`{id, requirement, weight or category,
-    gate, verifier, reference}`) or its JSON text. A prompt without one takes the constitution's criteria, or the
-    writer's checklist."""
-    aggregation: Literal["explicit", "implicit"] = "explicit"
-    """`explicit`: the items' weights and gates; `implicit`: the judge's overall score of the response given the
-    checklist, asked in the same call (the explicit score is recorded beside it)."""
-    writer: RoleConfig | None = None
-    """A model that writes a checklist for a prompt that has none (one cached call a prompt)."""
-    refresh_every: int | None = Field(default=None, ge=1)
-    """`charter train grpo|rloo`: every K steps, compare the highest- and lowest-rewarded recent rollouts and ask the
-    proposer for items that catch what the high ones exploit (length padding, sycophancy, format tricks); each
-    accepted item is added to every checklist as a new version (in the store, the metrics and the card)."""
-    proposer: RoleConfig | None = None
-    """`refresh_every`: the model that proposes the new items (default: the judge)."""
-    refresh_window: int = Field(default=4, ge=1)
-    """`refresh_every`: the rollouts of the last this many steps are compared."""
-    refresh_pairs: int = Field(default=2, ge=1)
-    """`refresh_every`: the highest- and lowest-rewarded rollouts shown to the proposer, this many of each."""
-    max_new_items: int = Field(default=3, ge=1)
-    """`refresh_every`: the most items one refresh accepts."""
 
 
 class OnlineBase(ConfigModel):
@@ -152,7 +77,7 @@ class OnlineConfig(OnlineBase):
     judge: JudgeConfig = JudgeConfig(mode=DEFAULT_RATING_MODE)
     """The judge: its model (a role) and how it judges (mode, scale, rating, orders, ensemble). `score` scoring
     needs mode `score`; `group` and `reference` need a comparison mode (logprobs, cot, verdict)."""
-    scoring: Literal["score", "group", "reference", "rank", "checklist"] = "score"
+    scoring: Scoring = SCORE.name
     """`score`: each completion's rubric score; `group`: its win rate among the completions of its prompt, both
     orders; `reference`: P(better than the prompt's reference, or the reference model's answer); `rank`: the judge
     orders its prompt's completions in one call (listwise), a few times in shuffled order, fitted by Plackett–Luce;
@@ -206,7 +131,7 @@ class OnlineConfig(OnlineBase):
             )
         if "reward_weights" in self.trl:
             raise LocatedValueError("set judge_weight and verify.weight instead", ("trl", "reward_weights"))
-        if self.checklist.refresh_every is not None and self.scoring != "checklist":
+        if self.checklist.refresh_every is not None and self.scoring != CHECKLIST.name:
             raise LocatedValueError("refresh_every needs scoring: checklist", ("checklist", "refresh_every"))
         return self
 
@@ -219,7 +144,7 @@ class OnlineDPOConfig(OnlineBase):
     """The pairwise judge: its model (a role), or a panel (`models`, optional `weights`), and how it compares (mode
     logprobs, cot or verdict; orders, ensemble). With `orders: both` a pair whose two orders pick different winners
     is undecided; a pair any panel member fails is a failed judgment."""
-    scoring: Literal["pair", "checklist"] = "pair"
+    scoring: Literal["pair", CHECKLIST.name] = "pair"  # type: ignore[valid-type] - the checklist entry's name
     """`pair`: the pairwise judge compares the two completions; `checklist`: each is checked against its prompt's
     checklist (one call each) and the pair's P(first better) is 0.5 plus half their score difference (a pair where
     either has no score is masked as failed)."""
@@ -262,11 +187,11 @@ class OnlineDPOConfig(OnlineBase):
 
     @model_validator(mode="after")
     def _judge_compares(self) -> OnlineDPOConfig:
-        misfit = None if self.scoring == "checklist" else scoring_misfit("group", self.judge)
+        misfit = None if self.scoring == CHECKLIST.name else comparing_misfit(self.judge, "online DPO")
         if self.checklist.refresh_every is not None:
             raise LocatedValueError("online DPO takes no refresh_every", ("checklist", "refresh_every"))
         if misfit:
-            raise LocatedValueError(misfit.replace("scoring group", "online DPO"), ("judge", "mode"))
+            raise LocatedValueError(misfit, ("judge", "mode"))
         if self.judge_weight == 0 and not self.reward_model:
             raise LocatedValueError("judge_weight 0 needs a reward_model to decide the pairs", ("judge_weight",))
         for key in ("reward_funcs", "reward_weights", "missing_eos_penalty"):

@@ -14,7 +14,6 @@ from charter.api_args import ConfigArg, public
 from charter.errors import TrainingError
 from charter.evals.callback import evaluations
 from charter.online.card import online_dpo_card, unfinished_online_dpo_card
-from charter.online.checklisted import checklist_options
 from charter.online.config import OnlineDPOConfig
 from charter.online.metrics import OnlineDPOMetrics, Usage
 from charter.online.pairs import MeteredPanel, PairJudge, RewardModelVote, masked_dpo_loss
@@ -28,6 +27,7 @@ from charter.online.train import (
     winrate_callback,
     winrate_of,
 )
+from charter.reward.checklisted import CHECKLIST, checklist_options
 from charter.runs.rewards import StepPairs, pair_steps
 from charter.runs.store import RunStore
 from charter.training.args import build_trl_config, cpu_args, online_args, online_dpo_config
@@ -64,7 +64,7 @@ def pair_judge(config: OnlineDPOConfig) -> PairJudge:
         max_failures=config.max_failures,
         min_confidence=config.min_confidence,
         reward_model=reward_model_vote(config),
-        checklist=checklist_options(config.checklist, cache, meter) if config.scoring == "checklist" else None,
+        checklist=checklist_options(config.checklist, cache, meter) if config.scoring == CHECKLIST.name else None,
     )
 
 

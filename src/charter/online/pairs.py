@@ -23,14 +23,13 @@ from charter.errors import ConfigError
 from charter.judge.panel import Panel
 from charter.judge.settings import JudgeSettings
 from charter.logistic import sigmoid
-from charter.online.checklisted import NoChecklist, checklist_fingerprint, prompt_checklist, reward_checklist
-from charter.online.config import scoring_misfit
-from charter.online.inputs import prompt_messages, text_of
-from charter.online.judging import ScoringOptions
-from charter.online.session import JudgeSession, SessionView, reward_fingerprint
 from charter.providers import ManagedModel
 from charter.providers.usage import UsageMeter
 from charter.records import Failure, Judgment, Message, RewardRecord, UsageRow, as_dicts, fingerprint
+from charter.reward.checklisted import NoChecklist, checklist_fingerprint, prompt_checklist, reward_checklist
+from charter.reward.function import comparing_misfit
+from charter.reward.scoring import ScoringOptions
+from charter.reward.session import JudgeSession, SessionView, prompt_messages, reward_fingerprint, text_of
 
 
 @dataclass(frozen=True)
@@ -148,7 +147,7 @@ class PairJudge(SessionView):
         reward_model: RewardModelVote | None = None,
         checklist: ScoringOptions | None = None,
     ) -> None:
-        misfit = None if checklist is not None else scoring_misfit(basis, settings)
+        misfit = None if checklist is not None else comparing_misfit(settings, f"scoring {basis}")
         if misfit:
             raise ConfigError(misfit)
         extra = checklist_fingerprint(checklist) if checklist is not None else {}
@@ -156,7 +155,7 @@ class PairJudge(SessionView):
         fp = judged
         if reward_model is not None:  # a stored decision is reused only with the model and weights it was made with
             fp = fingerprint([judged, reward_model.source, reward_model.weight, reward_model.judge_weight])
-        self.session = JudgeSession(
+        session = JudgeSession(
             judge,
             constitution,
             settings,
@@ -169,6 +168,7 @@ class PairJudge(SessionView):
             concurrency=concurrency,
             on_usage=self._count_step,
         )
+        super().__init__(session)
         self.min_confidence, self.reward_model, self.checklist = min_confidence, reward_model, checklist
         self._step: int | None = None
         #: Judge calls answered, from the cache, and their cost, per training step (this process).

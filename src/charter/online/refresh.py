@@ -20,11 +20,12 @@ from charter.checklist.author import PROPOSER_SCHEMA, Refresh, proposer_request,
 from charter.checklist.items import ChecklistBook
 from charter.errors import FatalProviderError, ProviderError
 from charter.online.config import ChecklistReward
-from charter.online.reward import JudgeReward
 from charter.providers import ManagedModel
 from charter.providers.base import SamplingParams
 from charter.records import RewardRecord
 from charter.records.base import user
+from charter.reward.checklisted import CHECKLIST
+from charter.reward.function import JudgeReward
 from charter.runs.rewards import rewards
 
 #: The store's meta key of the refreshes.
@@ -36,7 +37,10 @@ def recent(reward: JudgeReward, step: int, window: int) -> list[RewardRecord]:
     return [
         r
         for r in rewards(reward.store)
-        if r.reward is not None and r.scoring == "checklist" and r.step is not None and step - window < r.step <= step
+        if r.reward is not None
+        and r.scoring == CHECKLIST.name
+        and r.step is not None
+        and step - window < r.step <= step
     ]
 
 

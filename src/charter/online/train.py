@@ -18,12 +18,13 @@ from charter.online.config import OnlineBase, OnlineConfig, Trainer, VerifiableR
 from charter.online.metrics import OnlineMetrics, Usage
 from charter.online.pairs import PairJudge
 from charter.online.refresh import refresh_callback, refreshes
-from charter.online.reward import RewardFunction, reward_for
-from charter.online.session import rank_store_dir
 from charter.prompts import PromptsConfig, load_prompts
 from charter.providers import get_model
 from charter.providers.usage import Budget
 from charter.records import Prompt, as_dicts
+from charter.reward.checklisted import CHECKLIST
+from charter.reward.function import RewardFunction, reward_for, scoring_entry
+from charter.reward.session import rank_store_dir
 from charter.runs.counts import usage_totals
 from charter.runs.items import merge_rewards, stored_prompts
 from charter.runs.rewards import per_step, supersede_from
@@ -86,7 +87,7 @@ def checklist_column(config: OnlineConfig, prompts: Sequence[Prompt]) -> list[st
     """`scoring: checklist`: each prompt's checklist from the prompts file's column (JSON text, checked here so that a
     bad one is one `DatasetError` naming the file's row before training), None for a prompt without one; None
     for other scorings."""
-    if config.scoring != "checklist":
+    if config.scoring != CHECKLIST.name:
         return None
     source = config.prompts if isinstance(config.prompts, str) else config.prompts.path
     if source is None or not Path(source).is_file():
@@ -160,7 +161,7 @@ def _trl_args(config: OnlineConfig, trainer: Trainer, device: str) -> Any:
 
 def _check_groups(args: Any, scoring: str) -> None:
     """`group` and `rank` scoring compare the completions of one prompt within one process's batch."""
-    if scoring in ("group", "rank") and args.per_device_train_batch_size % args.num_generations:
+    if scoring_entry(scoring).grouped and args.per_device_train_batch_size % args.num_generations:
         raise TrainingError(
             f"scoring {scoring}: trl.per_device_train_batch_size ({args.per_device_train_batch_size}) must be a "
             f"multiple of trl.num_generations ({args.num_generations}) so that each process holds whole groups"

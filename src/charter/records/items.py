@@ -354,8 +354,9 @@ class RewardRecord(Record):
     trainer."""
     rank: int
     """The process that computed it (0 without distributed training)."""
-    scoring: Literal["score", "group", "reference", "rank", "checklist", "pair"]
-    """`score`: the rubric score; `group`: the win rate in its group; `reference`: P(better than the reference);
+    scoring: str
+    """What the reward rests on: a scoring of the reward table (`charter.reward.function.TABLE`) or `pair`. `score`: the
+    rubric score; `group`: the win rate in its group; `reference`: P(better than the reference);
     `rank`: the expected win rate in its group under a Plackett–Luce fit of the judge's orderings; `checklist`: the
     weighted, gated verdicts of its prompt's checklist; `pair` (online DPO): P(the completion is better than the
     other of its pair, the `reference` field)."""

@@ -9,10 +9,11 @@ from pydantic import Field, model_validator
 
 from charter.judge.modes import DEFAULT_RATING_MODE
 from charter.judge.settings import JudgeConfig
-from charter.online.config import ChecklistReward, VerifiableReward, check_one_judge, with_default_mode
 from charter.providers.cache import DEFAULT_CACHE
 from charter.providers.config import RoleConfig, check_cap_prices, check_price_keys
 from charter.providers.usage import Budget, Price
+from charter.reward.function import SCORE, Scoring, check_one_judge, with_default_mode
+from charter.reward.scoring import ChecklistReward, VerifiableReward
 from charter.yamlio import ConfigModel
 
 #: Keys of a `charter train grpo` config that only training reads: the server accepts and ignores them, so that one
@@ -28,7 +29,7 @@ class ServeConfig(ConfigModel):
     """Constitution name or YAML path the judge rewards against."""
     judge: JudgeConfig = JudgeConfig(mode=DEFAULT_RATING_MODE)
     """The judge: its model (a role) and how it judges, as in `charter train grpo`."""
-    scoring: Literal["score", "group", "reference", "rank", "checklist"] = "score"
+    scoring: Scoring = SCORE.name
     """`score`: each completion's rubric score; `group`: its win rate among the completions of its prompt in one
     request; `reference`: P(better than the label / reference, or the reference model's answer); `rank`: the judge
     orders a request's completions in one call per presentation order (Plackett–Luce); `checklist`: each completion

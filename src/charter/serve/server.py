@@ -18,14 +18,13 @@ from pathlib import Path
 from typing import Any
 
 from charter.errors import ArgumentError, ConfigError, Interrupted
-from charter.online.reward import RewardFunction, reward_for
+from charter.reward.combine import RewardModel
+from charter.reward.function import RewardFunction, reward_for
 from charter.runs.items import merge_rewards
 from charter.runs.rewards import rewards, unexplained
 from charter.runs.store import STORE_FILE, RunStore
-from charter.serve.app import RewardApp
+from charter.serve.app import RewardApp, Scorer
 from charter.serve.config import ServeConfig
-from charter.serve.rm import RewardModel
-from charter.serve.scorer import Scorer
 
 log = logging.getLogger("charter.serve")
 

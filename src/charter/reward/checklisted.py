@@ -21,15 +21,14 @@ from charter.checklist.check import CHECKLIST_FORMAT, CheckedResponse, check_res
 from charter.checklist.items import Checklist, checklist_from_criteria, checklist_from_rows
 from charter.checklist.store import stored_or_written, writing_fingerprint
 from charter.errors import ConfigError, FatalProviderError, JudgeParseError, ProviderError
-from charter.online.config import ChecklistReward
-from charter.online.judging import WRITER_PARAMS, Batch, ScoringEntry, ScoringOptions
-from charter.online.session import JudgeSession
 from charter.providers import get_model
 from charter.providers.base import SamplingParams
 from charter.providers.cache import CallCache
 from charter.providers.config import RoleConfig
 from charter.providers.usage import UsageMeter
 from charter.records import Failure, Message, RewardChecklist, RewardRecord, fingerprint
+from charter.reward.scoring import WRITER_PARAMS, Batch, ChecklistReward, ScoringEntry, ScoringOptions
+from charter.reward.session import JudgeSession
 
 #: The item bounds of a reward's writer: those of a run config's `checklist:` section by default.
 WRITER_BOUNDS = WriterBounds()
@@ -217,4 +216,20 @@ def checklist_values(column: Sequence[Any] | None, n: int, name: str) -> list[An
     return list(column)
 
 
-CHECKLIST = ScoringEntry("checklist", score_by_checklist, reads_checklists=True, fingerprinted=checklist_fingerprint)
+def _described(options: ScoringOptions) -> str:
+    if options.aggregation == "implicit":
+        return "the judge's overall score of each completion given its prompt's checklist, in one call (implicit)"
+    return (
+        "the weighted, gated verdicts of each completion's prompt checklist, answered in one judge call (a reason "
+        "before each verdict; verifier items by code); all items failed: no reward"
+    )
+
+
+CHECKLIST = ScoringEntry(
+    "checklist",
+    score_by_checklist,
+    rates=None,
+    reads_checklists=True,
+    describe=_described,
+    fingerprinted=checklist_fingerprint,
+)

@@ -1,38 +1,107 @@
-"""One completion's reward by any charter scoring, for every framework adapter (verifiers, verl, OpenEnv): one copy of
-the dispatch.
+"""One completion's reward from its parts, for the reward server and every framework adapter: one combiner.
 
-- the judge's scorings (`score`, `reference`, `checklist`; the group scorings `group` and `rank`) go through the
-  process's shared `Judging` for the settings (one reward function: store, cache, meter, budget, failure limit), a
-  group scoring gathering the completions of one group (`Asked.group`, `Asked.group_size`) into one call;
-- `verify`: a verifiable reward, 1.0 or 0.0, from `charter.verify` (`number`, `exact`, `contains`, `regex:...`, a
-  registered name or `module:function`) against the reference answer;
-- `reward_model`: a trained reward model's score of the conversation (its logit, as `charter serve reward` and TRL
-  give it), the model loaded once per process from `reward_model` (a folder or hub id), the calls that arrive together
-  scored in batches of `reward_model_batch_size`.
+The parts of a reward are the judge's scorings (through the process's shared `Judging`), a verifiable reward
+(`verify`: 1.0 or 0.0 from `charter.verify` against the reference answer) and a trained reward model's score (its
+logit, as TRL gives it; the model loaded once per process, the calls that arrive together scored in batches). Each
+part's outcome is its value, or None with the reason.
 
-Every outcome is the reward or `None` with the reason: never a made-up value. `weighted` adds several scorings up, as
-`charter serve reward` and TRL weigh a judge beside a verifier and a reward model.
+`combine` adds the parts up with their weights, as TRL weighs a judge beside a verifier and a reward model, under one
+failure rule: a part that failed makes the reward None, with every failure recorded (never a partial sum, never a
+made-up value). `weighted` is the async path; `weighted_sync` runs it for synchronous callers.
 """
 
 from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Mapping
+from collections.abc import Coroutine, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Annotated, Any, TypeVar
 
-from charter.errors import ConfigError
-from charter.integrations.judging import GROUPED, POINTWISE, Judging, failure_text, shared
-from charter.integrations.window import Window, hand_out
+from pydantic import AfterValidator
+
+from charter.errors import ConfigError, TrainingError
 from charter.records import RewardRecord
-from charter.serve.rm import RewardModel
+from charter.reward.batching import Judging, Window, failure_text, hand_out, shared
+from charter.reward.function import SCORE, TABLE
+from charter.training.models import short_error
 from charter.verify import check
 
-AdapterScoring = Literal["score", "reference", "checklist", "group", "rank", "verify", "reward_model"]
-#: Every scoring an adapter offers, in the order the docs list them.
-SCORINGS: tuple[str, ...] = (*POINTWISE, *GROUPED, "verify", "reward_model")
+T = TypeVar("T")
+
+
+class RewardModel:
+    """A sequence-classification reward model and its tokenizer (`RewardScorer`), loaded once; scores in bounded
+    batches on CPU, one batch at a time (call `scores` from a worker thread: it blocks)."""
+
+    def __init__(self, source: str, batch_size: int = 16) -> None:
+        from charter.reward_model.scorer import RewardScorer
+
+        self.source, self.batch_size = source, batch_size
+        try:
+            self.scorer = RewardScorer.load(source, device="cpu", batch_size=batch_size)
+        except TrainingError as exc:
+            raise ConfigError(str(exc)) from None
+        self._lock = threading.Lock()
+
+    def text(self, prompt: Any, completion: Any) -> str:
+        """The conversation the model reads: prompt + completion as an assistant turn through the chat template
+        when the tokenizer has one, else the prompt's text followed by the completion's."""
+        return self.scorer.text(_messages(prompt, "user") + _messages(completion, "assistant"))
+
+    def scores(self, prompts: list[Any], completions: list[Any]) -> list[float]:
+        """One score (the model's logit) per completion."""
+        conversations = [_messages(p, "user") + _messages(c, "assistant") for p, c in zip(prompts, completions)]
+        with self._lock:
+            try:
+                return self.scorer.score(conversations)
+            except (RuntimeError, IndexError, ValueError) as exc:  # e.g. a text past the model's length
+                raise ConfigError(f"reward_model could not score the batch ({short_error(exc)})") from None
+
+
+def _messages(value: Any, role: str) -> list[dict[str, Any]]:
+    return [{"role": role, "content": value}] if isinstance(value, str) else list(value)
+
+
+#: The reward parts beside the judge's scorings: a verifiable reward and a trained reward model's score.
+VERIFY, REWARD_MODEL = "verify", "reward_model"
+
+
+def adapter_scorings() -> tuple[str, ...]:
+    """Every scoring an adapter offers, in the order the docs list them: the table's, then the other parts."""
+    return (*TABLE, VERIFY, REWARD_MODEL)
+
+
+def adapter_scoring(name: str) -> str:
+    """`name` where an adapter offers it (a config field's check: a `ValueError` listing the scorings otherwise)."""
+    if name not in adapter_scorings():
+        raise ValueError(f"expected one of {', '.join(adapter_scorings())}, got {name!r}")
+    return name
+
+
+#: A scoring's name as an adapter's config takes it: the table's, `verify` or `reward_model`.
+AdapterScoring = Annotated[str, AfterValidator(adapter_scoring)]
+
+
+def reads_references(scoring: str) -> bool:
+    """Whether `scoring` reads a completion's reference answer (`verify` and the table's entries that say so)."""
+    entry = TABLE.get(scoring)
+    return scoring == VERIFY or (entry is not None and entry.reads_references)
+
+
+def reads_checklists(scoring: str) -> bool:
+    """Whether `scoring` reads a prompt's checklist (its entry in the table says so)."""
+    entry = TABLE.get(scoring)
+    return entry is not None and entry.reads_checklists
+
+
+def grouped(scoring: str) -> bool:
+    """Whether `scoring` judges a prompt's completions together (its entry in the table says so)."""
+    entry = TABLE.get(scoring)
+    return entry is not None and entry.grouped
+
+
 #: Settings the adapters read themselves; every other one is a `charter.reward_function` argument.
 ADAPTER_KEYS = ("verifier", "reward_model", "reward_model_batch_size", "group_size", "weights")
 
@@ -78,9 +147,9 @@ class Outcome:
 
 
 def _scoring(settings: Mapping[str, Any]) -> str:
-    scoring = str(settings.get("scoring", "score"))
-    if scoring not in SCORINGS:
-        raise ConfigError(f"scoring: expected one of {', '.join(SCORINGS)}, got {scoring!r}")
+    scoring = str(settings.get("scoring", SCORE.name))
+    if scoring not in adapter_scorings():
+        raise ConfigError(f"scoring: expected one of {', '.join(adapter_scorings())}, got {scoring!r}")
     return scoring
 
 
@@ -143,14 +212,8 @@ class ModelBatches:
         self.batches = 0
         """Batches sent to the model."""
 
-    def submit(self, prompt: Any, completion: Any) -> Future[Outcome]:
-        """The outcome of one conversation, scored in a batch with those that arrive with it."""
-        done: Future[Outcome] = Future()
-        self.window.add(_Conversation(prompt, completion, done))
-        return done
-
     async def scored(self, prompt: Any, completion: Any) -> Outcome:
-        """`submit`'s outcome for a caller on its own event loop."""
+        """The outcome of one conversation, scored in a batch with those that arrive with it."""
         done: asyncio.Future[Outcome] = asyncio.get_running_loop().create_future()
         self.window.add(_Conversation(prompt, completion, done))
         return await done
@@ -199,29 +262,21 @@ def reward_model(settings: Mapping[str, Any]) -> ModelBatches:
 
 
 def score(settings: Mapping[str, Any], asked: Asked) -> Outcome:
-    """One completion's outcome under `settings["scoring"]` (blocks; the judge works on its own event loop)."""
-    scoring = _scoring(settings)
-    if scoring == "verify":
-        return verified(settings, asked)
-    if scoring == "reward_model":
-        return reward_model(settings).submit(asked.prompt, asked.completion).result()
-    judging = judged(settings)
-    if scoring in GROUPED:
-        size = _group_size(settings, asked)
-        return Outcome.of(judging.in_group(_key(asked), size, *_judge_args(asked)))
-    return Outcome.of(judging.one(*_judge_args(asked)))
+    """`ascore` from synchronous code (blocks; the judge works on its own event loop)."""
+    return run_sync(ascore(settings, asked))
 
 
 async def ascore(settings: Mapping[str, Any], asked: Asked) -> Outcome:
-    """`score` for a caller on its own event loop."""
+    """One completion's outcome under `settings["scoring"]`, awaited on the caller's event loop (the judge works on
+    its session's)."""
     scoring = _scoring(settings)
-    if scoring == "verify":
+    if scoring == VERIFY:
         return verified(settings, asked)
-    if scoring == "reward_model":
+    if scoring == REWARD_MODEL:
         batches = await asyncio.to_thread(reward_model, settings)  # loading the model blocks, once
         return await batches.scored(asked.prompt, asked.completion)
     judging = judged(settings)
-    if scoring in GROUPED:
+    if grouped(scoring):
         size = _group_size(settings, asked)
         return Outcome.of(await judging.ain_group(_key(asked), size, *_judge_args(asked)))
     return Outcome.of(await judging.aone(*_judge_args(asked)))
@@ -252,9 +307,46 @@ def weights_of(settings: Mapping[str, Any]) -> dict[str, float]:
     return weights
 
 
+class _ThreadLoop:
+    """An event loop of a synchronous caller's thread, kept from one call to the next (a new loop a call costs more
+    than a verifier's check) and closed with the thread."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+
+    def __del__(self) -> None:
+        self.loop.close()
+
+
+_LOOPS = threading.local()
+
+
+def run_sync(work: Coroutine[Any, Any, T]) -> T:
+    """Run `work` to its end from synchronous code: on this thread's own event loop, or in a thread of its own where
+    this thread already runs a loop."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        loop = getattr(_LOOPS, "loop", None)
+        if loop is None:
+            loop = _LOOPS.loop = _ThreadLoop()
+        return loop.loop.run_until_complete(work)
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, work).result()
+
+
+def combine(weights: Mapping[str, float], outcomes: Mapping[str, Outcome]) -> float | None:
+    """The reward of one completion from its parts: each part's reward times its weight, added up. The one failure
+    rule: a part without a reward (its outcome says why) makes the whole reward None, never a partial sum nor a
+    made-up value."""
+    if any(outcomes[name].reward is None for name in weights):
+        return None
+    return sum(weight * (outcomes[name].reward or 0.0) for name, weight in weights.items())
+
+
 async def weighted(settings: Mapping[str, Any], asked: Asked) -> tuple[float | None, dict[str, Outcome]]:
-    """The weighted sum of `weights_of(settings)`'s scorings for one completion, with each scoring's outcome; the sum
-    is None (never a partial sum) where any of them failed."""
+    """The combined reward of `weights_of(settings)`'s scorings for one completion (`combine`), with each scoring's
+    outcome."""
     weights = weights_of(settings)
     names = list(weights)
     if len(names) == 1:  # awaited in place: a task of its own would cost each call a turn of the caller's loop
@@ -262,24 +354,12 @@ async def weighted(settings: Mapping[str, Any], asked: Asked) -> tuple[float | N
     else:
         outcomes = await asyncio.gather(*(ascore({**settings, "scoring": name}, asked) for name in names))
     by_name = dict(zip(names, outcomes))
-    if any(o.reward is None for o in outcomes):
-        return None, by_name
-    return sum(weights[n] * (by_name[n].reward or 0.0) for n in names), by_name
+    return combine(weights, by_name), by_name
 
 
 def weighted_sync(settings: Mapping[str, Any], asked: Asked) -> tuple[float | None, dict[str, Outcome]]:
-    """`weighted` from synchronous code (each scoring in its own thread, so a group's members still meet)."""
-    weights = weights_of(settings)
-    names = list(weights)
-    if len(names) == 1:
-        outcomes = [score({**settings, "scoring": names[0]}, asked)]
-    else:
-        with ThreadPoolExecutor(len(names)) as pool:
-            outcomes = list(pool.map(lambda n: score({**settings, "scoring": n}, asked), names))
-    by_name = dict(zip(names, outcomes))
-    if any(o.reward is None for o in outcomes):
-        return None, by_name
-    return sum(weights[n] * (by_name[n].reward or 0.0) for n in names), by_name
+    """`weighted` from synchronous code."""
+    return run_sync(weighted(settings, asked))
 
 
 def failure_of(outcomes: Mapping[str, Outcome]) -> str:

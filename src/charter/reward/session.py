@@ -4,12 +4,17 @@ The session holds the judge (and a reference model, where a scoring asks one), t
 settings; the event loop the judge's clients live on; the bound on judge calls in flight; the reward store (a run
 store's `rewards` table, one folder per rank in a distributed job) with the usage ledger beside it; the tally of
 rewards and failures, and the failure limit. The reward function (`charter.reward_function`), online DPO's pair
-judge and the reward server each own one and use it through the methods below; a scoring (`online.scorings`) reads
+judge and the reward server each own one and use it through the methods below; a scoring (`reward.scoring`) reads
 the judge through it.
 
 Synchronous callers hand it coroutines with `run` (an event loop of the session's own, in a thread, made on first
 use); asynchronous callers (TRL's async reward path, the server) await the same coroutines on their own loop, and no
 loop of the session's is made.
+
+What the reward function accepts is checked here too (`check_settings`, `check_batch`): each check raises one
+`ConfigError` naming the argument, the variable or the index, so that nothing other than the completion is judged (a
+list of strings is not read as an empty text, a string is not read character by character) and nothing fails deep
+inside (a semaphore of 0 that never opens, a reference column too short to index).
 """
 
 from __future__ import annotations
@@ -17,29 +22,31 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import math
+import numbers
 import threading
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Generic, Literal, Self, TypeVar, overload
+from typing import Any, TypeVar
 
 from charter.concurrency import EventLoopThread
 from charter.constitutions import Constitution
-from charter.errors import TooManyFailures
+from charter.errors import ConfigError, TooManyFailures
 from charter.judge.pairwise import judge_failure, judge_fingerprint, judge_pair, principles_for
 from charter.judge.settings import JudgeSettings
-from charter.online.inputs import check_settings
 from charter.preference.dataset import now_iso
 from charter.preference.manifest import ConstitutionInfo
 from charter.providers import ManagedModel
 from charter.records import Failure, Judgment, Message, Pair, RewardRecord, UsageRow, fingerprint
+from charter.records.base import as_messages
 from charter.runs.rewards import put_rewards, stored_rewards
 from charter.runs.store import RunStore
 from charter.runs.usage import add_usage
 from charter.training.parallel import rank, world_size
 
-#: What a reward store row can rest on: a scoring, or `pair` (online DPO's pairwise judgments).
-Basis = Literal["score", "group", "reference", "rank", "checklist", "pair"]
+#: What a reward store row can rest on: a scoring's name (`reward.function.TABLE`), or `pair` (online DPO's pairwise
+#: judgments).
+Basis = str
 T = TypeVar("T")
 
 
@@ -297,49 +304,46 @@ class JudgeSession:
             await model.aclose()
 
 
-class OnSession(Generic[T]):
-    """An attribute of the judge session, read on an object that owns one as `session` (`SessionView`)."""
-
-    def __init__(self, doc: str = "") -> None:
-        self.__doc__ = doc
-
-    def __set_name__(self, owner: type, name: str) -> None:
-        self.name = name
-
-    @overload
-    def __get__(self, view: None, owner: type) -> Self: ...
-    @overload
-    def __get__(self, view: SessionView, owner: type | None = None) -> T: ...
-    def __get__(self, view: SessionView | None, owner: type | None = None) -> T | Self:
-        return self if view is None else getattr(view.session, self.name)
-
-    def __set__(self, view: SessionView, value: T) -> None:
-        raise AttributeError(f"{self.name} is the judge session's and read-only here")
-
-
-class SettableOnSession(OnSession[T]):
-    """An attribute of the judge session, read and set on an object that owns one (a setting the caller may change)."""
-
-    def __set__(self, view: SessionView, value: T) -> None:
-        setattr(view.session, self.name, value)
-
-
 class SessionView:
-    """The parts of a judge session, by name, on what owns one as `session` (the reward function, online DPO's pair
-    judge): the judge, the constitution, the fingerprint, the store, the ranks, the tally, and `close`."""
+    """The parts of a judge session as plain attributes of what owns one as `session` (the reward function, online
+    DPO's pair judge): the judge, the constitution, the fingerprint, the store, the ranks, the tally, and `close`;
+    `max_failures` and `concurrency` read and set the session's own.
 
-    session: JudgeSession
+    Attributes:
+        session: The judge session.
+        judge: The judge model (its `meter` counts the calls and cost).
+        constitution: The constitution the judge reads.
+        fingerprint: The fingerprint of every reward stored (judge, settings, scoring, what changes it).
+        store: The reward store (this rank's, with several processes).
+        store_dir: The run directory the reward store was asked for.
+        rank: This process's rank.
+        ranks: The number of processes.
+        tally: Rewards given and failed so far.
+    """
 
-    judge = OnSession[ManagedModel]("The judge model (its `meter` counts the calls and cost).")
-    constitution = OnSession[Constitution]("The constitution the judge reads.")
-    fingerprint = OnSession[str]("The fingerprint of every reward stored (judge, settings, scoring, what changes it).")
-    store = OnSession[RunStore]("The reward store (this rank's, with several processes).")
-    store_dir = OnSession[Path]("The run directory the reward store was asked for.")
-    rank = OnSession[int]("This process's rank.")
-    ranks = OnSession[int]("The number of processes.")
-    tally = OnSession[Tally]("Rewards given and failed so far.")
-    max_failures = SettableOnSession[float]("The share (below 1) or number of failed judgments that stops training.")
-    concurrency = SettableOnSession[int]("Judge calls in flight at once.")
+    def __init__(self, session: JudgeSession) -> None:
+        self.session = session
+        self.judge, self.constitution, self.fingerprint = session.judge, session.constitution, session.fingerprint
+        self.store, self.store_dir, self.tally = session.store, session.store_dir, session.tally
+        self.rank, self.ranks = session.rank, session.ranks
+
+    @property
+    def max_failures(self) -> float:
+        """The share (below 1) or number of failed judgments that stops training (the session's; settable)."""
+        return self.session.max_failures
+
+    @max_failures.setter
+    def max_failures(self, value: float) -> None:
+        self.session.max_failures = value
+
+    @property
+    def concurrency(self) -> int:
+        """Judge calls in flight at once (the session's; settable)."""
+        return self.session.concurrency
+
+    @concurrency.setter
+    def concurrency(self, value: int) -> None:
+        self.session.concurrency = value
 
     def close(self) -> None:
         """Flush the call cache and close the judge's clients (the reward store stays readable)."""
@@ -355,3 +359,87 @@ def _runs_here(loop: asyncio.AbstractEventLoop) -> bool:
         return asyncio.get_running_loop() is loop
     except RuntimeError:
         return False
+
+
+WHO = "reward function"
+
+
+def check_settings(max_failures: Any, concurrency: Any) -> None:
+    """`max_failures` a finite number >= 0 (a count from 1, a share below it); `concurrency` a whole number >= 1."""
+    if isinstance(concurrency, bool) or not isinstance(concurrency, numbers.Integral) or concurrency < 1:
+        raise ConfigError(f"{WHO}: concurrency must be a whole number of at least 1 (judge calls at once), "
+                          f"not {concurrency!r}")  # fmt: skip
+    number = isinstance(max_failures, numbers.Real) and not isinstance(max_failures, bool)
+    if not number or not math.isfinite(max_failures) or max_failures < 0:
+        raise ConfigError(
+            f"{WHO}: max_failures must be a finite number of at least 0 (a count from 1, a share below 1), "
+            f"not {max_failures!r}"
+        )
+
+
+def check_batch(prompts: Any, completions: Any, references: Any = None, reference_column: str = "reference") -> Any:
+    """Check a batch as TRL passes it: `prompts` and `completions` lists of one length, each item a string or a
+    list of messages; `references` (the reference column, where the scoring reads it) None or a list of that length
+    of strings, messages or None. Returns the references as texts (None where a row has none)."""
+    _check_list("prompts", prompts)
+    _check_list("completions", completions)
+    if len(prompts) != len(completions):
+        raise ConfigError(f"{WHO}: {len(prompts)} prompts but {len(completions)} completions")
+    for i, prompt in enumerate(prompts):
+        _check_conversation(f"prompts[{i}]", prompt)
+    for i, completion in enumerate(completions):
+        _check_conversation(f"completions[{i}]", completion)
+    if references is None:
+        return None
+    _check_list(reference_column, references)
+    if len(references) != len(prompts):
+        raise ConfigError(f"{WHO}: {len(prompts)} prompts but {len(references)} values in '{reference_column}'")
+    for i, reference in enumerate(references):
+        if reference is not None:
+            _check_conversation(f"{reference_column}[{i}]", reference)
+    return [None if r is None else text_of(r) for r in references]
+
+
+def prompt_messages(prompts: Sequence[Any]) -> list[list[Message]]:
+    """Checked prompts as messages: a string is one user message, a list of messages is taken as it is."""
+    return [as_messages(p if isinstance(p, str) else list(p), f"prompts[{i}]") for i, p in enumerate(prompts)]
+
+
+def text_of(conversation: str | list[Mapping[str, Any]]) -> str:
+    """The text of a checked completion: the string, or its messages' contents joined."""
+    if isinstance(conversation, str):
+        return conversation
+    return "".join(str(m.get("content") or "") for m in conversation)
+
+
+def _check_list(name: str, value: Any) -> None:
+    if not isinstance(value, list | tuple):
+        raise ConfigError(f"{WHO}: {name} must be a list (one item a row), not {_describe(value)}")
+
+
+def _check_conversation(where: str, value: Any) -> None:
+    """A string, or a non-empty list of messages: mappings with a string `role` and a string `content` (which a
+    message with `tool_calls` may leave out)."""
+    if isinstance(value, str):
+        return
+    if not isinstance(value, list | tuple):
+        hint = " (decode it to a string)" if isinstance(value, bytes | bytearray) else ""
+        raise ConfigError(
+            f"{WHO}: {where} must be a string or a list of {{role, content}} messages, not {_describe(value)}{hint}"
+        )
+    if not value:
+        raise ConfigError(f"{WHO}: {where} is an empty list of messages")
+    for j, message in enumerate(value):
+        content = message.get("content") if isinstance(message, Mapping) else None
+        tool_call = isinstance(message, Mapping) and content is None and bool(message.get("tool_calls"))
+        if not isinstance(message, Mapping) or not isinstance(message.get("role"), str):
+            problem = "has no string 'role'" if isinstance(message, Mapping) else f"is {_describe(message)}"
+        elif not isinstance(content, str) and not tool_call:
+            problem = f"has 'content' {_describe(content)}, not a string"
+        else:
+            continue
+        raise ConfigError(f"{WHO}: {where}[{j}] {problem}; a message is {{role, content}} with string values")
+
+
+def _describe(value: Any) -> str:
+    return f"{type(value).__name__} {value!r:.40}"

@@ -2,7 +2,7 @@
 
 `reward_function(...)` returns a callable with TRL's reward-function signature, `(prompts, completions, **kwargs) ->
 list[float | None]`; its `as_async()` is the same reward as a coroutine function, which TRL awaits on its own event
-loop. Its scoring is one entry of the table in `online.scorings`:
+loop. Its scoring is one entry of the table (`TABLE`, below):
 
 - `score`: each completion's rubric score (judge mode `score`), normalised to 0..1 and averaged over the principles,
   which are drawn per prompt so that the completions of one prompt are rated alike (direct RLAIF, Lee et al. 2023);
@@ -22,7 +22,7 @@ loop. Its scoring is one entry of the table in `online.scorings`:
 
 Every judge call goes through charter's call cache, limits, usage meter and budget; every reward is written to the
 reward store (a run store's `rewards` table) with what it rests on, by the function's judge session
-(`online.session`). A failed judgment gives `None` for that completion (TRL then gives it no reward), never a
+(`reward.session`). A failed judgment gives `None` for that completion (TRL then gives it no reward), never a
 default; past `max_failures` the function raises `TooManyFailures`, and a reached budget raises `BudgetExceeded`
 (`charter train grpo` then saves a checkpoint and exits with code 4).
 """
@@ -33,23 +33,114 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Annotated, Any, TypedDict, Unpack
 
+from pydantic import AfterValidator
+
 from charter.api_args import Range, from_arguments, public
 from charter.checklist.check import Aggregation
 from charter.constitutions import Constitution, load_constitution
-from charter.errors import ConfigError
+from charter.errors import ArgumentError, ConfigError
+from charter.judge.modes import pairwise_modes, rating_modes
 from charter.judge.settings import JudgeConfig, JudgeSettings
-from charter.online.checklisted import WRITER_PARAMS, checklist_values, writer_params
-from charter.online.config import default_mode, scoring_misfit
-from charter.online.inputs import check_batch, check_settings, prompt_messages, text_of
-from charter.online.judging import Batch, GroupStrategy, ScoringEntry, ScoringOptions
-from charter.online.scorings import SCORINGS, Scoring, scoring_entry
-from charter.online.session import JudgeSession, SessionView, reward_fingerprint
 from charter.providers import ManagedModel, get_model
 from charter.providers.cache import DEFAULT_CACHE, CallCache
 from charter.providers.config import RoleConfig, blind_cap
 from charter.providers.usage import Budget, Price, UsageMeter
 from charter.records import RewardRecord
+from charter.reward.checklisted import CHECKLIST, WRITER_PARAMS, checklist_values, writer_params
+from charter.reward.scoring import GROUP, RANK, REFERENCE, SCORE, Batch, GroupStrategy, ScoringEntry, ScoringOptions
+from charter.reward.session import (
+    JudgeSession,
+    SessionView,
+    check_batch,
+    check_settings,
+    prompt_messages,
+    reward_fingerprint,
+    text_of,
+)
 from charter.training.parallel import ranks
+from charter.yamlio import LocatedValueError
+
+#: The table of scorings: one entry a scoring, by name, in the order the docs and errors list them. A new scoring is a
+#: function over a judge session and a batch and one `ScoringEntry` here (`register` adds one defined elsewhere).
+TABLE: dict[str, ScoringEntry] = {entry.name: entry for entry in (SCORE, GROUP, REFERENCE, RANK, CHECKLIST)}
+
+
+def register(entry: ScoringEntry) -> ScoringEntry:
+    """Add `entry` to the table (a name already taken is a `ConfigError`); returns it."""
+    if entry.name in TABLE:
+        raise ConfigError(f"scoring {entry.name!r} is already in the table")
+    TABLE[entry.name] = entry
+    return entry
+
+
+def scorings() -> tuple[str, ...]:
+    """Every scoring's name, in the table's order."""
+    return tuple(TABLE)
+
+
+def scoring_entry(name: str) -> ScoringEntry:
+    """The table's entry for `name`; an unknown name is a `ConfigError` listing the scorings."""
+    entry = TABLE.get(name)
+    if entry is None:
+        raise ConfigError(f"scoring: expected one of {', '.join(TABLE)}, got {name!r}")
+    return entry
+
+
+def known_scoring(name: str) -> str:
+    """`name` where the table has it (a config field's check: a `ValueError` listing the scorings otherwise)."""
+    if name not in TABLE:
+        raise ValueError(f"expected one of {', '.join(TABLE)}, got {name!r}")
+    return name
+
+
+#: A scoring's name, as configs take it: any name in the table (`scorings()`).
+Scoring = Annotated[str, AfterValidator(known_scoring)]
+
+
+def comparing_misfit(settings: JudgeSettings, who: str) -> str | None:
+    """Why the judge's mode cannot compare completions for `who`, or None when it can."""
+    if settings.rates_alone:
+        return f"{who} compares completions: judge mode must be {', '.join(pairwise_modes())}"
+    return None
+
+
+def scoring_misfit(scoring: str, settings: JudgeSettings) -> str | None:
+    """Why the judge's mode cannot serve `scoring` (one that rates needs a rating mode, one that compares a pairwise
+    mode, one with a call of its own any mode), or None when it can."""
+    entry = scoring_entry(scoring)
+    if entry.rates is None:
+        return None
+    if entry.rates and not settings.rates_alone:
+        return f"scoring {entry.name} rates each completion: the judge's mode must be {', '.join(rating_modes())}"
+    return None if entry.rates else comparing_misfit(settings, f"scoring {entry.name}")
+
+
+def default_mode(scoring: str) -> str:
+    """The judge mode `scoring` takes when the config names none (`ScoringEntry.default_mode`)."""
+    return scoring_entry(scoring).default_mode
+
+
+def with_default_mode(data: Any) -> Any:
+    """A config's data with a judge that names no mode given the scoring's (`default_mode`); a scoring the table does
+    not have is left for the config's own check."""
+    if not isinstance(data, dict):
+        return data
+    judge = data.get("judge", {})
+    judge = {"model": judge} if isinstance(judge, str) else judge
+    entry = TABLE.get(data.get("scoring", SCORE.name))
+    if isinstance(judge, dict) and "mode" not in judge and entry is not None:
+        data = {**data, "judge": {**judge, "mode": entry.default_mode}}
+    return data
+
+
+def check_one_judge(scoring: str, judge: JudgeConfig, who: str) -> None:
+    """`who` (online training, the reward server) takes one judge model, whose mode must serve the scoring."""
+    if judge.models is not None:
+        raise LocatedValueError(f"{who} takes one judge model (set judge.model)", ("judge", "models"))
+    misfit = scoring_misfit(scoring, judge)
+    if misfit:
+        raise LocatedValueError(misfit, ("judge", "mode"))
+
 
 #: Prompts, completions or reference answers as TRL passes them (strings, or lists of `{role, content}` messages).
 Items = Sequence[Any]
@@ -66,23 +157,24 @@ class Columns(TypedDict, total=False):
     """The training step the rewards are for (stored with them)."""
 
 
-__all__ = ["SCORINGS", "AsyncRewardFunction", "Columns", "JudgeReward", "RewardFunction", "Scoring", "reward_function"]
+__all__ = ["TABLE", "AsyncRewardFunction", "Columns", "JudgeReward", "RewardFunction", "Scoring", "reward_function"]
 
 
 class JudgeReward(SessionView):
-    """The judge as a reward: a scoring (an entry of the table in `online.scorings`) over a judge session.
+    """The judge as a reward: a scoring (an entry of the table (`TABLE`, below)) over a judge session.
 
     `score` (sync) and `ascore` (async) give a batch's reward records, stored and tallied; `RewardFunction` and
     `AsyncRewardFunction` add TRL's call. Build one with `charter.reward_function`.
 
     Attributes:
-        session: The judge session (`online.session.JudgeSession`): judge, store, usage, tally, failure limit.
+        session: The judge session (`reward.session.JudgeSession`): judge, store, usage, tally, failure limit.
         entry: The scoring's entry in the table.
         options: What the scoring reads beside the session (reference column and model, group strategy, orders).
     """
 
     def __init__(self, session: JudgeSession, entry: ScoringEntry, options: ScoringOptions | None = None) -> None:
-        self.session, self.entry, self.options = session, entry, options or ScoringOptions()
+        super().__init__(session)
+        self.entry, self.options = entry, options or ScoringOptions()
         self.__name__ = f"charter_{entry.name}"
 
     # -- scoring a batch -------------------------------------------------------------------------------------
@@ -219,7 +311,7 @@ def _settings(role: RoleConfig, scoring: str, judge_settings: dict[str, Any]) ->
 def reward_function(
     judge: str | RoleConfig = "local:smollm2-135m-instruct",
     constitution: str | Constitution = "harmless",
-    scoring: Scoring = "score",
+    scoring: str = SCORE.name,
     *,
     store: str | Path = "charter-rewards",
     cache: str | Path | None = DEFAULT_CACHE,
@@ -244,10 +336,11 @@ def reward_function(
         judge: The judge: a model string, a role config (model, key variable, limits, options) or a `JudgeConfig`,
             whose mode and ensemble settings are then used.
         constitution: A bundled constitution's name, a YAML path or a `Constitution`.
-        scoring: `score` (rubric score of each completion), `group` (win rate within its prompt's group of
-            completions, both orders), `reference` (P(better than the reference answer), both orders) or `rank`
-            (the judge orders the group in one call per presentation order; a Plackett–Luce fit) or `checklist`
-            (each completion checked against its prompt's checklist in one call; the weighted, gated verdicts).
+        scoring: A scoring of the table (`TABLE`): `score` (rubric score of each completion), `group` (win rate
+            within its prompt's group of completions, both orders), `reference` (P(better than the reference
+            answer), both orders), `rank` (the judge orders the group in one call per presentation order; a
+            Plackett–Luce fit) or `checklist` (each completion checked against its prompt's checklist in one call;
+            the weighted, gated verdicts), or one registered with `register`.
         store: The run directory that keeps the reward store (made when missing).
         cache: The call cache file shared with runs; None for no cache.
         budget: Caps on cost or tokens; reaching one raises `BudgetExceeded`.
@@ -277,14 +370,17 @@ def reward_function(
         reward records instead.
 
     Raises:
-        ConfigError: An unknown scoring, a judge mode that does not fit it, `max_failures` negative or not finite,
+        ArgumentError: A scoring the table of scorings (`TABLE`) does not have.
+        ConfigError: A judge mode that does not fit the scoring, `max_failures` negative or not finite,
             `concurrency` below 1, a `RANK`/`WORLD_SIZE` that is no number, or a cost cap (`budget.max_cost_usd`)
             with a model that `prices` does not price (declare a free one `Price(input=0, output=0)`). Called, the
             function raises it for a completion that is neither a string nor a list of `{role, content}` messages
             (naming its index), and for prompts, completions and the reference column of different lengths.
         ConstitutionError: The constitution cannot be loaded.
     """
-    entry = scoring_entry(scoring)
+    if scoring not in TABLE:
+        raise ArgumentError("scoring", f"expected one of {', '.join(TABLE)}, got {scoring!r}")
+    entry = TABLE[scoring]
     check_settings(max_failures, concurrency)
     ranks()  # RANK and WORLD_SIZE read as numbers, the rank below the size
     role = _role(judge)
@@ -350,7 +446,7 @@ def reward_for(config: Any, store: str | Path, **extra: Any) -> RewardFunction:
     named = ("cache", "prices", "max_failures", "reference_model", "seed", "group_strategy", "rank_orders")
     settings = {name: getattr(config, name) for name in named}
     section = getattr(config, "checklist", None)
-    if section is not None and config.scoring == "checklist":
+    if section is not None and config.scoring == CHECKLIST.name:
         settings |= {"checklist_column": section.column, "aggregation": section.aggregation,
                      "checklist_writer": section.writer}  # fmt: skip
     return reward_function(config.judge, config.constitution, config.scoring, store=store, **settings, **extra)
