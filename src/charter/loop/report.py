@@ -7,7 +7,9 @@ import json
 from pathlib import Path
 from typing import Any
 
-from charter.loop.metrics import FLAGGABLE, METRICS
+from charter.loop.data import field_figures
+from charter.loop.metrics import flaggable, monitor_metrics
+from charter.stats.diversity import diversity_table
 
 
 def _num(value: Any, digits: int = 3) -> str:
@@ -38,7 +40,7 @@ def plot(result: Any, out: Path) -> list[str]:
     except ImportError:
         return []
     series: dict[str, tuple[str, Any]] = {
-        k: (label, lambda row, k=k: row["metrics"].get(k)) for k, (label, _) in METRICS.items()
+        k: (label, lambda row, k=k: row["metrics"].get(k)) for k, (label, _) in monitor_metrics().items()
     }
     series["win_vs_base"] = ("win rate against the base", lambda row: (row.get("vs_base") or {}).get("win_rate"))
     series["win_vs_previous"] = (
@@ -69,7 +71,8 @@ def plot(result: Any, out: Path) -> list[str]:
 
 def markdown(result: Any, plots: list[str]) -> str:
     lines = ["# charter loop", "", f"Loop directory `{result.loop_dir}`.", ""]
-    keys = list(METRICS)
+    metrics = monitor_metrics()
+    keys = list(metrics)
     for arm, rows in result.rounds.items():
         lines += [f"## Strategy: {arm}", ""]
         if arm in result.stopped:
@@ -78,7 +81,7 @@ def markdown(result: Any, plots: list[str]) -> str:
             "policy",
             "DPO rows (real)",
             "synthetic share",
-            *[METRICS[k][0] for k in keys],
+            *[metrics[k][0] for k in keys],
             "win vs base",
             "win vs previous",
             "reward model",
@@ -104,7 +107,13 @@ def markdown(result: Any, plots: list[str]) -> str:
     if result.real:
         lines += [
             "Real data (the monitor's reference: a seeded sample of the real pairs' chosen responses, as many as the "
-            "probes): " + ", ".join(f"{METRICS[k][0]} {_num(result.real.get(k))}" for k in FLAGGABLE) + ".",
+            "probes): "
+            + ", ".join(
+                f"{label} {_num(result.real.get(k))}"
+                for k, (label, falls) in monitor_metrics().items()
+                if falls is not None
+            )
+            + ".",
             "",
         ]
     lines += [
@@ -142,7 +151,8 @@ def _collapse(rows: list[dict[str, Any]]) -> list[str]:
     if not compared:
         return []
     references = [r for r in ("round_0", "real") if any(r in row["collapse"] for row in compared)]
-    head = ["policy", "against", *[METRICS[k][0] for k in FLAGGABLE]]
+    keys, metrics = flaggable(), monitor_metrics()
+    head = ["policy", "against", *[metrics[k][0] for k in keys]]
     lines = [
         "Collapse monitor: each measure's relative change (self-BLEU: of 1 - self-BLEU) against round 0's answers "
         "to the same probes and against the real sample, with its 95% leave-one-out jackknife interval:",
@@ -154,31 +164,25 @@ def _collapse(rows: list[dict[str, Any]]) -> list[str]:
         for reference in references:
             entries = row["collapse"].get(reference) or {}
             label = "round 0" if reference == "round_0" else "real data"
-            cells = [str(row["policy"]), label, *[_change(entries.get(k)) for k in FLAGGABLE]]
+            cells = [str(row["policy"]), label, *[_change(entries.get(k)) for k in keys]]
             lines.append("| " + " | ".join(cells) + " |")
     return [*lines, ""]
 
 
 def _data_diversity(rows: list[dict[str, Any]]) -> list[str]:
-    """Per round, the diversity of the DPO data (prompts and chosen responses)."""
+    """Per round, the diversity of the DPO data (prompts and chosen responses): one column a round's field."""
     found = [(row["policy"] - 1, (row.get("data") or {}).get("diversity")) for row in rows]
-    found = [(r, d) for r, d in found if d]
-    if not found:
+    columns = {
+        f"round {r} `{name}`": field_figures(f) for r, diversity in found if diversity for name, f in diversity.items()
+    }
+    if not columns:
         return []
-    lines = [
-        "Training data diversity (each round's DPO rows; self-BLEU with its bootstrap interval):",
+    return [
+        "Training data diversity (each round's DPO rows; self-BLEU with its leave-one-out jackknife interval):",
         "",
-        "| round | field | texts | distinct-2 | self-BLEU | Vendi score | mean cosine | compression ratio |",
-        "|---|---|---:|---:|---|---:|---:|---:|",
+        *diversity_table(columns),
+        "",
     ]
-    for r, diversity in found:
-        for name, f in diversity.items():
-            ci = f.get("self_bleu_ci95")
-            bleu = _num(f.get("self_bleu")) + (f" [{ci[0]:.3f}, {ci[1]:.3f}]" if ci else "")
-            cells = [str(r), name, str(f.get("texts")), _num(f.get("distinct_2")), bleu, _num(f.get("vendi"), 2)]
-            cells += [_num(f.get("mean_cosine")), _num(f.get("compression_ratio"))]
-            lines.append("| " + " | ".join(cells) + " |")
-    return [*lines, ""]
 
 
 def _ranking(ranking: dict[str, Any] | None) -> list[str]:
