@@ -8,7 +8,7 @@ them the refusal rate (answers that open with a refusal) and the vocabulary size
 Diversity falling round after round is the signature of model collapse (Shumailov et al. 2024). `compare` sets a
 round's answers against a reference, round 0's answers to the same probes (paired) or a sample of real responses
 (independent), measure by measure, as the relative change of the diversity (for self-BLEU: of 1 - self-BLEU) with a
-leave-one-out jackknife 95% interval (`charter.stats.jackknife`); `collapse_flags` raises a flag for a measure that
+leave-one-out jackknife 95% interval (`charter.stats.intervals`); `collapse_flags` raises a flag for a measure that
 fell by more than the allowed fraction (by the `interval` rule: with its whole interval below no change). `flags`
 is the point rule on stored figures alone.
 """
@@ -26,7 +26,7 @@ from charter.messages import is_refusal
 from charter.providers.embeddings import embedder
 from charter.stats.diversity import METRICS as DIVERSITY
 from charter.stats.diversity import DiversityConfig, Metric, Texts, measure_texts, tokens, unit_rows
-from charter.stats.jackknife import Statistic, change_interval
+from charter.stats.intervals import Statistic, change_interval
 
 Embed = Callable[[Sequence[str]], np.ndarray]
 

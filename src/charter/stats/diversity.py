@@ -43,7 +43,7 @@ from pydantic import Field, SerializationInfo, SerializerFunctionWrapHandler, mo
 
 from charter.errors import CharterError, DatasetError
 from charter.records import Record
-from charter.stats.jackknife import set_interval
+from charter.stats.intervals import set_interval
 from charter.yamlio import ConfigModel
 
 #: scripts written without spaces between words: each character (grapheme) of them is a token
@@ -599,7 +599,7 @@ BLEU_LOG_OFFSET = 0.001
 
 def bleu_figure(texts: Sequence[str]) -> DiversityFigure:
     """Self-BLEU with its 95% jackknife interval: each text left out in turn and every other text scored again
-    against the rest (`self_bleu_leave_one_out`; `charter.stats.jackknife.set_interval`, on the log scale)."""
+    against the rest (`self_bleu_leave_one_out`; `charter.stats.intervals.set_interval`, on the log scale)."""
     found = self_bleu_leave_one_out(texts)
     if found is None:
         value = self_bleu(texts)
