@@ -14,8 +14,7 @@ from charter.agreement.gate import GateResult, Gates
 from charter.agreement.summary import AgreementSummary, Figure
 from charter.hub.rundata import RunData
 from charter.preference.diversity import diversity_card
-from charter.preference.health import headline
-from charter.preference.stats import chosen_longer_rate
+from charter.preference.stats import chosen_longer_rate, headline
 from charter.providers.local_names import EMBEDDED_ALIASES
 from charter.records import GENERATOR, PreferenceRow
 from charter.runs.counts import COUNT_LABELS, filter_steps
@@ -173,7 +172,7 @@ def published_counts(run: RunData, published: list[PreferenceRow]) -> dict[str, 
 
 
 def first_sentences(run: RunData, published: list[PreferenceRow]) -> list[str]:
-    """What to read first about the published rows (`charter.preference.health`): a judge at chance, failed items,
+    """What to read first about the published rows (`charter.preference.stats`): a judge at chance, failed items,
     few rows and why; the card opens with them and the Croissant file's limitations start with them."""
     return headline(run.judge_stats, published_counts(run, published), run.failures)
 

@@ -114,7 +114,7 @@ def field_figures(stored: dict[str, Any]) -> FieldDiversity:
 def real_texts(config: LoopConfig, n: int) -> list[str]:
     """A seeded sample of `n` of the real rows' chosen responses (their last message), the monitor's reference."""
     from charter.hub.mix import rows_of
-    from charter.preference.diverse import field_text
+    from charter.preference.selection import field_text
     from charter.stats.diversity import Sampler
 
     assert config.human is not None  # the config refuses `monitor.against: [real]` without real data

@@ -29,8 +29,8 @@ from charter.pipeline.prompts import prompt_id
 from charter.pipeline.run import RunResult, check_config, checked_prompts
 from charter.preference.config import FiltersConfig
 from charter.preference.dataset import now_iso
+from charter.preference.filters import apply_filters
 from charter.preference.rows import preference_row
-from charter.preference.selection import apply_filters
 from charter.providers import ChatModel, ManagedModel, SamplingParams, get_model
 from charter.providers.config import DEFAULT_MODEL
 from charter.records import Chain, Judgment, Message, Pair, PreferenceRow, Provenance, fingerprint

@@ -33,9 +33,8 @@ from charter.pipeline.status import (
     usage_summary,
 )
 from charter.preference.diversity import describes_current, diversity_markdown, stored_diversity
-from charter.preference.health import headline, rows_sentence
 from charter.preference.manifest import DatasetSettings, current_settings, dataset_manifest
-from charter.preference.stats import JudgeStats, judge_stats
+from charter.preference.stats import JudgeStats, headline, judge_stats, rows_sentence
 from charter.runs.files import AGREEMENT_MD, AUDIT_MD, REPORT_HTML, REPORT_MD, WINRATE_JSON, RunFiles
 from charter.runs.items import any_judgment
 from charter.runs.rewards import pair_steps, per_step

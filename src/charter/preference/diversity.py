@@ -20,8 +20,8 @@ from pydantic import Field
 
 from charter.api_args import Kinds, Range, public
 from charter.errors import ArgumentError, DatasetError
-from charter.preference.diverse import field_text
 from charter.preference.manifest import dataset_manifest
+from charter.preference.selection import field_text
 from charter.providers.embeddings import Prefetch, embedder, reads_nothing
 from charter.records import Record, fingerprint
 from charter.runs.files import RunFiles
