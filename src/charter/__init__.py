@@ -35,7 +35,7 @@ _API = {
     "build_preferences": "charter.pipeline.api",
     "spotcheck": "charter.agreement.api",
     "agreement_report": "charter.agreement.api",
-    "audit_judge": "charter.agreement.audit.api",
+    "audit_judge": "charter.agreement.audit.running",
     "ppi_mean": "charter.stats.ppi",
     "Estimate": "charter.stats.ppi",
     "train_reward_model": "charter.reward_model.train",
@@ -80,8 +80,8 @@ _API = {
     "AgreementConfig": "charter.agreement.config",
     "SpotSample": "charter.runs.labels",
     "AgreementSummary": "charter.agreement.summary",
-    "AuditPair": "charter.agreement.audit.pairs",
-    "AuditReport": "charter.agreement.audit.record",
+    "AuditPair": "charter.agreement.audit.running",
+    "AuditReport": "charter.agreement.audit.report",
     "RewardModelConfig": "charter.reward_model.config",
     "RewardModelMetrics": "charter.reward_model.train",
     "DPOConfigModel": "charter.dpo.config",
@@ -112,9 +112,8 @@ _API = {
 # Written from _API by tests/test_package_face.py (`python tests/test_package_face.py`); do not edit.
 if TYPE_CHECKING:  # what type checkers and IDEs see: every public name with its signature
     from charter.agreement.api import agreement_report, spotcheck
-    from charter.agreement.audit.api import audit_judge
-    from charter.agreement.audit.pairs import AuditPair
-    from charter.agreement.audit.record import AuditReport
+    from charter.agreement.audit.report import AuditReport
+    from charter.agreement.audit.running import AuditPair, audit_judge
     from charter.agreement.config import AgreementConfig
     from charter.agreement.summary import AgreementSummary
     from charter.constitutions import Constitution, import_hf_cai, load_constitution

@@ -263,7 +263,7 @@ def human_estimates(
 ) -> HumanWinrate:
     """The prediction-powered win rate (the judge's P on every comparison, corrected by the `matched` (judge's P,
     person's share) pairs) and the people-only one; neither, and a note, with fewer than MIN_LABELS matched."""
-    from charter.agreement.estimates import MIN_LABELS
+    from charter.agreement.summary import MIN_LABELS
     from charter.stats.ppi import ppi_mean
 
     note = None

@@ -123,9 +123,8 @@ def panel_section(store: RunStore) -> dict[str, Any] | None:
     """A judge panel's members (against people where there are labels), how far they agree, and their cost."""
     from charter.agreement.config import config_for
     from charter.agreement.labels import judged_pairs
-    from charter.agreement.markdown import panel_markdown
     from charter.agreement.panel import members_of, panel_summary, pool_weights
-    from charter.agreement.report import collect
+    from charter.agreement.report import collect, panel_markdown
 
     fingerprints = store.fingerprints()
     one = any_judgment(store, fingerprints.judge) if fingerprints else None
