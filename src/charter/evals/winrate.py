@@ -18,8 +18,8 @@ from charter.errors import ConfigError, DatasetError
 from charter.evals.config import WinrateConfig
 from charter.records import Judgment, Message, Pair, as_records
 from charter.runs.files import WINRATE_JSON, RunFiles
+from charter.stats.bradley_terry import LengthControlled, length_controlled
 from charter.stats.intervals import wilson_interval
-from charter.stats.length import LengthControlled, length_controlled
 from charter.training import data
 from charter.training.output import write_json
 
