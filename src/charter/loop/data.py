@@ -100,7 +100,7 @@ def field_figures(stored: dict[str, Any]) -> FieldDiversity:
         else DiversityFigure(note="not measured")
         for key in METRICS
     }
-    declared = {key: figures.pop(key) for key in list(figures) if key in FieldDiversity.model_fields}
+    declared: dict[str, Any] = {key: figures.pop(key) for key in list(figures) if key in FieldDiversity.model_fields}
     texts = stored.get("texts") or 0
     return FieldDiversity(
         texts=texts,

@@ -644,7 +644,7 @@ def embed_samples(
 
 
 def measure_figure(
-    entry: Metric, sample: Texts, sub_samples: Callable[[int], Texts], embedded: Embedded
+    entry: Metric, sample: Texts, sub_samples: Callable[[str], Texts], embedded: Embedded
 ) -> DiversityFigure:
     """One metric's figure of a field: on its embeddings (`embedded`, or their note), on the whole `sample`, or on
     the first texts of it that its sample size allows (`sub_samples(size)`)."""
@@ -669,7 +669,9 @@ def measure_field(sampler: Sampler, config: DiversityConfig, embedded: Embedded)
         name: measure_figure(entry, sample, lambda size: Texts(sampler.texts(getattr(config, size))), embedded)
         for name, entry in METRICS.items()
     }
-    declared = {name: figures.pop(name) for name in list(figures) if name in FieldDiversity.model_fields}
+    declared: dict[str, Any] = {
+        name: figures.pop(name) for name in list(figures) if name in FieldDiversity.model_fields
+    }
     return FieldDiversity(
         texts=sampler.seen,
         distinct_texts=sampler.distinct,
