@@ -1,7 +1,7 @@
 """Batch mode against synchronous calls: the same quickstart-sized run (16 prompts, one critique round, a
 both-order judge over 2 principles, `openai:gpt-4o-mini` at $0.15/$0.60 per million tokens) through the real
 openai SDK, once against the loopback chat server and once against the loopback Files + Batches server
-(`charter.testing.batches`, batches ending 1 s after creation, polled every 0.5 s). Then the same batch run killed
+(`charter.testing.loopback`, batches ending 1 s after creation, polled every 0.5 s). Then the same batch run killed
 (SIGKILL) right after its first batch is journaled, and resumed.
 
     .venv/bin/python benchmarks/bench_batch.py [--prompts 16]
@@ -25,7 +25,7 @@ from charter.cli import main as cli
 from charter.runs.batches import stored_batches
 from charter.runs.store import RunStore
 from charter.runs.usage import stored_usage
-from charter.testing import batches, loopback
+from charter.testing import loopback
 from charter.testing.faults import FaultServer
 
 MODEL = "openai:gpt-4o-mini"
@@ -35,7 +35,7 @@ class Sync(loopback.LoopbackServer):
     logprobs_for = FaultServer.logprobs_for
 
 
-class Batches(batches.BatchServer):
+class Batches(loopback.BatchServer):
     logprobs_for = FaultServer.logprobs_for
 
 

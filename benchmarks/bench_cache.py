@@ -3,7 +3,7 @@ the judge's call schedules, side by side.
 
 The workload: 16 prompts of about 2,300 tokens (a long report and a question), one critique round, `pairs.kinds:
 [revision]`, a judge with `orders: both` and `principles_per_pair: 3`, through the real SDKs against the loopback
-servers that cache and bill as the providers do (`charter.testing.billing`): OpenAI-style (automatic prefixes of
+servers that cache and bill as the providers do (`tests.support.billing`): OpenAI-style (automatic prefixes of
 1,024+ tokens in 128-token steps, reads at half the input price; judge `logprobs`, `openai:gpt-4o-mini` at
 $0.15/$0.60) and Anthropic-style (breakpoints only, writes 1.25x, reads 0.1x; judge `verdict`, $3/$15). As at the
 providers, a prompt is cached once its reply is sent (`--delay` after it arrived): calls sent together all miss.
@@ -27,6 +27,7 @@ import functools
 import hashlib
 import json
 import os
+import sys
 import tempfile
 import time
 from collections import Counter
@@ -44,8 +45,10 @@ from charter.judge.modes import MODES, Kind
 from charter.judge_prompt import neutralise, read_comparison
 from charter.runs.store import RunStore
 from charter.runs.usage import stored_usage
-from charter.testing.billing import AnthropicBilling, OpenAIBilling
 from charter.testing.loopback import LoopbackServer
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from tests.support.billing import AnthropicBilling, OpenAIBilling  # noqa: E402  (the tests' billing server)
 
 REPORT = " ".join(f"Item {i}: revenue in the region moved by a small amount this quarter." for i in range(180))
 SCHEDULES = ("pair", "principle", "none")

@@ -45,6 +45,7 @@ import argparse
 import json
 import math
 import os
+import sys
 import tempfile
 import time
 from collections.abc import Sequence
@@ -65,9 +66,11 @@ from charter.providers.base import Messages, SamplingParams
 from charter.providers.scripted import ScriptedModel, register_script
 from charter.records import Message
 from charter.stats.intervals import wilson_interval
-from charter.testing.billing import OpenAIBilling
 from charter.testing.lab import CRITERIA, register_lab_models
 from charter.testing.loopback import LoopbackServer
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from tests.support.billing import OpenAIBilling  # noqa: E402  (the tests' billing server)
 
 ROOT = Path(__file__).resolve().parents[1]
 PRICE_IN, PRICE_OUT = 2.5, 10.0

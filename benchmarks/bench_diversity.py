@@ -12,7 +12,7 @@ prompt 10-30 words, chosen 40-120, rejected 20-80, drawn from the shared prompts
 measured by `charter.diversity` with its defaults (10,000-text samples, 1,000 for self-BLEU and MiniLM) and without
 embeddings; and `filters.diversity` over the same rows as a
 dataset write does it (`DiverseSelection`: texts to a scratch SQLite file, embedded in blocks, N picked), with
-the hashed 384-dimension embedder of `charter.testing.embeddings` standing in for MiniLM (the same d, so the same
+the hashed 384-dimension embedder of `tests.support.embeddings` standing in for MiniLM (the same d, so the same
 selection cost; MiniLM's own rate on the real prompts is reported beside it).
 
     .venv/bin/python benchmarks/bench_diversity.py --data ../shared/data --rows 100000 --size 1000
@@ -143,7 +143,9 @@ def scale_select(path: Path, size: int, method: str) -> dict:
     from charter.preference.config import DiversityFilter
     from charter.preference.selection import DiverseSelection
     from charter.providers.embeddings import EMBEDDERS
-    from charter.testing.embeddings import hashed_embed
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from tests.support.embeddings import hashed_embed
 
     EMBEDDERS["minilm-l6"] = lambda texts: hashed_embed(texts, dim=384)
     before = peak_mib()

@@ -1,5 +1,5 @@
 """The cost forecast against a bill it did not write: `charter run --dry-run --json` before a run, then the run,
-and the loopback server's invoice, through the real SDKs. The billing server (`charter.testing.billing`) imports
+and the loopback server's invoice, through the real SDKs. The billing server (`tests.support.billing`) imports
 nothing of charter: it tokenizes with a pre-tokenizer of its own (about 1.3 tokens a word of English prose), frames
 chat messages as OpenAI does, and caches token prefixes as the providers do (OpenAI: 1,024+ tokens in 128-token
 steps, readable once a reply is sent; Anthropic: at the request's breakpoints, reads 0.1x, writes 1.25x); batches
@@ -13,7 +13,7 @@ probabilities), `max_tokens` 256, at $1.00 / $0.10 cached / $4.00 per million to
 - sync-short: 32 bundled prompts; sync-long: 12 prompts of about 900 words (passages of OpenAI's Model Spec from
   the shared data, each with a question), long enough for the provider's cache;
 - anthropic-long: the 12 long prompts against Anthropic-style caching;
-- batch-short and batch-long: the same through the OpenAI Batch API (`charter.testing.batches`).
+- batch-short and batch-long: the same through the OpenAI Batch API (`charter.testing.loopback`).
 
 The server answers as a model would, at lengths of its own, never told the forecast's shares: a first answer of 60 to
 240 words, a critique of 30 to 120, a revision of 60 to 240 (uniform, seeded by the request), each cut at the call's
@@ -31,6 +31,7 @@ import io
 import json
 import os
 import random
+import sys
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -39,9 +40,10 @@ import yaml
 
 from charter.cli import main as cli
 from charter.judge_prompt import read_comparison
-from charter.testing.batches import BatchServer
-from charter.testing.billing import AnthropicBilling, OpenAIBilling
-from charter.testing.loopback import LoopbackServer
+from charter.testing.loopback import BatchServer, LoopbackServer
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from tests.support.billing import AnthropicBilling, OpenAIBilling  # noqa: E402  (the tests' billing server)
 
 SPEC = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "specs" / "openai_model_spec" / "model_spec.md"
 WORDS = "the response answers what was asked and adds a few careful details about the steps and the risks".split()

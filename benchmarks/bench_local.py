@@ -534,10 +534,10 @@ def cmd_greedy(args: argparse.Namespace) -> None:
 
     from charter.constitutions import load_constitution
     from charter.critique.chain import few_shot_messages
-    from charter.messages import with_system
     from charter.prompts import PromptsConfig, load_prompts
     from charter.providers.base import SamplingParams
     from charter.providers.local import LocalModel
+    from charter.records.base import with_system
 
     constitution = load_constitution("harmless")
     prompts = load_prompts(PromptsConfig(bundled=True, limit=args.limit, shuffle=True, seed=0)).rows

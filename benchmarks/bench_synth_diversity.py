@@ -141,7 +141,9 @@ def main() -> None:
     from charter.providers.embeddings import EMBEDDERS, embed
     from charter.providers.scripted import register_script
     from charter.stats.diversity import distinct_n, vendi_score
-    from charter.testing.embeddings import hashed_embed
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from tests.support.embeddings import hashed_embed
 
     cache: dict[str, np.ndarray] = {}
     model = embed if args.embedder == "minilm" else lambda texts: hashed_embed(texts, dim=384)

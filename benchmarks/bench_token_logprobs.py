@@ -33,12 +33,11 @@ from pathlib import Path
 from charter.checklist import checklist_from_rows
 from charter.checklist.check import check_response
 from charter.checklist.probability import verdict_probabilities
-from charter.messages import user
 from charter.providers import get_model
 from charter.providers.base import SamplingParams
-from charter.testing import LoopbackServer
+from charter.records.base import user
 from charter.testing.lab import CRITERIA, checklist_server_reply, verdict_alternatives
-from charter.testing.loopback import tokens
+from charter.testing.loopback import LoopbackServer, tokens
 
 RULES = ("number", "polite", "question", "calm")
 ITEMS = [{"id": rule, "requirement": CRITERIA[rule][0], "weight": 1} for rule in RULES]

@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from charter.providers.scripted import add_script_source
+
 ROOT = Path(__file__).resolve().parent.parent
 #: Third-party evaluation data (human preference pairs, prompt sets) kept beside the checkout, never copied into it:
 #: ../shared/data from the repository root; its README says what each file is.
@@ -35,6 +37,19 @@ def shared_data_folder(folder: Path, environ: Mapping[str, str]) -> Path:
     pytest.fail(f"{missing}: put it there, or set {SKIP_SHARED_DATA}=1 to skip the tests that read it", pytrace=False)
 
 
+def _register_test_doubles() -> None:
+    """charter's scripted test doubles (`scripted:checklist-judge`, `scripted:longer`, ...) known by name in the tests,
+    as the command line makes them known."""
+    from charter.testing.judges import register_biased_judges
+    from charter.testing.lab import register_lab_models
+
+    register_lab_models()
+    register_biased_judges()
+
+
+add_script_source(_register_test_doubles)
+
+
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
     """The shared evaluation data folder (the one way a test reaches it)."""
@@ -44,10 +59,10 @@ def shared_data() -> Path:
 @pytest.fixture(autouse=True)
 def _hashed_run_embeddings(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
     """A run measures its dataset's embedding diversity (and `filters.diversity` embeds rows) with MiniLM; outside
-    the tests marked `slow` the model name `minilm-l6` gets the hashed embedder of `charter.testing.embeddings`, so
+    the tests marked `slow` the model name `minilm-l6` gets the hashed embedder of `tests.support.embeddings`, so
     that no test loads a model it is not about."""
     if request.node.get_closest_marker("slow") is None:
         from charter.providers.embeddings import EMBEDDERS
-        from charter.testing.embeddings import hashed_embed
+        from tests.support.embeddings import hashed_embed
 
         monkeypatch.setitem(EMBEDDERS, "minilm-l6", hashed_embed)

@@ -76,6 +76,37 @@ def test_every_module_of_the_package_has_a_layer() -> None:
     assert modules - placed == set()
 
 
+def _layer_of(module: str) -> int:
+    """The layer of a charter module, counted from the top (0), by its top-level name."""
+    top = module.split(".")[1]
+    return next(i for i, layer in enumerate(_contract_layers()) if top in re.split(r" [|:] ", layer))
+
+
+def _entry_point_escapes(pyproject: dict) -> list[str]:
+    """Entry points whose target sits above a charter module that loads their group (names it in its source): an
+    import the contract cannot see, made when the group is loaded."""
+    escapes = []
+    for group, entries in pyproject.get("project", {}).get("entry-points", {}).items():
+        for path in sorted(PACKAGE.rglob("*.py")):
+            if f'"{group}"' not in path.read_text(encoding="utf-8"):
+                continue
+            loader = ".".join(path.relative_to(PACKAGE.parent).with_suffix("").parts)
+            for target in entries.values():
+                module = target.split(":")[0]
+                if module.startswith("charter.") and _layer_of(module) < _layer_of(loader):
+                    escapes.append(f"{group}: {loader} loads {target}")
+    return escapes
+
+
+def test_entry_points_load_nothing_from_a_higher_layer() -> None:
+    pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
+    assert _entry_point_escapes(pyproject) == []
+    upward = {"project": {"entry-points": {"charter.scripts": {"lab": "charter.testing.lab:register_lab_models"}}}}
+    assert _entry_point_escapes(upward) == [
+        "charter.scripts: charter.providers.scripted loads charter.testing.lab:register_lab_models"
+    ]
+
+
 def _dynamic_imports(path: Path) -> list[str]:
     found = []
     for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):

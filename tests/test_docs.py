@@ -24,7 +24,6 @@ from charter.cli import app, main
 from charter.constitutions import Constitution
 from charter.dpo.config import DPOConfigModel
 from charter.errors import ConfigError
-from charter.formats import formats_markdown
 from charter.hub.mixplan import MixtureManifest
 from charter.judge import modes
 from charter.loop.config import LoopConfig
@@ -71,8 +70,8 @@ def scripted(text: str) -> str:
 
 
 def test_formats_page_is_generated_from_the_records() -> None:
-    assert FORMATS_PAGE.read_text(encoding="utf-8") == formats_markdown(), (
-        "docs/reference/formats.md is stale: python -m charter.formats > docs/reference/formats.md"
+    assert FORMATS_PAGE.read_text(encoding="utf-8") == reference_hook().formats_markdown(), (
+        "docs/reference/formats.md is stale: python docs/hooks/reference.py"
     )
 
 

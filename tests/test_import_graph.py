@@ -99,3 +99,49 @@ def test_the_version_lives_in_a_leaf_module_that_packaging_reads() -> None:
     assert _imports("charter._version") == []
     pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
     assert pyproject["tool"]["setuptools"]["dynamic"]["version"] == {"attr": "charter._version.__version__"}
+
+
+def _entry_point_edges(pyproject: dict) -> set[tuple[str, str]]:
+    """(the module that loads a group, an entry's target module) for every entry point charter declares: a module
+    loads a group where its source names the group."""
+    edges = set()
+    for group, entries in pyproject["project"].get("entry-points", {}).items():
+        loaders = [m for m, path in MODULES.items() if f'"{group}"' in path.read_text(encoding="utf-8")]
+        edges |= {(loader, target.split(":")[0]) for loader in loaders for target in entries.values()}
+    return edges
+
+
+def _reachable(start: str, edges: set[tuple[str, str]]) -> set[str]:
+    seen, todo = set(), [m for m in MODULES if m == start or m.startswith(start + ".")]
+    while todo:
+        module = todo.pop()
+        if module not in seen:
+            seen.add(module)
+            todo += [b for a, b in edges if a == module]
+    return seen
+
+
+def test_no_testing_module_is_reachable_from_the_providers() -> None:
+    """The scripted provider stands near the ground floor: neither an import (at the top, in a function, under
+    TYPE_CHECKING) nor an entry point it loads reaches `charter.testing`, the test doubles written above it."""
+    pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
+    edges = {(imp.importer, _target(imp)) for imp in ALL} | _entry_point_edges(pyproject)
+    assert sorted(m for m in _reachable("charter.providers", edges) if m.startswith("charter.testing")) == []
+    escape = {"project": {"entry-points": {"charter.scripts": {"lab": "charter.testing.lab:register_lab_models"}}}}
+    assert ("charter.providers.scripted", "charter.testing.lab") in _entry_point_edges(escape)  # the check sees one
+
+
+def test_the_billing_oracle_is_written_apart_from_what_it_checks() -> None:
+    """The server's bill, against which the cost forecast and the reported cost are checked, lives with the tests
+    and imports nothing of charter (so it cannot share the forecast's cache model or token counts)."""
+    oracle = ROOT / "tests" / "support" / "billing.py"
+    imported = [
+        name
+        for node in ast.walk(ast.parse(oracle.read_text(encoding="utf-8")))
+        for name in (
+            [node.module or ""] if isinstance(node, ast.ImportFrom) else [a.name for a in getattr(node, "names", [])]
+        )
+        if isinstance(node, ast.Import | ast.ImportFrom)
+    ]
+    assert imported and not [name for name in imported if name.split(".")[0] in ("charter", "tests")]
+    assert not any(m.startswith("charter.testing.billing") for m in MODULES)

@@ -9,7 +9,7 @@ from pydantic import ValidationError
 
 import charter
 from charter.errors import CharterError, ConfigFieldError, DatasetError
-from charter.messages import as_messages
+from charter.records.base import as_messages
 
 QUESTION = "How do I keep bread fresh?"
 

@@ -8,11 +8,13 @@ those of the loop config that the run config does not already have. Each ends at
 `python docs/hooks/reference.py` writes them again (a test fails when a page is stale); mkdocs.yml registers this
 file under `hooks:`, where it checks the pages (a stale page is a warning, so `mkdocs build --strict` fails) and
 fills `<!-- charter:results -->`, the benchmark results (benchmarks/RESULTS.md, its links into docs/ made relative
-to the site), which is included at build time only.
+to the site), which is included at build time only. docs/reference/formats.md is generated whole, by the
+`formats.py` beside this file (the records' own description).
 """
 
 from __future__ import annotations
 
+import importlib.util
 import inspect
 import logging
 import re
@@ -38,7 +40,18 @@ CONSTRAINTS = {"gt": ">", "ge": "≥", "lt": "<", "le": "≤", "min_length": "le
 
 GENERATED_PAGES = ("docs/reference/cli.md", "docs/reference/run-config.md", "docs/reference/reward-server.md")
 ROOT = Path(__file__).resolve().parents[2]
+FORMATS_PAGE = "docs/reference/formats.md"
 log = logging.getLogger("mkdocs.hooks.charter_reference")
+
+
+def formats_markdown() -> str:
+    """docs/reference/formats.md, made by `formats.py` beside this file (mkdocs loads a hook by its path, so its
+    neighbour is loaded the same way)."""
+    spec = importlib.util.spec_from_file_location("charter_docs_formats", Path(__file__).with_name("formats.py"))
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.formats_markdown()
 
 
 def generators() -> dict[str, Callable[[], str]]:
@@ -80,6 +93,10 @@ def write_pages(root: Path = ROOT) -> list[str]:
         if fresh != text:
             path.write_text(fresh, encoding="utf-8")
             changed.append(page)
+    formats = root / FORMATS_PAGE
+    if formats.read_text(encoding="utf-8") != (fresh := formats_markdown()):
+        formats.write_text(fresh, encoding="utf-8")
+        changed.append(FORMATS_PAGE)
     return changed
 
 
@@ -87,6 +104,8 @@ def on_page_markdown(markdown: str, page: Any, config: Any, files: Any, **kwargs
     """Check a generated page against the code (stale: a warning, an error under --strict); fill the results."""
     if any(marker in markdown for marker in generators()) and filled(markdown) != markdown:
         log.warning(f"docs/{page.file.src_uri} is stale: python docs/hooks/reference.py writes it again")
+    if f"docs/{page.file.src_uri}" == FORMATS_PAGE and markdown != formats_markdown():
+        log.warning(f"{FORMATS_PAGE} is stale: python docs/hooks/reference.py writes it again")
     if RESULTS_MARKER in markdown:
         markdown = markdown.replace(RESULTS_MARKER, results_page(config["config_file_path"]))
     return markdown

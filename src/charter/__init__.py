@@ -1,10 +1,10 @@
 """charter: Constitutional AI and RLAIF from a YAML constitution.
 
 The public API is imported lazily (PEP 562) so that `import charter` stays fast and optional extras stay
-optional. `_API` is its one table (name -> the module that defines it): the imports type checkers see and `__all__`
-are written from it, and tests/test_package_face.py fails when they are out of step. No public name is also the
-name of a subpackage: importing a subpackage sets the package attribute of the same name, which would replace the
-function (tests/test_architecture.py checks).
+optional. `_API` is its one list (name -> the module that defines it): `__all__` and `__getattr__` read it, and the
+imports type checkers see (each `X as X`, a re-export) are written from it by tests/test_package_face.py. No public
+name is also the name of a subpackage: importing a subpackage sets the package attribute of the same name, which
+would replace the function (tests/test_architecture.py checks).
 """
 
 from __future__ import annotations
@@ -109,150 +109,100 @@ _API = {
 }
 
 
+__all__ = ["__version__", *_API]  # pyright: ignore[reportUnsupportedDunderAll] - read from the one list
+
+
 # Written from _API by tests/test_package_face.py (`python tests/test_package_face.py`); do not edit.
 if TYPE_CHECKING:  # what type checkers and IDEs see: every public name with its signature
-    from charter.agreement.api import agreement_report, spotcheck
-    from charter.agreement.audit.report import AuditReport
-    from charter.agreement.audit.running import AuditPair, audit_judge
-    from charter.agreement.config import AgreementConfig
-    from charter.agreement.summary import AgreementSummary
-    from charter.constitutions import Constitution, import_hf_cai, load_constitution
-    from charter.dpo.config import DPOConfigModel
-    from charter.dpo.train import DPOMetrics, train_dpo
-    from charter.evals.arena import ArenaConfig, arena
-    from charter.evals.callback import WinRateCallback
-    from charter.evals.config import WinrateConfig
-    from charter.evals.rm_eval import RmEvalConfig, evaluate_rm
-    from charter.evals.winrate import WinrateSummary, winrate
-    from charter.hub.load import load_preferences
-    from charter.hub.mix import MixedRow, mix
-    from charter.hub.mixbuild import mix_from_plan
-    from charter.hub.mixplan import MixtureManifest, mix_plan
-    from charter.hub.mixprobe import ProbeResult, mix_probe
-    from charter.hub.push import PublishResult, publish
-    from charter.judge.settings import JudgeSettings
-    from charter.lab.api import check_constitution, infer_constitution, learn_rubrics
-    from charter.lab.checks import ConstitutionTest
-    from charter.lab.infer import Inferred
-    from charter.loop.config import LoopConfig
-    from charter.loop.run import LoopResult, iterate
-    from charter.online.config import OnlineConfig, OnlineDPOConfig
-    from charter.online.dpo import train_online_dpo
-    from charter.online.metrics import OnlineDPOMetrics, OnlineMetrics
-    from charter.online.reward import RewardFunction, reward_function
-    from charter.online.train import train_online
-    from charter.pipeline.api import PreferenceCounts, build_preferences, critique_chains, estimate, judge_pairs, run
-    from charter.pipeline.config import RunConfig, load_run_config
-    from charter.pipeline.forecast import Forecast
-    from charter.pipeline.run import RunResult
-    from charter.pipeline.status import StatusReport, status
-    from charter.preference.config import FiltersConfig
-    from charter.preference.diversity import DiversityReport, diversity
-    from charter.prompts import PromptsConfig
-    from charter.providers import CallCache, ChatModel, Limits, ManagedModel, SamplingParams, UsageMeter, get_model
-    from charter.providers.config import RoleConfig
-    from charter.providers.usage import Budget, Price
-    from charter.records import Chain, Judgment, Message, Pair, PreferenceRow, Provenance
-    from charter.reward_model.config import RewardModelConfig
-    from charter.reward_model.train import RewardModelMetrics, train_reward_model
-    from charter.runs.labels import SpotSample
-    from charter.stats.ppi import Estimate, ppi_mean
-    from charter.synth.api import synthesize
-    from charter.synth.config import SynthConfig
-    from charter.synth.generate import SynthResult
-
-__all__ = [
-    "__version__",
-    "Chain",
-    "Pair",
-    "Judgment",
-    "PreferenceRow",
-    "Message",
-    "load_constitution",
-    "Constitution",
-    "import_hf_cai",
-    "get_model",
-    "SamplingParams",
-    "run",
-    "estimate",
-    "RunConfig",
-    "load_run_config",
-    "critique_chains",
-    "judge_pairs",
-    "build_preferences",
-    "spotcheck",
-    "agreement_report",
-    "audit_judge",
-    "ppi_mean",
-    "Estimate",
-    "train_reward_model",
-    "train_dpo",
-    "reward_function",
-    "train_online",
-    "train_online_dpo",
-    "winrate",
-    "arena",
-    "ArenaConfig",
-    "evaluate_rm",
-    "RmEvalConfig",
-    "WinRateCallback",
-    "publish",
-    "load_preferences",
-    "mix",
-    "mix_plan",
-    "mix_from_plan",
-    "mix_probe",
-    "iterate",
-    "synthesize",
-    "infer_constitution",
-    "check_constitution",
-    "learn_rubrics",
-    "status",
-    "diversity",
-    "PromptsConfig",
-    "Provenance",
-    "ChatModel",
-    "ManagedModel",
-    "Limits",
-    "CallCache",
-    "UsageMeter",
-    "Budget",
-    "Price",
-    "RoleConfig",
-    "RunResult",
-    "JudgeSettings",
-    "FiltersConfig",
-    "PreferenceCounts",
-    "AgreementConfig",
-    "SpotSample",
-    "AgreementSummary",
-    "AuditPair",
-    "AuditReport",
-    "RewardModelConfig",
-    "RewardModelMetrics",
-    "DPOConfigModel",
-    "DPOMetrics",
-    "OnlineConfig",
-    "OnlineMetrics",
-    "OnlineDPOConfig",
-    "OnlineDPOMetrics",
-    "RewardFunction",
-    "WinrateConfig",
-    "WinrateSummary",
-    "PublishResult",
-    "MixedRow",
-    "MixtureManifest",
-    "ProbeResult",
-    "LoopConfig",
-    "LoopResult",
-    "SynthConfig",
-    "SynthResult",
-    "Inferred",
-    "ConstitutionTest",
-    "StatusReport",
-    "Forecast",
-    "DiversityReport",
-]
+    from charter.agreement.api import agreement_report as agreement_report
+    from charter.agreement.api import spotcheck as spotcheck
+    from charter.agreement.audit.report import AuditReport as AuditReport
+    from charter.agreement.audit.running import AuditPair as AuditPair
+    from charter.agreement.audit.running import audit_judge as audit_judge
+    from charter.agreement.config import AgreementConfig as AgreementConfig
+    from charter.agreement.summary import AgreementSummary as AgreementSummary
+    from charter.constitutions import Constitution as Constitution
+    from charter.constitutions import import_hf_cai as import_hf_cai
+    from charter.constitutions import load_constitution as load_constitution
+    from charter.dpo.config import DPOConfigModel as DPOConfigModel
+    from charter.dpo.train import DPOMetrics as DPOMetrics
+    from charter.dpo.train import train_dpo as train_dpo
+    from charter.evals.arena import ArenaConfig as ArenaConfig
+    from charter.evals.arena import arena as arena
+    from charter.evals.callback import WinRateCallback as WinRateCallback
+    from charter.evals.config import WinrateConfig as WinrateConfig
+    from charter.evals.rm_eval import RmEvalConfig as RmEvalConfig
+    from charter.evals.rm_eval import evaluate_rm as evaluate_rm
+    from charter.evals.winrate import WinrateSummary as WinrateSummary
+    from charter.evals.winrate import winrate as winrate
+    from charter.hub.load import load_preferences as load_preferences
+    from charter.hub.mix import MixedRow as MixedRow
+    from charter.hub.mix import mix as mix
+    from charter.hub.mixbuild import mix_from_plan as mix_from_plan
+    from charter.hub.mixplan import MixtureManifest as MixtureManifest
+    from charter.hub.mixplan import mix_plan as mix_plan
+    from charter.hub.mixprobe import ProbeResult as ProbeResult
+    from charter.hub.mixprobe import mix_probe as mix_probe
+    from charter.hub.push import PublishResult as PublishResult
+    from charter.hub.push import publish as publish
+    from charter.judge.settings import JudgeSettings as JudgeSettings
+    from charter.lab.api import check_constitution as check_constitution
+    from charter.lab.api import infer_constitution as infer_constitution
+    from charter.lab.api import learn_rubrics as learn_rubrics
+    from charter.lab.checks import ConstitutionTest as ConstitutionTest
+    from charter.lab.infer import Inferred as Inferred
+    from charter.loop.config import LoopConfig as LoopConfig
+    from charter.loop.run import LoopResult as LoopResult
+    from charter.loop.run import iterate as iterate
+    from charter.online.config import OnlineConfig as OnlineConfig
+    from charter.online.config import OnlineDPOConfig as OnlineDPOConfig
+    from charter.online.dpo import train_online_dpo as train_online_dpo
+    from charter.online.metrics import OnlineDPOMetrics as OnlineDPOMetrics
+    from charter.online.metrics import OnlineMetrics as OnlineMetrics
+    from charter.online.reward import RewardFunction as RewardFunction
+    from charter.online.reward import reward_function as reward_function
+    from charter.online.train import train_online as train_online
+    from charter.pipeline.api import PreferenceCounts as PreferenceCounts
+    from charter.pipeline.api import build_preferences as build_preferences
+    from charter.pipeline.api import critique_chains as critique_chains
+    from charter.pipeline.api import estimate as estimate
+    from charter.pipeline.api import judge_pairs as judge_pairs
+    from charter.pipeline.api import run as run
+    from charter.pipeline.config import RunConfig as RunConfig
+    from charter.pipeline.config import load_run_config as load_run_config
+    from charter.pipeline.forecast import Forecast as Forecast
+    from charter.pipeline.run import RunResult as RunResult
+    from charter.pipeline.status import StatusReport as StatusReport
+    from charter.pipeline.status import status as status
+    from charter.preference.config import FiltersConfig as FiltersConfig
+    from charter.preference.diversity import DiversityReport as DiversityReport
+    from charter.preference.diversity import diversity as diversity
+    from charter.prompts import PromptsConfig as PromptsConfig
+    from charter.providers import CallCache as CallCache
+    from charter.providers import ChatModel as ChatModel
+    from charter.providers import Limits as Limits
+    from charter.providers import ManagedModel as ManagedModel
+    from charter.providers import SamplingParams as SamplingParams
+    from charter.providers import UsageMeter as UsageMeter
+    from charter.providers import get_model as get_model
+    from charter.providers.config import RoleConfig as RoleConfig
+    from charter.providers.usage import Budget as Budget
+    from charter.providers.usage import Price as Price
+    from charter.records import Chain as Chain
+    from charter.records import Judgment as Judgment
+    from charter.records import Message as Message
+    from charter.records import Pair as Pair
+    from charter.records import PreferenceRow as PreferenceRow
+    from charter.records import Provenance as Provenance
+    from charter.reward_model.config import RewardModelConfig as RewardModelConfig
+    from charter.reward_model.train import RewardModelMetrics as RewardModelMetrics
+    from charter.reward_model.train import train_reward_model as train_reward_model
+    from charter.runs.labels import SpotSample as SpotSample
+    from charter.stats.ppi import Estimate as Estimate
+    from charter.stats.ppi import ppi_mean as ppi_mean
+    from charter.synth.api import synthesize as synthesize
+    from charter.synth.config import SynthConfig as SynthConfig
+    from charter.synth.generate import SynthResult as SynthResult
 # End of the written part.
 
 

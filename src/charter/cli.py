@@ -199,8 +199,20 @@ FILE_SYSTEM_ERRNOS = {
 }
 
 
+def _register_test_doubles() -> None:
+    """charter's scripted test doubles, known by name on the command line (`scripted:checklist-judge`)."""
+    from charter.testing.judges import register_biased_judges
+    from charter.testing.lab import register_lab_models
+
+    register_lab_models()
+    register_biased_judges()
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point: run the app; user errors print one line and exit 2."""
+    from charter.providers.scripted import add_script_source
+
+    add_script_source(_register_test_doubles)
     command = typer.main.get_command(app)
     try:
         code = command.main(args=argv, prog_name="charter", standalone_mode=False)

@@ -15,8 +15,8 @@ from typing import Literal
 from pydantic import Field, model_validator
 
 from charter.errors import ConfigError
-from charter.messages import as_messages
 from charter.records import Message, Prompt, as_dicts
+from charter.records.base import as_messages
 from charter.tables import iter_csv, iter_jsonl
 from charter.yamlio import ConfigModel
 

@@ -16,7 +16,7 @@ import gc
 import logging
 import types
 import typing
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar, Union
@@ -470,3 +470,40 @@ def load_model(model: type[M], path: str | Path, overrides: list[str] | None = N
         raise ConfigError(f"{path}:1:1: expected a mapping at the top level")
     data = {k: v for k, v in data.items() if not (isinstance(k, str) and k.startswith(EXTENSION_PREFIX))}
     return model_from_data(model, apply_overrides(data, overrides), str(path), positions, overrides)
+
+
+def config_from(model: type[M], value: Any, argument: str, loader: Callable[[Path], M] | None = None) -> M:
+    """A config argument as `model`: the object itself, a dict of its fields (a bad one: `ConfigError` naming the
+    argument and the key), or a YAML file's path (file:line:column); anything else is an `ArgumentError`."""
+    if isinstance(value, model):
+        return value
+    if isinstance(value, dict):
+        return model_from_data(model, value, argument)
+    if isinstance(value, str | Path) and not isinstance(value, bool):
+        path = Path(value).expanduser()
+        return loader(path) if loader is not None else load_model(model, path)
+    raise ArgumentError(argument, not_a_config(model, value))
+
+
+def not_a_config(model: type[BaseModel], value: Any) -> str:
+    """What a config argument says of a value that is none of its three kinds."""
+    text = repr(value)
+    shown = text if len(text) <= 40 else text[:37] + "..."
+    return (
+        f"expected a {model.__name__}, a dict of its fields or a YAML file's path (got {type(value).__name__} {shown})"
+    )
+
+
+def from_arguments(config_model: type[M], /, **fields: Any) -> M:
+    """`config_model(**fields)` for a function's keyword arguments: a bad value is the `ArgumentError` of the
+    argument (the field) that gave it, an unknown one "unknown argument". The model is positional-only, so that
+    every name, `model` included, is free for a field."""
+    try:
+        return config_model.model_validate(fields)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        loc = tuple(err["loc"])
+        message = "unknown argument" if err["type"] == "extra_forbidden" else err["msg"].removeprefix("Value error, ")
+        if not loc:
+            raise ArgumentError("arguments", message) from None
+        raise ArgumentError(str(loc[0]), f"{dotted(loc[1:])}: {message}" if loc[1:] else message) from None

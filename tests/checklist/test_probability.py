@@ -16,9 +16,8 @@ from charter.judge.checklist import judge_checklist_pair
 from charter.judge.settings import JudgeSettings
 from charter.providers import get_model
 from charter.records import Message, Pair
-from charter.testing import LoopbackServer
 from charter.testing.lab import CRITERIA, checklist_server_reply, verdict_alternatives
-from charter.testing.loopback import tokens
+from charter.testing.loopback import LoopbackServer, tokens
 
 ITEMS = [
     {"id": "number", "requirement": CRITERIA["number"][0], "weight": 2},

@@ -14,8 +14,8 @@ import pytest
 from charter import evaluate_rm
 from charter.cli import main
 from charter.errors import ArgumentError
-from charter.testing import LoopbackServer
 from charter.testing.judges import shown_responses
+from charter.testing.loopback import LoopbackServer
 
 PRICES = {"gpt-4o-mini": {"input": 0.15, "output": 0.6}}
 

@@ -14,8 +14,8 @@ import charter
 from charter.cli import main
 from charter.errors import ArgumentError, ConfigError, DatasetError
 from charter.hub.mixplan import MixtureManifest, load_manifest, mix_plan, write_manifest
-from charter.testing import LoopbackServer
 from charter.testing.judges import shown_responses
+from charter.testing.loopback import LoopbackServer
 
 # Three specialists, each best on one target, and a generalist that is second everywhere: the best on average.
 TABLE = {

@@ -15,8 +15,8 @@ from charter.constitutions import load_constitution
 from charter.lab.api import infer_constitution
 from charter.lab.infer import PRINCIPLES_SCHEMA, parse_candidates, report_markdown
 from charter.providers import register_script
-from charter.testing import LoopbackServer
 from charter.testing.lab import RULES, make_pairs, register_lab_models, rule_of
+from charter.testing.loopback import LoopbackServer
 from tests.support.tiny_models import write_jsonl
 
 register_lab_models()

@@ -17,8 +17,8 @@ from charter.checklist.prompt import read_checklist_prompt
 from charter.errors import ConfigError, DatasetError
 from charter.providers.scripted import register_script
 from charter.runs.rewards import rewards
-from charter.testing import LoopbackServer
 from charter.testing.lab import CRITERIA, criterion_of, register_lab_models
+from charter.testing.loopback import LoopbackServer
 
 ITEMS = [
     {"id": "number", "requirement": CRITERIA["number"][0], "weight": 3, "gate": {"cap": 0.25}},

@@ -19,7 +19,7 @@ from charter.cli import main
 from charter.runs.batches import stored_batches
 from charter.runs.store import RunStore
 from charter.runs.usage import stored_usage
-from charter.testing import batches, loopback
+from charter.testing import loopback
 from charter.testing.faults import FaultServer
 
 
@@ -33,7 +33,7 @@ class LoopbackServer(PrefersLonger, loopback.LoopbackServer):
     pass
 
 
-class BatchServer(PrefersLonger, batches.BatchServer):
+class BatchServer(PrefersLonger, loopback.BatchServer):
     pass
 
 

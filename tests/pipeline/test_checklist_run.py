@@ -14,8 +14,8 @@ from charter.runs.checklists import count_checklists
 from charter.runs.failures import failing_items
 from charter.runs.store import RunStore
 from charter.runs.usage import stored_usage
-from charter.testing import LoopbackServer
 from charter.testing.lab import checklist_server_reply, register_lab_models, verdict_alternatives
+from charter.testing.loopback import LoopbackServer
 
 register_lab_models()
 register_script("checklist-mute", lambda messages, params: "I would rather not write a checklist.")

@@ -15,8 +15,8 @@ from charter.hub.card import _usage
 from charter.hub.rundata import read_run
 from charter.runs.store import RunStore
 from charter.runs.usage import stored_usage
-from charter.testing import LoopbackServer
-from charter.testing.billing import AnthropicBilling, OpenAIBilling
+from charter.testing.loopback import LoopbackServer
+from tests.support.billing import AnthropicBilling, OpenAIBilling
 
 N = 4
 DOCUMENT = " ".join(f"line{i} of the quarterly report." for i in range(300))  # ~1,500 words per prompt

@@ -13,7 +13,7 @@ import pytest
 import yaml
 
 from charter.cli import main
-from charter.testing import LoopbackServer
+from charter.testing.loopback import LoopbackServer
 from tests.support.processes import start, wait_for_calls
 
 

@@ -21,10 +21,9 @@ from charter.pipeline.forecast import Forecast
 from charter.providers import ScriptedModel, register_script
 from charter.runs.store import RunStore
 from charter.runs.usage import stored_usage
-from charter.testing import LoopbackServer
-from charter.testing.batches import BatchServer
-from charter.testing.billing import AnthropicBilling, OpenAIBilling
 from charter.testing.faults import FaultServer
+from charter.testing.loopback import BatchServer, LoopbackServer
+from tests.support.billing import AnthropicBilling, OpenAIBilling
 
 #: Reply lengths in words, by what a reply answers: (fewest, most), before the call's max_tokens (256) cuts it: the
 #: server's own, never told the forecast's shares.
@@ -103,7 +102,7 @@ def dry_run(capsys: pytest.CaptureFixture, path: Path, *settings: str) -> dict[s
 def test_the_forecast_is_within_a_quarter_of_an_independent_invoice(
     tmp_path, monkeypatch, capsys, shared_data, kind, length
 ):
-    """The billing server tokenizes and caches its own way (`charter.testing.billing` imports nothing of charter);
+    """The billing server tokenizes and caches its own way (`tests.support.billing` imports nothing of charter);
     the forecast counts with its default heuristic, as it would for a model whose tokenizer it does not have."""
     billing = AnthropicBilling(3.0, 15.0) if kind == "anthropic" else OpenAIBilling(input=1.0, output=4.0, read=0.1)
     server = Batches(complete_after_s=0.1, billing=billing, reply=reply) if kind == "batch" else None

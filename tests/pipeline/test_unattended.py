@@ -23,7 +23,7 @@ from charter.runs.lock import LOCK_FILE
 from charter.runs.stages import stage_states
 from charter.runs.store import RunStore
 from charter.runs.usage import stored_usage
-from charter.testing import LoopbackServer, status
+from charter.testing.loopback import LoopbackServer, status
 from tests.support.processes import start, wait_for_calls
 
 PROMPTS = [f"Question {i}: how should I plan task {i} this week?" for i in range(8)]

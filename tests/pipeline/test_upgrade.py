@@ -22,7 +22,7 @@ from charter.runs.items import judged_ids
 from charter.runs.stages import stage_states
 from charter.runs.store import SCHEMA_VERSION, RunStore
 from charter.runs.usage import stored_usage
-from charter.testing import LoopbackServer
+from charter.testing.loopback import LoopbackServer
 
 FIXTURE = Path(__file__).resolve().parent.parent / "fixtures" / "legacy_0_1_0"
 #: The address the fixture's models were served from (a loopback address of its own: the same URL again here).

@@ -18,7 +18,7 @@ from charter.preference.diversity import diversity_markdown
 from charter.preference.manifest import dataset_manifest
 from charter.providers.embeddings import EMBEDDERS
 from charter.runs.store import RunStore
-from charter.testing.embeddings import hashed_embed
+from tests.support.embeddings import hashed_embed
 
 
 def _never(texts):

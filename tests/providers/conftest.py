@@ -7,8 +7,7 @@ from collections.abc import Iterator
 import pytest
 
 from charter.providers.base import Limits
-from charter.testing import LoopbackServer
-from charter.testing.loopback import DEFAULT_LOGPROBS, echo_reply
+from charter.testing.loopback import DEFAULT_LOGPROBS, LoopbackServer, echo_reply
 
 CANARY_OPENAI = "sk-canary-openai-" + "7f3Kq9ZxW2mB8vL4"
 CANARY_ANTHROPIC = "sk-ant-canary-" + "Yt6Hn1Pq0Rs5Uv9W"

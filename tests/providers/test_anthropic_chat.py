@@ -11,7 +11,7 @@ from charter.providers import SamplingParams, get_model
 from charter.providers.anthropic_chat import AnthropicModel, split_system
 from charter.providers.registry import create_backend
 from charter.records import Message, as_dicts
-from charter.testing import drop, slow, status
+from charter.testing.loopback import drop, slow, status
 
 from .conftest import FAST
 

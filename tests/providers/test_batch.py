@@ -11,7 +11,7 @@ from charter.providers import CallCache, UsageMeter, create_backend, get_model
 from charter.providers.base import Limits, SamplingParams
 from charter.providers.batch import BatchModel, BatchSettings, MemoryJournal
 from charter.providers.usage import Price
-from charter.testing.batches import BatchServer
+from charter.testing.loopback import BatchServer
 
 FAST = BatchSettings(poll_s=0.02, gather_s=0.05)
 LIMITS = Limits(max_retries=2, backoff_initial_s=0.01, backoff_max_s=0.05)

@@ -15,7 +15,7 @@ from charter.pipeline.config import RoleConfig
 from charter.providers import CallCache, SamplingParams, get_model
 from charter.providers.endpoints import normalise_url, resolve_endpoint
 from charter.redaction import redact
-from charter.testing import LoopbackServer
+from charter.testing.loopback import LoopbackServer
 
 from .conftest import CANARY_ANTHROPIC, CANARY_OPENAI, FAST
 

@@ -15,7 +15,7 @@ from charter.providers.base import Limits
 from charter.providers.openai_chat import OpenAIModel, option_token
 from charter.providers.registry import create_backend
 from charter.records import Message
-from charter.testing import drop, garbage, slow, status
+from charter.testing.loopback import drop, garbage, slow, status
 
 from .conftest import FAST
 

@@ -19,10 +19,8 @@ from charter.providers.prices import library_price, resolve_price, unmatched_pri
 from charter.providers.registry import create_backend
 from charter.providers.usage import Price
 from charter.records import Message
-from charter.testing import LoopbackServer
-from charter.testing.batches import BatchServer
-from charter.testing.billing import AnthropicBilling, OpenAIBilling
-from charter.testing.loopback import ok
+from charter.testing.loopback import BatchServer, LoopbackServer, ok
+from tests.support.billing import AnthropicBilling, OpenAIBilling
 
 from .conftest import FAST
 
@@ -275,7 +273,7 @@ def test_the_billing_server_shares_no_code_with_charter():
     import ast
     import inspect
 
-    import charter.testing.billing as billing
+    import tests.support.billing as billing
 
     tree = ast.parse(inspect.getsource(billing))
     imported = [a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names]
@@ -284,7 +282,7 @@ def test_the_billing_server_shares_no_code_with_charter():
 
 
 def test_the_billing_server_caches_token_prefixes_in_steps_once_answered():
-    from charter.testing.billing import MIN_CACHED, STEP, tokenize
+    from tests.support.billing import MIN_CACHED, STEP, tokenize
 
     text = "Institutionalization, in 2024: it's 12345 words long."
     assert "".join(tokenize(text)) == text and len(tokenize(text)) > len(text.split())  # its own tokens, not words

@@ -10,7 +10,7 @@ import pytest
 from charter.cli import main
 from charter.errors import ProviderError
 from charter.providers import CallCache, SamplingParams, get_model
-from charter.testing import drop, status
+from charter.testing.loopback import drop, status
 
 from .conftest import FAST
 

@@ -25,7 +25,7 @@ from charter.stats.diversity import (
     tokens,
     vendi_score,
 )
-from charter.testing.embeddings import hashed_embed
+from tests.support.embeddings import hashed_embed
 
 TEXTS = ["the cat sat on the mat", "the cat sat on the hat", "a dog ran far away"]
 

@@ -291,7 +291,7 @@ def test_a_round_schedule_gets_hotter_as_the_filters_drop(tmp_path) -> None:
 
 def test_near_duplicates_of_accepted_prompts_are_rejected_by_the_named_embedder(monkeypatch, tmp_path) -> None:
     from charter.providers.embeddings import EMBEDDERS
-    from charter.testing.embeddings import hashed_embed
+    from tests.support.embeddings import hashed_embed
 
     seen: list[int] = []
 

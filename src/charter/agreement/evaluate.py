@@ -24,8 +24,8 @@ from charter.agreement.report import PositionConsistency, judge_label, longer_la
 from charter.errors import ArgumentError, DatasetError
 from charter.judge.panel import pool
 from charter.judge.settings import JudgeMode, Orders, RatingMode
-from charter.messages import as_messages, last_text
 from charter.records import Judgment, Message, Pair
+from charter.records.base import as_messages, last_text
 from charter.stats import agreement as stats
 from charter.tables import iter_jsonl
 

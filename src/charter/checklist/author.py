@@ -22,9 +22,9 @@ from charter.checklist.prompt import defuse, fence, nonce_of
 from charter.constitutions.schema import CATEGORY_WEIGHTS
 from charter.errors import JudgeParseError
 from charter.judge_prompt import agreed, reply_readings
-from charter.messages import render_conversation, user
 from charter.providers.base import ChatModel, Messages, SamplingParams
 from charter.records import Message
+from charter.records.base import render_conversation, user
 from charter.yamlio import LocatedValueError
 
 #: Bumped whenever the writing prompt's wording changes: part of every written checklist's fingerprint.

@@ -24,10 +24,10 @@ from charter.checklist.prompt import CHECKLIST_FORMAT, checklist_request, checkl
 from charter.constitutions.schema import OVERALL_KEY
 from charter.errors import FatalProviderError, ProviderError
 from charter.judge_prompt import agreed, reply_readings, whole_number
-from charter.messages import render_conversation
 from charter.providers.base import ChatModel, SamplingParams
 from charter.providers.managed import ManagedModel
 from charter.records import Message
+from charter.records.base import render_conversation
 
 Aggregation = Literal["explicit", "implicit"]
 AGGREGATIONS: tuple[Aggregation, ...] = ("explicit", "implicit")

@@ -20,8 +20,8 @@ from charter.checklist.aggregate import ItemVerdict
 from charter.checklist.items import Checklist, ChecklistItem
 from charter.constitutions.schema import OVERALL_KEY
 from charter.judge_prompt import ReplyObject, agreed, reply_readings, whole_number
-from charter.messages import render_conversation, user
 from charter.records import Message
+from charter.records.base import render_conversation, user
 
 #: Bumped whenever the checklist prompt's wording changes: part of every checklist judgment's fingerprint.
 CHECKLIST_FORMAT = 1

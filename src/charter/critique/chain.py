@@ -9,9 +9,9 @@ import weakref
 
 from charter.constitutions.schema import Constitution, Principle
 from charter.critique.config import CritiqueConfig
-from charter.messages import assistant, render_conversation, user, with_system
 from charter.providers.base import ChatModel, Messages, SamplingParams
 from charter.records import Chain, CritiqueRound, Message, fingerprint
+from charter.records.base import assistant, render_conversation, user, with_system
 
 _LABEL = re.compile(r"^\s*(critique|revision|revised response|rewrite)\s*:\s*", re.I)
 

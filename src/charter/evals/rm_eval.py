@@ -16,10 +16,10 @@ from charter.api_args import ConfigArg, Loads, public
 from charter.concurrency import run_sync
 from charter.evals.rm import PairRows, comparisons_needed, group_rows, judged_accuracy, score_reward_model
 from charter.judge.settings import PairwiseMode
-from charter.messages import as_messages, last_text
 from charter.providers.cache import DEFAULT_CACHE
 from charter.providers.prices import Price
 from charter.records import Judgment, Pair
+from charter.records.base import as_messages, last_text
 from charter.yamlio import ConfigModel
 
 #: The call cache of a judge when `out` and `cache` are both unset.

@@ -17,8 +17,8 @@ import numpy as np
 from charter.api_args import Kinds, Range, public
 from charter.errors import DatasetError
 from charter.hub.load import TRL_COLUMNS, import_datasets
-from charter.messages import as_messages
 from charter.records import PreferenceRow, Role, as_dicts
+from charter.records.base import as_messages
 from charter.tables import read_rows
 
 if TYPE_CHECKING:

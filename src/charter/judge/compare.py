@@ -19,9 +19,9 @@ from charter.errors import JudgeParseError
 from charter.judge.asking import ask_until_read, dooms_run
 from charter.judge.entry import JudgeOptions, Kind, Outcome
 from charter.judge_prompt import write_comparison
-from charter.messages import render_conversation, user
 from charter.providers.base import ChatModel, Completion, Messages
 from charter.records import Message, Pair, Vote
+from charter.records.base import render_conversation, user
 
 __all__ = ["COMPARES", "OPTIONS", "compare_principles", "comparison_prompt", "p_first", "same_winner"]
 

@@ -18,9 +18,9 @@ from charter.errors import ConfigError, JudgeParseError
 from charter.judge.asking import ask_until_read, dooms_run, gather_all, raise_first
 from charter.judge.entry import JudgeOptions, Kind, Outcome, PrincipleScore, RatesResponse, ToRate
 from charter.judge_prompt import DEFAULT_RUBRIC, rubric_schema, write_rating, write_rubric
-from charter.messages import render_conversation, user
 from charter.providers.base import ChatModel, Completion, Messages
 from charter.records import Message, Pair, Sample, Vote
+from charter.records.base import render_conversation, user
 
 __all__ = [
     "RATES_ALL_PRINCIPLES",

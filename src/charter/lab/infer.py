@@ -41,9 +41,9 @@ from charter.lab.votes import (
     slug,
     vote,
 )
-from charter.messages import render_conversation, user
 from charter.providers.base import ChatModel, SamplingParams
 from charter.records import Record
+from charter.records.base import render_conversation, user
 from charter.stats import agreement as stats
 
 T = TypeVar("T")

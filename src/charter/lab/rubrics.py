@@ -49,9 +49,9 @@ from charter.errors import FatalProviderError, ProviderError
 from charter.lab.infer import PROPOSE_HEAD, deduplicate, propose_each, request_for, screen
 from charter.lab.learning import Estimate
 from charter.lab.votes import LabelledPair, slug
-from charter.messages import render_conversation
 from charter.providers.base import ChatModel, SamplingParams
 from charter.records import Message
+from charter.records.base import render_conversation
 from charter.stats.intervals import bounded_mean_interval, wilson_interval
 
 Kind = Literal["hard_rule", "principle", "pitfall"]

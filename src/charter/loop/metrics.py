@@ -22,8 +22,8 @@ from typing import Any
 import numpy as np
 
 from charter.errors import CharterError
-from charter.messages import is_refusal
 from charter.providers.embeddings import embedder
+from charter.records.base import is_refusal
 from charter.stats.diversity import METRICS as DIVERSITY
 from charter.stats.diversity import DiversityConfig, Metric, Texts, measure_texts, tokens, unit_rows
 from charter.stats.intervals import Statistic, change_interval

@@ -21,7 +21,6 @@ import numpy as np
 from charter.errors import FatalProviderError, JudgeParseError, ProviderError
 from charter.judge.pairwise import judge_failure
 from charter.judge_prompt import RANKING_FORMAT, RANKING_SCHEMA, read_ranking, write_ranking
-from charter.messages import render_conversation
 from charter.online.judging import (
     Batch,
     JudgmentFailed,
@@ -34,6 +33,7 @@ from charter.online.judging import (
 from charter.online.session import JudgeSession
 from charter.providers.base import SamplingParams
 from charter.records import Failure, Message, RewardRecord, fingerprint
+from charter.records.base import render_conversation
 from charter.stats.bradley_terry import Comparison, bt_scores
 from charter.stats.ranking import circular_pairs, connected, plackett_luce
 

@@ -13,8 +13,8 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from charter.errors import ConfigError
-from charter.messages import as_messages
 from charter.records import Message
+from charter.records.base import as_messages
 
 WHO = "reward function"
 

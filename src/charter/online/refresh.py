@@ -21,13 +21,13 @@ from charter.checklist.author import items_schema
 from charter.checklist.items import ChecklistItem, checklist_from_rows
 from charter.errors import DatasetError, FatalProviderError, ProviderError
 from charter.judge_prompt import agreed, reply_readings
-from charter.messages import render_conversation, user
 from charter.online.book import ChecklistBook
 from charter.online.config import ChecklistReward
 from charter.online.reward import JudgeReward
 from charter.providers import ManagedModel
 from charter.providers.base import SamplingParams
 from charter.records import Record, RewardRecord
+from charter.records.base import render_conversation, user
 from charter.runs.rewards import rewards
 
 #: The store's meta key of the refreshes.

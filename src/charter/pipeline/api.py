@@ -21,7 +21,6 @@ from charter.critique.config import CritiqueConfig
 from charter.errors import ArgumentError, DatasetError
 from charter.judge.pairwise import judge_many, judgments_by_pair
 from charter.judge.settings import JudgeSettings
-from charter.messages import as_messages
 from charter.pipeline.config import RunConfig, load_run_config
 from charter.pipeline.forecast import Forecast, run_forecast
 from charter.pipeline.launch import run_sync
@@ -34,6 +33,7 @@ from charter.preference.rows import preference_row
 from charter.providers import ChatModel, ManagedModel, SamplingParams, get_model
 from charter.providers.config import DEFAULT_MODEL
 from charter.records import Chain, Judgment, Message, Pair, PreferenceRow, Provenance, fingerprint
+from charter.records.base import as_messages
 from charter.runs.store import STORE_FILE
 from charter.yamlio import dotted
 

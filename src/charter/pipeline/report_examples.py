@@ -10,8 +10,8 @@ from typing import Any
 import orjson
 
 from charter.checklist.kept import kept_checklist
-from charter.messages import last_text
 from charter.records import ChecklistSide, Fingerprints, ItemVerdict, Judgment, Pair
+from charter.records.base import last_text
 from charter.runs.files import RunFiles
 from charter.runs.items import judged_records
 from charter.runs.store import RunStore

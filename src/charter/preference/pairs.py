@@ -13,9 +13,9 @@ import random
 from typing import Any, Literal
 
 from charter.constitutions.schema import Constitution
-from charter.messages import with_system
 from charter.providers.base import ChatModel, SamplingParams
 from charter.records import Chain, Message, Pair, Sample, fingerprint
+from charter.records.base import with_system
 
 
 def pair_id_for(prompt_id: str, kind: str, first: str, second: str) -> str:

@@ -9,7 +9,6 @@ from collections.abc import Iterable, Iterator
 from typing import Any
 
 from charter.judge.checklist import side_score
-from charter.messages import last_text
 from charter.preference.manifest import DatasetSettings
 from charter.records import (
     CalibrationMap,
@@ -24,6 +23,7 @@ from charter.records import (
     Provenance,
     SFTRow,
 )
+from charter.records.base import last_text
 from charter.runs.checklists import stored_checklist
 from charter.runs.items import iter_prompts, pairs_with_judgments, stored_chains
 from charter.runs.store import RunStore

@@ -27,16 +27,28 @@ ChoiceFn = Callable[[Messages, Sequence[str]], dict[str, float]]
 _SCRIPTS: dict[str, tuple[ScriptFn, ChoiceFn | None]] = {}
 
 
-#: The entry-point group through which a package makes its scripted models known by name: each entry is a function that
-#: registers scripts (`register_script`), called the first time a `scripted:` name is not yet known. charter's own
-#: test doubles come this way (its lab's proposers, checklist judges and writer; the judges of known bias), so that a
-#: config naming one (`scripted:checklist-judge`, as `examples/checklist.yaml` does) runs from the CLI as from Python.
+#: Where scripts not registered yet come from: functions that register scripts (`register_script`), each called once,
+#: the first time a `scripted:` name is not yet known. A layer above the provider adds them (`add_script_source`):
+#: the command line adds charter's test doubles (the lab's proposers, checklist judges and writer; the judges of
+#: known bias), so that a config naming one (`scripted:checklist-judge`, as `examples/checklist.yaml` does) runs
+#: from the CLI as from Python, without this module importing the layer that writes them.
+_SOURCES: list[Callable[[], None]] = []
+#: The entry-point group through which another installed package makes its scripted models known by name: each
+#: entry is a function that registers scripts, asked after the sources above.
 SCRIPT_ENTRY_POINTS = "charter.scripts"
 _asked: set[str] = set()
 
 
+def add_script_source(source: Callable[[], None]) -> None:
+    """Call `source` (it registers scripts) the first time a `scripted:` name is not yet known; added once."""
+    if source not in _SOURCES:
+        _SOURCES.append(source)
+
+
 def known_script(name: str) -> bool:
-    """Whether `scripted:NAME` has a script, after asking the installed script sources where it has none yet."""
+    """Whether `scripted:NAME` has a script, after asking the script sources not asked yet where it has none."""
+    while name not in _SCRIPTS and _SOURCES:
+        _SOURCES.pop(0)()
     if name not in _SCRIPTS:
         for entry in entry_points(group=SCRIPT_ENTRY_POINTS):
             if entry.value not in _asked:

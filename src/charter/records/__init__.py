@@ -2,7 +2,7 @@
 
 Stages take and return these records, the run store keeps them as JSON, and the data files hold
 their row form (`to_row` / `from_row`, the one place where records become parquet/JSONL rows).
-docs/reference/formats.md is generated from the field docstrings here (`python -m charter.formats`).
+docs/reference/formats.md is generated from the field docstrings here (`python docs/hooks/reference.py`).
 """
 
 from __future__ import annotations

@@ -23,9 +23,9 @@ from typing import Any
 from charter.concurrency import bounded_map
 from charter.constitutions.schema import Constitution
 from charter.errors import FatalProviderError, ProviderError
-from charter.messages import is_refusal, user
 from charter.providers.base import ChatModel
 from charter.records import Prompt, fingerprint
+from charter.records.base import is_refusal, user
 from charter.stats.diversity import DiversityConfig, FieldDiversity, measure_texts
 from charter.synth.config import SynthConfig
 from charter.synth.dedup import Deduper

@@ -42,8 +42,8 @@ from charter.checklist.prompt import read_checklist_prompt
 from charter.judge_prompt import read_comparison, read_question, write_verdict
 from charter.lab.checks import NEGATED
 from charter.lab.infer import OTHER, PREFERRED
-from charter.messages import user
 from charter.providers.scripted import register_script
+from charter.records.base import user
 
 Score = Callable[[str], float]
 

@@ -12,9 +12,10 @@ import numbers
 from pathlib import Path
 from typing import Any, Literal
 
-from charter import messages, tables
+from charter import tables
 from charter.errors import ConfigError, DatasetError
 from charter.records import Role, as_dicts
+from charter.records.base import as_messages
 from charter.runs.files import RunFiles
 
 REQUIRED = ("prompt", "chosen", "rejected")
@@ -78,7 +79,7 @@ def _read_hub(name: str, split: str) -> list[dict[str, Any]]:
 
 def message_dicts(value: Any, role: Role, where: str = "dataset") -> list[dict[str, str]]:
     """A message list (as dicts, for TRL) from a message list or a plain string."""
-    return as_dicts(messages.as_messages(value, where, role=role))
+    return as_dicts(as_messages(value, where, role=role))
 
 
 def check_columns(rows: list[dict[str, Any]], source: str | Path, extra: tuple[str, ...] = ()) -> None:

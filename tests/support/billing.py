@@ -1,5 +1,6 @@
-"""Prompt caching and billing as the providers do them, for the loopback servers: the server's own invoice, to
-check both that the cost charter reports is the bill and that the forecast made before a run comes near it.
+"""Prompt caching and billing as the providers do them, for the loopback servers (`LoopbackServer(billing=...)`):
+the server's own invoice, a test oracle that checks both that the cost charter reports is the bill and that the
+forecast made before a run comes near it. It lives with the tests, not in the package it checks.
 
 This module is written apart from charter: it imports nothing of it, and in particular nothing of the forecast's
 cache model (`charter.pipeline.forecast_cache`) or its token counts. It tokenizes and caches its own way:
@@ -154,6 +155,7 @@ class _Billing:
 
 @dataclass
 class OpenAIBilling(_Billing):
+    wire = "openai"
     """OpenAI's automatic prefix caching and its bill."""
 
     def prefixes(self, body: dict[str, Any]) -> tuple[list[str], list[int], list[int]]:
@@ -181,6 +183,7 @@ class OpenAIBilling(_Billing):
 
 @dataclass
 class AnthropicBilling(_Billing):
+    wire = "anthropic"
     """Anthropic's breakpoint caching and its bill (reads 0.1x, writes 1.25x)."""
 
     read: float = 0.1

@@ -1,13 +1,11 @@
-"""docs/reference/formats.md, generated from the records themselves:
-`python -m charter.formats > docs/reference/formats.md`.
-
-tests/test_docs.py fails when the file and the records drift apart.
+"""docs/reference/formats.md, generated from the records themselves; `python docs/hooks/reference.py` writes it
+again with the other reference pages, and the docs build and tests/test_docs.py fail when the page and the records
+drift apart.
 """
 
 from __future__ import annotations
 
 import inspect
-import sys
 import types
 import typing
 from typing import Any
@@ -25,7 +23,7 @@ from charter.stats.ppi import Estimate
 
 INTRO = """# Data formats (the contract between stages)
 
-Generated from `charter.records` and `charter.runs` by `python -m charter.formats > docs/reference/formats.md`;
+Generated from `charter.records` and `charter.runs` by `python docs/hooks/reference.py`;
 a test fails when this page and the code drift apart. Every record is a pydantic model: unknown
 fields are errors, and a field's description below is its docstring.
 """
@@ -165,7 +163,3 @@ def formats_markdown() -> str:
         parts += [f"## {title}", ""] + ([text, ""] if text else [])
         parts += [record_table(model) for model in models]
     return "\n".join(parts).rstrip() + "\n"
-
-
-if __name__ == "__main__":
-    sys.stdout.write(formats_markdown())
