@@ -61,7 +61,7 @@ def mean_interval(values: list[float]) -> tuple[float, float, float]:
 
 
 def pick(method: str, vectors: np.ndarray, n: int, seed: int) -> list[int]:
-    from charter.stats.coverage import k_center, vendi_greedy
+    from charter.preference.selection import k_center, vendi_greedy
 
     if method == "random":
         return [int(i) for i in np.random.default_rng(seed).choice(len(vectors), n, replace=False)]
@@ -70,7 +70,7 @@ def pick(method: str, vectors: np.ndarray, n: int, seed: int) -> list[int]:
 
 def pool_figures(texts: list[str], vectors: np.ndarray, n: int, seeds: int) -> dict:
     """Per method, each figure's mean over the seeds with its 95% t-interval."""
-    from charter.stats.coverage import coverage_radius
+    from charter.preference.selection import coverage_radius
     from charter.stats.diversity import distinct_n, vendi_score
 
     rows = {}
@@ -141,7 +141,7 @@ def scale_select(path: Path, size: int, method: str) -> dict:
     from types import SimpleNamespace
 
     from charter.preference.config import DiversityFilter
-    from charter.preference.diverse import DiverseSelection
+    from charter.preference.selection import DiverseSelection
     from charter.providers.embeddings import EMBEDDERS
 
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))

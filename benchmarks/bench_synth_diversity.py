@@ -137,9 +137,9 @@ def main() -> None:
     parser.add_argument("--embedder", choices=["minilm", "hashed"], default="minilm")
     args = parser.parse_args()
 
+    from charter.preference.selection import coverage_radius
     from charter.providers.embeddings import EMBEDDERS, embed
     from charter.providers.scripted import register_script
-    from charter.stats.coverage import coverage_radius
     from charter.stats.diversity import distinct_n, vendi_score
 
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))

@@ -31,6 +31,7 @@ from charter.online.config import OnlineConfig, OnlineDPOConfig
 from charter.pipeline.config import RunConfig
 from charter.reward_model.config import RewardModelConfig
 from charter.serve.config import ServeConfig
+from charter.stats import diversity
 from charter.synth.config import SynthConfig
 from charter.yamlio import EXTENSION_PREFIX, model_from_data, parse_yaml
 
@@ -174,12 +175,15 @@ def test_python_blocks_run(path: Path, tmp_path: Path, monkeypatch: pytest.Monke
         return
     namespace: dict = {"__name__": "__docs__"}
     table = dict(modes.MODES)  # a page may register a judge mode: it is the page's, not the next test's
+    metrics = dict(diversity.METRICS)  # or a diversity metric
     try:
         for block in blocks:
             exec(compile(block, f"{path.name} python block", "exec"), namespace)  # noqa: S102
     finally:
         modes.MODES.clear()
         modes.MODES.update(table)
+        diversity.METRICS.clear()
+        diversity.METRICS.update(metrics)
 
 
 # -- command lines -------------------------------------------------------------------------------------------------

@@ -102,11 +102,17 @@ def test_a_finished_run_of_schema_7_resumes_with_no_call_and_the_same_rows(fixtu
 
 
 def test_the_run_report_shows_the_same_diversity_figures(fixture: Path) -> None:
-    """The pairwise run writes its report again on resume: the diversity table reads as the old release wrote it."""
+    """The pairwise run writes its report again on resume: the diversity table's figures and the reason for each
+    missing one read as the old release wrote them (the paragraph on how they were sampled is written from the metric
+    table, so its wording may change)."""
     run_dir = fixture / "pairwise"
     (run_dir / "report" / "report.md").unlink()
     assert main(["run", str(fixture / "pairwise.yaml")]) == 0
-    assert diversity_section(run_dir) == diversity_section(FIXTURE / "pairwise")
+
+    def figures(section: str) -> list[str]:
+        return [line for line in section.splitlines() if line.startswith(("|", "- "))]
+
+    assert figures(diversity_section(run_dir)) == figures(diversity_section(FIXTURE / "pairwise"))
 
 
 def test_the_diversity_figures_measured_again_match_the_stored_ones(fixture: Path) -> None:

@@ -14,8 +14,7 @@ from pydantic import BaseModel
 
 from charter import records
 from charter.agreement.audit import AuditReport, FlipShift, InjectionFigures
-from charter.agreement.estimates import HumanPreference, PreferenceEstimates
-from charter.agreement.summary import AgreementSummary
+from charter.agreement.summary import AgreementSummary, HumanPreference, PreferenceEstimates
 from charter.pipeline.forecast.estimate import CostSpan, Figures, Forecast, ForecastRow, Span
 from charter.preference.manifest import ConstitutionInfo, DatasetManifest, DatasetSettings
 from charter.runs import files, store

@@ -13,8 +13,7 @@ import yaml
 from charter.agreement.config import AgreementConfig
 from charter.agreement.items import item_agreement
 from charter.agreement.labels import judged_pairs
-from charter.agreement.markdown import to_markdown
-from charter.agreement.report import compute_summary
+from charter.agreement.report import compute_summary, to_markdown
 from charter.agreement.sampling import spotcheck
 from charter.agreement.server import LabelServer
 from charter.agreement.session import LabelSession

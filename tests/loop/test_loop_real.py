@@ -11,7 +11,7 @@ import yaml
 from charter.cli import main
 from charter.loop.data import mix_counts
 from charter.loop.metrics import collapse_flags, compare
-from charter.loop.status import loop_status
+from charter.loop.report import loop_status
 from charter.training.output import data_origin
 from tests.loop.test_loop import FakeLoop, varied
 

@@ -7,8 +7,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from charter.preference.config import FiltersConfig
+from charter.preference.filters import apply_filters
 from charter.preference.rows import preference_row
-from charter.preference.selection import apply_filters
 from charter.records import Judgment, Message, Pair, Provenance, Vote
 
 PROV = Provenance(
@@ -112,8 +112,7 @@ def test_best_vs_worst_keeps_one_pair_per_prompt():
 # -- the filters' engine (SQLite, a window at a time) against a plain pass over a list ---------------------------
 
 
-from charter.preference.filters import Candidate, Waterfall, best_vs_worst, first_counts  # noqa: E402
-from charter.preference.selection import Selection, select  # noqa: E402
+from charter.preference.filters import Candidate, Selection, Waterfall, best_vs_worst, first_counts, select  # noqa: E402  # noqa: E402
 
 
 def plain_select(rows: list[Candidate], filters: FiltersConfig, strategy: str, calibrated: float | None):

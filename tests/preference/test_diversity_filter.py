@@ -12,7 +12,7 @@ from charter.cli import main
 from charter.pipeline.config import load_run_config
 from charter.pipeline.settings import run_fingerprints
 from charter.preference.config import DiversityFilter
-from charter.preference.diverse import DiverseSelection, choose_rows
+from charter.preference.selection import DiverseSelection, choose_rows
 from charter.runs.files import RunFiles
 from charter.runs.store import RunStore
 

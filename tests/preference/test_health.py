@@ -8,8 +8,15 @@ from math import comb
 
 import pytest
 
-from charter.preference.health import chance_sentence, failure_sentence, headline, rows_sentence
-from charter.preference.stats import JudgeStats, chance_stats, judge_stats
+from charter.preference.stats import (
+    JudgeStats,
+    chance_sentence,
+    chance_stats,
+    failure_sentence,
+    headline,
+    judge_stats,
+    rows_sentence,
+)
 from tests.support.rundir import RunBuilder
 
 

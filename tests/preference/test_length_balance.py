@@ -6,8 +6,7 @@ from pathlib import Path
 import pytest
 
 from charter.preference.config import FiltersConfig
-from charter.preference.filters import Candidate, Waterfall, length_balance_drops
-from charter.preference.selection import Selection, select
+from charter.preference.filters import Candidate, Selection, Waterfall, length_balance_drops, select
 from charter.runs.counts import filter_steps
 
 

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from charter.stats.diversity import bleu_figure, self_bleu
-from charter.stats.jackknife import MIN_SET_ITEMS
+from charter.stats.intervals import MIN_SET_ITEMS
 
 #: draws that fix the truth (the mean self-BLEU at n), and draws whose intervals are checked against it
 TRUTH_DRAWS, DRAWS = 2000, 600

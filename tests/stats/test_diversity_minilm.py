@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 import charter
+from charter.preference.selection import coverage_radius, k_center
 from charter.providers.embeddings import Prefetch, embedder, reads_nothing
-from charter.stats.coverage import coverage_radius, k_center
 from charter.stats.diversity import embed_samples, vendi_score
 
 pytestmark = pytest.mark.slow

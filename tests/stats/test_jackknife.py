@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from charter.stats.jackknife import _t, change_interval
+from charter.stats.intervals import _t, change_interval
 
 
 def mean_of(values):

@@ -11,8 +11,7 @@ from charter.agreement import calibration as cal
 from charter.agreement.config import AgreementConfig, config_for
 from charter.agreement.gate import GateResult, evaluate_gate, require_gate
 from charter.agreement.labels import require_judged
-from charter.agreement.markdown import to_markdown
-from charter.agreement.report import Observations, collect, compute_summary
+from charter.agreement.report import Observations, collect, compute_summary, to_markdown
 from charter.agreement.sampling import spotcheck
 from charter.agreement.summary import AgreementSummary, CalibrationFit
 from charter.api_args import ConfigArg, public

@@ -115,8 +115,7 @@ def _label_tui(run_dir: Path, annotator: str) -> None:
     from rich.console import Console
 
     from charter.agreement.labels import open_labels
-    from charter.agreement.session import LabelSession
-    from charter.agreement.tui import run_tui
+    from charter.agreement.session import LabelSession, run_tui
 
     store = open_labels(run_dir)
     try:
@@ -170,7 +169,7 @@ def agreement_report_command(
     import math
 
     from charter.agreement.api import agreement_report
-    from charter.agreement.markdown import rich_table
+    from charter.agreement.report import rich_table
     from charter.errors import ArgumentError
     from charter.progress import console
     from charter.runs.files import AGREEMENT_MD, RunFiles
@@ -214,7 +213,7 @@ def agreement_report_command(
     elif target_width is not None:
         console.print("--target-width: no PPI estimate yet (it needs a dataset and at least two labelled rows)")
     if summary.panel is not None:
-        from charter.agreement.markdown import panel_console
+        from charter.agreement.report import panel_console
 
         for line in panel_console(summary.panel.model_dump()):
             console.print(line, highlight=False, markup=False)
@@ -250,7 +249,7 @@ def agreement_eval_command(
     from rich.table import Table
 
     from charter.agreement.evaluate import evaluate
-    from charter.agreement.markdown import FIGURES, fmt
+    from charter.agreement.report import FIGURES, fmt
     from charter.errors import ArgumentError
     from charter.judge.modes import MODES, rating_readers
     from charter.judge.settings import JudgeSettings

@@ -13,8 +13,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from charter.agreement.label_files import FileLabel, ImportFormatError, LabelFile, read_label_file, shown_hash
-from charter.agreement.labels import LabelError, judged_pairs, open_labels, to_screen_terms, validate_labels
+from charter.agreement.labels import (
+    FileLabel,
+    ImportFormatError,
+    LabelError,
+    LabelFile,
+    judged_pairs,
+    open_labels,
+    read_label_file,
+    shown_hash,
+    to_screen_terms,
+    validate_labels,
+)
 from charter.records import HumanLabel, Message, Pair
 from charter.runs import labels as stored
 from charter.runs.items import stored_pairs

@@ -7,9 +7,15 @@ from __future__ import annotations
 import numpy as np
 
 from charter.agreement.config import AgreementConfig
-from charter.agreement.estimates import MIN_LABELS
 from charter.agreement.labels import JudgedPair
-from charter.agreement.summary import FittedWeights, HumanHuman, PairwiseFigures, PanelMemberFigures, PanelSummary
+from charter.agreement.summary import (
+    MIN_LABELS,
+    FittedWeights,
+    HumanHuman,
+    PairwiseFigures,
+    PanelMemberFigures,
+    PanelSummary,
+)
 from charter.judge.panel import fit_weights, member_p_a, weights_summing_to_one
 from charter.records import Record
 from charter.runs.store import RunStore

@@ -228,7 +228,7 @@ PREFERRED = {"a": 1.0, "tie": 0.5, "b": 0.0}
 def human_win_rates(path: Path, names: list[str], prompts: list, comparisons: list[Comparison]) -> list[dict]:
     """Per pair with people's labels: the judge's P(i better) on every prompt of the pair, corrected by the labels
     (prediction-powered inference), and the labels' own rate; None for a pair with fewer than 10 matched labels."""
-    from charter.agreement.estimates import MIN_LABELS
+    from charter.agreement.summary import MIN_LABELS
     from charter.stats.ppi import ppi_mean
 
     texts = [p[-1]["content"] for p in prompts]

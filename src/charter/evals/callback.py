@@ -52,7 +52,7 @@ from charter.providers.cache import DEFAULT_CACHE, CallCache
 from charter.providers.config import RoleConfig, blind_cap, role_argument
 from charter.providers.usage import Budget, Price, UsageMeter
 from charter.records import Judgment, Message, Pair
-from charter.stats.length import length_controlled
+from charter.stats.bradley_terry import length_controlled
 from charter.training import data
 from charter.training.config import WinRateEvalConfig
 

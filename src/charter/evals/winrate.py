@@ -37,8 +37,8 @@ from charter.judge.settings import PairwiseMode
 from charter.providers import ManagedModel
 from charter.records import Failure, Judgment, Message, Pair, Vote, as_records, fingerprint
 from charter.runs.files import WINRATE_JSON, RunFiles
+from charter.stats.bradley_terry import LengthControlled, length_controlled
 from charter.stats.intervals import wilson_interval
-from charter.stats.length import LengthControlled, length_controlled
 from charter.training import data
 from charter.training.output import write_json
 from charter.yamlio import ConfigModel
@@ -386,7 +386,7 @@ def human_estimates(
 ) -> HumanWinrate:
     """The prediction-powered win rate (the judge's P on every comparison, corrected by the `matched` (judge's P,
     person's share) pairs) and the people-only one; neither, and a note, with fewer than MIN_LABELS matched."""
-    from charter.agreement.estimates import MIN_LABELS
+    from charter.agreement.summary import MIN_LABELS
     from charter.stats.ppi import ppi_mean
 
     note = None

@@ -21,9 +21,8 @@ from charter.errors import DatasetError, RunStoreError
 from charter.judge.settings import AuditConfig, ConstitutionTestConfig
 from charter.lab.checks import ConstitutionTest, constitution_test_config, stored_test
 from charter.preference.diversity import diversity_card
-from charter.preference.health import headline
 from charter.preference.manifest import DatasetManifest, dataset_manifest
-from charter.preference.stats import JudgeStats, chosen_longer_rate, judge_stats
+from charter.preference.stats import JudgeStats, chosen_longer_rate, headline, judge_stats
 from charter.providers.local_models import EMBEDDED_ALIASES
 from charter.records import GENERATOR, LabelRow, PreferenceRow, SFTRow, UsageRow
 from charter.runs import labels as stored
@@ -185,7 +184,7 @@ def published_counts(run: RunData, published: list[PreferenceRow]) -> dict[str, 
 
 
 def first_sentences(run: RunData, published: list[PreferenceRow]) -> list[str]:
-    """What to read first about the published rows (`charter.preference.health`): a judge at chance, failed items,
+    """What to read first about the published rows (`charter.preference.stats`): a judge at chance, failed items,
     few rows and why; the card opens with them and the Croissant file's limitations start with them."""
     return headline(run.judge_stats, published_counts(run, published), run.failures)
 

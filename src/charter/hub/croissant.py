@@ -33,8 +33,7 @@ from charter.hub.card import (
     percent,
     published_counts,
 )
-from charter.preference.health import failure_sentence, lost_parts
-from charter.preference.stats import chosen_longer_rate
+from charter.preference.stats import chosen_longer_rate, failure_sentence, lost_parts
 from charter.records import GENERATOR, PreferenceRow
 from charter.runs.counts import filter_steps
 

@@ -27,7 +27,7 @@ from charter.lab.votes import LabelledPair, ensemble, vote
 from charter.providers.base import ChatModel
 from charter.records import Record
 from charter.runs.store import RunStore
-from charter.stats.rates import Rate, flip_rate, share_rate
+from charter.stats.agreement import Rate, flip_rate, share_rate
 
 #: How a negated principle's question opens (the scripted lab judge looks for it).
 NEGATED = "The opposite of this principle"

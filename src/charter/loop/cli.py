@@ -43,7 +43,7 @@ def print_status(config: Path, overrides: list[str] | None, as_json: bool) -> No
 
     from charter.errors import ConfigError
     from charter.loop.config import load_loop_config
-    from charter.loop.status import is_loop_dir, loop_status, loop_summary
+    from charter.loop.report import is_loop_dir, loop_status, loop_summary
 
     loop_dir = load_loop_config(config, overrides).loop_dir()
     if not is_loop_dir(loop_dir):

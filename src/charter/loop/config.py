@@ -9,7 +9,7 @@ from typing import Any, Literal
 from pydantic import Field, field_validator, model_validator
 
 from charter.dpo.config import DPOConfigModel
-from charter.loop.metrics import FLAGGABLE
+from charter.loop.metrics import flaggable
 from charter.prompts import PromptsConfig
 from charter.yamlio import ConfigModel, LocatedValueError, load_model
 
@@ -62,15 +62,17 @@ class MonitorConfig(ConfigModel):
     `real` (a seeded sample, as many as the probes, of the real pairs' chosen responses; needs `human`). Both
     comparisons are reported either way."""
     metrics: list[str] | None = None
-    """The measures that can raise a flag (`distinct_1`, `distinct_2`, `distinct_3`, `self_bleu`, `vendi`,
-    `dispersion`, `compression_ratio`, `length_std`, `vocabulary`); null: all of them."""
+    """The measures that can raise a flag: the diversity metrics (`distinct_1`, `distinct_2`, `distinct_3`,
+    `self_bleu`, `vendi`, `dispersion`: 1 - mean cosine, `compression_ratio`, and any registered beside them), and
+    `length_std`, `vocabulary`; null: all of them."""
 
     @field_validator("metrics")
     @classmethod
     def _known(cls, value: list[str] | None) -> list[str] | None:
+        known = flaggable()
         for i, name in enumerate(value or []):
-            if name not in FLAGGABLE:
-                raise LocatedValueError(f"unknown measure {name!r} (known: {', '.join(FLAGGABLE)})", (i,))
+            if name not in known:
+                raise LocatedValueError(f"unknown measure {name!r} (known: {', '.join(known)})", (i,))
         if value is not None and not value:
             raise ValueError("name at least one measure, or null for all")
         return value

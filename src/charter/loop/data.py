@@ -14,11 +14,10 @@ from typing import Any
 
 from charter.errors import ConfigError
 from charter.loop.config import LoopConfig
+from charter.stats.diversity import METRICS, DiversityFigure, FieldDiversity, LengthSpread
 
 #: the dataset fields whose diversity a round's data reports
 FIELDS = ("prompt", "chosen")
-#: the figures kept per field
-FIGURES = ("distinct_1", "distinct_2", "distinct_3", "self_bleu", "vendi", "mean_cosine", "compression_ratio")
 
 
 def real_share(config: LoopConfig, round_index: int) -> float:
@@ -74,28 +73,48 @@ def shares(rows: list[dict[str, Any]], floor: float) -> dict[str, Any]:
 
 
 def data_diversity(rows: list[dict[str, Any]], seed: int) -> dict[str, Any]:
-    """The diversity of the round's training rows per field (prompt, chosen): each figure's value and sample size,
-    self-BLEU with its interval."""
+    """The diversity of the round's training rows per field (prompt, chosen): each metric's value and sample size,
+    and its interval where it has one (`self_bleu_ci95`)."""
     from charter.preference.diversity import diversity
 
     report = diversity(rows, fields=list(FIELDS), seed=seed)
     out: dict[str, Any] = {}
     for name, field in report.fields.items():
-        figures = {key: getattr(field, key) for key in FIGURES}
+        figures = {key: field.figure(key) for key in METRICS}
         out[name] = {
             "texts": field.texts,
             **{key: figure.value for key, figure in figures.items()},
             "n": {key: figure.n for key, figure in figures.items()},
-            "self_bleu_ci95": field.self_bleu.ci95,
+            **{f"{key}_ci95": figures[key].ci95 for key, e in METRICS.items() if e.interval is not None},
             "mean_length": field.length.mean,
         }
     return out
 
 
+def field_figures(stored: dict[str, Any]) -> FieldDiversity:
+    """A field's figures as `data_diversity` keeps them, read back (a metric it did not keep: not measured)."""
+    n = stored.get("n") or {}
+    figures = {
+        key: DiversityFigure(value=stored[key], n=n.get(key, 0), ci95=stored.get(f"{key}_ci95"))
+        if stored.get(key) is not None
+        else DiversityFigure(note="not measured")
+        for key in METRICS
+    }
+    declared: dict[str, Any] = {key: figures.pop(key) for key in list(figures) if key in FieldDiversity.model_fields}
+    texts = stored.get("texts") or 0
+    return FieldDiversity(
+        texts=texts,
+        sample=max(n.values(), default=texts),
+        **declared,
+        more=figures,
+        length=LengthSpread(mean=stored.get("mean_length")),
+    )
+
+
 def real_texts(config: LoopConfig, n: int) -> list[str]:
     """A seeded sample of `n` of the real rows' chosen responses (their last message), the monitor's reference."""
     from charter.mixing.mix import rows_of
-    from charter.preference.diverse import field_text
+    from charter.preference.selection import field_text
     from charter.stats.diversity import Sampler
 
     assert config.human is not None  # the config refuses `monitor.against: [real]` without real data

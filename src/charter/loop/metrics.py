@@ -1,14 +1,14 @@
 """The collapse monitor: how diverse a policy's answers to a fixed probe set are, round after round.
 
-Every diversity figure of `charter.stats.diversity` on the answers (distinct-1/2/3, self-BLEU with its interval,
-the Vendi score and mean pairwise cosine of MiniLM embeddings, with the dispersion 1 - mean cosine, the compression
-ratio, the length spread in tokens), and besides them the refusal rate (answers that open with a refusal) and the
-vocabulary size (distinct tokens).
+Every metric of the diversity table (`charter.stats.diversity.METRICS`: distinct-1/2/3, self-BLEU with its
+interval, the Vendi score and mean pairwise cosine of MiniLM embeddings, kept as the dispersion 1 - mean cosine, the
+compression ratio, and any metric registered there) on the answers, with the length spread in tokens, and besides
+them the refusal rate (answers that open with a refusal) and the vocabulary size (distinct tokens).
 
 Diversity falling round after round is the signature of model collapse (Shumailov et al. 2024). `compare` sets a
 round's answers against a reference, round 0's answers to the same probes (paired) or a sample of real responses
 (independent), measure by measure, as the relative change of the diversity (for self-BLEU: of 1 - self-BLEU) with a
-leave-one-out jackknife 95% interval (`charter.stats.jackknife`); `collapse_flags` raises a flag for a measure that
+leave-one-out jackknife 95% interval (`charter.stats.intervals`); `collapse_flags` raises a flag for a measure that
 fell by more than the allowed fraction (by the `interval` rule: with its whole interval below no change). `flags`
 is the point rule on stored figures alone.
 """
@@ -24,37 +24,40 @@ import numpy as np
 from charter.errors import CharterError
 from charter.providers.embeddings import embedder
 from charter.records.base import is_refusal
-from charter.stats.diversity import (
-    DiversityConfig,
-    compression_ratio,
-    distinct_n,
-    mean_cosine,
-    measure_texts,
-    self_bleu,
-    tokens,
-    unit_rows,
-    vendi_score,
-)
-from charter.stats.jackknife import Statistic, change_interval
+from charter.stats.diversity import METRICS as DIVERSITY
+from charter.stats.diversity import DiversityConfig, Metric, Texts, measure_texts, tokens, unit_rows
+from charter.stats.intervals import Statistic, change_interval
 
 Embed = Callable[[Sequence[str]], np.ndarray]
 
-#: metric -> (label, True when a fall means less diversity, False when a rise does, None: not a diversity measure)
-METRICS: dict[str, tuple[str, bool | None]] = {
-    "distinct_1": ("distinct-1", True),
-    "distinct_2": ("distinct-2", True),
-    "distinct_3": ("distinct-3", True),
-    "self_bleu": ("self-BLEU", False),
-    "vendi": ("Vendi score", True),
-    "dispersion": ("embedding dispersion", True),
-    "compression_ratio": ("compression ratio", True),
+#: the monitor's measures beside the diversity table: label, and True when a fall means less diversity (None: not
+#: a diversity measure)
+OWN: dict[str, tuple[str, bool | None]] = {
     "mean_length": ("mean length (tokens)", None),
     "length_std": ("length spread (sd, tokens)", True),
     "refusal_rate": ("refusal rate", None),
     "vocabulary": ("vocabulary size", True),
 }
-#: the measures that can raise a collapse flag (the diversity measures)
-FLAGGABLE = tuple(key for key, (_, falls) in METRICS.items() if falls is not None)
+
+
+def _kept_as(entry: Metric) -> str:
+    """The key of a diversity metric among the monitor's measures (mean cosine's oriented value: `dispersion`)."""
+    return entry.monitor[0] if entry.monitor else entry.name
+
+
+def monitor_metrics() -> dict[str, tuple[str, bool | None]]:
+    """Every measure of the monitor: key -> (label, True when a fall means less diversity, False when a rise does,
+    None: not a diversity measure): each metric of the diversity table (one with a `monitor` name kept as its
+    oriented value), then the monitor's own."""
+    table = {
+        _kept_as(e): (e.monitor[1], True) if e.monitor else (e.label, e.higher == "diverse") for e in DIVERSITY.values()
+    }
+    return {**table, **OWN}
+
+
+def flaggable() -> tuple[str, ...]:
+    """The measures that can raise a collapse flag (the diversity measures)."""
+    return tuple(key for key, (_, falls) in monitor_metrics().items() if falls is not None)
 
 
 def default_embed() -> Embed:
@@ -63,27 +66,18 @@ def default_embed() -> Embed:
 
 
 def collapse_metrics(texts: Sequence[str], embed: Embed | None = None) -> dict[str, Any]:
-    """Every monitor metric of one set of answers (all of them: a probe set is small), with the self-BLEU interval
-    (`self_bleu_ci95`) and what could not be measured (`notes`)."""
+    """Every monitor metric of one set of answers (all of them: a probe set is small), with the intervals of the
+    metrics that have one (`self_bleu_ci95`) and what could not be measured (`notes`)."""
     embed = embed or default_embed()
     texts = list(texts)
     config = DiversityConfig(sample=max(len(texts), 2), bleu_sample=max(len(texts), 2), embed_sample=max(len(texts), 2))
     figures = measure_texts(texts, config, embed)
-    cosine = figures.mean_cosine.value
-    named = {
-        "distinct_1": figures.distinct_1,
-        "distinct_2": figures.distinct_2,
-        "distinct_3": figures.distinct_3,
-        "self_bleu": figures.self_bleu,
-        "vendi": figures.vendi,
-        "mean_cosine": figures.mean_cosine,
-        "compression_ratio": figures.compression_ratio,
-    }
+    named = {name: figures.figure(name) for name in DIVERSITY}
     length = figures.length
     return {
         **{key: figure.value for key, figure in named.items()},
-        "self_bleu_ci95": figures.self_bleu.ci95,
-        "dispersion": None if cosine is None else 1.0 - cosine,
+        **{f"{e.name}_ci95": named[e.name].ci95 for e in DIVERSITY.values() if e.interval is not None},
+        **{e.monitor[0]: e.oriented(named[e.name].value) for e in DIVERSITY.values() if e.monitor},
         "mean_length": length.mean,
         "length_std": length.sd,
         "length_quartiles": None if length.q1 is None else [length.q1, length.median, length.q3],
@@ -104,7 +98,7 @@ def flags(round_metrics: dict[str, Any], base: dict[str, Any], max_drop: float) 
     """The diversity measures that fell more than `max_drop` (a fraction) below round 0 (self-BLEU: whose
     complement did)."""
     raised = []
-    for key, (label, falls) in METRICS.items():
+    for key, (label, falls) in monitor_metrics().items():
         if falls is None:
             continue
         value, ref = round_metrics.get(key), base.get(key)
@@ -129,23 +123,14 @@ def _vectors(texts: Sequence[str], embed: Embed) -> np.ndarray | None:
 
 def _statistic(key: str, texts: Sequence[str], vectors: np.ndarray | None) -> Statistic:
     """The measure `key` of the texts at some positions, oriented so that higher is more diverse."""
+    entry = next((e for e in DIVERSITY.values() if _kept_as(e) == key), None)
 
     def stat(positions: Sequence[int]) -> float | None:
         chosen = [texts[i] for i in positions]
-        if key.startswith("distinct_"):
-            return distinct_n(chosen, int(key[-1]))
-        if key == "self_bleu":
-            bleu = self_bleu(chosen)
-            return None if bleu is None else 1.0 - bleu
-        if key in ("vendi", "dispersion"):
-            if vectors is None:
-                return None
-            if key == "vendi":
-                return vendi_score(vectors[list(positions)])
-            cosine = mean_cosine(vectors[list(positions)])
-            return None if cosine is None else 1.0 - cosine
-        if key == "compression_ratio":
-            return compression_ratio(chosen)
+        if entry is not None and entry.needs == "embeddings":
+            return None if vectors is None else entry.oriented(entry.measure(vectors[list(positions)]))
+        if entry is not None:
+            return entry.oriented(entry.measure(Texts(chosen)))
         if key == "length_std":
             return float(np.std([len(tokens(t)) for t in chosen])) if chosen else None
         return float(len({w for t in chosen for w in tokens(t)}))  # vocabulary
@@ -162,7 +147,7 @@ def compare(
     embed = embed or default_embed()
     vectors, ref_vectors = _vectors(texts, embed), _vectors(reference, embed)
     out: dict[str, dict[str, Any]] = {}
-    for key in FLAGGABLE:
+    for key in flaggable():
         stat, ref_stat = _statistic(key, texts, vectors), _statistic(key, reference, ref_vectors)
         found = change_interval(stat, len(texts), ref_stat, len(reference), paired)
         value, base = stat(range(len(texts))), ref_stat(range(len(reference)))
@@ -183,7 +168,7 @@ def collapse_flags(
     """The measures (of `keys`; None: all) that fell more than `max_drop` below the reference: by the `interval`
     rule only where the whole 95% interval of the change is below 0 (the point rule where there is none)."""
     raised = []
-    for key in keys or FLAGGABLE:
+    for key in keys or flaggable():
         entry = compared.get(key) or {}
         change, interval = entry.get("change"), entry.get("ci95")
         if change is None or not change < -max_drop:
@@ -191,7 +176,7 @@ def collapse_flags(
         if rule == "interval" and interval is not None and not interval[1] < 0:
             continue
         shown = "" if interval is None else f" [{interval[0]:+.0%}, {interval[1]:+.0%}]"
-        raised.append(f"{METRICS[key][0]} {change:+.0%}{shown} against {against}")
+        raised.append(f"{monitor_metrics()[key][0]} {change:+.0%}{shown} against {against}")
     return raised
 
 
@@ -208,7 +193,7 @@ def round_verdict(
         if "round_0" in monitor.against:
             raised += collapse_flags(against["round_0"], monitor.max_drop, monitor.rule, monitor.metrics, "round 0")
     elif "round_0" in monitor.against:
-        keys = set(monitor.metrics or FLAGGABLE)
+        keys = set(monitor.metrics or flaggable())
         raised += [f for f in flags(seen["metrics"], base["metrics"], monitor.max_drop) if _key(f) in keys]
     if real is not None and seen.get("texts") is not None:
         against["real"] = compare(seen["texts"], real["texts"], paired=False)
@@ -226,4 +211,4 @@ def collapse_stop(raised: list[str], monitor: Any) -> str | None:
 
 def _key(flag: str) -> str | None:
     """The measure a point-rule flag names."""
-    return next((key for key, (label, _) in METRICS.items() if flag.startswith(label + " ")), None)
+    return next((key for key, (label, _) in monitor_metrics().items() if flag.startswith(label + " ")), None)

@@ -1,13 +1,21 @@
 """LOOP_DIR/report/report.md (+ report.json and one PNG per metric): the rounds table of each arm, and one line per
-arm across rounds for every collapse metric and win rate, `replace` against `accumulate` where both ran."""
+arm across rounds for every collapse metric and win rate, `replace` against `accumulate` where both ran.
+
+`charter status LOOP_DIR`: where an iterated loop stands, read from LOOP_DIR/loop.sqlite (safe while it runs):
+per arm, each finished round's synthetic share, collapse flags and win rate, and why the arm stopped, if it did.
+"""
 
 from __future__ import annotations
 
 import json
+import sqlite3
 from pathlib import Path
 from typing import Any
 
-from charter.loop.metrics import FLAGGABLE, METRICS
+from charter.errors import RunStoreError
+from charter.loop.data import field_figures
+from charter.loop.metrics import flaggable, monitor_metrics
+from charter.stats.diversity import diversity_table
 
 
 def _num(value: Any, digits: int = 3) -> str:
@@ -38,7 +46,7 @@ def plot(result: Any, out: Path) -> list[str]:
     except ImportError:
         return []
     series: dict[str, tuple[str, Any]] = {
-        k: (label, lambda row, k=k: row["metrics"].get(k)) for k, (label, _) in METRICS.items()
+        k: (label, lambda row, k=k: row["metrics"].get(k)) for k, (label, _) in monitor_metrics().items()
     }
     series["win_vs_base"] = ("win rate against the base", lambda row: (row.get("vs_base") or {}).get("win_rate"))
     series["win_vs_previous"] = (
@@ -69,7 +77,8 @@ def plot(result: Any, out: Path) -> list[str]:
 
 def markdown(result: Any, plots: list[str]) -> str:
     lines = ["# charter loop", "", f"Loop directory `{result.loop_dir}`.", ""]
-    keys = list(METRICS)
+    metrics = monitor_metrics()
+    keys = list(metrics)
     for arm, rows in result.rounds.items():
         lines += [f"## Strategy: {arm}", ""]
         if arm in result.stopped:
@@ -78,7 +87,7 @@ def markdown(result: Any, plots: list[str]) -> str:
             "policy",
             "DPO rows (real)",
             "synthetic share",
-            *[METRICS[k][0] for k in keys],
+            *[metrics[k][0] for k in keys],
             "win vs base",
             "win vs previous",
             "reward model",
@@ -104,7 +113,13 @@ def markdown(result: Any, plots: list[str]) -> str:
     if result.real:
         lines += [
             "Real data (the monitor's reference: a seeded sample of the real pairs' chosen responses, as many as the "
-            "probes): " + ", ".join(f"{METRICS[k][0]} {_num(result.real.get(k))}" for k in FLAGGABLE) + ".",
+            "probes): "
+            + ", ".join(
+                f"{label} {_num(result.real.get(k))}"
+                for k, (label, falls) in monitor_metrics().items()
+                if falls is not None
+            )
+            + ".",
             "",
         ]
     lines += [
@@ -142,7 +157,8 @@ def _collapse(rows: list[dict[str, Any]]) -> list[str]:
     if not compared:
         return []
     references = [r for r in ("round_0", "real") if any(r in row["collapse"] for row in compared)]
-    head = ["policy", "against", *[METRICS[k][0] for k in FLAGGABLE]]
+    keys, metrics = flaggable(), monitor_metrics()
+    head = ["policy", "against", *[metrics[k][0] for k in keys]]
     lines = [
         "Collapse monitor: each measure's relative change (self-BLEU: of 1 - self-BLEU) against round 0's answers "
         "to the same probes and against the real sample, with its 95% leave-one-out jackknife interval:",
@@ -154,31 +170,25 @@ def _collapse(rows: list[dict[str, Any]]) -> list[str]:
         for reference in references:
             entries = row["collapse"].get(reference) or {}
             label = "round 0" if reference == "round_0" else "real data"
-            cells = [str(row["policy"]), label, *[_change(entries.get(k)) for k in FLAGGABLE]]
+            cells = [str(row["policy"]), label, *[_change(entries.get(k)) for k in keys]]
             lines.append("| " + " | ".join(cells) + " |")
     return [*lines, ""]
 
 
 def _data_diversity(rows: list[dict[str, Any]]) -> list[str]:
-    """Per round, the diversity of the DPO data (prompts and chosen responses)."""
+    """Per round, the diversity of the DPO data (prompts and chosen responses): one column a round's field."""
     found = [(row["policy"] - 1, (row.get("data") or {}).get("diversity")) for row in rows]
-    found = [(r, d) for r, d in found if d]
-    if not found:
+    columns = {
+        f"round {r} `{name}`": field_figures(f) for r, diversity in found if diversity for name, f in diversity.items()
+    }
+    if not columns:
         return []
-    lines = [
-        "Training data diversity (each round's DPO rows; self-BLEU with its bootstrap interval):",
+    return [
+        "Training data diversity (each round's DPO rows; self-BLEU with its leave-one-out jackknife interval):",
         "",
-        "| round | field | texts | distinct-2 | self-BLEU | Vendi score | mean cosine | compression ratio |",
-        "|---|---|---:|---:|---|---:|---:|---:|",
+        *diversity_table(columns),
+        "",
     ]
-    for r, diversity in found:
-        for name, f in diversity.items():
-            ci = f.get("self_bleu_ci95")
-            bleu = _num(f.get("self_bleu")) + (f" [{ci[0]:.3f}, {ci[1]:.3f}]" if ci else "")
-            cells = [str(r), name, str(f.get("texts")), _num(f.get("distinct_2")), bleu, _num(f.get("vendi"), 2)]
-            cells += [_num(f.get("mean_cosine")), _num(f.get("compression_ratio"))]
-            lines.append("| " + " | ".join(cells) + " |")
-    return [*lines, ""]
 
 
 def _ranking(ranking: dict[str, Any] | None) -> list[str]:
@@ -222,3 +232,87 @@ def write_report(loop_dir: Path, result: Any) -> Path:
     path = out / "report.md"
     path.write_text(markdown(result, plots), encoding="utf-8")
     return path
+
+
+LOOP_FILE = "loop.sqlite"
+
+
+def is_loop_dir(folder: Path) -> bool:
+    return (Path(folder) / LOOP_FILE).is_file()
+
+
+def _meta(db: sqlite3.Connection, key: str) -> Any:
+    row = db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+    return json.loads(row[0]) if row else None
+
+
+def _round(row: dict[str, Any]) -> dict[str, Any]:
+    data = row.get("data") or {}
+    return {
+        "policy": row["policy"],
+        "model": row["model"],
+        "rows": data.get("rows"),
+        "real_rows": data.get("real_rows", data.get("human_rows")),
+        "synthetic_share": data.get("synthetic_share"),
+        "real_share_floor": data.get("real_share_floor"),
+        "flags": row.get("flags") or [],
+        "win_vs_base": (row.get("vs_base") or {}).get("win_rate"),
+        "win_vs_previous": (row.get("vs_previous") or {}).get("win_rate"),
+    }
+
+
+def loop_status(loop_dir: str | Path) -> dict[str, Any]:
+    """The loop's state as data: its name and settings, the steps done, and per arm its rounds (synthetic share,
+    collapse flags, win rates) and `stopped` (why it stopped early; None where it did not).
+
+    Raises:
+        RunStoreError: The folder has no readable loop.sqlite.
+    """
+    path = Path(loop_dir) / LOOP_FILE
+    try:
+        db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+        try:
+            config, result = _meta(db, "config") or {}, _meta(db, "result") or {}
+            (steps,) = db.execute("SELECT COUNT(*) FROM steps").fetchone()
+        finally:
+            db.close()
+    except sqlite3.Error as exc:
+        raise RunStoreError(f"{path}: not a readable loop store ({exc})") from None
+    stopped = result.get("stopped") or {}
+    arms = {
+        arm: {
+            "rounds": [_round(row) for row in rows if row["policy"] > 0],
+            "stopped": stopped.get(arm),
+        }
+        for arm, rows in (result.get("rounds") or {}).items()
+    }
+    return {
+        "kind": "loop",
+        "path": str(loop_dir),
+        "name": config.get("name"),
+        "rounds": config.get("rounds"),
+        "strategies": config.get("strategies"),
+        "real_share": config.get("real_share"),
+        "monitor_rule": (config.get("monitor") or {}).get("rule"),
+        "steps_done": steps,
+        "arms": arms,
+        "real": result.get("real"),
+    }
+
+
+def loop_summary(status: dict[str, Any]) -> str:
+    """The status in a few lines: per arm, rounds done, the last synthetic share, and the stop and its reason."""
+    lines = [f"loop {status['name']} ({status['path']}): {status['steps_done']} steps done"]
+    if not status["arms"]:
+        lines.append("  no round finished yet")
+    for arm, found in status["arms"].items():
+        rounds = found["rounds"]
+        last = rounds[-1] if rounds else None
+        share = None if last is None else last["synthetic_share"]
+        shown = "–" if share is None else f"{share:.1%}"
+        lines.append(f"  {arm}: {len(rounds)} of {status['rounds']} round(s); last synthetic share {shown}")
+        if last is not None and last["flags"]:
+            lines.append(f"    flags: {'; '.join(last['flags'])}")
+        if found["stopped"]:
+            lines.append(f"    stopped {found['stopped']}")
+    return "\n".join(lines)

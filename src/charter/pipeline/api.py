@@ -34,8 +34,8 @@ from charter.pipeline.run import Runner, RunResult, check_config, checked_prompt
 from charter.pipeline.shards import RayExecutor
 from charter.preference.config import FiltersConfig
 from charter.preference.dataset import now_iso
+from charter.preference.filters import apply_filters
 from charter.preference.rows import preference_row
-from charter.preference.selection import apply_filters
 from charter.providers import ChatModel, ManagedModel, SamplingParams, get_model
 from charter.providers.batch import cancel_batches
 from charter.providers.config import DEFAULT_MODEL

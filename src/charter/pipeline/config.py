@@ -18,7 +18,7 @@ from charter.critique.config import CritiqueConfig
 from charter.dpo.config import DPOConfigModel
 from charter.evals.winrate import WinrateConfig
 from charter.judge.settings import JudgeConfig
-from charter.preference.config import FiltersConfig, PairsConfig
+from charter.preference.config import FiltersConfig, PairingConfig
 from charter.prompts import PromptsConfig
 from charter.providers.base import SamplingParams
 from charter.providers.cache import DEFAULT_CACHE
@@ -41,7 +41,7 @@ __all__ = [
     "FiltersConfig",
     "ForecastConfig",
     "JudgeConfig",
-    "PairsConfig",
+    "PairingConfig",
     "PromptsConfig",
     "RoleConfig",
     "RunConfig",
@@ -124,7 +124,7 @@ class RunConfig(ConfigModel):
     stored, exported as a `checklist` column, and what judge mode `checklist` judges by."""
     critique: CritiqueConfig = CritiqueConfig()
     """Critique/revision settings."""
-    pairs: PairsConfig = PairsConfig()
+    pairs: PairingConfig = PairingConfig()
     """Pair construction."""
     filters: FiltersConfig = FiltersConfig()
     """Preference dataset filters."""

@@ -20,8 +20,8 @@ from charter.judge.panel import Panel
 from charter.judge.score import rank_samples
 from charter.judge.settings import JudgeSettings
 from charter.pipeline.config import RunConfig
-from charter.preference.diverse import field_text
 from charter.preference.pairs import policy_samples, revision_pair, sample_pair, sample_pairs
+from charter.preference.selection import field_text
 from charter.providers import ManagedModel
 from charter.records import Chain, Failure, Fingerprints, Pair, Prompt, Sample
 from charter.runs.failures import add_failure, failing_items, resolve_failures

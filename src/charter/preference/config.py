@@ -10,7 +10,7 @@ from pydantic import Field, field_validator
 from charter.yamlio import ConfigModel
 
 
-class PairsConfig(ConfigModel):
+class PairingConfig(ConfigModel):
     """Which response pairs the judge compares."""
 
     kinds: list[Literal["revision", "samples"]] = ["revision"]

@@ -1,5 +1,5 @@
 """The datasets of a run: data/preferences.* and data/sft.*, built from the run store (the rows:
-charter.preference.rows), filtered (charter.preference.filters, run by charter.preference.selection) and written
+charter.preference.rows), filtered (charter.preference.filters, run by charter.preference.filters) and written
 through the run directory's owner (RunFiles), with their manifest.
 
 The dataset is always rebuilt from the run store: from the items of the settings in effect, with the
@@ -11,11 +11,10 @@ from __future__ import annotations
 from collections.abc import Iterable
 from datetime import UTC, datetime
 
-from charter.preference.diverse import diverse_selection
-from charter.preference.filters import Waterfall
+from charter.preference.filters import Selection, Waterfall
 from charter.preference.manifest import DatasetManifest, DatasetSettings, dataset_manifest, store_marker
 from charter.preference.rows import judged_rows
-from charter.preference.selection import Selection
+from charter.preference.selection import diverse_selection
 from charter.preference.sft import SFTBeside, write_sft
 from charter.records import CalibrationMap
 from charter.runs.counts import unrevised_chains

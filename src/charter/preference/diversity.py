@@ -20,19 +20,21 @@ from pydantic import Field
 
 from charter.api_args import Kinds, Range, public
 from charter.errors import ArgumentError, DatasetError
-from charter.preference.diverse import field_text
 from charter.preference.manifest import dataset_manifest
+from charter.preference.selection import field_text
 from charter.providers.embeddings import Prefetch, embedder, reads_nothing
 from charter.records import Record, fingerprint
 from charter.runs.files import RunFiles
 from charter.runs.store import RunStore, open_store
 from charter.stats.diversity import (
+    METRICS,
     DiversityConfig,
-    DiversityFigure,
     Embed,
     FieldDiversity,
     Sampler,
     Unread,
+    diversity_table,
+    figure_notes,
     measure_fields,
 )
 from charter.tables import iter_jsonl
@@ -278,54 +280,13 @@ def diversity_status(store: RunStore) -> dict[str, Any] | None:
 # -- in words -------------------------------------------------------------------------------------------------
 
 
-def _value(figure: DiversityFigure, digits: int = 3) -> str:
-    return "–" if figure.value is None else f"{figure.value:.{digits}f}"
-
-
-def _with_n(figure: DiversityFigure, digits: int = 3) -> str:
-    if figure.value is None:
-        return "–"
-    interval = f" [{figure.ci95[0]:.{digits}f}, {figure.ci95[1]:.{digits}f}]" if figure.ci95 else ""
-    return f"{figure.value:.{digits}f}{interval} (n={figure.n:,})"
-
-
-def _length(field: FieldDiversity, quartiles: bool) -> str:
-    spread = field.length
-    if spread.mean is None:
-        return "–"
-    if quartiles:
-        return f"{spread.q1:g} / {spread.median:g} / {spread.q3:g}"
-    return f"{spread.mean:.1f} ± {spread.sd:.1f}"
-
-
-ROWS: list[tuple[str, Any]] = [
-    ("texts (sample)", lambda f: f"{f.texts:,} ({f.sample:,}{', distinct' if f.distinct_texts else ''})"),
-    ("distinct-1", lambda f: _value(f.distinct_1)),
-    ("distinct-2", lambda f: _value(f.distinct_2)),
-    ("distinct-3", lambda f: _value(f.distinct_3)),
-    ("self-BLEU [95% CI] (lower: more diverse)", lambda f: _with_n(f.self_bleu)),
-    ("Vendi score (effective distinct texts)", lambda f: _with_n(f.vendi, 2)),
-    ("mean pairwise cosine (lower: more diverse)", lambda f: _with_n(f.mean_cosine)),
-    ("compression ratio, zlib (lower: more repetitive)", lambda f: _value(f.compression_ratio)),
-    ("length in tokens: mean ± sd", lambda f: _length(f, False)),
-    ("length in tokens: quartiles", lambda f: _length(f, True)),
-]
-
-
 def _kinds(kinds: Counter[str]) -> str:
     return ", ".join(f"{count:,} {kind}{'s' if count != 1 else ''}" for kind, count in kinds.items())
 
 
-def figure_notes(report: DiversityReport) -> list[str]:
-    """What could not be measured, or had no interval, each reason once: the fields and figures it holds for on
-    one line (no embedding model is one line, not one a figure and field)."""
-    grouped: dict[str, list[str]] = {}
-    for name, field in report.fields.items():
-        for key in ("self_bleu", "vendi", "mean_cosine"):
-            note = getattr(field, key).note
-            if note:
-                grouped.setdefault(note, []).append(f"`{name}` {key.replace('_', ' ')}")
-    return [f"- {', '.join(where)}: {note}" for note, where in grouped.items()]
+def _on(size: str) -> str:
+    """The metrics that run on a sample size (`Metric.sample`), in words."""
+    return ", ".join(entry.label for entry in METRICS.values() if entry.sample == size) or "nothing"
 
 
 def diversity_markdown(report: DiversityReport, current: bool = True) -> list[str]:
@@ -333,8 +294,7 @@ def diversity_markdown(report: DiversityReport, current: bool = True) -> list[st
     names = list(report.fields)
     if not names:
         return ["No text field to measure (the dataset is empty)."]
-    lines = ["| figure | " + " | ".join(f"`{n}`" for n in names) + " |", "|---|" + "---:|" * len(names)]
-    lines += [f"| {label} | " + " | ".join(cell(report.fields[n]) for n in names) + " |" for label, cell in ROWS]
+    lines = diversity_table({f"`{n}`": field for n, field in report.fields.items()})
     c = report.config
     model = f"embeddings of {c.embedding_model}" if c.embedding_model else "no embeddings"
     kinds = Counter[str]()
@@ -342,13 +302,14 @@ def diversity_markdown(report: DiversityReport, current: bool = True) -> list[st
         kinds.update(field.token_kinds)
     lines += [
         "",
-        f"Seeded samples (seed {report.seed}) of each field: distinct-n, the compression ratio and the lengths on up "
-        f"to {c.sample:,} texts, self-BLEU on up to {c.bleu_sample:,} (its interval: the leave-one-out jackknife, "
-        f"from 5 texts), {model} on up to {c.embed_sample:,}. `prompt` counts each distinct prompt once. Tokens: "
+        f"Seeded samples (seed {report.seed}) of each field: {_on('sample')} and the lengths on up to {c.sample:,} "
+        f"texts, {_on('bleu_sample')} on up to {c.bleu_sample:,} (an interval: the leave-one-out jackknife, from 5 "
+        f"texts), {model} ({_on('embed_sample')}) on up to {c.embed_sample:,}. `prompt` counts each distinct prompt "
+        "once. Tokens: "
         "words where a script puts spaces between them, single characters where it does not (Chinese, Japanese, "
         "Thai), and emoji" + (f" ({_kinds(kinds)})." if kinds else "."),
     ]
-    notes = figure_notes(report)
+    notes = figure_notes({f"`{n}`": field for n, field in report.fields.items()})
     if notes:
         lines += ["", *notes]
     if not current:

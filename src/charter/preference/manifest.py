@@ -14,7 +14,7 @@ from pydantic import Field
 from charter.checklist.store import ChecklistConfig
 from charter.critique.config import CritiqueConfig
 from charter.judge.settings import JudgeSettings
-from charter.preference.config import FiltersConfig, PairsConfig
+from charter.preference.config import FiltersConfig, PairingConfig
 from charter.providers.base import SamplingParams
 from charter.records import CalibrationMap, Fingerprints, Provenance, Record, fingerprint, fingerprint_strings
 from charter.runs.counts import active_prompt_ids, newest_items
@@ -53,7 +53,7 @@ class DatasetSettings(Record):
     """Critique settings (null when the run makes no revision pairs)."""
     judge: JudgeSettings
     """How the judge compared."""
-    pairs: PairsConfig
+    pairs: PairingConfig
     """Which pairs were built and kept."""
     filters: FiltersConfig
     """Dataset filters."""

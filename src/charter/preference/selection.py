@@ -1,202 +1,237 @@
-"""The one engine of the dataset's filters (charter.preference.filters): a preference dataset of any size, or a
-list of rows, is filtered in SQLite, a window of rows at a time, in the order of the report's waterfall."""
+"""Diverse selection: `filters.diversity` keeps, of the rows the other filters kept, `size` chosen to cover the
+embedding space of one field (greedy k-center or the greedy Vendi maximiser, below), instead of the first `size`.
+
+The choice depends only on the kept rows' texts (in pair-id order), the settings and the seed, so the same rows give
+the same choice; the settings are part of the filters' fingerprint, so a change rebuilds the dataset. For a dataset
+being written the texts go to a scratch SQLite file as the rows pass and are embedded a block at a time: memory
+holds the n x d embeddings (1.5 KB a row for MiniLM) and nothing else per row.
+
+**Covering subsets.** Greedy k-center and a greedy Vendi maximiser, and the coverage radius
+they are judged by.
+
+Both take n unit vectors (rows) and return the positions of `size` of them in the order picked. The first pick is
+seeded; each later pick is a maximum (k-center) or minimum (Vendi) over the rows, compared at `DIGITS` decimals so
+that the last bits of a matrix product (which differ between machines and BLAS builds) never decide, and ties go to
+the lowest position. Cost: O(n · size · d) time (one n x d matrix-vector product a pick), O(n) memory beside the
+vectors.
+"""
 
 from __future__ import annotations
 
-import dataclasses
 import itertools
 import sqlite3
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
-from charter.preference.config import FiltersConfig
-from charter.preference.diverse import choose_rows
-from charter.preference.filters import Candidate, Waterfall, best_vs_worst, first_counts, length_balance_drops
-from charter.records import PreferenceRow
+import numpy as np
 
-_FIELDS = [f.name for f in dataclasses.fields(Candidate)]
-_COLUMNS = ", ".join(f'"{f}"' for f in _FIELDS)  # "index" is a keyword in SQL
+from charter.preference.config import DiversityFilter, FiltersConfig
+from charter.providers.embeddings import embedder
+from charter.records import Message, PreferenceRow
+from charter.stats.diversity import unit_rows
 
-
-def _stored(row: tuple) -> Candidate:
-    """A candidate read back from SQLite, which keeps booleans as 0 and 1."""
-    flags = {
-        f: None if row[i] is None else bool(row[i])
-        for i, f in enumerate(_FIELDS)
-        if f in ("position_consistent", "chosen_verified", "chosen_longer")
-    }
-    return dataclasses.replace(Candidate(*row), **flags)
+#: texts embedded at once
+BLOCK = 4096
 
 
-class Selection:
-    """The filters' one engine, for a dataset of any size: the candidates go into SQLite as the rows are written
-    (a scratch file, or memory for rows already in a list: `select`), best-vs-worst and the look-back filters run
-    over it a window at a time, and the kept positions stream out. Nothing per row stays in Python, so with a file
-    memory is flat from a thousand rows to millions."""
+def _content(message: Any) -> tuple[str, str]:
+    if isinstance(message, Message):
+        return message.role, message.content
+    content = message.get("content") if isinstance(message, Mapping) else None
+    if not isinstance(message, Mapping) or not isinstance(content, str | None):
+        raise ValueError("expected text or a list of {role, content} messages")
+    return str(message.get("role", "")), content or ""
 
-    def __init__(self, path: Path | None, waterfall: Waterfall, strategy: str, window: int = 5000) -> None:
-        self.waterfall, self.strategy, self.window = waterfall, strategy, window
-        self.path = path
-        if path is not None:
-            path.unlink(missing_ok=True)  # left by a run that was killed while building
-        self.db = sqlite3.connect(":memory:" if path is None else path, isolation_level=None)
+
+def field_text(value: Any, field: str) -> str:
+    """The text of one field of a row: a string as it is; of messages, the user messages' content for a prompt
+    (joined by blank lines; every message's where there is no user message) and the last message's otherwise.
+    Anything else is a `ValueError`."""
+    if isinstance(value, str):
+        return value
+    if not isinstance(value, Sequence):
+        raise ValueError(f"expected text or a list of messages, got {type(value).__name__}")
+    if not value:
+        return ""
+    messages = [_content(m) for m in value]
+    if field != "prompt":
+        return messages[-1][1]
+    user = [content for role, content in messages if role == "user"]
+    return "\n\n".join(user or [content for _, content in messages])
+
+
+def _picked(count: int, texts: Iterable[str], config: DiversityFilter) -> list[int]:
+    """Positions (ascending) of the `config.size` of `count` texts the method picks; all where there are no more."""
+    if count <= config.size:
+        return list(range(count))
+    embed = embedder(config.embedding_model)
+    vectors: np.ndarray | None = None
+    batch: list[str] = []
+    done = 0
+    for text in itertools.chain(texts, [None]):
+        if text is not None:
+            batch.append(text)
+        if batch and (len(batch) == BLOCK or text is None):
+            block = np.asarray(embed(batch), dtype=np.float32)
+            if vectors is None:
+                vectors = np.empty((count, block.shape[1]), dtype=np.float32)
+            vectors[done : done + len(batch)] = block
+            done, batch = done + len(batch), []
+    return sorted(METHODS[config.method](vectors, config.size, config.seed))
+
+
+def _recount(counts: dict[str, int], before: int, chosen: int, calibrated: int) -> None:
+    counts["dropped_diversity"] = before - chosen
+    counts["preferences"] = chosen
+    counts["calibrated"] = calibrated
+
+
+def choose_rows(rows: list[PreferenceRow], config: DiversityFilter, counts: dict[str, int]) -> list[PreferenceRow]:
+    """`filters.diversity` over rows in memory (in pair-id order); `counts` gets `dropped_diversity` and the new
+    `preferences` and `calibrated`."""
+    picked = [
+        rows[i] for i in _picked(len(rows), (field_text(getattr(r, config.field), config.field) for r in rows), config)
+    ]
+    _recount(counts, len(rows), len(picked), sum(r.p_chosen_calibrated is not None for r in picked))
+    return picked
+
+
+class DiverseSelection:
+    """`filters.diversity` for a dataset being written: `add` records each row's text of the field (in a scratch
+    SQLite file) as the rows pass; `choose` picks among the positions the other filters kept."""
+
+    def __init__(self, path: Path, config: DiversityFilter) -> None:
+        self.config, self.path = config, path
+        path.unlink(missing_ok=True)  # left by a run that was killed while building
+        self.db = sqlite3.connect(path, isolation_level=None)
         self.db.execute("PRAGMA journal_mode=OFF")
         self.db.execute("PRAGMA synchronous=OFF")
-        # alone: the drop by a filter that looks at the row alone, applied after best-vs-worst as `reason`
-        self.db.execute(f'CREATE TABLE c ({_COLUMNS}, alone TEXT, reason TEXT, PRIMARY KEY ("index"))')
-        self.db.execute("CREATE TABLE seen (digest BLOB PRIMARY KEY) WITHOUT ROWID")
+        self.db.execute("CREATE TABLE t (position INTEGER PRIMARY KEY, text TEXT, calibrated INTEGER)")
+        self.db.execute("CREATE TABLE kept (position INTEGER PRIMARY KEY)")
         self.db.execute("BEGIN")
-        self.pending: list[tuple] = []
         self.total = 0
-        self.verified = False
 
     def add(self, row: PreferenceRow) -> PreferenceRow:
-        """Record the row's candidate; returns the row (so rows pass through on their way to the file)."""
-        self.add_candidate(Candidate.of(row, self.total))
+        """Record the row's text; returns the row (so rows pass through on their way to the file)."""
+        text = field_text(getattr(row, self.config.field), self.config.field)
+        self.db.execute("INSERT INTO t VALUES (?, ?, ?)", (self.total, text, row.p_chosen_calibrated is not None))
+        self.total += 1
         return row
 
-    def add_candidate(self, candidate: Candidate) -> None:
-        """Record the next candidate (its `index` is its position)."""
-        self.total += 1
-        self.verified |= candidate.chosen_verified is not None
-        self.pending.append((*(getattr(candidate, f) for f in _FIELDS), self.waterfall.alone(candidate), None))
-        if len(self.pending) >= self.window:
-            self._insert()
-
-    def _insert(self) -> None:
-        self.db.executemany(f"INSERT INTO c VALUES ({', '.join('?' * (len(_FIELDS) + 2))})", self.pending)
-        self.pending = []
-
-    def _windows(self, columns: str, where: str = "") -> Iterator[list[tuple]]:
-        """The rows not dropped yet (and matching `where`), `window` at a time in position order (`columns` start
-        with "index"); no read stays open between windows, so each window's decisions are written before the
-        next is read."""
+    def _texts(self) -> Iterator[str]:
         last = -1
         while window := self.db.execute(
-            f'SELECT {columns} FROM c WHERE reason IS NULL{where} AND "index" > ? ORDER BY "index" LIMIT ?',
-            (last, self.window),
+            "SELECT t.position, text FROM t JOIN kept USING (position) WHERE t.position > ? ORDER BY t.position"
+            " LIMIT ?",
+            (last, BLOCK),
         ).fetchall():
             last = window[-1][0]
-            yield window
+            yield from (text for _, text in window)
 
-    def run(self) -> dict[str, int]:
-        """Apply the filters; returns how many rows each filter dropped, and how many are kept (`preferences`)."""
-        db, waterfall = self.db, self.waterfall
-        self._insert()
-        db.execute("COMMIT")
-        band = waterfall.filters.length_balance
-        counts = first_counts(self.verified, self.strategy, self.total, band is not None)
-        if self.strategy == "best_vs_worst":
-            self._best_vs_worst()
-        db.execute("UPDATE c SET reason = alone WHERE reason IS NULL")
-        if waterfall.looks_back:
-            # only rows whose texts recur can be duplicates; without a cap, only they can be dropped at all
-            db.execute("CREATE TABLE recurring (digest BLOB PRIMARY KEY) WITHOUT ROWID")
-            db.execute(
-                "INSERT INTO recurring SELECT digest FROM c WHERE reason IS NULL GROUP BY digest HAVING COUNT(*) > 1"
-            )
-            where = "" if waterfall.filters.max_per_principle else " AND digest IN recurring"
-            for window in self._windows('"index", first_principle, digest, digest IN recurring', where):
-                digests = [digest for *_, digest, recurs in window if recurs]
-                seen = {
-                    d
-                    for (d,) in db.execute(
-                        f"SELECT digest FROM seen WHERE digest IN ({','.join('?' * len(digests))})", digests
-                    )
-                }
-                dropped, kept = [], []
-                for index, principle, digest, recurs in window:
-                    reason = waterfall.after(principle, digest in seen)
-                    if reason:
-                        dropped.append((reason, index))
-                    elif recurs:
-                        seen.add(digest)
-                        kept.append((digest,))
-                db.execute("BEGIN")
-                db.executemany("INSERT OR IGNORE INTO seen VALUES (?)", kept)
-                db.executemany('UPDATE c SET reason = ? WHERE "index" = ?', dropped)
-                db.execute("COMMIT")
-        if band is not None:
-            self._balance_lengths(band)
-        for reason, n in db.execute("SELECT reason, COUNT(*) FROM c WHERE reason IS NOT NULL GROUP BY reason"):
-            counts[reason] += n
-        counts["preferences"], counts["calibrated"] = db.execute(
-            "SELECT COUNT(*), COUNT(p_chosen_calibrated) FROM c WHERE reason IS NULL"
-        ).fetchone()
-        return counts
-
-    def _balance_lengths(self, band: tuple[float, float]) -> None:
-        """`length_balance` over the kept rows, in SQL: the thinned side's least confident rows are dropped."""
+    def choose(self, kept: Iterable[int] | None, counts: dict[str, int]) -> list[int] | None:
+        """The positions to keep (ascending) of those the other filters kept (`kept`; None: every row), or None
+        for all rows; `counts` gets `dropped_diversity` and the new `preferences` and `calibrated`."""
         db = self.db
-        longer, shorter = db.execute(
-            "SELECT COALESCE(SUM(chosen_longer = 1), 0), COALESCE(SUM(chosen_longer = 0), 0) FROM c"
-            " WHERE reason IS NULL"
-        ).fetchone()
-        side, k = length_balance_drops(longer, shorter, band)
-        if side is None or not k:
-            return
-        db.execute("BEGIN")
-        db.execute(
-            'UPDATE c SET reason = \'dropped_length_balance\' WHERE "index" IN (SELECT "index" FROM c WHERE'
-            ' reason IS NULL AND chosen_longer = ? ORDER BY p_chosen, "index" LIMIT ?)',
-            (int(side), k),
-        )
+        positions = range(self.total) if kept is None else kept
+        db.executemany("INSERT INTO kept VALUES (?)", ((p,) for p in positions))
         db.execute("COMMIT")
-
-    def _best_vs_worst(self) -> None:
-        """Per prompt, only the judged pair of the best sample against the worst stays."""
-        db = self.db
-        db.execute('CREATE TABLE not_best ("index" INTEGER PRIMARY KEY)')
+        before = db.execute("SELECT COUNT(*) FROM kept").fetchone()[0]
+        order = np.fromiter((p for (p,) in db.execute("SELECT position FROM kept ORDER BY position")), np.int64, before)
+        chosen = [int(order[i]) for i in _picked(before, self._texts(), self.config)]
         db.execute("BEGIN")
-        cursor = db.execute(f"SELECT {_COLUMNS} FROM c WHERE pair_kind = 'samples' ORDER BY prompt_id, \"index\"")
-        for _, group in itertools.groupby(map(_stored, cursor), key=lambda c: c.prompt_id):
-            rows = list(group)
-            best = {row.index for row in best_vs_worst(rows)}
-            db.executemany("INSERT INTO not_best VALUES (?)", [(row.index,) for row in rows if row.index not in best])
-        db.execute(
-            'UPDATE c SET reason = \'dropped_not_best_vs_worst\' WHERE "index" IN (SELECT "index" FROM not_best)'
-        )
+        db.execute("CREATE TABLE chosen (position INTEGER PRIMARY KEY)")
+        db.executemany("INSERT INTO chosen VALUES (?)", ((p,) for p in chosen))
         db.execute("COMMIT")
-
-    def kept(self) -> Iterator[int]:
-        """The kept rows' positions, ascending."""
-        for (index,) in self.db.execute('SELECT "index" FROM c WHERE reason IS NULL ORDER BY "index"'):
-            yield index
+        (calibrated,) = db.execute("SELECT COUNT(*) FROM t JOIN chosen USING (position) WHERE calibrated").fetchone()
+        _recount(counts, before, len(chosen), calibrated)
+        return None if len(chosen) == self.total else chosen
 
     def close(self) -> None:
         self.db.close()
-        if self.path is not None:
-            self.path.unlink(missing_ok=True)
+        self.path.unlink(missing_ok=True)
 
 
-def select(
-    rows: Iterable[Candidate],
-    filters: FiltersConfig,
-    strategy: str = "all",
-    calibrated_min_confidence: float | None = None,
-) -> tuple[list[int], dict[str, int]]:
-    """The indices of the rows the filters keep, in order, and how many each filter dropped (see `Waterfall`); the
-    rows' indices are their positions."""
-    selection = Selection(None, Waterfall(filters, calibrated_min_confidence), strategy)
-    try:
-        for row in rows:
-            selection.add_candidate(row)
-        counts = selection.run()
-        return list(selection.kept()), counts
-    finally:
-        selection.close()
+def diverse_selection(data_dir: Path, filters: FiltersConfig) -> DiverseSelection | None:
+    """The selection of `filters.diversity` for a dataset written into `data_dir` (its scratch file there); None
+    without it."""
+    return None if filters.diversity is None else DiverseSelection(data_dir / ".diversity.sqlite", filters.diversity)
 
 
-def apply_filters(
-    rows: list[PreferenceRow],
-    filters: FiltersConfig,
-    strategy: str = "all",
-    calibrated_min_confidence: float | None = None,
-) -> tuple[list[PreferenceRow], dict[str, int]]:
-    """Filter preference rows; returns the kept rows and how many each filter dropped (see `select`)."""
-    kept, counts = select(
-        (Candidate.of(row, i) for i, row in enumerate(rows)), filters, strategy, calibrated_min_confidence
-    )
-    if filters.diversity is not None:
-        return choose_rows([rows[i] for i in kept], filters.diversity, counts), counts
-    return [rows[i] for i in kept], counts
+#: decimals at which distances and similarities are compared
+DIGITS = 5
+#: rows per block of the coverage radius (bounds its memory to RADIUS_BLOCK x size floats)
+RADIUS_BLOCK = 4096
+
+
+def _unit32(vectors: Any) -> np.ndarray:
+    """Unit rows in float32 (half the memory and time of float64; picks compare at `DIGITS` decimals)."""
+    return np.ascontiguousarray(unit_rows(vectors, np.float32))
+
+
+def first_pick(n: int, seed: int) -> int:
+    """The seeded first pick of n rows."""
+    return int(np.random.default_rng(seed).integers(n))
+
+
+def _greedy(
+    x: np.ndarray, size: int, seed: int, start: float, fold: Callable[[np.ndarray, np.ndarray], None], best: Any
+) -> list[int]:
+    """Picks `size` rows: the seeded first, then at each step the row whose score (`best`: argmax or argmin over
+    the rounded scores of the rows not picked, the first on a tie) is best. Scores start at `start`, and
+    `fold(scores, similarities)` folds each pick's cosine similarities into them."""
+    n = len(x)
+    size = min(size, n)
+    if not size:
+        return []
+    picked = [first_pick(n, seed)]
+    score = np.full(n, start)
+    taken = np.zeros(n, dtype=bool)
+    while True:
+        last = picked[-1]
+        taken[last] = True
+        fold(score, x @ x[last])
+        if len(picked) == size:
+            return picked
+        rounded = np.round(score, DIGITS)
+        rounded[taken] = np.nan
+        picked.append(int(best(rounded)))
+
+
+def k_center(vectors: Any, size: int, seed: int = 0) -> list[int]:
+    """Greedy k-center (Gonzalez 1985): after a seeded first row, the row farthest (cosine distance 1 - cos) from
+    its nearest row picked so far. Its covering radius is at most twice the best possible for `size` rows."""
+
+    def fold(nearest: np.ndarray, similarity: np.ndarray) -> None:
+        np.minimum(nearest, 1.0 - similarity, out=nearest)
+
+    return _greedy(_unit32(vectors), size, seed, np.inf, fold, np.nanargmax)
+
+
+def vendi_greedy(vectors: Any, size: int, seed: int = 0) -> list[int]:
+    """Greedy maximiser of the Vendi score of order 2 (Pasarkar & Dieng 2023: exp of the Rényi entropy of order 2
+    of K/n's eigenvalues, = n² / Σ K_ij²): after a seeded first row, the row whose picked set has the largest such
+    score, i.e. the smallest sum of squared cosines with the rows picked so far. That step is exact and O(n d); the
+    order-1 score (the Vendi score reported) is not greedy-separable, and rises with it."""
+
+    def fold(squares: np.ndarray, similarity: np.ndarray) -> None:
+        squares += similarity**2
+
+    return _greedy(_unit32(vectors), size, seed, 0.0, fold, np.nanargmin)
+
+
+def coverage_radius(vectors: Any, picked: list[int]) -> float | None:
+    """The largest cosine distance from a row to its nearest picked row (lower covers better); None without
+    picks. O(n · |picked| · d) time, in blocks of `RADIUS_BLOCK` rows."""
+    if not picked:
+        return None
+    x = _unit32(vectors)
+    centers = x[picked]
+    radius = 0.0
+    for start in range(0, len(x), RADIUS_BLOCK):
+        nearest = 1.0 - (x[start : start + RADIUS_BLOCK] @ centers.T).max(axis=1)
+        radius = max(radius, float(nearest.max()))
+    return radius
+
+
+METHODS: dict[str, Callable[[Any, int, int], list[int]]] = {"k_center": k_center, "vendi": vendi_greedy}

@@ -7,6 +7,8 @@ Clopper-Pearson interval on as many observations as there are pairs; kappa (and 
 the agreement carried through kappa's formula, chance agreement held at its observed value,
 (low - p_e) / (1 - p_e) .. (high - p_e) / (1 - p_e). Ten labels that all agree thus give agreement [0.69, 1], not
 [1, 1].
+
+Rates over pairs (a flip rate, a share of pairs supporting a principle) with their 95% intervals.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from typing import Literal, TypedDict
 
 import numpy as np
 
+from charter.records import Record
 from charter.stats.intervals import exact_interval, span
 
 CODES = {"a": 0, "b": 1, "tie": 2}
@@ -348,3 +351,23 @@ def human_human(labels: dict[str, dict[str, int]], samples: int, seed: int) -> H
 
 def _empty() -> Figure:
     return {"value": None, "ci": None, "n": 0}
+
+
+class Rate(Record):
+    """A share with its 95% interval over pairs (exact, spanned with the cluster bootstrap's)."""
+
+    value: float | None
+    ci: list[float] | None
+    n: int
+
+
+def share_rate(hits: np.ndarray, ids: np.ndarray, samples: int, seed: int) -> Rate:
+    """A share of pairs (values in [0, 1]) with its 95% interval (`charter.stats.agreement.share`)."""
+    fig = share(hits, ids, samples, seed)
+    return Rate(value=fig["value"], ci=fig["ci"], n=fig["n"])
+
+
+def flip_rate(original: np.ndarray, other: np.ndarray, ids: np.ndarray, samples: int, seed: int) -> Rate:
+    """Share of the pairs the original decides (and the other judged) whose side reverses."""
+    keep = (np.abs(original) == 1) & ~np.isnan(other)
+    return share_rate((other[keep] == -original[keep]).astype(float), ids[keep], samples, seed)

@@ -26,21 +26,24 @@ texts it rests on.
 from __future__ import annotations
 
 import bisect
+import functools
 import hashlib
 import heapq
 import re
 import zlib
 from collections import Counter
-from collections.abc import Callable, Iterable, Sequence
-from typing import Any
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from functools import cached_property
+from typing import Any, Literal, TypeVar
 
 import numpy as np
 import regex
-from pydantic import Field
+from pydantic import Field, SerializationInfo, SerializerFunctionWrapHandler, model_serializer
 
 from charter.errors import CharterError, DatasetError
 from charter.records import Record
-from charter.stats.jackknife import set_interval
+from charter.stats.intervals import set_interval
 from charter.yamlio import ConfigModel
 
 #: scripts written without spaces between words: each character (grapheme) of them is a token
@@ -133,6 +136,20 @@ class FieldDiversity(Record):
     mean_cosine: DiversityFigure
     compression_ratio: DiversityFigure
     length: LengthSpread
+    more: dict[str, DiversityFigure] = Field(default_factory=dict)
+    """The figures of metrics registered beyond the ones above (`metric`), by name; left out of the JSON when empty."""
+
+    def figure(self, name: str) -> DiversityFigure:
+        """The figure of the metric `name` (an empty one where this field was measured before it existed)."""
+        found = self.more.get(name) or (getattr(self, name) if name in FieldDiversity.model_fields else None)
+        return found if isinstance(found, DiversityFigure) else DiversityFigure(note="not measured")
+
+    @model_serializer(mode="wrap")
+    def _without_empty_more(self, handler: SerializerFunctionWrapHandler, info: SerializationInfo) -> Any:
+        data = handler(self)
+        if isinstance(data, dict) and not self.more:
+            data.pop("more", None)
+        return data
 
 
 # -- the estimators -------------------------------------------------------------------------------------------
@@ -414,6 +431,161 @@ class Sampler:
         return [text for _, _, text in sorted(chosen, key=lambda item: item[1])]
 
 
+# -- the metric table -----------------------------------------------------------------------------------------
+
+
+class Texts:
+    """A sample of texts and their `tokens`, tokenized once for every metric that reads them."""
+
+    def __init__(self, texts: Iterable[str]) -> None:
+        self.texts = list(texts)
+
+    @cached_property
+    def tokens(self) -> list[list[str]]:
+        return [tokens(text) for text in self.texts]
+
+
+@dataclass(frozen=True)
+class Metric:
+    """One diversity metric: everything a report, a card, `charter status`, synth and the loop's collapse monitor
+    need to compute and show it. Register one with `metric` (or `register`)."""
+
+    name: str
+    """Its key in records, results and configs (`self_bleu`)."""
+    label: str
+    """Its name in words (`self-BLEU`)."""
+    title: str
+    """Its row heading in a report's table, with the direction where it is not obvious."""
+    measure: Callable[[Any], float | None]
+    """Its value on a sample: of a `Texts` (needs `texts`) or of an n x d array of embeddings (needs
+    `embeddings`); None where the sample has none (`empty` says why)."""
+    higher: Literal["diverse", "alike"]
+    """What a higher value means: more diverse, or more alike (self-BLEU, mean cosine)."""
+    needs: Literal["texts", "embeddings"] = "texts"
+    """What it reads: the sampled texts, or their embeddings (made only where an embedding model is configured)."""
+    sample: Literal["sample", "bleu_sample", "embed_sample"] = "sample"
+    """Its cost bound: the `DiversityConfig` sample size it runs on (`embed_sample` for an `embeddings` metric)."""
+    cost: str = "O(n L)"
+    """Its cost on n texts of L tokens (d: embedding dimensions), in words."""
+    empty: str = "no text"
+    """Why there is no value where `measure` gives None."""
+    digits: int = 3
+    """Decimals shown."""
+    interval: Callable[[Texts], DiversityFigure] | None = None
+    """The figure with its 95% interval, where one can be had (self-BLEU's jackknife), in place of `measure`."""
+    monitor: tuple[str, str] | None = None
+    """The name and label under which the collapse monitor keeps its oriented value (`oriented`), where not its
+    own (mean cosine: `dispersion`)."""
+
+    def __post_init__(self) -> None:
+        if not self.name.isidentifier() or (
+            self.name in FieldDiversity.model_fields
+            and FieldDiversity.model_fields[self.name].annotation is not DiversityFigure
+        ):
+            raise ValueError(f"metric name {self.name!r}: an identifier that no other field of a record uses")
+        if (self.needs == "embeddings") != (self.sample == "embed_sample"):
+            raise ValueError(f"metric {self.name!r}: an embeddings metric runs on embed_sample, and only it does")
+
+    def oriented(self, value: float | None) -> float | None:
+        """The value turned so that higher is more diverse (1 - value for a metric where higher is more alike)."""
+        return None if value is None else value if self.higher == "diverse" else 1.0 - value
+
+    @property
+    def shows_n(self) -> bool:
+        """Whether a report shows the texts it rests on: it runs on fewer than the whole sample."""
+        return self.sample != "sample"
+
+
+#: every diversity metric, by name, in the order reports show them
+METRICS: dict[str, Metric] = {}
+Measure = TypeVar("Measure", bound=Callable[..., float | None])
+
+
+def register(entry: Metric) -> Metric:
+    """Add a metric to the table (a name already there is an error)."""
+    if entry.name in METRICS:
+        raise ValueError(f"a diversity metric named {entry.name!r} is registered already")
+    METRICS[entry.name] = entry
+    return entry
+
+
+def metric(name: str, **fields: Any) -> Callable[[Measure], Measure]:
+    """Register the decorated function as the `measure` of a diversity metric (`Metric`'s other fields as keyword
+    arguments): `@metric("distinct_words", label=..., title=..., higher="diverse")`."""
+
+    def add(measure: Measure) -> Measure:
+        register(Metric(name=name, measure=measure, **fields))
+        return measure
+
+    return add
+
+
+def _distinct(sample: Texts, n: int) -> float | None:
+    return distinct_n(sample.texts, n, sample.tokens)
+
+
+for _n, _empty in ((1, "no token"), (2, "no text of 2 tokens"), (3, "no text of 3 tokens")):
+    register(
+        Metric(
+            f"distinct_{_n}",
+            f"distinct-{_n}",
+            f"distinct-{_n}",
+            functools.partial(_distinct, n=_n),
+            "diverse",
+            empty=_empty,
+        )
+    )
+register(
+    Metric(
+        "self_bleu",
+        "self-BLEU",
+        "self-BLEU [95% CI] (lower: more diverse)",
+        lambda sample: self_bleu(sample.texts),
+        "alike",
+        sample="bleu_sample",
+        cost="O(n L), its jackknife interval too",
+        interval=lambda sample: bleu_figure(sample.texts),
+    )
+)
+register(
+    Metric(
+        "vendi",
+        "Vendi score",
+        "Vendi score (effective distinct texts)",
+        vendi_score,
+        "diverse",
+        needs="embeddings",
+        sample="embed_sample",
+        cost="O(n) embeddings, then O(n d² + d³)",
+        empty="no texts",
+        digits=2,
+    )
+)
+register(
+    Metric(
+        "mean_cosine",
+        "mean pairwise cosine",
+        "mean pairwise cosine (lower: more diverse)",
+        mean_cosine,
+        "alike",
+        needs="embeddings",
+        sample="embed_sample",
+        cost="O(n) embeddings, then O(n d)",
+        empty="fewer than 2 texts",
+        monitor=("dispersion", "embedding dispersion"),
+    )
+)
+register(
+    Metric(
+        "compression_ratio",
+        "compression ratio",
+        "compression ratio, zlib (lower: more repetitive)",
+        lambda sample: compression_ratio(sample.texts),
+        "diverse",
+    )
+)
+
+
 # -- one field ------------------------------------------------------------------------------------------------
 
 
@@ -427,7 +599,7 @@ BLEU_LOG_OFFSET = 0.001
 
 def bleu_figure(texts: Sequence[str]) -> DiversityFigure:
     """Self-BLEU with its 95% jackknife interval: each text left out in turn and every other text scored again
-    against the rest (`self_bleu_leave_one_out`; `charter.stats.jackknife.set_interval`, on the log scale)."""
+    against the rest (`self_bleu_leave_one_out`; `charter.stats.intervals.set_interval`, on the log scale)."""
     found = self_bleu_leave_one_out(texts)
     if found is None:
         value = self_bleu(texts)
@@ -471,40 +643,43 @@ def embed_samples(
     return out
 
 
-def embedding_figures(embedded: Embedded) -> tuple[DiversityFigure, DiversityFigure]:
-    """The Vendi score and the mean pairwise cosine of a field's embeddings (or their note)."""
-    vectors, why = embedded
-    if vectors is None:
-        return DiversityFigure(note=why), DiversityFigure(note=why)
-    n = len(vectors)
-    vendi, cosine = vendi_score(vectors), mean_cosine(vectors)
-    return (
-        DiversityFigure(value=vendi, n=n, note=why or (None if vendi is not None else "no texts")),
-        DiversityFigure(value=cosine, n=n, note=why or (None if cosine is not None else "fewer than 2 texts")),
-    )
+def measure_figure(
+    entry: Metric, sample: Texts, sub_samples: Callable[[str], Texts], embedded: Embedded
+) -> DiversityFigure:
+    """One metric's figure of a field: on its embeddings (`embedded`, or their note), on the whole `sample`, or on
+    the first texts of it that its sample size allows (`sub_samples(size)`)."""
+    if entry.needs == "embeddings":
+        vectors, why = embedded
+        if vectors is None:
+            return DiversityFigure(note=why)
+        value = entry.measure(vectors)
+        return DiversityFigure(value=value, n=len(vectors), note=why or (None if value is not None else entry.empty))
+    texts = sample if entry.sample == "sample" else sub_samples(entry.sample)
+    if entry.interval is not None:
+        return entry.interval(texts)
+    return _figure(entry.measure(texts), len(texts.texts), entry.empty)
 
 
 def measure_field(sampler: Sampler, config: DiversityConfig, embedded: Embedded) -> FieldDiversity:
-    """Every figure of one field from its sample: distinct-n, the compression ratio and the lengths on the whole
-    sample, self-BLEU on its first `bleu_sample` texts, the embedding figures on `embedded` (its first
-    `embed_sample` texts' embeddings)."""
-    texts = sampler.texts()
-    n = len(texts)
-    tokenized = [tokens(t) for t in texts]
-    vendi, cosine = embedding_figures(embedded)
+    """Every metric of the table (`METRICS`) of one field from its sample, each on the sample its cost allows (the
+    whole sample, the first `bleu_sample` texts, or `embedded`: its first `embed_sample` texts' embeddings), with
+    the lengths."""
+    sample = Texts(sampler.texts())
+    figures = {
+        name: measure_figure(entry, sample, lambda size: Texts(sampler.texts(getattr(config, size))), embedded)
+        for name, entry in METRICS.items()
+    }
+    declared: dict[str, Any] = {
+        name: figures.pop(name) for name in list(figures) if name in FieldDiversity.model_fields
+    }
     return FieldDiversity(
         texts=sampler.seen,
         distinct_texts=sampler.distinct,
-        sample=n,
-        token_kinds=token_kinds(texts),
-        distinct_1=_figure(distinct_n(texts, 1, tokenized), n, "no token"),
-        distinct_2=_figure(distinct_n(texts, 2, tokenized), n, "no text of 2 tokens"),
-        distinct_3=_figure(distinct_n(texts, 3, tokenized), n, "no text of 3 tokens"),
-        self_bleu=bleu_figure(sampler.texts(config.bleu_sample)),
-        vendi=vendi,
-        mean_cosine=cosine,
-        compression_ratio=_figure(compression_ratio(texts), n, "no text"),
-        length=length_spread(texts, tokenized),
+        sample=len(sample.texts),
+        token_kinds=token_kinds(sample.texts),
+        **declared,
+        more=figures,
+        length=length_spread(sample.texts, sample.tokens),
     )
 
 
@@ -522,3 +697,54 @@ def measure_texts(
     """Every figure of a set of texts (sampled down to `config.sample` where there are more), as `measure_field`."""
     config = config or DiversityConfig()
     return measure_fields({"text": Sampler(config.sample, seed).extend(texts)}, config, embed)["text"]
+
+
+# -- in words -------------------------------------------------------------------------------------------------
+
+
+def _cell(entry: Metric, figure: DiversityFigure) -> str:
+    """A figure as a table cell: its value, its interval where it has one, and the texts it rests on where it runs
+    on fewer than the whole sample."""
+    if figure.value is None:
+        return "–"
+    digits = entry.digits
+    interval = f" [{figure.ci95[0]:.{digits}f}, {figure.ci95[1]:.{digits}f}]" if figure.ci95 else ""
+    return f"{figure.value:.{digits}f}{interval}" + (f" (n={figure.n:,})" if entry.shows_n else "")
+
+
+def _length(spread: LengthSpread, quartiles: bool) -> str:
+    if spread.mean is None or (quartiles and spread.q1 is None):
+        return "–"
+    if quartiles:
+        return f"{spread.q1:g} / {spread.median:g} / {spread.q3:g}"
+    return f"{spread.mean:.1f}" + ("" if spread.sd is None else f" ± {spread.sd:.1f}")
+
+
+def diversity_table(columns: Mapping[str, FieldDiversity]) -> list[str]:
+    """The figures as one markdown table: a row a metric of the table (`METRICS`), a column a field (headed by
+    its key in `columns`), with the texts sampled and the lengths. The one renderer of the run report, the dataset
+    card, synth's report and the loop's."""
+    rows: list[tuple[str, Callable[[FieldDiversity], str]]] = [
+        ("texts (sample)", lambda f: f"{f.texts:,} ({f.sample:,}{', distinct' if f.distinct_texts else ''})"),
+        *[
+            (entry.title, functools.partial(lambda e, f: _cell(e, f.figure(e.name)), entry))
+            for entry in METRICS.values()
+        ],
+        ("length in tokens: mean ± sd", lambda f: _length(f.length, False)),
+        ("length in tokens: quartiles", lambda f: _length(f.length, True)),
+    ]
+    heads = list(columns)
+    lines = ["| figure | " + " | ".join(heads) + " |", "|---|" + "---:|" * len(heads)]
+    return lines + [f"| {label} | " + " | ".join(cell(columns[h]) for h in heads) + " |" for label, cell in rows]
+
+
+def figure_notes(columns: Mapping[str, FieldDiversity]) -> list[str]:
+    """What could not be measured, or had no interval, each reason once: the columns and metrics it holds for on
+    one line (no embedding model is one line, not one a metric and field)."""
+    grouped: dict[str, list[str]] = {}
+    for head, field in columns.items():
+        for name in METRICS:
+            note = field.figure(name).note
+            if note:
+                grouped.setdefault(note, []).append(f"{head} {name.replace('_', ' ')}")
+    return [f"- {', '.join(where)}: {note}" for note, where in grouped.items()]

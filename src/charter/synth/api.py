@@ -21,6 +21,7 @@ from charter.errors import QuotaShortfall
 from charter.prompts import PromptsConfig, load_prompts
 from charter.providers.base import ChatModel
 from charter.records import Prompt
+from charter.stats.diversity import FieldDiversity, diversity_table, figure_notes
 from charter.synth.config import SynthConfig, load_synth_config
 from charter.synth.generate import REASONS, Synthesizer, SynthResult
 from charter.tables import atomic_write
@@ -75,30 +76,11 @@ def summary(result: SynthResult, output: Path | None = None) -> dict[str, Any]:
     }
 
 
-def _figure(figure: dict[str, Any], digits: int = 3) -> str:
-    if figure["value"] is None:
-        return f"– ({figure['note']})"
-    ci = figure.get("ci95")
-    interval = f" [{ci[0]:.{digits}f}, {ci[1]:.{digits}f}]" if ci else ""
-    return f"{figure['value']:.{digits}f}{interval} (n={figure['n']})"
-
-
 def diversity_lines(found: dict[str, Any]) -> list[str]:
-    """The kept prompts' diversity figures as a markdown table."""
-    length = found["length"]
-    rows = [
-        ("distinct-1 / 2 / 3", " / ".join(_figure(found[f"distinct_{n}"]) for n in (1, 2, 3))),
-        ("self-BLEU [95% CI] (lower: more diverse)", _figure(found["self_bleu"])),
-        ("Vendi score (effective distinct prompts)", _figure(found["vendi"], 2)),
-        ("mean pairwise cosine (lower: more diverse)", _figure(found["mean_cosine"])),
-        ("compression ratio, zlib (lower: more repetitive)", _figure(found["compression_ratio"])),
-        ("length in tokens: mean ± sd", _spread(length)),
-    ]
-    return ["| figure | value |", "|---|---|", *[f"| {label} | {value} |" for label, value in rows]]
-
-
-def _spread(length: dict) -> str:
-    return "–" if length["mean"] is None else f"{length['mean']:.1f} ± {length['sd']:.1f}"
+    """The kept prompts' diversity figures as a markdown table, with what could not be measured."""
+    columns = {"`prompt`": FieldDiversity.model_validate(found)}
+    notes = figure_notes(columns)
+    return [*diversity_table(columns), *(["", *notes] if notes else [])]
 
 
 def markdown(data: dict[str, Any]) -> str:

@@ -22,13 +22,30 @@ Cost: with both orders, 4 + 2 + 4·2·2 = 24 judge calls per pair and principle 
 families (+ 4 and one generation with self-preference); with one order, 2 + 2 + 1 + 4·2 = 13.
 """
 
-from charter.agreement.audit.api import audit_judge
-from charter.agreement.audit.markdown import markdown, rows
-from charter.agreement.audit.pairs import AuditPair, pairs_from_file, pairs_from_run, sample
 from charter.agreement.audit.perturb import FAMILY_NAMES, FORMATS, INJECTIONS, inject, neutral, pad, restate, trim
-from charter.agreement.audit.record import AuditReport, FlipShift, InjectionFigures
-from charter.agreement.audit.running import AUDIT_VERSION, BOOTSTRAP_SAMPLES, AuditPlan, audit_key, run_audit
-from charter.agreement.audit.stored import AUDIT_META, audit_config_for, save_audit, stored_audit
+from charter.agreement.audit.report import (
+    AUDIT_META,
+    AuditReport,
+    FlipShift,
+    InjectionFigures,
+    audit_config_for,
+    markdown,
+    rows,
+    save_audit,
+    stored_audit,
+)
+from charter.agreement.audit.running import (
+    AUDIT_VERSION,
+    BOOTSTRAP_SAMPLES,
+    AuditPair,
+    AuditPlan,
+    audit_judge,
+    audit_key,
+    pairs_from_file,
+    pairs_from_run,
+    run_audit,
+    sample,
+)
 
 __all__ = [
     "AUDIT_META",

@@ -34,9 +34,8 @@ from charter.pipeline.status.record import (
     usage_summary,
 )
 from charter.preference.diversity import describes_current, diversity_markdown, stored_diversity
-from charter.preference.health import headline, rows_sentence
 from charter.preference.manifest import DatasetSettings, current_settings, dataset_manifest
-from charter.preference.stats import JudgeStats, judge_p_values, judge_stats
+from charter.preference.stats import JudgeStats, headline, judge_p_values, judge_stats, rows_sentence
 from charter.records import Fingerprints
 from charter.runs.counts import stage_states
 from charter.runs.files import AGREEMENT_MD, AUDIT_MD, REPORT_HTML, REPORT_MD, WINRATE_JSON, RunFiles
@@ -125,9 +124,8 @@ def panel_section(store: RunStore) -> dict[str, Any] | None:
     """A judge panel's members (against people where there are labels), how far they agree, and their cost."""
     from charter.agreement.config import config_for
     from charter.agreement.labels import judged_pairs
-    from charter.agreement.markdown import panel_markdown
     from charter.agreement.panel import members_of, panel_summary, pool_weights
-    from charter.agreement.report import collect
+    from charter.agreement.report import collect, panel_markdown
 
     fingerprints = store.fingerprints()
     one = any_judgment(store, fingerprints.judge) if fingerprints else None

@@ -19,9 +19,8 @@ from typing import Any, Literal, NotRequired, TypedDict
 from charter.api_args import public
 from charter.errors import RunStoreError
 from charter.preference.diversity import diversity_status
-from charter.preference.health import headline
 from charter.preference.manifest import current_settings, dataset_manifest
-from charter.preference.stats import chance_stats
+from charter.preference.stats import chance_stats, headline
 from charter.providers.prices import Price, normalise_keys, resolve_price
 from charter.records import UsageRow
 from charter.runs.batches import BatchState, stored_batches
@@ -177,7 +176,7 @@ class StatusReport(TypedDict):
     kind: Kind
     """run, online, reward_model or dpo."""
     headline: list[str]
-    """What to read first, one sentence each (`charter.preference.health`): a judge whose preferences cannot be
+    """What to read first, one sentence each (`charter.preference.stats`): a judge whose preferences cannot be
     told from chance, the items that failed, a dataset with no rows or fewer than half its pairs and why."""
     path: str
     """The folder read."""
@@ -272,7 +271,7 @@ def failure_summary(store: RunStore, first: int = 5, raw_chars: int = 400) -> Fa
 
 
 def run_headline(store: RunStore, counts: Mapping[str, int], failures: FailureSummary) -> list[str]:
-    """What to read first about a run's data (`charter.preference.health`), over the rows of its dataset files'
+    """What to read first about a run's data (`charter.preference.stats`), over the rows of its dataset files'
     settings (else those in effect)."""
     manifest = dataset_manifest(store)
     settings = manifest.settings if manifest else current_settings(store)

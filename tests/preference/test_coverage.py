@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from charter.stats.coverage import coverage_radius, first_pick, k_center, vendi_greedy
+from charter.preference.selection import coverage_radius, first_pick, k_center, vendi_greedy
 from charter.stats.diversity import vendi_score
 
 

@@ -1,0 +1,1 @@
+from tests.pipeline.conftest import make_config  # noqa: F401  (the run-config fixture)
