@@ -15,6 +15,8 @@ from pathlib import Path
 import pytest
 
 CONFTEST = Path(__file__).resolve().parent / "conftest.py"
+#: What the conftest imports of the tests' own package: the framework sessions' test list and the test support.
+CONFTEST_NEEDS = ("__init__.py", "frameworks.py", "support")
 READS_THE_DATA = """
 def test_reads_the_shared_data(shared_data):
     assert (shared_data / "README.md").is_file()
@@ -26,6 +28,9 @@ def outcome(tmp_path: Path, data: bool, **env: str) -> tuple[int, str]:
     tests = tmp_path / "checkout" / "tests"
     tests.mkdir(parents=True)
     shutil.copy(CONFTEST, tests / "conftest.py")
+    for name in CONFTEST_NEEDS:
+        source = CONFTEST.parent / name
+        shutil.copytree(source, tests / name) if source.is_dir() else shutil.copy(source, tests / name)
     (tests / "test_it.py").write_text(READS_THE_DATA, encoding="utf-8")
     if data:
         (tmp_path / "shared" / "data").mkdir(parents=True)
