@@ -9,12 +9,10 @@ them fails here."""
 from __future__ import annotations
 
 import json
-import shutil
 import sqlite3
 from pathlib import Path
 
 import pytest
-import yaml
 
 import charter
 from charter.cli import main
@@ -22,7 +20,7 @@ from charter.records import Fingerprints
 from charter.runs.counts import stage_states
 from charter.runs.rewards import rewards
 from charter.runs.store import RunStore
-from charter.runs.usage import stored_usage
+from tests.support.old_stores import calls, copy_fixture
 
 FIXTURE = Path(__file__).resolve().parent / "fixtures" / "schema_7"
 RUNS = ("pairwise", "rating", "checklist")
@@ -36,21 +34,7 @@ WRITTEN_REWARDS: dict[str, dict] = json.loads((FIXTURE / "rewards.json").read_te
 @pytest.fixture
 def fixture(tmp_path: Path) -> Path:
     """A copy of the fixture, its run configs pointed at the copy."""
-    folder = tmp_path / "schema_7"
-    shutil.copytree(FIXTURE, folder, ignore=shutil.ignore_patterns("make_fixture.py"))
-    for name in RUNS:
-        path = folder / f"{name}.yaml"
-        config = yaml.safe_load(path.read_text())
-        config.update(output_dir=str(folder / name), cache=str(folder / "calls.sqlite"))
-        path.write_text(yaml.safe_dump(config, sort_keys=False))
-    return folder
-
-
-def calls(run_dir: Path) -> tuple[int, int]:
-    """The calls a model answered and those the call cache answered, over every start of the run."""
-    with RunStore(run_dir) as store:
-        usage = stored_usage(store)
-    return sum(u.calls for u in usage), sum(u.cached for u in usage)
+    return copy_fixture(FIXTURE, tmp_path, RUNS)
 
 
 def cached_calls(cache: Path) -> int:
