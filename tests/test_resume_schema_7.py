@@ -20,7 +20,7 @@ from charter.records import Fingerprints
 from charter.runs.counts import stage_states
 from charter.runs.rewards import rewards
 from charter.runs.store import RunStore
-from tests.support.old_stores import calls, copy_fixture
+from tests.support.old_stores import calls, copy_fixture, lose_items
 
 FIXTURE = Path(__file__).resolve().parent / "fixtures" / "schema_7"
 RUNS = ("pairwise", "rating", "checklist")
@@ -113,10 +113,7 @@ def test_items_lost_from_a_store_of_schema_7_are_answered_by_its_call_cache(fixt
     """Every item gone from the store (as a kill can lose the last ones): each of its calls is answered by the call
     cache the old release wrote, under the same key, and the rows come out the same."""
     run_dir = fixture / name
-    with sqlite3.connect(run_dir / "run.sqlite") as db:
-        lost = sum(db.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0] for table in ITEMS)
-        for table in ITEMS:
-            db.execute(f"DELETE FROM {table}")
+    lost = lose_items(run_dir, ITEMS)
     assert lost
     answered, cached = calls(run_dir)
     answers = cached_calls(fixture / "calls.sqlite")

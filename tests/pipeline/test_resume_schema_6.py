@@ -15,7 +15,7 @@ from charter.records import Fingerprints
 from charter.runs.counts import stage_states
 from charter.runs.history import older_items
 from charter.runs.store import RunStore
-from tests.support.old_stores import calls, copy_fixture
+from tests.support.old_stores import calls, copy_fixture, lose_items
 
 FIXTURE = Path(__file__).resolve().parent.parent / "fixtures" / "schema_6"
 #: logprobs: the judge answers by option probabilities; cot: it reasons and writes its verdict.
@@ -62,10 +62,7 @@ def test_items_lost_from_a_store_of_schema_6_are_answered_by_its_call_cache(fixt
     """Every item gone from the store (as a kill can lose the last ones): each of its calls is answered by the call
     cache the old release wrote, under the same key, and the rows come out the same."""
     run_dir = fixture / name
-    with sqlite3.connect(run_dir / "run.sqlite") as db:
-        lost = sum(db.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0] for table in ITEMS)
-        for table in ITEMS:
-            db.execute(f"DELETE FROM {table}")
+    lost = lose_items(run_dir, ITEMS)
     assert lost
     answered, cached = calls(run_dir)
     assert main(["run", str(fixture / f"{name}.yaml")]) == 0

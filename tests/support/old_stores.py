@@ -4,6 +4,7 @@ copy whose run configs point at the copy, and the calls a run's model and cache 
 from __future__ import annotations
 
 import shutil
+import sqlite3
 from pathlib import Path
 
 import yaml
@@ -30,3 +31,12 @@ def calls(run_dir: Path) -> tuple[int, int]:
     with RunStore(run_dir) as store:
         usage = stored_usage(store)
     return sum(u.calls for u in usage), sum(u.cached for u in usage)
+
+
+def lose_items(run_dir: Path, tables: tuple[str, ...]) -> int:
+    """Delete every row of `tables` from the run's store, as a kill can lose the last items; the rows deleted."""
+    with sqlite3.connect(run_dir / "run.sqlite") as db:
+        lost = sum(db.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0] for table in tables)
+        for table in tables:
+            db.execute(f"DELETE FROM {table}")
+    return lost
