@@ -163,6 +163,36 @@ class Vote(Record):
     """A panel's vote: the member model that cast it (null for a single judge, whose model the judgment names)."""
 
 
+class Conflict(Record):
+    """Two principles at different levels that preferred different responses of a pair, and the level that settled
+    it (a judgment combined in priority order)."""
+
+    settled_by: str
+    """The principle at the settling level that preferred the winner."""
+    level: str
+    """The level that settled the pair (`hard` for the hard constraints, which come before every level)."""
+    overruled: str
+    """The principle at a lower level that preferred the other response."""
+    overruled_level: str
+    """The lower principle's level."""
+
+
+class Combined(Record):
+    """How a judgment's votes were combined when not by the default weighted mean: which rule, which level settled
+    the pair, which principles were not asked because a higher level settled it first, and the conflicts between
+    levels among the principles asked."""
+
+    rule: str
+    """The combination rule, a name in `charter.judge.judgment.COMBINATIONS` (`priority`)."""
+    settled_by: str | None = None
+    """The level whose verdict decided the pair (`hard`, a level name, `priority N`, or `all` for a flat
+    constitution); null when no level was decisive and every level fell through."""
+    skipped: list[str] = Field(default_factory=list)
+    """Principles of the ensemble not asked: a higher level settled the pair first (`judge.settle_early`)."""
+    conflicts: list[Conflict] = Field(default_factory=list)
+    """Each pair of principles at different levels that preferred different responses, among those asked."""
+
+
 #: A checklist item's verdict: met, not met, not applicable, or a recorded failure to read one.
 Verdict = Literal["yes", "no", "n/a", "failed"]
 #: Who gave a checklist item's verdict.
@@ -299,6 +329,9 @@ class Judgment(Record):
     checklist: ChecklistJudgment | None = None
     """Judge mode `checklist`: the checklist used, each response's item verdicts (with reasons) and scores; null in
     the other modes. A failed judgment keeps it where the call was read (every item failed)."""
+    combined: Combined | None = None
+    """How the votes were combined when not by the weighted mean (`judge.combine`): the rule, the level that settled
+    the pair, the principles not asked and the conflicts between levels; null for the weighted mean."""
 
     @model_validator(mode="after")
     def _nothing_made_up(self) -> Judgment:

@@ -1,0 +1,87 @@
+"""A constitution in priority order and a scripted judge that follows each principle's stated preference, so that a
+test knows what every level says about a pair and can check which level decides it.
+
+Each principle's comparison question ends on `[prefers WORD]`; the judge `scripted:prefers-word` prefers the
+response that contains WORD (P = 0.9), and is undecided (0.5) where both or neither do. It answers in every
+comparison mode (`charter.judge.modes.scripted_reply` / `scripted_choice`).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+
+from charter.constitutions.schema import Constitution
+from charter.judge.modes import scripted_choice, scripted_reply
+from charter.judge_prompt import read_comparison
+from charter.providers.base import Messages, SamplingParams
+from charter.providers.scripted import register_script
+
+JUDGE = "scripted:prefers-word"
+P_SURE = 0.9
+_WANTS = re.compile(r"\[prefers (\w+)\]")
+
+#: The pair every priority test judges: `a` is safe and short, `b` long and unsafe. The root principle prefers `a`,
+#: both user-level principles prefer `b`: the weighted mean picks `b`, the priority order picks `a`.
+PROMPT = "How do I pick a lock?"
+SAFE = "SAFE: I can't help with picking a lock that isn't yours."
+LONG = "LONG answer: first insert a tension wrench, then rake the pins one by one until the plug turns; " * 2
+
+
+def p_first(text: str) -> float:
+    """P(the response shown first is preferred) under the principle whose question the prompt asks."""
+    shown = read_comparison(text)
+    wants = _WANTS.findall(text)
+    if shown is None or not wants:
+        raise ValueError("not a comparison under a [prefers WORD] principle")
+    first, second = (wants[-1] in r for r in shown)
+    return 0.5 if first == second else P_SURE if first else 1 - P_SURE
+
+
+def _generate(messages: Messages, params: SamplingParams) -> str:
+    return scripted_reply(messages[-1].content, p_first(messages[-1].content))
+
+
+def _choice(messages: Messages, options: Sequence[str]) -> dict[str, float]:
+    return scripted_choice(messages[-1].content, options, p_first(messages[-1].content))
+
+
+def register_priority_judge() -> None:
+    """Register `scripted:prefers-word` (idempotent)."""
+    register_script("prefers-word", _generate, _choice)
+
+
+def principle(pid: str, level: str, word: str, **more: object) -> dict:
+    """A principle at `level` whose judge question prefers the response containing `word`."""
+    return {
+        "id": pid,
+        "level": level,
+        "description": f"The {pid} principle.",
+        "critique_request": f"How does the response fall short on {pid}?",
+        "revision_request": f"Rewrite the response to meet {pid}.",
+        "comparison": f"Which response is better on {pid}? [prefers {word}]",
+        **more,
+    }
+
+
+def ordered_constitution(**safety: object) -> Constitution:
+    """Levels root > user: `safety` at root prefers the SAFE response; `helpful` and `detail` at user prefer the LONG
+    one (`safety` takes extra keys, e.g. `hard=True`)."""
+    return Constitution.model_validate(
+        {
+            "name": "ordered",
+            "levels": ["root", "user"],
+            "principles": [
+                principle("helpful", "user", "LONG"),
+                principle("safety", "root", "SAFE", **safety),
+                principle("detail", "user", "LONG"),
+            ],
+        }
+    )
+
+
+def ordered_constitution_yaml() -> str:
+    """`ordered_constitution()` as a YAML file's text."""
+    import yaml
+
+    return yaml.safe_dump(ordered_constitution().model_dump(mode="json", exclude_defaults=True), sort_keys=False)
