@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import functools
 import random
+from collections import Counter
 from collections.abc import AsyncIterable, AsyncIterator, Iterable
+from typing import Any
 
 from charter.concurrency import bounded_map
 from charter.constitutions.schema import Constitution
@@ -24,6 +26,8 @@ from charter.records import Combined, Failure, Judgment, Pair, fingerprint
 __all__ = [
     "COMPARES",
     "JudgeParseError",
+    "combination_lines",
+    "combination_summary",
     "comparison_prompt",
     "judge_failure",
     "judge_fingerprint",
@@ -191,3 +195,51 @@ async def judgments_by_pair(judged: AsyncIterable[Judgment], close: ChatModel | 
     finally:
         if close is not None:
             await close.aclose()
+
+
+def combination_summary(judgments: Iterable[Judgment]) -> dict[str, Any] | None:
+    """What a combination rule other than the weighted mean did over `judgments` (`Judgment.combined`): the rule, the
+    judgments it combined, how many each level settled (`none`: every level fell through), how many were settled
+    before their lowest level was asked and the principles not asked, and the conflicts between levels counted per
+    pair of principles (`higher > lower`, the higher one's side winning), most first. None when no judgment records
+    one."""
+    rule, judged, early, skipped = None, 0, 0, 0
+    settled: Counter[str] = Counter()
+    conflicts: Counter[str] = Counter()
+    for judgment in judgments:
+        combined = judgment.combined
+        if combined is None:
+            continue
+        rule, judged = combined.rule, judged + 1
+        settled[combined.settled_by or "none"] += 1
+        early += bool(combined.skipped)
+        skipped += len(combined.skipped)
+        conflicts.update(f"{c.settled_by} > {c.overruled}" for c in combined.conflicts)
+    if rule is None:
+        return None
+    return {
+        "rule": rule,
+        "judged": judged,
+        "settled_by": dict(settled.most_common()),
+        "settled_early": early,
+        "skipped_principles": skipped,
+        "conflicts": dict(conflicts.most_common()),
+    }
+
+
+def combination_lines(summary: dict[str, Any]) -> list[str]:
+    """`combination_summary` as markdown lines: which level settled the judgments, how many settled early, and the
+    conflicts per pair of principles."""
+    judged = summary["judged"]
+    settled = ", ".join(f"{level} {n}" for level, n in summary["settled_by"].items())
+    lines = [
+        f"Votes combined by `{summary['rule']}` in {judged} judgment(s). Settled by level: {settled}. Settled before "
+        f"the lowest level was asked: {summary['settled_early']} ({summary['skipped_principles']} principle votes "
+        "not asked).",
+    ]
+    if summary["conflicts"]:
+        lines += ["", "| conflict (settled by > overruled) | judgments |", "|---|---:|"]
+        lines += [f"| {pair} | {n} |" for pair, n in summary["conflicts"].items()]
+    else:
+        lines += ["", "No conflict between levels among the principles asked."]
+    return lines

@@ -422,6 +422,9 @@ class RewardRecord(Record):
     """`checklist` (and online DPO judged by checklist): the checklist, its verdicts and what was left out."""
     other_checklist: RewardChecklist | None = None
     """`pair` judged by checklist: the other completion's checklist verdicts (the `reference` field's)."""
+    combined: Combined | None = None
+    """Scoring `reference` with `judge.combine` other than weighted: how the comparison's votes were combined (the
+    level that settled it, the principles not asked, the conflicts between levels); null otherwise."""
     masked: Literal["failed", "undecided"] | None = None
     """`pair` (online DPO): why the pair was left out of the loss (its judgment failed, or the orders disagreed or
     its confidence was below `min_confidence`); null for a pair trained on and for the other scorings."""
