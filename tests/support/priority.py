@@ -10,6 +10,9 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
+from pathlib import Path
+
+import yaml
 
 from charter.constitutions.schema import Constitution
 from charter.judge.modes import scripted_choice, scripted_reply
@@ -38,11 +41,22 @@ def p_first(text: str) -> float:
     return 0.5 if first == second else P_SURE if first else 1 - P_SURE
 
 
+#: Calls the judge answered, by the principle word it was asked about (tests count what was not asked).
+CALLS: dict[str, int] = {}
+
+
 def _generate(messages: Messages, params: SamplingParams) -> str:
+    _count(messages[-1].content)
     return scripted_reply(messages[-1].content, p_first(messages[-1].content))
 
 
+def _count(text: str) -> None:
+    for word in _WANTS.findall(text)[-1:]:
+        CALLS[word] = CALLS.get(word, 0) + 1
+
+
 def _choice(messages: Messages, options: Sequence[str]) -> dict[str, float]:
+    _count(messages[-1].content)
     return scripted_choice(messages[-1].content, options, p_first(messages[-1].content))
 
 
@@ -64,24 +78,28 @@ def principle(pid: str, level: str, word: str, **more: object) -> dict:
     }
 
 
-def ordered_constitution(**safety: object) -> Constitution:
-    """Levels root > user: `safety` at root prefers the SAFE response; `helpful` and `detail` at user prefer the LONG
-    one (`safety` takes extra keys, e.g. `hard=True`)."""
+def ordered_constitution(safe: str = "SAFE", long: str = "LONG", **safety: object) -> Constitution:
+    """Levels root > user: `safety` at root prefers the response with `safe`; `helpful` and `detail` at user prefer
+    the one with `long` (`safety` takes extra keys, e.g. `hard=True`)."""
     return Constitution.model_validate(
         {
             "name": "ordered",
             "levels": ["root", "user"],
             "principles": [
-                principle("helpful", "user", "LONG"),
-                principle("safety", "root", "SAFE", **safety),
-                principle("detail", "user", "LONG"),
+                principle("helpful", "user", long),
+                principle("safety", "root", safe, **safety),
+                principle("detail", "user", long),
             ],
         }
     )
 
 
-def ordered_constitution_yaml() -> str:
-    """`ordered_constitution()` as a YAML file's text."""
-    import yaml
+#: The words that tell `scripted:cai`'s revision (a refusal, "a safer way") from its first answer ("exactly how").
+CAI_SAFE, CAI_LONG = "safer", "exactly"
 
-    return yaml.safe_dump(ordered_constitution().model_dump(mode="json", exclude_defaults=True), sort_keys=False)
+
+def write_constitution(path: Path, safe: str = "SAFE", long: str = "LONG") -> Path:
+    """`ordered_constitution(safe, long)` written as a YAML file at `path`."""
+    data = ordered_constitution(safe, long).model_dump(mode="json", exclude_defaults=True)
+    path.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
+    return path
