@@ -60,9 +60,17 @@ def _choice(messages: Messages, options: Sequence[str]) -> dict[str, float]:
     return scripted_choice(messages[-1].content, options, p_first(messages[-1].content))
 
 
+#: A model that always answers LONG: the reference answer of a reward scoring `reference` without a reference column.
+LONG_WRITER = "scripted:long-answer"
+#: A model that always answers SAFE (a policy for the win rate and the arena).
+SAFE_WRITER = "scripted:safe-answer"
+
+
 def register_priority_judge() -> None:
-    """Register `scripted:prefers-word` (idempotent)."""
+    """Register `scripted:prefers-word`, `scripted:long-answer` and `scripted:safe-answer` (idempotent)."""
     register_script("prefers-word", _generate, _choice)
+    register_script("long-answer", lambda messages, params: LONG)
+    register_script("safe-answer", lambda messages, params: SAFE)
 
 
 def principle(pid: str, level: str, word: str, **more: object) -> dict:
