@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, Field, model_validator
+from pydantic import AfterValidator, Field, SerializerFunctionWrapHandler, model_serializer, model_validator
 
 from charter.judge.judgment import COMBINATIONS, DEFAULT_COMBINATION, Combination, Mode, Orders, Reply
 from charter.judge.modes import (
@@ -133,6 +133,16 @@ class JudgeSettings(ConfigModel):
     """`priority`: ask the levels one after another, highest first, and stop once one settles the pair: the
     principles below it are not asked (recorded as skipped), and the conflicts they would show are not known. False
     asks every principle, so that every conflict between levels is recorded."""
+
+    @model_serializer(mode="wrap")
+    def _default_rule_left_out(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        # Left out under the default rule, so that configs, manifests and fingerprints from before the rules were a
+        # choice stay the same.
+        data = handler(self)
+        if not self.combination.recorded and not self.settle_early and self.combine_margin == 0:
+            for later in ("combine", "combine_margin", "settle_early"):
+                data.pop(later, None)
+        return data
 
     @model_validator(mode="before")
     @classmethod

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, SerializerFunctionWrapHandler, field_validator, model_serializer, model_validator
 
 from charter.records.base import Message, Probability, Record, as_messages
 from charter.yamlio import CheckedInit
@@ -161,6 +161,15 @@ class Vote(Record):
     """Judge mode `score`: `b`'s rubric score under this principle."""
     judge: str | None = None
     """A panel's vote: the member model that cast it (null for a single judge, whose model the judgment names)."""
+
+
+def without_unset(data: dict[str, Any], *later: str) -> dict[str, Any]:
+    """A record's data without the `later` fields where they are None: fields added after records were first stored
+    leave the stored form (and what is hashed of it) as it was while they are unset."""
+    for key in later:
+        if data.get(key) is None:
+            data.pop(key, None)
+    return data
 
 
 class Conflict(Record):
@@ -333,6 +342,10 @@ class Judgment(Record):
     """How the votes were combined when not by the weighted mean (`judge.combine`): the rule, the level that settled
     the pair, the principles not asked and the conflicts between levels; null for the weighted mean."""
 
+    @model_serializer(mode="wrap")
+    def _uncombined_left_out(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        return without_unset(handler(self), "combined")
+
     @model_validator(mode="after")
     def _nothing_made_up(self) -> Judgment:
         if self.status == "ok" and (
@@ -425,6 +438,11 @@ class RewardRecord(Record):
     combined: Combined | None = None
     """Scoring `reference` with `judge.combine` other than weighted: how the comparison's votes were combined (the
     level that settled it, the principles not asked, the conflicts between levels); null otherwise."""
+
+    @model_serializer(mode="wrap")
+    def _uncombined_left_out(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        return without_unset(handler(self), "combined")
+
     masked: Literal["failed", "undecided"] | None = None
     """`pair` (online DPO): why the pair was left out of the loss (its judgment failed, or the orders disagreed or
     its confidence was below `min_confidence`); null for a pair trained on and for the other scorings."""
