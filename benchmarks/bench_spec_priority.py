@@ -19,8 +19,8 @@ Judges:
 - `longer` (scripted, `charter.testing.judges`): prefers the longer reply under every principle.
 - `loopback`: the section oracle served over HTTP by charter's loopback server (OpenAI wire format, mode verdict),
   so that calls and tokens are counted as a provider bills them.
-- `embedded`: `local:smollm2-135m-instruct` (log-probabilities) on the first `--embedded` pairs, through a call
-  cache, so that `priority` reads the calls `weighted` made.
+- `embedded`: `local:smollm2-135m-instruct` (log-probabilities) on `--embedded` pairs taken from the levels in turn,
+  through a call cache, so that `priority` reads the calls `weighted` made.
 
 The conversation keeps system messages; a `developer` message is given as a system message (a chat `Message` takes
 system, user and assistant), and the one pair with a `tool` message is left out.
@@ -31,6 +31,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import hashlib
+import itertools
 import json
 import re
 import tempfile
@@ -236,12 +237,22 @@ def main() -> None:
             server.stop()
         report(f"loopback server, section oracle (verdict; {server.count} requests, {seconds:.1f} s)", tallies, False)
         if args.embedded:
-            sample = items[: args.embedded]
+            sample = spread(items, args.embedded)
             cache = str(workdir / "calls.sqlite")
             started = time.perf_counter()
             tallies = asyncio.run(_judged("local:smollm2-135m-instruct", constitution, sample, "logprobs", cache))
             seconds = time.perf_counter() - started
             report(f"embedded smollm2-135m (logprobs, {len(sample)} pairs, {seconds:.0f} s)", tallies, args.by_section)
+
+
+def spread(items: list[Labelled], n: int) -> list[Labelled]:
+    """`n` pairs taken from the levels in turn (each level's pairs in the spec's order), so that a small sample
+    reaches every level."""
+    by_level: dict[str, list[Labelled]] = {}
+    for item in items:
+        by_level.setdefault(item.spec.level or "none", []).append(item)
+    turns = itertools.zip_longest(*by_level.values())
+    return [item for turn in turns for item in turn if item is not None][:n]
 
 
 def _last(body: dict) -> str:
