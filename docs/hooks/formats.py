@@ -54,7 +54,7 @@ SECTIONS: tuple[tuple[str, str, tuple[type[BaseModel], ...]], ...] = (
         "Pairs and judgments",
         "`p_a` is always the probability that response **a** of the pair is better, whatever "
         "order it was shown in. A failed judgment carries a `Failure` and no probability: nothing is made up.",
-        (records.Pair, records.Judgment, records.Vote, records.Failure),
+        (records.Pair, records.Judgment, records.Vote, records.Combined, records.Conflict, records.Failure),
     ),
     (
         "Rows that leave the pipeline",

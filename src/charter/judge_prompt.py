@@ -94,10 +94,14 @@ def write_comparison(
     second: str,
     instruction: str,
     fenced: bool = True,
+    authority: str | None = None,
 ) -> str:
     """The text of one comparison: a rendered conversation, a principle's comparison question (a template with
     `{prompt}` and `{principle}`) and its description, the response shown as (A) and the one shown as (B), and the
-    answer instruction that ends it (its judge mode's, one paragraph)."""
+    answer instruction that ends it (its judge mode's, one paragraph). `authority`, for a principle that is a default
+    instructions may override, is a paragraph put before the question (the prompt is otherwise as it was)."""
+    if authority is not None:
+        question = f"{authority}\n\n{question}"
     if not fenced:
         asked = question.format(prompt=conversation, response="", critique="", principle=description)
         return (

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import typer
 
+from charter.judge.judgment import DEFAULT_COMBINATION
 from charter.judge.modes import DEFAULT_MODE
 
 
@@ -30,6 +31,12 @@ def winrate(
     limit: int | None = typer.Option(50, help="Most prompts to use."),
     max_tokens: int = typer.Option(128, help="Most tokens per answer."),
     judge_mode: str = typer.Option(DEFAULT_MODE, help="logprobs, cot or verdict."),
+    principles_per_pair: int = typer.Option(
+        1, "--principles-per-pair", help="Principles each comparison is judged under."
+    ),
+    combine: str = typer.Option(
+        DEFAULT_COMBINATION, help="How each comparison's principle votes combine: weighted (their mean) or priority."
+    ),
     run_dir: Path | None = typer.Option(None, "--run-dir", help="Write RUN_DIR/report/winrate.json."),
     out: Path | None = typer.Option(None, "--out", help="Where to write the JSON summary (.md beside it)."),
     human_labels: Path | None = typer.Option(
@@ -55,6 +62,8 @@ def winrate(
         "limit": limit,
         "max_tokens": max_tokens,
         "judge_mode": judge_mode,
+        "principles_per_pair": principles_per_pair,
+        "combine": combine,
         "run_dir": run_dir,
         "out": out,
         "judge_api_key_env": judge_api_key_env,
@@ -123,6 +132,12 @@ def arena(
     reference: str | None = typer.Option(None, help="The model scored 0 (default: the first listed)."),
     constitution: str = typer.Option("harmless", help="Constitution name or YAML path."),
     judge_mode: str = typer.Option(DEFAULT_MODE, help="logprobs, cot or verdict."),
+    principles_per_pair: int = typer.Option(
+        1, "--principles-per-pair", help="Principles each comparison is judged under."
+    ),
+    combine: str = typer.Option(
+        DEFAULT_COMBINATION, help="How each comparison's principle votes combine: weighted (their mean) or priority."
+    ),
     per_pair: int | None = typer.Option(None, "--per-pair", help="Prompts each pair is compared on."),
     max_calls: int | None = typer.Option(
         None, "--max-calls", help="Most judge calls (2 per comparison and judge: both orders, each panel member)."
@@ -144,6 +159,7 @@ def arena(
         "models": [*models, *(more or [])], "prompts": prompts, "judge": judge, "panel": panel, "out": out,
         "reference": reference,
         "constitution": constitution, "judge_mode": judge_mode, "per_pair": per_pair, "max_calls": max_calls,
+        "principles_per_pair": principles_per_pair, "combine": combine,
         "limit": limit, "max_tokens": max_tokens, "bootstrap": bootstrap, "human_labels": human_labels,
     }  # fmt: skip
     cfg = model_from_data(ArenaConfig, fields, "charter eval arena")
