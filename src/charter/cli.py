@@ -243,6 +243,7 @@ app.add_typer(evaluate, name="eval")
 evaluate.command("winrate")(evals_cli.winrate)
 evaluate.command("arena")(evals_cli.arena)
 evaluate.command("rm")(evals_cli.rm)
+evaluate.command("spec")(evals_cli.spec)
 
 mix = _group(
     "Mix training sources per target subtask: `plan` chooses sources from their scores and writes a manifest; "
