@@ -51,6 +51,7 @@ _API = {
     "evaluate_rm": "charter.evals.rm",
     "evaluate_spec": "charter.evals.spec",
     "RmEvalConfig": "charter.evals.rm",
+    "SpecEvalConfig": "charter.evals.spec",
     "WinRateCallback": "charter.evals.callback",
     "publish": "charter.hub.push",
     "load_preferences": "charter.hub.export",
@@ -136,6 +137,7 @@ if TYPE_CHECKING:  # what type checkers and IDEs see: every public name with its
     from charter.evals.callback import WinRateCallback as WinRateCallback
     from charter.evals.rm import RmEvalConfig as RmEvalConfig
     from charter.evals.rm import evaluate_rm as evaluate_rm
+    from charter.evals.spec import SpecEvalConfig as SpecEvalConfig
     from charter.evals.spec import evaluate_spec as evaluate_spec
     from charter.evals.winrate import WinrateConfig as WinrateConfig
     from charter.evals.winrate import WinrateSummary as WinrateSummary

@@ -44,7 +44,7 @@ from charter.api_args import public
 from charter.constitutions.importers import read_hf_cai
 from charter.constitutions.loader import load_constitution
 from charter.constitutions.schema import LEVEL_TWICE, Constitution, SpecExample
-from charter.errors import ConstitutionError
+from charter.errors import ArgumentError, ConstitutionError
 from charter.tables import read_text_file
 from charter.yamlio import validation_message
 
@@ -154,9 +154,12 @@ def import_constitution(
         The imported constitution.
 
     Raises:
-        ConstitutionError: The format is unknown, or the file is missing or not valid in its format (one line naming
-            file:line and what is wrong).
+        ArgumentError: The format is not one of `IMPORTERS`.
+        ConstitutionError: The file is missing or not valid in its format (one line naming file:line and what is
+            wrong).
     """
+    if source_format not in IMPORTERS:
+        raise ArgumentError("source_format", f"{source_format!r}: use one of {', '.join(IMPORTERS)}")
     return read_constitution(path, source_format, name, levels).constitution
 
 
