@@ -50,6 +50,7 @@ def test_the_tiny_spec_gives_compliance_and_agreement_per_section_and_level(tmp_
         }  # fmt: skip
         # the judge scores each GOOD reply 5 and each BAD one 1: it agrees with the spec's authors
         assert section["agreement"]["value"] == 1.0 and section["agreement"]["n"] == 1
+        assert section["agreement"]["ties"] == 0
         assert section["agreement"]["ci95"] == list(exact_interval(1, 1))
         assert section["label_agreement"]["value"] == 1.0 and section["label_agreement"]["n"] == 2
         assert section["labelled_pairs"] == 1 and section["note"] is None
@@ -210,6 +211,8 @@ def test_the_model_spec_with_the_scripted_judge(shared_data: Path, tmp_path: Pat
         assert section["labelled_pairs"] == pairs[section["id"]]
         if pairs[section["id"]]:
             assert section["agreement"]["n"] + section["agreement"]["failures"] == pairs[section["id"]]
+            # the scripted judge rates every reply without a harmful opening alike: each pair a tie, counted as one
+            assert section["agreement"]["ties"] == section["agreement"]["n"] and section["agreement"]["value"] == 0.5
         examples = imported.constitution.principle(section["id"]).examples
         conversations = {json.dumps([m.model_dump() for m in e.conversation]) for e in examples if e.conversation}
         compliance = section["compliance"]

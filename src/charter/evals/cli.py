@@ -285,7 +285,8 @@ def _spec_figure(figure: dict | None, note: str | None) -> str:
     if figure["value"] is None:
         return f"none judged ({figure['failures']} failed)"
     low, high = figure["ci95"]
-    return f"{figure['value']:.3f} [{low:.3f}, {high:.3f}] n={figure['n']}"
+    ties = f", {figure['ties']} ties" if figure.get("ties") else ""
+    return f"{figure['value']:.3f} [{low:.3f}, {high:.3f}] n={figure['n']}{ties}"
 
 
 def _print_spec(summary: dict) -> None:

@@ -147,12 +147,15 @@ class _Figures:
 
     units: dict[str, list[float]] = field(default_factory=dict)
     failures: int = 0
+    ties: int = 0
+    """Pairs the judge scored alike (agreement only: each counts half)."""
 
     def add(self, unit: str, value: float | None) -> None:
         if value is None:
             self.failures += 1
         else:
             self.units.setdefault(unit, []).append(value)
+            self.ties += value == 0.5
 
 
 def load_spec(source: str) -> Constitution:
@@ -258,11 +261,13 @@ def _sample(items: list[Item], limit: int | None, seed: int) -> list[Item]:
     return [item for i, item in enumerate(items) if i in keep]
 
 
-def share(figures: _Figures) -> dict[str, Any]:
+def share(figures: _Figures, ties: bool = False) -> dict[str, Any]:
     """A share with its 95% interval at its n: exact where each unit gives one observation, else the betting
-    interval of the units' means."""
+    interval of the units' means; with `ties`, how many observations were ties (pair agreement)."""
     values = [v for vs in figures.units.values() for v in vs]
     base = {"n": len(values), "units": len(figures.units), "failures": figures.failures}
+    if ties:
+        base["ties"] = figures.ties
     if not values:
         return {**base, "value": None, "ci95": None, "interval": None}
     if all(len(vs) == 1 for vs in figures.units.values()):
@@ -360,6 +365,7 @@ def _merge(figures: Sequence[_Figures]) -> _Figures:
         for unit, values in f.units.items():
             merged.units.setdefault(unit, []).extend(values)
         merged.failures += f.failures
+        merged.ties += f.ties
     return merged
 
 
@@ -438,7 +444,7 @@ def _figures(
         paired = [by_pair[s] for s in members if s in by_pair]
         return {
             "compliance": share(_merge([compliance[s] for s in members])),
-            "agreement": share(_merge(paired)) if paired else None,
+            "agreement": share(_merge(paired), ties=True) if paired else None,
             "label_agreement": share(_merge([by_label[s] for s in members if s in by_label])) if paired else None,
             "labelled_pairs": sum(counts[s] for s in members),
             "note": None if paired else NO_PAIRS,
@@ -487,7 +493,8 @@ def _cell(figure: dict[str, Any] | None, note: str | None = None) -> str:
         return f"none judged ({figure['failures']} failed)"
     low, high = figure["ci95"]
     failed = f", {figure['failures']} failed" if figure["failures"] else ""
-    return f"{_fmt(figure['value'])} [{_fmt(low)}, {_fmt(high)}] n={figure['n']}{failed}"
+    ties = f", {figure['ties']} ties" if figure.get("ties") else ""
+    return f"{_fmt(figure['value'])} [{_fmt(low)}, {_fmt(high)}] n={figure['n']}{ties}{failed}"
 
 
 def markdown(summary: dict[str, Any]) -> str:
