@@ -275,7 +275,9 @@ def test_markdown_options_are_refused_for_a_cai_recipe(
 TINY_SPEC_HASH = "029c765d009d09ee23487456a42973a9f603ddd39bd5b9e3b7c5f0ca6572eaef"
 
 
-def test_the_spec_a_constitution_came_from_is_named_and_leaves_old_hashes_alone(tmp_path: Path) -> None:
+def test_the_spec_a_constitution_came_from_is_named_and_leaves_old_hashes_alone(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     constitution = read_markdown_spec(EXAMPLE).constitution
     assert constitution.spec is not None and constitution.spec.file == "tiny-spec.md"
     assert constitution.spec.version == "1" and (constitution.spec.sections, constitution.spec.skipped) == (3, 1)
@@ -286,6 +288,11 @@ def test_the_spec_a_constitution_came_from_is_named_and_leaves_old_hashes_alone(
     # what an import wrote before, without its origin, hashes as it did
     assert constitution.model_copy(update={"spec": None}).hash == TINY_SPEC_HASH
     assert constitution.hash != TINY_SPEC_HASH
+    written = tmp_path / "tiny.yaml"
+    assert main(["constitutions", "import", str(EXAMPLE), "--from", "markdown", "-o", str(written)]) == 0
+    assert load_constitution(written).spec == constitution.spec
+    assert main(["constitutions", "show", str(written)]) == 0
+    assert "imported from tiny-spec.md version 1: 3 sections, 1 skipped" in capsys.readouterr().out
     # a spec without a stated version is named by its file's hash
     plain = tmp_path / "plain.md"
     plain.write_text("# A rule\n\nBe kind.\n", encoding="utf-8")

@@ -71,6 +71,14 @@ def show(
 def _print_header(console: Console, constitution: Constitution) -> None:
     console.print(Text.assemble((constitution.name, "bold"), f"  version {constitution.version}"))
     console.print(Text(f"sha256 {constitution.hash}", "dim"))
+    if constitution.spec:
+        spec = constitution.spec
+        console.print(
+            Text(
+                f"imported from {spec.file} version {spec.version}: {spec.sections} sections, {spec.skipped} skipped",
+                "dim",
+            )
+        )
     if constitution.description:
         console.print(Text(constitution.description))
     if constitution.system_prompt:
