@@ -172,14 +172,17 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path: Path, capsys: pytest.Capture
     assert main(["eval", "spec", str(TINY), "--dataset", str(no_response), *judge]) == 2
     unknown = _dataset(tmp_path, [{"prompt": "Hi", "response": "Hello.", "section": "nope"}])
     assert main(["eval", "spec", str(TINY), "--dataset", str(unknown), *judge]) == 2
+    bad_role = _dataset(tmp_path, [{"prompt": [{"role": "bot", "content": "Hi"}], "response": "Hello."}])
+    assert main(["eval", "spec", str(TINY), "--dataset", str(bad_role), *judge]) == 2
     assert main(["eval", "spec", str(TINY), *judge]) == 2  # neither a model nor a dataset
     assert main(["eval", "spec", str(TINY), "--model", "scripted:echo", "--section", "nope", *judge]) == 2
     lines = capsys.readouterr().err.strip().splitlines()
-    assert len(lines) == 6 and all(line.startswith("error: ") for line in lines)
+    assert len(lines) == 7 and all(line.startswith("error: ") for line in lines)
     assert "nosuch.md: file not found" in lines[0] and "no-such-constitution" in lines[1]
     assert lines[2].endswith(f"{no_response}:2: missing key 'response'")
     assert lines[3].endswith(f"{unknown}:1: section: no section 'nope' in the spec")
-    assert "give either a model" in lines[4] and "no section 'nope'" in lines[5]
+    assert f"{bad_role}:1: prompt: expected a string or a list of {{role, content}} messages" in lines[4]
+    assert "give either a model" in lines[5] and "no section 'nope'" in lines[6]
 
 
 def test_the_command_line_prints_each_figure_beside_its_agreement(

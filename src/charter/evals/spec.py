@@ -53,6 +53,8 @@ from charter.yamlio import ConfigModel
 
 #: The summary's file name in `out` (the report `spec-eval.md` and the judgments `spec-eval.jsonl` lie beside it).
 SPEC_EVAL_JSON = "spec-eval.json"
+#: The roles a prompt's messages may take: charter's, and the ones a spec's chain of command adds.
+SPEC_ROLES = ("system", "developer", "user", "assistant", "tool")
 #: A note where a section or level has no labelled pairs: no agreement is invented for it.
 NO_PAIRS = "no labelled pairs in the spec"
 
@@ -248,8 +250,11 @@ def file_items(source: str, chosen: list[str], known: set[str], responses: bool)
 def _prompt(value: Any, where: str, key: str) -> list[Message]:
     if isinstance(value, str):
         return [Message(role="user", content=value)]
-    if not isinstance(value, list) or not all(isinstance(m, dict) and "role" in m and "content" in m for m in value):
-        raise DatasetError(f"{where}: {key}: expected a string or a list of {{role, content}} messages")
+    if not isinstance(value, list) or not all(
+        isinstance(m, dict) and m.get("role") in SPEC_ROLES and isinstance(m.get("content"), str) for m in value
+    ):
+        roles = ", ".join(SPEC_ROLES)
+        raise DatasetError(f"{where}: {key}: expected a string or a list of {{role, content}} messages ({roles})")
     messages = as_messages(value)
     return messages[:-1] if key == "messages" and messages and messages[-1].role == "assistant" else messages
 
