@@ -370,7 +370,6 @@ def learn_rubrics(
     return _learn_and_write(specs, cache, work, output)
 
 
-
 #: What a model is asked to write for each section of a spec, when the user asks for model-written questions.
 QUESTIONS_REQUEST = """A section of a behaviour spec for an AI assistant follows. Write the questions that a critic \
 and a judge ask about an assistant's response under this section, each one sentence that keeps the section's meaning: \
