@@ -47,6 +47,7 @@ from charter.judge.score import score_one
 from charter.judge.settings import JudgeSettings, RatingMode
 from charter.providers.prices import Price
 from charter.records import Message
+from charter.records.base import Role
 from charter.stats.intervals import bounded_mean_interval, exact_interval
 from charter.tables import read_rows
 from charter.yamlio import ConfigModel
@@ -191,7 +192,7 @@ def as_messages(conversation: Sequence[dict[str, str]] | Sequence[Any]) -> list[
             role = "system"
         elif role == "tool":
             role, content = "user", f"Tool output:\n{content}"
-        out.append(Message(role=role, content=content))
+        out.append(Message(role=cast(Role, role), content=content))
     return out
 
 
