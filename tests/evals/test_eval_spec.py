@@ -220,5 +220,10 @@ def test_the_model_spec_with_the_scripted_judge(shared_data: Path, tmp_path: Pat
         conversations = {json.dumps([m.model_dump() for m in e.conversation]) for e in examples if e.conversation}
         compliance = section["compliance"]
         assert compliance["n"] + compliance["failures"] == len(conversations) > 0
+    # a conversation the echo model has no answer to (no user turn to repeat) is a recorded failure, not a score
+    rows = [json.loads(line) for line in (tmp_path / "spec-eval.jsonl").read_text(encoding="utf-8").splitlines()]
+    failed = [r for r in rows if r["failure"]]
+    assert failed and len(failed) == summary["failures"] and all(r["score"] is None for r in failed)
+    assert all(r["failure"].startswith("the model gave no answer") for r in failed)
     levels = [level["level"] for level in summary["figures"]["levels"]]
     assert levels == [lv for lv in imported.constitution.levels if lv in levels]
