@@ -25,6 +25,7 @@ _API = {
     "Constitution": "charter.constitutions",
     "import_hf_cai": "charter.constitutions",
     "import_constitution": "charter.constitutions",
+    "import_spec": "charter.lab.api",
     "get_model": "charter.providers",
     "SamplingParams": "charter.providers",
     "run": "charter.pipeline.api",
@@ -48,7 +49,9 @@ _API = {
     "arena": "charter.evals.arena",
     "ArenaConfig": "charter.evals.arena",
     "evaluate_rm": "charter.evals.rm",
+    "evaluate_spec": "charter.evals.spec",
     "RmEvalConfig": "charter.evals.rm",
+    "SpecEvalConfig": "charter.evals.spec",
     "WinRateCallback": "charter.evals.callback",
     "publish": "charter.hub.push",
     "load_preferences": "charter.hub.export",
@@ -134,6 +137,8 @@ if TYPE_CHECKING:  # what type checkers and IDEs see: every public name with its
     from charter.evals.callback import WinRateCallback as WinRateCallback
     from charter.evals.rm import RmEvalConfig as RmEvalConfig
     from charter.evals.rm import evaluate_rm as evaluate_rm
+    from charter.evals.spec import SpecEvalConfig as SpecEvalConfig
+    from charter.evals.spec import evaluate_spec as evaluate_spec
     from charter.evals.winrate import WinrateConfig as WinrateConfig
     from charter.evals.winrate import WinrateSummary as WinrateSummary
     from charter.evals.winrate import winrate as winrate
@@ -142,6 +147,7 @@ if TYPE_CHECKING:  # what type checkers and IDEs see: every public name with its
     from charter.hub.push import publish as publish
     from charter.judge.settings import JudgeSettings as JudgeSettings
     from charter.lab.api import check_constitution as check_constitution
+    from charter.lab.api import import_spec as import_spec
     from charter.lab.api import infer_constitution as infer_constitution
     from charter.lab.api import learn_rubrics as learn_rubrics
     from charter.lab.checks import ConstitutionTest as ConstitutionTest

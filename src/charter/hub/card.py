@@ -227,6 +227,7 @@ def _constitution(run: RunData) -> dict[str, Any]:
         "hash": info.hash,
         "description": parsed.get("description", ""),
         "principles": [p for p in principles if isinstance(p, dict)],
+        "spec": parsed.get("spec") if isinstance(parsed.get("spec"), dict) else None,
     }
 
 
