@@ -211,7 +211,10 @@ def _fill_call_ids(messages: list[Message]) -> list[Message]:
         elif message.role == "tool":
             if message.tool_call_id is None and unanswered:
                 match = next((c for c in unanswered if c.name == message.name), unanswered[0])
-                message = message.model_copy(update={"tool_call_id": match.id, "name": message.name or match.name})
+                message = message.model_copy(update={"tool_call_id": match.id})
+            answered = next((c for c in unanswered if c.id == message.tool_call_id), None)
+            if answered is not None and message.name is None:
+                message = message.model_copy(update={"name": answered.name})
             unanswered = [c for c in unanswered if c.id != message.tool_call_id]
         out.append(message)
     return out
@@ -351,6 +354,135 @@ def read_trl(value: Any, where: str = "trajectory", error: type[CharterError] = 
     return _checked(messages, where, error, tools=_tools(value.get("tools"), where, error))
 
 
+def read_verifiers(value: Any, where: str = "trajectory", error: type[CharterError] = DatasetError) -> Trajectory:
+    """A verifiers rollout: a v1 `Trace` (object or its JSON: the message graph's last branch, the task's type and
+    key, the named rewards and metrics, the tools; an unfinished trace's last error as the failure), or a classic
+    results row (`prompt` and `completion` message lists, `reward`, `task`)."""
+    value = _plain(value)
+    if not isinstance(value, Mapping):
+        raise error(f"{where}: expected a verifiers trace or results row, not {type(value).__name__}")
+    if "nodes" not in value:
+        row = read_trl({k: value[k] for k in ("prompt", "completion") if k in value}, where, error)
+        reward = value.get("reward")
+        checks = {"reward": _number(reward, where, error, "reward")} if "reward" in value else {}
+        checks.update({k: _number(v, where, error, f"metrics.{k}") for k, v in (value.get("metrics") or {}).items()})
+        task = value.get("task")
+        return row.model_copy(update={"task": str(task) if task is not None else None, "checks": checks})
+    nodes = value["nodes"]
+    if not isinstance(nodes, list):
+        raise error(f"{where}: nodes: expected a list of message nodes, not {type(nodes).__name__}")
+    if not nodes:
+        raise error(f"{where}: messages: empty trajectory (no messages)")
+    parents = {n.get("parent") for n in nodes if isinstance(n, Mapping)}
+    leaf = max(i for i in range(len(nodes)) if i not in parents)
+    path: list[int] = []
+    at: Any = leaf
+    while at is not None:
+        if not isinstance(at, int) or not 0 <= at < len(nodes) or at in path or not isinstance(nodes[at], Mapping):
+            raise error(f"{where}: nodes: node {path[-1] if path else leaf} has a parent that is no node: {at!r}")
+        path.append(at)
+        at = nodes[at].get("parent")
+    items = [nodes[i].get("message") for i in reversed(path)]
+    messages = _fill_call_ids([_openai_message(m, i, where, error) for i, m in enumerate(items)])
+    task = value.get("task") if isinstance(value.get("task"), Mapping) else {}
+    checks: dict[str, Check] = {}
+    for name, reward in (value.get("rewards") or {}).items():
+        checks[name] = None if reward is None else _number(reward.get("score"), where, error, f"rewards.{name}")
+    for name, metric in (value.get("metrics") or {}).items():
+        checks.setdefault(name, _number(metric, where, error, f"metrics.{name}"))
+    errors = value.get("errors") or []
+    failure = None
+    if errors and not value.get("ok", False):
+        last = errors[-1]
+        failure = f"{last.get('type', 'error')}: {last.get('message', '')}" if isinstance(last, Mapping) else str(last)
+    tools = [_verifiers_tool(t) for t in value.get("tools") or ()] or None
+    return _checked(
+        messages,
+        where,
+        error,
+        environment=str(task["type"]) if task.get("type") else None,
+        task=str(task["key"]) if task.get("key") else None,
+        checks=checks,
+        tools=tools,
+        failure=failure,
+    )
+
+
+def _verifiers_tool(tool: Any) -> dict[str, Any]:
+    tool = _plain(tool)
+    if "function" in tool:
+        return dict(tool)
+    function = {k: tool[k] for k in ("name", "description", "parameters", "strict") if k in tool}
+    return {"type": "function", "function": function}
+
+
+def _number(value: Any, where: str, error: type[CharterError], key: str) -> Check:
+    if value is None or isinstance(value, bool):
+        return value
+    if isinstance(value, (int, float)) and value == value and abs(value) != float("inf"):
+        return float(value)
+    raise error(f"{where}: {key}: expected a finite number, true/false or null, not {value!r:.40}")
+
+
+def read_openenv(value: Any, where: str = "trajectory", error: type[CharterError] = DatasetError) -> Trajectory:
+    """An OpenEnv episode as its `TrajectoryRubric` keeps it: (action, observation) pairs, as objects or dicts, or
+    `{steps, prompt, environment, task}` with a prompt (text or messages) before them. Each `env.step(action)` is a
+    tool call: a `CallToolAction` calls its tool with its arguments, any other action calls `step` with its fields;
+    the observation is the result (a `CallToolObservation`'s result or error). The last observation's `reward` and
+    `done` are the checks."""
+    fields: dict[str, Any] = {}
+    prompt: list[Message] = []
+    if isinstance(value, Mapping):
+        if "prompt" in value:
+            given = value["prompt"]
+            given = [{"role": "user", "content": given}] if isinstance(given, str) else given
+            prompt = [_openai_message(m, i, where, error) for i, m in enumerate(_message_list(given, where, error))]
+        fields = {k: str(value[k]) for k in ("environment", "task") if value.get(k) is not None}
+        value = value.get("steps")
+    steps = _message_list(value, where, error, "steps")
+    messages = list(prompt)
+    last: Mapping[str, Any] = {}
+    for k, step in enumerate(steps):
+        if not isinstance(step, (list, tuple)) or len(step) != 2:
+            raise error(f"{where}: steps[{k}]: expected an (action, observation) pair")
+        action, observation = _openenv_dict(step[0]), _openenv_dict(step[1])
+        if action is None or observation is None:
+            raise error(f"{where}: steps[{k}]: the action and the observation are objects (pydantic models or dicts)")
+        index = len(messages)
+        name = action.get("tool_name") if action.get("type") == "call_tool" else "step"
+        arguments = (
+            action.get("arguments") if name != "step" else {key: v for key, v in action.items() if key != "metadata"}
+        )
+        call = ToolCall(id=f"step_{k}", name=str(name), arguments=_arguments(arguments, index, where, error))
+        messages.append(Message(role="assistant", content="", tool_calls=[call]))
+        messages.append(
+            Message(role="tool", content=_observation_text(observation), tool_call_id=call.id, name=call.name)
+        )
+        last = observation
+    checks: dict[str, Check] = {}
+    if steps:
+        checks = {"reward": _number(last.get("reward"), where, error, "reward"), "done": bool(last.get("done"))}
+    return _checked(messages, where, error, checks=checks, **fields)
+
+
+def _openenv_dict(item: Any) -> dict[str, Any] | None:
+    if hasattr(item, "model_dump"):
+        return item.model_dump(mode="json")
+    return dict(item) if isinstance(item, Mapping) else None
+
+
+def _observation_text(observation: Mapping[str, Any]) -> str:
+    """What an observation shows the agent: a tool's result (or its error), else its fields but done, reward and
+    metadata."""
+    if "tool_name" in observation and ("result" in observation or "error" in observation):
+        if observation.get("error"):
+            return f"[tool error] {json.dumps(observation['error'], ensure_ascii=False, default=str)}"
+        result = observation.get("result")
+        return result if isinstance(result, str) else json.dumps(result, ensure_ascii=False, default=str)
+    shown = {k: v for k, v in observation.items() if k not in ("done", "reward", "metadata")}
+    return json.dumps(shown, ensure_ascii=False, default=str)
+
+
 Reader = Callable[[Any, str, type[CharterError]], Trajectory]
 
 #: The formats a trajectory is read from: one entry a format.
@@ -358,6 +490,8 @@ READERS: dict[str, Reader] = {
     "openai": read_openai,
     "anthropic": read_anthropic,
     "trl": read_trl,
+    "verifiers": read_verifiers,
+    "openenv": read_openenv,
 }
 
 
