@@ -138,6 +138,16 @@ def write_transcript(messages: Sequence[Turn], upto: int | None = None) -> str:
     return "\n\n".join([head, *(_write_turn(i, m, nonce) for i, m in enumerate(shown))])
 
 
+def render_conversation(messages: Sequence[Turn]) -> str:
+    """The conversation as Human/Assistant turns (system messages left out), as it always was for a conversation of
+    system, user and assistant text; one with developer or tool messages or tool calls as `write_transcript` lays it
+    out: who said what at which authority, tool calls as actions, tool results fenced as untrusted."""
+    if any(m.role in ("developer", "tool") or m.tool_calls for m in messages):
+        return write_transcript(messages)
+    names = {"user": "Human", "assistant": "Assistant"}
+    return "\n\n".join(f"{names[m.role]}: {m.content}" for m in messages if m.role in names)
+
+
 def _turn_key(message: Turn) -> str:
     calls = [(c.name, json.dumps(c.arguments, sort_keys=True)) for c in message.tool_calls or ()]
     return json.dumps([message.role, message.content, calls, message.tool_call_id], ensure_ascii=False)

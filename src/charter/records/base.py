@@ -118,6 +118,10 @@ def as_messages(
     """
     if isinstance(value, str):
         messages = [Message(role=role, content=value)] if value.strip() else []
+    elif isinstance(value, (list, tuple)) and any(_has_tools(item) for item in value):
+        from charter.records.trajectory import read_openai
+
+        messages = read_openai(list(value), where, error).messages
     elif isinstance(value, (list, tuple)):
         messages = [_message(item, i, where, error) for i, item in enumerate(value)]
     elif value is None:
@@ -129,6 +133,13 @@ def as_messages(
             return []
         raise error(f"{where}: empty (no {role} message with text)")
     return messages
+
+
+def _has_tools(item: Any) -> bool:
+    """Whether a message takes part in tool use (a call, a result): read as a trajectory's message is."""
+    if isinstance(item, Message):
+        return bool(item.tool_calls or item.tool_call_id)
+    return isinstance(item, Mapping) and (bool(item.get("tool_calls")) or item.get("role") == "tool")
 
 
 def _message(item: Any, index: int, where: str, error: type[CharterError]) -> Message:
@@ -144,12 +155,33 @@ def _message(item: Any, index: int, where: str, error: type[CharterError]) -> Me
 
 
 def as_dicts(messages: Sequence[Message]) -> list[dict[str, Any]]:
-    """Messages as the `{role, content}` dicts the providers' wire formats (and the call cache's keys) use; a tool
-    field is added only where it is set, so a plain message's dict is what it always was."""
+    """Messages as the `{role, content}` dicts the providers' wire formats (and the call cache's keys) use; the tool
+    fields are added only where they are set (in OpenAI's chat format), so a plain message's dict is what it always
+    was."""
     return [
-        m.model_dump() if m.tool_calls or m.tool_call_id or m.name else {"role": m.role, "content": m.content}
+        {"role": m.role, "content": m.content} if not (m.tool_calls or m.tool_call_id or m.name) else _wire(m)
         for m in messages
     ]
+
+
+def _wire(message: Message) -> dict[str, Any]:
+    """A message with tool fields in OpenAI's chat format (which OpenAI-compatible servers and chat templates read):
+    each call `{id, type: function, function: {name, arguments}}` with its arguments as JSON text."""
+    out: dict[str, Any] = {"role": message.role, "content": message.content}
+    if message.tool_calls:
+        out["tool_calls"] = [
+            {
+                "id": c.id,
+                "type": "function",
+                "function": {"name": c.name, "arguments": json.dumps(c.arguments, ensure_ascii=False)},
+            }
+            for c in message.tool_calls
+        ]
+    if message.tool_call_id is not None:
+        out["tool_call_id"] = message.tool_call_id
+    if message.name is not None:
+        out["name"] = message.name
+    return out
 
 
 def as_records(messages: Sequence[Message | Mapping[str, str]]) -> list[Message]:
@@ -165,12 +197,6 @@ def last_text(messages: Sequence[Message] | str | None) -> str:
     if isinstance(messages, str):
         return messages
     return messages[-1].content if messages else ""
-
-
-def render_conversation(messages: Sequence[Message]) -> str:
-    """The conversation as Human/Assistant turns (system messages left out)."""
-    names = {"user": "Human", "assistant": "Assistant"}
-    return "\n\n".join(f"{names[m.role]}: {m.content}" for m in messages if m.role in names)
 
 
 def user(content: str) -> Message:

@@ -412,7 +412,7 @@ def _verifiers_tool(tool: Any) -> dict[str, Any]:
     tool = _plain(tool)
     if "function" in tool:
         return dict(tool)
-    function = {k: tool[k] for k in ("name", "description", "parameters", "strict") if k in tool}
+    function = {k: tool[k] for k in ("name", "description", "parameters", "strict") if tool.get(k) is not None}
     return {"type": "function", "function": function}
 
 
