@@ -9,7 +9,15 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Annotated, Any, Literal, get_args
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, SerializerFunctionWrapHandler, model_serializer
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    SerializerFunctionWrapHandler,
+    model_serializer,
+    model_validator,
+)
 
 from charter._version import __version__
 from charter.errors import CharterError, DatasetError
@@ -74,6 +82,37 @@ class ToolCall(Record, CheckedInit):
     side_effect: bool | None = None
     """Whether the call changes the world (sends, pays, deletes) rather than only reading it; None where the source
     does not say."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_trl(cls, data: Any) -> Any:
+        """A call as TRL's rows (and OpenAI's messages) hold it, `{id, type: function, function: {name,
+        arguments}}`, read back: the dataset rows are written so."""
+        if isinstance(data, Mapping) and isinstance(data.get("function"), Mapping):
+            function = data["function"]
+            arguments = function.get("arguments")
+            if isinstance(arguments, str):
+                try:
+                    arguments = json.loads(arguments) if arguments else {}
+                except json.JSONDecodeError as exc:
+                    raise ValueError(f"arguments: not JSON ({exc.msg} at column {exc.colno})") from None
+            out = {"id": data.get("id"), "name": function.get("name"), "arguments": arguments}
+            if data.get("side_effect") is not None:
+                out["side_effect"] = data["side_effect"]
+            return out
+        return data
+
+    def to_trl(self) -> dict[str, Any]:
+        """The call as TRL's conversational rows hold it: `{id, type: function, function: {name, arguments}}`, the
+        arguments a JSON object (and `side_effect` where known)."""
+        out: dict[str, Any] = {
+            "id": self.id,
+            "type": "function",
+            "function": {"name": self.name, "arguments": self.arguments},
+        }
+        if self.side_effect is not None:
+            out["side_effect"] = self.side_effect
+        return out
 
 
 #: The fields a message leaves out of its JSON and its dict form when unset: a plain {role, content} message is
