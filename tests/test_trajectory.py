@@ -343,3 +343,18 @@ def test_dataset_rows_hold_conversations_in_trls_format_with_roles_and_tool_call
     )
     assert plain.to_row()["messages"] == [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Yo"}]
     assert PreferenceRow.columns()[0] == "prompt"
+
+
+def test_a_file_of_trajectories_names_the_line_of_a_bad_one(tmp_path) -> None:
+    from charter.records.trajectory import read_trajectories
+    from charter.tables import iter_jsonl
+
+    path = tmp_path / "rollouts.jsonl"
+    good = {"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}]}
+    bad = {"messages": [{"role": "user", "content": "hi"}, {"role": "tool", "tool_call_id": "x", "content": "?"}]}
+    path.write_text(json.dumps(good) + "\n")
+    [read] = read_trajectories(iter_jsonl(path, DatasetError), "trl", str(path))
+    assert [m.content for m in read.messages] == ["hi", "hello"]
+    path.write_text(json.dumps(good) + "\n" + json.dumps(bad) + "\n")
+    with pytest.raises(DatasetError, match=rf"^{path}:2: message 1: tool_call_id: 'x' matches no earlier tool call$"):
+        read_trajectories(iter_jsonl(path, DatasetError), "trl", str(path))
