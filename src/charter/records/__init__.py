@@ -16,6 +16,7 @@ from charter.records.base import (
     Probability,
     Record,
     Role,
+    ToolCall,
     Weight,
     as_dicts,
     as_records,
@@ -43,6 +44,7 @@ from charter.records.items import (
     Vote,
 )
 from charter.records.rows import ChosenVote, OrderProbs, PreferenceRow, Provenance, SFTRow
+from charter.records.trajectory import READERS, Trajectory, read_trajectory, to_trl
 
 __all__ = [
     "CalibrationMap",
@@ -54,6 +56,7 @@ __all__ = [
     "ChosenVote",
     "Combined",
     "Conflict",
+    "READERS",
     "CritiqueRound",
     "Failure",
     "Fingerprints",
@@ -77,6 +80,8 @@ __all__ = [
     "Role",
     "SFTRow",
     "Sample",
+    "ToolCall",
+    "Trajectory",
     "UsageRow",
     "Verdict",
     "VerdictBy",
@@ -86,12 +91,16 @@ __all__ = [
     "as_records",
     "fingerprint",
     "fingerprint_strings",
+    "read_trajectory",
+    "to_trl",
 ]
 
 
 #: Every record that has a row or store form, in the order docs/reference/formats.md lists them.
 DOCUMENTED: tuple[type[Record], ...] = (
     Message,
+    ToolCall,
+    Trajectory,
     Prompt,
     Chain,
     CritiqueRound,
