@@ -51,6 +51,7 @@ __all__ = [
     "judge_steps",
     "read_judged_step",
     "read_step_verdict",
+    "render_trajectory",
     "step_fingerprint",
     "step_prompt",
     "trajectory_pair",
