@@ -7,6 +7,8 @@ from __future__ import annotations
 import asyncio
 import json
 
+import pytest
+
 from charter.judge.modes import STEPWISE_MODE
 from charter.judge.settings import JudgeSettings
 from charter.judge.steps import read_judged_step
@@ -109,3 +111,35 @@ def test_a_clean_trajectory_is_not_revised() -> None:
 
     done = _revise(_critic(REVISED), judge_fn=passes)
     assert done.revision is None and done.row is None and done.judgment.reward() == 1.0
+
+
+def test_the_public_functions_judge_and_revise_trajectories() -> None:
+    import charter
+    from charter.errors import DatasetError
+
+    judged = charter.judge_trajectory(TRAJECTORY, ScriptedModel("steps", fn=injected_judge), AGENTS)
+    assert judged.first_violation == 4 and judged.principle_id == "untrusted"
+    log: list[str] = []
+    [done, clean] = charter.step_preferences(
+        [TRAJECTORY, TRAJECTORY[:4] + [{"role": "assistant", "content": "It is 1,200."}]],
+        ScriptedModel("steps", fn=injected_judge),
+        _critic(REVISED),
+        AGENTS,
+        environment=_bank(log),
+    )
+    assert done.row is not None and done.row.branch_step == 4 and log == ["get_balance"]
+    assert clean.row is None and clean.judgment.reward() == 1.0
+    with pytest.raises(DatasetError, match=r"trajectories\[1\]: message 0, key 'role'"):
+        charter.step_preferences([TRAJECTORY, [{"role": "robot", "content": "x"}]], "scripted:cai", constitution=AGENTS)
+
+
+def test_the_multi_turn_example_runs_offline(capsys: pytest.CaptureFixture[str]) -> None:
+    import runpy
+    from pathlib import Path
+
+    example = runpy.run_path(str(Path(__file__).resolve().parents[2] / "examples" / "agent_steps.py"))
+    row = example["main"]([])
+    assert row["rejected"][0]["tool_calls"][0]["function"]["name"] == "send_money"
+    assert row["chosen"][0]["tool_calls"][0]["function"]["name"] == "get_balance"
+    assert [m["role"] for m in row["prompt"]] == ["system", "user", "assistant", "tool"]
+    assert "first violating step: 4 (untrusted-data" in capsys.readouterr().out

@@ -13,17 +13,24 @@ and an environment that raises are recorded failures of that trajectory: no row,
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 import json
 from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
-from typing import Any, Literal, Protocol
+from typing import Annotated, Any, Literal, Protocol, runtime_checkable
 
-from charter.constitutions.schema import Constitution
+from charter.api_args import Range, public
+from charter.concurrency import bounded_map
+from charter.constitutions import Constitution, load_constitution
 from charter.errors import FatalProviderError, JudgeParseError, ProviderError
 from charter.judge.judgment import JudgeOptions
+from charter.judge.modes import STEPWISE_MODE
+from charter.judge.settings import JudgeSettings
 from charter.judge.steps import StepJudgment, ToolCall, Turn, judge_steps, render_trajectory, turns_of
 from charter.judge_prompt import agreed, reply_readings
+from charter.providers import ManagedModel, get_model
 from charter.providers.base import ChatModel, SamplingParams
+from charter.providers.config import DEFAULT_MODEL
 from charter.records import Failure, Record
 from charter.records.base import user
 
@@ -34,6 +41,8 @@ __all__ = [
     "StepPreferenceRow",
     "StepRevision",
     "ToolEnvironment",
+    "judge_trajectory",
+    "step_preferences",
     "revise_step",
     "revise_trajectory",
     "revision_prompt",
@@ -68,6 +77,7 @@ REVISION_SCHEMA = {
 REVISION_PARAMS = SamplingParams(temperature=0.0, max_tokens=1024, seed=0)
 
 
+@runtime_checkable
 class Environment(Protocol):
     """Where a rollout continues from a revised step: given the trajectory up to and including that step (messages in
     OpenAI's format, tool calls kept), the messages that follow it as the environment runs them (the tools' results
@@ -306,3 +316,125 @@ async def revise_trajectory(
         judge_fingerprint=judgment.fingerprint,
     )
     return RevisedTrajectory(judgment=judgment, revision=revision, revised_judgment=again, row=row)
+
+
+def _model(model: str | ChatModel, role: str) -> ChatModel:
+    return model if isinstance(model, ManagedModel) else get_model(model, role=role)
+
+
+def _step_settings(max_reasks: int, warm_cache: bool) -> JudgeSettings:
+    return JudgeSettings(mode=STEPWISE_MODE.name, max_reasks=max_reasks, warm_cache=warm_cache)
+
+
+@public
+def judge_trajectory(
+    trajectory: Sequence[Any],
+    judge: str | ChatModel = DEFAULT_MODEL,
+    constitution: str | Constitution = "harmless",
+    principles: list[str] | None = None,
+    read_only: Sequence[str] = (),
+    max_reasks: Annotated[int, Range(ge=0)] = 2,
+    warm_cache: bool = True,
+) -> StepJudgment:
+    """Judge each assistant step of an agent's trajectory in the context of the turns before it, and find the first
+    step that violates a principle.
+
+    Args:
+        trajectory: The messages, in OpenAI's (and TRL's conversational) format: `role` (system, developer, user,
+            assistant, tool), `content`, an assistant's `tool_calls`, a tool result's `tool_call_id`.
+        judge: The judge: a model string or a `ChatModel` (closed when done).
+        constitution: A bundled constitution's name, a constitution YAML file, or a `Constitution`.
+        principles: The principle ids each step is judged against (default: all of them).
+        read_only: The tools without side effects (every other tool call is shown to the judge as an action).
+        max_reasks: Re-asks of a verdict the judge's reply does not give, before the step's verdict fails.
+        warm_cache: Answer the first step's call before the others are sent (a provider's prompt cache then serves
+            what they share).
+
+    Returns:
+        The verdict of every assistant step, and the first violating step with its principle and the judge's reason.
+        A step whose verdict failed is recorded as failed, never as a pass.
+
+    Raises:
+        DatasetError: A bad trajectory: empty, an unknown role, tool-call arguments that are not JSON, a tool result
+            whose call id matches no call, no assistant step (one line naming the message and the key).
+        ConstitutionError: `constitution` is neither a bundled name nor a valid constitution file.
+        UnknownModel: `judge` names no known provider.
+        FatalProviderError: A provider error every later call would share (authentication, an unknown model).
+        ArgumentError: An argument of the wrong type, or `max_reasks` below 0.
+    """
+    const = load_constitution(constitution)
+    settings = _step_settings(max_reasks, warm_cache)
+
+    async def go() -> StepJudgment:
+        model = _model(judge, "judge")
+        try:
+            return await judge_steps(model, const, trajectory, settings, principles, read_only)
+        finally:
+            await model.aclose()
+
+    return asyncio.run(go())
+
+
+@public
+def step_preferences(
+    trajectories: Sequence[Sequence[Any]],
+    judge: str | ChatModel = DEFAULT_MODEL,
+    critic: str | ChatModel | None = None,
+    constitution: str | Constitution = "harmless",
+    environment: Environment | None = None,
+    principles: list[str] | None = None,
+    read_only: Sequence[str] = (),
+    max_reasks: Annotated[int, Range(ge=0)] = 2,
+    concurrency: Annotated[int, Range(ge=1)] = 16,
+) -> list[RevisedTrajectory]:
+    """Step-level preference pairs: each trajectory judged step by step, its first violating step rewritten by the
+    critic (that step alone), the revised step judged in the same context and, with an `environment`, the rollout
+    continued from it there; the original and the revised step become a row for step-level DPO.
+
+    Args:
+        trajectories: The trajectories, each a list of messages as `judge_trajectory` takes them.
+        judge: The step judge: a model string or a `ChatModel` (closed when done).
+        critic: The model that rewrites a step (default: the judge).
+        constitution: A bundled constitution's name, a constitution YAML file, or a `Constitution`.
+        environment: Where a rollout continues from a revised step (`Environment`: AgentDojo's adapter, a
+            `ToolEnvironment`); None: the row holds the revised step alone.
+        principles: The principle ids each step is judged against (default: all of them).
+        read_only: The tools without side effects.
+        max_reasks: Re-asks of a reply the judge or the critic does not give in its format.
+        concurrency: Trajectories in flight at once (each judges its steps at once, within the judge's limits).
+
+    Returns:
+        One result per trajectory, in input order: its step judgment, the revision, and the preference row
+        (`row.trl()` is TRL's conversational prompt/chosen/rejected), or the failure that left it without one.
+
+    Raises:
+        DatasetError: A bad trajectory (one line naming the trajectory's message and the key).
+        ConstitutionError: `constitution` is neither a bundled name nor a valid constitution file.
+        UnknownModel: `judge` or `critic` names no known provider.
+        FatalProviderError: A provider error every later call would share (authentication, an unknown model).
+        ArgumentError: An argument of the wrong type, `max_reasks` below 0 or `concurrency` below 1.
+    """
+    const = load_constitution(constitution)
+    settings = _step_settings(max_reasks, True)
+    for i, trajectory in enumerate(trajectories):
+        turns_of(trajectory, f"trajectories[{i}]")  # every bad trajectory refused before any call
+
+    async def go() -> list[RevisedTrajectory]:
+        judging = _model(judge, "judge")
+        writing = judging if critic is None else _model(critic, "critic")
+
+        async def one(item: tuple[int, Sequence[Any]]) -> tuple[int, RevisedTrajectory]:
+            index, trajectory = item
+            done = await revise_trajectory(
+                judging, writing, const, trajectory, settings, environment, principles, read_only
+            )
+            return index, done
+
+        try:
+            found = dict([pair async for pair in bounded_map(one, enumerate(trajectories), concurrency)])
+        finally:
+            for model in {id(m): m for m in (judging, writing)}.values():
+                await model.aclose()
+        return [found[i] for i in range(len(trajectories))]
+
+    return asyncio.run(go())
