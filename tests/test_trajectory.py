@@ -309,3 +309,37 @@ def test_a_prompt_may_be_a_conversation_with_tool_calls_and_a_bad_one_is_refused
             "p.jsonl:2",
             error=ConfigError,
         )
+
+
+def test_dataset_rows_hold_conversations_in_trls_format_with_roles_and_tool_calls() -> None:
+    from charter.records import PreferenceRow, Provenance, SFTRow
+
+    prompt = read_trajectory(_openai_trajectory()[:5] + [{"role": "user", "content": "And now?"}]).messages
+    provenance = Provenance(
+        run_id="r",
+        created_at="2026-01-01T00:00:00Z",
+        constitution_name="c",
+        constitution_hash="c",
+        policy_model="p",
+        critic_model="c",
+        settings_fingerprint="f",
+    )
+    row = SFTRow(
+        messages=[*prompt, Message(role="assistant", content="Done.")],
+        prompt_id="x",
+        principle_ids=["p"],
+        rounds=1,
+        **provenance.model_dump(),
+    )
+    written = row.to_row()
+    assert [m["role"] for m in written["messages"]][:3] == ["system", "developer", "user"]
+    assert written["messages"][3]["tool_calls"] == [
+        {"id": "call_1", "type": "function", "function": {"name": "send_money", "arguments": json.loads(PAY)}}
+    ]
+    assert written["messages"][4]["tool_call_id"] == "call_1"
+    assert SFTRow.from_row(json.loads(json.dumps(written))) == row
+    plain = row.model_copy(
+        update={"messages": [Message(role="user", content="Hi"), Message(role="assistant", content="Yo")]}
+    )
+    assert plain.to_row()["messages"] == [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Yo"}]
+    assert PreferenceRow.columns()[0] == "prompt"

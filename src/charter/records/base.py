@@ -7,9 +7,17 @@ import itertools
 import json
 import re
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Annotated, Any, Literal, get_args
+from typing import Annotated, Any, ClassVar, Literal, get_args
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, SerializerFunctionWrapHandler, model_serializer
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    SerializerFunctionWrapHandler,
+    model_serializer,
+    model_validator,
+)
 
 from charter._version import __version__
 from charter.errors import CharterError, DatasetError
@@ -75,6 +83,48 @@ class ToolCall(Record, CheckedInit):
     """Whether the call changes the world (sends, pays, deletes) rather than only reading it; None where the source
     does not say."""
 
+    @model_validator(mode="before")
+    @classmethod
+    def _from_trl(cls, data: Any) -> Any:
+        """A call as TRL's rows (and OpenAI's messages) hold it, `{id, type: function, function: {name,
+        arguments}}`, read back: the dataset rows are written so."""
+        if isinstance(data, Mapping) and isinstance(data.get("function"), Mapping):
+            function = data["function"]
+            arguments = function.get("arguments")
+            if isinstance(arguments, str):
+                try:
+                    arguments = json.loads(arguments) if arguments else {}
+                except json.JSONDecodeError as exc:
+                    raise ValueError(f"arguments: not JSON ({exc.msg} at column {exc.colno})") from None
+            out = {"id": data.get("id"), "name": function.get("name"), "arguments": arguments}
+            if data.get("side_effect") is not None:
+                out["side_effect"] = data["side_effect"]
+            return out
+        return data
+
+    @classmethod
+    def __arrow_type__(cls) -> Any:
+        """A call in a parquet file: TRL's `{id, type, function: {name, arguments}}` with the arguments as JSON text
+        (an object's keys differ from call to call; a column's type cannot), as OpenAI's wire format has them."""
+        import pyarrow as pa
+
+        function = pa.struct([("name", pa.string()), ("arguments", pa.string())])
+        return pa.struct(
+            [("id", pa.string()), ("type", pa.string()), ("function", function), ("side_effect", pa.bool_())]
+        )
+
+    def to_trl(self) -> dict[str, Any]:
+        """The call as TRL's conversational rows hold it: `{id, type: function, function: {name, arguments}}`, the
+        arguments a JSON object (and `side_effect` where known)."""
+        out: dict[str, Any] = {
+            "id": self.id,
+            "type": "function",
+            "function": {"name": self.name, "arguments": self.arguments},
+        }
+        if self.side_effect is not None:
+            out["side_effect"] = self.side_effect
+        return out
+
 
 #: The fields a message leaves out of its JSON and its dict form when unset: a plain {role, content} message is
 #: stored, fingerprinted and cached exactly as before they existed.
@@ -95,6 +145,9 @@ class Message(Record, CheckedInit):
     """A tool message's answer to: the id of an earlier assistant turn's tool call."""
     name: str | None = None
     """A tool message's tool name."""
+
+    #: A file of plain conversations keeps its {role, content} columns: the tool fields join only where needed.
+    ARROW_LEFT_OUT: ClassVar[tuple[str, ...]] = TOOL_FIELDS
 
     @model_serializer(mode="wrap")
     def _leave_out_unset(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
@@ -152,6 +205,36 @@ def _message(item: Any, index: int, where: str, error: type[CharterError]) -> Me
     if item["role"] not in ROLES:
         raise error(f"{where}: message {index}: role: unknown role '{item['role']}' (use {', '.join(ROLES)})")
     return Message(role=item["role"], content=str(item["content"]))
+
+
+def uses_tools(row: Mapping[str, Any]) -> bool:
+    """Whether a dataset row (its `to_row` form) holds a conversation with tool calls or tool results."""
+    return any(
+        isinstance(value, list)
+        and any(isinstance(m, Mapping) and (m.get("tool_calls") or m.get("tool_call_id")) for m in value)
+        for value in row.values()
+    )
+
+
+def parquet_row(row: dict[str, Any]) -> dict[str, Any]:
+    """A dataset row as a parquet file holds it: each tool call's arguments as JSON text."""
+    out = dict(row)
+    for key, value in row.items():
+        if isinstance(value, list) and any(isinstance(m, Mapping) and m.get("tool_calls") for m in value):
+            out[key] = [
+                {**m, "tool_calls": [_text_arguments(c) for c in m["tool_calls"]]}
+                if isinstance(m, Mapping) and m.get("tool_calls")
+                else m
+                for m in value
+            ]
+    return out
+
+
+def _text_arguments(call: Mapping[str, Any]) -> dict[str, Any]:
+    function = dict(call["function"])
+    if not isinstance(function.get("arguments"), str):
+        function["arguments"] = json.dumps(function.get("arguments") or {}, ensure_ascii=False)
+    return {**call, "function": function}
 
 
 def as_dicts(messages: Sequence[Message]) -> list[dict[str, Any]]:

@@ -520,10 +520,7 @@ def trl_message(message: Message) -> dict[str, Any]:
     """One message as TRL's conversational (and tool-calling) datasets hold it."""
     out: dict[str, Any] = {"role": message.role, "content": message.content}
     if message.tool_calls:
-        out["tool_calls"] = [
-            {"id": c.id, "type": "function", "function": {"name": c.name, "arguments": c.arguments}}
-            for c in message.tool_calls
-        ]
+        out["tool_calls"] = [c.to_trl() for c in message.tool_calls]
     if message.role == "tool":
         out["tool_call_id"] = message.tool_call_id
         if message.name:
