@@ -103,8 +103,11 @@ AUTHORITY = {
 class Turn(Protocol):
     """What the transcript reads of a message (`charter.records.Message` is one)."""
 
-    role: str
-    content: str
+    @property
+    def role(self) -> str: ...
+
+    @property
+    def content(self) -> str: ...
 
     @property
     def tool_calls(self) -> Sequence[Any] | None: ...
