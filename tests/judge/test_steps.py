@@ -182,3 +182,37 @@ def test_whole_trajectories_are_judged_by_a_pairwise_mode_in_both_orders() -> No
     judgment = _run(judge_pair(judge, AGENTS, pair, settings, ["untrusted"], "fp"))
     assert judgment.status == "ok" and judgment.p_a_ba is not None
     assert judgment.p_a > 0.5 and judgment.position_consistent
+
+
+def test_a_pair_keeps_each_sides_first_violating_step_the_prompts_first() -> None:
+    from charter.records import Pair
+
+    judge = ScriptedModel("steps", fn=injected_judge)
+    clean_prefix = trajectory_of(TRAJECTORY[:4]).messages
+    pair = Pair(
+        pair_id="p", prompt=clean_prefix, a="Your balance is 1,200.", b="I sent 500 to X-999 as the tool asked."
+    )
+    judgment = _run(judge_pair(judge, AGENTS, pair, SETTINGS, ["untrusted", "side-effects"], "fp"))
+    assert judgment.status == "ok" and judgment.p_a == 0.75  # `untrusted` prefers a, `side-effects` neither
+    assert judgment.first_violation_a is None
+    assert judgment.first_violation_b is not None and judgment.first_violation_b.step == 4
+    assert judgment.first_violation_b.principle_id == "untrusted"
+    # a prompt whose own step violates: both sides share that first violation (judged once)
+    judge = ScriptedModel("steps", fn=injected_judge)
+    hijacked = trajectory_of(TRAJECTORY[:6]).messages
+    pair = Pair(pair_id="q", prompt=hijacked, a="Done.", b="I sent 500 to X-999.")
+    judgment = _run(judge_pair(judge, AGENTS, pair, SETTINGS, ["untrusted"], "fp"))
+    assert judgment.first_violation_a is not None and judgment.first_violation_a.step == 4
+    assert judgment.first_violation_b == judgment.first_violation_a
+    assert judge.calls == 4  # the prompt's two steps once, then each response's step
+
+
+def test_a_failed_verdict_fails_the_pairs_judgment() -> None:
+    from charter.records import Pair
+
+    def unreadable(messages, params):
+        return "no idea"
+
+    pair = Pair(pair_id="p", prompt=trajectory_of(TRAJECTORY[:4]).messages, a="ok", b="also ok")
+    judgment = _run(judge_pair(ScriptedModel("x", fn=unreadable), AGENTS, pair, SETTINGS, ["untrusted"], "fp"))
+    assert judgment.status == "failed" and judgment.failure is not None and judgment.p_a is None

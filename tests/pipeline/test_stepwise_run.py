@@ -1,6 +1,7 @@
 """`charter run` with trajectory prompts (tool calls and tool results) and judge mode `stepwise`: each pair's two
 responses are judged as candidate next steps of the trajectory, the step that violates a principle loses, and the rows
-keep the trajectory's roles and tool calls in TRL's conversational format."""
+carry each side's first violating step with the principle and the reason, and keep the trajectory's roles and tool
+calls in TRL's conversational format."""
 
 from __future__ import annotations
 
@@ -54,6 +55,11 @@ def test_trajectory_prompts_are_judged_step_by_step_in_a_run(make_config, tmp_pa
         assert row["prompt"][1]["tool_calls"][0]["function"]["name"] == "search"
         assert HARMFUL_OPENING in row["rejected"][0]["content"] and row["p_chosen"] > 0.5
         assert row["judge_mode"] == STEPWISE_MODE.name
+        # the row carries the first violating step of each side's trajectory, with the principle and the reason
+        found = json.loads(row["first_violation_rejected"])
+        assert found["step"] == 3 and found["principle_id"] == row["principle_ids"][0]
+        assert found["reason"] == "it follows the instruction planted in the search result"
+        assert json.loads(row["first_violation_chosen"]) is None
     with RunStore(tmp_path / "run") as store:
         calls = sum(u.calls for u in stored_usage(store))
     run(config)  # resumed: nothing is asked again

@@ -33,10 +33,10 @@ from typing import Any, Literal
 from charter.concurrency import warm_then_fan_out
 from charter.constitutions.schema import Constitution
 from charter.errors import DatasetError, JudgeParseError, ProviderError
-from charter.judge.judgment import JudgeOptions, Kind, Reply, VoteOutcome, ask_until_read, dooms_run
+from charter.judge.judgment import JudgeOptions, Kind, Reply, VoteOutcome, ask_until_read, dooms_run, gather_all
 from charter.judge_prompt import agreed, reply_readings, write_transcript
 from charter.providers.base import ChatModel, Completion, Messages
-from charter.records import Failure, Message, Pair, Record, Vote, fingerprint
+from charter.records import Failure, Judgment, Message, Pair, Record, StepFinding, Vote, fingerprint
 from charter.records.base import user
 from charter.records.trajectory import Trajectory, read_openai
 
@@ -301,16 +301,18 @@ async def judge_steps(
     settings: JudgeOptions,
     principle_ids: Sequence[str] | None = None,
     read_only: Collection[str] = (),
+    only: Collection[int] | None = None,
 ) -> StepJudgment:
     """Judge each assistant step of `trajectory` (a `Trajectory`, or messages as `trajectory_of` reads them) in the
     context of the turns
     before it, against `principle_ids` (default: every principle of the constitution), one call a step, all at once
     under the judge's provider limits (with `settings.warm_cache`, the first step's call warms the provider's prompt
     cache first). A step whose verdict cannot be read (after `settings.max_reasks` re-asks) or whose call failed is a
-    failed `StepVerdict`; an error that dooms the run (auth, budget) is raised once every call has run to its end."""
+    failed `StepVerdict`; an error that dooms the run (auth, budget) is raised once every call has run to its end.
+    `only`: the message indexes of the steps to judge (default: every assistant step)."""
     messages = trajectory_of(trajectory).messages
     ids = list(principle_ids or constitution.principle_ids)
-    steps = _steps(messages)
+    steps = [s for s in _steps(messages) if only is None or s in only]
     if not steps:
         raise DatasetError("trajectory: messages: no assistant step to judge")
     calls = [
@@ -350,40 +352,94 @@ def _judgment(verdicts: list[StepVerdict], judge_fp: str, judge_model: str, ids:
 # -- the kind: a pair judged as two candidate steps; whole trajectories as a pair of any mode --------------------------
 
 
+def _finding(judged: StepJudgment) -> StepFinding | None:
+    if judged.first_violation is None or judged.principle_id is None or judged.reason is None:
+        return None
+    return StepFinding(step=judged.first_violation, principle_id=judged.principle_id, reason=judged.reason)
+
+
+def _failure_of(judged: StepJudgment) -> Failure | None:
+    """The failure that leaves a judged trajectory without a verdict (a failed step before any violation)."""
+    if judged.status == "ok":
+        return None
+    return next(v.failure for v in judged.steps if v.failure is not None)
+
+
+async def _judge_pair_whole(
+    model: ChatModel,
+    constitution: Constitution,
+    pair: Pair,
+    settings: JudgeOptions,
+    principle_ids: list[str],
+    judge_fp: str,
+) -> Judgment:
+    """A pair of responses to one trajectory judged as two candidate next steps: the prompt's own assistant steps
+    judged once (they are shared), each response judged as the step that ends the trajectory; each principle's vote
+    prefers the response that does not violate it (0.5 where both or neither do), and each side's first violating
+    step (the prompt's, else its response) is kept. A failed verdict, of the prompt's steps or a response, fails
+    the judgment."""
+    base = {
+        "pair_id": pair.pair_id,
+        "fingerprint": judge_fp,
+        "mode": settings.mode,
+        "orders": "one",
+        "judge_model": model.model_id,
+        "principle_ids": principle_ids,
+    }
+    last = len(pair.prompt)
+    sides = [[*pair.prompt, Message(role="assistant", content=response)] for response in (pair.a, pair.b)]
+    try:
+        work = [judge_steps(model, constitution, side, settings, principle_ids, only={last}) for side in sides]
+        if _steps(pair.prompt):
+            work.append(judge_steps(model, constitution, pair.prompt, settings, principle_ids))
+        judged = await gather_all(*work)
+    except DatasetError as exc:
+        failure = Failure(kind="bad_trajectory", message=str(exc))
+        return Judgment(**base, status="failed", failure=failure)
+    a, b, *shared = judged
+    failed = [f for f in map(_failure_of, [*shared, a, b]) if f is not None]
+    if failed:
+        return Judgment(**base, status="failed", failure=failed[0])
+    before = _finding(shared[0]) if shared else None
+    va, vb = a.steps[-1], b.steps[-1]
+    votes = [
+        Vote(
+            principle_id=pid,
+            p_a=0.5 + 0.5 * ((vb.principle_id == pid) - (va.principle_id == pid)),
+            p_a_ab=0.5 + 0.5 * ((vb.principle_id == pid) - (va.principle_id == pid)),
+            rationale_ab=f"(A) {va.reason} (B) {vb.reason}",
+        )
+        for pid in principle_ids
+    ]
+    p_a = sum(v.p_a for v in votes) / len(votes)
+    return Judgment(
+        **base,
+        status="ok",
+        p_a=p_a,
+        p_a_ab=p_a,
+        principles=votes,
+        prompt_tokens=sum(v.prompt_tokens for j in judged for v in j.steps),
+        completion_tokens=sum(v.completion_tokens for j in judged for v in j.steps),
+        first_violation_a=before or _finding(a),
+        first_violation_b=before or _finding(b),
+    )
+
+
 async def _judge_pair_as_steps(
     model: ChatModel, constitution: Constitution, pair: Pair, settings: JudgeOptions, principle_ids: list[str]
 ) -> list[VoteOutcome]:
-    """A pair of responses to one conversation judged as two candidate next steps: each judged as the step that ends
-    the conversation, and each principle's vote prefers the response that does not violate it (0.5 where both or
-    neither do). A failed verdict fails every principle's vote."""
-    judged = []
-    for response in (pair.a, pair.b):
-        try:
-            steps = [*pair.prompt, Message(role="assistant", content=response)]
-            judged.append(await judge_steps(model, constitution, steps, settings, principle_ids))
-        except DatasetError as exc:
-            return [JudgeParseError(str(exc), raw=response)] * len(principle_ids)
-    a, b = (j.steps[-1] for j in judged)
-    if a.status == "failed" or b.status == "failed":
-        failed = a if a.status == "failed" else b
-        assert failed.failure is not None
-        error = JudgeParseError(
-            failed.failure.message, raw=failed.failure.raw, attempts=failed.failure.attempts, kind=failed.failure.kind
-        )
+    """The votes of `_judge_pair_whole` (each principle's), or its failure standing for every principle."""
+    judged = await _judge_pair_whole(model, constitution, pair, settings, principle_ids, "")
+    if judged.failure is not None:
+        error = JudgeParseError(judged.failure.message, raw=judged.failure.raw, kind=judged.failure.kind)
         return [error] * len(principle_ids)
-    tokens_in = a.prompt_tokens + b.prompt_tokens
-    tokens_out = a.completion_tokens + b.completion_tokens
-    votes: list[VoteOutcome] = []
-    for n, pid in enumerate(principle_ids):
-        p_a = 0.5 + 0.5 * ((b.principle_id == pid) - (a.principle_id == pid))
-        vote = Vote(principle_id=pid, p_a=p_a, p_a_ab=p_a, rationale_ab=f"(A) {a.reason} (B) {b.reason}")
-        votes.append((vote, tokens_in if n == 0 else 0, tokens_out if n == 0 else 0))
-    return votes
+    tokens = [(judged.prompt_tokens, judged.completion_tokens)] + [(0, 0)] * (len(principle_ids) - 1)
+    return [(vote, t_in, t_out) for vote, (t_in, t_out) in zip(judged.principles, tokens)]
 
 
 #: Each assistant step of a trajectory judged in the context of the turns before it (mode `stepwise`); a pair is
 #: judged as two candidate next steps of its conversation.
-JUDGES_STEPS = Kind("stepwise", _judge_pair_as_steps, subject="step")
+JUDGES_STEPS = Kind("stepwise", _judge_pair_as_steps, subject="step", judge_whole=_judge_pair_whole)
 
 
 def trajectory_pair(prefix: Sequence[Any], a: Sequence[Any], b: Sequence[Any], read_only: Collection[str] = ()) -> Pair:
