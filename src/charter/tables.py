@@ -178,8 +178,9 @@ def arrow_type(annotation: Any, wide: bool = False) -> Any:
     if origin is typing.Literal:
         return arrow_type(type(args[0]))
     if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-        if hasattr(annotation, "__arrow_type__"):
-            return annotation.__arrow_type__()
+        own = getattr(annotation, "__arrow_type__", None)
+        if own is not None:
+            return own()
         left_out = () if wide else getattr(annotation, "ARROW_LEFT_OUT", ())
         fields = annotation.model_fields.items()
         return pa.struct([(name, arrow_type(f.annotation, wide)) for name, f in fields if name not in left_out])
