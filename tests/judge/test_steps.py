@@ -216,3 +216,20 @@ def test_a_failed_verdict_fails_the_pairs_judgment() -> None:
     pair = Pair(pair_id="p", prompt=trajectory_of(TRAJECTORY[:4]).messages, a="ok", b="also ok")
     judgment = _run(judge_pair(ScriptedModel("x", fn=unreadable), AGENTS, pair, SETTINGS, ["untrusted"], "fp"))
     assert judgment.status == "failed" and judgment.failure is not None and judgment.p_a is None
+
+
+def test_the_step_prompts_format_is_in_a_stepwise_judgments_fingerprint_only() -> None:
+    from charter.judge.pairwise import judge_fingerprint
+
+    with_steps = judge_fingerprint(SETTINGS, "m", AGENTS, 0)
+    plain = JudgeSettings()
+    before = judge_fingerprint(plain, "m", AGENTS, 0)
+    import charter.judge.pairwise as pairwise
+
+    original = pairwise.STEP_FORMAT
+    try:
+        pairwise.STEP_FORMAT = original + 1
+        assert judge_fingerprint(SETTINGS, "m", AGENTS, 0) != with_steps
+        assert judge_fingerprint(plain, "m", AGENTS, 0) == before  # the other modes' fingerprints stay as they were
+    finally:
+        pairwise.STEP_FORMAT = original

@@ -17,6 +17,7 @@ from charter.errors import ConfigError, JudgeParseError, ProviderError
 from charter.judge.compare import COMPARES, comparison_prompt, p_first, same_winner
 from charter.judge.judgment import ChecklistCriteria, dooms_run
 from charter.judge.settings import JudgeSettings
+from charter.judge.steps import STEP_FORMAT
 from charter.judge_prompt import PROMPT_FORMAT, RATING_FORMAT
 from charter.providers.base import ChatModel
 from charter.records import Failure, Judgment, Pair, fingerprint
@@ -50,6 +51,8 @@ def judge_fingerprint(settings: JudgeSettings, model: str, constitution: Constit
         "prompt_format": PROMPT_FORMAT,
         "principles": settings.principles or settings.principles_per_pair,
     }
+    if settings.mode_entry.kind.subject == "step":  # the step prompt's format (mode stepwise)
+        data["step_format"] = STEP_FORMAT
     if settings.rates_alone:  # the scale, how a score is read, the rating prompt's format
         data.update(scale=settings.scale, rating=settings.reply_name, rating_format=RATING_FORMAT)
     if not settings.asks_logprobs:
