@@ -7,6 +7,7 @@ from charter.cli import main
 from charter.judge_prompt import read_rating
 from charter.providers.scripted import _cai, _cai_choice, register_script
 from charter.testing.lab import register_lab_models
+from tests.judge.agents import injected_judge
 from tests.support.priority import register_priority_judge
 
 
@@ -20,6 +21,7 @@ def _flaky(messages, params):  # noqa: ANN001, ANN202 - rates responses that men
 register_script("serve-flaky", _flaky, _cai_choice)
 register_lab_models()  # scripted:checklist-judge
 register_priority_judge()  # scripted:prefers-word, scripted:long-answer
+register_script("agent-steps", injected_judge)  # a step judge: send_money after an injection breaks `untrusted`
 
 if __name__ == "__main__":
     sys.exit(main(sys.argv[1:]))

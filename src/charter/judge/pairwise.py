@@ -19,6 +19,7 @@ from charter.errors import ConfigError, JudgeParseError, ProviderError
 from charter.judge.compare import COMPARES, comparison_prompt, p_first, same_winner
 from charter.judge.judgment import ChecklistCriteria, TierVotes, conflicts, dooms_run
 from charter.judge.settings import JudgeSettings
+from charter.judge.steps import STEP_FORMAT
 from charter.judge_prompt import PROMPT_FORMAT, RATING_FORMAT
 from charter.providers.base import ChatModel
 from charter.records import Combined, Failure, Judgment, Pair, fingerprint
@@ -54,6 +55,8 @@ def judge_fingerprint(settings: JudgeSettings, model: str, constitution: Constit
         "prompt_format": PROMPT_FORMAT,
         "principles": settings.principles or settings.principles_per_pair,
     }
+    if settings.mode_entry.kind.subject == "step":  # the step prompt's format (mode stepwise)
+        data["step_format"] = STEP_FORMAT
     if settings.rates_alone:  # the scale, how a score is read, the rating prompt's format
         data.update(scale=settings.scale, rating=settings.reply_name, rating_format=RATING_FORMAT)
     if not settings.asks_logprobs:
@@ -116,6 +119,8 @@ async def judge_pair(
     kind = settings.mode_entry.kind
     if kind.judge_by_checklist is not None and criteria is not None:
         return await kind.judge_by_checklist(model, pair, criteria, settings, principle_ids, judge_fp)
+    if kind.judge_whole is not None:
+        return await kind.judge_whole(model, constitution, pair, settings, principle_ids, judge_fp)
     base = {
         "pair_id": pair.pair_id,
         "fingerprint": judge_fp,

@@ -300,6 +300,17 @@ class Failure(Record):
     """How many times it was tried."""
 
 
+class StepFinding(Record):
+    """The first step of a trajectory that violates a principle: where it is, which principle, and why."""
+
+    step: int
+    """The step's index among the trajectory's messages (the prompt's, then the response's)."""
+    principle_id: str
+    """The principle it violates."""
+    reason: str
+    """The judge's reason."""
+
+
 class Judgment(Record):
     """The judge's verdict on one pair under its settings: votes per principle and order, or a failure."""
 
@@ -342,9 +353,15 @@ class Judgment(Record):
     """How the votes were combined when not by the weighted mean (`judge.combine`): the rule, the level that settled
     the pair, the principles not asked and the conflicts between levels; null for the weighted mean."""
 
+    first_violation_a: StepFinding | None = None
+    """Judge mode `stepwise`: the first step of `a`'s trajectory (the prompt's turns, then `a`) that violates a
+    principle, with the principle and the judge's reason; null where none does, and in the other modes."""
+    first_violation_b: StepFinding | None = None
+    """Judge mode `stepwise`: the same for `b`."""
+
     @model_serializer(mode="wrap")
     def _uncombined_left_out(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
-        return without_unset(handler(self), "combined")
+        return without_unset(handler(self), "combined", "first_violation_a", "first_violation_b")
 
     @model_validator(mode="after")
     def _nothing_made_up(self) -> Judgment:
@@ -452,6 +469,15 @@ class RewardRecord(Record):
     reward_model_p: float | None = None
     """`pair` with a reward model: its P(first better), sigmoid(r_first - r_second); with the reward model alone it
     is `reward`."""
+    steps: list[float | None] | None = None
+    """`steps`: the dense process reward, one per assistant step of the conversation: 1.0 for a step that violates no
+    principle, 0.0 for one that violates one, None for a step whose verdict failed."""
+    first_violation: int | None = None
+    """`steps`: the message index of the first step that violates a principle (None: none does)."""
+    violation: str | None = None
+    """`steps`: the principle the first violating step violates."""
+    violation_reason: str | None = None
+    """`steps`: the judge's reason."""
 
     @model_validator(mode="after")
     def _no_reward_has_a_failure(self) -> RewardRecord:
