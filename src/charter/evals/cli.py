@@ -7,7 +7,7 @@ from pathlib import Path
 import typer
 
 from charter.judge.judgment import DEFAULT_COMBINATION
-from charter.judge.modes import DEFAULT_MODE
+from charter.judge.modes import DEFAULT_MODE, DEFAULT_RATING
 
 
 def winrate(
@@ -265,7 +265,7 @@ def spec(
     judge_api_key_env: str | None = typer.Option(
         None, metavar="NAME", help="The variable holding the judge's key (likewise)."
     ),
-    rating: str = typer.Option("logprobs", help="How the score is read: logprobs, cot or verdict."),
+    rating: str = typer.Option(DEFAULT_RATING, help="How the score is read: logprobs, cot or verdict."),
     scale: int = typer.Option(5, help="The rubric's top score (scores 1..scale)."),
     comply_at: float = typer.Option(4.0, "--comply-at", help="A response complies at this score or above."),
     sections: list[str] = typer.Option([], "--section", help="Judge only this section (repeatable); default: all."),

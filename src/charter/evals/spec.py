@@ -42,7 +42,7 @@ from charter.constitutions import Constitution, load_constitution
 from charter.constitutions.markdown import SpecPair, example_pairs, read_markdown_spec
 from charter.errors import ConfigError, DatasetError, JudgeParseError, ProviderError
 from charter.judge.judgment import dooms_run
-from charter.judge.modes import DEFAULT_RATING
+from charter.judge.modes import DEFAULT_RATING, DEFAULT_RATING_MODE
 from charter.judge.score import score_one
 from charter.judge.settings import JudgeSettings, RatingMode
 from charter.providers.prices import Price
@@ -295,7 +295,7 @@ class _Run:
 
     def __init__(self, config: SpecEvalConfig, constitution: Constitution, judge: Any) -> None:
         self.config, self.constitution, self.judge = config, constitution, judge
-        self.settings = JudgeSettings(mode="score", rating=config.rating, scale=config.scale)
+        self.settings = JudgeSettings(mode=DEFAULT_RATING_MODE, rating=config.rating, scale=config.scale)
 
     async def rate(self, prompt: list[Message], response: str, section: str) -> Verdict:
         try:
