@@ -141,11 +141,12 @@ def write_transcript(messages: Sequence[Turn], upto: int | None = None) -> str:
     return "\n\n".join([head, *(_write_turn(i, m, nonce) for i, m in enumerate(shown))])
 
 
-def render_conversation(messages: Sequence[Turn]) -> str:
+def render_conversation(messages: Sequence[Turn], authority: bool = False) -> str:
     """The conversation as Human/Assistant turns (system messages left out), as it always was for a conversation of
-    system, user and assistant text; one with developer or tool messages or tool calls as `write_transcript` lays it
-    out: who said what at which authority, tool calls as actions, tool results fenced as untrusted."""
-    if any(m.role in ("developer", "tool") or m.tool_calls for m in messages):
+    system, user and assistant text; one with developer or tool messages or tool calls, or one with a system message
+    judged under a principle of a chain of command (`authority`: the principle has a level), as `write_transcript`
+    lays it out: who said what at which authority, tool calls as actions, tool results fenced as untrusted."""
+    if any(m.role in ("developer", "tool") or m.tool_calls or (authority and m.role == "system") for m in messages):
         return write_transcript(messages)
     names = {"user": "Human", "assistant": "Assistant"}
     return "\n\n".join(f"{names[m.role]}: {m.content}" for m in messages if m.role in names)
@@ -158,7 +159,7 @@ def _turn_key(message: Turn) -> str:
 
 def _write_turn(index: int, message: Turn, nonce: str) -> str:
     label = AUTHORITY.get(message.role, message.role.upper())
-    if message.role == "tool":
+    if message.role == "tool" and message.tool_call_id is not None:
         label += f", answering call {message.tool_call_id}" + (f" ({message.name})" if message.name else "")
     tag = "tool-result" if message.role == "tool" else message.role
     parts = [f"[{index}] {label}:"]

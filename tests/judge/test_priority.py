@@ -6,9 +6,11 @@ the default with the fingerprint it always had; a default principle's prompt say
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 
 import pytest
 
+import charter
 from charter.constitutions.schema import Constitution
 from charter.errors import ConfigError
 from charter.judge.compare import comparison_prompt
@@ -190,3 +192,16 @@ def test_a_default_principles_prompt_says_who_may_override_it_and_who_speaks() -
     assert asked.content.index("This principle is a default") < asked.content.index("[prefers LONG]")
     [fixed] = comparison_prompt(conversation, SAFE, LONG, constitution.principle("safety"), "Answer A or B.")
     assert "default" not in fixed.content and "speak at level" not in fixed.content
+
+
+def test_a_principle_in_a_chain_of_command_sees_the_system_message_a_flat_one_does_not() -> None:
+    """Under a principle with a level the judge sees who said what at which authority, system messages included; a
+    flat constitution's prompt stays as it was (so its stored judgments resume without a new call)."""
+    spec = charter.import_constitution(Path(__file__).parents[2] / "examples" / "tiny-spec.md")
+    ranked = spec.principles[0]
+    flat = charter.load_constitution("harmless").principles[0]
+    prompt = [Message(role="system", content="Answer only in French."), Message(role="user", content="hi")]
+    assert ranked.ranked and not flat.ranked
+    shown = comparison_prompt(prompt, "a", "b", ranked, "Answer A or B.")[0].content
+    assert "Answer only in French." in shown and "SYSTEM" in shown.upper()
+    assert "Answer only in French." not in comparison_prompt(prompt, "a", "b", flat, "Answer A or B.")[0].content

@@ -268,6 +268,12 @@ class Principle(BaseModel):
     examples: list[SpecExample] = Field(default_factory=list)
     """The spec's own examples for this principle: conversations with good and bad replies."""
 
+    @property
+    def ranked(self) -> bool:
+        """Whether the principle sits in a chain of command (a level or a priority): the judge then sees who said
+        what at which authority, system messages included."""
+        return self.level is not None or self.priority is not None
+
     @field_validator("critique_request", "revision_request", "comparison")
     @classmethod
     def _known_variables(cls, value: str) -> str:

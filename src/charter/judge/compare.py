@@ -66,7 +66,7 @@ def comparison_prompt(
     gives the unfenced format 1, kept so that an audit can show what the fences buy. A default principle's question
     comes after what may override it (`authority_note`)."""
     text = write_comparison(
-        render_conversation(prompt),
+        render_conversation(prompt, authority=principle.ranked),
         principle.comparison,
         principle.description,
         first,

@@ -66,7 +66,7 @@ def rating_prompt(
     """The request that rates `response` under one principle."""
     principle = constitution.principle(principle_id)
     text = write_rating(
-        render_conversation(prompt),
+        render_conversation(prompt, authority=principle.ranked),
         constitution.rating_question(principle_id),
         principle.description,
         response,
