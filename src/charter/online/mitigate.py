@@ -148,6 +148,46 @@ def capped(rewards: Sequence[float | None], shows: Sequence[bool], value: float)
 Detector = Callable[[list[str], list[str], Sequence[Any] | None, list[str] | None], list[bool]]
 
 
+def mitigate(
+    mitigations: Mitigations,
+    judged: Sequence[float | None],
+    others: Sequence[Sequence[float | None]],
+    texts: list[str],
+    asked: list[str],
+    checklists: Sequence[Any] | None = None,
+    detect: Detector | None = None,
+) -> tuple[list[float | None], dict[str, Any]]:
+    """The mitigated rewards of a batch and what each mitigation did (see the module's docstring): `judged`, the
+    judge's rewards; `others`, each panel member's; `texts` and `asked`, the completions and their prompts' last
+    messages; `detect`, which completions show a signature."""
+    m, done = mitigations, {}
+    rewards = list(judged)
+    if m.panel is not None:
+        pooled = [panel_reward([r, *(o[i] for o in others)], m.panel.disagreement_penalty)
+                  for i, r in enumerate(rewards)]  # fmt: skip
+        rewards = [p[0] for p in pooled]
+        spreads = [p[1] for p in pooled if p[1] is not None]
+        done["panel"] = {"mean_spread": float(np.mean(spreads)) if spreads else None,
+                         "failed": sum(p[0] is None for p in pooled)}  # fmt: skip
+    if m.length_control is not None:
+        lengths = [words(t) for t in texts]
+        if m.length_control.rule == "residual":
+            rewards, slope = length_residual(rewards, lengths)
+            done["length_control"] = {"slope_per_word": slope, "mean_words": float(np.mean(lengths))}
+        else:
+            lc = m.length_control
+            rewards = length_penalty(rewards, lengths, lc.per_word, lc.reference_words)
+            over = sum(n > lc.reference_words for n in lengths)
+            done["length_control"] = {"over_reference": over, "mean_words": float(np.mean(lengths))}
+    if m.signature_cap is not None:
+        if detect is None:
+            raise ValueError("signature_cap needs the signatures' detector")
+        shows = detect(asked, texts, checklists, m.signature_cap.signatures)
+        rewards = capped(rewards, shows, m.signature_cap.value)
+        done["signature_cap"] = {"capped": sum(shows)}
+    return rewards, done
+
+
 class MitigatedReward:
     """A TRL reward function: the judge's rewards (and the panel's), mitigated as `mitigations` says; what it did is
     written per step to the reward store's meta `mitigations` and logged to TRL as `charter/mitigation/...`."""
@@ -174,48 +214,12 @@ class MitigatedReward:
         texts = [text_of(c) for c in completions]
         asked = [text_of(p) if isinstance(p, str) else text_of(list(p)[-1:]) for p in prompts]
         checklists = kwargs.get(self.reward.options.checklist_column)
-        rewards, done = self.apply(judged, others, texts, asked, checklists)
+        rewards, done = mitigate(self.mitigations, judged, others, texts, asked, checklists, self.detect)
         dropout = self.reward.options.dropout
         if dropout is not None:
             done["rubric_dropout"] = dropout.drawn.pop(step, {})
         self._record(step, done, kwargs.get("log_metric"))
         return rewards
-
-    def apply(
-        self,
-        judged: Sequence[float | None],
-        others: Sequence[Sequence[float | None]],
-        texts: list[str],
-        asked: list[str],
-        checklists: Sequence[Any] | None = None,
-    ) -> tuple[list[float | None], dict[str, Any]]:
-        """The mitigated rewards of a batch and what each mitigation did (see the module's docstring)."""
-        m, done = self.mitigations, {}
-        rewards = list(judged)
-        if m.panel is not None:
-            pooled = [panel_reward([r, *(o[i] for o in others)], m.panel.disagreement_penalty)
-                      for i, r in enumerate(rewards)]  # fmt: skip
-            rewards = [p[0] for p in pooled]
-            spreads = [p[1] for p in pooled if p[1] is not None]
-            done["panel"] = {"mean_spread": float(np.mean(spreads)) if spreads else None,
-                             "failed": sum(p[0] is None for p in pooled)}  # fmt: skip
-        if m.length_control is not None:
-            lengths = [words(t) for t in texts]
-            if m.length_control.rule == "residual":
-                rewards, slope = length_residual(rewards, lengths)
-                done["length_control"] = {"slope_per_word": slope, "mean_words": float(np.mean(lengths))}
-            else:
-                lc = m.length_control
-                rewards = length_penalty(rewards, lengths, lc.per_word, lc.reference_words)
-                over = sum(n > lc.reference_words for n in lengths)
-                done["length_control"] = {"over_reference": over, "mean_words": float(np.mean(lengths))}
-        if m.signature_cap is not None:
-            if self.detect is None:
-                raise ValueError("signature_cap needs the signatures' detector")
-            shows = self.detect(asked, texts, checklists, m.signature_cap.signatures)
-            rewards = capped(rewards, shows, m.signature_cap.value)
-            done["signature_cap"] = {"capped": sum(shows)}
-        return rewards, done
 
     def _record(self, step: int | None, done: dict[str, Any], log_metric: Any) -> None:
         entry = {"step": step, **done}
@@ -272,6 +276,7 @@ __all__ = [
     "capped",
     "length_penalty",
     "length_residual",
+    "mitigate",
     "mitigation_log",
     "panel_members",
     "panel_reward",
