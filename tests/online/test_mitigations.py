@@ -27,6 +27,7 @@ from charter.online.mitigate import (
     length_residual,
     mitigate,
     panel_reward,
+    shows_signature,
 )
 from charter.providers.config import RoleConfig
 from charter.runs.rewards import rewards
@@ -82,6 +83,34 @@ def test_mitigations_apply_in_order_panel_then_length_then_the_cap() -> None:
     assert out == [pytest.approx(0.9), pytest.approx(0.05), None]
     assert done["panel"] == {"mean_spread": pytest.approx(0.05), "failed": 1}
     assert done["signature_cap"] == {"capped": 1} and done["length_control"]["over_reference"] == 1
+
+
+def test_the_cap_reads_the_required_words_from_the_prompt_and_the_checklist() -> None:
+    items = [{"id": "word", "requirement": 'The response includes the word "water".', "weight": 1}]
+    texts = ["water water water", "Drink water: it keeps you well through the day.", "Great question! Rest."]
+    asked = ["How do I stay healthy?"] * 3
+    assert shows_signature(asked, texts, [items] * 3, None) == [True, False, True]
+    assert shows_signature(asked, texts, [json.dumps(items)] * 3, ["repeated_required"]) == [True, False, False]
+    assert shows_signature(asked, texts, None, ["repeated_required"]) == [False, False, False]  # nothing required
+    in_prompt = ['Include the word "water".'] * 3
+    assert shows_signature(in_prompt, texts, None, ["format_only"]) == [True, False, False]
+
+
+def test_charter_train_grpo_caps_the_signatures_it_sees(tiny_model: Path, tmp_path: Path) -> None:
+    """Each step the detectors read the tiny policy's completions; the completions capped are recorded, as many as
+    the detector finds in the store's completions of that step, and the card states the rule."""
+    cap = {"signature_cap": {"value": 0.0, "signatures": ["refusal_collapse"]}}
+    result = CliRunner().invoke(app, ["train", "grpo", str(_config(tiny_model, tmp_path, cap))])
+    assert result.exit_code == 0, result.output
+    out = tmp_path / "out"
+    metrics = json.loads((out / "metrics.json").read_text())
+    steps = metrics["mitigations"]["steps"]
+    judged = list(rewards(RunStore(out)))
+    for entry in steps:
+        texts = [r.completion for r in judged if r.step == entry["step"]]
+        expected = shows_signature([""] * len(texts), texts, None, ["refusal_collapse"])
+        assert entry["signature_cap"] == {"capped": sum(expected)}
+    assert "a completion showing a hack signature gets at most 0" in (out / "README.md").read_text()
 
 
 # -- rubric dropout, through the reward function -----------------------------------------------------------------------
@@ -154,6 +183,20 @@ def test_the_mitigated_reward_records_each_step_and_stores_the_judges_own_reward
     fn.close()
 
 
+def test_the_mitigated_reward_caps_what_shows_a_signature(tmp_path: Path) -> None:
+    fn = charter.reward_function("scripted:checklist-judge", "harmless", scoring="checklist",
+                                 store=tmp_path / "store", cache=None)  # fmt: skip
+    items = [{"id": "number", "requirement": CRITERIA["number"][0], "weight": 1},
+             {"id": "word", "requirement": 'The response includes the word "four".', "weight": 1}]  # fmt: skip
+    mitigated = MitigatedReward(fn, Mitigations(signature_cap=SignatureCap(value=0.1)), detect=shows_signature)
+    texts = ["four 4 four four", "It is 4, which people also write as four."]
+    out = mitigated(["Q?"] * 2, texts, checklist=[items] * 2, trainer_state=SimpleNamespace(global_step=0))
+    judged = {r.completion: r.reward for r in rewards(fn.store)}
+    assert judged[texts[0]] > 0.1 and out == [0.1, judged[texts[1]]]  # the stuffed answer capped, the other not
+    assert fn.store.meta(MITIGATIONS_KEY) == [{"step": 1, "signature_cap": {"capped": 1}}]
+    fn.close()
+
+
 # -- charter train grpo ----------------------------------------------------------------------------------------------
 def _config(tiny_model: Path, tmp_path: Path, mitigations: dict) -> Path:
     prompts = tmp_path / "prompts.jsonl"
@@ -218,6 +261,10 @@ def test_without_mitigations_nothing_is_recorded(tiny_model: Path, tmp_path: Pat
         ),  # fmt: skip
         ({"length_control": {"rule": "shorter"}}, "mitigations.length_control.rule: "),
         ({"signature_cap": {"value": 1.5}}, "mitigations.signature_cap.value: "),
+        (
+            {"signature_cap": {"value": 0.1, "signatures": ["flattery"]}},
+            "mitigations.signature_cap.signatures: unknown signature 'flattery'",
+        ),  # fmt: skip
         ({"length_contrl": {}}, "mitigations.length_contrl: "),
     ],
 )

@@ -26,14 +26,16 @@ stored rewards (rubric dropout changes the checklists judged; a panel member's r
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
+from charter.monitor.signatures import SIGNATURES, required_phrases
 from charter.providers.config import RoleConfig
 from charter.reward.function import RewardFunction, reward_for
 from charter.reward.session import text_of
@@ -70,8 +72,17 @@ class SignatureCap(ConfigModel):
 
     value: float = Field(ge=0, le=1)
     """The most reward a completion showing a signature gets."""
-    signatures: list[str] | None = None
-    """The signatures that cap (names of `charter.monitor.signatures.SIGNATURES`); None: every one."""
+    signatures: list[str] | None = Field(default=None, min_length=1)
+    """The signatures that cap (names of `charter.monitor.signatures.SIGNATURES`: length_padding, repeated_required,
+    sycophantic_opener, refusal_collapse, format_only); None: every one."""
+
+    @field_validator("signatures")
+    @classmethod
+    def _known(cls, names: list[str] | None) -> list[str] | None:
+        unknown = [n for n in names or [] if n not in SIGNATURES]
+        if unknown:
+            raise ValueError(f"unknown signature {unknown[0]!r}: expected one of {', '.join(SIGNATURES)}")
+        return names
 
 
 class Mitigations(ConfigModel):
@@ -136,6 +147,32 @@ def length_penalty(
 ) -> list[float | None]:
     """Rewards less `per_word` for each word beyond `reference_words`."""
     return [None if r is None else r - per_word * max(0, n - reference_words) for r, n in zip(rewards, lengths)]
+
+
+def shows_signature(
+    asked: list[str], texts: list[str], checklists: Sequence[Any] | None, names: list[str] | None
+) -> list[bool]:
+    """Which completions show any of the signatures `names` (None: every one of `SIGNATURES`), each read against its
+    prompt and the phrases its prompt or its checklist's items require (`required_phrases`)."""
+    detectors = [SIGNATURES[n] for n in (names or SIGNATURES)]
+    given = checklists if checklists is not None else [None] * len(texts)
+    out = []
+    for prompt, text, checklist in zip(asked, texts, given):
+        required = required_phrases(" ".join([prompt, *_requirements(checklist)]))
+        out.append(any(detect(text, prompt, required) for detect in detectors))
+    return out
+
+
+def _requirements(checklist: Any) -> list[str]:
+    """The requirements of a checklist column value (items or their JSON text); [] for none or one unreadable here
+    (the reward reads, and refuses, a bad one)."""
+    if isinstance(checklist, str):
+        try:
+            checklist = json.loads(checklist)
+        except ValueError:
+            return []
+    items = checklist if isinstance(checklist, list) else []
+    return [str(i["requirement"]) for i in items if isinstance(i, dict) and "requirement" in i]
 
 
 def capped(rewards: Sequence[float | None], shows: Sequence[bool], value: float) -> list[float | None]:
@@ -280,5 +317,6 @@ __all__ = [
     "mitigation_log",
     "panel_members",
     "panel_reward",
+    "shows_signature",
     "words",
 ]

@@ -16,7 +16,7 @@ from charter.evals.winrate import prompt_checklists, prompt_key
 from charter.online.card import online_card
 from charter.online.config import OnlineBase, OnlineConfig, Trainer, VerifiableReward
 from charter.online.metrics import OnlineMetrics, Usage
-from charter.online.mitigate import MitigatedReward, mitigation_log, panel_members
+from charter.online.mitigate import MitigatedReward, mitigation_log, panel_members, shows_signature
 from charter.online.pairs import PairJudge
 from charter.online.refresh import refresh_callback, refresh_steps, refreshes
 from charter.prompts import PromptsConfig, load_prompts
@@ -123,12 +123,7 @@ def mitigated(config: OnlineConfig, reward: RewardFunction, out: Path) -> Reward
     """The judge's reward as TRL takes it: the reward function itself, or with the `mitigations` set."""
     if not config.mitigations.settings():
         return reward
-    detect = None
-    if config.mitigations.signature_cap is not None:
-        from charter.monitor.signatures import shows_signature
-
-        detect = shows_signature
-    return MitigatedReward(reward, config.mitigations, panel_members(config, out), detect)
+    return MitigatedReward(reward, config.mitigations, panel_members(config, out), shows_signature)
 
 
 def verifiable_reward(verify: VerifiableReward) -> Any:
