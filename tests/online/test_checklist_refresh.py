@@ -117,6 +117,7 @@ def test_charter_train_grpo_refreshes_the_checklist_every_step(tiny_model: Path,
     versions = metrics["checklist_versions"]
     assert [(v["step"], v["version"]) for v in versions] == [(1, 2), (2, 2)]  # the second proposes nothing new
     assert versions[1]["note"] == "no item with a new id was proposed"
+    assert metrics["refresh_steps"] == [1]  # the refresh that made a version: the monitor attributes gaps to it
     stored = list(rewards(RunStore(out)))
     assert {r.step: r.checklist.version for r in stored} == {1: 1, 2: 2}
     assert all("no-shouting" in r.checklist.verdicts for r in stored if r.step == 2)

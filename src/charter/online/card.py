@@ -79,8 +79,46 @@ def online_card(metrics: OnlineMetrics, config: OnlineConfig, name: str, tags: l
         "",
         *evaluation_lines(metrics.get("winrate_eval", [])),
         *checklist_version_lines(metrics.get("checklist_versions", [])),
+        *mitigation_lines(metrics.get("mitigations", {})),
     ]
     return ModelCard(f"---\n{data.to_yaml()}\n---\n\n" + "\n".join(lines))
+
+
+#: Each mitigation's rule, as the card states it.
+_RULES = {
+    "rubric_dropout": "each step, each prompt's checklist judged on a seeded random subset of its items ({})",
+    "panel": "reward = mean of the judges' rewards - {} x their spread (population sd); a failed judge fails it",
+    "length_control": "rewards controlled for length ({})",
+    "signature_cap": "a completion showing a hack signature gets at most {}",
+}
+
+
+def _rule(name: str, setting: Any) -> str:
+    if name == "rubric_dropout":
+        return _RULES[name].format(f"share {setting:g} left out" if setting < 1 else f"{setting:g} item(s) left out")
+    if name == "panel":
+        return _RULES[name].format(f"{setting['disagreement_penalty']:g}") + (
+            f"; judges beside the judge: {', '.join(j['model'] for j in setting['judges'] if 'model' in j)}"
+        )
+    if name == "length_control":
+        lc = setting
+        said = (
+            "the batch's length trend taken out"
+            if lc["rule"] == "residual"
+            else (f"{lc['per_word']:g} a word beyond {lc['reference_words']} words")
+        )
+        return _RULES[name].format(said)
+    return _RULES[name].format(f"{setting['value']:g}")
+
+
+def mitigation_lines(log: dict[str, Any]) -> list[str]:
+    """The mitigations against judge gaming the run set (`mitigations`), a row each with its rule."""
+    settings = log.get("settings") or {}
+    if not settings:
+        return []
+    lines = ["## Mitigations against judge gaming", "", "| mitigation | rule |", "|---|---|"]
+    lines += [f"| {name} | {_rule(name, value)} |" for name, value in settings.items()]
+    return [*lines, "", "What each did per step is in metrics.json (`mitigations.steps`).", ""]
 
 
 def checklist_version_lines(versions: list[dict[str, Any]]) -> list[str]:

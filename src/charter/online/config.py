@@ -9,6 +9,7 @@ from pydantic import Field, field_validator, model_validator
 
 from charter.judge.modes import DEFAULT_MODE, DEFAULT_RATING_MODE
 from charter.judge.settings import JudgeConfig
+from charter.online.mitigate import Mitigations
 from charter.prompts import PromptsConfig
 from charter.providers.cache import DEFAULT_CACHE
 from charter.providers.config import RoleConfig, check_cap_prices, check_price_keys
@@ -108,6 +109,9 @@ class OnlineConfig(OnlineBase):
     tokenizer's chat template."""
     reward_model_weight: float = Field(default=1.0, ge=0)
     """The reward model's weight in the sum of rewards (its score is a logit, not 0..1: weigh it accordingly)."""
+    mitigations: Mitigations = Mitigations()
+    """Mitigations against judge gaming, each one setting, none by default: rubric dropout, a panel with a penalty on
+    disagreement, length-controlled rewards, a cap for hack signatures (see the mitigations guide)."""
 
     @model_validator(mode="before")
     @classmethod
@@ -133,7 +137,20 @@ class OnlineConfig(OnlineBase):
             raise LocatedValueError("set judge_weight and verify.weight instead", ("trl", "reward_weights"))
         if self.checklist.refresh_every is not None and self.scoring != CHECKLIST.name:
             raise LocatedValueError("refresh_every needs scoring: checklist", ("checklist", "refresh_every"))
+        self._mitigations_fit()
         return self
+
+    def _mitigations_fit(self) -> None:
+        m = self.mitigations
+        if m.rubric_dropout is not None and self.scoring != CHECKLIST.name:
+            raise LocatedValueError("rubric_dropout needs scoring: checklist", ("mitigations", "rubric_dropout"))
+        asks_judge = self.judge_weight > 0 or self.judge_monitor
+        if m.settings() and not asks_judge:
+            raise LocatedValueError("mitigations change the judge's reward: judge_weight is 0", ("mitigations",))
+        if m.panel is not None and (self.budget.max_cost_usd is not None or self.budget.max_tokens is not None):
+            raise LocatedValueError(
+                "the budget counts the judge's calls alone: a panel's judges are not under it", ("mitigations", "panel")
+            )
 
 
 class OnlineDPOConfig(OnlineBase):

@@ -61,6 +61,12 @@ class OnlineMetrics(OnlineRunMetrics):
     checklist_versions: list[dict[str, Any]]
     """`checklist.refresh_every`: each refresh of the checklist (step, version, items accepted, rewards compared,
     the proposer, a note where nothing was accepted); [] without one."""
+    refresh_steps: list[int]
+    """`checklist.refresh_every`: the steps after which a refresh made a new checklist version (the rewards of the
+    next step use it), for a gold monitor to attribute a change of its gap to each refresh; [] without one."""
+    mitigations: dict[str, Any]
+    """The `mitigations` set (`settings`) and what each did per step (`steps`: the rubric items left out per
+    prompt, the panel's mean spread, the length slope, the completions capped); {} without any."""
 
 
 class OnlineDPOMetrics(OnlineRunMetrics):

@@ -110,4 +110,23 @@ def refreshes(store: Any) -> list[dict[str, Any]]:
     return list(store.meta(VERSIONS_KEY, []))
 
 
-__all__ = ["VERSIONS_KEY", "Refresh", "recent", "refresh_callback", "refresh_checklist", "refreshes"]
+def refresh_steps(store: Any) -> list[int]:
+    """The steps after which a refresh made a new checklist version (the next step's rewards use it), oldest first:
+    what a gold monitor reads, during training or after, to attribute a change of its gap to each refresh."""
+    steps, version = [], 1
+    for refresh in refreshes(store):
+        if refresh["version"] > version:
+            steps.append(int(refresh["step"]))
+            version = refresh["version"]
+    return steps
+
+
+__all__ = [
+    "VERSIONS_KEY",
+    "Refresh",
+    "recent",
+    "refresh_callback",
+    "refresh_checklist",
+    "refresh_steps",
+    "refreshes",
+]

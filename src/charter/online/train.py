@@ -16,8 +16,9 @@ from charter.evals.winrate import prompt_checklists, prompt_key
 from charter.online.card import online_card
 from charter.online.config import OnlineBase, OnlineConfig, Trainer, VerifiableReward
 from charter.online.metrics import OnlineMetrics, Usage
+from charter.online.mitigate import MitigatedReward, mitigation_log, panel_members, shows_signature
 from charter.online.pairs import PairJudge
-from charter.online.refresh import refresh_callback, refreshes
+from charter.online.refresh import refresh_callback, refresh_steps, refreshes
 from charter.prompts import PromptsConfig, load_prompts
 from charter.providers import get_model
 from charter.providers.usage import Budget
@@ -116,6 +117,13 @@ def refresh_of(config: OnlineConfig, reward: RewardFunction) -> Any:
         cache = reward.judge.cache
         proposer = get_model(section.proposer.backend(), cache=cache, meter=reward.judge.meter, role="proposer")
     return refresh_callback(reward, section, proposer)
+
+
+def mitigated(config: OnlineConfig, reward: RewardFunction, out: Path) -> RewardFunction | MitigatedReward:
+    """The judge's reward as TRL takes it: the reward function itself, or with the `mitigations` set."""
+    if not config.mitigations.settings():
+        return reward
+    return MitigatedReward(reward, config.mitigations, panel_members(config, out), shows_signature)
 
 
 def verifiable_reward(verify: VerifiableReward) -> Any:
@@ -341,6 +349,8 @@ class OnlineTraining(OnlineRun[OnlineConfig, OnlineMetrics]):
     """`train_online`: TRL's GRPO or RLOO trainer, the judge's reward beside a verifier's and a reward model's."""
 
     trainer: ClassVar[Trainer]
+    mitigated: RewardFunction | MitigatedReward
+    """The judge's reward as TRL takes it (`mitigated`)."""
 
     def build(self) -> Any:
         config, out = self.config, self.out
@@ -351,17 +361,32 @@ class OnlineTraining(OnlineRun[OnlineConfig, OnlineMetrics]):
         self.session = reward = reward_for(config, out)
         self.stop = budget_callback(reward, config.budget)
         asks_judge = config.judge_weight > 0 or config.judge_monitor
-        funcs = ([reward] if asks_judge else []) + ([verifiable_reward(config.verify)] if config.verify else [])
+        judged = mitigated(config, reward, out)
+        funcs = ([judged] if asks_judge else []) + ([verifiable_reward(config.verify)] if config.verify else [])
         if config.reward_model:
             funcs.append(distilled_reward(config.reward_model))
         rows = dataset_rows(prompts, config.verify, checklist_column(config, prompts))
-        judged = winrate_callback(config)
+        self.mitigated = judged
+        winrate = winrate_callback(config)
         refresh = refresh_of(config, reward)
-        callbacks = [self.stop, *self.callbacks, *(c for c in (judged, refresh) if c is not None)]
+        callbacks = [self.stop, *self.callbacks, *(c for c in (winrate, refresh) if c is not None)]
         trainer = _trainer(config, self.trainer, args, funcs, rows, callbacks)
-        if judged is not None:
-            judged.trainer = trainer  # the win rate reaches TensorBoard / W&B too
+        if winrate is not None:
+            winrate.trainer = trainer  # the win rate reaches TensorBoard / W&B too
         return trainer
+
+    def before_training(self, trainer: Any) -> None:
+        super().before_training(trainer)
+        step = (checkpoint_step(self.resume) or 0) + 1 if self.resume else 1
+        for member in getattr(self.mitigated, "members", []):  # a panel's judges restart where the judge does
+            supersede_from(member.store, step)
+
+    def train(self, trainer: Any) -> Any:
+        try:
+            return super().train(trainer)
+        finally:
+            if isinstance(self.mitigated, MitigatedReward):
+                self.mitigated.close()
 
     def metrics(self, trainer: Any, result: Any) -> OnlineMetrics:
         """Merge the ranks' reward stores (main process), then the metrics from the output's store."""
@@ -402,6 +427,8 @@ class OnlineTraining(OnlineRun[OnlineConfig, OnlineMetrics]):
             },
             winrate_eval=evaluations(winrate_of(trainer)),
             checklist_versions=refreshes(store) if store is not None else [],
+            refresh_steps=refresh_steps(store) if store is not None else [],
+            mitigations=mitigation_log(config.mitigations, store),
             config=config.model_dump(mode="json"),
         )
 

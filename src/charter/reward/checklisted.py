@@ -16,6 +16,8 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
+import numpy as np
+
 from charter.checklist.author import WriterBounds
 from charter.checklist.check import CHECKLIST_FORMAT, CheckedResponse, check_response
 from charter.checklist.items import Checklist, checklist_from_criteria, checklist_from_rows
@@ -27,7 +29,7 @@ from charter.providers.cache import CallCache
 from charter.providers.config import RoleConfig
 from charter.providers.usage import UsageMeter
 from charter.records import Failure, Message, RewardChecklist, RewardRecord, fingerprint
-from charter.reward.scoring import WRITER_PARAMS, Batch, ChecklistReward, ScoringEntry, ScoringOptions
+from charter.reward.scoring import WRITER_PARAMS, Batch, ChecklistReward, RubricDropout, ScoringEntry, ScoringOptions
 from charter.reward.session import JudgeSession
 
 #: The item bounds of a reward's writer: those of a run config's `checklist:` section by default.
@@ -134,6 +136,8 @@ async def _scored(
     step: int | None,
 ) -> RewardRecord:
     asked = [m.model_dump() for m in prompt]
+    if options.dropout is not None and not isinstance(checklist, NoChecklist):
+        checklist = with_dropout(options.dropout, checklist, session.seed, step, prompt)
     if isinstance(checklist, NoChecklist):
         key = session.key(asked, text, None, options.aggregation)
         return session.record(key, step, prompt, text, None, principle_ids=[], failure=checklist.failure)
@@ -155,6 +159,23 @@ async def _scored(
         checklist=reward_checklist(checked),
         failure=None if checked.failure is None else Failure(kind="checklist", message=checked.failure),
     )
+
+
+def with_dropout(
+    dropout: RubricDropout, checklist: Checklist, seed: int, step: int | None, prompt: list[Message]
+) -> Checklist:
+    """The checklist with `dropout.dropped_count` of its items left out, drawn from the seed, the step, the prompt and
+    the checklist (the same draw for every completion of the prompt in the step); the items left out are kept in
+    `dropout.drawn[step]` under the prompt's key."""
+    count = dropout.dropped_count(len(checklist.items))
+    if count == 0:
+        return checklist
+    prompt_key = _prompt_key(prompt)
+    rng = np.random.default_rng(int(fingerprint([seed, step, prompt_key, checklist.fingerprint])[:12], 16))
+    left_out = {int(i) for i in rng.choice(len(checklist.items), size=count, replace=False)}
+    dropout.drawn.setdefault(step, {})[prompt_key[:12]] = [checklist.items[i].id for i in sorted(left_out)]
+    kept = [item for i, item in enumerate(checklist.items) if i not in left_out]
+    return checklist.model_copy(update={"items": kept})
 
 
 def principle_ids(checklist: Checklist) -> list[str]:
@@ -184,10 +205,12 @@ def reward_checklist(checked: CheckedResponse) -> RewardChecklist:
 def checklist_fingerprint(options: ScoringOptions) -> dict[str, Any]:
     """What of the options changes a checklist reward: the prompt's format, the aggregation and the writer."""
     writer = options.checklist_writer
+    dropout = {} if options.dropout is None else {"rubric_dropout": options.dropout.drop}
     return {
         "checklist_format": CHECKLIST_FORMAT,
         "aggregation": options.aggregation,
         "checklist_writer": None if writer is None else writer.served_id,
+        **dropout,
     }
 
 

@@ -55,6 +55,7 @@ from charter.reward.scoring import (
     STEPS,
     Batch,
     GroupStrategy,
+    RubricDropout,
     ScoringEntry,
     ScoringOptions,
 )
@@ -341,6 +342,7 @@ def reward_function(
     checklist_column: str = "checklist",
     aggregation: Aggregation = "explicit",
     checklist_writer: str | RoleConfig | None = None,
+    rubric_dropout: Annotated[float, Range(gt=0)] | None = None,
     **judge_settings: Any,
 ) -> RewardFunction:
     """A TRL reward function that asks charter's judge, for `GRPOTrainer`, `RLOOTrainer` or online DPO; its
@@ -375,6 +377,8 @@ def reward_function(
             overall score of the response given the checklist, asked in the same call).
         checklist_writer: `checklist` scoring: a model that writes a checklist for a prompt that has none (one
             cached call a prompt).
+        rubric_dropout: `checklist` scoring: the items of each checklist left out at each step (a share below 1, or
+            a whole count), drawn from the seed, the step and the prompt; at least one item is kept. None: every item.
         **judge_settings: `JudgeSettings` fields: mode, scale, rating, orders, principles_per_pair, principles, ...
             (mode defaults to `score` for `score` scoring and to `logprobs` otherwise).
 
@@ -419,6 +423,7 @@ def reward_function(
     misfit = scoring_misfit(scoring, settings)
     if misfit:
         raise ConfigError(misfit)
+    dropout = None if rubric_dropout is None else RubricDropout(checked_dropout(rubric_dropout, scoring))
     options = ScoringOptions(
         reference_column=reference_column,
         reference_model=reference,
@@ -428,6 +433,7 @@ def reward_function(
         aggregation=aggregation,
         checklist_writer=writer,
         checklist_writer_params=writing,
+        dropout=dropout,
     )
     fingerprint = reward_fingerprint(
         model,
@@ -453,6 +459,16 @@ def reward_function(
     return RewardFunction(session, entry, options)
 
 
+def checked_dropout(drop: float, scoring: str) -> float:
+    """A rubric dropout fit for `scoring`: a share below 1 or a whole count, with the `checklist` scoring (a
+    `ConfigError` otherwise)."""
+    if not TABLE[scoring].reads_checklists:
+        raise ConfigError(f"rubric_dropout leaves out checklist items: scoring {scoring} reads no checklist")
+    if drop >= 1 and drop != int(drop):
+        raise ConfigError(f"rubric_dropout: a share below 1 or a whole count of items, not {drop:g}")
+    return drop
+
+
 def reward_for(config: Any, store: str | Path, **extra: Any) -> RewardFunction:
     """The reward function a `charter train grpo` config describes (judge, constitution, scoring, costs, group
     settings), as training and the reward server build it; `extra` adds `reward_function` arguments (a budget, a
@@ -463,4 +479,7 @@ def reward_for(config: Any, store: str | Path, **extra: Any) -> RewardFunction:
     if section is not None and config.scoring == CHECKLIST.name:
         settings |= {"checklist_column": section.column, "aggregation": section.aggregation,
                      "checklist_writer": section.writer}  # fmt: skip
+    mitigations = getattr(config, "mitigations", None)
+    if mitigations is not None and mitigations.rubric_dropout is not None:
+        settings["rubric_dropout"] = mitigations.rubric_dropout
     return reward_function(config.judge, config.constitution, config.scoring, store=store, **settings, **extra)

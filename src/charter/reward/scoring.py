@@ -96,6 +96,24 @@ GroupStrategy = Literal["all_pairs", "circular"]
 
 
 @dataclass(frozen=True)
+class RubricDropout:
+    """`checklist` scoring in training: each step, each prompt's checklist is judged on a random subset of its items
+    (rubric dropout), drawn from the seed, the step and the prompt, so that every completion of one prompt in one
+    step is checked against the same items and a re-run draws the same subsets."""
+
+    drop: float
+    """The items left out of each checklist: a share (below 1, rounded to the nearest count) or a count (1 or more);
+    at least one item is always kept."""
+    drawn: dict[int | None, dict[str, list[str]]] = field(default_factory=dict)
+    """The items left out, by step, then by prompt (its key): what training records per step."""
+
+    def dropped_count(self, items: int) -> int:
+        """How many of a checklist's `items` are left out."""
+        count = math.floor(self.drop * items + 0.5) if self.drop < 1 else int(self.drop)
+        return max(0, min(items - 1, count))
+
+
+@dataclass(frozen=True)
 class Batch:
     """The completions to score, in order, with what each was asked (TRL's batch as charter reads it)."""
 
@@ -146,6 +164,8 @@ class ScoringOptions:
     """`checklist`: the writer's sampling (its role's `params` where it sets them, else greedy with 1,024 tokens)."""
     book: ChecklistBook = field(default_factory=ChecklistBook)
     """`checklist`: the items added during training (`refresh_every`) and the checklist version they make."""
+    dropout: RubricDropout | None = None
+    """`checklist`: rubric dropout, a random subset of each checklist's items judged each step (None: every item)."""
 
 
 ScoreBatch = Callable[[JudgeSession, ScoringOptions, Batch], Awaitable[list[RewardRecord]]]
