@@ -357,11 +357,11 @@ def test_a_lone_string_is_never_a_list_of_items() -> None:
         assert str(_refused(call, argument)).endswith("(got str 'How?')")
     assert len(charter.critique_chains(iter(["How?", "Why?"]), policy="scripted:cai")) == 2
 
-    @public()
+    @public
     def items(values: Iterable[str]) -> list[str]:
         return list(values)
 
-    @public()
+    @public
     def text_or_items(values: str | Iterable[str]) -> list[str]:
         return list(values)
 

@@ -99,7 +99,7 @@ def calibrate(
     )
 
 
-@public()
+@public
 def agreement_report(
     run_dir: str | Path,
     config: ConfigArg[AgreementConfig] | None = None,

@@ -116,7 +116,7 @@ class _Section:
     examples: list[dict[str, Any]] = field(default_factory=list)
 
 
-@public()
+@public
 def import_constitution(
     path: str | Path,
     source_format: Literal["markdown", "hf-cai"] = "markdown",
