@@ -20,8 +20,7 @@ from charter.evals.winrate import ChecklistAggregation, ChecklistColumn, Scoring
 from charter.judge.modes import DEFAULT_MODE
 from charter.judge.settings import PairwiseMode
 from charter.records import Judgment, Message, Pair, as_records
-from charter.stats.bradley_terry import Comparison, fit, lc_scores
-from charter.stats.ranking import connected
+from charter.stats.bradley_terry import Comparison, connected, fit, lc_scores
 from charter.training import data
 from charter.training.output import write_json
 from charter.yamlio import ConfigModel
