@@ -88,7 +88,7 @@ ChecklistColumn = Annotated[
     ),
 ]
 ChecklistAggregation = Annotated[
-    Literal["explicit", "implicit"],
+    Aggregation,
     Field(
         description="`checklist` scoring: the items' weights and gates, or the judge's overall score given the "
         "checklist."
