@@ -195,7 +195,7 @@ class _Param:
 
     def load(self, value: Any, given: dict[str, Any]) -> Any:
         """The config argument as its model (None stays None where the annotation takes it and no fields do)."""
-        model, loads = self.config, typing.cast(Loads, self.loads)
+        model, loads = typing.cast(type[ConfigModel], self.config), typing.cast(Loads, self.loads)
         if loads.fields is not None and (value is None or isinstance(value, dict)):
             return from_arguments(model, **{**(value or {}), **given.get(loads.fields, {})})
         if value is None or loads.loader is None:
