@@ -1,20 +1,22 @@
 """`@public`: a public function's arguments checked by pydantic, as its signature says, before the body runs.
 
 Each annotation is a strict pydantic `TypeAdapter` (a string is no number, NaN no float, a dict no `Constitution`, a
-lone string no list of items); `Annotated` marks add `Range` (bounds), `Kinds` (the kinds an `Any` argument takes)
-and `Loads` (how a config argument, `ConfigArg[M]`, becomes its model). A bad argument is one `ArgumentError` line
-naming it, never pydantic's error; the body gets the arguments as given, configs loaded.
+lone string no list of items); `Annotated` marks add `Range` (bounds) and `Kinds` (the kinds an argument takes where
+its type cannot say). A bad argument is one `ArgumentError` line naming it, never pydantic's error; the body gets the
+arguments as given. A config argument (`ConfigArg[M]`) is checked for its kind here and read by the body with
+`config_from` or `config_with_fields` (`charter.yamlio`), as the command line reads its file.
 """
 
 from __future__ import annotations
 
 import collections.abc as abc
+import contextlib
 import functools
 import inspect
-import itertools
 import math
 import numbers
 import operator
+import os
 import re
 import types
 import typing
@@ -27,28 +29,14 @@ from pydantic import ConfigDict, PydanticUserError, TypeAdapter, ValidationError
 from pydantic_core import PydanticCustomError, core_schema
 
 from charter.errors import ArgumentError
-from charter.yamlio import (
-    ConfigModel,
-    annotation_marks,
-    annotation_members,
-    config_from,
-    describe_type,
-    dotted,
-    from_arguments,
-    not_a_config,
-    shown,
-)
+from charter.yamlio import ConfigModel, annotation_marks, annotation_members, describe_type, dotted, shown
 
 F = TypeVar("F", bound=Callable[..., Any])
 C = TypeVar("C", bound=ConfigModel)
-__all__ = ["AtLeastOne", "ConfigArg", "Kinds", "Loads", "Range", "config_from", "from_arguments", "public"]
+__all__ = ["AtLeastOne", "ConfigArg", "Kinds", "Range", "public"]
 _STRICT = ConfigDict(arbitrary_types_allowed=True, strict=True, allow_inf_nan=False)
 _ITEMS = (list, tuple, set, frozenset, abc.Iterable, abc.Collection, abc.Sequence, abc.Iterator)
 _BOUNDS = (("ge", operator.ge), ("gt", operator.gt), ("le", operator.le), ("lt", operator.lt))
-
-
-def _refused(message: str, item: int | None) -> PydanticCustomError:
-    return PydanticCustomError("charter", "{message}", {"message": message, "item": item})
 
 
 @dataclass(frozen=True)
@@ -72,55 +60,43 @@ class Range:
     def _check(self, value: Any, validate: Callable[[Any], Any]) -> Any:
         items = enumerate(value) if self.each and value is not None else [(None, value)]
         found = [(i, v) for i, v in items if isinstance(v, numbers.Real) and not isinstance(v, bool)]
-        for index, item in found:  # not finite: said before the type's own check would say it
-            if not math.isfinite(item):
-                raise _refused(f"must be a finite number {self.describe()} (got {item!r})", index)
-        validate(value)
-        for index, item in found:
-            if not all(getattr(self, b) is None or holds(item, getattr(self, b)) for b, holds in _BOUNDS):
-                raise _refused(f"must be {self.describe()} (got {item!r})", index)
+        refused = [(i, f"a finite number {self.describe()}", v) for i, v in found if not math.isfinite(v)]
+        if not refused:  # not finite: said before the type's own check would say it
+            validate(value)
+            bounds = [(getattr(self, name), holds) for name, holds in _BOUNDS if getattr(self, name) is not None]
+            refused = [(i, self.describe(), v) for i, v in found if not all(holds(v, b) for b, holds in bounds)]
+        for index, said, item in refused[:1]:
+            raise PydanticCustomError("charter", "{m}", {"m": f"must be {said} (got {item!r})", "item": index})
         return value
 
 
-@dataclass(frozen=True, init=False)
 class Kinds:
     """The kinds an argument takes where its annotation cannot say: classes, or class names matched against the
     value's classes (`"Dataset"` without importing `datasets`). Replaces the annotation's check."""
 
-    kinds: tuple[type | str, ...]
-    said: str
-
     def __init__(self, *kinds: type | str, said: str) -> None:
-        object.__setattr__(self, "kinds", kinds)
-        object.__setattr__(self, "said", said)
+        self.kinds, self.said = kinds, said
+
+    def check(self, name: str, value: Any) -> None:
+        names = {cls.__name__ for cls in type(value).__mro__}
+        if not any(k in names if isinstance(k, str) else isinstance(value, k) for k in self.kinds):
+            raise ArgumentError(name, f"expected {self.said} (got {shown(value)})")
 
 
-@dataclass(frozen=True)
-class Loads:
-    """How a config argument becomes its model before the body runs: `loader(path, overrides)` reads a YAML path
-    (default: `load_model`), `overrides` names the parameter of its `--set` items, `fields` the `**kwargs`
-    parameter whose items are fields of the model (over a dict config, or the whole config where it is None)."""
-
-    loader: Callable[..., Any] | None = None
-    overrides: str | None = None
-    fields: str | None = None
-
-
-#: A config argument: the config model itself, a dict of its fields or a YAML file's path; the body gets the model.
-ConfigArg: TypeAlias = Annotated[C | dict[str, Any] | str | Path, Loads()]
+#: A config argument: the config model itself, a dict of its fields or a YAML file's path (None: the body says).
+ConfigArg: TypeAlias = Annotated[
+    C | dict[str, Any] | str | Path,
+    Kinds(ConfigModel, dict, str, Path, type(None), said="a config, a dict of its fields or a YAML file's path"),
+]
 #: A whole number of at least 1: a count of calls, resamples, pairs or items.
 AtLeastOne: TypeAlias = Annotated[int, Range(ge=1)]
 
 
 def public(func: F, /) -> F:
-    """Check `func`'s arguments on each call. Raises `TypeError` at definition: an annotation cannot be resolved,
-    `Loads` names no parameter, or a config argument does not say how it is loaded."""
+    """Check `func`'s arguments on each call; an annotation that cannot be resolved is a `TypeError` at once."""
     signature = inspect.signature(func)
-    params = {n: _Param(func, p) for n, p in signature.parameters.items() if p.kind not in (p.VAR_POSITIONAL,
-              p.VAR_KEYWORD)}  # fmt: skip
-    for named in (n for p in params.values() if p.loads for n in (p.loads.overrides, p.loads.fields) if n):
-        if named not in signature.parameters:
-            raise TypeError(f"{func.__qualname__}: Loads names no parameter {named}")
+    skipped = (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD)
+    params = {n: _Param(func, p) for n, p in signature.parameters.items() if p.kind not in skipped}
 
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -129,11 +105,7 @@ def public(func: F, /) -> F:
         except TypeError as exc:
             named = re.search(r"'(\w+)'", str(exc))
             raise ArgumentError(named.group(1) if named else "arguments", str(exc)) from None
-        given = bound.arguments
-        given.update({name: params[name].check(value) for name, value in given.items() if name in params})
-        for name, param in params.items():  # every argument checked: the configs load, with their overrides
-            if param.config is not None:
-                given[name] = param.load(given.get(name, signature.parameters[name].default), given)
+        bound.arguments.update({n: params[n].check(v) for n, v in bound.arguments.items() if n in params})
         return func(*bound.args, **bound.kwargs)
 
     wrapper.__charter_checked__ = types.SimpleNamespace(params=params)  # type: ignore[attr-defined]
@@ -145,27 +117,16 @@ class _Param:
 
     def __init__(self, func: Callable[..., Any], param: inspect.Parameter) -> None:
         self.name, self.annotation = param.name, _resolved(func, param)
-        annotation = self.annotation
-        self.kinds, self.loads = annotation_marks(annotation, Kinds), annotation_marks(annotation, Loads)
-        members = annotation_members(annotation)
-        models = [m for m in members if isinstance(m, type) and issubclass(m, ConfigModel)]
-        takes_dict = dict in [typing.get_origin(m) or m for m in members]
-        self.config = models[0] if models and takes_dict and self.kinds is None else None
-        self.takes_none = type(None) in members or bool(self.loads and self.loads.fields)
-        if self.config is not None and self.loads is None:
-            raise TypeError(f"{func.__qualname__}({self.name}): a config argument says how it is loaded (ConfigArg, "
-                            "Loads) or what it takes as it is (Kinds)")  # fmt: skip
-        origins = [typing.get_origin(m) or m for m in members]
+        self.kinds = annotation_marks(self.annotation, Kinds)
+        origins = [typing.get_origin(m) or m for m in annotation_members(self.annotation)]
         self.items_only = not {str, bytes, Any, object} & set(origins) and any(m in _ITEMS for m in origins)
 
     @functools.cached_property
     def adapter(self) -> TypeAdapter | None:
-        """None for `Any`, a config, `Kinds` or a type pydantic cannot check (a protocol): left to the body."""
-        if self.annotation is Any or self.kinds is not None or self.config is not None:
-            return None
+        """None for `Any`, `Kinds` or a type pydantic cannot check (a protocol): left to the body."""
         try:
             try:
-                return TypeAdapter(self.annotation, config=_STRICT)
+                return None if self.annotation is Any or self.kinds else TypeAdapter(self.annotation, config=_STRICT)
             except PydanticUserError:  # a model or dataclass has its own config
                 return TypeAdapter(self.annotation)
         except Exception:
@@ -174,16 +135,8 @@ class _Param:
     def check(self, value: Any) -> Any:
         if isinstance(value, numbers.Real) and not isinstance(value, bool | int | float):  # numpy's int64, float32
             value = int(value) if isinstance(value, numbers.Integral) else float(value)
-        names = {cls.__name__ for cls in type(value).__mro__}
-        if self.kinds and not any(k in names if isinstance(k, str) else isinstance(value, k) for k in self.kinds.kinds):
-            raise ArgumentError(self.name, f"expected {self.kinds.said} (got {shown(value)})")
-        if self.config is not None and not (
-            isinstance(value, self.config | dict | str | Path)
-            and not isinstance(value, bool)
-            or value is None
-            and self.takes_none
-        ):
-            raise ArgumentError(self.name, not_a_config(self.config, value))
+        if self.kinds is not None:
+            self.kinds.check(self.name, value)
         if self.items_only and isinstance(value, str | bytes):  # a string is iterable: not one item a character
             raise ArgumentError(self.name, f"expected {describe_type(self.annotation)} (got {shown(value)})")
         try:
@@ -193,24 +146,12 @@ class _Param:
             raise ArgumentError(*self._message(exc.errors(), value)) from None
         return value
 
-    def load(self, value: Any, given: dict[str, Any]) -> Any:
-        """The config argument as its model (None stays None where the annotation takes it and no fields do)."""
-        model, loads = typing.cast(type[ConfigModel], self.config), typing.cast(Loads, self.loads)
-        if loads.fields is not None and (value is None or isinstance(value, dict)):
-            return from_arguments(model, **{**(value or {}), **given.get(loads.fields, {})})
-        if value is None or loads.loader is None:
-            return None if value is None else config_from(model, value, self.name)
-        loader, overrides = loads.loader, given.get(loads.overrides) if loads.overrides else None
-        return config_from(model, value, self.name, lambda path: loader(path, overrides) if loads.overrides else
-                           loader(path))  # fmt: skip
-
     def _message(self, errors: list[Any], value: Any) -> tuple[str, str]:
         """The argument (or its item) and one line: where inside the value, what was expected and what came."""
         if mine := [e for e in errors if e["type"] == "charter"]:
             item = (mine[0].get("ctx") or {}).get("item")
             return (self.name if item is None else f"{self.name}[{item}]"), mine[0]["msg"]
-        same = itertools.takewhile(lambda parts: len(set(parts)) == 1, zip(*[e["loc"] for e in errors]))
-        prefix = tuple(parts[0] for parts in same)
+        prefix = tuple(os.path.commonprefix([list(e["loc"]) for e in errors]))
         if not prefix and any(e["type"] == "finite_number" for e in errors):
             said = "a finite number" if isinstance(value, int | float) else "finite numbers"
             return self.name, f"expected {said} (got {value!r})"
@@ -219,10 +160,9 @@ class _Param:
         said = list(dict.fromkeys(e["msg"].removeprefix("Value error, ") for e in errors))
         said = said[:1] + [s.removeprefix("Input should be ") for s in said[1:]]
         where = (f"item {dotted(prefix)}: " if isinstance(prefix[0], int) else f"{dotted(prefix)}: ") if prefix else ""
-        for part in prefix:
-            inside = isinstance(value, list | tuple | dict) and part in (value if isinstance(value, dict) else
-                                                                         range(len(value)))  # fmt: skip
-            value = value[part] if inside else value
+        for part in prefix:  # the item the error is about, as far as the value can be indexed
+            with contextlib.suppress(LookupError, TypeError):
+                value = value[part] if isinstance(value, dict | list | tuple) else value
         return self.name, f"{where}{', or '.join(said)} (got {shown(value)})"
 
 

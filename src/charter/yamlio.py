@@ -532,3 +532,11 @@ def from_arguments(config_model: type[M], /, **fields: Any) -> M:
         if not loc:
             raise ArgumentError("arguments", message) from None
         raise ArgumentError(str(loc[0]), f"{dotted(loc[1:])}: {message}" if loc[1:] else message) from None
+
+
+def config_with_fields(model: type[M], config: Any, fields: dict[str, Any], argument: str = "config") -> M:
+    """A config argument that keyword fields may give or complete: `fields` over a dict config (or the whole config
+    where it is None), else the config as `config_from` reads it."""
+    if config is None or isinstance(config, dict):
+        return from_arguments(model, **{**(config or {}), **fields})
+    return config_from(model, config, argument)

@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, ClassVar, TypeVar, cast
+from typing import Any, ClassVar, TypeVar
 
 from charter.api_args import ConfigArg, public
 from charter.checklist.author import PROPOSER_SCHEMA, Refresh, proposer_request, read_proposed
@@ -56,6 +56,7 @@ from charter.training.output import progress
 from charter.training.parallel import barrier, parallel_settings, sum_over_processes
 from charter.training.run import TrainingRun
 from charter.verify import check, verifier_name
+from charter.yamlio import config_from
 
 C = TypeVar("C", bound=OnlineBase)
 R = TypeVar("R")
@@ -304,7 +305,7 @@ def train_online(
         TrainingError: The policy or TRL's settings are unusable.
         DatasetError: There are no prompts.
     """
-    return TRAININGS[trainer](cast(OnlineConfig, config), callbacks).run()  # config: loaded by @public
+    return TRAININGS[trainer](config_from(OnlineConfig, config, "config"), callbacks).run()
 
 
 class OnlineRun(TrainingRun[C, R]):

@@ -35,7 +35,7 @@ from typing import Annotated, Any, TypedDict, Unpack
 
 from pydantic import AfterValidator
 
-from charter.api_args import Range, from_arguments, public
+from charter.api_args import Range, public
 from charter.checklist.check import Aggregation
 from charter.constitutions import Constitution, load_constitution
 from charter.errors import ArgumentError, ConfigError
@@ -58,7 +58,7 @@ from charter.reward.session import (
     text_of,
 )
 from charter.training.parallel import ranks
-from charter.yamlio import LocatedValueError
+from charter.yamlio import LocatedValueError, from_arguments
 
 #: The table of scorings: one entry a scoring, by name, in the order the docs and errors list them. A new scoring is a
 #: function over a judge session and a batch and one `ScoringEntry` here (`register` adds one defined elsewhere).
