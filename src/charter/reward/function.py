@@ -33,7 +33,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Annotated, Any, TypedDict, Unpack
 
-from pydantic import AfterValidator
+from pydantic import AfterValidator, Field
 
 from charter.api_args import Range, public
 from charter.checklist.check import Aggregation
@@ -93,8 +93,12 @@ def known_scoring(name: str) -> str:
     return name
 
 
-#: A scoring's name, as configs take it: any name in the table (`scorings()`).
-Scoring = Annotated[str, AfterValidator(known_scoring)]
+def _scorings_enum(schema: dict[str, Any]) -> None:
+    schema["enum"] = list(TABLE)
+
+
+#: A scoring's name, as configs take it: any name in the table (`scorings()`), which its schema lists.
+Scoring = Annotated[str, AfterValidator(known_scoring), Field(json_schema_extra=_scorings_enum)]
 
 
 def comparing_misfit(settings: JudgeSettings, who: str) -> str | None:
