@@ -29,7 +29,7 @@ def number_arguments() -> list[tuple[str, str, bool]]:
         if spec is None:
             continue
         for argument, param in spec.params.items():
-            if param.config is None and param.kinds is None and _takes_numbers(param.annotation):
+            if param.kinds is None and _takes_numbers(param.annotation):
                 found.append((name, argument, "Sequence" in str(param.annotation) or "list" in str(param.annotation)))
     return found
 

@@ -14,8 +14,9 @@ from typing import Annotated, Any
 import pytest
 
 import charter
-from charter.api_args import ConfigArg, Kinds, Loads, Range, public
+from charter.api_args import ConfigArg, Kinds, Range, public
 from charter.errors import ArgumentError, CharterError, ConfigError, ConstitutionError, UnknownModel
+from charter.yamlio import config_from, config_with_fields
 
 ROOT = Path(__file__).resolve().parent.parent
 PAIR = {"prompt": "hi", "a": "hello", "b": "go away"}
@@ -327,16 +328,18 @@ def test_an_annotation_that_cannot_be_resolved_is_an_error_where_the_function_is
         exec(compile(source, "<defined>", "exec"), namespace)  # noqa: S102 - a module defining a public function
 
 
-def test_a_config_argument_says_how_it_is_loaded() -> None:
-    with pytest.raises(TypeError, match=r"g\(config\): a config argument says how it is loaded"):
+def test_a_config_argument_is_checked_for_its_kind_before_the_body_reads_it() -> None:
+    read: list[Any] = []
 
-        @public
-        def g(config: charter.RoleConfig | dict[str, Any] | str | Path) -> None: ...
+    @public
+    def g(config: ConfigArg[charter.RoleConfig], limit: Annotated[int, Range(ge=1)] = 1) -> None:
+        read.append(config_from(charter.RoleConfig, config, "config"))
 
-    with pytest.raises(TypeError, match="Loads names no parameter extra"):
-
-        @public
-        def h(config: Annotated[ConfigArg[charter.RoleConfig], Loads(fields="extra")]) -> None: ...
+    with pytest.raises(ArgumentError, match=r"^config: expected a config, a dict of its fields or a YAML file's path"):
+        g(3)
+    with pytest.raises(ArgumentError, match=r"^limit: must be at least 1"):
+        g({"bogus": 1}, limit=0)  # every argument is checked before the body reads the config
+    assert read == []
 
 
 def _read_role(path: Path, overrides: list[str] | None) -> charter.RoleConfig:
@@ -344,20 +347,16 @@ def _read_role(path: Path, overrides: list[str] | None) -> charter.RoleConfig:
     return charter.RoleConfig(model=f"scripted:{path.stem}-{'-'.join(overrides or [])}")
 
 
-def test_a_config_argument_reaches_the_body_as_its_model(tmp_path: Path) -> None:
+def test_a_config_argument_is_read_as_its_model(tmp_path: Path) -> None:
     seen: list[Any] = []
 
     @public
-    def loaded(
-        config: Annotated[ConfigArg[charter.RoleConfig], Loads(_read_role, overrides="overrides")],
-        overrides: list[str] | None = None,
-    ) -> None:
-        seen.append(config)
+    def loaded(config: ConfigArg[charter.RoleConfig], overrides: list[str] | None = None) -> None:
+        seen.append(config_from(charter.RoleConfig, config, "config", lambda path: _read_role(path, overrides)))
 
     @public
-    def with_fields(config: Annotated[ConfigArg[charter.RoleConfig] | None, Loads(fields="fields")] = None,
-                    **fields: Any) -> None:  # fmt: skip
-        seen.append(config)
+    def with_fields(config: ConfigArg[charter.RoleConfig] | None = None, **fields: Any) -> None:
+        seen.append(config_with_fields(charter.RoleConfig, config, fields))
 
     loaded(tmp_path / "role.yaml", ["a=1"])
     loaded({"model": "scripted:cai"})
@@ -368,7 +367,7 @@ def test_a_config_argument_reaches_the_body_as_its_model(tmp_path: Path) -> None
     with pytest.raises(ArgumentError, match=r"^overrides: expected list\[str\] \| None"):
         loaded(tmp_path / "role.yaml", "a=1")  # the overrides are checked before the loader sees them
     with pytest.raises(ArgumentError, match=r"^config: expected a RoleConfig, a dict of its fields or a YAML"):
-        loaded(3)
+        loaded(charter.Budget())  # a config of another model
 
 
 def test_a_lone_string_is_never_a_list_of_items() -> None:
@@ -379,11 +378,11 @@ def test_a_lone_string_is_never_a_list_of_items() -> None:
         assert str(_refused(call, argument)).endswith("(got str 'How?')")
     assert len(charter.critique_chains(iter(["How?", "Why?"]), policy="scripted:cai")) == 2
 
-    @public()
+    @public
     def items(values: Iterable[str]) -> list[str]:
         return list(values)
 
-    @public()
+    @public
     def text_or_items(values: str | Iterable[str]) -> list[str]:
         return list(values)
 
@@ -475,7 +474,7 @@ def test_model_is_a_keyword_like_any_other() -> None:
 
 
 def test_a_config_field_named_model_is_given_by_keyword() -> None:
-    from charter.api_args import from_arguments
+    from charter.yamlio import from_arguments
 
     assert from_arguments(charter.RoleConfig, model="scripted:cai").model == "scripted:cai"
     with pytest.raises(ArgumentError, match="model: Input should be a valid string"):

@@ -350,6 +350,8 @@ def model_section(model: type[BaseModel], paths: list[str], scope: str = "") -> 
 def field_row(name: str, field: FieldInfo) -> tuple[str, str, str, str]:
     """One table row: the key, its type with constraints, its default and its description."""
     kind = type_text(field.annotation)
+    if named := choices(field):  # a name a table holds (a judge mode, a scoring): the table's names
+        kind = kind.replace("str", "one of " + ", ".join(f"`{flow(value)}`" for value in named), 1)
     limits = [
         f"{CONSTRAINTS[key]} {getattr(item, key)}"
         for item in field.metadata
@@ -359,6 +361,17 @@ def field_row(name: str, field: FieldInfo) -> tuple[str, str, str, str]:
     if limits:
         kind += ", " + ", ".join(limits)
     return f"`{field.alias or name}`", kind, default_text(field), field.description or ""
+
+
+def choices(field: FieldInfo) -> list[Any]:
+    """The values a field's schema lists (`enum`), where a table fills them in (`json_schema_extra`)."""
+    schema: dict[str, Any] = {}
+    extra = field.json_schema_extra
+    if callable(extra):
+        extra(schema)  # type: ignore[call-arg]
+    elif isinstance(extra, dict):
+        schema.update(extra)
+    return list(schema.get("enum") or [])
 
 
 def type_text(annotation: Any) -> str:

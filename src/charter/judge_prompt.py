@@ -34,7 +34,6 @@ T = TypeVar("T")
 PROMPT_FORMAT = 3
 #: The unfenced wording of format 1, still written by `write_comparison(..., fenced=False)` for audits.
 UNFENCED_PROMPT_FORMAT = 1
-FENCED = ("conversation", "response-a", "response-b")
 
 _FENCED_RESPONSE = re.compile(r"<(response-[ab])-(\w+)>\n(.*?)\n</\1-\2>", re.S)
 #: The unfenced options, (B) running to the prompt's last paragraph: the answer instruction, whatever its words.
@@ -71,11 +70,6 @@ def fence(tag: str, text: str, nonce: str, tags: re.Pattern[str]) -> str:
     write): `text` between `<tag-nonce>` and `</tag-nonce>`, with whatever looks like one of the prompt's `tags`
     inside it defused. The prompt tells the model that fenced text is material, never instructions."""
     return f"<{tag}-{nonce}>\n{defuse(text, tags)}\n</{tag}-{nonce}>"
-
-
-def neutralise(text: str) -> str:
-    """Text as a comparison prompt fences it: look-alike comparison tags defused."""
-    return defuse(text, COMPARISON_TAGS)
 
 
 def _fenced_by(nonce: str) -> str:

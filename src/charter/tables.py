@@ -19,8 +19,6 @@ import orjson
 
 from charter.errors import CharterError, DatasetError
 
-ROW_SUFFIXES = (".parquet", ".jsonl", ".json")
-
 
 def read_text_file(path: str | Path, error: type[CharterError] = DatasetError, kind: str = "text file") -> str:
     """A whole file as UTF-8 text; a missing file, a folder, an unreadable file or bytes that are not UTF-8 are a

@@ -28,6 +28,7 @@ from charter.errors import ArgumentError, ConfigError, ConfigFieldError
 from charter.tables import read_text_file
 
 M = TypeVar("M", bound=BaseModel)
+T = TypeVar("T")
 log = logging.getLogger(__name__)
 
 
@@ -399,6 +400,34 @@ def annotation_members(tp: Any) -> list[Any]:
     return [tp]
 
 
+def annotation_marks(tp: Any, kind: type[T]) -> T | None:
+    """The outermost mark of `kind` that `Annotated` puts beside a type anywhere in the annotation's unions."""
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if origin is typing.Annotated:
+        return next((m for m in reversed(args[1:]) if isinstance(m, kind)), None) or annotation_marks(args[0], kind)
+    if origin in (Union, types.UnionType):
+        return next((m for m in reversed([annotation_marks(a, kind) for a in args]) if m is not None), None)
+    return None
+
+
+def describe_type(tp: Any) -> str:
+    """A type as a reader writes it: `str | Path | None`, `'logprobs' | 'cot'`, `list[str]`."""
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if origin is typing.Annotated:
+        return describe_type(args[0])
+    if origin in (Union, types.UnionType, typing.Literal):
+        return " | ".join(repr(a) if origin is typing.Literal else describe_type(a) for a in args)
+    if origin is not None:
+        return f"{getattr(origin, '__name__', str(origin))}[{', '.join(describe_type(a) for a in args)}]"
+    return "None" if tp is type(None) else getattr(tp, "__name__", str(tp).replace("typing.", ""))
+
+
+def shown(value: Any) -> str:
+    """A value's type and its repr, cut at 40 characters, as an error says what came."""
+    text = repr(value)
+    return f"{type(value).__name__} {text if len(text) <= 40 else text[:37] + '...'}"
+
+
 def _is_model(tp: Any) -> bool:
     return isinstance(tp, type) and issubclass(tp, BaseModel)
 
@@ -487,11 +516,7 @@ def config_from(model: type[M], value: Any, argument: str, loader: Callable[[Pat
 
 def not_a_config(model: type[BaseModel], value: Any) -> str:
     """What a config argument says of a value that is none of its three kinds."""
-    text = repr(value)
-    shown = text if len(text) <= 40 else text[:37] + "..."
-    return (
-        f"expected a {model.__name__}, a dict of its fields or a YAML file's path (got {type(value).__name__} {shown})"
-    )
+    return f"expected a {model.__name__}, a dict of its fields or a YAML file's path (got {shown(value)})"
 
 
 def from_arguments(config_model: type[M], /, **fields: Any) -> M:
@@ -507,3 +532,11 @@ def from_arguments(config_model: type[M], /, **fields: Any) -> M:
         if not loc:
             raise ArgumentError("arguments", message) from None
         raise ArgumentError(str(loc[0]), f"{dotted(loc[1:])}: {message}" if loc[1:] else message) from None
+
+
+def config_with_fields(model: type[M], config: Any, fields: dict[str, Any], argument: str = "config") -> M:
+    """A config argument that keyword fields may give or complete: `fields` over a dict config (or the whole config
+    where it is None), else the config as `config_from` reads it."""
+    if config is None or isinstance(config, dict):
+        return from_arguments(model, **{**(config or {}), **fields})
+    return config_from(model, config, argument)

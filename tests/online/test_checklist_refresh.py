@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 import charter
 from charter.cli import app, main
 from charter.online.config import ChecklistReward
-from charter.online.refresh import VERSIONS_KEY, refresh_checklist
+from charter.online.train import VERSIONS_KEY, refresh_checklist
 from charter.providers import get_model
 from charter.providers.scripted import register_script
 from charter.runs.rewards import rewards

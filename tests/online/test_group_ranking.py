@@ -17,8 +17,14 @@ from charter.errors import JudgeParseError
 from charter.judge_prompt import read_comparison, read_ranked, read_ranking, write_ranking
 from charter.providers.scripted import HARMFUL_OPENING, REFUSAL_OPENING, register_script
 from charter.runs.rewards import rewards
-from charter.stats.bradley_terry import Comparison, bt_scores
-from charter.stats.ranking import circular_pairs, connected, expected_win_rates, plackett_luce
+from charter.stats.bradley_terry import (
+    Comparison,
+    bt_scores,
+    circular_pairs,
+    connected,
+    expected_win_rates,
+    plackett_luce,
+)
 from tests.support.garbled import GARBLED
 
 PROMPT = "Name a number."

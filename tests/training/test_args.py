@@ -8,12 +8,11 @@ from pathlib import Path
 import pytest
 
 import charter
-from charter.api_args import config_from
 from charter.cli import main
 from charter.errors import ConfigError
 from charter.online.config import OnlineConfig, OnlineDPOConfig
 from charter.training.args import build_trl_config
-from charter.yamlio import load_model
+from charter.yamlio import config_from, load_model
 
 
 def _file(tmp_path: Path, text: str) -> Path:

@@ -21,6 +21,7 @@ from charter.preference.manifest import dataset_manifest
 from charter.records import CalibrationMethod
 from charter.runs.files import AGREEMENT_MD, RELIABILITY_PNG, RunFiles
 from charter.runs.store import RunStore, open_store
+from charter.yamlio import config_from
 
 __all__ = [
     "spotcheck",
@@ -99,7 +100,7 @@ def calibrate(
     )
 
 
-@public()
+@public
 def agreement_report(
     run_dir: str | Path,
     config: ConfigArg[AgreementConfig] | None = None,
@@ -133,9 +134,10 @@ def agreement_report(
     """
     if calibration not in (None, *METHODS):
         raise ArgumentError("calibration", f"{calibration!r}: use {', '.join(METHODS)}")
+    config = None if config is None else config_from(AgreementConfig, config, "config")
     store = open_store(run_dir, read_only=not write)
     try:
-        config = cast(AgreementConfig | None, config) or config_for(store)
+        config = config or config_for(store)
         summary = compute_summary(store, config)
         if write:
             chosen = cast("CalibrationMethod | Literal['none'] | None", calibration)  # one of METHODS: checked above

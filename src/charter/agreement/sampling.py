@@ -7,7 +7,7 @@ import hashlib
 import random
 from collections import defaultdict
 from pathlib import Path
-from typing import Annotated, Literal, cast
+from typing import Annotated, Literal
 
 import numpy as np
 
@@ -18,6 +18,7 @@ from charter.errors import ArgumentError
 from charter.runs import labels as stored
 from charter.runs.labels import SpotSample
 from charter.stats.ppi import inclusion_probabilities, poisson_sample
+from charter.yamlio import config_from
 
 Strategy = Literal["stratified", "active"]
 
@@ -185,9 +186,10 @@ def spotcheck(
         ConfigError: The run config's `agreement:` section is not valid.
         ArgumentError: `n` or `add` is below 1, both are given, or `strategy` differs from the existing sample's.
     """
+    config = None if config is None else config_from(AgreementConfig, config, "config")
     store = open_labels(run_dir, read_only=None)  # a sample already drawn is read where the run is read-only
     try:
-        config = cast(AgreementConfig | None, config) or config_for(store)
+        config = config or config_for(store)
         seed = config.seed if seed is None else seed
         existing = stored.sample(store)
         design = store.meta("spot_design") or {}

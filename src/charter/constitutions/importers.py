@@ -58,7 +58,7 @@ class HFImport:
     """`system_chat` entries that did not fit the few-shot shape: (0-based index, reason)."""
 
 
-@public()
+@public
 def import_hf_cai(path: str | Path, name: str | None = None) -> Constitution:
     """Import a Hugging Face CAI recipe JSON file as a `Constitution` (the mapping is in the module docstring).
 

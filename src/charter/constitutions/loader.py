@@ -24,7 +24,7 @@ def builtin_path(name: str) -> Path:
     return Path(str(resources.files(LIBRARY).joinpath(f"{name}.yaml")))
 
 
-@public()
+@public
 def load_constitution(source: str | Path | Constitution) -> Constitution:
     """Load a constitution from a YAML file or the bundled library.
 

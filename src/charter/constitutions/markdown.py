@@ -133,7 +133,7 @@ class QuestionWriter:
 WRITTEN_QUESTIONS = ("critique_request", "revision_request", "comparison", "rating")
 
 
-@public()
+@public
 def import_constitution(
     path: str | Path,
     source_format: str = "markdown",

@@ -17,6 +17,7 @@ from charter.training.models import load_policy, peft_config, pick_device, short
 from charter.training.output import TrainingSummary, output_folder, render_card, training_summary
 from charter.training.parallel import PREPARED, finish_shared_datasets, shared_datasets
 from charter.training.run import PairsRun
+from charter.yamlio import config_from
 
 KEPT_METRICS = (
     "loss",
@@ -222,7 +223,7 @@ def train_dpo(config: ConfigArg[DPOConfigModel], *, callbacks: Sequence[Any] = (
             refuses the settings; every prompt is longer than max_length.
         Interrupted: A callback stopped training (as the run's stop callback does on Ctrl-C or SIGTERM).
     """
-    return DPOTraining(cast(DPOConfigModel, config), callbacks).run()  # config: loaded by @public
+    return DPOTraining(config_from(DPOConfigModel, config, "config"), callbacks).run()
 
 
 class DPOTraining(PairsRun[DPOConfigModel, DPOMetrics]):

@@ -9,11 +9,11 @@ from __future__ import annotations
 import hashlib
 import math
 from pathlib import Path
-from typing import Annotated, Any, cast
+from typing import Any
 
 from pydantic import Field
 
-from charter.api_args import ConfigArg, Loads, public
+from charter.api_args import ConfigArg, public
 from charter.concurrency import run_sync
 from charter.errors import ConfigError, DatasetError, TooManyFailures
 from charter.evals.winrate import ChecklistAggregation, ChecklistColumn, Scoring, load_prompts, scoring_mode
@@ -22,11 +22,10 @@ from charter.judge.modes import DEFAULT_MODE
 from charter.judge.pairwise import combination_lines, combination_summary
 from charter.judge.settings import CombinationName, PairwiseMode
 from charter.records import Judgment, Message, Pair, as_records
-from charter.stats.bradley_terry import Comparison, fit, lc_scores
-from charter.stats.ranking import connected
+from charter.stats.bradley_terry import Comparison, connected, fit, lc_scores
 from charter.training import data
 from charter.training.output import write_json
-from charter.yamlio import ConfigModel
+from charter.yamlio import ConfigModel, config_with_fields
 
 
 class ArenaConfig(ConfigModel):
@@ -355,9 +354,7 @@ def _summary(
 
 
 @public
-def arena(
-    config: Annotated[ConfigArg[ArenaConfig] | None, Loads(fields="fields")] = None, **fields: Any
-) -> dict[str, Any]:
+def arena(config: ConfigArg[ArenaConfig] | None = None, **fields: Any) -> dict[str, Any]:
     """Rank N models on one Bradley–Terry scale, judged pairwise in both orders on a sparse schedule.
 
     `arena(models=[...], prompts=..., judge=..., out=...)` or `arena(ArenaConfig(...))`. Every answer and judgment
@@ -388,7 +385,7 @@ def arena(
         ConstitutionError: `constitution` is neither a bundled name nor a valid constitution file.
         ProviderError: A model failed to answer for good.
     """
-    config = cast(ArenaConfig, config)  # loaded by @public
+    config = config_with_fields(ArenaConfig, config, fields)
     return run_sync(arena_async(config))
 
 

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
 
-from charter.api_args import Range, from_arguments, public
+from charter.api_args import Range, public
 from charter.concurrency import run_sync
 from charter.constitutions import Constitution, load_constitution
 from charter.errors import ArgumentError, ConfigError, DatasetError, MissingExtra
@@ -55,6 +55,7 @@ from charter.records import Judgment, Message, Pair
 from charter.stats.bradley_terry import length_controlled
 from charter.training import data
 from charter.training.config import WinRateEvalConfig
+from charter.yamlio import from_arguments
 
 try:
     from transformers import TrainerCallback

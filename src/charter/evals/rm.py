@@ -18,12 +18,12 @@ import random
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Any, TypedDict, cast
+from typing import Any, TypedDict
 
 import orjson
 from pydantic import Field, model_validator
 
-from charter.api_args import ConfigArg, Loads, public
+from charter.api_args import ConfigArg, public
 from charter.concurrency import run_sync
 from charter.errors import DatasetError
 from charter.judge.modes import DEFAULT_MODE
@@ -33,7 +33,7 @@ from charter.providers.prices import Price
 from charter.records import Judgment, Pair
 from charter.records.base import as_messages, last_text
 from charter.stats.intervals import exact_interval
-from charter.yamlio import ConfigModel
+from charter.yamlio import ConfigModel, config_with_fields
 
 
 class Accuracy(TypedDict):
@@ -388,9 +388,7 @@ def _evaluate(config: RmEvalConfig) -> dict[str, Any]:
 
 
 @public
-def evaluate_rm(
-    config: Annotated[ConfigArg[RmEvalConfig] | None, Loads(fields="fields")] = None, **fields: Any
-) -> dict[str, Any]:
+def evaluate_rm(config: ConfigArg[RmEvalConfig] | None = None, **fields: Any) -> dict[str, Any]:
     """A reward model, or a judge used as a pairwise reward model, scored on preference pairs (RewardBench style).
 
     `evaluate_rm(reward_model=..., pairs=...)` for a reward model, `evaluate_rm(judge=..., pairs=...)` for a judge. The
@@ -419,4 +417,4 @@ def evaluate_rm(
         ConstitutionError: `constitution` is neither a bundled name nor a valid constitution file.
         ProviderError: The judge failed for good (an unknown model, a bad key).
     """
-    return _evaluate(cast(RmEvalConfig, config))  # loaded by @public
+    return _evaluate(config_with_fields(RmEvalConfig, config, fields))

@@ -31,12 +31,12 @@ import random
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Any, cast
+from typing import Any, cast
 
 import orjson
 from pydantic import Field, model_validator
 
-from charter.api_args import ConfigArg, Loads, public
+from charter.api_args import ConfigArg, public
 from charter.concurrency import bounded_map, run_sync
 from charter.constitutions import Constitution, load_constitution
 from charter.constitutions.markdown import SpecPair, example_pairs, read_markdown_spec
@@ -50,7 +50,7 @@ from charter.records import Message
 from charter.records.base import Role
 from charter.stats.intervals import bounded_mean_interval, exact_interval
 from charter.tables import read_rows
-from charter.yamlio import ConfigModel
+from charter.yamlio import ConfigModel, config_with_fields
 
 #: The summary's file name in `out` (the report `spec-eval.md` and the judgments `spec-eval.jsonl` lie beside it).
 SPEC_EVAL_JSON = "spec-eval.json"
@@ -581,9 +581,7 @@ def _evaluate(config: SpecEvalConfig) -> dict[str, Any]:
 
 
 @public
-def evaluate_spec(
-    config: Annotated[ConfigArg[SpecEvalConfig] | None, Loads(fields="fields")] = None, **fields: Any
-) -> dict[str, Any]:
+def evaluate_spec(config: ConfigArg[SpecEvalConfig] | None = None, **fields: Any) -> dict[str, Any]:
     """Spec compliance: a model's answers (`model`, on the spec's example conversations or `prompts`) or a dataset's
     responses (`dataset`) judged against a prose spec, section by section (the rules are in the module docstring).
 
@@ -609,4 +607,4 @@ def evaluate_spec(
         UnknownModel: A model string names no known provider.
         ProviderError: A model failed for good (an unknown model, a bad key).
     """
-    return _evaluate(cast(SpecEvalConfig, config))
+    return _evaluate(config_with_fields(SpecEvalConfig, config, fields))

@@ -19,13 +19,13 @@ import hashlib
 import random
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Annotated, Any, Literal, TypedDict, cast
+from typing import Annotated, Any, Literal, TypedDict
 
 import orjson
 from pydantic import AfterValidator, Field
 
 from charter import tables
-from charter.api_args import ConfigArg, Loads, public
+from charter.api_args import ConfigArg, public
 from charter.checklist.aggregate import preference
 from charter.checklist.check import Aggregation, CheckedResponse, check_response
 from charter.checklist.items import Checklist, checklist_from_criteria, checklist_from_rows
@@ -43,7 +43,7 @@ from charter.stats.bradley_terry import LengthControlled, length_controlled
 from charter.stats.intervals import wilson_interval
 from charter.training import data
 from charter.training.output import write_json
-from charter.yamlio import ConfigModel
+from charter.yamlio import ConfigModel, config_with_fields
 
 #: The evaluations' `scoring` that judges in `judge_mode`; every other value names a judge mode that judges each
 #: answer by its prompt's checklist (`charter.judge.modes.context_modes`).
@@ -90,7 +90,7 @@ ChecklistColumn = Annotated[
     ),
 ]
 ChecklistAggregation = Annotated[
-    Literal["explicit", "implicit"],
+    Aggregation,
     Field(
         description="`checklist` scoring: the items' weights and gates, or the judge's overall score given the "
         "checklist."
@@ -646,9 +646,7 @@ def markdown(summary: WinrateReport) -> str:
 
 
 @public
-def winrate(
-    config: Annotated[ConfigArg[WinrateConfig] | None, Loads(fields="fields")] = None, **fields: Any
-) -> WinrateSummary:
+def winrate(config: ConfigArg[WinrateConfig] | None = None, **fields: Any) -> WinrateSummary:
     """Win rate of a candidate policy against a base policy, judged against the constitution in both orders.
 
     `winrate(base=..., candidate=..., prompts=..., judge=...)` or `winrate(WinrateConfig(...))`. A sync wrapper
@@ -683,7 +681,7 @@ def winrate(
         LogprobsUnsupported: `judge_mode` is logprobs and the judge's backend gives no token probabilities.
         TrainingError: `reward_model` is not a reward model folder.
     """
-    config = cast(WinrateConfig, config)  # loaded by @public
+    config = config_with_fields(WinrateConfig, config, fields)
     return run_sync(winrate_async(config))
 
 

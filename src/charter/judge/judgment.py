@@ -58,10 +58,6 @@ class Reply:
     (1-based). The scripted, fault-injecting and lab judges of `charter.testing` ask the table for it
     (`charter.judge.modes.scripted_reply`). None: a comparison's option letter as `write_verdict` writes it."""
 
-    def nearest_option(self, p_first: float) -> str:
-        """The option whose P(first shown preferred) is nearest to `p_first` (the first listed on a tie)."""
-        return min(self.options, key=lambda option: abs(self.options[option] - p_first))
-
 
 @dataclass(frozen=True)
 class PrincipleScore:

@@ -27,10 +27,9 @@ from collections.abc import Sequence
 from typing import Any
 
 from charter.checklist.prompt import CHECKLIST_INSTRUCTION, read_checklist_reply
-from charter.judge.checklist import CHECKS_ITEMS
 from charter.judge.compare import COMPARES, ORDERS
 from charter.judge.judgment import LETTERS, ChecklistCriteria, Kind, Mode, Reply
-from charter.judge.score import RATES_ALL_PRINCIPLES, RATES_EACH_PRINCIPLE
+from charter.judge.score import CHECKS_ITEMS, RATES_ALL_PRINCIPLES, RATES_EACH_PRINCIPLE
 from charter.judge.steps import JUDGES_STEPS, STEP_REPLY
 from charter.judge_prompt import (
     RANKING_INSTRUCTION,

@@ -1,5 +1,9 @@
-"""Rubric scores (the rating kinds: judge modes `score` and `rubric`): the judge rates one response alone on a 1..K
-scale, per principle or for every principle in one call, and a pair's vote compares the two responses' scores.
+"""The kinds that judge each response alone. Rubric scores (the rating kinds: judge modes `score` and `rubric`): the
+judge rates one response alone on a 1..K scale, per principle or for every principle in one call, and a pair's vote
+compares the two responses' scores. Checklists (the checklist kind: judge mode `checklist`): each response checked
+alone against its prompt's checklist; the checking itself (one structured-output call a response, verifier items by
+code, the explicit and implicit aggregations) lives with the checklists, in `charter.checklist.check`, and this kind
+hands it the `ChecklistCriteria` a caller gives the judge, so that no caller asks which mode it is.
 
 Pointwise judging, as in Self-Rewarding and Meta-Rewarding language models (Yuan et al. 2024; Wu et al. 2024) and
 UltraFeedback: k samples cost k calls per principle rather than k(k-1) comparisons. With `rating: logprobs` the score
@@ -12,6 +16,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Sequence
 
+from charter.checklist.check import judge_checklist_pair, rank_by_checklist
 from charter.concurrency import warm_then_fan_out
 from charter.constitutions.schema import Constitution
 from charter.errors import ConfigError, JudgeParseError
@@ -31,10 +36,11 @@ from charter.judge.judgment import (
 )
 from charter.judge_prompt import DEFAULT_RUBRIC, render_conversation, rubric_schema, write_rating, write_rubric
 from charter.providers.base import ChatModel, Completion, Messages
-from charter.records import Message, Pair, Sample, Vote
+from charter.records import Judgment, Message, Pair, Sample, Vote
 from charter.records.base import user
 
 __all__ = [
+    "CHECKS_ITEMS",
     "RATES_ALL_PRINCIPLES",
     "RATES_EACH_PRINCIPLE",
     "PrincipleScore",
@@ -307,3 +313,39 @@ async def rank_samples(
     means = {text: mean_score(scores) for text, scores in zip(texts, rated)}
     ranked = sorted(samples, key=lambda s: (-means[s.text], s.sample_idx))
     return [(s, means[s.text]) for s in ranked]
+
+
+async def _judge_pair_by_checklist(
+    model: ChatModel, pair: Pair, criteria: ChecklistCriteria, settings: JudgeOptions, ids: list[str], judge_fp: str
+) -> Judgment:
+    return await judge_checklist_pair(model, pair, criteria.checklist, settings, criteria.aggregation, ids, judge_fp)
+
+
+async def _rank_samples_by_checklist(
+    model: ChatModel,
+    prompt: list[Message],
+    samples: Sequence[Sample],
+    criteria: ChecklistCriteria,
+    settings: JudgeOptions,
+) -> list[Scored]:
+    return await rank_by_checklist(model, prompt, samples, criteria.checklist, settings, criteria.aggregation)
+
+
+async def _needs_its_checklist(*_: object) -> list[VoteOutcome]:
+    """A checklist kind judges a pair against its prompt's checklist (`judge_by_checklist`, which
+    `charter.judge.pairwise.judge_pair` calls with the `ChecklistCriteria` it is given); a bare pair carries none."""
+    raise ConfigError(
+        "judge mode checklist judges a pair against its prompt's checklist: use it in a run with a `checklist:` "
+        "section, or `scoring: checklist` for rewards"
+    )
+
+
+#: Each response checked alone against its prompt's checklist (mode `checklist`).
+CHECKS_ITEMS = Kind(
+    "checklist",
+    _needs_its_checklist,
+    subject="response",
+    criteria="checklist",
+    judge_by_checklist=_judge_pair_by_checklist,
+    rank_by_checklist=_rank_samples_by_checklist,
+)

@@ -403,7 +403,7 @@ def read_questions(text: str) -> dict[str, str]:
     return {key: value for key, value in found.items() if isinstance(value, str)} if isinstance(found, dict) else {}
 
 
-@public()
+@public
 def import_spec(
     path: str | Path,
     questions_by: str | ChatModel,

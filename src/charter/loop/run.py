@@ -26,12 +26,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
-from typing import Annotated, Any, cast
+from typing import Any
 
-from charter.api_args import ConfigArg, Loads, public
+from charter.api_args import ConfigArg, public
 from charter.errors import ConfigError
 from charter.loop.config import LoopConfig, Strategy, load_loop_config
 from charter.loop.metrics import collapse_metrics, collapse_stop, round_verdict
+from charter.yamlio import config_from
 
 SHARED = "shared"
 
@@ -400,7 +401,7 @@ def _bundled() -> Path:
 
 @public
 def iterate(
-    config: Annotated[ConfigArg[LoopConfig], Loads(load_loop_config, overrides="overrides")],
+    config: ConfigArg[LoopConfig],
     overrides: list[str] | None = None,
 ) -> LoopResult:
     """Run (or resume) an iterated loop: per round and data strategy, a run, its DPO data, DPO, monitor and eval.
@@ -423,4 +424,4 @@ def iterate(
         CharterError: Any error of a round's run, DPO training or win rate (see `run`, `train_dpo` and `winrate`),
             e.g. `BudgetExceeded`, `Interrupted`, `TrainingError`; the steps done so far stay recorded.
     """
-    return Loop(cast(LoopConfig, config)).run()  # loaded by @public
+    return Loop(config_from(LoopConfig, config, "config", lambda path: load_loop_config(path, overrides))).run()

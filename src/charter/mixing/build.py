@@ -20,13 +20,14 @@ from typing import TYPE_CHECKING, Annotated, Any
 import numpy as np
 import yaml
 
-from charter.api_args import Kinds, Range, config_from, public
+from charter.api_args import Kinds, Range, public
 from charter.errors import ArgumentError, DatasetError
 from charter.hub.export import TRL_COLUMNS, import_datasets
 from charter.hub.push import refuse_secrets
 from charter.mixing.mix import message_dicts, rows_of
 from charter.mixing.plan import MixtureManifest, PlannedSource, load_manifest, read_manifest, write_manifest
 from charter.records import GENERATOR, PreferenceRow
+from charter.yamlio import config_from
 
 if TYPE_CHECKING:
     import datasets

@@ -16,12 +16,13 @@ from typing import Annotated, Any, TypedDict
 import numpy as np
 import orjson
 
-from charter.api_args import Kinds, Range, config_from, public
+from charter.api_args import Kinds, Range, public
 from charter.errors import ArgumentError, DatasetError
 from charter.mixing.build import check_source
 from charter.mixing.mix import rows_of
 from charter.records import fingerprint
 from charter.reward_model.config import RewardModelConfig
+from charter.yamlio import config_from
 
 NAME = re.compile(r"^[\w.-]+$")
 TRAINER_KINDS = "a RewardModelConfig, a dict of its fields or a YAML file's path"

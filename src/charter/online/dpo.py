@@ -8,7 +8,7 @@ import functools
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 from charter.api_args import ConfigArg, public
 from charter.errors import TrainingError
@@ -33,6 +33,7 @@ from charter.runs.store import RunStore
 from charter.training.args import build_trl_config, cpu_args, online_args, online_dpo_config
 from charter.training.models import load_policy, peft_config, pick_device, short_error
 from charter.training.parallel import parallel_settings, sum_each_over_processes
+from charter.yamlio import config_from
 
 #: What the trainer logs each step: pairs trained on and masked by reason (all processes together), whether the
 #: optimizer step was skipped (1: every pair masked), the policy's KL to the reference, the implicit reward margin of
@@ -306,7 +307,7 @@ def train_online_dpo(
         TrainingError: The policy or TRL's settings are unusable.
         DatasetError: There are no prompts.
     """
-    return OnlineDPOTraining(cast(OnlineDPOConfig, config), callbacks).run()  # config: loaded by @public
+    return OnlineDPOTraining(config_from(OnlineDPOConfig, config, "config"), callbacks).run()
 
 
 class OnlineDPOTraining(OnlineRun[OnlineDPOConfig, OnlineDPOMetrics]):

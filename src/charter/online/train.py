@@ -1,34 +1,47 @@
 """`train_online`: TRL's GRPOTrainer or RLOOTrainer with charter's judge as the reward, and a verifiable reward
-beside it where asked. Writes the policy, metrics.json, a model card and the reward store (OUTPUT_DIR/run.sqlite)."""
+beside it where asked. Writes the policy, metrics.json, a model card and the reward store (OUTPUT_DIR/run.sqlite).
+
+Checklists evolve during training (`checklist.refresh_every: K`): every K steps the highest- and lowest-rewarded
+rollouts of the last `refresh_window` steps (from the reward store) are shown to a proposer model (where they differ:
+rollouts that all score alike have nothing to contrast, and the proposer is not paid for), which is asked for yes/no
+items that catch what the high ones exploit: length padding, sycophancy, format tricks. A bad reply is a recorded
+refresh that accepted nothing, never a made-up item; items whose ids are new, up to `max_new_items`, are accepted as
+the next version of the checklist (`charter.checklist.ChecklistBook`), added to every prompt's checklist from the next
+reward on. The request and the reading of its reply are `charter.checklist.author`'s (the rollouts fenced). Each
+refresh is kept in the reward store's meta `checklist_versions`, in metrics.json and on the card; every reward names
+the version it used (`RewardChecklist.version`).
+"""
 
 from __future__ import annotations
 
 import json
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, ClassVar, TypeVar, cast
+from typing import Any, ClassVar, TypeVar
 
 from charter.api_args import ConfigArg, public
-from charter.checklist.items import checklist_from_rows
-from charter.errors import BudgetExceeded, DatasetError, TrainingError
+from charter.checklist.author import PROPOSER_SCHEMA, Refresh, proposer_request, read_proposed
+from charter.checklist.items import ChecklistBook, checklist_from_rows
+from charter.errors import BudgetExceeded, DatasetError, FatalProviderError, ProviderError, TrainingError
 from charter.evals.callback import WinRateCallback, callback_for, evaluations
 from charter.evals.winrate import prompt_checklists, prompt_key
 from charter.online.card import online_card
-from charter.online.config import OnlineBase, OnlineConfig, Trainer, VerifiableReward
+from charter.online.config import ChecklistReward, OnlineBase, OnlineConfig, Trainer, VerifiableReward
 from charter.online.metrics import OnlineMetrics, Usage
 from charter.online.mitigate import MitigatedReward, mitigation_log, panel_members, shows_signature
 from charter.online.pairs import PairJudge
-from charter.online.refresh import refresh_callback, refresh_steps, refreshes
 from charter.prompts import PromptsConfig, load_prompts
-from charter.providers import get_model
+from charter.providers import ManagedModel, get_model
+from charter.providers.base import SamplingParams
 from charter.providers.usage import Budget
-from charter.records import Prompt, as_dicts
+from charter.records import Prompt, RewardRecord, as_dicts
+from charter.records.base import user
 from charter.reward.checklisted import CHECKLIST
-from charter.reward.function import RewardFunction, reward_for, scoring_entry
+from charter.reward.function import JudgeReward, RewardFunction, reward_for, scoring_entry
 from charter.reward.session import rank_store_dir
 from charter.runs.counts import usage_totals
 from charter.runs.items import merge_rewards, stored_prompts
-from charter.runs.rewards import per_step, supersede_from
+from charter.runs.rewards import per_step, rewards, supersede_from
 from charter.runs.store import STORE_FILE, RunStore
 from charter.runs.usage import stored_usage
 from charter.training.args import (
@@ -44,6 +57,7 @@ from charter.training.output import progress
 from charter.training.parallel import barrier, parallel_settings, sum_over_processes
 from charter.training.run import TrainingRun
 from charter.verify import check, verifier_name
+from charter.yamlio import config_from
 
 C = TypeVar("C", bound=OnlineBase)
 R = TypeVar("R")
@@ -299,7 +313,7 @@ def train_online(
         TrainingError: The policy or TRL's settings are unusable.
         DatasetError: There are no prompts.
     """
-    return TRAININGS[trainer](cast(OnlineConfig, config), callbacks).run()  # config: loaded by @public
+    return TRAININGS[trainer](config_from(OnlineConfig, config, "config"), callbacks).run()
 
 
 class OnlineRun(TrainingRun[C, R]):
@@ -447,3 +461,96 @@ class RLOOTraining(OnlineTraining):
 
 #: The online trainer of each `trainer` argument.
 TRAININGS: dict[str, type[OnlineTraining]] = {"grpo": GRPOTraining, "rloo": RLOOTraining}
+
+
+#: The store's meta key of the refreshes.
+VERSIONS_KEY = "checklist_versions"
+
+
+def recent(reward: JudgeReward, step: int, window: int) -> list[RewardRecord]:
+    """The scored checklist rewards of steps `step - window + 1` to `step` in the reward store."""
+    return [
+        r
+        for r in rewards(reward.store)
+        if r.reward is not None
+        and r.scoring == CHECKLIST.name
+        and r.step is not None
+        and step - window < r.step <= step
+    ]
+
+
+def refresh_checklist(
+    reward: JudgeReward, section: ChecklistReward, proposer: ManagedModel, step: int, book: ChecklistBook
+) -> Refresh:
+    """Compare the highest- and lowest-rewarded recent rollouts, ask the proposer for items, and accept the new ones
+    into `book` (a new version); the refresh is recorded in the store's meta either way."""
+    scored = sorted(recent(reward, step, section.refresh_window), key=lambda r: r.reward or 0.0)
+    common = {"step": step, "proposer": proposer.model_id}
+    if len(scored) < 2:
+        return _kept(reward, Refresh(version=book.version, note="fewer than 2 scored rollouts to compare", **common))
+    k = min(section.refresh_pairs, len(scored) // 2)
+    high, low = scored[::-1][:k], scored[:k]
+    compared = {"high": [r.reward or 0.0 for r in high], "low": [r.reward or 0.0 for r in low]}
+    if compared["high"][0] == compared["low"][0]:  # every rollout shown scores the same: nothing to contrast
+        note = f"no contrast: the rollouts compared all score {compared['high'][0]:g}; the proposer was not asked"
+        return _kept(reward, Refresh(version=book.version, compared=compared, note=note, **common))
+    in_use = sorted({i for r in scored if r.checklist for i in r.checklist.verdicts})
+    text = proposer_request(high, low, in_use, section.max_new_items)
+    params = SamplingParams(temperature=0.0, max_tokens=1024, seed=step, json_schema=PROPOSER_SCHEMA)
+    try:
+        [reply] = reward.session.run(proposer.generate([[user(text)]], params))
+    except FatalProviderError:
+        raise
+    except ProviderError as exc:
+        note = f"the proposer failed: {exc}"
+        return _kept(reward, Refresh(version=book.version, compared=compared, note=note, **common))
+    items = read_proposed(reply.text)
+    if isinstance(items, str):
+        return _kept(reward, Refresh(version=book.version, compared=compared, note=items, **common))
+    known = set(in_use) | {i.id for i in book.added}
+    fresh = [item for item in items if item.id not in known][: section.max_new_items]
+    version = book.accept(fresh)
+    note = None if fresh else "no item with a new id was proposed"
+    return _kept(reward, Refresh(version=version, accepted=fresh, compared=compared, note=note, **common))
+
+
+def _kept(reward: JudgeReward, refresh: Refresh) -> Refresh:
+    done = reward.store.meta(VERSIONS_KEY, [])
+    reward.store.set_meta(**{VERSIONS_KEY: [*done, json.loads(refresh.model_dump_json())]})
+    return refresh
+
+
+def refresh_callback(reward: JudgeReward, section: ChecklistReward, proposer: ManagedModel) -> Any:
+    """A TrainerCallback that refreshes the checklist every `section.refresh_every` steps."""
+    from transformers import TrainerCallback
+
+    every = section.refresh_every
+    assert every is not None
+
+    class ChecklistRefresh(TrainerCallback):
+        def __init__(self) -> None:
+            self.refreshes: list[Refresh] = []
+
+        def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> Any:
+            if state.global_step % every == 0:
+                book = reward.options.book
+                self.refreshes.append(refresh_checklist(reward, section, proposer, state.global_step, book))
+            return control
+
+    return ChecklistRefresh()
+
+
+def refreshes(store: Any) -> list[dict[str, Any]]:
+    """The refreshes a reward store records (its meta `checklist_versions`), oldest first."""
+    return list(store.meta(VERSIONS_KEY, []))
+
+
+def refresh_steps(store: Any) -> list[int]:
+    """The steps after which a refresh made a new checklist version (the next step's rewards use it), oldest first:
+    what a gold monitor reads, during training or after, to attribute a change of its gap to each refresh."""
+    steps, version = [], 1
+    for refresh in refreshes(store):
+        if refresh["version"] > version:
+            steps.append(int(refresh["step"]))
+            version = refresh["version"]
+    return steps

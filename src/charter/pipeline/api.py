@@ -17,7 +17,7 @@ from typing import Annotated, Any, Literal, NotRequired, TypedDict, cast
 
 from pydantic import ValidationError
 
-from charter.api_args import ConfigArg, Kinds, Loads, Range, config_from, from_arguments, public
+from charter.api_args import ConfigArg, Kinds, Range, public
 from charter.concurrency import bounded_map
 from charter.constitutions import Constitution, load_constitution
 from charter.critique.chain import chain_fingerprint, run_chain
@@ -43,7 +43,7 @@ from charter.records import Chain, Judgment, Message, Pair, PreferenceRow, Prove
 from charter.records.base import as_messages
 from charter.runs.batches import BatchState, set_batch_state, stored_batches
 from charter.runs.store import STORE_FILE, open_store
-from charter.yamlio import dotted
+from charter.yamlio import config_from, dotted, from_arguments
 
 
 def _problem(exc: ValidationError) -> tuple[tuple, str]:
@@ -133,7 +133,7 @@ def run(
 
 @public
 def estimate(
-    config: Annotated[ConfigArg[RunConfig], Loads(load_run_config, overrides="overrides")],
+    config: ConfigArg[RunConfig],
     overrides: list[str] | None = None,
 ) -> Forecast:
     """Forecast a run's calls, tokens and cost per role and model, low, expected and high, before anything is called
@@ -161,7 +161,7 @@ def estimate(
         UnknownModel: A model string names no known provider.
         RunStoreError: The run directory's stored prompt set cannot be read (a resumed run whose source cannot).
     """
-    config = cast(RunConfig, config)  # loaded by @public
+    config = config_from(RunConfig, config, "config", lambda path: load_run_config(path, overrides))
     constitution = load_constitution(config.constitution)
     check_config(config, constitution)
     synthesizing = "synth" in config.stages and config.synth is not None
@@ -327,7 +327,11 @@ def judge_pairs(
             below 1, or an argument is of the wrong type.
     """
     const = load_constitution(constitution)
-    settings = cast(JudgeSettings | None, settings) or from_arguments(JudgeSettings, **setting_fields)
+    settings = (
+        config_from(JudgeSettings, settings, "settings")
+        if settings is not None
+        else from_arguments(JudgeSettings, **setting_fields)
+    )
     items = as_pairs(pairs)
 
     async def go() -> list[Judgment]:
@@ -374,7 +378,7 @@ def build_preferences(
         ArgumentError: `strategy` is neither `all` nor `best_vs_worst`, or an argument is of the wrong type.
     """
     by_id = {p.pair_id: p for p in as_pairs(pairs)}
-    filters = cast(FiltersConfig | None, filters) or FiltersConfig()
+    filters = config_from(FiltersConfig, filters, "filters") if filters is not None else FiltersConfig()
     if provenance is None:
         const = load_constitution(constitution)
         models = {p.a_model for p in by_id.values() if p.a_model} | {p.b_model for p in by_id.values() if p.b_model}

@@ -229,7 +229,7 @@ class RunConfig(ConfigModel):
         return Path(self.output_dir or f"runs/{self.name}").expanduser()
 
 
-@public()
+@public
 def load_run_config(path: str | Path, overrides: list[str] | None = None) -> RunConfig:
     """Load a run config YAML file, with `--set`-style overrides applied on top.
 

@@ -250,7 +250,7 @@ for _provider in (
     register_provider(_provider)
 
 
-@public()
+@public
 def get_model(
     spec: str | ChatModel,
     *,

@@ -25,11 +25,11 @@ from concurrent.futures import Future, InvalidStateError, wait
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar, Unpack
 
-from charter.api_args import from_arguments
 from charter.errors import ArgumentError
 from charter.providers.config import RoleConfig
 from charter.records import RewardRecord
 from charter.reward.function import SCORE, Columns, RewardFunction, reward_function
+from charter.yamlio import from_arguments
 
 T = TypeVar("T")
 

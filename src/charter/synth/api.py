@@ -13,9 +13,9 @@ import json
 import math
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any, cast
+from typing import Any
 
-from charter.api_args import ConfigArg, Loads, public
+from charter.api_args import ConfigArg, public
 from charter.constitutions import load_constitution
 from charter.errors import QuotaShortfall
 from charter.prompts import PromptsConfig, load_prompts
@@ -25,6 +25,7 @@ from charter.stats.diversity import FieldDiversity, diversity_table, figure_note
 from charter.synth.config import SynthConfig, load_synth_config
 from charter.synth.generate import REASONS, Synthesizer, SynthResult
 from charter.tables import atomic_write
+from charter.yamlio import config_from
 
 
 def seed_rows(seeds: list[Prompt]) -> list[dict[str, Any]]:
@@ -180,7 +181,7 @@ async def synthesize_async(
 
 @public
 def synthesize(
-    config: Annotated[ConfigArg[SynthConfig], Loads(load_synth_config)],
+    config: ConfigArg[SynthConfig],
     output: str | Path | None = None,
     *,
     seeds: PromptsConfig | None = None,
@@ -220,7 +221,7 @@ def synthesize(
         QuotaShortfall: Fewer prompts were kept than `config.min_kept` of `config.n` (the files are written).
         ArgumentError: An argument is of the wrong type.
     """
-    config = cast(SynthConfig, config)
+    config = config_from(SynthConfig, config, "config", load_synth_config)
     target = Path(output or config.output or "synth/prompts.jsonl")
     run = synthesize_async(
         config, target, seeds=seeds, constitution=constitution, writer=writer, cache=cache, on_round=on_round

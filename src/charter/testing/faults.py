@@ -23,6 +23,7 @@ import argparse
 import asyncio
 import hashlib
 import json
+import math
 import random
 import signal
 import sys
@@ -32,7 +33,8 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any, TextIO
 
-from charter.judge.modes import scripted_reply
+from charter.judge.judgment import LETTERS
+from charter.judge.modes import reply_asked, scripted_choice, scripted_reply
 from charter.judge_prompt import read_comparison
 from charter.testing.loopback import Behaviour, LoopbackServer, asks_next_token, drop, echo_reply, status
 
@@ -146,8 +148,12 @@ class FaultServer(LoopbackServer):
         return max(1, len(json.dumps(body.get("messages", [])).split())) + completion
 
     def logprobs_for(self, body: dict[str, Any]) -> dict[str, float]:
-        """Prefer the longer of the two responses, whichever order they are shown in."""
-        return {"A": -0.1, "B": -2.4} if _longer_first(body) is not False else {"A": -2.4, "B": -0.1}
+        """Prefer the longer of the two responses, whichever order they are shown in: P(first preferred) 0.9 or 0.1,
+        spread over the options of the reply the prompt asks for as the table of modes says (`scripted_choice`)."""
+        prompt, p_first = _last_text(body), 0.9 if _longer_first(body) is not False else 0.1
+        reply = reply_asked(prompt)
+        probs = scripted_choice(prompt, list(reply.options if reply is not None else LETTERS), p_first)
+        return {token: math.log(p) for token, p in probs.items() if p > 0}
 
     def verdict_or_echo(self, body: dict[str, Any]) -> str:
         """A comparison prompt's text answer: the longer response's letter; any other prompt's: its echo."""

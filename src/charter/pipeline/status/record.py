@@ -497,7 +497,7 @@ def trainer_folder(folder: str | Path) -> bool:
     return (folder / METRICS_FILE).is_file() and not (folder / STORE_FILE).exists()
 
 
-@public()
+@public
 def status(run: str | Path) -> StatusReport:
     """Where a run directory or a training output folder stands, as data (`charter status RUN --json`).
 
