@@ -24,8 +24,8 @@ nox.options.sessions = ["frameworks"]
 nox.options.error_on_missing_interpreters = True
 
 PYTHON = "3.11"
-#: Each framework's extra in pyproject.toml; a framework with no tests yet (AgentDojo's suites, for a later issue) is
-#: made and imported, so that its environment is known to resolve and install.
+#: Each framework's extra in pyproject.toml; a framework with no tests yet is made and imported, so that its
+#: environment is known to resolve and install.
 FRAMEWORKS = ("verifiers", "openenv", "verl", "openrlhf", "agentdojo")
 #: The packages each framework's environment installs beside charter (the example verifiers environment, installed
 #: as environments are: the docs and tests load it by id).

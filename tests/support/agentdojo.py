@@ -49,7 +49,8 @@ def ground_truth_policy(
             plan = [*calls[: seen + 1], *hijack, *calls[seen + 1 :]]
         if len(results) < len(plan):
             return f"<function-thoughts>Next step.</function-thoughts>{_calls_text([plan[len(results)]])}"
-        return f"<function-thoughts>Done.</function-thoughts><function-call>[]</function-call><answer>{user.GROUND_TRUTH_OUTPUT}</answer>"
+        answer = f"<answer>{user.GROUND_TRUTH_OUTPUT}</answer>"
+        return f"<function-thoughts>Done.</function-thoughts><function-call>[]</function-call>{answer}"
 
     return ScriptedModel(f"agentdojo-{suite}-{user_task}", fn=act)
 

@@ -446,10 +446,12 @@ def run_task(
         )
     finally:
         loop.close()
-    return Episode(
-        suite, user_task, injection_task, "policy", openai_messages(recorder.messages), utility, security, failure,
-        injections, None, version, element.usage, element.states, pre,
-    )  # fmt: skip
+    messages = openai_messages(recorder.messages)
+    episode = _episode(
+        suite, user_task, injection_task, "policy", messages, utility, security, failure, injections, version, pre
+    )
+    episode.usage, episode.states = element.usage, element.states
+    return episode
 
 
 def reference_episodes(
@@ -482,8 +484,10 @@ def reference_episodes(
             assert injection is not None
             injections = injections_for(tasks, user, injection, attack)
             u, s, recorder, failure, pre = _run(tasks, _replay(GroundTruthPipeline(user)), user, injection, injections)
-            out.append(Episode(suite, user_id, injection_id, "benign", openai_messages(recorder.messages), u, s, failure,
-                               injections, None, version, pre_environment=pre))  # fmt: skip
+            benign = openai_messages(recorder.messages)
+            out.append(
+                _episode(suite, user_id, injection_id, "benign", benign, u, s, failure, injections, version, pre)
+            )
             reached = first_reached(tasks, user, list(injections))
             hijacked = HijackedGroundTruth(user, injection, -1 if reached is None else reached)
             u, s, recorder, failure, pre = _run(tasks, _replay(hijacked), user, injection, injections)
@@ -495,9 +499,29 @@ def reference_episodes(
                     else "the injection task has no ground-truth calls"
                 )
             messages = openai_messages(recorder.messages)
-            out.append(Episode(suite, user_id, injection_id, "hijacked", messages, u, s, failure, injections,
-                               hijacked.injected_at, version, states=hijacked.states, pre_environment=pre))  # fmt: skip
+            episode = _episode(
+                suite, user_id, injection_id, "hijacked", messages, u, s, failure, injections, version, pre
+            )
+            episode.injected_step, episode.states = hijacked.injected_at, hijacked.states
+            out.append(episode)
     return out
+
+
+def _episode(
+    suite: str,
+    user_task: str,
+    injection_task: str | None,
+    source: Source,
+    messages: list[dict[str, Any]],
+    utility: bool | None,
+    security: bool | None,
+    failure: str | None,
+    injections: dict[str, str],
+    version: str,
+    pre: TaskEnvironment,
+) -> Episode:
+    return Episode(suite, user_task, injection_task, source, messages, utility, security, failure, injections,
+                   version=version, pre_environment=pre)  # fmt: skip
 
 
 def _replay(ground_truth: BasePipelineElement) -> AgentPipeline:
@@ -639,8 +663,21 @@ def continue_from(
         loop.close()
     states = {**{i: s for i, s in episode.states.items() if i < step}, **element.states}
     after = openai_messages(messages)
-    new = Episode(episode.suite, episode.user_task, episode.injection_task, "revised", after, utility, security, failure,
-                  episode.injections, None, episode.version, element.usage, states, episode.pre_environment)  # fmt: skip
+    new = Episode(
+        episode.suite,
+        episode.user_task,
+        episode.injection_task,
+        "revised",
+        after,
+        utility,
+        security,
+        failure,
+        episode.injections,
+        version=episode.version,
+        usage=element.usage,
+        states=states,
+        pre_environment=episode.pre_environment,
+    )
     return StepPair(prefix, after[step:], episode.messages[step:], step, episode, new)
 
 
@@ -727,7 +764,8 @@ def judge_episodes(
     Returns:
         One verdict per episode that has an outcome, in order.
     """
-    constitution.principle(principle)  # a missing principle is a ConfigError before any call
+    if principle not in constitution.principle_ids:
+        raise ConfigError(f"judge_episodes: principle {principle!r} is not in constitution {constitution.name!r}")
     settings = settings or JudgeSettings(mode="score", rating="cot")
     bar = threshold if threshold is not None else settings.scale / 2
     judged = [e for e in episodes if e.failure is None]
