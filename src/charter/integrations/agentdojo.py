@@ -59,6 +59,7 @@ try:
         ChatSystemMessage,
         ChatToolResultMessage,
         ChatUserMessage,
+        MessageContentBlock,
         get_text_content_as_str,
         text_content_block_from_string,
     )
@@ -155,7 +156,8 @@ def openai_messages(messages: Sequence[ChatMessage]) -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = []
     pending: list[str] = []
     count = 0
-    for message in messages:
+    for typed in messages:
+        message: dict[str, Any] = dict(typed)  # the union of AgentDojo's message types, read by role
         role = message["role"]
         text = get_text_content_as_str(message["content"] or [])
         if role == "assistant":
@@ -592,7 +594,7 @@ def _agentdojo_messages(messages: list[dict[str, Any]], system_message: str | No
     calls: dict[str, FunctionCall] = {}
     for message in messages:
         role, text = message["role"], message.get("content") or ""
-        block = [text_content_block_from_string(text)]
+        block: list[MessageContentBlock] = [text_content_block_from_string(text)]
         if role == "assistant":
             step = assistant_step(message)
             calls.update({c.id: c for c in step["tool_calls"] or [] if c.id})
