@@ -21,6 +21,8 @@ _API = {
     "Judgment": "charter.records",
     "PreferenceRow": "charter.records",
     "Message": "charter.records",
+    "ToolCall": "charter.records",
+    "Trajectory": "charter.records",
     "load_constitution": "charter.constitutions",
     "Constitution": "charter.constitutions",
     "import_hf_cai": "charter.constitutions",
@@ -194,6 +196,8 @@ if TYPE_CHECKING:  # what type checkers and IDEs see: every public name with its
     from charter.records import Pair as Pair
     from charter.records import PreferenceRow as PreferenceRow
     from charter.records import Provenance as Provenance
+    from charter.records import ToolCall as ToolCall
+    from charter.records import Trajectory as Trajectory
     from charter.reward.function import RewardFunction as RewardFunction
     from charter.reward.function import reward_function as reward_function
     from charter.reward_model.config import RewardModelConfig as RewardModelConfig

@@ -17,10 +17,10 @@ from charter.concurrency import warm_then_fan_out
 from charter.constitutions.schema import Constitution, Principle
 from charter.errors import ConfigError, JudgeParseError
 from charter.judge.judgment import JudgeOptions, Kind, Reply, VoteOutcome, ask_until_read, dooms_run
-from charter.judge_prompt import RANKING_SCHEMA, write_comparison, write_ranking
+from charter.judge_prompt import RANKING_SCHEMA, render_conversation, write_comparison, write_ranking
 from charter.providers.base import ChatModel, Completion, Messages, SamplingParams
 from charter.records import Message, Pair, Vote
-from charter.records.base import render_conversation, user
+from charter.records.base import user
 
 __all__ = ["COMPARES", "ORDERS", "compare_principles", "order_group", "comparison_prompt", "p_first", "same_winner"]
 

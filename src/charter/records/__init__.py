@@ -16,6 +16,7 @@ from charter.records.base import (
     Probability,
     Record,
     Role,
+    ToolCall,
     Weight,
     as_dicts,
     as_records,
@@ -41,6 +42,7 @@ from charter.records.items import (
     Vote,
 )
 from charter.records.rows import ChosenVote, OrderProbs, PreferenceRow, Provenance, SFTRow
+from charter.records.trajectory import READERS, Trajectory, read_trajectory, to_trl
 
 __all__ = [
     "CalibrationMap",
@@ -50,6 +52,7 @@ __all__ = [
     "ChecklistScore",
     "ChecklistSide",
     "ChosenVote",
+    "READERS",
     "CritiqueRound",
     "Failure",
     "Fingerprints",
@@ -73,6 +76,8 @@ __all__ = [
     "Role",
     "SFTRow",
     "Sample",
+    "ToolCall",
+    "Trajectory",
     "UsageRow",
     "Verdict",
     "VerdictBy",
@@ -82,12 +87,16 @@ __all__ = [
     "as_records",
     "fingerprint",
     "fingerprint_strings",
+    "read_trajectory",
+    "to_trl",
 ]
 
 
 #: Every record that has a row or store form, in the order docs/reference/formats.md lists them.
 DOCUMENTED: tuple[type[Record], ...] = (
     Message,
+    ToolCall,
+    Trajectory,
     Prompt,
     Chain,
     CritiqueRound,

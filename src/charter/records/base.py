@@ -7,16 +7,26 @@ import itertools
 import json
 import re
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    SerializerFunctionWrapHandler,
+    model_serializer,
+    model_validator,
+)
 
 from charter._version import __version__
 from charter.errors import CharterError, DatasetError
 from charter.yamlio import CheckedInit
 
 GENERATOR = f"charter {__version__}"
-Role = Literal["system", "user", "assistant"]
+#: Who speaks in a conversation. system, developer and user carry authority over the assistant, in that order; tool
+#: messages hold what a tool returned (untrusted: material, never instructions).
+Role = Literal["system", "developer", "user", "assistant", "tool"]
 Probability = Annotated[float, Field(ge=0.0, le=1.0)]
 #: The largest |weight| a checklist item, a criterion or a principle takes: a sum of a million of them stays finite.
 MAX_WEIGHT = 1e6
@@ -59,17 +69,82 @@ class Record(BaseModel):
     model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True, allow_inf_nan=False)
 
 
+class ToolCall(Record, CheckedInit):
+    """One tool call of an assistant turn: an action, judged as one (its name and arguments), not as text."""
+
+    id: str
+    """The call's id; the tool message that answers it names it in `tool_call_id`."""
+    name: str
+    """The tool called."""
+    arguments: dict[str, Any] = Field(default_factory=dict)
+    """The arguments, a JSON object (an OpenAI-format JSON string is decoded when read; one that is not a JSON
+    object is an error naming the message)."""
+    side_effect: bool | None = None
+    """Whether the call changes the world (sends, pays, deletes) rather than only reading it; None where the source
+    does not say."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_trl(cls, data: Any) -> Any:
+        """A call as TRL's rows (and OpenAI's messages) hold it, `{id, type: function, function: {name,
+        arguments}}`, read back: the dataset rows are written so."""
+        if isinstance(data, Mapping) and isinstance(data.get("function"), Mapping):
+            function = data["function"]
+            arguments = function.get("arguments")
+            if isinstance(arguments, str):
+                try:
+                    arguments = json.loads(arguments) if arguments else {}
+                except json.JSONDecodeError as exc:
+                    raise ValueError(f"arguments: not JSON ({exc.msg} at column {exc.colno})") from None
+            out = {"id": data.get("id"), "name": function.get("name"), "arguments": arguments}
+            if data.get("side_effect") is not None:
+                out["side_effect"] = data["side_effect"]
+            return out
+        return data
+
+    def to_trl(self) -> dict[str, Any]:
+        """The call as TRL's conversational rows hold it: `{id, type: function, function: {name, arguments}}`, the
+        arguments a JSON object (and `side_effect` where known)."""
+        out: dict[str, Any] = {
+            "id": self.id,
+            "type": "function",
+            "function": {"name": self.name, "arguments": self.arguments},
+        }
+        if self.side_effect is not None:
+            out["side_effect"] = self.side_effect
+        return out
+
+
+#: The fields a message leaves out of its JSON and its dict form when unset: a plain {role, content} message is
+#: stored, fingerprinted and cached exactly as before they existed.
+TOOL_FIELDS = ("tool_calls", "tool_call_id", "name")
+
+
 class Message(Record, CheckedInit):
     """One chat message. Built directly, a bad field is a `ConfigFieldError` naming it (`Message: role: Input should
-    be 'system', 'user' or 'assistant'`)."""
+    be 'system', 'developer', 'user', 'assistant' or 'tool'`). The tool fields are left out of its JSON when unset."""
 
     role: Role
-    """Who speaks: system, user or assistant."""
+    """Who speaks: system, developer, user, assistant or tool."""
     content: str
-    """What is said."""
+    """What is said (an assistant turn that only calls tools has "")."""
+    tool_calls: list[ToolCall] | None = None
+    """An assistant turn's tool calls, in order."""
+    tool_call_id: str | None = None
+    """A tool message's answer to: the id of an earlier assistant turn's tool call."""
+    name: str | None = None
+    """A tool message's tool name."""
+
+    @model_serializer(mode="wrap")
+    def _leave_out_unset(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        data = handler(self)
+        for key in TOOL_FIELDS:
+            if data.get(key) is None:
+                data.pop(key, None)
+        return data
 
 
-ROLES = ("system", "user", "assistant")
+ROLES: tuple[str, ...] = get_args(Role)
 
 
 def as_messages(
@@ -82,6 +157,10 @@ def as_messages(
     """
     if isinstance(value, str):
         messages = [Message(role=role, content=value)] if value.strip() else []
+    elif isinstance(value, (list, tuple)) and any(_has_tools(item) for item in value):
+        from charter.records.trajectory import read_openai
+
+        messages = read_openai(list(value), where, error).messages
     elif isinstance(value, (list, tuple)):
         messages = [_message(item, i, where, error) for i, item in enumerate(value)]
     elif value is None:
@@ -95,6 +174,13 @@ def as_messages(
     return messages
 
 
+def _has_tools(item: Any) -> bool:
+    """Whether a message takes part in tool use (a call, a result): read as a trajectory's message is."""
+    if isinstance(item, Message):
+        return bool(item.tool_calls or item.tool_call_id)
+    return isinstance(item, Mapping) and (bool(item.get("tool_calls")) or item.get("role") == "tool")
+
+
 def _message(item: Any, index: int, where: str, error: type[CharterError]) -> Message:
     if isinstance(item, Message):
         return item
@@ -103,13 +189,38 @@ def _message(item: Any, index: int, where: str, error: type[CharterError]) -> Me
     if not isinstance(item, dict) or "role" not in item or "content" not in item:
         raise error(f"{where}: message {index} needs 'role' and 'content'")
     if item["role"] not in ROLES:
-        raise error(f"{where}: message {index} has unknown role '{item['role']}' (use {', '.join(ROLES)})")
+        raise error(f"{where}: message {index}: role: unknown role '{item['role']}' (use {', '.join(ROLES)})")
     return Message(role=item["role"], content=str(item["content"]))
 
 
-def as_dicts(messages: Sequence[Message]) -> list[dict[str, str]]:
-    """Messages as the `{role, content}` dicts the providers' wire formats (and the call cache's keys) use."""
-    return [{"role": m.role, "content": m.content} for m in messages]
+def as_dicts(messages: Sequence[Message]) -> list[dict[str, Any]]:
+    """Messages as the `{role, content}` dicts the providers' wire formats (and the call cache's keys) use; the tool
+    fields are added only where they are set (in OpenAI's chat format), so a plain message's dict is what it always
+    was."""
+    return [
+        {"role": m.role, "content": m.content} if not (m.tool_calls or m.tool_call_id or m.name) else _wire(m)
+        for m in messages
+    ]
+
+
+def _wire(message: Message) -> dict[str, Any]:
+    """A message with tool fields in OpenAI's chat format (which OpenAI-compatible servers and chat templates read):
+    each call `{id, type: function, function: {name, arguments}}` with its arguments as JSON text."""
+    out: dict[str, Any] = {"role": message.role, "content": message.content}
+    if message.tool_calls:
+        out["tool_calls"] = [
+            {
+                "id": c.id,
+                "type": "function",
+                "function": {"name": c.name, "arguments": json.dumps(c.arguments, ensure_ascii=False)},
+            }
+            for c in message.tool_calls
+        ]
+    if message.tool_call_id is not None:
+        out["tool_call_id"] = message.tool_call_id
+    if message.name is not None:
+        out["name"] = message.name
+    return out
 
 
 def as_records(messages: Sequence[Message | Mapping[str, str]]) -> list[Message]:
@@ -125,12 +236,6 @@ def last_text(messages: Sequence[Message] | str | None) -> str:
     if isinstance(messages, str):
         return messages
     return messages[-1].content if messages else ""
-
-
-def render_conversation(messages: Sequence[Message]) -> str:
-    """The conversation as Human/Assistant turns (system messages left out)."""
-    names = {"user": "Human", "assistant": "Assistant"}
-    return "\n\n".join(f"{names[m.role]}: {m.content}" for m in messages if m.role in names)
 
 
 def user(content: str) -> Message:
