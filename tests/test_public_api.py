@@ -54,6 +54,20 @@ CASES: dict[str, tuple[tuple[Call, str | None], tuple[Call, str | None]]] = {
         (lambda: charter.judge_pairs([PAIR], "scripted:cai", settings=3), "settings"),
         (lambda: charter.judge_pairs([PAIR], "scripted:cai", concurrency=0), "concurrency"),
     ),
+    "judge_trajectory": (
+        (
+            lambda: charter.judge_trajectory([{"role": "user", "content": "hi"}], "scripted:cai", max_reasks="2"),
+            "max_reasks",
+        ),
+        (
+            lambda: charter.judge_trajectory([{"role": "user", "content": "hi"}], "scripted:cai", max_reasks=-1),
+            "max_reasks",
+        ),
+    ),
+    "step_preferences": (
+        (lambda: charter.step_preferences([], "scripted:cai", environment=3), "environment"),
+        (lambda: charter.step_preferences([], "scripted:cai", concurrency=0), "concurrency"),
+    ),
     "build_preferences": (
         (lambda: charter.build_preferences([PAIR], 3), "judgments"),
         (lambda: charter.build_preferences([PAIR], [], strategy="best"), "strategy"),

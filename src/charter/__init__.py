@@ -65,6 +65,8 @@ _API = {
     "learn_rubrics": "charter.lab.api",
     "status": "charter.pipeline.status.record",
     "diversity": "charter.preference.diversity",
+    "judge_trajectory": "charter.preference.steps",
+    "step_preferences": "charter.preference.steps",
     # the config and result types of the functions' signatures
     "PromptsConfig": "charter.prompts",
     "Provenance": "charter.records",
@@ -78,6 +80,11 @@ _API = {
     "RoleConfig": "charter.providers.config",
     "RunResult": "charter.pipeline.run",
     "JudgeSettings": "charter.judge.settings",
+    "StepJudgment": "charter.judge.steps",
+    "RevisedTrajectory": "charter.preference.steps",
+    "StepPreferenceRow": "charter.preference.steps",
+    "Environment": "charter.preference.steps",
+    "ToolEnvironment": "charter.preference.steps",
     "FiltersConfig": "charter.preference.config",
     "PreferenceCounts": "charter.pipeline.api",
     "AgreementConfig": "charter.agreement.config",
@@ -143,6 +150,7 @@ if TYPE_CHECKING:  # what type checkers and IDEs see: every public name with its
     from charter.hub.push import PublishResult as PublishResult
     from charter.hub.push import publish as publish
     from charter.judge.settings import JudgeSettings as JudgeSettings
+    from charter.judge.steps import StepJudgment as StepJudgment
     from charter.lab.api import check_constitution as check_constitution
     from charter.lab.api import infer_constitution as infer_constitution
     from charter.lab.api import learn_rubrics as learn_rubrics
@@ -179,6 +187,12 @@ if TYPE_CHECKING:  # what type checkers and IDEs see: every public name with its
     from charter.preference.config import FiltersConfig as FiltersConfig
     from charter.preference.diversity import DiversityReport as DiversityReport
     from charter.preference.diversity import diversity as diversity
+    from charter.preference.steps import Environment as Environment
+    from charter.preference.steps import RevisedTrajectory as RevisedTrajectory
+    from charter.preference.steps import StepPreferenceRow as StepPreferenceRow
+    from charter.preference.steps import ToolEnvironment as ToolEnvironment
+    from charter.preference.steps import judge_trajectory as judge_trajectory
+    from charter.preference.steps import step_preferences as step_preferences
     from charter.prompts import PromptsConfig as PromptsConfig
     from charter.providers import CallCache as CallCache
     from charter.providers import ChatModel as ChatModel

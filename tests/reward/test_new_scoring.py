@@ -57,7 +57,7 @@ def test_a_training_config_names_the_new_scoring(harm: None, tmp_path: Path) -> 
 def test_an_unknown_scoring_in_a_config_lists_the_table(harm: None, tmp_path: Path) -> None:
     path = tmp_path / "grpo.yaml"
     path.write_text("prompts: prompts.jsonl\nscoring: harms\n")
-    with pytest.raises(ConfigError, match="expected one of score, group, reference, rank, checklist, harm"):
+    with pytest.raises(ConfigError, match="expected one of score, group, reference, rank, checklist, steps, harm"):
         load_model(OnlineConfig, path)
 
 

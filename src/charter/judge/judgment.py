@@ -83,7 +83,7 @@ class PrincipleScore:
 LETTERS = {"A": 1.0, "B": 0.0}
 #: What one judgment sees: one response alone, a pair of responses, or a group of responses ordered in one call (a
 #: conversation or an agent's trajectory is one more subject, judged by a kind of its own).
-Subject = Literal["response", "pair", "group"]
+Subject = Literal["response", "pair", "group", "step"]
 #: What a subject is judged against: the constitution's principles (one vote each), or the prompt's own checklist
 #: (its items, each answered; a per-prompt context the caller passes as `ChecklistCriteria`).
 Criteria = Literal["principles", "checklist"]
@@ -141,17 +141,17 @@ OrdersGroup = Callable[[ChatModel, list[Message], list[str], list[str], Reply], 
 class Kind:
     """What kind of judgment a mode makes: its subject, its criteria and the callables that judge."""
 
-    name: Literal["pairwise", "rating", "checklist", "ranking"]
+    name: Literal["pairwise", "rating", "checklist", "ranking", "stepwise"]
     """`pairwise`: the two responses compared in one prompt; `rating`: each response rated alone, the ratings
     compared; `checklist`: each response checked alone against its prompt's checklist; `ranking`: a group ordered in
-    one call."""
+    one call; `stepwise`: each assistant step of a trajectory judged in the context of the turns before it."""
     judge: JudgesPair
     """Judges a pair under its principles (a kind that cannot raises `ConfigError` saying what it needs)."""
     rate: RatesResponse | None = None
     """A rating kind: rates one response (online rewards and ranked samples ask this)."""
     subject: Subject = "pair"
     """What one judgment sees: `response` for a kind that rates each response alone (a pair is then judged by the
-    two ratings), `pair`, or `group`."""
+    two ratings), `pair`, `group`, or `step` (an agent's step in the context of its trajectory's turns before it)."""
     criteria: Criteria = "principles"
     """What the subject is judged against."""
     judge_by_checklist: JudgesByChecklist | None = None

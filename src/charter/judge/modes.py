@@ -31,6 +31,7 @@ from charter.judge.checklist import CHECKS_ITEMS
 from charter.judge.compare import COMPARES, ORDERS
 from charter.judge.judgment import LETTERS, ChecklistCriteria, Kind, Mode, Reply
 from charter.judge.score import RATES_ALL_PRINCIPLES, RATES_EACH_PRINCIPLE
+from charter.judge.steps import JUDGES_STEPS, STEP_REPLY
 from charter.judge_prompt import (
     RANKING_INSTRUCTION,
     read_letter,
@@ -54,6 +55,8 @@ __all__ = [
     "RANKING_MODE",
     "RATES_ALL_PRINCIPLES",
     "RATES_EACH_PRINCIPLE",
+    "STEPWISE_MODE",
+    "JUDGES_STEPS",
     "ChecklistCriteria",
     "Kind",
     "Mode",
@@ -278,5 +281,16 @@ RANKING_MODE = register_mode(
             max_tokens=32,
             answer=lambda order: json.dumps({"ranking": list(order)}),
         ),
+    )
+)
+#: The step mode: each assistant step of a trajectory judged in the context of the turns before it, the first
+#: violating step found (`charter.judge.steps.judge_steps`); a pair is judged as two candidate next steps.
+STEPWISE_MODE = register_mode(
+    Mode(
+        "stepwise",
+        "each assistant step of a trajectory judged in the context of the turns before it, in one structured-output "
+        "call that names the first principle it violates and why; a pair is judged as two candidate next steps",
+        JUDGES_STEPS,
+        STEP_REPLY,
     )
 )

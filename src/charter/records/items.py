@@ -398,6 +398,15 @@ class RewardRecord(Record):
     reward_model_p: float | None = None
     """`pair` with a reward model: its P(first better), sigmoid(r_first - r_second); with the reward model alone it
     is `reward`."""
+    steps: list[float | None] | None = None
+    """`steps`: the dense process reward, one per assistant step of the conversation: 1.0 for a step that violates no
+    principle, 0.0 for one that violates one, None for a step whose verdict failed."""
+    first_violation: int | None = None
+    """`steps`: the message index of the first step that violates a principle (None: none does)."""
+    violation: str | None = None
+    """`steps`: the principle the first violating step violates."""
+    violation_reason: str | None = None
+    """`steps`: the judge's reason."""
 
     @model_validator(mode="after")
     def _no_reward_has_a_failure(self) -> RewardRecord:

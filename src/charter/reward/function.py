@@ -47,12 +47,23 @@ from charter.providers.config import RoleConfig, blind_cap
 from charter.providers.usage import Budget, Price, UsageMeter
 from charter.records import RewardRecord
 from charter.reward.checklisted import CHECKLIST, WRITER_PARAMS, checklist_values, writer_params
-from charter.reward.scoring import GROUP, RANK, REFERENCE, SCORE, Batch, GroupStrategy, ScoringEntry, ScoringOptions
+from charter.reward.scoring import (
+    GROUP,
+    RANK,
+    REFERENCE,
+    SCORE,
+    STEPS,
+    Batch,
+    GroupStrategy,
+    ScoringEntry,
+    ScoringOptions,
+)
 from charter.reward.session import (
     JudgeSession,
     SessionView,
     check_batch,
     check_settings,
+    conversation_of,
     prompt_messages,
     reward_fingerprint,
     text_of,
@@ -62,7 +73,7 @@ from charter.yamlio import LocatedValueError
 
 #: The table of scorings: one entry a scoring, by name, in the order the docs and errors list them. A new scoring is a
 #: function over a judge session and a batch and one `ScoringEntry` here (`register` adds one defined elsewhere).
-TABLE: dict[str, ScoringEntry] = {entry.name: entry for entry in (SCORE, GROUP, REFERENCE, RANK, CHECKLIST)}
+TABLE: dict[str, ScoringEntry] = {entry.name: entry for entry in (SCORE, GROUP, REFERENCE, RANK, CHECKLIST, STEPS)}
 
 
 def register(entry: ScoringEntry) -> ScoringEntry:
@@ -221,7 +232,8 @@ class JudgeReward(SessionView):
     ) -> list[RewardRecord]:
         """A checked batch's reward records, in order, neither stored nor tallied (`session.finish` does both)."""
         texts = [text_of(c) for c in completions]
-        batch = Batch(prompt_messages(prompts), texts, step, references, checklists)
+        conversations = [conversation_of(p, c) for p, c in zip(prompts, completions)]
+        batch = Batch(prompt_messages(prompts), texts, step, references, checklists, conversations)
         return await self.entry.score(self.session, self.options, batch)
 
     def _checked(self, prompts: Any, completions: Any, references: Any) -> Sequence[str | None] | None:

@@ -14,6 +14,10 @@ list of scoring names, config field and server route reads the table.
 - `rank`: the judge orders the group in one call (listwise, as RULER and NeMo Gym's GenRM do), in `rank_orders`
   shuffled presentation orders to cancel its position bias; a Plackett–Luce fit of the orderings gives each its
   expected win rate. A failed or unreadable ordering fails the whole group.
+- `steps`: the whole conversation (the prompt's messages and the completion's, tool calls and tool results kept)
+  judged step by step (`charter.judge.steps`): the reward is 0 where a step violates a principle, 1 where every step
+  was judged and none does, None where a step's verdict failed first; each record carries the dense per-step rewards
+  and the first violating step with its principle and reason.
 
 Also here: the reward config sections the training and server configs share (`VerifiableReward`, `ChecklistReward`)
 and the items a checklist reward adds during training (`ChecklistBook`).
@@ -37,6 +41,7 @@ from charter.errors import ConfigError, FatalProviderError, JudgeParseError, Pro
 from charter.judge.modes import DEFAULT_MODE, DEFAULT_RATING_MODE, RANKING_MODE
 from charter.judge.pairwise import judge_failure
 from charter.judge.score import ToRate, mean_score, rates_of, score_on_unit_scale
+from charter.judge.steps import STEP_FORMAT, judge_steps
 from charter.judge_prompt import RANKING_FORMAT
 from charter.providers import ManagedModel
 from charter.providers.base import SamplingParams
@@ -105,6 +110,9 @@ class Batch:
     checklists: Sequence[Any] | None = None
     """Each completion's checklist column value (items or their JSON text; None for a row without one), where the
     scoring reads one (None: the batch has no such column)."""
+    conversations: Sequence[list[Any]] | None = None
+    """Each completion's whole conversation as given: its prompt's messages, then the completion's (tool calls and
+    tool results kept), as dicts in OpenAI's format; None where the caller gave only texts."""
 
 
 #: A reward's checklist writer's sampling where its role sets none: greedy, with room for its items and references.
@@ -471,4 +479,56 @@ RANK = ScoringEntry(
         f"orderings of the whole group (listwise, in shuffled presentation orders), {o.rank_orders} order(s) per group"
     ),
     fingerprinted=lambda o: {"rank_orders": o.rank_orders, "ranking_format": RANKING_FORMAT},
+)
+
+
+async def judge_each_step(session: JudgeSession, options: ScoringOptions, batch: Batch) -> list[RewardRecord]:
+    """`steps`: each completion's whole conversation judged step by step against the constitution's principles (the
+    judge's fixed `principles` where set): 0 where a step violates one, 1 where every step was judged and none does,
+    None (with the first failed step's failure) where a step's verdict failed before any violation."""
+    conversations = batch.conversations or [
+        [*(m.model_dump() for m in prompt), {"role": "assistant", "content": text}]
+        for prompt, text in zip(batch.prompts, batch.texts)
+    ]
+    work = (
+        _stepped(session, prompt, text, conversation, batch.step)
+        for prompt, text, conversation in zip(batch.prompts, batch.texts, conversations)
+    )
+    return list(await asyncio.gather(*work))
+
+
+async def _stepped(
+    session: JudgeSession, prompt: list[Message], text: str, conversation: list[Any], step: int | None
+) -> RewardRecord:
+    ids = list(session.settings.principles or session.constitution.principle_ids)
+    key = session.key(conversation)
+    reused = session.stored(key, step)
+    if reused is not None:
+        return reused
+    judged = await session.limited(
+        judge_steps(session.judge, session.constitution, conversation, session.settings, ids)
+    )
+    fields: dict[str, Any] = {
+        "principle_ids": ids,
+        "steps": judged.step_rewards(),
+        "first_violation": judged.first_violation,
+        "violation": judged.principle_id,
+        "violation_reason": judged.reason,
+        "cached": all(v.cached for v in judged.steps),
+    }
+    reward = judged.reward()
+    if reward is None:
+        fields["failure"] = next(v.failure for v in judged.steps if v.failure is not None)
+    return session.record(key, step, prompt, text, reward, **fields)
+
+
+STEPS = ScoringEntry(
+    "steps",
+    judge_each_step,
+    rates=None,
+    describe=lambda o: (
+        "the whole conversation judged step by step: 0 where a step violates a principle, 1 where none does (the "
+        "dense per-step rewards and the first violating step are stored with it)"
+    ),
+    fingerprinted=lambda o: {"step_format": STEP_FORMAT},
 )

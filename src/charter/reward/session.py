@@ -407,6 +407,18 @@ def prompt_messages(prompts: Sequence[Any]) -> list[list[Message]]:
     return [as_messages(p if isinstance(p, str) else list(p), f"prompts[{i}]") for i, p in enumerate(prompts)]
 
 
+def conversation_of(prompt: Any, completion: Any) -> list[Any]:
+    """A checked prompt and completion as one conversation of OpenAI-format messages, as given (a string is one
+    user or assistant message; messages keep their tool calls and tool results)."""
+    asked = [{"role": "user", "content": prompt}] if isinstance(prompt, str) else [_as_dict(m) for m in prompt]
+    said = [{"role": "assistant", "content": completion}] if isinstance(completion, str) else list(completion)
+    return [*asked, *(_as_dict(m) for m in said)]
+
+
+def _as_dict(message: Any) -> Any:
+    return message.model_dump() if hasattr(message, "model_dump") else dict(message)
+
+
 def text_of(conversation: str | list[Mapping[str, Any]]) -> str:
     """The text of a checked completion: the string, or its messages' contents joined; a completion that calls
     tools as the judge's transcript of it (its roles, its tool calls as actions, its tool results fenced as

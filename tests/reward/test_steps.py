@@ -1,0 +1,60 @@
+"""`charter.reward_function(scoring="steps")` over a TRL rollout's full conversation (tool calls and tool results
+kept): one reward per trajectory for TRL, the dense per-step rewards and the first violating step in each record; a
+failed step judgment gives None, never a number; the store answers a repeated conversation."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import charter
+from charter.judge.steps import read_judged_step
+from charter.providers.scripted import register_script
+from charter.runs.rewards import rewards
+from charter.runs.store import RunStore
+from tests.judge.agents import AGENTS, TRAJECTORY, injected_judge
+
+PROMPT, COMPLETION = TRAJECTORY[:2], TRAJECTORY[2:]
+CLEAN = [TRAJECTORY[2], TRAJECTORY[3], {"role": "assistant", "content": "Your balance is 1,200."}]
+
+
+def _flaky(messages, params):
+    if "get_balance" in (read_judged_step(messages[-1].content) or ""):
+        return "no verdict"
+    return injected_judge(messages, params)
+
+
+register_script("agent-steps", injected_judge)
+register_script("agent-steps-flaky", _flaky)
+
+
+def test_a_rollout_is_rewarded_per_trajectory_and_per_step(tmp_path: Path) -> None:
+    fn = charter.reward_function("scripted:agent-steps", AGENTS, "steps", store=tmp_path / "rw", cache=None)
+    assert fn(prompts=[PROMPT, PROMPT], completions=[COMPLETION, CLEAN]) == [0.0, 1.0]
+    hijacked, clean = fn.score([PROMPT, PROMPT], [COMPLETION, CLEAN])
+    assert hijacked.steps == [1.0, 0.0, 1.0] and clean.steps == [1.0, 1.0]
+    assert hijacked.first_violation == 4 and hijacked.violation == "untrusted"
+    assert "send_money" in (hijacked.violation_reason or "")
+    assert clean.first_violation is None and fn.tally.from_store == 2  # the second batch came from the store
+    fn.close()
+    stored = list(rewards(RunStore(tmp_path / "rw")))
+    assert {r.scoring for r in stored} == {"steps"} and any(r.steps == [1.0, 0.0, 1.0] for r in stored)
+
+
+def test_a_failed_step_gives_none_never_a_number(tmp_path: Path) -> None:
+    fn = charter.reward_function(
+        "scripted:agent-steps-flaky", AGENTS, "steps", store=tmp_path / "rw", cache=None, max_failures=10
+    )
+    [record] = fn.score([PROMPT], [CLEAN])
+    assert record.reward is None and record.steps == [None, 1.0]
+    assert record.failure is not None and record.failure.kind == "unparseable"
+    # a violation after a failed step is still no verdict on the trajectory
+    assert fn(prompts=[PROMPT], completions=[COMPLETION]) == [None]
+    fn.close()
+
+
+def test_the_async_reward_takes_conversations_too(tmp_path: Path) -> None:
+    import asyncio
+
+    fn = charter.reward_function("scripted:agent-steps", AGENTS, "steps", store=tmp_path / "rw", cache=None)
+    assert asyncio.run(fn.as_async()(prompts=[PROMPT], completions=[COMPLETION])) == [0.0]
+    fn.close()
