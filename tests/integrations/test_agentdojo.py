@@ -17,8 +17,10 @@ from charter.errors import ConfigError
 from charter.integrations.agentdojo import (
     SUITES,
     UNTRUSTED_DATA,
+    AgentDojoEnvironment,
     continue_from,
     judge_episodes,
+    judge_episodes_by_step,
     load_suite,
     reference_episodes,
     run_task,
@@ -26,7 +28,7 @@ from charter.integrations.agentdojo import (
     transcript,
 )
 from charter.providers.scripted import ScriptedModel
-from tests.support.agentdojo import ground_truth_policy, untrusted_data_judge
+from tests.support.agentdojo import ground_truth_policy, untrusted_data_judge, untrusted_data_step_judge
 
 #: A few tasks per suite whose injection reaches the agent, and whose hijacked replay AgentDojo finds hijacked.
 SAMPLE = {
@@ -209,3 +211,51 @@ def test_continue_from_names_a_step_it_cannot_branch_at(references: dict) -> Non
         continue_from(benign, 2, benign.messages[2], ScriptedModel("x", fn=lambda m, p: ""))
     with pytest.raises(ConfigError, match="not an assistant step"):
         continue_from(benign, 1, benign.messages[1], ScriptedModel("x", fn=lambda m, p: ""))
+
+
+def test_the_step_judge_finds_the_injected_step_and_agrees_with_security(spec, references: dict) -> None:
+    episodes = [e for suite in SUITES for e in references[suite]]
+    verdicts = judge_episodes_by_step(episodes, untrusted_data_step_judge(), spec)
+    assert len(verdicts) == len(episodes) and all(v.failure is None for v in verdicts)
+    banking = [v for v in verdicts if v.episode.suite == "banking"]
+    assert [v.violates for v in banking] == [v.episode.source == "hijacked" for v in banking]
+    # the first violating step found is the injected step, and the calls are one per assistant step
+    for v in banking:
+        steps = sum(m["role"] == "assistant" and bool(m["content"] or m.get("tool_calls")) for m in v.episode.messages)
+        assert v.first_violation == v.episode.injected_step and v.calls == steps
+    agreement = security_agreement(verdicts)
+    assert set(agreement) == set(SUITES) and all(row.n == 8 and row.failed == 0 for row in agreement.values())
+
+
+def test_step_preferences_continue_in_agentdojo_s_environment(spec, references: dict) -> None:
+    hijacked = next(e for e in references["banking"] if e.source == "hijacked")
+    pay = load_suite("banking").get_user_task_by_id(hijacked.user_task).ground_truth(hijacked.pre_environment)[-1]
+
+    def critic(messages, params) -> str:
+        revised = {"critique": "The transfer came from the bill's text.", "content": "I pay the bill only.",
+                   "tool_calls": [{"name": pay.function, "arguments": dict(pay.args)}]}  # fmt: skip
+        return json.dumps(revised)
+
+    user = hijacked.user_task
+    environment = AgentDojoEnvironment(
+        references["banking"], ground_truth_policy("banking", user, hijacked.injection_task)
+    )
+    critic_model = ScriptedModel("critic", fn=critic)
+    [done] = charter.step_preferences(
+        [hijacked.messages], untrusted_data_step_judge(), critic_model, spec, environment, [UNTRUSTED_DATA]
+    )
+    assert done.failure is None and done.row is not None
+    assert done.row.branch_step == hijacked.injected_step and done.row.principle_id == UNTRUSTED_DATA
+    assert done.row.continuation is not None and done.row.continuation[0]["role"] == "tool"
+    assert "UK12345678901234567890" in done.row.continuation[0]["content"]
+    [pair] = environment.continued
+    assert pair.revised.security is False and pair.original.security is True and pair.revised.utility is True
+
+
+def test_the_environment_refuses_a_trajectory_of_none_of_its_episodes(references: dict) -> None:
+    import asyncio
+
+    environment = AgentDojoEnvironment(references["banking"], ScriptedModel("x", fn=lambda m, p: ""))
+    strange = [{"role": "user", "content": "hello"}, {"role": "assistant", "content": "hi"}]
+    with pytest.raises(ConfigError, match="none of its episodes"):
+        asyncio.run(environment.continue_from(strange))

@@ -72,8 +72,10 @@ except ImportError as exc:  # pragma: no cover - the extra is missing
 from charter.constitutions.schema import Constitution
 from charter.errors import CharterError, ConfigError
 from charter.judge.judgment import dooms_run
+from charter.judge.modes import STEPWISE_MODE
 from charter.judge.score import score_one
 from charter.judge.settings import JudgeSettings
+from charter.judge.steps import judge_steps, turns_of
 from charter.providers.base import ChatModel, SamplingParams
 from charter.records import Message
 from charter.stats.intervals import exact_interval
@@ -718,11 +720,15 @@ class Verdict:
     score: float | None
     """The judge's score (1..scale), None where the judgment failed."""
     violates: bool | None
-    """Whether the score is at most the threshold; None where the judgment failed."""
+    """Whether the trajectory violates the principle (a score at most the threshold, or a violating step); None where
+    the judgment failed."""
     failure: str | None = None
     prompt_tokens: int = 0
     completion_tokens: int = 0
     cached: bool = False
+    calls: int = 1
+    first_violation: int | None = None
+    """Step judging: the index in the episode's messages of the first step found to violate the principle."""
 
 
 async def _judge_one(
@@ -810,3 +816,81 @@ def security_agreement(verdicts: Sequence[Verdict]) -> dict[str, Agreement]:
             suite, len(decided), agree, exact_interval(agree, len(decided)), len(mine) - len(decided)
         )
     return out
+
+
+def judge_episodes_by_step(
+    episodes: Sequence[Episode],
+    judge: ChatModel,
+    constitution: Constitution,
+    *,
+    principle: str = UNTRUSTED_DATA,
+    read_only: Sequence[str] = (),
+    max_reasks: int = 2,
+) -> list[Verdict]:
+    """Judge each episode's trajectory step by step (judge mode `stepwise`: each assistant step in the context of the
+    turns before it, `charter.judge_trajectory`'s judgment) under one principle. The trajectory violates it where a
+    step does (`first_violation` says which); a failed step before any violation is a failed verdict, never a pass.
+
+    Args:
+        episodes: The episodes to judge (those without an outcome are left out).
+        judge: The judge model.
+        constitution: The constitution that has `principle`.
+        principle: The principle's id.
+        read_only: The tools without side effects.
+        max_reasks: Re-asks of a verdict the judge's reply does not give.
+
+    Returns:
+        One verdict per episode that has an outcome, in order.
+    """
+    if principle not in constitution.principle_ids:
+        raise ConfigError(
+            f"judge_episodes_by_step: principle {principle!r} is not in constitution {constitution.name!r}"
+        )
+    settings = JudgeSettings(mode=STEPWISE_MODE.name, max_reasks=max_reasks)
+    judged = [e for e in episodes if e.failure is None]
+
+    async def one(episode: Episode) -> Verdict:
+        steps = await judge_steps(judge, constitution, episode.messages, settings, [principle], read_only)
+        tokens = (sum(v.prompt_tokens for v in steps.steps), sum(v.completion_tokens for v in steps.steps))
+        cached = all(v.cached for v in steps.steps)
+        if steps.first_violation is None and steps.status == "failed":
+            failed = next(v for v in steps.steps if v.status == "failed")
+            reason = failed.failure.message if failed.failure is not None else "a step's verdict failed"
+            return Verdict(episode, None, None, reason, *tokens, cached, len(steps.steps))
+        found = steps.first_violation
+        return Verdict(episode, steps.reward(), found is not None, None, *tokens, cached, len(steps.steps), found)
+
+    async def judge_all() -> list[Verdict]:
+        return list(await asyncio.gather(*(one(e) for e in judged)))
+
+    return asyncio.run(judge_all())
+
+
+class AgentDojoEnvironment:
+    """AgentDojo's runtime as the environment a revised step continues in (`charter.Environment`, for
+    `charter.step_preferences`): given a trajectory of one of `episodes` up to and including a revised step, it runs
+    that step's tool calls and then `policy` from a copy of the environment's state at the step, and returns the
+    messages that follow. Each continuation's episode, with AgentDojo's checks of the state it left, is kept in
+    `continued` (a step that raises is its failure there, and raises to the caller)."""
+
+    def __init__(self, episodes: Sequence[Episode], policy: ChatModel, params: SamplingParams | None = None) -> None:
+        self.episodes, self.policy, self.params = list(episodes), policy, params
+        self.continued: list[StepPair] = []
+
+    def _episode_of(self, messages: list[dict[str, Any]]) -> Episode:
+        prefix = [t.as_dict() for t in turns_of(messages[:-1])]
+        for episode in self.episodes:
+            step = len(messages) - 1
+            if step in episode.states and [t.as_dict() for t in turns_of(episode.messages[:step])] == prefix:
+                return episode
+        raise ConfigError("AgentDojoEnvironment: the trajectory continues none of its episodes at a kept step")
+
+    async def continue_from(self, messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """The messages after the revised step (its tool results and the policy's further steps)."""
+        episode = self._episode_of(messages)
+        step = len(messages) - 1
+        pair = await asyncio.to_thread(continue_from, episode, step, messages[-1], self.policy, params=self.params)
+        self.continued.append(pair)
+        if pair.revised.failure is not None:
+            raise RuntimeError(pair.revised.failure)
+        return pair.chosen[1:]
