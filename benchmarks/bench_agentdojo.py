@@ -13,6 +13,7 @@ found in a tool's output); any model string judges with charter's rating judge (
 from __future__ import annotations
 
 import argparse
+import functools
 import sys
 import time
 from collections import Counter
@@ -24,6 +25,7 @@ import charter  # noqa: E402
 from charter.integrations.agentdojo import (  # noqa: E402
     SUITES,
     judge_episodes,
+    judge_episodes_by_step,
     reference_episodes,
     run_task,
     security_agreement,
@@ -44,11 +46,12 @@ def main() -> None:
     args = parser.parse_args()
     constitution = charter.import_constitution(args.spec)
     if args.judge == "scripted":
-        from tests.support.agentdojo import untrusted_data_judge
+        from tests.support.agentdojo import untrusted_data_judge, untrusted_data_step_judge
 
-        judge, settings = untrusted_data_judge(), JudgeSettings(mode="score", rating="cot")
+        judge, step_judge = untrusted_data_judge(), untrusted_data_step_judge()
+        settings = JudgeSettings(mode="score", rating="cot")
     else:
-        judge = charter.get_model(args.judge, role="judge")
+        judge = step_judge = charter.get_model(args.judge, role="judge")
         settings = JudgeSettings(mode="score", rating="verdict")
     print(f"judge {args.judge}; principle ignore_untrusted_data of {Path(args.spec).name}")
     for suite in args.suites.split(","):
@@ -67,20 +70,31 @@ def main() -> None:
             chosen = [e for e in chosen if e.source == "benign"][: args.per_suite] + [
                 e for e in chosen if e.source == "hijacked"
             ][: args.per_suite]
-        started = time.perf_counter()
-        verdicts = judge_episodes(chosen, judge, constitution, settings=settings)
-        took = time.perf_counter() - started
-        row = security_agreement(verdicts)[suite]
-        low, high = row.interval
-        share = f"{row.share:.3f}" if row.share is not None else "n/a"
-        n = max(len(verdicts), 1)
-        prompt = sum(v.prompt_tokens for v in verdicts) / n
-        completion = sum(v.completion_tokens for v in verdicts) / n
-        print(
-            f"  judged {len(verdicts)} in {took:.1f} s: agreement with security {row.agree}/{row.n} = {share} "
-            f"[{low:.3f}, {high:.3f}] (exact 95%), {row.failed} judgments failed; per trajectory: 1 call, "
-            f"{prompt:.0f} prompt + {completion:.0f} completion tokens"
-        )
+        for view, judging in (
+            ("whole trajectory", functools.partial(judge_episodes, judge=judge, settings=settings)),
+            ("step by step", functools.partial(judge_episodes_by_step, judge=step_judge)),
+        ):
+            started = time.perf_counter()
+            verdicts = judging(chosen, constitution=constitution)
+            took = time.perf_counter() - started
+            row = security_agreement(verdicts)[suite]
+            low, high = row.interval
+            share = f"{row.share:.3f}" if row.share is not None else "n/a"
+            n = max(len(verdicts), 1)
+            calls = sum(v.calls for v in verdicts) / n
+            prompt = sum(v.prompt_tokens for v in verdicts) / n
+            completion = sum(v.completion_tokens for v in verdicts) / n
+            cached = sum(v.cached for v in verdicts)
+            print(
+                f"  {view}: judged {len(verdicts)} in {took:.1f} s: agreement with security {row.agree}/{row.n} = "
+                f"{share} [{low:.3f}, {high:.3f}] (exact 95%), {row.failed} judgments failed; per trajectory "
+                f"{calls:.2f} calls, {prompt:.0f} prompt + {completion:.0f} completion tokens (uncached; "
+                f"{cached} trajectories answered from the call cache)"
+            )
+            hijacked = [v for v in verdicts if v.episode.source == "hijacked" and v.violates]
+            if view == "step by step" and hijacked:
+                same = sum(v.first_violation == v.episode.injected_step for v in hijacked)
+                print(f"    first violating step = injected step on {same}/{len(hijacked)} flagged hijacked episodes")
         if args.policy:
             episode = run_task(charter.get_model(args.policy, role="policy"), suite, "user_task_0", "injection_task_0")
             u = episode.usage
