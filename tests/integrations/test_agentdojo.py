@@ -67,6 +67,13 @@ def test_ground_truth_replays_are_benign_and_hijacked_by_agentdojo_s_checks(suit
         assert episode.messages[1]["content"] == load_suite(suite).get_user_task_by_id(episode.user_task).PROMPT
         assert _tool_ids_match(episode.messages)
         assert episode.metadata["suite"] == suite and episode.metadata["injection_task"] == episode.injection_task
+    record = hijacked[0].trajectory()
+    assert record.environment == f"agentdojo:{suite}" and record.checks == {
+        "utility": hijacked[0].utility,
+        "security": True,
+    }
+    assert [m.role for m in record.messages] == [m["role"] for m in hijacked[0].messages]
+    assert record.assistant_steps()[0] == 2 and record.task == f"{hijacked[0].user_task}+{hijacked[0].injection_task}"
     for episode in hijacked:
         # the injected step comes right after a tool result that carries the injection, and makes the injection's call
         step = episode.messages[episode.injected_step]

@@ -78,6 +78,7 @@ from charter.judge.settings import JudgeSettings
 from charter.judge.steps import judge_steps, turns_of
 from charter.providers.base import ChatModel, SamplingParams
 from charter.records import Message
+from charter.records.trajectory import Trajectory, read_openai
 from charter.stats.intervals import exact_interval
 
 #: The suites, as AgentDojo names them.
@@ -131,6 +132,19 @@ class Episode:
     """The environment's state before each assistant step (by its index in `messages`), for `continue_from`."""
     pre_environment: TaskEnvironment | None = field(default=None, repr=False)
     """The environment after the user task set it up, before the first step: what the checks compare against."""
+
+    def trajectory(self) -> Trajectory:
+        """The episode as charter's trajectory record (`charter.Trajectory`): its messages read from OpenAI's format,
+        the environment (`agentdojo:<suite>`), the task (`<user task>` or `<user task>+<injection task>`), AgentDojo's
+        checks and the failure, if any."""
+        task = self.user_task if self.injection_task is None else f"{self.user_task}+{self.injection_task}"
+        read = read_openai(self.messages, f"agentdojo {self.suite} {task}")
+        checks: dict[str, bool | float | None] = {"utility": self.utility}
+        if self.injection_task is not None:
+            checks["security"] = self.security
+        return read.model_copy(
+            update={"environment": f"agentdojo:{self.suite}", "task": task, "checks": checks, "failure": self.failure}
+        )
 
     @property
     def metadata(self) -> dict[str, Any]:
