@@ -488,7 +488,7 @@ def test_config_schema_command(tmp_path: Path, capsys: pytest.CaptureFixture) ->
     schema = json.loads((tmp_path / "s.json").read_text())
     judge = schema["$defs"]["JudgeConfig"]["properties"]
     assert "both orders" in judge["orders"]["description"]
-    assert judge["mode"]["enum"] == ["logprobs", "cot", "verdict", "score", "rubric", "checklist"]
+    assert judge["mode"]["enum"] == ["logprobs", "cot", "verdict", "score", "rubric", "checklist", "stepwise"]
     assert schema["properties"]["reward_model"]["description"].startswith("Reward-model training")
     assert main(["config", "schema"]) == 0
     assert json.loads(capsys.readouterr().out) == schema

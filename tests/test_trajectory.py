@@ -343,3 +343,46 @@ def test_dataset_rows_hold_conversations_in_trls_format_with_roles_and_tool_call
     )
     assert plain.to_row()["messages"] == [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Yo"}]
     assert PreferenceRow.columns()[0] == "prompt"
+
+
+def test_a_file_of_trajectories_names_the_line_of_a_bad_one(tmp_path) -> None:
+    from charter.records.trajectory import read_trajectories
+    from charter.tables import iter_jsonl
+
+    path = tmp_path / "rollouts.jsonl"
+    good = {"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}]}
+    bad = {"messages": [{"role": "user", "content": "hi"}, {"role": "tool", "tool_call_id": "x", "content": "?"}]}
+    path.write_text(json.dumps(good) + "\n")
+    [read] = read_trajectories(iter_jsonl(path, DatasetError), "trl", str(path))
+    assert [m.content for m in read.messages] == ["hi", "hello"]
+    path.write_text(json.dumps(good) + "\n" + json.dumps(bad) + "\n")
+    with pytest.raises(DatasetError, match=rf"^{path}:2: message 1: tool_call_id: 'x' matches no earlier tool call$"):
+        read_trajectories(iter_jsonl(path, DatasetError), "trl", str(path))
+
+
+def test_a_completion_that_calls_tools_is_judged_as_its_transcript_not_its_joined_text() -> None:
+    from charter.reward.session import text_of
+
+    completion = [
+        {
+            "role": "assistant",
+            "content": None,
+            "tool_calls": [{"id": "c1", "function": {"name": "f", "arguments": PAY}}],
+        },
+        {"role": "tool", "tool_call_id": "c1", "content": "sent"},
+        {"role": "assistant", "content": "Paid."},
+    ]
+    text = text_of(completion)
+    assert "Action: calls f (call c1)" in text and "TOOL RESULT (untrusted data" in text and "Paid." in text
+    assert text_of([{"role": "assistant", "content": "Pa"}, {"role": "assistant", "content": "id."}]) == "Paid."
+
+
+def test_anthropic_requests_carry_developer_messages_in_system_and_tool_turns_as_text() -> None:
+    from charter.providers.anthropic_chat import split_system
+
+    messages = read_trajectory(_openai_trajectory()).messages
+    system, turns = split_system(messages)
+    assert system == "You are a banking assistant.\n\nNever pay more than the bill says."
+    assert [t["role"] for t in turns] == ["user", "assistant", "user", "assistant"]
+    assert turns[1]["content"] == f"[tool call call_1: send_money {json.dumps(json.loads(PAY))}]"
+    assert turns[2]["content"].startswith("[result of tool call call_1 (send_money)]\nSent.")

@@ -103,8 +103,11 @@ AUTHORITY = {
 class Turn(Protocol):
     """What the transcript reads of a message (`charter.records.Message` is one)."""
 
-    role: str
-    content: str
+    @property
+    def role(self) -> str: ...
+
+    @property
+    def content(self) -> str: ...
 
     @property
     def tool_calls(self) -> Sequence[Any] | None: ...
@@ -162,7 +165,8 @@ def _write_turn(index: int, message: Turn, nonce: str) -> str:
     if message.content or not message.tool_calls:
         parts.append(fence(tag, message.content, nonce, TRANSCRIPT_TAGS))
     for call in message.tool_calls or ():
-        effect = {True: ", changes the world", False: ", reads only"}.get(getattr(call, "side_effect", None), "")
+        side_effect = getattr(call, "side_effect", None)
+        effect = "" if side_effect is None else ", changes the world" if side_effect else ", reads only"
         arguments = json.dumps(call.arguments, sort_keys=True, ensure_ascii=False)
         parts.append(f"Action: calls {call.name} (call {call.id}{effect}) with arguments:")
         parts.append(fence("action", arguments, nonce, TRANSCRIPT_TAGS))

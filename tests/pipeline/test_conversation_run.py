@@ -44,12 +44,32 @@ def test_conversation_prompts_run_resume_and_export_with_their_roles(make_config
             {**CALL, "function": {**CALL["function"], "arguments": {"account": "main"}}}
         ]
         assert row["prompt"][4]["tool_call_id"] == "call_1" and row["prompt"][4]["name"] == "get_balance"
+    import pyarrow.parquet as pq
+
+    from charter.records import PreferenceRow
+    from charter.tables import arrow_schema
+
+    plain = arrow_schema(PreferenceRow, PreferenceRow.columns(), PreferenceRow.JSON_COLUMNS)
+    assert [f.name for f in plain.field("prompt").type.value_type] == ["role", "content"]  # plain files as before
+    table = pq.read_table(tmp_path / "run/data/preferences.parquet").to_pylist()
+    assert table[0]["prompt"][3]["tool_calls"] == [{**CALL, "side_effect": None}]  # the arguments as JSON text
+    assert table[0]["prompt"][0] == {
+        "role": "system",
+        "content": rows[0]["prompt"][0]["content"],
+        "tool_calls": None,
+        "tool_call_id": None,
+        "name": None,
+    }
     with RunStore(tmp_path / "run") as store:
         calls = sum(u.calls for u in stored_usage(store))
     assert calls > 0 and all(0.5 < row["p_chosen"] <= 1 for row in rows)
     run(config)  # the stored conversations resume: nothing is asked again
     with RunStore(tmp_path / "run") as store:
         assert sum(u.calls for u in stored_usage(store)) == calls
+    # the dataset card says the prompts were conversations, and how their roles were kept
+    assert main(["push", str(tmp_path / "run"), "--repo-id", "org/agents", "--dry-run", str(tmp_path / "out")]) == 0
+    card = (tmp_path / "out" / "README.md").read_text()
+    assert "3 of 3 prompts are conversations" in card and "TRL's conversational format" in card
 
 
 def test_the_judge_sees_who_said_what_and_the_tool_result_fenced() -> None:

@@ -27,7 +27,7 @@ REVISED = {
 def _critic(reply: dict | str) -> ScriptedModel:
     def write(messages, params):
         text = messages[-1].content
-        assert "The step to rewrite is turn [4]" in text and "Rewrite the last step" in text
+        assert "The step to rewrite is message [4]" in text and "Rewrite the last step" in text
         assert "[5]" not in text  # the turns after the violating step are not shown
         return reply if isinstance(reply, str) else json.dumps(reply)
 
@@ -129,7 +129,7 @@ def test_the_public_functions_judge_and_revise_trajectories() -> None:
     )
     assert done.row is not None and done.row.branch_step == 4 and log == ["get_balance"]
     assert clean.row is None and clean.judgment.reward() == 1.0
-    with pytest.raises(DatasetError, match=r"trajectories\[1\]: message 0, key 'role'"):
+    with pytest.raises(DatasetError, match=r"trajectories\[1\]: message 0: role: unknown role"):
         charter.step_preferences([TRAJECTORY, [{"role": "robot", "content": "x"}]], "scripted:cai", constitution=AGENTS)
 
 

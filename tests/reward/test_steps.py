@@ -58,3 +58,35 @@ def test_the_async_reward_takes_conversations_too(tmp_path: Path) -> None:
     fn = charter.reward_function("scripted:agent-steps", AGENTS, "steps", store=tmp_path / "rw", cache=None)
     assert asyncio.run(fn.as_async()(prompts=[PROMPT], completions=[COMPLETION])) == [0.0]
     fn.close()
+
+
+def test_the_adapters_dispatch_passes_conversations_through(tmp_path: Path) -> None:
+    from charter.reward.batching import close_shared
+    from charter.reward.combine import Asked, score
+
+    settings = {"judge": "scripted:agent-steps", "scoring": "steps", "store": str(tmp_path / "rw"), "cache": None}
+    settings["constitution"] = _constitution_file(tmp_path)
+    try:
+        assert score(settings, Asked(PROMPT, COMPLETION)).reward == 0.0
+        assert score(settings, Asked(PROMPT, CLEAN)).reward == 1.0
+    finally:
+        close_shared()
+
+
+def test_the_reward_server_scores_conversations_step_by_step(start, tmp_path: Path) -> None:
+    from tests.serve.conftest import TOKEN
+
+    server = start(judge={"model": "scripted:agent-steps"}, scoring="steps", constitution=_constitution_file(tmp_path))
+    status, body = server.post(f"/v1/rewards?token={TOKEN}", {"prompt": PROMPT, "completions": [COMPLETION, CLEAN]})
+    assert status == 200 and body["rewards"] == [0.0, 1.0]
+    server.stop()
+    stored = {r.first_violation for r in rewards(RunStore(server.store))}
+    assert stored == {4, None}
+
+
+def _constitution_file(tmp_path: Path) -> str:
+    import yaml
+
+    path = tmp_path / "agents.yaml"
+    path.write_text(yaml.safe_dump(AGENTS.model_dump(mode="json", exclude_defaults=True)))
+    return str(path)

@@ -125,6 +125,9 @@ class ChecklistCriteria:
 JudgesByChecklist = Callable[
     [ChatModel, Pair, ChecklistCriteria, "JudgeOptions", list[str], str], Awaitable["Judgment"]
 ]
+#: Judges a pair into a whole judgment (model, constitution, pair, settings, principle ids, the judge's fingerprint),
+#: for a kind whose judgment carries more than its votes; failed where a call failed for good.
+JudgesWhole = Callable[[ChatModel, Constitution, Pair, "JudgeOptions", list[str], str], Awaitable["Judgment"]]
 #: A sample with its score.
 Scored = tuple[Sample, float]
 #: Scores each sample of a prompt alone by its checklist (model, prompt, samples, criteria, settings): each scored
@@ -161,6 +164,9 @@ class Kind:
     """A checklist kind: scores a prompt's samples by its checklist (`charter.judge.score.rank_samples` calls it)."""
     order: OrdersGroup | None = None
     """A ranking kind: orders a group in one call (the online scoring `rank` asks it through its mode)."""
+    judge_whole: JudgesWhole | None = None
+    """A kind whose judgment carries more than its votes (the step kind: each response's first violating step):
+    judges a pair into the whole judgment (`charter.judge.pairwise.judge_pair` calls it instead of `judge`)."""
 
     @property
     def needs_context(self) -> bool:

@@ -109,6 +109,8 @@ async def judge_pair(
     kind = settings.mode_entry.kind
     if kind.judge_by_checklist is not None and criteria is not None:
         return await kind.judge_by_checklist(model, pair, criteria, settings, principle_ids, judge_fp)
+    if kind.judge_whole is not None:
+        return await kind.judge_whole(model, constitution, pair, settings, principle_ids, judge_fp)
     base = {
         "pair_id": pair.pair_id,
         "fingerprint": judge_fp,

@@ -117,6 +117,8 @@ def preference_row(
             for v in judgment.principles
         ],
         per_order=OrderProbs(ab=flip(judgment.p_a_ab), ba=flip_or_none(judgment.p_a_ba)),
+        first_violation_chosen=judgment.first_violation_a if a_wins else judgment.first_violation_b,
+        first_violation_rejected=judgment.first_violation_b if a_wins else judgment.first_violation_a,
         position_consistent=judgment.position_consistent,
         judge_model=judgment.judge_model,
         judge_mode=judgment.mode,

@@ -47,7 +47,7 @@ def _turn_text(message: Any) -> str:
     calls = [
         f"[tool call {c.id}: {c.name} {json.dumps(c.arguments, ensure_ascii=False)}]" for c in message.tool_calls or ()
     ]
-    return "\n".join([message.content, *calls]) if calls else message.content
+    return "\n".join(part for part in [message.content, *calls] if part) if calls else message.content
 
 
 _EPHEMERAL = {"type": "ephemeral"}

@@ -7,7 +7,7 @@ import itertools
 import json
 import re
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Annotated, Any, Literal, get_args
+from typing import Annotated, Any, ClassVar, Literal, get_args
 
 from pydantic import (
     BaseModel,
@@ -102,6 +102,17 @@ class ToolCall(Record, CheckedInit):
             return out
         return data
 
+    @classmethod
+    def __arrow_type__(cls) -> Any:
+        """A call in a parquet file: TRL's `{id, type, function: {name, arguments}}` with the arguments as JSON text
+        (an object's keys differ from call to call; a column's type cannot), as OpenAI's wire format has them."""
+        import pyarrow as pa
+
+        function = pa.struct([("name", pa.string()), ("arguments", pa.string())])
+        return pa.struct(
+            [("id", pa.string()), ("type", pa.string()), ("function", function), ("side_effect", pa.bool_())]
+        )
+
     def to_trl(self) -> dict[str, Any]:
         """The call as TRL's conversational rows hold it: `{id, type: function, function: {name, arguments}}`, the
         arguments a JSON object (and `side_effect` where known)."""
@@ -135,6 +146,9 @@ class Message(Record, CheckedInit):
     name: str | None = None
     """A tool message's tool name."""
 
+    #: A file of plain conversations keeps its {role, content} columns: the tool fields join only where needed.
+    ARROW_LEFT_OUT: ClassVar[tuple[str, ...]] = TOOL_FIELDS
+
     @model_serializer(mode="wrap")
     def _leave_out_unset(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
         data = handler(self)
@@ -158,9 +172,9 @@ def as_messages(
     if isinstance(value, str):
         messages = [Message(role=role, content=value)] if value.strip() else []
     elif isinstance(value, (list, tuple)) and any(_has_tools(item) for item in value):
-        from charter.records.trajectory import read_openai
-
-        messages = read_openai(list(value), where, error).messages
+        messages = fill_call_ids([read_message(item, i, where, error) for i, item in enumerate(value)])
+        if problem := trajectory_problem(messages):
+            raise error(f"{where}: {problem}")
     elif isinstance(value, (list, tuple)):
         messages = [_message(item, i, where, error) for i, item in enumerate(value)]
     elif value is None:
@@ -191,6 +205,36 @@ def _message(item: Any, index: int, where: str, error: type[CharterError]) -> Me
     if item["role"] not in ROLES:
         raise error(f"{where}: message {index}: role: unknown role '{item['role']}' (use {', '.join(ROLES)})")
     return Message(role=item["role"], content=str(item["content"]))
+
+
+def uses_tools(row: Mapping[str, Any]) -> bool:
+    """Whether a dataset row (its `to_row` form) holds a conversation with tool calls or tool results."""
+    return any(
+        isinstance(value, list)
+        and any(isinstance(m, Mapping) and (m.get("tool_calls") or m.get("tool_call_id")) for m in value)
+        for value in row.values()
+    )
+
+
+def parquet_row(row: dict[str, Any]) -> dict[str, Any]:
+    """A dataset row as a parquet file holds it: each tool call's arguments as JSON text."""
+    out = dict(row)
+    for key, value in row.items():
+        if isinstance(value, list) and any(isinstance(m, Mapping) and m.get("tool_calls") for m in value):
+            out[key] = [
+                {**m, "tool_calls": [_text_arguments(c) for c in m["tool_calls"]]}
+                if isinstance(m, Mapping) and m.get("tool_calls")
+                else m
+                for m in value
+            ]
+    return out
+
+
+def _text_arguments(call: Mapping[str, Any]) -> dict[str, Any]:
+    function = dict(call["function"])
+    if not isinstance(function.get("arguments"), str):
+        function["arguments"] = json.dumps(function.get("arguments") or {}, ensure_ascii=False)
+    return {**call, "function": function}
 
 
 def as_dicts(messages: Sequence[Message]) -> list[dict[str, Any]]:
@@ -226,6 +270,156 @@ def _wire(message: Message) -> dict[str, Any]:
 def as_records(messages: Sequence[Message | Mapping[str, str]]) -> list[Message]:
     """A chat request as Message records; `{role, content}` dicts are accepted (as the vendors' SDKs take them)."""
     return [m if isinstance(m, Message) else Message.model_validate(dict(m)) for m in messages]
+
+
+# Reading messages in OpenAI's chat format: the roles, contents and tool calls checked, one line for a bad one.
+
+
+def trajectory_problem(messages: Sequence[Message]) -> str | None:
+    """The first thing wrong with a trajectory's messages, as 'message I: KEY: what' (None where nothing is): no
+    messages, or a tool message that answers no earlier tool call (roles and arguments are checked as read)."""
+    if not messages:
+        return "messages: empty trajectory (no messages)"
+    calls: set[str] = set()
+    for i, message in enumerate(messages):
+        for call in message.tool_calls or ():
+            calls.add(call.id)
+        if message.role == "tool":
+            if message.tool_call_id is None:
+                return f"message {i}: tool_call_id: a tool message needs the id of the call it answers"
+            if message.tool_call_id not in calls:
+                return f"message {i}: tool_call_id: {message.tool_call_id!r} matches no earlier tool call"
+        elif message.tool_call_id is not None:
+            return f"message {i}: tool_call_id: only a tool message answers a call, not a {message.role} message"
+        if message.tool_calls and message.role != "assistant":
+            return f"message {i}: tool_calls: only an assistant message calls tools, not a {message.role} message"
+    return None
+
+
+def refuse(error: type[CharterError], where: str, index: int | None, key: str, what: str) -> CharterError:
+    """The one-line error of a bad message: WHERE: message INDEX: KEY: what."""
+    at = f"message {index}: " if index is not None else ""
+    return error(f"{where}: {at}{key}: {what}")
+
+
+def _role(item: Mapping[str, Any], index: int, where: str, error: type[CharterError]) -> Any:
+    role = item.get("role")
+    if role not in ROLES:
+        raise refuse(error, where, index, "role", f"unknown role {role!r} (use {', '.join(ROLES)})")
+    return role
+
+
+def json_arguments(value: Any, index: int, where: str, error: type[CharterError]) -> dict[str, Any]:
+    """Tool call arguments: a JSON object, or a string holding one."""
+    if value is None or value == "":
+        return {}
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except json.JSONDecodeError as exc:
+            raise refuse(error, where, index, "arguments", f"not JSON ({exc.msg} at column {exc.colno})") from None
+    if not isinstance(value, dict):
+        raise refuse(error, where, index, "arguments", f"not a JSON object but {type(value).__name__}")
+    return value
+
+
+def content_text(content: Any, index: int, where: str, error: type[CharterError], key: str = "content") -> str:
+    """A message's text: a string, or the text of its content parts (`{type: text, text}` blocks)."""
+    if content is None:
+        return ""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        texts = []
+        for part in content:
+            part = as_plain(part)
+            if isinstance(part, str):
+                texts.append(part)
+            elif isinstance(part, Mapping) and isinstance(part.get("text"), str):
+                texts.append(part["text"])
+            elif isinstance(part, Mapping) and isinstance(part.get("content"), (str, list)):
+                texts.append(content_text(part["content"], index, where, error, key))
+            else:
+                kind = part.get("type") if isinstance(part, Mapping) else type(part).__name__
+                raise refuse(error, where, index, key, f"a content part of type {kind!r} holds no text")
+        return "\n".join(texts)
+    raise refuse(error, where, index, key, f"expected text or a list of text parts, not {type(content).__name__}")
+
+
+def as_plain(item: Any) -> Any:
+    """An SDK object (pydantic model) as the dict it stands for; anything else as it is."""
+    if hasattr(item, "model_dump"):
+        return item.model_dump(exclude_none=True)
+    return item
+
+
+def _openai_call(call: Any, index: int, where: str, error: type[CharterError]) -> ToolCall:
+    call = as_plain(call)
+    if not isinstance(call, Mapping):
+        raise refuse(error, where, index, "tool_calls", f"a tool call is an object, not {type(call).__name__}")
+    function = call.get("function", call)
+    if not isinstance(function, Mapping) or not isinstance(function.get("name"), str):
+        raise refuse(error, where, index, "tool_calls", "a tool call needs a function name")
+    call_id = call.get("id")
+    return ToolCall(
+        id=str(call_id) if call_id is not None else "",
+        name=function["name"],
+        arguments=json_arguments(function.get("arguments"), index, where, error),
+        side_effect=call.get("side_effect"),
+    )
+
+
+def read_message(item: Any, index: int, where: str, error: type[CharterError]) -> Message:
+    """One message in OpenAI's chat format (a dict or an SDK object) as a Message: its role, content and tool calls
+    checked, a bad one `error` naming `where`, the message and the key."""
+    item = as_plain(item)
+    if not isinstance(item, Mapping):
+        raise refuse(error, where, index, "role", f"a message is an object with a role, not {type(item).__name__}")
+    role = _role(item, index, where, error)
+    calls = item.get("tool_calls")
+    if calls is not None and not isinstance(calls, list):
+        raise refuse(error, where, index, "tool_calls", f"expected a list, not {type(calls).__name__}")
+    tool_calls = [_openai_call(c, index, where, error) for c in calls or ()] or None
+    call_id = item.get("tool_call_id")
+    name = item.get("name")
+    return Message(
+        role=role,
+        content=content_text(item.get("content"), index, where, error),
+        tool_calls=tool_calls,
+        tool_call_id=str(call_id) if call_id is not None else None,
+        name=str(name) if name is not None and role == "tool" else None,
+    )
+
+
+def fill_call_ids(messages: list[Message]) -> list[Message]:
+    """Give tool calls without an id (TRL's rows, some rollouts) `call_N`, and a tool message without a
+    `tool_call_id` the id of the earliest unanswered call of its name (or the earliest unanswered call)."""
+    if not any(m.tool_calls for m in messages):
+        return messages
+    out: list[Message] = []
+    unanswered: list[ToolCall] = []
+    count = 0
+    for message in messages:
+        if message.tool_calls:
+            calls = []
+            for call in message.tool_calls:
+                if not call.id:
+                    call = call.model_copy(update={"id": f"call_{count}"})
+                count += 1
+                calls.append(call)
+            unanswered.extend(calls)
+            if any(a is not b for a, b in zip(calls, message.tool_calls)):
+                message = message.model_copy(update={"tool_calls": calls})
+        elif message.role == "tool":
+            if message.tool_call_id is None and unanswered:
+                match = next((c for c in unanswered if c.name == message.name), unanswered[0])
+                message = message.model_copy(update={"tool_call_id": match.id})
+            answered = next((c for c in unanswered if c.id == message.tool_call_id), None)
+            if answered is not None and message.name is None:
+                message = message.model_copy(update={"name": answered.name})
+            unanswered = [c for c in unanswered if c.id != message.tool_call_id]
+        out.append(message)
+    return out
 
 
 # Message helpers shared by every stage: rendering, turns, refusals.

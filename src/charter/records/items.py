@@ -261,6 +261,17 @@ class Failure(Record):
     """How many times it was tried."""
 
 
+class StepFinding(Record):
+    """The first step of a trajectory that violates a principle: where it is, which principle, and why."""
+
+    step: int
+    """The step's index among the trajectory's messages (the prompt's, then the response's)."""
+    principle_id: str
+    """The principle it violates."""
+    reason: str
+    """The judge's reason."""
+
+
 class Judgment(Record):
     """The judge's verdict on one pair under its settings: votes per principle and order, or a failure."""
 
@@ -299,6 +310,11 @@ class Judgment(Record):
     checklist: ChecklistJudgment | None = None
     """Judge mode `checklist`: the checklist used, each response's item verdicts (with reasons) and scores; null in
     the other modes. A failed judgment keeps it where the call was read (every item failed)."""
+    first_violation_a: StepFinding | None = None
+    """Judge mode `stepwise`: the first step of `a`'s trajectory (the prompt's turns, then `a`) that violates a
+    principle, with the principle and the judge's reason; null where none does, and in the other modes."""
+    first_violation_b: StepFinding | None = None
+    """Judge mode `stepwise`: the same for `b`."""
 
     @model_validator(mode="after")
     def _nothing_made_up(self) -> Judgment:

@@ -10,7 +10,7 @@ import orjson
 from pydantic import Field
 
 from charter.records.base import GENERATOR, Message, Record, ToolCall
-from charter.records.items import ChecklistSide
+from charter.records.items import ChecklistSide, StepFinding
 
 
 class Provenance(Record):
@@ -159,6 +159,11 @@ class PreferenceRow(Provenance):
     """Judge mode `checklist`: `chosen`'s item verdicts (each with its reason), score and overall score."""
     checklist_rejected: ChecklistSide | None = None
     """Judge mode `checklist`: `rejected`'s."""
+    first_violation_chosen: StepFinding | None = None
+    """Judge mode `stepwise`: the first step of `chosen`'s trajectory (the prompt's turns, then `chosen`) that
+    violates a principle, with the principle and the judge's reason; null where none does, and in the other modes."""
+    first_violation_rejected: StepFinding | None = None
+    """Judge mode `stepwise`: the same for `rejected`."""
 
     JSON_COLUMNS: ClassVar[tuple[str, ...]] = (
         "per_principle",
@@ -166,6 +171,8 @@ class PreferenceRow(Provenance):
         "checklist",
         "checklist_chosen",
         "checklist_rejected",
+        "first_violation_chosen",
+        "first_violation_rejected",
     )
     LEADING: ClassVar[tuple[str, ...]] = ("prompt", "chosen", "rejected", "p_chosen", "p_chosen_calibrated", "margin")
 

@@ -14,13 +14,24 @@ not a JSON object, an unknown role, or an empty trajectory.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from pydantic import Field, model_validator
 
 from charter.errors import CharterError, DatasetError
-from charter.records.base import ROLES, Message, Record, ToolCall
+from charter.records.base import (
+    Message,
+    Record,
+    ToolCall,
+    as_plain,
+    content_text,
+    fill_call_ids,
+    json_arguments,
+    read_message,
+    refuse,
+    trajectory_problem,
+)
 from charter.yamlio import CheckedInit
 
 Check = bool | float | None
@@ -74,152 +85,6 @@ class Trajectory(Record, CheckedInit):
         return None
 
 
-def trajectory_problem(messages: Sequence[Message]) -> str | None:
-    """The first thing wrong with a trajectory's messages, as 'message I: KEY: what' (None where nothing is): no
-    messages, or a tool message that answers no earlier tool call (roles and arguments are checked as read)."""
-    if not messages:
-        return "messages: empty trajectory (no messages)"
-    calls: set[str] = set()
-    for i, message in enumerate(messages):
-        for call in message.tool_calls or ():
-            calls.add(call.id)
-        if message.role == "tool":
-            if message.tool_call_id is None:
-                return f"message {i}: tool_call_id: a tool message needs the id of the call it answers"
-            if message.tool_call_id not in calls:
-                return f"message {i}: tool_call_id: {message.tool_call_id!r} matches no earlier tool call"
-        elif message.tool_call_id is not None:
-            return f"message {i}: tool_call_id: only a tool message answers a call, not a {message.role} message"
-        if message.tool_calls and message.role != "assistant":
-            return f"message {i}: tool_calls: only an assistant message calls tools, not a {message.role} message"
-    return None
-
-
-# Reading: every format's messages go through `_message`, which checks the role, the content and the arguments.
-
-
-def _fail(error: type[CharterError], where: str, index: int | None, key: str, what: str) -> CharterError:
-    at = f"message {index}: " if index is not None else ""
-    return error(f"{where}: {at}{key}: {what}")
-
-
-def _role(item: Mapping[str, Any], index: int, where: str, error: type[CharterError]) -> Any:
-    role = item.get("role")
-    if role not in ROLES:
-        raise _fail(error, where, index, "role", f"unknown role {role!r} (use {', '.join(ROLES)})")
-    return role
-
-
-def _arguments(value: Any, index: int, where: str, error: type[CharterError]) -> dict[str, Any]:
-    """Tool call arguments: a JSON object, or a string holding one."""
-    if value is None or value == "":
-        return {}
-    if isinstance(value, str):
-        try:
-            value = json.loads(value)
-        except json.JSONDecodeError as exc:
-            raise _fail(error, where, index, "arguments", f"not JSON ({exc.msg} at column {exc.colno})") from None
-    if not isinstance(value, dict):
-        raise _fail(error, where, index, "arguments", f"not a JSON object but {type(value).__name__}")
-    return value
-
-
-def _text(content: Any, index: int, where: str, error: type[CharterError], key: str = "content") -> str:
-    """A message's text: a string, or the text of its content parts (`{type: text, text}` blocks)."""
-    if content is None:
-        return ""
-    if isinstance(content, str):
-        return content
-    if isinstance(content, list):
-        texts = []
-        for part in content:
-            part = _plain(part)
-            if isinstance(part, str):
-                texts.append(part)
-            elif isinstance(part, Mapping) and isinstance(part.get("text"), str):
-                texts.append(part["text"])
-            elif isinstance(part, Mapping) and isinstance(part.get("content"), (str, list)):
-                texts.append(_text(part["content"], index, where, error, key))
-            else:
-                kind = part.get("type") if isinstance(part, Mapping) else type(part).__name__
-                raise _fail(error, where, index, key, f"a content part of type {kind!r} holds no text")
-        return "\n".join(texts)
-    raise _fail(error, where, index, key, f"expected text or a list of text parts, not {type(content).__name__}")
-
-
-def _plain(item: Any) -> Any:
-    """An SDK object (pydantic model) as the dict it stands for; anything else as it is."""
-    if hasattr(item, "model_dump"):
-        return item.model_dump(exclude_none=True)
-    return item
-
-
-def _openai_call(call: Any, index: int, where: str, error: type[CharterError]) -> ToolCall:
-    call = _plain(call)
-    if not isinstance(call, Mapping):
-        raise _fail(error, where, index, "tool_calls", f"a tool call is an object, not {type(call).__name__}")
-    function = call.get("function", call)
-    if not isinstance(function, Mapping) or not isinstance(function.get("name"), str):
-        raise _fail(error, where, index, "tool_calls", "a tool call needs a function name")
-    call_id = call.get("id")
-    return ToolCall(
-        id=str(call_id) if call_id is not None else "",
-        name=function["name"],
-        arguments=_arguments(function.get("arguments"), index, where, error),
-        side_effect=call.get("side_effect"),
-    )
-
-
-def _openai_message(item: Any, index: int, where: str, error: type[CharterError]) -> Message:
-    item = _plain(item)
-    if not isinstance(item, Mapping):
-        raise _fail(error, where, index, "role", f"a message is an object with a role, not {type(item).__name__}")
-    role = _role(item, index, where, error)
-    calls = item.get("tool_calls")
-    if calls is not None and not isinstance(calls, list):
-        raise _fail(error, where, index, "tool_calls", f"expected a list, not {type(calls).__name__}")
-    tool_calls = [_openai_call(c, index, where, error) for c in calls or ()] or None
-    call_id = item.get("tool_call_id")
-    name = item.get("name")
-    return Message(
-        role=role,
-        content=_text(item.get("content"), index, where, error),
-        tool_calls=tool_calls,
-        tool_call_id=str(call_id) if call_id is not None else None,
-        name=str(name) if name is not None and role == "tool" else None,
-    )
-
-
-def _fill_call_ids(messages: list[Message]) -> list[Message]:
-    """Give tool calls without an id (TRL's rows, some rollouts) `call_N`, and a tool message without a
-    `tool_call_id` the id of the earliest unanswered call of its name (or the earliest unanswered call)."""
-    if not any(m.tool_calls for m in messages):
-        return messages
-    out: list[Message] = []
-    unanswered: list[ToolCall] = []
-    count = 0
-    for message in messages:
-        if message.tool_calls:
-            calls = []
-            for call in message.tool_calls:
-                if not call.id:
-                    call = call.model_copy(update={"id": f"call_{count}"})
-                count += 1
-                calls.append(call)
-            unanswered.extend(calls)
-            message = message.model_copy(update={"tool_calls": calls})
-        elif message.role == "tool":
-            if message.tool_call_id is None and unanswered:
-                match = next((c for c in unanswered if c.name == message.name), unanswered[0])
-                message = message.model_copy(update={"tool_call_id": match.id})
-            answered = next((c for c in unanswered if c.id == message.tool_call_id), None)
-            if answered is not None and message.name is None:
-                message = message.model_copy(update={"name": answered.name})
-            unanswered = [c for c in unanswered if c.id != message.tool_call_id]
-        out.append(message)
-    return out
-
-
 def _checked(messages: list[Message], where: str, error: type[CharterError], **fields: Any) -> Trajectory:
     problem = trajectory_problem(messages)
     if problem:
@@ -241,7 +106,7 @@ def read_openai(value: Any, where: str = "trajectory", error: type[CharterError]
         tools = value.get("tools")
         value = value.get("messages")
     items = _message_list(value, where, error)
-    messages = _fill_call_ids([_openai_message(m, i, where, error) for i, m in enumerate(items)])
+    messages = fill_call_ids([read_message(m, i, where, error) for i, m in enumerate(items)])
     return _checked(messages, where, error, tools=_tools(tools, where, error))
 
 
@@ -253,9 +118,9 @@ def _tools(value: Any, where: str, error: type[CharterError]) -> list[dict[str, 
             value = json.loads(value)
         except json.JSONDecodeError as exc:
             raise error(f"{where}: tools: not JSON ({exc.msg} at column {exc.colno})") from None
-    if not isinstance(value, list) or not all(isinstance(_plain(t), Mapping) for t in value):
+    if not isinstance(value, list) or not all(isinstance(as_plain(t), Mapping) for t in value):
         raise error(f"{where}: tools: expected a list of tool schemas (JSON objects)")
-    return [dict(_plain(t)) for t in value]
+    return [dict(as_plain(t)) for t in value]
 
 
 def read_anthropic(value: Any, where: str = "trajectory", error: type[CharterError] = DatasetError) -> Trajectory:
@@ -269,24 +134,24 @@ def read_anthropic(value: Any, where: str = "trajectory", error: type[CharterErr
     items = _message_list(value, where, error)
     messages: list[Message] = []
     if system:
-        messages.append(Message(role="system", content=_text(system, 0, where, error, "system")))
+        messages.append(Message(role="system", content=content_text(system, 0, where, error, "system")))
     names: dict[str, str] = {}
     for i, item in enumerate(items):
-        item = _plain(item)
+        item = as_plain(item)
         if not isinstance(item, Mapping):
-            raise _fail(error, where, i, "role", f"a message is an object with a role, not {type(item).__name__}")
+            raise refuse(error, where, i, "role", f"a message is an object with a role, not {type(item).__name__}")
         role = item.get("role")
         if role not in ("user", "assistant"):
-            raise _fail(error, where, i, "role", f"unknown role {role!r} (Anthropic messages are user or assistant)")
+            raise refuse(error, where, i, "role", f"unknown role {role!r} (Anthropic messages are user or assistant)")
         content = item.get("content")
         if isinstance(content, str) or content is None:
             messages.append(Message(role=role, content=content or ""))
             continue
         if not isinstance(content, list):
-            raise _fail(error, where, i, "content", f"expected text or content blocks, not {type(content).__name__}")
+            raise refuse(error, where, i, "content", f"expected text or content blocks, not {type(content).__name__}")
         texts: list[str] = []
         calls: list[ToolCall] = []
-        for block in map(_plain, content):
+        for block in map(as_plain, content):
             kind = block.get("type") if isinstance(block, Mapping) else None
             if kind == "text":
                 texts.append(str(block.get("text", "")))
@@ -294,7 +159,7 @@ def read_anthropic(value: Any, where: str = "trajectory", error: type[CharterErr
                 call = ToolCall(
                     id=str(block.get("id", "")),
                     name=str(block.get("name", "")),
-                    arguments=_arguments(block.get("input"), i, where, error),
+                    arguments=json_arguments(block.get("input"), i, where, error),
                 )
                 names[call.id] = call.name
                 calls.append(call)
@@ -303,14 +168,14 @@ def read_anthropic(value: Any, where: str = "trajectory", error: type[CharterErr
                     messages.append(Message(role="user", content="\n".join(texts)))
                     texts = []
                 call_id = str(block.get("tool_use_id", ""))
-                result = _text(block.get("content"), i, where, error)
+                result = content_text(block.get("content"), i, where, error)
                 if block.get("is_error"):
                     result = f"[tool error] {result}"
                 messages.append(Message(role="tool", content=result, tool_call_id=call_id, name=names.get(call_id)))
             elif kind in ("thinking", "redacted_thinking"):
                 continue  # the model's private reasoning: not part of what it said or did
             else:
-                raise _fail(error, where, i, "content", f"a {role} block of type {kind!r} is not read")
+                raise refuse(error, where, i, "content", f"a {role} block of type {kind!r} is not read")
         if texts or calls:
             messages.append(Message(role=role, content="\n".join(texts), tool_calls=calls or None))
     return _checked(messages, where, error, tools=_anthropic_tools(tools, where, error))
@@ -350,7 +215,7 @@ def read_trl(value: Any, where: str = "trajectory", error: type[CharterError] = 
         items = _message_list(prompt, where, error, "prompt") + _message_list(completion, where, error, "completion")
     else:
         raise error(f"{where}: messages: the row has neither 'messages' nor 'prompt'")
-    messages = _fill_call_ids([_openai_message(m, i, where, error) for i, m in enumerate(items)])
+    messages = fill_call_ids([read_message(m, i, where, error) for i, m in enumerate(items)])
     return _checked(messages, where, error, tools=_tools(value.get("tools"), where, error))
 
 
@@ -358,7 +223,7 @@ def read_verifiers(value: Any, where: str = "trajectory", error: type[CharterErr
     """A verifiers rollout: a v1 `Trace` (object or its JSON: the message graph's last branch, the task's type and
     key, the named rewards and metrics, the tools; an unfinished trace's last error as the failure), or a classic
     results row (`prompt` and `completion` message lists, `reward`, `task`)."""
-    value = _plain(value)
+    value = as_plain(value)
     if not isinstance(value, Mapping):
         raise error(f"{where}: expected a verifiers trace or results row, not {type(value).__name__}")
     if "nodes" not in value:
@@ -366,8 +231,8 @@ def read_verifiers(value: Any, where: str = "trajectory", error: type[CharterErr
         reward = value.get("reward")
         checks = {"reward": _number(reward, where, error, "reward")} if "reward" in value else {}
         checks.update({k: _number(v, where, error, f"metrics.{k}") for k, v in (value.get("metrics") or {}).items()})
-        task = value.get("task")
-        return row.model_copy(update={"task": str(task) if task is not None else None, "checks": checks})
+        named = value.get("task")
+        return row.model_copy(update={"task": str(named) if named is not None else None, "checks": checks})
     nodes = value["nodes"]
     if not isinstance(nodes, list):
         raise error(f"{where}: nodes: expected a list of message nodes, not {type(nodes).__name__}")
@@ -383,8 +248,9 @@ def read_verifiers(value: Any, where: str = "trajectory", error: type[CharterErr
         path.append(at)
         at = nodes[at].get("parent")
     items = [nodes[i].get("message") for i in reversed(path)]
-    messages = _fill_call_ids([_openai_message(m, i, where, error) for i, m in enumerate(items)])
-    task = value.get("task") if isinstance(value.get("task"), Mapping) else {}
+    messages = fill_call_ids([read_message(m, i, where, error) for i, m in enumerate(items)])
+    given_task = value.get("task")
+    task: Mapping[str, Any] = given_task if isinstance(given_task, Mapping) else {}
     checks: dict[str, Check] = {}
     for name, reward in (value.get("rewards") or {}).items():
         checks[name] = None if reward is None else _number(reward.get("score"), where, error, f"rewards.{name}")
@@ -409,7 +275,7 @@ def read_verifiers(value: Any, where: str = "trajectory", error: type[CharterErr
 
 
 def _verifiers_tool(tool: Any) -> dict[str, Any]:
-    tool = _plain(tool)
+    tool = as_plain(tool)
     if "function" in tool:
         return dict(tool)
     function = {k: tool[k] for k in ("name", "description", "parameters", "strict") if tool.get(k) is not None}
@@ -436,7 +302,7 @@ def read_openenv(value: Any, where: str = "trajectory", error: type[CharterError
         if "prompt" in value:
             given = value["prompt"]
             given = [{"role": "user", "content": given}] if isinstance(given, str) else given
-            prompt = [_openai_message(m, i, where, error) for i, m in enumerate(_message_list(given, where, error))]
+            prompt = [read_message(m, i, where, error) for i, m in enumerate(_message_list(given, where, error))]
         fields = {k: str(value[k]) for k in ("environment", "task") if value.get(k) is not None}
         value = value.get("steps")
     steps = _message_list(value, where, error, "steps")
@@ -453,10 +319,10 @@ def read_openenv(value: Any, where: str = "trajectory", error: type[CharterError
         arguments = (
             action.get("arguments") if name != "step" else {key: v for key, v in action.items() if key != "metadata"}
         )
-        call = ToolCall(id=f"step_{k}", name=str(name), arguments=_arguments(arguments, index, where, error))
+        call = ToolCall(id=f"step_{k}", name=str(name), arguments=json_arguments(arguments, index, where, error))
         messages.append(Message(role="assistant", content="", tool_calls=[call]))
         messages.append(
-            Message(role="tool", content=_observation_text(observation), tool_call_id=call.id, name=call.name)
+            Message(role="tool", content=_observationcontent_text(observation), tool_call_id=call.id, name=call.name)
         )
         last = observation
     checks: dict[str, Check] = {}
@@ -471,7 +337,7 @@ def _openenv_dict(item: Any) -> dict[str, Any] | None:
     return dict(item) if isinstance(item, Mapping) else None
 
 
-def _observation_text(observation: Mapping[str, Any]) -> str:
+def _observationcontent_text(observation: Mapping[str, Any]) -> str:
     """What an observation shows the agent: a tool's result (or its error), else its fields but done, reward and
     metadata."""
     if "tool_name" in observation and ("result" in observation or "error" in observation):
