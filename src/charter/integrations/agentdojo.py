@@ -75,9 +75,10 @@ from charter.judge.judgment import dooms_run
 from charter.judge.modes import STEPWISE_MODE
 from charter.judge.score import score_one
 from charter.judge.settings import JudgeSettings
-from charter.judge.steps import judge_steps, turns_of
+from charter.judge.steps import judge_steps, trajectory_of
 from charter.providers.base import ChatModel, SamplingParams
 from charter.records import Message
+from charter.records.base import as_dicts
 from charter.records.trajectory import Trajectory, read_openai
 from charter.stats.intervals import exact_interval
 
@@ -892,10 +893,10 @@ class AgentDojoEnvironment:
         self.continued: list[StepPair] = []
 
     def _episode_of(self, messages: list[dict[str, Any]]) -> Episode:
-        prefix = [t.as_dict() for t in turns_of(messages[:-1])]
+        prefix = _shape(messages[:-1])
         for episode in self.episodes:
             step = len(messages) - 1
-            if step in episode.states and [t.as_dict() for t in turns_of(episode.messages[:step])] == prefix:
+            if step in episode.states and _shape(episode.messages[:step]) == prefix:
                 return episode
         raise ConfigError("AgentDojoEnvironment: the trajectory continues none of its episodes at a kept step")
 
@@ -903,8 +904,21 @@ class AgentDojoEnvironment:
         """The messages after the revised step (its tool results and the policy's further steps)."""
         episode = self._episode_of(messages)
         step = len(messages) - 1
-        pair = await asyncio.to_thread(continue_from, episode, step, messages[-1], self.policy, params=self.params)
+        revised = as_dicts([trajectory_of(messages).messages[-1]])[0]
+        pair = await asyncio.to_thread(continue_from, episode, step, revised, self.policy, params=self.params)
         self.continued.append(pair)
         if pair.revised.failure is not None:
             raise RuntimeError(pair.revised.failure)
         return pair.chosen[1:]
+
+
+def _shape(messages: Sequence[Any]) -> list[tuple[str, str, list[tuple[str, Any]]]]:
+    """What two renderings of one trajectory share: each message's role, text and tool calls (name, arguments)."""
+    shaped = []
+    for message in as_dicts(trajectory_of(list(messages)).messages) if messages else []:
+        calls = [
+            (c["function"]["name"], json.loads(c["function"]["arguments"] or "{}"))
+            for c in message.get("tool_calls") or []
+        ]
+        shaped.append((message["role"], message.get("content") or "", calls))
+    return shaped
