@@ -2,7 +2,7 @@
 
 Run it where AgentDojo is installed (its test environment: `nox -s "frameworks(agentdojo)"` makes one):
 
-    .nox/frameworks-agentdojo/bin/python examples/agentdojo.py --judge local:smollm2-135m-instruct
+    .nox/frameworks-agentdojo/bin/python examples/agentdojo_judge.py --judge local:smollm2-135m-instruct
 
 For each suite it replays the ground truth of two user tasks under two injection tasks (benign, and hijacked by the
 injection), judges each trajectory with the judge against examples/untrusted-data.yaml, and prints the judge's
