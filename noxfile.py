@@ -24,8 +24,8 @@ nox.options.sessions = ["frameworks"]
 nox.options.error_on_missing_interpreters = True
 
 PYTHON = "3.11"
-#: Each framework's extra in pyproject.toml; a framework with no tests yet (AgentDojo's suites, for a later issue) is
-#: made and imported, so that its environment is known to resolve and install.
+#: Each framework's extra in pyproject.toml; a framework with no tests yet is made and imported, so that its
+#: environment is known to resolve and install.
 FRAMEWORKS = ("verifiers", "openenv", "verl", "openrlhf", "agentdojo")
 #: The packages each framework's environment installs beside charter (the example verifiers environment, installed
 #: as environments are: the docs and tests load it by id).
@@ -36,7 +36,11 @@ EXTRA_PACKAGES = {"verifiers": ["./examples/verifiers-constitution"]}
 OVERRIDES = {"openrlhf": ["flash-attn; sys_platform == 'never'", "deepspeed; sys_platform == 'never'"]}
 #: The modules that import a framework, type-checked in its environment, where its types are (the main check leaves
 #: them out: pyproject.toml's `[tool.pyright]`).
-TYPED = {"verifiers": ["src/charter/integrations/verifiers.py"], "openenv": ["src/charter/integrations/openenv.py"]}
+TYPED = {
+    "verifiers": ["src/charter/integrations/verifiers.py"],
+    "openenv": ["src/charter/integrations/openenv.py"],
+    "agentdojo": ["src/charter/integrations/agentdojo.py"],
+}
 #: charter's extras in every framework's environment: the reward server, the rank scoring's Plackett–Luce fit
 #: (`agreement`: choix) and the tests' own needs.
 CHARTER_EXTRAS = "serve,agreement,test"

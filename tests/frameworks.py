@@ -25,6 +25,10 @@ FRAMEWORK_TESTS: dict[str, tuple[str, ...]] = {
         "tests/test_docs.py::test_python_blocks_run[verl.md]",
     ),
     "openrlhf": ("tests/serve/test_openrlhf.py",),
+    "agentdojo": (
+        "tests/integrations/test_agentdojo.py",
+        "tests/test_docs.py::test_python_blocks_run[agentdojo.md]",
+    ),
 }
 
 
