@@ -72,7 +72,7 @@ except ImportError as exc:  # pragma: no cover - the extra is missing
 from charter.constitutions.schema import Constitution
 from charter.errors import CharterError, ConfigError
 from charter.judge.judgment import dooms_run
-from charter.judge.modes import DEFAULT_RATING_MODE, STEPWISE_MODE
+from charter.judge.modes import DEFAULT_RATING_MODE, REASONED_RATING, STEPWISE_MODE
 from charter.judge.score import score_one
 from charter.judge.settings import JudgeSettings
 from charter.judge.steps import judge_steps, trajectory_of
@@ -789,7 +789,7 @@ def judge_episodes(
     """
     if principle not in constitution.principle_ids:
         raise ConfigError(f"judge_episodes: principle {principle!r} is not in constitution {constitution.name!r}")
-    settings = settings or JudgeSettings(mode=DEFAULT_RATING_MODE, rating="cot")
+    settings = settings or JudgeSettings(mode=DEFAULT_RATING_MODE, rating=REASONED_RATING)
     bar = threshold if threshold is not None else settings.scale / 2
     judged = [e for e in episodes if e.failure is None]
 

@@ -190,6 +190,8 @@ DEFAULT_MODE = "logprobs"
 DEFAULT_RATING_MODE = "score"
 #: How a rating is read when a config says nothing (`JudgeSettings.rating`).
 DEFAULT_RATING = "logprobs"
+#: How a rating is read where the judge writes its reasons first (a score after a chain of thought).
+REASONED_RATING = "cot"
 
 register_mode(
     Mode(
