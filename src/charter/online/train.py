@@ -4,15 +4,17 @@ beside it where asked. Writes the policy, metrics.json, a model card and the rew
 from __future__ import annotations
 
 import json
+import random
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, ClassVar, TypeVar, cast
 
 from charter.api_args import ConfigArg, public
 from charter.checklist.items import checklist_from_rows
-from charter.errors import BudgetExceeded, DatasetError, TrainingError
+from charter.errors import BudgetExceeded, ConfigError, DatasetError, TrainingError
 from charter.evals.callback import WinRateCallback, callback_for, evaluations
 from charter.evals.winrate import prompt_checklists, prompt_key
+from charter.monitor.gold import refuse_overlap
 from charter.online.card import online_card
 from charter.online.config import OnlineBase, OnlineConfig, Trainer, VerifiableReward
 from charter.online.metrics import OnlineMetrics, Usage
@@ -116,6 +118,39 @@ def refresh_of(config: OnlineConfig, reward: RewardFunction) -> Any:
         cache = reward.judge.cache
         proposer = get_model(section.proposer.backend(), cache=cache, meter=reward.judge.meter, role="proposer")
     return refresh_callback(reward, section, proposer)
+
+
+def monitor_for(config: OnlineConfig, rows: list[dict[str, Any]], reward: RewardFunction) -> tuple[list[dict], Any]:
+    """The `monitor` section's `GoldMonitor` (None without one) and the rows left to train on: a `split` holds a
+    seeded share of them out. Held-out prompts that are training prompts are refused, the overlap counted."""
+    section = config.monitor
+    if section is None:
+        return rows, None
+    from charter.monitor.callback import GoldMonitor
+
+    held = None
+    if section.split is not None:
+        order = list(range(len(rows)))
+        random.Random(config.seed).shuffle(order)
+        out = set(order[: max(1, round(section.split * len(rows)))])
+        if len(out) >= len(rows):
+            raise ConfigError(f"monitor.split: {section.split} of {len(rows)} prompts leaves none to train on")
+        held = [rows[i] for i in sorted(out)]
+        rows = [r for i, r in enumerate(rows) if i not in out]
+        if section.gold.checklist_column is not None:
+            held = _gold_column(config, held, section.gold.checklist_column)
+    monitor = GoldMonitor(section, reward.unstored, rows=held, cache=config.cache, prices=config.prices)
+    refuse_overlap(monitor.prompts, [r["prompt"] for r in rows], f"monitor.prompts ({section.prompts or 'split'})")
+    return rows, monitor
+
+
+def _gold_column(config: OnlineConfig, held: list[dict[str, Any]], column: str) -> list[dict[str, Any]]:
+    """`split` with a gold checklist: each held-out row's value of the prompts file's gold column."""
+    source = config.prompts if isinstance(config.prompts, str) else config.prompts.path
+    if source is None or not Path(source).is_file():
+        raise ConfigError(f"monitor.gold.checklist_column: with split, the prompts must be a file with {column!r}")
+    given = prompt_checklists(source, column, [r["prompt"] for r in held])
+    return [{**r, column: (given.get(prompt_key(r["prompt"])) or (None, None))[1]} for r in held]
 
 
 def verifiable_reward(verify: VerifiableReward) -> Any:
@@ -341,6 +376,8 @@ class OnlineTraining(OnlineRun[OnlineConfig, OnlineMetrics]):
     """`train_online`: TRL's GRPO or RLOO trainer, the judge's reward beside a verifier's and a reward model's."""
 
     trainer: ClassVar[Trainer]
+    monitor: Any = None
+    """The gold monitor (`monitor` section), or None."""
 
     def build(self) -> Any:
         config, out = self.config, self.out
@@ -355,12 +392,14 @@ class OnlineTraining(OnlineRun[OnlineConfig, OnlineMetrics]):
         if config.reward_model:
             funcs.append(distilled_reward(config.reward_model))
         rows = dataset_rows(prompts, config.verify, checklist_column(config, prompts))
+        rows, self.monitor = monitor_for(config, rows, reward)
         judged = winrate_callback(config)
         refresh = refresh_of(config, reward)
-        callbacks = [self.stop, *self.callbacks, *(c for c in (judged, refresh) if c is not None)]
+        callbacks = [self.stop, *self.callbacks, *(c for c in (judged, refresh, self.monitor) if c is not None)]
         trainer = _trainer(config, self.trainer, args, funcs, rows, callbacks)
-        if judged is not None:
-            judged.trainer = trainer  # the win rate reaches TensorBoard / W&B too
+        for watching in (judged, self.monitor):
+            if watching is not None:
+                watching.trainer = trainer  # the win rate and the monitor reach TensorBoard / W&B too
         return trainer
 
     def metrics(self, trainer: Any, result: Any) -> OnlineMetrics:
@@ -388,7 +427,7 @@ class OnlineTraining(OnlineRun[OnlineConfig, OnlineMetrics]):
             scoring=config.scoring,
             judge=reward.judge.model_id,
             constitution=f"{reward.constitution.name} ({reward.constitution.short_hash})",
-            stopped="budget" if self.stop.stopped else "finished",
+            stopped="budget" if self.stop.stopped else "monitor" if self._monitor_stopped() else "finished",
             steps=steps,
             trl_log=log,
             usage=usage_of(store) if store is not None else none,
@@ -402,8 +441,12 @@ class OnlineTraining(OnlineRun[OnlineConfig, OnlineMetrics]):
             },
             winrate_eval=evaluations(winrate_of(trainer)),
             checklist_versions=refreshes(store) if store is not None else [],
+            monitor=self.monitor.summary() if self.monitor is not None else None,
             config=config.model_dump(mode="json"),
         )
+
+    def _monitor_stopped(self) -> bool:
+        return self.monitor is not None and (self.monitor.stopped or "").startswith("the stop rule")
 
 
 class GRPOTraining(OnlineTraining):
