@@ -79,7 +79,7 @@ def test_a_policy_gaming_its_judge_is_flagged_with_the_gold_best_checkpoint_name
     assert "Gold monitor" in report and "monitor.png" in report
     console = Console(width=160, record=True)
     shown = print_status(out, console)
-    assert shown["monitor"]["flagged_at"] == monitor["flagged_at"]
+    assert [s["flagged"] for s in shown["monitor"]] == [s["flagged"] for s in steps]
     assert "Gold monitor" in console.export_text()
 
 

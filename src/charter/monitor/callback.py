@@ -22,6 +22,7 @@ from charter.api_args import ConfigArg, public
 from charter.concurrency import run_sync
 from charter.errors import ConfigError, MissingExtra
 from charter.monitor.gold import (
+    HISTORY_FILE,
     MONITOR_DIR,
     FalsePositives,
     GoldScore,
@@ -129,8 +130,9 @@ class GoldMonitor(TrainerCallback):
         dataset = getattr(kwargs.get("train_dataloader"), "dataset", None)
         if dataset is not None and "prompt" in getattr(dataset, "column_names", ()):
             refuse_overlap(self.prompts, [_messages(p) for p in dataset["prompt"]], "monitor")
-        if state.is_world_process_zero and not self.scored:
-            self._evaluate(kwargs["model"], trainer_tokenizer(kwargs, "GoldMonitor"), 0, args, state, control)
+        if state.is_world_process_zero and not self.scored:  # step 0, or the step a resumed run starts from
+            step = state.global_step
+            self._evaluate(kwargs["model"], trainer_tokenizer(kwargs, "GoldMonitor"), step, args, state, control)
 
     def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> Any:
         step = state.global_step
@@ -248,6 +250,7 @@ class GoldMonitor(TrainerCallback):
                                      "reward": reward, "gold": gold.score, "gold_failure": gold.failure,
                                      "signatures": shown}, ensure_ascii=False))  # fmt: skip
         (folder / f"step-{scored.step}.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
+        (folder / HISTORY_FILE).write_text(json.dumps(self.history, ensure_ascii=False), encoding="utf-8")
 
     # -- the record -------------------------------------------------------------------------------------------
     @property

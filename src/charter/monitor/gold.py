@@ -26,6 +26,7 @@ check (`charter.verify`: number, exact, contains, regex:, a registered name or m
 from __future__ import annotations
 
 import asyncio
+import json
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -49,6 +50,8 @@ from charter.yamlio import ConfigModel, LocatedValueError
 
 #: The folder under the trainer's output_dir with each evaluation's answers, rewards and gold scores.
 MONITOR_DIR = "monitor"
+#: The evaluations so far (a list of `MonitorStep`), rewritten after each: what `charter status` reads during training.
+HISTORY_FILE = "history.json"
 
 
 class GoldEvaluator(ConfigModel):
@@ -533,3 +536,14 @@ def monitor_lines(summary: MonitorSummary | None, last_step: int | None = None) 
     if last_step is not None:
         lines += ["", published_line(summary, last_step)]
     return [*lines, ""]
+
+
+def read_history(output_dir: str | Path) -> list[MonitorStep] | None:
+    """The monitor's evaluations so far in a training output folder (OUTPUT_DIR/monitor/history.json), or None where
+    there is no monitor or its file cannot be read."""
+    path = Path(output_dir) / MONITOR_DIR / HISTORY_FILE
+    try:
+        found = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
+    except (OSError, ValueError):
+        return None
+    return found if isinstance(found, list) else None
