@@ -20,7 +20,7 @@ from typing import Any
 
 from charter.api_args import ConfigArg, public
 from charter.concurrency import run_sync
-from charter.errors import ConfigError, MissingExtra
+from charter.errors import BudgetExceeded, ConfigError, MissingExtra
 from charter.monitor.gold import (
     HISTORY_FILE,
     MONITOR_DIR,
@@ -164,7 +164,11 @@ class GoldMonitor(TrainerCallback):
         if output_dir is not None:
             self._write(Path(output_dir), scored)
         budget = next((g.failure for g in gold if g.failure and g.failure.startswith("budget")), None)
-        if budget is not None:
+        try:
+            self.meter.check()  # calls in flight together may pass the cap before any of them is counted
+        except BudgetExceeded as exc:
+            budget = budget or str(exc)
+        if budget is not None and self.stopped is None:
             self.stopped = f"the monitor's budget was reached at step {step}; training went on unmonitored"
             log.warning("monitor: %s (%s)", self.stopped, budget)
         return record
