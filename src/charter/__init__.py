@@ -50,6 +50,7 @@ _API = {
     "evaluate_rm": "charter.evals.rm",
     "RmEvalConfig": "charter.evals.rm",
     "WinRateCallback": "charter.evals.callback",
+    "GoldMonitor": "charter.monitor.callback",
     "publish": "charter.hub.push",
     "load_preferences": "charter.hub.export",
     "mix": "charter.mixing.mix",
@@ -91,6 +92,8 @@ _API = {
     "OnlineMetrics": "charter.online.metrics",
     "OnlineDPOConfig": "charter.online.config",
     "OnlineDPOMetrics": "charter.online.metrics",
+    "MonitorConfig": "charter.monitor.gold",
+    "MonitorSummary": "charter.monitor.gold",
     "RewardFunction": "charter.reward.function",
     "WinrateConfig": "charter.evals.winrate",
     "WinrateSummary": "charter.evals.winrate",
@@ -156,6 +159,9 @@ if TYPE_CHECKING:  # what type checkers and IDEs see: every public name with its
     from charter.mixing.plan import mix_plan as mix_plan
     from charter.mixing.probe import ProbeResult as ProbeResult
     from charter.mixing.probe import mix_probe as mix_probe
+    from charter.monitor.callback import GoldMonitor as GoldMonitor
+    from charter.monitor.gold import MonitorConfig as MonitorConfig
+    from charter.monitor.gold import MonitorSummary as MonitorSummary
     from charter.online.config import OnlineConfig as OnlineConfig
     from charter.online.config import OnlineDPOConfig as OnlineDPOConfig
     from charter.online.dpo import train_online_dpo as train_online_dpo
