@@ -350,7 +350,7 @@ def print_status(run_dir: str | Path, console: Any = None) -> StatusReport:
     if pairs:
         console.print(_pairs_table(pairs))
     if data["monitor"]:
-        console.print(_monitor_table(data["monitor"]))
+        console.print(_monitor_table([dict(s) for s in data["monitor"]]))
     console.print(_usage_view(data, console))
     console.print(_failures_text(data))
     if data["batches"]:
