@@ -218,3 +218,19 @@ def test_the_callback_watches_a_users_own_trl_run(tiny_model: Path, tmp_path: Pa
     assert any("monitor/gold" in e for e in trainer.state.log_history)
     assert {r.step for r in rewards(RunStore(tmp_path / "rewards"))} == {1, 2}  # the held-out rewards: not stored
     assert (tmp_path / "trl" / "monitor" / "history.json").is_file()
+
+
+def test_a_split_holds_a_seeded_share_of_the_training_prompts_out(tmp_path: Path) -> None:
+    from charter.online.train import dataset_rows, monitor_for, train_prompts
+
+    prompts = [f"Can you help me with the {t} please" for t in TOPICS[:8]]
+    config = OnlineConfig(prompts={"inline": prompts}, judge={"model": "scripted:cai"}, cache=None,
+                          monitor={"split": 0.25, "gold": {"verifier": "contains"}})  # fmt: skip
+    rows = dataset_rows(train_prompts(config), None)
+    reward = _reward(tmp_path)
+    kept, monitor = monitor_for(config, rows, reward)
+    again, _ = monitor_for(config, rows, reward)
+    reward.close()
+    assert len(kept) == 6 and len(monitor.prompts) == 2 and kept == again  # seeded: the same split each time
+    assert overlap(monitor.prompts, [r["prompt"] for r in kept]) == 0
+    assert sorted(r["prompt"][-1]["content"] for r in [*kept, *monitor.rows]) == sorted(prompts)
