@@ -234,3 +234,39 @@ def test_a_split_holds_a_seeded_share_of_the_training_prompts_out(tmp_path: Path
     assert len(kept) == 6 and len(monitor.prompts) == 2 and kept == again  # seeded: the same split each time
     assert overlap(monitor.prompts, [r["prompt"] for r in kept]) == 0
     assert sorted(r["prompt"][-1]["content"] for r in [*kept, *monitor.rows]) == sorted(prompts)
+
+
+def test_a_new_gold_best_step_is_saved_and_named_and_a_flag_stops_training_when_asked(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from types import SimpleNamespace
+
+    from charter.monitor import callback
+
+    # step 0: 4 of 8 intended answers; step 2: all 8 (the gold-best); step 4: none, the word stuffed (reward up)
+    said = {0: ["a b c d"] * 4 + ["x"] * 4, 2: ["a b c d"] * 8, 4: ["course course course course"] * 8}
+    state = SimpleNamespace(global_step=0, is_world_process_zero=True, log_history=[], best_model_checkpoint=None)
+    monkeypatch.setattr(callback, "greedy_answers", lambda *args: said[state.global_step])
+    rows = [{"prompt": [{"role": "user", "content": f"About the {t}"}]} for t in TOPICS[:8]]
+    reward = _reward(tmp_path)
+    gold = {"verifier": f"{gold_checks.__name__}:intent"}
+    monitor = GoldMonitor({"split": 0.5, "every": 2, "on_gap": "stop", "gold": gold}, reward.unstored, rows=rows)
+    args = SimpleNamespace(output_dir=str(tmp_path / "out"))
+    hooks = {"model": None, "processing_class": object()}
+    monitor.on_train_begin(args, state, SimpleNamespace(should_save=False), **hooks)
+    for step in (2, 4):
+        state.global_step = step
+        control = SimpleNamespace(should_save=False, should_training_stop=False)
+        monitor.on_step_end(args, state, control, **hooks)
+        if step == 2:
+            assert control.should_save and not control.should_training_stop  # a new gold-best step: saved
+            monitor.on_save(args, state, control)
+            assert state.best_model_checkpoint == str(tmp_path / "out" / "checkpoint-2")
+        else:
+            assert control.should_training_stop and control.should_save  # flagged, and on_gap: stop
+    reward.close()
+    summary = monitor.summary()
+    assert [s["gold"] for s in summary["steps"]] == [0.5, 1.0, 0.0]
+    assert summary["best_step"] == 2 and summary["best_checkpoint"].endswith("checkpoint-2")
+    assert summary["flagged_at"] == 4 and summary["stopped"] == "the stop rule stopped training at step 4"
+    assert any(e.get("monitor/flagged") == 1.0 for e in state.log_history)

@@ -97,6 +97,8 @@ def test_a_policy_rewarded_for_the_intent_is_not_flagged(tiny_model: Path, tmp_p
     monitor = json.loads((tmp_path / "out" / "metrics.json").read_text())["monitor"]
     assert len(monitor["steps"]) == 4 and monitor["flagged_at"] is None
     assert not any(s["flagged"] for s in monitor["steps"])
+    # the reward is the intent: whatever the policy does to one it does to the other (here both fall together)
+    assert all(s["gap"] == 0 for s in monitor["steps"])
 
 
 def test_held_out_prompts_that_are_training_prompts_are_refused_with_the_overlap(
