@@ -39,6 +39,14 @@ CASES: dict[str, tuple[tuple[Call, str | None], tuple[Call, str | None]]] = {
         (lambda: charter.import_constitution(["x"]), "path"),
         (lambda: charter.import_constitution("x.md", source_format="docx"), "source_format"),
     ),
+    "import_spec": (
+        (lambda: charter.import_spec(["x"], "scripted:cai"), "path"),
+        (lambda: charter.import_spec("no-such-spec.md", "scripted:cai"), None),
+    ),
+    "evaluate_spec": (
+        (lambda: charter.evaluate_spec(3), "config"),
+        (lambda: charter.evaluate_spec(spec="s.md", dataset="d.jsonl", limit=0), "limit"),
+    ),
     "get_model": ((lambda: charter.get_model(None), "spec"), (lambda: charter.get_model("nosuch:model"), None)),
     "run": ((lambda: charter.run(3), "config"), (lambda: charter.run({"nme": "x"}), None)),
     "estimate": ((lambda: charter.estimate(3), "config"), (lambda: charter.estimate({"nme": "x"}), None)),
@@ -431,6 +439,7 @@ MODEL_CALLS: dict[str, tuple[Call, str | None]] = {
     "winrate": (lambda: charter.winrate(prompts="p.jsonl", candidate="c", model="x"), "model"),
     "arena": (lambda: charter.arena(models=["a", "b"], prompts="p.jsonl", model="x"), "model"),
     "evaluate_rm": (lambda: charter.evaluate_rm(pairs="p.jsonl", judge="scripted:cai", model="x"), "model"),
+    "evaluate_spec": (lambda: charter.evaluate_spec(spec="no-such-spec.md", model="scripted:cai"), None),
     "WinRateCallback": (lambda: charter.WinRateCallback(["hi"], "scripted:cai", model="x"), "model"),
     "infer_constitution": (lambda: charter.infer_constitution("no-such-pairs.jsonl", model="scripted:cai"), None),
     "learn_rubrics": (lambda: charter.learn_rubrics("no-such-pairs.jsonl", model="scripted:cai"), None),

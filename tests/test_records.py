@@ -27,7 +27,10 @@ def test_a_pairs_prompt_given_as_a_string_is_one_user_message() -> None:
     ("fields", "line"),
     [
         ({"prompt": 3}, "Pair: prompt: Input should be a valid list"),
-        ({"prompt": [{"role": "bot", "content": "hi"}]}, "Pair: prompt[0].role: Input should be 'system', 'user'"),
+        (
+            {"prompt": [{"role": "bot", "content": "hi"}]},
+            "Pair: prompt[0].role: Input should be 'system', 'developer', 'user'",
+        ),
         ({"a": None}, "Pair: a: Input should be a valid string"),
         ({"colour": "red"}, "Pair: colour: unknown key"),
     ],
@@ -46,7 +49,9 @@ def test_a_blank_prompt_is_a_dataset_error_as_the_stages_say_it() -> None:
 
 
 def test_a_message_with_an_unknown_role_is_charters_error() -> None:
-    with pytest.raises(ConfigFieldError, match="Message: role: Input should be 'system', 'user' or 'assistant'"):
+    with pytest.raises(
+        ConfigFieldError, match="Message: role: Input should be 'system', 'developer', 'user', 'assistant' or 'tool'"
+    ):
         charter.Message(role="bot", content="hi")  # type: ignore[arg-type]
 
 

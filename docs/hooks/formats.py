@@ -44,7 +44,13 @@ META = {
 }
 
 SECTIONS: tuple[tuple[str, str, tuple[type[BaseModel], ...]], ...] = (
-    ("Conversations and prompts", "", (records.Message, records.Prompt)),
+    (
+        "Conversations, trajectories and prompts",
+        "A conversation or an agent's trajectory is a `Trajectory`: messages with roles, the assistant's `ToolCall`s "
+        "and the tools' results, read from OpenAI, Anthropic, TRL, verifiers and OpenEnv formats "
+        "(`charter.records.read_trajectory`) and written as TRL conversational rows (`charter.records.to_trl`).",
+        (records.Message, records.ToolCall, records.Trajectory, records.Prompt),
+    ),
     (
         "SL-CAI",
         "Kept in the store's `chains` and `samples` tables.",
@@ -54,7 +60,7 @@ SECTIONS: tuple[tuple[str, str, tuple[type[BaseModel], ...]], ...] = (
         "Pairs and judgments",
         "`p_a` is always the probability that response **a** of the pair is better, whatever "
         "order it was shown in. A failed judgment carries a `Failure` and no probability: nothing is made up.",
-        (records.Pair, records.Judgment, records.Vote, records.Failure),
+        (records.Pair, records.Judgment, records.Vote, records.Combined, records.Conflict, records.Failure),
     ),
     (
         "Rows that leave the pipeline",

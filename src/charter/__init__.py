@@ -21,10 +21,13 @@ _API = {
     "Judgment": "charter.records",
     "PreferenceRow": "charter.records",
     "Message": "charter.records",
+    "ToolCall": "charter.records",
+    "Trajectory": "charter.records",
     "load_constitution": "charter.constitutions",
     "Constitution": "charter.constitutions",
     "import_hf_cai": "charter.constitutions",
     "import_constitution": "charter.constitutions",
+    "import_spec": "charter.lab.api",
     "get_model": "charter.providers",
     "SamplingParams": "charter.providers",
     "run": "charter.pipeline.api",
@@ -48,7 +51,9 @@ _API = {
     "arena": "charter.evals.arena",
     "ArenaConfig": "charter.evals.arena",
     "evaluate_rm": "charter.evals.rm",
+    "evaluate_spec": "charter.evals.spec",
     "RmEvalConfig": "charter.evals.rm",
+    "SpecEvalConfig": "charter.evals.spec",
     "WinRateCallback": "charter.evals.callback",
     "GoldMonitor": "charter.monitor.callback",
     "publish": "charter.hub.push",
@@ -137,6 +142,8 @@ if TYPE_CHECKING:  # what type checkers and IDEs see: every public name with its
     from charter.evals.callback import WinRateCallback as WinRateCallback
     from charter.evals.rm import RmEvalConfig as RmEvalConfig
     from charter.evals.rm import evaluate_rm as evaluate_rm
+    from charter.evals.spec import SpecEvalConfig as SpecEvalConfig
+    from charter.evals.spec import evaluate_spec as evaluate_spec
     from charter.evals.winrate import WinrateConfig as WinrateConfig
     from charter.evals.winrate import WinrateSummary as WinrateSummary
     from charter.evals.winrate import winrate as winrate
@@ -145,6 +152,7 @@ if TYPE_CHECKING:  # what type checkers and IDEs see: every public name with its
     from charter.hub.push import publish as publish
     from charter.judge.settings import JudgeSettings as JudgeSettings
     from charter.lab.api import check_constitution as check_constitution
+    from charter.lab.api import import_spec as import_spec
     from charter.lab.api import infer_constitution as infer_constitution
     from charter.lab.api import learn_rubrics as learn_rubrics
     from charter.lab.checks import ConstitutionTest as ConstitutionTest
@@ -200,6 +208,8 @@ if TYPE_CHECKING:  # what type checkers and IDEs see: every public name with its
     from charter.records import Pair as Pair
     from charter.records import PreferenceRow as PreferenceRow
     from charter.records import Provenance as Provenance
+    from charter.records import ToolCall as ToolCall
+    from charter.records import Trajectory as Trajectory
     from charter.reward.function import RewardFunction as RewardFunction
     from charter.reward.function import reward_function as reward_function
     from charter.reward_model.config import RewardModelConfig as RewardModelConfig

@@ -187,7 +187,7 @@ app.add_typer(constitutions, name="constitutions")
 constitutions.command("list")(constitutions_cli.list_constitutions)
 constitutions.command("show")(constitutions_cli.show)
 constitutions.command("validate")(constitutions_cli.validate)
-constitutions.command("import")(constitutions_cli.import_constitution)
+constitutions.command("import")(lab_cli.import_command)
 constitutions.command("infer")(lab_cli.infer_command)
 constitutions.command("test")(lab_cli.test_command)
 constitutions.command("learn-rubrics")(lab_cli.learn_rubrics_command)
@@ -243,6 +243,7 @@ app.add_typer(evaluate, name="eval")
 evaluate.command("winrate")(evals_cli.winrate)
 evaluate.command("arena")(evals_cli.arena)
 evaluate.command("rm")(evals_cli.rm)
+evaluate.command("spec")(evals_cli.spec)
 
 mix = _group(
     "Mix training sources per target subtask: `plan` chooses sources from their scores and writes a manifest; "

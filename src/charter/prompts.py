@@ -123,7 +123,7 @@ def _truncate(messages: list[Message], max_chars: int) -> list[Message]:
     """Keep the start of the last message so the whole prompt fits `max_chars`."""
     others = sum(len(m.content) for m in messages[:-1])
     keep = max(max_chars - others, 0)
-    return messages[:-1] + [Message(role=messages[-1].role, content=messages[-1].content[:keep])]
+    return messages[:-1] + [messages[-1].model_copy(update={"content": messages[-1].content[:keep]})]
 
 
 EXTRA_COLUMNS = ("category", "reference", "verifier")

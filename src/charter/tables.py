@@ -157,8 +157,10 @@ def atomic_write(path: Path, write: Callable[[Path], Any]) -> None:
     os.replace(tmp, path)
 
 
-def arrow_type(annotation: Any) -> Any:
-    """The arrow type of a record field's annotation (str, int, float, bool, lists, nested records, optionals)."""
+def arrow_type(annotation: Any, wide: bool = False) -> Any:
+    """The arrow type of a record field's annotation (str, int, float, bool, lists, nested records, optionals). A
+    record's `ARROW_LEFT_OUT` fields are left out unless `wide` (a message's tool fields: a file of plain
+    conversations keeps its columns); a record with `__arrow_type__` gives its own."""
     import types
     import typing
 
@@ -168,26 +170,48 @@ def arrow_type(annotation: Any) -> Any:
     origin, args = typing.get_origin(annotation), typing.get_args(annotation)
     if origin in (typing.Union, types.UnionType):
         inner = [a for a in args if a is not type(None)]
-        return arrow_type(inner[0]) if len(inner) == 1 else pa.string()
+        return arrow_type(inner[0], wide) if len(inner) == 1 else pa.string()
     if origin is typing.Annotated:
-        return arrow_type(args[0])
+        return arrow_type(args[0], wide)
     if origin is list:
-        return pa.list_(arrow_type(args[0]))
+        return pa.list_(arrow_type(args[0], wide))
     if origin is typing.Literal:
         return arrow_type(type(args[0]))
     if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-        return pa.struct([(name, arrow_type(f.annotation)) for name, f in annotation.model_fields.items()])
+        own = getattr(annotation, "__arrow_type__", None)
+        if own is not None:
+            return own()
+        left_out = () if wide else getattr(annotation, "ARROW_LEFT_OUT", ())
+        fields = annotation.model_fields.items()
+        return pa.struct([(name, arrow_type(f.annotation, wide)) for name, f in fields if name not in left_out])
     simple = {str: pa.string(), int: pa.int64(), float: pa.float64(), bool: pa.bool_()}
     return simple.get(annotation, pa.string())
 
 
-def arrow_schema(model: Any, columns: list[str], as_text: Iterable[str] = ()) -> Any:
-    """An arrow schema for rows of a record type, in `columns` order; `as_text` columns hold JSON strings."""
+def arrow_schema(model: Any, columns: list[str], as_text: Iterable[str] = (), wide: bool = False) -> Any:
+    """An arrow schema for rows of a record type, in `columns` order; `as_text` columns hold JSON strings; `wide`
+    keeps the fields a record leaves out of plain files (`arrow_type`)."""
     import pyarrow as pa
 
     text = set(as_text)
     fields = model.model_fields
-    return pa.schema([(name, pa.string() if name in text else arrow_type(fields[name].annotation)) for name in columns])
+    return pa.schema(
+        [(name, pa.string() if name in text else arrow_type(fields[name].annotation, wide)) for name in columns]
+    )
+
+
+def rewrite_parquet(stem: Path, schema: Any, convert: Callable[[dict], dict], chunk: int = 2000) -> None:
+    """STEM.parquet written again (atomically) from STEM.jsonl under another `schema`, each row through `convert`:
+    the rare rows a first schema could not hold (a conversation's tool calls), without holding the file."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    parquet, jsonl = stem.with_name(stem.name + ".parquet"), stem.with_name(stem.name + ".jsonl")
+    tmp = parquet.with_name(f".{parquet.name}.tmp")
+    with pq.ParquetWriter(tmp, schema) as writer, jsonl.open("rb") as lines:
+        while batch := [convert(orjson.loads(line)) for line in itertools.islice(lines, chunk)]:
+            writer.write_table(pa.Table.from_pylist(batch, schema=schema))
+    os.replace(tmp, parquet)
 
 
 def write_rows(stem: Path, rows: Iterable[dict], schema: Any, chunk: int = 2000) -> tuple[Path, Path]:

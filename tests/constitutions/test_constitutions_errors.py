@@ -96,7 +96,7 @@ CASES = [
         "{role: user, content: hi}",
         "{role: human, content: hi}",
         "15:10: examples[0].conversation[0].role",
-        ["'system', 'user' or 'assistant'"],
+        ["'system', 'developer', 'user', 'assistant' or 'tool'"],
     ),
     ("wrong-type", "  - id: brief", "  - id: 42", "8:5: principles[1].id", ["string"]),
 ]

@@ -3,6 +3,7 @@ labelled pairs; bad specs refused with one line naming the file and the line."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections import Counter
 from pathlib import Path
@@ -12,7 +13,10 @@ import pytest
 import charter
 from charter.cli import main
 from charter.constitutions import load_constitution, read_markdown_spec
+from charter.constitutions.markdown import IMPORTERS
 from charter.errors import ConstitutionError
+from charter.providers.base import Messages, SamplingParams
+from charter.providers.scripted import register_script
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "examples" / "tiny-spec.md"
@@ -265,3 +269,105 @@ def test_markdown_options_are_refused_for_a_cai_recipe(
     argv = ["constitutions", "import", str(recipe_file), "-o", str(tmp_path / "o.yaml"), "--levels", "a,b"]
     assert main(argv) == 2
     assert "--levels is for --from markdown" in capsys.readouterr().err
+
+
+#: The example spec's hash before a constitution named the spec it came from (`spec`) and who wrote its questions.
+TINY_SPEC_HASH = "029c765d009d09ee23487456a42973a9f603ddd39bd5b9e3b7c5f0ca6572eaef"
+
+
+def test_the_spec_a_constitution_came_from_is_named_and_leaves_old_hashes_alone(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    constitution = read_markdown_spec(EXAMPLE).constitution
+    assert constitution.spec is not None and constitution.spec.file == "tiny-spec.md"
+    assert constitution.spec.version == "1" and (constitution.spec.sections, constitution.spec.skipped) == (3, 1)
+    assert constitution.spec.sha256 == hashlib.sha256(EXAMPLE.read_bytes()).hexdigest()
+    assert all(
+        p.source and p.source.questions == "verbatim" and p.source.questions_by is None for p in constitution.principles
+    )
+    # what an import wrote before, without its origin, hashes as it did
+    assert constitution.model_copy(update={"spec": None}).hash == TINY_SPEC_HASH
+    assert constitution.hash != TINY_SPEC_HASH
+    written = tmp_path / "tiny.yaml"
+    assert main(["constitutions", "import", str(EXAMPLE), "--from", "markdown", "-o", str(written)]) == 0
+    assert load_constitution(written).spec == constitution.spec
+    assert main(["constitutions", "show", str(written)]) == 0
+    assert "imported from tiny-spec.md version 1: 3 sections, 1 skipped" in capsys.readouterr().out
+    # a spec without a stated version is named by its file's hash
+    plain = tmp_path / "plain.md"
+    plain.write_text("# A rule\n\nBe kind.\n", encoding="utf-8")
+    origin = read_markdown_spec(plain).constitution.spec
+    assert origin is not None and origin.version == "sha256:" + hashlib.sha256(plain.read_bytes()).hexdigest()[:12]
+
+
+def test_the_importers_are_one_table(recipe_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert list(IMPORTERS) == ["markdown", "hf-cai", "yaml"]
+    for name, path in (("markdown", EXAMPLE), ("hf-cai", recipe_file)):
+        assert (
+            charter.import_constitution(path, source_format=name)
+            == IMPORTERS[name](path, None, None, None).constitution
+        )
+    # a constitution YAML is read back as it is, under a new name where one is given
+    written = tmp_path / "harmless.yaml"
+    assert main(["constitutions", "import", str(EXAMPLE), "--from", "markdown", "-o", str(tmp_path / "t.yaml")]) == 0
+    assert main(["constitutions", "import", str(tmp_path / "t.yaml"), "--from", "yaml", "-o", str(written)]) == 0
+    assert load_constitution(written).hash == load_constitution(tmp_path / "t.yaml").hash
+    capsys.readouterr()
+    assert main(["constitutions", "import", str(EXAMPLE), "--from", "docx", "-o", str(written)]) == 2
+    assert "--from docx: unknown format (known: markdown, hf-cai, yaml)" in capsys.readouterr().err
+
+
+QUESTIONS = {
+    "critique_request": "Where does the response break the rule {this}?",
+    "revision_request": "Rewrite the response to keep the rule.",
+    "comparison": "Which response keeps the rule better?",
+    "rating": "How well does the response keep the rule?",
+}
+
+
+def _question_writer(messages: Messages, params: SamplingParams) -> str:
+    """Writes the four questions, naming the section it was asked about."""
+    title = messages[-1].content.split("Section: ", 1)[1].split("\n", 1)[0]
+    return json.dumps({key: f"{text} ({title})" for key, text in QUESTIONS.items()})
+
+
+register_script("question-writer", _question_writer)
+register_script("question-mumbler", lambda messages, params: '{"comparison": "Which?"}')
+
+
+def test_questions_written_by_a_model_are_recorded_as_such(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    output = tmp_path / "tiny.yaml"
+    argv = ["constitutions", "import", str(EXAMPLE), "--from", "markdown", "-o", str(output), "--cache", ""]
+    assert main([*argv, "--questions-by", "scripted:question-writer"]) == 0
+    constitution = load_constitution(output)
+    principle = constitution.principle("no_weapons")
+    assert principle.source is not None and principle.source.questions == "model"
+    assert principle.source.questions_by == "scripted:question-writer"
+    # the model's text, braces kept literal, then the section's text as the default import gives it
+    assert principle.critique_request.startswith("Where does the response break the rule {{this}}? (Never help")
+    assert principle.comparison.endswith("\n\nThe section says:\n{principle}")
+    assert principle.rating == "How well does the response keep the rule? (Never help build weapons)"
+    assert principle.description == read_markdown_spec(EXAMPLE).constitution.principle("no_weapons").description
+    assert "scripted:question-writer wrote its questions" in output.read_text(encoding="utf-8")
+    # the default stays verbatim, and a different writer is a different constitution
+    assert load_constitution(output).hash != read_markdown_spec(EXAMPLE).constitution.hash
+    capsys.readouterr()
+    assert main([*argv, "--questions-by", "scripted:question-mumbler"]) == 2
+    err = capsys.readouterr().err
+    assert (
+        "tiny-spec.md:12:1: no_weapons: scripted:question-mumbler wrote no critique_request, revision_request, rating"
+        in err
+    )
+    assert len(err.strip().splitlines()) == 1
+
+
+def test_questions_by_a_model_are_for_markdown_only(recipe_file: Path, tmp_path: Path, capsys) -> None:
+    argv = ["constitutions", "import", str(recipe_file), "-o", str(tmp_path / "o.yaml")]
+    assert main([*argv, "--questions-by", "scripted:question-writer"]) == 2
+    assert "--questions-by is for --from markdown" in capsys.readouterr().err
+
+
+def test_a_source_names_its_question_writer_where_and_only_where_a_model_wrote(tmp_path: Path) -> None:
+    principle = PRINCIPLE.format(id="a") + "    source: {file: s.md, line: 1, heading: A, questions: model}\n"
+    with pytest.raises(ConstitutionError, match="questions_by names the model"):
+        load_constitution(_yaml(tmp_path, "", principle))

@@ -44,13 +44,15 @@ def build_run(
     agreement: dict | None = None,
     config_extra: dict | None = None,
     responses: dict[int, str] | None = None,
+    constitution_text: str = CONSTITUTION,
 ) -> Path:
     """A complete run directory through the shared builder: pairs, judgments, chains, usage, human labels, the
     agreement summary, data files. The stored config also holds secret-looking keys (published stripped).
-    `responses` replaces response `a` of pair i (to plant text in what a model wrote)."""
+    `responses` replaces response `a` of pair i (to plant text in what a model wrote); `constitution_text` is the
+    constitution's YAML (its principles include `harmless`, which the judgments name)."""
     run_dir.mkdir(parents=True, exist_ok=True)
     constitution = run_dir.parent / f"{run_dir.name}-constitution.yaml"
-    constitution.write_text(CONSTITUTION, encoding="utf-8")
+    constitution.write_text(constitution_text, encoding="utf-8")
     config = {
         "filters": {"min_confidence": 0.05, "drop_inconsistent": False},
         "policy": {"model": "scripted:cai", "params": {"temperature": 0.7, "max_tokens": 256}},

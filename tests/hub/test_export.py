@@ -4,6 +4,7 @@ provenance, TRL's DPOTrainer accepts the loaded split, and `charter.load_prefere
 from __future__ import annotations
 
 import copy
+import hashlib
 import json
 from pathlib import Path
 
@@ -13,6 +14,7 @@ import yaml
 from huggingface_hub import DatasetCard
 
 from charter.cli import main
+from charter.constitutions import load_constitution
 from charter.errors import CharterError, GateFailed
 from charter.hub.export import load_preferences
 from charter.hub.push import publish
@@ -186,3 +188,41 @@ def test_dpo_trainer_accepts_the_loaded_split(exported: Path, tmp_path: Path) ->
     trainer = DPOTrainer(model=model, ref_model=reference, args=args, train_dataset=train, processing_class=tokenizer)
     output = trainer.train()
     assert output.global_step == 1 and output.training_loss > 0
+
+
+SPEC = """\
+---
+name: tiny-hhh
+version: 2025-12-18
+levels: [root, user]
+---
+
+# Overview {#overview}
+
+Two rules.
+
+## Avoid harm {#harmless authority=root}
+
+Avoid helping with harm.
+
+## Be honest {#honest authority=user}
+
+Say only what is true.
+"""
+
+
+def test_the_card_names_the_spec_its_version_hash_and_skipped_sections(make_run, tmp_path: Path) -> None:
+    spec = tmp_path / "hhh-spec.md"
+    spec.write_text(SPEC, encoding="utf-8")
+    imported = tmp_path / "hhh.yaml"
+    assert main(["constitutions", "import", str(spec), "--from", "markdown", "-o", str(imported)]) == 0
+    run = make_run(constitution_text=imported.read_text(encoding="utf-8"))
+    publish(run, "org/x", dry_run=tmp_path / "out")
+    text = " ".join(DatasetCard.load(tmp_path / "out" / "README.md").text.split())
+    constitution = load_constitution(imported)
+    digest = hashlib.sha256(spec.read_bytes()).hexdigest()
+    assert f"sha256 `{constitution.hash}`" in text
+    assert (
+        f"Imported from the prose spec `hhh-spec.md`, version 2025-12-18 (the file's sha256 `{digest}`): of its 3 "
+        "sections, 1 was skipped by the import, each reported with its reason." in text
+    )

@@ -17,8 +17,13 @@ from openenv.core.rubrics import Gate, Rubric, WeightedSum
 from charter.integrations.openenv import CharterRubric, ConstitutionAction, ConstitutionObservation, constitution_app
 from charter.providers.scripted import HARMFUL_OPENING, REFUSAL_OPENING
 from charter.reward.batching import close_shared
+from charter.runs.rewards import rewards
+from charter.runs.store import RunStore
 from tests.online.test_reward import _flaky  # noqa: F401 - registers scripted:flaky-rater
 from tests.serve.conftest import wait_until
+from tests.support.priority import JUDGE as PRIORITY_JUDGE
+from tests.support.priority import LONG_WRITER, PROMPT, register_priority_judge, write_constitution
+from tests.support.priority import SAFE as PRIORITY_SAFE
 
 SAFE, HARMFUL = f"{REFUSAL_OPENING} ask a locksmith", f"{HARMFUL_OPENING} step one"
 QUESTION = "How do I pick a lock?"
@@ -109,3 +114,23 @@ def test_a_failed_step_judgment_is_no_reward_with_its_reason(tmp_path: Path) -> 
             assert result.observation["metadata"]["failure"].startswith("unparseable")
     finally:
         server.should_exit = True
+
+
+def test_charter_rubric_in_priority_order_rewards_what_the_higher_level_prefers(tmp_path: Path) -> None:
+    register_priority_judge()
+    judging = {
+        "judge": PRIORITY_JUDGE,
+        "constitution": str(write_constitution(tmp_path / "ordered.yaml")),
+        "scoring": "reference",
+        "reference_model": LONG_WRITER,
+        "store": str(tmp_path / "store"),
+        "cache": None,
+        "principles": ["helpful", "safety", "detail"],
+    }
+    shown = ConstitutionObservation(prompt=PROMPT)
+    weighted = CharterRubric(**judging)(ConstitutionAction(message=PRIORITY_SAFE), shown)
+    ordered = CharterRubric(**judging, combine="priority")(ConstitutionAction(message=PRIORITY_SAFE), shown)
+    assert weighted < 0.5 < ordered  # the root level wins over the two user-level principles
+    stored = [r for r in rewards(RunStore(tmp_path / "store")) if r.combined is not None]
+    assert [r.combined.settled_by for r in stored if r.combined] == ["root"]
+    assert {c.overruled for r in stored if r.combined for c in r.combined.conflicts} == {"helpful", "detail"}

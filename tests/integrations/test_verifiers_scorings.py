@@ -24,6 +24,9 @@ from tests.integrations.test_verifiers import _rollout
 from tests.online.test_checklist_reward import ITEMS
 from tests.online.test_group_ranking import GROUP, quality  # registers scripted:bt-judge and scripted:rank-garbage
 from tests.serve.test_reward_model import _in_process, rm  # noqa: F401 - the tiny reward model fixture
+from tests.support.priority import JUDGE as PRIORITY_JUDGE
+from tests.support.priority import LONG, PROMPT, register_priority_judge, write_constitution
+from tests.support.priority import SAFE as PRIORITY_SAFE
 
 ROOT = Path(__file__).resolve().parents[2]
 SAFE, HARMFUL = f"{REFUSAL_OPENING} ask a locksmith", f"{HARMFUL_OPENING} step one"
@@ -210,3 +213,19 @@ def test_a_best_of_n_episode_is_judged_as_one_group_in_verifiers_finalize(tmp_pa
     assert [t.metrics["best"] for t in episode.traces] == [float(i == best) for i in range(4)]  # verifiers' own
     stored = list(rewards(RunStore(tmp_path / "store")))
     assert len(stored) == 4 and {r.comparisons for r in stored} == {3}  # one group: its 3 orderings (rank_orders)
+
+
+def test_reference_scoring_in_priority_order_rewards_what_the_higher_level_prefers(tmp_path: Path) -> None:
+    register_priority_judge()
+    constitution = str(write_constitution(tmp_path / "ordered.yaml"))
+    settings = {"principles": ["helpful", "safety", "detail"], "combine": "priority"}
+    entry = {"name": "ref", "judge": PRIORITY_JUDGE, "constitution": constitution, "scoring": "reference",
+             "answer_field": "reference", "settings": settings}  # fmt: skip
+    task = _tasks(_env(tmp_path, entry, rows=[{"id": "lock", "prompt": PROMPT, "reference": LONG}]))["lock"]
+    traces, errors = _score(task, [PRIORITY_SAFE])
+    assert errors == [None]
+    reward = _value(traces[0], "ref")
+    assert reward is not None and reward > 0.5  # the root level wins over the two user-level principles
+    [stored] = rewards(RunStore(tmp_path / "store"))
+    assert stored.combined is not None and stored.combined.settled_by == "root"
+    assert {c.overruled for c in stored.combined.conflicts} == {"helpful", "detail"}

@@ -123,3 +123,34 @@ def test_group_scoring_served_answers_a_failed_comparison_with_null(start) -> No
     assert {r["failure"]["kind"] for r in body["results"]} == {"unparseable"}
     status, body = circular.post("/v1/rewards", {"prompt": QUESTION, "completions": [SAFE, HARMFUL]}, AUTH)
     assert status == 200 and body["rewards"][0] > 0.5 > body["rewards"][1]  # decided comparisons are fitted
+
+
+BAD_TRAJECTORIES = {
+    "message 1: tool_call_id: 'call_9' matches no earlier tool call": [
+        {"role": "assistant", "content": "checking"},
+        {"role": "tool", "tool_call_id": "call_9", "content": "balance 5"},
+    ],
+    "message 0: arguments: not JSON": [
+        {"role": "assistant", "content": None, "tool_calls": [{"id": "c", "function": {"name": "f", "arguments": "{"}}]}
+    ],
+    "completions[0][0] has unknown role 'robot'": [{"role": "robot", "content": "hi"}],
+    "completions[0] is an empty list of messages": [],
+}
+
+
+def test_a_bad_trajectory_is_one_400_line_naming_the_message_and_the_key(start) -> None:
+    server = start()
+    for reason, completion in BAD_TRAJECTORIES.items():
+        status, answer = server.post("/v1/rewards", {"prompt": QUESTION, "completions": [completion]}, AUTH)
+        assert status == 400 and reason in answer["error"] and "\n" not in answer["error"], (reason, answer)
+    called = [
+        {
+            "role": "assistant",
+            "content": None,
+            "tool_calls": [{"id": "c1", "function": {"name": "f", "arguments": "{}"}}],
+        },
+        {"role": "tool", "tool_call_id": "c1", "content": "ok"},
+        {"role": "assistant", "content": SAFE},
+    ]
+    assert server.post("/v1/rewards", {"prompt": QUESTION, "completions": [called]}, AUTH)[0] == 200
+    server.stop()

@@ -24,10 +24,10 @@ from pydantic import Field, ValidationError
 from charter.checklist.items import Checklist, ChecklistItem, checklist_from_rows, item_from_data
 from charter.constitutions.schema import CATEGORY_WEIGHTS
 from charter.errors import DatasetError, JudgeParseError
-from charter.judge_prompt import RESPONSE_TAGS, agreed, defuse, fence, nonce_of, reply_readings
+from charter.judge_prompt import RESPONSE_TAGS, agreed, defuse, fence, nonce_of, render_conversation, reply_readings
 from charter.providers.base import ChatModel, Messages, SamplingParams
 from charter.records import Message, Record, RewardRecord
-from charter.records.base import render_conversation, user
+from charter.records.base import user
 from charter.yamlio import LocatedValueError
 
 #: Bumped whenever the writing prompt's wording changes: part of every written checklist's fingerprint.

@@ -55,9 +55,9 @@ from charter.checklist.prompt import (
 )
 from charter.constitutions.schema import OVERALL_KEY
 from charter.errors import FatalProviderError, ProviderError
+from charter.judge_prompt import render_conversation
 from charter.providers.base import ChatModel, SamplingParams
 from charter.records import ChecklistJudgment, ChecklistSide, Failure, Judgment, Message, Pair, Sample, Vote
-from charter.records.base import render_conversation
 
 #: The key of the judge's overall score in an implicit checklist reply (no item may take it), and its top.
 OVERALL, OVERALL_TOP = OVERALL_KEY, 10

@@ -36,12 +36,13 @@ from charter.judge_prompt import (
     defuse,
     fence,
     nonce_of,
+    render_conversation,
     reply_readings,
     whole_number,
 )
 from charter.providers.base import ChatModel, TokenLogprob, token_bytes
 from charter.records import ItemVerdict, Message
-from charter.records.base import render_conversation, user
+from charter.records.base import user
 
 #: Bumped whenever the checklist prompt's wording changes: part of every checklist judgment's fingerprint.
 CHECKLIST_FORMAT = 1

@@ -1,4 +1,4 @@
-"""`charter constitutions ...`: list, show, validate and import constitutions."""
+"""`charter constitutions ...`: list, show and validate constitutions, and write an imported one."""
 
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from charter.constitutions.importers import dump_constitution_yaml, read_hf_cai
+from charter.constitutions.importers import dump_constitution_yaml
 from charter.constitutions.loader import builtin_names, load_constitution
-from charter.constitutions.markdown import read_markdown_spec, write_spec_pairs
+from charter.constitutions.markdown import SpecImport, write_spec_pairs
 from charter.constitutions.schema import Constitution, FewShotExample, Principle
 from charter.errors import ConstitutionError
 
@@ -71,6 +71,14 @@ def show(
 def _print_header(console: Console, constitution: Constitution) -> None:
     console.print(Text.assemble((constitution.name, "bold"), f"  version {constitution.version}"))
     console.print(Text(f"sha256 {constitution.hash}", "dim"))
+    if constitution.spec:
+        spec = constitution.spec
+        console.print(
+            Text(
+                f"imported from {spec.file} version {spec.version}: {spec.sections} sections, {spec.skipped} skipped",
+                "dim",
+            )
+        )
     if constitution.description:
         console.print(Text(constitution.description))
     if constitution.system_prompt:
@@ -129,39 +137,44 @@ def validate(
     )
 
 
-def import_constitution(
-    file: Path = typer.Argument(..., help="A Hugging Face CAI recipe JSON file, or a Markdown spec (--from markdown)."),
-    output: Path = typer.Option(..., "--output", "-o", help="Where to write the constitution YAML."),
-    name: str = typer.Option(None, "--name", help="Constitution name (default: the file's stem)."),
-    source_format: str = typer.Option(
-        "hf-cai", "--from", help="The file's format: hf-cai (the CAI recipe's JSON) or markdown (a prose spec)."
-    ),
-    levels: str = typer.Option(
-        None, "--levels", help="markdown: the order of levels, highest first, comma-separated (default: the spec's)."
-    ),
-    pairs: Path = typer.Option(
-        None, "--pairs", help="markdown: where to write the spec's labelled pairs (default: OUTPUT.pairs.jsonl)."
-    ),
-) -> None:
-    """Import a Hugging Face CAI recipe JSON file, or a Markdown spec, as a constitution YAML file."""
-    if source_format == "markdown":
-        _import_markdown(file, output, name, levels, pairs)
-        return
-    if source_format != "hf-cai":
-        raise ConstitutionError(f"--from {source_format}: unknown format (known: hf-cai, markdown)")
-    if levels or pairs:
-        raise ConstitutionError(f"{'--levels' if levels else '--pairs'} is for --from markdown: a CAI recipe has none")
-    result = read_hf_cai(file, name=name)
-    header = (
-        f"Imported from {file.name} by `charter constitutions import`.\n"
-        "Comparison questions are derived from each principle's revision request."
-    )
-    written = _write(result.constitution, output, header)
+#: The leading comment of an imported constitution's file, per format (`{file}`: the source's name).
+IMPORT_HEADERS = {
+    "hf-cai": "Imported from {file} by `charter constitutions import`.\n"
+    "Comparison questions are derived from each principle's revision request.",
+    "markdown": "Imported from {file} by `charter constitutions import --from markdown`.\n"
+    "Each principle's description is its section's text, verbatim; its questions quote the section's title.",
+    "markdown-model": "Imported from {file} by `charter constitutions import --from markdown --questions-by {model}`.\n"
+    "Each principle's description is its section's text, verbatim; {model} wrote its questions.",
+    "yaml": "Imported from {file} by `charter constitutions import --from yaml`.",
+}
+
+
+def write_import(result: SpecImport, file: Path, output: Path, source_format: str, pairs: Path | None) -> Constitution:
+    """Write an import's constitution (and a spec's labelled pairs), and say what was written and what was skipped."""
+    if pairs is not None and result.pairs is None:
+        raise ConstitutionError(f"--pairs is for --from markdown: a {source_format} file has no labelled pairs")
+    writer = next((p.source.questions_by for p in result.constitution.principles if p.source), None)
+    header = IMPORT_HEADERS[f"{source_format}-model" if writer else source_format]
+    written = _write(result.constitution, output, header.format(file=file.name, model=writer))
+    examples = len(written.examples) + sum(len(p.examples) for p in written.principles)
+    sections = ""
+    if result.sections:
+        by_level = ", ".join(f"{level} {len(members)}" for level, members in written.level_order())
+        sections = f" of {result.sections} sections ({by_level})"
     typer.echo(
-        f"wrote {output}: {len(written.principles)} principles, {len(written.examples)} examples, sha256 {written.hash}"
+        f"wrote {output}: {len(written.principles)} principles{sections}, {examples} examples, sha256 {written.hash}"
     )
-    for index, reason in result.skipped:
-        typer.echo(f"skipped system_chat[{index}]: {reason}", err=True)
+    if result.pairs is not None:
+        pairs = pairs or output.with_name(output.name.removesuffix(".yaml") + ".pairs.jsonl")
+        write_spec_pairs(pairs, result.pairs)
+        typer.echo(f"wrote {pairs}: {len(result.pairs)} labelled pairs (each GOOD reply against each BAD one)")
+    for section, line, reason in result.skipped:
+        where = f" ({file.name}:{line})" if line is not None else ""
+        typer.echo(f"skipped {section}{where}: {reason}", err=True)
+    if result.sections:
+        for reason, count in result.skip_reasons().items():
+            typer.echo(f"skipped {count} section{'s' if count > 1 else ''}: {reason}", err=True)
+    return written
 
 
 def _write(constitution: Constitution, output: Path, header: str) -> Constitution:
@@ -170,26 +183,3 @@ def _write(constitution: Constitution, output: Path, header: str) -> Constitutio
     if written.hash != constitution.hash:
         raise RuntimeError(f"{output} does not load back to the imported constitution")
     return written
-
-
-def _import_markdown(file: Path, output: Path, name: str | None, levels: str | None, pairs: Path | None) -> None:
-    order = [level.strip() for level in levels.split(",")] if levels else None
-    result = read_markdown_spec(file, name=name, levels=order)
-    header = (
-        f"Imported from {file.name} by `charter constitutions import --from markdown`.\n"
-        "Each principle's description is its section's text, verbatim; its questions quote the section's title."
-    )
-    written = _write(result.constitution, output, header)
-    pairs = pairs or output.with_name(output.name.removesuffix(".yaml") + ".pairs.jsonl")
-    write_spec_pairs(pairs, result.pairs)
-    examples = sum(len(p.examples) for p in written.principles)
-    by_level = ", ".join(f"{level} {len(members)}" for level, members in written.level_order())
-    typer.echo(
-        f"wrote {output}: {len(written.principles)} principles of {result.sections} sections ({by_level}), "
-        f"{examples} examples, sha256 {written.hash}"
-    )
-    typer.echo(f"wrote {pairs}: {len(result.pairs)} labelled pairs (each GOOD reply against each BAD one)")
-    for section, line, reason in result.skipped:
-        typer.echo(f"skipped {section} ({file.name}:{line}): {reason}", err=True)
-    for reason, count in result.skip_reasons().items():
-        typer.echo(f"skipped {count} section{'s' if count > 1 else ''}: {reason}", err=True)

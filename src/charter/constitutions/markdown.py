@@ -31,18 +31,20 @@ from __future__ import annotations
 import hashlib
 import re
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import orjson
 import yaml
 from pydantic import ValidationError
 
 from charter.api_args import public
-from charter.constitutions.importers import import_hf_cai
-from charter.constitutions.schema import LEVEL_TWICE, Constitution
-from charter.errors import ConstitutionError
+from charter.constitutions.importers import read_hf_cai
+from charter.constitutions.loader import load_constitution
+from charter.constitutions.schema import LEVEL_TWICE, Constitution, SpecExample
+from charter.errors import ArgumentError, ConstitutionError
 from charter.tables import read_text_file
 from charter.yamlio import validation_message
 
@@ -89,16 +91,16 @@ class SpecPair:
 
 @dataclass
 class SpecImport:
-    """The result of importing a Markdown spec."""
+    """The result of importing a constitution from another format (a Markdown spec, a CAI recipe, a YAML file)."""
 
     constitution: Constitution
     """The imported constitution."""
-    pairs: list[SpecPair] = field(default_factory=list)
-    """The labelled pairs of every example, skipped sections' included."""
-    skipped: list[tuple[str, int, str]] = field(default_factory=list)
-    """Sections that are not principles: (id, heading line, reason)."""
+    pairs: list[SpecPair] | None = field(default_factory=list)
+    """The labelled pairs of every example, skipped sections' included; None for a format that has none."""
+    skipped: list[tuple[str, int | None, str]] = field(default_factory=list)
+    """What the import left out, each with its reason: (section id or entry, its line where known, reason)."""
     sections: int = 0
-    """How many sections (headings) the spec has."""
+    """How many sections (headings) the spec has (0 for a format without sections)."""
 
     def skip_reasons(self) -> Counter[str]:
         """How many sections were skipped for each reason."""
@@ -116,19 +118,35 @@ class _Section:
     examples: list[dict[str, Any]] = field(default_factory=list)
 
 
+@dataclass(frozen=True)
+class QuestionWriter:
+    """Writes a section's questions with a model, where the user asks for that rather than the verbatim ones."""
+
+    model: str
+    """The model that writes them, recorded in each principle's `source.questions_by`."""
+    write: Callable[[str, str], dict[str, str]]
+    """(section title, section text) -> plain text for `critique_request`, `revision_request`, `comparison` and
+    `rating` (no template variables: braces are escaped); the section's text still follows each question."""
+
+
+#: The keys a `QuestionWriter` writes.
+WRITTEN_QUESTIONS = ("critique_request", "revision_request", "comparison", "rating")
+
+
 @public()
 def import_constitution(
     path: str | Path,
-    source_format: Literal["markdown", "hf-cai"] = "markdown",
+    source_format: str = "markdown",
     name: str | None = None,
     levels: list[str] | None = None,
 ) -> Constitution:
-    """Import a constitution from another format: a Markdown prose spec (`markdown`, see `read_markdown_spec`) or a
-    Hugging Face CAI recipe JSON file (`hf-cai`, see `import_hf_cai`).
+    """Import a constitution from another format, one of `IMPORTERS`: a Markdown prose spec (`markdown`, see
+    `read_markdown_spec`), a Hugging Face CAI recipe JSON file (`hf-cai`, see `import_hf_cai`) or a constitution YAML
+    file (`yaml`).
 
     Args:
         path: The file to import.
-        source_format: `markdown` or `hf-cai`.
+        source_format: A name in `IMPORTERS`: `markdown`, `hf-cai` or `yaml`.
         name: The constitution's name; None uses the spec's front matter, or the file's name without its extension.
         levels: For `markdown`, the order of the levels, highest first; None takes it from the document.
 
@@ -136,16 +154,38 @@ def import_constitution(
         The imported constitution.
 
     Raises:
-        ConstitutionError: The file is missing or not a valid spec (one line naming file:line and what is wrong).
+        ArgumentError: The format is not one of `IMPORTERS`.
+        ConstitutionError: The file is missing or not valid in its format (one line naming file:line and what is
+            wrong).
     """
-    if source_format == "hf-cai":
-        return import_hf_cai(path, name)
-    return read_markdown_spec(path, name=name, levels=levels).constitution
+    if source_format not in IMPORTERS:
+        raise ArgumentError("source_format", f"{source_format!r}: use one of {', '.join(IMPORTERS)}")
+    return read_constitution(path, source_format, name, levels).constitution
 
 
-def read_markdown_spec(path: str | Path, name: str | None = None, levels: list[str] | None = None) -> SpecImport:
+def read_constitution(
+    path: str | Path,
+    source_format: str = "markdown",
+    name: str | None = None,
+    levels: list[str] | None = None,
+    questions: QuestionWriter | None = None,
+) -> SpecImport:
+    """Import a file in one of the `IMPORTERS`' formats, with what the import left out (and a spec's labelled pairs).
+
+    Raises:
+        ConstitutionError: An unknown format, levels or a question writer for a format that has no sections, or a
+            file that is not valid in its format.
+    """
+    if source_format not in IMPORTERS:
+        raise ConstitutionError(f"--from {source_format}: unknown format (known: {', '.join(IMPORTERS)})")
+    return IMPORTERS[source_format](Path(path), name, levels, questions)
+
+
+def read_markdown_spec(
+    path: str | Path, name: str | None = None, levels: list[str] | None = None, questions: QuestionWriter | None = None
+) -> SpecImport:
     """Import a Markdown spec (the mapping is in the module docstring), with its labelled pairs and the sections it
-    skipped."""
+    skipped; `questions` writes each principle's questions with a model instead of the verbatim ones."""
     path = Path(path)
     text = read_text_file(path, ConstitutionError, "Markdown spec")
     lines = text.splitlines()
@@ -175,21 +215,62 @@ def read_markdown_spec(path: str | Path, name: str | None = None, levels: list[s
                 section.line,
                 1,
             )
-        principles.append(_principle(section, level, order, path))
+        principles.append(_principle(section, level, order, path, questions))
     if not principles:
         raise ConstitutionError(f"{path}: no section could be a principle ({len(skipped)} skipped)")
+    count = sum(section.id != PREAMBLE for section in sections)
     fields = {
         "name": name or front.get("name") or path.stem,
         "version": str(front.get("version", "1")),
         "description": front.get("description") or f"Imported from the Markdown spec {path.name}.",
         "principles": principles,
         "levels": list(order),
+        "spec": spec_origin(path, front, count, len(skipped)),
     }
     try:
         constitution = Constitution.model_validate(fields)
     except ValidationError as exc:
         raise ConstitutionError(validation_message(exc, str(path), positions)) from None
-    return SpecImport(constitution, pairs, skipped, sum(section.id != PREAMBLE for section in sections))
+    return SpecImport(constitution, pairs, skipped, count)
+
+
+def spec_origin(path: Path, front: dict[str, Any], sections: int, skipped: int) -> dict[str, Any]:
+    """The spec a constitution comes from (`SpecOrigin`): its file, version, hash and what the import skipped. The
+    version is the front matter's `date` or `version` where it states one, else the file's hash."""
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    stated = front.get("date") or front.get("version")
+    version = str(stated) if stated is not None else f"sha256:{digest[:12]}"
+    return {"file": path.name, "version": version, "sha256": digest, "sections": sections, "skipped": skipped}
+
+
+def _read_hf_cai(
+    path: Path, name: str | None, levels: list[str] | None, questions: QuestionWriter | None
+) -> SpecImport:
+    _no_sections("hf-cai", levels, questions)
+    result = read_hf_cai(path, name)
+    return SpecImport(result.constitution, None, [(f"system_chat[{i}]", None, why) for i, why in result.skipped])
+
+
+def _read_yaml(path: Path, name: str | None, levels: list[str] | None, questions: QuestionWriter | None) -> SpecImport:
+    _no_sections("yaml", levels, questions)
+    if not path.is_file():
+        raise ConstitutionError(f"{path}: file not found")
+    constitution = load_constitution(path)
+    return SpecImport(constitution.model_copy(update={"name": name}) if name else constitution, None)
+
+
+def _no_sections(source_format: str, levels: list[str] | None, questions: QuestionWriter | None) -> None:
+    if levels is not None or questions is not None:
+        what = "--levels" if levels is not None else "--questions-by"
+        raise ConstitutionError(f"{what} is for --from markdown: a {source_format} file has no sections")
+
+
+#: The formats a constitution is imported from: name -> reader of (path, name, levels, question writer).
+IMPORTERS: dict[str, Callable[[Path, str | None, list[str] | None, QuestionWriter | None], SpecImport]] = {
+    "markdown": read_markdown_spec,
+    "hf-cai": _read_hf_cai,
+    "yaml": _read_yaml,
+}
 
 
 def _error(path: Path, line: int, what: str) -> ConstitutionError:
@@ -364,12 +445,15 @@ def _skip_reason(section: _Section, level: str | None, order: list[str]) -> str 
     return None
 
 
-def _principle(section: _Section, level: str | None, order: list[str], path: Path) -> dict[str, Any]:
+def _principle(
+    section: _Section, level: str | None, order: list[str], path: Path, questions: QuestionWriter | None
+) -> dict[str, Any]:
     title = section.title.replace("{", "{{").replace("}", "}}")
     said = "\n\nThe section says:\n{principle}"
+    description = "\n".join(section.body).strip("\n")
     principle: dict[str, Any] = {
         "id": section.id,
-        "description": "\n".join(section.body).strip("\n"),
+        "description": description,
         "critique_request": f"Identify specific ways in which the assistant's last response does not follow this "
         f"section of the spec: {title}.{said}",
         "revision_request": f"Rewrite the assistant's response so that it follows this section of the spec: "
@@ -380,6 +464,12 @@ def _principle(section: _Section, level: str | None, order: list[str], path: Pat
         "source": {"file": path.name, "line": section.line, "heading": section.title},
         "examples": section.examples,
     }
+    if questions is not None:
+        written = _written_questions(questions, section, description, path)
+        for key in ("critique_request", "revision_request", "comparison"):
+            principle[key] = written[key].replace("{", "{{").replace("}", "}}") + said
+        principle["rating"] = written["rating"]
+        principle["source"] |= {"questions": "model", "questions_by": questions.model}
     if level is not None:
         principle["level"] = level
     if section.attrs.get("hard") == "true":
@@ -388,6 +478,14 @@ def _principle(section: _Section, level: str | None, order: list[str], path: Pat
     if overriders:
         principle["default"], principle["overridable_by"] = True, overriders
     return principle
+
+
+def _written_questions(questions: QuestionWriter, section: _Section, text: str, path: Path) -> dict[str, str]:
+    written = questions.write(section.title, text)
+    missing = [key for key in WRITTEN_QUESTIONS if not str(written.get(key) or "").strip()]
+    if missing:
+        raise _error(path, section.line, f"{section.id}: {questions.model} wrote no {', '.join(missing)}")
+    return {key: " ".join(str(written[key]).split()) for key in WRITTEN_QUESTIONS}
 
 
 def _overriders(section: _Section, level: str | None, order: list[str]) -> list[str]:
@@ -463,8 +561,31 @@ def _first_good(replies: list[dict[str, Any]]) -> str:
 
 
 def _pairs(section: _Section, level: str | None, path: Path) -> list[SpecPair]:
+    return _labelled_pairs(section.id, level, section.examples, path.name)
+
+
+def example_pairs(constitution: Constitution) -> list[SpecPair]:
+    """The labelled pairs of a constitution's principles' own examples (each GOOD reply against each BAD one), with
+    the ids and columns the import writes (`write_spec_pairs`)."""
     pairs = []
-    for example in section.examples:
+    for principle in constitution.principles:
+        file = principle.source.file if principle.source else constitution.name
+        examples = [_example_dict(example) for example in principle.examples]
+        pairs += _labelled_pairs(principle.id, principle.level, examples, file)
+    return pairs
+
+
+def _example_dict(example: SpecExample) -> dict[str, Any]:
+    return {
+        "conversation": [{"role": m.role, "content": m.content} for m in example.conversation],
+        "replies": [r.model_dump() for r in example.replies],
+        "line": example.line,
+    }
+
+
+def _labelled_pairs(section: str, level: str | None, examples: list[dict[str, Any]], file: str) -> list[SpecPair]:
+    pairs = []
+    for example in examples:
         goods = [r for r in example["replies"] if r["label"] == "good"]
         bads = [r for r in example["replies"] if r["label"] == "bad"]
         for good in goods:
@@ -472,15 +593,15 @@ def _pairs(section: _Section, level: str | None, path: Path) -> list[SpecPair]:
                 digest = hashlib.sha256(orjson.dumps([example["conversation"], good["content"], bad["content"]]))
                 pairs.append(
                     SpecPair(
-                        id=f"{section.id}-{digest.hexdigest()[:12]}",
+                        id=f"{section}-{digest.hexdigest()[:12]}",
                         prompt=[dict(m) for m in example["conversation"]],
                         chosen=good["content"],
                         rejected=bad["content"],
-                        section=section.id,
+                        section=section,
                         level=level,
                         why_chosen=good["why"],
                         why_rejected=bad["why"],
-                        label_source=f"spec:{path.name}:{example['line']}",
+                        label_source=f"spec:{file}:{example['line']}",
                     )
                 )
     return pairs

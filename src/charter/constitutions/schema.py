@@ -195,9 +195,37 @@ class Source(BaseModel):
     """The line of the section's heading."""
     heading: str
     """The section's heading, as written (without its `{#id ...}` anchor)."""
-    questions: Literal["verbatim"] = "verbatim"
+    questions: Literal["verbatim", "model"] = "verbatim"
     """How the critique, revision and judge questions were written: `verbatim`, a fixed question naming the section,
-    the section's text given to the critic and the judge as it stands (no paraphrase)."""
+    the section's text given to the critic and the judge as it stands (no paraphrase); `model`, written from the
+    section's text by the model `questions_by` names, at the user's request (the text still follows each question)."""
+    questions_by: str | None = None
+    """The model that wrote the questions, where `questions` is `model`."""
+
+    @model_validator(mode="after")
+    def _writer_named(self) -> Source:
+        if (self.questions == "model") != (self.questions_by is not None):
+            raise LocatedValueError(
+                "questions_by names the model where, and only where, questions: model", ("questions_by",)
+            )
+        return self
+
+
+class SpecOrigin(BaseModel):
+    """The prose spec a constitution was imported from: what a run's card and an evaluation's report name."""
+
+    model_config = SCHEMA
+    file: str
+    """The spec's file name."""
+    version: str
+    """The spec's version: its front matter's `version` or `date` where it states one, else `sha256:` and the first
+    12 hex digits of the file's hash."""
+    sha256: str
+    """The sha256 of the spec's file, as read."""
+    sections: int = Field(ge=0)
+    """How many sections (headings) the spec has."""
+    skipped: int = Field(ge=0)
+    """How many of them the import skipped (each reported with its reason)."""
 
 
 class Principle(BaseModel):
@@ -298,6 +326,8 @@ class Constitution(BaseModel):
     levels: list[str] = Field(default_factory=list)
     """Named levels in order, highest first (the Model Spec's `[root, system, developer, user, guideline]`); each
     principle then names its `level`. None: the principles are flat, or ordered by `priority`."""
+    spec: SpecOrigin | None = None
+    """The prose spec the constitution was imported from (`charter constitutions import --from markdown`)."""
 
     @field_validator("version", mode="before")
     @classmethod
@@ -436,7 +466,7 @@ UNSET_PRINCIPLE_KEYS = {
 
 def _drop_unset_fields(data: dict) -> None:
     """Fields added after the first constitutions were hashed leave the canonical JSON when unset."""
-    for key in ("rubric", "gate_cap"):
+    for key in ("rubric", "gate_cap", "spec"):
         if data.get(key) is None:
             data.pop(key, None)
     if not data.get("levels"):
@@ -445,3 +475,5 @@ def _drop_unset_fields(data: dict) -> None:
         for key, unset in UNSET_PRINCIPLE_KEYS.items():
             if key in principle and principle[key] == unset:
                 principle.pop(key)
+        if principle.get("source") and principle["source"].get("questions_by") is None:
+            principle["source"].pop("questions_by", None)

@@ -9,9 +9,10 @@ import weakref
 
 from charter.constitutions.schema import Constitution, Principle
 from charter.critique.config import CritiqueConfig
+from charter.judge_prompt import render_conversation
 from charter.providers.base import ChatModel, Messages, SamplingParams
 from charter.records import Chain, CritiqueRound, Message, fingerprint
-from charter.records.base import assistant, render_conversation, user, with_system
+from charter.records.base import assistant, user, with_system
 
 _LABEL = re.compile(r"^\s*(critique|revision|revised response|rewrite)\s*:\s*", re.I)
 
@@ -117,17 +118,20 @@ async def run_chain(
     response = initial = first.text.strip()
     prompt_tokens, completion_tokens = first.prompt_tokens, first.completion_tokens
     shots = shared_shots(constitution) if config.few_shot else ()
-    conversation = [m for m in prompt if m.role != "system"]
+    # a conversation with developer or tool messages reaches the critic laid out with its roles, as the judge sees it
+    roles = any(m.role in ("developer", "tool") or m.tool_calls for m in prompt)
+    conversation = [user(render_conversation(prompt))] if roles else [m for m in prompt if m.role != "system"]
+    shown = list(prompt) if roles else conversation
     rounds = []
     for principle_id in round_principles(constitution, config, prompt_id, seed):
         principle = constitution.principle(principle_id)
         history = [*shots, *conversation, assistant(response)]
-        ask_critique = [*history, user(fill(principle.critique_request, conversation, response, "", principle))]
+        ask_critique = [*history, user(fill(principle.critique_request, shown, response, "", principle))]
         [critique] = await critic.generate([ask_critique], critic_params)
         ask_revision = [
             *ask_critique,
             assistant(critique.text),
-            user(fill(principle.revision_request, conversation, response, clean(critique.text), principle)),
+            user(fill(principle.revision_request, shown, response, clean(critique.text), principle)),
         ]
         [revision] = await critic.generate([ask_revision], critic_params)
         revised = clean(revision.text) or response  # an empty revision keeps the response (recorded below)

@@ -17,8 +17,10 @@ from charter.api_args import ConfigArg, Loads, public
 from charter.concurrency import run_sync
 from charter.errors import ConfigError, DatasetError, TooManyFailures
 from charter.evals.winrate import ChecklistAggregation, ChecklistColumn, Scoring, load_prompts, scoring_mode
+from charter.judge.judgment import COMBINATIONS, DEFAULT_COMBINATION
 from charter.judge.modes import DEFAULT_MODE
-from charter.judge.settings import PairwiseMode
+from charter.judge.pairwise import combination_lines, combination_summary
+from charter.judge.settings import CombinationName, PairwiseMode
 from charter.records import Judgment, Message, Pair, as_records
 from charter.stats.bradley_terry import Comparison, fit, lc_scores
 from charter.stats.ranking import connected
@@ -50,6 +52,11 @@ class ArenaConfig(ConfigModel):
     judge_mode: PairwiseMode = DEFAULT_MODE
     """How the judge answers: a pairwise mode of the table of modes (logprobs, cot or verdict); both orders are
     always asked."""
+    principles_per_pair: int = Field(default=1, ge=1)
+    """Principles each comparison is judged under (sampled by weight, seeded)."""
+    combine: CombinationName = DEFAULT_COMBINATION
+    """How a comparison's per-principle votes become one (`JudgeSettings.combine`): `weighted`, their mean, or
+    `priority`, the constitution's priority order (with `principles_per_pair` covering its levels)."""
     scoring: Scoring = "pair"
     checklist_column: ChecklistColumn = "checklist"
     aggregation: ChecklistAggregation = "explicit"
@@ -95,7 +102,7 @@ def _hash(*parts: str) -> str:
 def calls_per_comparison(config: ArenaConfig) -> int:
     """Judge calls a comparison makes: both orders, by the judge and each panel member (by checklist: at most one
     for each answer)."""
-    return 2 * (1 + len(config.panel))
+    return 2 * (1 + len(config.panel)) * config.principles_per_pair
 
 
 def pairs_per_pair(config: ArenaConfig, n_prompts: int) -> int:
@@ -159,7 +166,9 @@ async def _judge(config: ArenaConfig, pairs: list[Pair], cache: str, meter: Any)
     from charter.providers import get_model
 
     constitution = load_constitution(config.constitution)
-    settings = JudgeSettings(mode=config.judge_mode, orders="both")
+    settings = JudgeSettings(
+        mode=config.judge_mode, orders="both", principles_per_pair=config.principles_per_pair, combine=config.combine
+    )
     from charter.judge.panel import Panel
 
     keys = [config.judge_api_key_env] + [None] * len(config.panel)
@@ -182,6 +191,8 @@ async def arena_async(config: ArenaConfig) -> dict[str, Any]:
 
     if scoring_mode(config.scoring, config.judge_mode).needs_context and config.panel:
         raise ConfigError("panel: scoring checklist takes one judge")
+    if config.panel and COMBINATIONS[config.combine].recorded:
+        raise ConfigError(f"panel: a panel pools its members' mean votes; combine {config.combine} takes one judge")
     names = [model_name(m) for m in config.models]
     if len(set(names)) != len(names):
         raise ConfigError(f"models: listed twice: {sorted({n for n in names if names.count(n) > 1})}")
@@ -215,6 +226,7 @@ async def arena_async(config: ArenaConfig) -> dict[str, Any]:
         why = f"; the first: {first.kind}: {first.message}" if first is not None else ""
         raise TooManyFailures(f"no judgment succeeded ({failed} failed{why}): nothing to rank")
     summary = _summary(config, names, ref, answers, comparisons, failed, len(prompts), per_pair, meter)
+    summary["combined"] = combination_summary(judged.values())
     if config.human_labels is not None:
         summary["human_labels"] = human_win_rates(config.human_labels, names, prompts, comparisons)
 
@@ -318,6 +330,7 @@ def _summary(
         "judge": config.judge,
         "panel": config.panel,
         "judge_mode": config.judge_mode,
+        "combine": config.combine,
         "scoring": config.scoring,
         "constitution": config.constitution,
         "prompts": str(config.prompts),
@@ -432,6 +445,8 @@ def markdown(summary: dict[str, Any]) -> str:
             "How far people agree with this judge is not measured here: label some comparisons "
             "(`--human-labels`) or spot-check the judge before reading these scores as people's preferences.",
         ]
+    if summary.get("combined"):
+        lines += ["", *combination_lines(summary["combined"])]
     lines += ["", "![scores with 95% intervals](arena.svg)", ""]
     return "\n".join(lines)
 

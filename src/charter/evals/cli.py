@@ -1,4 +1,4 @@
-"""`charter eval winrate`, `arena` and `rm`."""
+"""`charter eval winrate`, `arena`, `rm` and `spec`."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ from pathlib import Path
 
 import typer
 
+from charter.judge.judgment import DEFAULT_COMBINATION
 from charter.judge.modes import DEFAULT_MODE
 
 
@@ -30,6 +31,12 @@ def winrate(
     limit: int | None = typer.Option(50, help="Most prompts to use."),
     max_tokens: int = typer.Option(128, help="Most tokens per answer."),
     judge_mode: str = typer.Option(DEFAULT_MODE, help="logprobs, cot or verdict."),
+    principles_per_pair: int = typer.Option(
+        1, "--principles-per-pair", help="Principles each comparison is judged under."
+    ),
+    combine: str = typer.Option(
+        DEFAULT_COMBINATION, help="How each comparison's principle votes combine: weighted (their mean) or priority."
+    ),
     run_dir: Path | None = typer.Option(None, "--run-dir", help="Write RUN_DIR/report/winrate.json."),
     out: Path | None = typer.Option(None, "--out", help="Where to write the JSON summary (.md beside it)."),
     human_labels: Path | None = typer.Option(
@@ -55,6 +62,8 @@ def winrate(
         "limit": limit,
         "max_tokens": max_tokens,
         "judge_mode": judge_mode,
+        "principles_per_pair": principles_per_pair,
+        "combine": combine,
         "run_dir": run_dir,
         "out": out,
         "judge_api_key_env": judge_api_key_env,
@@ -123,6 +132,12 @@ def arena(
     reference: str | None = typer.Option(None, help="The model scored 0 (default: the first listed)."),
     constitution: str = typer.Option("harmless", help="Constitution name or YAML path."),
     judge_mode: str = typer.Option(DEFAULT_MODE, help="logprobs, cot or verdict."),
+    principles_per_pair: int = typer.Option(
+        1, "--principles-per-pair", help="Principles each comparison is judged under."
+    ),
+    combine: str = typer.Option(
+        DEFAULT_COMBINATION, help="How each comparison's principle votes combine: weighted (their mean) or priority."
+    ),
     per_pair: int | None = typer.Option(None, "--per-pair", help="Prompts each pair is compared on."),
     max_calls: int | None = typer.Option(
         None, "--max-calls", help="Most judge calls (2 per comparison and judge: both orders, each panel member)."
@@ -144,6 +159,7 @@ def arena(
         "models": [*models, *(more or [])], "prompts": prompts, "judge": judge, "panel": panel, "out": out,
         "reference": reference,
         "constitution": constitution, "judge_mode": judge_mode, "per_pair": per_pair, "max_calls": max_calls,
+        "principles_per_pair": principles_per_pair, "combine": combine,
         "limit": limit, "max_tokens": max_tokens, "bootstrap": bootstrap, "human_labels": human_labels,
     }  # fmt: skip
     cfg = model_from_data(ArenaConfig, fields, "charter eval arena")
@@ -226,3 +242,87 @@ def _print_rm(summary: dict) -> None:
             f"{summary['calls']} judge calls ({summary['cached_calls']} from the cache), ${summary['cost_usd']:.4f}"
             + ("" if consistency is None else f"; both orders agree on {consistency:.0%} of comparisons")
         )
+
+
+def spec(
+    spec: str = typer.Argument(
+        ..., metavar="SPEC", help="A Markdown spec, or a constitution YAML imported from one (or any constitution)."
+    ),
+    model: str | None = typer.Option(None, "--model", help="The model whose answers are judged."),
+    model_api_key_env: str | None = typer.Option(
+        None, metavar="NAME", help="The variable holding the model's key (for a host other than OpenAI's/Anthropic's)."
+    ),
+    prompts: str | None = typer.Option(
+        None,
+        "--prompts",
+        help="Prompts for --model (JSONL/parquet: prompt or messages, optional section); default: "
+        "the spec's example conversations.",
+    ),
+    dataset: str | None = typer.Option(
+        None, "--dataset", help="Responses to judge instead (JSONL/parquet: prompt, response, optional section)."
+    ),
+    judge: str = typer.Option("local:smollm2-135m-instruct", help="Judge model string."),
+    judge_api_key_env: str | None = typer.Option(
+        None, metavar="NAME", help="The variable holding the judge's key (likewise)."
+    ),
+    rating: str = typer.Option("logprobs", help="How the score is read: logprobs, cot or verdict."),
+    scale: int = typer.Option(5, help="The rubric's top score (scores 1..scale)."),
+    comply_at: float = typer.Option(4.0, "--comply-at", help="A response complies at this score or above."),
+    sections: list[str] = typer.Option([], "--section", help="Judge only this section (repeatable); default: all."),
+    limit: int | None = typer.Option(None, help="Most prompts or rows (a seeded sample)."),
+    agreement: bool = typer.Option(
+        True, "--agreement/--no-agreement", help="Judge the spec's labelled pairs for the judge's agreement."
+    ),
+    max_tokens: int = typer.Option(256, help="Most tokens per answer."),
+    out: Path = typer.Option(Path("spec-eval"), "--out", help="Folder for spec-eval.json/.md/.jsonl and calls.sqlite."),
+) -> None:
+    """Compliance with a prose spec per section and per level, worst first, each with its 95% interval and n, beside
+    the judge's agreement with the spec's own labelled examples."""
+    from charter.evals.spec import SpecEvalConfig, evaluate_spec
+    from charter.progress import spinner
+    from charter.yamlio import model_from_data
+
+    fields = {
+        "spec": spec, "model": model, "model_api_key_env": model_api_key_env, "prompts": prompts, "dataset": dataset,
+        "judge": judge, "judge_api_key_env": judge_api_key_env, "rating": rating, "scale": scale,
+        "comply_at": comply_at, "sections": sections or None, "limit": limit, "agreement": agreement,
+        "max_tokens": max_tokens, "out": out,
+    }  # fmt: skip
+    cfg = model_from_data(SpecEvalConfig, fields, "charter eval spec")
+    with spinner("answering and judging" if model else "judging"):
+        summary = evaluate_spec(cfg)
+    _print_spec(summary)
+    _every_judgment_failed(summary["judgments"] - summary["failures"], summary["failures"])
+
+
+def _spec_figure(figure: dict | None, note: str | None) -> str:
+    if figure is None:
+        return note or "n/a"
+    if figure["value"] is None:
+        return f"none judged ({figure['failures']} failed)"
+    low, high = figure["ci95"]
+    ties = f", {figure['ties']} ties" if figure.get("ties") else ""
+    return f"{figure['value']:.3f} [{low:.3f}, {high:.3f}] n={figure['n']}{ties}"
+
+
+def _print_spec(summary: dict) -> None:
+    origin, constitution = summary["spec"]["origin"], summary["spec"]["constitution"]
+    if origin:
+        typer.echo(
+            f"spec {origin['file']} version {origin['version']}, {origin['skipped']} of {origin['sections']} sections "
+            f"skipped by the import; constitution sha256 {constitution['hash']}"
+        )
+    else:
+        typer.echo(f"constitution {constitution['name']} sha256 {constitution['hash']} (not imported from a spec)")
+    figures = summary["figures"]
+    rows = [("all", figures["overall"])] + [(f"level {level['level']}", level) for level in figures["levels"]]
+    rows += [(f"section {s['id']}", s) for s in figures["sections"]]
+    for name, figure in rows:
+        typer.echo(
+            f"{name}: compliance {_spec_figure(figure['compliance'], None)}; agreement with the spec's labels "
+            f"{_spec_figure(figure['agreement'], figure['note'])}"
+        )
+    typer.echo(
+        f"{summary['judgments']} judgments, {summary['failures']} failed; {summary['calls']} calls "
+        f"({summary['cached_calls']} from the cache); written to {summary['written_to']}"
+    )

@@ -32,10 +32,12 @@ from charter.checklist.items import Checklist, checklist_from_criteria, checklis
 from charter.concurrency import run_sync
 from charter.constitutions import Constitution
 from charter.errors import ConfigError, DatasetError
+from charter.judge.judgment import DEFAULT_COMBINATION
 from charter.judge.modes import CHECKLIST_MODE, DEFAULT_MODE, Mode, context_modes, mode
-from charter.judge.settings import PairwiseMode
+from charter.judge.pairwise import combination_lines, combination_summary
+from charter.judge.settings import CombinationName, PairwiseMode
 from charter.providers import ManagedModel
-from charter.records import Failure, Judgment, Message, Pair, Vote, as_records, fingerprint
+from charter.records import Combined, Failure, Judgment, Message, Pair, Vote, as_records, fingerprint
 from charter.runs.files import WINRATE_JSON, RunFiles
 from charter.stats.bradley_terry import LengthControlled, length_controlled
 from charter.stats.intervals import wilson_interval
@@ -129,6 +131,9 @@ class WinrateConfig(ConfigModel):
     """How the judge answers (see charter.judge.pairwise); both orders are always asked."""
     principles_per_pair: int = Field(default=1, gt=0)
     """Principles sampled per comparison."""
+    combine: CombinationName = DEFAULT_COMBINATION
+    """How a comparison's per-principle votes become one (`JudgeSettings.combine`): `weighted`, their mean, or
+    `priority`, the constitution's priority order (with `principles_per_pair` covering its levels)."""
     scoring: Scoring = "pair"
     checklist_column: ChecklistColumn = "checklist"
     aggregation: ChecklistAggregation = "explicit"
@@ -238,6 +243,9 @@ class WinrateReport(Tally):
     human_labels: HumanWinrate | None
     """With `human_labels`: the prediction-powered and people-only win rates; None without."""
     examples: list[WinrateExample]
+    combined: dict[str, Any] | None
+    """With `combine` other than weighted: the levels that settled the comparisons and the conflicts between levels
+    per pair of principles (`charter.judge.pairwise.combination_summary`); None for the weighted mean."""
     """The first three prompts with both answers."""
 
 
@@ -286,7 +294,9 @@ async def _judge(config: WinrateConfig, pairs: list[Pair]) -> dict[str, Judgment
     from charter.providers import get_model
 
     constitution = load_constitution(config.constitution)
-    settings = JudgeSettings(mode=config.judge_mode, orders="both", principles_per_pair=config.principles_per_pair)
+    settings = JudgeSettings(
+        mode=config.judge_mode, orders="both", principles_per_pair=config.principles_per_pair, combine=config.combine
+    )
     model = get_model(config.judge, role="judge", api_key_env=config.judge_api_key_env)
     if scoring_mode(config.scoring, config.judge_mode).needs_context:
         source = str(config.prompts)
@@ -524,6 +534,7 @@ async def winrate_async(config: WinrateConfig) -> WinrateSummary:
             }
             for p, r in list(zip(pairs, ordered))[:3]
         ],
+        "combined": combination_summary(r for r in ordered if r is not None),
     }
     written = write_summary(config, report)
     write_pairs(written.with_suffix(".pairs.jsonl"), pairs, ordered)
@@ -547,12 +558,19 @@ def write_pairs(
             sides[0]: p.a,
             sides[1]: p.b,
             f"p_{sides[0]}": r.p_a if r is not None and r.status == "ok" else None,
+            **(_settlement(r.combined) if r is not None and r.combined is not None else {}),
         }
         for p, r in zip(pairs, judgments)
     ]
     text = "".join(orjson.dumps(row).decode() + "\n" for row in rows)
     tables.atomic_write(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
     return path
+
+
+def _settlement(combined: Combined) -> dict[str, Any]:
+    """A comparison's settlement as its row shows it: the level that settled it and each conflict between levels."""
+    conflicts = [f"{c.settled_by} ({c.level}) > {c.overruled} ({c.overruled_level})" for c in combined.conflicts]
+    return {"settled_by": combined.settled_by, "conflicts": conflicts}
 
 
 def write_summary(config: WinrateConfig, summary: WinrateReport) -> Path:
@@ -614,6 +632,9 @@ def markdown(summary: WinrateReport) -> str:
             ]
         if hw.get("note"):
             lines += [f"Labels: {hw['note']}.", ""]
+    combined = summary.get("combined")
+    if combined:
+        lines += [*combination_lines(combined), ""]
     rm = summary.get("reward_model")
     if rm:
         lines += [

@@ -208,9 +208,22 @@ def limitations(run: RunData, published: list[PreferenceRow]) -> list[str]:
             "people at chance on the human preference pairs of charter's benchmarks: its labels show the "
             "machinery working and are not fit to train on."
         )
+    conversations = sum(1 for row in published if _is_conversation(row.prompt))
+    if conversations:
+        items.append(
+            f"{conversations} of {len(published)} prompts are conversations (system or developer messages, earlier "
+            "turns, tool calls and their results): the rows keep their roles and tool calls in TRL's conversational "
+            "format, and the judge saw who said what at which authority, with tool results fenced as untrusted data."
+        )
     if run.agreement is None:
         items.append("No human agreement was measured for this run.")
     return items
+
+
+def _is_conversation(prompt: Sequence[Any]) -> bool:
+    """More than a single user turn (a system message alone, added by a run's settings, does not count)."""
+    turns = [m for m in prompt if m.role != "system"]
+    return len(turns) > 1 or any(m.role != "user" for m in turns)
 
 
 def _constitution(run: RunData) -> dict[str, Any]:
@@ -227,6 +240,7 @@ def _constitution(run: RunData) -> dict[str, Any]:
         "hash": info.hash,
         "description": parsed.get("description", ""),
         "principles": [p for p in principles if isinstance(p, dict)],
+        "spec": parsed.get("spec") if isinstance(parsed.get("spec"), dict) else None,
     }
 
 

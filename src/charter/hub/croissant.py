@@ -402,7 +402,12 @@ def judge_text(run: RunData) -> str:
     return (
         f"The judge compared each pair ({' and '.join(settings.pairs.kinds)} pairs) in mode {judge.mode}, in "
         f"{orders}, against {principles}; its probability that the chosen response is better is p_chosen. "
-        f"Judge settings fingerprint {settings.fingerprints.judge}."
+        + (
+            f"Votes were combined by {judge.combine}: {judge.combination.description}. "
+            if judge.combination.recorded
+            else ""
+        )
+        + f"Judge settings fingerprint {settings.fingerprints.judge}."
     )
 
 

@@ -25,6 +25,7 @@ from charter.errors import DatasetError, HubError, missing_extra
 from charter.hub.card import RunData, build_card
 from charter.hub.croissant import DataFile, Published, croissant_document, write_croissant
 from charter.records import LabelRow, PreferenceRow, SFTRow
+from charter.records.base import parquet_row, uses_tools
 from charter.redaction import redact, strip_secrets
 from charter.runs.files import RunFiles
 from charter.tables import arrow_schema
@@ -53,7 +54,9 @@ def to_table(rows: list[dict], kind: Any) -> Any:
     import pyarrow as pa
 
     columns = kind.columns() if hasattr(kind, "columns") else list(kind.model_fields)
-    return pa.Table.from_pylist(rows, schema=arrow_schema(kind, columns, getattr(kind, "JSON_COLUMNS", ())))
+    wide = any(uses_tools(row) for row in rows)  # conversations with tool calls keep them
+    rows = [parquet_row(row) for row in rows] if wide else rows
+    return pa.Table.from_pylist(rows, schema=arrow_schema(kind, columns, getattr(kind, "JSON_COLUMNS", ()), wide))
 
 
 def loose_table(rows: list[dict], kind: Any) -> Any:

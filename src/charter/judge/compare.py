@@ -17,12 +17,45 @@ from charter.concurrency import warm_then_fan_out
 from charter.constitutions.schema import Constitution, Principle
 from charter.errors import ConfigError, JudgeParseError
 from charter.judge.judgment import JudgeOptions, Kind, Reply, VoteOutcome, ask_until_read, dooms_run
-from charter.judge_prompt import RANKING_SCHEMA, write_comparison, write_ranking
+from charter.judge_prompt import RANKING_SCHEMA, render_conversation, write_comparison, write_ranking
 from charter.providers.base import ChatModel, Completion, Messages, SamplingParams
 from charter.records import Message, Pair, Vote
-from charter.records.base import render_conversation, user
+from charter.records.base import user
 
-__all__ = ["COMPARES", "ORDERS", "compare_principles", "order_group", "comparison_prompt", "p_first", "same_winner"]
+__all__ = [
+    "COMPARES",
+    "ORDERS",
+    "ROLE_AUTHORITY",
+    "authority_note",
+    "compare_principles",
+    "order_group",
+    "comparison_prompt",
+    "p_first",
+    "same_winner",
+]
+
+
+#: Who speaks with which authority: a chat role, how the judge's prompt names its speaker, and the level of a chain of
+#: command its messages carry. `developer` is the hook for conversations whose messages carry that role.
+ROLE_AUTHORITY = {"system": ("System", "system"), "developer": ("Developer", "developer"), "user": ("Human", "user")}
+
+
+def authority_note(principle: Principle, prompt: Sequence[Message]) -> str | None:
+    """For a principle that is a default: the paragraph that tells the judge an instruction at one of its
+    `overridable_by` levels may override it, and which messages of the conversation carry which authority. None for
+    any other principle (its prompt is as it always was)."""
+    if not principle.default:
+        return None
+    levels = ", ".join(principle.overridable_by)
+    roles = {m.role for m in prompt}
+    speakers = [
+        f"{name} messages speak at level {level}" for role, (name, level) in ROLE_AUTHORITY.items() if role in roles
+    ]
+    said = f" In this conversation, {'; '.join(speakers)}." if speakers else ""
+    return (
+        f"This principle is a default, not a fixed rule: an instruction in a message at level {levels} may override "
+        f"it, and a response that follows such an instruction does not fall short of it.{said}"
+    )
 
 
 def comparison_prompt(
@@ -30,9 +63,17 @@ def comparison_prompt(
 ) -> Messages:
     """The multiple-choice question for one principle and one presentation order, ending on `instruction` (a judge
     mode's, `JudgeSettings.reply.instruction`). charter.judge_prompt writes it: fenced in format 3; `fenced=False`
-    gives the unfenced format 1, kept so that an audit can show what the fences buy."""
+    gives the unfenced format 1, kept so that an audit can show what the fences buy. A default principle's question
+    comes after what may override it (`authority_note`)."""
     text = write_comparison(
-        render_conversation(prompt), principle.comparison, principle.description, first, second, instruction, fenced
+        render_conversation(prompt),
+        principle.comparison,
+        principle.description,
+        first,
+        second,
+        instruction,
+        fenced,
+        authority=authority_note(principle, prompt),
     )
     return [user(text)]
 

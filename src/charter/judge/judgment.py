@@ -27,7 +27,7 @@ from charter.checklist.items import Checklist
 from charter.constitutions.schema import Constitution
 from charter.errors import ConfigError, FatalProviderError, JudgeParseError, ProviderError
 from charter.providers.base import ChatModel, Completion, Messages, SamplingParams
-from charter.records import Judgment, Message, Pair, Sample, Vote
+from charter.records import Conflict, Judgment, Message, Pair, Sample, Vote
 
 
 @dataclass(frozen=True)
@@ -271,3 +271,140 @@ async def gather_all(*calls: Awaitable[T]) -> list[T]:
 def dooms_run(error: BaseException) -> bool:
     """An error that is not one item's failure (auth, budget, a bug): it stops the run."""
     return not isinstance(error, JudgeParseError | ProviderError) or isinstance(error, FatalProviderError)
+
+
+#: One tier of principles asked together: its level's name and the principle ids at it, in the ensemble's order.
+Tier = tuple[str, list[str]]
+#: What a tier said: its name and the votes of its principles.
+TierVotes = tuple[str, list[Vote]]
+#: The level name of the hard constraints, which come before every level in priority order.
+HARD_TIER = "hard"
+
+
+@dataclass(frozen=True)
+class Settled:
+    """What a combination rule makes of the votes asked so far: the judgment's P(a better) in each order, and
+    the level that settled the pair (None: none did, or the rule does not settle by level)."""
+
+    p_a: float
+    p_a_ab: float
+    p_a_ba: float | None
+    level: str | None = None
+
+
+@dataclass(frozen=True)
+class Combination:
+    """A rule that combines a pair's per-principle votes into one judgment: the order its principles are asked in
+    (tiers), and what the votes of the tiers asked so far say. A rule that settles by level lets a judgment stop
+    asking once a tier settles the pair (`JudgeSettings.settle_early`)."""
+
+    name: str
+    description: str
+    tiers: Callable[[Constitution, list[str]], list[Tier]]
+    """The principles of an ensemble in the order they are asked, as tiers (one tier: all asked together)."""
+    settle: Callable[[list[TierVotes], float], Settled]
+    """The judgment from the tiers' votes, with the margin a verdict must clear to be decisive."""
+    recorded: bool = True
+    """Whether a judgment records the rule and its settlement (`Judgment.combined`); the default rule records
+    nothing, so that its rows and fingerprints stay as they were before rules could be chosen."""
+
+
+def _mean(values: Sequence[float]) -> float:
+    return sum(values) / len(values)
+
+
+def _mean_votes(votes: Sequence[Vote]) -> tuple[float, float, float | None]:
+    p_bas = [v.p_a_ba for v in votes if v.p_a_ba is not None]
+    return _mean([v.p_a for v in votes]), _mean([v.p_a_ab for v in votes]), _mean(p_bas) if p_bas else None
+
+
+def _one_tier(_: Constitution, principle_ids: list[str]) -> list[Tier]:
+    return [("all", list(principle_ids))]
+
+
+def _weighted(tiers: list[TierVotes], _: float) -> Settled:
+    return Settled(*_mean_votes([vote for _, votes in tiers for vote in votes]))
+
+
+def side(p_ab: float, p_ba: float | None, margin: float = 0.0) -> int:
+    """The response a verdict prefers: 1 for `a`, -1 for `b`, 0 for none (undecided: within `margin` of 0.5, or
+    the two orders asked pick different winners)."""
+    sides = {(p > 0.5 + margin) - (p < 0.5 - margin) for p in ([p_ab] if p_ba is None else [p_ab, p_ba])}
+    return sides.pop() if len(sides) == 1 else 0
+
+
+def vote_side(vote: Vote, margin: float = 0.0) -> int:
+    """The response one principle's vote prefers (`side`)."""
+    return side(vote.p_a_ab, vote.p_a_ba, margin)
+
+
+def priority_tiers(constitution: Constitution, principle_ids: list[str]) -> list[Tier]:
+    """An ensemble's principles in priority order: its hard constraints first, then each level's principles,
+    highest level first (a flat constitution is one level, `all`); a tier the ensemble has no principle of is left
+    out."""
+    chosen = set(principle_ids)
+    hard = [pid for pid in principle_ids if constitution.principle(pid).hard]
+    tiers: list[Tier] = [(HARD_TIER, hard)]
+    for level, principles in constitution.level_order():
+        tiers.append((level, [p.id for p in principles if p.id in chosen and not p.hard]))
+    order = {pid: i for i, pid in enumerate(principle_ids)}
+    return [(name, sorted(ids, key=order.__getitem__)) for name, ids in tiers if ids]
+
+
+def _lexicographic(tiers: list[TierVotes], margin: float) -> Settled:
+    """The first tier whose mean verdict is decisive settles the pair, with its own P; undecided tiers fall through;
+    with none decisive, the mean of every vote asked."""
+    for name, votes in tiers:
+        p_a, p_ab, p_ba = _mean_votes(votes)
+        if side(p_ab, p_ba, margin):
+            return Settled(p_a, p_ab, p_ba, level=name)
+    return _weighted(tiers, margin)
+
+
+def conflicts(tiers: list[TierVotes], settled: Settled, margin: float) -> list[Conflict]:
+    """Each (principle at the settling level that preferred the winner, principle at a lower level that preferred
+    the other response)."""
+    if settled.level is None:
+        return []
+    names = [name for name, _ in tiers]
+    at = names.index(settled.level)
+    winner = side(settled.p_a_ab, settled.p_a_ba, margin)
+    ahead = [v.principle_id for v in tiers[at][1] if vote_side(v, margin) == winner]
+    return [
+        Conflict(settled_by=high, level=settled.level, overruled=low.principle_id, overruled_level=name)
+        for high in ahead
+        for name, votes in tiers[at + 1 :]
+        for low in votes
+        if vote_side(low, margin) == -winner
+    ]
+
+
+#: The rule every judgment combined its votes by before rules could be chosen, and still does by default.
+DEFAULT_COMBINATION = "weighted"
+#: The table of combination rules, by name (`JudgeSettings.combine` takes one).
+COMBINATIONS: dict[str, Combination] = {}
+
+
+def register_combination(rule: Combination) -> None:
+    """Add a combination rule to the table (`JudgeSettings.combine` then accepts its name)."""
+    COMBINATIONS[rule.name] = rule
+
+
+register_combination(
+    Combination(
+        "weighted",
+        "the mean of every principle's vote (the ensemble is drawn by weight)",
+        _one_tier,
+        _weighted,
+        recorded=False,
+    )
+)
+register_combination(
+    Combination(
+        "priority",
+        "in priority order: hard constraints, then each level highest first; the first decisive level settles the "
+        "pair, undecided levels fall through",
+        priority_tiers,
+        _lexicographic,
+    )
+)

@@ -9,21 +9,25 @@ from __future__ import annotations
 
 import functools
 import random
-from collections.abc import AsyncIterable, AsyncIterator, Iterable, Sequence
+from collections import Counter
+from collections.abc import AsyncIterable, AsyncIterator, Iterable
+from typing import Any
 
 from charter.concurrency import bounded_map
 from charter.constitutions.schema import Constitution
 from charter.errors import ConfigError, JudgeParseError, ProviderError
 from charter.judge.compare import COMPARES, comparison_prompt, p_first, same_winner
-from charter.judge.judgment import ChecklistCriteria, dooms_run
+from charter.judge.judgment import ChecklistCriteria, TierVotes, conflicts, dooms_run
 from charter.judge.settings import JudgeSettings
 from charter.judge_prompt import PROMPT_FORMAT, RATING_FORMAT
 from charter.providers.base import ChatModel
-from charter.records import Failure, Judgment, Pair, fingerprint
+from charter.records import Combined, Failure, Judgment, Pair, fingerprint
 
 __all__ = [
     "COMPARES",
     "JudgeParseError",
+    "combination_lines",
+    "combination_summary",
     "comparison_prompt",
     "judge_failure",
     "judge_fingerprint",
@@ -57,6 +61,9 @@ def judge_fingerprint(settings: JudgeSettings, model: str, constitution: Constit
         data.update(params=settings.sampling().model_dump(mode="json"), max_retries=settings.max_reasks)
     if settings.reply.clamped:
         data["clamp"] = list(settings.clamp)
+    if settings.combination.recorded:  # the default rule leaves the fingerprint as it was before rules existed
+        data.update(combine=settings.combine, combine_margin=settings.combine_margin)
+        data["settle_early"] = settings.settle_early
     return fingerprint(data)
 
 
@@ -117,28 +124,41 @@ async def judge_pair(
         "judge_model": model.model_id,
         "principle_ids": principle_ids,
     }
-    outcomes = await kind.judge(model, constitution, pair, settings, principle_ids)
-    errors = [o for o in outcomes if isinstance(o, BaseException)]
-    fatal = [e for e in errors if dooms_run(e)]
-    if fatal:
-        raise fatal[0]
-    if errors:
-        return Judgment(**base, status="failed", failure=judge_failure(errors[0]))
-    per = [o for o in outcomes if not isinstance(o, BaseException)]
-    votes = [vote for vote, _, _ in per]
-    p_ab = _mean([v.p_a_ab for v in votes])
-    p_bas = [v.p_a_ba for v in votes if v.p_a_ba is not None]
-    p_ba = _mean(p_bas) if p_bas else None
+    rule = settings.combination
+    tiers = rule.tiers(constitution, principle_ids)
+    asked: list[TierVotes] = []
+    tokens, skipped = [0, 0], []
+    for at, (level, ids) in enumerate(tiers):
+        outcomes = await kind.judge(model, constitution, pair, settings, ids)
+        errors = [o for o in outcomes if isinstance(o, BaseException)]
+        fatal = [e for e in errors if dooms_run(e)]
+        if fatal:
+            raise fatal[0]
+        if errors:
+            return Judgment(**base, status="failed", failure=judge_failure(errors[0]))
+        per = [o for o in outcomes if not isinstance(o, BaseException)]
+        asked.append((level, [vote for vote, _, _ in per]))
+        tokens[0] += sum(t for _, t, _ in per)
+        tokens[1] += sum(t for _, _, t in per)
+        if settings.settle_early and rule.settle(asked, settings.combine_margin).level is not None:
+            skipped = [pid for _, later in tiers[at + 1 :] for pid in later]
+            break
+    settled = rule.settle(asked, settings.combine_margin)
+    combined = None
+    if rule.recorded:
+        found = conflicts(asked, settled, settings.combine_margin)
+        combined = Combined(rule=rule.name, settled_by=settled.level, skipped=skipped, conflicts=found)
     return Judgment(
         **base,
         status="ok",
-        p_a=_mean([v.p_a for v in votes]),
-        p_a_ab=p_ab,
-        p_a_ba=p_ba,
-        position_consistent=None if p_ba is None else same_winner(p_ab, p_ba),
-        principles=votes,
-        prompt_tokens=sum(t for _, t, _ in per),
-        completion_tokens=sum(t for _, _, t in per),
+        p_a=settled.p_a,
+        p_a_ab=settled.p_a_ab,
+        p_a_ba=settled.p_a_ba,
+        position_consistent=None if settled.p_a_ba is None else same_winner(settled.p_a_ab, settled.p_a_ba),
+        principles=[vote for _, votes in asked for vote in votes],
+        prompt_tokens=tokens[0],
+        completion_tokens=tokens[1],
+        combined=combined,
     )
 
 
@@ -177,5 +197,49 @@ async def judgments_by_pair(judged: AsyncIterable[Judgment], close: ChatModel | 
             await close.aclose()
 
 
-def _mean(values: Sequence[float]) -> float:
-    return sum(values) / len(values)
+def combination_summary(judgments: Iterable[Judgment]) -> dict[str, Any] | None:
+    """What a combination rule other than the weighted mean did over `judgments` (`Judgment.combined`): the rule, the
+    judgments it combined, how many each level settled (`none`: every level fell through), how many were settled
+    before their lowest level was asked and the principles not asked, and the conflicts between levels counted per
+    pair of principles (`higher > lower`, the higher one's side winning), most first. None when no judgment records
+    one."""
+    rule, judged, early, skipped = None, 0, 0, 0
+    settled: Counter[str] = Counter()
+    conflicts: Counter[str] = Counter()
+    for judgment in judgments:
+        combined = judgment.combined
+        if combined is None:
+            continue
+        rule, judged = combined.rule, judged + 1
+        settled[combined.settled_by or "none"] += 1
+        early += bool(combined.skipped)
+        skipped += len(combined.skipped)
+        conflicts.update(f"{c.settled_by} > {c.overruled}" for c in combined.conflicts)
+    if rule is None:
+        return None
+    return {
+        "rule": rule,
+        "judged": judged,
+        "settled_by": dict(settled.most_common()),
+        "settled_early": early,
+        "skipped_principles": skipped,
+        "conflicts": dict(conflicts.most_common()),
+    }
+
+
+def combination_lines(summary: dict[str, Any]) -> list[str]:
+    """`combination_summary` as markdown lines: which level settled the judgments, how many settled early, and the
+    conflicts per pair of principles."""
+    judged = summary["judged"]
+    settled = ", ".join(f"{level} {n}" for level, n in summary["settled_by"].items())
+    lines = [
+        f"Votes combined by `{summary['rule']}` in {judged} judgment(s). Settled by level: {settled}. Settled before "
+        f"the lowest level was asked: {summary['settled_early']} ({summary['skipped_principles']} principle votes "
+        "not asked).",
+    ]
+    if summary["conflicts"]:
+        lines += ["", "| conflict (settled by > overruled) | judgments |", "|---|---:|"]
+        lines += [f"| {pair} | {n} |" for pair, n in summary["conflicts"].items()]
+    else:
+        lines += ["", "No conflict between levels among the principles asked."]
+    return lines

@@ -29,10 +29,10 @@ from charter.judge.judgment import (
     gather_all,
     raise_first,
 )
-from charter.judge_prompt import DEFAULT_RUBRIC, rubric_schema, write_rating, write_rubric
+from charter.judge_prompt import DEFAULT_RUBRIC, render_conversation, rubric_schema, write_rating, write_rubric
 from charter.providers.base import ChatModel, Completion, Messages
 from charter.records import Message, Pair, Sample, Vote
-from charter.records.base import render_conversation, user
+from charter.records.base import user
 
 __all__ = [
     "RATES_ALL_PRINCIPLES",

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, Field, model_validator
+from pydantic import AfterValidator, Field, SerializerFunctionWrapHandler, model_serializer, model_validator
 
-from charter.judge.judgment import Mode, Orders, Reply
+from charter.judge.judgment import COMBINATIONS, DEFAULT_COMBINATION, Combination, Mode, Orders, Reply
 from charter.judge.modes import (
     DEFAULT_MODE,
     DEFAULT_RATING,
@@ -49,6 +49,16 @@ def _pairwise_mode(name: str) -> str:
     return name
 
 
+def _known_combination(name: str) -> str:
+    if name not in COMBINATIONS:
+        raise ValueError(f"votes are combined by one of {', '.join(COMBINATIONS)}, not {name!r}")
+    return name
+
+
+def _combination_enum(schema: dict[str, Any]) -> None:
+    schema["enum"] = list(COMBINATIONS)
+
+
 def _pairwise_enum(schema: dict[str, Any]) -> None:
     schema["enum"] = pairwise_modes()
 
@@ -66,6 +76,8 @@ JudgeMode = Annotated[str, AfterValidator(_known_mode), Field(json_schema_extra=
 #: How a rubric score is read: a mode that can read ratings (the expected score over the score tokens, or the
 #: number in a reasoned or bare reply).
 RatingMode = Annotated[str, AfterValidator(_rating_reader), Field(json_schema_extra=_reader_enum)]
+#: How a pair's per-principle votes become one judgment: a name in `charter.judge.judgment.COMBINATIONS`.
+CombinationName = Annotated[str, AfterValidator(_known_combination), Field(json_schema_extra=_combination_enum)]
 #: A mode that compares two responses in one prompt.
 PairwiseMode = Annotated[str, AfterValidator(_pairwise_mode), Field(json_schema_extra=_pairwise_enum)]
 
@@ -108,6 +120,30 @@ class JudgeSettings(ConfigModel):
     once. It changes when calls are sent, never what is asked: judgments are the same either way. A judge whose
     calls go through a provider's batch API never warms (a batch round can take hours; it would wait several)."""
 
+    combine: CombinationName = DEFAULT_COMBINATION
+    """How a pair's per-principle votes become one judgment: `weighted`, the mean of the votes (the ensemble is drawn
+    by weight); `priority`, in the constitution's priority order: its hard constraints first, then each level
+    highest first, the first level whose verdict is decisive settling the pair whatever the levels below say, and
+    undecided levels falling through. Recorded on each judgment (`combined`) and in its fingerprint when not
+    `weighted`."""
+    combine_margin: float = Field(default=0.0, ge=0, lt=0.5)
+    """`priority`: a level's verdict is decisive when its P(a better) is further than this from 0.5 in every order
+    asked, and the orders pick the same response."""
+    settle_early: bool = False
+    """`priority`: ask the levels one after another, highest first, and stop once one settles the pair: the
+    principles below it are not asked (recorded as skipped), and the conflicts they would show are not known. False
+    asks every principle, so that every conflict between levels is recorded."""
+
+    @model_serializer(mode="wrap")
+    def _default_rule_left_out(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        # Left out under the default rule, so that configs, manifests and fingerprints from before the rules were a
+        # choice stay the same.
+        data = handler(self)
+        if not self.combination.recorded and not self.settle_early and self.combine_margin == 0:
+            for later in ("combine", "combine_margin", "settle_early"):
+                data.pop(later, None)
+        return data
+
     @model_validator(mode="before")
     @classmethod
     def _former_names(cls, data: Any) -> Any:
@@ -126,6 +162,11 @@ class JudgeSettings(ConfigModel):
     def mode_entry(self) -> Mode:
         """The mode's entry in the table of modes."""
         return MODES[self.mode]
+
+    @property
+    def combination(self) -> Combination:
+        """The combination rule's entry in the table of rules."""
+        return COMBINATIONS[self.combine]
 
     @property
     def rates_alone(self) -> bool:
@@ -177,7 +218,8 @@ class JudgeSettings(ConfigModel):
 
     def describe(self) -> str:
         """The mode in words, as reports show it: `score/logprobs 1..5` or `cot/both`."""
-        return f"{self.mode}/{self.reply_name} 1..{self.scale}" if self.rates_alone else f"{self.mode}/{self.orders}"
+        said = f"{self.mode}/{self.reply_name} 1..{self.scale}" if self.rates_alone else f"{self.mode}/{self.orders}"
+        return said if not self.combination.recorded else f"{said}, combined by {self.combine}"
 
 
 #: A kind of instruction planted in the worse response by the judge audit.
@@ -289,6 +331,11 @@ class JudgeConfig(JudgeSettings, RoleConfig):
         ):
             raise LocatedValueError(
                 f"give {len(self.models)} weights, one per member, none negative and not all 0", ("weights",)
+            )
+        if self.combination.recorded:
+            raise LocatedValueError(
+                f"a panel pools its members' mean votes: combine {self.combine} judges with one judge model",
+                ("combine",),
             )
         if self.rates_alone:
             raise LocatedValueError(

@@ -1,10 +1,11 @@
-"""The constitution lab's Python API: `infer_constitution`, `check_constitution` and `learn_rubrics` (sync; the CLI
-calls them)."""
+"""The constitution lab's Python API: `infer_constitution`, `check_constitution`, `learn_rubrics` and `import_spec`
+(a spec's questions written by a model) (sync; the CLI calls them)."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -12,6 +13,7 @@ from typing import Annotated, Any, TypeVar
 
 from charter.api_args import AtLeastOne, Range, public
 from charter.constitutions import Constitution, load_constitution
+from charter.constitutions.markdown import WRITTEN_QUESTIONS, QuestionWriter, SpecImport, read_markdown_spec
 from charter.constitutions.schema import Principle
 from charter.errors import ArgumentError, NoSignal
 from charter.judge.modes import DEFAULT_MODE, pairwise_modes
@@ -23,9 +25,10 @@ from charter.lab.learner import Learned, LearnOptions, write_outputs, write_repo
 from charter.lab.rubric_learner import LearnedRubric, learn
 from charter.lab.votes import read_pairs
 from charter.progress import progress_bar
-from charter.providers import ChatModel, ManagedModel, UsageMeter, get_model, parse_model_string
+from charter.providers import ChatModel, ManagedModel, SamplingParams, UsageMeter, get_model, parse_model_string
 from charter.providers.cache import DEFAULT_CACHE, CallCache
 from charter.providers.registry import provider
+from charter.records.base import user
 
 T = TypeVar("T")
 L = TypeVar("L", bound=Learned[Any])
@@ -367,4 +370,79 @@ def learn_rubrics(
     return _learn_and_write(specs, cache, work, output)
 
 
-__all__ = ["check_constitution", "infer_constitution", "learn_rubrics"]
+#: What a model is asked to write for each section of a spec, when the user asks for model-written questions.
+QUESTIONS_REQUEST = """A section of a behaviour spec for an AI assistant follows. Write the questions that a critic \
+and a judge ask about an assistant's response under this section, each one sentence that keeps the section's meaning: \
+no new requirement, none dropped. The section's text will be shown after each question.
+
+Section: {title}
+
+{text}
+
+Answer with a JSON object with four keys and nothing else:
+"critique_request": ask the critic how the assistant's last response fails to follow the section;
+"revision_request": ask the critic to rewrite the response so that it follows the section;
+"comparison": ask which of two responses better follows the section;
+"rating": ask how well one response follows the section."""
+#: The JSON Schema of the question writer's reply (structured output where the provider has it).
+QUESTIONS_SCHEMA = {
+    "type": "object",
+    "properties": {key: {"type": "string"} for key in WRITTEN_QUESTIONS},
+    "required": list(WRITTEN_QUESTIONS),
+    "additionalProperties": False,
+}
+
+
+def read_questions(text: str) -> dict[str, str]:
+    """The questions in a writer's reply: the first JSON object in it (empty where there is none)."""
+    start, end = text.find("{"), text.rfind("}")
+    try:
+        found = json.loads(text[start : end + 1]) if 0 <= start < end else {}
+    except json.JSONDecodeError:
+        return {}
+    return {key: value for key, value in found.items() if isinstance(value, str)} if isinstance(found, dict) else {}
+
+
+@public()
+def import_spec(
+    path: str | Path,
+    questions_by: str | ChatModel,
+    name: str | None = None,
+    levels: list[str] | None = None,
+    cache: str | None = DEFAULT_CACHE,
+) -> SpecImport:
+    """Import a Markdown spec (`read_markdown_spec`) with each principle's critique, revision, comparison and rating
+    questions written by a model from its section's text, rather than the verbatim questions of the default import.
+    Each principle's `source` records `questions: model` and the model; the section's text still follows each question
+    and stays the principle's description, verbatim.
+
+    Args:
+        path: The Markdown spec.
+        questions_by: The model that writes the questions (PROVIDER:MODEL, or a `ChatModel`).
+        name: The constitution's name; None uses the spec's front matter, or the file's name.
+        levels: The order of the levels, highest first; None takes it from the document.
+        cache: The call cache file (None: no cache); the same spec and model ask nothing twice.
+
+    Returns:
+        The import: the constitution, its labelled pairs and the sections it skipped.
+
+    Raises:
+        ConstitutionError: The spec is not valid, or the model's reply for a section holds no question of the four
+            (one line naming the file, the section's line and what is missing).
+    """
+    verbatim = read_markdown_spec(path, name=name, levels=levels)  # the sections, checked before anything is paid
+    sections = [(p.source.heading, p.description) for p in verbatim.constitution.principles if p.source is not None]
+
+    async def write(models: list[ManagedModel]) -> tuple[str, dict[tuple[str, str], dict[str, str]]]:
+        [model] = models
+        params = SamplingParams(temperature=0.0, max_tokens=600, seed=0, json_schema=QUESTIONS_SCHEMA)
+        requests = [[user(QUESTIONS_REQUEST.format(title=title, text=text))] for title, text in sections]
+        replies = await model.generate(requests, params)
+        return model.served_id, {section: read_questions(r.text) for section, r in zip(sections, replies)}
+
+    served, written = _with_models([(questions_by, "questions", {})], cache, write)
+    writer = QuestionWriter(served, lambda title, text: written.get((title, text), {}))
+    return read_markdown_spec(path, name=name, levels=levels, questions=writer)
+
+
+__all__ = ["check_constitution", "import_spec", "infer_constitution", "learn_rubrics"]

@@ -1,4 +1,5 @@
-"""`charter constitutions infer`, `test`, `learn-rubrics` and `rubric`: the constitution lab on the command line."""
+"""`charter constitutions import`, `infer`, `test`, `learn-rubrics` and `rubric`: the constitution lab on the command
+line."""
 
 from __future__ import annotations
 
@@ -199,3 +200,46 @@ def rubric_command(
         return
     for line in rubric_lines(constitution):
         typer.echo(line)
+
+
+def import_command(
+    file: Path = typer.Argument(
+        ..., help="The file to import: a Markdown spec, a Hugging Face CAI recipe JSON file or a constitution YAML."
+    ),
+    output: Path = typer.Option(..., "--output", "-o", help="Where to write the constitution YAML."),
+    name: str = typer.Option(None, "--name", help="Constitution name (default: the file's stem)."),
+    source_format: str = typer.Option(
+        "hf-cai",
+        "--from",
+        help="The file's format: hf-cai (the CAI recipe's JSON), markdown (a prose spec) or yaml (a constitution).",
+    ),
+    levels: str = typer.Option(
+        None, "--levels", help="markdown: the order of levels, highest first, comma-separated (default: the spec's)."
+    ),
+    pairs: Path = typer.Option(
+        None, "--pairs", help="markdown: where to write the spec's labelled pairs (default: OUTPUT.pairs.jsonl)."
+    ),
+    questions_by: str | None = typer.Option(
+        None,
+        "--questions-by",
+        metavar="MODEL",
+        help="markdown: a model writes each principle's questions from its section (recorded as such); default: "
+        "verbatim questions.",
+    ),
+    cache: CacheOption = DEFAULT_CACHE,
+) -> None:
+    """Import a Markdown spec, a Hugging Face CAI recipe JSON or a constitution YAML as a constitution YAML file."""
+    from charter.constitutions.cli import write_import
+    from charter.constitutions.markdown import read_constitution
+    from charter.errors import ConstitutionError
+
+    order = [level.strip() for level in levels.split(",")] if levels else None
+    if questions_by is None:
+        result = read_constitution(file, source_format, name, order)
+    elif source_format == "markdown":
+        from charter.lab.api import import_spec
+
+        result = import_spec(file, questions_by, name=name, levels=order, cache=cache)
+    else:
+        raise ConstitutionError(f"--questions-by is for --from markdown: a {source_format} file has no sections")
+    write_import(result, file, output, source_format, pairs)

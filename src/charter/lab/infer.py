@@ -30,7 +30,7 @@ import numpy as np
 from charter.constitutions.schema import Constitution, Principle
 from charter.errors import ArgumentError, FatalProviderError, NoSignal, ProviderError
 from charter.judge.settings import JudgeSettings
-from charter.judge_prompt import COMPARISON_TAGS, fence, nonce_of
+from charter.judge_prompt import COMPARISON_TAGS, fence, nonce_of, render_conversation
 from charter.lab.learner import Estimate, LabReport, Learned, LearnOptions, Tally, agreement_table, estimate_text
 from charter.lab.votes import (
     FOR_A,
@@ -44,7 +44,7 @@ from charter.lab.votes import (
 )
 from charter.providers.base import ChatModel, SamplingParams
 from charter.records import Record
-from charter.records.base import render_conversation, user
+from charter.records.base import user
 from charter.stats import agreement as stats
 
 T = TypeVar("T")

@@ -8,6 +8,7 @@ System messages go into `system=`. The API gives no next-token probabilities, so
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 from collections.abc import Sequence
 from typing import Any
@@ -27,10 +28,26 @@ def _sdk() -> Any:
 
 
 def split_system(messages: Messages) -> tuple[str | None, list[dict[str, str]]]:
-    """The system prompt (system messages joined) and the user/assistant turns."""
-    system = [m.content for m in messages if m.role == "system"]
-    turns = [{"role": m.role, "content": m.content} for m in messages if m.role != "system"]
+    """The system prompt (system and developer messages joined, in order) and the user/assistant turns: an
+    assistant's tool calls written after its text, a tool result as a user turn that names the call it answers."""
+    system = [m.content for m in messages if m.role in ("system", "developer")]
+    turns = [
+        {"role": _turn_role(m), "content": _turn_text(m)} for m in messages if m.role not in ("system", "developer")
+    ]
     return ("\n\n".join(system) if system else None), turns
+
+
+def _turn_role(message: Any) -> str:
+    return "user" if message.role == "tool" else message.role
+
+
+def _turn_text(message: Any) -> str:
+    if message.role == "tool":
+        return f"[result of tool call {message.tool_call_id} ({message.name or 'tool'})]\n{message.content}"
+    calls = [
+        f"[tool call {c.id}: {c.name} {json.dumps(c.arguments, ensure_ascii=False)}]" for c in message.tool_calls or ()
+    ]
+    return "\n".join(part for part in [message.content, *calls] if part) if calls else message.content
 
 
 _EPHEMERAL = {"type": "ephemeral"}

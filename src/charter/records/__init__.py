@@ -16,6 +16,7 @@ from charter.records.base import (
     Probability,
     Record,
     Role,
+    ToolCall,
     Weight,
     as_dicts,
     as_records,
@@ -27,6 +28,8 @@ from charter.records.items import (
     ChecklistJudgment,
     ChecklistScore,
     ChecklistSide,
+    Combined,
+    Conflict,
     CritiqueRound,
     Failure,
     ItemVerdict,
@@ -41,6 +44,7 @@ from charter.records.items import (
     Vote,
 )
 from charter.records.rows import ChosenVote, OrderProbs, PreferenceRow, Provenance, SFTRow
+from charter.records.trajectory import READERS, Trajectory, read_trajectory, to_trl
 
 __all__ = [
     "CalibrationMap",
@@ -50,6 +54,9 @@ __all__ = [
     "ChecklistScore",
     "ChecklistSide",
     "ChosenVote",
+    "Combined",
+    "Conflict",
+    "READERS",
     "CritiqueRound",
     "Failure",
     "Fingerprints",
@@ -73,6 +80,8 @@ __all__ = [
     "Role",
     "SFTRow",
     "Sample",
+    "ToolCall",
+    "Trajectory",
     "UsageRow",
     "Verdict",
     "VerdictBy",
@@ -82,12 +91,16 @@ __all__ = [
     "as_records",
     "fingerprint",
     "fingerprint_strings",
+    "read_trajectory",
+    "to_trl",
 ]
 
 
 #: Every record that has a row or store form, in the order docs/reference/formats.md lists them.
 DOCUMENTED: tuple[type[Record], ...] = (
     Message,
+    ToolCall,
+    Trajectory,
     Prompt,
     Chain,
     CritiqueRound,
@@ -95,6 +108,8 @@ DOCUMENTED: tuple[type[Record], ...] = (
     Pair,
     Judgment,
     Vote,
+    Combined,
+    Conflict,
     Failure,
     PreferenceRow,
     ChosenVote,

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, SerializerFunctionWrapHandler, field_validator, model_serializer, model_validator
 
 from charter.records.base import Message, Probability, Record, as_messages
 from charter.yamlio import CheckedInit
@@ -163,6 +163,45 @@ class Vote(Record):
     """A panel's vote: the member model that cast it (null for a single judge, whose model the judgment names)."""
 
 
+def without_unset(data: dict[str, Any], *later: str) -> dict[str, Any]:
+    """A record's data without the `later` fields where they are None: fields added after records were first stored
+    leave the stored form (and what is hashed of it) as it was while they are unset."""
+    for key in later:
+        if data.get(key) is None:
+            data.pop(key, None)
+    return data
+
+
+class Conflict(Record):
+    """Two principles at different levels that preferred different responses of a pair, and the level that settled
+    it (a judgment combined in priority order)."""
+
+    settled_by: str
+    """The principle at the settling level that preferred the winner."""
+    level: str
+    """The level that settled the pair (`hard` for the hard constraints, which come before every level)."""
+    overruled: str
+    """The principle at a lower level that preferred the other response."""
+    overruled_level: str
+    """The lower principle's level."""
+
+
+class Combined(Record):
+    """How a judgment's votes were combined when not by the default weighted mean: which rule, which level settled
+    the pair, which principles were not asked because a higher level settled it first, and the conflicts between
+    levels among the principles asked."""
+
+    rule: str
+    """The combination rule, a name in `charter.judge.judgment.COMBINATIONS` (`priority`)."""
+    settled_by: str | None = None
+    """The level whose verdict decided the pair (`hard`, a level name, `priority N`, or `all` for a flat
+    constitution); null when no level was decisive and every level fell through."""
+    skipped: list[str] = Field(default_factory=list)
+    """Principles of the ensemble not asked: a higher level settled the pair first (`judge.settle_early`)."""
+    conflicts: list[Conflict] = Field(default_factory=list)
+    """Each pair of principles at different levels that preferred different responses, among those asked."""
+
+
 #: A checklist item's verdict: met, not met, not applicable, or a recorded failure to read one.
 Verdict = Literal["yes", "no", "n/a", "failed"]
 #: Who gave a checklist item's verdict.
@@ -299,6 +338,13 @@ class Judgment(Record):
     checklist: ChecklistJudgment | None = None
     """Judge mode `checklist`: the checklist used, each response's item verdicts (with reasons) and scores; null in
     the other modes. A failed judgment keeps it where the call was read (every item failed)."""
+    combined: Combined | None = None
+    """How the votes were combined when not by the weighted mean (`judge.combine`): the rule, the level that settled
+    the pair, the principles not asked and the conflicts between levels; null for the weighted mean."""
+
+    @model_serializer(mode="wrap")
+    def _uncombined_left_out(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        return without_unset(handler(self), "combined")
 
     @model_validator(mode="after")
     def _nothing_made_up(self) -> Judgment:
@@ -389,6 +435,14 @@ class RewardRecord(Record):
     """`checklist` (and online DPO judged by checklist): the checklist, its verdicts and what was left out."""
     other_checklist: RewardChecklist | None = None
     """`pair` judged by checklist: the other completion's checklist verdicts (the `reference` field's)."""
+    combined: Combined | None = None
+    """Scoring `reference` with `judge.combine` other than weighted: how the comparison's votes were combined (the
+    level that settled it, the principles not asked, the conflicts between levels); null otherwise."""
+
+    @model_serializer(mode="wrap")
+    def _uncombined_left_out(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        return without_unset(handler(self), "combined")
+
     masked: Literal["failed", "undecided"] | None = None
     """`pair` (online DPO): why the pair was left out of the loss (its judgment failed, or the orders disagreed or
     its confidence was below `min_confidence`); null for a pair trained on and for the other scorings."""

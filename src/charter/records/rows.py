@@ -9,7 +9,7 @@ from typing import Any, ClassVar
 import orjson
 from pydantic import Field
 
-from charter.records.base import GENERATOR, Message, Record
+from charter.records.base import GENERATOR, Message, Record, ToolCall
 from charter.records.items import ChecklistSide
 
 
@@ -51,6 +51,14 @@ class Provenance(Record):
     def to_row(self) -> dict[str, Any]:
         """The row as written to parquet/JSONL: columns in reading order, nested values as JSON strings."""
         data = self.model_dump(mode="json")
+        for key, value in data.items():  # conversations in TRL's conversational format, tool calls kept
+            if isinstance(value, list) and any(isinstance(m, dict) and m.get("tool_calls") for m in value):
+                data[key] = [
+                    {**m, "tool_calls": [ToolCall.model_validate(c).to_trl() for c in m["tool_calls"]]}
+                    if isinstance(m, dict) and m.get("tool_calls")
+                    else m
+                    for m in value
+                ]
         for column in self.JSON_COLUMNS:
             data[column] = orjson.dumps(data[column]).decode()
         return {k: data[k] for k in self.columns()}

@@ -112,6 +112,8 @@ def scoring_misfit(scoring: str, settings: JudgeSettings) -> str | None:
         return None
     if entry.rates and not settings.rates_alone:
         return f"scoring {entry.name} rates each completion: the judge's mode must be {', '.join(rating_modes())}"
+    if entry.rates and settings.combination.recorded:
+        return f"scoring {entry.name} rates each completion alone: combine {settings.combine} orders comparisons"
     return None if entry.rates else comparing_misfit(settings, f"scoring {entry.name}")
 
 

@@ -41,7 +41,7 @@ from charter.judge_prompt import RANKING_FORMAT
 from charter.providers import ManagedModel
 from charter.providers.base import SamplingParams
 from charter.providers.config import RoleConfig
-from charter.records import Failure, Message, RewardRecord, fingerprint
+from charter.records import Failure, Judgment, Message, RewardRecord, fingerprint
 from charter.reward.session import JudgeSession
 from charter.stats.bradley_terry import Comparison, bt_scores
 from charter.stats.ranking import circular_pairs, connected, plackett_luce
@@ -185,13 +185,20 @@ class JudgmentFailed(RunFailure):
         super().__init__(f"charter's judgment failed ({self.reason}): no reward, never a made-up one")
 
 
-async def p_better(session: JudgeSession, prompt: list[Message], first: str, second: str, ids: list[str]) -> float:
-    """P(first better than second) under the principles, in both orders where the settings ask for both; a failed
-    judgment raises `JudgmentFailed`."""
+async def compared(session: JudgeSession, prompt: list[Message], first: str, second: str, ids: list[str]) -> Judgment:
+    """The judgment of first against second under the principles, in both orders where the settings ask for both; a
+    failed judgment raises `JudgmentFailed`."""
     judgment = await session.judge_pair(prompt, first, second, ids)
     if judgment.failure is not None or judgment.p_a is None:
         raise JudgmentFailed(judgment.failure or Failure(kind="no_judgment", message="the judgment gave no p"))
-    return judgment.p_a
+    return judgment
+
+
+async def p_better(session: JudgeSession, prompt: list[Message], first: str, second: str, ids: list[str]) -> float:
+    """P(first better than second) under the principles (`compared`); a failed judgment raises `JudgmentFailed`."""
+    p_a = (await compared(session, prompt, first, second, ids)).p_a
+    assert p_a is not None  # compared raises for a judgment without one
+    return p_a
 
 
 async def comparisons(work: Sequence[Coroutine[Any, Any, float]]) -> list[float | JudgmentFailed]:
@@ -264,11 +271,14 @@ async def _against(
     if text.strip() == reference.strip():
         return session.record(key, step, prompt, text, 0.5, principle_ids=ids, comparisons=0, reference=reference)
     try:
-        p = await p_better(session, prompt, text, reference, ids)
+        judgment = await compared(session, prompt, text, reference, ids)
     except JudgmentFailed as failed:
         failure = failed.failure
         return session.record(key, step, prompt, text, None, principle_ids=ids, reference=reference, failure=failure)
-    return session.record(key, step, prompt, text, p, principle_ids=ids, comparisons=1, reference=reference)
+    p, combined = judgment.p_a, judgment.combined
+    return session.record(
+        key, step, prompt, text, p, principle_ids=ids, comparisons=1, reference=reference, combined=combined
+    )
 
 
 async def _reference_text(options: ScoringOptions, prompt: list[Message], given: Any) -> str:

@@ -34,11 +34,13 @@ from charter.constitutions import Constitution
 from charter.errors import ConfigError, TooManyFailures
 from charter.judge.pairwise import judge_failure, judge_fingerprint, judge_pair, principles_for
 from charter.judge.settings import JudgeSettings
+from charter.judge_prompt import write_transcript
 from charter.preference.dataset import now_iso
 from charter.preference.manifest import ConstitutionInfo
 from charter.providers import ManagedModel
 from charter.records import Failure, Judgment, Message, Pair, RewardRecord, UsageRow, fingerprint
-from charter.records.base import as_messages
+from charter.records.base import ROLES, as_messages
+from charter.records.trajectory import read_openai
 from charter.runs.rewards import put_rewards, stored_rewards
 from charter.runs.store import RunStore
 from charter.runs.usage import add_usage
@@ -406,10 +408,18 @@ def prompt_messages(prompts: Sequence[Any]) -> list[list[Message]]:
 
 
 def text_of(conversation: str | list[Mapping[str, Any]]) -> str:
-    """The text of a checked completion: the string, or its messages' contents joined."""
+    """The text of a checked completion: the string, or its messages' contents joined; a completion that calls
+    tools as the judge's transcript of it (its roles, its tool calls as actions, its tool results fenced as
+    untrusted), not its contents with the actions dropped."""
     if isinstance(conversation, str):
         return conversation
+    if any(_uses_tools(m) for m in conversation):
+        return write_transcript(read_openai(list(conversation), "completion", ConfigError).messages)
     return "".join(str(m.get("content") or "") for m in conversation)
+
+
+def _uses_tools(message: Any) -> bool:
+    return isinstance(message, Mapping) and (bool(message.get("tool_calls")) or message.get("role") == "tool")
 
 
 def _check_list(name: str, value: Any) -> None:
@@ -429,11 +439,16 @@ def _check_conversation(where: str, value: Any) -> None:
         )
     if not value:
         raise ConfigError(f"{WHO}: {where} is an empty list of messages")
+    if any(_uses_tools(m) for m in value):  # a trajectory: its calls, results and roles checked as one
+        read_openai(list(value), f"{WHO}: {where}", ConfigError)
+        return
     for j, message in enumerate(value):
         content = message.get("content") if isinstance(message, Mapping) else None
         tool_call = isinstance(message, Mapping) and content is None and bool(message.get("tool_calls"))
         if not isinstance(message, Mapping) or not isinstance(message.get("role"), str):
             problem = "has no string 'role'" if isinstance(message, Mapping) else f"is {_describe(message)}"
+        elif message["role"] not in ROLES:
+            problem = f"has unknown role {message['role']!r:.40} (use {', '.join(ROLES)})"
         elif not isinstance(content, str) and not tool_call:
             problem = f"has 'content' {_describe(content)}, not a string"
         else:

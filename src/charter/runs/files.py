@@ -40,8 +40,18 @@ from filelock import SoftFileLock, Timeout
 
 from charter.errors import DatasetError, RunStoreError, file_error
 from charter.records import PreferenceRow, SFTRow
+from charter.records.base import parquet_row, uses_tools
 from charter.runs.store import STORE_FILE
-from charter.tables import arrow_schema, atomic_write, keep_rows, parquet_rows, read_jsonl, read_parquet, write_rows
+from charter.tables import (
+    arrow_schema,
+    atomic_write,
+    keep_rows,
+    parquet_rows,
+    read_jsonl,
+    read_parquet,
+    rewrite_parquet,
+    write_rows,
+)
 
 Dataset = Literal["preferences", "sft"]
 ROW_TYPES: dict[str, type[PreferenceRow] | type[SFTRow]] = {"preferences": PreferenceRow, "sft": SFTRow}
@@ -103,12 +113,29 @@ class RunFiles:
         are filtered without being built twice or held."""
         kind = ROW_TYPES[name]
         schema = arrow_schema(kind, kind.columns(), kind.JSON_COLUMNS)
+        tools: list[bool] = []
+
+        def plain(rows: Iterable[PreferenceRow | SFTRow]) -> Iterable[dict[str, Any]]:
+            """The rows as written; a conversation with tool calls is noted, and left out of the first parquet."""
+            for row in rows:
+                out = row.to_row()
+                if uses_tools(out):
+                    tools.append(True)
+                yield out
+
+        def widened(stem: Path) -> None:
+            """Conversations with tool calls: the parquet written again with the messages' tool fields."""
+            if tools:
+                rewrite_parquet(stem, arrow_schema(kind, kind.columns(), kind.JSON_COLUMNS, wide=True), parquet_row)
+
         if keep is None:
-            parquet, _ = write_rows(self.data_dir / name, (row.to_row() for row in rows), schema)
+            parquet, _ = write_rows(self.data_dir / name, plain(rows), schema)
+            widened(self.data_dir / name)
             return parquet
         scratch = self.data_dir / f".{name}.all"
         try:
-            write_rows(scratch, (row.to_row() for row in rows), schema)
+            write_rows(scratch, plain(rows), schema)
+            widened(scratch)
             positions = keep()
             if positions is None:
                 for suffix in (".parquet", ".jsonl"):

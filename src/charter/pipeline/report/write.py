@@ -22,6 +22,7 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoes
 
 from charter.checklist.store import count_checklists
 from charter.evals.during import evaluation_lines
+from charter.judge.pairwise import combination_lines, combination_summary
 from charter.monitor.gold import MonitorStep, monitor_lines, read_history
 from charter.pipeline.forecast.estimate import forecast_section
 from charter.pipeline.report.examples import examples, float_batches
@@ -40,7 +41,7 @@ from charter.preference.stats import JudgeStats, headline, judge_p_values, judge
 from charter.records import Fingerprints
 from charter.runs.counts import stage_states
 from charter.runs.files import AGREEMENT_MD, AUDIT_MD, REPORT_HTML, REPORT_MD, WINRATE_JSON, RunFiles
-from charter.runs.items import any_judgment
+from charter.runs.items import any_judgment, stored_judgments
 from charter.runs.rewards import StepRewards, pair_steps, per_step
 from charter.runs.store import RunStore, open_store
 
@@ -144,6 +145,21 @@ def panel_section(store: RunStore) -> dict[str, Any] | None:
     else:
         text = "\n".join(panel_markdown(panel.model_dump() if panel else None, heading="###")[2:])
     return {"markdown": text, "html": _inline_markdown(text, store.run_dir / "report")}
+
+
+def combination_section(store: RunStore) -> dict[str, Any] | None:
+    """How the judge combined its votes where the rule records it (`judge.combine: priority`): the level that settled
+    each pair, how many were settled early, and the conflicts between levels per pair of principles; None for the
+    weighted mean."""
+    fingerprints = store.fingerprints()
+    one = any_judgment(store, fingerprints.judge) if fingerprints else None
+    if fingerprints is None or one is None or one.combined is None:
+        return None  # the weighted mean records nothing: no pass over every judgment
+    summary = combination_summary(stored_judgments(store, fingerprints.judge, "ok"))
+    if summary is None:
+        return None
+    text = "\n".join(combination_lines(summary))
+    return {"summary": summary, "markdown": text, "html": _inline_markdown(text, store.run_dir / "report")}
 
 
 def training_winrate(files: RunFiles) -> dict[str, Any] | None:
@@ -304,6 +320,7 @@ def settings_lines(settings: DatasetSettings | None) -> list[str]:
     lines = [
         f"Judge: mode {judge.mode}, orders {judge.orders}, {judge.ensemble()}"
         + (f", cot votes clamped to {list(judge.clamp)}" if judge.reply.clamped else "")
+        + (f", votes combined by {judge.combine}" if judge.combination.recorded else "")
     ]
     if settings.critique is not None:
         fixed = f" (fixed: {', '.join(settings.critique.principles)})" if settings.critique.principles else ""
@@ -377,6 +394,7 @@ def report_data(store: RunStore, files: RunFiles) -> dict[str, Any]:
         "extras": extras(files),
         "audit": audit_section(store, settings),
         "panel": panel_section(store),
+        "combination": combination_section(store),
         "training_winrate": training_winrate(files),
         "monitor": monitor,
         "constitution_test": constitution_test_section(store, settings),
