@@ -31,3 +31,8 @@ def intent(response: str, reference: str | None, prompt: str) -> bool:
 
 register_script("word-judge", _word_judge)
 register_script("distinct-judge", _distinct_judge)
+
+
+def echoes_prompt(response: str, reference: str | None, prompt: str) -> bool:
+    """A check that sees the prompt: the answer repeats it exactly (case and spacing kept)."""
+    return response == prompt

@@ -270,3 +270,12 @@ def test_a_new_gold_best_step_is_saved_and_named_and_a_flag_stops_training_when_
     assert summary["best_step"] == 2 and summary["best_checkpoint"].endswith("checkpoint-2")
     assert summary["flagged_at"] == 4 and summary["stopped"] == "the stop rule stopped training at step 4"
     assert any(e.get("monitor/flagged") == 1.0 for e in state.log_history)
+
+
+def test_a_gold_verifier_reads_the_prompt_as_written() -> None:
+    from charter.monitor.gold import verifier_gold
+
+    rows = [{"prompt": [{"role": "user", "content": "Say HELLO  twice"}]}]
+    assert [g.score for g in verifier_gold("regex:^Say HELLO  twice$", rows, ["x"])] == [0.0]  # the answer is checked
+    echo = f"{gold_checks.__name__}:echoes_prompt"
+    assert [g.score for g in verifier_gold(echo, rows, ["Say HELLO  twice"])] == [1.0]

@@ -151,10 +151,15 @@ def held_out_rows(source: str | Path, limit: int | None = None) -> list[dict[str
     return out
 
 
+def last_user(messages: Sequence[Mapping[str, str]]) -> str:
+    """A conversation's last user message as written (its last message where no user speaks)."""
+    users = [m["content"] for m in messages if m.get("role") == "user"] or [m["content"] for m in messages]
+    return users[-1] if users else ""
+
+
 def prompt_text(messages: Sequence[Mapping[str, str]]) -> str:
     """A conversation's last user message, spaces and case aside: what two prompt sets are compared on."""
-    users = [m["content"] for m in messages if m.get("role") == "user"] or [m["content"] for m in messages]
-    return " ".join(users[-1].lower().split()) if users else ""
+    return " ".join(last_user(messages).lower().split())
 
 
 def overlap(held_out: Sequence[Sequence[Mapping[str, str]]], training: Sequence[Sequence[Mapping[str, str]]]) -> int:
@@ -224,7 +229,7 @@ def verifier_gold(verifier: str, rows: Sequence[Mapping[str, Any]], answers: Seq
     out = []
     for row, answer in zip(rows, answers):
         reference = row.get("reference")
-        passed = check(answer, verifier, None if reference is None else str(reference), prompt_text(row["prompt"]))
+        passed = check(answer, verifier, None if reference is None else str(reference), last_user(row["prompt"]))
         out.append(GoldScore(float(passed)))
     return out
 
