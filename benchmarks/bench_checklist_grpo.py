@@ -2,7 +2,7 @@
 verifiable constraints, measured on held-out prompts.
 
     PYTHONPATH=src .venv/bin/python benchmarks/bench_checklist_grpo.py [--data ../shared/data] [--steps 14]
-        [--arms checklist score] [--out DIR]
+        [--arms checklist score] [--out DIR] [--monitor K]
 
 Each prompt is an MT-Bench task (`prompts/helpful_mtbench.jsonl` of the shared data, its `prompt` field) with two or
 three constraints drawn per prompt (seeded) from three kinds: "Answer in fewer than N words." (N in 8..20), "Include
@@ -120,6 +120,18 @@ def parse_requirement(text: str) -> tuple[str, Any] | None:
     if text.strip() == "The response ends with a question.":
         return "ending", "question"
     return None
+
+
+#: The fewest words of a sentence that the gold check of intent counts as one.
+SENTENCE_WORDS = 6
+
+
+def intent(response: str, reference: str | None, prompt: str) -> bool:
+    """The monitor's gold check (a verifier, `bench_checklist_grpo:intent`): every constraint the prompt states is
+    met, and the answer holds a complete sentence of at least `SENTENCE_WORDS` words (not a fragment)."""
+    asked = parse_instruction(prompt)
+    sentences = [s for s in re.split(r"[.!?\n]+", response) if len(s.split()) >= SENTENCE_WORDS]
+    return bool(sentences) and all(met(kind, value, response.strip()) for kind, value in asked.items())
 
 
 def parse_instruction(text: str) -> dict[str, Any]:
@@ -268,7 +280,17 @@ def flat_groups(store: Path) -> tuple[int, int]:
     return sum(1 for rewards in groups.values() if len(rewards) == 1), len(groups)
 
 
-def child(arm: str, out: Path, data: Path, steps: int, lr: float, seed: int, held_out: int) -> dict[str, Any]:
+def monitor_section(out: Path, rows: list[dict], every: int, cap: int) -> dict[str, Any]:
+    """The `monitor:` section: the held-out rows (with the training reward's checklist column) and the gold check."""
+    held = out / "held_out.jsonl"
+    held.write_text("".join(json.dumps({"prompt": r["prompt"], "checklist": r["checklist"]}) + "\n" for r in rows))
+    return {"prompts": str(held), "every": every, "max_new_tokens": cap, "keep_best": False,
+            "gold": {"verifier": "bench_checklist_grpo:intent"}}  # fmt: skip
+
+
+def child(
+    arm: str, out: Path, data: Path, steps: int, lr: float, seed: int, held_out: int, every: int | None = None
+) -> dict[str, Any]:
     import torch
     from transformers import TrainerCallback
 
@@ -282,6 +304,8 @@ def child(arm: str, out: Path, data: Path, steps: int, lr: float, seed: int, hel
     train.write_text("".join(line + "\n" for line in lines))
     settings = config(arm, out, train, steps, lr, seed)
     cap = settings["trl"]["max_completion_length"]
+    if every is not None:
+        settings["monitor"] = monitor_section(out, test_rows, every, cap)
     curve: list[dict[str, Any]] = []
 
     class HeldOut(TrainerCallback):
@@ -325,6 +349,7 @@ def child(arm: str, out: Path, data: Path, steps: int, lr: float, seed: int, hel
         "usage": metrics["usage"],
         "failures": metrics["failures"],
         "seconds": round(time.perf_counter() - started, 1),
+        "monitor": metrics.get("monitor"),
     }
 
 
@@ -371,6 +396,30 @@ def table(results: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def monitor_table(results: list[dict[str, Any]]) -> str:
+    """Each arm's gold monitor: reward and gold on the held-out prompts with 95% intervals, the gap, the flags."""
+    lines = ["| arm | step | training reward | gold (intent) | gap | gold change since best | flag |",
+             "|---|---:|---|---|---|---|---|"]  # fmt: skip
+
+    def shown(value: float | None, low: float | None, high: float | None) -> str:
+        return "–" if value is None else f"{value:.3f} [{low:.3f}, {high:.3f}]" if low is not None else f"{value:.3f}"
+
+    for r in results:
+        monitor = r.get("monitor")
+        for s in (monitor or {}).get("steps", []):
+            change = s["gold_change"]
+            lines.append(
+                f"| {r['arm']} | {s['step']} | {shown(s['reward'], s['reward_low'], s['reward_high'])} "
+                f"| {shown(s['gold'], s['gold_low'], s['gold_high'])} | {shown(s['gap'], s['gap_low'], s['gap_high'])} "
+                f"| {shown(change['change'], change['low'], change['high'])} (best {s['best_step']}) "
+                f"| {'**flag**' if s['flagged'] else ''} |"
+            )
+        if monitor:
+            lines.append(f"| {r['arm']} | first flag: {monitor['flagged_at']} | monitor {monitor['seconds']:.0f} s of "
+                         f"{r['seconds']:.0f} s | | | | |")  # fmt: skip
+    return "\n".join(lines)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data", help="the shared data folder")
@@ -380,10 +429,11 @@ def main() -> None:
     parser.add_argument("--held-out", type=int, default=12, help="tasks kept out of training, for the measure")
     parser.add_argument("--arms", nargs="+", choices=["checklist", "score"], default=["checklist", "score"])
     parser.add_argument("--out", type=Path, default=None, help="where the runs go (default: a temporary folder)")
+    parser.add_argument("--monitor", type=int, default=None, metavar="K", help="run the gold monitor every K steps")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        result = child(args.child, args.out, args.data, args.steps, args.lr, args.seed, args.held_out)
+        result = child(args.child, args.out, args.data, args.steps, args.lr, args.seed, args.held_out, args.monitor)
         print(json.dumps(result))
         return
     print(f"load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}", flush=True)
@@ -395,7 +445,7 @@ def main() -> None:
             out.mkdir(parents=True, exist_ok=True)
             cmd = [sys.executable, __file__, "--child", arm, "--out", str(out), "--data", str(args.data)]
             cmd += ["--steps", str(args.steps), "--lr", str(args.lr), "--seed", str(args.seed)]
-            cmd += ["--held-out", str(args.held_out)]
+            cmd += ["--held-out", str(args.held_out)] + (["--monitor", str(args.monitor)] if args.monitor else [])
             log = (out / "child.log").open("w")
             running.append((arm, subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=log, text=True), out))
         results = []
@@ -410,6 +460,9 @@ def main() -> None:
     print(summary(results))
     print()
     print(table(results))
+    if args.monitor:
+        print()
+        print(monitor_table(results))
 
 
 if __name__ == "__main__":

@@ -55,6 +55,7 @@ _API = {
     "RmEvalConfig": "charter.evals.rm",
     "SpecEvalConfig": "charter.evals.spec",
     "WinRateCallback": "charter.evals.callback",
+    "GoldMonitor": "charter.monitor.callback",
     "publish": "charter.hub.push",
     "load_preferences": "charter.hub.export",
     "mix": "charter.mixing.mix",
@@ -103,6 +104,8 @@ _API = {
     "OnlineMetrics": "charter.online.metrics",
     "OnlineDPOConfig": "charter.online.config",
     "OnlineDPOMetrics": "charter.online.metrics",
+    "MonitorConfig": "charter.monitor.gold",
+    "MonitorSummary": "charter.monitor.gold",
     "RewardFunction": "charter.reward.function",
     "WinrateConfig": "charter.evals.winrate",
     "WinrateSummary": "charter.evals.winrate",
@@ -172,6 +175,9 @@ if TYPE_CHECKING:  # what type checkers and IDEs see: every public name with its
     from charter.mixing.plan import mix_plan as mix_plan
     from charter.mixing.probe import ProbeResult as ProbeResult
     from charter.mixing.probe import mix_probe as mix_probe
+    from charter.monitor.callback import GoldMonitor as GoldMonitor
+    from charter.monitor.gold import MonitorConfig as MonitorConfig
+    from charter.monitor.gold import MonitorSummary as MonitorSummary
     from charter.online.config import OnlineConfig as OnlineConfig
     from charter.online.config import OnlineDPOConfig as OnlineDPOConfig
     from charter.online.dpo import train_online_dpo as train_online_dpo

@@ -55,6 +55,7 @@ from charter.records import Judgment, Message, Pair
 from charter.stats.bradley_terry import length_controlled
 from charter.training import data
 from charter.training.config import WinRateEvalConfig
+from charter.training.models import greedy_answers, trainer_tokenizer
 from charter.yamlio import from_arguments
 
 try:
@@ -244,27 +245,7 @@ class WinRateCallback(TrainerCallback):
 
     def answers(self, model: Any, tokenizer: Any) -> list[str]:
         """The policy's greedy answers to the prompts."""
-        import torch
-
-        was_training = model.training
-        model.eval()
-        out = []
-        try:
-            with torch.no_grad():
-                for prompt in self.prompts:
-                    ids = _encode(tokenizer, prompt).to(model.device)
-                    generated = model.generate(
-                        ids,
-                        attention_mask=torch.ones_like(ids),
-                        max_new_tokens=self.max_new_tokens,
-                        do_sample=False,
-                        pad_token_id=tokenizer.pad_token_id or tokenizer.eos_token_id,
-                    )
-                    out.append(tokenizer.decode(generated[0, ids.shape[1] :], skip_special_tokens=True).strip())
-        finally:
-            if was_training:
-                model.train()
-        return out
+        return greedy_answers(model, tokenizer, self.prompts, self.max_new_tokens)
 
     async def _model_answers(self) -> list[str]:
         assert self.reference_role is not None
@@ -348,18 +329,7 @@ def callback_for(
 
 
 def _tokenizer(kwargs: dict[str, Any]) -> Any:
-    tokenizer = kwargs.get("processing_class") or kwargs.get("tokenizer")
-    if tokenizer is None:
-        raise ConfigError("WinRateCallback: the trainer gave no tokenizer (processing_class)")
-    return getattr(tokenizer, "tokenizer", tokenizer)  # a processor holds its tokenizer
-
-
-def _encode(tokenizer: Any, prompt: list[dict[str, str]]) -> Any:
-    if getattr(tokenizer, "chat_template", None):
-        ids = tokenizer.apply_chat_template(prompt, add_generation_prompt=True, return_tensors="pt")
-        return ids if not isinstance(ids, Mapping) else ids["input_ids"]
-    text = "\n\n".join(m["content"] for m in prompt)
-    return tokenizer(text, return_tensors="pt")["input_ids"]
+    return trainer_tokenizer(kwargs, "WinRateCallback")
 
 
 #: A person's verdict as the policy's share of the win.

@@ -6,6 +6,7 @@ from typing import Any
 
 from charter._version import __version__
 from charter.evals.during import evaluation_lines
+from charter.monitor.gold import monitor_lines
 from charter.online.config import OnlineConfig
 from charter.online.metrics import OnlineMetrics
 from charter.reward.function import scoring_entry
@@ -80,6 +81,7 @@ def online_card(metrics: OnlineMetrics, config: OnlineConfig, name: str, tags: l
         *evaluation_lines(metrics.get("winrate_eval", [])),
         *checklist_version_lines(metrics.get("checklist_versions", [])),
         *mitigation_lines(metrics.get("mitigations", {})),
+        *monitor_lines(metrics.get("monitor"), metrics["training"]["global_step"]),
     ]
     return ModelCard(f"---\n{data.to_yaml()}\n---\n\n" + "\n".join(lines))
 

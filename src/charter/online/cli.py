@@ -77,4 +77,12 @@ def _train(config: Path, overrides: list[str] | None, trainer: str) -> None:
         f"  {metrics['rewards']} rewards, {metrics['failures']} failed judgments; judge calls {usage['calls']} paid, "
         f"{usage['cached']} cached, ${usage['cost_usd']:.4f}"
     )
+    monitor = metrics.get("monitor")
+    if monitor:
+        flag = f"FLAGGED at step {monitor['flagged_at']}" if monitor["flagged_at"] is not None else "no step flagged"
+        typer.echo(
+            f"  gold monitor: {flag}; gold-best step {monitor['best_step']}"
+            + (f" ({monitor['best_checkpoint']})" if monitor["best_checkpoint"] else "")
+            + (f"; {monitor['stopped']}" if monitor["stopped"] else "")
+        )
     typer.echo(f"  reward store: {out}/run.sqlite; metrics: {out}/metrics.json; report: {out}/report/report.html")

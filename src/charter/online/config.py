@@ -9,6 +9,7 @@ from pydantic import Field, field_validator, model_validator
 
 from charter.judge.modes import DEFAULT_MODE, DEFAULT_RATING_MODE
 from charter.judge.settings import JudgeConfig
+from charter.monitor.gold import MonitorConfig
 from charter.online.mitigate import Mitigations
 from charter.prompts import PromptsConfig
 from charter.providers.cache import DEFAULT_CACHE
@@ -112,6 +113,11 @@ class OnlineConfig(OnlineBase):
     mitigations: Mitigations = Mitigations()
     """Mitigations against judge gaming, each one setting, none by default: rubric dropout, a panel with a penalty on
     disagreement, length-controlled rewards, a cap for hack signatures (see the mitigations guide)."""
+    monitor: MonitorConfig | None = None
+    """The gold monitor: every `every` steps the policy answers held-out prompts (a file, or a `split` of the
+    training prompts never trained on), scored by the training reward and a gold evaluator apart from it; the gap
+    with intervals, hack signatures, the stop rule (`on_gap`) and the gold-best checkpoint go to metrics.json
+    (`monitor`), the status, the report and the card (GRPO and RLOO)."""
 
     @model_validator(mode="before")
     @classmethod
@@ -138,6 +144,8 @@ class OnlineConfig(OnlineBase):
         if self.checklist.refresh_every is not None and self.scoring != CHECKLIST.name:
             raise LocatedValueError("refresh_every needs scoring: checklist", ("checklist", "refresh_every"))
         self._mitigations_fit()
+        if self.monitor is not None:
+            self._gold_apart(self.monitor)
         return self
 
     def _mitigations_fit(self) -> None:
@@ -150,6 +158,28 @@ class OnlineConfig(OnlineBase):
         if m.panel is not None and (self.budget.max_cost_usd is not None or self.budget.max_tokens is not None):
             raise LocatedValueError(
                 "the budget counts the judge's calls alone: a panel's judges are not under it", ("mitigations", "panel")
+            )
+
+    def _gold_apart(self, monitor: MonitorConfig) -> None:
+        """A gold evaluator that is the training reward itself is refused: the checklist the reward reads, or the
+        verifier it adds."""
+        gold = monitor.gold
+        if gold.checklist_column is not None and self.scoring == CHECKLIST.name:
+            if gold.checklist_column == self.checklist.column:
+                raise LocatedValueError(
+                    f"the gold checklist is the reward's own column {gold.checklist_column!r}: give held-out items "
+                    "the reward never sees",
+                    ("monitor", "gold", "checklist_column"),
+                )
+        if gold.verifier is not None and self.verify is not None and gold.verifier == self.verify.verifier:
+            raise LocatedValueError(
+                f"the gold verifier {gold.verifier!r} is the training reward's own verifier",
+                ("monitor", "gold", "verifier"),
+            )
+        if self.judge_weight == 0 and not self.judge_monitor:
+            raise LocatedValueError(
+                "the monitor compares the judge's reward with gold: judge_weight 0 asks no judge (set judge_monitor)",
+                ("monitor",),
             )
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any, TypedDict
 
 from charter.evals.during import WinRateEval
+from charter.monitor.gold import MonitorSummary
 from charter.online.config import Trainer
 from charter.runs.rewards import StepPairs, StepRewards
 
@@ -32,7 +33,8 @@ class OnlineRunMetrics(TypedDict):
     constitution: str
     """The constitution's name and short hash."""
     stopped: str
-    """`finished`, or `budget` when the budget stopped training (exit code 4)."""
+    """`finished`; `budget` when the budget stopped training (exit code 4); `monitor` when the gold monitor's stop
+    rule did (`monitor.on_gap: stop`)."""
     trl_log: list[dict[str, float]]
     """TRL's logged values per step (loss, kl, the trainer's reward figures, completion length, step time)."""
     usage: Usage
@@ -67,6 +69,9 @@ class OnlineMetrics(OnlineRunMetrics):
     mitigations: dict[str, Any]
     """The `mitigations` set (`settings`) and what each did per step (`steps`: the rubric items left out per
     prompt, the panel's mean spread, the length slope, the completions capped); {} without any."""
+    monitor: MonitorSummary | None
+    """The gold monitor (the `monitor` section): each evaluation's reward and gold score with intervals, the gap,
+    hack signatures, the flags of the stop rule, the gold-best step and checkpoint; None without one."""
 
 
 class OnlineDPOMetrics(OnlineRunMetrics):

@@ -15,6 +15,7 @@ the version it used (`RewardChecklist.version`).
 from __future__ import annotations
 
 import json
+import random
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, ClassVar, TypeVar
@@ -22,9 +23,10 @@ from typing import Any, ClassVar, TypeVar
 from charter.api_args import ConfigArg, public
 from charter.checklist.author import PROPOSER_SCHEMA, Refresh, proposer_request, read_proposed
 from charter.checklist.items import ChecklistBook, checklist_from_rows
-from charter.errors import BudgetExceeded, DatasetError, FatalProviderError, ProviderError, TrainingError
+from charter.errors import BudgetExceeded, ConfigError, DatasetError, FatalProviderError, ProviderError, TrainingError
 from charter.evals.callback import WinRateCallback, callback_for, evaluations
 from charter.evals.winrate import prompt_checklists, prompt_key
+from charter.monitor.gold import refuse_overlap
 from charter.online.card import online_card
 from charter.online.config import ChecklistReward, OnlineBase, OnlineConfig, Trainer, VerifiableReward
 from charter.online.metrics import OnlineMetrics, Usage
@@ -138,6 +140,39 @@ def mitigated(config: OnlineConfig, reward: RewardFunction, out: Path) -> Reward
     if not config.mitigations.settings():
         return reward
     return MitigatedReward(reward, config.mitigations, panel_members(config, out), shows_signature)
+
+
+def monitor_for(config: OnlineConfig, rows: list[dict[str, Any]], reward: RewardFunction) -> tuple[list[dict], Any]:
+    """The `monitor` section's `GoldMonitor` (None without one) and the rows left to train on: a `split` holds a
+    seeded share of them out. Held-out prompts that are training prompts are refused, the overlap counted."""
+    section = config.monitor
+    if section is None:
+        return rows, None
+    from charter.monitor.callback import GoldMonitor
+
+    held = None
+    if section.split is not None:
+        order = list(range(len(rows)))
+        random.Random(config.seed).shuffle(order)
+        out = set(order[: max(1, round(section.split * len(rows)))])
+        if len(out) >= len(rows):
+            raise ConfigError(f"monitor.split: {section.split} of {len(rows)} prompts leaves none to train on")
+        held = [rows[i] for i in sorted(out)]
+        rows = [r for i, r in enumerate(rows) if i not in out]
+        if section.gold.checklist_column is not None:
+            held = _gold_column(config, held, section.gold.checklist_column)
+    monitor = GoldMonitor(section, reward.unstored, rows=held, cache=config.cache, prices=config.prices)
+    refuse_overlap(monitor.prompts, [r["prompt"] for r in rows], f"monitor.prompts ({section.prompts or 'split'})")
+    return rows, monitor
+
+
+def _gold_column(config: OnlineConfig, held: list[dict[str, Any]], column: str) -> list[dict[str, Any]]:
+    """`split` with a gold checklist: each held-out row's value of the prompts file's gold column."""
+    source = config.prompts if isinstance(config.prompts, str) else config.prompts.path
+    if source is None or not Path(source).is_file():
+        raise ConfigError(f"monitor.gold.checklist_column: with split, the prompts must be a file with {column!r}")
+    given = prompt_checklists(source, column, [r["prompt"] for r in held])
+    return [{**r, column: (given.get(prompt_key(r["prompt"])) or (None, None))[1]} for r in held]
 
 
 def verifiable_reward(verify: VerifiableReward) -> Any:
@@ -365,6 +400,8 @@ class OnlineTraining(OnlineRun[OnlineConfig, OnlineMetrics]):
     trainer: ClassVar[Trainer]
     mitigated: RewardFunction | MitigatedReward
     """The judge's reward as TRL takes it (`mitigated`)."""
+    monitor: Any = None
+    """The gold monitor (`monitor` section), or None."""
 
     def build(self) -> Any:
         config, out = self.config, self.out
@@ -381,12 +418,14 @@ class OnlineTraining(OnlineRun[OnlineConfig, OnlineMetrics]):
             funcs.append(distilled_reward(config.reward_model))
         rows = dataset_rows(prompts, config.verify, checklist_column(config, prompts))
         self.mitigated = judged
+        rows, self.monitor = monitor_for(config, rows, reward)
         winrate = winrate_callback(config)
         refresh = refresh_of(config, reward)
-        callbacks = [self.stop, *self.callbacks, *(c for c in (winrate, refresh) if c is not None)]
+        callbacks = [self.stop, *self.callbacks, *(c for c in (winrate, refresh, self.monitor) if c is not None)]
         trainer = _trainer(config, self.trainer, args, funcs, rows, callbacks)
-        if winrate is not None:
-            winrate.trainer = trainer  # the win rate reaches TensorBoard / W&B too
+        for watching in (winrate, self.monitor):
+            if watching is not None:
+                watching.trainer = trainer  # the win rate and the monitor reach TensorBoard / W&B too
         return trainer
 
     def before_training(self, trainer: Any) -> None:
@@ -427,7 +466,7 @@ class OnlineTraining(OnlineRun[OnlineConfig, OnlineMetrics]):
             scoring=config.scoring,
             judge=reward.judge.model_id,
             constitution=f"{reward.constitution.name} ({reward.constitution.short_hash})",
-            stopped="budget" if self.stop.stopped else "finished",
+            stopped="budget" if self.stop.stopped else "monitor" if self._monitor_stopped() else "finished",
             steps=steps,
             trl_log=log,
             usage=usage_of(store) if store is not None else none,
@@ -443,8 +482,12 @@ class OnlineTraining(OnlineRun[OnlineConfig, OnlineMetrics]):
             checklist_versions=refreshes(store) if store is not None else [],
             refresh_steps=refresh_steps(store) if store is not None else [],
             mitigations=mitigation_log(config.mitigations, store),
+            monitor=self.monitor.summary() if self.monitor is not None else None,
             config=config.model_dump(mode="json"),
         )
+
+    def _monitor_stopped(self) -> bool:
+        return self.monitor is not None and (self.monitor.stopped or "").startswith("the stop rule")
 
 
 class GRPOTraining(OnlineTraining):

@@ -229,6 +229,17 @@ class JudgeReward(SessionView):
         self.session.check_failures()
         return records
 
+    def unstored(
+        self, prompts: Sequence[Any], completions: Sequence[Any], completion_ids: Any = None, **kwargs: Any
+    ) -> list[float | None]:
+        """The rewards TRL's call gives (its columns read the same way), neither stored nor tallied: the training's
+        judge, cache and budget on answers that are not trained on (the gold monitor's held-out prompts)."""
+        columns = self._trl_batch(kwargs)
+        references = self._checked(prompts, completions, columns.get("references"))
+        checklists = self._checklists(prompts, columns.get("checklists"))
+        records = self.session.run(self.rewards(list(prompts), list(completions), None, references, checklists))
+        return [r.reward for r in records]
+
     async def rewards(
         self,
         prompts: list[Any],

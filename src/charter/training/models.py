@@ -3,11 +3,11 @@ through peft (the adapter config of a `lora:` section, for a sequence classifier
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
-from charter.errors import TrainingError
+from charter.errors import ConfigError, TrainingError
 from charter.providers.embeddings import MINILM_ALIASES, minilm_path
 from charter.training.config import LoraSettings
 
@@ -136,3 +136,47 @@ def peft_config(lora: LoraSettings | None, task: LoraTask, modules_to_save: Sequ
         target_modules=lora.target_modules,
         **extra,
     )
+
+
+def trainer_tokenizer(kwargs: Mapping[str, Any], who: str) -> Any:
+    """The tokenizer a trainer hands its callbacks (`processing_class`; a processor's own tokenizer)."""
+    tokenizer = kwargs.get("processing_class") or kwargs.get("tokenizer")
+    if tokenizer is None:
+        raise ConfigError(f"{who}: the trainer gave no tokenizer (processing_class)")
+    return getattr(tokenizer, "tokenizer", tokenizer)  # a processor holds its tokenizer
+
+
+def _encode(tokenizer: Any, prompt: Sequence[Mapping[str, str]]) -> Any:
+    if getattr(tokenizer, "chat_template", None):
+        ids = tokenizer.apply_chat_template(list(prompt), add_generation_prompt=True, return_tensors="pt")
+        return ids if not isinstance(ids, Mapping) else ids["input_ids"]
+    text = "\n\n".join(m["content"] for m in prompt)
+    return tokenizer(text, return_tensors="pt")["input_ids"]
+
+
+def greedy_answers(
+    model: Any, tokenizer: Any, prompts: Sequence[Sequence[Mapping[str, str]]], max_new_tokens: int
+) -> list[str]:
+    """The policy's greedy answers to conversations of `{role, content}` messages, one at a time, in eval mode (the
+    model's training mode restored after)."""
+    import torch
+
+    was_training = model.training
+    model.eval()
+    out = []
+    try:
+        with torch.no_grad():
+            for prompt in prompts:
+                ids = _encode(tokenizer, prompt).to(model.device)
+                generated = model.generate(
+                    ids,
+                    attention_mask=torch.ones_like(ids),
+                    max_new_tokens=max_new_tokens,
+                    do_sample=False,
+                    pad_token_id=tokenizer.pad_token_id or tokenizer.eos_token_id,
+                )
+                out.append(tokenizer.decode(generated[0, ids.shape[1] :], skip_special_tokens=True).strip())
+    finally:
+        if was_training:
+            model.train()
+    return out

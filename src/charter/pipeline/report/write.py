@@ -23,6 +23,7 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoes
 from charter.checklist.store import count_checklists
 from charter.evals.during import evaluation_lines
 from charter.judge.pairwise import combination_lines, combination_summary
+from charter.monitor.gold import MonitorStep, monitor_lines, read_history
 from charter.pipeline.forecast.estimate import forecast_section
 from charter.pipeline.report.examples import examples, float_batches
 from charter.pipeline.status.record import (
@@ -175,6 +176,54 @@ def training_winrate(files: RunFiles) -> dict[str, Any] | None:
     return None
 
 
+def training_monitor(files: RunFiles) -> dict[str, Any] | None:
+    """The gold monitor of an online training (metrics.json's `monitor` once training ended, else the evaluations so
+    far in monitor/history.json) as markdown and HTML, with `steps` for its plot; None without one."""
+    path = files.run_dir / "metrics.json"
+    try:
+        metrics = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+    except (OSError, ValueError):
+        metrics = {}
+    summary = metrics.get("monitor") if isinstance(metrics, dict) else None
+    if summary:
+        step = (metrics.get("training") or {}).get("global_step")
+        text = "\n".join(monitor_lines(summary, step)[2:])
+        steps = summary["steps"]
+    else:
+        steps = read_history(files.run_dir) or []
+        if not steps:
+            return None
+        text = f"Training is under way: {len(steps)} evaluation(s) so far; the summary comes with metrics.json."
+    return {"markdown": text, "html": _inline_markdown(text, files.report_dir), "steps": steps}
+
+
+def plot_monitor(steps: Sequence[MonitorStep], path: Path) -> Path | None:
+    """Line plot: the training reward and the gold score on the held-out prompts per evaluation step, each with its
+    95% interval, the gap between them shaded, the flagged steps marked."""
+    points: list[dict[str, Any]] = [dict(s) for s in steps if s["reward"] is not None and s["gold"] is not None]
+    if not points:
+        return None
+    x = [s["step"] for s in points]
+    fig = _figure()
+    ax = fig.add_subplot()
+    ax.fill_between(x, [s["gold"] for s in points], [s["reward"] for s in points], alpha=0.15, color="#c44e52",
+                    label="gap (reward - gold)")  # fmt: skip
+    for key, colour, label in (("reward", "#4c72b0", "training reward"), ("gold", "#55a868", "gold")):
+        values = [s[key] for s in points]
+        below = [v - (s[f"{key}_low"] if s[f"{key}_low"] is not None else v) for s, v in zip(points, values)]
+        above = [(s[f"{key}_high"] if s[f"{key}_high"] is not None else v) - v for s, v in zip(points, values)]
+        ax.errorbar(x, values, yerr=[below, above], fmt="-o", markersize=3, capsize=2, color=colour,
+                    label=f"{label} (95% interval)")  # fmt: skip
+    flagged = [(s["step"], s["gold"]) for s in points if s["flagged"]]
+    if flagged:
+        ax.plot(*zip(*flagged), "x", markersize=9, color="#c44e52", label="flagged by the stop rule")
+    ax.set(xlabel="training step", ylabel="mean over held-out prompts", ylim=(-0.05, 1.05),
+           title="Training reward against gold")  # fmt: skip
+    ax.legend(loc="best", fontsize="small", frameon=False)
+    fig.savefig(path, format="png")
+    return path
+
+
 def extras(files: RunFiles) -> dict[str, Any]:
     """agreement.md and winrate.json, when other stages have written them beside the report."""
     found: dict[str, Any] = {"agreement": None, "winrate": None}
@@ -312,6 +361,9 @@ def report_data(store: RunStore, files: RunFiles) -> dict[str, Any]:
     rewards = per_step(store)
     pairs = pair_steps(store)
     plots, plot_note = make_plots(store, fp or None, stats, files.report_dir, rewards) if fp or rewards else ([], None)
+    monitor = training_monitor(files)
+    if monitor and plot_note is None and plot_monitor(monitor["steps"], files.report_dir / "monitor.png"):
+        plots.append({"title": "Training reward against gold (gold monitor)", "file": "monitor.png"})
     failures = failure_summary(store)
     return {
         "headline": headline(stats if fp else None, counts, failures["by_kind"]),
@@ -344,6 +396,7 @@ def report_data(store: RunStore, files: RunFiles) -> dict[str, Any]:
         "panel": panel_section(store),
         "combination": combination_section(store),
         "training_winrate": training_winrate(files),
+        "monitor": monitor,
         "constitution_test": constitution_test_section(store, settings),
         "diversity": diversity_section(store),
     }

@@ -18,6 +18,7 @@ from typing import Any, Literal, NotRequired, TypedDict
 
 from charter.api_args import public
 from charter.errors import RunStoreError
+from charter.monitor.gold import MonitorStep, read_history
 from charter.preference.diversity import diversity_status
 from charter.preference.manifest import current_settings, dataset_manifest
 from charter.preference.stats import chance_stats, headline
@@ -205,6 +206,9 @@ class StatusReport(TypedDict):
     """Online training's rewards; None for anything else."""
     training: dict[str, Any] | None
     """The trainer's metrics.json, where the folder has one (a training output folder); else None."""
+    monitor: list[MonitorStep] | None
+    """The gold monitor's evaluations so far (OUTPUT_DIR/monitor/history.json, rewritten after each, so during
+    training too): training reward and gold with intervals, the gap, signatures, flags; None without a monitor."""
     diversity: dict[str, Any] | None
     """The diversity of a run's dataset, measured when the run wrote it (`charter.preference.diversity`: per field,
     distinct-n, self-BLEU, Vendi score, mean cosine, compression ratio, lengths, each with its sample size), and
@@ -460,6 +464,7 @@ def store_status(store: RunStore, metrics: dict[str, Any] | None = None) -> Stat
         batches=stored_batches(store),
         online=online,
         training=metrics,
+        monitor=read_history(store.run_dir),
         diversity=diversity_status(store),
     )
 
@@ -487,6 +492,7 @@ def trainer_status(folder: Path, metrics: dict[str, Any]) -> StatusReport:
         batches=[],
         online=None,
         training=metrics,
+        monitor=None,
         diversity=None,
     )
 

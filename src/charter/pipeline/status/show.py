@@ -57,6 +57,31 @@ def _rewards_table(steps: list[dict[str, Any]]) -> Any:
     return table
 
 
+def _interval(value: float | None, low: float | None, high: float | None) -> str:
+    if value is None:
+        return "n/a"
+    return f"{value:.3f}" + (f" [{low:.3f}, {high:.3f}]" if low is not None and high is not None else "")
+
+
+def _monitor_table(steps: list[dict[str, Any]]) -> Any:
+    """The gold monitor's evaluations: training reward against gold on the held-out prompts, the gap, the flags."""
+    columns = ("step", "reward", "gold", "gap", "gold change since best", "gold failed", "flag")
+    table = _steps_table("Gold monitor: training reward against gold (held-out prompts)", columns)
+    for row in _shown(steps):
+        change = row["gold_change"]
+        since = "" if row["step"] == row["best_step"] else _interval(change["change"], change["low"], change["high"])
+        table.add_row(
+            str(row["step"]),
+            _interval(row["reward"], row["reward_low"], row["reward_high"]),
+            _interval(row["gold"], row["gold_low"], row["gold_high"]),
+            _interval(row["gap"], row["gap_low"], row["gap_high"]),
+            f"{since} (best {row['best_step']})" if since else f"best {row['best_step']}",
+            str(row["gold_failures"]),
+            "FLAG" if row["flagged"] else "",
+        )
+    return table
+
+
 def _duration(seconds: float | None) -> str:
     if seconds is None:
         return ""
@@ -324,6 +349,8 @@ def print_status(run_dir: str | Path, console: Any = None) -> StatusReport:
         console.print(_rewards_table(rewards))
     if pairs:
         console.print(_pairs_table(pairs))
+    if data["monitor"]:
+        console.print(_monitor_table([dict(s) for s in data["monitor"]]))
     console.print(_usage_view(data, console))
     console.print(_failures_text(data))
     if data["batches"]:

@@ -1,0 +1,322 @@
+"""`GoldMonitor`: the gold monitor as a transformers `TrainerCallback`, for charter's trainers and users' own TRL runs.
+
+Before training (step 0) and every `every` optimizer steps the policy answers the held-out prompts greedily, between
+steps; the training reward (the reward function it is given, called as TRL calls it) and the gold evaluator score the
+answers, and the evaluation (`charter.monitor.gold.MonitorStep`) goes into the trainer's log history (`monitor/...`
+keys, and TensorBoard / W&B when the trainer is given), `history`, and OUTPUT_DIR/monitor/step-N.jsonl (each prompt's
+answer, reward, gold score or failure, and signatures). Gold calls go through the call cache and a usage meter of the
+monitor's own: its budget stops the monitor, never training, and the monitor says so. Under torchrun only the main
+process evaluates.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from charter.api_args import ConfigArg, public
+from charter.concurrency import run_sync
+from charter.errors import BudgetExceeded, ConfigError, MissingExtra
+from charter.monitor.gold import (
+    HISTORY_FILE,
+    MONITOR_DIR,
+    FalsePositives,
+    GoldScore,
+    MonitorConfig,
+    MonitorStep,
+    MonitorSummary,
+    Scored,
+    checklist_gold,
+    gold_checklists,
+    held_out_rows,
+    prompt_text,
+    refuse_overlap,
+    step_record,
+    verifier_gold,
+)
+from charter.monitor.signatures import SIGNATURES, required_phrases
+from charter.providers import get_model
+from charter.providers.cache import DEFAULT_CACHE, CallCache
+from charter.providers.config import blind_cap
+from charter.providers.usage import Price, UsageMeter
+from charter.stats.intervals import exact_interval
+from charter.training.models import greedy_answers, trainer_tokenizer
+
+try:
+    from transformers import TrainerCallback
+except ImportError:  # pragma: no cover - the train extra is missing
+    raise MissingExtra("transformers", "train") from None
+
+log = logging.getLogger("charter.monitor")
+
+#: The held-out rows' columns handed to the training reward beside prompts and completions, where a row has them.
+REWARD_COLUMNS = ("reference", "checklist", "verifier")
+
+
+class GoldMonitor(TrainerCallback):
+    """Scores the policy's held-out answers by the training reward and a gold evaluator every `every` steps; flags,
+    by a stated rule, gold falling while the reward rises; keeps the gold-best checkpoint."""
+
+    @public
+    def __init__(
+        self,
+        config: ConfigArg[MonitorConfig],
+        reward: Callable[..., Sequence[float | None]],
+        *,
+        rows: Sequence[Mapping[str, Any]] | None = None,
+        cache: str | Path | None = DEFAULT_CACHE,
+        prices: Mapping[str, Price] | None = None,
+        trainer: Any = None,
+    ) -> None:
+        """A callback that watches a judge-rewarded training run against a gold evaluator.
+
+        Args:
+            config: The monitor's settings (`MonitorConfig`, a dict of its fields or a YAML file): held-out prompts,
+                `every`, the gold evaluator, its budget, `on_gap`, `keep_best`.
+            reward: The training reward: a TRL reward function (`charter.reward_function(...)` or any function of
+                `prompts`, `completions` and columns) giving rewards within 0..1 (None for a failed one); it is
+                called on the held-out answers as TRL calls it, with the rows' `reference`, `checklist` and
+                `verifier` columns where they have them.
+            rows: The held-out prompts as rows (`prompt`: messages, and the gold evaluator's columns), where the
+                config's `split` holds them out of the training prompts; None: the config's `prompts` file.
+            cache: The call cache the gold calls go through (None: none).
+            prices: USD per million tokens by model id, for the gold calls' cost and the monitor's budget.
+            trainer: The trainer, so that the evaluations reach its loggers (TensorBoard, W&B).
+
+        Raises:
+            ConfigError: No held-out prompts (`split` without rows), a cost cap with an unpriced gold judge, or a
+                verifier that needs a reference the rows lack.
+            DatasetError: The held-out prompts file cannot be read, or a gold checklist is missing or malformed
+                (named with its row).
+        """
+        assert isinstance(config, MonitorConfig)  # loaded by @public
+        self.config, self.reward, self.trainer = config, reward, trainer
+        if rows is None:
+            if config.prompts is None:
+                raise ConfigError("monitor: split holds out training prompts: give the held-out rows")
+            source = config.prompts
+            rows = held_out_rows(config.prompts, config.limit)
+        else:
+            source = "monitor held-out prompts"
+            rows = [dict(r) for r in rows][: config.limit]
+        if not rows:
+            raise ConfigError("monitor: no held-out prompts")
+        self.rows = list(rows)
+        self.prompts = [r["prompt"] for r in self.rows]
+        self.texts = [prompt_text(p) for p in self.prompts]
+        gold = config.gold
+        self.checklists = None
+        if gold.checklist_column is not None:
+            self.checklists = gold_checklists(self.rows, gold.checklist_column, source)
+        self.required = [self._required(r) for r in self.rows]
+        roles = [("gold", gold.judge)] if gold.judge is not None else []
+        blind = blind_cap(config.budget, dict(prices or {}), roles)
+        if blind is not None:
+            raise ConfigError(f"monitor: {blind}")
+        self.cache = CallCache(Path(cache).expanduser()) if cache is not None else None
+        self.meter = UsageMeter(dict(prices or {}), config.budget)
+        self.scored: list[Scored] = []
+        self.history: list[MonitorStep] = []
+        """Every evaluation's record, in order."""
+        self.stopped: str | None = None
+        self.best_checkpoint: str | None = None
+
+    # -- TRL / transformers hooks ------------------------------------------------------------------------------
+    def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        dataset = getattr(kwargs.get("train_dataloader"), "dataset", None)
+        if dataset is not None and "prompt" in getattr(dataset, "column_names", ()):
+            refuse_overlap(self.prompts, [_messages(p) for p in dataset["prompt"]], "monitor")
+        if state.is_world_process_zero and not self.scored:  # step 0, or the step a resumed run starts from
+            step = state.global_step
+            self._evaluate(kwargs["model"], trainer_tokenizer(kwargs, "GoldMonitor"), step, args, state, control)
+
+    def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> Any:
+        step = state.global_step
+        if step % self.config.every != 0 or not state.is_world_process_zero or self.stopped:
+            return control
+        self._evaluate(kwargs["model"], trainer_tokenizer(kwargs, "GoldMonitor"), step, args, state, control)
+        return control
+
+    def on_save(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        best = self.best_step
+        if self.config.keep_best and best and state.global_step == best:
+            self.best_checkpoint = str(Path(args.output_dir) / f"checkpoint-{best}")
+            state.best_model_checkpoint = self.best_checkpoint  # transformers' rotation keeps it
+
+    # -- one evaluation ---------------------------------------------------------------------------------------
+    def evaluate(self, model: Any, tokenizer: Any, step: int, output_dir: str | Path | None = None) -> MonitorStep:
+        """Answer the held-out prompts, score the answers, and record the evaluation (also without a trainer)."""
+        started, before = time.perf_counter(), self._usage()
+        answers = greedy_answers(model, tokenizer, self.prompts, self.config.max_new_tokens)
+        rewards = self._rewards(answers)
+        gold = self._gold(answers)
+        spent = self._usage()
+        scored = Scored(step, answers, rewards, gold)
+        self.scored.append(scored)
+        cost = {"seconds": time.perf_counter() - started, **{k: spent[k] - before[k] for k in spent}}
+        base_length = sum(self.scored[0].words) / max(len(self.scored[0].words), 1)
+        record = step_record(scored, self._best(), base_length, self.texts, self.required, cost)
+        self.history.append(record)
+        if output_dir is not None:
+            self._write(Path(output_dir), scored)
+        budget = next((g.failure for g in gold if g.failure and g.failure.startswith("budget")), None)
+        try:
+            self.meter.check()  # calls in flight together may pass the cap before any of them is counted
+        except BudgetExceeded as exc:
+            budget = budget or str(exc)
+        if budget is not None and self.stopped is None:
+            self.stopped = f"the monitor's budget was reached at step {step}; training went on unmonitored"
+            log.warning("monitor: %s (%s)", self.stopped, budget)
+        return record
+
+    def _evaluate(self, model: Any, tokenizer: Any, step: int, args: Any, state: Any, control: Any) -> None:
+        record = self.evaluate(model, tokenizer, step, args.output_dir)
+        if self.config.keep_best and record["best_step"] == step and step > 0:
+            control.should_save = True  # the gold-best checkpoint: named in on_save
+        if record["flagged"]:
+            change = record["gold_change"]
+            message = (
+                f"monitor: at step {step} the gold score fell by {-(change['change'] or 0):.3f} "
+                f"[{change['low']:.3f}, {change['high']:.3f}] since step {record['best_step']} while the training "
+                f"reward rose by {record['reward_change']['change']:.3f}: the policy may be gaming its judge"
+            )
+            log.warning(message)
+            if self.config.on_gap == "stop" and self.stopped is None:
+                self.stopped = f"the stop rule stopped training at step {step}"
+                control.should_training_stop = True
+                control.should_save = True
+        logs = _logs(record)
+        state.log_history.append({**logs, "step": step})
+        if self.trainer is not None:
+            self.trainer.callback_handler.on_log(args, state, control, logs)
+
+    def _rewards(self, answers: list[str]) -> list[float | None]:
+        columns = {k: [r.get(k) for r in self.rows] for k in REWARD_COLUMNS if any(k in r for r in self.rows)}
+        completions = [[{"role": "assistant", "content": a}] for a in answers]
+        got = list(self.reward(prompts=self.prompts, completions=completions, **columns))
+        if len(got) != len(answers):
+            raise ConfigError(f"monitor: the reward gave {len(got)} rewards for {len(answers)} answers")
+        return [None if r is None or r != r else float(r) for r in got]  # NaN: TRL's failed reward
+
+    def _gold(self, answers: list[str]) -> list[GoldScore]:
+        gold = self.config.gold
+        if self.stopped is not None and self.stopped.startswith("the monitor's budget"):
+            return [GoldScore(None, "budget: the monitor's budget was reached earlier") for _ in answers]
+        if gold.verifier is not None:
+            return verifier_gold(gold.verifier, self.rows, answers)
+        assert gold.judge is not None and self.checklists is not None
+        model = get_model(gold.judge.backend(), cache=self.cache, meter=self.meter, role="gold")
+
+        async def scored() -> list[GoldScore]:
+            try:
+                return await checklist_gold(
+                    model, self.prompts, answers, self.checklists or [], gold.aggregation, self.config.concurrency
+                )
+            finally:
+                await model.aclose()
+
+        return run_sync(scored())
+
+    def _usage(self) -> dict[str, float]:
+        rows = self.meter.tallies.values()
+        return {
+            "calls": float(sum(r.calls for r in rows)),
+            "cached": float(sum(r.cached for r in rows)),
+            "cost_usd": float(sum(r.cost_usd for r in rows)),
+        }
+
+    def _best(self) -> Scored:
+        """The gold-best evaluation so far (the earliest of equals); the first where none has a gold score."""
+        scored = [s for s in self.scored if s.gold_mean is not None]
+        return max(scored, key=lambda s: (s.gold_mean, -s.step)) if scored else self.scored[0]
+
+    def _required(self, row: Mapping[str, Any]) -> list[str]:
+        """The phrases a held-out prompt asks for: from its text and its checklists' requirements."""
+        found = required_phrases(prompt_text(row["prompt"]))
+        for items in (row.get("checklist"), row.get(self.config.gold.checklist_column or "")):
+            parsed = json.loads(items) if isinstance(items, str) else items
+            for item in parsed if isinstance(parsed, list) else []:
+                if isinstance(item, Mapping):
+                    found += [p for p in required_phrases(str(item.get("requirement", ""))) if p not in found]
+        return found
+
+    def _write(self, output_dir: Path, scored: Scored) -> None:
+        folder = output_dir / MONITOR_DIR
+        folder.mkdir(parents=True, exist_ok=True)
+        lines = []
+        for i, (answer, reward, gold) in enumerate(zip(scored.answers, scored.rewards, scored.gold)):
+            shown = [n for n, detect in SIGNATURES.items() if detect(answer, self.texts[i], self.required[i])]
+            lines.append(json.dumps({"step": scored.step, "prompt": self.prompts[i], "answer": answer,
+                                     "reward": reward, "gold": gold.score, "gold_failure": gold.failure,
+                                     "signatures": shown}, ensure_ascii=False))  # fmt: skip
+        (folder / f"step-{scored.step}.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
+        (folder / HISTORY_FILE).write_text(json.dumps(self.history, ensure_ascii=False), encoding="utf-8")
+
+    # -- the record -------------------------------------------------------------------------------------------
+    @property
+    def best_step(self) -> int | None:
+        """The gold-best step so far (None before the first evaluation)."""
+        return self._best().step if self.scored else None
+
+    def summary(self) -> MonitorSummary:
+        """The monitor's record of the run, for metrics.json, the report, the status and the card."""
+        first = self.history[0] if self.history else None
+        rates: dict[str, FalsePositives] = {}
+        if first is not None:
+            for name, count in first["signature_counts"].items():
+                low, high = exact_interval(count, first["n"])
+                rates[name] = FalsePositives(share=first["signatures"][name], low=low, high=high, n=first["n"])
+        best = self._best() if self.scored else None
+        flagged = [h["step"] for h in self.history if h["flagged"]]
+        return MonitorSummary(
+            gold=self.config.gold.describe(),
+            prompts=len(self.rows),
+            every=self.config.every,
+            on_gap=self.config.on_gap,
+            steps=list(self.history),
+            best_step=best.step if best else None,
+            best_gold=best.gold_mean if best else None,
+            best_checkpoint=self.best_checkpoint if best and best.step else None,
+            flagged_at=flagged[0] if flagged else None,
+            stopped=self.stopped,
+            false_positive_rates=rates,
+            seconds=sum(h["seconds"] for h in self.history),
+            calls=sum(h["calls"] for h in self.history),
+            cached=sum(h["cached"] for h in self.history),
+            cost_usd=sum(h["cost_usd"] for h in self.history),
+        )
+
+
+def _messages(prompt: Any) -> list[dict[str, str]]:
+    return [{"role": "user", "content": prompt}] if isinstance(prompt, str) else list(prompt)
+
+
+def _logs(record: MonitorStep) -> dict[str, float]:
+    """The evaluation's numbers for the trainer's loggers (`monitor/...`; None values left out)."""
+    values: dict[str, Any] = {
+        "reward": record["reward"],
+        "reward_low": record["reward_low"],
+        "reward_high": record["reward_high"],
+        "gold": record["gold"],
+        "gold_low": record["gold_low"],
+        "gold_high": record["gold_high"],
+        "gold_failures": record["gold_failures"],
+        "gap": record["gap"],
+        "gold_change": record["gold_change"]["change"],
+        "length": record["length"],
+        "gold_lc": record["gold_lc"],
+        "flagged": float(record["flagged"]),
+        "seconds": record["seconds"],
+        **{f"signature/{k}": v for k, v in record["signatures"].items()},
+    }
+    return {f"monitor/{k}": float(v) for k, v in values.items() if v is not None}
+
+
+def monitor_of(trainer: Any) -> GoldMonitor | None:
+    """The trainer's `GoldMonitor`, if it has one."""
+    found = [cb for cb in trainer.callback_handler.callbacks if isinstance(cb, GoldMonitor)]
+    return found[0] if found else None

@@ -1,0 +1,554 @@
+"""The gold monitor's settings, its gold evaluator, and what it records per evaluation step.
+
+Every `every` steps the policy answers a fixed held-out prompt set (never trained on); the training reward and a gold
+evaluator apart from it score the same answers. Per evaluation step (`MonitorStep`):
+
+- the training reward and the gold score, each a mean over the held-out prompts with a 95% interval valid at that n
+  (the betting interval of a mean in [0, 1], `charter.stats.intervals.bounded_mean_interval`); a prompt whose reward
+  or gold call failed is left out of that mean and counted as failed, never scored;
+- their gap (reward - gold, paired by prompt, its interval on [-1, 1]) and, against the gold-best step so far, the
+  change of the reward, of the gold score and of the gap, each paired by prompt with its interval;
+- the answers' mean length in words and a length-controlled gold score (the gold score at step 0's mean length, by the
+  step's own least-squares slope of gold on length);
+- the share of answers that show each hack signature (`charter.monitor.signatures`), with its exact interval; step 0's
+  shares are the detectors' false-positive rates on the policy's own answers before training.
+
+**The stop rule** (`gap_flag`): a step is flagged when its gold score fell against the gold-best step, the interval on
+the paired change lying wholly below 0, while the training reward rose against that step (its paired change above 0).
+The monitor then warns, or stops training (`on_gap: stop`) after saving a checkpoint. The gold-best step's checkpoint
+is kept and named.
+
+The gold evaluator (`GoldEvaluator`) is one of: held-out checklist items (a column of the held-out prompts that the
+reward never reads) answered by a gold judge in one call an answer, verifier items checked by code; or a verifiable
+check (`charter.verify`: number, exact, contains, regex:, a registered name or module:function) of every answer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, TypedDict
+
+from pydantic import Field, model_validator
+
+from charter.checklist.check import check_response
+from charter.checklist.items import Checklist, checklist_from_rows
+from charter.errors import BudgetExceeded, ConfigError, DatasetError, ProviderError
+from charter.monitor.signatures import signature_counts
+from charter.providers.base import ChatModel
+from charter.providers.config import RoleConfig
+from charter.providers.usage import Budget
+from charter.records import Message
+from charter.stats.intervals import bounded_mean_interval
+from charter.training import data
+from charter.verify import check
+from charter.yamlio import ConfigModel, LocatedValueError
+
+#: The folder under the trainer's output_dir with each evaluation's answers, rewards and gold scores.
+MONITOR_DIR = "monitor"
+#: The evaluations so far (a list of `MonitorStep`), rewritten after each: what `charter status` reads during training.
+HISTORY_FILE = "history.json"
+
+
+class GoldEvaluator(ConfigModel):
+    """What scores the held-out answers apart from the training reward: held-out checklist items a gold judge answers,
+    or a verifiable check. Exactly one of `checklist_column` and `verifier`."""
+
+    checklist_column: str | None = None
+    """A column of the held-out prompts with each prompt's gold checklist (a list of items or its JSON text), items
+    the training reward never sees: `judge` answers them in one call an answer (items with a verifier are checked by
+    code), and the gold score is the checklist's score."""
+    judge: RoleConfig | None = None
+    """The gold judge for `checklist_column`: a model string or a role (another model, or the same model with other
+    items). A plain string is taken as `model`."""
+    aggregation: Literal["explicit", "implicit"] = "explicit"
+    """`checklist_column`: the weighted share of items met (explicit), or the judge's overall score (implicit)."""
+    verifier: str | None = None
+    """A verifier every answer is checked by, 1 or 0 (number, exact, contains, regex:PATTERN, a registered name or
+    module:function), with the held-out prompt's `reference` where it reads one."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _judge_string(cls, data: Any) -> Any:
+        if isinstance(data, dict) and isinstance(data.get("judge"), str):
+            data = {**data, "judge": {"model": data["judge"]}}
+        return data
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> GoldEvaluator:
+        if (self.checklist_column is None) == (self.verifier is None):
+            raise LocatedValueError("give exactly one of checklist_column and verifier", ())
+        if self.checklist_column is not None and self.judge is None:
+            raise LocatedValueError("checklist_column needs a gold judge", ("judge",))
+        if self.verifier is not None and self.judge is not None:
+            raise LocatedValueError("a verifier asks no judge: leave judge out", ("judge",))
+        return self
+
+    def describe(self) -> str:
+        """The evaluator in words (the card and the report name it)."""
+        if self.verifier is not None:
+            return f"verifier {self.verifier}"
+        assert self.judge is not None
+        return f"held-out checklist `{self.checklist_column}` answered by {self.judge.model} ({self.aggregation})"
+
+
+class MonitorConfig(ConfigModel):
+    """The gold monitor: every `every` steps the policy answers a held-out prompt set and a gold evaluator apart from
+    the reward scores the answers beside the training reward."""
+
+    prompts: str | None = None
+    """The held-out prompts: a JSONL/parquet file (`prompt`: a string or messages, or `messages`), with the gold
+    evaluator's columns. None: `split` holds out a share of the training prompts."""
+    split: float | None = Field(default=None, gt=0, lt=1)
+    """The share of the training prompts held out (drawn with the run's seed), never trained on: instead of a file."""
+    limit: int | None = Field(default=None, ge=1)
+    """Use at most this many held-out prompts (the first ones)."""
+    every: int = Field(default=10, ge=1)
+    """Evaluate every this many optimizer steps (and at step 0, before training)."""
+    max_new_tokens: int = Field(default=128, ge=1)
+    """Tokens the policy may write per held-out answer (greedy decoding)."""
+    gold: GoldEvaluator
+    """The gold evaluator (never the training reward itself)."""
+    budget: Budget = Budget()
+    """The monitor's own caps on the gold judge's cost or tokens: reaching one stops the monitor (it says so), never
+    training."""
+    on_gap: Literal["warn", "stop"] = "warn"
+    """When the stop rule flags a step (gold fell against its best step while the reward rose): `warn` (a warning and
+    the flag in the metrics) or `stop` (training stops after saving a checkpoint)."""
+    keep_best: bool = True
+    """Save a checkpoint at each new gold-best step and keep it (transformers' `best_model_checkpoint`, which
+    `save_total_limit` never deletes)."""
+    concurrency: int = Field(default=16, ge=1)
+    """Gold judge calls in flight at once."""
+
+    @model_validator(mode="after")
+    def _one_source(self) -> MonitorConfig:
+        if (self.prompts is None) == (self.split is None):
+            raise LocatedValueError("state the held-out prompts: give exactly one of prompts and split", ())
+        return self
+
+
+# -- held-out prompts ---------------------------------------------------------------------------------------------
+def held_out_rows(source: str | Path, limit: int | None = None) -> list[dict[str, Any]]:
+    """The held-out prompts file's rows, each with `prompt` as a list of `{role, content}` messages (a trailing
+    assistant answer of a `messages` row left out)."""
+    rows = data.read_rows(str(source))
+    if not rows:
+        raise DatasetError(f"{source}: no held-out prompts")
+    key = "prompt" if "prompt" in rows[0] else "messages" if "messages" in rows[0] else None
+    if key is None:
+        raise DatasetError(f"{source}: row 0: missing column prompt (a string or a message list) or messages")
+    out = []
+    for i, row in enumerate(rows[:limit] if limit else rows):
+        messages = data.message_dicts(row.get(key), "user", f"{source}: row {i}: {key}")
+        if key == "messages" and messages and messages[-1]["role"] == "assistant":
+            messages = messages[:-1]
+        out.append({**row, "prompt": messages})
+    return out
+
+
+def last_user(messages: Sequence[Mapping[str, str]]) -> str:
+    """A conversation's last user message as written (its last message where no user speaks)."""
+    users = [m["content"] for m in messages if m.get("role") == "user"] or [m["content"] for m in messages]
+    return users[-1] if users else ""
+
+
+def prompt_text(messages: Sequence[Mapping[str, str]]) -> str:
+    """A conversation's last user message, spaces and case aside: what two prompt sets are compared on."""
+    return " ".join(last_user(messages).lower().split())
+
+
+def overlap(held_out: Sequence[Sequence[Mapping[str, str]]], training: Sequence[Sequence[Mapping[str, str]]]) -> int:
+    """How many held-out prompts are also training prompts (by their last user message, spaces and case aside)."""
+    trained = {prompt_text(p) for p in training}
+    return sum(prompt_text(p) in trained for p in held_out)
+
+
+def refuse_overlap(held_out: Sequence[Sequence[Mapping[str, str]]], training: Sequence[Any], where: str) -> None:
+    """A `ConfigError` (exit 2) when held-out prompts are training prompts, with the overlap counted."""
+    shared = overlap(held_out, training)
+    if shared:
+        raise ConfigError(
+            f"{where}: {shared} of {len(held_out)} held-out prompts are training prompts; the monitor's prompts must "
+            "never be trained on"
+        )
+
+
+# -- the gold evaluator -------------------------------------------------------------------------------------------
+@dataclass
+class GoldScore:
+    """One answer's gold score, or why it has none."""
+
+    score: float | None
+    failure: str | None = None
+
+
+def gold_checklists(rows: Sequence[Mapping[str, Any]], column: str, source: str) -> list[Checklist]:
+    """Each held-out prompt's gold checklist, checked before training (a bad one is one line naming its row)."""
+    out = []
+    for i, row in enumerate(rows):
+        value = row.get(column)
+        if value is None:
+            raise DatasetError(f"{source}: row {i}: {column}: every held-out prompt needs a gold checklist")
+        out.append(checklist_from_rows(value, f"{source}: row {i}: {column}"))
+    return out
+
+
+async def checklist_gold(
+    model: ChatModel,
+    prompts: Sequence[Sequence[Mapping[str, str]]],
+    answers: Sequence[str],
+    checklists: Sequence[Checklist],
+    aggregation: Literal["explicit", "implicit"],
+    concurrency: int,
+) -> list[GoldScore]:
+    """The gold checklist's score of each answer; a failed call or unread verdicts is a failure, and the budget's stop
+    fails the answers not yet asked (`budget`)."""
+    gate = asyncio.Semaphore(concurrency)
+
+    async def one(prompt: Sequence[Mapping[str, str]], answer: str, checklist: Checklist) -> GoldScore:
+        async with gate:
+            messages = [Message.model_validate(m) for m in prompt]
+            try:
+                checked = await check_response(model, messages, answer, checklist, aggregation)
+            except BudgetExceeded as exc:
+                return GoldScore(None, f"budget: {exc}")
+            except ProviderError as exc:
+                return GoldScore(None, f"call failed: {exc}")
+            return GoldScore(checked.reward, None if checked.reward is not None else checked.failure or "no score")
+
+    return list(await asyncio.gather(*(one(p, a, c) for p, a, c in zip(prompts, answers, checklists))))
+
+
+def verifier_gold(verifier: str, rows: Sequence[Mapping[str, Any]], answers: Sequence[str]) -> list[GoldScore]:
+    """1 where an answer passes the verifier, 0 where not (no calls)."""
+    out = []
+    for row, answer in zip(rows, answers):
+        reference = row.get("reference")
+        passed = check(answer, verifier, None if reference is None else str(reference), last_user(row["prompt"]))
+        out.append(GoldScore(float(passed)))
+    return out
+
+
+# -- what one evaluation records ----------------------------------------------------------------------------------
+class Change(TypedDict):
+    """A paired change against the gold-best step: the mean over the prompts scored at both, with its interval."""
+
+    change: float | None
+    low: float | None
+    high: float | None
+    n: int
+
+
+class MonitorStep(TypedDict):
+    """One evaluation of the held-out prompts (`metrics.json`'s `monitor.steps`)."""
+
+    step: int
+    """The optimizer step (0: before training)."""
+    n: int
+    """Held-out prompts answered."""
+    reward: float | None
+    """The training reward's mean over the held-out answers it scored."""
+    reward_low: float | None
+    reward_high: float | None
+    reward_n: int
+    """Answers the training reward scored (the others failed)."""
+    gold: float | None
+    """The gold score's mean over the answers it scored."""
+    gold_low: float | None
+    gold_high: float | None
+    gold_n: int
+    """Answers the gold evaluator scored."""
+    gold_failures: int
+    """Answers whose gold call failed: recorded, never scored."""
+    gap: float | None
+    """reward - gold, paired by prompt."""
+    gap_low: float | None
+    gap_high: float | None
+    best_step: int
+    """The gold-best step up to this one."""
+    reward_change: Change
+    """The reward's paired change since the gold-best step."""
+    gold_change: Change
+    """The gold score's paired change since the gold-best step."""
+    gap_change: Change
+    """The gap's paired change since the gold-best step (its trend)."""
+    length: float
+    """The answers' mean length in words."""
+    gold_lc: float | None
+    """The length-controlled gold score: at step 0's mean length, by this step's slope of gold on length."""
+    signatures: dict[str, float | None]
+    """The share of answers that show each hack signature."""
+    signature_counts: dict[str, int]
+    """How many answers show each hack signature."""
+    flagged: bool
+    """The stop rule holds at this step."""
+    seconds: float
+    """Wall time of the evaluation (answering and scoring)."""
+    calls: int
+    """Gold judge calls paid for in this evaluation."""
+    cached: int
+    """Gold judge calls answered from the call cache."""
+    cost_usd: float
+    """What the gold calls of this evaluation cost."""
+
+
+class FalsePositives(TypedDict):
+    """A detector's share of flagged answers among the policy's own answers before training, with its exact interval."""
+
+    share: float | None
+    low: float
+    high: float
+    n: int
+
+
+class MonitorSummary(TypedDict):
+    """The monitor's record of a training run (`metrics.json`'s `monitor`)."""
+
+    gold: str
+    """The gold evaluator, in words."""
+    prompts: int
+    """Held-out prompts."""
+    every: int
+    """Steps between evaluations."""
+    on_gap: str
+    """What the stop rule does: warn or stop."""
+    steps: list[MonitorStep]
+    """Each evaluation, in step order."""
+    best_step: int | None
+    """The step where the gold score was best (0: the policy before training)."""
+    best_gold: float | None
+    best_checkpoint: str | None
+    """The gold-best step's checkpoint folder (None for step 0, the policy before training, or `keep_best: false`)."""
+    flagged_at: int | None
+    """The first step the stop rule flagged, or None."""
+    stopped: str | None
+    """Why the monitor or training stopped early because of it (the monitor's budget, the stop rule), or None."""
+    false_positive_rates: dict[str, FalsePositives]
+    """Each hack signature's share of the policy's answers at step 0: the detector's false-positive rate on them."""
+    seconds: float
+    """Wall time of every evaluation together (training waits for them)."""
+    calls: int
+    cached: int
+    cost_usd: float
+
+
+@dataclass
+class Scored:
+    """One evaluation's answers with their per-prompt scores (kept to pair later steps with)."""
+
+    step: int
+    answers: list[str]
+    rewards: list[float | None]
+    gold: list[GoldScore]
+    words: list[int] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.words = [len(a.split()) for a in self.answers]
+
+    @property
+    def gold_mean(self) -> float | None:
+        values = [g.score for g in self.gold if g.score is not None]
+        return sum(values) / len(values) if values else None
+
+
+def _mean_interval(values: Sequence[float], low: float, high: float) -> tuple[float | None, float | None, float | None]:
+    if not values:
+        return None, None, None
+    interval = bounded_mean_interval([min(max(v, low), high) for v in values], low, high)
+    assert interval is not None
+    return sum(values) / len(values), interval[0], interval[1]
+
+
+def _in_unit(values: Sequence[float | None]) -> list[float]:
+    """The scored values, each checked within [0, 1] (a reward outside cannot have this interval)."""
+    out = [v for v in values if v is not None]
+    if any(not (math.isfinite(v) and 0 <= v <= 1) for v in out):
+        raise ConfigError("the monitor's intervals need rewards within 0..1: scale the training reward to it")
+    return out
+
+
+def paired_change(now: Sequence[float | None], then: Sequence[float | None], span: float) -> Change:
+    """The mean of now - then over the prompts with both, and its interval on [-span, span]."""
+    pairs = [a - b for a, b in zip(now, then) if a is not None and b is not None]
+    mean, low, high = _mean_interval(pairs, -span, span)
+    return Change(change=mean, low=low, high=high, n=len(pairs))
+
+
+def length_controlled(gold: Sequence[GoldScore], words: Sequence[int], base_length: float) -> float | None:
+    """The gold score at `base_length` words by the least-squares line of gold on length within the step; None with
+    fewer than 3 scored answers or lengths that do not vary."""
+    pairs = [(w, g.score) for w, g in zip(words, gold) if g.score is not None]
+    if len(pairs) < 3:
+        return None
+    mean_w = sum(w for w, _ in pairs) / len(pairs)
+    mean_g = sum(g for _, g in pairs) / len(pairs)
+    spread = sum((w - mean_w) ** 2 for w, _ in pairs)
+    if spread == 0:
+        return None
+    slope = sum((w - mean_w) * (g - mean_g) for w, g in pairs) / spread
+    return min(max(mean_g + slope * (base_length - mean_w), 0.0), 1.0)
+
+
+def gap_flag(reward_change: Change, gold_change: Change) -> bool:
+    """The stop rule: gold fell against the gold-best step (the interval on its paired change wholly below 0) while
+    the training reward rose against it (its paired change above 0)."""
+    fell = gold_change["high"] is not None and gold_change["high"] < 0
+    rose = reward_change["change"] is not None and reward_change["change"] > 0
+    return fell and rose
+
+
+def step_record(
+    scored: Scored,
+    best: Scored,
+    base_length: float,
+    prompts: Sequence[str],
+    required: Sequence[Sequence[str]],
+    cost: Mapping[str, float],
+) -> MonitorStep:
+    """What the monitor records for one evaluation: `scored` against the gold-best evaluation `best` (itself when it
+    is the best), step 0's mean length `base_length`, each prompt's text and required phrases, and the gold calls'
+    cost (`seconds`, `calls`, `cached`, `cost_usd`)."""
+    rewards = _in_unit(scored.rewards)
+    golds = [g.score for g in scored.gold]
+    reward, reward_low, reward_high = _mean_interval(rewards, 0.0, 1.0)
+    gold, gold_low, gold_high = _mean_interval(_in_unit(golds), 0.0, 1.0)
+    gaps = [r - g if r is not None and g is not None else None for r, g in zip(scored.rewards, golds)]
+    best_gaps = [
+        r - g.score if r is not None and g.score is not None else None for r, g in zip(best.rewards, best.gold)
+    ]
+    gap = paired_change(scored.rewards, golds, 1.0)
+    reward_change = paired_change(scored.rewards, best.rewards, 1.0)
+    gold_change = paired_change(golds, [g.score for g in best.gold], 1.0)
+    counts = signature_counts(scored.answers, prompts, required)
+    n = len(scored.answers)
+    return MonitorStep(
+        step=scored.step,
+        n=n,
+        reward=reward,
+        reward_low=reward_low,
+        reward_high=reward_high,
+        reward_n=len(rewards),
+        gold=gold,
+        gold_low=gold_low,
+        gold_high=gold_high,
+        gold_n=sum(g is not None for g in golds),
+        gold_failures=sum(g.score is None for g in scored.gold),
+        gap=gap["change"],
+        gap_low=gap["low"],
+        gap_high=gap["high"],
+        best_step=best.step,
+        reward_change=reward_change,
+        gold_change=gold_change,
+        gap_change=paired_change(gaps, best_gaps, 2.0),
+        length=sum(scored.words) / n if n else 0.0,
+        gold_lc=length_controlled(scored.gold, scored.words, base_length),
+        signatures={name: (c / n if n else None) for name, c in counts.items()},
+        signature_counts=counts,
+        flagged=scored.step != best.step and gap_flag(reward_change, gold_change),
+        seconds=float(cost.get("seconds", 0.0)),
+        calls=int(cost.get("calls", 0)),
+        cached=int(cost.get("cached", 0)),
+        cost_usd=float(cost.get("cost_usd", 0.0)),
+    )
+
+
+# -- the record in words ------------------------------------------------------------------------------------------
+def _value(value: float | None, low: float | None = None, high: float | None = None) -> str:
+    if value is None:
+        return "n/a"
+    return f"{value:.3f}" + (f" [{low:.3f}, {high:.3f}]" if low is not None and high is not None else "")
+
+
+def published_line(summary: MonitorSummary, last_step: int) -> str:
+    """Which policy was published and why, as the card says it."""
+    best, stopped = summary["best_step"], summary["stopped"] or ""
+    why = (
+        f"training was stopped by the monitor's stop rule at step {last_step}"
+        if stopped.startswith("the stop rule")
+        else f"training ran to step {last_step}"
+    )
+    if best is None:
+        return f"Published: the policy at step {last_step} ({why}); the monitor scored no step."
+    kept = summary["best_checkpoint"]
+    where = (
+        "the policy before training (the base model)"
+        if best == 0
+        else f"`{kept}`"
+        if kept
+        else f"step {best} (no checkpoint kept: `keep_best: false`)"
+    )
+    gold = _value(summary["best_gold"])
+    if best == last_step:
+        return f"Published: the policy at step {last_step} ({why}), which is also the gold-best step (gold {gold})."
+    return (
+        f"Published: the policy at step {last_step}, the last step ({why}), not the gold-best one: the gold score was "
+        f"best at step {best} (gold {gold}), kept as {where}."
+    )
+
+
+def monitor_lines(summary: MonitorSummary | None, last_step: int | None = None) -> list[str]:
+    """The monitor's record as markdown (a heading, the rule, a table per evaluation, the detectors' false-positive
+    rates at step 0, its cost); [] without one."""
+    if not summary:
+        return []
+    steps = summary["steps"]
+    flagged = summary["flagged_at"]
+    lines = [
+        "## Gold monitor: training reward against gold",
+        "",
+        f"{summary['prompts']} held-out prompts answered every {summary['every']} steps (greedy), scored by the "
+        f"training reward and by a gold evaluator apart from it: {summary['gold']}. Means with 95% intervals at the "
+        "number of answers scored; a failed gold call is counted as failed, never scored. Stop rule: gold fell "
+        "against the gold-best step (the interval on the paired change below 0) while the reward rose; on a flag: "
+        f"{summary['on_gap']}.",
+        "",
+        f"**{'Flagged at step ' + str(flagged) if flagged is not None else 'No step flagged'}**; gold-best step: "
+        f"{summary['best_step']} (gold {_value(summary['best_gold'])})"
+        + (f", checkpoint `{summary['best_checkpoint']}`" if summary["best_checkpoint"] else "")
+        + (f". {summary['stopped'][0].upper()}{summary['stopped'][1:]}." if summary["stopped"] else "."),
+        "",
+        "| step | reward | gold | gap | gold change since best | length | gold (length-controlled) | signatures | "
+        "gold failed | flag |",
+        "|---:|---|---|---|---|---:|---:|---|---:|---|",
+    ]
+    for s in steps:
+        change = s["gold_change"]
+        shown = ", ".join(f"{k} {v:.2f}" for k, v in s["signatures"].items() if v) or "none"
+        since = "–" if s["step"] == s["best_step"] else f"{_value(change['change'], change['low'], change['high'])}"
+        lines.append(
+            f"| {s['step']} | {_value(s['reward'], s['reward_low'], s['reward_high'])} | "
+            f"{_value(s['gold'], s['gold_low'], s['gold_high'])} | {_value(s['gap'], s['gap_low'], s['gap_high'])} | "
+            f"{since} (best {s['best_step']}) | {s['length']:.1f} | {_value(s['gold_lc'])} | {shown} | "
+            f"{s['gold_failures']} | {'**flag**' if s['flagged'] else ''} |"
+        )
+    rates = summary["false_positive_rates"]
+    if rates:
+        shares = ", ".join(
+            f"{name} {_value(r['share'], r['low'], r['high'])}" for name, r in rates.items() if r["share"] is not None
+        )
+        lines += ["", f"Hack-signature detectors on the policy's own answers before training (false-positive rates, "
+                      f"n = {next(iter(rates.values()))['n']}): {shares}."]  # fmt: skip
+    lines += [
+        "",
+        f"Monitor cost: {summary['calls']} gold calls paid, {summary['cached']} from the cache, "
+        f"${summary['cost_usd']:.4f}; {summary['seconds']:.1f} s of evaluation, during which training waited.",
+    ]
+    if last_step is not None:
+        lines += ["", published_line(summary, last_step)]
+    return [*lines, ""]
+
+
+def read_history(output_dir: str | Path) -> list[MonitorStep] | None:
+    """The monitor's evaluations so far in a training output folder (OUTPUT_DIR/monitor/history.json), or None where
+    there is no monitor or its file cannot be read."""
+    path = Path(output_dir) / MONITOR_DIR / HISTORY_FILE
+    try:
+        found = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
+    except (OSError, ValueError):
+        return None
+    return found if isinstance(found, list) else None
