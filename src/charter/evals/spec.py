@@ -20,8 +20,10 @@ Intervals: a figure whose units (responses; examples for agreement) each give on
 an example with several pairs), the unit's mean is the observation and the interval is the betting interval of a
 bounded mean (`stats.intervals.bounded_mean_interval`), valid at any n.
 
-Roles: the spec's `developer` messages reach the model and the judge as `system` messages, and `tool` messages as
-user messages that begin `Tool output:`, the roles charter's messages carry.
+Roles: the judge sees the spec's conversations with their roles and authority (system, developer, user; a `tool`
+message as untrusted data). The model answering them gets `developer` messages as `system` messages and `tool`
+messages as user messages that begin `Tool output:`, since a spec's tool output answers no call a provider could
+check.
 """
 
 from __future__ import annotations
@@ -184,16 +186,24 @@ def _chosen(constitution: Constitution, sections: list[str] | None) -> list[str]
 
 
 def as_messages(conversation: Sequence[dict[str, str]] | Sequence[Any]) -> list[Message]:
-    """A spec conversation as charter's messages (developer as system, tool output as a user turn)."""
+    """A spec conversation as charter's messages, roles kept: what the judge sees."""
     out = []
     for m in conversation:
         role, content = (m["role"], m["content"]) if isinstance(m, dict) else (m.role, m.content)
-        if role == "developer":
-            role = "system"
-        elif role == "tool":
-            role, content = "user", f"Tool output:\n{content}"
         out.append(Message(role=cast(Role, role), content=content))
     return out
+
+
+def for_model(messages: list[Message]) -> list[Message]:
+    """A spec conversation as the model answering it gets it: developer as system, tool output as a user turn."""
+    return [
+        Message(role="system", content=m.content)
+        if m.role == "developer"
+        else Message(role="user", content=f"Tool output:\n{m.content}")
+        if m.role == "tool"
+        else m
+        for m in messages
+    ]
 
 
 def spec_items(constitution: Constitution, sections: list[str]) -> list[Item]:
@@ -326,7 +336,7 @@ async def _answer(config: SpecEvalConfig, items: list[Item], meter: Any) -> None
 
     async def one(item: Item) -> None:
         try:
-            [completion] = await model.generate([item.prompt], params)
+            [completion] = await model.generate([for_model(item.prompt)], params)
             item.response = completion.text.strip()
         except ProviderError as exc:  # one answer failed: its judgments are failures, the rest go on
             if dooms_run(exc):
