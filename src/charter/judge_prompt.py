@@ -252,11 +252,14 @@ def write_rating(
     scale: int,
     rubric: str,
     instruction: str,
+    authority: str | None = None,
 ) -> str:
     """The text of one rating: a rendered conversation, the principle's question and description, the rubric, the
     response to rate on 1..`scale` and the answer instruction (its judge mode's, with `{scale}`), fenced as
     comparisons are: a nonce drawn from the content, and anything shaped like a fence tag inside the texts
-    defused."""
+    defused. `authority`, for a principle that is a default, goes before the question, as in a comparison."""
+    if authority is not None:
+        question = f"{authority}\n\n{question}"
     asked = f"Principle: {description}\n{question}\n\n"
     return _write_rated(conversation, response, asked, "this principle", scale, rubric, instruction)
 

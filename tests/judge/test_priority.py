@@ -205,3 +205,18 @@ def test_a_principle_in_a_chain_of_command_sees_the_system_message_a_flat_one_do
     shown = comparison_prompt(prompt, "a", "b", ranked, "Answer A or B.")[0].content
     assert "Answer only in French." in shown and "SYSTEM" in shown.upper()
     assert "Answer only in French." not in comparison_prompt(prompt, "a", "b", flat, "Answer A or B.")[0].content
+
+
+def test_a_rating_of_a_default_says_what_may_override_it() -> None:
+    """Rated alone (modes `score`), a default principle's prompt carries the same paragraph as a comparison's: which
+    levels may override it and who speaks at which level; a principle that is no default gets none."""
+    from charter.judge.score import rating_prompt
+
+    spec = charter.import_constitution(Path(__file__).parents[2] / "examples" / "tiny-spec.md")
+    default = next(p for p in spec.principles if p.default)
+    fixed = next(p for p in spec.principles if not p.default)
+    prompt = [Message(role="user", content="Hola, ¿qué hora es?")]
+    settings = JudgeSettings(mode="score")
+    shown = rating_prompt(spec, prompt, "It is noon.", default.id, settings)[0].content
+    assert "may override it" in shown and "speak at level user" in shown
+    assert "may override it" not in rating_prompt(spec, prompt, "It is noon.", fixed.id, settings)[0].content

@@ -20,6 +20,7 @@ from charter.checklist.check import judge_checklist_pair, rank_by_checklist
 from charter.concurrency import warm_then_fan_out
 from charter.constitutions.schema import Constitution
 from charter.errors import ConfigError, JudgeParseError
+from charter.judge.compare import authority_note
 from charter.judge.judgment import (
     ChecklistCriteria,
     JudgeOptions,
@@ -79,6 +80,7 @@ def rating_prompt(
         settings.scale,
         constitution.rubric or DEFAULT_RUBRIC,
         settings.reply.instruction,
+        authority=authority_note(principle, prompt),
     )
     return [user(text)]
 
