@@ -74,3 +74,30 @@ def test_the_reward_server_rewards_what_the_higher_level_prefers(start, tmp_path
     [record] = rewards(RunStore(server.store))
     assert record.combined is not None and record.combined.settled_by == "root"
     assert len(record.combined.conflicts) == 2
+
+
+@pytest.mark.parametrize("strategy", ["all_pairs", "circular"])
+def test_a_group_reward_records_how_each_comparison_it_rests_on_was_settled(tmp_path: Path, strategy: str) -> None:
+    """Scoring `group` in priority order: the safe completion wins its group (the root level settles each of its
+    comparisons), and each record lists the settlements its reward rests on, the conflicts included."""
+    fn = charter.reward_function(
+        JUDGE,
+        str(write_constitution(tmp_path / "ordered.yaml")),
+        "group",
+        store=tmp_path / strategy,
+        cache=None,
+        principles=ALL,
+        combine="priority",
+        group_strategy=strategy,
+    )
+    try:
+        safe, long = fn(prompts=[PROMPT, PROMPT], completions=[SAFE, LONG])
+    finally:
+        fn.close()
+    assert safe is not None and long is not None and safe > 0.5 > long
+    for record in rewards(RunStore(tmp_path / strategy)):
+        assert record.settlements and {s.settled_by for s in record.settlements} == {"root"}
+        assert {(c.settled_by, c.overruled) for s in record.settlements for c in s.conflicts} == {
+            ("safety", "helpful"),
+            ("safety", "detail"),
+        }

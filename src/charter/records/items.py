@@ -455,10 +455,13 @@ class RewardRecord(Record):
     combined: Combined | None = None
     """Scoring `reference` with `judge.combine` other than weighted: how the comparison's votes were combined (the
     level that settled it, the principles not asked, the conflicts between levels); null otherwise."""
+    settlements: list[Combined] | None = None
+    """Scoring `group` (all pairs, or `circular`) with `judge.combine` other than weighted: how each comparison this
+    completion's reward rests on was combined, conflicts included; null otherwise."""
 
     @model_serializer(mode="wrap")
     def _uncombined_left_out(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
-        return without_unset(handler(self), "combined")
+        return without_unset(handler(self), "combined", "settlements")
 
     masked: Literal["failed", "undecided"] | None = None
     """`pair` (online DPO): why the pair was left out of the loss (its judgment failed, or the orders disagreed or

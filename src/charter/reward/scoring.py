@@ -46,7 +46,7 @@ from charter.judge_prompt import RANKING_FORMAT
 from charter.providers import ManagedModel
 from charter.providers.base import SamplingParams
 from charter.providers.config import RoleConfig
-from charter.records import Failure, Judgment, Message, RewardRecord, fingerprint
+from charter.records import Combined, Failure, Judgment, Message, RewardRecord, fingerprint
 from charter.reward.session import JudgeSession
 from charter.stats.bradley_terry import Comparison, bt_scores, circular_pairs, connected, plackett_luce
 from charter.yamlio import ConfigModel
@@ -221,21 +221,33 @@ async def compared(session: JudgeSession, prompt: list[Message], first: str, sec
     return judgment
 
 
-async def p_better(session: JudgeSession, prompt: list[Message], first: str, second: str, ids: list[str]) -> float:
-    """P(first better than second) under the principles (`compared`); a failed judgment raises `JudgmentFailed`."""
-    p_a = (await compared(session, prompt, first, second, ids)).p_a
-    assert p_a is not None  # compared raises for a judgment without one
-    return p_a
+async def p_better(
+    session: JudgeSession, prompt: list[Message], first: str, second: str, ids: list[str]
+) -> tuple[float, Combined | None]:
+    """P(first better than second) under the principles (`compared`), with how its votes were combined (None for
+    the weighted mean); a failed judgment raises `JudgmentFailed`."""
+    judgment = await compared(session, prompt, first, second, ids)
+    assert judgment.p_a is not None  # compared raises for a judgment without one
+    return judgment.p_a, judgment.combined
 
 
-async def comparisons(work: Sequence[Coroutine[Any, Any, float]]) -> list[float | JudgmentFailed]:
-    """The outcomes of several `p_better` at once, in order: a probability or the `JudgmentFailed`; any other error
-    (a fatal provider error, the budget) is raised once they have all ended."""
+async def comparisons(
+    work: Sequence[Coroutine[Any, Any, tuple[float, Combined | None]]],
+) -> list[tuple[float, Combined | None] | JudgmentFailed]:
+    """The outcomes of several `p_better` at once, in order: a probability with its combination, or the
+    `JudgmentFailed`; any other error (a fatal provider error, the budget) is raised once they have all ended."""
     outcomes = await asyncio.gather(*work, return_exceptions=True)
     for outcome in outcomes:
         if isinstance(outcome, BaseException) and not isinstance(outcome, JudgmentFailed):
             raise outcome
-    return outcomes  # type: ignore[return-value] - only floats and JudgmentFailed are left
+    return outcomes  # type: ignore[return-value] - only outcomes and JudgmentFailed are left
+
+
+def settled(rests_on: Sequence[Combined | None]) -> dict[str, Any]:
+    """The `settlements` field of a group reward: how each comparison it rests on was combined; nothing under the
+    weighted mean."""
+    made = [c for c in rests_on if c is not None]
+    return {"settlements": made} if made else {}
 
 
 async def score_each(session: JudgeSession, options: ScoringOptions, batch: Batch) -> list[RewardRecord]:
@@ -353,16 +365,19 @@ class Group:
         """Every completion of the group without a reward, for `failure`."""
         return [self.record(i, None, failure=failure) for i in range(len(self.texts))]
 
-    def fitted(self, strengths: np.ndarray, rests_on: list[int]) -> list[RewardRecord]:
+    def fitted(
+        self, strengths: np.ndarray, rests_on: list[int], how: Sequence[dict[str, Any]] | None = None
+    ) -> list[RewardRecord]:
         """Each completion's expected win rate against the others of its group under fitted strengths (an identical
-        completion is a tie), resting on `rests_on[d]` judgments of its distinct text d."""
+        completion is a tie), resting on `rests_on[d]` judgments of its distinct text d (combined as `how[d]`)."""
         index = {text: d for d, text in enumerate(self.distinct)}
         records = []
         for i, text in enumerate(self.texts):
             mine = index[text]
             others = [index[t] for j, t in enumerate(self.texts) if j != i]
             wins = [0.5 if d == mine else 1.0 / (1.0 + math.exp(strengths[d] - strengths[mine])) for d in others]
-            records.append(self.record(i, sum(wins) / len(wins), comparisons=rests_on[mine]))
+            settlements = how[mine] if how else {}
+            records.append(self.record(i, sum(wins) / len(wins), comparisons=rests_on[mine], **settlements))
         return records
 
     def record(self, i: int, reward: float | None, **fields: object) -> RewardRecord:
@@ -413,13 +428,16 @@ async def win_rates(session: JudgeSession, options: ScoringOptions, group: Group
     pairs = list(itertools.combinations(distinct, 2))
     outcomes = await comparisons([p_better(session, group.prompt, a, b, group.ids) for a, b in pairs])
     p: dict[tuple[str, str], float] = {}
+    how: dict[str, list[Combined | None]] = {text: [] for text in distinct}
     failed: dict[str, Failure] = {}
     for (a, b), outcome in zip(pairs, outcomes):
         if isinstance(outcome, JudgmentFailed):
             failed.setdefault(a, outcome.failure)
             failed.setdefault(b, outcome.failure)
         else:
-            p[(a, b)], p[(b, a)] = outcome, 1.0 - outcome
+            (p[(a, b)], combined), p[(b, a)] = outcome, 1.0 - outcome[0]
+            how[a].append(combined)
+            how[b].append(combined)
     records = []
     for i, text in enumerate(group.texts):
         if text in failed:
@@ -427,7 +445,7 @@ async def win_rates(session: JudgeSession, options: ScoringOptions, group: Group
             continue
         others = [t for j, t in enumerate(group.texts) if j != i]
         wins = [0.5 if t == text else p[(text, t)] for t in others]  # an identical completion is a tie
-        records.append(group.record(i, sum(wins) / len(wins), comparisons=len(distinct) - 1))
+        records.append(group.record(i, sum(wins) / len(wins), comparisons=len(distinct) - 1, **settled(how[text])))
     return records
 
 
@@ -439,14 +457,15 @@ async def _circular(session: JudgeSession, group: Group) -> list[RewardRecord]:
     pairs = circular_pairs(n, group.rng())
     work = [p_better(session, group.prompt, group.distinct[a], group.distinct[b], group.ids) for a, b in pairs]
     outcomes = await comparisons(work)
-    decided = [(a, b, float(o)) for (a, b), o in zip(pairs, outcomes) if not isinstance(o, JudgmentFailed)]
+    decided = [(a, b, o) for (a, b), o in zip(pairs, outcomes) if not isinstance(o, JudgmentFailed)]
     failures = [o.failure for o in outcomes if isinstance(o, JudgmentFailed)]
     if n > 1 and not connected(n, [(a, b) for a, b, _ in decided]):
         return group.failed(
             failures[0] if failures else Failure(kind="no_judgment", message="no comparison was decided")
         )
     rests_on = [sum(d in (a, b) for a, b, _ in decided) for d in range(n)]
-    return group.fitted(bt_scores(n, [Comparison(0, a, b, p) for a, b, p in decided]), rests_on)
+    how = [settled([o[1] for a, b, o in decided if d in (a, b)]) for d in range(n)]
+    return group.fitted(bt_scores(n, [Comparison(0, a, b, o[0]) for a, b, o in decided]), rests_on, how)
 
 
 async def ranked(session: JudgeSession, options: ScoringOptions, group: Group) -> list[RewardRecord]:
