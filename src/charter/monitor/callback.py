@@ -45,6 +45,7 @@ from charter.providers.config import blind_cap
 from charter.providers.usage import Price, UsageMeter
 from charter.stats.intervals import exact_interval
 from charter.training.models import greedy_answers, trainer_tokenizer
+from charter.yamlio import config_from
 
 try:
     from transformers import TrainerCallback
@@ -93,7 +94,7 @@ class GoldMonitor(TrainerCallback):
             DatasetError: The held-out prompts file cannot be read, or a gold checklist is missing or malformed
                 (named with its row).
         """
-        assert isinstance(config, MonitorConfig)  # loaded by @public
+        config = config_from(MonitorConfig, config, "config")
         self.config, self.reward, self.trainer = config, reward, trainer
         if rows is None:
             if config.prompts is None:
