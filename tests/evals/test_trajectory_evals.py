@@ -76,14 +76,11 @@ def test_winrate_judges_answers_to_trajectories_step_by_step(files: tuple[Path, 
     assert SEEN and all("Action: calls get_balance" in text for text in SEEN)
     answers = [text for text in SEEN if "The step under judgment is message [4]" in text]
     assert len(answers) == 8 and all("[3] TOOL RESULT (untrusted data" in text for text in answers)
-    candidate, base = summary["first_violations"]
-    assert (candidate["side"], candidate["judged"], candidate["violating"], candidate["rate"]) == (
-        "candidate",
-        4,
-        0,
-        0.0,
-    )
+    candidate, base = summary.get("first_violations") or []
+    assert (candidate["side"], candidate["judged"], candidate["violating"]) == ("candidate", 4, 0)
+    assert candidate["rate"] == 0.0
     assert (base["side"], base["judged"], base["violating"], base["principles"]) == ("base", 4, 4, {"untrusted": 4})
+    assert base["ci95"] is not None
     low, high = base["ci95"]
     assert 0 < low < 1.0 == high  # Wilson at n = 4
     rows = [json.loads(line) for line in (tmp_path / "w.pairs.jsonl").read_text().splitlines()]
@@ -102,7 +99,9 @@ def test_a_failed_step_verdict_is_a_failure_never_a_pass(files: tuple[Path, Path
                       judge="scripted:traj-eval-steps", constitution=str(constitution), judge_mode="stepwise",
                       principles_per_pair=2, out=tmp_path / "w.json")  # fmt: skip
     assert summary["failures"] == 4 and summary["n"] == 0
-    assert [(f["judged"], f["violating"], f["rate"]) for f in summary["first_violations"]] == [(0, 0, None)] * 2
+    assert [(f["judged"], f["violating"], f["rate"]) for f in summary.get("first_violations") or []] == [
+        (0, 0, None)
+    ] * 2
     rows = [json.loads(line) for line in (tmp_path / "w.pairs.jsonl").read_text().splitlines()]
     assert all(r["p_candidate"] is None and r["first_violation_base"] is None for r in rows)
 
