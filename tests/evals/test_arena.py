@@ -251,7 +251,9 @@ def test_a_judge_mode_that_does_not_compare_is_refused_before_any_folder(tmp_pat
         err = capsys.readouterr().err
         assert err.count("\n") == 1 and "judge_mode" in err and "logprobs, cot, verdict" in err, err
         assert not out.exists()
-        with pytest.raises(ArgumentError, match="a comparison is judged in one of logprobs, cot, verdict") as caught:
+        with pytest.raises(
+            ArgumentError, match="two answers are judged in one of logprobs, cot, verdict, stepwise"
+        ) as caught:
             arena(models=["scripted:cai", "scripted:echo"], prompts=eight, judge_mode=mode, out=out)
         assert caught.value.argument == "judge_mode" and not out.exists()
 

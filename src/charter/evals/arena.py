@@ -16,11 +16,20 @@ from pydantic import Field
 from charter.api_args import ConfigArg, public
 from charter.concurrency import run_sync
 from charter.errors import ConfigError, DatasetError, TooManyFailures
-from charter.evals.winrate import ChecklistAggregation, ChecklistColumn, Scoring, load_prompts, scoring_mode
+from charter.evals.winrate import (
+    ChecklistAggregation,
+    ChecklistColumn,
+    Scoring,
+    first_violation_lines,
+    first_violations,
+    judges_steps,
+    load_prompts,
+    scoring_mode,
+)
 from charter.judge.judgment import COMBINATIONS, DEFAULT_COMBINATION
 from charter.judge.modes import DEFAULT_MODE
 from charter.judge.pairwise import combination_lines, combination_summary
-from charter.judge.settings import CombinationName, PairwiseMode
+from charter.judge.settings import AnswerMode, CombinationName
 from charter.records import Judgment, Message, Pair, as_records
 from charter.stats.bradley_terry import Comparison, connected, fit, lc_scores
 from charter.training import data
@@ -48,9 +57,10 @@ class ArenaConfig(ConfigModel):
     """The model whose score is 0; the first listed when unset."""
     constitution: str = "harmless"
     """Constitution name or YAML path the judge compares against."""
-    judge_mode: PairwiseMode = DEFAULT_MODE
-    """How the judge answers: a pairwise mode of the table of modes (logprobs, cot or verdict); both orders are
-    always asked."""
+    judge_mode: AnswerMode = DEFAULT_MODE
+    """How the judge answers: a pairwise mode of the table of modes (logprobs, cot or verdict), asked in both
+    orders; or `stepwise`, each answer judged once as the next step of its prompt's conversation, recording each
+    side's first violating step."""
     principles_per_pair: int = Field(default=1, ge=1)
     """Principles each comparison is judged under (sampled by weight, seeded)."""
     combine: CombinationName = DEFAULT_COMBINATION
@@ -226,6 +236,14 @@ async def arena_async(config: ArenaConfig) -> dict[str, Any]:
         raise TooManyFailures(f"no judgment succeeded ({failed} failed{why}): nothing to rank")
     summary = _summary(config, names, ref, answers, comparisons, failed, len(prompts), per_pair, meter)
     summary["combined"] = combination_summary(judged.values())
+    if judges_steps(config.scoring, config.judge_mode):
+        summary["first_violations"] = first_violations(
+            {name: [judged.get(p.pair_id) for p in pairs if name in (p.a_model, p.b_model)] for name in names},
+            {
+                name: ["a" if p.a_model == name else "b" for p in pairs if name in (p.a_model, p.b_model)]
+                for name in names
+            },
+        )
     if config.human_labels is not None:
         summary["human_labels"] = human_win_rates(config.human_labels, names, prompts, comparisons)
 
@@ -341,7 +359,10 @@ def _summary(
             "comparisons": n_pairs * per_pair,
             "all_pairs_comparisons": n_pairs * n_prompts,
             "all_pairs_calls": each * n_pairs * n_prompts,
-            "orders": "one" if scoring_mode(config.scoring, config.judge_mode).needs_context else "both",
+            "orders": "one"
+            if scoring_mode(config.scoring, config.judge_mode).needs_context
+            or judges_steps(config.scoring, config.judge_mode)
+            else "both",
         },
         "calls": each * n_pairs * per_pair,
         "judged": len(comparisons),
@@ -403,11 +424,12 @@ def _f(value: Any) -> str:
 def markdown(summary: dict[str, Any]) -> str:
     """The ranking as a markdown table, with the design and what an overlapping rank range means."""
     d = summary["design"]
+    orders = "in both orders" if d["orders"] == "both" else "once a comparison"
     lines = [
         "## Arena",
         "",
         f"{len(summary['models'])} models on {summary['prompts_used']} prompts from `{summary['prompts']}`, judged "
-        f"by `{summary['judge']}` in both orders. Design: {d['kind']}, each pair on {d['per_pair']} prompts "
+        f"by `{summary['judge']}` {orders}. Design: {d['kind']}, each pair on {d['per_pair']} prompts "
         f"({d['comparisons']} comparisons, {summary['calls']} judge calls; all pairs on every prompt would be "
         f"{d['all_pairs_comparisons']} comparisons, {d['all_pairs_calls']} calls). {summary['failures']} failed "
         "judgments left out.",
@@ -444,6 +466,8 @@ def markdown(summary: dict[str, Any]) -> str:
         ]
     if summary.get("combined"):
         lines += ["", *combination_lines(summary["combined"])]
+    if summary.get("first_violations"):
+        lines += ["", *first_violation_lines(summary["first_violations"])]
     lines += ["", "![scores with 95% intervals](arena.svg)", ""]
     return "\n".join(lines)
 

@@ -30,7 +30,10 @@ def winrate(
     constitution: str = typer.Option("harmless", help="Constitution name or YAML path."),
     limit: int | None = typer.Option(50, help="Most prompts to use."),
     max_tokens: int = typer.Option(128, help="Most tokens per answer."),
-    judge_mode: str = typer.Option(DEFAULT_MODE, help="logprobs, cot or verdict."),
+    judge_mode: str = typer.Option(
+        DEFAULT_MODE,
+        help="logprobs, cot, verdict, or stepwise (each answer judged as the next step of its conversation).",
+    ),
     principles_per_pair: int = typer.Option(
         1, "--principles-per-pair", help="Principles each comparison is judged under."
     ),
@@ -131,7 +134,10 @@ def arena(
     out: Path = typer.Option(Path("arena"), "--out", help="Folder for arena.json/.md/.svg and the call cache."),
     reference: str | None = typer.Option(None, help="The model scored 0 (default: the first listed)."),
     constitution: str = typer.Option("harmless", help="Constitution name or YAML path."),
-    judge_mode: str = typer.Option(DEFAULT_MODE, help="logprobs, cot or verdict."),
+    judge_mode: str = typer.Option(
+        DEFAULT_MODE,
+        help="logprobs, cot, verdict, or stepwise (each answer judged as the next step of its conversation).",
+    ),
     principles_per_pair: int = typer.Option(
         1, "--principles-per-pair", help="Principles each comparison is judged under."
     ),

@@ -19,7 +19,7 @@ import hashlib
 import random
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Annotated, Any, Literal, TypedDict
+from typing import Annotated, Any, Literal, NotRequired, TypedDict
 
 import orjson
 from pydantic import AfterValidator, Field
@@ -33,11 +33,21 @@ from charter.concurrency import run_sync
 from charter.constitutions import Constitution
 from charter.errors import ConfigError, DatasetError
 from charter.judge.judgment import DEFAULT_COMBINATION
-from charter.judge.modes import CHECKLIST_MODE, DEFAULT_MODE, Mode, context_modes, mode
+from charter.judge.modes import CHECKLIST_MODE, DEFAULT_MODE, STEPWISE_MODE, Mode, context_modes, mode
 from charter.judge.pairwise import combination_lines, combination_summary
-from charter.judge.settings import CombinationName, PairwiseMode
+from charter.judge.settings import AnswerMode, CombinationName
 from charter.providers import ManagedModel
-from charter.records import Combined, Failure, Judgment, Message, Pair, Vote, as_records, fingerprint
+from charter.records import (
+    Combined,
+    Failure,
+    Judgment,
+    Message,
+    Pair,
+    StepFinding,
+    Vote,
+    as_records,
+    fingerprint,
+)
 from charter.runs.files import WINRATE_JSON, RunFiles
 from charter.stats.bradley_terry import LengthControlled, length_controlled
 from charter.stats.intervals import wilson_interval
@@ -62,6 +72,64 @@ def _known_scoring(name: str) -> str:
 
 def _scoring_enum(schema: dict[str, Any]) -> None:
     schema["enum"] = _scorings()
+
+
+def judges_steps(scoring: str, judge_mode: str) -> bool:
+    """Whether an evaluation judges each answer as the next step of its prompt's conversation (judge mode
+    `stepwise`): once, not in both orders, and each side's first violating step is recorded."""
+    return scoring_mode(scoring, judge_mode).kind.subject == "step"
+
+
+def step_finding(judgment: Judgment | None, side: Literal["a", "b"]) -> StepFinding | None:
+    """A successful judgment's first violating step of one side's trajectory (judge mode `stepwise`)."""
+    if judgment is None or judgment.status != "ok":
+        return None
+    return judgment.first_violation_a if side == "a" else judgment.first_violation_b
+
+
+def first_violations(
+    sides: Mapping[str, Sequence[Judgment | None]], which: Mapping[str, Sequence[str]]
+) -> list[FirstViolations]:
+    """Per side: of its successful judgments (`sides[name]`, with `which[name]` saying whether the side was `a` or
+    `b` in each), how many found a first violating step in its trajectory, with a Wilson 95% interval; a failed
+    judgment is left out, never counted as a pass."""
+    out: list[FirstViolations] = []
+    for name, judgments in sides.items():
+        ok = [(r, w) for r, w in zip(judgments, which[name]) if r is not None and r.status == "ok"]
+        found = [f for r, w in ok if (f := step_finding(r, "a" if w == "a" else "b")) is not None]
+        principles: dict[str, int] = {}
+        for f in found:
+            principles[f.principle_id] = principles.get(f.principle_id, 0) + 1
+        out.append(
+            FirstViolations(
+                side=name,
+                judged=len(ok),
+                violating=len(found),
+                rate=len(found) / len(ok) if ok else None,
+                ci95=list(wilson_interval(len(found), len(ok))) if ok else None,
+                principles=dict(sorted(principles.items())),
+            )
+        )
+    return out
+
+
+def first_violation_lines(rows: Sequence[FirstViolations]) -> list[str]:
+    """The markdown lines of `first_violations`."""
+    lines = [
+        "Judged step by step: the share of each side's trajectories (the prompt's turns, then its answer) with a "
+        "step that violates a principle, among its successful judgments.",
+        "",
+        "| side | judged | violating | rate | 95% CI (Wilson) | principles |",
+        "|---|---|---|---|---|---|",
+    ]
+    for row in rows:
+        ci = row["ci95"] or [None, None]
+        named = ", ".join(f"{pid} ({n})" for pid, n in row["principles"].items()) or "–"
+        lines.append(
+            f"| {row['side']} | {row['judged']} | {row['violating']} | {_fmt(row['rate'])} | "
+            f"{_fmt(ci[0])}–{_fmt(ci[1])} | {named} |"
+        )
+    return [*lines, ""]
 
 
 def scoring_mode(scoring: str, judge_mode: str) -> Mode:
@@ -127,8 +195,10 @@ class WinrateConfig(ConfigModel):
     """Most tokens per answer."""
     temperature: float = Field(default=0.0, ge=0)
     """Sampling temperature for both models' answers (0: greedy)."""
-    judge_mode: PairwiseMode = DEFAULT_MODE
-    """How the judge answers (see charter.judge.pairwise); both orders are always asked."""
+    judge_mode: AnswerMode = DEFAULT_MODE
+    """How the judge answers: a pairwise mode of the table of modes (logprobs, cot or verdict), asked in both
+    orders; or `stepwise`, each answer judged once as the next step of its prompt's conversation, recording each
+    side's first violating step."""
     principles_per_pair: int = Field(default=1, gt=0)
     """Principles sampled per comparison."""
     combine: CombinationName = DEFAULT_COMBINATION
@@ -247,6 +317,26 @@ class WinrateReport(Tally):
     """With `combine` other than weighted: the levels that settled the comparisons and the conflicts between levels
     per pair of principles (`charter.judge.pairwise.combination_summary`); None for the weighted mean."""
     """The first three prompts with both answers."""
+    first_violations: NotRequired[list[FirstViolations]]
+    """Judge mode `stepwise` only: per model, how many of its judged answers' trajectories violate a principle."""
+
+
+class FirstViolations(TypedDict):
+    """Judge mode `stepwise`: one side's trajectories (the prompt's turns, then its answer) that hold a step which
+    violates a principle, among its successful judgments, with a Wilson 95% interval."""
+
+    side: str
+    """The side (`candidate`/`base`, or an arena's model)."""
+    judged: int
+    """Its successful judgments."""
+    violating: int
+    """Of them, those whose trajectory has a first violating step."""
+    rate: float | None
+    """violating / judged; None where none was judged."""
+    ci95: list[float] | None
+    """Its Wilson 95% interval; None where none was judged."""
+    principles: dict[str, int]
+    """The violated principles, with how many first violating steps each."""
 
 
 class WinrateSummary(WinrateReport):
@@ -536,6 +626,10 @@ async def winrate_async(config: WinrateConfig) -> WinrateSummary:
         ],
         "combined": combination_summary(r for r in ordered if r is not None),
     }
+    if judges_steps(config.scoring, config.judge_mode):
+        report["first_violations"] = first_violations(
+            {"candidate": ordered, "base": ordered}, {"candidate": ["a"] * len(ordered), "base": ["b"] * len(ordered)}
+        )
     written = write_summary(config, report)
     write_pairs(written.with_suffix(".pairs.jsonl"), pairs, ordered)
     return {**report, "written_to": str(written)}
@@ -559,12 +653,20 @@ def write_pairs(
             sides[1]: p.b,
             f"p_{sides[0]}": r.p_a if r is not None and r.status == "ok" else None,
             **(_settlement(r.combined) if r is not None and r.combined is not None else {}),
+            **(_findings(r, sides) if r is not None and r.mode == STEPWISE_MODE.name else {}),
         }
         for p, r in zip(pairs, judgments)
     ]
     text = "".join(orjson.dumps(row).decode() + "\n" for row in rows)
     tables.atomic_write(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
     return path
+
+
+def _findings(judgment: Judgment, sides: tuple[str, str]) -> dict[str, Any]:
+    """A stepwise comparison's first violating step of each side's trajectory, as its row shows it (null where none
+    was found, or the judgment failed)."""
+    found = (step_finding(judgment, "a"), step_finding(judgment, "b"))
+    return {f"first_violation_{side}": None if f is None else f.model_dump() for side, f in zip(sides, found)}
 
 
 def _settlement(combined: Combined) -> dict[str, Any]:
@@ -592,11 +694,16 @@ def _fmt(value: Any) -> str:
 def markdown(summary: WinrateReport) -> str:
     """A short markdown summary for the run report."""
     ci = summary.get("ci95") or [None, None]
+    orders = (
+        "step by step, each answer as the conversation's next step"
+        if "first_violations" in summary
+        else "in both orders"
+    )
     lines = [
         "## Win rate",
         "",
         f"Candidate `{summary['candidate']}` against base `{summary['base']}`, judged by `{summary['judge']}` "
-        f"against the `{summary['constitution']}` constitution in both orders, on {summary['prompts_used']} "
+        f"against the `{summary['constitution']}` constitution {orders}, on {summary['prompts_used']} "
         f"held-out prompts from `{summary['prompts']}`.",
         "",
         "| win rate (ties half) | 95% CI (Wilson) | wins | ties | losses | failed | mean P(candidate) |",
@@ -635,6 +742,8 @@ def markdown(summary: WinrateReport) -> str:
     combined = summary.get("combined")
     if combined:
         lines += [*combination_lines(combined), ""]
+    if "first_violations" in summary:
+        lines += first_violation_lines(summary["first_violations"])
     rm = summary.get("reward_model")
     if rm:
         lines += [

@@ -60,6 +60,7 @@ __all__ = [
     "Kind",
     "Mode",
     "Reply",
+    "answer_modes",
     "context_modes",
     "described",
     "mode",
@@ -112,6 +113,12 @@ def pair_modes() -> list[str]:
 def pairwise_modes() -> list[str]:
     """The modes that compare two responses in one prompt."""
     return [name for name, entry in MODES.items() if entry.kind.subject == "pair"]
+
+
+def answer_modes() -> list[str]:
+    """The modes that judge two answers to one prompt: those that compare them, and those that judge each as the
+    next step of the prompt's conversation."""
+    return [name for name, entry in MODES.items() if entry.kind.subject in ("pair", "step")]
 
 
 def rating_modes() -> list[str]:

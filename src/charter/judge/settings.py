@@ -12,6 +12,7 @@ from charter.judge.modes import (
     DEFAULT_MODE,
     DEFAULT_RATING,
     MODES,
+    answer_modes,
     described,
     mode,
     pair_modes,
@@ -49,6 +50,12 @@ def _pairwise_mode(name: str) -> str:
     return name
 
 
+def _answer_mode(name: str) -> str:
+    if name not in answer_modes():
+        raise ValueError(f"{name!r}: two answers are judged in one of {', '.join(answer_modes())}")
+    return name
+
+
 def _known_combination(name: str) -> str:
     if name not in COMBINATIONS:
         raise ValueError(f"votes are combined by one of {', '.join(COMBINATIONS)}, not {name!r}")
@@ -61,6 +68,10 @@ def _combination_enum(schema: dict[str, Any]) -> None:
 
 def _pairwise_enum(schema: dict[str, Any]) -> None:
     schema["enum"] = pairwise_modes()
+
+
+def _answer_enum(schema: dict[str, Any]) -> None:
+    schema["enum"] = answer_modes()
 
 
 def _mode_enum(schema: dict[str, Any]) -> None:
@@ -80,6 +91,9 @@ RatingMode = Annotated[str, AfterValidator(_rating_reader), Field(json_schema_ex
 CombinationName = Annotated[str, AfterValidator(_known_combination), Field(json_schema_extra=_combination_enum)]
 #: A mode that compares two responses in one prompt.
 PairwiseMode = Annotated[str, AfterValidator(_pairwise_mode), Field(json_schema_extra=_pairwise_enum)]
+#: A mode that judges two answers to one prompt: compared in one prompt, or (`stepwise`) each judged as the next
+#: step of the prompt's conversation.
+AnswerMode = Annotated[str, AfterValidator(_answer_mode), Field(json_schema_extra=_answer_enum)]
 
 
 class JudgeSettings(ConfigModel):

@@ -3,6 +3,7 @@ dataset files when there are any, else from the store in batches (a million judg
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -10,7 +11,7 @@ from typing import Any
 import orjson
 
 from charter.checklist.store import kept_checklist
-from charter.records import ChecklistSide, Fingerprints, ItemVerdict, Judgment, Pair
+from charter.records import ChecklistSide, Fingerprints, ItemVerdict, Judgment, Message, Pair, StepFinding, ToolCall
 from charter.records.base import last_text
 from charter.runs.files import RunFiles
 from charter.runs.items import judged_records
@@ -78,6 +79,53 @@ def _row_items(checklist: list[dict[str, Any]] | None) -> list[tuple[str, str]] 
 
 def _shown(messages: list[Any]) -> list[dict]:
     return [{"role": m.role, "content": clip(m.content)} for m in messages]
+
+
+def _action(call: ToolCall) -> str:
+    """A tool call as the report shows it: an action, its name and JSON arguments, and whether it changes the world."""
+    effect = "" if call.side_effect is None else ", changes the world" if call.side_effect else ", reads only"
+    arguments = json.dumps(call.arguments, sort_keys=True, ensure_ascii=False)
+    return f"calls {call.name} (call {call.id}{effect}) with {clip(arguments, SHOWN_REASON)}"
+
+
+def _label(message: Message) -> str:
+    if message.role != "tool":
+        return message.role
+    answers = f" (answers call {message.tool_call_id})" if message.tool_call_id else ""
+    return f"tool result, untrusted{answers}"
+
+
+def transcript_shown(messages: list[Message], violating: int) -> list[dict]:
+    """A trajectory laid out by role as the report shows it: each message with its index and role, an assistant's
+    tool calls as actions, a tool result marked untrusted (with the call it answers), and the violating step
+    flagged."""
+    return [
+        {
+            "index": i,
+            "role": m.role,
+            "label": _label(m),
+            "content": clip(m.content),
+            "actions": [_action(c) for c in m.tool_calls or ()],
+            "violating": i == violating,
+        }
+        for i, m in enumerate(messages)
+    ]
+
+
+def violations_shown(prompt: list[Message], sides: list[tuple[str, list[Message], StepFinding | None]]) -> list[dict]:
+    """Each side's first violating step (where a stepwise judge found one): the side, the step, the principle, the
+    judge's reason, and the side's whole trajectory (the prompt's turns, then its response) laid out by role."""
+    return [
+        {
+            "side": side,
+            "step": found.step,
+            "principle_id": found.principle_id,
+            "reason": clip(found.reason, SHOWN_REASON),
+            "transcript": transcript_shown([*prompt, *response], found.step),
+        }
+        for side, response, found in sides
+        if found is not None
+    ]
 
 
 def _spread_ranks(total: int, n: int) -> list[int]:
@@ -165,6 +213,13 @@ def _examples_from_preferences(files: RunFiles, n: int) -> list[dict]:
             "p_chosen": r.p_chosen,
             "principle_ids": r.principle_ids,
             "checklist": checklist_shown(_row_items(r.checklist), r.checklist_chosen, r.checklist_rejected),
+            "violations": violations_shown(
+                r.prompt,
+                [
+                    ("chosen", r.chosen, r.first_violation_chosen),
+                    ("rejected", r.rejected, r.first_violation_rejected),
+                ],
+            ),
         }
         for r in sorted(rows, key=lambda r: (r.p_chosen, r.pair_id))
     ]
@@ -209,6 +264,9 @@ def _examples_from_store(store: RunStore, fp: Fingerprints, n: int) -> list[dict
             stored = kept_checklist(store, pair.prompt_id, fp.checklist)
             items = None if stored is None else [(item.id, item.requirement) for item in stored.items]
         sides = (None, None) if checked is None else (checked.a, checked.b) if a_wins else (checked.b, checked.a)
+        side_a = ([Message(role="assistant", content=pair.a)], judgment.first_violation_a)
+        side_b = ([Message(role="assistant", content=pair.b)], judgment.first_violation_b)
+        chosen, rejected = (side_a, side_b) if a_wins else (side_b, side_a)
         found.append(
             {
                 "pair_id": pair.pair_id,
@@ -219,6 +277,7 @@ def _examples_from_store(store: RunStore, fp: Fingerprints, n: int) -> list[dict
                 "p_chosen": max(judgment.p_a or 0.0, 1.0 - (judgment.p_a or 0.0)),
                 "principle_ids": judgment.principle_ids,
                 "checklist": checklist_shown(items, *sides),
+                "violations": violations_shown(pair.prompt, [("chosen", *chosen), ("rejected", *rejected)]),
             }
         )
     return found

@@ -284,6 +284,18 @@ def _conversation(messages: list[dict] | str) -> str:
     return "\n\n".join(f"[{m.get('role', '?')}] {m.get('content', '')}" for m in messages)
 
 
+def _transcript(turns: list[dict]) -> str:
+    """A trajectory as `transcript_shown` lays it out, in plain text: one block a message, labelled with its index
+    and role, its actions below it, the first violating step marked."""
+    blocks = []
+    for t in turns:
+        head = f"[{t['index']}] {t['label']}" + ("  <- first violating step" if t["violating"] else "")
+        blocks.append(
+            "\n".join([head, *([t["content"]] if t["content"] else []), *(f"Action: {a}" for a in t["actions"])])
+        )
+    return "\n\n".join(blocks)
+
+
 def _environment() -> Environment:
     env = Environment(
         loader=FileSystemLoader(TEMPLATES),
@@ -293,7 +305,7 @@ def _environment() -> Environment:
         lstrip_blocks=True,
         keep_trailing_newline=True,
     )
-    env.filters.update(pct=_pct, num=_num, fence=_fence, cell=_cell, conversation=_conversation)
+    env.filters.update(pct=_pct, num=_num, fence=_fence, cell=_cell, conversation=_conversation, transcript=_transcript)
     return env
 
 
