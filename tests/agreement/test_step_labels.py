@@ -3,6 +3,7 @@ judge's: the same step, and the same verdict on whether the trajectory violates 
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import pytest
@@ -112,3 +113,43 @@ def test_a_plain_pair_has_no_steps_to_label(tmp_path: Path) -> None:
         assert item is not None and "steps" not in item
         with pytest.raises(LabelError, match="not a trajectory"):
             session.label_step("w", "A", "none")
+
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+
+
+@pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Debian chromium not installed (make browser)")
+def test_a_person_labels_a_step_in_chromium(step_run: Path) -> None:
+    from playwright.sync_api import expect, sync_playwright
+
+    from charter.agreement.report import agreement_summary
+    from charter.agreement.server import LabelServer
+
+    server = LabelServer(step_run, "alice", port=0)
+    server.start()
+    try:
+        with sync_playwright() as pw:
+            browser = pw.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu"])
+            page = browser.new_page()
+            page.goto(server.url)
+            expect(page.locator("#steps")).to_be_visible()
+            # laid out by role: the tool call as an action, the tool result as untrusted data
+            expect(page.locator("#conversation .action")).to_have_text('action:search {"q":"locks"}')
+            expect(page.locator(".message.untrusted .role")).to_have_text("tool result (untrusted, search):")
+            pair_id = page.locator("body").get_attribute("data-pair-id")
+            page.locator("#step-A").select_option("3")
+            page.locator("#btn-step-A").click()
+            expect(page.locator("#step-A")).to_have_value("3")
+            page.locator("#step-B").select_option("none")
+            page.locator("#btn-step-B").click()
+            expect(page.locator("#step-B")).to_have_value("none")
+            page.keyboard.press("1")  # and the whole pair, as before
+            expect(page.locator("#progress")).to_have_text("1 / 3 labeled by alice")
+            browser.close()
+        labels = {(lb.pair_id, lb.step) for lb in step_labels(server.store, "alice")}
+        assert labels == {(pair_id, 3), (pair_id, None)}
+    finally:
+        server.close()
+    summary = agreement_summary(step_run)
+    assert summary.trajectory_steps[-1].principle_id == "all"
+    assert summary.trajectory_steps[-1].compared + summary.trajectory_steps[-1].left_out == 2
