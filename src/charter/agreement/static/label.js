@@ -74,6 +74,7 @@
       }
       const given = (item.step_labels || {})[response];
       select.value = given === null || given === undefined ? "" : String(given);
+      select.dataset.saved = select.value;  // what the run holds: the page shows it once the server has it
     }
   }
 
