@@ -64,6 +64,9 @@ def first_pair(server: LabelServer) -> str:
         ("/api/label", {"annotator": "<b>", "pair_id": "P", "choice": "A"}, "annotator name '<b>'"),
         ("/api/undo", {"annotator": 1.5}, "field 'annotator' must be a string, not float"),
         ("/api/undo", {}, "missing field 'annotator'"),
+        ("/api/step", {"annotator": "alice", "pair_id": "P", "response": "A", "step": 3}, "'step' must be a string"),
+        ("/api/step", {"annotator": "alice", "pair_id": "P", "response": "A"}, "missing field 'step'"),
+        ("/api/step", {"annotator": "alice", "pair_id": "P", "response": "A", "step": "none"}, "not a trajectory"),
     ],
 )
 def test_a_bad_field_is_a_400_with_one_json_line(server: LabelServer, path: str, body: dict, message: str) -> None:

@@ -14,7 +14,7 @@ from typing import Any, Literal, TypedDict
 import numpy as np
 
 from charter.agreement.config import AgreementConfig, bucket_label, config_for
-from charter.agreement.items import item_agreement, items_markdown
+from charter.agreement.items import item_agreement, items_markdown, step_agreement, steps_markdown
 from charter.agreement.labels import JudgedPair, open_labels, require_judged
 from charter.agreement.panel import panel_summary, pool_weights
 from charter.agreement.sampling import confidence
@@ -194,6 +194,7 @@ def compute_summary(store: RunStore, config: AgreementConfig) -> AgreementSummar
             "human_preference": human_preference(store, judged, config),
             "panel": panel_summary(store, judged, (obs.pair_ids, obs.human), config, pool_weights(store)),
             "checklist_items": item_agreement(store, judged),
+            "trajectory_steps": step_agreement(store, judged),
         }
     )
 
@@ -282,6 +283,7 @@ def to_markdown(record: AgreementSummary) -> str:
     lines += panel_markdown(summary.get("panel"))
     lines += calibration_markdown(summary.get("calibration"))
     lines += items_markdown(record.checklist_items)
+    lines += steps_markdown(record.trajectory_steps)
     return "\n".join(lines) + "\n"
 
 

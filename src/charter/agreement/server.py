@@ -36,6 +36,7 @@ FIELDS = {
     "/api/label": ("annotator", "pair_id", "choice"),
     "/api/undo": ("annotator",),
     "/api/item": ("annotator", "pair_id", "item_id", "response", "verdict"),
+    "/api/step": ("annotator", "pair_id", "response", "step"),
 }
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
@@ -262,6 +263,11 @@ class _Handler(BaseHTTPRequestHandler):
             body = self._fields(path)
             session = self.app.session(body["annotator"])
             session.label_item(body["pair_id"], body["item_id"], body["response"], body["verdict"])
+            self._json(200, session.state())
+        elif method == "POST" and path == "/api/step":
+            body = self._fields(path)
+            session = self.app.session(body["annotator"])
+            session.label_step(body["pair_id"], body["response"], body["step"])
             self._json(200, session.state())
         elif method == "POST" and path == "/api/undo":
             session = self.app.session(self._fields(path)["annotator"])

@@ -18,7 +18,15 @@ from charter.agreement.items import requirements
 from charter.agreement.labels import LabelError, check_annotator, judged_pairs, put_label, to_pair_terms
 from charter.runs import labels as stored
 from charter.runs.files import RunFiles
-from charter.runs.item_labels import ITEM_VERDICTS, ItemLabel, item_labels, put_item_label
+from charter.runs.item_labels import (
+    ITEM_VERDICTS,
+    ItemLabel,
+    StepLabel,
+    item_labels,
+    put_item_label,
+    put_step_label,
+    step_labels,
+)
 from charter.runs.labels import SpotSample
 from charter.runs.store import RunStore
 
@@ -59,6 +67,15 @@ class ShownCheckItem(TypedDict):
     """Their verdict on the response shown second."""
 
 
+class ShownStep(TypedDict):
+    """A step of a pair's trajectory a person may name as the first that violates the principle."""
+
+    index: int
+    """The step's index among the trajectory's messages (the prompt's, then the response at `len(prompt)`)."""
+    label: str
+    """How the page names it (`message 3 (assistant)`, `the response`)."""
+
+
 class ShownItem(TypedDict):
     """A pair as the labeling page and the terminal UI show it: A is the response shown first."""
 
@@ -76,6 +93,12 @@ class ShownItem(TypedDict):
     """The response shown second."""
     checklist: NotRequired[list[ShownCheckItem]]
     """Judge mode `checklist`: the pair's checklist items, each to judge about each response (absent otherwise)."""
+    steps: NotRequired[list[ShownStep]]
+    """A trajectory (a prompt with assistant or tool turns): its assistant steps, then the response, any of which a
+    person may name as the first that violates the principle (absent for a plain prompt)."""
+    step_labels: NotRequired[dict[str, int | str | None]]
+    """This annotator's first violating step so far for the trajectory ending in response A and in B (screen terms):
+    the step's index, `none` (no step violates), or None (not labeled yet)."""
 
 
 class Progress(TypedDict):
@@ -174,7 +197,50 @@ class LabelSession:
         checklist = self.checklist_items(row)
         if checklist:
             shown["checklist"] = checklist
+        steps = self.steps(row)
+        if steps:
+            shown["steps"] = steps
+            given = {
+                lb.side: lb.step
+                for lb in step_labels(self.store, self.annotator, row.pair_id)
+                if lb.principle_id == row.principle_id
+            }
+            first, second = ("a", "b") if row.shown_order == "ab" else ("b", "a")
+            shown["step_labels"] = {
+                screen: ("none" if given[side] is None else given[side]) if side in given else None
+                for screen, side in (("A", first), ("B", second))
+            }
         return shown
+
+    def steps(self, row: SpotSample) -> list[ShownStep]:
+        """The steps a person may name in the pair's trajectory: the prompt's assistant steps, then the response
+        (none for a prompt without assistant or tool turns: a plain pair)."""
+        prompt = self.pairs[row.pair_id].pair.prompt
+        if not any(m.role in ("assistant", "tool") for m in prompt):
+            return []
+        own = [
+            ShownStep(index=i, label=f"message {i + 1} (assistant)")
+            for i, m in enumerate(prompt)
+            if m.role == "assistant"
+        ]
+        return [*own, ShownStep(index=len(prompt), label="the response")]
+
+    def label_step(self, pair_id: str, response: str, step: str) -> None:
+        """Record this annotator's first step violating the sampled principle in the trajectory ending in response A
+        or B (screen terms): a step's index as the page lists it, or `none` where no step violates it."""
+        row = next((r for r in self.sample if r.pair_id == pair_id), None)
+        if row is None or pair_id not in self.pairs:
+            raise LabelError(f"pair '{pair_id}' is not in the spot-check sample")
+        if response not in ("A", "B"):
+            raise LabelError(f"response {response!r} is not A or B")
+        steps = [s["index"] for s in self.steps(row)]
+        if not steps:
+            raise LabelError(f"pair '{pair_id}' is not a trajectory (its prompt has no assistant or tool turn)")
+        if step != "none" and not (step.isdigit() and int(step) in steps):
+            raise LabelError(f"step {step!r} is not 'none' or one of the pair's steps {steps}")
+        side = ("a" if response == "A" else "b") if row.shown_order == "ab" else ("b" if response == "A" else "a")
+        chosen = None if step == "none" else int(step)
+        put_step_label(self.store, StepLabel(pair_id, side, row.principle_id, self.annotator, chosen))
 
     def checklist_items(self, row: SpotSample) -> list[ShownCheckItem]:
         """The pair's checklist items with this annotator's verdicts so far (none outside judge mode checklist)."""

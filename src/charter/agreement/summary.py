@@ -19,7 +19,7 @@ import numpy as np
 from pydantic import Field
 
 from charter.agreement.config import AgreementConfig, bucket_label
-from charter.agreement.items import ItemAgreement
+from charter.agreement.items import ItemAgreement, StepAgreement
 from charter.agreement.labels import JudgedPair
 from charter.agreement.sampling import confidence, pair_principle
 from charter.records import Record
@@ -342,6 +342,10 @@ class AgreementSummary(Record):
     checklist_items: list[ItemAgreement] = Field(default_factory=list)
     """Judge mode `checklist`: people's agreement with the judge item by item (verdicts on single items), each with
     a Wilson 95% interval; empty when nobody judged an item."""
+    trajectory_steps: list[StepAgreement] = Field(default_factory=list)
+    """A step-judging mode: people's first violating steps of trajectories against the judge's, per principle, with
+    the share of the same step and of the same verdict (violates or not), each with a Wilson 95% interval; empty
+    when nobody labeled a step."""
 
 
 def stored_summary(store: RunStore) -> AgreementSummary | None:

@@ -31,6 +31,9 @@ Tables (records as JSON in `record` columns; see charter.records):
              created_at)                             each prompt's checklist (charter.checklist.store)
   item_labels(pair_id, item_id, side, annotator, verdict, created_at)
                                                      people's verdicts on single checklist items (.item_labels)
+  step_labels(pair_id, side, principle_id, annotator, step, created_at)
+                                                     the first step of a trajectory people say violates a
+                                                     principle, null for none (.item_labels)
 """
 
 from __future__ import annotations
@@ -61,7 +64,7 @@ STORE_FILE = "run.sqlite"
 #: The store's schema version (kept in `PRAGMA user_version`, and in meta `schema_version`, where releases before
 #: 3 look for it and refuse any other). Each change adds a step to `STORE_SCHEMA.steps`; the test fixture written
 #: by an earlier release is opened, upgraded and resumed after every change (tests/runs/test_upgrade.py).
-SCHEMA_VERSION = 7
+SCHEMA_VERSION = 8
 R = TypeVar("R", bound=BaseModel)
 
 #: The tables as schema 2 made them; a new store is made at 2 and brought forward by the steps, like an old one.
@@ -180,12 +183,27 @@ def _to_7(db: Any) -> None:
     _mark(db, 7)
 
 
+#: 8: the first step of a pair's trajectory that people say violates a principle (charter.runs.item_labels).
+STEP_LABELS_SCHEMA = """
+CREATE TABLE IF NOT EXISTS step_labels (pair_id TEXT, side TEXT CHECK (side IN ('a', 'b')), principle_id TEXT,
+                                        annotator TEXT, step INTEGER, created_at REAL,
+                                        PRIMARY KEY (pair_id, side, principle_id, annotator));
+"""
+
+
+def _to_8(db: Any) -> None:
+    """8: people's first violating step of a pair's trajectory, per side and principle (charter.runs.item_labels)."""
+    for statement in script_statements(STEP_LABELS_SCHEMA):
+        db.execute(statement)
+    _mark(db, 8)
+
+
 STORE_SCHEMA = Schema(
     what="run store",
     version=SCHEMA_VERSION,
     base=SCHEMA + "INSERT OR REPLACE INTO meta VALUES ('schema_version', '2');",
     base_version=2,
-    steps={2: _to_3, 3: _to_4, 4: _to_5, 5: _to_6, 6: _to_7},
+    steps={2: _to_3, 3: _to_4, 4: _to_5, 5: _to_6, 6: _to_7, 7: _to_8},
     found=_found,
 )
 

@@ -25,20 +25,65 @@
     $("error").hidden = !message;
   }
 
+  function line(className, label, value) {
+    const div = document.createElement("div");
+    div.className = className;
+    const role = document.createElement("span");
+    role.className = "role";
+    role.textContent = label;
+    const text = document.createElement("span");
+    text.textContent = value;
+    div.append(role, text);
+    return div;
+  }
+
+  // A trajectory laid out by role: tool calls shown as actions, tool results marked as untrusted data.
   function renderConversation(messages) {
     const box = $("conversation");
     box.replaceChildren();
-    for (const message of messages) {
-      const div = document.createElement("div");
-      div.className = "message";
-      const role = document.createElement("span");
-      role.className = "role";
-      role.textContent = String(message.role) + ":";
-      const text = document.createElement("span");
-      text.textContent = String(message.content);
-      div.append(role, text);
+    messages.forEach((message, index) => {
+      const role = String(message.role);
+      const untrusted = role === "tool";
+      const label = untrusted ? "tool result (untrusted" + (message.name ? ", " + String(message.name) : "") + "):"
+        : role + ":";
+      const div = line("message" + (untrusted ? " untrusted" : ""), label, String(message.content));
+      div.dataset.step = String(index);
+      div.dataset.role = role;
+      for (const call of message.tool_calls || []) {
+        const action = line("action", "action:", String(call.name) + " " + JSON.stringify(call.arguments || {}));
+        div.append(action);
+      }
       box.append(div);
+    });
+  }
+
+  function renderSteps(item) {
+    $("steps").hidden = !item.steps;
+    if (!item.steps) return;
+    $("steps-principle").textContent = item.principle.id;
+    for (const response of ["A", "B"]) {
+      const select = $("step-" + response);
+      select.replaceChildren();
+      const choices = [["", "(not labeled)"], ["none", "no step violates it"]].concat(
+        item.steps.map((s) => [String(s.index), s.label === "the response" ? "response " + response : s.label]));
+      for (const [value, text] of choices) {
+        const option = document.createElement("option");
+        option.value = value;
+        option.textContent = text;
+        select.append(option);
+      }
+      const given = (item.step_labels || {})[response];
+      select.value = given === null || given === undefined ? "" : String(given);
+      select.dataset.saved = select.value;  // what the run holds: the page shows it once the server has it
     }
+  }
+
+  function labelStep(response) {
+    if (!state || !state.item) return;
+    const step = $("step-" + response).value;
+    if (!step) { showError("choose a step (or 'no step violates it') first"); return; }
+    const pairId = state.item.pair_id;
+    run(() => call("POST", "/api/step", { pair_id: pairId, response, step }));
   }
 
   function render(data) {
@@ -57,6 +102,7 @@
     $("response-a").textContent = item.A;
     $("response-b").textContent = item.B;
     renderChecklist(item);
+    renderSteps(item);
   }
 
   function renderChecklist(item) {
@@ -110,7 +156,7 @@
 
   const KEYS = { "1": "A", a: "A", "2": "B", b: "B", "3": "tie", t: "tie", s: "skip" };
   document.addEventListener("keydown", (event) => {
-    if (event.target === $("annotator")) return;
+    if (event.target === $("annotator") || event.target.tagName === "SELECT") return;
     if ((event.ctrlKey || event.metaKey) && event.key.toLowerCase() === "z") { event.preventDefault(); undo(); return; }
     if (event.ctrlKey || event.metaKey || event.altKey) return;
     const key = event.key.toLowerCase();
@@ -124,6 +170,8 @@
       button.addEventListener("click", () => choose(button.dataset.choice));
     }
     $("btn-undo").addEventListener("click", undo);
+    $("btn-step-A").addEventListener("click", () => labelStep("A"));
+    $("btn-step-B").addEventListener("click", () => labelStep("B"));
     $("annotator").addEventListener("change", () => {
       const next = new URLSearchParams(location.search);
       next.set("annotator", annotator());
