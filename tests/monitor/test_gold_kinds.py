@@ -16,6 +16,7 @@ from charter.monitor.gold import (
     GoldScore,
     MonitorConfig,
     label_key,
+    monitor_lines,
     people_corrected,
     read_labels,
     refuse_same_judge,
@@ -160,4 +161,6 @@ def test_the_monitor_corrects_gold_by_peoples_labels_where_they_exist(
     rows = [json.loads(line) for line in (tmp_path / "out" / "monitor" / "step-0.jsonl").open()]
     assert [r.get("label") for r in rows] == [1.0, 0.0, 0.0, None, 1.0, None]
     assert "people's labels" in monitor.summary()["gold"]
+    shown = "\n".join(monitor_lines(monitor.summary()))
+    assert f"step 0: {corrected['value']:.3f}" in shown and "from 4 labels" in shown and "step 1: n/a from 0" in shown
     reward.close()

@@ -681,6 +681,12 @@ def monitor_lines(summary: MonitorSummary | None, last_step: int | None = None) 
             f"{since} (best {s['best_step']}) | {s['length']:.1f} | {_value(s['gold_lc'])} | {shown} | "
             f"{s['gold_failures']} | {'**flag**' if s['flagged'] else ''} |"
         )
+    corrected = [(s["step"], c) for s in steps if (c := s.get("people")) is not None]
+    if corrected:
+        shown = "; ".join(
+            f"step {step}: {_value(c['value'], c['low'], c['high'])} from {c['labels']} labels" for step, c in corrected
+        )
+        lines += ["", f"Gold corrected by people's labels (PPI++, where at least two answers carry one): {shown}."]
     rates = summary["false_positive_rates"]
     if rates:
         shares = ", ".join(
