@@ -20,6 +20,7 @@ from typing import Any
 
 from charter.api_args import ConfigArg, public
 from charter.concurrency import run_sync
+from charter.constitutions import load_constitution
 from charter.errors import BudgetExceeded, ConfigError, MissingExtra
 from charter.monitor.gold import (
     HISTORY_FILE,
@@ -33,8 +34,12 @@ from charter.monitor.gold import (
     checklist_gold,
     gold_checklists,
     held_out_rows,
+    label_key,
     prompt_text,
+    rated_gold,
+    read_labels,
     refuse_overlap,
+    refuse_same_judge,
     step_record,
     verifier_gold,
 )
@@ -89,10 +94,11 @@ class GoldMonitor(TrainerCallback):
             trainer: The trainer, so that the evaluations reach its loggers (TensorBoard, W&B).
 
         Raises:
-            ConfigError: No held-out prompts (`split` without rows), a cost cap with an unpriced gold judge, or a
-                verifier that needs a reference the rows lack.
-            DatasetError: The held-out prompts file cannot be read, or a gold checklist is missing or malformed
-                (named with its row).
+            ConfigError: No held-out prompts (`split` without rows), a cost cap with an unpriced gold judge, a
+                verifier that needs a reference the rows lack, or a gold judge that is the training judge itself
+                (same model, constitution and settings).
+            DatasetError: The held-out prompts file or the people's labels cannot be read, or a gold checklist or a
+                label is missing or malformed (named with its row).
         """
         config = config_from(MonitorConfig, config, "config")
         self.config, self.reward, self.trainer = config, reward, trainer
@@ -120,6 +126,9 @@ class GoldMonitor(TrainerCallback):
             raise ConfigError(f"monitor: {blind}")
         self.cache = CallCache(Path(cache).expanduser()) if cache is not None else None
         self.meter = UsageMeter(dict(prices or {}), config.budget)
+        self.constitution = load_constitution(gold.constitution) if gold.constitution is not None else None
+        refuse_same_judge(gold, reward, "monitor")
+        self.labels = read_labels(gold.labels) if gold.labels is not None else None
         self.scored: list[Scored] = []
         self.history: list[MonitorStep] = []
         """Every evaluation's record, in order."""
@@ -156,7 +165,8 @@ class GoldMonitor(TrainerCallback):
         rewards = self._rewards(answers)
         gold = self._gold(answers)
         spent = self._usage()
-        scored = Scored(step, answers, rewards, gold)
+        labels = [self.labels.get(label_key(p, a)) for p, a in zip(self.prompts, answers)] if self.labels else []
+        scored = Scored(step, answers, rewards, gold, labels=labels)
         self.scored.append(scored)
         cost = {"seconds": time.perf_counter() - started, **{k: spent[k] - before[k] for k in spent}}
         base_length = sum(self.scored[0].words) / max(len(self.scored[0].words), 1)
@@ -209,13 +219,16 @@ class GoldMonitor(TrainerCallback):
             return [GoldScore(None, "budget: the monitor's budget was reached earlier") for _ in answers]
         if gold.verifier is not None:
             return verifier_gold(gold.verifier, self.rows, answers)
-        assert gold.judge is not None and self.checklists is not None
+        assert gold.judge is not None
         model = get_model(gold.judge.backend(), cache=self.cache, meter=self.meter, role="gold")
+        concurrency = self.config.concurrency
 
         async def scored() -> list[GoldScore]:
             try:
+                if self.constitution is not None:
+                    return await rated_gold(model, self.constitution, gold.rating, self.prompts, answers, concurrency)
                 return await checklist_gold(
-                    model, self.prompts, answers, self.checklists or [], gold.aggregation, self.config.concurrency
+                    model, self.prompts, answers, self.checklists or [], gold.aggregation, concurrency
                 )
             finally:
                 await model.aclose()
@@ -251,9 +264,10 @@ class GoldMonitor(TrainerCallback):
         lines = []
         for i, (answer, reward, gold) in enumerate(zip(scored.answers, scored.rewards, scored.gold)):
             shown = [n for n, detect in SIGNATURES.items() if detect(answer, self.texts[i], self.required[i])]
+            label = {"label": scored.labels[i]} if scored.labels and scored.labels[i] is not None else {}
             lines.append(json.dumps({"step": scored.step, "prompt": self.prompts[i], "answer": answer,
                                      "reward": reward, "gold": gold.score, "gold_failure": gold.failure,
-                                     "signatures": shown}, ensure_ascii=False))  # fmt: skip
+                                     "signatures": shown, **label}, ensure_ascii=False))  # fmt: skip
         (folder / f"step-{scored.step}.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
         (folder / HISTORY_FILE).write_text(json.dumps(self.history, ensure_ascii=False), encoding="utf-8")
 
@@ -306,6 +320,16 @@ def _logs(record: MonitorStep) -> dict[str, float]:
         "gold_low": record["gold_low"],
         "gold_high": record["gold_high"],
         "gold_failures": record["gold_failures"],
+        **(
+            {
+                "gold_people": people["value"],
+                "gold_people_low": people["low"],
+                "gold_people_high": people["high"],
+                "labels": people["labels"],
+            }
+            if (people := record["people"])
+            else {}
+        ),  # fmt: skip
         "gap": record["gap"],
         "gold_change": record["gold_change"]["change"],
         "length": record["length"],

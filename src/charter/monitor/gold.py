@@ -19,8 +19,14 @@ The monitor then warns, or stops training (`on_gap: stop`) after saving a checkp
 is kept and named.
 
 The gold evaluator (`GoldEvaluator`) is one of: held-out checklist items (a column of the held-out prompts that the
-reward never reads) answered by a gold judge in one call an answer, verifier items checked by code; or a verifiable
-check (`charter.verify`: number, exact, contains, regex:, a registered name or module:function) of every answer.
+reward never reads) answered by a gold judge in one call an answer, verifier items checked by code; a verifiable check
+(`charter.verify`: number, exact, contains, regex:, a registered name or module:function) of every answer; or another
+judge (other model, prompt or order) rating every answer under a constitution in a rating mode (`score`), its score
+normalised to 0..1. A judge that is the training judge with the same model, constitution and settings is refused.
+
+With `labels`, people's scores of some held-out answers (keyed by prompt and answer) correct the gold score where they
+exist: the step's gold estimate is then prediction-powered (`charter.stats.ppi.ppi_mean`: the gold evaluator's scores
+on every answer, the people's labels on the few they scored), with its interval and the number of labels used.
 """
 
 from __future__ import annotations
@@ -37,13 +43,19 @@ from pydantic import Field, model_validator
 
 from charter.checklist.check import check_response
 from charter.checklist.items import Checklist, checklist_from_rows
-from charter.errors import BudgetExceeded, ConfigError, DatasetError, ProviderError
+from charter.constitutions import Constitution, load_constitution
+from charter.errors import BudgetExceeded, ConfigError, DatasetError, JudgeParseError, ProviderError
+from charter.judge.judgment import ToRate
+from charter.judge.pairwise import principles_for
+from charter.judge.score import mean_score, rates_of, score_on_unit_scale
+from charter.judge.settings import JudgeSettings
 from charter.monitor.signatures import signature_counts
 from charter.providers.base import ChatModel
 from charter.providers.config import RoleConfig
 from charter.providers.usage import Budget
-from charter.records import Message
+from charter.records import Message, fingerprint
 from charter.stats.intervals import bounded_mean_interval
+from charter.stats.ppi import ppi_mean
 from charter.training import data
 from charter.verify import check
 from charter.yamlio import ConfigModel, LocatedValueError
@@ -56,7 +68,8 @@ HISTORY_FILE = "history.json"
 
 class GoldEvaluator(ConfigModel):
     """What scores the held-out answers apart from the training reward: held-out checklist items a gold judge answers,
-    or a verifiable check. Exactly one of `checklist_column` and `verifier`."""
+    a verifiable check, or another judge rating each answer under a constitution. Exactly one of `checklist_column`,
+    `verifier` and `constitution`; `labels` adds people's scores of some answers (a PPI-corrected gold estimate)."""
 
     checklist_column: str | None = None
     """A column of the held-out prompts with each prompt's gold checklist (a list of items or its JSON text), items
@@ -70,6 +83,18 @@ class GoldEvaluator(ConfigModel):
     verifier: str | None = None
     """A verifier every answer is checked by, 1 or 0 (number, exact, contains, regex:PATTERN, a registered name or
     module:function), with the held-out prompt's `reference` where it reads one."""
+    constitution: str | None = None
+    """Another judge: `judge` rates every answer under this constitution (a bundled name or a YAML path) in the
+    rating mode of `rating`, its mean score over the drawn principles normalised to 0..1. Refused when it is the
+    training judge with the same model, constitution and settings."""
+    rating: JudgeSettings = JudgeSettings(mode="score")
+    """`constitution`: the gold judge's settings (a rating mode: `score` by default; scale, rating, principles per
+    answer, principles)."""
+    labels: str | None = None
+    """People's scores of held-out answers: a JSONL/parquet file with `prompt` (a string or messages), `answer` and
+    `label` (0..1), e.g. the monitor's own `step-0.jsonl` rows with a `label` added. Where at least two of a step's
+    answers carry a label, the step's gold estimate is PPI-corrected from the gold scores of every answer and the
+    labels of those."""
 
     @model_validator(mode="before")
     @classmethod
@@ -80,20 +105,32 @@ class GoldEvaluator(ConfigModel):
 
     @model_validator(mode="after")
     def _one_kind(self) -> GoldEvaluator:
-        if (self.checklist_column is None) == (self.verifier is None):
-            raise LocatedValueError("give exactly one of checklist_column and verifier", ())
+        kinds = [k for k in (self.checklist_column, self.verifier, self.constitution) if k is not None]
+        if len(kinds) != 1:
+            raise LocatedValueError("give exactly one of checklist_column, verifier and constitution", ())
         if self.checklist_column is not None and self.judge is None:
             raise LocatedValueError("checklist_column needs a gold judge", ("judge",))
+        if self.constitution is not None and self.judge is None:
+            raise LocatedValueError("constitution needs a gold judge to rate the answers", ("judge",))
         if self.verifier is not None and self.judge is not None:
             raise LocatedValueError("a verifier asks no judge: leave judge out", ("judge",))
+        if self.constitution is not None and not self.rating.rates_alone:
+            raise LocatedValueError(
+                f"the gold judge rates each answer alone: mode {self.rating.mode!r} compares two", ("rating", "mode")
+            )
         return self
 
     def describe(self) -> str:
         """The evaluator in words (the card and the report name it)."""
+        people = f"; people's labels from {self.labels} correct it (PPI)" if self.labels else ""
         if self.verifier is not None:
-            return f"verifier {self.verifier}"
+            return f"verifier {self.verifier}{people}"
         assert self.judge is not None
-        return f"held-out checklist `{self.checklist_column}` answered by {self.judge.model} ({self.aggregation})"
+        if self.constitution is not None:
+            return f"{self.judge.model} rating under `{self.constitution}` ({self.rating.describe()}){people}"
+        return (
+            f"held-out checklist `{self.checklist_column}` answered by {self.judge.model} ({self.aggregation}){people}"
+        )
 
 
 class MonitorConfig(ConfigModel):
@@ -224,6 +261,118 @@ async def checklist_gold(
     return list(await asyncio.gather(*(one(p, a, c) for p, a, c in zip(prompts, answers, checklists))))
 
 
+async def rated_gold(
+    model: ChatModel,
+    constitution: Constitution,
+    settings: JudgeSettings,
+    prompts: Sequence[Sequence[Mapping[str, str]]],
+    answers: Sequence[str],
+    concurrency: int,
+) -> list[GoldScore]:
+    """Another judge's rating of each answer under the constitution (its mean over the principles drawn for the
+    prompt, on 0..1); a failed call or an unread score is a failure, and the budget's stop fails the answers not yet
+    asked."""
+    gate = asyncio.Semaphore(concurrency)
+    rate = rates_of(settings)
+
+    async def one(prompt: Sequence[Mapping[str, str]], answer: str) -> GoldScore:
+        messages = [Message.model_validate(m) for m in prompt]
+        ids = principles_for(constitution, settings, fingerprint(["prompt", [m.model_dump() for m in messages]]), 0)
+        async with gate:
+            try:
+                scores = await rate(model, constitution, ToRate(messages, answer, ids), settings)
+            except BudgetExceeded as exc:
+                return GoldScore(None, f"budget: {exc}")
+            except (JudgeParseError, ProviderError) as exc:
+                return GoldScore(None, f"call failed: {exc}")
+        return GoldScore(score_on_unit_scale(mean_score(scores), settings.scale))
+
+    return list(await asyncio.gather(*(one(p, a) for p, a in zip(prompts, answers))))
+
+
+def same_judge(
+    gold: GoldEvaluator, models: Sequence[str], constitution: Constitution, settings: JudgeSettings, rates: bool
+) -> bool:
+    """Whether the gold judge is the training judge itself: a reward that rates each answer (`rates`) by the same
+    model (named by one of `models`) under the same constitution with the same settings (mode, scale, reading,
+    principles)."""
+    if gold.constitution is None or gold.judge is None or not rates or gold.judge.model not in models:
+        return False
+    same_settings = gold.rating.model_dump() == settings.model_dump(include=set(JudgeSettings.model_fields))
+    return same_settings and load_constitution(gold.constitution).model_dump() == constitution.model_dump()
+
+
+def same_judge_line(gold: GoldEvaluator, model: str) -> str:
+    """The refusal of a gold judge that is the training judge, in one line."""
+    return (
+        f"the gold judge is the training judge ({model}, constitution {gold.constitution}, "
+        f"{gold.rating.describe()}): give another model, constitution or settings"
+    )
+
+
+def refuse_same_judge(gold: GoldEvaluator, training: Any, where: str) -> None:
+    """A `ConfigError` (exit 2) when the gold judge is the training reward's own judge (`same_judge`); a reward that
+    is no charter judge reward is not compared."""
+    training = getattr(training, "__self__", training)  # a bound method: `reward.unstored`
+    session, entry = getattr(training, "session", None), getattr(training, "entry", None)
+    if session is None or entry is None:
+        return
+    models = [getattr(session.judge, "served_id", ""), getattr(session.judge, "model_id", "")]
+    if same_judge(gold, models, session.constitution, session.settings, bool(entry.rates)):
+        raise ConfigError(f"{where}: {same_judge_line(gold, models[0])}")
+
+
+# -- people's labels ----------------------------------------------------------------------------------------------
+def label_key(prompt: Sequence[Mapping[str, str]] | str, answer: str) -> str:
+    """What a label is found by: the prompt's last user message and the answer, spaces and case aside."""
+    messages = [{"role": "user", "content": prompt}] if isinstance(prompt, str) else prompt
+    return fingerprint([prompt_text(messages), " ".join(answer.lower().split())])
+
+
+def read_labels(source: str | Path) -> dict[str, float]:
+    """People's labels by `label_key`; a row without `prompt`, `answer` or a `label` within 0..1 is one line naming
+    the file, the row and the key."""
+    out: dict[str, float] = {}
+    for i, row in enumerate(data.read_rows(str(source))):
+        for key in ("prompt", "answer", "label"):
+            if row.get(key) is None:
+                raise DatasetError(f"{source}: row {i}: {key}: missing")
+        label = row["label"]
+        if isinstance(label, bool) or not isinstance(label, int | float) or not (0 <= label <= 1):
+            raise DatasetError(f"{source}: row {i}: label: expected a number within 0..1, got {label!r}")
+        if not isinstance(row["answer"], str):
+            raise DatasetError(f"{source}: row {i}: answer: expected a string")
+        prompt = data.message_dicts(row["prompt"], "user", f"{source}: row {i}: prompt")
+        out[label_key(prompt, row["answer"])] = float(label)
+    return out
+
+
+class PeopleCorrected(TypedDict):
+    """A step's gold estimate corrected by people's labels (PPI++), with its interval and what it used."""
+
+    value: float | None
+    low: float | None
+    high: float | None
+    labels: int
+    """People's labels used (answers scored by the gold evaluator that carry a label)."""
+    gold_n: int
+    """Gold scores it rests on (every scored answer)."""
+
+
+def people_corrected(gold: Sequence[GoldScore], labels: Sequence[float | None]) -> PeopleCorrected:
+    """The prediction-powered gold estimate: the gold scores of every scored answer corrected by people's labels on
+    those that carry one (`charter.stats.ppi.ppi_mean`, PPI++, its interval cut to 0..1); no estimate with fewer than
+    two labelled answers."""
+    scored = [(g.score, label) for g, label in zip(gold, labels) if g.score is not None]
+    both = [(g, label) for g, label in scored if label is not None]
+    if len(both) < 2:
+        return PeopleCorrected(value=None, low=None, high=None, labels=len(both), gold_n=len(scored))
+    estimate = ppi_mean([g for g, _ in scored], [g for g, _ in both], [h for _, h in both]).within(0.0, 1.0)
+    return PeopleCorrected(
+        value=estimate.value, low=estimate.low, high=estimate.high, labels=len(both), gold_n=len(scored)
+    )
+
+
 def verifier_gold(verifier: str, rows: Sequence[Mapping[str, Any]], answers: Sequence[str]) -> list[GoldScore]:
     """1 where an answer passes the verifier, 0 where not (no calls)."""
     out = []
@@ -265,6 +414,8 @@ class MonitorStep(TypedDict):
     """Answers the gold evaluator scored."""
     gold_failures: int
     """Answers whose gold call failed: recorded, never scored."""
+    people: PeopleCorrected | None
+    """The gold estimate corrected by people's labels (with `labels`), or None."""
     gap: float | None
     """reward - gold, paired by prompt."""
     gap_low: float | None
@@ -349,6 +500,9 @@ class Scored:
 
     def __post_init__(self) -> None:
         self.words = [len(a.split()) for a in self.answers]
+
+    labels: list[float | None] = field(default_factory=list)
+    """People's label of each answer, where one exists (with `labels`)."""
 
     @property
     def gold_mean(self) -> float | None:
@@ -438,6 +592,7 @@ def step_record(
         gold_high=gold_high,
         gold_n=sum(g is not None for g in golds),
         gold_failures=sum(g.score is None for g in scored.gold),
+        people=people_corrected(scored.gold, scored.labels) if scored.labels else None,
         gap=gap["change"],
         gap_low=gap["low"],
         gap_high=gap["high"],
@@ -526,6 +681,12 @@ def monitor_lines(summary: MonitorSummary | None, last_step: int | None = None) 
             f"{since} (best {s['best_step']}) | {s['length']:.1f} | {_value(s['gold_lc'])} | {shown} | "
             f"{s['gold_failures']} | {'**flag**' if s['flagged'] else ''} |"
         )
+    corrected = [(s["step"], c) for s in steps if (c := s.get("people")) is not None]
+    if corrected:
+        shown = "; ".join(
+            f"step {step}: {_value(c['value'], c['low'], c['high'])} from {c['labels']} labels" for step, c in corrected
+        )
+        lines += ["", f"Gold corrected by people's labels (PPI++, where at least two answers carry one): {shown}."]
     rates = summary["false_positive_rates"]
     if rates:
         shares = ", ".join(

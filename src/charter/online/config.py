@@ -7,16 +7,24 @@ from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
+from charter.constitutions import load_constitution
 from charter.judge.modes import DEFAULT_MODE, DEFAULT_RATING_MODE
 from charter.judge.settings import JudgeConfig
-from charter.monitor.gold import MonitorConfig
+from charter.monitor.gold import MonitorConfig, same_judge, same_judge_line
 from charter.online.mitigate import Mitigations
 from charter.prompts import PromptsConfig
 from charter.providers.cache import DEFAULT_CACHE
 from charter.providers.config import RoleConfig, check_cap_prices, check_price_keys
 from charter.providers.usage import Budget, Price
 from charter.reward.checklisted import CHECKLIST
-from charter.reward.function import SCORE, Scoring, check_one_judge, comparing_misfit, with_default_mode
+from charter.reward.function import (
+    SCORE,
+    Scoring,
+    check_one_judge,
+    comparing_misfit,
+    scoring_entry,
+    with_default_mode,
+)
 from charter.reward.scoring import ChecklistReward, VerifiableReward
 from charter.training.args import checked_trl_fields, grpo_config, online_dpo_config, rloo_config
 from charter.training.config import LoraSettings, WinRateEvalConfig
@@ -176,6 +184,11 @@ class OnlineConfig(OnlineBase):
                 f"the gold verifier {gold.verifier!r} is the training reward's own verifier",
                 ("monitor", "gold", "verifier"),
             )
+        judge = self.judge.model or ""
+        rates = bool(scoring_entry(self.scoring).rates)
+        if gold.judge is not None and gold.judge.model == judge and gold.constitution is not None:
+            if same_judge(gold, [judge], load_constitution(self.constitution), self.judge, rates):
+                raise LocatedValueError(same_judge_line(gold, judge), ("monitor", "gold", "judge"))
         if self.judge_weight == 0 and not self.judge_monitor:
             raise LocatedValueError(
                 "the monitor compares the judge's reward with gold: judge_weight 0 asks no judge (set judge_monitor)",
