@@ -10,6 +10,7 @@ from pydantic import Field, field_validator, model_validator
 
 from charter.dpo.config import DPOConfigModel
 from charter.loop.metrics import flaggable
+from charter.monitor.gold import MonitorConfig as GoldMonitorConfig
 from charter.prompts import PromptsConfig
 from charter.yamlio import ConfigModel, LocatedValueError, load_model
 
@@ -142,6 +143,13 @@ class LoopConfig(ConfigModel):
     or whose real rows run short, draws fewer synthetic rows so that the share holds. 0: no floor."""
     monitor: MonitorConfig = MonitorConfig()
     """The collapse monitor."""
+    gold_monitor: GoldMonitorConfig | None = None
+    """The gold monitor between rounds: the base policy and, after each round's DPO, the new policy answer the
+    held-out `prompts` (a file; greedy). The training reward is the round's judge's P(the answer beats the base
+    policy's answer to that prompt), judged in the run's judge settings; the gold evaluator scores each answer apart
+    from it. Each policy's reward and gold with intervals, the gap, hack signatures and the stop rule (`on_gap: stop`
+    ends the arm after the round it flags) go to the loop's report, the gold-best round named. `every` and
+    `keep_best` do not apply here: every policy is evaluated and kept."""
     eval: EvalConfig = EvalConfig()
     """The win-rate evaluation of each new policy."""
     stop: StopConfig = StopConfig()
@@ -161,6 +169,8 @@ class LoopConfig(ConfigModel):
             raise LocatedValueError("a real share needs real data: set human.path", ("real_share",))
         if "real" in self.monitor.against and self.human is None:
             raise LocatedValueError("comparing with the real data needs it: set human.path", ("monitor", "against"))
+        if self.gold_monitor is not None and self.gold_monitor.split is not None:
+            raise LocatedValueError("the loop's held-out prompts are a file: give prompts", ("gold_monitor", "split"))
         return self
 
     def loop_dir(self) -> Path:
@@ -183,4 +193,6 @@ def load_loop_config(path: str | Path, overrides: list[str] | None = None) -> Lo
     if config.monitor.probes.path:
         config.monitor.probes.path = here(config.monitor.probes.path)
     config.eval.prompts = here(config.eval.prompts)
+    if config.gold_monitor is not None:
+        config.gold_monitor.prompts = here(config.gold_monitor.prompts)
     return config

@@ -15,6 +15,7 @@ from typing import Any
 from charter.errors import RunStoreError
 from charter.loop.data import field_figures
 from charter.loop.metrics import flaggable, monitor_metrics
+from charter.monitor.gold import monitor_lines
 from charter.stats.diversity import diversity_table
 
 
@@ -109,7 +110,7 @@ def markdown(result: Any, plots: list[str]) -> str:
             ]
             lines.append("| " + " | ".join(cells) + " |")
         lines.append("")
-        lines += _collapse(rows) + _data_diversity(rows)
+        lines += _collapse(rows) + _data_diversity(rows) + _gold((getattr(result, "gold", None) or {}).get(arm))
     if result.real:
         lines += [
             "Real data (the monitor's reference: a seeded sample of the real pairs' chosen responses, as many as the "
@@ -175,6 +176,32 @@ def _collapse(rows: list[dict[str, Any]]) -> list[str]:
     return [*lines, ""]
 
 
+def _gold(summary: Any) -> list[str]:
+    """The gold monitor of one arm: its table per policy (the monitor's steps are the policies) and the gold-best
+    round named; [] without one."""
+    if not summary:
+        return []
+    best = summary["best_step"]
+    named = (
+        "none scored"
+        if best is None
+        else "policy 0, the base"
+        if best == 0
+        else f"policy {best} (round {best - 1}'s DPO, `{summary['best_checkpoint']}`)"
+    )
+    lines = monitor_lines(summary)
+    lines[0] = "### Gold monitor: the round's judge against gold"
+    lines[2] = lines[2].replace(f"answered every {summary['every']} steps", "answered by each policy")
+    return [
+        *lines,
+        "Here a step is a policy (0: the base; r + 1: after round r's DPO), and the training reward is the round's "
+        "judge's P(the policy's answer beats the base policy's answer to the same held-out prompt).",
+        "",
+        f"**Gold-best policy: {named}**" + (f" (gold {summary['best_gold']:.3f})." if best is not None else "."),
+        "",
+    ]
+
+
 def _data_diversity(rows: list[dict[str, Any]]) -> list[str]:
     """Per round, the diversity of the DPO data (prompts and chosen responses): one column a round's field."""
     found = [(row["policy"] - 1, (row.get("data") or {}).get("diversity")) for row in rows]
@@ -222,7 +249,13 @@ def write_report(loop_dir: Path, result: Any) -> Path:
     plots = plot(result, out)
     (out / "report.json").write_text(
         json.dumps(
-            {"rounds": result.rounds, "stopped": result.stopped, "ranking": result.ranking, "real": result.real},
+            {
+                "rounds": result.rounds,
+                "stopped": result.stopped,
+                "ranking": result.ranking,
+                "real": result.real,
+                "gold": getattr(result, "gold", {}),
+            },  # fmt: skip
             indent=1,
             default=str,
         )
@@ -283,6 +316,7 @@ def loop_status(loop_dir: str | Path) -> dict[str, Any]:
         arm: {
             "rounds": [_round(row) for row in rows if row["policy"] > 0],
             "stopped": stopped.get(arm),
+            "gold": _gold_status((result.get("gold") or {}).get(arm)),
         }
         for arm, rows in (result.get("rounds") or {}).items()
     }
@@ -300,6 +334,19 @@ def loop_status(loop_dir: str | Path) -> dict[str, Any]:
     }
 
 
+def _gold_status(summary: Any) -> dict[str, Any] | None:
+    """The gold monitor of one arm for the status: per policy its reward, gold and gap, the flag and the best."""
+    if not summary:
+        return None
+    keep = ("step", "reward", "gold", "gap", "flagged")
+    return {
+        "policies": [{k: s[k] for k in keep} for s in summary["steps"]],
+        "flagged_at": summary["flagged_at"],
+        "best_step": summary["best_step"],
+        "best_checkpoint": summary["best_checkpoint"],
+    }
+
+
 def loop_summary(status: dict[str, Any]) -> str:
     """The status in a few lines: per arm, rounds done, the last synthetic share, and the stop and its reason."""
     lines = [f"loop {status['name']} ({status['path']}): {status['steps_done']} steps done"]
@@ -313,6 +360,10 @@ def loop_summary(status: dict[str, Any]) -> str:
         lines.append(f"  {arm}: {len(rounds)} of {status['rounds']} round(s); last synthetic share {shown}")
         if last is not None and last["flags"]:
             lines.append(f"    flags: {'; '.join(last['flags'])}")
+        gold = found.get("gold")
+        if gold:
+            flag = f"FLAGGED at policy {gold['flagged_at']}" if gold["flagged_at"] is not None else "no policy flagged"
+            lines.append(f"    gold monitor: {flag}; gold-best policy {gold['best_step']}")
         if found["stopped"]:
             lines.append(f"    stopped {found['stopped']}")
     return "\n".join(lines)

@@ -7,7 +7,9 @@ Round r of an arm (a data strategy) runs these steps, each recorded in LOOP_DIR/
    human share mixed in through `charter.mix`;
 3. `dpo`: DPO from policy_r on that data gives policy_{r+1};
 4. `monitor`: policy_{r+1} answers the fixed probe set; its diversity is measured (policy_0's once, up front);
-5. `eval`: policy_{r+1} against the base and against policy_r (both orders, Wilson interval).
+5. `eval`: policy_{r+1} against the base and against policy_r (both orders, Wilson interval);
+6. `gold_next` (with a `gold_monitor`): policy_{r+1} answers the held-out prompts, scored by the round's judge (P(better
+   than the base policy's answer)) and by the gold evaluator (policy_0's once, up front).
 
 Round 0 is the same for every arm (the same policy and data), so it runs once, in LOOP_DIR/round-0; the arms
 part from round 1, in LOOP_DIR/STRATEGY/round-R. A killed loop resumes at the first step not recorded (the run
@@ -32,6 +34,7 @@ from charter.api_args import ConfigArg, public
 from charter.errors import ConfigError
 from charter.loop.config import LoopConfig, Strategy, load_loop_config
 from charter.loop.metrics import collapse_metrics, collapse_stop, round_verdict
+from charter.monitor.gold import GoldScore, MonitorSummary, Scored, held_out_rows, refuse_overlap
 from charter.yamlio import config_from
 
 SHARED = "shared"
@@ -91,6 +94,8 @@ class LoopResult:
     stopped: dict[str, str] = field(default_factory=dict)
     real: dict[str, Any] | None = None
     """The collapse metrics of the real sample (the monitor's second reference); None without real data."""
+    gold: dict[str, MonitorSummary] = field(default_factory=dict)
+    """Per arm, the gold monitor's record (`gold_monitor`): its steps are the policies (0: the base)."""
     ranking: dict[str, Any] | None = None
     """The arena of the base and every round's policy (`eval.arena`): models with scores, intervals and ranks."""
     report: Path | None = None
@@ -306,6 +311,88 @@ class Loop:
             "failures": found["failures"],
         }
 
+    def step_gold(self, strategy: str, index: int, anchor: list[str] | None) -> dict[str, Any]:
+        """policy_`index`'s greedy answers to the held-out prompts, each scored by the round's judge (P(better than
+        `anchor`, the base policy's answer to it; the answer itself for the base)) and by the gold evaluator."""
+        import asyncio
+
+        from charter.providers import SamplingParams, get_model
+        from charter.records import Message
+        from charter.reward.function import reward_function
+
+        section = self.config.gold_monitor
+        assert section is not None
+        monitor = self._gold_monitor(strategy, index)
+        started = time.perf_counter()
+        params = SamplingParams(temperature=0.0, max_tokens=section.max_new_tokens, seed=self.config.seed)
+
+        async def answer() -> list[str]:
+            model = get_model(self.policy(strategy, index), role="monitor")
+            try:
+                done = await model.generate([[Message(**m) for m in p] for p in monitor.prompts], params)
+                return [c.text.strip() for c in done]
+            finally:
+                await model.aclose()
+
+        answers = asyncio.run(answer())
+        base = anchor if anchor is not None else answers
+        run = self.base_run
+        judge = run.judge  # the round's judge: round r judged with policy_r under `judge: policy`
+        if self.config.judge == "policy":
+            judge = judge.model_copy(update={"model": self.policy(strategy, max(index - 1, 0))})
+        reward = reward_function(
+            judge, run.constitution, "reference", store=self.round_dir(strategy, max(index - 1, 0)) / "gold",
+            cache=run.cache, prices=run.prices, seed=self.config.seed, max_failures=len(answers) + 1,
+        )  # fmt: skip
+        monitor.reward = lambda prompts, completions, **_: reward.unstored(prompts, completions, reference=base)
+        scored, cost = monitor.score(answers, index)
+        return {
+            "policy": self.policy(strategy, index),
+            "answers": answers,
+            "rewards": scored.rewards,
+            "gold": [[g.score, g.failure] for g in scored.gold],
+            "cost": {**cost, "seconds": time.perf_counter() - started},
+        }
+
+    def _gold_monitor(self, strategy: str, index: int) -> Any:
+        """A `GoldMonitor` of the `gold_monitor` section (its reward set where it scores)."""
+        from charter.monitor.callback import GoldMonitor
+
+        section = self.config.gold_monitor
+        assert section is not None and section.prompts is not None
+        run = self.base_run
+        return GoldMonitor(section, _scored_in_steps, rows=held_out_rows(section.prompts, section.limit),
+                           cache=run.cache, prices=run.prices)  # fmt: skip
+
+    def check_gold(self) -> None:
+        """Held-out prompts that are the runs' prompts are refused, the overlap counted; a panel judge is refused."""
+        section = self.config.gold_monitor
+        if section is None or section.prompts is None:
+            return
+        from charter.prompts import load_prompts
+
+        if self.config.judge == "fixed" and self.base_run.judge.models is not None:
+            raise ConfigError(
+                f"{self.config.run}: gold_monitor: the run's judge is a panel; the monitor needs one judge"
+            )
+        held = [r["prompt"] for r in held_out_rows(section.prompts, section.limit)]
+        trained = [
+            [{"role": m.role, "content": m.content} for m in p.messages]
+            for p in load_prompts(self.base_run.prompts).rows
+        ]
+        refuse_overlap(held, trained, f"gold_monitor.prompts ({section.prompts})")
+
+    def _gold_round(self, monitor: Any, strategy: str, done: dict[str, Any]) -> dict[str, Any]:
+        """Record one policy's stored gold step in the arm's monitor: its step record (the flag, the gap)."""
+        gold = [GoldScore(score, failure) for score, failure in done["gold"]]
+        index = len(monitor.scored)
+        record = monitor.add(
+            Scored(index, done["answers"], done["rewards"], gold), done["cost"], self.loop_dir / strategy
+        )
+        best = monitor.best_step
+        monitor.best_checkpoint = self.trainable(self.policy(strategy, best)) if best else None
+        return record
+
     # -- the loop --------------------------------------------------------------------------------------------
     def _step(self, store: LoopStore, arm: str, r: int, step: str, work: Callable[[], dict[str, Any]]) -> dict:
         done = store.get(arm, r, step)
@@ -323,6 +410,7 @@ class Loop:
 
     def run(self) -> LoopResult:
         self.check()
+        self.check_gold()
         store = LoopStore(self.loop_dir)
         try:
             store.set_meta("config", self.config.model_dump(mode="json"))
@@ -331,9 +419,18 @@ class Loop:
             if self.config.human is not None:
                 real = self._step(store, SHARED, 0, "real", partial(self.step_real, base["probes"]))
             result = LoopResult(self.loop_dir, real=None if real is None else real["metrics"])
+            gold_base = None
+            if self.config.gold_monitor is not None:
+                first = self.config.strategies[0]
+                gold_base = self._step(store, SHARED, 0, "gold", partial(self.step_gold, first, 0, None))
             for strategy in self.config.strategies:
                 rows = [{"policy": 0, "model": self.base_policy, "metrics": base["metrics"], "flags": []}]
                 plateau = 0
+                monitor = None
+                if gold_base is not None:
+                    monitor = self._gold_monitor(strategy, 0)
+                    self._gold_round(monitor, strategy, gold_base)
+                    result.gold[strategy] = monitor.summary()
                 for r in range(self.config.rounds):
                     arm = self.arm(strategy, r)
                     self._step(store, arm, r, "run", partial(self.step_run, strategy, r))
@@ -363,6 +460,19 @@ class Loop:
                             f"win rate against the previous round below {0.5 + self.config.stop.plateau:.2f} "
                             f"for {plateau} round(s)"
                         )
+                    if monitor is not None and gold_base is not None and not monitor.stopped:
+                        anchor = gold_base["answers"]
+                        done = self._step(store, arm, r, "gold_next", partial(self.step_gold, strategy, r + 1, anchor))
+                        gap = self._gold_round(monitor, strategy, done)
+                        result.gold[strategy] = monitor.summary()
+                        rows[-1]["gold"] = {k: gap[k] for k in ("reward", "gold", "gap", "flagged")}
+                        if gap["flagged"]:
+                            rule = _gold_flag(gap)
+                            self.log(f"{strategy} round {r}: gold monitor: {rule}")
+                            if self.config.gold_monitor and self.config.gold_monitor.on_gap == "stop" and stop is None:
+                                monitor.stopped = f"the stop rule stopped the loop after round {r}"
+                                result.gold[strategy] = monitor.summary()
+                                stop = f"the gold monitor's stop rule: {rule}"
                     if stop is not None:
                         result.stopped[strategy] = f"after round {r}: {stop}"
                     self._record(store, result)  # `charter iterate LOOP.yaml --status` reads it while the loop runs
@@ -385,12 +495,31 @@ class Loop:
     def _record(store: LoopStore, result: LoopResult) -> None:
         store.set_meta(
             "result",
-            {"rounds": result.rounds, "stopped": result.stopped, "ranking": result.ranking, "real": result.real},
+            {
+                "rounds": result.rounds,
+                "stopped": result.stopped,
+                "ranking": result.ranking,
+                "real": result.real,
+                "gold": result.gold,
+            },  # fmt: skip
         )
 
     def _plateaued(self, scores: dict[str, Any]) -> bool:
         win = (scores.get("vs_previous") or {}).get("win_rate")
         return self.config.stop.plateau is not None and win is not None and win < 0.5 + self.config.stop.plateau
+
+
+def _scored_in_steps(*args: Any, **kwargs: Any) -> list[float | None]:
+    """The loop's monitors record what its `gold` steps scored; the reward is set in the step that scores."""
+    raise AssertionError("the loop scores held-out answers in its gold steps")
+
+
+def _gold_flag(record: Any) -> str:
+    change = record["gold_change"]
+    return (
+        f"gold fell by {-(change['change'] or 0):.3f} [{change['low']:.3f}, {change['high']:.3f}] since policy "
+        f"{record['best_step']} while the judge's reward rose by {record['reward_change']['change']:.3f}"
+    )
 
 
 def _bundled() -> Path:

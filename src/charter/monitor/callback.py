@@ -160,15 +160,27 @@ class GoldMonitor(TrainerCallback):
     # -- one evaluation ---------------------------------------------------------------------------------------
     def evaluate(self, model: Any, tokenizer: Any, step: int, output_dir: str | Path | None = None) -> MonitorStep:
         """Answer the held-out prompts, score the answers, and record the evaluation (also without a trainer)."""
-        started, before = time.perf_counter(), self._usage()
+        started = time.perf_counter()
         answers = greedy_answers(model, tokenizer, self.prompts, self.config.max_new_tokens)
+        scored, cost = self.score(answers, step)
+        return self.add(scored, {**cost, "seconds": time.perf_counter() - started}, output_dir)
+
+    def score(self, answers: list[str], step: int) -> tuple[Scored, dict[str, float]]:
+        """The held-out answers of `step` scored by the training reward and the gold evaluator, and what the gold
+        calls cost (`seconds`, `calls`, `cached`, `cost_usd`); not recorded (`add` records it)."""
+        started, before = time.perf_counter(), self._usage()
         rewards = self._rewards(answers)
         gold = self._gold(answers)
         spent = self._usage()
         labels = [self.labels.get(label_key(p, a)) for p, a in zip(self.prompts, answers)] if self.labels else []
-        scored = Scored(step, answers, rewards, gold, labels=labels)
-        self.scored.append(scored)
         cost = {"seconds": time.perf_counter() - started, **{k: spent[k] - before[k] for k in spent}}
+        return Scored(step, answers, rewards, gold, labels=labels), cost
+
+    def add(self, scored: Scored, cost: Mapping[str, float], output_dir: str | Path | None = None) -> MonitorStep:
+        """Record a scored evaluation, after the ones before it: its step record against the gold-best one so far,
+        OUTPUT_DIR/monitor's files, and the monitor stopped where its budget was reached."""
+        step, gold = scored.step, scored.gold
+        self.scored.append(scored)
         base_length = sum(self.scored[0].words) / max(len(self.scored[0].words), 1)
         record = step_record(scored, self._best(), base_length, self.texts, self.required, cost)
         self.history.append(record)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import typer
 
@@ -50,6 +51,7 @@ def online_dpo(
     )
     if metrics["skipped_steps"]:
         typer.echo(f"  {metrics['skipped_steps']} step(s) skipped: every pair masked, no optimizer step")
+    _monitor_line(metrics)
     typer.echo(f"  reward store: {out}/run.sqlite; metrics: {out}/metrics.json; report: {out}/report/report.html")
 
 
@@ -77,6 +79,12 @@ def _train(config: Path, overrides: list[str] | None, trainer: str) -> None:
         f"  {metrics['rewards']} rewards, {metrics['failures']} failed judgments; judge calls {usage['calls']} paid, "
         f"{usage['cached']} cached, ${usage['cost_usd']:.4f}"
     )
+    _monitor_line(metrics)
+    typer.echo(f"  reward store: {out}/run.sqlite; metrics: {out}/metrics.json; report: {out}/report/report.html")
+
+
+def _monitor_line(metrics: Any) -> None:
+    """The gold monitor's verdict in one line, where the run had one."""
     monitor = metrics.get("monitor")
     if monitor:
         flag = f"FLAGGED at step {monitor['flagged_at']}" if monitor["flagged_at"] is not None else "no step flagged"
@@ -85,4 +93,3 @@ def _train(config: Path, overrides: list[str] | None, trainer: str) -> None:
             + (f" ({monitor['best_checkpoint']})" if monitor["best_checkpoint"] else "")
             + (f"; {monitor['stopped']}" if monitor["stopped"] else "")
         )
-    typer.echo(f"  reward store: {out}/run.sqlite; metrics: {out}/metrics.json; report: {out}/report/report.html")

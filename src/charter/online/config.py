@@ -125,7 +125,7 @@ class OnlineConfig(OnlineBase):
     """The gold monitor: every `every` steps the policy answers held-out prompts (a file, or a `split` of the
     training prompts never trained on), scored by the training reward and a gold evaluator apart from it; the gap
     with intervals, hack signatures, the stop rule (`on_gap`) and the gold-best checkpoint go to metrics.json
-    (`monitor`), the status, the report and the card (GRPO and RLOO)."""
+    (`monitor`), the status, the report and the card."""
 
     @model_validator(mode="before")
     @classmethod
@@ -224,6 +224,13 @@ class OnlineDPOConfig(OnlineBase):
     """The judge's weight in the pooled P(first better); 0 (with a reward model): the judge is not asked, no calls."""
     output_dir: Path = Path("online-dpo")
     """Where the policy, metrics.json, README.md and the reward store (run.sqlite) go."""
+    monitor: MonitorConfig | None = None
+    """The gold monitor, as for GRPO: every `every` steps the policy answers held-out prompts (a file, or a `split`
+    of the training prompts never trained on), scored by the training reward and a gold evaluator apart from it.
+    Online DPO's judge rewards pairs, so its training reward here is the judge's P(the answer is better than the
+    policy's own answer to that prompt at the first evaluation), its mean the win rate against the starting policy
+    (0.5 at step 0). The gap, hack signatures, the stop rule and the gold-best checkpoint go to metrics.json
+    (`monitor`), the status, the report and the card."""
     trl: dict[str, Any] = Field(default_factory=dict)
     """TRL OnlineDPOConfig fields, passed through (max_new_tokens, learning_rate, max_steps, beta, loss_type,
     temperature, per_device_train_batch_size, ...); each checked against its field names and types when the config
@@ -257,4 +264,11 @@ class OnlineDPOConfig(OnlineBase):
         for key in ("reward_funcs", "reward_weights", "missing_eos_penalty"):
             if key in self.trl:  # a reward, or a penalty added to one: the judge's preference is the only signal
                 raise LocatedValueError("the judge alone gives online DPO its preferences", ("trl", key))
+        gold = self.monitor.gold if self.monitor is not None else None
+        if gold is not None and self.scoring == CHECKLIST.name and gold.checklist_column == self.checklist.column:
+            raise LocatedValueError(
+                f"the gold checklist is the reward's own column {gold.checklist_column!r}: give held-out items the "
+                "reward never sees",
+                ("monitor", "gold", "checklist_column"),
+            )
         return self

@@ -22,12 +22,14 @@ from charter.online.train import (
     budget_callback,
     dataset_rows,
     merge_rank_stores,
+    monitor_for,
     train_prompts,
     usage_of,
     winrate_callback,
     winrate_of,
 )
 from charter.reward.checklisted import CHECKLIST, checklist_options
+from charter.reward.session import text_of
 from charter.runs.rewards import StepPairs, pair_steps
 from charter.runs.store import RunStore
 from charter.training.args import build_trl_config, cpu_args, online_args, online_dpo_config
@@ -196,6 +198,25 @@ def judged_trainer_class() -> type:
     return JudgedOnlineDPOTrainer
 
 
+class AnchoredPreference:
+    """The gold monitor's training reward for online DPO, whose judge rewards pairs, not answers: the judge's
+    P(this answer is better than the policy's answer to the same held-out prompt at the monitor's first evaluation)
+    (step 0, or the step a resumed run starts from), judged as training judges its pairs, neither stored nor counted
+    to a step. It is 0.5 at the first evaluation (the same answer twice: no call) and its mean over the held-out
+    prompts is the judge's win rate of the policy against its starting self; None where the judgment failed."""
+
+    def __init__(self, judge: PairJudge) -> None:
+        self.judge = judge
+        self.anchor: list[str] | None = None
+        """The first evaluation's answers, each held-out prompt's."""
+
+    def __call__(self, prompts: Any, completions: Any, checklist: Any = None, **_: Any) -> list[float | None]:
+        texts = [text_of(c) for c in completions]
+        if self.anchor is None:
+            self.anchor = texts
+        return self.judge.preferences(prompts, texts, self.anchor, checklist)
+
+
 class StepHold:
     """Skips an optimizer step whenever `held()` says so at that step, by the path a mixed-precision step takes when
     its gradient overflowed: the optimizer does not step, accelerate reports the step skipped
@@ -315,6 +336,8 @@ class OnlineDPOTraining(OnlineRun[OnlineDPOConfig, OnlineDPOMetrics]):
 
     _name = "online DPO"
     _tag_names = ["online-dpo", "rlaif"]
+    monitor: Any = None
+    """The gold monitor (`monitor` section), or None."""
 
     def build(self) -> Any:
         import datasets
@@ -326,22 +349,24 @@ class OnlineDPOTraining(OnlineRun[OnlineDPOConfig, OnlineDPOMetrics]):
         self.session = judge = pair_judge(config)
         self.stop = budget_callback(judge, config.budget)
         judged = winrate_callback(config)
+        rows, self.monitor = monitor_for(config, dataset_rows(prompts, None), AnchoredPreference(judge))
         model, tokenizer, _ = load_policy(config.model, config.chat_template)
+        watching = [c for c in (judged, self.monitor) if c is not None]
         try:
             trainer = judged_trainer_class()(
                 model=model,
                 judge=judge,
                 config=config,
                 args=args,
-                train_dataset=datasets.Dataset.from_list(dataset_rows(prompts, None)),
+                train_dataset=datasets.Dataset.from_list(rows),
                 processing_class=tokenizer,
                 peft_config=peft_config(config.lora, "CAUSAL_LM"),
-                callbacks=[self.stop, *self.callbacks, *([judged] if judged else [])],
+                callbacks=[self.stop, *self.callbacks, *watching],
             )
         except ValueError as exc:
             raise TrainingError(f"online DPO trainer: {short_error(exc)}") from None
-        if judged is not None:
-            judged.trainer = trainer  # the win rate reaches TensorBoard / W&B too
+        for callback in watching:
+            callback.trainer = trainer  # the win rate and the monitor reach TensorBoard / W&B too
         return trainer
 
     def metrics(self, trainer: Any, result: Any) -> OnlineDPOMetrics:
@@ -370,7 +395,7 @@ class OnlineDPOTraining(OnlineRun[OnlineDPOConfig, OnlineDPOMetrics]):
             trainer="online-dpo",
             judge=judge.judge.model_id,
             constitution=_constitution(judge),
-            stopped="budget" if self.stop.stopped else "finished",
+            stopped="budget" if self.stop.stopped else "monitor" if self._monitor_stopped() else "finished",
             steps=steps,
             trl_log=[e for e in log if "loss" in e],
             usage=usage,
@@ -380,8 +405,12 @@ class OnlineDPOTraining(OnlineRun[OnlineDPOConfig, OnlineDPOMetrics]):
             skipped_steps=sum(bool(s.get("skipped")) for s in steps),
             training={**self.training_fields(trainer), "device": self.device, **parallel_settings(trainer.args)},
             winrate_eval=evaluations(winrate_of(trainer)),
+            monitor=self.monitor.summary() if self.monitor is not None else None,
             config=self.config.model_dump(mode="json"),
         )
+
+    def _monitor_stopped(self) -> bool:
+        return self.monitor is not None and (self.monitor.stopped or "").startswith("the stop rule")
 
     def card(self, metrics: OnlineDPOMetrics) -> Any:
         return online_dpo_card(metrics, self.config, self._name, self.tags)

@@ -91,3 +91,6 @@ class OnlineDPOMetrics(OnlineRunMetrics):
     skipped_steps: int
     """Steps whose pairs were all masked: skipped, no optimizer step (weights, optimizer state and learning-rate
     schedule as they were)."""
+    monitor: MonitorSummary | None
+    """The gold monitor (the `monitor` section), its training reward the judge's win rate against the policy's
+    answers at the first evaluation; None without one."""

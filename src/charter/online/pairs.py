@@ -202,6 +202,26 @@ class PairJudge(SessionView):
         self.session.check_failures()
         return [Decision(None if r.masked else bool((r.reward or 0) > 0.5), r.masked) for r in records]
 
+    def preferences(
+        self,
+        prompts: Sequence[Any],
+        firsts: Sequence[Any],
+        seconds: Sequence[Any],
+        checklists: Sequence[Any] | None = None,
+    ) -> list[float | None]:
+        """P(first better) of each pair as `judge_pairs` judges it (the judge, cache and budget of training), neither
+        stored nor tallied to a step: pairs that are not trained on (the gold monitor's held-out prompts). None for a
+        pair whose judgment failed; 0.5, with no call, for two equal completions."""
+        self._step = None
+        self._checklists = list(checklists) if checklists is not None else [None] * len(prompts)
+        messages = prompt_messages(prompts)
+        a, b = [text_of(t) for t in firsts], [text_of(t) for t in seconds]
+        model_ps: list[float | None] = (
+            self.reward_model.p_first(messages, a, b) if self.reward_model else [None] * len(a)
+        )
+        records = self.session.run(self._judge_all(messages, a, b, model_ps, None))
+        return [r.reward for r in records]
+
     async def _judge_all(
         self, prompts: list[list[Message]], firsts: list[str], seconds: list[str], model_ps: list[float | None],
         step: int | None,

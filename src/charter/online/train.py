@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import json
 import random
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, ClassVar, TypeVar
 
@@ -28,7 +28,7 @@ from charter.evals.callback import WinRateCallback, callback_for, evaluations
 from charter.evals.winrate import prompt_checklists, prompt_key
 from charter.monitor.gold import refuse_overlap
 from charter.online.card import online_card
-from charter.online.config import ChecklistReward, OnlineBase, OnlineConfig, Trainer, VerifiableReward
+from charter.online.config import ChecklistReward, OnlineBase, OnlineConfig, OnlineDPOConfig, Trainer, VerifiableReward
 from charter.online.metrics import OnlineMetrics, Usage
 from charter.online.mitigate import MitigatedReward, mitigation_log, panel_members, shows_signature
 from charter.online.pairs import PairJudge
@@ -142,9 +142,12 @@ def mitigated(config: OnlineConfig, reward: RewardFunction, out: Path) -> Reward
     return MitigatedReward(reward, config.mitigations, panel_members(config, out), shows_signature)
 
 
-def monitor_for(config: OnlineConfig, rows: list[dict[str, Any]], reward: RewardFunction) -> tuple[list[dict], Any]:
-    """The `monitor` section's `GoldMonitor` (None without one) and the rows left to train on: a `split` holds a
-    seeded share of them out. Held-out prompts that are training prompts are refused, the overlap counted."""
+def monitor_for(
+    config: OnlineConfig | OnlineDPOConfig, rows: list[dict[str, Any]], reward: Callable[..., Sequence[float | None]]
+) -> tuple[list[dict], Any]:
+    """The `monitor` section's `GoldMonitor` (None without one), `reward` its training reward (unstored), and the
+    rows left to train on: a `split` holds a seeded share of them out. Held-out prompts that are training prompts are
+    refused, the overlap counted."""
     section = config.monitor
     if section is None:
         return rows, None
@@ -161,12 +164,14 @@ def monitor_for(config: OnlineConfig, rows: list[dict[str, Any]], reward: Reward
         rows = [r for i, r in enumerate(rows) if i not in out]
         if section.gold.checklist_column is not None:
             held = _gold_column(config, held, section.gold.checklist_column)
-    monitor = GoldMonitor(section, reward.unstored, rows=held, cache=config.cache, prices=config.prices)
+    monitor = GoldMonitor(section, reward, rows=held, cache=config.cache, prices=config.prices)
     refuse_overlap(monitor.prompts, [r["prompt"] for r in rows], f"monitor.prompts ({section.prompts or 'split'})")
     return rows, monitor
 
 
-def _gold_column(config: OnlineConfig, held: list[dict[str, Any]], column: str) -> list[dict[str, Any]]:
+def _gold_column(
+    config: OnlineConfig | OnlineDPOConfig, held: list[dict[str, Any]], column: str
+) -> list[dict[str, Any]]:
     """`split` with a gold checklist: each held-out row's value of the prompts file's gold column."""
     source = config.prompts if isinstance(config.prompts, str) else config.prompts.path
     if source is None or not Path(source).is_file():
@@ -418,7 +423,7 @@ class OnlineTraining(OnlineRun[OnlineConfig, OnlineMetrics]):
             funcs.append(distilled_reward(config.reward_model))
         rows = dataset_rows(prompts, config.verify, checklist_column(config, prompts))
         self.mitigated = judged
-        rows, self.monitor = monitor_for(config, rows, reward)
+        rows, self.monitor = monitor_for(config, rows, reward.unstored)
         winrate = winrate_callback(config)
         refresh = refresh_of(config, reward)
         callbacks = [self.stop, *self.callbacks, *(c for c in (winrate, refresh, self.monitor) if c is not None)]
