@@ -14,10 +14,12 @@ FRAMEWORK_TESTS: dict[str, tuple[str, ...]] = {
         "tests/integrations/test_verifiers.py",
         "tests/integrations/test_verifiers_scorings.py",
         "tests/test_docs.py::test_python_blocks_run[verifiers.md]",
+        "tests/test_trajectory.py::test_a_verifiers_trace_reads_its_last_branch_task_rewards_and_failure",
     ),
     "openenv": (
         "tests/integrations/test_openenv.py",
         "tests/test_docs.py::test_python_blocks_run[openenv.md]",
+        "tests/test_trajectory.py::test_an_openenv_episode_reads_each_step_as_a_tool_call_and_its_observation",
     ),
     "verl": (
         "tests/integrations/test_verl.py",
