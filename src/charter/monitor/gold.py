@@ -46,6 +46,7 @@ from charter.checklist.items import Checklist, checklist_from_rows
 from charter.constitutions import Constitution, load_constitution
 from charter.errors import BudgetExceeded, ConfigError, DatasetError, JudgeParseError, ProviderError
 from charter.judge.judgment import ToRate
+from charter.judge.modes import DEFAULT_RATING_MODE
 from charter.judge.pairwise import principles_for
 from charter.judge.score import mean_score, rates_of, score_on_unit_scale
 from charter.judge.settings import JudgeSettings
@@ -87,7 +88,7 @@ class GoldEvaluator(ConfigModel):
     """Another judge: `judge` rates every answer under this constitution (a bundled name or a YAML path) in the
     rating mode of `rating`, its mean score over the drawn principles normalised to 0..1. Refused when it is the
     training judge with the same model, constitution and settings."""
-    rating: JudgeSettings = JudgeSettings(mode="score")
+    rating: JudgeSettings = JudgeSettings(mode=DEFAULT_RATING_MODE)
     """`constitution`: the gold judge's settings (a rating mode: `score` by default; scale, rating, principles per
     answer, principles)."""
     labels: str | None = None
