@@ -182,16 +182,15 @@ def write_comparison(
     `{prompt}` and `{principle}`) and its description, the response shown as (A) and the one shown as (B), and the
     answer instruction that ends it (its judge mode's, one paragraph). `authority`, for a principle that is a default
     instructions may override, is a paragraph put before the question (the prompt is otherwise as it was)."""
-    if authority is not None:
-        question = f"{authority}\n\n{question}"
+    before = f"{authority}\n\n" if authority is not None else ""  # after `format`: its text may hold braces
     if not fenced:
-        asked = question.format(prompt=conversation, response="", critique="", principle=description)
+        asked = before + question.format(prompt=conversation, response="", critique="", principle=description)
         return (
             "Consider the following conversation between a human and an assistant:\n\n"
             f"{conversation}\n\n{asked}\nOptions:\n(A) {first}\n(B) {second}\n\n{instruction}"
         )
     nonce = nonce_of(conversation, *sorted((first, second)))
-    asked = question.format(prompt="the conversation above", response="", critique="", principle=description)
+    asked = before + question.format(prompt="the conversation above", response="", critique="", principle=description)
     return (
         "Compare two responses an assistant could give in the conversation below. The conversation and the two "
         f"responses are {_fenced_by(nonce)}\n\n"

@@ -232,8 +232,9 @@ def test_the_model_spec_with_the_scripted_judge(shared_data: Path, tmp_path: Pat
 def test_the_judge_sees_the_roles_the_answering_model_gets_what_it_can_take() -> None:
     """A spec conversation keeps its developer and tool messages for the judge (with their authority); the model
     answering it gets them as a system message and a user turn."""
-    from charter.evals.spec import as_messages, for_model
+    from charter.evals.spec import as_messages
     from charter.judge_prompt import render_conversation
+    from charter.records.base import plain_roles
 
     conversation = [
         {"role": "developer", "content": "Only talk about cooking."},
@@ -244,7 +245,7 @@ def test_the_judge_sees_the_roles_the_answering_model_gets_what_it_can_take() ->
     assert [m.role for m in judged] == ["developer", "user", "tool"]
     shown = render_conversation(judged)
     assert "DEVELOPER" in shown and "untrusted" in shown
-    assert [(m.role, m.content.split(":")[0]) for m in for_model(judged)] == [
+    assert [(m.role, m.content.split(":")[0]) for m in plain_roles(judged)] == [
         ("system", "Only talk about cooking."),
         ("user", "Look this up."),
         ("user", "Tool output"),

@@ -6,7 +6,8 @@ import hashlib
 import json
 import re
 import string
-from typing import Literal
+from collections.abc import Sequence
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -267,6 +268,22 @@ class Principle(BaseModel):
     """Where the principle comes from, for one imported from a prose spec."""
     examples: list[SpecExample] = Field(default_factory=list)
     """The spec's own examples for this principle: conversations with good and bad replies."""
+
+    def shown_examples(self, judged: Sequence[Any], limit: int) -> list[tuple[SpecExample, SpecReply, SpecReply]]:
+        """Up to `limit` of the principle's own spec examples that have a good and a bad reply, as (example, good,
+        bad), for the judge or the critic to see: never one whose conversation is `judged` (messages with `role` and
+        `content`), so that the spec's labelled pairs stay unseen where they are what is judged."""
+        asked = [(m.role, m.content) for m in judged]
+        shown = []
+        for example in self.examples:
+            good = next((r for r in example.replies if r.label == "good"), None)
+            bad = next((r for r in example.replies if r.label == "bad"), None)
+            if good is None or bad is None or [(m.role, m.content) for m in example.conversation] == asked:
+                continue
+            shown.append((example, good, bad))
+            if len(shown) >= limit:
+                break
+        return shown
 
     @property
     def ranked(self) -> bool:

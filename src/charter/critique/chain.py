@@ -12,7 +12,7 @@ from charter.critique.config import CritiqueConfig
 from charter.judge_prompt import render_conversation
 from charter.providers.base import ChatModel, Messages, SamplingParams
 from charter.records import Chain, CritiqueRound, Message, fingerprint
-from charter.records.base import assistant, user, with_system
+from charter.records.base import assistant, plain_roles, user, with_system
 
 _LABEL = re.compile(r"^\s*(critique|revision|revised response|rewrite)\s*:\s*", re.I)
 
@@ -64,6 +64,27 @@ def few_shot_messages(constitution: Constitution) -> Messages:
             assistant(example.critique),
             user(fill(principle.revision_request, conversation[:-1], response, example.critique, principle)),
             assistant(example.revision),
+        ]
+    return out
+
+
+def spec_shots(principle: Principle, prompt: list[Message], limit: int) -> Messages:
+    """Up to `limit` of the principle's own spec examples as worked critiques (`CritiqueConfig.spec_examples`): the
+    conversation, the bad reply, the critique request, the spec's reason it is bad, the revision request, the good
+    reply; never the prompt's own conversation."""
+    out: Messages = []
+    for example, good, bad in principle.shown_examples(prompt, limit) if limit else []:
+        conversation = plain_roles([Message(role=m.role, content=m.content) for m in example.conversation])
+        critique = (
+            bad.why or f"The spec this principle comes from calls this reply bad: it falls short of {principle.id}."
+        )
+        out += [
+            *conversation,
+            assistant(bad.content),
+            user(fill(principle.critique_request, conversation, bad.content, "", principle)),
+            assistant(critique),
+            user(fill(principle.revision_request, conversation, bad.content, critique, principle)),
+            assistant(good.content),
         ]
     return out
 
@@ -125,7 +146,12 @@ async def run_chain(
     rounds = []
     for principle_id in round_principles(constitution, config, prompt_id, seed):
         principle = constitution.principle(principle_id)
-        history = [*shots, *conversation, assistant(response)]
+        history = [
+            *shots,
+            *spec_shots(principle, list(prompt), config.spec_examples),
+            *conversation,
+            assistant(response),
+        ]
         ask_critique = [*history, user(fill(principle.critique_request, shown, response, "", principle))]
         [critique] = await critic.generate([ask_critique], critic_params)
         ask_revision = [

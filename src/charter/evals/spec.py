@@ -49,7 +49,7 @@ from charter.judge.score import score_one
 from charter.judge.settings import JudgeSettings, RatingMode
 from charter.providers.prices import Price
 from charter.records import Message
-from charter.records.base import Role
+from charter.records.base import Role, plain_roles
 from charter.stats.intervals import bounded_mean_interval, exact_interval
 from charter.tables import read_rows
 from charter.yamlio import ConfigModel, config_with_fields
@@ -194,18 +194,6 @@ def as_messages(conversation: Sequence[dict[str, str]] | Sequence[Any]) -> list[
     return out
 
 
-def for_model(messages: list[Message]) -> list[Message]:
-    """A spec conversation as the model answering it gets it: developer as system, tool output as a user turn."""
-    return [
-        Message(role="system", content=m.content)
-        if m.role == "developer"
-        else Message(role="user", content=f"Tool output:\n{m.content}")
-        if m.role == "tool"
-        else m
-        for m in messages
-    ]
-
-
 def spec_items(constitution: Constitution, sections: list[str]) -> list[Item]:
     """The spec's own example conversations, each once under its section."""
     items, seen = [], set()
@@ -336,7 +324,7 @@ async def _answer(config: SpecEvalConfig, items: list[Item], meter: Any) -> None
 
     async def one(item: Item) -> None:
         try:
-            [completion] = await model.generate([for_model(item.prompt)], params)
+            [completion] = await model.generate([plain_roles(item.prompt)], params)
             item.response = completion.text.strip()
         except ProviderError as exc:  # one answer failed: its judgments are failures, the rest go on
             if dooms_run(exc):

@@ -58,13 +58,44 @@ def authority_note(principle: Principle, prompt: Sequence[Message]) -> str | Non
     )
 
 
+def worked_examples(principle: Principle, prompt: Sequence[Message], limit: int) -> str | None:
+    """Up to `limit` of the principle's own spec examples as a paragraph before its question (`Principle.
+    shown_examples`: never the conversation judged); None where there are none to show (the prompt as it was)."""
+    shown = principle.shown_examples(prompt, limit) if limit else []
+    if not shown:
+        return None
+    parts = ["The spec's own examples for this principle, each with a reply it calls good and one it calls bad:"]
+    for number, (example, good, bad) in enumerate(shown, 1):
+        said = "\n".join(f"{m.role}: {m.content}" for m in example.conversation)
+        parts.append(
+            f"Example {number}:\n{said}\nGood reply: {good.content}"
+            + (f"\n(Why: {good.why})" if good.why else "")
+            + f"\nBad reply: {bad.content}"
+            + (f"\n(Why: {bad.why})" if bad.why else "")
+        )
+    return "\n\n".join(parts)
+
+
+def before_question(principle: Principle, prompt: Sequence[Message], examples: int) -> str | None:
+    """What goes before a principle's question: its spec examples (`examples` of them) and, for a default, what may
+    override it; None for neither."""
+    said = [p for p in (worked_examples(principle, prompt, examples), authority_note(principle, prompt)) if p]
+    return "\n\n".join(said) or None
+
+
 def comparison_prompt(
-    prompt: list[Message], first: str, second: str, principle: Principle, instruction: str, fenced: bool = True
+    prompt: list[Message],
+    first: str,
+    second: str,
+    principle: Principle,
+    instruction: str,
+    fenced: bool = True,
+    examples: int = 0,
 ) -> Messages:
     """The multiple-choice question for one principle and one presentation order, ending on `instruction` (a judge
     mode's, `JudgeSettings.reply.instruction`). charter.judge_prompt writes it: fenced in format 3; `fenced=False`
-    gives the unfenced format 1, kept so that an audit can show what the fences buy. A default principle's question
-    comes after what may override it (`authority_note`)."""
+    gives the unfenced format 1, kept so that an audit can show what the fences buy. A principle's question comes
+    after its spec examples (`examples` of them) and, for a default, what may override it (`before_question`)."""
     text = write_comparison(
         render_conversation(prompt, authority=principle.ranked),
         principle.comparison,
@@ -73,7 +104,7 @@ def comparison_prompt(
         second,
         instruction,
         fenced,
-        authority=authority_note(principle, prompt),
+        authority=before_question(principle, prompt, examples),
     )
     return [user(text)]
 
@@ -121,7 +152,9 @@ async def p_first(
     """P(the response shown first is preferred) under one principle, in one order (the judge's unit question).
 
     Raises JudgeParseError (no parseable answer after retries) or ProviderError; never returns a default."""
-    request = comparison_prompt(prompt, first, second, principle, settings.reply.instruction, fenced=fenced)
+    request = comparison_prompt(
+        prompt, first, second, principle, settings.reply.instruction, fenced=fenced, examples=settings.spec_examples
+    )
     return (await _ask(model, request, settings)).p_first
 
 
@@ -135,7 +168,11 @@ def _order_requests(pair: Pair, principle: Principle, settings: JudgeOptions) ->
     """One principle's comparison requests: `a` shown first, then (both orders) `b` shown first."""
     shown = [(pair.a, pair.b), (pair.b, pair.a)][: 2 if settings.orders == "both" else 1]
     instruction = settings.reply.instruction
-    return [comparison_prompt(pair.prompt, first, second, principle, instruction) for first, second in shown]
+    examples = settings.spec_examples
+    return [
+        comparison_prompt(pair.prompt, first, second, principle, instruction, examples=examples)
+        for first, second in shown
+    ]
 
 
 def _vote(principle_id: str, answers: Sequence[_Asked]) -> tuple[Vote, int, int]:

@@ -213,6 +213,7 @@ class JudgeOptions(Protocol):
     max_reasks: int
     scale: int
     warm_cache: bool
+    spec_examples: int
 
     @property
     def mode(self) -> str: ...

@@ -67,6 +67,8 @@ def judge_fingerprint(settings: JudgeSettings, model: str, constitution: Constit
     if settings.combination.recorded:  # the default rule leaves the fingerprint as it was before rules existed
         data.update(combine=settings.combine, combine_margin=settings.combine_margin)
         data["settle_early"] = settings.settle_early
+    if settings.spec_examples:  # none shown leaves the fingerprint as it was before they could be
+        data["spec_examples"] = settings.spec_examples
     return fingerprint(data)
 
 

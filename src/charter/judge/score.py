@@ -20,7 +20,7 @@ from charter.checklist.check import judge_checklist_pair, rank_by_checklist
 from charter.concurrency import warm_then_fan_out
 from charter.constitutions.schema import Constitution
 from charter.errors import ConfigError, JudgeParseError
-from charter.judge.compare import authority_note
+from charter.judge.compare import before_question
 from charter.judge.judgment import (
     ChecklistCriteria,
     JudgeOptions,
@@ -80,7 +80,7 @@ def rating_prompt(
         settings.scale,
         constitution.rubric or DEFAULT_RUBRIC,
         settings.reply.instruction,
-        authority=authority_note(principle, prompt),
+        authority=before_question(principle, prompt, settings.spec_examples),
     )
     return [user(text)]
 

@@ -148,14 +148,22 @@ class JudgeSettings(ConfigModel):
     principles below it are not asked (recorded as skipped), and the conflicts they would show are not known. False
     asks every principle, so that every conflict between levels is recorded."""
 
+    spec_examples: int = Field(default=0, ge=0, le=8)
+    """Show the judge up to this many of the principle's own spec examples (imported from a prose spec: the
+    conversation, a reply the spec calls good and one it calls bad, with its reasons) before each question; never one
+    whose conversation is the one judged, so that agreement with the spec's own labelled pairs is measured on pairs
+    the judge was not shown. 0 (the default): none, and prompts and fingerprints are as they were."""
+
     @model_serializer(mode="wrap")
     def _default_rule_left_out(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
-        # Left out under the default rule, so that configs, manifests and fingerprints from before the rules were a
-        # choice stay the same.
+        # Left out under the default rule (and without spec examples), so that configs, manifests and fingerprints
+        # from before the rules were a choice stay the same.
         data = handler(self)
         if not self.combination.recorded and not self.settle_early and self.combine_margin == 0:
             for later in ("combine", "combine_margin", "settle_early"):
                 data.pop(later, None)
+        if not self.spec_examples:
+            data.pop("spec_examples", None)
         return data
 
     @model_validator(mode="before")

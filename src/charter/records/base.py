@@ -267,6 +267,19 @@ def _wire(message: Message) -> dict[str, Any]:
     return out
 
 
+def plain_roles(messages: Sequence[Message]) -> list[Message]:
+    """Messages as any chat model takes them without tool calls to match: developer as system, a tool's output as a
+    user turn that says so (a spec's example tool output answers no call a provider could check)."""
+    return [
+        Message(role="system", content=m.content)
+        if m.role == "developer"
+        else Message(role="user", content=f"Tool output:\n{m.content}")
+        if m.role == "tool"
+        else m
+        for m in messages
+    ]
+
+
 def as_records(messages: Sequence[Message | Mapping[str, str]]) -> list[Message]:
     """A chat request as Message records; `{role, content}` dicts are accepted (as the vendors' SDKs take them)."""
     return [m if isinstance(m, Message) else Message.model_validate(dict(m)) for m in messages]
