@@ -55,16 +55,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from charter.errors import RunFailure, UserError
-from charter.providers.base import (
-    ChatModel,
-    ChoiceProbs,
-    Completion,
-    Messages,
-    SamplingParams,
-    TokenAlternative,
-    TokenLogprob,
-    normalise,
-)
+from charter.providers.base import ChatModel, ChoiceProbs, Completion, TokenAlternative, normalise
 from charter.providers.local_decode import SUPPORTED, Decoder, DecoderUnavailable, Weights, folder_is_readable, supports
 from charter.providers.local_models import check_hub_id, require_extra, resolve_local_model
 from charter.records import as_dicts
@@ -72,6 +63,8 @@ from charter.yamlio import collector_paused
 
 if TYPE_CHECKING:
     import torch
+
+    from charter.providers.base import Messages, SamplingParams, TokenLogprob
 
 
 log = logging.getLogger(__name__)
