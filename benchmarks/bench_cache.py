@@ -38,7 +38,7 @@ import yaml
 import charter.judge.compare as compare
 from charter.cli import main as cli
 from charter.concurrency import warm_then_fan_out
-from charter.constitutions.loader import load_constitution
+from charter.constitutions.schema import load_constitution
 from charter.judge.judgment import dooms_run
 from charter.judge.modes import MODES, Kind
 from charter.judge_prompt import COMPARISON_TAGS, fence, nonce_of, read_comparison

@@ -39,7 +39,7 @@ from bench_checklist import write_constitution  # noqa: E402  (the constitution 
 
 import charter  # noqa: E402
 from charter.errors import ArgumentError, NoSignal  # noqa: E402
-from charter.lab.rubric_learner import RubricReport  # noqa: E402
+from charter.lab.rubrics import RubricReport  # noqa: E402
 from charter.testing.lab import register_lab_models  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]

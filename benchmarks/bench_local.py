@@ -632,7 +632,7 @@ def speed_probe(seconds: float = 1.5) -> dict[str, float]:
     import torch
 
     from charter.providers.local import cpu_has_bf16
-    from charter.providers.local_kernels import Linear, packing
+    from charter.providers.local_decode import Linear, packing
 
     dtype = torch.bfloat16 if cpu_has_bf16() else torch.float32
     packed = packing(dtype, "cpu", exact=False)
@@ -707,7 +707,7 @@ def cmd_products(args: argparse.Namespace) -> None:
     import torch
     import torch.nn.functional as F
 
-    from charter.providers.local_kernels import Linear
+    from charter.providers.local_decode import Linear
 
     warnings.filterwarnings("ignore")  # torch's deprecation notices for its quantised tensors
     shapes = {

@@ -39,7 +39,7 @@ _API = {
     "build_preferences": "charter.pipeline.api",
     "spotcheck": "charter.agreement.api",
     "agreement_report": "charter.agreement.api",
-    "audit_judge": "charter.agreement.audit.running",
+    "audit_judge": "charter.agreement.audit",
     "ppi_mean": "charter.stats.ppi",
     "Estimate": "charter.stats.ppi",
     "train_reward_model": "charter.reward_model.train",
@@ -94,8 +94,8 @@ _API = {
     "AgreementConfig": "charter.agreement.config",
     "SpotSample": "charter.runs.labels",
     "AgreementSummary": "charter.agreement.summary",
-    "AuditPair": "charter.agreement.audit.running",
-    "AuditReport": "charter.agreement.audit.report",
+    "AuditPair": "charter.agreement.audit",
+    "AuditReport": "charter.agreement.audit",
     "RewardModelConfig": "charter.reward_model.config",
     "RewardModelMetrics": "charter.reward_model.train",
     "DPOConfigModel": "charter.dpo.config",
@@ -132,9 +132,9 @@ __all__ = ["__version__", *_API]  # pyright: ignore[reportUnsupportedDunderAll] 
 if TYPE_CHECKING:  # what type checkers and IDEs see: every public name with its signature
     from charter.agreement.api import agreement_report as agreement_report
     from charter.agreement.api import spotcheck as spotcheck
-    from charter.agreement.audit.report import AuditReport as AuditReport
-    from charter.agreement.audit.running import AuditPair as AuditPair
-    from charter.agreement.audit.running import audit_judge as audit_judge
+    from charter.agreement.audit import AuditPair as AuditPair
+    from charter.agreement.audit import AuditReport as AuditReport
+    from charter.agreement.audit import audit_judge as audit_judge
     from charter.agreement.config import AgreementConfig as AgreementConfig
     from charter.agreement.summary import AgreementSummary as AgreementSummary
     from charter.constitutions import Constitution as Constitution

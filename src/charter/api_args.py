@@ -1,15 +1,11 @@
-"""`@public`: a public function's arguments checked by pydantic, as its signature says, before the body runs.
-
-Each annotation is a strict pydantic `TypeAdapter` (a string is no number, NaN no float, a dict no `Constitution`, a
-lone string no list of items); `Annotated` marks add `Range` (bounds) and `Kinds` (the kinds an argument takes where
-its type cannot say). A bad argument is one `ArgumentError` line naming it, never pydantic's error; the body gets the
-arguments as given. A config argument (`ConfigArg[M]`) is checked for its kind here and read by the body with
-`config_from` or `config_with_fields` (`charter.yamlio`), as the command line reads its file.
-"""
+"""`@public`: a public function's arguments checked by strict pydantic `TypeAdapter`s, as its signature says, before
+the body runs (a string is no number, NaN no float, a lone string no list of items). `Annotated` marks add `Range`
+(bounds) and `Kinds` (the kinds an argument takes where its type cannot say). A bad argument is one `ArgumentError`
+line naming it, never pydantic's error. A config argument (`ConfigArg[M]`) is checked for its kind here and read by
+the body with `config_from` or `config_with_fields` (`charter.yamlio`), as the command line reads its file."""
 
 from __future__ import annotations
 
-import collections.abc as abc
 import contextlib
 import functools
 import inspect
@@ -20,7 +16,7 @@ import os
 import re
 import types
 import typing
-from collections.abc import Callable
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, TypeAlias, TypeVar
@@ -35,7 +31,7 @@ F = TypeVar("F", bound=Callable[..., Any])
 C = TypeVar("C", bound=ConfigModel)
 __all__ = ["AtLeastOne", "ConfigArg", "Kinds", "Range", "public"]
 _STRICT = ConfigDict(arbitrary_types_allowed=True, strict=True, allow_inf_nan=False)
-_ITEMS = (list, tuple, set, frozenset, abc.Iterable, abc.Collection, abc.Sequence, abc.Iterator)
+_ITEMS = (list, tuple, set, frozenset, Iterable, Collection, Sequence, Iterator)
 _BOUNDS = (("ge", operator.ge), ("gt", operator.gt), ("le", operator.le), ("lt", operator.lt))
 
 
@@ -63,7 +59,7 @@ class Range:
         refused = [(i, f"a finite number {self.describe()}", v) for i, v in found if not math.isfinite(v)]
         if not refused:  # not finite: said before the type's own check would say it
             validate(value)
-            bounds = [(getattr(self, name), holds) for name, holds in _BOUNDS if getattr(self, name) is not None]
+            bounds = [(b, holds) for name, holds in _BOUNDS if (b := getattr(self, name)) is not None]
             refused = [(i, self.describe(), v) for i, v in found if not all(holds(v, b) for b, holds in bounds)]
         for index, said, item in refused[:1]:
             raise PydanticCustomError("charter", "{m}", {"m": f"must be {said} (got {item!r})", "item": index})
@@ -77,10 +73,14 @@ class Kinds:
     def __init__(self, *kinds: type | str, said: str) -> None:
         self.kinds, self.said = kinds, said
 
-    def check(self, name: str, value: Any) -> None:
+    def __get_pydantic_core_schema__(self, source: Any, handler: Callable[[Any], Any]) -> Any:
+        return core_schema.no_info_plain_validator_function(self._check)
+
+    def _check(self, value: Any) -> Any:
         names = {cls.__name__ for cls in type(value).__mro__}
         if not any(k in names if isinstance(k, str) else isinstance(value, k) for k in self.kinds):
-            raise ArgumentError(name, f"expected {self.said} (got {shown(value)})")
+            raise PydanticCustomError("charter", "{m}", {"m": f"expected {self.said} (got {shown(value)})"})
+        return value
 
 
 #: A config argument: the config model itself, a dict of its fields or a YAML file's path (None: the body says).
@@ -113,30 +113,36 @@ def public(func: F, /) -> F:
 
 
 class _Param:
-    """One parameter: its resolved annotation, its marks, and pydantic's check of it (built on the first call)."""
+    """One parameter: its annotation resolved where the function is defined, its marks, pydantic's check of it."""
 
     def __init__(self, func: Callable[..., Any], param: inspect.Parameter) -> None:
-        self.name, self.annotation = param.name, _resolved(func, param)
+        self.name, self.annotation = param.name, Any if param.annotation is param.empty else param.annotation
+        if isinstance(self.annotation, str):
+            try:
+                self.annotation = eval(self.annotation, {**vars(typing), **func.__globals__})  # noqa: S307 - its own
+            except Exception as exc:
+                raise TypeError(f"{func.__module__}.{func.__qualname__}({param.name}): the annotation "
+                                f"{param.annotation!r} cannot be resolved ({type(exc).__name__}: {exc}); import its "
+                                "names at run time, not only for type checkers") from None  # fmt: skip
         self.kinds = annotation_marks(self.annotation, Kinds)
         origins = [typing.get_origin(m) or m for m in annotation_members(self.annotation)]
-        self.items_only = not {str, bytes, Any, object} & set(origins) and any(m in _ITEMS for m in origins)
+        self.items_only = not ({str, bytes, Any, object} & set(origins) or self.kinds) and any(
+            m in _ITEMS for m in origins
+        )
 
     @functools.cached_property
     def adapter(self) -> TypeAdapter | None:
         """None for `Any`, `Kinds` or a type pydantic cannot check (a protocol): left to the body."""
-        try:
+        with contextlib.suppress(Exception):
             try:
-                return None if self.annotation is Any or self.kinds else TypeAdapter(self.annotation, config=_STRICT)
+                return None if self.annotation is Any else TypeAdapter(self.annotation, config=_STRICT)
             except PydanticUserError:  # a model or dataclass has its own config
                 return TypeAdapter(self.annotation)
-        except Exception:
-            return None
+        return None
 
     def check(self, value: Any) -> Any:
         if isinstance(value, numbers.Real) and not isinstance(value, bool | int | float):  # numpy's int64, float32
             value = int(value) if isinstance(value, numbers.Integral) else float(value)
-        if self.kinds is not None:
-            self.kinds.check(self.name, value)
         if self.items_only and isinstance(value, str | bytes):  # a string is iterable: not one item a character
             raise ArgumentError(self.name, f"expected {describe_type(self.annotation)} (got {shown(value)})")
         try:
@@ -164,15 +170,3 @@ class _Param:
             with contextlib.suppress(LookupError, TypeError):
                 value = value[part] if isinstance(value, dict | list | tuple) else value
         return self.name, f"{where}{', or '.join(said)} (got {shown(value)})"
-
-
-def _resolved(func: Callable[..., Any], param: inspect.Parameter) -> Any:
-    """A parameter's annotation, resolved where the function is defined (the return's is left alone)."""
-    if not isinstance(annotation := param.annotation, str):
-        return Any if annotation is inspect.Parameter.empty else annotation
-    try:
-        return eval(annotation, {**vars(typing), **func.__globals__})  # noqa: S307 - the function's own annotation
-    except Exception as exc:
-        raise TypeError(f"{func.__module__}.{func.__qualname__}({param.name}): the annotation {annotation!r} cannot be "
-                        f"resolved ({type(exc).__name__}: {exc}); import its names at run time, not only for type "
-                        "checkers") from None  # fmt: skip

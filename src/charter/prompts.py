@@ -1,5 +1,11 @@
 """Prompts: where they come from (`PromptsConfig`, the run config's `prompts:` section) and how they are read
-from a file, a Hugging Face dataset, the bundled set or the config itself."""
+from a file, a Hugging Face dataset, the bundled set or the config itself.
+
+The bundled set (`bundled_prompts_path()`, `charter/data/prompts.jsonl`, used by the quickstart) holds one prompt a
+line: `id`, `category`, and either `prompt` (a string) or `messages` (a list of `{role, content}` ending with a user
+turn). Red-team categories name a harm area (weapons, self-harm, cyber, ...); ordinary requests have `helpful-*`
+categories, and `helpful-borderline` ones sound alarming but are benign, to catch over-refusal. The file is ordered
+so that any prefix mixes red-team and helpful prompts across categories."""
 
 from __future__ import annotations
 
@@ -9,6 +15,7 @@ import json
 import random
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from importlib import resources
 from pathlib import Path
 from typing import Literal
 
@@ -21,6 +28,11 @@ from charter.tables import iter_csv, iter_jsonl
 from charter.yamlio import ConfigModel
 
 CHARS_PER_TOKEN = 4
+
+
+def bundled_prompts_path() -> Path:
+    """The path of the bundled prompt set (`prompts.jsonl`)."""
+    return Path(str(resources.files("charter").joinpath("data", "prompts.jsonl")))
 
 
 class PromptsConfig(ConfigModel):
@@ -147,8 +159,6 @@ def _source(config: PromptsConfig) -> tuple[str, Iterator[tuple[int, dict]]]:
     if config.inline is not None:
         return "inline", ((i, {config.column: v}) for i, v in enumerate(config.inline, 1))
     if config.bundled:
-        from charter.data import bundled_prompts_path
-
         return "bundled", _read_file(bundled_prompts_path())
     if config.hf_dataset:
         return f"hf:{config.hf_dataset}", _read_hf(config)

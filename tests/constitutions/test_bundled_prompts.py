@@ -7,7 +7,7 @@ from collections import Counter
 
 import pytest
 
-from charter.data import bundled_prompts_path
+from charter.prompts import bundled_prompts_path
 
 RED_TEAM_AREAS = {
     "weapons",

@@ -9,7 +9,7 @@ import pytest
 
 from charter.cli import main
 from charter.constitutions import load_constitution
-from charter.constitutions.loader import builtin_path
+from charter.constitutions.schema import builtin_path
 
 
 def test_list_shows_every_bundled_constitution(capsys: pytest.CaptureFixture[str]) -> None:

@@ -7,8 +7,7 @@ import pytest
 import charter
 from charter.constitutions import builtin_names, load_constitution
 from charter.constitutions.importers import constitution_yaml
-from charter.constitutions.loader import builtin_path
-from charter.constitutions.schema import template_fields
+from charter.constitutions.schema import builtin_path, template_fields
 
 FILL = {"prompt": "P", "response": "R", "critique": "C", "principle": "X"}
 

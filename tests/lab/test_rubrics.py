@@ -16,8 +16,7 @@ from charter.cli import app, main
 from charter.constitutions import load_constitution
 from charter.errors import NoSignal
 from charter.lab.api import learn_rubrics
-from charter.lab.rubric_learner import chance_verdict, report_markdown
-from charter.lab.rubrics import Share, gain, item_hit, parse_criteria, wilson_share
+from charter.lab.rubrics import Share, chance_verdict, gain, item_hit, parse_criteria, report_markdown, wilson_share
 from charter.providers import register_script
 from charter.testing.lab import CRITERIA, make_pairs, register_lab_models
 from tests.support.tiny_models import write_jsonl

@@ -17,7 +17,7 @@ torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
 
 from charter.errors import CharterError, MissingExtra  # noqa: E402
-from charter.providers import local, local_models, local_sampling  # noqa: E402
+from charter.providers import local, local_models  # noqa: E402
 from charter.providers.base import SamplingParams, token_bytes  # noqa: E402
 from charter.providers.local import LocalModel  # noqa: E402
 from charter.providers.local_models import embedded_model_path, resolve_local_model  # noqa: E402
@@ -211,9 +211,9 @@ async def test_each_generated_token_has_its_logprob_and_top_alternatives(tiny_di
 
 def test_top_p_keeps_the_smallest_set_reaching_the_mass() -> None:
     probs = torch.tensor([[0.5, 0.3, 0.15, 0.05]])
-    kept = local_sampling.top_p_filter(probs, 0.7)
+    kept = local.top_p_filter(probs, 0.7)
     assert kept[0].tolist() == pytest.approx([0.5, 0.3, 0.0, 0.0])
-    assert local_sampling.top_p_filter(torch.tensor([[0.9, 0.1]]), 0.5)[0].tolist() == pytest.approx([0.9, 0.0])
+    assert local.top_p_filter(torch.tensor([[0.9, 0.1]]), 0.5)[0].tolist() == pytest.approx([0.9, 0.0])
 
 
 SYSTEM = Message(
@@ -309,7 +309,7 @@ def test_loading_pauses_the_cyclic_collector_and_restores_it(
 
     import transformers
 
-    from charter.providers.local_weights import Weights
+    from charter.providers.local_decode import Weights
 
     seen = []
     real = transformers.AutoModelForCausalLM.from_pretrained

@@ -19,21 +19,20 @@ torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
 
 from charter.errors import CharterError  # noqa: E402
-from charter.providers import (  # noqa: E402
-    local,
-    local_decode,
-    local_kernels,
-)
+from charter.providers import local, local_decode  # noqa: E402
 from charter.providers.base import SamplingParams  # noqa: E402
 from charter.providers.local import LocalModel  # noqa: E402
-from charter.providers.local_decode import _branch_points, supports  # noqa: E402
-from charter.providers.local_kernels import (  # noqa: E402
-    Rotation,  # noqa: E402
+from charter.providers.local_decode import (  # noqa: E402
+    MIN_ROW_REUSE,
+    PrefixCache,
+    PrefixKV,
+    Rotation,
+    _branch_points,
+    folder_is_readable,
     packing,
     packing_is_exact,
+    supports,
 )
-from charter.providers.local_kv import MIN_ROW_REUSE, PrefixCache, PrefixKV  # noqa: E402
-from charter.providers.local_weights import folder_is_readable  # noqa: E402
 from charter.records import Message  # noqa: E402
 
 from .test_local import CORPUS, REQUESTS, ask, build_tiny_chat_model  # noqa: E402
@@ -232,7 +231,7 @@ def test_bfloat16_weights_reordered_once_give_the_same_tokens_and_probabilities(
     packed.load()
     assert all(f.qkv.packed is not None and f.down.packed is not None for f in packed._decoder.fused)
     assert packed._decoder.head.packed is not None
-    monkeypatch.setattr("charter.providers.local_kernels.packing_is_exact", lambda dtype, device: False)
+    monkeypatch.setattr("charter.providers.local_decode.packing_is_exact", lambda dtype, device: False)
     plain = LocalModel(str(folder), batch_size=4, device="cpu", dtype="bfloat16", engine="charter")
     plain.load()
     assert plain._decoder.head.packed is None
@@ -538,9 +537,9 @@ def test_bad_options_are_one_line_errors(llama_dir: Path, options: dict, message
 @pytest.fixture
 def products_checked_afresh(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """torch's packed products checked again in the test and after it (after `monkeypatch` restores them)."""
-    local_kernels._checked_products.cache_clear()
+    local_decode._checked_products.cache_clear()
     yield
-    local_kernels._checked_products.cache_clear()
+    local_decode._checked_products.cache_clear()
 
 
 def break_packed_products(monkeypatch: pytest.MonkeyPatch, breakage: str) -> None:
@@ -615,7 +614,7 @@ def test_without_torchs_packed_products_bfloat16_gives_the_packed_bits(
     packed.load()
     assert packed._decoder.head.packed is not None
     break_packed_products(monkeypatch, "absent")
-    local_kernels._checked_products.cache_clear()
+    local_decode._checked_products.cache_clear()
     with caplog.at_level(logging.WARNING, logger="charter"):
         plain = LocalModel(str(llama_dir), batch_size=4, device="cpu", dtype="bfloat16")
         plain.load()
@@ -669,17 +668,17 @@ def test_the_rotary_parts_of_a_transformers_model_are_checked_before_use(
     from transformers.models.llama.modeling_llama import apply_rotary_pos_emb
 
     model = transformers.AutoModelForCausalLM.from_pretrained(llama_dir)
-    rotary, helper = local_kernels.transformers_rotary(model)
+    rotary, helper = local_decode.transformers_rotary(model)
     assert helper is apply_rotary_pos_emb
     cos, sin = rotary(torch.zeros(2, 4, 48), torch.arange(4).expand(2, -1))
     assert cos.shape == sin.shape == (2, 4, 12)
-    assert local_kernels._helper_problem(None, torch.float32, "cpu") == "is missing"
-    shapes = local_kernels._helper_problem(lambda q, k, cos, sin: (q, k[..., :4]), torch.float32, "cpu")
+    assert local_decode._helper_problem(None, torch.float32, "cpu") == "is missing"
+    shapes = local_decode._helper_problem(lambda q, k, cos, sin: (q, k[..., :4]), torch.float32, "cpu")
     assert shapes is not None and shapes.startswith("gives q and k as")
-    assert local_kernels._helper_problem(lambda q, k, cos, sin: q, torch.float32, "cpu") == "gives Tensor, not q and k"
+    assert local_decode._helper_problem(lambda q, k, cos, sin: q, torch.float32, "cpu") == "gives Tensor, not q and k"
     monkeypatch.setattr(model.model.rotary_emb, "forward", lambda x: (x, x))  # takes no `position_ids`
-    with pytest.raises(local_kernels.DecoderUnavailable, match=r"LlamaModel\.rotary_emb fails: TypeError"):
-        local_kernels.transformers_rotary(model)
+    with pytest.raises(local_decode.DecoderUnavailable, match=r"LlamaModel\.rotary_emb fails: TypeError"):
+        local_decode.transformers_rotary(model)
 
 
 # --------------------------------------------------------------------------- threads

@@ -15,8 +15,8 @@ from typing import Any
 import verifiers.v1 as vf
 from pydantic import Field
 
-from charter.data import bundled_prompts_path
 from charter.integrations.verifiers import CharterJudge, CharterJudgeConfig
+from charter.prompts import bundled_prompts_path
 
 ENV_ID = "charter-constitution"
 

@@ -7,8 +7,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import NamedTuple
 
-from charter.agreement.audit.perturb import FAMILY_NAMES
-from charter.agreement.audit.report import AuditReport
+from charter.agreement.audit import FAMILY_NAMES, AuditReport
 from charter.agreement.config import AgreementConfig
 from charter.agreement.report import NoLabels, agreement_summary
 from charter.agreement.summary import Figure

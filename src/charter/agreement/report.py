@@ -9,7 +9,7 @@ import datetime as dt
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, TypedDict
+from typing import Any, TypedDict
 
 import numpy as np
 
@@ -208,13 +208,8 @@ def agreement_summary(run_dir: str | Path, config: AgreementConfig | None = None
         store.close()
 
 
-#: The pairwise figures: key (in `stats.PairwiseFigures`) and name as shown.
-FIGURES: tuple[tuple[Literal["agreement", "agreement_with_ties", "kappa", "kappa_with_ties"], str], ...] = (
-    ("agreement", "agreement (no ties)"),
-    ("agreement_with_ties", "agreement (with ties)"),
-    ("kappa", "Cohen's kappa (no ties)"),
-    ("kappa_with_ties", "Cohen's kappa (with ties)"),
-)
+#: The pairwise figures: key (in `stats.PairwiseFigures`) and name as shown, from the table of metrics.
+FIGURES = tuple((m.name, m.title()) for m in stats.PAIRWISE)
 
 
 def fmt(fig: Mapping[str, Any] | None) -> str:
@@ -246,7 +241,8 @@ def _main_rows(summary: dict[str, Any]) -> list[tuple[str, str, str, str, str]]:
             )
         )
     if hh:
-        rows.append(("Krippendorff's alpha (humans)", "—", "—", "—", fmt(hh.get("krippendorff_alpha"))))
+        alpha = stats.METRICS["krippendorff_alpha"]
+        rows.append((f"{alpha.label} (humans)", "—", "—", "—", fmt(hh.get(alpha.name))))
     return rows
 
 

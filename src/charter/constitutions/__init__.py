@@ -1,9 +1,16 @@
 """Constitutions: schema, loader, hashing, the bundled library and importers."""
 
 from charter.constitutions.importers import dump_constitution_yaml, import_hf_cai
-from charter.constitutions.loader import builtin_names, load_constitution
 from charter.constitutions.markdown import SpecImport, SpecPair, import_constitution, read_markdown_spec
-from charter.constitutions.schema import Constitution, FewShotExample, Message, Principle, SpecExample
+from charter.constitutions.schema import (
+    Constitution,
+    FewShotExample,
+    Message,
+    Principle,
+    SpecExample,
+    builtin_names,
+    load_constitution,
+)
 
 __all__ = [
     "Constitution",

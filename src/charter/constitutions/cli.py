@@ -10,9 +10,8 @@ from rich.table import Table
 from rich.text import Text
 
 from charter.constitutions.importers import dump_constitution_yaml
-from charter.constitutions.loader import builtin_names, load_constitution
 from charter.constitutions.markdown import SpecImport, write_spec_pairs
-from charter.constitutions.schema import Constitution, FewShotExample, Principle
+from charter.constitutions.schema import Constitution, FewShotExample, Principle, builtin_names, load_constitution
 from charter.errors import ConstitutionError
 
 

@@ -42,8 +42,7 @@ from pydantic import ValidationError
 
 from charter.api_args import public
 from charter.constitutions.importers import read_hf_cai
-from charter.constitutions.loader import load_constitution
-from charter.constitutions.schema import LEVEL_TWICE, Constitution, SpecExample
+from charter.constitutions.schema import LEVEL_TWICE, Constitution, SpecExample, load_constitution
 from charter.errors import ArgumentError, ConstitutionError
 from charter.tables import read_text_file
 from charter.yamlio import validation_message

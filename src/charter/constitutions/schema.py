@@ -1,4 +1,5 @@
-"""The constitution schema: principles a policy is critiqued against and a judge compares with."""
+"""The constitution schema: principles a policy is critiqued against and a judge compares with; a constitution
+loaded from its YAML file or the bundled library."""
 
 from __future__ import annotations
 
@@ -7,15 +8,18 @@ import json
 import re
 import string
 from collections.abc import Sequence
+from importlib import resources
+from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from charter.errors import ConfigError
+from charter.api_args import public
+from charter.errors import ConfigError, ConstitutionError
 from charter.records import Message, Number, Weight
 from charter.verify import check as verify_check
 from charter.verify import resolve as resolve_verifier
-from charter.yamlio import LocatedValueError, require_unique
+from charter.yamlio import LocatedValueError, load_yaml, model_from_data, require_unique
 
 #: The models' config: unknown keys are errors, and a number is finite (NaN and infinity are refused).
 SCHEMA = ConfigDict(extra="forbid", use_attribute_docstrings=True, allow_inf_nan=False)
@@ -500,3 +504,48 @@ def _drop_unset_fields(data: dict) -> None:
                 principle.pop(key)
         if principle.get("source") and principle["source"].get("questions_by") is None:
             principle["source"].pop("questions_by", None)
+
+
+#: The folder of the bundled constitutions (data, not a package).
+LIBRARY = resources.files("charter.constitutions").joinpath("library")
+
+
+def builtin_names() -> list[str]:
+    """Names of the bundled constitutions."""
+    files = LIBRARY.iterdir()
+    return sorted(f.name[: -len(".yaml")] for f in files if f.name.endswith(".yaml"))
+
+
+def builtin_path(name: str) -> Path:
+    """The file of a bundled constitution."""
+    return Path(str(LIBRARY.joinpath(f"{name}.yaml")))
+
+
+@public
+def load_constitution(source: str | Path | Constitution) -> Constitution:
+    """Load a constitution from a YAML file or the bundled library.
+
+    Args:
+        source: A constitution YAML file, the name of a bundled constitution (see `builtin_names()`; a file of
+            that name takes precedence), or a `Constitution`, returned as it is.
+
+    Returns:
+        The validated constitution.
+
+    Raises:
+        ConstitutionError: `source` is neither a file nor a bundled name, or the file is unreadable, not valid YAML
+            or not a valid constitution (one line per error, naming file:line:column and the key).
+    """
+    if isinstance(source, Constitution):
+        return source
+    path = Path(source)
+    if not path.exists() and str(source) in builtin_names():
+        path = builtin_path(str(source))
+    elif not path.exists():
+        known = ", ".join(builtin_names())
+        raise ConstitutionError(f"{source}: no such file or bundled constitution (bundled: {known})")
+    try:
+        data, positions = load_yaml(path)
+        return model_from_data(Constitution, data, str(path), positions)
+    except ConfigError as exc:
+        raise ConstitutionError(exc.lines) from None

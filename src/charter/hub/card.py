@@ -31,6 +31,7 @@ from charter.runs.files import RunFiles
 from charter.runs.items import stored_pair
 from charter.runs.store import RunStore, open_store
 from charter.runs.usage import stored_usage
+from charter.stats.agreement import METRICS, PAIRWISE
 
 TEMPLATE = Path(__file__).parent / "templates" / "dataset_card.md"
 
@@ -98,6 +99,11 @@ class AgreementFigure:
     n: int
 
 
+#: How the card says a figure counts only the pairs where neither side says tie.
+EXCLUDED = "ties excluded"
+AGREEMENT, ALPHA = METRICS["agreement"], METRICS["krippendorff_alpha"]
+
+
 def _figure(name: str, fig: Figure | None) -> AgreementFigure:
     if fig is None:
         return AgreementFigure(name, None, None, 0)
@@ -109,12 +115,11 @@ def agreement_figures(summary: AgreementSummary | None) -> list[AgreementFigure]
     if summary is None:
         return []
     judge, base = summary.judge_vs_human, summary.baselines
-    figures = [
-        _figure("judge vs human: agreement (ties excluded)", judge.agreement),
-        _figure("judge vs human: Cohen's kappa (ties excluded)", judge.kappa),
-        _figure("judge vs human: agreement (with ties)", judge.agreement_with_ties),
-        _figure("baseline 'longer wins' vs human: agreement", base.longer_wins.agreement),
-        _figure("baseline 'first shown wins' vs human: agreement", base.first_shown_wins.agreement),
+    shown = sorted((m for m in PAIRWISE if m.on_card), key=lambda m: m.ties)  # those without ties first
+    figures = [_figure(f"judge vs human: {m.title(EXCLUDED)}", getattr(judge, m.name)) for m in shown]
+    figures += [
+        _figure(f"baseline '{name}' vs human: {AGREEMENT.label}", getattr(base, key).agreement)
+        for key, name in (("longer_wins", "longer wins"), ("first_shown_wins", "first shown wins"))
     ]
     preference = summary.human_preference.overall if summary.human_preference else None
     for name, estimate in (
@@ -138,18 +143,18 @@ def agreement_figures(summary: AgreementSummary | None) -> list[AgreementFigure]
             weight = f", weight {weights[member.judge]:.3g}" if weights[member.judge] is not None else ""
             figures.append(
                 _figure(
-                    f"panel member `{member.judge}`{weight} alone vs human: agreement (ties excluded)",
+                    f"panel member `{member.judge}`{weight} alone vs human: {AGREEMENT.title(EXCLUDED)}",
                     member.judge_vs_human.agreement if member.judge_vs_human else None,
                 )
             )
         if panel.between_judges is not None:
             figures.append(
-                _figure("between the panel's judges: Krippendorff's alpha", panel.between_judges.krippendorff_alpha)
+                _figure(f"between the panel's judges: {ALPHA.label}", panel.between_judges.krippendorff_alpha)
             )
     if summary.human_human is not None:
         figures += [
-            _figure("human vs human: agreement", summary.human_human.agreement),
-            _figure("human vs human: Krippendorff's alpha", summary.human_human.krippendorff_alpha),
+            _figure(f"human vs human: {AGREEMENT.label}", summary.human_human.agreement),
+            _figure(f"human vs human: {ALPHA.label}", summary.human_human.krippendorff_alpha),
         ]
     return figures
 

@@ -32,8 +32,8 @@ except ImportError as exc:  # pragma: no cover - the extra is missing
 
 from pydantic import Field
 
-from charter.data import bundled_prompts_path
 from charter.errors import ConfigError
+from charter.prompts import bundled_prompts_path
 from charter.reward.combine import Asked, score
 
 _TEXT_KEYS = ("message", "text", "content", "response", "completion")

@@ -22,7 +22,7 @@ from charter.lab.checks import ConstitutionTest, planned_judgments
 from charter.lab.checks import check_constitution as _check
 from charter.lab.infer import Inferred, infer
 from charter.lab.learner import Learned, LearnOptions, write_outputs, write_report
-from charter.lab.rubric_learner import LearnedRubric, learn
+from charter.lab.rubrics import LearnedRubric, learn
 from charter.lab.votes import read_pairs
 from charter.progress import progress_bar
 from charter.providers import ChatModel, ManagedModel, SamplingParams, UsageMeter, get_model, parse_model_string

@@ -192,7 +192,7 @@ def rubric_command(
     import json
 
     from charter.checklist.items import rubric_data, rubric_lines
-    from charter.constitutions.loader import load_constitution
+    from charter.constitutions.schema import load_constitution
 
     constitution = load_constitution(source)
     if as_json:

@@ -1,5 +1,5 @@
 """What the lab's two learners from people's pairs share (`charter.lab.infer`, a constitution;
-`charter.lab.rubric_learner`, a rubric): the seeded split, the tally of a run, the common part of their reports, and the
+`charter.lab.rubrics`, a rubric): the seeded split, the tally of a run, the common part of their reports, and the
 files they write."""
 
 from __future__ import annotations

@@ -523,7 +523,7 @@ def _gold_flag(record: Any) -> str:
 
 
 def _bundled() -> Path:
-    from charter.data import bundled_prompts_path
+    from charter.prompts import bundled_prompts_path
 
     return bundled_prompts_path()
 

@@ -161,7 +161,7 @@ def section_config(config: RunConfig, stage: str, run_dir: Path) -> Any:
     """One training stage's section with this run's defaults filled in."""
     section = getattr(config, stage)
     if stage == "eval":
-        from charter.data import bundled_prompts_path
+        from charter.prompts import bundled_prompts_path
 
         updates = {"run_dir": section.run_dir or run_dir, "prompts": section.prompts or str(bundled_prompts_path())}
     else:

@@ -16,7 +16,8 @@ from __future__ import annotations
 import math
 import warnings
 from collections.abc import Callable, Sequence
-from typing import Literal, TypedDict
+from dataclasses import dataclass
+from typing import Literal, TypedDict, cast
 
 import numpy as np
 
@@ -234,6 +235,67 @@ def _kappa_floor(h: np.ndarray, j: np.ndarray, clusters: np.ndarray, ties: bool)
     return chance_corrected(share_interval((h == j).astype(float), clusters), expected)
 
 
+def _share_floor(h: np.ndarray, j: np.ndarray, clusters: np.ndarray, ties: bool) -> tuple[float, float] | None:
+    keep = np.ones(len(h), dtype=bool) if ties else decisive(h, j)
+    return share_interval((h == j).astype(float)[keep], clusters[keep])
+
+
+@dataclass(frozen=True)
+class AgreementMetric:
+    """One agreement metric: how it is computed and what it is called. The summary's figures, the agreement report,
+    `charter judge evaluate`, the dataset card and the gate read the table (`METRICS`)."""
+
+    name: str
+    """Its key in the figures, the stored summary and the gate (`kappa_with_ties`)."""
+    label: str
+    """Its name in words (`Cohen's kappa`)."""
+    measure: Callable[..., float]
+    """Its value on all the observations (NaN where undefined): of two aligned code arrays and `ties`, or of a
+    raters x units matrix (`needs`)."""
+    higher: str
+    """What a higher value means."""
+    needs: Literal["label pairs", "raters"] = "label pairs"
+    """What it reads: two aligned label arrays (one entry an observation), or a raters x units matrix."""
+    ties: bool = False
+    """True: every observation, tie a third category; False: those where neither side says tie."""
+    resampled: Callable[..., float] | None = None
+    """Its value on a bootstrap resample (a faster equal of `measure`); None: `measure`."""
+    floor: Callable[[np.ndarray, np.ndarray, np.ndarray, bool], tuple[float, float] | None] = _share_floor
+    """The interval its reported one must hold: the exact interval of the agreement, or that carried through
+    the chance correction."""
+    on_card: bool = True
+    """Whether the dataset card shows it (judge vs human)."""
+
+    def title(self, without_ties: str = "no ties") -> str:
+        """Its name with the observations it counts: `Cohen's kappa (no ties)`, `agreement (with ties)`."""
+        return f"{self.label} ({'with ties' if self.ties else without_ties})"
+
+    def figure(self, h: np.ndarray, j: np.ndarray, clusters: np.ndarray, samples: int, seed: int) -> Figure:
+        """Its figure on two label arrays, with the interval of a bootstrap over pairs spanned with its floor."""
+        n = len(h) if self.ties else int(decisive(h, j).sum())
+        stat, ties = self.resampled or self.measure, self.ties
+        floor = self.floor(h, j, clusters, ties)
+        return figure(self.measure(h, j, ties), lambda i: stat(h[i], j[i], ties), clusters, n, samples, seed, floor)
+
+
+#: every agreement metric, by name, in the order reports show them
+METRICS: dict[str, AgreementMetric] = {
+    m.name: m
+    for m in (
+        AgreementMetric("agreement", "agreement", agreement, "more often the same pick"),
+        AgreementMetric("agreement_with_ties", "agreement", agreement, "more often the same pick", ties=True),
+        AgreementMetric("kappa", "Cohen's kappa", kappa, "agreement further above chance (0)",
+                        resampled=kappa_fast, floor=_kappa_floor),
+        AgreementMetric("kappa_with_ties", "Cohen's kappa", kappa, "agreement further above chance (0)", ties=True,
+                        resampled=kappa_fast, floor=_kappa_floor, on_card=False),
+        AgreementMetric("krippendorff_alpha", "Krippendorff's alpha", krippendorff_alpha,
+                        "agreement further above chance (0)", needs="raters", ties=True),
+    )
+}  # fmt: skip
+#: the metrics of two label arrays (judge vs human, a baseline vs human, one annotator vs another)
+PAIRWISE = [m for m in METRICS.values() if m.needs == "label pairs"]
+
+
 def pairwise_figures(h: np.ndarray, j: np.ndarray, clusters: np.ndarray, samples: int, seed: int) -> PairwiseFigures:
     """Agreement and kappa, with and without ties, of two label arrays (one entry per observation).
 
@@ -247,27 +309,7 @@ def pairwise_figures(h: np.ndarray, j: np.ndarray, clusters: np.ndarray, samples
     Returns:
         The four figures; those without ties rest on the observations where neither side says tie.
     """
-    keep = decisive(h, j)
-    n_dec = int(keep.sum())
-    same = (h == j).astype(float)
-    return {
-        "agreement": figure(
-            agreement(h, j), lambda i: agreement(h[i], j[i]), clusters, n_dec, samples, seed,
-            share_interval(same[keep], clusters[keep]),
-        ),
-        "agreement_with_ties": figure(
-            agreement(h, j, True), lambda i: agreement(h[i], j[i], True), clusters, len(h), samples, seed,
-            share_interval(same, clusters),
-        ),
-        "kappa": figure(
-            kappa(h, j), lambda i: kappa_fast(h[i], j[i]), clusters, n_dec, samples, seed,
-            _kappa_floor(h, j, clusters, False),
-        ),
-        "kappa_with_ties": figure(
-            kappa(h, j, True), lambda i: kappa_fast(h[i], j[i], True), clusters, len(h), samples, seed,
-            _kappa_floor(h, j, clusters, True),
-        ),
-    }  # fmt: skip
+    return cast(PairwiseFigures, {m.name: m.figure(h, j, clusters, samples, seed) for m in PAIRWISE})
 
 
 def rater_matrix(labels: dict[str, dict[str, int]]) -> tuple[np.ndarray, list[str]]:

@@ -1,1 +1,0 @@
-"""The bundled constitutions, one YAML file each; `charter constitutions list` shows them."""
