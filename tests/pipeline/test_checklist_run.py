@@ -234,6 +234,20 @@ def test_a_new_mode_that_needs_each_prompts_checklist_is_forecast_as_its_entry_j
     assert made == 2 * 2 * result.counts["preferences"]  # four calls a pair: the new entry's count, not two
 
 
+def test_a_new_mode_that_needs_each_prompts_checklist_is_refused_by_its_name_without_a_checklist_section(
+    make_config, capsys
+):
+    graded = register_mode(replace(CHECKLIST_MODE, name="checklist-graded"))
+    try:
+        config = make_config(judge={"model": "scripted:checklist-judge", "mode": graded.name})
+        assert main(["run", str(config)]) == 2
+    finally:
+        del MODES[graded.name]
+    err = capsys.readouterr().err
+    assert "judge mode checklist-graded judges by each prompt's checklist: add a `checklist:` section" in err
+    assert "Traceback" not in err
+
+
 def test_an_outside_judge_with_log_probabilities_gives_each_item_p_yes_and_the_pair_its_probability(
     make_config, tmp_path
 ):
