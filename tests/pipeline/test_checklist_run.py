@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
+from charter.checklist import Checklist
+from charter.checklist.check import judge_checklist_pair
 from charter.checklist.store import count_checklists
 from charter.cli import main
+from charter.judge.modes import CHECKLIST_MODE, CHECKS_ITEMS, MODES, register_mode
 from charter.pipeline.api import run
 from charter.providers import register_script
 from charter.runs.failures import failing_items
@@ -195,6 +199,53 @@ def test_the_forecast_counts_one_judge_call_a_checked_response(make_config, tmp_
     result = run(config)
     [judge] = [row for row in forecast.rows if row.role == "judge"]
     assert judge.calls.expected == calls(result.run_dir, "judge") > 0
+
+
+async def _judge_by_halves(model, pair, criteria, settings, principle_ids, judge_fp):
+    """A checklist kind of another count: each response checked against the checklist's first item, then against the
+    rest, in a call each (four calls a pair where mode `checklist` makes two)."""
+    checklist = criteria.checklist
+    for items in (checklist.items[:1], checklist.items[1:]):
+        half = Checklist(items=items, source=checklist.source, version=checklist.version)
+        judged = await judge_checklist_pair(model, pair, half, settings, criteria.aggregation, principle_ids, judge_fp)
+    return judged
+
+
+def test_a_new_mode_that_needs_each_prompts_checklist_is_forecast_as_its_entry_judges(make_config, tmp_path):
+    """A mode is one table entry: the forecast asks the entry what context a mode needs and walks the pair through the
+    mode's own callables, so a new mode that judges by checklist with another number of calls is counted as the run
+    makes them, with no edit to the forecast."""
+    import charter
+
+    halves = replace(
+        CHECKLIST_MODE, name="checklist-halves", kind=replace(CHECKS_ITEMS, judge_by_checklist=_judge_by_halves)
+    )
+    register_mode(halves)
+    try:
+        judge = {"model": "scripted:checklist-judge", "mode": halves.name, "principles_per_pair": 2}
+        config = checklist_config(make_config, judge=judge)
+        forecast = charter.estimate(config)
+        result = run(config)
+    finally:
+        del MODES[halves.name]
+    [judge_row] = [row for row in forecast.rows if row.role == "judge"]
+    made = calls(result.run_dir, "judge")
+    assert judge_row.calls.expected == made > 0
+    assert made == 2 * 2 * result.counts["preferences"]  # four calls a pair: the new entry's count, not two
+
+
+def test_a_new_mode_that_needs_each_prompts_checklist_is_refused_by_its_name_without_a_checklist_section(
+    make_config, capsys
+):
+    graded = register_mode(replace(CHECKLIST_MODE, name="checklist-graded"))
+    try:
+        config = make_config(judge={"model": "scripted:checklist-judge", "mode": graded.name})
+        assert main(["run", str(config)]) == 2
+    finally:
+        del MODES[graded.name]
+    err = capsys.readouterr().err
+    assert "judge mode checklist-graded judges by each prompt's checklist: add a `checklist:` section" in err
+    assert "Traceback" not in err
 
 
 def test_an_outside_judge_with_log_probabilities_gives_each_item_p_yes_and_the_pair_its_probability(

@@ -35,3 +35,12 @@ def test_a_bad_checklist_is_a_400_naming_the_item_and_key(start) -> None:
     assert status == 400 and got["error"] == "checklists: expected a list of 1 (one checklist, or null, per query)"
     status, got = server.post("/v1/rewards", {"prompt": "Q?", "completions": ["a"]}, AUTH)
     assert status == 400 and "has no 'checklist' column value" in got["error"], got
+
+
+def test_a_checklist_sent_to_a_scoring_that_reads_none_is_a_400_naming_the_scoring(start) -> None:
+    server = start()  # the default scoring, which rates each completion on the rubric
+    status, got = server.post("/v1/rewards", {"prompt": "Q?", "completions": ["a"], "checklist": ITEMS}, AUTH)
+    assert status == 400 and got["error"] == "checklist: the server's scoring is score, which reads no checklist", got
+    openrlhf = {"query": ["Q: a"], "prompts": ["Q: "], "checklists": [ITEMS]}
+    status, got = server.post("/get_reward", openrlhf, AUTH)
+    assert status == 400 and got["error"] == "checklists: the server's scoring is score, which reads no checklist", got

@@ -418,7 +418,7 @@ def evaluate(
     from charter.providers.usage import UsageMeter
 
     entry = MODES.get(mode)
-    scored = entry is not None and entry.kind.name == "rating"
+    scored = entry is not None and entry.kind.rate is not None  # a rating kind: each response rated on a scale
     reply = None if entry is None else entry.reply or entry.replies.get(rating)
     by_tokens = reply is not None and reply.logprobs
     if scored and not 2 <= scale <= (9 if by_tokens else 10):

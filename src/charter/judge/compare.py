@@ -238,9 +238,12 @@ async def order_group(
     return reply.read(answer.text, len(shown))
 
 
-async def _orders_no_pair(*_: object) -> list[VoteOutcome]:
+async def _orders_no_pair(
+    model: ChatModel, constitution: Constitution, pair: Pair, settings: JudgeOptions, ids: list[str]
+) -> list[VoteOutcome]:
     raise ConfigError(
-        "a ranking mode orders a prompt's completions together (the online scoring rank); it judges no pair"
+        f"judge mode {settings.mode} orders a prompt's completions together (a reward scoring asks it); it judges "
+        "no pair"
     )
 
 

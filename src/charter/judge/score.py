@@ -333,12 +333,14 @@ async def _rank_samples_by_checklist(
     return await rank_by_checklist(model, prompt, samples, criteria.checklist, settings, criteria.aggregation)
 
 
-async def _needs_its_checklist(*_: object) -> list[VoteOutcome]:
+async def _needs_its_checklist(
+    model: ChatModel, constitution: Constitution, pair: Pair, settings: JudgeOptions, ids: list[str]
+) -> list[VoteOutcome]:
     """A checklist kind judges a pair against its prompt's checklist (`judge_by_checklist`, which
     `charter.judge.pairwise.judge_pair` calls with the `ChecklistCriteria` it is given); a bare pair carries none."""
     raise ConfigError(
-        "judge mode checklist judges a pair against its prompt's checklist: use it in a run with a `checklist:` "
-        "section, or `scoring: checklist` for rewards"
+        f"judge mode {settings.mode} judges a pair against its prompt's checklist: use it in a run with a "
+        "`checklist:` section, or with a reward scoring that checks each completion against its prompt's checklist"
     )
 
 

@@ -361,7 +361,8 @@ class JudgeConfig(JudgeSettings, RoleConfig):
             )
         if self.rates_alone:
             raise LocatedValueError(
-                "mode score ranks samples with one judge model; a panel pools comparisons (logprobs, cot, verdict)",
+                f"mode {self.mode} ranks samples with one judge model; a panel pools comparisons "
+                f"({', '.join(pairwise_modes())})",
                 ("mode",),
             )
         if self.constitution_test is not None:

@@ -200,7 +200,8 @@ class RunConfig(ConfigModel):
     def _checklist_for_its_mode(self) -> RunConfig:
         if self.judge.mode_entry.needs_context and self.checklist is None:
             raise LocatedValueError(
-                "judge mode checklist judges by each prompt's checklist: add a `checklist:` section", ("judge", "mode")
+                f"judge mode {self.judge.mode} judges by each prompt's checklist: add a `checklist:` section",
+                ("judge", "mode"),
             )
         return self
 

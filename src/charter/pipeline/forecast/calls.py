@@ -18,10 +18,10 @@ from dataclasses import dataclass, field
 
 from charter.checklist import Checklist, ChecklistItem, checklist_from_criteria, checklist_from_rows
 from charter.checklist.author import read_writer_prompt, write_for_prompt
-from charter.checklist.check import judge_checklist_pair, rank_by_checklist
 from charter.checklist.prompt import read_checklist_prompt
 from charter.constitutions import Constitution
 from charter.critique.chain import run_chain
+from charter.judge.judgment import ChecklistCriteria
 from charter.judge.pairwise import judge_pair, principle_key, principles_for
 from charter.judge.panel import Panel
 from charter.judge.score import rank_samples
@@ -232,6 +232,18 @@ def forecast_checklist(config: RunConfig, constitution: Constitution, prompt: Pr
     return Checklist(items=items, source="model")
 
 
+def forecast_criteria(walk: Walk, prompt: Prompt) -> ChecklistCriteria | None:
+    """The per-prompt criteria the judge's mode needs besides the pair, as its table entry says (`needs_context`):
+    the prompt's checklist (`forecast_checklist`) with the `checklist:` section's aggregation; None for a mode that
+    judges by the constitution's principles alone. The judge's calls are then the mode's own (`judge_pair` and
+    `rank_samples` ask the entry), so a new mode is walked as the run judges it."""
+    if not walk.settings.mode_entry.needs_context:
+        return None
+    section = walk.config.checklist
+    aggregation = section.aggregation if section is not None else "explicit"
+    return ChecklistCriteria(forecast_checklist(walk.config, walk.constitution, prompt), aggregation)
+
+
 async def write_checklist(walk: Walk, prompt: Prompt, writer: PlanningModel) -> None:
     """The writer's call for one prompt, as `charter.checklist.store.Checklists` makes it (the checklist
     package's writer, the principles drawn for the prompt)."""
@@ -252,8 +264,7 @@ async def prompt_calls(walk: Walk, prompt: Prompt, replies: Replies) -> list[Cal
     writer = walk.writer(recorder, replies)
     if writer is not None:
         await write_checklist(walk, prompt, writer)
-    checklist = forecast_checklist(config, constitution, prompt) if settings.mode_entry.needs_context else None
-    aggregation = config.checklist.aggregation if config.checklist is not None else "explicit"
+    criteria = forecast_criteria(walk, prompt)
     pairs: list[Pair] = []
     if "revision" in config.pairs.kinds:
         chain = await run_chain(
@@ -279,21 +290,14 @@ async def prompt_calls(walk: Walk, prompt: Prompt, replies: Replies) -> list[Cal
         elif walk.judging:
             assert not isinstance(judge, Panel)  # the config refuses mode score for a panel
             ids = principles_for(constitution, settings, prompt.prompt_id, config.seed)
-            if checklist is not None:
-                ranked = await rank_by_checklist(judge, prompt.messages, samples, checklist, settings, aggregation)
-            else:
-                ranked = await rank_samples(judge, constitution, prompt.messages, samples, ids, settings)
+            ranked = await rank_samples(judge, constitution, prompt.messages, samples, ids, settings, criteria)
             if ranked:
                 pairs.append(sample_pair(prompt.prompt_id, prompt.messages, ranked[0][0], ranked[-1][0]))
     if walk.judging:
 
         async def judged(pair: Pair) -> None:
             ids = principles_for(constitution, settings, principle_key(pair, settings), config.seed)
-            if checklist is not None:
-                assert not isinstance(judge, Panel)  # the config refuses a panel for mode checklist
-                await judge_checklist_pair(judge, pair, checklist, settings, aggregation, ids, "")
-            else:
-                await judge_pair(judge, constitution, pair, settings, ids, "")
+            await judge_pair(judge, constitution, pair, settings, ids, "", criteria)
 
         await asyncio.gather(*(judged(pair) for pair in pairs))
     return recorder.calls
