@@ -4,6 +4,7 @@ loopback delay server against a bare asyncio loop over the same SDK.
     .venv/bin/python benchmarks/bench_pipeline.py --part scripted   # 1,000 and 10,000 prompts
     .venv/bin/python benchmarks/bench_pipeline.py --part loopback   # 500 ms and 100 ms, concurrency 64
     .venv/bin/python benchmarks/bench_pipeline.py --part loopback-diversity --repeat 3   # the diversity figures' cost
+    ... --part loopback-diversity --baseline OLD/src   # and the defaults of another source tree, side by side
 
 Each measurement runs in a fresh subprocess so peak memory (ru_maxrss) is its own.
 """
@@ -102,6 +103,9 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--part", default="scripted", choices=["scripted", "loopback", "loopback-diversity", "all"])
     parser.add_argument("--repeat", type=int, default=3, help="loopback-diversity: runs of each arm, in turn")
+    parser.add_argument(
+        "--baseline", type=Path, default=None, help="loopback-diversity: also the defaults from this source tree"
+    )
     parser.add_argument("--child", nargs="*")
     args = parser.parse_args()
     if args.child:
@@ -118,7 +122,7 @@ def main() -> None:
         if args.part in ("loopback-diversity", "all"):
             from bench_pipeline_loopback import diversity_cost  # noqa: PLC0415
 
-            diversity_cost(Path(tmp), args.repeat)
+            diversity_cost(Path(tmp), args.repeat, baseline=args.baseline)
 
 
 if __name__ == "__main__":
