@@ -4,8 +4,13 @@ loopback delay server against a bare asyncio loop over the same SDK.
     .venv/bin/python benchmarks/bench_pipeline.py --part scripted   # 1,000 and 10,000 prompts
     .venv/bin/python benchmarks/bench_pipeline.py --part loopback   # 500 ms and 100 ms, concurrency 64
     .venv/bin/python benchmarks/bench_pipeline.py --part loopback-diversity --repeat 3   # the diversity figures' cost
+    ... --part loopback-diversity --baseline OLD/src   # and the defaults of another source tree, side by side
+    .venv/bin/python benchmarks/bench_pipeline.py --part chain-order --baseline OLD/src --repeat 3
 
-Each measurement runs in a fresh subprocess so peak memory (ru_maxrss) is its own.
+Each measurement runs in a fresh subprocess so peak memory (ru_maxrss) is its own. `chain-order` times the order in
+which a run's waiting calls get a slot: 400 prompts as chains of calls (answer, critique, revision at 0.5 s each,
+the judge's logprobs at once) on 64 slots with 128 prompts in flight, little CPU in all, so that a busy machine
+moves it less; this tree beside `--baseline`'s, alternating.
 """
 
 from __future__ import annotations
@@ -98,15 +103,82 @@ def scripted(workdir: Path) -> None:
         )
 
 
+def chain_run(n: int, workdir: Path, latency: float = 0.5, slots: int = 64) -> dict:
+    """A run's calls as chains, timed with little CPU: 400 prompts, `scripted:cai` answering after `latency` seconds
+    (the judge's logprobs at once), `slots` calls at once, twice as many prompts in flight; the calls' wall time from
+    the first to the last, and the whole run's."""
+    import asyncio
+
+    from charter.pipeline.api import runner_for
+    from charter.pipeline.config import RunConfig
+    from charter.providers import limits
+
+    stamps: list[float] = []
+    once = limits.Limiter._once
+
+    async def stamped(self: limits.Limiter, *args: object, **kwargs: object) -> object:
+        stamps.append(time.perf_counter())
+        try:
+            return await once(self, *args, **kwargs)  # type: ignore[arg-type]
+        finally:
+            stamps.append(time.perf_counter())
+
+    limits.Limiter._once = stamped  # type: ignore[method-assign]
+    prompts = workdir / f"prompts-{n}.jsonl"
+    write_prompts(prompts, n)
+    role = {"model": "scripted:cai", "options": {"latency_s": latency}, "limits": {"concurrency": slots}}
+    config = RunConfig.model_validate(
+        {
+            "name": f"chains-{n}",
+            "output_dir": str(workdir / f"run-{time.time_ns()}"),
+            "cache": None,
+            "prompts": {"path": str(prompts)},
+            "policy": role,
+            "judge": role,
+            "concurrency": 2 * slots,
+            "critique": {"rounds": 1, "few_shot": False},
+            "diversity": {"embedding_model": None},
+            "report": False,
+        }
+    )
+    start = time.perf_counter()
+    asyncio.run(runner_for(config).arun())
+    return {"calls_s": round(stamps[-1] - stamps[0], 2), "run_s": round(time.perf_counter() - start, 2)}
+
+
+def chain_order(workdir: Path, baseline: Path | None, repeats: int) -> None:
+    """The same chained run from this tree and from `baseline`'s, alternating, each in a fresh process."""
+    trees = [("this tree", None)] + ([("baseline", baseline)] if baseline is not None else [])
+    for _ in range(repeats):
+        line = []
+        for name, src in trees:
+            env = {**os.environ, "PYTHONPATH": str(src)} if src is not None else None
+            done = subprocess.run(
+                [sys.executable, __file__, "--child", "chains", "400", str(workdir)],
+                capture_output=True,
+                text=True,
+                check=True,
+                env=env,
+            )
+            result = json.loads(done.stdout.strip().splitlines()[-1])
+            line.append(f"{name}: calls {result['calls_s']:.2f} s, run {result['run_s']:.2f} s")
+        print(" | ".join(line) + f" | load {os.getloadavg()[0]:.1f}", flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--part", default="scripted", choices=["scripted", "loopback", "loopback-diversity", "all"])
-    parser.add_argument("--repeat", type=int, default=3, help="loopback-diversity: runs of each arm, in turn")
+    parser.add_argument(
+        "--part", default="scripted", choices=["scripted", "loopback", "loopback-diversity", "chain-order", "all"]
+    )
+    parser.add_argument("--repeat", type=int, default=3, help="loopback-diversity, chain-order: runs of each arm")
+    parser.add_argument(
+        "--baseline", type=Path, default=None, help="loopback-diversity, chain-order: also this source tree's run"
+    )
     parser.add_argument("--child", nargs="*")
     args = parser.parse_args()
     if args.child:
-        _, n, workdir = args.child[:3]
-        print(json.dumps(one_run(int(n), Path(workdir))))
+        kind, n, workdir = args.child[:3]
+        print(json.dumps((chain_run if kind == "chains" else one_run)(int(n), Path(workdir))))
         return
     with tempfile.TemporaryDirectory() as tmp:
         if args.part in ("scripted", "all"):
@@ -118,7 +190,9 @@ def main() -> None:
         if args.part in ("loopback-diversity", "all"):
             from bench_pipeline_loopback import diversity_cost  # noqa: PLC0415
 
-            diversity_cost(Path(tmp), args.repeat)
+            diversity_cost(Path(tmp), args.repeat, baseline=args.baseline)
+        if args.part == "chain-order":
+            chain_order(Path(tmp), args.baseline, args.repeat)
 
 
 if __name__ == "__main__":

@@ -10,7 +10,9 @@ dataset's diversity figures on a run: 400 prompts at 500 ms, one critique round,
 end to end (the run's own process, the MiniLM load and embeddings included), with the default
 `diversity.embedding_model` and with it null, beside the bare loop over the same 2,000 calls, each run in a fresh
 process, the three in turn `--repeat` times; each run with the defaults says whether its embedding figures were
-measured (or why not: past `diversity.embed_share`, say), read from the run's stored figures.
+measured (or why not: past `diversity.embed_share`, say), read from the run's stored figures. `--baseline SRC` adds a
+fourth arm in the same turn: the run with the defaults from another source tree (`SRC` on the child's PYTHONPATH, a
+`src` folder of an earlier commit, say), so that a change is measured side by side with what it changes.
 """
 
 from __future__ import annotations
@@ -131,14 +133,17 @@ def loopback(workdir: Path | None = None) -> None:
         )
 
 
-def _fresh_pipeline(base_url: str, n_prompts: int, workdir: Path, embedding: str) -> dict:
+def _fresh_pipeline(base_url: str, n_prompts: int, workdir: Path, embedding: str, src: Path | None = None) -> dict:
     """One run in a fresh process (nothing loaded before it: the model load is the run's); its requests/s, end to
-    end from the runner's start to its return, and the share of that after the last call."""
+    end from the runner's start to its return, and whether its embedding figures were measured. `src`: charter's
+    source tree for the child (None: this one's)."""
+    env = {**os.environ, "PYTHONPATH": str(src)} if src is not None else None
     done = subprocess.run(
         [sys.executable, __file__, "--child", base_url, str(n_prompts), str(workdir), embedding],
         capture_output=True,
         text=True,
         check=True,
+        env=env,
     )
     return json.loads(done.stdout.strip().splitlines()[-1])
 
@@ -150,12 +155,19 @@ def _child(base_url: str, n_prompts: int, workdir: Path, embedding: str) -> None
     print(json.dumps({"rate": rate, "embeddings": embedding_figures(seen["run_dir"])}))
 
 
-def diversity_cost(workdir: Path | None = None, repeats: int = 3, n_prompts: int = 400, delay: float = 0.5) -> dict:
+def diversity_cost(
+    workdir: Path | None = None,
+    repeats: int = 3,
+    n_prompts: int = 400,
+    delay: float = 0.5,
+    baseline: Path | None = None,
+) -> dict:
     """The diversity figures' cost on a run: the bare loop, the run with its defaults (MiniLM embeddings) and the
-    run with `diversity.embedding_model: null`, in turn, `repeats` times against one server."""
+    run with `diversity.embedding_model: null`, in turn, `repeats` times against one server; with `baseline`, the
+    run with its defaults from that source tree too, in the same turn."""
     workdir = workdir or Path(tempfile.mkdtemp())
     proc, port = start_server(delay)
-    rates: dict[str, list[float]] = {"bare": [], "defaults": [], "no embeddings": []}
+    rates: dict[str, list[float]] = {"bare": [], "defaults": [], "no embeddings": [], "baseline": []}
     measured: list[str] = []  # per run with the defaults: whether its embedding figures were measured, or why not
     try:
         base_url = f"http://127.0.0.1:{port}/v1"
@@ -165,6 +177,13 @@ def diversity_cost(workdir: Path | None = None, repeats: int = 3, n_prompts: int
             rates["defaults"].append(defaults["rate"])
             measured.append(defaults["embeddings"])
             rates["no embeddings"].append(_fresh_pipeline(base_url, n_prompts, workdir, "none")["rate"])
+            if baseline is not None:
+                rates["baseline"].append(_fresh_pipeline(base_url, n_prompts, workdir, "minilm-l6", baseline)["rate"])
+                print(
+                    f"baseline ({baseline}) defaults {rates['baseline'][-1]:.1f} req/s "
+                    f"({rates['baseline'][-1] / rates['bare'][-1]:.2f}x bare)",
+                    flush=True,
+                )
             print(
                 f"bare {rates['bare'][-1]:.1f} req/s | defaults {rates['defaults'][-1]:.1f} "
                 f"({rates['defaults'][-1] / rates['bare'][-1]:.2f}x; embedding figures: {measured[-1]}) "
@@ -177,6 +196,9 @@ def diversity_cost(workdir: Path | None = None, repeats: int = 3, n_prompts: int
         proc.wait()
     ratios = [d / b for d, b in zip(rates["defaults"], rates["bare"], strict=True)]
     print(f"defaults against the bare loop, side by side: {', '.join(f'{r:.2f}x' for r in ratios)}")
+    if baseline is not None:
+        before = [d / b for d, b in zip(rates["baseline"], rates["bare"], strict=True)]
+        print(f"the baseline's defaults against the bare loop: {', '.join(f'{r:.2f}x' for r in before)}")
     return {"rates": rates, "ratios": ratios, "embedding_figures": measured}
 
 

@@ -9,9 +9,19 @@ from types import SimpleNamespace
 
 import pytest
 
+from charter.concurrency import bounded_map, drain
 from charter.errors import ProviderError
 from charter.providers.base import Limits
-from charter.providers.limits import Limiter, TokenBucket, estimate_tokens, gather_all, redact, retry_after_s
+from charter.providers.limits import (
+    CallOrder,
+    Limiter,
+    TokenBucket,
+    Turn,
+    estimate_tokens,
+    gather_all,
+    redact,
+    retry_after_s,
+)
 from charter.records import Message
 
 QUICK = Limits(concurrency=4, max_retries=3, timeout_s=1.0, backoff_initial_s=0.01, backoff_max_s=0.2)
@@ -211,6 +221,160 @@ async def test_gather_all_cancels_siblings_on_failure():
     await asyncio.sleep(0.3)
     assert finished == []
     assert await gather_all([slow(3), slow(4)]) == [3, 4]
+
+
+async def settle() -> None:
+    """Let every task that can run, run (a few loop passes: no time passes)."""
+    for _ in range(50):
+        await asyncio.sleep(0)
+
+
+class Held:
+    """Attempts that wait until answered, each recording its name as it starts: the order slots were given in."""
+
+    def __init__(self) -> None:
+        self.started: list[str] = []
+        self.answering: list[asyncio.Future] = []
+
+    def attempt(self, name: str):
+        async def attempt() -> str:
+            self.started.append(name)
+            answer = asyncio.get_running_loop().create_future()
+            self.answering.append(answer)
+            await answer
+            return name
+
+        return attempt
+
+    def answer(self) -> int:
+        """Answer every attempt in flight; how many there were."""
+        now, self.answering = self.answering, []
+        for answer in now:
+            answer.set_result(None)
+        return len(now)
+
+
+async def queued(limiter: Limiter, held: Held, calls: list[tuple[str, Turn | None]]) -> list[asyncio.Task]:
+    """One slot held by "first", then `calls` queued behind it in the given order."""
+    tasks = [asyncio.ensure_future(limiter.call(held.attempt("first")))]
+    await settle()
+    for name, turn in calls:
+        work = limiter.call(held.attempt(name))
+        tasks.append(asyncio.ensure_future(turn.run(work) if turn is not None else work))
+        await settle()
+    return tasks
+
+
+async def answer_all(held: Held, tasks: list[asyncio.Task]) -> None:
+    while not all(task.done() for task in tasks):
+        held.answer()
+        await settle()
+
+
+async def test_calls_outside_items_wait_first_come_first_served():
+    limiter, held = Limiter(QUICK.model_copy(update={"concurrency": 1}), "m"), Held()
+    tasks = await queued(limiter, held, [(name, None) for name in ("b", "c", "a")])
+    await answer_all(held, tasks)
+    assert held.started == ["first", "b", "c", "a"]
+
+
+async def test_while_items_start_the_item_started_first_goes_first():
+    limiter, held = Limiter(QUICK.model_copy(update={"concurrency": 1}), "m"), Held()
+    order = CallOrder()
+    turns = order.turns(["a", "b", "c", "d"])
+    (old, _), (young, _) = next(turns), next(turns)
+    old.calls = 4  # calls made do not count yet
+    assert not order.draining  # items are still to start
+    waiting = [("young", young), ("old", old), ("plain", None), ("young again", young), ("old again", old)]
+    tasks = await queued(limiter, held, waiting)
+    await answer_all(held, tasks)
+    assert held.started == ["first", "plain", "old", "old again", "young", "young again"]
+
+
+async def test_once_the_last_item_started_the_items_with_fewest_calls_go_first():
+    limiter, held = Limiter(QUICK.model_copy(update={"concurrency": 1}), "m"), Held()
+    order = CallOrder()
+    (a, _), (b, _), (c, _) = order.turns(["a", "b", "c"])
+    assert order.draining
+    a.calls, b.calls, c.calls = 4, 0, 2
+    waiting = [("a", a), ("c", c), ("b", b), ("plain", None), ("b again", b)]
+    tasks = await queued(limiter, held, waiting)
+    await answer_all(held, tasks)
+    # outside an item first; then by calls made (b: 0, then 1 once its first call had a slot; c: 2; a: 4)
+    assert held.started == ["first", "plain", "b", "b again", "c", "a"]
+    assert (a.calls, b.calls, c.calls) == (5, 2, 3)
+
+
+async def test_calls_waiting_when_the_last_item_starts_take_their_new_places():
+    limiter, held = Limiter(QUICK.model_copy(update={"concurrency": 1}), "m"), Held()
+    order = CallOrder()
+    turns = order.turns(["a", "b", "c"])
+    (a, _), (b, _) = next(turns), next(turns)
+    a.calls = 3
+    tasks = await queued(limiter, held, [("a", a), ("b", b)])  # a, the item started first, is next so far
+    (c, _) = next(turns)  # the last item starts: b (fewer calls than a, started before c), c, then a
+    assert order.draining
+    tasks.append(asyncio.ensure_future(c.run(limiter.call(held.attempt("c")))))
+    await settle()
+    await answer_all(held, tasks)
+    assert held.started == ["first", "b", "c", "a"]
+
+
+def test_turns_say_draining_as_the_last_item_is_handed_out():
+    order = CallOrder()
+    seen = []
+    for turn, item in order.turns(iter("xyz")):
+        seen.append((turn.index, item, order.draining))
+    assert seen == [(0, "x", False), (1, "y", False), (2, "z", True)]
+    empty = CallOrder()
+    assert list(empty.turns([])) == [] and empty.draining
+
+
+async def test_a_cancelled_waiter_leaves_its_place_and_a_granted_one_passes_its_slot_on():
+    limiter, held = Limiter(QUICK.model_copy(update={"concurrency": 1}), "m"), Held()
+    tasks = await queued(limiter, held, [("gone", None), ("granted then cancelled", None), ("last", None)])
+    tasks[1].cancel()  # cancelled while it waits
+    await settle()
+    held.answer()  # "first" answered: the slot goes to the next waiter still there
+    tasks[2].cancel()  # ...which is cancelled before it could start: it passes the slot on
+    await settle()
+    await answer_all(held, [tasks[0], tasks[3]])
+    assert held.started == ["first", "last"]
+    assert tasks[1].cancelled() and tasks[2].cancelled() and tasks[3].result() == "last"
+    assert limiter._loop_slots is not None and limiter._loop_slots.free == 1
+
+
+async def chained_rounds(ordered: bool, items: int = 25, calls: int = 5, slots: int = 4, in_flight: int = 8) -> int:
+    """Items that are chains of `calls` calls (answer, critique, revision, judge...), `in_flight` at once, through
+    one limiter of `slots` slots; every call in flight is answered at once, a round at a time: how many rounds the
+    run takes, its items in a `CallOrder` or not."""
+    limiter, held = Limiter(QUICK.model_copy(update={"concurrency": slots}), "m"), Held()
+
+    async def chain(item: int) -> None:
+        for step in range(calls):
+            await limiter.call(held.attempt(f"{item}.{step}"))
+
+    async def in_turn(turned: tuple[Turn, int]) -> None:
+        await turned[0].run(chain(turned[1]))
+
+    if ordered:
+        run = asyncio.ensure_future(drain(bounded_map(in_turn, CallOrder().turns(range(items)), in_flight)))
+    else:
+        run = asyncio.ensure_future(drain(bounded_map(chain, range(items), in_flight)))
+    rounds = 0
+    await settle()
+    while not run.done():
+        assert 0 < held.answer() <= slots
+        rounds += 1
+        await settle()
+    assert len(held.started) == items * calls
+    return rounds
+
+
+async def test_chained_items_in_call_order_leave_no_idle_tail():
+    # 125 calls on 4 slots need 32 rounds at best; first come, first served, the last items' chains run on alone
+    assert await chained_rounds(ordered=False) == 35
+    assert await chained_rounds(ordered=True) == 32
 
 
 def test_estimate_tokens():

@@ -14,6 +14,8 @@ from charter.interrupt import StopRequest
 from charter.pipeline.config import RunConfig
 from charter.pipeline.work import Work, too_many_failures
 from charter.progress import Stats, progress_bar
+from charter.providers.limits import CallOrder, Turn
+from charter.records import Prompt
 from charter.runs.counts import set_stage
 from charter.runs.items import count_prompts, iter_prompts
 from charter.runs.store import RunStore
@@ -96,16 +98,20 @@ class LocalExecutor:
         return None
 
     async def process(self, run: RunContext, store: RunStore, work: Work) -> CharterError | None:
-        prompts = iter_prompts(store)
+        prompts = CallOrder().turns(iter_prompts(store))  # the last items' calls first once all have started
         stages = [s for s in ITEM_STAGES if s in run.config.stages]
         for stage in stages:
             set_stage(store, stage, "running")
+
+        async def in_turn(turned: tuple[Turn, Prompt]) -> None:
+            turn, prompt = turned
+            await turn.run(work.prompt(prompt))
 
         async def body(progress: Any) -> str:
             work.task = progress.add_task(" + ".join(stages) or "pairs", total=count_prompts(store))
             work.progress = progress
             more = lambda: work.past_threshold() or run.stop.requested  # noqa: E731
-            await drain(bounded_map(work.prompt, prompts, run.in_flight, stop=more))
+            await drain(bounded_map(in_turn, prompts, run.in_flight, stop=more))
             return "done"
 
         def record(status: str, stop: CharterError | None) -> CharterError | None:

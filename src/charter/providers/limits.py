@@ -6,16 +6,25 @@ from the tokens/minute bucket; the estimate is settled against the usage the rep
 Retries are tenacity's: exponential backoff with jitter, or the server's Retry-After when it sends
 one. 429, 5xx, timeouts and dropped connections are retried; 400/401/403/404 never are. The SDKs'
 own retries are switched off (`max_retries=0`) so that these are the only ones, and counted.
+
+Calls that wait for a slot are served in their run's `CallOrder`: the item started first first, until the run has
+started its last item; from then on the items that have made the fewest calls first, so that the items still in
+flight finish together rather than the last ones' chains of calls running alone while slots stand idle. Calls made
+outside a run's items wait first come, first served, as with a plain semaphore.
 """
 
 from __future__ import annotations
 
 import asyncio
 import email.utils
+import heapq
+import itertools
 import logging
 import random
 import time
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Iterator
+from contextvars import ContextVar
+from dataclasses import dataclass
 from typing import Any, NoReturn, TypeVar
 
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt, wait_exponential_jitter
@@ -109,6 +118,112 @@ class TokenBucket:
         self.level = min(self.capacity, self.level + min(float(taken), self.capacity) - actual)
 
 
+class CallOrder:
+    """The order in which one run's waiting calls get a concurrency slot.
+
+    A run's items are chains of calls (answer, critique, revision, judge), a bounded number in flight. While the
+    run still starts items, the calls of the item started first go first: its chain ends sooner and makes room for
+    the next item. Once the last item has started (`draining`), the calls of the items with the fewest calls made go
+    first (the item started first among equals), so that the items still in flight end together; served in arrival
+    order instead, the last items' chains run on alone at the end while most slots stand idle. The order changes
+    which waiting call goes next, never what a call asks or answers. Calls made outside an item (no `Turn`) go
+    first, in arrival order."""
+
+    def __init__(self) -> None:
+        self.draining = False
+        """Whether the run has started its last item."""
+
+    def turns(self, items: Iterable[T]) -> Iterator[tuple[Turn, T]]:
+        """Each item with its turn, lazily; `draining` is set as the last item is handed out (one item read ahead)."""
+        iterator = iter(items)
+        sentinel: Any = object()
+        current = next(iterator, sentinel)
+        for index in itertools.count():
+            if current is sentinel:
+                self.draining = True
+                return
+            following = next(iterator, sentinel)
+            if following is sentinel:
+                self.draining = True
+            yield Turn(self, index), current
+            current = following
+
+
+@dataclass(eq=False)
+class Turn:
+    """One item's place in its run's `CallOrder`: the calls made while it is `CALL_TURN` count as its calls."""
+
+    order: CallOrder
+    index: int
+    """The item's place in the order the run started its items."""
+    calls: int = 0
+    """The item's calls that have had a slot so far (retries included)."""
+
+    async def run(self, work: Awaitable[T]) -> T:
+        """Await `work` with this turn as the `CALL_TURN` of its calls (and of the tasks it starts)."""
+        token = CALL_TURN.set(self)
+        try:
+            return await work
+        finally:
+            CALL_TURN.reset(token)
+
+
+#: The turn of the item whose calls are being made (see `CallOrder`); none outside a run's items.
+CALL_TURN: ContextVar[Turn | None] = ContextVar("charter_call_turn", default=None)
+
+
+class Slots:
+    """`size` concurrency slots; calls that find none free wait, served in their `CallOrder` (see there)."""
+
+    def __init__(self, size: int) -> None:
+        self.free = size
+        self._waiting: list[tuple[tuple[int, ...], asyncio.Future[None], Turn | None]] = []
+        self._arrivals = itertools.count()
+        self._draining = False
+
+    async def __aenter__(self) -> None:
+        turn = CALL_TURN.get()
+        if self.free > 0 and not self._waiting:
+            self.free -= 1
+        else:
+            await self._wait(turn)
+        if turn is not None:
+            turn.calls += 1
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.release()
+
+    def release(self) -> None:
+        """Give a slot back: to the first waiting call in order, if any."""
+        self.free += 1
+        while self.free > 0 and self._waiting:
+            future = heapq.heappop(self._waiting)[1]
+            if not future.done():  # a waiter cancelled while it waited has left
+                self.free -= 1
+                future.set_result(None)
+
+    async def _wait(self, turn: Turn | None) -> None:
+        if turn is not None and turn.order.draining and not self._draining:
+            self._draining = True  # the calls already waiting take their new places
+            self._waiting = [(_rank(t, rank[-1]), f, t) for rank, f, t in self._waiting]
+            heapq.heapify(self._waiting)
+        future = asyncio.get_running_loop().create_future()
+        heapq.heappush(self._waiting, (_rank(turn, next(self._arrivals)), future, turn))
+        try:
+            await future
+        except asyncio.CancelledError:
+            if future.done() and not future.cancelled():  # given a slot as it was cancelled: pass it on
+                self.release()
+            raise
+
+
+def _rank(turn: Turn | None, arrival: int) -> tuple[int, ...]:
+    """A waiting call's place (lower first; `arrival` last, so that no two are equal)."""
+    if turn is None:
+        return (0, 0, 0, arrival)
+    return (1, turn.calls if turn.order.draining else 0, turn.index, arrival)
+
+
 class Limiter:
     """Applies one model's `Limits` to its requests; counts attempts and retries."""
 
@@ -124,7 +239,7 @@ class Limiter:
         self.attempts = 0
         self.retries = 0
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._semaphore: asyncio.Semaphore | None = None
+        self._loop_slots: Slots | None = None
         self._requests = TokenBucket(limits.requests_per_minute) if limits.requests_per_minute else None
         self._tokens = TokenBucket(limits.tokens_per_minute) if limits.tokens_per_minute else None
         self._backoff = wait_exponential_jitter(
@@ -200,12 +315,12 @@ class Limiter:
             self._tokens.settle(tokens, used(result))
         return result
 
-    def _slots(self) -> asyncio.Semaphore:
-        """The concurrency semaphore of the running loop (a new loop, e.g. a new `asyncio.run`, gets its own)."""
+    def _slots(self) -> Slots:
+        """The concurrency slots of the running loop (a new loop, e.g. a new `asyncio.run`, gets its own)."""
         loop = asyncio.get_running_loop()
-        if loop is not self._loop or self._semaphore is None:
-            self._loop, self._semaphore = loop, asyncio.Semaphore(self.limits.concurrency)
-        return self._semaphore
+        if loop is not self._loop or self._loop_slots is None:
+            self._loop, self._loop_slots = loop, Slots(self.limits.concurrency)
+        return self._loop_slots
 
     def _wait(self, state: RetryCallState) -> float:
         exc = state.outcome.exception() if state.outcome else None
