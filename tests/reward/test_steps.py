@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 import charter
-from charter.errors import ArgumentError
+from charter.errors import ArgumentError, ConfigError
 from charter.judge.steps import read_judged_step
 from charter.providers.scripted import register_script
 from charter.runs.rewards import rewards
@@ -160,6 +160,42 @@ def test_the_reward_server_scores_conversations_step_by_step(start, tmp_path: Pa
     server.stop()
     stored = {r.first_violation for r in rewards(RunStore(server.store))}
     assert stored == {4, None}
+
+
+def test_the_reward_server_reduces_the_steps_as_its_config_says(start, tmp_path: Path) -> None:
+    from tests.serve.conftest import TOKEN
+
+    server = start(
+        judge={"model": "scripted:agent-steps"}, scoring="steps", step_reduction="mean",
+        constitution=_constitution_file(tmp_path),
+    )  # fmt: skip
+    status, body = server.post(f"/v1/rewards?token={TOKEN}", {"prompt": PROMPT, "completions": [COMPLETION, CLEAN]})
+    assert status == 200 and body["rewards"] == [pytest.approx(2 / 3), 1.0]
+    server.stop()
+
+
+def test_a_config_reduces_steps_only_with_the_steps_scoring(tmp_path: Path) -> None:
+    from charter.online.config import OnlineConfig
+    from charter.serve.config import ServeConfig
+    from charter.yamlio import load_model
+
+    for model, extra in ((OnlineConfig, "model: m\nprompts: p.jsonl\n"), (ServeConfig, "")):
+        good = tmp_path / "good.yaml"
+        good.write_text(f"{extra}scoring: steps\nstep_reduction: discounted\nstep_gamma: 0.5\n")
+        loaded = load_model(model, good)
+        assert (loaded.step_reduction, loaded.step_gamma) == ("discounted", 0.5)
+        bad = tmp_path / "bad.yaml"
+        bad.write_text(f"{extra}scoring: score\nstep_reduction: mean\n")
+        with pytest.raises(
+            ConfigError, match=r"bad.yaml:\d+:1: step_reduction: mean reduces per-step verdicts: scoring score"
+        ):
+            load_model(model, bad)
+        unknown = tmp_path / "unknown.yaml"
+        unknown.write_text(f"{extra}scoring: steps\nstep_reduction: max\n")
+        with pytest.raises(
+            ConfigError, match=r"unknown.yaml:\d+:1: step_reduction: expected one of first_violation, mean, discounted"
+        ):
+            load_model(model, unknown)
 
 
 def _constitution_file(tmp_path: Path) -> str:

@@ -514,11 +514,21 @@ def checked_reduction(name: str, scoring: str) -> str:
     return name
 
 
+def check_step_reduction(scoring: str, reduction: str) -> None:
+    """A config's `step_reduction` fits its scoring: other than the default only with `steps` (a `LocatedValueError`
+    at `step_reduction` otherwise)."""
+    if reduction != FIRST_VIOLATION.name and scoring != STEPS.name:
+        raise LocatedValueError(
+            f"{reduction} reduces per-step verdicts: scoring {scoring} judges no steps", ("step_reduction",)
+        )
+
+
 def reward_for(config: Any, store: str | Path, **extra: Any) -> RewardFunction:
     """The reward function a `charter train grpo` config describes (judge, constitution, scoring, costs, group
     settings), as training and the reward server build it; `extra` adds `reward_function` arguments (a budget, a
     concurrency)."""
-    named = ("cache", "prices", "max_failures", "reference_model", "seed", "group_strategy", "rank_orders")
+    named = ("cache", "prices", "max_failures", "reference_model", "seed", "group_strategy", "rank_orders",
+             "step_reduction", "step_gamma")  # fmt: skip
     settings = {name: getattr(config, name) for name in named}
     section = getattr(config, "checklist", None)
     if section is not None and config.scoring == CHECKLIST.name:

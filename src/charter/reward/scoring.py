@@ -31,10 +31,10 @@ import itertools
 import math
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import numpy as np
-from pydantic import Field
+from pydantic import AfterValidator, Field
 
 from charter.checklist.check import Aggregation
 from charter.checklist.items import ChecklistBook
@@ -176,6 +176,21 @@ REDUCTIONS: dict[str, Reduction] = {
     r.name: r
     for r in (FIRST_VIOLATION, Reduction("mean", _mean, "the share of steps that violate no principle"), DISCOUNTED)
 }
+
+
+def known_reduction(name: str) -> str:
+    """`name` where `REDUCTIONS` has it (a config field's check: a `ValueError` listing them otherwise)."""
+    if name not in REDUCTIONS:
+        raise ValueError(f"expected one of {', '.join(REDUCTIONS)}, got {name!r}")
+    return name
+
+
+def _reductions_enum(schema: dict[str, Any]) -> None:
+    schema["enum"] = list(REDUCTIONS)
+
+
+#: A step reduction's name, as configs take it: any name in `REDUCTIONS`, which its schema lists.
+StepReduction = Annotated[str, AfterValidator(known_reduction), Field(json_schema_extra=_reductions_enum)]
 
 
 def reduction_of(name: str) -> Reduction:
