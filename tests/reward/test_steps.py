@@ -124,7 +124,7 @@ def test_trl_gets_the_per_step_rewards_in_its_completions_table(tmp_path: Path) 
 def test_an_unknown_reduction_or_one_without_steps_is_refused(tmp_path: Path) -> None:
     with pytest.raises(ArgumentError, match="step_reduction: expected one of first_violation, mean, discounted"):
         charter.reward_function("scripted:agent-steps", AGENTS, "steps", store=tmp_path / "a", step_reduction="max")
-    with pytest.raises(ArgumentError, match="step_reduction: reduces per-step verdicts: scoring score"):
+    with pytest.raises(ArgumentError, match="step_reduction: mean reduces per-step verdicts: scoring score"):
         charter.reward_function("scripted:cai", AGENTS, store=tmp_path / "b", step_reduction="mean")
     with pytest.raises(ArgumentError, match="step_gamma"):
         charter.reward_function("scripted:agent-steps", AGENTS, "steps", store=tmp_path / "c", step_gamma=1.5)

@@ -504,23 +504,30 @@ def checked_dropout(drop: float, scoring: str) -> float:
     return drop
 
 
+def reduction_misfit(scoring: str, reduction: str) -> str | None:
+    """Why `reduction` cannot reduce `scoring`'s rewards (a reduction other than the default needs `steps`), or
+    None."""
+    if reduction != FIRST_VIOLATION.name and scoring != STEPS.name:
+        return f"{reduction} reduces per-step verdicts: scoring {scoring} judges no steps"
+    return None
+
+
 def checked_reduction(name: str, scoring: str) -> str:
-    """A step reduction fit for `scoring`: a name of `REDUCTIONS`, other than the default only with `steps` (an
+    """A step reduction fit for `scoring`: a name of `REDUCTIONS` that `reduction_misfit` lets pass (an
     `ArgumentError` otherwise)."""
     if name not in REDUCTIONS:
         raise ArgumentError("step_reduction", f"expected one of {', '.join(REDUCTIONS)}, got {name!r}")
-    if name != FIRST_VIOLATION.name and scoring != STEPS.name:
-        raise ArgumentError("step_reduction", f"reduces per-step verdicts: scoring {scoring} judges no steps")
+    misfit = reduction_misfit(scoring, name)
+    if misfit:
+        raise ArgumentError("step_reduction", misfit)
     return name
 
 
 def check_step_reduction(scoring: str, reduction: str) -> None:
-    """A config's `step_reduction` fits its scoring: other than the default only with `steps` (a `LocatedValueError`
-    at `step_reduction` otherwise)."""
-    if reduction != FIRST_VIOLATION.name and scoring != STEPS.name:
-        raise LocatedValueError(
-            f"{reduction} reduces per-step verdicts: scoring {scoring} judges no steps", ("step_reduction",)
-        )
+    """A config's `step_reduction` fits its scoring (a `LocatedValueError` at `step_reduction` otherwise)."""
+    misfit = reduction_misfit(scoring, reduction)
+    if misfit:
+        raise LocatedValueError(misfit, ("step_reduction",))
 
 
 def reward_for(config: Any, store: str | Path, **extra: Any) -> RewardFunction:
