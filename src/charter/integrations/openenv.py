@@ -1,10 +1,11 @@
-"""charter's constitutional judgment in Hugging Face's OpenEnv (0.10): a rubric in RFC 004's form, and an environment
-server whose step reward is the judgment.
+"""charter's constitutional judgment in Hugging Face's OpenEnv (0.10): a rubric in RFC 004's form, a trajectory rubric
+that judges an episode step by step, and an environment server whose step reward is the judgment.
 
 `CharterRubric` is an OpenEnv `Rubric`: `rubric(action, observation)` returns the judge's reward in 0..1, so it
 composes with `WeightedSum`, `Gate`, `Sequential` and the other containers. A failed judgment is NaN, the float that
 stands for no reward: `WeightedSum` and `Gate` carry it through (never a 0), TRL counts it as a missing reward, and
-`rubric.last_failure` says why.
+`rubric.last_failure` says why. `Sequential` stops only at a 0.0, so past a NaN it returns the next rubric's score:
+a rubric whose failure must show is composed with the other two.
 
 `CharterTrajectoryRubric` is an OpenEnv `TrajectoryRubric` (RFC 004's delayed rewards): it keeps an episode's
 (action, observation) pairs, and at the step whose observation is `done` judges the whole episode step by step with
