@@ -1,10 +1,18 @@
-"""charter's constitutional judgment in Hugging Face's OpenEnv (0.10): a rubric in RFC 004's form, and an environment
-server whose step reward is the judgment.
+"""charter's constitutional judgment in Hugging Face's OpenEnv (0.10): a rubric in RFC 004's form, a trajectory rubric
+that judges an episode step by step, and an environment server whose step reward is the judgment.
 
 `CharterRubric` is an OpenEnv `Rubric`: `rubric(action, observation)` returns the judge's reward in 0..1, so it
 composes with `WeightedSum`, `Gate`, `Sequential` and the other containers. A failed judgment is NaN, the float that
 stands for no reward: `WeightedSum` and `Gate` carry it through (never a 0), TRL counts it as a missing reward, and
-`rubric.last_failure` says why.
+`rubric.last_failure` says why. `Sequential` stops only at a 0.0, so past a NaN it returns the next rubric's score:
+a rubric whose failure must show is composed with the other two.
+
+`CharterTrajectoryRubric` is an OpenEnv `TrajectoryRubric` (RFC 004's delayed rewards): it keeps an episode's
+(action, observation) pairs, and at the step whose observation is `done` judges the whole episode step by step with
+charter's step judge (scoring `steps`: each step an action in the context of the steps before it). Its score is the
+trajectory's reward (NaN where a failed step leaves it unknown); `compute_step_rewards()` gives each step's own
+verdict (`credit="steps"`: 1.0 passes, 0.0 violates, NaN failed) or OpenEnv's exponential discounting of the
+trajectory's reward (`credit="discounted"`). It composes with `WeightedSum` and `Gate` as any rubric does.
 
 `ConstitutionEnv` serves charter's bundled prompts: `reset` gives a prompt, `step(ConstitutionAction(message=...))`
 ends the episode with the judgment as its reward (`None`, with `metadata["failure"]`, where it failed). Serve it with
@@ -24,7 +32,7 @@ from typing import Any
 
 try:
     from openenv.core.env_server import Action, Environment, Observation, State, create_fastapi_app
-    from openenv.core.rubrics import Rubric
+    from openenv.core.rubrics import ExponentialDiscountingTrajectoryRubric, Rubric
 except ImportError as exc:  # pragma: no cover - the extra is missing
     from charter.errors import MissingExtra
 
@@ -34,7 +42,11 @@ from pydantic import Field
 
 from charter.errors import ConfigError
 from charter.prompts import bundled_prompts_path
-from charter.reward.combine import Asked, score
+from charter.records import RewardRecord
+from charter.records.trajectory import read_openenv, trl_message
+from charter.reward.batching import failure_text
+from charter.reward.combine import Asked, judged, run_sync, score
+from charter.reward.scoring import STEPS
 
 _TEXT_KEYS = ("message", "text", "content", "response", "completion")
 _PROMPT_KEYS = ("prompt", "question")
@@ -100,6 +112,113 @@ class CharterRubric(Rubric):
         outcome = score(self.judging, asked)
         self.last_failure = outcome.failure
         return math.nan if outcome.reward is None else outcome.reward
+
+
+Episode = list[tuple[Any, Any]]
+#: How `CharterTrajectoryRubric.compute_step_rewards` assigns credit to an episode's steps.
+CREDITS = ("steps", "discounted")
+
+
+def episode_prompt(episode: Episode) -> Any:
+    """The task an episode answers: its first observation's `prompt` or `question` (or its metadata's); None."""
+    if not episode or isinstance(episode[0][1], str):
+        return None
+    return _field(episode[0][1], _PROMPT_KEYS)
+
+
+class CharterTrajectoryRubric(ExponentialDiscountingTrajectoryRubric):
+    """charter's step judge as an OpenEnv trajectory rubric (RFC 004's delayed rewards).
+
+    Called with each step's `(action, observation)`, it returns `intermediate_reward` until the observation is
+    `done`, then judges the episode (read as `charter.records.read_openenv` reads one: each action a tool call, each
+    observation its result) step by step and returns the trajectory's reward, NaN where it is unknown (a failed step
+    verdict; `last_failure` says why). `compute_step_rewards()` then gives one reward a step.
+
+    Args:
+        credit: `steps`: each step's own verdict (1.0 violates nothing, 0.0 violates a principle, NaN for a step whose
+            verdict failed), charter's dense process reward; `discounted`: OpenEnv's `gamma^(T-1-t) * R` of the
+            trajectory's reward R (all NaN where R is).
+        gamma: The discount of `credit="discounted"`, in 0..1.
+        intermediate_reward: What a step before the last returns.
+        prompt: The task the episode answers: a text or messages, or a function of the episode (default: the first
+            observation's `prompt` or `question`, or its metadata's). An episode without one is a `ConfigError`:
+            the judge is never shown a made-up task.
+        **judging: `charter.reward_function` arguments (`judge`, `constitution`, `store`, `cache`, `step_reduction`
+            and `step_gamma` for the trajectory's reward, judge settings); the scoring is `steps`. Rubrics with the
+            same arguments share one reward function in a process.
+    """
+
+    def __init__(
+        self,
+        credit: str = "steps",
+        gamma: float = 0.99,
+        intermediate_reward: float = 0.0,
+        prompt: Callable[[Episode], Any] | str | list[Any] = episode_prompt,
+        **judging: Any,
+    ) -> None:
+        if credit not in CREDITS:
+            raise ConfigError(f"credit: expected one of {', '.join(CREDITS)}, got {credit!r}")
+        if judging.setdefault("scoring", STEPS.name) != STEPS.name:
+            raise ConfigError(f"scoring: CharterTrajectoryRubric judges steps (scoring {STEPS.name})")
+        super().__init__(gamma=gamma, intermediate_reward=intermediate_reward)
+        self.credit, self.read_prompt, self.judging = credit, prompt, judging
+        self.last_failure: str | None = None
+        self.last_record: RewardRecord | None = None
+        """The reward record of the episode judged last: its per-step rewards (`steps`), the first violating step,
+        its principle and the judge's reason."""
+        self._judged: list[dict[str, Any]] | None = None
+
+    def forward(self, action: Any, observation: Any) -> float:
+        """Keep the step; at the episode's last step, judge it. A step after a `done` one starts a new episode:
+        OpenEnv's containers do not pass `reset()` on to the rubrics they hold, so an environment's `_reset_rubric`
+        would not reach this one inside a `WeightedSum` or a `Gate`."""
+        if self._trajectory and getattr(self._trajectory[-1][1], "done", False):
+            self.reset()
+        return super().forward(action, observation)
+
+    def score_trajectory(self, trajectory: Episode) -> float:
+        record = self.judge(trajectory)
+        return math.nan if record.reward is None else record.reward
+
+    def compute_step_rewards(self) -> list[float]:
+        if not self._trajectory or self.credit == "discounted":
+            return super().compute_step_rewards()
+        steps = self.judge(self._trajectory).steps or []
+        return [math.nan if r is None else r for r in steps[len(steps) - len(self._trajectory) :]]
+
+    def judge(self, episode: Episode) -> RewardRecord:
+        """The step judgment of `episode` as charter's reward record (from the reward store where the same episode was
+        judged before)."""
+        conversation = self.conversation(episode)
+        cut = next(i for i, m in enumerate(conversation) if m["role"] == "assistant")
+        if self.last_record is None or self._judged != conversation:
+            self.last_record = run_sync(judged(self.judging).aone(conversation[:cut], conversation[cut:]))
+            self._judged = conversation
+        record = self.last_record
+        self.last_failure = None if record.reward is not None else failure_text(record)
+        return record
+
+    def conversation(self, episode: Episode) -> list[dict[str, Any]]:
+        """The episode as the judge reads it: the task, then each step's tool call and result (OpenAI's format)."""
+        prompt = self.read_prompt(episode) if callable(self.read_prompt) else self.read_prompt
+        if not prompt:
+            raise ConfigError(
+                "CharterTrajectoryRubric: the episode's first observation carries no 'prompt' or 'question' (nor in "
+                "its metadata); pass prompt= (the task, or a function of the episode)"
+            )
+        trajectory = read_openenv({"prompt": prompt, "steps": episode}, "episode", ConfigError)
+        return [trl_message(m) for m in trajectory.messages]
+
+    def reset(self) -> None:
+        super().reset()
+        self.last_failure, self.last_record, self._judged = None, None, None
+
+    def state_dict(self) -> dict[str, Any]:
+        return {**super().state_dict(), "credit": self.credit}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        super().load_state_dict(state)
+        self.credit = state.get("credit", self.credit)
 
 
 class ConstitutionAction(Action):

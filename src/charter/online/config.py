@@ -21,11 +21,12 @@ from charter.reward.function import (
     SCORE,
     Scoring,
     check_one_judge,
+    check_step_reduction,
     comparing_misfit,
     scoring_entry,
     with_default_mode,
 )
-from charter.reward.scoring import ChecklistReward, VerifiableReward
+from charter.reward.scoring import FIRST_VIOLATION, ChecklistReward, StepReduction, VerifiableReward
 from charter.training.args import checked_trl_fields, grpo_config, online_dpo_config, rloo_config
 from charter.training.config import LoraSettings, WinRateEvalConfig
 from charter.yamlio import ConfigModel, LocatedValueError
@@ -103,6 +104,12 @@ class OnlineConfig(OnlineBase):
     judge's position bias)."""
     reference_model: RoleConfig | None = None
     """`reference` scoring: the model that answers prompts without a `reference` column (greedy, cached)."""
+    step_reduction: StepReduction = FIRST_VIOLATION.name
+    """`steps` scoring: how the steps' verdicts make a trajectory's one reward: `first_violation` (0 where a step
+    violates a principle, else 1), `mean` (the share of steps that violate none) or `discounted` (their discounted
+    return from the first step, `step_gamma`); the per-step rewards are stored whichever it is."""
+    step_gamma: float = Field(default=0.99, ge=0, le=1)
+    """`steps` scoring with `step_reduction: discounted`: the discount of each later step's reward."""
     judge_weight: float = Field(default=1.0, ge=0)
     """The judge reward's weight in the sum of rewards; 0 (beside a verifier or a reward model): the judge is not
     asked, no calls, unless `judge_monitor`. Online DPO's `judge_weight` is its weight in the pooled P instead."""
@@ -141,6 +148,7 @@ class OnlineConfig(OnlineBase):
     @model_validator(mode="after")
     def _mode_fits_scoring(self) -> OnlineConfig:
         check_one_judge(self.scoring, self.judge, "online training")
+        check_step_reduction(self.scoring, self.step_reduction)
         if self.judge_weight == 0 and not (self.verify or self.reward_model or self.judge_monitor):
             raise LocatedValueError(
                 "judge_weight 0 leaves nothing to train on: add verify or reward_model (or judge_monitor: true to "

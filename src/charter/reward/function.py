@@ -48,8 +48,10 @@ from charter.providers.usage import Budget, Price, UsageMeter
 from charter.records import RewardRecord
 from charter.reward.checklisted import CHECKLIST, WRITER_PARAMS, checklist_values, writer_params
 from charter.reward.scoring import (
+    FIRST_VIOLATION,
     GROUP,
     RANK,
+    REDUCTIONS,
     REFERENCE,
     SCORE,
     STEPS,
@@ -297,7 +299,8 @@ class RewardFunction(JudgeReward):
 
         Each completion is a string or a list of `{role, content}` messages, as TRL gives them; anything else, lists
         of different lengths or a reference column of another length is a `ConfigError` naming the index."""
-        return _rewards(self.score(prompts, completions, **self._trl_batch(kwargs)), kwargs.get("log_metric"))
+        records = self.score(prompts, completions, **self._trl_batch(kwargs))
+        return _rewards(records, kwargs.get("log_metric"), kwargs.get("log_extra"))
 
     def as_async(self) -> AsyncRewardFunction:
         """The same reward as an async reward function, which TRL's GRPOTrainer and RLOOTrainer await on their own
@@ -313,13 +316,18 @@ class AsyncRewardFunction(JudgeReward):
     ) -> list[float | None]:
         """One reward per completion, in order (None where the judgment failed), awaited; as `RewardFunction`."""
         records = await self.ascore(prompts, completions, **self._trl_batch(kwargs))
-        return _rewards(records, kwargs.get("log_metric"))
+        return _rewards(records, kwargs.get("log_metric"), kwargs.get("log_extra"))
 
 
-def _rewards(records: list[RewardRecord], log_metric: Any) -> list[float | None]:
-    """The rewards TRL takes, with the batch's failures logged as `charter/judge_failures` (TRL's `log_metric`)."""
+def _rewards(records: list[RewardRecord], log_metric: Any, log_extra: Any = None) -> list[float | None]:
+    """The rewards TRL takes, with the batch's failures logged as `charter/judge_failures` (TRL's `log_metric`) and,
+    where the scoring judged steps, each completion's per-step rewards as the completions table's `charter/steps`
+    column (TRL's `log_extra`: GRPO and RLOO take one reward a completion, so the dense rewards are shown, not
+    trained on)."""
     if callable(log_metric):
         log_metric("charter/judge_failures", float(sum(r.reward is None for r in records)))
+    if callable(log_extra) and any(r.steps is not None for r in records):
+        log_extra("charter/steps", [r.steps for r in records])
     return [r.reward for r in records]
 
 
@@ -358,6 +366,8 @@ def reward_function(
     aggregation: Aggregation = "explicit",
     checklist_writer: str | RoleConfig | None = None,
     rubric_dropout: Annotated[float, Range(gt=0)] | None = None,
+    step_reduction: str = FIRST_VIOLATION.name,
+    step_gamma: Annotated[float, Range(ge=0, le=1)] = 0.99,
     **judge_settings: Any,
 ) -> RewardFunction:
     """A TRL reward function that asks charter's judge, for `GRPOTrainer`, `RLOOTrainer` or online DPO; its
@@ -394,6 +404,13 @@ def reward_function(
             cached call a prompt).
         rubric_dropout: `checklist` scoring: the items of each checklist left out at each step (a share below 1, or
             a whole count), drawn from the seed, the step and the prompt; at least one item is kept. None: every item.
+        step_reduction: `steps` scoring: how the steps' verdicts make a trajectory's one reward (`REDUCTIONS`):
+            `first_violation` (0 where a step violates a principle, 1 where every step was judged and none does, None
+            where a step's verdict failed first), `mean` (the share of steps that violate nothing) or `discounted`
+            (sum(gamma^t r_t) / sum(gamma^t) over the step rewards r_t from the first step); `mean` and `discounted`
+            are None where any step's verdict failed. The per-step rewards are in each record (`steps`) whatever the
+            reduction.
+        step_gamma: `steps` scoring with `step_reduction="discounted"`: the discount gamma, in 0..1.
         **judge_settings: `JudgeSettings` fields: mode, scale, rating, orders, principles_per_pair, principles, ...
             (mode defaults to `score` for `score` scoring and to `logprobs` otherwise).
 
@@ -439,6 +456,7 @@ def reward_function(
     if misfit:
         raise ConfigError(misfit)
     dropout = None if rubric_dropout is None else RubricDropout(checked_dropout(rubric_dropout, scoring))
+    checked_reduction(step_reduction, scoring)
     options = ScoringOptions(
         reference_column=reference_column,
         reference_model=reference,
@@ -449,6 +467,8 @@ def reward_function(
         checklist_writer=writer,
         checklist_writer_params=writing,
         dropout=dropout,
+        step_reduction=step_reduction,
+        step_gamma=step_gamma,
     )
     fingerprint = reward_fingerprint(
         model,
@@ -484,11 +504,38 @@ def checked_dropout(drop: float, scoring: str) -> float:
     return drop
 
 
+def reduction_misfit(scoring: str, reduction: str) -> str | None:
+    """Why `reduction` cannot reduce `scoring`'s rewards (a reduction other than the default needs `steps`), or
+    None."""
+    if reduction != FIRST_VIOLATION.name and scoring != STEPS.name:
+        return f"{reduction} reduces per-step verdicts: scoring {scoring} judges no steps"
+    return None
+
+
+def checked_reduction(name: str, scoring: str) -> str:
+    """A step reduction fit for `scoring`: a name of `REDUCTIONS` that `reduction_misfit` lets pass (an
+    `ArgumentError` otherwise)."""
+    if name not in REDUCTIONS:
+        raise ArgumentError("step_reduction", f"expected one of {', '.join(REDUCTIONS)}, got {name!r}")
+    misfit = reduction_misfit(scoring, name)
+    if misfit:
+        raise ArgumentError("step_reduction", misfit)
+    return name
+
+
+def check_step_reduction(scoring: str, reduction: str) -> None:
+    """A config's `step_reduction` fits its scoring (a `LocatedValueError` at `step_reduction` otherwise)."""
+    misfit = reduction_misfit(scoring, reduction)
+    if misfit:
+        raise LocatedValueError(misfit, ("step_reduction",))
+
+
 def reward_for(config: Any, store: str | Path, **extra: Any) -> RewardFunction:
     """The reward function a `charter train grpo` config describes (judge, constitution, scoring, costs, group
     settings), as training and the reward server build it; `extra` adds `reward_function` arguments (a budget, a
     concurrency)."""
-    named = ("cache", "prices", "max_failures", "reference_model", "seed", "group_strategy", "rank_orders")
+    named = ("cache", "prices", "max_failures", "reference_model", "seed", "group_strategy", "rank_orders",
+             "step_reduction", "step_gamma")  # fmt: skip
     settings = {name: getattr(config, name) for name in named}
     section = getattr(config, "checklist", None)
     if section is not None and config.scoring == CHECKLIST.name:

@@ -15,9 +15,10 @@ list of scoring names, config field and server route reads the table.
   shuffled presentation orders to cancel its position bias; a Plackett–Luce fit of the orderings gives each its
   expected win rate. A failed or unreadable ordering fails the whole group.
 - `steps`: the whole conversation (the prompt's messages and the completion's, tool calls and tool results kept)
-  judged step by step (`charter.judge.steps`): the reward is 0 where a step violates a principle, 1 where every step
-  was judged and none does, None where a step's verdict failed first; each record carries the dense per-step rewards
-  and the first violating step with its principle and reason.
+  judged step by step (`charter.judge.steps`); each record carries the dense per-step rewards and the first violating
+  step with its principle and reason. The trajectory's reward is a reduction of the steps' verdicts (`REDUCTIONS`):
+  `first_violation` (0 where a step violates a principle, 1 where every step was judged and none does, None where a
+  step's verdict failed first), `mean` or `discounted` (None where any step's verdict failed).
 
 Also here: the reward config sections the training and server configs share (`VerifiableReward`, `ChecklistReward`)
 and the items a checklist reward adds during training (`ChecklistBook`).
@@ -30,10 +31,10 @@ import itertools
 import math
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import numpy as np
-from pydantic import Field
+from pydantic import AfterValidator, Field
 
 from charter.checklist.check import Aggregation
 from charter.checklist.items import ChecklistBook
@@ -41,7 +42,7 @@ from charter.errors import ConfigError, FatalProviderError, JudgeParseError, Pro
 from charter.judge.modes import DEFAULT_MODE, DEFAULT_RATING_MODE, RANKING_MODE
 from charter.judge.pairwise import judge_failure
 from charter.judge.score import ToRate, mean_score, rates_of, score_on_unit_scale
-from charter.judge.steps import STEP_FORMAT, judge_steps
+from charter.judge.steps import STEP_FORMAT, StepJudgment, judge_steps
 from charter.judge_prompt import RANKING_FORMAT
 from charter.providers import ManagedModel
 from charter.providers.base import SamplingParams
@@ -132,6 +133,74 @@ class Batch:
     tool results kept), as dicts in OpenAI's format; None where the caller gave only texts."""
 
 
+@dataclass(frozen=True)
+class Reduction:
+    """How the `steps` scoring makes one trajectory's reward of its steps' verdicts."""
+
+    name: str
+    reduce: Callable[[StepJudgment, float], float | None]
+    """The reward of a step judgment, given the discount `gamma`; None where the verdicts leave it unknown."""
+    describe: str
+    """What the reward is, in the words the model card and the docs use."""
+
+
+def _first_violation(judged: StepJudgment, gamma: float) -> float | None:
+    return judged.reward()
+
+
+def _mean(judged: StepJudgment, gamma: float) -> float | None:
+    rewards = judged.step_rewards()
+    if any(r is None for r in rewards):
+        return None
+    return sum(r or 0.0 for r in rewards) / len(rewards)
+
+
+def _discounted(judged: StepJudgment, gamma: float) -> float | None:
+    rewards = judged.step_rewards()
+    if any(r is None for r in rewards):
+        return None
+    weights = [gamma**t for t in range(len(rewards))]
+    return sum(w * (r or 0.0) for w, r in zip(weights, rewards)) / sum(weights)
+
+
+FIRST_VIOLATION = Reduction(
+    "first_violation", _first_violation, "0 where a step violates a principle, 1 where none does"
+)
+DISCOUNTED = Reduction(
+    "discounted",
+    _discounted,
+    "the discounted return of the step rewards from the first step, sum(gamma^t r_t) / sum(gamma^t)",
+)
+#: The reductions of the `steps` scoring, by name; the first is the default.
+REDUCTIONS: dict[str, Reduction] = {
+    r.name: r
+    for r in (FIRST_VIOLATION, Reduction("mean", _mean, "the share of steps that violate no principle"), DISCOUNTED)
+}
+
+
+def known_reduction(name: str) -> str:
+    """`name` where `REDUCTIONS` has it (a config field's check: a `ValueError` listing them otherwise)."""
+    if name not in REDUCTIONS:
+        raise ValueError(f"expected one of {', '.join(REDUCTIONS)}, got {name!r}")
+    return name
+
+
+def _reductions_enum(schema: dict[str, Any]) -> None:
+    schema["enum"] = list(REDUCTIONS)
+
+
+#: A step reduction's name, as configs take it: any name in `REDUCTIONS`, which its schema lists.
+StepReduction = Annotated[str, AfterValidator(known_reduction), Field(json_schema_extra=_reductions_enum)]
+
+
+def reduction_of(name: str) -> Reduction:
+    """The reduction named `name`; an unknown name is a `ConfigError` listing them."""
+    found = REDUCTIONS.get(name)
+    if found is None:
+        raise ConfigError(f"reduction: expected one of {', '.join(REDUCTIONS)}, got {name!r}")
+    return found
+
+
 #: A reward's checklist writer's sampling where its role sets none: greedy, with room for its items and references.
 WRITER_PARAMS = SamplingParams(temperature=0.0, max_tokens=1024, seed=0)
 
@@ -165,6 +234,10 @@ class ScoringOptions:
     """`checklist`: the items added during training (`refresh_every`) and the checklist version they make."""
     dropout: RubricDropout | None = None
     """`checklist`: rubric dropout, a random subset of each checklist's items judged each step (None: every item)."""
+    step_reduction: str = FIRST_VIOLATION.name
+    """`steps`: how the steps' verdicts make the trajectory's reward, a name of `REDUCTIONS`."""
+    step_gamma: float = 0.99
+    """`steps` with the `discounted` reduction: the discount of each later step's reward."""
 
 
 ScoreBatch = Callable[[JudgeSession, ScoringOptions, Batch], Awaitable[list[RewardRecord]]]
@@ -532,21 +605,26 @@ RANK = ScoringEntry(
 
 async def judge_each_step(session: JudgeSession, options: ScoringOptions, batch: Batch) -> list[RewardRecord]:
     """`steps`: each completion's whole conversation judged step by step against the constitution's principles (the
-    judge's fixed `principles` where set): 0 where a step violates one, 1 where every step was judged and none does,
-    None (with the first failed step's failure) where a step's verdict failed before any violation."""
+    judge's fixed `principles` where set); the reward is the options' reduction of the steps' verdicts, None (with
+    the first failed step's failure) where the failed steps leave it unknown."""
     conversations = batch.conversations or [
         [*(m.model_dump() for m in prompt), {"role": "assistant", "content": text}]
         for prompt, text in zip(batch.prompts, batch.texts)
     ]
     work = (
-        _stepped(session, prompt, text, conversation, batch.step)
+        _stepped(session, options, prompt, text, conversation, batch.step)
         for prompt, text, conversation in zip(batch.prompts, batch.texts, conversations)
     )
     return list(await asyncio.gather(*work))
 
 
 async def _stepped(
-    session: JudgeSession, prompt: list[Message], text: str, conversation: list[Any], step: int | None
+    session: JudgeSession,
+    options: ScoringOptions,
+    prompt: list[Message],
+    text: str,
+    conversation: list[Any],
+    step: int | None,
 ) -> RewardRecord:
     ids = list(session.settings.principles or session.constitution.principle_ids)
     key = session.key(conversation)
@@ -564,19 +642,31 @@ async def _stepped(
         "violation_reason": judged.reason,
         "cached": all(v.cached for v in judged.steps),
     }
-    reward = judged.reward()
+    reward = reduction_of(options.step_reduction).reduce(judged, options.step_gamma)
     if reward is None:
         fields["failure"] = next(v.failure for v in judged.steps if v.failure is not None)
     return session.record(key, step, prompt, text, reward, **fields)
 
 
-STEPS = ScoringEntry(
-    "steps",
-    judge_each_step,
-    rates=None,
-    describe=lambda o: (
-        "the whole conversation judged step by step: 0 where a step violates a principle, 1 where none does (the "
-        "dense per-step rewards and the first violating step are stored with it)"
-    ),
-    fingerprinted=lambda o: {"step_format": STEP_FORMAT},
-)
+def _steps_described(options: ScoringOptions) -> str:
+    reduced = reduction_of(options.step_reduction).describe
+    if options.step_reduction == DISCOUNTED.name:
+        reduced += f" with gamma {options.step_gamma:g}"
+    return (
+        f"the whole conversation judged step by step: {reduced} (the dense per-step rewards and the first violating "
+        "step are stored with it)"
+    )
+
+
+def _steps_fingerprint(options: ScoringOptions) -> dict[str, Any]:
+    """The step prompt's format, and the reduction and its discount only where they are not the default (a store made
+    before there were reductions stays valid)."""
+    found: dict[str, Any] = {"step_format": STEP_FORMAT}
+    if options.step_reduction != FIRST_VIOLATION.name:
+        found["reduction"] = options.step_reduction
+    if options.step_reduction == DISCOUNTED.name:
+        found["gamma"] = options.step_gamma
+    return found
+
+
+STEPS = ScoringEntry("steps", judge_each_step, rates=None, describe=_steps_described, fingerprinted=_steps_fingerprint)
