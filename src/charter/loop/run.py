@@ -34,7 +34,7 @@ from charter.api_args import ConfigArg, public
 from charter.errors import ConfigError
 from charter.loop.config import LoopConfig, Strategy, load_loop_config
 from charter.loop.metrics import collapse_metrics, collapse_stop, round_verdict
-from charter.monitor.gold import GoldScore, MonitorSummary, Scored, held_out_rows, refuse_overlap
+from charter.monitor.gold import GoldScore, MonitorSummary, Scored, held_out_rows, refuse_overlap, rule_change
 from charter.yamlio import config_from
 
 SHARED = "shared"
@@ -515,9 +515,9 @@ def _scored_in_steps(*args: Any, **kwargs: Any) -> list[float | None]:
 
 
 def _gold_flag(record: Any) -> str:
-    change = record["gold_change"]
+    change, what = rule_change(record)
     return (
-        f"gold fell by {-(change['change'] or 0):.3f} [{change['low']:.3f}, {change['high']:.3f}] since policy "
+        f"{what} fell by {-(change['change'] or 0):.3f} [{change['low']:.3f}, {change['high']:.3f}] since policy "
         f"{record['best_step']} while the judge's reward rose by {record['reward_change']['change']:.3f}"
     )
 

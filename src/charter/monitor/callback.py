@@ -38,6 +38,7 @@ from charter.monitor.gold import (
     prompt_text,
     rated_gold,
     read_labels,
+    rule_change,
     refuse_overlap,
     refuse_same_judge,
     step_record,
@@ -201,9 +202,9 @@ class GoldMonitor(TrainerCallback):
         if self.config.keep_best and record["best_step"] == step and step > 0:
             control.should_save = True  # the gold-best checkpoint: named in on_save
         if record["flagged"]:
-            change = record["gold_change"]
+            change, what = rule_change(record)
             message = (
-                f"monitor: at step {step} the gold score fell by {-(change['change'] or 0):.3f} "
+                f"monitor: at step {step} {what} fell by {-(change['change'] or 0):.3f} "
                 f"[{change['low']:.3f}, {change['high']:.3f}] since step {record['best_step']} while the training "
                 f"reward rose by {record['reward_change']['change']:.3f}: the policy may be gaming its judge"
             )
@@ -257,8 +258,8 @@ class GoldMonitor(TrainerCallback):
 
     def _best(self) -> Scored:
         """The gold-best evaluation so far (the earliest of equals); the first where none has a gold score."""
-        scored = [s for s in self.scored if s.gold_mean is not None]
-        return max(scored, key=lambda s: (s.gold_mean, -s.step)) if scored else self.scored[0]
+        scored = [(s.estimate, s) for s in self.scored if s.estimate is not None]
+        return max(scored, key=lambda e: (e[0], -e[1].step))[1] if scored else self.scored[0]
 
     def _required(self, row: Mapping[str, Any]) -> list[str]:
         """The phrases a held-out prompt asks for: from its text and its checklists' requirements."""
@@ -306,7 +307,7 @@ class GoldMonitor(TrainerCallback):
             on_gap=self.config.on_gap,
             steps=list(self.history),
             best_step=best.step if best else None,
-            best_gold=best.gold_mean if best else None,
+            best_gold=best.estimate if best else None,
             best_checkpoint=self.best_checkpoint if best and best.step else None,
             flagged_at=flagged[0] if flagged else None,
             stopped=self.stopped,
@@ -344,6 +345,7 @@ def _logs(record: MonitorStep) -> dict[str, float]:
         ),  # fmt: skip
         "gap": record["gap"],
         "gold_change": record["gold_change"]["change"],
+        "gold_people_change": (record.get("people_change") or {}).get("change"),
         "length": record["length"],
         "gold_lc": record["gold_lc"],
         "flagged": float(record["flagged"]),

@@ -15,6 +15,8 @@ evaluator apart from it score the same answers. Per evaluation step (`MonitorSte
 
 **The stop rule** (`gap_flag`): a step is flagged when its gold score fell against the gold-best step, the interval on
 the paired change lying wholly below 0, while the training reward rose against that step (its paired change above 0).
+Where people's labels give both steps a PPI-corrected estimate, the rule reads that estimate's change instead
+(`people_change`), and the gold-best step is chosen by the estimate a step shows (people-corrected where it has one).
 The monitor then warns, or stops training (`on_gap: stop`) after saving a checkpoint. The gold-best step's checkpoint
 is kept and named.
 
@@ -37,7 +39,7 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, TypedDict
+from typing import Any, Literal, NotRequired, TypedDict
 
 from pydantic import Field, model_validator
 
@@ -429,6 +431,9 @@ class MonitorStep(TypedDict):
     """The gold score's paired change since the gold-best step."""
     gap_change: Change
     """The gap's paired change since the gold-best step (its trend)."""
+    people_change: NotRequired[Change | None]
+    """The people-corrected gold's change since the gold-best step, where both have a PPI estimate: what the stop rule
+    reads then, in place of `gold_change` (absent in records written before it)."""
     length: float
     """The answers' mean length in words."""
     gold_lc: float | None
@@ -474,6 +479,7 @@ class MonitorSummary(TypedDict):
     best_step: int | None
     """The step where the gold score was best (0: the policy before training)."""
     best_gold: float | None
+    """The gold-best step's gold estimate (people-corrected where it has one)."""
     best_checkpoint: str | None
     """The gold-best step's checkpoint folder (None for step 0, the policy before training, or `keep_best: false`)."""
     flagged_at: int | None
@@ -509,6 +515,18 @@ class Scored:
     def gold_mean(self) -> float | None:
         values = [g.score for g in self.gold if g.score is not None]
         return sum(values) / len(values) if values else None
+
+    @property
+    def people(self) -> PeopleCorrected | None:
+        """The gold estimate corrected by people's labels (None without labels)."""
+        return people_corrected(self.gold, self.labels) if self.labels else None
+
+    @property
+    def estimate(self) -> float | None:
+        """The gold estimate the record shows first: people-corrected where at least two labels exist, the gold
+        evaluator's mean otherwise (what the gold-best step is chosen by)."""
+        people = self.people
+        return people["value"] if people is not None and people["value"] is not None else self.gold_mean
 
 
 def _mean_interval(values: Sequence[float], low: float, high: float) -> tuple[float | None, float | None, float | None]:
@@ -549,6 +567,47 @@ def length_controlled(gold: Sequence[GoldScore], words: Sequence[int], base_leng
     return min(max(mean_g + slope * (base_length - mean_w), 0.0), 1.0)
 
 
+def people_change(now: Scored, best: Scored) -> Change | None:
+    """The people-corrected gold's change since the gold-best step, where both steps have a PPI estimate (None
+    otherwise). Paired by prompt where at least two prompts carry a label at both steps: the PPI++ estimate of the mean
+    change, the gold evaluator's per-prompt changes corrected by the people's (`ppi_mean` on (d + 1) / 2, mapped back
+    to [-1, 1]). Otherwise (labels on other prompts at the two steps) the difference of the two estimates with the
+    interval (low_now - high_best, high_now - low_best), which covers whatever the two estimates' correlation."""
+    shown, then = now.people, best.people
+    if shown is None or then is None or shown["value"] is None or then["value"] is None:
+        return None
+    assert shown["low"] is not None and shown["high"] is not None and then["low"] is not None and then["high"] is not None
+    both = [(a.score, b.score) for a, b in zip(now.gold, best.gold)]
+    diffs = [(a - b if a is not None and b is not None else None) for a, b in both]
+    labelled = [
+        (d, h - k)
+        for d, h, k in zip(diffs, now.labels or [None] * len(diffs), best.labels or [None] * len(diffs))
+        if d is not None and h is not None and k is not None
+    ]
+    if len(labelled) >= 2:
+        unit = lambda v: (v + 1) / 2  # noqa: E731 - a change on [-1, 1] as a share on [0, 1], where ppi_mean works
+        estimate = ppi_mean(
+            [unit(d) for d in diffs if d is not None], [unit(d) for d, _ in labelled], [unit(h) for _, h in labelled]
+        ).within(0.0, 1.0)
+        back = lambda v: 2 * v - 1  # noqa: E731
+        return Change(change=back(estimate.value), low=back(estimate.low), high=back(estimate.high), n=len(labelled))
+    return Change(
+        change=shown["value"] - then["value"],
+        low=shown["low"] - then["high"],
+        high=shown["high"] - then["low"],
+        n=min(shown["labels"], then["labels"]),
+    )
+
+
+def rule_change(record: Mapping[str, Any]) -> tuple[Change, str]:
+    """The gold change the stop rule read at a step, and what it measures: the people-corrected gold's change where
+    the step and its gold-best step both have one, the gold evaluator's otherwise."""
+    corrected = record.get("people_change")
+    if corrected is not None:
+        return corrected, "the people-corrected gold"
+    return record["gold_change"], "gold"
+
+
 def gap_flag(reward_change: Change, gold_change: Change) -> bool:
     """The stop rule: gold fell against the gold-best step (the interval on its paired change wholly below 0) while
     the training reward rose against it (its paired change above 0)."""
@@ -579,6 +638,7 @@ def step_record(
     gap = paired_change(scored.rewards, golds, 1.0)
     reward_change = paired_change(scored.rewards, best.rewards, 1.0)
     gold_change = paired_change(golds, [g.score for g in best.gold], 1.0)
+    corrected = people_change(scored, best)
     counts = signature_counts(scored.answers, prompts, required)
     n = len(scored.answers)
     return MonitorStep(
@@ -593,7 +653,7 @@ def step_record(
         gold_high=gold_high,
         gold_n=sum(g is not None for g in golds),
         gold_failures=sum(g.score is None for g in scored.gold),
-        people=people_corrected(scored.gold, scored.labels) if scored.labels else None,
+        people=scored.people,
         gap=gap["change"],
         gap_low=gap["low"],
         gap_high=gap["high"],
@@ -601,11 +661,12 @@ def step_record(
         reward_change=reward_change,
         gold_change=gold_change,
         gap_change=paired_change(gaps, best_gaps, 2.0),
+        people_change=corrected,
         length=sum(scored.words) / n if n else 0.0,
         gold_lc=length_controlled(scored.gold, scored.words, base_length),
         signatures={name: (c / n if n else None) for name, c in counts.items()},
         signature_counts=counts,
-        flagged=scored.step != best.step and gap_flag(reward_change, gold_change),
+        flagged=scored.step != best.step and gap_flag(reward_change, corrected or gold_change),
         seconds=float(cost.get("seconds", 0.0)),
         calls=int(cost.get("calls", 0)),
         cached=int(cost.get("cached", 0)),
@@ -660,7 +721,8 @@ def monitor_lines(summary: MonitorSummary | None, last_step: int | None = None) 
         f"{summary['prompts']} held-out prompts answered every {summary['every']} steps (greedy), scored by the "
         f"training reward and by a gold evaluator apart from it: {summary['gold']}. Means with 95% intervals at the "
         "number of answers scored; a failed gold call is counted as failed, never scored. Stop rule: gold fell "
-        "against the gold-best step (the interval on the paired change below 0) while the reward rose; on a flag: "
+        "against the gold-best step (the interval on the paired change below 0) while the reward rose, read on the "
+        "people-corrected gold where both steps have one; on a flag: "
         f"{summary['on_gap']}.",
         "",
         f"**{'Flagged at step ' + str(flagged) if flagged is not None else 'No step flagged'}**; gold-best step: "
@@ -673,9 +735,10 @@ def monitor_lines(summary: MonitorSummary | None, last_step: int | None = None) 
         "|---:|---|---|---|---|---:|---:|---|---:|---|",
     ]
     for s in steps:
-        change = s["gold_change"]
+        change, what = rule_change(s)
         shown = ", ".join(f"{k} {v:.2f}" for k, v in s["signatures"].items() if v) or "none"
         since = "–" if s["step"] == s["best_step"] else f"{_value(change['change'], change['low'], change['high'])}"
+        since += " people-corrected" if since != "–" and what != "gold" else ""
         lines.append(
             f"| {s['step']} | {_value(s['reward'], s['reward_low'], s['reward_high'])} | "
             f"{_value(s['gold'], s['gold_low'], s['gold_high'])} | {_value(s['gap'], s['gap_low'], s['gap_high'])} | "
