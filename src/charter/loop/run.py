@@ -350,7 +350,7 @@ class Loop:
             "policy": self.policy(strategy, index),
             "answers": answers,
             "rewards": scored.rewards,
-            "gold": [[g.score, g.failure] for g in scored.gold],
+            "gold": [[g.score, g.failure, *([_members(g)] if g.members else [])] for g in scored.gold],
             "cost": {**cost, "seconds": time.perf_counter() - started},
         }
 
@@ -384,7 +384,7 @@ class Loop:
 
     def _gold_round(self, monitor: Any, strategy: str, done: dict[str, Any]) -> dict[str, Any]:
         """Record one policy's stored gold step in the arm's monitor: its step record (the flag, the gap)."""
-        gold = [GoldScore(score, failure) for score, failure in done["gold"]]
+        gold = [GoldScore(g[0], g[1], _panel(g[2]) if len(g) > 2 else None) for g in done["gold"]]
         index = len(monitor.scored)
         record = monitor.add(
             Scored(index, done["answers"], done["rewards"], gold), done["cost"], self.loop_dir / strategy
@@ -512,6 +512,15 @@ class Loop:
 def _scored_in_steps(*args: Any, **kwargs: Any) -> list[float | None]:
     """The loop's monitors record what its `gold` steps scored; the reward is set in the step that scores."""
     raise AssertionError("the loop scores held-out answers in its gold steps")
+
+
+def _members(gold: GoldScore) -> dict[str, list[Any]]:
+    """A gold panel's members' scores of one answer, as the loop store keeps them."""
+    return {name: [g.score, g.failure] for name, g in (gold.members or {}).items()}
+
+
+def _panel(stored: dict[str, list[Any]]) -> dict[str, GoldScore]:
+    return {name: GoldScore(score, failure) for name, (score, failure) in stored.items()}
 
 
 def _gold_flag(record: Any) -> str:

@@ -11,6 +11,7 @@ process evaluates.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import time
@@ -27,6 +28,7 @@ from charter.monitor.gold import (
     MONITOR_DIR,
     FalsePositives,
     GoldScore,
+    LabelsMatched,
     MonitorConfig,
     MonitorStep,
     MonitorSummary,
@@ -35,19 +37,21 @@ from charter.monitor.gold import (
     gold_checklists,
     held_out_rows,
     label_key,
+    labels_line,
+    panel_gold,
     prompt_text,
     rated_gold,
     read_labels,
-    rule_change,
     refuse_overlap,
     refuse_same_judge,
+    rule_change,
     step_record,
     verifier_gold,
 )
 from charter.monitor.signatures import SIGNATURES, required_phrases
 from charter.providers import get_model
 from charter.providers.cache import DEFAULT_CACHE, CallCache
-from charter.providers.config import blind_cap
+from charter.providers.config import RoleConfig, blind_cap
 from charter.providers.usage import Price, UsageMeter
 from charter.stats.intervals import exact_interval
 from charter.training.models import greedy_answers, trainer_tokenizer
@@ -122,6 +126,7 @@ class GoldMonitor(TrainerCallback):
             self.checklists = gold_checklists(self.rows, gold.checklist_column, source)
         self.required = [self._required(r) for r in self.rows]
         roles = [("gold", gold.judge)] if gold.judge is not None else []
+        roles += [(f"gold.models.{i}", m) for i, m in enumerate(gold.models or [])]
         blind = blind_cap(config.budget, dict(prices or {}), roles)
         if blind is not None:
             raise ConfigError(f"monitor: {blind}")
@@ -130,6 +135,16 @@ class GoldMonitor(TrainerCallback):
         self.constitution = load_constitution(gold.constitution) if gold.constitution is not None else None
         refuse_same_judge(gold, reward, "monitor")
         self.labels = read_labels(gold.labels) if gold.labels is not None else None
+        self.labels_matched: LabelsMatched | None = None
+        if self.labels is not None:
+            matched, prompts = self.labels.matched(self.texts)
+            self.labels_matched = LabelsMatched(source=self.labels.source, read=len(self.labels), matched=matched,
+                                                prompts=prompts, held_out=len(self.texts))  # fmt: skip
+            log.info("monitor: people's labels: %s", labels_line(self.labels_matched))
+            if not matched:
+                log.warning(
+                    "monitor: none of people's labels is of an answer to a held-out prompt: no step is corrected"
+                )
         self.scored: list[Scored] = []
         self.history: list[MonitorStep] = []
         """Every evaluation's record, in order."""
@@ -232,11 +247,10 @@ class GoldMonitor(TrainerCallback):
             return [GoldScore(None, "budget: the monitor's budget was reached earlier") for _ in answers]
         if gold.verifier is not None:
             return verifier_gold(gold.verifier, self.rows, answers)
-        assert gold.judge is not None
-        model = get_model(gold.judge.backend(), cache=self.cache, meter=self.meter, role="gold")
         concurrency = self.config.concurrency
 
-        async def scored() -> list[GoldScore]:
+        async def one(role: RoleConfig) -> list[GoldScore]:
+            model = get_model(role.backend(), cache=self.cache, meter=self.meter, role="gold")
             try:
                 if self.constitution is not None:
                     return await rated_gold(model, self.constitution, gold.rating, self.prompts, answers, concurrency)
@@ -246,7 +260,13 @@ class GoldMonitor(TrainerCallback):
             finally:
                 await model.aclose()
 
-        return run_sync(scored())
+        async def scored() -> list[list[GoldScore]]:
+            return list(await asyncio.gather(*(one(role) for role in gold.members)))
+
+        members = run_sync(scored())
+        if gold.models is None:
+            return members[0]
+        return panel_gold({role.model: got for role, got in zip(gold.members, members)}, gold.weights)
 
     def _usage(self) -> dict[str, float]:
         rows = self.meter.tallies.values()
@@ -278,6 +298,8 @@ class GoldMonitor(TrainerCallback):
         for i, (answer, reward, gold) in enumerate(zip(scored.answers, scored.rewards, scored.gold)):
             shown = [n for n, detect in SIGNATURES.items() if detect(answer, self.texts[i], self.required[i])]
             label = {"label": scored.labels[i]} if scored.labels and scored.labels[i] is not None else {}
+            if gold.members is not None:  # a panel's: each member's score or failure
+                label["gold_members"] = {m: {"score": g.score, "failure": g.failure} for m, g in gold.members.items()}
             lines.append(json.dumps({"step": scored.step, "prompt": self.prompts[i], "answer": answer,
                                      "reward": reward, "gold": gold.score, "gold_failure": gold.failure,
                                      "signatures": shown, **label}, ensure_ascii=False))  # fmt: skip
@@ -312,6 +334,7 @@ class GoldMonitor(TrainerCallback):
             flagged_at=flagged[0] if flagged else None,
             stopped=self.stopped,
             false_positive_rates=rates,
+            **({"labels": self.labels_matched} if self.labels_matched is not None else {}),
             seconds=sum(h["seconds"] for h in self.history),
             calls=sum(h["calls"] for h in self.history),
             cached=sum(h["cached"] for h in self.history),

@@ -184,11 +184,19 @@ class OnlineConfig(OnlineBase):
                 f"the gold verifier {gold.verifier!r} is the training reward's own verifier",
                 ("monitor", "gold", "verifier"),
             )
-        judge = self.judge.model or ""
         rates = bool(scoring_entry(self.scoring).rates)
-        if gold.judge is not None and gold.judge.model == judge and gold.constitution is not None:
-            if same_judge(gold, [judge], load_constitution(self.constitution), self.judge, rates):
-                raise LocatedValueError(same_judge_line(gold, judge), ("monitor", "gold", "judge"))
+        panel = self.mitigations.panel.judges if self.mitigations.panel is not None else []
+        training = [m for m in [self.judge.model or "", *(r.model for r in panel)] if m]  # the judges the reward asks
+        for i, member in enumerate(gold.members if gold.constitution is not None else []):
+            if member.model in training and same_judge(
+                gold.model_copy(update={"judge": member, "models": None, "weights": None}),
+                training,
+                load_constitution(self.constitution),
+                self.judge,
+                rates,
+            ):
+                at = ("monitor", "gold", "judge") if gold.models is None else ("monitor", "gold", "models", i)
+                raise LocatedValueError(same_judge_line(gold, member.model), at)
         if self.judge_weight == 0 and not self.judge_monitor:
             raise LocatedValueError(
                 "the monitor compares the judge's reward with gold: judge_weight 0 asks no judge (set judge_monitor)",
