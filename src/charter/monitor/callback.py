@@ -150,6 +150,8 @@ class GoldMonitor(TrainerCallback):
         """Every evaluation's record, in order."""
         self.stopped: str | None = None
         self.best_checkpoint: str | None = None
+        self.watching = "training"
+        """What goes on when the monitor's budget stops it (the loop's monitors say `the loop`)."""
 
     # -- TRL / transformers hooks ------------------------------------------------------------------------------
     def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
@@ -208,7 +210,7 @@ class GoldMonitor(TrainerCallback):
         except BudgetExceeded as exc:
             budget = budget or str(exc)
         if budget is not None and self.stopped is None:
-            self.stopped = f"the monitor's budget was reached at step {step}; training went on unmonitored"
+            self.stopped = f"the monitor's budget was reached at step {step}; {self.watching} went on unmonitored"
             log.warning("monitor: %s (%s)", self.stopped, budget)
         return record
 
@@ -274,7 +276,14 @@ class GoldMonitor(TrainerCallback):
             "calls": float(sum(r.calls for r in rows)),
             "cached": float(sum(r.cached for r in rows)),
             "cost_usd": float(sum(r.cost_usd for r in rows)),
+            "tokens": float(sum(r.prompt_tokens + r.completion_tokens for r in rows)),
         }
+
+    def carry(self, spent: Mapping[str, float]) -> None:
+        """Count what earlier evaluations paid against the monitor's budget (`cost_usd`, `tokens`): a monitor made
+        again for each of a loop's steps keeps one budget line across them."""
+        self.meter.prior_cost = float(spent.get("cost_usd", 0.0))
+        self.meter.prior_tokens = int(spent.get("tokens", 0))
 
     def _best(self) -> Scored:
         """The gold-best evaluation so far (the earliest of equals); the first where none has a gold score."""
