@@ -6,7 +6,7 @@ answers, and the evaluation (`charter.monitor.gold.MonitorStep`) goes into the t
 keys, and TensorBoard / W&B when the trainer is given), `history`, and OUTPUT_DIR/monitor/step-N.jsonl (each prompt's
 answer, reward, gold score or failure, and signatures). Gold calls go through the call cache and a usage meter of the
 monitor's own: its budget stops the monitor, never training, and the monitor says so. Under torchrun only the main
-process evaluates.
+process evaluates (answers, gold calls, the files), and every process follows its save and stop.
 """
 
 from __future__ import annotations
@@ -164,9 +164,11 @@ class GoldMonitor(TrainerCallback):
 
     def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> Any:
         step = state.global_step
-        if step % self.config.every != 0 or not state.is_world_process_zero or self.stopped:
+        if step % self.config.every != 0:
             return control
-        self._evaluate(kwargs["model"], trainer_tokenizer(kwargs, "GoldMonitor"), step, args, state, control)
+        if state.is_world_process_zero and not self.stopped:
+            self._evaluate(kwargs["model"], trainer_tokenizer(kwargs, "GoldMonitor"), step, args, state, control)
+        _follow_main_process(control)  # every process saves and stops where the main one's monitor says
         return control
 
     def on_save(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
@@ -349,6 +351,21 @@ class GoldMonitor(TrainerCallback):
             cached=sum(h["cached"] for h in self.history),
             cost_usd=sum(h["cost_usd"] for h in self.history),
         )
+
+
+def _follow_main_process(control: Any) -> None:
+    """Under torchrun, every process takes the main process's `should_save` and `should_training_stop` (the monitor
+    evaluates there alone): a checkpoint saved or a stop made by one process only would leave the others waiting on
+    it. One broadcast at each evaluation step, which every process reaches; nothing without several processes."""
+    import torch
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() < 2:
+        return
+    device = torch.device("cuda", torch.cuda.current_device()) if dist.get_backend() == "nccl" else "cpu"
+    flags = torch.tensor([float(control.should_save), float(control.should_training_stop)], device=device)
+    dist.broadcast(flags, src=0)
+    control.should_save, control.should_training_stop = bool(flags[0].item()), bool(flags[1].item())
 
 
 def _messages(prompt: Any) -> list[dict[str, str]]:
