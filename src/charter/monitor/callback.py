@@ -235,7 +235,9 @@ class GoldMonitor(TrainerCallback):
         logs = _logs(record)
         state.log_history.append({**logs, "step": step})
         if self.trainer is not None:
+            should_log = control.should_log  # the handler clears it: the trainer's own log of this step is kept
             self.trainer.callback_handler.on_log(args, state, control, logs)
+            control.should_log = should_log
 
     def _rewards(self, answers: list[str]) -> list[float | None]:
         columns = {k: [r.get(k) for r in self.rows] for k in REWARD_COLUMNS if any(k in r for r in self.rows)}
@@ -308,7 +310,9 @@ class GoldMonitor(TrainerCallback):
         lines = []
         for i, (answer, reward, gold) in enumerate(zip(scored.answers, scored.rewards, scored.gold)):
             shown = [n for n, detect in SIGNATURES.items() if detect(answer, self.texts[i], self.required[i])]
-            label = {"label": scored.labels[i]} if scored.labels and scored.labels[i] is not None else {}
+            label: dict[str, Any] = {}
+            if scored.labels and scored.labels[i] is not None:
+                label["label"] = scored.labels[i]
             if gold.members is not None:  # a panel's: each member's score or failure
                 label["gold_members"] = {m: {"score": g.score, "failure": g.failure} for m, g in gold.members.items()}
             lines.append(json.dumps({"step": scored.step, "prompt": self.prompts[i], "answer": answer,

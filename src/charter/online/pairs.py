@@ -290,8 +290,9 @@ class PairJudge(SessionView):
             check_response(session.judge, prompt, text, checklist, options.aggregation, session.settings.params)
         )
         a, b = await asyncio.gather(check(first), check(second))
-        verdicts = dict(principle_ids=ids, reference=second, comparisons=1, checklist=reward_checklist(a),
-                        other_checklist=reward_checklist(b), cached=a.cached and b.cached)  # fmt: skip
+        verdicts: dict[str, Any] = dict(principle_ids=ids, reference=second, comparisons=1,
+                                        checklist=reward_checklist(a), other_checklist=reward_checklist(b),
+                                        cached=a.cached and b.cached)  # fmt: skip
         if a.reward is None or b.reward is None:
             why = a.failure if a.reward is None else f"the other completion: {b.failure}"
             failure = Failure(kind="checklist", message=why or "no checklist score")
