@@ -344,6 +344,9 @@ def _gold_status(summary: Any) -> dict[str, Any] | None:
         "flagged_at": summary["flagged_at"],
         "best_step": summary["best_step"],
         "best_checkpoint": summary["best_checkpoint"],
+        "stopped": summary.get("stopped"),
+        "calls": summary.get("calls"),
+        "cost_usd": summary.get("cost_usd"),
     }
 
 
@@ -364,6 +367,8 @@ def loop_summary(status: dict[str, Any]) -> str:
         if gold:
             flag = f"FLAGGED at policy {gold['flagged_at']}" if gold["flagged_at"] is not None else "no policy flagged"
             lines.append(f"    gold monitor: {flag}; gold-best policy {gold['best_step']}")
+            if gold.get("stopped"):
+                lines.append(f"    gold monitor stopped: {gold['stopped']}")
         if found["stopped"]:
             lines.append(f"    stopped {found['stopped']}")
     return "\n".join(lines)

@@ -34,7 +34,7 @@ from charter.api_args import ConfigArg, public
 from charter.errors import ConfigError
 from charter.loop.config import LoopConfig, Strategy, load_loop_config
 from charter.loop.metrics import collapse_metrics, collapse_stop, round_verdict
-from charter.monitor.gold import GoldScore, MonitorSummary, Scored, held_out_rows, refuse_overlap
+from charter.monitor.gold import GoldScore, MonitorSummary, Scored, held_out_rows, refuse_overlap, rule_change
 from charter.yamlio import config_from
 
 SHARED = "shared"
@@ -311,9 +311,12 @@ class Loop:
             "failures": found["failures"],
         }
 
-    def step_gold(self, strategy: str, index: int, anchor: list[str] | None) -> dict[str, Any]:
+    def step_gold(
+        self, strategy: str, index: int, anchor: list[str] | None, spent: dict[str, float] | None = None
+    ) -> dict[str, Any]:
         """policy_`index`'s greedy answers to the held-out prompts, each scored by the round's judge (P(better than
-        `anchor`, the base policy's answer to it; the answer itself for the base)) and by the gold evaluator."""
+        `anchor`, the base policy's answer to it; the answer itself for the base)) and by the gold evaluator, under
+        the monitor's budget less what the arm's earlier gold steps paid (`spent`)."""
         import asyncio
 
         from charter.providers import SamplingParams, get_model
@@ -323,6 +326,7 @@ class Loop:
         section = self.config.gold_monitor
         assert section is not None
         monitor = self._gold_monitor(strategy, index)
+        monitor.carry(spent or {})
         started = time.perf_counter()
         params = SamplingParams(temperature=0.0, max_tokens=section.max_new_tokens, seed=self.config.seed)
 
@@ -350,7 +354,7 @@ class Loop:
             "policy": self.policy(strategy, index),
             "answers": answers,
             "rewards": scored.rewards,
-            "gold": [[g.score, g.failure] for g in scored.gold],
+            "gold": [[g.score, g.failure, *([_members(g)] if g.members else [])] for g in scored.gold],
             "cost": {**cost, "seconds": time.perf_counter() - started},
         }
 
@@ -361,8 +365,10 @@ class Loop:
         section = self.config.gold_monitor
         assert section is not None and section.prompts is not None
         run = self.base_run
-        return GoldMonitor(section, _scored_in_steps, rows=held_out_rows(section.prompts, section.limit),
-                           cache=run.cache, prices=run.prices)  # fmt: skip
+        monitor = GoldMonitor(section, _scored_in_steps, rows=held_out_rows(section.prompts, section.limit),
+                              cache=run.cache, prices=run.prices)  # fmt: skip
+        monitor.watching = "the loop"
+        return monitor
 
     def check_gold(self) -> None:
         """Held-out prompts that are the runs' prompts are refused, the overlap counted; a panel judge is refused."""
@@ -382,9 +388,12 @@ class Loop:
         ]
         refuse_overlap(held, trained, f"gold_monitor.prompts ({section.prompts})")
 
-    def _gold_round(self, monitor: Any, strategy: str, done: dict[str, Any]) -> dict[str, Any]:
-        """Record one policy's stored gold step in the arm's monitor: its step record (the flag, the gap)."""
-        gold = [GoldScore(score, failure) for score, failure in done["gold"]]
+    def _gold_round(self, monitor: Any, strategy: str, done: dict[str, Any], spent: dict[str, float]) -> dict:
+        """Record one policy's stored gold step in the arm's monitor: its step record (the flag, the gap), and the
+        monitor stopped where what the arm's gold steps have paid so far (`spent`, this one's included) reaches its
+        budget."""
+        gold = [GoldScore(g[0], g[1], _panel(g[2]) if len(g) > 2 else None) for g in done["gold"]]
+        monitor.carry(spent)
         index = len(monitor.scored)
         record = monitor.add(
             Scored(index, done["answers"], done["rewards"], gold), done["cost"], self.loop_dir / strategy
@@ -427,9 +436,11 @@ class Loop:
                 rows = [{"policy": 0, "model": self.base_policy, "metrics": base["metrics"], "flags": []}]
                 plateau = 0
                 monitor = None
+                spent: dict[str, float] = {}
                 if gold_base is not None:
                     monitor = self._gold_monitor(strategy, 0)
-                    self._gold_round(monitor, strategy, gold_base)
+                    spent = _paid(spent, gold_base["cost"])
+                    self._gold_round(monitor, strategy, gold_base, spent)
                     result.gold[strategy] = monitor.summary()
                 for r in range(self.config.rounds):
                     arm = self.arm(strategy, r)
@@ -462,8 +473,10 @@ class Loop:
                         )
                     if monitor is not None and gold_base is not None and not monitor.stopped:
                         anchor = gold_base["answers"]
-                        done = self._step(store, arm, r, "gold_next", partial(self.step_gold, strategy, r + 1, anchor))
-                        gap = self._gold_round(monitor, strategy, done)
+                        work = partial(self.step_gold, strategy, r + 1, anchor, spent)
+                        done = self._step(store, arm, r, "gold_next", work)
+                        spent = _paid(spent, done["cost"])
+                        gap = self._gold_round(monitor, strategy, done, spent)
                         result.gold[strategy] = monitor.summary()
                         rows[-1]["gold"] = {k: gap[k] for k in ("reward", "gold", "gap", "flagged")}
                         if gap["flagged"]:
@@ -514,10 +527,25 @@ def _scored_in_steps(*args: Any, **kwargs: Any) -> list[float | None]:
     raise AssertionError("the loop scores held-out answers in its gold steps")
 
 
+def _paid(spent: dict[str, float], cost: dict[str, float]) -> dict[str, float]:
+    """What an arm's gold steps have paid, with one more step's cost (a step stored before tokens were kept adds
+    its cost alone)."""
+    return {k: spent.get(k, 0.0) + float(cost.get(k, 0.0)) for k in ("cost_usd", "tokens")}
+
+
+def _members(gold: GoldScore) -> dict[str, list[Any]]:
+    """A gold panel's members' scores of one answer, as the loop store keeps them."""
+    return {name: [g.score, g.failure] for name, g in (gold.members or {}).items()}
+
+
+def _panel(stored: dict[str, list[Any]]) -> dict[str, GoldScore]:
+    return {name: GoldScore(score, failure) for name, (score, failure) in stored.items()}
+
+
 def _gold_flag(record: Any) -> str:
-    change = record["gold_change"]
+    change, what = rule_change(record)
     return (
-        f"gold fell by {-(change['change'] or 0):.3f} [{change['low']:.3f}, {change['high']:.3f}] since policy "
+        f"{what} fell by {-(change['change'] or 0):.3f} [{change['low']:.3f}, {change['high']:.3f}] since policy "
         f"{record['best_step']} while the judge's reward rose by {record['reward_change']['change']:.3f}"
     )
 

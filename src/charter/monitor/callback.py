@@ -6,11 +6,12 @@ answers, and the evaluation (`charter.monitor.gold.MonitorStep`) goes into the t
 keys, and TensorBoard / W&B when the trainer is given), `history`, and OUTPUT_DIR/monitor/step-N.jsonl (each prompt's
 answer, reward, gold score or failure, and signatures). Gold calls go through the call cache and a usage meter of the
 monitor's own: its budget stops the monitor, never training, and the monitor says so. Under torchrun only the main
-process evaluates.
+process evaluates (answers, gold calls, the files), and every process follows its save and stop.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import time
@@ -27,6 +28,7 @@ from charter.monitor.gold import (
     MONITOR_DIR,
     FalsePositives,
     GoldScore,
+    LabelsMatched,
     MonitorConfig,
     MonitorStep,
     MonitorSummary,
@@ -35,18 +37,21 @@ from charter.monitor.gold import (
     gold_checklists,
     held_out_rows,
     label_key,
+    labels_line,
+    panel_gold,
     prompt_text,
     rated_gold,
     read_labels,
     refuse_overlap,
     refuse_same_judge,
+    rule_change,
     step_record,
     verifier_gold,
 )
 from charter.monitor.signatures import SIGNATURES, required_phrases
 from charter.providers import get_model
 from charter.providers.cache import DEFAULT_CACHE, CallCache
-from charter.providers.config import blind_cap
+from charter.providers.config import RoleConfig, blind_cap
 from charter.providers.usage import Price, UsageMeter
 from charter.stats.intervals import exact_interval
 from charter.training.models import greedy_answers, trainer_tokenizer
@@ -121,6 +126,7 @@ class GoldMonitor(TrainerCallback):
             self.checklists = gold_checklists(self.rows, gold.checklist_column, source)
         self.required = [self._required(r) for r in self.rows]
         roles = [("gold", gold.judge)] if gold.judge is not None else []
+        roles += [(f"gold.models.{i}", m) for i, m in enumerate(gold.models or [])]
         blind = blind_cap(config.budget, dict(prices or {}), roles)
         if blind is not None:
             raise ConfigError(f"monitor: {blind}")
@@ -129,11 +135,23 @@ class GoldMonitor(TrainerCallback):
         self.constitution = load_constitution(gold.constitution) if gold.constitution is not None else None
         refuse_same_judge(gold, reward, "monitor")
         self.labels = read_labels(gold.labels) if gold.labels is not None else None
+        self.labels_matched: LabelsMatched | None = None
+        if self.labels is not None:
+            matched, prompts = self.labels.matched(self.texts)
+            self.labels_matched = LabelsMatched(source=self.labels.source, read=len(self.labels), matched=matched,
+                                                prompts=prompts, held_out=len(self.texts))  # fmt: skip
+            log.info("monitor: people's labels: %s", labels_line(self.labels_matched))
+            if not matched:
+                log.warning(
+                    "monitor: none of people's labels is of an answer to a held-out prompt: no step is corrected"
+                )
         self.scored: list[Scored] = []
         self.history: list[MonitorStep] = []
         """Every evaluation's record, in order."""
         self.stopped: str | None = None
         self.best_checkpoint: str | None = None
+        self.watching = "training"
+        """What goes on when the monitor's budget stops it (the loop's monitors say `the loop`)."""
 
     # -- TRL / transformers hooks ------------------------------------------------------------------------------
     def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
@@ -146,9 +164,11 @@ class GoldMonitor(TrainerCallback):
 
     def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> Any:
         step = state.global_step
-        if step % self.config.every != 0 or not state.is_world_process_zero or self.stopped:
+        if step % self.config.every != 0:
             return control
-        self._evaluate(kwargs["model"], trainer_tokenizer(kwargs, "GoldMonitor"), step, args, state, control)
+        if state.is_world_process_zero and not self.stopped:
+            self._evaluate(kwargs["model"], trainer_tokenizer(kwargs, "GoldMonitor"), step, args, state, control)
+        _follow_main_process(control)  # every process saves and stops where the main one's monitor says
         return control
 
     def on_save(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
@@ -192,7 +212,7 @@ class GoldMonitor(TrainerCallback):
         except BudgetExceeded as exc:
             budget = budget or str(exc)
         if budget is not None and self.stopped is None:
-            self.stopped = f"the monitor's budget was reached at step {step}; training went on unmonitored"
+            self.stopped = f"the monitor's budget was reached at step {step}; {self.watching} went on unmonitored"
             log.warning("monitor: %s (%s)", self.stopped, budget)
         return record
 
@@ -201,9 +221,9 @@ class GoldMonitor(TrainerCallback):
         if self.config.keep_best and record["best_step"] == step and step > 0:
             control.should_save = True  # the gold-best checkpoint: named in on_save
         if record["flagged"]:
-            change = record["gold_change"]
+            change, what = rule_change(record)
             message = (
-                f"monitor: at step {step} the gold score fell by {-(change['change'] or 0):.3f} "
+                f"monitor: at step {step} {what} fell by {-(change['change'] or 0):.3f} "
                 f"[{change['low']:.3f}, {change['high']:.3f}] since step {record['best_step']} while the training "
                 f"reward rose by {record['reward_change']['change']:.3f}: the policy may be gaming its judge"
             )
@@ -215,7 +235,9 @@ class GoldMonitor(TrainerCallback):
         logs = _logs(record)
         state.log_history.append({**logs, "step": step})
         if self.trainer is not None:
+            should_log = control.should_log  # the handler clears it: the trainer's own log of this step is kept
             self.trainer.callback_handler.on_log(args, state, control, logs)
+            control.should_log = should_log
 
     def _rewards(self, answers: list[str]) -> list[float | None]:
         columns = {k: [r.get(k) for r in self.rows] for k in REWARD_COLUMNS if any(k in r for r in self.rows)}
@@ -231,11 +253,10 @@ class GoldMonitor(TrainerCallback):
             return [GoldScore(None, "budget: the monitor's budget was reached earlier") for _ in answers]
         if gold.verifier is not None:
             return verifier_gold(gold.verifier, self.rows, answers)
-        assert gold.judge is not None
-        model = get_model(gold.judge.backend(), cache=self.cache, meter=self.meter, role="gold")
         concurrency = self.config.concurrency
 
-        async def scored() -> list[GoldScore]:
+        async def one(role: RoleConfig) -> list[GoldScore]:
+            model = get_model(role.backend(), cache=self.cache, meter=self.meter, role="gold")
             try:
                 if self.constitution is not None:
                     return await rated_gold(model, self.constitution, gold.rating, self.prompts, answers, concurrency)
@@ -245,7 +266,13 @@ class GoldMonitor(TrainerCallback):
             finally:
                 await model.aclose()
 
-        return run_sync(scored())
+        async def scored() -> list[list[GoldScore]]:
+            return list(await asyncio.gather(*(one(role) for role in gold.members)))
+
+        members = run_sync(scored())
+        if gold.models is None:
+            return members[0]
+        return panel_gold({role.model: got for role, got in zip(gold.members, members)}, gold.weights)
 
     def _usage(self) -> dict[str, float]:
         rows = self.meter.tallies.values()
@@ -253,12 +280,19 @@ class GoldMonitor(TrainerCallback):
             "calls": float(sum(r.calls for r in rows)),
             "cached": float(sum(r.cached for r in rows)),
             "cost_usd": float(sum(r.cost_usd for r in rows)),
+            "tokens": float(sum(r.prompt_tokens + r.completion_tokens for r in rows)),
         }
+
+    def carry(self, spent: Mapping[str, float]) -> None:
+        """Count what earlier evaluations paid against the monitor's budget (`cost_usd`, `tokens`): a monitor made
+        again for each of a loop's steps keeps one budget line across them."""
+        self.meter.prior_cost = float(spent.get("cost_usd", 0.0))
+        self.meter.prior_tokens = int(spent.get("tokens", 0))
 
     def _best(self) -> Scored:
         """The gold-best evaluation so far (the earliest of equals); the first where none has a gold score."""
-        scored = [s for s in self.scored if s.gold_mean is not None]
-        return max(scored, key=lambda s: (s.gold_mean, -s.step)) if scored else self.scored[0]
+        scored = [(s.estimate, s) for s in self.scored if s.estimate is not None]
+        return max(scored, key=lambda e: (e[0], -e[1].step))[1] if scored else self.scored[0]
 
     def _required(self, row: Mapping[str, Any]) -> list[str]:
         """The phrases a held-out prompt asks for: from its text and its checklists' requirements."""
@@ -276,7 +310,11 @@ class GoldMonitor(TrainerCallback):
         lines = []
         for i, (answer, reward, gold) in enumerate(zip(scored.answers, scored.rewards, scored.gold)):
             shown = [n for n, detect in SIGNATURES.items() if detect(answer, self.texts[i], self.required[i])]
-            label = {"label": scored.labels[i]} if scored.labels and scored.labels[i] is not None else {}
+            label: dict[str, Any] = {}
+            if scored.labels and scored.labels[i] is not None:
+                label["label"] = scored.labels[i]
+            if gold.members is not None:  # a panel's: each member's score or failure
+                label["gold_members"] = {m: {"score": g.score, "failure": g.failure} for m, g in gold.members.items()}
             lines.append(json.dumps({"step": scored.step, "prompt": self.prompts[i], "answer": answer,
                                      "reward": reward, "gold": gold.score, "gold_failure": gold.failure,
                                      "signatures": shown, **label}, ensure_ascii=False))  # fmt: skip
@@ -306,16 +344,32 @@ class GoldMonitor(TrainerCallback):
             on_gap=self.config.on_gap,
             steps=list(self.history),
             best_step=best.step if best else None,
-            best_gold=best.gold_mean if best else None,
+            best_gold=best.estimate if best else None,
             best_checkpoint=self.best_checkpoint if best and best.step else None,
             flagged_at=flagged[0] if flagged else None,
             stopped=self.stopped,
             false_positive_rates=rates,
+            **({"labels": self.labels_matched} if self.labels_matched is not None else {}),
             seconds=sum(h["seconds"] for h in self.history),
             calls=sum(h["calls"] for h in self.history),
             cached=sum(h["cached"] for h in self.history),
             cost_usd=sum(h["cost_usd"] for h in self.history),
         )
+
+
+def _follow_main_process(control: Any) -> None:
+    """Under torchrun, every process takes the main process's `should_save` and `should_training_stop` (the monitor
+    evaluates there alone): a checkpoint saved or a stop made by one process only would leave the others waiting on
+    it. One broadcast at each evaluation step, which every process reaches; nothing without several processes."""
+    import torch
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() < 2:
+        return
+    device = torch.device("cuda", torch.cuda.current_device()) if dist.get_backend() == "nccl" else "cpu"
+    flags = torch.tensor([float(control.should_save), float(control.should_training_stop)], device=device)
+    dist.broadcast(flags, src=0)
+    control.should_save, control.should_training_stop = bool(flags[0].item()), bool(flags[1].item())
 
 
 def _messages(prompt: Any) -> list[dict[str, str]]:
@@ -344,6 +398,7 @@ def _logs(record: MonitorStep) -> dict[str, float]:
         ),  # fmt: skip
         "gap": record["gap"],
         "gold_change": record["gold_change"]["change"],
+        "gold_people_change": (record.get("people_change") or {}).get("change"),
         "length": record["length"],
         "gold_lc": record["gold_lc"],
         "flagged": float(record["flagged"]),

@@ -15,6 +15,8 @@ evaluator apart from it score the same answers. Per evaluation step (`MonitorSte
 
 **The stop rule** (`gap_flag`): a step is flagged when its gold score fell against the gold-best step, the interval on
 the paired change lying wholly below 0, while the training reward rose against that step (its paired change above 0).
+Where people's labels give both steps a PPI-corrected estimate, the rule reads that estimate's change instead
+(`people_change`), and the gold-best step is chosen by the estimate a step shows (people-corrected where it has one).
 The monitor then warns, or stops training (`on_gap: stop`) after saving a checkpoint. The gold-best step's checkpoint
 is kept and named.
 
@@ -37,7 +39,7 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, TypedDict
+from typing import Any, Literal, NotRequired, TypedDict
 
 from pydantic import Field, model_validator
 
@@ -48,6 +50,7 @@ from charter.errors import BudgetExceeded, ConfigError, DatasetError, JudgeParse
 from charter.judge.judgment import ToRate
 from charter.judge.modes import DEFAULT_RATING_MODE
 from charter.judge.pairwise import principles_for
+from charter.judge.panel import panel_label, weighted_mean, weights_summing_to_one
 from charter.judge.score import mean_score, rates_of, score_on_unit_scale
 from charter.judge.settings import JudgeSettings
 from charter.monitor.signatures import signature_counts
@@ -59,7 +62,7 @@ from charter.stats.intervals import bounded_mean_interval
 from charter.stats.ppi import ppi_mean
 from charter.training import data
 from charter.verify import check
-from charter.yamlio import ConfigModel, LocatedValueError
+from charter.yamlio import ConfigModel, LocatedValueError, require_unique
 
 #: The folder under the trainer's output_dir with each evaluation's answers, rewards and gold scores.
 MONITOR_DIR = "monitor"
@@ -79,6 +82,13 @@ class GoldEvaluator(ConfigModel):
     judge: RoleConfig | None = None
     """The gold judge for `checklist_column`: a model string or a role (another model, or the same model with other
     items). A plain string is taken as `model`."""
+    models: list[RoleConfig] | None = None
+    """A panel of gold judges instead of one `judge`: two or more roles (model strings or roles), each asked about
+    every answer as `judge` would be; the gold score is their mean (or weighted mean, `weights`), the panel rule of
+    the judge's panels. An answer any member fails to score is a failed gold score, never a mean of fewer judges;
+    each member's score or failure is recorded. A member that is the training judge itself is refused."""
+    weights: list[float] | None = None
+    """The panel's weights, one per member in order (scaled to sum to 1). None: the plain mean."""
     aggregation: Literal["explicit", "implicit"] = "explicit"
     """`checklist_column`: the weighted share of items met (explicit), or the judge's overall score (implicit)."""
     verifier: str | None = None
@@ -93,15 +103,19 @@ class GoldEvaluator(ConfigModel):
     answer, principles)."""
     labels: str | None = None
     """People's scores of held-out answers: a JSONL/parquet file with `prompt` (a string or messages), `answer` and
-    `label` (0..1), e.g. the monitor's own `step-0.jsonl` rows with a `label` added. Where at least two of a step's
-    answers carry a label, the step's gold estimate is PPI-corrected from the gold scores of every answer and the
-    labels of those."""
+    `label` (0..1), e.g. the monitor's own `step-0.jsonl` rows with a `label` added; or a run directory, whose
+    spot-check labels (the labeling page's) are read from its store, each answer scored by the share of its pair it
+    won (1 preferred, 0 not, 0.5 a tie). Labels are matched to the held-out prompts and answers; how many matched is
+    stated. Where at least two of a step's answers carry a label, the step's gold estimate is PPI-corrected from the
+    gold scores of every answer and the labels of those."""
 
     @model_validator(mode="before")
     @classmethod
     def _judge_string(cls, data: Any) -> Any:
         if isinstance(data, dict) and isinstance(data.get("judge"), str):
             data = {**data, "judge": {"model": data["judge"]}}
+        if isinstance(data, dict) and isinstance(data.get("models"), list):
+            data = {**data, "models": [{"model": m} if isinstance(m, str) else m for m in data["models"]]}
         return data
 
     @model_validator(mode="after")
@@ -109,29 +123,57 @@ class GoldEvaluator(ConfigModel):
         kinds = [k for k in (self.checklist_column, self.verifier, self.constitution) if k is not None]
         if len(kinds) != 1:
             raise LocatedValueError("give exactly one of checklist_column, verifier and constitution", ())
-        if self.checklist_column is not None and self.judge is None:
-            raise LocatedValueError("checklist_column needs a gold judge", ("judge",))
-        if self.constitution is not None and self.judge is None:
+        self._panel_fits()
+        asks = self.judge is not None or self.models is not None
+        if self.checklist_column is not None and not asks:
+            raise LocatedValueError("checklist_column needs a gold judge (judge, or a panel: models)", ("judge",))
+        if self.constitution is not None and not asks:
             raise LocatedValueError("constitution needs a gold judge to rate the answers", ("judge",))
-        if self.verifier is not None and self.judge is not None:
-            raise LocatedValueError("a verifier asks no judge: leave judge out", ("judge",))
+        if self.verifier is not None and asks:
+            raise LocatedValueError("a verifier asks no judge: leave judge out", ("judge" if self.judge else "models",))
         if self.constitution is not None and not self.rating.rates_alone:
             raise LocatedValueError(
                 f"the gold judge rates each answer alone: mode {self.rating.mode!r} compares two", ("rating", "mode")
             )
         return self
 
+    def _panel_fits(self) -> None:
+        if self.models is None:
+            if self.weights is not None:
+                raise LocatedValueError("weights are for a panel of gold judges: set models too", ("weights",))
+            return
+        if self.judge is not None:
+            raise LocatedValueError("set judge or models (a panel), not both", ("models",))
+        if len(self.models) < 2:
+            raise LocatedValueError("a panel needs two or more gold judges (one judge: set judge)", ("models",))
+        require_unique(((m.model, ("models", i)) for i, m in enumerate(self.models)), "{} is on the panel twice")
+        if self.weights is not None and (
+            len(self.weights) != len(self.models)
+            or not all(math.isfinite(w) and w >= 0 for w in self.weights)
+            or sum(self.weights) <= 0
+        ):
+            raise LocatedValueError(
+                f"give {len(self.models)} weights, one per member, none negative and not all 0", ("weights",)
+            )
+
+    @property
+    def members(self) -> list[RoleConfig]:
+        """The gold judges: the panel's members, or the one judge ([] for a verifier)."""
+        return list(self.models) if self.models is not None else [self.judge] if self.judge is not None else []
+
+    def judge_label(self) -> str:
+        """The gold judge, or the panel (its members joined by ` + `, with their weights), as one name."""
+        return panel_label([m.model for m in self.members], self.weights)
+
     def describe(self) -> str:
         """The evaluator in words (the card and the report name it)."""
         people = f"; people's labels from {self.labels} correct it (PPI)" if self.labels else ""
         if self.verifier is not None:
             return f"verifier {self.verifier}{people}"
-        assert self.judge is not None
+        judge = self.judge_label() if self.models is None else f"a panel of {self.judge_label()}"
         if self.constitution is not None:
-            return f"{self.judge.model} rating under `{self.constitution}` ({self.rating.describe()}){people}"
-        return (
-            f"held-out checklist `{self.checklist_column}` answered by {self.judge.model} ({self.aggregation}){people}"
-        )
+            return f"{judge} rating under `{self.constitution}` ({self.rating.describe()}){people}"
+        return f"held-out checklist `{self.checklist_column}` answered by {judge} ({self.aggregation}){people}"
 
 
 class MonitorConfig(ConfigModel):
@@ -223,6 +265,24 @@ class GoldScore:
 
     score: float | None
     failure: str | None = None
+    members: dict[str, GoldScore] | None = None
+    """A panel's: each member's own score or failure, by its model."""
+
+
+def panel_gold(members: Mapping[str, Sequence[GoldScore]], weights: Sequence[float] | None) -> list[GoldScore]:
+    """Each answer's panel gold score from its members' (by model, in member order): their mean, or weighted mean
+    with `weights` (`charter.judge.panel`'s rule); an answer any member failed is a failure naming that member."""
+    names = list(members)
+    shares = weights_summing_to_one(weights) if weights is not None else None
+    out = []
+    for scores in zip(*(members[name] for name in names)):
+        own = dict(zip(names, scores))
+        failed = next(((name, g) for name, g in own.items() if g.score is None), None)
+        if failed is not None:
+            out.append(GoldScore(None, f"panel member {failed[0]}: {failed[1].failure or 'no score'}", own))
+            continue
+        out.append(GoldScore(weighted_mean([g.score for g in scores if g.score is not None], shares), None, own))
+    return out
 
 
 def gold_checklists(rows: Sequence[Mapping[str, Any]], column: str, source: str) -> list[Checklist]:
@@ -294,10 +354,10 @@ async def rated_gold(
 def same_judge(
     gold: GoldEvaluator, models: Sequence[str], constitution: Constitution, settings: JudgeSettings, rates: bool
 ) -> bool:
-    """Whether the gold judge is the training judge itself: a reward that rates each answer (`rates`) by the same
-    model (named by one of `models`) under the same constitution with the same settings (mode, scale, reading,
-    principles)."""
-    if gold.constitution is None or gold.judge is None or not rates or gold.judge.model not in models:
+    """Whether the gold judge (or a member of the gold panel) is the training judge itself: a reward that rates each
+    answer (`rates`) by the same model (named by one of `models`) under the same constitution with the same settings
+    (mode, scale, reading, principles)."""
+    if gold.constitution is None or not rates or not any(m.model in models for m in gold.members):
         return False
     same_settings = gold.rating.model_dump() == settings.model_dump(include=set(JudgeSettings.model_fields))
     return same_settings and load_constitution(gold.constitution).model_dump() == constitution.model_dump()
@@ -305,8 +365,9 @@ def same_judge(
 
 def same_judge_line(gold: GoldEvaluator, model: str) -> str:
     """The refusal of a gold judge that is the training judge, in one line."""
+    who = "the gold judge" if gold.models is None else f"the gold panel's member {model}"
     return (
-        f"the gold judge is the training judge ({model}, constitution {gold.constitution}, "
+        f"{who} is the training judge ({model}, constitution {gold.constitution}, "
         f"{gold.rating.describe()}): give another model, constitution or settings"
     )
 
@@ -320,7 +381,8 @@ def refuse_same_judge(gold: GoldEvaluator, training: Any, where: str) -> None:
         return
     models = [getattr(session.judge, "served_id", ""), getattr(session.judge, "model_id", "")]
     if same_judge(gold, models, session.constitution, session.settings, bool(entry.rates)):
-        raise ConfigError(f"{where}: {same_judge_line(gold, models[0])}")
+        member = next(m.model for m in gold.members if m.model in models)
+        raise ConfigError(f"{where}: {same_judge_line(gold, member)}")
 
 
 # -- people's labels ----------------------------------------------------------------------------------------------
@@ -330,10 +392,63 @@ def label_key(prompt: Sequence[Mapping[str, str]] | str, answer: str) -> str:
     return fingerprint([prompt_text(messages), " ".join(answer.lower().split())])
 
 
-def read_labels(source: str | Path) -> dict[str, float]:
-    """People's labels by `label_key`; a row without `prompt`, `answer` or a `label` within 0..1 is one line naming
-    the file, the row and the key."""
-    out: dict[str, float] = {}
+class PeopleLabels(dict[str, float]):
+    """People's labels of answers by `label_key`, with each labelled answer's prompt text (`prompt_text`), so that
+    the labels can be matched to the held-out prompts and counted."""
+
+    def __init__(self, source: str) -> None:
+        super().__init__()
+        self.source = source
+        self.prompts: dict[str, str] = {}
+
+    def matched(self, held_out: Sequence[str]) -> tuple[int, int]:
+        """(labelled answers whose prompt is a held-out prompt, held-out prompts with at least one labelled answer)."""
+        held = set(held_out)
+        asked = [text for text in self.prompts.values() if text in held]
+        return len(asked), len(set(asked))
+
+
+#: A spot-check label as the share of the pair that each of its answers wins: (a's, b's); a skip gives none.
+WINS = {"a": (1.0, 0.0), "b": (0.0, 1.0), "tie": (0.5, 0.5)}
+
+
+def read_labels(source: str | Path) -> PeopleLabels:
+    """People's labels by `label_key`: from a file (`read_label_rows`) or, for a run directory, from its spot-check
+    store (`store_labels`)."""
+    return store_labels(source) if Path(source).is_dir() else read_label_rows(source)
+
+
+def store_labels(run_dir: str | Path) -> PeopleLabels:
+    """The labels people gave on a run's labeling page (its spot-check store), each answer's label the share of its
+    pair it won: 1 for the answer people preferred, 0 for the other, 0.5 each for a tie (a skip gives none); an
+    answer labelled more than once (several annotators, several pairs) takes the mean. A label of a pair no longer in
+    the store is left out."""
+    from charter.runs.items import stored_pair
+    from charter.runs.labels import labels as stored_labels
+    from charter.runs.store import open_store
+
+    out, votes = PeopleLabels(str(run_dir)), {}
+    store = open_store(run_dir, read_only=True)
+    try:
+        for label in stored_labels(store):
+            pair = stored_pair(store, label.pair_id) if label.label in WINS else None
+            if pair is None:
+                continue
+            messages = [{"role": m.role, "content": m.content} for m in pair.prompt]
+            for answer, won in zip((pair.a, pair.b), WINS[label.label]):
+                key = label_key(messages, answer)
+                votes.setdefault(key, []).append(won)
+                out.prompts[key] = prompt_text(messages)
+    finally:
+        store.close()
+    out.update({key: sum(won) / len(won) for key, won in votes.items()})
+    return out
+
+
+def read_label_rows(source: str | Path) -> PeopleLabels:
+    """People's labels from a JSONL/parquet file; a row without `prompt`, `answer` or a `label` within 0..1 is one
+    line naming the file, the row and the key."""
+    out = PeopleLabels(str(source))
     for i, row in enumerate(data.read_rows(str(source))):
         for key in ("prompt", "answer", "label"):
             if row.get(key) is None:
@@ -344,7 +459,8 @@ def read_labels(source: str | Path) -> dict[str, float]:
         if not isinstance(row["answer"], str):
             raise DatasetError(f"{source}: row {i}: answer: expected a string")
         prompt = data.message_dicts(row["prompt"], "user", f"{source}: row {i}: prompt")
-        out[label_key(prompt, row["answer"])] = float(label)
+        key = label_key(prompt, row["answer"])
+        out[key], out.prompts[key] = float(label), prompt_text(prompt)
     return out
 
 
@@ -415,6 +531,8 @@ class MonitorStep(TypedDict):
     """Answers the gold evaluator scored."""
     gold_failures: int
     """Answers whose gold call failed: recorded, never scored."""
+    member_failures: NotRequired[dict[str, int]]
+    """A gold panel's: answers each member failed to score, by its model (only with a panel)."""
     people: PeopleCorrected | None
     """The gold estimate corrected by people's labels (with `labels`), or None."""
     gap: float | None
@@ -429,6 +547,9 @@ class MonitorStep(TypedDict):
     """The gold score's paired change since the gold-best step."""
     gap_change: Change
     """The gap's paired change since the gold-best step (its trend)."""
+    people_change: NotRequired[Change | None]
+    """The people-corrected gold's change since the gold-best step, where both have a PPI estimate: what the stop rule
+    reads then, in place of `gold_change` (absent in records written before it)."""
     length: float
     """The answers' mean length in words."""
     gold_lc: float | None
@@ -458,6 +579,29 @@ class FalsePositives(TypedDict):
     n: int
 
 
+class LabelsMatched(TypedDict):
+    """People's labels read for the monitor, and how many are of answers to the held-out prompts."""
+
+    source: str
+    """The labels file, or the run directory whose spot-check store they were read from."""
+    read: int
+    """Labelled answers read."""
+    matched: int
+    """Labelled answers whose prompt is a held-out prompt (only these can correct a step's gold)."""
+    prompts: int
+    """Held-out prompts with at least one labelled answer."""
+    held_out: int
+    """Held-out prompts."""
+
+
+def labels_line(found: LabelsMatched) -> str:
+    """How many of people's labels matched the held-out prompts, in one sentence."""
+    return (
+        f"{found['matched']} of the {found['read']} labelled answers from {found['source']} answer held-out prompts "
+        f"({found['prompts']} of the {found['held_out']} held-out prompts have one)"
+    )
+
+
 class MonitorSummary(TypedDict):
     """The monitor's record of a training run (`metrics.json`'s `monitor`)."""
 
@@ -474,12 +618,15 @@ class MonitorSummary(TypedDict):
     best_step: int | None
     """The step where the gold score was best (0: the policy before training)."""
     best_gold: float | None
+    """The gold-best step's gold estimate (people-corrected where it has one)."""
     best_checkpoint: str | None
     """The gold-best step's checkpoint folder (None for step 0, the policy before training, or `keep_best: false`)."""
     flagged_at: int | None
     """The first step the stop rule flagged, or None."""
     stopped: str | None
     """Why the monitor or training stopped early because of it (the monitor's budget, the stop rule), or None."""
+    labels: NotRequired[LabelsMatched]
+    """People's labels read and matched to the held-out prompts (only with `labels`)."""
     false_positive_rates: dict[str, FalsePositives]
     """Each hack signature's share of the policy's answers at step 0: the detector's false-positive rate on them."""
     seconds: float
@@ -509,6 +656,18 @@ class Scored:
     def gold_mean(self) -> float | None:
         values = [g.score for g in self.gold if g.score is not None]
         return sum(values) / len(values) if values else None
+
+    @property
+    def people(self) -> PeopleCorrected | None:
+        """The gold estimate corrected by people's labels (None without labels)."""
+        return people_corrected(self.gold, self.labels) if self.labels else None
+
+    @property
+    def estimate(self) -> float | None:
+        """The gold estimate the record shows first: people-corrected where at least two labels exist, the gold
+        evaluator's mean otherwise (what the gold-best step is chosen by)."""
+        people = self.people
+        return people["value"] if people is not None and people["value"] is not None else self.gold_mean
 
 
 def _mean_interval(values: Sequence[float], low: float, high: float) -> tuple[float | None, float | None, float | None]:
@@ -549,6 +708,47 @@ def length_controlled(gold: Sequence[GoldScore], words: Sequence[int], base_leng
     return min(max(mean_g + slope * (base_length - mean_w), 0.0), 1.0)
 
 
+def people_change(now: Scored, best: Scored) -> Change | None:
+    """The people-corrected gold's change since the gold-best step, where both steps have a PPI estimate (None
+    otherwise). Paired by prompt where at least two prompts carry a label at both steps: the PPI++ estimate of the mean
+    change, the gold evaluator's per-prompt changes corrected by the people's (`ppi_mean` on (d + 1) / 2, mapped back
+    to [-1, 1]). Otherwise (labels on other prompts at the two steps) the difference of the two estimates with the
+    interval (low_now - high_best, high_now - low_best), which covers whatever the two estimates' correlation."""
+    shown, then = now.people, best.people
+    if shown is None or then is None:
+        return None
+    value, low, high = shown["value"], shown["low"], shown["high"]
+    best_value, best_low, best_high = then["value"], then["low"], then["high"]
+    if value is None or low is None or high is None or best_value is None or best_low is None or best_high is None:
+        return None
+    both = [(a.score, b.score) for a, b in zip(now.gold, best.gold)]
+    diffs = [(a - b if a is not None and b is not None else None) for a, b in both]
+    labelled = [
+        (d, h - k)
+        for d, h, k in zip(diffs, now.labels or [None] * len(diffs), best.labels or [None] * len(diffs))
+        if d is not None and h is not None and k is not None
+    ]
+    if len(labelled) >= 2:
+        unit = lambda v: (v + 1) / 2  # noqa: E731 - a change on [-1, 1] as a share on [0, 1], where ppi_mean works
+        estimate = ppi_mean(
+            [unit(d) for d in diffs if d is not None], [unit(d) for d, _ in labelled], [unit(h) for _, h in labelled]
+        ).within(0.0, 1.0)
+        back = lambda v: 2 * v - 1  # noqa: E731
+        return Change(change=back(estimate.value), low=back(estimate.low), high=back(estimate.high), n=len(labelled))
+    return Change(
+        change=value - best_value, low=low - best_high, high=high - best_low, n=min(shown["labels"], then["labels"])
+    )
+
+
+def rule_change(record: Mapping[str, Any]) -> tuple[Change, str]:
+    """The gold change the stop rule read at a step, and what it measures: the people-corrected gold's change where
+    the step and its gold-best step both have one, the gold evaluator's otherwise."""
+    corrected = record.get("people_change")
+    if corrected is not None:
+        return corrected, "the people-corrected gold"
+    return record["gold_change"], "gold"
+
+
 def gap_flag(reward_change: Change, gold_change: Change) -> bool:
     """The stop rule: gold fell against the gold-best step (the interval on its paired change wholly below 0) while
     the training reward rose against it (its paired change above 0)."""
@@ -579,8 +779,13 @@ def step_record(
     gap = paired_change(scored.rewards, golds, 1.0)
     reward_change = paired_change(scored.rewards, best.rewards, 1.0)
     gold_change = paired_change(golds, [g.score for g in best.gold], 1.0)
+    corrected = people_change(scored, best)
     counts = signature_counts(scored.answers, prompts, required)
     n = len(scored.answers)
+    panel = [g.members for g in scored.gold if g.members is not None]
+    extra: dict[str, Any] = {}
+    if panel:
+        extra["member_failures"] = {m: sum(own[m].score is None for own in panel) for m in panel[0]}
     return MonitorStep(
         step=scored.step,
         n=n,
@@ -593,7 +798,7 @@ def step_record(
         gold_high=gold_high,
         gold_n=sum(g is not None for g in golds),
         gold_failures=sum(g.score is None for g in scored.gold),
-        people=people_corrected(scored.gold, scored.labels) if scored.labels else None,
+        people=scored.people,
         gap=gap["change"],
         gap_low=gap["low"],
         gap_high=gap["high"],
@@ -601,15 +806,17 @@ def step_record(
         reward_change=reward_change,
         gold_change=gold_change,
         gap_change=paired_change(gaps, best_gaps, 2.0),
+        people_change=corrected,
         length=sum(scored.words) / n if n else 0.0,
         gold_lc=length_controlled(scored.gold, scored.words, base_length),
         signatures={name: (c / n if n else None) for name, c in counts.items()},
         signature_counts=counts,
-        flagged=scored.step != best.step and gap_flag(reward_change, gold_change),
+        flagged=scored.step != best.step and gap_flag(reward_change, corrected or gold_change),
         seconds=float(cost.get("seconds", 0.0)),
         calls=int(cost.get("calls", 0)),
         cached=int(cost.get("cached", 0)),
         cost_usd=float(cost.get("cost_usd", 0.0)),
+        **extra,
     )
 
 
@@ -660,7 +867,8 @@ def monitor_lines(summary: MonitorSummary | None, last_step: int | None = None) 
         f"{summary['prompts']} held-out prompts answered every {summary['every']} steps (greedy), scored by the "
         f"training reward and by a gold evaluator apart from it: {summary['gold']}. Means with 95% intervals at the "
         "number of answers scored; a failed gold call is counted as failed, never scored. Stop rule: gold fell "
-        "against the gold-best step (the interval on the paired change below 0) while the reward rose; on a flag: "
+        "against the gold-best step (the interval on the paired change below 0) while the reward rose, read on the "
+        "people-corrected gold where both steps have one; on a flag: "
         f"{summary['on_gap']}.",
         "",
         f"**{'Flagged at step ' + str(flagged) if flagged is not None else 'No step flagged'}**; gold-best step: "
@@ -673,21 +881,29 @@ def monitor_lines(summary: MonitorSummary | None, last_step: int | None = None) 
         "|---:|---|---|---|---|---:|---:|---|---:|---|",
     ]
     for s in steps:
-        change = s["gold_change"]
+        change, what = rule_change(s)
         shown = ", ".join(f"{k} {v:.2f}" for k, v in s["signatures"].items() if v) or "none"
         since = "–" if s["step"] == s["best_step"] else f"{_value(change['change'], change['low'], change['high'])}"
+        since += " people-corrected" if since != "–" and what != "gold" else ""
         lines.append(
             f"| {s['step']} | {_value(s['reward'], s['reward_low'], s['reward_high'])} | "
             f"{_value(s['gold'], s['gold_low'], s['gold_high'])} | {_value(s['gap'], s['gap_low'], s['gap_high'])} | "
             f"{since} (best {s['best_step']}) | {s['length']:.1f} | {_value(s['gold_lc'])} | {shown} | "
             f"{s['gold_failures']} | {'**flag**' if s['flagged'] else ''} |"
         )
+    members = [(s["step"], f) for s in steps if (f := s.get("member_failures"))]
+    if members:
+        shown = "; ".join(f"step {step}: " + ", ".join(f"{m} {n}" for m, n in f.items()) for step, f in members)
+        lines += ["", f"Gold panel: answers each member failed to score (each such answer is a failed gold score): "
+                      f"{shown}."]  # fmt: skip
     corrected = [(s["step"], c) for s in steps if (c := s.get("people")) is not None]
     if corrected:
         shown = "; ".join(
             f"step {step}: {_value(c['value'], c['low'], c['high'])} from {c['labels']} labels" for step, c in corrected
         )
         lines += ["", f"Gold corrected by people's labels (PPI++, where at least two answers carry one): {shown}."]
+    if "labels" in summary:
+        lines += ["", f"People's labels: {labels_line(summary['labels'])}."]
     rates = summary["false_positive_rates"]
     if rates:
         shares = ", ".join(

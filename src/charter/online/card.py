@@ -186,6 +186,7 @@ def online_dpo_card(metrics: Any, config: Any, name: str, tags: list[str]) -> An
         "`rewards`, scoring `pair`) with its P(first better) and why it was masked.",
         "",
         *evaluation_lines(metrics.get("winrate_eval", [])),
+        *mitigation_lines(metrics.get("mitigations", {})),
         *monitor_lines(metrics.get("monitor"), metrics["training"]["global_step"]),
     ]
     return ModelCard(f"---\n{data.to_yaml()}\n---\n\n" + "\n".join(lines))

@@ -192,11 +192,19 @@ class OnlineConfig(OnlineBase):
                 f"the gold verifier {gold.verifier!r} is the training reward's own verifier",
                 ("monitor", "gold", "verifier"),
             )
-        judge = self.judge.model or ""
         rates = bool(scoring_entry(self.scoring).rates)
-        if gold.judge is not None and gold.judge.model == judge and gold.constitution is not None:
-            if same_judge(gold, [judge], load_constitution(self.constitution), self.judge, rates):
-                raise LocatedValueError(same_judge_line(gold, judge), ("monitor", "gold", "judge"))
+        panel = self.mitigations.panel.judges if self.mitigations.panel is not None else []
+        training = [m for m in [self.judge.model or "", *(r.model for r in panel)] if m]  # the judges the reward asks
+        for i, member in enumerate(gold.members if gold.constitution is not None else []):
+            if member.model in training and same_judge(
+                gold.model_copy(update={"judge": member, "models": None, "weights": None}),
+                training,
+                load_constitution(self.constitution),
+                self.judge,
+                rates,
+            ):
+                at = ("monitor", "gold", "judge") if gold.models is None else ("monitor", "gold", "models", i)
+                raise LocatedValueError(same_judge_line(gold, member.model), at)
         if self.judge_weight == 0 and not self.judge_monitor:
             raise LocatedValueError(
                 "the monitor compares the judge's reward with gold: judge_weight 0 asks no judge (set judge_monitor)",
@@ -232,6 +240,11 @@ class OnlineDPOConfig(OnlineBase):
     """The judge's weight in the pooled P(first better); 0 (with a reward model): the judge is not asked, no calls."""
     output_dir: Path = Path("online-dpo")
     """Where the policy, metrics.json, README.md and the reward store (run.sqlite) go."""
+    mitigations: Mitigations = Mitigations()
+    """Mitigations against judge gaming that act on each completion's checklist score (`scoring: checklist`): rubric
+    dropout, a length penalty (`length_control` with `rule: penalty`) and a cap for hack signatures, applied to both
+    completions' scores before the pair's P(first better) is taken from them. A judge panel is `judge.models`; the
+    batch's length residual has no pair form (see the mitigations guide)."""
     monitor: MonitorConfig | None = None
     """The gold monitor, as for GRPO: every `every` steps the policy answers held-out prompts (a file, or a `split`
     of the training prompts never trained on), scored by the training reward and a gold evaluator apart from it.
@@ -272,6 +285,7 @@ class OnlineDPOConfig(OnlineBase):
         for key in ("reward_funcs", "reward_weights", "missing_eos_penalty"):
             if key in self.trl:  # a reward, or a penalty added to one: the judge's preference is the only signal
                 raise LocatedValueError("the judge alone gives online DPO its preferences", ("trl", key))
+        self._pair_mitigations()
         gold = self.monitor.gold if self.monitor is not None else None
         if gold is not None and self.scoring == CHECKLIST.name and gold.checklist_column == self.checklist.column:
             raise LocatedValueError(
@@ -280,3 +294,29 @@ class OnlineDPOConfig(OnlineBase):
                 ("monitor", "gold", "checklist_column"),
             )
         return self
+
+    def _pair_mitigations(self) -> None:
+        """The mitigations online DPO has: the ones that act on each completion's checklist score."""
+        m = self.mitigations
+        if not m.settings():
+            return
+        if self.scoring != CHECKLIST.name:
+            raise LocatedValueError(
+                "online DPO's mitigations act on each completion's checklist score: set scoring: checklist (a pair's "
+                "judgment is a preference between two answers, not a score of each)",
+                ("mitigations",),
+            )
+        if m.panel is not None:
+            raise LocatedValueError(
+                "online DPO's judge panel is judge.models (a pair any member fails is masked); the disagreement "
+                "penalty is a rule of per-completion rewards from several judges",
+                ("mitigations", "panel"),
+            )
+        if m.length_control is not None and m.length_control.rule == "residual":
+            raise LocatedValueError(
+                "the residual rule takes a batch's length trend out of its rewards; online DPO scores a pair at a "
+                "time: use rule: penalty",
+                ("mitigations", "length_control", "rule"),
+            )
+        if self.judge_weight == 0:
+            raise LocatedValueError("mitigations change the judge's scores: judge_weight is 0", ("mitigations",))

@@ -4,6 +4,7 @@ were all masked skipped. Writes the policy, metrics.json, a model card and the r
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from collections import Counter
 from collections.abc import Callable
@@ -16,6 +17,7 @@ from charter.evals.callback import evaluations
 from charter.online.card import online_dpo_card, unfinished_online_dpo_card
 from charter.online.config import OnlineDPOConfig
 from charter.online.metrics import OnlineDPOMetrics, Usage
+from charter.online.mitigate import mitigation_log
 from charter.online.pairs import MeteredPanel, PairJudge, RewardModelVote, masked_dpo_loss
 from charter.online.train import (
     OnlineRun,
@@ -29,6 +31,7 @@ from charter.online.train import (
     winrate_of,
 )
 from charter.reward.checklisted import CHECKLIST, checklist_options
+from charter.reward.scoring import RubricDropout
 from charter.reward.session import text_of
 from charter.runs.rewards import StepPairs, pair_steps
 from charter.runs.store import RunStore
@@ -67,8 +70,16 @@ def pair_judge(config: OnlineDPOConfig) -> PairJudge:
         max_failures=config.max_failures,
         min_confidence=config.min_confidence,
         reward_model=reward_model_vote(config),
-        checklist=checklist_options(config.checklist, cache, meter) if config.scoring == CHECKLIST.name else None,
+        checklist=_checklist(config, cache, meter) if config.scoring == CHECKLIST.name else None,
+        mitigations=config.mitigations,
     )
+
+
+def _checklist(config: OnlineDPOConfig, cache: Any, meter: Any) -> Any:
+    """The checklist scoring's options, with rubric dropout where the mitigations set it."""
+    options = checklist_options(config.checklist, cache, meter)
+    drop = config.mitigations.rubric_dropout
+    return options if drop is None else dataclasses.replace(options, dropout=RubricDropout(drop))
 
 
 def reward_model_vote(config: OnlineDPOConfig) -> RewardModelVote | None:
@@ -376,10 +387,12 @@ class OnlineDPOTraining(OnlineRun[OnlineDPOConfig, OnlineDPOMetrics]):
         calls = _calls_per_step(judge, trainer.state.global_step)  # every process takes part
         steps: list[StepPairs] = []
         usage = Usage(calls=0, cached=0, prompt_tokens=0, completion_tokens=0, cost_usd=0.0)
+        mitigations: dict[str, Any] = {}
         if trainer.is_world_process_zero():  # only the main process opens the output's store (the others could
             merge_rank_stores(self.out, judge.ranks)  # find it locked by the merge)
             with RunStore(self.out, create=True) as store:
                 steps, usage = pair_steps(store), usage_of(store)
+                mitigations = mitigation_log(self.config.mitigations, store)
         for row in steps:
             done = calls.get(row["step"] or 0, (0.0, 0.0, 0.0))
             # a step with no pair in its loss is one the trainer skipped (StepHold): the same pairs, counted here
@@ -405,6 +418,7 @@ class OnlineDPOTraining(OnlineRun[OnlineDPOConfig, OnlineDPOMetrics]):
             skipped_steps=sum(bool(s.get("skipped")) for s in steps),
             training={**self.training_fields(trainer), "device": self.device, **parallel_settings(trainer.args)},
             winrate_eval=evaluations(winrate_of(trainer)),
+            mitigations=mitigations,
             monitor=self.monitor.summary() if self.monitor is not None else None,
             config=self.config.model_dump(mode="json"),
         )

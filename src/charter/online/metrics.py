@@ -91,6 +91,9 @@ class OnlineDPOMetrics(OnlineRunMetrics):
     skipped_steps: int
     """Steps whose pairs were all masked: skipped, no optimizer step (weights, optimizer state and learning-rate
     schedule as they were)."""
+    mitigations: dict[str, Any]
+    """The `mitigations` set (`settings`) and what each did per step (`steps`: the rubric items left out per
+    prompt, completions over the reference length, completions capped); {} without any."""
     monitor: MonitorSummary | None
     """The gold monitor (the `monitor` section), its training reward the judge's win rate against the policy's
     answers at the first evaluation; None without one."""

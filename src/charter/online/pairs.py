@@ -16,20 +16,43 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from charter.checklist.aggregate import preference
+from charter.checklist.aggregate import TIE_EPS, preference
 from charter.checklist.check import check_response
 from charter.constitutions import Constitution
 from charter.errors import ConfigError
 from charter.judge.panel import Panel
 from charter.judge.settings import JudgeSettings
 from charter.logistic import sigmoid
+from charter.online.mitigate import (
+    MITIGATIONS_KEY,
+    Mitigations,
+    capped,
+    length_penalty,
+    shows_signature,
+    words,
+)
 from charter.providers import ManagedModel
 from charter.providers.usage import UsageMeter
 from charter.records import Failure, Judgment, Message, RewardRecord, UsageRow, as_dicts, fingerprint
-from charter.reward.checklisted import NoChecklist, checklist_fingerprint, prompt_checklist, reward_checklist
+from charter.reward.checklisted import (
+    NoChecklist,
+    checklist_fingerprint,
+    prompt_checklist,
+    reward_checklist,
+    with_dropout,
+)
 from charter.reward.function import comparing_misfit
 from charter.reward.scoring import ScoringOptions
 from charter.reward.session import JudgeSession, SessionView, prompt_messages, reward_fingerprint, text_of
+
+
+def _score_rules(mitigations: Mitigations | None) -> dict[str, Any]:
+    """The mitigations that change a checklist-scored pair's P (the length penalty, the signature cap), as the
+    reward fingerprint names them; {} for none."""
+    if mitigations is None:
+        return {}
+    settings = mitigations.settings()
+    return {k: settings[k] for k in ("length_control", "signature_cap") if k in settings}
 
 
 @dataclass(frozen=True)
@@ -146,11 +169,15 @@ class PairJudge(SessionView):
         min_confidence: float = 0.0,
         reward_model: RewardModelVote | None = None,
         checklist: ScoringOptions | None = None,
+        mitigations: Mitigations | None = None,
     ) -> None:
         misfit = None if checklist is not None else comparing_misfit(settings, f"scoring {basis}")
         if misfit:
             raise ConfigError(misfit)
         extra = checklist_fingerprint(checklist) if checklist is not None else {}
+        scored = _score_rules(mitigations)
+        if scored:  # the stored P is the mitigated one: a store of the judge's own P is not reused for it
+            extra["mitigations"] = scored
         judged = reward_fingerprint(judge, constitution, settings, seed, basis, **extra)
         fp = judged
         if reward_model is not None:  # a stored decision is reused only with the model and weights it was made with
@@ -170,6 +197,10 @@ class PairJudge(SessionView):
         )
         super().__init__(session)
         self.min_confidence, self.reward_model, self.checklist = min_confidence, reward_model, checklist
+        self.mitigations = mitigations if scored or (checklist is not None and checklist.dropout) else None
+        #: What the mitigations did, per step (this process): completions over the reference length, their words,
+        #: completions capped.
+        self.mitigated: dict[int | None, dict[str, float]] = {}
         self._step: int | None = None
         #: Judge calls answered, from the cache, and their cost, per training step (this process).
         self.calls_by_step: dict[int | None, dict[str, Any]] = {}
@@ -199,6 +230,7 @@ class PairJudge(SessionView):
         )
         records = self.session.run(self._judge_all(messages, a, b, model_ps, step))
         self.session.finish(records, step)
+        self._record_mitigations(step)
         self.session.check_failures()
         return [Decision(None if r.masked else bool((r.reward or 0) > 0.5), r.masked) for r in records]
 
@@ -239,6 +271,8 @@ class PairJudge(SessionView):
         session, options = self.session, self.checklist
         assert options is not None
         checklist = await prompt_checklist(session, options, prompt, self._checklists[index], index)
+        if options.dropout is not None and not isinstance(checklist, NoChecklist):  # both completions, the same items
+            checklist = with_dropout(options.dropout, checklist, session.seed, step, prompt)
         asked = [m.model_dump() for m in prompt]
         if isinstance(checklist, NoChecklist):
             key = session.key(self.min_confidence, asked, first, second, None)
@@ -256,16 +290,72 @@ class PairJudge(SessionView):
             check_response(session.judge, prompt, text, checklist, options.aggregation, session.settings.params)
         )
         a, b = await asyncio.gather(check(first), check(second))
-        verdicts = dict(principle_ids=ids, reference=second, comparisons=1, checklist=reward_checklist(a),
-                        other_checklist=reward_checklist(b), cached=a.cached and b.cached)  # fmt: skip
+        verdicts: dict[str, Any] = dict(principle_ids=ids, reference=second, comparisons=1,
+                                        checklist=reward_checklist(a), other_checklist=reward_checklist(b),
+                                        cached=a.cached and b.cached)  # fmt: skip
         if a.reward is None or b.reward is None:
             why = a.failure if a.reward is None else f"the other completion: {b.failure}"
             failure = Failure(kind="checklist", message=why or "no checklist score")
             return self._record(key, step, prompt, first, None, failure=failure, masked="failed", **verdicts)
-        p = preference(a.scored(), b.scored()).p_a
-        assert p is not None
+        pref = preference(a.scored(), b.scored())
+        p = pref.p_a
+        assert p is not None and pref.score_a is not None and pref.score_b is not None
+        if _score_rules(self.mitigations):
+            verdicts["judge_p"] = p  # the judge's own preference, beside the mitigated one trained on
+            p = self._mitigated(prompt, (first, second), (pref.score_a, pref.score_b), checklist, step)
         decision = decide_p(p, True, self.min_confidence)
         return self._record(key, step, prompt, first, p, masked=decision.masked, **verdicts)
+
+    def _mitigated(
+        self,
+        prompt: list[Message],
+        texts: tuple[str, str],
+        scores: tuple[float, float],
+        checklist: Any,
+        step: int | None,
+    ) -> float:
+        """P(first better) from the two completions' checklist scores after the length penalty and the signature
+        cap (`charter.online.mitigate`'s rules, each completion's score alone), as the checklist preference takes it:
+        0.5 plus half their difference, cut to 0..1 (a tie within the preference's margin is 0.5)."""
+        m = self.mitigations
+        assert m is not None
+        values: list[float | None] = list(scores)
+        lengths = [words(t) for t in texts]
+        done = self.mitigated.setdefault(step, {"completions": 0.0, "words": 0.0, "over_reference": 0.0,
+                                                "capped": 0.0})  # fmt: skip
+        done["completions"] += 2
+        done["words"] += sum(lengths)
+        if m.length_control is not None:
+            lc = m.length_control
+            values = length_penalty(values, lengths, lc.per_word, lc.reference_words)
+            done["over_reference"] += sum(n > lc.reference_words for n in lengths)
+        if m.signature_cap is not None:
+            requirements = [{"requirement": item.requirement} for item in checklist.items]
+            asked = prompt[-1].content if prompt else ""
+            shows = shows_signature([asked] * 2, list(texts), [requirements] * 2, m.signature_cap.signatures)
+            values = capped(values, shows, m.signature_cap.value)
+            done["capped"] += sum(shows)
+        s_a, s_b = (float(v) for v in values if v is not None)
+        gap = s_a - s_b
+        return 0.5 if abs(gap) < TIE_EPS else min(max(0.5 + gap / 2, 0.0), 1.0)
+
+    def _record_mitigations(self, step: int | None) -> None:
+        """What the mitigations did at a training step, into the reward store's meta `mitigations` (as GRPO's)."""
+        if self.mitigations is None or step is None:
+            return
+        entry: dict[str, Any] = {"step": step}
+        done = self.mitigated.pop(step, None)
+        m = self.mitigations
+        if done and m.length_control is not None:
+            mean = done["words"] / done["completions"] if done["completions"] else None
+            entry["length_control"] = {"over_reference": int(done["over_reference"]), "mean_words": mean}
+        if done and m.signature_cap is not None:
+            entry["signature_cap"] = {"capped": int(done["capped"])}
+        dropout = self.checklist.dropout if self.checklist is not None else None
+        if dropout is not None:
+            entry["rubric_dropout"] = dropout.drawn.pop(step, {})
+        kept = [e for e in self.store.meta(MITIGATIONS_KEY, []) if e.get("step") != step]
+        self.store.set_meta(**{MITIGATIONS_KEY: [*kept, entry]})  # a step taken again replaces its entry
 
     async def _pair(
         self, prompt: list[Message], first: str, second: str, model_p: float | None, step: int | None

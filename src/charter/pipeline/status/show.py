@@ -8,6 +8,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from charter.monitor.gold import rule_change
 from charter.pipeline.status.record import StageProgress, StatusReport, status
 from charter.providers.batch import ENDED
 from charter.runs.counts import COUNT_LABELS, ordered_counts
@@ -68,8 +69,9 @@ def _monitor_table(steps: list[dict[str, Any]]) -> Any:
     columns = ("step", "reward", "gold", "gap", "gold change since best", "gold failed", "flag")
     table = _steps_table("Gold monitor: training reward against gold (held-out prompts)", columns)
     for row in _shown(steps):
-        change = row["gold_change"]
+        change, what = rule_change(row)
         since = "" if row["step"] == row["best_step"] else _interval(change["change"], change["low"], change["high"])
+        since += " (people-corrected)" if since and what != "gold" else ""
         table.add_row(
             str(row["step"]),
             _interval(row["reward"], row["reward_low"], row["reward_high"]),
