@@ -61,6 +61,7 @@ def test_win_rate_is_logged_inside_a_dpo_trainer(tmp_path: Path) -> None:
     )
     trainer.train()
     assert sum("win_rate" in logs for logs in seen) == 2  # the reporters (TensorBoard, W&B) see it too
+    assert sum("loss" in logs for logs in seen) == 2  # and the trainer's own log of each step is not lost
     logged = _logged(trainer)
     assert [e["step"] for e in logged] == [1, 2]
     for entry in logged:

@@ -207,8 +207,9 @@ class WinRateCallback(TrainerCallback):
             {**logs, **({f"{self.prefix}_labels_note": note} if note else {}), "step": state.global_step}
         )
         if self.trainer is not None:  # TensorBoard, W&B, ...: the reporters are on_log callbacks
-            handler = self.trainer.callback_handler
-            handler.on_log(args, state, control, logs)
+            should_log = control.should_log  # the handler clears it: the trainer's own log of this step is kept
+            self.trainer.callback_handler.on_log(args, state, control, logs)
+            control.should_log = should_log
 
     # -- the evaluation -------------------------------------------------------------------------------------------
     def evaluate(self, model: Any, tokenizer: Any, step: int, output_dir: str | Path | None = None) -> dict[str, float]:
