@@ -80,8 +80,17 @@ def _fenced_by(nonce: str) -> str:
     )
 
 
-#: Bumped whenever the transcript's layout changes: part of the fingerprint of every judgment that shows one.
+#: Bumped whenever the transcript's layout changes: part of the fingerprint of every judgment that shows one
+#: (`transcript_fingerprint`; format 1, the layout stores were first written with, adds nothing to it).
 TRANSCRIPT_FORMAT = 1
+
+
+def transcript_fingerprint() -> dict[str, int]:
+    """The transcript layout's part of a judgment's fingerprint: empty at format 1, so stores written before the
+    format was counted still resume; `{"transcript_format": N}` once the layout changes."""
+    return {} if TRANSCRIPT_FORMAT == 1 else {"transcript_format": TRANSCRIPT_FORMAT}
+
+
 #: The tags of a transcript: one fence a message, one an action.
 TRANSCRIPT_TAGS = fence_tags("system", "developer", "user", "assistant", "action", "tool-result")
 #: Who each role is in a transcript, and the authority it carries over the assistant.

@@ -233,3 +233,22 @@ def test_the_step_prompts_format_is_in_a_stepwise_judgments_fingerprint_only() -
         assert judge_fingerprint(plain, "m", AGENTS, 0) == before  # the other modes' fingerprints stay as they were
     finally:
         pairwise.STEP_FORMAT = original
+
+
+def test_a_new_transcript_layout_changes_every_fingerprint_that_shows_one(monkeypatch) -> None:
+    import charter.judge_prompt as judge_prompt
+    from charter.constitutions import load_constitution
+    from charter.judge.pairwise import judge_fingerprint
+    from charter.judge.steps import step_fingerprint
+
+    constitution = load_constitution("harmless")
+    ids = [p.id for p in constitution.principles][:1]
+
+    def both() -> tuple[str, str]:
+        step = step_fingerprint(SETTINGS, "scripted:cai", constitution, ids)
+        return step, judge_fingerprint(SETTINGS, "scripted:cai", constitution, 0)
+
+    first = both()
+    monkeypatch.setattr(judge_prompt, "TRANSCRIPT_FORMAT", 2)
+    bumped = both()
+    assert first[0] != bumped[0] and first[1] != bumped[1]

@@ -20,7 +20,7 @@ from charter.judge.compare import COMPARES, comparison_prompt, p_first, same_win
 from charter.judge.judgment import ChecklistCriteria, TierVotes, conflicts, dooms_run
 from charter.judge.settings import JudgeSettings
 from charter.judge.steps import STEP_FORMAT
-from charter.judge_prompt import PROMPT_FORMAT, RATING_FORMAT
+from charter.judge_prompt import PROMPT_FORMAT, RATING_FORMAT, transcript_fingerprint
 from charter.providers.base import ChatModel
 from charter.records import Combined, Failure, Judgment, Pair, fingerprint
 
@@ -54,6 +54,7 @@ def judge_fingerprint(settings: JudgeSettings, model: str, constitution: Constit
         "orders": settings.orders,
         "prompt_format": PROMPT_FORMAT,
         "principles": settings.principles or settings.principles_per_pair,
+        **transcript_fingerprint(),  # a conversation or trajectory is shown as a transcript
     }
     if settings.mode_entry.kind.subject == "step":  # the step prompt's format (mode stepwise)
         data["step_format"] = STEP_FORMAT

@@ -34,7 +34,7 @@ from charter.concurrency import warm_then_fan_out
 from charter.constitutions.schema import Constitution
 from charter.errors import DatasetError, JudgeParseError, ProviderError
 from charter.judge.judgment import JudgeOptions, Kind, Reply, VoteOutcome, ask_until_read, dooms_run, gather_all
-from charter.judge_prompt import agreed, reply_readings, write_transcript
+from charter.judge_prompt import agreed, reply_readings, transcript_fingerprint, write_transcript
 from charter.providers.base import ChatModel, Completion, Messages
 from charter.records import Failure, Judgment, Message, Pair, Record, StepFinding, Vote, fingerprint
 from charter.records.base import user
@@ -262,6 +262,7 @@ def step_fingerprint(
         "step_format": STEP_FORMAT,
         "params": settings.attempt(0).model_dump(mode="json"),
         "max_reasks": settings.max_reasks,
+        **transcript_fingerprint(),
     }
     return fingerprint(data)
 
