@@ -9,6 +9,15 @@ import typer
 from charter.judge.judgment import DEFAULT_COMBINATION
 from charter.judge.modes import DEFAULT_MODE, DEFAULT_RATING
 
+#: The judge options win rate and arena share.
+_JUDGE_MODE = typer.Option(
+    DEFAULT_MODE, help="logprobs, cot, verdict, or stepwise (each answer judged as the next step of its conversation)."
+)
+_PRINCIPLES_PER_PAIR = typer.Option(1, "--principles-per-pair", help="Principles each comparison is judged under.")
+_COMBINE = typer.Option(
+    DEFAULT_COMBINATION, help="How each comparison's principle votes combine: weighted (their mean) or priority."
+)
+
 
 def winrate(
     base: str = typer.Option("local:smollm2-135m-instruct", help="Model before training (model string)."),
@@ -30,16 +39,9 @@ def winrate(
     constitution: str = typer.Option("harmless", help="Constitution name or YAML path."),
     limit: int | None = typer.Option(50, help="Most prompts to use."),
     max_tokens: int = typer.Option(128, help="Most tokens per answer."),
-    judge_mode: str = typer.Option(
-        DEFAULT_MODE,
-        help="logprobs, cot, verdict, or stepwise (each answer judged as the next step of its conversation).",
-    ),
-    principles_per_pair: int = typer.Option(
-        1, "--principles-per-pair", help="Principles each comparison is judged under."
-    ),
-    combine: str = typer.Option(
-        DEFAULT_COMBINATION, help="How each comparison's principle votes combine: weighted (their mean) or priority."
-    ),
+    judge_mode: str = _JUDGE_MODE,
+    principles_per_pair: int = _PRINCIPLES_PER_PAIR,
+    combine: str = _COMBINE,
     run_dir: Path | None = typer.Option(None, "--run-dir", help="Write RUN_DIR/report/winrate.json."),
     out: Path | None = typer.Option(None, "--out", help="Where to write the JSON summary (.md beside it)."),
     human_labels: Path | None = typer.Option(
@@ -134,16 +136,9 @@ def arena(
     out: Path = typer.Option(Path("arena"), "--out", help="Folder for arena.json/.md/.svg and the call cache."),
     reference: str | None = typer.Option(None, help="The model scored 0 (default: the first listed)."),
     constitution: str = typer.Option("harmless", help="Constitution name or YAML path."),
-    judge_mode: str = typer.Option(
-        DEFAULT_MODE,
-        help="logprobs, cot, verdict, or stepwise (each answer judged as the next step of its conversation).",
-    ),
-    principles_per_pair: int = typer.Option(
-        1, "--principles-per-pair", help="Principles each comparison is judged under."
-    ),
-    combine: str = typer.Option(
-        DEFAULT_COMBINATION, help="How each comparison's principle votes combine: weighted (their mean) or priority."
-    ),
+    judge_mode: str = _JUDGE_MODE,
+    principles_per_pair: int = _PRINCIPLES_PER_PAIR,
+    combine: str = _COMBINE,
     per_pair: int | None = typer.Option(None, "--per-pair", help="Prompts each pair is compared on."),
     max_calls: int | None = typer.Option(
         None, "--max-calls", help="Most judge calls (2 per comparison and judge: both orders, each panel member)."
