@@ -26,7 +26,7 @@ from charter.reward.function import (
     scoring_entry,
     with_default_mode,
 )
-from charter.reward.scoring import FIRST_VIOLATION, ChecklistReward, StepReduction, VerifiableReward
+from charter.reward.scoring import ChecklistReward, StepRewards, VerifiableReward
 from charter.training.args import checked_trl_fields, grpo_config, online_dpo_config, rloo_config
 from charter.training.config import LoraSettings, WinRateEvalConfig
 from charter.yamlio import ConfigModel, LocatedValueError
@@ -82,7 +82,7 @@ class OnlineBase(ConfigModel):
         return self
 
 
-class OnlineConfig(OnlineBase):
+class OnlineConfig(OnlineBase, StepRewards):
     """Train a policy online (GRPO or RLOO through TRL) with charter's judge as the reward."""
 
     judge: JudgeConfig = JudgeConfig(mode=DEFAULT_RATING_MODE)
@@ -104,12 +104,6 @@ class OnlineConfig(OnlineBase):
     judge's position bias)."""
     reference_model: RoleConfig | None = None
     """`reference` scoring: the model that answers prompts without a `reference` column (greedy, cached)."""
-    step_reduction: StepReduction = FIRST_VIOLATION.name
-    """`steps` scoring: how the steps' verdicts make a trajectory's one reward: `first_violation` (0 where a step
-    violates a principle, else 1), `mean` (the share of steps that violate none) or `discounted` (their discounted
-    return from the first step, `step_gamma`); the per-step rewards are stored whichever it is."""
-    step_gamma: float = Field(default=0.99, ge=0, le=1)
-    """`steps` scoring with `step_reduction: discounted`: the discount of each later step's reward."""
     judge_weight: float = Field(default=1.0, ge=0)
     """The judge reward's weight in the sum of rewards; 0 (beside a verifier or a reward model): the judge is not
     asked, no calls, unless `judge_monitor`. Online DPO's `judge_weight` is its weight in the pooled P instead."""

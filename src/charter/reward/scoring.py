@@ -193,6 +193,17 @@ def _reductions_enum(schema: dict[str, Any]) -> None:
 StepReduction = Annotated[str, AfterValidator(known_reduction), Field(json_schema_extra=_reductions_enum)]
 
 
+class StepRewards(ConfigModel):
+    """The `steps` scoring's settings, in every config that rewards with it (training, the reward server)."""
+
+    step_reduction: StepReduction = FIRST_VIOLATION.name
+    """`steps` scoring: how the steps' verdicts make a trajectory's one reward: `first_violation` (0 where a step
+    violates a principle, else 1), `mean` (the share of steps that violate none) or `discounted` (their discounted
+    return from the first step, `step_gamma`); the per-step rewards are stored whichever it is."""
+    step_gamma: float = Field(default=0.99, ge=0, le=1)
+    """`steps` scoring with `step_reduction: discounted`: the discount of each later step's reward."""
+
+
 def reduction_of(name: str) -> Reduction:
     """The reduction named `name`; an unknown name is a `ConfigError` listing them."""
     found = REDUCTIONS.get(name)

@@ -13,15 +13,14 @@ from charter.providers.cache import DEFAULT_CACHE
 from charter.providers.config import RoleConfig, check_cap_prices, check_price_keys
 from charter.providers.usage import Budget, Price
 from charter.reward.function import SCORE, Scoring, check_one_judge, check_step_reduction, with_default_mode
-from charter.reward.scoring import FIRST_VIOLATION, ChecklistReward, StepReduction, VerifiableReward
-from charter.yamlio import ConfigModel
+from charter.reward.scoring import ChecklistReward, StepRewards, VerifiableReward
 
 #: Keys of a `charter train grpo` config that only training reads: the server accepts and ignores them, so that one
 #: file configures both.
 TRAINING_ONLY = ("model", "prompts", "trl", "device", "chat_template", "lora", "resume")
 
 
-class ServeConfig(ConfigModel):
+class ServeConfig(StepRewards):
     """Serve the constitutional judge as a reward over HTTP (OpenRLHF's `--reward.remote_url`, NeMo Gym's `/verify`
     and a native endpoint)."""
 
@@ -44,12 +43,6 @@ class ServeConfig(ConfigModel):
     """`rank` scoring: shuffled presentation orders per group, one call each."""
     reference_model: RoleConfig | None = None
     """`reference` scoring: the model that answers prompts without a reference (greedy, cached)."""
-    step_reduction: StepReduction = FIRST_VIOLATION.name
-    """`steps` scoring: how the steps' verdicts make a trajectory's one reward: `first_violation` (0 where a step
-    violates a principle, else 1), `mean` (the share of steps that violate none) or `discounted` (their discounted
-    return from the first step, `step_gamma`); the per-step rewards are stored whichever it is."""
-    step_gamma: float = Field(default=0.99, ge=0, le=1)
-    """`steps` scoring with `step_reduction: discounted`: the discount of each later step's reward."""
     judge_weight: float = Field(default=1.0, ge=0)
     """The judge reward's weight in the sum of rewards."""
     verify: VerifiableReward | None = None
