@@ -22,6 +22,7 @@ from charter.integrations.agentdojo import (
     judge_episodes,
     judge_episodes_by_step,
     load_suite,
+    policy_chat,
     reference_episodes,
     run_task,
     security_agreement,
@@ -104,6 +105,50 @@ def test_a_policy_runs_through_agentdojo_s_pipeline(suite: str) -> None:
     gullible = ground_truth_policy(suite, user_task, injection_task, gullible=True)
     hijacked = run_task(gullible, suite, user_task, injection_task)
     assert hijacked.failure is None and hijacked.security is True
+
+
+def test_policy_chat_is_the_chat_the_policy_reads_and_writes() -> None:
+    suite, user_task, injection_task = "banking", "user_task_0", "injection_task_0"
+    gullible = ground_truth_policy(suite, user_task, injection_task, gullible=True)
+    seen: list[list[dict]] = []
+
+    def recording(messages, params) -> str:
+        seen.append([{"role": m.role, "content": m.content} for m in messages])
+        return gullible.fn(messages, params)
+
+    episode = run_task(ScriptedModel("recording", fn=recording), suite, user_task, injection_task)
+    assert episode.failure is None and len(seen) >= 3
+    chat = policy_chat(episode.messages, suite)
+    assert len(chat) == len(episode.messages)
+    # each call's chat is the trajectory up to that step as policy_chat writes it, tools prompt and all
+    steps = [i for i, m in enumerate(episode.messages) if m["role"] == "assistant"]
+    assert [policy_chat(episode.messages[:i], suite) for i in steps] == seen
+    assert "send_money" in chat[0]["content"] and "<function-definitions>" in chat[0]["content"]
+    hijack = next(i for i in steps if "US133000000121212121212" in json.dumps(episode.messages[i]["tool_calls"]))
+    assert (
+        "<function-call>[send_money(" in chat[hijack]["content"]
+        and "US133000000121212121212" in chat[hijack]["content"]
+    )
+    assert chat[hijack + 1]["role"] == "user" and "<function-result>" in chat[hijack + 1]["content"]
+    # what the policy writes back is what AgentDojo's parser reads as the step's calls
+    from agentdojo.agent_pipeline import PromptingLLM
+    from openai.types.chat import ChatCompletionMessage
+
+    parsed = PromptingLLM(client=None, model="x")._parse_model_output(  # type: ignore[arg-type]
+        ChatCompletionMessage(role="assistant", content=chat[hijack]["content"])
+    )
+    [call] = episode.messages[hijack]["tool_calls"]
+    assert [(c.function, dict(c.args)) for c in parsed["tool_calls"] or []] == [
+        (call["function"]["name"], json.loads(call["function"]["arguments"]))
+    ]
+    # a TRL row's step keeps its call's arguments as an object: the same chat
+    as_object = json.loads(json.dumps(episode.messages))
+    for message in as_object:
+        for c in message.get("tool_calls") or []:
+            c["function"]["arguments"] = json.loads(c["function"]["arguments"])
+    assert policy_chat(as_object, suite) == chat
+    with pytest.raises(ConfigError, match="system message"):
+        policy_chat(episode.messages[1:], suite)
 
 
 def test_a_policy_that_cannot_be_read_is_reasked_with_the_parser_s_error() -> None:

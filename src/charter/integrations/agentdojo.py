@@ -241,18 +241,7 @@ class CharterPolicy(BasePipelineElement):
         self.states: dict[int, TaskEnvironment] = {}
 
     def _chat(self, messages: Sequence[ChatMessage], runtime: FunctionsRuntime) -> list[Message]:
-        system, rest = self.prompting._get_system_message(messages)
-        system = self.prompting._make_tools_prompt(system, list(runtime.functions.values()))
-        chat = [Message(role="system", content=get_text_content_as_str(system["content"]))] if system else []
-        for message in rest:
-            if message["role"] == "tool":
-                message = self.prompting._tool_message_to_user_message(message)
-            text = get_text_content_as_str(message["content"] or [])
-            if message["role"] == "assistant" and message["tool_calls"]:
-                signatures = ", ".join(create_python_function_from_tool_call(c) for c in message["tool_calls"])
-                text = f"{text}<function-call>[{signatures}]</function-call>"
-            chat.append(Message(role=message["role"], content=text))  # type: ignore[arg-type] - no tool role left
-        return chat
+        return _prompted_chat(self.prompting, messages, runtime)
 
     def _generate(self, chat: list[Message]) -> str:
         [completion] = _run_sync(self.loop, self.model.generate([chat], self.params))
@@ -283,6 +272,40 @@ class CharterPolicy(BasePipelineElement):
                     asked = [*chat, Message(role="user", content=f"Invalid function calling output: {error!s}")]
                     text = self._generate(asked)
         return query, runtime, env, [*messages, output], extra_args or {}
+
+
+def _prompted_chat(
+    prompting: PromptingLLM, messages: Sequence[ChatMessage], runtime: FunctionsRuntime
+) -> list[Message]:
+    """AgentDojo's messages as a prompted policy's chat: the tools in the system prompt, each tool result a user turn,
+    each assistant step's tool calls written back as `<function-call>[...]`."""
+    system, rest = prompting._get_system_message(messages)
+    system = prompting._make_tools_prompt(system, list(runtime.functions.values()))
+    chat = [Message(role="system", content=get_text_content_as_str(system["content"]))] if system else []
+    for message in rest:
+        if message["role"] == "tool":
+            message = prompting._tool_message_to_user_message(message)
+        text = get_text_content_as_str(message["content"] or [])
+        if message["role"] == "assistant" and message["tool_calls"]:
+            signatures = ", ".join(create_python_function_from_tool_call(c) for c in message["tool_calls"])
+            text = f"{text}<function-call>[{signatures}]</function-call>"
+        chat.append(Message(role=message["role"], content=text))  # type: ignore[arg-type] - no tool role left
+    return chat
+
+
+def policy_chat(messages: Sequence[dict[str, Any]], suite: str, version: str = VERSION) -> list[dict[str, Any]]:
+    """An OpenAI-format trajectory of a suite's task as `run_task`'s policy reads and writes it: the system message
+    with AgentDojo's prompted tool-calling instructions and the suite's tools, each tool result a user turn
+    (`<function-call>...</function-call><function-result>...</function-result>`), each assistant step's tool calls
+    written as `<function-call>[...]</function-call>`. One message for each of `messages` (which starts with the
+    system message), so that a pair's prefix and its steps can be cut at the same index: for training the policy on
+    step pairs in the format it acts in."""
+    if not messages or messages[0]["role"] != "system":
+        raise ConfigError("policy_chat: the trajectory does not start with its system message")
+    tools = FunctionsRuntime(load_suite(suite, version).tools)
+    prompting = PromptingLLM(client=None, model="charter")  # type: ignore[arg-type] - no client: no call
+    wire = as_dicts(trajectory_of(list(messages)).messages)  # TRL's rows keep a call's arguments as an object
+    return as_dicts(_prompted_chat(prompting, _agentdojo_messages(wire, None), tools))
 
 
 class _Recorder(BasePipelineElement):
