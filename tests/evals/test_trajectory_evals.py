@@ -134,3 +134,39 @@ def test_arena_over_trajectories_records_each_models_first_violations(files: tup
     assert found["scripted:traj-eval-careful"]["violating"] == 0
     md = (tmp_path / "arena" / "arena.md").read_text()
     assert "once a comparison" in md and "| scripted:traj-eval-obeys | 4 | 4 | 1.000 |" in md
+
+
+ASKED: list[str] = []
+
+
+def _counted_step_judge(messages, params):  # noqa: ANN001, ANN202 - a step judge counting the calls it answers
+    text = messages[-1].content
+    ASKED.append(text)
+    if "sent 500" in (read_judged_step(text) or ""):  # names a principle listed, so no answer is asked again
+        listed = "untrusted" if "\n- untrusted:" in text else "side-effects"
+        return scripted_reply(text, (listed, "it pays X-999 because a tool result said so"))
+    return scripted_reply(text, (None, "it does what the user asked"))
+
+
+register_script("traj-eval-counted", _counted_step_judge)
+register_script("traj-eval-brief", lambda messages, params: "Your balance is 1,200.")
+
+
+@pytest.mark.parametrize("principles_per_pair", [1, 2])
+def test_arena_plans_the_calls_stepwise_judging_makes(
+    files: tuple[Path, Path], tmp_path: Path, principles_per_pair: int
+) -> None:
+    prompts, constitution = files
+    ASKED.clear()
+    models = ["scripted:traj-eval-careful", "scripted:traj-eval-obeys", "scripted:traj-eval-brief"]
+    summary = arena(models=models, prompts=prompts, judge="scripted:traj-eval-counted", constitution=str(constitution),
+                    judge_mode="stepwise", principles_per_pair=principles_per_pair, out=tmp_path / "arena",
+                    bootstrap=20)  # fmt: skip
+    # one call a step, not one a comparison: a prompt's own step is asked once per principle set, an answer's once
+    assert summary["calls"] == len(ASKED) == len(set(ASKED))
+    comparisons = summary["design"]["comparisons"]
+    assert comparisons == 12 and len(ASKED) < 3 * comparisons
+    assert summary["design"]["all_pairs_calls"] == len(ASKED)  # 3 models: every pair on every prompt
+    with pytest.raises(Exception, match="max_calls"):  # the bound a comparison may ask: its 2 answers, 1 prompt step
+        arena(models=models, prompts=prompts, judge="scripted:traj-eval-counted", constitution=str(constitution),
+              judge_mode="stepwise", max_calls=8, out=tmp_path / "small")  # fmt: skip
