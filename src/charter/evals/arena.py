@@ -20,6 +20,7 @@ from charter.evals.winrate import (
     ChecklistAggregation,
     ChecklistColumn,
     Scoring,
+    conversation_id,
     first_violation_lines,
     first_violations,
     judges_steps,
@@ -175,19 +176,46 @@ def model_name(spec: str) -> str:
     return path.stem if path else spec
 
 
-def read_answers(path: Path, prompts: list[list[dict[str, str]]]) -> list[str]:
-    """An answer file's answers in the order of the prompts, matched on the prompt's last message."""
-    by_prompt = {}
-    for n, row in enumerate(data.read_rows(str(path)), 1):
-        prompt, answer = row.get("prompt"), row.get("answer")
-        if not isinstance(answer, str) or prompt is None:
+def read_answers(path: Path, prompts: list[list[dict[str, Any]]]) -> list[str]:
+    """An answer file's answers in the order of the prompts, matched on the prompt's whole conversation (a row's
+    `prompt` as messages, or its `prompt_id`); a row whose prompt is one text matches the prompt of that one user
+    message, else the one prompt ending in that message."""
+    rows = [(n, row) for n, row in enumerate(data.read_rows(str(path)), 1)]
+    for n, row in rows:
+        if not isinstance(row.get("answer"), str) or row.get("prompt") is None:
             raise DatasetError(f"{path}: row {n}: needs prompt and answer (a string)")
-        last = prompt if isinstance(prompt, str) else data.message_dicts(prompt, "user", f"{path}: row {n}")[-1]
-        by_prompt[last if isinstance(last, str) else last["content"]] = answer
-    missing = [p[-1]["content"] for p in prompts if p[-1]["content"] not in by_prompt]
+    found = prompt_matches(path, [(n, row, row["answer"]) for n, row in rows], prompts)
+    missing = [p[-1]["content"] for k, p in enumerate(prompts) if k not in found]
     if missing:
         raise DatasetError(f"{path}: no answer to {len(missing)} prompts, the first: {missing[0][:60]!r}")
-    return [by_prompt[p[-1]["content"]] for p in prompts]
+    return [found[k] for k in range(len(prompts))]
+
+
+def prompt_matches(path: Path, rows: list[tuple[int, dict, Any]], prompts: list[list[dict[str, Any]]]) -> dict:
+    """prompt index -> the value of the row naming that prompt, for (row number, row, value) rows: by `prompt_id`
+    (a conversation's identity), by `prompt` given as messages (the whole conversation), or by `prompt` given as one
+    text (the prompt of that one user message, else the one prompt ending in it; two prompts ending in it is an
+    error naming the row, never a guess)."""
+    ids = {conversation_id(p): k for k, p in enumerate(prompts)}
+    ends: dict[str, list[int]] = {}
+    for k, p in enumerate(prompts):
+        ends.setdefault(p[-1]["content"], []).append(k)
+    found = {}
+    for n, row, value in rows:
+        prompt, given = row.get("prompt"), row.get("prompt_id")
+        if isinstance(given, str):
+            k = ids.get(given)
+        else:
+            messages = data.message_dicts(prompt, "user", f"{path}: row {n}: prompt")
+            k = ids.get(conversation_id(messages))
+            if k is None and isinstance(prompt, str) and len(ends.get(prompt, ())) > 1:
+                raise DatasetError(f"{path}: row {n}: prompt: {len(ends[prompt])} prompts end in this message; name "
+                                   "the conversation (prompt as messages, or prompt_id)")  # fmt: skip
+            if k is None and isinstance(prompt, str) and prompt in ends:
+                k = ends[prompt][0]
+        if k is not None:
+            found[k] = value
+    return found
 
 
 async def _answers(spec: str, prompts: list, config: ArenaConfig, cache: str, meter: Any) -> list[str]:
@@ -307,15 +335,16 @@ def human_win_rates(path: Path, names: list[str], prompts: list, comparisons: li
     from charter.agreement.summary import MIN_LABELS
     from charter.stats.ppi import ppi_mean
 
-    texts = [p[-1]["content"] for p in prompts]
     labels: dict[tuple[int, int, int], float] = {}
     for n, row in enumerate(data.read_rows(str(path)), 1):
         a, b, preferred = row.get("model_a"), row.get("model_b"), row.get("preferred")
-        if a not in names or b not in names or row.get("prompt") not in texts or preferred not in PREFERRED:
-            raise DatasetError(f"{path}: row {n}: needs prompt (of the arena), model_a, model_b (arena models) "
-                               f"and preferred: a, b or tie")  # fmt: skip
+        known = row.get("prompt") is not None or isinstance(row.get("prompt_id"), str)
+        found = prompt_matches(path, [(n, row, True)], prompts) if known else {}
+        if a not in names or b not in names or not found or preferred not in PREFERRED:
+            raise DatasetError(f"{path}: row {n}: needs prompt (of the arena; or its prompt_id), model_a, model_b "
+                               f"(arena models) and preferred: a, b or tie")  # fmt: skip
         i, j, share = names.index(a), names.index(b), PREFERRED[preferred]
-        labels[(texts.index(row["prompt"]), *((i, j) if i < j else (j, i)))] = share if i < j else 1 - share
+        labels[(next(iter(found)), *((i, j) if i < j else (j, i)))] = share if i < j else 1 - share
     out = []
     for i in range(len(names)):
         for j in range(i + 1, len(names)):
