@@ -426,8 +426,9 @@ async def _judge_pair_whole(
 
 
 def _pair_sides(pair: Pair) -> tuple[int, list[list[Message]]]:
-    """The index of a pair's candidate step, and each side's trajectory: the prompt's turns, then its response."""
-    return len(pair.prompt), [[*pair.prompt, Message(role="assistant", content=r)] for r in (pair.a, pair.b)]
+    """The index of a pair's candidate step, and each side's trajectory: the prompt's turns, then its response (its
+    text and the tools it calls, judged as actions)."""
+    return len(pair.prompt), [[*pair.prompt, pair.step(side)] for side in ("a", "b")]
 
 
 def step_requests(
