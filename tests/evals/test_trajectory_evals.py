@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -185,9 +186,10 @@ def _conversations(tmp_path: Path, n: int) -> Path:
 def test_winrate_matches_labels_on_the_whole_conversation_not_its_last_message(tmp_path: Path, files) -> None:  # noqa: ANN001
     _, constitution = files
     prompts = _conversations(tmp_path, 10)
-    fields = dict(base="scripted:traj-eval-obeys", candidate="scripted:traj-eval-careful", prompts=str(prompts),
-                  judge="scripted:traj-eval-steps", constitution=str(constitution), judge_mode="stepwise",
-                  principles_per_pair=2)  # fmt: skip
+    fields: dict[str, Any] = dict(base="scripted:traj-eval-obeys", candidate="scripted:traj-eval-careful",
+                                  prompts=str(prompts), judge="scripted:traj-eval-steps",
+                                  constitution=str(constitution), judge_mode="stepwise",
+                                  principles_per_pair=2)  # fmt: skip
     winrate(**fields, out=tmp_path / "w.json")
     rows = [json.loads(line) for line in (tmp_path / "w.pairs.jsonl").read_text().splitlines()]
     assert len({r["prompt"] for r in rows}) == 1 and len({r["prompt_id"] for r in rows}) == 10
