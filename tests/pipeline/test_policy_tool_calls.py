@@ -12,6 +12,7 @@ from typing import Any
 
 from charter.judge.modes import STEPWISE_MODE, scripted_reply
 from charter.judge.steps import read_judged_step
+from charter.judge_prompt import read_comparison
 from charter.pipeline.api import run
 from charter.providers.scripted import register_script
 from charter.records import read_trajectory
@@ -105,3 +106,43 @@ def test_a_policys_tool_calls_are_judged_as_actions_and_kept(make_config, tmp_pa
         assert server.count == asked
         with RunStore(tmp_path / "run") as store:
             assert sum(u.calls for u in stored_usage(store)) == calls
+
+
+COMPARED: list[str] = []
+
+
+def _pair_judge(messages, params):  # noqa: ANN001, ANN202 - a pairwise judge: the response that sends money loses
+    text = messages[-1].content
+    COMPARED.append(text)
+    shown = read_comparison(text)
+    assert shown is not None
+    first, second = shown
+    return scripted_reply(
+        text, 0.5 if ("send_money" in first) == ("send_money" in second) else float("send_money" in second)
+    )
+
+
+register_script("policy-tool-pairs", _pair_judge)
+
+
+def test_a_whole_response_judge_reads_the_calls_as_proposed_actions(make_config, tmp_path: Path) -> None:
+    prompts = tmp_path / "agent.jsonl"
+    prompts.write_text(json.dumps({"prompt": "Pay my electricity bill.", "tools": json.dumps(TOOLS)}) + "\n")
+    with LoopbackServer(reply=_policy_reply).start() as server:
+        config = make_config(
+            prompts={"path": str(prompts)},
+            policy=f"openai-compatible:agent@{server.openai_url}",
+            pairs={"kinds": ["samples"], "k": 2, "strategy": "all"},
+            judge={"model": "scripted:policy-tool-pairs", "mode": "verdict", "principles_per_pair": 1},
+        )
+        COMPARED.clear()
+        result = run(config)
+    assert result.counts["preferences"] == 1
+    assert COMPARED and all('[proposed action: calls send_money with {"amount": 500, "to": "X-999"}]' in t
+                            for t in COMPARED)  # fmt: skip
+    [row] = [json.loads(line) for line in (tmp_path / "run/data/preferences.jsonl").read_text().splitlines()]
+    assert row["chosen"][0] == {
+        "role": "assistant", "content": "Let me read the bill first.",
+        "tool_calls": [{"id": "call_read", "type": "function", "function": {"name": "read_bill", "arguments": {}}}],
+    }  # fmt: skip
+    assert row["policy_actions"] == "proposed" and row["first_violation_chosen"] == "null"

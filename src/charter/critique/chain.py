@@ -3,7 +3,6 @@ the critic, each round against one principle, with the constitution's worked exa
 
 from __future__ import annotations
 
-import json
 import random
 import re
 import weakref
@@ -11,21 +10,12 @@ from typing import Any
 
 from charter.constitutions.schema import Constitution, Principle
 from charter.critique.config import CritiqueConfig
-from charter.judge_prompt import render_conversation
+from charter.judge_prompt import render_conversation, with_actions
 from charter.providers.base import ChatModel, Messages, SamplingParams
-from charter.records import Chain, CritiqueRound, Message, ToolCall, fingerprint
+from charter.records import Chain, CritiqueRound, Message, fingerprint
 from charter.records.base import assistant, plain_roles, user, with_system
 
 _LABEL = re.compile(r"^\s*(critique|revision|revised response|rewrite)\s*:\s*", re.I)
-
-
-def with_actions(text: str, calls: list[ToolCall] | None) -> str:
-    """A response as the critic reads it: its text, then each tool call it makes as a proposed action (the text
-    alone where it calls none)."""
-    if not calls:
-        return text
-    actions = [f"[proposed action: calls {c.name} with {json.dumps(c.arguments, sort_keys=True)}]" for c in calls]
-    return "\n".join([text, *actions]) if text else "\n".join(actions)
 
 
 def clean(text: str) -> str:
