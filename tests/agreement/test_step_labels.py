@@ -221,3 +221,50 @@ def test_label_exports_carry_step_labels(step_run: Path, tmp_path: Path) -> None
     # the pair labels go back in as before; the step columns are read past
     assert import_labels(step_run, tmp_path / "labels.csv", "csv").unchanged == 1
     assert import_labels(step_run, tmp_path / "labelstudio.json", "labelstudio").unchanged == 1
+
+
+def _tool_policy(messages, params):  # noqa: ANN001, ANN202 - offered tools: calls search on even seeds, talks on odd
+    from charter.records import Message, ToolCall
+
+    if params.tools and (params.seed or 0) % 2 == 0:
+        return Message(
+            role="assistant", content="", tool_calls=[ToolCall(id="c9", name="search", arguments={"q": "x"})]
+        )
+    return "I can help you find one nearby."
+
+
+def test_a_policys_tool_calls_are_shown_and_exported_as_proposed_actions(tmp_path: Path) -> None:
+    import csv
+    import json
+
+    import yaml
+
+    from charter.agreement.exchange import export_labels, import_labels
+    from charter.agreement.sampling import spotcheck
+    from charter.pipeline.api import run
+    from charter.providers.scripted import register_script
+
+    register_script("label-tool-policy", _tool_policy)
+    prompts = tmp_path / "p.jsonl"
+    tools = [{"type": "function", "function": {"name": "search", "parameters": {"type": "object"}}}]
+    prompts.write_text("".join(json.dumps({"prompt": f"Find a locksmith on street {i}.", "tools": tools}) + "\n"
+                               for i in range(3)))  # fmt: skip
+    config = {"name": "t", "output_dir": str(tmp_path / "run"), "cache": None, "constitution": "harmless",
+              "prompts": {"path": str(prompts)}, "policy": "scripted:label-tool-policy",
+              "pairs": {"kinds": ["samples"], "k": 2, "strategy": "all"},
+              "judge": {"model": "scripted:cai", "mode": "verdict", "principles_per_pair": 1},
+              "report": False}  # fmt: skip
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
+    run(tmp_path / "config.yaml")
+    spotcheck(tmp_path / "run", 3, seed=0)
+    action = '[proposed action: calls search with {"q": "x"}]'
+    with open_labels(tmp_path / "run") as store:
+        session = LabelSession(store, "alice")
+        item = session.next_item()
+        assert item is not None and action in (item["A"], item["B"])
+        session.label(item["pair_id"], "A")
+    export_labels(tmp_path / "run", "csv", tmp_path / "labels.csv")
+    with (tmp_path / "labels.csv").open(encoding="utf-8") as fh:
+        rows = list(csv.DictReader(fh))
+    assert all(action in (r["response_A"], r["response_B"]) for r in rows)
+    assert import_labels(tmp_path / "run", tmp_path / "labels.csv", "csv").unchanged == 1  # the texts shown check out

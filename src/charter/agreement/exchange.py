@@ -22,6 +22,7 @@ from charter.agreement.labels import (
     open_labels,
     read_label_file,
     shown_hash,
+    shown_responses,
     to_screen_terms,
     validate_labels,
 )
@@ -116,7 +117,7 @@ def _items(run_dir: Path) -> list[dict[str, Any]]:
             if row.pair_id not in pairs:
                 continue
             pair = pairs[row.pair_id].pair
-            first, second = (pair.a, pair.b) if row.shown_order == "ab" else (pair.b, pair.a)
+            first, second = shown_responses(pair, row.shown_order)
             items.append(
                 {
                     **row.model_dump(),
@@ -241,7 +242,7 @@ def _check_shown(path: Path, row: FileLabel, order: str, pair: Pair) -> None:
             f"{at}: pair '{pid}' was exported with shown_order '{order}', the file says "
             f"'{row.label.shown_order}' (the label would land on the other response); nothing imported"
         )
-    first, second = (pair.a, pair.b) if order == "ab" else (pair.b, pair.a)
+    first, second = shown_responses(pair, order)
     if row.shown_hash is not None and row.shown_hash != shown_hash(first, second):
         raise ImportFormatError(
             f"{at}: pair '{pid}': shown_hash {row.shown_hash!r} is not that of the responses as the sample shows "

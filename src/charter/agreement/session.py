@@ -18,7 +18,14 @@ from rich.panel import Panel
 from rich.text import Text
 
 from charter.agreement.items import requirements
-from charter.agreement.labels import LabelError, check_annotator, judged_pairs, put_label, to_pair_terms
+from charter.agreement.labels import (
+    LabelError,
+    check_annotator,
+    judged_pairs,
+    put_label,
+    shown_responses,
+    to_pair_terms,
+)
 from charter.runs import labels as stored
 from charter.runs.files import RunFiles
 from charter.runs.item_labels import (
@@ -186,7 +193,7 @@ class LabelSession:
             The pair in screen terms, with its principle's texts when the constitution has them.
         """
         pair = self.pairs[row.pair_id].pair
-        first, second = (pair.a, pair.b) if row.shown_order == "ab" else (pair.b, pair.a)
+        first, second = shown_responses(pair, row.shown_order)
         texts = self.principles.get(row.principle_id)
         principle = ShownPrinciple(id=row.principle_id, **texts) if texts else ShownPrinciple(id=row.principle_id)
         shown: ShownItem = {
