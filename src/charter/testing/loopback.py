@@ -353,6 +353,11 @@ class LoopbackServer:
             return 404, (), error_body(anthropic, 404, f"no route for {path}")
         return 200, behaviour.headers, payload[: len(payload) // 2] if behaviour.truncate else payload
 
+    def reply_text(self, body: dict[str, Any]) -> str:
+        """The text of the reply to `body` (of a reply that calls tools, its content)."""
+        said = self.reply(body)
+        return said if isinstance(said, str) else str(said.get("content") or "")
+
     def logprobs_for(self, body: dict[str, Any]) -> dict[str, float]:
         """The next-token log-probabilities a logprobs request gets."""
         return self.logprobs
