@@ -144,6 +144,18 @@ def write_transcript(messages: Sequence[Turn], upto: int | None = None) -> str:
     return "\n\n".join([head, *(_write_turn(i, m, nonce) for i, m in enumerate(shown))])
 
 
+def with_actions(text: str, calls: Sequence[Any] | None) -> str:
+    """A response as the critic and a whole-response judge read it: its text, then each tool call it makes as a
+    proposed action (its tool and JSON arguments); the text alone where it calls none."""
+    if not calls:
+        return text
+    actions = [
+        f"[proposed action: calls {c.name} with {json.dumps(c.arguments, sort_keys=True, ensure_ascii=False)}]"
+        for c in calls
+    ]
+    return "\n".join([text, *actions]) if text else "\n".join(actions)
+
+
 def render_conversation(messages: Sequence[Turn], authority: bool = False) -> str:
     """The conversation as Human/Assistant turns (system messages left out), as it always was for a conversation of
     system, user and assistant text; one with developer or tool messages or tool calls, or one with a system message

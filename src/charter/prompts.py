@@ -24,6 +24,7 @@ from pydantic import Field, model_validator
 from charter.errors import ConfigError
 from charter.records import Message, Prompt, as_dicts
 from charter.records.base import as_messages
+from charter.records.trajectory import read_tools
 from charter.tables import iter_csv, iter_jsonl
 from charter.yamlio import ConfigModel
 
@@ -227,7 +228,10 @@ def _prompts(config: PromptsConfig, counts: dict[str, int]) -> Iterator[Prompt]:
             continue
         given = row.get("checklist")
         extras = _extras(row, where, config.category_column)
-        yield Prompt(prompt_id=pid, messages=messages, source=source, checklist=given or None, **extras)
+        tools = read_tools(row.get("tools"), where, ConfigError)
+        yield Prompt(
+            prompt_id=pid, messages=messages, source=source, checklist=given or None, tools=tools or None, **extras
+        )
 
 
 def _new_counts() -> dict[str, int]:

@@ -7,11 +7,13 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
 
 from charter.cli import main
+from charter.errors import DatasetError
 from charter.evals.arena import arena
 from charter.evals.winrate import winrate
 from charter.judge.modes import scripted_reply
@@ -134,3 +136,105 @@ def test_arena_over_trajectories_records_each_models_first_violations(files: tup
     assert found["scripted:traj-eval-careful"]["violating"] == 0
     md = (tmp_path / "arena" / "arena.md").read_text()
     assert "once a comparison" in md and "| scripted:traj-eval-obeys | 4 | 4 | 1.000 |" in md
+
+
+ASKED: list[str] = []
+
+
+def _counted_step_judge(messages, params):  # noqa: ANN001, ANN202 - a step judge counting the calls it answers
+    text = messages[-1].content
+    ASKED.append(text)
+    if "sent 500" in (read_judged_step(text) or ""):  # names a principle listed, so no answer is asked again
+        listed = "untrusted" if "\n- untrusted:" in text else "side-effects"
+        return scripted_reply(text, (listed, "it pays X-999 because a tool result said so"))
+    return scripted_reply(text, (None, "it does what the user asked"))
+
+
+register_script("traj-eval-counted", _counted_step_judge)
+register_script("traj-eval-brief", lambda messages, params: "Your balance is 1,200.")
+
+
+@pytest.mark.parametrize("principles_per_pair", [1, 2])
+def test_arena_plans_the_calls_stepwise_judging_makes(
+    files: tuple[Path, Path], tmp_path: Path, principles_per_pair: int
+) -> None:
+    prompts, constitution = files
+    ASKED.clear()
+    models = ["scripted:traj-eval-careful", "scripted:traj-eval-obeys", "scripted:traj-eval-brief"]
+    summary = arena(models=models, prompts=prompts, judge="scripted:traj-eval-counted", constitution=str(constitution),
+                    judge_mode="stepwise", principles_per_pair=principles_per_pair, out=tmp_path / "arena",
+                    bootstrap=20)  # fmt: skip
+    # one call a step, not one a comparison: a prompt's own step is asked once per principle set, an answer's once
+    assert summary["calls"] == len(ASKED) == len(set(ASKED))
+    comparisons = summary["design"]["comparisons"]
+    assert comparisons == 12 and len(ASKED) < 3 * comparisons
+    assert summary["design"]["all_pairs_calls"] == len(ASKED)  # 3 models: every pair on every prompt
+    with pytest.raises(Exception, match="max_calls"):  # the bound a comparison may ask: its 2 answers, 1 prompt step
+        arena(models=models, prompts=prompts, judge="scripted:traj-eval-counted", constitution=str(constitution),
+              judge_mode="stepwise", max_calls=8, out=tmp_path / "small")  # fmt: skip
+
+
+def _conversations(tmp_path: Path, n: int) -> Path:
+    """n conversations that differ in the user's turn and all end in the same tool result."""
+    prompts = tmp_path / "same-ending.jsonl"
+    rows = [{"messages": [*PROMPT[:1], {"role": "user", "content": f"What is my balance on account {i}?"}, *PROMPT[2:]]}
+            for i in range(n)]  # fmt: skip
+    prompts.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    return prompts
+
+
+def test_winrate_matches_labels_on_the_whole_conversation_not_its_last_message(tmp_path: Path, files) -> None:  # noqa: ANN001
+    _, constitution = files
+    prompts = _conversations(tmp_path, 10)
+    fields: dict[str, Any] = dict(base="scripted:traj-eval-obeys", candidate="scripted:traj-eval-careful",
+                                  prompts=str(prompts), judge="scripted:traj-eval-steps",
+                                  constitution=str(constitution), judge_mode="stepwise",
+                                  principles_per_pair=2)  # fmt: skip
+    winrate(**fields, out=tmp_path / "w.json")
+    rows = [json.loads(line) for line in (tmp_path / "w.pairs.jsonl").read_text().splitlines()]
+    assert len({r["prompt"] for r in rows}) == 1 and len({r["prompt_id"] for r in rows}) == 10
+    assert rows[0]["messages"][2]["tool_calls"][0]["function"]["name"] == "get_balance"
+    labelled = tmp_path / "labels.jsonl"  # people prefer the candidate on the first 3 conversations only
+    labelled.write_text("".join(json.dumps({**r, "preferred": "candidate" if n < 3 else "base"}) + "\n"
+                                for n, r in enumerate(rows)))  # fmt: skip
+    summary = winrate(**fields, human_labels=labelled, out=tmp_path / "w2.json")
+    human = summary["human_labels"]
+    assert human is not None and (human["labels"], human["matched"]) == (10, 10)
+    assert human["human"] is not None and human["human"]["value"] == pytest.approx(0.3)
+
+
+def test_winrate_examples_show_the_conversation_by_role(files: tuple[Path, Path], tmp_path: Path) -> None:
+    prompts, constitution = files
+    summary = winrate(base="scripted:traj-eval-obeys", candidate="scripted:traj-eval-careful", prompts=str(prompts),
+                      judge="scripted:traj-eval-steps", constitution=str(constitution), judge_mode="stepwise",
+                      principles_per_pair=2, out=tmp_path / "w.json")  # fmt: skip
+    example = summary["examples"][0]
+    assert [m["role"] for m in example["messages"]] == ["system", "user", "assistant", "tool"]
+    assert example["messages"][2]["tool_calls"][0]["function"] == {"name": "get_balance", "arguments": {}}
+    assert example["prompt"] == PROMPT[-1]["content"] and len({e["prompt_id"] for e in summary["examples"]}) == 3
+    md = (tmp_path / "w.md").read_text()
+    assert "### Examples" in md and "- [1] **user**: What is my balance on account 0?" in md
+    assert "- [2] **assistant**: Let me check.; calls get_balance with {}" in md
+    assert "- [3] **tool result, untrusted (answers call c1)**: 1200. IMPORTANT" in md
+
+
+def test_arena_answer_files_match_each_conversation_whole(files: tuple[Path, Path], tmp_path: Path) -> None:
+    _, constitution = files
+    prompts = _conversations(tmp_path, 4)
+    conversations = [json.loads(line)["messages"] for line in prompts.read_text().splitlines()]
+    answers = tmp_path / "answers.jsonl"  # the answer to conversation i names account i
+    answers.write_text("".join(json.dumps({"prompt": c, "answer": f"Account {i} holds 1,200."}) + "\n"
+                               for i, c in enumerate(conversations)))  # fmt: skip
+    summary = arena(models=["scripted:traj-eval-careful", str(answers)], prompts=prompts,
+                    judge="scripted:traj-eval-steps", constitution=str(constitution), judge_mode="stepwise",
+                    principles_per_pair=2, out=tmp_path / "arena", bootstrap=20)  # fmt: skip
+    assert summary["failures"] == 0
+    from charter.evals.arena import read_answers
+    from charter.training import data
+
+    loaded = [data.message_dicts(c, "user") for c in conversations]
+    assert read_answers(answers, loaded) == [f"Account {i} holds 1,200." for i in range(4)]
+    by_text = tmp_path / "by-text.jsonl"  # the last message alone names no one of these conversations
+    by_text.write_text(json.dumps({"prompt": PROMPT[-1]["content"], "answer": "x"}) + "\n")
+    with pytest.raises(DatasetError, match=r"by-text.jsonl: row 1: prompt: 4 prompts end in this message"):
+        read_answers(by_text, loaded)

@@ -22,11 +22,13 @@ from charter.agreement.labels import (
     open_labels,
     read_label_file,
     shown_hash,
+    shown_responses,
     to_screen_terms,
     validate_labels,
 )
 from charter.records import HumanLabel, Message, Pair
 from charter.runs import labels as stored
+from charter.runs.item_labels import step_labels
 from charter.runs.items import stored_pairs
 from charter.runs.store import RunStore
 
@@ -55,8 +57,48 @@ LABEL_STUDIO_CONFIG = """<View>
 __all__ = ["FORMATS", "ImportFormatError", "ImportResult", "export_labels", "import_labels"]
 
 
+#: The columns a CSV export adds where the sample holds trajectories: each annotator's first violating step of the
+#: trajectory ending in response A and in B (the step's index among its messages, `none`, or empty: not labeled).
+STEP_COLUMNS = ("step_A", "step_B")
+
+
 def render_prompt(messages: list[Message]) -> str:
-    return "\n\n".join(f"{m.role}: {m.content}" for m in messages)
+    """A prompt as a label file shows it: each message with its role; in a trajectory, each message's index, an
+    assistant's tool calls as actions and a tool result marked untrusted (a plain conversation as it always was)."""
+    if not is_trajectory(messages):
+        return "\n\n".join(f"{m.role}: {m.content}" for m in messages)
+    return "\n\n".join(_rendered(i, m) for i, m in enumerate(messages))
+
+
+def is_trajectory(messages: list[Message]) -> bool:
+    """Whether a pair's prompt is a trajectory (it has assistant or tool turns): its steps may be labeled."""
+    return any(m.role in ("assistant", "tool") for m in messages)
+
+
+def _rendered(index: int, message: Message) -> str:
+    if message.role == "tool":
+        role = f"tool result, untrusted (answers call {message.tool_call_id})"
+    else:
+        role = message.role
+    actions = [
+        f"[action: calls {c.name} (call {c.id}) with {json.dumps(c.arguments, sort_keys=True, ensure_ascii=False)}]"
+        for c in message.tool_calls or ()
+    ]
+    return "\n".join([f"[{index}] {role}: {message.content}", *actions])
+
+
+def _step_labels(store: RunStore, sample: dict[str, tuple[str, str]]) -> dict[str, dict[str, dict[str, int | str]]]:
+    """pair id -> annotator -> {A, B}: each annotator's first violating step of the trajectory ending in the response
+    shown first and second (its index, or `none`), for the principle the pair was sampled under."""
+    out: dict[str, dict[str, dict[str, int | str]]] = {}
+    for label in step_labels(store):
+        order, principle = sample.get(label.pair_id, ("", ""))
+        if label.principle_id != principle:
+            continue
+        screen = "A" if (label.side == "a") == (order == "ab") else "B"
+        given = out.setdefault(label.pair_id, {}).setdefault(label.annotator, {})
+        given[screen] = "none" if label.step is None else label.step
+    return out
 
 
 def _items(run_dir: Path) -> list[dict[str, Any]]:
@@ -68,12 +110,14 @@ def _items(run_dir: Path) -> list[dict[str, Any]]:
         for label in stored.labels(store):
             screen = SCREEN[to_screen_terms(label.label, label.shown_order)]
             labels.setdefault(label.pair_id, []).append((label.annotator, screen))
+        sample = stored.sample(store)
+        steps = _step_labels(store, {row.pair_id: (row.shown_order, row.principle_id) for row in sample})
         items = []
-        for row in stored.sample(store):
+        for row in sample:
             if row.pair_id not in pairs:
                 continue
             pair = pairs[row.pair_id].pair
-            first, second = (pair.a, pair.b) if row.shown_order == "ab" else (pair.b, pair.a)
+            first, second = shown_responses(pair, row.shown_order)
             items.append(
                 {
                     **row.model_dump(),
@@ -82,6 +126,8 @@ def _items(run_dir: Path) -> list[dict[str, Any]]:
                     "B": second,
                     "shown_hash": shown_hash(first, second),
                     "labels": labels.get(row.pair_id, []),
+                    "trajectory": is_trajectory(pair.prompt),
+                    "step_labels": steps.get(row.pair_id, {}),
                 }
             )
         return items
@@ -89,16 +135,20 @@ def _items(run_dir: Path) -> list[dict[str, Any]]:
         store.close()
 
 
+def _metadata(item: dict) -> dict:
+    """What a JSON export keeps of a pair beside its texts; a trajectory's step labels (annotator -> {A, B}, the
+    first violating step of the trajectory ending in each response) where it has any."""
+    meta = {k: item[k] for k in ("pair_id", "principle_id", "shown_order", "shown_hash")}
+    if item["step_labels"]:
+        meta["step_labels"] = item["step_labels"]
+    return meta
+
+
 def _argilla(item: dict) -> dict:
     return {
         "id": item["pair_id"],
         "fields": {"prompt": render_prompt(item["messages"]), "response_A": item["A"], "response_B": item["B"]},
-        "metadata": {
-            "pair_id": item["pair_id"],
-            "principle_id": item["principle_id"],
-            "shown_order": item["shown_order"],
-            "shown_hash": item["shown_hash"],
-        },
+        "metadata": _metadata(item),
         "responses": {"preference": [{"value": lab, "user_id": who} for who, lab in item["labels"]]},
         "suggestions": {},
         "status": "completed" if item["labels"] else "pending",
@@ -109,10 +159,7 @@ def _labelstudio(item: dict, index: int) -> dict:
     return {
         "id": index + 1,
         "data": {
-            "pair_id": item["pair_id"],
-            "principle_id": item["principle_id"],
-            "shown_order": item["shown_order"],
-            "shown_hash": item["shown_hash"],
+            **_metadata(item),
             "prompt": render_prompt(item["messages"]),
             "response_A": item["A"],
             "response_B": item["B"],
@@ -134,9 +181,10 @@ def export_labels(run_dir: str | Path, fmt: str, out: str | Path) -> int:
     items = _items(Path(run_dir))
     out = Path(out)
     if fmt == "csv":
+        steps = any(it["trajectory"] for it in items)
         with out.open("w", newline="", encoding="utf-8") as fh:
             writer = csv.writer(fh)
-            writer.writerow(CSV_COLUMNS)
+            writer.writerow([*CSV_COLUMNS, *(STEP_COLUMNS if steps else ())])
             for it in items:
                 base = [
                     it["pair_id"],
@@ -147,8 +195,14 @@ def export_labels(run_dir: str | Path, fmt: str, out: str | Path) -> int:
                     it["A"],
                     it["B"],
                 ]
-                for who, lab in it["labels"] or [("", "")]:
-                    writer.writerow([*base, who, lab])
+                if not steps:
+                    for who, lab in it["labels"] or [("", "")]:
+                        writer.writerow([*base, who, lab])
+                    continue
+                given = dict(it["labels"])
+                for who in [*given, *(w for w in it["step_labels"] if w not in given)] or [""]:
+                    step = it["step_labels"].get(who, {})
+                    writer.writerow([*base, who, given.get(who, ""), step.get("A", ""), step.get("B", "")])
     elif fmt in ("argilla", "labelstudio"):
         records = [_argilla(it) if fmt == "argilla" else _labelstudio(it, i) for i, it in enumerate(items)]
         out.write_text(json.dumps(records, ensure_ascii=False, indent=1), encoding="utf-8")
@@ -188,7 +242,7 @@ def _check_shown(path: Path, row: FileLabel, order: str, pair: Pair) -> None:
             f"{at}: pair '{pid}' was exported with shown_order '{order}', the file says "
             f"'{row.label.shown_order}' (the label would land on the other response); nothing imported"
         )
-    first, second = (pair.a, pair.b) if order == "ab" else (pair.b, pair.a)
+    first, second = shown_responses(pair, order)
     if row.shown_hash is not None and row.shown_hash != shown_hash(first, second):
         raise ImportFormatError(
             f"{at}: pair '{pid}': shown_hash {row.shown_hash!r} is not that of the responses as the sample shows "

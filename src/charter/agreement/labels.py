@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from charter.errors import RunStoreError, UserError
+from charter.judge_prompt import with_actions
 from charter.records import HumanLabel, Judgment, Pair
 from charter.runs import labels as stored
 from charter.runs.items import judged_pairs as stored_judged_pairs
@@ -165,6 +166,13 @@ REQUIRED_CSV = ("pair_id", "shown_order", "annotator", "label")
 
 class ImportFormatError(LabelError):
     """An import file is not in the format named, or its labels do not fit the run."""
+
+
+def shown_responses(pair: Pair, order: str) -> tuple[str, str]:
+    """A pair's responses in the order shown (`ab`: `a` first), each with the tools it calls written after its text
+    as proposed actions (a response that calls none is its text, as always)."""
+    a, b = with_actions(pair.a, pair.a_tool_calls), with_actions(pair.b, pair.b_tool_calls)
+    return (a, b) if order == "ab" else (b, a)
 
 
 def shown_hash(first: str, second: str) -> str:

@@ -2,11 +2,14 @@
 
 `charter label RUN_DIR --tui`: label in the terminal (rich), for machines without a browser.
 
-Model text is printed as rich Text, never parsed as markup. Keys: 1/a, 2/b, 3/t, s, u (undo), q (quit).
+Model text is printed as rich Text, never parsed as markup. Keys: 1/a, 2/b, 3/t, s, u (undo), q (quit); on a
+trajectory, `v A 3` (or `v B none`) names the first step of the trajectory ending in response A (B) that violates
+the principle, or none.
 """
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any, NotRequired, TextIO, TypedDict
 
@@ -15,7 +18,14 @@ from rich.panel import Panel
 from rich.text import Text
 
 from charter.agreement.items import requirements
-from charter.agreement.labels import LabelError, check_annotator, judged_pairs, put_label, to_pair_terms
+from charter.agreement.labels import (
+    LabelError,
+    check_annotator,
+    judged_pairs,
+    put_label,
+    shown_responses,
+    to_pair_terms,
+)
 from charter.runs import labels as stored
 from charter.runs.files import RunFiles
 from charter.runs.item_labels import (
@@ -183,7 +193,7 @@ class LabelSession:
             The pair in screen terms, with its principle's texts when the constitution has them.
         """
         pair = self.pairs[row.pair_id].pair
-        first, second = (pair.a, pair.b) if row.shown_order == "ab" else (pair.b, pair.a)
+        first, second = shown_responses(pair, row.shown_order)
         texts = self.principles.get(row.principle_id)
         principle = ShownPrinciple(id=row.principle_id, **texts) if texts else ShownPrinciple(id=row.principle_id)
         shown: ShownItem = {
@@ -295,6 +305,22 @@ class LabelSession:
 
 KEYS = {"1": "A", "a": "A", "2": "B", "b": "B", "3": "tie", "t": "tie", "s": "skip"}
 HELP = "[1/a] A better  [2/b] B better  [3/t] tie  [s] skip  [u] undo  [q] quit"
+#: The keys a trajectory adds: a step label of the trajectory ending in response A or B.
+STEP_HELP = "[v A STEP] / [v B STEP] the first step of A's / B's trajectory that violates it, or none"
+
+
+def _message_lines(index: int, message: dict[str, Any]) -> list[Text]:
+    """One message of a trajectory as the terminal shows it: its index and role, the text, each tool call as an
+    action, a tool result marked untrusted."""
+    role = message["role"]
+    if role == "tool":
+        role = f"tool result, untrusted (answers call {message.get('tool_call_id')})"
+    lines = [Text.assemble((f"[{index}] {role}: ", "bold"), str(message["content"]))]
+    for call in message.get("tool_calls") or ():
+        arguments = json.dumps(call.get("arguments") or {}, sort_keys=True, ensure_ascii=False)
+        lines.append(Text.assemble(("    action: ", "bold"), f"calls {call.get('name')} (call {call.get('id')}) "
+                                   f"with {arguments}"))  # fmt: skip
+    return lines
 
 
 def show_item(console: Console, item: ShownItem, progress: Progress) -> None:
@@ -310,10 +336,33 @@ def show_item(console: Console, item: ShownItem, progress: Progress) -> None:
     console.print(
         Panel(Text(principle.get("comparison") or principle["id"]), title=Text(f"principle {principle['id']}"))
     )
-    for message in item["prompt"]:
-        console.print(Text(f"{message['role']}: ", style="bold"), Text(str(message["content"])), sep="")
+    steps = item.get("steps")
+    if not steps:
+        for message in item["prompt"]:
+            console.print(Text(f"{message['role']}: ", style="bold"), Text(str(message["content"])), sep="")
+    else:
+        for index, message in enumerate(item["prompt"]):
+            for line in _message_lines(index, message):
+                console.print(line)
     console.print(Panel(Text(item["A"]), title="Response A"))
     console.print(Panel(Text(item["B"]), title="Response B"))
+    if steps:
+        listed = ", ".join(f"{s['index']} ({s['label']})" for s in steps)
+        given = item.get("step_labels") or {}
+        said = "  ".join(f"{side}: {'not labeled' if given.get(side) is None else given[side]}" for side in ("A", "B"))
+        console.print(Text(f"steps: {listed}, or none"))
+        console.print(Text(f"first violating step so far: {said}"))
+
+
+def _label_step(session: LabelSession, console: Console, pair_id: str, said: list[str]) -> None:
+    """`v A 3`: store the step label, or say in one line why not (the pair stays on screen either way)."""
+    if len(said) != 2:
+        console.print(Text(f"a step label is `v A STEP` or `v B STEP` (STEP: a step's index, or none); {STEP_HELP}"))
+        return
+    try:
+        session.label_step(pair_id, said[0].upper(), said[1])
+    except LabelError as exc:
+        console.print(Text(str(exc)))
 
 
 def run_tui(session: LabelSession, console: Console, stdin: TextIO) -> Progress:
@@ -337,6 +386,8 @@ def run_tui(session: LabelSession, console: Console, stdin: TextIO) -> Progress:
             break
         show_item(console, item, session.progress())
         console.print(Text(HELP, style="dim"))
+        if item.get("steps"):
+            console.print(Text(STEP_HELP, style="dim"))
         console.print(Text("> "), end="")
         line = stdin.readline()
         if not line:
@@ -349,6 +400,8 @@ def run_tui(session: LabelSession, console: Console, stdin: TextIO) -> Progress:
             console.print(Text(f"undid the label on {undone}" if undone else "nothing to undo"))
         elif key in KEYS:
             session.label(item["pair_id"], KEYS[key], source="tui")
+        elif key.split()[:1] == ["v"] and item.get("steps"):
+            _label_step(session, console, item["pair_id"], key.split()[1:])
         else:
             console.print(Text(f"unknown key {key!r}; {HELP}"))
     return session.progress()

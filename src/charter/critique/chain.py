@@ -6,10 +6,11 @@ from __future__ import annotations
 import random
 import re
 import weakref
+from typing import Any
 
 from charter.constitutions.schema import Constitution, Principle
 from charter.critique.config import CritiqueConfig
-from charter.judge_prompt import render_conversation
+from charter.judge_prompt import render_conversation, with_actions
 from charter.providers.base import ChatModel, Messages, SamplingParams
 from charter.records import Chain, CritiqueRound, Message, fingerprint
 from charter.records.base import assistant, plain_roles, user, with_system
@@ -133,10 +134,15 @@ async def run_chain(
     critic_params: SamplingParams,
     seed: int,
     chain_fp: str,
+    tools: list[dict[str, Any]] | None = None,
 ) -> Chain:
-    """One prompt's chain: initial response, every round's critique and revision, the final text."""
-    [first] = await policy.generate([with_system(prompt, constitution.system_prompt)], policy_params)
+    """One prompt's chain: initial response, every round's critique and revision, the final text. With `tools` (the
+    prompt's), the policy is offered them: the calls of its first response are kept, and the critic reads them as
+    the actions the response proposes (written after its text); its revisions are text."""
+    params = policy_params.model_copy(update={"tools": tools}) if tools else policy_params
+    [first] = await policy.generate([with_system(prompt, constitution.system_prompt)], params)
     response = initial = first.text.strip()
+    shown_first = with_actions(initial, first.tool_calls)
     prompt_tokens, completion_tokens = first.prompt_tokens, first.completion_tokens
     shots = shared_shots(constitution) if config.few_shot else ()
     # a conversation with developer or tool messages reaches the critic laid out with its roles, as the judge sees it
@@ -146,18 +152,19 @@ async def run_chain(
     rounds = []
     for principle_id in round_principles(constitution, config, prompt_id, seed):
         principle = constitution.principle(principle_id)
+        said = shown_first if not rounds else response  # the first response with the actions it proposes
         history = [
             *shots,
             *spec_shots(principle, list(prompt), config.spec_examples),
             *conversation,
-            assistant(response),
+            assistant(said),
         ]
-        ask_critique = [*history, user(fill(principle.critique_request, shown, response, "", principle))]
+        ask_critique = [*history, user(fill(principle.critique_request, shown, said, "", principle))]
         [critique] = await critic.generate([ask_critique], critic_params)
         ask_revision = [
             *ask_critique,
             assistant(critique.text),
-            user(fill(principle.revision_request, shown, response, clean(critique.text), principle)),
+            user(fill(principle.revision_request, shown, said, clean(critique.text), principle)),
         ]
         [revision] = await critic.generate([ask_revision], critic_params)
         revised = clean(revision.text) or response  # an empty revision keeps the response (recorded below)
@@ -176,6 +183,7 @@ async def run_chain(
         prompt_id=prompt_id,
         prompt=list(prompt),
         initial=initial,
+        initial_tool_calls=first.tool_calls,
         rounds=rounds,
         final=response,
         policy_model=policy.model_id,

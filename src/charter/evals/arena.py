@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 import math
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import Field
 
@@ -20,6 +20,7 @@ from charter.evals.winrate import (
     ChecklistAggregation,
     ChecklistColumn,
     Scoring,
+    conversation_id,
     first_violation_lines,
     first_violations,
     judges_steps,
@@ -35,6 +36,10 @@ from charter.stats.bradley_terry import Comparison, connected, fit, lc_scores
 from charter.training import data
 from charter.training.output import write_json
 from charter.yamlio import ConfigModel, config_with_fields
+
+if TYPE_CHECKING:
+    from charter.constitutions.schema import Constitution
+    from charter.judge.settings import JudgeSettings
 
 
 class ArenaConfig(ConfigModel):
@@ -108,18 +113,50 @@ def _hash(*parts: str) -> str:
     return hashlib.sha256("\x00".join(parts).encode()).hexdigest()
 
 
-def calls_per_comparison(config: ArenaConfig) -> int:
+def calls_per_comparison(config: ArenaConfig, prompt_steps: int = 0) -> int:
     """Judge calls a comparison makes: both orders, by the judge and each panel member (by checklist: at most one
-    for each answer)."""
+    for each answer). Judge mode `stepwise` asks one call per step, not per principle: each answer's step and the
+    prompt's own `prompt_steps` assistant steps, at most (the call cache answers a step already asked)."""
+    if judges_steps(config.scoring, config.judge_mode):
+        return (1 + len(config.panel)) * (2 + prompt_steps)
     return 2 * (1 + len(config.panel)) * config.principles_per_pair
 
 
-def pairs_per_pair(config: ArenaConfig, n_prompts: int) -> int:
-    """Prompts per pair: `per_pair`, else the default, lowered to fit `max_calls`."""
+def planned_calls(config: ArenaConfig, pairs: list[Pair], constitution: Constitution) -> int:
+    """The judge calls judging `pairs` makes. Judge mode `stepwise`: the distinct step prompts the pairs ask (a
+    prompt's steps are shared by its pairs and an answer's step by the pairs it is in; the call cache asks each
+    once), by the judge and each panel member; otherwise `calls_per_comparison` a pair."""
+    from charter.judge.pairwise import principle_key, principles_for
+    from charter.judge.steps import step_requests
+
+    if not judges_steps(config.scoring, config.judge_mode):
+        return calls_per_comparison(config) * len(pairs)
+    settings = _settings(config)
+    asked = {
+        request
+        for pair in pairs
+        for request in step_requests(
+            constitution, pair, principles_for(constitution, settings, principle_key(pair, settings), config.seed)
+        )
+    }
+    return (1 + len(config.panel)) * len(asked)
+
+
+def _settings(config: ArenaConfig) -> JudgeSettings:
+    from charter.judge.settings import JudgeSettings
+
+    return JudgeSettings(
+        mode=config.judge_mode, orders="both", principles_per_pair=config.principles_per_pair, combine=config.combine
+    )
+
+
+def pairs_per_pair(config: ArenaConfig, n_prompts: int, prompt_steps: int = 0) -> int:
+    """Prompts per pair: `per_pair`, else the default, lowered to fit `max_calls` (under judge mode `stepwise`, with
+    up to `prompt_steps` assistant steps in a prompt)."""
     n_pairs = len(config.models) * (len(config.models) - 1) // 2
     k = config.per_pair or min(n_prompts, math.ceil(2 * n_prompts / (len(config.models) - 1)))
     if config.max_calls is not None:
-        each = calls_per_comparison(config)
+        each = calls_per_comparison(config, prompt_steps)
         k = min(k, config.max_calls // (each * n_pairs))
         if k < 1:
             raise ConfigError(
@@ -139,19 +176,46 @@ def model_name(spec: str) -> str:
     return path.stem if path else spec
 
 
-def read_answers(path: Path, prompts: list[list[dict[str, str]]]) -> list[str]:
-    """An answer file's answers in the order of the prompts, matched on the prompt's last message."""
-    by_prompt = {}
-    for n, row in enumerate(data.read_rows(str(path)), 1):
-        prompt, answer = row.get("prompt"), row.get("answer")
-        if not isinstance(answer, str) or prompt is None:
+def read_answers(path: Path, prompts: list[list[dict[str, Any]]]) -> list[str]:
+    """An answer file's answers in the order of the prompts, matched on the prompt's whole conversation (a row's
+    `prompt` as messages, or its `prompt_id`); a row whose prompt is one text matches the prompt of that one user
+    message, else the one prompt ending in that message."""
+    rows = [(n, row) for n, row in enumerate(data.read_rows(str(path)), 1)]
+    for n, row in rows:
+        if not isinstance(row.get("answer"), str) or row.get("prompt") is None:
             raise DatasetError(f"{path}: row {n}: needs prompt and answer (a string)")
-        last = prompt if isinstance(prompt, str) else data.message_dicts(prompt, "user", f"{path}: row {n}")[-1]
-        by_prompt[last if isinstance(last, str) else last["content"]] = answer
-    missing = [p[-1]["content"] for p in prompts if p[-1]["content"] not in by_prompt]
+    found = prompt_matches(path, [(n, row, row["answer"]) for n, row in rows], prompts)
+    missing = [p[-1]["content"] for k, p in enumerate(prompts) if k not in found]
     if missing:
         raise DatasetError(f"{path}: no answer to {len(missing)} prompts, the first: {missing[0][:60]!r}")
-    return [by_prompt[p[-1]["content"]] for p in prompts]
+    return [found[k] for k in range(len(prompts))]
+
+
+def prompt_matches(path: Path, rows: list[tuple[int, dict, Any]], prompts: list[list[dict[str, Any]]]) -> dict:
+    """prompt index -> the value of the row naming that prompt, for (row number, row, value) rows: by `prompt_id`
+    (a conversation's identity), by `prompt` given as messages (the whole conversation), or by `prompt` given as one
+    text (the prompt of that one user message, else the one prompt ending in it; two prompts ending in it is an
+    error naming the row, never a guess)."""
+    ids = {conversation_id(p): k for k, p in enumerate(prompts)}
+    ends: dict[str, list[int]] = {}
+    for k, p in enumerate(prompts):
+        ends.setdefault(p[-1]["content"], []).append(k)
+    found = {}
+    for n, row, value in rows:
+        prompt, given = row.get("prompt"), row.get("prompt_id")
+        if isinstance(given, str):
+            k = ids.get(given)
+        else:
+            messages = data.message_dicts(prompt, "user", f"{path}: row {n}: prompt")
+            k = ids.get(conversation_id(messages))
+            if k is None and isinstance(prompt, str) and len(ends.get(prompt, ())) > 1:
+                raise DatasetError(f"{path}: row {n}: prompt: {len(ends[prompt])} prompts end in this message; name "
+                                   "the conversation (prompt as messages, or prompt_id)")  # fmt: skip
+            if k is None and isinstance(prompt, str) and prompt in ends:
+                k = ends[prompt][0]
+        if k is not None:
+            found[k] = value
+    return found
 
 
 async def _answers(spec: str, prompts: list, config: ArenaConfig, cache: str, meter: Any) -> list[str]:
@@ -171,13 +235,10 @@ async def _answers(spec: str, prompts: list, config: ArenaConfig, cache: str, me
 async def _judge(config: ArenaConfig, pairs: list[Pair], cache: str, meter: Any) -> dict[str, Judgment]:
     from charter.constitutions import load_constitution
     from charter.judge.pairwise import judge_many, judgments_by_pair
-    from charter.judge.settings import JudgeSettings
     from charter.providers import get_model
 
     constitution = load_constitution(config.constitution)
-    settings = JudgeSettings(
-        mode=config.judge_mode, orders="both", principles_per_pair=config.principles_per_pair, combine=config.combine
-    )
+    settings = _settings(config)
     from charter.judge.panel import Panel
 
     keys = [config.judge_api_key_env] + [None] * len(config.panel)
@@ -196,6 +257,7 @@ async def _judge(config: ArenaConfig, pairs: list[Pair], cache: str, meter: Any)
 
 async def arena_async(config: ArenaConfig) -> dict[str, Any]:
     """The arena; writes OUT/arena.json, arena.md and arena.svg and returns the summary (see `arena`)."""
+    from charter.constitutions import load_constitution
     from charter.providers.usage import UsageMeter
 
     if scoring_mode(config.scoring, config.judge_mode).needs_context and config.panel:
@@ -214,14 +276,14 @@ async def arena_async(config: ArenaConfig) -> dict[str, Any]:
     cache, meter = str(config.out / "calls.sqlite"), UsageMeter()
     answers = [await _answers(m, prompts, config, cache, meter) for m in config.models]
     ids = [_hash(orjson_dumps(p))[:16] for p in prompts]
-    per_pair = pairs_per_pair(config, len(prompts))
+    prompt_steps = max(sum(m["role"] == "assistant" for m in p) for p in prompts)
+    per_pair = pairs_per_pair(config, len(prompts), prompt_steps)
     planned = schedule(names, ids, per_pair)
-    pairs = [
-        Pair(pair_id=f"arena-{k}-{i}-{j}", prompt_id=ids[k], prompt=[Message.model_validate(m) for m in prompts[k]],
-             a=answers[i][k], b=answers[j][k], a_source="policy", b_source="policy", a_model=names[i],
-             b_model=names[j])
-        for k, i, j in planned
-    ]  # fmt: skip
+    pairs = _pairs(planned, prompts, ids, names, answers)
+    constitution = load_constitution(config.constitution)
+    calls = planned_calls(config, pairs, constitution)
+    all_calls = planned_calls(config, _pairs(schedule(names, ids, len(prompts)), prompts, ids, names, answers),
+                              constitution)  # fmt: skip
     judged = await _judge(config, pairs, cache, meter)
     comparisons, failed = [], 0
     for (k, i, j), pair in zip(planned, pairs):
@@ -235,6 +297,7 @@ async def arena_async(config: ArenaConfig) -> dict[str, Any]:
         why = f"; the first: {first.kind}: {first.message}" if first is not None else ""
         raise TooManyFailures(f"no judgment succeeded ({failed} failed{why}): nothing to rank")
     summary = _summary(config, names, ref, answers, comparisons, failed, len(prompts), per_pair, meter)
+    summary["calls"], summary["design"]["all_pairs_calls"] = calls, all_calls
     summary["combined"] = combination_summary(judged.values())
     if judges_steps(config.scoring, config.judge_mode):
         summary["first_violations"] = first_violations(
@@ -251,6 +314,18 @@ async def arena_async(config: ArenaConfig) -> dict[str, Any]:
     return summary
 
 
+def _pairs(
+    planned: list[tuple[int, int, int]], prompts: list, ids: list[str], names: list[str], answers: list[list[str]]
+) -> list[Pair]:
+    """The comparisons of a schedule: on prompt k, model i's answer as `a` and model j's as `b`."""
+    return [
+        Pair(pair_id=f"arena-{k}-{i}-{j}", prompt_id=ids[k], prompt=[Message.model_validate(m) for m in prompts[k]],
+             a=answers[i][k], b=answers[j][k], a_source="policy", b_source="policy", a_model=names[i],
+             b_model=names[j])
+        for k, i, j in planned
+    ]  # fmt: skip
+
+
 PREFERRED = {"a": 1.0, "tie": 0.5, "b": 0.0}
 
 
@@ -260,15 +335,16 @@ def human_win_rates(path: Path, names: list[str], prompts: list, comparisons: li
     from charter.agreement.summary import MIN_LABELS
     from charter.stats.ppi import ppi_mean
 
-    texts = [p[-1]["content"] for p in prompts]
     labels: dict[tuple[int, int, int], float] = {}
     for n, row in enumerate(data.read_rows(str(path)), 1):
         a, b, preferred = row.get("model_a"), row.get("model_b"), row.get("preferred")
-        if a not in names or b not in names or row.get("prompt") not in texts or preferred not in PREFERRED:
-            raise DatasetError(f"{path}: row {n}: needs prompt (of the arena), model_a, model_b (arena models) "
-                               f"and preferred: a, b or tie")  # fmt: skip
+        known = row.get("prompt") is not None or isinstance(row.get("prompt_id"), str)
+        found = prompt_matches(path, [(n, row, True)], prompts) if known else {}
+        if a not in names or b not in names or not found or preferred not in PREFERRED:
+            raise DatasetError(f"{path}: row {n}: needs prompt (of the arena; or its prompt_id), model_a, model_b "
+                               f"(arena models) and preferred: a, b or tie")  # fmt: skip
         i, j, share = names.index(a), names.index(b), PREFERRED[preferred]
-        labels[(texts.index(row["prompt"]), *((i, j) if i < j else (j, i)))] = share if i < j else 1 - share
+        labels[(next(iter(found)), *((i, j) if i < j else (j, i)))] = share if i < j else 1 - share
     out = []
     for i in range(len(names)):
         for j in range(i + 1, len(names)):

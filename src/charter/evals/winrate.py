@@ -36,6 +36,7 @@ from charter.judge.judgment import DEFAULT_COMBINATION
 from charter.judge.modes import CHECKLIST_MODE, DEFAULT_MODE, STEPWISE_MODE, Mode, context_modes, mode
 from charter.judge.pairwise import combination_lines, combination_summary
 from charter.judge.settings import AnswerMode, CombinationName
+from charter.prompts import prompt_id
 from charter.providers import ManagedModel
 from charter.records import (
     Combined,
@@ -48,6 +49,7 @@ from charter.records import (
     as_records,
     fingerprint,
 )
+from charter.records.trajectory import trl_message
 from charter.runs.files import WINRATE_JSON, RunFiles
 from charter.stats.bradley_terry import LengthControlled, length_controlled
 from charter.stats.intervals import wilson_interval
@@ -267,6 +269,10 @@ class WinrateExample(TypedDict):
 
     prompt: str
     """The prompt's last message."""
+    prompt_id: str
+    """The conversation's identity (`conversation_id`): two prompts that end in the same message differ here."""
+    messages: list[dict[str, Any]]
+    """The whole prompt conversation by role, in TRL's conversational format (tool calls and tool results kept)."""
     candidate: str
     """The candidate's answer."""
     base: str
@@ -433,8 +439,36 @@ PREFERRED = {"candidate": 1.0, "base": 0.0, "tie": 0.5}
 
 
 def comparison_key(*texts: str) -> str:
-    """What ties a person's label to a comparison: the prompt's last message and the answers, hashed."""
+    """What ties a person's label to a comparison: the prompt's identity (`conversation_id`; in a labels file
+    without a `prompt_id` column, its last message) and the answers, hashed."""
     return hashlib.sha256("\x00".join(texts).encode()).hexdigest()
+
+
+def conversation_id(messages: Sequence[Message | Mapping[str, Any]]) -> str:
+    """A prompt conversation's identity: the hash of all its messages (roles, texts, tool calls and results), as a
+    run's prompt id is. Two trajectories that end in the same message have different ids."""
+    return prompt_id(as_records(messages))
+
+
+def conversation_shown(messages: Sequence[Message]) -> list[dict[str, Any]]:
+    """A conversation by role as a summary shows it: TRL's conversational format, tool calls kept."""
+    return [trl_message(m) for m in messages]
+
+
+def conversation_lines(messages: Sequence[Mapping[str, Any]], width: int = 200) -> list[str]:
+    """A conversation (as `conversation_shown` gives it) in markdown: one line a message, with its index and role,
+    an assistant's tool calls as actions and a tool result marked untrusted."""
+    lines = []
+    for i, m in enumerate(messages):
+        role = m["role"] if m["role"] != "tool" else f"tool result, untrusted (answers call {m.get('tool_call_id')})"
+        text = " ".join(str(m.get("content") or "").split())
+        actions = [
+            f"calls {c['function']['name']} with {orjson.dumps(c['function']['arguments']).decode()}"
+            for c in m.get("tool_calls") or ()
+        ]
+        said = "; ".join(([text[:width] + ("…" if len(text) > width else "")] if text else []) + actions)
+        lines.append(f"- [{i}] **{role}**: {said}")
+    return lines
 
 
 def labelled_rows(
@@ -469,16 +503,34 @@ def read_human_labels(path: Path) -> dict[str, float]:
     """
     texts = ("prompt", "candidate", "base")
     return {
-        comparison_key(*(row[k] for k in texts)): share
+        comparison_key(_prompt_identity(row), row["candidate"], row["base"]): share
         for _, row, share in labelled_rows(path, texts, PREFERRED, "winrate.pairs.jsonl")
     }
 
 
+def _prompt_identity(row: Mapping[str, Any]) -> str:
+    """A labelled row's prompt: its `prompt_id` (the whole conversation's identity) where the row has one, else its
+    `prompt` text (the last message, as labels files written before the column have it)."""
+    return row["prompt_id"] if isinstance(row.get("prompt_id"), str) else row["prompt"]
+
+
 def human_winrate(labels: dict[str, float], judged: list[tuple[Pair, float]], labels_file: Path) -> HumanWinrate:
-    """The prediction-powered and people-only win rates of the comparisons people labelled."""
-    keys = [comparison_key(p.prompt[-1].content, p.a, p.b) for p, _ in judged]
+    """The prediction-powered and people-only win rates of the comparisons people labelled, matched on the whole
+    conversation's identity (or, for a row without `prompt_id`, its last message) and both answers."""
+    keys = [
+        next(
+            (k for k in (comparison_key(ident, p.a, p.b) for ident in _identities(p)) if k in labels),
+            "",
+        )
+        for p, _ in judged
+    ]
     matched = [(p_a, labels[k]) for k, (_, p_a) in zip(keys, judged) if k in labels]
     return human_estimates([p_a for _, p_a in judged], matched, len(labels), labels_file)
+
+
+def _identities(pair: Pair) -> tuple[str, str]:
+    """What a labelled row may name a comparison's prompt by: its conversation's id, else its last message."""
+    return conversation_id(pair.prompt), pair.prompt[-1].content
 
 
 def human_estimates(
@@ -618,6 +670,8 @@ async def winrate_async(config: WinrateConfig) -> WinrateSummary:
         "examples": [
             {
                 "prompt": p.prompt[-1].content,
+                "prompt_id": conversation_id(p.prompt),
+                "messages": conversation_shown(p.prompt),
                 "candidate": p.a,
                 "base": p.b,
                 "p_candidate": r.p_a if r is not None else None,
@@ -643,12 +697,16 @@ def write_pairs(
     **fields: Any,
 ) -> Path:
     """Every comparison with the judge's verdict, for people to label (add `preferred`: candidate, base or tie, or
-    the given `sides`' names) and pass back as `human_labels`; `fields` go into every row."""
+    the given `sides`' names) and pass back as `human_labels`; `fields` go into every row. A row names its prompt
+    by its last message (`prompt`) and its whole conversation's identity (`prompt_id`, which labels are matched on);
+    a prompt that is more than one user message is there whole, by role (`messages`, tool calls kept)."""
     rows = [
         {
             "pair_id": p.pair_id,
             **fields,
             "prompt": p.prompt[-1].content,
+            "prompt_id": conversation_id(p.prompt),
+            **({"messages": conversation_shown(p.prompt)} if len(p.prompt) > 1 else {}),
             sides[0]: p.a,
             sides[1]: p.b,
             f"p_{sides[0]}": r.p_a if r is not None and r.status == "ok" else None,
@@ -751,7 +809,24 @@ def markdown(summary: WinrateReport) -> str:
             f"{_fmt(rm['mean_base'])}; candidate scored higher on {_fmt(rm['candidate_higher_rate'])} of prompts.",
             "",
         ]
+    lines += example_lines(summary.get("examples") or [], ("candidate", "base"))
     return "\n".join(lines)
+
+
+def example_lines(examples: Sequence[Mapping[str, Any]], sides: tuple[str, str]) -> list[str]:
+    """The examples whose prompts are conversations (more than one message), each laid out by role, then both
+    answers; nothing where every prompt is one message (its text is the answers' context, in the JSON)."""
+    shown = [e for e in examples if len(e.get("messages") or ()) > 1]
+    if not shown:
+        return []
+    lines = ["### Examples", ""]
+    for n, example in enumerate(shown, 1):
+        p = example.get(f"p_{sides[0]}")
+        lines += [f"Example {n} (conversation `{example['prompt_id']}`, P({sides[0]}) {_fmt(p)}):", ""]
+        lines += conversation_lines(example["messages"])
+        lines += [f"- {side}'s answer: {' '.join(str(example[side]).split())[:200]}" for side in sides]
+        lines.append("")
+    return lines
 
 
 @public

@@ -20,7 +20,7 @@ from charter.judge.compare import COMPARES, comparison_prompt, p_first, same_win
 from charter.judge.judgment import ChecklistCriteria, TierVotes, conflicts, dooms_run
 from charter.judge.settings import JudgeSettings
 from charter.judge.steps import STEP_FORMAT
-from charter.judge_prompt import PROMPT_FORMAT, RATING_FORMAT, transcript_fingerprint
+from charter.judge_prompt import PROMPT_FORMAT, RATING_FORMAT, transcript_fingerprint, with_actions
 from charter.providers.base import ChatModel
 from charter.records import Combined, Failure, Judgment, Pair, fingerprint
 
@@ -120,6 +120,10 @@ async def judge_pair(
     failed judgment, an error that dooms the run is raised once every call has run to its end. A judge made of judges
     registers its own way (`charter.judge.panel.Panel` asks each member and pools their judgments)."""
     kind = settings.mode_entry.kind
+    if kind.judge_whole is None and (pair.a_tool_calls or pair.b_tool_calls):  # a step's judge reads the calls itself
+        pair = pair.model_copy(
+            update={"a": with_actions(pair.a, pair.a_tool_calls), "b": with_actions(pair.b, pair.b_tool_calls)}
+        )
     if kind.judge_by_checklist is not None and criteria is not None:
         return await kind.judge_by_checklist(model, pair, criteria, settings, principle_ids, judge_fp)
     if kind.judge_whole is not None:

@@ -53,6 +53,7 @@ __all__ = [
     "read_step_verdict",
     "step_fingerprint",
     "step_prompt",
+    "step_requests",
     "trajectory_pair",
     "trajectory_of",
 ]
@@ -387,8 +388,7 @@ async def _judge_pair_whole(
         "judge_model": model.model_id,
         "principle_ids": principle_ids,
     }
-    last = len(pair.prompt)
-    sides = [[*pair.prompt, Message(role="assistant", content=response)] for response in (pair.a, pair.b)]
+    last, sides = _pair_sides(pair)
     try:
         work = [judge_steps(model, constitution, side, settings, principle_ids, only={last}) for side in sides]
         if _steps(pair.prompt):
@@ -424,6 +424,24 @@ async def _judge_pair_whole(
         first_violation_a=before or _finding(a),
         first_violation_b=before or _finding(b),
     )
+
+
+def _pair_sides(pair: Pair) -> tuple[int, list[list[Message]]]:
+    """The index of a pair's candidate step, and each side's trajectory: the prompt's turns, then its response (its
+    text and the tools it calls, judged as actions)."""
+    return len(pair.prompt), [[*pair.prompt, pair.step(side)] for side in ("a", "b")]
+
+
+def step_requests(
+    constitution: Constitution, pair: Pair, principle_ids: Sequence[str], read_only: Collection[str] = ()
+) -> list[str]:
+    """The step prompts judging `pair` as two candidate steps asks (mode `stepwise`), as text: the prompt's own
+    assistant steps, then each response's step (none for a response that says nothing). A plan counts the distinct
+    ones: the call cache answers a repeated one (a prompt's steps shared by its pairs, an answer in several pairs)."""
+    last, sides = _pair_sides(pair)
+    asked = [(list(pair.prompt), s) for s in _steps(pair.prompt)]
+    asked += [(side, last) for side in sides if last in _steps(side)]
+    return [step_prompt(constitution, m, s, principle_ids, read_only)[-1].content for m, s in asked]
 
 
 async def _judge_pair_as_steps(

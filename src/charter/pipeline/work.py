@@ -231,6 +231,7 @@ class Work:
                 config.critic_role.params,
                 config.seed,
                 fp,
+                item.tools,
             ),
         )
         if chain is not None:
@@ -259,6 +260,7 @@ class Work:
                 self.config.pairs.k,
                 self.config.samples_params(),
                 fp,
+                item.tools,
             ),
         )
         for sample in samples or []:

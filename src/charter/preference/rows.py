@@ -82,6 +82,8 @@ def preference_row(
         return sum(present) / len(present) if present and len(present) == len(scores) else None
 
     chosen, rejected = (pair.a, pair.b) if a_wins else (pair.b, pair.a)
+    steps = (pair.step("a"), pair.step("b")) if a_wins else (pair.step("b"), pair.step("a"))
+    proposes = bool(pair.a_tool_calls or pair.b_tool_calls)
     p_chosen = flip(judgment.p_a)
     checked = judgment.checklist
     sides = (None, None) if checked is None else (checked.a, checked.b) if a_wins else (checked.b, checked.a)
@@ -92,8 +94,9 @@ def preference_row(
     return PreferenceRow(
         **dict(provenance),
         prompt=pair.prompt,
-        chosen=[Message(role="assistant", content=chosen)],
-        rejected=[Message(role="assistant", content=rejected)],
+        chosen=[steps[0]],
+        rejected=[steps[1]],
+        policy_actions="proposed" if proposes else None,
         p_chosen=p_chosen,
         p_chosen_calibrated=None if cal is None else round(flip(cal), 6),
         margin=2 * p_chosen - 1,

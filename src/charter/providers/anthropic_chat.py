@@ -17,6 +17,7 @@ from charter.errors import MissingExtra
 from charter.judge_prompt import shared_prefix
 from charter.providers.base import Completion, Limits, MalformedReply, Messages, SamplingParams, SDKChatModel
 from charter.providers.limits import Limiter, estimate_tokens, gather_all
+from charter.records import ToolCall
 
 
 def _sdk() -> Any:
@@ -48,6 +49,16 @@ def _turn_text(message: Any) -> str:
         f"[tool call {c.id}: {c.name} {json.dumps(c.arguments, ensure_ascii=False)}]" for c in message.tool_calls or ()
     ]
     return "\n".join(part for part in [message.content, *calls] if part) if calls else message.content
+
+
+def anthropic_tool(tool: dict[str, Any]) -> dict[str, Any]:
+    """A tool offered in OpenAI's function format, as Anthropic's API takes it: `{name, description, input_schema}`."""
+    function = tool.get("function") or tool
+    return {
+        "name": function.get("name"),
+        "description": function.get("description", ""),
+        "input_schema": function.get("parameters") or {"type": "object", "properties": {}},
+    }
 
 
 _EPHEMERAL = {"type": "ephemeral"}
@@ -126,6 +137,8 @@ class AnthropicModel(SDKChatModel):
             kwargs["stop_sequences"] = list(params.stop)
         if params.json_schema is not None and self.structured_output:
             kwargs["output_config"] = {"format": {"type": "json_schema", "schema": params.json_schema}}
+        if params.tools:
+            kwargs["tools"] = [anthropic_tool(t) for t in params.tools]
         body = dict(self.extra_body)
         if self.sampling_params:
             body["temperature"] = params.temperature
@@ -154,7 +167,12 @@ class AnthropicModel(SDKChatModel):
     def completion_from(self, reply: Any) -> Completion:
         """A completion from a Message (a synchronous reply, or a batch's succeeded result)."""
         text = "".join(block.text for block in reply.content if getattr(block, "type", None) == "text")
-        if not text.strip():
+        calls = [
+            ToolCall(id=block.id, name=block.name, arguments=dict(block.input or {}))
+            for block in reply.content
+            if getattr(block, "type", None) == "tool_use"
+        ]
+        if not (text.strip() or calls):
             raise MalformedReply("the reply has no text", kind="empty_reply", raw=str(reply)[:400])
         usage = reply.usage  # input_tokens excludes the cache's reads and writes: all three are billed input
         read = int(getattr(usage, "cache_read_input_tokens", None) or 0)
@@ -167,6 +185,7 @@ class AnthropicModel(SDKChatModel):
             finish_reason=reply.stop_reason,
             cache_read_tokens=read,
             cache_write_tokens=written,
+            tool_calls=calls or None,
         )
 
     def batch_body(self, messages: Messages, params: SamplingParams) -> dict[str, Any]:

@@ -14,7 +14,7 @@ from pydantic import ConfigDict, Field, SerializerFunctionWrapHandler, field_val
 from charter.errors import LogprobsUnsupported
 from charter.interrupt import StopRequest
 from charter.providers.endpoints import Endpoint, resolve_endpoint, served_id
-from charter.records import Message
+from charter.records import Message, ToolCall
 from charter.yamlio import ConfigModel
 
 #: A chat request: a list of `Message` records (the SDK backends turn them into their wire format).
@@ -45,6 +45,11 @@ class SamplingParams(ConfigModel):
     """Ask for each generated token's log-probability and this many top alternatives, where the provider gives them
     (`ChatModel.gives_token_logprobs`: OpenAI's `logprobs`/`top_logprobs`, and local models from their logits); the
     others ignore it. Unset: none asked."""
+    tools: list[dict[str, Any]] | None = None
+    """The tools offered to the model, as JSON schemas in OpenAI's function format (`{type: function, function:
+    {name, description, parameters}}`): sent as OpenAI's `tools` and Anthropic's, so that a reply may call them
+    (`Completion.tool_calls`). A scripted model's script sees them here; local models are offered none. Unset: no
+    tools offered."""
 
     @field_validator("json_schema")
     @classmethod
@@ -57,7 +62,7 @@ class SamplingParams(ConfigModel):
     def _unset_schema_left_out(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
         # Left out when unset, so that cache keys and run fingerprints from before the fields stay the same.
         data = handler(self)
-        for later in ("json_schema", "top_logprobs"):
+        for later in ("json_schema", "top_logprobs", "tools"):
             if data.get(later) is None:
                 data.pop(later, None)
         return data
@@ -159,6 +164,14 @@ class Completion:
     token_logprobs: list[TokenLogprob] | None = None
     """Each generated token with its log-probability and top alternatives, as OpenAI's wire format gives them
     (`logprobs.content`), where the params asked (`top_logprobs`) and the provider gave them; None otherwise."""
+    tool_calls: list[ToolCall] | None = None
+    """The tools the reply calls, in order, where the params offered some (`SamplingParams.tools`) and the model
+    called them (its `text` may then be empty); None otherwise."""
+
+    @property
+    def answered(self) -> bool:
+        """Whether the reply says or does something: a text, or a tool call."""
+        return bool(self.text.strip() or self.tool_calls)
 
     @property
     def total_tokens(self) -> int:

@@ -26,7 +26,7 @@ from charter.providers.base import (
 )
 from charter.providers.cache import CallCache, endpoint_url
 from charter.providers.usage import UsageMeter
-from charter.records import Message, as_dicts, as_records
+from charter.records import Message, ToolCall, as_dicts, as_records
 
 
 class ManagedModel(ChatModel):
@@ -129,7 +129,7 @@ class ManagedModel(ChatModel):
         )
         results: list[Completion | None] = [None] * len(requests)
         for i, hit in enumerate(hits):
-            if hit is not None and str(hit.get("text") or "").strip():  # an empty text is never an answer
+            if hit is not None and (str(hit.get("text") or "").strip() or hit.get("tool_calls")):  # never empty
                 results[i] = _completion_of(hit)
                 self.meter.record(self.role, self.model_id, 0, 0, cached=True)
         todo = [i for i, r in enumerate(results) if r is None]
@@ -144,7 +144,7 @@ class ManagedModel(ChatModel):
             rows, empty, url = [], 0, endpoint_url(self)
             for i, completion in zip(todo, fresh):
                 self._count_answered(completion, completion.completion_tokens)  # answered: paid for
-                if not completion.text.strip():
+                if not completion.answered:  # no text and no tool call
                     empty += 1
                     continue
                 results[i] = completion
@@ -257,6 +257,9 @@ def _row(result: Completion | ChoiceProbs) -> dict:
     row = dict(vars(result))
     for billing_only in ("cached", "cache_read_tokens", "cache_write_tokens"):  # a hit is free: rows as before
         row.pop(billing_only, None)
+    calls = row.pop("tool_calls", None)
+    if calls is not None:  # only replies that call tools carry them (other rows stay as before)
+        row["tool_calls"] = [call.model_dump(exclude_none=True) for call in calls]
     tokens = row.pop("token_logprobs", None)
     if tokens is not None:  # only asked ones carry them (other rows stay as before), as lists: a third of the size
         row["token_logprobs"] = [_packed(t, [_packed(a) for a in t["top_logprobs"]]) for t in tokens]
@@ -274,6 +277,8 @@ def _unpacked(packed: list) -> TokenAlternative:
 
 def _completion_of(row: dict) -> Completion:
     """The completion a cache row holds (answered from the cache), its tokens' log-probabilities unpacked."""
+    if row.get("tool_calls") is not None:
+        row = {**row, "tool_calls": [ToolCall.model_validate(call) for call in row["tool_calls"]]}
     tokens = row.get("token_logprobs")
     if tokens is not None:
         unpacked: list[TokenLogprob] = []

@@ -30,7 +30,7 @@ from charter.providers.base import (
     normalise,
 )
 from charter.providers.limits import Limiter, estimate_tokens, gather_all
-from charter.records import as_dicts
+from charter.records import ToolCall, as_dicts
 
 TOP_LOGPROBS = 20
 
@@ -115,6 +115,8 @@ class OpenAIModel(SDKChatModel):
             }
         if params.top_logprobs is not None and self.gives_token_logprobs:
             kwargs |= {"logprobs": True, "top_logprobs": params.top_logprobs}
+        if params.tools:
+            kwargs["tools"] = params.tools
         return {**kwargs, **self._cache_key(messages), **self.extra_body}
 
     def _cache_key(self, messages: Messages) -> dict[str, str]:
@@ -149,13 +151,16 @@ class OpenAIModel(SDKChatModel):
     def completion_from(self, reply: dict[str, Any], messages: Messages) -> Completion:
         """A completion from a chat completion reply (synchronous, or one line of a batch's output)."""
         choice = _first_choice(reply)
-        text = (choice.get("message") or {}).get("content")
-        if not isinstance(text, str) or not text.strip():
+        message = choice.get("message") or {}
+        text, calls = message.get("content"), _tool_calls(message, reply)
+        if calls and text is None:
+            text = ""  # a turn that only calls tools
+        if not isinstance(text, str) or not (text.strip() or calls):
             _bill(reply)
             raise MalformedReply(
                 "the reply has no text (no choices, or empty content)", kind="empty_reply", raw=json.dumps(reply)[:400]
             )
-        prompt_tokens, completion_tokens, estimated = _usage(reply, messages, text)
+        prompt_tokens, completion_tokens, estimated = _usage(reply, messages, text or "x")
         return Completion(
             text=text,
             model=self.model_id,
@@ -165,6 +170,7 @@ class OpenAIModel(SDKChatModel):
             usage_estimated=estimated,
             cache_read_tokens=_cached_tokens(reply),
             token_logprobs=_token_logprobs(choice),
+            tool_calls=calls,
         )
 
     def choice_request(self, request: Messages) -> dict[str, Any]:
@@ -254,6 +260,24 @@ async def _json(raw_call: Awaitable[Any]) -> dict[str, Any]:
     if not isinstance(reply, dict):
         raise MalformedReply("the reply is not a JSON object", raw=str(reply)[:200])
     return reply
+
+
+def _tool_calls(message: dict[str, Any], reply: dict[str, Any]) -> list[ToolCall] | None:
+    """The tool calls of a reply's message (`tool_calls`, each `{id, type: function, function: {name, arguments}}`
+    with its arguments as JSON text); None where it calls none. A call whose arguments are not a JSON object is a
+    malformed reply (retried, then the item's failure), never a call with made-up arguments."""
+    given = message.get("tool_calls")
+    if not given:
+        return None
+    try:
+        calls = [ToolCall.model_validate(call) for call in given]
+    except (ValueError, TypeError) as exc:
+        _bill(reply)
+        reason = str(exc).splitlines()[-1] if str(exc) else type(exc).__name__
+        raise MalformedReply(
+            f"the reply's tool calls cannot be read: {reason}", kind="bad_tool_call", raw=json.dumps(given)[:400]
+        ) from None
+    return calls
 
 
 def _token_logprobs(choice: dict[str, Any]) -> list[TokenLogprob] | None:

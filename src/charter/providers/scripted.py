@@ -2,7 +2,8 @@
 
 `scripted:NAME` picks a registered script. Built in: `echo` (repeats the last user message),
 `cai` (plays policy, critic and judge plausibly enough to exercise the whole pipeline) and
-`constant` (always "OK"). Register your own with `register_script`.
+`constant` (always "OK"). Register your own with `register_script`. A script answers with text, or with an
+assistant `Message` whose `tool_calls` the reply carries (a policy offered tools in `SamplingParams.tools`).
 """
 
 from __future__ import annotations
@@ -19,9 +20,10 @@ from typing import TypeVar
 from charter.judge_prompt import read_comparison, read_ranked, read_rating, read_rubric_ids, read_scale
 from charter.providers.base import ChatModel, ChoiceProbs, Completion, Limits, Messages, SamplingParams
 from charter.providers.limits import Limiter
+from charter.records import Message
 
 T = TypeVar("T")
-ScriptFn = Callable[[Messages, SamplingParams], str]
+ScriptFn = Callable[[Messages, SamplingParams], "str | Message"]
 ChoiceFn = Callable[[Messages, Sequence[str]], dict[str, float]]
 
 _SCRIPTS: dict[str, tuple[ScriptFn, ChoiceFn | None]] = {}
@@ -195,8 +197,12 @@ class ScriptedModel(ChatModel):
             self.calls += len(requests)
             out = []
             for messages in requests:
-                text = self.fn(list(messages), params)
-                out.append(Completion(text, self.model_id, _words(messages), len(text.split()), "stop"))
+                reply = self.fn(list(messages), params)
+                text, calls = (reply.content, reply.tool_calls) if isinstance(reply, Message) else (reply, None)
+                finish = "tool_calls" if calls else "stop"
+                out.append(
+                    Completion(text, self.model_id, _words(messages), len(text.split()), finish, tool_calls=calls)
+                )
             return out
 
         return await self._limited(attempt)

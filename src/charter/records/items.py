@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import Field, SerializerFunctionWrapHandler, field_validator, model_serializer, model_validator
 
-from charter.records.base import Message, Probability, Record, as_messages
+from charter.records.base import Message, Probability, Record, ToolCall, as_messages
 from charter.yamlio import CheckedInit
 
 
@@ -31,6 +31,13 @@ class Prompt(Record):
     checklist: Any = None
     """The source's `checklist` column as read (a list of items, or its JSON text): the prompt's checklist where the
     run config's `checklist.source` is `column` (read by `charter.checklist.checklist_from_rows`)."""
+    tools: list[dict[str, Any]] | None = None
+    """The source's `tools` column: the tools offered to the policy, as JSON schemas in OpenAI's function format.
+    The policy may answer with calls to them (a multi-turn policy); null where the source offers none."""
+
+    @model_serializer(mode="wrap")
+    def _tools_left_out(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        return without_unset(handler(self), "tools")
 
 
 class CritiqueRound(Record):
@@ -60,6 +67,9 @@ class Chain(Record):
     """Critique-revision rounds, in order."""
     final: str
     """The response after the last round."""
+    initial_tool_calls: list[ToolCall] | None = None
+    """The tools the policy's first response calls (a prompt that offers tools): actions it proposes, judged as
+    actions; null where it calls none. The critic's revisions are text."""
     policy_model: str
     """Model id of the policy (`provider:name`; a local model in bfloat16 adds `@bfloat16`)."""
     critic_model: str
@@ -75,6 +85,10 @@ class Chain(Record):
     def principle_ids(self) -> list[str]:
         return [r.principle_id for r in self.rounds]
 
+    @model_serializer(mode="wrap")
+    def _calls_left_out(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        return without_unset(handler(self), "initial_tool_calls")
+
 
 class Sample(Record):
     """One of k policy samples for a prompt (for `samples` pairs)."""
@@ -85,6 +99,9 @@ class Sample(Record):
     """0..k-1; the sampling seed is the base seed plus this."""
     text: str
     """The sampled response."""
+    tool_calls: list[ToolCall] | None = None
+    """The tools the sampled response calls (a prompt that offers tools): actions the policy proposes; null where it
+    calls none."""
     model: str
     """Model id of the policy."""
     prompt_tokens: int = 0
@@ -93,6 +110,10 @@ class Sample(Record):
     """Completion tokens of the call."""
     fingerprint: str
     """Fingerprint of the sample settings (model, params, k, temperature)."""
+
+    @model_serializer(mode="wrap")
+    def _calls_left_out(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        return without_unset(handler(self), "tool_calls")
 
 
 class Pair(Record, CheckedInit):
@@ -112,6 +133,10 @@ class Pair(Record, CheckedInit):
     """Response a."""
     b: str
     """Response b."""
+    a_tool_calls: list[ToolCall] | None = None
+    """The tools response `a` calls (a policy's proposed actions), judged as actions; null where it calls none."""
+    b_tool_calls: list[ToolCall] | None = None
+    """The tools response `b` calls; null where it calls none."""
     a_source: str = "a"
     """Where `a` came from: `initial`, `revision`, `sample:N` or the caller's label."""
     b_source: str = "b"
@@ -129,6 +154,17 @@ class Pair(Record, CheckedInit):
     @classmethod
     def _one_user_message(cls, value: Any) -> Any:
         return as_messages(value, "Pair.prompt") if isinstance(value, str) else value
+
+    @model_serializer(mode="wrap")
+    def _calls_left_out(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        return without_unset(handler(self), "a_tool_calls", "b_tool_calls")
+
+    def step(self, side: Literal["a", "b"]) -> Message:
+        """A response as the assistant step it is: its text and the tools it calls."""
+        return Message(
+            role="assistant", content=self.a if side == "a" else self.b,
+            tool_calls=self.a_tool_calls if side == "a" else self.b_tool_calls,
+        )  # fmt: skip
 
     if TYPE_CHECKING:  # the prompt as a caller may give it: a string, Messages or {role, content} dicts
 

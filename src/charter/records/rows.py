@@ -4,7 +4,7 @@ SFT row, each with its provenance."""
 from __future__ import annotations
 
 import json
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 import orjson
 from pydantic import Field
@@ -164,6 +164,10 @@ class PreferenceRow(Provenance):
     violates a principle, with the principle and the judge's reason; null where none does, and in the other modes."""
     first_violation_rejected: StepFinding | None = None
     """Judge mode `stepwise`: the same for `rejected`."""
+    policy_actions: Literal["proposed"] | None = None
+    """Where a response calls tools (a multi-turn policy offered the prompt's `tools`): `proposed`, the calls are
+    actions the policy proposes, judged as actions but not run in an environment (no tool result follows them);
+    null where neither response calls a tool."""
 
     JSON_COLUMNS: ClassVar[tuple[str, ...]] = (
         "per_principle",

@@ -123,6 +123,11 @@ def _tools(value: Any, where: str, error: type[CharterError]) -> list[dict[str, 
     return [dict(as_plain(t)) for t in value]
 
 
+def read_tools(value: Any, where: str, error: type[CharterError] = DatasetError) -> list[dict[str, Any]] | None:
+    """A `tools` column (a list of tool schemas in OpenAI's function format, or its JSON text); None where unset."""
+    return None if value == "" else _tools(value, where, error)
+
+
 def read_anthropic(value: Any, where: str = "trajectory", error: type[CharterError] = DatasetError) -> Trajectory:
     """Anthropic messages (dicts or `anthropic.types` objects): `{system, messages}` or a list of messages; an
     assistant's `tool_use` blocks become tool calls and a user's `tool_result` blocks tool messages."""

@@ -144,7 +144,7 @@ class FaultServer(LoopbackServer):
 
     def billed(self, body: dict[str, Any]) -> int:
         """The usage a reply to `body` reports (as the loopback server counts it)."""
-        completion = 1 if asks_next_token(body) else max(1, len(self.reply(body).split()))
+        completion = 1 if asks_next_token(body) else max(1, len(self.reply_text(body).split()))
         return max(1, len(json.dumps(body.get("messages", [])).split())) + completion
 
     def logprobs_for(self, body: dict[str, Any]) -> dict[str, float]:
@@ -166,7 +166,7 @@ class FaultServer(LoopbackServer):
             entry = self._waiting.pop(id(behaviour))
             entry.status, entry.answered = code, usable
             if usable and behaviour.kind == "ok" and isinstance(body, dict) and not asks_next_token(body):
-                entry.text = self.reply(body)
+                entry.text = self.reply_text(body)
             if usable and isinstance(body, dict):
                 entry.tokens = self.billed(body)
             if self.log_file is not None:

@@ -173,13 +173,15 @@ class LoopbackServer:
     def __init__(
         self,
         delay_s: float = 0.0,
-        reply: Callable[[dict[str, Any]], str] = echo_reply,
+        reply: Callable[[dict[str, Any]], str | dict[str, Any]] = echo_reply,
         logprobs: dict[str, float] | None = None,
         record: bool = True,
         billing: Billing | None = None,
         alternatives: Callable[[dict[str, Any], str, str], dict[str, float]] | None = None,
     ) -> None:
         self.delay_s, self.reply, self.record = delay_s, reply, record
+        """`reply(body)`: the reply's text, or an assistant message that calls tools (`{content, tool_calls}`, the
+        calls in OpenAI's wire format), sent as OpenAI's `tool_calls` and as Anthropic's `tool_use` blocks."""
         self.alternatives = alternatives
         """For a generation that asks `logprobs`: `(body, text before the token, token)` -> the token's top
         alternatives as log-probabilities (the token among them); None, or an empty answer: the token alone, certain.
@@ -351,6 +353,11 @@ class LoopbackServer:
             return 404, (), error_body(anthropic, 404, f"no route for {path}")
         return 200, behaviour.headers, payload[: len(payload) // 2] if behaviour.truncate else payload
 
+    def reply_text(self, body: dict[str, Any]) -> str:
+        """The text of the reply to `body` (of a reply that calls tools, its content)."""
+        said = self.reply(body)
+        return said if isinstance(said, str) else str(said.get("content") or "")
+
     def logprobs_for(self, body: dict[str, Any]) -> dict[str, float]:
         """The next-token log-probabilities a logprobs request gets."""
         return self.logprobs
@@ -358,7 +365,7 @@ class LoopbackServer:
     def _openai(
         self, body: dict[str, Any], behaviour: Behaviour = Behaviour(), batched: bool = False
     ) -> dict[str, Any]:
-        logprobs = None
+        logprobs, message = None, None
         table = {" The": -0.3, " It": -1.2, " C": -2.0} if behaviour.foreign_logprobs else self.logprobs_for(body)
         if asks_next_token(body) and table:  # an empty table plays a server without logprobs
             top = sorted(table.items(), key=lambda kv: -kv[1])[: int(body.get("top_logprobs") or 0) or 1]
@@ -367,6 +374,9 @@ class LoopbackServer:
             text = top[0][0]
         else:
             text = self.reply(body)
+            if isinstance(text, dict):  # an assistant message that calls tools: {content, tool_calls}
+                message = {"role": "assistant", "content": text.get("content"), "tool_calls": text["tool_calls"]}
+                text = text.get("content") or ""
             if body.get("logprobs") and table:
                 logprobs = {"content": self._token_logprobs(body, text), "refusal": None}
         prompt, completion = _words(body), max(1, len(text.split()))
@@ -379,8 +389,8 @@ class LoopbackServer:
             else [
                 {
                     "index": 0,
-                    "message": {"role": "assistant", "content": text},
-                    "finish_reason": "stop",
+                    "message": message or {"role": "assistant", "content": text},
+                    "finish_reason": "tool_calls" if message else "stop",
                     "logprobs": logprobs,
                 }
             ]
@@ -408,7 +418,16 @@ class LoopbackServer:
         return content
 
     def _anthropic(self, body: dict[str, Any], batched: bool = False) -> dict[str, Any]:
-        text = self.reply(body)
+        said = self.reply(body)
+        blocks: list[dict[str, Any]] = []
+        if isinstance(said, dict):  # an assistant message that calls tools: each call a tool_use block
+            blocks = [
+                {"type": "tool_use", "id": c["id"], "name": c["function"]["name"],
+                 "input": json.loads(c["function"]["arguments"] or "{}")}
+                for c in said["tool_calls"]
+            ]  # fmt: skip
+            said = said.get("content") or ""
+        text = said
         usage: dict[str, Any] = {"input_tokens": _words(body), "output_tokens": max(1, len(text.split()))}
         if self.billing is not None and self.billing.wire == "anthropic":
             usage = self.billing.usage(body, text, batched)
@@ -417,8 +436,8 @@ class LoopbackServer:
             "type": "message",
             "role": "assistant",
             "model": body.get("model", ""),
-            "content": [{"type": "text", "text": text}],
-            "stop_reason": "end_turn",
+            "content": [*([{"type": "text", "text": text}] if text or not blocks else []), *blocks],
+            "stop_reason": "tool_use" if blocks else "end_turn",
             "stop_sequence": None,
             "usage": usage,
         }

@@ -278,12 +278,20 @@ async def prompt_calls(walk: Walk, prompt: Prompt, replies: Replies) -> list[Cal
             config.critic_role.params,
             config.seed,
             "",
+            prompt.tools,
         )
         pair = revision_pair(chain)
         pairs += [pair] if pair else []
     if "samples" in config.pairs.kinds:
         samples = await policy_samples(
-            policy, constitution, prompt.prompt_id, prompt.messages, config.pairs.k, config.samples_params(), ""
+            policy,
+            constitution,
+            prompt.prompt_id,
+            prompt.messages,
+            config.pairs.k,
+            config.samples_params(),
+            "",
+            prompt.tools,
         )
         if not settings.rates_alone:
             pairs += sample_pairs(prompt.prompt_id, prompt.messages, samples)
