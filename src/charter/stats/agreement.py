@@ -243,7 +243,7 @@ def _share_floor(h: np.ndarray, j: np.ndarray, clusters: np.ndarray, ties: bool)
 @dataclass(frozen=True)
 class AgreementMetric:
     """One agreement metric: how it is computed and what it is called. The summary's figures, the agreement report,
-    `charter judge evaluate`, the dataset card and the gate read the table (`METRICS`)."""
+    `charter agreement eval`, the dataset card and the gate read the table (`METRICS`)."""
 
     name: str
     """Its key in the figures, the stored summary and the gate (`kappa_with_ties`)."""
