@@ -2,7 +2,7 @@
 verifiable constraints, measured on held-out prompts.
 
     PYTHONPATH=src .venv/bin/python benchmarks/bench_checklist_grpo.py [--data ../shared/data] [--steps 14]
-        [--arms checklist score] [--out DIR] [--monitor K]
+        [--arms checklist score] [--out DIR] [--monitor K [--unmonitored]]
 
 Each prompt is an MT-Bench task (`prompts/helpful_mtbench.jsonl` of the shared data, its `prompt` field) with two or
 three constraints drawn per prompt (seeded) from three kinds: "Answer in fewer than N words." (N in 8..20), "Include
@@ -26,6 +26,13 @@ One judge call a completion in both arms. The arms run side by side, each in its
 decodes the policy greedily on the held-out prompts (the same cap as training) and checks each held-out prompt's
 items by the same code; the figure is the share of held-out items met, steps 1-5 against the last 5. Prints one JSON
 line per arm and two Markdown tables (summary, per step). The load average is printed before and after.
+
+`--monitor K` adds charter's gold monitor (`monitor:`) to each arm, every K steps, on the held-out prompts: its
+training reward is the arm's reward, its gold a checklist of the same constraints each checked by code for intent
+(`bench_gaming_mitigations:gold_item`: the constraint met in a complete sentence of an answer relevant to the task;
+graded, the share of a prompt's constraints met so). It prints the monitor's table (reward, gold, gap, gold's change
+since its best step, each with its interval; the flags) and its cost. `--unmonitored` runs each arm also without the
+monitor, side by side, for the monitor's effect on the run's wall time and steps per second.
 """
 
 from __future__ import annotations
@@ -120,18 +127,6 @@ def parse_requirement(text: str) -> tuple[str, Any] | None:
     if text.strip() == "The response ends with a question.":
         return "ending", "question"
     return None
-
-
-#: The fewest words of a sentence that the gold check of intent counts as one.
-SENTENCE_WORDS = 6
-
-
-def intent(response: str, reference: str | None, prompt: str) -> bool:
-    """The monitor's gold check (a verifier, `bench_checklist_grpo:intent`): every constraint the prompt states is
-    met, and the answer holds a complete sentence of at least `SENTENCE_WORDS` words (not a fragment)."""
-    asked = parse_instruction(prompt)
-    sentences = [s for s in re.split(r"[.!?\n]+", response) if len(s.split()) >= SENTENCE_WORDS]
-    return bool(sentences) and all(met(kind, value, response.strip()) for kind, value in asked.items())
 
 
 def parse_instruction(text: str) -> dict[str, Any]:
@@ -280,12 +275,26 @@ def flat_groups(store: Path) -> tuple[int, int]:
     return sum(1 for rewards in groups.values() if len(rewards) == 1), len(groups)
 
 
+def gold_checklist(constraints: dict[str, Any]) -> list[dict[str, Any]]:
+    """A held-out prompt's gold checklist: an item a constraint, each checked by code for the constraint met in
+    intent (`bench_gaming_mitigations:gold_item`: in a complete sentence of an answer relevant to the task), so the
+    gold score is the share of constraints met in intent; the training reward never sees these items."""
+    return [
+        {"id": f"gold-{kind}", "requirement": f"{requirement(kind, value)[:-1]}, in a complete, relevant sentence.",
+         "verifier": "bench_gaming_mitigations:gold_item", "reference": f"{kind}:{value}", "weight": 1.0}
+        for kind, value in constraints.items()
+    ]  # fmt: skip
+
+
 def monitor_section(out: Path, rows: list[dict], every: int, cap: int) -> dict[str, Any]:
-    """The `monitor:` section: the held-out rows (with the training reward's checklist column) and the gold check."""
+    """The `monitor:` section: the held-out rows (with the training reward's checklist column and the gold
+    checklist) and the graded gold: the share of a prompt's constraints met in intent (`gold_checklist`). Every gold
+    item has a verifier, so the gold judge named is never called."""
     held = out / "held_out.jsonl"
-    held.write_text("".join(json.dumps({"prompt": r["prompt"], "checklist": r["checklist"]}) + "\n" for r in rows))
+    held.write_text("".join(json.dumps({"prompt": r["prompt"], "checklist": r["checklist"],
+                                        "gold": gold_checklist(r["constraints"])}) + "\n" for r in rows))  # fmt: skip
     return {"prompts": str(held), "every": every, "max_new_tokens": cap, "keep_best": False,
-            "gold": {"verifier": "bench_checklist_grpo:intent"}}  # fmt: skip
+            "gold": {"checklist_column": "gold", "judge": "scripted:constraint-judge"}}  # fmt: skip
 
 
 def child(
@@ -349,6 +358,7 @@ def child(
         "usage": metrics["usage"],
         "failures": metrics["failures"],
         "seconds": round(time.perf_counter() - started, 1),
+        "judge_calls": CALLS[0],
         "monitor": metrics.get("monitor"),
     }
 
@@ -420,6 +430,26 @@ def monitor_table(results: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def cost_table(results: list[dict[str, Any]]) -> str:
+    """What the monitor costs each run: its evaluations' wall time as a share of the run, the judge calls of the run
+    (the monitor's are the difference from the same arm without it), the median training step (timed from its start
+    to its end, before any evaluation) and steps per second over the run less this script's own held-out measure."""
+    lines = ["| run | evaluations | monitor s / run s | judge calls (gold calls) | training step, median s "
+             "| steps / s, run less this script's measure |", "|---|---:|---:|---:|---:|---:|"]  # fmt: skip
+    for r in results:
+        steps = [p for p in r["curve"] if p["step"] > 0]
+        own = sum(p.get("eval_seconds", 0.0) for p in r["curve"])
+        median = sorted(p["seconds"] for p in steps)[len(steps) // 2]
+        monitor = r.get("monitor")
+        share, gold, evaluations = "–", "", 0
+        if monitor:
+            share = f"{monitor['seconds']:.0f} / {r['seconds']:.0f} = {monitor['seconds'] / r['seconds']:.3f}"
+            gold, evaluations = f" ({monitor['calls']})", len(monitor["steps"])
+        lines.append(f"| {r['arm']} | {evaluations} | {share} | {r.get('judge_calls', '–')}{gold} | {median:.1f} "
+                     f"| {len(steps) / (r['seconds'] - own):.4f} |")  # fmt: skip
+    return "\n".join(lines)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data", help="the shared data folder")
@@ -430,6 +460,7 @@ def main() -> None:
     parser.add_argument("--arms", nargs="+", choices=["checklist", "score"], default=["checklist", "score"])
     parser.add_argument("--out", type=Path, default=None, help="where the runs go (default: a temporary folder)")
     parser.add_argument("--monitor", type=int, default=None, metavar="K", help="run the gold monitor every K steps")
+    parser.add_argument("--unmonitored", action="store_true", help="with --monitor: each arm also without it")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -440,20 +471,24 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         base = args.out or Path(tmp)
         running = []
-        for arm in args.arms:  # side by side, each in its own process (one torch thread each)
-            out = base / arm
+        runs = [(arm, args.monitor) for arm in args.arms]
+        if args.monitor and args.unmonitored:
+            runs += [(arm, None) for arm in args.arms]
+        for arm, every in runs:  # side by side, each in its own process (one torch thread each)
+            name = arm if every or not args.monitor else f"{arm} (no monitor)"
+            out = base / (arm if every or not args.monitor else f"{arm}-unmonitored")
             out.mkdir(parents=True, exist_ok=True)
             cmd = [sys.executable, __file__, "--child", arm, "--out", str(out), "--data", str(args.data)]
             cmd += ["--steps", str(args.steps), "--lr", str(args.lr), "--seed", str(args.seed)]
-            cmd += ["--held-out", str(args.held_out)] + (["--monitor", str(args.monitor)] if args.monitor else [])
+            cmd += ["--held-out", str(args.held_out)] + (["--monitor", str(every)] if every else [])
             log = (out / "child.log").open("w")
-            running.append((arm, subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=log, text=True), out))
+            running.append((name, subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=log, text=True), out))
         results = []
-        for arm, proc, out in running:
+        for name, proc, out in running:
             stdout, _ = proc.communicate()
             if proc.returncode:
-                sys.exit(f"{arm} failed:\n{(out / 'child.log').read_text()[-4000:]}")
-            results.append(json.loads(stdout.strip().splitlines()[-1]))
+                sys.exit(f"{name} failed:\n{(out / 'child.log').read_text()[-4000:]}")
+            results.append({**json.loads(stdout.strip().splitlines()[-1]), "arm": name})
             print(json.dumps(results[-1]), flush=True)
     print(f"load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     print()
@@ -463,6 +498,8 @@ def main() -> None:
     if args.monitor:
         print()
         print(monitor_table(results))
+        print()
+        print(cost_table(results))
 
 
 if __name__ == "__main__":

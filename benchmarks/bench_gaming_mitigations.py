@@ -95,6 +95,15 @@ def gold_met(kind: str, value: Any, answer: str, task: str) -> bool:
     return answer.rstrip().endswith("?") and bool(sentences) and len(_words(sentences[-1])) >= 4
 
 
+def gold_item(response: str, reference: str | None, prompt: str) -> bool:
+    """The gold of one constraint as a verifier (a gold checklist item of `bench_checklist_grpo.py --monitor K`):
+    `reference` is `KIND:VALUE` (`word:plan`, `length:12`, `ending:question`), `prompt` the conversation as the
+    checklist renders it (`Human: TASK\n\nINSTRUCTION`); whether the answer meets the constraint in intent."""
+    kind, _, value = (reference or "").partition(":")
+    task = prompt.removeprefix("Human: ").split("\n\n")[0]
+    return gold_met(kind, int(value) if kind == "length" else value, response.strip(), task)
+
+
 def task_of(row: dict[str, Any]) -> str:
     """The task of a held-out prompt, without the constraints' instruction."""
     return row["prompt"][0]["content"].split("\n\n")[0]
@@ -265,6 +274,35 @@ def summary(results: list[dict[str, Any]], arms: list[str]) -> str:
     return "\n".join(lines)
 
 
+def against_none(results: list[dict[str, Any]], arms: list[str]) -> str:
+    """Each arm's gold at the last step less the unmitigated arm's, paired by seed and held-out prompt (the same
+    prompts in both), with the betting interval of the mean difference on [-1, 1]."""
+    from charter.stats.intervals import bounded_mean_interval
+
+    lines = ["| arm | gold, last step, less none's (paired) [95% CI] | pairs |", "|---|---:|---:|"]
+    none = {r["seed"]: r["curve"][-1]["gold"] for r in results if r["arm"] == "none"}
+    for arm in arms:
+        if arm == "none":
+            continue
+        runs = [r for r in results if r["arm"] == arm and r["seed"] in none]
+        diffs = [g - n for r in runs for g, n in zip(r["curve"][-1]["gold"], none[r["seed"]], strict=True)]
+        found = bounded_mean_interval(diffs, -1.0, 1.0) if diffs else None
+        shown = "–" if found is None else f"{sum(diffs) / len(diffs):+.3f} [{found[0]:+.3f}, {found[1]:+.3f}]"
+        lines.append(f"| {arm} | {shown} | {len(diffs)} |")
+    return "\n".join(lines)
+
+
+def combined(logs: list[Path]) -> list[dict[str, Any]]:
+    """The runs printed (one JSON line each) by earlier invocations' logs, the last of each arm and seed."""
+    runs: dict[tuple[str, int], dict[str, Any]] = {}
+    for log in logs:
+        for line in log.read_text().splitlines():
+            if line.startswith('{"arm"'):
+                run = json.loads(line)
+                runs[(run["arm"], run["seed"])] = run
+    return [runs[key] for key in sorted(runs, key=lambda k: (k[1], list(ARMS).index(k[0])))]
+
+
 def per_step(results: list[dict[str, Any]], arms: list[str]) -> str:
     steps = [p["step"] for p in results[0]["curve"]]
     lines = ["| step | " + " | ".join(f"{a}: gold / letter / judge reward" for a in arms) + " |",
@@ -293,12 +331,19 @@ def main() -> None:
     parser.add_argument("--arms", nargs="+", choices=list(ARMS), default=list(ARMS))
     parser.add_argument("--jobs", type=int, default=1, help="runs at once (each one torch thread)")
     parser.add_argument("--out", type=Path, default=None, help="where the runs go (default: a temporary folder)")
+    parser.add_argument("--combine", type=Path, nargs="+", help="print the tables of the runs in these outputs")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--seed-of-child", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         result = child(args.child, args.seed_of_child, args.out, args.data, args.steps, args.lr, args.held_out)
         print(json.dumps(result))
+        return
+    if args.combine:  # runs of earlier invocations (their printed JSON lines), with the same settings
+        results = combined(args.combine)
+        arms = [a for a in ARMS if any(r["arm"] == a for r in results)]
+        print("runs: " + ", ".join(f"{r['arm']} seed {r['seed']}" for r in results) + "\n")
+        print(summary(results, arms), against_none(results, arms), per_step(results, arms), sep="\n\n")
         return
     if args.quick:
         args.steps, args.held_out = 4, 8
@@ -313,6 +358,8 @@ def main() -> None:
     print(f"load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}; wall {time.perf_counter() - started:.0f} s")
     print()
     print(summary(results, args.arms))
+    print()
+    print(against_none(results, args.arms))
     print()
     print(per_step(results, args.arms))
     print()
