@@ -32,6 +32,7 @@ from charter.judge.modes import DEFAULT_MODE
 from charter.judge.pairwise import combination_lines, combination_summary
 from charter.judge.settings import AnswerMode, CombinationName
 from charter.records import Judgment, Message, Pair, as_records
+from charter.runs.rewards import PAIR_SCORING
 from charter.stats.bradley_terry import Comparison, connected, fit, lc_scores
 from charter.training import data
 from charter.training.output import write_json
@@ -71,7 +72,7 @@ class ArenaConfig(ConfigModel):
     combine: CombinationName = DEFAULT_COMBINATION
     """How a comparison's per-principle votes become one (`JudgeSettings.combine`): `weighted`, their mean, or
     `priority`, the constitution's priority order (with `principles_per_pair` covering its levels)."""
-    scoring: Scoring = "pair"
+    scoring: Scoring = PAIR_SCORING
     checklist_column: ChecklistColumn = "checklist"
     aggregation: ChecklistAggregation = "explicit"
     per_pair: int | None = Field(default=None, ge=1)
@@ -261,7 +262,7 @@ async def arena_async(config: ArenaConfig) -> dict[str, Any]:
     from charter.providers.usage import UsageMeter
 
     if scoring_mode(config.scoring, config.judge_mode).needs_context and config.panel:
-        raise ConfigError("panel: scoring checklist takes one judge")
+        raise ConfigError(f"panel: scoring {config.scoring} takes one judge")
     if config.panel and COMBINATIONS[config.combine].recorded:
         raise ConfigError(f"panel: a panel pools its members' mean votes; combine {config.combine} takes one judge")
     names = [model_name(m) for m in config.models]

@@ -51,18 +51,17 @@ from charter.records import (
 )
 from charter.records.trajectory import trl_message
 from charter.runs.files import WINRATE_JSON, RunFiles
+from charter.runs.rewards import PAIR_SCORING
 from charter.stats.bradley_terry import LengthControlled, length_controlled
 from charter.stats.intervals import wilson_interval
 from charter.training import data
 from charter.training.output import write_json
 from charter.yamlio import ConfigModel, config_with_fields
 
-#: The evaluations' `scoring` that judges in `judge_mode`; every other value names a judge mode that judges each
-#: answer by its prompt's checklist (`charter.judge.modes.context_modes`).
-PAIR_SCORING = "pair"
-
 
 def _scorings() -> list[str]:
+    """The evaluations' `scoring` values: `PAIR_SCORING` judges in `judge_mode`; every other value names a judge mode
+    that judges each answer by its prompt's checklist (`charter.judge.modes.context_modes`)."""
     return [PAIR_SCORING, *context_modes()]
 
 
@@ -206,7 +205,7 @@ class WinrateConfig(ConfigModel):
     combine: CombinationName = DEFAULT_COMBINATION
     """How a comparison's per-principle votes become one (`JudgeSettings.combine`): `weighted`, their mean, or
     `priority`, the constitution's priority order (with `principles_per_pair` covering its levels)."""
-    scoring: Scoring = "pair"
+    scoring: Scoring = PAIR_SCORING
     checklist_column: ChecklistColumn = "checklist"
     aggregation: ChecklistAggregation = "explicit"
     seed: int = 0
@@ -711,13 +710,18 @@ def write_pairs(
             sides[1]: p.b,
             f"p_{sides[0]}": r.p_a if r is not None and r.status == "ok" else None,
             **(_settlement(r.combined) if r is not None and r.combined is not None else {}),
-            **(_findings(r, sides) if r is not None and r.mode == STEPWISE_MODE.name else {}),
+            **(_findings(r, sides) if r is not None and _by_step(r) else {}),
         }
         for p, r in zip(pairs, judgments)
     ]
     text = "".join(orjson.dumps(row).decode() + "\n" for row in rows)
     tables.atomic_write(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
     return path
+
+
+def _by_step(judgment: Judgment) -> bool:
+    """Whether the judgment judged each answer as a step (its mode's subject is a step), so it has findings."""
+    return mode(judgment.mode).kind.subject == STEPWISE_MODE.kind.subject
 
 
 def _findings(judgment: Judgment, sides: tuple[str, str]) -> dict[str, Any]:

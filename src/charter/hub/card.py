@@ -343,6 +343,7 @@ def card_context(
         "constitution": _constitution(run),
         "models": _models(run),
         "judge": settings.judge,
+        "votes_clamped": bool(getattr(settings.judge.mode_entry.reply, "clamped", False)),
         "critique": settings.critique,
         "pairs": settings.pairs,
         "settings_fingerprint": settings.fingerprints.dataset,

@@ -26,7 +26,8 @@ from charter.reward.function import (
     scoring_entry,
     with_default_mode,
 )
-from charter.reward.scoring import ChecklistReward, StepRewards, VerifiableReward
+from charter.reward.scoring import ChecklistReward, StepScoringSettings, VerifiableReward
+from charter.runs.rewards import PAIR_SCORING
 from charter.training.args import checked_trl_fields, grpo_config, online_dpo_config, rloo_config
 from charter.training.config import LoraSettings, WinRateEvalConfig
 from charter.yamlio import ConfigModel, LocatedValueError
@@ -82,12 +83,12 @@ class OnlineBase(ConfigModel):
         return self
 
 
-class OnlineConfig(OnlineBase, StepRewards):
+class OnlineConfig(OnlineBase, StepScoringSettings):
     """Train a policy online (GRPO or RLOO through TRL) with charter's judge as the reward."""
 
     judge: JudgeConfig = JudgeConfig(mode=DEFAULT_RATING_MODE)
     """The judge: its model (a role) and how it judges (mode, scale, rating, orders, ensemble). `score` scoring
-    needs mode `score`; `group` and `reference` need a comparison mode (logprobs, cot, verdict)."""
+    needs mode `score`; `group` and `reference` need a mode that compares two answers."""
     scoring: Scoring = SCORE.name
     """`score`: each completion's rubric score; `group`: its win rate among the completions of its prompt, both
     orders; `reference`: P(better than the prompt's reference, or the reference model's answer); `rank`: the judge
@@ -152,7 +153,7 @@ class OnlineConfig(OnlineBase, StepRewards):
         if "reward_weights" in self.trl:
             raise LocatedValueError("set judge_weight and verify.weight instead", ("trl", "reward_weights"))
         if self.checklist.refresh_every is not None and self.scoring != CHECKLIST.name:
-            raise LocatedValueError("refresh_every needs scoring: checklist", ("checklist", "refresh_every"))
+            raise LocatedValueError(f"refresh_every needs scoring: {CHECKLIST.name}", ("checklist", "refresh_every"))
         self._mitigations_fit()
         if self.monitor is not None:
             self._gold_apart(self.monitor)
@@ -161,7 +162,9 @@ class OnlineConfig(OnlineBase, StepRewards):
     def _mitigations_fit(self) -> None:
         m = self.mitigations
         if m.rubric_dropout is not None and self.scoring != CHECKLIST.name:
-            raise LocatedValueError("rubric_dropout needs scoring: checklist", ("mitigations", "rubric_dropout"))
+            raise LocatedValueError(
+                f"rubric_dropout needs scoring: {CHECKLIST.name}", ("mitigations", "rubric_dropout")
+            )
         asks_judge = self.judge_weight > 0 or self.judge_monitor
         if m.settings() and not asks_judge:
             raise LocatedValueError("mitigations change the judge's reward: judge_weight is 0", ("mitigations",))
@@ -214,7 +217,7 @@ class OnlineDPOConfig(OnlineBase):
     """The pairwise judge: its model (a role), or a panel (`models`, optional `weights`), and how it compares (mode
     logprobs, cot or verdict; orders, ensemble). With `orders: both` a pair whose two orders pick different winners
     is undecided; a pair any panel member fails is a failed judgment."""
-    scoring: Literal["pair", CHECKLIST.name] = "pair"  # type: ignore[valid-type] - the checklist entry's name
+    scoring: Literal[PAIR_SCORING, CHECKLIST.name] = PAIR_SCORING  # type: ignore[valid-type] - the entries' names
     """`pair`: the pairwise judge compares the two completions; `checklist`: each is checked against its prompt's
     checklist (one call each) and the pair's P(first better) is 0.5 plus half their score difference (a pair where
     either has no score is masked as failed)."""

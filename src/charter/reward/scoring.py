@@ -193,7 +193,7 @@ def _reductions_enum(schema: dict[str, Any]) -> None:
 StepReduction = Annotated[str, AfterValidator(known_reduction), Field(json_schema_extra=_reductions_enum)]
 
 
-class StepRewards(ConfigModel):
+class StepScoringSettings(ConfigModel):
     """The `steps` scoring's settings, in every config that rewards with it (training, the reward server)."""
 
     step_reduction: StepReduction = FIRST_VIOLATION.name

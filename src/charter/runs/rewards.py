@@ -19,6 +19,9 @@ from pydantic import ValidationError
 from charter.records import Failure, RewardRecord
 from charter.runs.store import RunStore
 
+#: The scoring name online DPO stores its judged pairs under (a pair's P, not one completion's reward).
+PAIR_SCORING = "pair"
+
 
 def put_rewards(store: RunStore, rows: Iterable[RewardRecord]) -> None:
     """Store rewards in one transaction."""
@@ -130,8 +133,9 @@ def per_step(store: RunStore) -> list[StepRewards]:
     pairs are `pair_steps`)."""
     rows = store.execute(
         "SELECT step, COUNT(*), SUM(reward IS NULL), AVG(reward), AVG(reward * reward), COUNT(reward), "
-        "SUM(json_extract(record, '$.cached')) FROM rewards WHERE scoring != 'pair' AND "
-        f"{IN_EFFECT} GROUP BY step ORDER BY step"
+        "SUM(json_extract(record, '$.cached')) FROM rewards WHERE scoring != ? AND "
+        f"{IN_EFFECT} GROUP BY step ORDER BY step",
+        (PAIR_SCORING,),
     )
     out: list[StepRewards] = []
     for step, n, failed, mean, mean_sq, ok, cached in rows:
@@ -170,8 +174,9 @@ def pair_steps(store: RunStore) -> list[StepPairs]:
     rows = store.execute(
         "SELECT step, COUNT(*), SUM(json_extract(record, '$.masked') IS NULL),"
         " SUM(json_extract(record, '$.masked') = 'failed'), SUM(json_extract(record, '$.masked') = 'undecided'),"
-        " SUM(json_extract(record, '$.cached')) FROM rewards WHERE scoring = 'pair' AND "
-        f"{IN_EFFECT} GROUP BY step ORDER BY step"
+        " SUM(json_extract(record, '$.cached')) FROM rewards WHERE scoring = ? AND "
+        f"{IN_EFFECT} GROUP BY step ORDER BY step",
+        (PAIR_SCORING,),
     )
     return [
         StepPairs(

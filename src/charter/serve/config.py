@@ -13,14 +13,14 @@ from charter.providers.cache import DEFAULT_CACHE
 from charter.providers.config import RoleConfig, check_cap_prices, check_price_keys
 from charter.providers.usage import Budget, Price
 from charter.reward.function import SCORE, Scoring, check_one_judge, check_step_reduction, with_default_mode
-from charter.reward.scoring import ChecklistReward, StepRewards, VerifiableReward
+from charter.reward.scoring import ChecklistReward, StepScoringSettings, VerifiableReward
 
 #: Keys of a `charter train grpo` config that only training reads: the server accepts and ignores them, so that one
 #: file configures both.
 TRAINING_ONLY = ("model", "prompts", "trl", "device", "chat_template", "lora", "resume")
 
 
-class ServeConfig(StepRewards):
+class ServeConfig(StepScoringSettings):
     """Serve the constitutional judge as a reward over HTTP (OpenRLHF's `--reward.remote_url`, NeMo Gym's `/verify`
     and a native endpoint)."""
 
