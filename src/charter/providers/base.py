@@ -235,8 +235,7 @@ class ChatModel(ABC):
     async def choice_logprobs(self, request: Messages, options: Sequence[str]) -> ChoiceProbs:
         """P(option) for each option as the next assistant token (e.g. "A" / "B")."""
         raise LogprobsUnsupported(
-            f"{self.model_id} gives no next-token probabilities; use a judge mode that reads its verdict from the "
-            "reply's text"
+            f"{self.model_id} gives no next-token probabilities; use judge mode 'cot' or 'verdict'"
         )
 
     async def aclose(self) -> None:  # noqa: B027 - optional: most backends hold nothing to release

@@ -221,8 +221,7 @@ class OpenAIModel(SDKChatModel):
         content = (_first_choice(reply).get("logprobs") or {}).get("content")
         if not content:
             raise LogprobsUnsupported(
-                f"{self.model_id} returned no logprobs for the next token; use a judge mode that reads its verdict "
-                "from the reply's text"
+                f"{self.model_id} returned no logprobs for the next token; use judge mode 'cot' or 'verdict'"
             )
         first = content[0]
         wanted = set(options)

@@ -215,7 +215,7 @@ class ScriptedModel(ChatModel):
 
             raise LogprobsUnsupported(
                 f"scripted:{self.name} has no choice function (register_script(..., choice_fn)); "
-                "use a judge mode that reads its verdict from the reply's text"
+                "use judge mode 'cot' or 'verdict'"
             )
         choose = self.choice_fn
 
