@@ -31,7 +31,7 @@ from charter.constitutions.schema import Constitution, Principle
 from charter.errors import ArgumentError, FatalProviderError, NoSignal, ProviderError
 from charter.judge.settings import JudgeSettings
 from charter.judge_prompt import COMPARISON_TAGS, fence, nonce_of, render_conversation
-from charter.lab.learner import Estimate, LabReport, Learned, LearnOptions, Tally, agreement_table, estimate_text
+from charter.lab.learner import Estimate, LabReport, Learned, LearnerRun, LearnOptions, agreement_table, estimate_text
 from charter.lab.votes import (
     FOR_A,
     LabelledPair,
@@ -376,7 +376,7 @@ async def infer(
     """Infer a constitution from human-labelled pairs (see the module's steps). With `candidates` (principles of
     existing constitutions, say) nothing is proposed: the selection is made among them. The sizes have no defaults
     here: the public `charter.infer_constitution` holds them."""
-    run = Tally.start(pairs, options, "inference")
+    run = LearnerRun.start(pairs, options, "inference")
     seed, concurrency = options.seed, options.concurrency
     train, test = run.train, run.test
     given = candidates is not None

@@ -142,7 +142,7 @@ class LearnOptions:
 
 
 @dataclass
-class Tally:
+class LearnerRun:
     """One learner's run as it goes: the split of the pairs, the training pairs the proposer is asked about, what
     it proposed and the judge calls; `report_fields` makes them the common part of its report (`LabReport`)."""
 
@@ -162,7 +162,7 @@ class Tally:
     judge_calls: int = 0
 
     @classmethod
-    def start(cls, pairs: list[LabelledPair], options: LearnOptions, learning: str) -> Tally:
+    def start(cls, pairs: list[LabelledPair], options: LearnOptions, learning: str) -> LearnerRun:
         """A run over `pairs`, split; `learning` names it in the error for too few pairs."""
         if len(pairs) < MIN_PAIRS:
             raise ArgumentError("pairs", f"{len(pairs)} labelled pairs: {learning} needs at least {MIN_PAIRS}")
@@ -235,7 +235,7 @@ __all__ = [
     "LabReport",
     "LearnOptions",
     "Learned",
-    "Tally",
+    "LearnerRun",
     "agreement_table",
     "cell",
     "estimate_text",

@@ -48,7 +48,16 @@ from charter.checklist.check import check_response
 from charter.constitutions.schema import CATEGORY_WEIGHTS, DEFAULT_GATE_CAP, Constitution, Criterion, Principle
 from charter.errors import ArgumentError, NoSignal
 from charter.lab.infer import PROPOSE_HEAD, deduplicate, propose_each, request_for, screen
-from charter.lab.learner import Estimate, LabReport, Learned, LearnOptions, Tally, agreement_table, cell, estimate_text
+from charter.lab.learner import (
+    Estimate,
+    LabReport,
+    Learned,
+    LearnerRun,
+    LearnOptions,
+    agreement_table,
+    cell,
+    estimate_text,
+)
 from charter.lab.votes import LabelledPair, principle_from_text, slug
 from charter.providers.base import ChatModel, SamplingParams
 from charter.records import Message, Record
@@ -423,7 +432,7 @@ async def learn(
     """Learn criteria from human-labelled pairs (the steps above). Raises NoSignal (with
     the report) when no candidate is consistent with the labels. The sizes have no defaults here: the public
     `charter.learn_rubrics` holds them."""
-    run = Tally.start(pairs, options, "learning a rubric")
+    run = LearnerRun.start(pairs, options, "learning a rubric")
     seed, concurrency = options.seed, options.concurrency
     asked_pairs, test_pairs = run.ask(), [pairs[i] for i in run.test]
     params = SamplingParams(temperature=0.0, max_tokens=600, seed=seed, json_schema=CRITERIA_SCHEMA)
