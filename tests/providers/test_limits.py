@@ -18,7 +18,7 @@ from charter.providers.limits import (
     Limiter,
     TokenBucket,
     estimate_tokens,
-    gather_all,
+    gather_or_cancel,
     redact,
     retry_after_s,
 )
@@ -217,10 +217,10 @@ async def test_gather_all_cancels_siblings_on_failure():
         raise ValueError("boom")
 
     with pytest.raises(ValueError):
-        await gather_all([slow(1), boom(), slow(2)])
+        await gather_or_cancel([slow(1), boom(), slow(2)])
     await asyncio.sleep(0.3)
     assert finished == []
-    assert await gather_all([slow(3), slow(4)]) == [3, 4]
+    assert await gather_or_cancel([slow(3), slow(4)]) == [3, 4]
 
 
 async def settle() -> None:

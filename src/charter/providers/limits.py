@@ -399,7 +399,7 @@ def estimate_tokens(messages: Messages, max_tokens: int) -> int:
     return sum(len(m.content) for m in messages) // 4 + 4 * len(messages) + max_tokens
 
 
-async def gather_all(coroutines: Iterable[Awaitable[T]]) -> list[T]:
+async def gather_or_cancel(coroutines: Iterable[Awaitable[T]]) -> list[T]:
     """Run concurrently, results in order; if one fails, cancel the rest rather than leave them running."""
     tasks = [asyncio.ensure_future(c) for c in coroutines]
     try:
