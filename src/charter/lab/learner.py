@@ -20,7 +20,7 @@ from charter.records import Record
 MIN_PAIRS = 10
 
 
-class Estimate(Record):
+class AgreementEstimate(Record):
     """An agreement with people (or a difference of two) over pairs, with its 95% interval."""
 
     value: float | None
@@ -28,7 +28,7 @@ class Estimate(Record):
     n: int
 
 
-def estimate_text(estimate: Estimate | None, signed: bool = False) -> str:
+def estimate_text(estimate: AgreementEstimate | None, signed: bool = False) -> str:
     """`0.812 [0.700, 0.900] (n=40)`; `n/a` where there is no value."""
     if estimate is None or estimate.value is None:
         return "n/a"
@@ -37,7 +37,7 @@ def estimate_text(estimate: Estimate | None, signed: bool = False) -> str:
     return f"{estimate.value:{fmt}}{ci} (n={estimate.n})"
 
 
-E = TypeVar("E", bound=Estimate)
+E = TypeVar("E", bound=AgreementEstimate)
 
 
 class LabReport(Record, ABC, Generic[E]):
@@ -199,7 +199,7 @@ def cell(text: str) -> str:
     return " ".join(text.split()).replace("|", "\\|")
 
 
-def agreement_table(compared: str, interval: str, rows: list[tuple[str, Estimate | None]]) -> list[str]:
+def agreement_table(compared: str, interval: str, rows: list[tuple[str, AgreementEstimate | None]]) -> list[str]:
     """The report page's section of held-out agreements with people: a row for each (`name`, `estimate`) compared,
     under the column headings `compared` and `agreement [interval]`."""
     return [
@@ -231,7 +231,7 @@ def write_outputs(learned: Learned[Any], out: Path) -> dict[str, Path]:
 
 __all__ = [
     "MIN_PAIRS",
-    "Estimate",
+    "AgreementEstimate",
     "LabReport",
     "LearnOptions",
     "Learned",
