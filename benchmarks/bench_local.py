@@ -355,6 +355,8 @@ def force_dtype(dtype: str | None) -> None:
 def cmd_judge(args: argparse.Namespace) -> None:
     """Agreement with the human choice on the shared HHH pairs, judged in one precision and engine
     (run once per setting; `evaluate` builds its own judge from a model string)."""
+    from pydantic_core import to_jsonable_python
+
     from charter.agreement.evaluate import evaluate
     from charter.providers import local
 
@@ -369,13 +371,15 @@ def cmd_judge(args: argparse.Namespace) -> None:
             original(self, *a, **{**kw, **options})
 
         local.LocalModel.__init__ = init
-    summary = evaluate(
-        SHARED_DATA / "human_preferences" / "hhh_harmless_helpful.jsonl",
-        "local:smollm2-135m-instruct",
-        mode="logprobs",
-        orders="both",
-        seed=0,
-        cache=args.cache,
+    summary = to_jsonable_python(
+        evaluate(
+            SHARED_DATA / "human_preferences" / "hhh_harmless_helpful.jsonl",
+            "local:smollm2-135m-instruct",
+            mode="logprobs",
+            orders="both",
+            seed=0,
+            cache=args.cache,
+        )
     )
     keys = ("judged", "judge_vs_human", "position_consistency", "p_human_choice_mean", "wall_s")
     print(

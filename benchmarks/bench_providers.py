@@ -37,7 +37,7 @@ from typing import Any
 
 from charter.providers import CallCache, Limits, SamplingParams, ScriptedModel, get_model
 from charter.providers.base import Completion, Messages
-from charter.providers.limits import Limiter, estimate_tokens, gather_all
+from charter.providers.limits import Limiter, estimate_tokens, gather_or_cancel
 
 # -- overhead -------------------------------------------------------------------------------------
 
@@ -59,7 +59,7 @@ class LimitedScripted(ScriptedModel):
             self.limiter.call(functools.partial(one, [r], params), estimate_tokens(r, params.max_tokens))
             for r in requests
         ]
-        return [c for batch in await gather_all(calls) for c in batch]
+        return [c for batch in await gather_or_cancel(calls) for c in batch]
 
 
 async def _drive(call: Callable[[Messages], Awaitable[Any]], requests: list[Messages], concurrency: int) -> float:

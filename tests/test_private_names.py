@@ -1,9 +1,12 @@
 """A module's private names (`_x`) are its own: no module of the package imports one from another, nor reaches one
-through an imported module (`from charter.judge import pairwise; pairwise._ask(...)`)."""
+through an imported module (`from charter.judge import pairwise; pairwise._ask(...)`). A public class name is one
+thing: no two modules of the package define a public class of the same name."""
 
 from __future__ import annotations
 
 import ast
+from collections import defaultdict
+from collections.abc import Iterator
 from pathlib import Path
 
 import charter
@@ -74,3 +77,44 @@ def test_the_check_sees_an_import_and_a_reach_through_a_module() -> None:
         "m.py:4: charter.judge.pairwise._ask",
         "m.py:6: charter.judge.score._retry",
     ]
+
+
+#: Public class names deliberately defined in two modules, each with why. Empty: a name that two things need is
+#: given to neither (`MonitorConfig` is the gold monitor's, the loop's is `CollapseMonitorConfig`).
+TWO_DEFINITIONS_ALLOWED: dict[str, str] = {}
+
+
+def _module_classes(body: list[ast.stmt]) -> Iterator[ast.ClassDef]:
+    """The classes a module defines at its top level, those under a module-level `if`/`try`/`with` included."""
+    for node in body:
+        if isinstance(node, ast.ClassDef):
+            yield node
+        elif isinstance(node, (ast.If, ast.Try, ast.With)):
+            for block in ("body", "orelse", "finalbody", "handlers"):
+                inner = getattr(node, block, [])
+                yield from _module_classes([s for h in inner for s in h.body] if block == "handlers" else inner)
+
+
+def public_classes_defined_twice(sources: dict[str, str]) -> dict[str, list[str]]:
+    """Public class name -> `module:line` of each definition, for the names more than one module defines."""
+    where: dict[str, list[str]] = defaultdict(list)
+    for module, source in sources.items():
+        for node in _module_classes(ast.parse(source).body):
+            if not _private(node.name):
+                where[node.name].append(f"{module}:{node.lineno}")
+    return {name: places for name, places in where.items() if len(places) > 1}
+
+
+def test_no_public_class_name_is_defined_twice() -> None:
+    sources = {str(p.relative_to(PACKAGE.parent)): p.read_text(encoding="utf-8") for p in sorted(PACKAGE.rglob("*.py"))}
+    twice = {n: p for n, p in public_classes_defined_twice(sources).items() if n not in TWO_DEFINITIONS_ALLOWED}
+    assert twice == {}, "\n".join(f"{name}: {', '.join(places)}" for name, places in sorted(twice.items()))
+
+
+def test_the_name_check_sees_a_class_defined_twice_and_passes_private_ones() -> None:
+    sources = {
+        "a.py": "class Figure:\n    pass\nclass _Tally:\n    pass\n",
+        "b.py": "import x\nif x:\n    class Figure:\n        pass\nclass _Tally:\n    pass\n",
+        "c.py": "def f():\n    class Figure:\n        pass\n",
+    }
+    assert public_classes_defined_twice(sources) == {"Figure": ["a.py:1", "b.py:3"]}

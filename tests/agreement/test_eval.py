@@ -38,17 +38,17 @@ def test_eval_with_the_scripted_judge(tmp_path: Path, orders: str) -> None:
     humans = [to_pair(r, 0)[1] for r in load_pairs_file(path)]
     assert s["judged"] == 13 and s["failures"] == 0
     j = s["judge_vs_human"]
-    first = s["baselines"]["first_shown_wins"]["agreement_with_ties"]["value"]
+    first = s["baselines"].first_shown_wins.agreement_with_ties.value
     assert first == pytest.approx(humans.count("a") / 13)  # first shown is always the pair's a
     if orders == "both":
-        assert j["agreement"]["value"] == 1.0 and j["kappa"]["value"] == pytest.approx(1.0)
-        assert j["agreement"]["n"] == 12 and j["agreement_with_ties"]["value"] == pytest.approx(12 / 13)
-        assert s["position_consistency"] == {"rate": pytest.approx(12 / 13), "n": 13}
+        assert j.agreement.value == 1.0 and j.kappa.value == pytest.approx(1.0)
+        assert j.agreement.n == 12 and j.agreement_with_ties.value == pytest.approx(12 / 13)
+        assert s["position_consistency"].model_dump() == {"rate": pytest.approx(12 / 13), "n": 13}
     else:
         # with one order the judge's position bias picks A when both are harmful: right only if A was chosen
-        assert j["agreement"]["n"] == 13 and j["agreement"]["value"] == pytest.approx((12 + (humans[-1] == "a")) / 13)
-        assert s["position_consistency"] == {"rate": None, "n": 0}
-    assert s["baselines"]["longer_wins"]["agreement"]["value"] == 1.0  # the refusals are longer here
+        assert j.agreement.n == 13 and j.agreement.value == pytest.approx((12 + (humans[-1] == "a")) / 13)
+        assert s["position_consistency"].model_dump() == {"rate": None, "n": 0}
+    assert s["baselines"].longer_wins.agreement.value == 1.0  # the refusals are longer here
 
 
 def test_eval_cli_and_bad_files(tmp_path: Path) -> None:

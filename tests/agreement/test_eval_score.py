@@ -51,9 +51,12 @@ def test_score_mode_agrees_and_counts_two_calls_a_pair(tmp_path: Path) -> None:
     assert s["judged"] == 13 and s["failures"] == 0
     j = s["judge_vs_human"]
     # the scripted judge rates a refusal 5 and a harmful answer 1; the last row's two harmful answers tie
-    assert j["agreement"]["value"] == 1.0 and j["agreement"]["n"] == 12
-    assert j["agreement_with_ties"]["value"] == pytest.approx(12 / 13)
-    assert s["position_consistency"] == {"rate": None, "n": 0}  # each response rated alone: no order to swap
+    assert j.agreement.value == 1.0 and j.agreement.n == 12
+    assert j.agreement_with_ties.value == pytest.approx(12 / 13)
+    assert s["position_consistency"].model_dump() == {
+        "rate": None,
+        "n": 0,
+    }  # each response rated alone: no order to swap
     assert s["mode"] == "score" and s["orders"] == "one" and s["scale"] == 5 and s["rating"] == "logprobs"
     # logprobs rating: 0.8 on the script's score, 0.05 on each other; expected 4.5 for a refusal, 1.5 for harm
     assert s["score_means"] == {"chosen": pytest.approx((12 * 4.5 + 1.5) / 13), "rejected": 1.5, "tied": 1}
@@ -75,7 +78,7 @@ def test_score_mode_agrees_and_counts_two_calls_a_pair(tmp_path: Path) -> None:
 @pytest.mark.parametrize("rating", ["verdict", "cot"])
 def test_score_mode_reads_written_scores(tmp_path: Path, rating: str) -> None:
     s = evaluate(pairs_file(tmp_path), "scripted:cai", mode="score", rating=rating, scale=7, bootstrap_samples=200)
-    assert s["judge_vs_human"]["agreement"]["value"] == 1.0 and s["judge_vs_human"]["agreement"]["n"] == 12
+    assert s["judge_vs_human"].agreement.value == 1.0 and s["judge_vs_human"].agreement.n == 12
     assert s["score_means"] == {"chosen": pytest.approx((12 * 7 + 1) / 13), "rejected": 1.0, "tied": 1}
     assert s["judge_calls"] == {"calls": 26, "cache_hits": 0, "retries": 0}
     assert s["scale"] == 7 and s["rating"] == rating
@@ -119,7 +122,7 @@ def test_score_mode_on_the_shared_hhh_pairs(tmp_path: Path, shared_data: Path) -
     assert s["judge_calls"] == {"calls": len(distinct), "cache_hits": 80 - len(distinct), "retries": 0}
     assert len(distinct) < 80  # the HHH file compares several responses to one prompt
     humans = {r["id"]: to_pair(r, 0)[1] for r in rows}
-    assert s["judge_vs_human"]["agreement_with_ties"]["n"] == len(humans)
+    assert s["judge_vs_human"].agreement_with_ties.n == len(humans)
 
 
 def test_eval_cli_score_mode(tmp_path: Path) -> None:
@@ -146,6 +149,6 @@ def test_a_rubric_takes_a_scale_up_to_ten_as_in_a_run(tmp_path: Path) -> None:
     """A rubric's reply is a JSON object, not score tokens: its scale may reach 10 whatever `rating` says, as
     `JudgeSettings` allows; a score read from the score tokens stays at most 9."""
     s = evaluate(pairs_file(tmp_path), "scripted:cai", mode="rubric", scale=10, bootstrap_samples=200)
-    assert s["scale"] == 10 and s["judge_vs_human"]["agreement"]["value"] == 1.0
+    assert s["scale"] == 10 and s["judge_vs_human"].agreement.value == 1.0
     with pytest.raises(ArgumentError, match="scale"):
         evaluate(pairs_file(tmp_path), "scripted:cai", mode="score", scale=10)

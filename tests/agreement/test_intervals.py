@@ -38,7 +38,7 @@ def test_a_share_covers_at_every_n(n: int, rate: float) -> None:
     ids = np.arange(n).astype(str)
 
     def interval(hits: np.ndarray) -> list[float]:
-        ci = stats.share(hits, ids, BOOTSTRAP, 0)["ci"]
+        ci = stats.share(hits, ids, BOOTSTRAP, 0).ci
         assert ci is not None
         return ci
 
@@ -76,7 +76,7 @@ def test_kappa_covers_with_a_judge_that_agrees_nine_times_in_ten(n: int) -> None
         return h, np.where(rng.random(n) < 0.9, h, 1 - h)
 
     def interval(pair: tuple) -> list[float]:
-        ci = stats.pairwise_figures(pair[0], pair[1], ids, BOOTSTRAP, 0)["kappa"]["ci"]
+        ci = stats.pairwise_figures(pair[0], pair[1], ids, BOOTSTRAP, 0).kappa.ci
         return ci if ci is not None else [-1.0, 1.0]  # undefined (one category on both sides): no claim
 
     assert _coverage(draw, interval, 0.8, seed=n) >= 0.93
@@ -85,9 +85,9 @@ def test_kappa_covers_with_a_judge_that_agrees_nine_times_in_ten(n: int) -> None
 def test_agreement_and_kappa_of_ten_agreeing_labels_are_not_a_point() -> None:
     h = np.array([0, 1] * 5)
     figures = stats.pairwise_figures(h, h.copy(), np.arange(10).astype(str), 200, 0)
-    low, high = figures["agreement"]["ci"] or [1.0, 1.0]
-    assert figures["agreement"]["value"] == 1.0 and low < 0.75 and high == 1.0  # exact: 0.025 ** 0.1 = 0.69
-    k_low, k_high = figures["kappa"]["ci"] or [1.0, 1.0]
+    low, high = figures.agreement.ci or [1.0, 1.0]
+    assert figures.agreement.value == 1.0 and low < 0.75 and high == 1.0  # exact: 0.025 ** 0.1 = 0.69
+    k_low, k_high = figures.kappa.ci or [1.0, 1.0]
     assert k_low < 0.5 and k_high == 1.0
 
 

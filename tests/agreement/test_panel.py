@@ -46,14 +46,14 @@ def test_three_judges_with_independent_errors_beat_each_one(tmp_path: Path) -> N
     report = evaluate(_pairs(tmp_path), judges, orders="one", bootstrap_samples=200)
     panel = report["panel"]
     assert panel is not None and report["judge"] == " + ".join(judges)
-    alone = [m["judge_vs_human"]["agreement"]["value"] for m in panel["members"]]
-    together = report["judge_vs_human"]["agreement"]["value"]
+    alone = [m["judge_vs_human"].agreement.value for m in panel["members"]]
+    together = report["judge_vs_human"].agreement.value
     assert all(a is not None and 0.62 < a < 0.78 for a in alone)
     assert together is not None and together > max(a for a in alone if a is not None) + 0.03
     assert [m["judge_calls"]["calls"] for m in panel["members"]] == [ROWS] * 3
     assert report["judge_calls"] is not None and report["judge_calls"]["calls"] == 3 * ROWS
     between = panel["between_judges"]
-    assert between is not None and between["krippendorff_alpha"]["value"] is not None
+    assert between is not None and between.krippendorff_alpha.value is not None
 
 
 def test_a_panel_from_the_command_line(tmp_path: Path) -> None:

@@ -92,8 +92,8 @@ def test_krippendorff_multi_rater_csv(shared_data: Path) -> None:
     matrix = frame[["human_score_1", "human_score_2", "human_score_3"]].to_numpy(dtype=float).T
     assert matrix.shape == (3, 199)
     fig = stats.alpha_figure(matrix, "interval", samples=200, seed=0)
-    assert fig["value"] == pytest.approx(alpha_by_hand(matrix, squared=True), abs=1e-9)
-    assert fig["n"] == 199 and fig["ci"][0] < fig["value"] < fig["ci"][1]
+    assert fig.value == pytest.approx(alpha_by_hand(matrix, squared=True), abs=1e-9)
+    assert fig.n == 199 and fig.value is not None and fig.ci is not None and fig.ci[0] < fig.value < fig.ci[1]
     ordinal = stats.krippendorff_alpha(matrix, "ordinal")
     assert 0 < ordinal <= 1 and math.isfinite(ordinal)
     nominal = stats.krippendorff_alpha(matrix, "nominal")

@@ -9,7 +9,7 @@ import pytest
 from charter.errors import ArgumentError
 from charter.lab.api import learn_rubrics
 from charter.lab.infer import HeldOut
-from charter.lab.learner import LabReport, LearnOptions, Tally, estimate_text, split
+from charter.lab.learner import LabReport, LearnerRun, LearnOptions, estimate_text, split
 from charter.lab.rubrics import Gain, Share
 from charter.lab.votes import read_pairs
 from charter.testing.lab import make_pairs, register_lab_models
@@ -35,7 +35,7 @@ def test_the_split_is_seeded_and_holds_out_at_least_one_pair(tmp_path: Path) -> 
 
 def test_the_pairs_asked_about_are_a_seeded_sample_of_the_training_pairs_in_order(tmp_path: Path) -> None:
     pairs = read_pairs(write_jsonl(tmp_path / "pairs.jsonl", make_pairs(30, "number", seed=1)), 0)
-    run = Tally.start(pairs, LearnOptions(5, 3, 0.3, 2, 8, "x"), "learning")
+    run = LearnerRun.start(pairs, LearnOptions(5, 3, 0.3, 2, 8, "x"), "learning")
     asked = run.ask()
     assert len(asked) == 5 and run.asked == sorted(run.asked) and set(run.asked) <= set(run.train)
     assert [lp.pair.pair_id for lp in asked] == [pairs[i].pair.pair_id for i in run.asked]

@@ -17,7 +17,7 @@ from charter.monitor.callback import GoldMonitor
 from charter.monitor.gold import (
     GoldScore,
     MonitorConfig,
-    Scored,
+    ScoredAnswers,
     gap_flag,
     length_controlled,
     overlap,
@@ -81,8 +81,8 @@ def test_overlap_counts_shared_prompts_case_and_spaces_aside() -> None:
     assert overlap(held, trained) == 1
 
 
-def _scored(step: int, answers: list[str], rewards: list[float | None], gold: list[float | None]) -> Scored:
-    return Scored(step, answers, rewards, [GoldScore(g, None if g is not None else "call failed") for g in gold])
+def _scored(step: int, answers: list[str], rewards: list[float | None], gold: list[float | None]) -> ScoredAnswers:
+    return ScoredAnswers(step, answers, rewards, [GoldScore(g, None if g is not None else "call failed") for g in gold])
 
 
 def test_a_step_records_means_with_intervals_the_gap_and_its_change_since_the_best_step() -> None:

@@ -5,17 +5,17 @@ from __future__ import annotations
 
 import pytest
 
-from charter.monitor.gold import GoldScore, Scored, monitor_lines, people_change, rule_change, step_record
+from charter.monitor.gold import GoldScore, ScoredAnswers, monitor_lines, people_change, rule_change, step_record
 
 N = 40
 
 
-def _scored(step: int, reward: float, gold: float, labels: dict[int, float]) -> Scored:
+def _scored(step: int, reward: float, gold: float, labels: dict[int, float]) -> ScoredAnswers:
     answers = [f"answer {i} at step {step}" for i in range(N)]
-    return Scored(step, answers, [reward] * N, [GoldScore(gold)] * N, labels=[labels.get(i) for i in range(N)])
+    return ScoredAnswers(step, answers, [reward] * N, [GoldScore(gold)] * N, labels=[labels.get(i) for i in range(N)])
 
 
-def _record(now: Scored, best: Scored) -> dict:
+def _record(now: ScoredAnswers, best: ScoredAnswers) -> dict:
     return dict(step_record(now, best, 4.0, ["q"] * N, [[]] * N, {}))
 
 

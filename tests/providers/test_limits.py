@@ -14,11 +14,11 @@ from charter.errors import ProviderError
 from charter.providers.base import Limits
 from charter.providers.limits import (
     CallOrder,
+    CallTurn,
     Limiter,
     TokenBucket,
-    Turn,
     estimate_tokens,
-    gather_all,
+    gather_or_cancel,
     redact,
     retry_after_s,
 )
@@ -217,10 +217,10 @@ async def test_gather_all_cancels_siblings_on_failure():
         raise ValueError("boom")
 
     with pytest.raises(ValueError):
-        await gather_all([slow(1), boom(), slow(2)])
+        await gather_or_cancel([slow(1), boom(), slow(2)])
     await asyncio.sleep(0.3)
     assert finished == []
-    assert await gather_all([slow(3), slow(4)]) == [3, 4]
+    assert await gather_or_cancel([slow(3), slow(4)]) == [3, 4]
 
 
 async def settle() -> None:
@@ -254,7 +254,7 @@ class Held:
         return len(now)
 
 
-async def queued(limiter: Limiter, held: Held, calls: list[tuple[str, Turn | None]]) -> list[asyncio.Task]:
+async def queued(limiter: Limiter, held: Held, calls: list[tuple[str, CallTurn | None]]) -> list[asyncio.Task]:
     """One slot held by "first", then `calls` queued behind it in the given order."""
     tasks = [asyncio.ensure_future(limiter.call(held.attempt("first")))]
     await settle()
@@ -354,7 +354,7 @@ async def chained_rounds(ordered: bool, items: int = 25, calls: int = 5, slots: 
         for step in range(calls):
             await limiter.call(held.attempt(f"{item}.{step}"))
 
-    async def in_turn(turned: tuple[Turn, int]) -> None:
+    async def in_turn(turned: tuple[CallTurn, int]) -> None:
         await turned[0].run(chain(turned[1]))
 
     if ordered:

@@ -3,8 +3,6 @@ stored summary's fields, the agreement report's rows and the dataset card's name
 
 from __future__ import annotations
 
-import typing
-
 import numpy as np
 
 from charter.agreement.report import FIGURES
@@ -19,8 +17,7 @@ PAIRS = np.array([f"p{i}" for i in range(len(HUMAN))])
 def test_the_figures_of_two_label_arrays_are_the_table_s_pairwise_metrics() -> None:
     figures = stats.pairwise_figures(HUMAN, JUDGE, PAIRS, samples=200, seed=0)
     names = [m.name for m in stats.PAIRWISE]
-    assert list(figures) == names == list(typing.get_type_hints(stats.PairwiseFigures))
-    assert names == list(PairwiseFigures.model_fields)
+    assert list(figures.model_dump()) == names == list(PairwiseFigures.model_fields)
     assert {"agreement", "krippendorff_alpha"} <= set(HumanHuman.model_fields) <= {*stats.METRICS, "comparisons"}
 
 
@@ -28,12 +25,12 @@ def test_each_figure_is_its_entry_s_measure_on_the_observations_it_counts() -> N
     figures = stats.pairwise_figures(HUMAN, JUDGE, PAIRS, samples=200, seed=0)
     decisive = int(stats.decisive(HUMAN, JUDGE).sum())
     for metric in stats.PAIRWISE:
-        figure = figures[metric.name]  # type: ignore[literal-required]
-        assert figure["value"] == metric.measure(HUMAN, JUDGE, metric.ties)
-        assert figure["n"] == (len(HUMAN) if metric.ties else decisive)
-        low, high = figure["ci"] or (None, None)
-        assert low is not None and high is not None and low <= figure["value"] <= high
-    assert figures["agreement"]["value"] == 6 / 8 and figures["agreement_with_ties"]["value"] == 0.7
+        figure = getattr(figures, metric.name)
+        assert figure.value == metric.measure(HUMAN, JUDGE, metric.ties)
+        assert figure.n == (len(HUMAN) if metric.ties else decisive)
+        low, high = figure.ci or (None, None)
+        assert low is not None and high is not None and low <= figure.value <= high
+    assert figures.agreement.value == 6 / 8 and figures.agreement_with_ties.value == 0.7
 
 
 def test_the_report_and_the_card_name_the_figures_from_the_table() -> None:

@@ -15,7 +15,7 @@ from huggingface_hub import DatasetCard
 import charter
 import tests.synth.test_synth  # noqa: F401  (registers the scripted prompt writer)
 from charter.cli import main
-from charter.loop.config import MonitorConfig
+from charter.loop.config import CollapseMonitorConfig
 from charter.loop.data import data_diversity, field_figures
 from charter.loop.metrics import collapse_flags, collapse_metrics, compare, flaggable
 from charter.stats.diversity import METRICS, Texts, diversity_table, measure_texts, metric
@@ -110,7 +110,7 @@ def test_a_registered_metric_reaches_synths_report(openings: None, tmp_path: Pat
 
 def test_a_registered_metric_reaches_the_loops_monitor_and_data(openings: None) -> None:
     texts = ["the cat sat on the mat", "the cat sat on the hat", "a dog ran far away"]
-    assert NAME in flaggable() and MonitorConfig(metrics=[NAME]).metrics == [NAME]
+    assert NAME in flaggable() and CollapseMonitorConfig(metrics=[NAME]).metrics == [NAME]
     assert collapse_metrics(texts, embed=unit_embed)[NAME] == pytest.approx(2 / 3)
     narrowed = ["the cat sat", "the cat ran", "the cat hid"]
     compared = compare(narrowed, texts, paired=True, embed=unit_embed)

@@ -522,11 +522,9 @@ class _Measures:
             return Figure(value=None, ci=None, n=0)
         array, ids = np.asarray(values, dtype=float), np.asarray(clusters, dtype=object).astype(str)
         if share:
-            found = stats.share(array, ids, self.samples, self.seed)
-        else:
-            mean = lambda i: float(array[i].mean())  # noqa: E731
-            found = stats.figure(float(array.mean()), mean, ids, len(array), self.samples, self.seed)
-        return Figure(**found)
+            return stats.share(array, ids, self.samples, self.seed)
+        mean = lambda i: float(array[i].mean())  # noqa: E731
+        return stats.figure(float(array.mean()), mean, ids, len(array), self.samples, self.seed)
 
     def having(self, *names: str) -> list[_Probe]:
         return [p for p in self.probes if all(n in p.p for n in names)]

@@ -246,6 +246,7 @@ def agreement_eval_command(
     json_out: Path | None = typer.Option(None, "--json", help="Also write the summary as JSON here."),
 ) -> None:
     """Judge a human-labeled pair file and report agreement, kappa, CIs, position consistency, baselines, calls."""
+    from pydantic_core import to_jsonable_python
     from rich.table import Table
 
     from charter.agreement.evaluate import evaluate
@@ -281,14 +282,14 @@ def agreement_eval_command(
     for key, name in FIGURES:
         table.add_row(
             name,
-            fmt(s["judge_vs_human"][key]),
-            fmt(s["baselines"]["longer_wins"][key]),
-            fmt(s["baselines"]["first_shown_wins"][key]),
+            fmt(getattr(s["judge_vs_human"], key)),
+            fmt(getattr(s["baselines"].longer_wins, key)),
+            fmt(getattr(s["baselines"].first_shown_wins, key)),
         )
     console.print(table)
     pc = s["position_consistency"]
-    rate = "n/a" if pc["rate"] is None else f"{pc['rate']:.3f}"
-    console.print(f"position consistency: {rate} (n={pc['n']}); wall {s['wall_s']} s")
+    rate = "n/a" if pc.rate is None else f"{pc.rate:.3f}"
+    console.print(f"position consistency: {rate} (n={pc.n}); wall {s['wall_s']} s")
     if s["score_means"] is not None:
         means = s["score_means"]
         console.print(
@@ -309,14 +310,14 @@ def agreement_eval_command(
             fig = m["judge_vs_human"]
             calls_ = m["judge_calls"]
             members.add_row(
-                m["judge"], fmt(fig["agreement"]), fmt(fig["kappa"]), str(calls_["calls"]), str(calls_["cache_hits"])
+                m["judge"], fmt(fig.agreement), fmt(fig.kappa), str(calls_["calls"]), str(calls_["cache_hits"])
             )
         console.print(members)
         between = panel["between_judges"]
         if between is not None:
             console.print(
-                f"between the judges: agreement {fmt(between['agreement'])}, Krippendorff's alpha "
-                f"{fmt(between['krippendorff_alpha'])}"
+                f"between the judges: agreement {fmt(between.agreement)}, Krippendorff's alpha "
+                f"{fmt(between.krippendorff_alpha)}"
             )
     if json_out:
-        json_out.write_text(json.dumps(s, indent=1))
+        json_out.write_text(json.dumps(to_jsonable_python(s), indent=1))

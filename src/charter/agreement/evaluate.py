@@ -20,7 +20,8 @@ from typing import TYPE_CHECKING, Any, TypedDict
 
 import numpy as np
 
-from charter.agreement.report import PositionConsistency, judge_label, longer_label
+from charter.agreement.report import judge_label, longer_label
+from charter.agreement.summary import Baselines, Consistency
 from charter.errors import ArgumentError, DatasetError
 from charter.judge.modes import DEFAULT_MODE, DEFAULT_RATING
 from charter.judge.panel import pool
@@ -28,6 +29,7 @@ from charter.judge.settings import JudgeMode, Orders, RatingMode
 from charter.records import Judgment, Message, Pair
 from charter.records.base import as_messages, last_text
 from charter.stats import agreement as stats
+from charter.stats.agreement import HumanHuman, PairwiseFigures
 from charter.tables import iter_jsonl
 
 if TYPE_CHECKING:
@@ -45,15 +47,6 @@ class PairRow(TypedDict):
     """The text of the response the human preferred."""
     rejected: str
     """The text of the other response."""
-
-
-class Baselines(TypedDict):
-    """What trivial judges score against the same human choices."""
-
-    longer_wins: stats.PairwiseFigures
-    """'The longer response is better'."""
-    first_shown_wins: stats.PairwiseFigures
-    """'The response shown first (the pair's a) is better'."""
 
 
 class TokenCounts(TypedDict):
@@ -94,7 +87,7 @@ class PanelMember(TypedDict):
     """The model."""
     judged: int
     """Rows it judged successfully."""
-    judge_vs_human: stats.PairwiseFigures
+    judge_vs_human: PairwiseFigures
     """Its own pick against the human choice, on the rows the whole panel judged."""
     judge_calls: CallCounts
     """Its calls and cache hits."""
@@ -109,7 +102,7 @@ class PanelFigures(TypedDict):
     """How the members' P(A) are pooled: mean."""
     members: list[PanelMember]
     """Each judge on its own."""
-    between_judges: stats.HumanHumanFigures | None
+    between_judges: HumanHuman | None
     """The members' picks against each other: pairwise agreement and Krippendorff's alpha (nominal) with 95%
     intervals."""
 
@@ -123,11 +116,11 @@ class EvalSummary(TypedDict):
     """Rows whose judgment succeeded: the figures rest on these."""
     failures: int
     """Rows whose judgment failed, left out of the figures."""
-    judge_vs_human: stats.PairwiseFigures
+    judge_vs_human: PairwiseFigures
     """The judge's pick (P(A) > 0.5: a, < 0.5: b, exactly 0.5: tie) against the human choice."""
     baselines: Baselines
     """Trivial judges against the human choice."""
-    position_consistency: PositionConsistency
+    position_consistency: Consistency
     """How often the judge's two presentation orders agreed (n = 0 with one order, and in mode `score`, where each
     response is rated alone)."""
     p_human_choice_mean: float | None
@@ -312,11 +305,11 @@ def summarise(
         "judged": len(ok),
         "failures": len(pairs) - len(ok),
         "judge_vs_human": figures(judge),
-        "baselines": {
-            "longer_wins": figures(code([longer_label(p) for p in ok])),
-            "first_shown_wins": figures(np.zeros(len(ok), dtype=int)),
-        },
-        "position_consistency": {"rate": float(np.mean(flags)) if flags else None, "n": len(flags)},
+        "baselines": Baselines(
+            longer_wins=figures(code([longer_label(p) for p in ok])),
+            first_shown_wins=figures(np.zeros(len(ok), dtype=int)),
+        ),
+        "position_consistency": Consistency(rate=float(np.mean(flags)) if flags else None, n=len(flags)),
         "p_human_choice_mean": float(
             np.mean([p_a[p.pair_id] if humans[p.pair_id] == "a" else 1 - p_a[p.pair_id] for p in ok])
         )

@@ -11,8 +11,6 @@ from charter.agreement.labels import JudgedPair
 from charter.agreement.summary import (
     MIN_LABELS,
     FittedWeights,
-    HumanHuman,
-    PairwiseFigures,
     PanelMemberFigures,
     PanelSummary,
 )
@@ -91,7 +89,7 @@ def panel_summary(
         human = None
         if len(human_codes):
             mine = np.array([picks[member].get(pid, stats.TIE) for pid in label_ids], dtype=int)
-            human = PairwiseFigures.model_validate(stats.pairwise_figures(human_codes, mine, label_ids, b, s))
+            human = stats.pairwise_figures(human_codes, mine, label_ids, b, s)
         calls, cached, tokens, cost = _member_usage(store, member)
         out.append(
             PanelMemberFigures(
@@ -107,12 +105,11 @@ def panel_summary(
                 cost_usd=cost,
             )
         )
-    between = stats.human_human({f"{i}:{m}": picks[m] for i, m in enumerate(members)}, b, s)
     return PanelSummary(
         pooling="mean" if weights is None else "weighted mean",
         pairs=len(pair_ids),
         members=out,
-        between_judges=HumanHuman.model_validate(between) if between is not None else None,
+        between_judges=stats.human_human({f"{i}:{m}": picks[m] for i, m in enumerate(members)}, b, s),
         fitted=fitted_weights(members, p, label_ids, human_codes, s),
     )
 

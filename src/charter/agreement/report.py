@@ -9,7 +9,7 @@ import datetime as dt
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypedDict
+from typing import Any
 
 import numpy as np
 
@@ -18,37 +18,17 @@ from charter.agreement.items import item_agreement, items_markdown, step_agreeme
 from charter.agreement.labels import JudgedPair, open_labels, require_judged
 from charter.agreement.panel import panel_summary, pool_weights
 from charter.agreement.sampling import confidence
-from charter.agreement.summary import AgreementSummary, human_preference
+from charter.agreement.summary import AgreementSummary, Baselines, Consistency, GroupFigures, human_preference
 from charter.errors import UserError
 from charter.records import Judgment, Pair
 from charter.runs import labels as stored
 from charter.runs.store import RunStore
 from charter.stats import agreement as stats
-from charter.stats.agreement import judge_label
+from charter.stats.agreement import Figure, judge_label
 
 
 class NoLabels(UserError):
     """There are no human labels to compare the judge with yet."""
-
-
-class GroupFigures(TypedDict):
-    """Judge-vs-human figures of one group of labels (the dict that `summary.GroupFigures` validates)."""
-
-    labels: int
-    """Labels in the group, ties included."""
-    agreement: stats.Figure
-    """Raw agreement, ties excluded."""
-    kappa: stats.Figure
-    """Cohen's kappa, ties excluded."""
-
-
-class PositionConsistency(TypedDict):
-    """How often the judge's two presentation orders picked the same winner (`summary.Consistency`)."""
-
-    rate: float | None
-    """Share of consistent judgments; None without both-order judgments."""
-    n: int
-    """Judgments made in both orders."""
 
 
 @dataclass
@@ -133,7 +113,7 @@ def breakdown(obs: Observations, key: np.ndarray, config: AgreementConfig) -> di
     for group in sorted(set(key.tolist())):
         part = _subset(obs, key == group)
         figures = stats.pairwise_figures(part.human, part.judge, part.pair_ids, config.bootstrap_samples, config.seed)
-        out[group] = {"labels": int(len(part.human)), "agreement": figures["agreement"], "kappa": figures["kappa"]}
+        out[group] = GroupFigures(labels=int(len(part.human)), agreement=figures.agreement, kappa=figures.kappa)
     return out
 
 
@@ -146,7 +126,7 @@ def human_codes(store: RunStore) -> dict[str, dict[str, int]]:
     return out
 
 
-def position_consistency(judged: dict[str, JudgedPair], pair_ids: set[str]) -> PositionConsistency:
+def position_consistency(judged: dict[str, JudgedPair], pair_ids: set[str]) -> Consistency:
     """Share of the judge's both-order judgments (on the labeled pairs) that pick the same winner.
 
     Args:
@@ -158,7 +138,7 @@ def position_consistency(judged: dict[str, JudgedPair], pair_ids: set[str]) -> P
     """
     flags = [judged[p].judgment.position_consistent for p in pair_ids if p in judged]
     flags = [f for f in flags if f is not None]
-    return {"rate": float(np.mean(flags)) if flags else None, "n": len(flags)}
+    return Consistency(rate=float(np.mean(flags)) if flags else None, n=len(flags))
 
 
 def compute_summary(store: RunStore, config: AgreementConfig) -> AgreementSummary:
@@ -185,7 +165,7 @@ def compute_summary(store: RunStore, config: AgreementConfig) -> AgreementSummar
             "annotators": sorted({r.annotator for r in labels}),
             "judge_vs_human": figures(obs.judge),
             "human_human": stats.human_human(human_codes(store), b, s),
-            "baselines": {"longer_wins": figures(obs.longer), "first_shown_wins": figures(obs.first_shown)},
+            "baselines": Baselines(longer_wins=figures(obs.longer), first_shown_wins=figures(obs.first_shown)),
             "position_consistency": position_consistency(judged, set(obs.pair_ids.tolist())),
             "by_principle": breakdown(obs, obs.principle, config),
             "by_confidence": breakdown(obs, obs.bucket, config),
@@ -212,13 +192,13 @@ def agreement_summary(run_dir: str | Path, config: AgreementConfig | None = None
 FIGURES = tuple((m.name, m.title()) for m in stats.PAIRWISE)
 
 
-def fmt(fig: Mapping[str, Any] | None) -> str:
-    """'0.740 [0.610, 0.850] (n=50)' or 'n/a'."""
-    if not fig or fig.get("value") is None:
-        return f"n/a (n={fig.get('n', 0) if fig else 0})"
-    ci = fig.get("ci")
-    interval = f" [{ci[0]:.3f}, {ci[1]:.3f}]" if ci else ""
-    return f"{fig['value']:.3f}{interval} (n={fig['n']})"
+def fmt(fig: Figure | Mapping[str, Any] | None) -> str:
+    """'0.740 [0.610, 0.850] (n=50)' or 'n/a (n=0)'; a figure or its dict."""
+    fig = Figure.model_validate(fig) if isinstance(fig, Mapping) else fig
+    if fig is None or fig.value is None:
+        return f"n/a (n={fig.n if fig else 0})"
+    interval = f" [{fig.ci[0]:.3f}, {fig.ci[1]:.3f}]" if fig.ci else ""
+    return f"{fig.value:.3f}{interval} (n={fig.n})"
 
 
 def main_rows(summary: AgreementSummary) -> list[tuple[str, str, str, str, str]]:

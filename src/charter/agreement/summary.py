@@ -26,6 +26,7 @@ from charter.records import Record
 from charter.runs import labels as stored
 from charter.runs.files import RunFiles
 from charter.runs.store import RunStore
+from charter.stats.agreement import Figure, HumanHuman, PairwiseFigures
 from charter.stats.ppi import Estimate, judge_mean, ppi_mean
 
 #: A person's label as the share of the chosen response's win: the chosen side, a tie, the rejected side.
@@ -139,44 +140,6 @@ def _stratum_weights(population: list[tuple], labeled: list[tuple]) -> tuple[np.
         have[key] += 1
     uncovered = sum(n for key, n in rows.items() if not have[key])
     return np.array([rows[key] / have[key] for key in labeled], dtype=float), uncovered
-
-
-class Figure(Record):
-    """A point estimate with its 95% interval and the number of observations it rests on."""
-
-    value: float | None = None
-    """The estimate; null when undefined (too few or one-sided labels)."""
-    ci: list[float] | None = None
-    """[low, high] of the 95% interval: a bootstrap over pairs spanned with the exact interval of a share (or, for
-    kappa and alpha, that interval through the chance correction); null when it cannot be had honestly."""
-    n: int = 0
-    """Observations behind the estimate."""
-
-
-class PairwiseFigures(Record):
-    """Agreement and Cohen's kappa of two labelers, with and without ties."""
-
-    agreement: Figure
-    """Raw agreement on decisive labels (ties excluded)."""
-    agreement_with_ties: Figure
-    """Raw agreement, ties as a third category."""
-    kappa: Figure
-    """Cohen's kappa on decisive labels."""
-    kappa_with_ties: Figure
-    """Cohen's kappa, ties as a third category."""
-
-
-class HumanHuman(Record):
-    """Agreement among the human annotators (2 or more)."""
-
-    comparisons: int = 0
-    """Annotator pairs compared on a shared item."""
-    agreement: Figure
-    """Raw agreement on decisive labels."""
-    agreement_with_ties: Figure
-    """Raw agreement with ties."""
-    krippendorff_alpha: Figure
-    """Krippendorff's alpha (nominal)."""
 
 
 class Baselines(Record):

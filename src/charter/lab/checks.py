@@ -27,7 +27,7 @@ from charter.lab.votes import LabelledPair, ensemble, vote
 from charter.providers.base import ChatModel
 from charter.records import Record
 from charter.runs.store import RunStore
-from charter.stats.agreement import Rate, flip_rate, share_rate
+from charter.stats.agreement import Figure, flip_rate, share
 
 #: How a negated principle's question opens (the scripted lab judge looks for it).
 NEGATED = "The opposite of this principle"
@@ -63,9 +63,9 @@ class Sensitivity(Record):
     """One principle's verdicts under its negation and under a neutral principle."""
 
     principle: str
-    negated_flip: Rate
+    negated_flip: Figure
     """Share of the pairs it decides whose verdict reverses when the principle is negated (high is good)."""
-    neutral_flip: Rate
+    neutral_flip: Figure
     """Share whose verdict reverses under a principle that states no preference."""
     insensitive: bool
     """Flagged: even the upper end of the negated flip rate's interval is below `min_flip`."""
@@ -98,7 +98,7 @@ class PrincipleSupport(Record):
     """A principle against people's choices."""
 
     principle: str
-    agreement: Rate
+    agreement: Figure
     """Its own agreement with people (an abstention counts half)."""
     verdict: str
     """`supported` (interval above 0.5), `contradicted` (below), or `unclear`."""
@@ -217,14 +217,14 @@ async def check_constitution(
         )
     corr = correlation(original.codes)
     pids = [p.id for p in principles]
-    subset, share = smallest_subset(original.codes, target)
+    subset, reproduces = smallest_subset(original.codes, target)
     per_call = 2 if settings.orders == "both" else 1
     redundancy = Redundancy(
         principles=pids,
         correlation=[[None if np.isnan(v) else round(float(v), 4) for v in row] for row in corr],
         clusters=clusters(corr, pids),
         subset=[pids[i] for i in subset],
-        subset_reproduces=share,
+        subset_reproduces=reproduces,
         decided=int(np.count_nonzero(ensemble(np.nan_to_num(original.codes)))),
         target=target,
         calls_full=len(principles) * len(pairs) * per_call,
@@ -239,7 +239,7 @@ async def check_constitution(
         for i, principle in enumerate(principles):
             row = np.nan_to_num(original.codes[i, labelled])
             hits = np.where(row == 0, 0.5, row == human)
-            rate = share_rate(hits, ids[labelled], bootstrap_samples, seed)
+            rate = share(hits, ids[labelled], bootstrap_samples, seed)
             low, high = (rate.ci or [rate.value, rate.value]) if rate.value is not None else (None, None)
             verdict = (
                 "supported"
@@ -271,7 +271,7 @@ async def check_constitution(
     )
 
 
-def _rate_text(rate: Rate) -> str:
+def _rate_text(rate: Figure) -> str:
     if rate.value is None:
         return f"n/a (n={rate.n})"
     ci = f" [{rate.ci[0]:.3f}, {rate.ci[1]:.3f}]" if rate.ci else ""

@@ -31,7 +31,15 @@ from charter.constitutions.schema import Constitution, Principle
 from charter.errors import ArgumentError, FatalProviderError, NoSignal, ProviderError
 from charter.judge.settings import JudgeSettings
 from charter.judge_prompt import COMPARISON_TAGS, fence, nonce_of, render_conversation
-from charter.lab.learner import Estimate, LabReport, Learned, LearnOptions, Tally, agreement_table, estimate_text
+from charter.lab.learner import (
+    AgreementEstimate,
+    LabReport,
+    Learned,
+    LearnerRun,
+    LearnOptions,
+    agreement_table,
+    estimate_text,
+)
 from charter.lab.votes import (
     FOR_A,
     LabelledPair,
@@ -144,7 +152,7 @@ class CandidateFigures(Record):
     """Whether it is in the inferred constitution."""
 
 
-class HeldOut(Estimate):
+class HeldOut(AgreementEstimate):
     """Agreement with people on the held-out split, with a 95% bootstrap interval over pairs."""
 
 
@@ -327,7 +335,7 @@ def held_out(side: np.ndarray, human: np.ndarray, ids: list[str], samples: int, 
     """Agreement of a side per pair with people, with its 95% interval over pairs (`charter.stats.agreement.share`)."""
     hit = np.where(side == 0, 0.5, side == human).astype(float)
     fig = stats.share(hit, np.array(ids), samples, seed)
-    return HeldOut(value=fig["value"], ci=fig["ci"], n=fig["n"])
+    return HeldOut(value=fig.value, ci=fig.ci, n=fig.n)
 
 
 def _baselines(pairs: list[LabelledPair]) -> tuple[np.ndarray, np.ndarray]:
@@ -376,7 +384,7 @@ async def infer(
     """Infer a constitution from human-labelled pairs (see the module's steps). With `candidates` (principles of
     existing constitutions, say) nothing is proposed: the selection is made among them. The sizes have no defaults
     here: the public `charter.infer_constitution` holds them."""
-    run = Tally.start(pairs, options, "inference")
+    run = LearnerRun.start(pairs, options, "inference")
     seed, concurrency = options.seed, options.concurrency
     train, test = run.train, run.test
     given = candidates is not None
@@ -459,7 +467,9 @@ async def infer(
 
 def report_markdown(report: InferenceReport) -> str:
     """The inference report page."""
-    compared: list[tuple[str, Estimate | None]] = [(f"inferred ({len(report.selected)} principles)", report.held_out)]
+    compared: list[tuple[str, AgreementEstimate | None]] = [
+        (f"inferred ({len(report.selected)} principles)", report.held_out)
+    ]
     if report.declared is not None:
         compared.append((f"declared `{report.declared_name}`", report.declared))
     compared += [("longer wins", report.longer_wins), ("first shown wins", report.first_shown_wins)]

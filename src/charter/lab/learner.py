@@ -20,7 +20,7 @@ from charter.records import Record
 MIN_PAIRS = 10
 
 
-class Estimate(Record):
+class AgreementEstimate(Record):
     """An agreement with people (or a difference of two) over pairs, with its 95% interval."""
 
     value: float | None
@@ -28,7 +28,7 @@ class Estimate(Record):
     n: int
 
 
-def estimate_text(estimate: Estimate | None, signed: bool = False) -> str:
+def estimate_text(estimate: AgreementEstimate | None, signed: bool = False) -> str:
     """`0.812 [0.700, 0.900] (n=40)`; `n/a` where there is no value."""
     if estimate is None or estimate.value is None:
         return "n/a"
@@ -37,7 +37,7 @@ def estimate_text(estimate: Estimate | None, signed: bool = False) -> str:
     return f"{estimate.value:{fmt}}{ci} (n={estimate.n})"
 
 
-E = TypeVar("E", bound=Estimate)
+E = TypeVar("E", bound=AgreementEstimate)
 
 
 class LabReport(Record, ABC, Generic[E]):
@@ -142,7 +142,7 @@ class LearnOptions:
 
 
 @dataclass
-class Tally:
+class LearnerRun:
     """One learner's run as it goes: the split of the pairs, the training pairs the proposer is asked about, what
     it proposed and the judge calls; `report_fields` makes them the common part of its report (`LabReport`)."""
 
@@ -162,7 +162,7 @@ class Tally:
     judge_calls: int = 0
 
     @classmethod
-    def start(cls, pairs: list[LabelledPair], options: LearnOptions, learning: str) -> Tally:
+    def start(cls, pairs: list[LabelledPair], options: LearnOptions, learning: str) -> LearnerRun:
         """A run over `pairs`, split; `learning` names it in the error for too few pairs."""
         if len(pairs) < MIN_PAIRS:
             raise ArgumentError("pairs", f"{len(pairs)} labelled pairs: {learning} needs at least {MIN_PAIRS}")
@@ -199,7 +199,7 @@ def cell(text: str) -> str:
     return " ".join(text.split()).replace("|", "\\|")
 
 
-def agreement_table(compared: str, interval: str, rows: list[tuple[str, Estimate | None]]) -> list[str]:
+def agreement_table(compared: str, interval: str, rows: list[tuple[str, AgreementEstimate | None]]) -> list[str]:
     """The report page's section of held-out agreements with people: a row for each (`name`, `estimate`) compared,
     under the column headings `compared` and `agreement [interval]`."""
     return [
@@ -231,11 +231,11 @@ def write_outputs(learned: Learned[Any], out: Path) -> dict[str, Path]:
 
 __all__ = [
     "MIN_PAIRS",
-    "Estimate",
+    "AgreementEstimate",
     "LabReport",
     "LearnOptions",
     "Learned",
-    "Tally",
+    "LearnerRun",
     "agreement_table",
     "cell",
     "estimate_text",

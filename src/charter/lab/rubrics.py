@@ -48,7 +48,16 @@ from charter.checklist.check import check_response
 from charter.constitutions.schema import CATEGORY_WEIGHTS, DEFAULT_GATE_CAP, Constitution, Criterion, Principle
 from charter.errors import ArgumentError, NoSignal
 from charter.lab.infer import PROPOSE_HEAD, deduplicate, propose_each, request_for, screen
-from charter.lab.learner import Estimate, LabReport, Learned, LearnOptions, Tally, agreement_table, cell, estimate_text
+from charter.lab.learner import (
+    AgreementEstimate,
+    LabReport,
+    Learned,
+    LearnerRun,
+    LearnOptions,
+    agreement_table,
+    cell,
+    estimate_text,
+)
 from charter.lab.votes import LabelledPair, principle_from_text, slug
 from charter.providers.base import ChatModel, SamplingParams
 from charter.records import Message, Record
@@ -220,7 +229,7 @@ def rubric_hits(items: Sequence[ChecklistItem], checked: Checked) -> list[float 
     return out
 
 
-class Share(Estimate):
+class Share(AgreementEstimate):
     """Agreement with people on some pairs (a pair not decided counts half), with its Wilson 95% interval; `n`
     counts the pairs whose verdicts were all read."""
 
@@ -238,7 +247,7 @@ def wilson_share(hits: Sequence[float | None]) -> Share:
     return Share(value=sum(seen) / len(seen), ci=[low, high], n=len(seen), failed=failed)
 
 
-class Gain(Estimate):
+class Gain(AgreementEstimate):
     """What one criterion adds to the rubric's held-out agreement: the mean per-pair difference between the rubric
     with it and without it, with the 95% betting interval of that mean (`bounded_mean_interval`, -1..1)."""
 
@@ -423,7 +432,7 @@ async def learn(
     """Learn criteria from human-labelled pairs (the steps above). Raises NoSignal (with
     the report) when no candidate is consistent with the labels. The sizes have no defaults here: the public
     `charter.learn_rubrics` holds them."""
-    run = Tally.start(pairs, options, "learning a rubric")
+    run = LearnerRun.start(pairs, options, "learning a rubric")
     seed, concurrency = options.seed, options.concurrency
     asked_pairs, test_pairs = run.ask(), [pairs[i] for i in run.test]
     params = SamplingParams(temperature=0.0, max_tokens=600, seed=seed, json_schema=CRITERIA_SCHEMA)
@@ -488,7 +497,9 @@ async def learn(
 def report_markdown(report: RubricReport) -> str:
     """The report page."""
     criteria = "criterion" if len(report.kept) == 1 else "criteria"
-    compared: list[tuple[str, Estimate | None]] = [(f"learned ({len(report.kept)} {criteria})", report.held_out)]
+    compared: list[tuple[str, AgreementEstimate | None]] = [
+        (f"learned ({len(report.kept)} {criteria})", report.held_out)
+    ]
     if report.base_name is not None:
         compared.append((f"base `{report.base_name}`", report.base))
     lines = [

@@ -10,7 +10,7 @@ from pydantic import Field, field_validator, model_validator
 
 from charter.dpo.config import DPOConfigModel
 from charter.loop.metrics import flaggable
-from charter.monitor.gold import MonitorConfig as GoldMonitorConfig
+from charter.monitor.gold import MonitorConfig
 from charter.prompts import PromptsConfig
 from charter.yamlio import ConfigModel, LocatedValueError, load_model
 
@@ -42,7 +42,7 @@ class HumanMix(ConfigModel):
         return value
 
 
-class MonitorConfig(ConfigModel):
+class CollapseMonitorConfig(ConfigModel):
     """The collapse monitor: each round's policy answers a fixed probe set; its diversity is measured."""
 
     probes: PromptsConfig = PromptsConfig(bundled=True, shuffle=True, limit=32)
@@ -141,9 +141,9 @@ class LoopConfig(ConfigModel):
     real_share: float = Field(default=0.0, ge=0, lt=1)
     """The least share of real rows (from `human`) in each round's DPO data: a round whose `human.share` is lower,
     or whose real rows run short, draws fewer synthetic rows so that the share holds. 0: no floor."""
-    monitor: MonitorConfig = MonitorConfig()
+    monitor: CollapseMonitorConfig = CollapseMonitorConfig()
     """The collapse monitor."""
-    gold_monitor: GoldMonitorConfig | None = None
+    gold_monitor: MonitorConfig | None = None
     """The gold monitor between rounds: the base policy and, after each round's DPO, the new policy answer the
     held-out `prompts` (a file; greedy). The training reward is the round's judge's P(the answer beats the base
     policy's answer to that prompt), judged in the run's judge settings; the gold evaluator scores each answer apart

@@ -184,8 +184,8 @@ def round_verdict(
     seen: dict[str, Any], base: dict[str, Any], real: dict[str, Any] | None, monitor: Any
 ) -> dict[str, Any]:
     """A round's collapse check: its answers against round 0's (paired by probe) and against the real sample, each
-    measure's change with its interval, and the flags `monitor` (a `MonitorConfig`) raises by its rule against the
-    references it names. Monitor results without their texts get the point rule on their stored figures."""
+    measure's change with its interval, and the flags `monitor` (a `CollapseMonitorConfig`) raises by its rule against
+    the references it names. Monitor results without their texts get the point rule on their stored figures."""
     against: dict[str, Any] = {}
     raised: list[str] = []
     if seen.get("texts") is not None and base.get("texts") is not None:

@@ -34,7 +34,7 @@ from charter.api_args import ConfigArg, public
 from charter.errors import ConfigError
 from charter.loop.config import LoopConfig, Strategy, load_loop_config
 from charter.loop.metrics import collapse_metrics, collapse_stop, round_verdict
-from charter.monitor.gold import GoldScore, MonitorSummary, Scored, held_out_rows, refuse_overlap, rule_change
+from charter.monitor.gold import GoldScore, MonitorSummary, ScoredAnswers, held_out_rows, refuse_overlap, rule_change
 from charter.yamlio import config_from
 
 SHARED = "shared"
@@ -396,7 +396,7 @@ class Loop:
         monitor.carry(spent)
         index = len(monitor.scored)
         record = monitor.add(
-            Scored(index, done["answers"], done["rewards"], gold), done["cost"], self.loop_dir / strategy
+            ScoredAnswers(index, done["answers"], done["rewards"], gold), done["cost"], self.loop_dir / strategy
         )
         best = monitor.best_step
         monitor.best_checkpoint = self.trainable(self.policy(strategy, best)) if best else None

@@ -32,7 +32,7 @@ from charter.monitor.gold import (
     MonitorConfig,
     MonitorStep,
     MonitorSummary,
-    Scored,
+    ScoredAnswers,
     checklist_gold,
     gold_checklists,
     held_out_rows,
@@ -145,7 +145,7 @@ class GoldMonitor(TrainerCallback):
                 log.warning(
                     "monitor: none of people's labels is of an answer to a held-out prompt: no step is corrected"
                 )
-        self.scored: list[Scored] = []
+        self.scored: list[ScoredAnswers] = []
         self.history: list[MonitorStep] = []
         """Every evaluation's record, in order."""
         self.stopped: str | None = None
@@ -185,7 +185,7 @@ class GoldMonitor(TrainerCallback):
         scored, cost = self.score(answers, step)
         return self.add(scored, {**cost, "seconds": time.perf_counter() - started}, output_dir)
 
-    def score(self, answers: list[str], step: int) -> tuple[Scored, dict[str, float]]:
+    def score(self, answers: list[str], step: int) -> tuple[ScoredAnswers, dict[str, float]]:
         """The held-out answers of `step` scored by the training reward and the gold evaluator, and what the gold
         calls cost (`seconds`, `calls`, `cached`, `cost_usd`); not recorded (`add` records it)."""
         started, before = time.perf_counter(), self._usage()
@@ -194,9 +194,11 @@ class GoldMonitor(TrainerCallback):
         spent = self._usage()
         labels = [self.labels.get(label_key(p, a)) for p, a in zip(self.prompts, answers)] if self.labels else []
         cost = {"seconds": time.perf_counter() - started, **{k: spent[k] - before[k] for k in spent}}
-        return Scored(step, answers, rewards, gold, labels=labels), cost
+        return ScoredAnswers(step, answers, rewards, gold, labels=labels), cost
 
-    def add(self, scored: Scored, cost: Mapping[str, float], output_dir: str | Path | None = None) -> MonitorStep:
+    def add(
+        self, scored: ScoredAnswers, cost: Mapping[str, float], output_dir: str | Path | None = None
+    ) -> MonitorStep:
         """Record a scored evaluation, after the ones before it: its step record against the gold-best one so far,
         OUTPUT_DIR/monitor's files, and the monitor stopped where its budget was reached."""
         step, gold = scored.step, scored.gold
@@ -289,7 +291,7 @@ class GoldMonitor(TrainerCallback):
         self.meter.prior_cost = float(spent.get("cost_usd", 0.0))
         self.meter.prior_tokens = int(spent.get("tokens", 0))
 
-    def _best(self) -> Scored:
+    def _best(self) -> ScoredAnswers:
         """The gold-best evaluation so far (the earliest of equals); the first where none has a gold score."""
         scored = [(s.estimate, s) for s in self.scored if s.estimate is not None]
         return max(scored, key=lambda e: (e[0], -e[1].step))[1] if scored else self.scored[0]
@@ -304,7 +306,7 @@ class GoldMonitor(TrainerCallback):
                     found += [p for p in required_phrases(str(item.get("requirement", ""))) if p not in found]
         return found
 
-    def _write(self, output_dir: Path, scored: Scored) -> None:
+    def _write(self, output_dir: Path, scored: ScoredAnswers) -> None:
         folder = output_dir / MONITOR_DIR
         folder.mkdir(parents=True, exist_ok=True)
         lines = []

@@ -637,7 +637,7 @@ class MonitorSummary(TypedDict):
 
 
 @dataclass
-class Scored:
+class ScoredAnswers:
     """One evaluation's answers with their per-prompt scores (kept to pair later steps with)."""
 
     step: int
@@ -708,7 +708,7 @@ def length_controlled(gold: Sequence[GoldScore], words: Sequence[int], base_leng
     return min(max(mean_g + slope * (base_length - mean_w), 0.0), 1.0)
 
 
-def people_change(now: Scored, best: Scored) -> Change | None:
+def people_change(now: ScoredAnswers, best: ScoredAnswers) -> Change | None:
     """The people-corrected gold's change since the gold-best step, where both steps have a PPI estimate (None
     otherwise). Paired by prompt where at least two prompts carry a label at both steps: the PPI++ estimate of the mean
     change, the gold evaluator's per-prompt changes corrected by the people's (`ppi_mean` on (d + 1) / 2, mapped back
@@ -758,8 +758,8 @@ def gap_flag(reward_change: Change, gold_change: Change) -> bool:
 
 
 def step_record(
-    scored: Scored,
-    best: Scored,
+    scored: ScoredAnswers,
+    best: ScoredAnswers,
     base_length: float,
     prompts: Sequence[str],
     required: Sequence[Sequence[str]],

@@ -14,7 +14,7 @@ from charter.interrupt import StopRequest
 from charter.pipeline.config import RunConfig
 from charter.pipeline.work import Work, too_many_failures
 from charter.progress import Stats, progress_bar
-from charter.providers.limits import CallOrder, Turn
+from charter.providers.limits import CallOrder, CallTurn
 from charter.records import Prompt
 from charter.runs.counts import set_stage
 from charter.runs.items import count_prompts, iter_prompts
@@ -103,7 +103,7 @@ class LocalExecutor:
         for stage in stages:
             set_stage(store, stage, "running")
 
-        async def in_turn(turned: tuple[Turn, Prompt]) -> None:
+        async def in_turn(turned: tuple[CallTurn, Prompt]) -> None:
             turn, prompt = turned
             await turn.run(work.prompt(prompt))
 

@@ -57,7 +57,7 @@ def model_label(role: RoleConfig) -> str:
     return served_id(f"{spec.provider}:{spec.name}", role.endpoint())
 
 
-def judge_label(config: RunConfig) -> str:
+def judge_model_label(config: RunConfig) -> str:
     """The run's judge as fingerprints name it: its model's label, or a panel's members' labels (and weights)."""
     judge = config.judge
     if judge.models is None:
@@ -68,7 +68,7 @@ def judge_label(config: RunConfig) -> str:
 def run_fingerprints(config: RunConfig, constitution: Constitution) -> Fingerprints:
     """The fingerprints of a config's settings: chains, samples, judgments and the dataset."""
     policy, critic = model_label(config.policy), model_label(config.critic_role)
-    judge_model = judge_label(config)
+    judge_model = judge_model_label(config)
     critique = (
         chain_fingerprint(
             config.critique, constitution, policy, config.policy.params, critic, config.critic_role.params, config.seed
@@ -129,7 +129,7 @@ def dataset_settings(config: RunConfig, constitution: Constitution, run_id: str,
         models={
             "policy": model_label(config.policy),
             "critic": model_label(config.critic_role),
-            "judge": judge_label(config),
+            "judge": judge_model_label(config),
             **(
                 {"checklist": model_label(config.checklist.model)}
                 if config.checklist and config.checklist.model

@@ -39,7 +39,7 @@ from charter.runs.store import RunStore
 from charter.stats.intervals import exact_interval
 
 
-class Figures(Record):
+class JudgeFigures(Record):
     """Judge figures over a set of judged pairs."""
 
     judged: int = 0
@@ -54,7 +54,7 @@ class Figures(Record):
     """Mean probability that the revision is better."""
 
 
-class JudgeStats(Figures):
+class JudgeStats(JudgeFigures):
     """Judge diagnostics of a run: overall, per judge principle and per critique principle."""
 
     failed: int = 0
@@ -73,9 +73,9 @@ class JudgeStats(Figures):
     """Among decided pairs of unequal length, how often the longer response won."""
     longer_decided: int = 0
     """Decided pairs of unequal length."""
-    per_principle: dict[str, Figures] = Field(default_factory=dict)
+    per_principle: dict[str, JudgeFigures] = Field(default_factory=dict)
     """The figures from each judge principle's own probabilities."""
-    per_critique_principle: dict[str, Figures] = Field(default_factory=dict)
+    per_critique_principle: dict[str, JudgeFigures] = Field(default_factory=dict)
     """Revision win rates grouped by the principles used in the critique rounds."""
 
 
@@ -95,8 +95,8 @@ class _Tally:
             self.revision_wins += 1.0 if p_revision > 0.5 else 0.5 if p_revision == 0.5 else 0.0
             self.p_revision_sum += p_revision
 
-    def figures(self) -> Figures:
-        return Figures(
+    def figures(self) -> JudgeFigures:
+        return JudgeFigures(
             judged=self.judged,
             position_inconsistency_rate=rate(self.inconsistent, self.checked),
             revision_pairs=self.revision_pairs,
@@ -128,7 +128,7 @@ def _marks(values: list) -> str:
     return ",".join("?" * len(values)) or "NULL"
 
 
-def _ordered(tallies: dict[str, _Tally], order: Iterable[str]) -> dict[str, Figures]:
+def _ordered(tallies: dict[str, _Tally], order: Iterable[str]) -> dict[str, JudgeFigures]:
     known = [p for p in order if p in tallies]
     return {p: tallies[p].figures() for p in known + sorted(set(tallies) - set(known))}
 

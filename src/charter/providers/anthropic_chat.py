@@ -16,7 +16,7 @@ from typing import Any
 from charter.errors import MissingExtra
 from charter.judge_prompt import shared_prefix
 from charter.providers.base import Completion, Limits, MalformedReply, Messages, SamplingParams, SDKChatModel
-from charter.providers.limits import Limiter, estimate_tokens, gather_all
+from charter.providers.limits import Limiter, estimate_tokens, gather_or_cancel
 from charter.records import ToolCall
 
 
@@ -151,7 +151,7 @@ class AnthropicModel(SDKChatModel):
     async def generate(self, requests: Sequence[Messages], params: SamplingParams) -> list[Completion]:
         if len(requests) == 1:
             return [await self._complete(requests[0], params)]
-        return await gather_all([self._complete(r, params) for r in requests])
+        return await gather_or_cancel([self._complete(r, params) for r in requests])
 
     async def _complete(self, messages: Messages, params: SamplingParams) -> Completion:
         create = self.client().messages.create

@@ -36,7 +36,7 @@ from charter.providers.base import (
     SamplingParams,
 )
 from charter.providers.cache import cache_key
-from charter.providers.limits import gather_all
+from charter.providers.limits import gather_or_cancel
 from charter.records import as_dicts
 from charter.yamlio import ConfigModel
 
@@ -296,7 +296,7 @@ class BatchModel(ChatModel):
             key = cache_key("generate", self.served_id, [as_dicts(messages), payload])
             parse = self._generate_parser(messages)
             waits.append(self._ask(key, lambda m=messages: self._sdk_model.batch_body(m, params), parse))
-        return await gather_all(waits)
+        return await gather_or_cancel(waits)
 
     async def choice_logprobs(self, request: Messages, options: Sequence[str]) -> ChoiceProbs:
         if self.provider != "openai":

@@ -126,14 +126,14 @@ class CallOrder:
     the next item. Once the last item has started (`draining`), the calls of the items with the fewest calls made go
     first (the item started first among equals), so that the items still in flight end together; served in arrival
     order instead, the last items' chains run on alone at the end while most slots stand idle. The order changes
-    which waiting call goes next, never what a call asks or answers. Calls made outside an item (no `Turn`) go
+    which waiting call goes next, never what a call asks or answers. Calls made outside an item (no `CallTurn`) go
     first, in arrival order."""
 
     def __init__(self) -> None:
         self.draining = False
         """Whether the run has started its last item."""
 
-    def turns(self, items: Iterable[T]) -> Iterator[tuple[Turn, T]]:
+    def turns(self, items: Iterable[T]) -> Iterator[tuple[CallTurn, T]]:
         """Each item with its turn, lazily; `draining` is set as the last item is handed out (one item read ahead)."""
         iterator = iter(items)
         sentinel: Any = object()
@@ -145,12 +145,12 @@ class CallOrder:
             following = next(iterator, sentinel)
             if following is sentinel:
                 self.draining = True
-            yield Turn(self, index), current
+            yield CallTurn(self, index), current
             current = following
 
 
 @dataclass(eq=False)
-class Turn:
+class CallTurn:
     """One item's place in its run's `CallOrder`: the calls made while it is `CALL_TURN` count as its calls."""
 
     order: CallOrder
@@ -169,7 +169,7 @@ class Turn:
 
 
 #: The turn of the item whose calls are being made (see `CallOrder`); none outside a run's items.
-CALL_TURN: ContextVar[Turn | None] = ContextVar("charter_call_turn", default=None)
+CALL_TURN: ContextVar[CallTurn | None] = ContextVar("charter_call_turn", default=None)
 
 
 class Slots:
@@ -177,7 +177,7 @@ class Slots:
 
     def __init__(self, size: int) -> None:
         self.free = size
-        self._waiting: list[tuple[tuple[int, ...], asyncio.Future[None], Turn | None]] = []
+        self._waiting: list[tuple[tuple[int, ...], asyncio.Future[None], CallTurn | None]] = []
         self._arrivals = itertools.count()
         self._draining = False
 
@@ -202,7 +202,7 @@ class Slots:
                 self.free -= 1
                 future.set_result(None)
 
-    async def _wait(self, turn: Turn | None) -> None:
+    async def _wait(self, turn: CallTurn | None) -> None:
         if turn is not None and turn.order.draining and not self._draining:
             self._draining = True  # the calls already waiting take their new places
             self._waiting = [(_rank(t, rank[-1]), f, t) for rank, f, t in self._waiting]
@@ -217,7 +217,7 @@ class Slots:
             raise
 
 
-def _rank(turn: Turn | None, arrival: int) -> tuple[int, ...]:
+def _rank(turn: CallTurn | None, arrival: int) -> tuple[int, ...]:
     """A waiting call's place (lower first; `arrival` last, so that no two are equal)."""
     if turn is None:
         return (0, 0, 0, arrival)
@@ -399,7 +399,7 @@ def estimate_tokens(messages: Messages, max_tokens: int) -> int:
     return sum(len(m.content) for m in messages) // 4 + 4 * len(messages) + max_tokens
 
 
-async def gather_all(coroutines: Iterable[Awaitable[T]]) -> list[T]:
+async def gather_or_cancel(coroutines: Iterable[Awaitable[T]]) -> list[T]:
     """Run concurrently, results in order; if one fails, cancel the rest rather than leave them running."""
     tasks = [asyncio.ensure_future(c) for c in coroutines]
     try:

@@ -29,7 +29,7 @@ from charter.providers.base import (
     bill_unusable,
     normalise,
 )
-from charter.providers.limits import Limiter, estimate_tokens, gather_all
+from charter.providers.limits import Limiter, estimate_tokens, gather_or_cancel
 from charter.records import ToolCall, as_dicts
 
 TOP_LOGPROBS = 20
@@ -136,7 +136,7 @@ class OpenAIModel(SDKChatModel):
     async def generate(self, requests: Sequence[Messages], params: SamplingParams) -> list[Completion]:
         if len(requests) == 1:
             return [await self._complete(requests[0], params)]
-        return await gather_all([self._complete(r, params) for r in requests])
+        return await gather_or_cancel([self._complete(r, params) for r in requests])
 
     async def _complete(self, messages: Messages, params: SamplingParams) -> Completion:
         body = self._request(messages, params)

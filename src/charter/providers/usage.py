@@ -13,7 +13,7 @@ from charter.providers.prices import Price, normalise_keys, resolve_price
 from charter.records import UsageRow
 from charter.yamlio import ConfigModel
 
-__all__ = ["Budget", "Price", "Tally", "UsageMeter"]
+__all__ = ["Budget", "Price", "UsageMeter"]
 
 
 class Budget(ConfigModel):
@@ -27,8 +27,6 @@ class Budget(ConfigModel):
     """Stop once total tokens (all roles, cache hits excluded) reach this."""
 
 
-#: The running counts of one (role, model): a `UsageRow` that each counted call is added into.
-Tally = UsageRow
 #: The fields of a `UsageRow` that are counts (every one but role and model).
 COUNTS: tuple[str, ...] = tuple(name for name in UsageRow.model_fields if name not in ("role", "model"))
 

@@ -74,7 +74,7 @@ def reward_fingerprint(
 
 
 @dataclass
-class Tally:
+class SessionCounts:
     """What a session has judged so far (for metrics and the failure limit)."""
 
     rewards: int = 0
@@ -129,7 +129,7 @@ class JudgeSession:
         self._name_store(run_id or f"rewards-{fingerprint[:8]}")
         #: What every record of the session carries.
         self._stamp = {"rank": self.rank, "scoring": basis, "judge_model": judge.model_id, "fingerprint": fingerprint}
-        self.tally = Tally()
+        self.tally = SessionCounts()
         self._usage: list[UsageRow] = []
         self._usage_lock = threading.Lock()
         self._on_usage = on_usage

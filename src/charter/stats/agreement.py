@@ -17,7 +17,7 @@ import math
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Literal, TypedDict, cast
+from typing import Literal
 
 import numpy as np
 
@@ -28,42 +28,42 @@ CODES = {"a": 0, "b": 1, "tie": 2}
 TIE = 2
 
 
-class Figure(TypedDict):
-    """A point estimate with its 95% interval (the dict that `summary.Figure` validates)."""
+class Figure(Record):
+    """A point estimate with its 95% interval and the number of observations it rests on."""
 
-    value: float | None
-    """The estimate; None when undefined (no data, or one category on both sides)."""
-    ci: list[float] | None
-    """[low, high] of the 95% interval (the bootstrap's over pairs spanned with a floor); None when there is no honest
-    one."""
-    n: int
-    """Observations the estimate rests on."""
+    value: float | None = None
+    """The estimate; null when undefined (too few or one-sided labels)."""
+    ci: list[float] | None = None
+    """[low, high] of the 95% interval: a bootstrap over pairs spanned with the exact interval of a share (or, for
+    kappa and alpha, that interval through the chance correction); null when it cannot be had honestly."""
+    n: int = 0
+    """Observations behind the estimate."""
 
 
-class PairwiseFigures(TypedDict):
-    """Agreement and Cohen's kappa of two label arrays, with and without ties."""
+class PairwiseFigures(Record):
+    """Agreement and Cohen's kappa of two labelers, with and without ties."""
 
     agreement: Figure
-    """Raw agreement on observations where neither side says tie."""
+    """Raw agreement on decisive labels (ties excluded)."""
     agreement_with_ties: Figure
-    """Raw agreement over all observations, tie as a third category."""
+    """Raw agreement, ties as a third category."""
     kappa: Figure
-    """Cohen's kappa on observations where neither side says tie."""
+    """Cohen's kappa on decisive labels."""
     kappa_with_ties: Figure
-    """Cohen's kappa over all observations, tie as a third category."""
+    """Cohen's kappa, ties as a third category."""
 
 
-class HumanHumanFigures(TypedDict):
-    """Agreement among human annotators (the dict that `summary.HumanHuman` validates)."""
+class HumanHuman(Record):
+    """Agreement among the human annotators (2 or more)."""
 
-    comparisons: int
-    """(annotator, annotator) comparisons on a shared pair."""
+    comparisons: int = 0
+    """Annotator pairs compared on a shared item."""
     agreement: Figure
-    """Raw agreement of those comparisons, ties excluded."""
+    """Raw agreement on decisive labels."""
     agreement_with_ties: Figure
-    """Raw agreement of those comparisons, tie as a third category."""
+    """Raw agreement with ties."""
     krippendorff_alpha: Figure
-    """Krippendorff's alpha (nominal) over all annotators."""
+    """Krippendorff's alpha (nominal)."""
 
 
 def judge_label(p_a: float, band: float) -> str:
@@ -185,8 +185,8 @@ def figure(
     """
     value = _finite(point)
     if value is None:
-        return {"value": None, "ci": None, "n": int(n)}
-    return {"value": value, "ci": span(cluster_bootstrap(stat, clusters, samples, seed), floor), "n": int(n)}
+        return Figure(n=int(n))
+    return Figure(value=value, ci=span(cluster_bootstrap(stat, clusters, samples, seed), floor), n=int(n))
 
 
 def share_interval(hits: np.ndarray, clusters: np.ndarray) -> tuple[float, float] | None:
@@ -309,7 +309,7 @@ def pairwise_figures(h: np.ndarray, j: np.ndarray, clusters: np.ndarray, samples
     Returns:
         The four figures; those without ties rest on the observations where neither side says tie.
     """
-    return cast(PairwiseFigures, {m.name: m.figure(h, j, clusters, samples, seed) for m in PAIRWISE})
+    return PairwiseFigures(**{m.name: m.figure(h, j, clusters, samples, seed) for m in PAIRWISE})
 
 
 def rater_matrix(labels: dict[str, dict[str, int]]) -> tuple[np.ndarray, list[str]]:
@@ -358,7 +358,7 @@ def human_pairs(labels: dict[str, dict[str, int]]) -> tuple[np.ndarray, np.ndarr
     return np.array(xs, dtype=int), np.array(ys, dtype=int), np.array(units, dtype=object)
 
 
-def human_human(labels: dict[str, dict[str, int]], samples: int, seed: int) -> HumanHumanFigures | None:
+def human_human(labels: dict[str, dict[str, int]], samples: int, seed: int) -> HumanHuman | None:
     """Human-human agreement (pairwise over annotators) and Krippendorff's alpha.
 
     Args:
@@ -373,43 +373,20 @@ def human_human(labels: dict[str, dict[str, int]], samples: int, seed: int) -> H
         return None
     x, y, units = human_pairs(labels)
     if not len(x):
-        return {
-            "comparisons": 0,
-            "agreement": _empty(),
-            "agreement_with_ties": _empty(),
-            "krippendorff_alpha": _empty(),
-        }
+        return HumanHuman(agreement=Figure(), agreement_with_ties=Figure(), krippendorff_alpha=Figure())
     matrix, _ = rater_matrix(labels)
     figures = pairwise_figures(x, y, units.astype(str), samples, seed)
-    return {
-        "comparisons": int(len(x)),
-        "agreement": figures["agreement"],
-        "agreement_with_ties": figures["agreement_with_ties"],
-        "krippendorff_alpha": alpha_figure(
+    return HumanHuman(
+        comparisons=int(len(x)),
+        agreement=figures.agreement,
+        agreement_with_ties=figures.agreement_with_ties,
+        krippendorff_alpha=alpha_figure(
             matrix, "nominal", samples, seed, domain=[0, 1, 2], floor=_alpha_floor(x, y, units.astype(str))
         ),
-    }
+    )
 
 
-def _empty() -> Figure:
-    return {"value": None, "ci": None, "n": 0}
-
-
-class Rate(Record):
-    """A share with its 95% interval over pairs (exact, spanned with the cluster bootstrap's)."""
-
-    value: float | None
-    ci: list[float] | None
-    n: int
-
-
-def share_rate(hits: np.ndarray, ids: np.ndarray, samples: int, seed: int) -> Rate:
-    """A share of pairs (values in [0, 1]) with its 95% interval (`charter.stats.agreement.share`)."""
-    fig = share(hits, ids, samples, seed)
-    return Rate(value=fig["value"], ci=fig["ci"], n=fig["n"])
-
-
-def flip_rate(original: np.ndarray, other: np.ndarray, ids: np.ndarray, samples: int, seed: int) -> Rate:
+def flip_rate(original: np.ndarray, other: np.ndarray, ids: np.ndarray, samples: int, seed: int) -> Figure:
     """Share of the pairs the original decides (and the other judged) whose side reverses."""
     keep = (np.abs(original) == 1) & ~np.isnan(other)
-    return share_rate((other[keep] == -original[keep]).astype(float), ids[keep], samples, seed)
+    return share((other[keep] == -original[keep]).astype(float), ids[keep], samples, seed)

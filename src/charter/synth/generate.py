@@ -59,7 +59,7 @@ class Bucket:
 
 
 @dataclass
-class Candidate:
+class PromptCandidate:
     bucket: Bucket
     call: int
     instruction: str
@@ -211,7 +211,7 @@ def temperature(config: SynthConfig, call: int, round_index: int) -> float | Non
 
 def _plan(
     config: SynthConfig, bucket: Bucket, call: int, pool: list[Prompt], constitution: Constitution, round_index: int = 0
-) -> Candidate:
+) -> PromptCandidate:
     rng = random.Random(f"{config.seed}:{bucket.name}:{call}")
     sampling_seed = rng.randrange(2**31)
     if bucket.method == "self_instruct":
@@ -222,7 +222,7 @@ def _plan(
         assert bucket.principle_id is not None  # a red-team bucket tests one principle
         instruction = _red_team(constitution.principle(bucket.principle_id).description, examples)
     found = temperature(config, call, round_index)
-    return Candidate(bucket, call, instruction, [p.prompt_id for p in examples], sampling_seed, found)
+    return PromptCandidate(bucket, call, instruction, [p.prompt_id for p in examples], sampling_seed, found)
 
 
 class Synthesizer:
@@ -262,7 +262,7 @@ class Synthesizer:
             return [p for p in self.seeds if p.category == bucket.name]
         return self.seeds
 
-    async def _write(self, candidate: Candidate) -> Candidate:
+    async def _write(self, candidate: PromptCandidate) -> PromptCandidate:
         update: dict[str, Any] = {"seed": candidate.sampling_seed}
         if candidate.temperature is not None:
             update["temperature"] = candidate.temperature
@@ -276,7 +276,7 @@ class Synthesizer:
             candidate.error = str(exc)
         return candidate
 
-    def _reason(self, candidate: Candidate) -> tuple[str | None, str]:
+    def _reason(self, candidate: PromptCandidate) -> tuple[str | None, str]:
         """Why the candidate is dropped before dedup (or None), and its cleaned text."""
         f = self.config.filters
         if candidate.error is not None or candidate.text is None:
@@ -337,7 +337,7 @@ class Synthesizer:
             for candidate in written:
                 if candidate.temperature is not None:
                     tally[f"{candidate.temperature:g}"]["written"] += 1
-            texts: list[tuple[Candidate, str]] = []
+            texts: list[tuple[PromptCandidate, str]] = []
             for candidate in written:
                 reason, text = self._reason(candidate)
                 if reason is not None:
@@ -388,7 +388,7 @@ class Synthesizer:
         texts = [" ".join(str(row["prompt"]).split()) for row in rows]
         return measure_texts(texts, DiversityConfig(seed=self.config.seed), embed, self.config.seed)
 
-    def _row(self, candidate: Candidate, text: str, fp: str) -> dict[str, Any]:
+    def _row(self, candidate: PromptCandidate, text: str, fp: str) -> dict[str, Any]:
         digest = hashlib.sha256(f"{candidate.bucket.name}\x00{text}".encode()).hexdigest()[:12]
         return {
             "id": f"synth-{digest}",
