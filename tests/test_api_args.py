@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 import typing
 
+import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -73,3 +74,11 @@ def test_a_range_alone_refuses_infinity() -> None:
     with pytest.raises(ArgumentError, match=r"^x: must be a finite number at least 0 \(got inf\)$"):
         f(math.inf)
     assert f(2.5) == 2.5
+
+
+def test_a_lone_number_where_numbers_are_expected_is_refused_naming_the_argument() -> None:
+    with pytest.raises(ArgumentError, match=r"^judge_all: expected Sequence\[float\] \| ndarray \(got int 0\)$"):
+        charter.ppi_mean(0, [0.5], [1.0])
+    weights = np.array([1.0, math.nan])
+    with pytest.raises(ArgumentError, match=r"^weights\[1\]: must be a finite number \(got np.float64\(nan\)\)$"):
+        charter.ppi_mean([0.5, 0.5], [0.5, 0.5], [1.0, 0.0], weights=weights)

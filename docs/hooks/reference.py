@@ -364,7 +364,11 @@ def field_row(name: str, field: FieldInfo) -> tuple[str, str, str, str]:
 
 
 def choices(field: FieldInfo) -> list[Any]:
-    """The values a field's schema lists (`enum`), where a table fills them in (`json_schema_extra`)."""
+    """The values a field's schema lists (`enum`), where a table fills them in (a `TableName`, `json_schema_extra`)."""
+    from charter.yamlio import TableName
+
+    if marks := [mark for mark in field.metadata if isinstance(mark, TableName)]:
+        return list(marks[0].names())
     schema: dict[str, Any] = {}
     extra = field.json_schema_extra
     if callable(extra):

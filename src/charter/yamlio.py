@@ -18,11 +18,13 @@ import types
 import typing
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar, Union
 
 import yaml
-from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, GetCoreSchemaHandler, GetJsonSchemaHandler, ValidationError, model_validator
+from pydantic_core import core_schema
 
 from charter.errors import ArgumentError, ConfigError, ConfigFieldError
 from charter.tables import read_text_file
@@ -79,6 +81,26 @@ class ConfigModel(CheckedInit):
                 if isinstance(value, bool):
                     raise LocatedValueError(f"expected a number, not {str(value).lower()}", (name,))
         return data
+
+
+@dataclass(frozen=True)
+class TableName:
+    """A config field that holds a name from a table, as `Annotated[str, TableName(names)]`: a name that `names()`
+    lists (a `ValueError` listing them otherwise), which the field's JSON schema enumerates. `names` is read at each
+    check and each schema, so an entry added to the table later is known."""
+
+    names: Callable[[], Iterable[str]]
+
+    def __get_pydantic_core_schema__(self, source: Any, handler: GetCoreSchemaHandler) -> core_schema.CoreSchema:
+        return core_schema.no_info_after_validator_function(self._known, handler(source))
+
+    def __get_pydantic_json_schema__(self, schema: Any, handler: GetJsonSchemaHandler) -> dict[str, Any]:
+        return {**handler(schema), "enum": list(self.names())}
+
+    def _known(self, name: str) -> str:
+        if name not in (known := list(self.names())):
+            raise ValueError(f"expected one of {', '.join(known)}, got {name!r}")
+        return name
 
 
 Positions = dict[tuple, tuple[int, int]]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +19,7 @@ from charter.errors import GateFailed
 from charter.preference import dataset
 from charter.preference.manifest import dataset_manifest
 from charter.runs.files import RunFiles
+from charter.stats.agreement import METRICS
 from tests.support.rundir import RunBuilder
 
 from .conftest import make_run
@@ -135,3 +137,25 @@ def test_gate(hand_run: Path, tmp_path: Path) -> None:
     empty = make_run(tmp_path / "empty", [{"pair_id": "x", "p_a": 0.7}])
     with pytest.raises(GateFailed, match="no human labels yet"):
         require_gate(empty, AgreementConfig(min_agreement=0.6))
+
+
+def test_a_metric_the_table_gates_is_barred_by_its_config_field(hand_run: Path, monkeypatch) -> None:
+    """A gated metric is one entry of the agreement metrics table (and its `min_<name>` field): the gate reads the
+    bar, names the metric as the entry says, and counts the observations the entry counts."""
+    assert [f"min_{m.name}" for m in METRICS.values() if m.gate] == ["min_agreement", "min_kappa"]
+    assert list(AgreementConfig.bar_fields()) == ["min_kappa", "min_agreement"]  # the config's order: kappa first
+    monkeypatch.setitem(METRICS, "kappa_with_ties", replace(METRICS["kappa_with_ties"], gate="Cohen's kappa (ties)"))
+
+    class WithTies(AgreementConfig):
+        min_kappa_with_ties: float | None = None
+        """Gate: the judge-vs-human Cohen's kappa, ties a third category."""
+
+    base = dict(bootstrap_samples=200, calibration="none")
+    failed = evaluate_gate(hand_run, WithTies(min_kappa=0.4, min_kappa_with_ties=0.99, **base))
+    assert not failed.passed and failed.figure == "kappa_with_ties" and failed.bar == 0.99
+    assert "failed: Cohen's kappa (ties) (judge vs human, ties a third category, n=" in failed.message
+    passed = evaluate_gate(hand_run, WithTies(min_kappa=0.4, min_kappa_with_ties=-1, **base))
+    assert passed.passed and passed.figure == "kappa_with_ties" and "Cohen's kappa 0.500 >= 0.4; " in passed.message
+    assert "no agreement gate was configured (agreement.min_kappa / min_agreement / min_human" in (
+        evaluate_gate(hand_run, AgreementConfig(**base)).message
+    )

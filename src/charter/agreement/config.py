@@ -8,6 +8,7 @@ from pydantic import Field, model_validator
 
 from charter.errors import ConfigError
 from charter.runs.store import RunStore
+from charter.stats.agreement import METRICS, AgreementMetric
 from charter.yamlio import ConfigModel
 
 
@@ -51,10 +52,20 @@ class AgreementConfig(ConfigModel):
             raise ValueError("confidence_buckets must be increasing values strictly between 0.5 and 1")
         return self
 
+    @classmethod
+    def bar_fields(cls) -> dict[str, AgreementMetric]:
+        """The fields that bar an agreement metric the table (`METRICS`) gates, `min_<name>`, in the fields' order."""
+        gated = {f"min_{m.name}": m for m in METRICS.values() if m.gate}
+        return {key: gated[key] for key in cls.model_fields if key in gated}
+
+    def metric_bars(self) -> list[tuple[AgreementMetric, float]]:
+        """The bars set on the agreement metrics the table gates, each with its metric (`bar_fields`)."""
+        return [(metric, bar) for key, metric in self.bar_fields().items() if (bar := getattr(self, key)) is not None]
+
     @property
     def gated(self) -> bool:
-        """Whether a bar is set (min_kappa or min_agreement)."""
-        return self.min_kappa is not None or self.min_agreement is not None
+        """Whether a bar is set on an agreement metric (min_kappa or min_agreement)."""
+        return bool(self.metric_bars())
 
 
 def config_for(store: RunStore) -> AgreementConfig:

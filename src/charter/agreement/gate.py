@@ -15,10 +15,9 @@ from charter.errors import GateFailed
 from charter.judge.settings import AuditConfig
 from charter.stats.intervals import degenerate
 
-GATE_FIGURES = (("kappa", "min_kappa", "Cohen's kappa"), ("agreement", "min_agreement", "raw agreement"))
-
-
-NO_GATE = "no agreement gate was configured (agreement.min_kappa / min_agreement / min_human_preference_rate)"
+NO_GATE = "no agreement gate was configured (agreement.{})".format(
+    " / ".join([*AgreementConfig.bar_fields(), "min_human_preference_rate"])
+)
 NO_AUDIT_GATE = "no audit gate was configured (judge.audit.max_*)"
 PREFERENCE = "the PPI share of rows whose chosen response people prefer (lower 95% bound)"
 
@@ -54,37 +53,38 @@ def _value(fig: Figure, lower: bool) -> float | None:
 
 
 def evaluate_gate(run_dir: str | Path, config: AgreementConfig) -> GateResult:
-    """Check a run against config.min_kappa / min_agreement (judge vs human, ties excluded) and
-    min_human_preference_rate (the PPI share of rows whose chosen response people prefer, lower 95% bound)."""
-    bars = [
-        (key, getattr(config, field), name) for key, field, name in GATE_FIGURES if getattr(config, field) is not None
-    ]
+    """Check a run against the bars its config sets on the agreement metrics the table gates (`min_kappa`,
+    `min_agreement`: judge vs human, ties excluded) and min_human_preference_rate (the PPI share of rows whose
+    chosen response people prefer, lower 95% bound)."""
+    bars = config.metric_bars()
     preference_bar = config.min_human_preference_rate
     if not bars and preference_bar is None:
         return GateResult(True, None, None, None, NO_GATE, configured=False)
     try:
         summary = agreement_summary(run_dir, config)
     except NoLabels as exc:
-        key, bar, name = bars[0] if bars else ("human_preference", preference_bar, PREFERENCE)
+        metric, bar = bars[0] if bars else (None, preference_bar)
+        key, name = (metric.name, metric.gate) if metric else ("human_preference", PREFERENCE)
         return GateResult(False, key, None, bar, f"agreement gate: {name} must be >= {bar} but {exc}")
     which = "lower 95% bound of " if config.use_lower_ci_bound else ""
     passed_parts = []
     last: tuple[str, float | None, float] | None = None
-    for key, bar, name in bars:
-        fig = getattr(summary.judge_vs_human, key)
+    for metric, bar in bars:
+        fig = getattr(summary.judge_vs_human, metric.name)
         value = _value(fig, config.use_lower_ci_bound)
         if value is None or value < bar:
             shown = "undefined" if value is None else f"{value:.3f}"
+            ties = "ties a third category" if metric.ties else "ties excluded"
             return GateResult(
                 False,
-                key,
+                metric.name,
                 value,
                 bar,
-                f"agreement gate failed: {which}{name} (judge vs human, "
-                f"ties excluded, n={fig.n}) is {shown}, below the bar {bar}",
+                f"agreement gate failed: {which}{metric.gate} (judge vs human, {ties}, n={fig.n}) is {shown}, "
+                f"below the bar {bar}",
             )
-        passed_parts.append(f"{which}{name} {value:.3f} >= {bar}")
-        last = (key, value, bar)
+        passed_parts.append(f"{which}{metric.gate} {value:.3f} >= {bar}")
+        last = (metric.name, value, bar)
     if preference_bar is not None:
         found = summary.human_preference
         estimate = found.overall.ppi if found else None

@@ -19,7 +19,7 @@ from charter.errors import ConfigError, DatasetError, TooManyFailures
 from charter.evals.winrate import (
     ChecklistAggregation,
     ChecklistColumn,
-    Scoring,
+    EvalScoring,
     conversation_id,
     first_violation_lines,
     first_violations,
@@ -72,7 +72,7 @@ class ArenaConfig(ConfigModel):
     combine: CombinationName = DEFAULT_COMBINATION
     """How a comparison's per-principle votes become one (`JudgeSettings.combine`): `weighted`, their mean, or
     `priority`, the constitution's priority order (with `principles_per_pair` covering its levels)."""
-    scoring: Scoring = PAIR_SCORING
+    scoring: EvalScoring = PAIR_SCORING
     checklist_column: ChecklistColumn = "checklist"
     aggregation: ChecklistAggregation = "explicit"
     per_pair: int | None = Field(default=None, ge=1)

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, NotRequired, TypedDict
 
 import orjson
-from pydantic import AfterValidator, Field
+from pydantic import Field
 
 from charter import tables
 from charter.api_args import ConfigArg, public
@@ -56,23 +56,13 @@ from charter.stats.bradley_terry import LengthControlled, length_controlled
 from charter.stats.intervals import wilson_interval
 from charter.training import data
 from charter.training.output import write_json
-from charter.yamlio import ConfigModel, config_with_fields
+from charter.yamlio import ConfigModel, TableName, config_with_fields
 
 
 def _scorings() -> list[str]:
     """The evaluations' `scoring` values: `PAIR_SCORING` judges in `judge_mode`; every other value names a judge mode
     that judges each answer by its prompt's checklist (`charter.judge.modes.context_modes`)."""
     return [PAIR_SCORING, *context_modes()]
-
-
-def _known_scoring(name: str) -> str:
-    if name not in _scorings():
-        raise ValueError(f"scoring is one of {', '.join(_scorings())}, not {name!r}")
-    return name
-
-
-def _scoring_enum(schema: dict[str, Any]) -> None:
-    schema["enum"] = _scorings()
 
 
 def judges_steps(scoring: str, judge_mode: str) -> bool:
@@ -140,15 +130,14 @@ def scoring_mode(scoring: str, judge_mode: str) -> Mode:
 
 
 # The checklist scoring's fields, shared by the win rate and the arena (the description is each field's schema text).
-Scoring = Annotated[
+EvalScoring = Annotated[
     str,
-    AfterValidator(_known_scoring),
+    TableName(_scorings),
     Field(
         description="`pair`: the judge compares the two answers (`judge_mode`, both orders); `checklist`: each answer "
         "is checked against its prompt's checklist (the prompts file's `checklist_column`, else the constitution's "
         "criteria) in one call, and P(a better) is 0.5 plus half the difference of their scores (a comparison where "
         "either answer has no score is a failed judgment, left out and counted).",
-        json_schema_extra=_scoring_enum,
     ),
 ]
 ChecklistColumn = Annotated[
@@ -205,7 +194,7 @@ class WinrateConfig(ConfigModel):
     combine: CombinationName = DEFAULT_COMBINATION
     """How a comparison's per-principle votes become one (`JudgeSettings.combine`): `weighted`, their mean, or
     `priority`, the constitution's priority order (with `principles_per_pair` covering its levels)."""
-    scoring: Scoring = PAIR_SCORING
+    scoring: EvalScoring = PAIR_SCORING
     checklist_column: ChecklistColumn = "checklist"
     aggregation: ChecklistAggregation = "explicit"
     seed: int = 0

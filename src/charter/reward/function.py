@@ -33,8 +33,6 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Annotated, Any, TypedDict, Unpack
 
-from pydantic import AfterValidator, Field
-
 from charter.api_args import Range, public
 from charter.checklist.check import Aggregation
 from charter.constitutions import Constitution, load_constitution
@@ -72,7 +70,7 @@ from charter.reward.session import (
     text_of,
 )
 from charter.training.parallel import ranks
-from charter.yamlio import LocatedValueError, from_arguments
+from charter.yamlio import LocatedValueError, TableName, from_arguments
 
 #: The table of scorings: one entry a scoring, by name, in the order the docs and errors list them. A new scoring is a
 #: function over a judge session and a batch and one `ScoringEntry` here (`register` adds one defined elsewhere).
@@ -100,19 +98,8 @@ def scoring_entry(name: str) -> ScoringEntry:
     return entry
 
 
-def known_scoring(name: str) -> str:
-    """`name` where the table has it (a config field's check: a `ValueError` listing the scorings otherwise)."""
-    if name not in TABLE:
-        raise ValueError(f"expected one of {', '.join(TABLE)}, got {name!r}")
-    return name
-
-
-def _scorings_enum(schema: dict[str, Any]) -> None:
-    schema["enum"] = list(TABLE)
-
-
 #: A scoring's name, as configs take it: any name in the table (`scorings()`), which its schema lists.
-Scoring = Annotated[str, AfterValidator(known_scoring), Field(json_schema_extra=_scorings_enum)]
+Scoring = Annotated[str, TableName(scorings)]
 
 
 def comparing_misfit(settings: JudgeSettings, who: str) -> str | None:

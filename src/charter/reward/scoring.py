@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 from typing import Annotated, Any, Literal
 
 import numpy as np
-from pydantic import AfterValidator, Field
+from pydantic import Field
 
 from charter.checklist.check import Aggregation
 from charter.checklist.items import ChecklistBook
@@ -50,7 +50,7 @@ from charter.providers.config import RoleConfig
 from charter.records import Combined, Failure, Judgment, Message, RewardRecord, fingerprint
 from charter.reward.session import JudgeSession
 from charter.stats.bradley_terry import Comparison, bt_scores, circular_pairs, connected, plackett_luce
-from charter.yamlio import ConfigModel
+from charter.yamlio import ConfigModel, TableName
 
 
 class VerifiableReward(ConfigModel):
@@ -178,19 +178,8 @@ REDUCTIONS: dict[str, Reduction] = {
 }
 
 
-def known_reduction(name: str) -> str:
-    """`name` where `REDUCTIONS` has it (a config field's check: a `ValueError` listing them otherwise)."""
-    if name not in REDUCTIONS:
-        raise ValueError(f"expected one of {', '.join(REDUCTIONS)}, got {name!r}")
-    return name
-
-
-def _reductions_enum(schema: dict[str, Any]) -> None:
-    schema["enum"] = list(REDUCTIONS)
-
-
 #: A step reduction's name, as configs take it: any name in `REDUCTIONS`, which its schema lists.
-StepReduction = Annotated[str, AfterValidator(known_reduction), Field(json_schema_extra=_reductions_enum)]
+StepReduction = Annotated[str, TableName(REDUCTIONS.keys)]
 
 
 class StepScoringSettings(ConfigModel):

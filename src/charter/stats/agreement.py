@@ -265,6 +265,9 @@ class AgreementMetric:
     the chance correction."""
     on_card: bool = True
     """Whether the dataset card shows it (judge vs human)."""
+    gate: str | None = None
+    """Its name in the agreement gate's messages, where a run's config may bar it (`agreement.min_<name>`, judge vs
+    human); None: no bar."""
 
     def title(self, without_ties: str = "no ties") -> str:
         """Its name with the observations it counts: `Cohen's kappa (no ties)`, `agreement (with ties)`."""
@@ -282,10 +285,10 @@ class AgreementMetric:
 METRICS: dict[str, AgreementMetric] = {
     m.name: m
     for m in (
-        AgreementMetric("agreement", "agreement", agreement, "more often the same pick"),
+        AgreementMetric("agreement", "agreement", agreement, "more often the same pick", gate="raw agreement"),
         AgreementMetric("agreement_with_ties", "agreement", agreement, "more often the same pick", ties=True),
         AgreementMetric("kappa", "Cohen's kappa", kappa, "agreement further above chance (0)",
-                        resampled=kappa_fast, floor=_kappa_floor),
+                        resampled=kappa_fast, floor=_kappa_floor, gate="Cohen's kappa"),
         AgreementMetric("kappa_with_ties", "Cohen's kappa", kappa, "agreement further above chance (0)", ties=True,
                         resampled=kappa_fast, floor=_kappa_floor, on_card=False),
         AgreementMetric("krippendorff_alpha", "Krippendorff's alpha", krippendorff_alpha,

@@ -148,7 +148,7 @@ def ppi_mean(
     human_labeled: Annotated[Sequence[float] | np.ndarray, Range(ge=0, le=1, each=True)],
     *,
     alpha: Annotated[float, Range(gt=0, lt=1)] = 0.05,
-    weights: Sequence[float] | np.ndarray | None = None,
+    weights: Annotated[Sequence[float] | np.ndarray | None, Range(each=True)] = None,
     method: Method = "ppi++",
 ) -> Estimate:
     """The prediction-powered estimate of a mean, with its (1 - alpha) interval.
