@@ -128,7 +128,8 @@ class JudgeParseError(RunFailure):
 
 
 class LogprobsUnsupported(UserError):
-    """The backend cannot return next-token probabilities; use judge mode `cot` or `verdict`."""
+    """The backend cannot return next-token probabilities; the judge adds the modes that read the reply's text
+    instead (`charter.judge.modes.text_reading_advice`)."""
 
 
 class BudgetExceeded(RunFailure):

@@ -1,7 +1,7 @@
 """No source file outside the table of modes names a judge mode as a string literal where a mode is meant: no
-`mode == "..."` branch, no mode written as a default, a keyword argument or a config value. Every such use reads the
-table (`charter.judge.modes`: its entries, `DEFAULT_MODE`, `pairwise_modes()`, ...), so that a new mode is one entry
-in one module."""
+`mode == "..."` branch, no mode written as a default, a keyword argument, a config value or a failure's kind. Every
+such use reads the table (`charter.judge.modes`: its entries, `DEFAULT_MODE`, `pairwise_modes()`, ...), so that a new
+mode is one entry in one module."""
 
 from __future__ import annotations
 
@@ -57,6 +57,8 @@ def mode_literals(source: str) -> list[tuple[int, str]]:
             found.append((node.lineno, node.value))
         elif isinstance(node, ast.Assign) and any(_means_mode(ast.unparse(t)) for t in node.targets):
             found.append((node.lineno, node.value))
+        elif isinstance(node, ast.Call) and ast.unparse(node.func).split(".")[-1] == "Failure":
+            found += [(k.value.lineno, k.value) for k in node.keywords if k.arg == "kind"]  # a mode as failure kind
         elif isinstance(node, ast.Dict):
             for key, value in zip(node.keys, node.values):
                 if isinstance(key, ast.Constant) and isinstance(key.value, str) and _means_mode(key.value):
@@ -82,10 +84,15 @@ def default_mode(scoring):
 
 class Config:
     mode: str = {name!r}
+
+
+failure = records.Failure(kind={name!r}, message="no score")
 """
     expected = [(3, name), (5, name), (5, other), (7, other), (8, name), (12, name), (12, other), (16, name)]
+    expected.append((19, name))
     assert mode_literals(source) == sorted(expected)
     assert mode_literals(f"column = {name!r}\nreply = {{'verdict': 'yes', 'score': 3}}\n") == []
+    assert mode_literals("Failure(kind='provider', message='x')\nFailure(kind=entry.name, message=x)\n") == []
 
 
 def test_no_source_file_outside_the_table_names_a_mode() -> None:

@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 
 from charter.constitutions import load_constitution
-from charter.errors import ConfigError
+from charter.errors import ConfigError, LogprobsUnsupported
 from charter.judge import modes
-from charter.judge.modes import COMPARES, MODES, Mode, Reply, register_mode
+from charter.judge.modes import COMPARES, MODES, Mode, Reply, register_mode, text_modes
 from charter.judge.pairwise import comparison_prompt, judge_fingerprint, judge_pair
 from charter.judge.score import ToRate, rating_prompt, rubric_prompt
 from charter.judge.settings import JudgeSettings
@@ -149,3 +149,23 @@ def _mode_comparisons(path: Path) -> list[str]:
 def test_no_mode_branches_outside_the_table() -> None:
     offenders = [hit for path in sorted(PACKAGE.rglob("*.py")) for hit in _mode_comparisons(path)]
     assert offenders == []
+
+
+@pytest.mark.parametrize(
+    "mode, rating, advice",
+    [("logprobs", "logprobs", "a judge mode that reads its verdict from the reply's text (cot or verdict)"),
+     ("score", "logprobs", "judge rating: cot or verdict")],
+)  # fmt: skip
+async def test_a_judge_without_probabilities_names_the_modes_that_read_text(mode, rating, advice) -> None:
+    """The provider says only that it gives no next-token probabilities; the judge adds what the table offers
+    instead, so the user still reads which modes to use."""
+    constitution = load_constitution("harmless")
+    pair = Pair(pair_id="x", prompt=[Message(role="user", content="hi")], a="one", b="two")
+    settings = JudgeSettings(mode=mode, rating=rating)
+    judge = ScriptedModel("no-probabilities", fn=lambda messages, params: "A")  # no choice function
+    with pytest.raises(LogprobsUnsupported) as error:
+        await judge_pair(judge, constitution, pair, settings, [constitution.principles[0].id], "fp")
+    message = str(error.value)
+    assert message.startswith("scripted:no-probabilities gives no next-token probabilities") and advice in message
+    assert "\n" not in message
+    assert text_modes() == ["cot", "verdict"]  # the built-in modes that compare a pair in text

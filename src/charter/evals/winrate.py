@@ -862,10 +862,6 @@ def winrate(config: ConfigArg[WinrateConfig] | None = None, **fields: Any) -> Wi
     return run_sync(winrate_async(config))
 
 
-#: The mode a checklist judgment names.
-MODE = CHECKLIST_MODE.name
-
-
 def prompt_checklists(source: str, column: str, prompts: Sequence[Any]) -> dict[str, Any]:
     """The `column` value of each of `prompts` (as `load_prompts` read them) in the prompts file, by the prompt's
     fingerprint; a prompt whose row has none is left out."""
@@ -911,9 +907,17 @@ async def checklist_judgments(
     checklists: Mapping[str, Checklist],
     aggregation: Aggregation = "explicit",
     concurrency: int = 16,
+    entry: Mode = CHECKLIST_MODE,
 ) -> dict[str, Judgment]:
     """Each pair's judgment by pair id: both answers checked against `checklists[pair.prompt_id]` (each distinct
-    answer of a prompt once), P(a better) their preference."""
+    answer of a prompt once), P(a better) their preference; `entry` is the table's mode the judgments name (in their
+    fingerprint, their `mode`, the vote and a failure's kind).
+
+    The answers are checked as rewards check a completion (`check_response` with its defaults: the overall score
+    asked from 0 to 10, verifiers shown the whole conversation, no re-ask, one vote), not through the entry's pair
+    judgment (`Kind.judge_by_checklist`), which asks the overall score from 1, re-asks an unreadable reply, votes per
+    principle and records other failure kinds: going through it would change an evaluation's calls, their cache keys
+    and its judgments."""
     limit = asyncio.Semaphore(concurrency)
     checked: dict[tuple[str, str], asyncio.Task[CheckedResponse]] = {}
 
@@ -928,36 +932,40 @@ async def checklist_judgments(
         return checked[key]
 
     tasks = [(pair, check(pair, pair.a), check(pair, pair.b)) for pair in pairs]
-    judge_fp = fingerprint([model.served_id, MODE, aggregation, [c.fingerprint for c in checklists.values()]])
+    name = entry.name
+    judge_fp = fingerprint([model.served_id, name, aggregation, [c.fingerprint for c in checklists.values()]])
     out = {}
     for pair, a, b in tasks:
-        out[pair.pair_id] = _judgment(pair, await a, await b, model.model_id, judge_fp)
+        out[pair.pair_id] = _judgment(pair, await a, await b, model.model_id, judge_fp, name)
     return out
 
 
-def _judgment(pair: Pair, a: CheckedResponse, b: CheckedResponse, judge: str, judge_fp: str) -> Judgment:
-    ids = list(dict.fromkeys(i.principle_id or MODE for i in a.checklist.items))
+def _judgment(pair: Pair, a: CheckedResponse, b: CheckedResponse, judge: str, judge_fp: str, name: str) -> Judgment:
+    """The pair's judgment in mode `name`: one vote under the mode's name, or a failure of that kind."""
+    ids = list(dict.fromkeys(i.principle_id or name for i in a.checklist.items))
     p = preference(a.scored(), b.scored()).p_a
     if p is None:
         why = (a.failure if a.reward is None else f"b: {b.failure}") or "no checklist score"
-        failure = Failure(kind="checklist", message=why)
-        return Judgment(pair_id=pair.pair_id, fingerprint=judge_fp, status="failed", mode=MODE, orders="one",
+        failure = Failure(kind=name, message=why)
+        return Judgment(pair_id=pair.pair_id, fingerprint=judge_fp, status="failed", mode=name, orders="one",
                         judge_model=judge, principle_ids=ids, failure=failure)  # fmt: skip
-    vote = Vote(principle_id=MODE, p_a=p, p_a_ab=p, score_a=a.reward, score_b=b.reward)
-    return Judgment(pair_id=pair.pair_id, fingerprint=judge_fp, status="ok", mode=MODE, orders="one",
+    vote = Vote(principle_id=name, p_a=p, p_a_ab=p, score_a=a.reward, score_b=b.reward)
+    return Judgment(pair_id=pair.pair_id, fingerprint=judge_fp, status="ok", mode=name, orders="one",
                     judge_model=judge, principle_ids=ids, p_a=p, p_a_ab=p, principles=[vote])  # fmt: skip
 
 
 async def judge_by_checklist(
     model: ManagedModel, constitution: Constitution, pairs: Sequence[Pair], source: str, config: Any, close: bool = True
 ) -> dict[str, Judgment]:
-    """The judgments of an evaluation with `scoring: checklist`: each prompt's checklist from the prompts file's
-    `config.checklist_column` (else the constitution's criteria), `config.aggregation`, `config.concurrency`."""
+    """The judgments of an evaluation whose scoring names a mode that judges by checklist (`scoring_mode`): each
+    prompt's checklist from the prompts file's `config.checklist_column` (else the constitution's criteria),
+    `config.aggregation`, `config.concurrency`."""
+    entry = scoring_mode(config.scoring, config.judge_mode)
     prompts = {str(p.prompt_id): [m.model_dump() for m in p.prompt] for p in pairs}
     given = prompt_checklists(source, config.checklist_column, list(prompts.values()))
     checklists = {pid: checklist_for(prompt, given, constitution) for pid, prompt in prompts.items()}
     try:
-        return await checklist_judgments(model, pairs, checklists, config.aggregation, config.concurrency)
+        return await checklist_judgments(model, pairs, checklists, config.aggregation, config.concurrency, entry)
     finally:
         if close:
             await model.aclose()

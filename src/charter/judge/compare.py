@@ -16,7 +16,15 @@ from typing import Any
 from charter.concurrency import warm_then_fan_out
 from charter.constitutions.schema import Constitution, Principle
 from charter.errors import ConfigError, JudgeParseError
-from charter.judge.judgment import JudgeOptions, Kind, Reply, VoteOutcome, ask_until_read, dooms_run
+from charter.judge.judgment import (
+    JudgeOptions,
+    Kind,
+    Reply,
+    VoteOutcome,
+    ask_until_read,
+    dooms_run,
+    next_token_probabilities,
+)
 from charter.judge_prompt import RANKING_SCHEMA, render_conversation, write_comparison, write_ranking
 from charter.providers.base import ChatModel, Completion, Messages, SamplingParams
 from charter.records import Message, Pair, Vote
@@ -125,7 +133,7 @@ def _unparseable(_: JudgeParseError, completions: list[Completion]) -> JudgePars
 async def _ask(model: ChatModel, request: Messages, settings: JudgeOptions) -> _Asked:
     reply = settings.reply
     if reply.logprobs:  # P(first preferred): the expected value over the options' probabilities
-        probs = await model.choice_logprobs(request, tuple(reply.options))
+        probs = await next_token_probabilities(model, request, tuple(reply.options), settings)
         p = sum(probs.probs[option] * says for option, says in reply.options.items())
         return _Asked(p, None, probs.prompt_tokens, 1)
     assert reply.read is not None  # a text reply has a reader (register_mode checks)

@@ -25,8 +25,8 @@ from typing import Any, Literal, Protocol, TypeVar
 from charter.checklist.aggregate import Aggregation
 from charter.checklist.items import Checklist
 from charter.constitutions.schema import Constitution
-from charter.errors import ConfigError, FatalProviderError, JudgeParseError, ProviderError
-from charter.providers.base import ChatModel, Completion, Messages, SamplingParams
+from charter.errors import ConfigError, FatalProviderError, JudgeParseError, LogprobsUnsupported, ProviderError
+from charter.providers.base import ChatModel, ChoiceProbs, Completion, Messages, SamplingParams
 from charter.records import Conflict, Judgment, Message, Pair, Sample, Vote
 
 
@@ -224,10 +224,24 @@ class JudgeOptions(Protocol):
     @property
     def reply(self) -> Reply: ...
 
+    @property
+    def without_probabilities(self) -> str: ...
+
     def attempt(self, number: int) -> SamplingParams: ...
 
 
 T = TypeVar("T")
+
+
+async def next_token_probabilities(
+    model: ChatModel, request: Messages, options: Sequence[str], settings: JudgeOptions
+) -> ChoiceProbs:
+    """The options' probabilities as the next token of the reply to `request`. A backend that gives none raises
+    `LogprobsUnsupported`, here with what the table of modes offers instead (`JudgeOptions.without_probabilities`)."""
+    try:
+        return await model.choice_logprobs(request, options)
+    except LogprobsUnsupported as exc:
+        raise LogprobsUnsupported(f"{exc}; {settings.without_probabilities}") from None
 
 
 async def ask_until_read(

@@ -72,6 +72,8 @@ __all__ = [
     "reply_asked",
     "scripted_choice",
     "scripted_reply",
+    "text_modes",
+    "text_reading_advice",
 ]
 
 MODES: dict[str, Mode] = {}
@@ -134,6 +136,25 @@ def rating_readers() -> list[str]:
 def context_modes() -> list[str]:
     """The modes whose judgments need each prompt's checklist besides the pair."""
     return [name for name, entry in MODES.items() if entry.needs_context]
+
+
+def text_modes() -> list[str]:
+    """The modes that compare two responses in one prompt and read the verdict from the reply's text: what a judge
+    whose backend gives no next-token probabilities can answer."""
+    return [
+        name
+        for name, entry in MODES.items()
+        if entry.kind.subject == "pair" and entry.reply is not None and not entry.reply.logprobs
+    ]
+
+
+def text_reading_advice(entry: Mode) -> str:
+    """What to use instead of `entry` with a backend that gives no next-token probabilities: for a mode with several
+    replies, those that read the reply's text (`JudgeSettings.rating`); else the modes that do (`text_modes`)."""
+    if entry.replies:
+        readers = [name for name, reply in entry.replies.items() if not reply.logprobs]
+        return f"rate from the reply's text instead (judge rating: {' or '.join(readers)})"
+    return f"use a judge mode that reads its verdict from the reply's text ({' or '.join(text_modes())})"
 
 
 def described(names: list[str]) -> str:

@@ -33,6 +33,7 @@ from charter.judge.judgment import (
     ask_until_read,
     dooms_run,
     gather_all,
+    next_token_probabilities,
     raise_first,
 )
 from charter.judge_prompt import DEFAULT_RUBRIC, render_conversation, rubric_schema, write_rating, write_rubric
@@ -111,7 +112,7 @@ async def score_one(
     request = rating_prompt(constitution, prompt, response, principle_id, settings)
     reply = settings.reply
     if reply.logprobs:
-        got = await model.choice_logprobs(request, score_options(settings.scale))
+        got = await next_token_probabilities(model, request, score_options(settings.scale), settings)
         return PrincipleScore(
             principle_id, expected_score(got.probs), dict(got.probs), None, got.prompt_tokens, 1, got.cached
         )

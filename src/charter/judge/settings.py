@@ -18,6 +18,7 @@ from charter.judge.modes import (
     pair_modes,
     pairwise_modes,
     rating_readers,
+    text_reading_advice,
 )
 from charter.providers.base import SamplingParams
 from charter.providers.config import RoleConfig
@@ -207,6 +208,12 @@ class JudgeSettings(ConfigModel):
         """The name of the way a reply is read (`reply`): `rating` where the mode has several, else the mode's name
         (in a rating judgment's fingerprint as `rating`)."""
         return self.mode if self.mode_entry.reply is not None else self.rating
+
+    @property
+    def without_probabilities(self) -> str:
+        """What to use instead where the judge's backend gives no next-token probabilities: the ways of reading the
+        reply's text, as the table of modes lists them (`text_reading_advice`)."""
+        return text_reading_advice(self.mode_entry)
 
     @property
     def asks_logprobs(self) -> bool:

@@ -35,6 +35,7 @@ from charter.providers import ManagedModel
 from charter.providers.usage import UsageMeter
 from charter.records import Failure, Judgment, Message, RewardRecord, UsageRow, as_dicts, fingerprint
 from charter.reward.checklisted import (
+    CHECKLIST,
     NoChecklist,
     checklist_fingerprint,
     prompt_checklist,
@@ -295,7 +296,7 @@ class PairJudge(SessionView):
                                         cached=a.cached and b.cached)  # fmt: skip
         if a.reward is None or b.reward is None:
             why = a.failure if a.reward is None else f"the other completion: {b.failure}"
-            failure = Failure(kind="checklist", message=why or "no checklist score")
+            failure = Failure(kind=CHECKLIST.name, message=why or "no checklist score")
             return self._record(key, step, prompt, first, None, failure=failure, masked="failed", **verdicts)
         pref = preference(a.scored(), b.scored())
         p = pref.p_a

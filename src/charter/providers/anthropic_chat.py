@@ -2,7 +2,8 @@
 there; another `base_url` needs the variable holding its key named (`api_key_env`, charter.providers.endpoints).
 
 System messages go into `system=`. The API gives no next-token probabilities, so
-`choice_logprobs` raises `LogprobsUnsupported` (the judge then uses 'cot' or 'verdict').
+`choice_logprobs` raises `LogprobsUnsupported` (the judge's message then names the modes that read the
+reply's text).
 """
 
 from __future__ import annotations

@@ -234,9 +234,7 @@ class ChatModel(ABC):
 
     async def choice_logprobs(self, request: Messages, options: Sequence[str]) -> ChoiceProbs:
         """P(option) for each option as the next assistant token (e.g. "A" / "B")."""
-        raise LogprobsUnsupported(
-            f"{self.model_id} gives no next-token probabilities; use judge mode 'cot' or 'verdict'"
-        )
+        raise LogprobsUnsupported(f"{self.model_id} gives no next-token probabilities")
 
     async def aclose(self) -> None:  # noqa: B027 - optional: most backends hold nothing to release
         """Release clients and memory."""

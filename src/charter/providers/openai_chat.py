@@ -220,9 +220,7 @@ class OpenAIModel(SDKChatModel):
             raise MalformedReply("the reply has no choices", kind="empty_reply", raw=json.dumps(reply)[:400])
         content = (_first_choice(reply).get("logprobs") or {}).get("content")
         if not content:
-            raise LogprobsUnsupported(
-                f"{self.model_id} returned no logprobs for the next token; use judge mode 'cot' or 'verdict'"
-            )
+            raise LogprobsUnsupported(f"{self.model_id} returned no logprobs for the next token")
         first = content[0]
         wanted = set(options)
         pooled: dict[str, float] = {}

@@ -214,8 +214,8 @@ class ScriptedModel(ChatModel):
             from charter.errors import LogprobsUnsupported
 
             raise LogprobsUnsupported(
-                f"scripted:{self.name} has no choice function (register_script(..., choice_fn)); "
-                "use judge mode 'cot' or 'verdict'"
+                f"scripted:{self.name} gives no next-token probabilities: it has no choice function "
+                "(register_script(..., choice_fn))"
             )
         choose = self.choice_fn
 

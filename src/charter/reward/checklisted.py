@@ -157,7 +157,7 @@ async def _scored(
         principle_ids=principle_ids(checklist),
         cached=checked.cached,
         checklist=reward_checklist(checked),
-        failure=None if checked.failure is None else Failure(kind="checklist", message=checked.failure),
+        failure=None if checked.failure is None else Failure(kind=CHECKLIST.name, message=checked.failure),
     )
 
 

@@ -5,7 +5,8 @@ ask it, without a model call.
 
 A policy's or critic's reply is a placeholder (`Replies`) standing for a text of unknown length, so that the
 prompts that embed it (a critique, a judge's comparison) are laid out as the run lays them out; the forecast gives
-each placeholder a length per scenario. A judge's reply is the scripted `cai` judge's, which every mode can read."""
+each placeholder a length per scenario. A judge's reply is the scripted `cai` judge's, which every mode can read; a
+checklist call's is written by the table of modes (`scripted_reply`), every item met."""
 
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ from charter.checklist.prompt import read_checklist_prompt
 from charter.constitutions import Constitution
 from charter.critique.chain import run_chain
 from charter.judge.judgment import ChecklistCriteria
+from charter.judge.modes import scripted_reply
 from charter.judge.pairwise import judge_pair, principle_key, principles_for
 from charter.judge.panel import Panel
 from charter.judge.score import rank_samples
@@ -36,6 +38,8 @@ from charter.records import Pair, Prompt
 #: Turns of the event loop a stand-in waits before it answers, so that calls sent together all go out first, those
 #: of gathers nested a few deep included (a judge's other order, asked at the same time as the first order's calls).
 _SETTLE = 4
+#: What a stand-in judge answers each item of a checklist call: met, so that the reply is read at the first try.
+AGREES = {"reason": "", "verdict": "yes"}
 #: A placeholder in a text: `\x00N\x00` stands for reply N.
 PLACEHOLDER = re.compile(r"(\x00\d+\x00)")
 
@@ -150,8 +154,8 @@ class PlanningModel(ChatModel):
             await self._send(request, params.max_tokens, False, params.model_dump_json())
             shown = read_checklist_prompt(request[-1].content) if self.judge is not None else None
             listed = read_writer_prompt(request[-1].content) if self.role == "checklist" else None
-            if shown is not None:  # a checklist call: a readable answer, so that no re-ask is walked
-                text = json.dumps({item: {"reason": "", "verdict": "yes"} for item, _ in shown[0]})
+            if shown is not None:  # a checklist call: a readable answer, as the table writes it, so that no re-ask
+                text = scripted_reply(request[-1].content, {item: AGREES for item, _ in shown[0]})
             elif listed:  # a writer's call: a readable checklist (its length is the reply's budget share)
                 text = json.dumps({"items": [_stand_in_row(i, listed) for i in range(self.items)]})
             elif self.judge is not None:
