@@ -92,6 +92,35 @@ def test_the_stop_setting_stops_training_at_the_flag(tiny_model: Path, tmp_path:
     assert metrics["stopped"] == "monitor" and metrics["monitor"]["stopped"].startswith("the stop rule")
 
 
+def test_a_stop_by_the_rule_names_the_gold_best_policy_in_the_status_report_and_card(
+    tiny_model: Path, tmp_path: Path
+) -> None:
+    path = _config(tmp_path, tiny_model, "scripted:word-judge", on_gap="stop", keep_best=True)
+    assert main(["train", "grpo", str(path)]) == 0  # a stop by the rule is a finished run
+    out = tmp_path / "out"
+    metrics = json.loads((out / "metrics.json").read_text())
+    monitor = metrics["monitor"]
+    flagged_at, best = monitor["flagged_at"], monitor["best_step"]
+    assert flagged_at is not None and metrics["training"]["global_step"] == flagged_at
+    assert metrics["stopped"] == "monitor" and (out / f"checkpoint-{flagged_at}").is_dir()  # saved at the stop
+    assert best is not None and best < flagged_at
+    kept = "the policy before training (the base model)" if best == 0 else f"`{monitor['best_checkpoint']}`"
+    if best:
+        assert monitor["best_checkpoint"].endswith(f"checkpoint-{best}") and Path(monitor["best_checkpoint"]).is_dir()
+    card = (out / "README.md").read_text()
+    assert (
+        f"Published: the policy at step {flagged_at}, the last step (training was stopped by the monitor's stop rule "
+        f"at step {flagged_at}), not the gold-best one: the gold score was best at step {best}" in card
+    )
+    assert f"kept as {kept}." in card
+    report = (out / "report" / "report.md").read_text()
+    assert f"**Flagged at step {flagged_at}**" in report and "The stop rule stopped training at step" in report
+    console = Console(width=160, record=True)
+    shown = print_status(out, console)
+    assert [s["step"] for s in shown["monitor"] if s["flagged"]] == [flagged_at]
+    assert "FLAG" in console.export_text()
+
+
 def test_a_policy_rewarded_for_the_intent_is_not_flagged(tiny_model: Path, tmp_path: Path) -> None:
     assert main(["train", "grpo", str(_config(tmp_path, tiny_model, "scripted:distinct-judge"))]) == 0
     monitor = json.loads((tmp_path / "out" / "metrics.json").read_text())["monitor"]
