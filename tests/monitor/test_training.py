@@ -118,7 +118,9 @@ def test_a_stop_by_the_rule_names_the_gold_best_policy_in_the_status_report_and_
     console = Console(width=160, record=True)
     shown = print_status(out, console)
     assert [s["step"] for s in shown["monitor"] if s["flagged"]] == [flagged_at]
-    assert "FLAG" in console.export_text()
+    text = " ".join(console.export_text().split())
+    assert "FLAG" in text and f"stopped by the monitor's stop rule at step {flagged_at}" in text
+    assert f"the gold score was best at step {best}" in text and f"kept as {kept}." in text
 
 
 def test_a_policy_rewarded_for_the_intent_is_not_flagged(tiny_model: Path, tmp_path: Path) -> None:
