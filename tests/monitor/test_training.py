@@ -78,8 +78,8 @@ def test_a_policy_gaming_its_judge_is_flagged_with_the_gold_best_checkpoint_name
     report = (out / "report" / "report.md").read_text()
     assert "Gold monitor" in report and "monitor.png" in report
     console = Console(width=160, record=True)
-    shown = print_status(out, console)
-    assert [s["flagged"] for s in shown["monitor"]] == [s["flagged"] for s in steps]
+    shown = print_status(out, console)["monitor"]
+    assert shown is not None and [s["flagged"] for s in shown] == [s["flagged"] for s in steps]
     assert "Gold monitor" in console.export_text()
 
 
@@ -116,8 +116,8 @@ def test_a_stop_by_the_rule_names_the_gold_best_policy_in_the_status_report_and_
     report = (out / "report" / "report.md").read_text()
     assert f"**Flagged at step {flagged_at}**" in report and "The stop rule stopped training at step" in report
     console = Console(width=160, record=True)
-    shown = print_status(out, console)
-    assert [s["step"] for s in shown["monitor"] if s["flagged"]] == [flagged_at]
+    shown = print_status(out, console)["monitor"]
+    assert shown is not None and [s["step"] for s in shown if s["flagged"]] == [flagged_at]
     text = " ".join(console.export_text().split())
     assert "FLAG" in text and f"stopped by the monitor's stop rule at step {flagged_at}" in text
     assert f"the gold score was best at step {best}" in text and f"kept as {kept}." in text
