@@ -78,8 +78,8 @@ def test_a_policy_gaming_its_judge_is_flagged_with_the_gold_best_checkpoint_name
     report = (out / "report" / "report.md").read_text()
     assert "Gold monitor" in report and "monitor.png" in report
     console = Console(width=160, record=True)
-    shown = print_status(out, console)
-    assert [s["flagged"] for s in shown["monitor"]] == [s["flagged"] for s in steps]
+    shown = print_status(out, console)["monitor"]
+    assert shown is not None and [s["flagged"] for s in shown] == [s["flagged"] for s in steps]
     assert "Gold monitor" in console.export_text()
 
 
@@ -90,6 +90,37 @@ def test_the_stop_setting_stops_training_at_the_flag(tiny_model: Path, tmp_path:
     flagged_at = metrics["monitor"]["flagged_at"]
     assert flagged_at is not None and metrics["training"]["global_step"] == flagged_at
     assert metrics["stopped"] == "monitor" and metrics["monitor"]["stopped"].startswith("the stop rule")
+
+
+def test_a_stop_by_the_rule_names_the_gold_best_policy_in_the_status_report_and_card(
+    tiny_model: Path, tmp_path: Path
+) -> None:
+    path = _config(tmp_path, tiny_model, "scripted:word-judge", on_gap="stop", keep_best=True)
+    assert main(["train", "grpo", str(path)]) == 0  # a stop by the rule is a finished run
+    out = tmp_path / "out"
+    metrics = json.loads((out / "metrics.json").read_text())
+    monitor = metrics["monitor"]
+    flagged_at, best = monitor["flagged_at"], monitor["best_step"]
+    assert flagged_at is not None and metrics["training"]["global_step"] == flagged_at
+    assert metrics["stopped"] == "monitor" and (out / f"checkpoint-{flagged_at}").is_dir()  # saved at the stop
+    assert best is not None and best < flagged_at
+    kept = "the policy before training (the base model)" if best == 0 else f"`{monitor['best_checkpoint']}`"
+    if best:
+        assert monitor["best_checkpoint"].endswith(f"checkpoint-{best}") and Path(monitor["best_checkpoint"]).is_dir()
+    card = (out / "README.md").read_text()
+    assert (
+        f"Published: the policy at step {flagged_at}, the last step (training was stopped by the monitor's stop rule "
+        f"at step {flagged_at}), not the gold-best one: the gold score was best at step {best}" in card
+    )
+    assert f"kept as {kept}." in card
+    report = (out / "report" / "report.md").read_text()
+    assert f"**Flagged at step {flagged_at}**" in report and "The stop rule stopped training at step" in report
+    console = Console(width=160, record=True)
+    shown = print_status(out, console)["monitor"]
+    assert shown is not None and [s["step"] for s in shown if s["flagged"]] == [flagged_at]
+    text = " ".join(console.export_text().split())
+    assert "FLAG" in text and f"stopped by the monitor's stop rule at step {flagged_at}" in text
+    assert f"the gold score was best at step {best}" in text and f"kept as {kept}." in text
 
 
 def test_a_policy_rewarded_for_the_intent_is_not_flagged(tiny_model: Path, tmp_path: Path) -> None:

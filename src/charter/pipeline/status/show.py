@@ -8,7 +8,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from charter.monitor.gold import rule_change
+from charter.monitor.gold import published_line, rule_change
 from charter.pipeline.status.record import StageProgress, StatusReport, status
 from charter.providers.batch import ENDED
 from charter.runs.counts import COUNT_LABELS, ordered_counts
@@ -353,6 +353,10 @@ def print_status(run_dir: str | Path, console: Any = None) -> StatusReport:
         console.print(_pairs_table(pairs))
     if data["monitor"]:
         console.print(_monitor_table([dict(s) for s in data["monitor"]]))
+        training = data["training"] or {}
+        summary, last = training.get("monitor"), (training.get("training") or {}).get("global_step")
+        if summary and last is not None:  # training ended: which policy was published, and the gold-best one
+            console.print(published_line(summary, last))
     console.print(_usage_view(data, console))
     console.print(_failures_text(data))
     if data["batches"]:
