@@ -268,7 +268,8 @@ def score_completions_only() -> None:
 def train(arm: str, rows: list[dict], args: argparse.Namespace, out: Path) -> dict[str, Any]:
     """`args.steps` DPO steps of `args.batch` pairs (the first so many pairs, shuffled by the seed, so that the
     reference pass covers only those), one pair a forward pass: every sequence holds AgentDojo's whole tool prompt
-    (2.4-2.8k tokens), and its logits over the vocabulary take about 0.7 GB (fp32) a sequence."""
+    (2.4-2.8k tokens), so activation checkpointing is on and only the completion tokens are scored (a step-level
+    arm peaked at 5.8 GB, benchmarks/RESULTS.md)."""
     from charter import train_dpo
 
     kept = list(rows)
