@@ -255,10 +255,21 @@ def policy_rows(pairs: list[dict]) -> list[dict]:
 # ---------------------------------------------------------------------------------------------------------- training
 
 
+def score_completions_only() -> None:
+    """TRL's fused LM head scores only the completion tokens on a GPU, but every position on other devices (so that
+    Neuron compiles one tile shape): on CPU, the ~3k prompt tokens of each sequence through the 49k-vocabulary head,
+    forward and backward. Scored compactly here, the log-probabilities are the same (the other positions are zeroed
+    either way); with activation checkpointing, one step-level pair's DPO step peaked at 4.5 GB resident."""
+    import trl.trainer.utils
+
+    trl.trainer.utils._use_triton = lambda device: True  # noqa: SLF001 - read only to choose the compact scoring
+
+
 def train(arm: str, rows: list[dict], args: argparse.Namespace, out: Path) -> dict[str, Any]:
     """`args.steps` DPO steps of `args.batch` pairs (the first so many pairs, shuffled by the seed, so that the
     reference pass covers only those), one pair a forward pass: every sequence holds AgentDojo's whole tool prompt
-    (2.4-2.8k tokens), and its logits over the vocabulary take about 0.7 GB (fp32) a sequence."""
+    (2.4-2.8k tokens), so activation checkpointing is on and only the completion tokens are scored (a step-level
+    arm peaked at 5.8 GB, benchmarks/RESULTS.md)."""
     from charter import train_dpo
 
     kept = list(rows)
@@ -273,12 +284,14 @@ def train(arm: str, rows: list[dict], args: argparse.Namespace, out: Path) -> di
         "per_device_train_batch_size": 1,
         "gradient_accumulation_steps": args.batch,
         "precompute_ref_batch_size": 1,
-        "gradient_checkpointing": True,
+        # the new name: charter's device default (off) under it would override TRL's `gradient_checkpointing`
+        "activation_checkpointing": True,
         "save_strategy": "no",
         "logging_steps": 1,
         "report_to": [],
     }
     started = time.perf_counter()
+    score_completions_only()
     metrics = train_dpo(
         {
             "dataset": str(data),

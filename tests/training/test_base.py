@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from contextlib import nullcontext
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -31,6 +32,24 @@ def test_offline_trainers_start_from_the_same_trl_arguments(tmp_path: Path) -> N
         assert args.report_to == [] or args.report_to == "none"
         assert (args.eval_strategy.value, args.save_strategy.value) == ("no", "steps")
         assert args.learning_rate == 1e-4 and args.use_cpu and not args.bf16
+
+
+@pytest.mark.parametrize("name", ["activation_checkpointing", "gradient_checkpointing"])
+def test_a_users_checkpointing_setting_wins_over_the_device_default_under_either_name(
+    tmp_path: Path, name: str
+) -> None:
+    """The device defaults turn activation checkpointing off under its new name; transformers reads the old name
+    (`gradient_checkpointing`) only where the new one is unset, so the user's setting under either name is kept."""
+    from trl import DPOConfig  # pyright: ignore[reportPrivateImportUsage] - TRL exports it lazily
+
+    base = {**offline_args(tmp_path, 7), **device_defaults("cpu", cpu_batch=4, cuda_batch=16)}
+    assert build_trl_config(DPOConfig, base, {}, "dpo.trl").activation_checkpointing is False
+    kwargs = {"use_reentrant": False}
+    asked = {name: True, f"{name}_kwargs": kwargs}
+    with pytest.warns(FutureWarning) if name == "gradient_checkpointing" else nullcontext():
+        args = build_trl_config(DPOConfig, base, asked, "dpo.trl")
+    assert args.activation_checkpointing is True and args.gradient_checkpointing is True
+    assert args.activation_checkpointing_kwargs == kwargs
 
 
 def test_online_arguments_log_every_step_and_save_every_50(tmp_path: Path) -> None:

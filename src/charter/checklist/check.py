@@ -55,7 +55,7 @@ from charter.checklist.prompt import (
 )
 from charter.constitutions.schema import OVERALL_KEY
 from charter.errors import FatalProviderError, ProviderError
-from charter.judge_prompt import render_conversation
+from charter.judge_prompt import render_conversation, with_actions
 from charter.providers.base import ChatModel, SamplingParams
 from charter.records import ChecklistJudgment, ChecklistSide, Failure, Judgment, Message, Pair, Sample, Vote
 
@@ -372,10 +372,11 @@ async def rank_by_checklist(
     settings: JudgeAsking,
     aggregation: Aggregation,
 ) -> list[tuple[Sample, float]]:
-    """Each sample with a score under the aggregation, best first (ties in sample order), one call a distinct text
-    (RLCF's best-against-worst selection); samples without a score are left out. Raises the first failure of a call
-    once every call has run to its end."""
-    texts = list(dict.fromkeys(s.text for s in samples))
+    """Each sample with a score under the aggregation, best first (ties in sample order), one call a distinct response
+    (its text, then the tools it calls as proposed actions), for RLCF's best-against-worst selection; samples without
+    a score are left out. Raises the first failure of a call once every call has run to its end."""
+    shown = {s.sample_idx: with_actions(s.text, s.tool_calls) for s in samples}  # its calls as actions
+    texts = list(dict.fromkeys(shown.values()))
     checked = await asyncio.gather(
         *(_judged(model, prompt, text, checklist, settings, aggregation) for text in texts),
         return_exceptions=True,
@@ -386,9 +387,9 @@ async def rank_by_checklist(
     scores = {
         text: side_score(c.side(), aggregation) for text, c in zip(texts, checked) if isinstance(c, CheckedResponse)
     }
-    kept = [s for s in samples if scores[s.text] is not None]
-    ranked = sorted(kept, key=lambda s: (-(scores[s.text] or 0.0), s.sample_idx))
-    return [(s, float(scores[s.text] or 0.0)) for s in ranked]
+    kept = [s for s in samples if scores[shown[s.sample_idx]] is not None]
+    ranked = sorted(kept, key=lambda s: (-(scores[shown[s.sample_idx]] or 0.0), s.sample_idx))
+    return [(s, float(scores[shown[s.sample_idx]] or 0.0)) for s in ranked]
 
 
 __all__ = [

@@ -36,7 +36,14 @@ from charter.judge.judgment import (
     next_token_probabilities,
     raise_first,
 )
-from charter.judge_prompt import DEFAULT_RUBRIC, render_conversation, rubric_schema, write_rating, write_rubric
+from charter.judge_prompt import (
+    DEFAULT_RUBRIC,
+    render_conversation,
+    rubric_schema,
+    with_actions,
+    write_rating,
+    write_rubric,
+)
 from charter.providers.base import ChatModel, Completion, Messages
 from charter.records import Judgment, Message, Pair, Sample, Vote
 from charter.records.base import user
@@ -300,7 +307,8 @@ async def rank_samples(
     criteria: ChecklistCriteria | None = None,
 ) -> list[Scored]:
     """Each sample with its score, best first (ties in sample order), as the settings' mode scores each response
-    alone: its mean score over the principles (k calls per principle, one per distinct text), or, for a mode that
+    alone (its text, then the tools it calls as proposed actions, as `judge_pair` shows a pair's responses): its mean
+    score over the principles (k calls per principle, one per distinct response), or, for a mode that
     judges by checklist, its score under `criteria` (the prompt's checklist). Raises the first failure once every
     call has run to its end."""
     kind = settings.mode_entry.kind
@@ -308,14 +316,15 @@ async def rank_samples(
         if criteria is None:
             raise ConfigError(f"judge mode {settings.mode_entry.name!r} scores samples by their prompt's checklist")
         return await kind.rank_by_checklist(model, prompt, samples, criteria, settings)
-    texts = list(dict.fromkeys(s.text for s in samples))
+    shown = {s.sample_idx: with_actions(s.text, s.tool_calls) for s in samples}  # its calls as actions
+    texts = list(dict.fromkeys(shown.values()))
     rate = rates_of(settings)
     rated = await gather_all(
         *(rate(model, constitution, ToRate(prompt, text, principle_ids), settings) for text in texts)
     )
     means = {text: mean_score(scores) for text, scores in zip(texts, rated)}
-    ranked = sorted(samples, key=lambda s: (-means[s.text], s.sample_idx))
-    return [(s, means[s.text]) for s in ranked]
+    ranked = sorted(samples, key=lambda s: (-means[shown[s.sample_idx]], s.sample_idx))
+    return [(s, means[shown[s.sample_idx]]) for s in ranked]
 
 
 async def _judge_pair_by_checklist(

@@ -20,7 +20,7 @@ from charter.judge.panel import Panel
 from charter.judge.score import rank_samples
 from charter.judge.settings import JudgeSettings
 from charter.pipeline.config import RunConfig
-from charter.preference.pairs import policy_samples, revision_pair, sample_pair, sample_pairs
+from charter.preference.pairs import policy_samples, revision_pair, sample_pair, sample_pairs, step_identity
 from charter.preference.selection import field_text
 from charter.providers import ManagedModel
 from charter.records import Chain, Failure, Fingerprints, Pair, Prompt, Sample
@@ -283,7 +283,7 @@ class Work:
     async def _best_and_worst(self, item: Prompt, samples: list[Sample], checklist: Checklist | None) -> Pair | None:
         """Mode `score`: rate each sample under the prompt's principles; the pair of the best against the worst
         (None when the samples hold fewer than two texts, or the rating failed, which is recorded)."""
-        if len({s.text for s in samples}) < 2:
+        if len({step_identity(s.text, s.tool_calls) for s in samples}) < 2:
             return None
         item_id = f"{item.prompt_id}:samples"
         if self._held_back("judge", item_id):
@@ -304,11 +304,12 @@ class Work:
             self._failed("judge", item_id, self.fp.judge, judge_failure(exc))
             return None
         self._succeeded("judge", item_id, self.fp.judge)
-        if len({s.text for s, _ in ranked}) < 2:  # fewer than two samples scored: nothing to pair
+        identity = {s.sample_idx: step_identity(s.text, s.tool_calls) for s, _ in ranked}  # text and calls
+        if len(set(identity.values())) < 2:  # fewer than two samples scored: nothing to pair
             return None
         (best, _), (worst, _) = ranked[0], ranked[-1]
-        if best.text == worst.text:
-            worst = next(s for s, _ in reversed(ranked) if s.text != best.text)
+        if identity[best.sample_idx] == identity[worst.sample_idx]:
+            worst = next(s for s, _ in reversed(ranked) if identity[s.sample_idx] != identity[best.sample_idx])
         return sample_pair(item.prompt_id, item.messages, best, worst)
 
     def _criteria(self, checklist: Checklist | None) -> ChecklistCriteria | None:

@@ -158,8 +158,12 @@ DECISIVE = (
     "((json_extract(j.record, '$.p_a_ab') > 0.5 AND json_extract(j.record, '$.p_a_ba') > 0.5)"
     " OR (json_extract(j.record, '$.p_a_ab') < 0.5 AND json_extract(j.record, '$.p_a_ba') < 0.5))"
 )
-#: 1 where the pair `p` of a judgment compares two identical responses
-IDENTICAL = "json_extract(p.record, '$.a') = json_extract(p.record, '$.b')"
+#: 1 where the pair `p` of a judgment compares two identical responses: the same text, calling the same tools (or
+#: none: a pair without calls has neither key)
+IDENTICAL = (
+    "(json_extract(p.record, '$.a') = json_extract(p.record, '$.b')"
+    " AND json_extract(p.record, '$.a_tool_calls') IS json_extract(p.record, '$.b_tool_calls'))"
+)
 
 
 def chance_stats(store: RunStore, fp: Fingerprints) -> JudgeStats:

@@ -96,6 +96,13 @@ def device_defaults(device: str, cpu_batch: int, cuda_batch: int) -> dict[str, A
     }
 
 
+#: Trainer fields transformers renamed (old name: new name); the old name still works where the new one is unset.
+RENAMED = {
+    "gradient_checkpointing": "activation_checkpointing",
+    "gradient_checkpointing_kwargs": "activation_checkpointing_kwargs",
+}
+
+
 def build_trl_config(cls: type, base: dict[str, Any], overrides: dict[str, Any], where: str) -> Any:
     """A TRL config from our defaults with the user's `trl:` fields on top (`where`: that section's key path, as
     `dpo.trl`). The config checked the fields' names and types when it loaded (`charter.training.args`); a
@@ -108,6 +115,9 @@ def build_trl_config(cls: type, base: dict[str, Any], overrides: dict[str, Any],
             f"{where}: unknown {cls.__name__} field{'s' if len(unknown) > 1 else ''} {', '.join(unknown)}"
         )
     os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")  # trainers ping the Hub on start otherwise
+    # transformers reads a deprecated name only where its new name is unset: our default under the new name would
+    # silently undo the user's setting under the old one
+    base = {k: v for k, v in base.items() if not any(k == new and old in overrides for old, new in RENAMED.items())}
     try:
         return cls(**{**base, **overrides})
     except (TypeError, ValueError) as exc:
