@@ -9,6 +9,7 @@ them fails here."""
 from __future__ import annotations
 
 import json
+import shutil
 import sqlite3
 from pathlib import Path
 
@@ -144,10 +145,13 @@ def rewarded(name: str, store: Path, cache: Path) -> list[float | None]:
 
 
 @pytest.mark.parametrize("name", WRITTEN_REWARDS)
-def test_a_reward_store_of_schema_7_answers_the_same_calls_with_the_same_rewards(fixture: Path, name: str) -> None:
+def test_a_reward_store_of_schema_7_answers_the_same_calls_with_the_same_rewards(
+    fixture: Path, name: str, tmp_path: Path
+) -> None:
     """The reward function over the old store and cache: every reward is the stored one, under the same key (the
-    store logs each answer again, as it logs every call's), and the call cache gains no answer."""
-    kept = reward_rows(FIXTURE / "rewards")
+    store logs each answer again, as it logs every call's), and the call cache gains no answer. The stored records
+    are read from a copy of their own: opening a store migrates it, and the fixture stays as it was made."""
+    kept = reward_rows(Path(shutil.copytree(FIXTURE / "rewards", tmp_path / "kept-rewards")))
     answers = cached_calls(fixture / "calls.sqlite")
     before = calls(fixture / "rewards")
     assert rewarded(name, fixture / "rewards", fixture / "calls.sqlite") == WRITTEN_REWARDS[name]["returned"]
@@ -169,5 +173,5 @@ def test_rewards_lost_from_their_store_are_answered_by_the_call_cache(fixture: P
     assert returned == WRITTEN_REWARDS[name]["returned"]
     assert any(r is not None for r in returned)
     assert cached_calls(fixture / "calls.sqlite") == answers  # no call the old cache could not answer
-    old = [r for r in reward_rows(FIXTURE / "rewards") if r["scoring"] == name]
+    old = [r for r in reward_rows(fixture / "rewards") if r["scoring"] == name]
     assert reward_rows(fixture / "fresh") == old
