@@ -225,3 +225,34 @@ def test_a_reward_model_that_is_none_is_one_line_before_training(tiny_model: Pat
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "reward_model" in err[0] and "missing-rm" in err[0], err
     assert not (tmp_path / "out" / "model.safetensors").exists()
+
+
+def test_merging_the_ranks_stores_keeps_each_ranks_mitigation_and_refresh_logs(tmp_path: Path) -> None:
+    """With several processes each rank logs what the mitigations did (and the checklist's refreshes) in its own
+    store; the merge into the output's store keeps every rank's entries, each with its rank, and a step a rank took
+    again (a resumed run) replaces that rank's earlier entry, not the other rank's."""
+    from charter.online.mitigate import MITIGATIONS_KEY
+    from charter.online.train import VERSIONS_KEY, merge_rank_stores
+    from charter.reward.session import rank_store_dir
+
+    def log(rank: int, steps: list[int], dropped: str) -> None:
+        with RunStore(rank_store_dir(tmp_path, rank, 2), create=True) as store:
+            store.set_meta(**{MITIGATIONS_KEY: [{"step": s, "rubric_dropout": {"p": [dropped]}} for s in steps]})
+            store.set_meta(**{VERSIONS_KEY: [{"step": steps[-1], "version": 2}]})
+
+    log(0, [1, 2], "word")
+    log(1, [1, 2], "length")
+    merge_rank_stores(tmp_path, 2)
+    with RunStore(tmp_path) as store:
+        merged = store.meta(MITIGATIONS_KEY)
+        assert [(e["step"], e["rank"], e["rubric_dropout"]["p"]) for e in merged] == [
+            (1, 0, ["word"]), (1, 1, ["length"]), (2, 0, ["word"]), (2, 1, ["length"])
+        ]  # fmt: skip
+        assert [(e["step"], e["rank"]) for e in store.meta(VERSIONS_KEY)] == [(2, 0), (2, 1)]
+    log(1, [2], "ending")  # rank 1 takes step 2 again after a resume
+    merge_rank_stores(tmp_path, 2)
+    with RunStore(tmp_path) as store:
+        merged = store.meta(MITIGATIONS_KEY)
+        assert [(e["step"], e["rank"], e["rubric_dropout"]["p"]) for e in merged] == [
+            (1, 0, ["word"]), (1, 1, ["length"]), (2, 0, ["word"]), (2, 1, ["ending"])
+        ]  # fmt: skip

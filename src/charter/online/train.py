@@ -30,7 +30,7 @@ from charter.monitor.gold import refuse_overlap
 from charter.online.card import online_card
 from charter.online.config import ChecklistReward, OnlineBase, OnlineConfig, OnlineDPOConfig, Trainer, VerifiableReward
 from charter.online.metrics import OnlineMetrics, Usage
-from charter.online.mitigate import MitigatedReward, mitigation_log, panel_members, shows_signature
+from charter.online.mitigate import MITIGATIONS_KEY, MitigatedReward, mitigation_log, panel_members, shows_signature
 from charter.online.pairs import PairJudge
 from charter.prompts import PromptsConfig, load_prompts
 from charter.providers import ManagedModel, get_model
@@ -274,17 +274,26 @@ def winrate_of(trainer: Any) -> WinRateCallback | None:
 
 
 def merge_rank_stores(out: Path, ranks: int) -> None:
-    """Fold each rank's rewards and usage into the output's reward store (main process, after training)."""
+    """Fold each rank's rewards, usage and per-step logs (what the mitigations did, the checklist's refreshes) into
+    the output's reward store (main process, after training). A log entry gets its rank; an entry of a step a rank
+    took again (a resumed run) replaces that rank's earlier one."""
     if ranks <= 1:
         return
     with RunStore(out, create=True) as store:
+        logs = {key: list(store.meta(key, [])) for key in RANK_LOGS}
         for r in range(ranks):
             path = rank_store_dir(out, r, ranks) / STORE_FILE
             if not path.exists():
                 continue
-
+            with RunStore(path.parent, read_only=True) as rank_store:
+                for key, entries in logs.items():
+                    new = [{**e, "rank": r} for e in rank_store.meta(key, [])]
+                    taken = {e.get("step") for e in new}
+                    entries[:] = [e for e in entries if e.get("rank") != r or e.get("step") not in taken] + new
             merge_rewards(store, path)
             path.rename(path.with_suffix(".merged"))
+        in_order = {k: sorted(v, key=lambda e: (e.get("step") or 0, e.get("rank", 0))) for k, v in logs.items() if v}
+        store.set_meta(**in_order)
 
 
 def restart_store(reward: RewardFunction | PairJudge, out: Path, resume: str | None) -> None:
@@ -513,6 +522,8 @@ TRAININGS: dict[str, type[OnlineTraining]] = {"grpo": GRPOTraining, "rloo": RLOO
 
 #: The store's meta key of the refreshes.
 VERSIONS_KEY = "checklist_versions"
+#: The reward store's per-step logs a rank keeps in its own store, merged with the rewards (`merge_rank_stores`).
+RANK_LOGS = (MITIGATIONS_KEY, VERSIONS_KEY)
 
 
 def recent(reward: JudgeReward, step: int, window: int) -> list[RewardRecord]:
