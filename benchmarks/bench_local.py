@@ -689,7 +689,7 @@ def int8_products() -> None:
     """Route every product of charter's decoder through `RowInt8` (an experiment: charter has no int8 option)."""
     import warnings
 
-    from charter.providers import local_products
+    from charter.providers.local_decode import Linear
 
     warnings.filterwarnings("ignore")  # torch's deprecation notices for its quantised tensors
 
@@ -702,7 +702,7 @@ def int8_products() -> None:
         y = y + self.bias if self.bias is not None else y
         return y.reshape(*x.shape[:-1], y.shape[-1]).to(x.dtype)
 
-    local_products.Linear.__init__, local_products.Linear.__call__ = init, call
+    Linear.__init__, Linear.__call__ = init, call  # type: ignore[method-assign]
 
 
 def cmd_products(args: argparse.Namespace) -> None:
