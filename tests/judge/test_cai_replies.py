@@ -1,7 +1,7 @@
 """What `scripted:cai` answers the judge, pinned byte for byte for every built-in mode it judges (comparisons fenced
 and unfenced, ratings read three ways, the one-call rubric, the ranking) and each reply read by the reader of the
-table's entry whose instruction ends the prompt. Demos, quickstarts and call caches stand on these replies: a move
-of the script (issue 60: scripted answers from the table's entries) must leave every one as it is."""
+table's entry whose instruction ends the prompt. Demos, quickstarts and call caches stand on these replies: any
+change to where the script's judge answers come from must leave every one as it is."""
 
 from __future__ import annotations
 
