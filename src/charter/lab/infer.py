@@ -31,15 +31,7 @@ from charter.constitutions.schema import Constitution, Principle
 from charter.errors import ArgumentError, FatalProviderError, NoSignal, ProviderError
 from charter.judge.settings import JudgeSettings
 from charter.judge_prompt import COMPARISON_TAGS, fence, nonce_of, render_conversation
-from charter.lab.learner import (
-    AgreementEstimate,
-    LabReport,
-    Learned,
-    LearnerRun,
-    LearnOptions,
-    agreement_table,
-    estimate_text,
-)
+from charter.lab import learner
 from charter.lab.votes import (
     FOR_A,
     LabelledPair,
@@ -152,11 +144,11 @@ class CandidateFigures(Record):
     """Whether it is in the inferred constitution."""
 
 
-class HeldOut(AgreementEstimate):
+class HeldOut(learner.AgreementEstimate):
     """Agreement with people on the held-out split, with a 95% bootstrap interval over pairs."""
 
 
-class InferenceReport(LabReport[HeldOut]):
+class InferenceReport(learner.LabReport[HeldOut]):
     """What `charter constitutions infer` found and how it was made (a principle is a candidate)."""
 
     made_by: ClassVar[str] = "Inferred by charter constitutions infer"
@@ -187,16 +179,13 @@ class InferenceReport(LabReport[HeldOut]):
         ]
 
     def compared_lines(self) -> list[str]:
-        declared = (
-            [f"declared {self.declared_name}: {estimate_text(self.declared)}"] if self.declared is not None else []
-        )
-        baselines = (
-            f"longer wins: {estimate_text(self.longer_wins)}; first shown wins: {estimate_text(self.first_shown_wins)}"
-        )
+        shown = learner.estimate_text
+        declared = [f"declared {self.declared_name}: {shown(self.declared)}"] if self.declared is not None else []
+        baselines = f"longer wins: {shown(self.longer_wins)}; first shown wins: {shown(self.first_shown_wins)}"
         return [*declared, baselines]
 
 
-class Inferred(Learned[InferenceReport]):
+class Inferred(learner.Learned[InferenceReport]):
     """An inferred constitution and its report."""
 
 
@@ -374,7 +363,7 @@ async def infer(
     proposer: ChatModel | None,
     judge: ChatModel,
     settings: JudgeSettings,
-    options: LearnOptions,
+    options: learner.LearnOptions,
     *,
     candidates: Sequence[Principle] | None = None,
     declared: Constitution | None = None,
@@ -384,7 +373,7 @@ async def infer(
     """Infer a constitution from human-labelled pairs (see the module's steps). With `candidates` (principles of
     existing constitutions, say) nothing is proposed: the selection is made among them. The sizes have no defaults
     here: the public `charter.infer_constitution` holds them."""
-    run = LearnerRun.start(pairs, options, "inference")
+    run = learner.LearnerRun.start(pairs, options, "inference")
     seed, concurrency = options.seed, options.concurrency
     train, test = run.train, run.test
     given = candidates is not None
@@ -467,7 +456,7 @@ async def infer(
 
 def report_markdown(report: InferenceReport) -> str:
     """The inference report page."""
-    compared: list[tuple[str, AgreementEstimate | None]] = [
+    compared: list[tuple[str, learner.AgreementEstimate | None]] = [
         (f"inferred ({len(report.selected)} principles)", report.held_out)
     ]
     if report.declared is not None:
@@ -483,7 +472,7 @@ def report_markdown(report: InferenceReport) -> str:
         f" {len(report.candidates)} after deduplication; {report.judge_calls:,} judge calls"
         f" ({report.vote_failures} failed judgments); {report.wall_s} s.",
         "",
-        *agreement_table("ensemble", "95% CI", compared),
+        *learner.agreement_table("ensemble", "95% CI", compared),
         "",
         "An abstention or a tie counts half. Training agreement after each principle chosen: "
         + ", ".join(f"{a:.3f}" for a in report.train_agreement)
