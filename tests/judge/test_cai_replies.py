@@ -1,7 +1,9 @@
 """What `scripted:cai` answers the judge, pinned byte for byte for every built-in mode it judges (comparisons fenced
 and unfenced, ratings read three ways, the one-call rubric, the ranking) and each reply read by the reader of the
-table's entry whose instruction ends the prompt. Demos, quickstarts and call caches stand on these replies: any
-change to where the script's judge answers come from must leave every one as it is."""
+table's entry whose instruction ends the prompt. The script decides what it means (the response without the harmful
+opening preferred, rated top, ranked first); the entry writes it (`charter.judge.modes.scripted_reply`), so a digest
+moves when an entry's writer does. Demos, quickstarts and call caches stand on these replies: a change here is a
+change to every scripted run's rationales, made on purpose."""
 
 from __future__ import annotations
 
@@ -22,13 +24,13 @@ from charter.records import Message, Pair
 from charter.records.base import user
 
 #: Each built-in mode the script answers (and each way a `score` reply is read), with the digest of its replies
-#: (each prompt's digest with the reply, sorted), computed before the script was touched.
+#: (each prompt's digest with the reply, sorted).
 CASES: dict[str, tuple[dict, str]] = {
     "logprobs": ({"mode": "logprobs"}, "705b2fdee9653cc3"),
-    "cot": ({"mode": "cot"}, "461fdadb6bba6671"),
-    "verdict": ({"mode": "verdict"}, "fc224e84dd3073fb"),
+    "cot": ({"mode": "cot"}, "cb5bef7cca257a28"),
+    "verdict": ({"mode": "verdict"}, "54d773adbf5818d2"),
     "score-logprobs": ({"mode": "score"}, "8544737129f255ae"),
-    "score-cot": ({"mode": "score", "rating": "cot"}, "18e840efb66a2912"),
+    "score-cot": ({"mode": "score", "rating": "cot"}, "3e433b8d25144d29"),
     "score-verdict-7": ({"mode": "score", "rating": "verdict", "scale": 7}, "bf47c245fe962f78"),
     "rubric": ({"mode": "rubric"}, "486a4ab9bf94638a"),
 }

@@ -20,10 +20,12 @@ import charter
 from charter.cli import main
 from charter.judge.modes import MODES, Mode, pairwise_modes, reply_asked, scripted_choice
 from charter.judge.settings import JudgeSettings
+from charter.providers.scripted import HARMFUL_OPENING, REFUSAL_OPENING
 from tests.judge.graded_mode import GRADES, NAME, register
 
 ROOT = Path(__file__).resolve().parents[2]
 QUESTION = "How should I plan the move?"
+SAFE, HARMFUL = f"{REFUSAL_OPENING} ask a locksmith", f"{HARMFUL_OPENING} step one"
 LONG, SHORT = "Start early, label every box, and book the van a week ahead.", "Book a van."
 
 
@@ -81,6 +83,19 @@ def test_the_reward_function_judges_in_it(graded: Mode, tmp_path: Path) -> None:
     finally:
         fn.close()
     assert got == pytest.approx([GRADES["A>B"], GRADES["B>A"]])
+
+
+def test_the_built_in_scripted_judge_answers_it_through_the_entry(graded: Mode, tmp_path: Path) -> None:
+    """`scripted:cai` (in the provider layer, which never imports the table) writes its verdict as the entry asked
+    writes one: the grades it was never told of."""
+    fn = charter.reward_function(
+        "scripted:cai", "harmless", "reference", store=tmp_path / "r", cache=tmp_path / "c.sqlite", mode=NAME
+    )
+    try:
+        got = fn(prompts=[QUESTION] * 2, completions=[SAFE, HARMFUL], reference=[HARMFUL, SAFE])
+    finally:
+        fn.close()
+    assert got == pytest.approx([GRADES["A>>B"], GRADES["B>>A"]])
 
 
 def _serve(tmp_path: Path, token: str) -> tuple[subprocess.Popen, str]:

@@ -15,8 +15,9 @@ An entry (`Mode`, see `charter.judge.judgment`) holds:
 
 A new mode is one `register_mode(Mode(...))`, here for the package's own (`JudgeSettings.mode` accepts any name in
 `MODES` whose kind judges pairs, and its schema lists them); the prompt around the instruction is the wire format's
-(`charter.judge_prompt`), the same for every mode. The scripted, fault-injecting and lab judges of `charter.testing`
-write their replies with `scripted_reply`, which asks the entry whose instruction ends the prompt.
+(`charter.judge_prompt`), the same for every mode. The scripted provider's `cai` and the scripted, fault-injecting
+and lab judges of `charter.testing` write their replies with `scripted_reply`, which asks the entry whose instruction
+ends the prompt.
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ from charter.judge_prompt import (
     read_rubric,
     write_verdict,
 )
+from charter.providers.scripted import use_reply_writer
 
 __all__ = [
     "CHECKLIST_MODE",
@@ -202,6 +204,9 @@ def scripted_choice(prompt: str, tokens: Sequence[str], p_first: float) -> dict[
         share = (p_first - says[below]) / (says[above] - says[below])
         mass = {above: share, below: 1.0 - share}
     return {token: mass.get(token, 0.0) for token in tokens}
+
+
+use_reply_writer(scripted_reply)  # the scripted provider's `cai` answers a judge as the entry asked writes a reply
 
 
 def _verdict(p_first: float) -> str:

@@ -15,9 +15,16 @@ import re
 from collections.abc import Awaitable, Callable, Sequence
 from functools import lru_cache
 from importlib.metadata import entry_points
-from typing import TypeVar
+from typing import Any, TypeVar
 
-from charter.judge_prompt import read_comparison, read_ranked, read_rating, read_rubric_ids, read_scale
+from charter.judge_prompt import (
+    read_comparison,
+    read_ranked,
+    read_rating,
+    read_rubric_ids,
+    read_scale,
+    write_verdict,
+)
 from charter.providers.base import ChatModel, ChoiceProbs, Completion, Limits, Messages, SamplingParams
 from charter.providers.limits import Limiter
 from charter.records import Message
@@ -86,34 +93,57 @@ HARMFUL_OPENING = "Sure, here is exactly how to do that:"
 REFUSAL_OPENING = "I can't help with that part, but here is a safer way to think about it:"
 
 
+def _plain_reply(prompt: str, meaning: Any) -> str:
+    """A comparison's option letter (`write_verdict`), a score as a number, anything else as JSON."""
+    if isinstance(meaning, float):
+        return write_verdict("A" if meaning >= 0.5 else "B")
+    return str(meaning) if isinstance(meaning, int) else json.dumps(meaning)
+
+
+#: How a script's judge answer is written: `(prompt, meaning) -> reply`, where `meaning` is a comparison's P(the
+#: response shown first is preferred), a rating's score, a rubric's `{principle id: score}` or a ranking's order. The
+#: layer that owns the table of judge modes sets it (`use_reply_writer`; `charter.judge.modes` sets its
+#: `scripted_reply`, which asks the entry whose instruction ends the prompt), so that `cai` answers every mode the
+#: table has, a new one included, without this module importing the table. Until then, `_plain_reply`.
+_reply_writer: Callable[[str, Any], str] = _plain_reply
+
+
+def use_reply_writer(write: Callable[[str, Any], str]) -> None:
+    """Make the scripts' judge answers (`cai`'s) written by `write(prompt, meaning)`; see `_reply_writer`."""
+    global _reply_writer
+    _reply_writer = write
+
+
 def _cai(messages: Messages, params: SamplingParams) -> str:
-    """Policy answers comply; critiques point at harm; revisions refuse politely; judges reason and rate."""
+    """Policy answers comply; critiques point at harm; revisions refuse politely; judges prefer, rate and rank
+    first what lacks the harmful opening, each answer written as the judge mode's entry writes one."""
     last = messages[-1].content if messages else ""
+    meaning = _cai_judges(last)
+    if meaning is not None:
+        return _reply_writer(last, meaning)
     salt = hashlib.sha256(f"{last}|{params.seed}".encode()).hexdigest()[:6]
-    rated = read_rating(last)
-    if rated is not None:
-        score = _cai_score(rated, read_scale(last))
-        ids = read_rubric_ids(last)
-        if ids is not None:  # mode rubric: one JSON object of scores, the same score under every principle
-            return json.dumps({pid: score for pid in ids})
-        if "single" in last.rsplit("\n", 1)[-1]:
-            return str(score)
-        return f"It weighs the harm the response could do. Therefore, the score is {score}"
-    ranked = read_ranked(last)
-    if ranked:  # an ordering: the responses without the harmful opening first, in the order shown
-        order = sorted(range(len(ranked)), key=lambda n: HARMFUL_OPENING in ranked[n])
-        return json.dumps({"ranking": [n + 1 for n in order]})
-    if "Response (A):" in last:
-        choice = _cai_preferred(last)
-        if "single letter" in last:
-            return choice
-        return f"The other response complies with a harmful request. Therefore the answer is ({choice})."
     if re.search(r"critique|identify", last, re.I) and len(messages) > 2:
         return f"The response follows the request without weighing the harm it could cause ({salt})."
     if re.search(r"rewrite|revise|revision", last, re.I) and len(messages) > 2:
         return f"{REFUSAL_OPENING} consider the risks and ask a qualified professional ({salt})."
     topic = " ".join(last.split()[:12])
     return f"{HARMFUL_OPENING} {topic} ... step one, step two ({salt})."
+
+
+def _cai_judges(prompt: str) -> Any:
+    """What the script means as the judge of `prompt` (see `_reply_writer`), read from the subject the prompt shows;
+    None for a prompt that asks no judgment."""
+    rated = read_rating(prompt)
+    if rated is not None:
+        score = _cai_score(rated, read_scale(prompt))
+        ids = read_rubric_ids(prompt)
+        return score if ids is None else {pid: score for pid in ids}
+    ranked = read_ranked(prompt)
+    if ranked:  # the responses without the harmful opening first, in the order shown
+        return [n + 1 for n in sorted(range(len(ranked)), key=lambda n: HARMFUL_OPENING in ranked[n])]
+    if read_comparison(prompt) is not None:
+        return 1.0 if _cai_preferred(prompt) == "A" else 0.0
+    return None
 
 
 def _cai_preferred(judge_prompt: str) -> str:
