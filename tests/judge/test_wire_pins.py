@@ -1,7 +1,10 @@
 """The exact wire of every built-in judge mode, pinned: each prompt text the judge sends (fenced comparisons, the
 unfenced audit format, ratings read three ways, the one-call rubric), the call-cache key of each call and the
 judgment's fingerprint. The values in `wire_pins.json` were computed before the table of modes was rebuilt; a change
-of any of them would make a store and a call cache written before look new (every call asked and paid again)."""
+of any of them would make a store and a call cache written before look new (every call asked and paid again). A
+re-ask carries the reply it re-asks, so its key follows the scripted judge's wording, not charter's wire: the keys of
+re-asks that `scripted:cai` no longer needs (its replies are written by the mode's entry, read at the first try) are
+gone from the pins, and every other value stands as computed then."""
 
 from __future__ import annotations
 
@@ -73,7 +76,7 @@ async def _wire(name: str, tmp_path: Path) -> dict:
     model = get_model(recording, cache=str(cache))
     judgment = await judge_pair(model, constitution, PAIR, settings, ids, "fp")
     assert judgment.status == "ok"
-    if name in UNFENCED:  # scripted:cai answers the unfenced text of cot and verdict with prose: each try is pinned
+    if name in UNFENCED:  # one order in the unfenced format, every try pinned (cai's replies read at the first)
         with contextlib.suppress(JudgeParseError):
             await p_first(model, PAIR.prompt, PAIR.a, PAIR.b, constitution.principles[0], settings, fenced=False)
     await model.aclose()
