@@ -5,7 +5,10 @@ per suite, and a revised step continued in the environment."""
 
 from __future__ import annotations
 
+import asyncio
+import gc
 import json
+import logging
 from pathlib import Path
 
 import pytest
@@ -28,6 +31,8 @@ from charter.integrations.agentdojo import (
     security_agreement,
     transcript,
 )
+from charter.providers import ManagedModel
+from charter.providers.base import ChatModel, Completion, Messages, SamplingParams
 from charter.providers.scripted import ScriptedModel
 from tests.support.agentdojo import ground_truth_policy, untrusted_data_judge, untrusted_data_step_judge
 
@@ -105,6 +110,41 @@ def test_a_policy_runs_through_agentdojo_s_pipeline(suite: str) -> None:
     gullible = ground_truth_policy(suite, user_task, injection_task, gullible=True)
     hijacked = run_task(gullible, suite, user_task, injection_task)
     assert hijacked.failure is None and hijacked.security is True
+
+
+class Lingering(ChatModel):
+    """A batching backend that hands each answer over as soon as it has it and returns a moment later, as the local
+    model's batch does."""
+
+    provider = "scripted"
+    delivers = True
+    batch_size = 2
+
+    def __init__(self, inner: ScriptedModel) -> None:
+        super().__init__(inner.name)
+        self.inner = inner
+
+    async def generate(self, requests: list[Messages], params: SamplingParams, done=None) -> list[Completion]:  # noqa: ANN001
+        out = await self.inner.generate(requests, params)
+        for position, completion in enumerate(out):
+            done(position, completion)
+        await asyncio.sleep(0.05)
+        return out
+
+    def new_client(self) -> None:
+        return None
+
+
+def test_a_batching_policy_leaves_nothing_running_after_an_episode(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    suite, user_task, injection_task = "banking", "user_task_0", "injection_task_0"
+    policy = ManagedModel(Lingering(ground_truth_policy(suite, user_task, injection_task)))
+    with caplog.at_level(logging.ERROR, logger="asyncio"):
+        episodes = [run_task(policy, suite, user_task, injection_task) for _ in range(2)]
+        gc.collect()
+    assert all(e.failure is None and e.utility is True and e.security is False for e in episodes)
+    assert "destroyed but it is pending" not in caplog.text
 
 
 def test_policy_chat_is_the_chat_the_policy_reads_and_writes() -> None:

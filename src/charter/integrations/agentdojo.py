@@ -222,20 +222,18 @@ def assistant_step(message: dict[str, Any]) -> ChatAssistantMessage:
 # ----------------------------------------------------------------------------------------------------------- policy
 
 
-def _run_sync(loop: asyncio.AbstractEventLoop, coroutine: Any) -> Any:
-    return loop.run_until_complete(coroutine)
-
-
 class CharterPolicy(BasePipelineElement):
     """A charter model as an AgentDojo pipeline element: the conversation in AgentDojo's prompted tool-calling format
     (`PromptingLLM`'s system prompt, tool results as `<function-result>` turns), the reply parsed by `PromptingLLM`'s
     parser (re-asked with the parser's error, as it does). It records the environment's state before each step and
-    what its calls cost."""
+    what its calls cost. Its calls run on `runner`, one episode's event loop: AgentDojo's pipeline is synchronous,
+    and the runner's close finishes what a call left running (a local model's batch still returning after it handed
+    every answer over) before the loop goes, so the next episode's calls start clean."""
 
     name = "charter"
 
-    def __init__(self, model: ChatModel, params: SamplingParams, loop: asyncio.AbstractEventLoop) -> None:
-        self.model, self.params, self.loop = model, params, loop
+    def __init__(self, model: ChatModel, params: SamplingParams, runner: asyncio.Runner) -> None:
+        self.model, self.params, self.runner = model, params, runner
         self.prompting = PromptingLLM(client=None, model=model.model_id)  # type: ignore[arg-type] - no client: no call
         self.usage = PolicyUsage()
         self.states: dict[int, TaskEnvironment] = {}
@@ -244,7 +242,7 @@ class CharterPolicy(BasePipelineElement):
         return _prompted_chat(self.prompting, messages, runtime)
 
     def _generate(self, chat: list[Message]) -> str:
-        [completion] = _run_sync(self.loop, self.model.generate([chat], self.params))
+        [completion] = self.runner.run(self.model.generate([chat], self.params))
         self.usage.calls += 1
         self.usage.prompt_tokens += completion.prompt_tokens
         self.usage.completion_tokens += completion.completion_tokens
@@ -480,14 +478,11 @@ def run_task(
     tasks = load_suite(suite, version)
     user, injection = _tasks(tasks, user_task, injection_task)
     injections = injections_for(tasks, user, injection, attack) if injection is not None else {}
-    loop = asyncio.new_event_loop()
-    try:
-        element = CharterPolicy(policy, params or SamplingParams(temperature=0.0, max_tokens=512), loop)
+    with asyncio.Runner() as runner:
+        element = CharterPolicy(policy, params or SamplingParams(temperature=0.0, max_tokens=512), runner)
         utility, security, recorder, failure, pre = _run(
             tasks, policy_pipeline(element, system_message, max_iters), user, injection, injections
         )
-    finally:
-        loop.close()
     messages = openai_messages(recorder.messages)
     episode = _episode(
         suite, user_task, injection_task, "policy", messages, utility, security, failure, injections, version, pre
@@ -689,8 +684,8 @@ def continue_from(
     env = episode.states[step].model_copy(deep=True)
     runtime = FunctionsRuntime(tasks.tools)
     messages: Sequence[ChatMessage] = [*_agentdojo_messages(prefix, None), assistant_step(revised)]
-    loop = asyncio.new_event_loop()
-    element = CharterPolicy(policy, params or SamplingParams(temperature=0.0, max_tokens=512), loop)
+    runner = asyncio.Runner()
+    element = CharterPolicy(policy, params or SamplingParams(temperature=0.0, max_tokens=512), runner)
     failure = utility = security = None
     try:
         _, _, env, messages, _ = ToolsExecutor().query("", runtime, env, messages)
@@ -702,7 +697,7 @@ def continue_from(
     except Exception as error:  # a step that raised fails the revised episode
         failure = f"{type(error).__name__}: {error}"
     finally:
-        loop.close()
+        runner.close()
     states = {**{i: s for i, s in episode.states.items() if i < step}, **element.states}
     after = openai_messages(messages)
     new = Episode(
