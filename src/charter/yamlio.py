@@ -87,9 +87,11 @@ class ConfigModel(CheckedInit):
 class TableName:
     """A config field that holds a name from a table, as `Annotated[str, TableName(names)]`: a name that `names()`
     lists (a `ValueError` listing them otherwise), which the field's JSON schema enumerates. `names` is read at each
-    check and each schema, so an entry added to the table later is known."""
+    check and each schema, so an entry added to the table later is known. `says` words the error: `{known}` the
+    names listed, `{name!r}` the name given."""
 
     names: Callable[[], Iterable[str]]
+    says: str = "expected one of {known}, got {name!r}"
 
     def __get_pydantic_core_schema__(self, source: Any, handler: GetCoreSchemaHandler) -> core_schema.CoreSchema:
         return core_schema.no_info_after_validator_function(self._known, handler(source))
@@ -99,7 +101,7 @@ class TableName:
 
     def _known(self, name: str) -> str:
         if name not in (known := list(self.names())):
-            raise ValueError(f"expected one of {', '.join(known)}, got {name!r}")
+            raise ValueError(self.says.format(known=", ".join(known), name=name))
         return name
 
 

@@ -22,7 +22,7 @@ from charter.judge.modes import (
 )
 from charter.providers.base import SamplingParams
 from charter.providers.config import RoleConfig
-from charter.yamlio import ConfigModel, LocatedValueError, former_name, require_unique
+from charter.yamlio import ConfigModel, LocatedValueError, TableName, former_name, require_unique
 
 #: What `max_reasks` means, apart from a provider's retries (said where the former name `max_retries` is read).
 REASKS = (
@@ -39,62 +39,22 @@ def _known_mode(name: str) -> str:
     return name
 
 
-def _rating_reader(name: str) -> str:
-    if name not in rating_readers():
-        raise ValueError(f"a rating is read as one of {', '.join(rating_readers())}, not {name!r}")
-    return name
-
-
-def _pairwise_mode(name: str) -> str:
-    if name not in pairwise_modes():
-        raise ValueError(f"{name!r}: a comparison is judged in one of {', '.join(pairwise_modes())}")
-    return name
-
-
-def _answer_mode(name: str) -> str:
-    if name not in answer_modes():
-        raise ValueError(f"{name!r}: two answers are judged in one of {', '.join(answer_modes())}")
-    return name
-
-
-def _known_combination(name: str) -> str:
-    if name not in COMBINATIONS:
-        raise ValueError(f"votes are combined by one of {', '.join(COMBINATIONS)}, not {name!r}")
-    return name
-
-
-def _combination_enum(schema: dict[str, Any]) -> None:
-    schema["enum"] = list(COMBINATIONS)
-
-
-def _pairwise_enum(schema: dict[str, Any]) -> None:
-    schema["enum"] = pairwise_modes()
-
-
-def _answer_enum(schema: dict[str, Any]) -> None:
-    schema["enum"] = answer_modes()
-
-
 def _mode_enum(schema: dict[str, Any]) -> None:
     schema["enum"] = pair_modes()
-
-
-def _reader_enum(schema: dict[str, Any]) -> None:
-    schema["enum"] = rating_readers()
 
 
 #: How the judge judges a pair: a name in the table of modes (`charter.judge.modes.MODES`) whose kind judges pairs.
 JudgeMode = Annotated[str, AfterValidator(_known_mode), Field(json_schema_extra=_mode_enum)]
 #: How a rubric score is read: a mode that can read ratings (the expected score over the score tokens, or the
 #: number in a reasoned or bare reply).
-RatingMode = Annotated[str, AfterValidator(_rating_reader), Field(json_schema_extra=_reader_enum)]
+RatingMode = Annotated[str, TableName(rating_readers, "a rating is read as one of {known}, not {name!r}")]
 #: How a pair's per-principle votes become one judgment: a name in `charter.judge.judgment.COMBINATIONS`.
-CombinationName = Annotated[str, AfterValidator(_known_combination), Field(json_schema_extra=_combination_enum)]
+CombinationName = Annotated[str, TableName(COMBINATIONS.keys, "votes are combined by one of {known}, not {name!r}")]
 #: A mode that compares two responses in one prompt.
-PairwiseMode = Annotated[str, AfterValidator(_pairwise_mode), Field(json_schema_extra=_pairwise_enum)]
+PairwiseMode = Annotated[str, TableName(pairwise_modes, "{name!r}: a comparison is judged in one of {known}")]
 #: A mode that judges two answers to one prompt: compared in one prompt, or (`stepwise`) each judged as the next
 #: step of the prompt's conversation.
-AnswerMode = Annotated[str, AfterValidator(_answer_mode), Field(json_schema_extra=_answer_enum)]
+AnswerMode = Annotated[str, TableName(answer_modes, "{name!r}: two answers are judged in one of {known}")]
 
 
 class JudgeSettings(ConfigModel):

@@ -19,14 +19,13 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Annotated, Any, TypeVar
 
-from pydantic import AfterValidator
-
 from charter.errors import ConfigError, TrainingError
 from charter.records import RewardRecord
 from charter.reward.batching import Judging, Window, failure_text, hand_out, shared
 from charter.reward.function import SCORE, TABLE
 from charter.training.models import short_error
 from charter.verify import check
+from charter.yamlio import TableName
 
 T = TypeVar("T")
 
@@ -73,15 +72,8 @@ def adapter_scorings() -> tuple[str, ...]:
     return (*TABLE, VERIFY, REWARD_MODEL)
 
 
-def adapter_scoring(name: str) -> str:
-    """`name` where an adapter offers it (a config field's check: a `ValueError` listing the scorings otherwise)."""
-    if name not in adapter_scorings():
-        raise ValueError(f"expected one of {', '.join(adapter_scorings())}, got {name!r}")
-    return name
-
-
 #: A scoring's name as an adapter's config takes it: the table's, `verify` or `reward_model`.
-AdapterScoring = Annotated[str, AfterValidator(adapter_scoring)]
+AdapterScoring = Annotated[str, TableName(adapter_scorings)]
 
 
 def reads_references(scoring: str) -> bool:
