@@ -297,44 +297,43 @@ class Coalescer:
     """Queue items from concurrent callers; run them through `run_batch` up to `max_batch` at a time.
 
     `run_batch(items, deliver)` may hand results over as they are ready, before it returns (a local model's call
-    runs several batches): their callers go on at once, so a stop keeps what finished and progress counts it."""
+    runs several batches): their callers go on at once, so a stop keeps what finished and progress counts it. A
+    caller that closes its event loop right after its answers came (a synchronous wrapper's
+    `run_until_complete`) may leave the drain unfinished on the closed loop: the next caller's loop starts its own,
+    and items whose loop is closed are dropped, their callers gone."""
 
     def __init__(self, run_batch: Callable[[list[Any], Deliver], Awaitable[Sequence[Any]]], max_batch: int) -> None:
         self.run_batch, self.max_batch = run_batch, max_batch
         self.queue: list[tuple[Any, asyncio.Future]] = []
-        self.draining = False
+        self.drainer: asyncio.Future | None = None
 
     async def submit(self, items: Sequence[Any]) -> list[Any]:
         loop = asyncio.get_running_loop()
         futures = [loop.create_future() for _ in items]
         self.queue.extend(zip(items, futures))
-        if not self.draining:
-            self.draining = True
-            asyncio.ensure_future(self._drain())
+        if self.drainer is None or self.drainer.done() or self.drainer.get_loop().is_closed():
+            self.drainer = asyncio.ensure_future(self._drain())
         return list(await asyncio.gather(*futures))
 
     async def _drain(self) -> None:
-        try:
-            await asyncio.sleep(0)  # let callers started in the same tick enqueue first
-            while self.queue:
-                batch, self.queue = self.queue[: self.max_batch], self.queue[self.max_batch :]
-                live = [(item, fut) for item, fut in batch if not fut.cancelled()]
-                if not live:
-                    continue
-                deliver = _deliverer(asyncio.get_running_loop(), [fut for _, fut in live])
+        await asyncio.sleep(0)  # let callers started in the same tick enqueue first
+        while self.queue:
+            batch, self.queue = self.queue[: self.max_batch], self.queue[self.max_batch :]
+            live = [(item, fut) for item, fut in batch if not fut.cancelled() and not fut.get_loop().is_closed()]
+            if not live:
+                continue
+            deliver = _deliverer(asyncio.get_running_loop(), [fut for _, fut in live])
 
-                try:
-                    results = await self.run_batch([item for item, _ in live], deliver)
-                except BaseException as exc:  # noqa: BLE001 - handed to every waiting caller
-                    for _, fut in live:
-                        if not fut.done():
-                            fut.set_exception(exc)
-                    continue
-                for (_, fut), result in zip(live, results):
+            try:
+                results = await self.run_batch([item for item, _ in live], deliver)
+            except BaseException as exc:  # noqa: BLE001 - handed to every waiting caller
+                for _, fut in live:
                     if not fut.done():
-                        fut.set_result(result)
-        finally:
-            self.draining = False
+                        fut.set_exception(exc)
+                continue
+            for (_, fut), result in zip(live, results):
+                if not fut.done():
+                    fut.set_result(result)
 
 
 def _deliverer(loop: asyncio.AbstractEventLoop, futures: list[asyncio.Future]) -> Deliver:
