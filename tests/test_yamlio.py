@@ -66,6 +66,16 @@ def test_a_set_that_is_not_a_finite_number_names_the_override_and_the_key(
     assert named and any(refusal in line for line in named for refusal in REFUSALS), lines
 
 
+@pytest.mark.parametrize("key", ["refresh_every", "refresh_window", "refresh_pairs"])
+def test_the_servers_config_checks_trainings_refresh_keys_then_leaves_them_unset(key: str) -> None:
+    said = rf"^--set checklist\.{key}=\.nan: checklist\.{key}: Input should be a finite number$"
+    with pytest.raises(ConfigError, match=said):
+        load_model(ServeConfig, CONFIGS[ServeConfig], [f"checklist.{key}=.nan"])
+    served = load_model(ServeConfig, CONFIGS[ServeConfig], ["scoring=checklist", f"checklist.{key}=3"])
+    assert getattr(served.checklist, key) == ServeConfig().checklist.model_dump()[key]
+    assert key not in served.checklist.model_fields_set
+
+
 @pytest.mark.parametrize("spelled", [".nan", "-.inf", "true"])
 def test_a_label_smoothing_that_is_not_a_number_says_what_one_is(spelled: str) -> None:
     with pytest.raises(ConfigError, match=r"^--set dpo\.label_smoothing=\S+: dpo\.label_smoothing: \S+") as caught:

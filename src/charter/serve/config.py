@@ -90,12 +90,15 @@ class ServeConfig(StepScoringSettings):
         if not isinstance(data, dict):
             return data
         kept = {k: v for k, v in data.items() if k not in TRAINING_ONLY}
-        if isinstance(kept.get("checklist"), dict):  # the checklist's refresh during training is training's
-            kept["checklist"] = {k: v for k, v in kept["checklist"].items() if not k.startswith("refresh")}
         return with_default_mode(kept)
 
     @model_validator(mode="after")
     def _mode_fits_scoring(self) -> ServeConfig:
+        # the checklist's refresh during training is training's: its keys are checked as given, then left unset
+        fields = ChecklistReward.model_fields.items()
+        refresh = {name: field.default for name, field in fields if name.startswith("refresh")}
+        self.checklist = self.checklist.model_copy(update=refresh)
+        self.checklist.model_fields_set.difference_update(refresh)
         check_one_judge(self.scoring, self.judge, "the reward server")
         check_step_reduction(self.scoring, self.step_reduction)
         check_price_keys(self.prices, self)
