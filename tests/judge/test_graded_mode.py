@@ -74,27 +74,26 @@ def test_a_run_from_the_command_line_and_its_report(graded: Mode, tmp_path: Path
     assert f"Judge: mode {NAME}, orders both" in report
 
 
-def test_the_reward_function_judges_in_it(graded: Mode, tmp_path: Path) -> None:
+def _references(judge: str, tmp_path: Path, completions: list[str], references: list[str]) -> list[float | None]:
+    """The rewards `judge` gives `completions` against `references` in the graded mode, through the reward function."""
     fn = charter.reward_function(
-        "scripted:graded-longer", "harmless", "reference", store=tmp_path / "r", cache=tmp_path / "c.sqlite", mode=NAME
+        judge, "harmless", "reference", store=tmp_path / "r", cache=tmp_path / "c.sqlite", mode=NAME
     )
     try:
-        got = fn(prompts=[QUESTION] * 2, completions=[LONG, SHORT], reference=[SHORT, LONG])
+        return fn(prompts=[QUESTION] * len(completions), completions=completions, reference=references)
     finally:
         fn.close()
+
+
+def test_the_reward_function_judges_in_it(graded: Mode, tmp_path: Path) -> None:
+    got = _references("scripted:graded-longer", tmp_path, [LONG, SHORT], [SHORT, LONG])
     assert got == pytest.approx([GRADES["A>B"], GRADES["B>A"]])
 
 
 def test_the_built_in_scripted_judge_answers_it_through_the_entry(graded: Mode, tmp_path: Path) -> None:
     """`scripted:cai` (in the provider layer, which never imports the table) writes its verdict as the entry asked
     writes one: the grades it was never told of."""
-    fn = charter.reward_function(
-        "scripted:cai", "harmless", "reference", store=tmp_path / "r", cache=tmp_path / "c.sqlite", mode=NAME
-    )
-    try:
-        got = fn(prompts=[QUESTION] * 2, completions=[SAFE, HARMFUL], reference=[HARMFUL, SAFE])
-    finally:
-        fn.close()
+    got = _references("scripted:cai", tmp_path, [SAFE, HARMFUL], [HARMFUL, SAFE])
     assert got == pytest.approx([GRADES["A>>B"], GRADES["B>>A"]])
 
 
